@@ -1,0 +1,45 @@
+"""Errors a user can cause, each with a stable machine-readable code.
+
+Every layer raises these instead of bare ``ValueError`` so that the CLI can print
+one precise line and exit non-zero, and later the API can return the same code
+as JSON. Codes never change once published; messages may.
+"""
+
+from __future__ import annotations
+
+
+class FocusflowError(Exception):
+    """Base of every error focusflow raises on purpose."""
+
+    code = "focusflow_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidParameterError(FocusflowError, ValueError):
+    """A parameter is outside its documented domain (alpha, weights, tolerance, ...)."""
+
+    code = "invalid_parameter"
+
+
+class InvalidCIDError(FocusflowError, ValueError):
+    """A particle identifier is not a valid CIDv0 or CIDv1."""
+
+    code = "invalid_cid"
+
+
+class InputFileError(FocusflowError):
+    """An input file is missing, unreadable, or not in the format it claims."""
+
+    code = "bad_input_file"
+
+
+class BackendUnavailableError(FocusflowError):
+    """The requested compute backend cannot run here (missing package or device)."""
+
+    code = "backend_unavailable"

@@ -1,0 +1,45 @@
+"""Compute backends for the focus engine, chosen by name or by ``auto``.
+
+``numpy`` is the float64 reference, ``numba`` the fast CPU path. GPU backends
+(``cuda``, ``wgpu``) plug in here through the same :class:`GraphOperator`
+interface; ``auto`` will prefer them once they exist and a device is present.
+"""
+
+from __future__ import annotations
+
+from focusflow.core.errors import BackendUnavailableError, InvalidParameterError
+from focusflow.focus.backends.base import Backend, GraphOperator
+from focusflow.focus.backends.numba_cpu import NumbaBackend
+from focusflow.focus.backends.numpy_ref import NumpyBackend
+
+_BACKENDS: dict[str, Backend] = {
+    "numpy": NumpyBackend(),
+    "numba": NumbaBackend(),
+}
+AUTO_ORDER = ("numba", "numpy")
+
+
+def backend_names() -> list[str]:
+    return ["auto", *_BACKENDS]
+
+
+def get_backend(name: str = "auto") -> Backend:
+    """The backend called ``name``; ``auto`` takes the first available in AUTO_ORDER."""
+    if name == "auto":
+        for candidate in AUTO_ORDER:
+            backend = _BACKENDS[candidate]
+            if backend.available()[0]:
+                return backend
+        raise BackendUnavailableError("no focus backend can run on this machine")
+    backend = _BACKENDS.get(name)
+    if backend is None:
+        raise InvalidParameterError(
+            f"unknown backend {name!r}: choose one of {', '.join(backend_names())}"
+        )
+    ok, why = backend.available()
+    if not ok:
+        raise BackendUnavailableError(f"backend {name!r} cannot run here: {why}")
+    return backend
+
+
+__all__ = ["Backend", "GraphOperator", "backend_names", "get_backend"]

@@ -1,0 +1,78 @@
+"""The seam between the focus algorithms and the hardware that runs them.
+
+A backend turns a :class:`~focusflow.graph.Snapshot` into a
+:class:`GraphOperator`: the few graph products the tri-kernel needs, on
+vectors in the snapshot's internal order. The solver, CG and Chebyshev loops
+are written once against this interface; a backend supplies fast products
+(numba on CPUs now, CuPy and WebGPU later) and may override the loops where
+fusing them pays.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from focusflow.graph.snapshot import Snapshot
+
+
+class GraphOperator(Protocol):
+    """Graph products over one snapshot, in internal particle order."""
+
+    name: str
+    n: int
+    snapshot: Snapshot
+
+    def diffusion(self, x: np.ndarray, y: np.ndarray, alpha: float, prior: np.ndarray) -> float:
+        """``y <- D(x)``, normalised to mass 1; returns ``||y - x||_1``.
+
+        ``D(x) = alpha P^T x + (alpha * dangling_mass(x) + (1 - alpha)) * prior``.
+        """
+        ...
+
+    def setup_laplacian(self, kind: str) -> None:
+        """Prepare ``Ls``, the symmetric form of the Laplacian behind springs and heat."""
+        ...
+
+    def lap_matvec(self, x: np.ndarray, out: np.ndarray) -> None:
+        """``out <- Ls x``."""
+        ...
+
+    lap_sigma: np.ndarray
+    lap_diag: np.ndarray
+    lam_max: float
+
+
+class Backend(Protocol):
+    """A factory of operators; ``available()`` says whether it can run here."""
+
+    name: str
+
+    def available(self) -> tuple[bool, str]:
+        ...
+
+    def operator(self, snapshot: Snapshot, precision: str = "float64") -> GraphOperator:
+        ...
+
+
+def laplacian_scaling(degree: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(sigma, diag, lam_max)`` so that ``Ls = diag(diag) - sigma A sigma``.
+
+    ``normalized``: the random-walk Laplacian ``I - A D^-1`` acting on
+    distributions equals ``D^1/2 Ls D^-1/2`` with ``Ls = I - D^-1/2 A D^-1/2``;
+    its spectrum lies in [0, 2]. ``combinatorial``: ``Ls = L = D - A``, spectrum
+    in [0, 2 max(d)] (Gershgorin). Particles without links have a zero row.
+    """
+    linked = degree > 0
+    if kind == "normalized":
+        sigma = np.where(linked, 1.0 / np.sqrt(np.where(linked, degree, 1.0)), 1.0)
+        diag = linked.astype(np.float64)
+        lam_max = 2.0
+    elif kind == "combinatorial":
+        sigma = np.ones_like(degree)
+        diag = degree.astype(np.float64)
+        lam_max = float(2.0 * degree.max()) if len(degree) else 0.0
+    else:
+        raise ValueError(f"unknown laplacian {kind!r}")
+    return sigma, diag, lam_max

@@ -1,0 +1,100 @@
+"""Parameters of a focus computation, validated once at the door.
+
+Defaults are ARCHITECTURE.md 3.2's: alpha 0.85, mu 1, tau 1, blend weights
+(0.5, 0.3, 0.2), L1 tolerance 1e-6, at most 2048 iterations. docs/focus.md gives
+each parameter's meaning, unit and source.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from focusflow.core.errors import InvalidParameterError
+
+MODES = ("tri", "diffusion", "cyberank")
+LAPLACIANS = ("normalized", "combinatorial")
+PRECISIONS = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class FocusParams:
+    """Everything that decides the answer of a focus computation.
+
+    ``weights`` are (lambda_d, lambda_s, lambda_h) of the composite; ``laplacian``
+    picks the Laplacian behind springs and heat (``normalized`` = random-walk
+    Laplacian, scale-free; ``combinatorial`` = ``diag(A 1) - A`` on raw weights);
+    ``prior`` is ``uniform``, ``stake`` or an explicit vector over particles.
+    """
+
+    mode: str = "tri"
+    alpha: float = 0.85
+    mu: float = 1.0
+    tau: float = 1.0
+    weights: tuple[float, float, float] = (0.5, 0.3, 0.2)
+    tol: float = 1e-6
+    max_iter: int = 2048
+    laplacian: str = "normalized"
+    cg_tol: float = 1e-10
+    cg_max_iter: int = 10_000
+    heat_tol: float = 1e-12
+    prior: str | np.ndarray = "uniform"
+    precision: str = "float64"
+    spectral_gap: bool = False
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def with_(self, **changes) -> FocusParams:
+        return replace(self, **changes)
+
+    def validate(self) -> FocusParams:
+        """Raise InvalidParameterError for any value outside its domain."""
+        if self.mode not in MODES:
+            raise InvalidParameterError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not (isinstance(self.alpha, float | int) and 0.0 < self.alpha < 1.0):
+            raise InvalidParameterError(f"alpha must be in (0, 1), got {self.alpha}")
+        if not (math.isfinite(self.mu) and self.mu > 0):
+            raise InvalidParameterError(f"mu must be > 0, got {self.mu}")
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise InvalidParameterError(f"tau must be > 0, got {self.tau}")
+        w = tuple(float(x) for x in self.weights)
+        if len(w) != 3:
+            raise InvalidParameterError(f"weights needs 3 values (diffusion, springs, heat), got {len(w)}")
+        if any((not math.isfinite(x)) or x < 0 for x in w):
+            raise InvalidParameterError(f"weights must be finite and >= 0, got {w}")
+        if abs(sum(w) - 1.0) > 1e-9:
+            raise InvalidParameterError(f"weights must sum to 1, got {sum(w):g}")
+        if self.mode == "tri" and w[0] == 0.0:
+            raise InvalidParameterError(
+                "the diffusion weight must be > 0: springs and heat alone keep the mass of "
+                "each connected component fixed and have no unique equilibrium"
+            )
+        if not (math.isfinite(self.tol) and self.tol > 0):
+            raise InvalidParameterError(f"tol must be > 0, got {self.tol}")
+        if not (isinstance(self.max_iter, int) and 1 <= self.max_iter <= 2048):
+            raise InvalidParameterError(f"max_iter must be in 1..2048, got {self.max_iter}")
+        if self.laplacian not in LAPLACIANS:
+            raise InvalidParameterError(
+                f"laplacian must be one of {', '.join(LAPLACIANS)}, got {self.laplacian!r}"
+            )
+        if not (0 < self.cg_tol < 1) or not (0 < self.heat_tol < 1):
+            raise InvalidParameterError("cg_tol and heat_tol must be in (0, 1)")
+        if self.precision not in PRECISIONS:
+            raise InvalidParameterError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if isinstance(self.prior, str) and self.prior not in ("uniform", "stake"):
+            raise InvalidParameterError(f"prior must be 'uniform', 'stake' or a vector, got {self.prior!r}")
+        return replace(self, weights=w)
+
+
+def make_params(params: FocusParams | None = None, **overrides) -> FocusParams:
+    """Defaults, then ``params``, then keyword overrides; validated."""
+    base = params if params is not None else FocusParams()
+    unknown = set(overrides) - set(FocusParams.__dataclass_fields__)
+    if unknown:
+        raise InvalidParameterError(f"unknown focus parameter(s): {', '.join(sorted(unknown))}")
+    if "weights" in overrides and overrides["weights"] is not None:
+        overrides["weights"] = tuple(overrides["weights"])
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None}).validate()

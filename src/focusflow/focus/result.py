@@ -1,0 +1,68 @@
+"""What a focus computation returns: the distribution and how it was reached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from focusflow.focus.params import FocusParams
+
+
+@dataclass
+class Diagnostics:
+    """How the solver got there, for users who need to trust or tune it.
+
+    ``contraction_rate`` is the geometric mean of the last successive residual
+    ratios; ``spectral_gap`` (when asked for) is ``1 - contraction_rate``, an
+    estimate of the gap of the iteration operator, not of the graph Laplacian.
+    """
+
+    iterations: int = 0
+    residual: float = float("inf")
+    converged: bool = False
+    residual_history: list[float] = field(default_factory=list)
+    contraction_rate: float | None = None
+    spectral_gap: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    inner: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FocusResult:
+    """Focus per particle (indexed by particle id, sums to 1) plus diagnostics.
+
+    ``keys`` maps particle ids to the keys users gave (CIDs or edge-list ids);
+    ``cyberank`` holds go-cyber's ``uint64(rank * 1e15)`` in cyberank mode.
+    """
+
+    focus: np.ndarray
+    params: FocusParams
+    backend: str
+    diagnostics: Diagnostics
+    keys: list[str] | None = None
+    cyberank: np.ndarray | None = None
+
+    @property
+    def iterations(self) -> int:
+        return self.diagnostics.iterations
+
+    @property
+    def residual(self) -> float:
+        return self.diagnostics.residual
+
+    @property
+    def converged(self) -> bool:
+        return self.diagnostics.converged
+
+    def order(self) -> np.ndarray:
+        """Particle ids by focus, descending; ties by id for a stable output."""
+        return np.lexsort((np.arange(len(self.focus)), -self.focus))
+
+    def top(self, k: int | None = None) -> list[tuple[str, float]]:
+        """The ``k`` particles with most focus as ``(key, focus)`` pairs."""
+        ids = self.order()
+        if k is not None:
+            ids = ids[:k]
+        names = self.keys
+        return [(names[i] if names is not None else str(i), float(self.focus[i])) for i in ids]

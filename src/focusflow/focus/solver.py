@@ -1,0 +1,197 @@
+"""The tri-kernel solver: diffusion, springs and heat iterated to their equilibrium.
+
+One coupled iteration (ARCHITECTURE.md 3.2) applies all three operators to the
+same ``phi``, blends them with weights ``(lambda_d, lambda_s, lambda_h)``,
+renormalises to mass 1 and feeds the result back, until the L1 change between
+successive iterates drops below ``tol`` (never a fixed step count), at most
+``max_iter`` (2048) times. With weights (1, 0, 0) this is weighted PageRank;
+``cyberank`` mode runs go-cyber's loop instead (see ``cyberank.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from focusflow.core.errors import InvalidParameterError
+from focusflow.focus.backends import get_backend
+from focusflow.focus.backends.base import GraphOperator
+from focusflow.focus.params import FocusParams, make_params
+from focusflow.focus.result import Diagnostics, FocusResult
+from focusflow.focus.spectral import HeatState, SpringsState, heat, springs
+from focusflow.graph.cybergraph import Cybergraph
+from focusflow.graph.snapshot import Snapshot
+
+Progress = Callable[[int, float], None]
+GraphLike = Cybergraph | Snapshot | sp.spmatrix | sp.sparray
+
+
+def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
+    """The snapshot to solve on, and the particle keys when the input has them."""
+    if isinstance(graph, Cybergraph):
+        return graph.snapshot(), graph.particles.keys()
+    if isinstance(graph, Snapshot):
+        return graph, None
+    if sp.issparse(graph):
+        m = sp.coo_matrix(graph)
+        if m.shape[0] != m.shape[1]:
+            raise InvalidParameterError(f"adjacency matrix must be square, got {m.shape}")
+        if m.nnz and (not np.all(np.isfinite(m.data)) or m.data.min() < 0):
+            raise InvalidParameterError("adjacency weights must be finite and >= 0")
+        return Snapshot(m.shape[0], m.row, m.col, m.data), None
+    raise InvalidParameterError(
+        f"cannot compute focus of a {type(graph).__name__}: give a Cybergraph, "
+        "Snapshot or scipy sparse adjacency matrix"
+    )
+
+
+def prior_vector(snap: Snapshot, prior: str | np.ndarray) -> np.ndarray:
+    """The teleport distribution ``u`` in internal order.
+
+    ``stake``: proportional to the total link weight touching a particle (what
+    stake says about it before any diffusion); uniform where the graph is empty.
+    """
+    n = snap.n
+    if isinstance(prior, str) and prior == "uniform":
+        return np.full(n, 1.0 / n)
+    if isinstance(prior, str) and prior == "stake":
+        touch = snap.out_weight.copy()
+        touch += np.bincount(snap.out_indices, weights=snap.out_w, minlength=n)[:n]
+        touch += np.bincount(snap.ov_out_indices, weights=snap.ov_out_w, minlength=n)[:n]
+        total = touch.sum()
+        return touch / total if total > 0 else np.full(n, 1.0 / n)
+    vec = np.asarray(prior, dtype=np.float64)
+    if vec.shape != (n,):
+        raise InvalidParameterError(f"prior vector must have {n} entries, got {vec.shape}")
+    if not np.all(np.isfinite(vec)) or vec.min() < 0 or vec.sum() <= 0:
+        raise InvalidParameterError("prior vector must be finite, >= 0 and not all zero")
+    return snap.to_internal_order(vec / vec.sum())
+
+
+def contraction_rate(history: list[float], window: int = 10) -> float | None:
+    """Geometric mean of the last successive residual ratios."""
+    h = [r for r in history if r > 0]
+    if len(h) < 3:
+        return None
+    k = min(window, len(h) - 1)
+    return (h[-1] / h[-1 - k]) ** (1.0 / k)
+
+
+def solve(
+    op: GraphOperator,
+    params: FocusParams,
+    prior: np.ndarray,
+    x0: np.ndarray | None = None,
+    *,
+    springs_state: SpringsState | None = None,
+    heat_state: HeatState | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, Diagnostics]:
+    """Iterate the composite map on ``op`` from ``x0`` (uniform if None); internal order."""
+    n = op.n
+    lam_d, lam_s, lam_h = params.weights
+    diag = Diagnostics()
+    timings = {"diffusion": 0.0, "springs": 0.0, "heat": 0.0}
+    if n == 0:
+        diag.converged, diag.residual = True, 0.0
+        return np.empty(0), diag
+    phi = np.full(n, 1.0 / n) if x0 is None else np.asarray(x0, dtype=np.float64).copy()
+    phi /= phi.sum()
+    springs_state = springs_state if springs_state is not None else SpringsState()
+    heat_state = heat_state if heat_state is not None else HeatState()
+    use_lap = lam_s > 0 or lam_h > 0
+    if use_lap:
+        t = time.perf_counter()
+        op.setup_laplacian(params.laplacian)
+        timings["laplacian_setup"] = time.perf_counter() - t
+    nxt = np.empty(n)
+    for it in range(1, params.max_iter + 1):
+        t = time.perf_counter()
+        res = op.diffusion(phi, nxt, params.alpha, prior)
+        timings["diffusion"] += time.perf_counter() - t
+        if use_lap:
+            blend = lam_d * nxt
+            if lam_s > 0:
+                t = time.perf_counter()
+                blend += lam_s * springs(
+                    op, phi, params.mu, springs_state, params.cg_tol, params.cg_max_iter
+                )
+                timings["springs"] += time.perf_counter() - t
+            if lam_h > 0:
+                t = time.perf_counter()
+                blend += lam_h * heat(op, phi, params.tau, heat_state, params.heat_tol)
+                timings["heat"] += time.perf_counter() - t
+            total = blend.sum()
+            if not math.isfinite(total) or total <= 0:
+                raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+            blend /= total
+            res = float(np.abs(blend - phi).sum())
+            nxt = blend
+        diag.residual_history.append(res)
+        phi, nxt = nxt, phi
+        if progress is not None:
+            progress(it, res)
+        if res < params.tol:
+            diag.converged = True
+            break
+    diag.iterations = it
+    diag.residual = diag.residual_history[-1]
+    diag.contraction_rate = contraction_rate(diag.residual_history)
+    if params.spectral_gap and diag.contraction_rate is not None:
+        diag.spectral_gap = 1.0 - diag.contraction_rate
+    diag.timings = timings
+    diag.inner = {"cg_iterations": springs_state.iterations, "heat_terms": heat_state.terms}
+    return phi, diag
+
+
+def compute(
+    graph: GraphLike,
+    params: FocusParams | None = None,
+    *,
+    backend: str = "auto",
+    x0: np.ndarray | None = None,
+    progress: Progress | None = None,
+    **overrides,
+) -> FocusResult:
+    """Focus of a graph: ``compute(graph, mode="tri", alpha=0.85, ...)``.
+
+    ``graph`` is a :class:`Cybergraph`, a :class:`Snapshot`, or a scipy sparse
+    weighted adjacency matrix (rows are sources). Keyword arguments override the
+    fields of :class:`FocusParams`. ``x0`` (particle order) warm-starts the
+    iteration. The returned focus is indexed by particle id and sums to 1.
+    """
+    p = make_params(params, **overrides)
+    if p.mode == "cyberank":
+        from focusflow.focus.cyberank import cyberank
+
+        return cyberank(graph, p)
+    t0 = time.perf_counter()
+    snap, keys = snapshot_of(graph)
+    t_snap = time.perf_counter() - t0
+    chosen = get_backend(backend)
+    t = time.perf_counter()
+    op = chosen.operator(snap, p.precision)
+    t_op = time.perf_counter() - t
+    prior = prior_vector(snap, p.prior)
+    if p.mode == "diffusion":
+        p_run = p.with_(weights=(1.0, 0.0, 0.0))
+    else:
+        p_run = p
+    start = None if x0 is None else snap.to_internal_order(np.asarray(x0, dtype=np.float64))
+    t = time.perf_counter()
+    phi, diag = solve(op, p_run, prior, start, progress=progress)
+    diag.timings.update(
+        {"snapshot": t_snap, "prepare": t_op, "solve": time.perf_counter() - t,
+         "total": time.perf_counter() - t0}
+    )
+    return FocusResult(
+        focus=snap.to_particle_order(phi),
+        params=p,
+        backend=chosen.name,
+        diagnostics=diag,
+        keys=keys,
+    )

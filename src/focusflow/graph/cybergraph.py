@@ -1,0 +1,343 @@
+"""The cybergraph: particles, neurons with stake, and the links between them.
+
+Everything lives in columns of dense ids (``KeyTable`` turns them back into CIDs
+and addresses). Link weights follow go-cyber's rule, restated in
+ARCHITECTURE.md 3.1: a neuron's stake is spread evenly over its links, so its
+per-link stake is ``stake / neudeg`` and moving stake (or adding a link) changes
+every link of that neuron at once. Links from plain edge lists carry no neuron
+and keep their own weight.
+
+Self-links are dropped when they arrive: they carry no weight and do not dilute
+the neuron's other links (they are not counted in neudeg).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from focusflow.core.cid import validate_cids
+from focusflow.core.errors import InvalidParameterError
+from focusflow.graph.csr import stable_counting_argsort
+from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch
+from focusflow.graph.log import DeltaLog
+from focusflow.graph.snapshot import PatchInfo, Snapshot
+from focusflow.graph.tables import KeyTable
+
+
+class _Column:
+    """A growable numpy column (amortised O(1) appends of whole arrays)."""
+
+    def __init__(self, dtype: type) -> None:
+        self._data = np.empty(16, dtype=dtype)
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self._len + len(values)
+        if need > len(self._data):
+            grown = np.empty(max(need, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self._len] = self._data[: self._len]
+            self._data = grown
+        self._data[self._len : need] = values
+        self._len = need
+
+    @property
+    def values(self) -> np.ndarray:
+        """A view of the filled part (valid until the next extend)."""
+        return self._data[: self._len]
+
+
+def _check_stakes(stakes: np.ndarray) -> None:
+    if not np.all(np.isfinite(stakes)):
+        raise InvalidParameterError("stake must be a finite number")
+    if np.any(stakes < 0):
+        bad = float(stakes[stakes < 0][0])
+        raise InvalidParameterError(f"stake must be >= 0, got {bad}")
+
+
+class Cybergraph:
+    """A growing cybergraph with its delta log and a patched CSR snapshot.
+
+    ``require_cids`` makes every new particle key pass CID validation (bostrom
+    data); plain edge lists use any strings as particle keys.
+    """
+
+    def __init__(
+        self,
+        *,
+        require_cids: bool = True,
+        default_stake: float = 1.0,
+        order: str = "degree",
+        compact_ratio: float = 0.1,
+    ) -> None:
+        self.particles = KeyTable()
+        self.neurons = KeyTable()
+        self.require_cids = require_cids
+        self.default_stake = float(default_stake)
+        self.order = order
+        self.compact_ratio = compact_ratio
+        self.log = DeltaLog()
+        self._src = _Column(np.int32)
+        self._dst = _Column(np.int32)
+        self._neuron = _Column(np.int32)
+        self._weight = _Column(np.float64)
+        self._stake = _Column(np.float64)
+        self._neudeg = _Column(np.int64)
+        self._snapshot: Snapshot | None = None
+        self._epoch = 0
+        self._dirty_neurons: set[int] = set()
+        self._neuron_link_order: np.ndarray | None = None
+        self._neuron_link_ptr: np.ndarray | None = None
+        self.dropped_self_links = 0
+        self.skipped_invalid = 0
+
+    # --- sizes ---------------------------------------------------------------
+    @property
+    def n_particles(self) -> int:
+        return len(self.particles)
+
+    @property
+    def n_neurons(self) -> int:
+        return len(self.neurons)
+
+    @property
+    def n_links(self) -> int:
+        return len(self._src)
+
+    @property
+    def stakes(self) -> np.ndarray:
+        return self._stake.values
+
+    @property
+    def neudeg(self) -> np.ndarray:
+        return self._neudeg.values
+
+    def links(self) -> LinkBatch:
+        """All links as columns (views; do not mutate)."""
+        return LinkBatch(
+            self._src.values, self._dst.values, self._neuron.values, self._weight.values
+        )
+
+    # --- adding ------------------------------------------------------------
+    def add_particles(self, keys: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Ids of particle keys, registering new ones (validated as CIDs if required)."""
+        keys = np.asarray(keys, dtype=object)
+        if self.require_cids:
+            fresh = [k for k in set(keys.tolist()) if k not in self.particles]
+            validate_cids(fresh)
+        return self.particles.intern(keys)
+
+    def add_neurons(
+        self, names: Sequence[str] | np.ndarray, stakes: Sequence[float] | None = None
+    ) -> np.ndarray:
+        """Ids of neurons; new ones get ``stakes`` (or the default stake)."""
+        before = self.n_neurons
+        ids = self.neurons.intern(np.asarray(names, dtype=object))
+        grown = self.n_neurons - before
+        if grown:
+            self._stake.extend(np.full(grown, self.default_stake))
+            self._neudeg.extend(np.zeros(grown, dtype=np.int64))
+        if stakes is not None:
+            self.set_stakes(ids, np.asarray(stakes, dtype=np.float64))
+        return ids
+
+    def add_links(
+        self,
+        src: Sequence[str] | np.ndarray,
+        dst: Sequence[str] | np.ndarray,
+        neurons: Sequence[str] | np.ndarray | None = None,
+        weights: Sequence[float] | np.ndarray | None = None,
+    ) -> LinkBatch:
+        """Append links given by particle keys; returns the batch as logged.
+
+        Either ``neurons`` (links weighted by per-link stake) or ``weights``
+        (anonymous links with explicit weights) may be given; with neither,
+        anonymous links of weight 1.
+        """
+        if len(src) != len(dst):
+            raise InvalidParameterError("src and dst must have the same length")
+        src_ids = self.add_particles(src)
+        dst_ids = self.add_particles(dst)
+        neuron_ids = None if neurons is None else self.add_neurons(neurons)
+        return self.add_link_ids(src_ids, dst_ids, neuron_ids, weights)
+
+    def add_cyberlinks(self, links: Sequence[Cyberlink]) -> LinkBatch:
+        """Append :class:`Cyberlink` objects (semcon is kept by later layers, not here)."""
+        return self.add_links(
+            [x.from_ for x in links], [x.to for x in links], [x.neuron for x in links]
+        )
+
+    def add_link_ids(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        neurons: np.ndarray | None = None,
+        weights: Sequence[float] | np.ndarray | None = None,
+    ) -> LinkBatch:
+        """Append links given by ids that already exist in the tables."""
+        src = np.asarray(src, dtype=np.int64)
+        dst = np.asarray(dst, dtype=np.int64)
+        m = len(src)
+        if len(dst) != m:
+            raise InvalidParameterError("src and dst must have the same length")
+        if m and (src.min() < 0 or dst.min() < 0 or max(src.max(), dst.max()) >= self.n_particles):
+            raise InvalidParameterError("particle id out of range")
+        if neurons is not None and weights is not None:
+            raise InvalidParameterError("give neurons or weights, not both")
+        if neurons is None:
+            neuron = np.full(m, ANONYMOUS, dtype=np.int64)
+            weight = np.ones(m) if weights is None else np.asarray(weights, dtype=np.float64)
+            if len(weight) != m:
+                raise InvalidParameterError("weights must have one value per link")
+            if not np.all(np.isfinite(weight)) or np.any(weight < 0):
+                raise InvalidParameterError("link weights must be finite and >= 0")
+        else:
+            neuron = np.asarray(neurons, dtype=np.int64)
+            if len(neuron) != m:
+                raise InvalidParameterError("neurons must have one value per link")
+            if m and (neuron.min() < 0 or neuron.max() >= self.n_neurons):
+                raise InvalidParameterError("neuron id out of range")
+            weight = np.zeros(m)
+        keep = src != dst
+        self.dropped_self_links += int(m - keep.sum())
+        batch = LinkBatch(
+            src[keep].astype(np.int32),
+            dst[keep].astype(np.int32),
+            neuron[keep].astype(np.int32),
+            weight[keep],
+        )
+        self._src.extend(batch.src)
+        self._dst.extend(batch.dst)
+        self._neuron.extend(batch.neuron)
+        self._weight.extend(batch.weight)
+        named = batch.neuron[batch.neuron >= 0]
+        if len(named):
+            counts = np.bincount(named, minlength=self.n_neurons)
+            self._neudeg.values[:] += counts
+            self._dirty_neurons.update(np.flatnonzero(counts).tolist())
+        self.log.append(batch)
+        return batch
+
+    def set_stakes(self, neurons: np.ndarray, stakes: np.ndarray) -> StakeBatch:
+        """Set the stake of neurons (by id); every link of theirs is re-weighed."""
+        neurons = np.asarray(neurons, dtype=np.int64)
+        stakes = np.asarray(stakes, dtype=np.float64)
+        if len(neurons) != len(stakes):
+            raise InvalidParameterError("one stake per neuron")
+        _check_stakes(stakes)
+        if len(neurons) and (neurons.min() < 0 or neurons.max() >= self.n_neurons):
+            raise InvalidParameterError("neuron id out of range")
+        self._stake.values[neurons] = stakes
+        batch = StakeBatch(neurons.astype(np.int32), stakes)
+        self._dirty_neurons.update(neurons.tolist())
+        self.log.append(batch)
+        return batch
+
+    # --- weights -----------------------------------------------------------
+    def link_weight(self, ids: np.ndarray) -> np.ndarray:
+        """Current weight of links ``ids``: per-link stake, or the explicit weight.
+
+        A neuron with zero stake gives exactly 0; neudeg of a linked neuron is >= 1,
+        so the division never produces NaN.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        neuron = self._neuron.values[ids].astype(np.int64)
+        named = neuron >= 0
+        out = self._weight.values[ids].copy()
+        nid = neuron[named]
+        deg = self._neudeg.values[nid]
+        out[named] = self._stake.values[nid] / np.maximum(deg, 1)
+        return out
+
+    def per_link_stake(self) -> np.ndarray:
+        """ŝ per neuron = stake / neudeg (0 for neurons without links)."""
+        deg = self._neudeg.values
+        return np.where(deg > 0, self._stake.values / np.maximum(deg, 1), 0.0)
+
+    # --- snapshots -----------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """Incremented whenever the snapshot is rebuilt (internal ids may change)."""
+        return self._epoch
+
+    def snapshot(self) -> Snapshot:
+        """The current weighted CSR, patched with everything added since last time."""
+        return self.refresh()[0]
+
+    def refresh(self) -> tuple[Snapshot, PatchInfo | None]:
+        """Bring the snapshot up to date; PatchInfo is None when it was rebuilt."""
+        snap = self._snapshot
+        pending = self.n_links - (snap.n_links if snap is not None else 0)
+        if snap is not None and not pending and not self._dirty_neurons and snap.n == self.n_particles:
+            return snap, _no_change(snap)
+        if snap is None or self._needs_compaction(snap, pending):
+            return self._rebuild(), None
+        info = snap.patch(
+            self.n_particles,
+            self._src.values[snap.n_links :],
+            self._dst.values[snap.n_links :],
+            self._links_of_dirty(snap.n_links),
+            self.link_weight,
+        )
+        self._dirty_neurons.clear()
+        return snap, info
+
+    def _needs_compaction(self, snap: Snapshot, pending: int) -> bool:
+        base = max(len(snap.out_indices), 1)
+        grown = self.n_particles - snap.base_n
+        return (
+            snap.overlay_nnz + pending > self.compact_ratio * base
+            or grown > self.compact_ratio * max(snap.base_n, 1)
+        )
+
+    def _rebuild(self) -> Snapshot:
+        ids = np.arange(self.n_links, dtype=np.int64)
+        snap = Snapshot(
+            self.n_particles,
+            self._src.values,
+            self._dst.values,
+            self.link_weight(ids),
+            order=self.order,
+        )
+        neuron = self._neuron.values
+        named = np.flatnonzero(neuron >= 0)
+        order, ptr = stable_counting_argsort(
+            neuron.astype(np.int64), max(self.n_neurons, 1), named
+        )
+        self._neuron_link_order = order
+        self._neuron_link_ptr = ptr
+        self._snapshot = snap
+        self._dirty_neurons.clear()
+        self._epoch += 1
+        return snap
+
+    def _links_of_dirty(self, upto: int) -> np.ndarray:
+        """Link ids below ``upto`` made by neurons whose per-link stake changed."""
+        if not self._dirty_neurons:
+            return np.empty(0, dtype=np.int64)
+        dirty = np.fromiter(self._dirty_neurons, dtype=np.int64)
+        order, ptr = self._neuron_link_order, self._neuron_link_ptr
+        base_n = len(ptr) - 1
+        parts = [order[ptr[d] : ptr[d + 1]] for d in dirty.tolist() if d < base_n]
+        snap = self._snapshot
+        late = np.arange(snap.base_links, upto, dtype=np.int64)
+        if len(late):
+            parts.append(late[np.isin(self._neuron.values[late], dirty)])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def _no_change(snap: Snapshot) -> PatchInfo:
+    empty_i = np.empty(0, dtype=np.int64)
+    return PatchInfo(
+        n_before=snap.n,
+        n_after=snap.n,
+        sources=empty_i,
+        old_ptr=np.zeros(1, dtype=np.int64),
+        old_indices=np.empty(0, dtype=np.int32),
+        old_weights=np.empty(0),
+        old_out_weight=np.empty(0),
+    )

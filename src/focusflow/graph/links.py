@@ -1,0 +1,55 @@
+"""Cyberlinks and the columnar batches that carry them through the engine.
+
+A cyberlink ``(from, to, neuron, semcon)`` says that a neuron (an account with
+stake) connects two particles. Users hand us :class:`Cyberlink` objects or files;
+inside, links travel as :class:`LinkBatch` columns of dense ids so that every
+later step is a vectorised numpy operation, never a Python loop per link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Neuron id of a link that carries its own explicit weight (plain edge lists).
+ANONYMOUS = -1
+
+
+@dataclass(frozen=True)
+class Cyberlink:
+    """One signed statement "``from`` relates to ``to``", by ``neuron``."""
+
+    from_: str
+    to: str
+    neuron: str
+    semcon: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkBatch:
+    """Links as columns of ids: the unit appended to the delta log.
+
+    ``neuron`` is ``ANONYMOUS`` (-1) for links of a plain weighted edge list; those
+    use ``weight`` as is. Links made by a neuron ignore ``weight``: their weight is
+    the neuron's per-link stake (ARCHITECTURE.md section 3.1).
+    """
+
+    src: np.ndarray  # int32 particle ids
+    dst: np.ndarray  # int32 particle ids
+    neuron: np.ndarray  # int32 neuron ids or ANONYMOUS
+    weight: np.ndarray  # float64, used for ANONYMOUS links only
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+@dataclass(frozen=True)
+class StakeBatch:
+    """New stakes for some neurons (a stake change moves all of their links at once)."""
+
+    neuron: np.ndarray  # int32 neuron ids
+    stake: np.ndarray  # float64, >= 0
+
+    def __len__(self) -> int:
+        return len(self.neuron)
