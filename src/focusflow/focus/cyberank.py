@@ -140,7 +140,8 @@ def cyberank(graph, params: FocusParams) -> FocusResult:
         base = float(d * inner) + default
         prev = np.full(n, default)
         rank = np.empty(n)
-        for it in range(1, params.max_iter + 1):
+        for _ in range(params.max_iter):
+            diag.iterations += 1
             _step(t_ptr, t_idx, t_w, prev, rank, d, base)
             change = float(np.max(np.abs(rank - prev))) if n else 0.0
             diag.residual_history.append(change)
@@ -149,7 +150,6 @@ def cyberank(graph, params: FocusParams) -> FocusResult:
                 diag.converged = True
                 break
         rank = prev
-        diag.iterations = it
         diag.residual = diag.residual_history[-1]
     diag.timings = {"total": time.perf_counter() - t0}
     return FocusResult(

@@ -51,7 +51,9 @@ class FocusParams:
     def validate(self) -> FocusParams:
         """Raise InvalidParameterError for any value outside its domain."""
         if self.mode not in MODES:
-            raise InvalidParameterError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise InvalidParameterError(
+                f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"
+            )
         if not (isinstance(self.alpha, float | int) and 0.0 < self.alpha < 1.0):
             raise InvalidParameterError(f"alpha must be in (0, 1), got {self.alpha}")
         if not (math.isfinite(self.mu) and self.mu > 0):
@@ -60,7 +62,9 @@ class FocusParams:
             raise InvalidParameterError(f"tau must be > 0, got {self.tau}")
         w = tuple(float(x) for x in self.weights)
         if len(w) != 3:
-            raise InvalidParameterError(f"weights needs 3 values (diffusion, springs, heat), got {len(w)}")
+            raise InvalidParameterError(
+                f"weights needs 3 values (diffusion, springs, heat), got {len(w)}"
+            )
         if any((not math.isfinite(x)) or x < 0 for x in w):
             raise InvalidParameterError(f"weights must be finite and >= 0, got {w}")
         if abs(sum(w) - 1.0) > 1e-9:
@@ -85,7 +89,9 @@ class FocusParams:
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         if isinstance(self.prior, str) and self.prior not in ("uniform", "stake"):
-            raise InvalidParameterError(f"prior must be 'uniform', 'stake' or a vector, got {self.prior!r}")
+            raise InvalidParameterError(
+                f"prior must be 'uniform', 'stake' or a vector, got {self.prior!r}"
+            )
         return replace(self, weights=w)
 
 

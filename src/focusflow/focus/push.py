@@ -10,8 +10,9 @@ A block's edge deltas change only the rows of their sources, so the residual
 changes only along those rows: subtract each changed source's old row, add its
 new one. Forward push (Andersen, Chung and Lang, FOCS 2006; Gauss-Southwell
 order with a falling threshold) then moves residual into ``x`` node by node,
-touching only where the perturbation is large, until ``||r||_1`` is small
-enough for the requested accuracy: ``||x - x*||_1 <= ||r||_1 / (1 - alpha)``.
+touching only where the perturbation is large, until ``||r||_1`` meets the same
+stop rule as the cold solver (``engine.FocusEngine._target``); the error is then
+bounded by ``||x - x*||_1 <= ||r||_1 / (1 - alpha)``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,23 @@ import numpy as np
 
 @nb.njit(cache=True)
 def delta_residual(
-    sources, old_ptr, old_idx, old_w, old_out,
-    out_ptr, out_idx, out_w, ov_ptr, ov_idx, ov_w, new_out,
-    xhat, r, alpha, touched, in_touched,
+    sources,
+    old_ptr,
+    old_idx,
+    old_w,
+    old_out,
+    out_ptr,
+    out_idx,
+    out_w,
+    ov_ptr,
+    ov_idx,
+    ov_w,
+    new_out,
+    xhat,
+    r,
+    alpha,
+    touched,
+    in_touched,
 ):
     """Move ``r`` from the old rows of ``sources`` to their new rows; returns #touched.
 
@@ -70,8 +85,22 @@ def delta_residual(
 
 @nb.njit(cache=True)
 def push(
-    out_ptr, out_idx, out_w, ov_ptr, ov_idx, ov_w, inv_out, alpha,
-    xhat, r, rsum, target, cand, ncand, in_cand, max_work,
+    out_ptr,
+    out_idx,
+    out_w,
+    ov_ptr,
+    ov_idx,
+    ov_w,
+    inv_out,
+    alpha,
+    xhat,
+    r,
+    rsum,
+    target,
+    cand,
+    ncand,
+    in_cand,
+    max_work,
 ):
     """Forward push from the candidate nodes until ``sum |r| <= target``.
 

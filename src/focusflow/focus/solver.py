@@ -177,16 +177,17 @@ def compute(
     op = chosen.operator(snap, p.precision)
     t_op = time.perf_counter() - t
     prior = prior_vector(snap, p.prior)
-    if p.mode == "diffusion":
-        p_run = p.with_(weights=(1.0, 0.0, 0.0))
-    else:
-        p_run = p
+    p_run = p.with_(weights=(1.0, 0.0, 0.0)) if p.mode == "diffusion" else p
     start = None if x0 is None else snap.to_internal_order(np.asarray(x0, dtype=np.float64))
     t = time.perf_counter()
     phi, diag = solve(op, p_run, prior, start, progress=progress)
     diag.timings.update(
-        {"snapshot": t_snap, "prepare": t_op, "solve": time.perf_counter() - t,
-         "total": time.perf_counter() - t0}
+        {
+            "snapshot": t_snap,
+            "prepare": t_op,
+            "solve": time.perf_counter() - t,
+            "total": time.perf_counter() - t0,
+        }
     )
     return FocusResult(
         focus=snap.to_particle_order(phi),

@@ -120,7 +120,9 @@ def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarr
     return acc
 
 
-def heat(op: GraphOperator, phi: np.ndarray, tau: float, state: HeatState, tol: float) -> np.ndarray:
+def heat(
+    op: GraphOperator, phi: np.ndarray, tau: float, state: HeatState, tol: float
+) -> np.ndarray:
     """``H(phi)``, applied to ``phi - state.phi`` when that is cheaper and as accurate.
 
     Heat is linear, so ``H(phi) = H(phi_prev) + H(phi - phi_prev)``; the

@@ -21,8 +21,8 @@ from focusflow.graph.tables import KeyTable
 
 __all__ = [
     "ANONYMOUS",
-    "Cyberlink",
     "Cybergraph",
+    "Cyberlink",
     "DeltaLog",
     "KeyTable",
     "LinkBatch",

@@ -20,7 +20,7 @@ import numpy as np
 from focusflow.core.cid import validate_cids
 from focusflow.core.errors import InvalidParameterError
 from focusflow.graph.csr import stable_counting_argsort
-from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch
+from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 from focusflow.graph.tables import KeyTable
@@ -251,7 +251,7 @@ class Cybergraph:
         nid = neuron[named]
         deg = self._neudeg.values[nid]
         out[named] = self._stake.values[nid] / np.maximum(deg, 1)
-        return out
+        return flush_tiny(out)
 
     def per_link_stake(self) -> np.ndarray:
         """ŝ per neuron = stake / neudeg (0 for neurons without links)."""
@@ -272,7 +272,12 @@ class Cybergraph:
         """Bring the snapshot up to date; PatchInfo is None when it was rebuilt."""
         snap = self._snapshot
         pending = self.n_links - (snap.n_links if snap is not None else 0)
-        if snap is not None and not pending and not self._dirty_neurons and snap.n == self.n_particles:
+        if (
+            snap is not None
+            and not pending
+            and not self._dirty_neurons
+            and snap.n == self.n_particles
+        ):
             return snap, _no_change(snap)
         if snap is None or self._needs_compaction(snap, pending):
             return self._rebuild(), None
@@ -305,9 +310,7 @@ class Cybergraph:
         )
         neuron = self._neuron.values
         named = np.flatnonzero(neuron >= 0)
-        order, ptr = stable_counting_argsort(
-            neuron.astype(np.int64), max(self.n_neurons, 1), named
-        )
+        order, ptr = stable_counting_argsort(neuron.astype(np.int64), max(self.n_neurons, 1), named)
         self._neuron_link_order = order
         self._neuron_link_ptr = ptr
         self._snapshot = snap

@@ -153,8 +153,14 @@ def read_edge_list(path: str | os.PathLike, *, graph: Cybergraph | None = None) 
     sep = _edge_separator(p)
     try:
         frame = pd.read_csv(
-            p, sep=sep, header=None, comment="#", dtype=str, skipinitialspace=True,
-            engine="c", skip_blank_lines=True,
+            p,
+            sep=sep,
+            header=None,
+            comment="#",
+            dtype=str,
+            skipinitialspace=True,
+            engine="c",
+            skip_blank_lines=True,
         )
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=[0, 1])
@@ -170,7 +176,7 @@ def read_edge_list(path: str | os.PathLike, *, graph: Cybergraph | None = None) 
         row = int(np.flatnonzero(frame[[0, 1]].isna().any(axis=1).to_numpy())[0])
         raise InputFileError(f"{p}: data row {row + 1} has fewer than 2 fields")
     if frame.shape[1] == 3:
-        w = pd.to_numeric(frame[2], errors="coerce").to_numpy(dtype=np.float64)
+        w = pd.to_numeric(frame[2], errors="coerce").to_numpy(dtype=np.float64, copy=True)
         missing = frame[2].isna().to_numpy()
         w[missing] = 1.0
         bad = np.flatnonzero(np.isnan(w) | ~np.isfinite(w))

@@ -15,6 +15,19 @@ import numpy as np
 #: Neuron id of a link that carries its own explicit weight (plain edge lists).
 ANONYMOUS = -1
 
+#: Link weights below this count as zero. Dividing focus by an out-weight this
+#: small would overflow float64, and no stake or edge weight that means anything
+#: is 10^300 times smaller than another.
+MIN_WEIGHT = 1e-300
+
+
+def flush_tiny(weights: np.ndarray) -> np.ndarray:
+    """``weights`` with values below MIN_WEIGHT set to exactly 0 (a copy if needed)."""
+    tiny = weights < MIN_WEIGHT
+    if tiny.any():
+        weights = np.where(tiny, 0.0, weights)
+    return weights
+
 
 @dataclass(frozen=True)
 class Cyberlink:

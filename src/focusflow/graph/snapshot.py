@@ -23,6 +23,7 @@ import numba as nb
 import numpy as np
 
 from focusflow.graph.csr import build_csr, find_entries, gather, row_sums, transpose_csr
+from focusflow.graph.links import flush_tiny
 
 LinkWeightFn = Callable[[np.ndarray], np.ndarray]
 
@@ -146,7 +147,7 @@ class Snapshot:
         self.perm = perm
         self.iperm = np.empty(n, dtype=np.int64)
         self.iperm[perm] = np.arange(n, dtype=np.int64)
-        weights_in = np.asarray(link_weights, dtype=np.float64)
+        weights_in = flush_tiny(np.asarray(link_weights, dtype=np.float64))
         keep = src != dst
         all_kept = bool(keep.all())
         kept = None if all_kept else np.flatnonzero(keep)
@@ -172,6 +173,8 @@ class Snapshot:
         self.base_links = len(src)
         self.n_links = len(src)
         self.base_n = n
+        #: Incremented by every patch, so holders of derived state notice missed ones.
+        self.version = 0
         # Links added after the build: entry code per link (>= 0 base entry,
         # -(k + 2) overlay entry k, -1 dropped self-link).
         self.late_entry = np.empty(0, dtype=np.int64)
@@ -317,9 +320,7 @@ class Snapshot:
         ov_entries = -codes[codes <= -2] - 2
 
         base_rows = np.searchsorted(self.out_indptr, base_entries, side="right") - 1
-        sources = np.unique(np.concatenate([base_rows, self.ov_src[ov_entries]])).astype(
-            np.int64
-        )
+        sources = np.unique(np.concatenate([base_rows, self.ov_src[ov_entries]])).astype(np.int64)
         old_rows = _concat_rows(
             _rows_of(self.out_indptr, self.out_indices, self.out_w, sources),
             _rows_of(self.ov_out_indptr, self.ov_out_indices, self.ov_out_w, sources),
@@ -344,6 +345,7 @@ class Snapshot:
         self.in_w[self.out_to_in[base_entries]] = sums[:nb_base]
         self.ov_w[ov_entries] = sums[nb_base:]
         self._rebuild_overlay_csr()
+        self.version += 1
         base_sum = _rows_sum(self.out_indptr, self.out_w, sources)
         ov_sum = _rows_sum(self.ov_out_indptr, self.ov_out_w, sources)
         self.out_weight[sources] = base_sum + ov_sum

@@ -49,11 +49,9 @@ class Backend(Protocol):
 
     name: str
 
-    def available(self) -> tuple[bool, str]:
-        ...
+    def available(self) -> tuple[bool, str]: ...
 
-    def operator(self, snapshot: Snapshot, precision: str = "float64") -> GraphOperator:
-        ...
+    def operator(self, snapshot: Snapshot, precision: str = "float64") -> GraphOperator: ...
 
 
 def laplacian_scaling(degree: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, float]:

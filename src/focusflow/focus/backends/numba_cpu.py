@@ -186,9 +186,17 @@ class NumbaOperator:
         s = self.snapshot
         out[:] = 0.0
         return _pull(
-            self.rows, self.bptr, s.in_indices, self.in_w,
-            self.optr, s.ov_in_indices, self.ov_in_w,
-            z.astype(self.dtype, copy=False), out, self.bounds, scale,
+            self.rows,
+            self.bptr,
+            s.in_indices,
+            self.in_w,
+            self.optr,
+            s.ov_in_indices,
+            self.ov_in_w,
+            z.astype(self.dtype, copy=False),
+            out,
+            self.bounds,
+            scale,
         )
 
     def diffusion(self, x, y, alpha, prior):
@@ -196,14 +204,20 @@ class NumbaOperator:
             self.prepare(x)
         s = self.snapshot
         linked_mass = _pull(
-            self.rows, self.bptr, s.in_indices, self.in_w,
-            self.optr, s.ov_in_indices, self.ov_in_w,
-            self.z, self.ylink, self.bounds, alpha,
+            self.rows,
+            self.bptr,
+            s.in_indices,
+            self.in_w,
+            self.optr,
+            s.ov_in_indices,
+            self.ov_in_w,
+            self.z,
+            self.ylink,
+            self.bounds,
+            alpha,
         )
         tele = 1.0 - linked_mass
-        l1, _ = _finish_diffusion(
-            self.ylink, y, x, prior, self.inv_out, self.z, tele, self.parts
-        )
+        l1, _ = _finish_diffusion(self.ylink, y, x, prior, self.inv_out, self.z, tele, self.parts)
         self._z_of = y
         return l1
 
@@ -216,11 +230,22 @@ class NumbaOperator:
         )
         if s.overlay_nnz:
             optr, oidx, ow = _merge_sym(
-                n, s.ov_out_indptr, s.ov_out_indices, s.ov_out_w,
-                s.ov_in_indptr, s.ov_in_indices, s.ov_in_w,
+                n,
+                s.ov_out_indptr,
+                s.ov_out_indices,
+                s.ov_out_w,
+                s.ov_in_indptr,
+                s.ov_in_indices,
+                s.ov_in_w,
             )
         else:
             optr, oidx, ow = np.zeros(n + 1, dtype=np.int64), np.empty(0, np.int32), np.empty(0)
+        if kind == "normalized":
+            # The normalised Laplacian does not change when all weights scale;
+            # scaling them to max 1 keeps sigma = d^-1/2 far from overflow.
+            top = max(float(w.max()) if len(w) else 0.0, float(ow.max()) if len(ow) else 0.0)
+            if top > 0:
+                w, ow = w / top, ow / top
         degree = row_sums(ptr, w) + row_sums(optr, ow)
         self.lap_sigma, self.lap_diag, self.lam_max = laplacian_scaling(degree, kind)
         self._sym = (ptr, idx, w.astype(self.dtype), optr, oidx, ow.astype(self.dtype))
@@ -229,8 +254,20 @@ class NumbaOperator:
 
     def lap_matvec(self, x, out):
         ptr, idx, w, optr, oidx, ow = self._sym
-        _lap(ptr, idx, w, optr, oidx, ow, self.lap_sigma, self.lap_diag, x,
-             self._scratch, out, self._sym_bounds)
+        _lap(
+            ptr,
+            idx,
+            w,
+            optr,
+            oidx,
+            ow,
+            self.lap_sigma,
+            self.lap_diag,
+            x,
+            self._scratch,
+            out,
+            self._sym_bounds,
+        )
 
 
 class NumbaBackend:

@@ -47,10 +47,14 @@ class NumpyOperator:
 
     def setup_laplacian(self, kind: str) -> None:
         a = (self._w + self._w.T).tocsr()
+        if kind == "normalized" and a.nnz and a.data.max() > 0:
+            a = a / a.data.max()  # scale-free operator; keeps d^-1/2 finite
         degree = np.asarray(a.sum(axis=1)).ravel()
         self.lap_sigma, self.lap_diag, self.lam_max = laplacian_scaling(degree, kind)
         self._a = a
-        self._ls = (sp.diags(self.lap_diag) - sp.diags(self.lap_sigma) @ a @ sp.diags(self.lap_sigma)).tocsr()
+        self._ls = (
+            sp.diags(self.lap_diag) - sp.diags(self.lap_sigma) @ a @ sp.diags(self.lap_sigma)
+        ).tocsr()
 
     def lap_matvec(self, x, out):
         out[:] = self._ls @ x

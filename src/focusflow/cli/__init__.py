@@ -1,0 +1,1 @@
+"""The ``focusflow`` command line (typer + rich)."""

@@ -1,0 +1,203 @@
+"""``focusflow focus compute``: focus of a cyberlink file or edge list.
+
+The option names, the TSV output and the exit statuses are a contract that
+scripts and checks rely on; docs/focus.md lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from focusflow.core.errors import InputFileError, InvalidParameterError
+from focusflow.focus import compute, entropy, make_params, syntropy
+from focusflow.focus.backends import backend_names
+from focusflow.focus.result import FocusResult
+from focusflow.graph.importers import read_graph
+
+focus_app = typer.Typer(
+    help="Compute focus (the tri-kernel equilibrium) of a graph.", no_args_is_help=True
+)
+
+SAMPLE = "bostrom-sample-cyberlinks.csv"
+
+
+def sample_path() -> Path:
+    """The bostrom sample shipped inside the package."""
+    return Path(str(resources.files("focusflow.data").joinpath(SAMPLE)))
+
+
+def _parse_weights(text: str) -> tuple[float, float, float]:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise InvalidParameterError(
+            f"--weights must be three numbers like 0.5,0.3,0.2, got {text!r}"
+        ) from None
+    if len(values) != 3:
+        raise InvalidParameterError(
+            f"--weights needs three numbers (diffusion,springs,heat), got {text!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _format_value(result: FocusResult, i: int) -> str:
+    if result.cyberank is not None:
+        return str(int(result.cyberank[i]))
+    return repr(float(result.focus[i]))
+
+
+def _write_tsv(result: FocusResult, ids: np.ndarray, fh) -> None:
+    keys = result.keys
+    for i in ids.tolist():
+        name = keys[i] if keys is not None else str(i)
+        fh.write(f"{name}\t{_format_value(result, i)}\n")
+
+
+@focus_app.command("compute")
+def compute_cmd(
+    input: Path | None = typer.Argument(
+        None, help="Cyberlink CSV or edge list; default: the shipped bostrom sample."
+    ),
+    fmt: str = typer.Option("auto", "--format", help="auto, bostrom or edges."),
+    stakes: Path | None = typer.Option(None, "--stakes", help="CSV neuron,stake (bostrom format)."),
+    mode: str = typer.Option("tri", "--mode", help="tri, diffusion or cyberank."),
+    alpha: float = typer.Option(0.85, "--alpha", help="Damping of diffusion, in (0, 1)."),
+    mu: float = typer.Option(1.0, "--mu", help="Screening of springs, > 0."),
+    tau: float = typer.Option(1.0, "--tau", help="Time of the heat kernel, > 0."),
+    weights: str = typer.Option(
+        "0.5,0.3,0.2", "--weights", help="Blend diffusion,springs,heat; sums to 1."
+    ),
+    tol: float = typer.Option(
+        1e-6, "--tol", help="Stop when the L1 change is below this (L-inf in cyberank)."
+    ),
+    max_iter: int = typer.Option(2048, "--max-iter", help="Iteration cap, at most 2048."),
+    backend: str = typer.Option("auto", "--backend", help="auto, numpy or numba."),
+    out: Path | None = typer.Option(None, "--out", help="Write the whole ranking as TSV here."),
+    top: int | None = typer.Option(None, "--top", help="Print the K particles with most focus."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    laplacian: str = typer.Option("normalized", "--laplacian", help="normalized or combinatorial."),
+    precision: str = typer.Option("float64", "--precision", help="float64 or float32 storage."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Drop bostrom links whose particles are not CIDs."
+    ),
+) -> None:
+    """Compute focus and write `particle<TAB>focus`, most focus first."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    params = make_params(
+        mode=mode,
+        alpha=alpha,
+        mu=mu,
+        tau=tau,
+        weights=_parse_weights(weights),
+        tol=tol,
+        max_iter=max_iter,
+        laplacian=laplacian,
+        precision=precision,
+    )
+    if backend not in backend_names():
+        raise InvalidParameterError(
+            f"--backend must be one of {', '.join(backend_names())}, got {backend!r}"
+        )
+    if top is not None and top < 0:
+        raise InvalidParameterError(f"--top must be >= 0, got {top}")
+    path = input if input is not None else sample_path()
+    if stakes is not None and not stakes.exists():
+        raise InputFileError(f"{stakes}: no such file")
+    interactive = err.is_terminal
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=err, transient=True, disable=not interactive) as bar:
+        task = bar.add_task(f"loading {path.name}", total=None, info="")
+        t0 = time.perf_counter()
+        graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
+        t_load = time.perf_counter() - t0
+        bar.update(task, description="solving", total=params.max_iter, completed=0, info="")
+
+        def progress(it: int, res: float) -> None:
+            bar.update(task, completed=it, info=f"iter {it} residual {res:.2e}")
+
+        result = compute(graph, params, backend=backend, progress=progress)
+    focus = result.focus
+    ordered = result.order()
+    d = result.diagnostics
+    summary = {
+        "input": str(path),
+        "particles": graph.n_particles,
+        "links": graph.n_links,
+        "edges": graph.snapshot().nnz,
+        "neurons": graph.n_neurons,
+        "mode": params.mode,
+        "backend": result.backend,
+        "iterations": d.iterations,
+        "residual": d.residual,
+        "converged": d.converged,
+        "contraction_rate": d.contraction_rate,
+        "entropy_nats": entropy(focus / focus.sum()) if focus.sum() > 0 else 0.0,
+        "syntropy_nats": syntropy(focus / focus.sum()) if focus.sum() > 0 else 0.0,
+        "skipped_invalid_links": getattr(graph, "skipped_invalid", 0),
+        "dropped_self_links": graph.dropped_self_links,
+        "seconds": {"load": t_load, **{k: v for k, v in d.timings.items()}},
+    }
+    if out is not None:
+        try:
+            with out.open("w", encoding="utf-8") as fh:
+                _write_tsv(result, ordered, fh)
+        except OSError as exc:
+            raise InputFileError(f"{out}: cannot write: {exc.strerror}") from None
+    shown = ordered[:top] if top is not None else (ordered if out is None else ordered[:0])
+    if as_json:
+        keys = result.keys
+        summary["top"] = [
+            [
+                keys[i] if keys is not None else str(i),
+                int(result.cyberank[i]) if result.cyberank is not None else float(focus[i]),
+            ]
+            for i in shown.tolist()
+        ]
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    elif len(shown):
+        _write_tsv(result, shown, sys.stdout)
+    sys.stdout.flush()
+    _print_summary(err, summary, params.tol)
+
+
+def _print_summary(err: Console, s: dict, tol: float) -> None:
+    secs = s["seconds"]
+    phases = ", ".join(
+        f"{k} {secs[k]:.3f}" for k in ("diffusion", "springs", "heat") if secs.get(k)
+    )
+    err.print(
+        f"focusflow: {s['particles']} particles, {s['links']} links ({s['edges']} edges), "
+        f"{s['neurons']} neurons; mode {s['mode']}, backend {s['backend']}"
+    )
+    state = "converged" if s["converged"] else "NOT converged"
+    rate = f", contraction {s['contraction_rate']:.3f}" if s["contraction_rate"] else ""
+    err.print(
+        f"{state} in {s['iterations']} iterations, residual {s['residual']:.3e} (tol {tol:g}){rate}"
+    )
+    err.print(f"entropy {s['entropy_nats']:.4f} nats, syntropy {s['syntropy_nats']:.4f} nats")
+    err.print(
+        f"time: load {secs['load']:.3f} s, solve {secs.get('solve', secs.get('total', 0)):.3f} s"
+        + (f" ({phases})" if phases else "")
+    )
+    if s["skipped_invalid_links"]:
+        err.print(f"skipped {s['skipped_invalid_links']} links whose particles are not CIDs")
+    if not s["converged"]:
+        err.print(
+            f"warning: not converged after {s['iterations']} iterations; raise --max-iter or --tol"
+        )

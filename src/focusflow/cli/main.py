@@ -1,0 +1,72 @@
+"""Entry point of the ``focusflow`` command.
+
+Every error a user can cause ends the program with one line on stderr
+(``error: ...``) and a non-zero exit status: 2 for bad input or usage, 1 for
+anything unexpected. Tracebacks are for bugs, shown only with FOCUSFLOW_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from typer.exceptions import TyperException
+
+from focusflow import __version__
+from focusflow.cli.focus_cmd import focus_app
+from focusflow.core.errors import FocusflowError
+
+app = typer.Typer(
+    name="focusflow",
+    help="focusflow: publish particles, link them, compute the network's focus.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(focus_app, name="focus")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"focusflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """focusflow command line."""
+
+
+def _fail(message: str, status: int) -> None:
+    first = " ".join(str(message).split())
+    print(f"error: {first}", file=sys.stderr)
+    sys.exit(status)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turns every user error into one line and an exit status."""
+    try:
+        app(args=argv, prog_name="focusflow", standalone_mode=False)
+    except FocusflowError as exc:
+        _fail(f"{exc} [{exc.code}]", 2)
+    except TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
+            print(exc.ctx.get_help())
+            sys.exit(0)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(message or "interrupted", 2 if message else 130)
+    except (BrokenPipeError, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("FOCUSFLOW_DEBUG"):
+            raise
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set FOCUSFLOW_DEBUG=1 for a traceback)",
+            1,
+        )

@@ -1,0 +1,32 @@
+import base64
+import hashlib
+
+import pytest
+
+from focusflow.core import InvalidCIDError, cid_of_text, validate_cid
+
+
+def _reference_cidv1_raw(data: bytes) -> str:
+    """CIDv1 by hand from the multiformats specs: <version 1><raw 0x55><sha2-256 0x12><32>."""
+    raw = bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
+    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+
+
+def test_text_becomes_cidv1_raw_sha256():
+    for text in ["hello", "", "focus", "ünïcödé"]:
+        assert cid_of_text(text) == _reference_cidv1_raw(text.encode())
+
+
+def test_valid_cids_pass_unchanged():
+    v0 = "QmPcfxEfW317u3bbz8MbEhjoMZ5HMFsx5TbsEHWPd1kLLw"
+    assert validate_cid(v0) == v0
+    v1 = cid_of_text("x")
+    assert validate_cid(v1) == v1
+
+
+@pytest.mark.parametrize("bad", ["Q", "m", "QmShort", "", "not a cid", "bafy!!!"])
+def test_invalid_cids_raise_with_stable_code(bad):
+    with pytest.raises(InvalidCIDError) as info:
+        validate_cid(bad)
+    assert info.value.code == "invalid_cid"
+    assert repr(bad) in str(info.value)

@@ -1,0 +1,95 @@
+"""The tri-kernel against an independent dense computation, and its operators."""
+
+import numpy as np
+import pytest
+import scipy.linalg as sl
+
+from focusflow.focus import compute
+from focusflow.focus.backends import get_backend
+from focusflow.focus.spectral import HeatState, SpringsState, heat, springs
+from focusflow.graph import Snapshot
+from tests.conftest import random_weighted
+from tests.focus.reference import as_matrix, dense_tri, dense_weights
+
+
+@pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("seed", range(6))
+def test_tri_equals_dense_reference(laplacian, backend, seed):
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(4, 60))
+    src, dst, w = random_weighted(n, int(rng.integers(1, 4 * n)), seed)
+    params = dict(
+        alpha=float(rng.uniform(0.6, 0.95)),
+        mu=float(rng.uniform(0.3, 3.0)),
+        tau=float(rng.uniform(0.2, 3.0)),
+    )
+    lam = rng.dirichlet([1, 1, 1]) * 0.8
+    lam[0] += 0.2
+    lam = tuple(float(x) for x in lam / lam.sum())
+    ref = dense_tri(dense_weights(n, src, dst, w), lam=lam, laplacian=laplacian, **params)
+    res = compute(
+        as_matrix(n, src, dst, w),
+        mode="tri",
+        weights=lam,
+        laplacian=laplacian,
+        tol=1e-13,
+        backend=backend,
+        **params,
+    )
+    assert res.converged
+    assert np.abs(res.focus - ref).sum() < 1e-8
+
+
+def test_initial_vector_does_not_matter():
+    src, dst, w = random_weighted(50, 200, 3)
+    a = as_matrix(50, src, dst, w)
+    rng = np.random.default_rng(0)
+    results = [compute(a, tol=1e-12, x0=rng.random(50)).focus for _ in range(3)]
+    results.append(compute(a, tol=1e-12, x0=np.eye(50)[7]).focus)
+    for r in results[1:]:
+        assert np.abs(r - results[0]).sum() < 1e-9
+
+
+@pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
+def test_operators_match_expm_and_direct_solve(laplacian):
+    n = 40
+    src, dst, w = random_weighted(n, 160, 11)
+    snap = Snapshot(n, src, dst, w, order="none")
+    op = get_backend("numba").operator(snap)
+    op.setup_laplacian(laplacian)
+    a = dense_weights(n, src, dst, w)
+    sym = a + a.T
+    deg = sym.sum(axis=1)
+    if laplacian == "normalized":
+        inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
+        lap = np.diag((deg > 0).astype(float)) - sym @ np.diag(inv)
+    else:
+        lap = np.diag(deg) - sym
+    phi = np.random.default_rng(1).random(n)
+    phi /= phi.sum()
+    h = heat(op, phi, 1.7, HeatState(), 1e-13)
+    assert np.abs(h - sl.expm(-1.7 * lap) @ phi).sum() < 1e-10
+    s = springs(op, phi, 0.7, SpringsState(), 1e-13, 10_000)
+    assert np.abs(s - np.linalg.solve(lap + 0.7 * np.eye(n), 0.7 * phi)).sum() < 1e-10
+    # mass is preserved by both
+    assert h.sum() == pytest.approx(1.0, abs=1e-12)
+    assert s.sum() == pytest.approx(1.0, abs=1e-10)
+
+
+def test_diagnostics_are_reported():
+    src, dst, w = random_weighted(80, 400, 5)
+    res = compute(as_matrix(80, src, dst, w), spectral_gap=True)
+    d = res.diagnostics
+    assert d.iterations == len(d.residual_history)
+    assert d.residual < 1e-6 <= d.residual_history[-2]
+    assert 0 < d.contraction_rate < 1
+    assert d.spectral_gap == pytest.approx(1 - d.contraction_rate)
+    assert {"diffusion", "springs", "heat", "solve"} <= set(d.timings)
+    assert d.inner["cg_iterations"] > 0 and d.inner["heat_terms"] > 0
+
+
+def test_cap_is_respected_and_reported():
+    src, dst, w = random_weighted(80, 400, 5)
+    res = compute(as_matrix(80, src, dst, w), max_iter=3)
+    assert res.iterations == 3 and not res.converged

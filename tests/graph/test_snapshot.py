@@ -1,0 +1,130 @@
+"""The CSR snapshot against scipy, and patching against rebuilding."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from focusflow.core import InvalidParameterError
+from focusflow.graph import Cybergraph, Snapshot
+from tests.conftest import random_weighted
+
+
+def _scipy_weights(n, src, dst, w):
+    keep = src != dst
+    return sp.csr_matrix((w[keep], (src[keep], dst[keep])), shape=(n, n))
+
+
+@pytest.mark.parametrize("order", ["degree", "none"])
+@pytest.mark.parametrize("seed", range(5))
+def test_snapshot_matches_scipy(order, seed):
+    n = 200
+    src, dst, w = random_weighted(n, 1500, seed)
+    snap = Snapshot(n, src, dst, w, order=order)
+    ref = _scipy_weights(n, src, dst, w)
+    assert abs(snap.to_scipy() - ref).max() < 1e-12
+    # transpose and row sums, in internal order
+    out = sp.csr_matrix((snap.out_w, snap.out_indices, snap.out_indptr), shape=(n, n))
+    inn = sp.csr_matrix((snap.in_w, snap.in_indices, snap.in_indptr), shape=(n, n))
+    assert abs(out.T - inn).max() == 0
+    assert np.allclose(snap.out_weight, np.asarray(out.sum(axis=1)).ravel())
+    for indptr, indices in ((snap.out_indptr, snap.out_indices), (snap.in_indptr, snap.in_indices)):
+        for r in range(n):
+            row = indices[indptr[r] : indptr[r + 1]]
+            assert np.all(np.diff(row) > 0), "rows are sorted and duplicate-free"
+
+
+def test_degree_order_puts_hubs_first():
+    src = np.array([0, 1, 2, 3, 3, 3, 3])
+    dst = np.array([3, 3, 3, 0, 1, 2, 4])
+    snap = Snapshot(5, src, dst, np.ones(7))
+    assert snap.perm[3] == 0
+    assert np.array_equal(snap.iperm[snap.perm], np.arange(5))
+
+
+def test_stake_weighting_follows_per_link_stake():
+    g = Cybergraph(require_cids=False)
+    # neuron a: stake 6 over 3 links; neuron b: stake 4 over 1 link; c: stake 0.
+    g.add_neurons(["a", "b", "c"], [6.0, 4.0, 0.0])
+    g.add_links(
+        ["x", "x", "y", "x", "y", "z"],
+        ["y", "z", "z", "y", "x", "z"],
+        ["a", "a", "a", "b", "c", "c"],
+    )
+    assert g.dropped_self_links == 1  # z -> z
+    w = g.snapshot().to_scipy().toarray()
+    x, y, z = (g.particles.id_of(k) for k in "xyz")
+    assert w[x, y] == pytest.approx(2.0 + 4.0)
+    assert w[x, z] == pytest.approx(2.0)
+    assert w[y, z] == pytest.approx(2.0)
+    assert w[y, x] == 0.0  # zero stake weighs nothing
+    assert np.all(np.isfinite(w))
+
+
+def test_bad_stakes_and_weights_change_nothing():
+    g = Cybergraph(require_cids=False)
+    g.add_links(["a"], ["b"], ["n"])
+    before = g.stakes.copy()
+    with pytest.raises(InvalidParameterError):
+        g.set_stakes(np.array([0]), np.array([-1.0]))
+    with pytest.raises(InvalidParameterError):
+        g.set_stakes(np.array([0]), np.array([np.nan]))
+    with pytest.raises(InvalidParameterError):
+        g.add_links(["a"], ["b"], weights=[-2.0])
+    assert np.array_equal(g.stakes, before)
+    assert g.n_links == 1
+
+
+def _random_batch(rng, g, names, new_particles):
+    m = int(rng.integers(1, 40))
+    pool = names + [f"new{len(names)}_{i}" for i in range(new_particles)]
+    s = rng.integers(0, len(pool), m)
+    d = rng.integers(0, len(pool), m)
+    neurons = [f"n{i}" for i in rng.integers(0, 12, m)]
+    g.add_links([pool[i] for i in s], [pool[i] for i in d], neurons)
+    names.extend(pool[len(names) :])
+    if rng.random() < 0.5:
+        ids = rng.integers(0, g.n_neurons, 3)
+        stakes = rng.random(3) * 10
+        stakes[rng.random(3) < 0.3] = 0.0
+        g.set_stakes(ids, stakes)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_patched_snapshot_equals_rebuilt(seed):
+    rng = np.random.default_rng(seed)
+    g = Cybergraph(require_cids=False, compact_ratio=10.0)  # never compact: always patch
+    names = [f"p{i}" for i in range(60)]
+    g.add_links(
+        [names[i] for i in rng.integers(0, 60, 600)],
+        [names[i] for i in rng.integers(0, 60, 600)],
+        [f"n{i}" for i in rng.integers(0, 12, 600)],
+    )
+    g.snapshot()
+    for _ in range(25):
+        _random_batch(rng, g, names, int(rng.integers(0, 3)))
+        snap, info = g.refresh()
+        assert info is not None, "small batches patch, they do not rebuild"
+        fresh = Snapshot(g.n_particles, *_links(g))
+        patched = snap.to_scipy()
+        assert abs(patched - fresh.to_scipy()).max() < 1e-12
+        # zero-stake entries are exactly zero, not rounding dust
+        dense_p, dense_f = patched.toarray(), fresh.to_scipy().toarray()
+        assert np.array_equal(dense_p == 0, dense_f == 0)
+        rows = np.asarray(patched.sum(axis=1)).ravel()
+        assert np.allclose(snap.to_particle_order(snap.out_weight), rows)
+
+
+def _links(g):
+    links = g.links()
+    return links.src, links.dst, g.link_weight(np.arange(g.n_links))
+
+
+def test_compaction_rebuilds_when_overlay_grows():
+    g = Cybergraph(require_cids=False, compact_ratio=0.1)
+    g.add_links([f"a{i}" for i in range(100)], [f"b{i}" for i in range(100)])
+    g.snapshot()
+    epoch = g.epoch
+    g.add_links([f"c{i}" for i in range(50)], [f"d{i}" for i in range(50)])
+    snap, info = g.refresh()
+    assert info is None and g.epoch == epoch + 1
+    assert snap.overlay_nnz == 0 and snap.nnz == 150
