@@ -125,7 +125,7 @@ class FocusEngine:
             self._rederive()
             info = None
         else:
-            self._op.refresh()
+            self._op.refresh(info)
         self._version = snap.version
         diag = self._update_push(info) if self.uses_push else self._update_warm(info)
         diag.timings["patch"] = t_patch
@@ -185,20 +185,28 @@ class FocusEngine:
         everywhere, so later blocks meet the target by pushing only where they
         changed things. Returns the work counts of the extra iterations and push.
         """
-        alpha = self.params.alpha
         run = self._run_params()
-        tight = run.tol * (1.0 - alpha) / 16
+        tight = run.tol * (1.0 - self.params.alpha) / 16
         phi, diag = solve(self._op, run.with_(tol=tight), self._prior(), self._phi)
+        self._phi = phi
+        counts = self._derive_system(phi, polish=True)
+        counts["sweeps"] = diag.iterations
+        return counts
+
+    def _derive_system(self, phi: np.ndarray, polish: bool = False) -> dict[str, int]:
+        """Scale ``phi`` to the unnormalised system and compute its residual."""
+        alpha = self.params.alpha
         n = len(phi)
         dangling_mass = float(phi[self._op.dangling].sum())
         scale = (1.0 - alpha) * n / (1.0 - alpha + alpha * dangling_mass)
         self._xhat = phi * scale
         self._recompute_residual()
-        self._cand = np.arange(n, dtype=np.int64)
-        self._ncand = n
-        self._in_cand = np.ones(n, dtype=np.bool_)
-        counts = self._push(0.125)
-        counts["sweeps"] = diag.iterations
+        counts = {"pushes": 0, "push_work": 0, "sweeps": 0}
+        if polish:
+            self._cand = np.arange(n, dtype=np.int64)
+            self._ncand = n
+            self._in_cand = np.ones(n, dtype=np.bool_)
+            counts = self._push(0.125)
         self._cand = np.empty(n, dtype=np.int64)
         self._ncand = 0
         self._in_cand = np.zeros(n, dtype=np.bool_)
@@ -270,22 +278,26 @@ class FocusEngine:
         Push pays when the block's residual is within a small factor of the
         target; a wide perturbation needs about as many passes over the graph
         by push as by iteration, and the parallel iteration does them faster.
+        The warm iteration stops by the cold solver's rule (same accuracy as a
+        cold solve), then the linear system is derived again from its answer.
         """
         target = self._target()
         if self._rsum <= target:
             return {"pushes": 0, "push_work": 0, "sweeps": 0}
         tried = {"pushes": 0, "push_work": 0}
         if self._rsum <= PUSH_RATIO * target:
-            counts = self._push(1.0)
+            tried = self._push(1.0)
             if self._rsum <= target:
-                return counts
-            tried = counts
+                return tried
         x = self._xhat
-        self._phi = x / x.sum()
-        counts = self._init_linear_system()
-        counts["pushes"] += tried["pushes"]
-        counts["push_work"] += tried["push_work"]
-        return counts
+        phi, diag = solve(self._op, self._run_params(), self._prior(), x / x.sum())
+        self._phi = phi
+        self._derive_system(phi)
+        return {
+            "pushes": tried["pushes"],
+            "push_work": tried["push_work"],
+            "sweeps": diag.iterations,
+        }
 
     def _update_push(self, info: PatchInfo | None) -> Diagnostics:
         t = time.perf_counter()

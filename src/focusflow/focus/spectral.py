@@ -54,6 +54,15 @@ class SpringsState:
     iterations: int = 0
 
 
+def _dot(op: GraphOperator, a: np.ndarray, b: np.ndarray) -> float:
+    fast = getattr(op, "dot", None)
+    return float(fast(a, b)) if fast is not None else float(a @ b)
+
+
+def _norm(op: GraphOperator, a: np.ndarray) -> float:
+    return float(np.sqrt(_dot(op, a, a)))
+
+
 def springs(
     op: GraphOperator,
     phi: np.ndarray,
@@ -70,19 +79,19 @@ def springs(
     op.lap_matvec(y, ap)
     r = rhs - (ap + mu * y)
     minv = 1.0 / (op.lap_diag + mu)
-    goal = tol * float(np.linalg.norm(rhs))
+    goal = tol * _norm(op, rhs)
     z = minv * r
     p = z.copy()
-    rz = float(r @ z)
+    rz = _dot(op, r, z)
     it = 0
-    while float(np.linalg.norm(r)) > goal and it < max_iter:
+    while _norm(op, r) > goal and it < max_iter:
         op.lap_matvec(p, ap)
         ap += mu * p
-        step = rz / float(p @ ap)
+        step = rz / _dot(op, p, ap)
         y += step * p
         r -= step * ap
         z = minv * r
-        rz_new = float(r @ z)
+        rz_new = _dot(op, r, z)
         p *= rz_new / rz
         p += z
         rz = rz_new
@@ -121,22 +130,29 @@ def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarr
 
 
 def heat(
-    op: GraphOperator, phi: np.ndarray, tau: float, state: HeatState, tol: float
+    op: GraphOperator,
+    phi: np.ndarray,
+    tau: float,
+    state: HeatState,
+    tol: float,
+    incremental: bool = True,
 ) -> np.ndarray:
-    """``H(phi)``, applied to ``phi - state.phi`` when that is cheaper and as accurate.
+    """``H(phi)`` to within ``tol * ||sigma phi||_2`` (in the symmetric frame).
 
-    Heat is linear, so ``H(phi) = H(phi_prev) + H(phi - phi_prev)``; the
-    difference shrinks as the solver converges and needs fewer Chebyshev terms
-    for the same error bound ``tol * ||sigma phi||_2`` (in the symmetric frame).
+    Heat is linear, so ``H(phi) = H(phi_prev) + H(phi - phi_prev)``: with
+    ``incremental`` the operator is applied to the difference, which shrinks as
+    the solver converges and needs fewer Chebyshev terms for the same error
+    bound. The errors of successive differences add up in the running sum, so
+    this is only used with a tight ``tol``; loose solves apply heat afresh.
     """
     if op.lam_max <= 0.0:
         return phi.copy()
     sigma = op.lap_sigma
     c = tau * op.lam_max / 2.0
-    if state.phi is not None and len(state.phi) == len(phi):
+    if incremental and state.phi is not None and len(state.phi) == len(phi):
         delta = sigma * (phi - state.phi)
-        size = float(np.linalg.norm(delta))
-        base = float(np.linalg.norm(sigma * phi))
+        size = _norm(op, delta)
+        base = _norm(op, sigma * phi)
         rel = min(0.5, tol * base / size) if size > 0 else 0.5
         coeffs = heat_coefficients(c, rel)
         out = state.out + _chebyshev(op, delta, coeffs) / sigma

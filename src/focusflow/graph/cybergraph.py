@@ -343,4 +343,5 @@ def _no_change(snap: Snapshot) -> PatchInfo:
         old_indices=np.empty(0, dtype=np.int32),
         old_weights=np.empty(0),
         old_out_weight=np.empty(0),
+        base_entries=empty_i,
     )

@@ -35,6 +35,8 @@ class PatchInfo:
     ``sources`` are internal ids of rows whose out-weights changed; ``old_*`` hold
     those rows as they were before the patch (CSR over ``sources``), so an
     incremental solver can subtract the old contribution and add the new one.
+    ``base_entries`` are the positions in ``out_*`` whose weight was rewritten,
+    for consumers that keep their own copy of the base values.
     """
 
     n_before: int
@@ -44,6 +46,7 @@ class PatchInfo:
     old_indices: np.ndarray
     old_weights: np.ndarray
     old_out_weight: np.ndarray
+    base_entries: np.ndarray | None = None
 
 
 def _empty_csr(n: int):
@@ -110,6 +113,10 @@ def _concat_rows(a, b):
     return ptr, idx, w
 
 
+def _index_type(bound: int) -> type:
+    return np.int32 if bound < 2**31 else np.int64
+
+
 def degree_order(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Internal index of each particle: by total degree, descending, ties by id."""
     deg = np.bincount(src, minlength=n) + np.bincount(dst, minlength=n)
@@ -159,16 +166,20 @@ class Snapshot:
         del isrc, idst
         self.out_indptr, self.out_indices, self.out_w = indptr, indices, weights
         t = transpose_csr(n, indptr, indices, weights)
-        self.in_indptr, self.in_indices, self.in_w, self.in_to_out = t
+        # Maps between entries and links are kept as int32 while they fit: they
+        # are most of the snapshot's memory after the matrices themselves.
+        small = _index_type(max(len(src), len(indices)) + 1)
+        self.in_indptr, self.in_indices, self.in_w = t[0], t[1], t[2]
+        self.in_to_out = t[3].astype(small)
         self._out_to_in: np.ndarray | None = None
         self.out_weight = row_sums(indptr, weights)
-        self.entry_link_ptr = elptr
+        self.entry_link_ptr = elptr.astype(small)
         if all_kept:
-            self.entry_link_ids = elids
-            self.link_entry = entry_of_kept
+            self.entry_link_ids = elids.astype(small)
+            self.link_entry = entry_of_kept.astype(small)
         else:
-            self.entry_link_ids = kept[elids]
-            self.link_entry = np.full(len(src), -1, dtype=np.int64)
+            self.entry_link_ids = kept[elids].astype(small)
+            self.link_entry = np.full(len(src), -1, dtype=small)
             self.link_entry[kept] = entry_of_kept
         self.base_links = len(src)
         self.n_links = len(src)
@@ -194,7 +205,9 @@ class Snapshot:
         """Position in the ``in_*`` arrays of each ``out_*`` entry (built on first use)."""
         if self._out_to_in is None:
             self._out_to_in = np.empty_like(self.in_to_out)
-            self._out_to_in[self.in_to_out] = np.arange(len(self.in_to_out), dtype=np.int64)
+            self._out_to_in[self.in_to_out] = np.arange(
+                len(self.in_to_out), dtype=self.in_to_out.dtype
+            )
         return self._out_to_in
 
     @property
@@ -357,6 +370,7 @@ class Snapshot:
             old_indices=old_rows[1],
             old_weights=old_rows[2],
             old_out_weight=old_out_weight,
+            base_entries=base_entries,
         )
 
 

@@ -31,6 +31,14 @@ class GraphOperator(Protocol):
         """
         ...
 
+    def refresh(self, info=None) -> None:
+        """Re-read the snapshot after a patch (``info``: the patch record, if known)."""
+        ...
+
+    def pull(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
+        """``out[q] = scale * sum_p W[p, q] z[p]``; returns ``sum(out)``."""
+        ...
+
     def setup_laplacian(self, kind: str) -> None:
         """Prepare ``Ls``, the symmetric form of the Laplacian behind springs and heat."""
         ...

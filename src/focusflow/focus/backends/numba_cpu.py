@@ -2,8 +2,9 @@
 
 What makes it fast (ARCHITECTURE.md 3.3, measured in bench/focus_cpu.py):
 
-* pull-style SpMV over the in-link CSR, rows split among threads by nonzeros,
-  not by rows, because degree order puts every hub in the first rows;
+* pull-style SpMV over the in-link matrix in SELL-8 storage (``sell.py``):
+  rows sorted by length and advanced eight at a time in SIMD lanes, work split
+  among threads by stored entries, not rows, since hubs hold most of them;
 * one pass over the edges per diffusion step: the source's ``x / out_weight``
   is prepared in the previous step's pass over particles, so the edge pass
   reads one value per edge and nothing else;
@@ -20,38 +21,13 @@ import numba as nb
 import numpy as np
 
 from focusflow.focus.backends.base import laplacian_scaling
+from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
 from focusflow.graph.csr import balanced_chunks, row_sums
-from focusflow.graph.snapshot import Snapshot
+from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 # Fixed number of work chunks (not per thread), so sums are grouped the same way
 # whatever the thread count.
 _CHUNKS = 64
-
-
-@nb.njit(cache=True, parallel=True, fastmath=True)
-def _pull(rows, bptr, indices, vals, optr, ov_indices, ov_vals, z, ylink, bounds, scale):
-    """``ylink[q] = scale * sum_p W[p, q] z[p]`` for the rows that have in-links.
-
-    ``bptr``/``optr`` are the base and overlay row pointers compacted to ``rows``;
-    rows without in-links are never touched, so ``ylink`` stays 0 there. Returns
-    ``sum(ylink)``. fastmath lets LLVM vectorise the row sums; every row sum is
-    still computed in float64.
-    """
-    nchunks = bounds.shape[0] - 1
-    partial = np.zeros(nchunks)
-    for c in nb.prange(nchunks):
-        total = 0.0
-        for k in range(bounds[c], bounds[c + 1]):
-            acc = 0.0
-            for e in range(bptr[k], bptr[k + 1]):
-                acc += vals[e] * z[indices[e]]
-            for e in range(optr[k], optr[k + 1]):
-                acc += ov_vals[e] * z[ov_indices[e]]
-            acc *= scale
-            ylink[rows[k]] = acc
-            total += acc
-        partial[c] = total
-    return partial.sum()
 
 
 @nb.njit(cache=True, parallel=True)
@@ -85,19 +61,25 @@ def _scale_into(x, s, out, nparts):
 
 
 @nb.njit(cache=True, parallel=True)
-def _lap(indptr, indices, vals, ov_indptr, ov_indices, ov_vals, sigma, diag, x, t, out, bounds):
-    """``out = diag * x - sigma * (A (sigma * x))`` with ``t`` as scratch."""
+def _lap_finish(x, diag, sigma, acc, out, nparts):
     n = x.shape[0]
-    for i in nb.prange(n):
-        t[i] = sigma[i] * x[i]
-    for c in nb.prange(bounds.shape[0] - 1):
-        for i in range(bounds[c], bounds[c + 1]):
-            acc = 0.0
-            for e in range(indptr[i], indptr[i + 1]):
-                acc += vals[e] * t[indices[e]]
-            for e in range(ov_indptr[i], ov_indptr[i + 1]):
-                acc += ov_vals[e] * t[ov_indices[e]]
-            out[i] = diag[i] * x[i] - sigma[i] * acc
+    step = (n + nparts - 1) // nparts
+    for t in nb.prange(nparts):
+        for i in range(t * step, min(n, (t + 1) * step)):
+            out[i] = diag[i] * x[i] - sigma[i] * acc[i]
+
+
+@nb.njit(cache=True, parallel=True)
+def _dot(a, b, nparts):
+    n = a.shape[0]
+    step = (n + nparts - 1) // nparts
+    partial = np.zeros(nparts)
+    for t in nb.prange(nparts):
+        s = 0.0
+        for i in range(t * step, min(n, (t + 1) * step)):
+            s += a[i] * b[i]
+        partial[t] = s
+    return partial.sum()
 
 
 @nb.njit(cache=True)
@@ -149,30 +131,38 @@ class NumbaOperator:
 
     def __init__(self, snapshot: Snapshot, precision: str = "float64") -> None:
         self.snapshot = snapshot
-        self.n = snapshot.n
         self.dtype = np.float32 if precision == "float32" else np.float64
         self.parts = _CHUNKS
-        self.refresh()
         self._sym = None
+        self.refresh()
 
-    def refresh(self) -> None:
-        """Re-read the snapshot's arrays after a patch (weights, overlay, n)."""
+    def refresh(self, info: PatchInfo | None = None) -> None:
+        """Re-read the snapshot after a patch.
+
+        With the patch's record, only the rewritten base values are copied into
+        the SELL storage; without it everything is rebuilt.
+        """
         s = self.snapshot
+        grown = s.n - getattr(self, "n", s.n)
+        if info is None or info.base_entries is None or not hasattr(self, "sell"):
+            self.sell = SellMatrix(s.in_indptr, s.in_indices, s.in_w, self.dtype)
+            self.sell_bounds = balanced_chunks(self.sell.gptr, _CHUNKS)
+            self.ylink = np.zeros(s.n)
+        else:
+            if len(info.base_entries):
+                in_pos = s.out_to_in[info.base_entries]
+                self.sell.update(in_pos, s.in_w)
+            if grown > 0:
+                self.sell.has_row = np.concatenate([self.sell.has_row, np.zeros(grown, bool)])
+                self.ylink = np.concatenate([self.ylink, np.zeros(grown)])
         self.n = s.n
-        self.in_w = s.in_w.astype(self.dtype, copy=False)
-        self.ov_in_w = s.ov_in_w.astype(self.dtype, copy=False)
-        has_in = (np.diff(s.in_indptr) > 0) | (np.diff(s.ov_in_indptr) > 0)
-        self.rows = np.flatnonzero(has_in).astype(np.int32)
-        ptr_type = np.int32 if max(len(s.in_indices), len(s.ov_in_indices)) < 2**31 else np.int64
-        self.bptr = np.append(s.in_indptr[self.rows], s.in_indptr[-1]).astype(ptr_type)
-        self.optr = np.append(s.ov_in_indptr[self.rows], s.ov_in_indptr[-1]).astype(ptr_type)
-        self.bounds = balanced_chunks(self.bptr.astype(np.int64), _CHUNKS)
+        self.ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0).astype(np.int64)
+        self.ov_in_w = s.ov_in_w.astype(self.dtype)
         out = s.out_weight
         linked = out > 0
         self.inv_out = np.where(linked, 1.0 / np.where(linked, out, 1.0), 0.0)
         self.dangling = ~linked
         self.z = np.zeros(self.n, dtype=self.dtype)
-        self.ylink = np.zeros(self.n)
         self._z_of: np.ndarray | None = None
         self._sym = None
 
@@ -181,41 +171,31 @@ class NumbaOperator:
         np.multiply(x, self.inv_out, out=self.z, casting="unsafe")
         self._z_of = x
 
+    def _pull_into(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
+        s, m = self.snapshot, self.sell
+        total = sell_pull(m.grows, m.gptr, m.glen, m.sidx, m.sval, z, out, self.sell_bounds, scale)
+        if len(self.ov_rows):
+            total += csr_pull_add(
+                self.ov_rows,
+                s.ov_in_indptr,
+                s.ov_in_indices,
+                self.ov_in_w,
+                z,
+                out,
+                m.has_row,
+                scale,
+            )
+        return total
+
     def pull(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         """``out[q] = scale * sum_p W[p, q] z[p]`` (0 where no in-links); returns the sum."""
-        s = self.snapshot
         out[:] = 0.0
-        return _pull(
-            self.rows,
-            self.bptr,
-            s.in_indices,
-            self.in_w,
-            self.optr,
-            s.ov_in_indices,
-            self.ov_in_w,
-            z.astype(self.dtype, copy=False),
-            out,
-            self.bounds,
-            scale,
-        )
+        return self._pull_into(z.astype(self.dtype, copy=False), out, scale)
 
     def diffusion(self, x, y, alpha, prior):
         if self._z_of is not x:
             self.prepare(x)
-        s = self.snapshot
-        linked_mass = _pull(
-            self.rows,
-            self.bptr,
-            s.in_indices,
-            self.in_w,
-            self.optr,
-            s.ov_in_indices,
-            self.ov_in_w,
-            self.z,
-            self.ylink,
-            self.bounds,
-            alpha,
-        )
+        linked_mass = self._pull_into(self.z, self.ylink, alpha)
         tele = 1.0 - linked_mass
         l1, _ = _finish_diffusion(self.ylink, y, x, prior, self.inv_out, self.z, tele, self.parts)
         self._z_of = y
@@ -223,6 +203,7 @@ class NumbaOperator:
 
     # --- springs and heat --------------------------------------------------
     def setup_laplacian(self, kind: str) -> None:
+        """Build ``A = W + W^T`` (base and overlay merged) in SELL-8 storage."""
         s = self.snapshot
         n = s.n
         ptr, idx, w = _merge_sym(
@@ -238,36 +219,32 @@ class NumbaOperator:
                 s.ov_in_indices,
                 s.ov_in_w,
             )
-        else:
-            optr, oidx, ow = np.zeros(n + 1, dtype=np.int64), np.empty(0, np.int32), np.empty(0)
-        if kind == "normalized":
+            ptr, idx, w = _merge_sym(n, ptr, idx, w, optr, oidx, ow)
+        if kind == "normalized" and len(w):
             # The normalised Laplacian does not change when all weights scale;
             # scaling them to max 1 keeps sigma = d^-1/2 far from overflow.
-            top = max(float(w.max()) if len(w) else 0.0, float(ow.max()) if len(ow) else 0.0)
+            top = float(w.max())
             if top > 0:
-                w, ow = w / top, ow / top
-        degree = row_sums(ptr, w) + row_sums(optr, ow)
+                w = w / top
+        degree = row_sums(ptr, w)
         self.lap_sigma, self.lap_diag, self.lam_max = laplacian_scaling(degree, kind)
-        self._sym = (ptr, idx, w.astype(self.dtype), optr, oidx, ow.astype(self.dtype))
-        self._sym_bounds = balanced_chunks(ptr, _CHUNKS)
-        self._scratch = np.empty(n)
+        self._sym = SellMatrix(ptr, idx, w, self.dtype)
+        self._sym_bounds = balanced_chunks(self._sym.gptr, _CHUNKS)
+        self._t = np.empty(n, dtype=self.dtype)
+        self._acc = np.zeros(n)
 
     def lap_matvec(self, x, out):
-        ptr, idx, w, optr, oidx, ow = self._sym
-        _lap(
-            ptr,
-            idx,
-            w,
-            optr,
-            oidx,
-            ow,
-            self.lap_sigma,
-            self.lap_diag,
-            x,
-            self._scratch,
-            out,
-            self._sym_bounds,
+        m = self._sym
+        _scale_into(x, self.lap_sigma, self._t, self.parts)
+        sell_pull(
+            m.grows, m.gptr, m.glen, m.sidx, m.sval, self._t, self._acc, self._sym_bounds, 1.0
         )
+        _lap_finish(x, self.lap_diag, self.lap_sigma, self._acc, out, self.parts)
+
+    def dot(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Inner product on numba's threads (numpy's would wake BLAS threads that
+        fight numba's for the same cores)."""
+        return _dot(a, b, self.parts)
 
 
 class NumbaBackend:

@@ -30,6 +30,11 @@ class NumpyOperator:
 
     def __init__(self, snapshot: Snapshot, precision: str = "float64") -> None:
         self.snapshot = snapshot
+        self.refresh()
+
+    def refresh(self, info=None) -> None:
+        """Re-read the whole snapshot (the reference keeps no incremental state)."""
+        snapshot = self.snapshot
         self.n = snapshot.n
         w = _matrix(snapshot)
         out = np.asarray(w.sum(axis=1)).ravel()
@@ -58,6 +63,10 @@ class NumpyOperator:
 
     def lap_matvec(self, x, out):
         out[:] = self._ls @ x
+
+    def pull(self, z, out, scale):
+        out[:] = scale * (self._w.T @ z)
+        return float(out.sum())
 
 
 class NumpyBackend:
