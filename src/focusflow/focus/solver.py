@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -31,6 +32,24 @@ Progress = Callable[[int, float], None]
 #: Inner solves aim at this fraction of the last outer L1 change.
 FORCING = 0.05
 GraphLike = Cybergraph | Snapshot | sp.spmatrix | sp.sparray
+
+
+# Prepared operators per snapshot (SELL storage, float32 copies): built once and
+# reused by later compute() calls on the same snapshot while it is unchanged.
+_OPERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def operator_for(snap: Snapshot, backend: str, precision: str) -> GraphOperator:
+    """The backend's operator for ``snap``, cached until the snapshot is patched."""
+    chosen = get_backend(backend)
+    cache = _OPERATORS.setdefault(snap, {})
+    key = (chosen.name, precision)
+    entry = cache.get(key)
+    if entry is not None and entry[0] == (snap.version, snap.n):
+        return entry[1]
+    op = chosen.operator(snap, precision)
+    cache[key] = ((snap.version, snap.n), op)
+    return op
 
 
 def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
@@ -191,7 +210,7 @@ def compute(
     t_snap = time.perf_counter() - t0
     chosen = get_backend(backend)
     t = time.perf_counter()
-    op = chosen.operator(snap, p.precision)
+    op = operator_for(snap, chosen.name, p.precision)
     t_op = time.perf_counter() - t
     prior = prior_vector(snap, p.prior)
     p_run = p.with_(weights=(1.0, 0.0, 0.0)) if p.mode == "diffusion" else p
