@@ -299,8 +299,14 @@ def warm_up_jit(combinatorial: bool) -> float:
         compute(snap, mode="diffusion", backend="numba", precision=precision, tol=TOL)
     compute(snap, mode="tri", backend="numba", precision="float64", tol=TOL)
     if combinatorial:
-        compute(snap, mode="tri", backend="numba", precision="float64", tol=TOL,
-                laplacian="combinatorial")
+        compute(
+            snap,
+            mode="tri",
+            backend="numba",
+            precision="float64",
+            tol=TOL,
+            laplacian="combinatorial",
+        )
     g = Cybergraph(require_cids=False)
     g.particles.intern(np.arange(e.n).astype(str))
     half = e.m // 2
@@ -322,8 +328,7 @@ def bench_ours(report: Report, e: Edges, ref: np.ndarray, scale: int, repeat: in
         return Snapshot(e.n, e.src, e.dst, e.weight)
 
     snap, t_build = timed(build)
-    log(f"  Snapshot build: {t_build:.3f} s ({e.m / t_build / 1e6:.2f} M links/s, "
-        f"nnz {snap.nnz})")
+    log(f"  Snapshot build: {t_build:.3f} s ({e.m / t_build / 1e6:.2f} M links/s, nnz {snap.nnz})")
     base = f"ours numba float32{tag}"
     for precision in ("float32", "float64"):
         name = f"ours numba {precision}{tag}"
@@ -339,20 +344,32 @@ def bench_ours(report: Report, e: Edges, ref: np.ndarray, scale: int, repeat: in
         log(f"    operator preparation (first call, counted as build) {prep:.3f} s")
         res, t_med, runs = median_of(solve, repeat)
         tm = res.diagnostics.timings
-        log(f"    solve {t_med:.3f} s (median of {len(runs)}: "
+        log(
+            f"    solve {t_med:.3f} s (median of {len(runs)}: "
             f"{', '.join(f'{t:.3f}' for t in runs)}); diagnostics: prepare "
             f"{tm['prepare']:.3f} s, iterate {tm['solve']:.3f} s; {res.iterations} iterations, "
-            f"converged={res.converged}, final change {res.residual:.2e}")
+            f"converged={res.converged}, final change {res.residual:.2e}"
+        )
         err = l1(res.focus, ref)
         report.check(name, err)
-        report.rows.append(Row(
-            name, scale, t_build + prep, t_med, res.iterations, err, base,
-            "build = Snapshot + operator preparation; solve = wall time of compute(snapshot)",
-            runs,
-        ))
+        report.rows.append(
+            Row(
+                name,
+                scale,
+                t_build + prep,
+                t_med,
+                res.iterations,
+                err,
+                base,
+                "build = Snapshot + operator preparation; solve = wall time of compute(snapshot)",
+                runs,
+            )
+        )
         report.sections[f"{name} diagnostics"] = {
-            "prepare_s": tm["prepare"], "iterate_s": tm["solve"],
-            "mass": float(res.focus.sum()), "converged": res.converged,
+            "prepare_s": tm["prepare"],
+            "iterate_s": tm["solve"],
+            "mass": float(res.focus.sum()),
+            "converged": res.converged,
         }
     return snap
 
@@ -383,18 +400,40 @@ def bench_tri(report: Report, snap: Any, scale: int, laplacian: str, budget_s: f
             raise TimeBudgetError(it, residual, elapsed)
 
     try:
-        res = compute(snap, mode="tri", backend="numba", precision="float64", tol=TOL,
-                      laplacian=laplacian, progress=progress)
+        res = compute(
+            snap,
+            mode="tri",
+            backend="numba",
+            precision="float64",
+            tol=TOL,
+            laplacian=laplacian,
+            progress=progress,
+        )
     except TimeBudgetError as stop:
-        log(f"    NOT FINISHED within the budget: {stop}; residual {stop.residual:.2e}; "
+        log(
+            f"    NOT FINISHED within the budget: {stop}; residual {stop.residual:.2e}; "
             f"residuals every 5 iterations: "
-            f"{', '.join(f'{r:.1e}' for _, r, _ in history[::5])}")
+            f"{', '.join(f'{r:.1e}' for _, r, _ in history[::5])}"
+        )
         report.sections[name] = {
-            "finished": False, "seconds": stop.seconds, "iterations": stop.iterations,
-            "residual": stop.residual, "history": history,
+            "finished": False,
+            "seconds": stop.seconds,
+            "iterations": stop.iterations,
+            "residual": stop.residual,
+            "history": history,
         }
-        report.rows.append(Row(name, scale, None, stop.seconds, stop.iterations, None,
-                               "ours numba float32", "stopped at the time budget"))
+        report.rows.append(
+            Row(
+                name,
+                scale,
+                None,
+                stop.seconds,
+                stop.iterations,
+                None,
+                "ours numba float32",
+                "stopped at the time budget",
+            )
+        )
         return
     t = time.perf_counter() - t0
     tm = res.diagnostics.timings
@@ -404,24 +443,44 @@ def bench_tri(report: Report, snap: Any, scale: int, laplacian: str, budget_s: f
     f32 = report.row("ours numba float32")
     ratio64 = t / diff.solve_s if diff and diff.solve_s else None
     ratio32 = t / f32.solve_s if f32 and f32.solve_s else None
-    log(f"    total {t:.3f} s, {res.iterations} iterations, converged={res.converged}, "
+    log(
+        f"    total {t:.3f} s, {res.iterations} iterations, converged={res.converged}, "
         f"final change {res.residual:.2e}; diffusion {tm['diffusion']:.3f} s, springs "
         f"{tm['springs']:.3f} s, heat {tm['heat']:.3f} s, laplacian setup "
-        f"{tm.get('laplacian_setup', 0.0):.3f} s; inner {res.diagnostics.inner}")
+        f"{tm.get('laplacian_setup', 0.0):.3f} s; inner {res.diagnostics.inner}"
+    )
     if ratio64 is not None:
-        log(f"    tri / diffusion-only float64 solve: {ratio64:.2f}x"
-            + (f" (vs float32: {ratio32:.2f}x)" if ratio32 else ""))
+        log(
+            f"    tri / diffusion-only float64 solve: {ratio64:.2f}x"
+            + (f" (vs float32: {ratio32:.2f}x)" if ratio32 else "")
+        )
     if not sane:
         report.failures.append(f"{name}: focus not a distribution (finite, >= 0, sum 1)")
         log("    FAIL: focus is not a probability distribution")
     report.sections[name] = {
-        "finished": True, "seconds": t, "iterations": res.iterations,
-        "converged": res.converged, "residual": res.residual, "timings": tm,
-        "inner": res.diagnostics.inner, "ratio_to_diffusion_f64": ratio64,
-        "ratio_to_diffusion_f32": ratio32, "sane": sane,
+        "finished": True,
+        "seconds": t,
+        "iterations": res.iterations,
+        "converged": res.converged,
+        "residual": res.residual,
+        "timings": tm,
+        "inner": res.diagnostics.inner,
+        "ratio_to_diffusion_f64": ratio64,
+        "ratio_to_diffusion_f32": ratio32,
+        "sane": sane,
     }
-    report.rows.append(Row(name, scale, None, t, res.iterations, None,
-                           "ours numba float32", "not PageRank: no reference"))
+    report.rows.append(
+        Row(
+            name,
+            scale,
+            None,
+            t,
+            res.iterations,
+            None,
+            "ours numba float32",
+            "not PageRank: no reference",
+        )
+    )
 
 
 # --- peers ----------------------------------------------------------------------
@@ -434,8 +493,19 @@ def bench_scipy(report: Report, e: Edges, ref: np.ndarray, scale: int, repeat: i
     log(f"  build {t_build:.3f} s, solve {t_med:.3f} s, {it} iterations, change {change:.2e}")
     err = l1(x, ref)
     report.check(name, err)
-    report.rows.append(Row(name, scale, t_build, t_med, it, err, "ours numba float32",
-                           "csr P^T @ x, single thread", runs))
+    report.rows.append(
+        Row(
+            name,
+            scale,
+            t_build,
+            t_med,
+            it,
+            err,
+            "ours numba float32",
+            "csr P^T @ x, single thread",
+            runs,
+        )
+    )
 
 
 def bench_graphblas(report: Report, e: Edges, ref: np.ndarray, scale: int, repeat: int) -> None:
@@ -466,8 +536,7 @@ def bench_graphblas(report: Report, e: Edges, ref: np.ndarray, scale: int, repea
             y = Vector.from_scalar((ALPHA * dm + 1.0 - ALPHA) / n, n)
             t = pt.mxv(x, semiring.plus_times).new()
             y(accum=binary.plus) << t.apply(binary.times, right=ALPHA)
-            change = float(y.ewise_add(x, binary.minus).apply(unary.abs)
-                           .reduce(monoid.plus).value)
+            change = float(y.ewise_add(x, binary.minus).apply(unary.abs).reduce(monoid.plus).value)
             x = y
             if change < TOL:
                 break
@@ -476,12 +545,25 @@ def bench_graphblas(report: Report, e: Edges, ref: np.ndarray, scale: int, repea
     (pt, dmask), t_build = timed(build)
     (x, it, change), t_med, runs = median_of(lambda: solve(pt, dmask), repeat)
     threads = gb.ss.config["nthreads"] if hasattr(gb, "ss") else "?"
-    log(f"  build {t_build:.3f} s, solve {t_med:.3f} s, {it} iterations, change {change:.2e} "
-        f"({threads} threads)")
+    log(
+        f"  build {t_build:.3f} s, solve {t_med:.3f} s, {it} iterations, change {change:.2e} "
+        f"({threads} threads)"
+    )
     err = l1(x, ref)
     report.check(name, err)
-    report.rows.append(Row(name, scale, t_build, t_med, it, err, "ours numba float32",
-                           f"P^T.mxv(x), SuiteSparse, {threads} threads", runs))
+    report.rows.append(
+        Row(
+            name,
+            scale,
+            t_build,
+            t_med,
+            it,
+            err,
+            "ours numba float32",
+            f"P^T.mxv(x), SuiteSparse, {threads} threads",
+            runs,
+        )
+    )
 
 
 def bench_igraph(report: Report, e: Edges, ref: np.ndarray, scale: int, repeat: int) -> None:
@@ -492,22 +574,35 @@ def bench_igraph(report: Report, e: Edges, ref: np.ndarray, scale: int, repeat: 
     def build() -> Any:
         # Measured with igraph 1.0 at scale 20: a list of tuples (28 s) beats the
         # numpy (E, 2) int array (38 s); both go through Python objects.
-        g = igraph.Graph(n=e.n, edges=list(zip(e.src.tolist(), e.dst.tolist(), strict=True)),
-                         directed=True)
+        g = igraph.Graph(
+            n=e.n, edges=list(zip(e.src.tolist(), e.dst.tolist(), strict=True)), directed=True
+        )
         g.es["weight"] = e.weight
         return g
 
     def solve(g: Any) -> np.ndarray:
-        return np.asarray(g.pagerank(weights="weight", damping=ALPHA, implementation="prpack",
-                                     directed=True))
+        return np.asarray(
+            g.pagerank(weights="weight", damping=ALPHA, implementation="prpack", directed=True)
+        )
 
     g, t_build = timed(build)
     x, t_med, runs = median_of(lambda: solve(g), repeat)
     log(f"  build {t_build:.3f} s, solve {t_med:.3f} s (PRPACK's own tolerance)")
     err = l1(x, ref)
     report.check(name, err)
-    report.rows.append(Row(name, scale, t_build, t_med, None, err, "ours numba float32",
-                           "single thread; graph built from a list of tuples", runs))
+    report.rows.append(
+        Row(
+            name,
+            scale,
+            t_build,
+            t_med,
+            None,
+            err,
+            "ours numba float32",
+            "single thread; graph built from a list of tuples",
+            runs,
+        )
+    )
 
 
 def bench_networkx(report: Report, e: Edges, ref: np.ndarray, scale: int, tag: str) -> None:
@@ -520,8 +615,7 @@ def bench_networkx(report: Report, e: Edges, ref: np.ndarray, scale: int, tag: s
         a = sp.coo_matrix(sp.csr_matrix((e.weight, (e.src, e.dst)), shape=(e.n, e.n)))
         g = nx.DiGraph()
         g.add_nodes_from(range(e.n))
-        g.add_weighted_edges_from(zip(a.row.tolist(), a.col.tolist(), a.data.tolist(),
-                                      strict=True))
+        g.add_weighted_edges_from(zip(a.row.tolist(), a.col.tolist(), a.data.tolist(), strict=True))
         return g
 
     def solve(g: Any) -> np.ndarray:
@@ -533,8 +627,19 @@ def bench_networkx(report: Report, e: Edges, ref: np.ndarray, scale: int, tag: s
     log(f"  build {t_build:.3f} s, solve {t:.3f} s (tol = 1e-6 / N: L1 change < 1e-6)")
     err = l1(x, ref)
     report.check(name, err)
-    report.rows.append(Row(name, scale, t_build, t, None, err, f"ours numba float32{tag}",
-                           "one run; includes nx's own conversion to scipy", [t]))
+    report.rows.append(
+        Row(
+            name,
+            scale,
+            t_build,
+            t,
+            None,
+            err,
+            f"ours numba float32{tag}",
+            "one run; includes nx's own conversion to scipy",
+            [t],
+        )
+    )
 
 
 # --- incremental ----------------------------------------------------------------
@@ -552,13 +657,18 @@ def bench_incremental(report: Report, e: Edges, ref: np.ndarray, args: argparse.
     eng = FocusEngine(g, mode="diffusion", tol=TOL, backend="numba")
     r0, t_cold_engine = timed(eng.compute)
     err0 = l1(r0.focus, ref)
-    log(f"  Cybergraph: intern {e.n} particles {t_intern:.3f} s, add {e.m} links "
+    log(
+        f"  Cybergraph: intern {e.n} particles {t_intern:.3f} s, add {e.m} links "
         f"{t_add:.3f} s; engine cold compute (snapshot build + solve + push polish) "
-        f"{t_cold_engine:.3f} s, {r0.iterations} iterations")
+        f"{t_cold_engine:.3f} s, {r0.iterations} iterations"
+    )
     report.check("engine cold compute", err0)
     report.sections["engine cold"] = {
-        "intern_s": t_intern, "add_links_s": t_add, "compute_s": t_cold_engine,
-        "iterations": r0.iterations, "l1_error": err0,
+        "intern_s": t_intern,
+        "add_links_s": t_add,
+        "compute_s": t_cold_engine,
+        "iterations": r0.iterations,
+        "l1_error": err0,
     }
 
     new_src, new_dst, new_w = rmat_edges(args.scale, args.edge_factor, seed=args.seed + 1000)
@@ -576,11 +686,13 @@ def bench_incremental(report: Report, e: Edges, ref: np.ndarray, args: argparse.
         current = concat_edges(current, bs, bd, bw)
         (current_ref, ref_it, _), t_ref = timed(lambda c=current, x=current_ref: reference(c, x))
         err_inc = l1(res.focus, current_ref)
-        log(f"    add_link_ids {t_ingest:.4f} s; apply {t_apply:.4f} s (patch "
+        log(
+            f"    add_link_ids {t_ingest:.4f} s; apply {t_apply:.4f} s (patch "
             f"{tm.get('patch', 0):.4f}, residual {tm.get('residual', 0):.4f}, push "
             f"{tm.get('push', 0):.4f}); {res.diagnostics.inner}; overlay nnz "
             f"{g.snapshot().overlay_nnz}; reference of the final graph: {ref_it} iterations "
-            f"warm-started, {t_ref:.1f} s")
+            f"warm-started, {t_ref:.1f} s"
+        )
         report.check(f"{name} (incremental)", err_inc)
 
         fresh, t_rebuild = timed(lambda c=current: Snapshot(c.n, c.src, c.dst, c.weight))
@@ -596,27 +708,42 @@ def bench_incremental(report: Report, e: Edges, ref: np.ndarray, args: argparse.
         cold(patched)
         r_patched, t_cold_patched, _ = median_of(lambda p=patched: cold(p), args.repeat)
         err_patched = l1(r_patched.focus, current_ref)
-        log(f"    cold float64 solve on the final graph {t_cold:.3f} s ({r_cold.iterations} "
+        log(
+            f"    cold float64 solve on the final graph {t_cold:.3f} s ({r_cold.iterations} "
             f"iterations; on the patched snapshot {t_cold_patched:.3f} s); cold float32 solve "
-            f"{t_cold32:.3f} s; snapshot rebuild {t_rebuild:.3f} s")
+            f"{t_cold32:.3f} s; snapshot rebuild {t_rebuild:.3f} s"
+        )
         report.check(f"{name} (cold float64)", err_cold)
         report.check(f"{name} (cold on patched snapshot)", err_patched)
         speed = t_cold / t_apply
         speed_rebuild = (t_cold + t_rebuild) / t_apply
         speed32 = t_cold32 / t_apply
-        log(f"    L1 error: incremental {err_inc:.3e}, cold {err_cold:.3e} -> incremental is "
-            f"{'as accurate or better' if err_inc <= err_cold else 'LESS accurate'}")
-        log(f"    speed-up of apply(): {speed:.1f}x vs cold f64 solve, {speed32:.1f}x vs cold "
-            f"f32 solve, {speed_rebuild:.1f}x vs rebuild + cold f64 solve (goal >= 20x)")
+        log(
+            f"    L1 error: incremental {err_inc:.3e}, cold {err_cold:.3e} -> incremental is "
+            f"{'as accurate or better' if err_inc <= err_cold else 'LESS accurate'}"
+        )
+        log(
+            f"    speed-up of apply(): {speed:.1f}x vs cold f64 solve, {speed32:.1f}x vs cold "
+            f"f32 solve, {speed_rebuild:.1f}x vs rebuild + cold f64 solve (goal >= 20x)"
+        )
         report.sections[name] = {
-            "edges": len(bs), "ingest_s": t_ingest, "apply_s": t_apply,
-            "apply_timings": tm, "apply_inner": res.diagnostics.inner,
-            "apply_converged": res.converged, "apply_residual": res.residual,
-            "cold_f64_solve_s": t_cold, "cold_f32_solve_s": t_cold32,
-            "cold_f64_patched_solve_s": t_cold_patched, "rebuild_s": t_rebuild,
-            "cold_iterations": r_cold.iterations, "l1_incremental": err_inc,
-            "l1_cold": err_cold, "l1_cold_patched": err_patched,
-            "speedup_vs_cold_f64": speed, "speedup_vs_cold_f32": speed32,
+            "edges": len(bs),
+            "ingest_s": t_ingest,
+            "apply_s": t_apply,
+            "apply_timings": tm,
+            "apply_inner": res.diagnostics.inner,
+            "apply_converged": res.converged,
+            "apply_residual": res.residual,
+            "cold_f64_solve_s": t_cold,
+            "cold_f32_solve_s": t_cold32,
+            "cold_f64_patched_solve_s": t_cold_patched,
+            "rebuild_s": t_rebuild,
+            "cold_iterations": r_cold.iterations,
+            "l1_incremental": err_inc,
+            "l1_cold": err_cold,
+            "l1_cold_patched": err_patched,
+            "speedup_vs_cold_f64": speed,
+            "speedup_vs_cold_f32": speed32,
             "speedup_vs_rebuild_and_cold": speed_rebuild,
             "incremental_at_least_as_accurate": err_inc <= err_cold,
         }
@@ -667,7 +794,9 @@ print(json.dumps({"links": int(len(src)), "nnz": int(snap.nnz), "build_s": build
 def bench_memory(report: Report, args: argparse.Namespace) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(args.scale), str(args.edge_factor), str(args.seed)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -679,18 +808,27 @@ def bench_memory(report: Report, args: argparse.Namespace) -> None:
     peak_per_link = (peak - base_rss) / links
     kept_per_link = (out["end"]["VmRSS"] - base_rss) / links
     rate = links / out["build_s"]
-    log(f"  child: {links} links, nnz {out['nnz']}, Snapshot build {out['build_s']:.3f} s = "
-        f"{rate / 1e6:.2f} M links/s")
-    log(f"  RSS after generating the edges {base_rss / 2**20:.0f} MiB; peak during build "
+    log(
+        f"  child: {links} links, nnz {out['nnz']}, Snapshot build {out['build_s']:.3f} s = "
+        f"{rate / 1e6:.2f} M links/s"
+    )
+    log(
+        f"  RSS after generating the edges {base_rss / 2**20:.0f} MiB; peak during build "
         f"{peak / 2**20:.0f} MiB -> {peak_per_link:.1f} bytes/link above it at peak, "
-        f"{kept_per_link:.1f} bytes/link kept by the snapshot")
-    log(f"  (peak reset via /proc/self/clear_refs: {out['peak_reset']}; the generator's own "
+        f"{kept_per_link:.1f} bytes/link kept by the snapshot"
+    )
+    log(
+        f"  (peak reset via /proc/self/clear_refs: {out['peak_reset']}; the generator's own "
         f"peak was {out['after_gen']['VmHWM'] / 2**20:.0f} MiB; getrusage(RUSAGE_CHILDREN)"
         f".ru_maxrss = {children_maxrss / 2**20:.0f} MiB is not usable here: it counts this "
-        f"process's image that the child held between fork and exec)")
+        f"process's image that the child held between fork and exec)"
+    )
     report.sections["snapshot memory"] = {
-        **out, "links_per_s": rate, "peak_bytes_per_link": peak_per_link,
-        "kept_bytes_per_link": kept_per_link, "ru_maxrss_children": children_maxrss,
+        **out,
+        "links_per_s": rate,
+        "peak_bytes_per_link": peak_per_link,
+        "kept_bytes_per_link": kept_per_link,
+        "ru_maxrss_children": children_maxrss,
     }
 
 
@@ -744,81 +882,109 @@ def fmt(v: float | None, spec: str) -> str:
 
 def print_summary(report: Report) -> None:
     log("\n## Results\n")
-    log(f"PageRank alpha {ALPHA}, stop at L1 change < {TOL:g}; reference: float64 power "
+    log(
+        f"PageRank alpha {ALPHA}, stop at L1 change < {TOL:g}; reference: float64 power "
         f"iteration to L1 change < {REF_TOL:g}. Times are medians; ratio = contender solve / "
-        f"ours float32 solve on the same graph.\n")
-    log("| contender | scale | build s | solve s | iterations | ms/iter | L1 error vs ref "
-        "| ratio |")
+        f"ours float32 solve on the same graph.\n"
+    )
+    log(
+        "| contender | scale | build s | solve s | iterations | ms/iter | L1 error vs ref | ratio |"
+    )
     log("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in report.rows:
         base = report.row(r.baseline)
         ratio = r.solve_s / base.solve_s if base and base.solve_s and r.solve_s else None
-        log(f"| {r.contender} | {r.scale} | {fmt(r.build_s, '.3f')} | {fmt(r.solve_s, '.3f')} | "
+        log(
+            f"| {r.contender} | {r.scale} | {fmt(r.build_s, '.3f')} | {fmt(r.solve_s, '.3f')} | "
             f"{fmt(r.iterations, 'd')} | {fmt(r.ms_per_iter, '.2f')} | "
-            f"{fmt(r.l1_error, '.2e')} | {fmt(ratio, '.2f')} |")
+            f"{fmt(r.l1_error, '.2e')} | {fmt(ratio, '.2f')} |"
+        )
     log("")
     ours = report.row("ours numba float32")
-    peers = [r for r in report.rows if r.contender in
-             ("scipy power iteration", "python-graphblas", "igraph PRPACK") and r.solve_s]
+    peers = [
+        r
+        for r in report.rows
+        if r.contender in ("scipy power iteration", "python-graphblas", "igraph PRPACK")
+        and r.solve_s
+    ]
     if ours and ours.solve_s and peers:
         best = min(peers, key=lambda r: r.solve_s or float("inf"))
         ratio = (best.solve_s or 0.0) / ours.solve_s
         report.sections["best peer ratio"] = {"peer": best.contender, "ratio": ratio}
-        log(f"- best peer / ours (float32) solve: {best.contender} {best.solve_s:.3f} s / "
+        log(
+            f"- best peer / ours (float32) solve: {best.contender} {best.solve_s:.3f} s / "
             f"{ours.solve_s:.3f} s = {ratio:.2f}x (goal >= 2x: "
-            f"{'met' if ratio >= 2 else 'NOT met'})")
+            f"{'met' if ratio >= 2 else 'NOT met'})"
+        )
         ours_total = (ours.build_s or 0.0) + ours.solve_s
         best_total = min(peers, key=lambda r: (r.build_s or 0.0) + (r.solve_s or 0.0))
         bt = (best_total.build_s or 0.0) + (best_total.solve_s or 0.0)
-        log(f"- best peer / ours build + solve: {best_total.contender} {bt:.3f} s / "
-            f"{ours_total:.3f} s = {bt / ours_total:.2f}x")
+        log(
+            f"- best peer / ours build + solve: {best_total.contender} {bt:.3f} s / "
+            f"{ours_total:.3f} s = {bt / ours_total:.2f}x"
+        )
     nxr = report.row("networkx pagerank")
     if nxr and nxr.solve_s:
         base = report.row(nxr.baseline)
         if base and base.solve_s:
-            log(f"- networkx / ours float32 at scale {nxr.scale}: "
-                f"{nxr.solve_s / base.solve_s:.1f}x")
+            log(
+                f"- networkx / ours float32 at scale {nxr.scale}: {nxr.solve_s / base.solve_s:.1f}x"
+            )
     f64 = report.row("ours numba float64")
     for key, val in report.sections.items():
         if not (key.startswith("ours tri") and isinstance(val, dict)):
             continue
         r = val.get("ratio_to_diffusion_f64")
         if val.get("finished") and r is not None:
-            log(f"- {key} / diffusion-only float64 solve: {r:.2f}x (goal <= 5x: "
+            log(
+                f"- {key} / diffusion-only float64 solve: {r:.2f}x (goal <= 5x: "
                 f"{'met' if r <= 5 else 'NOT met'}); vs float32 diffusion: "
-                f"{val['ratio_to_diffusion_f32']:.2f}x")
+                f"{val['ratio_to_diffusion_f32']:.2f}x"
+            )
         elif f64 and f64.solve_s:
             low = val["seconds"] / f64.solve_s
-            log(f"- {key}: not finished in {val['seconds']:.1f} s ({val['iterations']} "
+            log(
+                f"- {key}: not finished in {val['seconds']:.1f} s ({val['iterations']} "
                 f"iterations, residual {val['residual']:.1e}): ratio > {low:.0f}x (goal <= 5x: "
-                f"NOT met)")
+                f"NOT met)"
+            )
     for key, val in report.sections.items():
         if key.startswith("incremental") and isinstance(val, dict):
-            log(f"- {key} ({val['edges']} edges): apply {val['apply_s'] * 1e3:.1f} ms; "
+            log(
+                f"- {key} ({val['edges']} edges): apply {val['apply_s'] * 1e3:.1f} ms; "
                 f"speed-up {val['speedup_vs_cold_f64']:.1f}x vs cold f64 solve, "
                 f"{val['speedup_vs_cold_f32']:.1f}x vs cold f32 solve, "
                 f"{val['speedup_vs_rebuild_and_cold']:.1f}x vs rebuild + cold solve "
                 f"(goal >= 20x: {'met' if val['speedup_vs_cold_f64'] >= 20 else 'NOT met'}); "
                 f"L1 error {val['l1_incremental']:.2e} incremental vs {val['l1_cold']:.2e} "
-                f"cold")
+                f"cold"
+            )
     mem = report.sections.get("snapshot memory")
     if isinstance(mem, dict):
-        log(f"- snapshot build: {mem['links_per_s'] / 1e6:.2f} M links/s; peak "
+        log(
+            f"- snapshot build: {mem['links_per_s'] / 1e6:.2f} M links/s; peak "
             f"{mem['peak_bytes_per_link']:.1f} bytes/link, kept "
-            f"{mem['kept_bytes_per_link']:.1f} bytes/link (child process)")
+            f"{mem['kept_bytes_per_link']:.1f} bytes/link (child process)"
+        )
     m = report.machine
-    log(f"- machine: {m.get('cpu')}, nproc {m.get('nproc')}, {m.get('platform')}, "
+    log(
+        f"- machine: {m.get('cpu')}, nproc {m.get('nproc')}, {m.get('platform')}, "
         f"{m.get('date')}; load average at start {m.get('loadavg_start')}, at end "
-        f"{m.get('loadavg_end')} (other processes on these cores skew every timing)")
-    log(f"- versions: python {m.get('python')}, numpy {m.get('numpy')}, scipy {m.get('scipy')}, "
+        f"{m.get('loadavg_end')} (other processes on these cores skew every timing)"
+    )
+    log(
+        f"- versions: python {m.get('python')}, numpy {m.get('numpy')}, scipy {m.get('scipy')}, "
         f"numba {m.get('numba')} ({m.get('numba_threads')} threads), igraph {m.get('igraph')}, "
         f"graphblas {m.get('graphblas')} ({m.get('graphblas_threads')} threads), networkx "
-        f"{m.get('networkx')}")
+        f"{m.get('networkx')}"
+    )
     busy = {k: v for k, v in report.foreign_load.items() if v > 0.1}
     if busy:
-        log("- WARNING: other processes took CPU time during timed sections, those timings "
+        log(
+            "- WARNING: other processes took CPU time during timed sections, those timings "
             "are inflated (parallel kernels suffer most): "
-            + ", ".join(f"{k} {100 * v:.0f}%" for k, v in busy.items()))
+            + ", ".join(f"{k} {100 * v:.0f}%" for k, v in busy.items())
+        )
     for name, why in report.skipped.items():
         log(f"- skipped {name}: {why}")
     if report.failures:
@@ -837,13 +1003,20 @@ def run_main_graph(report: Report, args: argparse.Namespace) -> None:
     graph: list[tuple[Edges, np.ndarray]] = []
     with section(report, f"R-MAT graph and float64 reference (scale {args.scale})"):
         e, t_gen = timed(lambda: make_edges(args.scale, args.edge_factor, args.seed))
-        log(f"  {e.n} nodes, {e.raw_edges} edges generated in {t_gen:.1f} s, {e.m} after "
-            f"dropping self-loops")
+        log(
+            f"  {e.n} nodes, {e.raw_edges} edges generated in {t_gen:.1f} s, {e.m} after "
+            f"dropping self-loops"
+        )
         (ref, it, change), t_ref = timed(lambda: reference(e))
         log(f"  reference: {it} iterations, final L1 change {change:.1e}, {t_ref:.1f} s")
-        report.sections["graph"] = {"n": e.n, "raw_edges": e.raw_edges, "edges": e.m,
-                                    "generate_s": t_gen, "reference_iterations": it,
-                                    "reference_s": t_ref}
+        report.sections["graph"] = {
+            "n": e.n,
+            "raw_edges": e.raw_edges,
+            "edges": e.m,
+            "generate_s": t_gen,
+            "reference_iterations": it,
+            "reference_s": t_ref,
+        }
         graph.append((e, ref))
     if not graph:
         return
@@ -876,8 +1049,9 @@ def run_main_graph(report: Report, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--scale", type=int, default=20, help="R-MAT scale: 2**scale nodes")
     p.add_argument("--edge-factor", type=int, default=16, help="edges per node")
     p.add_argument("--seed", type=int, default=1)
@@ -885,10 +1059,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="timed runs per solve (median)")
     p.add_argument("--json", metavar="OUT", help="write every number to this JSON file")
     p.add_argument("--skip-slow", action="store_true", help="skip igraph and networkx")
-    p.add_argument("--combinatorial", action="store_true",
-                   help="also run tri with the combinatorial Laplacian (slow)")
-    p.add_argument("--tri-budget", type=float, default=300.0, metavar="S",
-                   help="stop each tri solve after this many seconds (reported as unfinished)")
+    p.add_argument(
+        "--combinatorial",
+        action="store_true",
+        help="also run tri with the combinatorial Laplacian (slow)",
+    )
+    p.add_argument(
+        "--tri-budget",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="stop each tri solve after this many seconds (reported as unfinished)",
+    )
     return p.parse_args(argv)
 
 
@@ -897,9 +1079,11 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(args=vars(args))
     report.machine = machine_info()
     t_start = time.perf_counter()
-    log(f"focus_cpu benchmark: scale {args.scale}, edge factor {args.edge_factor}, seed "
+    log(
+        f"focus_cpu benchmark: scale {args.scale}, edge factor {args.edge_factor}, seed "
         f"{args.seed}, repeat {args.repeat}; {report.machine['cpu']}, nproc "
-        f"{report.machine['nproc']}; load average {report.machine['loadavg_start']}")
+        f"{report.machine['nproc']}; load average {report.machine['loadavg_start']}"
+    )
 
     with section(report, "JIT warm-up (not timed)"):
         log(f"  {warm_up_jit(args.combinatorial):.1f} s")

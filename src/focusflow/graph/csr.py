@@ -197,6 +197,14 @@ def _scatter_transpose(indptr, pos, nnz):
     return t_indices, t_to_e
 
 
+def transpose_maps(n: int, indptr: np.ndarray, indices: np.ndarray):
+    """``(t_indptr, t_indices, t_to_entry, entry_to_t)``: the transposed pattern
+    and the position maps both ways (``entry_to_t`` is the counting sort itself)."""
+    t_indptr, pos = counting_positions(indices, n, _PARTS)
+    t_indices, t_to_e = _scatter_transpose(indptr, pos, len(indices))
+    return t_indptr, t_indices, t_to_e, pos
+
+
 @nb.njit(cache=True, parallel=True)
 def gather(values, index):
     """``values[index]`` on all cores."""

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from focusflow.graph.csr import build_csr, find_entries, gather, row_sums, transpose_csr
+from focusflow.graph.csr import (
+    build_csr,
+    find_entries,
+    gather,
+    row_sums,
+    transpose_csr,
+    transpose_maps,
+)
 from focusflow.graph.links import flush_tiny
 
 LinkWeightFn = Callable[[np.ndarray], np.ndarray]
@@ -113,6 +120,22 @@ def _concat_rows(a, b):
     return ptr, idx, w
 
 
+def _unique(values: np.ndarray, return_inverse: bool = False):
+    """Sorted distinct values by sorting (numpy's hash-based unique is several
+    times slower on the integer keys of a patch)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    uniq = ordered[first]
+    if not return_inverse:
+        return uniq
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return uniq, inverse
+
+
 def _index_type(bound: int) -> type:
     return np.int32 if bound < 2**31 else np.int64
 
@@ -165,13 +188,15 @@ class Snapshot:
         )
         del isrc, idst
         self.out_indptr, self.out_indices, self.out_w = indptr, indices, weights
-        t = transpose_csr(n, indptr, indices, weights)
+        t_indptr, t_indices, t_to_e, e_to_t = transpose_maps(n, indptr, indices)
         # Maps between entries and links are kept as int32 while they fit: they
         # are most of the snapshot's memory after the matrices themselves.
         small = _index_type(max(len(src), len(indices)) + 1)
-        self.in_indptr, self.in_indices, self.in_w = t[0], t[1], t[2]
-        self.in_to_out = t[3].astype(small)
-        self._out_to_in: np.ndarray | None = None
+        self.in_indptr, self.in_indices = t_indptr, t_indices
+        self.in_w = gather(weights, t_to_e)
+        self.in_to_out = t_to_e.astype(small)
+        self.out_to_in = e_to_t.astype(small)
+        del t_to_e, e_to_t
         self.out_weight = row_sums(indptr, weights)
         self.entry_link_ptr = elptr.astype(small)
         if all_kept:
@@ -199,16 +224,6 @@ class Snapshot:
     def nnz(self) -> int:
         """Stored entries, base plus overlay (duplicate links are merged)."""
         return len(self.out_indices) + len(self.ov_src)
-
-    @property
-    def out_to_in(self) -> np.ndarray:
-        """Position in the ``in_*`` arrays of each ``out_*`` entry (built on first use)."""
-        if self._out_to_in is None:
-            self._out_to_in = np.empty_like(self.in_to_out)
-            self._out_to_in[self.in_to_out] = np.arange(
-                len(self.in_to_out), dtype=self.in_to_out.dtype
-            )
-        return self._out_to_in
 
     @property
     def overlay_nnz(self) -> int:
@@ -291,7 +306,7 @@ class Snapshot:
             rest = rest[~hit]
         if len(rest):
             keys = psrc[rest] * np.int64(self.n) + pdst[rest]
-            uniq, inverse = np.unique(keys, return_inverse=True)
+            uniq, inverse = _unique(keys, return_inverse=True)
             first = len(self.ov_src)
             codes[rest] = -(first + inverse + 2)
             self.ov_src = np.concatenate([self.ov_src, (uniq // self.n).astype(np.int32)])
@@ -328,12 +343,12 @@ class Snapshot:
         in_base = old < self.base_links
         old_codes[in_base] = self.link_entry[old[in_base]]
         old_codes[~in_base] = self.late_entry[old[~in_base] - self.base_links]
-        codes = np.unique(np.concatenate([new_codes, old_codes]))
+        codes = _unique(np.concatenate([new_codes, old_codes]))
         base_entries = codes[codes >= 0]
         ov_entries = -codes[codes <= -2] - 2
 
         base_rows = np.searchsorted(self.out_indptr, base_entries, side="right") - 1
-        sources = np.unique(np.concatenate([base_rows, self.ov_src[ov_entries]])).astype(np.int64)
+        sources = _unique(np.concatenate([base_rows, self.ov_src[ov_entries]]).astype(np.int64))
         old_rows = _concat_rows(
             _rows_of(self.out_indptr, self.out_indices, self.out_w, sources),
             _rows_of(self.ov_out_indptr, self.ov_out_indices, self.ov_out_w, sources),
