@@ -27,6 +27,16 @@ def networkx_pagerank(a: np.ndarray, alpha: float) -> np.ndarray:
     return np.array([pr[i] for i in range(n)])
 
 
+def dense_laplacian(a: np.ndarray, laplacian: str) -> np.ndarray:
+    """The Laplacian of ``A = W + W^T`` acting on distributions (docs/focus.md)."""
+    sym = a + a.T
+    deg = sym.sum(axis=1)
+    if laplacian == "normalized":
+        inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
+        return np.diag((deg > 0).astype(float)) - sym @ np.diag(inv)
+    return np.diag(deg) - sym
+
+
 def dense_tri(
     a: np.ndarray,
     alpha=0.85,
@@ -44,13 +54,7 @@ def dense_tri(
     dangling = out <= 0
     p = np.divide(a, out[:, None], out=np.zeros_like(a), where=out[:, None] > 0)
     d_op = alpha * p.T + alpha * np.outer(u, dangling) + (1 - alpha) * np.outer(u, np.ones(n))
-    sym = a + a.T
-    deg = sym.sum(axis=1)
-    if laplacian == "normalized":
-        inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
-        lap = np.diag((deg > 0).astype(float)) - sym @ np.diag(inv)
-    else:
-        lap = np.diag(deg) - sym
+    lap = dense_laplacian(a, laplacian)
     s_op = mu * np.linalg.inv(lap + mu * np.eye(n))
     h_op = sl.expm(-tau * lap)
     m = lam[0] * d_op + lam[1] * s_op + lam[2] * h_op

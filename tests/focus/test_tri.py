@@ -9,7 +9,7 @@ from focusflow.focus.backends import get_backend
 from focusflow.focus.spectral import HeatState, SpringsState, heat, springs
 from focusflow.graph import Snapshot
 from tests.conftest import random_weighted
-from tests.focus.reference import as_matrix, dense_tri, dense_weights
+from tests.focus.reference import as_matrix, dense_laplacian, dense_tri, dense_weights
 
 
 @pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
@@ -58,14 +58,7 @@ def test_operators_match_expm_and_direct_solve(laplacian):
     snap = Snapshot(n, src, dst, w, order="none")
     op = get_backend("numba").operator(snap)
     op.setup_laplacian(laplacian)
-    a = dense_weights(n, src, dst, w)
-    sym = a + a.T
-    deg = sym.sum(axis=1)
-    if laplacian == "normalized":
-        inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
-        lap = np.diag((deg > 0).astype(float)) - sym @ np.diag(inv)
-    else:
-        lap = np.diag(deg) - sym
+    lap = dense_laplacian(dense_weights(n, src, dst, w), laplacian)
     phi = np.random.default_rng(1).random(n)
     phi /= phi.sum()
     h = heat(op, phi, 1.7, HeatState(), 1e-13)

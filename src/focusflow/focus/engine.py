@@ -82,15 +82,7 @@ class FocusEngine:
         snap = self.graph.snapshot()
         self._bind(snap)
         self._springs, self._heat = SpringsState(), HeatState()
-        phi, diag = solve(
-            self._op,
-            self._run_params(),
-            self._prior(),
-            None,
-            springs_state=self._springs,
-            heat_state=self._heat,
-            progress=progress,
-        )
+        phi, diag = self._solve(None, progress)
         self._phi = phi
         if self.uses_push:
             diag.inner = self._init_linear_system()
@@ -136,6 +128,18 @@ class FocusEngine:
     def _run_params(self) -> FocusParams:
         p = self.params
         return p.with_(weights=(1.0, 0.0, 0.0)) if p.mode == "diffusion" else p
+
+    def _solve(self, x0: np.ndarray | None, progress: Progress | None = None):
+        """The coupled iteration on the current operator, keeping the inner states."""
+        return solve(
+            self._op,
+            self._run_params(),
+            self._prior(),
+            x0,
+            springs_state=self._springs,
+            heat_state=self._heat,
+            progress=progress,
+        )
 
     def _prior(self) -> np.ndarray:
         return prior_vector(self._snap, self.params.prior)
@@ -359,14 +363,7 @@ class FocusEngine:
             phi = np.concatenate([phi, np.full(n - len(phi), 1.0 / n)])
             phi /= phi.sum()
         t = time.perf_counter()
-        phi, diag = solve(
-            self._op,
-            self._run_params(),
-            self._prior(),
-            phi,
-            springs_state=self._springs,
-            heat_state=self._heat,
-        )
+        phi, diag = self._solve(phi)
         diag.timings["solve"] = time.perf_counter() - t
         self._phi = phi
         return diag
