@@ -87,6 +87,9 @@ def compute_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     laplacian: str = typer.Option("normalized", "--laplacian", help="normalized or combinatorial."),
     precision: str = typer.Option("float64", "--precision", help="float64 or float32 storage."),
+    anderson: int = typer.Option(
+        2, "--anderson", help="Anderson acceleration window; 0 = the plain iteration."
+    ),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Drop bostrom links whose particles are not CIDs."
     ),
@@ -103,6 +106,7 @@ def compute_cmd(
         max_iter=max_iter,
         laplacian=laplacian,
         precision=precision,
+        anderson=anderson,
     )
     if backend not in backend_names():
         raise InvalidParameterError(

@@ -43,6 +43,7 @@ class FocusParams:
     prior: str | np.ndarray = "uniform"
     precision: str = "float64"
     spectral_gap: bool = False
+    anderson: int = 2
     extra: dict = field(default_factory=dict, compare=False)
 
     def with_(self, **changes) -> FocusParams:
@@ -84,6 +85,10 @@ class FocusParams:
             )
         if not (0 < self.cg_tol < 1) or not (0 < self.heat_tol < 1):
             raise InvalidParameterError("cg_tol and heat_tol must be in (0, 1)")
+        if not (isinstance(self.anderson, int) and 0 <= self.anderson <= 10):
+            raise InvalidParameterError(
+                f"anderson must be an integer in 0..10, got {self.anderson}"
+            )
         if self.precision not in PRECISIONS:
             raise InvalidParameterError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from focusflow.core.errors import InvalidParameterError
+from focusflow.focus.anderson import Anderson
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.base import GraphOperator
 from focusflow.focus.params import FocusParams, make_params
@@ -37,6 +38,10 @@ GraphLike = Cybergraph | Snapshot | sp.spmatrix | sp.sparray
 # Prepared operators per snapshot (SELL storage, float32 copies): built once and
 # reused by later compute() calls on the same snapshot while it is unchanged.
 _OPERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _np_dot(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b)
 
 
 def operator_for(snap: Snapshot, backend: str, precision: str) -> GraphOperator:
@@ -139,6 +144,7 @@ def solve(
     # fixed point of the exact map.
     exact = not use_lap
     res = 1.0
+    accel = Anderson(params.anderson, getattr(op, "dot", None) or _np_dot)
     for it in range(1, params.max_iter + 1):
         t = time.perf_counter()
         res_d = op.diffusion(phi, nxt, params.alpha, prior)
@@ -166,21 +172,31 @@ def solve(
         else:
             res = res_d
         diag.residual_history.append(res)
-        phi, nxt = nxt, phi
         if progress is not None:
             progress(it, res)
+        if res < params.tol and exact:
+            phi = nxt
+            diag.converged = True
+            break
         if res < params.tol:
-            if exact:
-                diag.converged = True
-                break
             exact = True
+            accel.reset()
+        if params.anderson:
+            # The accelerator keeps references to past iterates: fresh buffers.
+            phi, nxt = accel.step(phi, nxt, res), np.empty(n)
+        else:
+            phi, nxt = nxt, phi
     diag.iterations = it
     diag.residual = diag.residual_history[-1]
     diag.contraction_rate = contraction_rate(diag.residual_history)
     if params.spectral_gap and diag.contraction_rate is not None:
         diag.spectral_gap = 1.0 - diag.contraction_rate
     diag.timings = timings
-    diag.inner = {"cg_iterations": springs_state.iterations, "heat_terms": heat_state.terms}
+    diag.inner = {
+        "cg_iterations": springs_state.iterations,
+        "heat_terms": heat_state.terms,
+        "anderson_restarts": accel.restarts,
+    }
     return phi, diag
 
 
