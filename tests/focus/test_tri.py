@@ -86,3 +86,18 @@ def test_cap_is_respected_and_reported():
     src, dst, w = random_weighted(80, 400, 5)
     res = compute(as_matrix(80, src, dst, w), max_iter=3)
     assert res.iterations == 3 and not res.converged
+
+
+@pytest.mark.parametrize("mode", ["tri", "diffusion"])
+def test_anderson_acceleration_keeps_the_fixed_point(mode):
+    from focusflow.graph import rmat_edges
+
+    src, dst, w = rmat_edges(11, 8, seed=3)
+    a = as_matrix(2048, src, dst, w)
+    plain = compute(a, mode=mode, tol=1e-12, anderson=0)
+    fast = compute(a, mode=mode, tol=1e-12, anderson=3)
+    assert plain.converged and fast.converged
+    assert np.abs(plain.focus - fast.focus).sum() < 1e-10
+    assert fast.iterations <= plain.iterations
+    if mode == "tri":
+        assert fast.iterations < 0.7 * plain.iterations

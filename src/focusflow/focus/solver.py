@@ -40,10 +40,6 @@ GraphLike = Cybergraph | Snapshot | sp.spmatrix | sp.sparray
 _OPERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _np_dot(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b)
-
-
 def operator_for(snap: Snapshot, backend: str, precision: str) -> GraphOperator:
     """The backend's operator for ``snap``, cached until the snapshot is patched."""
     chosen = get_backend(backend)
@@ -144,7 +140,8 @@ def solve(
     # fixed point of the exact map.
     exact = not use_lap
     res = 1.0
-    accel = Anderson(params.anderson, getattr(op, "dot", None) or _np_dot)
+    accel = Anderson(params.anderson, n)
+    spare = np.empty(n) if params.anderson else None
     for it in range(1, params.max_iter + 1):
         t = time.perf_counter()
         res_d = op.diffusion(phi, nxt, params.alpha, prior)
@@ -182,8 +179,11 @@ def solve(
             exact = True
             accel.reset()
         if params.anderson:
-            # The accelerator keeps references to past iterates: fresh buffers.
-            phi, nxt = accel.step(phi, nxt, res), np.empty(n)
+            mixed = accel.step(phi, nxt, res, spare)
+            if mixed is spare:
+                phi, spare = spare, phi
+            else:
+                phi, nxt = nxt, phi
         else:
             phi, nxt = nxt, phi
     diag.iterations = it
