@@ -84,16 +84,41 @@ def _scale(v, factor):
 class Anderson:
     """Mixing over a window of ``m`` differences; ``m = 0`` is the plain iteration."""
 
-    def __init__(self, m: int, n: int) -> None:
+    def __init__(self, m: int, n: int, xp=np) -> None:
         self.m = m
+        self.xp = xp
         self.restarts = 0
         if m > 0:
-            self.dx = np.zeros((m, n))
-            self.dg = np.zeros((m, n))
-            self.x_prev = np.zeros(n)
-            self.g_prev = np.zeros(n)
+            self.dx = xp.zeros((m, n))
+            self.dg = xp.zeros((m, n))
+            self.x_prev = xp.zeros(n)
+            self.g_prev = xp.zeros(n)
             self.gram = np.zeros((m, m))
         self.reset()
+
+    def _record(self, x, gx, live: bool, k: int):
+        if self.xp is np:
+            return _record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, live, k)
+        xp = self.xp
+        g = gx - x
+        cross = rhs = None
+        if live:
+            self.dx[self.slot] = x - self.x_prev
+            self.dg[self.slot] = g - self.g_prev
+            cross = xp.asnumpy(self.dg[:k] @ self.dg[self.slot])
+            rhs = xp.asnumpy(self.dg[:k] @ g)
+        self.x_prev[...] = x
+        self.g_prev[...] = g
+        return cross, rhs
+
+    def _mix(self, gx, gamma, k: int, out) -> float:
+        if self.xp is np:
+            return _mix(gx, self.dx, self.dg, gamma, k, out)
+        xp = self.xp
+        coeff = xp.asarray(gamma)
+        out[...] = gx - coeff @ (self.dx[:k] + self.dg[:k])
+        xp.maximum(out, 0.0, out=out)
+        return float(out.sum())
 
     def reset(self) -> None:
         self.k = 0
@@ -117,15 +142,13 @@ class Anderson:
         was_live = self.have_prev
         if was_live:
             live = min(self.k + 1, self.m)
-            cross, rhs = _record(
-                x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, True, live
-            )
+            cross, rhs = self._record(x, gx, True, live)
             self.gram[self.slot, :live] = cross[:live]
             self.gram[:live, self.slot] = cross[:live]
             self.k = live
             self.slot = (self.slot + 1) % self.m
         else:
-            _record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, 0, False, 0)
+            self._record(x, gx, False, 0)
             self.have_prev = True
             return gx
         k = self.k
@@ -137,10 +160,13 @@ class Anderson:
             self.reset()
             self.restarts += 1
             return gx
-        total = _mix(gx, self.dx, self.dg, gamma, k, out)
+        total = self._mix(gx, gamma, k, out)
         if not np.isfinite(total) or total <= 0:
             self.reset()
             self.restarts += 1
             return gx
-        _scale(out, 1.0 / total)
+        if self.xp is np:
+            _scale(out, 1.0 / total)
+        else:
+            out *= 1.0 / total
         return out

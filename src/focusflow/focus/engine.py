@@ -129,17 +129,28 @@ class FocusEngine:
         p = self.params
         return p.with_(weights=(1.0, 0.0, 0.0)) if p.mode == "diffusion" else p
 
-    def _solve(self, x0: np.ndarray | None, progress: Progress | None = None):
-        """The coupled iteration on the current operator, keeping the inner states."""
-        return solve(
+    def _solve(self, x0: np.ndarray | None, progress: Progress | None = None, params=None):
+        """The coupled iteration on the current operator, keeping the inner states.
+
+        Vectors live on the host between blocks; a GPU operator gets them
+        uploaded here and its answer comes back (O(particles), never the graph).
+        """
+        prior = self._prior()
+        to_device = getattr(self._op, "from_host", None)
+        if to_device is not None:
+            prior = to_device(prior)
+            x0 = None if x0 is None else to_device(x0)
+        phi, diag = solve(
             self._op,
-            self._run_params(),
-            self._prior(),
+            params if params is not None else self._run_params(),
+            prior,
             x0,
             springs_state=self._springs,
             heat_state=self._heat,
             progress=progress,
         )
+        to_host = getattr(self._op, "to_host", None)
+        return (to_host(phi) if to_host is not None else phi), diag
 
     def _prior(self) -> np.ndarray:
         return prior_vector(self._snap, self.params.prior)
@@ -191,7 +202,7 @@ class FocusEngine:
         """
         run = self._run_params()
         tight = run.tol * (1.0 - self.params.alpha) / 16
-        phi, diag = solve(self._op, run.with_(tol=tight), self._prior(), self._phi)
+        phi, diag = self._solve(self._phi, params=run.with_(tol=tight))
         self._phi = phi
         counts = self._derive_system(phi, polish=True)
         counts["sweeps"] = diag.iterations
@@ -294,7 +305,7 @@ class FocusEngine:
             if self._rsum <= target:
                 return tried
         x = self._xhat
-        phi, diag = solve(self._op, self._run_params(), self._prior(), x / x.sum())
+        phi, diag = self._solve(x / x.sum())
         self._phi = phi
         self._derive_system(phi)
         return {

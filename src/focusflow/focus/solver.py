@@ -116,13 +116,14 @@ def solve(
 ) -> tuple[np.ndarray, Diagnostics]:
     """Iterate the composite map on ``op`` from ``x0`` (uniform if None); internal order."""
     n = op.n
+    xp = getattr(op, "xp", np)
     lam_d, lam_s, lam_h = params.weights
     diag = Diagnostics()
     timings = {"diffusion": 0.0, "springs": 0.0, "heat": 0.0}
     if n == 0:
         diag.converged, diag.residual = True, 0.0
-        return np.empty(0), diag
-    phi = np.full(n, 1.0 / n) if x0 is None else np.asarray(x0, dtype=np.float64).copy()
+        return xp.empty(0), diag
+    phi = xp.full(n, 1.0 / n) if x0 is None else xp.asarray(x0, dtype=xp.float64).copy()
     phi /= phi.sum()
     springs_state = springs_state if springs_state is not None else SpringsState()
     heat_state = heat_state if heat_state is not None else HeatState()
@@ -131,7 +132,7 @@ def solve(
         t = time.perf_counter()
         op.setup_laplacian(params.laplacian)
         timings["laplacian_setup"] = time.perf_counter() - t
-    nxt = np.empty(n)
+    nxt = xp.empty(n)
     # Inexact inner solves (Dembo, Eisenstat and Steihaug 1982, for fixed points):
     # while the outer iteration is far from its equilibrium, springs and heat are
     # solved to a relative accuracy proportional to the last outer change; once
@@ -140,8 +141,8 @@ def solve(
     # fixed point of the exact map.
     exact = not use_lap
     res = 1.0
-    accel = Anderson(params.anderson, n)
-    spare = np.empty(n) if params.anderson else None
+    accel = Anderson(params.anderson, n, xp)
+    spare = xp.empty(n) if params.anderson else None
     for it in range(1, params.max_iter + 1):
         t = time.perf_counter()
         res_d = op.diffusion(phi, nxt, params.alpha, prior)
@@ -160,11 +161,11 @@ def solve(
                 t = time.perf_counter()
                 blend += lam_h * heat(op, phi, params.tau, heat_state, heat_tol, incremental=exact)
                 timings["heat"] += time.perf_counter() - t
-            total = blend.sum()
+            total = float(blend.sum())
             if not math.isfinite(total) or total <= 0:
                 raise FloatingPointError("focus iteration lost its mass (non-finite values)")
             blend /= total
-            res = float(np.abs(blend - phi).sum())
+            res = float(xp.abs(blend - phi).sum())
             nxt = blend
         else:
             res = res_d
@@ -231,8 +232,15 @@ def compute(
     prior = prior_vector(snap, p.prior)
     p_run = p.with_(weights=(1.0, 0.0, 0.0)) if p.mode == "diffusion" else p
     start = None if x0 is None else snap.to_internal_order(np.asarray(x0, dtype=np.float64))
+    to_device = getattr(op, "from_host", None)
+    if to_device is not None:
+        prior = to_device(prior)
+        start = None if start is None else to_device(start)
     t = time.perf_counter()
     phi, diag = solve(op, p_run, prior, start, progress=progress)
+    to_host = getattr(op, "to_host", None)
+    if to_host is not None:
+        phi = to_host(phi)
     diag.timings.update(
         {
             "snapshot": t_snap,

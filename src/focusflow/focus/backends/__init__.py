@@ -1,22 +1,25 @@
 """Compute backends for the focus engine, chosen by name or by ``auto``.
 
-``numpy`` is the float64 reference, ``numba`` the fast CPU path. GPU backends
-(``cuda``, ``wgpu``) plug in here through the same :class:`GraphOperator`
-interface; ``auto`` will prefer them once they exist and a device is present.
+``numpy`` is the float64 reference, ``numba`` the fast CPU path, ``cuda`` the
+NVIDIA GPU path (CuPy, optional extra ``gpu``). ``auto`` takes the first of
+cuda, numba, numpy that can run here; asking for a backend that cannot run is
+a clear error naming what is missing.
 """
 
 from __future__ import annotations
 
 from focusflow.core.errors import BackendUnavailableError, InvalidParameterError
 from focusflow.focus.backends.base import Backend, GraphOperator
+from focusflow.focus.backends.cuda import CudaBackend
 from focusflow.focus.backends.numba_cpu import NumbaBackend
 from focusflow.focus.backends.numpy_ref import NumpyBackend
 
 _BACKENDS: dict[str, Backend] = {
     "numpy": NumpyBackend(),
     "numba": NumbaBackend(),
+    "cuda": CudaBackend(),
 }
-AUTO_ORDER = ("numba", "numpy")
+AUTO_ORDER = ("cuda", "numba", "numpy")
 
 
 def backend_names() -> list[str]:

@@ -153,8 +153,11 @@ class NumbaOperator:
                 in_pos = s.out_to_in[info.base_entries]
                 self.sell.update(in_pos, s.in_w)
             if grown > 0:
-                self.sell.has_row = np.concatenate([self.sell.has_row, np.zeros(grown, bool)])
-                self.ylink = np.concatenate([self.ylink, np.zeros(grown)])
+                # New particles have no base in-links: rebuild the row groups
+                # (cheap next to the patch) so that every row is still written.
+                self.sell = SellMatrix(s.in_indptr, s.in_indices, s.in_w, self.dtype)
+                self.sell_bounds = balanced_chunks(self.sell.gptr, _CHUNKS)
+                self.ylink = np.zeros(s.n)
         self.n = s.n
         self.ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0).astype(np.int64)
         self.ov_in_w = s.ov_in_w.astype(self.dtype)
@@ -182,14 +185,12 @@ class NumbaOperator:
                 self.ov_in_w,
                 z,
                 out,
-                m.has_row,
                 scale,
             )
         return total
 
     def pull(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         """``out[q] = scale * sum_p W[p, q] z[p]`` (0 where no in-links); returns the sum."""
-        out[:] = 0.0
         return self._pull_into(z.astype(self.dtype, copy=False), out, scale)
 
     def diffusion(self, x, y, alpha, prior):

@@ -1,12 +1,20 @@
-"""SELL-C-sigma storage of the in-link matrix for the diffusion product.
+"""SELL-C-sigma storage of a CSR matrix for pull-style products.
 
 Pull-style CSR SpMV on a power-law graph spends most of its time in the short
 rows: every row is a dependent chain of adds, too short to vectorise. SELL-C
 (Kreutzer, Hager, Wellein, Fehske and Bishop, SIAM J. Sci. Comput. 2014) sorts
 rows by length, packs them in groups of C and stores each group column-major,
-padded to its longest row, so that C rows advance together in SIMD lanes with
-C independent sums. Sorting all rows (sigma = n) keeps the padding near 1%
-here. Row order inside the storage is free: results are written to ``rows``.
+padded to its longest row, so that C rows advance together (SIMD lanes on a
+CPU, the 32 threads of a warp on a GPU) with C independent sums. Sorting all
+rows (sigma = n) keeps the padding near 1% on R-MAT graphs. Row order inside
+the storage is free: results are written to ``grows``.
+
+Every row is stored, empty ones too (as zero-length groups at the end), so a
+product writes every output entry and no entry depends on a buffer having been
+zeroed before. On GPUs, rows longer than ``long_row`` are left out of the
+groups and listed in ``long_rows``: one thread per row would leave a warp
+running a hub's hundred thousand entries alone while the rest of the GPU idles;
+those rows are summed by many warps instead.
 """
 
 from __future__ import annotations
@@ -14,24 +22,24 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-#: Rows per group: 8 float64 sums fill two AVX2 registers.
+#: Lanes of the CPU kernel: 8 float64 sums fill two AVX2 registers.
 C = 8
 
 
 @nb.njit(cache=True)
-def _fill(grows, gptr, indptr, indices, weights, dtype_probe):
+def _fill(grows, gptr, c, indptr, indices, weights, dtype_probe):
     total = gptr[-1]
     sidx = np.zeros(total, dtype=np.int32)
     sval = np.zeros(total, dtype=dtype_probe.dtype)
-    pos = np.empty(indices.shape[0], dtype=np.int64)
+    pos = np.full(indices.shape[0], -1, dtype=np.int64)
     for g in range(gptr.shape[0] - 1):
-        for lane in range(C):
-            r = grows[g * C + lane]
+        for lane in range(c):
+            r = grows[g * c + lane]
             if r < 0:
                 continue
             a = indptr[r]
             for j in range(indptr[r + 1] - a):
-                o = gptr[g] + j * C + lane
+                o = gptr[g] + j * c + lane
                 sidx[o] = indices[a + j]
                 sval[o] = weights[a + j]
                 pos[a + j] = o
@@ -39,32 +47,51 @@ def _fill(grows, gptr, indptr, indices, weights, dtype_probe):
 
 
 class SellMatrix:
-    """A CSR matrix (rows = targets) in SELL-C layout, with an entry map for updates."""
+    """A CSR matrix (rows = outputs) in SELL-C layout, with an entry map for updates.
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, dtype) -> None:
+    ``long_row``: rows with more entries than this go to ``long_rows`` instead
+    (their entries stay in the CSR arrays the caller keeps); ``pos[e]`` is the
+    SELL position of CSR entry ``e``, or -1 for entries of long rows.
+    """
+
+    def __init__(
+        self,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        weights: np.ndarray,
+        dtype,
+        c: int = C,
+        long_row: int | None = None,
+    ) -> None:
+        self.c = c
         length = np.diff(indptr)
-        rows = np.flatnonzero(length > 0)
-        order = rows[np.argsort(-length[rows], kind="stable")]
-        groups = (len(order) + C - 1) // C
-        self.grows = np.full(groups * C, -1, dtype=np.int64)
+        order = np.argsort(-length, kind="stable")
+        if long_row is not None:
+            self.long_rows = order[length[order] > long_row]
+            order = order[length[order] <= long_row]
+        else:
+            self.long_rows = np.empty(0, dtype=np.int64)
+        groups = (len(order) + c - 1) // c
+        self.grows = np.full(groups * c, -1, dtype=np.int64)
         self.grows[: len(order)] = order
-        self.glen = length[self.grows[::C]] if groups else np.zeros(0, dtype=np.int64)
+        self.glen = length[self.grows[::c]] if groups else np.zeros(0, dtype=np.int64)
         self.gptr = np.zeros(groups + 1, dtype=np.int64)
-        np.cumsum(self.glen * C, out=self.gptr[1:])
+        np.cumsum(self.glen * c, out=self.gptr[1:])
         self.sidx, self.sval, pos = _fill(
-            self.grows, self.gptr, indptr, indices, weights, np.zeros(1, dtype=dtype)
+            self.grows, self.gptr, c, indptr, indices, weights, np.zeros(1, dtype=dtype)
         )
         self.pos = pos.astype(np.int32) if len(self.sidx) < 2**31 else pos
-        self.has_row = length > 0
 
     def update(self, entries: np.ndarray, weights: np.ndarray) -> None:
         """Copy new values of CSR entries ``entries`` (positions in the CSR arrays)."""
-        self.sval[self.pos[entries]] = weights[entries]
+        at = self.pos[entries]
+        keep = at >= 0
+        self.sval[at[keep]] = weights[entries[keep]]
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
 def sell_pull(grows, gptr, glen, sidx, sval, z, out, bounds, scale):
-    """``out[r] = scale * sum_j W[j, r] z[j]`` for every row stored; returns the sum."""
+    """``out[r] = scale * sum_j W[j, r] z[j]`` for every row; returns the sum."""
     nchunks = bounds.shape[0] - 1
     partial = np.zeros(nchunks)
     for c in nb.prange(nchunks):
@@ -89,8 +116,8 @@ def sell_pull(grows, gptr, glen, sidx, sval, z, out, bounds, scale):
 
 
 @nb.njit(cache=True)
-def csr_pull_add(rows, indptr, indices, weights, z, out, has_base, scale):
-    """Overlay rows: add (or, for rows without base entries, set) their sums."""
+def csr_pull_add(rows, indptr, indices, weights, z, out, scale):
+    """Add the sums of some extra rows (the overlay) into ``out``; returns their sum."""
     total = 0.0
     for k in range(rows.shape[0]):
         r = rows[k]
@@ -98,9 +125,6 @@ def csr_pull_add(rows, indptr, indices, weights, z, out, has_base, scale):
         for e in range(indptr[r], indptr[r + 1]):
             acc += weights[e] * z[indices[e]]
         v = acc * scale
-        if has_base[r]:
-            out[r] += v
-        else:
-            out[r] = v
+        out[r] += v
         total += v
     return total

@@ -1,0 +1,306 @@
+"""GPU benchmark of focusflow's cuda backend against torch (cuSPARSE) PageRank.
+
+One run on the device machine builds, checks and times everything (issue 7):
+
+1. the device-to-device copy bandwidth (bytes read + written per second),
+   measured with CuPy events on a 2 GiB buffer;
+2. for each R-MAT graph (Graph500 a,b,c = 0.57,0.19,0.19, ids scrambled,
+   weights uniform in (0,1]; generated on the GPU, self-loops dropped):
+   - the per-iteration byte floor: matrix indices and values once
+     (8 bytes per stored entry in float32), the gathered vector once and the
+     new vector written once, over the measured bandwidth;
+   - torch cuSPARSE weighted PageRank on the graph in its generated order
+     (CSR of P^T in float32, float64 vectors), ms per iteration and a full
+     solve to L1 change < 1e-6;
+   - focusflow's cuda backend (float32 values, float64 sums): operator
+     build, ms per diffusion step, the full diffusion solve and the full tri
+     solve to 1e-6, each checked against a float64 reference (torch float64
+     power iteration to L1 change < 1e-12);
+   - an incremental block: ``--block`` new links added to a Cybergraph of the
+     graph, ``FocusEngine.apply()`` timed end to end (snapshot patch, upload of
+     the changed values, warm-started solve).
+3. A table: ms/iteration, iterations, solve times, ratio to cuSPARSE and to the
+   floor.
+
+Run on the device machine from the repository root::
+
+    python bench/focus_gpu.py --graphs 23:12            # ~10^8 edges
+    python bench/focus_gpu.py --graphs 23:12,25:16      # and ~5*10^8 edges
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+
+import numpy as np
+
+TOL = 1e-6
+ALPHA = 0.85
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def gpu_time(cupy, fn, repeat: int) -> list[float]:
+    """Times of ``fn()`` in seconds, by CUDA events, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
+    return times
+
+
+def copy_bandwidth(cupy) -> float:
+    nbytes = 2 << 30
+    a = cupy.ones(nbytes // 4, dtype=cupy.float32)
+    b = cupy.empty_like(a)
+    times = gpu_time(cupy, lambda: cupy.copyto(b, a), 10)
+    return 2 * nbytes / float(np.median(times))
+
+
+def rmat_gpu(cupy, scale: int, edge_factor: int, seed: int):
+    """R-MAT on the GPU (same construction as focusflow.graph.rmat_edges)."""
+    rng = cupy.random.default_rng(seed)
+    m = edge_factor << scale
+    src = cupy.zeros(m, dtype=cupy.int64)
+    dst = cupy.zeros(m, dtype=cupy.int64)
+    a, b, c = 0.57, 0.19, 0.19
+    ab = a + b
+    c_norm, a_norm = c / (1 - ab), a / ab
+    for bit in range(scale):
+        r1 = rng.random(m)
+        r2 = rng.random(m)
+        ii = r1 > ab
+        jj = r2 > cupy.where(ii, c_norm, a_norm)
+        src |= ii.astype(cupy.int64) << bit
+        dst |= jj.astype(cupy.int64) << bit
+        del r1, r2, ii, jj
+    perm = rng.permutation(1 << scale)
+    src, dst = perm[src], perm[dst]
+    w = 1.0 - rng.random(m)
+    keep = src != dst
+    return src[keep].astype(cupy.int32), dst[keep].astype(cupy.int32), w[keep]
+
+
+def torch_pagerank(torch, n, src, dst, w, dtype, tol, max_iter=1000):
+    """Power iteration with a torch CSR P^T; returns (x, iterations, ms per iteration)."""
+    dev = "cuda"
+    s = torch.as_tensor(src, device=dev).long()
+    d = torch.as_tensor(dst, device=dev).long()
+    wt = torch.as_tensor(w, device=dev).double()
+    out = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(0, s, wt)
+    dangling = out <= 0
+    val = (wt / out[s]).to(dtype)
+    pt = torch.sparse_coo_tensor(torch.stack([d, s]), val, (n, n)).coalesce().to_sparse_csr()
+    del s, d, wt, val
+    x = torch.full((n,), 1.0 / n, dtype=torch.float64, device=dev)
+    times = []
+    iterations = 0
+    for it in range(1, max_iter + 1):
+        iterations = it
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        y = ALPHA * (pt @ x.to(dtype).unsqueeze(1)).squeeze(1).double()
+        y += (ALPHA * x[dangling].sum() + 1 - ALPHA) / n
+        change = (y - x).abs().sum()
+        stop.record()
+        change = float(change)
+        times.append(start.elapsed_time(stop))
+        x = y
+        if change < tol:
+            break
+    nnz = pt.values().numel()
+    del pt
+    return x, iterations, float(np.median(times[1:] or times)), nnz
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--graphs", default="23:12", help="scale:edge_factor list, e.g. 23:12,25:16")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--block", type=int, default=100_000, help="links in the incremental block")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--skip-tri", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    import cupy
+    import torch
+
+    from focusflow.focus import compute
+    from focusflow.focus.engine import FocusEngine
+    from focusflow.focus.solver import operator_for
+    from focusflow.graph import Cybergraph, Snapshot
+
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    log(
+        f"focus_gpu: {name}, CuPy {cupy.__version__}, torch {torch.__version__}, "
+        f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}"
+    )
+    bw = copy_bandwidth(cupy)
+    log(f"device-to-device copy: {bw / 1e12:.2f} TB/s (read + write)")
+    results = {"device": name, "copy_bandwidth": bw, "graphs": []}
+    failures = []
+    for spec in args.graphs.split(","):
+        scale, ef = (int(x) for x in spec.split(":"))
+        log(f"\n== R-MAT scale {scale}, edge factor {ef} ==")
+        t0 = time.perf_counter()
+        s_d, d_d, w_d = rmat_gpu(cupy, scale, ef, args.seed)
+        src, dst, w = cupy.asnumpy(s_d), cupy.asnumpy(d_d), cupy.asnumpy(w_d)
+        del s_d, d_d, w_d
+        cupy.get_default_memory_pool().free_all_blocks()
+        n = 1 << scale
+        log(f"  generated {len(src):,} links on the GPU in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        snap = Snapshot(n, src, dst, w)
+        t_snap = time.perf_counter() - t0
+        log(f"  Snapshot build (host, numba): {t_snap:.1f} s, nnz {snap.nnz:,}")
+        row = {
+            "scale": scale,
+            "edge_factor": ef,
+            "links": len(src),
+            "nnz": snap.nnz,
+            "snapshot_s": t_snap,
+        }
+
+        ref, ref_it, _, _ = torch_pagerank(torch, n, src, dst, w, torch.float64, 1e-12)
+        ref = ref.cpu().numpy()
+        log(f"  reference: torch float64, {ref_it} iterations")
+        x_t, it_t, ms_t, _ = torch_pagerank(torch, n, src, dst, w, torch.float32, TOL)
+        err_t = float(np.abs(x_t.cpu().numpy() - ref).sum())
+        torch.cuda.empty_cache()
+        log(
+            f"  torch cuSPARSE f32: {ms_t:.3f} ms/iteration, {it_t} iterations, "
+            f"L1 error {err_t:.2e}"
+        )
+        floor_bytes = 8 * snap.nnz + n * (4 + 8)
+        floor_ms = floor_bytes / bw * 1e3
+        log(f"  floor: {floor_bytes / 1e9:.2f} GB per iteration -> {floor_ms:.3f} ms")
+
+        t0 = time.perf_counter()
+        op = operator_for(snap, "cuda", "float32")
+        cupy.cuda.Device().synchronize()
+        t_op = time.perf_counter() - t0
+        x = cupy.full(n, 1.0 / n)
+        y = cupy.empty(n)
+        prior = cupy.full(n, 1.0 / n)
+
+        def step(op=op, x=x, y=y, prior=prior) -> None:
+            op.diffusion(x, y, ALPHA, prior)
+
+        steps = gpu_time(cupy, step, args.repeat)
+        ms_ours = float(np.median(steps)) * 1e3
+        log(
+            f"  ours cuda: operator build {t_op:.2f} s; {ms_ours:.3f} ms per diffusion step "
+            f"(includes the residual read-back)"
+        )
+        compute(snap, mode="diffusion", backend="cuda", precision="float32")
+        t0 = time.perf_counter()
+        res = compute(snap, mode="diffusion", backend="cuda", precision="float32")
+        t_diff = time.perf_counter() - t0
+        err = float(np.abs(res.focus - ref).sum())
+        ok = err < 1e-6
+        failures += [] if ok else [f"scale {scale} diffusion error {err:.2e}"]
+        log(
+            f"  ours cuda diffusion solve: {t_diff * 1e3:.1f} ms, {res.iterations} iterations, "
+            f"L1 error {err:.2e} {'ok' if ok else 'FAIL'}"
+        )
+        row.update(
+            torch_ms_per_iter=ms_t,
+            torch_iterations=it_t,
+            torch_solve_ms=ms_t * it_t,
+            floor_ms=floor_ms,
+            ours_ms_per_iter=ms_ours,
+            ours_iterations=res.iterations,
+            ours_solve_ms=t_diff * 1e3,
+            ours_error=err,
+            operator_build_s=t_op,
+        )
+        if not args.skip_tri:
+            compute(snap, mode="tri", backend="cuda", precision="float32", max_iter=3)
+            t0 = time.perf_counter()
+            tri = compute(snap, mode="tri", backend="cuda", precision="float32")
+            t_tri = time.perf_counter() - t0
+            tri_ref = None
+            log(
+                f"  ours cuda tri solve: {t_tri * 1e3:.1f} ms, {tri.iterations} iterations, "
+                f"{tri.diagnostics.inner}, phases "
+                f"{ {k: round(v, 3) for k, v in tri.diagnostics.timings.items()} }"
+            )
+            tri64 = compute(snap, mode="tri", backend="cuda", precision="float64", tol=1e-9)
+            tri_err = float(np.abs(tri.focus - tri64.focus).sum())
+            ok = tri_err < 1e-6
+            failures += [] if ok else [f"scale {scale} tri error {tri_err:.2e}"]
+            log(f"  tri float32 vs float64 (tol 1e-9) L1 {tri_err:.2e} {'ok' if ok else 'FAIL'}")
+            row.update(tri_solve_ms=t_tri * 1e3, tri_iterations=tri.iterations, tri_error=tri_err)
+            del tri_ref
+        op = None
+        cupy.get_default_memory_pool().free_all_blocks()
+
+        t0 = time.perf_counter()
+        g = Cybergraph(require_cids=False)
+        g.particles.intern(np.arange(n).astype(str))
+        g.add_link_ids(src, dst, None, w)
+        engine = FocusEngine(g, mode="diffusion", backend="cuda", precision="float32")
+        engine.compute()
+        log(f"  engine: graph and cold compute {time.perf_counter() - t0:.1f} s")
+        rng = np.random.default_rng(args.seed + 7)
+        bs = src[rng.integers(0, len(src), args.block)]
+        bd = dst[rng.integers(0, len(dst), args.block)]
+        g.add_link_ids(bs, bd, None, rng.random(args.block))
+        t0 = time.perf_counter()
+        inc = engine.apply()
+        t_inc = time.perf_counter() - t0
+        cold = compute(g, mode="diffusion", backend="cuda", precision="float64", tol=1e-10)
+        inc_err = float(np.abs(inc.focus - cold.focus).sum())
+        log(
+            f"  incremental block of {args.block:,} links: apply {t_inc * 1e3:.1f} ms "
+            f"({ {k: round(v * 1e3, 1) for k, v in inc.diagnostics.timings.items()} } ms), "
+            f"{inc.diagnostics.iterations} iterations, L1 vs tight cold {inc_err:.2e}"
+        )
+        row.update(block=args.block, incremental_ms=t_inc * 1e3, incremental_error=inc_err)
+        results["graphs"].append(row)
+        del g, engine, snap
+        cupy.get_default_memory_pool().free_all_blocks()
+        torch.cuda.empty_cache()
+
+    log("\n## Results\n")
+    log(f"device {name}; copy bandwidth {bw / 1e12:.2f} TB/s; stop at L1 change < {TOL:g}\n")
+    log(
+        "| scale | nnz | floor ms/it | cuSPARSE ms/it | ours ms/it | ours / floor "
+        "| cuSPARSE / ours "
+        "| cuSPARSE solve ms (it) | ours diffusion ms (it) | ours tri ms (it) | block apply ms |"
+    )
+    log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results["graphs"]:
+        log(
+            f"| {r['scale']} | {r['nnz']:,} | {r['floor_ms']:.3f} | {r['torch_ms_per_iter']:.3f} | "
+            f"{r['ours_ms_per_iter']:.3f} | {r['ours_ms_per_iter'] / r['floor_ms']:.2f} | "
+            f"{r['torch_ms_per_iter'] / r['ours_ms_per_iter']:.2f} | "
+            f"{r['torch_solve_ms']:.1f} ({r['torch_iterations']}) | "
+            f"{r['ours_solve_ms']:.1f} ({r['ours_iterations']}) | "
+            f"{r.get('tri_solve_ms', float('nan')):.1f} ({r.get('tri_iterations', '-')}) | "
+            f"{r['incremental_ms']:.1f} |"
+        )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    if failures:
+        log("FAILED: " + "; ".join(failures))
+        return 1
+    log("All checks passed.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""The CUDA backend: the focus products on an NVIDIA GPU through CuPy.
+
+Layout and kernels (issue 7; measured in bench/focus_gpu.py):
+
+* the in-link matrix in SELL-32 (``sell.py``): rows sorted by length, a warp
+  holds 32 rows of about the same length and each thread sums one row, so
+  loads of indices and values are coalesced and no warp waits on a long row;
+* rows longer than ``LONG_ROW`` (the hubs of a power-law graph) are cut into
+  chunks that whole warps sum, with one atomic add per chunk;
+* one fused pass over the particles finishes a diffusion step: teleport and
+  dangling mass as ``(1 - sum) * prior``, the L1 change, and the gathered
+  vector ``x / out_weight`` for the next step;
+* float32 values and gathered vector with ``precision="float32"``, every sum
+  in float64; the snapshot's degree order is kept, so hubs share cache lines;
+* after a block only the rewritten values and the overlay go to the device.
+
+Atomic adds make the hub sums' rounding order vary between runs (by about
+1e-16 relative); results agree with the float64 reference within 1e-6 in L1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from focusflow.focus.backends.base import laplacian_scaling
+from focusflow.focus.backends.sell import SellMatrix
+from focusflow.graph.csr import row_sums
+from focusflow.graph.snapshot import PatchInfo, Snapshot
+
+LANES = 32
+LONG_ROW = 2048
+CHUNK = 2048
+BLOCK = 256
+
+_SOURCE = r"""
+extern "C" __global__
+void sell_pull(const long long* __restrict__ gptr, const int* __restrict__ glen,
+               const int* __restrict__ grows, const int* __restrict__ sidx,
+               const VAL* __restrict__ sval, const VAL* __restrict__ z,
+               double* __restrict__ out, const double scale, const long long ngroups)
+{
+    long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long g = tid >> 5;
+    int lane = (int)(tid & 31);
+    if (g >= ngroups) return;
+    long long o = gptr[g] + lane;
+    int len = glen[g];
+    double acc = 0.0;
+    for (int j = 0; j < len; ++j, o += 32) {
+        acc += (double)sval[o] * (double)z[sidx[o]];
+    }
+    int r = grows[(g << 5) + lane];
+    if (r >= 0) out[r] = acc * scale;
+}
+
+extern "C" __global__
+void chunk_pull(const int* __restrict__ crow, const long long* __restrict__ cstart,
+                const long long* __restrict__ cend, const int* __restrict__ idx,
+                const VAL* __restrict__ val, const VAL* __restrict__ z,
+                double* __restrict__ out, const double scale, const int nchunks)
+{
+    int warp = (int)(((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+    int lane = threadIdx.x & 31;
+    if (warp >= nchunks) return;
+    double acc = 0.0;
+    for (long long e = cstart[warp] + lane; e < cend[warp]; e += 32) {
+        acc += (double)val[e] * (double)z[idx[e]];
+    }
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffff, acc, off);
+    if (lane == 0) atomicAdd(&out[crow[warp]], acc * scale);
+}
+
+extern "C" __global__
+void finish(const double* __restrict__ ylink, double* __restrict__ y,
+            const double* __restrict__ x, const double* __restrict__ prior,
+            const double* __restrict__ inv_out, VAL* __restrict__ z,
+            const double tele, double* __restrict__ l1, const long long n)
+{
+    __shared__ double part[BLOCK];
+    double acc = 0.0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        double v = ylink[i] + tele * prior[i];
+        y[i] = v;
+        acc += fabs(v - x[i]);
+        z[i] = (VAL)(v * inv_out[i]);
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(l1, part[0]);
+}
+"""
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+def cuda_available() -> tuple[bool, str]:
+    """Whether CuPy imports and sees a GPU; the reason in words if not."""
+    try:
+        cupy = _cupy()
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        return (
+            False,
+            f"CuPy is not installed ({type(exc).__name__}: {exc}); pip install 'focusflow[gpu]'",
+        )
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return False, f"no usable CUDA driver or GPU ({type(exc).__name__}: {exc})"
+    if count < 1:
+        return False, "no CUDA GPU found"
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    return True, f"CuPy {cupy.__version__} on {name}"
+
+
+class _DeviceSell:
+    """A SellMatrix and its long rows (as warp chunks), uploaded to the GPU."""
+
+    def __init__(self, cupy, indptr, indices, weights, dtype) -> None:
+        m = SellMatrix(indptr, indices, weights, dtype, c=LANES, long_row=LONG_ROW)
+        self.host = m
+        self.gptr = cupy.asarray(m.gptr)
+        self.glen = cupy.asarray(m.glen.astype(np.int32))
+        self.grows = cupy.asarray(m.grows.astype(np.int32))
+        self.sidx = cupy.asarray(m.sidx)
+        self.sval = cupy.asarray(m.sval)
+        self.ngroups = len(m.glen)
+        rows, starts, ends, idx, val = [], [], [], [], []
+        offset = 0
+        for r in m.long_rows.tolist():
+            a, b = int(indptr[r]), int(indptr[r + 1])
+            idx.append(indices[a:b])
+            val.append(weights[a:b].astype(dtype))
+            for c in range(a, b, CHUNK):
+                rows.append(r)
+                starts.append(offset + c - a)
+                ends.append(offset + min(b, c + CHUNK) - a)
+            offset += b - a
+        self.long_rows = cupy.asarray(m.long_rows.astype(np.int64))
+        self.long_src = np.concatenate(
+            [[0], np.cumsum([int(indptr[r + 1] - indptr[r]) for r in m.long_rows.tolist()])]
+        ).astype(np.int64)
+        self.crow = cupy.asarray(np.asarray(rows, dtype=np.int32))
+        self.cstart = cupy.asarray(np.asarray(starts, dtype=np.int64))
+        self.cend = cupy.asarray(np.asarray(ends, dtype=np.int64))
+        self.lidx = cupy.asarray(np.concatenate(idx) if idx else np.zeros(0, np.int32))
+        self.lval = cupy.asarray(np.concatenate(val) if val else np.zeros(0, dtype))
+        self.nchunks = len(rows)
+        # CSR entry -> position in the long-row arrays (for value updates)
+        self._long_pos = None
+        self._indptr = indptr
+
+    def update(self, cupy, entries: np.ndarray, weights: np.ndarray) -> None:
+        """Upload new values of CSR entries ``entries`` (only those)."""
+        if not len(entries):
+            return
+        at = self.host.pos[entries]
+        short = at >= 0
+        if short.any():
+            pos = cupy.asarray(at[short].astype(np.int64))
+            self.sval[pos] = cupy.asarray(weights[entries[short]].astype(self.host.sval.dtype))
+        if (~short).any():
+            long_entries = entries[~short]
+            rows = np.searchsorted(self._indptr, long_entries, side="right") - 1
+            order = {r: k for k, r in enumerate(self.host.long_rows.tolist())}
+            k = np.array([order[r] for r in rows.tolist()], dtype=np.int64)
+            where = self.long_src[k] + (long_entries - self._indptr[rows])
+            self.lval[cupy.asarray(where)] = cupy.asarray(
+                weights[long_entries].astype(self.host.sval.dtype)
+            )
+
+
+class CudaOperator:
+    """Graph products on one GPU; vectors are CuPy arrays (``xp`` = cupy)."""
+
+    name = "cuda"
+
+    def __init__(self, snapshot: Snapshot, precision: str = "float64") -> None:
+        cupy = _cupy()
+        self.cupy = self.xp = cupy
+        self.snapshot = snapshot
+        self.dtype = np.float32 if precision == "float32" else np.float64
+        ctype = "float" if self.dtype == np.float32 else "double"
+        source = _SOURCE.replace("VAL", ctype).replace("BLOCK", str(BLOCK))
+        module = cupy.RawModule(code=source, options=("--std=c++14",))
+        self._sell_pull = module.get_function("sell_pull")
+        self._chunk_pull = module.get_function("chunk_pull")
+        self._finish = module.get_function("finish")
+        self._l1 = cupy.zeros(1, dtype=cupy.float64)
+        self._sym = None
+        self.refresh()
+
+    # --- host <-> device -------------------------------------------------------
+    def from_host(self, array: np.ndarray):
+        return self.cupy.asarray(array)
+
+    def to_host(self, array) -> np.ndarray:
+        return self.cupy.asnumpy(array)
+
+    def dot(self, a, b) -> float:
+        return float(self.cupy.dot(a, b))
+
+    # --- snapshot --------------------------------------------------------------
+    def refresh(self, info: PatchInfo | None = None) -> None:
+        """Upload the snapshot, or after a patch only what the patch changed."""
+        cupy = self.cupy
+        s = self.snapshot
+        grown = s.n != getattr(self, "n", -1)
+        if info is None or info.base_entries is None or not hasattr(self, "sell") or grown:
+            self.sell = _DeviceSell(cupy, s.in_indptr, s.in_indices, s.in_w, self.dtype)
+        elif len(info.base_entries):
+            self.sell.update(cupy, s.out_to_in[info.base_entries], s.in_w)
+        self.n = s.n
+        ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
+        if len(ov_rows):
+            self.ov = _overlay_chunks(
+                cupy, s.ov_in_indptr, s.ov_in_indices, s.ov_in_w, ov_rows, self.dtype
+            )
+        else:
+            self.ov = None
+        out = s.out_weight
+        linked = out > 0
+        inv = np.where(linked, 1.0 / np.where(linked, out, 1.0), 0.0)
+        self.inv_out = cupy.asarray(inv)
+        self.dangling = cupy.asarray(~linked)
+        self.ylink = cupy.empty(self.n, dtype=cupy.float64)
+        self.z = cupy.empty(self.n, dtype=self.dtype)
+        self._z_of = None
+        self._sym = None
+
+    def _pull_into(self, m: _DeviceSell, z, out, scale: float, ov=None) -> None:
+        threads = m.ngroups * LANES
+        if threads:
+            self._sell_pull(
+                ((threads + BLOCK - 1) // BLOCK,),
+                (BLOCK,),
+                (
+                    m.gptr,
+                    m.glen,
+                    m.grows,
+                    m.sidx,
+                    m.sval,
+                    z,
+                    out,
+                    np.float64(scale),
+                    np.int64(m.ngroups),
+                ),
+            )
+        for chunks in (m, ov):
+            if chunks is None or not chunks.nchunks:
+                continue
+            if chunks is m:
+                out[m.long_rows] = 0.0
+            warps = chunks.nchunks * 32
+            self._chunk_pull(
+                ((warps + BLOCK - 1) // BLOCK,),
+                (BLOCK,),
+                (
+                    chunks.crow,
+                    chunks.cstart,
+                    chunks.cend,
+                    chunks.lidx,
+                    chunks.lval,
+                    z,
+                    out,
+                    np.float64(scale),
+                    np.int32(chunks.nchunks),
+                ),
+            )
+
+    def pull(self, z, out, scale: float) -> float:
+        """``out[q] = scale * sum_p W[p, q] z[p]``; returns ``sum(out)``."""
+        self._pull_into(self.sell, z.astype(self.dtype, copy=False), out, scale, self.ov)
+        return float(out.sum())
+
+    def prepare(self, x) -> None:
+        self.cupy.multiply(x, self.inv_out, out=self.z, casting="unsafe")
+        self._z_of = x
+
+    def diffusion(self, x, y, alpha, prior):
+        if self._z_of is not x:
+            self.prepare(x)
+        self._pull_into(self.sell, self.z, self.ylink, alpha, self.ov)
+        tele = 1.0 - float(self.ylink.sum())
+        self._l1.fill(0.0)
+        blocks = min(4096, (self.n + BLOCK - 1) // BLOCK)
+        self._finish(
+            (max(blocks, 1),),
+            (BLOCK,),
+            (
+                self.ylink,
+                y,
+                x,
+                prior,
+                self.inv_out,
+                self.z,
+                np.float64(tele),
+                self._l1,
+                np.int64(self.n),
+            ),
+        )
+        self._z_of = y
+        return float(self._l1[0])
+
+    # --- springs and heat --------------------------------------------------
+    def setup_laplacian(self, kind: str) -> None:
+        """``A = W + W^T`` in SELL-32 on the device (built on the host once per solve)."""
+        from focusflow.focus.backends.numba_cpu import _merge_sym
+
+        s = self.snapshot
+        n = s.n
+        ptr, idx, w = _merge_sym(
+            n, s.out_indptr, s.out_indices, s.out_w, s.in_indptr, s.in_indices, s.in_w
+        )
+        if s.overlay_nnz:
+            optr, oidx, ow = _merge_sym(
+                n,
+                s.ov_out_indptr,
+                s.ov_out_indices,
+                s.ov_out_w,
+                s.ov_in_indptr,
+                s.ov_in_indices,
+                s.ov_in_w,
+            )
+            ptr, idx, w = _merge_sym(n, ptr, idx, w, optr, oidx, ow)
+        if kind == "normalized" and len(w) and w.max() > 0:
+            w = w / w.max()
+        degree = row_sums(ptr, w)
+        sigma, diag, self.lam_max = laplacian_scaling(degree, kind)
+        self.lap_sigma = self.cupy.asarray(sigma)
+        self.lap_diag = self.cupy.asarray(diag)
+        self._sym = _DeviceSell(self.cupy, ptr, idx, w, self.dtype)
+        self._t = self.cupy.empty(n, dtype=self.dtype)
+        self._acc = self.cupy.empty(n, dtype=self.cupy.float64)
+
+    def lap_matvec(self, x, out) -> None:
+        cupy = self.cupy
+        cupy.multiply(x, self.lap_sigma, out=self._t, casting="unsafe")
+        self._pull_into(self._sym, self._t, self._acc, 1.0)
+        out[...] = self.lap_diag * x - self.lap_sigma * self._acc
+
+
+class _Chunks:
+    """Rows of a small CSR cut into warp chunks (the overlay)."""
+
+    def __init__(self, cupy, crow, cstart, cend, lidx, lval) -> None:
+        self.crow, self.cstart, self.cend = crow, cstart, cend
+        self.lidx, self.lval = lidx, lval
+        self.nchunks = len(crow)
+
+
+def _overlay_chunks(cupy, indptr, indices, weights, rows, dtype) -> _Chunks:
+    rows_l, starts, ends = [], [], []
+    for r in rows.tolist():
+        a, b = int(indptr[r]), int(indptr[r + 1])
+        for c in range(a, b, CHUNK):
+            rows_l.append(r)
+            starts.append(c)
+            ends.append(min(b, c + CHUNK))
+    return _Chunks(
+        cupy,
+        cupy.asarray(np.asarray(rows_l, dtype=np.int32)),
+        cupy.asarray(np.asarray(starts, dtype=np.int64)),
+        cupy.asarray(np.asarray(ends, dtype=np.int64)),
+        cupy.asarray(indices),
+        cupy.asarray(weights.astype(dtype)),
+    )
+
+
+class CudaBackend:
+    name = "cuda"
+
+    def available(self) -> tuple[bool, str]:
+        return cuda_available()
+
+    def operator(self, snapshot: Snapshot, precision: str = "float64") -> CudaOperator:
+        return CudaOperator(snapshot, precision)
