@@ -103,7 +103,7 @@ class FocusEngine:
         if self._phi is None:
             return self.compute()
         t0 = time.perf_counter()
-        snap, info = self.graph.refresh()
+        snap, info = self.graph.refresh(old_rows=self.uses_push)
         t_patch = time.perf_counter() - t0
         if snap is not self._snap or info is None or self.graph.epoch != self._epoch:
             self._rebind(snap)

@@ -268,8 +268,12 @@ class Cybergraph:
         """The current weighted CSR, patched with everything added since last time."""
         return self.refresh()[0]
 
-    def refresh(self) -> tuple[Snapshot, PatchInfo | None]:
-        """Bring the snapshot up to date; PatchInfo is None when it was rebuilt."""
+    def refresh(self, old_rows: bool = True) -> tuple[Snapshot, PatchInfo | None]:
+        """Bring the snapshot up to date; PatchInfo is None when it was rebuilt.
+
+        ``old_rows=False``: the patch record leaves out the touched rows as they
+        were (see ``Snapshot.patch``).
+        """
         snap = self._snapshot
         pending = self.n_links - (snap.n_links if snap is not None else 0)
         if (
@@ -287,6 +291,7 @@ class Cybergraph:
             self._dst.values[snap.n_links :],
             self._links_of_dirty(snap.n_links),
             self.link_weight,
+            old_rows=old_rows,
         )
         self._dirty_neurons.clear()
         return snap, info

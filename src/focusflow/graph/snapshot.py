@@ -321,8 +321,13 @@ class Snapshot:
         new_dst: np.ndarray,
         touched_links: np.ndarray,
         link_weight: LinkWeightFn,
+        old_rows: bool = True,
     ) -> PatchInfo:
         """Add links ``n_links..n_links+len(new_src)`` and re-weigh ``touched_links``.
+
+        ``old_rows=False`` skips copying the touched rows as they were (the
+        ``old_*`` fields come back empty): they cost as much as the rows are
+        long, and only residual-keeping consumers need them.
 
         ``new_src``/``new_dst`` are particle ids of the new links, whose global
         link ids continue from ``n_links``. ``touched_links`` are older link ids
@@ -349,10 +354,17 @@ class Snapshot:
 
         base_rows = np.searchsorted(self.out_indptr, base_entries, side="right") - 1
         sources = _unique(np.concatenate([base_rows, self.ov_src[ov_entries]]).astype(np.int64))
-        old_rows = _concat_rows(
-            _rows_of(self.out_indptr, self.out_indices, self.out_w, sources),
-            _rows_of(self.ov_out_indptr, self.ov_out_indices, self.ov_out_w, sources),
-        )
+        if old_rows:
+            before = _concat_rows(
+                _rows_of(self.out_indptr, self.out_indices, self.out_w, sources),
+                _rows_of(self.ov_out_indptr, self.ov_out_indices, self.ov_out_w, sources),
+            )
+        else:
+            before = (
+                np.zeros(len(sources) + 1, dtype=np.int64),
+                np.empty(0, dtype=np.int32),
+                np.empty(0),
+            )
         old_out_weight = self.out_weight[sources].copy()
 
         # Exact recompute: every touched entry is the sum of its links' weights.
@@ -381,9 +393,9 @@ class Snapshot:
             n_before=n_before,
             n_after=self.n,
             sources=sources,
-            old_ptr=old_rows[0],
-            old_indices=old_rows[1],
-            old_weights=old_rows[2],
+            old_ptr=before[0],
+            old_indices=before[1],
+            old_weights=before[2],
             old_out_weight=old_out_weight,
             base_entries=base_entries,
         )

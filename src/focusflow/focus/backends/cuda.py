@@ -210,29 +210,47 @@ class CudaOperator:
 
     # --- snapshot --------------------------------------------------------------
     def refresh(self, info: PatchInfo | None = None) -> None:
-        """Upload the snapshot, or after a patch only what the patch changed."""
+        """Upload the snapshot, or after a patch only what the patch changed.
+
+        A patch sends the rewritten base values, the new out-weights of the
+        touched sources and the overlay (small by construction); the base
+        matrix stays on the device.
+        """
         cupy = self.cupy
         s = self.snapshot
-        grown = s.n != getattr(self, "n", -1)
-        if info is None or info.base_entries is None or not hasattr(self, "sell") or grown:
-            self.sell = _DeviceSell(cupy, s.in_indptr, s.in_indices, s.in_w, self.dtype)
-        elif len(info.base_entries):
-            self.sell.update(cupy, s.out_to_in[info.base_entries], s.in_w)
-        self.n = s.n
-        ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
-        if len(ov_rows):
-            self.ov = _overlay_chunks(
-                cupy, s.ov_in_indptr, s.ov_in_indices, s.ov_in_w, ov_rows, self.dtype
-            )
-        else:
-            self.ov = None
+        full = (
+            info is None
+            or info.base_entries is None
+            or not hasattr(self, "sell")
+            or s.n != getattr(self, "n", -1)
+        )
         out = s.out_weight
-        linked = out > 0
-        inv = np.where(linked, 1.0 / np.where(linked, out, 1.0), 0.0)
-        self.inv_out = cupy.asarray(inv)
-        self.dangling = cupy.asarray(~linked)
-        self.ylink = cupy.empty(self.n, dtype=cupy.float64)
-        self.z = cupy.empty(self.n, dtype=self.dtype)
+        if full:
+            self.sell = _DeviceSell(cupy, s.in_indptr, s.in_indices, s.in_w, self.dtype)
+            linked = out > 0
+            inv = np.where(linked, 1.0 / np.where(linked, out, 1.0), 0.0)
+            self.inv_out = cupy.asarray(inv)
+            self.dangling = cupy.asarray(~linked)
+            self.n = s.n
+            self.ylink = cupy.empty(self.n, dtype=cupy.float64)
+            self.z = cupy.empty(self.n, dtype=self.dtype)
+        else:
+            if len(info.base_entries):
+                self.sell.update(cupy, s.out_to_in[info.base_entries], s.in_w)
+            if len(info.sources):
+                w = out[info.sources]
+                linked = w > 0
+                at = cupy.asarray(info.sources)
+                self.inv_out[at] = cupy.asarray(
+                    np.where(linked, 1.0 / np.where(linked, w, 1.0), 0.0)
+                )
+                self.dangling[at] = cupy.asarray(~linked)
+        ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
+        self.ov = (
+            _overlay_chunks(cupy, s.ov_in_indptr, s.ov_in_indices, s.ov_in_w, ov_rows, self.dtype)
+            if len(ov_rows)
+            else None
+        )
         self._z_of = None
         self._sym = None
 
@@ -312,8 +330,12 @@ class CudaOperator:
 
     # --- springs and heat --------------------------------------------------
     def setup_laplacian(self, kind: str) -> None:
-        """``A = W + W^T`` in SELL-32 on the device (built on the host once per solve)."""
+        """``A = W + W^T`` in SELL-32 on the device, built on the host once per snapshot."""
         from focusflow.focus.backends.numba_cpu import _merge_sym
+
+        if self._sym is not None and self._sym_kind == kind:
+            return
+        self._sym_kind = kind
 
         s = self.snapshot
         n = s.n

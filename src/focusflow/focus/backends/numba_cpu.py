@@ -204,7 +204,13 @@ class NumbaOperator:
 
     # --- springs and heat --------------------------------------------------
     def setup_laplacian(self, kind: str) -> None:
-        """Build ``A = W + W^T`` (base and overlay merged) in SELL-8 storage."""
+        """Build ``A = W + W^T`` (base and overlay merged) in SELL-8 storage.
+
+        Kept until the snapshot changes: repeated solves reuse it.
+        """
+        if self._sym is not None and self._sym_kind == kind:
+            return
+        self._sym_kind = kind
         s = self.snapshot
         n = s.n
         ptr, idx, w = _merge_sym(
