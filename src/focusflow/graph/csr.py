@@ -159,6 +159,12 @@ def _compact_rows(indptr, cols, vals, links, out_indptr, bounds, link_entry, ent
     return indices, weights
 
 
+def _parts(m: int, nbins: int) -> int:
+    """Parts of a counting sort: each part holds ``nbins`` counters, so small
+    inputs over many bins (a block's overlay over all particles) use one."""
+    return int(max(1, min(_PARTS, m // max(nbins, 1))))
+
+
 def build_csr(n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray, nchunks: int = 64):
     """Aggregated CSR of the links ``src -> dst`` (duplicates summed).
 
@@ -169,7 +175,7 @@ def build_csr(n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray, nchunks: 
     src = np.ascontiguousarray(src, dtype=np.int32)
     dst = np.ascontiguousarray(dst, dtype=np.int32)
     w = np.ascontiguousarray(w, dtype=np.float64)
-    indptr, pos = counting_positions(src, n, _PARTS)
+    indptr, pos = counting_positions(src, n, _parts(len(src), n))
     cols, vals, links = _scatter_rows(dst, w, pos)
     del pos
     bounds = balanced_chunks(indptr, nchunks)
@@ -200,7 +206,7 @@ def _scatter_transpose(indptr, pos, nnz):
 def transpose_maps(n: int, indptr: np.ndarray, indices: np.ndarray):
     """``(t_indptr, t_indices, t_to_entry, entry_to_t)``: the transposed pattern
     and the position maps both ways (``entry_to_t`` is the counting sort itself)."""
-    t_indptr, pos = counting_positions(indices, n, _PARTS)
+    t_indptr, pos = counting_positions(indices, n, _parts(len(indices), n))
     t_indices, t_to_e = _scatter_transpose(indptr, pos, len(indices))
     return t_indptr, t_indices, t_to_e, pos
 
@@ -216,7 +222,7 @@ def gather(values, index):
 
 def transpose_csr(n: int, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray):
     """``(t_indptr, t_indices, t_weights, t_to_entry)`` of the transposed matrix."""
-    t_indptr, pos = counting_positions(indices, n, _PARTS)
+    t_indptr, pos = counting_positions(indices, n, _parts(len(indices), n))
     t_indices, t_to_e = _scatter_transpose(indptr, pos, len(indices))
     return t_indptr, t_indices, gather(weights, t_to_e), t_to_e
 
