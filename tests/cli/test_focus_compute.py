@@ -106,3 +106,16 @@ def test_bad_cid_and_negative_stake(shared_sample_path, sample_path, tmp_path):
     stakes.write_text("neuron,stake\nsomeone,-3\n")
     proc = run(sample_path, "--stakes", stakes)
     assert proc.returncode != 0 and "negative stake" in proc.stderr
+
+
+def test_bad_cid_exits_with_one_line(sample_path, tmp_path):
+    f = tmp_path / "links.csv"
+    f.write_text(
+        sample_path.read_text().replace(
+            "QmPcfxEfW317u3bbz8MbEhjoMZ5HMFsx5TbsEHWPd1kLLw", "notacid", 1
+        )
+    )
+    proc = run(f)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "invalid CID 'notacid'" in lines[0] and ":2:" in lines[0]

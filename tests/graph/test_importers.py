@@ -104,3 +104,15 @@ def test_bad_edge_lists_are_refused(tmp_path, body, message):
     f.write_text(body)
     with pytest.raises(InputFileError, match=message):
         read_edge_list(f)
+
+
+def test_bad_cid_in_a_bostrom_file_names_its_line(sample_path, tmp_path):
+    lines = sample_path.read_text().splitlines()
+    lines.insert(5, "bostrom1someone,QmNotACid,Qm,1,2022-01-01 00:00:00")
+    f = tmp_path / "links.csv"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidCIDError) as info:
+        read_bostrom(f)
+    assert ":6:" in str(info.value) and "QmNotACid" in str(info.value)
+    g = read_bostrom(f, skip_invalid=True)
+    assert g.skipped_invalid == 1 and g.n_links == 1279
