@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from focusflow.focus.backends.base import laplacian_scaling
 from focusflow.focus.backends.sell import SellMatrix
-from focusflow.graph.csr import row_sums
+from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 LANES = 32
@@ -330,32 +329,11 @@ class CudaOperator:
     # --- springs and heat --------------------------------------------------
     def setup_laplacian(self, kind: str) -> None:
         """``A = W + W^T`` in SELL-32 on the device, built on the host once per snapshot."""
-        from focusflow.focus.backends.numba_cpu import _merge_sym
-
         if self._sym is not None and self._sym_kind == kind:
             return
         self._sym_kind = kind
-
-        s = self.snapshot
-        n = s.n
-        ptr, idx, w = _merge_sym(
-            n, s.out_indptr, s.out_indices, s.out_w, s.in_indptr, s.in_indices, s.in_w
-        )
-        if s.overlay_nnz:
-            optr, oidx, ow = _merge_sym(
-                n,
-                s.ov_out_indptr,
-                s.ov_out_indices,
-                s.ov_out_w,
-                s.ov_in_indptr,
-                s.ov_in_indices,
-                s.ov_in_w,
-            )
-            ptr, idx, w = _merge_sym(n, ptr, idx, w, optr, oidx, ow)
-        if kind == "normalized" and len(w) and w.max() > 0:
-            w = w / w.max()
-        degree = row_sums(ptr, w)
-        sigma, diag, self.lam_max = laplacian_scaling(degree, kind)
+        ptr, idx, w, sigma, diag, self.lam_max = symmetric_matrix(self.snapshot, kind)
+        n = self.snapshot.n
         self.lap_sigma = self.cupy.asarray(sigma)
         self.lap_diag = self.cupy.asarray(diag)
         self._sym = _DeviceSell(self.cupy, ptr, idx, w, self.dtype)

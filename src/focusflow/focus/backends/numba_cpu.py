@@ -20,9 +20,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from focusflow.focus.backends.base import laplacian_scaling
 from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
-from focusflow.graph.csr import balanced_chunks, row_sums
+from focusflow.focus.backends.symmetric import symmetric_matrix
+from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 # Fixed number of work chunks (not per thread), so sums are grouped the same way
@@ -80,48 +80,6 @@ def _dot(a, b, nparts):
             s += a[i] * b[i]
         partial[t] = s
     return partial.sum()
-
-
-@nb.njit(cache=True)
-def _merge_sym(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
-    """``A + B`` for two CSRs with sorted rows (used for ``W + W^T``)."""
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    for r in range(n):
-        i, ie = a_ptr[r], a_ptr[r + 1]
-        j, je = b_ptr[r], b_ptr[r + 1]
-        c = 0
-        while i < ie or j < je:
-            if j >= je or (i < ie and a_idx[i] < b_idx[j]):
-                i += 1
-            elif i >= ie or b_idx[j] < a_idx[i]:
-                j += 1
-            else:
-                i += 1
-                j += 1
-            c += 1
-        ptr[r + 1] = ptr[r] + c
-    idx = np.empty(ptr[n], dtype=np.int32)
-    w = np.empty(ptr[n], dtype=np.float64)
-    for r in range(n):
-        i, ie = a_ptr[r], a_ptr[r + 1]
-        j, je = b_ptr[r], b_ptr[r + 1]
-        k = ptr[r]
-        while i < ie or j < je:
-            if j >= je or (i < ie and a_idx[i] < b_idx[j]):
-                idx[k] = a_idx[i]
-                w[k] = a_w[i]
-                i += 1
-            elif i >= ie or b_idx[j] < a_idx[i]:
-                idx[k] = b_idx[j]
-                w[k] = b_w[j]
-                j += 1
-            else:
-                idx[k] = a_idx[i]
-                w[k] = a_w[i] + b_w[j]
-                i += 1
-                j += 1
-            k += 1
-    return ptr, idx, w
 
 
 class NumbaOperator:
@@ -204,37 +162,14 @@ class NumbaOperator:
 
     # --- springs and heat --------------------------------------------------
     def setup_laplacian(self, kind: str) -> None:
-        """Build ``A = W + W^T`` (base and overlay merged) in SELL-8 storage.
-
-        Kept until the snapshot changes: repeated solves reuse it.
-        """
+        """``A = W + W^T`` in SELL-8 storage, kept until the snapshot changes."""
         if self._sym is not None and self._sym_kind == kind:
             return
         self._sym_kind = kind
-        s = self.snapshot
-        n = s.n
-        ptr, idx, w = _merge_sym(
-            n, s.out_indptr, s.out_indices, s.out_w, s.in_indptr, s.in_indices, s.in_w
+        ptr, idx, w, self.lap_sigma, self.lap_diag, self.lam_max = symmetric_matrix(
+            self.snapshot, kind
         )
-        if s.overlay_nnz:
-            optr, oidx, ow = _merge_sym(
-                n,
-                s.ov_out_indptr,
-                s.ov_out_indices,
-                s.ov_out_w,
-                s.ov_in_indptr,
-                s.ov_in_indices,
-                s.ov_in_w,
-            )
-            ptr, idx, w = _merge_sym(n, ptr, idx, w, optr, oidx, ow)
-        if kind == "normalized" and len(w):
-            # The normalised Laplacian does not change when all weights scale;
-            # scaling them to max 1 keeps sigma = d^-1/2 far from overflow.
-            top = float(w.max())
-            if top > 0:
-                w = w / top
-        degree = row_sums(ptr, w)
-        self.lap_sigma, self.lap_diag, self.lam_max = laplacian_scaling(degree, kind)
+        n = self.snapshot.n
         self._sym = SellMatrix(ptr, idx, w, self.dtype)
         self._sym_bounds = balanced_chunks(self._sym.gptr, _CHUNKS)
         self._t = np.empty(n, dtype=self.dtype)
