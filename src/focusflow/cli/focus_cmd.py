@@ -81,7 +81,7 @@ def compute_cmd(
         1e-6, "--tol", help="Stop when the L1 change is below this (L-inf in cyberank)."
     ),
     max_iter: int = typer.Option(2048, "--max-iter", help="Iteration cap, at most 2048."),
-    backend: str = typer.Option("auto", "--backend", help="auto, cuda, numba or numpy."),
+    backend: str = typer.Option("auto", "--backend", help="auto, cuda, wgpu, numba or numpy."),
     out: Path | None = typer.Option(None, "--out", help="Write the whole ranking as TSV here."),
     top: int | None = typer.Option(None, "--top", help="Print the K particles with most focus."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
