@@ -8,7 +8,7 @@ each parameter's meaning, unit and source.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,7 +44,6 @@ class FocusParams:
     precision: str = "float64"
     spectral_gap: bool = False
     anderson: int = 2
-    extra: dict = field(default_factory=dict, compare=False)
 
     def with_(self, **changes) -> FocusParams:
         return replace(self, **changes)

@@ -253,11 +253,6 @@ class Cybergraph:
         out[named] = self._stake.values[nid] / np.maximum(deg, 1)
         return flush_tiny(out)
 
-    def per_link_stake(self) -> np.ndarray:
-        """ŝ per neuron = stake / neudeg (0 for neurons without links)."""
-        deg = self._neudeg.values
-        return np.where(deg > 0, self._stake.values / np.maximum(deg, 1), 0.0)
-
     # --- snapshots -----------------------------------------------------------
     @property
     def epoch(self) -> int:

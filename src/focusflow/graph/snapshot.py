@@ -240,12 +240,6 @@ class Snapshot:
     def to_internal_order(self, vec: np.ndarray) -> np.ndarray:
         return vec[self.iperm]
 
-    def entry_of_link(self, link: int) -> int:
-        """Base entry of a link (>= 0), overlay entry ``-(k + 2)``, or -1 if dropped."""
-        if link < self.base_links:
-            return int(self.link_entry[link])
-        return int(self.late_entry[link - self.base_links])
-
     def to_scipy(self):
         """The whole weight matrix (base + overlay) as scipy CSR, particle order."""
         import scipy.sparse as sp
