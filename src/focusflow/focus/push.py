@@ -22,6 +22,22 @@ import numpy as np
 
 
 @nb.njit(cache=True)
+def _spread(lo, hi, idx, w, c, r, touched, in_touched, nt):
+    """``r[idx[e]] += c * w[e]`` over one row; returns ``(nt, change of sum |r|)``."""
+    change = 0.0
+    for e in range(lo, hi):
+        q = idx[e]
+        before = r[q]
+        r[q] = before + c * w[e]
+        change += abs(r[q]) - abs(before)
+        if not in_touched[q]:
+            in_touched[q] = True
+            touched[nt] = q
+            nt += 1
+    return nt, change
+
+
+@nb.njit(cache=True)
 def delta_residual(
     sources,
     old_ptr,
@@ -41,45 +57,29 @@ def delta_residual(
     touched,
     in_touched,
 ):
-    """Move ``r`` from the old rows of ``sources`` to their new rows; returns #touched.
+    """Move ``r`` from the old rows of ``sources`` to their new rows.
 
-    ``touched``/``in_touched`` collect every node whose residual changed.
+    Returns ``(#touched, change of sum |r|)``; ``touched``/``in_touched``
+    collect every node whose residual changed.
     """
     nt = 0
     change = 0.0
     for k in range(sources.shape[0]):
         p = sources[k]
         if old_out[k] > 0.0:
-            c = alpha * xhat[p] / old_out[k]
-            for e in range(old_ptr[k], old_ptr[k + 1]):
-                q = old_idx[e]
-                before = r[q]
-                r[q] = before - c * old_w[e]
-                change += abs(r[q]) - abs(before)
-                if not in_touched[q]:
-                    in_touched[q] = True
-                    touched[nt] = q
-                    nt += 1
+            c = -alpha * xhat[p] / old_out[k]
+            nt, d = _spread(
+                old_ptr[k], old_ptr[k + 1], old_idx, old_w, c, r, touched, in_touched, nt
+            )
+            change += d
         if new_out[p] > 0.0:
             c = alpha * xhat[p] / new_out[p]
-            for e in range(out_ptr[p], out_ptr[p + 1]):
-                q = out_idx[e]
-                before = r[q]
-                r[q] = before + c * out_w[e]
-                change += abs(r[q]) - abs(before)
-                if not in_touched[q]:
-                    in_touched[q] = True
-                    touched[nt] = q
-                    nt += 1
-            for e in range(ov_ptr[p], ov_ptr[p + 1]):
-                q = ov_idx[e]
-                before = r[q]
-                r[q] = before + c * ov_w[e]
-                change += abs(r[q]) - abs(before)
-                if not in_touched[q]:
-                    in_touched[q] = True
-                    touched[nt] = q
-                    nt += 1
+            nt, d = _spread(
+                out_ptr[p], out_ptr[p + 1], out_idx, out_w, c, r, touched, in_touched, nt
+            )
+            change += d
+            nt, d = _spread(ov_ptr[p], ov_ptr[p + 1], ov_idx, ov_w, c, r, touched, in_touched, nt)
+            change += d
     return nt, change
 
 

@@ -62,6 +62,12 @@ class Backend(Protocol):
     def operator(self, snapshot: Snapshot, precision: str = "float64") -> GraphOperator: ...
 
 
+def inverse_out_weight(out_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(1 / W_p, linked)`` with 0 where a particle has no outgoing weight (dangling)."""
+    linked = out_weight > 0
+    return np.where(linked, 1.0 / np.where(linked, out_weight, 1.0), 0.0), linked
+
+
 def laplacian_scaling(degree: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, float]:
     """``(sigma, diag, lam_max)`` so that ``Ls = diag(diag) - sigma A sigma``.
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from focusflow.focus.backends.base import inverse_out_weight
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -225,8 +226,7 @@ class CudaOperator:
         out = s.out_weight
         if full:
             self.sell = _DeviceSell(cupy, s.in_indptr, s.in_indices, s.in_w, self.dtype)
-            linked = out > 0
-            inv = np.where(linked, 1.0 / np.where(linked, out, 1.0), 0.0)
+            inv, linked = inverse_out_weight(out)
             self.inv_out = cupy.asarray(inv)
             self.dangling = cupy.asarray(~linked)
             self.n = s.n
@@ -236,12 +236,9 @@ class CudaOperator:
             if len(info.base_entries):
                 self.sell.update(cupy, s.out_to_in[info.base_entries], s.in_w)
             if len(info.sources):
-                w = out[info.sources]
-                linked = w > 0
+                inv, linked = inverse_out_weight(out[info.sources])
                 at = cupy.asarray(info.sources)
-                self.inv_out[at] = cupy.asarray(
-                    np.where(linked, 1.0 / np.where(linked, w, 1.0), 0.0)
-                )
+                self.inv_out[at] = cupy.asarray(inv)
                 self.dangling[at] = cupy.asarray(~linked)
         ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
         self.ov = (

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.focus.backends.base import inverse_out_weight
 from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
 from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.graph.csr import balanced_chunks
@@ -119,9 +120,7 @@ class NumbaOperator:
         self.n = s.n
         self.ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0).astype(np.int64)
         self.ov_in_w = s.ov_in_w.astype(self.dtype)
-        out = s.out_weight
-        linked = out > 0
-        self.inv_out = np.where(linked, 1.0 / np.where(linked, out, 1.0), 0.0)
+        self.inv_out, linked = inverse_out_weight(s.out_weight)
         self.dangling = ~linked
         self.z = np.zeros(self.n, dtype=self.dtype)
         self._z_of: np.ndarray | None = None

@@ -23,6 +23,7 @@ import tempfile
 
 import numpy as np
 
+from focusflow.focus.backends.base import inverse_out_weight
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -274,9 +275,7 @@ class WgpuOperator:
             self._out = self._empty(4 * self.n)
         elif len(info.base_entries):
             self.sell.update(self, s.out_to_in[info.base_entries], s.in_w)
-        out = s.out_weight
-        linked = out > 0
-        self.inv_out = np.where(linked, 1.0 / np.where(linked, out, 1.0), 0.0)
+        self.inv_out, linked = inverse_out_weight(s.out_weight)
         self.dangling = ~linked
         self._ov = s.ov_in_indptr, s.ov_in_indices, s.ov_in_w
         self._ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
