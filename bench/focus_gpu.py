@@ -69,25 +69,10 @@ def copy_bandwidth(cupy) -> float:
 
 
 def rmat_gpu(cupy, scale: int, edge_factor: int, seed: int):
-    """R-MAT on the GPU (same construction as focusflow.graph.rmat_edges)."""
-    rng = cupy.random.default_rng(seed)
-    m = edge_factor << scale
-    src = cupy.zeros(m, dtype=cupy.int64)
-    dst = cupy.zeros(m, dtype=cupy.int64)
-    a, b, c = 0.57, 0.19, 0.19
-    ab = a + b
-    c_norm, a_norm = c / (1 - ab), a / ab
-    for bit in range(scale):
-        r1 = rng.random(m)
-        r2 = rng.random(m)
-        ii = r1 > ab
-        jj = r2 > cupy.where(ii, c_norm, a_norm)
-        src |= ii.astype(cupy.int64) << bit
-        dst |= jj.astype(cupy.int64) << bit
-        del r1, r2, ii, jj
-    perm = cupy.argsort(rng.random(1 << scale))
-    src, dst = perm[src], perm[dst]
-    w = 1.0 - rng.random(m)
+    """focusflow's R-MAT generated on the GPU, self-loops dropped."""
+    from focusflow.graph import rmat_edges
+
+    src, dst, w = rmat_edges(scale, edge_factor, seed=seed, xp=cupy)
     keep = src != dst
     return src[keep].astype(cupy.int32), dst[keep].astype(cupy.int32), w[keep]
 

@@ -108,9 +108,7 @@ class FocusEngine:
         if snap is not self._snap or info is None or self.graph.epoch != self._epoch:
             self._rebind(snap)
             info = None
-        elif snap.version != self._version + (
-            1 if info.sources.size or info.n_after > info.n_before else 0
-        ):
+        elif info.version_before != self._version:
             # Someone refreshed the graph's snapshot behind our back: the patch
             # records we missed are gone, so derive the state again.
             self._op.refresh()

@@ -344,4 +344,5 @@ def _no_change(snap: Snapshot) -> PatchInfo:
         old_weights=np.empty(0),
         old_out_weight=np.empty(0),
         base_entries=empty_i,
+        version_before=snap.version,
     )

@@ -43,7 +43,9 @@ class PatchInfo:
     those rows as they were before the patch (CSR over ``sources``), so an
     incremental solver can subtract the old contribution and add the new one.
     ``base_entries`` are the positions in ``out_*`` whose weight was rewritten,
-    for consumers that keep their own copy of the base values.
+    for consumers that keep their own copy of the base values. ``version_before``
+    is the snapshot's version the patch started from: a consumer that last saw
+    another version has missed a patch and must re-derive its state.
     """
 
     n_before: int
@@ -54,6 +56,7 @@ class PatchInfo:
     old_weights: np.ndarray
     old_out_weight: np.ndarray
     base_entries: np.ndarray | None = None
+    version_before: int = -1
 
 
 def _empty_csr(n: int):
@@ -330,6 +333,7 @@ class Snapshot:
         entries touched, plus one pass over the (small) overlay.
         """
         n_before = self.n
+        version_before = self.version
         self._grow(n_new)
         psrc = self.perm[np.asarray(new_src, dtype=np.int64)]
         pdst = self.perm[np.asarray(new_dst, dtype=np.int64)]
@@ -392,6 +396,7 @@ class Snapshot:
             old_weights=before[2],
             old_out_weight=old_out_weight,
             base_entries=base_entries,
+            version_before=version_before,
         )
 
 
