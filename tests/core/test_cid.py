@@ -30,3 +30,27 @@ def test_invalid_cids_raise_with_stable_code(bad):
         validate_cid(bad)
     assert info.value.code == "invalid_cid"
     assert repr(bad) in str(info.value)
+
+
+def test_binary_cids_round_trip_and_reject_garbage():
+    from focusflow.core.cid import check_cid_bytes, cid_from_bytes, cid_to_bytes
+
+    v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+    v1 = cid_of_text("hello")
+    for text in (v0, v1):
+        raw = cid_to_bytes(text)
+        check_cid_bytes(raw)
+        assert cid_from_bytes(raw) == text
+    good = cid_to_bytes(v1)
+    bad = [
+        b"",
+        b"\x02" + good[1:],  # version 2
+        good[:-1],  # digest shorter than stated
+        good + b"\x00",  # trailing byte
+        b"\x01\xff\xff\xff\x7f\x12\x20" + bytes(32),  # unregistered codec
+        b"\x01\x55\xff\xff\x03\x20" + bytes(32),  # unregistered hash
+        b"\x01\x55\x12\xff",  # truncated varint
+    ]
+    for raw in bad:
+        with pytest.raises(InvalidCIDError):
+            check_cid_bytes(raw)

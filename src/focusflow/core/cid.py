@@ -10,10 +10,11 @@ sha2-256), the same CID ``ipfs add --cid-version 1 --raw-leaves`` gives a small 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 
-from multiformats import CID, multihash
+from multiformats import CID, multicodec, multihash
 
 from focusflow.core.errors import InvalidCIDError
 
@@ -46,3 +47,71 @@ def cid_of_bytes(data: bytes) -> str:
 def cid_of_text(text: str) -> str:
     """CIDv1 of the UTF-8 bytes of ``text``: how plain words become particles."""
     return cid_of_bytes(text.encode("utf-8"))
+
+
+#: Longest digest we accept in a binary CID (sha2-512, blake2b-512).
+MAX_DIGEST = 64
+
+
+def cid_to_bytes(text: str) -> bytes:
+    """The binary form of a CID string, which names the particle on chain.
+
+    One CID has many string forms (multibases); the binary form is unique, so
+    the chain keys particles by it and two spellings never become two particles.
+    """
+    validate_cid(text)
+    return bytes(CID.decode(text))
+
+
+def cid_from_bytes(raw: bytes) -> str:
+    """The usual string of a binary CID: base58btc for v0, base32 for v1."""
+    check_cid_bytes(raw)
+    cid = CID.decode(bytes(raw))
+    return str(cid if cid.version == 0 else cid.set(base="base32"))
+
+
+def check_cid_bytes(raw: bytes) -> None:
+    """Validate a binary CID without building objects (the chain checks thousands a block).
+
+    CIDv0 is the 34-byte sha2-256 multihash ``0x12 0x20 digest``. CIDv1 is
+    ``0x01 varint(codec) varint(hash code) varint(length) digest``; the codec and
+    hash must be registered multicodecs and the digest exactly its stated length.
+    """
+    if not isinstance(raw, bytes):
+        raise InvalidCIDError(f"invalid CID: expected bytes, got {type(raw).__name__}")
+    if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
+        return
+    if not raw or raw[0] != 0x01:
+        raise InvalidCIDError(f"invalid CID {raw[:8].hex()}...: not CIDv0 or CIDv1")
+    codec, pos = _varint(raw, 1)
+    code, pos = _varint(raw, pos)
+    size, pos = _varint(raw, pos)
+    if size > MAX_DIGEST or len(raw) - pos != size:
+        raise InvalidCIDError(f"invalid CID {raw.hex()}: digest length does not match")
+    if not _known_codec(codec):
+        raise InvalidCIDError(f"invalid CID {raw.hex()}: unknown codec 0x{codec:x}")
+    if not _known_hash(code):
+        raise InvalidCIDError(f"invalid CID {raw.hex()}: unknown hash 0x{code:x}")
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(raw) or shift > 56:
+            raise InvalidCIDError(f"invalid CID {raw.hex()}: truncated varint")
+        byte = raw[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+@functools.cache
+def _known_codec(code: int) -> bool:
+    return multicodec.exists(code=code)
+
+
+@functools.cache
+def _known_hash(code: int) -> bool:
+    return multihash.exists(code=code)

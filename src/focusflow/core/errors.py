@@ -43,3 +43,27 @@ class BackendUnavailableError(FocusflowError):
     """The requested compute backend cannot run here (missing package or device)."""
 
     code = "backend_unavailable"
+
+
+class DecodeError(FocusflowError, ValueError):
+    """Bytes from outside are not a well-formed encoding of what they claim to be."""
+
+    code = "malformed"
+
+
+class InvalidAddressError(FocusflowError, ValueError):
+    """An account address is not valid bech32 with our prefix and length."""
+
+    code = "invalid_address"
+
+
+class KeyFileError(FocusflowError):
+    """A key file is missing or does not hold a key."""
+
+    code = "bad_key_file"
+
+
+class StoreError(FocusflowError):
+    """The state store is unreadable, corrupt, or from another chain."""
+
+    code = "store_error"

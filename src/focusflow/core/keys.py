@@ -1,0 +1,125 @@
+"""Ed25519 keys, signatures and bech32 addresses.
+
+A neuron (account) is an Ed25519 key pair. Its address is the bech32 encoding
+(human-readable part ``focus``) of the first 20 bytes of SHA-256 of the public
+key, as Cosmos chains do, so addresses are short, checksummed and can be typed.
+Transactions carry the 32-byte public key itself, so a verifier needs no lookup
+to check a signature; the address is derived from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import bech32
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from focusflow.core.errors import InvalidAddressError, KeyFileError
+from focusflow.core.hashing import sha256
+
+HRP = "focus"
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+ADDRESS_SIZE = 20
+
+
+def address_bytes(public_key: bytes) -> bytes:
+    """The 20-byte account id of a public key."""
+    return sha256(public_key)[:ADDRESS_SIZE]
+
+
+def address_of(public_key: bytes) -> str:
+    """The bech32 address (``focus1...``) of a public key."""
+    return encode_address(address_bytes(public_key))
+
+
+def encode_address(raw: bytes) -> str:
+    return bech32.bech32_encode(HRP, bech32.convertbits(raw, 8, 5))
+
+
+def decode_address(text: str) -> bytes:
+    """The 20 raw bytes of a bech32 address; InvalidAddressError names what is wrong."""
+    if not isinstance(text, str):
+        raise InvalidAddressError(f"invalid address {text!r}: not a string")
+    hrp, data = bech32.bech32_decode(text)
+    if hrp is None or data is None:
+        raise InvalidAddressError(f"invalid address {text!r}: bad bech32 or checksum")
+    if hrp != HRP:
+        raise InvalidAddressError(f"invalid address {text!r}: prefix {hrp!r}, expected {HRP!r}")
+    raw = bech32.convertbits(data, 5, 8, False)
+    if raw is None or len(raw) != ADDRESS_SIZE:
+        raise InvalidAddressError(f"invalid address {text!r}: not {ADDRESS_SIZE} bytes")
+    return bytes(raw)
+
+
+def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """True when ``signature`` is a valid Ed25519 signature of ``message``."""
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A signing key with its public key and address."""
+
+    private: Ed25519PrivateKey
+    public_key: bytes
+
+    @classmethod
+    def generate(cls) -> KeyPair:
+        return cls.from_seed(os.urandom(32))
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> KeyPair:
+        """Deterministic key from 32 seed bytes (tests, genesis dev keys)."""
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        private = Ed25519PrivateKey.from_private_bytes(seed)
+        public = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return cls(private, public)
+
+    @property
+    def seed(self) -> bytes:
+        return self.private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def address(self) -> str:
+        return address_of(self.public_key)
+
+    @property
+    def address_raw(self) -> bytes:
+        return address_bytes(self.public_key)
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private.sign(message)
+
+    def save(self, path: Path) -> None:
+        """Write the seed as hex to ``path`` readable by the owner only (0600)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.seed.hex() + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> KeyPair:
+        try:
+            text = Path(path).read_text().strip()
+            return cls.from_seed(bytes.fromhex(text))
+        except (OSError, ValueError) as exc:
+            raise KeyFileError(f"cannot load key {path}: {exc}") from None

@@ -1,0 +1,65 @@
+"""Canonical CBOR: one encoding per value, and one typed error for every bad input."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import DecodeError
+
+plain = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64) + 1, 2**64 - 1) | st.binary() | st.text(),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8) | st.integers(0, 99), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(plain)
+def test_round_trip_is_exact(value):
+    data = encode(value)
+    back = decode(data)
+    assert encode(back) == data
+
+
+def test_map_keys_are_sorted_canonically():
+    assert encode({"b": 1, "a": 2}) == encode({"a": 2, "b": 1})
+    assert encode({"bb": 1, "a": 2}).index(b"a") < encode({"bb": 1, "a": 2}).index(b"bb")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x01\x02",  # trailing byte after a complete value
+        b"\x18\x05",  # 5 encoded in two bytes: not the shortest form
+        b"\x5a\xff\xff\xff\xff",  # byte string longer than the input
+        b"\xc1\x01",  # tag 1 (datetime)
+        b"\xfb\x3f\xf0\x00\x00\x00\x00\x00\x00",  # float 1.0
+        b"\x9f\x01\xff",  # indefinite-length array
+        b"\xa2\x61\x62\x01\x61\x61\x02",  # map keys out of canonical order
+        b"\x81" * 100 + b"\x01",  # nested too deeply
+    ],
+)
+def test_bad_bytes_raise_decode_error(data):
+    with pytest.raises(DecodeError) as info:
+        decode(data)
+    assert info.value.code == "malformed"
+
+
+def test_non_bytes_input_is_refused():
+    with pytest.raises(DecodeError):
+        decode("text")  # type: ignore[arg-type]
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64))
+def test_random_bytes_only_raise_decode_error(data):
+    try:
+        value = decode(data)
+    except DecodeError:
+        return
+    assert cbor2.dumps(value, canonical=True) == data
