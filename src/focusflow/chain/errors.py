@@ -1,0 +1,87 @@
+"""Why a transaction or block was refused: one class per reason, one stable code each.
+
+The codes are part of the API (receipts, REST errors, CLI output) and never
+change once published; docs/chain.md lists them.
+"""
+
+from __future__ import annotations
+
+from focusflow.core.errors import FocusflowError
+
+
+class TxError(FocusflowError):
+    """A transaction was refused or failed."""
+
+    code = "tx_error"
+
+
+class BadSignatureError(TxError):
+    code = "bad_signature"
+
+
+class WrongChainIdError(TxError):
+    code = "wrong_chain_id"
+
+
+class BadNonceError(TxError):
+    code = "bad_nonce"
+
+
+class InsufficientFundsError(TxError):
+    code = "insufficient_funds"
+
+
+class InsufficientFeeError(TxError):
+    code = "insufficient_fee"
+
+
+class MalformedMessageError(TxError):
+    code = "malformed_message"
+
+
+class OverLimitError(TxError):
+    code = "over_limit"
+
+
+class UnknownParticleFormatError(TxError):
+    code = "unknown_particle_format"
+
+
+class OverLinkBudgetError(TxError):
+    code = "over_link_budget"
+
+
+class NameTakenError(TxError):
+    code = "name_taken"
+
+
+class UnknownNameError(TxError):
+    code = "unknown_name"
+
+
+class NotOwnerError(TxError):
+    code = "not_owner"
+
+
+class InvalidNameError(TxError):
+    code = "invalid_name"
+
+
+class DuplicateTxError(TxError):
+    code = "duplicate_tx"
+
+
+class MempoolFullError(TxError):
+    code = "mempool_full"
+
+
+class BlockError(FocusflowError):
+    """A block does not follow from its parent (wrong height, parent, roots ...)."""
+
+    code = "invalid_block"
+
+
+class GenesisError(FocusflowError):
+    """The genesis file is missing, malformed, or inconsistent."""
+
+    code = "bad_genesis"

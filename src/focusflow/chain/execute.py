@@ -1,0 +1,148 @@
+"""Executing a block's transactions: checks, the ante step, messages, end of block.
+
+Every transaction passes, in order:
+
+1. stateless checks: chain id, size and message-count limits, minimum fee,
+   signature (skipped when the mempool already verified it);
+2. the ante step (bank): nonce equals the account's, and the fee is charged;
+3. its messages, each by the module that owns the type, in a child state.
+
+A transaction failing 1 or 2 cannot be in a block: a producer leaves it out,
+a validator refuses a block that contains it. A transaction failing 3 stays in
+the block with its error code in the receipt; its fee is charged and its nonce
+used, and nothing else it did survives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from focusflow.chain.errors import (
+    InsufficientFeeError,
+    MalformedMessageError,
+    OverLimitError,
+    TxError,
+)
+from focusflow.chain.module import Ante, BlockContext, Handler, Module, TxContext
+from focusflow.chain.params import ChainParams
+from focusflow.chain.tx import Tx
+from focusflow.core.encoding import encode
+from focusflow.core.errors import FocusflowError
+
+
+@dataclass
+class Receipt:
+    tx_hash: bytes
+    code: str
+    log: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+    def encode(self, height: int, index: int) -> bytes:
+        return encode([height, index, self.code, self.log, self.events])
+
+
+@dataclass
+class Rejected:
+    """A transaction that cannot be included, and why."""
+
+    tx: Tx
+    error: TxError
+
+
+def check_stateless(tx: Tx, params: ChainParams, chain_id: str, verified: bool) -> None:
+    tx.check_chain(chain_id)
+    size = len(tx.encoded)
+    if size > params.max_tx_bytes:
+        raise OverLimitError(
+            f"transaction of {size} bytes exceeds max_tx_bytes={params.max_tx_bytes}"
+        )
+    if len(tx.msgs) > params.max_msgs_per_tx:
+        raise OverLimitError(
+            f"{len(tx.msgs)} messages exceed max_msgs_per_tx={params.max_msgs_per_tx}"
+        )
+    need = params.min_fee(size)
+    if tx.fee < need:
+        raise InsufficientFeeError(f"fee {tx.fee} is below the minimum {need} for {size} bytes")
+    if not verified:
+        tx.verify_signature()
+
+
+def execute_tx(
+    ctx: BlockContext,
+    handlers: Mapping[str, Handler],
+    ante: Ante,
+    tx: Tx,
+    index: int,
+    verified: bool,
+) -> Receipt:
+    """Run one transaction into ``ctx``; raises TxError when it cannot be included."""
+    check_stateless(tx, ctx.params, ctx.chain_id, verified)
+    charged = ctx.state.child()
+    sender = tx.sender_address
+    ante(charged, ctx.params, sender, tx.nonce, tx.fee)
+    ctx.state.merge(charged)
+    ctx.fees += tx.fee
+    run = TxContext(ctx, sender, index, 0, ctx.state.child())
+    try:
+        for i, msg in enumerate(tx.msgs):
+            handler = handlers.get(msg.type)
+            if handler is None:
+                raise MalformedMessageError(f"unknown message type {msg.type!r}")
+            run.msg_index = i
+            handler(run, msg.body)
+    except TxError as exc:
+        return Receipt(tx.hash, exc.code, exc.message)
+    except FocusflowError as exc:
+        return Receipt(tx.hash, exc.code, exc.message)
+    ctx.state.merge(run.state)
+    ctx.deltas.merge(run.deltas)
+    return Receipt(tx.hash, "ok", "", run.events)
+
+
+def execute_block(
+    ctx: BlockContext,
+    modules: Sequence[Module],
+    handlers: Mapping[str, Handler],
+    ante: Ante,
+    txs: Sequence[Tx],
+    verified: bool,
+    strict: bool,
+) -> tuple[list[Tx], list[Receipt], list[Rejected]]:
+    """Execute ``txs`` in order, then every module's end of block.
+
+    ``strict`` (validating someone else's block): a transaction that cannot be
+    included raises. Otherwise (producing) it is left out and reported, and the
+    block stops growing at the byte and count limits.
+    """
+    included: list[Tx] = []
+    receipts: list[Receipt] = []
+    rejected: list[Rejected] = []
+    size = 0
+    for tx in txs:
+        if len(included) >= ctx.params.max_block_txs:
+            if strict:
+                raise OverLimitError(f"block has more than {ctx.params.max_block_txs} transactions")
+            break
+        if size + len(tx.encoded) > ctx.params.max_block_bytes:
+            if strict:
+                raise OverLimitError(f"block exceeds {ctx.params.max_block_bytes} bytes")
+            continue
+        try:
+            receipt = execute_tx(ctx, handlers, ante, tx, len(included), verified)
+        except TxError as exc:
+            if strict:
+                raise
+            rejected.append(Rejected(tx, exc))
+            continue
+        size += len(tx.encoded)
+        included.append(tx)
+        receipts.append(receipt)
+    for module in modules:
+        module.end_block(ctx)
+    return included, receipts, rejected

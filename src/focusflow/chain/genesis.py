@@ -1,0 +1,154 @@
+"""The genesis file: the chain's id, first balances, validators and parameters.
+
+JSON, so people can read and edit it::
+
+    {
+      "chain_id": "focusflow-devnet",
+      "genesis_time_ms": 1763769600000,
+      "params": {"unbonding_blocks": 10, "focus": {"mode": "tri"}},
+      "accounts": [{"address": "focus1...", "balance": 1000000, "stake": 1000}],
+      "validators": [{"name": "dev", "public_key": "<64 hex>", "power": 1}]
+    }
+
+Its hash (SHA-256 of the canonical CBOR of the parsed content) is stored with
+the chain, so a node never resumes a store with a different genesis.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from focusflow.chain.errors import GenesisError
+from focusflow.chain.params import ChainParams
+from focusflow.core.encoding import encode
+from focusflow.core.errors import InvalidAddressError
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import PUBLIC_KEY_SIZE, address_bytes, decode_address, encode_address
+
+
+@dataclass(frozen=True)
+class GenesisAccount:
+    address: bytes
+    balance: int
+    stake: int
+
+
+@dataclass(frozen=True)
+class GenesisValidator:
+    name: str
+    public_key: bytes
+    power: int
+
+    @property
+    def address(self) -> bytes:
+        return address_bytes(self.public_key)
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    genesis_time_ms: int
+    params: ChainParams
+    accounts: tuple[GenesisAccount, ...]
+    validators: tuple[GenesisValidator, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "genesis_time_ms": self.genesis_time_ms,
+            "params": self.params.to_dict(),
+            "accounts": [
+                {"address": encode_address(a.address), "balance": a.balance, "stake": a.stake}
+                for a in self.accounts
+            ],
+            "validators": [
+                {"name": v.name, "public_key": v.public_key.hex(), "power": v.power}
+                for v in self.validators
+            ],
+        }
+
+    @property
+    def hash(self) -> bytes:
+        return sha256(encode(self.to_json()))
+
+    @property
+    def validators_hash(self) -> bytes:
+        return sha256(encode(sorted([v.public_key, v.power] for v in self.validators)))
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Genesis:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise GenesisError(f"cannot read genesis {path}: {exc}") from None
+        return cls.from_json(raw)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Genesis:
+        if not isinstance(raw, dict):
+            raise GenesisError("genesis must be a JSON object")
+        unknown = set(raw) - {"chain_id", "genesis_time_ms", "params", "accounts", "validators"}
+        if unknown:
+            raise GenesisError(f"unknown genesis fields: {', '.join(sorted(unknown))}")
+        chain_id = raw.get("chain_id")
+        if not isinstance(chain_id, str) or not 0 < len(chain_id) <= 64:
+            raise GenesisError("chain_id must be a string of 1..64 characters")
+        time_ms = _uint(raw.get("genesis_time_ms", 0), "genesis_time_ms")
+        params = ChainParams.from_dict(raw.get("params", {}))
+        accounts = []
+        seen: set[bytes] = set()
+        for i, a in enumerate(_list(raw, "accounts")):
+            where = f"accounts[{i}]"
+            if not isinstance(a, dict):
+                raise GenesisError(f"{where} must be an object")
+            try:
+                addr = decode_address(a.get("address"))
+            except InvalidAddressError as exc:
+                raise GenesisError(f"{where}.address: {exc}") from None
+            if addr in seen:
+                raise GenesisError(f"{where}: duplicate address")
+            seen.add(addr)
+            accounts.append(
+                GenesisAccount(
+                    addr,
+                    _uint(a.get("balance", 0), f"{where}.balance"),
+                    _uint(a.get("stake", 0), f"{where}.stake"),
+                )
+            )
+        validators = []
+        for i, v in enumerate(_list(raw, "validators")):
+            where = f"validators[{i}]"
+            if not isinstance(v, dict):
+                raise GenesisError(f"{where} must be an object")
+            try:
+                key = bytes.fromhex(v.get("public_key", ""))
+            except (TypeError, ValueError):
+                key = b""
+            if len(key) != PUBLIC_KEY_SIZE:
+                raise GenesisError(f"{where}.public_key must be 64 hex digits")
+            power = _uint(v.get("power", 1), f"{where}.power")
+            if power == 0:
+                raise GenesisError(f"{where}.power must be positive")
+            validators.append(GenesisValidator(str(v.get("name", f"validator-{i}")), key, power))
+        if not validators:
+            raise GenesisError("genesis needs at least one validator")
+        return cls(chain_id, time_ms, params, tuple(accounts), tuple(validators))
+
+
+def _list(raw: dict, name: str) -> list:
+    value = raw.get(name, [])
+    if not isinstance(value, list):
+        raise GenesisError(f"{name} must be a list")
+    return value
+
+
+def _uint(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise GenesisError(f"{name} must be a non-negative integer")
+    return value

@@ -1,0 +1,105 @@
+"""The module interface: how state machines plug into the chain.
+
+A module owns messages (by type name) and a part of the key-space. The chain
+calls its handlers with a :class:`TxContext` whose state is a child of the
+block's pending state; a handler validates the message body, raises a
+:class:`~focusflow.chain.errors.TxError` to refuse it, or writes to the state
+and reports the graph's edge deltas (new links, changed stakes) through the
+context. The chain merges the writes and deltas only if every message of the
+transaction succeeded. ``end_block`` runs once after all transactions (matured
+unbonding, fee payout).
+
+``Ante`` is the check every transaction passes before its messages run
+(nonce and fee); the bank module provides it, the node wires it in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from focusflow.chain.params import ChainParams
+from focusflow.chain.state import PendingState
+
+
+@dataclass
+class Deltas:
+    """Edge deltas for the focus engine: links ``(from, to, neuron)`` and new stakes."""
+
+    links: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
+    stakes: dict[bytes, int] = field(default_factory=dict)
+
+    def merge(self, other: Deltas) -> None:
+        self.links.extend(other.links)
+        self.stakes.update(other.stakes)
+
+    def __bool__(self) -> bool:
+        return bool(self.links or self.stakes)
+
+    def to_cbor(self) -> list:
+        return [[list(x) for x in self.links], sorted([k, v] for k, v in self.stakes.items())]
+
+    @classmethod
+    def from_cbor(cls, value: list) -> Deltas:
+        links, stakes = value
+        return cls([tuple(x) for x in links], {k: v for k, v in stakes})
+
+
+@dataclass
+class BlockContext:
+    """What every handler of one block can see: height, time, parameters, proposer."""
+
+    chain_id: str
+    height: int
+    time_ms: int
+    proposer: bytes
+    params: ChainParams
+    state: PendingState
+    fees: int = 0
+    deltas: Deltas = field(default_factory=Deltas)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TxContext:
+    """One transaction's view: the block, the sender, and its own pending writes."""
+
+    block: BlockContext
+    sender: bytes
+    tx_index: int
+    msg_index: int
+    state: PendingState
+    deltas: Deltas = field(default_factory=Deltas)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def params(self) -> ChainParams:
+        return self.block.params
+
+    @property
+    def height(self) -> int:
+        return self.block.height
+
+    def emit(self, kind: str, **attrs: Any) -> None:
+        self.events.append({"type": kind, **attrs})
+
+
+Handler = Callable[[TxContext, dict[str, Any]], None]
+
+
+class Module(Protocol):
+    name: str
+
+    def handlers(self) -> Mapping[str, Handler]: ...
+
+    def init_genesis(self, state: PendingState, genesis: Any, deltas: Deltas) -> None: ...
+
+    def end_block(self, ctx: BlockContext) -> None: ...
+
+
+class Ante(Protocol):
+    def __call__(
+        self, state: PendingState, params: ChainParams, sender: bytes, nonce: int, fee: int
+    ) -> None:
+        """Check the nonce, take the fee from the sender and use the nonce (or raise TxError)."""

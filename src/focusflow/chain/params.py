@@ -1,0 +1,54 @@
+"""Chain parameters: limits, prices and the focus settings, fixed at genesis.
+
+Amounts are integers in the base unit of the single gas token (seed 000:
+"single gas token for fees and staking"). docs/chain.md explains each price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from focusflow.chain.errors import GenesisError
+
+
+@dataclass(frozen=True)
+class ChainParams:
+    max_tx_bytes: int = 1 << 20
+    max_msgs_per_tx: int = 64
+    max_links_per_tx: int = 10_000
+    max_block_bytes: int = 16 << 20
+    max_block_txs: int = 10_000
+    #: Minimum fee: fee_base + fee_per_byte * encoded size.
+    fee_base: int = 100
+    fee_per_byte: int = 1
+    #: Burned from the sender's balance for every link.
+    link_burn: int = 1
+    #: Bonded stake each of a neuron's links must carry (links * this <= stake).
+    min_link_weight: int = 1
+    unbonding_blocks: int = 10
+    name_fee: int = 10_000
+    max_blob_bytes: int = 256 << 10
+    blob_credit_per_byte: int = 1
+    #: FocusParams overrides (mode, alpha, weights, tol ...); see docs/focus.md.
+    focus: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ChainParams:
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise GenesisError(f"unknown chain parameters: {', '.join(sorted(unknown))}")
+        for name, value in raw.items():
+            if name == "focus":
+                if not isinstance(value, dict):
+                    raise GenesisError("params.focus must be an object")
+            elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise GenesisError(f"params.{name} must be a non-negative integer")
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def min_fee(self, tx_bytes: int) -> int:
+        return self.fee_base + self.fee_per_byte * tx_bytes

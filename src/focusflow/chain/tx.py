@@ -1,0 +1,139 @@
+"""Transactions: who sends what, for which chain, at which nonce, paying which fee.
+
+A transaction is the canonical CBOR array
+
+    [chain_id, sender, nonce, fee, msgs, signature]
+
+``sender`` is the 32-byte Ed25519 public key (the account address is derived
+from it), ``msgs`` a list of ``[type, body]`` pairs (``body`` a map, checked by
+the module that owns ``type``), and ``signature`` signs the canonical encoding
+of ``["focusflow/tx/v1", chain_id, sender, nonce, fee, msgs]``: everything but
+itself, under a domain tag so the bytes can never be mistaken for another
+signed object. The transaction hash is SHA-256 of the whole encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from focusflow.chain.errors import BadSignatureError, OverLimitError, WrongChainIdError
+from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import DecodeError
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, KeyPair, address_bytes, verify
+
+DOMAIN = "focusflow/tx/v1"
+
+#: Protocol cap on an encoded transaction, before genesis parameters apply:
+#: nothing larger is even decoded.
+HARD_MAX_TX_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class Msg:
+    """One message of a transaction: a type owned by a module, and its body."""
+
+    type: str
+    body: dict[str, Any]
+
+    def to_cbor(self) -> list:
+        return [self.type, self.body]
+
+
+@dataclass(frozen=True)
+class Tx:
+    chain_id: str
+    sender: bytes
+    nonce: int
+    fee: int
+    msgs: tuple[Msg, ...]
+    signature: bytes
+
+    def sign_bytes(self) -> bytes:
+        return sign_bytes(self.chain_id, self.sender, self.nonce, self.fee, self.msgs)
+
+    @cached_property
+    def encoded(self) -> bytes:
+        return encode(
+            [
+                self.chain_id,
+                self.sender,
+                self.nonce,
+                self.fee,
+                [m.to_cbor() for m in self.msgs],
+                self.signature,
+            ]
+        )
+
+    @cached_property
+    def hash(self) -> bytes:
+        return sha256(self.encoded)
+
+    @cached_property
+    def sender_address(self) -> bytes:
+        return address_bytes(self.sender)
+
+    def verify_signature(self) -> None:
+        if not verify(self.sender, self.signature, self.sign_bytes()):
+            raise BadSignatureError(f"transaction {self.hash.hex()}: signature does not verify")
+
+    def check_chain(self, chain_id: str) -> None:
+        if self.chain_id != chain_id:
+            raise WrongChainIdError(
+                f"transaction {self.hash.hex()} is for chain {self.chain_id!r}, not {chain_id!r}"
+            )
+
+
+def sign_bytes(chain_id: str, sender: bytes, nonce: int, fee: int, msgs: Sequence[Msg]) -> bytes:
+    return encode([DOMAIN, chain_id, sender, nonce, fee, [m.to_cbor() for m in msgs]])
+
+
+def make_tx(key: KeyPair, chain_id: str, nonce: int, fee: int, msgs: Sequence[Msg]) -> Tx:
+    """A signed transaction from ``key``."""
+    msgs = tuple(msgs)
+    sig = key.sign(sign_bytes(chain_id, key.public_key, nonce, fee, msgs))
+    return Tx(chain_id, key.public_key, nonce, fee, msgs, sig)
+
+
+def decode_tx(data: bytes, max_bytes: int = HARD_MAX_TX_BYTES) -> Tx:
+    """Parse a transaction; structure only (signature, nonce and fee are checked later).
+
+    Raises OverLimitError for oversize input and DecodeError (``malformed``) for
+    anything that is not exactly a canonical transaction.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("malformed transaction: expected bytes")
+    if len(data) > max_bytes:
+        raise OverLimitError(f"transaction of {len(data)} bytes exceeds the limit of {max_bytes}")
+    value = decode(bytes(data), "transaction")
+    if not isinstance(value, list) or len(value) != 6:
+        raise DecodeError("malformed transaction: expected a 6-element array")
+    chain_id, sender, nonce, fee, msgs, signature = value
+    _expect(isinstance(chain_id, str) and 0 < len(chain_id) <= 64, "chain id")
+    _expect(isinstance(sender, bytes) and len(sender) == PUBLIC_KEY_SIZE, "sender")
+    _expect(_uint(nonce), "nonce")
+    _expect(_uint(fee), "fee")
+    _expect(isinstance(signature, bytes) and len(signature) == SIGNATURE_SIZE, "signature")
+    _expect(isinstance(msgs, list) and msgs, "messages")
+    parsed = []
+    for m in msgs:
+        _expect(isinstance(m, list) and len(m) == 2, "message")
+        mtype, body = m
+        _expect(isinstance(mtype, str) and isinstance(body, dict), "message")
+        _expect(all(isinstance(k, str) for k in body), "message body keys")
+        parsed.append(Msg(mtype, body))
+    tx = Tx(chain_id, sender, nonce, fee, tuple(parsed), signature)
+    tx.__dict__["encoded"] = bytes(data)
+    return tx
+
+
+def _uint(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**64
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise DecodeError(f"malformed transaction: bad {what}")

@@ -1,0 +1,99 @@
+"""Account records and the typed reading of message bodies, shared by the modules.
+
+An account lives at ``/token/acct/<20-byte address>`` as the canonical CBOR
+array ``[balance, nonce, bonded]`` (integers, base units). A neuron's link
+count lives at ``/graph/neuron/<address>`` as ``[neudeg]``. Accessors are free
+functions over the pending state, in the style of execution-specs' state.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
+from focusflow.chain.state import PendingState
+from focusflow.core.encoding import decode, encode
+from focusflow.core.keys import ADDRESS_SIZE, encode_address
+
+ACCOUNT_PREFIX = b"/token/acct/"
+NEURON_PREFIX = b"/graph/neuron/"
+
+
+@dataclass
+class Account:
+    balance: int = 0
+    nonce: int = 0
+    bonded: int = 0
+
+
+def account_key(address: bytes) -> bytes:
+    return ACCOUNT_PREFIX + address
+
+
+def get_account(state: PendingState, address: bytes) -> Account:
+    raw = state.get(account_key(address))
+    if raw is None:
+        return Account()
+    balance, nonce, bonded = decode(raw, "account")
+    return Account(balance, nonce, bonded)
+
+
+def set_account(state: PendingState, address: bytes, account: Account) -> None:
+    state.put(account_key(address), encode([account.balance, account.nonce, account.bonded]))
+
+
+def debit(state: PendingState, address: bytes, amount: int, why: str) -> Account:
+    """Take ``amount`` from the liquid balance, or raise InsufficientFundsError naming ``why``."""
+    account = get_account(state, address)
+    if account.balance < amount:
+        raise InsufficientFundsError(
+            f"{encode_address(address)} has {account.balance}, needs {amount} for {why}"
+        )
+    account.balance -= amount
+    set_account(state, address, account)
+    return account
+
+
+def credit(state: PendingState, address: bytes, amount: int) -> None:
+    account = get_account(state, address)
+    account.balance += amount
+    set_account(state, address, account)
+
+
+def get_neudeg(state: PendingState, address: bytes) -> int:
+    raw = state.get(NEURON_PREFIX + address)
+    return 0 if raw is None else decode(raw, "neuron")[0]
+
+
+def set_neudeg(state: PendingState, address: bytes, neudeg: int) -> None:
+    state.put(NEURON_PREFIX + address, encode([neudeg]))
+
+
+def field(body: dict[str, Any], name: str, kind: type, *, size: int | None = None) -> Any:
+    """Body field ``name`` of type ``kind`` (``size`` bytes if given), or MalformedMessageError."""
+    if name not in body:
+        raise MalformedMessageError(f"message lacks field {name!r}")
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedMessageError(f"field {name!r} must be {kind.__name__}")
+    if size is not None and len(value) != size:
+        raise MalformedMessageError(f"field {name!r} must be {size} bytes")
+    return value
+
+
+def amount_field(body: dict[str, Any], name: str = "amount") -> int:
+    value = field(body, name, int)
+    if not 0 < value < 2**63:
+        raise MalformedMessageError(f"field {name!r} must be a positive amount")
+    return value
+
+
+def address_field(body: dict[str, Any], name: str) -> bytes:
+    return field(body, name, bytes, size=ADDRESS_SIZE)
+
+
+def only_fields(body: dict[str, Any], *names: str) -> None:
+    extra = set(body) - set(names)
+    if extra:
+        raise MalformedMessageError(f"unknown fields {', '.join(sorted(extra))}")

@@ -1,0 +1,118 @@
+"""Bank: balances, transfers, staking with an unbonding period, and fees.
+
+Messages
+    ``send``    ``{"to": address, "amount": n}``
+    ``stake``   ``{"amount": n}``: liquid -> bonded; bonded stake is the
+                neuron's weight in focus (its links share it, §3.1)
+    ``unstake`` ``{"amount": n}``: bonded -> unbonding, liquid again after
+                ``unbonding_blocks``; refused if the remaining stake could not
+                carry the neuron's links (``over_link_budget``)
+
+Every change of bonded stake is an edge delta: all the neuron's links are
+re-weighed in the next focus update. Fees are taken by the ante step and paid
+to the block's proposer at the end of the block. Unbonding entries live at
+``/token/unbond/<release height, 8 bytes><address>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from focusflow.chain.errors import BadNonceError, InsufficientFundsError, OverLinkBudgetError
+from focusflow.chain.genesis import Genesis
+from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.params import ChainParams
+from focusflow.chain.state import PendingState
+from focusflow.core.encoding import decode, encode
+from focusflow.core.keys import encode_address
+from focusflow.modules.accounts import (
+    address_field,
+    amount_field,
+    credit,
+    debit,
+    get_account,
+    get_neudeg,
+    only_fields,
+    set_account,
+)
+
+UNBOND_PREFIX = b"/token/unbond/"
+
+
+def ante(state: PendingState, params: ChainParams, sender: bytes, nonce: int, fee: int) -> None:
+    """The nonce must be the account's next one; the fee comes out of the balance."""
+    account = get_account(state, sender)
+    if nonce != account.nonce:
+        raise BadNonceError(f"{encode_address(sender)} nonce {nonce}, expected {account.nonce}")
+    if account.balance < fee:
+        raise InsufficientFundsError(
+            f"{encode_address(sender)} has {account.balance}, cannot pay fee {fee}"
+        )
+    account.balance -= fee
+    account.nonce += 1
+    set_account(state, sender, account)
+
+
+class Bank:
+    name = "bank"
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"send": self.send, "stake": self.stake, "unstake": self.unstake}
+
+    def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
+        for acct in genesis.accounts:
+            account = get_account(state, acct.address)
+            account.balance += acct.balance
+            account.bonded += acct.stake
+            set_account(state, acct.address, account)
+            if acct.stake:
+                deltas.stakes[acct.address] = account.bonded
+
+    def send(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "to", "amount")
+        to = address_field(body, "to")
+        amount = amount_field(body)
+        debit(ctx.state, ctx.sender, amount, "send")
+        credit(ctx.state, to, amount)
+        ctx.emit("send", sender=ctx.sender, to=to, amount=amount)
+
+    def stake(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "amount")
+        amount = amount_field(body)
+        account = debit(ctx.state, ctx.sender, amount, "stake")
+        account.bonded += amount
+        set_account(ctx.state, ctx.sender, account)
+        ctx.deltas.stakes[ctx.sender] = account.bonded
+        ctx.emit("stake", neuron=ctx.sender, amount=amount, bonded=account.bonded)
+
+    def unstake(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "amount")
+        amount = amount_field(body)
+        account = get_account(ctx.state, ctx.sender)
+        if account.bonded < amount:
+            raise InsufficientFundsError(f"bonded stake {account.bonded} is less than {amount}")
+        left = account.bonded - amount
+        links = get_neudeg(ctx.state, ctx.sender)
+        need = links * ctx.params.min_link_weight
+        if left < need:
+            raise OverLinkBudgetError(
+                f"{links} links need {need} bonded stake; unstaking {amount} leaves {left}"
+            )
+        account.bonded = left
+        set_account(ctx.state, ctx.sender, account)
+        release = ctx.height + ctx.params.unbonding_blocks
+        key = UNBOND_PREFIX + release.to_bytes(8, "big") + ctx.sender
+        pending = ctx.state.get(key)
+        total = amount + (0 if pending is None else decode(pending, "unbonding"))
+        ctx.state.put(key, encode(total))
+        ctx.deltas.stakes[ctx.sender] = left
+        ctx.emit("unstake", neuron=ctx.sender, amount=amount, release_height=release)
+
+    def end_block(self, ctx: BlockContext) -> None:
+        """Pay the block's fees to its proposer and release matured unbonding."""
+        if ctx.fees and ctx.proposer:
+            credit(ctx.state, ctx.proposer, ctx.fees)
+        prefix = UNBOND_PREFIX + ctx.height.to_bytes(8, "big")
+        for key, value in ctx.state.scan(prefix):
+            credit(ctx.state, key[len(prefix) :], decode(value, "unbonding"))
+            ctx.state.delete(key)

@@ -1,0 +1,118 @@
+"""Graph module: cyberlinks, the edges focus is computed over.
+
+Message ``link``: ``{"links": [[from, to], ...]}`` (binary CIDs; an optional
+third element is the link's semantic context, also a CID). The sender is the
+neuron of every link.
+
+Economics (seed 000: "graph edges burn weight"), exactly:
+
+* budget: a neuron's links share its bonded stake (§3.1: each weighs
+  ``stake / neudeg``). A link is accepted only while every link of the neuron
+  still carries at least ``min_link_weight``, i.e. ``(neudeg + new) *
+  min_link_weight <= bonded``; ``unstake`` obeys the same bound. So stake is
+  the budget links are spent from, and no link ever weighs less than the floor.
+* burn: each link also burns ``link_burn`` from the sender's liquid balance;
+  a spammer pays for every edge it adds, even with stake to spare.
+
+Links are a multiset: repeating a link spends budget again and adds its weight
+again. Self-links (from == to) are refused: §3.1 drops them from the graph,
+so accepting them would burn budget for nothing.
+
+State: ``/graph/links/<height 8><tx 4><msg 2>`` holds ``[neuron, links]`` of
+one message (one key per message, not per link, keeps the state tree small);
+``/graph/neuron/<address>`` holds ``[neudeg]``. Each accepted link becomes an
+edge delta ``(from, to, neuron)`` for the focus engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from focusflow.chain.errors import (
+    MalformedMessageError,
+    OverLimitError,
+    OverLinkBudgetError,
+    UnknownParticleFormatError,
+)
+from focusflow.chain.genesis import Genesis
+from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.state import PendingState
+from focusflow.core.cid import check_cid_bytes
+from focusflow.core.encoding import encode
+from focusflow.core.errors import InvalidCIDError
+from focusflow.modules.accounts import (
+    debit,
+    field,
+    get_account,
+    get_neudeg,
+    only_fields,
+    set_neudeg,
+)
+
+LINKS_PREFIX = b"/graph/links/"
+
+
+def links_key(height: int, tx_index: int, msg_index: int) -> bytes:
+    return (
+        LINKS_PREFIX
+        + height.to_bytes(8, "big")
+        + tx_index.to_bytes(4, "big")
+        + msg_index.to_bytes(2, "big")
+    )
+
+
+class Links:
+    name = "graph"
+
+    def __init__(self) -> None:
+        self._known: set[bytes] = set()
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"link": self.link}
+
+    def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
+        return None
+
+    def end_block(self, ctx: BlockContext) -> None:
+        return None
+
+    def link(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "links")
+        links = field(body, "links", list)
+        m = len(links)
+        if m == 0:
+            raise MalformedMessageError("links must not be empty")
+        if m > ctx.params.max_links_per_tx:
+            raise OverLimitError(f"{m} links exceed max_links_per_tx={ctx.params.max_links_per_tx}")
+        known = self._known
+        for i, entry in enumerate(links):
+            if not isinstance(entry, list) or len(entry) not in (2, 3):
+                raise MalformedMessageError(f"links[{i}] must be [from, to] or [from, to, semcon]")
+            for cid in entry:
+                if not isinstance(cid, bytes):
+                    raise UnknownParticleFormatError(f"links[{i}]: a particle must be a binary CID")
+                if cid in known:
+                    continue
+                try:
+                    check_cid_bytes(cid)
+                except InvalidCIDError as exc:
+                    raise UnknownParticleFormatError(f"links[{i}]: {exc.message}") from None
+                if len(known) < 1 << 20:
+                    known.add(cid)
+            if entry[0] == entry[1]:
+                raise MalformedMessageError(f"links[{i}] is a self-link")
+        sender = ctx.sender
+        neudeg = get_neudeg(ctx.state, sender) + m
+        bonded = get_account(ctx.state, sender).bonded
+        need = neudeg * ctx.params.min_link_weight
+        if need > bonded:
+            raise OverLinkBudgetError(
+                f"{neudeg} links need {need} bonded stake at min_link_weight="
+                f"{ctx.params.min_link_weight}; the neuron has {bonded}"
+            )
+        if ctx.params.link_burn:
+            debit(ctx.state, sender, m * ctx.params.link_burn, f"burning {m} links")
+        set_neudeg(ctx.state, sender, neudeg)
+        ctx.state.put(links_key(ctx.height, ctx.tx_index, ctx.msg_index), encode([sender, links]))
+        ctx.deltas.links.extend((e[0], e[1], sender) for e in links)
+        ctx.emit("link", neuron=sender, count=m)
