@@ -54,3 +54,10 @@ def test_binary_cids_round_trip_and_reject_garbage():
     for raw in bad:
         with pytest.raises(InvalidCIDError):
             check_cid_bytes(raw)
+
+
+def test_raw_cid_bytes_matches_multiformats():
+    from focusflow.core.cid import cid_of_bytes, cid_to_bytes, raw_cid_bytes
+
+    for data in (b"", b"hello", bytes(1000)):
+        assert raw_cid_bytes(data) == cid_to_bytes(cid_of_bytes(data))

@@ -29,6 +29,7 @@ import numpy as np
 from focusflow.chain.module import Deltas
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import merkle_root
+from focusflow.focus import measures
 from focusflow.focus.engine import FocusEngine
 from focusflow.focus.params import FocusParams, make_params
 from focusflow.graph.cybergraph import Cybergraph
@@ -68,6 +69,8 @@ class FocusState:
         self.root = focus_root(self.q)
         self.iterations = 0
         self.seconds = 0.0
+        self._karma: np.ndarray | None = None
+        self._karma_root = b""
 
     def apply(self, deltas: Deltas) -> dict[bytes, bytes]:
         """Feed a block's deltas; returns the state writes that commit the new focus."""
@@ -106,6 +109,19 @@ class FocusState:
             lo = chunk * PARTICLE_CHUNK
             writes[particle_chunk_key(chunk)] = encode(keys[lo : min(n, lo + PARTICLE_CHUNK)])
         return writes
+
+    def boost(self, neuron: bytes) -> float:
+        """``neurons * karma_share`` of a neuron: 1 for average karma (mempool priority)."""
+        if self._karma is None or self._karma_root != self.root:
+            g = self.graph
+            if g.n_links == 0:
+                return 0.0
+            karma = measures.karma(g, self.q.astype(np.float64) / SCALE)
+            total = karma.sum()
+            self._karma = karma * (len(karma) / total) if total > 0 else np.zeros_like(karma)
+            self._karma_root = self.root
+        i = self.graph.neurons.get(neuron)
+        return float(self._karma[i]) if 0 <= i < len(self._karma) else 0.0
 
     def focus_of(self, cid: bytes) -> tuple[int, int] | None:
         """(quantised focus, particle index) of a CID, None if it is not in the graph."""

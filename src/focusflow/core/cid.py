@@ -44,6 +44,15 @@ def cid_of_bytes(data: bytes) -> str:
     return str(CID("base32", 1, "raw", digest))
 
 
+def raw_cid_bytes(data: bytes) -> bytes:
+    """Binary CIDv1 (raw codec 0x55, sha2-256) of ``data``, built without multiformats.
+
+    The same bytes as ``cid_to_bytes(cid_of_bytes(data))`` at a hundredth of the cost:
+    the chain derives one per stored blob.
+    """
+    return b"\x01\x55\x12\x20" + hashlib.sha256(data).digest()
+
+
 def cid_of_text(text: str) -> str:
     """CIDv1 of the UTF-8 bytes of ``text``: how plain words become particles."""
     return cid_of_bytes(text.encode("utf-8"))

@@ -24,6 +24,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.focus.reduce import ordered_row_sum, ordered_sum
+
 _PARTS = 64
 
 
@@ -52,7 +54,7 @@ def _record(x, gx, x_prev, g_prev, dx, dg, slot, have_prev, k):
                     rhs[t, j] += dg[j, i] * g
             x_prev[i] = x[i]
             g_prev[i] = g
-    return cross.sum(axis=0), rhs.sum(axis=0)
+    return ordered_row_sum(cross), ordered_row_sum(rhs)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -72,7 +74,7 @@ def _mix(gx, dx, dg, gamma, k, out):
             out[i] = v
             s += v
         partial[t] = s
-    return partial.sum()
+    return ordered_sum(partial)
 
 
 @nb.njit(cache=True, parallel=True)

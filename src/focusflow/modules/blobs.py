@@ -15,14 +15,14 @@ from focusflow.chain.errors import OverLimitError
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
 from focusflow.chain.state import PendingState
-from focusflow.core.cid import cid_of_bytes, cid_to_bytes
+from focusflow.core.cid import raw_cid_bytes
 from focusflow.modules.accounts import debit, field, only_fields
 
 BLOB_PREFIX = b"/kv/blob/"
 
 
 def blob_cid(data: bytes) -> bytes:
-    return cid_to_bytes(cid_of_bytes(data))
+    return raw_cid_bytes(data)
 
 
 class Blobs:

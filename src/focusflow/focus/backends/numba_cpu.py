@@ -23,6 +23,7 @@ import numpy as np
 from focusflow.focus.backends.base import inverse_out_weight
 from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
 from focusflow.focus.backends.symmetric import symmetric_matrix
+from focusflow.focus.reduce import ordered_sum
 from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
@@ -49,7 +50,7 @@ def _finish_diffusion(ylink, y, x, prior, inv_out, z, tele, nparts):
             z[i] = v * inv_out[i]
         l1[t] = a
         mass[t] = m
-    return l1.sum(), mass.sum()
+    return ordered_sum(l1), ordered_sum(mass)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -80,7 +81,7 @@ def _dot(a, b, nparts):
         for i in range(t * step, min(n, (t + 1) * step)):
             s += a[i] * b[i]
         partial[t] = s
-    return partial.sum()
+    return ordered_sum(partial)
 
 
 class NumbaOperator:

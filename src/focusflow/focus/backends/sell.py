@@ -22,6 +22,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.focus.reduce import ordered_sum
+
 #: Lanes of the CPU kernel: 8 float64 sums fill two AVX2 registers.
 C = 8
 
@@ -112,7 +114,7 @@ def sell_pull(grows, gptr, glen, sidx, sval, z, out, bounds, scale):
                     out[r] = v
                     total += v
         partial[c] = total
-    return partial.sum()
+    return ordered_sum(partial)
 
 
 @nb.njit(cache=True)

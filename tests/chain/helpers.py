@@ -1,0 +1,50 @@
+"""Small builders shared by the chain tests: keys, genesis, chains, particles."""
+
+from __future__ import annotations
+
+from focusflow.chain import Genesis, Msg, make_tx
+from focusflow.core.cid import raw_cid_bytes
+from focusflow.core.keys import KeyPair
+from focusflow.node import open_chain
+
+CHAIN_ID = "focusflow-test"
+FEE = 1_000_000
+BALANCE = 10**12
+STAKE = 10**6
+
+VALIDATOR = KeyPair.from_seed(b"validator".ljust(32, b"\0"))
+ALICE = KeyPair.from_seed(b"alice".ljust(32, b"\0"))
+BOB = KeyPair.from_seed(b"bob".ljust(32, b"\0"))
+CAROL = KeyPair.from_seed(b"carol".ljust(32, b"\0"))
+
+
+def genesis(**params) -> Genesis:
+    params.setdefault("focus", {"mode": "tri"})
+    return Genesis.from_json(
+        {
+            "chain_id": CHAIN_ID,
+            "genesis_time_ms": 1_700_000_000_000,
+            "params": params,
+            "accounts": [
+                {"address": k.address, "balance": BALANCE, "stake": STAKE}
+                for k in (ALICE, BOB, CAROL)
+            ],
+            "validators": [{"name": "v", "public_key": VALIDATOR.public_key.hex(), "power": 1}],
+        }
+    )
+
+
+def new_chain(path, gen: Genesis | None = None, producer: bool = True):
+    return open_chain(path, gen or genesis(), VALIDATOR if producer else None)
+
+
+def particle(name: str) -> bytes:
+    return raw_cid_bytes(name.encode())
+
+
+def tx(key: KeyPair, nonce: int, *msgs: Msg, fee: int = FEE, chain_id: str = CHAIN_ID) -> bytes:
+    return make_tx(key, chain_id, nonce, fee, msgs).encoded
+
+
+def link(*pairs: tuple[str, str]) -> Msg:
+    return Msg("link", {"links": [[particle(a), particle(b)] for a, b in pairs]})

@@ -1,0 +1,97 @@
+"""Mempool admission, ordering and overload behaviour."""
+
+from __future__ import annotations
+
+import pytest
+
+from focusflow.chain import ChainParams, Msg, make_tx
+from focusflow.chain.errors import BadNonceError, DuplicateTxError, MempoolFullError
+from focusflow.chain.mempool import MAX_NONCE_GAP, Mempool
+from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, FEE, link, new_chain
+
+PARAMS = ChainParams()
+
+
+def t(key, nonce, fee=FEE):
+    return make_tx(key, CHAIN_ID, nonce, fee, [Msg("send", {"to": BOB.address_raw, "amount": 1})])
+
+
+def zero(_):
+    return 0
+
+
+def test_duplicates_and_nonces_are_refused_with_codes():
+    pool = Mempool(CHAIN_ID, PARAMS)
+    first = t(ALICE, 0)
+    pool.add(first.encoded, zero)
+    with pytest.raises(DuplicateTxError):
+        pool.add(first.encoded, zero)
+    with pytest.raises(DuplicateTxError):
+        pool.add(t(ALICE, 0, fee=FEE + 1).encoded, zero)  # replacement must pay 10% more
+    pool.add(t(ALICE, 0, fee=2 * FEE).encoded, zero)
+    assert len(pool) == 1
+    with pytest.raises(BadNonceError):
+        pool.add(t(ALICE, 2).encoded, lambda a: 5)
+    with pytest.raises(BadNonceError):
+        pool.add(t(ALICE, MAX_NONCE_GAP + 1).encoded, zero)
+
+
+def test_reap_orders_by_priority_and_keeps_nonces_consecutive():
+    pool = Mempool(CHAIN_ID, PARAMS)
+    for nonce, fee in enumerate([FEE, 9 * FEE, 9 * FEE]):
+        pool.add(t(ALICE, nonce, fee), zero)
+    pool.add(t(BOB, 0, 5 * FEE), zero)
+    pool.add(t(CAROL, 0, 2 * FEE), zero)
+    order = [(x.sender, x.nonce) for x in pool.reap(zero, 10, 1 << 20)]
+    a, b, c = ALICE.public_key, BOB.public_key, CAROL.public_key
+    # Alice's cheap nonce 0 holds back her expensive 1 and 2.
+    assert order == [(b, 0), (c, 0), (a, 0), (a, 1), (a, 2)]
+    assert [x.nonce for x in pool.reap(zero, 2, 1 << 20)] == [0, 0]
+
+
+def test_karma_boost_raises_priority():
+    boosted = Mempool(CHAIN_ID, PARAMS, boost=lambda a: 3.0 if a == ALICE.address_raw else 0.0)
+    x, y = t(ALICE, 0), t(BOB, 0)
+    assert boosted.priority(x) == pytest.approx(4 * boosted.priority(y), rel=0.01)
+
+
+def test_overload_evicts_lowest_or_refuses_with_reason():
+    pool = Mempool(CHAIN_ID, PARAMS, max_txs=3)
+    pool.add(t(ALICE, 0, 3 * FEE), zero)
+    pool.add(t(BOB, 0, FEE), zero)
+    pool.add(t(BOB, 1, 5 * FEE), zero)
+    # Full. Only queue tails can go (Bob's nonce 0 would leave a hole): the
+    # lowest tail is Alice's, and Carol must outbid it.
+    with pytest.raises(MempoolFullError) as info:
+        pool.add(t(CAROL, 0, FEE), zero)
+    assert "does not beat the lowest kept" in str(info.value)
+    assert info.value.code == "mempool_full"
+    pool.add(t(CAROL, 0, 6 * FEE), zero)
+    assert len(pool) == 3
+    kept = sorted((x.sender, x.nonce) for x in pool.reap(zero, 10, 1 << 20))
+    assert kept == sorted([(BOB.public_key, 0), (BOB.public_key, 1), (CAROL.public_key, 0)])
+
+
+def test_pool_feeds_blocks_and_forgets_included(tmp_path):
+    chain = new_chain(tmp_path)
+    pool = Mempool(CHAIN_ID, chain.params, boost=chain.focus.boost)
+
+    def nonce_of(address):
+        from focusflow.modules.accounts import get_account
+
+        with chain.reader() as r:
+            return get_account(_S(r.get), address).nonce
+
+    for nonce in range(3):
+        pool.add(make_tx(ALICE, CHAIN_ID, nonce, FEE, [link((f"a{nonce}", "b"))]), nonce_of)
+    txs = pool.reap(nonce_of, 100, 1 << 20)
+    result = chain.produce_block(txs, verified=True)
+    assert [r.code for r in result.receipts] == ["ok"] * 3
+    pool.update(nonce_of)
+    assert len(pool) == 0
+    assert chain.focus.boost(ALICE.address_raw) > 0
+
+
+class _S:
+    def __init__(self, get):
+        self.get = get

@@ -1,0 +1,149 @@
+"""What each module does to state, focus and balances."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from focusflow.chain import Msg
+from focusflow.chain.focus_commit import SCALE, focus_root
+from focusflow.core.encoding import decode
+from focusflow.modules.accounts import get_account
+from focusflow.modules.blobs import BLOB_PREFIX, blob_cid
+from focusflow.modules.names import resolve
+from tests.chain.helpers import (
+    ALICE,
+    BOB,
+    CAROL,
+    FEE,
+    STAKE,
+    VALIDATOR,
+    genesis,
+    link,
+    new_chain,
+    particle,
+    tx,
+)
+
+
+def acct(chain, key):
+    with chain.reader() as r:
+        return get_account(_S(r.get), key.address_raw)
+
+
+class _S:
+    def __init__(self, get):
+        self.get = get
+
+
+def test_send_moves_tokens_and_pays_fee_to_proposer(tmp_path):
+    chain = new_chain(tmp_path)
+    a, b, v = acct(chain, ALICE), acct(chain, BOB), acct(chain, VALIDATOR)
+    chain.produce_block([tx(ALICE, 0, Msg("send", {"to": BOB.address_raw, "amount": 123}))])
+    assert acct(chain, ALICE).balance == a.balance - 123 - FEE
+    assert acct(chain, BOB).balance == b.balance + 123
+    assert acct(chain, VALIDATOR).balance == v.balance + FEE
+
+
+def test_unstake_releases_after_unbonding_period(tmp_path):
+    chain = new_chain(tmp_path, genesis(unbonding_blocks=3))
+    start = acct(chain, ALICE)
+    result = chain.produce_block([tx(ALICE, 0, Msg("unstake", {"amount": 1000}))])
+    assert result.receipts[0].ok
+    release = result.receipts[0].events[0]["release_height"]
+    assert release == 1 + 3
+    assert acct(chain, ALICE).bonded == STAKE - 1000
+    while chain.height < release - 1:
+        chain.produce_block([])
+        assert acct(chain, ALICE).balance == start.balance - FEE
+    chain.produce_block([])
+    assert acct(chain, ALICE).balance == start.balance - FEE + 1000
+
+
+def test_links_spend_budget_burn_tokens_and_move_focus(tmp_path):
+    chain = new_chain(tmp_path, genesis(min_link_weight=STAKE // 4, link_burn=5))
+    before = acct(chain, ALICE)
+    r = chain.produce_block([tx(ALICE, 0, link(("a", "b"), ("b", "c"), ("c", "a")))])
+    assert r.receipts[0].ok
+    assert acct(chain, ALICE).balance == before.balance - FEE - 15
+    q = chain.focus.q
+    assert len(q) == 3 and abs(int(q.sum()) - SCALE) <= 3
+    assert chain.head.focus_root == focus_root(q)
+    # A fourth link fits the budget exactly; a fifth does not.
+    assert chain.produce_block([tx(ALICE, 1, link(("a", "c")))]).receipts[0].ok
+    r = chain.produce_block([tx(ALICE, 2, link(("b", "a")))])
+    assert r.receipts[0].code == "over_link_budget"
+    # Unstaking below what the links need is refused too.
+    r = chain.produce_block([tx(ALICE, 3, Msg("unstake", {"amount": 1}))])
+    assert r.receipts[0].code == "over_link_budget"
+
+
+def test_stake_moves_focus_toward_the_staker(tmp_path):
+    chain = new_chain(tmp_path)
+    chain.produce_block([tx(ALICE, 0, link(("x", "a"))), tx(BOB, 0, link(("x", "b")))])
+    ia, ib = (chain.focus.focus_of(particle(p))[1] for p in "ab")
+    assert chain.focus.q[ia] == chain.focus.q[ib]
+    chain.produce_block([tx(ALICE, 1, Msg("stake", {"amount": 9 * STAKE}))])
+    assert chain.focus.q[ia] > chain.focus.q[ib]
+    with chain.reader() as r:
+        info = decode(r.get(b"/graph/focus"))
+    assert info["root"] == chain.head.focus_root and info["particles"] == 3
+
+
+def test_names_register_update_transfer(tmp_path):
+    chain = new_chain(tmp_path, genesis(name_fee=1000))
+    before = acct(chain, ALICE).balance
+    r = chain.produce_block(
+        [tx(ALICE, 0, Msg("name.register", {"name": "focus", "cid": particle("a")}))]
+    )
+    assert r.receipts[0].ok
+    assert acct(chain, ALICE).balance == before - FEE - 1000
+    r = chain.produce_block(
+        [
+            tx(BOB, 0, Msg("name.register", {"name": "focus", "cid": particle("b")})),
+            tx(BOB, 1, Msg("name.update", {"name": "focus", "cid": particle("b")})),
+            tx(ALICE, 1, Msg("name.register", {"name": "abc", "cid": particle("c")})),
+        ]
+    )
+    assert [x.code for x in r.receipts] == ["name_taken", "not_owner", "ok"]
+    assert acct(chain, ALICE).balance == before - 2 * FEE - 1000 - 10_000  # short name: 10x
+    chain.produce_block(
+        [tx(ALICE, 2, Msg("name.transfer", {"name": "focus", "to": CAROL.address_raw}))]
+    )
+    r = chain.produce_block(
+        [tx(CAROL, 0, Msg("name.update", {"name": "focus", "cid": particle("z")}))]
+    )
+    assert r.receipts[0].ok
+    with chain.reader() as rd:
+        assert resolve(rd.get, "focus") == (particle("z"), CAROL.address_raw)
+        assert resolve(rd.get, "nobody") is None
+
+
+def test_blob_is_stored_by_cid_and_paid_per_byte(tmp_path):
+    chain = new_chain(tmp_path, genesis(blob_credit_per_byte=3))
+    data = b"hello blob" * 100
+    before = acct(chain, ALICE).balance
+    r = chain.produce_block([tx(ALICE, 0, Msg("blob.put", {"data": data}))])
+    assert r.receipts[0].ok and r.receipts[0].events[0]["cid"] == blob_cid(data)
+    assert acct(chain, ALICE).balance == before - FEE - 3 * len(data)
+    with chain.reader() as rd:
+        assert rd.get(BLOB_PREFIX + blob_cid(data)) == data
+
+
+def test_state_proofs_verify_against_the_header(tmp_path):
+    from focusflow.store import verify_proof
+    from focusflow.store.smt import Proof
+
+    chain = new_chain(tmp_path)
+    chain.produce_block([tx(ALICE, 0, link(("a", "b")))])
+    with chain.reader() as r:
+        keys = [k for k, _ in r.items(b"/")]
+        for key in keys:
+            value, proof = r.prove(key)
+            proof = Proof.decode(proof.encode())
+            assert verify_proof(chain.head.state_root, key, value, proof)
+        value, proof = r.prove(b"/kv/name/absent")
+        assert value is None and verify_proof(
+            chain.head.state_root, b"/kv/name/absent", None, proof
+        )
+    assert len(keys) > 5
+    assert np.all(chain.focus.q > 0)

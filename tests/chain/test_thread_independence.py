@@ -1,0 +1,43 @@
+"""Committed focus does not depend on how many threads a node runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import numpy as np
+from focusflow.chain.focus_commit import FocusState
+from focusflow.chain.module import Deltas
+from focusflow.graph.generators import rmat_edges
+src, dst, _ = rmat_edges(12, 8, seed=4)
+neurons = [bytes([i]) * 20 for i in range(30)]
+roots = []
+for mode in ("tri", "diffusion"):
+    fs = FocusState({"mode": mode})
+    d = Deltas(stakes={a: 1000 + 37 * i for i, a in enumerate(neurons)})
+    d.links = [(int(a).to_bytes(4, "big"), int(b).to_bytes(4, "big"), neurons[i % 30])
+               for i, (a, b) in enumerate(zip(src, dst)) if a != b]
+    fs.apply(d)
+    roots.append(fs.root.hex())
+    fs.apply(Deltas(stakes={neurons[0]: 99999}))
+    roots.append(fs.root.hex())
+print(" ".join(roots))
+"""
+
+
+def run(threads: int) -> str:
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_focus_roots_equal_with_one_and_two_threads():
+    assert run(1) == run(2)
