@@ -151,6 +151,7 @@ class ValidatorSet:
             else:
                 current[pk] = power
         ordered = _ordered(Validator(pk, p) for pk, p in current.items())
+        _check_validators(ordered)
         total = sum(v.power for v in ordered)
         newcomer = -(total + (total >> 3))
         new_prios = [prios.get(v.public_key, newcomer) for v in ordered]
