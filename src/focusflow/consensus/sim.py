@@ -42,7 +42,7 @@ from focusflow.consensus.validators import ValidatorSet
 from focusflow.consensus.wal import WriteAheadLog
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import sha256
-from focusflow.core.keys import KeyPair
+from focusflow.core.keys import KeyPair, verify
 
 BYZANTINE_KINDS = ("equivocating_proposer", "double_voter", "silent")
 
@@ -119,6 +119,7 @@ class Simulation:
         self.delivered = 0
         self._signed: dict[tuple[int, int, int, int], Message] = {}
         self._log: dict[int, dict[Message, int]] = {}
+        self._verified: dict[tuple[bytes, bytes, bytes], bool] = {}
         for node in self.nodes:
             self._boot(node)
 
@@ -188,6 +189,7 @@ class Simulation:
             self.chain_id, signer=signer, timeouts=self.timeouts,
             get_value=lambda h, node=node: self._value(node, h),
             is_valid=lambda h, v, node=node: self._is_valid(node, h, v),
+            verify=self._verify,
         )
         self._start(node, node.height + 1)
 
@@ -202,6 +204,14 @@ class Simulation:
         for message, sender in list(self._log.get(height, {}).items()):
             if sender != node.index:
                 self._send(sender, node.index, message)
+
+    def _verify(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
+        """Ed25519 verification, once per distinct signed message in the whole network."""
+        key = (public_key, signature, message)
+        ok = self._verified.get(key)
+        if ok is None:
+            ok = self._verified[key] = verify(public_key, signature, message)
+        return ok
 
     def _value(self, node: SimNode, height: int) -> bytes:
         node.proposals_made += 1
@@ -290,11 +300,12 @@ class Simulation:
         return self._groups is None or any(a in g and b in g for g in self._groups)
 
     def _evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        if evidence in self.evidence:
+            return
         verify_evidence(evidence, self.validator_set(evidence.height), self.chain_id)
         if self.nodes[self._by_key[evidence.validator]].byzantine is None:
             self.violations.append("evidence against an honest validator")
-        if evidence not in self.evidence:
-            self.evidence.append(evidence)
+        self.evidence.append(evidence)
 
     def _broadcast(self, node: SimNode, message: Message) -> None:
         if node.byzantine is None:
