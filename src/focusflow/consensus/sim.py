@@ -10,6 +10,9 @@ delivers them after it heals (links are reliable, as the paper assumes, just slo
 before GST). Crashed validators lose what is sent to them and their timers; when
 restarted they resume from their WAL and catch up on heights they missed through
 "block sync": decided values with certificates, checked by ``verify_certificate``.
+Gossip is modelled where it matters: a node starting a height receives that
+height's messages again, and a byzantine message reaching one honest node is
+relayed to all.
 
 Byzantine behaviours (validators holding their own keys, so their signatures are
 valid): ``"equivocating_proposer"`` sends different peers different proposals for
@@ -89,13 +92,20 @@ class Simulation:
         chain_id: str = "focusflow-sim",
         machine_factory: Callable[..., Tendermint] = Tendermint,
         is_valid: Callable[[int, int, bytes], bool] | None = None,
+        verification: str = "shared",
     ) -> None:
+        """``verification``: "shared" checks each distinct signature once for the whole
+        network (fast tests); "per_node" makes every node verify everything it
+        receives, as real nodes do; "off" skips checks (only to measure their cost)."""
+        if verification not in ("shared", "per_node", "off"):
+            raise ValueError(f"unknown verification mode {verification!r}")
         self.rng = random.Random(seed)
         self.chain_id = chain_id
         self.min_delay, self.max_delay, self.sync_delay = min_delay, max_delay, sync_delay
         self.timeouts = timeouts
         self.machine_factory = machine_factory
         self.node_is_valid = is_valid
+        self.verification = verification
         self.byzantine = dict(byzantine or {})
         for kind in self.byzantine.values():
             if kind not in BYZANTINE_KINDS:
@@ -120,6 +130,7 @@ class Simulation:
         self._signed: dict[tuple[int, int, int, int], Message] = {}
         self._log: dict[int, dict[Message, int]] = {}
         self._verified: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self._relayed: set[Message] = set()
         for node in self.nodes:
             self._boot(node)
 
@@ -189,7 +200,8 @@ class Simulation:
             self.chain_id, signer=signer, timeouts=self.timeouts,
             get_value=lambda h, node=node: self._value(node, h),
             is_valid=lambda h, v, node=node: self._is_valid(node, h, v),
-            verify=self._verify,
+            verify={"shared": self._verify, "per_node": verify,
+                    "off": lambda *_: True}[self.verification],
         )
         self._start(node, node.height + 1)
 
@@ -236,6 +248,7 @@ class Simulation:
             except InvalidMessageError:
                 self.invalid_messages += 1
                 return
+            self._relay(node, message)
             self._apply(node, actions)
         elif kind == "timeout":
             i, incarnation, timeout = payload
@@ -295,6 +308,24 @@ class Simulation:
             progressed = True
         if progressed:
             self._start(node, node.height + 1)
+
+    def _relay(self, node: SimNode, message: Message) -> None:
+        """Gossip: the first honest receiver of a byzantine message forwards it to all.
+
+        The paper's liveness argument assumes that a message one correct process
+        receives reaches every correct process (gossip). Honest senders already
+        send to everyone over reliable links; a byzantine one may send a message to
+        a few, so the simulator relays those once, as peers' gossip would.
+        """
+        signer = message.proposer if isinstance(message, Proposal) else message.validator
+        if node.byzantine is not None or self.nodes[self._by_key[signer]].byzantine is None:
+            return
+        if message in self._relayed:
+            return
+        self._relayed.add(message)
+        for peer in self.nodes:
+            if peer is not node:
+                self._send(node.index, peer.index, message)
 
     def _connected(self, a: int, b: int) -> bool:
         return self._groups is None or any(a in g and b in g for g in self._groups)
