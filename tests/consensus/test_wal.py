@@ -13,6 +13,7 @@ import pytest
 from focusflow.consensus import (
     Proposal,
     Signer,
+    SignRefusedError,
     Step,
     Tendermint,
     Vote,
@@ -79,7 +80,26 @@ def test_prune_keeps_current_heights(tmp_path):
     wal.prune(3)
     wal.append(WALEntry("vote", 4, b"4"))
     wal.close()
-    assert [e.height for e in WriteAheadLog(path).entries()] == [3, 4]
+    entries = WriteAheadLog(path).entries()
+    assert [(e.kind, e.height) for e in entries] == [("floor", 3), ("vote", 3), ("vote", 4)]
+
+
+def test_heights_below_the_floor_are_never_signed_again(tmp_path):
+    key = keys(1)[0]
+    signer = Signer(key, CHAIN, WriteAheadLog(tmp_path / "wal"))
+    signer.sign_vote(4, 0, Step.PREVOTE, None)
+    signer.prune(5)  # height 4 committed; nothing signed at 5 yet
+    signer.wal.close()
+    restarted = Signer(key, CHAIN, WriteAheadLog(tmp_path / "wal"))
+    assert restarted.resume_height() == 5
+    with pytest.raises(SignRefusedError) as err:
+        restarted.sign_vote(4, 1, Step.PREVOTE, None)
+    assert err.value.code == "sign_refused"
+    h = make_harness()
+    h.machine = Tendermint(CHAIN, signer=restarted, get_value=lambda _: A,
+                           is_valid=lambda *_: True)
+    with pytest.raises(SignRefusedError):
+        h.machine.start_height(3, h.vs)  # a block store that lost two blocks
 
 
 def test_signer_never_signs_a_second_vote_for_a_slot(tmp_path):

@@ -28,13 +28,14 @@ KEY = KeyPair.from_seed(sha256(b"solo validator"))
 
 
 def main(path: str) -> None:
-    wal = WriteAheadLog(path)
+    signer = Signer(KEY, CHAIN, WriteAheadLog(path))
     vs = ValidatorSet.create({KEY.public_key: 1})
-    machine = Tendermint(CHAIN, signer=Signer(KEY, CHAIN, wal),
+    machine = Tendermint(CHAIN, signer=signer,
                          get_value=lambda h: os.urandom(16), is_valid=lambda h, v: True)
-    # The chain would start at its committed height + 1; the WAL's last height may or
-    # may not have been committed, and re-deciding it must give the same value.
-    actions = machine.start_height(max((e.height for e in wal.entries()), default=1), vs)
+    # A chain would start at its committed height + 1. This one keeps no blocks, so it
+    # starts where the WAL says it got: that height may or may not have been decided,
+    # and deciding it again must give the same value.
+    actions = machine.start_height(max(signer.resume_height(), 1), vs)
     while True:
         pending = []
         for action in actions:

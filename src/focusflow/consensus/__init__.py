@@ -33,6 +33,7 @@ from focusflow.consensus.errors import (
     InvalidEvidenceError,
     InvalidMessageError,
     InvalidValidatorSetError,
+    SignRefusedError,
     WALError,
 )
 from focusflow.consensus.evidence import (
@@ -72,6 +73,7 @@ __all__ = [
     "Proposal",
     "ReportEvidence",
     "ScheduleTimeout",
+    "SignRefusedError",
     "Signer",
     "Step",
     "Tendermint",

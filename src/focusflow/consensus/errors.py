@@ -39,3 +39,9 @@ class WALError(FocusflowError):
     """The write-ahead log is unreadable in its middle (a torn tail is repaired, not this)."""
 
     code = "wal_corrupt"
+
+
+class SignRefusedError(FocusflowError):
+    """The signer will not sign at a height its WAL says is already committed."""
+
+    code = "sign_refused"

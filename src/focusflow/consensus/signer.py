@@ -7,10 +7,16 @@ fsynced before the message is returned; any later request for the same slot
 returns that same message, whatever value it asks for. The state machine then
 broadcasts what the signer returned, so after a crash and restart the validator
 repeats itself instead of contradicting itself.
+
+Heights never go back: below the ``floor`` (the height the validator last
+started, kept in the WAL) the signer refuses to sign at all, as CometBFT's
+FilePV refuses a height regression; a node whose block store lost blocks must
+sync them, not vote on them again.
 """
 
 from __future__ import annotations
 
+from focusflow.consensus.errors import SignRefusedError
 from focusflow.consensus.messages import (
     Message,
     Proposal,
@@ -19,7 +25,14 @@ from focusflow.consensus.messages import (
     decode_message,
     encode_message,
 )
-from focusflow.consensus.wal import KIND_LOCK, KIND_PROPOSAL, KIND_VOTE, WALEntry, WriteAheadLog
+from focusflow.consensus.wal import (
+    KIND_FLOOR,
+    KIND_LOCK,
+    KIND_PROPOSAL,
+    KIND_VOTE,
+    WALEntry,
+    WriteAheadLog,
+)
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import KeyPair
 
@@ -31,6 +44,7 @@ class Signer:
         self.wal = wal
         self._signed: dict[tuple[int, int, Step], Message] = {}
         self._locks: dict[int, tuple[int, bytes, bytes]] = {}
+        self.floor = 0
         for entry in wal.entries():
             self._load(entry)
 
@@ -42,6 +56,7 @@ class Signer:
         self, height: int, round: int, valid_round: int, value: bytes, value_id: bytes
     ) -> Proposal:
         """Sign a proposal, or return the one already signed for (height, round)."""
+        self._check_height(height)
         prior = self._signed.get((height, round, Step.PROPOSE))
         if isinstance(prior, Proposal):
             return prior
@@ -53,6 +68,7 @@ class Signer:
 
     def sign_vote(self, height: int, round: int, step: Step, value_id: bytes | None) -> Vote:
         """Sign a vote, or return the vote already signed for (height, round, step)."""
+        self._check_height(height)
         prior = self._signed.get((height, round, step))
         if isinstance(prior, Vote):
             return prior
@@ -75,13 +91,35 @@ class Signer:
         return self._locks.get(height)
 
     def prune(self, below_height: int) -> None:
-        """Forget heights below ``below_height`` (committed) in memory and in the WAL."""
+        """Forget heights below ``below_height`` (committed) in memory and in the WAL.
+
+        ``below_height`` becomes the floor; a height below the floor raises
+        SignRefusedError (the caller restarted from a block store that is behind).
+        """
+        self._check_height(below_height)
+        self.floor = below_height
         self._signed = {k: m for k, m in self._signed.items() if k[0] >= below_height}
         self._locks = {h: lock for h, lock in self._locks.items() if h >= below_height}
-        if any(e.height < below_height for e in self.wal.entries()):
+        entries = self.wal.entries()
+        if not entries or entries[0] != WALEntry(KIND_FLOOR, below_height, b"") or any(
+            e.height < below_height for e in entries
+        ):
             self.wal.prune(below_height)
 
+    def resume_height(self) -> int:
+        """The height the WAL says this validator reached (0 for a fresh log)."""
+        return max([self.floor, *(h for h, _, _ in self._signed), *self._locks])
+
+    def _check_height(self, height: int) -> None:
+        if height < self.floor:
+            raise SignRefusedError(
+                f"height {height} is below {self.floor}, which this validator already reached"
+            )
+
     def _load(self, entry: WALEntry) -> None:
+        if entry.kind == KIND_FLOOR:
+            self.floor = max(self.floor, entry.height)
+            return
         if entry.kind == KIND_LOCK:
             round_, value, value_id = decode(entry.body, "WAL lock")
             self._locks[entry.height] = (round_, value, value_id)

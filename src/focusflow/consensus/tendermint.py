@@ -105,18 +105,21 @@ class Tendermint:
     def start_height(self, height: int, validator_set: ValidatorSet) -> list[Action]:
         """Begin ``height`` with its validator set (line 10, and lines 52-54).
 
-        If the WAL holds messages this validator signed at ``height`` (it crashed
-        and restarted), the machine resumes at the highest round it signed in, with
+        Raises SignRefusedError if the WAL shows this validator already started a
+        later height (its block store is behind: sync blocks first). If the WAL
+        holds messages this validator signed at ``height`` (it crashed and
+        restarted), the machine resumes at the highest round it signed in, with
         the lock it recorded, and re-broadcasts those same messages.
         """
         if height <= self.height:
             raise ValueError(f"height {height} does not follow {self.height}")
+        if self.signer is not None:
+            self.signer.prune(height)  # SignRefusedError if the WAL went further
         self._reset()
         self.height = height
         self.validators = validator_set
         own: list[Message] = []
         if self.signer is not None:
-            self.signer.prune(height)
             own = self.signer.signed(height)
             lock = self.signer.lock(height)
             if lock is not None:

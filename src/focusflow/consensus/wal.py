@@ -10,7 +10,10 @@ duplicate-vote evidence slashes. The log also holds the lock (``lockedValue``,
 follows it, so a restarted validator keeps the lock its precommit promised.
 
 File format: a sequence of records ``u32 length (big-endian) | u32 CRC-32 of the
-payload | payload``, the payload the canonical CBOR of ``[kind, height, body]``.
+payload | payload``, the payload the canonical CBOR of ``[kind, height, body]``;
+kinds are ``proposal`` and ``vote`` (body: the signed message), ``lock`` (body:
+``[round, value, value_id]``) and ``floor`` (no body: heights below are
+committed, see :meth:`WriteAheadLog.prune`).
 A crash can leave a torn last record (never fsynced, so nothing it held was ever
 sent): it is cut off when the log is opened. A bad record followed by more
 records is real corruption and raises :class:`WALError`.
@@ -35,7 +38,8 @@ MAX_RECORD = 1 << 30
 KIND_PROPOSAL = "proposal"
 KIND_VOTE = "vote"
 KIND_LOCK = "lock"
-KINDS = (KIND_PROPOSAL, KIND_VOTE, KIND_LOCK)
+KIND_FLOOR = "floor"
+KINDS = (KIND_PROPOSAL, KIND_VOTE, KIND_LOCK, KIND_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,14 @@ class WriteAheadLog:
     def prune(self, below_height: int) -> None:
         """Drop entries of heights below ``below_height`` (committed, never signed again).
 
-        The file is rewritten beside the old one, fsynced, and renamed over it, so a
-        crash leaves either the old or the new log, both valid.
+        The new log starts with a ``floor`` record of ``below_height``: the log must
+        still say how far this validator got when no message of the new height is
+        signed yet, or a restart from a stale block store could sign old heights
+        anew. The file is rewritten beside the old one, fsynced, and renamed over
+        it, so a crash leaves either the old or the new log, both valid.
         """
-        keep = [e for e in self._entries if e.height >= below_height]
+        keep = [WALEntry(KIND_FLOOR, below_height, b"")]
+        keep += [e for e in self._entries if e.height >= below_height and e.kind != KIND_FLOOR]
         if self.path is not None and self._file is not None:
             tmp = self.path.with_name(self.path.name + ".tmp")
             with open(tmp, "wb") as f:
