@@ -77,7 +77,7 @@ def byzantine(seed: int, n: int, kinds: dict[int, str], powers=None) -> Simulati
         assert sim.evidence
         for ev in sim.evidence:
             assert verify_evidence(ev, sim.validator_set(ev.height), sim.chain_id)
-            assert sim.nodes[sim._by_key[ev.validator]].byzantine == "double_voter"
+            assert sim.node_of(ev.validator).byzantine == "double_voter"
     return sim
 
 

@@ -280,7 +280,8 @@ def test_next_height_messages_are_buffered_and_replayed(harness):
     key = h.key_of(nxt.proposer(0).public_key)
     early = [Proposal.sign(key, CHAIN, 2, 0, -1, B, sha256(B))]
     early += [h.vote(k, 0, Step.PREVOTE, B, height=2) for k in h.others]
-    assert h.feed(*early) == []
+    early.append(Vote.sign(keys(1, b"outsider")[0], CHAIN, 2, 0, Step.PREVOTE, None))
+    assert h.feed(*early) == []  # unchecked until height 2 starts; then the bad one is dropped
     h.feed(h.proposal(0, A), *[h.vote(k, 0, Step.PRECOMMIT, A) for k in h.others])
     actions = h.machine.start_height(2, nxt)
     kinds = {(m.height, getattr(m, "step", None)) for m in broadcasts(actions)}

@@ -30,12 +30,21 @@ from .test_tendermint import A, B, lock_on, to_round
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_entries_survive_reopen(tmp_path):
-    path = tmp_path / "wal"
+def written(path: Path, *entries: WALEntry) -> Path:
+    """A closed WAL file holding ``entries``."""
     wal = WriteAheadLog(path)
-    wal.append(WALEntry("vote", 1, b"x"))
-    wal.append(WALEntry("lock", 2, b"y"))
+    for entry in entries:
+        wal.append(entry)
     wal.close()
+    return path
+
+
+def two_votes(tmp_path) -> Path:
+    return written(tmp_path / "wal", WALEntry("vote", 1, b"first"), WALEntry("vote", 1, b"second"))
+
+
+def test_entries_survive_reopen(tmp_path):
+    path = written(tmp_path / "wal", WALEntry("vote", 1, b"x"), WALEntry("lock", 2, b"y"))
     again = WriteAheadLog(path)
     assert again.entries() == [WALEntry("vote", 1, b"x"), WALEntry("lock", 2, b"y")]
     assert again.entries(2) == [WALEntry("lock", 2, b"y")]
@@ -43,11 +52,7 @@ def test_entries_survive_reopen(tmp_path):
 
 @pytest.mark.parametrize("cut", [1, 5, 9, 12])
 def test_torn_tail_is_cut_off(tmp_path, cut):
-    path = tmp_path / "wal"
-    wal = WriteAheadLog(path)
-    wal.append(WALEntry("vote", 1, b"first"))
-    wal.append(WALEntry("vote", 1, b"second"))
-    wal.close()
+    path = two_votes(tmp_path)
     size = path.stat().st_size
     with open(path, "r+b") as f:
         f.truncate(size - cut)
@@ -59,11 +64,7 @@ def test_torn_tail_is_cut_off(tmp_path, cut):
 
 
 def test_corruption_before_the_tail_raises(tmp_path):
-    path = tmp_path / "wal"
-    wal = WriteAheadLog(path)
-    wal.append(WALEntry("vote", 1, b"first"))
-    wal.append(WALEntry("vote", 1, b"second"))
-    wal.close()
+    path = two_votes(tmp_path)
     data = bytearray(path.read_bytes())
     data[10] ^= 0xFF
     path.write_bytes(bytes(data))

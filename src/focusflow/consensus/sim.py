@@ -145,6 +145,9 @@ class Simulation:
             self._sets[last + 1] = self._sets[last].next_height()
         return self._sets[height]
 
+    def node_of(self, public_key: bytes) -> SimNode:
+        return self.nodes[self._by_key[public_key]]
+
     def honest(self) -> list[SimNode]:
         return [n for n in self.nodes if n.byzantine is None]
 
@@ -329,7 +332,7 @@ class Simulation:
         a few, so the simulator relays those once, as peers' gossip would.
         """
         signer = message.proposer if isinstance(message, Proposal) else message.validator
-        if node.byzantine is not None or self.nodes[self._by_key[signer]].byzantine is None:
+        if node.byzantine is not None or self.node_of(signer).byzantine is None:
             return
         if message in self._relayed:
             return
@@ -345,7 +348,7 @@ class Simulation:
         if evidence in self.evidence:
             return
         verify_evidence(evidence, self.validator_set(evidence.height), self.chain_id)
-        if self.nodes[self._by_key[evidence.validator]].byzantine is None:
+        if self.node_of(evidence.validator).byzantine is None:
             self.violations.append("evidence against an honest validator")
         self.evidence.append(evidence)
 

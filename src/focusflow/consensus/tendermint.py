@@ -138,11 +138,20 @@ class Tendermint:
                 self.step = max(self.step, message.step)
         future, self._future = self._future, []
         for message in future:
-            if message.height == height and self._admit(message):
-                self._add(message)
-            elif message.height > height:
+            if message.height > height:
                 self._future.append(message)
+            elif message.height == height:
+                self._replay(message)
         return self._run()
+
+    def _replay(self, message: Message) -> None:
+        """Apply a buffered message; a bad one is dropped (its peer is long gone)."""
+        try:
+            admitted = self._admit(message)
+        except InvalidMessageError:
+            return
+        if admitted:
+            self._add(message)
 
     def receive(self, message: Message) -> list[Action]:
         """Handle a proposal or vote from the network.
