@@ -101,3 +101,11 @@ def test_invalid_sets_raise(validators):
 def test_update_cannot_empty_the_set():
     with pytest.raises(InvalidValidatorSetError):
         vset(1).update({KS[0].public_key: 0})
+
+
+def test_after_block_steps_and_applies_epoch_changes():
+    vs = vset(1, 2, 3)
+    assert vs.after_block() == vs.next_height()
+    changed = vs.after_block({KS[4].public_key: 5})
+    assert changed == vs.update({KS[4].public_key: 5}).next_height()
+    assert changed.power_of(KS[4].public_key) == 5

@@ -16,8 +16,9 @@ Before stepping, priorities are rescaled to a spread of at most twice the total
 power and centred on zero, so they stay bounded whatever the history.
 
 The set is immutable: :meth:`ValidatorSet.next_height` and
-:meth:`ValidatorSet.update` return new sets. The chain calls ``next_height`` after
-each committed block and ``update`` at epoch boundaries with the new stakes.
+:meth:`ValidatorSet.update` return new sets. The chain calls
+:meth:`ValidatorSet.after_block` after each committed block, with the new stakes
+at epoch boundaries (an update, then a step) and nothing in between (a step).
 """
 
 from __future__ import annotations
@@ -127,6 +128,14 @@ class ValidatorSet:
         while len(self._picks) <= round:
             self._picks.append(_step(self._running, self.validators, self._total))
         return self.validators[self._picks[round]]
+
+    def after_block(self, changes: Mapping[bytes, int] | None = None) -> ValidatorSet:
+        """The set of the next height, as the chain derives it after each block.
+
+        ``changes`` (public key -> new power, 0 removes) is given at epoch boundaries
+        only; as in CometBFT's state update, they apply first, then one step.
+        """
+        return (self.update(changes) if changes else self).next_height()
 
     def next_height(self) -> ValidatorSet:
         """The set of the next height: priorities after one step."""
