@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from focusflow.consensus import (
+    CommitCertificate,
+    DuplicateVoteEvidence,
     Proposal,
     Step,
     Vote,
+    decode_certificate,
+    decode_evidence,
     decode_message,
+    encode_certificate,
+    encode_evidence,
     encode_message,
     proposal_sign_bytes,
     vote_sign_bytes,
@@ -75,3 +85,28 @@ def test_non_canonical_bytes_raise_decode_error():
         decode_message(data + b"\x00")
     with pytest.raises(DecodeError):
         decode_message(data[:-1])
+
+
+_PREVOTE = Vote.sign(KEY, CHAIN, 1, 0, Step.PREVOTE, VID)
+_GOOD = [
+    encode_message(_PREVOTE),
+    encode_certificate(CommitCertificate.from_votes(
+        [Vote.sign(KEY, CHAIN, 1, 0, Step.PRECOMMIT, VID)])),
+    encode_evidence(DuplicateVoteEvidence.of(
+        _PREVOTE, Vote.sign(KEY, CHAIN, 1, 0, Step.PREVOTE, None))),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 199), st.integers(0, 255))
+def test_any_bytes_either_decode_or_raise_decode_error(junk, pos, byte):
+    """Random bytes and one-byte mutations of real messages never escape as other errors."""
+    inputs = [junk]
+    for data in _GOOD:
+        mutated = bytearray(data)
+        mutated[pos % len(data)] = byte
+        inputs.append(bytes(mutated))
+    for data in inputs:
+        for parse in (decode_message, decode_certificate, decode_evidence):
+            with contextlib.suppress(DecodeError):
+                parse(data)
