@@ -133,6 +133,7 @@ class Simulation:
         self._log: dict[int, dict[Message, int]] = {}
         self._verified: dict[tuple[bytes, bytes, bytes], bool] = {}
         self._relayed: set[Message] = set()
+        self._sync_pending: set[int] = set()
         for node in self.nodes:
             self._boot(node)
 
@@ -165,7 +166,7 @@ class Simulation:
         node = self.nodes[i]
         node.incarnation += 1
         self._boot(node)
-        self._push(self.now + self.sync_delay, "sync", i)
+        self._schedule_sync(node)
 
     def partition(self, *groups: set[int]) -> None:
         """Only nodes of one group reach each other until ``heal``."""
@@ -177,7 +178,7 @@ class Simulation:
         for src, dst, message in held:
             self._send(src, dst, message)
         for node in self.nodes:
-            self._push(self.now + self.sync_delay, "sync", node.index)
+            self._schedule_sync(node)
 
     def run(self, until: float, stop: Callable[[Simulation], bool] | None = None) -> None:
         """Process events up to simulated time ``until`` (or until ``stop`` is true)."""
@@ -285,6 +286,14 @@ class Simulation:
                 self._evidence(action.evidence)
 
     def _decide(self, node: SimNode, decision: Decide) -> None:
+        self._record(node, decision)
+        for other in self.nodes:
+            if other is not node:
+                self._schedule_sync(other)
+        self._start(node, decision.height + 1)
+
+    def _record(self, node: SimNode, decision: Decide) -> None:
+        """Store a node's decision (its own or synced) and check it against the others'."""
         h = decision.height
         node.decisions[h] = decision
         if node.byzantine is None:
@@ -294,13 +303,15 @@ class Simulation:
                     f"t={self.now:.3f} height {h}: node {node.index} decided "
                     f"{decision.value_id.hex()[:8]}, another {first.value_id.hex()[:8]}"
                 )
-        for other in self.nodes:
-            if other is not node:
-                self._push(self.now + self.sync_delay, "sync", other.index)
-        self._start(node, h + 1)
+
+    def _schedule_sync(self, node: SimNode) -> None:
+        if node.index not in self._sync_pending:
+            self._sync_pending.add(node.index)
+            self._push(self.now + self.sync_delay, "sync", node.index)
 
     def _sync(self, node: SimNode) -> None:
         """Block sync: adopt certified decisions of reachable peers, then rejoin."""
+        self._sync_pending.discard(node.index)
         if node.machine is None:
             return
         progressed = False
@@ -309,16 +320,12 @@ class Simulation:
             source = next((p for p in self.nodes if p is not node and h in p.decisions
                            and p.byzantine is None and self._connected(p.index, node.index)),
                           None)
-            if source is None or (node.machine.decision is None and node.machine.height > h):
+            if source is None:
                 break
             d = source.decisions[h]
             verify_certificate(d.certificate, self.validator_set(h), self.chain_id,
                                height=h, value_id=sha256(d.value))
-            node.decisions[h] = d
-            if node.byzantine is None:
-                first = self.committed.setdefault(h, d)
-                if first.value_id != d.value_id:
-                    self.violations.append(f"height {h}: node {node.index} synced a conflict")
+            self._record(node, d)
             progressed = True
         if progressed:
             self._start(node, node.height + 1)
