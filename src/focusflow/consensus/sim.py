@@ -1,0 +1,412 @@
+"""A deterministic, seeded network simulator for :class:`Tendermint` machines.
+
+Used by the tests and the benchmark. One ``random.Random(seed)`` draws every
+delay and every byzantine choice, and events are ordered by (time, sequence), so a
+seed replays the same run exactly; a failing seed is a reproducible bug report.
+
+The network model is partial synchrony: each message takes a random delay
+(which reorders messages); a partition holds the messages that cross it and
+delivers them after it heals (links are reliable, as the paper assumes, just slow
+before GST). Crashed validators lose what is sent to them and their timers; when
+restarted they resume from their WAL and catch up on heights they missed through
+"block sync": decided values with certificates, checked by ``verify_certificate``.
+Gossip is modelled where it matters: a node starting a height receives that
+height's messages again, and a byzantine message reaching one honest node is
+relayed to all.
+
+Byzantine behaviours (validators holding their own keys, so their signatures are
+valid): ``"equivocating_proposer"`` sends different peers different proposals for
+the same round; ``"double_voter"`` sends different peers different votes (nil, its
+own vote, or another proposal's value) for the same step; ``"silent"`` sends
+nothing. They run an honest machine underneath and tamper with its output.
+
+The simulator checks, as it runs: safety (no two honest validators decide
+different values at one height, synced ones included) and that no honest
+validator ever signs two different messages for one (height, round, step).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from focusflow.consensus.actions import Action, Broadcast, Decide, ReportEvidence, ScheduleTimeout
+from focusflow.consensus.certificate import verify_certificate
+from focusflow.consensus.errors import InvalidMessageError
+from focusflow.consensus.evidence import DuplicateVoteEvidence, verify_evidence
+from focusflow.consensus.messages import Message, Proposal, Step, Vote
+from focusflow.consensus.signer import Signer
+from focusflow.consensus.tendermint import Tendermint
+from focusflow.consensus.timeouts import Timeouts
+from focusflow.consensus.validators import ValidatorSet
+from focusflow.consensus.wal import WriteAheadLog
+from focusflow.core.encoding import encode
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import KeyPair, verify
+
+BYZANTINE_KINDS = ("equivocating_proposer", "double_voter", "silent")
+
+#: Timeouts scaled to the simulated delays (milliseconds, not LAN seconds).
+SIM_TIMEOUTS = Timeouts(propose=0.2, propose_delta=0.1, prevote=0.1, prevote_delta=0.05,
+                        precommit=0.1, precommit_delta=0.05)
+
+
+@dataclass
+class SimNode:
+    index: int
+    key: KeyPair
+    wal: WriteAheadLog
+    byzantine: str | None = None
+    machine: Tendermint | None = None
+    decisions: dict[int, Decide] = field(default_factory=dict)
+    incarnation: int = 0
+    proposals_made: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.machine is not None
+
+    @property
+    def height(self) -> int:
+        """Highest decided height (0 before the first)."""
+        return max(self.decisions, default=0)
+
+
+class Simulation:
+    """N validators on a simulated network; see the module docstring."""
+
+    def __init__(
+        self,
+        n: int = 4,
+        *,
+        seed: int = 0,
+        powers: list[int] | None = None,
+        byzantine: Mapping[int, str] | None = None,
+        min_delay: float = 0.001,
+        max_delay: float = 0.05,
+        timeouts: Timeouts = SIM_TIMEOUTS,
+        sync_delay: float = 0.5,
+        chain_id: str = "focusflow-sim",
+        machine_factory: Callable[..., Tendermint] = Tendermint,
+        is_valid: Callable[[int, int, bytes], bool] | None = None,
+        verification: str = "shared",
+    ) -> None:
+        """``verification``: "shared" checks each distinct signature once for the whole
+        network (fast tests); "per_node" makes every node verify everything it
+        receives, as real nodes do; "off" skips checks (only to measure their cost)."""
+        if verification not in ("shared", "per_node", "off"):
+            raise ValueError(f"unknown verification mode {verification!r}")
+        self.rng = random.Random(seed)
+        self.chain_id = chain_id
+        self.min_delay, self.max_delay, self.sync_delay = min_delay, max_delay, sync_delay
+        self.timeouts = timeouts
+        self.machine_factory = machine_factory
+        self.node_is_valid = is_valid
+        self.verification = verification
+        self.byzantine = dict(byzantine or {})
+        for kind in self.byzantine.values():
+            if kind not in BYZANTINE_KINDS:
+                raise ValueError(f"unknown byzantine behaviour {kind!r}")
+        keys = [KeyPair.from_seed(sha256(b"sim-validator-%d-%d" % (seed, i))) for i in range(n)]
+        powers = powers or [1] * n
+        self.nodes = [SimNode(i, k, WriteAheadLog(None), self.byzantine.get(i))
+                      for i, k in enumerate(keys)]
+        self._by_key = {k.public_key: i for i, k in enumerate(keys)}
+        self._sets = {1: ValidatorSet.create({k.public_key: p for k, p in zip(keys, powers,
+                                                                             strict=True)})}
+        self.now = 0.0
+        self._queue: list[tuple[float, int, str, Any]] = []
+        self._seq = 0
+        self._groups: list[set[int]] | None = None
+        self._held: list[tuple[int, int, Message]] = []
+        self.committed: dict[int, Decide] = {}  # first decision seen per height
+        self.violations: list[str] = []
+        self.evidence: list[DuplicateVoteEvidence] = []
+        self.invalid_messages = 0
+        self.delivered = 0
+        self.machine_cpu_s = 0.0  # CPU spent inside the state machines (benchmark)
+        self._signed: dict[tuple[int, int, int, int], Message] = {}
+        self._log: dict[int, dict[Message, int]] = {}
+        self._verified: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self._relayed: set[Message] = set()
+        self._sync_pending: set[int] = set()
+        for node in self.nodes:
+            self._boot(node)
+
+    # ----------------------------------------------------------- scenario API
+
+    def validator_set(self, height: int) -> ValidatorSet:
+        """The set of ``height``: genesis set stepped once per height."""
+        while height not in self._sets:
+            last = max(self._sets)
+            self._sets[last + 1] = self._sets[last].next_height()
+        return self._sets[height]
+
+    def node_of(self, public_key: bytes) -> SimNode:
+        return self.nodes[self._by_key[public_key]]
+
+    def honest(self) -> list[SimNode]:
+        return [n for n in self.nodes if n.byzantine is None]
+
+    def at(self, time: float, action: Callable[[], None]) -> None:
+        """Run ``action`` (crash, restart, partition, heal...) at simulated ``time``."""
+        self._push(time, "call", action)
+
+    def crash(self, i: int) -> None:
+        node = self.nodes[i]
+        node.machine = None
+        node.incarnation += 1
+
+    def restart(self, i: int) -> None:
+        """Restart from the WAL (the same object stands for the same file)."""
+        node = self.nodes[i]
+        node.incarnation += 1
+        self._boot(node)
+        self._schedule_sync(node)
+
+    def partition(self, *groups: set[int]) -> None:
+        """Only nodes of one group reach each other until ``heal``."""
+        self._groups = [set(g) for g in groups]
+
+    def heal(self) -> None:
+        self._groups = None
+        held, self._held = self._held, []
+        for src, dst, message in held:
+            self._send(src, dst, message)
+        for node in self.nodes:
+            self._schedule_sync(node)
+
+    def run(self, until: float, stop: Callable[[Simulation], bool] | None = None) -> None:
+        """Process events up to simulated time ``until`` (or until ``stop`` is true)."""
+        while self._queue and self._queue[0][0] <= until:
+            time, _, kind, payload = heapq.heappop(self._queue)
+            self.now = time
+            self._dispatch(kind, payload)
+            if stop is not None and stop(self):
+                return
+        self.now = max(self.now, until)
+
+    def min_honest_height(self, alive_only: bool = True) -> int:
+        nodes = [n for n in self.honest() if n.alive or not alive_only]
+        return min((n.height for n in nodes), default=0)
+
+    # -------------------------------------------------------------- internals
+
+    def _push(self, time: float, kind: str, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (time, self._seq, kind, payload))
+
+    def _boot(self, node: SimNode) -> None:
+        signer = Signer(node.key, self.chain_id, node.wal)
+        node.machine = self.machine_factory(
+            self.chain_id, signer=signer, timeouts=self.timeouts,
+            get_value=lambda h, node=node: self._value(node, h),
+            is_valid=lambda h, v, node=node: self._is_valid(node, h, v),
+            verify={"shared": self._verify, "per_node": verify,
+                    "off": lambda *_: True}[self.verification],
+        )
+        self._start(node, node.height + 1)
+
+    def _start(self, node: SimNode, height: int) -> None:
+        """Start ``height`` on a node, then let peers gossip what it has missed of it.
+
+        CometBFT peers send a peer the votes and proposal of its height that it
+        lacks; re-sending every message seen at that height models that.
+        """
+        assert node.machine is not None
+        self._apply(node, self._timed(node.machine.start_height, height,
+                                      self.validator_set(height)))
+        for message, sender in list(self._log.get(height, {}).items()):
+            if sender != node.index:
+                self._send(sender, node.index, message)
+
+    def _timed(self, call: Callable[..., list[Action]], *args: Any) -> list[Action]:
+        """Call into a machine, adding its CPU time to ``machine_cpu_s``."""
+        start = time.process_time()
+        try:
+            return call(*args)
+        finally:
+            self.machine_cpu_s += time.process_time() - start
+
+    def _verify(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
+        """Ed25519 verification, once per distinct signed message in the whole network."""
+        key = (public_key, signature, message)
+        ok = self._verified.get(key)
+        if ok is None:
+            ok = self._verified[key] = verify(public_key, signature, message)
+        return ok
+
+    def _value(self, node: SimNode, height: int) -> bytes:
+        node.proposals_made += 1
+        return encode(["block", height, node.index, node.proposals_made])
+
+    def _is_valid(self, node: SimNode, height: int, value: bytes) -> bool:
+        if self.node_is_valid is None:
+            return True
+        return self.node_is_valid(node.index, height, value)
+
+    def _dispatch(self, kind: str, payload: Any) -> None:
+        if kind == "call":
+            payload()
+        elif kind == "deliver":
+            dst, message = payload
+            node = self.nodes[dst]
+            if node.machine is None:
+                return
+            self.delivered += 1
+            try:
+                actions = self._timed(node.machine.receive, message)
+            except InvalidMessageError:
+                self.invalid_messages += 1
+                return
+            self._relay(node, message)
+            self._apply(node, actions)
+        elif kind == "timeout":
+            i, incarnation, timeout = payload
+            node = self.nodes[i]
+            if node.machine is not None and node.incarnation == incarnation:
+                self._apply(node, self._timed(node.machine.on_timeout, timeout))
+        elif kind == "sync":
+            self._sync(self.nodes[payload])
+
+    def _apply(self, node: SimNode, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Broadcast):
+                self._broadcast(node, action.message)
+            elif isinstance(action, ScheduleTimeout):
+                self._push(self.now + action.delay, "timeout",
+                           (node.index, node.incarnation, action.timeout))
+            elif isinstance(action, Decide):
+                self._decide(node, action)
+            elif isinstance(action, ReportEvidence):
+                self._evidence(action.evidence)
+
+    def _decide(self, node: SimNode, decision: Decide) -> None:
+        self._record(node, decision)
+        for other in self.nodes:
+            if other is not node:
+                self._schedule_sync(other)
+        self._start(node, decision.height + 1)
+
+    def _record(self, node: SimNode, decision: Decide) -> None:
+        """Store a node's decision (its own or synced) and check it against the others'."""
+        h = decision.height
+        node.decisions[h] = decision
+        if node.byzantine is None:
+            first = self.committed.setdefault(h, decision)
+            if first.value_id != decision.value_id:
+                self.violations.append(
+                    f"t={self.now:.3f} height {h}: node {node.index} decided "
+                    f"{decision.value_id.hex()[:8]}, another {first.value_id.hex()[:8]}"
+                )
+
+    def _schedule_sync(self, node: SimNode) -> None:
+        if node.index not in self._sync_pending:
+            self._sync_pending.add(node.index)
+            self._push(self.now + self.sync_delay, "sync", node.index)
+
+    def _sync(self, node: SimNode) -> None:
+        """Block sync: adopt certified decisions of reachable peers, then rejoin."""
+        self._sync_pending.discard(node.index)
+        if node.machine is None:
+            return
+        progressed = False
+        while True:
+            h = node.height + 1
+            source = next((p for p in self.nodes if p is not node and h in p.decisions
+                           and p.byzantine is None and self._connected(p.index, node.index)),
+                          None)
+            if source is None:
+                break
+            d = source.decisions[h]
+            verify_certificate(d.certificate, self.validator_set(h), self.chain_id,
+                               height=h, value_id=sha256(d.value))
+            self._record(node, d)
+            progressed = True
+        if progressed:
+            self._start(node, node.height + 1)
+
+    def _relay(self, node: SimNode, message: Message) -> None:
+        """Gossip: the first honest receiver of a byzantine message forwards it to all.
+
+        The paper's liveness argument assumes that a message one correct process
+        receives reaches every correct process (gossip). Honest senders already
+        send to everyone over reliable links; a byzantine one may send a message to
+        a few, so the simulator relays those once, as peers' gossip would.
+        """
+        signer = message.proposer if isinstance(message, Proposal) else message.validator
+        if node.byzantine is not None or self.node_of(signer).byzantine is None:
+            return
+        if message in self._relayed:
+            return
+        self._relayed.add(message)
+        for peer in self.nodes:
+            if peer is not node:
+                self._send(node.index, peer.index, message)
+
+    def _connected(self, a: int, b: int) -> bool:
+        return self._groups is None or any(a in g and b in g for g in self._groups)
+
+    def _evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        if evidence in self.evidence:
+            return
+        verify_evidence(evidence, self.validator_set(evidence.height), self.chain_id)
+        if self.node_of(evidence.validator).byzantine is None:
+            self.violations.append("evidence against an honest validator")
+        self.evidence.append(evidence)
+
+    def _broadcast(self, node: SimNode, message: Message) -> None:
+        if node.byzantine is None:
+            self._check_single_signature(node, message)
+        log = self._log.setdefault(message.height, {})
+        for peer in self.nodes:
+            if peer is node:
+                continue
+            for out in self._tamper(node, message):
+                log.setdefault(out, node.index)
+                self._send(node.index, peer.index, out)
+
+    def _check_single_signature(self, node: SimNode, message: Message) -> None:
+        step = message.step if isinstance(message, Vote) else Step.PROPOSE
+        slot = (node.index, message.height, message.round, int(step))
+        earlier = self._signed.setdefault(slot, message)
+        if earlier != message:
+            self.violations.append(f"node {node.index} signed twice for {slot[1:]}")
+
+    def _tamper(self, node: SimNode, message: Message) -> list[Message]:
+        """What a byzantine node sends one peer instead of ``message``."""
+        kind = node.byzantine
+        if kind is None:
+            return [message]
+        if kind == "silent":
+            return []
+        if kind == "equivocating_proposer" and isinstance(message, Proposal):
+            value = encode(["evil", message.height, message.round, node.index])
+            evil = Proposal.sign(node.key, self.chain_id, message.height, message.round,
+                                 -1, value, sha256(value))
+            return self._some_of([message, evil])
+        if kind == "double_voter" and isinstance(message, Vote):
+            assert node.machine is not None
+            choices: list[bytes | None] = [None, message.value_id]
+            choices.extend(node.machine.proposed_value_ids(message.round))
+            votes = [Vote.sign(node.key, self.chain_id, message.height, message.round,
+                               message.step, value_id) for value_id in set(choices)]
+            return self._some_of(votes)
+        return [message]
+
+    def _some_of(self, messages: list[Message]) -> list[Message]:
+        """A random non-empty selection in random order (a peer may see both sides)."""
+        picked = [m for m in messages if self.rng.random() < 0.5] or [self.rng.choice(messages)]
+        self.rng.shuffle(picked)
+        return picked
+
+    def _send(self, src: int, dst: int, message: Message) -> None:
+        if not self._connected(src, dst):
+            self._held.append((src, dst, message))
+            return
+        delay = self.rng.uniform(self.min_delay, self.max_delay)
+        self._push(self.now + delay, "deliver", (dst, message))

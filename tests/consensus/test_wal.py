@@ -1,0 +1,166 @@
+"""The write-ahead log: durable, repairs torn tails, and keeps restarts from double-signing."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from focusflow.consensus import (
+    Proposal,
+    Signer,
+    SignRefusedError,
+    Step,
+    Tendermint,
+    Vote,
+    WALEntry,
+    WALError,
+    WriteAheadLog,
+    decode_message,
+)
+from focusflow.core.hashing import sha256
+
+from .conftest import CHAIN, broadcasts, keys, make_harness, votes_of
+from .test_tendermint import A, B, lock_on, to_round
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def written(path: Path, *entries: WALEntry) -> Path:
+    """A closed WAL file holding ``entries``."""
+    wal = WriteAheadLog(path)
+    for entry in entries:
+        wal.append(entry)
+    wal.close()
+    return path
+
+
+def two_votes(tmp_path) -> Path:
+    return written(tmp_path / "wal", WALEntry("vote", 1, b"first"), WALEntry("vote", 1, b"second"))
+
+
+def test_entries_survive_reopen(tmp_path):
+    path = written(tmp_path / "wal", WALEntry("vote", 1, b"x"), WALEntry("lock", 2, b"y"))
+    again = WriteAheadLog(path)
+    assert again.entries() == [WALEntry("vote", 1, b"x"), WALEntry("lock", 2, b"y")]
+    assert again.entries(2) == [WALEntry("lock", 2, b"y")]
+
+
+@pytest.mark.parametrize("cut", [1, 5, 9, 12])
+def test_torn_tail_is_cut_off(tmp_path, cut):
+    path = two_votes(tmp_path)
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size - cut)
+    again = WriteAheadLog(path)
+    assert again.entries() == [WALEntry("vote", 1, b"first")]
+    again.append(WALEntry("vote", 1, b"third"))
+    again.close()
+    assert [e.body for e in WriteAheadLog(path).entries()] == [b"first", b"third"]
+
+
+def test_corruption_before_the_tail_raises(tmp_path):
+    path = two_votes(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WALError) as err:
+        WriteAheadLog(path)
+    assert err.value.code == "wal_corrupt"
+
+
+def test_prune_keeps_current_heights(tmp_path):
+    path = tmp_path / "wal"
+    wal = WriteAheadLog(path)
+    for h in (1, 2, 3):
+        wal.append(WALEntry("vote", h, b"%d" % h))
+    wal.prune(3)
+    wal.append(WALEntry("vote", 4, b"4"))
+    wal.close()
+    entries = WriteAheadLog(path).entries()
+    assert [(e.kind, e.height) for e in entries] == [("floor", 3), ("vote", 3), ("vote", 4)]
+
+
+def test_heights_below_the_floor_are_never_signed_again(tmp_path):
+    key = keys(1)[0]
+    signer = Signer(key, CHAIN, WriteAheadLog(tmp_path / "wal"))
+    signer.sign_vote(4, 0, Step.PREVOTE, None)
+    signer.prune(5)  # height 4 committed; nothing signed at 5 yet
+    signer.wal.close()
+    restarted = Signer(key, CHAIN, WriteAheadLog(tmp_path / "wal"))
+    assert restarted.resume_height() == 5
+    with pytest.raises(SignRefusedError) as err:
+        restarted.sign_vote(4, 1, Step.PREVOTE, None)
+    assert err.value.code == "sign_refused"
+    h = make_harness()
+    h.machine = Tendermint(CHAIN, signer=restarted, get_value=lambda _: A,
+                           is_valid=lambda *_: True)
+    with pytest.raises(SignRefusedError):
+        h.machine.start_height(3, h.vs)  # a block store that lost two blocks
+
+
+def test_signer_never_signs_a_second_vote_for_a_slot(tmp_path):
+    key = keys(1)[0]
+    signer = Signer(key, CHAIN, WriteAheadLog(tmp_path / "wal"))
+    first = signer.sign_vote(1, 0, Step.PREVOTE, sha256(b"a"))
+    assert signer.sign_vote(1, 0, Step.PREVOTE, sha256(b"b")) == first
+    assert signer.sign_vote(1, 0, Step.PREVOTE, None) == first
+    signer.wal.close()
+    restarted = Signer(key, CHAIN, WriteAheadLog(tmp_path / "wal"))
+    assert restarted.sign_vote(1, 0, Step.PREVOTE, None) == first
+    p = restarted.sign_proposal(1, 0, -1, b"x", sha256(b"x"))
+    assert restarted.sign_proposal(1, 0, -1, b"y", sha256(b"y")) == p
+    assert restarted.sign_vote(1, 0, Step.PRECOMMIT, None) != first
+
+
+def test_state_machine_restarted_from_its_wal_keeps_votes_and_lock(tmp_path):
+    path = tmp_path / "wal"
+    h = make_harness(wal_path=path)
+    h.machine.start_height(1, h.vs)
+    lock_on(h, A)  # prevote A, lock A, precommit A
+    signed = h.machine.signer.signed(1)
+    h.wal.close()
+
+    wal = WriteAheadLog(path)  # the process died; a new one opens the same file
+    h.machine = Tendermint(CHAIN, signer=Signer(h.me, CHAIN, wal), get_value=lambda _: B,
+                           is_valid=lambda *_: True)
+    actions = h.machine.start_height(1, h.vs)
+    assert broadcasts(actions) == signed  # the same signed messages, re-sent
+    m = h.machine
+    assert (m.round, m.step, m.locked_value, m.locked_round) == (0, Step.PRECOMMIT, A, 0)
+    to_round(h, 1)
+    (vote,) = votes_of(h.feed(h.proposal(1, B)), Step.PREVOTE)
+    assert vote.value_id is None  # still locked on A
+
+
+def _slot(message):
+    step = message.step if isinstance(message, Vote) else Step.PROPOSE
+    return (message.height, message.round, int(step))
+
+
+def test_sigkill_mid_run_never_leads_to_double_signing(tmp_path):
+    path = tmp_path / "wal"
+    rng = random.Random(6)
+    seen: dict[tuple[int, int, int], object] = {}
+    heights = []
+    for _ in range(6):
+        child = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("wal_child.py")), str(path)],
+            stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        assert child.stdout is not None
+        lines = rng.randint(5, 120)
+        messages = [decode_message(bytes.fromhex(child.stdout.readline())) for _ in range(lines)]
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+        assert child.returncode == -signal.SIGKILL
+        for message in messages:
+            earlier = seen.setdefault(_slot(message), message)
+            assert earlier == message, f"two different signatures for {_slot(message)}"
+        heights.append(max(m.height for m in messages))
+        assert all(isinstance(m, Proposal | Vote) for m in messages)
+    assert heights == sorted(heights) and heights[-1] > heights[0]  # it keeps committing
