@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ def postgres():
     server = Postgres(root)
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +26,7 @@ def redis_server():
     server = Redis(root)
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 _db_counter = [0]

@@ -1,0 +1,108 @@
+"""End to end: two ``focusflow konomi serve`` processes on real PostgreSQL and Redis.
+
+A client of process 1 drives a cube; a client of process 2 attached to the same
+cube receives the events through Redis and sees the state through PostgreSQL.
+Every socket is on 127.0.0.1; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from tests.konomi.servers import _wait_port, free_port
+
+
+def _serve(db: str, redis: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "focusflow",
+            "konomi",
+            "serve",
+            "--db",
+            db,
+            "--redis",
+            redis,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dims",
+            "100,100,100",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+@pytest.fixture
+def two_servers(pg_url, redis_server):
+    ports = [free_port(), free_port()]
+    procs = [_serve(pg_url, redis_server.url, p) for p in ports]
+    try:
+        for proc, port in zip(procs, ports, strict=True):
+            if not _wait_port(port, 60):
+                proc.kill()
+                pytest.fail(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _recv_until(ws, pred, timeout: float = 10.0) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        msg = json.loads(ws.recv(timeout=max(0.01, end - time.monotonic())))
+        if pred(msg):
+            return msg
+    raise AssertionError("no matching message in time")
+
+
+def test_events_fan_out_across_server_processes(two_servers):
+    p1, p2 = two_servers
+    with connect(f"ws://127.0.0.1:{p1}/ws", open_timeout=10) as a:
+        a.send(json.dumps({"action": "initialize", "template_id": "default", "cube_id": "shared"}))
+        assert _recv_until(a, lambda m: "status" in m)["cube_id"] == "shared"
+        with connect(f"ws://127.0.0.1:{p2}/ws", open_timeout=10) as b:
+            b.send(json.dumps({"action": "initialize", "cube_id": "shared"}))
+            assert _recv_until(b, lambda m: "status" in m)["cube_id"] == "shared"
+            a.send(json.dumps({"action": "process", "vertex": "NEU", "text": "across processes"}))
+            reply = _recv_until(a, lambda m: m.get("vertex") == "NEU" and "event" not in m)
+            event = _recv_until(b, lambda m: m.get("event") == "processed")
+            assert event["cube_id"] == "shared" and event["result"] == reply["result"]
+            a.send(json.dumps({"action": "connect", "source": "NEU", "target": "SWD"}))
+            _recv_until(b, lambda m: m.get("event") == "connected")
+            b.send(json.dumps({"action": "status"}))
+            status = _recv_until(b, lambda m: "CENTRAL" in m and "event" not in m)
+            assert status["NEU"]["connections"] == 5  # state came through PostgreSQL
+
+
+def test_rest_over_http_against_postgres(two_servers):
+    p1, p2 = two_servers
+    with httpx.Client(timeout=10) as http:
+        r = http.post(f"http://127.0.0.1:{p1}/value", json={"x": 1, "y": 2, "z": 3, "value": 4.5})
+        assert r.status_code == 200
+        tid = http.post(f"http://127.0.0.1:{p1}/template/create", json={"dims": [5, 5, 5]}).json()
+        assert tid["dimensions"] == [5, 5, 5]
+        r = http.get(f"http://127.0.0.1:{p1}/value", params={"x": 1, "y": 2, "z": 3})
+        assert r.json()["value"] == 4.5
+        r = http.get(f"http://127.0.0.1:{p2}/value", params={"x": 1000, "y": 0, "z": 0})
+        assert r.json()["error"]["code"] == "coordinate_out_of_range"
+        assert "/llm/interlock" in http.get(f"http://127.0.0.1:{p2}/openapi.json").json()["paths"]
