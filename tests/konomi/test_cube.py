@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from focusflow.konomi import CENTRAL, VERTICES, Cube, UnknownVertexError, field_cycles
-from focusflow.konomi.cube import STANDARD_EDGES
+from focusflow.konomi.cube import STANDARD_EDGES, lattice_neighbours
 
 
 def test_seed_cube_test():
@@ -86,19 +86,16 @@ def test_kappa_field_converges_within_50_cycles():
     for c in cubes:
         c.kappa_local = float(rng.choice([0.0, 1.0]))
     cubes[0].kappa_local = 0.0
-    grid = np.arange(n).reshape(3, 3, 3)
-    nbrs = []
-    for idx in np.ndindex(3, 3, 3):
-        out = []
-        for d in [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]:
-            j = tuple(np.add(idx, d))
-            if all(0 <= v < 3 for v in j):
-                out.append(int(grid[j]))
-        nbrs.append(out)
-    cycles = field_cycles(cubes, nbrs)
+    cycles = field_cycles(cubes, lattice_neighbours((3, 3, 3)))
     assert cycles < 50
     assert all(abs(c.kappa_local - 0.6) <= 0.05 for c in cubes)
     assert all(v.kappa == c.kappa_local for c in cubes for v in c.verts.values())
+
+
+def test_lattice_neighbours():
+    nb = lattice_neighbours((3, 3, 3))
+    assert sorted(len(r) for r in nb) == [3] * 8 + [4] * 12 + [5] * 6 + [6]
+    assert all(i in nb[j] for i, row in enumerate(nb) for j in row)
 
 
 def test_state_round_trip():

@@ -58,12 +58,12 @@ WEIGHTS_FILE = "femtollm.npz"
 
 def temperature(kappa: float) -> float:
     """Sampling temperature for an agent's κ: 1.5 at κ=0, 0.66 at κ=0.6, 0.1 at κ=1."""
-    return float(np.clip(1.5 - 1.4 * kappa, 0.05, 2.0))
+    return min(2.0, max(0.05, 1.5 - 1.4 * float(kappa)))
 
 
 def budget(kappa: float, text: str) -> int:
     """Bytes a call generates: the seed's ``quality = κ · len(txt)``, clamped to [1, 32]."""
-    return int(np.clip(round(kappa * len(text.encode())), 1, MAX_NEW))
+    return min(MAX_NEW, max(1, round(kappa * len(text.encode()))))
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
