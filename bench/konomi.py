@@ -38,10 +38,8 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -129,43 +127,6 @@ def femtollm(requests: int = 500) -> dict:
     }
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(port: int, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
-
-
-def _serve(db: str, port: int, redis: str | None) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "focusflow",
-        "konomi",
-        "serve",
-        "--db",
-        db,
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-        "--dims",
-        "100,100,100",
-    ]
-    if redis:
-        cmd += ["--redis", redis]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def _ws_latency(port_a: int, port_b: int, rounds: int) -> dict:
     from websockets.sync.client import connect
 
@@ -200,52 +161,35 @@ def _ws_latency(port_a: int, port_b: int, rounds: int) -> dict:
 
 
 def websocket(rounds: int = 200) -> dict:
+    from focusflow.konomi.launch import free_port, redis_process, serve_process, stop, wait_port
+
     out: dict = {}
     tmp = Path(tempfile.mkdtemp(prefix="konomi-bench-"))
     procs: list[subprocess.Popen] = []
+
+    def start(p: subprocess.Popen, port: int) -> None:
+        procs.append(p)
+        if not wait_port(port):
+            raise RuntimeError(f"nothing listening on {port}")
+
     try:
-        port = _port()
-        procs.append(_serve(str(tmp / "one.sqlite3"), port, None))
-        _wait(port)
+        port = free_port()
+        start(serve_process(str(tmp / "one.sqlite3"), port), port)
         out["one_server"] = _ws_latency(port, port, rounds)
         redis_exe = shutil.which("redis-server")
         if redis_exe:
-            rport = _port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        redis_exe,
-                        "--port",
-                        str(rport),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(tmp),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            _wait(rport)
+            rport = free_port()
+            start(redis_process(redis_exe, rport, tmp), rport)
             url = f"redis://127.0.0.1:{rport}/0"
-            p1, p2 = _port(), _port()
             db = str(tmp / "two.sqlite3")
-            procs.append(_serve(db, p1, url))
-            _wait(p1)
-            procs.append(_serve(db, p2, url))
-            _wait(p2)
+            p1, p2 = free_port(), free_port()
+            start(serve_process(db, p1, url), p1)
+            start(serve_process(db, p2, url), p2)
             out["two_servers_redis"] = _ws_latency(p1, p2, rounds)
         else:
             out["two_servers_redis"] = "skipped: redis-server not installed"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(15)
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 

@@ -12,19 +12,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from focusflow.konomi.launch import free_port, redis_process, stop, wait_port
 
 
 def _missing(what: str) -> None:
@@ -41,17 +34,6 @@ def pg_bin(name: str) -> str | None:
         return found
     cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return cands[-1] if cands else None
-
-
-def _wait_port(port: int, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
 
 
 class Postgres:
@@ -148,32 +130,12 @@ class Redis:
         if not exe:
             _missing("redis-server")
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(root),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not _wait_port(self.port, 20):
+        self.proc = redis_process(exe, self.port, root)
+        if not wait_port(self.port, 20):
             self.proc.kill()
             pytest.fail("redis-server did not start listening within 20 s")
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
         """Terminate the server."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop([self.proc])

@@ -36,8 +36,9 @@ def test_compose_has_the_seed_services_ports_and_limits():
         b = blocks[svc]
         assert f'"{port}:{port}"' in b and f'cpus: "{cpus}"' in b and f"memory: {mem}" in b
         role = svc.removeprefix("konomi-")
-        dockerfile = (DEPLOY / role / "Dockerfile").read_text()
-        assert f"--port {port} --role {role}" in dockerfile
+        assert f"ROLE: {role}" in b and f'PORT: "{port}"' in b
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert '--port "$PORT" --role "$ROLE"' in dockerfile
     assert "image: postgres:15" in blocks["db"] and "image: redis:7-alpine" in blocks["redis"]
 
 

@@ -8,62 +8,28 @@ Every socket is on 127.0.0.1; every wait is bounded.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.konomi.servers import _wait_port, free_port
-
-
-def _serve(db: str, redis: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "focusflow",
-            "konomi",
-            "serve",
-            "--db",
-            db,
-            "--redis",
-            redis,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dims",
-            "100,100,100",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+from focusflow.konomi.launch import free_port, serve_process, stop, wait_port
 
 
 @pytest.fixture
 def two_servers(pg_url, redis_server):
     ports = [free_port(), free_port()]
-    procs = [_serve(pg_url, redis_server.url, p) for p in ports]
+    procs = [serve_process(pg_url, p, redis_server.url, stderr=subprocess.PIPE) for p in ports]
     try:
         for proc, port in zip(procs, ports, strict=True):
-            if not _wait_port(port, 60):
+            if not wait_port(port, 60):
                 proc.kill()
                 pytest.fail(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
         yield ports
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
 
 
 def _recv_until(ws, pred, timeout: float = 10.0) -> dict:

@@ -254,8 +254,29 @@ def seed_of(label: str) -> int:
     return int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "big")
 
 
+class Agent:
+    """What every agent does with its state: drift κ, then answer (subclasses hold the state:
+    ``model``, ``rng`` and ``step_kappa``)."""
+
+    model: FemtoModel
+    rng: np.random.Generator | None
+
+    def step_kappa(self) -> float:
+        raise NotImplementedError
+
+    def process(self, text: str) -> str:
+        """Drift κ, then continue ``text`` with a κ-sized, κ-tempered sample."""
+        k = self.step_kappa()
+        out = self.model.generate(text.encode(), [budget(k, text)], [temperature(k)], self.rng)
+        return decode_bytes(out[0])
+
+    async def proc(self, text: str) -> str:
+        """The seed's async entry point; the work is a few hundred microseconds of numpy."""
+        return self.process(text)
+
+
 @dataclass
-class FemtoLLM:
+class FemtoLLM(Agent):
     """One agent: shared weights plus its own κ, call count, connections and random state."""
 
     model: FemtoModel = field(default_factory=default_model, repr=False)
@@ -286,18 +307,8 @@ class FemtoLLM:
         self.calls += 1
         return self.kappa
 
-    def process(self, text: str) -> str:
-        """Drift κ, then continue ``text`` with a κ-sized, κ-tempered sample."""
-        k = self.step_kappa()
-        out = self.model.generate(text.encode(), [budget(k, text)], [temperature(k)], self.rng)
-        return decode_bytes(out[0])
 
-    async def proc(self, text: str) -> str:
-        """The seed's async entry point; the work is a few hundred microseconds of numpy."""
-        return self.process(text)
-
-
-def process_many(agents: list[FemtoLLM], text: str, rng: np.random.Generator) -> list[str]:
+def process_many(agents: list[Agent], text: str, rng: np.random.Generator) -> list[str]:
     """Every agent answers the same text in one batched generation (their κ drift as usual)."""
     results: list[str] = [""] * len(agents)
     groups: dict[int, list[int]] = {}

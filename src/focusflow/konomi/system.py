@@ -34,15 +34,7 @@ from focusflow.konomi.errors import (
     UnknownTemplateError,
 )
 from focusflow.konomi.evgpu import EVGPU
-from focusflow.konomi.femtollm import (
-    FemtoLLM,
-    FemtoModel,
-    budget,
-    decode_bytes,
-    default_model,
-    seed_of,
-    temperature,
-)
+from focusflow.konomi.femtollm import Agent, FemtoLLM, FemtoModel, default_model, seed_of
 from focusflow.konomi.store import Store
 
 DEFAULT_TEMPLATE = "default"
@@ -72,7 +64,7 @@ class Instance:
     created: float = field(default_factory=time.time)
 
 
-class CellLLM:
+class CellLLM(Agent):
     """The FemtoLLM at a block: shared weights, κ and call count in the array's slot."""
 
     def __init__(self, array: BlockArray, coord: tuple[int, int, int], model: FemtoModel) -> None:
@@ -116,16 +108,6 @@ class CellLLM:
         self.array._kappa[i] = k
         self.array._calls[i] += 1
         return k
-
-    def process(self, text: str) -> str:
-        """As :meth:`FemtoLLM.process`, with the state kept in the array."""
-        k = self.step_kappa()
-        out = self.model.generate(text.encode(), [budget(k, text)], [temperature(k)], self.rng)
-        return decode_bytes(out[0])
-
-    async def proc(self, text: str) -> str:
-        """The seed's async entry point."""
-        return self.process(text)
 
 
 class KonomiSystem:
