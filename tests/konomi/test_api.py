@@ -110,6 +110,10 @@ def test_websocket_errors_keep_the_socket_open(client):
         assert ws.receive_json()["error"]["code"] == "malformed_message"
         ws.send_text(json.dumps([1, 2]))
         assert ws.receive_json()["error"]["code"] == "malformed_message"
+        ws.send_bytes(b"\xff\xfe")
+        assert ws.receive_json()["error"]["code"] == "malformed_message"
+        ws.send_bytes(b'{"action": "fly"}')
+        assert ws.receive_json()["error"]["code"] == "unknown_action"
         ws.send_json({"action": "fly"})
         assert ws.receive_json()["error"]["code"] == "unknown_action"
         ws.send_json({"action": "initialize", "template_id": "t-missing"})

@@ -18,10 +18,12 @@ from websockets.sync.client import connect
 from focusflow.konomi.launch import free_port, serve_process, stop, wait_port
 
 
-@pytest.fixture
-def two_servers(pg_url, redis_server):
+@pytest.fixture(scope="module")
+def two_servers(postgres, redis_server):
+    """Two server processes sharing one fresh database and the session's Redis."""
+    db = postgres.new_database("konomi_servers")
     ports = [free_port(), free_port()]
-    procs = [serve_process(pg_url, p, redis_server.url, stderr=subprocess.PIPE) for p in ports]
+    procs = [serve_process(db, p, redis_server.url, stderr=subprocess.PIPE) for p in ports]
     try:
         for proc, port in zip(procs, ports, strict=True):
             if not wait_port(port, 60):

@@ -106,7 +106,12 @@ async def serve_socket(websocket: WebSocket, system: KonomiSystem, bus: LocalBus
     forwarder = asyncio.create_task(forward())
     try:
         while True:
-            raw = await websocket.receive_text()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             action = None
             try:
                 try:
