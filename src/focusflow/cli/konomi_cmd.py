@@ -56,7 +56,7 @@ def serve_cmd(
     app = create_app(system, open_bus(redis), tuple(role))
     print(f"konomi: serving {', '.join(role)} on http://{host}:{port}", file=sys.stderr, flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets")
+        uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto")
     finally:
         system.close()
 

@@ -157,7 +157,14 @@ class Cube:
             "central": central,
             "κ_field": self.kappa_local,
         }
-        self._emit({"event": "collective_think", "consensus": consensus, "score": out["score"]})
+        self._emit(
+            {
+                "event": "collective_think",
+                "consensus": consensus,
+                "score": out["score"],
+                "κ_field": self.kappa_local,
+            }
+        )
         return out
 
     async def collective_think(self, query: str) -> dict:
