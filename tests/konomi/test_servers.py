@@ -60,6 +60,11 @@ def test_events_fan_out_across_server_processes(two_servers):
             b.send(json.dumps({"action": "status"}))
             status = _recv_until(b, lambda m: "CENTRAL" in m and "event" not in m)
             assert status["NEU"]["connections"] == 5  # state came through PostgreSQL
+            b.send(json.dumps({"action": "collective_think", "query": "What is focus?"}))
+            think = _recv_until(b, lambda m: "consensus" in m and "event" not in m)
+            assert think["score"] > 0
+            event = _recv_until(a, lambda m: m.get("event") == "collective_think")
+            assert event["consensus"] == think["consensus"]
 
 
 def test_rest_over_http_against_postgres(two_servers):
@@ -71,6 +76,14 @@ def test_rest_over_http_against_postgres(two_servers):
         assert tid["dimensions"] == [5, 5, 5]
         r = http.get(f"http://127.0.0.1:{p1}/value", params={"x": 1, "y": 2, "z": 3})
         assert r.json()["value"] == 4.5
+        iid = http.post(
+            f"http://127.0.0.1:{p1}/instance/create", params={"template_id": tid["template_id"]}
+        ).json()["instance_id"]
+        q = {"x": 2, "y": 2, "z": 2, "text": "hello", "instance_id": iid}
+        assert http.post(f"http://127.0.0.1:{p1}/llm/process", params=q).json()["result"]
+        q = {"plane": "y", "index": 1, "operation": "activate", "instance_id": iid}
+        r = http.post(f"http://127.0.0.1:{p1}/llm/interlock", params=q).json()
+        assert r["processed"] == 25 and r["state"] == "Complete"
         r = http.get(f"http://127.0.0.1:{p2}/value", params={"x": 1000, "y": 0, "z": 0})
         assert r.json()["error"]["code"] == "coordinate_out_of_range"
         assert "/llm/interlock" in http.get(f"http://127.0.0.1:{p2}/openapi.json").json()["paths"]
