@@ -36,6 +36,10 @@ def corpus_bytes() -> bytes:
     return resources.files("focusflow.konomi.data").joinpath(CORPUS_FILE).read_bytes()
 
 
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-1])
+
+
 def loss_and_grads(
     params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray
 ) -> tuple[float, dict[str, np.ndarray]]:
@@ -65,29 +69,28 @@ def loss_and_grads(
     dlog = prob
     np.put_along_axis(dlog, y[..., None], np.take_along_axis(dlog, y[..., None], -1) - 1.0, -1)
     dlog /= n
-    flat = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
-    g["Wout"] = flat(x2).T @ flat(dlog)
-    g["bout"] = flat(dlog).sum(0)
+    g["Wout"] = _flat(x2).T @ _flat(dlog)
+    g["bout"] = _flat(dlog).sum(0)
     dx2 = dlog @ params["Wout"].T
-    g["W2"] = flat(hr).T @ flat(dx2)
-    g["b2"] = flat(dx2).sum(0)
+    g["W2"] = _flat(hr).T @ _flat(dx2)
+    g["b2"] = _flat(dx2).sum(0)
     dh = (dx2 @ params["W2"].T) * (hpre > 0)
-    g["W1"] = flat(x1).T @ flat(dh)
-    g["b1"] = flat(dh).sum(0)
+    g["W1"] = _flat(x1).T @ _flat(dh)
+    g["b1"] = _flat(dh).sum(0)
     dx1 = dx2 + dh @ params["W1"].T
-    g["Wo"] = flat(o).T @ flat(dx1)
+    g["Wo"] = _flat(o).T @ _flat(dx1)
     do = dx1 @ params["Wo"].T
     datt = do @ v.transpose(0, 2, 1)
     dv = att.transpose(0, 2, 1) @ do
     ds = att * (datt - (datt * att).sum(-1, keepdims=True)) * scale
     dq = ds @ k
     dk = ds.transpose(0, 2, 1) @ q
-    g["Wq"] = flat(x0).T @ flat(dq)
-    g["Wk"] = flat(x0).T @ flat(dk)
-    g["Wv"] = flat(x0).T @ flat(dv)
+    g["Wq"] = _flat(x0).T @ _flat(dq)
+    g["Wk"] = _flat(x0).T @ _flat(dk)
+    g["Wv"] = _flat(x0).T @ _flat(dv)
     dx0 = dx1 + dq @ params["Wq"].T + dk @ params["Wk"].T + dv @ params["Wv"].T
     dE = np.zeros_like(E)
-    np.add.at(dE, x.ravel(), flat(dx0))
+    np.add.at(dE, x.ravel(), _flat(dx0))
     g["E"] = dE
     dP = np.zeros_like(P)
     dP[:T] = dx0.sum(0)

@@ -4,8 +4,8 @@ The seed sketches the model as a 16×16 random matrix that echoes its input in
 brackets; this one is a real language model. It reads bytes (vocabulary 256),
 adds a learned position embedding (context 64), runs one causal self-attention
 head and one ReLU MLP (16 -> 64 -> 16) with residual connections, and predicts
-the next byte. About 13,000 parameters: 13 KB as int8 on disk, 52 KB as float32
-in memory, far below the seed's 4 MB. Weights are trained on the CPU by
+the next byte. 12,624 parameters: 17 KB on disk as int8 (with provenance), 52 KB
+as float32 in memory, far below the seed's 4 MB. Weights are trained on the CPU by
 :mod:`focusflow.konomi.femto_train` on a corpus of the project's own docs and
 shipped as ``data/femtollm.npz``.
 
