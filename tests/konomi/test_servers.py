@@ -84,6 +84,22 @@ def test_rest_over_http_against_postgres(two_servers):
         q = {"plane": "y", "index": 1, "operation": "activate", "instance_id": iid}
         r = http.post(f"http://127.0.0.1:{p1}/llm/interlock", params=q).json()
         assert r["processed"] == 25 and r["state"] == "Complete"
+        q = {"x": 4, "y": 1, "z": 4, "instance_id": iid}
+        deadline = time.monotonic() + 10
+        while http.get(f"http://127.0.0.1:{p2}/value", params=q).status_code != 200:
+            assert time.monotonic() < deadline, "instance never reached process 2"
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while not http.get(f"http://127.0.0.1:{p2}/value", params=q).json()["active"]:
+            assert time.monotonic() < deadline, "face activation never reached process 2"
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10  # process 2 learns it through Redis
+        while True:
+            seen = http.get(f"http://127.0.0.1:{p2}/value", params={"x": 1, "y": 2, "z": 3})
+            if seen.json()["value"] == 4.5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert seen.json()["value"] == 4.5 and seen.json()["active"]
         r = http.get(f"http://127.0.0.1:{p2}/value", params={"x": 1000, "y": 0, "z": 0})
         assert r.json()["error"]["code"] == "coordinate_out_of_range"
         assert "/llm/interlock" in http.get(f"http://127.0.0.1:{p2}/openapi.json").json()["paths"]

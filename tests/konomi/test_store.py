@@ -75,3 +75,36 @@ def test_cube_reloads_when_another_process_saved_it(pg_url):
     assert "SWD" in b.cube("shared").edges["NEU"]
     a.store.close()
     b.store.close()
+
+
+def test_events_carry_block_changes_to_another_system(tmp_path):
+    """What one server process writes reaches another's in-memory grid through the events."""
+    url = str(tmp_path / "shared.sqlite3")
+    events: list[dict] = []
+    a = KonomiSystem(store=open_store(url), default_dims=(10, 10, 10), on_event=events.append)
+    b = KonomiSystem(store=open_store(url), default_dims=(10, 10, 10))
+    t = a.create_template((6, 6, 6), name="remote")
+    inst = a.instantiate(t.id)
+    a.set_block(1, 2, 3, 4.5)
+    a.set_block(1, 1, 1, 2.0, inst.id)
+    a.process_text(1, 1, 1, "hello", inst.id)
+    a.interlock("z", 5, "activate")  # 100 blocks: too many for one event, b reloads
+    for e in events:
+        b.apply_event(e)
+    assert b.template(t.id).dims == (6, 6, 6)
+    assert b.get_block(1, 2, 3) == 4.5 and b.instance().array.verify(1, 2, 3)
+    arr = b.instance(inst.id).array
+    assert arr.get(1, 1, 1) == 2.0 and b.llm_at(1, 1, 1, inst.id).calls == 1
+    assert b.instance().array.size == 1 + 100
+    a.store.close()
+    b.store.close()
+
+
+def test_merge_keeps_recorded_hashes():
+    from focusflow.konomi import BlockArray
+
+    src = BlockArray((10, 10, 10))
+    src.set(1, 1, 1, 2.0)
+    dst = BlockArray((10, 10, 10))
+    dst.merge(src.keys(), [9.0], src.timestamps(), src.hashes(), src.kappas(), src.calls())
+    assert dst.get(1, 1, 1) == 9.0 and not dst.verify(1, 1, 1)

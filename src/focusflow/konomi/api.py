@@ -72,6 +72,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await bus.start()
         system.on_event = bus.emit
+        bus.on_remote = system.apply_event
         try:
             yield
         finally:

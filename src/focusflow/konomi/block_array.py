@@ -454,6 +454,38 @@ class BlockArray:
         )
         return slots
 
+    def merge(
+        self,
+        keys: np.ndarray,
+        values: np.ndarray,
+        timestamps: np.ndarray,
+        hashes: np.ndarray,
+        kappas: np.ndarray,
+        calls: np.ndarray,
+    ) -> np.ndarray:
+        """Upsert blocks exactly as recorded elsewhere (a store, another process): hashes are
+        taken as given, not recomputed, so tampering upstream is still detected. Returns
+        the slots."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        slots = self.lookup(keys)
+        new = np.flatnonzero(slots < 0)
+        if len(new):
+            uniq = np.unique(keys[new])
+            start = self._n
+            self._grow(start + len(uniq))
+            fresh = np.arange(start, start + len(uniq), dtype=np.int64)
+            self._keys[fresh] = uniq
+            self._index.update(zip(uniq.tolist(), fresh.tolist(), strict=True))
+            self._n = start + len(uniq)
+            self._version += 1
+            slots[new] = fresh[np.searchsorted(uniq, keys[new])]
+        self._values[slots] = values
+        self._times[slots] = timestamps
+        self._hashes[slots] = np.asarray(hashes, dtype=np.uint64)
+        self._kappa[slots] = kappas
+        self._calls[slots] = calls
+        return slots
+
     def restore(
         self,
         keys: np.ndarray,
@@ -463,22 +495,13 @@ class BlockArray:
         kappas: np.ndarray,
         calls: np.ndarray,
     ) -> None:
-        """Load persisted blocks as they were stored (hashes included, not recomputed),
-        so that a value tampered with in the database is still detected."""
-        keys = np.asarray(keys, dtype=np.uint64)
-        n = len(keys)
+        """Replace every block with persisted ones (see :meth:`merge`)."""
         self._index = {}
         self._n = 0
-        self._grow(n)
-        self._keys[:n] = keys
-        self._values[:n] = values
-        self._times[:n] = timestamps
-        self._hashes[:n] = np.asarray(hashes, dtype=np.uint64)
-        self._kappa[:n] = kappas
-        self._calls[:n] = calls
-        self._index = dict(zip(keys.tolist(), range(n), strict=True))
-        self._n = n
+        self._links.clear()
+        self._attested.clear()
         self._version += 1
+        self.merge(keys, values, timestamps, hashes, kappas, calls)
 
     def plane(self, axis: str, index: int) -> np.ndarray:
         """All coordinates of a face of the grid (e.g. every (x, y, 500) for z=500), as (n, 3)."""

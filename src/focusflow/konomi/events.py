@@ -3,8 +3,9 @@
 :class:`LocalBus` delivers within a process. :class:`RedisBus` also publishes
 each event on a Redis channel and delivers what other server processes publish
 there, so a client attached to a cube sees the events of every process that
-serves it. Events carry the id of the process that made them; a process does
-not deliver its own events twice.
+serves it, and each process applies the others' block and template changes
+(``on_remote``) to its own in-memory grid. Events carry the id of the process
+that made them; a process does not deliver its own events twice.
 
 ``emit`` may be called from any thread (REST handlers run in a thread pool):
 events hop onto the bus's event loop before delivery.
@@ -15,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
+from collections.abc import Callable
 
 CHANNEL = "konomi:events"
+logger = logging.getLogger(__name__)
 
 
 class LocalBus:
@@ -28,6 +32,7 @@ class LocalBus:
         self.origin = uuid.uuid4().hex
         self._queues: set[asyncio.Queue] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_remote: Callable[[dict], None] | None = None
 
     async def start(self) -> None:
         """Bind to the running event loop."""
@@ -105,6 +110,11 @@ class RedisBus(LocalBus):
             except (TypeError, ValueError):
                 continue
             if event.get("origin") != self.origin:
+                if self.on_remote is not None:
+                    try:
+                        self.on_remote(event)
+                    except Exception:
+                        logger.exception("applying a remote event failed: %s", event.get("event"))
                 self._deliver(event)
 
     def _local(self, event: dict) -> None:

@@ -11,8 +11,10 @@ active cells do not mean a million models. Face operations ("interlock") work
 on a whole plane of the grid at once with array operations, in chunks driven
 by the PackML machine so that they can be stopped and report progress.
 
-When a store is given, every change is written through to it, and cubes are
-reloaded when another process saved a newer version.
+When a store is given, every change is written through to it and announced as
+an event; :meth:`KonomiSystem.apply_event` applies the events of other server
+processes (through Redis) to this one's grid, and cubes are reloaded when
+another process saved a newer version.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ DEFAULT_TEMPLATE = "default"
 DEFAULT_INSTANCE = "main"
 OPERATIONS = ("activate", "process", "sync")
 CHUNK = 100_000
+EVENT_ROWS = 64
 
 
 @dataclass
@@ -162,19 +165,56 @@ class KonomiSystem:
             self.instances[iid] = Instance(iid, tid, arr, created)
 
     def _save_slots(self, instance: Instance, slots: np.ndarray) -> None:
+        """Write blocks through to the store and tell the other server processes: small
+        batches travel in the event, large ones make the others reload the instance."""
         if self.store is None or len(slots) == 0:
             return
         a = instance.array
         s = np.unique(np.asarray(slots, np.int64))
-        self.store.save_blocks(
-            instance.id,
-            a._keys[s],
-            a._values[s],
-            a._times[s],
-            a._hashes[s],
-            a._kappa[s],
-            a._calls[s],
-        )
+        cols = (a._keys[s], a._values[s], a._times[s], a._hashes[s], a._kappa[s], a._calls[s])
+        self.store.save_blocks(instance.id, *cols)
+        event: dict = {"event": "blocks", "instance_id": instance.id}
+        if len(s) <= EVENT_ROWS:
+            event["rows"] = [list(r) for r in zip(*(c.tolist() for c in cols), strict=True)]
+        else:
+            event["reload"] = True
+        self._emit(event)
+
+    def apply_event(self, event: dict) -> None:
+        """Apply another process's change (templates, instances, blocks) to this one."""
+        kind = event.get("event")
+        with self._lock:
+            if kind == "template" and event["id"] not in self.templates:
+                dims = tuple(int(d) for d in event["dims"])
+                self.templates[event["id"]] = Template(
+                    event["id"],
+                    event["name"],
+                    dims,
+                    self.model,
+                    event["created"],
+                )
+            elif kind == "instance" and event["template_id"] in self.templates:
+                if event["id"] not in self.instances:
+                    dims = self.templates[event["template_id"]].dims
+                    self.instances[event["id"]] = Instance(
+                        event["id"], event["template_id"], BlockArray(dims), event["created"]
+                    )
+            elif kind == "blocks" and event["instance_id"] in self.instances:
+                arr = self.instances[event["instance_id"]].array
+                if "rows" in event:
+                    cols = list(zip(*event["rows"], strict=True))
+                    types = (np.uint64, np.float64, np.float64, np.uint64, np.float32, np.uint32)
+                    arr.merge(*(np.asarray(c, dtype=t) for c, t in zip(cols, types, strict=True)))
+                elif self.store is not None:
+                    b = self.store.load_blocks(event["instance_id"])
+                    arr.restore(
+                        b["keys"],
+                        b["values"],
+                        b["timestamps"],
+                        b["hashes"],
+                        b["kappas"],
+                        b["calls"],
+                    )
 
     def _emit(self, event: dict) -> None:
         if self.on_event is not None:
@@ -196,6 +236,9 @@ class KonomiSystem:
             self.templates[tid] = t
         if self.store is not None:
             self.store.save_template(tid, name, dims, t.created)
+        self._emit(
+            {"event": "template", "id": tid, "name": name, "dims": dims, "created": t.created}
+        )
         return t
 
     def template(self, template_id: str) -> Template:
@@ -214,6 +257,7 @@ class KonomiSystem:
             self.instances[iid] = inst
         if self.store is not None:
             self.store.save_instance(iid, t.id, inst.created)
+        self._emit({"event": "instance", "id": iid, "template_id": t.id, "created": inst.created})
         return inst
 
     def instance(self, instance_id: str | None = None) -> Instance:
