@@ -398,6 +398,25 @@ class BlockArray:
         pos = np.minimum(np.searchsorted(skeys, keys), len(skeys) - 1)
         return np.where(skeys[pos] == keys, order[pos], -1).astype(np.int64)
 
+    def _slots_for(self, keys: np.ndarray) -> np.ndarray:
+        """Slot of each key, allocating fresh slots (κ 0.6, no calls) for new keys."""
+        slots = self.lookup(keys)
+        new = np.flatnonzero(slots < 0)
+        if len(new):
+            new_keys = keys[new]
+            uniq = np.unique(new_keys)
+            start = self._n
+            self._grow(start + len(uniq))
+            fresh = np.arange(start, start + len(uniq), dtype=np.int64)
+            self._keys[fresh] = uniq
+            self._kappa[fresh] = KAPPA_STAR
+            self._calls[fresh] = 0
+            self._index.update(zip(uniq.tolist(), fresh.tolist(), strict=True))
+            self._n = start + len(uniq)
+            self._version += 1
+            slots[new] = fresh[np.searchsorted(uniq, new_keys)]
+        return slots
+
     def slots_of(self, coords: np.ndarray) -> np.ndarray:
         """Slot of each coordinate, -1 where the block is not active."""
         c = self._check_many(coords)
@@ -425,23 +444,7 @@ class BlockArray:
         """
         c = self._check_many(coords)
         v = np.broadcast_to(np.asarray(values, dtype=np.float64), (len(c),))
-        keys = morton.encode(c[:, 0], c[:, 1], c[:, 2])
-        index = self._index
-        slots = self.lookup(keys)
-        new = np.flatnonzero(slots < 0)
-        if len(new):
-            new_keys = keys[new]
-            uniq = np.unique(new_keys)
-            start = self._n
-            self._grow(start + len(uniq))
-            fresh = np.arange(start, start + len(uniq), dtype=np.int64)
-            self._keys[fresh] = uniq
-            self._kappa[fresh] = KAPPA_STAR
-            self._calls[fresh] = 0
-            index.update(zip(uniq.tolist(), fresh.tolist(), strict=True))
-            self._version += 1
-            self._n = start + len(uniq)
-            slots[new] = fresh[np.searchsorted(uniq, new_keys)]
+        slots = self._slots_for(morton.encode(c[:, 0], c[:, 1], c[:, 2]))
         self._values[slots] = v
         self._times[slots] = time.time() if timestamp is None else timestamp
         xs, ys, zs = c[:, 0].tolist(), c[:, 1].tolist(), c[:, 2].tolist()
@@ -466,19 +469,7 @@ class BlockArray:
         """Upsert blocks exactly as recorded elsewhere (a store, another process): hashes are
         taken as given, not recomputed, so tampering upstream is still detected. Returns
         the slots."""
-        keys = np.asarray(keys, dtype=np.uint64)
-        slots = self.lookup(keys)
-        new = np.flatnonzero(slots < 0)
-        if len(new):
-            uniq = np.unique(keys[new])
-            start = self._n
-            self._grow(start + len(uniq))
-            fresh = np.arange(start, start + len(uniq), dtype=np.int64)
-            self._keys[fresh] = uniq
-            self._index.update(zip(uniq.tolist(), fresh.tolist(), strict=True))
-            self._n = start + len(uniq)
-            self._version += 1
-            slots[new] = fresh[np.searchsorted(uniq, keys[new])]
+        slots = self._slots_for(np.asarray(keys, dtype=np.uint64))
         self._values[slots] = values
         self._times[slots] = timestamps
         self._hashes[slots] = np.asarray(hashes, dtype=np.uint64)
