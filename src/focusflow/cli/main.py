@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 
 from focusflow import __version__
 from focusflow.cli.focus_cmd import focus_app
+from focusflow.cli.konomi_cmd import konomi_app
 from focusflow.core.errors import FocusflowError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(focus_app, name="focus")
+app.add_typer(konomi_app, name="konomi")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,273 @@
+"""Benchmark of the Konomi grid against the seed's success metrics.
+
+What it measures, in one run (each section prints one line and goes into the JSON):
+
+1. ``cube_ops``: the seed's test 3, 1000 ``create_cube`` + ``process_vertex('NEU',
+   'test')`` (each call also runs the vertex's four neighbours on its output).
+   Seed bound < 10 s, goal < 1 s.
+2. ``memory``: resident memory (RSS) of a fresh child process before and after
+   building a ``KonomiSystem`` with a 100³ block array and all 10^6 of its blocks
+   active (hashes and all). Seed bound < 1 GB at rest.
+3. ``femtollm``: wall time of one ``FemtoLLM.process`` request (44-byte prompt, so
+   the default κ 0.6 gives a 26-byte answer), median and p99 of ``--requests``.
+   Seed bound < 0.1 s, goal < 5 ms.
+4. ``websocket``: ``focusflow konomi serve`` in child processes on 127.0.0.1.
+   Round trip of a ``status`` action on one socket; and cube-to-cube latency:
+   client A sends ``process`` on a cube, client B (attached to the same cube) receives the
+   ``processed`` event. It runs on one server, and on two servers sharing a SQLite file and
+   a Redis server, when ``redis-server`` is installed. Seed bound < 10 ms.
+5. ``kappa``: update_field cycles until every κ of a 3×3×3 constellation (κ drawn from
+   {0, 1}) is within 0.6 ± 0.05. Seed bound < 50.
+6. ``workers``: cube operations per second with 1 and 2 worker processes, and the
+   eVGPU's 2048² matmul with utilisation 0.5 and 1.0 (1 and 2 threads on 2 cores).
+
+Run from the repository root::
+
+    .venv/bin/python bench/konomi.py                 # about a minute on 2 cores
+    .venv/bin/python bench/konomi.py --json out.json
+
+The numbers depend on what else runs on the machine; each section reports the
+load average it started with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def cube_ops(n: int = 1000) -> dict:
+    from focusflow.konomi import KonomiSystem
+
+    K = KonomiSystem(default_dims=(10, 10, 10))
+    K.create_cube("warm").process_vertex_sync("NEU", "test")
+    t0 = time.perf_counter()
+    cubes = [K.create_cube(f"c{i}") for i in range(n)]
+    t1 = time.perf_counter()
+    for c in cubes:
+        c.process_vertex_sync("NEU", "test")
+    t2 = time.perf_counter()
+    return {"cubes": n, "create_s": t1 - t0, "process_s": t2 - t1, "total_s": t2 - t0}
+
+
+def _memory_child(q) -> None:
+    import psutil
+
+    from focusflow.konomi import KonomiSystem
+
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    K = KonomiSystem(default_dims=(10, 10, 10))
+    BA = K.create_block_array("test", (100, 100, 100))
+    empty = proc.memory_info().rss
+    c = np.stack(np.meshgrid(*[np.arange(100)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    t = time.perf_counter()
+    BA.activate_many(c, np.random.default_rng(0).random(len(c)))
+    secs = time.perf_counter() - t
+    del c
+    after = proc.memory_info().rss
+    q.put(
+        {
+            "active_blocks": BA.size,
+            "rss_before_mb": before / 2**20,
+            "rss_empty_array_mb": empty / 2**20,
+            "rss_after_mb": after / 2**20,
+            "delta_mb": (after - before) / 2**20,
+            "array_bytes_mb": BA.nbytes() / 2**20,
+            "activate_s": secs,
+        }
+    )
+
+
+def memory() -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_memory_child, args=(q,))
+    p.start()
+    out = q.get(timeout=600)
+    p.join()
+    return out
+
+
+def femtollm(requests: int = 500) -> dict:
+    from focusflow.konomi import FemtoLLM
+
+    llm = FemtoLLM(name="bench")
+    prompt = "Hello Konomi, what is the focus of the graph?"
+    for _ in range(20):
+        llm.process(prompt)
+    times = []
+    for _ in range(requests):
+        llm.kappa = 0.6
+        t = time.perf_counter()
+        llm.process(prompt)
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return {
+        "requests": requests,
+        "prompt_bytes": len(prompt.encode()),
+        "median_ms": statistics.median(times) * 1e3,
+        "p99_ms": times[int(0.99 * len(times)) - 1] * 1e3,
+        "weights_kb": llm.model.nbytes() / 1024,
+    }
+
+
+def _ws_latency(port_a: int, port_b: int, rounds: int) -> dict:
+    from websockets.sync.client import connect
+
+    def recv_until(ws, pred):
+        while True:
+            m = json.loads(ws.recv(timeout=10))
+            if pred(m):
+                return m
+
+    with connect(f"ws://127.0.0.1:{port_a}/ws") as a, connect(f"ws://127.0.0.1:{port_b}/ws") as b:
+        a.send(json.dumps({"action": "initialize", "cube_id": "bench"}))
+        recv_until(a, lambda m: m.get("status") == "initialized")
+        b.send(json.dumps({"action": "initialize", "cube_id": "bench"}))
+        recv_until(b, lambda m: m.get("status") == "initialized")
+        rtt, fan = [], []
+        for i in range(rounds):
+            t = time.perf_counter()
+            a.send('{"action":"status"}')
+            recv_until(a, lambda m: "CENTRAL" in m)
+            rtt.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            a.send(json.dumps({"action": "process", "vertex": "NEU", "text": f"ping {i}"}))
+            recv_until(b, lambda m: m.get("event") == "processed")
+            fan.append(time.perf_counter() - t)
+            recv_until(a, lambda m: m.get("vertex") == "NEU" and "event" not in m)
+            recv_until(a, lambda m: m.get("event") == "processed")
+    return {
+        "status_rtt_median_ms": statistics.median(rtt) * 1e3,
+        "cube_to_cube_median_ms": statistics.median(fan) * 1e3,
+        "cube_to_cube_p90_ms": sorted(fan)[int(0.9 * len(fan)) - 1] * 1e3,
+    }
+
+
+def websocket(rounds: int = 200) -> dict:
+    from focusflow.konomi.launch import free_port, redis_process, serve_process, stop, wait_port
+
+    out: dict = {}
+    tmp = Path(tempfile.mkdtemp(prefix="konomi-bench-"))
+    procs: list[subprocess.Popen] = []
+
+    def start(p: subprocess.Popen, port: int) -> None:
+        procs.append(p)
+        if not wait_port(port):
+            raise RuntimeError(f"nothing listening on {port}")
+
+    try:
+        port = free_port()
+        start(serve_process(str(tmp / "one.sqlite3"), port), port)
+        out["one_server"] = _ws_latency(port, port, rounds)
+        redis_exe = shutil.which("redis-server")
+        if redis_exe:
+            rport = free_port()
+            start(redis_process(redis_exe, rport, tmp), rport)
+            url = f"redis://127.0.0.1:{rport}/0"
+            db = str(tmp / "two.sqlite3")
+            p1, p2 = free_port(), free_port()
+            start(serve_process(db, p1, url), p1)
+            start(serve_process(db, p2, url), p2)
+            out["two_servers_redis"] = _ws_latency(p1, p2, rounds)
+        else:
+            out["two_servers_redis"] = "skipped: redis-server not installed"
+    finally:
+        stop(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def kappa() -> dict:
+    from focusflow.konomi.cube import Cube, field_cycles, lattice_neighbours
+
+    rng = np.random.default_rng(0)
+    cubes = [Cube(f"k{i}") for i in range(27)]
+    for c in cubes:
+        c.kappa_local = float(rng.choice([0.0, 1.0]))
+    return {"cubes": 27, "cycles": field_cycles(cubes, lattice_neighbours((3, 3, 3)))}
+
+
+def _worker(n: int) -> int:
+    from focusflow.konomi import Cube
+
+    cubes = [Cube(f"w{os.getpid()}-{i}") for i in range(n)]
+    for c in cubes:
+        c.process_vertex_sync("NEU", "test")
+    return n
+
+
+def workers(ops: int = 2000) -> dict:
+    out = {}
+    ctx = mp.get_context("spawn")
+    for w in (1, 2):
+        with ctx.Pool(w, initializer=_worker, initargs=(1,)) as pool:
+            pool.map(_worker, [1] * w)
+            t = time.perf_counter()
+            done = sum(pool.map(_worker, [ops // (4 * w)] * (4 * w)))
+            secs = time.perf_counter() - t
+        out[f"cube_ops_per_s_{w}_workers"] = done / secs
+    from focusflow.konomi import EVGPU
+
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((2048, 2048)), rng.standard_normal((2048, 2048))
+    for util in (0.5, 1.0):
+        with EVGPU(cores=2, utilisation=util) as gpu:
+            gpu.matmul(A, B)
+            t = time.perf_counter()
+            for _ in range(3):
+                gpu.matmul(A, B)
+            out[f"evgpu_matmul_2048_s_{gpu.limit}_threads"] = (time.perf_counter() - t) / 3
+    return out
+
+
+SECTIONS = {
+    "cube_ops": cube_ops,
+    "memory": memory,
+    "femtollm": femtollm,
+    "websocket": websocket,
+    "kappa": kappa,
+    "workers": workers,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", choices=list(SECTIONS), help="run only these sections")
+    ap.add_argument("--json", type=Path, help="also write every number to this file")
+    args = ap.parse_args()
+    results: dict = {
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    for name in args.only or list(SECTIONS):
+        load = _load()
+        t = time.perf_counter()
+        res = SECTIONS[name]()
+        res["load_at_start"] = round(load, 2)
+        res["section_s"] = round(time.perf_counter() - t, 2)
+        results[name] = res
+        print(f"{name}: {json.dumps(res, default=float)}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

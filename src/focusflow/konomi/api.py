@@ -1,0 +1,207 @@
+"""The Konomi REST API (seed 003), its WebSocket route and the live web page.
+
+Endpoints as the seed lists them: ``POST /template/create``, ``POST
+/instance/create``, ``GET /value``, ``POST /value``, ``POST /llm/process``, ``POST
+/llm/interlock``, WebSocket ``/ws``; plus ``POST /block/attest``, ``GET
+/block/consensus`` for the blockchain properties and ``GET /healthz``. Errors are
+``{"error": {"code", "message"}}`` with the HTTP status of the error class;
+malformed requests answer 422 with code ``malformed_message``. OpenAPI is at
+``/openapi.json`` (and ``/docs``).
+
+``roles`` picks what one process serves, so the compose file can run the same
+image as the api (3001), ws (3002) and web (3000) services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from focusflow.core.errors import FocusflowError
+from focusflow.konomi.errors import KonomiError
+from focusflow.konomi.events import LocalBus
+from focusflow.konomi.system import KonomiSystem
+from focusflow.konomi.ws import error_body, serve_socket
+
+ROLES = ("api", "ws", "web")
+
+
+class TemplateRequest(BaseModel):
+    """Body of ``POST /template/create``."""
+
+    dims: tuple[int, int, int] = (1000, 1000, 1000)
+    name: str = "template"
+
+
+class BlockRequest(BaseModel):
+    """Body of ``POST /value`` (the seed's BlockRequest, plus an optional instance)."""
+
+    x: int
+    y: int
+    z: int
+    value: float = 1.0
+    instance_id: str | None = None
+
+
+class Coordinate(BaseModel):
+    """A block coordinate in an instance."""
+
+    x: int
+    y: int
+    z: int
+    instance_id: str | None = None
+    adjacency: int = Field(6, description="6 (faces) or 26 (faces, edges, corners)")
+
+
+def create_app(
+    system: KonomiSystem | None = None,
+    bus: LocalBus | None = None,
+    roles: tuple[str, ...] = ROLES,
+) -> FastAPI:
+    """The ASGI app; ``system`` and ``bus`` default to in-memory ones."""
+    system = system if system is not None else KonomiSystem()
+    bus = bus if bus is not None else LocalBus()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await bus.start()
+        system.on_event = bus.emit
+        bus.on_remote = system.apply_event
+        try:
+            yield
+        finally:
+            system.on_event = None
+            await bus.close()
+
+    app = FastAPI(
+        title="Konomi",
+        version="1",
+        description="CPU-only agent grid: BlockArray, FemtoLLM, Cube (focusflow.konomi).",
+        lifespan=lifespan,
+    )
+    app.state.system = system
+    app.state.bus = bus
+
+    @app.exception_handler(FocusflowError)
+    async def _focusflow_error(request: Request, exc: FocusflowError) -> JSONResponse:
+        status = exc.http_status if isinstance(exc, KonomiError) else 400
+        return JSONResponse(error_body(exc), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "malformed_message",
+                    "message": "invalid request",
+                    "details": details,
+                }
+            },
+            status_code=422,
+        )
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """Liveness, and what this process serves."""
+        return {"status": "ok", "roles": list(roles), "state": system.machine.state.value}
+
+    if "api" in roles:
+        _add_rest(app, system)
+    if "ws" in roles:
+
+        @app.websocket("/ws")
+        async def websocket_endpoint(websocket: WebSocket) -> None:
+            await serve_socket(websocket, system, bus)
+
+    if "web" in roles:
+        page = resources.files("focusflow.konomi.web").joinpath("index.html").read_text()
+
+        @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+        def index() -> str:
+            return page
+
+    return app
+
+
+def _add_rest(app: FastAPI, system: KonomiSystem) -> None:
+    @app.post("/template/create")
+    def create_template(req: TemplateRequest | None = None) -> dict:
+        """Create a template (default 1000³)."""
+        req = req or TemplateRequest()
+        t = system.create_template(req.dims, name=req.name)
+        return {"template_id": t.id, "dimensions": list(t.dims)}
+
+    @app.post("/instance/create")
+    def create_instance(template_id: str) -> dict:
+        """Instantiate a template as an empty block array."""
+        inst = system.instantiate(template_id)
+        return {"instance_id": inst.id, "template_id": inst.template_id, "status": "active"}
+
+    @app.get("/value")
+    def get_value(x: int, y: int, z: int, instance_id: str | None = None) -> dict:
+        """A block's value and the state of the LLM at it."""
+        inst = system.instance(instance_id)
+        value = system.get_block(x, y, z, instance_id)
+        llm = system.llm_at(x, y, z, instance_id)
+        active = inst.array.is_active(x, y, z)
+        return {
+            "coordinate": [x, y, z],
+            "value": value,
+            "active": active,
+            "hash": inst.array.stored_hash(x, y, z) if active else None,
+            "llm": {"κ": llm.kappa, "connections": len(llm.connections)},
+        }
+
+    @app.post("/value")
+    def set_value(req: BlockRequest) -> dict:
+        """Set (and activate) a block."""
+        block = system.set_block(req.x, req.y, req.z, req.value, req.instance_id)
+        return {"status": "set", "coordinate": [req.x, req.y, req.z], "hash": block["hash"]}
+
+    @app.post("/llm/process")
+    def process_llm(x: int, y: int, z: int, text: str, instance_id: str | None = None) -> dict:
+        """Run the FemtoLLM at a coordinate on ``text``."""
+        result, kappa = system.process_text(x, y, z, text, instance_id)
+        return {"result": result, "κ": kappa}
+
+    @app.post("/llm/interlock")
+    def face_operation(
+        plane: str, index: int, operation: str, instance_id: str | None = None
+    ) -> dict:
+        """Operate on a whole face of the grid (all 10^6 blocks of z=500 in a 1000³ grid)."""
+        return system.interlock(plane, index, operation, instance_id)
+
+    @app.post("/block/attest")
+    def attest(req: Coordinate) -> dict:
+        """Active neighbours attest a block's hash."""
+        arr = system.instance(req.instance_id).array
+        arr._check(req.x, req.y, req.z)
+        if not arr.is_active(req.x, req.y, req.z):
+            raise KonomiError(f"block ({req.x}, {req.y}, {req.z}) is not active")
+        return {"attested": arr.attest(req.x, req.y, req.z, req.adjacency)}
+
+    @app.get("/block/consensus")
+    def consensus(
+        x: int, y: int, z: int, instance_id: str | None = None, adjacency: int = 6
+    ) -> dict:
+        """Whether a block is accepted (valid hash, >= 2/3 of active neighbours attest it)."""
+        arr = system.instance(instance_id).array
+        arr._check(x, y, z)
+        if not arr.is_active(x, y, z):
+            raise KonomiError(f"block ({x}, {y}, {z}) is not active")
+        a = arr.consensus(x, y, z, adjacency)
+        return {
+            "coordinate": list(a.coordinate),
+            "hash": a.hash,
+            "valid": a.valid,
+            "attesting": a.attesting,
+            "neighbours": a.neighbours,
+            "accepted": a.accepted,
+        }

@@ -1,0 +1,81 @@
+"""Errors of the Konomi grid, each with a stable code that the REST and WebSocket
+APIs return as JSON (``{"error": {"code": ..., "message": ...}}``).
+
+Codes never change once published; the HTTP status beside each is what the REST
+API answers with.
+"""
+
+from __future__ import annotations
+
+from focusflow.core.errors import FocusflowError
+
+
+class KonomiError(FocusflowError):
+    """Base of the grid's errors."""
+
+    code = "konomi_error"
+    http_status = 400
+
+
+class CoordinateOutOfRangeError(KonomiError, ValueError):
+    """A coordinate lies outside the block array's dimensions."""
+
+    code = "coordinate_out_of_range"
+
+
+class UnknownTemplateError(KonomiError, KeyError):
+    """No template has the requested id."""
+
+    code = "unknown_template"
+    http_status = 404
+
+
+class UnknownInstanceError(KonomiError, KeyError):
+    """No instance has the requested id."""
+
+    code = "unknown_instance"
+    http_status = 404
+
+
+class UnknownCubeError(KonomiError, KeyError):
+    """No cube has the requested id."""
+
+    code = "unknown_cube"
+    http_status = 404
+
+
+class UnknownVertexError(KonomiError, KeyError):
+    """A vertex name is not one of the cube's eight vertices or CENTRAL."""
+
+    code = "unknown_vertex"
+
+
+class MalformedMessageError(KonomiError, ValueError):
+    """A request or WebSocket message is not valid JSON of the documented shape."""
+
+    code = "malformed_message"
+
+
+class InvalidOperationError(KonomiError, ValueError):
+    """An operation name, plane or state transition is not one the grid knows."""
+
+    code = "invalid_operation"
+
+
+class StoreError(KonomiError):
+    """The persistence back end (PostgreSQL or SQLite) failed or is misconfigured."""
+
+    code = "store_error"
+    http_status = 503
+
+
+class UnknownActionError(KonomiError, ValueError):
+    """A WebSocket message names an action the server does not know."""
+
+    code = "unknown_action"
+
+
+class NotInitializedError(KonomiError):
+    """A WebSocket action needs a cube, but the connection has not sent ``initialize``."""
+
+    code = "not_initialized"

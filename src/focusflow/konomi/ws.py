@@ -1,0 +1,139 @@
+"""The Cube WebSocket protocol (seed 003): one JSON object per message.
+
+Requests: ``{"action": "initialize", "template_id": "t1", "cube_id"?: "c1"}``,
+``{"action": "process", "vertex": "NEU", "text": "..."}``,
+``{"action": "connect", "source": "NEU", "target": "SWD"}``, ``{"action": "status"}``,
+``{"action": "collective_think", "query": "..."}``. Replies have the seed's shapes.
+Errors come back as ``{"error": {"code": ..., "message": ...}, "action": ...}`` and
+leave the socket open; the server closes a socket only with a close code and a
+reason. After ``initialize`` the connection also receives the cube's events,
+from this process and (through Redis) every other one, as ``{"event": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from focusflow.core.errors import FocusflowError
+from focusflow.konomi.cube import VERTICES, Cube
+from focusflow.konomi.errors import (
+    MalformedMessageError,
+    NotInitializedError,
+    UnknownActionError,
+    UnknownCubeError,
+)
+from focusflow.konomi.events import LocalBus
+from focusflow.konomi.system import KonomiSystem
+
+ACTIONS = ("initialize", "process", "connect", "status", "collective_think")
+
+
+def error_body(exc: FocusflowError) -> dict:
+    """The JSON error object shared by REST and WebSocket replies."""
+    return {"error": {"code": exc.code, "message": str(exc)}}
+
+
+def _text(msg: dict, key: str) -> str:
+    value = msg.get(key)
+    if not isinstance(value, str):
+        raise MalformedMessageError(f"field {key!r} must be a string")
+    return value
+
+
+def handle(system: KonomiSystem, cube: Cube | None, msg: dict) -> tuple[Cube | None, dict]:
+    """Apply one request message; returns the connection's cube and the reply (sans-io)."""
+    action = msg.get("action")
+    if action not in ACTIONS:
+        raise UnknownActionError(f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
+    if action == "initialize":
+        cube_id = msg.get("cube_id")
+        template_id = msg.get("template_id")
+        if cube_id is not None and not isinstance(cube_id, str):
+            raise MalformedMessageError("field 'cube_id' must be a string")
+        if template_id is not None and not isinstance(template_id, str):
+            raise MalformedMessageError("field 'template_id' must be a string")
+        try:
+            cube = system.cube(cube_id) if cube_id else None
+        except UnknownCubeError:
+            cube = None
+        if cube is None:
+            if template_id is not None:
+                system.template(template_id)
+            cube = system.create_cube(cube_id, template_id)
+        return cube, {"status": "initialized", "cube_id": cube.id, "vertices": list(VERTICES)}
+    if cube is None:
+        raise NotInitializedError(f"send an 'initialize' action before {action!r}")
+    cube = system.cube(cube.id)
+    if action == "process":
+        vertex, text = _text(msg, "vertex"), _text(msg, "text")
+        result = cube.process_vertex_sync(vertex, text)
+        system.save_cube(cube)
+        return cube, {"vertex": vertex, "result": result, "κ": cube.agent(vertex).kappa}
+    if action == "connect":
+        source, target = _text(msg, "source"), _text(msg, "target")
+        cube.connect(source, target)
+        system.save_cube(cube)
+        return cube, {"status": "connected", "edge": f"{source}↔{target}"}
+    if action == "status":
+        return cube, cube.status()
+    query = _text(msg, "query")
+    result = cube.collective_think_sync(query)
+    system.save_cube(cube)
+    return cube, result
+
+
+async def serve_socket(websocket: WebSocket, system: KonomiSystem, bus: LocalBus) -> None:
+    """Run one WebSocket connection until the client leaves."""
+    await websocket.accept()
+    cube: Cube | None = None
+    send_lock = asyncio.Lock()
+    queue = bus.subscribe()
+
+    async def send(obj: dict) -> None:
+        async with send_lock:
+            await websocket.send_text(json.dumps(obj))
+
+    async def forward() -> None:
+        while True:
+            event = await queue.get()
+            if cube is not None and event.get("cube_id") == cube.id:
+                await send(event)
+
+    forwarder = asyncio.create_task(forward())
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            action = None
+            try:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    raise MalformedMessageError("message is not valid JSON") from None
+                if not isinstance(msg, dict):
+                    raise MalformedMessageError("message must be a JSON object")
+                action = msg.get("action")
+                cube, reply = handle(system, cube, msg)
+            except FocusflowError as exc:
+                await send({**error_body(exc), "action": action})
+                continue
+            await send(reply)
+    except WebSocketDisconnect:
+        pass
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1011, reason=f"internal error: {type(exc).__name__}"[:120])
+        raise
+    finally:
+        forwarder.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await forwarder
+        bus.unsubscribe(queue)
