@@ -25,7 +25,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from focusflow.core.errors import DecodeError
-from focusflow.net.errors import NetError, PeerAuthError, PeerUnavailableError
+from focusflow.net.errors import NetError, PeerAuthError, PeerBannedError, PeerUnavailableError
 from focusflow.net.identity import (
     check_auth,
     check_server_certificate,
@@ -48,7 +48,7 @@ from focusflow.net.messages import (
     encode_message,
 )
 from focusflow.net.scoring import Offence
-from focusflow.net.transport import CLOSE_AUTH_FAILED, CLOSE_MALFORMED, PeerProtocol
+from focusflow.net.transport import CLOSE_AUTH_FAILED, CLOSE_BANNED, CLOSE_MALFORMED, PeerProtocol
 
 if TYPE_CHECKING:
     from focusflow.net.node import Node
@@ -194,7 +194,7 @@ class Session:
         else:
             self._fail(error, CLOSE_MALFORMED)
 
-    def closed(self, reason: str) -> None:
+    def closed(self, reason: str, code: int | None = None) -> None:
         if self.is_closed:
             return
         self.is_closed = True
@@ -203,7 +203,8 @@ class Session:
         for task in self._tasks:
             task.cancel()
         if not self.authenticated.done():
-            self.authenticated.set_exception(PeerAuthError(f"connection closed: {reason}"))
+            error = PeerBannedError if code == CLOSE_BANNED else PeerAuthError
+            self.authenticated.set_exception(error(f"connection closed: {reason}"))
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(PeerUnavailableError(f"connection closed: {reason}"))

@@ -48,7 +48,7 @@ class Link(Protocol):
     def frame_received(self, stream_id: int, payload: bytes) -> None: ...
     def stream_ended(self, stream_id: int) -> None: ...
     def malformed(self, stream_id: int, error: DecodeError) -> None: ...
-    def closed(self, reason: str) -> None: ...
+    def closed(self, reason: str, code: int | None) -> None: ...
 
 
 #: UDP payload that fits an Ethernet MTU over IPv6 without fragmentation.
@@ -121,19 +121,20 @@ class PeerProtocol(QuicConnectionProtocol):
             if self.link is not None:
                 self.link.stream_ended(event.stream_id)
         elif isinstance(event, ConnectionTerminated):
-            self._mark_closed(f"closed by peer (code {event.error_code}): {event.reason_phrase}")
+            reason = f"closed by peer (code {event.error_code}): {event.reason_phrase}"
+            self._mark_closed(reason, event.error_code)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self._mark_closed("connection lost")
 
-    def _mark_closed(self, reason: str) -> None:
+    def _mark_closed(self, reason: str, code: int | None = None) -> None:
         if not self._gone:
             self._gone = True
             if self.owns_socket and self._transport is not None:
                 self._transport.close()
             if self.link is not None:
-                self.link.closed(reason)
+                self.link.closed(reason, code)
 
     def _stream_data(self, stream_id: int, data: bytes, end: bool) -> None:
         if self._gone or self.link is None:
@@ -195,7 +196,7 @@ class PeerProtocol(QuicConnectionProtocol):
         if not self._gone:
             self._quic.close(error_code=code, reason_phrase=reason)
             self.transmit()
-            self._mark_closed(f"closed locally: {reason}")
+            self._mark_closed(f"closed locally: {reason}", code)
 
 
 async def listen(
