@@ -102,6 +102,8 @@ class NetConfig:
     high_water: int = 2 * 1024 * 1024
     #: Requests served concurrently per peer; more are answered ``busy``.
     max_inflight: int = 32
+    #: Inbound connections allowed to be authenticating at once; more are closed.
+    max_handshakes: int = 64
     ban_seconds: float = 300.0
     redial_min: float = 0.2
     redial_max: float = 5.0
@@ -181,14 +183,14 @@ class Node:
     async def stop(self) -> None:
         """Close every connection and the listener; cancel background work."""
         self._running = False
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         for session in list(self._all):
             session.close(CLOSE_NORMAL, "node stopping")
-            await session.wait_tasks()
+        while self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                self._tasks.discard(task)
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -244,6 +246,8 @@ class Node:
     def _accepted(self, protocol: PeerProtocol) -> None:
         session = Session(self, protocol, expected=None)
         self._all.add(session)
+        if sum(not s.ready for s in self._all) > self.config.max_handshakes:
+            session.close(CLOSE_NORMAL, "too many connections authenticating")
 
     def refuse(self, session: Session) -> bool:
         """Called once a dialing peer has authenticated: True (and closed) if it is banned."""

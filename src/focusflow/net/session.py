@@ -249,7 +249,10 @@ class Session:
     async def _gossip_loop(self) -> None:
         while not self.is_closed:
             message = await self.inbox.get()
-            await self.node.process_gossip(self, message)
+            try:
+                await self.node.process_gossip(self, message)
+            except Exception:
+                log.exception("processing gossip from %s failed", short_id(self.peer_id or b""))
 
     # --- helpers ---------------------------------------------------------------
 

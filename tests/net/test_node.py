@@ -1,0 +1,106 @@
+"""Node behaviour over real loopback QUIC sockets, both nodes in this process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from focusflow.core.errors import InvalidParameterError
+from focusflow.core.keys import KeyPair
+from focusflow.net import NetConfig, Node, RemoteError, RequestTimeoutError
+
+
+def run(coro, timeout: float = 20.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def pair(config_b: NetConfig | None = None) -> tuple[Node, Node]:
+    a = Node(KeyPair.generate(), config=NetConfig(request_timeout=2.0))
+    b = Node(KeyPair.generate(), config=config_b)
+    await a.start()
+    await b.start()
+    await a.connect(b.peer_address)
+    return a, b
+
+
+async def until(check, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def test_request_errors_carry_codes_and_timeouts() -> None:
+    async def main() -> None:
+        a, b = await pair()
+
+        async def slow(peer: bytes, payload: bytes) -> bytes:
+            await asyncio.sleep(5)
+            return b""
+
+        async def refuse(peer: bytes, payload: bytes) -> bytes:
+            raise InvalidParameterError("alpha out of range")
+
+        b.register("slow", slow)
+        b.register("refuse", refuse)
+        with pytest.raises(RequestTimeoutError):
+            await a.request(b.id, "slow", b"", timeout=0.2)
+        with pytest.raises(RemoteError) as info:
+            await a.request(b.id, "refuse", b"")
+        assert info.value.remote_code == "invalid_parameter"
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_simultaneous_dials_leave_one_connection() -> None:
+    async def main() -> None:
+        a, b = Node(KeyPair.generate()), Node(KeyPair.generate())
+        await a.start()
+        await b.start()
+        await asyncio.gather(a.connect(b.peer_address), b.connect(a.peer_address))
+        await until(lambda: len(a._all) == 1 and len(b._all) == 1)
+        assert a.connected_peers() == [b.id] and b.connected_peers() == [a.id]
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_static_peers_are_dialed_at_start() -> None:
+    async def main() -> None:
+        a = Node(KeyPair.generate())
+        await a.start()
+        b = Node(KeyPair.generate(), peers=[str(a.peer_address)])
+        await b.start()
+        await until(lambda: a.connected_peers() == [b.id])
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_full_inbox_drops_gossip_instead_of_blocking() -> None:
+    async def main() -> None:
+        a, b = await pair(NetConfig(recv_queue=2))
+        release = asyncio.Event()
+        got: list[bytes] = []
+
+        async def stuck(peer: bytes, payload: bytes) -> None:
+            got.append(payload)
+            await release.wait()
+
+        b.subscribe("tx", stuck)
+        for k in range(10):
+            await a.publish("tx", b"m%d" % k)
+        await until(lambda: b.stats.dropped_inbound > 0)
+        release.set()
+        await until(lambda: len(got) == 10 - b.stats.dropped_inbound)
+        assert b.connected_peers() == [a.id]
+        await a.stop()
+        await b.stop()
+
+    run(main())
