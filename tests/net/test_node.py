@@ -9,6 +9,7 @@ import pytest
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import KeyPair
 from focusflow.net import NetConfig, Node, RemoteError, RequestTimeoutError
+from focusflow.net.messages import Request, encode_message
 
 
 def run(coro, timeout: float = 20.0):
@@ -100,6 +101,30 @@ def test_full_inbox_drops_gossip_instead_of_blocking() -> None:
         release.set()
         await until(lambda: len(got) == 10 - b.stats.dropped_inbound)
         assert b.connected_peers() == [a.id]
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_wrong_messages_in_place_cost_score() -> None:
+    async def main() -> None:
+        a, b = await pair()
+
+        async def echo(peer: bytes, payload: bytes) -> bytes:
+            return payload
+
+        b.register("echo", echo)
+        session = a._sessions[b.id]
+        session.protocol.send_frame(session.control, encode_message(Request("echo", b"")))
+        await until(lambda: b.scores.score(a.id) <= -49)
+        assert b.connected_peers() == [a.id]
+        stream = session.protocol.new_stream()
+        session.protocol.send_frame(stream, encode_message(Request("echo", b"1")))
+        await asyncio.sleep(0.2)
+        session.protocol.send_frame(stream, encode_message(Request("echo", b"2")))
+        await until(lambda: b.stats.by_offence.get("PROTOCOL") == 2)
+        assert b.scores.score(a.id) < -90
         await a.stop()
         await b.stop()
 

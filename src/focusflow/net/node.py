@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from aioquic.asyncio.server import QuicServer
 
+from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.net.dedupe import SeenCache, message_id
 from focusflow.net.errors import (
@@ -283,7 +284,7 @@ class Node:
                 try:
                     await self.connect(peer)
                     delay = self.config.redial_min
-                except NetError as exc:
+                except FocusflowError as exc:
                     log.debug("dial %s failed: %s", peer, exc)
                     delay = min(delay * 2, self.config.redial_max)
             await asyncio.sleep(delay)

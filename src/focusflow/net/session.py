@@ -75,10 +75,14 @@ class Session:
         self.authenticated.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.pending: dict[int, asyncio.Future[Response | Error]] = {}
         self.inflight = 0
+        #: Peer-initiated streams whose request we are answering.
+        self.serving: set[int] = set()
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue(node.config.send_queue)
         self.inbox: asyncio.Queue[Gossip] = asyncio.Queue(node.config.recv_queue)
         self._nonce: bytes | None = None
-        self._state = "tls"
+        # A server waits for Hello from the start: application data can only be read
+        # once the TLS handshake is complete anyway.
+        self._state = "await_tls" if self.is_client else "await_hello"
         self._tasks: list[asyncio.Task] = []
         self._deadline = asyncio.get_running_loop().call_later(
             node.config.auth_timeout, self._auth_expired
@@ -96,7 +100,6 @@ class Session:
 
     def handshake_completed(self) -> None:
         if not self.is_client:
-            self._state = "await_hello"
             return
         try:
             assert self.peer_id is not None
@@ -117,8 +120,12 @@ class Session:
             self._nonce = new_nonce()
             self._state = "await_auth"
             self._send(stream_id, Challenge(self._nonce))
-        elif self._state == "await_challenge" and isinstance(message, Challenge):
-            assert self.peer_id is not None and stream_id == self.control
+        elif (
+            self._state == "await_challenge"
+            and isinstance(message, Challenge)
+            and stream_id == self.control
+        ):
+            assert self.peer_id is not None
             self._state = "await_welcome"
             self._send(stream_id, Auth(sign_auth(self.node.key, self.peer_id, message.nonce)))
         elif (
@@ -134,7 +141,11 @@ class Session:
                 return
             self._send(stream_id, Welcome())
             self._become_ready()
-        elif self._state == "await_welcome" and isinstance(message, Welcome):
+        elif (
+            self._state == "await_welcome"
+            and isinstance(message, Welcome)
+            and stream_id == self.control
+        ):
             self._become_ready()
         else:
             self._fail(
@@ -178,7 +189,12 @@ class Session:
             future = self.pending.pop(stream_id)
             if not future.done():
                 future.set_result(message)
-        elif isinstance(message, Request) and self._peer_initiated(stream_id):
+        elif (
+            isinstance(message, Request)
+            and self._peer_initiated(stream_id)
+            and stream_id not in self.serving
+        ):
+            self.serving.add(stream_id)
             self.node.request_received(self, stream_id, message)
         else:
             self.node.offence(self, Offence.PROTOCOL, f"unexpected {type(message).__name__}")
@@ -217,8 +233,11 @@ class Session:
         self.protocol.send_frame(stream_id, encode_message(message), end)
 
     def send_response(self, stream_id: int, message: Response | Error) -> None:
-        if not self.is_closed:
-            self._send(stream_id, message, end=True)
+        self.serving.discard(stream_id)
+        if self.is_closed:
+            return
+        if not self.protocol.send_frame(stream_id, encode_message(message), True):
+            self.node.offence(self, Offence.PROTOCOL, "request on a stream already answered")
 
     async def request(self, message: Request, timeout: float) -> Response | Error:
         """Send ``message`` on a new stream and wait for the answer."""

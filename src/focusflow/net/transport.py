@@ -158,12 +158,20 @@ class PeerProtocol(QuicConnectionProtocol):
             self._decoders.pop(stream_id, None)
             self.link.stream_ended(stream_id)
 
-    def send_frame(self, stream_id: int, payload: bytes, end: bool = False) -> None:
-        """Queue one frame on a stream and flush packets now."""
+    def send_frame(self, stream_id: int, payload: bytes, end: bool = False) -> bool:
+        """Queue one frame on a stream and flush packets now.
+
+        False when the stream no longer accepts data (we already finished it, or
+        the peer reset it), which only a misbehaving peer can cause.
+        """
         if self._gone:
-            return
-        self._quic.send_stream_data(stream_id, encode_frame(payload, self.max_frame), end)
+            return False
+        try:
+            self._quic.send_stream_data(stream_id, encode_frame(payload, self.max_frame), end)
+        except (RuntimeError, ValueError):
+            return False
         self.transmit()
+        return True
 
     def send_raw(self, stream_id: int, data: bytes, end: bool = False) -> None:
         """Queue bytes without framing (used only to test how peers treat garbage)."""
