@@ -71,6 +71,18 @@ async def main() -> None:
                     bytes.fromhex(cmd["peer"]), cmd["name"], bytes.fromhex(cmd["payload"]), 5.0
                 )
                 emit(event="response", payload=answer.hex())
+            elif op == "burst":
+                for k in range(cmd["count"]):
+                    payload = f"{cmd['prefix']}-{k}-".encode() * cmd["repeat"]
+                    await node.publish(cmd["topic"], payload)
+                emit(event="published", id="")
+            elif op == "burst_request":
+                peer = bytes.fromhex(cmd["peer"])
+                payloads = [b"%d" % k * cmd["size"] for k in range(cmd["count"])]
+                answers = await asyncio.gather(
+                    *(node.request(peer, "echo", p, 20.0) for p in payloads)
+                )
+                emit(event="response", payload="", ok=answers == payloads)
             elif op == "garbage":
                 session = node._sessions[bytes.fromhex(cmd["peer"])]
                 session.protocol.send_raw(session.control, bytes.fromhex(cmd["data"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -102,3 +103,30 @@ def test_invalid_gossip_costs_score_until_ban(spawn) -> None:
         bad.call(cmd="publish", topic="vote", payload=f"bad-{k}".encode().hex())
     assert wait_until(lambda: server.call(cmd="stats")["banned"] == [bad.id])
     assert server.call(cmd="stats")["peers"] == []
+
+
+@pytest.mark.slow
+def test_soak_gossip_and_concurrent_requests(spawn) -> None:
+    """Two publishers flood a 4-node ring while requests run; FOCUSFLOW_SOAK scales it."""
+    count = int(os.environ.get("FOCUSFLOW_SOAK", "60"))
+    nodes = [spawn(40 + i) for i in range(4)]
+    for i in range(4):
+        assert nodes[i].call(cmd="connect", addr=nodes[i - 1].addr)["event"] == "connected"
+    nodes[0].send(cmd="burst", topic="tx", prefix="a", count=count, repeat=200)
+    nodes[2].send(cmd="burst", topic="vote", prefix="b", count=count, repeat=200)
+    answer = nodes[3].call(cmd="burst_request", peer=nodes[2].id, count=32, size=16_384, timeout=60)
+    assert answer.get("ok"), answer
+    nodes[0].expect("published", timeout=60)
+    nodes[2].expect("published", timeout=60)
+    for i, node in enumerate(nodes):
+        expected = count if i in (0, 2) else 2 * count
+        assert wait_until(
+            lambda node=node, expected=expected: (
+                node.drain(0.2) is not None
+                and sum(e["event"] == "gossip" for e in node.log) >= expected
+            ),
+            timeout=60,
+        )
+        node.drain(0.5)
+        payloads = [e["payload"] for e in node.log if e["event"] == "gossip"]
+        assert len(payloads) == len(set(payloads)) == expected
