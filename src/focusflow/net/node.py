@@ -46,6 +46,7 @@ from focusflow.net.transport import (
     CLOSE_NORMAL,
     DEFAULT_DATAGRAM_SIZE,
     PeerProtocol,
+    bound_address,
 )
 from focusflow.net.transport import dial as quic_dial
 from focusflow.net.transport import listen as quic_listen
@@ -173,8 +174,7 @@ class Node:
         """The (host, port) actually listened on (the port is chosen when 0 was asked)."""
         if self._server is None:
             raise NetError("node is not started")
-        sockname = self._server._transport.get_extra_info("sockname")
-        return sockname[0], sockname[1]
+        return bound_address(self._server)
 
     @property
     def peer_address(self) -> PeerAddress:

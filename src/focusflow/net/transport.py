@@ -225,6 +225,12 @@ async def listen(
     )
 
 
+def bound_address(server: QuicServer) -> tuple[str, int]:
+    """The (host, port) a listener is bound to; aioquic's server keeps its socket private."""
+    sockname = server._transport.get_extra_info("sockname")
+    return sockname[0], sockname[1]
+
+
 async def dial(host: str, port: int, key: KeyPair, timeout: float, **options: Any) -> PeerProtocol:
     """A QUIC connection to ``host:port`` with the TLS handshake done."""
     loop = asyncio.get_running_loop()
