@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class PeerProcess:
     """One node process; ``call`` sends a command, ``expect`` waits for an event."""
 
-    def __init__(self, seed: int, *extra: str) -> None:
+    def __init__(self, seed: int, *extra: str, wait: bool = True) -> None:
         self.seed = seed.to_bytes(32, "big").hex()
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         self.proc = subprocess.Popen(
@@ -32,9 +32,17 @@ class PeerProcess:
         self.events: queue.Queue[dict] = queue.Queue()
         self.log: list[dict] = []
         threading.Thread(target=self._read, daemon=True).start()
+        self.id = ""
+        self.port = 0
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait for the node to listen; starting several first and then waiting overlaps
+        their interpreter start-up."""
         ready = self.expect("ready", timeout=20)
-        self.id: str = ready["id"]
-        self.port: int = ready["port"]
+        self.id = ready["id"]
+        self.port = ready["port"]
 
     @property
     def addr(self) -> str:

@@ -15,10 +15,13 @@ from tests.net.harness import PeerProcess
 def spawn() -> Iterator:
     started: list[PeerProcess] = []
 
-    def start(seed: int, *extra: str) -> PeerProcess:
-        proc = PeerProcess(seed, *extra)
-        started.append(proc)
-        return proc
+    def start(*seeds: int, extra: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+        """One node per seed, started together; the node itself for a single seed."""
+        procs = [PeerProcess(seed, *extra, wait=False) for seed in seeds]
+        started.extend(procs)
+        for proc in procs:
+            proc.wait_ready()
+        return procs[0] if len(procs) == 1 else procs
 
     yield start
     for proc in started:
@@ -35,7 +38,7 @@ def wait_until(check, timeout: float = 10.0, every: float = 0.1) -> bool:
 
 
 def test_authenticated_connect_and_request(spawn) -> None:
-    a, b = spawn(1), spawn(2)
+    a, b = spawn(1, 2)
     assert a.call(cmd="connect", addr=b.addr) == {"event": "connected", "id": b.id}
     assert b.call(cmd="stats")["peers"] == [a.id]
     answer = a.call(cmd="request", peer=b.id, name="echo", payload=b"ping".hex())
@@ -48,18 +51,18 @@ def test_authenticated_connect_and_request(spawn) -> None:
 
 
 def test_wrong_key_is_refused(spawn) -> None:
-    a, b = spawn(3), spawn(4)
+    a, b = spawn(3, 4)
     wrong = "ab" * 32
     refused = a.call(cmd="connect", addr=f"{wrong}@127.0.0.1:{b.port}")
     assert refused["event"] == "error" and refused["code"] == "peer_auth_failed"
-    impostor = spawn(5, "--claim", a.id)
+    impostor = spawn(5, extra=("--claim", a.id))
     refused = impostor.call(cmd="connect", addr=b.addr)
     assert refused["event"] == "error" and refused["code"] == "peer_auth_failed"
     assert b.call(cmd="stats")["peers"] == []
 
 
 def test_gossip_reaches_all_four_exactly_once(spawn) -> None:
-    nodes = [spawn(10 + i) for i in range(4)]
+    nodes = spawn(10, 11, 12, 13)
     for i, node in enumerate(nodes):
         if i > 0:
             assert node.call(cmd="connect", addr=nodes[i - 1].addr)["event"] == "connected"
@@ -82,7 +85,7 @@ def test_gossip_reaches_all_four_exactly_once(spawn) -> None:
 
 
 def test_garbage_peer_is_banned_and_node_keeps_serving(spawn) -> None:
-    honest, server, bad = spawn(20), spawn(21), spawn(22)
+    honest, server, bad = spawn(20, 21, 22)
     assert honest.call(cmd="connect", addr=server.addr)["event"] == "connected"
     assert bad.call(cmd="connect", addr=server.addr)["event"] == "connected"
     assert bad.call(cmd="garbage", peer=server.id, data="00000003ffffff")["event"] == "sent"
@@ -97,7 +100,7 @@ def test_garbage_peer_is_banned_and_node_keeps_serving(spawn) -> None:
 
 
 def test_invalid_gossip_costs_score_until_ban(spawn) -> None:
-    server, bad = spawn(30), spawn(31)
+    server, bad = spawn(30, 31)
     assert bad.call(cmd="connect", addr=server.addr)["event"] == "connected"
     for k in range(5):
         bad.call(cmd="publish", topic="vote", payload=f"bad-{k}".encode().hex())
@@ -109,7 +112,7 @@ def test_invalid_gossip_costs_score_until_ban(spawn) -> None:
 def test_soak_gossip_and_concurrent_requests(spawn) -> None:
     """Two publishers flood a 4-node ring while requests run; FOCUSFLOW_SOAK scales it."""
     count = int(os.environ.get("FOCUSFLOW_SOAK", "60"))
-    nodes = [spawn(40 + i) for i in range(4)]
+    nodes = spawn(40, 41, 42, 43)
     for i in range(4):
         assert nodes[i].call(cmd="connect", addr=nodes[i - 1].addr)["event"] == "connected"
     nodes[0].send(cmd="burst", topic="tx", prefix="a", count=count, repeat=200)
