@@ -8,7 +8,7 @@ import pytest
 
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import KeyPair
-from focusflow.net import NetConfig, Node, RemoteError, RequestTimeoutError
+from focusflow.net import FrameTooLargeError, NetConfig, Node, RemoteError, RequestTimeoutError
 from focusflow.net.messages import Request, encode_message
 
 
@@ -125,6 +125,34 @@ def test_wrong_messages_in_place_cost_score() -> None:
         session.protocol.send_frame(stream, encode_message(Request("echo", b"2")))
         await until(lambda: b.stats.by_offence.get("PROTOCOL") == 2)
         assert b.scores.score(a.id) < -90
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_messages_above_the_frame_limit_fail_cleanly() -> None:
+    async def main() -> None:
+        small = NetConfig(max_frame=1000)
+        a = Node(KeyPair.generate(), config=small)
+        b = Node(KeyPair.generate(), config=small)
+        await a.start()
+        await b.start()
+        await a.connect(b.peer_address)
+
+        async def big(peer: bytes, payload: bytes) -> bytes:
+            return b"x" * 2000
+
+        b.register("big", big)
+        with pytest.raises(FrameTooLargeError):
+            await a.publish("tx", b"x" * 2000)
+        with pytest.raises(FrameTooLargeError):
+            await a.request(b.id, "big", b"x" * 2000)
+        with pytest.raises(RemoteError) as info:
+            await a.request(b.id, "big", b"")
+        assert info.value.remote_code == "response_too_large"
+        await a.publish("tx", b"still fine")
+        assert a.connected_peers() == [b.id]
         await a.stop()
         await b.stop()
 

@@ -27,6 +27,7 @@ from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.net.dedupe import SeenCache, message_id
 from focusflow.net.errors import (
+    FrameTooLargeError,
     InvalidMessageError,
     NetError,
     PeerBannedError,
@@ -37,7 +38,15 @@ from focusflow.net.framing import DEFAULT_MAX_FRAME
 from focusflow.net.gossip import STANDARD_TOPICS, GossipRouter
 from focusflow.net.identity import short_id
 from focusflow.net.messages import MAX_NAME, Error, Gossip, Request, Response, encode_message
-from focusflow.net.reqresp import BUSY, UNKNOWN_HANDLER, Handler, Handlers, error_for, result_of
+from focusflow.net.reqresp import (
+    BUSY,
+    RESPONSE_TOO_LARGE,
+    UNKNOWN_HANDLER,
+    Handler,
+    Handlers,
+    error_for,
+    result_of,
+)
 from focusflow.net.scoring import Offence, PeerScores
 from focusflow.net.session import Session
 from focusflow.net.transport import (
@@ -335,10 +344,16 @@ class Node:
         """Send a message to the network; returns its message id.
 
         Local subscribers are not called (the publisher has the message). Waits up
-        to ``send_wait`` for room in each peer's queue, then skips that peer.
+        to ``send_wait`` for room in each peer's queue, then skips that peer. Raises
+        FrameTooLargeError when the message would exceed ``max_frame``.
         """
+        frame = encode_message(Gossip(topic, bytes(payload)))
+        if len(frame) > self.config.max_frame:
+            raise FrameTooLargeError(
+                f"gossip message of {len(frame)} bytes exceeds {self.config.max_frame}"
+            )
         mid, targets = self.router.publish(topic, bytes(payload), self.connected_peers())
-        await self._send_gossip(Gossip(topic, bytes(payload)), targets)
+        await self._send_gossip(frame, targets)
         return mid
 
     def gossip_received(self, session: Session, message: Gossip) -> None:
@@ -375,10 +390,9 @@ class Node:
             if verdict is False:
                 self.report(sender, Offence.INVALID, f"invalid {message.topic} message")
                 return
-        await self._send_gossip(message, targets)
+        await self._send_gossip(encode_message(message), targets)
 
-    async def _send_gossip(self, message: Gossip, targets: list[bytes]) -> None:
-        frame = encode_message(message)
+    async def _send_gossip(self, frame: bytes, targets: list[bytes]) -> None:
         for peer in targets:
             session = self._sessions.get(peer)
             if session is None or session.is_closed:
@@ -447,6 +461,8 @@ class Node:
             answer = error_for(exc)
         finally:
             session.inflight -= 1
+        if len(encode_message(answer)) > self.config.max_frame:
+            answer = Error(RESPONSE_TOO_LARGE, f"response to {message.name} exceeds max frame")
         session.send_response(stream_id, answer)
 
     # --- helpers ------------------------------------------------------------------

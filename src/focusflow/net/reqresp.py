@@ -21,6 +21,7 @@ Handler = Callable[[bytes, bytes], Awaitable[bytes]]
 UNKNOWN_HANDLER = "unknown_handler"
 BUSY = "busy"
 HANDLER_FAILED = "handler_failed"
+RESPONSE_TOO_LARGE = "response_too_large"
 
 
 class Handlers:

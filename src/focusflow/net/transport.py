@@ -161,13 +161,15 @@ class PeerProtocol(QuicConnectionProtocol):
     def send_frame(self, stream_id: int, payload: bytes, end: bool = False) -> bool:
         """Queue one frame on a stream and flush packets now.
 
-        False when the stream no longer accepts data (we already finished it, or
-        the peer reset it), which only a misbehaving peer can cause.
+        Raises FrameTooLargeError for a payload above ``max_frame``. False when the
+        stream no longer accepts data (we already finished it, or the peer reset it),
+        which only a misbehaving peer can cause.
         """
+        frame = encode_frame(payload, self.max_frame)
         if self._gone:
             return False
         try:
-            self._quic.send_stream_data(stream_id, encode_frame(payload, self.max_frame), end)
+            self._quic.send_stream_data(stream_id, frame, end)
         except (RuntimeError, ValueError):
             return False
         self.transmit()
