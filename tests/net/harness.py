@@ -89,11 +89,18 @@ class PeerProcess:
         self.log.extend(got)
         return got
 
-    def stop(self) -> None:
+    def quit(self) -> None:
+        """Ask the node to stop; ``stop`` waits for it (quit several, then stop them)."""
         if self.proc.poll() is None:
             try:
                 self.send(cmd="quit")
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
+            except OSError:
                 self.proc.kill()
-                self.proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        self.quit()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)

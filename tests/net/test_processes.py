@@ -25,6 +25,8 @@ def spawn() -> Iterator:
 
     yield start
     for proc in started:
+        proc.quit()
+    for proc in started:
         proc.stop()
 
 
