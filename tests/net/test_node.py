@@ -71,6 +71,20 @@ def test_simultaneous_dials_leave_one_connection() -> None:
     run(main())
 
 
+def test_dialing_twice_at_once_leaves_one_connection() -> None:
+    async def main() -> None:
+        a, b = Node(KeyPair.generate()), Node(KeyPair.generate())
+        await a.start()
+        await b.start()
+        await asyncio.gather(*(a.connect(b.peer_address) for _ in range(3)))
+        await until(lambda: len(a._all) == 1 and len(b._all) == 1)
+        assert a.connected_peers() == [b.id] and b.connected_peers() == [a.id]
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
 def test_static_peers_are_dialed_at_start() -> None:
     async def main() -> None:
         a = Node(KeyPair.generate())

@@ -272,7 +272,7 @@ class Node:
         assert session.peer_id is not None
         current = self._sessions.get(session.peer_id)
         if current is not None and current is not session and not current.is_closed:
-            winner = min((current, session), key=lambda s: s.dialer)
+            winner = min((current, session), key=lambda s: s.rank)
             loser = session if winner is current else current
             self._sessions[session.peer_id] = winner
             loser.close(CLOSE_DUPLICATE, "duplicate connection")

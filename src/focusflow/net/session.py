@@ -91,10 +91,14 @@ class Session:
         protocol.max_frame = node.config.max_frame
 
     @property
-    def dialer(self) -> bytes:
-        """Node id of the side that opened the connection (for the duplicate rule)."""
-        assert self.peer_id is not None
-        return self.node.id if self.is_client else self.peer_id
+    def rank(self) -> tuple[bytes, bytes]:
+        """Order of connections between the same two nodes: of two, the lower is kept.
+
+        The dialer's node id first, then the challenge nonce: both sides know both,
+        so they agree even when one node dialed twice.
+        """
+        assert self.peer_id is not None and self._nonce is not None
+        return (self.node.id if self.is_client else self.peer_id), self._nonce
 
     # --- handshake -------------------------------------------------------------
 
@@ -127,6 +131,7 @@ class Session:
         ):
             assert self.peer_id is not None
             self._state = "await_welcome"
+            self._nonce = message.nonce
             self._send(stream_id, Auth(sign_auth(self.node.key, self.peer_id, message.nonce)))
         elif (
             self._state == "await_auth" and isinstance(message, Auth) and stream_id == self.control
