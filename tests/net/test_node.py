@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import pytest
 
@@ -10,6 +11,7 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import KeyPair
 from focusflow.net import FrameTooLargeError, NetConfig, Node, RemoteError, RequestTimeoutError
 from focusflow.net.messages import Request, encode_message
+from focusflow.net.transport import CLOSE_MALFORMED, dial
 
 
 def run(coro, timeout: float = 20.0):
@@ -171,3 +173,36 @@ def test_messages_above_the_frame_limit_fail_cleanly() -> None:
         await b.stop()
 
     run(main())
+
+
+def test_unfinished_frames_are_bounded_before_and_after_auth() -> None:
+    async def main() -> None:
+        a, b = await pair(NetConfig(max_buffered=10_000))
+        stranger = await dial(*b.address, KeyPair.generate(), timeout=5.0)
+        stranger.link = recorder = Recorder()
+        stranger.send_raw(stranger.new_stream(), struct.pack(">I", 100_000) + b"x" * 5000)
+        await until(lambda: stranger.is_closed)
+        assert recorder.code == CLOSE_MALFORMED
+        session = a._sessions[b.id]
+        for _ in range(3):
+            stream = session.protocol.new_stream()
+            session.protocol.send_raw(stream, struct.pack(">I", 100_000) + b"x" * 4000)
+        await until(lambda: b.scores.is_banned(a.id))
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+class Recorder:
+    """A Link that ignores everything: for a raw connection that never authenticates."""
+
+    def handshake_completed(self) -> None: ...
+    def frame_received(self, stream_id: int, payload: bytes) -> None: ...
+    def stream_ended(self, stream_id: int) -> None: ...
+    def malformed(self, stream_id: int, error: Exception) -> None: ...
+
+    code: int | None = None
+
+    def closed(self, reason: str, code: int | None) -> None:
+        self.code = code

@@ -96,6 +96,8 @@ class NetConfig:
     """Limits and timings of a node; the defaults suit a validator set on a LAN."""
 
     max_frame: int = DEFAULT_MAX_FRAME
+    #: Bytes of unfinished frames one peer may make us hold, all its streams together.
+    max_buffered: int = 4 * DEFAULT_MAX_FRAME
     #: UDP payload size; raise it only on loopback or jumbo-frame links (see transport).
     max_datagram_size: int = DEFAULT_DATAGRAM_SIZE
     fanout: int = 8

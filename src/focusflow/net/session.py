@@ -161,6 +161,7 @@ class Session:
     def _become_ready(self) -> None:
         assert self.peer_id is not None
         self._deadline.cancel()
+        self.protocol.max_buffered = self.node.config.max_buffered
         self._state = "ready"
         self.ready = True
         self._tasks = [

@@ -51,6 +51,9 @@ class Link(Protocol):
     def closed(self, reason: str, code: int | None) -> None: ...
 
 
+#: Unfinished-frame bytes a peer may make us hold before it has authenticated.
+HANDSHAKE_BUFFER = 4096
+
 #: UDP payload that fits an Ethernet MTU over IPv6 without fragmentation.
 DEFAULT_DATAGRAM_SIZE = 1452
 
@@ -93,6 +96,8 @@ class PeerProtocol(QuicConnectionProtocol):
         super().__init__(quic, *args, **kwargs)
         self.link: Link | None = None
         self.max_frame = DEFAULT_MAX_FRAME
+        #: Most bytes of unfinished frames held across all streams; raised after auth.
+        self.max_buffered = HANDSHAKE_BUFFER
         self._decoders: dict[int, FrameDecoder] = {}
         self._gone = False
         self.owns_socket = False
@@ -157,6 +162,20 @@ class PeerProtocol(QuicConnectionProtocol):
         if end:
             self._decoders.pop(stream_id, None)
             self.link.stream_ended(stream_id)
+        self._check_buffered(stream_id)
+
+    def _check_buffered(self, stream_id: int) -> None:
+        """Bound the memory a peer can pin with frames it starts and never finishes.
+
+        aioquic widens its connection flow-control window as data arrives, not as
+        we consume it, so this is the limit that holds. Checked after dispatch so
+        that a handshake completed by this data has raised the limit already.
+        """
+        buffered = sum(d.buffered for d in self._decoders.values())
+        if buffered > self.max_buffered and not self._gone and self.link is not None:
+            self._decoders.clear()
+            error = DecodeError(f"malformed: {buffered} bytes of unfinished frames buffered")
+            self.link.malformed(stream_id, error)
 
     def send_frame(self, stream_id: int, payload: bytes, end: bool = False) -> bool:
         """Queue one frame on a stream and flush packets now.
