@@ -48,6 +48,12 @@ def test_request_errors_carry_codes_and_timeouts() -> None:
 
         b.register("slow", slow)
         b.register("refuse", refuse)
+
+        async def echo(peer: bytes, payload: bytes) -> bytes:
+            return peer + payload
+
+        a.register("echo", echo)
+        assert await b.request(a.id, "echo", b"!") == b.id + b"!", "the accepting side asks too"
         with pytest.raises(RequestTimeoutError):
             await a.request(b.id, "slow", b"", timeout=0.2)
         with pytest.raises(RemoteError) as info:
