@@ -96,12 +96,16 @@ def test_dialing_twice_at_once_leaves_one_connection() -> None:
 def test_static_peers_are_dialed_at_start() -> None:
     async def main() -> None:
         a = Node(KeyPair.generate())
+        events: list[tuple[bytes, bool]] = []
+        a.watch_peers(lambda peer, up: events.append((peer, up)))
         await a.start()
         b = Node(KeyPair.generate(), peers=[str(a.peer_address)])
         await b.start()
         await until(lambda: a.connected_peers() == [b.id])
-        await a.stop()
         await b.stop()
+        await until(lambda: a.connected_peers() == [])
+        assert events == [(b.id, True), (b.id, False)]
+        await a.stop()
 
     run(main())
 

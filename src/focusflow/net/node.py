@@ -161,6 +161,7 @@ class Node:
         self.handlers = Handlers()
         self.stats = NetStats()
         self._subscribers: dict[str, list[GossipHandler]] = {}
+        self._watchers: list[Callable[[bytes, bool], None]] = []
         self._sessions: dict[bytes, Session] = {}
         self._all: set[Session] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -281,11 +282,13 @@ class Node:
             return
         self._sessions[session.peer_id] = session
         log.info("connected to %s", short_id(session.peer_id))
+        self._notify(session.peer_id, True)
 
     def session_closed(self, session: Session) -> None:
         self._all.discard(session)
         if session.peer_id is not None and self._sessions.get(session.peer_id) is session:
             del self._sessions[session.peer_id]
+            self._notify(session.peer_id, False)
         self._spawn(session.wait_tasks())
 
     async def _keep_connected(self, peer: PeerAddress) -> None:
@@ -306,6 +309,21 @@ class Node:
             await asyncio.sleep(interval)
             for session in list(self._sessions.values()):
                 session.protocol.keepalive()
+
+    def watch_peers(self, callback: Callable[[bytes, bool], None]) -> None:
+        """Call ``callback(peer_id, connected)`` when a peer connects or goes away.
+
+        Block sync uses it to ask a new peer for its height. Replacing one
+        connection to a peer by another is not reported.
+        """
+        self._watchers.append(callback)
+
+    def _notify(self, peer_id: bytes, connected: bool) -> None:
+        for callback in self._watchers:
+            try:
+                callback(peer_id, connected)
+            except Exception:
+                log.exception("peer watcher failed")
 
     # --- scoring -----------------------------------------------------------------
 
