@@ -9,7 +9,14 @@ import pytest
 
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import KeyPair
-from focusflow.net import FrameTooLargeError, NetConfig, Node, RemoteError, RequestTimeoutError
+from focusflow.net import (
+    FrameTooLargeError,
+    NetConfig,
+    Node,
+    PeerAuthError,
+    RemoteError,
+    RequestTimeoutError,
+)
 from focusflow.net.messages import Request, encode_message
 from focusflow.net.transport import CLOSE_MALFORMED, dial
 
@@ -216,3 +223,22 @@ class Recorder:
 
     def closed(self, reason: str, code: int | None) -> None:
         self.code = code
+
+
+def test_allowed_set_refuses_and_drops_other_nodes() -> None:
+    async def main() -> None:
+        a, b = Node(KeyPair.generate()), Node(KeyPair.generate())
+        c = Node(KeyPair.generate())
+        for node in (a, b, c):
+            await node.start()
+        b.set_allowed([a.id])
+        await a.connect(b.peer_address)
+        with pytest.raises(PeerAuthError):
+            await c.connect(b.peer_address)
+        b.set_allowed([c.id])
+        await until(lambda: a.connected_peers() == [])
+        assert await c.connect(b.peer_address) == b.id
+        for node in (a, b, c):
+            await node.stop()
+
+    run(main())

@@ -50,6 +50,7 @@ from focusflow.net.reqresp import (
 from focusflow.net.scoring import Offence, PeerScores
 from focusflow.net.session import Session
 from focusflow.net.transport import (
+    CLOSE_AUTH_FAILED,
     CLOSE_BANNED,
     CLOSE_DUPLICATE,
     CLOSE_NORMAL,
@@ -162,6 +163,7 @@ class Node:
         self.stats = NetStats()
         self._subscribers: dict[str, list[GossipHandler]] = {}
         self._watchers: list[Callable[[bytes, bool], None]] = []
+        self._allowed: frozenset[bytes] | None = None
         self._sessions: dict[bytes, Session] = {}
         self._all: set[Session] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -263,12 +265,28 @@ class Node:
             session.close(CLOSE_NORMAL, "too many connections authenticating")
 
     def refuse(self, session: Session) -> bool:
-        """Called once a dialing peer has authenticated: True (and closed) if it is banned."""
+        """Called once a dialing peer has authenticated: True (and closed) if it may not stay."""
         assert session.peer_id is not None
         if self.scores.is_banned(session.peer_id):
             session.close(CLOSE_BANNED, "banned")
             return True
+        if self._allowed is not None and session.peer_id not in self._allowed:
+            session.close(CLOSE_AUTH_FAILED, "node id not allowed")
+            return True
         return False
+
+    def set_allowed(self, node_ids: Iterable[bytes] | None) -> None:
+        """Accept connections only from these node ids (None: from anyone).
+
+        A validator network passes the validator set's keys and calls this again at
+        each epoch boundary; connected peers that are no longer allowed are closed.
+        """
+        self._allowed = None if node_ids is None else frozenset(node_ids)
+        if self._allowed is None:
+            return
+        for session in list(self._all):
+            if session.peer_id is not None and session.peer_id not in self._allowed:
+                session.close(CLOSE_AUTH_FAILED, "node id not allowed")
 
     def adopt(self, session: Session) -> None:
         """Register a ready session, keeping one connection per peer."""
