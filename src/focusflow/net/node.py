@@ -21,8 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from aioquic.asyncio.server import QuicServer
-
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.net.dedupe import SeenCache, message_id
@@ -55,6 +53,7 @@ from focusflow.net.transport import (
     CLOSE_DUPLICATE,
     CLOSE_NORMAL,
     DEFAULT_DATAGRAM_SIZE,
+    Listener,
     PeerProtocol,
     bound_address,
 )
@@ -167,7 +166,7 @@ class Node:
         self._sessions: dict[bytes, Session] = {}
         self._all: set[Session] = set()
         self._tasks: set[asyncio.Task] = set()
-        self._server: QuicServer | None = None
+        self._server: Listener | None = None
         self._running = False
 
     # --- lifecycle -------------------------------------------------------------

@@ -33,6 +33,9 @@ from focusflow.core.keys import KeyPair
 from focusflow.net.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 from focusflow.net.identity import ALPN, self_signed_certificate
 
+#: A listening endpoint, as ``listen`` returns it.
+Listener = QuicServer
+
 #: QUIC application error codes we close connections with.
 CLOSE_NORMAL = 0
 CLOSE_AUTH_FAILED = 1
