@@ -72,26 +72,15 @@ def test_request_errors_carry_codes_and_timeouts() -> None:
     run(main())
 
 
-def test_simultaneous_dials_leave_one_connection() -> None:
+@pytest.mark.parametrize("dialers", ["ab", "aaa"], ids=["both-ways", "same-node-thrice"])
+def test_concurrent_dials_leave_one_connection(dialers: str) -> None:
     async def main() -> None:
-        a, b = Node(KeyPair.generate()), Node(KeyPair.generate())
+        nodes = {"a": Node(KeyPair.generate()), "b": Node(KeyPair.generate())}
+        a, b = nodes["a"], nodes["b"]
         await a.start()
         await b.start()
-        await asyncio.gather(a.connect(b.peer_address), b.connect(a.peer_address))
-        await until(lambda: len(a._all) == 1 and len(b._all) == 1)
-        assert a.connected_peers() == [b.id] and b.connected_peers() == [a.id]
-        await a.stop()
-        await b.stop()
-
-    run(main())
-
-
-def test_dialing_twice_at_once_leaves_one_connection() -> None:
-    async def main() -> None:
-        a, b = Node(KeyPair.generate()), Node(KeyPair.generate())
-        await a.start()
-        await b.start()
-        await asyncio.gather(*(a.connect(b.peer_address) for _ in range(3)))
+        other = {"a": b, "b": a}
+        await asyncio.gather(*(nodes[d].connect(other[d].peer_address) for d in dialers))
         await until(lambda: len(a._all) == 1 and len(b._all) == 1)
         assert a.connected_peers() == [b.id] and b.connected_peers() == [a.id]
         await a.stop()
