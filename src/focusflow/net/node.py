@@ -1,0 +1,517 @@
+"""The transport node: listen, dial, authenticate, gossip, request, score.
+
+``Node`` is the asyncio face of the package. It owns the QUIC listener, one
+:class:`~focusflow.net.session.Session` per connected peer (a second connection
+between the same two nodes is closed: the one dialed by the smaller node id
+wins, so both sides keep the same one), the gossip router, the request handlers
+and the peer scores. Static peers given at construction are dialed at start and
+redialed with backoff while they are away, unless banned.
+
+Nothing a peer sends can raise out of the node: malformed bytes, wrong messages
+and invalid content (as judged by the application's handlers) become offences
+against the peer's score, and a peer whose score falls too low is disconnected
+and banned (``focusflow.net.scoring``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from focusflow.core.errors import FocusflowError
+from focusflow.core.keys import KeyPair
+from focusflow.net.dedupe import SeenCache, message_id
+from focusflow.net.errors import (
+    FrameTooLargeError,
+    InvalidMessageError,
+    NetError,
+    PeerBannedError,
+    PeerUnavailableError,
+    RequestTimeoutError,
+)
+from focusflow.net.framing import DEFAULT_MAX_FRAME
+from focusflow.net.gossip import STANDARD_TOPICS, GossipRouter
+from focusflow.net.identity import short_id
+from focusflow.net.messages import MAX_NAME, Error, Gossip, Request, Response, encode_message
+from focusflow.net.reqresp import (
+    BUSY,
+    RESPONSE_TOO_LARGE,
+    UNKNOWN_HANDLER,
+    Handler,
+    Handlers,
+    error_for,
+    result_of,
+)
+from focusflow.net.scoring import Offence, PeerScores
+from focusflow.net.session import Session
+from focusflow.net.transport import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_BANNED,
+    CLOSE_DUPLICATE,
+    CLOSE_NORMAL,
+    DEFAULT_DATAGRAM_SIZE,
+    Listener,
+    PeerProtocol,
+    bound_address,
+)
+from focusflow.net.transport import dial as quic_dial
+from focusflow.net.transport import listen as quic_listen
+
+log = logging.getLogger("focusflow.net")
+
+#: A gossip subscriber: ``(sender_id, payload)``; returning False marks the message invalid.
+GossipHandler = Callable[[bytes, bytes], Awaitable[bool | None]]
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """Where to reach a node and which key it must prove: ``<hex id>@host:port``."""
+
+    node_id: bytes
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> PeerAddress:
+        try:
+            hex_id, _, hostport = text.partition("@")
+            host, _, port = hostport.rpartition(":")
+            node_id = bytes.fromhex(hex_id)
+            if len(node_id) != 32 or not host:
+                raise ValueError
+            return cls(node_id, host.strip("[]"), int(port))
+        except ValueError:
+            raise NetError(f"bad peer address {text!r}: expected <64 hex>@host:port") from None
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.node_id.hex()}@{host}:{self.port}"
+
+
+@dataclass
+class NetConfig:
+    """Limits and timings of a node; the defaults suit a validator set on a LAN."""
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    #: Bytes of unfinished frames one peer may make us hold, all its streams together.
+    max_buffered: int = 4 * DEFAULT_MAX_FRAME
+    #: UDP payload size; raise it only on loopback or jumbo-frame links (see transport).
+    max_datagram_size: int = DEFAULT_DATAGRAM_SIZE
+    fanout: int = 8
+    connect_timeout: float = 5.0
+    auth_timeout: float = 5.0
+    request_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    #: Frames queued per peer for its control stream; publish waits when full.
+    send_queue: int = 1024
+    #: Gossip messages queued per peer for the handlers; excess is dropped.
+    recv_queue: int = 1024
+    #: How long publish waits for room in a slow peer's queue before skipping it.
+    send_wait: float = 1.0
+    #: Unacknowledged bytes on a control stream before its writer waits.
+    high_water: int = 2 * 1024 * 1024
+    #: Requests served concurrently per peer; more are answered ``busy``.
+    max_inflight: int = 32
+    #: Inbound connections allowed to be authenticating at once; more are closed.
+    max_handshakes: int = 64
+    ban_seconds: float = 300.0
+    redial_min: float = 0.2
+    redial_max: float = 5.0
+    seen_capacity: int = 100_000
+    seen_ttl: float = 120.0
+
+
+@dataclass
+class NetStats:
+    """Counters for monitoring and tests."""
+
+    delivered: int = 0
+    duplicates: int = 0
+    dropped_inbound: int = 0
+    dropped_outbound: int = 0
+    offences: int = 0
+    bans: int = 0
+    by_offence: dict[str, int] = field(default_factory=dict)
+
+
+class Node:
+    """A peer-to-peer endpoint identified by its Ed25519 key."""
+
+    def __init__(
+        self,
+        key: KeyPair,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        peers: Iterable[PeerAddress | str] = (),
+        config: NetConfig | None = None,
+    ) -> None:
+        self.key = key
+        self.id = key.public_key
+        self.config = config or NetConfig()
+        self.listen = listen
+        self.static_peers = [
+            p if isinstance(p, PeerAddress) else PeerAddress.parse(p) for p in peers
+        ]
+        self.scores = PeerScores(ban_seconds=self.config.ban_seconds)
+        self.router = GossipRouter(
+            self.config.fanout, SeenCache(self.config.seen_capacity, self.config.seen_ttl)
+        )
+        self.handlers = Handlers()
+        self.stats = NetStats()
+        self._subscribers: dict[str, list[GossipHandler]] = {}
+        self._watchers: list[Callable[[bytes, bool], None]] = []
+        self._allowed: frozenset[bytes] | None = None
+        self._sessions: dict[bytes, Session] = {}
+        self._all: set[Session] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._server: Listener | None = None
+        self._running = False
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, then dial the static peers in the background."""
+        host, port = self.listen
+        self._server = await quic_listen(
+            host, port, self.key, self._accepted, **self._quic_options()
+        )
+        self._running = True
+        for peer in self.static_peers:
+            self._spawn(self._keep_connected(peer))
+        self._spawn(self._keepalive())
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually listened on (the port is chosen when 0 was asked)."""
+        if self._server is None:
+            raise NetError("node is not started")
+        return bound_address(self._server)
+
+    @property
+    def peer_address(self) -> PeerAddress:
+        host, port = self.address
+        return PeerAddress(self.id, host, port)
+
+    async def stop(self) -> None:
+        """Close every connection and the listener; cancel background work."""
+        self._running = False
+        for session in list(self._all):
+            session.close(CLOSE_NORMAL, "node stopping")
+        while self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                self._tasks.discard(task)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- connections -----------------------------------------------------------
+
+    def connected_peers(self) -> list[bytes]:
+        """Node ids with an authenticated connection now."""
+        return [p for p, s in self._sessions.items() if s.ready and not s.is_closed]
+
+    async def connect(self, peer: PeerAddress | str) -> bytes:
+        """Dial ``peer`` (unless already connected) and authenticate; returns its node id.
+
+        Raises PeerAuthError when the peer does not hold the expected key,
+        PeerBannedError for a banned peer, PeerUnavailableError when unreachable.
+        """
+        if isinstance(peer, str):
+            peer = PeerAddress.parse(peer)
+        if self.scores.is_banned(peer.node_id):
+            raise PeerBannedError(f"peer {short_id(peer.node_id)} is banned")
+        if peer.node_id in self.connected_peers():
+            return peer.node_id
+        try:
+            protocol = await quic_dial(
+                peer.host,
+                peer.port,
+                self.key,
+                self.config.connect_timeout,
+                **self._quic_options(),
+            )
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            raise PeerUnavailableError(
+                f"cannot reach {peer}: {exc or type(exc).__name__}"
+            ) from None
+        session = Session(self, protocol, expected=peer.node_id)
+        self._all.add(session)
+        session.handshake_completed()
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(session.authenticated), self.config.auth_timeout
+            )
+        except TimeoutError:
+            session.close(CLOSE_NORMAL, "authentication timed out")
+            raise PeerUnavailableError(f"no authentication from {peer} in time") from None
+
+    def _accepted(self, protocol: PeerProtocol) -> None:
+        session = Session(self, protocol, expected=None)
+        self._all.add(session)
+        if sum(not s.ready for s in self._all) > self.config.max_handshakes:
+            session.close(CLOSE_NORMAL, "too many connections authenticating")
+
+    def refuse(self, session: Session) -> bool:
+        """Called once a dialing peer has authenticated: True (and closed) if it may not stay."""
+        assert session.peer_id is not None
+        if self.scores.is_banned(session.peer_id):
+            session.close(CLOSE_BANNED, "banned")
+            return True
+        if self._allowed is not None and session.peer_id not in self._allowed:
+            session.close(CLOSE_AUTH_FAILED, "node id not allowed")
+            return True
+        return False
+
+    def set_allowed(self, node_ids: Iterable[bytes] | None) -> None:
+        """Accept connections only from these node ids (None: from anyone).
+
+        A validator network passes the validator set's keys and calls this again at
+        each epoch boundary; connected peers that are no longer allowed are closed.
+        """
+        self._allowed = None if node_ids is None else frozenset(node_ids)
+        if self._allowed is None:
+            return
+        for session in list(self._all):
+            if session.peer_id is not None and session.peer_id not in self._allowed:
+                session.close(CLOSE_AUTH_FAILED, "node id not allowed")
+
+    def adopt(self, session: Session) -> None:
+        """Register a ready session, keeping one connection per peer."""
+        assert session.peer_id is not None
+        current = self._sessions.get(session.peer_id)
+        if current is not None and current is not session and not current.is_closed:
+            winner = min((current, session), key=lambda s: s.rank)
+            loser = session if winner is current else current
+            self._sessions[session.peer_id] = winner
+            loser.close(CLOSE_DUPLICATE, "duplicate connection")
+            return
+        self._sessions[session.peer_id] = session
+        log.info("connected to %s", short_id(session.peer_id))
+        self._notify(session.peer_id, True)
+
+    def session_closed(self, session: Session) -> None:
+        self._all.discard(session)
+        if session.peer_id is not None and self._sessions.get(session.peer_id) is session:
+            del self._sessions[session.peer_id]
+            self._notify(session.peer_id, False)
+        self._spawn(session.wait_tasks())
+
+    async def _keep_connected(self, peer: PeerAddress) -> None:
+        delay = self.config.redial_min
+        while self._running:
+            if peer.node_id not in self._sessions and not self.scores.is_banned(peer.node_id):
+                try:
+                    await self.connect(peer)
+                    delay = self.config.redial_min
+                except FocusflowError as exc:
+                    log.debug("dial %s failed: %s", peer, exc)
+                    delay = min(delay * 2, self.config.redial_max)
+            await asyncio.sleep(delay)
+
+    async def _keepalive(self) -> None:
+        interval = self.config.idle_timeout / 3
+        while self._running:
+            await asyncio.sleep(interval)
+            for session in list(self._sessions.values()):
+                session.protocol.keepalive()
+
+    def watch_peers(self, callback: Callable[[bytes, bool], None]) -> None:
+        """Call ``callback(peer_id, connected)`` when a peer connects or goes away.
+
+        Block sync uses it to ask a new peer for its height. Replacing one
+        connection to a peer by another is not reported.
+        """
+        self._watchers.append(callback)
+
+    def _notify(self, peer_id: bytes, connected: bool) -> None:
+        for callback in self._watchers:
+            try:
+                callback(peer_id, connected)
+            except Exception:
+                log.exception("peer watcher failed")
+
+    # --- scoring -----------------------------------------------------------------
+
+    def report(self, peer_id: bytes, offence: Offence = Offence.INVALID, why: str = "") -> None:
+        """Lower a peer's score (the application found its message invalid)."""
+        self.stats.offences += 1
+        self.stats.by_offence[offence.name] = self.stats.by_offence.get(offence.name, 0) + 1
+        log.info("offence %s by %s: %s", offence.name, short_id(peer_id), why)
+        if self.scores.penalise(peer_id, offence):
+            self._ban(peer_id)
+
+    def offence(self, session: Session, offence: Offence, why: str) -> None:
+        assert session.peer_id is not None
+        self.report(session.peer_id, offence, why)
+        if offence is Offence.MALFORMED and not session.is_closed:
+            session.close(CLOSE_BANNED, "malformed data")
+
+    def _ban(self, peer_id: bytes) -> None:
+        self.stats.bans += 1
+        log.warning("banning %s for %.0f s", short_id(peer_id), self.config.ban_seconds)
+        for session in list(self._all):
+            if session.peer_id == peer_id:
+                session.close(CLOSE_BANNED, "banned")
+
+    # --- gossip ------------------------------------------------------------------
+
+    def subscribe(self, topic: str, handler: GossipHandler) -> None:
+        """Deliver every new message on ``topic`` to ``handler(sender_id, payload)``.
+
+        A handler that returns False or raises InvalidMessageError marks the
+        message invalid: it is not forwarded and the sender loses score.
+        """
+        if not topic or len(topic.encode()) > MAX_NAME:
+            raise NetError(f"topic must be 1..{MAX_NAME} bytes")
+        self._subscribers.setdefault(topic, []).append(handler)
+
+    async def publish(self, topic: str, payload: bytes) -> bytes:
+        """Send a message to the network; returns its message id.
+
+        Local subscribers are not called (the publisher has the message). Waits up
+        to ``send_wait`` for room in each peer's queue, then skips that peer. Raises
+        FrameTooLargeError when the message would exceed ``max_frame``.
+        """
+        frame = encode_message(Gossip(topic, bytes(payload)))
+        if len(frame) > self.config.max_frame:
+            raise FrameTooLargeError(
+                f"gossip message of {len(frame)} bytes exceeds {self.config.max_frame}"
+            )
+        mid, targets = self.router.publish(topic, bytes(payload), self.connected_peers())
+        await self._send_gossip(frame, targets)
+        return mid
+
+    def gossip_received(self, session: Session, message: Gossip) -> None:
+        if message.topic not in STANDARD_TOPICS and message.topic not in self._subscribers:
+            return
+        if message_id(message.topic, message.payload) in self.router.seen:
+            self.stats.duplicates += 1
+            return
+        try:
+            session.inbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self.stats.dropped_inbound += 1
+
+    async def process_gossip(self, session: Session, message: Gossip) -> None:
+        """Deliver a queued message to the subscribers, then forward it if valid."""
+        sender = session.peer_id
+        assert sender is not None
+        _, targets = self.router.receive(
+            sender, message.topic, message.payload, self.connected_peers()
+        )
+        if targets is None:
+            self.stats.duplicates += 1
+            return
+        self.stats.delivered += 1
+        for handler in self._subscribers.get(message.topic, []):
+            try:
+                verdict = await handler(sender, message.payload)
+            except InvalidMessageError as exc:
+                verdict = False
+                log.info("invalid %s message from %s: %s", message.topic, short_id(sender), exc)
+            except Exception:
+                log.exception("gossip handler for %s failed", message.topic)
+                verdict = None
+            if verdict is False:
+                self.report(sender, Offence.INVALID, f"invalid {message.topic} message")
+                return
+        await self._send_gossip(encode_message(message), targets)
+
+    async def _send_gossip(self, frame: bytes, targets: list[bytes]) -> None:
+        for peer in targets:
+            session = self._sessions.get(peer)
+            if session is None or session.is_closed:
+                continue
+            try:
+                session.outbox.put_nowait(frame)
+            except asyncio.QueueFull:
+                try:
+                    await asyncio.wait_for(session.outbox.put(frame), self.config.send_wait)
+                except TimeoutError:
+                    self.stats.dropped_outbound += 1
+
+    # --- request/response -------------------------------------------------------
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Serve requests named ``name`` with ``handler(peer_id, payload) -> bytes``."""
+        if not name or len(name.encode()) > MAX_NAME:
+            raise NetError(f"handler name must be 1..{MAX_NAME} bytes")
+        self.handlers.register(name, handler)
+
+    async def request(
+        self, peer_id: bytes, name: str, payload: bytes, timeout: float | None = None
+    ) -> bytes:
+        """Ask ``peer_id``'s handler ``name``; its response payload.
+
+        Raises PeerUnavailableError (not connected, or the connection dropped),
+        RequestTimeoutError, or RemoteError with the peer's error code.
+        """
+        session = self._sessions.get(peer_id)
+        if session is None or session.is_closed:
+            raise PeerUnavailableError(f"not connected to {short_id(peer_id)}")
+        timeout = self.config.request_timeout if timeout is None else timeout
+        try:
+            answer = await session.request(Request(name, bytes(payload)), timeout)
+        except TimeoutError:
+            self.report(peer_id, Offence.UNANSWERED, f"request {name} timed out")
+            raise RequestTimeoutError(
+                f"no response to {name} from {short_id(peer_id)} in {timeout} s"
+            ) from None
+        return result_of(answer)
+
+    def request_received(self, session: Session, stream_id: int, message: Request) -> None:
+        handler = self.handlers.get(message.name)
+        if handler is None:
+            session.send_response(stream_id, Error(UNKNOWN_HANDLER, f"no handler {message.name}"))
+        elif session.inflight >= self.config.max_inflight:
+            session.send_response(stream_id, Error(BUSY, "too many requests in flight"))
+        else:
+            session.inflight += 1
+            self._spawn(self._serve(session, stream_id, handler, message))
+
+    async def _serve(
+        self, session: Session, stream_id: int, handler: Handler, message: Request
+    ) -> None:
+        assert session.peer_id is not None
+        try:
+            payload = await handler(session.peer_id, message.payload)
+            if not isinstance(payload, bytes | bytearray):
+                raise TypeError(f"handler {message.name} returned {type(payload).__name__}")
+            answer: Response | Error = Response(bytes(payload))
+        except InvalidMessageError as exc:
+            self.report(session.peer_id, Offence.INVALID, f"invalid {message.name} request")
+            answer = error_for(exc)
+        except Exception as exc:
+            log.exception("request handler %s failed", message.name)
+            answer = error_for(exc)
+        finally:
+            session.inflight -= 1
+        if len(encode_message(answer)) > self.config.max_frame:
+            answer = Error(RESPONSE_TOO_LARGE, f"response to {message.name} exceeds max frame")
+        session.send_response(stream_id, answer)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _quic_options(self) -> dict:
+        return {
+            "idle_timeout": self.config.idle_timeout,
+            "max_frame": self.config.max_frame,
+            "max_datagram_size": self.config.max_datagram_size,
+        }
+
+    def _spawn(self, coro: Awaitable) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,304 @@
+"""One authenticated connection to a peer: the handshake and message dispatch.
+
+A session wraps a :class:`~focusflow.net.transport.PeerProtocol` and is its
+:class:`~focusflow.net.transport.Link`. It runs the authentication exchange on
+the connection's first stream (the *control stream*)::
+
+    client                                   server
+      Hello(version, client_id)      ->
+                                     <-      Challenge(nonce)
+      Auth(sign(transcript))         ->
+                                     <-      Welcome()
+
+and afterwards keeps that stream for gossip in both directions, while every
+request travels on a stream of its own. Decisions about peers (scores, bans,
+which of two connections to keep, what to do with a message) belong to the
+owning node; the session only checks that each message is the right kind at the
+right place and reports the rest upward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from focusflow.core.errors import DecodeError
+from focusflow.net.errors import NetError, PeerAuthError, PeerBannedError, PeerUnavailableError
+from focusflow.net.identity import (
+    check_auth,
+    check_server_certificate,
+    new_nonce,
+    short_id,
+    sign_auth,
+)
+from focusflow.net.messages import (
+    PROTOCOL_VERSION,
+    Auth,
+    Challenge,
+    Error,
+    Gossip,
+    Hello,
+    Message,
+    Request,
+    Response,
+    Welcome,
+    decode_message,
+    encode_message,
+)
+from focusflow.net.scoring import Offence
+from focusflow.net.transport import CLOSE_AUTH_FAILED, CLOSE_BANNED, CLOSE_MALFORMED, PeerProtocol
+
+if TYPE_CHECKING:
+    from focusflow.net.node import Node
+
+log = logging.getLogger("focusflow.net")
+
+
+class Session:
+    """The state of one connection, from handshake to close."""
+
+    def __init__(self, node: Node, protocol: PeerProtocol, expected: bytes | None) -> None:
+        self.node = node
+        self.protocol = protocol
+        self.is_client = expected is not None
+        #: The peer's node id: known up front when dialing, after Auth when accepting.
+        self.peer_id: bytes | None = expected
+        self.control: int | None = None
+        self.ready = False
+        self.is_closed = False
+        self.close_reason = ""
+        self.authenticated: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        # Accepted sessions have nobody awaiting the outcome; retrieving it here keeps
+        # asyncio from reporting a failed handshake as a never-retrieved exception.
+        self.authenticated.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.pending: dict[int, asyncio.Future[Response | Error]] = {}
+        self.inflight = 0
+        #: Peer-initiated streams whose request we are answering.
+        self.serving: set[int] = set()
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue(node.config.send_queue)
+        self.inbox: asyncio.Queue[Gossip] = asyncio.Queue(node.config.recv_queue)
+        self._nonce: bytes | None = None
+        # A server waits for Hello from the start: application data can only be read
+        # once the TLS handshake is complete anyway.
+        self._state = "await_tls" if self.is_client else "await_hello"
+        self._tasks: list[asyncio.Task] = []
+        self._deadline = asyncio.get_running_loop().call_later(
+            node.config.auth_timeout, self._auth_expired
+        )
+        protocol.link = self
+        protocol.max_frame = node.config.max_frame
+
+    @property
+    def rank(self) -> tuple[bytes, bytes]:
+        """Order of connections between the same two nodes: of two, the lower is kept.
+
+        The dialer's node id first, then the challenge nonce: both sides know both,
+        so they agree even when one node dialed twice.
+        """
+        assert self.peer_id is not None and self._nonce is not None
+        return (self.node.id if self.is_client else self.peer_id), self._nonce
+
+    # --- handshake -------------------------------------------------------------
+
+    def handshake_completed(self) -> None:
+        if not self.is_client:
+            return
+        try:
+            assert self.peer_id is not None
+            check_server_certificate(self.protocol.peer_certificate(), self.peer_id)
+        except PeerAuthError as exc:
+            self._fail(exc, CLOSE_AUTH_FAILED)
+            return
+        self.control = self.protocol.new_stream()
+        self._state = "await_challenge"
+        self._send(self.control, Hello(PROTOCOL_VERSION, self.node.id))
+
+    def _handshake_message(self, stream_id: int, message: Message) -> None:
+        if self._state == "await_hello" and isinstance(message, Hello) and stream_id % 4 == 0:
+            if message.version != PROTOCOL_VERSION:
+                self._fail(PeerAuthError(f"protocol version {message.version}"), CLOSE_AUTH_FAILED)
+                return
+            self.control, self.peer_id = stream_id, message.node_id
+            self._nonce = new_nonce()
+            self._state = "await_auth"
+            self._send(stream_id, Challenge(self._nonce))
+        elif (
+            self._state == "await_challenge"
+            and isinstance(message, Challenge)
+            and stream_id == self.control
+        ):
+            assert self.peer_id is not None
+            self._state = "await_welcome"
+            self._nonce = message.nonce
+            self._send(stream_id, Auth(sign_auth(self.node.key, self.peer_id, message.nonce)))
+        elif (
+            self._state == "await_auth" and isinstance(message, Auth) and stream_id == self.control
+        ):
+            assert self.peer_id is not None and self._nonce is not None
+            try:
+                check_auth(self.node.id, self.peer_id, self._nonce, message.signature)
+            except PeerAuthError as exc:
+                self._fail(exc, CLOSE_AUTH_FAILED)
+                return
+            if self.node.refuse(self):
+                return
+            self._send(stream_id, Welcome())
+            self._become_ready()
+        elif (
+            self._state == "await_welcome"
+            and isinstance(message, Welcome)
+            and stream_id == self.control
+        ):
+            self._become_ready()
+        else:
+            self._fail(
+                PeerAuthError(f"unexpected {type(message).__name__} during handshake"),
+                CLOSE_AUTH_FAILED,
+            )
+
+    def _become_ready(self) -> None:
+        assert self.peer_id is not None
+        self._deadline.cancel()
+        self.protocol.max_buffered = self.node.config.max_buffered
+        self._state = "ready"
+        self.ready = True
+        self._tasks = [
+            asyncio.ensure_future(self._write_loop()),
+            asyncio.ensure_future(self._gossip_loop()),
+        ]
+        if not self.authenticated.done():
+            self.authenticated.set_result(self.peer_id)
+        self.node.adopt(self)
+
+    def _auth_expired(self) -> None:
+        if not self.ready:
+            self._fail(PeerAuthError("authentication timed out"), CLOSE_AUTH_FAILED)
+
+    # --- Link ------------------------------------------------------------------
+
+    def frame_received(self, stream_id: int, payload: bytes) -> None:
+        try:
+            message = decode_message(payload)
+        except DecodeError as exc:
+            self.malformed(stream_id, exc)
+            return
+        if not self.ready:
+            self._handshake_message(stream_id, message)
+        elif stream_id == self.control:
+            if isinstance(message, Gossip):
+                self.node.gossip_received(self, message)
+            else:
+                self.node.offence(self, Offence.PROTOCOL, f"{type(message).__name__} on control")
+        elif stream_id in self.pending and isinstance(message, Response | Error):
+            future = self.pending.pop(stream_id)
+            if not future.done():
+                future.set_result(message)
+        elif (
+            isinstance(message, Request)
+            and self._peer_initiated(stream_id)
+            and stream_id not in self.serving
+        ):
+            self.serving.add(stream_id)
+            self.node.request_received(self, stream_id, message)
+        else:
+            self.node.offence(self, Offence.PROTOCOL, f"unexpected {type(message).__name__}")
+
+    def stream_ended(self, stream_id: int) -> None:
+        future = self.pending.pop(stream_id, None)
+        if future is not None and not future.done():
+            future.set_exception(PeerUnavailableError("request stream closed without response"))
+
+    def malformed(self, stream_id: int, error: DecodeError) -> None:
+        if self.ready:
+            self.node.offence(self, Offence.MALFORMED, error.message)
+        else:
+            self._fail(error, CLOSE_MALFORMED)
+
+    def closed(self, reason: str, code: int | None = None) -> None:
+        if self.is_closed:
+            return
+        self.is_closed = True
+        self.close_reason = reason
+        self._deadline.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if not self.authenticated.done():
+            error = PeerBannedError if code == CLOSE_BANNED else PeerAuthError
+            self.authenticated.set_exception(error(f"connection closed: {reason}"))
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(PeerUnavailableError(f"connection closed: {reason}"))
+        self.pending.clear()
+        self.node.session_closed(self)
+
+    # --- sending ---------------------------------------------------------------
+
+    def _send(self, stream_id: int, message: Message, end: bool = False) -> None:
+        self.protocol.send_frame(stream_id, encode_message(message), end)
+
+    def send_response(self, stream_id: int, message: Response | Error) -> None:
+        self.serving.discard(stream_id)
+        if self.is_closed:
+            return
+        if not self.protocol.send_frame(stream_id, encode_message(message), True):
+            self.node.offence(self, Offence.PROTOCOL, "request on a stream already answered")
+
+    async def request(self, message: Request, timeout: float) -> Response | Error:
+        """Send ``message`` on a new stream and wait for the answer."""
+        stream_id = self.protocol.new_stream()
+        future: asyncio.Future[Response | Error] = asyncio.get_running_loop().create_future()
+        self.pending[stream_id] = future
+        try:
+            self._send(stream_id, message, end=True)
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self.pending.pop(stream_id, None)
+
+    async def _write_loop(self) -> None:
+        """Drain the outbox onto the control stream, pausing while the peer lags.
+
+        Waiting for acknowledgements above ``high_water`` unacked bytes is what
+        turns a slow reader into backpressure on ``outbox`` (and so on publish)
+        instead of unbounded buffering inside QUIC.
+        """
+        assert self.control is not None
+        config = self.node.config
+        while not self.is_closed:
+            payload = await self.outbox.get()
+            self.protocol.send_frame(self.control, payload)
+            while not self.is_closed and self.protocol.unacked(self.control) > config.high_water:
+                await asyncio.sleep(0.002)
+
+    async def _gossip_loop(self) -> None:
+        while not self.is_closed:
+            message = await self.inbox.get()
+            try:
+                await self.node.process_gossip(self, message)
+            except Exception:
+                log.exception("processing gossip from %s failed", short_id(self.peer_id or b""))
+
+    # --- helpers ---------------------------------------------------------------
+
+    def _peer_initiated(self, stream_id: int) -> bool:
+        """Bidirectional streams the peer opened: even ids from a client, 1 mod 4 from a server."""
+        return stream_id % 4 == (1 if self.is_client else 0)
+
+    def _fail(self, error: NetError | DecodeError, code: int) -> None:
+        who = short_id(self.peer_id) if self.peer_id else "unauthenticated peer"
+        log.info("closing connection to %s: %s", who, error)
+        if not self.authenticated.done():
+            self.authenticated.set_exception(error)
+        self.close(code, error.message)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection; ``closed`` runs through the protocol's callback."""
+        self.protocol.shutdown(code, reason)
+
+    async def wait_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,275 @@
+"""QUIC plumbing on aioquic: configurations, listening, dialing, framed streams.
+
+This is the only module that touches aioquic. It turns QUIC events into calls
+on a :class:`Link` (the per-connection logic in ``node``): a frame arrived on a
+stream, a stream ended, bytes were malformed, the connection closed. Everything
+above it deals in node ids, streams and frames, not packets.
+
+Loopback and LAN peers are dialed by address; each outbound connection has its
+own UDP socket, inbound ones share the listening socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any, Protocol
+
+from aioquic.asyncio import QuicConnectionProtocol, serve
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+    StreamReset,
+)
+from cryptography import x509
+
+from focusflow.core.errors import DecodeError
+from focusflow.core.keys import KeyPair
+from focusflow.net.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from focusflow.net.identity import ALPN, self_signed_certificate
+
+#: A listening endpoint, as ``listen`` returns it.
+Listener = QuicServer
+
+#: QUIC application error codes we close connections with.
+CLOSE_NORMAL = 0
+CLOSE_AUTH_FAILED = 1
+CLOSE_BANNED = 2
+CLOSE_MALFORMED = 3
+CLOSE_DUPLICATE = 4
+
+
+class Link(Protocol):
+    """What a connection reports to the node logic above it."""
+
+    def handshake_completed(self) -> None: ...
+    def frame_received(self, stream_id: int, payload: bytes) -> None: ...
+    def stream_ended(self, stream_id: int) -> None: ...
+    def malformed(self, stream_id: int, error: DecodeError) -> None: ...
+    def closed(self, reason: str, code: int | None) -> None: ...
+
+
+#: Unfinished-frame bytes a peer may make us hold before it has authenticated.
+HANDSHAKE_BUFFER = 4096
+
+#: UDP payload that fits an Ethernet MTU over IPv6 without fragmentation.
+DEFAULT_DATAGRAM_SIZE = 1452
+
+
+def make_configuration(
+    key: KeyPair,
+    *,
+    is_client: bool,
+    idle_timeout: float = 30.0,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    max_datagram_size: int = DEFAULT_DATAGRAM_SIZE,
+) -> QuicConfiguration:
+    """A QUIC configuration presenting ``key``'s self-signed certificate.
+
+    Certificate checks are done by ``identity`` against the expected node id, not
+    by a CA, hence ``CERT_NONE``. Flow-control windows are sized for one frame in
+    flight so a 1 MB message does not stall on window updates. Larger datagrams
+    cost fewer packets (aioquic spends its time per packet) but are fragmented or
+    dropped on paths with a 1500-byte MTU, so they are for loopback and jumbo-frame
+    LANs only.
+    """
+    config = QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        idle_timeout=idle_timeout,
+        verify_mode=ssl.CERT_NONE,
+        max_data=4 * max_frame,
+        max_stream_data=max_frame + 4,
+        max_datagram_size=max_datagram_size,
+    )
+    config.certificate = self_signed_certificate(key)
+    config.private_key = key.private
+    return config
+
+
+class PeerProtocol(QuicConnectionProtocol):
+    """One QUIC connection: reassembles frames per stream and reports to its Link."""
+
+    def __init__(self, quic: QuicConnection, *args: Any, **kwargs: Any) -> None:
+        super().__init__(quic, *args, **kwargs)
+        self.link: Link | None = None
+        self.max_frame = DEFAULT_MAX_FRAME
+        #: Most bytes of unfinished frames held across all streams; raised after auth.
+        self.max_buffered = HANDSHAKE_BUFFER
+        self._decoders: dict[int, FrameDecoder] = {}
+        self._gone = False
+        self.owns_socket = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._gone
+
+    def peer_certificate(self) -> x509.Certificate | None:
+        """The certificate the peer presented in the TLS handshake.
+
+        aioquic keeps it on its TLS context without a public accessor; this is the
+        one place that reads it.
+        """
+        tls = getattr(self._quic, "tls", None)
+        return getattr(tls, "_peer_certificate", None)
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted):
+            if self.link is not None:
+                self.link.handshake_completed()
+        elif isinstance(event, StreamDataReceived):
+            self._stream_data(event.stream_id, event.data, event.end_stream)
+        elif isinstance(event, StreamReset):
+            self._decoders.pop(event.stream_id, None)
+            if self.link is not None:
+                self.link.stream_ended(event.stream_id)
+        elif isinstance(event, ConnectionTerminated):
+            reason = f"closed by peer (code {event.error_code}): {event.reason_phrase}"
+            self._mark_closed(reason, event.error_code)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._mark_closed("connection lost")
+
+    def _mark_closed(self, reason: str, code: int | None = None) -> None:
+        if not self._gone:
+            self._gone = True
+            if self.owns_socket and self._transport is not None:
+                self._transport.close()
+            if self.link is not None:
+                self.link.closed(reason, code)
+
+    def _stream_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        if self._gone or self.link is None:
+            return
+        decoder = self._decoders.get(stream_id)
+        if decoder is None:
+            decoder = self._decoders[stream_id] = FrameDecoder(self.max_frame)
+        try:
+            frames = decoder.feed(data)
+            if end:
+                decoder.finish()
+        except DecodeError as exc:
+            self._decoders.pop(stream_id, None)
+            self.link.malformed(stream_id, exc)
+            return
+        for frame in frames:
+            if self._gone:
+                return
+            self.link.frame_received(stream_id, frame)
+        if end:
+            self._decoders.pop(stream_id, None)
+            self.link.stream_ended(stream_id)
+        self._check_buffered(stream_id)
+
+    def _check_buffered(self, stream_id: int) -> None:
+        """Bound the memory a peer can pin with frames it starts and never finishes.
+
+        aioquic widens its connection flow-control window as data arrives, not as
+        we consume it, so this is the limit that holds. Checked after dispatch so
+        that a handshake completed by this data has raised the limit already.
+        """
+        buffered = sum(d.buffered for d in self._decoders.values())
+        if buffered > self.max_buffered and not self._gone and self.link is not None:
+            self._decoders.clear()
+            error = DecodeError(f"malformed: {buffered} bytes of unfinished frames buffered")
+            self.link.malformed(stream_id, error)
+
+    def send_frame(self, stream_id: int, payload: bytes, end: bool = False) -> bool:
+        """Queue one frame on a stream and flush packets now.
+
+        Raises FrameTooLargeError for a payload above ``max_frame``. False when the
+        stream no longer accepts data (we already finished it, or the peer reset it),
+        which only a misbehaving peer can cause.
+        """
+        frame = encode_frame(payload, self.max_frame)
+        if self._gone:
+            return False
+        try:
+            self._quic.send_stream_data(stream_id, frame, end)
+        except (RuntimeError, ValueError):
+            return False
+        self.transmit()
+        return True
+
+    def send_raw(self, stream_id: int, data: bytes, end: bool = False) -> None:
+        """Queue bytes without framing (used only to test how peers treat garbage)."""
+        self._quic.send_stream_data(stream_id, data, end)
+        self.transmit()
+
+    def new_stream(self) -> int:
+        return self._quic.get_next_available_stream_id()
+
+    def unacked(self, stream_id: int) -> int:
+        """Bytes written on a stream that the peer has not acknowledged yet.
+
+        Used for backpressure: aioquic buffers writes without limit, so the node
+        waits while this is above its high-water mark. aioquic has no public
+        accessor, so this reads its stream sender's buffer.
+        """
+        stream = getattr(self._quic, "_streams", {}).get(stream_id)
+        if stream is None:
+            return 0
+        return len(getattr(stream.sender, "_buffer", b""))
+
+    def keepalive(self) -> None:
+        """Send a PING so that an idle connection is not timed out by either side."""
+        if not self._gone:
+            self._quic.send_ping(0)
+            self.transmit()
+
+    def shutdown(self, code: int, reason: str) -> None:
+        """Close the connection with an application error code."""
+        if not self._gone:
+            self._quic.close(error_code=code, reason_phrase=reason)
+            self.transmit()
+            self._mark_closed(f"closed locally: {reason}", code)
+
+
+async def listen(
+    host: str, port: int, key: KeyPair, on_connection: Any, **options: Any
+) -> QuicServer:
+    """Listen on ``host:port``; ``on_connection(protocol)`` is called for each new peer."""
+
+    def create_protocol(*args: Any, **kwargs: Any) -> PeerProtocol:
+        protocol = PeerProtocol(*args, **kwargs)
+        on_connection(protocol)
+        return protocol
+
+    return await serve(
+        host,
+        port,
+        configuration=make_configuration(key, is_client=False, **options),
+        create_protocol=create_protocol,
+    )
+
+
+def bound_address(server: QuicServer) -> tuple[str, int]:
+    """The (host, port) a listener is bound to; aioquic's server keeps its socket private."""
+    sockname = server._transport.get_extra_info("sockname")
+    return sockname[0], sockname[1]
+
+
+async def dial(host: str, port: int, key: KeyPair, timeout: float, **options: Any) -> PeerProtocol:
+    """A QUIC connection to ``host:port`` with the TLS handshake done."""
+    loop = asyncio.get_running_loop()
+    config = make_configuration(key, is_client=True, **options)
+    connection = QuicConnection(configuration=config)
+    local = "::" if ":" in host else "0.0.0.0"
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: PeerProtocol(connection), local_addr=(local, 0)
+    )
+    assert isinstance(protocol, PeerProtocol)
+    protocol.owns_socket = True
+    try:
+        protocol.connect((host, port))
+        await asyncio.wait_for(protocol.wait_connected(), timeout)
+    except BaseException:
+        protocol.shutdown(CLOSE_NORMAL, "dial failed")
+        raise
+    return protocol

@@ -1,0 +1,233 @@
+"""Node behaviour over real loopback QUIC sockets, both nodes in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from focusflow.core.errors import InvalidParameterError
+from focusflow.core.keys import KeyPair
+from focusflow.net import (
+    FrameTooLargeError,
+    NetConfig,
+    Node,
+    PeerAuthError,
+    RemoteError,
+    RequestTimeoutError,
+)
+from focusflow.net.messages import Request, encode_message
+from focusflow.net.transport import CLOSE_MALFORMED, dial
+
+
+def run(coro, timeout: float = 20.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def pair(config_b: NetConfig | None = None) -> tuple[Node, Node]:
+    a = Node(KeyPair.generate(), config=NetConfig(request_timeout=2.0))
+    b = Node(KeyPair.generate(), config=config_b)
+    await a.start()
+    await b.start()
+    await a.connect(b.peer_address)
+    return a, b
+
+
+async def until(check, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def test_request_errors_carry_codes_and_timeouts() -> None:
+    async def main() -> None:
+        a, b = await pair()
+
+        async def slow(peer: bytes, payload: bytes) -> bytes:
+            await asyncio.sleep(5)
+            return b""
+
+        async def refuse(peer: bytes, payload: bytes) -> bytes:
+            raise InvalidParameterError("alpha out of range")
+
+        b.register("slow", slow)
+        b.register("refuse", refuse)
+
+        async def echo(peer: bytes, payload: bytes) -> bytes:
+            return peer + payload
+
+        a.register("echo", echo)
+        assert await b.request(a.id, "echo", b"!") == b.id + b"!", "the accepting side asks too"
+        with pytest.raises(RequestTimeoutError):
+            await a.request(b.id, "slow", b"", timeout=0.2)
+        with pytest.raises(RemoteError) as info:
+            await a.request(b.id, "refuse", b"")
+        assert info.value.remote_code == "invalid_parameter"
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize("dialers", ["ab", "aaa"], ids=["both-ways", "same-node-thrice"])
+def test_concurrent_dials_leave_one_connection(dialers: str) -> None:
+    async def main() -> None:
+        nodes = {"a": Node(KeyPair.generate()), "b": Node(KeyPair.generate())}
+        a, b = nodes["a"], nodes["b"]
+        await a.start()
+        await b.start()
+        other = {"a": b, "b": a}
+        await asyncio.gather(*(nodes[d].connect(other[d].peer_address) for d in dialers))
+        await until(lambda: len(a._all) == 1 and len(b._all) == 1)
+        assert a.connected_peers() == [b.id] and b.connected_peers() == [a.id]
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_static_peers_are_dialed_at_start() -> None:
+    async def main() -> None:
+        a = Node(KeyPair.generate())
+        events: list[tuple[bytes, bool]] = []
+        a.watch_peers(lambda peer, up: events.append((peer, up)))
+        await a.start()
+        b = Node(KeyPair.generate(), peers=[str(a.peer_address)])
+        await b.start()
+        await until(lambda: a.connected_peers() == [b.id])
+        await b.stop()
+        await until(lambda: a.connected_peers() == [])
+        assert events == [(b.id, True), (b.id, False)]
+        await a.stop()
+
+    run(main())
+
+
+def test_full_inbox_drops_gossip_instead_of_blocking() -> None:
+    async def main() -> None:
+        a, b = await pair(NetConfig(recv_queue=2))
+        release = asyncio.Event()
+        got: list[bytes] = []
+
+        async def stuck(peer: bytes, payload: bytes) -> None:
+            got.append(payload)
+            await release.wait()
+
+        b.subscribe("tx", stuck)
+        for k in range(10):
+            await a.publish("tx", b"m%d" % k)
+        await until(lambda: b.stats.dropped_inbound > 0)
+        release.set()
+        await until(lambda: len(got) == 10 - b.stats.dropped_inbound)
+        assert b.connected_peers() == [a.id]
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_wrong_messages_in_place_cost_score() -> None:
+    async def main() -> None:
+        a, b = await pair()
+
+        async def echo(peer: bytes, payload: bytes) -> bytes:
+            return payload
+
+        b.register("echo", echo)
+        session = a._sessions[b.id]
+        session.protocol.send_frame(session.control, encode_message(Request("echo", b"")))
+        await until(lambda: b.scores.score(a.id) <= -49)
+        assert b.connected_peers() == [a.id]
+        stream = session.protocol.new_stream()
+        session.protocol.send_frame(stream, encode_message(Request("echo", b"1")))
+        await asyncio.sleep(0.2)
+        session.protocol.send_frame(stream, encode_message(Request("echo", b"2")))
+        await until(lambda: b.stats.by_offence.get("PROTOCOL") == 2)
+        assert b.scores.score(a.id) < -90
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_messages_above_the_frame_limit_fail_cleanly() -> None:
+    async def main() -> None:
+        small = NetConfig(max_frame=1000)
+        a = Node(KeyPair.generate(), config=small)
+        b = Node(KeyPair.generate(), config=small)
+        await a.start()
+        await b.start()
+        await a.connect(b.peer_address)
+
+        async def big(peer: bytes, payload: bytes) -> bytes:
+            return b"x" * 2000
+
+        b.register("big", big)
+        with pytest.raises(FrameTooLargeError):
+            await a.publish("tx", b"x" * 2000)
+        with pytest.raises(FrameTooLargeError):
+            await a.request(b.id, "big", b"x" * 2000)
+        with pytest.raises(RemoteError) as info:
+            await a.request(b.id, "big", b"")
+        assert info.value.remote_code == "response_too_large"
+        await a.publish("tx", b"still fine")
+        assert a.connected_peers() == [b.id]
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+def test_unfinished_frames_are_bounded_before_and_after_auth() -> None:
+    async def main() -> None:
+        a, b = await pair(NetConfig(max_buffered=10_000))
+        stranger = await dial(*b.address, KeyPair.generate(), timeout=5.0)
+        stranger.link = recorder = Recorder()
+        stranger.send_raw(stranger.new_stream(), struct.pack(">I", 100_000) + b"x" * 5000)
+        await until(lambda: stranger.is_closed)
+        assert recorder.code == CLOSE_MALFORMED
+        session = a._sessions[b.id]
+        for _ in range(3):
+            stream = session.protocol.new_stream()
+            session.protocol.send_raw(stream, struct.pack(">I", 100_000) + b"x" * 4000)
+        await until(lambda: b.scores.is_banned(a.id))
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
+class Recorder:
+    """A Link that ignores everything: for a raw connection that never authenticates."""
+
+    def handshake_completed(self) -> None: ...
+    def frame_received(self, stream_id: int, payload: bytes) -> None: ...
+    def stream_ended(self, stream_id: int) -> None: ...
+    def malformed(self, stream_id: int, error: Exception) -> None: ...
+
+    code: int | None = None
+
+    def closed(self, reason: str, code: int | None) -> None:
+        self.code = code
+
+
+def test_allowed_set_refuses_and_drops_other_nodes() -> None:
+    async def main() -> None:
+        a, b = Node(KeyPair.generate()), Node(KeyPair.generate())
+        c = Node(KeyPair.generate())
+        for node in (a, b, c):
+            await node.start()
+        b.set_allowed([a.id])
+        await a.connect(b.peer_address)
+        with pytest.raises(PeerAuthError):
+            await c.connect(b.peer_address)
+        b.set_allowed([c.id])
+        await until(lambda: a.connected_peers() == [])
+        assert await c.connect(b.peer_address) == b.id
+        for node in (a, b, c):
+            await node.stop()
+
+    run(main())
