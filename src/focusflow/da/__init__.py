@@ -20,8 +20,8 @@ from focusflow.da.namespace import (
 from focusflow.da.proofs import ShareProof, verify_share_proof
 from focusflow.da.sampling import (
     DEFAULT_SAMPLES,
-    SampleRequest,
     Sampler,
+    SampleRequest,
     SamplingResult,
     detection_probability,
     sample,

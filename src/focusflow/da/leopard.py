@@ -237,7 +237,7 @@ def _locator_logs(erased, modulus, log):
 
 @nb.njit(cache=True)
 def _scale_row(row, lm, gf):
-    modulus, bits, one, full, log, exp = gf
+    _, bits, one, full, log, exp = gf
     cols = _columns(lm, log, exp, bits, one)
     for t in range(row.shape[0]):
         row[t] = _lanes_times(row[t], cols, bits, one, full)
@@ -280,7 +280,7 @@ def _to_symbols(field: Field, shards: np.ndarray) -> np.ndarray:
         return np.array(shards, dtype=np.uint8, copy=True, order="C")
     count, size = shards.shape
     blocks = shards.reshape(count, size // 64, 2, 32).astype(np.uint16)
-    return np.ascontiguousarray((blocks[:, :, 0, :] | (blocks[:, :, 1, :] << 8))).reshape(
+    return np.ascontiguousarray(blocks[:, :, 0, :] | (blocks[:, :, 1, :] << 8)).reshape(
         count, size // 2
     )
 

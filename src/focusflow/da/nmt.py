@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from hashlib import sha256
+from itertools import pairwise
 
 from focusflow.da.errors import InvalidShareError
 from focusflow.da.namespace import NAMESPACE_SIZE
@@ -81,7 +82,7 @@ def root_of_leaf_nodes(
 
 
 def _check_order(leaves: list[bytes], ns_size: int) -> None:
-    for a, b in zip(leaves, leaves[1:], strict=False):
+    for a, b in pairwise(leaves):
         if b[:ns_size] < a[:ns_size]:
             raise InvalidShareError("NMT leaves must be in non-decreasing namespace order")
 
@@ -113,8 +114,15 @@ class Proof:
         return self.start == self.end == 0 and not self.nodes and self.leaf is None
 
 
-def prove_range(leaf_nodes: list[bytes], start: int, end: int, **tree) -> Proof:
+def prove_range(
+    leaf_nodes: list[bytes],
+    start: int,
+    end: int,
+    ns_size: int = NAMESPACE_SIZE,
+    ignore_max_ns: bool = True,
+) -> Proof:
     """Proof of leaves ``[start, end)`` given all leaf nodes of the tree."""
+    tree = {"ns_size": ns_size, "ignore_max_ns": ignore_max_ns}
     total = len(leaf_nodes)
     if not 0 <= start < end <= total:
         raise InvalidShareError(f"range [{start}, {end}) is outside a tree of {total} leaves")
@@ -163,7 +171,11 @@ def _root_from_proof(
 
 
 def verify_range(
-    root_node: bytes, proof: Proof, leaves: list[bytes], ns_size: int = NAMESPACE_SIZE, **tree
+    root_node: bytes,
+    proof: Proof,
+    leaves: list[bytes],
+    ns_size: int = NAMESPACE_SIZE,
+    ignore_max_ns: bool = True,
 ) -> bool:
     """Whether namespaced ``leaves`` are leaves ``[start, end)`` of the tree with this root."""
     if not 0 <= proof.start < proof.end <= proof.total:
@@ -171,7 +183,10 @@ def verify_range(
     try:
         _check_order(leaves, ns_size)
         computed, _, _ = _root_from_proof(
-            proof, [leaf_node(d, ns_size) for d in leaves], ns_size=ns_size, **tree
+            proof,
+            [leaf_node(d, ns_size) for d in leaves],
+            ns_size=ns_size,
+            ignore_max_ns=ignore_max_ns,
         )
     except InvalidShareError:
         return False

@@ -83,9 +83,9 @@ def verify_share_proof(data_root: bytes, proof: ShareProof) -> bool:
     if not (0 <= proof.row < width and 0 <= proof.col < width):
         return False
     if proof.axis == ROW:
-        index, position, root_index = proof.row, proof.col, proof.row
+        position, root_index = proof.col, proof.row
     elif proof.axis == COL:
-        index, position, root_index = proof.col, proof.row, width + proof.col
+        position, root_index = proof.row, width + proof.col
     else:
         return False
     p = proof.nmt_proof
