@@ -36,6 +36,7 @@ from focusflow.da.proofs import ShareProof, prove_share
 from focusflow.da.shares import SHARE_SIZE
 
 _NS = NAMESPACE_SIZE
+_PARITY = np.frombuffer(PARITY_SHARE_NAMESPACE, dtype=np.uint8)
 
 
 def _encode_rows(quadrant: np.ndarray) -> np.ndarray:
@@ -51,20 +52,41 @@ def _encode_cols(quadrant: np.ndarray) -> np.ndarray:
     return leopard.encode(np.ascontiguousarray(quadrant).reshape(k, -1)).reshape(k, k, -1)
 
 
-def _inner_level(nodes: list[bytes]) -> list[bytes]:
-    """One level up in many namespace-ordered NMTs laid end to end.
+def _hash_rows(rows: np.ndarray) -> np.ndarray:
+    """SHA-256 of every row of a 2-D uint8 array, as an ``n x 32`` array.
+
+    One call per message is the floor with hashlib; the messages are sliced
+    from one buffer so that nothing else runs per hash.
+    """
+    size = rows.shape[1]
+    flat = memoryview(np.ascontiguousarray(rows).reshape(-1))
+    digests = b"".join([sha256(flat[i : i + size]).digest() for i in range(0, len(flat), size)])
+    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
+
+
+def _inner_level(level: np.ndarray) -> np.ndarray:
+    """One level up in many namespace-ordered NMTs at once (``trees x nodes x 90``).
 
     Leaves within a tree are ordered, so a node's minimum is its left child's
     and its maximum its right child's, unless the right child is parity only
     (IgnoreMaxNamespace): then the left child's maximum.
     """
-    parity = PARITY_SHARE_NAMESPACE
-    return [
-        left[:_NS]
-        + (left[_NS : 2 * _NS] if right[:_NS] == parity else right[_NS : 2 * _NS])
-        + sha256(NODE_PREFIX + left + right).digest()
-        for left, right in zip(nodes[::2], nodes[1::2], strict=True)
-    ]
+    trees, count, node = level.shape
+    left, right = level[:, 0::2], level[:, 1::2]
+    message = np.empty((trees, count // 2, 1 + 2 * node), dtype=np.uint8)
+    message[:, :, 0] = NODE_PREFIX[0]
+    message[:, :, 1 : 1 + node] = left
+    message[:, :, 1 + node :] = right
+    out = np.empty((trees, count // 2, node), dtype=np.uint8)
+    out[:, :, :_NS] = left[:, :, :_NS]
+    parity_right = np.all(right[:, :, :_NS] == _PARITY, axis=2, keepdims=True)
+    out[:, :, _NS : 2 * _NS] = np.where(
+        parity_right, left[:, :, _NS : 2 * _NS], right[:, :, _NS : 2 * _NS]
+    )
+    out[:, :, 2 * _NS :] = _hash_rows(message.reshape(-1, message.shape[2])).reshape(
+        trees, count // 2, 32
+    )
+    return out
 
 
 class ExtendedSquare:
@@ -108,32 +130,31 @@ class ExtendedSquare:
         return PARITY_SHARE_NAMESPACE
 
     @cached_property
-    def _leaf_nodes(self) -> list[bytes]:
-        """NMT leaf nodes of all shares, row-major (a share's leaf is the same in both trees)."""
+    def _leaf_nodes(self) -> np.ndarray:
+        """NMT leaf nodes of all shares (``2k x 2k x 90``); a share's leaf is the same
+        in its row tree and its column tree, so each is hashed once."""
         width, k = self.width, self.k
-        buf = np.empty((width, width, 1 + _NS + SHARE_SIZE), dtype=np.uint8)
-        buf[:, :, 0] = LEAF_PREFIX[0]
-        buf[:, :, 1 : 1 + _NS] = np.frombuffer(PARITY_SHARE_NAMESPACE, dtype=np.uint8)
-        buf[:k, :k, 1 : 1 + _NS] = self.data[:k, :k, :_NS]
-        buf[:, :, 1 + _NS :] = self.data
-        stride = buf.shape[2]
-        raw = memoryview(buf.tobytes())
-        nodes = []
-        for i in range(width * width):
-            leaf = raw[i * stride : (i + 1) * stride]
-            ns = bytes(leaf[1 : 1 + _NS])
-            nodes.append(ns + ns + sha256(leaf).digest())
+        leaf = np.empty((width, width, 1 + _NS + SHARE_SIZE), dtype=np.uint8)
+        leaf[:, :, 0] = LEAF_PREFIX[0]
+        leaf[:, :, 1 : 1 + _NS] = _PARITY
+        leaf[:k, :k, 1 : 1 + _NS] = self.data[:k, :k, :_NS]
+        leaf[:, :, 1 + _NS :] = self.data
+        nodes = np.empty((width, width, 2 * _NS + 32), dtype=np.uint8)
+        nodes[:, :, :_NS] = leaf[:, :, 1 : 1 + _NS]
+        nodes[:, :, _NS : 2 * _NS] = leaf[:, :, 1 : 1 + _NS]
+        nodes[:, :, 2 * _NS :] = _hash_rows(leaf.reshape(width * width, -1)).reshape(
+            width, width, 32
+        )
         return nodes
 
     @cached_property
     def _roots(self) -> tuple[list[bytes], list[bytes]]:
-        width = self.width
         leaves = self._leaf_nodes
-        by_col = [leaves[r * width + c] for c in range(width) for r in range(width)]
-        level = leaves + by_col
-        while len(level) > 2 * width:
+        level = np.concatenate([leaves, leaves.transpose(1, 0, 2)])
+        while level.shape[1] > 1:
             level = _inner_level(level)
-        return level[:width], level[width:]
+        roots = [node.tobytes() for node in level[:, 0]]
+        return roots[: self.width], roots[self.width :]
 
     def row_roots(self) -> list[bytes]:
         """NMT roots of the ``2k`` rows (90 bytes each: min ns, max ns, digest)."""
@@ -149,10 +170,8 @@ class ExtendedSquare:
 
     def axis_leaf_nodes(self, axis: str, index: int) -> list[bytes]:
         """Leaf nodes of one row (``axis == "row"``) or column tree."""
-        width = self.width
-        if axis == "row":
-            return self._leaf_nodes[index * width : (index + 1) * width]
-        return [self._leaf_nodes[r * width + index] for r in range(width)]
+        nodes = self._leaf_nodes[index] if axis == "row" else self._leaf_nodes[:, index]
+        return [node.tobytes() for node in nodes]
 
     def proof(self, row: int, col: int) -> ShareProof:
         """The share at ``(row, col)`` with its proof (along its row) up to the data root."""
