@@ -42,7 +42,7 @@ from focusflow.da.errors import RepairError
 
 # 64-bit words of one independent piece of a shard that a thread transforms at a
 # time: the whole FFT runs over such a column slice while it is in cache.
-_SLICE = 256
+_SLICE = 512
 
 
 @dataclass(frozen=True, eq=False)
