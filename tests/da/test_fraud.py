@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 
 import pytest
 
 from focusflow.da import (
     ExtendedSquare,
-    extend,
     find_bad_encoding,
-    square_from_block,
     verify_bad_encoding_proof,
 )
 from focusflow.da.proofs import prove_share
 
 
 @pytest.fixture(scope="module")
-def eds():
-    rng = random.Random(11)
-    return extend(square_from_block([rng.randbytes(200) for _ in range(40)]))
+def eds(block_square):
+    return block_square(11, 40, 200)
 
 
 def test_honest_square_has_no_fraud(eds):

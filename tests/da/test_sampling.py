@@ -15,18 +15,15 @@ from focusflow.da import (
     FOCUSFLOW_NAMESPACE,
     Sampler,
     detection_probability,
-    extend,
     sample,
     samples_for_confidence,
     share_id,
-    square_from_block,
 )
 
 
 @pytest.fixture(scope="module")
-def eds():
-    rng = random.Random(3)
-    return extend(square_from_block([rng.randbytes(300) for _ in range(100)]))
+def eds(block_square):
+    return block_square(3, 100, 300)
 
 
 def test_default_sample_count_reaches_99_9_percent_for_every_k():

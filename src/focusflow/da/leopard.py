@@ -61,14 +61,18 @@ class Field:
 
     @property
     def kernel_args(self) -> tuple:
-        """What the kernels need, as one tuple: symbols are lanes of 64-bit words."""
+        """What the kernels need, as one tuple: symbols are lanes of 64-bit words.
+
+        ``one`` has the lowest bit of every lane set, ``lane_mask`` all bits of one lane.
+        """
         lanes = 64 // self.bits
         one = sum(1 << (self.bits * i) for i in range(lanes))
+        lane_mask = (1 << self.bits) - 1
         return (
             self.modulus,
             self.bits,
             np.uint64(one),
-            np.uint64(self.modulus),
+            np.uint64(lane_mask),
             self.log,
             self.exp,
         )
@@ -149,14 +153,14 @@ def twiddles(field: Field, n: int, offset: int) -> np.ndarray:
 
 
 @nb.njit(cache=True, inline="always")
-def _lanes_times(yy, cols, bits, one, full):
+def _lanes_times(yy, cols, bits, one, lane_mask):
     """Each symbol lane of the 64-bit word ``yy`` times the constant whose images of
     the basis symbols ``1 << b`` are broadcast in ``cols`` (multiplication by a
     constant is GF(2)-linear, so it is a sum of masked columns, and the masks and
     sums run on all lanes of a word at once)."""
     acc = np.uint64(0)
     for b in range(bits):
-        acc ^= (((yy >> np.uint64(b)) & one) * full) & cols[b]
+        acc ^= (((yy >> np.uint64(b)) & one) * lane_mask) & cols[b]
     return acc
 
 
@@ -169,44 +173,45 @@ def _columns(lm, log, exp, bits, one):
 
 
 @nb.njit(cache=True)
-def _ifft_slice(work, tw, gf, lo, hi):
-    """Values at ``n`` points to coefficients in the novel basis, words lo..hi."""
-    modulus, bits, one, full, log, exp = gf
-    n = work.shape[0]
-    d = 1
-    while d < n:
-        for r in range(0, n, 2 * d):
-            lm = tw[r + d]
-            cols = _columns(lm, log, exp, bits, one)
-            for i in range(r, r + d):
-                x = work[i]
-                y = work[i + d]
+def _layer(work, d, tw, gf, lo, hi, inverse):
+    """One butterfly layer of width ``d`` on words lo..hi.
+
+    Forward: ``x += c·y`` then ``y += x``; inverse: the same steps undone in
+    reverse order. ``c`` is the block's twiddle factor.
+    """
+    modulus, bits, one, lane_mask, log, exp = gf
+    for r in range(0, work.shape[0], 2 * d):
+        lm = tw[r + d]
+        cols = _columns(lm, log, exp, bits, one)
+        for i in range(r, r + d):
+            x = work[i]
+            y = work[i + d]
+            if inverse:
                 for t in range(lo, hi):
                     y[t] ^= x[t]
-                if lm != modulus:
-                    for t in range(lo, hi):
-                        x[t] ^= _lanes_times(y[t], cols, bits, one, full)
+            if lm != modulus:
+                for t in range(lo, hi):
+                    x[t] ^= _lanes_times(y[t], cols, bits, one, lane_mask)
+            if not inverse:
+                for t in range(lo, hi):
+                    y[t] ^= x[t]
+
+
+@nb.njit(cache=True)
+def _ifft_slice(work, tw, gf, lo, hi):
+    """Values at ``n`` points to coefficients in the novel basis, words lo..hi."""
+    d = 1
+    while d < work.shape[0]:
+        _layer(work, d, tw, gf, lo, hi, True)
         d *= 2
 
 
 @nb.njit(cache=True)
 def _fft_slice(work, tw, gf, lo, hi):
     """Coefficients in the novel basis to values at ``n`` points, words lo..hi."""
-    modulus, bits, one, full, log, exp = gf
-    n = work.shape[0]
-    d = n // 2
+    d = work.shape[0] // 2
     while d >= 1:
-        for r in range(0, n, 2 * d):
-            lm = tw[r + d]
-            cols = _columns(lm, log, exp, bits, one)
-            for i in range(r, r + d):
-                x = work[i]
-                y = work[i + d]
-                if lm != modulus:
-                    for t in range(lo, hi):
-                        x[t] ^= _lanes_times(y[t], cols, bits, one, full)
-                for t in range(lo, hi):
-                    y[t] ^= x[t]
+        _layer(work, d, tw, gf, lo, hi, False)
         d //= 2
 
 
@@ -237,10 +242,10 @@ def _locator_logs(erased, modulus, log):
 
 @nb.njit(cache=True)
 def _scale_row(row, lm, gf):
-    _, bits, one, full, log, exp = gf
+    _, bits, one, lane_mask, log, exp = gf
     cols = _columns(lm, log, exp, bits, one)
     for t in range(row.shape[0]):
-        row[t] = _lanes_times(row[t], cols, bits, one, full)
+        row[t] = _lanes_times(row[t], cols, bits, one, lane_mask)
 
 
 @nb.njit(cache=True)
