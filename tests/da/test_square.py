@@ -17,8 +17,10 @@ from focusflow.da import (
     RepairError,
     RootMismatchError,
     extend,
+    prove_namespace_in_row,
     repair,
     square_from_block,
+    verify_namespace_in_row,
     verify_share_proof,
 )
 from focusflow.da.leopard import encode
@@ -143,3 +145,21 @@ def test_extend_rejects_non_squares(count):
 def test_extend_rejects_short_shares():
     with pytest.raises(InvalidShareError):
         extend([bytes(511)])
+
+
+def test_namespace_proofs_in_a_row():
+    ns_a, ns_b, ns_gap = (
+        namespace_v0(b"ns-aaaa"),
+        namespace_v0(b"ns-cccc"),
+        namespace_v0(b"ns-bbbb"),
+    )
+    square = extend(square_from_block([b"tx"], [(ns_a, b"\x01" * 100), (ns_b, b"\x02" * 100)]))
+    root = square.row_roots()[0]
+    shares, proof = prove_namespace_in_row(square, 0, ns_a)
+    assert len(shares) == 1 and shares[0][:29] == ns_a
+    assert verify_namespace_in_row(root, ns_a, shares, proof)
+    assert not verify_namespace_in_row(root, ns_a, [], proof)
+    shares, absent = prove_namespace_in_row(square, 0, ns_gap)
+    assert shares == [] and absent.leaf is not None
+    assert verify_namespace_in_row(root, ns_gap, [], absent)
+    assert not verify_namespace_in_row(root, ns_b, [], absent)

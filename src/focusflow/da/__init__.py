@@ -17,7 +17,12 @@ from focusflow.da.namespace import (
     TX_NAMESPACE,
     namespace_v0,
 )
-from focusflow.da.proofs import ShareProof, verify_share_proof
+from focusflow.da.proofs import (
+    ShareProof,
+    prove_namespace_in_row,
+    verify_namespace_in_row,
+    verify_share_proof,
+)
 from focusflow.da.sampling import (
     DEFAULT_SAMPLES,
     Sampler,
@@ -53,11 +58,13 @@ __all__ = [
     "extend",
     "find_bad_encoding",
     "namespace_v0",
+    "prove_namespace_in_row",
     "repair",
     "sample",
     "samples_for_confidence",
     "share_id",
     "square_from_block",
     "verify_bad_encoding_proof",
+    "verify_namespace_in_row",
     "verify_share_proof",
 ]

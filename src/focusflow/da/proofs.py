@@ -97,3 +97,24 @@ def verify_share_proof(data_root: bytes, proof: ShareProof) -> bool:
     return nmt.verify_range(proof.axis_root, p, [leaf]) and verify_merkle(
         data_root, proof.axis_root, proof.root_proof
     )
+
+
+def prove_namespace_in_row(
+    square: ExtendedSquare, row: int, ns: bytes
+) -> tuple[list[bytes], nmt.Proof]:
+    """The shares of namespace ``ns`` in a row, with their NMT proof (or proof of absence)."""
+    k = square.k
+    leaves = [leaf_data(share, row, col, k) for col, share in enumerate(square.row(row))]
+    proof = nmt.prove_namespace(leaves, ns)
+    if proof.leaf is not None or proof.is_empty:
+        return [], proof
+    return [leaf[NAMESPACE_SIZE:] for leaf in leaves[proof.start : proof.end]], proof
+
+
+def verify_namespace_in_row(
+    row_root: bytes, ns: bytes, shares: list[bytes], proof: nmt.Proof
+) -> bool:
+    """Whether ``shares`` are all of a row's shares in ``ns`` (none: absence) under ``row_root``."""
+    return nmt.verify_namespace(
+        row_root, ns, proof, [share[:NAMESPACE_SIZE] + share for share in shares]
+    )
