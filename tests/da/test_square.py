@@ -148,10 +148,11 @@ def test_extend_rejects_short_shares():
 
 
 def test_namespace_proofs_in_a_row():
+    # Row 0 holds the transactions and ns_a; ns_gap sorts between them.
     ns_a, ns_b, ns_gap = (
         namespace_v0(b"ns-aaaa"),
         namespace_v0(b"ns-cccc"),
-        namespace_v0(b"ns-bbbb"),
+        namespace_v0(b"ns-aa"),
     )
     square = extend(square_from_block([b"tx"], [(ns_a, b"\x01" * 100), (ns_b, b"\x02" * 100)]))
     root = square.row_roots()[0]
