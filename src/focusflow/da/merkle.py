@@ -47,8 +47,9 @@ class MerkleProof:
 
 def merkle_proof(leaves: list[bytes], index: int) -> MerkleProof:
     """Proof that ``leaves[index]`` is under ``merkle_root(leaves)``."""
+    if not 0 <= index < len(leaves):
+        raise IndexError(f"leaf {index} of {len(leaves)}")
     hashes = [leaf_hash(x) for x in leaves]
-    aunts: list[bytes] = []
     lo, hi = 0, len(hashes)
     path: list[bytes] = []
     while hi - lo > 1:
@@ -59,8 +60,7 @@ def merkle_proof(leaves: list[bytes], index: int) -> MerkleProof:
         else:
             path.append(_root_of_hashes(hashes[lo : lo + k]))
             lo = lo + k
-    aunts = path[::-1]
-    return MerkleProof(index, len(leaves), tuple(aunts))
+    return MerkleProof(index, len(leaves), tuple(path[::-1]))
 
 
 def _root_from_aunts(index: int, total: int, leaf: bytes, aunts: list[bytes]) -> bytes | None:

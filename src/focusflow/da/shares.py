@@ -72,12 +72,6 @@ def sequence_len(share: bytes) -> int:
     return int.from_bytes(share[start : start + SEQUENCE_LEN_BYTES], "big")
 
 
-def check_share(share: bytes) -> bytes:
-    if len(share) != SHARE_SIZE:
-        raise InvalidShareError(f"a share has {SHARE_SIZE} bytes, got {len(share)}")
-    return share
-
-
 def uvarint(n: int) -> bytes:
     """Unsigned LEB128, as Go's ``binary.PutUvarint`` writes it."""
     out = bytearray()
