@@ -31,7 +31,7 @@ def random_blocks(seed: int, blocks: int, txs_per_block: int, particles: int = 2
             elif kind < 0.8:
                 msg = Msg("unstake", {"amount": rng.randint(1, 10**6)})
             elif kind < 0.9:
-                to = rng.choice(KEYS + [VALIDATOR]).address_raw
+                to = rng.choice([*KEYS, VALIDATOR]).address_raw
                 msg = Msg("send", {"to": to, "amount": rng.randint(1, 10**13)})
             elif kind < 0.95:
                 name = "n" + "".join(rng.choice("abc") for _ in range(4))
