@@ -172,8 +172,17 @@ def _deltas(value: object) -> Deltas:
         ok = (
             isinstance(links, list)
             and all(
-                isinstance(x, list) and len(x) == 3 and all(isinstance(y, bytes) for y in x)
-                for x in links
+                isinstance(g, list)
+                and len(g) == 2
+                and isinstance(g[0], bytes)
+                and isinstance(g[1], list)
+                and all(
+                    isinstance(e, list)
+                    and len(e) in (2, 3)
+                    and all(isinstance(y, bytes) for y in e)
+                    for e in g[1]
+                )
+                for g in links
             )
             and isinstance(stakes, list)
             and all(

@@ -83,8 +83,7 @@ class FocusState:
             ids = g.add_neurons(addrs)
             g.set_stakes(ids, np.array([deltas.stakes[a] for a in addrs], dtype=np.float64))
         if deltas.links:
-            src, dst, neuron = zip(*deltas.links, strict=True)
-            g.add_links(list(src), list(dst), list(neuron))
+            g.add_links(*deltas.flat_links())
         writes = self._particle_writes(n_before)
         if g.n_links:
             result = self.engine.apply()

@@ -25,9 +25,14 @@ from focusflow.chain.state import PendingState
 
 @dataclass
 class Deltas:
-    """Edge deltas for the focus engine: links ``(from, to, neuron)`` and new stakes."""
+    """Edge deltas for the focus engine: groups of links by neuron, and new stakes.
 
-    links: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
+    ``links`` holds ``(neuron, [[from, to(, semcon)], ...])`` groups, one per
+    link message, sharing the message's own list: a block of ten thousand
+    links is never copied link by link.
+    """
+
+    links: list[tuple[bytes, list]] = field(default_factory=list)
     stakes: dict[bytes, int] = field(default_factory=dict)
 
     def merge(self, other: Deltas) -> None:
@@ -37,13 +42,23 @@ class Deltas:
     def __bool__(self) -> bool:
         return bool(self.links or self.stakes)
 
+    def flat_links(self) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """``(from, to, neuron)`` columns of every link, in order."""
+        src = [e[0] for _, pairs in self.links for e in pairs]
+        dst = [e[1] for _, pairs in self.links for e in pairs]
+        neuron = [n for n, pairs in self.links for _ in pairs]
+        return src, dst, neuron
+
     def to_cbor(self) -> list:
-        return [[list(x) for x in self.links], sorted([k, v] for k, v in self.stakes.items())]
+        return [
+            [[n, pairs] for n, pairs in self.links],
+            sorted([k, v] for k, v in self.stakes.items()),
+        ]
 
     @classmethod
     def from_cbor(cls, value: list) -> Deltas:
         links, stakes = value
-        return cls([tuple(x) for x in links], {k: v for k, v in stakes})
+        return cls([(n, pairs) for n, pairs in links], {k: v for k, v in stakes})
 
 
 @dataclass

@@ -76,6 +76,27 @@ class Links:
     def end_block(self, ctx: BlockContext) -> None:
         return None
 
+    def _check_entries(self, links: list) -> None:
+        """Shape, CIDs and no self-links, with the set of seen CIDs as a fast path."""
+        for i, entry in enumerate(links):
+            if type(entry) is not list or not 2 <= len(entry) <= 3:
+                raise MalformedMessageError(f"links[{i}] must be [from, to] or [from, to, semcon]")
+            for cid in entry:
+                if type(cid) is not bytes:
+                    raise UnknownParticleFormatError(f"links[{i}]: a particle must be a binary CID")
+            if entry[0] == entry[1]:
+                raise MalformedMessageError(f"links[{i}] is a self-link")
+        known = self._known
+        fresh = {cid for entry in links for cid in entry} - known
+        for cid in fresh:
+            try:
+                check_cid_bytes(cid)
+            except InvalidCIDError as exc:
+                i = next(j for j, e in enumerate(links) if cid in e)
+                raise UnknownParticleFormatError(f"links[{i}]: {exc.message}") from None
+        if len(known) < 1 << 20:
+            known.update(fresh)
+
     def link(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "links")
         links = field(body, "links", list)
@@ -84,23 +105,7 @@ class Links:
             raise MalformedMessageError("links must not be empty")
         if m > ctx.params.max_links_per_tx:
             raise OverLimitError(f"{m} links exceed max_links_per_tx={ctx.params.max_links_per_tx}")
-        known = self._known
-        for i, entry in enumerate(links):
-            if not isinstance(entry, list) or len(entry) not in (2, 3):
-                raise MalformedMessageError(f"links[{i}] must be [from, to] or [from, to, semcon]")
-            for cid in entry:
-                if not isinstance(cid, bytes):
-                    raise UnknownParticleFormatError(f"links[{i}]: a particle must be a binary CID")
-                if cid in known:
-                    continue
-                try:
-                    check_cid_bytes(cid)
-                except InvalidCIDError as exc:
-                    raise UnknownParticleFormatError(f"links[{i}]: {exc.message}") from None
-                if len(known) < 1 << 20:
-                    known.add(cid)
-            if entry[0] == entry[1]:
-                raise MalformedMessageError(f"links[{i}] is a self-link")
+        self._check_entries(links)
         sender = ctx.sender
         neudeg = get_neudeg(ctx.state, sender) + m
         bonded = get_account(ctx.state, sender).bonded
@@ -114,5 +119,5 @@ class Links:
             debit(ctx.state, sender, m * ctx.params.link_burn, f"burning {m} links")
         set_neudeg(ctx.state, sender, neudeg)
         ctx.state.put(links_key(ctx.height, ctx.tx_index, ctx.msg_index), encode([sender, links]))
-        ctx.deltas.links.extend((e[0], e[1], sender) for e in links)
+        ctx.deltas.links.append((sender, links))
         ctx.emit("link", neuron=sender, count=m)
