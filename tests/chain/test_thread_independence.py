@@ -22,7 +22,7 @@ for mode in ("tri", "diffusion"):
     d = Deltas(stakes={a: 1000 + 37 * i for i, a in enumerate(neurons)})
     pairs = [[int(a).to_bytes(4, "big"), int(b).to_bytes(4, "big")]
              for a, b in zip(src, dst) if a != b]
-    d.links = [(neurons[i], pairs[i::30]) for i in range(30)]
+    d.links = [(neurons[i], pairs[i::30], None) for i in range(30)]
     fs.apply(d)
     roots.append(fs.root.hex())
     fs.apply(Deltas(stakes={neurons[0]: 99999}))

@@ -27,12 +27,14 @@ from focusflow.chain.state import PendingState
 class Deltas:
     """Edge deltas for the focus engine: groups of links by neuron, and new stakes.
 
-    ``links`` holds ``(neuron, [[from, to(, semcon)], ...])`` groups, one per
-    link message, sharing the message's own list: a block of ten thousand
-    links is never copied link by link.
+    ``links`` holds ``(neuron, [[from, to(, semcon)], ...], source)`` groups, one
+    per link message, sharing the message's own list (a block of ten thousand
+    links is never copied link by link). ``source`` is ``(tx index, message
+    index)`` of the message in its block: a stored block records only these
+    references, since the links themselves are already in its transactions.
     """
 
-    links: list[tuple[bytes, list]] = field(default_factory=list)
+    links: list[tuple[bytes, list, tuple[int, int] | None]] = field(default_factory=list)
     stakes: dict[bytes, int] = field(default_factory=dict)
 
     def merge(self, other: Deltas) -> None:
@@ -44,21 +46,15 @@ class Deltas:
 
     def flat_links(self) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """``(from, to, neuron)`` columns of every link, in order."""
-        src = [e[0] for _, pairs in self.links for e in pairs]
-        dst = [e[1] for _, pairs in self.links for e in pairs]
-        neuron = [n for n, pairs in self.links for _ in pairs]
+        src = [e[0] for _, pairs, _ in self.links for e in pairs]
+        dst = [e[1] for _, pairs, _ in self.links for e in pairs]
+        neuron = [n for n, pairs, _ in self.links for _ in pairs]
         return src, dst, neuron
 
     def to_cbor(self) -> list:
-        return [
-            [[n, pairs] for n, pairs in self.links],
-            sorted([k, v] for k, v in self.stakes.items()),
-        ]
-
-    @classmethod
-    def from_cbor(cls, value: list) -> Deltas:
-        links, stakes = value
-        return cls([(n, pairs) for n, pairs in links], {k: v for k, v in stakes})
+        """``[groups, stakes]``; a group is ``[tx, msg]``, or ``[neuron, links]`` if sourceless."""
+        groups = [list(src) if src is not None else [n, pairs] for n, pairs, src in self.links]
+        return [groups, sorted([k, v] for k, v in self.stakes.items())]
 
 
 @dataclass

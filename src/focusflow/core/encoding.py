@@ -24,7 +24,9 @@ from focusflow.core.errors import DecodeError
 #: Nesting beyond this is refused before it can exhaust the interpreter's stack.
 MAX_DEPTH = 32
 
-_PLAIN = (int, bytes, str, bool, type(None))
+#: Exact types (decoded values never subclass them; bool is listed on its own).
+_SCALARS = frozenset({int, bytes, str, bool, type(None)})
+_KEYS = frozenset({int, str, bytes})
 
 
 def encode(value: Any) -> bytes:
@@ -70,16 +72,19 @@ def decode(data: bytes, what: str = "value") -> Any:
 def _check_plain(value: Any, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise DecodeError("nested too deeply")
-    if isinstance(value, _PLAIN):
+    kind = type(value)
+    if kind in _SCALARS:
         return
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple:
         for item in value:
-            _check_plain(item, depth + 1)
+            if type(item) not in _SCALARS:
+                _check_plain(item, depth + 1)
         return
-    if isinstance(value, dict):
+    if kind is dict:
         for key, item in value.items():
-            if not isinstance(key, int | str | bytes):
+            if type(key) not in _KEYS:
                 raise DecodeError(f"map key of type {type(key).__name__}")
-            _check_plain(item, depth + 1)
+            if type(item) not in _SCALARS:
+                _check_plain(item, depth + 1)
         return
-    raise DecodeError(f"value of type {type(value).__name__} is not allowed")
+    raise DecodeError(f"value of type {kind.__name__} is not allowed")

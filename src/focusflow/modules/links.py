@@ -119,5 +119,5 @@ class Links:
             debit(ctx.state, sender, m * ctx.params.link_burn, f"burning {m} links")
         set_neudeg(ctx.state, sender, neudeg)
         ctx.state.put(links_key(ctx.height, ctx.tx_index, ctx.msg_index), encode([sender, links]))
-        ctx.deltas.links.append((sender, links))
+        ctx.deltas.links.append((sender, links, (ctx.tx_index, ctx.msg_index)))
         ctx.emit("link", neuron=sender, count=m)
