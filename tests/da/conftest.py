@@ -1,8 +1,7 @@
-"""Shared fixtures; the 512 x 512 Celestia vector (~15 s, 2 GB) runs with FOCUSFLOW_SLOW=1."""
+"""Shared fixtures; the 512 x 512 Celestia vector (~15 s, 2 GB) is marked slow (`-m slow`)."""
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
@@ -20,11 +19,3 @@ def block_square():
 
     return build
 
-
-def pytest_collection_modifyitems(config, items):
-    if os.environ.get("FOCUSFLOW_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow; set FOCUSFLOW_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords and "tests/da/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(skip)
