@@ -52,3 +52,30 @@ def test_store_refuses_another_genesis(tmp_path):
     chain.store.close()
     with pytest.raises(StoreError):
         new_chain(tmp_path, genesis(fee_base=1))
+
+
+def test_refused_block_leaves_the_follower_usable(tmp_path):
+    """A validly signed block whose roots are wrong is refused and changes nothing."""
+    from dataclasses import replace
+
+    import pytest
+
+    from focusflow.chain import BlockError, BlockRecord
+    from focusflow.chain.block import Block, commit_sign_bytes
+    from tests.chain.helpers import ALICE, VALIDATOR, link, tx
+
+    a = new_chain(tmp_path / "a")
+    b = new_chain(tmp_path / "b", producer=False)
+    first = a.produce_block([tx(ALICE, 0, link(("x", "y")))], time_ms=T0 + 1000)
+    b.apply_block(first.record.encode())
+    good = a.produce_block([tx(ALICE, 1, link(("y", "z"), ("z", "x")))], time_ms=T0 + 2000)
+    header = replace(good.block.header, focus_root=bytes(32))
+    block = Block(header, good.block.txs)
+    sig = VALIDATOR.sign(commit_sign_bytes(header.chain_id, header.height, block.hash))
+    forged = BlockRecord(block, [[VALIDATOR.public_key, sig]], good.record.deltas)
+    head, root = b.head, b.store.root
+    with pytest.raises(BlockError, match="roots differ"):
+        b.apply_block(forged.encode())
+    assert b.head == head and b.store.root == root
+    b.apply_block(good.record.encode())
+    assert b.head == a.head

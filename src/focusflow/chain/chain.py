@@ -153,8 +153,9 @@ class Chain:
     def apply_block(self, record: BlockRecord | bytes) -> BlockResult:
         """Validate and commit a block made elsewhere; BlockError if it does not follow.
 
-        After a BlockError raised by a root mismatch the in-memory focus state
-        has advanced past the store: reopen the chain before using it again.
+        A refused block changes nothing: if it was refused after its deltas
+        reached the focus engine (its roots differ from ours), the engine is
+        rebuilt from the stored blocks, as on a restart.
         """
         t0 = time.perf_counter()
         if isinstance(record, bytes):
@@ -184,7 +185,13 @@ class Chain:
             )
         except TxError as exc:
             raise BlockError(f"block {header.height}: {exc.code}: {exc.message}") from None
-        return self._finish(ctx, included, receipts, [], record, t0)
+        try:
+            return self._finish(ctx, included, receipts, [], record, t0)
+        except BlockError:
+            if ctx.deltas:
+                self.focus = FocusState(self.params.focus)
+                self._restore()
+            raise
 
     # --- pipeline ------------------------------------------------------------
     def _execute(self, height, time_ms, proposer, txs, verified, strict):
