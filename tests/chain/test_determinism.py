@@ -43,6 +43,17 @@ def test_restart_and_replay_reach_the_same_roots(tmp_path):
     assert fresh.store.recompute_root() == steady.head.state_root
 
 
+def test_genesis_refuses_a_validator_listed_twice():
+    import pytest
+
+    from focusflow.chain import Genesis, GenesisError
+
+    raw = genesis().to_json()
+    raw["validators"] = raw["validators"] * 2
+    with pytest.raises(GenesisError, match="duplicate validator"):
+        Genesis.from_json(raw)
+
+
 def test_store_refuses_another_genesis(tmp_path):
     import pytest
 

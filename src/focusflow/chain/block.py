@@ -9,7 +9,8 @@ and the block hash is SHA-256 of it. ``txs_root`` is the RFC 6962 Merkle root
 of the encoded transactions, ``state_root`` the sparse Merkle root of the
 key-space after the block, ``focus_root`` the root of the quantised focus
 vector (see focus_commit.py), ``data_root`` the data-availability root of the
-block's data (32 zero bytes until the DA layer fills it), ``proposer`` the
+block's data (32 zero bytes until the DA layer fills it), ``validators_hash``
+the consensus validator set's hash (``ValidatorSet.hash``), ``proposer`` the
 20-byte address of the validator that made it and ``last_commit`` the hash of
 the commit that finalised the parent.
 

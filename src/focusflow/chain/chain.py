@@ -38,9 +38,10 @@ from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import Tx, decode_tx
+from focusflow.consensus.validators import has_two_thirds
 from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError, StoreError
-from focusflow.core.keys import KeyPair, address_bytes, verify
+from focusflow.core.keys import KeyPair, verify
 from focusflow.store import EMPTY, Commit, Store, height_key
 from focusflow.store import update as smt_update
 
@@ -84,7 +85,9 @@ class Chain:
                 if mtype in self.handlers:
                     raise ValueError(f"message type {mtype!r} is claimed by two modules")
                 self.handlers[mtype] = handler
-        self._validators = {v.public_key: v.power for v in genesis.validators}
+        self.validators = genesis.validator_set()
+        self.validators_hash = self.validators.hash()
+        self._proposers = {v.address for v in self.validators.validators}
         self.focus = FocusState(self.params.focus)
         with store.reader() as r:
             fresh = r.block(0) is None
@@ -172,7 +175,7 @@ class Chain:
             raise BlockError(f"block {header.height} time does not increase")
         if header.txs_root != txs_root(record.block.txs):
             raise BlockError(f"block {header.height} txs_root does not match its transactions")
-        if header.validators_hash != self.genesis.validators_hash:
+        if header.validators_hash != self.validators_hash:
             raise BlockError(f"block {header.height} names another validator set")
         self._check_commit(record)
         try:
@@ -232,7 +235,7 @@ class Chain:
             root,
             self.focus.root,
             ZERO_HASH,
-            self.genesis.validators_hash,
+            self.validators_hash,
             ctx.proposer,
             b"",
         )
@@ -272,18 +275,18 @@ class Chain:
         """More than 2/3 of the validators' power signed this block."""
         header = record.block.header
         message = commit_sign_bytes(self.chain_id, header.height, record.block.hash)
-        total = sum(self._validators.values())
         signed = 0
         seen: set[bytes] = set()
         for public_key, sig in record.commit:
-            power = self._validators.get(public_key)
-            if power is None or public_key in seen or not verify(public_key, sig, message):
+            power = self.validators.power_of(public_key)
+            if not power or public_key in seen or not verify(public_key, sig, message):
                 raise BlockError(f"block {header.height} has an invalid commit signature")
             seen.add(public_key)
             signed += power
-        if 3 * signed <= 2 * total:
+        total = self.validators.total_power
+        if not has_two_thirds(signed, total):
             raise BlockError(f"block {header.height} commit has {signed} of {total} power")
-        if header.proposer and header.proposer not in {address_bytes(k) for k in self._validators}:
+        if header.proposer and header.proposer not in self._proposers:
             raise BlockError(f"block {header.height} proposer is not a validator")
 
     # --- genesis and restart ---------------------------------------------------
@@ -305,7 +308,7 @@ class Chain:
             root,
             self.focus.root,
             ZERO_HASH,
-            self.genesis.validators_hash,
+            self.validators_hash,
             b"",
             b"",
         )

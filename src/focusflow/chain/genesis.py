@@ -23,6 +23,8 @@ from typing import Any
 
 from focusflow.chain.errors import GenesisError
 from focusflow.chain.params import ChainParams
+from focusflow.consensus.errors import InvalidValidatorSetError
+from focusflow.consensus.validators import Validator, ValidatorSet
 from focusflow.core.encoding import encode
 from focusflow.core.errors import InvalidAddressError
 from focusflow.core.hashing import sha256
@@ -74,9 +76,9 @@ class Genesis:
     def hash(self) -> bytes:
         return sha256(encode(self.to_json()))
 
-    @property
-    def validators_hash(self) -> bytes:
-        return sha256(encode(sorted([v.public_key, v.power] for v in self.validators)))
+    def validator_set(self) -> ValidatorSet:
+        """The consensus validator set these validators form (its hash goes in headers)."""
+        return ValidatorSet.create([Validator(v.public_key, v.power) for v in self.validators])
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
@@ -136,9 +138,12 @@ class Genesis:
             if power == 0:
                 raise GenesisError(f"{where}.power must be positive")
             validators.append(GenesisValidator(str(v.get("name", f"validator-{i}")), key, power))
-        if not validators:
-            raise GenesisError("genesis needs at least one validator")
-        return cls(chain_id, time_ms, params, tuple(accounts), tuple(validators))
+        genesis = cls(chain_id, time_ms, params, tuple(accounts), tuple(validators))
+        try:
+            genesis.validator_set()
+        except InvalidValidatorSetError as exc:
+            raise GenesisError(f"validators: {exc.message}") from None
+        return genesis
 
 
 def _list(raw: dict, name: str) -> list:
