@@ -5,6 +5,7 @@ from __future__ import annotations
 from focusflow.chain import Genesis, Msg, make_tx
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.keys import KeyPair
+from focusflow.modules.accounts import get_account
 from focusflow.node import open_chain
 
 CHAIN_ID = "focusflow-test"
@@ -48,3 +49,9 @@ def tx(key: KeyPair, nonce: int, *msgs: Msg, fee: int = FEE, chain_id: str = CHA
 
 def link(*pairs: tuple[str, str]) -> Msg:
     return Msg("link", {"links": [[particle(a), particle(b)] for a, b in pairs]})
+
+
+def account(chain, key: KeyPair):
+    """The committed account of ``key`` on ``chain``."""
+    with chain.reader() as r:
+        return get_account(r, key.address_raw)

@@ -80,7 +80,7 @@ def test_pool_feeds_blocks_and_forgets_included(tmp_path):
         from focusflow.modules.accounts import get_account
 
         with chain.reader() as r:
-            return get_account(_S(r.get), address).nonce
+            return get_account(r, address).nonce
 
     for nonce in range(3):
         pool.add(make_tx(ALICE, CHAIN_ID, nonce, FEE, [link((f"a{nonce}", "b"))]), nonce_of)
@@ -90,8 +90,3 @@ def test_pool_feeds_blocks_and_forgets_included(tmp_path):
     pool.update(nonce_of)
     assert len(pool) == 0
     assert chain.focus.boost(ALICE.address_raw) > 0
-
-
-class _S:
-    def __init__(self, get):
-        self.get = get

@@ -7,7 +7,6 @@ import numpy as np
 from focusflow.chain import Msg
 from focusflow.chain.focus_commit import SCALE, focus_root
 from focusflow.core.encoding import decode
-from focusflow.modules.accounts import get_account
 from focusflow.modules.blobs import BLOB_PREFIX, blob_cid
 from focusflow.modules.names import resolve
 from tests.chain.helpers import (
@@ -17,6 +16,7 @@ from tests.chain.helpers import (
     FEE,
     STAKE,
     VALIDATOR,
+    account,
     genesis,
     link,
     new_chain,
@@ -25,46 +25,36 @@ from tests.chain.helpers import (
 )
 
 
-def acct(chain, key):
-    with chain.reader() as r:
-        return get_account(_S(r.get), key.address_raw)
-
-
-class _S:
-    def __init__(self, get):
-        self.get = get
-
-
 def test_send_moves_tokens_and_pays_fee_to_proposer(tmp_path):
     chain = new_chain(tmp_path)
-    a, b, v = acct(chain, ALICE), acct(chain, BOB), acct(chain, VALIDATOR)
+    a, b, v = account(chain, ALICE), account(chain, BOB), account(chain, VALIDATOR)
     chain.produce_block([tx(ALICE, 0, Msg("send", {"to": BOB.address_raw, "amount": 123}))])
-    assert acct(chain, ALICE).balance == a.balance - 123 - FEE
-    assert acct(chain, BOB).balance == b.balance + 123
-    assert acct(chain, VALIDATOR).balance == v.balance + FEE
+    assert account(chain, ALICE).balance == a.balance - 123 - FEE
+    assert account(chain, BOB).balance == b.balance + 123
+    assert account(chain, VALIDATOR).balance == v.balance + FEE
 
 
 def test_unstake_releases_after_unbonding_period(tmp_path):
     chain = new_chain(tmp_path, genesis(unbonding_blocks=3))
-    start = acct(chain, ALICE)
+    start = account(chain, ALICE)
     result = chain.produce_block([tx(ALICE, 0, Msg("unstake", {"amount": 1000}))])
     assert result.receipts[0].ok
     release = result.receipts[0].events[0]["release_height"]
     assert release == 1 + 3
-    assert acct(chain, ALICE).bonded == STAKE - 1000
+    assert account(chain, ALICE).bonded == STAKE - 1000
     while chain.height < release - 1:
         chain.produce_block([])
-        assert acct(chain, ALICE).balance == start.balance - FEE
+        assert account(chain, ALICE).balance == start.balance - FEE
     chain.produce_block([])
-    assert acct(chain, ALICE).balance == start.balance - FEE + 1000
+    assert account(chain, ALICE).balance == start.balance - FEE + 1000
 
 
 def test_links_spend_budget_burn_tokens_and_move_focus(tmp_path):
     chain = new_chain(tmp_path, genesis(min_link_weight=STAKE // 4, link_burn=5))
-    before = acct(chain, ALICE)
+    before = account(chain, ALICE)
     r = chain.produce_block([tx(ALICE, 0, link(("a", "b"), ("b", "c"), ("c", "a")))])
     assert r.receipts[0].ok
-    assert acct(chain, ALICE).balance == before.balance - FEE - 15
+    assert account(chain, ALICE).balance == before.balance - FEE - 15
     q = chain.focus.q
     assert len(q) == 3 and abs(int(q.sum()) - SCALE) <= 3
     assert chain.head.focus_root == focus_root(q)
@@ -91,12 +81,12 @@ def test_stake_moves_focus_toward_the_staker(tmp_path):
 
 def test_names_register_update_transfer(tmp_path):
     chain = new_chain(tmp_path, genesis(name_fee=1000))
-    before = acct(chain, ALICE).balance
+    before = account(chain, ALICE).balance
     r = chain.produce_block(
         [tx(ALICE, 0, Msg("name.register", {"name": "focus", "cid": particle("a")}))]
     )
     assert r.receipts[0].ok
-    assert acct(chain, ALICE).balance == before - FEE - 1000
+    assert account(chain, ALICE).balance == before - FEE - 1000
     r = chain.produce_block(
         [
             tx(BOB, 0, Msg("name.register", {"name": "focus", "cid": particle("b")})),
@@ -105,7 +95,7 @@ def test_names_register_update_transfer(tmp_path):
         ]
     )
     assert [x.code for x in r.receipts] == ["name_taken", "not_owner", "ok"]
-    assert acct(chain, ALICE).balance == before - 2 * FEE - 1000 - 10_000  # short name: 10x
+    assert account(chain, ALICE).balance == before - 2 * FEE - 1000 - 10_000  # short name: 10x
     chain.produce_block(
         [tx(ALICE, 2, Msg("name.transfer", {"name": "focus", "to": CAROL.address_raw}))]
     )
@@ -114,17 +104,17 @@ def test_names_register_update_transfer(tmp_path):
     )
     assert r.receipts[0].ok
     with chain.reader() as rd:
-        assert resolve(rd.get, "focus") == (particle("z"), CAROL.address_raw)
-        assert resolve(rd.get, "nobody") is None
+        assert resolve(rd, "focus") == (particle("z"), CAROL.address_raw)
+        assert resolve(rd, "nobody") is None
 
 
 def test_blob_is_stored_by_cid_and_paid_per_byte(tmp_path):
     chain = new_chain(tmp_path, genesis(blob_credit_per_byte=3))
     data = b"hello blob" * 100
-    before = acct(chain, ALICE).balance
+    before = account(chain, ALICE).balance
     r = chain.produce_block([tx(ALICE, 0, Msg("blob.put", {"data": data}))])
     assert r.receipts[0].ok and r.receipts[0].events[0]["cid"] == blob_cid(data)
-    assert acct(chain, ALICE).balance == before - FEE - 3 * len(data)
+    assert account(chain, ALICE).balance == before - FEE - 3 * len(data)
     with chain.reader() as rd:
         assert rd.get(BLOB_PREFIX + blob_cid(data)) == data
 

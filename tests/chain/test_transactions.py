@@ -8,18 +8,18 @@ from focusflow.chain import Msg, decode_tx, make_tx
 from focusflow.chain.errors import OverLimitError
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
-from focusflow.modules.accounts import get_account
-from tests.chain.helpers import ALICE, BOB, CHAIN_ID, FEE, STAKE, link, new_chain, particle, tx
-
-
-def account(chain, key):
-    with chain.reader() as r:
-        return get_account(_State(r), key.address_raw)
-
-
-class _State:
-    def __init__(self, r):
-        self.get = r.get
+from tests.chain.helpers import (
+    ALICE,
+    BOB,
+    CHAIN_ID,
+    FEE,
+    STAKE,
+    account,
+    link,
+    new_chain,
+    particle,
+    tx,
+)
 
 
 def test_tx_round_trip_and_signature():

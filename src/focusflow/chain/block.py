@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import brotli
 
 from focusflow.chain.module import Deltas
-from focusflow.chain.tx import Tx, decode_tx
+from focusflow.chain.tx import Tx, decode_tx, is_uint64
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import merkle_root, sha256
@@ -81,8 +81,8 @@ class Header:
         chain_id, height, time_ms, *hashes, proposer, last_commit = value
         ok = (
             isinstance(chain_id, str)
-            and _uint(height)
-            and _uint(time_ms)
+            and is_uint64(height)
+            and is_uint64(time_ms)
             and all(isinstance(h, bytes) and len(h) == 32 for h in hashes)
             and isinstance(proposer, bytes)
             and len(proposer) in (0, 20)
@@ -125,11 +125,21 @@ class BlockRecord:
     block: Block
     #: ``[[public_key, signature], ...]`` over :func:`commit_sign_bytes`.
     commit: list = field(default_factory=list)
-    deltas: Deltas = field(default_factory=Deltas)
+    #: The block's edge deltas, or (in a decoded record) their stored form, which
+    #: :meth:`edge_deltas` resolves: a follower re-executes the block and never
+    #: needs them, so decoding does not pay for reading the link messages twice.
+    deltas: Deltas | list = field(default_factory=Deltas)
 
     def encode(self) -> bytes:
-        raw = encode([self.block.to_cbor(), self.commit, self.deltas.to_cbor()])
+        deltas = self.deltas.to_cbor() if isinstance(self.deltas, Deltas) else self.deltas
+        raw = encode([self.block.to_cbor(), self.commit, deltas])
         return brotli.compress(raw, quality=BROTLI_QUALITY)
+
+    def edge_deltas(self) -> Deltas:
+        """The block's edge deltas, link groups read from the messages they refer to."""
+        if isinstance(self.deltas, Deltas):
+            return self.deltas
+        return _resolve_deltas(self.deltas, self.block.txs)
 
     @classmethod
     def decode(cls, data: bytes) -> BlockRecord:
@@ -165,11 +175,12 @@ class BlockRecord:
             for s in commit
         ):
             raise DecodeError("malformed block: bad commit")
-        return cls(Block(header, tuple(txs)), commit, _deltas(deltas_v, txs))
+        _check_deltas_shape(deltas_v)
+        return cls(Block(header, tuple(txs)), commit, deltas_v)
 
 
-def _deltas(value: object, txs: list[bytes]) -> Deltas:
-    """Edge deltas of a stored block; link groups given by reference are read from its txs."""
+def _check_deltas_shape(value: object) -> None:
+    """``[groups of two, [[address, stake], ...]]``; references are resolved on use."""
     ok = isinstance(value, list) and len(value) == 2
     if ok:
         groups, stakes = value
@@ -178,12 +189,18 @@ def _deltas(value: object, txs: list[bytes]) -> Deltas:
             and all(isinstance(g, list) and len(g) == 2 for g in groups)
             and isinstance(stakes, list)
             and all(
-                isinstance(s, list) and len(s) == 2 and isinstance(s[0], bytes) and _uint(s[1])
+                isinstance(s, list) and len(s) == 2 and isinstance(s[0], bytes) and is_uint64(s[1])
                 for s in stakes
             )
         )
     if not ok:
         raise DecodeError("malformed block: bad edge deltas")
+
+
+def _resolve_deltas(value: list, txs: tuple[bytes, ...]) -> Deltas:
+    """Edge deltas of a stored block; link groups given by reference are read from its txs."""
+    _check_deltas_shape(value)
+    groups, stakes = value
     deltas = Deltas(stakes={k: v for k, v in stakes})
     decoded: dict[int, Tx] = {}
     for first, second in groups:
@@ -210,7 +227,3 @@ def _link_list(pairs: object) -> bool:
         isinstance(e, list) and len(e) in (2, 3) and all(isinstance(y, bytes) for y in e)
         for e in pairs
     )
-
-
-def _uint(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**64

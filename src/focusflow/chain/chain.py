@@ -342,7 +342,7 @@ class Chain:
                 if raw is None:
                     raise StoreError(f"block {h} is missing from the store at {self.store.path}")
                 record = BlockRecord.decode(raw)
-                self.focus.apply(record.deltas)
+                self.focus.apply(record.edge_deltas())
                 head = record.block.header
                 if self.focus.root != head.focus_root:
                     raise StoreError(f"focus of block {h} does not recompute from its deltas")

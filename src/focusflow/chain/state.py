@@ -10,11 +10,18 @@ block's merged writes become one store commit.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from focusflow.store import check_key
 
 Getter = Callable[[bytes], bytes | None]
 Scanner = Callable[[bytes], Iterable[tuple[bytes, bytes]]]
+
+
+class Readable(Protocol):
+    """Anything that reads state by key: a pending state, or a store reader."""
+
+    def get(self, key: bytes) -> bytes | None: ...
 
 
 class PendingState:

@@ -114,8 +114,8 @@ def decode_tx(data: bytes, max_bytes: int = HARD_MAX_TX_BYTES) -> Tx:
     chain_id, sender, nonce, fee, msgs, signature = value
     _expect(isinstance(chain_id, str) and 0 < len(chain_id) <= 64, "chain id")
     _expect(isinstance(sender, bytes) and len(sender) == PUBLIC_KEY_SIZE, "sender")
-    _expect(_uint(nonce), "nonce")
-    _expect(_uint(fee), "fee")
+    _expect(is_uint64(nonce), "nonce")
+    _expect(is_uint64(fee), "fee")
     _expect(isinstance(signature, bytes) and len(signature) == SIGNATURE_SIZE, "signature")
     _expect(isinstance(msgs, list) and msgs, "messages")
     parsed = []
@@ -130,7 +130,8 @@ def decode_tx(data: bytes, max_bytes: int = HARD_MAX_TX_BYTES) -> Tx:
     return tx
 
 
-def _uint(x: object) -> bool:
+def is_uint64(x: object) -> bool:
+    """An integer (not a bool) in ``[0, 2**64)``: the range of every count on the wire."""
     return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**64
 
 

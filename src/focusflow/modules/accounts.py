@@ -3,7 +3,8 @@
 An account lives at ``/token/acct/<20-byte address>`` as the canonical CBOR
 array ``[balance, nonce, bonded]`` (integers, base units). A neuron's link
 count lives at ``/graph/neuron/<address>`` as ``[neudeg]``. Accessors are free
-functions over the pending state, in the style of execution-specs' state.py.
+functions over the pending state (readers also take a committed store
+reader), in the style of execution-specs' state.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
-from focusflow.chain.state import PendingState
+from focusflow.chain.state import PendingState, Readable
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import ADDRESS_SIZE, encode_address
 
@@ -31,7 +32,7 @@ def account_key(address: bytes) -> bytes:
     return ACCOUNT_PREFIX + address
 
 
-def get_account(state: PendingState, address: bytes) -> Account:
+def get_account(state: Readable, address: bytes) -> Account:
     raw = state.get(account_key(address))
     if raw is None:
         return Account()
@@ -61,7 +62,7 @@ def credit(state: PendingState, address: bytes, amount: int) -> None:
     set_account(state, address, account)
 
 
-def get_neudeg(state: PendingState, address: bytes) -> int:
+def get_neudeg(state: Readable, address: bytes) -> int:
     raw = state.get(NEURON_PREFIX + address)
     return 0 if raw is None else decode(raw, "neuron")[0]
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from focusflow.chain.errors import InvalidNameError, NameTakenError, NotOwnerError, UnknownNameError
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
-from focusflow.chain.state import PendingState
+from focusflow.chain.state import PendingState, Readable
 from focusflow.core.cid import check_cid_bytes
 from focusflow.core.encoding import decode, encode
 from focusflow.modules.accounts import address_field, debit, field, only_fields
@@ -42,9 +42,9 @@ def name_fee(name: str, base: int) -> int:
     return base * 10 if len(name) <= 4 else base
 
 
-def resolve(get, name: str) -> tuple[bytes, bytes] | None:
-    """``(cid, owner)`` of a registered name, None if unknown (``get`` reads state)."""
-    raw = get(NAME_PREFIX + name.encode())
+def resolve(state: Readable, name: str) -> tuple[bytes, bytes] | None:
+    """``(cid, owner)`` of a registered name, None if unknown."""
+    raw = state.get(NAME_PREFIX + name.encode())
     if raw is None:
         return None
     cid, owner = decode(raw, "name record")
@@ -73,7 +73,7 @@ class Names:
         cid = field(body, "cid", bytes)
         check_name(name)
         check_cid_bytes(cid)
-        if resolve(ctx.state.get, name) is not None:
+        if resolve(ctx.state, name) is not None:
             raise NameTakenError(f"name {name!r} is already registered")
         debit(ctx.state, ctx.sender, name_fee(name, ctx.params.name_fee), f"name {name!r}")
         ctx.state.put(NAME_PREFIX + name.encode(), encode([cid, ctx.sender]))
@@ -97,7 +97,7 @@ class Names:
         ctx.emit("name.transfer", name=name, to=to)
 
     def _owned(self, ctx: TxContext, name: str) -> tuple[bytes, bytes]:
-        record = resolve(ctx.state.get, name) if _NAME.fullmatch(name) else None
+        record = resolve(ctx.state, name) if _NAME.fullmatch(name) else None
         if record is None:
             raise UnknownNameError(f"name {name!r} is not registered")
         if record[1] != ctx.sender:
