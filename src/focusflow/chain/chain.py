@@ -205,8 +205,8 @@ class Chain:
             included, receipts, rejected = execute_block(
                 ctx, self.modules, self.handlers, self.ante, txs, verified, strict
             )
-            # The state's reads stay valid after the reader closes: nothing
-            # but this chain writes the store, and it is not writing now.
+            # The pending state reads through this reader, so every read of it
+            # happens here; after this, the pipeline only adds writes to it.
         return ctx, included, receipts, rejected
 
     def _finish(

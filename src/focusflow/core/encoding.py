@@ -34,14 +34,9 @@ def encode(value: Any) -> bytes:
 
     Only our own code encodes, so the value is not walked for disallowed types
     here (that walk cost more than the encoding itself on a block of links);
-    :func:`check_plain` does it where a value's origin is in doubt.
+    :func:`decode` is where values from outside are checked.
     """
     return cbor2.dumps(value, canonical=True)
-
-
-def check_plain(value: Any) -> None:
-    """Raise DecodeError unless ``value`` is in the plain data model."""
-    _check_plain(value, 0)
 
 
 def decode(data: bytes, what: str = "value") -> Any:
