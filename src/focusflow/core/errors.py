@@ -67,3 +67,21 @@ class StoreError(FocusflowError):
     """The state store is unreadable, corrupt, or from another chain."""
 
     code = "store_error"
+
+
+class KeyExistsError(FocusflowError):
+    """A wallet key of that name already exists; keys are never overwritten silently."""
+
+    code = "key_exists"
+
+
+class UnknownKeyError(FocusflowError):
+    """No wallet key of that name."""
+
+    code = "unknown_key"
+
+
+class WrongPassphraseError(FocusflowError):
+    """The passphrase does not open an encrypted wallet key (or none was given)."""
+
+    code = "wrong_passphrase"

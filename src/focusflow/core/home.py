@@ -1,0 +1,38 @@
+"""Where a node and its wallet keep their files: the home directory.
+
+One rule for the node and every CLI command, so ``focusflow devnet`` and
+``focusflow keys`` agree without being told twice: an explicit ``--home``
+wins, then ``$FOCUSFLOW_HOME``, then ``<data dir>/focusflow/devnet`` with the
+data dir of the XDG Base Directory spec (``$XDG_DATA_HOME`` when it is an
+absolute path, else ``~/.local/share``). ``platformdirs`` is not a dependency,
+and the XDG rule is the one documented in docs/api.md on every platform.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_HOME = "FOCUSFLOW_HOME"
+
+
+def default_home() -> Path:
+    """``<XDG data dir>/focusflow/devnet``."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "focusflow" / "devnet"
+
+
+def resolve_home(home: str | os.PathLike[str] | None) -> Path:
+    """The home directory to use (not created): ``home``, else $FOCUSFLOW_HOME, else default."""
+    if home is not None and str(home) != "":
+        return Path(home).expanduser()
+    env = os.environ.get(ENV_HOME, "")
+    if env:
+        return Path(env).expanduser()
+    return default_home()
+
+
+def keys_dir(home: Path) -> Path:
+    """The wallet's directory inside a home."""
+    return Path(home) / "keys"
