@@ -138,7 +138,7 @@ class Devnet:
         while time.monotonic() < deadline:
             got = http("GET", f"{self.url}/v1/txs/{tx_hash}")
             if got["status"] == "committed":
-                assert got["code"] == 0, got
+                assert got["code"] == "ok", got
                 return got
             time.sleep(0.1)
         raise AssertionError(f"tx {tx_hash} not committed in {timeout} s:\n{self.log()}")
@@ -227,6 +227,11 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     assert page.text_content("#particle-rank") == "1"
     assert page.text_content("#particle-links-in") == "5"
     page.wait_for_function("document.querySelectorAll('#graph .node').length === 6")
+    page.wait_for_timeout(1000)  # let the layout settle for the picture
+    shot = tmp_path / "web-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
     page.locator(f'#graph .node[data-cid="{spokes[0]}"]').click()
     page.wait_for_selector(f'#particle[data-cid="{spokes[0]}"] #particle-focus')
     page.wait_for_function("document.querySelectorAll('#graph .node').length === 2")
@@ -238,11 +243,6 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.wait_for_selector("#error:not([hidden])")
     assert page.get_attribute("#error", "data-code") == "invalid_cid"
     assert "not-a-cid" in page.text_content("#error-text")
-
-    shot = tmp_path / "web-page.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    print(f"screenshot: {shot}")
 
 
 def test_page_reconnects_after_node_restart(page, devnet):

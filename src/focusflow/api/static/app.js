@@ -335,14 +335,13 @@ async function loadParticle(cid) {
   const [inn, out] = await Promise.all([links("in"), links("out")]);
   if (seq !== state.seq) return; // another particle was opened meanwhile
   renderParticle(info, inn.links, out.links);
+  live.subscribeFocus(cid);
 }
 
 async function openParticle(cid) {
-  const changed = cid !== state.particle;
   state.particle = cid;
   if (location.hash !== `#/particle/${cid}`) history.pushState(null, "", `#/particle/${cid}`);
   for (const li of $("top-list").children) li.classList.toggle("current", li.dataset.cid === cid);
-  if (changed) live.subscribeFocus(cid);
   try {
     await loadParticle(cid);
     clearError("user");
@@ -352,7 +351,13 @@ async function openParticle(cid) {
 }
 
 const refreshParticle = coalesce(async () => {
-  if (state.particle) await loadParticle(state.particle);
+  if (!state.particle) return;
+  try {
+    await loadParticle(state.particle);
+    clearError("refresh");
+  } catch (err) {
+    showError(err, `particle ${shortCid(state.particle)}`, "refresh");
+  }
 }, 1000);
 
 // ---------------------------------------------------------------- search
@@ -500,6 +505,7 @@ class Live {
   }
 
   subscribeFocus(cid) {
+    if (this.focusCid === cid) return;
     if (this.focusCid) this.send({ unsubscribe: "focus" });
     this.focusCid = cid;
     this.send({ subscribe: "focus", particles: [cid] });

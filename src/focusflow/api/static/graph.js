@@ -111,7 +111,8 @@ export class LinkGraph {
         n.g = el("g", { class: n.centre ? "node centre" : "node", "data-cid": n.cid, tabindex: "0" });
         n.g.append(el("circle", { r: n.r.toFixed(1) }));
         const text = el("text", { dy: (n.r + 12).toFixed(1), "text-anchor": "middle" });
-        text.textContent = this.label(n.cid);
+        const label = this.label(n.cid);
+        text.textContent = label.length > 24 ? `${label.slice(0, 23)}…` : label;
         const title = el("title");
         title.textContent = `${n.cid}\nfocus ${n.focus}`;
         n.g.append(text, title);
