@@ -203,6 +203,7 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.wait_for_selector('#live[data-state="open"]')
     page.wait_for_function("/^\\d+$/.test(document.querySelector('#height').textContent)")
     assert page.text_content("#chain-id") == devnet.status()["chain_id"]
+    page.evaluate("window.notReloaded = true")  # gone if the page reloads
 
     # the height follows the blocks without a reload
     h0 = height_on(page)
@@ -219,6 +220,7 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     )
     assert devnet.status()["height"] >= height_on(page) >= committed["height"]
     assert page.locator(f'#blocks tr[data-height="{committed["height"]}"]').count() == 1
+    assert page.evaluate("window.notReloaded === true")
 
     # search by text opens the hub and its links as a graph; a click opens a neighbour
     page.fill("#search", f"{tag} hub")
