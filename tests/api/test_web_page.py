@@ -10,30 +10,20 @@ when the node restarts. A screenshot goes to the test's ``tmp_path``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
-from focusflow.chain import Msg, make_tx
+from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from focusflow.core.keys import KeyPair
-from focusflow.core.keystore import Keystore
+from tests.node.devnet_process import Devnet, signed, start_devnet, wait_tx
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-BLOCK_TIME = "0.2s"
-START_TIMEOUT = 60.0  # seconds for a devnet to answer its first /v1/status
 UI_TIMEOUT_MS = 20_000  # bound of every wait on the page
-FEE = 10_000
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -56,92 +46,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body: dict | None = None, timeout: float = 10.0) -> dict:
-    """JSON in, JSON out; an API error raises HTTPError with its JSON body readable."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as res:
-        return json.loads(res.read())
+class Node:
+    """A devnet that can be stopped and started again on the same home and port,
+    so that a page left open can reconnect to it."""
 
-
-class Devnet:
-    """One ``focusflow devnet`` process (restartable on the same home and port)."""
-
-    def __init__(self, home: Path, port: int, log: Path) -> None:
+    def __init__(self, home: Path) -> None:
         self.home = home
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log
-        self.proc: subprocess.Popen | None = None
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.net: Devnet | None = None
 
     def start(self) -> None:
-        paths = [str(SRC), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-        log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "focusflow", "devnet",
-                "--home", str(self.home),
-                "--host", "127.0.0.1",
-                "--port", str(self.port),
-                "--block-time", BLOCK_TIME,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        log.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"devnet exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if http("GET", f"{self.url}/v1/status", timeout=2)["height"] >= 1:
-                    return
-            except (OSError, ValueError, KeyError):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"devnet did not answer in {START_TIMEOUT} s:\n{self.log()}")
-            time.sleep(0.2)
+        # start_devnet passes --port 0; a later --port wins (click keeps the last value)
+        self.net = start_devnet(self.home, "--port", str(self.port))
+        assert self.net.api.rstrip("/") == self.url, (self.net.api, self.url)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            raise AssertionError(f"devnet ignored SIGTERM for 20 s:\n{self.log()}") from None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        if self.net is not None:
+            self.net.stop()
 
     def status(self) -> dict:
-        return http("GET", f"{self.url}/v1/status")
+        return httpx.get(f"{self.url}/v1/status", timeout=10).json()
 
-    def dev_key(self) -> KeyPair:
-        return Keystore(self.home / "keys").load("dev")
-
-    def link(self, pairs: list[tuple[str, str]], timeout: float = 30.0) -> dict:
-        """Link CID pairs in one transaction from the dev key; the committed tx answer."""
-        key = self.dev_key()
-        nonce = http("GET", f"{self.url}/v1/accounts/{key.address}")["nonce"]
+    def link(self, pairs: list[tuple[str, str]]) -> dict:
+        """Link CID pairs in one transaction from the dev key; its committed status."""
+        assert self.net is not None
         msg = Msg("link", {"links": [[cid_to_bytes(a), cid_to_bytes(b)] for a, b in pairs]})
-        tx = make_tx(key, self.status()["chain_id"], nonce, FEE, [msg])
-        tx_hash = http("POST", f"{self.url}/v1/txs", {"tx": tx.encoded.hex()})["hash"]
-        assert tx_hash == tx.hash.hex()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = http("GET", f"{self.url}/v1/txs/{tx_hash}")
-            if got["status"] == "committed":
-                assert got["code"] == "ok", got
-                return got
-            time.sleep(0.1)
-        raise AssertionError(f"tx {tx_hash} not committed in {timeout} s:\n{self.log()}")
+        tx = signed(self.net, self.net.dev_key(), [msg])
+        r = httpx.post(f"{self.url}/v1/txs", json={"tx": tx.encoded.hex()}, timeout=10)
+        assert r.status_code == 202, r.text
+        assert r.json()["hash"] == tx.hash.hex()
+        committed = wait_tx(self.net, tx.hash.hex())
+        assert committed["code"] == "ok", committed
+        return committed
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +95,7 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory):
-    base = tmp_path_factory.mktemp("devnet")
-    node = Devnet(base / "home", free_port(), base / "devnet.log")
+    node = Node(tmp_path_factory.mktemp("devnet") / "home")
     node.start()
     yield node
     node.stop()
