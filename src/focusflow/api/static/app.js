@@ -351,7 +351,8 @@ async function openParticle(cid) {
 }
 
 const refreshParticle = coalesce(async () => {
-  if (!state.particle) return;
+  // only a particle on show: not one whose opening failed (a malformed CID, say)
+  if (!state.particle || $("particle").dataset.cid !== state.particle) return;
   try {
     await loadParticle(state.particle);
     clearError("refresh");
