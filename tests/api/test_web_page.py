@@ -154,7 +154,8 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.wait_for_function(
         f"Number(document.querySelector('#height').textContent) >= {committed['height']}"
     )
-    assert devnet.status()["height"] >= height_on(page) >= committed["height"]
+    shown = height_on(page)
+    assert committed["height"] <= shown <= devnet.status()["height"]
     assert page.locator(f'#blocks tr[data-height="{committed["height"]}"]').count() == 1
     assert page.evaluate("window.notReloaded === true")
 
@@ -170,6 +171,19 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+    # dragging a node moves it and opens nothing
+    node = page.locator(f'#graph .node[data-cid="{spokes[1]}"]')
+    box = node.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 80, y + 40, steps=8)
+    page.mouse.up()
+    moved = node.bounding_box()
+    assert abs(moved["x"] - box["x"] - 80) < 10 and abs(moved["y"] - box["y"] - 40) < 10
+    assert page.get_attribute("#particle", "data-cid") == hub
+
     page.locator(f'#graph .node[data-cid="{spokes[0]}"]').click()
     page.wait_for_selector(f'#particle[data-cid="{spokes[0]}"] #particle-focus')
     page.wait_for_function("document.querySelectorAll('#graph .node').length === 2")
