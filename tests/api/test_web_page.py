@@ -68,11 +68,10 @@ class Node:
     def status(self) -> dict:
         return httpx.get(f"{self.url}/v1/status", timeout=10).json()
 
-    def link(self, pairs: list[tuple[str, str]]) -> dict:
-        """Link CID pairs in one transaction from the dev key; its committed status."""
+    def submit(self, msgs: list[Msg]) -> dict:
+        """One transaction of ``msgs`` from the dev key; its committed status."""
         assert self.net is not None
-        msg = Msg("link", {"links": [[cid_to_bytes(a), cid_to_bytes(b)] for a, b in pairs]})
-        tx = signed(self.net, self.net.dev_key(), [msg])
+        tx = signed(self.net, self.net.dev_key(), msgs)
         r = httpx.post(f"{self.url}/v1/txs", json={"tx": tx.encoded.hex()}, timeout=10)
         assert r.status_code == 202, r.text
         assert r.json()["hash"] == tx.hash.hex()
@@ -149,7 +148,13 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     tag = f"web-test-{os.getpid()}-{time.time_ns()}"
     hub = cid_of_text(f"{tag} hub")
     spokes = [cid_of_text(f"{tag} spoke {i}") for i in range(5)]
-    committed = devnet.link([(s, hub) for s in spokes])
+    links = [[cid_to_bytes(s), cid_to_bytes(hub)] for s in spokes]
+    committed = devnet.submit(
+        [
+            Msg("link", {"links": links}),
+            Msg("name.register", {"name": "webpage-hub", "cid": cid_to_bytes(hub)}),
+        ]
+    )
     page.wait_for_selector(f'#top-list li:first-child[data-cid="{hub}"]')
     page.wait_for_function(
         f"Number(document.querySelector('#height').textContent) >= {committed['height']}"
@@ -171,6 +176,12 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+    # search by name opens the particle it names, shown by that name
+    page.fill("#search", "webpage-hub")
+    page.click("#search-go")
+    page.wait_for_selector('#particle-label:text-is("webpage-hub")')
+    assert page.get_attribute("#particle", "data-cid") == hub
 
     # dragging a node moves it and opens nothing
     node = page.locator(f'#graph .node[data-cid="{spokes[1]}"]')
