@@ -58,7 +58,7 @@ class Node:
 
     def start(self) -> None:
         # start_devnet passes --port 0; a later --port wins (click keeps the last value)
-        self.net = start_devnet(self.home, "--port", str(self.port))
+        self.net = start_devnet(self.home, port=self.port)
         assert self.net.api.rstrip("/") == self.url, (self.net.api, self.url)
 
     def stop(self) -> None:
