@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 
 from focusflow import __version__
 from focusflow.cli.focus_cmd import focus_app
+from focusflow.cli.keys_cmd import keys_app
 from focusflow.cli.konomi_cmd import konomi_app
 from focusflow.core.errors import FocusflowError
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(focus_app, name="focus")
 app.add_typer(konomi_app, name="konomi")
+app.add_typer(keys_app, name="keys")
 
 
 def _version(value: bool) -> None:
