@@ -46,7 +46,7 @@ class RemoteError(FocusflowError):
 def node_url(node: str | None, home: Path) -> tuple[str, str]:
     """``(url, where it came from)``: the flag, ``<home>/node.json``, or the default."""
     if node:
-        return check_url(node), "--node"
+        return check_url(node), "given by --node"
     info = home / "node.json"
     try:
         api = json.loads(info.read_text()).get("api")
@@ -54,10 +54,10 @@ def node_url(node: str | None, home: Path) -> tuple[str, str]:
         api = None
     if isinstance(api, str) and api:
         try:
-            return check_url(api), str(info)
+            return check_url(api), f"from {info}"
         except InvalidParameterError:
             pass
-    return DEFAULT_NODE, "the default"
+    return DEFAULT_NODE, f"the default; no node in {info}"
 
 
 def check_url(url: str) -> str:
@@ -75,7 +75,9 @@ def check_url(url: str) -> str:
 class Client:
     """Blocking JSON calls to one node; every failure is a FocusflowError."""
 
-    def __init__(self, url: str, *, source: str = "--node", timeout: float = TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str, *, source: str = "given by --node", timeout: float = TIMEOUT_S
+    ) -> None:
         self.url = check_url(url)
         self.source = source
         self._http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
@@ -115,7 +117,7 @@ class Client:
             ) from None
         except httpx.TransportError as exc:
             raise NodeUnreachableError(
-                f"cannot reach a node at {self.url} (from {self.source}): {_reason(exc)}; "
+                f"cannot reach a node at {self.url} ({self.source}): {_reason(exc)}; "
                 "is `focusflow devnet` running? pick another with --node URL"
             ) from None
         return _decode(response, method, path)

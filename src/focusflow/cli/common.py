@@ -120,7 +120,7 @@ def load_key(home: str | None, name: str) -> KeyPair:
 
 #: Strings that are meant as CIDs: CIDv0 (``Qm`` + base58) or a CIDv1 in base32
 #: (``baf...``). One that does not decode is a typo, not text to hash.
-_CID_LIKE = re.compile(r"(Qm[1-9A-Za-z]{40,}|baf[a-z][a-z0-9]{40,})")
+_CID_LIKE = re.compile(r"(Qm|baf[a-z])[0-9A-Za-z]{40,}")
 
 
 def particle(arg: str, *, as_text: bool = False) -> tuple[str, bytes]:

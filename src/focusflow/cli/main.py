@@ -17,6 +17,8 @@ from focusflow import __version__
 from focusflow.cli.focus_cmd import focus_app
 from focusflow.cli.keys_cmd import keys_app
 from focusflow.cli.konomi_cmd import konomi_app
+from focusflow.cli.query_cmd import query_app
+from focusflow.cli.tx_cmd import tx_app
 from focusflow.core.errors import FocusflowError
 
 app = typer.Typer(
@@ -30,6 +32,8 @@ app = typer.Typer(
 app.add_typer(focus_app, name="focus")
 app.add_typer(konomi_app, name="konomi")
 app.add_typer(keys_app, name="keys")
+app.add_typer(tx_app, name="tx")
+app.add_typer(query_app, name="query")
 
 
 def _version(value: bool) -> None:
