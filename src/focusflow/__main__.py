@@ -1,5 +1,5 @@
 """``python -m focusflow`` runs the command-line interface."""
 
-from focusflow.cli.main import main
+from focusflow.node.main import main
 
 main()

@@ -74,7 +74,7 @@ def test_overload_evicts_lowest_or_refuses_with_reason():
 
 def test_pool_feeds_blocks_and_forgets_included(tmp_path):
     chain = new_chain(tmp_path)
-    pool = Mempool(CHAIN_ID, chain.params, boost=chain.focus.boost)
+    pool = Mempool(CHAIN_ID, chain.params, boost=lambda a: chain.focus.view(chain.height).boost(a))
 
     def nonce_of(address):
         from focusflow.modules.accounts import get_account
@@ -89,4 +89,4 @@ def test_pool_feeds_blocks_and_forgets_included(tmp_path):
     assert [r.code for r in result.receipts] == ["ok"] * 3
     pool.update(nonce_of)
     assert len(pool) == 0
-    assert chain.focus.boost(ALICE.address_raw) > 0
+    assert chain.focus.view(chain.height).boost(ALICE.address_raw) > 0

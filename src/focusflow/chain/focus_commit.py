@@ -24,12 +24,14 @@ reach the same engine state (see Chain.open).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from focusflow.chain.focus_view import FocusView, build_view
 from focusflow.chain.module import Deltas
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import merkle_root
-from focusflow.focus import measures
 from focusflow.focus.engine import FocusEngine
 from focusflow.focus.params import FocusParams, make_params
 from focusflow.graph.cybergraph import Cybergraph
@@ -69,8 +71,6 @@ class FocusState:
         self.root = focus_root(self.q)
         self.iterations = 0
         self.seconds = 0.0
-        self._karma: np.ndarray | None = None
-        self._karma_root = b""
 
     def apply(self, deltas: Deltas) -> dict[bytes, bytes]:
         """Feed a block's deltas; returns the state writes that commit the new focus."""
@@ -109,18 +109,11 @@ class FocusState:
             writes[particle_chunk_key(chunk)] = encode(keys[lo : min(n, lo + PARTICLE_CHUNK)])
         return writes
 
-    def boost(self, neuron: bytes) -> float:
-        """``neurons * karma_share`` of a neuron: 1 for average karma (mempool priority)."""
-        if self._karma is None or self._karma_root != self.root:
-            g = self.graph
-            if g.n_links == 0:
-                return 0.0
-            karma = measures.karma(g, self.q.astype(np.float64) / SCALE)
-            total = karma.sum()
-            self._karma = karma * (len(karma) / total) if total > 0 else np.zeros_like(karma)
-            self._karma_root = self.root
-        i = self.graph.neurons.get(neuron)
-        return float(self._karma[i]) if 0 <= i < len(self._karma) else 0.0
+    def view(self, height: int, previous: FocusView | None = None) -> FocusView:
+        """The readers' picture of focus after block ``height`` (see focus_view)."""
+        return build_view(
+            height, SCALE, self.q, self.graph, self.iterations, self.seconds, previous
+        )
 
     def focus_of(self, cid: bytes) -> tuple[int, int] | None:
         """(quantised focus, particle index) of a CID, None if it is not in the graph."""
@@ -128,3 +121,20 @@ class FocusState:
         if i < 0 or i >= len(self.q):
             return None
         return int(self.q[i]), i
+
+
+def warm_up(focus: dict | None = None) -> float:
+    """Compile (or load from numba's cache) every kernel a block's focus update runs.
+
+    A node calls this before serving: otherwise the first block with links pays
+    several seconds of JIT compilation while users wait for it. Returns seconds.
+    """
+    t0 = time.perf_counter()
+    state = FocusState(focus)
+    a, b, c, n1, n2 = (bytes([i]) * 4 for i in range(1, 6))
+    first = Deltas(links=[(n1, [[a, b], [b, c], [c, a]], None)], stakes={n1: 3})
+    second = Deltas(links=[(n2, [[a, c]], None)], stakes={n2: 1})
+    state.apply(first)
+    state.apply(second)
+    state.view(2)
+    return time.perf_counter() - t0

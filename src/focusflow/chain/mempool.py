@@ -152,6 +152,19 @@ class Mempool:
             for nonce in [n for n in self._queues[sender] if n < committed]:
                 self._remove(self._queues[sender][nonce])
 
+    def has_nonce(self, sender: bytes, nonce: int) -> bool:
+        """Whether a transaction of ``sender`` with ``nonce`` is pending."""
+        return nonce in self._queues.get(sender, {})
+
+    def discard(self, tx_hash: bytes) -> None:
+        """Forget a transaction a block could not include (it would fail again).
+
+        Its sender's later nonces stay: they wait for a replacement of this one.
+        """
+        entry = self._by_hash.get(tx_hash)
+        if entry is not None:
+            self._remove(entry)
+
     def _remove(self, entry: _Entry) -> None:
         tx = entry.tx
         del self._by_hash[tx.hash]

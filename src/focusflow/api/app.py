@@ -1,0 +1,79 @@
+"""The node's HTTP face: REST under /v1, the WebSocket, metrics and the web page.
+
+``create_app(node, admin_token)`` builds a FastAPI app over anything that
+provides :class:`~focusflow.api.service.NodeService`; the node wires it and
+runs it with uvicorn. docs/api.md is the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from focusflow import __version__
+from focusflow.api import errors, routes_chain, routes_focus, ws
+from focusflow.api.metrics import NodeMetrics
+from focusflow.api.routes_focus import TopCache
+from focusflow.api.service import NodeService
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(node: NodeService, admin_token: str = "") -> FastAPI:
+    hub = ws.Hub(node)
+    metrics = NodeMetrics(node)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        hub.attach(asyncio.get_running_loop())
+        node.listeners.extend([hub.on_block, metrics.on_block])
+        try:
+            yield
+        finally:
+            for listener in (hub.on_block, metrics.on_block):
+                if listener in node.listeners:
+                    node.listeners.remove(listener)
+
+    app = FastAPI(
+        title="focusflow node",
+        version=__version__,
+        description="REST and WebSocket API of a focusflow node; see docs/api.md.",
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    app.state.admin_token = admin_token
+    app.state.hub = hub
+    app.state.metrics = metrics
+    app.state.top_cache = TopCache()
+    errors.install(app)
+    app.include_router(routes_chain.router)
+    app.include_router(routes_focus.router)
+    app.include_router(ws.router)
+    if importlib.util.find_spec("focusflow.api.routes_da") is not None:
+        from focusflow.api import routes_da
+
+        app.include_router(routes_da.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    if (STATIC / "index.html").exists():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+        @app.get("/", include_in_schema=False)
+        def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        def index_missing(request: Request) -> JSONResponse:
+            return JSONResponse({"api": "/v1/status", "docs": "/docs", "openapi": "/openapi.json"})
+
+    return app

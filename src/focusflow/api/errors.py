@@ -1,0 +1,152 @@
+"""Every API error is one JSON shape with a stable code, whatever raised it.
+
+Handlers raise the project's :class:`~focusflow.core.errors.FocusflowError`
+subclasses (the same ones the CLI prints); this module maps their codes to
+HTTP statuses, turns FastAPI's request-validation errors into ``malformed``,
+and caps request bodies before they are read into memory.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from focusflow.core.errors import FocusflowError
+
+#: Largest request body the node reads (a max-size transaction is 1 MiB, hex doubles it).
+MAX_BODY_BYTES = 2 << 20 | 1024
+
+STATUS = {
+    "not_found": 404,
+    "unknown_particle": 404,
+    "unknown_tx": 404,
+    "unknown_block": 404,
+    "unknown_name": 404,
+    "unknown_neuron": 404,
+    "unauthorized": 401,
+    "body_too_large": 413,
+    "mempool_full": 429,
+    "method_not_allowed": 405,
+    "unsupported_media_type": 415,
+    "unavailable": 503,
+}
+
+
+class ApiError(FocusflowError):
+    """An error only the API raises; the code is chosen at the raise site."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+#: OpenAPI description of every error answer (replaces FastAPI's 422 schema).
+ERROR_RESPONSES: dict = {"4XX": {"model": ErrorResponse, "description": "error with a stable code"}}
+
+
+def error_response(code: str, message: str, status: int | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=status or STATUS.get(code, 400),
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers and the body cap on ``app``."""
+
+    @app.exception_handler(FocusflowError)
+    async def _focusflow_error(request: Request, exc: FocusflowError) -> JSONResponse:
+        return error_response(exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:3]:
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        return error_response("malformed", "; ".join(parts) or "malformed request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+            exc.status_code, "malformed"
+        )
+        return error_response(code, str(exc.detail), exc.status_code)
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+
+
+class BodyLimit:
+    """ASGI middleware: 413 ``body_too_large`` for bodies over ``limit`` bytes.
+
+    It checks Content-Length up front and counts chunked bodies as they stream,
+    so an oversize upload is refused without being buffered.
+    """
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await _send_413(send, self.limit)
+                    return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLargeError()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLargeError:
+            await _send_413(send, self.limit)
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+async def _send_413(send, limit: int) -> None:
+    body = json.dumps(
+        {"error": {"code": "body_too_large", "message": f"request body over {limit} bytes"}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,58 @@
+"""Prometheus metrics of a node (``GET /metrics``).
+
+Each app gets its own registry, so several nodes in one process (tests) do not
+share counters. Block metrics are set by :meth:`NodeMetrics.on_block` on the
+producer thread; the mempool is read when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+BLOCK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class NodeMetrics:
+    def __init__(self, node) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.height = Gauge("focusflow_height", "Height of the last committed block", registry=r)
+        self.block_seconds = Histogram(
+            "focusflow_block_seconds",
+            "Time to make and commit a block",
+            buckets=BLOCK_BUCKETS,
+            registry=r,
+        )
+        self.block_interval = Gauge(
+            "focusflow_block_interval_seconds", "Time between the last two blocks", registry=r
+        )
+        self.block_txs = Gauge("focusflow_block_txs", "Transactions in the last block", registry=r)
+        self.focus_iterations = Gauge(
+            "focusflow_focus_iterations", "Solver iterations of the last focus update", registry=r
+        )
+        self.focus_seconds = Gauge(
+            "focusflow_focus_seconds", "Seconds of the last focus update", registry=r
+        )
+        mempool_txs = Gauge("focusflow_mempool_txs", "Transactions in the mempool", registry=r)
+        mempool_txs.set_function(lambda: len(node.mempool))
+        mempool_bytes = Gauge("focusflow_mempool_bytes", "Bytes in the mempool", registry=r)
+        mempool_bytes.set_function(lambda: node.mempool.size_bytes)
+        self.submitted = Counter(
+            "focusflow_txs_submitted", "Transactions admitted to the mempool", registry=r
+        )
+        self.rejected = Counter(
+            "focusflow_txs_rejected", "Transactions refused at submission", ["code"], registry=r
+        )
+        self.height.set(node.chain.height)
+
+    def on_block(self, event) -> None:
+        result = event.result
+        self.height.set(result.block.height)
+        self.block_seconds.observe(result.timings["total"])
+        self.block_interval.set(event.interval)
+        self.block_txs.set(len(result.block.txs))
+        self.focus_iterations.set(event.view.iterations)
+        self.focus_seconds.set(event.view.seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,80 @@
+"""Chain objects as the JSON the API documents (docs/api.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from focusflow.chain.block import Block, BlockRecord
+from focusflow.chain.focus_view import FocusView
+from focusflow.core.cid import cid_from_bytes, cid_to_bytes
+from focusflow.core.errors import InvalidCIDError
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import encode_address
+
+
+@lru_cache(maxsize=1 << 17)
+def cid_text(raw: bytes) -> str:
+    """The usual spelling of a binary CID (cached: top lists repeat the same few)."""
+    return cid_from_bytes(raw)
+
+
+def parse_cid(text: str) -> bytes:
+    """Binary form of a CID from a URL; InvalidCIDError (400) when it is not one."""
+    if not isinstance(text, str) or not 0 < len(text) <= 256:
+        raise InvalidCIDError(f"invalid CID {str(text)[:80]!r}")
+    return cid_to_bytes(text)
+
+
+def block_json(block: Block, commit: list | None = None) -> dict[str, Any]:
+    h = block.header
+    return {
+        "height": h.height,
+        "hash": block.hash.hex(),
+        "time_ms": h.time_ms,
+        "parent": h.parent.hex(),
+        "txs_root": h.txs_root.hex(),
+        "state_root": h.state_root.hex(),
+        "focus_root": h.focus_root.hex(),
+        "data_root": h.data_root.hex(),
+        "validators_hash": h.validators_hash.hex(),
+        "proposer": encode_address(h.proposer) if h.proposer else None,
+        "txs": [sha256(tx).hex() for tx in block.txs],
+        "n_txs": len(block.txs),
+        "commit": [
+            {"public_key": bytes(pk).hex(), "signature": bytes(sig).hex()}
+            for pk, sig in (commit or [])
+        ],
+    }
+
+
+def record_json(record: BlockRecord) -> dict[str, Any]:
+    return block_json(record.block, record.commit)
+
+
+def ranked(view: FocusView, indices) -> list[dict[str, Any]]:
+    """``[{rank, cid, focus, focus_q}]`` for particle indices already in rank order."""
+    q = view.q
+    out = []
+    for rank, i in enumerate(indices.tolist(), start=1):
+        qi = int(q[i])
+        out.append(
+            {
+                "rank": rank,
+                "cid": cid_text(view.particles[i]),
+                "focus": qi / view.scale,
+                "focus_q": qi,
+            }
+        )
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """Receipt events hold bytes and nested lists; JSON gets hex for the bytes."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value

@@ -1,0 +1,270 @@
+"""Chain endpoints: status, transactions, blocks, accounts, names, proofs, faucet."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from focusflow import __version__
+from focusflow.api import schemas
+from focusflow.api.errors import ERROR_RESPONSES, ApiError
+from focusflow.api.render import jsonable, record_json
+from focusflow.chain.block import BlockRecord
+from focusflow.core.cid import cid_from_bytes
+from focusflow.core.encoding import decode
+from focusflow.core.errors import DecodeError, FocusflowError
+from focusflow.core.keys import decode_address, encode_address
+from focusflow.modules.accounts import get_account, get_neudeg
+from focusflow.modules.names import resolve
+
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+
+HEX64 = r"^[0-9a-fA-F]{64}$"
+
+_TX_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": schemas.TxSubmit.model_json_schema()},
+            "application/cbor": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def _node(request: Request):
+    return request.app.state.node
+
+
+@router.get("/status", response_model=None, responses={200: {"model": schemas.Status}})
+def status(request: Request) -> JSONResponse:
+    node = _node(request)
+    head = node.chain.head
+    view = node.view
+    key = node.chain.validator_key
+    return JSONResponse(
+        {
+            "chain_id": node.chain.chain_id,
+            "height": head.height,
+            "latest_block_hash": head.hash.hex(),
+            "latest_block_time_ms": head.time_ms,
+            "state_root": head.state_root.hex(),
+            "focus_root": head.focus_root.hex(),
+            "data_root": head.data_root.hex(),
+            "validator": key.address if key is not None else None,
+            "focus": {
+                "iterations": view.iterations,
+                "seconds": view.seconds,
+                "particles": view.n_particles,
+                "links": view.n_links,
+                "neurons": view.n_neurons,
+            },
+            "mempool": {"txs": len(node.mempool), "bytes": node.mempool.size_bytes},
+            "version": __version__,
+        }
+    )
+
+
+@router.post(
+    "/txs",
+    status_code=202,
+    response_model=None,
+    responses={202: {"model": schemas.TxAccepted}},
+    openapi_extra=_TX_BODY,
+)
+async def submit_tx(request: Request) -> JSONResponse:
+    """Admit a signed transaction into the mempool; 202 with its hash."""
+    body = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/cbor":
+        raw = body
+    elif ctype in ("application/json", ""):
+        raw = _tx_from_json(body)
+    else:
+        raise ApiError(
+            "unsupported_media_type", f"send application/json or application/cbor, not {ctype}"
+        )
+    metrics = request.app.state.metrics
+    try:
+        tx = _node(request).submit(raw)
+    except FocusflowError as exc:
+        metrics.rejected.labels(exc.code).inc()
+        raise
+    metrics.submitted.inc()
+    return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
+
+
+def _tx_from_json(body: bytes) -> bytes:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise DecodeError("request body is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("tx"), str) or set(doc) != {"tx"}:
+        raise DecodeError('request body must be {"tx": "<hex>"}')
+    try:
+        return bytes.fromhex(doc["tx"])
+    except ValueError:
+        raise DecodeError("tx is not hex") from None
+
+
+@router.get("/txs/{hash}", response_model=None, responses={200: {"model": schemas.TxStatus}})
+def tx_status(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> JSONResponse:
+    node = _node(request)
+    tx_hash = bytes.fromhex(hash)
+    with node.chain.reader() as r:
+        raw = r.index(b"t" + tx_hash)
+    if raw is not None:
+        height, index, code, log, events = decode(raw, "receipt")
+        return JSONResponse(
+            {
+                "hash": hash.lower(),
+                "status": "committed",
+                "height": height,
+                "index": index,
+                "code": code,
+                "log": log,
+                "events": jsonable(events),
+            }
+        )
+    if node.is_pending(tx_hash):
+        return JSONResponse(
+            {
+                "hash": hash.lower(),
+                "status": "pending",
+                "height": None,
+                "index": None,
+                "code": None,
+                "log": None,
+                "events": [],
+            }
+        )
+    raise ApiError("unknown_tx", f"transaction {hash.lower()} is neither pending nor committed")
+
+
+def _record_at(request: Request, height: int) -> BlockRecord:
+    with _node(request).chain.reader() as r:
+        raw = r.block(height)
+    if raw is None:
+        raise ApiError("unknown_block", f"no block at height {height}")
+    return BlockRecord.decode(raw)
+
+
+@router.get("/blocks", response_model=None, responses={200: {"model": schemas.BlockList}})
+def blocks(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[int | None, Query(ge=0, le=2**63)] = None,
+) -> JSONResponse:
+    """Recent blocks, newest first (``before``: start below this height)."""
+    top = _node(request).chain.height
+    start = top if before is None else min(top, before - 1)
+    out = [record_json(_record_at(request, h)) for h in range(start, max(-1, start - limit), -1)]
+    return JSONResponse({"blocks": out})
+
+
+@router.get("/blocks/latest", response_model=None, responses={200: {"model": schemas.BlockOut}})
+def block_latest(request: Request) -> JSONResponse:
+    return JSONResponse(record_json(_record_at(request, _node(request).chain.height)))
+
+
+@router.get(
+    "/blocks/hash/{hash}", response_model=None, responses={200: {"model": schemas.BlockOut}}
+)
+def block_by_hash(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> JSONResponse:
+    with _node(request).chain.reader() as r:
+        key = r.index(b"b" + bytes.fromhex(hash))
+    if key is None:
+        raise ApiError("unknown_block", f"no block with hash {hash.lower()}")
+    return JSONResponse(record_json(_record_at(request, int.from_bytes(key, "big"))))
+
+
+@router.get("/blocks/{height}", response_model=None, responses={200: {"model": schemas.BlockOut}})
+def block_by_height(request: Request, height: Annotated[int, Path(ge=0, le=2**63)]) -> JSONResponse:
+    return JSONResponse(record_json(_record_at(request, height)))
+
+
+@router.get("/accounts/{address}", response_model=None, responses={200: {"model": schemas.Account}})
+def account(request: Request, address: str) -> JSONResponse:
+    raw = decode_address(address)
+    with _node(request).chain.reader() as r:
+        acct = get_account(r, raw)
+        neudeg = get_neudeg(r, raw)
+    return JSONResponse(
+        {
+            "address": encode_address(raw),
+            "balance": acct.balance,
+            "nonce": acct.nonce,
+            "bonded": acct.bonded,
+            "neudeg": neudeg,
+        }
+    )
+
+
+@router.get("/names/{name}", response_model=None, responses={200: {"model": schemas.NameOut}})
+def name(request: Request, name: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+    with _node(request).chain.reader() as r:
+        found = resolve(r, name)
+    if found is None:
+        raise ApiError("unknown_name", f"name {name!r} is not registered")
+    cid, owner = found
+    return JSONResponse({"name": name, "cid": cid_from_bytes(cid), "owner": encode_address(owner)})
+
+
+@router.get("/proofs", response_model=None, responses={200: {"model": schemas.ProofOut}})
+def proof(
+    request: Request,
+    key: Annotated[
+        str, Query(min_length=1, max_length=1024, description="UTF-8 key, or hex:<hex>")
+    ],
+) -> JSONResponse:
+    """The value of a state key with its sparse-Merkle proof against the state root."""
+    if key.startswith("hex:"):
+        try:
+            raw_key = bytes.fromhex(key[4:])
+        except ValueError:
+            raise DecodeError("key after hex: is not hex") from None
+    else:
+        raw_key = key.encode("utf-8")
+    with _node(request).chain.reader() as r:
+        value, proof = r.prove(raw_key)
+        height, root = r.height, r.root
+    return JSONResponse(
+        {
+            "key": key,
+            "height": height,
+            "root": root.hex(),
+            "value": None if value is None else value.hex(),
+            "proof": proof.encode().hex(),
+        }
+    )
+
+
+@router.post(
+    "/admin/faucet",
+    status_code=202,
+    response_model=None,
+    responses={202: {"model": schemas.TxAccepted}},
+)
+def faucet(
+    request: Request,
+    body: schemas.Faucet,
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Send tokens from the node's dev key (admin token required)."""
+    check_admin(request, authorization)
+    node = _node(request)
+    if node.faucet_key is None:
+        raise ApiError("not_found", "this node has no faucet key")
+    tx = node.faucet(decode_address(body.address), body.amount)
+    return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
+
+
+def check_admin(request: Request, authorization: str | None) -> None:
+    token: str = request.app.state.admin_token
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError("unauthorized", "admin endpoints need Authorization: Bearer <admin_token>")

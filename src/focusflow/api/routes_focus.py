@@ -1,0 +1,158 @@
+"""Focus endpoints: top particles, one particle, a neuron's karma, syntropy, links.
+
+Every answer comes from the node's current :class:`FocusView`, so a request
+sees one block's focus even while the next block is being computed. The top
+list is rendered once per (block, k) and then served from memory: it is the
+endpoint every page and app polls.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from focusflow.api import schemas
+from focusflow.api.errors import ERROR_RESPONSES, ApiError
+from focusflow.api.render import cid_text, parse_cid, ranked
+from focusflow.core.cid import cid_of_text
+from focusflow.core.keys import decode_address, encode_address
+
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+
+
+class TopCache:
+    """Rendered ``/focus/top`` bodies of the current view, one per k."""
+
+    def __init__(self) -> None:
+        self._view = None
+        self._bodies: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    def body(self, view, k: int) -> bytes:
+        with self._lock:
+            if self._view is not view:
+                self._view, self._bodies = view, {}
+            body = self._bodies.get(k)
+        if body is None:
+            doc = {"height": view.height, "particles": ranked(view, view.top_k(k))}
+            body = json.dumps(doc, separators=(",", ":")).encode()
+            with self._lock:
+                if self._view is view and len(self._bodies) < 64:
+                    self._bodies[k] = body
+        return body
+
+
+def _view(request: Request):
+    return request.app.state.node.view
+
+
+@router.get("/focus/top", response_model=None, responses={200: {"model": schemas.TopParticles}})
+def top(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+    """The k particles with the most focus, most first."""
+    body = request.app.state.top_cache.body(_view(request), k)
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/focus/particles/{cid}",
+    response_model=None,
+    responses={200: {"model": schemas.ParticleFocus}},
+)
+def particle(request: Request, cid: str) -> JSONResponse:
+    raw = parse_cid(cid)
+    view = _view(request)
+    i = view.particle_index(raw)
+    if i < 0:
+        raise ApiError("unknown_particle", f"particle {cid} is not in the graph")
+    qi = int(view.q[i])
+    return JSONResponse(
+        {
+            "cid": cid_text(raw),
+            "height": view.height,
+            "focus": qi / view.scale,
+            "focus_q": qi,
+            "rank": view.rank(i),
+            "index": i,
+            "links_in": int(np.count_nonzero(view.dst == i)),
+            "links_out": int(np.count_nonzero(view.src == i)),
+        }
+    )
+
+
+@router.get(
+    "/focus/neurons/{address}",
+    response_model=None,
+    responses={200: {"model": schemas.NeuronFocus}},
+)
+def neuron(request: Request, address: str) -> JSONResponse:
+    """A neuron's karma (focus its links carry, docs/focus.md) and stake in the graph."""
+    raw = decode_address(address)
+    view = _view(request)
+    i = view.neuron_index(raw)
+    known = 0 <= i < len(view.karma)
+    return JSONResponse(
+        {
+            "address": encode_address(raw),
+            "height": view.height,
+            "karma": float(view.karma[i]) if known else 0.0,
+            "stake": float(view.stakes[i]) if known else 0.0,
+            "neudeg": int(view.neudeg[i]) if known else 0,
+        }
+    )
+
+
+@router.get(
+    "/focus/syntropy",
+    response_model=None,
+    responses={200: {"model": schemas.SyntropyHistory}},
+)
+def syntropy(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+    """Syntropy (nats) after each block that changed focus, oldest first."""
+    history = list(request.app.state.node.syntropy)[-limit:]
+    return JSONResponse({"history": history})
+
+
+@router.get(
+    "/particles/{cid}/links",
+    response_model=None,
+    responses={200: {"model": schemas.ParticleLinks}},
+)
+def links(
+    request: Request,
+    cid: str,
+    direction: Annotated[str, Query(pattern="^(in|out)$")] = "out",
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JSONResponse:
+    """Neighbours of a particle, heaviest edge first (edges summed over neurons)."""
+    raw = parse_cid(cid)
+    view = _view(request)
+    i = view.particle_index(raw)
+    if i < 0:
+        raise ApiError("unknown_particle", f"particle {cid} is not in the graph")
+    nbrs, weights = view.edges(i, direction)
+    page = slice(offset, offset + limit)
+    out = [
+        {"cid": cid_text(view.particles[j]), "weight": float(w), "focus": view.focus(j)}
+        for j, w in zip(nbrs[page].tolist(), weights[page].tolist(), strict=True)
+    ]
+    return JSONResponse(
+        {
+            "cid": cid_text(raw),
+            "direction": direction,
+            "total": len(nbrs),
+            "offset": offset,
+            "links": out,
+        }
+    )
+
+
+@router.get("/cid", response_model=None, responses={200: {"model": schemas.CidOut}})
+def cid_of(text: Annotated[str, Query(min_length=1, max_length=4096)]) -> JSONResponse:
+    """The particle of a text: CIDv1 (raw, sha2-256) of its UTF-8 bytes."""
+    return JSONResponse({"cid": cid_of_text(text)})

@@ -1,0 +1,167 @@
+"""The shapes of the API's answers, for the OpenAPI schema and its tests.
+
+Handlers build plain dicts (the hot paths skip pydantic's per-response
+validation); these models document them, and schemathesis checks in the test
+suite that every answer matches them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class FocusStats(BaseModel):
+    iterations: int
+    seconds: float
+    particles: int
+    links: int
+    neurons: int
+
+
+class MempoolStats(BaseModel):
+    txs: int
+    bytes: int
+
+
+class Status(BaseModel):
+    chain_id: str
+    height: int
+    latest_block_hash: str
+    latest_block_time_ms: int
+    state_root: str
+    focus_root: str
+    data_root: str
+    validator: str | None
+    focus: FocusStats
+    mempool: MempoolStats
+    version: str
+
+
+class TxSubmit(BaseModel):
+    tx: str = Field(description="hex of the signed transaction's canonical CBOR")
+
+
+class TxAccepted(BaseModel):
+    hash: str
+
+
+class TxStatus(BaseModel):
+    hash: str
+    status: str = Field(description="pending or committed")
+    height: int | None
+    index: int | None
+    code: str | None
+    log: str | None
+    events: list[dict]
+
+
+class CommitSig(BaseModel):
+    public_key: str
+    signature: str
+
+
+class BlockOut(BaseModel):
+    height: int
+    hash: str
+    time_ms: int
+    parent: str
+    txs_root: str
+    state_root: str
+    focus_root: str
+    data_root: str
+    validators_hash: str
+    proposer: str | None
+    txs: list[str]
+    n_txs: int
+    commit: list[CommitSig]
+
+
+class BlockList(BaseModel):
+    blocks: list[BlockOut]
+
+
+class Account(BaseModel):
+    address: str
+    balance: int
+    nonce: int
+    bonded: int
+    neudeg: int
+
+
+class RankedParticle(BaseModel):
+    rank: int
+    cid: str
+    focus: float
+    focus_q: int
+
+
+class TopParticles(BaseModel):
+    height: int
+    particles: list[RankedParticle]
+
+
+class ParticleFocus(BaseModel):
+    cid: str
+    height: int
+    focus: float
+    focus_q: int
+    rank: int
+    index: int
+    links_in: int
+    links_out: int
+
+
+class NeuronFocus(BaseModel):
+    address: str
+    height: int
+    karma: float
+    stake: float
+    neudeg: int
+
+
+class SyntropyPoint(BaseModel):
+    height: int
+    syntropy: float
+    entropy: float
+    particles: int
+
+
+class SyntropyHistory(BaseModel):
+    history: list[SyntropyPoint]
+
+
+class Neighbour(BaseModel):
+    cid: str
+    weight: float
+    focus: float
+
+
+class ParticleLinks(BaseModel):
+    cid: str
+    direction: str
+    total: int
+    offset: int
+    links: list[Neighbour]
+
+
+class CidOut(BaseModel):
+    cid: str
+
+
+class NameOut(BaseModel):
+    name: str
+    cid: str
+    owner: str
+
+
+class ProofOut(BaseModel):
+    key: str
+    height: int
+    root: str
+    value: str | None
+    proof: str
+
+
+class Faucet(BaseModel):
+    address: str
+    amount: int = Field(gt=0, lt=2**63)

@@ -1,0 +1,31 @@
+"""What the API needs from a running node, as a protocol.
+
+The node (``focusflow.node``) sits above the API in the layers, so the API
+cannot import it; it states here what it calls, and the node's runtime
+provides it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from focusflow.chain.chain import Chain
+from focusflow.chain.focus_view import FocusView
+from focusflow.chain.mempool import Mempool
+from focusflow.chain.tx import Tx
+
+
+class NodeService(Protocol):
+    chain: Chain
+    mempool: Mempool
+    view: FocusView
+    syntropy: Any
+    listeners: list[Callable[[Any], None]]
+    faucet_key: Any
+
+    def submit(self, raw: bytes | Tx) -> Tx: ...
+
+    def is_pending(self, tx_hash: bytes) -> bool: ...
+
+    def faucet(self, address: bytes, amount: int) -> Tx: ...

@@ -1,0 +1,196 @@
+"""A running node: the chain, its mempool, and the thread that makes blocks.
+
+The API's event loop admits transactions into the mempool and answers reads;
+one producer thread turns the mempool into a block every ``block_time``. They
+share three things, each guarded for that sharing:
+
+* the mempool, behind a lock held only for admission, reaping and pruning;
+* the store, which LMDB already gives consistent snapshots of (one read
+  transaction per request);
+* the in-memory focus, which readers see only through the immutable
+  :class:`~focusflow.chain.focus_view.FocusView` the producer publishes after
+  each block.
+
+After each block the producer calls the listeners (WebSocket hub, metrics) on
+its own thread; they hand work to the event loop themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from focusflow.chain.chain import BlockResult, Chain
+from focusflow.chain.focus_view import FocusView
+from focusflow.chain.mempool import Mempool
+from focusflow.chain.tx import Msg, Tx, make_tx
+from focusflow.core.keys import KeyPair
+from focusflow.modules.accounts import get_account
+
+log = logging.getLogger("focusflow.node")
+
+#: Recent per-block history kept in memory for the API (blocks list, syntropy).
+HISTORY = 1000
+
+
+@dataclass(frozen=True)
+class BlockEvent:
+    """One committed block, as listeners receive it."""
+
+    result: BlockResult
+    view: FocusView
+    previous: FocusView
+    interval: float
+
+
+class NodeRuntime:
+    """The chain plus everything that keeps it moving; see the module docstring."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        *,
+        block_time: float = 1.0,
+        faucet_key: KeyPair | None = None,
+        max_mempool_txs: int = 50_000,
+    ) -> None:
+        self.chain = chain
+        self.block_time = block_time
+        self.faucet_key = faucet_key
+        self.mempool = Mempool(
+            chain.chain_id, chain.params, max_txs=max_mempool_txs, boost=self._boost
+        )
+        self._pool_lock = threading.Lock()
+        self.view: FocusView = chain.focus.view(chain.height)
+        self.syntropy: deque[dict] = deque(maxlen=HISTORY)
+        self.syntropy.append(self._syntropy_point(self.view))
+        self.listeners: list[Callable[[BlockEvent], None]] = []
+        self.last_block_seconds = 0.0
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_block_at = time.monotonic()
+        self.failure: BaseException | None = None
+        #: Called (on the producer thread) when block production stops on an error.
+        self.on_failure: Callable[[], None] | None = None
+
+    # --- transactions --------------------------------------------------------
+    def nonce_of(self, address: bytes) -> int:
+        with self.chain.reader() as r:
+            return get_account(r, address).nonce
+
+    def submit(self, raw: bytes | Tx) -> Tx:
+        """Admit a signed transaction; raises the TxError (or DecodeError) that says why not."""
+        with self._pool_lock:
+            return self.mempool.add(raw, self.nonce_of)
+
+    def is_pending(self, tx_hash: bytes) -> bool:
+        return tx_hash in self.mempool
+
+    def next_nonce(self, address: bytes) -> int:
+        """The nonce a new transaction of ``address`` takes after its pending ones."""
+        with self._pool_lock:
+            nonce = self.nonce_of(address)
+            while self.mempool.has_nonce(address, nonce):
+                nonce += 1
+            return nonce
+
+    def faucet(self, address: bytes, amount: int) -> Tx:
+        """Send ``amount`` from the node's funded dev key (devnets only)."""
+        if self.faucet_key is None:
+            raise RuntimeError("this node has no faucet key")
+        key = self.faucet_key
+        msgs = [Msg("send", {"to": address, "amount": amount})]
+        nonce = self.next_nonce(key.address_raw)
+        fee = self.chain.params.min_fee(0)
+        tx = make_tx(key, self.chain.chain_id, nonce, fee, msgs)
+        fee = self.chain.params.min_fee(len(tx.encoded) + 8)
+        return self.submit(make_tx(key, self.chain.chain_id, nonce, fee, msgs))
+
+    def _boost(self, address: bytes) -> float:
+        return self.view.boost(address)
+
+    # --- blocks --------------------------------------------------------------
+    def produce(self) -> BlockEvent:
+        """Make one block from the mempool now (the producer thread's step)."""
+        params = self.chain.params
+        with self._pool_lock:
+            txs = self.mempool.reap(self.nonce_of, params.max_block_txs, params.max_block_bytes)
+        result = self.chain.produce_block(txs, verified=True)
+        with self._pool_lock:
+            for rejected in result.rejected:
+                self.mempool.discard(rejected.tx.hash)
+            self.mempool.update(self.nonce_of)
+        previous = self.view
+        self.view = self.chain.focus.view(self.chain.height, previous)
+        if self.view is not previous and self.view.q is not previous.q:
+            self.syntropy.append(self._syntropy_point(self.view))
+        now = time.monotonic()
+        event = BlockEvent(result, self.view, previous, now - self._last_block_at)
+        self._last_block_at = now
+        self.last_block_seconds = result.timings["total"]
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("block listener failed")
+        return event
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="block-producer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the block being made, then stop (the store stays consistent either way)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        next_at = time.monotonic() + self.block_time
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            try:
+                event = self.produce()
+            except Exception as exc:
+                self.failure = exc
+                log.exception("block production failed; the node stops making blocks")
+                if self.on_failure is not None:
+                    self.on_failure()
+                return
+            block = event.result.block
+            log.log(
+                logging.INFO if block.txs else logging.DEBUG,
+                "block committed",
+                extra={
+                    "fields": {
+                        "height": block.height,
+                        "txs": len(block.txs),
+                        "rejected": len(event.result.rejected),
+                        "ms": round(event.result.timings["total"] * 1000, 1),
+                        "focus_ms": round(event.result.timings["focus"] * 1000, 1),
+                        "particles": event.view.n_particles,
+                        "links": event.view.n_links,
+                        "mempool": len(self.mempool),
+                    }
+                },
+            )
+            next_at = max(next_at + self.block_time, time.monotonic())
+
+    @staticmethod
+    def _syntropy_point(view: FocusView) -> dict:
+        return {
+            "height": view.height,
+            "syntropy": view.syntropy,
+            "entropy": view.entropy,
+            "particles": view.n_particles,
+        }

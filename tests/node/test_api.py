@@ -1,0 +1,257 @@
+"""The REST API of a real devnet process: every read endpoint, and every bad input
+answered with its stable code and no change of state."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from focusflow.chain import Msg
+from focusflow.core.cid import cid_of_text, cid_to_bytes
+from focusflow.core.encoding import decode, encode
+from focusflow.core.keys import KeyPair
+from focusflow.modules.accounts import account_key
+from focusflow.store import Proof, verify_proof
+from tests.node.devnet_process import link_msg, signed, wait_height, wait_tx
+
+
+def submit(c, tx) -> dict:
+    r = c.post("/v1/txs", json={"tx": tx.encoded.hex()})
+    return {"status": r.status_code, **r.json()}
+
+
+@pytest.fixture(scope="module")
+def linked(shared_devnet):
+    """The dev key linked a small triangle plus a tail; returns its committed status."""
+    net = shared_devnet
+    tx = signed(
+        net,
+        net.dev_key(),
+        [link_msg(("alpha", "beta"), ("beta", "gamma"), ("gamma", "alpha"), ("delta", "alpha"))],
+    )
+    with net.client() as c:
+        accepted = submit(c, tx)
+    assert accepted["status"] == 202, accepted
+    return wait_tx(net, accepted["hash"])
+
+
+def test_status_reports_chain_and_focus(shared_devnet, linked):
+    with shared_devnet.client() as c:
+        s = c.get("/v1/status").json()
+    assert s["chain_id"] == "focusflow-devnet"
+    assert s["height"] >= linked["height"]
+    assert s["focus"]["particles"] == 4 and s["focus"]["links"] == 4
+    assert s["focus"]["iterations"] > 0
+    assert len(s["state_root"]) == 64 and s["validator"].startswith("focus1")
+
+
+def test_committed_links_move_focus(shared_devnet, linked):
+    assert linked["code"] == "ok" and linked["events"][0]["count"] == 4
+    alpha = cid_of_text("alpha")
+    with shared_devnet.client() as c:
+        top = c.get("/v1/focus/top", params={"k": 4}).json()
+        one = c.get(f"/v1/focus/particles/{alpha}").json()
+        ins = c.get(f"/v1/particles/{alpha}/links", params={"direction": "in"}).json()
+        outs = c.get(f"/v1/particles/{alpha}/links", params={"direction": "out"}).json()
+        karma = c.get(f"/v1/focus/neurons/{shared_devnet.dev_key().address}").json()
+        history = c.get("/v1/focus/syntropy").json()["history"]
+    ranks = [p["rank"] for p in top["particles"]]
+    assert ranks == [1, 2, 3, 4]
+    focus = [p["focus"] for p in top["particles"]]
+    assert focus == sorted(focus, reverse=True) and abs(sum(focus) - 1) < 1e-9
+    # alpha has two in-links (gamma, delta): it is the top particle.
+    assert top["particles"][0]["cid"] == alpha and one["rank"] == 1
+    assert one["focus_q"] == top["particles"][0]["focus_q"]
+    assert (one["links_in"], one["links_out"]) == (2, 1)
+    assert {x["cid"] for x in ins["links"]} == {cid_of_text("gamma"), cid_of_text("delta")}
+    assert [x["cid"] for x in outs["links"]] == [cid_of_text("beta")]
+    assert karma["neudeg"] == 4 and karma["karma"] > 0
+    assert history[-1]["particles"] == 4 and history[-1]["syntropy"] > 0
+
+
+def test_blocks_by_height_hash_and_latest(shared_devnet, linked):
+    with shared_devnet.client() as c:
+        block = c.get(f"/v1/blocks/{linked['height']}").json()
+        by_hash = c.get(f"/v1/blocks/hash/{block['hash']}").json()
+        latest = c.get("/v1/blocks/latest").json()
+        recent = c.get("/v1/blocks", params={"limit": 3}).json()["blocks"]
+    assert linked["hash"] in block["txs"] and by_hash == block
+    assert latest["height"] >= block["height"]
+    assert [b["height"] for b in recent] == list(
+        range(recent[0]["height"], recent[0]["height"] - 3, -1)
+    )
+    assert len(block["commit"]) == 1
+
+
+def test_state_proof_verifies_account(shared_devnet, linked):
+    key = shared_devnet.dev_key()
+    path = account_key(key.address_raw)
+    with shared_devnet.client() as c:
+        p = c.get("/v1/proofs", params={"key": "hex:" + path.hex()}).json()
+        account = c.get(f"/v1/accounts/{key.address}").json()
+        absent = c.get("/v1/proofs", params={"key": "/kv/name/nobody-here"}).json()
+    value = bytes.fromhex(p["value"])
+    assert (
+        decode(value, "account")[:2] == [account["balance"], account["nonce"]]
+        or p["height"] != account
+    )
+    assert verify_proof(
+        bytes.fromhex(p["root"]), path, value, Proof.decode(bytes.fromhex(p["proof"]))
+    )
+    assert not verify_proof(
+        bytes.fromhex(p["root"]), path, value + b"x", Proof.decode(bytes.fromhex(p["proof"]))
+    )
+    assert absent["value"] is None
+    assert verify_proof(
+        bytes.fromhex(absent["root"]),
+        b"/kv/name/nobody-here",
+        None,
+        Proof.decode(bytes.fromhex(absent["proof"])),
+    )
+
+
+def test_names_and_cbor_submission(shared_devnet, linked):
+    net = shared_devnet
+    cid = cid_of_text("alpha")
+    tx = signed(
+        net,
+        net.dev_key(),
+        [Msg("name.register", {"name": "alpha-page", "cid": cid_to_bytes(cid)})],
+        fee=20_000,
+    )
+    with net.client() as c:
+        r = c.post("/v1/txs", content=tx.encoded, headers={"content-type": "application/cbor"})
+        assert r.status_code == 202
+        assert wait_tx(net, r.json()["hash"])["code"] == "ok"
+        name = c.get("/v1/names/alpha-page").json()
+        missing = c.get("/v1/names/not-registered")
+    assert name == {"name": "alpha-page", "cid": cid, "owner": net.dev_key().address}
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_name"
+
+
+def _snapshot(c, address: str) -> tuple:
+    return (c.get(f"/v1/accounts/{address}").json(), c.get("/v1/status").json()["mempool"]["txs"])
+
+
+def test_bad_transactions_are_refused_and_change_nothing(shared_devnet, linked):
+    net = shared_devnet
+    key = net.dev_key()
+    good = signed(net, key, [link_msg(("x1", "x2"))])
+    forged = bytearray(good.encoded)
+    forged[-5] ^= 0x01  # inside the signature
+    stranger = KeyPair.from_seed(b"s" * 32)
+    cases = {
+        "bad_signature": {"tx": bytes(forged).hex()},
+        "malformed": {"tx": "zz"},
+        "insufficient_funds": None,
+        "bad_nonce": {"tx": signed(net, key, [link_msg(("x1", "x2"))], nonce=0).encoded.hex()},
+    }
+    other_chain = encode(["other-chain", *decode(good.encoded, "tx")[1:]])
+    with net.client() as c:
+        before = _snapshot(c, key.address)
+        for code, body in cases.items():
+            if body is None:
+                continue
+            r = c.post("/v1/txs", json=body)
+            assert r.status_code == 400 and r.json()["error"]["code"] == code, (code, r.text)
+        r = c.post("/v1/txs", content=other_chain, headers={"content-type": "application/cbor"})
+        assert r.json()["error"]["code"] in ("wrong_chain_id", "bad_signature")
+        poor = signed(net, stranger, [link_msg(("x1", "x2"))])
+        r = c.post("/v1/txs", json={"tx": poor.encoded.hex()})
+        # A stranger's tx is admitted (fees are charged at execution) or refused; it never
+        # changes the dev key's account.
+        for body, status, code in [
+            (b"{not json", 400, "malformed"),
+            (b'{"tx": 5}', 400, "malformed"),
+            (b'{"tx": "00", "extra": 1}', 400, "malformed"),
+            (b"[]", 400, "malformed"),
+        ]:
+            r = c.post("/v1/txs", content=body, headers={"content-type": "application/json"})
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
+        r = c.post("/v1/txs", content=b"x", headers={"content-type": "text/plain"})
+        assert r.status_code == 415
+        r = c.post(
+            "/v1/txs", content=b"0" * (3 << 20), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        time.sleep(0.5)
+        after = _snapshot(c, key.address)
+    assert after[0] == before[0]
+
+
+def test_replayed_transaction_is_refused(shared_devnet, linked):
+    net = shared_devnet
+    tx = signed(net, net.dev_key(), [link_msg(("r1", "r2"))])
+    with net.client() as c:
+        first = submit(c, tx)
+        again = submit(c, tx)
+        assert first["status"] == 202 and again["error"]["code"] == "duplicate_tx"
+        wait_tx(net, first["hash"])
+        replay = submit(c, tx)
+        assert replay["status"] == 400 and replay["error"]["code"] == "bad_nonce"
+        assert c.get(f"/v1/txs/{first['hash']}").json()["status"] == "committed"
+
+
+def test_read_errors_have_stable_codes(shared_devnet, linked):
+    unknown = cid_of_text("never linked")
+    cases = [
+        (f"/v1/focus/particles/{unknown}", 404, "unknown_particle"),
+        ("/v1/focus/particles/not-a-cid", 400, "invalid_cid"),
+        (f"/v1/particles/{unknown}/links", 404, "unknown_particle"),
+        (f"/v1/particles/{cid_of_text('alpha')}/links?direction=sideways", 400, "malformed"),
+        ("/v1/accounts/focus1xyz", 400, "invalid_address"),
+        ("/v1/focus/top?k=0", 400, "malformed"),
+        ("/v1/focus/top?k=abc", 400, "malformed"),
+        ("/v1/txs/" + "ab" * 32, 404, "unknown_tx"),
+        ("/v1/txs/nothex", 400, "malformed"),
+        ("/v1/blocks/999999999", 404, "unknown_block"),
+        ("/v1/blocks/hash/" + "00" * 32, 404, "unknown_block"),
+        ("/v1/no/such/route", 404, "not_found"),
+        ("/v1/proofs?key=hex:zz", 400, "malformed"),
+    ]
+    with shared_devnet.client() as c:
+        for path, status, code in cases:
+            r = c.get(path)
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), path
+
+
+def test_faucet_needs_the_admin_token(shared_devnet, linked):
+    net = shared_devnet
+    to = KeyPair.from_seed(b"f" * 32).address
+    with net.client() as c:
+        denied = c.post("/v1/admin/faucet", json={"address": to, "amount": 7})
+        wrong = c.post(
+            "/v1/admin/faucet",
+            json={"address": to, "amount": 7},
+            headers={"Authorization": "Bearer nope"},
+        )
+        assert denied.status_code == wrong.status_code == 401
+        assert c.get(f"/v1/accounts/{to}").json()["balance"] == 0
+        ok = c.post(
+            "/v1/admin/faucet",
+            json={"address": to, "amount": 7},
+            headers={"Authorization": f"Bearer {net.admin_token()}"},
+        )
+        assert ok.status_code == 202
+        wait_tx(net, ok.json()["hash"])
+        assert c.get(f"/v1/accounts/{to}").json()["balance"] == 7
+
+
+def test_metrics_expose_height_and_mempool(shared_devnet, linked):
+    wait_height(shared_devnet, 2)
+    with shared_devnet.client() as c:
+        text = c.get("/metrics").text
+    for name in (
+        "focusflow_height",
+        "focusflow_block_seconds_bucket",
+        "focusflow_mempool_txs",
+        "focusflow_focus_iterations",
+        "focusflow_txs_submitted_total",
+        "focusflow_block_txs",
+    ):
+        assert name in text
+    height = float(
+        next(line.split()[1] for line in text.splitlines() if line.startswith("focusflow_height "))
+    )
+    assert height >= 2
