@@ -52,7 +52,17 @@ NodeOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
-console = Console(highlight=False, soft_wrap=True)
+
+def _console() -> Console:
+    """Rich output that never cuts a hash or CID short: piped output is not wrapped at
+    all (tables size to their content), a terminal gets tables at its own width."""
+    probe = Console()
+    if probe.is_terminal:
+        return Console(highlight=False)
+    return Console(highlight=False, width=100_000, soft_wrap=True)
+
+
+console = _console()
 
 
 def print_json(value: Any) -> None:

@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 
 from focusflow import __version__
 from focusflow.cli.focus_cmd import focus_app
+from focusflow.cli.import_cmd import import_app
 from focusflow.cli.keys_cmd import keys_app
 from focusflow.cli.konomi_cmd import konomi_app
 from focusflow.cli.query_cmd import query_app
@@ -34,6 +35,7 @@ app.add_typer(konomi_app, name="konomi")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tx_app, name="tx")
 app.add_typer(query_app, name="query")
+app.add_typer(import_app, name="import")
 
 
 def _version(value: bool) -> None:
