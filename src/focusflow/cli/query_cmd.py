@@ -300,23 +300,59 @@ def cid_cmd(
 
 @query_app.command("proof")
 def proof_cmd(
-    key: Annotated[str, typer.Argument(help="A state key such as /token/acct/..., or hex:<hex>.")],
+    key: Annotated[
+        str | None,
+        typer.Argument(help="A state key (UTF-8, or hex:<hex> for binary keys)."),
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", metavar="WHO", help="Prove this account (address or key)."),
+    ] = None,
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A state value with its Merkle proof, checked here against the returned root."""
-    doc = _get(home, node, "/v1/proofs", {"key": key})
-    verified = _verify(key, doc)
+    """A state value with its Merkle proof, checked here against the block's state root.
+
+    The proof must verify against the returned root, and that root must be the
+    ``state_root`` of the block at the returned height: a node cannot answer
+    with a value its own chain does not commit to.
+    """
+    if (key is None) == (account is None):
+        raise InvalidParameterError("give a state KEY or --account WHO (one of them)")
+    if account is not None:
+        from focusflow.core.keys import decode_address
+
+        raw = b"/token/acct/" + decode_address(address(account, home))
+        key = "hex:" + raw.hex()
+    assert key is not None
+    with client(home, node) as api:
+        doc = api.get("/v1/proofs", {"key": key})
+        _verify(key, doc)
+        header = api.get(f"/v1/blocks/{int(doc['height'])}")
+    if header.get("state_root") != doc.get("root"):
+        raise BadProofError(
+            f"the proof's root {doc.get('root')} is not the state root of block "
+            f"{doc.get('height')} ({header.get('state_root')})"
+        )
     if as_json:
-        _print_json({**doc, "verified": verified})
+        _print_json({**doc, "verified": True})
         return
-    _kv({k: doc.get(k) for k in ("key", "height", "root", "value")})
+    rows = {k: doc.get(k) for k in ("key", "height", "root", "value")}
+    if account is not None and doc.get("value") is not None:
+        from focusflow.core.encoding import decode
+
+        try:
+            balance, nonce, bonded = decode(bytes.fromhex(doc["value"]), "account")
+            rows["account"] = f"balance {balance}, nonce {nonce}, bonded {bonded}"
+        except (FocusflowError, ValueError, TypeError):
+            rows["account"] = "(value is not an account record)"
+    _kv(rows)
     what = "inclusion" if doc.get("value") is not None else "exclusion"
-    console.print(f"{what} proof verified against root {doc.get('root')}")
+    console.print(f"{what} proof verified against the state root of block {doc.get('height')}")
 
 
-def _verify(key: str, doc: dict[str, Any]) -> bool:
+def _verify(key: str, doc: dict[str, Any]) -> None:
     """Check the proof with the store's verifier; BadProofError if it does not hold."""
     from focusflow.store import Proof, verify_proof
 
@@ -325,8 +361,8 @@ def _verify(key: str, doc: dict[str, Any]) -> bool:
         root = bytes.fromhex(doc["root"])
         value = None if doc.get("value") is None else bytes.fromhex(doc["value"])
         proof = Proof.decode(bytes.fromhex(doc["proof"]))
+        int(doc["height"])
     except (KeyError, TypeError, ValueError, FocusflowError) as exc:
         raise BadProofError(f"the node's proof for {key!r} is malformed: {exc}") from None
     if not verify_proof(root, raw_key, value, proof):
         raise BadProofError(f"the node's proof for {key!r} does not verify against its root")
-    return True
