@@ -255,3 +255,28 @@ def test_metrics_expose_height_and_mempool(shared_devnet, linked):
         next(line.split()[1] for line in text.splitlines() if line.startswith("focusflow_height "))
     )
     assert height >= 2
+
+
+def test_batch_accepts_each_transaction_on_its_own(shared_devnet, linked):
+    net = shared_devnet
+    key = net.dev_key()
+    first = signed(net, key, [link_msg(("b1", "b2"))])
+    second = signed(net, key, [link_msg(("b2", "b3"))], nonce=first.nonce + 1)
+    forged = bytearray(second.encoded)
+    forged[-3] ^= 1
+    body = {"txs": [first.encoded.hex(), bytes(forged).hex(), second.encoded.hex(), "00"]}
+    with net.client() as c:
+        r = c.post("/v1/txs/batch", json=body)
+        assert r.status_code == 200
+        results = r.json()["results"]
+        assert results[0] == {"hash": first.hash.hex()}
+        assert results[1]["error"]["code"] == "bad_signature"
+        assert results[2] == {"hash": second.hash.hex()}
+        assert results[3]["error"]["code"] == "malformed"
+        too_many = c.post("/v1/txs/batch", json={"txs": ["00"] * 1001})
+        assert too_many.status_code == 400 and too_many.json()["error"]["code"] == "over_limit"
+        cbor = c.post(
+            "/v1/txs/batch", content=b"\xa0", headers={"content-type": "application/cbor"}
+        )
+        assert cbor.json()["error"]["code"] == "malformed"
+    assert wait_tx(net, second.hash.hex())["code"] == "ok"

@@ -98,6 +98,74 @@ async def submit_tx(request: Request) -> JSONResponse:
     return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
 
 
+#: Most transactions one batch request may carry.
+MAX_BATCH = 1000
+
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": schemas.TxBatch.model_json_schema()},
+            "application/cbor": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/txs/batch",
+    response_model=None,
+    responses={200: {"model": schemas.TxBatchResult}},
+    openapi_extra=_BATCH_BODY,
+)
+async def submit_batch(request: Request) -> JSONResponse:
+    """Admit up to 1000 signed transactions; each is accepted or refused on its own.
+
+    For bulk loaders: one request instead of a thousand. The answer lists, in
+    order, ``{"hash"}`` for each accepted transaction and ``{"error"}`` for each
+    refused one; a refused transaction changes nothing, as on ``POST /v1/txs``.
+    """
+    body = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/cbor":
+        txs = decode(body, "transaction batch")
+        if not isinstance(txs, list) or not all(isinstance(t, bytes) for t in txs):
+            raise DecodeError("a CBOR batch is an array of byte strings")
+    elif ctype in ("application/json", ""):
+        txs = _batch_from_json(body)
+    else:
+        raise ApiError("unsupported_media_type", f"send JSON or CBOR, not {ctype}")
+    if len(txs) > MAX_BATCH:
+        raise ApiError("over_limit", f"{len(txs)} transactions in one batch; at most {MAX_BATCH}")
+    node = _node(request)
+    metrics = request.app.state.metrics
+    results: list[dict] = []
+    for raw in txs:
+        try:
+            tx = node.submit(raw)
+        except FocusflowError as exc:
+            metrics.rejected.labels(exc.code).inc()
+            results.append({"error": {"code": exc.code, "message": exc.message}})
+        else:
+            metrics.submitted.inc()
+            results.append({"hash": tx.hash.hex()})
+    return JSONResponse({"results": results})
+
+
+def _batch_from_json(body: bytes) -> list[bytes]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise DecodeError("request body is not JSON") from None
+    txs = doc.get("txs") if isinstance(doc, dict) and set(doc) == {"txs"} else None
+    if not isinstance(txs, list) or not all(isinstance(t, str) for t in txs):
+        raise DecodeError('request body must be {"txs": ["<hex>", ...]}')
+    try:
+        return [bytes.fromhex(t) for t in txs]
+    except ValueError:
+        raise DecodeError("a transaction is not hex") from None
+
+
 def _tx_from_json(body: bytes) -> bytes:
     try:
         doc = json.loads(body)

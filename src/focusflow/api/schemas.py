@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from focusflow.api.errors import ErrorDetail
+
 
 class FocusStats(BaseModel):
     iterations: int
@@ -43,6 +45,19 @@ class TxSubmit(BaseModel):
 
 class TxAccepted(BaseModel):
     hash: str
+
+
+class TxBatch(BaseModel):
+    txs: list[str] = Field(description="hex of each signed transaction", max_length=1000)
+
+
+class TxOutcome(BaseModel):
+    hash: str | None = None
+    error: ErrorDetail | None = None
+
+
+class TxBatchResult(BaseModel):
+    results: list[TxOutcome]
 
 
 class TxStatus(BaseModel):

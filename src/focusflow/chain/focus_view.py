@@ -44,6 +44,7 @@ class FocusView:
     stakes: np.ndarray
     neudeg: np.ndarray
     karma: np.ndarray
+    karma_total: float
     entropy: float
     syntropy: float
     iterations: int
@@ -71,10 +72,9 @@ class FocusView:
     def boost(self, address: bytes) -> float:
         """``neurons * karma_share`` of a neuron: 1 for average karma (mempool priority)."""
         i = self.neuron_index(address)
-        total = float(self.karma.sum()) if len(self.karma) else 0.0
-        if i < 0 or i >= len(self.karma) or total <= 0:
+        if i < 0 or i >= len(self.karma) or self.karma_total <= 0:
             return 0.0
-        return float(self.karma[i]) * len(self.karma) / total
+        return float(self.karma[i]) * len(self.karma) / self.karma_total
 
     def rank(self, i: int) -> int:
         """1 + the number of particles with more focus, ties broken by particle order.
@@ -155,6 +155,7 @@ def build_view(
         stakes=graph.stakes.copy(),
         neudeg=graph.neudeg.copy(),
         karma=karma,
+        karma_total=float(karma.sum()),
         entropy=measures.entropy(phi) if n else 0.0,
         syntropy=measures.syntropy(phi) if n else 0.0,
         iterations=iterations,

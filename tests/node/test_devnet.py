@@ -1,0 +1,113 @@
+"""The devnet as a user runs it: first start, resume, clean stop, SIGKILL, misuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+
+from focusflow.core.cid import cid_of_text
+from tests.node.devnet_process import ROOT, link_msg, signed, start_devnet, wait_height, wait_tx
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run(
+        [sys.executable, "-m", "focusflow", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_first_run_creates_home_then_resumes_after_sigterm(tmp_path):
+    home = tmp_path / "home"
+    net = start_devnet(home)
+    assert json.loads((home / "genesis.json").read_text())["chain_id"] == "focusflow-devnet"
+    for secret in ("admin_token", "validator_key", "keys/dev.json"):
+        assert stat.S_IMODE((home / secret).stat().st_mode) == 0o600, secret
+    tx = signed(net, net.dev_key(), [link_msg(("one", "two"), ("two", "three"))])
+    with net.client() as c:
+        h = c.post("/v1/txs", json={"tx": tx.encoded.hex()}).json()["hash"]
+    committed = wait_tx(net, h)
+    with net.client() as c:
+        block = c.get(f"/v1/blocks/{committed['height']}").json()
+        top = c.get("/v1/focus/top", params={"k": 3}).json()["particles"]
+    assert net.stop(signal.SIGTERM) == 0
+    assert "stopped" in net.log() and not (home / "node.json").exists()
+
+    again = start_devnet(home)
+    try:
+        assert "resumed" in again.log()
+        with again.client() as c:
+            assert c.get(f"/v1/blocks/{committed['height']}").json() == block
+            assert c.get(f"/v1/txs/{h}").json()["code"] == "ok"
+            status = c.get("/v1/status").json()
+            assert status["height"] >= committed["height"]
+            assert c.get("/v1/focus/top", params={"k": 3}).json()["particles"] == top
+    finally:
+        assert again.stop(signal.SIGINT) == 0
+
+
+def test_sigkill_loses_nothing_committed(tmp_path):
+    home = tmp_path / "home"
+    net = start_devnet(home, block_time="0.05s")
+    tx = signed(net, net.dev_key(), [link_msg(("k1", "k2"))])
+    with net.client() as c:
+        h = c.post("/v1/txs", json={"tx": tx.encoded.hex()}).json()["hash"]
+    committed = wait_tx(net, h)
+    with net.client() as c:
+        reached = c.get("/v1/status").json()["height"]
+    net.stop(signal.SIGKILL)
+    again = start_devnet(home)
+    try:
+        with again.client() as c:
+            assert c.get(f"/v1/txs/{h}").json()["height"] == committed["height"]
+            assert c.get("/v1/status").json()["height"] >= reached
+            assert c.get(f"/v1/focus/particles/{cid_of_text('k1')}").status_code == 200
+    finally:
+        again.stop()
+
+
+def test_second_node_on_one_home_is_refused(tmp_path):
+    net = start_devnet(tmp_path / "home")
+    try:
+        r = _run("devnet", "--home", str(tmp_path / "home"), "--port", "0")
+        assert r.returncode == 2 and "home_in_use" in r.stderr
+        wait_height(net, 1)
+    finally:
+        net.stop()
+
+
+def test_busy_port_and_bad_options_are_clear_errors(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = _run("devnet", "--home", str(tmp_path / "a"), "--port", str(port))
+    assert r.returncode == 2 and "port_in_use" in r.stderr, r.stderr
+    r = _run("devnet", "--home", str(tmp_path / "b"), "--block-time", "soon")
+    assert r.returncode == 2 and "invalid duration" in r.stderr
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "precious.txt").write_text("user data")
+    r = _run("devnet", "--home", str(tmp_path / "c"), "--port", "0")
+    assert r.returncode == 2 and "not a focusflow home" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["precious.txt"]
+
+
+def test_json_logs_are_json_lines(tmp_path):
+    net = start_devnet(tmp_path / "home", "--json-logs")
+    try:
+        wait_height(net, 1)
+    finally:
+        net.stop()
+    lines = [line for line in net.log().splitlines() if line.strip()]
+    docs = [json.loads(line) for line in lines]
+    assert any(
+        d["msg"] == "devnet ready" and d["api"].startswith("http://127.0.0.1:") for d in docs
+    )
