@@ -255,3 +255,28 @@ def test_keys_command_sees_the_devnets_dev_key(env, capsys):
         ).address
         == dev["address"]
     )
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch-endpoint", "one-by-one"])
+def test_bulk_submission_with_and_without_the_batch_endpoint(env, capsys, batch):
+    """The importer's sender: in order, every hash returned, all committed."""
+    from focusflow.chain.tx import Msg
+    from focusflow.cli.client import Client
+    from focusflow.cli.import_cmd import _submit_all
+    from focusflow.cli.txbuild import Account, build_tx, chain_params, wait_tx
+
+    key = env.dev_key()
+    to = KeyPair.from_seed(bytes([7 + batch]) * 32).address_raw
+    with Client(env.api) as api:
+        api.batch_supported = batch
+        chain_id = api.status()["chain_id"]
+        params = chain_params(api, env.home, chain_id)
+        nonce = Account.fetch(api, key.address).nonce
+        txs = [
+            build_tx(key, chain_id, nonce + i, [Msg("send", {"to": to, "amount": 1 + i})], params)
+            for i in range(3)
+        ]
+        hashes = _submit_all(api, txs)
+        assert hashes == [tx.hash.hex() for tx in txs]
+        assert [wait_tx(api, h)["code"] for h in hashes] == ["ok"] * 3
+        assert api.batch_supported is batch

@@ -81,6 +81,8 @@ class Client:
         self.url = check_url(url)
         self.source = source
         self._http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
+        #: False once the node answered that it has no batch endpoint.
+        self.batch_supported = True
 
     def close(self) -> None:
         self._http.close()
@@ -136,6 +138,30 @@ class Client:
     def submit(self, tx_bytes: bytes) -> str:
         """POST a signed transaction; its hash once the mempool took it."""
         return self.post("/v1/txs", {"tx": tx_bytes.hex()})["hash"]
+
+    def submit_batch(self, txs: list[bytes]) -> list[dict[str, Any]] | None:
+        """POST /v1/txs/batch: per transaction ``{"hash"}`` or ``{"error"}``, in order.
+
+        None when the node has no batch endpoint (404), so callers fall back to
+        one request per transaction.
+        """
+        if not self.batch_supported:
+            return None
+        try:
+            answer = self.post("/v1/txs/batch", {"txs": [t.hex() for t in txs]})
+        except RemoteError as exc:
+            if exc.status in (404, 405):
+                self.batch_supported = False
+                return None
+            raise
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(txs):
+            raise RemoteError(
+                "POST /v1/txs/batch: the answer does not list one result per transaction",
+                "bad_response",
+                200,
+            )
+        return results
 
 
 def _reason(exc: httpx.TransportError) -> str:

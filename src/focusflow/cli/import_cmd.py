@@ -55,6 +55,10 @@ DOMAIN = b"focusflow/import/bostrom/v1"
 #: The mempool's MAX_NONCE_GAP: how far ahead of its committed nonce an account may queue.
 WINDOW = 64
 POLL_S = 0.2
+#: Transactions per POST /v1/txs/batch, and their encoded bytes (hex doubles
+#: them; the API takes request bodies up to 2 MiB).
+BATCH_TXS = 1000
+BATCH_BYTES = 768 << 10
 #: A chain that makes no block for this long is stopped; the import gives up.
 STALL_S = 60.0
 
@@ -171,16 +175,50 @@ def plan_neuron(
     return Plan(neuron, txs, counts, cost, max(0, cost - account.balance))
 
 
-def _submit(api: Any, tx: Any) -> str:
-    """Send one transaction; one the node already holds counts as sent."""
+def _already_sent(code: str, message: str) -> bool:
+    """The node holds this very transaction already (a rerun while it is pending)."""
+    return code == "duplicate_tx" and "already in the mempool" in message
+
+
+def _submit_all(api: Any, txs: Sequence[Any]) -> list[str]:
+    """Send transactions in order, in batches where the node offers them; their hashes.
+
+    A refusal other than "already in the mempool" stops the import with the
+    node's code: the transactions after it could not be included anyway.
+    """
     from focusflow.cli.client import RemoteError
 
-    try:
-        return api.submit(tx.encoded)
-    except RemoteError as exc:
-        if exc.code == "duplicate_tx" and "already in the mempool" in exc.message:
-            return tx.hash.hex()
-        raise
+    hashes: list[str] = []
+    start = 0
+    while start < len(txs):
+        chunk, size = [], 0
+        for tx in txs[start : start + BATCH_TXS]:
+            if chunk and size + len(tx.encoded) > BATCH_BYTES:
+                break
+            chunk.append(tx)
+            size += len(tx.encoded)
+        results = api.submit_batch([t.encoded for t in chunk])
+        if results is None:
+            results = []
+            for tx in chunk:
+                try:
+                    results.append({"hash": api.submit(tx.encoded)})
+                except RemoteError as exc:
+                    results.append({"error": {"code": exc.code, "message": exc.message}})
+        for tx, result in zip(chunk, results, strict=True):
+            error = result.get("error")
+            if error is None:
+                hashes.append(str(result.get("hash", tx.hash.hex())))
+            elif _already_sent(str(error.get("code")), str(error.get("message"))):
+                hashes.append(tx.hash.hex())
+            else:
+                raise RemoteError(
+                    f"transaction {tx.hash.hex()} refused: {error.get('message')}",
+                    str(error.get("code")),
+                    400,
+                )
+        start += len(chunk)
+    return hashes
 
 
 def _await_all(
@@ -259,7 +297,7 @@ def fund(
             f"the funder {funder.address} has {account.balance}; funding the neurons "
             f"needs {need}; nothing was sent"
         )
-    hashes = [_submit(api, tx) for tx in txs]
+    hashes = _submit_all(api, txs)
     report.funding_txs += len(hashes)
 
     def funded(q: int, j: int, record: dict[str, Any]) -> None:
@@ -324,11 +362,12 @@ def run_import(
         just_funded = False
 
         # Send each neuron's transactions, then wait until all are in blocks.
+        all_hashes = _submit_all(api, [tx for p in plans for tx in p.txs])
+        report.txs_sent += len(all_hashes)
         sent: list[tuple[Plan, list[str]]] = []
         for p in plans:
-            hashes = [_submit(api, tx) for tx in p.txs]
-            report.txs_sent += len(hashes)
-            sent.append((p, hashes))
+            sent.append((p, all_hashes[: len(p.txs)]))
+            all_hashes = all_hashes[len(p.txs) :]
         linked_before, failed_before = report.links_sent, len(report.failed)
 
         def committed(
