@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         _fail(message or "interrupted", 2 if message else 130)
+    except typer.Abort:  # Ctrl-C or end of input at a prompt (passphrase, confirmation)
+        _fail("aborted", 130)
     except (BrokenPipeError, KeyboardInterrupt):
         sys.exit(130)
     except Exception as exc:
