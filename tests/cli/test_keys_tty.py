@@ -24,10 +24,13 @@ class Terminal:
         if self.pid == 0:  # the child: the focusflow command on the pty
             os.execve(sys.executable, [sys.executable, "-m", "focusflow", *args], env)
         self.seen = ""
+        self.pos = 0
 
     def expect(self, text: str, timeout: float = 60.0) -> None:
+        """Wait for ``text`` in the output after the previous match (a repeated prompt
+        must be its new occurrence, not the old one)."""
         deadline = time.monotonic() + timeout
-        while text not in self.seen:
+        while text not in self.seen[self.pos :]:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.fd], [], [], left)[0]:
                 raise AssertionError(f"never saw {text!r}; got {self.seen!r}")
@@ -38,6 +41,7 @@ class Terminal:
             if not chunk:
                 raise AssertionError(f"ended before {text!r}; got {self.seen!r}")
             self.seen += chunk.decode(errors="replace")
+        self.pos = self.seen.index(text, self.pos) + len(text)
 
     def send(self, line: str) -> None:
         os.write(self.fd, line.encode() + b"\r")
