@@ -14,10 +14,11 @@
    store, a graph grown through blocks of ``--block-links`` links (``--txs``
    transactions of equal size from ``--neurons`` staked neurons, R-MAT
    particle pairs) until it holds ``--total-links``; every block goes through
-   signature checks, execution, incremental focus, the state root and the
+   signature checks, execution, incremental focus, the state root, the data root and the
    LMDB commit. Reports links/s sustained over the whole run and over the
    last quarter (graph near its final size), per-block phases, and Ed25519
-   verification alone.
+   verification alone. The "da" phase is the data square and data root
+   (docs/da.md, *Chain integration*).
 
 Run from the repository root (after ``pip install -e '.[bench]'``)::
 
@@ -181,7 +182,7 @@ def bench_pipeline(total: int, block_links: int, txs: int, neurons: int, mode: s
         )
         print("| phase | median s (last quarter) |")
         print("| --- | --- |")
-        for phase in ("execute", "focus", "state_root", "persist", "total"):
+        for phase in ("execute", "focus", "state_root", "da", "persist", "total"):
             print(f"| {phase} | {statistics.median(x[phase] for x in last):.4f} |")
         print(f"| focus iterations | {statistics.median(x['iterations'] for x in last):.0f} |")
         print(

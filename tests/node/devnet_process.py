@@ -57,8 +57,10 @@ class Devnet:
         return self.proc.returncode
 
 
-def start_devnet(home: Path, *args: str, block_time: str = "0.2s", timeout: float = 60.0) -> Devnet:
-    """Start a devnet on a free port and wait until its API answers."""
+def start_devnet(
+    home: Path, *args: str, block_time: str = "0.2s", port: int = 0, timeout: float = 60.0
+) -> Devnet:
+    """Start a devnet (on a free port unless ``port`` is given) and wait until its API answers."""
     home = Path(home)
     log_path = home.parent / f"{home.name}.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
@@ -73,7 +75,7 @@ def start_devnet(home: Path, *args: str, block_time: str = "0.2s", timeout: floa
                 "--home",
                 str(home),
                 "--port",
-                "0",
+                str(port),
                 "--block-time",
                 block_time,
                 *args,

@@ -8,7 +8,6 @@ runs it with uvicorn. docs/api.md is the contract.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from focusflow import __version__
-from focusflow.api import errors, routes_chain, routes_focus, ws
+from focusflow.api import errors, routes_chain, routes_da, routes_focus, ws
 from focusflow.api.metrics import NodeMetrics
 from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
@@ -55,10 +54,7 @@ def create_app(node: NodeService, admin_token: str = "") -> FastAPI:
     app.include_router(routes_chain.router)
     app.include_router(routes_focus.router)
     app.include_router(ws.router)
-    if importlib.util.find_spec("focusflow.api.routes_da") is not None:
-        from focusflow.api import routes_da
-
-        app.include_router(routes_da.router)
+    app.include_router(routes_da.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -9,18 +9,21 @@ it (seed 000's pipeline):
     -> apply the block's edge deltas to the focus engine (incremental)
     -> quantise focus, commit its root under /graph/focus
     -> update the sparse Merkle tree over the changed keys: the state root
+    -> erasure code the block's transactions into its data square: the data root
     -> persist block, receipts, tree nodes and state in ONE LMDB transaction
+    -> hand the data square to the square listeners (the node's DA store)
 
 A producer (:meth:`Chain.produce_block`) leaves out transactions that cannot be
 included; a follower (:meth:`Chain.apply_block`) re-executes a received block
 and refuses it unless every transaction is includable and its own roots equal
-the header's. :meth:`Chain.replay` rebuilds a whole chain from stored blocks.
+the header's; it checks the data root first, before executing anything
+(da_commit.py). :meth:`Chain.replay` rebuilds a whole chain from stored blocks.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from focusflow.chain.block import (
@@ -31,6 +34,7 @@ from focusflow.chain.block import (
     commit_sign_bytes,
     txs_root,
 )
+from focusflow.chain.da_commit import block_square
 from focusflow.chain.errors import BlockError, TxError
 from focusflow.chain.execute import Receipt, Rejected, execute_block
 from focusflow.chain.focus_commit import FocusState
@@ -42,6 +46,7 @@ from focusflow.consensus.validators import has_two_thirds
 from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError, StoreError
 from focusflow.core.keys import KeyPair, verify
+from focusflow.da import ExtendedSquare
 from focusflow.store import EMPTY, Commit, Store, height_key
 from focusflow.store import update as smt_update
 
@@ -89,6 +94,9 @@ class Chain:
         self.validators_hash = self.validators.hash()
         self._proposers = {v.address for v in self.validators.validators}
         self.focus = FocusState(self.params.focus)
+        #: Called as ``listener(height, square)`` with each committed block's
+        #: extended data square (da_commit.DAStore registers itself here).
+        self.square_listeners: list[Callable[[int, ExtendedSquare], None]] = []
         with store.reader() as r:
             fresh = r.block(0) is None
             stored_genesis = r.meta(b"genesis")
@@ -178,6 +186,14 @@ class Chain:
         if header.validators_hash != self.validators_hash:
             raise BlockError(f"block {header.height} names another validator set")
         self._check_commit(record)
+        t_da = time.perf_counter()
+        square = block_square(record.block.txs)
+        if square.data_root() != header.data_root:
+            raise BlockError(
+                f"block {header.height} data_root does not match its transactions' data square "
+                f"({square.data_root().hex()[:12]} vs {header.data_root.hex()[:12]})"
+            )
+        da_seconds = time.perf_counter() - t_da
         try:
             txs = [decode_tx(t, self.params.max_tx_bytes) for t in record.block.txs]
         except (TxError, DecodeError) as exc:
@@ -189,7 +205,7 @@ class Chain:
         except TxError as exc:
             raise BlockError(f"block {header.height}: {exc.code}: {exc.message}") from None
         try:
-            return self._finish(ctx, included, receipts, [], record, t0)
+            return self._finish(ctx, included, receipts, [], record, t0, square, da_seconds)
         except BlockError:
             if ctx.deltas:
                 self.focus = FocusState(self.params.focus)
@@ -217,7 +233,10 @@ class Chain:
         rejected: list[Rejected],
         received: BlockRecord | None,
         t0: float,
+        square: ExtendedSquare | None = None,
+        da_seconds: float = 0.0,
     ) -> BlockResult:
+        """Commit the block; ``square`` is a received block's data square, already checked."""
         t_exec = time.perf_counter()
         for key, value in self.focus.apply(ctx.deltas).items():
             ctx.state.put(key, value)
@@ -226,6 +245,10 @@ class Chain:
             root, nodes = smt_update(r.node, r.root, ctx.state.writes.items())
         t_root = time.perf_counter()
         tx_bytes = tuple(tx.encoded for tx in included)
+        if square is None:
+            square = block_square(tx_bytes)
+        data_root = square.data_root()
+        t_da = time.perf_counter()
         header = Header(
             self.chain_id,
             ctx.height,
@@ -234,7 +257,7 @@ class Chain:
             txs_root(tx_bytes),
             root,
             self.focus.root,
-            ZERO_HASH,
+            data_root,
             self.validators_hash,
             ctx.proposer,
             b"",
@@ -262,11 +285,14 @@ class Chain:
         )
         self.head = header
         t_end = time.perf_counter()
+        for listener in self.square_listeners:
+            listener(ctx.height, square)
         timings = {
-            "execute": t_exec - t0,
+            "execute": t_exec - t0 - da_seconds,
             "focus": t_focus - t_exec,
             "state_root": t_root - t_focus,
-            "persist": t_end - t_root,
+            "da": t_da - t_root + da_seconds,
+            "persist": t_end - t_da,
             "total": t_end - t0,
         }
         return BlockResult(record, receipts, rejected, timings)
@@ -307,7 +333,7 @@ class Chain:
             txs_root(()),
             root,
             self.focus.root,
-            ZERO_HASH,
+            block_square(()).data_root(),
             self.validators_hash,
             b"",
             b"",

@@ -81,6 +81,12 @@ class BlockError(FocusflowError):
     code = "invalid_block"
 
 
+class UnknownBlockError(FocusflowError):
+    """No block at that height (or with that hash) in this node's store."""
+
+    code = "unknown_block"
+
+
 class GenesisError(FocusflowError):
     """The genesis file is missing, malformed, or inconsistent."""
 

@@ -14,6 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from focusflow import __version__
+from focusflow.cli.da_cmd import da_app
 from focusflow.cli.focus_cmd import focus_app
 from focusflow.cli.import_cmd import import_app
 from focusflow.cli.keys_cmd import keys_app
@@ -31,6 +32,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(focus_app, name="focus")
+app.add_typer(da_app, name="da")
 app.add_typer(konomi_app, name="konomi")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tx_app, name="tx")

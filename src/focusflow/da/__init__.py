@@ -6,7 +6,13 @@ The chain fills a block header's data root with
 ``extend(square_from_block(txs)).data_root()``.
 """
 
-from focusflow.da.errors import DAError, InvalidShareError, RepairError, RootMismatchError
+from focusflow.da.errors import (
+    DAError,
+    InvalidShareError,
+    RepairError,
+    RootMismatchError,
+    ShareUnavailableError,
+)
 from focusflow.da.fraud import BadEncodingProof, find_bad_encoding, verify_bad_encoding_proof
 from focusflow.da.layout import square_from_block
 from focusflow.da.merkle import MerkleProof
@@ -19,6 +25,8 @@ from focusflow.da.namespace import (
 )
 from focusflow.da.proofs import (
     ShareProof,
+    proof_from_json,
+    proof_to_json,
     prove_namespace_in_row,
     verify_namespace_in_row,
     verify_share_proof,
@@ -54,10 +62,13 @@ __all__ = [
     "Sampler",
     "SamplingResult",
     "ShareProof",
+    "ShareUnavailableError",
     "detection_probability",
     "extend",
     "find_bad_encoding",
     "namespace_v0",
+    "proof_from_json",
+    "proof_to_json",
     "prove_namespace_in_row",
     "repair",
     "sample",

@@ -27,3 +27,9 @@ class RootMismatchError(DAError):
     """Shares rebuilt or received do not hash to the roots they were committed under."""
 
     code = "da_root_mismatch"
+
+
+class ShareUnavailableError(DAError):
+    """A node does not serve a share it should have (withheld, or not stored)."""
+
+    code = "share_unavailable"

@@ -16,8 +16,9 @@ namespace (Q0) or the parity namespace.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from focusflow.core.errors import DecodeError
 from focusflow.da import nmt
 from focusflow.da.merkle import MerkleProof, merkle_proof, verify_merkle
 from focusflow.da.namespace import NAMESPACE_SIZE, PARITY_SHARE_NAMESPACE
@@ -118,3 +119,90 @@ def verify_namespace_in_row(
     return nmt.verify_namespace(
         row_root, ns, proof, [share[:NAMESPACE_SIZE] + share for share in shares]
     )
+
+
+# --- JSON form (REST API and light client) -------------------------------------
+#
+# A share proof travels as ``{"axis", "nmt_proof": {"start", "end", "total",
+# "nodes"}, "axis_root", "root_proof": {"index", "total", "aunts"}}`` with every
+# byte string in lowercase hex; the share and its coordinates travel beside it.
+
+_MAX_WIDTH = 1 << 16
+_MAX_NODES = 64
+
+
+def proof_to_json(proof: ShareProof) -> dict[str, Any]:
+    """The JSON form of ``proof`` without its share and coordinates."""
+    p = proof.nmt_proof
+    return {
+        "axis": proof.axis,
+        "nmt_proof": {
+            "start": p.start,
+            "end": p.end,
+            "total": p.total,
+            "nodes": [node.hex() for node in p.nodes],
+        },
+        "axis_root": proof.axis_root.hex(),
+        "root_proof": {
+            "index": proof.root_proof.index,
+            "total": proof.root_proof.total,
+            "aunts": [aunt.hex() for aunt in proof.root_proof.aunts],
+        },
+    }
+
+
+def proof_from_json(row: int, col: int, share: str, value: Any) -> ShareProof:
+    """Parse what :func:`proof_to_json` wrote (``share`` in hex); DecodeError if malformed.
+
+    Only the shape is checked; whether the proof holds is
+    :func:`verify_share_proof`'s question.
+    """
+    if not isinstance(value, dict):
+        raise DecodeError("malformed share proof: expected an object")
+    nmt_v, root_v = value.get("nmt_proof"), value.get("root_proof")
+    if not isinstance(nmt_v, dict) or not isinstance(root_v, dict):
+        raise DecodeError("malformed share proof: nmt_proof and root_proof must be objects")
+    axis = value.get("axis")
+    if axis not in (ROW, COL):
+        raise DecodeError(f"malformed share proof: axis must be {ROW!r} or {COL!r}")
+    nodes = _hex_list(nmt_v.get("nodes"), "nmt_proof.nodes")
+    aunts = _hex_list(root_v.get("aunts"), "root_proof.aunts")
+    return ShareProof(
+        row=_count(row, "row"),
+        col=_count(col, "col"),
+        share=_hex(share, "share"),
+        axis=axis,
+        nmt_proof=nmt.Proof(
+            _count(nmt_v.get("start"), "nmt_proof.start"),
+            _count(nmt_v.get("end"), "nmt_proof.end"),
+            _count(nmt_v.get("total"), "nmt_proof.total"),
+            nodes,
+        ),
+        axis_root=_hex(value.get("axis_root"), "axis_root"),
+        root_proof=MerkleProof(
+            _count(root_v.get("index"), "root_proof.index"),
+            _count(root_v.get("total"), "root_proof.total"),
+            aunts,
+        ),
+    )
+
+
+def _count(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 4 * _MAX_WIDTH:
+        raise DecodeError(f"malformed share proof: {what} must be a small non-negative integer")
+    return value
+
+
+def _hex(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) > 2 * (SHARE_SIZE + 2 * NAMESPACE_SIZE):
+        raise DecodeError(f"malformed share proof: {what} must be a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise DecodeError(f"malformed share proof: {what} is not hex") from None
+
+
+def _hex_list(value: Any, what: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list) or len(value) > _MAX_NODES:
+        raise DecodeError(f"malformed share proof: {what} must be a list of hex strings")
+    return tuple(_hex(v, what) for v in value)

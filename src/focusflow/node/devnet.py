@@ -73,17 +73,26 @@ def run_devnet(
     host: str = "127.0.0.1",
     port: int = 26657,
     block_time: float = 1.0,
+    da_withhold: float = 0.0,
 ) -> None:
-    """Create or resume the devnet at ``home_path`` and serve it until a signal."""
+    """Create or resume the devnet at ``home_path`` and serve it until a signal.
+
+    ``da_withhold`` (tests only) makes the node serve only part of every data
+    square: see ``focusflow.chain.da_commit.DAStore``.
+    """
+    if not 0.0 <= da_withhold <= 1.0:
+        raise InvalidParameterError(f"--da-withhold must be in [0, 1], got {da_withhold}")
     home, created = init_devnet(home_path)
     lock_fd = lock_home(home)
     try:
-        _serve(home, created, host, port, block_time)
+        _serve(home, created, host, port, block_time, da_withhold)
     finally:
         os.close(lock_fd)
 
 
-def _serve(home: Home, created: bool, host: str, port: int, block_time: float) -> None:
+def _serve(
+    home: Home, created: bool, host: str, port: int, block_time: float, da_withhold: float = 0.0
+) -> None:
     sock = bind(host, port)
     genesis = home.load_genesis()
     t0 = time.perf_counter()
@@ -101,7 +110,14 @@ def _serve(home: Home, created: bool, host: str, port: int, block_time: float) -
     )
     warm = warm_up(genesis.params.focus)
     log.info("focus kernels ready", extra={"fields": {"seconds": round(warm, 2)}})
-    runtime = NodeRuntime(chain, block_time=block_time, faucet_key=_dev_key(home))
+    runtime = NodeRuntime(
+        chain, block_time=block_time, faucet_key=_dev_key(home), da_withhold=da_withhold
+    )
+    if da_withhold:
+        log.warning(
+            "fault injection: withholding data-availability shares",
+            extra={"fields": {"fraction": da_withhold}},
+        )
     app = create_app(runtime, home.read_admin_token())
     api = f"http://{_url_host(host)}:{sock.getsockname()[1]}"
     config = uvicorn.Config(

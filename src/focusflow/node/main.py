@@ -29,6 +29,9 @@ def devnet(
         "1s", "--block-time", help="Time between blocks: 1s, 500ms, 0.2."
     ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines instead of text."),
+    da_withhold: float = typer.Option(
+        0.0, "--da-withhold", hidden=True, help="Tests only: withhold this part of DA squares."
+    ),
 ) -> None:
     """Start a single-validator devnet (created on first run, resumed later)."""
     from focusflow.node import logs
@@ -36,7 +39,9 @@ def devnet(
 
     seconds = parse_duration(block_time)
     logs.setup(json_logs)
-    run_devnet(resolve_home(home), host=host, port=port, block_time=seconds)
+    run_devnet(
+        resolve_home(home), host=host, port=port, block_time=seconds, da_withhold=da_withhold
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

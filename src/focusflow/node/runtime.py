@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from focusflow.chain.chain import BlockResult, Chain
+from focusflow.chain.da_commit import DAStore
 from focusflow.chain.focus_view import FocusView
 from focusflow.chain.mempool import Mempool
 from focusflow.chain.tx import Msg, Tx, make_tx
@@ -57,8 +58,12 @@ class NodeRuntime:
         block_time: float = 1.0,
         faucet_key: KeyPair | None = None,
         max_mempool_txs: int = 50_000,
+        da_withhold: float = 0.0,
     ) -> None:
         self.chain = chain
+        #: Squares and share proofs for /v1/da; ``da_withhold`` > 0 is fault
+        #: injection for tests (docs/da.md, *Chain integration*).
+        self.da = DAStore(chain, withhold=da_withhold)
         self.block_time = block_time
         self.faucet_key = faucet_key
         self.mempool = Mempool(

@@ -1,0 +1,109 @@
+"""Data-availability endpoints: a block's row and column roots, and shares with proofs.
+
+``GET /v1/da/{height}`` answers the block's data availability header (the
+``2k`` row and ``2k`` column NMT roots whose RFC 6962 root is the header's
+``data_root``); ``GET /v1/da/{height}/shares/{row}/{col}`` one share of the
+``2k x 2k`` extended square with its proof up to the data root, in the form
+``focusflow.da.proof_from_json`` reads. A light client takes the data root
+from the block header (``GET /v1/blocks/{height}``), never from here.
+
+The node's :class:`~focusflow.chain.da_commit.DAStore` is ``node.da``. Errors:
+``unknown_block`` (404), ``invalid_parameter`` (400) for coordinates outside
+the square, ``malformed`` (400) for non-integers, ``share_unavailable`` (404)
+for a share the node does not serve (the withholding fault injection).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_response
+from focusflow.chain.da_commit import DAStore
+from focusflow.da import ShareUnavailableError, proof_to_json
+
+router = APIRouter(prefix="/v1/da", tags=["data availability"], responses=ERROR_RESPONSES)
+
+Height = Annotated[int, Path(ge=0, le=2**63, description="block height")]
+Coord = Annotated[int, Path(description="0 <= row, col < 2k")]
+
+
+class DAHeaderOut(BaseModel):
+    height: int
+    data_root: str
+    k: int
+    row_roots: list[str]
+    col_roots: list[str]
+
+
+class NmtProofOut(BaseModel):
+    start: int
+    end: int
+    total: int
+    nodes: list[str]
+
+
+class RootProofOut(BaseModel):
+    index: int
+    total: int
+    aunts: list[str]
+
+
+class ShareProofOut(BaseModel):
+    axis: str
+    nmt_proof: NmtProofOut
+    axis_root: str
+    root_proof: RootProofOut
+
+
+class ShareOut(BaseModel):
+    height: int
+    row: int
+    col: int
+    share: str
+    proof: ShareProofOut
+
+
+def _da(request: Request) -> DAStore:
+    da = getattr(request.app.state.node, "da", None)
+    if da is None:
+        raise ApiError("unavailable", "this node does not serve data availability")
+    return da
+
+
+@router.get("/{height}", response_model=None, responses={200: {"model": DAHeaderOut}})
+def da_header(request: Request, height: Height) -> JSONResponse:
+    """Row and column roots of a block's extended data square."""
+    square = _da(request).square(height)
+    return JSONResponse(
+        {
+            "height": height,
+            "data_root": square.data_root().hex(),
+            "k": square.k,
+            "row_roots": [root.hex() for root in square.row_roots()],
+            "col_roots": [root.hex() for root in square.col_roots()],
+        }
+    )
+
+
+@router.get(
+    "/{height}/shares/{row}/{col}", response_model=None, responses={200: {"model": ShareOut}}
+)
+def da_share(request: Request, height: Height, row: Coord, col: Coord) -> JSONResponse:
+    """One share of the extended square with its proof to the header's data root."""
+    try:
+        proof = _da(request).share_proof(height, row, col)
+    except ShareUnavailableError as exc:
+        return error_response(exc.code, exc.message, 404)
+    return JSONResponse(
+        {
+            "height": height,
+            "row": row,
+            "col": col,
+            "share": proof.share.hex(),
+            "proof": proof_to_json(proof),
+        }
+    )

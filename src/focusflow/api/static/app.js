@@ -1,0 +1,537 @@
+// The node's web page: status, top particles, one particle and its links, recent
+// blocks, all kept live over the WebSocket /v1/ws. The API contract is docs/api.md.
+// No framework and no build step; every string from the node reaches the page
+// through textContent, never as HTML.
+
+import { LinkGraph } from "./graph.js";
+
+const TOP_K = 20;
+const BLOCKS_SHOWN = 15;
+const LINKS_SHOWN = 50;
+const REQUEST_TIMEOUT_MS = 10000;
+const REFRESH_GAP_MS = 400; // at most one status/top refresh per this interval
+const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+const CID_RE = /^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{40,})$/;
+const NAME_RE = /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/;
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------- the API
+
+class ApiError extends Error {
+  constructor(code, message, status = 0) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+async function api(path) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), REQUEST_TIMEOUT_MS);
+  try {
+    let res;
+    try {
+      res = await fetch(path, { signal: ctl.signal, headers: { Accept: "application/json" } });
+    } catch (e) {
+      const why = e.name === "AbortError" ? "no answer in time" : "unreachable";
+      throw new ApiError("unreachable", `the node is ${why}`);
+    }
+    let body = null;
+    try {
+      body = await res.json();
+    } catch {
+      // not JSON: said below
+    }
+    if (!res.ok) {
+      const err = body && body.error;
+      if (err && err.code) throw new ApiError(err.code, err.message || err.code, res.status);
+      throw new ApiError(`http_${res.status}`, `${res.status} ${res.statusText}`, res.status);
+    }
+    if (body === null) throw new ApiError("malformed", `${path}: the answer is not JSON`);
+    return body;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const enc = encodeURIComponent;
+
+// ---------------------------------------------------------------- small helpers
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+// Replace a node's children, leaving out the null ones (conditional parts).
+function fill(node, ...children) {
+  node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
+}
+
+function shortHex(hex) {
+  return hex ? `${hex.slice(0, 8)}…${hex.slice(-4)}` : "–";
+}
+
+function shortCid(cid) {
+  return cid.length > 16 ? `${cid.slice(0, 6)}…${cid.slice(-6)}` : cid;
+}
+
+function percent(focus) {
+  if (!(focus > 0)) return "0 %";
+  const p = focus * 100;
+  return `${p >= 0.01 ? p.toPrecision(3) : p.toExponential(2)} %`;
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  return seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(2)} s`;
+}
+
+function age(ms) {
+  if (!ms) return "–";
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  if (s < 60) return `${s.toFixed(0)} s ago`;
+  if (s < 3600) return `${(s / 60).toFixed(0)} min ago`;
+  return new Date(ms).toLocaleString();
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Run fn at most once at a time and at most once per gap; calls made meanwhile
+// fold into one more run afterwards.
+function coalesce(fn, gap) {
+  let running = false;
+  let again = false;
+  let last = 0;
+  const run = async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      const wait = last + gap - Date.now();
+      if (wait > 0) await sleep(wait);
+      last = Date.now();
+      await fn();
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        run();
+      }
+    }
+  };
+  return run;
+}
+
+// Words people typed for a CID (text or name), remembered in this browser only:
+// the chain keeps CIDs, not the text behind them.
+const labels = (() => {
+  const KEY = "focusflow.labels";
+  let map = {};
+  try {
+    map = JSON.parse(localStorage.getItem(KEY) || "{}") || {};
+  } catch {
+    map = {};
+  }
+  return {
+    get: (cid) => map[cid],
+    set(cid, label) {
+      map[cid] = label;
+      const keys = Object.keys(map);
+      if (keys.length > 500) delete map[keys[0]];
+      try {
+        localStorage.setItem(KEY, JSON.stringify(map));
+      } catch {
+        // private mode or full: labels last for this page only
+      }
+    },
+  };
+})();
+
+const labelOf = (cid) => labels.get(cid) || shortCid(cid);
+
+// ---------------------------------------------------------------- errors
+
+function showError(err, context, source = "user") {
+  const code = err instanceof ApiError ? err.code : "error";
+  $("error-text").textContent = `${context}: ${err.message} (${code})`;
+  $("error").dataset.code = code;
+  $("error").dataset.source = source;
+  $("error").hidden = false;
+}
+
+function clearError(source) {
+  if (!source || $("error").dataset.source === source) $("error").hidden = true;
+}
+
+// ---------------------------------------------------------------- status
+
+const state = { height: 0, particle: null, blocks: [], seq: 0 };
+
+function setStatus(s) {
+  $("chain-id").textContent = s.chain_id;
+  setHeight(s.height, s.latest_block_time_ms);
+  $("focus-iterations").textContent = s.focus?.iterations ?? "–";
+  $("focus-seconds").textContent = duration(s.focus?.seconds);
+  $("particles-count").textContent = s.focus?.particles ?? "–";
+  $("links-count").textContent = s.focus?.links ?? "–";
+  $("neurons-count").textContent = s.focus?.neurons ?? "–";
+  $("mempool").textContent = s.mempool ? `${s.mempool.txs} txs` : "–";
+}
+
+function setHeight(height, timeMs) {
+  if (height < state.height) return; // an older answer arriving late
+  state.height = height;
+  $("height").textContent = String(height);
+  $("block-age").dataset.time = timeMs || "";
+  $("block-age").textContent = age(timeMs);
+}
+
+async function loadStatus() {
+  setStatus(await api("/v1/status"));
+}
+
+// ---------------------------------------------------------------- top particles
+
+async function loadTop() {
+  const top = await api(`/v1/focus/top?k=${TOP_K}`);
+  const list = $("top-list");
+  const max = top.particles[0]?.focus || 1;
+  list.replaceChildren(
+    ...top.particles.map((p) =>
+      h(
+        "li",
+        {
+          dataset: { cid: p.cid, rank: p.rank },
+          class: p.cid === state.particle ? "current" : "",
+          title: `${p.cid}\nfocus ${p.focus}`,
+        },
+        h("button", { type: "button", class: "link", onclick: () => openParticle(p.cid) },
+          labelOf(p.cid)),
+        h("span", { class: "focus" }, percent(p.focus)),
+        h("span", { class: "bar", style: `width:calc((100% - 2.3rem) * ${(p.focus / max).toFixed(3)})` }),
+      ),
+    ),
+  );
+  $("top-empty").hidden = top.particles.length > 0;
+  $("top-height").textContent = `at height ${top.height}`;
+}
+
+// ---------------------------------------------------------------- blocks
+
+function blockRow(b) {
+  const root = (v) => h("td", { class: "hex", title: v || "" }, shortHex(v));
+  return h(
+    "tr",
+    { dataset: { height: b.height } },
+    h("td", {}, String(b.height)),
+    h("td", { class: "age", dataset: { time: b.time_ms } }, age(b.time_ms)),
+    h("td", {}, String(b.n_txs ?? b.txs?.length ?? 0)),
+    root(b.hash),
+    root(b.state_root),
+    root(b.focus_root),
+    root(b.data_root),
+  );
+}
+
+function renderBlocks() {
+  $("blocks").replaceChildren(...state.blocks.map(blockRow));
+}
+
+// Blocks come from two sides (the list answer and the socket's events): merge
+// them by height, newest first.
+function mergeBlocks(blocks) {
+  const byHeight = new Map(state.blocks.map((b) => [b.height, b]));
+  for (const b of blocks) byHeight.set(b.height, b);
+  state.blocks = [...byHeight.values()].sort((x, y) => y.height - x.height).slice(0, BLOCKS_SHOWN);
+  renderBlocks();
+}
+
+async function loadBlocks() {
+  const { blocks } = await api(`/v1/blocks?limit=${BLOCKS_SHOWN}`);
+  mergeBlocks(blocks);
+}
+
+const fillBlockGap = coalesce(async () => {
+  try {
+    await loadBlocks();
+  } catch (err) {
+    showError(err, "blocks", "refresh");
+  }
+}, 1000);
+
+function addBlock(b) {
+  const newest = state.blocks[0]?.height;
+  mergeBlocks([b]);
+  if (newest !== undefined && b.height > newest + 1) fillBlockGap(); // missed some
+}
+
+// ---------------------------------------------------------------- one particle
+
+const graph = new LinkGraph($("graph"), { onOpen: (cid) => openParticle(cid), label: labelOf });
+
+function stat(label, id, value) {
+  return h("div", {}, h("dt", {}, label), h("dd", { id }, value));
+}
+
+function renderParticle(info, inLinks, outLinks) {
+  const box = $("particle");
+  box.dataset.cid = info.cid;
+  const known = labels.get(info.cid);
+  fill(box,
+    known ? h("p", { class: "label", id: "particle-label" }, known) : null,
+    h("p", {}, h("code", { id: "particle-cid", class: "cid" }, info.cid)),
+    h(
+      "dl",
+      { class: "stats" },
+      stat("focus", "particle-focus", percent(info.focus)),
+      stat("rank", "particle-rank", String(info.rank)),
+      stat("links in", "particle-links-in", String(info.links_in)),
+      stat("links out", "particle-links-out", String(info.links_out)),
+      stat("at height", "particle-height", String(info.height)),
+    ),
+    info.links_in > inLinks.length || info.links_out > outLinks.length
+      ? h("p", { class: "hint" }, `The graph shows the first ${LINKS_SHOWN} links each way.`)
+      : null,
+  );
+  graph.show({ cid: info.cid, focus: info.focus }, inLinks, outLinks);
+}
+
+function renderUnknown(cid, err) {
+  const box = $("particle");
+  box.dataset.cid = cid;
+  fill(box,
+    labels.get(cid) ? h("p", { class: "label", id: "particle-label" }, labels.get(cid)) : null,
+    h("p", {}, h("code", { id: "particle-cid", class: "cid" }, cid)),
+    h("p", { class: "empty", id: "particle-unknown" },
+      `${err.message}. Link it to another particle and it gets focus.`),
+  );
+  graph.clear();
+}
+
+async function loadParticle(cid) {
+  const seq = ++state.seq;
+  let info;
+  try {
+    info = await api(`/v1/focus/particles/${enc(cid)}`);
+  } catch (err) {
+    if (seq !== state.seq) return;
+    if (err.code === "unknown_particle") {
+      renderUnknown(cid, err);
+      return;
+    }
+    throw err;
+  }
+  const links = (dir) => api(`/v1/particles/${enc(cid)}/links?direction=${dir}&limit=${LINKS_SHOWN}`);
+  const [inn, out] = await Promise.all([links("in"), links("out")]);
+  if (seq !== state.seq) return; // another particle was opened meanwhile
+  renderParticle(info, inn.links, out.links);
+  live.subscribeFocus(cid);
+}
+
+async function openParticle(cid) {
+  state.particle = cid;
+  if (location.hash !== `#/particle/${cid}`) history.pushState(null, "", `#/particle/${cid}`);
+  for (const li of $("top-list").children) li.classList.toggle("current", li.dataset.cid === cid);
+  try {
+    await loadParticle(cid);
+    clearError("user");
+  } catch (err) {
+    showError(err, `particle ${shortCid(cid)}`);
+  }
+}
+
+const refreshParticle = coalesce(async () => {
+  // only a particle on show: not one whose opening failed (a malformed CID, say)
+  if (!state.particle || $("particle").dataset.cid !== state.particle) return;
+  try {
+    await loadParticle(state.particle);
+    clearError("refresh");
+  } catch (err) {
+    showError(err, `particle ${shortCid(state.particle)}`, "refresh");
+  }
+}, 1000);
+
+// ---------------------------------------------------------------- search
+
+async function resolve(query, mode) {
+  if (mode === "auto") mode = CID_RE.test(query) ? "cid" : NAME_RE.test(query) ? "name?" : "text";
+  if (mode === "cid") return query;
+  if (mode === "name" || mode === "name?") {
+    try {
+      const { cid } = await api(`/v1/names/${enc(query)}`);
+      labels.set(cid, query);
+      return cid;
+    } catch (err) {
+      // in auto mode a word that names nothing is text
+      if (mode === "name" || !(err instanceof ApiError) || err.status < 400 || err.status >= 500) {
+        throw err;
+      }
+    }
+  }
+  const { cid } = await api(`/v1/cid?text=${enc(query)}`);
+  labels.set(cid, query);
+  return cid;
+}
+
+async function search(ev) {
+  ev.preventDefault();
+  const query = $("search").value.trim();
+  if (!query) return;
+  clearError("user");
+  try {
+    await openParticle(await resolve(query, $("search-mode").value));
+  } catch (err) {
+    showError(err, `search "${query}"`);
+  }
+}
+
+// ---------------------------------------------------------------- refresh and live updates
+
+const refresh = coalesce(async () => {
+  try {
+    await Promise.all([loadStatus(), loadTop()]);
+    clearError("refresh");
+  } catch (err) {
+    showError(err, "refresh", "refresh");
+  }
+}, REFRESH_GAP_MS);
+
+async function refreshAll() {
+  try {
+    await Promise.all([loadStatus(), loadTop(), loadBlocks()]);
+    clearError("refresh");
+  } catch (err) {
+    showError(err, "loading", "refresh");
+  }
+}
+
+function onBlock(msg) {
+  const b = msg.block;
+  setHeight(b.height, b.time_ms);
+  if (msg.focus) {
+    $("focus-iterations").textContent = msg.focus.iterations;
+    $("focus-seconds").textContent = duration(msg.focus.seconds);
+  }
+  addBlock(b);
+  refresh();
+  if (state.particle && (b.n_txs ?? b.txs?.length ?? 0) > 0) refreshParticle();
+}
+
+function onFocus(msg) {
+  const p = msg.particles.find((x) => x.cid === state.particle);
+  if (!p || !$("particle-focus")) return;
+  $("particle-focus").textContent = percent(p.focus);
+  $("particle-rank").textContent = String(p.rank);
+}
+
+// The socket: subscribes to blocks (and to the open particle's focus), and comes
+// back after a drop with growing pauses; a successful open resets the pause and
+// reloads everything, since blocks may have passed while it was down.
+class Live {
+  constructor() {
+    this.ws = null;
+    this.attempt = 0;
+    this.dropped = false;
+    this.focusCid = null;
+  }
+
+  url() {
+    return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
+  }
+
+  setState(s, text) {
+    $("live").dataset.state = s;
+    $("live").textContent = text;
+  }
+
+  connect() {
+    this.setState("connecting", "connecting");
+    let ws;
+    try {
+      ws = new WebSocket(this.url());
+    } catch {
+      this.retry();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      this.attempt = 0;
+      this.setState("open", "live");
+      this.send({ subscribe: "blocks" });
+      if (this.focusCid) this.send({ subscribe: "focus", particles: [this.focusCid] });
+      if (this.dropped) {
+        refreshAll();
+        refreshParticle();
+      }
+    };
+    ws.onmessage = (m) => {
+      let msg;
+      try {
+        msg = JSON.parse(m.data);
+      } catch {
+        return;
+      }
+      if (msg.type === "block") onBlock(msg);
+      else if (msg.type === "focus") onFocus(msg);
+      else if (msg.type === "error" && msg.error?.code !== "unknown_particle") {
+        showError(new ApiError(msg.error?.code || "error", msg.error?.message || ""), "live updates", "live");
+      }
+    };
+    ws.onclose = () => {
+      if (this.ws === ws) this.retry();
+    };
+  }
+
+  retry() {
+    this.ws = null;
+    this.dropped = true;
+    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    this.attempt += 1;
+    this.setState("down", `reconnecting in ${(delay / 1000).toFixed(1)} s`);
+    setTimeout(() => this.connect(), delay);
+  }
+
+  send(obj) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
+  }
+
+  subscribeFocus(cid) {
+    if (this.focusCid === cid) return;
+    if (this.focusCid) this.send({ unsubscribe: "focus" });
+    this.focusCid = cid;
+    this.send({ subscribe: "focus", particles: [cid] });
+  }
+}
+
+const live = new Live();
+
+// ---------------------------------------------------------------- start
+
+function fromHash() {
+  const m = location.hash.match(/^#\/particle\/(.+)$/);
+  if (m && decodeURIComponent(m[1]) !== state.particle) openParticle(decodeURIComponent(m[1]));
+}
+
+$("search-form").addEventListener("submit", search);
+$("error-close").addEventListener("click", () => clearError());
+window.addEventListener("popstate", fromHash);
+window.addEventListener("hashchange", fromHash);
+setInterval(() => {
+  for (const cell of document.querySelectorAll("[data-time]")) {
+    cell.textContent = age(Number(cell.dataset.time));
+  }
+}, 1000);
+
+refreshAll();
+fromHash();
+live.connect();

@@ -1,0 +1,218 @@
+"""Data availability of blocks: the header's data root, and the squares a node serves.
+
+A block's data is its encoded transactions, in block order, as compact shares
+of Celestia's transaction namespace; :func:`block_square` lays them out and
+erasure codes them (``extend(square_from_block(txs))``), and the header's
+``data_root`` is that square's data root. ``blob.put`` payloads travel inside
+their transactions, so they are in the square already; they get no namespace
+of their own (that would put their bytes in the square twice). docs/da.md,
+*Chain integration*, says why.
+
+The producer computes the square after execution (only then is it known
+which transactions are in the block); a follower computes it from the
+received transactions before executing anything and refuses the block if the
+roots differ. Either way the square is handed to every ``square listener``
+of the chain once the block is committed, which is how :class:`DAStore`
+keeps the squares of recent blocks without extending them twice.
+
+:class:`DAStore` serves a node's shares and proofs: an LRU of the last
+``cache_size`` squares used (recent blocks arrive through the listener; an
+older height is rebuilt from the stored block, checked against its header and
+kept in the LRU too, since a light client asks for some 25 shares in a row).
+Its ``withhold`` fraction is a fault-injection knob for tests: the node then
+refuses to serve that share of every square (the roots are still served, as
+a withholding producer would publish its header).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING
+
+from focusflow.chain.errors import UnknownBlockError
+from focusflow.core.errors import InvalidParameterError, StoreError
+from focusflow.da import SHARE_SIZE, ExtendedSquare, ShareProof, ShareUnavailableError, extend
+from focusflow.da import square_from_block as _square_from_block
+
+if TYPE_CHECKING:
+    from focusflow.chain.chain import Chain
+
+#: Squares a :class:`DAStore` keeps at most, by default.
+DEFAULT_CACHE_SIZE = 16
+#: Memory the kept squares may take, by default (the newest square is always
+#: kept). A square of ``k x k`` original shares holds ``(2k)² · 602`` bytes
+#: (shares and NMT leaf nodes): 150 KiB for 100 small transactions (k = 8),
+#: 9.4 MiB for a block of 10,000 links (k = 64), 150 MiB at the 16 MiB block
+#: limit (k = 256).
+DEFAULT_CACHE_BYTES = 256 << 20
+
+
+@cache
+def empty_square() -> ExtendedSquare:
+    """The square of a block without transactions (one tail-padding share, k = 1).
+
+    Shared by every empty block: computed once per process, never modified.
+    """
+    square = extend(_square_from_block([]))
+    square.data_root()
+    return square
+
+
+def block_square(txs: Sequence[bytes]) -> ExtendedSquare:
+    """The extended data square of a block's encoded transactions."""
+    if not txs:
+        return empty_square()
+    return extend(_square_from_block(list(txs)))
+
+
+def data_root(txs: Sequence[bytes]) -> bytes:
+    """The data root a header commits to for these transactions."""
+    return block_square(txs).data_root()
+
+
+def square_size(square: ExtendedSquare) -> int:
+    """Bytes a square keeps in memory: its shares and its NMT leaf nodes."""
+    return square.width * square.width * (SHARE_SIZE + 90)
+
+
+class DAStore:
+    """The squares of a chain's blocks, for serving shares and proofs.
+
+    ``DAStore(chain, cache_size=16, cache_bytes=256 << 20, withhold=0.0, withhold_seed=0)``:
+
+    * ``cache_size``, ``cache_bytes``: at most this many squares, taking at
+      most this much memory (:func:`square_size`), stay in memory; the least
+      recently used go first, the last one used always stays;
+    * ``withhold``: fault injection for tests, the fraction in ``[0, 1]`` of
+      every square this node refuses to serve (``ShareUnavailableError``);
+      ``0`` on an honest node. It withholds the shares at ``R x C``, ``R`` and
+      ``C`` each ``s = ceil(sqrt(withhold) · 2k)`` rows and columns drawn by
+      ``random.Random(f"{withhold_seed}:{height}")`` (so ``s² >= withhold ·
+      (2k)²`` shares). This is the cheapest way to make a square
+      unrecoverable: once ``s > k`` (``withhold > 1/4`` or so) no withheld row
+      or column has ``k`` known shares, and nothing can be repaired. Shares
+      withheld at random instead would mostly be rebuilt by the crossword
+      repair, even at 60 %.
+
+    Safe to use from several threads (the API's handlers) while the chain
+    commits blocks.
+    """
+
+    def __init__(
+        self,
+        chain: Chain,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        *,
+        withhold: float = 0.0,
+        withhold_seed: int = 0,
+    ) -> None:
+        if not isinstance(cache_size, int) or cache_size < 1:
+            raise InvalidParameterError(f"cache_size must be an integer >= 1, got {cache_size!r}")
+        if not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise InvalidParameterError(f"cache_bytes must be an integer >= 0, got {cache_bytes!r}")
+        if not 0.0 <= withhold <= 1.0:
+            raise InvalidParameterError(f"withhold must be a fraction in [0, 1], got {withhold}")
+        self.chain = chain
+        self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
+        self.withhold = float(withhold)
+        self.withhold_seed = withhold_seed
+        self._squares: OrderedDict[int, ExtendedSquare] = OrderedDict()
+        self._withheld: dict[int, frozenset[tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+        #: Squares rebuilt from stored blocks (cache misses), for tests and metrics.
+        self.rebuilt = 0
+        chain.square_listeners.append(self.remember)
+
+    # --- the cache -----------------------------------------------------------
+    def remember(self, height: int, square: ExtendedSquare) -> None:
+        """Keep the square of a committed block (the chain calls this)."""
+        with self._lock:
+            self._squares[height] = square
+            self._squares.move_to_end(height)
+            size = sum(square_size(sq) for sq in self._squares.values())
+            while len(self._squares) > 1 and (
+                len(self._squares) > self.cache_size or size > self.cache_bytes
+            ):
+                old, dropped = self._squares.popitem(last=False)
+                size -= square_size(dropped)
+                self._withheld.pop(old, None)
+
+    def cached_heights(self) -> list[int]:
+        """Heights whose squares are in memory, least recently used first."""
+        with self._lock:
+            return list(self._squares)
+
+    def square(self, height: int) -> ExtendedSquare:
+        """The extended square of the block at ``height``; UnknownBlockError if none."""
+        if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+            raise UnknownBlockError(f"no block at height {height!r}")
+        with self._lock:
+            square = self._squares.get(height)
+            if square is not None:
+                self._squares.move_to_end(height)
+                return square
+        record = self.chain.block_record(height)
+        if record is None:
+            raise UnknownBlockError(
+                f"no block at height {height} (the chain is at {self.chain.height})"
+            )
+        square = block_square(record.block.txs)
+        if square.data_root() != record.block.header.data_root:
+            raise StoreError(f"stored block {height} does not hash to its header's data root")
+        with self._lock:
+            self.rebuilt += 1
+        self.remember(height, square)
+        return square
+
+    # --- serving ---------------------------------------------------------------
+    def withheld(self, height: int, width: int) -> frozenset[tuple[int, int]]:
+        """Coordinates this node refuses to serve at ``height`` (empty when honest)."""
+        if self.withhold <= 0.0:
+            return frozenset()
+        with self._lock:
+            known = self._withheld.get(height)
+        if known is None:
+            rng = random.Random(f"{self.withhold_seed}:{height}")
+            side = min(width, math.ceil(math.sqrt(self.withhold) * width - 1e-9))
+            rows = rng.sample(range(width), side)
+            cols = rng.sample(range(width), side)
+            known = frozenset((r, c) for r in rows for c in cols)
+            with self._lock:
+                self._withheld[height] = known
+        return known
+
+    def share_proof(self, height: int, row: int, col: int) -> ShareProof:
+        """The share at ``(row, col)`` of block ``height`` with its proof to the data root.
+
+        UnknownBlockError for a height without a block, InvalidParameterError
+        for coordinates outside the ``2k x 2k`` square, ShareUnavailableError
+        for a share this node withholds.
+        """
+        square = self.square(height)
+        width = square.width
+        for name, value in (("row", row), ("col", col)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < width:
+                raise InvalidParameterError(
+                    f"{name} {value!r} is outside the {width} x {width} square of block {height}"
+                )
+        if (row, col) in self.withheld(height, width):
+            raise ShareUnavailableError(f"share ({row}, {col}) of block {height} is not served")
+        return square.proof(row, col)
+
+
+__all__ = [
+    "DEFAULT_CACHE_BYTES",
+    "DEFAULT_CACHE_SIZE",
+    "DAStore",
+    "block_square",
+    "data_root",
+    "empty_square",
+    "square_size",
+]

@@ -1,0 +1,216 @@
+"""``focusflow da sample``: a data-availability light client over a node's REST API.
+
+It trusts the block header alone: the data root comes from
+``GET /v1/blocks/{height}``; the row and column roots from
+``GET /v1/da/{height}`` must hash to it (they fix the square's width ``2k``);
+then ``s`` random coordinates are sampled with
+``GET /v1/da/{height}/shares/{row}/{col}`` and each share's proof is verified
+against the data root. A share that is missing (any answer but 200, a
+timeout) or whose proof fails counts as unavailable.
+
+Exit status: 0 available, 3 unavailable, 2 bad input (unknown block,
+unreachable node, bad option). docs/da.md, *Chain integration*, is the
+contract, with the confidence formula.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+
+import httpx
+import typer
+
+from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
+from focusflow.core.hashing import merkle_root
+from focusflow.da import (
+    DEFAULT_SAMPLES,
+    Sampler,
+    SampleRequest,
+    ShareProof,
+    proof_from_json,
+)
+
+da_app = typer.Typer(help="Data availability: sample a block's shares from a node.")
+
+EXIT_AVAILABLE = 0
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
+
+
+class NodeRequestError(FocusflowError):
+    """The node could not be asked (unreachable, or no such block): bad input, exit 2."""
+
+    code = "node_request_failed"
+
+
+@dataclass
+class Verdict:
+    """What one sampling round found; ``reason`` says why, when unavailable."""
+
+    height: int
+    data_root: bytes
+    k: int | None
+    available: bool
+    confidence: float
+    samples: list[tuple[int, int]] = field(default_factory=list)
+    failed: list[tuple[int, int]] = field(default_factory=list)
+    reason: str = ""
+
+    def to_json(self, node: str) -> dict:
+        n = len(self.samples)
+        return {
+            "height": self.height,
+            "node": node,
+            "data_root": self.data_root.hex(),
+            "k": self.k,
+            "width": None if self.k is None else 2 * self.k,
+            "available": self.available,
+            "confidence": self.confidence,
+            "samples": n,
+            "verified": n - len(self.failed),
+            "failed": [list(c) for c in self.failed],
+            "failed_fraction": len(self.failed) / n if n else None,
+            "reason": self.reason or None,
+        }
+
+
+def header_data_root(client: httpx.Client, height: int) -> bytes:
+    """The data root of the block header at ``height`` (the only thing trusted)."""
+    try:
+        r = client.get(f"/v1/blocks/{height}")
+    except httpx.HTTPError as exc:
+        raise NodeRequestError(f"cannot reach the node at {client.base_url}: {exc}") from None
+    if r.status_code == 404:
+        raise NodeRequestError(f"the node has no block at height {height}")
+    if r.status_code != 200:
+        raise NodeRequestError(f"GET /v1/blocks/{height} answered {r.status_code}: {r.text[:200]}")
+    try:
+        root = bytes.fromhex(r.json()["data_root"])
+    except (ValueError, KeyError, TypeError):
+        raise DecodeError(f"block {height}: the header's data_root is not 32 hex bytes") from None
+    if len(root) != 32:
+        raise DecodeError(f"block {height}: the header's data_root is not 32 hex bytes")
+    return root
+
+
+def square_width(client: httpx.Client, height: int, data_root: bytes) -> tuple[int, str]:
+    """``(k, "")`` when the node's row and column roots hash to ``data_root``; else ``(0, why)``."""
+    try:
+        r = client.get(f"/v1/da/{height}")
+    except httpx.HTTPError as exc:
+        return 0, f"the node does not answer /v1/da/{height}: {type(exc).__name__}"
+    if r.status_code != 200:
+        return 0, f"the node does not serve the square's roots ({r.status_code})"
+    try:
+        body = r.json()
+        k = body["k"]
+        rows = [bytes.fromhex(x) for x in body["row_roots"]]
+        cols = [bytes.fromhex(x) for x in body["col_roots"]]
+    except (ValueError, KeyError, TypeError):
+        return 0, "the node's square roots are malformed"
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k & (k - 1):
+        return 0, f"the node's k={k!r} is not a power of two"
+    if len(rows) != 2 * k or len(cols) != 2 * k or merkle_root(rows + cols) != data_root:
+        return 0, "the node's row and column roots do not hash to the header's data root"
+    return k, ""
+
+
+def fetch_share(client: httpx.Client, request: SampleRequest) -> ShareProof | None:
+    """The share at the request's coordinates with its proof, or None if not served."""
+    path = f"/v1/da/{request.height}/shares/{request.row}/{request.col}"
+    try:
+        r = client.get(path)
+        if r.status_code != 200:
+            return None
+        body = r.json()
+        if (body.get("row"), body.get("col")) != (request.row, request.col):
+            return None
+        return proof_from_json(request.row, request.col, body["share"], body["proof"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError, DecodeError):
+        return None
+
+
+def sample_block(
+    node: str,
+    height: int,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int | None = None,
+    timeout: float = 10.0,
+) -> Verdict:
+    """Run the light client against ``node``; NodeRequestError when it cannot start."""
+    if samples < 1:
+        raise InvalidParameterError(f"--samples must be at least 1, got {samples}")
+    if height < 0:
+        raise InvalidParameterError(f"height must be >= 0, got {height}")
+    if not node.startswith(("http://", "https://")):
+        raise InvalidParameterError(f"--node must be an http:// or https:// URL, got {node!r}")
+    if not timeout > 0:
+        raise InvalidParameterError(f"--timeout must be > 0, got {timeout}")
+    rng = random.Random(seed) if seed is not None else random.SystemRandom()
+    with httpx.Client(base_url=node.rstrip("/"), timeout=timeout) as client:
+        data_root = header_data_root(client, height)
+        k, why = square_width(client, height, data_root)
+        if not k:
+            return Verdict(height, data_root, None, False, 0.0, reason=why)
+        sampler = Sampler(data_root, 2 * k, height, samples, rng=rng)
+        for request in sampler.requests():
+            sampler.receive(request, fetch_share(client, request))
+    result = sampler.result()
+    reason = ""
+    if not result.available:
+        reason = f"{len(result.failed)} of {len(result.samples)} samples missing or invalid"
+    return Verdict(
+        height,
+        data_root,
+        k,
+        result.available,
+        result.confidence,
+        list(result.samples),
+        sorted(result.failed),
+        reason,
+    )
+
+
+def _print_text(verdict: Verdict) -> None:
+    n = len(verdict.samples)
+    word = "available" if verdict.available else "unavailable"
+    print(f"block {verdict.height}: {word}")
+    if verdict.k is None:
+        print(f"  {verdict.reason}")
+        return
+    width = 2 * verdict.k
+    ok = n - len(verdict.failed)
+    print(f"  {ok} of {n} samples verified (extended square {width} x {width}, k = {verdict.k})")
+    if verdict.failed:
+        shown = ", ".join(f"({r}, {c})" for r, c in verdict.failed[:10])
+        more = f", ... ({len(verdict.failed) - 10} more)" if len(verdict.failed) > 10 else ""
+        print(f"  missing or invalid: {shown}{more}")
+    print(
+        f"  confidence {100 * verdict.confidence:.4f} %: an unrecoverable square fails at "
+        f"least one of {n} samples with at least this probability"
+    )
+
+
+@da_app.command("sample")
+def sample_cmd(
+    height: int = typer.Argument(..., help="Block height to check."),
+    node: str = typer.Option(..., "--node", help="The node's API, e.g. http://127.0.0.1:26657."),
+    samples: int = typer.Option(
+        DEFAULT_SAMPLES, "--samples", help="Shares to sample (default: 99.9 % confidence)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed the coordinates (reproducible)."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each answer."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Sample a block's data square from a node and say whether it is available.
+
+    Exit status 0: available; 3: unavailable; 2: bad input.
+    """
+    verdict = sample_block(node, height, samples, seed, timeout)
+    if as_json:
+        print(json.dumps(verdict.to_json(node)))
+    else:
+        _print_text(verdict)
+    raise SystemExit(EXIT_AVAILABLE if verdict.available else EXIT_UNAVAILABLE)
