@@ -16,7 +16,11 @@ from typer.exceptions import TyperException
 from focusflow import __version__
 from focusflow.cli.da_cmd import da_app
 from focusflow.cli.focus_cmd import focus_app
+from focusflow.cli.import_cmd import import_app
+from focusflow.cli.keys_cmd import keys_app
 from focusflow.cli.konomi_cmd import konomi_app
+from focusflow.cli.query_cmd import query_app
+from focusflow.cli.tx_cmd import tx_app
 from focusflow.core.errors import FocusflowError
 
 app = typer.Typer(
@@ -30,6 +34,10 @@ app = typer.Typer(
 app.add_typer(focus_app, name="focus")
 app.add_typer(da_app, name="da")
 app.add_typer(konomi_app, name="konomi")
+app.add_typer(keys_app, name="keys")
+app.add_typer(tx_app, name="tx")
+app.add_typer(query_app, name="query")
+app.add_typer(import_app, name="import")
 
 
 def _version(value: bool) -> None:
@@ -65,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         _fail(message or "interrupted", 2 if message else 130)
+    except typer.Abort:  # Ctrl-C or end of input at a prompt (passphrase, confirmation)
+        _fail("aborted", 130)
     except (BrokenPipeError, KeyboardInterrupt):
         sys.exit(130)
     except Exception as exc:

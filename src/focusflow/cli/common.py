@@ -1,0 +1,184 @@
+"""What the wallet, transaction, query and import commands share.
+
+The same options (``--home``, ``--node``, ``--json``) mean the same thing in
+every command, passphrases are asked for in one way, and a particle argument is
+read in one way (a CID, or text that becomes one), so a user learns it once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from focusflow.cli.client import Client, node_url
+from focusflow.core.cid import cid_of_text, cid_to_bytes, validate_cid
+from focusflow.core.errors import (
+    InputFileError,
+    InvalidAddressError,
+    InvalidCIDError,
+    InvalidParameterError,
+    WrongPassphraseError,
+)
+from focusflow.core.home import keys_dir, resolve_home
+from focusflow.core.keys import KeyPair, decode_address
+from focusflow.core.keystore import Keystore
+
+ENV_PASSPHRASE = "FOCUSFLOW_PASSPHRASE"
+
+HomeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--home",
+        help="Node home (keys in <home>/keys). Default: $FOCUSFLOW_HOME, "
+        "else ~/.local/share/focusflow/devnet.",
+        show_default=False,
+    ),
+]
+NodeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--node",
+        help="API URL of the node. Default: the api of <home>/node.json, "
+        "else http://127.0.0.1:26657.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _console() -> Console:
+    """Rich output that never cuts a hash or CID short: piped output is not wrapped at
+    all (tables size to their content), a terminal gets tables at its own width."""
+    probe = Console()
+    if probe.is_terminal:
+        return Console(highlight=False)
+    return Console(highlight=False, width=100_000, soft_wrap=True)
+
+
+console = _console()
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (sorted keys, so scripts and diffs are stable)."""
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def keystore(home: str | None) -> Keystore:
+    return Keystore(keys_dir(resolve_home(home)))
+
+
+def client(home: str | None, node: str | None) -> Client:
+    url, source = node_url(node, resolve_home(home))
+    return Client(url, source=source)
+
+
+# ------------------------------------------------------------------ passphrases
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def new_passphrase(name: str) -> str:
+    """A passphrase for a new key: $FOCUSFLOW_PASSPHRASE, else asked twice (hidden)."""
+    env = os.environ.get(ENV_PASSPHRASE)
+    if env is not None:
+        if env == "":
+            raise InvalidParameterError(
+                f"${ENV_PASSPHRASE} is empty; set a passphrase or pass --unencrypted"
+            )
+        return env
+    if not _interactive():
+        raise InvalidParameterError(
+            f"no passphrase for key {name!r}: not a terminal, so set ${ENV_PASSPHRASE} "
+            "or pass --unencrypted"
+        )
+    while True:
+        first = typer.prompt(f"Passphrase for {name}", hide_input=True)
+        if not first:
+            typer.echo("An empty passphrase encrypts nothing; use --unencrypted for that.")
+            continue
+        if typer.prompt("Repeat it", hide_input=True) == first:
+            return first
+        typer.echo("The two passphrases differ; again.")
+
+
+def load_key(home: str | None, name: str) -> KeyPair:
+    """The wallet key ``name``, asking for its passphrase only if it is encrypted."""
+    store = keystore(home)
+    info = store.info(name)
+    if not info.encrypted:
+        return store.load(name)
+    env = os.environ.get(ENV_PASSPHRASE)
+    if env is None:
+        if not _interactive():
+            raise WrongPassphraseError(
+                f"key {name!r} is encrypted: set ${ENV_PASSPHRASE} (not a terminal to ask in)"
+            )
+        env = typer.prompt(f"Passphrase for {name}", hide_input=True)
+    return store.load(name, env)
+
+
+# ------------------------------------------------------------------ arguments
+
+#: Strings that are meant as CIDs: CIDv0 (``Qm`` + base58) or a CIDv1 in base32
+#: (``baf...``). One that does not decode is a typo, not text to hash.
+_CID_LIKE = re.compile(r"(Qm|baf[a-z])[0-9A-Za-z]{40,}")
+
+
+def particle(arg: str, *, as_text: bool = False) -> tuple[str, bytes]:
+    """``(CID string, binary CID)`` of a particle argument: a CID, or text hashed to one.
+
+    With ``as_text`` every argument is text. Otherwise a string that decodes as
+    a CID is that CID, one that looks like a CID but does not decode is an
+    ``invalid_cid`` error (rather than silently linking a typo's hash), and
+    anything else is text, turned into its CIDv1 by ``cid_of_text``.
+    """
+    if arg == "":
+        raise InvalidParameterError("a particle cannot be the empty string")
+    if not as_text:
+        try:
+            validate_cid(arg)
+        except InvalidCIDError:
+            if _CID_LIKE.fullmatch(arg):
+                raise InvalidCIDError(
+                    f"invalid CID {arg!r}: it looks like a CID but does not decode "
+                    "(use --text to link it as text)"
+                ) from None
+        else:
+            return arg, cid_to_bytes(arg)
+    cid = cid_of_text(arg)
+    return cid, cid_to_bytes(cid)
+
+
+def address(arg: str, home: str | None) -> str:
+    """A bech32 address, or the address of the wallet key of that name."""
+    try:
+        decode_address(arg)
+        return arg
+    except InvalidAddressError as exc:
+        error = exc
+    store = keystore(home)
+    try:
+        if store.exists(arg):
+            return store.info(arg).address
+    except InvalidParameterError:
+        pass
+    raise InvalidAddressError(f"{error.message}; and no key named {arg!r} in {store.path}")
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of a file argument, ``-`` for stdin."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror}") from None

@@ -1,0 +1,464 @@
+"""``focusflow import bostrom``: load a bostrom cyberlink CSV into a running node.
+
+Every bostrom neuron becomes a neuron of our chain with a key derived from its
+bostrom address::
+
+    seed = SHA-256("focusflow/import/bostrom/v1" 0x00 chain_id 0x00 neuron)
+
+so the same file on the same chain always gives the same keys, the same
+transactions and the same hashes. The dev key (``--from``) funds each neuron
+with exactly what its transactions cost (stake, link burn, fees); the neuron
+bonds its stake and signs its own links, ``--batch`` links per transaction,
+in file order.
+
+Idempotent by construction: a neuron's on-chain ``neudeg`` is how many of its
+links (in file order) are already on chain, so each run sends only
+``links[neudeg:]``, stakes only what its bond lacks, and funds only what its
+balance lacks. A finished import re-run sends nothing; an interrupted one
+resumes; a larger ``--limit`` adds the difference. Transactions still pending
+from an earlier run are recomputed byte for byte, and the node's
+``duplicate_tx`` answer is taken as "already sent".
+
+Economics (src/focusflow/modules/links.py): a neuron's links need
+``neudeg * min_link_weight <= bonded`` and burn ``link_burn`` each. Each
+neuron bonds ``max(--stake, links * min_link_weight)``: like ``focusflow
+focus compute`` without a stakes file, every neuron weighs the same and its
+stake is spread over its links.
+
+The mempool takes at most 64 nonces ahead of an account's committed one, so
+work goes in rounds: fund, send up to 64 transactions per neuron, wait until
+they are in blocks, read the accounts again, repeat until nothing is left.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, client, console, load_key, print_json
+from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.hashing import sha256
+from focusflow.core.home import resolve_home
+from focusflow.core.keys import KeyPair
+
+import_app = typer.Typer(help="Bulk-load cyberlinks into a running node.", no_args_is_help=True)
+
+DOMAIN = b"focusflow/import/bostrom/v1"
+#: The mempool's MAX_NONCE_GAP: how far ahead of its committed nonce an account may queue.
+WINDOW = 64
+POLL_S = 0.2
+#: Transactions per POST /v1/txs/batch, and their encoded bytes (hex doubles
+#: them; the API takes request bodies up to 2 MiB).
+BATCH_TXS = 1000
+BATCH_BYTES = 768 << 10
+#: A chain that makes no block for this long is stopped; the import gives up.
+STALL_S = 60.0
+
+
+class ImportFailedError(FocusflowError):
+    """The import could not finish: a transaction failed or the chain stopped moving."""
+
+    code = "import_failed"
+
+
+def neuron_key(chain_id: str, neuron: str) -> KeyPair:
+    """The deterministic key of a bostrom neuron on this chain."""
+    return KeyPair.from_seed(sha256(DOMAIN + b"\0" + chain_id.encode() + b"\0" + neuron.encode()))
+
+
+@dataclass
+class Neuron:
+    """One bostrom neuron's links (binary CIDs, file order) and its derived key."""
+
+    name: str
+    key: KeyPair
+    links: list[list[bytes]]
+
+
+@dataclass
+class Plan:
+    """What one neuron still needs: its signed transactions and their cost."""
+
+    neuron: Neuron
+    txs: list[Any]  # focusflow.chain.tx.Tx, in nonce order
+    link_counts: list[int]  # links carried by each transaction
+    cost: int  # fees + stake + burn of all txs
+    shortfall: int  # what the dev key must send first
+
+
+@dataclass
+class Report:
+    neurons: int = 0
+    links: int = 0
+    links_on_chain_before: int = 0
+    links_sent: int = 0
+    txs_sent: int = 0
+    funding_txs: int = 0
+    rounds: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_neurons(path: Path, chain_id: str, limit: int | None) -> list[Neuron]:
+    """Neurons in first-seen order with their links; the file's first ``limit`` links only.
+
+    The reader is the graph package's (validation with line numbers, go-cyber's
+    rule that a neuron's repeated link counts once, self-links dropped: the
+    chain refuses them).
+    """
+    from focusflow.core.cid import cid_to_bytes
+    from focusflow.graph.importers import read_bostrom
+
+    graph = read_bostrom(path)
+    batch = graph.links()
+    n = len(batch) if limit is None else min(limit, len(batch))
+    keys = graph.particles.keys()
+    names = graph.neurons.keys()
+    raw: dict[int, bytes] = {}
+
+    def cid(i: int) -> bytes:
+        b = raw.get(i)
+        if b is None:
+            b = raw[i] = cid_to_bytes(keys[i])
+        return b
+
+    by_neuron: dict[int, list[list[bytes]]] = {}
+    for s, d, nu in zip(
+        batch.src[:n].tolist(), batch.dst[:n].tolist(), batch.neuron[:n].tolist(), strict=True
+    ):
+        by_neuron.setdefault(nu, []).append([cid(s), cid(d)])
+    return [
+        Neuron(names[nu], neuron_key(chain_id, names[nu]), links)
+        for nu, links in sorted(by_neuron.items())
+    ]
+
+
+def plan_neuron(
+    neuron: Neuron,
+    account: Any,  # txbuild.Account
+    chain_id: str,
+    params: Any,  # ChainParams
+    stake: int,
+    batch: int,
+) -> Plan | None:
+    """The transactions that bring ``neuron`` from ``account``'s state to all its links."""
+    from focusflow.chain.tx import Msg
+    from focusflow.cli.txbuild import build_tx, spend_of
+
+    done = account.neudeg
+    remaining = neuron.links[done:]
+    if not remaining:
+        return None
+    target = max(stake, len(neuron.links) * params.min_link_weight)
+    add_stake = max(0, target - account.bonded)
+    txs, counts, cost = [], [], 0
+    nonce = account.nonce
+    for start in range(0, len(remaining), batch):
+        if len(txs) == WINDOW:
+            break
+        chunk = remaining[start : start + batch]
+        msgs = [Msg("link", {"links": chunk})]
+        if not txs and add_stake:
+            msgs.insert(0, Msg("stake", {"amount": add_stake}))
+        tx = build_tx(neuron.key, chain_id, nonce, msgs, params)
+        cost += tx.fee + spend_of(msgs, params)
+        txs.append(tx)
+        counts.append(len(chunk))
+        nonce += 1
+    return Plan(neuron, txs, counts, cost, max(0, cost - account.balance))
+
+
+def _already_sent(code: str, message: str) -> bool:
+    """The node holds this very transaction already (a rerun while it is pending)."""
+    return code == "duplicate_tx" and "already in the mempool" in message
+
+
+def _submit_all(api: Any, txs: Sequence[Any]) -> list[str]:
+    """Send transactions in order, in batches where the node offers them; their hashes.
+
+    A refusal other than "already in the mempool" stops the import with the
+    node's code: the transactions after it could not be included anyway.
+    """
+    from focusflow.cli.client import RemoteError
+
+    hashes: list[str] = []
+    start = 0
+    while start < len(txs):
+        chunk, size = [], 0
+        for tx in txs[start : start + BATCH_TXS]:
+            if chunk and size + len(tx.encoded) > BATCH_BYTES:
+                break
+            chunk.append(tx)
+            size += len(tx.encoded)
+        results = api.submit_batch([t.encoded for t in chunk])
+        if results is None:
+            results = []
+            for tx in chunk:
+                try:
+                    results.append({"hash": api.submit(tx.encoded)})
+                except RemoteError as exc:
+                    results.append({"error": {"code": exc.code, "message": exc.message}})
+        for tx, result in zip(chunk, results, strict=True):
+            error = result.get("error")
+            if error is None:
+                hashes.append(str(result.get("hash", tx.hash.hex())))
+            elif _already_sent(str(error.get("code")), str(error.get("message"))):
+                hashes.append(tx.hash.hex())
+            else:
+                raise RemoteError(
+                    f"transaction {tx.hash.hex()} refused: {error.get('message')}",
+                    str(error.get("code")),
+                    400,
+                )
+        start += len(chunk)
+    return hashes
+
+
+def _await_all(
+    api: Any,
+    queues: Sequence[Sequence[str]],
+    on_commit: Callable[[int, int, dict[str, Any]], None],
+) -> None:
+    """Poll until every transaction is committed; ``on_commit(queue, j, record)`` once each.
+
+    Each queue is one sender's transactions in nonce order, so only its head
+    needs asking: the next cannot be in a block before it.
+    """
+    from focusflow.cli.client import RemoteError
+
+    heads = {q: 0 for q, hashes in enumerate(queues) if hashes}
+    last_height, stalled_since = -1, time.monotonic()
+    while heads:
+        for q in list(heads):
+            hashes = queues[q]
+            while heads.get(q) is not None:
+                j = heads[q]
+                try:
+                    record = api.tx(hashes[j])
+                except RemoteError as exc:
+                    if exc.code != "unknown_tx":
+                        raise
+                    raise ImportFailedError(
+                        f"transaction {hashes[j]} was accepted, then dropped by the node; "
+                        "run the import again to resume"
+                    ) from None
+                if record.get("status") != "committed":
+                    break
+                on_commit(q, j, record)
+                if j + 1 < len(hashes):
+                    heads[q] = j + 1
+                else:
+                    del heads[q]
+        if heads:
+            height = api.status()["height"]
+            if height != last_height:
+                last_height, stalled_since = height, time.monotonic()
+            elif time.monotonic() - stalled_since > STALL_S:
+                raise ImportFailedError(
+                    f"the chain stopped at height {height}; run the import again to resume"
+                )
+            time.sleep(POLL_S)
+
+
+def fund(
+    api: Any,
+    funder: KeyPair,
+    needy: list[Plan],
+    chain_id: str,
+    params: Any,
+    report: Report,
+) -> None:
+    """Send each needy neuron its shortfall, up to max_msgs_per_tx sends a transaction."""
+    from focusflow.chain.errors import InsufficientFundsError
+    from focusflow.chain.tx import Msg
+    from focusflow.cli.txbuild import Account, build_tx
+
+    per_tx = max(1, params.max_msgs_per_tx)
+    account = Account.fetch(api, funder.address)
+    txs = []
+    for k, start in enumerate(range(0, len(needy), per_tx)):
+        if k == WINDOW:
+            break  # the rest in the next round
+        msgs = [
+            Msg("send", {"to": p.neuron.key.address_raw, "amount": p.shortfall})
+            for p in needy[start : start + per_tx]
+        ]
+        txs.append(build_tx(funder, chain_id, account.nonce + k, msgs, params))
+    need = sum(tx.fee + sum(m.body["amount"] for m in tx.msgs) for tx in txs)
+    if account.balance < need:
+        raise InsufficientFundsError(
+            f"the funder {funder.address} has {account.balance}; funding the neurons "
+            f"needs {need}; nothing was sent"
+        )
+    hashes = _submit_all(api, txs)
+    report.funding_txs += len(hashes)
+
+    def funded(q: int, j: int, record: dict[str, Any]) -> None:
+        if record.get("code") != "ok":
+            raise ImportFailedError(
+                f"funding transaction {record.get('hash')} failed: "
+                f"{record.get('log')} [{record.get('code')}]"
+            )
+
+    _await_all(api, [hashes], funded)
+
+
+def run_import(
+    api: Any,
+    funder: KeyPair,
+    neurons: list[Neuron],
+    home: Path,
+    *,
+    stake: int,
+    batch: int,
+    progress: Progress | None,
+) -> Report:
+    """The rounds of the module docstring; returns what was done."""
+    from focusflow.cli.txbuild import Account, chain_params
+
+    chain_id = api.status()["chain_id"]
+    params = chain_params(api, home, chain_id)
+    report = Report(neurons=len(neurons), links=sum(len(n.links) for n in neurons))
+    failed: set[str] = set()
+    task = None
+    just_funded = False
+    while True:
+        accounts = {n.name: Account.fetch(api, n.key.address) for n in neurons}
+        if task is None:
+            report.links_on_chain_before = sum(
+                min(accounts[n.name].neudeg, len(n.links)) for n in neurons
+            )
+            if progress is not None:
+                task = progress.add_task(
+                    "links", total=report.links, completed=report.links_on_chain_before
+                )
+        plans = [
+            p
+            for n in neurons
+            if n.name not in failed
+            and (p := plan_neuron(n, accounts[n.name], chain_id, params, stake, batch))
+        ]
+        if not plans:
+            return report
+        report.rounds += 1
+
+        needy = [p for p in plans if p.shortfall]
+        if needy:
+            if just_funded:
+                raise ImportFailedError(
+                    f"{len(needy)} neuron(s) still lack funds after being funded "
+                    "(is something else spending from their keys?)"
+                )
+            fund(api, funder, needy, chain_id, params, report)
+            just_funded = True
+            continue  # re-read the balances: the plans then find no shortfall
+        just_funded = False
+
+        # Send each neuron's transactions, then wait until all are in blocks.
+        all_hashes = _submit_all(api, [tx for p in plans for tx in p.txs])
+        report.txs_sent += len(all_hashes)
+        sent: list[tuple[Plan, list[str]]] = []
+        for p in plans:
+            sent.append((p, all_hashes[: len(p.txs)]))
+            all_hashes = all_hashes[len(p.txs) :]
+        linked_before, failed_before = report.links_sent, len(report.failed)
+
+        def committed(
+            q: int, j: int, record: dict[str, Any], sent: list = sent, task: Any = task
+        ) -> None:
+            p, hashes = sent[q]
+            if record.get("code") == "ok":
+                report.links_sent += p.link_counts[j]
+                if progress is not None and task is not None:
+                    progress.advance(task, p.link_counts[j])
+            elif p.neuron.name not in failed:
+                failed.add(p.neuron.name)
+                report.failed.append(
+                    {
+                        "neuron": p.neuron.name,
+                        "address": p.neuron.key.address,
+                        "tx": hashes[j],
+                        "code": record.get("code"),
+                        "log": record.get("log"),
+                    }
+                )
+
+        _await_all(api, [hashes for _, hashes in sent], committed)
+        if report.links_sent == linked_before and len(report.failed) == failed_before:
+            raise ImportFailedError("a round committed no links; stopping instead of looping")
+
+
+@import_app.command("bostrom")
+def bostrom_cmd(
+    file: Annotated[
+        Path, typer.Argument(help="Cyberlink CSV: neuron,particle_from,particle_to,...")
+    ],
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the file's first N links.")
+    ] = None,
+    stake: Annotated[
+        int, typer.Option("--stake", min=1, help="Stake each neuron bonds (at least its links).")
+    ] = 1_000_000,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=10_000, help="Links per transaction.")
+    ] = 1000,
+    funder: Annotated[
+        str, typer.Option("--from", metavar="NAME", help="Wallet key that funds the neurons.")
+    ] = "dev",
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load a bostrom cyberlink CSV as signed transactions from generated neurons."""
+    key = load_key(home, funder)
+    with client(home, node) as api:
+        chain_id = api.status()["chain_id"]
+        neurons = read_neurons(file, chain_id, limit)
+        if not neurons:
+            raise InvalidParameterError(f"{file}: no links to import")
+        err = Console(stderr=True)
+        show = not as_json and err.is_terminal
+        progress = Progress(
+            TextColumn("[bold]importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("links"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not show,
+        )
+        started = time.monotonic()
+        with progress:
+            report = run_import(
+                api,
+                key,
+                neurons,
+                resolve_home(home),
+                stake=stake,
+                batch=batch,
+                progress=progress,
+            )
+        seconds = time.monotonic() - started
+    result = {**report.__dict__, "seconds": round(seconds, 3)}
+    if as_json:
+        print_json(result)
+    else:
+        console.print(
+            f"{report.neurons} neurons, {report.links} links: {report.links_on_chain_before} "
+            f"were on chain, {report.links_sent} sent in {report.txs_sent} transactions "
+            f"(+{report.funding_txs} funding) in {seconds:.1f}s"
+        )
+    if report.failed:
+        sys.stdout.flush()
+        first = report.failed[0]
+        raise ImportFailedError(
+            f"{len(report.failed)} neuron(s) stopped on a failed transaction; first: "
+            f"{first['neuron']} tx {first['tx']}: {first['log']} [{first['code']}]"
+        )

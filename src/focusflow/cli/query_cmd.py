@@ -1,0 +1,368 @@
+"""``focusflow query``: read the chain through the node's API, one command per endpoint.
+
+Human tables by default, the API's JSON unchanged with ``--json`` (so scripts
+see exactly docs/api.md). Particles can be given as CIDs or as text, like
+``focusflow tx link``; accounts as addresses or wallet key names. ``query
+proof`` also checks the state proof it receives, so its answer is one a user
+need not take on trust.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+from rich.table import Table
+
+from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, address, client, console, particle
+from focusflow.cli.common import print_json as _print_json
+from focusflow.core.errors import FocusflowError, InvalidParameterError
+
+query_app = typer.Typer(
+    help="Read the chain: status, accounts, blocks, focus, links, names.", no_args_is_help=True
+)
+
+TextOpt = Annotated[
+    bool, typer.Option("--text", help="Take the particle argument as text, never as a CID.")
+]
+_HASH = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class BadProofError(FocusflowError):
+    """The node's state proof does not verify: the node or the connection is lying."""
+
+    code = "bad_proof"
+
+
+def _get(home: str | None, node: str | None, path: str, params: dict | None = None) -> Any:
+    with client(home, node) as api:
+        return api.get(path, params)
+
+
+def _kv(rows: dict[str, Any]) -> None:
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, "-" if value is None else str(value))
+    console.print(table)
+
+
+def _flat(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            out[f"{prefix}{key}"] = ", ".join(map(str, value)) if value else "-"
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _show(doc: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(doc)
+    else:
+        _kv(_flat(doc))
+
+
+def _focus(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@query_app.command("status")
+def status_cmd(home: HomeOpt = None, node: NodeOpt = None, as_json: JsonOpt = False) -> None:
+    """The node: chain id, height, last block, focus work, mempool."""
+    _show(_get(home, node, "/v1/status"), as_json)
+
+
+@query_app.command("account")
+def account_cmd(
+    who: Annotated[str, typer.Argument(help="An address or a wallet key name.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Balance, nonce, bonded stake and link count of an account."""
+    _show(_get(home, node, f"/v1/accounts/{address(who, home)}"), as_json)
+
+
+def _block_path(block_id: str) -> str:
+    if block_id == "latest":
+        return "/v1/blocks/latest"
+    if block_id.isdigit():
+        return f"/v1/blocks/{int(block_id)}"
+    if _HASH.fullmatch(block_id):
+        return f"/v1/blocks/hash/{block_id.lower()}"
+    raise InvalidParameterError(
+        f"block {block_id!r}: expected 'latest', a height, or a 64-hex-digit hash"
+    )
+
+
+@query_app.command("block")
+def block_cmd(
+    block_id: Annotated[
+        str, typer.Argument(help="'latest', a height, or a block hash.")
+    ] = "latest",
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One block's header, transactions and commit."""
+    doc = _get(home, node, _block_path(block_id))
+    if as_json:
+        _print_json(doc)
+        return
+    rows = {k: v for k, v in doc.items() if k not in ("txs", "commit")}
+    rows["txs"] = "\n".join(doc.get("txs") or []) or "-"
+    rows["commit"] = f"{len(doc.get('commit') or [])} signature(s)"
+    _kv(rows)
+
+
+@query_app.command("blocks")
+def blocks_cmd(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many.")] = 20,
+    before: Annotated[
+        int | None, typer.Option("--before", min=0, help="Only blocks below this height.")
+    ] = None,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent blocks, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if before is not None:
+        params["before"] = before
+    doc = _get(home, node, "/v1/blocks", params)
+    if as_json:
+        _print_json(doc)
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("height", "hash", "time_ms", "txs", "state_root"):
+        table.add_column(col)
+    for b in doc.get("blocks", []):
+        n_txs = b.get("n_txs", len(b.get("txs") or []))
+        table.add_row(
+            str(b.get("height")),
+            str(b.get("hash")),
+            str(b.get("time_ms")),
+            str(n_txs),
+            str(b.get("state_root")),
+        )
+    console.print(table)
+
+
+@query_app.command("tx")
+def tx_query_cmd(
+    tx_hash: Annotated[str, typer.Argument(help="The transaction's hash (hex).")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A transaction's status, block, result code and events."""
+    if not _HASH.fullmatch(tx_hash):
+        raise InvalidParameterError(f"transaction hash {tx_hash!r}: expected 64 hex digits")
+    _show(_get(home, node, f"/v1/txs/{tx_hash.lower()}"), as_json)
+
+
+@query_app.command("top")
+def top_cmd(
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="How many.")] = 20,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The particles with the most focus."""
+    doc = _get(home, node, "/v1/focus/top", {"k": k})
+    if as_json:
+        _print_json(doc)
+        return
+    table = Table(box=None, pad_edge=False, title=f"top {k} at height {doc.get('height')}")
+    table.add_column("rank", justify="right")
+    table.add_column("cid")
+    table.add_column("focus", justify="right")
+    for p in doc.get("particles", []):
+        table.add_row(str(p.get("rank")), str(p.get("cid")), _focus(p.get("focus")))
+    console.print(table)
+
+
+@query_app.command("particle")
+def particle_cmd(
+    target: Annotated[str, typer.Argument(help="A CID, or text.")],
+    as_text: TextOpt = False,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One particle's focus, rank and link counts."""
+    cid, _ = particle(target, as_text=as_text)
+    _show(_get(home, node, f"/v1/focus/particles/{cid}"), as_json)
+
+
+@query_app.command("karma")
+def karma_cmd(
+    who: Annotated[str, typer.Argument(help="An address or a wallet key name.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A neuron's karma (the focus its links carry), stake and link count."""
+    _show(_get(home, node, f"/v1/focus/neurons/{address(who, home)}"), as_json)
+
+
+@query_app.command("syntropy")
+def syntropy_cmd(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many blocks back.")] = 20,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Syntropy (ln n - entropy of focus, in nats) block by block."""
+    doc = _get(home, node, "/v1/focus/syntropy", {"limit": limit})
+    if as_json:
+        _print_json(doc)
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("height", "syntropy", "entropy", "particles"):
+        table.add_column(col, justify="right")
+    for h in doc.get("history", []):
+        table.add_row(
+            str(h.get("height")),
+            _focus(h.get("syntropy")),
+            _focus(h.get("entropy")),
+            str(h.get("particles")),
+        )
+    console.print(table)
+
+
+@query_app.command("links")
+def links_cmd(
+    target: Annotated[str, typer.Argument(help="A CID, or text.")],
+    direction: Annotated[str, typer.Option("--direction", help="out or in.")] = "out",
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
+    as_text: TextOpt = False,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A particle's links (out or in), with their weight and the other end's focus."""
+    if direction not in ("out", "in"):
+        raise InvalidParameterError(f"--direction {direction!r}: expected 'out' or 'in'")
+    cid, _ = particle(target, as_text=as_text)
+    params = {"direction": direction, "offset": offset, "limit": limit}
+    doc = _get(home, node, f"/v1/particles/{cid}/links", params)
+    if as_json:
+        _print_json(doc)
+        return
+    arrow = "->" if direction == "out" else "<-"
+    shown = len(doc.get("links", []))
+    table = Table(
+        box=None,
+        pad_edge=False,
+        title=f"{cid} {arrow} ({offset + 1}-{offset + shown} of {doc.get('total')})",
+    )
+    for col in ("cid", "weight", "focus"):
+        table.add_column(col)
+    for link in doc.get("links", []):
+        table.add_row(str(link.get("cid")), str(link.get("weight")), _focus(link.get("focus")))
+    console.print(table)
+
+
+@query_app.command("name")
+def name_cmd(
+    name: Annotated[str, typer.Argument(help="A registered name.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The particle and owner of a name."""
+    _show(_get(home, node, f"/v1/names/{quote(name, safe='')}"), as_json)
+
+
+@query_app.command("cid")
+def cid_cmd(
+    text: Annotated[str, typer.Argument(help="Any text.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The CID the node gives a text (the same the CLI computes for text particles)."""
+    doc = _get(home, node, "/v1/cid", {"text": text})
+    if as_json:
+        _print_json(doc)
+    else:
+        console.print(doc.get("cid"))
+
+
+@query_app.command("proof")
+def proof_cmd(
+    key: Annotated[
+        str | None,
+        typer.Argument(help="A state key (UTF-8, or hex:<hex> for binary keys)."),
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", metavar="WHO", help="Prove this account (address or key)."),
+    ] = None,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A state value with its Merkle proof, checked here against the block's state root.
+
+    The proof must verify against the returned root, and that root must be the
+    ``state_root`` of the block at the returned height: a node cannot answer
+    with a value its own chain does not commit to.
+    """
+    if (key is None) == (account is None):
+        raise InvalidParameterError("give a state KEY or --account WHO (one of them)")
+    if account is not None:
+        from focusflow.core.keys import decode_address
+
+        raw = b"/token/acct/" + decode_address(address(account, home))
+        key = "hex:" + raw.hex()
+    assert key is not None
+    with client(home, node) as api:
+        doc = api.get("/v1/proofs", {"key": key})
+        _verify(key, doc)
+        header = api.get(f"/v1/blocks/{int(doc['height'])}")
+    if header.get("state_root") != doc.get("root"):
+        raise BadProofError(
+            f"the proof's root {doc.get('root')} is not the state root of block "
+            f"{doc.get('height')} ({header.get('state_root')})"
+        )
+    if as_json:
+        _print_json({**doc, "verified": True})
+        return
+    rows = {k: doc.get(k) for k in ("key", "height", "root", "value")}
+    if account is not None and doc.get("value") is not None:
+        from focusflow.core.encoding import decode
+
+        try:
+            balance, nonce, bonded = decode(bytes.fromhex(doc["value"]), "account")
+            rows["account"] = f"balance {balance}, nonce {nonce}, bonded {bonded}"
+        except (FocusflowError, ValueError, TypeError):
+            rows["account"] = "(value is not an account record)"
+    _kv(rows)
+    what = "inclusion" if doc.get("value") is not None else "exclusion"
+    console.print(f"{what} proof verified against the state root of block {doc.get('height')}")
+
+
+def _verify(key: str, doc: dict[str, Any]) -> None:
+    """Check the proof with the store's verifier; BadProofError if it does not hold."""
+    from focusflow.store import Proof, verify_proof
+
+    try:
+        raw_key = bytes.fromhex(key[4:]) if key.startswith("hex:") else key.encode()
+        root = bytes.fromhex(doc["root"])
+        value = None if doc.get("value") is None else bytes.fromhex(doc["value"])
+        proof = Proof.decode(bytes.fromhex(doc["proof"]))
+        int(doc["height"])
+    except (KeyError, TypeError, ValueError, FocusflowError) as exc:
+        raise BadProofError(f"the node's proof for {key!r} is malformed: {exc}") from None
+    if not verify_proof(root, raw_key, value, proof):
+        raise BadProofError(f"the node's proof for {key!r} does not verify against its root")

@@ -1,0 +1,327 @@
+"""``focusflow tx``: sign transactions with a wallet key and submit them to a node.
+
+Every command takes the same options: ``--from NAME`` (the signer; the devnet's
+funded ``dev`` key by default), ``--fee`` (default: the chain's minimum for the
+transaction's size), ``--nonce`` (default: the account's next; set it to queue
+several transactions without waiting), ``--wait`` (poll until the transaction is
+in a block and print its result code; a failed result is an error), ``--home``,
+``--node`` and ``--json``. Arguments are checked before the key is unlocked
+and before anything is sent, and :func:`~focusflow.cli.txbuild.preflight`
+refuses what would only burn a fee.
+
+The chain package takes a second or two to import, so it is imported inside
+the commands: ``focusflow keys`` and ``focusflow query`` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from focusflow.cli.common import (
+    HomeOpt,
+    JsonOpt,
+    NodeOpt,
+    address,
+    client,
+    console,
+    load_key,
+    particle,
+    print_json,
+    read_input,
+)
+from focusflow.core.errors import InvalidParameterError
+from focusflow.core.home import resolve_home
+from focusflow.core.keys import decode_address
+
+if TYPE_CHECKING:
+    from focusflow.chain.tx import Msg
+
+tx_app = typer.Typer(help="Sign and submit transactions.", no_args_is_help=True)
+name_app = typer.Typer(help="Names: short names for particles.", no_args_is_help=True)
+tx_app.add_typer(name_app, name="name")
+
+DEFAULT_SIGNER = "dev"
+
+FromOpt = Annotated[
+    str, typer.Option("--from", metavar="NAME", help="Wallet key that signs and pays.")
+]
+FeeOpt = Annotated[
+    int | None,
+    typer.Option("--fee", min=0, help="Fee to pay (default: the minimum for the size)."),
+]
+NonceOpt = Annotated[
+    int | None, typer.Option("--nonce", min=0, help="Nonce (default: the account's next).")
+]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the transaction is in a block.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds --wait waits.")]
+TextOpt = Annotated[
+    bool, typer.Option("--text", help="Take every particle argument as text, never as a CID.")
+]
+
+
+@dataclass
+class TxOptions:
+    signer: str
+    fee: int | None
+    nonce: int | None
+    wait: bool
+    timeout: float
+    home: str | None
+    node: str | None
+    as_json: bool
+
+
+def _amount(value: int) -> int:
+    if not 0 < value < 2**63:
+        raise InvalidParameterError(f"amount {value} must be a positive integer below 2^63")
+    return value
+
+
+def _submit(
+    opts: TxOptions,
+    msgs: list[Msg],
+    extra: dict[str, Any] | None = None,
+    describe: list[str] | None = None,
+) -> None:
+    """Unlock, sign at the right nonce and fee, check, send, optionally wait; print."""
+    from focusflow.cli import txbuild
+
+    key = load_key(opts.home, opts.signer)
+    with client(opts.home, opts.node) as api:
+        chain_id = api.status()["chain_id"]
+        account = txbuild.Account.fetch(api, key.address)
+        params = txbuild.chain_params(api, resolve_home(opts.home), chain_id)
+        nonce = account.nonce if opts.nonce is None else opts.nonce
+        tx = txbuild.build_tx(key, chain_id, nonce, msgs, params, opts.fee)
+        txbuild.preflight(tx, account, params)
+        tx_hash = api.submit(tx.encoded)
+        result: dict[str, Any] = {
+            "hash": tx_hash,
+            "from": key.address,
+            "nonce": nonce,
+            "fee": tx.fee,
+            "status": "pending",
+            **(extra or {}),
+        }
+        if not opts.as_json:
+            for line in describe or []:
+                console.print(line)
+            console.print(
+                f"tx {tx_hash} submitted (from {opts.signer} {key.address}, "
+                f"nonce {nonce}, fee {tx.fee})"
+            )
+        if opts.wait:
+            record = txbuild.wait_tx(api, tx_hash, opts.timeout)
+            result.update(
+                status="committed",
+                height=record.get("height"),
+                index=record.get("index"),
+                code=record.get("code"),
+                log=record.get("log"),
+                events=record.get("events"),
+            )
+            if not opts.as_json:
+                console.print(f"committed at height {record.get('height')}: {record.get('code')}")
+        if opts.as_json:
+            print_json(result)
+        if opts.wait:
+            sys.stdout.flush()  # the result first, then the error line if it failed
+            txbuild.check_receipt(result)
+
+
+def _msg(type_: str, body: dict[str, Any]) -> Msg:
+    from focusflow.chain.tx import Msg
+
+    return Msg(type_, body)
+
+
+@tx_app.command("send")
+def send_cmd(
+    to: Annotated[str, typer.Argument(help="Recipient: an address or a wallet key name.")],
+    amount: Annotated[int, typer.Argument(help="Amount in base units.")],
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send tokens to an address."""
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    dest = address(to, home)
+    body = {"to": decode_address(dest), "amount": _amount(amount)}
+    _submit(opts, [_msg("send", body)], {"to": dest, "amount": amount})
+
+
+@tx_app.command("stake")
+def stake_cmd(
+    amount: Annotated[int, typer.Argument(help="Amount to bond.")],
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bond tokens: stake is a neuron's weight, and its links' budget."""
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    _submit(opts, [_msg("stake", {"amount": _amount(amount)})], {"amount": amount})
+
+
+@tx_app.command("unstake")
+def unstake_cmd(
+    amount: Annotated[int, typer.Argument(help="Amount to unbond.")],
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Unbond tokens (liquid again after the unbonding period)."""
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    _submit(opts, [_msg("unstake", {"amount": _amount(amount)})], {"amount": amount})
+
+
+@tx_app.command("link")
+def link_cmd(
+    particles: Annotated[
+        list[str],
+        typer.Argument(metavar="FROM TO [FROM TO ...]", help="CIDs, or text that becomes a CID."),
+    ],
+    as_text: TextOpt = False,
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Link particles: one cyberlink per FROM TO pair, all in one transaction."""
+    if len(particles) % 2:
+        raise InvalidParameterError(
+            f"link takes FROM TO pairs; got {len(particles)} particles (one is unpaired)"
+        )
+    parsed = [particle(p, as_text=as_text) for p in particles]
+    links, shown = [], []
+    for i in range(0, len(parsed), 2):
+        (a, a_raw), (b, b_raw) = parsed[i], parsed[i + 1]
+        if a_raw == b_raw:
+            raise InvalidParameterError(f"{particles[i]!r} -> {particles[i + 1]!r} is a self-link")
+        links.append([a_raw, b_raw])
+        shown.append([a, b])
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    describe = [
+        f"link {_label(particles[i], a)} -> {_label(particles[i + 1], b)}"
+        for (a, b), i in zip(shown, range(0, len(particles), 2), strict=True)
+    ]
+    _submit(opts, [_msg("link", {"links": links})], {"links": shown}, describe)
+
+
+def _label(arg: str, cid: str) -> str:
+    return cid if arg == cid else f"{arg!r} ({cid})"
+
+
+@tx_app.command("blob")
+def blob_cmd(
+    file: Annotated[str, typer.Argument(help="File to store on chain; - for stdin.")],
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store content on chain under its CID (costs blob credits per byte)."""
+    from focusflow.core.cid import cid_from_bytes, raw_cid_bytes
+
+    data = read_input(file)
+    if not data:
+        raise InvalidParameterError("an empty blob stores nothing")
+    cid = cid_from_bytes(raw_cid_bytes(data))
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    extra = {"cid": cid, "size": len(data)}
+    _submit(opts, [_msg("blob.put", {"data": data})], extra, [f"blob {cid} ({len(data)} bytes)"])
+
+
+def _check_name(name: str) -> str:
+    from focusflow.modules.names import check_name
+
+    check_name(name)
+    return name
+
+
+@name_app.command("register")
+def name_register_cmd(
+    name: Annotated[str, typer.Argument(help="3-32 of a-z 0-9 -, starting with a letter.")],
+    target: Annotated[str, typer.Argument(help="The particle: a CID, or text.")],
+    as_text: TextOpt = False,
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a name for a particle (burns the name fee; 10x for 3-4 letters)."""
+    cid, raw = particle(target, as_text=as_text)
+    body = {"name": _check_name(name), "cid": raw}
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    _submit(opts, [_msg("name.register", body)], {"name": name, "cid": cid})
+
+
+@name_app.command("update")
+def name_update_cmd(
+    name: Annotated[str, typer.Argument(help="A name you own.")],
+    target: Annotated[str, typer.Argument(help="The new particle: a CID, or text.")],
+    as_text: TextOpt = False,
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Point a name you own at another particle."""
+    cid, raw = particle(target, as_text=as_text)
+    body = {"name": _check_name(name), "cid": raw}
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    _submit(opts, [_msg("name.update", body)], {"name": name, "cid": cid})
+
+
+@name_app.command("transfer")
+def name_transfer_cmd(
+    name: Annotated[str, typer.Argument(help="A name you own.")],
+    to: Annotated[str, typer.Argument(help="New owner: an address or a wallet key name.")],
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a name you own to another address."""
+    dest = address(to, home)
+    body = {"name": _check_name(name), "to": decode_address(dest)}
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    _submit(opts, [_msg("name.transfer", body)], {"name": name, "to": dest})

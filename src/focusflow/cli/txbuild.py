@@ -1,0 +1,227 @@
+"""Building, checking, signing, submitting and awaiting transactions from the CLI.
+
+Shared by ``focusflow tx`` and ``focusflow import``. Three rules guide it:
+
+* The fee is the chain's minimum, ``fee_base + fee_per_byte * size``, where the
+  size is that of the signed transaction carrying that very fee. The encoded
+  fee's length depends on its value, so the fee is found by a fixed point:
+  start at ``fee_base``, re-encode with the minimum for the last size, stop
+  when the fee covers its own transaction (sizes only grow with the fee, so
+  this ends in two or three rounds).
+* A transaction whose messages fail still costs its fee and nonce (docs/chain.md),
+  so :func:`preflight` refuses, before anything is sent, what the account
+  visibly cannot afford or what the link budget forbids, with the chain's own
+  error codes. A check passed here can still fail on chain (another pending
+  transaction of the same key, a name registered meanwhile); the receipt says so.
+* The chain parameters come from the node when it offers ``GET /v1/params``,
+  else from ``<home>/genesis.json`` when it is this chain's, else the defaults
+  of :class:`~focusflow.chain.params.ChainParams` (the devnet's).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from focusflow.chain.errors import InsufficientFundsError, OverLimitError, OverLinkBudgetError
+from focusflow.chain.params import ChainParams
+from focusflow.chain.tx import Msg, Tx, make_tx
+from focusflow.cli.client import Client, RemoteError
+from focusflow.core.errors import FocusflowError
+from focusflow.core.keys import KeyPair
+from focusflow.modules.names import name_fee
+
+#: How long ``--wait`` polls before giving up, and how often.
+WAIT_TIMEOUT_S = 30.0
+POLL_S = 0.25
+
+
+class TxFailedError(FocusflowError):
+    """A transaction was included but its messages failed; ``code`` is the receipt's."""
+
+    code = "tx_failed"
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TxTimeoutError(FocusflowError):
+    """``--wait`` gave up: the transaction was not committed in time (it may still be)."""
+
+    code = "tx_timeout"
+
+
+class TxDroppedError(FocusflowError):
+    """The node no longer knows a transaction it accepted (left out of blocks, evicted)."""
+
+    code = "tx_dropped"
+
+
+@dataclass(frozen=True)
+class Account:
+    address: str
+    balance: int
+    nonce: int
+    bonded: int
+    neudeg: int
+
+    @classmethod
+    def fetch(cls, client: Client, address: str) -> Account:
+        raw = client.account(address)
+        return cls(
+            address,
+            int(raw.get("balance", 0)),
+            int(raw.get("nonce", 0)),
+            int(raw.get("bonded", 0)),
+            int(raw.get("neudeg", 0)),
+        )
+
+
+def chain_params(client: Client, home: Path, chain_id: str) -> ChainParams:
+    """The chain's parameters (see the module docstring for where they come from)."""
+    raw = client.get_optional("/v1/params")
+    if isinstance(raw, dict):
+        return _params_from(raw.get("params", raw))
+    try:
+        genesis = json.loads((home / "genesis.json").read_text())
+    except (OSError, ValueError):
+        genesis = None
+    if isinstance(genesis, dict) and genesis.get("chain_id") == chain_id:
+        return _params_from(genesis.get("params") or {})
+    return ChainParams()
+
+
+def _params_from(raw: Any) -> ChainParams:
+    if not isinstance(raw, dict):
+        return ChainParams()
+    known = {f.name for f in fields(ChainParams)}
+    try:
+        return ChainParams.from_dict({k: v for k, v in raw.items() if k in known})
+    except FocusflowError:
+        return ChainParams()
+
+
+def build_tx(
+    key: KeyPair,
+    chain_id: str,
+    nonce: int,
+    msgs: Sequence[Msg],
+    params: ChainParams,
+    fee: int | None = None,
+) -> Tx:
+    """The signed transaction, paying ``fee`` or else the minimum for its own size."""
+    if fee is not None:
+        tx = make_tx(key, chain_id, nonce, fee, msgs)
+    else:
+        fee = params.fee_base
+        while True:
+            tx = make_tx(key, chain_id, nonce, fee, msgs)
+            need = params.min_fee(len(tx.encoded))
+            if fee >= need:
+                break
+            fee = need
+    if len(tx.encoded) > params.max_tx_bytes:
+        raise OverLimitError(
+            f"the transaction would be {len(tx.encoded)} bytes, over max_tx_bytes="
+            f"{params.max_tx_bytes}; send fewer links per transaction"
+        )
+    return tx
+
+
+def spend_of(msgs: Sequence[Msg], params: ChainParams) -> int:
+    """What the messages take from the liquid balance (besides the fee)."""
+    total = 0
+    for m in msgs:
+        if m.type in ("send", "stake"):
+            total += m.body["amount"]
+        elif m.type == "link":
+            total += len(m.body["links"]) * params.link_burn
+        elif m.type == "name.register":
+            total += name_fee(m.body["name"], params.name_fee)
+        elif m.type == "blob.put":
+            total += len(m.body["data"]) * params.blob_credit_per_byte
+    return total
+
+
+def preflight(tx: Tx, account: Account, params: ChainParams) -> None:
+    """Refuse what would only burn a fee: unaffordable spends, links over the budget."""
+    spend = spend_of(tx.msgs, params)
+    if account.balance < tx.fee + spend:
+        raise InsufficientFundsError(
+            f"{account.address} has {account.balance}, needs {tx.fee + spend} "
+            f"(fee {tx.fee} + {spend}); nothing was sent"
+        )
+    bonded = account.bonded
+    neudeg = account.neudeg
+    for m in tx.msgs:
+        if m.type == "stake":
+            bonded += m.body["amount"]
+        elif m.type == "unstake":
+            amount = m.body["amount"]
+            if amount > bonded:
+                raise InsufficientFundsError(
+                    f"{account.address} has {bonded} bonded, cannot unstake {amount}; "
+                    "nothing was sent"
+                )
+            if (bonded - amount) < neudeg * params.min_link_weight:
+                raise OverLinkBudgetError(
+                    f"{neudeg} links need {neudeg * params.min_link_weight} bonded; unstaking "
+                    f"{amount} of {bonded} would leave too little; nothing was sent"
+                )
+            bonded -= amount
+        elif m.type == "link":
+            neudeg += len(m.body["links"])
+            need = neudeg * params.min_link_weight
+            if need > bonded:
+                raise OverLinkBudgetError(
+                    f"{neudeg} links need {need} bonded stake at min_link_weight="
+                    f"{params.min_link_weight}; {account.address} has {bonded}: stake more "
+                    "with `focusflow tx stake`; nothing was sent"
+                )
+
+
+def wait_tx(
+    client: Client, tx_hash: str, timeout: float = WAIT_TIMEOUT_S, poll: float = POLL_S
+) -> dict[str, Any]:
+    """Poll ``GET /v1/txs/{hash}`` until it is committed; its record then."""
+    deadline = time.monotonic() + timeout
+    unknown = 0
+    while True:
+        try:
+            record = client.tx(tx_hash)
+        except RemoteError as exc:
+            if exc.code != "unknown_tx":
+                raise
+            unknown += 1
+            # Just accepted, so unknown twice in a row means dropped, not a race.
+            if unknown >= 2:
+                raise TxDroppedError(
+                    f"transaction {tx_hash} was accepted but the node no longer knows it "
+                    "(left out of a block: nonce or fee no longer fit)"
+                ) from None
+        else:
+            unknown = 0
+            if record.get("status") == "committed":
+                return record
+        if time.monotonic() >= deadline:
+            raise TxTimeoutError(
+                f"transaction {tx_hash} not committed after {timeout:g}s; "
+                f"check later with: focusflow query tx {tx_hash}"
+            )
+        time.sleep(poll)
+
+
+def check_receipt(record: dict[str, Any]) -> None:
+    """Raise TxFailedError (with the receipt's code) unless the transaction succeeded."""
+    code = record.get("code")
+    if code != "ok":
+        log = record.get("log") or code
+        raise TxFailedError(
+            f"transaction {record.get('hash')} failed at height {record.get('height')}: {log}",
+            str(code),
+        )

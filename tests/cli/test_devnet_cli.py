@@ -1,0 +1,282 @@
+"""``focusflow tx``, ``query`` and ``import`` against a real devnet process.
+
+One devnet for the module (its start costs the focus kernels' warm-up); each
+test uses its own keys and particles so the order of tests does not matter.
+Bad input must give one ``error:`` line, exit status 2, and leave the chain
+as it was: nothing in the mempool, no nonce used, no fee taken.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from focusflow.cli.import_cmd import neuron_key
+from focusflow.core.cid import cid_of_text
+from focusflow.core.keys import KeyPair
+from focusflow.core.keystore import Keystore
+from tests.cli.helpers import assert_user_error, run_cli
+from tests.conftest import SAMPLE
+from tests.node.devnet_process import start_devnet
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory):
+    net = start_devnet(tmp_path_factory.mktemp("clinet") / "home", timeout=240)
+    yield net
+    net.stop()
+
+
+@pytest.fixture
+def env(devnet, monkeypatch):
+    """The CLI finds the devnet through its home (node.json), as a user's would."""
+    monkeypatch.setenv("FOCUSFLOW_HOME", str(devnet.home))
+    monkeypatch.delenv("FOCUSFLOW_PASSPHRASE", raising=False)
+    return devnet
+
+
+def _account(capsys, who):
+    result = run_cli(capsys, "query", "account", who, "--json")
+    assert result.code == 0, result.err
+    return result.json()
+
+
+def _unchanged(capsys, who, before):
+    """Nothing moved: same account, empty mempool."""
+    assert _account(capsys, who) == before
+    status = run_cli(capsys, "query", "status", "--json").json()
+    assert status["mempool"]["txs"] == 0
+
+
+def _funded_key(capsys, name, amount=10_000_000, stake=None, passphrase=None, monkeypatch=None):
+    """A new wallet key holding ``amount`` from dev (and ``stake`` bonded)."""
+    if passphrase is None:
+        assert run_cli(capsys, "keys", "add", name, "--unencrypted").code == 0
+    else:
+        monkeypatch.setenv("FOCUSFLOW_PASSPHRASE", passphrase)
+        assert run_cli(capsys, "keys", "add", name).code == 0
+    sent = run_cli(capsys, "tx", "send", name, amount, "--wait", "--json")
+    assert sent.code == 0, sent.err
+    if stake:
+        staked = run_cli(capsys, "tx", "stake", stake, "--from", name, "--wait", "--json")
+        assert staked.code == 0, staked.err
+
+
+def test_link_two_text_particles_and_see_them_in_top(env, capsys):
+    linked = run_cli(capsys, "tx", "link", "apple", "banana", "--wait", "--json")
+    assert linked.code == 0, linked.err
+    result = linked.json()
+    assert result["status"] == "committed" and result["code"] == "ok"
+    apple, banana = cid_of_text("apple"), cid_of_text("banana")
+    assert result["links"] == [[apple, banana]]
+
+    top = run_cli(capsys, "query", "top", "--json")
+    assert top.code == 0, top.err
+    cids = [p["cid"] for p in top.json()["particles"]]
+    assert apple in cids and banana in cids
+    assert top.json()["height"] >= result["height"]
+
+    particle = run_cli(capsys, "query", "particle", "apple", "--json").json()
+    assert particle["cid"] == apple and particle["links_out"] >= 1
+    links = run_cli(capsys, "query", "links", apple, "--json").json()
+    assert banana in [x["cid"] for x in links["links"]]
+    human = run_cli(capsys, "query", "top")
+    assert apple in human.out  # piped tables keep whole CIDs
+
+
+def test_unknown_key_changes_nothing(env, capsys):
+    dev = _account(capsys, "dev")
+    result = run_cli(capsys, "tx", "link", "a", "b", "--from", "nobody")
+    assert_user_error(result, "unknown_key")
+    _unchanged(capsys, "dev", dev)
+
+
+def test_wrong_passphrase_changes_nothing(env, capsys, monkeypatch):
+    _funded_key(capsys, "alice", stake=100, passphrase="right", monkeypatch=monkeypatch)
+    before = _account(capsys, "alice")
+    monkeypatch.setenv("FOCUSFLOW_PASSPHRASE", "wrong")
+    assert_user_error(
+        run_cli(capsys, "tx", "link", "x1", "y1", "--from", "alice"), "wrong_passphrase"
+    )
+    _unchanged(capsys, "alice", before)
+    monkeypatch.setenv("FOCUSFLOW_PASSPHRASE", "right")
+    ok = run_cli(capsys, "tx", "link", "x1", "y1", "--from", "alice", "--wait", "--json")
+    assert ok.code == 0 and ok.json()["code"] == "ok", ok.err
+
+
+def test_node_down(env, capsys):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dev = _account(capsys, "dev")
+    for args in (["tx", "link", "a", "b"], ["query", "status"]):
+        result = run_cli(capsys, *args, "--node", f"http://127.0.0.1:{port}")
+        assert_user_error(result, "node_unreachable")
+        assert f"127.0.0.1:{port}" in result.err
+    _unchanged(capsys, "dev", dev)
+
+
+def test_malformed_cid_changes_nothing(env, capsys):
+    dev = _account(capsys, "dev")
+    bad = "QmPcfxEfW317u3bbz8MbEhjoMZ5HMFsx5TbsEHWPd1kLL0"  # '0' is not base58
+    result = run_cli(capsys, "tx", "link", bad, "banana")
+    assert_user_error(result, "invalid_cid")
+    assert result.out == ""
+    _unchanged(capsys, "dev", dev)
+    assert_user_error(run_cli(capsys, "query", "particle", bad), "invalid_cid")
+
+
+def test_unpaired_and_self_links_refused(env, capsys):
+    dev = _account(capsys, "dev")
+    assert_user_error(run_cli(capsys, "tx", "link", "a", "b", "c"), "invalid_parameter")
+    assert_user_error(run_cli(capsys, "tx", "link", "same", "same"), "invalid_parameter")
+    _unchanged(capsys, "dev", dev)
+
+
+def test_links_beyond_the_stake_are_refused_before_any_fee(env, capsys):
+    _funded_key(capsys, "bob")  # funded, nothing bonded
+    before = _account(capsys, "bob")
+    result = run_cli(capsys, "tx", "link", "p", "q", "--from", "bob")
+    assert_user_error(result, "over_link_budget")
+    assert "tx stake" in result.err
+    _unchanged(capsys, "bob", before)
+
+
+def test_send_stake_unstake_name_blob_and_proof(env, capsys, tmp_path):
+    _funded_key(capsys, "carol", amount=1_000_000, stake=50)
+    carol = _account(capsys, "carol")
+    assert carol["bonded"] == 50 and carol["nonce"] == 1
+
+    reg = run_cli(
+        capsys,
+        "tx",
+        "name",
+        "register",
+        "carols-page",
+        "hello carol",
+        "--from",
+        "carol",
+        "--wait",
+        "--json",
+    )
+    assert reg.code == 0 and reg.json()["code"] == "ok", reg.err
+    name = run_cli(capsys, "query", "name", "carols-page", "--json").json()
+    assert name["cid"] == cid_of_text("hello carol") and name["owner"] == carol["address"]
+
+    blob_file = tmp_path / "blob.txt"
+    blob_file.write_bytes(b"some bytes on chain")
+    blob = run_cli(capsys, "tx", "blob", blob_file, "--from", "carol", "--wait", "--json")
+    assert blob.code == 0 and blob.json()["code"] == "ok", blob.err
+    assert blob.json()["cid"] == cid_of_text("some bytes on chain")
+
+    unstake = run_cli(capsys, "tx", "unstake", "20", "--from", "carol", "--wait", "--json")
+    assert unstake.code == 0, unstake.err
+    after = _account(capsys, "carol")
+    assert after["bonded"] == 30 and after["nonce"] == carol["nonce"] + 3
+
+    proof = run_cli(capsys, "query", "proof", "--account", "carol", "--json")
+    assert proof.code == 0 and proof.json()["verified"] is True, proof.err
+    human = run_cli(capsys, "query", "proof", "--account", "carol")
+    assert "nonce 4" in human.out and "verified" in human.out
+
+
+def test_a_failing_transaction_reports_its_receipt_code(env, capsys):
+    """Preflight cannot see ownership: the chain refuses, --wait says so with its code."""
+    _funded_key(capsys, "dave", amount=100_000)
+    mine = run_cli(capsys, "tx", "name", "register", "daves-name", "x", "--wait")
+    assert mine.code == 0, mine.err  # registered by dev
+    before = _account(capsys, "dave")
+    result = run_cli(
+        capsys, "tx", "name", "update", "daves-name", "y", "--from", "dave", "--wait", "--json"
+    )
+    assert_user_error(result, "not_owner")
+    assert result.json()["code"] == "not_owner"  # the receipt is still printed
+    after = _account(capsys, "dave")
+    assert after["nonce"] == before["nonce"] + 1 and after["balance"] < before["balance"]
+
+
+def test_query_errors_carry_the_node_codes(env, capsys):
+    assert_user_error(run_cli(capsys, "query", "tx", "ab" * 32), "unknown_tx")
+    assert_user_error(run_cli(capsys, "query", "name", "no-such-name"), "unknown_name")
+    assert_user_error(run_cli(capsys, "query", "particle", "never linked"), "unknown_particle")
+    assert_user_error(run_cli(capsys, "query", "account", "nobody"), "invalid_address")
+    assert_user_error(run_cli(capsys, "query", "block", "99999999"), "unknown_block")
+    assert run_cli(capsys, "query", "block", "1", "--json").json()["height"] == 1
+    assert run_cli(capsys, "query", "cid", "apple", "--json").json()["cid"] == cid_of_text("apple")
+    syn = run_cli(capsys, "query", "syntropy", "--json")
+    assert syn.code == 0 and "history" in syn.json()
+    blocks = run_cli(capsys, "query", "blocks", "--limit", "3", "--json").json()["blocks"]
+    assert len(blocks) == 3 and blocks[0]["height"] > blocks[2]["height"]
+
+
+def test_import_bostrom_is_idempotent_and_resumes(env, capsys):
+    first = run_cli(
+        capsys, "import", "bostrom", SAMPLE, "--limit", "200", "--batch", "40", "--json"
+    )
+    assert first.code == 0, first.err
+    one = first.json()
+    assert one["links_on_chain_before"] == 0 and one["links_sent"] == one["links"] == 200
+    assert one["failed"] == []
+
+    again = run_cli(capsys, "import", "bostrom", SAMPLE, "--limit", "200", "--json")
+    assert again.code == 0, again.err
+    two = again.json()
+    assert two["links_on_chain_before"] == 200
+    assert two["links_sent"] == two["txs_sent"] == two["funding_txs"] == 0
+
+    rest = run_cli(capsys, "import", "bostrom", SAMPLE, "--batch", "500", "--json").json()
+    assert rest["links_on_chain_before"] == 200
+    assert rest["links_sent"] == rest["links"] - 200
+
+    # Every neuron holds exactly its links of the file (duplicates counted once).
+    import csv
+
+    rows = list(csv.DictReader(SAMPLE.open()))
+    per_neuron: dict[str, set] = {}
+    for r in rows:
+        if r["particle_from"] != r["particle_to"]:
+            per_neuron.setdefault(r["neuron"], set()).add((r["particle_from"], r["particle_to"]))
+    chain_id = run_cli(capsys, "query", "status", "--json").json()["chain_id"]
+    for neuron, links in per_neuron.items():
+        acct = _account(capsys, neuron_key(chain_id, neuron).address)
+        assert acct["neudeg"] == len(links), neuron
+    assert rest["links"] == sum(len(v) for v in per_neuron.values())
+
+
+def test_keys_command_sees_the_devnets_dev_key(env, capsys):
+    listed = run_cli(capsys, "keys", "list", "--json").json()
+    dev = next(k for k in listed if k["name"] == "dev")
+    assert dev["encrypted"] is False
+    assert Keystore(env.home / "keys").load("dev").address == dev["address"]
+    assert (
+        KeyPair.from_seed(
+            bytes.fromhex(run_cli(capsys, "keys", "export", "dev", "--yes").out.strip())
+        ).address
+        == dev["address"]
+    )
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch-endpoint", "one-by-one"])
+def test_bulk_submission_with_and_without_the_batch_endpoint(env, capsys, batch):
+    """The importer's sender: in order, every hash returned, all committed."""
+    from focusflow.chain.tx import Msg
+    from focusflow.cli.client import Client
+    from focusflow.cli.import_cmd import _submit_all
+    from focusflow.cli.txbuild import Account, build_tx, chain_params, wait_tx
+
+    key = env.dev_key()
+    to = KeyPair.from_seed(bytes([7 + batch]) * 32).address_raw
+    with Client(env.api) as api:
+        api.batch_supported = batch
+        chain_id = api.status()["chain_id"]
+        params = chain_params(api, env.home, chain_id)
+        nonce = Account.fetch(api, key.address).nonce
+        txs = [
+            build_tx(key, chain_id, nonce + i, [Msg("send", {"to": to, "amount": 1 + i})], params)
+            for i in range(3)
+        ]
+        hashes = _submit_all(api, txs)
+        assert hashes == [tx.hash.hex() for tx in txs]
+        assert [wait_tx(api, h)["code"] for h in hashes] == ["ok"] * 3
+        assert api.batch_supported is batch
