@@ -11,6 +11,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -18,10 +19,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from focusflow.core.errors import InputFileError, InvalidParameterError
-from focusflow.focus import compute, entropy, make_params, syntropy
-from focusflow.focus.backends import backend_names
-from focusflow.focus.result import FocusResult
-from focusflow.graph.importers import read_graph
+
+if TYPE_CHECKING:
+    from focusflow.focus.result import FocusResult
 
 focus_app = typer.Typer(
     help="Compute focus (the tri-kernel equilibrium) of a graph.", no_args_is_help=True
@@ -95,6 +95,11 @@ def compute_cmd(
     ),
 ) -> None:
     """Compute focus and write `particle<TAB>focus`, most focus first."""
+    # Imported here: every other CLI command starts without loading numba.
+    from focusflow.focus import compute, entropy, make_params, syntropy
+    from focusflow.focus.backends import backend_names
+    from focusflow.graph.importers import read_graph
+
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     params = make_params(
         mode=mode,
