@@ -280,3 +280,16 @@ def test_batch_accepts_each_transaction_on_its_own(shared_devnet, linked):
         )
         assert cbor.json()["error"]["code"] == "malformed"
     assert wait_tx(net, second.hash.hex())["code"] == "ok"
+
+
+def test_params_price_a_transaction(shared_devnet, linked):
+    with shared_devnet.client() as c:
+        doc = c.get("/v1/params").json()
+    params = doc["params"]
+    assert doc["chain_id"] == "focusflow-devnet"
+    tx = signed(shared_devnet, shared_devnet.dev_key(), [link_msg(("p1", "p2"))], fee=1)
+    need = params["fee_base"] + params["fee_per_byte"] * len(tx.encoded)
+    with shared_devnet.client() as c:
+        low = c.post("/v1/txs", json={"tx": tx.encoded.hex()})
+    assert low.json()["error"]["code"] == "insufficient_fee"
+    assert str(need) in low.json()["error"]["message"]

@@ -69,6 +69,18 @@ def status(request: Request) -> JSONResponse:
     )
 
 
+@router.get("/params", response_model=None, responses={200: {"model": schemas.Params}})
+def params(request: Request) -> JSONResponse:
+    """The chain's parameters (fees, limits, focus settings), fixed at genesis.
+
+    Wallets need them to price a transaction: the minimum fee is
+    ``fee_base + fee_per_byte * size``.
+    """
+    return JSONResponse(
+        {"chain_id": _node(request).chain.chain_id, "params": _node(request).chain.params.to_dict()}
+    )
+
+
 @router.post(
     "/txs",
     status_code=202,

@@ -39,6 +39,11 @@ class Status(BaseModel):
     version: str
 
 
+class Params(BaseModel):
+    chain_id: str
+    params: dict
+
+
 class TxSubmit(BaseModel):
     tx: str = Field(description="hex of the signed transaction's canonical CBOR")
 
