@@ -481,6 +481,11 @@ class WgpuOperator:
     """
 
     name = "wgpu"
+    #: Steps per queue submission inside a batch. 1: the device runs step k while
+    #: Python encodes step k + 1 (encoding a step costs ~0.1-0.2 ms of Python);
+    #: larger values save submissions where those cost more (bench/focus_gpu.py
+    #: measures both).
+    submit_every = 1
 
     def __init__(self, snapshot: Snapshot, precision: str = "float32") -> None:
         import wgpu
@@ -686,10 +691,12 @@ class WgpuOperator:
         self._need_prep = True
 
     def steps(self, count: int) -> list[float]:
-        """Run ``count`` diffusion steps in one submission; their L1 changes.
+        """Run ``count`` diffusion steps and wait once; their L1 changes.
 
-        Each step reads ``x = _vec[cur]`` and writes the next iterate into the
-        other buffer; the host waits once, for ``8 * count`` bytes.
+        Each step is one compute pass (every kernel of the step) that reads
+        ``x = _vec[cur]`` and writes the next iterate into the other buffer;
+        steps go to the queue ``submit_every`` at a time, and the host waits
+        once, for ``8 * count`` bytes.
         """
         if not 1 <= count <= MAX_BATCH:
             raise ValueError(f"count must be in 1..{MAX_BATCH}")
@@ -699,12 +706,13 @@ class WgpuOperator:
         wide = (nparts, 1, 1)
         one = (1, 1, 1)
         nov = len(self._ov_rows)
+        nbytes = 4 * (2 + 2 * count)
         encoder = self.device.create_command_encoder()
-        cpass = encoder.begin_compute_pass()
-        if self._need_prep:
-            self._dispatch(cpass, "prep", self._cur, wide)
-            self._need_prep = False
-        for _ in range(count):
+        for k in range(count):
+            cpass = encoder.begin_compute_pass()
+            if self._need_prep:
+                self._dispatch(cpass, "prep", self._cur, wide)
+                self._need_prep = False
             cur = self._cur
             self.sell.encode(self, cpass, self._zv, self._vec[1 - cur])
             if nov:
@@ -714,10 +722,13 @@ class WgpuOperator:
             self._dispatch(cpass, "finish", cur, wide)
             self._dispatch(cpass, "l1_final", cur, one)
             self._cur = 1 - cur
-        cpass.end()
-        nbytes = 4 * (2 + 2 * count)
-        encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
-        queue.submit([encoder.finish()])
+            cpass.end()
+            if k == count - 1:
+                encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
+                queue.submit([encoder.finish()])
+            elif (k + 1) % self.submit_every == 0:
+                queue.submit([encoder.finish()])
+                encoder = self.device.create_command_encoder()
         stats = self._map(self._stage_stats, nbytes).astype(np.float64)
         return (stats[2::2] + stats[3::2]).tolist()
 
