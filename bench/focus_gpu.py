@@ -26,6 +26,12 @@ Run on the device machine from the repository root::
 
     python bench/focus_gpu.py --graphs 23:12            # ~10^8 edges
     python bench/focus_gpu.py --graphs 23:12,25:16      # and ~5*10^8 edges
+    python bench/focus_gpu.py --graphs 23:12 --skip-tri --engine-max-scale 0 --wgpu
+
+Off the GPU (no CuPy/torch), ``--allow-cpu-adapter --wgpu`` runs only the wgpu
+part on whatever adapter wgpu finds (llvmpipe), to check the script end to end::
+
+    python bench/focus_gpu.py --allow-cpu-adapter --wgpu --wgpu-host-step --graphs 14:8
 """
 
 from __future__ import annotations
@@ -109,12 +115,41 @@ def torch_pagerank(torch, n, src, dst, w, dtype, tol, max_iter=1000):
     return x, iterations, float(np.median(times[1:] or times)), nnz
 
 
-def bench_wgpu(snap, ref: np.ndarray, cusparse_ms: float) -> dict:
-    """The wgpu backend on the same graph: one diffusion step and a full solve."""
-    from focusflow.focus import compute
-    from focusflow.focus.backends.webgpu import WgpuOperator, wgpu_available
+def host_pagerank(n, src, dst, w, tol=1e-12, max_iter=10_000) -> np.ndarray:
+    """Float64 reference on the host (scipy CSR of P^T), for runs without CuPy/torch."""
+    import scipy.sparse as sp
 
-    ok, why = wgpu_available(require_gpu=True)
+    out = np.bincount(src, weights=w, minlength=n)
+    linked = out > 0
+    val = w / out[src]
+    pt = sp.csr_matrix((val, (dst, src)), shape=(n, n))
+    x = np.full(n, 1.0 / n)
+    for _ in range(max_iter):
+        y = ALPHA * (pt @ x) + (ALPHA * x[~linked].sum() + 1 - ALPHA) / n
+        change = np.abs(y - x).sum()
+        x = y
+        if change < tol:
+            break
+    return x
+
+
+def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: bool) -> dict:
+    """The wgpu backend on the same graph: diffusion steps and full solves.
+
+    * ``sync step``: one device-resident step submitted alone and waited for
+      (its L1 change read back), as a solver that checks every step sees it;
+    * ``batched step``: ``repeat`` steps in one submission, divided by
+      ``repeat`` (what the solver does once the contraction rate is known);
+    * ``host step`` (with ``--wgpu-host-step``): the old path, host vectors in
+      float64 and one upload and read-back per product, for comparison;
+    * the full diffusion solve to ``TOL`` on the device (plain power iteration)
+      and, for the accuracy check, ``compute()`` to 1e-7 against ``ref``.
+    """
+    from focusflow.focus import compute, make_params
+    from focusflow.focus.backends.webgpu import MAX_BATCH, WgpuOperator, wgpu_available
+    from focusflow.focus.solver import solve
+
+    ok, why = wgpu_available(require_gpu=not allow_cpu)
     log(f"  wgpu: {why}")
     if not ok:
         return {}
@@ -123,26 +158,109 @@ def bench_wgpu(snap, ref: np.ndarray, cusparse_ms: float) -> dict:
     t_build = time.perf_counter() - t0
     n = snap.n
     x = np.full(n, 1.0 / n)
-    y = np.empty(n)
     prior = np.full(n, 1.0 / n)
-    op.diffusion(x, y, ALPHA, prior)
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
+    row: dict = {"wgpu_adapter": why, "wgpu_build_s": t_build}
+    if host_step:
+        y = np.empty(n)
         op.diffusion(x, y, ALPHA, prior)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            op.diffusion(x, y, ALPHA, prior)
+            times.append(time.perf_counter() - t0)
+        row["wgpu_host_ms_per_iter"] = 1e3 * float(np.median(times))
+        log(f"  wgpu old host step: {row['wgpu_host_ms_per_iter']:.2f} ms")
+    op.start_diffusion(prior, x, ALPHA)
+    op.steps(1)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        op.steps(1)
         times.append(time.perf_counter() - t0)
-    step_ms = 1e3 * float(np.median(times))
+    sync_ms = 1e3 * float(np.median(times))
+    batch = min(repeat, MAX_BATCH)
+    batched = {}
+    for every in (1, batch):  # a submission per step (overlaps encoding), or one per batch
+        op.submit_every = every
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            op.steps(batch)
+            times.append((time.perf_counter() - t0) / batch)
+        batched[every] = 1e3 * float(np.median(times))
+    op.submit_every = 1 if batched[1] <= batched[batch] else batch
+    batch_ms = batched[op.submit_every]
+    params = make_params(mode="diffusion", weights=(1.0, 0.0, 0.0), tol=TOL, anderson=0)
+    solve(op, params, prior)
     t0 = time.perf_counter()
-    res = compute(snap, mode="diffusion", backend="wgpu", tol=1e-7)
+    _, diag = solve(op, params, prior)
     t_solve = time.perf_counter() - t0
+    res = compute(snap, mode="diffusion", backend="wgpu", tol=1e-7)
     err = float(np.abs(res.focus - ref).sum())
+    ok = res.converged and err < 1e-6
     log(
-        f"  wgpu: operator build {t_build:.1f} s; {step_ms:.2f} ms per diffusion step "
-        f"(includes uploading the gathered vector and reading the sums back); "
-        f"solve to 1e-7: {t_solve * 1e3:.0f} ms, {res.iterations} iterations, "
-        f"L1 error {err:.2e}; cuSPARSE per iteration {cusparse_ms:.3f} ms"
+        f"  wgpu: operator build {t_build:.1f} s; device-resident diffusion step "
+        f"{sync_ms:.3f} ms (submitted alone, L1 read back); in batches of {batch}: "
+        f"{batched[1]:.3f} ms (a submission per step), {batched[batch]:.3f} ms (one "
+        f"submission); solve to {TOL:g} (submit_every={op.submit_every}): {t_solve * 1e3:.1f} ms, "
+        f"{diag.iterations} iterations (includes reading phi back); compute() to 1e-7: "
+        f"{res.iterations} iterations, L1 error {err:.2e} {'ok' if ok else 'FAIL'}"
     )
-    return {"wgpu_ms_per_iter": step_ms, "wgpu_solve_ms": t_solve * 1e3, "wgpu_error": err}
+    row.update(
+        wgpu_ms_per_iter=sync_ms,
+        wgpu_batched_ms_per_iter=batch_ms,
+        wgpu_batched_submit_each_ms=batched[1],
+        wgpu_batched_submit_once_ms=batched[batch],
+        wgpu_solve_ms=t_solve * 1e3,
+        wgpu_iterations=diag.iterations,
+        wgpu_error=err,
+        wgpu_ok=ok,
+    )
+    return row
+
+
+def main_cpu_adapter(args) -> int:
+    """``--allow-cpu-adapter`` without CuPy/torch: only the wgpu measurements, on
+    R-MAT graphs generated on the host, checked against a host float64 reference.
+    For checking the script end to end on a CPU adapter (llvmpipe): the numbers
+    are CPU-adapter numbers, not GPU ones."""
+    from focusflow.graph import Snapshot, rmat_edges
+
+    log(f"focus_gpu (wgpu only, CPU adapter allowed), {dt.datetime.now(dt.UTC).isoformat()}")
+    rows = []
+    for spec in args.graphs.split(","):
+        scale, ef = (int(x) for x in spec.split(":"))
+        log(f"\n== R-MAT scale {scale}, edge factor {ef} ==")
+        src, dst, w = rmat_edges(scale, ef, seed=args.seed)
+        keep = src != dst
+        src, dst, w = src[keep], dst[keep], w[keep]
+        n = 1 << scale
+        snap = Snapshot(n, src, dst, w)
+        ref = host_pagerank(n, src, dst, w)
+        row = {"scale": scale, "edge_factor": ef, "nnz": snap.nnz}
+        row.update(bench_wgpu(snap, ref, args.repeat, True, args.wgpu_host_step))
+        rows.append(row)
+    log(
+        "\n| scale | nnz | wgpu old host step ms | wgpu sync step ms | wgpu batched step ms "
+        "| wgpu solve ms (it) | L1 error |"
+    )
+    log("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        log(
+            f"| {r['scale']} | {r['nnz']:,} | {r.get('wgpu_host_ms_per_iter', float('nan')):.2f} "
+            f"| {r.get('wgpu_ms_per_iter', float('nan')):.3f} "
+            f"| {r.get('wgpu_batched_ms_per_iter', float('nan')):.3f} "
+            f"| {r.get('wgpu_solve_ms', float('nan')):.1f} ({r.get('wgpu_iterations', '-')}) "
+            f"| {r.get('wgpu_error', float('nan')):.2e} |"
+        )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"graphs": rows}, fh, indent=2)
+    if not rows or not all(r.get("wgpu_ok") for r in rows):
+        log("FAILED: wgpu unavailable or inaccurate")
+        return 1
+    log("All checks passed.")
+    return 0
 
 
 def main() -> int:
@@ -154,6 +272,17 @@ def main() -> int:
     ap.add_argument("--skip-tri", action="store_true")
     ap.add_argument("--wgpu", action="store_true", help="also time the wgpu backend (Vulkan)")
     ap.add_argument(
+        "--wgpu-host-step",
+        action="store_true",
+        help="also time the old host-side wgpu step (float64 vectors on the host)",
+    )
+    ap.add_argument(
+        "--allow-cpu-adapter",
+        action="store_true",
+        help="let wgpu run on a CPU adapter (llvmpipe); without CuPy/torch only the "
+        "wgpu part runs (checks the script end to end off the GPU)",
+    )
+    ap.add_argument(
         "--engine-max-scale",
         type=int,
         default=23,
@@ -163,8 +292,14 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    import cupy
-    import torch
+    try:
+        import cupy
+        import torch
+    except ImportError as exc:
+        if args.allow_cpu_adapter:
+            log(f"no CuPy/torch ({exc}): wgpu measurements only")
+            return main_cpu_adapter(args)
+        raise
 
     from focusflow.focus import compute, make_params
     from focusflow.focus.engine import FocusEngine
@@ -218,7 +353,11 @@ def main() -> int:
 
         t0 = time.perf_counter()
         if args.wgpu:
-            row.update(bench_wgpu(snap, ref, ms_t))
+            row.update(
+                bench_wgpu(snap, ref, args.repeat, args.allow_cpu_adapter, args.wgpu_host_step)
+            )
+            if "wgpu_ok" in row and not row["wgpu_ok"]:
+                failures.append(f"scale {scale} wgpu error {row['wgpu_error']:.2e}")
         op = operator_for(snap, "cuda", "float32")
         cupy.cuda.Device().synchronize()
         t_op = time.perf_counter() - t0
@@ -381,6 +520,26 @@ def main() -> int:
             f"{r.get('tri_solve_ms', float('nan')):.1f} ({r.get('tri_iterations', '-')}) | "
             f"{r.get('incremental_ms', float('nan')):.1f} |"
         )
+    wgpu_rows = [r for r in results["graphs"] if "wgpu_ms_per_iter" in r]
+    if wgpu_rows:
+        log(f"\nwgpu ({wgpu_rows[0]['wgpu_adapter']}) beside cuda and cuSPARSE, same graphs:\n")
+        log(
+            "| scale | wgpu sync step ms | wgpu batched step ms | cuda step ms "
+            "| wgpu / cuda | cuSPARSE ms/it | wgpu solve ms (it) | cuda solve ms (it) "
+            "| wgpu old host step ms | wgpu L1 error |"
+        )
+        log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in wgpu_rows:
+            log(
+                f"| {r['scale']} | {r['wgpu_ms_per_iter']:.3f} "
+                f"| {r['wgpu_batched_ms_per_iter']:.3f} | {r['ours_ms_per_iter']:.3f} "
+                f"| {r['wgpu_ms_per_iter'] / r['ours_ms_per_iter']:.2f} "
+                f"| {r['torch_ms_per_iter']:.3f} "
+                f"| {r['wgpu_solve_ms']:.1f} ({r['wgpu_iterations']}) "
+                f"| {r['ours_solve_ms']:.1f} ({r['ours_iterations']}) "
+                f"| {r.get('wgpu_host_ms_per_iter', float('nan')):.1f} "
+                f"| {r['wgpu_error']:.2e} |"
+            )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

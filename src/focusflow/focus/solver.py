@@ -117,7 +117,7 @@ def solve(
     """Iterate the composite map on ``op`` from ``x0`` (uniform if None); internal order."""
     n = op.n
     xp = getattr(op, "xp", np)
-    lam_d, lam_s, lam_h = params.weights
+    _, lam_s, lam_h = params.weights
     diag = Diagnostics()
     timings = {"diffusion": 0.0, "springs": 0.0, "heat": 0.0}
     if n == 0:
@@ -132,6 +132,53 @@ def solve(
         t = time.perf_counter()
         op.setup_laplacian(params.laplacian)
         timings["laplacian_setup"] = time.perf_counter() - t
+    device_solve = getattr(op, "solve_diffusion", None)
+    if device_solve is not None and not use_lap:
+        # The operator keeps every vector on its device and runs the whole
+        # diffusion iteration there (wgpu); only the L1 changes come back.
+        t = time.perf_counter()
+        phi, diag.residual_history, diag.converged = device_solve(
+            prior, phi, params.alpha, params.tol, params.max_iter, progress
+        )
+        timings["diffusion"] = time.perf_counter() - t
+        it = len(diag.residual_history)
+        accel = Anderson(0, n, xp)
+    else:
+        accel = Anderson(params.anderson, n, xp)
+        phi, it = _iterate(
+            op, params, prior, phi, diag, timings, springs_state, heat_state, progress, accel
+        )
+    diag.iterations = it
+    diag.residual = diag.residual_history[-1]
+    diag.contraction_rate = contraction_rate(diag.residual_history)
+    if params.spectral_gap and diag.contraction_rate is not None:
+        diag.spectral_gap = 1.0 - diag.contraction_rate
+    diag.timings = timings
+    diag.inner = {
+        "cg_iterations": springs_state.iterations,
+        "heat_terms": heat_state.terms,
+        "anderson_restarts": accel.restarts,
+    }
+    return phi, diag
+
+
+def _iterate(
+    op: GraphOperator,
+    params: FocusParams,
+    prior: np.ndarray,
+    phi: np.ndarray,
+    diag: Diagnostics,
+    timings: dict[str, float],
+    springs_state: SpringsState,
+    heat_state: HeatState,
+    progress: Progress | None,
+    accel: Anderson,
+) -> tuple[np.ndarray, int]:
+    """The coupled iteration on host-driven operators; returns ``(phi, iterations)``."""
+    n = op.n
+    xp = getattr(op, "xp", np)
+    lam_d, lam_s, lam_h = params.weights
+    use_lap = lam_s > 0 or lam_h > 0
     nxt = xp.empty(n)
     # Inexact inner solves (Dembo, Eisenstat and Steihaug 1982, for fixed points):
     # while the outer iteration is far from its equilibrium, springs and heat are
@@ -141,7 +188,6 @@ def solve(
     # fixed point of the exact map.
     exact = not use_lap
     res = 1.0
-    accel = Anderson(params.anderson, n, xp)
     spare = xp.empty(n) if params.anderson else None
     for it in range(1, params.max_iter + 1):
         t = time.perf_counter()
@@ -187,18 +233,7 @@ def solve(
                 phi, nxt = nxt, phi
         else:
             phi, nxt = nxt, phi
-    diag.iterations = it
-    diag.residual = diag.residual_history[-1]
-    diag.contraction_rate = contraction_rate(diag.residual_history)
-    if params.spectral_gap and diag.contraction_rate is not None:
-        diag.spectral_gap = 1.0 - diag.contraction_rate
-    diag.timings = timings
-    diag.inner = {
-        "cg_iterations": springs_state.iterations,
-        "heat_terms": heat_state.terms,
-        "anderson_restarts": accel.restarts,
-    }
-    return phi, diag
+    return phi, it
 
 
 def compute(

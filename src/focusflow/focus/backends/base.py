@@ -6,6 +6,13 @@ vectors in the snapshot's internal order. The solver, CG and Chebyshev loops
 are written once against this interface; a backend supplies fast products
 (numba on CPUs now, CuPy and WebGPU later) and may override the loops where
 fusing them pays.
+
+An operator whose vectors live on a device that the host can only reach
+through explicit transfers (wgpu) may also define ``solve_diffusion(prior, x0,
+alpha, tol, max_iter, progress) -> (phi, residual_history, converged)``: the
+whole diffusion iteration on the device, the L1 changes as the only per-step
+traffic. The solver uses it for diffusion (weights (1, 0, 0)) when present,
+because a host round trip per step would cost more than the step itself.
 """
 
 from __future__ import annotations

@@ -1,25 +1,53 @@
-"""The WebGPU backend: the graph products as WGSL compute shaders through ``wgpu``.
+"""The WebGPU backend: the focus iteration as WGSL compute shaders through ``wgpu``.
 
 Portable where the CUDA backend is not: Vulkan, Metal, DX12 and browsers, and
-CPUs through Mesa's llvmpipe (how CI tests it). The products run on the GPU,
-the vector arithmetic stays on the host in float64:
+CPUs through Mesa's llvmpipe (how CI tests it).
 
-* the in-link matrix (and ``W + W^T`` for springs and heat) in SELL-32
-  (``sell.py``): one invocation sums one row of a 32-row group; rows over 128
-  entries are cut into 1024-entry chunks that a 64-invocation workgroup sums
-  into a partial, and a second pass adds each long row's partials in order, so
-  the result does not depend on scheduling (WGSL has no float atomics);
-* WGSL has no float64: values, the gathered vector and row sums are float32,
-  which stays within 1e-6 in L1 of the float64 reference (tested); teleport,
-  dangling mass, the L1 change and everything else run in float64 on the host;
-* each product uploads the gathered vector and reads the row sums back (two
-  transfers of 4 bytes per particle); the matrices stay on the device.
+Products (``sell.py``): the in-link matrix (and ``W + W^T`` for springs and
+heat) in SELL-32: one invocation sums one row of a 32-row group; rows over 128
+entries are cut into 1024-entry chunks that a 64-invocation workgroup sums into
+a partial, and a second pass adds each long row's partials in order, so the
+result does not depend on scheduling (WGSL has no float atomics).
+
+Diffusion is device-resident (:meth:`WgpuOperator.solve_diffusion`): the
+iterate, the next iterate, the gathered vector ``z = x / W_p``, the prior and
+the inverse out-weights live in float32 device buffers, and one command encoder
+per iteration holds every pass (SELL product, hub chunks, overlay rows, the
+mass reduction, the finish pass, the L1 reduction). Pipelines, bind groups and
+uniform buffers are built once per snapshot; uniforms change by
+``queue.write_buffer``. Only 8 bytes per iteration come back (the L1 change),
+and several iterations are encoded into one submission when the observed
+contraction says the solve cannot stop sooner, so the host waits once per batch.
+
+The finish pass fuses teleport and dangling mass as ``(1 - sum(alpha P^T x)) *
+prior / sum(prior)`` (mass cannot leak in float32), the L1 change and the next
+gathered vector. Reductions are deterministic and float-atomic free: a fixed
+grid of ``nparts`` workgroups (fixed for a given n) accumulates with TwoSum
+into double-float pairs ``(hi, lo)``, reduces them by a fixed tree in
+workgroup memory and writes one pair per workgroup; a second single-workgroup
+pass reduces the pairs the same way. Such a pair carries about 44 bits (a
+relative error near 1e-13 on sums of non-negative terms, against ~1e-7 * log2 n
+for plain float32), so the L1 change and the mass are accurate far beyond what
+the stop rule needs; the iterate itself is float32 (7 significant digits per
+entry), which stalls the L1 change near 1e-8 and keeps the answer within 1e-6
+in L1 of the float64 reference (tested) when asked for ``tol >= 1e-7``. This
+relies on the shader compiler not reassociating float adds (SPIR-V without
+fast-math flags); if a driver did, the pairs would degrade to plain pairwise
+float32 sums, still far inside what the stop rule needs.
+
+Tri mode (springs by CG and heat by Chebyshev) still runs its vector
+arithmetic on the host in float64 around device products (one upload and one
+read-back per product, through cached bind groups and a persistent staging
+buffer); Anderson mixing is not used on the device path (plain power
+iteration: more iterations, each far cheaper than a host round trip).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from collections.abc import Callable
 
 import numpy as np
 
@@ -32,6 +60,12 @@ LANES = 32
 LONG_ROW = 128
 CHUNK = 1024
 WG = 64
+#: Invocations per workgroup of the vector kernels and width of the reduction tree.
+RED = 256
+#: Most first-level partial sums of a reduction (workgroups of the vector kernels).
+MAX_PARTS = 1024
+#: Most iterations encoded into one submission (slots for their L1 changes).
+MAX_BATCH = 32
 
 _SHADER = """
 struct Params {
@@ -39,6 +73,10 @@ struct Params {
     nchunks: u32,
     nlong: u32,
     width: u32,
+    scale: f32,
+    p0: u32,
+    p1: u32,
+    p2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> gptr: array<u32>;
@@ -80,7 +118,7 @@ fn sell_pull(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let r = grows[g * 32u + lane];
     if (r >= 0) {
-        out[u32(r)] = acc;
+        out[u32(r)] = acc * params.scale;
     }
 }
 
@@ -117,9 +155,181 @@ fn long_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var k: u32 = lchunk[i]; k < lchunk[i + 1u]; k = k + 1u) {
         acc = acc + partial[k];
     }
-    out[lrow[i]] = acc;
+    out[lrow[i]] = acc * params.scale;
 }
 """
+
+# The vector side of a diffusion step. ``y`` holds ``alpha P^T x`` after the
+# product passes and the next iterate after ``finish``; ``stats[0]`` is the
+# teleport weight of the current step, ``stats[2 + 2 k]`` the L1 change of the
+# k-th step of a batch as a (hi, lo) pair, ``counter[0]`` the next slot.
+_VECTOR_SHADER = """
+struct VParams {
+    n: u32,
+    nparts: u32,
+    nov: u32,
+    width: u32,
+    inv_prior_sum: f32,
+    scale: f32,
+    p0: u32,
+    p1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> z: array<f32>;
+@group(0) @binding(3) var<storage, read> prior: array<f32>;
+@group(0) @binding(4) var<storage, read> inv_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> part: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(7) var<uniform> vp: VParams;
+@group(0) @binding(8) var<storage, read_write> counter: array<u32>;
+@group(0) @binding(9) var<storage, read> ovrow: array<u32>;
+@group(0) @binding(10) var<storage, read> ovstart: array<u32>;
+@group(0) @binding(11) var<storage, read> ovend: array<u32>;
+@group(0) @binding(12) var<storage, read> ovidx: array<u32>;
+@group(0) @binding(13) var<storage, read> ovval: array<f32>;
+
+var<workgroup> red: array<vec2<f32>, 256>;
+
+// Knuth's TwoSum: s + e == a + b exactly (round to nearest, no reassociation).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = a + b;
+    let bb = s - a;
+    return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
+// (hi, lo) + (hi, lo), renormalised.
+fn dd_add(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let s = two_sum(a.x, b.x);
+    return two_sum(s.x, s.y + (a.y + b.y));
+}
+
+// (hi, lo) + a float32 value.
+fn dd_add1(a: vec2<f32>, v: f32) -> vec2<f32> {
+    let s = two_sum(a.x, v);
+    return two_sum(s.x, s.y + a.y);
+}
+
+// Fixed tree over the 256 invocations of a workgroup; the sum is in lane 0.
+fn wg_reduce(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s: u32 = 128u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            red[lid] = dd_add(red[lid], red[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    return red[0];
+}
+
+// Second level: one workgroup adds the nparts first-level pairs in a fixed order.
+fn reduce_parts(lid: u32) -> vec2<f32> {
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var k: u32 = lid; k < vp.nparts; k = k + 256u) {
+        acc = dd_add(acc, part[k]);
+    }
+    return wg_reduce(lid, acc);
+}
+
+@compute @workgroup_size(256)
+fn prep(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let stride = vp.nparts * 256u;
+    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
+        z[i] = x[i] * inv_out[i];
+    }
+}
+
+@compute @workgroup_size(64)
+fn ov_add(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let k = gid.x + gid.y * vp.width;
+    if (k >= vp.nov) {
+        return;
+    }
+    var acc: f32 = 0.0;
+    for (var e: u32 = ovstart[k]; e < ovend[k]; e = e + 1u) {
+        acc = acc + ovval[e] * z[ovidx[e]];
+    }
+    let r = ovrow[k];
+    y[r] = y[r] + acc * vp.scale;
+}
+
+@compute @workgroup_size(256)
+fn sum_partial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let stride = vp.nparts * 256u;
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
+        acc = dd_add1(acc, y[i]);
+    }
+    let r = wg_reduce(lid.x, acc);
+    if (lid.x == 0u) {
+        part[wid.x] = r;
+    }
+}
+
+@compute @workgroup_size(256)
+fn mass_final(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let s = reduce_parts(lid.x);
+    if (lid.x == 0u) {
+        let rest = two_sum(1.0, -s.x);
+        stats[0] = (rest.x + (rest.y - s.y)) * vp.inv_prior_sum;
+        stats[1] = s.x;
+    }
+}
+
+@compute @workgroup_size(256)
+fn finish(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tele = stats[0];
+    let stride = vp.nparts * 256u;
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
+        let v = y[i] + tele * prior[i];
+        y[i] = v;
+        z[i] = v * inv_out[i];
+        acc = dd_add1(acc, abs(v - x[i]));
+    }
+    let r = wg_reduce(lid.x, acc);
+    if (lid.x == 0u) {
+        part[wid.x] = r;
+    }
+}
+
+@compute @workgroup_size(256)
+fn l1_final(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let s = reduce_parts(lid.x);
+    if (lid.x == 0u) {
+        let slot = counter[0];
+        stats[2u + 2u * slot] = s.x;
+        stats[3u + 2u * slot] = s.y;
+        counter[0] = slot + 1u;
+    }
+}
+"""
+
+#: Bindings each entry point uses (``layout="auto"`` keeps only those).
+_BINDINGS = {
+    "sell_pull": (0, 1, 2, 3, 4, 5, 6, 7),
+    "chunk_sum": (5, 7, 8, 9, 10, 11, 12),
+    "long_finish": (6, 7, 12, 13, 14),
+    "prep": (0, 2, 4, 7),
+    "ov_add": (1, 2, 7, 9, 10, 11, 12, 13),
+    "sum_partial": (1, 5, 7),
+    "mass_final": (5, 6, 7),
+    "finish": (0, 1, 2, 3, 4, 5, 6, 7),
+    "l1_final": (5, 6, 7, 8),
+}
+_MATRIX_KERNELS = ("sell_pull", "chunk_sum", "long_finish")
+_VECTOR_KERNELS = ("prep", "ov_add", "sum_partial", "mass_final", "finish", "l1_final")
 
 
 def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
@@ -157,8 +367,20 @@ def _dispatch_size(invocations: int) -> tuple[int, int, int]:
     return x, y, 1
 
 
+def _nparts(n: int) -> int:
+    """First-level workgroups of the vector kernels: a fixed function of ``n``, so
+    the reduction tree (and its rounding) is the same on every run and device."""
+    return max(1, min(MAX_PARTS, -(-n // (4 * RED))))
+
+
+def _u32(array: np.ndarray, dtype=np.uint32) -> np.ndarray:
+    """``array`` as a non-empty 32-bit buffer payload (wgpu refuses empty buffers)."""
+    return array.astype(dtype) if len(array) else np.zeros(1, dtype=dtype)
+
+
 class _DeviceSell:
-    """A SELL-32 matrix and its long-row chunks in wgpu buffers."""
+    """A SELL-32 matrix and its long-row chunks in wgpu buffers, with its uniform
+    (``scale`` included) and the bind groups of the vectors it was used with."""
 
     def __init__(self, op, indptr, indices, weights) -> None:
         m = SellMatrix(indptr, indices, weights, np.float32, c=LANES, long_row=LONG_ROW)
@@ -185,23 +407,54 @@ class _DeviceSell:
         self.long_offsets = offsets
         buf = op._buffer
         self.buffers = {
-            0: buf(m.gptr[:-1].astype(np.uint32) if self.ngroups else np.zeros(1, np.uint32)),
-            1: buf(m.glen.astype(np.uint32) if self.ngroups else np.zeros(1, np.uint32)),
+            0: buf(_u32(m.gptr[:-1])),
+            1: buf(_u32(m.glen)),
             2: buf(m.grows.astype(np.int32) if len(m.grows) else np.full(1, -1, np.int32)),
-            3: buf(m.sidx.astype(np.uint32) if len(m.sidx) else np.zeros(1, np.uint32)),
-            4: buf(m.sval.astype(np.float32) if len(m.sval) else np.zeros(1, np.float32)),
-            8: buf(cstart.astype(np.uint32) if self.nchunks else np.zeros(1, np.uint32)),
-            9: buf(cend.astype(np.uint32) if self.nchunks else np.zeros(1, np.uint32)),
-            10: buf(indices[entries].astype(np.uint32) if len(entries) else np.zeros(1, np.uint32)),
-            11: buf(
-                weights[entries].astype(np.float32) if len(entries) else np.zeros(1, np.float32)
-            ),
+            3: buf(_u32(m.sidx)),
+            4: buf(_u32(m.sval, np.float32)),
+            8: buf(_u32(cstart)),
+            9: buf(_u32(cend)),
+            10: buf(_u32(indices[entries])),
+            11: buf(_u32(weights[entries], np.float32)),
             12: op._empty(max(self.nchunks, 1) * 4),
-            13: buf(m.long_rows.astype(np.uint32) if self.nlong else np.zeros(1, np.uint32)),
+            13: buf(_u32(m.long_rows)),
             14: buf(first_chunk.astype(np.uint32)),
         }
-        self._entry_index = None
-        self._indptr = indptr
+        usage = op.wgpu.BufferUsage.UNIFORM | op.wgpu.BufferUsage.COPY_DST
+        self.uniform = op.device.create_buffer(size=32, usage=usage)
+        self.buffers[7] = self.uniform
+        self._scale: float | None = None
+        self._groups: dict = {}
+
+    def set_scale(self, op, scale: float) -> None:
+        """Write the uniform (sizes, dispatch width, ``scale``) if ``scale`` changed."""
+        if self._scale == scale:
+            return
+        params = np.array(
+            [self.ngroups, self.nchunks, self.nlong, 65535 * WG, 0, 0, 0, 0], dtype=np.uint32
+        )
+        params[4] = np.float32(scale).view(np.uint32)
+        op.device.queue.write_buffer(self.uniform, 0, params)
+        self._scale = scale
+
+    def encode(self, op, cpass, z, out) -> None:
+        """Record ``out = scale * (matrix rows . z)`` into a compute pass."""
+        steps = (
+            ("sell_pull", _dispatch_size(self.ngroups * LANES), self.ngroups),
+            ("chunk_sum", _dispatch_size(self.nchunks * WG), self.nchunks),
+            ("long_finish", _dispatch_size(self.nlong), self.nchunks),
+        )
+        for name, size, count in steps:
+            if not count:
+                continue
+            key = (name, z, out)
+            group = self._groups.get(key)
+            if group is None:
+                group = op._bind_group(name, {**self.buffers, 5: z, 6: out})
+                self._groups[key] = group
+            cpass.set_pipeline(op._pipelines[name])
+            cpass.set_bind_group(0, group)
+            cpass.dispatch_workgroups(*size)
 
     def update(self, op, entries: np.ndarray, weights: np.ndarray) -> None:
         """Write new values of CSR entries ``entries`` into the device buffers."""
@@ -220,9 +473,19 @@ class _DeviceSell:
 
 
 class WgpuOperator:
-    """Graph products through WebGPU; vectors stay numpy arrays on the host."""
+    """Graph products and the device-resident diffusion solve through WebGPU.
+
+    The host-side protocol (``pull``, ``diffusion``, ``lap_matvec``) takes and
+    returns numpy arrays; :meth:`solve_diffusion` keeps every vector on the
+    device and is what the solver runs for diffusion.
+    """
 
     name = "wgpu"
+    #: Steps per queue submission inside a batch. 1: the device runs step k while
+    #: Python encodes step k + 1 (encoding a step costs ~0.1-0.2 ms of Python);
+    #: larger values save submissions where those cost more (bench/focus_gpu.py
+    #: measures both).
+    submit_every = 1
 
     def __init__(self, snapshot: Snapshot, precision: str = "float32") -> None:
         import wgpu
@@ -242,15 +505,16 @@ class WgpuOperator:
         }
         self.device = adapter.request_device_sync(required_limits=wanted)
         self.adapter_info = adapter.info
-        module = self.device.create_shader_module(code=_SHADER)
-        self._pipelines = {
-            name: self.device.create_compute_pipeline(
-                layout="auto", compute={"module": module, "entry_point": name}
-            )
-            for name in ("sell_pull", "chunk_sum", "long_finish")
-        }
+        self._pipelines = {}
+        for code, names in ((_SHADER, _MATRIX_KERNELS), (_VECTOR_SHADER, _VECTOR_KERNELS)):
+            module = self.device.create_shader_module(code=code)
+            for name in names:
+                self._pipelines[name] = self.device.create_compute_pipeline(
+                    layout="auto", compute={"module": module, "entry_point": name}
+                )
         self.snapshot = snapshot
         self._sym = None
+        self.n = -1
         self.refresh()
 
     # --- buffers ---------------------------------------------------------------
@@ -266,61 +530,89 @@ class WgpuOperator:
         )
         return self.device.create_buffer(size=max(4, nbytes), usage=usage)
 
+    def _bind_group(self, name: str, buffers: dict):
+        layout = self._pipelines[name].get_bind_group_layout(0)
+        entries = [
+            {"binding": b, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
+            for b in _BINDINGS[name]
+        ]
+        return self.device.create_bind_group(layout=layout, entries=entries)
+
+    def _read(self, buffer, nbytes: int, stage) -> np.ndarray:
+        """The first ``nbytes`` of ``buffer`` through the persistent staging ``stage``."""
+        encoder = self.device.create_command_encoder()
+        encoder.copy_buffer_to_buffer(buffer, 0, stage, 0, nbytes)
+        self.device.queue.submit([encoder.finish()])
+        return self._map(stage, nbytes)
+
+    def _map(self, stage, nbytes: int) -> np.ndarray:
+        stage.map_sync(self.wgpu.MapMode.READ, 0, nbytes)
+        try:
+            data = np.frombuffer(stage.read_mapped(0, nbytes), dtype=np.float32).copy()
+        finally:
+            stage.unmap()
+        return data
+
+    def _staging(self, nbytes: int):
+        usage = self.wgpu.BufferUsage.MAP_READ | self.wgpu.BufferUsage.COPY_DST
+        return self.device.create_buffer(size=max(4, nbytes), usage=usage)
+
+    # --- snapshot --------------------------------------------------------------
     def refresh(self, info: PatchInfo | None = None) -> None:
+        """Upload the snapshot, or after a patch the rewritten values, the
+        out-weights and the overlay (the base matrix stays on the device)."""
         s = self.snapshot
         if info is None or info.base_entries is None or not hasattr(self, "sell") or s.n != self.n:
             self.sell = _DeviceSell(self, s.in_indptr, s.in_indices, s.in_w)
             self.n = s.n
-            self._z = self._empty(4 * self.n)
-            self._out = self._empty(4 * self.n)
+            n4 = 4 * max(self.n, 1)
+            self._z = self._empty(n4)
+            self._out = self._empty(n4)
+            self._stage_vec = self._staging(n4)
+            # device-resident diffusion: iterate pair, gathered vector, prior, 1/W_p
+            self._vec = (self._empty(n4), self._empty(n4))
+            self._zv = self._empty(n4)
+            self._prior = self._empty(n4)
+            self._inv = self._empty(n4)
+            self._part = self._empty(8 * MAX_PARTS)
+            self._stats = self._empty(4 * (2 + 2 * MAX_BATCH))
+            self._counter = self._empty(16)
+            self._stage_stats = self._staging(4 * (2 + 2 * MAX_BATCH))
+            usage = self.wgpu.BufferUsage.UNIFORM | self.wgpu.BufferUsage.COPY_DST
+            self._vparams = self.device.create_buffer(size=32, usage=usage)
+            self._prior_of = None
         elif len(info.base_entries):
             self.sell.update(self, s.out_to_in[info.base_entries], s.in_w)
         self.inv_out, linked = inverse_out_weight(s.out_weight)
         self.dangling = ~linked
+        if self.n > 0:
+            self.device.queue.write_buffer(self._inv, 0, self.inv_out.astype(np.float32))
         self._ov = s.ov_in_indptr, s.ov_in_indices, s.ov_in_w
-        self._ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
+        rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
+        self._ov_rows = rows
+        self._ov_buffers = {
+            9: self._buffer(_u32(rows)),
+            10: self._buffer(_u32(s.ov_in_indptr[rows])),
+            11: self._buffer(_u32(s.ov_in_indptr[rows + 1])),
+            12: self._buffer(_u32(s.ov_in_indices)),
+            13: self._buffer(_u32(s.ov_in_w, np.float32)),
+        }
+        self._vgroups: dict = {}
         self._sym = None
 
-    # --- products --------------------------------------------------------------
+    # --- host-side products (tri mode) ----------------------------------------
     def _pull(self, m: _DeviceSell, z: np.ndarray) -> np.ndarray:
         """``sum_j W[j, r] z[j]`` for every row, on the device, read back as float64."""
-        wgpu = self.wgpu
         queue = self.device.queue
         queue.write_buffer(self._z, 0, np.ascontiguousarray(z, dtype=np.float32))
-        width = 65535 * WG
-        params = np.array([m.ngroups, m.nchunks, m.nlong, width], dtype=np.uint32)
-        uniform = self.device.create_buffer_with_data(data=params, usage=wgpu.BufferUsage.UNIFORM)
-        buffers = {**m.buffers, 5: self._z, 6: self._out, 7: uniform}
+        m.set_scale(self, 1.0)
         encoder = self.device.create_command_encoder()
-        steps = [
-            ("sell_pull", _dispatch_size(m.ngroups * LANES)),
-            ("chunk_sum", _dispatch_size(m.nchunks * WG)),
-            ("long_finish", _dispatch_size(m.nlong)),
-        ]
-        for name, size in steps:
-            if (name == "sell_pull" and not m.ngroups) or (name != "sell_pull" and not m.nchunks):
-                continue
-            pipeline = self._pipelines[name]
-            layout = pipeline.get_bind_group_layout(0)
-            used = _BINDINGS[name]
-            group = self.device.create_bind_group(
-                layout=layout,
-                entries=[
-                    {
-                        "binding": b,
-                        "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size},
-                    }
-                    for b in used
-                ],
-            )
-            pass_ = encoder.begin_compute_pass()
-            pass_.set_pipeline(pipeline)
-            pass_.set_bind_group(0, group)
-            pass_.dispatch_workgroups(*size)
-            pass_.end()
+        cpass = encoder.begin_compute_pass()
+        m.encode(self, cpass, self._z, self._out)
+        cpass.end()
+        encoder.copy_buffer_to_buffer(self._out, 0, self._stage_vec, 0, 4 * self.n)
         queue.submit([encoder.finish()])
-        data = queue.read_buffer(self._out, 0, 4 * self.n)
-        return np.frombuffer(data, dtype=np.float32).astype(np.float64)
+        return self._map(self._stage_vec, 4 * self.n).astype(np.float64)
 
     def pull(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         sums = self._pull(self.sell, z)
@@ -332,6 +624,8 @@ class WgpuOperator:
         return float(out.sum())
 
     def diffusion(self, x, y, alpha, prior):
+        """One step on host vectors (the protocol's form; the solver uses
+        :meth:`solve_diffusion` instead)."""
         linked_mass = self.pull(x * self.inv_out, y, alpha)
         y += (1.0 - linked_mass) * prior
         return float(np.abs(y - x).sum())
@@ -349,12 +643,152 @@ class WgpuOperator:
         acc = self._pull(self._sym, self.lap_sigma * x)
         out[:] = self.lap_diag * x - self.lap_sigma * acc
 
+    # --- device-resident diffusion ----------------------------------------------
+    def _vgroup(self, name: str, parity: int):
+        """The cached bind group of vector kernel ``name`` with ``x = _vec[parity]``."""
+        key = (name, parity)
+        group = self._vgroups.get(key)
+        if group is None:
+            buffers = {
+                0: self._vec[parity],
+                1: self._vec[1 - parity],
+                2: self._zv,
+                3: self._prior,
+                4: self._inv,
+                5: self._part,
+                6: self._stats,
+                7: self._vparams,
+                8: self._counter,
+                **self._ov_buffers,
+            }
+            group = self._bind_group(name, buffers)
+            self._vgroups[key] = group
+        return group
 
-_BINDINGS = {
-    "sell_pull": (0, 1, 2, 3, 4, 5, 6, 7),
-    "chunk_sum": (5, 7, 8, 9, 10, 11, 12),
-    "long_finish": (6, 7, 12, 13, 14),
-}
+    def _dispatch(self, cpass, name: str, parity: int, size) -> None:
+        cpass.set_pipeline(self._pipelines[name])
+        cpass.set_bind_group(0, self._vgroup(name, parity))
+        cpass.dispatch_workgroups(*size)
+
+    def start_diffusion(self, prior: np.ndarray, x0: np.ndarray, alpha: float) -> None:
+        """Upload the prior (if new) and the start vector; set ``alpha``."""
+        queue = self.device.queue
+        if self._prior_of is not prior:
+            p32 = np.ascontiguousarray(prior, dtype=np.float32)
+            queue.write_buffer(self._prior, 0, p32)
+            total = float(p32.astype(np.float64).sum())
+            self._inv_prior_sum = 1.0 / total if total > 0 else 0.0
+            self._prior_of = prior
+        nparts = _nparts(self.n)
+        params = np.zeros(8, dtype=np.uint32)
+        params[:4] = (self.n, nparts, len(self._ov_rows), 65535 * WG)
+        params[4] = np.float32(self._inv_prior_sum).view(np.uint32)
+        params[5] = np.float32(alpha).view(np.uint32)
+        queue.write_buffer(self._vparams, 0, params)
+        self.sell.set_scale(self, alpha)
+        queue.write_buffer(self._vec[0], 0, np.ascontiguousarray(x0, dtype=np.float32))
+        self._cur = 0
+        self._need_prep = True
+
+    def steps(self, count: int) -> list[float]:
+        """Run ``count`` diffusion steps and wait once; their L1 changes.
+
+        Each step is one compute pass (every kernel of the step) that reads
+        ``x = _vec[cur]`` and writes the next iterate into the other buffer;
+        steps go to the queue ``submit_every`` at a time, and the host waits
+        once, for ``8 * count`` bytes.
+        """
+        if not 1 <= count <= MAX_BATCH:
+            raise ValueError(f"count must be in 1..{MAX_BATCH}")
+        queue = self.device.queue
+        queue.write_buffer(self._counter, 0, np.zeros(4, dtype=np.uint32))
+        nparts = _nparts(self.n)
+        wide = (nparts, 1, 1)
+        one = (1, 1, 1)
+        nov = len(self._ov_rows)
+        nbytes = 4 * (2 + 2 * count)
+        encoder = self.device.create_command_encoder()
+        for k in range(count):
+            cpass = encoder.begin_compute_pass()
+            if self._need_prep:
+                self._dispatch(cpass, "prep", self._cur, wide)
+                self._need_prep = False
+            cur = self._cur
+            self.sell.encode(self, cpass, self._zv, self._vec[1 - cur])
+            if nov:
+                self._dispatch(cpass, "ov_add", cur, _dispatch_size(nov))
+            self._dispatch(cpass, "sum_partial", cur, wide)
+            self._dispatch(cpass, "mass_final", cur, one)
+            self._dispatch(cpass, "finish", cur, wide)
+            self._dispatch(cpass, "l1_final", cur, one)
+            self._cur = 1 - cur
+            cpass.end()
+            if k == count - 1:
+                encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
+                queue.submit([encoder.finish()])
+            elif (k + 1) % self.submit_every == 0:
+                queue.submit([encoder.finish()])
+                encoder = self.device.create_command_encoder()
+        stats = self._map(self._stage_stats, nbytes).astype(np.float64)
+        return (stats[2::2] + stats[3::2]).tolist()
+
+    def current(self) -> np.ndarray:
+        """The device iterate, read back as float64 and renormalised to mass 1."""
+        x = self._read(self._vec[self._cur], 4 * self.n, self._stage_vec).astype(np.float64)
+        total = x.sum()
+        if not math.isfinite(total) or total <= 0:
+            raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+        return x / total
+
+    def solve_diffusion(
+        self,
+        prior: np.ndarray,
+        x0: np.ndarray,
+        alpha: float,
+        tol: float,
+        max_iter: int,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> tuple[np.ndarray, list[float], bool]:
+        """Power iteration on the device until the L1 change is below ``tol``.
+
+        Returns ``(phi, residual history, converged)`` with ``phi`` on the host
+        in internal order. A batch of steps is submitted at once when the
+        observed contraction rate says the stop rule cannot fire sooner (at
+        most a few steps past the first one below ``tol``, each of which only
+        brings the iterate closer to the fixed point); the answer is the last
+        step of the batch, and converged means that step's change is below tol.
+        """
+        self.start_diffusion(prior, x0, alpha)
+        history: list[float] = []
+        converged = False
+        while len(history) < max_iter:
+            batch = _batch(history, tol, max_iter - len(history))
+            for res in self.steps(batch):
+                history.append(res)
+                if not math.isfinite(res):
+                    raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+                if progress is not None:
+                    progress(len(history), res)
+            if history[-1] < tol:
+                converged = True
+                break
+        return self.current(), history, converged
+
+
+def _batch(history: list[float], tol: float, left: int) -> int:
+    """Steps to submit at once: those the observed contraction says are needed.
+
+    One step at a time until two changes give a rate; then the predicted number
+    of steps to reach ``tol`` (never more than ``MAX_BATCH`` or ``left``), so
+    the host waits about once per solve instead of once per step.
+    """
+    if len(history) < 2 or history[-1] < tol:
+        return 1
+    rate = history[-1] / history[-2] if history[-2] > 0 else 1.0
+    if not 0 < rate < 1:
+        return 1
+    need = math.log(tol / history[-1]) / math.log(rate)
+    return max(1, min(MAX_BATCH, left, int(need)))
 
 
 def _gpu_device_node() -> bool:
