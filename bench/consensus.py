@@ -3,7 +3,8 @@
 Starts ``focusflow testnet --validators N`` in a temporary directory, then
 submits signed ``link`` transactions (``--links-per-tx`` cyberlinks each) at a
 bounded rate (``--rate`` transactions per second, all from the dev key and so all to
-validator 0, which gossips them to the others) for ``--seconds``. A poller watches the validators' heights and reads
+validator 0, which gossips them to the others) for ``--seconds``. A poller
+watches the validators' heights and reads
 every new block's transaction hashes: a transaction's latency is the time from
 its submission to the poll that saw its block (50 ms polling; local finality:
 one block committed is final under BFT). Throughput is committed links divided
