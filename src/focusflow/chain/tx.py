@@ -53,6 +53,9 @@ class Tx:
     signature: bytes
 
     def sign_bytes(self) -> bytes:
+        cached = self.__dict__.get("_sign_bytes")
+        if cached is not None:
+            return cached
         return sign_bytes(self.chain_id, self.sender, self.nonce, self.fee, self.msgs)
 
     @cached_property
@@ -126,8 +129,16 @@ def decode_tx(data: bytes, max_bytes: int = HARD_MAX_TX_BYTES) -> Tx:
         _expect(all(isinstance(k, str) for k in body), "message body keys")
         parsed.append(Msg(mtype, body))
     tx = Tx(chain_id, sender, nonce, fee, tuple(parsed), signature)
-    tx.__dict__["encoded"] = bytes(data)
+    data = bytes(data)
+    tx.__dict__["encoded"] = data
+    # The input is canonical (decode checked it), so the signed fields are its
+    # bytes between the array header and the 66-byte signature: no re-encoding.
+    tx.__dict__["_sign_bytes"] = _SIGN_HEADER + data[1:-66]
     return tx
+
+
+#: Canonical CBOR of the start of ``sign_bytes``: a 6-element array and the domain.
+_SIGN_HEADER = b"\x86" + encode(DOMAIN)
 
 
 def is_uint64(x: object) -> bool:
