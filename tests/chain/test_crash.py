@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def kill_at_random(home: Path, seed: int, rng: random.Random) -> tuple[int, str]:
     """Run the writer, kill it after a random number of commits plus a random delay."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_NUM_THREADS": "1"}
+    # src first: the tree under test, not whatever checkout the venv installed.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "NUMBA_NUM_THREADS": "1",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.chain.crash_writer", str(home), str(seed)],
         stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from focusflow.chain import BlockError, BlockRecord
-from focusflow.chain.block import Block, commit_sign_bytes
+from focusflow.chain.block import Block, sign_certificate
 from focusflow.chain.da_commit import DAStore, block_square, square_size
 from focusflow.chain.errors import UnknownBlockError
 from focusflow.core.errors import InvalidParameterError
@@ -68,8 +68,8 @@ def test_follower_refuses_a_block_whose_data_root_differs_and_changes_nothing(tm
     for wrong in (other, bytes(32), block_square(()).data_root()):
         header = replace(good.block.header, data_root=wrong)
         block = Block(header, good.block.txs)
-        sig = VALIDATOR.sign(commit_sign_bytes(header.chain_id, header.height, block.hash))
-        forged = BlockRecord(block, [[VALIDATOR.public_key, sig]], good.record.deltas)
+        cert = sign_certificate(VALIDATOR, header.chain_id, header.height, block.hash)
+        forged = BlockRecord(block, cert, good.record.deltas, good.record.last_commit)
         head, root, focus = follower.head, follower.store.root, follower.focus.root
         with pytest.raises(BlockError, match="block 2 data_root does not match") as err:
             follower.apply_block(forged.encode())

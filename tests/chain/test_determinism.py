@@ -72,7 +72,7 @@ def test_refused_block_leaves_the_follower_usable(tmp_path):
     import pytest
 
     from focusflow.chain import BlockError, BlockRecord
-    from focusflow.chain.block import Block, commit_sign_bytes
+    from focusflow.chain.block import Block, sign_certificate
     from tests.chain.helpers import ALICE, VALIDATOR, link, tx
 
     a = new_chain(tmp_path / "a")
@@ -82,8 +82,8 @@ def test_refused_block_leaves_the_follower_usable(tmp_path):
     good = a.produce_block([tx(ALICE, 1, link(("y", "z"), ("z", "x")))], time_ms=T0 + 2000)
     header = replace(good.block.header, focus_root=bytes(32))
     block = Block(header, good.block.txs)
-    sig = VALIDATOR.sign(commit_sign_bytes(header.chain_id, header.height, block.hash))
-    forged = BlockRecord(block, [[VALIDATOR.public_key, sig]], good.record.deltas)
+    cert = sign_certificate(VALIDATOR, header.chain_id, header.height, block.hash)
+    forged = BlockRecord(block, cert, good.record.deltas, good.record.last_commit)
     head, root = b.head, b.store.root
     with pytest.raises(BlockError, match="roots differ"):
         b.apply_block(forged.encode())

@@ -7,6 +7,7 @@ from typing import Any
 
 from focusflow.chain.block import Block, BlockRecord
 from focusflow.chain.focus_view import FocusView
+from focusflow.consensus.certificate import CommitCertificate
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.core.errors import InvalidCIDError
 from focusflow.core.hashing import sha256
@@ -26,7 +27,7 @@ def parse_cid(text: str) -> bytes:
     return cid_to_bytes(text)
 
 
-def block_json(block: Block, commit: list | None = None) -> dict[str, Any]:
+def block_json(block: Block, commit: CommitCertificate | None = None) -> dict[str, Any]:
     h = block.header
     return {
         "height": h.height,
@@ -42,8 +43,8 @@ def block_json(block: Block, commit: list | None = None) -> dict[str, Any]:
         "txs": [sha256(tx).hex() for tx in block.txs],
         "n_txs": len(block.txs),
         "commit": [
-            {"public_key": bytes(pk).hex(), "signature": bytes(sig).hex()}
-            for pk, sig in (commit or [])
+            {"public_key": s.public_key.hex(), "signature": s.signature.hex()}
+            for s in (commit.signatures if commit is not None else ())
         ],
     }
 

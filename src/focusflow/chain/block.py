@@ -15,9 +15,13 @@ the consensus validator set's hash (``ValidatorSet.hash``), ``proposer`` the
 the commit that finalised the parent.
 
 On disk (and on the wire) a block travels as a :class:`BlockRecord`: the block,
-the commit signatures that finalised it, and the edge deltas its execution
-produced (stake changes, and references to the link messages that succeeded),
-so a restarting node rebuilds the graph without re-executing; Brotli-compressed.
+the consensus commit certificate that finalised it (precommits of more than 2/3
+of the voting power, ``focusflow.consensus.CommitCertificate``; the one this
+node collected, so two nodes may store different but equally valid ones), the
+edge deltas its execution produced (stake changes, and references to the link
+messages that succeeded), so a restarting node rebuilds the graph without
+re-executing, and the proposer's certificate of the parent, which the header's
+``last_commit`` hashes (CometBFT's ``LastCommit``); Brotli-compressed.
 """
 
 from __future__ import annotations
@@ -28,9 +32,16 @@ import brotli
 
 from focusflow.chain.module import Deltas
 from focusflow.chain.tx import Tx, decode_tx, is_uint64
+from focusflow.consensus.certificate import (
+    CommitCertificate,
+    decode_certificate,
+    encode_certificate,
+)
+from focusflow.consensus.messages import Step, Vote
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import merkle_root, sha256
+from focusflow.core.keys import KeyPair
 
 ZERO_HASH = bytes(32)
 #: Brotli quality for stored blocks: 4 compresses a block of links (repeated
@@ -115,25 +126,48 @@ def txs_root(txs: tuple[bytes, ...] | list[bytes]) -> bytes:
     return merkle_root(list(txs))
 
 
-def commit_sign_bytes(chain_id: str, height: int, block_hash: bytes) -> bytes:
-    """What a validator signs to finalise a block (single-validator devnet commit)."""
-    return encode(["focusflow/commit/v1", chain_id, height, block_hash])
+def sign_certificate(
+    keys: KeyPair | list[KeyPair], chain_id: str, height: int, block_hash: bytes, round: int = 0
+) -> CommitCertificate:
+    """A certificate of precommits by ``keys`` for ``block_hash`` (the value id).
+
+    A single validator (the devnet) certifies its own blocks this way; tests
+    use it to forge blocks.
+    """
+    keys = keys if isinstance(keys, list) else [keys]
+    votes = [Vote.sign(k, chain_id, height, round, Step.PRECOMMIT, block_hash) for k in keys]
+    return CommitCertificate.from_votes(votes)
+
+
+def certificate_hash(cert: CommitCertificate | None) -> bytes:
+    """What a header's ``last_commit`` holds: SHA-256 of the encoded certificate (b"" if none)."""
+    return b"" if cert is None else sha256(encode_certificate(cert))
 
 
 @dataclass(frozen=True)
 class BlockRecord:
     block: Block
-    #: ``[[public_key, signature], ...]`` over :func:`commit_sign_bytes`.
-    commit: list = field(default_factory=list)
+    #: The certificate that decided this block (None for genesis and proposals).
+    commit: CommitCertificate | None = None
     #: The block's edge deltas, or (in a decoded record) their stored form, which
     #: :meth:`edge_deltas` resolves: a follower re-executes the block and never
     #: needs them, so decoding does not pay for reading the link messages twice.
     deltas: Deltas | list = field(default_factory=Deltas)
+    #: The parent's certificate as the proposer stored it; ``header.last_commit``
+    #: is its hash. None at height 1 (genesis has no certificate).
+    last_commit: CommitCertificate | None = None
 
     def encode(self) -> bytes:
+        return brotli.compress(self.plain(), quality=BROTLI_QUALITY)
+
+    def plain(self) -> bytes:
+        """The uncompressed canonical CBOR (the 4th element only when there is one)."""
         deltas = self.deltas.to_cbor() if isinstance(self.deltas, Deltas) else self.deltas
-        raw = encode([self.block.to_cbor(), self.commit, deltas])
-        return brotli.compress(raw, quality=BROTLI_QUALITY)
+        commit = b"" if self.commit is None else encode_certificate(self.commit)
+        items = [self.block.to_cbor(), commit, deltas]
+        if self.last_commit is not None:
+            items.append(encode_certificate(self.last_commit))
+        return encode(items)
 
     def edge_deltas(self) -> Deltas:
         """The block's edge deltas, link groups read from the messages they refer to."""
@@ -158,25 +192,30 @@ class BlockRecord:
     @classmethod
     def from_plain(cls, raw: bytes) -> BlockRecord:
         value = decode(raw, "block")
-        if not isinstance(value, list) or len(value) != 3:
-            raise DecodeError("malformed block: expected [block, commit, deltas]")
-        block_v, commit, deltas_v = value
+        if not isinstance(value, list) or len(value) not in (3, 4):
+            raise DecodeError("malformed block: expected [block, commit, deltas, last_commit?]")
+        block_v, commit, deltas_v = value[:3]
         if not isinstance(block_v, list) or len(block_v) != 2:
             raise DecodeError("malformed block: expected [header, txs]")
         header = Header.from_cbor(block_v[0])
         txs = block_v[1]
         if not isinstance(txs, list) or not all(isinstance(t, bytes) for t in txs):
             raise DecodeError("malformed block: transactions must be byte strings")
-        if not isinstance(commit, list) or not all(
-            isinstance(s, list)
-            and len(s) == 2
-            and isinstance(s[0], bytes)
-            and isinstance(s[1], bytes)
-            for s in commit
-        ):
-            raise DecodeError("malformed block: bad commit")
+        cert = _certificate(commit)
+        last = _certificate(value[3]) if len(value) == 4 else None
+        if len(value) == 4 and last is None:
+            raise DecodeError("malformed block: empty last_commit")
         _check_deltas_shape(deltas_v)
-        return cls(Block(header, tuple(txs)), commit, deltas_v)
+        return cls(Block(header, tuple(txs)), cert, deltas_v, last)
+
+
+def _certificate(value: object) -> CommitCertificate | None:
+    """An encoded certificate, or None for the empty marker (b"" or the old ``[]``)."""
+    if value == b"" or value == []:
+        return None
+    if not isinstance(value, bytes):
+        raise DecodeError("malformed block: bad commit")
+    return decode_certificate(value)
 
 
 def _check_deltas_shape(value: object) -> None:

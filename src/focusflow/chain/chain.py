@@ -13,25 +13,44 @@ it (seed 000's pipeline):
     -> persist block, receipts, tree nodes and state in ONE LMDB transaction
     -> hand the data square to the square listeners (the node's DA store)
 
-A producer (:meth:`Chain.produce_block`) leaves out transactions that cannot be
-included; a follower (:meth:`Chain.apply_block`) re-executes a received block
-and refuses it unless every transaction is includable and its own roots equal
-the header's; it checks the data root first, before executing anything
-(da_commit.py). :meth:`Chain.replay` rebuilds a whole chain from stored blocks.
+Under consensus the steps are split so that a validator executes a block
+before it votes and writes only what was decided:
+
+* :meth:`Chain.propose` (the proposer) executes transactions from the mempool,
+  leaving out those that cannot be included, and returns a :class:`Pending`:
+  the block with every root, its write-set and tree nodes, in memory;
+* :meth:`Chain.validate` (every validator, and block sync) re-executes a
+  received block and refuses it (BlockError) unless every transaction is
+  includable and its state, focus and data roots equal the header's; it checks
+  the data root first, before executing anything (da_commit.py), and the
+  parent's certificate the block carries (``last_commit``);
+* :meth:`Chain.commit` persists a pending block with the consensus
+  ``CommitCertificate`` that decided it, in ONE LMDB transaction;
+* :meth:`Chain.abandon` drops a pending block another value won against.
+
+The focus engine is advanced in place by propose/validate (copying it per
+proposal would cost more than the rare undo), so at most one pending block
+with edge deltas is "current"; executing another one, or abandoning it,
+rebuilds the engine from the store (O(history), as on a restart; rare: a
+round change or a byzantine proposer). :meth:`produce_block` (propose + a
+certificate signed by this node alone: the devnet) and :meth:`apply_block`
+(validate + commit with the record's certificate: followers, replay) remain.
+:meth:`Chain.replay` rebuilds a whole chain from stored blocks.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from focusflow.chain.block import (
     ZERO_HASH,
     Block,
     BlockRecord,
     Header,
-    commit_sign_bytes,
+    certificate_hash,
+    sign_certificate,
     txs_root,
 )
 from focusflow.chain.da_commit import block_square
@@ -42,15 +61,50 @@ from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import Tx, decode_tx
-from focusflow.consensus.validators import has_two_thirds
+from focusflow.consensus.certificate import CommitCertificate, verify_certificate
+from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError, StoreError
-from focusflow.core.keys import KeyPair, verify
+from focusflow.core.keys import KeyPair
 from focusflow.da import ExtendedSquare
 from focusflow.store import EMPTY, Commit, Store, height_key
 from focusflow.store import update as smt_update
 
 PARAMS_KEY = b"/kv/params"
+
+
+@dataclass(eq=False)
+class Pending:
+    """A block executed in memory and not committed: see :meth:`Chain.propose`."""
+
+    #: The block, its edge deltas and the parent's certificate (no commit yet).
+    record: BlockRecord
+    receipts: list[Receipt]
+    rejected: list[Rejected]
+    writes: dict
+    nodes: dict
+    root: bytes
+    square: ExtendedSquare
+    timings: dict[str, float]
+    #: The head this block extends.
+    parent: bytes
+
+    @property
+    def block(self) -> Block:
+        return self.record.block
+
+    @property
+    def height(self) -> int:
+        return self.record.block.height
+
+    @property
+    def hash(self) -> bytes:
+        return self.record.block.hash
+
+    def proposal_value(self) -> bytes:
+        """What a proposal carries: the block and the parent's certificate (no deltas:
+        validators re-execute)."""
+        return BlockRecord(self.record.block, None, Deltas(), self.record.last_commit).encode()
 
 
 @dataclass
@@ -94,6 +148,10 @@ class Chain:
         self.validators_hash = self.validators.hash()
         self._proposers = {v.address for v in self.validators.validators}
         self.focus = FocusState(self.params.focus)
+        #: The certificate of the head block (None at genesis).
+        self.last_certificate: CommitCertificate | None = None
+        #: The uncommitted block whose deltas the focus engine holds, if any.
+        self._focus_owner: Pending | None = None
         #: Called as ``listener(height, square)`` with each committed block's
         #: extended data square (da_commit.DAStore registers itself here).
         self.square_listeners: list[Callable[[int, ExtendedSquare], None]] = []
@@ -127,23 +185,25 @@ class Chain:
                 raise StoreError(f"block {h} is missing from the store")
             yield record
 
-    # --- producing -----------------------------------------------------------
-    def produce_block(
+    # --- producing and following: propose / validate / commit / abandon ------
+    def propose(
         self,
         txs: Sequence[Tx | bytes],
         time_ms: int | None = None,
         *,
         verified: bool = False,
-    ) -> BlockResult:
-        """Make, sign and commit the next block from ``txs`` (in order, skipping bad ones).
+    ) -> Pending:
+        """Execute the next block from ``txs`` (in order, skipping bad ones), in memory.
 
-        ``verified`` says the signatures were checked already (mempool).
+        Nothing is written: the returned :class:`Pending` holds the block (every
+        root filled in), its write-set and tree nodes, and the focus engine has
+        been advanced to it. ``verified`` says signatures were checked already.
         """
         if self.validator_key is None:
             raise BlockError("this node has no validator key and cannot produce blocks")
         t0 = time.perf_counter()
+        self._release_focus()
         decoded: list[Tx] = []
-        rejected: list[Rejected] = []
         for tx in txs:
             if isinstance(tx, Tx):
                 decoded.append(tx)
@@ -155,22 +215,26 @@ class Chain:
         if time_ms is None:
             time_ms = max(int(time.time() * 1000), self.head.time_ms + 1)
         proposer = self.validator_key.address_raw
-        ctx, included, receipts, more_rejected = self._execute(
+        ctx, included, receipts, rejected = self._execute(
             self.height + 1, time_ms, proposer, decoded, verified, strict=False
         )
-        rejected.extend(more_rejected)
-        return self._finish(ctx, included, receipts, rejected, None, t0)
+        return self._build(ctx, included, receipts, rejected, None, t0)
 
-    def apply_block(self, record: BlockRecord | bytes) -> BlockResult:
-        """Validate and commit a block made elsewhere; BlockError if it does not follow.
+    def validate(self, record: BlockRecord | bytes) -> Pending:
+        """Re-execute a block made elsewhere; BlockError unless it follows our head
+        and every root (state, focus, data) equals ours.
 
-        A refused block changes nothing: if it was refused after its deltas
-        reached the focus engine (its roots differ from ours), the engine is
-        rebuilt from the stored blocks, as on a restart.
+        The certificate of the block itself is not checked here (a proposal has
+        none yet; see :meth:`commit`); the parent's certificate it carries
+        (``last_commit``) is. A refused block leaves the chain as it was: if its
+        deltas reached the focus engine, the engine is rebuilt from the store.
         """
         t0 = time.perf_counter()
         if isinstance(record, bytes):
-            record = BlockRecord.decode(record)
+            try:
+                record = BlockRecord.decode(record)
+            except DecodeError as exc:
+                raise BlockError(f"undecodable block: {exc}") from None
         header = record.block.header
         head = self.head
         if header.chain_id != self.chain_id:
@@ -185,7 +249,10 @@ class Chain:
             raise BlockError(f"block {header.height} txs_root does not match its transactions")
         if header.validators_hash != self.validators_hash:
             raise BlockError(f"block {header.height} names another validator set")
-        self._check_commit(record)
+        if header.proposer and header.proposer not in self._proposers:
+            raise BlockError(f"block {header.height} proposer is not a validator")
+        self._check_last_commit(record)
+        self._release_focus()
         t_da = time.perf_counter()
         square = block_square(record.block.txs)
         if square.data_root() != header.data_root:
@@ -205,12 +272,104 @@ class Chain:
         except TxError as exc:
             raise BlockError(f"block {header.height}: {exc.code}: {exc.message}") from None
         try:
-            return self._finish(ctx, included, receipts, [], record, t0, square, da_seconds)
+            return self._build(ctx, included, receipts, [], record, t0, square, da_seconds)
         except BlockError:
             if ctx.deltas:
-                self.focus = FocusState(self.params.focus)
-                self._restore()
+                self._rebuild_focus()
             raise
+
+    def commit(self, pending: Pending, certificate: CommitCertificate) -> BlockResult:
+        """Persist a proposed or validated block with the certificate that decided it.
+
+        One LMDB transaction. BlockError if the certificate does not prove the
+        block under our validator set, or if ``pending`` is stale (our head moved,
+        or another block advanced the focus engine since: validate it again).
+        """
+        t0 = time.perf_counter()
+        block = pending.record.block
+        if pending.parent != self.head.hash or block.height != self.height + 1:
+            raise BlockError(f"block {block.height} no longer extends our head")
+        if pending.record.deltas and self._focus_owner is not pending:
+            raise BlockError(f"block {block.height}: focus moved on since it was executed")
+        self._check_certificate(certificate, block)
+        record = replace(pending.record, commit=certificate)
+        index = {b"b" + block.hash: height_key(block.height)}
+        for i, receipt in enumerate(pending.receipts):
+            index[b"t" + receipt.tx_hash] = receipt.encode(block.height, i)
+        self.store.commit(
+            Commit(
+                block.height,
+                pending.writes,
+                pending.nodes,
+                pending.root,
+                record.encode(),
+                index,
+                {},
+            )
+        )
+        self.head = block.header
+        self.last_certificate = certificate
+        self._focus_owner = None
+        t_end = time.perf_counter()
+        for listener in self.square_listeners:
+            listener(block.height, pending.square)
+        timings = dict(pending.timings)
+        timings["persist"] = timings.get("persist", 0.0) + t_end - t0
+        timings["total"] = timings.get("total", 0.0) + t_end - t0
+        return BlockResult(record, pending.receipts, pending.rejected, timings)
+
+    def abandon(self, pending: Pending) -> None:
+        """Forget a block that will not be committed (another value was decided).
+
+        Its write-set is dropped; but executing it advanced the focus engine in
+        place, so if it had edge deltas the engine is rebuilt from the stored
+        blocks, as on a restart: O(history). That happens only when a proposal
+        with links is validated and then not decided (a round change, a
+        byzantine proposer), which is rare; blocks without deltas cost nothing.
+        """
+        if self._focus_owner is pending:
+            self._rebuild_focus()
+
+    def is_current(self, pending: Pending) -> bool:
+        """Whether ``pending`` can still be committed as it is."""
+        return pending.parent == self.head.hash and (
+            not pending.record.deltas or self._focus_owner is pending
+        )
+
+    def produce_block(
+        self,
+        txs: Sequence[Tx | bytes],
+        time_ms: int | None = None,
+        *,
+        verified: bool = False,
+    ) -> BlockResult:
+        """Propose the next block and commit it at once, certified by this node's key alone.
+
+        That is the single-validator case (the devnet); a network decides
+        through consensus (propose, then commit with the decided certificate).
+        """
+        pending = self.propose(txs, time_ms, verified=verified)
+        assert self.validator_key is not None
+        cert = sign_certificate(self.validator_key, self.chain_id, pending.height, pending.hash)
+        return self.commit(pending, cert)
+
+    def apply_block(self, record: BlockRecord | bytes) -> BlockResult:
+        """Validate and commit a block made elsewhere with its certificate; BlockError
+        if it does not follow (certificate first, then roots).
+
+        A refused block changes nothing (see :meth:`validate`).
+        """
+        if isinstance(record, bytes):
+            try:
+                record = BlockRecord.decode(record)
+            except DecodeError as exc:
+                raise BlockError(f"undecodable block: {exc}") from None
+        if record.commit is None:
+            raise BlockError(f"block {record.block.height} has no commit certificate")
+        if record.block.height == self.height + 1:
+            self._check_certificate(record.commit, record.block)
+        pending = self.validate(record)
+        return self.commit(pending, record.commit)
 
     # --- pipeline ------------------------------------------------------------
     def _execute(self, height, time_ms, proposer, txs, verified, strict):
@@ -225,7 +384,7 @@ class Chain:
             # happens here; after this, the pipeline only adds writes to it.
         return ctx, included, receipts, rejected
 
-    def _finish(
+    def _build(
         self,
         ctx: BlockContext,
         included: list[Tx],
@@ -235,11 +394,12 @@ class Chain:
         t0: float,
         square: ExtendedSquare | None = None,
         da_seconds: float = 0.0,
-    ) -> BlockResult:
-        """Commit the block; ``square`` is a received block's data square, already checked."""
+    ) -> Pending:
+        """Focus, state root, data root and header of an executed block, in memory."""
         t_exec = time.perf_counter()
         for key, value in self.focus.apply(ctx.deltas).items():
             ctx.state.put(key, value)
+        pending_owner = bool(ctx.deltas)
         t_focus = time.perf_counter()
         with self.store.reader() as r:
             root, nodes = smt_update(r.node, r.root, ctx.state.writes.items())
@@ -249,6 +409,7 @@ class Chain:
             square = block_square(tx_bytes)
         data_root = square.data_root()
         t_da = time.perf_counter()
+        last = self.last_certificate if received is None else received.last_commit
         header = Header(
             self.chain_id,
             ctx.height,
@@ -260,7 +421,7 @@ class Chain:
             data_root,
             self.validators_hash,
             ctx.proposer,
-            b"",
+            certificate_hash(last),
         )
         if received is not None:
             expected = received.block.header
@@ -272,48 +433,74 @@ class Chain:
                 )
             if expected != header:
                 raise BlockError(f"block {ctx.height}: header differs from our execution")
-            record = BlockRecord(received.block, received.commit, ctx.deltas)
+            block = received.block
         else:
             block = Block(header, tx_bytes)
-            sig = self.validator_key.sign(commit_sign_bytes(self.chain_id, ctx.height, block.hash))
-            record = BlockRecord(block, [[self.validator_key.public_key, sig]], ctx.deltas)
-        index = {b"b" + record.block.hash: height_key(ctx.height)}
-        for i, receipt in enumerate(receipts):
-            index[b"t" + receipt.tx_hash] = receipt.encode(ctx.height, i)
-        self.store.commit(
-            Commit(ctx.height, ctx.state.writes, nodes, root, record.encode(), index, {})
-        )
-        self.head = header
         t_end = time.perf_counter()
-        for listener in self.square_listeners:
-            listener(ctx.height, square)
         timings = {
             "execute": t_exec - t0 - da_seconds,
             "focus": t_focus - t_exec,
             "state_root": t_root - t_focus,
             "da": t_da - t_root + da_seconds,
-            "persist": t_end - t_da,
+            "persist": 0.0,
             "total": t_end - t0,
         }
-        return BlockResult(record, receipts, rejected, timings)
+        pending = Pending(
+            BlockRecord(block, None, ctx.deltas, last),
+            receipts,
+            rejected,
+            ctx.state.writes,
+            nodes,
+            root,
+            square,
+            timings,
+            self.head.hash,
+        )
+        if pending_owner:
+            self._focus_owner = pending
+        return pending
 
-    def _check_commit(self, record: BlockRecord) -> None:
-        """More than 2/3 of the validators' power signed this block."""
+    def _release_focus(self) -> None:
+        """Undo an uncommitted block's advance of the focus engine, if any."""
+        if self._focus_owner is not None:
+            self._rebuild_focus()
+
+    def _rebuild_focus(self) -> None:
+        self._focus_owner = None
+        self.focus = FocusState(self.params.focus)
+        self._restore()
+
+    def _check_certificate(self, cert: CommitCertificate, block: Block) -> None:
+        """More than 2/3 of the validators' power precommitted this block."""
+        try:
+            verify_certificate(
+                cert, self.validators, self.chain_id, height=block.height, value_id=block.hash
+            )
+        except InvalidCertificateError as exc:
+            raise BlockError(f"block {block.height} has an invalid commit: {exc}") from None
+
+    def _check_last_commit(self, record: BlockRecord) -> None:
+        """The parent's certificate the block carries proves our head; the header hashes it."""
         header = record.block.header
-        message = commit_sign_bytes(self.chain_id, header.height, record.block.hash)
-        signed = 0
-        seen: set[bytes] = set()
-        for public_key, sig in record.commit:
-            power = self.validators.power_of(public_key)
-            if not power or public_key in seen or not verify(public_key, sig, message):
-                raise BlockError(f"block {header.height} has an invalid commit signature")
-            seen.add(public_key)
-            signed += power
-        total = self.validators.total_power
-        if not has_two_thirds(signed, total):
-            raise BlockError(f"block {header.height} commit has {signed} of {total} power")
-        if header.proposer and header.proposer not in self._proposers:
-            raise BlockError(f"block {header.height} proposer is not a validator")
+        last = record.last_commit
+        if header.last_commit != certificate_hash(last):
+            raise BlockError(f"block {header.height} last_commit is not its parent's certificate")
+        if header.height == 1:
+            if last is not None:
+                raise BlockError("block 1 carries a certificate of genesis")
+            return
+        if last is None:
+            raise BlockError(f"block {header.height} carries no certificate of its parent")
+        try:
+            verify_certificate(
+                last,
+                self.validators,
+                self.chain_id,
+                height=self.head.height,
+                value_id=self.head.hash,
+            )
+        except InvalidCertificateError as exc:
+            raise BlockError(f"block {header.height} last_commit is invalid: {exc}") from None
 
     # --- genesis and restart ---------------------------------------------------
     def _commit_genesis(self) -> None:
@@ -338,7 +525,7 @@ class Chain:
             b"",
             b"",
         )
-        record = BlockRecord(Block(header, ()), [], deltas)
+        record = BlockRecord(Block(header, ()), None, deltas)
         meta = {b"genesis": self.genesis.hash, b"chain_id": self.chain_id.encode()}
         self.store.commit(
             Commit(
@@ -375,6 +562,7 @@ class Chain:
             if head.state_root != r.root:
                 raise StoreError("the store's root differs from its last block's state root")
         self.head = head
+        self.last_certificate = record.commit
 
 
 def replay(source: Chain, target: Chain, progress=None) -> None:
@@ -385,4 +573,4 @@ def replay(source: Chain, target: Chain, progress=None) -> None:
             progress(record.block.height)
 
 
-__all__ = ["BlockResult", "Chain", "replay"]
+__all__ = ["BlockResult", "Chain", "Pending", "replay"]

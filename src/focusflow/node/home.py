@@ -68,6 +68,22 @@ class Home:
         return self.path / "node.json"
 
     @property
+    def config(self) -> Path:
+        """A network validator's settings: listen addresses, peers, timeouts."""
+        return self.path / "config.json"
+
+    @property
+    def wal(self) -> Path:
+        """The consensus write-ahead log (what this validator signed)."""
+        return self.path / "consensus.wal"
+
+    def load_config(self) -> dict:
+        try:
+            return json.loads(self.config.read_text())
+        except (OSError, ValueError) as exc:
+            raise HomeError(f"cannot read the node config {self.config}: {exc}") from None
+
+    @property
     def lock(self) -> Path:
         return self.path / "LOCK"
 
@@ -130,6 +146,76 @@ def init_devnet(path: Path, chain_id: str = DEVNET_CHAIN_ID) -> tuple[Home, bool
     genesis.save(tmp)
     os.replace(tmp, home.genesis)
     return home, True
+
+
+TESTNET_CHAIN_ID = "focusflow-testnet"
+#: Each testnet validator's bonded stake; its voting power is stake // POWER_UNIT.
+VALIDATOR_STAKE = 10**9
+POWER_UNIT = 10**6
+
+
+def init_testnet(
+    path: Path,
+    validators: int,
+    base_port: int,
+    *,
+    chain_id: str = TESTNET_CHAIN_ID,
+    host: str = "127.0.0.1",
+    timeouts: dict | None = None,
+) -> list[Home]:
+    """``validators`` homes ``path/v0 .. path/v{N-1}`` sharing one genesis.
+
+    Validator k listens for QUIC on ``base_port + 2k`` and serves the API on
+    ``base_port + 2k + 1``; every home's config lists the others as peers. The
+    genesis funds the dev key (in every home's wallet, as in the devnet) and
+    bonds each validator's own account; voting power is its stake over
+    POWER_UNIT. An existing testnet at ``path`` is left as it is.
+    """
+    path = Path(path)
+    homes = [Home(path / f"v{k}") for k in range(validators)]
+    if all(h.exists() for h in homes):
+        return homes
+    if any(h.path.exists() for h in homes):
+        raise HomeError(f"{path} holds a partial or different testnet; choose another --home")
+    keys = [KeyPair.generate() for _ in range(validators)]
+    dev = KeyPair.generate()
+    accounts = [{"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}]
+    accounts += [{"address": k.address, "balance": 10**12, "stake": VALIDATOR_STAKE} for k in keys]
+    genesis = Genesis.from_json(
+        {
+            "chain_id": chain_id,
+            "genesis_time_ms": int(time.time() * 1000),
+            "accounts": accounts,
+            "validators": [
+                {
+                    "name": f"v{k}",
+                    "public_key": key.public_key.hex(),
+                    "power": VALIDATOR_STAKE // POWER_UNIT,
+                }
+                for k, key in enumerate(keys)
+            ],
+        }
+    )
+    p2p = [f"{host}:{base_port + 2 * k}" for k in range(validators)]
+    for k, (home, key) in enumerate(zip(homes, keys, strict=True)):
+        home.path.mkdir(parents=True, mode=0o700)
+        Keystore(home.keys).add(DEV_KEY_NAME, dev, None)
+        key.save(home.validator_key)
+        _write_private(home.admin_token, secrets.token_urlsafe(32) + "\n")
+        config = {
+            "name": f"v{k}",
+            "p2p": p2p[k],
+            "api": f"{host}:{base_port + 2 * k + 1}",
+            "peers": [
+                f"{other.public_key.hex()}@{p2p[j]}" for j, other in enumerate(keys) if j != k
+            ],
+            "timeouts": timeouts or {},
+        }
+        _write_private(home.config, json.dumps(config, indent=2) + "\n")
+        tmp = home.genesis.with_suffix(".tmp")
+        genesis.save(tmp)
+        os.replace(tmp, home.genesis)
+    return homes
 
 
 def lock_home(home: Home) -> int:

@@ -44,5 +44,41 @@ def devnet(
     )
 
 
+node_app = typer.Typer(help="Run a validator of a network.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("start")
+def node_start(
+    home: Path = typer.Option(..., "--home", help="The validator's home (from `testnet`)."),
+    json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines instead of text."),
+) -> None:
+    """Run one validator: QUIC peers, consensus and the REST API, as its config.json says."""
+    from focusflow.node import logs
+    from focusflow.node.network import run_validator
+
+    logs.setup(json_logs)
+    run_validator(home)
+
+
+@app.command("testnet")
+def testnet(
+    validators: int = typer.Option(4, "--validators", min=1, max=64, help="How many."),
+    home: Path = typer.Option(
+        Path("testnet"), "--home", help="Directory for the N homes and testnet.json."
+    ),
+    base_port: int = typer.Option(
+        26700, "--base-port", min=1, max=65000, help="Validator k: QUIC P+2k, API P+2k+1."
+    ),
+    json_logs: bool = typer.Option(False, "--json-logs", help="Validators log JSON lines."),
+) -> None:
+    """Create a shared genesis and N validator homes, run them on loopback until Ctrl-C."""
+    from focusflow.node import logs
+    from focusflow.node.network import run_testnet
+
+    logs.setup(json_logs)
+    run_testnet(home, validators, base_port, json_logs=json_logs)
+
+
 def main(argv: list[str] | None = None) -> None:
     cli_main(argv)

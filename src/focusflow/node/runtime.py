@@ -126,6 +126,10 @@ class NodeRuntime:
         with self._pool_lock:
             txs = self.mempool.reap(self.nonce_of, params.max_block_txs, params.max_block_bytes)
         result = self.chain.produce_block(txs, verified=True)
+        return self.after_commit(result)
+
+    def after_commit(self, result: BlockResult) -> BlockEvent:
+        """Everything that follows a committed block: mempool, focus view, listeners."""
         with self._pool_lock:
             for rejected in result.rejected:
                 self.mempool.discard(rejected.tx.hash)

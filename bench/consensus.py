@@ -1,0 +1,177 @@
+"""Commit latency and throughput of a 4-validator testnet on loopback (issue 6).
+
+Starts ``focusflow testnet --validators N`` in a temporary directory, then
+submits signed ``link`` transactions (``--links-per-tx`` cyberlinks each) at a
+bounded rate (``--rate`` transactions per second, all from the dev key and so all to
+validator 0, which gossips them to the others) for ``--seconds``. A poller
+watches the validators' heights and reads
+every new block's transaction hashes: a transaction's latency is the time from
+its submission to the poll that saw its block (50 ms polling; local finality:
+one block committed is final under BFT). Throughput is committed links divided
+by the time from the first submission to the last commit.
+
+Goals (issue 6): p50 finality <= 0.5 s; >= 5,000 links/s across the network.
+Anchor: CometBFT's QA reports ~400 tx/s saturated with 175 validators (v0.38
+QA, 200-node testnet); HotStuff and Narwhal publish higher figures on
+datacenter hardware. Run on a quiet machine: 4 validator processes share its
+cores with the load generator.
+
+    python bench/consensus.py [--validators 4] [--rate 50] [--links-per-tx 100] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from focusflow.chain import Msg, make_tx  # noqa: E402
+from focusflow.core.cid import cid_of_text, cid_to_bytes  # noqa: E402
+from focusflow.core.keystore import Keystore  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--validators", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=50.0, help="transactions per second")
+    ap.add_argument("--links-per-tx", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--base-port", type=int, default=28100)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="ff-bench-consensus-"))
+    home = tmp / "tn"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    log = open(tmp / "testnet.log", "wb")  # noqa: SIM115 (the child writes it)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "focusflow",
+            "testnet",
+            "--validators",
+            str(args.validators),
+            "--home",
+            str(home),
+            "--base-port",
+            str(args.base_port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        run(args, home)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def run(args, home: Path) -> None:
+    deadline = time.monotonic() + 180
+    while not (home / "testnet.json").exists():
+        assert time.monotonic() < deadline, "testnet did not start"
+        time.sleep(0.2)
+    apis = [v["api"] for v in json.loads((home / "testnet.json").read_text())["validators"]]
+    for api in apis:
+        while True:
+            try:
+                if httpx.get(f"{api}/v1/status", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"{api} did not start"
+            time.sleep(0.2)
+    key = Keystore(home / "v0" / "keys").load("dev")
+    client = httpx.Client(base_url=apis[0], timeout=10)
+    chain_id = client.get("/v1/status").json()["chain_id"]
+    start_height = client.get("/v1/status").json()["height"]
+
+    # Pre-sign so signing does not limit the rate.
+    n_tx = int(args.rate * args.seconds)
+    txs = []
+    for i in range(n_tx):
+        pairs = [
+            [cid_to_bytes(cid_of_text(f"b{i}-{j}")), cid_to_bytes(cid_of_text(f"t{j % 97}"))]
+            for j in range(args.links_per_tx)
+        ]
+        txs.append(make_tx(key, chain_id, i, 10**6, [Msg("link", {"links": pairs})]))
+
+    submitted: dict[str, float] = {}
+    committed: dict[str, float] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        height = start_height
+        with httpx.Client(base_url=apis[-1], timeout=10) as c:
+            while not stop.is_set():
+                top = c.get("/v1/status").json()["height"]
+                now = time.perf_counter()
+                for h in range(height + 1, top + 1):
+                    for tx_hash in c.get(f"/v1/blocks/{h}").json()["txs"]:
+                        committed.setdefault(tx_hash, now)
+                height = top
+                time.sleep(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    t0 = time.perf_counter()
+    refused = 0
+    for i, tx in enumerate(txs):
+        wait = t0 + i / args.rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        submitted[tx.hash.hex()] = time.perf_counter()
+        r = client.post("/v1/txs", json={"tx": tx.encoded.hex()})
+        if r.status_code not in (200, 202):
+            refused += 1
+    end = time.perf_counter() + 30
+    while len(committed.keys() & submitted.keys()) < len(submitted) - refused:
+        if time.perf_counter() > end:
+            break
+        time.sleep(0.1)
+    stop.set()
+    poller.join(5)
+    done = [h for h in submitted if h in committed]
+    lat = [committed[h] - submitted[h] for h in done]
+    span = max(committed[h] for h in done) - t0 if done else float("nan")
+    links = len(done) * args.links_per_tx
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"load average {os.getloadavg()}"
+    )
+    print(
+        f"validators={args.validators} rate={args.rate} tx/s links/tx={args.links_per_tx} "
+        f"seconds={args.seconds}: submitted {len(submitted)}, refused {refused}, "
+        f"committed {len(done)}"
+    )
+    print(
+        f"commit latency (submit -> commit seen): p50 {pct(lat, 0.5):.3f} s, "
+        f"p99 {pct(lat, 0.99):.3f} s  (goal p50 <= 0.5 s)"
+    )
+    print(f"committed links/s: {links / span:,.0f}  (goal >= 5,000)")
+    print("anchor: CometBFT QA ~400 tx/s saturated with 175 validators")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""``focusflow node start`` (one validator) and ``focusflow testnet`` (N on loopback).
+
+A validator home is a devnet home plus ``config.json`` (its QUIC and API
+addresses, its peers, optional consensus timeouts) and ``consensus.wal``; the
+testnet command creates N such homes over one genesis (home.init_testnet),
+starts ``focusflow node start --home DIR/vK`` for each, writes
+``DIR/testnet.json`` (``{"validators": [{"name", "api", "pid"}, ...]}``) so
+scripts can find and stop single validators, and waits; SIGINT or SIGTERM stops
+them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import uvicorn
+
+from focusflow.api.app import create_app
+from focusflow.chain.focus_commit import warm_up
+from focusflow.consensus import Timeouts
+from focusflow.core.errors import FocusflowError
+from focusflow.node import open_chain
+from focusflow.node.devnet import _dev_key, _url_host, bind
+from focusflow.node.home import Home, HomeError, init_testnet, lock_home
+from focusflow.node.validator import ValidatorRuntime
+
+log = logging.getLogger("focusflow.node")
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def run_validator(home_path: Path) -> None:
+    """Serve the validator at ``home_path`` until SIGINT/SIGTERM."""
+    home = Home(Path(home_path))
+    if not home.exists() or not home.config.exists():
+        raise HomeError(f"{home.path} is not a validator home (no genesis.json or config.json)")
+    lock_fd = lock_home(home)
+    logging.getLogger("quic").setLevel(logging.WARNING)
+    try:
+        config = home.load_config()
+        api_host, api_port = _split(config["api"])
+        sock = bind(api_host, api_port)
+        genesis = home.load_genesis()
+        key = home.load_validator_key()
+        chain = open_chain(home.data, genesis, key)
+        log.info(
+            "validator home opened",
+            extra={"fields": {"home": str(home.path), "height": chain.height}},
+        )
+        warm_up(genesis.params.focus)
+        try:
+            asyncio.run(_serve(home, config, chain, key, sock))
+        finally:
+            # After asyncio.run: the worker threads that commit blocks are done.
+            chain.store.close()
+            home.clear_node_info()
+            sock.close()
+    finally:
+        os.close(lock_fd)
+
+
+async def _serve(home: Home, config: dict, chain, key, sock) -> None:
+    p2p_host, p2p_port = _split(config["p2p"])
+    runtime = ValidatorRuntime(
+        chain,
+        key,
+        wal_path=home.wal,
+        listen=(p2p_host, p2p_port),
+        peers=config.get("peers", []),
+        timeouts=Timeouts(**config.get("timeouts", {})),
+        faucet_key=_dev_key(home),
+        commit_wait=float(config.get("commit_wait", 0.2)),
+    )
+    app = create_app(runtime, home.read_admin_token())
+    api = f"http://{_url_host(sock.getsockname()[0])}:{sock.getsockname()[1]}"
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        )
+    )
+    # uvicorn re-raises the signal it caught once it has shut down; no-op
+    # handlers make that harmless so the store still closes cleanly.
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    await runtime.start_async()
+    home.write_node_info(api)
+    log.info(
+        "validator ready",
+        extra={
+            "fields": {
+                "name": config.get("name"),
+                "api": f"{api}/v1/status",
+                "p2p": config["p2p"],
+                "peers": len(config.get("peers", [])),
+                "height": chain.height,
+            }
+        },
+    )
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await runtime.stop_async()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        log.info("stopped", extra={"fields": {"height": chain.height}})
+
+
+def node_command(home: Path, json_logs: bool) -> list[str]:
+    """The command line that runs one validator of a testnet."""
+    cmd = [sys.executable, "-m", "focusflow", "node", "start", "--home", str(home)]
+    return cmd + (["--json-logs"] if json_logs else [])
+
+
+def start_validator(home: Home, json_logs: bool = False) -> subprocess.Popen:
+    """Start ``focusflow node start`` for ``home``, logging to ``home/node.log``."""
+    env = dict(os.environ)
+    # Every validator must compute focus with the same thread count (and 2 cores
+    # are shared by all of them).
+    env.setdefault("NUMBA_NUM_THREADS", "1")
+    out = open(home.path / "node.log", "ab")  # noqa: SIM115 (the child owns it)
+    try:
+        return subprocess.Popen(
+            node_command(home.path, json_logs),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        out.close()
+
+
+def write_testnet_json(path: Path, homes: list[Home], procs: list[subprocess.Popen]) -> None:
+    entries = []
+    for home, proc in zip(homes, procs, strict=True):
+        config = home.load_config()
+        entries.append({"name": config["name"], "api": f"http://{config['api']}", "pid": proc.pid})
+    tmp = path / "testnet.json.tmp"
+    tmp.write_text(json.dumps({"validators": entries}, indent=2) + "\n")
+    os.replace(tmp, path / "testnet.json")
+
+
+def run_testnet(path: Path, validators: int, base_port: int, *, json_logs: bool = False) -> None:
+    """Create (or reuse) the testnet at ``path`` and run its validators until a signal."""
+    if validators < 1:
+        raise FocusflowError("--validators must be at least 1")
+    homes = init_testnet(path, validators, base_port)
+    procs = [start_validator(h, json_logs) for h in homes]
+    write_testnet_json(Path(path), homes, procs)
+    log.info(
+        "testnet running",
+        extra={
+            "fields": {"validators": validators, "testnet_json": str(Path(path) / "testnet.json")}
+        },
+    )
+    stop = False
+
+    def on_signal(*_):
+        nonlocal stop
+        stop = True
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop:
+            time.sleep(0.2)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,494 @@
+"""A validator process: QUIC transport + Tendermint + the chain + the REST API.
+
+One asyncio event loop runs everything that waits (the QUIC :class:`Node`,
+uvicorn, timers); one *consensus task* owns the state machine and the chain and
+handles its inputs in order from a bounded queue: proposals and votes from
+gossip, timer events, and block sync. Every call into the state machine runs in
+a worker thread (``asyncio.to_thread``), because it may call back into the
+chain: ``get_value`` (this validator proposes: :meth:`Chain.propose` from the
+mempool) and ``is_valid`` (re-execute a proposal, focus included, and compare
+every root: :meth:`Chain.validate`). The loop keeps serving the API and the
+network meanwhile; the consensus task awaits one step at a time, so the chain is
+never used by two steps at once.
+
+Wire use of ``focusflow.net``:
+
+* gossip topic ``tx``: transactions submitted to any node reach every mempool;
+* ``block_part``: proposals (the value is the block and the parent's
+  certificate, Brotli CBOR, see :meth:`Pending.proposal_value`);
+* ``vote``: prevotes and precommits; ``evidence``: duplicate votes;
+* request ``status`` -> ``[committed height]``; ``block`` (``height``) -> the
+  stored block record with its certificate (block sync); ``round`` (``height``)
+  -> the consensus messages this node holds for that height, so a validator
+  that (re)connects mid-height catches up on votes it missed.
+
+A ``Decide`` commits the decided block with its certificate (re-validating it
+if another proposal moved the focus engine since), runs the listeners
+(WebSocket, metrics), and starts the next height. A node whose peers report a
+higher committed height fetches those blocks, checks each certificate and all
+roots (:meth:`Chain.apply_block`), and restarts consensus above them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from focusflow.chain.block import BlockRecord
+from focusflow.chain.chain import Chain, Pending
+from focusflow.chain.errors import BlockError
+from focusflow.chain.tx import Tx
+from focusflow.consensus import (
+    Broadcast,
+    Decide,
+    InvalidMessageError,
+    Proposal,
+    ReportEvidence,
+    ScheduleTimeout,
+    Signer,
+    SignRefusedError,
+    Tendermint,
+    Timeouts,
+    ValidatorSet,
+    WriteAheadLog,
+    decode_message,
+    encode_evidence,
+    encode_message,
+)
+from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import DecodeError
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import KeyPair
+from focusflow.net import BLOCK_PARTS, EVIDENCE, TRANSACTIONS, VOTES, NetConfig, Node
+from focusflow.net.errors import NetError
+from focusflow.node.runtime import NodeRuntime
+
+log = logging.getLogger("focusflow.node")
+
+#: Inputs waiting for the consensus task; gossip beyond this is dropped (and
+#: recovered by the ``round`` request).
+INBOX_SIZE = 10_000
+#: Messages of the current height kept to answer ``round`` requests.
+MAX_HELD_MESSAGES = 4_000
+#: Bytes of held messages one ``round`` response carries at most.
+MAX_ROUND_RESPONSE = 6 << 20
+#: Blocks fetched per sync pass before consensus gets a turn.
+SYNC_BATCH = 200
+#: Seconds between status polls of the peers.
+POLL_INTERVAL = 1.0
+
+
+def value_id_of(value: bytes) -> bytes:
+    """A proposal's value id is the hash of the block it carries (what the
+    certificate then names); undecodable values get an id no proposal claims."""
+    try:
+        return BlockRecord.decode(value).block.hash
+    except DecodeError:
+        return sha256(b"undecodable" + value)
+
+
+def validator_sets(genesis_set: ValidatorSet, height: int) -> ValidatorSet:
+    """The set (with its proposer priorities) of ``height``: genesis stepped per block."""
+    vset = genesis_set
+    for _ in range(1, height):
+        vset = vset.after_block()
+    return vset
+
+
+class ValidatorRuntime(NodeRuntime):
+    """A validator: see the module docstring. Start with :meth:`serve` on a loop."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        key: KeyPair,
+        *,
+        wal_path: Path,
+        listen: tuple[str, int],
+        peers: Iterable[str] = (),
+        timeouts: Timeouts | None = None,
+        faucet_key: KeyPair | None = None,
+        net_config: NetConfig | None = None,
+        commit_wait: float = 0.2,
+    ) -> None:
+        super().__init__(chain, block_time=commit_wait, faucet_key=faucet_key)
+        #: Pause after a commit before the next height starts (CometBFT's
+        #: ``timeout_commit``): lets transactions gather instead of a stream
+        #: of empty blocks, and late precommits arrive.
+        self.commit_wait = commit_wait
+        self.key = key
+        self.net = Node(key, listen=listen, peers=list(peers), config=net_config)
+        self.net.set_allowed([v.public_key for v in chain.validators.validators])
+        self.signer = Signer(key, chain.chain_id, WriteAheadLog(wal_path))
+        self.tm = Tendermint(
+            chain.chain_id,
+            signer=self.signer,
+            get_value=self._get_value,
+            is_valid=self._is_valid,
+            timeouts=timeouts,
+            value_id_of=value_id_of,
+        )
+        self.vset = validator_sets(chain.validators, chain.height + 1)
+        self._pending: dict[bytes, Pending] = {}
+        self._held: list[bytes] = []  # encoded messages of the current height
+        self._held_bytes = 0
+        self._inbox: asyncio.Queue | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._timers: list[asyncio.TimerHandle] = []
+        self._started = False  # consensus running at tm.height
+        self._progress_at = time.monotonic()
+        #: (height, round) of recent decisions.
+        self.decisions: list[tuple[int, int]] = []
+        self.synced_blocks = 0
+
+    # --- NodeService ---------------------------------------------------------
+    def submit(self, raw: bytes | Tx) -> Tx:
+        """Admit locally, then gossip to every validator."""
+        tx = super().submit(raw)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._spawn, self._publish(TRANSACTIONS, tx.encoded))
+        return tx
+
+    def start(self) -> None:  # no producer thread: consensus makes blocks
+        pass
+
+    def stop(self, timeout: float = 60.0) -> None:
+        pass
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
+
+    # --- lifecycle -----------------------------------------------------------
+    async def start_async(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._inbox = asyncio.Queue(INBOX_SIZE)
+        self.net.subscribe(TRANSACTIONS, self._on_tx)
+        self.net.subscribe(BLOCK_PARTS, self._on_consensus)
+        self.net.subscribe(VOTES, self._on_consensus)
+        self.net.subscribe(EVIDENCE, self._on_evidence)
+        self.net.register("status", self._serve_status)
+        self.net.register("block", self._serve_block)
+        self.net.register("round", self._serve_round)
+        self.net.watch_peers(self._on_peer)
+        await self.net.start()
+        self._tasks.append(asyncio.create_task(self._consensus_task(), name="consensus"))
+        self._tasks.append(asyncio.create_task(self._poll_task(), name="sync-poll"))
+        self._inbox.put_nowait(("start",))
+
+    async def stop_async(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.net.stop()
+        self.signer.wal.close()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        try:
+            await self.net.publish(topic, payload)
+        except NetError as exc:
+            log.warning("publish failed", extra={"fields": {"topic": topic, "error": str(exc)}})
+
+    # --- gossip in -----------------------------------------------------------
+    async def _on_tx(self, sender: bytes, payload: bytes) -> bool | None:
+        try:
+            NodeRuntime.submit(self, payload)
+        except DecodeError:
+            return False
+        except Exception:
+            return None  # already known, nonce used, fee too low: not proof of malice
+        return True
+
+    async def _on_consensus(self, sender: bytes, payload: bytes) -> bool | None:
+        try:
+            message = decode_message(payload)
+        except DecodeError:
+            return False
+        self._enqueue(("msg", sender, message, payload))
+        return True
+
+    async def _on_evidence(self, sender: bytes, payload: bytes) -> bool | None:
+        return None  # gossiped on; slashing by the bank module is not implemented yet
+
+    def _enqueue(self, item: tuple) -> None:
+        assert self._inbox is not None
+        with contextlib.suppress(asyncio.QueueFull):
+            self._inbox.put_nowait(item)
+
+    def _on_peer(self, peer_id: bytes, connected: bool) -> None:
+        if connected and self._loop is not None:
+            self._spawn(self._pull_round(peer_id))
+
+    # --- requests served -----------------------------------------------------
+    async def _serve_status(self, peer_id: bytes, payload: bytes) -> bytes:
+        return encode([self.chain.height])
+
+    async def _serve_block(self, peer_id: bytes, payload: bytes) -> bytes:
+        height = decode(payload, "block request")
+        if not isinstance(height, int) or isinstance(height, bool) or height < 1:
+            raise ValueError("bad height")
+        with self.chain.reader() as r:
+            raw = r.block(height)
+        if raw is None:
+            raise LookupError(f"no block {height}")
+        return raw
+
+    async def _serve_round(self, peer_id: bytes, payload: bytes) -> bytes:
+        height = decode(payload, "round request")
+        if height != self.tm.height:
+            return encode([])
+        out, size = [], 0
+        for raw in reversed(self._held):
+            size += len(raw)
+            if size > MAX_ROUND_RESPONSE:
+                break
+            out.append(raw)
+        out.reverse()
+        return encode(out)
+
+    async def _pull_round(self, peer_id: bytes) -> None:
+        """Ask a peer for its messages of our height (we may have missed them)."""
+        if not self._started:
+            return
+        try:
+            raw = await self.net.request(peer_id, "round", encode(self.tm.height), timeout=5.0)
+            items = decode(raw, "round response")
+        except (NetError, DecodeError):
+            return
+        if not isinstance(items, list):
+            self.net.report(peer_id)
+            return
+        for item in items:
+            try:
+                message = decode_message(item)
+            except (DecodeError, TypeError):
+                self.net.report(peer_id)
+                return
+            self._enqueue(("msg", peer_id, message, item))
+
+    # --- the consensus task --------------------------------------------------
+    async def _consensus_task(self) -> None:
+        assert self._inbox is not None
+        while True:
+            item = await self._inbox.get()
+            try:
+                await self._handle(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consensus step failed", extra={"fields": {"input": item[0]}})
+
+    async def _handle(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "start":
+            await self._start_height()
+        elif kind == "msg":
+            _, sender, message, raw = item
+            if not self._started:
+                return
+            if message.height > self.tm.height + 1:
+                self._spawn(self._poll_once())
+            if message.height == self.tm.height and len(self._held) < MAX_HELD_MESSAGES:
+                self._held.append(raw)
+            try:
+                actions = await asyncio.to_thread(self.tm.receive, message)
+            except InvalidMessageError as exc:
+                self.net.report(sender, why=str(exc))
+                return
+            await self._act(actions)
+        elif kind == "timeout":
+            if self._started:
+                await self._act(await asyncio.to_thread(self.tm.on_timeout, item[1]))
+        elif kind == "sync":
+            _, peer_id, target = item
+            await self._sync(peer_id, target)
+
+    async def _start_height(self) -> None:
+        height = self.chain.height + 1
+        if height <= self.tm.height:
+            self._started = True
+            return
+        self._pending.clear()
+        self._held, self._held_bytes = [], 0
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self.vset = validator_sets(self.chain.validators, height)
+        try:
+            actions = await asyncio.to_thread(self.tm.start_height, height, self.vset)
+        except SignRefusedError as exc:
+            # Our WAL went further than our store: sync blocks before voting again.
+            self._started = False
+            log.warning("waiting for block sync", extra={"fields": {"reason": str(exc)}})
+            return
+        self._started = True
+        self._progress_at = time.monotonic()
+        await self._act(actions)
+
+    async def _act(self, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, Broadcast):
+                message = action.message
+                raw = encode_message(message)
+                if message.height == self.tm.height and len(self._held) < MAX_HELD_MESSAGES:
+                    self._held.append(raw)
+                topic = BLOCK_PARTS if isinstance(message, Proposal) else VOTES
+                await self._publish(topic, raw)
+            elif isinstance(action, ScheduleTimeout):
+                assert self._loop is not None
+                self._timers = [t for t in self._timers if not t.cancelled()]
+                self._timers.append(
+                    self._loop.call_later(action.delay, self._enqueue, ("timeout", action.timeout))
+                )
+            elif isinstance(action, ReportEvidence):
+                await self._publish(EVIDENCE, encode_evidence(action.evidence))
+            elif isinstance(action, Decide):
+                await self._decide(action)
+                return  # the next height's actions were handled by _start_height
+
+    async def _decide(self, decision: Decide) -> None:
+        pending = self._pending.get(decision.value_id)
+        t0 = time.perf_counter()
+
+        def commit():
+            p = pending
+            if p is None or not self.chain.is_current(p):
+                p = self.chain.validate(decision.value)
+            result = self.chain.commit(p, decision.certificate)
+            return self.after_commit(result)
+
+        try:
+            event = await asyncio.to_thread(commit)
+        except BlockError:
+            # Cannot happen for an honest majority (we prevoted only valid values);
+            # if it does, block sync from peers repairs us.
+            log.exception("decided block does not commit here")
+            self._started = False
+            self._spawn(self._poll_once())
+            return
+        block = event.result.block
+        self.decisions.append((decision.height, decision.round))
+        del self.decisions[:-1000]
+        log.log(
+            logging.INFO if block.txs else logging.DEBUG,
+            "block committed",
+            extra={
+                "fields": {
+                    "height": block.height,
+                    "round": decision.round,
+                    "txs": len(block.txs),
+                    "ms": round((time.perf_counter() - t0) * 1000, 1),
+                    "focus_ms": round(event.result.timings["focus"] * 1000, 1),
+                    "links": event.view.n_links,
+                    "mempool": len(self.mempool),
+                }
+            },
+        )
+        await asyncio.sleep(self.commit_wait)
+        await self._start_height()
+
+    # --- the state machine's callbacks (worker thread, consensus task waiting) --
+    def _get_value(self, height: int) -> bytes:
+        params = self.chain.params
+        with self._pool_lock:
+            txs = self.mempool.reap(self.nonce_of, params.max_block_txs, params.max_block_bytes)
+        pending = self.chain.propose(txs, verified=True)
+        with self._pool_lock:
+            for rejected in pending.rejected:
+                self.mempool.discard(rejected.tx.hash)
+        self._pending[pending.hash] = pending
+        return pending.proposal_value()
+
+    def _is_valid(self, height: int, value: bytes) -> bool:
+        try:
+            record = BlockRecord.decode(value)
+        except DecodeError:
+            return False
+        known = self._pending.get(record.block.hash)
+        if known is not None and self.chain.is_current(known):
+            return True
+        try:
+            pending = self.chain.validate(record)
+        except BlockError as exc:
+            log.warning(
+                "prevote nil: proposal does not validate",
+                extra={"fields": {"height": height, "reason": str(exc)}},
+            )
+            return False
+        self._pending[pending.hash] = pending
+        return True
+
+    # --- block sync ------------------------------------------------------------
+    async def _poll_task(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            with contextlib.suppress(Exception):
+                await self._poll_once()
+                if time.monotonic() - self._progress_at > 2 * POLL_INTERVAL and self._started:
+                    self._progress_at = time.monotonic()
+                    for peer in self.net.connected_peers():
+                        self._spawn(self._pull_round(peer))
+
+    async def _poll_once(self) -> None:
+        """Ask every peer its height; queue a sync from the highest if it is ahead."""
+        best, best_peer = self.chain.height, None
+        for peer in self.net.connected_peers():
+            try:
+                raw = await self.net.request(peer, "status", b"", timeout=2.0)
+                value = decode(raw, "status")
+                height = value[0]
+            except (NetError, DecodeError, TypeError, IndexError, KeyError):
+                continue
+            if isinstance(height, int) and height > best:
+                best, best_peer = height, peer
+        if best_peer is not None:
+            self._enqueue(("sync", best_peer, best))
+
+    async def _sync(self, peer_id: bytes, target: int) -> None:
+        """Fetch, verify (certificate and roots) and commit blocks up to ``target``."""
+        applied = 0
+        while self.chain.height < target and applied < SYNC_BATCH:
+            height = self.chain.height + 1
+            try:
+                raw = await self.net.request(peer_id, "block", encode(height), timeout=10.0)
+            except NetError as exc:
+                log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
+                break
+
+            def apply(raw=raw):
+                return self.after_commit(self.chain.apply_block(raw))
+
+            try:
+                await asyncio.to_thread(apply)
+            except BlockError as exc:
+                log.warning(
+                    "peer served an invalid block",
+                    extra={"fields": {"height": height, "error": str(exc)}},
+                )
+                self.net.report(peer_id, why=f"invalid block {height}")
+                break
+            applied += 1
+            self.synced_blocks += 1
+        if applied:
+            log.info(
+                "synced blocks", extra={"fields": {"to": self.chain.height, "blocks": applied}}
+            )
+        if not self._started or (applied and self.tm.height <= self.chain.height):
+            await self._start_height()
+
+
+__all__ = ["ValidatorRuntime", "validator_sets", "value_id_of"]
