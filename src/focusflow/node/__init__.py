@@ -1,24 +1,20 @@
-"""The composition root: wires the store, the modules and the chain into a node.
+"""The node: the composition root (``wiring``), the devnet, validators, their CLI.
 
-Everything above the kernel meets here and nowhere else: ``chain`` defines the
-module interface, ``modules`` implement it, and this file decides which
-modules a focusflow node runs.
+``open_chain`` is resolved on first use: every ``focusflow`` command imports
+this package, and only the commands that run a chain should pay for loading
+the chain, numba and the focus engine.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-from focusflow.chain.chain import Chain
-from focusflow.chain.genesis import Genesis
-from focusflow.core.keys import KeyPair
-from focusflow.modules import ante, default_modules
-from focusflow.store import Store
+__all__ = ["open_chain"]
 
 
-def open_chain(
-    path: Path | str | Store, genesis: Genesis, validator_key: KeyPair | None = None
-) -> Chain:
-    """The chain over the store at ``path`` (created with ``genesis`` if new)."""
-    store = path if isinstance(path, Store) else Store(path)
-    return Chain(store, genesis, default_modules(), ante, validator_key=validator_key)
+def __getattr__(name: str) -> Any:
+    if name == "open_chain":
+        from focusflow.node.wiring import open_chain
+
+        return open_chain
+    raise AttributeError(f"module 'focusflow.node' has no attribute {name!r}")

@@ -26,9 +26,9 @@ from focusflow.api.app import create_app
 from focusflow.chain.focus_commit import warm_up
 from focusflow.core.errors import FocusflowError, InvalidParameterError, KeyFileError
 from focusflow.core.keystore import Keystore
-from focusflow.node import open_chain
 from focusflow.node.home import DEV_KEY_NAME, Home, init_devnet, lock_home
 from focusflow.node.runtime import NodeRuntime
+from focusflow.node.wiring import open_chain
 
 log = logging.getLogger("focusflow.node")
 
@@ -111,7 +111,7 @@ def _serve(
     warm = warm_up(genesis.params.focus)
     log.info("focus kernels ready", extra={"fields": {"seconds": round(warm, 2)}})
     runtime = NodeRuntime(
-        chain, block_time=block_time, faucet_key=_dev_key(home), da_withhold=da_withhold
+        chain, block_time=block_time, faucet_key=dev_key_of(home), da_withhold=da_withhold
     )
     if da_withhold:
         log.warning(
@@ -119,7 +119,7 @@ def _serve(
             extra={"fields": {"fraction": da_withhold}},
         )
     app = create_app(runtime, home.read_admin_token())
-    api = f"http://{_url_host(host)}:{sock.getsockname()[1]}"
+    api = f"http://{url_host(host)}:{sock.getsockname()[1]}"
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
     )
@@ -156,7 +156,7 @@ def _serve(
         raise FocusflowError(f"block production failed: {runtime.failure}")
 
 
-def _dev_key(home: Home):
+def dev_key_of(home: Home):
     """The funded dev key, when the wallet holds it unencrypted (the devnet's own)."""
     wallet = Keystore(home.keys)
     if not wallet.exists(DEV_KEY_NAME) or wallet.info(DEV_KEY_NAME).encrypted:
@@ -167,5 +167,5 @@ def _dev_key(home: Home):
         return None
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host

@@ -27,10 +27,10 @@ from focusflow.api.app import create_app
 from focusflow.chain.focus_commit import warm_up
 from focusflow.consensus import Timeouts
 from focusflow.core.errors import FocusflowError
-from focusflow.node import open_chain
-from focusflow.node.devnet import _dev_key, _url_host, bind
+from focusflow.node.devnet import bind, dev_key_of, url_host
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
 from focusflow.node.validator import ValidatorRuntime
+from focusflow.node.wiring import open_chain
 
 log = logging.getLogger("focusflow.node")
 
@@ -79,11 +79,11 @@ async def _serve(home: Home, config: dict, chain, key, sock) -> None:
         listen=(p2p_host, p2p_port),
         peers=config.get("peers", []),
         timeouts=Timeouts(**config.get("timeouts", {})),
-        faucet_key=_dev_key(home),
+        faucet_key=dev_key_of(home),
         commit_wait=float(config.get("commit_wait", 0.2)),
     )
     app = create_app(runtime, home.read_admin_token())
-    api = f"http://{_url_host(sock.getsockname()[0])}:{sock.getsockname()[1]}"
+    api = f"http://{url_host(sock.getsockname()[0])}:{sock.getsockname()[1]}"
     server = uvicorn.Server(
         uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
