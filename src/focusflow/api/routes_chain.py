@@ -199,6 +199,10 @@ def tx_status(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> JS
         raw = r.index(b"t" + tx_hash)
     if raw is not None:
         height, index, code, log, events = decode(raw, "receipt")
+    # A block is stored a moment before the node publishes its focus; until
+    # then the transaction counts as pending, so that "committed" always means
+    # every read endpoint (focus, links, karma) already reflects it.
+    if raw is not None and height <= node.view.height:
         return JSONResponse(
             {
                 "hash": hash.lower(),
@@ -210,7 +214,7 @@ def tx_status(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> JS
                 "events": jsonable(events),
             }
         )
-    if node.is_pending(tx_hash):
+    if raw is not None or node.is_pending(tx_hash):
         return JSONResponse(
             {
                 "hash": hash.lower(),
