@@ -51,6 +51,16 @@ def _view(request: Request):
     return request.app.state.node.view
 
 
+def _particle(request: Request, cid: str):
+    """(view, binary CID, index) of a particle in the current view; 404 if it is not one."""
+    raw = parse_cid(cid)
+    view = _view(request)
+    i = view.particle_index(raw)
+    if i < 0:
+        raise ApiError("unknown_particle", f"particle {cid} is not in the graph")
+    return view, raw, i
+
+
 @router.get("/focus/top", response_model=None, responses={200: {"model": schemas.TopParticles}})
 def top(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """The k particles with the most focus, most first."""
@@ -64,11 +74,7 @@ def top(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 100) -> Resp
     responses={200: {"model": schemas.ParticleFocus}},
 )
 def particle(request: Request, cid: str) -> JSONResponse:
-    raw = parse_cid(cid)
-    view = _view(request)
-    i = view.particle_index(raw)
-    if i < 0:
-        raise ApiError("unknown_particle", f"particle {cid} is not in the graph")
+    view, raw, i = _particle(request, cid)
     qi = int(view.q[i])
     return JSONResponse(
         {
@@ -130,11 +136,7 @@ def links(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:
     """Neighbours of a particle, heaviest edge first (edges summed over neurons)."""
-    raw = parse_cid(cid)
-    view = _view(request)
-    i = view.particle_index(raw)
-    if i < 0:
-        raise ApiError("unknown_particle", f"particle {cid} is not in the graph")
+    view, raw, i = _particle(request, cid)
     nbrs, weights = view.edges(i, direction)
     page = slice(offset, offset + limit)
     out = [

@@ -206,24 +206,30 @@ class NodeRuntime:
                 if self.on_failure is not None:
                     self.on_failure()
                 return
-            block = event.result.block
-            log.log(
-                logging.INFO if block.txs else logging.DEBUG,
-                "block committed",
-                extra={
-                    "fields": {
-                        "height": block.height,
-                        "txs": len(block.txs),
-                        "rejected": len(event.result.rejected),
-                        "ms": round(event.result.timings["total"] * 1000, 1),
-                        "focus_ms": round(event.result.timings["focus"] * 1000, 1),
-                        "particles": event.view.n_particles,
-                        "links": event.view.n_links,
-                        "mempool": len(self.mempool),
-                    }
-                },
-            )
+            self.log_block(event)
             next_at = max(next_at + self.block_time, time.monotonic())
+
+    def log_block(self, event: BlockEvent, **fields) -> None:
+        """One log line per committed block (INFO with transactions, DEBUG when empty)."""
+        block = event.result.block
+        timings = event.result.timings
+        log.log(
+            logging.INFO if block.txs else logging.DEBUG,
+            "block committed",
+            extra={
+                "fields": {
+                    "height": block.height,
+                    **fields,
+                    "txs": len(block.txs),
+                    "rejected": len(event.result.rejected),
+                    "ms": round(fields.pop("ms", timings["total"] * 1000), 1),
+                    "focus_ms": round(timings["focus"] * 1000, 1),
+                    "particles": event.view.n_particles,
+                    "links": event.view.n_links,
+                    "mempool": len(self.mempool),
+                }
+            },
+        )
 
     @staticmethod
     def _syntropy_point(view: FocusView) -> dict:

@@ -380,24 +380,9 @@ class ValidatorRuntime(NodeRuntime):
             self._started = False
             self._spawn(self._poll_once())
             return
-        block = event.result.block
         self.decisions.append((decision.height, decision.round))
         del self.decisions[:-1000]
-        log.log(
-            logging.INFO if block.txs else logging.DEBUG,
-            "block committed",
-            extra={
-                "fields": {
-                    "height": block.height,
-                    "round": decision.round,
-                    "txs": len(block.txs),
-                    "ms": round((time.perf_counter() - t0) * 1000, 1),
-                    "focus_ms": round(event.result.timings["focus"] * 1000, 1),
-                    "links": event.view.n_links,
-                    "mempool": len(self.mempool),
-                }
-            },
-        )
+        self.log_block(event, round=decision.round, ms=(time.perf_counter() - t0) * 1000)
         await asyncio.sleep(self.commit_wait)
         await self._start_height()
 
