@@ -12,7 +12,6 @@ import json
 import threading
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -84,8 +83,8 @@ def particle(request: Request, cid: str) -> JSONResponse:
             "focus_q": qi,
             "rank": view.rank(i),
             "index": i,
-            "links_in": int(np.count_nonzero(view.dst == i)),
-            "links_out": int(np.count_nonzero(view.src == i)),
+            "links_in": int(view.in_degree[i]),
+            "links_out": int(view.out_degree[i]),
         }
     )
 

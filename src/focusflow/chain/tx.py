@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from focusflow.chain.errors import BadSignatureError, OverLimitError, WrongChainIdError
+from focusflow.chain.params import ChainParams
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
@@ -99,6 +100,24 @@ def make_tx(key: KeyPair, chain_id: str, nonce: int, fee: int, msgs: Sequence[Ms
     msgs = tuple(msgs)
     sig = key.sign(sign_bytes(chain_id, key.public_key, nonce, fee, msgs))
     return Tx(chain_id, key.public_key, nonce, fee, msgs, sig)
+
+
+def make_tx_at_min_fee(
+    key: KeyPair, chain_id: str, nonce: int, msgs: Sequence[Msg], params: ChainParams
+) -> Tx:
+    """A signed transaction paying exactly the minimum fee for its own encoded size.
+
+    The fee is part of what is encoded, so its size depends on the fee: raising
+    the fee to the minimum of the current size converges in two or three rounds
+    (CBOR integers grow by whole bytes).
+    """
+    fee = params.fee_base
+    while True:
+        tx = make_tx(key, chain_id, nonce, fee, msgs)
+        need = params.min_fee(len(tx.encoded))
+        if fee >= need:
+            return tx
+        fee = need
 
 
 def decode_tx(data: bytes, max_bytes: int = HARD_MAX_TX_BYTES) -> Tx:

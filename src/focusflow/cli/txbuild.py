@@ -29,7 +29,7 @@ from typing import Any
 
 from focusflow.chain.errors import InsufficientFundsError, OverLimitError, OverLinkBudgetError
 from focusflow.chain.params import ChainParams
-from focusflow.chain.tx import Msg, Tx, make_tx
+from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
 from focusflow.cli.client import Client, RemoteError
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
@@ -118,13 +118,7 @@ def build_tx(
     if fee is not None:
         tx = make_tx(key, chain_id, nonce, fee, msgs)
     else:
-        fee = params.fee_base
-        while True:
-            tx = make_tx(key, chain_id, nonce, fee, msgs)
-            need = params.min_fee(len(tx.encoded))
-            if fee >= need:
-                break
-            fee = need
+        tx = make_tx_at_min_fee(key, chain_id, nonce, msgs, params)
     if len(tx.encoded) > params.max_tx_bytes:
         raise OverLimitError(
             f"the transaction would be {len(tx.encoded)} bytes, over max_tx_bytes="

@@ -29,7 +29,7 @@ from focusflow.chain.chain import BlockResult, Chain
 from focusflow.chain.da_commit import DAStore
 from focusflow.chain.focus_view import FocusView
 from focusflow.chain.mempool import Mempool
-from focusflow.chain.tx import Msg, Tx, make_tx
+from focusflow.chain.tx import Msg, Tx, make_tx_at_min_fee
 from focusflow.core.keys import KeyPair
 from focusflow.modules.accounts import get_account
 
@@ -140,10 +140,8 @@ class NodeRuntime:
         key = self.faucet_key
         msgs = [Msg("send", {"to": address, "amount": amount})]
         nonce = self.next_nonce(key.address_raw)
-        fee = self.chain.params.min_fee(0)
-        tx = make_tx(key, self.chain.chain_id, nonce, fee, msgs)
-        fee = self.chain.params.min_fee(len(tx.encoded) + 8)
-        return self.submit(make_tx(key, self.chain.chain_id, nonce, fee, msgs))
+        params = self.chain.params
+        return self.submit(make_tx_at_min_fee(key, self.chain.chain_id, nonce, msgs, params))
 
     def _boost(self, address: bytes) -> float:
         return self.view.boost(address)
