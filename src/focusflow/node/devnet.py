@@ -24,7 +24,7 @@ import uvicorn
 
 from focusflow.api.app import create_app
 from focusflow.chain.focus_commit import warm_up
-from focusflow.core.errors import FocusflowError, InvalidParameterError, KeyFileError
+from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.keystore import Keystore
 from focusflow.node.home import DEV_KEY_NAME, Home, init_devnet, lock_home
 from focusflow.node.runtime import NodeRuntime
@@ -159,11 +159,14 @@ def _serve(
 def dev_key_of(home: Home):
     """The funded dev key, when the wallet holds it unencrypted (the devnet's own)."""
     wallet = Keystore(home.keys)
-    if not wallet.exists(DEV_KEY_NAME) or wallet.info(DEV_KEY_NAME).encrypted:
+    if not wallet.exists(DEV_KEY_NAME):
         return None
     try:
+        if wallet.info(DEV_KEY_NAME).encrypted:
+            return None
         return wallet.load(DEV_KEY_NAME)
-    except (KeyFileError, FocusflowError):
+    except FocusflowError as exc:
+        log.warning("no faucet: the dev key cannot be read", extra={"fields": {"why": str(exc)}})
         return None
 
 
