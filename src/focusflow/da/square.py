@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from hashlib import sha256
 
 import numpy as np
 
+from focusflow.core.digests import sha256_rows
 from focusflow.da import leopard
 from focusflow.da.errors import InvalidShareError, RepairError, RootMismatchError
 from focusflow.da.merkle import merkle_root
@@ -52,18 +52,6 @@ def _encode_cols(quadrant: np.ndarray) -> np.ndarray:
     return leopard.encode(np.ascontiguousarray(quadrant).reshape(k, -1)).reshape(k, k, -1)
 
 
-def _hash_rows(rows: np.ndarray) -> np.ndarray:
-    """SHA-256 of every row of a 2-D uint8 array, as an ``n x 32`` array.
-
-    One call per message is the floor with hashlib; the messages are sliced
-    from one buffer so that nothing else runs per hash.
-    """
-    size = rows.shape[1]
-    flat = memoryview(np.ascontiguousarray(rows).reshape(-1))
-    digests = b"".join([sha256(flat[i : i + size]).digest() for i in range(0, len(flat), size)])
-    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
-
-
 def _inner_level(level: np.ndarray) -> np.ndarray:
     """One level up in many namespace-ordered NMTs at once (``trees x nodes x 90``).
 
@@ -83,7 +71,7 @@ def _inner_level(level: np.ndarray) -> np.ndarray:
     out[:, :, _NS : 2 * _NS] = np.where(
         parity_right, left[:, :, _NS : 2 * _NS], right[:, :, _NS : 2 * _NS]
     )
-    out[:, :, 2 * _NS :] = _hash_rows(message.reshape(-1, message.shape[2])).reshape(
+    out[:, :, 2 * _NS :] = sha256_rows(message.reshape(-1, message.shape[2])).reshape(
         trees, count // 2, 32
     )
     return out
@@ -142,7 +130,7 @@ class ExtendedSquare:
         nodes = np.empty((width, width, 2 * _NS + 32), dtype=np.uint8)
         nodes[:, :, :_NS] = leaf[:, :, 1 : 1 + _NS]
         nodes[:, :, _NS : 2 * _NS] = leaf[:, :, 1 : 1 + _NS]
-        nodes[:, :, 2 * _NS :] = _hash_rows(leaf.reshape(width * width, -1)).reshape(
+        nodes[:, :, 2 * _NS :] = sha256_rows(leaf.reshape(width * width, -1)).reshape(
             width, width, 32
         )
         return nodes
