@@ -193,6 +193,26 @@ def test_replayed_transaction_is_refused(shared_devnet, linked):
         assert c.get(f"/v1/txs/{first['hash']}").json()["status"] == "committed"
 
 
+def test_top_list_is_the_same_on_the_fast_path_and_through_the_framework(shared_devnet, linked):
+    """Plain queries are answered by the hot-read middleware, others by the FastAPI
+    route; both must give the same bytes and headers for the same k."""
+    with shared_devnet.client() as c:
+        height = c.get("/v1/status").json()["height"]
+        for _ in range(20):
+            fast = c.get("/v1/focus/top?k=3")
+            slow = c.get("/v1/focus/top?k=3&unused=1")
+            default_fast = c.get("/v1/focus/top")
+            default_slow = c.get("/v1/focus/top?unused=1")
+            if fast.json()["height"] == slow.json()["height"] == default_slow.json()["height"]:
+                break
+    assert fast.status_code == slow.status_code == 200
+    assert fast.content == slow.content
+    assert default_fast.content == default_slow.content
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    assert int(fast.headers["content-length"]) == len(fast.content)
+    assert fast.json()["height"] >= height and len(fast.json()["particles"]) == 3
+
+
 def test_read_errors_have_stable_codes(shared_devnet, linked):
     unknown = cid_of_text("never linked")
     cases = [
@@ -203,6 +223,8 @@ def test_read_errors_have_stable_codes(shared_devnet, linked):
         ("/v1/accounts/focus1xyz", 400, "invalid_address"),
         ("/v1/focus/top?k=0", 400, "malformed"),
         ("/v1/focus/top?k=abc", 400, "malformed"),
+        ("/v1/focus/top?k=1001", 400, "malformed"),
+        ("/v1/focus/top?k=-1", 400, "malformed"),
         ("/v1/txs/" + "ab" * 32, 404, "unknown_tx"),
         ("/v1/txs/nothex", 400, "malformed"),
         ("/v1/blocks/999999999", 404, "unknown_block"),
