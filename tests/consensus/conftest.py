@@ -102,8 +102,11 @@ def make_harness(
         return value
 
     h.machine = Tendermint(
-        CHAIN, signer=Signer(me, CHAIN, wal), get_value=get_value,
-        is_valid=lambda height, value: value not in h.invalid, timeouts=Timeouts(),
+        CHAIN,
+        signer=Signer(me, CHAIN, wal),
+        get_value=get_value,
+        is_valid=lambda height, value: value not in h.invalid,
+        timeouts=Timeouts(),
     )
     return h
 

@@ -29,7 +29,8 @@ VID = sha256(b"block")
 
 def cert(signers, value_id=VID, round=0, chain=CHAIN) -> CommitCertificate:
     return CommitCertificate.from_votes(
-        Vote.sign(k, chain, 5, round, Step.PRECOMMIT, value_id) for k in signers)
+        Vote.sign(k, chain, 5, round, Step.PRECOMMIT, value_id) for k in signers
+    )
 
 
 def test_more_than_two_thirds_of_power_verifies():
@@ -43,8 +44,9 @@ def test_two_thirds_or_less_is_refused_even_with_many_signers():
     assert err.value.code == "invalid_certificate"
 
 
-@pytest.mark.parametrize("flaw", ["chain", "height", "value", "outsider", "twice", "sig",
-                                  "prevote"])
+@pytest.mark.parametrize(
+    "flaw", ["chain", "height", "value", "outsider", "twice", "sig", "prevote"]
+)
 def test_flawed_certificates_are_refused(flaw):
     good = cert(KS[:3])
     if flaw == "chain":
@@ -60,13 +62,15 @@ def test_flawed_certificates_are_refused(flaw):
         args = {}
     elif flaw == "sig":
         s = good.signatures[0]
-        c = CommitCertificate(5, 0, VID, (CommitSignature(s.public_key, bytes(64)),
-                                           *good.signatures[1:]))
+        c = CommitCertificate(
+            5, 0, VID, (CommitSignature(s.public_key, bytes(64)), *good.signatures[1:])
+        )
         args = {}
     else:
         pv = [Vote.sign(k, CHAIN, 5, 0, Step.PREVOTE, VID) for k in KS[:3]]
-        c = CommitCertificate(5, 0, VID, tuple(CommitSignature(v.validator, v.signature)
-                                               for v in pv))
+        c = CommitCertificate(
+            5, 0, VID, tuple(CommitSignature(v.validator, v.signature) for v in pv)
+        )
         args = {}
     with pytest.raises(InvalidCertificateError):
         verify_certificate(c, VS, CHAIN, **args)
@@ -85,8 +89,10 @@ def test_from_votes_refuses_mixed_or_nil_votes():
         CommitCertificate.from_votes([])
     with pytest.raises(InvalidCertificateError):
         cert(KS[:3], value_id=None)
-    mixed = [Vote.sign(KS[0], CHAIN, 5, 0, Step.PRECOMMIT, VID),
-             Vote.sign(KS[1], CHAIN, 5, 1, Step.PRECOMMIT, VID)]
+    mixed = [
+        Vote.sign(KS[0], CHAIN, 5, 0, Step.PRECOMMIT, VID),
+        Vote.sign(KS[1], CHAIN, 5, 1, Step.PRECOMMIT, VID),
+    ]
     with pytest.raises(InvalidCertificateError):
         CommitCertificate.from_votes(mixed)
 
@@ -99,8 +105,16 @@ def test_from_votes_refuses_mixed_or_nil_votes():
         ["commit", -5, 0, VID, []],
         ["commit", 5, 0, VID, [[KS[0].public_key]]],
         ["commit", 5, 0, VID, [[KS[0].public_key, bytes(64)], [KS[0].public_key, bytes(64)]]],
-        ["commit", 5, 0, VID, [[max(KS[0].public_key, KS[1].public_key), bytes(64)],
-                               [min(KS[0].public_key, KS[1].public_key), bytes(64)]]],
+        [
+            "commit",
+            5,
+            0,
+            VID,
+            [
+                [max(KS[0].public_key, KS[1].public_key), bytes(64)],
+                [min(KS[0].public_key, KS[1].public_key), bytes(64)],
+            ],
+        ],
         ["vote", 5, 0, VID, []],
     ],
 )

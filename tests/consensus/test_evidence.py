@@ -42,8 +42,9 @@ def test_round_trip():
     assert decode_evidence(encode_evidence(ev)) == ev
 
 
-@pytest.mark.parametrize("flaw", ["same", "round", "step", "validator", "outsider", "sig",
-                                  "order", "chain"])
+@pytest.mark.parametrize(
+    "flaw", ["same", "round", "step", "validator", "outsider", "sig", "order", "chain"]
+)
 def test_flawed_evidence_is_refused(flaw):
     a = vote(A)
     if flaw == "same":
@@ -59,8 +60,9 @@ def test_flawed_evidence_is_refused(flaw):
         ev = DuplicateVoteEvidence.of(vote(A, key=out), vote(B, key=out))
     elif flaw == "sig":
         b = vote(B)
-        ev = DuplicateVoteEvidence.of(a, Vote(b.height, b.round, b.step, b.value_id,
-                                              b.validator, a.signature))
+        ev = DuplicateVoteEvidence.of(
+            a, Vote(b.height, b.round, b.step, b.value_id, b.validator, a.signature)
+        )
     elif flaw == "order":
         good = DuplicateVoteEvidence.of(a, vote(B))
         ev = DuplicateVoteEvidence(good.vote_b, good.vote_a)

@@ -90,10 +90,12 @@ def test_non_canonical_bytes_raise_decode_error():
 _PREVOTE = Vote.sign(KEY, CHAIN, 1, 0, Step.PREVOTE, VID)
 _GOOD = [
     encode_message(_PREVOTE),
-    encode_certificate(CommitCertificate.from_votes(
-        [Vote.sign(KEY, CHAIN, 1, 0, Step.PRECOMMIT, VID)])),
-    encode_evidence(DuplicateVoteEvidence.of(
-        _PREVOTE, Vote.sign(KEY, CHAIN, 1, 0, Step.PREVOTE, None))),
+    encode_certificate(
+        CommitCertificate.from_votes([Vote.sign(KEY, CHAIN, 1, 0, Step.PRECOMMIT, VID)])
+    ),
+    encode_evidence(
+        DuplicateVoteEvidence.of(_PREVOTE, Vote.sign(KEY, CHAIN, 1, 0, Step.PREVOTE, None))
+    ),
 ]
 
 

@@ -47,9 +47,12 @@ class Node:
         self.key = key
         self.sent: list = []
         self.decided: list[Decide] = []
-        self.machine = cls(CHAIN, signer=Signer(key, CHAIN, WriteAheadLog(None)),
-                           get_value=lambda h: b"value w from " + key.public_key[:4],
-                           is_valid=lambda h, v: True)
+        self.machine = cls(
+            CHAIN,
+            signer=Signer(key, CHAIN, WriteAheadLog(None)),
+            get_value=lambda h: b"value w from " + key.public_key[:4],
+            is_valid=lambda h, v: True,
+        )
         self.take(self.machine.start_height(1, vs))
 
     def take(self, actions) -> None:
@@ -68,9 +71,16 @@ class Node:
         self.take(self.machine.on_timeout(Timeout(step, 1, round)))
 
     def last(self, kind, round: int):
-        return next(m for m in reversed(self.sent) if m.round == round and (
-            isinstance(m, Proposal) if kind == "proposal" else
-            isinstance(m, Vote) and m.step == kind))
+        return next(
+            m
+            for m in reversed(self.sent)
+            if m.round == round
+            and (
+                isinstance(m, Proposal)
+                if kind == "proposal"
+                else isinstance(m, Vote) and m.step == kind
+            )
+        )
 
 
 def run_schedule(cls) -> dict[str, bytes]:
@@ -107,11 +117,15 @@ def run_schedule(cls) -> dict[str, bytes]:
     h2.get(h3.last(Step.PREVOTE, 1), byz(1, Step.PREVOTE, w))
     h3.get(h2.last(Step.PREVOTE, 1), byz(1, Step.PREVOTE, w))
     for node, other in ((h2, h3), (h3, h2)):
-        pcs = [m for m in other.sent if isinstance(m, Vote) and m.round == 1
-               and m.step == Step.PRECOMMIT]
+        pcs = [
+            m
+            for m in other.sent
+            if isinstance(m, Vote) and m.round == 1 and m.step == Step.PRECOMMIT
+        ]
         node.get(*pcs, byz(1, Step.PRECOMMIT, w))
-    return {name: n.decided[0].value for name, n in (("h1", h1), ("h2", h2), ("h3", h3))
-            if n.decided}
+    return {
+        name: n.decided[0].value for name, n in (("h1", h1), ("h2", h2), ("h3", h3)) if n.decided
+    }
 
 
 def test_schedule_is_safe_with_the_lock_rule():

@@ -106,9 +106,11 @@ SCENARIOS = {
     "double_voter": lambda s: byzantine(s, 4, {s % 4: "double_voter"}),
     "silent": lambda s: byzantine(s, 4, {s % 4: "silent"}),
     "two_byzantine_of_7": lambda s: byzantine(
-        s, 7, {0: "equivocating_proposer", 3: "double_voter"}),
+        s, 7, {0: "equivocating_proposer", 3: "double_voter"}
+    ),
     "weighted_byzantine": lambda s: byzantine(
-        s, 5, {0: "double_voter"}, powers=[3, 3, 2, 1, 1]),  # 3 of 10 < 1/3
+        s, 5, {0: "double_voter"}, powers=[3, 3, 2, 1, 1]
+    ),  # 3 of 10 < 1/3
     "mixed": mixed,
 }
 

@@ -139,9 +139,11 @@ def test_valid_round_not_below_round_is_refused(harness):
 def test_prevote_timeout_scheduled_once_on_any_quorum_then_precommit_nil(harness):
     h = harness
     h.feed(h.proposal(0, A))  # our prevote: A
-    actions = h.feed(h.vote(h.others[0], 0, Step.PREVOTE, B),
-                     h.vote(h.others[1], 0, Step.PREVOTE, None),
-                     h.vote(h.others[2], 0, Step.PREVOTE, None))
+    actions = h.feed(
+        h.vote(h.others[0], 0, Step.PREVOTE, B),
+        h.vote(h.others[1], 0, Step.PREVOTE, None),
+        h.vote(h.others[2], 0, Step.PREVOTE, None),
+    )
     (t,) = timeouts_of(actions)  # lines 34-35, once although the 4th vote came later
     assert t.timeout == Timeout(Step.PREVOTE, 1, 0) and t.delay == h.machine.timeouts.prevote
     (pc,) = votes_of(h.machine.on_timeout(t.timeout), Step.PRECOMMIT)  # lines 61-64
@@ -164,8 +166,9 @@ def test_polka_seen_after_precommit_nil_only_updates_valid_value(harness):
     h.feed(h.proposal(0, A))
     h.feed(h.vote(h.others[0], 0, Step.PREVOTE, None), h.vote(h.others[1], 0, Step.PREVOTE, None))
     h.machine.on_timeout(Timeout(Step.PREVOTE, 1, 0))  # precommit nil
-    actions = h.feed(h.vote(h.others[2], 0, Step.PREVOTE, A),
-                     h.vote(h.others[0], 0, Step.PREVOTE, A))  # (others[0] equivocates)
+    actions = h.feed(
+        h.vote(h.others[2], 0, Step.PREVOTE, A), h.vote(h.others[0], 0, Step.PREVOTE, A)
+    )  # (others[0] equivocates)
     assert votes_of(actions, Step.PRECOMMIT) == []
     m = h.machine
     assert (m.locked_round, m.valid_value, m.valid_round) == (-1, A, 0)  # lines 42-43
@@ -257,8 +260,7 @@ def test_provably_bad_messages_raise(harness, flaw):
         wrong = next(k for k in h.keys if k is not h.proposer(0))
         bad = Proposal.sign(wrong, CHAIN, 1, 0, -1, A, sha256(A))
     elif flaw == "signature":
-        bad = Proposal(p.height, p.round, p.valid_round, p.value, p.value_id, p.proposer,
-                       bytes(64))
+        bad = Proposal(p.height, p.round, p.valid_round, p.value, p.value_id, p.proposer, bytes(64))
     elif flaw == "value_id":
         bad = Proposal.sign(h.proposer(0), CHAIN, 1, 0, -1, A, sha256(B))
     else:

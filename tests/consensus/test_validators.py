@@ -61,7 +61,10 @@ def test_update_adds_removes_and_changes_power():
     vs = vset(1, 2, 3)
     up = vs.update({KS[0].public_key: 0, KS[1].public_key: 7, KS[3].public_key: 4})
     assert {v.public_key: v.power for v in up.validators} == {
-        KS[1].public_key: 7, KS[2].public_key: 3, KS[3].public_key: 4}
+        KS[1].public_key: 7,
+        KS[2].public_key: 3,
+        KS[3].public_key: 4,
+    }
     assert up.power_of(KS[0].public_key) == 0 and up.total_power == 14
 
 

@@ -97,8 +97,7 @@ def test_heights_below_the_floor_are_never_signed_again(tmp_path):
         restarted.sign_vote(4, 1, Step.PREVOTE, None)
     assert err.value.code == "sign_refused"
     h = make_harness()
-    h.machine = Tendermint(CHAIN, signer=restarted, get_value=lambda _: A,
-                           is_valid=lambda *_: True)
+    h.machine = Tendermint(CHAIN, signer=restarted, get_value=lambda _: A, is_valid=lambda *_: True)
     with pytest.raises(SignRefusedError):
         h.machine.start_height(3, h.vs)  # a block store that lost two blocks
 
@@ -126,8 +125,9 @@ def test_state_machine_restarted_from_its_wal_keeps_votes_and_lock(tmp_path):
     h.wal.close()
 
     wal = WriteAheadLog(path)  # the process died; a new one opens the same file
-    h.machine = Tendermint(CHAIN, signer=Signer(h.me, CHAIN, wal), get_value=lambda _: B,
-                           is_valid=lambda *_: True)
+    h.machine = Tendermint(
+        CHAIN, signer=Signer(h.me, CHAIN, wal), get_value=lambda _: B, is_valid=lambda *_: True
+    )
     actions = h.machine.start_height(1, h.vs)
     assert broadcasts(actions) == signed  # the same signed messages, re-sent
     m = h.machine
@@ -150,7 +150,9 @@ def test_sigkill_mid_run_never_leads_to_double_signing(tmp_path):
     for _ in range(6):
         child = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("wal_child.py")), str(path)],
-            stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
         assert child.stdout is not None
         lines = rng.randint(5, 120)

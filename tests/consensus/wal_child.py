@@ -30,8 +30,9 @@ KEY = KeyPair.from_seed(sha256(b"solo validator"))
 def main(path: str) -> None:
     signer = Signer(KEY, CHAIN, WriteAheadLog(path))
     vs = ValidatorSet.create({KEY.public_key: 1})
-    machine = Tendermint(CHAIN, signer=signer,
-                         get_value=lambda h: os.urandom(16), is_valid=lambda h, v: True)
+    machine = Tendermint(
+        CHAIN, signer=signer, get_value=lambda h: os.urandom(16), is_valid=lambda h, v: True
+    )
     # A chain would start at its committed height + 1. This one keeps no blocks, so it
     # starts where the WAL says it got: that height may or may not have been decided,
     # and deciding it again must give the same value.

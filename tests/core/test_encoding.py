@@ -12,8 +12,10 @@ from focusflow.core.errors import DecodeError
 
 plain = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**64) + 1, 2**64 - 1) | st.binary() | st.text(),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=8) | st.integers(0, 99), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.integers(0, 99), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 

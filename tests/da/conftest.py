@@ -18,4 +18,3 @@ def block_square():
         return extend(square_from_block([rng.randbytes(size) for _ in range(txs)]))
 
     return build
-

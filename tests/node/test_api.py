@@ -3,6 +3,7 @@ answered with its stable code and no change of state."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -180,6 +181,30 @@ def test_bad_transactions_are_refused_and_change_nothing(shared_devnet, linked):
     assert after[0] == before[0]
 
 
+def test_chunked_submissions_answer_like_sized_ones(shared_devnet, linked):
+    """A body without Content-Length takes the framework's route, not the hot path:
+    same codes, and the body cap still counts the streamed chunks."""
+    net = shared_devnet
+    key = net.dev_key()
+    forged = bytearray(signed(net, key, [link_msg(("c1", "c2"))]).encoded)
+    forged[-5] ^= 0x01
+    body = json.dumps({"tx": bytes(forged).hex()}).encode()
+    ctype = {"content-type": "application/json"}
+    with net.client() as c:
+        sized = c.post("/v1/txs", content=body, headers=ctype)
+        chunked = c.post("/v1/txs", content=iter([body[:10], body[10:]]), headers=ctype)
+        huge = c.post("/v1/txs", content=iter([b"0" * (1 << 20)] * 3), headers=ctype)
+        good = signed(net, key, [link_msg(("c1", "c2"))])
+        accepted = c.post(
+            "/v1/txs", content=iter([good.encoded]), headers={"content-type": "application/cbor"}
+        )
+    assert sized.status_code == chunked.status_code == 400
+    assert sized.json() == chunked.json() and sized.json()["error"]["code"] == "bad_signature"
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
+    assert accepted.status_code == 202 and accepted.json()["hash"] == good.hash.hex()
+    wait_tx(net, accepted.json()["hash"])
+
+
 def test_replayed_transaction_is_refused(shared_devnet, linked):
     net = shared_devnet
     tx = signed(net, net.dev_key(), [link_msg(("r1", "r2"))])
@@ -194,7 +219,7 @@ def test_replayed_transaction_is_refused(shared_devnet, linked):
 
 
 def test_top_list_is_the_same_on_the_fast_path_and_through_the_framework(shared_devnet, linked):
-    """Plain queries are answered by the hot-read middleware, others by the FastAPI
+    """Plain queries are answered by the hot-path middleware, others by the FastAPI
     route; both must give the same bytes and headers for the same k."""
     with shared_devnet.client() as c:
         height = c.get("/v1/status").json()["height"]

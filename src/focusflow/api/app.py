@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from focusflow import __version__
 from focusflow.api import errors, routes_chain, routes_da, routes_focus, ws
-from focusflow.api.hot_reads import HotReads
+from focusflow.api.hot_paths import HotPaths
 from focusflow.api.metrics import NodeMetrics
 from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
@@ -51,9 +51,10 @@ def create_app(node: NodeService, admin_token: str = "") -> FastAPI:
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.top_cache = TopCache()
+    # The hot endpoints skip the framework (see hot_paths); the body cap that
+    # errors.install adds is outside it.
+    app.add_middleware(HotPaths, state=app.state)
     errors.install(app)
-    # Outermost: the polled top list skips the framework (see hot_reads).
-    app.add_middleware(HotReads, node=node, top_cache=app.state.top_cache)
     app.include_router(routes_chain.router)
     app.include_router(routes_focus.router)
     app.include_router(ws.router)

@@ -60,10 +60,12 @@ ERROR_RESPONSES: dict = {"4XX": {"model": ErrorResponse, "description": "error w
 
 
 def error_response(code: str, message: str, status: int | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}},
-        status_code=status or STATUS.get(code, 400),
-    )
+    return JSONResponse(error_doc(code, message), status_code=status or STATUS.get(code, 400))
+
+
+def error_doc(code: str, message: str) -> dict:
+    """The one JSON shape of every error answer."""
+    return {"error": {"code": code, "message": message}}
 
 
 def install(app: FastAPI) -> None:
@@ -137,9 +139,7 @@ class _BodyTooLargeError(Exception):
 
 
 async def _send_413(send, limit: int) -> None:
-    body = json.dumps(
-        {"error": {"code": "body_too_large", "message": f"request body over {limit} bytes"}}
-    ).encode()
+    body = json.dumps(error_doc("body_too_large", f"request body over {limit} bytes")).encode()
     await send(
         {
             "type": "http.response.start",

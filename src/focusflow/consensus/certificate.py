@@ -59,13 +59,16 @@ class CommitCertificate:
         if first.value_id is None:
             raise InvalidCertificateError("a certificate commits a value, not nil")
         sigs = {v.validator: CommitSignature(v.validator, v.signature) for v in votes}
-        return cls(first.height, first.round, first.value_id,
-                   tuple(sigs[pk] for pk in sorted(sigs)))
+        return cls(
+            first.height, first.round, first.value_id, tuple(sigs[pk] for pk in sorted(sigs))
+        )
 
     def votes(self) -> list[Vote]:
         """The precommits this certificate holds, as votes (to feed a state machine)."""
-        return [Vote(self.height, self.round, Step.PRECOMMIT, self.value_id,
-                     s.public_key, s.signature) for s in self.signatures]
+        return [
+            Vote(self.height, self.round, Step.PRECOMMIT, self.value_id, s.public_key, s.signature)
+            for s in self.signatures
+        ]
 
 
 def verify_certificate(
@@ -130,9 +133,14 @@ def decode_certificate(data: bytes) -> CommitCertificate:
         raise DecodeError("malformed commit certificate: signatures is not an array")
     out = []
     for s in sigs:
-        if not (isinstance(s, list) and len(s) == 2
-                and isinstance(s[0], bytes) and len(s[0]) == PUBLIC_KEY_SIZE
-                and isinstance(s[1], bytes) and len(s[1]) == SIGNATURE_SIZE):
+        if not (
+            isinstance(s, list)
+            and len(s) == 2
+            and isinstance(s[0], bytes)
+            and len(s[0]) == PUBLIC_KEY_SIZE
+            and isinstance(s[1], bytes)
+            and len(s[1]) == SIGNATURE_SIZE
+        ):
             raise DecodeError("malformed commit certificate: bad signature entry")
         out.append(CommitSignature(s[0], s[1]))
     keys = [s.public_key for s in out]

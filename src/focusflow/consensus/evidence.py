@@ -79,8 +79,9 @@ def verify_evidence(
 
 
 def encode_evidence(evidence: DuplicateVoteEvidence) -> bytes:
-    return encode(["duplicate_vote", message_to_plain(evidence.vote_a),
-                   message_to_plain(evidence.vote_b)])
+    return encode(
+        ["duplicate_vote", message_to_plain(evidence.vote_a), message_to_plain(evidence.vote_b)]
+    )
 
 
 def decode_evidence(data: bytes) -> DuplicateVoteEvidence:

@@ -68,8 +68,14 @@ class Proposal:
 
     @classmethod
     def sign(
-        cls, key: KeyPair, chain_id: str, height: int, round: int, valid_round: int,
-        value: bytes, value_id: bytes,
+        cls,
+        key: KeyPair,
+        chain_id: str,
+        height: int,
+        round: int,
+        valid_round: int,
+        value: bytes,
+        value_id: bytes,
     ) -> Proposal:
         sig = key.sign(proposal_sign_bytes(chain_id, height, round, valid_round, value_id))
         return cls(height, round, valid_round, value, value_id, key.public_key, sig)
@@ -96,7 +102,12 @@ class Vote:
 
     @classmethod
     def sign(
-        cls, key: KeyPair, chain_id: str, height: int, round: int, step: Step,
+        cls,
+        key: KeyPair,
+        chain_id: str,
+        height: int,
+        round: int,
+        step: Step,
         value_id: bytes | None,
     ) -> Vote:
         sig = key.sign(vote_sign_bytes(chain_id, height, round, step, value_id))
@@ -116,8 +127,16 @@ def message_to_plain(message: Message) -> list:
     """The CBOR data model form of a message (also nested in evidence)."""
     if isinstance(message, Proposal):
         m = message
-        return ["proposal", m.height, m.round, m.valid_round, m.value, m.value_id,
-                m.proposer, m.signature]
+        return [
+            "proposal",
+            m.height,
+            m.round,
+            m.valid_round,
+            m.value,
+            m.value_id,
+            m.proposer,
+            m.signature,
+        ]
     if isinstance(message, Vote):
         v = message
         return ["vote", v.height, v.round, int(v.step), v.value_id, v.validator, v.signature]

@@ -60,8 +60,9 @@ class Signer:
         prior = self._signed.get((height, round, Step.PROPOSE))
         if isinstance(prior, Proposal):
             return prior
-        proposal = Proposal.sign(self.key, self.chain_id, height, round, valid_round,
-                                 value, value_id)
+        proposal = Proposal.sign(
+            self.key, self.chain_id, height, round, valid_round, value, value_id
+        )
         self.wal.append(WALEntry(KIND_PROPOSAL, height, encode_message(proposal)))
         self._signed[(height, round, Step.PROPOSE)] = proposal
         return proposal
@@ -101,8 +102,10 @@ class Signer:
         self._signed = {k: m for k, m in self._signed.items() if k[0] >= below_height}
         self._locks = {h: lock for h, lock in self._locks.items() if h >= below_height}
         entries = self.wal.entries()
-        if not entries or entries[0] != WALEntry(KIND_FLOOR, below_height, b"") or any(
-            e.height < below_height for e in entries
+        if (
+            not entries
+            or entries[0] != WALEntry(KIND_FLOOR, below_height, b"")
+            or any(e.height < below_height for e in entries)
         ):
             self.wal.prune(below_height)
 

@@ -51,8 +51,14 @@ from focusflow.core.keys import KeyPair, verify
 BYZANTINE_KINDS = ("equivocating_proposer", "double_voter", "silent")
 
 #: Timeouts scaled to the simulated delays (milliseconds, not LAN seconds).
-SIM_TIMEOUTS = Timeouts(propose=0.2, propose_delta=0.1, prevote=0.1, prevote_delta=0.05,
-                        precommit=0.1, precommit_delta=0.05)
+SIM_TIMEOUTS = Timeouts(
+    propose=0.2,
+    propose_delta=0.1,
+    prevote=0.1,
+    prevote_delta=0.05,
+    precommit=0.1,
+    precommit_delta=0.05,
+)
 
 
 @dataclass
@@ -113,11 +119,13 @@ class Simulation:
                 raise ValueError(f"unknown byzantine behaviour {kind!r}")
         keys = [KeyPair.from_seed(sha256(b"sim-validator-%d-%d" % (seed, i))) for i in range(n)]
         powers = powers or [1] * n
-        self.nodes = [SimNode(i, k, WriteAheadLog(None), self.byzantine.get(i))
-                      for i, k in enumerate(keys)]
+        self.nodes = [
+            SimNode(i, k, WriteAheadLog(None), self.byzantine.get(i)) for i, k in enumerate(keys)
+        ]
         self._by_key = {k.public_key: i for i, k in enumerate(keys)}
-        self._sets = {1: ValidatorSet.create({k.public_key: p for k, p in zip(keys, powers,
-                                                                             strict=True)})}
+        self._sets = {
+            1: ValidatorSet.create({k.public_key: p for k, p in zip(keys, powers, strict=True)})
+        }
         self.now = 0.0
         self._queue: list[tuple[float, int, str, Any]] = []
         self._seq = 0
@@ -203,11 +211,14 @@ class Simulation:
     def _boot(self, node: SimNode) -> None:
         signer = Signer(node.key, self.chain_id, node.wal)
         node.machine = self.machine_factory(
-            self.chain_id, signer=signer, timeouts=self.timeouts,
+            self.chain_id,
+            signer=signer,
+            timeouts=self.timeouts,
             get_value=lambda h, node=node: self._value(node, h),
             is_valid=lambda h, v, node=node: self._is_valid(node, h, v),
-            verify={"shared": self._verify, "per_node": verify,
-                    "off": lambda *_: True}[self.verification],
+            verify={"shared": self._verify, "per_node": verify, "off": lambda *_: True}[
+                self.verification
+            ],
         )
         self._start(node, node.height + 1)
 
@@ -218,8 +229,9 @@ class Simulation:
         lacks; re-sending every message seen at that height models that.
         """
         assert node.machine is not None
-        self._apply(node, self._timed(node.machine.start_height, height,
-                                      self.validator_set(height)))
+        self._apply(
+            node, self._timed(node.machine.start_height, height, self.validator_set(height))
+        )
         for message, sender in list(self._log.get(height, {}).items()):
             if sender != node.index:
                 self._send(sender, node.index, message)
@@ -278,8 +290,11 @@ class Simulation:
             if isinstance(action, Broadcast):
                 self._broadcast(node, action.message)
             elif isinstance(action, ScheduleTimeout):
-                self._push(self.now + action.delay, "timeout",
-                           (node.index, node.incarnation, action.timeout))
+                self._push(
+                    self.now + action.delay,
+                    "timeout",
+                    (node.index, node.incarnation, action.timeout),
+                )
             elif isinstance(action, Decide):
                 self._decide(node, action)
             elif isinstance(action, ReportEvidence):
@@ -317,14 +332,27 @@ class Simulation:
         progressed = False
         while True:
             h = node.height + 1
-            source = next((p for p in self.nodes if p is not node and h in p.decisions
-                           and p.byzantine is None and self._connected(p.index, node.index)),
-                          None)
+            source = next(
+                (
+                    p
+                    for p in self.nodes
+                    if p is not node
+                    and h in p.decisions
+                    and p.byzantine is None
+                    and self._connected(p.index, node.index)
+                ),
+                None,
+            )
             if source is None:
                 break
             d = source.decisions[h]
-            verify_certificate(d.certificate, self.validator_set(h), self.chain_id,
-                               height=h, value_id=sha256(d.value))
+            verify_certificate(
+                d.certificate,
+                self.validator_set(h),
+                self.chain_id,
+                height=h,
+                value_id=sha256(d.value),
+            )
             self._record(node, d)
             progressed = True
         if progressed:
@@ -386,15 +414,20 @@ class Simulation:
             return []
         if kind == "equivocating_proposer" and isinstance(message, Proposal):
             value = encode(["evil", message.height, message.round, node.index])
-            evil = Proposal.sign(node.key, self.chain_id, message.height, message.round,
-                                 -1, value, sha256(value))
+            evil = Proposal.sign(
+                node.key, self.chain_id, message.height, message.round, -1, value, sha256(value)
+            )
             return self._some_of([message, evil])
         if kind == "double_voter" and isinstance(message, Vote):
             assert node.machine is not None
             choices: list[bytes | None] = [None, message.value_id]
             choices.extend(node.machine.proposed_value_ids(message.round))
-            votes = [Vote.sign(node.key, self.chain_id, message.height, message.round,
-                               message.step, value_id) for value_id in set(choices)]
+            votes = [
+                Vote.sign(
+                    node.key, self.chain_id, message.height, message.round, message.step, value_id
+                )
+                for value_id in set(choices)
+            ]
             return self._some_of(votes)
         return [message]
 

@@ -216,16 +216,16 @@ class Tendermint:
                 raise InvalidMessageError(f"valid round {message.valid_round} not below round")
             if self.value_id_of(message.value) != message.value_id:
                 raise InvalidMessageError("proposal value id is not the hash of its value")
-            if not self.verify(message.proposer, message.signature,
-                               message.sign_bytes(self.chain_id)):
+            if not self.verify(
+                message.proposer, message.signature, message.sign_bytes(self.chain_id)
+            ):
                 raise InvalidMessageError("bad proposal signature")
             return True
         if rs is not None and rs.votes(message.step).has(message):
             return False
         if self.validators.index_of(message.validator) is None:
             raise InvalidMessageError("vote from a key outside the validator set")
-        if not self.verify(message.validator, message.signature,
-                           message.sign_bytes(self.chain_id)):
+        if not self.verify(message.validator, message.signature, message.sign_bytes(self.chain_id)):
             raise InvalidMessageError("bad vote signature")
         return True
 
@@ -329,8 +329,10 @@ class Tendermint:
                 ok = self._valid(p) and (
                     self.locked_round == -1 or self.locked_value_id == p.value_id
                 )
-            elif vr < self.round and vr in self._rounds and (
-                self._rounds[vr].prevotes.has_quorum_for(p.value_id)
+            elif (
+                vr < self.round
+                and vr in self._rounds
+                and (self._rounds[vr].prevotes.has_quorum_for(p.value_id))
             ):
                 ok = self._valid(p) and (
                     self.locked_round <= vr or self.locked_value_id == p.value_id
@@ -371,7 +373,9 @@ class Tendermint:
         rs.polka_seen = True
         if self.step == Step.PREVOTE:
             self.locked_value, self.locked_value_id, self.locked_round = (
-                p.value, value_id, self.round
+                p.value,
+                value_id,
+                self.round,
             )
             if self._is_validator():
                 assert self.signer is not None

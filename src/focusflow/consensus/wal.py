@@ -123,7 +123,7 @@ def _read(path: Path) -> list[WALEntry]:
             raise WALError(f"{path}: record at byte {pos} claims {length} bytes")
         if end + length > len(data):
             break  # torn payload
-        payload = data[end:end + length]
+        payload = data[end : end + length]
         if zlib.crc32(payload) != crc:
             if end + length == len(data):
                 break  # torn last record
@@ -143,8 +143,13 @@ def _entry(payload: bytes, path: Path, pos: int) -> WALEntry:
         item = decode(payload, "WAL record")
     except DecodeError as exc:
         raise WALError(f"{path}: record at byte {pos}: {exc.message}") from None
-    if not (isinstance(item, list) and len(item) == 3 and item[0] in KINDS
-            and isinstance(item[1], int) and isinstance(item[2], bytes)):
+    if not (
+        isinstance(item, list)
+        and len(item) == 3
+        and item[0] in KINDS
+        and isinstance(item[1], int)
+        and isinstance(item[2], bytes)
+    ):
         raise WALError(f"{path}: record at byte {pos} is not [kind, height, body]")
     return WALEntry(item[0], item[1], item[2])
 

@@ -1,10 +1,10 @@
-"""Which top-list queries the hot-read middleware answers itself."""
+"""Which top-list queries the hot-path middleware answers itself."""
 
 from __future__ import annotations
 
 import pytest
 
-from focusflow.api.hot_reads import plain_k
+from focusflow.api.hot_paths import plain_k
 
 
 @pytest.mark.parametrize(
