@@ -90,3 +90,13 @@ def test_pool_feeds_blocks_and_forgets_included(tmp_path):
     pool.update(nonce_of)
     assert len(pool) == 0
     assert chain.focus.view(chain.height).boost(ALICE.address_raw) > 0
+
+
+def test_next_nonce_skips_the_senders_pending_run():
+    pool = Mempool(CHAIN_ID, PARAMS)
+    assert pool.next_nonce(ALICE.address_raw, 3) == 3
+    for nonce in (3, 4, 6):
+        pool.add(t(ALICE, nonce).encoded, lambda a: 3)
+    assert pool.next_nonce(ALICE.address_raw, 3) == 5  # 6 waits behind the gap
+    assert pool.next_nonce(ALICE.address_raw, 5) == 5
+    assert pool.next_nonce(BOB.address_raw, 0) == 0

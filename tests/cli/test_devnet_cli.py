@@ -127,6 +127,19 @@ def test_malformed_cid_changes_nothing(env, capsys):
     assert_user_error(run_cli(capsys, "query", "particle", bad), "invalid_cid")
 
 
+def test_transactions_sent_back_to_back_take_consecutive_nonces(env, capsys):
+    """Without --wait the second command must not reuse the first one's nonce."""
+    first = run_cli(capsys, "tx", "link", "queued-a", "queued-b", "--json")
+    second = run_cli(capsys, "tx", "link", "queued-b", "queued-c", "--json")
+    assert first.code == 0 and second.code == 0, (first.err, second.err)
+    assert second.json()["nonce"] == first.json()["nonce"] + 1
+    third = run_cli(capsys, "tx", "link", "queued-c", "queued-a", "--wait", "--json")
+    assert third.code == 0 and third.json()["nonce"] == second.json()["nonce"] + 1, third.err
+    for sent in (first, second):  # nonce order: they are in by the time the third is
+        status = run_cli(capsys, "query", "tx", sent.json()["hash"], "--json").json()
+        assert status["status"] == "committed" and status["code"] == "ok", status
+
+
 def test_unpaired_and_self_links_refused(env, capsys):
     dev = _account(capsys, "dev")
     assert_user_error(run_cli(capsys, "tx", "link", "a", "b", "c"), "invalid_parameter")

@@ -280,7 +280,8 @@ def block_by_height(request: Request, height: Annotated[int, Path(ge=0, le=2**63
 @router.get("/accounts/{address}", response_model=None, responses={200: {"model": schemas.Account}})
 def account(request: Request, address: str) -> JSONResponse:
     raw = decode_address(address)
-    with _node(request).chain.reader() as r:
+    node = _node(request)
+    with node.chain.reader() as r:
         acct = get_account(r, raw)
         neudeg = get_neudeg(r, raw)
     return JSONResponse(
@@ -288,6 +289,7 @@ def account(request: Request, address: str) -> JSONResponse:
             "address": encode_address(raw),
             "balance": acct.balance,
             "nonce": acct.nonce,
+            "pending_nonce": node.mempool.next_nonce(raw, acct.nonce),
             "bonded": acct.bonded,
             "neudeg": neudeg,
         }

@@ -104,6 +104,9 @@ class Account(BaseModel):
     address: str
     balance: int
     nonce: int
+    #: The nonce for the next transaction: ``nonce`` plus the run of this
+    #: account's transactions waiting in this node's mempool.
+    pending_nonce: int
     bonded: int
     neudeg: int
 

@@ -156,6 +156,16 @@ class Mempool:
         """Whether a transaction of ``sender`` with ``nonce`` is pending."""
         return nonce in self._queues.get(sender, {})
 
+    def next_nonce(self, sender: bytes, committed: int) -> int:
+        """The nonce a new transaction of ``sender`` should take: past the run of
+        pending nonces that starts at the account's committed one."""
+        queue = self._queues.get(sender)
+        nonce = committed
+        if queue:
+            while nonce in queue:
+                nonce += 1
+        return nonce
+
     def discard(self, tx_hash: bytes) -> None:
         """Forget a transaction a block could not include (it would fail again).
 

@@ -2,11 +2,12 @@
 
 Every command takes the same options: ``--from NAME`` (the signer; the devnet's
 funded ``dev`` key by default), ``--fee`` (default: the chain's minimum for the
-transaction's size), ``--nonce`` (default: the account's next; set it to queue
-several transactions without waiting), ``--wait`` (poll until the transaction is
-in a block and print its result code; a failed result is an error), ``--home``,
-``--node`` and ``--json``. Arguments are checked before the key is unlocked
-and before anything is sent, and :func:`~focusflow.cli.txbuild.preflight`
+transaction's size), ``--nonce`` (default: the account's next, counting its
+transactions pending in the node's mempool, so several can be sent without
+waiting), ``--wait`` (poll until the transaction is in a block and print its
+result code; a failed result is an error), ``--home``, ``--node`` and
+``--json``. Arguments are checked before the key is unlocked and before
+anything is sent, and :func:`~focusflow.cli.txbuild.preflight`
 refuses what would only burn a fee.
 
 The chain package takes a second or two to import, so it is imported inside
@@ -95,7 +96,7 @@ def _submit(
         chain_id = api.status()["chain_id"]
         account = txbuild.Account.fetch(api, key.address)
         params = txbuild.chain_params(api, resolve_home(opts.home), chain_id)
-        nonce = account.nonce if opts.nonce is None else opts.nonce
+        nonce = account.next_nonce if opts.nonce is None else opts.nonce
         tx = txbuild.build_tx(key, chain_id, nonce, msgs, params, opts.fee)
         txbuild.preflight(tx, account, params)
         tx_hash = api.submit(tx.encoded)

@@ -69,6 +69,13 @@ class Account:
     nonce: int
     bonded: int
     neudeg: int
+    #: Next free nonce counting the node's mempool (None: the node did not say).
+    pending_nonce: int | None = None
+
+    @property
+    def next_nonce(self) -> int:
+        """The nonce a new transaction takes: after this account's pending ones."""
+        return self.nonce if self.pending_nonce is None else self.pending_nonce
 
     @classmethod
     def fetch(cls, client: Client, address: str) -> Account:
@@ -79,6 +86,7 @@ class Account:
             int(raw.get("nonce", 0)),
             int(raw.get("bonded", 0)),
             int(raw.get("neudeg", 0)),
+            int(raw["pending_nonce"]) if "pending_nonce" in raw else None,
         )
 
 
