@@ -27,7 +27,13 @@ def parse_cid(text: str) -> bytes:
     return cid_to_bytes(text)
 
 
-def block_json(block: Block, commit: CommitCertificate | None = None) -> dict[str, Any]:
+def block_json(
+    block: Block, commit: CommitCertificate | None = None, events: list | tuple = ()
+) -> dict[str, Any]:
+    """A block's header fields, its transaction and evidence hashes, commit and events.
+
+    ``events`` are the block-level events execution stored with it (slashing).
+    """
     h = block.header
     return {
         "height": h.height,
@@ -38,10 +44,13 @@ def block_json(block: Block, commit: CommitCertificate | None = None) -> dict[st
         "state_root": h.state_root.hex(),
         "focus_root": h.focus_root.hex(),
         "data_root": h.data_root.hex(),
+        "evidence_root": h.evidence_root.hex(),
         "validators_hash": h.validators_hash.hex(),
         "proposer": encode_address(h.proposer) if h.proposer else None,
         "txs": [sha256(tx).hex() for tx in block.txs],
         "n_txs": len(block.txs),
+        "evidence": [sha256(e).hex() for e in block.evidence],
+        "events": jsonable(list(events)),
         "commit": [
             {"public_key": s.public_key.hex(), "signature": s.signature.hex()}
             for s in (commit.signatures if commit is not None else ())
@@ -49,8 +58,8 @@ def block_json(block: Block, commit: CommitCertificate | None = None) -> dict[st
     }
 
 
-def record_json(record: BlockRecord) -> dict[str, Any]:
-    return block_json(record.block, record.commit)
+def record_json(record: BlockRecord, events: list | tuple = ()) -> dict[str, Any]:
+    return block_json(record.block, record.commit, events)
 
 
 def ranked(view: FocusView, indices) -> list[dict[str, Any]]:

@@ -14,12 +14,14 @@ from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc
 from focusflow.api.render import jsonable, record_json
 from focusflow.chain.block import BlockRecord
+from focusflow.chain.chain import BLOCK_EVENTS_PREFIX
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules.accounts import get_account, get_neudeg
 from focusflow.modules.names import resolve
+from focusflow.store import height_key
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -243,6 +245,14 @@ def _record_at(request: Request, height: int) -> BlockRecord:
     return BlockRecord.decode(raw)
 
 
+def _block_out(request: Request, height: int) -> dict:
+    """A stored block as the API shows it, with the events its execution stored."""
+    record = _record_at(request, height)
+    with _node(request).chain.reader() as r:
+        raw = r.index(BLOCK_EVENTS_PREFIX + height_key(height))
+    return record_json(record, [] if raw is None else decode(raw, "block events"))
+
+
 @router.get("/blocks", response_model=None, responses={200: {"model": schemas.BlockList}})
 def blocks(
     request: Request,
@@ -252,13 +262,13 @@ def blocks(
     """Recent blocks, newest first (``before``: start below this height)."""
     top = _node(request).chain.height
     start = top if before is None else min(top, before - 1)
-    out = [record_json(_record_at(request, h)) for h in range(start, max(-1, start - limit), -1)]
+    out = [_block_out(request, h) for h in range(start, max(-1, start - limit), -1)]
     return JSONResponse({"blocks": out})
 
 
 @router.get("/blocks/latest", response_model=None, responses={200: {"model": schemas.BlockOut}})
 def block_latest(request: Request) -> JSONResponse:
-    return JSONResponse(record_json(_record_at(request, _node(request).chain.height)))
+    return JSONResponse(_block_out(request, _node(request).chain.height))
 
 
 @router.get(
@@ -269,12 +279,12 @@ def block_by_hash(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -
         key = r.index(b"b" + bytes.fromhex(hash))
     if key is None:
         raise ApiError("unknown_block", f"no block with hash {hash.lower()}")
-    return JSONResponse(record_json(_record_at(request, int.from_bytes(key, "big"))))
+    return JSONResponse(_block_out(request, int.from_bytes(key, "big")))
 
 
 @router.get("/blocks/{height}", response_model=None, responses={200: {"model": schemas.BlockOut}})
 def block_by_height(request: Request, height: Annotated[int, Path(ge=0, le=2**63)]) -> JSONResponse:
-    return JSONResponse(record_json(_record_at(request, height)))
+    return JSONResponse(_block_out(request, height))
 
 
 @router.get("/accounts/{address}", response_model=None, responses={200: {"model": schemas.Account}})

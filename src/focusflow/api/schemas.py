@@ -89,10 +89,17 @@ class BlockOut(BaseModel):
     state_root: str
     focus_root: str
     data_root: str
+    #: RFC 6962 root of the block's encoded duplicate-vote evidence.
+    evidence_root: str
     validators_hash: str
     proposer: str | None
     txs: list[str]
     n_txs: int
+    #: SHA-256 of each piece of evidence (the hash the chain identifies it by).
+    evidence: list[str]
+    #: Block-level events: ``{"type": "slash", validator, public_key, height,
+    #: evidence, amount, bonded}`` per offence punished.
+    events: list[dict]
     commit: list[CommitSig]
 
 

@@ -55,7 +55,7 @@ class Hub:
             return
         block = {
             "type": "block",
-            "block": record_json(event.result.record),
+            "block": record_json(event.result.record, event.result.events),
             "focus": {"iterations": event.view.iterations, "seconds": event.view.seconds},
         }
         receipts = {r.tx_hash: (i, r.code, r.log) for i, r in enumerate(event.result.receipts)}

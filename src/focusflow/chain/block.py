@@ -1,15 +1,17 @@
-"""Blocks: a header that commits to everything, and a body of transactions.
+"""Blocks: a header that commits to everything, and a body of transactions and evidence.
 
 The header is the canonical CBOR array
 
     [chain_id, height, time_ms, parent, txs_root, state_root, focus_root,
-     data_root, validators_hash, proposer, last_commit]
+     data_root, evidence_root, validators_hash, proposer, last_commit]
 
 and the block hash is SHA-256 of it. ``txs_root`` is the RFC 6962 Merkle root
 of the encoded transactions, ``state_root`` the sparse Merkle root of the
 key-space after the block, ``focus_root`` the root of the quantised focus
 vector (see focus_commit.py), ``data_root`` the data-availability root of the
-block's data (32 zero bytes until the DA layer fills it), ``validators_hash``
+block's data (32 zero bytes until the DA layer fills it), ``evidence_root``
+the RFC 6962 Merkle root of the encoded duplicate-vote evidence the block
+carries (the empty root, SHA-256 of b"", when none), ``validators_hash``
 the consensus validator set's hash (``ValidatorSet.hash``), ``proposer`` the
 20-byte address of the validator that made it and ``last_commit`` the hash of
 the commit that finalised the parent.
@@ -62,6 +64,7 @@ class Header:
     state_root: bytes
     focus_root: bytes
     data_root: bytes
+    evidence_root: bytes
     validators_hash: bytes
     proposer: bytes
     last_commit: bytes
@@ -76,6 +79,7 @@ class Header:
             self.state_root,
             self.focus_root,
             self.data_root,
+            self.evidence_root,
             self.validators_hash,
             self.proposer,
             self.last_commit,
@@ -87,8 +91,8 @@ class Header:
 
     @classmethod
     def from_cbor(cls, value: object) -> Header:
-        if not isinstance(value, list) or len(value) != 11:
-            raise DecodeError("malformed block: header is not an 11-element array")
+        if not isinstance(value, list) or len(value) != 12:
+            raise DecodeError("malformed block: header is not a 12-element array")
         chain_id, height, time_ms, *hashes, proposer, last_commit = value
         ok = (
             isinstance(chain_id, str)
@@ -109,6 +113,9 @@ class Header:
 class Block:
     header: Header
     txs: tuple[bytes, ...]
+    #: Encoded duplicate-vote evidence (focusflow.consensus.encode_evidence),
+    #: decoded and checked when the block is validated, like its transactions.
+    evidence: tuple[bytes, ...] = ()
 
     @property
     def hash(self) -> bytes:
@@ -119,11 +126,15 @@ class Block:
         return self.header.height
 
     def to_cbor(self) -> list:
-        return [self.header.to_cbor(), list(self.txs)]
+        return [self.header.to_cbor(), list(self.txs), list(self.evidence)]
 
 
 def txs_root(txs: tuple[bytes, ...] | list[bytes]) -> bytes:
     return merkle_root(list(txs))
+
+
+def evidence_root(evidence: tuple[bytes, ...] | list[bytes]) -> bytes:
+    return merkle_root(list(evidence))
 
 
 def sign_certificate(
@@ -195,18 +206,20 @@ class BlockRecord:
         if not isinstance(value, list) or len(value) not in (3, 4):
             raise DecodeError("malformed block: expected [block, commit, deltas, last_commit?]")
         block_v, commit, deltas_v = value[:3]
-        if not isinstance(block_v, list) or len(block_v) != 2:
-            raise DecodeError("malformed block: expected [header, txs]")
+        if not isinstance(block_v, list) or len(block_v) != 3:
+            raise DecodeError("malformed block: expected [header, txs, evidence]")
         header = Header.from_cbor(block_v[0])
-        txs = block_v[1]
+        txs, evidence = block_v[1], block_v[2]
         if not isinstance(txs, list) or not all(isinstance(t, bytes) for t in txs):
             raise DecodeError("malformed block: transactions must be byte strings")
+        if not isinstance(evidence, list) or not all(isinstance(e, bytes) for e in evidence):
+            raise DecodeError("malformed block: evidence must be byte strings")
         cert = _certificate(commit)
         last = _certificate(value[3]) if len(value) == 4 else None
         if len(value) == 4 and last is None:
             raise DecodeError("malformed block: empty last_commit")
         _check_deltas_shape(deltas_v)
-        return cls(Block(header, tuple(txs)), cert, deltas_v, last)
+        return cls(Block(header, tuple(txs), tuple(evidence)), cert, deltas_v, last)
 
 
 def _certificate(value: object) -> CommitCertificate | None:

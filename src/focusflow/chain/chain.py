@@ -4,8 +4,9 @@
 Each block goes through the same steps whether this node made it or received
 it (seed 000's pipeline):
 
-    execute transactions (modules' write-sets merge into one pending state)
-    -> end of block (matured unbonding, fee payout)
+    check the block's duplicate-vote evidence (evidence_pool.py)
+    -> execute transactions (modules' write-sets merge into one pending state)
+    -> end of block (slashing the proven offences, matured unbonding, fee payout)
     -> apply the block's edge deltas to the focus engine (incremental)
     -> quantise focus, commit its root under /graph/focus
     -> update the sparse Merkle tree over the changed keys: the state root
@@ -17,11 +18,13 @@ Under consensus the steps are split so that a validator executes a block
 before it votes and writes only what was decided:
 
 * :meth:`Chain.propose` (the proposer) executes transactions from the mempool,
-  leaving out those that cannot be included, and returns a :class:`Pending`:
+  leaving out those that cannot be included, takes the evidence pool's
+  still-valid evidence (:attr:`Chain.evidence`), and returns a :class:`Pending`:
   the block with every root, its write-set and tree nodes, in memory;
 * :meth:`Chain.validate` (every validator, and block sync) re-executes a
   received block and refuses it (BlockError) unless every transaction is
-  includable and its state, focus and data roots equal the header's; it checks
+  includable, every piece of evidence proves an offence not punished yet (once
+  per block), and its state, focus and data roots equal the header's; it checks
   the data root first, before executing anything (da_commit.py), and the
   parent's certificate the block carries (``last_commit``);
 * :meth:`Chain.commit` persists a pending block with the consensus
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from focusflow.chain.block import (
     ZERO_HASH,
@@ -50,11 +53,13 @@ from focusflow.chain.block import (
     BlockRecord,
     Header,
     certificate_hash,
+    evidence_root,
     sign_certificate,
     txs_root,
 )
 from focusflow.chain.da_commit import block_square
-from focusflow.chain.errors import BlockError, TxError
+from focusflow.chain.errors import BlockError, EvidenceError, TxError
+from focusflow.chain.evidence_pool import EvidencePool, block_offences
 from focusflow.chain.execute import Receipt, Rejected, execute_block
 from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.genesis import Genesis
@@ -63,6 +68,7 @@ from focusflow.chain.state import PendingState
 from focusflow.chain.tx import Tx, decode_tx
 from focusflow.consensus.certificate import CommitCertificate, verify_certificate
 from focusflow.consensus.errors import InvalidCertificateError
+from focusflow.consensus.evidence import DuplicateVoteEvidence, decode_evidence, encode_evidence
 from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError, StoreError
 from focusflow.core.keys import KeyPair
@@ -71,6 +77,8 @@ from focusflow.store import EMPTY, Commit, Store, height_key
 from focusflow.store import update as smt_update
 
 PARAMS_KEY = b"/kv/params"
+#: Index key prefix of a block's events (``+ height, 8 bytes``): CBOR list of dicts.
+BLOCK_EVENTS_PREFIX = b"e"
 
 
 @dataclass(eq=False)
@@ -88,6 +96,8 @@ class Pending:
     timings: dict[str, float]
     #: The head this block extends.
     parent: bytes
+    #: Block-level events (slashing), stored with the block under ``b"e" + height``.
+    events: list[dict] = field(default_factory=list)
 
     @property
     def block(self) -> Block:
@@ -113,6 +123,8 @@ class BlockResult:
     receipts: list[Receipt]
     rejected: list[Rejected]
     timings: dict[str, float]
+    #: Block-level events: ``{"type": "slash", ...}`` per punished offence.
+    events: list[dict] = field(default_factory=list)
 
     @property
     def block(self) -> Block:
@@ -147,6 +159,8 @@ class Chain:
         self.validators = genesis.validator_set()
         self.validators_hash = self.validators.hash()
         self._proposers = {v.address for v in self.validators.validators}
+        #: Verified duplicate-vote evidence waiting for a block (:meth:`add_evidence`).
+        self.evidence = EvidencePool(self.chain_id, self.validators, self.params)
         self.focus = FocusState(self.params.focus)
         #: The certificate of the head block (None at genesis).
         self.last_certificate: CommitCertificate | None = None
@@ -185,6 +199,15 @@ class Chain:
                 raise StoreError(f"block {h} is missing from the store")
             yield record
 
+    def add_evidence(self, evidence: DuplicateVoteEvidence) -> bool:
+        """Verify ``evidence`` against the head's state and hold it for a block.
+
+        False if its offence is held already; EvidenceError if it cannot be
+        punished (see evidence_pool.py), EvidencePoolFullError if the pool is full.
+        """
+        with self.store.reader() as r:
+            return self.evidence.add(evidence, self.height, r)
+
     # --- producing and following: propose / validate / commit / abandon ------
     def propose(
         self,
@@ -215,10 +238,16 @@ class Chain:
         if time_ms is None:
             time_ms = max(int(time.time() * 1000), self.head.time_ms + 1)
         proposer = self.validator_key.address_raw
-        ctx, included, receipts, rejected = self._execute(
-            self.height + 1, time_ms, proposer, decoded, verified, strict=False
+        ctx, included, receipts, rejected, evidence = self._execute(
+            self.height + 1,
+            time_ms,
+            proposer,
+            decoded,
+            verified,
+            self.evidence.pending(),
+            strict=False,
         )
-        return self._build(ctx, included, receipts, rejected, None, t0)
+        return self._build(ctx, included, receipts, rejected, evidence, None, t0)
 
     def validate(self, record: BlockRecord | bytes) -> Pending:
         """Re-execute a block made elsewhere; BlockError unless it follows our head
@@ -247,6 +276,9 @@ class Chain:
             raise BlockError(f"block {header.height} time does not increase")
         if header.txs_root != txs_root(record.block.txs):
             raise BlockError(f"block {header.height} txs_root does not match its transactions")
+        if header.evidence_root != evidence_root(record.block.evidence):
+            raise BlockError(f"block {header.height} evidence_root does not match its evidence")
+        evidence = self._decode_evidence(record.block)
         if header.validators_hash != self.validators_hash:
             raise BlockError(f"block {header.height} names another validator set")
         if header.proposer and header.proposer not in self._proposers:
@@ -266,13 +298,15 @@ class Chain:
         except (TxError, DecodeError) as exc:
             raise BlockError(f"block {header.height} carries a bad transaction: {exc}") from None
         try:
-            ctx, included, receipts, _ = self._execute(
-                header.height, header.time_ms, header.proposer, txs, False, strict=True
+            ctx, included, receipts, _, evidence = self._execute(
+                header.height, header.time_ms, header.proposer, txs, False, evidence, strict=True
             )
         except TxError as exc:
             raise BlockError(f"block {header.height}: {exc.code}: {exc.message}") from None
         try:
-            return self._build(ctx, included, receipts, [], record, t0, square, da_seconds)
+            return self._build(
+                ctx, included, receipts, [], evidence, record, t0, square, da_seconds
+            )
         except BlockError:
             if ctx.deltas:
                 self._rebuild_focus()
@@ -296,6 +330,8 @@ class Chain:
         index = {b"b" + block.hash: height_key(block.height)}
         for i, receipt in enumerate(pending.receipts):
             index[b"t" + receipt.tx_hash] = receipt.encode(block.height, i)
+        if pending.events:
+            index[BLOCK_EVENTS_PREFIX + height_key(block.height)] = encode(pending.events)
         self.store.commit(
             Commit(
                 block.height,
@@ -310,13 +346,15 @@ class Chain:
         self.head = block.header
         self.last_certificate = certificate
         self._focus_owner = None
+        with self.store.reader() as r:
+            self.evidence.update(block.height, r)
         t_end = time.perf_counter()
         for listener in self.square_listeners:
             listener(block.height, pending.square)
         timings = dict(pending.timings)
         timings["persist"] = timings.get("persist", 0.0) + t_end - t0
         timings["total"] = timings.get("total", 0.0) + t_end - t0
-        return BlockResult(record, pending.receipts, pending.rejected, timings)
+        return BlockResult(record, pending.receipts, pending.rejected, timings, pending.events)
 
     def abandon(self, pending: Pending) -> None:
         """Forget a block that will not be committed (another value was decided).
@@ -372,17 +410,42 @@ class Chain:
         return self.commit(pending, record.commit)
 
     # --- pipeline ------------------------------------------------------------
-    def _execute(self, height, time_ms, proposer, txs, verified, strict):
+    def _execute(self, height, time_ms, proposer, txs, verified, evidence, strict):
         with self.store.reader() as r:
             ctx = BlockContext(
                 self.chain_id, height, time_ms, proposer, self.params, PendingState(r.get, r.items)
             )
+            try:
+                evidence, ctx.offences = block_offences(
+                    evidence,
+                    validators=self.validators,
+                    chain_id=self.chain_id,
+                    params=self.params,
+                    block_height=height,
+                    state=ctx.state,
+                    strict=strict,
+                )
+            except EvidenceError as exc:
+                raise BlockError(f"block {height}: {exc.code}: {exc.message}") from None
             included, receipts, rejected = execute_block(
                 ctx, self.modules, self.handlers, self.ante, txs, verified, strict
             )
             # The pending state reads through this reader, so every read of it
             # happens here; after this, the pipeline only adds writes to it.
-        return ctx, included, receipts, rejected
+        return ctx, included, receipts, rejected, evidence
+
+    def _decode_evidence(self, block: Block) -> list[DuplicateVoteEvidence]:
+        """A received block's evidence, each piece in its one canonical encoding."""
+        out = []
+        for raw in block.evidence:
+            try:
+                piece = decode_evidence(raw)
+            except DecodeError as exc:
+                raise BlockError(f"block {block.height} carries bad evidence: {exc}") from None
+            if encode_evidence(piece) != raw:
+                raise BlockError(f"block {block.height} carries evidence in a non-canonical form")
+            out.append(piece)
+        return out
 
     def _build(
         self,
@@ -390,6 +453,7 @@ class Chain:
         included: list[Tx],
         receipts: list[Receipt],
         rejected: list[Rejected],
+        evidence: list[DuplicateVoteEvidence],
         received: BlockRecord | None,
         t0: float,
         square: ExtendedSquare | None = None,
@@ -405,6 +469,7 @@ class Chain:
             root, nodes = smt_update(r.node, r.root, ctx.state.writes.items())
         t_root = time.perf_counter()
         tx_bytes = tuple(tx.encoded for tx in included)
+        evidence_bytes = tuple(encode_evidence(piece) for piece in evidence)
         if square is None:
             square = block_square(tx_bytes)
         data_root = square.data_root()
@@ -419,6 +484,7 @@ class Chain:
             root,
             self.focus.root,
             data_root,
+            evidence_root(evidence_bytes),
             self.validators_hash,
             ctx.proposer,
             certificate_hash(last),
@@ -435,7 +501,7 @@ class Chain:
                 raise BlockError(f"block {ctx.height}: header differs from our execution")
             block = received.block
         else:
-            block = Block(header, tx_bytes)
+            block = Block(header, tx_bytes, evidence_bytes)
         t_end = time.perf_counter()
         timings = {
             "execute": t_exec - t0 - da_seconds,
@@ -455,6 +521,7 @@ class Chain:
             square,
             timings,
             self.head.hash,
+            ctx.events,
         )
         if pending_owner:
             self._focus_owner = pending
@@ -521,6 +588,7 @@ class Chain:
             root,
             self.focus.root,
             block_square(()).data_root(),
+            evidence_root(()),
             self.validators_hash,
             b"",
             b"",

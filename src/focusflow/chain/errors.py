@@ -81,6 +81,34 @@ class BlockError(FocusflowError):
     code = "invalid_block"
 
 
+class EvidenceError(FocusflowError):
+    """Evidence of misbehaviour that does not prove an offence the chain can punish."""
+
+    code = "invalid_evidence"
+
+
+class EvidenceOutOfRangeError(EvidenceError):
+    """Evidence older than ``evidence_max_age`` blocks, or of a height not reached yet.
+
+    Not proof of malice by whoever relays it: a peer a block behind or ahead sees
+    the window shifted.
+    """
+
+    code = "evidence_out_of_range"
+
+
+class AlreadyPunishedError(EvidenceError):
+    """The offence (validator, height) was slashed already, or is held/included once."""
+
+    code = "already_punished"
+
+
+class EvidencePoolFullError(FocusflowError):
+    """The evidence pool holds its maximum; the evidence was not added."""
+
+    code = "evidence_pool_full"
+
+
 class UnknownBlockError(FocusflowError):
     """No block at that height (or with that hash) in this node's store."""
 

@@ -7,7 +7,9 @@ block's pending state; a handler validates the message body, raises a
 and reports the graph's edge deltas (new links, changed stakes) through the
 context. The chain merges the writes and deltas only if every message of the
 transaction succeeded. ``end_block`` runs once after all transactions (matured
-unbonding, fee payout).
+unbonding, fee payout, and slashing the block's verified :class:`Offence` s,
+which the chain puts in the block context: the chain proves the offence, the
+bank decides what it costs).
 
 ``Ante`` is the check every transaction passes before its messages run
 (nonce and fee); the bank module provides it, the node wires it in.
@@ -57,6 +59,19 @@ class Deltas:
         return [groups, sorted([k, v] for k, v in self.stakes.items())]
 
 
+@dataclass(frozen=True)
+class Offence:
+    """A verified equivocation the block punishes (see chain/evidence_pool.py)."""
+
+    #: The validator's Ed25519 public key and its account address.
+    public_key: bytes
+    address: bytes
+    #: The height at which it signed two conflicting votes.
+    height: int
+    #: Hash of the evidence that proves it.
+    evidence_hash: bytes
+
+
 @dataclass
 class BlockContext:
     """What every handler of one block can see: height, time, parameters, proposer."""
@@ -70,6 +85,9 @@ class BlockContext:
     fees: int = 0
     deltas: Deltas = field(default_factory=Deltas)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Offences proven by the block's evidence, in block order, one per
+    #: (validator, height); the bank slashes them in ``end_block``.
+    offences: list[Offence] = field(default_factory=list)
 
 
 @dataclass

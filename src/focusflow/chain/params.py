@@ -11,6 +11,9 @@ from typing import Any
 
 from focusflow.chain.errors import GenesisError
 
+#: The unit of ``slash_fraction``: 10_000 basis points are the whole stake.
+BASIS_POINTS = 10_000
+
 
 @dataclass(frozen=True)
 class ChainParams:
@@ -30,6 +33,14 @@ class ChainParams:
     name_fee: int = 10_000
     max_blob_bytes: int = 256 << 10
     blob_credit_per_byte: int = 1
+    #: Duplicate-vote evidence of height h may be included in blocks h+1 ..
+    #: h+evidence_max_age; older offences go unpunished (docs/consensus.md).
+    evidence_max_age: int = 100
+    #: Pieces of evidence one block carries at most.
+    max_block_evidence: int = 16
+    #: Share of an equivocating validator's bonded stake that is slashed (and
+    #: burned), in basis points: floor(bonded * slash_fraction / 10_000).
+    slash_fraction: int = 500
     #: FocusParams overrides (mode, alpha, weights, tol ...); see docs/focus.md.
     focus: dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +56,8 @@ class ChainParams:
                     raise GenesisError("params.focus must be an object")
             elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise GenesisError(f"params.{name} must be a non-negative integer")
+        if raw.get("slash_fraction", 0) > BASIS_POINTS:
+            raise GenesisError(f"params.slash_fraction is in basis points: at most {BASIS_POINTS}")
         return cls(**raw)
 
     def to_dict(self) -> dict[str, Any]:

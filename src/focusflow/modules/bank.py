@@ -12,6 +12,18 @@ Every change of bonded stake is an edge delta: all the neuron's links are
 re-weighed in the next focus update. Fees are taken by the ante step and paid
 to the block's proposer at the end of the block. Unbonding entries live at
 ``/token/unbond/<release height, 8 bytes><address>``.
+
+Slashing: for each offence the chain proved from the block's duplicate-vote
+evidence (``BlockContext.offences``), the end of the block takes
+``floor(bonded * slash_fraction / 10_000)`` from the bonded stake of the
+validator's account (the address of its Ed25519 public key) and burns it: no
+account is credited, the token supply shrinks. Integer arithmetic only, rounding
+down, so every node computes the same amount (a bonded stake below
+``10_000 / slash_fraction`` loses nothing, and that is recorded too). Liquid
+balance and stake already unbonding are not touched. The punishment is recorded
+at ``/token/slashed/<public key><offence height, 8 bytes>`` as
+``[block height, amount]``, which the chain reads to refuse the same offence
+again; the block's events get ``{"type": "slash", ...}``.
 """
 
 from __future__ import annotations
@@ -19,9 +31,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from focusflow.chain.errors import BadNonceError, InsufficientFundsError, OverLinkBudgetError
+from focusflow.chain.evidence_pool import slashed_key
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
-from focusflow.chain.params import ChainParams
+from focusflow.chain.module import BlockContext, Deltas, Handler, Offence, TxContext
+from focusflow.chain.params import BASIS_POINTS, ChainParams
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import encode_address
@@ -109,10 +122,38 @@ class Bank:
         ctx.emit("unstake", neuron=ctx.sender, amount=amount, release_height=release)
 
     def end_block(self, ctx: BlockContext) -> None:
-        """Pay the block's fees to its proposer and release matured unbonding."""
+        """Slash the block's offences, pay its fees to its proposer, release matured unbonding."""
+        for offence in ctx.offences:
+            self.slash(ctx, offence)
         if ctx.fees and ctx.proposer:
             credit(ctx.state, ctx.proposer, ctx.fees)
         prefix = UNBOND_PREFIX + ctx.height.to_bytes(8, "big")
         for key, value in ctx.state.scan(prefix):
             credit(ctx.state, key[len(prefix) :], decode(value, "unbonding"))
             ctx.state.delete(key)
+
+    def slash(self, ctx: BlockContext, offence: Offence) -> int:
+        """Burn ``slash_fraction`` of the offender's bonded stake; record the punishment.
+
+        Returns the amount burned. The stake change is an edge delta, so the
+        validator's links weigh less from this block's focus update on.
+        """
+        account = get_account(ctx.state, offence.address)
+        amount = account.bonded * ctx.params.slash_fraction // BASIS_POINTS
+        if amount:
+            account.bonded -= amount
+            set_account(ctx.state, offence.address, account)
+            ctx.deltas.stakes[offence.address] = account.bonded
+        ctx.state.put(slashed_key(offence.public_key, offence.height), encode([ctx.height, amount]))
+        ctx.events.append(
+            {
+                "type": "slash",
+                "validator": offence.address,
+                "public_key": offence.public_key,
+                "height": offence.height,
+                "evidence": offence.evidence_hash,
+                "amount": amount,
+                "bonded": account.bonded,
+            }
+        )
+        return amount

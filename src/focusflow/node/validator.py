@@ -16,7 +16,9 @@ Wire use of ``focusflow.net``:
 * gossip topic ``tx``: transactions submitted to any node reach every mempool;
 * ``block_part``: proposals (the value is the block and the parent's
   certificate, Brotli CBOR, see :meth:`Pending.proposal_value`);
-* ``vote``: prevotes and precommits; ``evidence``: duplicate votes;
+* ``vote``: prevotes and precommits; ``evidence``: duplicate votes, verified
+  into the chain's evidence pool (ours, from ``ReportEvidence``, too) for the
+  next proposer to include and the bank to slash;
 * request ``status`` -> ``[committed height]``; ``block`` (``height``) -> the
   stored block record with its certificate (block sync); ``round`` (``height``)
   -> the consensus messages this node holds for that height, so a validator
@@ -40,11 +42,18 @@ from pathlib import Path
 
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import Chain, Pending
-from focusflow.chain.errors import BlockError
+from focusflow.chain.errors import (
+    AlreadyPunishedError,
+    BlockError,
+    EvidenceError,
+    EvidenceOutOfRangeError,
+    EvidencePoolFullError,
+)
 from focusflow.chain.tx import Tx
 from focusflow.consensus import (
     Broadcast,
     Decide,
+    DuplicateVoteEvidence,
     InvalidMessageError,
     Proposal,
     ReportEvidence,
@@ -55,6 +64,7 @@ from focusflow.consensus import (
     Timeouts,
     ValidatorSet,
     WriteAheadLog,
+    decode_evidence,
     decode_message,
     encode_evidence,
     encode_message,
@@ -222,7 +232,38 @@ class ValidatorRuntime(NodeRuntime):
         return True
 
     async def _on_evidence(self, sender: bytes, payload: bytes) -> bool | None:
-        return None  # gossiped on; slashing by the bank module is not implemented yet
+        """Hold gossiped evidence for a block; False (the peer is reported) if it
+        proves nothing: malformed, badly signed, no conflict, not a validator.
+
+        Evidence outside the age window or already punished is dropped without
+        blame (a peer a block behind or ahead sees the window shifted); evidence
+        held already is not gossiped on again.
+        """
+        try:
+            evidence = decode_evidence(payload)
+        except DecodeError:
+            return False
+        return self._hold_evidence(evidence)
+
+    def _hold_evidence(self, evidence: DuplicateVoteEvidence) -> bool | None:
+        try:
+            added = self.chain.add_evidence(evidence)
+        except (EvidenceOutOfRangeError, AlreadyPunishedError, EvidencePoolFullError):
+            return None
+        except EvidenceError as exc:
+            log.info("invalid evidence", extra={"fields": {"error": str(exc)}})
+            return False
+        if added:
+            log.warning(
+                "duplicate vote evidence",
+                extra={
+                    "fields": {
+                        "validator": evidence.validator.hex()[:16],
+                        "height": evidence.height,
+                    }
+                },
+            )
+        return True if added else None
 
     def _enqueue(self, item: tuple) -> None:
         assert self._inbox is not None
@@ -355,7 +396,8 @@ class ValidatorRuntime(NodeRuntime):
                     self._loop.call_later(action.delay, self._enqueue, ("timeout", action.timeout))
                 )
             elif isinstance(action, ReportEvidence):
-                await self._publish(EVIDENCE, encode_evidence(action.evidence))
+                if self._hold_evidence(action.evidence):
+                    await self._publish(EVIDENCE, encode_evidence(action.evidence))
             elif isinstance(action, Decide):
                 await self._decide(action)
                 return  # the next height's actions were handled by _start_height
