@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import pytest
 
-from focusflow.chain import Genesis
 from focusflow.chain.block import (
     Block,
     BlockRecord,
@@ -32,45 +31,18 @@ from focusflow.core.keys import KeyPair
 from focusflow.modules.accounts import get_account
 from focusflow.node import open_chain
 from focusflow.store import height_key
-
-CHAIN_ID = "focusflow-evidence"
-KEYS = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(4)]
-BYZ = KEYS[3]
-OUTSIDER = KeyPair.from_seed(b"outsider".ljust(32, b"\0"))
-BALANCE = 10**9
-#: 5% of it is 50_000.95: the slash rounds down to 50_000.
-BONDED = 1_000_019
-SLASHED = 50_000
-
-
-def genesis(keys=KEYS, chain_id=CHAIN_ID, **params) -> Genesis:
-    params.setdefault("focus", {"mode": "tri"})
-    params.setdefault("slash_fraction", 500)
-    return Genesis.from_json(
-        {
-            "chain_id": chain_id,
-            "genesis_time_ms": 1_700_000_000_000,
-            "params": params,
-            "accounts": [{"address": k.address, "balance": BALANCE, "stake": BONDED} for k in keys],
-            "validators": [
-                {"name": f"v{i}", "public_key": k.public_key.hex(), "power": 1}
-                for i, k in enumerate(keys)
-            ],
-        }
-    )
-
-
-def step(chain, keys=KEYS):
-    """Propose the next block on ``chain`` and commit it, certified by ``keys``."""
-    pending = chain.propose([])
-    cert = sign_certificate(list(keys), chain.chain_id, pending.height, pending.hash)
-    return chain.commit(pending, cert)
-
-
-def double_vote(key, height, step_=Step.PREVOTE, round_=0, chain_id=CHAIN_ID):
-    a = Vote.sign(key, chain_id, height, round_, step_, sha256(b"block a"))
-    b = Vote.sign(key, chain_id, height, round_, step_, sha256(b"block b"))
-    return DuplicateVoteEvidence.of(a, b)
+from tests.chain.evidence_helpers import (
+    BONDED,
+    BYZ,
+    CHAIN_ID,
+    KEYS,
+    OUTSIDER,
+    SLASHED,
+    bonded,
+    double_vote,
+    genesis,
+    step,
+)
 
 
 def forge(producer, pieces: list[bytes], *, root: bytes | None = None) -> BlockRecord:
@@ -83,11 +55,6 @@ def forge(producer, pieces: list[bytes], *, root: bytes | None = None) -> BlockR
     return BlockRecord(
         Block(header, block.txs, tuple(pieces)), cert, Deltas(), pending.record.last_commit
     )
-
-
-def bonded(chain, key) -> int:
-    with chain.reader() as r:
-        return get_account(r, key.address_raw).bonded
 
 
 def supply(chain) -> int:

@@ -12,6 +12,9 @@ from focusflow.chain import BlockRecord, decode_tx
 from focusflow.chain.errors import BlockError, TxError
 from focusflow.chain.mempool import Mempool
 from focusflow.core.errors import DecodeError
+from focusflow.node import open_chain
+from tests.chain.evidence_helpers import KEYS, double_vote, step
+from tests.chain.evidence_helpers import genesis as evidence_genesis
 from tests.chain.helpers import ALICE, link, new_chain, tx
 
 VALID_TX = tx(ALICE, 0, link(("a", "b"), ("b", "c")))
@@ -22,6 +25,18 @@ def chain(tmp_path_factory):
     c = new_chain(tmp_path_factory.mktemp("fuzz"))
     c.produce_block([VALID_TX])
     return c
+
+
+@pytest.fixture(scope="module")
+def evidence_record(tmp_path_factory) -> bytes:
+    """A stored block that carries duplicate-vote evidence (a second seed for mutations)."""
+    c = open_chain(tmp_path_factory.mktemp("fuzz-evidence"), evidence_genesis(), KEYS[0])
+    step(c)
+    c.add_evidence(double_vote(KEYS[3], 1))
+    step(c)
+    record = c.block_record(2)
+    assert record.block.evidence
+    return record.encode()
 
 
 @st.composite
@@ -69,9 +84,11 @@ def test_transaction_decoder_fuzz(chain, data):
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_block_decoder_fuzz(chain, data):
+def test_block_decoder_fuzz(chain, evidence_record, data):
     record = chain.block_record(1)
-    seed = data.draw(st.sampled_from([record.encode(), _plain(record)]))
+    with_evidence = BlockRecord.decode(evidence_record)
+    seeds = [record.encode(), _plain(record), evidence_record, _plain(with_evidence)]
+    seed = data.draw(st.sampled_from(seeds))
     raw = data.draw(fuzz_inputs(seed))
     head, root = chain.head, chain.store.root
     with contextlib.suppress(DecodeError):
