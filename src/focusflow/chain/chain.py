@@ -175,7 +175,10 @@ class Chain:
         if fresh:
             self._commit_genesis()
         elif stored_genesis != genesis.hash:
-            raise StoreError(f"the store at {store.path} belongs to another genesis")
+            raise StoreError(
+                f"the store at {store.path} belongs to another genesis (or was written by a "
+                "focusflow version with another block format): start from a new --home"
+            )
         else:
             self._restore()
 
