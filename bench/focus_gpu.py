@@ -146,7 +146,12 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
       and, for the accuracy check, ``compute()`` to 1e-7 against ``ref``.
     """
     from focusflow.focus import compute, make_params
-    from focusflow.focus.backends.webgpu import MAX_BATCH, WgpuOperator, wgpu_available
+    from focusflow.focus.backends.webgpu import (
+        MAX_BATCH,
+        TIMING_KEYS,
+        WgpuOperator,
+        wgpu_available,
+    )
     from focusflow.focus.solver import solve
 
     ok, why = wgpu_available(require_gpu=not allow_cpu)
@@ -195,6 +200,15 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
     t0 = time.perf_counter()
     _, diag = solve(op, params, prior)
     t_solve = time.perf_counter() - t0
+    parts = {key: 1e3 * diag.timings[key] for key in TIMING_KEYS}
+    rest = 1e3 * t_solve - sum(parts.values())
+    log(
+        f"  wgpu solve {t_solve * 1e3:.1f} ms = "
+        + " + ".join(f"{key.removeprefix('device_')} {ms:.1f}" for key, ms in parts.items())
+        + f" + solver {rest:.1f} ms ({diag.iterations} iterations, "
+        f"{(parts['device_encode'] + parts['device_wait']) / diag.iterations:.3f} "
+        "ms/iteration in steps)"
+    )
     res = compute(snap, mode="diffusion", backend="wgpu", tol=1e-7)
     err = float(np.abs(res.focus - ref).sum())
     ok = res.converged and err < 1e-6
@@ -212,6 +226,7 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
         wgpu_batched_submit_each_ms=batched[1],
         wgpu_batched_submit_once_ms=batched[batch],
         wgpu_solve_ms=t_solve * 1e3,
+        wgpu_solve_parts_ms=parts,
         wgpu_iterations=diag.iterations,
         wgpu_error=err,
         wgpu_ok=ok,

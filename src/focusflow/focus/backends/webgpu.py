@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -66,6 +67,11 @@ RED = 256
 MAX_PARTS = 1024
 #: Most iterations encoded into one submission (slots for their L1 changes).
 MAX_BATCH = 32
+#: Parts of a device solve's wall time (seconds), as ``solve_diffusion`` reports
+#: them: uniform/prior checks, uniforms and uploads; Python encoding and
+#: submitting the steps (the device runs meanwhile); waiting for each batch's
+#: L1 changes; copying the iterate back and converting it to float64.
+TIMING_KEYS = ("device_setup", "device_encode", "device_wait", "device_readback")
 
 _SHADER = """
 struct Params {
@@ -171,8 +177,11 @@ struct VParams {
     width: u32,
     inv_prior_sum: f32,
     scale: f32,
-    p0: u32,
-    p1: u32,
+    // 1: the prior is uniform and taken as 1 everywhere (inv_prior_sum = 1 / n),
+    // so finish reads no prior buffer and none is uploaded.
+    uniform_prior: u32,
+    // What fill writes into every entry of y (a uniform start vector).
+    fill_value: f32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -231,6 +240,17 @@ fn reduce_parts(lid: u32) -> vec2<f32> {
         acc = dd_add(acc, part[k]);
     }
     return wg_reduce(lid, acc);
+}
+
+@compute @workgroup_size(256)
+fn fill(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let stride = vp.nparts * 256u;
+    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
+        y[i] = vp.fill_value;
+    }
 }
 
 @compute @workgroup_size(256)
@@ -293,7 +313,11 @@ fn finish(
     let stride = vp.nparts * 256u;
     var acc = vec2<f32>(0.0, 0.0);
     for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
-        let v = y[i] + tele * prior[i];
+        var u: f32 = 1.0;
+        if (vp.uniform_prior == 0u) {
+            u = prior[i];
+        }
+        let v = y[i] + tele * u;
         y[i] = v;
         z[i] = v * inv_out[i];
         acc = dd_add1(acc, abs(v - x[i]));
@@ -321,6 +345,7 @@ _BINDINGS = {
     "sell_pull": (0, 1, 2, 3, 4, 5, 6, 7),
     "chunk_sum": (5, 7, 8, 9, 10, 11, 12),
     "long_finish": (6, 7, 12, 13, 14),
+    "fill": (1, 7),
     "prep": (0, 2, 4, 7),
     "ov_add": (1, 2, 7, 9, 10, 11, 12, 13),
     "sum_partial": (1, 5, 7),
@@ -329,7 +354,7 @@ _BINDINGS = {
     "l1_final": (5, 6, 7, 8),
 }
 _MATRIX_KERNELS = ("sell_pull", "chunk_sum", "long_finish")
-_VECTOR_KERNELS = ("prep", "ov_add", "sum_partial", "mass_final", "finish", "l1_final")
+_VECTOR_KERNELS = ("fill", "prep", "ov_add", "sum_partial", "mass_final", "finish", "l1_final")
 
 
 def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
@@ -515,6 +540,8 @@ class WgpuOperator:
         self.snapshot = snapshot
         self._sym = None
         self.n = -1
+        self.timings = dict.fromkeys(TIMING_KEYS, 0.0)
+        self._need_fill = False
         self.refresh()
 
     # --- buffers ---------------------------------------------------------------
@@ -545,10 +572,17 @@ class WgpuOperator:
         self.device.queue.submit([encoder.finish()])
         return self._map(stage, nbytes)
 
-    def _map(self, stage, nbytes: int) -> np.ndarray:
+    def _map(self, stage, nbytes: int, convert: Callable[[np.ndarray], np.ndarray] = np.copy):
+        """``convert`` of the first ``nbytes`` of the staging buffer ``stage`` as float32.
+
+        ``convert`` reads the mapped memory itself (no intermediate copy), so a
+        conversion to float64 is the only pass over a read-back vector; it must
+        return an array that does not alias the mapping.
+        """
         stage.map_sync(self.wgpu.MapMode.READ, 0, nbytes)
         try:
-            data = np.frombuffer(stage.read_mapped(0, nbytes), dtype=np.float32).copy()
+            view = stage.read_mapped(0, nbytes, copy=False)
+            data = convert(np.frombuffer(view, dtype=np.float32))
         finally:
             stage.unmap()
         return data
@@ -581,6 +615,7 @@ class WgpuOperator:
             usage = self.wgpu.BufferUsage.UNIFORM | self.wgpu.BufferUsage.COPY_DST
             self._vparams = self.device.create_buffer(size=32, usage=usage)
             self._prior_of = None
+            self._uniform_prior = False
         elif len(info.base_entries):
             self.sell.update(self, s.out_to_in[info.base_entries], s.in_w)
         self.inv_out, linked = inverse_out_weight(s.out_weight)
@@ -612,7 +647,7 @@ class WgpuOperator:
         cpass.end()
         encoder.copy_buffer_to_buffer(self._out, 0, self._stage_vec, 0, 4 * self.n)
         queue.submit([encoder.finish()])
-        return self._map(self._stage_vec, 4 * self.n).astype(np.float64)
+        return self._map(self._stage_vec, 4 * self.n, _as_float64)
 
     def pull(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         sums = self._pull(self.sell, z)
@@ -670,25 +705,50 @@ class WgpuOperator:
         cpass.set_bind_group(0, self._vgroup(name, parity))
         cpass.dispatch_workgroups(*size)
 
-    def start_diffusion(self, prior: np.ndarray, x0: np.ndarray, alpha: float) -> None:
-        """Upload the prior (if new) and the start vector; set ``alpha``."""
-        queue = self.device.queue
-        if self._prior_of is not prior:
+    def _set_prior(self, prior: np.ndarray) -> None:
+        """Make ``prior`` the device prior: nothing if it is the last one, a flag
+        if it is uniform (no upload, and the finish pass reads no prior), else
+        an upload of its float32 values."""
+        if self._prior_of is prior:
+            return
+        if len(prior) and prior[0] == prior[-1] and not np.any(prior != prior[0]):
+            self._uniform_prior = bool(prior[0] > 0)
+        else:
+            self._uniform_prior = False
+        if self._uniform_prior:
+            self._inv_prior_sum = 1.0 / self.n
+        else:
             p32 = np.ascontiguousarray(prior, dtype=np.float32)
-            queue.write_buffer(self._prior, 0, p32)
-            total = float(p32.astype(np.float64).sum())
+            self.device.queue.write_buffer(self._prior, 0, p32)
+            total = float(p32.sum(dtype=np.float64))
             self._inv_prior_sum = 1.0 / total if total > 0 else 0.0
-            self._prior_of = prior
+        self._prior_of = prior
+
+    def start_diffusion(self, prior: np.ndarray, x0: np.ndarray | None, alpha: float) -> None:
+        """Set the prior (see :meth:`_set_prior`), the start vector and ``alpha``.
+
+        ``x0 = None`` is the uniform start ``1 / n``: a fill pass on the device
+        at the head of the first batch instead of an n-vector upload.
+        """
+        t = time.perf_counter()
+        queue = self.device.queue
+        self._set_prior(prior)
         nparts = _nparts(self.n)
         params = np.zeros(8, dtype=np.uint32)
         params[:4] = (self.n, nparts, len(self._ov_rows), 65535 * WG)
         params[4] = np.float32(self._inv_prior_sum).view(np.uint32)
         params[5] = np.float32(alpha).view(np.uint32)
+        params[6] = int(self._uniform_prior)
+        params[7] = np.float32(1.0 / max(self.n, 1)).view(np.uint32)
         queue.write_buffer(self._vparams, 0, params)
         self.sell.set_scale(self, alpha)
-        queue.write_buffer(self._vec[0], 0, np.ascontiguousarray(x0, dtype=np.float32))
+        self._need_fill = x0 is None
+        if x0 is not None:
+            queue.write_buffer(self._vec[0], 0, np.ascontiguousarray(x0, dtype=np.float32))
         self._cur = 0
         self._need_prep = True
+        self.timings = dict.fromkeys(TIMING_KEYS, 0.0)
+        self.timings["device_setup"] = time.perf_counter() - t
 
     def steps(self, count: int) -> list[float]:
         """Run ``count`` diffusion steps and wait once; their L1 changes.
@@ -707,9 +767,14 @@ class WgpuOperator:
         one = (1, 1, 1)
         nov = len(self._ov_rows)
         nbytes = 4 * (2 + 2 * count)
+        t = time.perf_counter()
         encoder = self.device.create_command_encoder()
         for k in range(count):
             cpass = encoder.begin_compute_pass()
+            if self._need_fill:
+                # y of the other parity is _vec[cur]: the start vector
+                self._dispatch(cpass, "fill", 1 - self._cur, wide)
+                self._need_fill = False
             if self._need_prep:
                 self._dispatch(cpass, "prep", self._cur, wide)
                 self._need_prep = False
@@ -729,30 +794,43 @@ class WgpuOperator:
             elif (k + 1) % self.submit_every == 0:
                 queue.submit([encoder.finish()])
                 encoder = self.device.create_command_encoder()
-        stats = self._map(self._stage_stats, nbytes).astype(np.float64)
+        t_wait = time.perf_counter()
+        stats = self._map(self._stage_stats, nbytes, _as_float64)
+        done = time.perf_counter()
+        self.timings["device_encode"] += t_wait - t
+        self.timings["device_wait"] += done - t_wait
         return (stats[2::2] + stats[3::2]).tolist()
 
     def current(self) -> np.ndarray:
-        """The device iterate, read back as float64 and renormalised to mass 1."""
-        x = self._read(self._vec[self._cur], 4 * self.n, self._stage_vec).astype(np.float64)
-        total = x.sum()
-        if not math.isfinite(total) or total <= 0:
-            raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-        return x / total
+        """The device iterate, read back as float64 and renormalised to mass 1.
+
+        One copy to the staging buffer, then one pass that sums the mapped
+        float32 values in float64 and one that writes ``x / total`` as float64.
+        """
+        t = time.perf_counter()
+        nbytes = 4 * self.n
+        encoder = self.device.create_command_encoder()
+        encoder.copy_buffer_to_buffer(self._vec[self._cur], 0, self._stage_vec, 0, nbytes)
+        self.device.queue.submit([encoder.finish()])
+        x = self._map(self._stage_vec, nbytes, _normalised)
+        self.timings["device_readback"] = time.perf_counter() - t
+        return x
 
     def solve_diffusion(
         self,
         prior: np.ndarray,
-        x0: np.ndarray,
+        x0: np.ndarray | None,
         alpha: float,
         tol: float,
         max_iter: int,
         progress: Callable[[int, float], None] | None = None,
-    ) -> tuple[np.ndarray, list[float], bool]:
+    ) -> tuple[np.ndarray, list[float], bool, dict[str, float]]:
         """Power iteration on the device until the L1 change is below ``tol``.
 
-        Returns ``(phi, residual history, converged)`` with ``phi`` on the host
-        in internal order. A batch of steps is submitted at once when the
+        Returns ``(phi, residual history, converged, timings)`` with ``phi`` on
+        the host in internal order and ``timings`` the seconds spent in each
+        part of the solve (:data:`TIMING_KEYS`). ``x0 = None`` starts from the
+        uniform vector, filled on the device. A batch of steps is submitted at once when the
         observed contraction rate says the stop rule cannot fire sooner (at
         most a few steps past the first one below ``tol``, each of which only
         brings the iterate closer to the fixed point); the answer is the last
@@ -772,7 +850,20 @@ class WgpuOperator:
             if history[-1] < tol:
                 converged = True
                 break
-        return self.current(), history, converged
+        phi = self.current()
+        return phi, history, converged, dict(self.timings)
+
+
+def _as_float64(x32: np.ndarray) -> np.ndarray:
+    return x32.astype(np.float64)
+
+
+def _normalised(x32: np.ndarray) -> np.ndarray:
+    """``x32 / sum(x32)`` in float64 (two passes, no float64 temporary)."""
+    total = float(x32.sum(dtype=np.float64))
+    if not math.isfinite(total) or total <= 0:
+        raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+    return np.divide(x32, total, dtype=np.float64)
 
 
 def _batch(history: list[float], tol: float, left: int) -> int:
