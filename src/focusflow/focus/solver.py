@@ -140,12 +140,13 @@ def solve(
         start = None if x0 is None else _start(xp, n, x0)
         t = time.perf_counter()
         phi, diag.residual_history, diag.converged, parts = device_solve(
-            prior, start, params.alpha, params.tol, params.max_iter, progress
+            prior, start, params.alpha, params.tol, params.max_iter, progress, params.anderson
         )
         timings["diffusion"] = time.perf_counter() - t
         timings.update(parts)
         it = len(diag.residual_history)
         accel = Anderson(0, n, xp)
+        accel.restarts = getattr(op, "anderson_restarts", 0)
     else:
         phi = _start(xp, n, x0)
         accel = Anderson(params.anderson, n, xp)

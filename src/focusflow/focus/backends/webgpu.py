@@ -71,6 +71,11 @@ MAX_BATCH = 32
 #: them: uniform/prior checks, uniforms and uploads; Python encoding and
 #: submitting the steps (the device runs meanwhile); waiting for each batch's
 #: L1 changes; copying the iterate back and converting it to float64.
+#: Largest Anderson window on the device (FocusParams allows 0..10).
+MAX_ANDERSON = 10
+#: Where aa_mix_final leaves the mixed vector's mass in ``stats`` (after the
+#: 1 + 2 * MAX_ANDERSON pairs of an Anderson step).
+_MIX_SLOT = 2 + 2 * (1 + 2 * MAX_ANDERSON)
 TIMING_KEYS = ("device_setup", "device_encode", "device_wait", "device_readback")
 
 _SHADER = """
@@ -182,6 +187,12 @@ struct VParams {
     uniform_prior: u32,
     // What fill writes into every entry of y (a uniform start vector).
     fill_value: f32,
+    // Anderson mixing: window, the slot the next step's differences go to,
+    // and the live slots the next mix combines.
+    aa_m: u32,
+    aa_slot: u32,
+    aa_k: u32,
+    p0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -198,6 +209,10 @@ struct VParams {
 @group(0) @binding(11) var<storage, read> ovend: array<u32>;
 @group(0) @binding(12) var<storage, read> ovidx: array<u32>;
 @group(0) @binding(13) var<storage, read> ovval: array<f32>;
+// Anderson history: x_prev, g_prev, then dx_0..dx_{m-1}, dg_0..dg_{m-1}, n each.
+@group(0) @binding(14) var<storage, read_write> hist: array<f32>;
+// Anderson coefficients gamma_0..gamma_{k-1} of the next mix (from the host).
+@group(0) @binding(15) var<storage, read> coef: array<f32>;
 
 var<workgroup> red: array<vec2<f32>, 256>;
 
@@ -328,6 +343,142 @@ fn finish(
     }
 }
 
+// Most values one Anderson step reduces: the L1 change, m cross and m rhs products.
+const AA_VALUES: u32 = 21u;
+
+// finish with Anderson bookkeeping: besides the next iterate, the gathered
+// vector and the L1 change, store dx = x - x_prev and dg = g - g_prev
+// (g = G(x) - x) in slot aa_slot, set x_prev = x and g_prev = g, and reduce
+// cross_j = dg . dg_j and rhs_j = dg_j . g for every slot j (the new dg in
+// slot aa_slot): value q of workgroup w goes to part[q * nparts + w].
+@compute @workgroup_size(256)
+fn finish_aa(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tele = stats[0];
+    let n = vp.n;
+    let m = vp.aa_m;
+    let slot = vp.aa_slot;
+    let stride = vp.nparts * 256u;
+    var acc: array<vec2<f32>, 21>;
+    for (var q: u32 = 0u; q < AA_VALUES; q = q + 1u) {
+        acc[q] = vec2<f32>(0.0, 0.0);
+    }
+    for (var i: u32 = wid.x * 256u + lid.x; i < n; i = i + stride) {
+        var u: f32 = 1.0;
+        if (vp.uniform_prior == 0u) {
+            u = prior[i];
+        }
+        let v = y[i] + tele * u;
+        y[i] = v;
+        z[i] = v * inv_out[i];
+        let xi = x[i];
+        let g = v - xi;
+        acc[0] = dd_add1(acc[0], abs(g));
+        let dg = g - hist[n + i];
+        hist[(2u + slot) * n + i] = xi - hist[i];
+        hist[(2u + m + slot) * n + i] = dg;
+        hist[i] = xi;
+        hist[n + i] = g;
+        for (var j: u32 = 0u; j < m; j = j + 1u) {
+            var d = dg;
+            if (j != slot) {
+                d = hist[(2u + m + j) * n + i];
+            }
+            acc[1u + j] = dd_add1(acc[1u + j], dg * d);
+            acc[1u + m + j] = dd_add1(acc[1u + m + j], d * g);
+        }
+    }
+    for (var q: u32 = 0u; q < 1u + 2u * m; q = q + 1u) {
+        let r = wg_reduce(lid.x, acc[q]);
+        if (lid.x == 0u) {
+            part[q * vp.nparts + wid.x] = r;
+        }
+        workgroupBarrier();
+    }
+}
+
+// The 1 + 2 m values of finish_aa into stats[2 + 2 q], stats[3 + 2 q].
+@compute @workgroup_size(256)
+fn aa_final(@builtin(local_invocation_id) lid: vec3<u32>) {
+    for (var q: u32 = 0u; q < 1u + 2u * vp.aa_m; q = q + 1u) {
+        var acc = vec2<f32>(0.0, 0.0);
+        for (var k: u32 = lid.x; k < vp.nparts; k = k + 256u) {
+            acc = dd_add(acc, part[q * vp.nparts + k]);
+        }
+        let s = wg_reduce(lid.x, acc);
+        if (lid.x == 0u) {
+            stats[2u + 2u * q] = s.x;
+            stats[3u + 2u * q] = s.y;
+        }
+        workgroupBarrier();
+    }
+}
+
+// y = max(y - sum_j gamma_j (dx_j + dg_j), 0) over the aa_k live slots, and its sum.
+@compute @workgroup_size(256)
+fn aa_mix(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let n = vp.n;
+    let m = vp.aa_m;
+    let stride = vp.nparts * 256u;
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var i: u32 = wid.x * 256u + lid.x; i < n; i = i + stride) {
+        var v = y[i];
+        for (var j: u32 = 0u; j < vp.aa_k; j = j + 1u) {
+            v = v - coef[j] * (hist[(2u + j) * n + i] + hist[(2u + m + j) * n + i]);
+        }
+        v = max(v, 0.0);
+        y[i] = v;
+        acc = dd_add1(acc, v);
+    }
+    let r = wg_reduce(lid.x, acc);
+    if (lid.x == 0u) {
+        part[wid.x] = r;
+    }
+}
+
+// The mixed vector's mass into stats[0] (as 1 / mass, 0 if not positive and
+// finite) and stats[MIX_SLOT], stats[MIX_SLOT + 1] (the pair, for the host).
+const MIX_SLOT: u32 = 44u;
+
+@compute @workgroup_size(256)
+fn aa_mix_final(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let s = reduce_parts(lid.x);
+    if (lid.x == 0u) {
+        let total = s.x + s.y;
+        var inv: f32 = 0.0;
+        if (total > 0.0 && total < 3.0e38) {
+            inv = 1.0 / total;
+        }
+        stats[0] = inv;
+        stats[MIX_SLOT] = s.x;
+        stats[MIX_SLOT + 1u] = s.y;
+    }
+}
+
+// Normalise the mixed vector and gather it; a degenerate mix (inv == 0) falls
+// back to the plain step G(x) = x_prev + g_prev, so a misstep costs one step.
+@compute @workgroup_size(256)
+fn aa_scale(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let inv = stats[0];
+    let stride = vp.nparts * 256u;
+    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
+        var v = y[i] * inv;
+        if (inv == 0.0) {
+            v = hist[i] + hist[vp.n + i];
+        }
+        y[i] = v;
+        z[i] = v * inv_out[i];
+    }
+}
+
 @compute @workgroup_size(256)
 fn l1_final(@builtin(local_invocation_id) lid: vec3<u32>) {
     let s = reduce_parts(lid.x);
@@ -352,9 +503,24 @@ _BINDINGS = {
     "mass_final": (5, 6, 7),
     "finish": (0, 1, 2, 3, 4, 5, 6, 7),
     "l1_final": (5, 6, 7, 8),
+    "finish_aa": (0, 1, 2, 3, 4, 5, 6, 7, 14),
+    "aa_final": (5, 6, 7),
+    "aa_mix": (1, 5, 7, 14, 15),
+    "aa_mix_final": (5, 6, 7),
+    "aa_scale": (1, 2, 4, 6, 7, 14),
 }
+_AA_KERNELS = ("finish_aa", "aa_final", "aa_mix", "aa_mix_final", "aa_scale")
 _MATRIX_KERNELS = ("sell_pull", "chunk_sum", "long_finish")
-_VECTOR_KERNELS = ("fill", "prep", "ov_add", "sum_partial", "mass_final", "finish", "l1_final")
+_VECTOR_KERNELS = (
+    "fill",
+    "prep",
+    "ov_add",
+    "sum_partial",
+    "mass_final",
+    "finish",
+    "l1_final",
+    *_AA_KERNELS,
+)
 
 
 def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
@@ -613,7 +779,9 @@ class WgpuOperator:
             self._counter = self._empty(16)
             self._stage_stats = self._staging(4 * (2 + 2 * MAX_BATCH))
             usage = self.wgpu.BufferUsage.UNIFORM | self.wgpu.BufferUsage.COPY_DST
-            self._vparams = self.device.create_buffer(size=32, usage=usage)
+            self._vparams = self.device.create_buffer(size=48, usage=usage)
+            self._params = np.zeros(12, dtype=np.uint32)
+            self._aa_buffers: dict = {}
             self._prior_of = None
             self._uniform_prior = False
         elif len(info.base_entries):
@@ -695,6 +863,7 @@ class WgpuOperator:
                 7: self._vparams,
                 8: self._counter,
                 **self._ov_buffers,
+                **self._aa_buffers,
             }
             group = self._bind_group(name, buffers)
             self._vgroups[key] = group
@@ -734,7 +903,8 @@ class WgpuOperator:
         queue = self.device.queue
         self._set_prior(prior)
         nparts = _nparts(self.n)
-        params = np.zeros(8, dtype=np.uint32)
+        params = self._params
+        params[:] = 0
         params[:4] = (self.n, nparts, len(self._ov_rows), 65535 * WG)
         params[4] = np.float32(self._inv_prior_sum).view(np.uint32)
         params[5] = np.float32(alpha).view(np.uint32)
@@ -749,6 +919,132 @@ class WgpuOperator:
         self._need_prep = True
         self.timings = dict.fromkeys(TIMING_KEYS, 0.0)
         self.timings["device_setup"] = time.perf_counter() - t
+
+    def _ensure_history(self, m: int) -> None:
+        """Device buffers for an Anderson window of ``m`` (the history is
+        ``(2 + 2 m) n`` floats); bind groups that used older ones are dropped."""
+        hist = self._aa_buffers.get(14)
+        if hist is None or hist.size < 4 * (2 + 2 * m) * self.n:
+            self._aa_buffers = {
+                14: self._empty(4 * (2 + 2 * m) * self.n),
+                15: self._empty(4 * MAX_ANDERSON),
+            }
+            self._vgroups = {k: g for k, g in self._vgroups.items() if k[0] not in _AA_KERNELS}
+
+    def _anderson_step(self, m: int, slot: int, mix: np.ndarray | None) -> np.ndarray:
+        """One submission: the pending mix with coefficients ``mix`` (if any),
+        then one step whose differences go to ``slot``; waits and returns the
+        float64 stats (L1 change, Gram products, the mix's mass).
+
+        The history is never cleared: a slot is read only after a step of this
+        solve wrote it (the first step's differences, against stale or garbage
+        ``x_prev``, go to a slot that the second step overwrites).
+        """
+        queue = self.device.queue
+        k = 0 if mix is None else len(mix)
+        self._params[8:11] = (m, slot, k)
+        queue.write_buffer(self._vparams, 0, self._params)
+        if k:
+            queue.write_buffer(self._aa_buffers[15], 0, mix.astype(np.float32))
+        wide = (_nparts(self.n), 1, 1)
+        one = (1, 1, 1)
+        t = time.perf_counter()
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        cur = self._cur
+        if self._need_fill:
+            self._dispatch(cpass, "fill", 1 - cur, wide)
+            self._need_fill = False
+        if k:
+            # the last step's G(x) is y of the other parity: mix, normalise, gather
+            for name, size in (("aa_mix", wide), ("aa_mix_final", one), ("aa_scale", wide)):
+                self._dispatch(cpass, name, 1 - cur, size)
+        elif self._need_prep:
+            self._dispatch(cpass, "prep", cur, wide)
+        self._need_prep = False
+        self.sell.encode(self, cpass, self._zv, self._vec[1 - cur])
+        nov = len(self._ov_rows)
+        if nov:
+            self._dispatch(cpass, "ov_add", cur, _dispatch_size(nov))
+        for name, size in (
+            ("sum_partial", wide),
+            ("mass_final", one),
+            ("finish_aa", wide),
+            ("aa_final", one),
+        ):
+            self._dispatch(cpass, name, cur, size)
+        self._cur = 1 - cur
+        cpass.end()
+        nbytes = 4 * (_MIX_SLOT + 2)
+        encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
+        queue.submit([encoder.finish()])
+        t_wait = time.perf_counter()
+        stats = self._map(self._stage_stats, nbytes, _as_float64)
+        self.timings["device_encode"] += t_wait - t
+        self.timings["device_wait"] += time.perf_counter() - t_wait
+        return stats
+
+    def _solve_anderson(
+        self,
+        m: int,
+        tol: float,
+        max_iter: int,
+        history: list[float],
+        progress: Callable[[int, float], None] | None,
+    ) -> bool:
+        """Anderson-mixed iteration (the host :class:`~focusflow.focus.anderson.Anderson`
+        rules) with the vectors on the device: one submission and one wait per
+        step, which brings back the L1 change and the ``2 m`` Gram products; the
+        host solves the ``k x k`` least-squares problem and the mix runs at the
+        head of the next submission. Stops when one plain step's change is below
+        ``tol`` and keeps that step, as the host path does."""
+        self._ensure_history(m)
+        gram = np.zeros((m, m))
+        k = slot = 0
+        have_prev = False
+        last = math.inf
+        mix: np.ndarray | None = None
+        self.anderson_restarts = 0
+        while len(history) < max_iter:
+            mixed = mix is not None
+            stats = self._anderson_step(m, slot, mix)
+            mix = None
+            pairs = stats[2 : 2 * (2 + 2 * m) : 2] + stats[3 : 2 * (2 + 2 * m) + 1 : 2]
+            res = float(pairs[0])
+            history.append(res)
+            if not math.isfinite(res):
+                raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+            if progress is not None:
+                progress(len(history), res)
+            if res < tol:
+                return True
+            mass = stats[_MIX_SLOT] + stats[_MIX_SLOT + 1]
+            if (mixed and not (0 < mass < math.inf)) or res > 2.0 * last:
+                # the device fell back to the plain step, or the mix overshot
+                k = slot = 0
+                have_prev = False
+                self.anderson_restarts += 1
+            last = res
+            if not have_prev:
+                have_prev = True
+                continue
+            live = min(k + 1, m)
+            cross = pairs[1 : 1 + live]
+            gram[slot, :live] = cross
+            gram[:live, slot] = cross
+            k = live
+            slot = (slot + 1) % m
+            try:
+                gamma = np.linalg.lstsq(gram[:k, :k], pairs[1 + m : 1 + m + k], rcond=1e-12)[0]
+            except np.linalg.LinAlgError:
+                gamma = None
+            if gamma is None or not np.all(np.isfinite(gamma)):
+                k = slot = 0
+                have_prev = False
+                self.anderson_restarts += 1
+                continue
+            mix = gamma
+        return False
 
     def steps(self, count: int) -> list[float]:
         """Run ``count`` diffusion steps and wait once; their L1 changes.
@@ -824,6 +1120,7 @@ class WgpuOperator:
         tol: float,
         max_iter: int,
         progress: Callable[[int, float], None] | None = None,
+        anderson: int = 0,
     ) -> tuple[np.ndarray, list[float], bool, dict[str, float]]:
         """Power iteration on the device until the L1 change is below ``tol``.
 
@@ -838,6 +1135,12 @@ class WgpuOperator:
         """
         self.start_diffusion(prior, x0, alpha)
         history: list[float] = []
+        self.anderson_restarts = 0
+        if anderson > 0:
+            if anderson > MAX_ANDERSON:
+                raise ValueError(f"the wgpu backend mixes at most {MAX_ANDERSON} steps")
+            converged = self._solve_anderson(anderson, tol, max_iter, history, progress)
+            return self.current(), history, converged, dict(self.timings)
         converged = False
         while len(history) < max_iter:
             batch = _batch(history, tol, max_iter - len(history))
