@@ -18,6 +18,20 @@ uniform buffers are built once per snapshot; uniforms change by
 ``queue.write_buffer``. Only 8 bytes per iteration come back (the L1 change),
 and several iterations are encoded into one submission when the observed
 contraction says the solve cannot stop sooner, so the host waits once per batch.
+Per-solve host work is kept off the n-vectors: a uniform start is a fill pass,
+a uniform prior a flag (nothing uploaded, nothing read per step), and the answer
+is copied back once and converted to float64 straight from the mapped staging
+buffer. The solve returns its time split into setup, encoding, waiting and
+read-back (:data:`TIMING_KEYS`), so a device run shows where the time goes.
+
+Anderson mixing (window ``m``, the host rules of
+:class:`~focusflow.focus.anderson.Anderson`) runs on the device too: the finish
+pass keeps a history (``x_prev``, ``g_prev`` and ``m`` slots of ``dx + dg`` and
+``dg``) and reduces the ``2 m`` Gram products in the same deterministic pairs as
+the L1 change; each step is one submission whose scalars the host waits for,
+solves the small least-squares problem on, and answers with the mix pass at the
+head of the next submission. The mixed iterate is not renormalised: the next
+step's teleport term gives its image mass 1 whatever its own mass.
 
 The finish pass fuses teleport and dangling mass as ``(1 - sum(alpha P^T x)) *
 prior / sum(prior)`` (mass cannot leak in float32), the L1 change and the next
@@ -38,8 +52,7 @@ float32 sums, still far inside what the stop rule needs.
 Tri mode (springs by CG and heat by Chebyshev) still runs its vector
 arithmetic on the host in float64 around device products (one upload and one
 read-back per product, through cached bind groups and a persistent staging
-buffer); Anderson mixing is not used on the device path (plain power
-iteration: more iterations, each far cheaper than a host round trip).
+buffer).
 """
 
 from __future__ import annotations
@@ -73,9 +86,6 @@ MAX_BATCH = 32
 #: L1 changes; copying the iterate back and converting it to float64.
 #: Largest Anderson window on the device (FocusParams allows 0..10).
 MAX_ANDERSON = 10
-#: Where aa_mix_final leaves the mixed vector's mass in ``stats`` (after the
-#: 1 + 2 * MAX_ANDERSON pairs of an Anderson step).
-_MIX_SLOT = 2 + 2 * (1 + 2 * MAX_ANDERSON)
 TIMING_KEYS = ("device_setup", "device_encode", "device_wait", "device_readback")
 
 _SHADER = """
@@ -209,7 +219,8 @@ struct VParams {
 @group(0) @binding(11) var<storage, read> ovend: array<u32>;
 @group(0) @binding(12) var<storage, read> ovidx: array<u32>;
 @group(0) @binding(13) var<storage, read> ovval: array<f32>;
-// Anderson history: x_prev, g_prev, then dx_0..dx_{m-1}, dg_0..dg_{m-1}, n each.
+// Anderson history: x_prev, g_prev, then s_0..s_{m-1}, dg_0..dg_{m-1}, n each,
+// where s_j = dx_j + dg_j (the mix needs only that sum; the Gram products dg).
 @group(0) @binding(14) var<storage, read_write> hist: array<f32>;
 // Anderson coefficients gamma_0..gamma_{k-1} of the next mix (from the host).
 @group(0) @binding(15) var<storage, read> coef: array<f32>;
@@ -347,8 +358,8 @@ fn finish(
 const AA_VALUES: u32 = 21u;
 
 // finish with Anderson bookkeeping: besides the next iterate, the gathered
-// vector and the L1 change, store dx = x - x_prev and dg = g - g_prev
-// (g = G(x) - x) in slot aa_slot, set x_prev = x and g_prev = g, and reduce
+// vector and the L1 change, store s = dx + dg and dg = g - g_prev (g = G(x) - x,
+// dx = x - x_prev) in slot aa_slot, set x_prev = x and g_prev = g, and reduce
 // cross_j = dg . dg_j and rhs_j = dg_j . g for every slot j (the new dg in
 // slot aa_slot): value q of workgroup w goes to part[q * nparts + w].
 @compute @workgroup_size(256)
@@ -377,7 +388,7 @@ fn finish_aa(
         let g = v - xi;
         acc[0] = dd_add1(acc[0], abs(g));
         let dg = g - hist[n + i];
-        hist[(2u + slot) * n + i] = xi - hist[i];
+        hist[(2u + slot) * n + i] = (xi - hist[i]) + dg;
         hist[(2u + m + slot) * n + i] = dg;
         hist[i] = xi;
         hist[n + i] = g;
@@ -416,64 +427,24 @@ fn aa_final(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
-// y = max(y - sum_j gamma_j (dx_j + dg_j), 0) over the aa_k live slots, and its sum.
+// The mixed iterate y = max(y - sum_j gamma_j s_j, 0) over the aa_k live slots,
+// and its gathered vector. It is not renormalised: the next step's teleport
+// term makes G(y) a distribution whatever the mass of y (near 1: every s_j has
+// mass ~0, only clipping adds some), and a degenerate mix shows up as a jump
+// in the next L1 change, which restarts the history.
 @compute @workgroup_size(256)
 fn aa_mix(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let n = vp.n;
-    let m = vp.aa_m;
     let stride = vp.nparts * 256u;
-    var acc = vec2<f32>(0.0, 0.0);
     for (var i: u32 = wid.x * 256u + lid.x; i < n; i = i + stride) {
         var v = y[i];
         for (var j: u32 = 0u; j < vp.aa_k; j = j + 1u) {
-            v = v - coef[j] * (hist[(2u + j) * n + i] + hist[(2u + m + j) * n + i]);
+            v = v - coef[j] * hist[(2u + j) * n + i];
         }
         v = max(v, 0.0);
-        y[i] = v;
-        acc = dd_add1(acc, v);
-    }
-    let r = wg_reduce(lid.x, acc);
-    if (lid.x == 0u) {
-        part[wid.x] = r;
-    }
-}
-
-// The mixed vector's mass into stats[0] (as 1 / mass, 0 if not positive and
-// finite) and stats[MIX_SLOT], stats[MIX_SLOT + 1] (the pair, for the host).
-const MIX_SLOT: u32 = 44u;
-
-@compute @workgroup_size(256)
-fn aa_mix_final(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let s = reduce_parts(lid.x);
-    if (lid.x == 0u) {
-        let total = s.x + s.y;
-        var inv: f32 = 0.0;
-        if (total > 0.0 && total < 3.0e38) {
-            inv = 1.0 / total;
-        }
-        stats[0] = inv;
-        stats[MIX_SLOT] = s.x;
-        stats[MIX_SLOT + 1u] = s.y;
-    }
-}
-
-// Normalise the mixed vector and gather it; a degenerate mix (inv == 0) falls
-// back to the plain step G(x) = x_prev + g_prev, so a misstep costs one step.
-@compute @workgroup_size(256)
-fn aa_scale(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let inv = stats[0];
-    let stride = vp.nparts * 256u;
-    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
-        var v = y[i] * inv;
-        if (inv == 0.0) {
-            v = hist[i] + hist[vp.n + i];
-        }
         y[i] = v;
         z[i] = v * inv_out[i];
     }
@@ -505,11 +476,9 @@ _BINDINGS = {
     "l1_final": (5, 6, 7, 8),
     "finish_aa": (0, 1, 2, 3, 4, 5, 6, 7, 14),
     "aa_final": (5, 6, 7),
-    "aa_mix": (1, 5, 7, 14, 15),
-    "aa_mix_final": (5, 6, 7),
-    "aa_scale": (1, 2, 4, 6, 7, 14),
+    "aa_mix": (1, 2, 4, 7, 14, 15),
 }
-_AA_KERNELS = ("finish_aa", "aa_final", "aa_mix", "aa_mix_final", "aa_scale")
+_AA_KERNELS = ("finish_aa", "aa_final", "aa_mix")
 _MATRIX_KERNELS = ("sell_pull", "chunk_sum", "long_finish")
 _VECTOR_KERNELS = (
     "fill",
@@ -934,7 +903,7 @@ class WgpuOperator:
     def _anderson_step(self, m: int, slot: int, mix: np.ndarray | None) -> np.ndarray:
         """One submission: the pending mix with coefficients ``mix`` (if any),
         then one step whose differences go to ``slot``; waits and returns the
-        float64 stats (L1 change, Gram products, the mix's mass).
+        float64 stats (the L1 change and the Gram products).
 
         The history is never cleared: a slot is read only after a step of this
         solve wrote it (the first step's differences, against stale or garbage
@@ -956,9 +925,8 @@ class WgpuOperator:
             self._dispatch(cpass, "fill", 1 - cur, wide)
             self._need_fill = False
         if k:
-            # the last step's G(x) is y of the other parity: mix, normalise, gather
-            for name, size in (("aa_mix", wide), ("aa_mix_final", one), ("aa_scale", wide)):
-                self._dispatch(cpass, name, 1 - cur, size)
+            # the last step's G(x) is y of the other parity: mix it and gather
+            self._dispatch(cpass, "aa_mix", 1 - cur, wide)
         elif self._need_prep:
             self._dispatch(cpass, "prep", cur, wide)
         self._need_prep = False
@@ -975,7 +943,7 @@ class WgpuOperator:
             self._dispatch(cpass, name, cur, size)
         self._cur = 1 - cur
         cpass.end()
-        nbytes = 4 * (_MIX_SLOT + 2)
+        nbytes = 4 * (2 + 2 * (1 + 2 * m))
         encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
         queue.submit([encoder.finish()])
         t_wait = time.perf_counter()
@@ -1006,7 +974,6 @@ class WgpuOperator:
         mix: np.ndarray | None = None
         self.anderson_restarts = 0
         while len(history) < max_iter:
-            mixed = mix is not None
             stats = self._anderson_step(m, slot, mix)
             mix = None
             pairs = stats[2 : 2 * (2 + 2 * m) : 2] + stats[3 : 2 * (2 + 2 * m) + 1 : 2]
@@ -1018,9 +985,8 @@ class WgpuOperator:
                 progress(len(history), res)
             if res < tol:
                 return True
-            mass = stats[_MIX_SLOT] + stats[_MIX_SLOT + 1]
-            if (mixed and not (0 < mass < math.inf)) or res > 2.0 * last:
-                # the device fell back to the plain step, or the mix overshot
+            if res > 2.0 * last:
+                # the last mix overshot (or was degenerate): restart the history
                 k = slot = 0
                 have_prev = False
                 self.anderson_restarts += 1
