@@ -76,6 +76,7 @@ from focusflow.focus.backends.wgsl import (
     SHADER,
     VECTOR_KERNELS,
     VECTOR_SHADER,
+    vector_shader,
 )
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
@@ -269,19 +270,28 @@ class WgpuOperator:
         }
         self.device = adapter.request_device_sync(required_limits=wanted)
         self.adapter_info = adapter.info
-        self._pipelines = {}
-        for code, names in ((SHADER, MATRIX_KERNELS), (VECTOR_SHADER, VECTOR_KERNELS)):
-            module = self.device.create_shader_module(code=code)
-            for name in names:
-                self._pipelines[name] = self.device.create_compute_pipeline(
-                    layout="auto", compute={"module": module, "entry_point": name}
-                )
+        self._pipelines = {
+            **self._compile(SHADER, MATRIX_KERNELS),
+            **self._compile(VECTOR_SHADER, VECTOR_KERNELS),
+        }
+        self._aa_pipelines: dict[int, dict] = {}
+        self._aa_m: int | None = None
         self.snapshot = snapshot
         self._sym = None
         self.n = -1
         self.timings = dict.fromkeys(TIMING_KEYS, 0.0)
         self._need_fill = False
         self.refresh()
+
+    def _compile(self, code: str, names: tuple[str, ...]) -> dict:
+        """Compute pipelines for the entry points ``names`` of a WGSL module."""
+        module = self.device.create_shader_module(code=code)
+        return {
+            name: self.device.create_compute_pipeline(
+                layout="auto", compute={"module": module, "entry_point": name}
+            )
+            for name in names
+        }
 
     # --- buffers ---------------------------------------------------------------
     def _buffer(self, array: np.ndarray):
@@ -494,14 +504,29 @@ class WgpuOperator:
         self.timings["device_setup"] = time.perf_counter() - t
 
     def _ensure_history(self, m: int) -> None:
-        """Device buffers for an Anderson window of ``m`` (the history is
-        ``(2 + 2 m) n`` floats); bind groups that used older ones are dropped."""
+        """Pipelines and device buffers for an Anderson window of ``m``.
+
+        The Anderson kernels are compiled per window (a module constant lets
+        the compiler unroll the slot loops and keep the sums in registers) and
+        kept per operator; the history is ``(2 + 2 m) n`` floats. Bind groups
+        made for other pipelines or buffers are dropped.
+        """
         hist = self._aa_buffers.get(14)
+        stale = self._aa_m != m
         if hist is None or hist.size < 4 * (2 + 2 * m) * self.n:
             self._aa_buffers = {
                 14: self._empty(4 * (2 + 2 * m) * self.n),
                 15: self._empty(4 * MAX_ANDERSON),
             }
+            stale = True
+        if self._aa_m != m:
+            pipelines = self._aa_pipelines.get(m)
+            if pipelines is None:
+                pipelines = self._compile(vector_shader(m), AA_KERNELS)
+                self._aa_pipelines[m] = pipelines
+            self._pipelines.update(pipelines)
+            self._aa_m = m
+        if stale:
             self._vgroups = {k: g for k, g in self._vgroups.items() if k[0] not in AA_KERNELS}
 
     def _anderson_step(self, m: int, slot: int, mix: np.ndarray | None) -> np.ndarray:
@@ -515,7 +540,7 @@ class WgpuOperator:
         """
         queue = self.device.queue
         k = 0 if mix is None else len(mix)
-        self._params[8:11] = (m, slot, k)
+        self._params[9:11] = (slot, k)
         queue.write_buffer(self._vparams, 0, self._params)
         if k:
             queue.write_buffer(self._aa_buffers[15], 0, mix.astype(np.float32))

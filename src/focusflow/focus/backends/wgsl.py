@@ -10,8 +10,7 @@ finish) and of Anderson mixing on the device.
 
 from __future__ import annotations
 
-#: Largest Anderson window on the device (FocusParams allows 0..10); finish_aa
-#: keeps 1 + 2 * MAX_ANDERSON running sums per invocation.
+#: Largest Anderson window on the device (FocusParams allows 0..10).
 MAX_ANDERSON = 10
 
 SHADER = """
@@ -113,7 +112,7 @@ fn long_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
 # Anderson step (one per submission) instead leaves its 1 + 2 m values (the L1
 # change, the m cross products, the m right-hand sides) in pairs from
 # ``stats[2]`` on.
-VECTOR_SHADER = """
+_VECTOR_SOURCE = """
 struct VParams {
     n: u32,
     nparts: u32,
@@ -126,12 +125,12 @@ struct VParams {
     uniform_prior: u32,
     // What fill writes into every entry of y (a uniform start vector).
     fill_value: f32,
-    // Anderson mixing: window, the slot the next step's differences go to,
-    // and the live slots the next mix combines.
-    aa_m: u32,
+    // Anderson mixing (the window is the module constant AA_M): the slot the
+    // next step's differences go to, and the live slots the next mix combines.
+    p0: u32,
     aa_slot: u32,
     aa_k: u32,
-    p0: u32,
+    p1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -284,6 +283,10 @@ fn finish(
 }
 
 // Most values one Anderson step reduces: the L1 change, m cross and m rhs products.
+// The window and the values an Anderson step reduces (1 + 2 AA_M) are module
+// constants, so the loops over slots unroll and the running sums stay in
+// registers; a module is compiled per window (``vector_shader``).
+const AA_M: u32 = AA_M_VALUEu;
 const AA_VALUES: u32 = AA_VALUES_Nu;
 
 // finish with Anderson bookkeeping: besides the next iterate, the gathered
@@ -298,7 +301,7 @@ fn finish_aa(
 ) {
     let tele = stats[0];
     let n = vp.n;
-    let m = vp.aa_m;
+    let m = AA_M;
     let slot = vp.aa_slot;
     let stride = vp.nparts * 256u;
     var acc: array<vec2<f32>, AA_VALUES_N>;
@@ -330,7 +333,7 @@ fn finish_aa(
             acc[1u + m + j] = dd_add1(acc[1u + m + j], d * g);
         }
     }
-    for (var q: u32 = 0u; q < 1u + 2u * m; q = q + 1u) {
+    for (var q: u32 = 0u; q < AA_VALUES; q = q + 1u) {
         let r = wg_reduce(lid.x, acc[q]);
         if (lid.x == 0u) {
             part[q * vp.nparts + wid.x] = r;
@@ -342,7 +345,7 @@ fn finish_aa(
 // The 1 + 2 m values of finish_aa into stats[2 + 2 q], stats[3 + 2 q].
 @compute @workgroup_size(256)
 fn aa_final(@builtin(local_invocation_id) lid: vec3<u32>) {
-    for (var q: u32 = 0u; q < 1u + 2u * vp.aa_m; q = q + 1u) {
+    for (var q: u32 = 0u; q < AA_VALUES; q = q + 1u) {
         var acc = vec2<f32>(0.0, 0.0);
         for (var k: u32 = lid.x; k < vp.nparts; k = k + 256u) {
             acc = dd_add(acc, part[q * vp.nparts + k]);
@@ -389,7 +392,17 @@ fn l1_final(@builtin(local_invocation_id) lid: vec3<u32>) {
         counter[0] = slot + 1u;
     }
 }
-""".replace("AA_VALUES_N", str(1 + 2 * MAX_ANDERSON))
+"""
+
+
+def vector_shader(m: int) -> str:
+    """The vector module with an Anderson window of ``m`` (0: no mixing)."""
+    if not 0 <= m <= MAX_ANDERSON:
+        raise ValueError(f"the wgpu backend mixes at most {MAX_ANDERSON} steps")
+    return _VECTOR_SOURCE.replace("AA_M_VALUE", str(m)).replace("AA_VALUES_N", str(1 + 2 * m))
+
+
+VECTOR_SHADER = vector_shader(0)
 
 #: Bindings each entry point uses (``layout="auto"`` keeps only those).
 BINDINGS = {
@@ -417,5 +430,4 @@ VECTOR_KERNELS = (
     "mass_final",
     "finish",
     "l1_final",
-    *AA_KERNELS,
 )
