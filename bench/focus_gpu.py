@@ -142,8 +142,11 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
       ``repeat`` (what the solver does once the contraction rate is known);
     * ``host step`` (with ``--wgpu-host-step``): the old path, host vectors in
       float64 and one upload and read-back per product, for comparison;
-    * the full diffusion solve to ``TOL`` on the device (plain power iteration)
-      and, for the accuracy check, ``compute()`` to 1e-7 against ``ref``.
+    * the full diffusion solve to ``TOL`` on the device, plain power iteration
+      (batched) and Anderson mixing (window 2, a wait per step), each printed
+      with its time split into setup, encoding, waiting, read-back and the
+      solver around them, and, for the accuracy check, ``compute()`` to 1e-7
+      (Anderson, the default) against ``ref``.
     """
     from focusflow.focus import compute, make_params
     from focusflow.focus.backends.webgpu import (

@@ -31,7 +31,9 @@ pass keeps a history (``x_prev``, ``g_prev`` and ``m`` slots of ``dx + dg`` and
 the L1 change; each step is one submission whose scalars the host waits for,
 solves the small least-squares problem on, and answers with the mix pass at the
 head of the next submission. The mixed iterate is not renormalised: the next
-step's teleport term gives its image mass 1 whatever its own mass.
+step's teleport term gives its image mass 1 whatever its own mass. Those
+kernels are compiled per window (a module constant), so their slot loops
+unroll and their running sums stay in registers.
 
 The finish pass fuses teleport and dangling mass as ``(1 - sum(alpha P^T x)) *
 prior / sum(prior)`` (mass cannot leak in float32), the L1 change and the next
@@ -529,36 +531,34 @@ class WgpuOperator:
         if stale:
             self._vgroups = {k: g for k, g in self._vgroups.items() if k[0] not in AA_KERNELS}
 
-    def _anderson_step(self, m: int, slot: int, mix: np.ndarray | None) -> np.ndarray:
-        """One submission: the pending mix with coefficients ``mix`` (if any),
-        then one step whose differences go to ``slot``; waits and returns the
-        float64 stats (the L1 change and the Gram products).
+    def _encode_anderson(self, m: int):
+        """Record one Anderson submission and return its command buffer.
+
+        The first one fills or gathers the start vector; every later one begins
+        with the mix of the last step's ``G(x)`` (``y`` of the other parity), a
+        plain gather when the uniform says ``aa_k = 0``. Then one step whose
+        differences go to slot ``aa_slot``, and the copy of its scalars to the
+        staging buffer. Nothing recorded depends on the mixing decision (only
+        the uniform and the coefficients do, written before submitting), so the
+        next submission is recorded while the device runs the current one.
 
         The history is never cleared: a slot is read only after a step of this
         solve wrote it (the first step's differences, against stale or garbage
         ``x_prev``, go to a slot that the second step overwrites).
         """
-        queue = self.device.queue
-        k = 0 if mix is None else len(mix)
-        self._params[9:11] = (slot, k)
-        queue.write_buffer(self._vparams, 0, self._params)
-        if k:
-            queue.write_buffer(self._aa_buffers[15], 0, mix.astype(np.float32))
         wide = (_nparts(self.n), 1, 1)
         one = (1, 1, 1)
-        t = time.perf_counter()
         encoder = self.device.create_command_encoder()
         cpass = encoder.begin_compute_pass()
         cur = self._cur
         if self._need_fill:
             self._dispatch(cpass, "fill", 1 - cur, wide)
             self._need_fill = False
-        if k:
-            # the last step's G(x) is y of the other parity: mix it and gather
-            self._dispatch(cpass, "aa_mix", 1 - cur, wide)
-        elif self._need_prep:
+        if self._need_prep:
             self._dispatch(cpass, "prep", cur, wide)
-        self._need_prep = False
+            self._need_prep = False
+        else:
+            self._dispatch(cpass, "aa_mix", 1 - cur, wide)
         self.sell.encode(self, cpass, self._zv, self._vec[1 - cur])
         nov = len(self._ov_rows)
         if nov:
@@ -574,12 +574,27 @@ class WgpuOperator:
         cpass.end()
         nbytes = 4 * (2 + 2 * (1 + 2 * m))
         encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
-        queue.submit([encoder.finish()])
+        return encoder.finish()
+
+    def _anderson_step(self, m: int, slot: int, mix: np.ndarray | None, command):
+        """Submit ``command`` with slot ``slot`` and coefficients ``mix`` (None:
+        no mix), record the next submission while it runs, wait, and return
+        the float64 scalars (the L1 change and the Gram products) and the next
+        command buffer."""
+        queue = self.device.queue
+        t = time.perf_counter()
+        k = 0 if mix is None else len(mix)
+        self._params[9:11] = (slot, k)
+        queue.write_buffer(self._vparams, 0, self._params)
+        if k:
+            queue.write_buffer(self._aa_buffers[15], 0, mix.astype(np.float32))
+        queue.submit([command])
+        following = self._encode_anderson(m)
         t_wait = time.perf_counter()
-        stats = self._map(self._stage_stats, nbytes, _as_float64)
+        stats = self._map(self._stage_stats, 4 * (2 + 2 * (1 + 2 * m)), _as_float64)
         self.timings["device_encode"] += t_wait - t
         self.timings["device_wait"] += time.perf_counter() - t_wait
-        return stats
+        return stats, following
 
     def _solve_anderson(
         self,
@@ -596,14 +611,31 @@ class WgpuOperator:
         head of the next submission. Stops when one plain step's change is below
         ``tol`` and keeps that step, as the host path does."""
         self._ensure_history(m)
+        self.anderson_restarts = 0
+        command = self._encode_anderson(m)
+        try:
+            return self._anderson_loop(m, tol, max_iter, history, progress, command)
+        finally:
+            # the last recorded submission never ran: its parity flip is undone
+            self._cur = 1 - self._cur
+
+    def _anderson_loop(
+        self,
+        m: int,
+        tol: float,
+        max_iter: int,
+        history: list[float],
+        progress: Callable[[int, float], None] | None,
+        command,
+    ) -> bool:
+        """The loop of :meth:`_solve_anderson` (submit, decide, mix next)."""
         gram = np.zeros((m, m))
         k = slot = 0
         have_prev = False
         last = math.inf
         mix: np.ndarray | None = None
-        self.anderson_restarts = 0
         while len(history) < max_iter:
-            stats = self._anderson_step(m, slot, mix)
+            stats, command = self._anderson_step(m, slot, mix, command)
             mix = None
             pairs = stats[2 : 2 * (2 + 2 * m) : 2] + stats[3 : 2 * (2 + 2 * m) + 1 : 2]
             res = float(pairs[0])
