@@ -229,3 +229,22 @@ def test_anderson_on_the_device(alpha):
         runs[m] = diag.iterations
     assert runs[2] < runs[0]
     assert runs[2] <= host.iterations + 1
+
+
+def test_anderson_stopped_early_returns_its_last_step():
+    """Two steps mix nothing (the first mix would come third), so an Anderson
+    solve cut at two steps returns exactly the plain iteration's second step:
+    the answer is read from the buffer the last submitted step wrote."""
+    n = 600
+    src, dst, w = random_weighted(n, 4 * n, 21)
+    op = get_backend("wgpu").operator(Snapshot(n, src, dst, w))
+    prior = np.full(n, 1.0 / n)
+    out = {}
+    for m in (0, 2):
+        params = make_params(
+            mode="diffusion", weights=(1.0, 0.0, 0.0), tol=TOL, anderson=m, max_iter=2
+        )
+        out[m] = solve(op, params, prior)
+    assert not out[2][1].converged and out[2][1].iterations == 2
+    assert np.array_equal(out[0][0], out[2][0])
+    assert out[0][1].residual_history == out[2][1].residual_history

@@ -30,10 +30,10 @@ pass keeps a history (``x_prev``, ``g_prev`` and ``m`` slots of ``dx + dg`` and
 ``dg``) and reduces the ``2 m`` Gram products in the same deterministic pairs as
 the L1 change; each step is one submission whose scalars the host waits for,
 solves the small least-squares problem on, and answers with the mix pass at the
-head of the next submission. The mixed iterate is not renormalised: the next
-step's teleport term gives its image mass 1 whatever its own mass. Those
-kernels are compiled per window (a module constant), so their slot loops
-unroll and their running sums stay in registers.
+head of the next submission (recorded while the device runs the current one).
+The mixed iterate is not renormalised: the next step's teleport term gives its
+image mass 1 whatever its own mass. Those kernels are compiled per window (a
+module constant), so their slot loops unroll and their sums stay in registers.
 
 The finish pass fuses teleport and dangling mass as ``(1 - sum(alpha P^T x)) *
 prior / sum(prior)`` (mass cannot leak in float32), the L1 change and the next
