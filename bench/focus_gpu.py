@@ -142,11 +142,19 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
       ``repeat`` (what the solver does once the contraction rate is known);
     * ``host step`` (with ``--wgpu-host-step``): the old path, host vectors in
       float64 and one upload and read-back per product, for comparison;
-    * the full diffusion solve to ``TOL`` on the device (plain power iteration)
-      and, for the accuracy check, ``compute()`` to 1e-7 against ``ref``.
+    * the full diffusion solve to ``TOL`` on the device, plain power iteration
+      (batched) and Anderson mixing (window 2, a wait per step), each printed
+      with its time split into setup, encoding, waiting, read-back and the
+      solver around them, and, for the accuracy check, ``compute()`` to 1e-7
+      (Anderson, the default) against ``ref``.
     """
     from focusflow.focus import compute, make_params
-    from focusflow.focus.backends.webgpu import MAX_BATCH, WgpuOperator, wgpu_available
+    from focusflow.focus.backends.webgpu import (
+        MAX_BATCH,
+        TIMING_KEYS,
+        WgpuOperator,
+        wgpu_available,
+    )
     from focusflow.focus.solver import solve
 
     ok, why = wgpu_available(require_gpu=not allow_cpu)
@@ -190,11 +198,25 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
         batched[every] = 1e3 * float(np.median(times))
     op.submit_every = 1 if batched[1] <= batched[batch] else batch
     batch_ms = batched[op.submit_every]
-    params = make_params(mode="diffusion", weights=(1.0, 0.0, 0.0), tol=TOL, anderson=0)
-    solve(op, params, prior)
-    t0 = time.perf_counter()
-    _, diag = solve(op, params, prior)
-    t_solve = time.perf_counter() - t0
+    solves = {}
+    for m in (0, 2):  # plain power iteration (batched), Anderson window 2 (a wait per step)
+        params = make_params(mode="diffusion", weights=(1.0, 0.0, 0.0), tol=TOL, anderson=m)
+        solve(op, params, prior)
+        t0 = time.perf_counter()
+        _, diag = solve(op, params, prior)
+        t_solve = time.perf_counter() - t0
+        parts = {key: 1e3 * diag.timings[key] for key in TIMING_KEYS}
+        rest = 1e3 * t_solve - sum(parts.values())
+        log(
+            f"  wgpu solve, anderson={m}: {t_solve * 1e3:.1f} ms = "
+            + " + ".join(f"{key.removeprefix('device_')} {ms:.1f}" for key, ms in parts.items())
+            + f" + solver {rest:.1f} ms ({diag.iterations} iterations, "
+            f"{(parts['device_encode'] + parts['device_wait']) / diag.iterations:.3f} "
+            "ms/iteration in steps)"
+        )
+        solves[m] = (t_solve, diag, parts)
+    t_solve, diag, parts = solves[0]
+    aa_solve, aa_diag, aa_parts = solves[2]
     res = compute(snap, mode="diffusion", backend="wgpu", tol=1e-7)
     err = float(np.abs(res.focus - ref).sum())
     ok = res.converged and err < 1e-6
@@ -203,7 +225,8 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
         f"{sync_ms:.3f} ms (submitted alone, L1 read back); in batches of {batch}: "
         f"{batched[1]:.3f} ms (a submission per step), {batched[batch]:.3f} ms (one "
         f"submission); solve to {TOL:g} (submit_every={op.submit_every}): {t_solve * 1e3:.1f} ms, "
-        f"{diag.iterations} iterations (includes reading phi back); compute() to 1e-7: "
+        f"{diag.iterations} iterations (includes reading phi back); with Anderson: "
+        f"{aa_solve * 1e3:.1f} ms, {aa_diag.iterations} iterations; compute() to 1e-7: "
         f"{res.iterations} iterations, L1 error {err:.2e} {'ok' if ok else 'FAIL'}"
     )
     row.update(
@@ -212,7 +235,11 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
         wgpu_batched_submit_each_ms=batched[1],
         wgpu_batched_submit_once_ms=batched[batch],
         wgpu_solve_ms=t_solve * 1e3,
+        wgpu_solve_parts_ms=parts,
         wgpu_iterations=diag.iterations,
+        wgpu_aa_solve_ms=aa_solve * 1e3,
+        wgpu_aa_solve_parts_ms=aa_parts,
+        wgpu_aa_iterations=aa_diag.iterations,
         wgpu_error=err,
         wgpu_ok=ok,
     )
@@ -242,15 +269,17 @@ def main_cpu_adapter(args) -> int:
         rows.append(row)
     log(
         "\n| scale | nnz | wgpu old host step ms | wgpu sync step ms | wgpu batched step ms "
-        "| wgpu solve ms (it) | L1 error |"
+        "| wgpu solve ms (it) | wgpu Anderson solve ms (it) | L1 error |"
     )
-    log("|---:|---:|---:|---:|---:|---:|---:|")
+    log("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         log(
             f"| {r['scale']} | {r['nnz']:,} | {r.get('wgpu_host_ms_per_iter', float('nan')):.2f} "
             f"| {r.get('wgpu_ms_per_iter', float('nan')):.3f} "
             f"| {r.get('wgpu_batched_ms_per_iter', float('nan')):.3f} "
             f"| {r.get('wgpu_solve_ms', float('nan')):.1f} ({r.get('wgpu_iterations', '-')}) "
+            f"| {r.get('wgpu_aa_solve_ms', float('nan')):.1f} "
+            f"({r.get('wgpu_aa_iterations', '-')}) "
             f"| {r.get('wgpu_error', float('nan')):.2e} |"
         )
     if args.json:
@@ -525,10 +554,10 @@ def main() -> int:
         log(f"\nwgpu ({wgpu_rows[0]['wgpu_adapter']}) beside cuda and cuSPARSE, same graphs:\n")
         log(
             "| scale | wgpu sync step ms | wgpu batched step ms | cuda step ms "
-            "| wgpu / cuda | cuSPARSE ms/it | wgpu solve ms (it) | cuda solve ms (it) "
-            "| wgpu old host step ms | wgpu L1 error |"
+            "| wgpu / cuda | cuSPARSE ms/it | wgpu solve ms (it) | wgpu Anderson solve ms (it) "
+            "| cuda solve ms (it) | wgpu old host step ms | wgpu L1 error |"
         )
-        log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in wgpu_rows:
             log(
                 f"| {r['scale']} | {r['wgpu_ms_per_iter']:.3f} "
@@ -536,6 +565,7 @@ def main() -> int:
                 f"| {r['wgpu_ms_per_iter'] / r['ours_ms_per_iter']:.2f} "
                 f"| {r['torch_ms_per_iter']:.3f} "
                 f"| {r['wgpu_solve_ms']:.1f} ({r['wgpu_iterations']}) "
+                f"| {r['wgpu_aa_solve_ms']:.1f} ({r['wgpu_aa_iterations']}) "
                 f"| {r['ours_solve_ms']:.1f} ({r['ours_iterations']}) "
                 f"| {r.get('wgpu_host_ms_per_iter', float('nan')):.1f} "
                 f"| {r['wgpu_error']:.2e} |"

@@ -11,7 +11,7 @@ import pytest
 
 from focusflow.focus import compute, make_params
 from focusflow.focus.backends import get_backend
-from focusflow.focus.backends.webgpu import WgpuOperator, wgpu_available
+from focusflow.focus.backends.webgpu import TIMING_KEYS, WgpuOperator, wgpu_available
 from focusflow.focus.engine import FocusEngine
 from focusflow.focus.solver import prior_vector, solve
 from focusflow.graph import Cybergraph, Snapshot, rmat_edges
@@ -158,3 +158,93 @@ def test_engine_apply_after_new_links():
         cold = compute(g, mode="diffusion", backend="numpy", tol=1e-13, anderson=0)
         assert np.abs(res.focus - cold.focus).sum() < 1e-6
     assert saw_overlay, "the blocks exercised the overlay kernel"
+
+
+def test_solve_reports_where_its_time_went():
+    """The device solve's parts are in the timings and fit inside its wall time."""
+    n = 400
+    src, dst, w = random_weighted(n, 4 * n, 4)
+    res = compute(Snapshot(n, src, dst, w), mode="diffusion", backend="wgpu", tol=TOL)
+    t = res.diagnostics.timings
+    parts = [t[key] for key in TIMING_KEYS]
+    assert all(p >= 0 for p in parts)
+    assert t["device_wait"] > 0 and t["device_readback"] > 0
+    assert sum(parts) <= t["diffusion"] <= sum(parts) + 0.05 + 0.5 * t["diffusion"]
+
+
+def test_uniform_prior_and_start_stay_on_the_device():
+    """A uniform prior is a flag (its buffer is never read: NaN there stays
+    harmless) and a uniform start is a fill; a non-uniform prior afterwards is
+    uploaded and used, and a new uniform array switches back."""
+    n = 350
+    src, dst, w = random_weighted(n, 4 * n, 12)
+    snap = Snapshot(n, src, dst, w)
+    op = get_backend("wgpu").operator(snap)
+    nan = np.full(n, np.nan, dtype=np.float32)
+    params = make_params(mode="diffusion", weights=(1.0, 0.0, 0.0), tol=TOL)
+    ref = _dense_pagerank(n, src, dst, w)
+    uniform = np.full(n, 1.0 / n)
+    solve(op, params, uniform)
+    assert op._uniform_prior
+    for buf in (op._prior, op._vec[0], op._vec[1]):
+        op.device.queue.write_buffer(buf, 0, nan)
+    phi, diag = solve(op, params, uniform)
+    assert diag.converged and np.all(np.isfinite(phi))
+    assert np.abs(snap.to_particle_order(phi) - ref).sum() < 1e-6
+    stake = prior_vector(snap, "stake")
+    phi, diag = solve(op, params, stake)
+    ref_stake = _dense_pagerank(n, src, dst, w, prior=snap.to_particle_order(stake))
+    assert diag.converged
+    assert np.abs(snap.to_particle_order(phi) - ref_stake).sum() < 1e-6
+    phi, diag = solve(op, params, np.full(n, 1.0 / n))
+    assert np.abs(snap.to_particle_order(phi) - ref).sum() < 1e-6
+
+
+@pytest.mark.parametrize("alpha", [0.85, 0.95])
+def test_anderson_on_the_device(alpha):
+    """Anderson mixing on the device: the float64 answer, fewer steps than the
+    plain iteration, and as many as the host mixing needs; every buffer it
+    writes (history included) starts as NaN."""
+    scale = 12
+    n = 1 << scale
+    src, dst, w = rmat_edges(scale, 8, seed=3)
+    keep = src != dst
+    snap = Snapshot(n, src[keep], dst[keep], w[keep])
+    ref = compute(snap, mode="diffusion", backend="numpy", tol=1e-13, anderson=0, alpha=alpha)
+    host = compute(snap, mode="diffusion", backend="numpy", tol=1e-6, anderson=2, alpha=alpha)
+    op = get_backend("wgpu").operator(snap)
+    op._ensure_history(2)
+    queue = op.device.queue
+    for buf in (op._vec[0], op._vec[1], op._zv, op._part, op._stats, *op._aa_buffers.values()):
+        queue.write_buffer(buf, 0, np.full(buf.size // 4, np.nan, np.float32))
+    prior = np.full(n, 1.0 / n)
+    runs = {}
+    for m in (2, 0):
+        params = make_params(
+            mode="diffusion", weights=(1.0, 0.0, 0.0), tol=1e-6, anderson=m, alpha=alpha
+        )
+        phi, diag = solve(op, params, prior)
+        assert diag.converged and diag.residual < 1e-6
+        assert np.abs(snap.to_particle_order(phi) - ref.focus).sum() < 1e-6
+        runs[m] = diag.iterations
+    assert runs[2] < runs[0]
+    assert runs[2] <= host.iterations + 1
+
+
+def test_anderson_stopped_early_returns_its_last_step():
+    """Two steps mix nothing (the first mix would come third), so an Anderson
+    solve cut at two steps returns exactly the plain iteration's second step:
+    the answer is read from the buffer the last submitted step wrote."""
+    n = 600
+    src, dst, w = random_weighted(n, 4 * n, 21)
+    op = get_backend("wgpu").operator(Snapshot(n, src, dst, w))
+    prior = np.full(n, 1.0 / n)
+    out = {}
+    for m in (0, 2):
+        params = make_params(
+            mode="diffusion", weights=(1.0, 0.0, 0.0), tol=TOL, anderson=m, max_iter=2
+        )
+        out[m] = solve(op, params, prior)
+    assert not out[2][1].converged and out[2][1].iterations == 2
+    assert np.array_equal(out[0][0], out[2][0])
+    assert out[0][1].residual_history == out[2][1].residual_history

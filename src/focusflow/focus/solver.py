@@ -123,8 +123,6 @@ def solve(
     if n == 0:
         diag.converged, diag.residual = True, 0.0
         return xp.empty(0), diag
-    phi = xp.full(n, 1.0 / n) if x0 is None else xp.asarray(x0, dtype=xp.float64).copy()
-    phi /= phi.sum()
     springs_state = springs_state if springs_state is not None else SpringsState()
     heat_state = heat_state if heat_state is not None else HeatState()
     use_lap = lam_s > 0 or lam_h > 0
@@ -135,15 +133,22 @@ def solve(
     device_solve = getattr(op, "solve_diffusion", None)
     if device_solve is not None and not use_lap:
         # The operator keeps every vector on its device and runs the whole
-        # diffusion iteration there (wgpu); only the L1 changes come back.
+        # diffusion iteration there (wgpu); only the L1 changes come back. A
+        # uniform start is filled on the device (None), not built and uploaded;
+        # the operator reports where the solve's time went (setup, encoding,
+        # waiting, read-back), so a device run shows more than one number.
+        start = None if x0 is None else _start(xp, n, x0)
         t = time.perf_counter()
-        phi, diag.residual_history, diag.converged = device_solve(
-            prior, phi, params.alpha, params.tol, params.max_iter, progress
+        phi, diag.residual_history, diag.converged, parts = device_solve(
+            prior, start, params.alpha, params.tol, params.max_iter, progress, params.anderson
         )
         timings["diffusion"] = time.perf_counter() - t
+        timings.update(parts)
         it = len(diag.residual_history)
         accel = Anderson(0, n, xp)
+        accel.restarts = getattr(op, "anderson_restarts", 0)
     else:
+        phi = _start(xp, n, x0)
         accel = Anderson(params.anderson, n, xp)
         phi, it = _iterate(
             op, params, prior, phi, diag, timings, springs_state, heat_state, progress, accel
@@ -160,6 +165,13 @@ def solve(
         "anderson_restarts": accel.restarts,
     }
     return phi, diag
+
+
+def _start(xp, n: int, x0: np.ndarray | None) -> np.ndarray:
+    """The start vector: ``x0`` (copied) or uniform, normalised to mass 1."""
+    phi = xp.full(n, 1.0 / n) if x0 is None else xp.asarray(x0, dtype=xp.float64).copy()
+    phi /= phi.sum()
+    return phi
 
 
 def _iterate(

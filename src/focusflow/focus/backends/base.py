@@ -9,10 +9,12 @@ fusing them pays.
 
 An operator whose vectors live on a device that the host can only reach
 through explicit transfers (wgpu) may also define ``solve_diffusion(prior, x0,
-alpha, tol, max_iter, progress) -> (phi, residual_history, converged)``: the
-whole diffusion iteration on the device, the L1 changes as the only per-step
-traffic. The solver uses it for diffusion (weights (1, 0, 0)) when present,
-because a host round trip per step would cost more than the step itself.
+alpha, tol, max_iter, progress, anderson) -> (phi, residual_history, converged,
+timings)``: the whole diffusion iteration on the device (``x0 = None`` is the
+uniform start, ``anderson`` the mixing window), a few scalars as the only
+per-step traffic, and the seconds spent in each part of the solve. The solver
+uses it for diffusion (weights (1, 0, 0)) when present, because a host round
+trip per step would cost more than the step itself.
 """
 
 from __future__ import annotations

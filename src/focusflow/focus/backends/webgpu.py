@@ -18,6 +18,22 @@ uniform buffers are built once per snapshot; uniforms change by
 ``queue.write_buffer``. Only 8 bytes per iteration come back (the L1 change),
 and several iterations are encoded into one submission when the observed
 contraction says the solve cannot stop sooner, so the host waits once per batch.
+Per-solve host work is kept off the n-vectors: a uniform start is a fill pass,
+a uniform prior a flag (nothing uploaded, nothing read per step), and the answer
+is copied back once and converted to float64 straight from the mapped staging
+buffer. The solve returns its time split into setup, encoding, waiting and
+read-back (:data:`TIMING_KEYS`), so a device run shows where the time goes.
+
+Anderson mixing (window ``m``, the host rules of
+:class:`~focusflow.focus.anderson.Anderson`) runs on the device too: the finish
+pass keeps a history (``x_prev``, ``g_prev`` and ``m`` slots of ``dx + dg`` and
+``dg``) and reduces the ``2 m`` Gram products in the same deterministic pairs as
+the L1 change; each step is one submission whose scalars the host waits for,
+solves the small least-squares problem on, and answers with the mix pass at the
+head of the next submission (recorded while the device runs the current one).
+The mixed iterate is not renormalised: the next step's teleport term gives its
+image mass 1 whatever its own mass. Those kernels are compiled per window (a
+module constant), so their slot loops unroll and their sums stay in registers.
 
 The finish pass fuses teleport and dangling mass as ``(1 - sum(alpha P^T x)) *
 prior / sum(prior)`` (mass cannot leak in float32), the L1 change and the next
@@ -38,8 +54,7 @@ float32 sums, still far inside what the stop rule needs.
 Tri mode (springs by CG and heat by Chebyshev) still runs its vector
 arithmetic on the host in float64 around device products (one upload and one
 read-back per product, through cached bind groups and a persistent staging
-buffer); Anderson mixing is not used on the device path (plain power
-iteration: more iterations, each far cheaper than a host round trip).
+buffer).
 """
 
 from __future__ import annotations
@@ -47,6 +62,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -54,6 +70,16 @@ import numpy as np
 from focusflow.focus.backends.base import inverse_out_weight
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_matrix
+from focusflow.focus.backends.wgsl import (
+    AA_KERNELS,
+    BINDINGS,
+    MATRIX_KERNELS,
+    MAX_ANDERSON,
+    SHADER,
+    VECTOR_KERNELS,
+    VECTOR_SHADER,
+    vector_shader,
+)
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 LANES = 32
@@ -66,270 +92,11 @@ RED = 256
 MAX_PARTS = 1024
 #: Most iterations encoded into one submission (slots for their L1 changes).
 MAX_BATCH = 32
-
-_SHADER = """
-struct Params {
-    ngroups: u32,
-    nchunks: u32,
-    nlong: u32,
-    width: u32,
-    scale: f32,
-    p0: u32,
-    p1: u32,
-    p2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> gptr: array<u32>;
-@group(0) @binding(1) var<storage, read> glen: array<u32>;
-@group(0) @binding(2) var<storage, read> grows: array<i32>;
-@group(0) @binding(3) var<storage, read> sidx: array<u32>;
-@group(0) @binding(4) var<storage, read> sval: array<f32>;
-@group(0) @binding(5) var<storage, read> z: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
-@group(0) @binding(7) var<uniform> params: Params;
-@group(0) @binding(8) var<storage, read> cstart: array<u32>;
-@group(0) @binding(9) var<storage, read> cend: array<u32>;
-@group(0) @binding(10) var<storage, read> lidx: array<u32>;
-@group(0) @binding(11) var<storage, read> lval: array<f32>;
-@group(0) @binding(12) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(13) var<storage, read> lrow: array<u32>;
-@group(0) @binding(14) var<storage, read> lchunk: array<u32>;
-
-var<workgroup> scratch: array<f32, 64>;
-
-fn flat(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * params.width;
-}
-
-@compute @workgroup_size(64)
-fn sell_pull(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let tid = flat(gid);
-    let g = tid / 32u;
-    let lane = tid % 32u;
-    if (g >= params.ngroups) {
-        return;
-    }
-    var o = gptr[g] + lane;
-    let len = glen[g];
-    var acc: f32 = 0.0;
-    for (var j: u32 = 0u; j < len; j = j + 1u) {
-        acc = acc + sval[o] * z[sidx[o]];
-        o = o + 32u;
-    }
-    let r = grows[g * 32u + lane];
-    if (r >= 0) {
-        out[u32(r)] = acc * params.scale;
-    }
-}
-
-@compute @workgroup_size(64)
-fn chunk_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let k = wid.x + wid.y * (params.width / 64u);
-    if (k >= params.nchunks) {
-        return;
-    }
-    var acc: f32 = 0.0;
-    for (var e: u32 = cstart[k] + lid.x; e < cend[k]; e = e + 64u) {
-        acc = acc + lval[e] * z[lidx[e]];
-    }
-    scratch[lid.x] = acc;
-    workgroupBarrier();
-    for (var s: u32 = 32u; s > 0u; s = s / 2u) {
-        if (lid.x < s) {
-            scratch[lid.x] = scratch[lid.x] + scratch[lid.x + s];
-        }
-        workgroupBarrier();
-    }
-    if (lid.x == 0u) {
-        partial[k] = scratch[0];
-    }
-}
-
-@compute @workgroup_size(64)
-fn long_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat(gid);
-    if (i >= params.nlong) {
-        return;
-    }
-    var acc: f32 = 0.0;
-    for (var k: u32 = lchunk[i]; k < lchunk[i + 1u]; k = k + 1u) {
-        acc = acc + partial[k];
-    }
-    out[lrow[i]] = acc * params.scale;
-}
-"""
-
-# The vector side of a diffusion step. ``y`` holds ``alpha P^T x`` after the
-# product passes and the next iterate after ``finish``; ``stats[0]`` is the
-# teleport weight of the current step, ``stats[2 + 2 k]`` the L1 change of the
-# k-th step of a batch as a (hi, lo) pair, ``counter[0]`` the next slot.
-_VECTOR_SHADER = """
-struct VParams {
-    n: u32,
-    nparts: u32,
-    nov: u32,
-    width: u32,
-    inv_prior_sum: f32,
-    scale: f32,
-    p0: u32,
-    p1: u32,
-}
-
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read_write> z: array<f32>;
-@group(0) @binding(3) var<storage, read> prior: array<f32>;
-@group(0) @binding(4) var<storage, read> inv_out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> part: array<vec2<f32>>;
-@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(7) var<uniform> vp: VParams;
-@group(0) @binding(8) var<storage, read_write> counter: array<u32>;
-@group(0) @binding(9) var<storage, read> ovrow: array<u32>;
-@group(0) @binding(10) var<storage, read> ovstart: array<u32>;
-@group(0) @binding(11) var<storage, read> ovend: array<u32>;
-@group(0) @binding(12) var<storage, read> ovidx: array<u32>;
-@group(0) @binding(13) var<storage, read> ovval: array<f32>;
-
-var<workgroup> red: array<vec2<f32>, 256>;
-
-// Knuth's TwoSum: s + e == a + b exactly (round to nearest, no reassociation).
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
-    let s = a + b;
-    let bb = s - a;
-    return vec2<f32>(s, (a - (s - bb)) + (b - bb));
-}
-
-// (hi, lo) + (hi, lo), renormalised.
-fn dd_add(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-    let s = two_sum(a.x, b.x);
-    return two_sum(s.x, s.y + (a.y + b.y));
-}
-
-// (hi, lo) + a float32 value.
-fn dd_add1(a: vec2<f32>, v: f32) -> vec2<f32> {
-    let s = two_sum(a.x, v);
-    return two_sum(s.x, s.y + a.y);
-}
-
-// Fixed tree over the 256 invocations of a workgroup; the sum is in lane 0.
-fn wg_reduce(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s: u32 = 128u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            red[lid] = dd_add(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
-// Second level: one workgroup adds the nparts first-level pairs in a fixed order.
-fn reduce_parts(lid: u32) -> vec2<f32> {
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var k: u32 = lid; k < vp.nparts; k = k + 256u) {
-        acc = dd_add(acc, part[k]);
-    }
-    return wg_reduce(lid, acc);
-}
-
-@compute @workgroup_size(256)
-fn prep(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let stride = vp.nparts * 256u;
-    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
-        z[i] = x[i] * inv_out[i];
-    }
-}
-
-@compute @workgroup_size(64)
-fn ov_add(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let k = gid.x + gid.y * vp.width;
-    if (k >= vp.nov) {
-        return;
-    }
-    var acc: f32 = 0.0;
-    for (var e: u32 = ovstart[k]; e < ovend[k]; e = e + 1u) {
-        acc = acc + ovval[e] * z[ovidx[e]];
-    }
-    let r = ovrow[k];
-    y[r] = y[r] + acc * vp.scale;
-}
-
-@compute @workgroup_size(256)
-fn sum_partial(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let stride = vp.nparts * 256u;
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
-        acc = dd_add1(acc, y[i]);
-    }
-    let r = wg_reduce(lid.x, acc);
-    if (lid.x == 0u) {
-        part[wid.x] = r;
-    }
-}
-
-@compute @workgroup_size(256)
-fn mass_final(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let s = reduce_parts(lid.x);
-    if (lid.x == 0u) {
-        let rest = two_sum(1.0, -s.x);
-        stats[0] = (rest.x + (rest.y - s.y)) * vp.inv_prior_sum;
-        stats[1] = s.x;
-    }
-}
-
-@compute @workgroup_size(256)
-fn finish(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let tele = stats[0];
-    let stride = vp.nparts * 256u;
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var i: u32 = wid.x * 256u + lid.x; i < vp.n; i = i + stride) {
-        let v = y[i] + tele * prior[i];
-        y[i] = v;
-        z[i] = v * inv_out[i];
-        acc = dd_add1(acc, abs(v - x[i]));
-    }
-    let r = wg_reduce(lid.x, acc);
-    if (lid.x == 0u) {
-        part[wid.x] = r;
-    }
-}
-
-@compute @workgroup_size(256)
-fn l1_final(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let s = reduce_parts(lid.x);
-    if (lid.x == 0u) {
-        let slot = counter[0];
-        stats[2u + 2u * slot] = s.x;
-        stats[3u + 2u * slot] = s.y;
-        counter[0] = slot + 1u;
-    }
-}
-"""
-
-#: Bindings each entry point uses (``layout="auto"`` keeps only those).
-_BINDINGS = {
-    "sell_pull": (0, 1, 2, 3, 4, 5, 6, 7),
-    "chunk_sum": (5, 7, 8, 9, 10, 11, 12),
-    "long_finish": (6, 7, 12, 13, 14),
-    "prep": (0, 2, 4, 7),
-    "ov_add": (1, 2, 7, 9, 10, 11, 12, 13),
-    "sum_partial": (1, 5, 7),
-    "mass_final": (5, 6, 7),
-    "finish": (0, 1, 2, 3, 4, 5, 6, 7),
-    "l1_final": (5, 6, 7, 8),
-}
-_MATRIX_KERNELS = ("sell_pull", "chunk_sum", "long_finish")
-_VECTOR_KERNELS = ("prep", "ov_add", "sum_partial", "mass_final", "finish", "l1_final")
+#: Parts of a device solve's wall time (seconds), as ``solve_diffusion`` reports
+#: them: uniform/prior checks, uniforms and uploads; Python encoding and
+#: submitting the steps (the device runs meanwhile); waiting for each batch's
+#: L1 changes; copying the iterate back and converting it to float64.
+TIMING_KEYS = ("device_setup", "device_encode", "device_wait", "device_readback")
 
 
 def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
@@ -505,17 +272,28 @@ class WgpuOperator:
         }
         self.device = adapter.request_device_sync(required_limits=wanted)
         self.adapter_info = adapter.info
-        self._pipelines = {}
-        for code, names in ((_SHADER, _MATRIX_KERNELS), (_VECTOR_SHADER, _VECTOR_KERNELS)):
-            module = self.device.create_shader_module(code=code)
-            for name in names:
-                self._pipelines[name] = self.device.create_compute_pipeline(
-                    layout="auto", compute={"module": module, "entry_point": name}
-                )
+        self._pipelines = {
+            **self._compile(SHADER, MATRIX_KERNELS),
+            **self._compile(VECTOR_SHADER, VECTOR_KERNELS),
+        }
+        self._aa_pipelines: dict[int, dict] = {}
+        self._aa_m: int | None = None
         self.snapshot = snapshot
         self._sym = None
         self.n = -1
+        self.timings = dict.fromkeys(TIMING_KEYS, 0.0)
+        self._need_fill = False
         self.refresh()
+
+    def _compile(self, code: str, names: tuple[str, ...]) -> dict:
+        """Compute pipelines for the entry points ``names`` of a WGSL module."""
+        module = self.device.create_shader_module(code=code)
+        return {
+            name: self.device.create_compute_pipeline(
+                layout="auto", compute={"module": module, "entry_point": name}
+            )
+            for name in names
+        }
 
     # --- buffers ---------------------------------------------------------------
     def _buffer(self, array: np.ndarray):
@@ -534,7 +312,7 @@ class WgpuOperator:
         layout = self._pipelines[name].get_bind_group_layout(0)
         entries = [
             {"binding": b, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
-            for b in _BINDINGS[name]
+            for b in BINDINGS[name]
         ]
         return self.device.create_bind_group(layout=layout, entries=entries)
 
@@ -545,10 +323,17 @@ class WgpuOperator:
         self.device.queue.submit([encoder.finish()])
         return self._map(stage, nbytes)
 
-    def _map(self, stage, nbytes: int) -> np.ndarray:
+    def _map(self, stage, nbytes: int, convert: Callable[[np.ndarray], np.ndarray] = np.copy):
+        """``convert`` of the first ``nbytes`` of the staging buffer ``stage`` as float32.
+
+        ``convert`` reads the mapped memory itself (no intermediate copy), so a
+        conversion to float64 is the only pass over a read-back vector; it must
+        return an array that does not alias the mapping.
+        """
         stage.map_sync(self.wgpu.MapMode.READ, 0, nbytes)
         try:
-            data = np.frombuffer(stage.read_mapped(0, nbytes), dtype=np.float32).copy()
+            view = stage.read_mapped(0, nbytes, copy=False)
+            data = convert(np.frombuffer(view, dtype=np.float32))
         finally:
             stage.unmap()
         return data
@@ -579,8 +364,11 @@ class WgpuOperator:
             self._counter = self._empty(16)
             self._stage_stats = self._staging(4 * (2 + 2 * MAX_BATCH))
             usage = self.wgpu.BufferUsage.UNIFORM | self.wgpu.BufferUsage.COPY_DST
-            self._vparams = self.device.create_buffer(size=32, usage=usage)
+            self._vparams = self.device.create_buffer(size=48, usage=usage)
+            self._params = np.zeros(12, dtype=np.uint32)
+            self._aa_buffers: dict = {}
             self._prior_of = None
+            self._uniform_prior = False
         elif len(info.base_entries):
             self.sell.update(self, s.out_to_in[info.base_entries], s.in_w)
         self.inv_out, linked = inverse_out_weight(s.out_weight)
@@ -612,7 +400,7 @@ class WgpuOperator:
         cpass.end()
         encoder.copy_buffer_to_buffer(self._out, 0, self._stage_vec, 0, 4 * self.n)
         queue.submit([encoder.finish()])
-        return self._map(self._stage_vec, 4 * self.n).astype(np.float64)
+        return self._map(self._stage_vec, 4 * self.n, _as_float64)
 
     def pull(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         sums = self._pull(self.sell, z)
@@ -660,6 +448,7 @@ class WgpuOperator:
                 7: self._vparams,
                 8: self._counter,
                 **self._ov_buffers,
+                **self._aa_buffers,
             }
             group = self._bind_group(name, buffers)
             self._vgroups[key] = group
@@ -670,25 +459,219 @@ class WgpuOperator:
         cpass.set_bind_group(0, self._vgroup(name, parity))
         cpass.dispatch_workgroups(*size)
 
-    def start_diffusion(self, prior: np.ndarray, x0: np.ndarray, alpha: float) -> None:
-        """Upload the prior (if new) and the start vector; set ``alpha``."""
-        queue = self.device.queue
-        if self._prior_of is not prior:
+    def _set_prior(self, prior: np.ndarray) -> None:
+        """Make ``prior`` the device prior: nothing if it is the last one, a flag
+        if it is uniform (no upload, and the finish pass reads no prior), else
+        an upload of its float32 values."""
+        if self._prior_of is prior:
+            return
+        if len(prior) and prior[0] == prior[-1] and not np.any(prior != prior[0]):
+            self._uniform_prior = bool(prior[0] > 0)
+        else:
+            self._uniform_prior = False
+        if self._uniform_prior:
+            self._inv_prior_sum = 1.0 / self.n
+        else:
             p32 = np.ascontiguousarray(prior, dtype=np.float32)
-            queue.write_buffer(self._prior, 0, p32)
-            total = float(p32.astype(np.float64).sum())
+            self.device.queue.write_buffer(self._prior, 0, p32)
+            total = float(p32.sum(dtype=np.float64))
             self._inv_prior_sum = 1.0 / total if total > 0 else 0.0
-            self._prior_of = prior
+        self._prior_of = prior
+
+    def start_diffusion(self, prior: np.ndarray, x0: np.ndarray | None, alpha: float) -> None:
+        """Set the prior (see :meth:`_set_prior`), the start vector and ``alpha``.
+
+        ``x0 = None`` is the uniform start ``1 / n``: a fill pass on the device
+        at the head of the first batch instead of an n-vector upload.
+        """
+        t = time.perf_counter()
+        queue = self.device.queue
+        self._set_prior(prior)
         nparts = _nparts(self.n)
-        params = np.zeros(8, dtype=np.uint32)
+        params = self._params
+        params[:] = 0
         params[:4] = (self.n, nparts, len(self._ov_rows), 65535 * WG)
         params[4] = np.float32(self._inv_prior_sum).view(np.uint32)
         params[5] = np.float32(alpha).view(np.uint32)
+        params[6] = int(self._uniform_prior)
+        params[7] = np.float32(1.0 / max(self.n, 1)).view(np.uint32)
         queue.write_buffer(self._vparams, 0, params)
         self.sell.set_scale(self, alpha)
-        queue.write_buffer(self._vec[0], 0, np.ascontiguousarray(x0, dtype=np.float32))
+        self._need_fill = x0 is None
+        if x0 is not None:
+            queue.write_buffer(self._vec[0], 0, np.ascontiguousarray(x0, dtype=np.float32))
         self._cur = 0
         self._need_prep = True
+        self.timings = dict.fromkeys(TIMING_KEYS, 0.0)
+        self.timings["device_setup"] = time.perf_counter() - t
+
+    def _ensure_history(self, m: int) -> None:
+        """Pipelines and device buffers for an Anderson window of ``m``.
+
+        The Anderson kernels are compiled per window (a module constant lets
+        the compiler unroll the slot loops and keep the sums in registers) and
+        kept per operator; the history is ``(2 + 2 m) n`` floats. Bind groups
+        made for other pipelines or buffers are dropped.
+        """
+        hist = self._aa_buffers.get(14)
+        stale = self._aa_m != m
+        if hist is None or hist.size < 4 * (2 + 2 * m) * self.n:
+            self._aa_buffers = {
+                14: self._empty(4 * (2 + 2 * m) * self.n),
+                15: self._empty(4 * MAX_ANDERSON),
+            }
+            stale = True
+        if self._aa_m != m:
+            pipelines = self._aa_pipelines.get(m)
+            if pipelines is None:
+                pipelines = self._compile(vector_shader(m), AA_KERNELS)
+                self._aa_pipelines[m] = pipelines
+            self._pipelines.update(pipelines)
+            self._aa_m = m
+        if stale:
+            self._vgroups = {k: g for k, g in self._vgroups.items() if k[0] not in AA_KERNELS}
+
+    def _encode_anderson(self, m: int):
+        """Record one Anderson submission and return its command buffer.
+
+        The first one fills or gathers the start vector; every later one begins
+        with the mix of the last step's ``G(x)`` (``y`` of the other parity), a
+        plain gather when the uniform says ``aa_k = 0``. Then one step whose
+        differences go to slot ``aa_slot``, and the copy of its scalars to the
+        staging buffer. Nothing recorded depends on the mixing decision (only
+        the uniform and the coefficients do, written before submitting), so the
+        next submission is recorded while the device runs the current one.
+
+        The history is never cleared: a slot is read only after a step of this
+        solve wrote it (the first step's differences, against stale or garbage
+        ``x_prev``, go to a slot that the second step overwrites).
+        """
+        wide = (_nparts(self.n), 1, 1)
+        one = (1, 1, 1)
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        cur = self._cur
+        if self._need_fill:
+            self._dispatch(cpass, "fill", 1 - cur, wide)
+            self._need_fill = False
+        if self._need_prep:
+            self._dispatch(cpass, "prep", cur, wide)
+            self._need_prep = False
+        else:
+            self._dispatch(cpass, "aa_mix", 1 - cur, wide)
+        self.sell.encode(self, cpass, self._zv, self._vec[1 - cur])
+        nov = len(self._ov_rows)
+        if nov:
+            self._dispatch(cpass, "ov_add", cur, _dispatch_size(nov))
+        for name, size in (
+            ("sum_partial", wide),
+            ("mass_final", one),
+            ("finish_aa", wide),
+            ("aa_final", one),
+        ):
+            self._dispatch(cpass, name, cur, size)
+        self._cur = 1 - cur
+        cpass.end()
+        nbytes = 4 * (2 + 2 * (1 + 2 * m))
+        encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
+        return encoder.finish()
+
+    def _anderson_step(self, m: int, slot: int, mix: np.ndarray | None, command):
+        """Submit ``command`` with slot ``slot`` and coefficients ``mix`` (None:
+        no mix), record the next submission while it runs, wait, and return
+        the float64 scalars (the L1 change and the Gram products) and the next
+        command buffer."""
+        queue = self.device.queue
+        t = time.perf_counter()
+        k = 0 if mix is None else len(mix)
+        self._params[9:11] = (slot, k)
+        queue.write_buffer(self._vparams, 0, self._params)
+        if k:
+            queue.write_buffer(self._aa_buffers[15], 0, mix.astype(np.float32))
+        queue.submit([command])
+        following = self._encode_anderson(m)
+        t_wait = time.perf_counter()
+        stats = self._map(self._stage_stats, 4 * (2 + 2 * (1 + 2 * m)), _as_float64)
+        self.timings["device_encode"] += t_wait - t
+        self.timings["device_wait"] += time.perf_counter() - t_wait
+        return stats, following
+
+    def _solve_anderson(
+        self,
+        m: int,
+        tol: float,
+        max_iter: int,
+        history: list[float],
+        progress: Callable[[int, float], None] | None,
+    ) -> bool:
+        """Anderson-mixed iteration (the host :class:`~focusflow.focus.anderson.Anderson`
+        rules) with the vectors on the device: one submission and one wait per
+        step, which brings back the L1 change and the ``2 m`` Gram products; the
+        host solves the ``k x k`` least-squares problem and the mix runs at the
+        head of the next submission. Stops when one plain step's change is below
+        ``tol`` and keeps that step, as the host path does."""
+        self._ensure_history(m)
+        self.anderson_restarts = 0
+        command = self._encode_anderson(m)
+        try:
+            return self._anderson_loop(m, tol, max_iter, history, progress, command)
+        finally:
+            # the last recorded submission never ran: its parity flip is undone
+            self._cur = 1 - self._cur
+
+    def _anderson_loop(
+        self,
+        m: int,
+        tol: float,
+        max_iter: int,
+        history: list[float],
+        progress: Callable[[int, float], None] | None,
+        command,
+    ) -> bool:
+        """The loop of :meth:`_solve_anderson` (submit, decide, mix next)."""
+        gram = np.zeros((m, m))
+        k = slot = 0
+        have_prev = False
+        last = math.inf
+        mix: np.ndarray | None = None
+        while len(history) < max_iter:
+            stats, command = self._anderson_step(m, slot, mix, command)
+            mix = None
+            pairs = stats[2 : 2 * (2 + 2 * m) : 2] + stats[3 : 2 * (2 + 2 * m) + 1 : 2]
+            res = float(pairs[0])
+            history.append(res)
+            if not math.isfinite(res):
+                raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+            if progress is not None:
+                progress(len(history), res)
+            if res < tol:
+                return True
+            if res > 2.0 * last:
+                # the last mix overshot (or was degenerate): restart the history
+                k = slot = 0
+                have_prev = False
+                self.anderson_restarts += 1
+            last = res
+            if not have_prev:
+                have_prev = True
+                continue
+            live = min(k + 1, m)
+            cross = pairs[1 : 1 + live]
+            gram[slot, :live] = cross
+            gram[:live, slot] = cross
+            k = live
+            slot = (slot + 1) % m
+            try:
+                gamma = np.linalg.lstsq(gram[:k, :k], pairs[1 + m : 1 + m + k], rcond=1e-12)[0]
+            except np.linalg.LinAlgError:
+                gamma = None
+            if gamma is None or not np.all(np.isfinite(gamma)):
+                k = slot = 0
+                have_prev = False
+                self.anderson_restarts += 1
+                continue
+            mix = gamma
+        return False
 
     def steps(self, count: int) -> list[float]:
         """Run ``count`` diffusion steps and wait once; their L1 changes.
@@ -707,9 +690,14 @@ class WgpuOperator:
         one = (1, 1, 1)
         nov = len(self._ov_rows)
         nbytes = 4 * (2 + 2 * count)
+        t = time.perf_counter()
         encoder = self.device.create_command_encoder()
         for k in range(count):
             cpass = encoder.begin_compute_pass()
+            if self._need_fill:
+                # y of the other parity is _vec[cur]: the start vector
+                self._dispatch(cpass, "fill", 1 - self._cur, wide)
+                self._need_fill = False
             if self._need_prep:
                 self._dispatch(cpass, "prep", self._cur, wide)
                 self._need_prep = False
@@ -729,30 +717,44 @@ class WgpuOperator:
             elif (k + 1) % self.submit_every == 0:
                 queue.submit([encoder.finish()])
                 encoder = self.device.create_command_encoder()
-        stats = self._map(self._stage_stats, nbytes).astype(np.float64)
+        t_wait = time.perf_counter()
+        stats = self._map(self._stage_stats, nbytes, _as_float64)
+        done = time.perf_counter()
+        self.timings["device_encode"] += t_wait - t
+        self.timings["device_wait"] += done - t_wait
         return (stats[2::2] + stats[3::2]).tolist()
 
     def current(self) -> np.ndarray:
-        """The device iterate, read back as float64 and renormalised to mass 1."""
-        x = self._read(self._vec[self._cur], 4 * self.n, self._stage_vec).astype(np.float64)
-        total = x.sum()
-        if not math.isfinite(total) or total <= 0:
-            raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-        return x / total
+        """The device iterate, read back as float64 and renormalised to mass 1.
+
+        One copy to the staging buffer, then one pass that sums the mapped
+        float32 values in float64 and one that writes ``x / total`` as float64.
+        """
+        t = time.perf_counter()
+        nbytes = 4 * self.n
+        encoder = self.device.create_command_encoder()
+        encoder.copy_buffer_to_buffer(self._vec[self._cur], 0, self._stage_vec, 0, nbytes)
+        self.device.queue.submit([encoder.finish()])
+        x = self._map(self._stage_vec, nbytes, _normalised)
+        self.timings["device_readback"] = time.perf_counter() - t
+        return x
 
     def solve_diffusion(
         self,
         prior: np.ndarray,
-        x0: np.ndarray,
+        x0: np.ndarray | None,
         alpha: float,
         tol: float,
         max_iter: int,
         progress: Callable[[int, float], None] | None = None,
-    ) -> tuple[np.ndarray, list[float], bool]:
+        anderson: int = 0,
+    ) -> tuple[np.ndarray, list[float], bool, dict[str, float]]:
         """Power iteration on the device until the L1 change is below ``tol``.
 
-        Returns ``(phi, residual history, converged)`` with ``phi`` on the host
-        in internal order. A batch of steps is submitted at once when the
+        Returns ``(phi, residual history, converged, timings)`` with ``phi`` on
+        the host in internal order and ``timings`` the seconds spent in each
+        part of the solve (:data:`TIMING_KEYS`). ``x0 = None`` starts from the
+        uniform vector, filled on the device. A batch of steps is submitted at once when the
         observed contraction rate says the stop rule cannot fire sooner (at
         most a few steps past the first one below ``tol``, each of which only
         brings the iterate closer to the fixed point); the answer is the last
@@ -760,6 +762,12 @@ class WgpuOperator:
         """
         self.start_diffusion(prior, x0, alpha)
         history: list[float] = []
+        self.anderson_restarts = 0
+        if anderson > 0:
+            if anderson > MAX_ANDERSON:
+                raise ValueError(f"the wgpu backend mixes at most {MAX_ANDERSON} steps")
+            converged = self._solve_anderson(anderson, tol, max_iter, history, progress)
+            return self.current(), history, converged, dict(self.timings)
         converged = False
         while len(history) < max_iter:
             batch = _batch(history, tol, max_iter - len(history))
@@ -772,7 +780,20 @@ class WgpuOperator:
             if history[-1] < tol:
                 converged = True
                 break
-        return self.current(), history, converged
+        phi = self.current()
+        return phi, history, converged, dict(self.timings)
+
+
+def _as_float64(x32: np.ndarray) -> np.ndarray:
+    return x32.astype(np.float64)
+
+
+def _normalised(x32: np.ndarray) -> np.ndarray:
+    """``x32 / sum(x32)`` in float64 (two passes, no float64 temporary)."""
+    total = float(x32.sum(dtype=np.float64))
+    if not math.isfinite(total) or total <= 0:
+        raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+    return np.divide(x32, total, dtype=np.float64)
 
 
 def _batch(history: list[float], tol: float, left: int) -> int:
