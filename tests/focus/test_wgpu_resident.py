@@ -231,6 +231,30 @@ def test_anderson_on_the_device(alpha):
     assert runs[2] <= host.iterations + 1
 
 
+@pytest.mark.parametrize("m", [2, 3])
+def test_anderson_with_a_full_reduction_grid(monkeypatch, m):
+    """With many workgroups every Gram product still reaches the host: each
+    value's partial sums have their own rows (found on an H100 at 4M particles,
+    where the mix silently became a plain step). The grid is capped low here so
+    a small graph fills it."""
+    monkeypatch.setattr("focusflow.focus.backends.webgpu.MAX_PARTS", 8)
+    scale = 14
+    n = 1 << scale
+    src, dst, w = rmat_edges(scale, 4, seed=5)
+    keep = src != dst
+    snap = Snapshot(n, src[keep], dst[keep], w[keep])
+    ref = compute(snap, mode="diffusion", backend="numpy", tol=1e-13, anderson=0)
+    op = get_backend("wgpu").operator(snap)
+    prior = np.full(n, 1.0 / n)
+    runs = {}
+    for mm in (m, 0):
+        params = make_params(mode="diffusion", weights=(1.0, 0.0, 0.0), tol=1e-6, anderson=mm)
+        phi, diag = solve(op, params, prior)
+        assert np.abs(snap.to_particle_order(phi) - ref.focus).sum() < 1e-6
+        runs[mm] = diag.iterations
+    assert runs[m] < runs[0] - 1, runs
+
+
 def test_anderson_stopped_early_returns_its_last_step():
     """Two steps mix nothing (the first mix would come third), so an Anderson
     solve cut at two steps returns exactly the plain iteration's second step:

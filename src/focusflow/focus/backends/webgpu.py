@@ -359,7 +359,9 @@ class WgpuOperator:
             self._zv = self._empty(n4)
             self._prior = self._empty(n4)
             self._inv = self._empty(n4)
-            self._part = self._empty(8 * MAX_PARTS)
+            # One (hi, lo) pair per part for each value a reduction carries: the
+            # L1 change alone, or with the 2 m Gram products of an Anderson step.
+            self._part = self._empty(8 * MAX_PARTS * (1 + 2 * MAX_ANDERSON))
             self._stats = self._empty(4 * (2 + 2 * MAX_BATCH))
             self._counter = self._empty(16)
             self._stage_stats = self._staging(4 * (2 + 2 * MAX_BATCH))
