@@ -33,8 +33,9 @@ proposal would cost more than the rare undo), so at most one pending block
 with edge deltas is "current"; executing another one, or abandoning it,
 rebuilds the engine from the store (O(history), as on a restart; rare: a
 round change or a byzantine proposer). :meth:`produce_block` (propose + a
-certificate signed by this node alone: the devnet) and :meth:`apply_block`
-(validate + commit with the record's certificate: followers, replay) remain.
+certificate signed by this node alone, without consensus: tests and
+benchmarks) and :meth:`apply_block` (validate + commit with the record's
+certificate: followers, replay) remain.
 :meth:`Chain.replay` rebuilds a whole chain from stored blocks.
 """
 
@@ -345,8 +346,10 @@ class Chain:
     ) -> BlockResult:
         """Propose the next block and commit it at once, certified by this node's key alone.
 
-        That is the single-validator case (the devnet); a network decides
-        through consensus (propose, then commit with the decided certificate).
+        The certificate is the one a set of one decides by consensus (its round-0
+        precommit), without running consensus: for tests and benchmarks. Nodes,
+        the devnet included, decide through consensus (propose, then commit
+        with the decided certificate).
         """
         pending = self.propose(txs, time_ms, verified=verified)
         assert self.validator_key is not None

@@ -1,0 +1,51 @@
+"""The devnet's consensus in one process: a set of one, no transport, hundreds of heights.
+
+With one validator ``start_height`` itself returns the decision, so the runtime
+must start each next height from its consensus task: starting it from the
+decision recursed once per height and died of RecursionError after some 330
+heights (a minute of a 0.2 s devnet). The test runs past that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from focusflow.consensus import verify_certificate
+from focusflow.node.home import init_devnet
+from focusflow.node.validator import ValidatorRuntime
+from focusflow.node.wiring import open_chain
+
+HEIGHTS = 400
+
+
+def test_a_set_of_one_decides_and_certifies_every_height_alone(tmp_path):
+    home, _ = init_devnet(tmp_path / "home")
+    key = home.load_validator_key()
+    chain = open_chain(home.data, home.load_genesis(), key)
+    runtime = ValidatorRuntime(chain, key, wal_path=home.wal, listen=None, commit_wait=0.0)
+
+    async def run() -> None:
+        await runtime.start_async()
+        try:
+            while chain.height < HEIGHTS and runtime.failure is None:
+                await asyncio.sleep(0.05)
+        finally:
+            await runtime.stop_async()
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 120))
+        assert runtime.failure is None and runtime.net is None
+        assert chain.height >= HEIGHTS
+        for h in (1, HEIGHTS // 2, chain.height):
+            record = chain.block_record(h)
+            verify_certificate(
+                record.commit,
+                chain.validators,
+                chain.chain_id,
+                height=h,
+                value_id=record.block.hash,
+            )
+            assert record.commit.round == 0
+        assert home.wal.exists() and runtime.signer.resume_height() >= chain.height
+    finally:
+        chain.store.close()
