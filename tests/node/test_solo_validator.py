@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from focusflow.consensus import verify_certificate
+from focusflow.consensus import Step, verify_certificate
 from focusflow.node.home import init_devnet
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.node.wiring import open_chain
@@ -24,18 +24,21 @@ def test_a_set_of_one_decides_and_certifies_every_height_alone(tmp_path):
     chain = open_chain(home.data, home.load_genesis(), key)
     runtime = ValidatorRuntime(chain, key, wal_path=home.wal, listen=None, commit_wait=0.0)
 
-    async def run() -> None:
+    async def run() -> tuple:
         await runtime.start_async()
         try:
             while chain.height < HEIGHTS and runtime.failure is None:
                 await asyncio.sleep(0.05)
+            return runtime.consensus_state
         finally:
             await runtime.stop_async()
 
     try:
-        asyncio.run(asyncio.wait_for(run(), 120))
+        height, round_, step, vset = asyncio.run(asyncio.wait_for(run(), 120))
         assert runtime.failure is None and runtime.net is None
-        assert chain.height >= HEIGHTS
+        assert chain.height >= HEIGHTS and height >= chain.height and round_ == 0
+        assert step in ("propose", "prevote", "precommit", "commit")
+        assert [v.public_key for v in vset.validators] == [key.public_key]
         for h in (1, HEIGHTS // 2, chain.height):
             record = chain.block_record(h)
             verify_certificate(
@@ -47,5 +50,10 @@ def test_a_set_of_one_decides_and_certifies_every_height_alone(tmp_path):
             )
             assert record.commit.round == 0
         assert home.wal.exists() and runtime.signer.resume_height() >= chain.height
+        last = runtime.votes_seen.last(key.public_key)
+        assert last is not None and last.height >= chain.height
+        if last.height == chain.height:
+            assert last.step == Step.PRECOMMIT
+            assert last.value_id == chain.block_record(chain.height).block.hash
     finally:
         chain.store.close()

@@ -59,11 +59,13 @@ from focusflow.consensus import (
     Tendermint,
     Timeouts,
     ValidatorSet,
+    Vote,
     WriteAheadLog,
     decode_message,
     encode_evidence,
     encode_message,
 )
+from focusflow.consensus.votes_seen import VotesSeen
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
@@ -157,6 +159,8 @@ class ValidatorRuntime(NodeRuntime):
         #: (height, round) of recent decisions.
         self.decisions: list[tuple[int, int]] = []
         self.synced_blocks = 0
+        #: Each validator's last vote, received or signed here (GET /v1/validators).
+        self.votes_seen = VotesSeen(chain.chain_id)
         #: Why consensus stopped making progress here, once a step failed.
         self.failure: BaseException | None = None
         #: Called on the event loop when a step fails: the devnet stops (no peer
@@ -170,6 +174,21 @@ class ValidatorRuntime(NodeRuntime):
         if self._loop is not None and self.net is not None:
             self._loop.call_soon_threadsafe(self._spawn, self._publish(TRANSACTIONS, tx.encoded))
         return tx
+
+    @property
+    def consensus_state(self) -> tuple[int, int, str, ValidatorSet]:
+        """(height, round, step, validator set) of the state machine, read together.
+
+        ``step`` is ``propose``, ``prevote``, ``precommit``, or ``commit`` from
+        the decision until the next height starts (the commit wait); before the
+        first height starts: the next height, round 0, ``propose``.
+        """
+        tm = self.tm
+        height, vset = tm.height, tm.validators
+        if vset is None:
+            return self.chain.height + 1, 0, "propose", self.vset
+        step = "commit" if tm.decision is not None else tm.step.name.lower()
+        return height, tm.round, step, vset
 
     # --- lifecycle -----------------------------------------------------------
     async def start_async(self) -> None:
@@ -334,6 +353,8 @@ class ValidatorRuntime(NodeRuntime):
             except InvalidMessageError as exc:
                 self.net.report(sender, why=str(exc))
                 return
+            if isinstance(message, Vote):
+                self._saw_vote(message, signed_here=False)
             await self._act(actions)
         elif kind == "timeout":
             if self._started:
@@ -371,6 +392,8 @@ class ValidatorRuntime(NodeRuntime):
                 raw = encode_message(message)
                 if message.height == self.tm.height and len(self._held) < MAX_HELD_MESSAGES:
                     self._held.append(raw)
+                if isinstance(message, Vote):
+                    self._saw_vote(message, signed_here=True)
                 topic = BLOCK_PARTS if isinstance(message, Proposal) else VOTES
                 await self._publish(topic, raw)
             elif isinstance(action, ScheduleTimeout):
@@ -395,6 +418,11 @@ class ValidatorRuntime(NodeRuntime):
             self.vset = self.vset.after_block()
             self._vset_height += 1
         return self.vset
+
+    def _saw_vote(self, vote: Vote, *, signed_here: bool) -> None:
+        self.votes_seen.observe(
+            vote, self.vset, self.tm.height, int(time.time() * 1000), signed_here=signed_here
+        )
 
     async def _decide(self, decision: Decide) -> None:
         pending = self._pending.get(decision.value_id)
