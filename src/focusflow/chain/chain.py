@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from focusflow.chain.block import (
+    PROPOSAL_BROTLI_QUALITY,
     ZERO_HASH,
     Block,
     BlockRecord,
@@ -105,7 +106,8 @@ class Pending:
     def proposal_value(self) -> bytes:
         """What a proposal carries: the block and the parent's certificate (no deltas:
         validators re-execute)."""
-        return BlockRecord(self.record.block, None, Deltas(), self.record.last_commit).encode()
+        record = BlockRecord(self.record.block, None, Deltas(), self.record.last_commit)
+        return record.encode(PROPOSAL_BROTLI_QUALITY)
 
 
 @dataclass
