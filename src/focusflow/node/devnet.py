@@ -5,7 +5,10 @@ The devnet is the N = 1 case of ``focusflow node start``: the same
 proposes, prevotes, precommits and decides every height with a set of one,
 writes what it signs to ``consensus.wal`` in the home, and stores each block
 with its commit certificate, as a testnet validator does. ``--block-time`` is
-the commit wait, the pause between a commit and the next height. It opens no
+the runtime's block interval: a height starts every block time, or right after
+the commit when a block took longer, the pace of the producer loop the devnet
+had before (a commit wait of the block time would add the height's own time to
+every interval, and a full pause after every block under load). It opens no
 QUIC port: a set of one has no peer to reach or be reached by (see the
 validator module), and a listener only peers of the genesis set may use would
 be one more port to be busy and nothing to gain.
@@ -152,7 +155,8 @@ def _serve(
 def _runtime(
     home: Home, chain: Chain, key: KeyPair, block_time: float, da_withhold: float
 ) -> ValidatorRuntime:
-    """The devnet's validator: no transport, ``block_time`` as the commit wait."""
+    """The devnet's validator: no transport, a height every ``block_time`` (or back to
+    back when blocks take longer); no commit wait, as no late precommit can come."""
     warm = warm_up(chain.params.focus)
     log.info("focus kernels ready", extra={"fields": {"seconds": round(warm, 2)}})
     if da_withhold:
@@ -166,7 +170,8 @@ def _runtime(
         wal_path=home.wal,
         listen=None,
         faucet_key=dev_key_of(home),
-        commit_wait=block_time,
+        commit_wait=0.0,
+        block_interval=block_time,
         da_withhold=da_withhold,
     )
     signed = runtime.signer.resume_height()

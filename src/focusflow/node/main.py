@@ -26,9 +26,7 @@ def devnet(
     host: str = typer.Option("127.0.0.1", "--host", help="Address the API listens on."),
     port: int = typer.Option(26657, "--port", min=0, max=65535, help="API port (0: any free one)."),
     block_time: str = typer.Option(
-        "1s",
-        "--block-time",
-        help="Pause between blocks (consensus's commit wait): 1s, 500ms, 0.2.",
+        "1s", "--block-time", help="Time between blocks: 1s, 500ms, 0.2."
     ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines instead of text."),
     da_withhold: float = typer.Option(

@@ -121,6 +121,7 @@ class ValidatorRuntime(NodeRuntime):
         faucet_key: KeyPair | None = None,
         net_config: NetConfig | None = None,
         commit_wait: float = 0.2,
+        block_interval: float = 0.0,
         da_withhold: float = 0.0,
     ) -> None:
         """``listen`` None: no transport (the one-validator devnet, see the module
@@ -130,6 +131,12 @@ class ValidatorRuntime(NodeRuntime):
         #: ``timeout_commit``): lets transactions gather instead of a stream
         #: of empty blocks, and late precommits arrive.
         self.commit_wait = commit_wait
+        #: Least time from the start of one height to the start of the next:
+        #: the devnet's --block-time. An idle chain makes a block per interval;
+        #: after a block that took longer the next height starts at once, so a
+        #: loaded devnet commits back to back, as its producer loop used to.
+        self.block_interval = block_interval
+        self._height_began = time.monotonic()
         self.key = key
         self.net: Node | None = None
         if listen is not None:
@@ -449,8 +456,15 @@ class ValidatorRuntime(NodeRuntime):
         self.decisions.append((decision.height, decision.round))
         del self.decisions[:-1000]
         self.log_block(event, round=decision.round, ms=(time.perf_counter() - t0) * 1000)
-        await asyncio.sleep(self.commit_wait)
+        await asyncio.sleep(self._pause_after_commit())
         self._next_height_due = True
+
+    def _pause_after_commit(self) -> float:
+        """``commit_wait``, or longer where ``block_interval`` asks for it."""
+        now = time.monotonic()
+        pause = max(self.commit_wait, self._height_began + self.block_interval - now)
+        self._height_began = now + pause
+        return pause
 
     # --- the state machine's callbacks (worker thread, consensus task waiting) --
     def _get_value(self, height: int) -> bytes:
