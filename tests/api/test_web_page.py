@@ -3,9 +3,10 @@
 The test starts ``focusflow devnet`` on a free loopback port, opens ``/`` in
 Debian's Chromium (driven by Playwright through the system browser: nothing is
 downloaded), submits signed link transactions through the REST API and checks
-that the page, without a reload, shows the new top particle and the height, that
-search, the link graph and error messages work, and that the page reconnects
-when the node restarts. A screenshot goes to the test's ``tmp_path``.
+that the page, without a reload, shows the new top particle and the height and
+that the validators panel follows the votes; that search, the link graph and error
+messages work, and that the page reconnects when the node restarts. A screenshot
+goes to the test's ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -162,6 +163,19 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     shown = height_on(page)
     assert committed["height"] <= shown <= devnet.status()["height"]
     assert page.locator(f'#blocks tr[data-height="{committed["height"]}"]').count() == 1
+    assert page.evaluate("window.notReloaded === true")
+
+    # the validators panel: the devnet's one validator proposes, and its last vote
+    # follows the heights live (at least the height of the transaction's block)
+    me = devnet.status()["validator"]
+    row = f'#validators tr[data-address="{me}"]'
+    page.wait_for_function(
+        f"Number(document.querySelector('{row}')?.dataset.voteHeight) >= {committed['height']}"
+    )
+    assert page.locator("#validators tr").count() == 1
+    assert page.get_attribute(row, "data-proposer") == "true"
+    assert page.get_attribute(row, "data-vote-type") in ("prevote", "precommit")
+    assert "this node" in page.text_content(row)
     assert page.evaluate("window.notReloaded === true")
 
     # search by text opens the hub and its links as a graph; a click opens a neighbour

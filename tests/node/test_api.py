@@ -85,6 +85,31 @@ def test_blocks_by_height_hash_and_latest(shared_devnet, linked):
     assert len(block["commit"]) == 1
 
 
+def test_validators_show_the_devnet_as_a_set_of_one(shared_devnet, linked):
+    """The devnet is a network of one: it proposes every height, and its last vote is
+    its own, for the latest block or the height after."""
+    with shared_devnet.client() as c:
+        status = c.get("/v1/status").json()
+        body = c.get("/v1/validators").json()
+        refused = c.post("/v1/validators")
+        (v,) = body["validators"]
+        vote = v["last_vote"]
+        voted_block = c.get(f"/v1/blocks/{vote['height']}")
+    assert v["address"] == status["validator"] and len(v["public_key"]) == 64
+    assert v["power"] == body["total_power"] == 1
+    assert v["proposer"] is True and v["proposer_priority"] == 0
+    assert body["height"] >= status["height"] and body["round"] == 0
+    assert body["step"] in ("propose", "prevote", "precommit", "commit")
+    assert vote["height"] >= status["height"] and vote["round"] == 0
+    assert vote["type"] in ("prevote", "precommit")
+    assert abs(vote["time_ms"] - time.time() * 1000) < 60_000
+    if voted_block.status_code == 200:  # the vote's height is committed: it voted for that block
+        block = voted_block.json()
+        assert vote["value_id"] == block["hash"]
+        assert block["commit"][0]["public_key"] == v["public_key"]
+    assert (refused.status_code, refused.json()["error"]["code"]) == (405, "method_not_allowed")
+
+
 def test_state_proof_verifies_account(shared_devnet, linked):
     key = shared_devnet.dev_key()
     path = account_key(key.address_raw)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
 
+from focusflow.consensus import verify_certificate
 from focusflow.core.cid import cid_of_text
+from focusflow.node.home import init_devnet, init_testnet
+from focusflow.node.wiring import open_chain
 from tests.node.devnet_process import ROOT, link_msg, signed, start_devnet, wait_height, wait_tx
 
 
@@ -111,3 +116,62 @@ def test_json_logs_are_json_lines(tmp_path):
     assert any(
         d["msg"] == "devnet ready" and d["api"].startswith("http://127.0.0.1:") for d in docs
     )
+
+
+def test_a_home_from_before_consensus_resumes_by_consensus(tmp_path):
+    """A home of the earlier single-producer devnet (blocks certified by
+    Chain.produce_block, no consensus.wal) starts, keeps its blocks, and goes on."""
+    home, _ = init_devnet(tmp_path / "home")
+    chain = open_chain(home.data, home.load_genesis(), home.load_validator_key())
+    old = [chain.produce_block([]).block.hash for _ in range(3)]
+    chain.store.close()
+    assert not home.wal.exists()
+    net = start_devnet(home.path)
+    try:
+        wait_height(net, 6)
+        with net.client() as c:
+            blocks = [c.get(f"/v1/blocks/{h}").json() for h in range(1, 7)]
+    finally:
+        assert net.stop() == 0
+    assert [b["hash"] for b in blocks[:3]] == [h.hex() for h in old]
+    assert all(b["parent"] == a["hash"] for a, b in itertools.pairwise(blocks))
+    assert "resumed" in net.log() and home.wal.exists()
+    chain = open_chain(home.data, home.load_genesis(), home.load_validator_key())
+    try:
+        for h in range(1, chain.height + 1):
+            record = chain.block_record(h)
+            verify_certificate(
+                record.commit,
+                chain.validators,
+                chain.chain_id,
+                height=h,
+                value_id=record.block.hash,
+            )
+    finally:
+        chain.store.close()
+
+
+def test_a_network_home_is_refused(tmp_path):
+    init_testnet(tmp_path / "tn", 2, base_port=29_000)
+    r = _run("devnet", "--home", str(tmp_path / "tn" / "v0"), "--port", "0")
+    assert r.returncode == 2 and "bad_home" in r.stderr and "node start" in r.stderr, r.stderr
+
+
+def test_a_store_behind_its_wal_is_a_clear_error(tmp_path):
+    """Removing data/ but not consensus.wal would leave the validator refusing to sign
+    heights it signed before, waiting for a block sync no peer can give: refused at once."""
+    home = tmp_path / "home"
+    net = start_devnet(home)
+    try:
+        wait_height(net, 3)
+    finally:
+        assert net.stop() == 0
+    shutil.rmtree(home / "data")
+    r = _run("devnet", "--home", str(home), "--port", "0")
+    assert r.returncode == 2 and "bad_home" in r.stderr and "consensus.wal" in r.stderr, r.stderr
+    (home / "consensus.wal").unlink()
+    again = start_devnet(home)
+    try:
+        wait_height(again, 1)
+    finally:
+        assert again.stop() == 0

@@ -31,6 +31,7 @@ def test_api_conforms_to_its_schema(shared_devnet):
     schema = schemathesis.openapi.from_url(f"{shared_devnet.api}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15
+    assert "/v1/validators" in {operation.path for operation in operations}
     for operation in operations:
 
         @given(case=operation.as_strategy())

@@ -114,6 +114,9 @@ class LocalTestnet:
     def height(self, k: int) -> int:
         return self.status(k)["height"]
 
+    def validator_set(self, k: int) -> dict:
+        return httpx.get(f"{self.apis[k]}/v1/validators", timeout=5).json()
+
     def block(self, k: int, h: int) -> tuple[str, str, str]:
         b = httpx.get(f"{self.apis[k]}/v1/blocks/{h}", timeout=5).json()
         return b["hash"], b["state_root"], b["focus_root"]
@@ -207,19 +210,41 @@ def testnet(tmp_path):
     net.stop()
 
 
+def last_votes(net: LocalTestnet, k: int) -> dict[str, dict | None]:
+    """Validator k's view: address -> the last vote it saw from that validator."""
+    return {v["address"]: v["last_vote"] for v in net.validator_set(k)["validators"]}
+
+
 def test_four_validators_agree_survive_a_crash_catch_up_and_stop_without_quorum(testnet):
     net = testnet
     all4 = range(4)
+    addresses = [net.status(k)["validator"] for k in all4]
     # Links submitted to one validator are committed, with the same roots everywhere.
     h1 = net.wait_tx(0, net.submit_links(0, "alpha", 0), 30)
     net.wait_height(all4, h1, 20)
     net.assert_agree(all4, h1)
     assert net.block(3, h1)[2] != net.block(3, h1 - 1)[2]  # the links moved focus
 
+    # Every node serves the same set, one proposer per round, and recent votes of all four.
+    net.wait_height(all4, h1 + 2, 20)
+    for k in all4:
+        body = net.validator_set(k)
+        assert body["total_power"] == 4000 and body["height"] >= h1 + 2
+        assert sorted(v["address"] for v in body["validators"]) == sorted(addresses)
+        assert {v["power"] for v in body["validators"]} == {1000}
+        assert sum(v["proposer"] for v in body["validators"]) == 1
+        votes = last_votes(net, k)
+        assert all(votes[a] is not None for a in addresses), votes
+        assert sum(votes[a]["height"] >= h1 for a in addresses) >= 3, votes
+
     # SIGKILL one: the other three keep committing (a tx sent to another node too).
     net.kill(3)
     h2 = net.wait_tx(1, net.submit_links(1, "beta", 1), 30)
     net.wait_height(range(3), h2 + 2, 20)
+    # On the others, the dead validator's last vote stays behind; the live ones' move on.
+    votes = last_votes(net, 0)
+    assert votes[addresses[3]]["height"] <= h2, votes
+    assert all(votes[addresses[k]]["height"] > h2 for k in range(3)), votes
 
     # Restart it: it syncs the blocks it missed and its roots equal the others'.
     net.restart(3)

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from focusflow import __version__
-from focusflow.api import errors, routes_chain, routes_da, routes_focus, ws
+from focusflow.api import errors, routes_chain, routes_da, routes_focus, routes_validators, ws
 from focusflow.api.hot_paths import HotPaths
 from focusflow.api.metrics import NodeMetrics
 from focusflow.api.routes_focus import TopCache
@@ -57,6 +57,7 @@ def create_app(node: NodeService, admin_token: str = "") -> FastAPI:
     errors.install(app)
     app.include_router(routes_chain.router)
     app.include_router(routes_focus.router)
+    app.include_router(routes_validators.router)
     app.include_router(ws.router)
     app.include_router(routes_da.router)
 

@@ -7,6 +7,8 @@ suite that every answer matches them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from focusflow.api.errors import ErrorDetail
@@ -190,6 +192,33 @@ class ProofOut(BaseModel):
     root: str
     value: str | None
     proof: str
+
+
+class LastVote(BaseModel):
+    height: int
+    round: int
+    type: Literal["prevote", "precommit"]
+    value_id: str | None = Field(description="hex id of the value (block hash); null is nil")
+    time_ms: int = Field(description="when this node received or signed it (ms since the epoch)")
+
+
+class ValidatorOut(BaseModel):
+    address: str
+    public_key: str
+    power: int
+    proposer_priority: int
+    proposer: bool = Field(description="proposes the current round of the current height")
+    last_vote: LastVote | None
+
+
+class Validators(BaseModel):
+    height: int = Field(
+        description="the height consensus is at; during the commit wait, the one just decided"
+    )
+    round: int
+    step: Literal["propose", "prevote", "precommit", "commit"]
+    total_power: int
+    validators: list[ValidatorOut]
 
 
 class Faucet(BaseModel):

@@ -14,6 +14,8 @@ from focusflow.chain.chain import Chain
 from focusflow.chain.focus_view import FocusView
 from focusflow.chain.mempool import Mempool
 from focusflow.chain.tx import Tx
+from focusflow.consensus.validators import ValidatorSet
+from focusflow.consensus.votes_seen import VotesSeen
 
 
 class NodeService(Protocol):
@@ -23,6 +25,13 @@ class NodeService(Protocol):
     syntropy: Any
     listeners: list[Callable[[Any], None]]
     faucet_key: Any
+    #: The last vote this node saw from each validator.
+    votes_seen: VotesSeen
+
+    @property
+    def consensus_state(self) -> tuple[int, int, str, ValidatorSet]:
+        """(height, round, step, validator set of that height) of this node's consensus."""
+        ...
 
     def submit(self, raw: bytes | Tx) -> Tx: ...
 

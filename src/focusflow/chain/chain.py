@@ -36,8 +36,9 @@ proposal would cost more than the rare undo), so at most one pending block
 with edge deltas is "current"; executing another one, or abandoning it,
 rebuilds the engine from the store (O(history), as on a restart; rare: a
 round change or a byzantine proposer). :meth:`produce_block` (propose + a
-certificate signed by this node alone: the devnet) and :meth:`apply_block`
-(validate + commit with the record's certificate: followers, replay) remain.
+certificate signed by this node alone, without consensus: tests and
+benchmarks) and :meth:`apply_block` (validate + commit with the record's
+certificate: followers, replay) remain.
 :meth:`Chain.replay` rebuilds a whole chain from stored blocks.
 """
 
@@ -48,6 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from focusflow.chain.block import (
+    PROPOSAL_BROTLI_QUALITY,
     ZERO_HASH,
     Block,
     BlockRecord,
@@ -114,7 +116,8 @@ class Pending:
     def proposal_value(self) -> bytes:
         """What a proposal carries: the block and the parent's certificate (no deltas:
         validators re-execute)."""
-        return BlockRecord(self.record.block, None, Deltas(), self.record.last_commit).encode()
+        record = BlockRecord(self.record.block, None, Deltas(), self.record.last_commit)
+        return record.encode(PROPOSAL_BROTLI_QUALITY)
 
 
 @dataclass
@@ -386,8 +389,10 @@ class Chain:
     ) -> BlockResult:
         """Propose the next block and commit it at once, certified by this node's key alone.
 
-        That is the single-validator case (the devnet); a network decides
-        through consensus (propose, then commit with the decided certificate).
+        The certificate is the one a set of one decides by consensus (its round-0
+        precommit), without running consensus: for tests and benchmarks. Nodes,
+        the devnet included, decide through consensus (propose, then commit
+        with the decided certificate).
         """
         pending = self.propose(txs, time_ms, verified=verified)
         assert self.validator_key is not None

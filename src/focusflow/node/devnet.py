@@ -1,13 +1,28 @@
-"""``focusflow devnet``: one validator, embedded defaults, a REST/WebSocket API.
+"""``focusflow devnet``: a network of one validator, embedded defaults, the node's API.
+
+The devnet is the N = 1 case of ``focusflow node start``: the same
+:class:`~focusflow.node.validator.ValidatorRuntime`, whose Tendermint instance
+proposes, prevotes, precommits and decides every height with a set of one,
+writes what it signs to ``consensus.wal`` in the home, and stores each block
+with its commit certificate, as a testnet validator does. ``--block-time`` is
+the runtime's block interval: a height starts every block time, or right after
+the commit when a block took longer, the pace of the producer loop the devnet
+had before (a commit wait of the block time would add the height's own time to
+every interval, and a full pause after every block under load). It opens no
+QUIC port: a set of one has no peer to reach or be reached by (see the
+validator module), and a listener only peers of the genesis set may use would
+be one more port to be busy and nothing to gain.
 
 Start-up order matters for what a user sees when something is wrong: the home
 is created or checked and locked first (two nodes on one home are refused), the
 port is bound before the chain is opened (a busy port fails in a second, not
-after a replay), and only then does the chain restore and the producer start.
+after a replay), and only then does the chain restore and consensus start.
+Homes made before the devnet ran consensus (no WAL) start as they are.
 
-Shutdown: SIGINT and SIGTERM stop uvicorn, the producer finishes the block it
-is making, the store closes. SIGKILL loses nothing committed: every block is
-one LMDB transaction.
+Shutdown: SIGINT and SIGTERM stop uvicorn, then consensus; a block being
+committed is finished (node.serve), then the store closes. SIGKILL loses
+nothing committed: every block is one LMDB transaction, and the WAL keeps the
+validator from signing anything twice when it comes back.
 """
 
 from __future__ import annotations
@@ -15,19 +30,19 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import socket
 import time
 from pathlib import Path
 
-import uvicorn
-
-from focusflow.api.app import create_app
-from focusflow.chain.focus_commit import warm_up
+from focusflow.chain.chain import Chain
+from focusflow.chain.genesis import Genesis
+from focusflow.chain.warm import warm_up
 from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
-from focusflow.node.home import DEV_KEY_NAME, Home, init_devnet, lock_home
-from focusflow.node.runtime import NodeRuntime
+from focusflow.node.home import DEV_KEY_NAME, Home, HomeError, init_devnet, lock_home
+from focusflow.node.serve import serve
+from focusflow.node.validator import ValidatorRuntime
 from focusflow.node.wiring import open_chain
 
 log = logging.getLogger("focusflow.node")
@@ -91,69 +106,97 @@ def run_devnet(
 
 
 def _serve(
-    home: Home, created: bool, host: str, port: int, block_time: float, da_withhold: float = 0.0
+    home: Home, created: bool, host: str, port: int, block_time: float, da_withhold: float
 ) -> None:
     sock = bind(host, port)
-    genesis = home.load_genesis()
-    t0 = time.perf_counter()
-    chain = open_chain(home.data, genesis, home.load_validator_key())
-    log.info(
-        "home created" if created else "resumed",
-        extra={
-            "fields": {
-                "home": str(home.path),
-                "chain_id": genesis.chain_id,
-                "height": chain.height,
-                "restore_s": round(time.perf_counter() - t0, 2),
-            }
-        },
-    )
-    warm = warm_up(genesis.params.focus)
-    log.info("focus kernels ready", extra={"fields": {"seconds": round(warm, 2)}})
-    runtime = NodeRuntime(
-        chain, block_time=block_time, faucet_key=dev_key_of(home), da_withhold=da_withhold
-    )
+    try:
+        genesis = home.load_genesis()
+        key = home.load_validator_key()
+        check_single_validator(home, genesis, key)
+        t0 = time.perf_counter()
+        chain = open_chain(home.data, genesis, key)
+        log.info(
+            "home created" if created else "resumed",
+            extra={
+                "fields": {
+                    "home": str(home.path),
+                    "chain_id": genesis.chain_id,
+                    "height": chain.height,
+                    "restore_s": round(time.perf_counter() - t0, 2),
+                }
+            },
+        )
+        try:
+            runtime = _runtime(home, chain, key, block_time, da_withhold)
+            dev = runtime.faucet_key
+
+            def ready_fields(api: str) -> dict:
+                return {
+                    "api": f"{api}/v1/status",
+                    "web": f"{api}/",
+                    "dev_key": dev.address if dev is not None else None,
+                    "block_time_s": block_time,
+                }
+
+            serve(
+                runtime, home, sock, ready="devnet ready", fields=ready_fields, stop_on_failure=True
+            )
+        finally:
+            # After serve returns the block in progress is committed: close the store.
+            chain.store.close()
+            home.clear_node_info()
+            log.info("stopped", extra={"fields": {"height": chain.height}})
+    finally:
+        sock.close()
+    if runtime.failure is not None:
+        raise FocusflowError(f"block production failed: {runtime.failure}")
+
+
+def _runtime(
+    home: Home, chain: Chain, key: KeyPair, block_time: float, da_withhold: float
+) -> ValidatorRuntime:
+    """The devnet's validator: no transport, a height every ``block_time`` (or back to
+    back when blocks take longer); no commit wait, as no late precommit can come."""
+    warm = warm_up(chain.params.focus)
+    log.info("block kernels ready", extra={"fields": {"seconds": round(warm, 2)}})
     if da_withhold:
         log.warning(
             "fault injection: withholding data-availability shares",
             extra={"fields": {"fraction": da_withhold}},
         )
-    app = create_app(runtime, home.read_admin_token())
-    api = f"http://{url_host(host)}:{sock.getsockname()[1]}"
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+    runtime = ValidatorRuntime(
+        chain,
+        key,
+        wal_path=home.wal,
+        listen=None,
+        faucet_key=dev_key_of(home),
+        commit_wait=0.0,
+        block_interval=block_time,
+        da_withhold=da_withhold,
     )
-    server = uvicorn.Server(config)
-    runtime.on_failure = lambda: setattr(server, "should_exit", True)
-    # uvicorn re-raises the signal it caught once it has shut down; these
-    # handlers make that a no-op so the store below still closes cleanly.
-    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
-    runtime.start()
-    home.write_node_info(api)
-    dev = runtime.faucet_key
-    log.info(
-        "devnet ready",
-        extra={
-            "fields": {
-                "api": f"{api}/v1/status",
-                "web": f"{api}/",
-                "dev_key": dev.address if dev is not None else None,
-                "block_time_s": block_time,
-            }
-        },
-    )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        runtime.stop()
-        chain.store.close()
-        home.clear_node_info()
-        sock.close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        log.info("stopped", extra={"fields": {"height": chain.height}})
-    if runtime.failure is not None:
-        raise FocusflowError(f"block production failed: {runtime.failure}")
+    signed = runtime.signer.resume_height()
+    if signed > chain.height + 1:
+        # A network validator waits for block sync here; a devnet has no one to
+        # sync from and would wait for ever, so it says what happened instead.
+        runtime.signer.wal.close()
+        raise HomeError(
+            f"{home.wal} says this validator reached height {signed}, but the store in "
+            f"{home.data} holds {chain.height}: the store was removed or restored from "
+            f"an older copy; to start the chain over, remove {home.wal.name} too"
+        )
+    return runtime
+
+
+def check_single_validator(home: Home, genesis: Genesis, key: KeyPair) -> None:
+    """A devnet decides alone: its genesis set must be this home's validator key only."""
+    keys = [v.public_key for v in genesis.validator_set().validators]
+    if len(keys) != 1:
+        raise HomeError(
+            f"{home.path} belongs to a network of {len(keys)} validators; "
+            "run it with `focusflow node start --home`"
+        )
+    if keys[0] != key.public_key:
+        raise HomeError(f"{home.path}: the genesis validator is not this home's validator_key")
 
 
 def dev_key_of(home: Home):
@@ -168,7 +211,3 @@ def dev_key_of(home: Home):
     except FocusflowError as exc:
         log.warning("no faucet: the dev key cannot be read", extra={"fields": {"why": str(exc)}})
         return None
-
-
-def url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

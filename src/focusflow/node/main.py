@@ -33,7 +33,7 @@ def devnet(
         0.0, "--da-withhold", hidden=True, help="Tests only: withhold this part of DA squares."
     ),
 ) -> None:
-    """Start a single-validator devnet (created on first run, resumed later)."""
+    """Start a devnet: a network of one validator (created on first run, resumed later)."""
     from focusflow.node import logs
     from focusflow.node.devnet import parse_duration, run_devnet
 

@@ -11,7 +11,6 @@ them all.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -21,14 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-import uvicorn
-
-from focusflow.api.app import create_app
-from focusflow.chain.focus_commit import warm_up
+from focusflow.chain.warm import warm_up
 from focusflow.consensus import Timeouts
 from focusflow.core.errors import FocusflowError
-from focusflow.node.devnet import bind, dev_key_of, url_host
+from focusflow.node.devnet import bind, dev_key_of
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
+from focusflow.node.serve import serve
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.node.wiring import open_chain
 
@@ -60,59 +57,36 @@ def run_validator(home_path: Path) -> None:
         )
         warm_up(genesis.params.focus)
         try:
-            asyncio.run(_serve(home, config, chain, key, sock))
+            p2p_host, p2p_port = _split(config["p2p"])
+            runtime = ValidatorRuntime(
+                chain,
+                key,
+                wal_path=home.wal,
+                listen=(p2p_host, p2p_port),
+                peers=config.get("peers", []),
+                timeouts=Timeouts(**config.get("timeouts", {})),
+                faucet_key=dev_key_of(home),
+                commit_wait=float(config.get("commit_wait", 0.2)),
+            )
+
+            def ready_fields(api: str) -> dict:
+                return {
+                    "name": config.get("name"),
+                    "api": f"{api}/v1/status",
+                    "p2p": config["p2p"],
+                    "peers": len(config.get("peers", [])),
+                    "height": chain.height,
+                }
+
+            serve(runtime, home, sock, ready="validator ready", fields=ready_fields)
         finally:
-            # After asyncio.run: the worker threads that commit blocks are done.
+            # After serve: the worker threads that commit blocks are done.
             chain.store.close()
             home.clear_node_info()
             sock.close()
+            log.info("stopped", extra={"fields": {"height": chain.height}})
     finally:
         os.close(lock_fd)
-
-
-async def _serve(home: Home, config: dict, chain, key, sock) -> None:
-    p2p_host, p2p_port = _split(config["p2p"])
-    runtime = ValidatorRuntime(
-        chain,
-        key,
-        wal_path=home.wal,
-        listen=(p2p_host, p2p_port),
-        peers=config.get("peers", []),
-        timeouts=Timeouts(**config.get("timeouts", {})),
-        faucet_key=dev_key_of(home),
-        commit_wait=float(config.get("commit_wait", 0.2)),
-    )
-    app = create_app(runtime, home.read_admin_token())
-    api = f"http://{url_host(sock.getsockname()[0])}:{sock.getsockname()[1]}"
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
-        )
-    )
-    # uvicorn re-raises the signal it caught once it has shut down; no-op
-    # handlers make that harmless so the store still closes cleanly.
-    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
-    await runtime.start_async()
-    home.write_node_info(api)
-    log.info(
-        "validator ready",
-        extra={
-            "fields": {
-                "name": config.get("name"),
-                "api": f"{api}/v1/status",
-                "p2p": config["p2p"],
-                "peers": len(config.get("peers", [])),
-                "height": chain.height,
-            }
-        },
-    )
-    try:
-        await server.serve(sockets=[sock])
-    finally:
-        await runtime.stop_async()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        log.info("stopped", extra={"fields": {"height": chain.height}})
 
 
 def node_command(home: Path, json_logs: bool) -> list[str]:

@@ -1,18 +1,20 @@
-"""A running node: the chain, its mempool, and the thread that makes blocks.
+"""What every node holds besides consensus: the chain, its mempool, the published focus.
 
-The API's event loop admits transactions into the mempool and answers reads;
-one producer thread turns the mempool into a block every ``block_time``. They
-share three things, each guarded for that sharing:
+:class:`~focusflow.node.validator.ValidatorRuntime` (the devnet's single
+validator and every validator of a network) builds on this. The API's event
+loop admits transactions into the mempool and answers reads while consensus
+steps run in worker threads; they share three things, each guarded for that
+sharing:
 
 * the mempool, behind a lock held only for admission, reaping and pruning;
 * the store, which LMDB already gives consistent snapshots of (one read
   transaction per request);
 * the in-memory focus, which readers see only through the immutable
-  :class:`~focusflow.chain.focus_view.FocusView` the producer publishes after
-  each block.
+  :class:`~focusflow.chain.focus_view.FocusView` published after each block.
 
-After each block the producer calls the listeners (WebSocket hub, metrics) on
-its own thread; they hand work to the event loop themselves.
+After each block :meth:`NodeRuntime.after_commit` calls the listeners
+(WebSocket hub, metrics) on the thread that committed it; they hand work to
+the event loop themselves.
 """
 
 from __future__ import annotations
@@ -77,13 +79,13 @@ class BlockCollector:
 
 
 class NodeRuntime:
-    """The chain plus everything that keeps it moving; see the module docstring."""
+    """The chain, its mempool and focus view, and the block listeners; see the module
+    docstring. Consensus (ValidatorRuntime) makes the blocks."""
 
     def __init__(
         self,
         chain: Chain,
         *,
-        block_time: float = 1.0,
         faucet_key: KeyPair | None = None,
         max_mempool_txs: int = 50_000,
         da_withhold: float = 0.0,
@@ -92,7 +94,6 @@ class NodeRuntime:
         #: Squares and share proofs for /v1/da; ``da_withhold`` > 0 is fault
         #: injection for tests (docs/da.md, *Chain integration*).
         self.da = DAStore(chain, withhold=da_withhold)
-        self.block_time = block_time
         self.faucet_key = faucet_key
         self.mempool = Mempool(
             chain.chain_id, chain.params, max_txs=max_mempool_txs, boost=self._boost
@@ -104,13 +105,8 @@ class NodeRuntime:
         self.listeners: list[Callable[[BlockEvent], None]] = []
         self.last_block_seconds = 0.0
         self.started_at = time.time()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_block_at = time.monotonic()
-        self.failure: BaseException | None = None
         self._collector = BlockCollector()
-        #: Called (on the producer thread) when block production stops on an error.
-        self.on_failure: Callable[[], None] | None = None
 
     # --- transactions --------------------------------------------------------
     def nonce_of(self, address: bytes) -> int:
@@ -147,14 +143,6 @@ class NodeRuntime:
         return self.view.boost(address)
 
     # --- blocks --------------------------------------------------------------
-    def produce(self) -> BlockEvent:
-        """Make one block from the mempool now (the producer thread's step)."""
-        params = self.chain.params
-        with self._pool_lock:
-            txs = self.mempool.reap(self.nonce_of, params.max_block_txs, params.max_block_bytes)
-        result = self.chain.produce_block(txs, verified=True)
-        return self.after_commit(result)
-
     def after_commit(self, result: BlockResult) -> BlockEvent:
         """Everything that follows a committed block: mempool, focus view, listeners."""
         with self._pool_lock:
@@ -176,36 +164,6 @@ class NodeRuntime:
                 log.exception("block listener failed")
         self._collector.after_block()
         return event
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="block-producer", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """Finish the block being made, then stop (the store stays consistent either way)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        next_at = time.monotonic() + self.block_time
-        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
-            try:
-                event = self.produce()
-            except Exception as exc:
-                self.failure = exc
-                log.exception("block production failed; the node stops making blocks")
-                if self.on_failure is not None:
-                    self.on_failure()
-                return
-            self.log_block(event)
-            next_at = max(next_at + self.block_time, time.monotonic())
 
     def log_block(self, event: BlockEvent, **fields) -> None:
         """One log line per committed block (INFO with transactions, DEBUG when empty)."""

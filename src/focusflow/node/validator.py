@@ -29,6 +29,11 @@ if another proposal moved the focus engine since), runs the listeners
 (WebSocket, metrics), and starts the next height. A node whose peers report a
 higher committed height fetches those blocks, checks each certificate and all
 roots (:meth:`Chain.apply_block`), and restarts consensus above them.
+
+Without ``listen`` there is no transport at all: that is the devnet, a set of
+one validator, which has no peer to gossip to, sync from or be reached by, so it
+opens no QUIC port; its own Tendermint instance still proposes, votes, decides
+and certifies every block, through the same WAL and commit path.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from focusflow.chain.block import BlockRecord
@@ -63,12 +68,14 @@ from focusflow.consensus import (
     Tendermint,
     Timeouts,
     ValidatorSet,
+    Vote,
     WriteAheadLog,
     decode_evidence,
     decode_message,
     encode_evidence,
     encode_message,
 )
+from focusflow.consensus.votes_seen import VotesSeen
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
@@ -118,21 +125,33 @@ class ValidatorRuntime(NodeRuntime):
         key: KeyPair,
         *,
         wal_path: Path,
-        listen: tuple[str, int],
+        listen: tuple[str, int] | None,
         peers: Iterable[str] = (),
         timeouts: Timeouts | None = None,
         faucet_key: KeyPair | None = None,
         net_config: NetConfig | None = None,
         commit_wait: float = 0.2,
+        block_interval: float = 0.0,
+        da_withhold: float = 0.0,
     ) -> None:
-        super().__init__(chain, block_time=commit_wait, faucet_key=faucet_key)
+        """``listen`` None: no transport (the one-validator devnet, see the module
+        docstring). ``da_withhold``: fault injection, see NodeRuntime."""
+        super().__init__(chain, faucet_key=faucet_key, da_withhold=da_withhold)
         #: Pause after a commit before the next height starts (CometBFT's
         #: ``timeout_commit``): lets transactions gather instead of a stream
         #: of empty blocks, and late precommits arrive.
         self.commit_wait = commit_wait
+        #: Least time from the start of one height to the start of the next:
+        #: the devnet's --block-time. An idle chain makes a block per interval;
+        #: after a block that took longer the next height starts at once, so a
+        #: loaded devnet commits back to back, as its producer loop used to.
+        self.block_interval = block_interval
+        self._height_began = time.monotonic()
         self.key = key
-        self.net = Node(key, listen=listen, peers=list(peers), config=net_config)
-        self.net.set_allowed([v.public_key for v in chain.validators.validators])
+        self.net: Node | None = None
+        if listen is not None:
+            self.net = Node(key, listen=listen, peers=list(peers), config=net_config)
+            self.net.set_allowed([v.public_key for v in chain.validators.validators])
         self.signer = Signer(key, chain.chain_id, WriteAheadLog(wal_path))
         self.tm = Tendermint(
             chain.chain_id,
@@ -143,6 +162,7 @@ class ValidatorRuntime(NodeRuntime):
             value_id_of=value_id_of,
         )
         self.vset = validator_sets(chain.validators, chain.height + 1)
+        self._vset_height = chain.height + 1
         self._pending: dict[bytes, Pending] = {}
         self._held: list[bytes] = []  # encoded messages of the current height
         self._held_bytes = 0
@@ -151,44 +171,58 @@ class ValidatorRuntime(NodeRuntime):
         self._tasks: list[asyncio.Task] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._started = False  # consensus running at tm.height
+        self._next_height_due = False  # a decision was committed: start the next height
         self._progress_at = time.monotonic()
         #: (height, round) of recent decisions.
         self.decisions: list[tuple[int, int]] = []
         self.synced_blocks = 0
+        #: Each validator's last vote, received or signed here (GET /v1/validators).
+        self.votes_seen = VotesSeen(chain.chain_id)
+        #: Why consensus stopped making progress here, once a step failed.
+        self.failure: BaseException | None = None
+        #: Called on the event loop when a step fails: the devnet stops (no peer
+        #: could repair it); a network validator leaves it unset, block sync repairs.
+        self.on_failure: Callable[[], None] | None = None
 
     # --- NodeService ---------------------------------------------------------
     def submit(self, raw: bytes | Tx) -> Tx:
         """Admit locally, then gossip to every validator."""
         tx = super().submit(raw)
-        if self._loop is not None:
+        if self._loop is not None and self.net is not None:
             self._loop.call_soon_threadsafe(self._spawn, self._publish(TRANSACTIONS, tx.encoded))
         return tx
 
-    def start(self) -> None:  # no producer thread: consensus makes blocks
-        pass
-
-    def stop(self, timeout: float = 60.0) -> None:
-        pass
-
     @property
-    def running(self) -> bool:
-        return self._loop is not None
+    def consensus_state(self) -> tuple[int, int, str, ValidatorSet]:
+        """(height, round, step, validator set) of the state machine, read together.
+
+        ``step`` is ``propose``, ``prevote``, ``precommit``, or ``commit`` from
+        the decision until the next height starts (the commit wait); before the
+        first height starts: the next height, round 0, ``propose``.
+        """
+        tm = self.tm
+        height, vset = tm.height, tm.validators
+        if vset is None:
+            return self.chain.height + 1, 0, "propose", self.vset
+        step = "commit" if tm.decision is not None else tm.step.name.lower()
+        return height, tm.round, step, vset
 
     # --- lifecycle -----------------------------------------------------------
     async def start_async(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._inbox = asyncio.Queue(INBOX_SIZE)
-        self.net.subscribe(TRANSACTIONS, self._on_tx)
-        self.net.subscribe(BLOCK_PARTS, self._on_consensus)
-        self.net.subscribe(VOTES, self._on_consensus)
-        self.net.subscribe(EVIDENCE, self._on_evidence)
-        self.net.register("status", self._serve_status)
-        self.net.register("block", self._serve_block)
-        self.net.register("round", self._serve_round)
-        self.net.watch_peers(self._on_peer)
-        await self.net.start()
+        if self.net is not None:
+            self.net.subscribe(TRANSACTIONS, self._on_tx)
+            self.net.subscribe(BLOCK_PARTS, self._on_consensus)
+            self.net.subscribe(VOTES, self._on_consensus)
+            self.net.subscribe(EVIDENCE, self._on_evidence)
+            self.net.register("status", self._serve_status)
+            self.net.register("block", self._serve_block)
+            self.net.register("round", self._serve_round)
+            self.net.watch_peers(self._on_peer)
+            await self.net.start()
+            self._tasks.append(asyncio.create_task(self._poll_task(), name="sync-poll"))
         self._tasks.append(asyncio.create_task(self._consensus_task(), name="consensus"))
-        self._tasks.append(asyncio.create_task(self._poll_task(), name="sync-poll"))
         self._inbox.put_nowait(("start",))
 
     async def stop_async(self) -> None:
@@ -199,7 +233,8 @@ class ValidatorRuntime(NodeRuntime):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.net.stop()
+        if self.net is not None:
+            await self.net.stop()
         self.signer.wal.close()
 
     def _spawn(self, coro) -> None:
@@ -208,6 +243,8 @@ class ValidatorRuntime(NodeRuntime):
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     async def _publish(self, topic: str, payload: bytes) -> None:
+        if self.net is None:
+            return
         try:
             await self.net.publish(topic, payload)
         except NetError as exc:
@@ -325,13 +362,27 @@ class ValidatorRuntime(NodeRuntime):
     async def _consensus_task(self) -> None:
         assert self._inbox is not None
         while True:
-            item = await self._inbox.get()
+            if self._next_height_due:
+                # Started here, not from _decide: with one validator start_height
+                # itself decides, and start -> decide -> start would recurse
+                # without end (RecursionError after some 300 heights).
+                self._next_height_due = False
+                item: tuple = ("start",)
+            else:
+                item = await self._inbox.get()
             try:
                 await self._handle(item)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("consensus step failed", extra={"fields": {"input": item[0]}})
+                self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Consensus cannot go on by itself here: record why and tell the host."""
+        self.failure = exc
+        if self.on_failure is not None:
+            self.on_failure()
 
     async def _handle(self, item: tuple) -> None:
         kind = item[0]
@@ -350,6 +401,8 @@ class ValidatorRuntime(NodeRuntime):
             except InvalidMessageError as exc:
                 self.net.report(sender, why=str(exc))
                 return
+            if isinstance(message, Vote):
+                self._saw_vote(message, signed_here=False)
             await self._act(actions)
         elif kind == "timeout":
             if self._started:
@@ -368,7 +421,7 @@ class ValidatorRuntime(NodeRuntime):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self.vset = validator_sets(self.chain.validators, height)
+        self.vset = self._set_at(height)
         try:
             actions = await asyncio.to_thread(self.tm.start_height, height, self.vset)
         except SignRefusedError as exc:
@@ -387,6 +440,8 @@ class ValidatorRuntime(NodeRuntime):
                 raw = encode_message(message)
                 if message.height == self.tm.height and len(self._held) < MAX_HELD_MESSAGES:
                     self._held.append(raw)
+                if isinstance(message, Vote):
+                    self._saw_vote(message, signed_here=True)
                 topic = BLOCK_PARTS if isinstance(message, Proposal) else VOTES
                 await self._publish(topic, raw)
             elif isinstance(action, ScheduleTimeout):
@@ -400,7 +455,23 @@ class ValidatorRuntime(NodeRuntime):
                     await self._publish(EVIDENCE, encode_evidence(action.evidence))
             elif isinstance(action, Decide):
                 await self._decide(action)
-                return  # the next height's actions were handled by _start_height
+                return  # the height is over; the consensus task starts the next
+
+    def _set_at(self, height: int) -> ValidatorSet:
+        """The set of ``height``, stepped on from the last one: O(1) per height, where
+        validator_sets walks from genesis (16 µs a block: 1.4 s per block after a day
+        of 1 s blocks)."""
+        if height < self._vset_height:
+            self.vset, self._vset_height = validator_sets(self.chain.validators, height), height
+        while self._vset_height < height:
+            self.vset = self.vset.after_block()
+            self._vset_height += 1
+        return self.vset
+
+    def _saw_vote(self, vote: Vote, *, signed_here: bool) -> None:
+        self.votes_seen.observe(
+            vote, self.vset, self.tm.height, int(time.time() * 1000), signed_here=signed_here
+        )
 
     async def _decide(self, decision: Decide) -> None:
         pending = self._pending.get(decision.value_id)
@@ -420,13 +491,22 @@ class ValidatorRuntime(NodeRuntime):
             # if it does, block sync from peers repairs us.
             log.exception("decided block does not commit here")
             self._started = False
+            if self.net is None:
+                self._failed(RuntimeError(f"decided block {decision.height} does not commit"))
             self._spawn(self._poll_once())
             return
         self.decisions.append((decision.height, decision.round))
         del self.decisions[:-1000]
         self.log_block(event, round=decision.round, ms=(time.perf_counter() - t0) * 1000)
-        await asyncio.sleep(self.commit_wait)
-        await self._start_height()
+        await asyncio.sleep(self._pause_after_commit())
+        self._next_height_due = True
+
+    def _pause_after_commit(self) -> float:
+        """``commit_wait``, or longer where ``block_interval`` asks for it."""
+        now = time.monotonic()
+        pause = max(self.commit_wait, self._height_began + self.block_interval - now)
+        self._height_began = now + pause
+        return pause
 
     # --- the state machine's callbacks (worker thread, consensus task waiting) --
     def _get_value(self, height: int) -> bytes:
@@ -472,6 +552,8 @@ class ValidatorRuntime(NodeRuntime):
 
     async def _poll_once(self) -> None:
         """Ask every peer its height; queue a sync from the highest if it is ahead."""
+        if self.net is None:
+            return
         best, best_peer = self.chain.height, None
         for peer in self.net.connected_peers():
             try:

@@ -1,5 +1,5 @@
 // The node's web page: status, top particles, one particle and its links, recent
-// blocks, all kept live over the WebSocket /v1/ws. The API contract is docs/api.md.
+// blocks, the validators and their last votes, all kept live over the WebSocket /v1/ws. The API contract is docs/api.md.
 // No framework and no build step; every string from the node reaches the page
 // through textContent, never as HTML.
 
@@ -175,10 +175,11 @@ function clearError(source) {
 
 // ---------------------------------------------------------------- status
 
-const state = { height: 0, particle: null, blocks: [], seq: 0 };
+const state = { height: 0, particle: null, blocks: [], seq: 0, validator: null };
 
 function setStatus(s) {
   $("chain-id").textContent = s.chain_id;
+  state.validator = s.validator;
   setHeight(s.height, s.latest_block_time_ms);
   $("focus-iterations").textContent = s.focus?.iterations ?? "–";
   $("focus-seconds").textContent = duration(s.focus?.seconds);
@@ -273,6 +274,46 @@ function addBlock(b) {
   const newest = state.blocks[0]?.height;
   mergeBlocks([b]);
   if (newest !== undefined && b.height > newest + 1) fillBlockGap(); // missed some
+}
+
+// ---------------------------------------------------------------- validators
+
+function shortAddress(address) {
+  return address.length > 16 ? `${address.slice(0, 10)}…${address.slice(-4)}` : address;
+}
+
+function validatorRow(v, total) {
+  const vote = v.last_vote;
+  const share = total > 0 ? ` (${percent(v.power / total)})` : "";
+  return h(
+    "tr",
+    {
+      dataset: {
+        address: v.address,
+        proposer: String(v.proposer),
+        voteHeight: vote ? vote.height : "",
+        voteType: vote ? vote.type : "",
+      },
+      class: v.proposer ? "proposer" : "",
+    },
+    h("td", { class: "hex", title: `${v.address}\npublic key ${v.public_key}` },
+      shortAddress(v.address),
+      v.address === state.validator ? h("span", { class: "self" }, "this node") : null),
+    h("td", {}, `${v.power}${share}`),
+    h("td", {}, String(v.proposer_priority)),
+    h("td", {}, v.proposer ? "proposes" : ""),
+    h("td", { class: "vote-type" }, vote ? vote.type : "none seen"),
+    h("td", {}, vote ? `${vote.height}/${vote.round}` : "–"),
+    h("td", { class: "hex", title: vote ? vote.value_id || "nil" : "" },
+      vote ? (vote.value_id ? shortHex(vote.value_id) : "nil") : "–"),
+    vote ? h("td", { class: "age", dataset: { time: vote.time_ms } }, age(vote.time_ms)) : h("td", {}, "–"),
+  );
+}
+
+async function loadValidators() {
+  const c = await api("/v1/validators");
+  $("consensus-position").textContent = `height ${c.height}, round ${c.round}, ${c.step}`;
+  $("validators").replaceChildren(...c.validators.map((v) => validatorRow(v, c.total_power)));
 }
 
 // ---------------------------------------------------------------- one particle
@@ -399,7 +440,7 @@ async function search(ev) {
 
 const refresh = coalesce(async () => {
   try {
-    await Promise.all([loadStatus(), loadTop()]);
+    await Promise.all([loadStatus(), loadTop(), loadValidators()]);
     clearError("refresh");
   } catch (err) {
     showError(err, "refresh", "refresh");
@@ -408,7 +449,7 @@ const refresh = coalesce(async () => {
 
 async function refreshAll() {
   try {
-    await Promise.all([loadStatus(), loadTop(), loadBlocks()]);
+    await Promise.all([loadStatus(), loadTop(), loadBlocks(), loadValidators()]);
     clearError("refresh");
   } catch (err) {
     showError(err, "loading", "refresh");

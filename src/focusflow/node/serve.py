@@ -1,0 +1,101 @@
+"""Serving a validator: consensus, its transport and the REST/WebSocket API on one loop.
+
+``focusflow devnet`` (one validator, no transport) and ``focusflow node start``
+(one validator of a network) run the same :class:`ValidatorRuntime` the same way:
+one event loop holds uvicorn, the consensus task and, for a network, the QUIC
+node; SIGINT or SIGTERM stops uvicorn, then consensus. The loop is uvloop where
+it is installed, as uvicorn picks for itself: it is the faster loop for the API.
+
+Shutdown order matters for the store: a consensus step that is committing a
+block runs in a worker thread, which cancelling the consensus task does not
+stop; closing the loop waits for the worker threads, so the block in progress
+is finished before :func:`serve` returns and the caller closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from focusflow.api.app import create_app
+from focusflow.node.home import Home
+from focusflow.node.validator import ValidatorRuntime
+
+log = logging.getLogger("focusflow.node")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed, else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def api_url(sock: socket.socket) -> str:
+    """``http://host:port`` of a bound socket (IPv6 hosts in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{url_host(host)}:{port}"
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(
+    runtime: ValidatorRuntime,
+    home: Home,
+    sock: socket.socket,
+    *,
+    ready: str,
+    fields: Callable[[str], dict],
+    stop_on_failure: bool = False,
+) -> None:
+    """Run ``runtime`` and its API on ``sock`` until SIGINT/SIGTERM.
+
+    Once consensus runs, ``home/node.json`` names the API and ``ready`` is
+    logged with ``fields(api_url)``. With ``stop_on_failure`` a failed
+    consensus step stops the server too (the devnet: nothing else would make
+    its blocks); the caller finds why in ``runtime.failure``.
+    """
+    # uvicorn re-raises the signal it caught once it has shut down; no-op
+    # handlers make that harmless so the caller still closes the store.
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(_serve(runtime, home, sock, ready, fields, stop_on_failure))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+async def _serve(
+    runtime: ValidatorRuntime,
+    home: Home,
+    sock: socket.socket,
+    ready: str,
+    fields: Callable[[str], dict],
+    stop_on_failure: bool,
+) -> None:
+    app = create_app(runtime, home.read_admin_token())
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        )
+    )
+    if stop_on_failure:
+        runtime.on_failure = lambda: setattr(server, "should_exit", True)
+    api = api_url(sock)
+    await runtime.start_async()
+    home.write_node_info(api)
+    log.info(ready, extra={"fields": fields(api)})
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await runtime.stop_async()
