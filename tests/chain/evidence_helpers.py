@@ -36,9 +36,16 @@ def genesis(keys=KEYS, chain_id=CHAIN_ID, **params) -> Genesis:
     )
 
 
-def step(chain, keys=KEYS):
-    """Propose the next block on ``chain`` and commit it, certified by ``keys``."""
+def members(chain, keys=KEYS) -> list[KeyPair]:
+    """The keys of ``keys`` in the set of ``chain``'s next height (a slashed one leaves it)."""
+    return [k for k in keys if chain.validators.power_of(k.public_key)]
+
+
+def step(chain, keys=None):
+    """Propose the next block on ``chain`` and commit it, certified by ``keys``
+    (default: every member of the height's set)."""
     pending = chain.propose([])
+    keys = members(chain) if keys is None else keys
     cert = sign_certificate(list(keys), chain.chain_id, pending.height, pending.hash)
     return chain.commit(pending, cert)
 

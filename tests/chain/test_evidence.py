@@ -41,6 +41,7 @@ from tests.chain.evidence_helpers import (
     bonded,
     double_vote,
     genesis,
+    members,
     step,
 )
 
@@ -51,7 +52,7 @@ def forge(producer, pieces: list[bytes], *, root: bytes | None = None) -> BlockR
     producer.abandon(pending)
     block = pending.block
     header = replace(block.header, evidence_root=evidence_root(pieces) if root is None else root)
-    cert = sign_certificate(list(KEYS), CHAIN_ID, header.height, header.hash)
+    cert = sign_certificate(members(producer), CHAIN_ID, header.height, header.hash)
     return BlockRecord(
         Block(header, block.txs, tuple(pieces)), cert, Deltas(), pending.record.last_commit
     )
@@ -98,12 +99,30 @@ def test_block_with_evidence_slashes_the_documented_amount(slashed):
         "height": 2,
         "evidence": evidence.hash(),
         "amount": SLASHED,
+        "unbonding": 0,
         "bonded": BONDED - SLASHED,
     }
-    assert result.events == [event]
+    jail = {
+        "type": "jail",
+        "validator": BYZ.address_raw,
+        "public_key": BYZ.public_key,
+        "until": 3 + 1_000,
+    }
+    # The offender leaves the set at the next height (docs/consensus.md §7).
+    others = sorted((k for k in KEYS if k is not BYZ), key=lambda k: k.address_raw)
+    changed = {
+        "type": "validator_set",
+        "height": 4,
+        "validators": [[k.public_key, 1] for k in others],
+    }
+    assert result.events == [event, jail, changed]
     with producer.reader() as r:
         assert r.get(slashed_key(BYZ.public_key, 2)) == encode([3, SLASHED])
-        assert decode(r.index(BLOCK_EVENTS_PREFIX + height_key(3)), "events") == [event]
+        assert decode(r.index(BLOCK_EVENTS_PREFIX + height_key(3)), "events") == [
+            event,
+            jail,
+            changed,
+        ]
     assert len(producer.evidence) == 0  # included: pruned from the pool
 
 
@@ -233,17 +252,19 @@ def test_pool_holds_one_piece_per_offence_and_refuses_invalid(tmp_path):
     assert len(chain.evidence) == 2
     # Block 2 takes the height-1 evidence; the height-2 one waits for block 3.
     result = step(chain)
-    assert [e["height"] for e in result.events] == [1]
+    assert [e["height"] for e in result.events if e["type"] == "slash"] == [1]
     assert len(chain.evidence) == 1
+    assert chain.validators.power_of(KEYS[1].public_key) == 0  # jailed: out from height 3
+    # Its offence at height 2, when it was still in the set, is punished too.
     result = step(chain)
-    assert [e["height"] for e in result.events] == [2]
+    assert [e["height"] for e in result.events if e["type"] == "slash"] == [2]
     assert bonded(chain, KEYS[1]) == BONDED - SLASHED - (BONDED - SLASHED) * 500 // 10_000
     assert len(chain.evidence) == 0
 
 
 def test_pool_is_bounded(tmp_path):
     chain = open_chain(tmp_path, genesis(), KEYS[0])
-    pool = EvidencePool(chain.chain_id, chain.validators, chain.params, capacity=1)
+    pool = EvidencePool(chain.chain_id, chain.valsets.at, chain.params, capacity=1)
     with chain.reader() as r:
         assert pool.add(double_vote(KEYS[1], 1), 0, r)
         with pytest.raises(EvidencePoolFullError):
@@ -289,7 +310,9 @@ def test_byzantine_double_voter_in_simulation_ends_in_a_slash(tmp_path):
         step(chain, keys)
     assert chain.add_evidence(evidence)
     result = step(chain, keys)
-    assert [(e["public_key"], e["amount"]) for e in result.events] == [
-        (keys[3].public_key, SLASHED)
+    assert [(e["type"], e["public_key"], e.get("amount")) for e in result.events[:2]] == [
+        ("slash", keys[3].public_key, SLASHED),
+        ("jail", keys[3].public_key, None),
     ]
+    assert chain.validators.power_of(keys[3].public_key) == 0
     assert bonded(chain, keys[3]) == BONDED - SLASHED

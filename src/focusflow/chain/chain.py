@@ -6,7 +6,8 @@ it (seed 000's pipeline):
 
     check the block's duplicate-vote evidence (evidence_pool.py)
     -> execute transactions (modules' write-sets merge into one pending state)
-    -> end of block (slashing the proven offences, matured unbonding, fee payout)
+    -> end of block (slashing the proven offences, matured unbonding, fee payout,
+       the next validator set at epoch boundaries and after a jailing: valsets.py)
     -> apply the block's edge deltas to the focus engine (incremental)
     -> quantise focus, commit its root under /graph/focus
     -> update the sparse Merkle tree over the changed keys: the state root
@@ -68,9 +69,11 @@ from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import Tx, decode_tx
+from focusflow.chain.valsets import VALSET_PREFIX, ValidatorSets
 from focusflow.consensus.certificate import CommitCertificate, verify_certificate
 from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.consensus.evidence import DuplicateVoteEvidence, decode_evidence, encode_evidence
+from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError, StoreError
 from focusflow.core.keys import KeyPair
@@ -100,6 +103,8 @@ class Pending:
     parent: bytes
     #: Block-level events (slashing), stored with the block under ``b"e" + height``.
     events: list[dict] = field(default_factory=list)
+    #: The validator set of the next height if this block changes it.
+    next_validators: ValidatorSet | None = None
 
     @property
     def block(self) -> Block:
@@ -159,11 +164,11 @@ class Chain:
                 if mtype in self.handlers:
                     raise ValueError(f"message type {mtype!r} is claimed by two modules")
                 self.handlers[mtype] = handler
-        self.validators = genesis.validator_set()
-        self.validators_hash = self.validators.hash()
-        self._proposers = {v.address for v in self.validators.validators}
+        #: Every recorded validator set by first height (chain/valsets.py).
+        self.valsets = ValidatorSets([(1, genesis.validator_set())])
+        self._set_validators(self.valsets.at(1))
         #: Verified duplicate-vote evidence waiting for a block (:meth:`add_evidence`).
-        self.evidence = EvidencePool(self.chain_id, self.validators, self.params)
+        self.evidence = EvidencePool(self.chain_id, self._validators_at, self.params)
         self.focus = FocusState(self.params.focus)
         #: The certificate of the head block (None at genesis).
         self.last_certificate: CommitCertificate | None = None
@@ -189,6 +194,21 @@ class Chain:
     @property
     def height(self) -> int:
         return self.head.height
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        """Members and powers of the set that decides ``height`` (1 .. head + 1)."""
+        if not 1 <= height <= self.height + 1:
+            raise ValueError(f"height {height} is outside 1..{self.height + 1}")
+        return self.valsets.at(height)
+
+    def _validators_at(self, height: int) -> ValidatorSet:
+        return self.valsets.at(height)
+
+    def _set_validators(self, vset: ValidatorSet) -> None:
+        """The set of the next height (head + 1), with its proposer priorities."""
+        self.validators = vset
+        self.validators_hash = vset.hash()
+        self._proposers = {v.address for v in vset.validators}
 
     def reader(self):
         return self.store.reader()
@@ -352,6 +372,11 @@ class Chain:
         self.head = block.header
         self.last_certificate = certificate
         self._focus_owner = None
+        if pending.next_validators is not None:
+            self.valsets.add(block.height + 1, pending.next_validators)
+            self._set_validators(pending.next_validators)
+        else:
+            self._set_validators(self.validators.next_height())
         with self.store.reader() as r:
             self.evidence.update(block.height, r)
         t_end = time.perf_counter()
@@ -423,10 +448,11 @@ class Chain:
             ctx = BlockContext(
                 self.chain_id, height, time_ms, proposer, self.params, PendingState(r.get, r.items)
             )
+            ctx.validators = self.validators
             try:
                 evidence, ctx.offences = block_offences(
                     evidence,
-                    validators=self.validators,
+                    validators=self._validators_at,
                     chain_id=self.chain_id,
                     params=self.params,
                     block_height=height,
@@ -530,6 +556,7 @@ class Chain:
             timings,
             self.head.hash,
             ctx.events,
+            ctx.next_validators,
         )
         if pending_owner:
             self._focus_owner = pending
@@ -569,7 +596,7 @@ class Chain:
         try:
             verify_certificate(
                 last,
-                self.validators,
+                self.valsets.at(self.head.height),
                 self.chain_id,
                 height=self.head.height,
                 value_id=self.head.hash,
@@ -637,8 +664,13 @@ class Chain:
                     raise StoreError(f"focus of block {h} does not recompute from its deltas")
             if head.state_root != r.root:
                 raise StoreError("the store's root differs from its last block's state root")
+            try:
+                self.valsets = ValidatorSets.load(r.items(VALSET_PREFIX))
+            except (DecodeError, ValueError) as exc:
+                raise StoreError(f"the store's validator sets are unreadable: {exc}") from None
         self.head = head
         self.last_certificate = record.commit
+        self._set_validators(self.valsets.for_height(height + 1))
 
 
 def replay(source: Chain, target: Chain, progress=None) -> None:

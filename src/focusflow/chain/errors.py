@@ -67,6 +67,24 @@ class InvalidNameError(TxError):
     code = "invalid_name"
 
 
+class ValidatorRegisteredError(TxError):
+    """``validator.register`` from a key that is registered already."""
+
+    code = "validator_registered"
+
+
+class NotValidatorError(TxError):
+    """``validator.unregister`` from a key that is not registered."""
+
+    code = "not_validator"
+
+
+class InsufficientStakeError(TxError):
+    """Registering as a validator with less bonded stake than one unit of power."""
+
+    code = "insufficient_stake"
+
+
 class DuplicateTxError(TxError):
     code = "duplicate_tx"
 

@@ -4,8 +4,8 @@ The consensus layer proves an equivocation by itself (two signed, conflicting
 votes: :func:`focusflow.consensus.verify_evidence`); whether the chain punishes
 it is decided here, the same way by the pool, the proposer and every validator:
 
-* the offender is in the validator set of the evidence's height (the genesis
-  set: validators do not change yet);
+* the offender is in the validator set of the evidence's height (sets change
+  at epoch boundaries, chain/valsets.py records each);
 * the evidence is of a height before the block that includes it and at most
   ``evidence_max_age`` blocks before it (an unbonding-like window: older
   offences go unpunished, so nobody can be slashed for ancient history after
@@ -24,7 +24,7 @@ own consensus machine (``ReportEvidence``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from focusflow.chain.errors import (
     AlreadyPunishedError,
@@ -47,6 +47,9 @@ SLASHED_PREFIX = b"/token/slashed/"
 #: validator's signatures, so a full pool means the chain is already in trouble.
 MAX_POOL_EVIDENCE = 1_000
 
+#: The validator set in force at a height (``ValidatorSets.at``).
+ValidatorsAt = Callable[[int], ValidatorSet]
+
 
 def slashed_key(public_key: bytes, height: int) -> bytes:
     return SLASHED_PREFIX + public_key + height.to_bytes(8, "big")
@@ -55,7 +58,7 @@ def slashed_key(public_key: bytes, height: int) -> bytes:
 def check_evidence(
     evidence: DuplicateVoteEvidence,
     *,
-    validators: ValidatorSet,
+    validators: ValidatorsAt,
     chain_id: str,
     params: ChainParams,
     block_height: int,
@@ -80,7 +83,7 @@ def check_evidence(
             f"{params.evidence_max_age} at height {block_height}"
         )
     try:
-        validator = verify_evidence(evidence, validators, chain_id)
+        validator = verify_evidence(evidence, validators(height), chain_id)
     except InvalidEvidenceError as exc:
         raise EvidenceError(str(exc)) from None
     if state.get(slashed_key(validator.public_key, height)) is not None:
@@ -95,7 +98,7 @@ def check_evidence(
 def block_offences(
     evidence: Sequence[DuplicateVoteEvidence],
     *,
-    validators: ValidatorSet,
+    validators: ValidatorsAt,
     chain_id: str,
     params: ChainParams,
     block_height: int,
@@ -152,7 +155,7 @@ class EvidencePool:
     def __init__(
         self,
         chain_id: str,
-        validators: ValidatorSet,
+        validators: ValidatorsAt,
         params: ChainParams,
         capacity: int = MAX_POOL_EVIDENCE,
     ) -> None:
@@ -212,6 +215,7 @@ __all__ = [
     "MAX_POOL_EVIDENCE",
     "SLASHED_PREFIX",
     "EvidencePool",
+    "ValidatorsAt",
     "block_offences",
     "check_evidence",
     "slashed_key",

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
+from focusflow.consensus.validators import ValidatorSet
 
 
 @dataclass
@@ -88,6 +89,12 @@ class BlockContext:
     #: Offences proven by the block's evidence, in block order, one per
     #: (validator, height); the bank slashes them in ``end_block``.
     offences: list[Offence] = field(default_factory=list)
+    #: The validator set that decides this height, with its proposer priorities.
+    validators: ValidatorSet | None = None
+    #: The set of the next height when this block changes it (the validators
+    #: module sets it: an epoch boundary, a jailing); None: unchanged, the next
+    #: height steps this one's priorities.
+    next_validators: ValidatorSet | None = None
 
 
 @dataclass
@@ -101,6 +108,8 @@ class TxContext:
     state: PendingState
     deltas: Deltas = field(default_factory=Deltas)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: The sender's Ed25519 public key (``sender`` is its address).
+    sender_key: bytes = b""
 
     @property
     def params(self) -> ChainParams:

@@ -41,6 +41,17 @@ class ChainParams:
     #: Share of an equivocating validator's bonded stake that is slashed (and
     #: burned), in basis points: floor(bonded * slash_fraction / 10_000).
     slash_fraction: int = 500
+    #: Blocks per epoch: the validator set is recomputed from the registered
+    #: validators' bonded stakes after every block whose height is a multiple
+    #: of this (docs/consensus.md §7).
+    epoch_blocks: int = 100
+    #: Validators in a set at most (the largest stakes; ties: smaller address).
+    max_validators: int = 100
+    #: Bonded stake per unit of voting power: power = bonded // power_unit, and
+    #: a validator needs at least one unit.
+    power_unit: int = 1
+    #: Blocks an equivocating validator stays out of the set after its offence.
+    jail_blocks: int = 1_000
     #: FocusParams overrides (mode, alpha, weights, tol ...); see docs/focus.md.
     focus: dict[str, Any] = field(default_factory=dict)
 
@@ -56,6 +67,9 @@ class ChainParams:
                     raise GenesisError("params.focus must be an object")
             elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise GenesisError(f"params.{name} must be a non-negative integer")
+        for name in ("epoch_blocks", "max_validators", "power_unit"):
+            if raw.get(name, 1) < 1:
+                raise GenesisError(f"params.{name} must be at least 1")
         if raw.get("slash_fraction", 0) > BASIS_POINTS:
             raise GenesisError(f"params.slash_fraction is in basis points: at most {BASIS_POINTS}")
         return cls(**raw)

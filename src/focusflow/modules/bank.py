@@ -17,13 +17,17 @@ Slashing: for each offence the chain proved from the block's duplicate-vote
 evidence (``BlockContext.offences``), the end of the block takes
 ``floor(bonded * slash_fraction / 10_000)`` from the bonded stake of the
 validator's account (the address of its Ed25519 public key) and burns it: no
-account is credited, the token supply shrinks. Integer arithmetic only, rounding
-down, so every node computes the same amount (a bonded stake below
-``10_000 / slash_fraction`` loses nothing, and that is recorded too). Liquid
-balance and stake already unbonding are not touched. The punishment is recorded
-at ``/token/slashed/<public key><offence height, 8 bytes>`` as
-``[block height, amount]``, which the chain reads to refuse the same offence
-again; the block's events get ``{"type": "slash", ...}``.
+account is credited, the token supply shrinks. Stake the validator started to
+unbond at or after the offence height (it was bonded when the vote was signed)
+loses the same fraction, entry by entry, so unstaking right after an offence
+does not escape it; stake that began unbonding before the offence, and liquid
+balance, are not touched. Integer arithmetic only, rounding down, so every
+node computes the same amount (a stake below ``10_000 / slash_fraction`` loses
+nothing, and that is recorded too). The punishment is recorded at
+``/token/slashed/<public key><offence height, 8 bytes>`` as
+``[block height, amount]`` (bonded and unbonding together), which the chain
+reads to refuse the same offence again; the block's events get
+``{"type": "slash", ...}``. The validators module then jails the validator.
 """
 
 from __future__ import annotations
@@ -138,12 +142,26 @@ class Bank:
         Returns the amount burned. The stake change is an edge delta, so the
         validator's links weigh less from this block's focus update on.
         """
+        fraction = ctx.params.slash_fraction
         account = get_account(ctx.state, offence.address)
-        amount = account.bonded * ctx.params.slash_fraction // BASIS_POINTS
+        amount = account.bonded * fraction // BASIS_POINTS
         if amount:
             account.bonded -= amount
             set_account(ctx.state, offence.address, account)
             ctx.deltas.stakes[offence.address] = account.bonded
+        unbonding = 0
+        # Entries release at (start + unbonding_blocks); started at or after the offence.
+        first_release = offence.height + ctx.params.unbonding_blocks
+        for key, value in ctx.state.scan(UNBOND_PREFIX):
+            release = int.from_bytes(key[len(UNBOND_PREFIX) : len(UNBOND_PREFIX) + 8], "big")
+            if release < first_release or key[len(UNBOND_PREFIX) + 8 :] != offence.address:
+                continue
+            held = decode(value, "unbonding")
+            cut = held * fraction // BASIS_POINTS
+            if cut:
+                ctx.state.put(key, encode(held - cut))
+                unbonding += cut
+        amount += unbonding
         ctx.state.put(slashed_key(offence.public_key, offence.height), encode([ctx.height, amount]))
         ctx.events.append(
             {
@@ -153,6 +171,7 @@ class Bank:
                 "height": offence.height,
                 "evidence": offence.evidence_hash,
                 "amount": amount,
+                "unbonding": unbonding,
                 "bonded": account.bonded,
             }
         )

@@ -135,7 +135,11 @@ def init_devnet(path: Path, chain_id: str = DEVNET_CHAIN_ID) -> tuple[Home, bool
         {
             "chain_id": chain_id,
             "genesis_time_ms": int(time.time() * 1000),
-            "accounts": [{"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}],
+            "accounts": [
+                {"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE},
+                # The validator's own bond: its power (1) at every epoch boundary.
+                {"address": validator.address, "balance": 0, "stake": 1},
+            ],
             "validators": [
                 {"name": "devnet", "public_key": validator.public_key.hex(), "power": 1}
             ],
@@ -185,6 +189,9 @@ def init_testnet(
         {
             "chain_id": chain_id,
             "genesis_time_ms": int(time.time() * 1000),
+            # Epoch boundaries recompute power as bonded // power_unit: the same
+            # numbers as the genesis powers until someone stakes or registers.
+            "params": {"power_unit": POWER_UNIT},
             "accounts": accounts,
             "validators": [
                 {

@@ -108,14 +108,6 @@ def value_id_of(value: bytes) -> bytes:
         return sha256(b"undecodable" + value)
 
 
-def validator_sets(genesis_set: ValidatorSet, height: int) -> ValidatorSet:
-    """The set (with its proposer priorities) of ``height``: genesis stepped per block."""
-    vset = genesis_set
-    for _ in range(1, height):
-        vset = vset.after_block()
-    return vset
-
-
 class ValidatorRuntime(NodeRuntime):
     """A validator: see the module docstring. Start with :meth:`serve` on a loop."""
 
@@ -151,7 +143,7 @@ class ValidatorRuntime(NodeRuntime):
         self.net: Node | None = None
         if listen is not None:
             self.net = Node(key, listen=listen, peers=list(peers), config=net_config)
-            self.net.set_allowed([v.public_key for v in chain.validators.validators])
+            self.net.set_allowed(self._members(chain.validators))
         self.signer = Signer(key, chain.chain_id, WriteAheadLog(wal_path))
         self.tm = Tendermint(
             chain.chain_id,
@@ -161,8 +153,8 @@ class ValidatorRuntime(NodeRuntime):
             timeouts=timeouts,
             value_id_of=value_id_of,
         )
-        self.vset = validator_sets(chain.validators, chain.height + 1)
-        self._vset_height = chain.height + 1
+        #: The set of the height under consensus (the chain's set of head + 1).
+        self.vset = chain.validators
         self._pending: dict[bytes, Pending] = {}
         self._held: list[bytes] = []  # encoded messages of the current height
         self._held_bytes = 0
@@ -421,7 +413,7 @@ class ValidatorRuntime(NodeRuntime):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self.vset = self._set_at(height)
+        self._adopt_set(self.chain.validators)
         try:
             actions = await asyncio.to_thread(self.tm.start_height, height, self.vset)
         except SignRefusedError as exc:
@@ -457,16 +449,21 @@ class ValidatorRuntime(NodeRuntime):
                 await self._decide(action)
                 return  # the height is over; the consensus task starts the next
 
-    def _set_at(self, height: int) -> ValidatorSet:
-        """The set of ``height``, stepped on from the last one: O(1) per height, where
-        validator_sets walks from genesis (16 µs a block: 1.4 s per block after a day
-        of 1 s blocks)."""
-        if height < self._vset_height:
-            self.vset, self._vset_height = validator_sets(self.chain.validators, height), height
-        while self._vset_height < height:
-            self.vset = self.vset.after_block()
-            self._vset_height += 1
-        return self.vset
+    @staticmethod
+    def _members(vset: ValidatorSet) -> frozenset[bytes]:
+        return frozenset(v.public_key for v in vset.validators)
+
+    def _adopt_set(self, vset: ValidatorSet) -> None:
+        """Run the next height with ``vset``; when its members changed (an epoch
+        boundary, a jailing), only they may stay connected: a new validator is
+        accepted from now on, a removed one is closed."""
+        if self.net is not None and self._members(vset) != self._members(self.vset):
+            self.net.set_allowed(self._members(vset))
+            log.info(
+                "validator set changed",
+                extra={"fields": {"height": self.chain.height + 1, "validators": len(vset)}},
+            )
+        self.vset = vset
 
     def _saw_vote(self, vote: Vote, *, signed_here: bool) -> None:
         self.votes_seen.observe(
@@ -600,4 +597,4 @@ class ValidatorRuntime(NodeRuntime):
             await self._start_height()
 
 
-__all__ = ["ValidatorRuntime", "validator_sets", "value_id_of"]
+__all__ = ["ValidatorRuntime", "value_id_of"]
