@@ -35,10 +35,7 @@ def valset_key(height: int) -> bytes:
 
 def encode_set(vset: ValidatorSet) -> bytes:
     return encode(
-        [
-            [v.public_key, v.power, p]
-            for v, p in zip(vset.validators, vset.priorities, strict=True)
-        ]
+        [[v.public_key, v.power, p] for v, p in zip(vset.validators, vset.priorities, strict=True)]
     )
 
 

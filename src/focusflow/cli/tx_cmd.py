@@ -40,10 +40,15 @@ from focusflow.core.keys import decode_address
 
 if TYPE_CHECKING:
     from focusflow.chain.tx import Msg
+    from focusflow.core.keys import KeyPair
 
 tx_app = typer.Typer(help="Sign and submit transactions.", no_args_is_help=True)
 name_app = typer.Typer(help="Names: short names for particles.", no_args_is_help=True)
 tx_app.add_typer(name_app, name="name")
+validator_app = typer.Typer(
+    help="Validators: join or leave the set at the next epoch.", no_args_is_help=True
+)
+tx_app.add_typer(validator_app, name="validator")
 
 DEFAULT_SIGNER = "dev"
 
@@ -87,11 +92,17 @@ def _submit(
     msgs: list[Msg],
     extra: dict[str, Any] | None = None,
     describe: list[str] | None = None,
+    key: KeyPair | None = None,
 ) -> None:
-    """Unlock, sign at the right nonce and fee, check, send, optionally wait; print."""
+    """Unlock, sign at the right nonce and fee, check, send, optionally wait; print.
+
+    ``key`` signs instead of the wallet key ``opts.signer`` (the node's validator key).
+    """
     from focusflow.cli import txbuild
 
-    key = load_key(opts.home, opts.signer)
+    signer_name = opts.signer if key is None else "validator key"
+    if key is None:
+        key = load_key(opts.home, opts.signer)
     with client(opts.home, opts.node) as api:
         chain_id = api.status()["chain_id"]
         account = txbuild.Account.fetch(api, key.address)
@@ -112,7 +123,7 @@ def _submit(
             for line in describe or []:
                 console.print(line)
             console.print(
-                f"tx {tx_hash} submitted (from {opts.signer} {key.address}, "
+                f"tx {tx_hash} submitted (from {signer_name} {key.address}, "
                 f"nonce {nonce}, fee {tx.fee})"
             )
         if opts.wait:
@@ -326,3 +337,71 @@ def name_transfer_cmd(
     body = {"name": _check_name(name), "to": decode_address(dest)}
     opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
     _submit(opts, [_msg("name.transfer", body)], {"name": name, "to": dest})
+
+
+ValidatorFromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        metavar="NAME",
+        help="Wallet key of the validator (default: the home's validator_key).",
+    ),
+]
+
+
+def _validator_key(home: str | None, signer: str | None) -> KeyPair | None:
+    """The home's validator key unless a wallet key is named."""
+    if signer is not None:
+        return None
+    from focusflow.core.home import validator_key_path
+    from focusflow.core.keys import KeyPair
+
+    path = validator_key_path(resolve_home(home))
+    if not path.exists():
+        raise InvalidParameterError(
+            f"{path} does not exist: give the validator's --home, or --from a wallet key"
+        )
+    return KeyPair.load(path)
+
+
+@validator_app.command("register")
+def validator_register_cmd(
+    name: Annotated[str, typer.Option("--name", help="Shown in events; 32 characters.")] = "",
+    stake: Annotated[
+        int, typer.Option("--stake", min=0, help="Bond this much first, in the same tx.")
+    ] = 0,
+    signer: ValidatorFromOpt = None,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Offer the key as a validator: it joins the set at the next epoch boundary
+    with power bonded // power_unit (the largest max_validators stakes)."""
+    if len(name) > 32 or not name.isprintable():
+        raise InvalidParameterError("--name takes at most 32 printable characters")
+    key = _validator_key(home, signer)
+    msgs = [_msg("stake", {"amount": _amount(stake)})] if stake else []
+    msgs.append(_msg("validator.register", {"name": name} if name else {}))
+    opts = TxOptions(signer or "", fee, nonce, wait, timeout, home, node, as_json)
+    _submit(opts, msgs, {"name": name, "stake": stake}, key=key)
+
+
+@validator_app.command("unregister")
+def validator_unregister_cmd(
+    signer: ValidatorFromOpt = None,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Leave the validator set at the next epoch boundary (stake stays bonded)."""
+    key = _validator_key(home, signer)
+    opts = TxOptions(signer or "", fee, nonce, wait, timeout, home, node, as_json)
+    _submit(opts, [_msg("validator.unregister", {})], key=key)

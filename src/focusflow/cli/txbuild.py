@@ -27,7 +27,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from focusflow.chain.errors import InsufficientFundsError, OverLimitError, OverLinkBudgetError
+from focusflow.chain.errors import (
+    InsufficientFundsError,
+    InsufficientStakeError,
+    OverLimitError,
+    OverLinkBudgetError,
+)
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
 from focusflow.cli.client import Client, RemoteError
@@ -176,6 +181,11 @@ def preflight(tx: Tx, account: Account, params: ChainParams) -> None:
                     f"{amount} of {bonded} would leave too little; nothing was sent"
                 )
             bonded -= amount
+        elif m.type == "validator.register" and bonded < params.power_unit:
+            raise InsufficientStakeError(
+                f"{account.address} bonds {bonded}; a validator needs power_unit="
+                f"{params.power_unit} bonded (add --stake); nothing was sent"
+            )
         elif m.type == "link":
             neudeg += len(m.body["links"])
             need = neudeg * params.min_link_weight

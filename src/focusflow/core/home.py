@@ -36,3 +36,8 @@ def resolve_home(home: str | os.PathLike[str] | None) -> Path:
 def keys_dir(home: Path) -> Path:
     """The wallet's directory inside a home."""
     return Path(home) / "keys"
+
+
+def validator_key_path(home: Path) -> Path:
+    """The node's validator key (consensus signing, and its account) inside a home."""
+    return Path(home) / "validator_key"

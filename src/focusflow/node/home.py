@@ -20,7 +20,7 @@ from pathlib import Path
 
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
-from focusflow.core.home import keys_dir
+from focusflow.core.home import keys_dir, validator_key_path
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 
@@ -49,7 +49,7 @@ class Home:
 
     @property
     def validator_key(self) -> Path:
-        return self.path / "validator_key"
+        return validator_key_path(self.path)
 
     @property
     def admin_token(self) -> Path:
@@ -166,6 +166,7 @@ def init_testnet(
     chain_id: str = TESTNET_CHAIN_ID,
     host: str = "127.0.0.1",
     timeouts: dict | None = None,
+    params: dict | None = None,
 ) -> list[Home]:
     """``validators`` homes ``path/v0 .. path/v{N-1}`` sharing one genesis.
 
@@ -173,7 +174,8 @@ def init_testnet(
     ``base_port + 2k + 1``; every home's config lists the others as peers. The
     genesis funds the dev key (in every home's wallet, as in the devnet) and
     bonds each validator's own account; voting power is its stake over
-    POWER_UNIT. An existing testnet at ``path`` is left as it is.
+    POWER_UNIT. ``params`` add genesis parameters (``epoch_blocks`` ...). An
+    existing testnet at ``path`` is left as it is.
     """
     path = Path(path)
     homes = [Home(path / f"v{k}") for k in range(validators)]
@@ -191,7 +193,7 @@ def init_testnet(
             "genesis_time_ms": int(time.time() * 1000),
             # Epoch boundaries recompute power as bonded // power_unit: the same
             # numbers as the genesis powers until someone stakes or registers.
-            "params": {"power_unit": POWER_UNIT},
+            "params": {"power_unit": POWER_UNIT, **(params or {})},
             "accounts": accounts,
             "validators": [
                 {
@@ -223,6 +225,47 @@ def init_testnet(
         genesis.save(tmp)
         os.replace(tmp, home.genesis)
     return homes
+
+
+def init_validator(
+    path: Path,
+    genesis: Genesis,
+    *,
+    name: str,
+    p2p: str,
+    api: str,
+    peers: list[str],
+) -> tuple[Home, KeyPair]:
+    """A new validator home for an existing network: a fresh validator key, the
+    network's genesis, and a config that listens on ``p2p`` and ``api`` and
+    dials ``peers`` (``<node id hex>@host:port``).
+
+    The key joins the validator set only once its account bonds stake and
+    registers (``focusflow tx validator register``) and an epoch boundary
+    passes; until then the node follows the chain (block sync) as soon as the
+    validators accept it. Refuses a path that already holds anything.
+    """
+    home = Home(Path(path))
+    if home.path.exists() and any(home.path.iterdir()):
+        raise HomeError(f"{home.path} is not empty; choose a new --home")
+    for peer in peers:
+        node_id, sep, address = peer.partition("@")
+        try:
+            ok = sep and len(bytes.fromhex(node_id)) == 32 and address.rpartition(":")[2].isdigit()
+        except ValueError:
+            ok = False
+        if not ok:
+            raise HomeError(f"peer {peer!r} is not <node id: 64 hex>@host:port")
+    home.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = KeyPair.generate()
+    key.save(home.validator_key)
+    _write_private(home.admin_token, secrets.token_urlsafe(32) + "\n")
+    config = {"name": name, "p2p": p2p, "api": api, "peers": list(peers), "timeouts": {}}
+    _write_private(home.config, json.dumps(config, indent=2) + "\n")
+    tmp = home.genesis.with_suffix(".tmp")
+    genesis.save(tmp)
+    os.replace(tmp, home.genesis)
+    return home, key
 
 
 def lock_home(home: Home) -> int:

@@ -71,13 +71,46 @@ def testnet(
         26700, "--base-port", min=1, max=65000, help="Validator k: QUIC P+2k, API P+2k+1."
     ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Validators log JSON lines."),
+    epoch_blocks: int = typer.Option(
+        100, "--epoch-blocks", min=1, help="Blocks per epoch (validator set changes)."
+    ),
 ) -> None:
     """Create a shared genesis and N validator homes, run them on loopback until Ctrl-C."""
     from focusflow.node import logs
     from focusflow.node.network import run_testnet
 
     logs.setup(json_logs)
-    run_testnet(home, validators, base_port, json_logs=json_logs)
+    run_testnet(
+        home, validators, base_port, json_logs=json_logs, params={"epoch_blocks": epoch_blocks}
+    )
+
+
+@node_app.command("init")
+def node_init(
+    home: Path = typer.Option(..., "--home", help="Directory for the new validator's home."),
+    genesis: Path = typer.Option(..., "--genesis", help="The network's genesis.json."),
+    p2p: str = typer.Option(..., "--p2p", help="QUIC listen address, host:port."),
+    api: str = typer.Option(..., "--api", help="REST API listen address, host:port."),
+    peers: list[str] = typer.Option(
+        [], "--peer", help="A validator to dial, <node id hex>@host:port (repeat)."
+    ),
+    name: str = typer.Option("validator", "--name", help="Name shown in logs and testnet.json."),
+) -> None:
+    """Create a home for a validator that joins an existing network.
+
+    Then fund its address, bond and register it (`focusflow tx validator
+    register --home DIR --stake N`) and start it with `focusflow node start`;
+    it votes from the first epoch boundary after the registration.
+    """
+    from focusflow.chain.genesis import Genesis
+    from focusflow.node.home import init_validator
+
+    home_obj, key = init_validator(
+        home, Genesis.load(genesis), name=name, p2p=p2p, api=api, peers=peers
+    )
+    typer.echo(f"home:       {home_obj.path}")
+    typer.echo(f"address:    {key.address}")
+    typer.echo(f"public key: {key.public_key.hex()}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -124,11 +124,18 @@ def write_testnet_json(path: Path, homes: list[Home], procs: list[subprocess.Pop
     os.replace(tmp, path / "testnet.json")
 
 
-def run_testnet(path: Path, validators: int, base_port: int, *, json_logs: bool = False) -> None:
+def run_testnet(
+    path: Path,
+    validators: int,
+    base_port: int,
+    *,
+    json_logs: bool = False,
+    params: dict | None = None,
+) -> None:
     """Create (or reuse) the testnet at ``path`` and run its validators until a signal."""
     if validators < 1:
         raise FocusflowError("--validators must be at least 1")
-    homes = init_testnet(path, validators, base_port)
+    homes = init_testnet(path, validators, base_port, params=params)
     procs = [start_validator(h, json_logs) for h in homes]
     write_testnet_json(Path(path), homes, procs)
     log.info(

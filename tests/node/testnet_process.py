@@ -1,0 +1,206 @@
+"""Validator processes on loopback for the tests: ``focusflow testnet`` run as a
+real process, and requests to the validators' APIs, every wait bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from focusflow.chain import Msg, make_tx
+from focusflow.core.cid import cid_of_text, cid_to_bytes
+from focusflow.core.keystore import Keystore
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 120.0
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
+    env.pop("FOCUSFLOW_HOME", None)
+    return env
+
+
+def _free_base_port(n: int) -> int:
+    """A base port with 2n consecutive ports free for TCP and UDP."""
+    for _ in range(50):
+        base = random.randrange(20_000, 60_000, 2)
+        socks = []
+        try:
+            for p in range(base, base + 2 * n):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    s = socket.socket(socket.AF_INET, kind)
+                    socks.append(s)
+                    s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free port range")
+
+
+class LocalTestnet:
+    def __init__(self, home: Path, n: int, extra: tuple[str, ...] = ()) -> None:
+        self.home = home
+        self.n = n
+        self.log = open(home.parent / "testnet.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "focusflow",
+                "testnet",
+                "--validators",
+                str(n),
+                "--home",
+                str(home),
+                "--base-port",
+                str(_free_base_port(n)),
+                *extra,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=_env(),
+        )
+        self.restarted: dict[int, subprocess.Popen] = {}
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (home / "testnet.json").exists():
+            assert self.proc.poll() is None, self.logs()
+            assert time.monotonic() < deadline, "no testnet.json"
+            time.sleep(0.2)
+        self.validators = json.loads((home / "testnet.json").read_text())["validators"]
+        self.apis = [v["api"] for v in self.validators]
+        for k in range(n):
+            self.wait_up(k, deadline)
+
+    def logs(self) -> str:
+        out = []
+        for k in range(self.n):
+            path = self.home / f"v{k}" / "node.log"
+            if path.exists():
+                out.append(f"--- v{k}\n" + path.read_text(errors="replace")[-3000:])
+        return "\n".join(out)
+
+    def wait_up(self, k: int, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.apis[k]}/v1/status", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"validator {k} did not come up\n{self.logs()}")
+
+    def status(self, k: int) -> dict:
+        return httpx.get(f"{self.apis[k]}/v1/status", timeout=5).json()
+
+    def height(self, k: int) -> int:
+        return self.status(k)["height"]
+
+    def validator_set(self, k: int) -> dict:
+        return httpx.get(f"{self.apis[k]}/v1/validators", timeout=5).json()
+
+    def block(self, k: int, h: int) -> tuple[str, str, str]:
+        b = httpx.get(f"{self.apis[k]}/v1/blocks/{h}", timeout=5).json()
+        return b["hash"], b["state_root"], b["focus_root"]
+
+    def wait_height(self, ks, height: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.height(k) >= height for k in ks):
+                return
+            time.sleep(0.1)
+        heights = {k: self.height(k) for k in ks}
+        raise AssertionError(f"height {height} not reached in {timeout}s: {heights}\n{self.logs()}")
+
+    def assert_agree(self, ks, upto: int) -> None:
+        """Same block hash, state root and focus root at every height on every node."""
+        for h in range(1, upto + 1):
+            seen = {k: self.block(k, h) for k in ks}
+            assert len(set(seen.values())) == 1, f"nodes disagree at height {h}: {seen}"
+
+    def pid(self, k: int) -> int:
+        proc = self.restarted.get(k)
+        return proc.pid if proc is not None else self.validators[k]["pid"]
+
+    def kill(self, k: int) -> None:
+        pid = self.pid(k)
+        os.kill(pid, signal.SIGKILL)
+        proc = self.restarted.pop(k, None)
+        if proc is not None:
+            proc.wait(10)
+        else:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                # the testnet process is its parent and reaps it
+                time.sleep(0.05)
+
+    def add_node(self, home: Path) -> int:
+        """Start ``focusflow node start`` for another home (a validator that joins);
+        its index for the other methods."""
+        config = json.loads((home / "config.json").read_text())
+        self.apis.append(f"http://{config['api']}")
+        self.validators.append({"name": config["name"], "api": self.apis[-1], "pid": 0})
+        self.n += 1
+        self.restart(self.n - 1)
+        return self.n - 1
+
+    def restart(self, k: int) -> None:
+        home = self.home / f"v{k}"
+        with open(home / "node.log", "ab") as log:
+            self.restarted[k] = subprocess.Popen(
+                [sys.executable, "-m", "focusflow", "node", "start", "--home", str(home)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(_env(), NUMBA_NUM_THREADS="1"),
+            )
+        self.wait_up(k, time.monotonic() + START_TIMEOUT)
+
+    def submit_links(self, k: int, tag: str, nonce: int) -> str:
+        key = Keystore(self.home / "v0" / "keys").load("dev")
+        chain_id = self.status(k)["chain_id"]
+        pairs = [
+            [cid_to_bytes(cid_of_text(f"{tag}-{i}")), cid_to_bytes(cid_of_text(tag))]
+            for i in range(5)
+        ]
+        tx = make_tx(key, chain_id, nonce, 10_000, [Msg("link", {"links": pairs})])
+        r = httpx.post(f"{self.apis[k]}/v1/txs", json={"tx": tx.encoded.hex()}, timeout=5)
+        assert r.status_code in (200, 202), r.text
+        return tx.hash.hex()
+
+    def wait_tx(self, k: int, tx_hash: str, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{self.apis[k]}/v1/txs/{tx_hash}", timeout=5)
+            if r.status_code == 200 and r.json()["status"] == "committed":
+                return r.json()["height"]
+            time.sleep(0.05)
+        raise AssertionError(f"tx {tx_hash} not committed on {k} in {timeout}s\n{self.logs()}")
+
+    def stop(self) -> None:
+        for proc in self.restarted.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        for proc in [*self.restarted.values(), self.proc]:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.log.close()
