@@ -24,7 +24,13 @@ from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.base import GraphOperator
 from focusflow.focus.params import FocusParams, make_params
 from focusflow.focus.result import Diagnostics, FocusResult
-from focusflow.focus.spectral import HeatState, SpringsState, heat, springs
+from focusflow.focus.spectral import (
+    HeatState,
+    SpringsState,
+    heat,
+    springs,
+    springs_and_heat,
+)
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.snapshot import Snapshot
 
@@ -209,13 +215,30 @@ def _iterate(
             cg_tol = params.cg_tol if exact else min(1e-2, max(params.cg_tol, FORCING * res))
             heat_tol = params.heat_tol if exact else min(1e-2, max(params.heat_tol, FORCING * res))
             blend = lam_d * nxt
-            if lam_s > 0:
+            if lam_s > 0 and lam_h > 0:
+                t = time.perf_counter()
+                s_out, h_out = springs_and_heat(
+                    op,
+                    phi,
+                    params.mu,
+                    params.tau,
+                    springs_state,
+                    heat_state,
+                    cg_tol,
+                    heat_tol,
+                    params.cg_max_iter,
+                    exact,
+                )
+                blend += lam_s * s_out
+                blend += lam_h * h_out
+                timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
+            elif lam_s > 0:
                 t = time.perf_counter()
                 blend += lam_s * springs(
-                    op, phi, params.mu, springs_state, cg_tol, params.cg_max_iter
+                    op, phi, params.mu, springs_state, cg_tol, params.cg_max_iter, exact
                 )
                 timings["springs"] += time.perf_counter() - t
-            if lam_h > 0:
+            elif lam_h > 0:
                 t = time.perf_counter()
                 blend += lam_h * heat(op, phi, params.tau, heat_state, heat_tol, incremental=exact)
                 timings["heat"] += time.perf_counter() - t

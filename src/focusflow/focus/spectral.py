@@ -52,6 +52,11 @@ class SpringsState:
 
     y: np.ndarray | None = None
     iterations: int = 0
+    #: Residual and right-hand side of the last solve, and the operator they
+    #: belong to (backends with ``springs_solve`` carry them to the next solve).
+    r: np.ndarray | None = None
+    rhs: np.ndarray | None = None
+    owner: object = None
 
 
 def _dot(op: GraphOperator, a: np.ndarray, b: np.ndarray) -> float:
@@ -70,8 +75,17 @@ def springs(
     state: SpringsState,
     tol: float,
     max_iter: int,
+    exact: bool = True,
 ) -> np.ndarray:
-    """``S(phi)``: solve ``(Ls + mu I) y = mu sigma phi`` by PCG from ``state.y``."""
+    """``S(phi)``: solve ``(Ls + mu I) y = mu sigma phi`` by PCG from ``state.y``.
+
+    A backend may supply the whole solve (``op.springs_solve``); with ``exact``
+    false it may start from the previous solve's residual instead of
+    recomputing it.
+    """
+    fast = getattr(op, "springs_solve", None)
+    if fast is not None:
+        return fast(phi, mu, state, tol, max_iter, exact)
     sigma = op.lap_sigma
     rhs = mu * sigma * phi
     y = state.y.copy() if state.y is not None and len(state.y) == len(phi) else sigma * phi
@@ -108,10 +122,15 @@ class HeatState:
     phi: np.ndarray | None = None
     out: np.ndarray | None = None
     terms: int = 0
+    #: Relative accuracy ``out`` was computed to.
+    tol: float = np.inf
 
 
 def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     """``sum_k a_k T_k(Z) v`` with ``Z = (2 / lam_max) Ls - I`` (three-term recurrence)."""
+    fast = getattr(op, "chebyshev", None)
+    if fast is not None:
+        return fast(v, coeffs)
     acc = coeffs[0] * v
     if len(coeffs) == 1:
         return acc
@@ -129,6 +148,36 @@ def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarr
     return acc
 
 
+def _heat_input(op, phi, tau, state, tol, incremental):
+    """What to expand for ``H(phi)``: ``(v, coeffs, rel, base)``.
+
+    ``v`` (symmetric frame) is ``sigma phi``, or the change ``sigma (phi -
+    state.phi)`` when ``incremental`` and the stored result is at least as
+    accurate as asked (then ``base`` is that result and ``rel`` the relative
+    accuracy that keeps the absolute error at ``tol * ||sigma phi||``).
+    """
+    sigma = op.lap_sigma
+    c = tau * op.lam_max / 2.0
+    if incremental and state.phi is not None and len(state.phi) == len(phi) and state.tol <= tol:
+        delta = sigma * (phi - state.phi)
+        size = _norm(op, delta)
+        base = _norm(op, sigma * phi)
+        rel = min(0.5, tol * base / size) if size > 0 else 0.5
+        return delta, heat_coefficients(c, rel), rel, state.out
+    return sigma * phi, heat_coefficients(c, tol), tol, None
+
+
+def _heat_finish(op, phi, state, tol, acc, coeffs, base) -> np.ndarray:
+    out = acc / op.lap_sigma
+    if base is not None:
+        out += base
+    state.phi = phi.copy()
+    state.out = out
+    state.tol = tol
+    state.terms += len(coeffs)
+    return out
+
+
 def heat(
     op: GraphOperator,
     phi: np.ndarray,
@@ -143,23 +192,40 @@ def heat(
     ``incremental`` the operator is applied to the difference, which shrinks as
     the solver converges and needs fewer Chebyshev terms for the same error
     bound. The errors of successive differences add up in the running sum, so
-    this is only used with a tight ``tol``; loose solves apply heat afresh.
+    this is only used with a tight ``tol``, and only on top of a result that
+    was itself computed to ``tol`` or better; loose solves apply heat afresh.
     """
     if op.lam_max <= 0.0:
         return phi.copy()
-    sigma = op.lap_sigma
-    c = tau * op.lam_max / 2.0
-    if incremental and state.phi is not None and len(state.phi) == len(phi):
-        delta = sigma * (phi - state.phi)
-        size = _norm(op, delta)
-        base = _norm(op, sigma * phi)
-        rel = min(0.5, tol * base / size) if size > 0 else 0.5
-        coeffs = heat_coefficients(c, rel)
-        out = state.out + _chebyshev(op, delta, coeffs) / sigma
-    else:
-        coeffs = heat_coefficients(c, tol)
-        out = _chebyshev(op, sigma * phi, coeffs) / sigma
-    state.phi = phi.copy()
-    state.out = out
-    state.terms += len(coeffs)
-    return out
+    v, coeffs, _, base = _heat_input(op, phi, tau, state, tol, incremental)
+    acc = _chebyshev(op, v, coeffs)
+    return _heat_finish(op, phi, state, tol, acc, coeffs, base)
+
+
+def springs_and_heat(
+    op: GraphOperator,
+    phi: np.ndarray,
+    mu: float,
+    tau: float,
+    s_state: SpringsState,
+    h_state: HeatState,
+    cg_tol: float,
+    heat_tol: float,
+    cg_max_iter: int,
+    exact: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(S(phi), H(phi))`` as ``springs`` and ``heat`` compute them.
+
+    A backend with ``springs_heat`` runs the CG steps and the Chebyshev terms
+    side by side, one pass over the matrix for each pair (the two solves are
+    independent given ``phi``); the answers are the same as apart.
+    """
+    fused = getattr(op, "springs_heat", None)
+    if fused is None or op.lam_max <= 0.0:
+        return (
+            springs(op, phi, mu, s_state, cg_tol, cg_max_iter, exact),
+            heat(op, phi, tau, h_state, heat_tol, incremental=exact),
+        )
+    v, coeffs, _, base = _heat_input(op, phi, tau, h_state, heat_tol, exact)
+    s_out, acc = fused(phi, mu, s_state, cg_tol, cg_max_iter, exact, v, coeffs)
+    return s_out, _heat_finish(op, phi, h_state, heat_tol, acc, coeffs, base)

@@ -21,8 +21,21 @@ import numba as nb
 import numpy as np
 
 from focusflow.focus.backends.base import inverse_out_weight
+from focusflow.focus.backends.numba_lap import (
+    ScaledSymmetric,
+    cg_direction,
+    cg_product,
+    cg_start,
+    cg_update,
+    cheb_step,
+    lap_apply,
+    pair_pack,
+    pair_start,
+    pair_step,
+    residual_of,
+    springs_rhs,
+)
 from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
-from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.focus.reduce import ordered_sum
 from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -51,24 +64,6 @@ def _finish_diffusion(ylink, y, x, prior, inv_out, z, tele, nparts):
         l1[t] = a
         mass[t] = m
     return ordered_sum(l1), ordered_sum(mass)
-
-
-@nb.njit(cache=True, parallel=True)
-def _scale_into(x, s, out, nparts):
-    n = x.shape[0]
-    step = (n + nparts - 1) // nparts
-    for t in nb.prange(nparts):
-        for i in range(t * step, min(n, (t + 1) * step)):
-            out[i] = x[i] * s[i]
-
-
-@nb.njit(cache=True, parallel=True)
-def _lap_finish(x, diag, sigma, acc, out, nparts):
-    n = x.shape[0]
-    step = (n + nparts - 1) // nparts
-    for t in nb.prange(nparts):
-        for i in range(t * step, min(n, (t + 1) * step)):
-            out[i] = diag[i] * x[i] - sigma[i] * acc[i]
 
 
 @nb.njit(cache=True, parallel=True)
@@ -162,26 +157,145 @@ class NumbaOperator:
 
     # --- springs and heat --------------------------------------------------
     def setup_laplacian(self, kind: str) -> None:
-        """``A = W + W^T`` in SELL-8 storage, kept until the snapshot changes."""
+        """``N = sigma (W + W^T) sigma`` in SELL-8 storage, kept until the snapshot changes."""
         if self._sym is not None and self._sym_kind == kind:
             return
         self._sym_kind = kind
-        ptr, idx, w, self.lap_sigma, self.lap_diag, self.lam_max = symmetric_matrix(
-            self.snapshot, kind
-        )
+        self._sym = ScaledSymmetric(self.snapshot, kind, self.dtype)
+        m = self._sym
+        self.lap_sigma, self.lap_diag, self.lam_max = m.sigma, m.diag, m.lam_max
+        self._args = (m.grows, m.gptr, m.glen, m.sidx, m.sval, m.bounds)
         n = self.snapshot.n
-        self._sym = SellMatrix(ptr, idx, w, self.dtype)
-        self._sym_bounds = balanced_chunks(self._sym.gptr, _CHUNKS)
-        self._t = np.empty(n, dtype=self.dtype)
-        self._acc = np.zeros(n)
+        self._buf = [np.empty(n) for _ in range(4)]
+        self._mu = None
+        self._pair = None
 
     def lap_matvec(self, x, out):
-        m = self._sym
-        _scale_into(x, self.lap_sigma, self._t, self.parts)
-        sell_pull(
-            m.grows, m.gptr, m.glen, m.sidx, m.sval, self._t, self._acc, self._sym_bounds, 1.0
+        lap_apply(*self._args, self.lap_diag, x, out)
+
+    def chebyshev(self, v: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+        """``sum_k a_k T_k(Z) v``, ``Z = (2 / lam_max) Ls - I``: one fused pass per term."""
+        acc = coeffs[0] * v
+        if len(coeffs) == 1:
+            return acc
+        args = self._args
+        scale = 2.0 / self.lam_max
+        t_cur, t_prev = v.copy(), self._buf[0]
+        cheb_step(*args, self.lap_diag, scale, t_cur, t_prev, acc, coeffs[1], coeffs[0], True)
+        for a_k in coeffs[2:]:
+            t_cur, t_prev = t_prev, t_cur
+            cheb_step(*args, self.lap_diag, scale, t_cur, t_prev, acc, a_k, 0.0, False)
+        return acc
+
+    def _cg_begin(self, phi, mu, state, tol, exact):
+        """Right-hand side, residual and first direction of the springs solve.
+
+        The residual of the previous solve is carried over (the right-hand side
+        moves by ``mu sigma (phi - phi_prev)``), which saves the product that
+        would recompute it; ``exact`` solves, a first solve, or one on other
+        matrix recompute it from ``y``. Returns ``(rz, rr, goal)``.
+        """
+        n = self.n
+        sigma = self.lap_sigma
+        if self._mu != mu:
+            self._mu = mu
+            self._diag_mu = self.lap_diag + mu
+            self._minv = 1.0 / self._diag_mu
+        warm = state.y is not None and len(state.y) == n
+        if not warm:
+            state.y = sigma * phi
+        owner = self._sym
+        carry = (
+            warm
+            and not exact
+            and state.owner is owner
+            and state.r is not None
+            and len(state.r) == n
         )
-        _lap_finish(x, self.lap_diag, self.lap_sigma, self._acc, out, self.parts)
+        if not carry:
+            state.r, state.rhs = np.empty(n), np.empty(n)
+        p, z, ap = self._buf[1], self._buf[2], self._buf[3]
+        rhs_sq = springs_rhs(phi, sigma, mu, state.rhs, state.r, not carry)
+        if not carry:
+            cg_product(*self._args, self._diag_mu, state.y, ap)
+            residual_of(state.rhs, ap, state.r)
+        state.owner = owner
+        rz, rr = cg_start(state.r, self._minv, z, p)
+        return rz, rr, tol * np.sqrt(rhs_sq)
+
+    def springs_solve(self, phi, mu, state, tol, max_iter, exact=True):
+        """Solve ``(Ls + mu I) y = mu sigma phi`` by Jacobi-PCG from ``state.y``.
+
+        Returns ``y / sigma``.
+        """
+        rz, rr, goal = self._cg_begin(phi, mu, state, tol, exact)
+        args = self._args
+        y, r = state.y, state.r
+        p, z, ap = self._buf[1], self._buf[2], self._buf[3]
+        it = 0
+        while np.sqrt(rr) > goal and it < max_iter:
+            pap = cg_product(*args, self._diag_mu, p, ap)
+            rz_new, rr = cg_update(y, r, p, ap, self._minv, rz / pap, z)
+            cg_direction(p, z, rz_new / rz)
+            rz = rz_new
+            it += 1
+        state.iterations += it
+        return y / self.lap_sigma
+
+    def springs_heat(self, phi, mu, state, cg_tol, max_iter, exact, v, coeffs):
+        """Springs (as ``springs_solve``) and ``sum_k a_k T_k(Z) v`` (as ``chebyshev``).
+
+        Each pass over the matrix serves one CG step and one Chebyshev term:
+        the direction and the Chebyshev vector sit side by side in one
+        ``(n, 2)`` array, so a gathered column index fetches both. When one of
+        the two is done the other goes on alone in the same kernel. Returns
+        ``(y / sigma, heat sum)``.
+        """
+        n = self.n
+        if self._pair is None or len(self._pair) != n:
+            self._pair = np.empty((n, 2))
+            self._t_next = np.empty(n)
+        x2, t_next, t_prev = self._pair, self._t_next, self._buf[0]
+        rz, rr, goal = self._cg_begin(phi, mu, state, cg_tol, exact)
+        args = self._args
+        y, r = state.y, state.r
+        p, z, ap = self._buf[1], self._buf[2], self._buf[3]
+        terms = len(coeffs)
+        acc = coeffs[0] * v if terms == 1 else np.empty(n)
+        scale = 2.0 / self.lam_max
+        pair_start(x2, p, v)
+        it, k = 0, 1
+        do_cg = bool(np.sqrt(rr) > goal and max_iter > 0)
+        while do_cg or k < terms:
+            do_heat = k < terms
+            a_k = coeffs[k] if do_heat else 0.0
+            pap = pair_step(
+                *args,
+                x2,
+                self._diag_mu,
+                ap,
+                do_cg,
+                self.lap_diag,
+                scale,
+                t_prev,
+                t_next,
+                acc,
+                a_k,
+                coeffs[0],
+                k == 1,
+                do_heat,
+            )
+            beta = 0.0
+            if do_cg:
+                rz_new, rr = cg_update(y, r, p, ap, self._minv, rz / pap, z)
+                beta = rz_new / rz
+                rz = rz_new
+                it += 1
+                do_cg = bool(np.sqrt(rr) > goal and it < max_iter)
+            k += 1
+            pair_pack(x2, p, z, beta, do_cg, t_next, k < terms)
+        state.iterations += it
+        return y / self.lap_sigma, acc
 
     def dot(self, a: np.ndarray, b: np.ndarray) -> float:
         """Inner product on numba's threads (numpy's would wake BLAS threads that

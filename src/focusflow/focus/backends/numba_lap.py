@@ -1,0 +1,465 @@
+"""Springs and heat on CPUs: the scaled symmetric matrix in SELL-8 and fused kernels.
+
+The numba backend stores ``N = sigma A sigma`` (``A = W + W^T``, base and
+overlay merged; ``sigma`` from ``laplacian_scaling``) so that
+``Ls x = diag * x - N x`` is one pass over the entries with no pre-scaling of
+``x``. Building it takes two parallel passes over the sorted rows of the
+out-link and in-link CSRs (row lengths, degrees and the largest entry; then
+the SELL groups, merged on the fly); no intermediate CSR and no entry map are kept (the matrix is
+rebuilt when the snapshot changes).
+
+The kernels fuse each product with the vector work around it:
+
+* a Chebyshev term: the product, the three-term recurrence and the
+  accumulation of ``a_k T_k`` in one pass;
+* a conjugate-gradient step: the product with ``p . (Ls + mu) p`` in one pass,
+  then one pass that updates ``y``, ``r``, ``z = M^-1 r`` and returns
+  ``r . z`` and ``r . r``, then the new direction;
+* a CG step and a Chebyshev term together (``pair_step``): springs and heat
+  are independent given ``phi``, so their vectors sit side by side in an
+  ``(n, 2)`` array and one pass over the entries (one gathered cache line per
+  entry) serves both.
+
+Every reduction sums a fixed number of chunk partials in order, so results do
+not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from focusflow.focus.backends.base import laplacian_scaling
+from focusflow.focus.reduce import ordered_sum
+from focusflow.graph.csr import balanced_chunks
+
+#: SELL lanes (as ``sell.C``).
+C = 8
+_PARTS = 64
+
+
+@nb.njit(cache=True, parallel=True)
+def _merge_count(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, counts, rowsum, top):
+    """Row ``r`` of ``A + B``: ``counts[r]`` distinct columns, ``rowsum[r]`` its sum
+    (in column order); ``top[t]`` the largest entry of chunk ``t``."""
+    for t in nb.prange(bounds.shape[0] - 1):
+        best = 0.0
+        for r in range(bounds[t], bounds[t + 1]):
+            i, ie = a_ptr[r], a_ptr[r + 1]
+            j, je = b_ptr[r], b_ptr[r + 1]
+            c = 0
+            s = 0.0
+            while i < ie or j < je:
+                if j >= je or (i < ie and a_idx[i] < b_idx[j]):
+                    v = a_w[i]
+                    i += 1
+                elif i >= ie or b_idx[j] < a_idx[i]:
+                    v = b_w[j]
+                    j += 1
+                else:
+                    v = a_w[i] + b_w[j]
+                    i += 1
+                    j += 1
+                s += v
+                if v > best:
+                    best = v
+                c += 1
+            counts[r] = c
+            rowsum[r] = s
+        top[t] = best
+
+
+@nb.njit(cache=True, parallel=True)
+def _merge_fill(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, ptr, idx, w):
+    """Fill ``A + B`` (sorted rows) into ``ptr, idx, w``."""
+    for t in nb.prange(bounds.shape[0] - 1):
+        for r in range(bounds[t], bounds[t + 1]):
+            i, ie = a_ptr[r], a_ptr[r + 1]
+            j, je = b_ptr[r], b_ptr[r + 1]
+            k = ptr[r]
+            while i < ie or j < je:
+                if j >= je or (i < ie and a_idx[i] < b_idx[j]):
+                    v = a_w[i]
+                    idx[k] = a_idx[i]
+                    i += 1
+                elif i >= ie or b_idx[j] < a_idx[i]:
+                    v = b_w[j]
+                    idx[k] = b_idx[j]
+                    j += 1
+                else:
+                    v = a_w[i] + b_w[j]
+                    idx[k] = a_idx[i]
+                    i += 1
+                    j += 1
+                w[k] = v
+                k += 1
+
+
+def _count(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
+    bounds = balanced_chunks(np.asarray(a_ptr) + np.asarray(b_ptr), _PARTS)
+    counts = np.empty(n, dtype=np.int64)
+    rowsum = np.empty(n, dtype=np.float64)
+    top = np.zeros(len(bounds) - 1)
+    _merge_count(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, counts, rowsum, top)
+    return bounds, counts, rowsum, float(top.max()) if len(top) else 0.0
+
+
+def merge_rows(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
+    """``A + B`` for two CSRs with sorted rows: ``(ptr, idx, w, rowsum, max entry)``."""
+    bounds, counts, rowsum, top = _count(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    idx = np.empty(ptr[n], dtype=np.int32)
+    w = np.empty(ptr[n], dtype=np.float64)
+    _merge_fill(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, ptr, idx, w)
+    return ptr, idx, w, rowsum, top
+
+
+@nb.njit(cache=True, parallel=True)
+def _sell_fill(
+    gbounds, grows, gptr, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, sigma, scale, sidx, sval
+):
+    """SELL groups of ``scale * sigma_r (A + B)_rq sigma_q``, merging the sorted rows
+    of ``A`` and ``B`` on the fly (every slot written, padding 0)."""
+    for t in nb.prange(gbounds.shape[0] - 1):
+        for g in range(gbounds[t], gbounds[t + 1]):
+            base = gptr[g]
+            width = (gptr[g + 1] - base) // C
+            for lane in range(C):
+                r = grows[g * C + lane]
+                k = 0
+                if r >= 0:
+                    sr = sigma[r] * scale
+                    i, ie = a_ptr[r], a_ptr[r + 1]
+                    j, je = b_ptr[r], b_ptr[r + 1]
+                    while i < ie or j < je:
+                        if j >= je or (i < ie and a_idx[i] < b_idx[j]):
+                            q = a_idx[i]
+                            v = a_w[i]
+                            i += 1
+                        elif i >= ie or b_idx[j] < a_idx[i]:
+                            q = b_idx[j]
+                            v = b_w[j]
+                            j += 1
+                        else:
+                            q = a_idx[i]
+                            v = a_w[i] + b_w[j]
+                            i += 1
+                            j += 1
+                        o = base + k * C + lane
+                        x = sr * v * sigma[q]
+                        sidx[o] = q
+                        sval[o] = x
+                        k += 1
+                for j in range(k, width):
+                    o = base + j * C + lane
+                    sidx[o] = 0
+                    sval[o] = 0.0
+
+
+class ScaledSymmetric:
+    """``Ls = diag(diag) - N`` with ``N = sigma A sigma`` in SELL-8 storage."""
+
+    def __init__(self, snap, kind: str, dtype) -> None:
+        n = snap.n
+        a = (snap.out_indptr, snap.out_indices, snap.out_w)
+        b = (snap.in_indptr, snap.in_indices, snap.in_w)
+        if snap.overlay_nnz:
+            ov = merge_rows(
+                n,
+                snap.ov_out_indptr,
+                snap.ov_out_indices,
+                snap.ov_out_w,
+                snap.ov_in_indptr,
+                snap.ov_in_indices,
+                snap.ov_in_w,
+            )
+            a = merge_rows(n, *a, *b)[:3]
+            b = ov[:3]
+        _, length, rowsum, top = _count(n, *a, *b)
+        self.nnz = int(length.sum())
+        # The normalized operator does not depend on the weights' scale: divide
+        # by the largest entry so that d^-1/2 stays far from overflow.
+        scale = 1.0
+        if kind == "normalized" and top > 0:
+            scale = 1.0 / top
+            rowsum = rowsum * scale
+        self.sigma, self.diag, self.lam_max = laplacian_scaling(rowsum, kind)
+        order = np.argsort(-length, kind="stable")
+        groups = (n + C - 1) // C
+        self.grows = np.full(groups * C, -1, dtype=np.int64)
+        self.grows[:n] = order
+        self.glen = length[self.grows[::C]] if groups else np.zeros(0, dtype=np.int64)
+        self.gptr = np.zeros(groups + 1, dtype=np.int64)
+        np.cumsum(self.glen * C, out=self.gptr[1:])
+        self.bounds = balanced_chunks(self.gptr, _PARTS)
+        size = int(self.gptr[-1])
+        self.sidx = np.empty(size, dtype=np.int32)
+        self.sval = np.empty(size, dtype=dtype)
+        _sell_fill(
+            self.bounds,
+            self.grows,
+            self.gptr,
+            *a,
+            *b,
+            self.sigma,
+            scale,
+            self.sidx,
+            self.sval,
+        )
+
+
+@nb.njit(cache=True, parallel=True, fastmath=True)
+def lap_apply(grows, gptr, glen, sidx, sval, bounds, diag, x, out):
+    """``out = diag * x - N x``."""
+    for c in nb.prange(bounds.shape[0] - 1):
+        acc = np.zeros(C)
+        for g in range(bounds[c], bounds[c + 1]):
+            for lane in range(C):
+                acc[lane] = 0.0
+            base = gptr[g]
+            for j in range(glen[g]):
+                o = base + j * C
+                for lane in range(C):
+                    acc[lane] += sval[o + lane] * x[sidx[o + lane]]
+            for lane in range(C):
+                r = grows[g * C + lane]
+                if r >= 0:
+                    out[r] = diag[r] * x[r] - acc[lane]
+
+
+@nb.njit(cache=True, parallel=True, fastmath=True)
+def cheb_step(
+    grows, gptr, glen, sidx, sval, bounds, diag, scale, t_cur, t_prev, acc_out, a_k, a_0, first
+):
+    """One Chebyshev term with ``Z = scale * Ls - I``.
+
+    ``first``: ``t_prev <- Z t_cur`` and ``acc_out = a_0 t_cur + a_k Z t_cur``. Otherwise
+    ``t_prev <- 2 Z t_cur - t_prev`` and ``acc_out += a_k t_prev``.
+    """
+    for c in nb.prange(bounds.shape[0] - 1):
+        acc = np.zeros(C)
+        for g in range(bounds[c], bounds[c + 1]):
+            for lane in range(C):
+                acc[lane] = 0.0
+            base = gptr[g]
+            for j in range(glen[g]):
+                o = base + j * C
+                for lane in range(C):
+                    acc[lane] += sval[o + lane] * t_cur[sidx[o + lane]]
+            for lane in range(C):
+                r = grows[g * C + lane]
+                if r >= 0:
+                    tc = t_cur[r]
+                    u = scale * (diag[r] * tc - acc[lane]) - tc
+                    if first:
+                        t_prev[r] = u
+                        acc_out[r] = a_0 * tc + a_k * u
+                    else:
+                        v = 2.0 * u - t_prev[r]
+                        t_prev[r] = v
+                        acc_out[r] += a_k * v
+
+
+@nb.njit(cache=True, parallel=True, fastmath=True)
+def cg_product(grows, gptr, glen, sidx, sval, bounds, diag_mu, p, ap):
+    """``ap = (diag + mu) p - N p``; returns ``p . ap``."""
+    nchunks = bounds.shape[0] - 1
+    partial = np.zeros(nchunks)
+    for c in nb.prange(nchunks):
+        acc = np.zeros(C)
+        total = 0.0
+        for g in range(bounds[c], bounds[c + 1]):
+            for lane in range(C):
+                acc[lane] = 0.0
+            base = gptr[g]
+            for j in range(glen[g]):
+                o = base + j * C
+                for lane in range(C):
+                    acc[lane] += sval[o + lane] * p[sidx[o + lane]]
+            for lane in range(C):
+                r = grows[g * C + lane]
+                if r >= 0:
+                    v = diag_mu[r] * p[r] - acc[lane]
+                    ap[r] = v
+                    total += p[r] * v
+        partial[c] = total
+    return ordered_sum(partial)
+
+
+@nb.njit(cache=True, parallel=True)
+def cg_update(y, r, p, ap, minv, step, z):
+    """``y += step p; r -= step ap; z = minv r``; returns ``(r . z, r . r)``."""
+    n = y.shape[0]
+    size = (n + _PARTS - 1) // _PARTS
+    rz = np.zeros(_PARTS)
+    rr = np.zeros(_PARTS)
+    for t in nb.prange(_PARTS):
+        a = 0.0
+        b = 0.0
+        for i in range(t * size, min(n, (t + 1) * size)):
+            y[i] += step * p[i]
+            ri = r[i] - step * ap[i]
+            r[i] = ri
+            zi = minv[i] * ri
+            z[i] = zi
+            a += ri * zi
+            b += ri * ri
+        rz[t] = a
+        rr[t] = b
+    return ordered_sum(rz), ordered_sum(rr)
+
+
+@nb.njit(cache=True, parallel=True)
+def cg_start(r, minv, z, p):
+    """``z = p = minv r``; returns ``(r . z, r . r)``."""
+    n = r.shape[0]
+    size = (n + _PARTS - 1) // _PARTS
+    rz = np.zeros(_PARTS)
+    rr = np.zeros(_PARTS)
+    for t in nb.prange(_PARTS):
+        a = 0.0
+        b = 0.0
+        for i in range(t * size, min(n, (t + 1) * size)):
+            ri = r[i]
+            zi = minv[i] * ri
+            z[i] = zi
+            p[i] = zi
+            a += ri * zi
+            b += ri * ri
+        rz[t] = a
+        rr[t] = b
+    return ordered_sum(rz), ordered_sum(rr)
+
+
+@nb.njit(cache=True, parallel=True)
+def cg_direction(p, z, beta):
+    """``p = z + beta p``."""
+    n = p.shape[0]
+    size = (n + _PARTS - 1) // _PARTS
+    for t in nb.prange(_PARTS):
+        for i in range(t * size, min(n, (t + 1) * size)):
+            p[i] = z[i] + beta * p[i]
+
+
+@nb.njit(cache=True, parallel=True)
+def springs_rhs(phi, sigma, mu, rhs, r, fresh):
+    """``rhs_new = mu sigma phi``; ``r += rhs_new - rhs`` unless ``fresh``; ``rhs = rhs_new``.
+
+    Returns ``||rhs_new||_2^2``.
+    """
+    n = phi.shape[0]
+    size = (n + _PARTS - 1) // _PARTS
+    sq = np.zeros(_PARTS)
+    for t in nb.prange(_PARTS):
+        s = 0.0
+        for i in range(t * size, min(n, (t + 1) * size)):
+            v = mu * sigma[i] * phi[i]
+            if not fresh:
+                r[i] += v - rhs[i]
+            rhs[i] = v
+            s += v * v
+        sq[t] = s
+    return ordered_sum(sq)
+
+
+@nb.njit(cache=True, parallel=True)
+def residual_of(rhs, ap, r):
+    """``r = rhs - ap``."""
+    for i in nb.prange(r.shape[0]):
+        r[i] = rhs[i] - ap[i]
+
+
+@nb.njit(cache=True, parallel=True, fastmath=True)
+def pair_step(
+    grows,
+    gptr,
+    glen,
+    sidx,
+    sval,
+    bounds,
+    x2,
+    diag_mu,
+    ap,
+    do_cg,
+    diag,
+    scale,
+    t_prev,
+    t_next,
+    acc_out,
+    a_k,
+    a_0,
+    first,
+    do_heat,
+):
+    """A CG product and a Chebyshev term in one pass over the entries.
+
+    ``x2[:, 0]`` is the CG direction ``p``, ``x2[:, 1]`` the Chebyshev vector
+    ``T_k``; both are gathered from the same cache line. With ``do_cg``:
+    ``ap = (diag + mu) p - N p`` and the result is ``p . ap``. With
+    ``do_heat``: ``t_next = T_{k+1}`` (``Z T_k`` when ``first``), ``t_prev <-
+    T_k`` and ``acc_out`` gains ``a_k t_next`` (is set to ``a_0 T_0 + a_k T_1``
+    when ``first``).
+    """
+    nchunks = bounds.shape[0] - 1
+    partial = np.zeros(nchunks)
+    for c in nb.prange(nchunks):
+        acc0 = np.zeros(C)
+        acc1 = np.zeros(C)
+        total = 0.0
+        for g in range(bounds[c], bounds[c + 1]):
+            for lane in range(C):
+                acc0[lane] = 0.0
+                acc1[lane] = 0.0
+            base = gptr[g]
+            for j in range(glen[g]):
+                o = base + j * C
+                for lane in range(C):
+                    q = sidx[o + lane]
+                    v = sval[o + lane]
+                    acc0[lane] += v * x2[q, 0]
+                    acc1[lane] += v * x2[q, 1]
+            for lane in range(C):
+                r = grows[g * C + lane]
+                if r >= 0:
+                    if do_cg:
+                        pr = x2[r, 0]
+                        w = diag_mu[r] * pr - acc0[lane]
+                        ap[r] = w
+                        total += pr * w
+                    if do_heat:
+                        tc = x2[r, 1]
+                        u = scale * (diag[r] * tc - acc1[lane]) - tc
+                        if first:
+                            t_next[r] = u
+                            acc_out[r] = a_0 * tc + a_k * u
+                        else:
+                            v = 2.0 * u - t_prev[r]
+                            t_next[r] = v
+                            acc_out[r] += a_k * v
+                        t_prev[r] = tc
+        partial[c] = total
+    return ordered_sum(partial)
+
+
+@nb.njit(cache=True, parallel=True)
+def pair_pack(x2, p, z, beta, do_cg, t_next, do_heat):
+    """``p = z + beta p`` into ``p`` and ``x2[:, 0]``; ``x2[:, 1] = t_next``."""
+    n = p.shape[0]
+    size = (n + _PARTS - 1) // _PARTS
+    for t in nb.prange(_PARTS):
+        for i in range(t * size, min(n, (t + 1) * size)):
+            if do_cg:
+                v = z[i] + beta * p[i]
+                p[i] = v
+                x2[i, 0] = v
+            if do_heat:
+                x2[i, 1] = t_next[i]
+
+
+@nb.njit(cache=True, parallel=True)
+def pair_start(x2, p, v):
+    """``x2[:, 0] = p``, ``x2[:, 1] = v``."""
+    for i in nb.prange(p.shape[0]):
+        x2[i, 0] = p[i]
+        x2[i, 1] = v[i]
