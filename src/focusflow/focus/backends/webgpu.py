@@ -689,7 +689,7 @@ class WgpuOperator:
             self.tri_counts["cg_batches"] += 1
             while lam_s > 0 and scalars[0] > 0.5:
                 t = time.perf_counter()
-                more = max(2, batch // 2)
+                more = 2
                 encoder = self.device.create_command_encoder()
                 cpass = encoder.begin_compute_pass()
                 self._encode_cg(cpass, cur, more)
@@ -703,7 +703,9 @@ class WgpuOperator:
                 done = int(scalars[1])
                 springs_state.iterations += done
                 self.tri_counts["cg_iterations"] += done
-                batch = max(2, done + 1)
+                # The warm-started solve takes about as many iterations as the
+                # last one: a wait for more costs less than a wasted product.
+                batch = max(1, done)
                 fresh = False
             # (B) heat, blend, normalised iterate and its L1 change
             encoder = self.device.create_command_encoder()
