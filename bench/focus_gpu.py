@@ -172,7 +172,9 @@ def bench_wgpu_tri(op, snap, prior: np.ndarray, tri_ref) -> dict:
         f"{counts['cg_iterations']} CG iterations, {counts['heat_terms']} Chebyshev terms, "
         f"{waits} scalar waits; "
         + " + ".join(f"{key.removeprefix('device_')} {ms:.1f}" for key, ms in parts.items())
-        + f" + solver {rest:.1f} ms"
+        + f" + solver {rest:.1f} ms; read-back = "
+        + " + ".join(f"{k} {v * 1e3:.1f}" for k, v in op.readback_parts.items())
+        + " ms"
     )
     res = compute(snap, mode="tri", backend="wgpu", tol=1e-7)
     t0 = time.perf_counter()
@@ -282,7 +284,9 @@ def bench_wgpu(
             + " + ".join(f"{key.removeprefix('device_')} {ms:.1f}" for key, ms in parts.items())
             + f" + solver {rest:.1f} ms ({diag.iterations} iterations, "
             f"{(parts['device_encode'] + parts['device_wait']) / diag.iterations:.3f} "
-            "ms/iteration in steps)"
+            "ms/iteration in steps); read-back = "
+            + " + ".join(f"{k} {v * 1e3:.1f}" for k, v in op.readback_parts.items())
+            + " ms"
         )
         solves[m] = (t_solve, diag, parts)
     t_solve, diag, parts = solves[0]

@@ -149,3 +149,23 @@ def test_engine_deltas_patch_or_rebuild_the_device_matrix():
         assert np.abs(res.focus - cold.focus).sum() < 1e-6, kind
     assert op.sym_builds == builds + 1, "the new pairs rebuilt the matrix once"
     assert op.sym_patches == 3, "repeated pairs and stakes patched its values"
+
+
+def test_parallel_read_back_conversion():
+    """The multi-core conversion of a large read-back vector: same values as
+    numpy's, mass 1, and a non-finite or empty mass refused."""
+    from focusflow.focus.backends.webgpu import _PARALLEL_READBACK, _normalised
+
+    x = np.random.default_rng(0).random(_PARALLEL_READBACK + 1001).astype(np.float32)
+    view = np.frombuffer(memoryview(x.tobytes()).toreadonly(), dtype=np.float32)
+    out = _normalised(view)
+    ref = x.astype(np.float64) / x.sum(dtype=np.float64)
+    assert out.dtype == np.float64
+    assert np.abs(out - ref).max() <= 1e-15 * ref.max()
+    assert abs(out.sum() - 1.0) < 1e-12
+    for bad in (np.nan, 0.0):
+        y = x.copy()
+        y[:] = 0.0 if bad == 0.0 else y
+        y[7] = bad
+        with pytest.raises(FloatingPointError):
+            _normalised(y)
