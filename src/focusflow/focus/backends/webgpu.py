@@ -587,15 +587,78 @@ class WgpuOperator:
             self._tdispatch(cpass, "heat_term", parity, wide, rot=(k - 2) % 3)
             self._tdispatch(cpass, "heat_tick", parity, (1, 1, 1))
 
-    def _submit_read_scalars(self, encoder) -> np.ndarray:
-        """Copy the tri scalars to staging, submit ``encoder`` and wait for them."""
+    def _submit_scalars(self, encoder) -> None:
+        """Copy the tri scalars to staging at the end of ``encoder`` and submit it."""
         tri = self._tri
         encoder.copy_buffer_to_buffer(tri["buffers"][11], 0, tri["stage"], 0, 4 * TRI_SCALARS)
         self.device.queue.submit([encoder.finish()])
+
+    def _wait_scalars(self) -> np.ndarray:
+        """Wait for the scalars of the last :meth:`_submit_scalars`."""
         t = time.perf_counter()
-        out = self._map(tri["stage"], 4 * TRI_SCALARS, _as_float64)
+        out = self._map(self._tri["stage"], 4 * TRI_SCALARS, _as_float64)
         self.timings["device_wait"] += time.perf_counter() - t
         return out
+
+    def _encode_tri_head(self, cur: int, m: int, springs: bool, batch: int, norms: bool):
+        """(A) of an outer step: the head (start fill, gather or Anderson mix), the
+        diffusion step into ``y``, the CG start and ``batch`` iterations, and the
+        norms of the incremental heat's budget. Returns the open encoder."""
+        wide = (_nparts(self.n), 1, 1)
+        one = (1, 1, 1)
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        if self._need_fill:
+            self._dispatch(cpass, "fill", 1 - cur, wide)
+            self._need_fill = False
+        if self._need_prep:
+            self._dispatch(cpass, "prep", cur, wide)
+            self._need_prep = False
+        elif m:
+            self._dispatch(cpass, "aa_mix", 1 - cur, wide)
+        self.sell.encode(self, cpass, self._zv, self._vec[1 - cur])
+        nov = len(self._ov_rows)
+        if nov:
+            self._dispatch(cpass, "ov_add", cur, _dispatch_size(nov))
+        for name, size in (("sum_partial", wide), ("mass_final", one), ("finish", wide)):
+            self._dispatch(cpass, name, cur, size)
+        if springs:
+            self._tdispatch(cpass, "cg_init_a", cur, wide)
+            self._sym_product(cpass)
+            self._tdispatch(cpass, "cg_init_b", cur, wide)
+            self._tdispatch(cpass, "cg_init_final", cur, one)
+            self._encode_cg(cpass, cur, batch)
+        if norms:
+            self._tdispatch(cpass, "heat_norms", cur, wide)
+            self._tdispatch(cpass, "heat_norms_final", cur, one)
+        cpass.end()
+        return encoder
+
+    def _encode_tri_blend(self, cur: int, m: int, coeffs: np.ndarray | None):
+        """(B) of an outer step: heat with ``coeffs`` (None: no heat), the blend,
+        its sum, the normalised iterate and its L1 change (with the Anderson
+        bookkeeping when ``m``), and the copy of the scalars to staging.
+        Returns the command buffer and the bytes of scalars it leaves."""
+        wide = (_nparts(self.n), 1, 1)
+        one = (1, 1, 1)
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        if coeffs is not None:
+            self._encode_heat(cpass, cur, len(coeffs))
+        self._tdispatch(cpass, "tri_blend", cur, wide)
+        self._dispatch(cpass, "sum_partial", cur, wide)
+        self._dispatch(cpass, "blend_final", cur, one)
+        if m:
+            self._dispatch(cpass, "finish_aa", cur, wide)
+            self._dispatch(cpass, "aa_final", cur, one)
+            nbytes = 4 * (2 + 2 * (1 + 2 * m))
+        else:
+            self._dispatch(cpass, "finish", cur, wide)
+            self._dispatch(cpass, "l1_final", cur, one)
+            nbytes = 16
+        cpass.end()
+        encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
+        return encoder.finish(), nbytes
 
     def solve_tri(
         self,
@@ -615,7 +678,8 @@ class WgpuOperator:
         warm start for a predicted number of iterations (more batches if the
         device says it has not converged) and, for incremental heat, the norms
         its error budget needs; (B) heat by Chebyshev, the blend, its sum, the
-        normalised iterate with its L1 change (and the Anderson products).
+        normalised iterate with its L1 change (and the Anderson products),
+        recorded while (A) runs unless heat's coefficients wait for the norms.
         Besides those scalars nothing comes back until the final iterate.
         """
         if params.anderson > MAX_ANDERSON:
@@ -642,9 +706,6 @@ class WgpuOperator:
         self.tri_counts = {"cg_batches": 0, "cg_iterations": 0, "heat_terms": 0}
         self.timings["device_setup"] += time.perf_counter() - t0
         history: list[float] = []
-        wide = (_nparts(self.n), 1, 1)
-        one = (1, 1, 1)
-        nov = len(self._ov_rows)
         queue = self.device.queue
         gram = np.zeros((max(m, 1), max(m, 1)))
         k = slot = 0
@@ -671,34 +732,21 @@ class WgpuOperator:
                 if mix is not None:
                     queue.write_buffer(self._aa_buffers[15], 0, mix.astype(np.float32))
             cur = self._cur
-            # (A) head, diffusion, springs
-            encoder = self.device.create_command_encoder()
-            cpass = encoder.begin_compute_pass()
-            if self._need_fill:
-                self._dispatch(cpass, "fill", 1 - cur, wide)
-                self._need_fill = False
-            if self._need_prep:
-                self._dispatch(cpass, "prep", cur, wide)
-                self._need_prep = False
-            elif m:
-                self._dispatch(cpass, "aa_mix", 1 - cur, wide)
-            self.sell.encode(self, cpass, self._zv, self._vec[1 - cur])
-            if nov:
-                self._dispatch(cpass, "ov_add", cur, _dispatch_size(nov))
-            for name, size in (("sum_partial", wide), ("mass_final", one), ("finish", wide)):
-                self._dispatch(cpass, name, cur, size)
-            if lam_s > 0:
-                self._tdispatch(cpass, "cg_init_a", cur, wide)
-                self._sym_product(cpass)
-                self._tdispatch(cpass, "cg_init_b", cur, wide)
-                self._tdispatch(cpass, "cg_init_final", cur, one)
-                self._encode_cg(cpass, cur, batch)
-            if incremental:
-                self._tdispatch(cpass, "heat_norms", cur, wide)
-                self._tdispatch(cpass, "heat_norms_final", cur, one)
-            cpass.end()
+            # Heat's coefficients are known now unless the incremental budget
+            # needs the device's norms: then (B) is recorded while (A) runs.
+            coeffs = None
+            if lam_h > 0 and not incremental:
+                coeffs = np.ones(1) if self.lam_max <= 0 else heat_coefficients(c, heat_tol)
+                self._tri_coefficients(coeffs)
+            command_a = self._encode_tri_head(cur, m, lam_s > 0, batch, incremental)
             self.timings["device_encode"] += time.perf_counter() - t
-            scalars = self._submit_read_scalars(encoder)
+            self._submit_scalars(command_a)
+            t = time.perf_counter()
+            command_b = None
+            if lam_h == 0 or coeffs is not None:
+                command_b, nbytes = self._encode_tri_blend(cur, m, coeffs)
+            self.timings["device_encode"] += time.perf_counter() - t
+            scalars = self._wait_scalars()
             self.tri_counts["cg_batches"] += 1
             while lam_s > 0 and scalars[0] > 0.5:
                 t = time.perf_counter()
@@ -708,7 +756,8 @@ class WgpuOperator:
                 self._encode_cg(cpass, cur, more)
                 cpass.end()
                 self.timings["device_encode"] += time.perf_counter() - t
-                scalars = self._submit_read_scalars(encoder)
+                self._submit_scalars(encoder)
+                scalars = self._wait_scalars()
                 self.tri_counts["cg_batches"] += 1
                 batch += more
             t = time.perf_counter()
@@ -720,39 +769,20 @@ class WgpuOperator:
                 # last one: a wait for more costs less than a wasted product.
                 batch = max(1, done)
                 fresh = False
-            # (B) heat, blend, normalised iterate and its L1 change
-            encoder = self.device.create_command_encoder()
-            cpass = encoder.begin_compute_pass()
-            if lam_h > 0:
-                if self.lam_max <= 0:
-                    coeffs = np.ones(1)
-                elif incremental:
-                    size = math.sqrt(max(scalars[9] + scalars[10], 0.0))
-                    base = math.sqrt(max(scalars[11] + scalars[12], 0.0))
-                    rel = min(0.5, heat_tol * base / size) if size > 0 else 0.5
-                    coeffs = heat_coefficients(c, rel)
-                else:
-                    coeffs = heat_coefficients(c, heat_tol)
+            if command_b is None:
+                size = math.sqrt(max(scalars[9] + scalars[10], 0.0))
+                base = math.sqrt(max(scalars[11] + scalars[12], 0.0))
+                rel = min(0.5, heat_tol * base / size) if size > 0 else 0.5
+                coeffs = heat_coefficients(c, rel)
                 self._tri_coefficients(coeffs)
+                command_b, nbytes = self._encode_tri_blend(cur, m, coeffs)
+            if coeffs is not None:
                 heat_state.terms += len(coeffs)
                 self.tri_counts["heat_terms"] += len(coeffs)
-                self._encode_heat(cpass, cur, len(coeffs))
                 heat_valid = True
-            self._tdispatch(cpass, "tri_blend", cur, wide)
-            self._dispatch(cpass, "sum_partial", cur, wide)
-            self._dispatch(cpass, "blend_final", cur, one)
-            if m:
-                self._dispatch(cpass, "finish_aa", cur, wide)
-                self._dispatch(cpass, "aa_final", cur, one)
-                nbytes = 4 * (2 + 2 * (1 + 2 * m))
-            else:
+            if not m:
                 queue.write_buffer(self._counter, 0, np.zeros(4, dtype=np.uint32))
-                self._dispatch(cpass, "finish", cur, wide)
-                self._dispatch(cpass, "l1_final", cur, one)
-                nbytes = 16
-            cpass.end()
-            encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
-            queue.submit([encoder.finish()])
+            queue.submit([command_b])
             self._cur = 1 - cur
             t_wait = time.perf_counter()
             self.timings["device_encode"] += t_wait - t
