@@ -715,7 +715,7 @@ class WgpuOperator:
         exact = False
         heat_valid = False
         res = 1.0
-        batch = 8
+        batch = 4  # CG iterations of the first batch (later: the last count)
         converged = False
         while len(history) < params.max_iter:
             t = time.perf_counter()
