@@ -39,12 +39,15 @@ def _no_host_products(monkeypatch):
 
 
 def _poison(op: WgpuOperator) -> None:
-    """NaN in every vector and scalar buffer a tri solve writes before reading."""
+    """NaN in every vector and scalar buffer a tri solve writes before reading
+    (huge counts in the indirect dispatch arguments)."""
     queue = op.device.queue
     bufs = [op._vec[0], op._vec[1], op._zv, op._part, op._stats]
-    bufs += [b for k, b in op._tri["buffers"].items() if k not in (2, 12)]
+    bufs += [b for k, b in op._tri["buffers"].items() if k not in (2, 12, 18)]
     for buf in bufs:
         queue.write_buffer(buf, 0, np.full(buf.size // 4, np.nan, dtype=np.float32))
+    # the indirect product counts CG writes (the full counts before them are input)
+    queue.write_buffer(op._tri["buffers"][18], 36, np.full(9, 2**31, dtype=np.uint32))
 
 
 def _device_solve(snap: Snapshot, **overrides):
@@ -177,3 +180,22 @@ def test_parallel_read_back_conversion():
         y[7] = bad
         with pytest.raises(FloatingPointError):
             _normalised(y)
+
+
+def test_cg_batches_past_the_stop_change_nothing(monkeypatch):
+    """However many CG iterations a batch records, the device stops at the same
+    one (the flag), the answer is the same to the bit, and once CG has stopped
+    the indirect product counts are zero (no product for the empty iterations)."""
+    n = 200
+    src, dst, w = random_weighted(n, 5 * n, 9)
+    snap = Snapshot(n, src, dst, w)
+    runs = []
+    for first in (1, 40):
+        monkeypatch.setattr(WgpuOperator, "cg_first_batch", first)
+        focus, diag, op = _device_solve(snap)
+        dims = op._read(op._tri["buffers"][18], 4 * 18, op._stage_vec).view(np.uint32)
+        assert dims[:3].min() >= 1 and not dims[9:].any()
+        runs.append((focus, diag.inner["cg_iterations"], op.tri_counts["cg_batches"]))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][2] > runs[1][2], "a batch of 1 needs more waits"

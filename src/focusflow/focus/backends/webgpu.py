@@ -59,9 +59,10 @@ heat the Chebyshev recurrence, both on float32 device vectors with their dot
 products in the double-float reductions above. CG's scalars (``r.z``, the step,
 ``beta``, the stop test against ``tol * ||rhs||`` and ``cg_max_iter``) are
 computed on the device, so a batch of CG iterations is encoded at once and
-iterations past convergence change nothing; the host reads back 64 bytes per
-batch (the flag and the count) and predicts the next batch from the last
-count. Heat's coefficients come from the host (``spectral.heat_coefficients``,
+iterations past convergence change nothing (their products are indirect
+dispatches whose workgroup counts the stop test zeroes); the host reads back
+64 bytes per batch (the flag and the count) and sizes the next batch from
+the last count. Heat's coefficients come from the host (``spectral.heat_coefficients``,
 written into the scalar buffer), after the device has reduced the two norms
 that the incremental error budget needs. Per outer iteration that is two or
 three waits for a few scalars, the same stop rule and inner-solve schedule as
@@ -232,14 +233,19 @@ class _DeviceSell:
         op.device.queue.write_buffer(self.uniform, 0, params)
         self._scale = scale
 
-    def encode(self, op, cpass, z, out) -> None:
-        """Record ``out = scale * (matrix rows . z)`` into a compute pass."""
-        steps = (
+    def steps(self) -> tuple:
+        """``(kernel, workgroups, count)`` of the product's passes."""
+        return (
             ("sell_pull", _dispatch_size(self.ngroups * LANES), self.ngroups),
             ("chunk_sum", _dispatch_size(self.nchunks * WG), self.nchunks),
             ("long_finish", _dispatch_size(self.nlong), self.nchunks),
         )
-        for name, size, count in steps:
+
+    def encode(self, op, cpass, z, out, indirect=None) -> None:
+        """Record ``out = scale * (matrix rows . z)`` into a compute pass; with
+        ``indirect = (buffer, offset)`` the workgroup counts of the passes are
+        read from ``buffer`` (three u32 triples from ``offset``)."""
+        for j, (name, size, count) in enumerate(self.steps()):
             if not count:
                 continue
             key = (name, z, out)
@@ -249,7 +255,10 @@ class _DeviceSell:
                 self._groups[key] = group
             cpass.set_pipeline(op._pipelines[name])
             cpass.set_bind_group(0, group)
-            cpass.dispatch_workgroups(*size)
+            if indirect is None:
+                cpass.dispatch_workgroups(*size)
+            else:
+                cpass.dispatch_workgroups_indirect(indirect[0], indirect[1] + 12 * j)
 
     def update(self, op, entries: np.ndarray, weights: np.ndarray) -> None:
         """Write new values of CSR entries ``entries`` into the device buffers."""
@@ -281,6 +290,9 @@ class WgpuOperator:
     #: larger values save submissions where those cost more (bench/focus_gpu.py
     #: measures both).
     submit_every = 1
+    #: CG iterations recorded in the first batch of a tri solve (later batches:
+    #: the last solve's count + 2; iterations past the stop are empty).
+    cg_first_batch = 4
 
     def __init__(self, snapshot: Snapshot, precision: str = "float32") -> None:
         import wgpu
@@ -501,6 +513,10 @@ class WgpuOperator:
         if self._tri is None or self._tri["n"] != self.n:
             self._tri_buffers()
         self.device.queue.write_buffer(self._tri["buffers"][2], 0, lap)
+        dims = np.zeros(18, dtype=np.uint32)
+        for j, (_, size, _count) in enumerate(self._sym.steps()):
+            dims[3 * j : 3 * j + 3] = size
+        self.device.queue.write_buffer(self._tri["buffers"][18], 0, dims)
 
     def lap_matvec(self, x, out) -> None:
         acc = self._pull(self._sym, self.lap_sigma * x)
@@ -517,6 +533,13 @@ class WgpuOperator:
         buffers[2] = self._empty(2 * n4)
         buffers[11] = self._empty(4 * (TRI_SCALARS + 128))
         buffers[12] = self.device.create_buffer(size=64, usage=usage)
+        buffers[18] = self.device.create_buffer(
+            size=4 * 18,
+            usage=self.wgpu.BufferUsage.STORAGE
+            | self.wgpu.BufferUsage.INDIRECT
+            | self.wgpu.BufferUsage.COPY_SRC
+            | self.wgpu.BufferUsage.COPY_DST,
+        )
         self._tri = {
             "n": self.n,
             "buffers": buffers,
@@ -560,16 +583,17 @@ class WgpuOperator:
         cpass.set_bind_group(0, group)
         cpass.dispatch_workgroups(*size)
 
-    def _sym_product(self, cpass) -> None:
-        """``acc = A t`` (the symmetric matrix, scale 1)."""
+    def _sym_product(self, cpass, indirect: bool = False) -> None:
+        """``acc = A t`` (the symmetric matrix, scale 1); ``indirect``: only
+        while CG runs (the counts of ``dims[9..18]``)."""
         b = self._tri["buffers"]
-        self._sym.encode(self, cpass, b[8], b[9])
+        self._sym.encode(self, cpass, b[8], b[9], (b[18], 36) if indirect else None)
 
     def _encode_cg(self, cpass, parity: int, count: int) -> None:
         wide = (_nparts(self.n), 1, 1)
         one = (1, 1, 1)
         for _ in range(count):
-            self._sym_product(cpass)
+            self._sym_product(cpass, indirect=True)
             self._tdispatch(cpass, "cg_ap", parity, wide)
             self._tdispatch(cpass, "cg_step", parity, one)
             self._tdispatch(cpass, "cg_update", parity, wide)
@@ -715,7 +739,7 @@ class WgpuOperator:
         exact = False
         heat_valid = False
         res = 1.0
-        batch = 4  # CG iterations of the first batch (later: the last count)
+        batch = self.cg_first_batch
         converged = False
         while len(history) < params.max_iter:
             t = time.perf_counter()
@@ -750,7 +774,7 @@ class WgpuOperator:
             self.tri_counts["cg_batches"] += 1
             while lam_s > 0 and scalars[0] > 0.5:
                 t = time.perf_counter()
-                more = 2
+                more = 4
                 encoder = self.device.create_command_encoder()
                 cpass = encoder.begin_compute_pass()
                 self._encode_cg(cpass, cur, more)
@@ -766,8 +790,9 @@ class WgpuOperator:
                 springs_state.iterations += done
                 self.tri_counts["cg_iterations"] += done
                 # The warm-started solve takes about as many iterations as the
-                # last one: a wait for more costs less than a wasted product.
-                batch = max(1, done)
+                # last one; those recorded past the stop cost a few empty
+                # dispatches (no product), a wait for more costs a round trip.
+                batch = done + 2
                 fresh = False
             if command_b is None:
                 size = math.sqrt(max(scalars[9] + scalars[10], 0.0))

@@ -459,7 +459,9 @@ VECTOR_KERNELS = (
 #
 # CG follows ``spectral.springs`` step for step: every kernel of an iteration
 # reads the active flag, so iterations encoded past convergence (or past
-# ``cg_max``) change nothing; the host reads the flag and the count.
+# ``cg_max``) change nothing, and their products are dispatched indirectly
+# with counts the stop test zeroes (``dims``); the host reads the flag and
+# the count.
 TRI_SOURCE = """
 struct TParams {
     n: u32,
@@ -496,6 +498,7 @@ struct TParams {
 @group(0) @binding(15) var<storage, read_write> ha: array<f32>;
 @group(0) @binding(16) var<storage, read_write> hb: array<f32>;
 @group(0) @binding(17) var<storage, read_write> hc: array<f32>;
+@group(0) @binding(18) var<storage, read_write> dims: array<u32>;
 @group(0) @binding(19) var<storage, read_write> hacc: array<f32>;
 
 const COEF0: u32 = 16u;
@@ -550,6 +553,19 @@ fn put(lid: u32, wid: u32, q: u32, v: vec2<f32>) {
 
 fn cg_running() -> bool {
     return ts[0] > 0.5;
+}
+
+// The workgroup counts of the next CG iteration's product (read by indirect
+// dispatches from dims[9..18]): the full ones (dims[0..9], from the host) while
+// CG runs, none once it has stopped, so iterations past the stop cost no product.
+fn set_product_dims(go: bool) {
+    for (var j: u32 = 0u; j < 9u; j = j + 1u) {
+        var v = 0u;
+        if (go) {
+            v = dims[j];
+        }
+        dims[9u + j] = v;
+    }
 }
 
 // CG start: y from sigma x or the warm start, t = sigma y for A (sigma y).
@@ -610,6 +626,7 @@ fn cg_init_final(@builtin(local_invocation_id) lid: vec3<u32>) {
             go = 1.0;
         }
         ts[0] = go;
+        set_product_dims(go > 0.5);
     }
 }
 
@@ -674,6 +691,7 @@ fn cg_final(@builtin(local_invocation_id) lid: vec3<u32>) {
         ts[7] = rr.y;
         if (!(sqrt(rr.x + rr.y) > ts[5]) || it >= f32(tp.cg_max)) {
             ts[0] = 0.0;
+            set_product_dims(false);
         }
     }
 }
@@ -809,11 +827,11 @@ fn tri_blend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 TRI_BINDINGS = {
     "cg_init_a": (0, 2, 4, 8, 12),
     "cg_init_b": (0, 2, 4, 5, 6, 8, 9, 10, 12),
-    "cg_init_final": (10, 11, 12),
+    "cg_init_final": (10, 11, 12, 18),
     "cg_ap": (2, 6, 7, 9, 10, 11, 12),
     "cg_step": (10, 11, 12),
     "cg_update": (2, 4, 5, 6, 7, 10, 11, 12),
-    "cg_final": (10, 11, 12),
+    "cg_final": (10, 11, 12, 18),
     "cg_dir": (2, 5, 6, 8, 11, 12),
     "heat_norms": (0, 2, 10, 12, 14),
     "heat_norms_final": (10, 11, 12),
