@@ -199,3 +199,23 @@ def test_cg_batches_past_the_stop_change_nothing(monkeypatch):
     assert np.array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
     assert runs[0][2] > runs[1][2], "a batch of 1 needs more waits"
+
+
+def test_value_patch_of_several_long_rows():
+    """New values in a matrix with many long rows (stored grouped by row in
+    length order, not sorted by entry) give the product of a fresh build."""
+    from focusflow.focus.backends.webgpu import _DeviceSell
+
+    src, dst, w = rmat_edges(10, 16, seed=3)
+    snap = Snapshot(1 << 10, src, dst, w)
+    op = get_backend("wgpu").operator(snap)
+    m = op.sell
+    assert m.nlong > 2 and not np.all(np.diff(m.long_entries) > 0)
+    weights = snap.in_w.copy()
+    rng = np.random.default_rng(0)
+    entries = np.sort(rng.choice(len(weights), 500, replace=False))
+    weights[entries] = rng.random(500)
+    m.update(op, entries, weights)
+    fresh = _DeviceSell(op, snap.in_indptr, snap.in_indices, weights)
+    z = rng.random(snap.n)
+    assert np.array_equal(op._pull(m, z), op._pull(fresh, z))

@@ -270,9 +270,9 @@ class _DeviceSell:
         if short.any():
             op.device.queue.write_buffer(self.buffers[4], 0, self.host.sval.astype(np.float32))
         if (~short).any():
-            where = np.searchsorted(self.long_entries, entries[~short])
+            # every long-row value again, gathered in chunk order (long_entries
+            # is grouped by row in length order, not sorted: no searchsorted)
             values = weights[self.long_entries].astype(np.float32)
-            values[where] = weights[entries[~short]]
             op.device.queue.write_buffer(self.buffers[11], 0, values)
 
 
