@@ -27,11 +27,17 @@ Run on the device machine from the repository root::
     python bench/focus_gpu.py --graphs 23:12            # ~10^8 edges
     python bench/focus_gpu.py --graphs 23:12,25:16      # and ~5*10^8 edges
     python bench/focus_gpu.py --graphs 23:12 --skip-tri --engine-max-scale 0 --wgpu
+    python bench/focus_gpu.py --graphs 23:12 --engine-max-scale 0 --wgpu  # and tri on both
 
 Off the GPU (no CuPy/torch), ``--allow-cpu-adapter --wgpu`` runs only the wgpu
 part on whatever adapter wgpu finds (llvmpipe), to check the script end to end::
 
     python bench/focus_gpu.py --allow-cpu-adapter --wgpu --wgpu-host-step --graphs 14:8
+
+With ``--wgpu`` and without ``--skip-tri`` the wgpu tri solve is timed too
+(setup, solve, iterations, CG iterations, Chebyshev terms, waits, the time
+split) and checked against a float64 tri focus (cuda float64 on the device
+machine, numba on the CPU-adapter path).
 """
 
 from __future__ import annotations
@@ -133,7 +139,71 @@ def host_pagerank(n, src, dst, w, tol=1e-12, max_iter=10_000) -> np.ndarray:
     return x
 
 
-def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: bool) -> dict:
+def bench_wgpu_tri(op, snap, prior: np.ndarray, tri_ref) -> dict:
+    """The wgpu tri solve (device-resident springs, heat, blend and Anderson).
+
+    Times the symmetric matrix setup (host build of ``W + W^T`` and upload,
+    once per snapshot), then a warm-up solve and a timed one with the default
+    parameters (tol 1e-6, Anderson 2), printed with its iterations, inner work
+    (CG iterations, Chebyshev terms, scalar waits) and time split into setup,
+    encoding, waiting and read-back; and ``compute()`` to 1e-7 against
+    ``tri_ref()`` (a float64 tri focus in particle order) for accuracy.
+    """
+    from focusflow.focus import compute, make_params
+    from focusflow.focus.backends.webgpu import TIMING_KEYS
+    from focusflow.focus.solver import solve
+
+    t0 = time.perf_counter()
+    op.setup_laplacian("normalized")
+    t_setup = time.perf_counter() - t0
+    params = make_params(mode="tri")
+    solve(op, params, prior)  # warm-up (bind groups, staging buffers)
+    t0 = time.perf_counter()
+    _, diag = solve(op, params, prior)
+    t_tri = time.perf_counter() - t0
+    counts = dict(op.tri_counts)
+    parts = {key: 1e3 * diag.timings[key] for key in TIMING_KEYS}
+    rest = 1e3 * t_tri - sum(parts.values())
+    waits = counts["cg_batches"] + diag.iterations
+    log(
+        f"  wgpu tri: symmetric matrix setup {t_setup:.2f} s (host build + upload, once per "
+        f"snapshot); solve {t_tri * 1e3:.1f} ms, {diag.iterations} iterations "
+        f"({t_tri * 1e3 / max(diag.iterations, 1):.2f} ms each), "
+        f"{counts['cg_iterations']} CG iterations, {counts['heat_terms']} Chebyshev terms, "
+        f"{waits} scalar waits; "
+        + " + ".join(f"{key.removeprefix('device_')} {ms:.1f}" for key, ms in parts.items())
+        + f" + solver {rest:.1f} ms; read-back = "
+        + " + ".join(f"{k} {v * 1e3:.1f}" for k, v in op.readback_parts.items())
+        + " ms"
+    )
+    res = compute(snap, mode="tri", backend="wgpu", tol=1e-7)
+    t0 = time.perf_counter()
+    ref = tri_ref()
+    err = float(np.abs(res.focus - ref).sum())
+    ok = res.converged and err < 1e-6
+    log(
+        f"  wgpu tri compute() to 1e-7: {res.iterations} iterations, L1 error {err:.2e} "
+        f"vs float64 tri ({time.perf_counter() - t0:.1f} s) {'ok' if ok else 'FAIL'}"
+    )
+    return {
+        "wgpu_tri_setup_s": t_setup,
+        "wgpu_tri_solve_ms": t_tri * 1e3,
+        "wgpu_tri_iterations": diag.iterations,
+        "wgpu_tri_parts_ms": parts,
+        "wgpu_tri_counts": counts,
+        "wgpu_tri_error": err,
+        "wgpu_tri_ok": ok,
+    }
+
+
+def bench_wgpu(
+    snap,
+    ref: np.ndarray,
+    repeat: int,
+    allow_cpu: bool,
+    host_step: bool,
+    tri_ref=None,
+) -> dict:
     """The wgpu backend on the same graph: diffusion steps and full solves.
 
     * ``sync step``: one device-resident step submitted alone and waited for
@@ -146,7 +216,9 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
       (batched) and Anderson mixing (window 2, a wait per step), each printed
       with its time split into setup, encoding, waiting, read-back and the
       solver around them, and, for the accuracy check, ``compute()`` to 1e-7
-      (Anderson, the default) against ``ref``.
+      (Anderson, the default) against ``ref``;
+    * with ``tri_ref`` (a callable giving a float64 tri focus), the tri solve
+      (:func:`bench_wgpu_tri`).
     """
     from focusflow.focus import compute, make_params
     from focusflow.focus.backends.webgpu import (
@@ -212,7 +284,9 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
             + " + ".join(f"{key.removeprefix('device_')} {ms:.1f}" for key, ms in parts.items())
             + f" + solver {rest:.1f} ms ({diag.iterations} iterations, "
             f"{(parts['device_encode'] + parts['device_wait']) / diag.iterations:.3f} "
-            "ms/iteration in steps)"
+            "ms/iteration in steps); read-back = "
+            + " + ".join(f"{k} {v * 1e3:.1f}" for k, v in op.readback_parts.items())
+            + " ms"
         )
         solves[m] = (t_solve, diag, parts)
     t_solve, diag, parts = solves[0]
@@ -243,6 +317,9 @@ def bench_wgpu(snap, ref: np.ndarray, repeat: int, allow_cpu: bool, host_step: b
         wgpu_error=err,
         wgpu_ok=ok,
     )
+    if tri_ref is not None:
+        row.update(bench_wgpu_tri(op, snap, prior, tri_ref))
+        row["wgpu_ok"] = row["wgpu_ok"] and row["wgpu_tri_ok"]
     return row
 
 
@@ -251,6 +328,7 @@ def main_cpu_adapter(args) -> int:
     R-MAT graphs generated on the host, checked against a host float64 reference.
     For checking the script end to end on a CPU adapter (llvmpipe): the numbers
     are CPU-adapter numbers, not GPU ones."""
+    from focusflow.focus import compute
     from focusflow.graph import Snapshot, rmat_edges
 
     log(f"focus_gpu (wgpu only, CPU adapter allowed), {dt.datetime.now(dt.UTC).isoformat()}")
@@ -265,13 +343,20 @@ def main_cpu_adapter(args) -> int:
         snap = Snapshot(n, src, dst, w)
         ref = host_pagerank(n, src, dst, w)
         row = {"scale": scale, "edge_factor": ef, "nnz": snap.nnz}
-        row.update(bench_wgpu(snap, ref, args.repeat, True, args.wgpu_host_step))
+        tri_ref = None
+        if not args.skip_tri:
+
+            def tri_ref(snap=snap):
+                return compute(snap, mode="tri", backend="numba", tol=1e-10).focus
+
+        row.update(bench_wgpu(snap, ref, args.repeat, True, args.wgpu_host_step, tri_ref))
         rows.append(row)
     log(
         "\n| scale | nnz | wgpu old host step ms | wgpu sync step ms | wgpu batched step ms "
-        "| wgpu solve ms (it) | wgpu Anderson solve ms (it) | L1 error |"
+        "| wgpu solve ms (it) | wgpu Anderson solve ms (it) | L1 error "
+        "| wgpu tri ms (it) | tri L1 error |"
     )
-    log("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         log(
             f"| {r['scale']} | {r['nnz']:,} | {r.get('wgpu_host_ms_per_iter', float('nan')):.2f} "
@@ -280,7 +365,10 @@ def main_cpu_adapter(args) -> int:
             f"| {r.get('wgpu_solve_ms', float('nan')):.1f} ({r.get('wgpu_iterations', '-')}) "
             f"| {r.get('wgpu_aa_solve_ms', float('nan')):.1f} "
             f"({r.get('wgpu_aa_iterations', '-')}) "
-            f"| {r.get('wgpu_error', float('nan')):.2e} |"
+            f"| {r.get('wgpu_error', float('nan')):.2e} "
+            f"| {r.get('wgpu_tri_solve_ms', float('nan')):.1f} "
+            f"({r.get('wgpu_tri_iterations', '-')}) "
+            f"| {r.get('wgpu_tri_error', float('nan')):.2e} |"
         )
     if args.json:
         with open(args.json, "w") as fh:
@@ -382,11 +470,29 @@ def main() -> int:
 
         t0 = time.perf_counter()
         if args.wgpu:
+            tri_ref = None
+            if not args.skip_tri:
+
+                def tri_ref(snap=snap):
+                    return compute(
+                        snap, mode="tri", backend="cuda", precision="float64", tol=1e-10
+                    ).focus
+
             row.update(
-                bench_wgpu(snap, ref, args.repeat, args.allow_cpu_adapter, args.wgpu_host_step)
+                bench_wgpu(
+                    snap,
+                    ref,
+                    args.repeat,
+                    args.allow_cpu_adapter,
+                    args.wgpu_host_step,
+                    tri_ref,
+                )
             )
             if "wgpu_ok" in row and not row["wgpu_ok"]:
-                failures.append(f"scale {scale} wgpu error {row['wgpu_error']:.2e}")
+                failures.append(
+                    f"scale {scale} wgpu error {row['wgpu_error']:.2e}, "
+                    f"tri error {row.get('wgpu_tri_error', float('nan')):.2e}"
+                )
         op = operator_for(snap, "cuda", "float32")
         cupy.cuda.Device().synchronize()
         t_op = time.perf_counter() - t0
@@ -555,9 +661,10 @@ def main() -> int:
         log(
             "| scale | wgpu sync step ms | wgpu batched step ms | cuda step ms "
             "| wgpu / cuda | cuSPARSE ms/it | wgpu solve ms (it) | wgpu Anderson solve ms (it) "
-            "| cuda solve ms (it) | wgpu old host step ms | wgpu L1 error |"
+            "| cuda solve ms (it) | wgpu old host step ms | wgpu L1 error "
+            "| wgpu tri ms (it) | cuda tri ms (it) | wgpu tri L1 error |"
         )
-        log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in wgpu_rows:
             log(
                 f"| {r['scale']} | {r['wgpu_ms_per_iter']:.3f} "
@@ -568,7 +675,11 @@ def main() -> int:
                 f"| {r['wgpu_aa_solve_ms']:.1f} ({r['wgpu_aa_iterations']}) "
                 f"| {r['ours_solve_ms']:.1f} ({r['ours_iterations']}) "
                 f"| {r.get('wgpu_host_ms_per_iter', float('nan')):.1f} "
-                f"| {r['wgpu_error']:.2e} |"
+                f"| {r['wgpu_error']:.2e} "
+                f"| {r.get('wgpu_tri_solve_ms', float('nan')):.1f} "
+                f"({r.get('wgpu_tri_iterations', '-')}) "
+                f"| {r.get('tri_solve_ms', float('nan')):.1f} ({r.get('tri_iterations', '-')}) "
+                f"| {r.get('wgpu_tri_error', float('nan')):.2e} |"
             )
     if args.json:
         with open(args.json, "w") as fh:

@@ -137,7 +137,20 @@ def solve(
         op.setup_laplacian(params.laplacian)
         timings["laplacian_setup"] = time.perf_counter() - t
     device_solve = getattr(op, "solve_diffusion", None)
-    if device_solve is not None and not use_lap:
+    device_tri = getattr(op, "solve_tri", None)
+    if device_tri is not None and use_lap:
+        # The whole coupled iteration on the device (wgpu), same rules as _iterate.
+        start = None if x0 is None else _start(xp, n, x0)
+        t = time.perf_counter()
+        phi, diag.residual_history, diag.converged, parts = device_tri(
+            prior, start, params, springs_state, heat_state, progress, FORCING
+        )
+        timings["device_tri"] = time.perf_counter() - t
+        timings.update(parts)
+        it = len(diag.residual_history)
+        accel = Anderson(0, n, xp)
+        accel.restarts = getattr(op, "anderson_restarts", 0)
+    elif device_solve is not None and not use_lap:
         # The operator keeps every vector on its device and runs the whole
         # diffusion iteration there (wgpu); only the L1 changes come back. A
         # uniform start is filled on the device (None), not built and uploaded;

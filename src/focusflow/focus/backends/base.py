@@ -14,7 +14,12 @@ timings)``: the whole diffusion iteration on the device (``x0 = None`` is the
 uniform start, ``anderson`` the mixing window), a few scalars as the only
 per-step traffic, and the seconds spent in each part of the solve. The solver
 uses it for diffusion (weights (1, 0, 0)) when present, because a host round
-trip per step would cost more than the step itself.
+trip per step would cost more than the step itself. Likewise ``solve_tri(prior,
+x0, params, springs_state, heat_state, progress, forcing) -> (phi,
+residual_history, converged, timings)`` runs the whole tri iteration (springs,
+heat, blend, mixing) on the device, with the solver's stop rule and inner-solve
+schedule (``forcing``: the inner tolerances' fraction of the last change); the
+solver uses it for tri mode when present.
 """
 
 from __future__ import annotations

@@ -51,10 +51,28 @@ relies on the shader compiler not reassociating float adds (SPIR-V without
 fast-math flags); if a driver did, the pairs would degrade to plain pairwise
 float32 sums, still far inside what the stop rule needs.
 
-Tri mode (springs by CG and heat by Chebyshev) still runs its vector
-arithmetic on the host in float64 around device products (one upload and one
-read-back per product, through cached bind groups and a persistent staging
-buffer).
+Tri mode is device-resident too (:meth:`WgpuOperator.solve_tri`, kernels in
+``wgsl.TRI_SOURCE``): ``A = W + W^T`` (``symmetric.py``, built on the host once
+per snapshot version) is a second SELL-32 matrix in device buffers next to
+``(sigma, diag)`` of the Laplacian; springs is Jacobi-preconditioned CG and
+heat the Chebyshev recurrence, both on float32 device vectors with their dot
+products in the double-float reductions above. CG's scalars (``r.z``, the step,
+``beta``, the stop test against ``tol * ||rhs||`` and ``cg_max_iter``) are
+computed on the device, so a batch of CG iterations is encoded at once and
+iterations past convergence change nothing (their products are indirect
+dispatches whose workgroup counts the stop test zeroes); the host reads back
+64 bytes per batch (the flag and the count) and sizes the next batch from
+the last count. Heat's coefficients come from the host (``spectral.heat_coefficients``,
+written into the scalar buffer), after the device has reduced the two norms
+that the incremental error budget needs. Per outer iteration that is two or
+three waits for a few scalars, the same stop rule and inner-solve schedule as
+``solver._iterate`` (loose inner solves proportional to the last change, then
+exact ones and incremental heat), and Anderson mixing through the same kernels
+as diffusion. CG's warm start stays on the device between solves on the same
+:class:`~focusflow.focus.spectral.SpringsState` (an engine's blocks). After a
+patch the device matrix gets new values where the sparsity of ``A`` is
+unchanged, and is rebuilt where it is not. The host-side ``pull`` and
+``lap_matvec`` remain for the protocol (one upload and one read-back each).
 """
 
 from __future__ import annotations
@@ -65,6 +83,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import numba as nb
 import numpy as np
 
 from focusflow.focus.backends.base import inverse_out_weight
@@ -76,10 +95,15 @@ from focusflow.focus.backends.wgsl import (
     MATRIX_KERNELS,
     MAX_ANDERSON,
     SHADER,
+    TRI_BINDINGS,
+    TRI_KERNELS,
+    TRI_SOURCE,
     VECTOR_KERNELS,
     VECTOR_SHADER,
     vector_shader,
 )
+from focusflow.focus.reduce import ordered_sum
+from focusflow.focus.spectral import heat_coefficients
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 LANES = 32
@@ -97,6 +121,11 @@ MAX_BATCH = 32
 #: submitting the steps (the device runs meanwhile); waiting for each batch's
 #: L1 changes; copying the iterate back and converting it to float64.
 TIMING_KEYS = ("device_setup", "device_encode", "device_wait", "device_readback")
+
+
+_BINDINGS = {**BINDINGS, **TRI_BINDINGS}
+#: Scalars of the tri module read back after each CG batch (see ``wgsl.TRI_SOURCE``).
+TRI_SCALARS = 16
 
 
 def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
@@ -204,14 +233,19 @@ class _DeviceSell:
         op.device.queue.write_buffer(self.uniform, 0, params)
         self._scale = scale
 
-    def encode(self, op, cpass, z, out) -> None:
-        """Record ``out = scale * (matrix rows . z)`` into a compute pass."""
-        steps = (
+    def steps(self) -> tuple:
+        """``(kernel, workgroups, count)`` of the product's passes."""
+        return (
             ("sell_pull", _dispatch_size(self.ngroups * LANES), self.ngroups),
             ("chunk_sum", _dispatch_size(self.nchunks * WG), self.nchunks),
             ("long_finish", _dispatch_size(self.nlong), self.nchunks),
         )
-        for name, size, count in steps:
+
+    def encode(self, op, cpass, z, out, indirect=None) -> None:
+        """Record ``out = scale * (matrix rows . z)`` into a compute pass; with
+        ``indirect = (buffer, offset)`` the workgroup counts of the passes are
+        read from ``buffer`` (three u32 triples from ``offset``)."""
+        for j, (name, size, count) in enumerate(self.steps()):
             if not count:
                 continue
             key = (name, z, out)
@@ -221,7 +255,10 @@ class _DeviceSell:
                 self._groups[key] = group
             cpass.set_pipeline(op._pipelines[name])
             cpass.set_bind_group(0, group)
-            cpass.dispatch_workgroups(*size)
+            if indirect is None:
+                cpass.dispatch_workgroups(*size)
+            else:
+                cpass.dispatch_workgroups_indirect(indirect[0], indirect[1] + 12 * j)
 
     def update(self, op, entries: np.ndarray, weights: np.ndarray) -> None:
         """Write new values of CSR entries ``entries`` into the device buffers."""
@@ -233,9 +270,9 @@ class _DeviceSell:
         if short.any():
             op.device.queue.write_buffer(self.buffers[4], 0, self.host.sval.astype(np.float32))
         if (~short).any():
-            where = np.searchsorted(self.long_entries, entries[~short])
+            # every long-row value again, gathered in chunk order (long_entries
+            # is grouped by row in length order, not sorted: no searchsorted)
             values = weights[self.long_entries].astype(np.float32)
-            values[where] = weights[entries[~short]]
             op.device.queue.write_buffer(self.buffers[11], 0, values)
 
 
@@ -253,6 +290,9 @@ class WgpuOperator:
     #: larger values save submissions where those cost more (bench/focus_gpu.py
     #: measures both).
     submit_every = 1
+    #: CG iterations recorded in the first batch of a tri solve (later batches:
+    #: the last solve's count + 2; iterations past the stop are empty).
+    cg_first_batch = 4
 
     def __init__(self, snapshot: Snapshot, precision: str = "float32") -> None:
         import wgpu
@@ -280,6 +320,9 @@ class WgpuOperator:
         self._aa_m: int | None = None
         self.snapshot = snapshot
         self._sym = None
+        self._sym_stale = True
+        self._tri: dict | None = None
+        self._springs_of = None
         self.n = -1
         self.timings = dict.fromkeys(TIMING_KEYS, 0.0)
         self._need_fill = False
@@ -312,7 +355,7 @@ class WgpuOperator:
         layout = self._pipelines[name].get_bind_group_layout(0)
         entries = [
             {"binding": b, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
-            for b in BINDINGS[name]
+            for b in _BINDINGS[name]
         ]
         return self.device.create_bind_group(layout=layout, entries=entries)
 
@@ -323,19 +366,30 @@ class WgpuOperator:
         self.device.queue.submit([encoder.finish()])
         return self._map(stage, nbytes)
 
-    def _map(self, stage, nbytes: int, convert: Callable[[np.ndarray], np.ndarray] = np.copy):
+    def _map(
+        self,
+        stage,
+        nbytes: int,
+        convert: Callable[[np.ndarray], np.ndarray] = np.copy,
+        parts: dict | None = None,
+    ):
         """``convert`` of the first ``nbytes`` of the staging buffer ``stage`` as float32.
 
         ``convert`` reads the mapped memory itself (no intermediate copy), so a
         conversion to float64 is the only pass over a read-back vector; it must
         return an array that does not alias the mapping.
         """
+        t = time.perf_counter()
         stage.map_sync(self.wgpu.MapMode.READ, 0, nbytes)
+        t_mapped = time.perf_counter()
         try:
             view = stage.read_mapped(0, nbytes, copy=False)
             data = convert(np.frombuffer(view, dtype=np.float32))
         finally:
             stage.unmap()
+        if parts is not None:
+            parts["map"] += t_mapped - t
+            parts["convert"] += time.perf_counter() - t_mapped
         return data
 
     def _staging(self, nbytes: int):
@@ -388,7 +442,8 @@ class WgpuOperator:
             13: self._buffer(_u32(s.ov_in_w, np.float32)),
         }
         self._vgroups: dict = {}
-        self._sym = None
+        self._tgroups: dict = {}
+        self._sym_stale = True
 
     # --- host-side products (tri mode) ----------------------------------------
     def _pull(self, m: _DeviceSell, z: np.ndarray) -> np.ndarray:
@@ -421,17 +476,388 @@ class WgpuOperator:
         return float(np.abs(y - x).sum())
 
     def setup_laplacian(self, kind: str) -> None:
-        if self._sym is not None and self._sym_kind == kind:
+        """``A = W + W^T`` in SELL-32 on the device and ``(sigma, diag)`` per particle.
+
+        Built on the host (``symmetric_matrix``) once per snapshot version; after
+        a patch that keeps the sparsity of ``A`` (rewritten weights) only the
+        values are written into the device matrix, otherwise it is rebuilt.
+        """
+        if self._sym is not None and self._sym_kind == kind and not self._sym_stale:
             return
-        self._sym_kind = kind
-        ptr, idx, w, self.lap_sigma, self.lap_diag, self.lam_max = symmetric_matrix(
-            self.snapshot, kind
+        ptr, idx, w, sigma, diag, lam_max = symmetric_matrix(self.snapshot, kind)
+        old = self._sym
+        same = (
+            old is not None
+            and self._sym_kind == kind
+            and len(old.ptr) == len(ptr)
+            and len(old.idx) == len(idx)
+            and np.array_equal(old.ptr, ptr)
+            and np.array_equal(old.idx, idx)
         )
-        self._sym = _DeviceSell(self, ptr, idx, w)
+        if same:
+            old.update(self, np.flatnonzero(w != old.w), w)
+            old.w = w
+            self.sym_patches = getattr(self, "sym_patches", 0) + 1
+        else:
+            self._sym = _DeviceSell(self, ptr, idx, w)
+            self._sym.ptr, self._sym.idx, self._sym.w = ptr, idx, w
+            self._sym.set_scale(self, 1.0)
+            self._tgroups = {}
+            self.sym_builds = getattr(self, "sym_builds", 0) + 1
+        self._sym_kind = kind
+        self._sym_stale = False
+        self.lap_sigma, self.lap_diag, self.lam_max = sigma, diag, lam_max
+        lap = np.empty((max(self.n, 1), 2), dtype=np.float32)
+        lap[: self.n, 0] = sigma
+        lap[: self.n, 1] = diag
+        if self._tri is None or self._tri["n"] != self.n:
+            self._tri_buffers()
+        self.device.queue.write_buffer(self._tri["buffers"][2], 0, lap)
+        dims = np.zeros(18, dtype=np.uint32)
+        for j, (_, size, _count) in enumerate(self._sym.steps()):
+            dims[3 * j : 3 * j + 3] = size
+        self.device.queue.write_buffer(self._tri["buffers"][18], 0, dims)
 
     def lap_matvec(self, x, out) -> None:
         acc = self._pull(self._sym, self.lap_sigma * x)
         out[:] = self.lap_diag * x - self.lap_sigma * acc
+
+    # --- device-resident tri mode ----------------------------------------------
+    def _tri_buffers(self) -> None:
+        """The tri module's pipelines (once) and its n-vectors (per size)."""
+        if "cg_init_a" not in self._pipelines:
+            self._pipelines.update(self._compile(TRI_SOURCE, TRI_KERNELS))
+        n4 = 4 * max(self.n, 1)
+        usage = self.wgpu.BufferUsage.UNIFORM | self.wgpu.BufferUsage.COPY_DST
+        buffers = {b: self._empty(n4) for b in (4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 19)}
+        buffers[2] = self._empty(2 * n4)
+        buffers[11] = self._empty(4 * (TRI_SCALARS + 128))
+        buffers[12] = self.device.create_buffer(size=64, usage=usage)
+        buffers[18] = self.device.create_buffer(
+            size=4 * 18,
+            usage=self.wgpu.BufferUsage.STORAGE
+            | self.wgpu.BufferUsage.INDIRECT
+            | self.wgpu.BufferUsage.COPY_SRC
+            | self.wgpu.BufferUsage.COPY_DST,
+        )
+        self._tri = {
+            "n": self.n,
+            "buffers": buffers,
+            "stage": self._staging(4 * TRI_SCALARS),
+            "params": np.zeros(16, dtype=np.uint32),
+        }
+        self._tgroups = {}
+        self._springs_of = None
+
+    def _tri_coefficients(self, coeffs: np.ndarray) -> None:
+        """Write the Chebyshev coefficients after the scalars (growing the buffer)."""
+        tri = self._tri
+        need = 4 * (TRI_SCALARS + len(coeffs))
+        if tri["buffers"][11].size < need:
+            tri["buffers"][11] = self._empty(need + 4 * 128)
+            self._tgroups = {}
+        self.device.queue.write_buffer(
+            tri["buffers"][11], 4 * TRI_SCALARS, coeffs.astype(np.float32)
+        )
+
+    def _tdispatch(self, cpass, name: str, parity: int, size, rot: int = 0) -> None:
+        """A tri kernel with ``x = _vec[parity]``, ``y`` the other one and the
+        Chebyshev buffers rotated ``rot`` places (T_{k-1}, T_k, T_{k+1})."""
+        key = (name, parity, rot)
+        group = self._tgroups.get(key)
+        if group is None:
+            b = self._tri["buffers"]
+            heat = (b[15], b[16], b[17])
+            buffers = {
+                **b,
+                0: self._vec[parity],
+                1: self._vec[1 - parity],
+                10: self._part,
+                15: heat[rot % 3],
+                16: heat[(rot + 1) % 3],
+                17: heat[(rot + 2) % 3],
+            }
+            group = self._bind_group(name, buffers)
+            self._tgroups[key] = group
+        cpass.set_pipeline(self._pipelines[name])
+        cpass.set_bind_group(0, group)
+        cpass.dispatch_workgroups(*size)
+
+    def _sym_product(self, cpass, indirect: bool = False) -> None:
+        """``acc = A t`` (the symmetric matrix, scale 1); ``indirect``: only
+        while CG runs (the counts of ``dims[9..18]``)."""
+        b = self._tri["buffers"]
+        self._sym.encode(self, cpass, b[8], b[9], (b[18], 36) if indirect else None)
+
+    def _encode_cg(self, cpass, parity: int, count: int) -> None:
+        wide = (_nparts(self.n), 1, 1)
+        one = (1, 1, 1)
+        for _ in range(count):
+            self._sym_product(cpass, indirect=True)
+            self._tdispatch(cpass, "cg_ap", parity, wide)
+            self._tdispatch(cpass, "cg_step", parity, one)
+            self._tdispatch(cpass, "cg_update", parity, wide)
+            self._tdispatch(cpass, "cg_final", parity, one)
+            self._tdispatch(cpass, "cg_dir", parity, wide)
+
+    def _encode_heat(self, cpass, parity: int, terms: int) -> None:
+        wide = (_nparts(self.n), 1, 1)
+        self._tdispatch(cpass, "heat_init", parity, wide)
+        if terms > 1:
+            self._sym_product(cpass)
+            self._tdispatch(cpass, "heat_first", parity, wide)
+        for k in range(2, terms):
+            self._sym_product(cpass)
+            self._tdispatch(cpass, "heat_term", parity, wide, rot=(k - 2) % 3)
+            self._tdispatch(cpass, "heat_tick", parity, (1, 1, 1))
+
+    def _submit_scalars(self, encoder) -> None:
+        """Copy the tri scalars to staging at the end of ``encoder`` and submit it."""
+        tri = self._tri
+        encoder.copy_buffer_to_buffer(tri["buffers"][11], 0, tri["stage"], 0, 4 * TRI_SCALARS)
+        self.device.queue.submit([encoder.finish()])
+
+    def _wait_scalars(self) -> np.ndarray:
+        """Wait for the scalars of the last :meth:`_submit_scalars`."""
+        t = time.perf_counter()
+        out = self._map(self._tri["stage"], 4 * TRI_SCALARS, _as_float64)
+        self.timings["device_wait"] += time.perf_counter() - t
+        return out
+
+    def _encode_tri_head(self, cur: int, m: int, springs: bool, batch: int, norms: bool):
+        """(A) of an outer step: the head (start fill, gather or Anderson mix), the
+        diffusion step into ``y``, the CG start and ``batch`` iterations, and the
+        norms of the incremental heat's budget. Returns the open encoder."""
+        wide = (_nparts(self.n), 1, 1)
+        one = (1, 1, 1)
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        if self._need_fill:
+            self._dispatch(cpass, "fill", 1 - cur, wide)
+            self._need_fill = False
+        if self._need_prep:
+            self._dispatch(cpass, "prep", cur, wide)
+            self._need_prep = False
+        elif m:
+            self._dispatch(cpass, "aa_mix", 1 - cur, wide)
+        self.sell.encode(self, cpass, self._zv, self._vec[1 - cur])
+        nov = len(self._ov_rows)
+        if nov:
+            self._dispatch(cpass, "ov_add", cur, _dispatch_size(nov))
+        for name, size in (("sum_partial", wide), ("mass_final", one), ("finish", wide)):
+            self._dispatch(cpass, name, cur, size)
+        if springs:
+            self._tdispatch(cpass, "cg_init_a", cur, wide)
+            self._sym_product(cpass)
+            self._tdispatch(cpass, "cg_init_b", cur, wide)
+            self._tdispatch(cpass, "cg_init_final", cur, one)
+            self._encode_cg(cpass, cur, batch)
+        if norms:
+            self._tdispatch(cpass, "heat_norms", cur, wide)
+            self._tdispatch(cpass, "heat_norms_final", cur, one)
+        cpass.end()
+        return encoder
+
+    def _encode_tri_blend(self, cur: int, m: int, coeffs: np.ndarray | None):
+        """(B) of an outer step: heat with ``coeffs`` (None: no heat), the blend,
+        its sum, the normalised iterate and its L1 change (with the Anderson
+        bookkeeping when ``m``), and the copy of the scalars to staging.
+        Returns the command buffer and the bytes of scalars it leaves."""
+        wide = (_nparts(self.n), 1, 1)
+        one = (1, 1, 1)
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        if coeffs is not None:
+            self._encode_heat(cpass, cur, len(coeffs))
+        self._tdispatch(cpass, "tri_blend", cur, wide)
+        self._dispatch(cpass, "sum_partial", cur, wide)
+        self._dispatch(cpass, "blend_final", cur, one)
+        if m:
+            self._dispatch(cpass, "finish_aa", cur, wide)
+            self._dispatch(cpass, "aa_final", cur, one)
+            nbytes = 4 * (2 + 2 * (1 + 2 * m))
+        else:
+            self._dispatch(cpass, "finish", cur, wide)
+            self._dispatch(cpass, "l1_final", cur, one)
+            nbytes = 16
+        cpass.end()
+        encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, nbytes)
+        return encoder.finish(), nbytes
+
+    def solve_tri(
+        self,
+        prior: np.ndarray,
+        x0: np.ndarray | None,
+        params,
+        springs_state,
+        heat_state,
+        progress: Callable[[int, float], None] | None = None,
+        forcing: float = 0.05,
+    ) -> tuple[np.ndarray, list[float], bool, dict[str, float]]:
+        """The coupled tri iteration (``solver._iterate``'s rules) with every vector
+        on the device; returns ``(phi, residual history, converged, timings)``.
+
+        Per outer iteration two submissions: (A) the head (start fill, gather or
+        Anderson mix), the diffusion step into ``y``, the springs CG from its
+        warm start for a predicted number of iterations (more batches if the
+        device says it has not converged) and, for incremental heat, the norms
+        its error budget needs; (B) heat by Chebyshev, the blend, its sum, the
+        normalised iterate with its L1 change (and the Anderson products),
+        recorded while (A) runs unless heat's coefficients wait for the norms.
+        Besides those scalars nothing comes back until the final iterate.
+        """
+        if params.anderson > MAX_ANDERSON:
+            raise ValueError(f"the wgpu backend mixes at most {MAX_ANDERSON} steps")
+        self.setup_laplacian(params.laplacian)
+        self.start_diffusion(prior, x0, params.alpha)
+        t0 = time.perf_counter()
+        m = params.anderson
+        if m:
+            self._ensure_history(m)
+        lam_d, lam_s, lam_h = params.weights
+        tri = self._tri
+        tp = tri["params"]
+        tp[:] = 0
+        tp[:3] = (self.n, _nparts(self.n), params.cg_max_iter)
+        floats = tp.view(np.float32)
+        floats[4] = params.mu
+        floats[6:9] = (lam_d, lam_s, lam_h)
+        floats[9] = 2.0 / self.lam_max if self.lam_max > 0 else 0.0
+        c = params.tau * self.lam_max / 2.0
+        fresh = self._springs_of is not springs_state or springs_state is None
+        self._springs_of = None
+        self.anderson_restarts = 0
+        self.tri_counts = {"cg_batches": 0, "cg_iterations": 0, "heat_terms": 0}
+        self.timings["device_setup"] += time.perf_counter() - t0
+        history: list[float] = []
+        queue = self.device.queue
+        gram = np.zeros((max(m, 1), max(m, 1)))
+        k = slot = 0
+        have_prev = False
+        last = math.inf
+        mix: np.ndarray | None = None
+        exact = False
+        heat_valid = False
+        res = 1.0
+        batch = self.cg_first_batch
+        converged = False
+        while len(history) < params.max_iter:
+            t = time.perf_counter()
+            cg_tol = params.cg_tol if exact else min(1e-2, max(params.cg_tol, forcing * res))
+            heat_tol = params.heat_tol if exact else min(1e-2, max(params.heat_tol, forcing * res))
+            incremental = exact and heat_valid and self.lam_max > 0
+            tp[3] = int(fresh)
+            floats[5] = cg_tol
+            tp[10] = int(incremental)
+            queue.write_buffer(tri["buffers"][12], 0, tp)
+            if m:
+                self._params[9:11] = (slot, 0 if mix is None else len(mix))
+                queue.write_buffer(self._vparams, 0, self._params)
+                if mix is not None:
+                    queue.write_buffer(self._aa_buffers[15], 0, mix.astype(np.float32))
+            cur = self._cur
+            # Heat's coefficients are known now unless the incremental budget
+            # needs the device's norms: then (B) is recorded while (A) runs.
+            coeffs = None
+            if lam_h > 0 and not incremental:
+                coeffs = np.ones(1) if self.lam_max <= 0 else heat_coefficients(c, heat_tol)
+                self._tri_coefficients(coeffs)
+            command_a = self._encode_tri_head(cur, m, lam_s > 0, batch, incremental)
+            self.timings["device_encode"] += time.perf_counter() - t
+            self._submit_scalars(command_a)
+            t = time.perf_counter()
+            command_b = None
+            if lam_h == 0 or coeffs is not None:
+                command_b, nbytes = self._encode_tri_blend(cur, m, coeffs)
+            self.timings["device_encode"] += time.perf_counter() - t
+            scalars = self._wait_scalars()
+            self.tri_counts["cg_batches"] += 1
+            while lam_s > 0 and scalars[0] > 0.5:
+                t = time.perf_counter()
+                more = 4
+                encoder = self.device.create_command_encoder()
+                cpass = encoder.begin_compute_pass()
+                self._encode_cg(cpass, cur, more)
+                cpass.end()
+                self.timings["device_encode"] += time.perf_counter() - t
+                self._submit_scalars(encoder)
+                scalars = self._wait_scalars()
+                self.tri_counts["cg_batches"] += 1
+                batch += more
+            t = time.perf_counter()
+            if lam_s > 0:
+                done = int(scalars[1])
+                springs_state.iterations += done
+                self.tri_counts["cg_iterations"] += done
+                # The warm-started solve takes about as many iterations as the
+                # last one; those recorded past the stop cost a few empty
+                # dispatches (no product), a wait for more costs a round trip.
+                batch = done + 2
+                fresh = False
+            if command_b is None:
+                size = math.sqrt(max(scalars[9] + scalars[10], 0.0))
+                base = math.sqrt(max(scalars[11] + scalars[12], 0.0))
+                rel = min(0.5, heat_tol * base / size) if size > 0 else 0.5
+                coeffs = heat_coefficients(c, rel)
+                self._tri_coefficients(coeffs)
+                command_b, nbytes = self._encode_tri_blend(cur, m, coeffs)
+            if coeffs is not None:
+                heat_state.terms += len(coeffs)
+                self.tri_counts["heat_terms"] += len(coeffs)
+                heat_valid = True
+            if not m:
+                queue.write_buffer(self._counter, 0, np.zeros(4, dtype=np.uint32))
+            queue.submit([command_b])
+            self._cur = 1 - cur
+            t_wait = time.perf_counter()
+            self.timings["device_encode"] += t_wait - t
+            stats = self._map(self._stage_stats, nbytes, _as_float64)
+            self.timings["device_wait"] += time.perf_counter() - t_wait
+            pairs = stats[2::2] + stats[3::2]
+            res = float(pairs[0])
+            history.append(res)
+            if not math.isfinite(res):
+                raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+            if progress is not None:
+                progress(len(history), res)
+            if res < params.tol and exact:
+                converged = True
+                break
+            if res < params.tol:
+                exact = True
+                k = slot = 0
+                have_prev = False
+                last = math.inf
+            mix = None
+            if not m:
+                continue
+            if res > 2.0 * last:
+                k = slot = 0
+                have_prev = False
+                self.anderson_restarts += 1
+            last = res
+            if not have_prev:
+                have_prev = True
+                continue
+            live = min(k + 1, m)
+            cross = pairs[1 : 1 + live]
+            gram[slot, :live] = cross
+            gram[:live, slot] = cross
+            k = live
+            slot = (slot + 1) % m
+            try:
+                gamma = np.linalg.lstsq(gram[:k, :k], pairs[1 + m : 1 + m + k], rcond=1e-12)[0]
+            except np.linalg.LinAlgError:
+                gamma = None
+            if gamma is None or not np.all(np.isfinite(gamma)):
+                k = slot = 0
+                have_prev = False
+                self.anderson_restarts += 1
+                continue
+            mix = gamma
+        self._springs_of = springs_state
+        phi = self.current()
+        return phi, history, converged, dict(self.timings)
 
     # --- device-resident diffusion ----------------------------------------------
     def _vgroup(self, name: str, parity: int):
@@ -729,16 +1155,22 @@ class WgpuOperator:
     def current(self) -> np.ndarray:
         """The device iterate, read back as float64 and renormalised to mass 1.
 
-        One copy to the staging buffer, then one pass that sums the mapped
-        float32 values in float64 and one that writes ``x / total`` as float64.
+        One copy to the persistent staging buffer (float32, 4 bytes a particle),
+        then, straight from the mapped memory, one parallel pass that sums it
+        in float64 and one that writes ``x / total`` as float64
+        (:func:`_normalise_into`). ``readback_parts`` splits the time into the
+        copy and map (``map``) and the conversion (``convert``).
         """
         t = time.perf_counter()
+        self.readback_parts = {"map": 0.0, "convert": 0.0}
         nbytes = 4 * self.n
         encoder = self.device.create_command_encoder()
         encoder.copy_buffer_to_buffer(self._vec[self._cur], 0, self._stage_vec, 0, nbytes)
         self.device.queue.submit([encoder.finish()])
-        x = self._map(self._stage_vec, nbytes, _normalised)
+        t_map = time.perf_counter()
+        x = self._map(self._stage_vec, nbytes, _normalised, self.readback_parts)
         self.timings["device_readback"] = time.perf_counter() - t
+        self.readback_parts["map"] += t_map - t
         return x
 
     def solve_diffusion(
@@ -790,12 +1222,62 @@ def _as_float64(x32: np.ndarray) -> np.ndarray:
     return x32.astype(np.float64)
 
 
+#: Fixed chunks of the read-back conversion (not per thread: the same sum on every machine).
+_READBACK_PARTS = 256
+
+
+@nb.njit(cache=True, parallel=True)
+def _normalise_into(x32, out, nparts):
+    """``out = x32 / sum(x32)`` in float64; returns the sum (not finite or <= 0: nothing written).
+
+    Both passes run on all cores straight from the mapped staging memory; the
+    sum adds a fixed number of chunk partials in order, each chunk with four
+    interleaved accumulators, so it is the same on every machine and thread count.
+    """
+    n = x32.shape[0]
+    step = (n + nparts - 1) // nparts
+    partial = np.zeros(nparts)
+    for t in nb.prange(nparts):
+        a0 = a1 = a2 = a3 = 0.0
+        i = t * step
+        end = min(n, (t + 1) * step)
+        while i + 3 < end:
+            a0 += x32[i]
+            a1 += x32[i + 1]
+            a2 += x32[i + 2]
+            a3 += x32[i + 3]
+            i += 4
+        while i < end:
+            a0 += x32[i]
+            i += 1
+        partial[t] = (a0 + a1) + (a2 + a3)
+    total = ordered_sum(partial)
+    if not (total > 0.0 and total < np.inf):
+        return total
+    for t in nb.prange(nparts):
+        for i in range(t * step, min(n, (t + 1) * step)):
+            out[i] = x32[i] / total
+    return total
+
+
+#: Below this many particles the read-back converts in numpy (no thread start-up).
+_PARALLEL_READBACK = 1 << 16
+
+
 def _normalised(x32: np.ndarray) -> np.ndarray:
-    """``x32 / sum(x32)`` in float64 (two passes, no float64 temporary)."""
-    total = float(x32.sum(dtype=np.float64))
+    """``x32 / sum(x32)`` in float64: one pass to sum, one to write (in parallel
+    on large vectors, where one core converting 8 M entries and faulting in
+    the fresh float64 pages took most of a 45 ms solve's 31 ms read-back)."""
+    if len(x32) < _PARALLEL_READBACK:
+        total = float(x32.sum(dtype=np.float64))
+        if not math.isfinite(total) or total <= 0:
+            raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+        return np.divide(x32, total, dtype=np.float64)
+    out = np.empty(len(x32))
+    total = _normalise_into(x32, out, _READBACK_PARTS)
     if not math.isfinite(total) or total <= 0:
         raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-    return np.divide(x32, total, dtype=np.float64)
+    return out
 
 
 def _batch(history: list[float], tol: float, left: int) -> int:
