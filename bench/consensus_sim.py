@@ -35,21 +35,32 @@ def run(n: int, heights: int, seed: int, check_signatures: bool) -> dict:
     cpu = sim.machine_cpu_s
     done = sim.min_honest_height()
     rounds = sum(d.round + 1 for d in sim.committed.values() if d.height <= done)
-    return {"n": n, "heights": done, "sim_s": sim.now, "rounds_per_height": rounds / done,
-            "wall_s": wall, "cpu_s": cpu, "cpu_per_height_ms": 1e3 * cpu / done,
-            "cpu_per_node_height_ms": 1e3 * cpu / done / n, "deliveries": sim.delivered,
-            "violations": len(sim.violations)}
+    return {
+        "n": n,
+        "heights": done,
+        "sim_s": sim.now,
+        "rounds_per_height": rounds / done,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_per_height_ms": 1e3 * cpu / done,
+        "cpu_per_node_height_ms": 1e3 * cpu / done / n,
+        "deliveries": sim.delivered,
+        "violations": len(sim.violations),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--validators", type=int, nargs="+", default=[4, 100])
-    ap.add_argument("--heights", type=int, default=0,
-                    help="heights per run (default: 200 for n <= 10, else 5)")
+    ap.add_argument(
+        "--heights", type=int, default=0, help="heights per run (default: 200 for n <= 10, else 5)"
+    )
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    print("| validators | heights | rounds/height | sim s | wall s | machine CPU ms/height "
-          "| CPU ms/height/validator | w/o signature checks | verify share |")
+    print(
+        "| validators | heights | rounds/height | sim s | wall s | machine CPU ms/height "
+        "| CPU ms/height/validator | w/o signature checks | verify share |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in args.validators:
         heights = args.heights or (200 if n <= 10 else 5)
@@ -57,10 +68,13 @@ def main() -> None:
         bare = run(n, heights, args.seed, False)
         assert full["violations"] == 0 and bare["violations"] == 0
         share = 1 - bare["cpu_per_height_ms"] / full["cpu_per_height_ms"]
-        print(f"| {n} | {full['heights']} | {full['rounds_per_height']:.2f} "
-              f"| {full['sim_s']:.2f} | {full['wall_s']:.2f} | {full['cpu_per_height_ms']:.1f} "
-              f"| {full['cpu_per_node_height_ms']:.2f} "
-              f"| {bare['cpu_per_node_height_ms']:.2f} | {share:.0%} |", flush=True)
+        print(
+            f"| {n} | {full['heights']} | {full['rounds_per_height']:.2f} "
+            f"| {full['sim_s']:.2f} | {full['wall_s']:.2f} | {full['cpu_per_height_ms']:.1f} "
+            f"| {full['cpu_per_node_height_ms']:.2f} "
+            f"| {bare['cpu_per_node_height_ms']:.2f} | {share:.0%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
