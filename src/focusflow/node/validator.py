@@ -130,8 +130,10 @@ class ValidatorRuntime(NodeRuntime):
         docstring). ``da_withhold``: fault injection, see NodeRuntime."""
         super().__init__(chain, faucet_key=faucet_key, da_withhold=da_withhold)
         #: Pause after a commit before the next height starts (CometBFT's
-        #: ``timeout_commit``): lets transactions gather instead of a stream
-        #: of empty blocks, and late precommits arrive.
+        #: ``timeout_commit``) while the mempool is empty: lets transactions
+        #: gather instead of a stream of empty blocks, and late precommits
+        #: arrive. With transactions waiting, the next height starts at once:
+        #: the pause would only add to their latency.
         self.commit_wait = commit_wait
         #: Least time from the start of one height to the start of the next:
         #: the devnet's --block-time. An idle chain makes a block per interval;
@@ -499,9 +501,11 @@ class ValidatorRuntime(NodeRuntime):
         self._next_height_due = True
 
     def _pause_after_commit(self) -> float:
-        """``commit_wait``, or longer where ``block_interval`` asks for it."""
+        """``commit_wait`` (none with transactions waiting), or longer where
+        ``block_interval`` asks for it."""
         now = time.monotonic()
-        pause = max(self.commit_wait, self._height_began + self.block_interval - now)
+        wait = 0.0 if len(self.mempool) else self.commit_wait
+        pause = max(wait, self._height_began + self.block_interval - now)
         self._height_began = now + pause
         return pause
 
