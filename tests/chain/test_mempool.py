@@ -100,3 +100,17 @@ def test_next_nonce_skips_the_senders_pending_run():
     assert pool.next_nonce(ALICE.address_raw, 3) == 5  # 6 waits behind the gap
     assert pool.next_nonce(ALICE.address_raw, 5) == 5
     assert pool.next_nonce(BOB.address_raw, 0) == 0
+
+
+def test_transactions_behind_a_nonce_gap_are_not_ready():
+    """A validator skips its commit pause only when the next block can include
+    something; a sender's later nonces waiting behind a missing one cannot."""
+    pool = Mempool(CHAIN_ID, PARAMS)
+    assert not pool.has_ready(zero)
+    for nonce in (1, 2, 3):
+        pool.add(t(ALICE, nonce), zero)
+    assert len(pool) == 3 and not pool.has_ready(zero)
+    assert pool.reap(zero, 10, 1 << 20) == []
+    pool.add(t(BOB, 0), zero)
+    assert pool.has_ready(zero)
+    assert pool.has_ready(lambda a: 1 if a == ALICE.address_raw else 9)

@@ -231,3 +231,32 @@ def test_allowed_set_refuses_and_drops_other_nodes() -> None:
             await node.stop()
 
     run(main())
+
+
+def test_dial_timeout_leaves_no_unretrieved_error() -> None:
+    """A peer that never answers (still starting, or gone) makes the dial time
+    out; the node must not log asyncio's "Future exception was never retrieved"
+    when the abandoned QUIC handshake ends later."""
+    import gc
+    import socket
+
+    reported: list[dict] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        try:
+            with pytest.raises(TimeoutError):
+                await dial("127.0.0.1", port, KeyPair.generate(), 0.3)
+            # aioquic ends the closing connection on its timer; let it, then
+            # collect the waiter it failed.
+            await asyncio.sleep(1.5)
+            gc.collect()
+            await asyncio.sleep(0)
+        finally:
+            silent.close()
+
+    run(main())
+    assert [c.get("message") for c in reported] == []

@@ -12,9 +12,12 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from focusflow.consensus import verify_certificate
 from focusflow.core.cid import cid_of_text
-from focusflow.node.home import init_devnet, init_testnet
+from focusflow.node.home import LOOPBACK_DATAGRAM_SIZE, HomeError, init_devnet, init_testnet
+from focusflow.node.network import net_config_of
 from focusflow.node.wiring import open_chain
 from tests.node.devnet_process import ROOT, link_msg, signed, start_devnet, wait_height, wait_tx
 
@@ -155,6 +158,23 @@ def test_a_network_home_is_refused(tmp_path):
     init_testnet(tmp_path / "tn", 2, base_port=29_000)
     r = _run("devnet", "--home", str(tmp_path / "tn" / "v0"), "--port", "0")
     assert r.returncode == 2 and "bad_home" in r.stderr and "node start" in r.stderr, r.stderr
+
+
+def test_testnet_datagram_size_is_written_and_checked(tmp_path):
+    """A loopback testnet sends 8192-byte QUIC datagrams; a validator whose
+    config.json asks for a size QUIC or UDP cannot carry refuses to start."""
+    homes = init_testnet(tmp_path / "tn", 2, base_port=29_010)
+    config = json.loads(homes[0].config.read_text())
+    assert config["max_datagram_size"] == LOOPBACK_DATAGRAM_SIZE == 8192
+    assert net_config_of(config).max_datagram_size == 8192
+    assert net_config_of({}).max_datagram_size == 1452
+    for bad in (1000, 70_000, "8192", 8192.0, True):
+        with pytest.raises(HomeError, match="max_datagram_size"):
+            net_config_of({"max_datagram_size": bad})
+    config["max_datagram_size"] = 100
+    homes[0].config.write_text(json.dumps(config))
+    r = _run("node", "start", "--home", str(homes[0].path))
+    assert r.returncode == 2 and "max_datagram_size" in r.stderr, r.stderr
 
 
 def test_a_store_behind_its_wal_is_a_clear_error(tmp_path):

@@ -145,6 +145,11 @@ class Mempool:
                 heapq.heappush(heads, (-nxt.priority, nxt.tx.hash, sender, nonce + 1))
         return out
 
+    def has_ready(self, nonce_of: NonceOf) -> bool:
+        """Whether the next block could include anything: some sender's next
+        nonce is pending (later nonces behind a gap wait, and do not count)."""
+        return any(nonce_of(sender) in queue for sender, queue in self._queues.items())
+
     def update(self, nonce_of: NonceOf) -> None:
         """Drop what a committed block included or made stale (used nonces)."""
         for sender in list(self._queues):

@@ -270,6 +270,17 @@ async def dial(host: str, port: int, key: KeyPair, timeout: float, **options: An
         protocol.connect((host, port))
         await asyncio.wait_for(protocol.wait_connected(), timeout)
     except BaseException:
+        # aioquic fails the handshake waiter our timeout abandoned once the
+        # connection terminates; consume that error so asyncio does not log
+        # "Future exception was never retrieved" for an ordinary dial timeout.
+        waiter = getattr(protocol, "_connected_waiter", None)
+        if waiter is not None:
+            waiter.add_done_callback(_consume)
         protocol.shutdown(CLOSE_NORMAL, "dial failed")
         raise
     return protocol
+
+
+def _consume(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()

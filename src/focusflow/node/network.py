@@ -23,6 +23,8 @@ from pathlib import Path
 from focusflow.chain.warm import warm_up
 from focusflow.consensus import Timeouts
 from focusflow.core.errors import FocusflowError
+from focusflow.net import NetConfig
+from focusflow.net.transport import DEFAULT_DATAGRAM_SIZE
 from focusflow.node.devnet import bind, dev_key_of
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
 from focusflow.node.serve import serve
@@ -35,6 +37,22 @@ log = logging.getLogger("focusflow.node")
 def _split(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+#: QUIC's least datagram (RFC 9000 §14) and UDP's largest IPv4 payload.
+DATAGRAM_RANGE = (1200, 65507)
+
+
+def net_config_of(config: dict) -> NetConfig:
+    """The QUIC settings a validator's config.json asks for (``max_datagram_size``)."""
+    size = config.get("max_datagram_size", DEFAULT_DATAGRAM_SIZE)
+    lo, hi = DATAGRAM_RANGE
+    if isinstance(size, bool) or not isinstance(size, int) or not lo <= size <= hi:
+        raise HomeError(
+            f"config.json: max_datagram_size must be an integer from {lo} to {hi} bytes, "
+            f"not {size!r}"
+        )
+    return NetConfig(max_datagram_size=size)
 
 
 def run_validator(home_path: Path) -> None:
@@ -67,6 +85,7 @@ def run_validator(home_path: Path) -> None:
                 timeouts=Timeouts(**config.get("timeouts", {})),
                 faucet_key=dev_key_of(home),
                 commit_wait=float(config.get("commit_wait", 0.2)),
+                net_config=net_config_of(config),
             )
 
             def ready_fields(api: str) -> dict:

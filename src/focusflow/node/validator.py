@@ -130,10 +130,12 @@ class ValidatorRuntime(NodeRuntime):
         docstring). ``da_withhold``: fault injection, see NodeRuntime."""
         super().__init__(chain, faucet_key=faucet_key, da_withhold=da_withhold)
         #: Pause after a commit before the next height starts (CometBFT's
-        #: ``timeout_commit``) while the mempool is empty: lets transactions
-        #: gather instead of a stream of empty blocks, and late precommits
-        #: arrive. With transactions waiting, the next height starts at once:
-        #: the pause would only add to their latency.
+        #: ``timeout_commit``) unless the next block has transactions ready:
+        #: lets transactions gather instead of a stream of empty blocks, and
+        #: late precommits arrive. With transactions ready, the next height
+        #: starts at once: the pause would only add to their latency.
+        #: Transactions stuck behind a nonce gap are not ready: they must not
+        #: turn the chain into a stream of empty blocks.
         self.commit_wait = commit_wait
         #: Least time from the start of one height to the start of the next:
         #: the devnet's --block-time. An idle chain makes a block per interval;
@@ -501,10 +503,12 @@ class ValidatorRuntime(NodeRuntime):
         self._next_height_due = True
 
     def _pause_after_commit(self) -> float:
-        """``commit_wait`` (none with transactions waiting), or longer where
-        ``block_interval`` asks for it."""
+        """``commit_wait`` (none with transactions ready for the next block),
+        or longer where ``block_interval`` asks for it."""
         now = time.monotonic()
-        wait = 0.0 if len(self.mempool) else self.commit_wait
+        with self._pool_lock:
+            ready = len(self.mempool) > 0 and self.mempool.has_ready(self.nonce_of)
+        wait = 0.0 if ready else self.commit_wait
         pause = max(wait, self._height_began + self.block_interval - now)
         self._height_began = now + pause
         return pause
@@ -518,6 +522,18 @@ class ValidatorRuntime(NodeRuntime):
         with self._pool_lock:
             for rejected in pending.rejected:
                 self.mempool.discard(rejected.tx.hash)
+                log.info(
+                    "transaction left out of proposal",
+                    extra={
+                        "fields": {
+                            "height": height,
+                            "tx": rejected.tx.hash.hex()[:16],
+                            "nonce": rejected.tx.nonce,
+                            "code": rejected.error.code,
+                            "reason": str(rejected.error),
+                        }
+                    },
+                )
         self._pending[pending.hash] = pending
         return pending.proposal_value()
 
