@@ -260,3 +260,82 @@ def test_dial_timeout_leaves_no_unretrieved_error() -> None:
 
     run(main())
     assert [c.get("message") for c in reported] == []
+
+
+async def _mesh(edges: list[tuple[int, int]], n: int, config: NetConfig) -> list[Node]:
+    nodes = [Node(KeyPair.generate(), config=config) for _ in range(n)]
+    for node in nodes:
+        await node.start()
+    for i, j in edges:
+        await nodes[i].connect(nodes[j].peer_address)
+    return nodes
+
+
+def _collect(nodes: list[Node]) -> list[list[bytes]]:
+    got: list[list[bytes]] = [[] for _ in nodes]
+    for k, node in enumerate(nodes):
+
+        async def handler(peer: bytes, payload: bytes, k=k) -> bool:
+            got[k].append(payload)
+            return True
+
+        node.subscribe("block_part", handler)
+    return got
+
+
+def test_large_gossip_is_announced_not_flooded_in_a_full_mesh() -> None:
+    """Each of B and C has A's large message from A: they announce it to each
+    other instead of sending it again, and neither fetches it."""
+    big = bytes(range(256)) * 200
+
+    async def main() -> None:
+        config = NetConfig(lazy_grace=0.5)
+        a, b, c = nodes = await _mesh([(0, 1), (0, 2), (1, 2)], 3, config)
+        got = _collect(nodes)
+        await a.publish("block_part", big)
+        await until(lambda: got[1] == [big] and got[2] == [big])
+        await until(lambda: b.stats.announce_ignored + c.stats.announce_ignored == 2)
+        await asyncio.sleep(0.7)  # past the grace: nothing is fetched after all
+        assert (b.stats.announced, c.stats.announced) == (1, 1)
+        assert (b.stats.fetched, c.stats.fetched) == (0, 0)
+        assert got == [[], [big], [big]]
+        for node in nodes:
+            await node.stop()
+
+    run(main())
+
+
+def test_announced_gossip_is_fetched_across_a_line() -> None:
+    """A - B - C: C is not connected to A, so it fetches the large message B
+    announces; a small message (a vote) is still forwarded in full."""
+    big = b"x" * 10_000
+
+    async def main() -> None:
+        a, b, c = nodes = await _mesh([(0, 1), (1, 2)], 3, NetConfig())
+        got = _collect(nodes)
+        await a.publish("block_part", big)
+        await until(lambda: got[2] == [big])
+        assert (b.stats.announced, c.stats.fetched) == (1, 1)
+        await a.publish("block_part", b"small vote")
+        await until(lambda: got[2] == [big, b"small vote"])
+        assert (b.stats.announced, c.stats.fetched) == (1, 1)
+        assert got[1] == [big, b"small vote"] and got[0] == []
+        for node in nodes:
+            await node.stop()
+
+    run(main())
+
+
+def test_gossip_fetch_errors_are_precise() -> None:
+    async def main() -> None:
+        a, b = await pair()
+        with pytest.raises(RemoteError) as gone:
+            await a.request(b.id, "net.gossip", bytes(32))
+        assert gone.value.remote_code == "gossip_gone"
+        with pytest.raises(RemoteError) as bad:
+            await a.request(b.id, "net.gossip", b"short")
+        assert bad.value.remote_code == "invalid_message"
+        await a.stop()
+        await b.stop()
+
+    run(main())

@@ -70,6 +70,17 @@ def block_square(txs: Sequence[bytes]) -> ExtendedSquare:
     return extend(_square_from_block(list(txs)))
 
 
+def warm_up() -> None:
+    """Compile the erasure coder's kernels for squares of every kind a block makes.
+
+    An empty block's square has one share and codes nothing; the first block
+    with a few kilobytes compiles the serial kernels, a larger one the parallel
+    ones (several seconds each in every fresh process, without a numba cache).
+    """
+    for size in (4 << 10, 64 << 10):
+        block_square([bytes(size)]).data_root()
+
+
 def data_root(txs: Sequence[bytes]) -> bytes:
     """The data root a header commits to for these transactions."""
     return block_square(txs).data_root()

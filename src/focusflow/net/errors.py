@@ -63,3 +63,9 @@ class InvalidMessageError(NetError):
     """
 
     code = "invalid_message"
+
+
+class GossipGoneError(NetError):
+    """A fetched gossip message is not (or no longer) kept by the announcer."""
+
+    code = "gossip_gone"

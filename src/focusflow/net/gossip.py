@@ -7,7 +7,9 @@ message id (:func:`focusflow.net.dedupe.message_id`) and dropped, so each node
 delivers each message to its subscribers exactly once and the flood stops. With
 ``fanout`` at least the number of peers this is plain flooding, which is what a
 validator set of tens of nodes wants for votes; with more peers it becomes
-random gossip that still reaches everyone with high probability.
+random gossip that still reaches everyone with high probability. Forwarded
+payloads above ``NetConfig.lazy_above`` go as an announcement that peers
+lacking the message fetch (:class:`focusflow.net.node.Node`, docs/net.md §3).
 
 Sans-io: the router decides, the node sends.
 """
@@ -23,6 +25,8 @@ TRANSACTIONS = "tx"
 BLOCK_PARTS = "block_part"
 VOTES = "vote"
 EVIDENCE = "evidence"
+#: The request that fetches an announced (IHave) message by id; reserved.
+GOSSIP_FETCH = "net.gossip"
 #: Topics every node relays even without a local subscriber.
 STANDARD_TOPICS = frozenset({TRANSACTIONS, BLOCK_PARTS, VOTES, EVIDENCE})
 

@@ -21,6 +21,7 @@ PROTOCOL_VERSION = 1
 NODE_ID_SIZE = 32
 NONCE_SIZE = 32
 SIGNATURE_SIZE = 64
+MESSAGE_ID_SIZE = 32
 #: Longest topic or request name, in UTF-8 bytes.
 MAX_NAME = 64
 
@@ -92,10 +93,21 @@ class Error:
     message: str
 
 
-Message = Hello | Challenge | Auth | Welcome | Gossip | Request | Response | Error
+@dataclass(frozen=True)
+class IHave:
+    """A gossip message announced instead of forwarded (lazy push): the peer
+    fetches it with a request only if it has not seen it yet."""
+
+    KIND: ClassVar[int] = 8
+    topic: str
+    message_id: bytes
+
+
+Message = Hello | Challenge | Auth | Welcome | Gossip | Request | Response | Error | IHave
 
 _KINDS: dict[int, type] = {
-    cls.KIND: cls for cls in (Hello, Challenge, Auth, Welcome, Gossip, Request, Response, Error)
+    cls.KIND: cls
+    for cls in (Hello, Challenge, Auth, Welcome, Gossip, Request, Response, Error, IHave)
 }
 _FIELDS: dict[type, tuple[type, ...]] = {
     Hello: (int, bytes),
@@ -106,6 +118,7 @@ _FIELDS: dict[type, tuple[type, ...]] = {
     Request: (str, bytes),
     Response: (bytes,),
     Error: (str, str),
+    IHave: (str, bytes),
 }
 
 
@@ -140,7 +153,9 @@ def _check_sizes(message: Message) -> None:
         raise DecodeError("malformed net message: nonce is not 32 bytes")
     if isinstance(message, Auth) and len(message.signature) != SIGNATURE_SIZE:
         raise DecodeError("malformed net message: signature is not 64 bytes")
-    if isinstance(message, Gossip | Request):
-        name = message.topic if isinstance(message, Gossip) else message.name
+    if isinstance(message, IHave) and len(message.message_id) != MESSAGE_ID_SIZE:
+        raise DecodeError("malformed net message: message id is not 32 bytes")
+    if isinstance(message, Gossip | Request | IHave):
+        name = message.name if isinstance(message, Request) else message.topic
         if not name or len(name.encode()) > MAX_NAME:
             raise DecodeError(f"malformed net message: name must be 1..{MAX_NAME} bytes")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +28,7 @@ from focusflow.core.keys import KeyPair
 from focusflow.net.dedupe import SeenCache, message_id
 from focusflow.net.errors import (
     FrameTooLargeError,
+    GossipGoneError,
     InvalidMessageError,
     NetError,
     PeerBannedError,
@@ -33,9 +36,18 @@ from focusflow.net.errors import (
     RequestTimeoutError,
 )
 from focusflow.net.framing import DEFAULT_MAX_FRAME
-from focusflow.net.gossip import STANDARD_TOPICS, GossipRouter
+from focusflow.net.gossip import GOSSIP_FETCH, STANDARD_TOPICS, GossipRouter
 from focusflow.net.identity import short_id
-from focusflow.net.messages import MAX_NAME, Error, Gossip, Request, Response, encode_message
+from focusflow.net.messages import (
+    MAX_NAME,
+    MESSAGE_ID_SIZE,
+    Error,
+    Gossip,
+    IHave,
+    Request,
+    Response,
+    encode_message,
+)
 from focusflow.net.reqresp import (
     BUSY,
     RESPONSE_TOO_LARGE,
@@ -91,6 +103,12 @@ class PeerAddress:
         return f"{self.node_id.hex()}@{host}:{self.port}"
 
 
+#: Seconds an id stays "on its way" (queued or being fetched) at most.
+INCOMING_TTL = 30.0
+#: Entries in the on-its-way table before expired ones are dropped.
+INCOMING_PRUNE_AT = 10_000
+
+
 @dataclass
 class NetConfig:
     """Limits and timings of a node; the defaults suit a validator set on a LAN."""
@@ -122,6 +140,17 @@ class NetConfig:
     redial_max: float = 5.0
     seen_capacity: int = 100_000
     seen_ttl: float = 120.0
+    #: Gossip payloads above this many bytes are forwarded lazily: an IHave
+    #: announcement, fetched by a peer that lacks the message. In a full mesh
+    #: (a validator set) every peer already has it from the publisher, and
+    #: flooding would send each large message n - 1 extra times per node.
+    #: Published messages always go in full.
+    lazy_above: int = 2048
+    #: How long an announced, unseen message is given to arrive in full from
+    #: elsewhere (it may be in flight from its publisher) before it is fetched.
+    lazy_grace: float = 0.05
+    #: Bytes of recent large payloads kept to answer fetches.
+    recent_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass
@@ -134,6 +163,12 @@ class NetStats:
     dropped_outbound: int = 0
     offences: int = 0
     bans: int = 0
+    #: IHave announcements sent in place of forwarding a large message.
+    announced: int = 0
+    #: Announcements of messages we had (or were receiving) already.
+    announce_ignored: int = 0
+    #: Announced messages fetched from the announcer.
+    fetched: int = 0
     by_offence: dict[str, int] = field(default_factory=dict)
 
 
@@ -159,7 +194,15 @@ class Node:
             self.config.fanout, SeenCache(self.config.seen_capacity, self.config.seen_ttl)
         )
         self.handlers = Handlers()
+        self.handlers.register(GOSSIP_FETCH, self._serve_fetch)
         self.stats = NetStats()
+        #: Large payloads we published or forwarded, by message id, for fetches.
+        self._recent: OrderedDict[bytes, tuple[str, bytes]] = OrderedDict()
+        self._recent_size = 0
+        #: Ids of messages queued for processing or being fetched (with when):
+        #: not seen yet, but an announcement of them must not start another
+        #: fetch. An entry whose queue was lost with its connection expires.
+        self._incoming: dict[bytes, float] = {}
         self._subscribers: dict[str, list[GossipHandler]] = {}
         self._watchers: list[Callable[[bytes, bool], None]] = []
         self._allowed: frozenset[bytes] | None = None
@@ -390,27 +433,90 @@ class Node:
                 f"gossip message of {len(frame)} bytes exceeds {self.config.max_frame}"
             )
         mid, targets = self.router.publish(topic, bytes(payload), self.connected_peers())
+        if len(payload) > self.config.lazy_above:
+            self._remember(mid, topic, bytes(payload))
         await self._send_gossip(frame, targets)
         return mid
 
     def gossip_received(self, session: Session, message: Gossip) -> None:
         if message.topic not in STANDARD_TOPICS and message.topic not in self._subscribers:
             return
-        if message_id(message.topic, message.payload) in self.router.seen:
+        mid = message_id(message.topic, message.payload)
+        if mid in self.router.seen or self._is_incoming(mid):
             self.stats.duplicates += 1
             return
         try:
             session.inbox.put_nowait(message)
         except asyncio.QueueFull:
             self.stats.dropped_inbound += 1
+            return
+        self._mark_incoming(mid)
+
+    def ihave_received(self, session: Session, message: IHave) -> None:
+        """A peer has a large message: fetch it unless we have it or it is on its way."""
+        if message.topic not in STANDARD_TOPICS and message.topic not in self._subscribers:
+            return
+        if message.message_id in self.router.seen or self._is_incoming(message.message_id):
+            self.stats.announce_ignored += 1
+            return
+        assert session.peer_id is not None
+        self._spawn(self._fetch(session.peer_id, message))
+
+    async def _fetch(self, peer_id: bytes, message: IHave) -> None:
+        mid = message.message_id
+        await asyncio.sleep(self.config.lazy_grace)
+        if mid in self.router.seen or self._is_incoming(mid):
+            self.stats.announce_ignored += 1
+            return
+        self._mark_incoming(mid)
+        try:
+            payload = await self.request(peer_id, GOSSIP_FETCH, mid)
+            if message_id(message.topic, payload) != mid:
+                self.report(peer_id, Offence.INVALID, "fetched gossip does not match its id")
+                raise LookupError
+            session = self._sessions.get(peer_id)
+            if session is None or session.is_closed:
+                raise LookupError
+            session.inbox.put_nowait(Gossip(message.topic, payload))
+            self.stats.fetched += 1
+        except (NetError, LookupError, asyncio.QueueFull):
+            self._incoming.pop(mid, None)
+
+    def _is_incoming(self, mid: bytes) -> bool:
+        since = self._incoming.get(mid)
+        return since is not None and time.monotonic() - since < INCOMING_TTL
+
+    def _mark_incoming(self, mid: bytes) -> None:
+        now = time.monotonic()
+        if len(self._incoming) >= INCOMING_PRUNE_AT:
+            self._incoming = {k: t for k, t in self._incoming.items() if now - t < INCOMING_TTL}
+        self._incoming[mid] = now
+
+    async def _serve_fetch(self, peer_id: bytes, payload: bytes) -> bytes:
+        if len(payload) != MESSAGE_ID_SIZE:
+            raise InvalidMessageError("a gossip fetch names one 32-byte message id")
+        entry = self._recent.get(payload)
+        if entry is None:
+            raise GossipGoneError("that message is no longer kept here")
+        return entry[1]
+
+    def _remember(self, mid: bytes, topic: str, payload: bytes) -> None:
+        if mid in self._recent or len(payload) > self.config.recent_bytes:
+            return
+        self._recent[mid] = (topic, payload)
+        self._recent_size += len(payload)
+        while self._recent_size > self.config.recent_bytes:
+            _, (_, old) = self._recent.popitem(last=False)
+            self._recent_size -= len(old)
 
     async def process_gossip(self, session: Session, message: Gossip) -> None:
         """Deliver a queued message to the subscribers, then forward it if valid."""
         sender = session.peer_id
         assert sender is not None
-        _, targets = self.router.receive(
+        mid, targets = self.router.receive(
             sender, message.topic, message.payload, self.connected_peers()
         )
+        self._incoming.pop(mid, None)
         if targets is None:
             self.stats.duplicates += 1
             return
@@ -427,7 +533,12 @@ class Node:
             if verdict is False:
                 self.report(sender, Offence.INVALID, f"invalid {message.topic} message")
                 return
-        await self._send_gossip(encode_message(message), targets)
+        if len(message.payload) > self.config.lazy_above:
+            self._remember(mid, message.topic, message.payload)
+            self.stats.announced += len(targets)
+            await self._send_gossip(encode_message(IHave(message.topic, mid)), targets)
+        else:
+            await self._send_gossip(encode_message(message), targets)
 
     async def _send_gossip(self, frame: bytes, targets: list[bytes]) -> None:
         for peer in targets:

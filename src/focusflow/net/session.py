@@ -40,6 +40,7 @@ from focusflow.net.messages import (
     Error,
     Gossip,
     Hello,
+    IHave,
     Message,
     Request,
     Response,
@@ -189,6 +190,8 @@ class Session:
         elif stream_id == self.control:
             if isinstance(message, Gossip):
                 self.node.gossip_received(self, message)
+            elif isinstance(message, IHave):
+                self.node.ihave_received(self, message)
             else:
                 self.node.offence(self, Offence.PROTOCOL, f"{type(message).__name__} on control")
         elif stream_id in self.pending and isinstance(message, Response | Error):
