@@ -61,3 +61,54 @@ def test_raw_cid_bytes_matches_multiformats():
 
     for data in (b"", b"hello", bytes(1000)):
         assert raw_cid_bytes(data) == cid_to_bytes(cid_of_bytes(data))
+
+
+def _multiformats_accepts(text: str) -> bool:
+    from multiformats import CID
+
+    try:
+        CID.decode(text)
+    except Exception:
+        return False
+    return True
+
+
+def _spellings(seed: int) -> list[str]:
+    """Real CID spellings and near misses: v0, base32 v1 of several codecs and
+    hashes, and each with one character changed, dropped, doubled or upcased."""
+    import random
+
+    from multiformats import CID, multihash
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(60):
+        digest = rng.randbytes(32)
+        v0 = str(CID("base58btc", 0, "dag-pb", multihash.get("sha2-256").wrap(digest)))
+        codec = rng.choice(["raw", "dag-pb", "dag-cbor", "dag-json", "libp2p-key"])
+        hasher = rng.choice(["sha2-256", "sha2-256", "blake2b-256", "sha3-256"])
+        v1 = str(CID("base32", 1, codec, multihash.get(hasher).wrap(digest)))
+        for good in (v0, v1):
+            out.append(good)
+            i = rng.randrange(1, len(good))
+            alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0OIl=!"
+            out.append(good[:i] + rng.choice(alphabet) + good[i + 1 :])
+            out.append(good[:i] + good[i + 1 :])
+            out.append(good[:i] + good[i] + good[i:])
+            out.append(good[:i] + good[i].upper() + good[i + 1 :])
+            out.append(good[:-1] + rng.choice("abcdefghijklmnopqrstuvwxyz234567"))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_path_agrees_with_multiformats(seed):
+    """validate_cid checks the common spellings itself (bulk imports); it must
+    accept and refuse exactly what multiformats does."""
+    for text in _spellings(seed):
+        expected = _multiformats_accepts(text)
+        try:
+            validate_cid(text)
+            got = True
+        except InvalidCIDError:
+            got = False
+        assert got == expected, text
