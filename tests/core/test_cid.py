@@ -112,3 +112,21 @@ def test_fast_path_agrees_with_multiformats(seed):
         except InvalidCIDError:
             got = False
         assert got == expected, text
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_binary_forms_agree_with_multiformats(seed):
+    """cid_to_bytes and cid_from_bytes take the same fast path: the bytes and
+    the usual string must be multiformats' own, for every accepted spelling."""
+    from multiformats import CID
+
+    from focusflow.core.cid import cid_from_bytes, cid_to_bytes
+
+    for text in _spellings(seed):
+        if not _multiformats_accepts(text):
+            continue
+        cid = CID.decode(text)
+        raw = cid_to_bytes(text)
+        assert raw == bytes(cid), text
+        usual = str(cid if cid.version == 0 else cid.set(base="base32"))
+        assert cid_from_bytes(raw) == usual, text

@@ -19,9 +19,6 @@ from multiformats import CID, multicodec, multihash
 
 from focusflow.core.errors import InvalidCIDError
 
-_SHA2_256 = multihash.get("sha2-256")
-
-
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58)}
 _B32_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
@@ -30,39 +27,57 @@ _B32_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 _V1_SHA256 = frozenset(bytes([0x01, codec, 0x12, 0x20]) for codec in (0x55, 0x70, 0x71))
 
 
-def _plainly_valid(text: str) -> bool:
-    """True for the two spellings nearly every real CID has, checked without
-    ``multiformats`` (its runtime type checks cost ~0.3 ms a CID, minutes on a
-    bostrom dump): CIDv0 (46 base58btc characters of ``0x12 0x20 digest``) and
-    base32 CIDv1 of a sha2-256 raw, dag-pb or dag-cbor block. False means
-    "ask multiformats", which decides and words the error.
+def _plain_bytes(text: str) -> bytes | None:
+    """The binary CID of the two spellings nearly every real CID has, decoded
+    without ``multiformats`` (its runtime type checks cost ~0.3 ms a CID,
+    minutes on a bostrom dump): CIDv0 (46 base58btc characters of ``0x12 0x20
+    digest``) and base32 CIDv1 of a sha2-256 raw, dag-pb or dag-cbor block.
+    None means "ask multiformats", which decides and words the error.
     """
     if len(text) == 46 and text.startswith("Qm"):
         value = 0
         for c in text:
             digit = _B58_INDEX.get(c)
             if digit is None:
-                return False
+                return None
             value = value * 58 + digit
         if value.bit_length() > 272:
-            return False
+            return None
         raw = value.to_bytes(34, "big")
-        return raw[0] == 0x12 and raw[1] == 0x20
+        return raw if raw[0] == 0x12 and raw[1] == 0x20 else None
     if len(text) == 59 and text[0] == "b" and _B32_CHARS.issuperset(text[1:]):
         raw = base64.b32decode(text[1:].upper() + "======")
         # 36 bytes are 57.6 characters: the last one's low 2 bits must be zero
         # (canonical), which re-encoding checks.
-        if base64.b32encode(raw).decode().rstrip("=").lower() != text[1:]:
-            return False
-        return len(raw) == 36 and raw[:4] in _V1_SHA256
-    return False
+        if _b32(raw) != text[1:]:
+            return None
+        return raw if raw[:4] in _V1_SHA256 else None
+    return None
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def _plain_text(raw: bytes) -> str | None:
+    """The usual string of a CIDv0 or fast-path CIDv1, or None (ask multiformats)."""
+    if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
+        value = int.from_bytes(raw, "big")
+        digits = []
+        while value:
+            value, digit = divmod(value, 58)
+            digits.append(_B58[digit])
+        return "".join(reversed(digits))
+    if len(raw) == 36 and raw[:4] in _V1_SHA256:
+        return "b" + _b32(raw)
+    return None
 
 
 def validate_cid(text: str) -> str:
     """Return ``text`` unchanged if it decodes as a CID, else raise InvalidCIDError."""
     if not isinstance(text, str) or not text:
         raise InvalidCIDError(f"invalid CID {text!r}: empty or not a string")
-    if _plainly_valid(text):
+    if _plain_bytes(text) is not None:
         return text
     try:
         CID.decode(text)
@@ -79,8 +94,7 @@ def validate_cids(texts: Iterable[str]) -> None:
 
 def cid_of_bytes(data: bytes) -> str:
     """CIDv1 (raw codec, sha2-256, base32) of a byte string."""
-    digest = _SHA2_256.wrap(hashlib.sha256(data).digest())
-    return str(CID("base32", 1, "raw", digest))
+    return "b" + _b32(raw_cid_bytes(data))
 
 
 def raw_cid_bytes(data: bytes) -> bytes:
@@ -107,6 +121,9 @@ def cid_to_bytes(text: str) -> bytes:
     One CID has many string forms (multibases); the binary form is unique, so
     the chain keys particles by it and two spellings never become two particles.
     """
+    raw = _plain_bytes(text) if isinstance(text, str) else None
+    if raw is not None:
+        return raw
     validate_cid(text)
     return bytes(CID.decode(text))
 
@@ -114,6 +131,9 @@ def cid_to_bytes(text: str) -> bytes:
 def cid_from_bytes(raw: bytes) -> str:
     """The usual string of a binary CID: base58btc for v0, base32 for v1."""
     check_cid_bytes(raw)
+    text = _plain_text(raw)
+    if text is not None:
+        return text
     cid = CID.decode(bytes(raw))
     return str(cid if cid.version == 0 else cid.set(base="base32"))
 
