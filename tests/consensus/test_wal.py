@@ -85,6 +85,22 @@ def test_prune_keeps_current_heights(tmp_path):
     assert [(e.kind, e.height) for e in entries] == [("floor", 3), ("vote", 3), ("vote", 4)]
 
 
+def test_the_log_is_owner_only_and_stays_so_after_pruning(tmp_path):
+    """Like the rest of a validator's home: what it signed is nobody else's to read."""
+    path = tmp_path / "wal"
+    wal = WriteAheadLog(path)
+    wal.append(WALEntry("vote", 1, b"1"))
+    assert path.stat().st_mode & 0o777 == 0o600
+    wal.prune(2)
+    wal.append(WALEntry("vote", 2, b"2"))
+    wal.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [(e.kind, e.height) for e in WriteAheadLog(path).entries()] == [
+        ("floor", 2),
+        ("vote", 2),
+    ]
+
+
 def test_heights_below_the_floor_are_never_signed_again(tmp_path):
     key = keys(1)[0]
     signer = Signer(key, CHAIN, WriteAheadLog(tmp_path / "wal"))
