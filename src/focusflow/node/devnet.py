@@ -152,13 +152,20 @@ def _serve(
         raise FocusflowError(f"block production failed: {runtime.failure}")
 
 
+def prepare_kernels(focus: dict | None) -> None:
+    """Compile (or load) the block kernels before serving, saying so: the first
+    start on a machine compiles them for about a minute, silent otherwise."""
+    log.info("preparing block kernels (the first start on a machine compiles them: ~1 min)")
+    warm = warm_up(focus)
+    log.info("block kernels ready", extra={"fields": {"seconds": round(warm, 2)}})
+
+
 def _runtime(
     home: Home, chain: Chain, key: KeyPair, block_time: float, da_withhold: float
 ) -> ValidatorRuntime:
     """The devnet's validator: no transport, a height every ``block_time`` (or back to
     back when blocks take longer); no commit wait, as no late precommit can come."""
-    warm = warm_up(chain.params.focus)
-    log.info("block kernels ready", extra={"fields": {"seconds": round(warm, 2)}})
+    prepare_kernels(chain.params.focus)
     if da_withhold:
         log.warning(
             "fault injection: withholding data-availability shares",

@@ -20,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from focusflow.chain.warm import warm_up
 from focusflow.consensus import Timeouts
 from focusflow.core.errors import FocusflowError
 from focusflow.net import NetConfig
 from focusflow.net.transport import DEFAULT_DATAGRAM_SIZE
-from focusflow.node.devnet import bind, dev_key_of
+from focusflow.node.devnet import bind, dev_key_of, prepare_kernels
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
 from focusflow.node.serve import serve
 from focusflow.node.validator import ValidatorRuntime
@@ -73,7 +72,7 @@ def run_validator(home_path: Path) -> None:
             "validator home opened",
             extra={"fields": {"home": str(home.path), "height": chain.height}},
         )
-        warm_up(genesis.params.focus)
+        prepare_kernels(genesis.params.focus)
         try:
             p2p_host, p2p_port = _split(config["p2p"])
             runtime = ValidatorRuntime(
