@@ -339,3 +339,24 @@ def test_gossip_fetch_errors_are_precise() -> None:
         await b.stop()
 
     run(main())
+
+
+def test_announcing_gossip_one_does_not_have_costs_score() -> None:
+    """An IHave for a message the announcer cannot serve makes us fetch in
+    vain: nothing is delivered and the announcer is penalised as invalid."""
+    from focusflow.net.messages import IHave
+
+    async def main() -> None:
+        a, b = await pair(NetConfig(lazy_grace=0.0))
+        got = _collect([b])
+        session = a._sessions[b.id]
+        session.protocol.send_frame(
+            session.control, encode_message(IHave("block_part", bytes(range(32))))
+        )
+        await until(lambda: b.stats.by_offence.get("INVALID") == 1)
+        assert b.scores.score(a.id) < -20
+        assert got == [[]] and b.stats.fetched == 0
+        await a.stop()
+        await b.stop()
+
+    run(main())

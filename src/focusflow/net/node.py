@@ -33,6 +33,7 @@ from focusflow.net.errors import (
     NetError,
     PeerBannedError,
     PeerUnavailableError,
+    RemoteError,
     RequestTimeoutError,
 )
 from focusflow.net.framing import DEFAULT_MAX_FRAME
@@ -107,6 +108,8 @@ class PeerAddress:
 INCOMING_TTL = 30.0
 #: Entries in the on-its-way table before expired ones are dropped.
 INCOMING_PRUNE_AT = 10_000
+#: Announced messages fetched at once, at most; more announcements are dropped.
+MAX_FETCHES = 256
 
 
 @dataclass
@@ -203,6 +206,8 @@ class Node:
         #: not seen yet, but an announcement of them must not start another
         #: fetch. An entry whose queue was lost with its connection expires.
         self._incoming: dict[bytes, float] = {}
+        #: Fetch tasks running (announced messages in their grace or in flight).
+        self._fetches = 0
         self._subscribers: dict[str, list[GossipHandler]] = {}
         self._watchers: list[Callable[[bytes, bool], None]] = []
         self._allowed: frozenset[bytes] | None = None
@@ -459,17 +464,22 @@ class Node:
         if message.message_id in self.router.seen or self._is_incoming(message.message_id):
             self.stats.announce_ignored += 1
             return
+        if self._fetches >= MAX_FETCHES:
+            # Announcements faster than we can fetch: drop, as a full inbox does.
+            self.stats.dropped_inbound += 1
+            return
         assert session.peer_id is not None
+        self._fetches += 1
         self._spawn(self._fetch(session.peer_id, message))
 
     async def _fetch(self, peer_id: bytes, message: IHave) -> None:
         mid = message.message_id
-        await asyncio.sleep(self.config.lazy_grace)
-        if mid in self.router.seen or self._is_incoming(mid):
-            self.stats.announce_ignored += 1
-            return
-        self._mark_incoming(mid)
         try:
+            await asyncio.sleep(self.config.lazy_grace)
+            if mid in self.router.seen or self._is_incoming(mid):
+                self.stats.announce_ignored += 1
+                return
+            self._mark_incoming(mid)
             payload = await self.request(peer_id, GOSSIP_FETCH, mid)
             if message_id(message.topic, payload) != mid:
                 self.report(peer_id, Offence.INVALID, "fetched gossip does not match its id")
@@ -479,8 +489,17 @@ class Node:
                 raise LookupError
             session.inbox.put_nowait(Gossip(message.topic, payload))
             self.stats.fetched += 1
+        except RemoteError as exc:
+            self._incoming.pop(mid, None)
+            if exc.remote_code == GossipGoneError.code:
+                # Kept payloads outlive any honest announcement by far (64 MiB
+                # of newer ones must pass first): announcing what one cannot
+                # serve is how a peer would make us fetch in vain.
+                self.report(peer_id, Offence.INVALID, "announced gossip it does not have")
         except (NetError, LookupError, asyncio.QueueFull):
             self._incoming.pop(mid, None)
+        finally:
+            self._fetches -= 1
 
     def _is_incoming(self, mid: bytes) -> bool:
         since = self._incoming.get(mid)
@@ -603,6 +622,9 @@ class Node:
             answer: Response | Error = Response(bytes(payload))
         except InvalidMessageError as exc:
             self.report(session.peer_id, Offence.INVALID, f"invalid {message.name} request")
+            answer = error_for(exc)
+        except FocusflowError as exc:
+            # A precise refusal (unknown block, message gone): an answer, not a fault.
             answer = error_for(exc)
         except Exception as exc:
             log.exception("request handler %s failed", message.name)
