@@ -82,6 +82,10 @@ def inverse_out_weight(out_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(linked, 1.0 / np.where(linked, out_weight, 1.0), 0.0), linked
 
 
+#: Least degree, relative to the largest, of a particle springs and heat link.
+DEGREE_FLOOR = 1e-12
+
+
 def laplacian_scaling(degree: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, float]:
     """``(sigma, diag, lam_max)`` so that ``Ls = diag(diag) - sigma A sigma``.
 
@@ -92,6 +96,13 @@ def laplacian_scaling(degree: np.ndarray, kind: str) -> tuple[np.ndarray, np.nda
     """
     linked = degree > 0
     if kind == "normalized":
+        # A particle whose degree is at float noise next to the largest would be
+        # scaled by d^-1/2 > 10^6: its entries would dominate every norm the
+        # solvers take, and springs would stop to a tolerance meaningless for
+        # all other particles (result depending on particle order, no
+        # convergence). Such particles count as unlinked for springs and heat.
+        if len(degree):
+            linked &= degree > DEGREE_FLOOR * degree.max()
         sigma = np.where(linked, 1.0 / np.sqrt(np.where(linked, degree, 1.0)), 1.0)
         diag = linked.astype(np.float64)
         lam_max = 2.0
