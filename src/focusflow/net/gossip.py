@@ -59,9 +59,14 @@ class GossipRouter:
         The peer list is None for a duplicate: do not deliver, do not forward.
         """
         mid = message_id(topic, payload)
+        return mid, self.receive_id(sender, mid, peers)
+
+    def receive_id(self, sender: bytes, mid: bytes, peers: Sequence[bytes]) -> list | None:
+        """:meth:`receive` for a message whose id is already known (hashing a
+        block-sized payload twice would be wasted on the hot path)."""
         if not self.seen.add(mid):
-            return mid, None
-        return mid, self.choose(peers, exclude=sender)
+            return None
+        return self.choose(peers, exclude=sender)
 
     def choose(self, peers: Sequence[bytes], exclude: bytes | None) -> list:
         """At most ``fanout`` peers at random, never ``exclude``."""

@@ -451,7 +451,7 @@ class Node:
             self.stats.duplicates += 1
             return
         try:
-            session.inbox.put_nowait(message)
+            session.inbox.put_nowait((message, mid))
         except asyncio.QueueFull:
             self.stats.dropped_inbound += 1
             return
@@ -487,7 +487,7 @@ class Node:
             session = self._sessions.get(peer_id)
             if session is None or session.is_closed:
                 raise LookupError
-            session.inbox.put_nowait(Gossip(message.topic, payload))
+            session.inbox.put_nowait((Gossip(message.topic, payload), mid))
             self.stats.fetched += 1
         except RemoteError as exc:
             self._incoming.pop(mid, None)
@@ -528,13 +528,12 @@ class Node:
             _, (_, old) = self._recent.popitem(last=False)
             self._recent_size -= len(old)
 
-    async def process_gossip(self, session: Session, message: Gossip) -> None:
-        """Deliver a queued message to the subscribers, then forward it if valid."""
+    async def process_gossip(self, session: Session, message: Gossip, mid: bytes) -> None:
+        """Deliver a queued message (``mid``: its id) to the subscribers, then
+        forward it if valid."""
         sender = session.peer_id
         assert sender is not None
-        mid, targets = self.router.receive(
-            sender, message.topic, message.payload, self.connected_peers()
-        )
+        targets = self.router.receive_id(sender, mid, self.connected_peers())
         self._incoming.pop(mid, None)
         if targets is None:
             self.stats.duplicates += 1

@@ -79,7 +79,8 @@ class Session:
         #: Peer-initiated streams whose request we are answering.
         self.serving: set[int] = set()
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue(node.config.send_queue)
-        self.inbox: asyncio.Queue[Gossip] = asyncio.Queue(node.config.recv_queue)
+        #: Gossip waiting for the handlers, with the message id computed on arrival.
+        self.inbox: asyncio.Queue[tuple[Gossip, bytes]] = asyncio.Queue(node.config.recv_queue)
         self._nonce: bytes | None = None
         # A server waits for Hello from the start: application data can only be read
         # once the TLS handshake is complete anyway.
@@ -276,9 +277,9 @@ class Session:
 
     async def _gossip_loop(self) -> None:
         while not self.is_closed:
-            message = await self.inbox.get()
+            message, mid = await self.inbox.get()
             try:
-                await self.node.process_gossip(self, message)
+                await self.node.process_gossip(self, message, mid)
             except Exception:
                 log.exception("processing gossip from %s failed", short_id(self.peer_id or b""))
 
