@@ -49,7 +49,13 @@ from focusflow.net.messages import (
     encode_message,
 )
 from focusflow.net.scoring import Offence
-from focusflow.net.transport import CLOSE_AUTH_FAILED, CLOSE_BANNED, CLOSE_MALFORMED, PeerProtocol
+from focusflow.net.transport import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_BANNED,
+    CLOSE_MALFORMED,
+    PeerProtocol,
+    consume_error,
+)
 
 if TYPE_CHECKING:
     from focusflow.net.node import Node
@@ -73,7 +79,7 @@ class Session:
         self.authenticated: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         # Accepted sessions have nobody awaiting the outcome; retrieving it here keeps
         # asyncio from reporting a failed handshake as a never-retrieved exception.
-        self.authenticated.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.authenticated.add_done_callback(consume_error)
         self.pending: dict[int, asyncio.Future[Response | Error]] = {}
         self.inflight = 0
         #: Peer-initiated streams whose request we are answering.

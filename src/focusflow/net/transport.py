@@ -275,12 +275,14 @@ async def dial(host: str, port: int, key: KeyPair, timeout: float, **options: An
         # "Future exception was never retrieved" for an ordinary dial timeout.
         waiter = getattr(protocol, "_connected_waiter", None)
         if waiter is not None:
-            waiter.add_done_callback(_consume)
+            waiter.add_done_callback(consume_error)
         protocol.shutdown(CLOSE_NORMAL, "dial failed")
         raise
     return protocol
 
 
-def _consume(future: asyncio.Future) -> None:
+def consume_error(future: asyncio.Future) -> None:
+    """Mark a future's exception as retrieved (a done callback for a future
+    nobody awaits any more), so asyncio does not log it as lost."""
     if not future.cancelled():
         future.exception()
