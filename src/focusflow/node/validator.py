@@ -507,7 +507,7 @@ class ValidatorRuntime(NodeRuntime):
         or longer where ``block_interval`` asks for it."""
         now = time.monotonic()
         with self._pool_lock:
-            ready = len(self.mempool) > 0 and self.mempool.has_ready(self.nonce_of)
+            ready = self.mempool.has_ready(self.nonce_of)
         wait = 0.0 if ready else self.commit_wait
         pause = max(wait, self._height_began + self.block_interval - now)
         self._height_began = now + pause
