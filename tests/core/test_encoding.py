@@ -65,3 +65,32 @@ def test_random_bytes_only_raise_decode_error(data):
     except DecodeError:
         return
     assert cbor2.dumps(value, canonical=True) == data
+
+
+def _nest(value, depth: int):
+    for k in range(depth):
+        value = [value] if k % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (_nest(1.5, 5), "value of type float is not allowed"),
+        (_nest([b"a", 2, cbor2.CBORTag(4000, 1)], 3), "value of type CBORTag is not allowed"),
+        ([[b"a", b"b"]] * 50 + [[b"a", 0.25]], "value of type float is not allowed"),
+        (_nest({1.5: 1}, 4), "map key of type float"),
+        (_nest({(1, 2): 1}, 1), "map key of type tuple"),
+        (_nest(0, 34), "nested too deeply"),
+    ],
+)
+def test_values_outside_the_plain_model_are_refused_at_any_depth(value, message):
+    with pytest.raises(DecodeError, match=message) as info:
+        decode(cbor2.dumps(value, canonical=True), "transaction")
+    assert info.value.code == "malformed"
+    assert "malformed transaction" in str(info.value)
+
+
+def test_the_deepest_allowed_nesting_decodes():
+    value = _nest(b"leaf", 33)
+    assert decode(encode(value)) == value

@@ -109,3 +109,29 @@ def test_apply_accepts_cyberlinks_and_stakes():
     assert g.n_links == 3 and g.stakes[g.neurons.id_of("n1")] == 5.0
     cold = compute(g, mode="tri", tol=1e-12)
     assert np.abs(res.focus - cold.focus).sum() < 1e-5
+
+
+def test_numba_products_after_patches_that_add_particles():
+    """The operator keeps its row groups across patches that add particles; the
+    new rows (overlay in-links only) must still be written by every product,
+    also into an output buffer full of garbage."""
+    from focusflow.focus.backends.numba_cpu import NumbaOperator
+
+    rng = np.random.default_rng(5)
+    g = Cybergraph(require_cids=False)
+    src, dst = rng.integers(0, 400, (2, 3000))
+    g.add_links([f"p{i}" for i in src], [f"p{i}" for i in dst])
+    snap = g.snapshot()
+    op = NumbaOperator(snap)
+    for block in range(4):
+        src, dst = rng.integers(0, 400 + 8 * (block + 1), (2, 60))
+        g.add_links([f"p{i}" for i in src], [f"p{i}" for i in dst])
+        patched, info = g.refresh()
+        assert patched is snap and info is not None and patched.n > info.n_before
+        op.refresh(info)
+        z = rng.random(snap.n)
+        out = np.full(snap.n, np.nan)
+        total = op.pull(z, out, 0.5)
+        expected = 0.5 * (snap.to_scipy().T @ snap.to_particle_order(z))
+        assert np.allclose(snap.to_particle_order(out), expected, rtol=1e-12, atol=1e-15)
+        assert total == pytest.approx(expected.sum(), rel=1e-12)

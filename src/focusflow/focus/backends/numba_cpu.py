@@ -98,21 +98,18 @@ class NumbaOperator:
         the SELL storage; without it everything is rebuilt.
         """
         s = self.snapshot
-        grown = s.n - getattr(self, "n", s.n)
         if info is None or info.base_entries is None or not hasattr(self, "sell"):
             self.sell = SellMatrix(s.in_indptr, s.in_indices, s.in_w, self.dtype)
             self.sell_bounds = balanced_chunks(self.sell.gptr, _CHUNKS)
+            # Particles added by later patches have no base in-links, so the
+            # SELL groups (built over these rows) stay valid; _pull_into
+            # writes the rows past them itself.
+            self.sell_rows = s.n
+        elif len(info.base_entries):
+            in_pos = s.out_to_in[info.base_entries]
+            self.sell.update(in_pos, s.in_w)
+        if getattr(self, "n", -1) != s.n:
             self.ylink = np.zeros(s.n)
-        else:
-            if len(info.base_entries):
-                in_pos = s.out_to_in[info.base_entries]
-                self.sell.update(in_pos, s.in_w)
-            if grown > 0:
-                # New particles have no base in-links: rebuild the row groups
-                # (cheap next to the patch) so that every row is still written.
-                self.sell = SellMatrix(s.in_indptr, s.in_indices, s.in_w, self.dtype)
-                self.sell_bounds = balanced_chunks(self.sell.gptr, _CHUNKS)
-                self.ylink = np.zeros(s.n)
         self.n = s.n
         self.ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0).astype(np.int64)
         self.ov_in_w = s.ov_in_w.astype(self.dtype)
@@ -130,6 +127,7 @@ class NumbaOperator:
     def _pull_into(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         s, m = self.snapshot, self.sell
         total = sell_pull(m.grows, m.gptr, m.glen, m.sidx, m.sval, z, out, self.sell_bounds, scale)
+        out[self.sell_rows : self.n] = 0.0
         if len(self.ov_rows):
             total += csr_pull_add(
                 self.ov_rows,
