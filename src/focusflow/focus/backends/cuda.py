@@ -79,6 +79,55 @@ void chunk_pull(const int* __restrict__ crow, const long long* __restrict__ csta
 }
 
 extern "C" __global__
+void sell_pull2(const long long* __restrict__ gptr, const int* __restrict__ glen,
+                const int* __restrict__ grows, const int* __restrict__ sidx,
+                const VAL* __restrict__ sval, const VAL2* __restrict__ z2,
+                double2* __restrict__ out2, const long long ngroups)
+{
+    long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long g = tid >> 5;
+    int lane = (int)(tid & 31);
+    if (g >= ngroups) return;
+    long long o = gptr[g] + lane;
+    int len = glen[g];
+    double a0 = 0.0, a1 = 0.0;
+    for (int j = 0; j < len; ++j, o += 32) {
+        VAL2 x = z2[sidx[o]];
+        double v = (double)sval[o];
+        a0 += v * (double)x.x;
+        a1 += v * (double)x.y;
+    }
+    int r = grows[(g << 5) + lane];
+    if (r >= 0) out2[r] = make_double2(a0, a1);
+}
+
+extern "C" __global__
+void chunk_pull2(const int* __restrict__ crow, const long long* __restrict__ cstart,
+                 const long long* __restrict__ cend, const int* __restrict__ idx,
+                 const VAL* __restrict__ val, const VAL2* __restrict__ z2,
+                 double* __restrict__ out2, const int nchunks)
+{
+    int warp = (int)(((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+    int lane = threadIdx.x & 31;
+    if (warp >= nchunks) return;
+    double a0 = 0.0, a1 = 0.0;
+    for (long long e = cstart[warp] + lane; e < cend[warp]; e += 32) {
+        VAL2 x = z2[idx[e]];
+        double v = (double)val[e];
+        a0 += v * (double)x.x;
+        a1 += v * (double)x.y;
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+        a0 += __shfl_down_sync(0xffffffff, a0, off);
+        a1 += __shfl_down_sync(0xffffffff, a1, off);
+    }
+    if (lane == 0) {
+        atomicAdd(&out2[2 * (long long)crow[warp]], a0);
+        atomicAdd(&out2[2 * (long long)crow[warp] + 1], a1);
+    }
+}
+
+extern "C" __global__
 void finish(const double* __restrict__ ylink, double* __restrict__ y,
             const double* __restrict__ x, const double* __restrict__ prior,
             const double* __restrict__ inv_out, VAL* __restrict__ z,
@@ -108,6 +157,42 @@ def _cupy():
     import cupy
 
     return cupy
+
+
+_KERNELS: dict = {}
+
+
+def _kernel(name: str):
+    """The fused CG and Chebyshev vector kernels, compiled once per process on first use."""
+    if not _KERNELS:
+        cupy = _cupy()
+        _KERNELS["ap"] = cupy.ElementwiseKernel(
+            "float64 d, float64 p, float64 acc", "float64 ap", "ap = d * p - acc", "ff_cg_ap"
+        )
+        _KERNELS["update"] = cupy.ElementwiseKernel(
+            "float64 step, float64 p, float64 ap, float64 minv",
+            "float64 y, float64 r, float64 z",
+            "y += step * p; r -= step * ap; z = minv * r",
+            "ff_cg_update",
+        )
+        _KERNELS["direction"] = cupy.ElementwiseKernel(
+            "float64 z, float64 beta", "float64 p", "p = z + beta * p", "ff_cg_direction"
+        )
+        # One Chebyshev term of Z = scale * Ls - I from the pair product's second
+        # column: T_1 = Z T_0 (first), else T_{k+1} = 2 Z T_k - T_{k-1}; acc gains a_k T_{k+1}.
+        _KERNELS["heat_first"] = cupy.ElementwiseKernel(
+            "float64 d, float64 tc, float64 nt, float64 scale, float64 a0, float64 ak",
+            "float64 tn, float64 acc",
+            "double u = scale * (d * tc - nt) - tc; tn = u; acc = a0 * tc + ak * u",
+            "ff_heat_first",
+        )
+        _KERNELS["heat_next"] = cupy.ElementwiseKernel(
+            "float64 d, float64 tc, float64 nt, float64 tp, float64 scale, float64 ak",
+            "float64 tn, float64 acc",
+            "double u = 2.0 * (scale * (d * tc - nt) - tc) - tp; tn = u; acc += ak * u",
+            "ff_heat_next",
+        )
+    return _KERNELS[name]
 
 
 def cuda_available() -> tuple[bool, str]:
@@ -188,11 +273,15 @@ class CudaOperator:
         self.snapshot = snapshot
         self.dtype = np.float32 if precision == "float32" else np.float64
         ctype = "float" if self.dtype == np.float32 else "double"
-        source = _SOURCE.replace("VAL", ctype).replace("BLOCK", str(BLOCK))
+        source = (
+            _SOURCE.replace("VAL2", ctype + "2").replace("VAL", ctype).replace("BLOCK", str(BLOCK))
+        )
         module = cupy.RawModule(code=source, options=("--std=c++14",))
         self._sell_pull = module.get_function("sell_pull")
         self._chunk_pull = module.get_function("chunk_pull")
         self._finish = module.get_function("finish")
+        self._sell_pull2 = module.get_function("sell_pull2")
+        self._chunk_pull2 = module.get_function("chunk_pull2")
         self._l1 = cupy.zeros(1, dtype=cupy.float64)
         self._sym = None
         self.refresh()
@@ -325,23 +414,145 @@ class CudaOperator:
 
     # --- springs and heat --------------------------------------------------
     def setup_laplacian(self, kind: str) -> None:
-        """``A = W + W^T`` in SELL-32 on the device, built on the host once per snapshot."""
+        """``N = sigma (W + W^T) sigma`` in SELL-32 on the device, built on the host
+        once per snapshot, so that ``Ls x = diag x - N x`` is one product."""
         if self._sym is not None and self._sym_kind == kind:
             return
         self._sym_kind = kind
         ptr, idx, w, sigma, diag, self.lam_max = symmetric_matrix(self.snapshot, kind)
+        rows = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+        scaled = w * sigma[rows] * sigma[idx]
         n = self.snapshot.n
-        self.lap_sigma = self.cupy.asarray(sigma)
-        self.lap_diag = self.cupy.asarray(diag)
-        self._sym = _DeviceSell(self.cupy, ptr, idx, w, self.dtype)
-        self._t = self.cupy.empty(n, dtype=self.dtype)
-        self._acc = self.cupy.empty(n, dtype=self.cupy.float64)
+        cupy = self.cupy
+        self.lap_sigma = cupy.asarray(sigma)
+        self.lap_diag = cupy.asarray(diag)
+        self._sym = _DeviceSell(cupy, ptr, idx, scaled, self.dtype)
+        self._t = cupy.empty(n, dtype=self.dtype)
+        self._acc = cupy.empty(n, dtype=cupy.float64)
+        self._x2 = cupy.empty((n, 2), dtype=self.dtype)
+        self._acc2 = cupy.empty((n, 2), dtype=cupy.float64)
+        self._mu = None
 
     def lap_matvec(self, x, out) -> None:
-        cupy = self.cupy
-        cupy.multiply(x, self.lap_sigma, out=self._t, casting="unsafe")
+        self.cupy.copyto(self._t, x, casting="unsafe")
         self._pull_into(self._sym, self._t, self._acc, 1.0)
-        out[...] = self.lap_diag * x - self.lap_sigma * self._acc
+        out[...] = self.lap_diag * x - self._acc
+
+    def _pair_pull(self) -> None:
+        """``acc2[:, k] = N x2[:, k]`` for both columns in one pass over the entries."""
+        m = self._sym
+        threads = m.ngroups * LANES
+        ngroups = np.int64(m.ngroups)
+        if threads:
+            self._sell_pull2(
+                ((threads + BLOCK - 1) // BLOCK,),
+                (BLOCK,),
+                (m.gptr, m.glen, m.grows, m.sidx, m.sval, self._x2, self._acc2, ngroups),
+            )
+        if m.nchunks:
+            self._acc2[m.long_rows] = 0.0
+            warps = m.nchunks * 32
+            self._chunk_pull2(
+                ((warps + BLOCK - 1) // BLOCK,),
+                (BLOCK,),
+                (
+                    m.crow,
+                    m.cstart,
+                    m.cend,
+                    m.lidx,
+                    m.lval,
+                    self._x2,
+                    self._acc2,
+                    np.int32(m.nchunks),
+                ),
+            )
+
+    def _cg_begin(self, phi, mu, state, tol, exact):
+        """Right-hand side, residual and first direction of the springs solve.
+
+        As the numba backend's: an inexact solve carries the previous residual
+        over (the right-hand side moves by ``mu sigma (phi - phi_prev)``); exact
+        solves, first solves and solves on another matrix recompute it.
+        Returns ``(p, z, rz, goal)`` with ``rz`` on the device.
+        """
+        cupy = self.cupy
+        n = self.n
+        sigma = self.lap_sigma
+        if self._mu != mu:
+            self._mu = mu
+            self._diag_mu = self.lap_diag + mu
+            self._minv = 1.0 / self._diag_mu
+        warm = state.y is not None and len(state.y) == n
+        if not warm:
+            state.y = sigma * phi
+        carry = (
+            warm
+            and not exact
+            and state.owner is self._sym
+            and state.r is not None
+            and len(state.r) == n
+        )
+        rhs = mu * sigma * phi
+        if carry:
+            state.r += rhs - state.rhs
+        else:
+            self.lap_matvec(state.y, self._acc)
+            state.r = rhs - (self._acc + mu * state.y)
+        state.rhs = rhs
+        state.owner = self._sym
+        z = self._minv * state.r
+        p = z.copy()
+        rz = cupy.dot(state.r, z)
+        return p, z, rz, tol * float(cupy.sqrt(cupy.dot(rhs, rhs)))
+
+    def springs_heat(self, phi, mu, state, cg_tol, max_iter, exact, v, coeffs):
+        """Springs by Jacobi-PCG and ``sum_k a_k T_k(Z) v`` side by side, as the numba
+        backend's ``springs_heat``: each pass over the matrix serves one CG step and
+        one Chebyshev term (the direction and ``T_k`` are the two columns of one
+        gathered pair). CG step and stop rule stay on the device except one
+        scalar, ``r . r``, read per step. Returns ``(y / sigma, heat sum)``.
+        """
+        cupy = self.cupy
+        p, z, rz, goal = self._cg_begin(phi, mu, state, cg_tol, exact)
+        y, r = state.y, state.r
+        terms = len(coeffs)
+        acc = coeffs[0] * v if terms == 1 else cupy.empty_like(v)
+        scale = 2.0 / self.lam_max
+        t_cur, t_prev = v, None
+        x2, acc2 = self._x2, self._acc2
+        cupy.copyto(x2[:, 0], p, casting="unsafe")
+        cupy.copyto(x2[:, 1], v, casting="unsafe")
+        it, k = 0, 1
+        do_cg = bool(max_iter > 0 and float(cupy.dot(r, r)) > goal * goal)
+        while do_cg or k < terms:
+            self._pair_pull()
+            if do_cg:
+                ap = _kernel("ap")(self._diag_mu, p, acc2[:, 0])
+                step = rz / cupy.dot(p, ap)
+                _kernel("update")(step, p, ap, self._minv, y, r, z)
+                rz_new = cupy.dot(r, z)
+                _kernel("direction")(z, rz_new / rz, p)
+                rz = rz_new
+                it += 1
+                do_cg = bool(float(cupy.dot(r, r)) > goal * goal and it < max_iter)
+                if do_cg:
+                    cupy.copyto(x2[:, 0], p, casting="unsafe")
+            if k < terms:
+                t_next = cupy.empty_like(t_cur)
+                if t_prev is None:
+                    _kernel("heat_first")(
+                        self.lap_diag, t_cur, acc2[:, 1], scale, coeffs[0], coeffs[k], t_next, acc
+                    )
+                else:
+                    _kernel("heat_next")(
+                        self.lap_diag, t_cur, acc2[:, 1], t_prev, scale, coeffs[k], t_next, acc
+                    )
+                t_prev, t_cur = t_cur, t_next
+                k += 1
+                if k < terms:
+                    cupy.copyto(x2[:, 1], t_cur, casting="unsafe")
+        state.iterations += it
+        return y / self.lap_sigma, acc
 
 
 class _Chunks:
