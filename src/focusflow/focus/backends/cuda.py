@@ -127,6 +127,111 @@ void chunk_pull2(const int* __restrict__ crow, const long long* __restrict__ cst
     }
 }
 
+// The vector work around one pair product, fused. do_cg: ap = (diag + mu) p - N p
+// and scal[1] += p . ap. heat (1: first term, 2: later terms): T_{k+1} from N T_k,
+// hacc gains a_k T_{k+1}; pack: x2[:, 1] = T_{k+1} for the next product.
+extern "C" __global__
+void pair_after(const double* __restrict__ dmu, const double* __restrict__ p,
+                const double* __restrict__ acc2, double* __restrict__ ap,
+                const double* __restrict__ diag, const double* __restrict__ tcur,
+                const double* __restrict__ tprev, double* __restrict__ tnext,
+                double* __restrict__ hacc, VAL* __restrict__ x2, const double scale,
+                const double a0, const double ak, const int do_cg, const int heat,
+                const int pack, double* __restrict__ scal, const long long n)
+{
+    __shared__ double part[BLOCK];
+    double s = 0.0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        if (do_cg) {
+            double pi = p[i];
+            double w = dmu[i] * pi - acc2[2 * i];
+            ap[i] = w;
+            s += pi * w;
+        }
+        if (heat) {
+            double tc = tcur[i];
+            double u = scale * (diag[i] * tc - acc2[2 * i + 1]) - tc;
+            if (heat == 1) {
+                hacc[i] = a0 * tc + ak * u;
+            } else {
+                u = 2.0 * u - tprev[i];
+                hacc[i] += ak * u;
+            }
+            tnext[i] = u;
+            if (pack) x2[2 * i + 1] = (VAL)u;
+        }
+    }
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
+        if (threadIdx.x < h) part[threadIdx.x] += part[threadIdx.x + h];
+        __syncthreads();
+    }
+    if (do_cg && threadIdx.x == 0) atomicAdd(&scal[1], part[0]);
+}
+
+// CG update with step = scal[0] / scal[1] (rz / p.ap): y += step p, r -= step ap;
+// scal[2] += r . M^-1 r, scal[3] += r . r.
+extern "C" __global__
+void cg_step(const double* __restrict__ p, const double* __restrict__ ap,
+             const double* __restrict__ minv, double* __restrict__ y, double* __restrict__ r,
+             double* __restrict__ scal, const long long n)
+{
+    __shared__ double prz[BLOCK];
+    __shared__ double prr[BLOCK];
+    double step = scal[0] / scal[1];
+    double a = 0.0, b = 0.0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        y[i] += step * p[i];
+        double ri = r[i] - step * ap[i];
+        r[i] = ri;
+        a += ri * minv[i] * ri;
+        b += ri * ri;
+    }
+    prz[threadIdx.x] = a;
+    prr[threadIdx.x] = b;
+    __syncthreads();
+    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
+        if (threadIdx.x < h) {
+            prz[threadIdx.x] += prz[threadIdx.x + h];
+            prr[threadIdx.x] += prr[threadIdx.x + h];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        atomicAdd(&scal[2], prz[0]);
+        atomicAdd(&scal[3], prr[0]);
+    }
+}
+
+// New direction p = M^-1 r + (scal[2] / scal[0]) p, also into x2[:, 0].
+extern "C" __global__
+void cg_direction(const double* __restrict__ r, const double* __restrict__ minv,
+                  double* __restrict__ p, VAL* __restrict__ x2,
+                  const double* __restrict__ scal, const long long n)
+{
+    double beta = scal[2] / scal[0];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        double v = minv[i] * r[i] + beta * p[i];
+        p[i] = v;
+        x2[2 * i] = (VAL)v;
+    }
+}
+
+// Next step's scalars: rz <- rz_new, r . r kept in scal[4] for the host, sums zeroed.
+extern "C" __global__
+void cg_rotate(double* scal)
+{
+    scal[0] = scal[2];
+    scal[4] = scal[3];
+    scal[1] = 0.0;
+    scal[2] = 0.0;
+    scal[3] = 0.0;
+}
+
 extern "C" __global__
 void finish(const double* __restrict__ ylink, double* __restrict__ y,
             const double* __restrict__ x, const double* __restrict__ prior,
@@ -157,42 +262,6 @@ def _cupy():
     import cupy
 
     return cupy
-
-
-_KERNELS: dict = {}
-
-
-def _kernel(name: str):
-    """The fused CG and Chebyshev vector kernels, compiled once per process on first use."""
-    if not _KERNELS:
-        cupy = _cupy()
-        _KERNELS["ap"] = cupy.ElementwiseKernel(
-            "float64 d, float64 p, float64 acc", "float64 ap", "ap = d * p - acc", "ff_cg_ap"
-        )
-        _KERNELS["update"] = cupy.ElementwiseKernel(
-            "float64 step, float64 p, float64 ap, float64 minv",
-            "float64 y, float64 r, float64 z",
-            "y += step * p; r -= step * ap; z = minv * r",
-            "ff_cg_update",
-        )
-        _KERNELS["direction"] = cupy.ElementwiseKernel(
-            "float64 z, float64 beta", "float64 p", "p = z + beta * p", "ff_cg_direction"
-        )
-        # One Chebyshev term of Z = scale * Ls - I from the pair product's second
-        # column: T_1 = Z T_0 (first), else T_{k+1} = 2 Z T_k - T_{k-1}; acc gains a_k T_{k+1}.
-        _KERNELS["heat_first"] = cupy.ElementwiseKernel(
-            "float64 d, float64 tc, float64 nt, float64 scale, float64 a0, float64 ak",
-            "float64 tn, float64 acc",
-            "double u = scale * (d * tc - nt) - tc; tn = u; acc = a0 * tc + ak * u",
-            "ff_heat_first",
-        )
-        _KERNELS["heat_next"] = cupy.ElementwiseKernel(
-            "float64 d, float64 tc, float64 nt, float64 tp, float64 scale, float64 ak",
-            "float64 tn, float64 acc",
-            "double u = 2.0 * (scale * (d * tc - nt) - tc) - tp; tn = u; acc += ak * u",
-            "ff_heat_next",
-        )
-    return _KERNELS[name]
 
 
 def cuda_available() -> tuple[bool, str]:
@@ -282,6 +351,10 @@ class CudaOperator:
         self._finish = module.get_function("finish")
         self._sell_pull2 = module.get_function("sell_pull2")
         self._chunk_pull2 = module.get_function("chunk_pull2")
+        self._pair_after = module.get_function("pair_after")
+        self._cg_step = module.get_function("cg_step")
+        self._cg_dir = module.get_function("cg_direction")
+        self._cg_rotate = module.get_function("cg_rotate")
         self._l1 = cupy.zeros(1, dtype=cupy.float64)
         self._sym = None
         self.refresh()
@@ -431,6 +504,9 @@ class CudaOperator:
         self._acc = cupy.empty(n, dtype=cupy.float64)
         self._x2 = cupy.empty((n, 2), dtype=self.dtype)
         self._acc2 = cupy.empty((n, 2), dtype=cupy.float64)
+        self._ap = cupy.empty(n, dtype=cupy.float64)
+        self._tbuf = [cupy.empty(n, dtype=cupy.float64) for _ in range(3)]
+        self._scal = cupy.zeros(8, dtype=cupy.float64)
         self._mu = None
 
     def lap_matvec(self, x, out) -> None:
@@ -509,48 +585,65 @@ class CudaOperator:
         """Springs by Jacobi-PCG and ``sum_k a_k T_k(Z) v`` side by side, as the numba
         backend's ``springs_heat``: each pass over the matrix serves one CG step and
         one Chebyshev term (the direction and ``T_k`` are the two columns of one
-        gathered pair). CG step and stop rule stay on the device except one
-        scalar, ``r . r``, read per step. Returns ``(y / sigma, heat sum)``.
+        gathered pair). The vector work around a pass is three fused kernels
+        (``pair_after``, ``cg_step``, ``cg_direction``) with the CG scalars on the
+        device; one scalar, ``r . r``, is read per step for the stop rule.
+        Returns ``(y / sigma, heat sum)``.
         """
         cupy = self.cupy
-        p, z, rz, goal = self._cg_begin(phi, mu, state, cg_tol, exact)
+        p, _, rz, goal = self._cg_begin(phi, mu, state, cg_tol, exact)
         y, r = state.y, state.r
+        n = self.n
         terms = len(coeffs)
         acc = coeffs[0] * v if terms == 1 else cupy.empty_like(v)
-        scale = 2.0 / self.lam_max
-        t_cur, t_prev = v, None
-        x2, acc2 = self._x2, self._acc2
+        scale = np.float64(2.0 / self.lam_max)
+        x2, scal = self._x2, self._scal
         cupy.copyto(x2[:, 0], p, casting="unsafe")
         cupy.copyto(x2[:, 1], v, casting="unsafe")
+        scal.fill(0.0)
+        scal[0] = rz
+        grid = (max(1, min(4096, (n + BLOCK - 1) // BLOCK)),)
+        size = np.int64(n)
+        t_cur, t_prev = v, None
         it, k = 0, 1
         do_cg = bool(max_iter > 0 and float(cupy.dot(r, r)) > goal * goal)
         while do_cg or k < terms:
             self._pair_pull()
+            heat = 0 if k >= terms else (1 if t_prev is None else 2)
+            t_next = next(b for b in self._tbuf if b is not t_cur and b is not t_prev)
+            self._pair_after(
+                grid,
+                (BLOCK,),
+                (
+                    self._diag_mu,
+                    p,
+                    self._acc2,
+                    self._ap,
+                    self.lap_diag,
+                    t_cur,
+                    t_cur if t_prev is None else t_prev,
+                    t_next,
+                    acc,
+                    x2,
+                    scale,
+                    np.float64(coeffs[0]),
+                    np.float64(coeffs[k] if heat else 0.0),
+                    np.int32(do_cg),
+                    np.int32(heat),
+                    np.int32(k + 1 < terms),
+                    scal,
+                    size,
+                ),
+            )
             if do_cg:
-                ap = _kernel("ap")(self._diag_mu, p, acc2[:, 0])
-                step = rz / cupy.dot(p, ap)
-                _kernel("update")(step, p, ap, self._minv, y, r, z)
-                rz_new = cupy.dot(r, z)
-                _kernel("direction")(z, rz_new / rz, p)
-                rz = rz_new
+                self._cg_step(grid, (BLOCK,), (p, self._ap, self._minv, y, r, scal, size))
+                self._cg_dir(grid, (BLOCK,), (r, self._minv, p, x2, scal, size))
+                self._cg_rotate((1,), (1,), (scal,))
                 it += 1
-                do_cg = bool(float(cupy.dot(r, r)) > goal * goal and it < max_iter)
-                if do_cg:
-                    cupy.copyto(x2[:, 0], p, casting="unsafe")
-            if k < terms:
-                t_next = cupy.empty_like(t_cur)
-                if t_prev is None:
-                    _kernel("heat_first")(
-                        self.lap_diag, t_cur, acc2[:, 1], scale, coeffs[0], coeffs[k], t_next, acc
-                    )
-                else:
-                    _kernel("heat_next")(
-                        self.lap_diag, t_cur, acc2[:, 1], t_prev, scale, coeffs[k], t_next, acc
-                    )
+                do_cg = bool(float(scal[4]) > goal * goal and it < max_iter)
+            if heat:
                 t_prev, t_cur = t_cur, t_next
                 k += 1
-                if k < terms:
-                    cupy.copyto(x2[:, 1], t_cur, casting="unsafe")
         state.iterations += it
         return y / self.lap_sigma, acc
 
