@@ -26,6 +26,7 @@ from focusflow.graph.csr import (
     build_csr,
     find_entries,
     gather,
+    positions_in,
     row_sums,
     transpose_csr,
     transpose_maps,
@@ -370,9 +371,10 @@ class Snapshot:
         order = np.argsort(touched_codes)
         sorted_codes = touched_codes[order]
         ids, owner = _gather_entry_links(self.entry_link_ptr, self.entry_link_ids, base_entries)
-        late_mask = np.isin(self.late_entry, sorted_codes)
+        late_pos = positions_in(sorted_codes, self.late_entry)
+        late_mask = late_pos >= 0
         late_ids = np.flatnonzero(late_mask) + self.base_links
-        late_owner = order[np.searchsorted(sorted_codes, self.late_entry[late_mask])]
+        late_owner = order[late_pos[late_mask]]
         ids = np.concatenate([ids, late_ids])
         owner = np.concatenate([owner, late_owner])
         sums = np.bincount(
@@ -400,10 +402,10 @@ class Snapshot:
         )
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def _rows_sum(indptr, weights, rows):
     out = np.zeros(rows.shape[0], dtype=np.float64)
-    for k in range(rows.shape[0]):
+    for k in nb.prange(rows.shape[0]):
         r = rows[k]
         s = 0.0
         for e in range(indptr[r], indptr[r + 1]):
