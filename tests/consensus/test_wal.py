@@ -182,3 +182,38 @@ def test_sigkill_mid_run_never_leads_to_double_signing(tmp_path):
         heights.append(max(m.height for m in messages))
         assert all(isinstance(m, Proposal | Vote) for m in messages)
     assert heights == sorted(heights) and heights[-1] > heights[0]  # it keeps committing
+
+
+def test_floor_is_appended_each_height_and_the_file_compacted_periodically(tmp_path, monkeypatch):
+    """A new height costs one fsynced record, not a rewrite; a restart at any point
+    still refuses every height below the last floor and re-sends what it signed."""
+    from focusflow.consensus import signer as signer_mod
+
+    key = keys(1)[0]
+    path = tmp_path / "wal"
+    signer = Signer(key, CHAIN, WriteAheadLog(path))
+    rewrites = []
+    original = WriteAheadLog.prune
+    monkeypatch.setattr(
+        WriteAheadLog, "prune", lambda self, h: (rewrites.append(h), original(self, h))
+    )
+    sizes = []
+    for h in range(1, 3 * signer_mod.COMPACT_EVERY + 2):
+        signer.prune(h)
+        vote = signer.sign_vote(h, 0, Step.PREVOTE, sha256(bytes([h % 256])))
+        sizes.append(path.stat().st_size)
+        if h % 37 == 0:
+            signer.wal.close()
+            signer = Signer(key, CHAIN, WriteAheadLog(path))
+            assert signer.resume_height() == h
+            assert signer.sign_vote(h, 0, Step.PREVOTE, None) == vote
+            with pytest.raises(SignRefusedError):
+                signer.sign_vote(h - 1, 1, Step.PREVOTE, None)
+    # The first prune (empty log) and then one rewrite per COMPACT_EVERY heights.
+    assert rewrites == [
+        1,
+        1 + signer_mod.COMPACT_EVERY,
+        1 + 2 * signer_mod.COMPACT_EVERY,
+        1 + 3 * signer_mod.COMPACT_EVERY,
+    ]
+    assert max(sizes) < 2 * max(sizes[: signer_mod.COMPACT_EVERY + 1])
