@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
-from focusflow.graph.csr import find_entries, positions_in, row_sums
+from focusflow.graph.csr import find_entries, positions_in, radix_argsort, row_sums
 
 
 def test_positions_in_matches_isin_and_searchsorted():
@@ -31,3 +32,13 @@ def test_find_entries_and_row_sums_match_scipy():
     assert np.array_equal(pos >= 0, present)
     assert np.array_equal(m.data[pos[present]], dense[rows, cols][present])
     assert np.allclose(row_sums(m.indptr.astype(np.int64), m.data), dense.sum(axis=1))
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [(0, 2), (-(10**6), 10**8), (0, 2**55), (-(2**62), 2**62), (7, 8)],
+)
+@pytest.mark.parametrize("size", [0, 1, 2, 1000, 50_000])
+def test_radix_argsort_is_numpys_stable_argsort(low, high, size):
+    keys = np.random.default_rng(size).integers(low, high, size, dtype=np.int64)
+    assert np.array_equal(radix_argsort(keys), np.argsort(keys, kind="stable"))

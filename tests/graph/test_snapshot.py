@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from focusflow.core import InvalidParameterError
 from focusflow.graph import Cybergraph, Snapshot
+from focusflow.graph.column import SortedIndex
 from tests.conftest import random_weighted
 
 
@@ -102,8 +103,14 @@ def test_patched_snapshot_equals_rebuilt(seed):
     g.snapshot()
     for _ in range(25):
         _random_batch(rng, g, names, int(rng.integers(0, 3)))
+        before = g.snapshot().ov_w.copy(), g.snapshot().out_w.copy()
         snap, info = g.refresh()
         assert info is not None, "small batches patch, they do not rebuild"
+        # the patch record names every entry whose weight it rewrote, and every new pair
+        ov_changed = np.flatnonzero(snap.ov_w[: len(before[0])] != before[0])
+        assert set(ov_changed) <= set(info.overlay_entries)
+        assert set(range(len(before[0]), len(snap.ov_w))) <= set(info.overlay_entries)
+        assert set(np.flatnonzero(snap.out_w != before[1])) <= set(info.base_entries)
         fresh = Snapshot(g.n_particles, *_links(g))
         patched = snap.to_scipy()
         assert abs(patched - fresh.to_scipy()).max() < 1e-12
@@ -111,7 +118,42 @@ def test_patched_snapshot_equals_rebuilt(seed):
         dense_p, dense_f = patched.toarray(), fresh.to_scipy().toarray()
         assert np.array_equal(dense_p == 0, dense_f == 0)
         rows = np.asarray(patched.sum(axis=1)).ravel()
-        assert np.allclose(snap.to_particle_order(snap.out_weight), rows)
+        out_weight = snap.to_particle_order(snap.out_weight)
+        assert np.allclose(out_weight, rows, rtol=1e-12, atol=0)
+        assert np.array_equal(out_weight == 0, rows == 0), "a vanished row is exactly 0"
+        _check_overlay_forms(snap)
+
+
+def _check_overlay_forms(snap):
+    """The overlay's full CSRs and its compact in-rows describe the same entries."""
+    n = snap.n
+    out = sp.csr_matrix((snap.ov_out_w, snap.ov_out_indices, snap.ov_out_indptr), shape=(n, n))
+    inn = sp.csr_matrix((snap.ov_in_w, snap.ov_in_indices, snap.ov_in_indptr), shape=(n, n))
+    assert abs(out.T - inn).max() == 0 if out.nnz else inn.nnz == 0
+    rows, ptr, indices, weights = snap.overlay_in_rows()
+    assert np.all(np.diff(rows) > 0)
+    assert np.array_equal(np.flatnonzero(np.diff(snap.ov_in_indptr)), rows)
+    assert np.array_equal(indices, snap.ov_in_indices)
+    assert np.array_equal(weights, snap.ov_in_w)
+    assert np.array_equal(ptr, snap.ov_in_indptr[np.concatenate([rows, [n]])])
+
+
+def test_out_weight_after_a_dominant_stake_vanishes():
+    """A row whose weight nearly cancels is summed again: no rounding dust left."""
+    g = Cybergraph(require_cids=False, compact_ratio=10.0)
+    g.add_neurons(["whale", "minnow"], [1e12, 3e-3])
+    g.add_links(["p", "q"], ["q", "p"], ["minnow", "minnow"])
+    g.snapshot()
+    g.add_links(["p", "p", "q"], ["r", "s", "s"], ["whale", "whale", "minnow"])
+    g.refresh()
+    g.set_stakes(g.add_neurons(["whale"]), np.array([0.0]))
+    snap, info = g.refresh()
+    assert info is not None
+    out_weight = snap.to_particle_order(snap.out_weight)
+    weight = {k: out_weight[g.particles.id_of(k)] for k in "pqrs"}
+    assert weight["p"] == pytest.approx(1e-3, rel=1e-14)
+    assert weight["q"] == pytest.approx(2e-3, rel=1e-14)
+    assert weight["r"] == weight["s"] == 0.0
 
 
 def _links(g):
@@ -128,3 +170,17 @@ def test_compaction_rebuilds_when_overlay_grows():
     snap, info = g.refresh()
     assert info is None and g.epoch == epoch + 1
     assert snap.overlay_nnz == 0 and snap.nnz == 150
+
+
+@pytest.mark.parametrize("sizes", [[0, 0], [0, 5], [5, 0], [1000, 37, 0, 5], [37, 1000, 3, 2000]])
+def test_sorted_index_keeps_held_keys_before_equal_new_ones(sizes):
+    rng = np.random.default_rng(sum(sizes))
+    index = SortedIndex()
+    held = np.empty(0, dtype=np.int64)
+    for size in sizes:
+        new = np.sort(rng.integers(0, 200, size))
+        index.merge(new, np.arange(len(held), len(held) + size))
+        held = np.concatenate([held, new])
+        order = np.argsort(held, kind="stable")
+        assert np.array_equal(index.keys, held[order])
+        assert np.array_equal(index.values, order)

@@ -19,36 +19,12 @@ import numpy as np
 
 from focusflow.core.cid import validate_cids
 from focusflow.core.errors import InvalidParameterError
+from focusflow.graph.column import Column
 from focusflow.graph.csr import stable_counting_argsort
 from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 from focusflow.graph.tables import KeyTable
-
-
-class _Column:
-    """A growable numpy column (amortised O(1) appends of whole arrays)."""
-
-    def __init__(self, dtype: type) -> None:
-        self._data = np.empty(16, dtype=dtype)
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
-
-    def extend(self, values: np.ndarray) -> None:
-        need = self._len + len(values)
-        if need > len(self._data):
-            grown = np.empty(max(need, 2 * len(self._data)), dtype=self._data.dtype)
-            grown[: self._len] = self._data[: self._len]
-            self._data = grown
-        self._data[self._len : need] = values
-        self._len = need
-
-    @property
-    def values(self) -> np.ndarray:
-        """A view of the filled part (valid until the next extend)."""
-        return self._data[: self._len]
 
 
 def _check_stakes(stakes: np.ndarray) -> None:
@@ -81,12 +57,12 @@ class Cybergraph:
         self.order = order
         self.compact_ratio = compact_ratio
         self.log = DeltaLog()
-        self._src = _Column(np.int32)
-        self._dst = _Column(np.int32)
-        self._neuron = _Column(np.int32)
-        self._weight = _Column(np.float64)
-        self._stake = _Column(np.float64)
-        self._neudeg = _Column(np.int64)
+        self._src = Column(np.int32)
+        self._dst = Column(np.int32)
+        self._neuron = Column(np.int32)
+        self._weight = Column(np.float64)
+        self._stake = Column(np.float64)
+        self._neudeg = Column(np.int64)
         self._snapshot: Snapshot | None = None
         self._epoch = 0
         self._dirty_neurons: set[int] = set()
@@ -345,4 +321,5 @@ def _no_change(snap: Snapshot) -> PatchInfo:
         old_out_weight=np.empty(0),
         base_entries=empty_i,
         version_before=snap.version,
+        overlay_entries=empty_i,
     )

@@ -12,6 +12,15 @@ the base arrays; weight changes (stake moves, a neuron's neudeg growing) are
 recomputed exactly from the links of each touched entry, so a neuron whose stake
 drops to zero leaves exactly zero behind, never rounding dust. When the overlay
 grows past a fraction of the base, the owner rebuilds (compaction).
+
+A patch costs what the block touched, never O(particles): the overlay is kept
+as two sorted key arrays (``src << 32 | dst`` and ``dst << 32 | src``) merged
+with each block's new pairs, touched rows' out-weights move by the change of
+their entries (recomputed exactly only where they cancel), and the overlay's
+full CSR with an ``n + 1`` row pointer is built on first use after a patch, for
+the consumers that want it. At 10^8 links and 8M particles a block of 10^5
+links spent 0.2 s of its 0.3 s patch rebuilding that CSR, before any consumer
+looked at it.
 """
 
 from __future__ import annotations
@@ -22,18 +31,33 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from focusflow.graph.column import Column, SortedIndex
 from focusflow.graph.csr import (
     build_csr,
     find_entries,
     gather,
     positions_in,
+    radix_argsort,
     row_sums,
-    transpose_csr,
     transpose_maps,
 )
 from focusflow.graph.links import flush_tiny
 
 LinkWeightFn = Callable[[np.ndarray], np.ndarray]
+
+#: Pair keys put the row in the high 32 bits: particle ids stay below 2^31, and
+#: keys keep their order when the particle count grows.
+_KEY_SHIFT = np.int64(32)
+_KEY_MASK = np.int64(0xFFFFFFFF)
+#: A touched row whose out-weight dropped below this fraction of its old value
+#: is summed again from its entries: the running update would leave rounding
+#: dust where the exact answer is (near) zero.
+_CANCEL = 1e-3
+
+
+def pair_keys(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``rows << 32 | cols`` as int64: sorting the keys sorts by row, then column."""
+    return (np.asarray(rows, dtype=np.int64) << _KEY_SHIFT) | np.asarray(cols, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -44,7 +68,9 @@ class PatchInfo:
     those rows as they were before the patch (CSR over ``sources``), so an
     incremental solver can subtract the old contribution and add the new one.
     ``base_entries`` are the positions in ``out_*`` whose weight was rewritten,
-    for consumers that keep their own copy of the base values. ``version_before``
+    for consumers that keep their own copy of the base values, and
+    ``overlay_entries`` the same for ``ov_*`` (entries past the old overlay's
+    end are new pairs). ``version_before``
     is the snapshot's version the patch started from: a consumer that last saw
     another version has missed a patch and must re-derive its state.
     """
@@ -58,6 +84,7 @@ class PatchInfo:
     old_out_weight: np.ndarray
     base_entries: np.ndarray | None = None
     version_before: int = -1
+    overlay_entries: np.ndarray | None = None
 
 
 def _empty_csr(n: int):
@@ -87,6 +114,23 @@ def _gather_entry_links(entry_link_ptr, entry_link_ids, entries):
 
 
 @nb.njit(cache=True)
+def _gather_ranges(values, lo, hi):
+    """``values[lo[k]:hi[k]]`` for every k, concatenated, and the k of each."""
+    total = 0
+    for k in range(lo.shape[0]):
+        total += hi[k] - lo[k]
+    out = np.empty(total, dtype=values.dtype)
+    owner = np.empty(total, dtype=np.int64)
+    j = 0
+    for k in range(lo.shape[0]):
+        for t in range(lo[k], hi[k]):
+            out[j] = values[t]
+            owner[j] = k
+            j += 1
+    return out, owner
+
+
+@nb.njit(cache=True)
 def _rows_of(indptr, indices, weights, rows):
     """Copy some CSR rows into a compact CSR over ``rows``."""
     ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
@@ -103,6 +147,63 @@ def _rows_of(indptr, indices, weights, rows):
             w[j] = weights[e]
             j += 1
     return ptr, idx, w
+
+
+@nb.njit(cache=True)
+def _key_rows_of(keys, at, weights, rows):
+    """Rows ``rows`` of a matrix held as sorted pair keys, as a compact CSR.
+
+    ``at[k]`` is the entry (index into ``weights``) of the ``k``-th sorted key.
+    """
+    lo = np.searchsorted(keys, rows << 32)
+    hi = np.searchsorted(keys, (rows + 1) << 32)
+    ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    for k in range(rows.shape[0]):
+        ptr[k + 1] = ptr[k] + hi[k] - lo[k]
+    idx = np.empty(ptr[-1], dtype=np.int32)
+    w = np.empty(ptr[-1], dtype=np.float64)
+    for k in range(rows.shape[0]):
+        j = ptr[k]
+        for e in range(lo[k], hi[k]):
+            idx[j] = keys[e] & 0xFFFFFFFF
+            w[j] = weights[at[e]]
+            j += 1
+    return ptr, idx, w
+
+
+@nb.njit(cache=True)
+def _key_rows_sum(keys, at, weights, rows):
+    """Row sums of some rows of a matrix held as sorted pair keys."""
+    lo = np.searchsorted(keys, rows << 32)
+    hi = np.searchsorted(keys, (rows + 1) << 32)
+    out = np.zeros(rows.shape[0], dtype=np.float64)
+    for k in range(rows.shape[0]):
+        s = 0.0
+        for e in range(lo[k], hi[k]):
+            s += weights[at[e]]
+        out[k] = s
+    return out
+
+
+def _compact_of_keys(keys: np.ndarray, at: np.ndarray, weights: np.ndarray):
+    """``(rows, ptr, indices, weights)`` of the non-empty rows of a keyed matrix."""
+    row = keys >> _KEY_SHIFT
+    starts = np.flatnonzero(row[1:] != row[:-1]) + 1
+    first = np.concatenate([[0], starts]).astype(np.int64) if len(keys) else starts
+    ptr = np.concatenate([first, [len(keys)]]).astype(np.int64)
+    return (
+        row[first],
+        ptr,
+        (keys & _KEY_MASK).astype(np.int32),
+        weights[at],
+    )
+
+
+def _csr_of_keys(n: int, keys: np.ndarray, at: np.ndarray, weights: np.ndarray):
+    """Full CSR (``n + 1`` row pointer) of a keyed matrix."""
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys >> _KEY_SHIFT, minlength=n), out=indptr[1:])
+    return indptr, (keys & _KEY_MASK).astype(np.int32), weights[at]
 
 
 def _concat_rows(a, b):
@@ -127,7 +228,7 @@ def _concat_rows(a, b):
 def _unique(values: np.ndarray, return_inverse: bool = False):
     """Sorted distinct values by sorting (numpy's hash-based unique is several
     times slower on the integer keys of a patch)."""
-    order = np.argsort(values, kind="stable")
+    order = radix_argsort(np.asarray(values, dtype=np.int64))
     ordered = values[order]
     first = np.empty(len(ordered), dtype=bool)
     first[:1] = True
@@ -217,11 +318,21 @@ class Snapshot:
         self.version = 0
         # Links added after the build: entry code per link (>= 0 base entry,
         # -(k + 2) overlay entry k, -1 dropped self-link).
-        self.late_entry = np.empty(0, dtype=np.int64)
-        self.ov_src = np.empty(0, dtype=np.int32)
-        self.ov_dst = np.empty(0, dtype=np.int32)
-        self.ov_w = np.empty(0, dtype=np.float64)
-        self._rebuild_overlay_csr()
+        self._late = Column(np.int64)
+        self.late_entry = self._late.values
+        # The same links sorted by entry code (ids ascending within a code), so a
+        # patch finds the late links of the entries it touches by binary search.
+        self._late_by_code = SortedIndex()
+        self._ov_cols = (Column(np.int32), Column(np.int32), Column(np.float64))
+        self.ov_src, self.ov_dst, self.ov_w = (c.values for c in self._ov_cols)
+        # The overlay's entries sorted by (src, dst) and by (dst, src): keys and
+        # the entry index of each key.
+        self._ov_out = SortedIndex()
+        self._ov_in = SortedIndex()
+        # Overlay entries not yet merged into the in-keys: merged when a consumer
+        # asks for the in-direction (the CUDA backend never does).
+        self._ov_in_done = 0
+        self._ov_cache: dict[str, tuple] = {}
 
     # --- shape -------------------------------------------------------------
     @property
@@ -261,21 +372,63 @@ class Snapshot:
         return base[back][:, back].tocsr()
 
     # --- patching ----------------------------------------------------------
-    def _rebuild_overlay_csr(self) -> None:
-        n = self.n
-        if not len(self.ov_src):
-            self.ov_out_indptr, self.ov_out_indices, self.ov_out_w = _empty_csr(n)
-            self.ov_in_indptr, self.ov_in_indices, self.ov_in_w = _empty_csr(n)
-            self.ov_entry_at = np.empty(0, dtype=np.int64)
+    def _overlay(self, kind: str) -> tuple:
+        """The overlay in one of its derived forms, built once per patch."""
+        got = self._ov_cache.get(kind)
+        if got is None:
+            if kind == "out":
+                got = _csr_of_keys(self.n, self._ov_out.keys, self._ov_out.values, self.ov_w)
+            elif kind == "in":
+                self._merge_in_keys()
+                got = _csr_of_keys(self.n, self._ov_in.keys, self._ov_in.values, self.ov_w)
+            else:
+                self._merge_in_keys()
+                got = _compact_of_keys(self._ov_in.keys, self._ov_in.values, self.ov_w)
+            self._ov_cache[kind] = got
+        return got
+
+    def _merge_in_keys(self) -> None:
+        """Bring the (dst, src)-sorted keys up to date with the overlay's entries."""
+        first = self._ov_in_done
+        if first == len(self.ov_src):
             return
-        indptr, indices, weights, pos_of_entry, _, _ = build_csr(
-            n, self.ov_src, self.ov_dst, self.ov_w
-        )
-        self.ov_out_indptr, self.ov_out_indices, self.ov_out_w = indptr, indices, weights
-        self.ov_entry_at = np.empty(len(pos_of_entry), dtype=np.int64)
-        self.ov_entry_at[pos_of_entry] = np.arange(len(pos_of_entry), dtype=np.int64)
-        t = transpose_csr(n, indptr, indices, weights)
-        self.ov_in_indptr, self.ov_in_indices, self.ov_in_w = t[0], t[1], t[2]
+        entries = np.arange(first, len(self.ov_src), dtype=np.int64)
+        in_keys = pair_keys(self.ov_dst[first:], self.ov_src[first:])
+        order = radix_argsort(in_keys)
+        self._ov_in.merge(in_keys[order], entries[order])
+        self._ov_in_done = len(self.ov_src)
+
+    @property
+    def ov_out_indptr(self) -> np.ndarray:
+        return self._overlay("out")[0]
+
+    @property
+    def ov_out_indices(self) -> np.ndarray:
+        return self._overlay("out")[1]
+
+    @property
+    def ov_out_w(self) -> np.ndarray:
+        return self._overlay("out")[2]
+
+    @property
+    def ov_in_indptr(self) -> np.ndarray:
+        return self._overlay("in")[0]
+
+    @property
+    def ov_in_indices(self) -> np.ndarray:
+        return self._overlay("in")[1]
+
+    @property
+    def ov_in_w(self) -> np.ndarray:
+        return self._overlay("in")[2]
+
+    def overlay_in_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The overlay's in-links as ``(rows, ptr, indices, weights)`` over its rows only.
+
+        Row ``rows[k]`` holds ``indices[ptr[k]:ptr[k+1]]`` (ascending): what a
+        product needs, in O(overlay) instead of an O(particles) row pointer.
+        """
+        return self._overlay("in_rows")
 
     def _grow(self, n_new: int) -> None:
         extra = n_new - self.n
@@ -284,7 +437,8 @@ class Snapshot:
         tail = np.arange(self.n, n_new, dtype=np.int64)
         self.perm = np.concatenate([self.perm, tail])
         self.iperm = np.concatenate([self.iperm, tail])
-        for name in ("out_indptr", "in_indptr", "ov_out_indptr", "ov_in_indptr"):
+        self._ov_cache.clear()
+        for name in ("out_indptr", "in_indptr"):
             arr = getattr(self, name)
             setattr(self, name, np.concatenate([arr, np.full(extra, arr[-1])]))
         self.out_weight = np.concatenate([self.out_weight, np.zeros(extra)])
@@ -298,18 +452,22 @@ class Snapshot:
         codes[live & (base_hit >= 0)] = base_hit[live & (base_hit >= 0)]
         rest = np.flatnonzero(live & (base_hit < 0))
         if len(rest) and len(self.ov_src):
-            pos = find_entries(self.ov_out_indptr, self.ov_out_indices, psrc[rest], pdst[rest])
+            pos = positions_in(self._ov_out.keys, pair_keys(psrc[rest], pdst[rest]))
             hit = pos >= 0
-            codes[rest[hit]] = -(self.ov_entry_at[pos[hit]] + 2)
+            codes[rest[hit]] = -(self._ov_out.values[pos[hit]] + 2)
             rest = rest[~hit]
         if len(rest):
-            keys = psrc[rest] * np.int64(self.n) + pdst[rest]
-            uniq, inverse = _unique(keys, return_inverse=True)
+            uniq, inverse = _unique(pair_keys(psrc[rest], pdst[rest]), return_inverse=True)
             first = len(self.ov_src)
             codes[rest] = -(first + inverse + 2)
-            self.ov_src = np.concatenate([self.ov_src, (uniq // self.n).astype(np.int32)])
-            self.ov_dst = np.concatenate([self.ov_dst, (uniq % self.n).astype(np.int32)])
-            self.ov_w = np.concatenate([self.ov_w, np.zeros(len(uniq))])
+            entries = np.arange(first, first + len(uniq), dtype=np.int64)
+            new_src = (uniq >> _KEY_SHIFT).astype(np.int32)
+            new_dst = (uniq & _KEY_MASK).astype(np.int32)
+            parts = (new_src, new_dst, np.zeros(len(uniq)))
+            for col, part in zip(self._ov_cols, parts, strict=True):
+                col.extend(part)
+            self.ov_src, self.ov_dst, self.ov_w = (c.values for c in self._ov_cols)
+            self._ov_out.merge(uniq, entries)
         return codes
 
     def patch(
@@ -339,7 +497,11 @@ class Snapshot:
         psrc = self.perm[np.asarray(new_src, dtype=np.int64)]
         pdst = self.perm[np.asarray(new_dst, dtype=np.int64)]
         new_codes = self._entry_codes_of_new(psrc, pdst)
-        self.late_entry = np.concatenate([self.late_entry, new_codes])
+        self._late.extend(new_codes)
+        self.late_entry = self._late.values
+        live = np.flatnonzero(new_codes != -1)
+        by_code = live[radix_argsort(new_codes[live])]
+        self._late_by_code.merge(new_codes[by_code], by_code + self.n_links)
         self.n_links += len(new_src)
 
         old = np.asarray(touched_links, dtype=np.int64)
@@ -348,15 +510,19 @@ class Snapshot:
         old_codes[in_base] = self.link_entry[old[in_base]]
         old_codes[~in_base] = self.late_entry[old[~in_base] - self.base_links]
         codes = _unique(np.concatenate([new_codes, old_codes]))
-        base_entries = codes[codes >= 0]
-        ov_entries = -codes[codes <= -2] - 2
+        # Sorted codes: overlay entries (codes <= -2) first, then base entries.
+        codes = codes[codes != -1]
+        n_ov = int(np.searchsorted(codes, -1))
+        ov_entries = -codes[:n_ov] - 2
+        base_entries = codes[n_ov:]
 
         base_rows = np.searchsorted(self.out_indptr, base_entries, side="right") - 1
-        sources = _unique(np.concatenate([base_rows, self.ov_src[ov_entries]]).astype(np.int64))
+        entry_rows = np.concatenate([self.ov_src[ov_entries], base_rows]).astype(np.int64)
+        sources, row_of_entry = _unique(entry_rows, return_inverse=True)
         if old_rows:
             before = _concat_rows(
                 _rows_of(self.out_indptr, self.out_indices, self.out_w, sources),
-                _rows_of(self.ov_out_indptr, self.ov_out_indices, self.ov_out_w, sources),
+                _key_rows_of(self._ov_out.keys, self._ov_out.values, self.ov_w, sources),
             )
         else:
             before = (
@@ -366,29 +532,27 @@ class Snapshot:
             )
         old_out_weight = self.out_weight[sources].copy()
 
-        # Exact recompute: every touched entry is the sum of its links' weights.
-        touched_codes = np.concatenate([base_entries, -(ov_entries + 2)])
-        order = np.argsort(touched_codes)
-        sorted_codes = touched_codes[order]
+        # Exact recompute: every touched entry is the sum of its links' weights
+        # (base links first, then late links by id).
         ids, owner = _gather_entry_links(self.entry_link_ptr, self.entry_link_ids, base_entries)
-        late_pos = positions_in(sorted_codes, self.late_entry)
-        late_mask = late_pos >= 0
-        late_ids = np.flatnonzero(late_mask) + self.base_links
-        late_owner = order[late_pos[late_mask]]
-        ids = np.concatenate([ids, late_ids])
-        owner = np.concatenate([owner, late_owner])
-        sums = np.bincount(
-            owner, weights=link_weight(ids) if len(ids) else None, minlength=len(touched_codes)
+        late = self._late_by_code
+        late_ids, late_owner = _gather_ranges(
+            late.values,
+            np.searchsorted(late.keys, codes, side="left"),
+            np.searchsorted(late.keys, codes, side="right"),
         )
-        nb_base = len(base_entries)
-        self.out_w[base_entries] = sums[:nb_base]
-        self.in_w[self.out_to_in[base_entries]] = sums[:nb_base]
-        self.ov_w[ov_entries] = sums[nb_base:]
-        self._rebuild_overlay_csr()
+        ids = np.concatenate([ids, late_ids])
+        owner = np.concatenate([owner + n_ov, late_owner])
+        sums = np.bincount(
+            owner, weights=link_weight(ids) if len(ids) else None, minlength=len(codes)
+        )
+        change = sums - np.concatenate([self.ov_w[ov_entries], self.out_w[base_entries]])
+        self.ov_w[ov_entries] = sums[:n_ov]
+        self.out_w[base_entries] = sums[n_ov:]
+        self.in_w[self.out_to_in[base_entries]] = sums[n_ov:]
+        self._ov_cache.clear()
         self.version += 1
-        base_sum = _rows_sum(self.out_indptr, self.out_w, sources)
-        ov_sum = _rows_sum(self.ov_out_indptr, self.ov_out_w, sources)
-        self.out_weight[sources] = base_sum + ov_sum
+        self.out_weight[sources] = self._row_weights(sources, old_out_weight, row_of_entry, change)
         return PatchInfo(
             n_before=n_before,
             n_after=self.n,
@@ -399,7 +563,29 @@ class Snapshot:
             old_out_weight=old_out_weight,
             base_entries=base_entries,
             version_before=version_before,
+            overlay_entries=ov_entries,
         )
+
+    def _row_weights(
+        self,
+        rows: np.ndarray,
+        old: np.ndarray,
+        row_of_entry: np.ndarray,
+        change: np.ndarray,
+    ) -> np.ndarray:
+        """New out-weights of ``rows``: old plus the change of their entries.
+
+        Summing a hub's 10^5 entries again for every block read half the matrix
+        per block; a row whose weight (nearly) cancels is summed from its
+        entries, so a neuron whose stake went to zero leaves exactly zero.
+        """
+        new = old + np.bincount(row_of_entry, weights=change, minlength=len(rows))
+        redo = np.flatnonzero(new < _CANCEL * old)
+        if len(redo):
+            again = rows[redo]
+            ov_sum = _key_rows_sum(self._ov_out.keys, self._ov_out.values, self.ov_w, again)
+            new[redo] = _rows_sum(self.out_indptr, self.out_w, again) + ov_sum
+        return new
 
 
 @nb.njit(cache=True, parallel=True)

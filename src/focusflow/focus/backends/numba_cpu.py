@@ -111,8 +111,8 @@ class NumbaOperator:
         if getattr(self, "n", -1) != s.n:
             self.ylink = np.zeros(s.n)
         self.n = s.n
-        self.ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0).astype(np.int64)
-        self.ov_in_w = s.ov_in_w.astype(self.dtype)
+        self.ov_rows, self.ov_ptr, self.ov_indices, ov_w = s.overlay_in_rows()
+        self.ov_in_w = ov_w.astype(self.dtype)
         self.inv_out, linked = inverse_out_weight(s.out_weight)
         self.dangling = ~linked
         self.z = np.zeros(self.n, dtype=self.dtype)
@@ -125,14 +125,14 @@ class NumbaOperator:
         self._z_of = x
 
     def _pull_into(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
-        s, m = self.snapshot, self.sell
+        m = self.sell
         total = sell_pull(m.grows, m.gptr, m.glen, m.sidx, m.sval, z, out, self.sell_bounds, scale)
         out[self.sell_rows : self.n] = 0.0
         if len(self.ov_rows):
             total += csr_pull_add(
                 self.ov_rows,
-                s.ov_in_indptr,
-                s.ov_in_indices,
+                self.ov_ptr,
+                self.ov_indices,
                 self.ov_in_w,
                 z,
                 out,

@@ -118,13 +118,17 @@ def sell_pull(grows, gptr, glen, sidx, sval, z, out, bounds, scale):
 
 
 @nb.njit(cache=True)
-def csr_pull_add(rows, indptr, indices, weights, z, out, scale):
-    """Add the sums of some extra rows (the overlay) into ``out``; returns their sum."""
+def csr_pull_add(rows, ptr, indices, weights, z, out, scale):
+    """Add the sums of some extra rows (the overlay) into ``out``; returns their sum.
+
+    Row ``rows[k]`` holds entries ``ptr[k]:ptr[k+1]`` (a compact CSR over the
+    overlay's rows, see ``Snapshot.overlay_in_rows``).
+    """
     total = 0.0
     for k in range(rows.shape[0]):
         r = rows[k]
         acc = 0.0
-        for e in range(indptr[r], indptr[r + 1]):
+        for e in range(ptr[k], ptr[k + 1]):
             acc += weights[e] * z[indices[e]]
         v = acc * scale
         out[r] += v

@@ -431,15 +431,15 @@ class WgpuOperator:
         self.dangling = ~linked
         if self.n > 0:
             self.device.queue.write_buffer(self._inv, 0, self.inv_out.astype(np.float32))
-        self._ov = s.ov_in_indptr, s.ov_in_indices, s.ov_in_w
-        rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
+        rows, ptr, indices, weights = s.overlay_in_rows()
+        self._ov = rows, ptr, indices, weights
         self._ov_rows = rows
         self._ov_buffers = {
             9: self._buffer(_u32(rows)),
-            10: self._buffer(_u32(s.ov_in_indptr[rows])),
-            11: self._buffer(_u32(s.ov_in_indptr[rows + 1])),
-            12: self._buffer(_u32(s.ov_in_indices)),
-            13: self._buffer(_u32(s.ov_in_w, np.float32)),
+            10: self._buffer(_u32(ptr[:-1])),
+            11: self._buffer(_u32(ptr[1:])),
+            12: self._buffer(_u32(indices)),
+            13: self._buffer(_u32(weights, np.float32)),
         }
         self._vgroups: dict = {}
         self._tgroups: dict = {}
@@ -461,9 +461,9 @@ class WgpuOperator:
 
     def pull(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         sums = self._pull(self.sell, z)
-        indptr, indices, weights = self._ov
-        for r in self._ov_rows.tolist():
-            a, b = indptr[r], indptr[r + 1]
+        rows, ptr, indices, weights = self._ov
+        for k, r in enumerate(rows.tolist()):
+            a, b = ptr[k], ptr[k + 1]
             sums[r] += float(weights[a:b] @ z[indices[a:b]])
         out[:] = scale * sums
         return float(out.sum())
