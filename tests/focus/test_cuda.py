@@ -11,6 +11,7 @@ from focusflow.focus import compute
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.cuda import cuda_available
 from focusflow.focus.engine import FocusEngine
+from focusflow.focus.result import DeferredFocusResult
 from focusflow.graph import Cybergraph, Snapshot, rmat_edges
 from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix
@@ -73,7 +74,7 @@ def test_poisoned_outputs_are_all_written():
 def test_engine_on_cuda_follows_blocks():
     rng = np.random.default_rng(5)
     g = Cybergraph(require_cids=False)
-    names = np.array([f"p{i}" for i in range(3000)], dtype=object)
+    names = np.array([f"p{i}" for i in range(3100)], dtype=object)
     g.add_links(
         names[rng.integers(0, 3000, 20_000)],
         names[rng.integers(0, 3000, 20_000)],
@@ -81,15 +82,22 @@ def test_engine_on_cuda_follows_blocks():
     )
     engine = FocusEngine(g, mode="diffusion", backend="cuda", tol=1e-9)
     engine.compute()
-    for _ in range(5):
+    answers = []
+    for block in range(5):
+        # the last blocks bring particles the graph has not seen
+        top = 3000 + 50 * max(0, block - 2)
         g.add_links(
-            names[rng.integers(0, 3000, 200)],
-            names[rng.integers(0, 3000, 200)],
+            names[rng.integers(0, top, 200)],
+            names[rng.integers(0, top, 200)],
             weights=rng.random(200),
         )
         res = engine.apply()
-        cold = compute(g, mode="diffusion", backend="numpy", tol=1e-12)
-        assert np.abs(res.focus - cold.focus).sum() < 1e-7
+        assert isinstance(res, DeferredFocusResult), "focus stays on the GPU until read"
+        answers.append((res, compute(g, mode="diffusion", backend="numpy", tol=1e-12).focus))
+    # Read back only now: each result is its own block's focus, not the latest.
+    for res, cold in answers:
+        assert len(res.focus) == len(cold)
+        assert np.abs(res.focus - cold).sum() < 1e-7
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])

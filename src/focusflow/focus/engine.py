@@ -25,7 +25,7 @@ import numpy as np
 from focusflow.focus.backends import get_backend
 from focusflow.focus.params import FocusParams, make_params
 from focusflow.focus.push import delta_residual, push
-from focusflow.focus.result import Diagnostics, FocusResult
+from focusflow.focus.result import DeferredFocusResult, Diagnostics, FocusResult
 from focusflow.focus.solver import Progress, prior_vector, solve
 from focusflow.focus.spectral import HeatState, SpringsState
 from focusflow.graph.cybergraph import Cybergraph
@@ -64,6 +64,7 @@ class FocusEngine:
         self._springs = SpringsState()
         self._heat = HeatState()
         self.result: FocusResult | None = None
+        self._perm_dev = None
 
     # --- public --------------------------------------------------------------
     @property
@@ -105,6 +106,7 @@ class FocusEngine:
         t0 = time.perf_counter()
         snap, info = self.graph.refresh(old_rows=self.uses_push)
         t_patch = time.perf_counter() - t0
+        t = time.perf_counter()
         if snap is not self._snap or info is None or self.graph.epoch != self._epoch:
             self._rebind(snap)
             info = None
@@ -117,8 +119,10 @@ class FocusEngine:
         else:
             self._op.refresh(info)
         self._version = snap.version
+        t_refresh = time.perf_counter() - t
         diag = self._update_push(info) if self.uses_push else self._update_warm(info)
         diag.timings["patch"] = t_patch
+        diag.timings["refresh"] = t_refresh
         diag.timings["total"] = time.perf_counter() - t0
         return self._publish(diag)
 
@@ -130,14 +134,14 @@ class FocusEngine:
     def _solve(self, x0: np.ndarray | None, progress: Progress | None = None, params=None):
         """The coupled iteration on the current operator, keeping the inner states.
 
-        Vectors live on the host between blocks; a GPU operator gets them
-        uploaded here and its answer comes back (O(particles), never the graph).
+        On a GPU operator focus stays on the device between blocks: a block
+        uploads only what its patch changed, and the answer is read back when
+        someone asks for it (``_publish``), not per block.
         """
         prior = self._prior()
         to_device = getattr(self._op, "from_host", None)
-        if to_device is not None:
-            prior = to_device(prior)
-            x0 = None if x0 is None else to_device(x0)
+        if to_device is not None and isinstance(x0, np.ndarray):
+            x0 = to_device(x0)
         phi, diag = solve(
             self._op,
             params if params is not None else self._run_params(),
@@ -147,11 +151,23 @@ class FocusEngine:
             heat_state=self._heat,
             progress=progress,
         )
-        to_host = getattr(self._op, "to_host", None)
-        return (to_host(phi) if to_host is not None else phi), diag
+        return phi, diag
 
-    def _prior(self) -> np.ndarray:
-        return prior_vector(self._snap, self.params.prior)
+    def _prior(self):
+        """The teleport vector, made where the operator keeps its vectors."""
+        xp = getattr(self._op, "xp", np)
+        prior = self.params.prior
+        n = self._snap.n
+        if xp is not np and isinstance(prior, str) and prior == "uniform":
+            return xp.full(n, 1.0 / n)
+        vec = prior_vector(self._snap, prior)
+        return vec if xp is np else self._op.from_host(vec)
+
+    def _host(self, vec):
+        """A vector of the operator's (possibly on a GPU) as a numpy array."""
+        if vec is None or isinstance(vec, np.ndarray):
+            return vec
+        return self._op.to_host(vec)
 
     def _bind(self, snap: Snapshot) -> None:
         self._snap = snap
@@ -162,6 +178,7 @@ class FocusEngine:
     def _rederive(self) -> None:
         """Recompute the residual from scratch on the current snapshot."""
         n = self._snap.n
+        self._phi = self._host(self._phi)
         grow = n - len(self._phi)
         if grow:
             self._phi = np.concatenate([self._phi, np.full(grow, 1.0 / n)])
@@ -177,7 +194,7 @@ class FocusEngine:
     def _rebind(self, snap: Snapshot) -> None:
         """New snapshot (compaction): carry the state over through particle order."""
         old = self._snap
-        phi = old.to_particle_order(self._phi)
+        phi = old.to_particle_order(self._host(self._phi))
         xhat = old.to_particle_order(self._xhat) if self._xhat is not None else None
         self._bind(snap)
         grow = snap.n - len(phi)
@@ -369,7 +386,8 @@ class FocusEngine:
         n = self._snap.n
         phi = self._phi
         if len(phi) < n:
-            phi = np.concatenate([phi, np.full(n - len(phi), 1.0 / n)])
+            xp = getattr(self._op, "xp", np)
+            phi = xp.concatenate([xp.asarray(phi), xp.full(n - len(phi), 1.0 / n)])
             phi /= phi.sum()
         t = time.perf_counter()
         phi, diag = self._solve(phi)
@@ -378,11 +396,27 @@ class FocusEngine:
         return diag
 
     def _publish(self, diag: Diagnostics) -> FocusResult:
-        self.result = FocusResult(
-            focus=self._snap.to_particle_order(self._phi),
+        common = dict(
             params=self.params,
             backend=self.backend.name,
             diagnostics=diag,
             keys=self.graph.particles.keys(),
         )
+        if isinstance(self._phi, np.ndarray):
+            self.result = FocusResult(focus=self._snap.to_particle_order(self._phi), **common)
+        else:
+            self.result = DeferredFocusResult(self._fetcher(), **common)
         return self.result
+
+    def _fetcher(self):
+        """Reads this block's focus back in particle order, when first asked.
+
+        The permutation is applied on the device (uploaded once per snapshot
+        layout); the block's vector and the permutation are bound now, so a
+        later block does not change what this result returns.
+        """
+        snap, op, phi = self._snap, self._op, self._phi
+        if self._perm_dev is None or self._perm_dev[0] is not snap.perm:
+            self._perm_dev = (snap.perm, op.from_host(snap.perm))
+        perm = self._perm_dev[1]
+        return lambda: op.to_host(phi[perm])

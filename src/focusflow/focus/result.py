@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,3 +67,35 @@ class FocusResult:
             ids = ids[:k]
         names = self.keys
         return [(names[i] if names is not None else str(i), float(self.focus[i])) for i in ids]
+
+
+class DeferredFocusResult(FocusResult):
+    """A FocusResult whose vector stays on the GPU until ``focus`` is first read.
+
+    Reading back 8M particles' focus costs more than the block's whole update
+    on the device; a node that commits or serves only part of it per block
+    should not pay for the rest. Everything else is available at once.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], np.ndarray],
+        params: FocusParams,
+        backend: str,
+        diagnostics: Diagnostics,
+        keys: list[str] | None = None,
+    ) -> None:
+        self._fetch: Callable[[], np.ndarray] | None = fetch
+        self._focus: np.ndarray | None = None
+        self.params = params
+        self.backend = backend
+        self.diagnostics = diagnostics
+        self.keys = keys
+        self.cyberank = None
+
+    @property
+    def focus(self) -> np.ndarray:  # type: ignore[override]
+        if self._fetch is not None:
+            self._focus = self._fetch()
+            self._fetch = None
+        return self._focus

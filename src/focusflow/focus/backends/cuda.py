@@ -12,7 +12,10 @@ Layout and kernels (issue 7; measured in bench/focus_gpu.py):
   vector ``x / out_weight`` for the next step;
 * float32 values and gathered vector with ``precision="float32"``, every sum
   in float64; the snapshot's degree order is kept, so hubs share cache lines;
-* after a block only the rewritten values and the overlay go to the device.
+* after a block only the rewritten values, the new out-weights and the
+  overlay's new pairs go to the device: the overlay is kept there as COO in
+  entry order (one atomic add per entry), so a block appends to it instead of
+  regrouping every pair added since the last rebuild.
 
 Atomic adds make the hub sums' rounding order vary between runs (by about
 1e-16 relative); results agree with the float64 reference within 1e-6 in L1.
@@ -76,6 +79,19 @@ void chunk_pull(const int* __restrict__ crow, const long long* __restrict__ csta
     }
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffff, acc, off);
     if (lane == 0) atomicAdd(&out[crow[warp]], acc * scale);
+}
+
+// The overlay (pairs added since the snapshot was built) as COO in entry order:
+// a block appends its new pairs instead of regrouping all of them by row.
+extern "C" __global__
+void coo_pull(const int* __restrict__ src, const int* __restrict__ dst,
+              const VAL* __restrict__ w, const VAL* __restrict__ z,
+              double* __restrict__ out, const double scale, const long long m)
+{
+    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < m;
+         e += (long long)gridDim.x * blockDim.x) {
+        atomicAdd(&out[dst[e]], scale * (double)w[e] * (double)z[src[e]]);
+    }
 }
 
 extern "C" __global__
@@ -307,9 +323,9 @@ class _DeviceSell:
         self.lidx = cupy.asarray(indices[entries])
         self.lval = cupy.asarray(weights[entries].astype(dtype))
         self.nchunks = len(crow)
-        self._long_index = {r: k for k, r in enumerate(long_rows.tolist())}
-        # CSR entry -> position in the long-row arrays (for value updates)
-        self._long_pos = None
+        # long row -> its index k in long_rows, by binary search over the sorted rows
+        self._long_order = np.argsort(long_rows, kind="stable")
+        self._long_sorted = long_rows[self._long_order]
         self._indptr = indptr
 
     def update(self, cupy, entries: np.ndarray, weights: np.ndarray) -> None:
@@ -324,7 +340,7 @@ class _DeviceSell:
         if (~short).any():
             long_entries = entries[~short]
             rows = np.searchsorted(self._indptr, long_entries, side="right") - 1
-            k = np.array([self._long_index[r] for r in rows.tolist()], dtype=np.int64)
+            k = self._long_order[np.searchsorted(self._long_sorted, rows)]
             where = self.long_src[k] + (long_entries - self._indptr[rows])
             self.lval[cupy.asarray(where)] = cupy.asarray(
                 weights[long_entries].astype(self.host.sval.dtype)
@@ -348,6 +364,7 @@ class CudaOperator:
         module = cupy.RawModule(code=source, options=("--std=c++14",))
         self._sell_pull = module.get_function("sell_pull")
         self._chunk_pull = module.get_function("chunk_pull")
+        self._coo_pull = module.get_function("coo_pull")
         self._finish = module.get_function("finish")
         self._sell_pull2 = module.get_function("sell_pull2")
         self._chunk_pull2 = module.get_function("chunk_pull2")
@@ -402,12 +419,9 @@ class CudaOperator:
                 at = cupy.asarray(info.sources)
                 self.inv_out[at] = cupy.asarray(inv)
                 self.dangling[at] = cupy.asarray(~linked)
-        ov_rows = np.flatnonzero(np.diff(s.ov_in_indptr) > 0)
-        self.ov = (
-            _overlay_chunks(cupy, s.ov_in_indptr, s.ov_in_indices, s.ov_in_w, ov_rows, self.dtype)
-            if len(ov_rows)
-            else None
-        )
+        if full:
+            self.ov = _DeviceOverlay(cupy, self.dtype)
+        self.ov.sync(s, None if full else info.overlay_entries)
         self._z_of = None
         self._sym = None
 
@@ -429,26 +443,29 @@ class CudaOperator:
                     np.int64(m.ngroups),
                 ),
             )
-        for chunks in (m, ov):
-            if chunks is None or not chunks.nchunks:
-                continue
-            if chunks is m:
-                out[m.long_rows] = 0.0
-            warps = chunks.nchunks * 32
+        if m.nchunks:
+            out[m.long_rows] = 0.0
+            warps = m.nchunks * 32
             self._chunk_pull(
                 ((warps + BLOCK - 1) // BLOCK,),
                 (BLOCK,),
                 (
-                    chunks.crow,
-                    chunks.cstart,
-                    chunks.cend,
-                    chunks.lidx,
-                    chunks.lval,
+                    m.crow,
+                    m.cstart,
+                    m.cend,
+                    m.lidx,
+                    m.lval,
                     z,
                     out,
                     np.float64(scale),
-                    np.int32(chunks.nchunks),
+                    np.int32(m.nchunks),
                 ),
+            )
+        if ov is not None and ov.m:
+            self._coo_pull(
+                (min(4096, (ov.m + BLOCK - 1) // BLOCK),),
+                (BLOCK,),
+                (ov.src, ov.dst, ov.w, z, out, np.float64(scale), np.int64(ov.m)),
             )
 
     def pull(self, z, out, scale: float) -> float:
@@ -648,13 +665,39 @@ class CudaOperator:
         return y / self.lap_sigma, acc
 
 
-class _Chunks:
-    """Rows of a small CSR cut into warp chunks (the overlay)."""
+class _DeviceOverlay:
+    """The snapshot's overlay entries on the device, in entry order (COO).
 
-    def __init__(self, cupy, crow, cstart, cend, lidx, lval) -> None:
-        self.crow, self.cstart, self.cend = crow, cstart, cend
-        self.lidx, self.lval = lidx, lval
-        self.nchunks = len(crow)
+    Entries keep their index for the snapshot's lifetime, so a block uploads
+    the pairs it created and the weights it rewrote; the arrays grow by
+    doubling, like the host columns.
+    """
+
+    def __init__(self, cupy, dtype) -> None:
+        self.cupy = cupy
+        self.dtype = dtype
+        self.m = 0
+        self.src = cupy.empty(0, dtype=cupy.int32)
+        self.dst = cupy.empty(0, dtype=cupy.int32)
+        self.w = cupy.empty(0, dtype=dtype)
+
+    def sync(self, snap: Snapshot, rewritten: np.ndarray | None) -> None:
+        cupy = self.cupy
+        m = len(snap.ov_src)
+        if m > len(self.src):
+            cap = max(m, 2 * len(self.src))
+            for name, dtype in (("src", cupy.int32), ("dst", cupy.int32), ("w", self.dtype)):
+                grown = cupy.empty(cap, dtype=dtype)
+                grown[: self.m] = getattr(self, name)[: self.m]
+                setattr(self, name, grown)
+        if m > self.m:
+            self.src[self.m : m] = cupy.asarray(snap.ov_src[self.m :])
+            self.dst[self.m : m] = cupy.asarray(snap.ov_dst[self.m :])
+            self.w[self.m : m] = cupy.asarray(snap.ov_w[self.m :].astype(self.dtype))
+        old = rewritten[rewritten < self.m] if rewritten is not None else None
+        if old is not None and len(old):
+            self.w[cupy.asarray(old)] = cupy.asarray(snap.ov_w[old].astype(self.dtype))
+        self.m = m
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -675,20 +718,6 @@ def _chunks(rows: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     cstart = first + k * CHUNK
     cend = np.minimum(cstart + CHUNK, np.repeat(starts + lengths, pieces))
     return crow, cstart.astype(np.int64), cend.astype(np.int64)
-
-
-def _overlay_chunks(cupy, indptr, indices, weights, rows, dtype) -> _Chunks:
-    starts = indptr[rows].astype(np.int64)
-    lengths = (indptr[rows + 1] - indptr[rows]).astype(np.int64)
-    crow, cstart, cend = _chunks(rows, starts, lengths)
-    return _Chunks(
-        cupy,
-        cupy.asarray(crow),
-        cupy.asarray(cstart),
-        cupy.asarray(cend),
-        cupy.asarray(indices),
-        cupy.asarray(weights.astype(dtype)),
-    )
 
 
 class CudaBackend:
