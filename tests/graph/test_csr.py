@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from focusflow.graph.csr import find_entries, positions_in, radix_argsort, row_sums
+from focusflow.graph.csr import (
+    find_entries,
+    positions_in,
+    radix_argsort,
+    row_sums,
+    search_sorted,
+)
 
 
 def test_positions_in_matches_isin_and_searchsorted():
@@ -42,3 +48,13 @@ def test_find_entries_and_row_sums_match_scipy():
 def test_radix_argsort_is_numpys_stable_argsort(low, high, size):
     keys = np.random.default_rng(size).integers(low, high, size, dtype=np.int64)
     assert np.array_equal(radix_argsort(keys), np.argsort(keys, kind="stable"))
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_search_sorted_is_numpys_searchsorted(right):
+    rng = np.random.default_rng(3)
+    keys = np.sort(rng.integers(-1000, 1000, 5000))
+    values = rng.integers(-1200, 1200, 20_000)
+    side = "right" if right else "left"
+    assert np.array_equal(search_sorted(keys, values, right), np.searchsorted(keys, values, side))
+    assert np.array_equal(search_sorted(keys[:0], values[:3], right), [0, 0, 0])

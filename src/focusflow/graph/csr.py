@@ -316,6 +316,27 @@ def row_sums(indptr, weights):
 
 
 @nb.njit(cache=True, parallel=True)
+def search_sorted(sorted_keys, values, right):
+    """``np.searchsorted(sorted_keys, values, side="right" if right else "left")``
+    on all cores: a block's 10^5 searches into arrays of 10^7-10^8 entries are
+    cache misses, which threads overlap."""
+    out = np.empty(values.shape[0], dtype=np.int64)
+    m = sorted_keys.shape[0]
+    for k in nb.prange(values.shape[0]):
+        v = values[k]
+        lo = 0
+        hi = m
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if sorted_keys[mid] < v or (right and sorted_keys[mid] == v):
+                lo = mid + 1
+            else:
+                hi = mid
+        out[k] = lo
+    return out
+
+
+@nb.njit(cache=True, parallel=True)
 def positions_in(sorted_keys, values):
     """Index of each value in ``sorted_keys`` (ascending, distinct), or -1 when absent.
 

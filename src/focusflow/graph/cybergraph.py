@@ -20,7 +20,7 @@ import numpy as np
 from focusflow.core.cid import validate_cids
 from focusflow.core.errors import InvalidParameterError
 from focusflow.graph.column import Column
-from focusflow.graph.csr import stable_counting_argsort
+from focusflow.graph.csr import gather, stable_counting_argsort
 from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -221,9 +221,11 @@ class Cybergraph:
         so the division never produces NaN.
         """
         ids = np.asarray(ids, dtype=np.int64)
-        neuron = self._neuron.values[ids].astype(np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.n_links):
+            raise IndexError(f"link ids must lie in [0, {self.n_links})")
+        neuron = gather(self._neuron.values, ids).astype(np.int64)
         named = neuron >= 0
-        out = self._weight.values[ids].copy()
+        out = gather(self._weight.values, ids)
         nid = neuron[named]
         deg = self._neudeg.values[nid]
         out[named] = self._stake.values[nid] / np.maximum(deg, 1)
