@@ -16,9 +16,12 @@ One run on the device machine builds, checks and times everything (issue 7):
      build, ms per diffusion step, the full diffusion solve and the full tri
      solve to 1e-6, each checked against a float64 reference (torch float64
      power iteration to L1 change < 1e-12);
-   - an incremental block: ``--block`` new links added to a Cybergraph of the
-     graph, ``FocusEngine.apply()`` timed end to end (snapshot patch, upload of
-     the changed values, warm-started solve).
+   - incremental blocks: ``--blocks`` blocks of ``--block`` new links each
+     added to a Cybergraph of the graph, ``FocusEngine.apply()`` timed end to
+     end (snapshot patch, upload of the changed values, warm-started solve),
+     and apart from it the read-back of the block's focus vector to the host
+     (the engine leaves it on the device until asked); the first block pays
+     for compiling the patch's kernels, so look at the median.
 3. A table: ms/iteration, iterations, solve times, ratio to cuSPARSE and to the
    floor.
 
