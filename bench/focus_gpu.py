@@ -518,7 +518,8 @@ def main() -> int:
         log(
             f"  breakdown: SELL + hub-chunk pull {pull_ms:.3f} ms, ylink sum + read-back "
             f"{sum_ms:.3f} ms; {m.ngroups:,} groups, {m.nchunks:,} hub chunks of "
-            f"{len(m.host.long_rows):,} rows; padding {m.host.gptr[-1] / max(1, snap.nnz):.3f}"
+            f"{len(m.host.long_rows):,} rows; share of entries in row groups "
+            f"{m.host.gptr[-1] / max(1, snap.nnz):.3f}"
         )
         ms_ours = float(np.median(steps)) * 1e3
         log(

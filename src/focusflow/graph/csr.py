@@ -343,17 +343,10 @@ def positions_in(sorted_keys, values):
     What ``np.isin`` plus ``np.searchsorted`` answer together, without sorting
     ``values``: a binary search per value, in parallel.
     """
-    out = np.empty(values.shape[0], dtype=np.int64)
+    out = search_sorted(sorted_keys, values, False)
     m = sorted_keys.shape[0]
     for k in nb.prange(values.shape[0]):
-        v = values[k]
-        lo = 0
-        hi = m
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if sorted_keys[mid] < v:
-                lo = mid + 1
-            else:
-                hi = mid
-        out[k] = lo if lo < m and sorted_keys[lo] == v else -1
+        p = out[k]
+        if p >= m or sorted_keys[p] != values[k]:
+            out[k] = -1
     return out
