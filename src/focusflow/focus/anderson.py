@@ -86,9 +86,12 @@ def _scale(v, factor):
 class Anderson:
     """Mixing over a window of ``m`` differences; ``m = 0`` is the plain iteration."""
 
-    def __init__(self, m: int, n: int, xp=np) -> None:
+    def __init__(self, m: int, n: int, xp=np, kernels=None) -> None:
         self.m = m
         self.xp = xp
+        # A device backend's fused passes (record/mix with the numba kernels'
+        # signatures), used instead of array operations when given.
+        self._kernels = kernels
         self.restarts = 0
         if m > 0:
             self.dx = xp.zeros((m, n))
@@ -101,6 +104,9 @@ class Anderson:
     def _record(self, x, gx, live: bool, k: int):
         if self.xp is np:
             return _record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, live, k)
+        if self._kernels is not None:
+            args = (x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, live, k)
+            return self._kernels.record(*args)
         xp = self.xp
         g = gx - x
         cross = rhs = None
@@ -116,6 +122,8 @@ class Anderson:
     def _mix(self, gx, gamma, k: int, out) -> float:
         if self.xp is np:
             return _mix(gx, self.dx, self.dg, gamma, k, out)
+        if self._kernels is not None:
+            return self._kernels.mix(gx, self.dx, self.dg, gamma, k, out)
         xp = self.xp
         coeff = xp.asarray(gamma)
         out[...] = gx - coeff @ (self.dx[:k] + self.dg[:k])

@@ -168,7 +168,7 @@ def solve(
         accel.restarts = getattr(op, "anderson_restarts", 0)
     else:
         phi = _start(xp, n, x0)
-        accel = Anderson(params.anderson, n, xp)
+        accel = Anderson(params.anderson, n, xp, getattr(op, "anderson_kernels", None))
         phi, it = _iterate(
             op, params, prior, phi, diag, timings, springs_state, heat_state, progress, accel
         )
