@@ -10,6 +10,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.graph.csr import search_sorted
+
 
 class Column:
     """A growable numpy column (amortised O(1) appends of whole arrays)."""
@@ -68,11 +70,13 @@ class SortedIndex:
             cap = max(need, 2 * len(self._bufs[self._cur][0]))
             self._bufs[spare] = (np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64))
         out_keys, out_values = self._bufs[spare]
+        new_keys = np.asarray(new_keys, dtype=np.int64)
         merge_into(
             self.keys,
             self.values,
-            np.asarray(new_keys, dtype=np.int64),
+            new_keys,
             np.asarray(new_values, dtype=np.int64),
+            search_sorted(self.keys, new_keys, True),
             out_keys,
             out_values,
         )
@@ -81,9 +85,10 @@ class SortedIndex:
 
 
 @nb.njit(cache=True, parallel=True)
-def merge_into(keys, values, new_keys, new_values, out_keys, out_values):
+def merge_into(keys, values, new_keys, new_values, pos, out_keys, out_values):
     """Merge sorted ``new_keys`` into sorted ``keys``, writing the first
-    ``len(keys) + len(new_keys)`` places of the outputs.
+    ``len(keys) + len(new_keys)`` places of the outputs; ``pos`` is
+    ``searchsorted(keys, new_keys, side="right")``.
 
     The held keys between two consecutive new ones move as one block, the
     blocks in parallel: an index holds millions of keys and a block brings
@@ -91,7 +96,6 @@ def merge_into(keys, values, new_keys, new_values, out_keys, out_values):
     """
     m = keys.shape[0]
     k = new_keys.shape[0]
-    pos = np.searchsorted(keys, new_keys, side="right")
     for j in nb.prange(k + 1):
         a = pos[j - 1] if j > 0 else 0
         b = pos[j] if j < k else m

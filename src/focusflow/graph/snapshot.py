@@ -213,14 +213,20 @@ def _concat_rows(a, b):
     return ptr, idx, w
 
 
+def _firsts(ordered: np.ndarray) -> np.ndarray:
+    """Mask of the first of each run of equal values in a sorted array."""
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return first
+
+
 def _unique(values: np.ndarray, return_inverse: bool = False):
     """Sorted distinct values by sorting (numpy's hash-based unique is several
     times slower on the integer keys of a patch)."""
     order = radix_argsort(np.asarray(values, dtype=np.int64))
     ordered = values[order]
-    first = np.empty(len(ordered), dtype=bool)
-    first[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    first = _firsts(ordered)
     uniq = ordered[first]
     if not return_inverse:
         return uniq
@@ -489,7 +495,8 @@ class Snapshot:
         self.late_entry = self._late.values
         live = np.flatnonzero(new_codes != -1)
         by_code = live[radix_argsort(new_codes[live])]
-        self._late_by_code.merge(new_codes[by_code], by_code + self.n_links)
+        sorted_new = new_codes[by_code]
+        self._late_by_code.merge(sorted_new, by_code + self.n_links)
         self.n_links += len(new_src)
 
         old = np.asarray(touched_links, dtype=np.int64)
@@ -497,9 +504,12 @@ class Snapshot:
         in_base = old < self.base_links
         old_codes[in_base] = self.link_entry[old[in_base]]
         old_codes[~in_base] = self.late_entry[old[~in_base] - self.base_links]
-        codes = _unique(np.concatenate([new_codes, old_codes]))
+        if len(old_codes):
+            codes = _unique(np.concatenate([sorted_new, old_codes]))
+            codes = codes[codes != -1]
+        else:
+            codes = sorted_new[_firsts(sorted_new)]
         # Sorted codes: overlay entries (codes <= -2) first, then base entries.
-        codes = codes[codes != -1]
         n_ov = int(np.searchsorted(codes, -1))
         ov_entries = -codes[:n_ov] - 2
         base_entries = codes[n_ov:]
