@@ -105,44 +105,6 @@ def _radix_argsort(keys, parts):
         shifted, ktmp = ktmp, shifted
         shift += digit
     return order
-    lo = keys[0]
-    hi = keys[0]
-    for i in range(m):
-        k = keys[i]
-        lo = min(lo, k)
-        hi = max(hi, k)
-    span = np.uint64(hi - lo)
-    bits = 0
-    while bits < 64 and (span >> np.uint64(bits)) != np.uint64(0):
-        bits += 1
-    shifted = np.empty(m, dtype=np.uint64)
-    for i in range(m):
-        shifted[i] = np.uint64(keys[i] - lo)
-    tmp = np.empty(m, dtype=np.int64)
-    ktmp = np.empty(m, dtype=np.uint64)
-    digit = 11
-    nbins = 1 << digit
-    mask = np.uint64(nbins - 1)
-    count = np.empty(nbins + 1, dtype=np.int64)
-    shift = 0
-    while shift < bits:
-        count[:] = 0
-        s = np.uint64(shift)
-        for i in range(m):
-            count[((shifted[i] >> s) & mask) + 1] += 1
-        for b in range(nbins):
-            count[b + 1] += count[b]
-        for i in range(m):
-            k = shifted[i]
-            d = (k >> s) & mask
-            j = count[d]
-            tmp[j] = order[i]
-            ktmp[j] = k
-            count[d] = j + 1
-        order, tmp = tmp, order
-        shifted, ktmp = ktmp, shifted
-        shift += digit
-    return order
 
 
 def balanced_chunks(indptr: np.ndarray, nchunks: int) -> np.ndarray:
