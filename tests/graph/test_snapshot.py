@@ -184,3 +184,49 @@ def test_sorted_index_keeps_held_keys_before_equal_new_ones(sizes):
         order = np.argsort(held, kind="stable")
         assert np.array_equal(index.keys, held[order])
         assert np.array_equal(index.values, order)
+
+
+def test_many_larger_patches_equal_a_rebuild():
+    """Forty blocks of hundreds of links over a hub-heavy graph: the overlay's
+    sorted indexes grow through several reallocations, pairs repeat across
+    blocks, stakes move and vanish; the patched snapshot stays the rebuilt one."""
+    rng = np.random.default_rng(99)
+    n = 800
+    hubs = rng.zipf(1.6, 40_000) % n  # skewed endpoints: long rows and repeated pairs
+    g = Cybergraph(require_cids=False, compact_ratio=100.0)
+    g.add_neurons([f"n{i}" for i in range(30)], rng.random(30) * 5)
+    names = np.array([f"p{i}" for i in range(n + 200)], dtype=object)
+    neurons = np.array([f"n{i}" for i in range(30)], dtype=object)
+    g.add_links(
+        names[hubs[:3000]], names[rng.integers(0, n, 3000)], neurons[rng.integers(0, 30, 3000)]
+    )
+    g.snapshot()
+    for block in range(40):
+        m = int(rng.integers(100, 600))
+        top = n + 5 * block  # later blocks bring new particles
+        g.add_links(
+            names[
+                np.concatenate(
+                    [hubs[rng.integers(0, len(hubs), m // 2)], rng.integers(0, top, m - m // 2)]
+                )
+            ],
+            names[rng.integers(0, top, m)],
+            neurons[rng.integers(0, 30, m)],
+        )
+        if block % 3 == 0:
+            ids = rng.integers(0, 30, 4)
+            stakes = rng.random(4) * 5
+            stakes[:2] = 0.0 if block % 2 else stakes[:2]
+            g.set_stakes(ids, stakes)
+        snap, info = g.refresh()
+        assert info is not None
+    fresh = Snapshot(g.n_particles, *_links(g))
+    patched = snap.to_scipy()
+    assert snap.overlay_nnz > 5000
+    assert abs(patched - fresh.to_scipy()).max() < 1e-12
+    assert np.array_equal(patched.toarray() == 0, fresh.to_scipy().toarray() == 0)
+    rows = np.asarray(patched.sum(axis=1)).ravel()
+    out_weight = snap.to_particle_order(snap.out_weight)
+    assert np.allclose(out_weight, rows, rtol=1e-12, atol=0)
+    assert np.array_equal(out_weight == 0, rows == 0)
+    _check_overlay_forms(snap)
