@@ -230,3 +230,34 @@ def test_many_larger_patches_equal_a_rebuild():
     assert np.allclose(out_weight, rows, rtol=1e-12, atol=0)
     assert np.array_equal(out_weight == 0, rows == 0)
     _check_overlay_forms(snap)
+
+
+def test_patches_of_weighted_links_equal_a_rebuild():
+    """Edge-list links (explicit weights, no neuron) only ever add to their
+    entries: the patch adds the block's weights instead of summing each
+    entry's links again; duplicates within and across blocks, self-links and
+    zero weights included."""
+    rng = np.random.default_rng(5)
+    n = 300
+    names = np.array([f"p{i}" for i in range(n + 60)], dtype=object)
+    g = Cybergraph(require_cids=False, compact_ratio=100.0)
+    g.add_links(
+        names[rng.integers(0, n, 4000)], names[rng.integers(0, n, 4000)], weights=rng.random(4000)
+    )
+    g.snapshot()
+    for block in range(30):
+        m = int(rng.integers(1, 400))
+        src = rng.integers(0, n + 2 * block, m)
+        dst = rng.integers(0, n + 2 * block, m)
+        dst[: m // 10] = src[: m // 10]  # self-links, dropped
+        w = rng.random(m)
+        w[rng.random(m) < 0.1] = 0.0
+        g.add_links(names[src], names[dst], weights=w)
+        g.add_links(names[src[:5]], names[dst[:5]], weights=w[:5])  # the same pairs again
+        snap, info = g.refresh()
+        assert info is not None
+        fresh = Snapshot(g.n_particles, *_links(g))
+        assert abs(snap.to_scipy() - fresh.to_scipy()).max() < 1e-12
+        rows = np.asarray(fresh.to_scipy().sum(axis=1)).ravel()
+        assert np.allclose(snap.to_particle_order(snap.out_weight), rows, rtol=1e-12, atol=0)
+    _check_overlay_forms(snap)

@@ -529,26 +529,17 @@ class Snapshot:
                 np.empty(0),
             )
         old_out_weight = self.out_weight[sources].copy()
-
-        # Exact recompute: every touched entry is the sum of its links' weights
-        # (base links first, then late links by id).
-        ids, owner = _gather_ranges(
-            self.entry_link_ids,
-            gather(self.entry_link_ptr, base_entries),
-            gather(self.entry_link_ptr, base_entries + 1),
-        )
-        late = self._late_by_code
-        late_ids, late_owner = _gather_ranges(
-            late.values,
-            search_sorted(late.keys, codes, False),
-            search_sorted(late.keys, codes, True),
-        )
-        ids = np.concatenate([ids, late_ids])
-        owner = np.concatenate([owner + n_ov, late_owner])
-        sums = np.bincount(
-            owner, weights=link_weight(ids) if len(ids) else None, minlength=len(codes)
-        )
-        change = sums - np.concatenate([self.ov_w[ov_entries], self.out_w[base_entries]])
+        held = np.concatenate([self.ov_w[ov_entries], self.out_w[base_entries]])
+        if len(old):
+            sums = self._entry_sums(codes, n_ov, base_entries, link_weight)
+            change = sums - held
+        else:
+            # Only new links: no older link's weight moved, so a touched entry
+            # grows by the weights of its new links (all >= 0, nothing cancels).
+            at = np.cumsum(_firsts(sorted_new)) - 1
+            first_id = self.n_links - len(new_src)
+            change = np.bincount(at, weights=link_weight(by_code + first_id), minlength=len(codes))
+            sums = held + change
         self.ov_w[ov_entries] = sums[:n_ov]
         self.out_w[base_entries] = sums[n_ov:]
         self.in_w[gather(self.out_to_in, base_entries)] = sums[n_ov:]
@@ -566,6 +557,32 @@ class Snapshot:
             base_entries=base_entries,
             version_before=version_before,
             overlay_entries=ov_entries,
+        )
+
+    def _entry_sums(
+        self,
+        codes: np.ndarray,
+        n_ov: int,
+        base_entries: np.ndarray,
+        link_weight: LinkWeightFn,
+    ) -> np.ndarray:
+        """Each touched entry summed again from all its links' current weights
+        (base links first, then late links by id): exact where stakes moved."""
+        ids, owner = _gather_ranges(
+            self.entry_link_ids,
+            gather(self.entry_link_ptr, base_entries),
+            gather(self.entry_link_ptr, base_entries + 1),
+        )
+        late = self._late_by_code
+        late_ids, late_owner = _gather_ranges(
+            late.values,
+            search_sorted(late.keys, codes, False),
+            search_sorted(late.keys, codes, True),
+        )
+        ids = np.concatenate([ids, late_ids])
+        owner = np.concatenate([owner + n_ov, late_owner])
+        return np.bincount(
+            owner, weights=link_weight(ids) if len(ids) else None, minlength=len(codes)
         )
 
     def _row_weights(
