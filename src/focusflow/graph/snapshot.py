@@ -88,14 +88,6 @@ class PatchInfo:
     overlay_entries: np.ndarray | None = None
 
 
-def _empty_csr(n: int):
-    return (
-        np.zeros(n + 1, dtype=np.int64),
-        np.empty(0, dtype=np.int32),
-        np.empty(0, dtype=np.float64),
-    )
-
-
 @nb.njit(cache=True, parallel=True)
 def _gather_ranges(values, lo, hi):
     """``values[lo[k]:hi[k]]`` for every k, concatenated, and the k of each.
@@ -157,20 +149,6 @@ def _key_rows_of(keys, at, weights, rows):
             w[j] = weights[at[e]]
             j += 1
     return ptr, idx, w
-
-
-@nb.njit(cache=True)
-def _key_rows_sum(keys, at, weights, rows):
-    """Row sums of some rows of a matrix held as sorted pair keys."""
-    lo = np.searchsorted(keys, rows << 32)
-    hi = np.searchsorted(keys, (rows + 1) << 32)
-    out = np.zeros(rows.shape[0], dtype=np.float64)
-    for k in range(rows.shape[0]):
-        s = 0.0
-        for e in range(lo[k], hi[k]):
-            s += weights[at[e]]
-        out[k] = s
-    return out
 
 
 def _compact_of_keys(keys: np.ndarray, at: np.ndarray, weights: np.ndarray):
@@ -602,7 +580,9 @@ class Snapshot:
         redo = np.flatnonzero(new < _CANCEL * old)
         if len(redo):
             again = rows[redo]
-            ov_sum = _key_rows_sum(self._ov_out.keys, self._ov_out.values, self.ov_w, again)
+            ptr, _, ov_w = _key_rows_of(self._ov_out.keys, self._ov_out.values, self.ov_w, again)
+            owner = np.repeat(np.arange(len(again)), np.diff(ptr))
+            ov_sum = np.bincount(owner, weights=ov_w, minlength=len(again))
             new[redo] = _rows_sum(self.out_indptr, self.out_w, again) + ov_sum
         return new
 
