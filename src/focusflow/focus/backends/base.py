@@ -82,6 +82,35 @@ def inverse_out_weight(out_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(linked, 1.0 / np.where(linked, out_weight, 1.0), 0.0), linked
 
 
+class ScreenedCG:
+    """The start of a springs solve, shared by the operators that fuse CG.
+
+    The host needs ``n``, ``lap_sigma``, ``lap_diag``, ``_sym`` (the current
+    symmetric matrix) and ``_mu`` (None after each Laplacian set-up).
+    """
+
+    def _cg_prepare(self, phi, mu: float, state, exact: bool) -> bool:
+        """Cache ``diag + mu`` and its inverse, start ``y`` at ``sigma phi`` on a
+        first solve; returns whether the previous solve's residual can be
+        carried over (an inexact solve on the same matrix: the right-hand side
+        then moves by ``mu sigma (phi - phi_prev)``, which saves the product
+        that would recompute it)."""
+        if self._mu != mu:
+            self._mu = mu
+            self._diag_mu = self.lap_diag + mu
+            self._minv = 1.0 / self._diag_mu
+        warm = state.y is not None and len(state.y) == self.n
+        if not warm:
+            state.y = self.lap_sigma * phi
+        return (
+            warm
+            and not exact
+            and state.owner is self._sym
+            and state.r is not None
+            and len(state.r) == self.n
+        )
+
+
 #: Least degree, relative to the largest, of a particle springs and heat link.
 DEGREE_FLOOR = 1e-12
 

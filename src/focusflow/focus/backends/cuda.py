@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from focusflow.focus.backends.base import inverse_out_weight
+from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -98,7 +98,7 @@ extern "C" __global__
 void sell_pull2(const long long* __restrict__ gptr, const int* __restrict__ glen,
                 const int* __restrict__ grows, const int* __restrict__ sidx,
                 const VAL* __restrict__ sval, const VAL2* __restrict__ z2,
-                double2* __restrict__ out2, const long long ngroups)
+                double2* __restrict__ out2, const double scale, const long long ngroups)
 {
     long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long g = tid >> 5;
@@ -114,14 +114,14 @@ void sell_pull2(const long long* __restrict__ gptr, const int* __restrict__ glen
         a1 += v * (double)x.y;
     }
     int r = grows[(g << 5) + lane];
-    if (r >= 0) out2[r] = make_double2(a0, a1);
+    if (r >= 0) out2[r] = make_double2(a0 * scale, a1 * scale);
 }
 
 extern "C" __global__
 void chunk_pull2(const int* __restrict__ crow, const long long* __restrict__ cstart,
                  const long long* __restrict__ cend, const int* __restrict__ idx,
                  const VAL* __restrict__ val, const VAL2* __restrict__ z2,
-                 double* __restrict__ out2, const int nchunks)
+                 double* __restrict__ out2, const double scale, const int nchunks)
 {
     int warp = (int)(((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
     int lane = threadIdx.x & 31;
@@ -138,8 +138,8 @@ void chunk_pull2(const int* __restrict__ crow, const long long* __restrict__ cst
         a1 += __shfl_down_sync(0xffffffff, a1, off);
     }
     if (lane == 0) {
-        atomicAdd(&out2[2 * (long long)crow[warp]], a0);
-        atomicAdd(&out2[2 * (long long)crow[warp] + 1], a1);
+        atomicAdd(&out2[2 * (long long)crow[warp]], a0 * scale);
+        atomicAdd(&out2[2 * (long long)crow[warp] + 1], a1 * scale);
     }
 }
 
@@ -416,7 +416,7 @@ class _DeviceSell:
             )
 
 
-class CudaOperator:
+class CudaOperator(ScreenedCG):
     """Graph products on one GPU; vectors are CuPy arrays (``xp`` = cupy)."""
 
     name = "cuda"
@@ -495,10 +495,14 @@ class CudaOperator:
         self._z_of = None
         self._sym = None
 
-    def _pull_into(self, m: _DeviceSell, z, out, scale: float, ov=None) -> None:
+    def _product(self, m: _DeviceSell, kernels, z, out, scale: float) -> None:
+        """One pass over ``m``: its row groups, then its hub rows' chunks (whose
+        rows are zeroed first and summed with atomics). ``kernels`` is the
+        (groups, chunks) pair of the single-vector or the pair product."""
+        sell_kernel, chunk_kernel = kernels
         threads = m.ngroups * LANES
         if threads:
-            self._sell_pull(
+            sell_kernel(
                 ((threads + BLOCK - 1) // BLOCK,),
                 (BLOCK,),
                 (
@@ -516,7 +520,7 @@ class CudaOperator:
         if m.nchunks:
             out[m.long_rows] = 0.0
             warps = m.nchunks * 32
-            self._chunk_pull(
+            chunk_kernel(
                 ((warps + BLOCK - 1) // BLOCK,),
                 (BLOCK,),
                 (
@@ -531,6 +535,9 @@ class CudaOperator:
                     np.int32(m.nchunks),
                 ),
             )
+
+    def _pull_into(self, m: _DeviceSell, z, out, scale: float, ov=None) -> None:
+        self._product(m, (self._sell_pull, self._chunk_pull), z, out, scale)
         if ov is not None and ov.m:
             self._coo_pull(
                 (min(4096, (ov.m + BLOCK - 1) // BLOCK),),
@@ -603,32 +610,8 @@ class CudaOperator:
 
     def _pair_pull(self) -> None:
         """``acc2[:, k] = N x2[:, k]`` for both columns in one pass over the entries."""
-        m = self._sym
-        threads = m.ngroups * LANES
-        ngroups = np.int64(m.ngroups)
-        if threads:
-            self._sell_pull2(
-                ((threads + BLOCK - 1) // BLOCK,),
-                (BLOCK,),
-                (m.gptr, m.glen, m.grows, m.sidx, m.sval, self._x2, self._acc2, ngroups),
-            )
-        if m.nchunks:
-            self._acc2[m.long_rows] = 0.0
-            warps = m.nchunks * 32
-            self._chunk_pull2(
-                ((warps + BLOCK - 1) // BLOCK,),
-                (BLOCK,),
-                (
-                    m.crow,
-                    m.cstart,
-                    m.cend,
-                    m.lidx,
-                    m.lval,
-                    self._x2,
-                    self._acc2,
-                    np.int32(m.nchunks),
-                ),
-            )
+        kernels = (self._sell_pull2, self._chunk_pull2)
+        self._product(self._sym, kernels, self._x2, self._acc2, 1.0)
 
     def _cg_begin(self, phi, mu, state, tol, exact):
         """Right-hand side, residual and first direction of the springs solve.
@@ -639,22 +622,8 @@ class CudaOperator:
         Returns ``(p, z, rz, goal)`` with ``rz`` on the device.
         """
         cupy = self.cupy
-        n = self.n
         sigma = self.lap_sigma
-        if self._mu != mu:
-            self._mu = mu
-            self._diag_mu = self.lap_diag + mu
-            self._minv = 1.0 / self._diag_mu
-        warm = state.y is not None and len(state.y) == n
-        if not warm:
-            state.y = sigma * phi
-        carry = (
-            warm
-            and not exact
-            and state.owner is self._sym
-            and state.r is not None
-            and len(state.r) == n
-        )
+        carry = self._cg_prepare(phi, mu, state, exact)
         rhs = mu * sigma * phi
         if carry:
             state.r += rhs - state.rhs

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from focusflow.focus.backends.base import inverse_out_weight
+from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight
 from focusflow.focus.backends.numba_lap import (
     ScaledSymmetric,
     cg_direction,
@@ -79,7 +79,7 @@ def _dot(a, b, nparts):
     return ordered_sum(partial)
 
 
-class NumbaOperator:
+class NumbaOperator(ScreenedCG):
     """Graph products on all CPU cores; ``precision`` sets the stored value type."""
 
     name = "numba"
@@ -188,28 +188,13 @@ class NumbaOperator:
     def _cg_begin(self, phi, mu, state, tol, exact):
         """Right-hand side, residual and first direction of the springs solve.
 
-        The residual of the previous solve is carried over (the right-hand side
-        moves by ``mu sigma (phi - phi_prev)``), which saves the product that
-        would recompute it; ``exact`` solves, a first solve, or one on other
-        matrix recompute it from ``y``. Returns ``(rz, rr, goal)``.
+        The residual of the previous solve is carried over where
+        ``_cg_prepare`` allows; ``exact`` solves, a first solve, or one on
+        another matrix recompute it from ``y``. Returns ``(rz, rr, goal)``.
         """
         n = self.n
         sigma = self.lap_sigma
-        if self._mu != mu:
-            self._mu = mu
-            self._diag_mu = self.lap_diag + mu
-            self._minv = 1.0 / self._diag_mu
-        warm = state.y is not None and len(state.y) == n
-        if not warm:
-            state.y = sigma * phi
-        owner = self._sym
-        carry = (
-            warm
-            and not exact
-            and state.owner is owner
-            and state.r is not None
-            and len(state.r) == n
-        )
+        carry = self._cg_prepare(phi, mu, state, exact)
         if not carry:
             state.r, state.rhs = np.empty(n), np.empty(n)
         p, z, ap = self._buf[1], self._buf[2], self._buf[3]
@@ -217,7 +202,7 @@ class NumbaOperator:
         if not carry:
             cg_product(*self._args, self._diag_mu, state.y, ap)
             residual_of(state.rhs, ap, state.r)
-        state.owner = owner
+        state.owner = self._sym
         rz, rr = cg_start(state.r, self._minv, z, p)
         return rz, rr, tol * np.sqrt(rhs_sq)
 
