@@ -71,26 +71,24 @@ def test_poisoned_outputs_are_all_written():
     assert np.abs(cupy.asnumpy(out) - out_ref).sum() < 1e-6
 
 
+def _add_weighted_links(rng, g, names, top, m):
+    """``m`` links with random weights between the first ``top`` names."""
+    g.add_links(
+        names[rng.integers(0, top, m)], names[rng.integers(0, top, m)], weights=rng.random(m)
+    )
+
+
 def test_engine_on_cuda_follows_blocks():
     rng = np.random.default_rng(5)
     g = Cybergraph(require_cids=False)
     names = np.array([f"p{i}" for i in range(3100)], dtype=object)
-    g.add_links(
-        names[rng.integers(0, 3000, 20_000)],
-        names[rng.integers(0, 3000, 20_000)],
-        weights=rng.random(20_000),
-    )
+    _add_weighted_links(rng, g, names, 3000, 20_000)
     engine = FocusEngine(g, mode="diffusion", backend="cuda", tol=1e-9)
     engine.compute()
     answers = []
     for block in range(5):
         # the last blocks bring particles the graph has not seen
-        top = 3000 + 50 * max(0, block - 2)
-        g.add_links(
-            names[rng.integers(0, top, 200)],
-            names[rng.integers(0, top, 200)],
-            weights=rng.random(200),
-        )
+        _add_weighted_links(rng, g, names, 3000 + 50 * max(0, block - 2), 200)
         res = engine.apply()
         assert isinstance(res, DeferredFocusResult), "focus stays on the GPU until read"
         answers.append((res, compute(g, mode="diffusion", backend="numpy", tol=1e-12).focus))
@@ -146,19 +144,11 @@ def test_tri_engine_on_cuda_follows_blocks():
     g = Cybergraph(require_cids=False)
     # Blocks reach past the first 2000 particles: new particles join the graph.
     names = np.array([f"p{i}" for i in range(2100)], dtype=object)
-    g.add_links(
-        names[rng.integers(0, 2000, 12_000)],
-        names[rng.integers(0, 2000, 12_000)],
-        weights=rng.random(12_000),
-    )
+    _add_weighted_links(rng, g, names, 2000, 12_000)
     engine = FocusEngine(g, mode="tri", backend="cuda", tol=1e-9)
     engine.compute()
     for _ in range(4):
-        g.add_links(
-            names[rng.integers(0, 2100, 150)],
-            names[rng.integers(0, 2100, 150)],
-            weights=rng.random(150),
-        )
+        _add_weighted_links(rng, g, names, 2100, 150)
         res = engine.apply()
         cold = compute(g, mode="tri", backend="numpy", tol=1e-12)
         assert res.converged
