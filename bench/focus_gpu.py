@@ -644,6 +644,14 @@ def main() -> int:
                 f"{inc.diagnostics.iterations} iterations; reading focus back "
                 f"{t_fetch * 1e3:.1f} ms"
             )
+        deferred = engine.deferred_links
+        t0 = time.perf_counter()
+        g.snapshot()
+        t_catch = time.perf_counter() - t0
+        log(
+            f"  host snapshot brought up to date with the {deferred:,} links the blocks "
+            f"deferred: {t_catch * 1e3:.1f} ms"
+        )
         cold = compute(g, mode="diffusion", backend="cuda", precision="float64", tol=1e-10)
         inc_err = float(np.abs(focus - cold.focus).sum())
         log(f"  last block: L1 vs tight cold {inc_err:.2e}")
@@ -653,6 +661,8 @@ def main() -> int:
             incremental_all_ms=applies,
             fetch_ms=float(np.median(fetches)),
             incremental_error=inc_err,
+            deferred_links=deferred,
+            catch_up_ms=t_catch * 1e3,
         )
         results["graphs"].append(row)
         del g, engine, snap

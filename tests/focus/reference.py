@@ -65,3 +65,12 @@ def dense_tri(
 
 def as_matrix(n, src, dst, w) -> sp.csr_matrix:
     return sp.csr_matrix((w, (src, dst)), shape=(n, n))
+
+
+def graph_matrix(g) -> sp.csr_matrix:
+    """The weights of a Cybergraph from its link columns (particle order),
+    without its snapshot: what a patched or deferred snapshot must equal."""
+    links = g.links()
+    return as_matrix(
+        g.n_particles, links.src, links.dst, g.link_weight(np.arange(g.n_links, dtype=np.int64))
+    )

@@ -14,7 +14,7 @@ from focusflow.focus.engine import FocusEngine
 from focusflow.focus.result import DeferredFocusResult
 from focusflow.graph import Cybergraph, Snapshot, rmat_edges
 from tests.conftest import random_weighted
-from tests.focus.reference import as_matrix
+from tests.focus.reference import as_matrix, graph_matrix
 
 OK, WHY = cuda_available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"cuda backend unavailable: {WHY}")
@@ -181,3 +181,40 @@ def test_fused_anderson_steps_match_the_numba_ones():
         assert np.abs(got_dev - got_host).sum() < 1e-10
         x = got_host.copy()
     assert host.k == dev.k == 3 and host.restarts == dev.restarts == 0
+
+
+def test_cuda_engine_defers_the_host_patch_and_catches_up():
+    """Blocks of anonymous links (some with new particles) go to the device
+    as raw links; a block of an old neuron's links patches everything pending
+    and replaces them. Each block's focus equals a cold float64 solve."""
+    import cupy
+
+    rng = np.random.default_rng(8)
+    g = Cybergraph(require_cids=False)
+    names = np.array([f"p{i}" for i in range(2400)], dtype=object)
+    m = 15_000
+    g.add_links(
+        names[rng.integers(0, 2000, m)],
+        names[rng.integers(0, 2000, m)],
+        [f"n{i}" for i in rng.integers(0, 30, m)],
+    )
+    engine = FocusEngine(g, mode="diffusion", backend="cuda", tol=1e-9)
+    engine.compute()
+    for block in range(7):
+        before = g.n_links
+        if block == 4:
+            k = 150
+            g.add_links(
+                names[rng.integers(0, 2000, k)], names[rng.integers(0, 2000, k)], ["n3"] * k
+            )
+        else:
+            _add_weighted_links(rng, g, names, 2000 + 25 * block, 150)
+        engine._op.ylink.fill(cupy.nan)
+        res = engine.apply()
+        if block == 4:
+            assert engine.deferred_links == 0 and g.pending_links == 0
+        else:
+            assert engine.deferred_links >= g.n_links - before and g.pending_links > 0
+        ref = compute(graph_matrix(g), mode="diffusion", backend="numpy", tol=1e-12).focus
+        assert len(res.focus) == g.n_particles
+        assert np.abs(res.focus - ref).sum() < 1e-7, f"block {block}"

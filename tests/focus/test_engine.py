@@ -6,6 +6,7 @@ import pytest
 from focusflow.focus import compute
 from focusflow.focus.engine import FocusEngine
 from focusflow.graph import Cybergraph, Cyberlink
+from tests.focus.reference import graph_matrix
 
 
 def _grow(rng, g, names, batch):
@@ -67,7 +68,7 @@ def test_push_path_does_local_work_for_a_small_block():
     # A link moves focus by about 1e-4 here; with tol 1e-3 that is a local change
     # (a perturbation far above tol spreads over the whole graph before it decays,
     # and then passes over the graph are the right tool).
-    engine = FocusEngine(g, mode="diffusion", tol=1e-3)
+    engine = FocusEngine(g, mode="diffusion", backend="numba", tol=1e-3)
     assert engine.uses_push
     engine.compute()
     for _ in range(5):
@@ -135,3 +136,93 @@ def test_numba_products_after_patches_that_add_particles():
         expected = 0.5 * (snap.to_scipy().T @ snap.to_particle_order(z))
         assert np.allclose(snap.to_particle_order(out), expected, rtol=1e-12, atol=1e-15)
         assert total == pytest.approx(expected.sum(), rel=1e-12)
+
+
+def _cold_from_links(g, tol):
+    """A cold reference built from the graph's link columns, leaving its snapshot alone."""
+    return compute(graph_matrix(g), mode="diffusion", backend="numpy", tol=tol).focus
+
+
+def _block(rng, g, names, k):
+    """Block ``k``: kinds that keep every held weight (anonymous links, new
+    particles, a new neuron's first links, the stake of a neuron without links)
+    alternate with kinds that re-weigh held links (an old neuron links again,
+    a linked neuron's stake moves)."""
+    m = int(rng.integers(5, 30))
+    fresh = [f"q{k}_{i}" for i in range(int(rng.integers(0, 4)))]
+    names.extend(fresh)
+    s, d = rng.integers(0, len(names), (2, m))
+    src, dst = [names[i] for i in s], [names[i] for i in d]
+    kind = k % 5
+    if kind == 0:
+        g.add_links(src, dst, [f"n{i}" for i in rng.integers(0, 10, m)])
+    elif kind in (1, 3):
+        g.add_links(src, dst, weights=rng.random(m) * 2)
+        if kind == 3:
+            g.add_neurons([f"idle{k}"], [3.0])
+    elif kind == 2:
+        g.add_links(src, dst, [f"new{k}_{i % 2}" for i in range(m)])
+    else:
+        g.add_links(src, dst, weights=rng.random(m))
+        g.set_stakes([g.neurons.id_of(f"new{k - 2}_0")], [rng.random() * 4])
+    return kind
+
+
+def test_blocks_with_final_weights_skip_the_host_patch():
+    """On an operator that takes raw links (here the reference one, as on the
+    GPU), blocks whose links keep every held weight reach focus without the
+    host patch; a block that re-weighs held links patches everything pending
+    at once. Every answer equals a cold solve, and so does the host snapshot
+    when it finally catches up."""
+    rng = np.random.default_rng(17)
+    g = Cybergraph(require_cids=False, compact_ratio=2.0)
+    names = [f"p{i}" for i in range(120)]
+    s, d = rng.integers(0, 120, (2, 500))
+    g.add_links([names[i] for i in s], [names[i] for i in d], [f"n{i % 10}" for i in range(500)])
+    tol = 1e-10
+    engine = FocusEngine(g, mode="diffusion", backend="numpy", tol=tol)
+    engine.compute()
+    deferred = patched = 0
+    for k in range(40):
+        before = g.n_links
+        kind = _block(rng, g, names, k)
+        res = engine.apply()
+        if kind in (1, 2, 3):
+            assert engine.deferred_links >= g.n_links - before > 0, f"block {k} deferred"
+            assert g.pending_links == engine.deferred_links, "the host snapshot waits"
+            deferred += 1
+        else:
+            assert engine.deferred_links == 0 and g.pending_links == 0, f"block {k} patched"
+            patched += 1
+        assert len(res.focus) == g.n_particles
+        err = np.abs(res.focus - _cold_from_links(g, 1e-13)).sum()
+        assert err < 10 * tol, f"block {k}: L1 {err:.2e}"
+    assert deferred == 24 and patched == 16
+    # The host snapshot catches up when someone asks for it, and equals the graph.
+    g.add_links(["p1", "p2", "x"], ["p3", "p4", "p5"], weights=[4.0, 4.0, 1.0])
+    engine.apply()
+    assert g.pending_links > 0
+    snap = g.snapshot()
+    assert abs(snap.to_scipy() - graph_matrix(g)).max() < 1e-12
+    # ...and the engine goes on from a snapshot patched behind its back.
+    g.add_links(["p5"], ["p6"], ["n3"])
+    res = engine.apply()
+    assert engine.deferred_links == 0
+    assert np.abs(res.focus - _cold_from_links(g, 1e-13)).sum() < 10 * tol
+
+
+def test_a_neuron_linking_again_reweighs_its_deferred_links():
+    """A neuron's first links are deferred with weight stake/neudeg; when it
+    links again its neudeg moves, so the block must patch (not append), or the
+    held links would keep their old weight."""
+    g = Cybergraph(require_cids=False, compact_ratio=10.0)
+    g.add_links(["a", "b", "c"], ["b", "c", "a"], ["n", "n", "n"])
+    engine = FocusEngine(g, mode="diffusion", backend="numpy", tol=1e-12)
+    engine.compute()
+    g.add_links(["a", "a"], ["c", "d"], ["m", "m"])
+    engine.apply()
+    assert engine.deferred_links == 2
+    g.add_links(["d"], ["b"], ["m"])
+    res = engine.apply()
+    assert engine.deferred_links == 0
+    assert np.abs(res.focus - _cold_from_links(g, 1e-14)).sum() < 1e-10

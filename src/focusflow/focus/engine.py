@@ -9,7 +9,11 @@ focus from the previous state instead of solving from scratch:
   rows moves, and forward push spends work where that residual is, with a
   guaranteed L1 error of at most ``tol`` against the exact new equilibrium;
 * other modes warm-start the coupled iteration from the previous focus (and the
-  springs/heat solver states), which converges in fewer iterations.
+  springs/heat solver states), which converges in fewer iterations;
+* on a GPU, a diffusion block whose links have final weights (edge lists, a
+  neuron's first links) skips the host patch: the links go to the device as
+  they are, and the host snapshot takes them in later, at the next block that
+  needs it (stake moves, compaction) or when someone asks for it.
 
 The result equals a cold solve on the final graph within the tolerance; the
 tests check it over many random batches.
@@ -28,8 +32,9 @@ from focusflow.focus.push import delta_residual, push
 from focusflow.focus.result import DeferredFocusResult, Diagnostics, FocusResult
 from focusflow.focus.solver import Progress, prior_vector, solve
 from focusflow.focus.spectral import HeatState, SpringsState
+from focusflow.graph.csr import gather
 from focusflow.graph.cybergraph import Cybergraph
-from focusflow.graph.links import Cyberlink
+from focusflow.graph.links import Cyberlink, StakeBatch
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 #: Push only when the block left at most this many times the target residual:
@@ -65,6 +70,11 @@ class FocusEngine:
         self._heat = HeatState()
         self.result: FocusResult | None = None
         self._perm_dev = None
+        # What the operator holds: links [0, _seen_links) and log entries up
+        # to _seen_log; deferred_links of them are not in the host snapshot.
+        self._seen_links = 0
+        self._seen_log = 0
+        self.deferred_links = 0
 
     # --- public --------------------------------------------------------------
     @property
@@ -83,6 +93,7 @@ class FocusEngine:
         snap = self.graph.snapshot()
         self._bind(snap)
         self._springs, self._heat = SpringsState(), HeatState()
+        self._mark_seen(0)
         phi, diag = self._solve(None, progress)
         self._phi = phi
         if self.uses_push:
@@ -104,6 +115,9 @@ class FocusEngine:
         if self._phi is None:
             return self.compute()
         t0 = time.perf_counter()
+        fresh = self._fresh_links()
+        if fresh is not None:
+            return self._apply_fresh(fresh, t0)
         snap, info = self.graph.refresh(old_rows=self.uses_push)
         t_patch = time.perf_counter() - t0
         t = time.perf_counter()
@@ -119,12 +133,78 @@ class FocusEngine:
         else:
             self._op.refresh(info)
         self._version = snap.version
+        self._mark_seen(0)
         t_refresh = time.perf_counter() - t
         diag = self._update_push(info) if self.uses_push else self._update_warm(info)
         diag.timings["patch"] = t_patch
         diag.timings["refresh"] = t_refresh
         diag.timings["total"] = time.perf_counter() - t0
         return self._publish(diag)
+
+    # --- blocks without a host patch -------------------------------------------
+    def _fresh_links(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The links added since the operator last saw the graph, as internal
+        ``(src, dst, weight)``, when they may reach it without a host patch.
+
+        That needs an operator taking raw links (the GPU ones), diffusion with
+        the uniform prior (springs, heat and other priors read the host
+        snapshot), no compaction due, and final weights: anonymous links, or
+        links of neurons all of whose links arrived since (a neuron that linked
+        before, or whose stake moved after, re-weighs links the operator
+        already holds). None means: patch the host snapshot.
+        """
+        p = self._run_params()
+        if (
+            getattr(self._op, "append_links", None) is None
+            or p.weights[1] > 0
+            or p.weights[2] > 0
+            or not (isinstance(p.prior, str) and p.prior == "uniform")
+            or self.graph.needs_compaction()
+        ):
+            return None
+        g = self.graph
+        first, last = self._seen_links, g.n_links
+        links = g.links()
+        neuron = links.neuron[first:last]
+        named = neuron[neuron >= 0].astype(np.int64)
+        entries = g.log.since(self._seen_log)
+        moved = [e.batch.neuron for e in entries if isinstance(e.batch, StakeBatch)]
+        check = np.unique(np.concatenate([named, *moved]).astype(np.int64))
+        if len(check):
+            counts = np.bincount(named, minlength=g.n_neurons)
+            if np.any(g.neudeg[check] != counts[check]):
+                return None
+        weights = g.link_weight(np.arange(first, last, dtype=np.int64))
+        return self._internal(links.src[first:last]), self._internal(links.dst[first:last]), weights
+
+    def _internal(self, ids: np.ndarray) -> np.ndarray:
+        """Internal ids of particles: the snapshot's order, and particles added
+        since keep their own ids (as the snapshot's next patch numbers them)."""
+        perm = self._snap.perm
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids) or ids.max() < len(perm):
+            return gather(perm, ids)
+        out = ids.copy()
+        old = np.flatnonzero(out < len(perm))
+        out[old] = gather(perm, out[old])
+        return out
+
+    def _apply_fresh(self, fresh, t0: float) -> FocusResult:
+        t = time.perf_counter()
+        self._op.append_links(*fresh, self.graph.n_particles)
+        t_append = time.perf_counter() - t
+        self.deferred_links += len(fresh[0])
+        self._mark_seen(self.deferred_links)
+        diag = self._update_warm(None)
+        diag.timings["links"] = t - t0
+        diag.timings["append"] = t_append
+        diag.timings["total"] = time.perf_counter() - t0
+        return self._publish(diag)
+
+    def _mark_seen(self, deferred: int) -> None:
+        self._seen_links = self.graph.n_links
+        self._seen_log = self.graph.log.head
+        self.deferred_links = deferred
 
     # --- state -----------------------------------------------------------------
     def _run_params(self) -> FocusParams:
@@ -157,8 +237,8 @@ class FocusEngine:
         """The teleport vector, made where the operator keeps its vectors."""
         xp = getattr(self._op, "xp", np)
         prior = self.params.prior
-        n = self._snap.n
-        if xp is not np and isinstance(prior, str) and prior == "uniform":
+        n = self._op.n
+        if isinstance(prior, str) and prior == "uniform":
             return xp.full(n, 1.0 / n)
         vec = prior_vector(self._snap, prior)
         return vec if xp is np else self._op.from_host(vec)
@@ -194,7 +274,7 @@ class FocusEngine:
     def _rebind(self, snap: Snapshot) -> None:
         """New snapshot (compaction): carry the state over through particle order."""
         old = self._snap
-        phi = old.to_particle_order(self._host(self._phi))
+        phi = _particle_order(old, self._host(self._phi))
         xhat = old.to_particle_order(self._xhat) if self._xhat is not None else None
         self._bind(snap)
         grow = snap.n - len(phi)
@@ -383,7 +463,7 @@ class FocusEngine:
     def _update_warm(self, info: PatchInfo | None) -> Diagnostics:
         # Heat is applied to differences only within one operator: start afresh.
         self._heat = HeatState()
-        n = self._snap.n
+        n = self._op.n
         phi = self._phi
         if len(phi) < n:
             xp = getattr(self._op, "xp", np)
@@ -403,7 +483,7 @@ class FocusEngine:
             keys=self.graph.particles.keys(),
         )
         if isinstance(self._phi, np.ndarray):
-            self.result = FocusResult(focus=self._snap.to_particle_order(self._phi), **common)
+            self.result = FocusResult(focus=_particle_order(self._snap, self._phi), **common)
         else:
             self.result = DeferredFocusResult(self._fetcher(), **common)
         return self.result
@@ -419,4 +499,15 @@ class FocusEngine:
         if self._perm_dev is None or self._perm_dev[0] is not snap.perm:
             self._perm_dev = (snap.perm, op.from_host(snap.perm))
         perm = self._perm_dev[1]
+        if len(perm) < len(phi):
+            xp = op.xp
+            perm = xp.concatenate([perm, xp.arange(len(perm), len(phi), dtype=perm.dtype)])
+            self._perm_dev = (snap.perm, perm)
         return lambda: op.to_host(phi[perm])
+
+
+def _particle_order(snap: Snapshot, vec: np.ndarray) -> np.ndarray:
+    """``vec`` (internal order) by particle id; entries past the snapshot's
+    particles belong to particles added since, whose ids are their own."""
+    head = snap.to_particle_order(vec[: snap.n])
+    return head if len(vec) == snap.n else np.concatenate([head, vec[snap.n :]])

@@ -238,8 +238,12 @@ class Cybergraph:
         return self._epoch
 
     def snapshot(self) -> Snapshot:
-        """The current weighted CSR, patched with everything added since last time."""
-        return self.refresh()[0]
+        """The current weighted CSR, patched with everything added since last time.
+
+        The patch record is dropped here, so the touched rows' old contents
+        (as long as the rows, for hubs most of the matrix) are not copied.
+        """
+        return self.refresh(old_rows=False)[0]
 
     def refresh(self, old_rows: bool = True) -> tuple[Snapshot, PatchInfo | None]:
         """Bring the snapshot up to date; PatchInfo is None when it was rebuilt.
@@ -268,6 +272,17 @@ class Cybergraph:
         )
         self._dirty_neurons.clear()
         return snap, info
+
+    @property
+    def pending_links(self) -> int:
+        """Links added since the snapshot was last brought up to date."""
+        snap = self._snapshot
+        return self.n_links - (snap.n_links if snap is not None else 0)
+
+    def needs_compaction(self) -> bool:
+        """Whether the next refresh rebuilds the snapshot (new internal ids)."""
+        snap = self._snapshot
+        return snap is None or self._needs_compaction(snap, self.pending_links)
 
     def _needs_compaction(self, snap: Snapshot, pending: int) -> bool:
         base = max(len(snap.out_indices), 1)

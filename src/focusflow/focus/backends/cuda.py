@@ -396,6 +396,9 @@ class _DeviceSell:
         self._long_order = np.argsort(long_rows, kind="stable")
         self._long_sorted = long_rows[self._long_order]
         self._indptr = indptr
+        #: Rows the product writes; rows past them (particles added after the
+        #: upload) get their sums from the overlay alone.
+        self.rows = len(indptr) - 1
 
     def update(self, cupy, entries: np.ndarray, weights: np.ndarray) -> None:
         """Upload new values of CSR entries ``entries`` (only those)."""
@@ -462,7 +465,9 @@ class CudaOperator(ScreenedCG):
 
         A patch sends the rewritten base values, the new out-weights of the
         touched sources and the overlay (small by construction); the base
-        matrix stays on the device.
+        matrix stays on the device. Links appended since the last refresh are
+        dropped: the patch (which covers every link the snapshot had not yet
+        taken in) now holds them.
         """
         cupy = self.cupy
         s = self.snapshot
@@ -475,6 +480,7 @@ class CudaOperator(ScreenedCG):
         out = s.out_weight
         if full:
             self.sell = _DeviceSell(cupy, s.in_indptr, s.in_indices, s.in_w, self.dtype)
+            self.out_weight = cupy.asarray(out)
             inv, linked = inverse_out_weight(out)
             self.inv_out = cupy.asarray(inv)
             self.dangling = cupy.asarray(~linked)
@@ -487,6 +493,7 @@ class CudaOperator(ScreenedCG):
             if len(info.sources):
                 inv, linked = inverse_out_weight(out[info.sources])
                 at = cupy.asarray(info.sources)
+                self.out_weight[at] = cupy.asarray(out[info.sources])
                 self.inv_out[at] = cupy.asarray(inv)
                 self.dangling[at] = cupy.asarray(~linked)
         if full:
@@ -494,6 +501,45 @@ class CudaOperator(ScreenedCG):
         self.ov.sync(s, None if full else info.overlay_entries)
         self._z_of = None
         self._sym = None
+
+    def append_links(self, src: np.ndarray, dst: np.ndarray, weights: np.ndarray, n: int) -> None:
+        """Add links (internal ids; ``n`` particles now, the new ones numbered
+        after the old) without a host patch.
+
+        The products are linear in the entries, so a link joins the overlay as
+        one more COO entry even where its pair is stored already, and its
+        source's out-weight grows by its weight on the device. Valid while no
+        appended link's weight changes before the next ``refresh``, which the
+        engine checks; weights are >= 0, so nothing cancels in the sums.
+        """
+        cupy = self.cupy
+        self._sym = None
+        if n > self.n:
+            self._grow(n)
+        if not len(src):
+            return
+        s = cupy.asarray(np.asarray(src, dtype=np.int32))
+        w = cupy.asarray(np.asarray(weights, dtype=np.float64))
+        self.ov.append(s, cupy.asarray(np.asarray(dst, dtype=np.int32)), w.astype(self.dtype))
+        import cupyx
+
+        cupyx.scatter_add(self.out_weight, s, w)
+        weight = self.out_weight[s]
+        linked = weight > 0
+        self.inv_out[s] = cupy.where(linked, 1.0 / cupy.where(linked, weight, 1.0), 0.0)
+        self.dangling[s] = ~linked
+        self._z_of = None
+
+    def _grow(self, n: int) -> None:
+        """Room for particles ``self.n .. n``: no out-weight yet (dangling)."""
+        cupy = self.cupy
+        extra = n - self.n
+        self.out_weight = cupy.concatenate([self.out_weight, cupy.zeros(extra)])
+        self.inv_out = cupy.concatenate([self.inv_out, cupy.zeros(extra)])
+        self.dangling = cupy.concatenate([self.dangling, cupy.ones(extra, dtype=cupy.bool_)])
+        self.ylink = cupy.empty(n, dtype=cupy.float64)
+        self.z = cupy.empty(n, dtype=self.dtype)
+        self.n = n
 
     def _product(self, m: _DeviceSell, kernels, z, out, scale: float) -> None:
         """One pass over ``m``: its row groups, then its hub rows' chunks (whose
@@ -538,11 +584,13 @@ class CudaOperator(ScreenedCG):
 
     def _pull_into(self, m: _DeviceSell, z, out, scale: float, ov=None) -> None:
         self._product(m, (self._sell_pull, self._chunk_pull), z, out, scale)
-        if ov is not None and ov.m:
+        if len(out) > m.rows:
+            out[m.rows :] = 0.0
+        if ov is not None and ov.size:
             self._coo_pull(
-                (min(4096, (ov.m + BLOCK - 1) // BLOCK),),
+                (min(4096, (ov.size + BLOCK - 1) // BLOCK),),
                 (BLOCK,),
-                (ov.src, ov.dst, ov.w, z, out, np.float64(scale), np.int64(ov.m)),
+                (ov.src, ov.dst, ov.w, z, out, np.float64(scale), np.int64(ov.size)),
             )
 
     def pull(self, z, out, scale: float) -> float:
@@ -585,6 +633,8 @@ class CudaOperator(ScreenedCG):
         once per snapshot, so that ``Ls x = diag x - N x`` is one product."""
         if self._sym is not None and self._sym_kind == kind:
             return
+        if self.ov.fresh:
+            raise RuntimeError("springs and heat read the host snapshot: refresh first")
         self._sym_kind = kind
         ptr, idx, w, sigma, diag, self.lam_max = symmetric_matrix(self.snapshot, kind)
         rows = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
@@ -780,19 +830,42 @@ class _DeviceOverlay:
         self.cupy = cupy
         self.dtype = dtype
         self.m = 0
+        #: Links appended after the snapshot's entries (``m .. m + fresh``),
+        #: until the next sync replaces them by the patched entries.
+        self.fresh = 0
         self.src = cupy.empty(0, dtype=cupy.int32)
         self.dst = cupy.empty(0, dtype=cupy.int32)
         self.w = cupy.empty(0, dtype=dtype)
 
+    @property
+    def size(self) -> int:
+        return self.m + self.fresh
+
+    def _reserve(self, size: int) -> None:
+        cupy = self.cupy
+        if size <= len(self.src):
+            return
+        cap = max(size, 2 * len(self.src))
+        keep = self.size
+        for name, dtype in (("src", cupy.int32), ("dst", cupy.int32), ("w", self.dtype)):
+            grown = cupy.empty(cap, dtype=dtype)
+            grown[:keep] = getattr(self, name)[:keep]
+            setattr(self, name, grown)
+
+    def append(self, src, dst, w) -> None:
+        """Raw links (device arrays, internal ids) after the entries."""
+        at, k = self.size, len(src)
+        self._reserve(at + k)
+        self.src[at : at + k] = src
+        self.dst[at : at + k] = dst
+        self.w[at : at + k] = w
+        self.fresh += k
+
     def sync(self, snap: Snapshot, rewritten: np.ndarray | None) -> None:
         cupy = self.cupy
+        self.fresh = 0
         m = len(snap.ov_src)
-        if m > len(self.src):
-            cap = max(m, 2 * len(self.src))
-            for name, dtype in (("src", cupy.int32), ("dst", cupy.int32), ("w", self.dtype)):
-                grown = cupy.empty(cap, dtype=dtype)
-                grown[: self.m] = getattr(self, name)[: self.m]
-                setattr(self, name, grown)
+        self._reserve(m)
         if m > self.m:
             self.src[self.m : m] = cupy.asarray(snap.ov_src[self.m :])
             self.dst[self.m : m] = cupy.asarray(snap.ov_dst[self.m :])

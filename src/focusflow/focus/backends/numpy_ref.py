@@ -34,9 +34,18 @@ class NumpyOperator:
 
     def refresh(self, info=None) -> None:
         """Re-read the whole snapshot (the reference keeps no incremental state)."""
-        snapshot = self.snapshot
-        self.n = snapshot.n
-        w = _matrix(snapshot)
+        self._set_matrix(_matrix(self.snapshot))
+
+    def append_links(self, src: np.ndarray, dst: np.ndarray, weights: np.ndarray, n: int) -> None:
+        """Add links (internal ids; particles ``>= self.n`` are new) to the matrix,
+        without the snapshot: the reference side of the GPU engine's deferred patch."""
+        w = self._w.tocoo()
+        w.resize((n, n))
+        fresh = sp.csr_matrix((weights, (src, dst)), shape=(n, n))
+        self._set_matrix((w.tocsr() + fresh).tocsr())
+
+    def _set_matrix(self, w: sp.csr_matrix) -> None:
+        self.n = w.shape[0]
         out = np.asarray(w.sum(axis=1)).ravel()
         self.dangling = out <= 0
         inv = np.where(self.dangling, 0.0, 1.0 / np.where(self.dangling, 1.0, out))
