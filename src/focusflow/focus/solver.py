@@ -227,7 +227,9 @@ def _iterate(
         if use_lap:
             cg_tol = params.cg_tol if exact else min(1e-2, max(params.cg_tol, FORCING * res))
             heat_tol = params.heat_tol if exact else min(1e-2, max(params.heat_tol, FORCING * res))
-            blend = lam_d * nxt
+            fused_blend = getattr(op, "blend", None)
+            blend = None if fused_blend is not None else lam_d * nxt
+            s_out = h_out = None
             if lam_s > 0 and lam_h > 0:
                 t = time.perf_counter()
                 s_out, h_out = springs_and_heat(
@@ -242,25 +244,31 @@ def _iterate(
                     params.cg_max_iter,
                     exact,
                 )
-                blend += lam_s * s_out
-                blend += lam_h * h_out
                 timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
             elif lam_s > 0:
                 t = time.perf_counter()
-                blend += lam_s * springs(
+                s_out = springs(
                     op, phi, params.mu, springs_state, cg_tol, params.cg_max_iter, exact
                 )
                 timings["springs"] += time.perf_counter() - t
             elif lam_h > 0:
                 t = time.perf_counter()
-                blend += lam_h * heat(op, phi, params.tau, heat_state, heat_tol, incremental=exact)
+                h_out = heat(op, phi, params.tau, heat_state, heat_tol, incremental=exact)
                 timings["heat"] += time.perf_counter() - t
-            total = float(blend.sum())
-            if not math.isfinite(total) or total <= 0:
-                raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-            blend /= total
-            res = float(xp.abs(blend - phi).sum())
-            nxt = blend
+            if fused_blend is not None:
+                # The operator normalises in place and returns the L1 change.
+                res = fused_blend(phi, nxt, s_out, h_out, params.weights)
+            else:
+                if s_out is not None:
+                    blend += lam_s * s_out
+                if h_out is not None:
+                    blend += lam_h * h_out
+                total = float(blend.sum())
+                if not math.isfinite(total) or total <= 0:
+                    raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+                blend /= total
+                res = float(xp.abs(blend - phi).sum())
+                nxt = blend
         else:
             res = res_d
         diag.residual_history.append(res)

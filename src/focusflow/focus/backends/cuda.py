@@ -23,6 +23,8 @@ Atomic adds make the hub sums' rounding order vary between runs (by about
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight
@@ -143,19 +145,21 @@ void chunk_pull2(const int* __restrict__ crow, const long long* __restrict__ cst
     }
 }
 
-// The vector work around one pair product, fused. do_cg: ap = (diag + mu) p - N p
-// and scal[1] += p . ap. heat (1: first term, 2: later terms): T_{k+1} from N T_k,
-// hacc gains a_k T_{k+1}; pack: x2[:, 1] = T_{k+1} for the next product.
+// The vector work around one pair product, fused. While CG runs (scal[5] != 0):
+// ap = (diag + mu) p - N p and scal[1] += p . ap. heat (1: first term, 2: later
+// terms): T_{k+1} from N T_k, hacc gains a_k T_{k+1}; pack: x2[:, 1] = T_{k+1}
+// for the next product.
 extern "C" __global__
 void pair_after(const double* __restrict__ dmu, const double* __restrict__ p,
                 const double* __restrict__ acc2, double* __restrict__ ap,
                 const double* __restrict__ diag, const double* __restrict__ tcur,
                 const double* __restrict__ tprev, double* __restrict__ tnext,
                 double* __restrict__ hacc, VAL* __restrict__ x2, const double scale,
-                const double a0, const double ak, const int do_cg, const int heat,
+                const double a0, const double ak, const int heat,
                 const int pack, double* __restrict__ scal, const long long n)
 {
     __shared__ double part[BLOCK];
+    const int do_cg = scal[5] != 0.0;
     double s = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
@@ -196,6 +200,7 @@ void cg_step(const double* __restrict__ p, const double* __restrict__ ap,
 {
     __shared__ double prz[BLOCK];
     __shared__ double prr[BLOCK];
+    if (scal[5] == 0.0) return;
     double step = scal[0] / scal[1];
     double a = 0.0, b = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -228,6 +233,7 @@ void cg_direction(const double* __restrict__ r, const double* __restrict__ minv,
                   double* __restrict__ p, VAL* __restrict__ x2,
                   const double* __restrict__ scal, const long long n)
 {
+    if (scal[5] == 0.0) return;
     double beta = scal[2] / scal[0];
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
@@ -237,15 +243,67 @@ void cg_direction(const double* __restrict__ r, const double* __restrict__ minv,
     }
 }
 
-// Next step's scalars: rz <- rz_new, r . r kept in scal[4] for the host, sums zeroed.
+// Next step's scalars: rz <- rz_new, r . r in scal[4], sums zeroed, one more
+// step counted in scal[6]; the stop test (r . r <= scal[7] = goal^2, or
+// max_iter steps) clears scal[5], after which the CG kernels do nothing.
 extern "C" __global__
-void cg_rotate(double* scal)
+void cg_rotate(double* scal, const double max_iter)
 {
+    if (scal[5] == 0.0) return;
     scal[0] = scal[2];
     scal[4] = scal[3];
     scal[1] = 0.0;
     scal[2] = 0.0;
     scal[3] = 0.0;
+    scal[6] += 1.0;
+    if (scal[4] <= scal[7] || scal[6] >= max_iter) scal[5] = 0.0;
+}
+
+// The tri-kernel's blend b = ld d + ls s + lh h, and its sum into sums[0].
+extern "C" __global__
+void blend_sum(const double* __restrict__ d, const double* __restrict__ s,
+               const double* __restrict__ h, const double ld, const double ls,
+               const double lh, double* __restrict__ out, double* __restrict__ sums,
+               const long long n)
+{
+    __shared__ double part[BLOCK];
+    double acc = 0.0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        double v = ld * d[i] + ls * s[i] + lh * h[i];
+        out[i] = v;
+        acc += v;
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(&sums[0], part[0]);
+}
+
+// b /= sums[0] and sums[1] += |b - x|: the blend normalised, and the L1 change.
+extern "C" __global__
+void blend_norm(double* __restrict__ b, const double* __restrict__ x,
+                double* __restrict__ sums, const long long n)
+{
+    __shared__ double part[BLOCK];
+    const double inv = 1.0 / sums[0];
+    double acc = 0.0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        double v = b[i] * inv;
+        b[i] = v;
+        acc += fabs(v - x[i]);
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(&sums[1], part[0]);
 }
 
 // Anderson mixing, the two passes of anderson.py's numba kernels. aa_record:
@@ -321,9 +379,10 @@ extern "C" __global__
 void finish(const double* __restrict__ ylink, double* __restrict__ y,
             const double* __restrict__ x, const double* __restrict__ prior,
             const double* __restrict__ inv_out, VAL* __restrict__ z,
-            const double tele, double* __restrict__ l1, const long long n)
+            const double* __restrict__ linked, double* __restrict__ l1, const long long n)
 {
     __shared__ double part[BLOCK];
+    const double tele = 1.0 - linked[0];
     double acc = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
@@ -444,7 +503,11 @@ class CudaOperator(ScreenedCG):
         self._cg_step = module.get_function("cg_step")
         self._cg_dir = module.get_function("cg_direction")
         self._cg_rotate = module.get_function("cg_rotate")
+        self._blend_sum = module.get_function("blend_sum")
+        self._blend_norm = module.get_function("blend_norm")
         self._l1 = cupy.zeros(1, dtype=cupy.float64)
+        self._linked = cupy.zeros((), dtype=cupy.float64)
+        self._blend_sums = cupy.zeros(2, dtype=cupy.float64)
         self.anderson_kernels = _AndersonKernels(cupy, module)
         self._sym = None
         self.refresh()
@@ -606,7 +669,9 @@ class CudaOperator(ScreenedCG):
         if self._z_of is not x:
             self.prepare(x)
         self._pull_into(self.sell, self.z, self.ylink, alpha, self.ov)
-        tele = 1.0 - float(self.ylink.sum())
+        # The linked mass stays on the device: the finish kernel reads it, so a
+        # step waits for the GPU once (its L1 change), not twice.
+        self.ylink.sum(out=self._linked)
         self._l1.fill(0.0)
         blocks = min(4096, (self.n + BLOCK - 1) // BLOCK)
         self._finish(
@@ -619,7 +684,7 @@ class CudaOperator(ScreenedCG):
                 prior,
                 self.inv_out,
                 self.z,
-                np.float64(tele),
+                self._linked,
                 self._l1,
                 np.int64(self.n),
             ),
@@ -692,9 +757,10 @@ class CudaOperator(ScreenedCG):
         backend's ``springs_heat``: each pass over the matrix serves one CG step and
         one Chebyshev term (the direction and ``T_k`` are the two columns of one
         gathered pair). The vector work around a pass is three fused kernels
-        (``pair_after``, ``cg_step``, ``cg_direction``) with the CG scalars on the
-        device; one scalar, ``r . r``, is read per step for the stop rule.
-        Returns ``(y / sigma, heat sum)``.
+        (``pair_after``, ``cg_step``, ``cg_direction``) with the CG scalars and
+        its stop test on the device: the host queues the passes without waiting
+        (the CG kernels do nothing once the stop flag is down) and reads the
+        flag only when the heat terms are done. Returns ``(y / sigma, heat sum)``.
         """
         cupy = self.cupy
         p, _, rz, goal = self._cg_begin(phi, mu, state, cg_tol, exact)
@@ -711,9 +777,11 @@ class CudaOperator(ScreenedCG):
         grid = (max(1, min(4096, (n + BLOCK - 1) // BLOCK)),)
         size = np.int64(n)
         t_cur, t_prev = v, None
-        it, k = 0, 1
-        do_cg = bool(max_iter > 0 and float(cupy.dot(r, r)) > goal * goal)
-        while do_cg or k < terms:
+        k = 1
+        live = bool(max_iter > 0 and float(cupy.dot(r, r)) > goal * goal)
+        scal[5] = 1.0 if live else 0.0
+        scal[7] = goal * goal
+        while live or k < terms:
             self._pair_pull()
             heat = 0 if k >= terms else (1 if t_prev is None else 2)
             t_next = next(b for b in self._tbuf if b is not t_cur and b is not t_prev)
@@ -734,24 +802,44 @@ class CudaOperator(ScreenedCG):
                     scale,
                     np.float64(coeffs[0]),
                     np.float64(coeffs[k] if heat else 0.0),
-                    np.int32(do_cg),
                     np.int32(heat),
                     np.int32(k + 1 < terms),
                     scal,
                     size,
                 ),
             )
-            if do_cg:
+            if live:
                 self._cg_step(grid, (BLOCK,), (p, self._ap, self._minv, y, r, scal, size))
                 self._cg_dir(grid, (BLOCK,), (r, self._minv, p, x2, scal, size))
-                self._cg_rotate((1,), (1,), (scal,))
-                it += 1
-                do_cg = bool(float(scal[4]) > goal * goal and it < max_iter)
+                self._cg_rotate((1,), (1,), (scal, np.float64(max_iter)))
             if heat:
                 t_prev, t_cur = t_cur, t_next
                 k += 1
-        state.iterations += it
+            if k >= terms and live:
+                # Heat is done: only now does the host wait for the stop flag.
+                live = bool(float(scal[5]))
+        state.iterations += int(scal[6])
         return y / self.lap_sigma, acc
+
+    def blend(self, phi, d, s, h, weights) -> float:
+        """``d <- (ld d + ls s + lh h) / sum`` in two passes; returns the L1 change
+        from ``phi``. One read-back, where the array expression took about ten
+        passes over the vectors and two."""
+        ld, ls, lh = weights
+        n = self.n
+        self._z_of = None  # d is rewritten: its scaled copy is stale
+        grid = (max(1, min(4096, (n + BLOCK - 1) // BLOCK)),)
+        sums = self._blend_sums
+        sums.fill(0.0)
+        s = d if s is None else s
+        h = d if h is None else h
+        args = (np.float64(ld), np.float64(ls), np.float64(lh))
+        self._blend_sum(grid, (BLOCK,), (d, s, h, *args, d, sums, np.int64(n)))
+        self._blend_norm(grid, (BLOCK,), (d, phi, sums, np.int64(n)))
+        total, l1 = (float(v) for v in sums.get())
+        if not math.isfinite(total) or total <= 0:
+            raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+        return l1
 
 
 class _AndersonKernels:
