@@ -389,6 +389,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--block", type=int, default=100_000, help="links in the incremental block")
     ap.add_argument("--blocks", type=int, default=4, help="incremental blocks in a row")
+    ap.add_argument(
+        "--engine-mode",
+        default="diffusion",
+        choices=("diffusion", "tri"),
+        help="mode of the incremental engine's blocks",
+    )
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--skip-tri", action="store_true")
     ap.add_argument("--wgpu", action="store_true", help="also time the wgpu backend (Vulkan)")
@@ -619,7 +625,7 @@ def main() -> int:
         g = Cybergraph(require_cids=False)
         g.particles.intern(np.arange(n).astype(str))
         g.add_link_ids(src, dst, None, w)
-        engine = FocusEngine(g, mode="diffusion", backend="cuda", precision="float32")
+        engine = FocusEngine(g, mode=args.engine_mode, backend="cuda", precision="float32")
         engine.compute()
         log(f"  engine: graph and cold compute {time.perf_counter() - t0:.1f} s")
         rng = np.random.default_rng(args.seed + 7)
@@ -652,7 +658,7 @@ def main() -> int:
             f"  host snapshot brought up to date with the {deferred:,} links the blocks "
             f"deferred: {t_catch * 1e3:.1f} ms"
         )
-        cold = compute(g, mode="diffusion", backend="cuda", precision="float64", tol=1e-10)
+        cold = compute(g, mode=args.engine_mode, backend="cuda", precision="float64", tol=1e-10)
         inc_err = float(np.abs(focus - cold.focus).sum())
         log(f"  last block: L1 vs tight cold {inc_err:.2e}")
         row.update(

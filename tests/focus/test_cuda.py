@@ -183,10 +183,12 @@ def test_fused_anderson_steps_match_the_numba_ones():
     assert host.k == dev.k == 3 and host.restarts == dev.restarts == 0
 
 
-def test_cuda_engine_defers_the_host_patch_and_catches_up():
+@pytest.mark.parametrize("mode", ["diffusion", "tri"])
+def test_cuda_engine_defers_the_host_patch_and_catches_up(mode):
     """Blocks of anonymous links (some with new particles) go to the device
-    as raw links; a block of an old neuron's links patches everything pending
-    and replaces them. Each block's focus equals a cold float64 solve."""
+    as raw links (into W, and for tri into W + W^T and its degrees); a block of
+    an old neuron's links patches everything pending and replaces them. Each
+    block's focus equals a cold float64 solve."""
     import cupy
 
     rng = np.random.default_rng(8)
@@ -198,7 +200,7 @@ def test_cuda_engine_defers_the_host_patch_and_catches_up():
         names[rng.integers(0, 2000, m)],
         [f"n{i}" for i in rng.integers(0, 30, m)],
     )
-    engine = FocusEngine(g, mode="diffusion", backend="cuda", tol=1e-9)
+    engine = FocusEngine(g, mode=mode, backend="cuda", tol=1e-9)
     engine.compute()
     for block in range(7):
         before = g.n_links
@@ -215,6 +217,79 @@ def test_cuda_engine_defers_the_host_patch_and_catches_up():
             assert engine.deferred_links == 0 and g.pending_links == 0
         else:
             assert engine.deferred_links >= g.n_links - before and g.pending_links > 0
-        ref = compute(graph_matrix(g), mode="diffusion", backend="numpy", tol=1e-12).focus
+        ref = compute(graph_matrix(g), mode=mode, backend="numpy", tol=1e-12).focus
         assert len(res.focus) == g.n_particles
         assert np.abs(res.focus - ref).sum() < 1e-7, f"block {block}"
+
+
+@pytest.mark.parametrize("kind", ["normalized", "combinatorial"])
+def test_laplacian_follows_patches_and_raw_links(kind):
+    """The device's W + W^T takes a block's weight changes (a patch, a stake
+    going to zero included) or its raw links (new particles included) without
+    a rebuild; its Laplacian product then equals the reference operator's on a
+    snapshot built afresh, into a poisoned output."""
+    import cupy
+
+    from focusflow.focus.backends.numpy_ref import NumpyOperator
+
+    rng = np.random.default_rng(9)
+    g = Cybergraph(require_cids=False, compact_ratio=10.0)
+    names = np.array([f"p{i}" for i in range(800)], dtype=object)
+    m = 6000
+    g.add_links(
+        names[rng.integers(0, 600, m)],
+        names[rng.integers(0, 600, m)],
+        [f"n{i}" for i in rng.integers(0, 20, m)],
+    )
+    snap = g.snapshot()
+    op = get_backend("cuda").operator(snap, "float64")
+    op.setup_laplacian(kind)
+    sym = op._sym
+    for block in range(4):
+        k = 200
+        if block % 2:  # raw links, reaching new particles
+            first = g.n_links
+            top = 600 + 40 * block
+            g.add_links(
+                names[rng.integers(0, top, k)],
+                names[rng.integers(0, top, k)],
+                weights=rng.random(k),
+            )
+            ids = np.arange(first, g.n_links)
+            links = g.links()
+            perm = _extended_perm(snap, g.n_particles)
+            op.append_links(
+                perm[links.src[ids]], perm[links.dst[ids]], g.link_weight(ids), g.n_particles
+            )
+        else:  # a patch: links of known neurons, one neuron's stake to zero
+            g.add_links(
+                names[rng.integers(0, 600, k)],
+                names[rng.integers(0, 600, k)],
+                [f"n{i}" for i in rng.integers(0, 20, k)],
+            )
+            g.set_stakes([g.neurons.id_of(f"n{block}")], [0.0])
+            patched, info = g.refresh(old_rows=False)
+            assert patched is snap and info is not None
+            op.refresh(info)
+        op.setup_laplacian(kind)
+        assert op._sym is sym, "updated in place, not rebuilt"
+        n = g.n_particles
+        links = g.links()
+        fresh = Snapshot(n, links.src, links.dst, g.link_weight(np.arange(g.n_links)))
+        ref = NumpyOperator(fresh)
+        ref.setup_laplacian(kind)
+        x = rng.random(n)
+        want = np.empty(n)
+        ref.lap_matvec(fresh.to_internal_order(x), want)
+        perm = _extended_perm(snap, n)
+        x_dev = np.empty(n)
+        x_dev[perm] = x
+        out = cupy.full(n, cupy.nan)
+        op.lap_matvec(cupy.asarray(x_dev), out)
+        got = cupy.asnumpy(out)[perm]
+        assert np.allclose(got, fresh.to_particle_order(want), rtol=1e-9, atol=1e-12)
+
+
+def _extended_perm(snap, n):
+    """Internal id of each particle: the snapshot's order, later particles their own."""
+    return np.concatenate([snap.perm, np.arange(len(snap.perm), n)])

@@ -138,9 +138,9 @@ def test_numba_products_after_patches_that_add_particles():
         assert total == pytest.approx(expected.sum(), rel=1e-12)
 
 
-def _cold_from_links(g, tol):
+def _cold_from_links(g, tol, mode="diffusion"):
     """A cold reference built from the graph's link columns, leaving its snapshot alone."""
-    return compute(graph_matrix(g), mode="diffusion", backend="numpy", tol=tol).focus
+    return compute(graph_matrix(g), mode=mode, backend="numpy", tol=tol).focus
 
 
 def _block(rng, g, names, k):
@@ -168,7 +168,8 @@ def _block(rng, g, names, k):
     return kind
 
 
-def test_blocks_with_final_weights_skip_the_host_patch():
+@pytest.mark.parametrize("mode", ["diffusion", "tri"])
+def test_blocks_with_final_weights_skip_the_host_patch(mode):
     """On an operator that takes raw links (here the reference one, as on the
     GPU), blocks whose links keep every held weight reach focus without the
     host patch; a block that re-weighs held links patches everything pending
@@ -180,7 +181,7 @@ def test_blocks_with_final_weights_skip_the_host_patch():
     s, d = rng.integers(0, 120, (2, 500))
     g.add_links([names[i] for i in s], [names[i] for i in d], [f"n{i % 10}" for i in range(500)])
     tol = 1e-10
-    engine = FocusEngine(g, mode="diffusion", backend="numpy", tol=tol)
+    engine = FocusEngine(g, mode=mode, backend="numpy", tol=tol)
     engine.compute()
     deferred = patched = 0
     for k in range(40):
@@ -195,7 +196,7 @@ def test_blocks_with_final_weights_skip_the_host_patch():
             assert engine.deferred_links == 0 and g.pending_links == 0, f"block {k} patched"
             patched += 1
         assert len(res.focus) == g.n_particles
-        err = np.abs(res.focus - _cold_from_links(g, 1e-13)).sum()
+        err = np.abs(res.focus - _cold_from_links(g, 1e-13, mode)).sum()
         assert err < 10 * tol, f"block {k}: L1 {err:.2e}"
     assert deferred == 24 and patched == 16
     # The host snapshot catches up when someone asks for it, and equals the graph.
@@ -208,7 +209,7 @@ def test_blocks_with_final_weights_skip_the_host_patch():
     g.add_links(["p5"], ["p6"], ["n3"])
     res = engine.apply()
     assert engine.deferred_links == 0
-    assert np.abs(res.focus - _cold_from_links(g, 1e-13)).sum() < 10 * tol
+    assert np.abs(res.focus - _cold_from_links(g, 1e-13, mode)).sum() < 10 * tol
 
 
 def test_a_neuron_linking_again_reweighs_its_deferred_links():

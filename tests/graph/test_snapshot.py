@@ -100,10 +100,12 @@ def test_patched_snapshot_equals_rebuilt(seed):
         [names[i] for i in rng.integers(0, 60, 600)],
         [f"n{i}" for i in rng.integers(0, 12, 600)],
     )
-    g.snapshot()
+    snap = g.snapshot()
     for _ in range(25):
+        # (read before the batch: snapshot() itself would take the patch)
+        before = snap.ov_w.copy(), snap.out_w.copy()
+        matrix_before = snap.to_scipy()
         _random_batch(rng, g, names, int(rng.integers(0, 3)))
-        before = g.snapshot().ov_w.copy(), g.snapshot().out_w.copy()
         snap, info = g.refresh()
         assert info is not None, "small batches patch, they do not rebuild"
         # the patch record names every entry whose weight it rewrote, and every new pair
@@ -111,6 +113,22 @@ def test_patched_snapshot_equals_rebuilt(seed):
         assert set(ov_changed) <= set(info.overlay_entries)
         assert set(range(len(before[0]), len(snap.ov_w))) <= set(info.overlay_entries)
         assert set(np.flatnonzero(snap.out_w != before[1])) <= set(info.base_entries)
+        # ...and its changes add up to the difference of the two matrices
+        src, dst, delta = info.changes
+        n = snap.n
+        moved = sp.csr_matrix((delta, (src, dst)), shape=(n, n))
+        grown = sp.csr_matrix(
+            (
+                matrix_before.data,
+                matrix_before.indices,
+                np.concatenate(
+                    [matrix_before.indptr, np.full(n - matrix_before.shape[0], matrix_before.nnz)]
+                ),
+            ),
+            shape=(n, n),
+        )
+        back = snap.perm
+        assert abs(grown + moved[back][:, back] - snap.to_scipy()).max() < 1e-12
         fresh = Snapshot(g.n_particles, *_links(g))
         patched = snap.to_scipy()
         assert abs(patched - fresh.to_scipy()).max() < 1e-12

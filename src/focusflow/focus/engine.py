@@ -10,8 +10,8 @@ focus from the previous state instead of solving from scratch:
   guaranteed L1 error of at most ``tol`` against the exact new equilibrium;
 * other modes warm-start the coupled iteration from the previous focus (and the
   springs/heat solver states), which converges in fewer iterations;
-* on a GPU, a diffusion block whose links have final weights (edge lists, a
-  neuron's first links) skips the host patch: the links go to the device as
+* on a GPU, a block whose links have final weights (edge lists, a neuron's
+  first links) skips the host patch: the links go to the device as
   they are, and the host snapshot takes them in later, at the next block that
   needs it (stake moves, compaction) or when someone asks for it.
 
@@ -146,8 +146,8 @@ class FocusEngine:
         """The links added since the operator last saw the graph, as internal
         ``(src, dst, weight)``, when they may reach it without a host patch.
 
-        That needs an operator taking raw links (the GPU ones), diffusion with
-        the uniform prior (springs, heat and other priors read the host
+        That needs an operator taking raw links (the cuda one, and the numpy
+        reference), the uniform prior (other priors are built from the host
         snapshot), no compaction due, and final weights: anonymous links, or
         links of neurons all of whose links arrived since (a neuron that linked
         before, or whose stake moved after, re-weighs links the operator
@@ -156,8 +156,6 @@ class FocusEngine:
         p = self._run_params()
         if (
             getattr(self._op, "append_links", None) is None
-            or p.weights[1] > 0
-            or p.weights[2] > 0
             or not (isinstance(p.prior, str) and p.prior == "uniform")
             or self.graph.needs_compaction()
         ):

@@ -339,4 +339,5 @@ def _no_change(snap: Snapshot) -> PatchInfo:
         base_entries=empty_i,
         version_before=snap.version,
         overlay_entries=empty_i,
+        changes=(empty_i, empty_i, np.empty(0)),
     )

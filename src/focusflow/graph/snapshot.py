@@ -71,9 +71,12 @@ class PatchInfo:
     ``base_entries`` are the positions in ``out_*`` whose weight was rewritten,
     for consumers that keep their own copy of the base values, and
     ``overlay_entries`` the same for ``ov_*`` (entries past the old overlay's
-    end are new pairs). ``version_before``
-    is the snapshot's version the patch started from: a consumer that last saw
-    another version has missed a patch and must re-derive its state.
+    end are new pairs). ``changes`` lists every entry whose weight moved as
+    internal ``(src, dst, new - old)``, for consumers that keep sums of the
+    weights (the symmetric matrix ``W + W^T`` of springs and heat on a GPU).
+    ``version_before`` is the snapshot's version the patch started from: a
+    consumer that last saw another version has missed a patch and must
+    re-derive its state.
     """
 
     n_before: int
@@ -86,6 +89,7 @@ class PatchInfo:
     base_entries: np.ndarray | None = None
     version_before: int = -1
     overlay_entries: np.ndarray | None = None
+    changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @nb.njit(cache=True, parallel=True)
@@ -535,6 +539,13 @@ class Snapshot:
             base_entries=base_entries,
             version_before=version_before,
             overlay_entries=ov_entries,
+            changes=(
+                entry_rows,
+                np.concatenate([self.ov_dst[ov_entries], self.out_indices[base_entries]]).astype(
+                    np.int64
+                ),
+                change,
+            ),
         )
 
     def _entry_sums(

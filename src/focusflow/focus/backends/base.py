@@ -89,6 +89,11 @@ class ScreenedCG:
     symmetric matrix) and ``_mu`` (None after each Laplacian set-up).
     """
 
+    def _matrix_version(self):
+        """What a springs state's residual belongs to: the symmetric matrix as it
+        is now (an operator that changes it in place gives each change a token)."""
+        return self._sym
+
     def _cg_prepare(self, phi, mu: float, state, exact: bool) -> bool:
         """Cache ``diag + mu`` and its inverse, start ``y`` at ``sigma phi`` on a
         first solve; returns whether the previous solve's residual can be
@@ -105,7 +110,7 @@ class ScreenedCG:
         return (
             warm
             and not exact
-            and state.owner is self._sym
+            and state.owner is self._matrix_version()
             and state.r is not None
             and len(state.r) == self.n
         )

@@ -27,9 +27,10 @@ import math
 
 import numpy as np
 
-from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight
+from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight, laplacian_scaling
 from focusflow.focus.backends.sell import SellMatrix
-from focusflow.focus.backends.symmetric import symmetric_matrix
+from focusflow.focus.backends.symmetric import symmetric_weights, weight_scale
+from focusflow.graph.csr import row_sums
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 LANES = 32
@@ -96,6 +97,21 @@ void coo_pull(const int* __restrict__ src, const int* __restrict__ dst,
     }
 }
 
+// The same for a pair of vectors (the symmetric matrix's weight changes).
+extern "C" __global__
+void coo_pull2(const int* __restrict__ src, const int* __restrict__ dst,
+               const VAL* __restrict__ w, const VAL2* __restrict__ z2,
+               double* __restrict__ out2, const double scale, const long long m)
+{
+    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < m;
+         e += (long long)gridDim.x * blockDim.x) {
+        const VAL2 v = z2[src[e]];
+        const double a = scale * (double)w[e];
+        atomicAdd(&out2[2 * (long long)dst[e]], a * (double)v.x);
+        atomicAdd(&out2[2 * (long long)dst[e] + 1], a * (double)v.y);
+    }
+}
+
 extern "C" __global__
 void sell_pull2(const long long* __restrict__ gptr, const int* __restrict__ glen,
                 const int* __restrict__ grows, const int* __restrict__ sidx,
@@ -145,12 +161,14 @@ void chunk_pull2(const int* __restrict__ crow, const long long* __restrict__ cst
     }
 }
 
-// The vector work around one pair product, fused. While CG runs (scal[5] != 0):
+// The vector work around one pair product, fused. The product gathered
+// sigma x, so N x = sigma * acc. While CG runs (scal[5] != 0):
 // ap = (diag + mu) p - N p and scal[1] += p . ap. heat (1: first term, 2: later
-// terms): T_{k+1} from N T_k, hacc gains a_k T_{k+1}; pack: x2[:, 1] = T_{k+1}
-// for the next product.
+// terms): T_{k+1} from N T_k, hacc gains a_k T_{k+1}; pack: x2[:, 1] =
+// sigma T_{k+1} for the next product.
 extern "C" __global__
 void pair_after(const double* __restrict__ dmu, const double* __restrict__ p,
+                const double* __restrict__ sig,
                 const double* __restrict__ acc2, double* __restrict__ ap,
                 const double* __restrict__ diag, const double* __restrict__ tcur,
                 const double* __restrict__ tprev, double* __restrict__ tnext,
@@ -165,13 +183,13 @@ void pair_after(const double* __restrict__ dmu, const double* __restrict__ p,
          i += (long long)gridDim.x * blockDim.x) {
         if (do_cg) {
             double pi = p[i];
-            double w = dmu[i] * pi - acc2[2 * i];
+            double w = dmu[i] * pi - sig[i] * acc2[2 * i];
             ap[i] = w;
             s += pi * w;
         }
         if (heat) {
             double tc = tcur[i];
-            double u = scale * (diag[i] * tc - acc2[2 * i + 1]) - tc;
+            double u = scale * (diag[i] * tc - sig[i] * acc2[2 * i + 1]) - tc;
             if (heat == 1) {
                 hacc[i] = a0 * tc + ak * u;
             } else {
@@ -179,7 +197,7 @@ void pair_after(const double* __restrict__ dmu, const double* __restrict__ p,
                 hacc[i] += ak * u;
             }
             tnext[i] = u;
-            if (pack) x2[2 * i + 1] = (VAL)u;
+            if (pack) x2[2 * i + 1] = (VAL)(sig[i] * u);
         }
     }
     part[threadIdx.x] = s;
@@ -227,10 +245,10 @@ void cg_step(const double* __restrict__ p, const double* __restrict__ ap,
     }
 }
 
-// New direction p = M^-1 r + (scal[2] / scal[0]) p, also into x2[:, 0].
+// New direction p = M^-1 r + (scal[2] / scal[0]) p, and sigma p into x2[:, 0].
 extern "C" __global__
 void cg_direction(const double* __restrict__ r, const double* __restrict__ minv,
-                  double* __restrict__ p, VAL* __restrict__ x2,
+                  const double* __restrict__ sig, double* __restrict__ p, VAL* __restrict__ x2,
                   const double* __restrict__ scal, const long long n)
 {
     if (scal[5] == 0.0) return;
@@ -239,7 +257,7 @@ void cg_direction(const double* __restrict__ r, const double* __restrict__ minv,
          i += (long long)gridDim.x * blockDim.x) {
         double v = minv[i] * r[i] + beta * p[i];
         p[i] = v;
-        x2[2 * i] = (VAL)v;
+        x2[2 * i] = (VAL)(sig[i] * v);
     }
 }
 
@@ -496,6 +514,7 @@ class CudaOperator(ScreenedCG):
         self._sell_pull = module.get_function("sell_pull")
         self._chunk_pull = module.get_function("chunk_pull")
         self._coo_pull = module.get_function("coo_pull")
+        self._coo_pull2 = module.get_function("coo_pull2")
         self._finish = module.get_function("finish")
         self._sell_pull2 = module.get_function("sell_pull2")
         self._chunk_pull2 = module.get_function("chunk_pull2")
@@ -563,7 +582,11 @@ class CudaOperator(ScreenedCG):
             self.ov = _DeviceOverlay(cupy, self.dtype)
         self.ov.sync(s, None if full else info.overlay_entries)
         self._z_of = None
-        self._sym = None
+        if full or info.changes is None:
+            self._sym = None
+        else:
+            src, dst, delta = (cupy.asarray(a) for a in info.changes)
+            self._sym_update(src, dst, delta, fresh=False)
 
     def append_links(self, src: np.ndarray, dst: np.ndarray, weights: np.ndarray, n: int) -> None:
         """Add links (internal ids; ``n`` particles now, the new ones numbered
@@ -576,17 +599,16 @@ class CudaOperator(ScreenedCG):
         engine checks; weights are >= 0, so nothing cancels in the sums.
         """
         cupy = self.cupy
-        self._sym = None
         if n > self.n:
             self._grow(n)
         if not len(src):
             return
         s = cupy.asarray(np.asarray(src, dtype=np.int32))
+        d = cupy.asarray(np.asarray(dst, dtype=np.int32))
         w = cupy.asarray(np.asarray(weights, dtype=np.float64))
-        self.ov.append(s, cupy.asarray(np.asarray(dst, dtype=np.int32)), w.astype(self.dtype))
-        import cupyx
-
-        cupyx.scatter_add(self.out_weight, s, w)
+        self.ov.append(s, d, w.astype(self.dtype))
+        self._sym_update(s, d, w, fresh=True)
+        cupy.add.at(self.out_weight, s, w)
         weight = self.out_weight[s]
         linked = weight > 0
         self.inv_out[s] = cupy.where(linked, 1.0 / cupy.where(linked, weight, 1.0), 0.0)
@@ -609,6 +631,8 @@ class CudaOperator(ScreenedCG):
         rows are zeroed first and summed with atomics). ``kernels`` is the
         (groups, chunks) pair of the single-vector or the pair product."""
         sell_kernel, chunk_kernel = kernels
+        if len(out) > m.rows:
+            out[m.rows :] = 0.0  # particles added since the upload: overlay rows only
         threads = m.ngroups * LANES
         if threads:
             sell_kernel(
@@ -647,8 +671,6 @@ class CudaOperator(ScreenedCG):
 
     def _pull_into(self, m: _DeviceSell, z, out, scale: float, ov=None) -> None:
         self._product(m, (self._sell_pull, self._chunk_pull), z, out, scale)
-        if len(out) > m.rows:
-            out[m.rows :] = 0.0
         if ov is not None and ov.size:
             self._coo_pull(
                 (min(4096, (ov.size + BLOCK - 1) // BLOCK),),
@@ -694,39 +716,101 @@ class CudaOperator(ScreenedCG):
 
     # --- springs and heat --------------------------------------------------
     def setup_laplacian(self, kind: str) -> None:
-        """``N = sigma (W + W^T) sigma`` in SELL-32 on the device, built on the host
-        once per snapshot, so that ``Ls x = diag x - N x`` is one product."""
+        """``A = W + W^T`` in SELL-32 on the device and its degrees, built on the
+        host once per snapshot layout; ``Ls x = diag x - sigma A (sigma x)``.
+
+        ``A`` is kept unscaled (``sigma`` is applied to the vectors), so that a
+        block changes ``A`` by its weight changes alone: they join ``A`` as COO
+        entries (``p, q`` and ``q, p``) and the degrees grow by them on the
+        device, where rescaling every entry of a row whose degree moved would
+        touch all of a hub's entries, and rebuilding ``A`` costs O(links).
+        """
         if self._sym is not None and self._sym_kind == kind:
             return
-        if self.ov.fresh:
-            raise RuntimeError("springs and heat read the host snapshot: refresh first")
         self._sym_kind = kind
-        ptr, idx, w, sigma, diag, self.lam_max = symmetric_matrix(self.snapshot, kind)
-        rows = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
-        scaled = w * sigma[rows] * sigma[idx]
-        n = self.snapshot.n
         cupy = self.cupy
-        self.lap_sigma = cupy.asarray(sigma)
-        self.lap_diag = cupy.asarray(diag)
-        self._sym = _DeviceSell(cupy, ptr, idx, scaled, self.dtype)
+        ptr, idx, w = symmetric_weights(self.snapshot)
+        self._a_scale = weight_scale(w, kind)
+        w = w * self._a_scale
+        self._sym = _DeviceSell(cupy, ptr, idx, w, self.dtype)
+        self._sym_ov = _DeviceOverlay(cupy, self.dtype)
+        self._degree = cupy.asarray(row_sums(ptr, w))
+        if self.n > len(self._degree):
+            self._degree = cupy.concatenate([self._degree, cupy.zeros(self.n - len(self._degree))])
+        self._synced_degree = self._degree.copy()
+        self._scal = cupy.zeros(8, dtype=cupy.float64)
+        self._lap_buffers()
+        self._rescale()
+
+    def _lap_buffers(self) -> None:
+        cupy, n = self.cupy, self.n
         self._t = cupy.empty(n, dtype=self.dtype)
         self._acc = cupy.empty(n, dtype=cupy.float64)
         self._x2 = cupy.empty((n, 2), dtype=self.dtype)
         self._acc2 = cupy.empty((n, 2), dtype=cupy.float64)
         self._ap = cupy.empty(n, dtype=cupy.float64)
         self._tbuf = [cupy.empty(n, dtype=cupy.float64) for _ in range(3)]
-        self._scal = cupy.zeros(8, dtype=cupy.float64)
+
+    def _rescale(self) -> None:
+        """``sigma``, ``diag`` and ``lam_max`` from the degrees (on the device);
+        a new token, so no springs state carries a residual across the change."""
+        self.lap_sigma, self.lap_diag, self.lam_max = laplacian_scaling(
+            self._degree, self._sym_kind
+        )
         self._mu = None
+        self._sym_token = object()
+
+    def _sym_update(self, src, dst, delta, fresh: bool) -> None:
+        """``A`` gains ``delta`` at ``(src, dst)`` and ``(dst, src)`` (device arrays,
+        internal ids, float64; the weight changes of ``W``).
+
+        ``fresh``: raw links appended without a host patch. A patch
+        (``fresh=False``) covers them too, so it first drops them and returns
+        the degrees to their state at the last patch.
+        """
+        if self._sym is None:
+            return
+        cupy = self.cupy
+        if not fresh:
+            self._sym_ov.fresh = 0
+            self._degree = self._synced_degree.copy()
+        if self.n > len(self._degree):
+            extra = self.n - len(self._degree)
+            self._degree = cupy.concatenate([self._degree, cupy.zeros(extra)])
+            self._lap_buffers()
+        if len(src):
+            d = delta * self._a_scale
+            self._sym_ov.append(
+                cupy.concatenate([src, dst]).astype(cupy.int32),
+                cupy.concatenate([dst, src]).astype(cupy.int32),
+                cupy.concatenate([d, d]).astype(self.dtype),
+                fresh=fresh,
+            )
+            cupy.add.at(self._degree, src, d)
+            cupy.add.at(self._degree, dst, d)
+        if not fresh:
+            self._synced_degree = self._degree.copy()
+        self._rescale()
+
+    def _matrix_version(self):
+        return self._sym_token
 
     def lap_matvec(self, x, out) -> None:
-        self.cupy.copyto(self._t, x, casting="unsafe")
-        self._pull_into(self._sym, self._t, self._acc, 1.0)
-        out[...] = self.lap_diag * x - self._acc
+        self.cupy.multiply(x, self.lap_sigma, out=self._t, casting="unsafe")
+        self._pull_into(self._sym, self._t, self._acc, 1.0, self._sym_ov)
+        out[...] = self.lap_diag * x - self.lap_sigma * self._acc
 
     def _pair_pull(self) -> None:
-        """``acc2[:, k] = N x2[:, k]`` for both columns in one pass over the entries."""
+        """``acc2[:, k] = A x2[:, k]`` for both columns in one pass over the entries."""
         kernels = (self._sell_pull2, self._chunk_pull2)
         self._product(self._sym, kernels, self._x2, self._acc2, 1.0)
+        ov = self._sym_ov
+        if ov.size:
+            self._coo_pull2(
+                (min(4096, (ov.size + BLOCK - 1) // BLOCK),),
+                (BLOCK,),
+                (ov.src, ov.dst, ov.w, self._x2, self._acc2, np.float64(1.0), np.int64(ov.size)),
+            )
 
     def _cg_begin(self, phi, mu, state, tol, exact):
         """Right-hand side, residual and first direction of the springs solve.
@@ -746,7 +830,7 @@ class CudaOperator(ScreenedCG):
             self.lap_matvec(state.y, self._acc)
             state.r = rhs - (self._acc + mu * state.y)
         state.rhs = rhs
-        state.owner = self._sym
+        state.owner = self._matrix_version()
         z = self._minv * state.r
         p = z.copy()
         rz = cupy.dot(state.r, z)
@@ -770,8 +854,8 @@ class CudaOperator(ScreenedCG):
         acc = coeffs[0] * v if terms == 1 else cupy.empty_like(v)
         scale = np.float64(2.0 / self.lam_max)
         x2, scal = self._x2, self._scal
-        cupy.copyto(x2[:, 0], p, casting="unsafe")
-        cupy.copyto(x2[:, 1], v, casting="unsafe")
+        cupy.copyto(x2[:, 0], self.lap_sigma * p, casting="unsafe")
+        cupy.copyto(x2[:, 1], self.lap_sigma * v, casting="unsafe")
         scal.fill(0.0)
         scal[0] = rz
         grid = (max(1, min(4096, (n + BLOCK - 1) // BLOCK)),)
@@ -791,6 +875,7 @@ class CudaOperator(ScreenedCG):
                 (
                     self._diag_mu,
                     p,
+                    self.lap_sigma,
                     self._acc2,
                     self._ap,
                     self.lap_diag,
@@ -810,7 +895,7 @@ class CudaOperator(ScreenedCG):
             )
             if live:
                 self._cg_step(grid, (BLOCK,), (p, self._ap, self._minv, y, r, scal, size))
-                self._cg_dir(grid, (BLOCK,), (r, self._minv, p, x2, scal, size))
+                self._cg_dir(grid, (BLOCK,), (r, self._minv, self.lap_sigma, p, x2, scal, size))
                 self._cg_rotate((1,), (1,), (scal, np.float64(max_iter)))
             if heat:
                 t_prev, t_cur = t_cur, t_next
@@ -940,14 +1025,20 @@ class _DeviceOverlay:
             grown[:keep] = getattr(self, name)[:keep]
             setattr(self, name, grown)
 
-    def append(self, src, dst, w) -> None:
-        """Raw links (device arrays, internal ids) after the entries."""
+    def append(self, src, dst, w, fresh: bool = True) -> None:
+        """Entries (device arrays, internal ids) at the end: raw links (``fresh``,
+        dropped by the next sync) or, with nothing fresh held, lasting ones."""
+        if not fresh and self.fresh:
+            raise ValueError("lasting entries go before fresh ones: drop those first")
         at, k = self.size, len(src)
         self._reserve(at + k)
         self.src[at : at + k] = src
         self.dst[at : at + k] = dst
         self.w[at : at + k] = w
-        self.fresh += k
+        if fresh:
+            self.fresh += k
+        else:
+            self.m += k
 
     def sync(self, snap: Snapshot, rewritten: np.ndarray | None) -> None:
         cupy = self.cupy

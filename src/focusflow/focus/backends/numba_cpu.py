@@ -202,7 +202,7 @@ class NumbaOperator(ScreenedCG):
         if not carry:
             cg_product(*self._args, self._diag_mu, state.y, ap)
             residual_of(state.rhs, ap, state.r)
-        state.owner = self._sym
+        state.owner = self._matrix_version()
         rz, rr = cg_start(state.r, self._minv, z, p)
         return rz, rr, tol * np.sqrt(rhs_sq)
 

@@ -60,9 +60,27 @@ def merge_sorted_rows(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
 def symmetric_matrix(snap: Snapshot, kind: str):
     """``(indptr, indices, weights, sigma, diag, lam_max)`` of ``A`` and its Laplacian.
 
-    For the normalized Laplacian the weights are scaled to a maximum of 1: the
-    operator does not change, and ``sigma = d^-1/2`` stays far from overflow.
+    For the normalized Laplacian the weights are scaled to a maximum of 1
+    (``weight_scale``): the operator does not change, and ``sigma = d^-1/2``
+    stays far from overflow.
     """
+    ptr, idx, w = symmetric_weights(snap)
+    w = w * weight_scale(w, kind)
+    sigma, diag, lam_max = laplacian_scaling(row_sums(ptr, w), kind)
+    return ptr, idx, w, sigma, diag, lam_max
+
+
+def weight_scale(w: np.ndarray, kind: str) -> float:
+    """The factor ``symmetric_matrix`` applies to ``A``'s weights."""
+    if kind == "normalized" and len(w):
+        top = float(w.max())
+        if top > 0:
+            return 1.0 / top
+    return 1.0
+
+
+def symmetric_weights(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``A = W + W^T`` as CSR (sorted rows, internal order), unscaled."""
     n = snap.n
     ptr, idx, w = merge_sorted_rows(
         n, snap.out_indptr, snap.out_indices, snap.out_w, snap.in_indptr, snap.in_indices, snap.in_w
@@ -78,9 +96,4 @@ def symmetric_matrix(snap: Snapshot, kind: str):
             snap.ov_in_w,
         )
         ptr, idx, w = merge_sorted_rows(n, ptr, idx, w, optr, oidx, ow)
-    if kind == "normalized" and len(w):
-        top = float(w.max())
-        if top > 0:
-            w = w / top
-    sigma, diag, lam_max = laplacian_scaling(row_sums(ptr, w), kind)
-    return ptr, idx, w, sigma, diag, lam_max
+    return ptr, idx, w
