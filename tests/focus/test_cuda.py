@@ -78,6 +78,19 @@ def _add_weighted_links(rng, g, names, top, m):
     )
 
 
+def _neuron_graph(rng, size, top, m, neurons, **options):
+    """A graph of ``m`` links by ``neurons`` neurons between the first ``top`` of
+    ``size`` particle names (the rest left for later blocks); returns it and the names."""
+    g = Cybergraph(require_cids=False, **options)
+    names = np.array([f"p{i}" for i in range(size)], dtype=object)
+    g.add_links(
+        names[rng.integers(0, top, m)],
+        names[rng.integers(0, top, m)],
+        [f"n{i}" for i in rng.integers(0, neurons, m)],
+    )
+    return g, names
+
+
 def test_engine_on_cuda_follows_blocks():
     rng = np.random.default_rng(5)
     g = Cybergraph(require_cids=False)
@@ -192,14 +205,7 @@ def test_cuda_engine_defers_the_host_patch_and_catches_up(mode):
     import cupy
 
     rng = np.random.default_rng(8)
-    g = Cybergraph(require_cids=False)
-    names = np.array([f"p{i}" for i in range(2400)], dtype=object)
-    m = 15_000
-    g.add_links(
-        names[rng.integers(0, 2000, m)],
-        names[rng.integers(0, 2000, m)],
-        [f"n{i}" for i in rng.integers(0, 30, m)],
-    )
+    g, names = _neuron_graph(rng, 2400, 2000, 15_000, 30)
     engine = FocusEngine(g, mode=mode, backend="cuda", tol=1e-9)
     engine.compute()
     for block in range(7):
@@ -233,14 +239,7 @@ def test_laplacian_follows_patches_and_raw_links(kind):
     from focusflow.focus.backends.numpy_ref import NumpyOperator
 
     rng = np.random.default_rng(9)
-    g = Cybergraph(require_cids=False, compact_ratio=10.0)
-    names = np.array([f"p{i}" for i in range(800)], dtype=object)
-    m = 6000
-    g.add_links(
-        names[rng.integers(0, 600, m)],
-        names[rng.integers(0, 600, m)],
-        [f"n{i}" for i in rng.integers(0, 20, m)],
-    )
+    g, names = _neuron_graph(rng, 800, 600, 6000, 20, compact_ratio=10.0)
     snap = g.snapshot()
     op = get_backend("cuda").operator(snap, "float64")
     op.setup_laplacian(kind)
