@@ -59,6 +59,16 @@ def test_stake_weighting_follows_per_link_stake():
     assert w[y, z] == pytest.approx(2.0)
     assert w[y, x] == 0.0  # zero stake weighs nothing
     assert np.all(np.isfinite(w))
+    g.add_links(["x"], ["z"], weights=[1e-320])  # below MIN_WEIGHT: counts as 0
+    every = g.link_weight(np.arange(g.n_links))
+    assert list(every) == [2.0, 2.0, 2.0, 4.0, 0.0, 0.0]
+    for first, last in ((0, 6), (2, 5), (3, 3)):
+        assert np.array_equal(g.link_weight_range(first, last), every[first:last])
+    for first, last in ((-1, 2), (3, 2), (0, 7)):
+        with pytest.raises(IndexError):
+            g.link_weight_range(first, last)
+    with pytest.raises(IndexError):
+        g.link_weight([6])
 
 
 def test_bad_stakes_and_weights_change_nothing():

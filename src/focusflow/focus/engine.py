@@ -172,7 +172,7 @@ class FocusEngine:
             counts = np.bincount(named, minlength=g.n_neurons)
             if np.any(g.neudeg[check] != counts[check]):
                 return None
-        weights = g.link_weight(np.arange(first, last, dtype=np.int64))
+        weights = g.link_weight_range(first, last)
         return self._internal(links.src[first:last]), self._internal(links.dst[first:last]), weights
 
     def _internal(self, ids: np.ndarray) -> np.ndarray:

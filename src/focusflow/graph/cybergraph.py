@@ -223,10 +223,18 @@ class Cybergraph:
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.n_links):
             raise IndexError(f"link ids must lie in [0, {self.n_links})")
-        neuron = gather(self._neuron.values, ids).astype(np.int64)
+        return self._weights_of(gather(self._neuron.values, ids), gather(self._weight.values, ids))
+
+    def link_weight_range(self, first: int, last: int) -> np.ndarray:
+        """``link_weight`` of links ``first .. last - 1``, read as slices (a block's links)."""
+        if not 0 <= first <= last <= self.n_links:
+            raise IndexError(f"link range must lie in [0, {self.n_links}]")
+        return self._weights_of(self._neuron.values[first:last], self._weight.values[first:last])
+
+    def _weights_of(self, neuron: np.ndarray, weight: np.ndarray) -> np.ndarray:
         named = neuron >= 0
-        out = gather(self._weight.values, ids)
-        nid = neuron[named]
+        out = np.array(weight, dtype=np.float64)
+        nid = neuron[named].astype(np.int64)
         deg = self._neudeg.values[nid]
         out[named] = self._stake.values[nid] / np.maximum(deg, 1)
         return flush_tiny(out)

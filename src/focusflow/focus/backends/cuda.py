@@ -42,6 +42,9 @@ CHUNK = 1024
 BLOCK = 256
 
 _SOURCE = r"""
+// The matrix's indices and values are read once per product: loaded with the
+// streaming hint (__ldcs, evict first), they leave the caches to the gathered
+// vector (measured: 0.771 -> 0.741 ms per product at 10^8 entries).
 extern "C" __global__
 void sell_pull(const long long* __restrict__ gptr, const int* __restrict__ glen,
                const int* __restrict__ grows, const int* __restrict__ sidx,
@@ -57,12 +60,12 @@ void sell_pull(const long long* __restrict__ gptr, const int* __restrict__ glen,
     double acc0 = 0.0, acc1 = 0.0;
     int j = 0;
     for (; j + 1 < len; j += 2, o += 64) {
-        int i0 = sidx[o], i1 = sidx[o + 32];
-        VAL v0 = sval[o], v1 = sval[o + 32];
+        int i0 = __ldcs(&sidx[o]), i1 = __ldcs(&sidx[o + 32]);
+        VAL v0 = __ldcs(&sval[o]), v1 = __ldcs(&sval[o + 32]);
         acc0 += (double)v0 * (double)z[i0];
         acc1 += (double)v1 * (double)z[i1];
     }
-    if (j < len) acc0 += (double)sval[o] * (double)z[sidx[o]];
+    if (j < len) acc0 += (double)__ldcs(&sval[o]) * (double)z[__ldcs(&sidx[o])];
     int r = grows[(g << 5) + lane];
     if (r >= 0) out[r] = (acc0 + acc1) * scale;
 }
@@ -78,7 +81,7 @@ void chunk_pull(const int* __restrict__ crow, const long long* __restrict__ csta
     if (warp >= nchunks) return;
     double acc = 0.0;
     for (long long e = cstart[warp] + lane; e < cend[warp]; e += 32) {
-        acc += (double)val[e] * (double)z[idx[e]];
+        acc += (double)__ldcs(&val[e]) * (double)z[__ldcs(&idx[e])];
     }
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffff, acc, off);
     if (lane == 0) atomicAdd(&out[crow[warp]], acc * scale);
@@ -126,8 +129,8 @@ void sell_pull2(const long long* __restrict__ gptr, const int* __restrict__ glen
     int len = glen[g];
     double a0 = 0.0, a1 = 0.0;
     for (int j = 0; j < len; ++j, o += 32) {
-        VAL2 x = z2[sidx[o]];
-        double v = (double)sval[o];
+        VAL2 x = z2[__ldcs(&sidx[o])];
+        double v = (double)__ldcs(&sval[o]);
         a0 += v * (double)x.x;
         a1 += v * (double)x.y;
     }
@@ -146,8 +149,8 @@ void chunk_pull2(const int* __restrict__ crow, const long long* __restrict__ cst
     if (warp >= nchunks) return;
     double a0 = 0.0, a1 = 0.0;
     for (long long e = cstart[warp] + lane; e < cend[warp]; e += 32) {
-        VAL2 x = z2[idx[e]];
-        double v = (double)val[e];
+        VAL2 x = z2[__ldcs(&idx[e])];
+        double v = (double)__ldcs(&val[e]);
         a0 += v * (double)x.x;
         a1 += v * (double)x.y;
     }
