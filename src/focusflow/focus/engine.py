@@ -71,7 +71,8 @@ class FocusEngine:
         self.result: FocusResult | None = None
         self._perm_dev = None
         # What the operator holds: links [0, _seen_links) and log entries up
-        # to _seen_log; deferred_links of them are not in the host snapshot.
+        # to _seen_log; the last deferred_links of them it took raw, after its
+        # last refresh from a patched snapshot.
         self._seen_links = 0
         self._seen_log = 0
         self.deferred_links = 0
