@@ -289,3 +289,47 @@ def test_patches_of_weighted_links_equal_a_rebuild():
         rows = np.asarray(fresh.to_scipy().sum(axis=1)).ravel()
         assert np.allclose(snap.to_particle_order(snap.out_weight), rows, rtol=1e-12, atol=0)
     _check_overlay_forms(snap)
+
+
+def test_merged_patch_records_add_up_across_patches():
+    """The graph keeps its last patches' records; merged, their changes add up
+    to the difference of the matrices across all of them."""
+    from focusflow.graph.cybergraph import KEPT_PATCHES
+    from focusflow.graph.snapshot import merge_patches
+
+    rng = np.random.default_rng(4)
+    g = Cybergraph(require_cids=False, compact_ratio=10.0)
+    names = [f"p{i}" for i in range(60)]
+    g.add_links(
+        [names[i] for i in rng.integers(0, 60, 400)],
+        [names[i] for i in rng.integers(0, 60, 400)],
+        [f"n{i}" for i in rng.integers(0, 12, 400)],
+    )
+    snap = g.snapshot()
+    start, before = snap.version, snap.to_scipy()
+    for _ in range(5):
+        _random_batch(rng, g, names, 1)
+        g.snapshot()
+    merged = g.patches_since(start)
+    assert merged.version_before == start and merged.n_before == before.shape[0]
+    n = snap.n
+    src, dst, delta = merged.changes
+    moved = sp.csr_matrix((delta, (src, dst)), shape=(n, n))
+    grown = sp.csr_matrix(
+        (
+            before.data,
+            before.indices,
+            np.concatenate([before.indptr, np.full(n - before.shape[0], before.nnz)]),
+        ),
+        shape=(n, n),
+    )
+    back = snap.perm
+    assert abs(grown + moved[back][:, back] - snap.to_scipy()).max() < 1e-12
+    assert g.patches_since(snap.version) is None, "nothing to merge after the last patch"
+    for _ in range(KEPT_PATCHES):
+        _random_batch(rng, g, names, 1)
+        g.snapshot()
+    assert g.patches_since(start) is None, "older records are dropped"
+    records = g._patches
+    with pytest.raises(ValueError):
+        merge_patches([records[0], records[2]])

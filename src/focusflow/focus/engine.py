@@ -126,11 +126,17 @@ class FocusEngine:
             self._rebind(snap)
             info = None
         elif info.version_before != self._version:
-            # Someone refreshed the graph's snapshot behind our back: the patch
-            # records we missed are gone, so derive the state again.
-            self._op.refresh()
-            self._rederive()
-            info = None
+            # Someone refreshed the graph's snapshot behind our back. The graph
+            # keeps its last patch records: the operator takes what they changed
+            # (the push path needs each patch's old rows, which do not merge).
+            missed = None if self.uses_push else self.graph.patches_since(self._version)
+            if missed is not None:
+                info = missed
+                self._op.refresh(info)
+            else:
+                self._op.refresh()
+                self._rederive()
+                info = None
         else:
             self._op.refresh(info)
         self._version = snap.version

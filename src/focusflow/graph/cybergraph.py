@@ -13,6 +13,7 @@ the neuron's other links (they are not counted in neudeg).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,8 +24,12 @@ from focusflow.graph.column import Column
 from focusflow.graph.csr import gather, stable_counting_argsort
 from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
-from focusflow.graph.snapshot import PatchInfo, Snapshot
+from focusflow.graph.snapshot import PatchInfo, Snapshot, merge_patches
 from focusflow.graph.tables import KeyTable
+
+#: Patch records kept for consumers that fall behind (an engine whose graph
+#: another reader refreshed); each is about as large as its block.
+KEPT_PATCHES = 8
 
 
 def _check_stakes(stakes: np.ndarray) -> None:
@@ -66,6 +71,9 @@ class Cybergraph:
         self._snapshot: Snapshot | None = None
         self._epoch = 0
         self._dirty_neurons: set[int] = set()
+        # The last patches' records (rows as they were left out), for a
+        # consumer that missed some: see patches_since.
+        self._patches: list[PatchInfo] = []
         self._neuron_link_order: np.ndarray | None = None
         self._neuron_link_ptr: np.ndarray | None = None
         self.dropped_self_links = 0
@@ -279,7 +287,25 @@ class Cybergraph:
             old_rows=old_rows,
         )
         self._dirty_neurons.clear()
+        kept = (
+            info
+            if not old_rows
+            else dataclasses.replace(
+                info,
+                old_ptr=np.zeros(1, dtype=np.int64),
+                old_indices=np.empty(0, dtype=np.int32),
+                old_weights=np.empty(0),
+            )
+        )
+        self._patches = [*self._patches[1 - KEPT_PATCHES :], kept]
         return snap, info
+
+    def patches_since(self, version: int) -> PatchInfo | None:
+        """What the snapshot's patches changed since ``version``, as one record
+        (``merge_patches``), or None when those records are no longer kept (the
+        last KEPT_PATCHES are; a rebuild drops them all)."""
+        first = next((k for k, r in enumerate(self._patches) if r.version_before == version), None)
+        return None if first is None else merge_patches(self._patches[first:])
 
     @property
     def pending_links(self) -> int:
@@ -316,6 +342,7 @@ class Cybergraph:
         self._neuron_link_ptr = ptr
         self._snapshot = snap
         self._dirty_neurons.clear()
+        self._patches = []
         self._epoch += 1
         return snap
 

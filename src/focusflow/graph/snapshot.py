@@ -25,6 +25,7 @@ looked at it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,6 +91,41 @@ class PatchInfo:
     version_before: int = -1
     overlay_entries: np.ndarray | None = None
     changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def merge_patches(records: list[PatchInfo]) -> PatchInfo:
+    """One record for consecutive patches (``records[k + 1]`` starts at the version
+    ``records[k]`` left), for consumers that read the current values of what
+    changed: the union of the touched sources and entries, and all changes.
+
+    The rows as they were (``old_*``) do not merge (each patch's are relative
+    to the one before), so the merged record has none.
+    """
+    for a, b in itertools.pairwise(records):
+        if b.version_before != a.version_before + 1:
+            raise ValueError("patch records must be consecutive")
+    empty_i = np.empty(0, dtype=np.int64)
+
+    def union(name: str) -> np.ndarray:
+        parts = [getattr(r, name) for r in records if getattr(r, name) is not None]
+        return np.unique(np.concatenate(parts)) if parts else empty_i
+
+    changes = [r.changes for r in records if r.changes is not None]
+    return PatchInfo(
+        n_before=records[0].n_before,
+        n_after=records[-1].n_after,
+        sources=union("sources"),
+        old_ptr=np.zeros(1, dtype=np.int64),
+        old_indices=np.empty(0, dtype=np.int32),
+        old_weights=np.empty(0),
+        old_out_weight=np.empty(0),
+        base_entries=union("base_entries"),
+        version_before=records[0].version_before,
+        overlay_entries=union("overlay_entries"),
+        changes=tuple(np.concatenate(part) for part in zip(*changes, strict=True))
+        if len(changes) == len(records)
+        else None,
+    )
 
 
 @nb.njit(cache=True, parallel=True)

@@ -560,9 +560,12 @@ class CudaOperator(ScreenedCG):
             info is None
             or info.base_entries is None
             or not hasattr(self, "sell")
-            or s.n != getattr(self, "n", -1)
+            or s.n < getattr(self, "n", -1)
         )
         out = s.out_weight
+        if not full and s.n > self.n:
+            # New particles: rows past the uploaded matrix (overlay only).
+            self._grow(s.n)
         if full:
             self.sell = _DeviceSell(cupy, s.in_indptr, s.in_indices, s.in_w, self.dtype)
             self.out_weight = cupy.asarray(out)
