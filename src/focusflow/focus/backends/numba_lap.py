@@ -30,89 +30,13 @@ import numba as nb
 import numpy as np
 
 from focusflow.focus.backends.base import laplacian_scaling
+from focusflow.focus.backends.symmetric import merge_counts, merge_rows
 from focusflow.focus.reduce import ordered_sum
 from focusflow.graph.csr import balanced_chunks
 
 #: SELL lanes (as ``sell.C``).
 C = 8
 _PARTS = 64
-
-
-@nb.njit(cache=True, parallel=True)
-def _merge_count(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, counts, rowsum, top):
-    """Row ``r`` of ``A + B``: ``counts[r]`` distinct columns, ``rowsum[r]`` its sum
-    (in column order); ``top[t]`` the largest entry of chunk ``t``."""
-    for t in nb.prange(bounds.shape[0] - 1):
-        best = 0.0
-        for r in range(bounds[t], bounds[t + 1]):
-            i, ie = a_ptr[r], a_ptr[r + 1]
-            j, je = b_ptr[r], b_ptr[r + 1]
-            c = 0
-            s = 0.0
-            while i < ie or j < je:
-                if j >= je or (i < ie and a_idx[i] < b_idx[j]):
-                    v = a_w[i]
-                    i += 1
-                elif i >= ie or b_idx[j] < a_idx[i]:
-                    v = b_w[j]
-                    j += 1
-                else:
-                    v = a_w[i] + b_w[j]
-                    i += 1
-                    j += 1
-                s += v
-                if v > best:
-                    best = v
-                c += 1
-            counts[r] = c
-            rowsum[r] = s
-        top[t] = best
-
-
-@nb.njit(cache=True, parallel=True)
-def _merge_fill(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, ptr, idx, w):
-    """Fill ``A + B`` (sorted rows) into ``ptr, idx, w``."""
-    for t in nb.prange(bounds.shape[0] - 1):
-        for r in range(bounds[t], bounds[t + 1]):
-            i, ie = a_ptr[r], a_ptr[r + 1]
-            j, je = b_ptr[r], b_ptr[r + 1]
-            k = ptr[r]
-            while i < ie or j < je:
-                if j >= je or (i < ie and a_idx[i] < b_idx[j]):
-                    v = a_w[i]
-                    idx[k] = a_idx[i]
-                    i += 1
-                elif i >= ie or b_idx[j] < a_idx[i]:
-                    v = b_w[j]
-                    idx[k] = b_idx[j]
-                    j += 1
-                else:
-                    v = a_w[i] + b_w[j]
-                    idx[k] = a_idx[i]
-                    i += 1
-                    j += 1
-                w[k] = v
-                k += 1
-
-
-def _count(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
-    bounds = balanced_chunks(np.asarray(a_ptr) + np.asarray(b_ptr), _PARTS)
-    counts = np.empty(n, dtype=np.int64)
-    rowsum = np.empty(n, dtype=np.float64)
-    top = np.zeros(len(bounds) - 1)
-    _merge_count(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, counts, rowsum, top)
-    return bounds, counts, rowsum, float(top.max()) if len(top) else 0.0
-
-
-def merge_rows(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
-    """``A + B`` for two CSRs with sorted rows: ``(ptr, idx, w, rowsum, max entry)``."""
-    bounds, counts, rowsum, top = _count(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w)
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    idx = np.empty(ptr[n], dtype=np.int32)
-    w = np.empty(ptr[n], dtype=np.float64)
-    _merge_fill(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, ptr, idx, w)
-    return ptr, idx, w, rowsum, top
 
 
 @nb.njit(cache=True, parallel=True)
@@ -176,7 +100,7 @@ class ScaledSymmetric:
             )
             a = merge_rows(n, *a, *b)[:3]
             b = ov[:3]
-        _, length, rowsum, top = _count(n, *a, *b)
+        _, length, rowsum, top = merge_counts(n, *a, *b)
         self.nnz = int(length.sum())
         # The normalized operator does not depend on the weights' scale: divide
         # by the largest entry so that d^-1/2 stays far from overflow.
