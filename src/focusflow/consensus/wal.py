@@ -30,6 +30,7 @@ from pathlib import Path
 from focusflow.consensus.errors import WALError
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
+from focusflow.core.home import open_private
 
 _HEADER = struct.Struct(">II")
 #: A record larger than this is corruption (a proposal carries at most one block).
@@ -58,7 +59,7 @@ class WriteAheadLog:
         self._file = None
         if self.path is not None:
             self._entries = _read(self.path)
-            self._file = _open_private(self.path, os.O_APPEND)
+            self._file = open_private(self.path, "ab")
 
     def entries(self, height: int | None = None) -> list[WALEntry]:
         """All entries, or those of one height, in the order they were written."""
@@ -90,7 +91,7 @@ class WriteAheadLog:
         keep += [e for e in self._entries if e.height >= below_height and e.kind != KIND_FLOOR]
         if self.path is not None and self._file is not None:
             tmp = self.path.with_name(self.path.name + ".tmp")
-            with _open_private(tmp, os.O_TRUNC) as f:
+            with open_private(tmp, "wb") as f:
                 for e in keep:
                     payload = encode([e.kind, e.height, e.body])
                     f.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
@@ -99,7 +100,7 @@ class WriteAheadLog:
             self._file.close()
             os.replace(tmp, self.path)
             _fsync_dir(self.path.parent)
-            self._file = _open_private(self.path, os.O_APPEND)
+            self._file = open_private(self.path, "ab")
         self._entries = keep
 
     def close(self) -> None:
@@ -152,13 +153,6 @@ def _entry(payload: bytes, path: Path, pos: int) -> WALEntry:
     ):
         raise WALError(f"{path}: record at byte {pos} is not [kind, height, body]")
     return WALEntry(item[0], item[1], item[2])
-
-
-def _open_private(path: Path, mode: int):
-    """Open ``path`` for binary writing, created owner-only (0600) like the rest
-    of a validator's home: the log reveals what the validator signed and when."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
-    return os.fdopen(fd, "ab" if mode & os.O_APPEND else "wb")
 
 
 def _fsync_dir(directory: Path) -> None:

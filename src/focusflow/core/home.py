@@ -41,3 +41,21 @@ def keys_dir(home: Path) -> Path:
 def validator_key_path(home: Path) -> Path:
     """The node's validator key (consensus signing, and its account) inside a home."""
     return Path(home) / "validator_key"
+
+
+#: ``open_private`` modes and the flag each adds to create-for-writing.
+_PRIVATE_MODES = {"w": os.O_TRUNC, "wb": os.O_TRUNC, "a": os.O_APPEND, "ab": os.O_APPEND}
+
+
+def open_private(path: str | os.PathLike[str], mode: str = "w"):
+    """Open ``path`` for writing (``w``/``wb`` truncate, ``a``/``ab`` append),
+    created owner-only (0600) when new.
+
+    What a home holds (keys, the signer's log, the node's settings) is its
+    owner's alone; ``open()`` would create files with the umask's permissions
+    and leave them readable by others until a later chmod.
+    """
+    if mode not in _PRIVATE_MODES:
+        raise ValueError(f"open_private writes: mode must be one of {sorted(_PRIVATE_MODES)}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | _PRIVATE_MODES[mode], 0o600)
+    return os.fdopen(fd, mode)

@@ -28,6 +28,7 @@ from nacl.exceptions import ValueError as _NaclValueError
 
 from focusflow.core.errors import InvalidAddressError, KeyFileError
 from focusflow.core.hashing import sha256
+from focusflow.core.home import open_private
 
 HRP = "focus"
 PUBLIC_KEY_SIZE = 32
@@ -120,8 +121,7 @@ class KeyPair:
         """Write the seed as hex to ``path`` readable by the owner only (0600)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with open_private(path) as f:
             f.write(self.seed.hex() + "\n")
 
     @classmethod

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
-from focusflow.core.home import keys_dir, validator_key_path
+from focusflow.core.home import keys_dir, open_private, validator_key_path
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 
@@ -294,8 +294,7 @@ def lock_home(home: Home) -> int:
 
 def _write_private(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
+    with open_private(tmp) as f:
         f.write(text)
     os.replace(tmp, path)
 
