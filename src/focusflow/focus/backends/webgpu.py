@@ -94,6 +94,7 @@ from focusflow.focus.backends.wgsl import (
     BINDINGS,
     MATRIX_KERNELS,
     MAX_ANDERSON,
+    SCATTER_SHADER,
     SHADER,
     TRI_BINDINGS,
     TRI_KERNELS,
@@ -201,6 +202,10 @@ class _DeviceSell:
             raise ValueError("the wgpu backend indexes entries with 32 bits")
         self.long_entries = entries
         self.long_offsets = offsets
+        # long row -> its index in long_rows, by binary search over the sorted rows
+        self._long_order = np.argsort(m.long_rows, kind="stable")
+        self._long_sorted = m.long_rows[self._long_order]
+        self._indptr = indptr
         buf = op._buffer
         self.buffers = {
             0: buf(_u32(m.gptr[:-1])),
@@ -261,19 +266,23 @@ class _DeviceSell:
                 cpass.dispatch_workgroups_indirect(indirect[0], indirect[1] + 12 * j)
 
     def update(self, op, entries: np.ndarray, weights: np.ndarray) -> None:
-        """Write new values of CSR entries ``entries`` into the device buffers."""
+        """Write new values of CSR entries ``entries`` into the device buffers:
+        only those values and their positions travel (``op.scatter``)."""
         if not len(entries):
             return
         at = self.host.pos[entries]
         short = at >= 0
-        self.host.sval[at[short]] = weights[entries[short]]
         if short.any():
-            op.device.queue.write_buffer(self.buffers[4], 0, self.host.sval.astype(np.float32))
+            self.host.sval[at[short]] = weights[entries[short]]
+            op.scatter(self.buffers[4], at[short], self.host.sval[at[short]])
         if (~short).any():
-            # every long-row value again, gathered in chunk order (long_entries
-            # is grouped by row in length order, not sorted: no searchsorted)
-            values = weights[self.long_entries].astype(np.float32)
-            op.device.queue.write_buffer(self.buffers[11], 0, values)
+            # long-row entries sit grouped by row in length order: find each
+            # entry's row, the row's place among the long rows, then the offset
+            long_entries = entries[~short]
+            rows = np.searchsorted(self._indptr, long_entries, side="right") - 1
+            k = self._long_order[np.searchsorted(self._long_sorted, rows)]
+            where = self.long_offsets[k] + (long_entries - self._indptr[rows])
+            op.scatter(self.buffers[11], where, weights[long_entries])
 
 
 class WgpuOperator:
@@ -315,6 +324,7 @@ class WgpuOperator:
         self._pipelines = {
             **self._compile(SHADER, MATRIX_KERNELS),
             **self._compile(VECTOR_SHADER, VECTOR_KERNELS),
+            **self._compile(SCATTER_SHADER, ("scatter",)),
         }
         self._aa_pipelines: dict[int, dict] = {}
         self._aa_m: int | None = None
@@ -395,6 +405,29 @@ class WgpuOperator:
     def _staging(self, nbytes: int):
         usage = self.wgpu.BufferUsage.MAP_READ | self.wgpu.BufferUsage.COPY_DST
         return self.device.create_buffer(size=max(4, nbytes), usage=usage)
+
+    def scatter(self, target, positions: np.ndarray, values: np.ndarray) -> None:
+        """``target[positions] = values`` (float32) by a kernel on the device."""
+        count = len(positions)
+        if not count:
+            return
+        usage = self.wgpu.BufferUsage.UNIFORM | self.wgpu.BufferUsage.COPY_DST
+        uniform = self.device.create_buffer_with_data(
+            data=np.array([count, 65535 * WG, 0, 0], dtype=np.uint32), usage=usage
+        )
+        buffers = {
+            0: self._buffer(_u32(positions)),
+            1: self._buffer(_u32(values, np.float32)),
+            2: target,
+            3: uniform,
+        }
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        cpass.set_pipeline(self._pipelines["scatter"])
+        cpass.set_bind_group(0, self._bind_group("scatter", buffers))
+        cpass.dispatch_workgroups(*_dispatch_size(count))
+        cpass.end()
+        self.device.queue.submit([encoder.finish()])
 
     # --- snapshot --------------------------------------------------------------
     def refresh(self, info: PatchInfo | None = None) -> None:

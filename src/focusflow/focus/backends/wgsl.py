@@ -418,8 +418,34 @@ def vector_shader(m: int) -> str:
 
 VECTOR_SHADER = vector_shader(0)
 
+# A patch's new matrix values, written where they belong on the device: the
+# positions and values of the changed entries go up, not the whole matrix.
+SCATTER_SHADER = """
+struct Count {
+    n: u32,
+    width: u32,
+    p0: u32,
+    p1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> pos: array<u32>;
+@group(0) @binding(1) var<storage, read> val: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<uniform> count: Count;
+
+@compute @workgroup_size(64)
+fn scatter(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * count.width;
+    if (i >= count.n) {
+        return;
+    }
+    dst[pos[i]] = val[i];
+}
+"""
+
 #: Bindings each entry point uses (``layout="auto"`` keeps only those).
 BINDINGS = {
+    "scatter": (0, 1, 2, 3),
     "sell_pull": (0, 1, 2, 3, 4, 5, 6, 7),
     "chunk_sum": (5, 7, 8, 9, 10, 11, 12),
     "long_finish": (6, 7, 12, 13, 14),
