@@ -23,28 +23,46 @@ import numba as nb
 import numpy as np
 
 from focusflow.focus.reduce import ordered_sum
+from focusflow.graph.csr import balanced_chunks, radix_argsort
 
 #: Lanes of the CPU kernel: 8 float64 sums fill two AVX2 registers.
 C = 8
+#: Chunks of groups (equal slots each) that fill the storage in parallel.
+_FILL_PARTS = 64
 
 
-@nb.njit(cache=True)
-def _fill(grows, gptr, c, indptr, indices, weights, dtype_probe):
+@nb.njit(cache=True, parallel=True)
+def _fill(grows, gptr, c, indptr, indices, weights, dtype_probe, bounds):
+    """The groups' slots (padding 0) and each CSR entry's slot (-1: a long
+    row's), in parallel over chunks of groups holding equal slots; a group's
+    slots are written in storage order (its rows advance together)."""
     total = gptr[-1]
-    sidx = np.zeros(total, dtype=np.int32)
-    sval = np.zeros(total, dtype=dtype_probe.dtype)
-    pos = np.full(indices.shape[0], -1, dtype=np.int64)
-    for g in range(gptr.shape[0] - 1):
-        for lane in range(c):
-            r = grows[g * c + lane]
-            if r < 0:
-                continue
-            a = indptr[r]
-            for j in range(indptr[r + 1] - a):
-                o = gptr[g] + j * c + lane
-                sidx[o] = indices[a + j]
-                sval[o] = weights[a + j]
-                pos[a + j] = o
+    sidx = np.empty(total, dtype=np.int32)
+    sval = np.empty(total, dtype=dtype_probe.dtype)
+    pos = np.empty(indices.shape[0], dtype=np.int64)
+    for e in nb.prange(indices.shape[0]):
+        pos[e] = -1
+    for t in nb.prange(bounds.shape[0] - 1):
+        start = np.empty(c, dtype=np.int64)
+        count = np.empty(c, dtype=np.int64)
+        for g in range(bounds[t], bounds[t + 1]):
+            base = gptr[g]
+            width = (gptr[g + 1] - base) // c
+            for lane in range(c):
+                r = grows[g * c + lane]
+                start[lane] = indptr[r] if r >= 0 else 0
+                count[lane] = indptr[r + 1] - indptr[r] if r >= 0 else 0
+            for j in range(width):
+                o = base + j * c
+                for lane in range(c):
+                    if j < count[lane]:
+                        e = start[lane] + j
+                        sidx[o + lane] = indices[e]
+                        sval[o + lane] = weights[e]
+                        pos[e] = o + lane
+                    else:
+                        sidx[o + lane] = 0
+                        sval[o + lane] = 0
     return sidx, sval, pos
 
 
@@ -67,7 +85,8 @@ class SellMatrix:
     ) -> None:
         self.c = c
         length = np.diff(indptr)
-        order = np.argsort(-length, kind="stable")
+        # longest first, ties in row order (a stable sort of max - length)
+        order = radix_argsort(length.max(initial=0) - length)
         if long_row is not None:
             self.long_rows = order[length[order] > long_row]
             order = order[length[order] <= long_row]
@@ -80,7 +99,14 @@ class SellMatrix:
         self.gptr = np.zeros(groups + 1, dtype=np.int64)
         np.cumsum(self.glen * c, out=self.gptr[1:])
         self.sidx, self.sval, pos = _fill(
-            self.grows, self.gptr, c, indptr, indices, weights, np.zeros(1, dtype=dtype)
+            self.grows,
+            self.gptr,
+            c,
+            indptr,
+            indices,
+            weights,
+            np.zeros(1, dtype=dtype),
+            balanced_chunks(self.gptr, _FILL_PARTS),
         )
         self.pos = pos.astype(np.int32) if len(self.sidx) < 2**31 else pos
 
