@@ -100,16 +100,23 @@ def _random_batch(rng, g, names, new_particles):
         g.set_stakes(ids, stakes)
 
 
+def _patched_graph(rng, m):
+    """``m`` links by 12 neurons among 60 particles, in a graph that never
+    compacts (every batch is a patch); returns it and the particle names."""
+    g = Cybergraph(require_cids=False, compact_ratio=10.0)
+    names = [f"p{i}" for i in range(60)]
+    g.add_links(
+        [names[i] for i in rng.integers(0, 60, m)],
+        [names[i] for i in rng.integers(0, 60, m)],
+        [f"n{i}" for i in rng.integers(0, 12, m)],
+    )
+    return g, names
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_patched_snapshot_equals_rebuilt(seed):
     rng = np.random.default_rng(seed)
-    g = Cybergraph(require_cids=False, compact_ratio=10.0)  # never compact: always patch
-    names = [f"p{i}" for i in range(60)]
-    g.add_links(
-        [names[i] for i in rng.integers(0, 60, 600)],
-        [names[i] for i in rng.integers(0, 60, 600)],
-        [f"n{i}" for i in rng.integers(0, 12, 600)],
-    )
+    g, names = _patched_graph(rng, 600)
     snap = g.snapshot()
     for _ in range(25):
         # (read before the batch: snapshot() itself would take the patch)
@@ -124,21 +131,7 @@ def test_patched_snapshot_equals_rebuilt(seed):
         assert set(range(len(before[0]), len(snap.ov_w))) <= set(info.overlay_entries)
         assert set(np.flatnonzero(snap.out_w != before[1])) <= set(info.base_entries)
         # ...and its changes add up to the difference of the two matrices
-        src, dst, delta = info.changes
-        n = snap.n
-        moved = sp.csr_matrix((delta, (src, dst)), shape=(n, n))
-        grown = sp.csr_matrix(
-            (
-                matrix_before.data,
-                matrix_before.indices,
-                np.concatenate(
-                    [matrix_before.indptr, np.full(n - matrix_before.shape[0], matrix_before.nnz)]
-                ),
-            ),
-            shape=(n, n),
-        )
-        back = snap.perm
-        assert abs(grown + moved[back][:, back] - snap.to_scipy()).max() < 1e-12
+        _assert_changes_add_up(matrix_before, info.changes, snap)
         fresh = Snapshot(g.n_particles, *_links(g))
         patched = snap.to_scipy()
         assert abs(patched - fresh.to_scipy()).max() < 1e-12
@@ -150,6 +143,24 @@ def test_patched_snapshot_equals_rebuilt(seed):
         assert np.allclose(out_weight, rows, rtol=1e-12, atol=0)
         assert np.array_equal(out_weight == 0, rows == 0), "a vanished row is exactly 0"
         _check_overlay_forms(snap)
+
+
+def _assert_changes_add_up(before, changes, snap):
+    """``before`` (particle order, maybe fewer particles) plus ``changes``
+    (internal ids) is the snapshot's matrix now."""
+    n = snap.n
+    src, dst, delta = changes
+    moved = sp.csr_matrix((delta, (src, dst)), shape=(n, n))
+    grown = sp.csr_matrix(
+        (
+            before.data,
+            before.indices,
+            np.concatenate([before.indptr, np.full(n - before.shape[0], before.nnz)]),
+        ),
+        shape=(n, n),
+    )
+    back = snap.perm
+    assert abs(grown + moved[back][:, back] - snap.to_scipy()).max() < 1e-12
 
 
 def _check_overlay_forms(snap):
@@ -298,13 +309,7 @@ def test_merged_patch_records_add_up_across_patches():
     from focusflow.graph.snapshot import merge_patches
 
     rng = np.random.default_rng(4)
-    g = Cybergraph(require_cids=False, compact_ratio=10.0)
-    names = [f"p{i}" for i in range(60)]
-    g.add_links(
-        [names[i] for i in rng.integers(0, 60, 400)],
-        [names[i] for i in rng.integers(0, 60, 400)],
-        [f"n{i}" for i in rng.integers(0, 12, 400)],
-    )
+    g, names = _patched_graph(rng, 400)
     snap = g.snapshot()
     start, before = snap.version, snap.to_scipy()
     for _ in range(5):
@@ -312,19 +317,7 @@ def test_merged_patch_records_add_up_across_patches():
         g.snapshot()
     merged = g.patches_since(start)
     assert merged.version_before == start and merged.n_before == before.shape[0]
-    n = snap.n
-    src, dst, delta = merged.changes
-    moved = sp.csr_matrix((delta, (src, dst)), shape=(n, n))
-    grown = sp.csr_matrix(
-        (
-            before.data,
-            before.indices,
-            np.concatenate([before.indptr, np.full(n - before.shape[0], before.nnz)]),
-        ),
-        shape=(n, n),
-    )
-    back = snap.perm
-    assert abs(grown + moved[back][:, back] - snap.to_scipy()).max() < 1e-12
+    _assert_changes_add_up(before, merged.changes, snap)
     assert g.patches_since(snap.version) is None, "nothing to merge after the last patch"
     for _ in range(KEPT_PATCHES):
         _random_batch(rng, g, names, 1)
