@@ -20,6 +20,15 @@ residual_history, converged, timings)`` runs the whole tri iteration (springs,
 heat, blend, mixing) on the device, with the solver's stop rule and inner-solve
 schedule (``forcing``: the inner tolerances' fraction of the last change); the
 solver uses it for tri mode when present.
+
+Two smaller optional hooks (cuda has both): ``blend(phi, d, s, h, weights) ->
+float`` writes the tri blend ``(ld d + ls s + lh h) / sum`` into ``d`` and
+returns its L1 change from ``phi`` (``s`` or ``h`` None when that weight is 0),
+one fused pass where the array expression needs several; and
+``append_links(src, dst, weights, n)`` takes links (internal ids, ``n``
+particles, new ones numbered after the old) without a snapshot patch, for
+``FocusEngine``'s blocks whose links keep every weight the operator holds;
+the next ``refresh(info)`` replaces them by the patched entries.
 """
 
 from __future__ import annotations
