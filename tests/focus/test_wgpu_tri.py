@@ -152,11 +152,14 @@ def test_engine_deltas_patch_or_rebuild_the_device_matrix():
         assert np.abs(res.focus - cold.focus).sum() < 1e-6, kind
     assert op.sym_builds == builds + 1, "the new pairs rebuilt the matrix once"
     assert op.sym_patches == 3, "repeated pairs and stakes patched its values"
-    # new particles: the device vectors and the matrix are made for the new size
+    # new particles: the device vectors are made for the new size, the in-link
+    # matrix stays (its product zeroes the new rows), the symmetric one is rebuilt
+    sell = op.sell
     fresh = np.array([f"q{i}" for i in range(12)], dtype=object)
     g.add_links(fresh, names[rng.integers(0, n, 12)], [f"n{i}" for i in range(12)])
     res = engine.apply()
     assert engine._op.n == n + 12
+    assert engine._op.sell is sell and sell.tail == 12
     cold = compute(g, mode="tri", backend="numpy", tol=1e-12)
     assert res.diagnostics.converged
     assert np.abs(res.focus - cold.focus).sum() < 1e-6

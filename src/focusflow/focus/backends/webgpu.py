@@ -224,24 +224,39 @@ class _DeviceSell:
         usage = op.wgpu.BufferUsage.UNIFORM | op.wgpu.BufferUsage.COPY_DST
         self.uniform = op.device.create_buffer(size=32, usage=usage)
         self.buffers[7] = self.uniform
-        self._scale: float | None = None
+        self._written: tuple | None = None
         self._groups: dict = {}
+        #: Rows the matrix has, and rows past them that the product zeroes
+        #: (particles added after the build; their sums come from the overlay).
+        self.rows = len(indptr) - 1
+        self.tail = 0
+
+    def set_rows(self, n: int) -> None:
+        """Products write ``n`` rows from now on (``n`` >= the matrix's rows)."""
+        self.tail = n - self.rows
+        self._groups = {}  # the vectors were allocated again for the new size
 
     def set_scale(self, op, scale: float) -> None:
-        """Write the uniform (sizes, dispatch width, ``scale``) if ``scale`` changed."""
-        if self._scale == scale:
+        """Write the uniform (sizes, dispatch width, ``scale``, the zeroed tail)
+        if any of it changed."""
+        if self._written == (scale, self.tail):
             return
         params = np.array(
-            [self.ngroups, self.nchunks, self.nlong, 65535 * WG, 0, 0, 0, 0], dtype=np.uint32
+            [self.ngroups, self.nchunks, self.nlong, 65535 * WG, 0, self.rows, self.tail, 0],
+            dtype=np.uint32,
         )
         params[4] = np.float32(scale).view(np.uint32)
         op.device.queue.write_buffer(self.uniform, 0, params)
-        self._scale = scale
+        self._written = (scale, self.tail)
 
     def steps(self) -> tuple:
         """``(kernel, workgroups, count)`` of the product's passes."""
         return (
-            ("sell_pull", _dispatch_size(self.ngroups * LANES), self.ngroups),
+            (
+                "sell_pull",
+                _dispatch_size(self.ngroups * LANES + self.tail),
+                self.ngroups + self.tail,
+            ),
             ("chunk_sum", _dispatch_size(self.nchunks * WG), self.nchunks),
             ("long_finish", _dispatch_size(self.nlong), self.nchunks),
         )
@@ -434,8 +449,15 @@ class WgpuOperator:
         """Upload the snapshot, or after a patch the rewritten values, the
         out-weights and the overlay (the base matrix stays on the device)."""
         s = self.snapshot
-        if info is None or info.base_entries is None or not hasattr(self, "sell") or s.n != self.n:
+        full = info is None or info.base_entries is None or not hasattr(self, "sell")
+        if full:
             self.sell = _DeviceSell(self, s.in_indptr, s.in_indices, s.in_w)
+        elif len(info.base_entries):
+            self.sell.update(self, s.out_to_in[info.base_entries], s.in_w)
+        if full or s.n != self.n:
+            # Vectors for the (new) size; after a patch that brought particles
+            # the matrix stays and zeroes the rows past its own in every product.
+            self.sell.set_rows(s.n)
             self.n = s.n
             n4 = 4 * max(self.n, 1)
             self._z = self._empty(n4)
@@ -458,8 +480,6 @@ class WgpuOperator:
             self._aa_buffers: dict = {}
             self._prior_of = None
             self._uniform_prior = False
-        elif len(info.base_entries):
-            self.sell.update(self, s.out_to_in[info.base_entries], s.in_w)
         self.inv_out, linked = inverse_out_weight(s.out_weight)
         self.dangling = ~linked
         if self.n > 0:

@@ -53,6 +53,12 @@ fn sell_pull(@builtin(global_invocation_id) gid: vec3<u32>) {
     let g = tid / 32u;
     let lane = tid % 32u;
     if (g >= params.ngroups) {
+        // rows past the matrix (particles added after it was built, p1 of
+        // them from row p0) have only overlay entries: their sums start at 0
+        let t = tid - params.ngroups * 32u;
+        if (t < params.p1) {
+            out[params.p0 + t] = 0.0;
+        }
         return;
     }
     var o = gptr[g] + lane;
