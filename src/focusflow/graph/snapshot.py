@@ -266,6 +266,20 @@ def degree_order(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return perm
 
 
+class _OverlayPart:
+    """One array of an overlay CSR, read through ``Snapshot._overlay`` (which
+    builds the CSR once per patch, when a consumer first asks)."""
+
+    def __init__(self, kind: str, index: int) -> None:
+        self.kind = kind
+        self.index = index
+
+    def __get__(self, snap: Snapshot | None, owner: type | None = None):
+        if snap is None:  # looked up on the class (help(), introspection)
+            return self
+        return snap._overlay(self.kind)[self.index]
+
+
 class Snapshot:
     """The weighted graph ``w(p, q)`` as base CSR plus overlay, in internal order.
 
@@ -410,29 +424,14 @@ class Snapshot:
         self._ov_in.merge(in_keys[order], entries[order])
         self._ov_in_done = len(self.ov_src)
 
-    @property
-    def ov_out_indptr(self) -> np.ndarray:
-        return self._overlay("out")[0]
-
-    @property
-    def ov_out_indices(self) -> np.ndarray:
-        return self._overlay("out")[1]
-
-    @property
-    def ov_out_w(self) -> np.ndarray:
-        return self._overlay("out")[2]
-
-    @property
-    def ov_in_indptr(self) -> np.ndarray:
-        return self._overlay("in")[0]
-
-    @property
-    def ov_in_indices(self) -> np.ndarray:
-        return self._overlay("in")[1]
-
-    @property
-    def ov_in_w(self) -> np.ndarray:
-        return self._overlay("in")[2]
+    # The overlay's full CSRs (``n + 1`` row pointers), built on first use
+    # after each patch: rows = sources (out) or targets (in).
+    ov_out_indptr = _OverlayPart("out", 0)
+    ov_out_indices = _OverlayPart("out", 1)
+    ov_out_w = _OverlayPart("out", 2)
+    ov_in_indptr = _OverlayPart("in", 0)
+    ov_in_indices = _OverlayPart("in", 1)
+    ov_in_w = _OverlayPart("in", 2)
 
     def overlay_in_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The overlay's in-links as ``(rows, ptr, indices, weights)`` over its rows only.
