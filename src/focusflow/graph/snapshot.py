@@ -175,8 +175,8 @@ def _key_rows_of(keys, at, weights, rows):
 
     ``at[k]`` is the entry (index into ``weights``) of the ``k``-th sorted key.
     """
-    lo = np.searchsorted(keys, rows << 32)
-    hi = np.searchsorted(keys, (rows + 1) << 32)
+    lo = np.searchsorted(keys, rows << _KEY_SHIFT)
+    hi = np.searchsorted(keys, (rows + 1) << _KEY_SHIFT)
     ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
     for k in range(rows.shape[0]):
         ptr[k + 1] = ptr[k] + hi[k] - lo[k]
@@ -185,7 +185,7 @@ def _key_rows_of(keys, at, weights, rows):
     for k in range(rows.shape[0]):
         j = ptr[k]
         for e in range(lo[k], hi[k]):
-            idx[j] = keys[e] & 0xFFFFFFFF
+            idx[j] = keys[e] & _KEY_MASK
             w[j] = weights[at[e]]
             j += 1
     return ptr, idx, w
@@ -576,9 +576,9 @@ class Snapshot:
             overlay_entries=ov_entries,
             changes=(
                 entry_rows,
-                np.concatenate([self.ov_dst[ov_entries], self.out_indices[base_entries]]).astype(
-                    np.int64
-                ),
+                np.concatenate(
+                    [self.ov_dst[ov_entries], gather(self.out_indices, base_entries)]
+                ).astype(np.int64),
                 change,
             ),
         )
