@@ -59,7 +59,7 @@ def main() -> int:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; R-MAT scale "
         f"{args.scale}, {snap.nnz:,} stored entries"
     )
-    t_ours, (ptr, idx, vals) = best_of(lambda: symmetric_weights(snap), args.repeat)
+    t_ours, (ptr, idx, vals, _, _) = best_of(lambda: symmetric_weights(snap), args.repeat)
     base = sp.csr_matrix((snap.out_w, snap.out_indices, snap.out_indptr), shape=(n, n))
     t_scipy, peer = best_of(lambda: (base + base.T).tocsr(), args.repeat)
     peer.sort_indices()

@@ -30,7 +30,6 @@ import numpy as np
 from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight, laplacian_scaling
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_weights, weight_scale
-from focusflow.graph.csr import row_sums
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 LANES = 32
@@ -735,12 +734,12 @@ class CudaOperator(ScreenedCG):
             return
         self._sym_kind = kind
         cupy = self.cupy
-        ptr, idx, w = symmetric_weights(self.snapshot)
-        self._a_scale = weight_scale(w, kind)
+        ptr, idx, w, degree, top = symmetric_weights(self.snapshot)
+        self._a_scale = weight_scale(top, kind)
         w = w * self._a_scale
         self._sym = _DeviceSell(cupy, ptr, idx, w, self.dtype)
         self._sym_ov = _DeviceOverlay(cupy, self.dtype)
-        self._degree = cupy.asarray(row_sums(ptr, w))
+        self._degree = cupy.asarray(degree * self._a_scale)
         if self.n > len(self._degree):
             self._degree = cupy.concatenate([self._degree, cupy.zeros(self.n - len(self._degree))])
         self._synced_degree = self._degree.copy()

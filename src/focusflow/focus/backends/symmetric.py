@@ -12,7 +12,7 @@ import numba as nb
 import numpy as np
 
 from focusflow.focus.backends.base import laplacian_scaling
-from focusflow.graph.csr import balanced_chunks, row_sums
+from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import Snapshot
 
 #: Chunks of rows (balanced by entries) that the merges run in parallel.
@@ -105,25 +105,26 @@ def symmetric_matrix(snap: Snapshot, kind: str):
     (``weight_scale``): the operator does not change, and ``sigma = d^-1/2``
     stays far from overflow.
     """
-    ptr, idx, w = symmetric_weights(snap)
-    w = w * weight_scale(w, kind)
-    sigma, diag, lam_max = laplacian_scaling(row_sums(ptr, w), kind)
+    ptr, idx, w, degree, top = symmetric_weights(snap)
+    scale = weight_scale(top, kind)
+    if scale != 1.0:
+        w = w * scale
+    sigma, diag, lam_max = laplacian_scaling(degree * scale, kind)
     return ptr, idx, w, sigma, diag, lam_max
 
 
-def weight_scale(w: np.ndarray, kind: str) -> float:
-    """The factor ``symmetric_matrix`` applies to ``A``'s weights."""
-    if kind == "normalized" and len(w):
-        top = float(w.max())
-        if top > 0:
-            return 1.0 / top
-    return 1.0
+def weight_scale(top: float, kind: str) -> float:
+    """The factor ``symmetric_matrix`` applies to ``A``'s weights, given the
+    largest of them (``top``, as ``symmetric_weights`` returns it)."""
+    return 1.0 / top if kind == "normalized" and top > 0 else 1.0
 
 
-def symmetric_weights(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``A = W + W^T`` as CSR (sorted rows, internal order), unscaled."""
+def symmetric_weights(snap: Snapshot):
+    """``A = W + W^T`` as CSR (sorted rows, internal order), unscaled:
+    ``(indptr, indices, weights, row sums, largest weight)``; the merge
+    computes the last two on its way, so callers need no extra pass."""
     n = snap.n
-    ptr, idx, w, _, _ = merge_rows(
+    ptr, idx, w, rowsum, top = merge_rows(
         n, snap.out_indptr, snap.out_indices, snap.out_w, snap.in_indptr, snap.in_indices, snap.in_w
     )
     if snap.overlay_nnz:
@@ -136,5 +137,5 @@ def symmetric_weights(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarra
             snap.ov_in_indices,
             snap.ov_in_w,
         )
-        ptr, idx, w, _, _ = merge_rows(n, ptr, idx, w, optr, oidx, ow)
-    return ptr, idx, w
+        ptr, idx, w, rowsum, top = merge_rows(n, ptr, idx, w, optr, oidx, ow)
+    return ptr, idx, w, rowsum, top
