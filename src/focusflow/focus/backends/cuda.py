@@ -614,9 +614,9 @@ class CudaOperator(ScreenedCG):
         self.ov.append(s, d, w.astype(self.dtype))
         self._sym_update(s, d, w, fresh=True)
         cupy.add.at(self.out_weight, s, w)
-        weight = self.out_weight[s]
-        linked = weight > 0
-        self.inv_out[s] = cupy.where(linked, 1.0 / cupy.where(linked, weight, 1.0), 0.0)
+        # numpy's where dispatches to CuPy's on device arrays (as in _rescale)
+        inv, linked = inverse_out_weight(self.out_weight[s])
+        self.inv_out[s] = inv
         self.dangling[s] = ~linked
         self._z_of = None
 
