@@ -326,3 +326,22 @@ def test_merged_patch_records_add_up_across_patches():
     records = g._patches
     with pytest.raises(ValueError):
         merge_patches([records[0], records[2]])
+
+
+def test_particles_added_after_the_snapshot_keep_their_ids():
+    """Vectors and ids reaching past the snapshot (particles an operator took
+    before the next patch numbered them) map as that patch will map them."""
+    rng = np.random.default_rng(7)
+    g, names = _patched_graph(rng, 200)
+    snap = g.snapshot()
+    n = snap.n
+    ids = np.array([0, n - 1, n, n + 3])
+    assert list(snap.internal_ids(ids)) == [snap.perm[0], snap.perm[n - 1], n, n + 3]
+    vec = rng.random(n + 4)
+    order = snap.to_particle_order(vec)
+    assert np.array_equal(order[:n], vec[:n][snap.perm]) and np.array_equal(order[n:], vec[n:])
+    g.add_links([f"x{i}" for i in range(4)], names[:4], weights=np.ones(4))  # particles n .. n+3
+    patched = g.snapshot()
+    assert patched is snap and snap.n == n + 4
+    assert list(snap.internal_ids(ids)) == list(snap.perm[ids]), "the patch numbered them so"
+    assert np.array_equal(snap.to_particle_order(vec), order)

@@ -32,7 +32,6 @@ from focusflow.focus.push import delta_residual, push
 from focusflow.focus.result import DeferredFocusResult, Diagnostics, FocusResult
 from focusflow.focus.solver import Progress, prior_vector, solve
 from focusflow.focus.spectral import HeatState, SpringsState
-from focusflow.graph.csr import gather
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.links import Cyberlink, StakeBatch
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -180,19 +179,8 @@ class FocusEngine:
             if np.any(g.neudeg[check] != counts[check]):
                 return None
         weights = g.link_weight_range(first, last)
-        return self._internal(links.src[first:last]), self._internal(links.dst[first:last]), weights
-
-    def _internal(self, ids: np.ndarray) -> np.ndarray:
-        """Internal ids of particles: the snapshot's order, and particles added
-        since keep their own ids (as the snapshot's next patch numbers them)."""
-        perm = self._snap.perm
-        ids = np.asarray(ids, dtype=np.int64)
-        if not len(ids) or ids.max() < len(perm):
-            return gather(perm, ids)
-        out = ids.copy()
-        old = np.flatnonzero(out < len(perm))
-        out[old] = gather(perm, out[old])
-        return out
+        internal = self._snap.internal_ids
+        return internal(links.src[first:last]), internal(links.dst[first:last]), weights
 
     def _apply_fresh(self, fresh, t0: float) -> FocusResult:
         t = time.perf_counter()
@@ -279,7 +267,7 @@ class FocusEngine:
     def _rebind(self, snap: Snapshot) -> None:
         """New snapshot (compaction): carry the state over through particle order."""
         old = self._snap
-        phi = _particle_order(old, self._host(self._phi))
+        phi = old.to_particle_order(self._host(self._phi))
         xhat = old.to_particle_order(self._xhat) if self._xhat is not None else None
         self._bind(snap)
         grow = snap.n - len(phi)
@@ -488,7 +476,7 @@ class FocusEngine:
             keys=self.graph.particles.keys(),
         )
         if isinstance(self._phi, np.ndarray):
-            self.result = FocusResult(focus=_particle_order(self._snap, self._phi), **common)
+            self.result = FocusResult(focus=self._snap.to_particle_order(self._phi), **common)
         else:
             self.result = DeferredFocusResult(self._fetcher(), **common)
         return self.result
@@ -509,10 +497,3 @@ class FocusEngine:
             perm = xp.concatenate([perm, xp.arange(len(perm), len(phi), dtype=perm.dtype)])
             self._perm_dev = (snap.perm, perm)
         return lambda: op.to_host(phi[perm])
-
-
-def _particle_order(snap: Snapshot, vec: np.ndarray) -> np.ndarray:
-    """``vec`` (internal order) by particle id; entries past the snapshot's
-    particles belong to particles added since, whose ids are their own."""
-    head = snap.to_particle_order(vec[: snap.n])
-    return head if len(vec) == snap.n else np.concatenate([head, vec[snap.n :]])

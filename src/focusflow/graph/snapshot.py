@@ -375,8 +375,25 @@ class Snapshot:
         return self.out_weight <= 0.0
 
     def to_particle_order(self, vec: np.ndarray) -> np.ndarray:
-        """A vector indexed by internal id, re-indexed by particle id."""
-        return vec[self.perm]
+        """A vector indexed by internal id, re-indexed by particle id.
+
+        ``vec`` may be longer than the snapshot: particles added since keep
+        their own ids as internal ids (as ``_grow`` numbers them), so its
+        entries past ``n`` are already in particle order.
+        """
+        head = vec[self.perm]
+        return head if len(vec) <= self.n else np.concatenate([head, vec[self.n :]])
+
+    def internal_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Internal ids of particles ``ids``; particles added since the snapshot
+        last grew keep their own ids (as ``_grow`` will number them)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids) or ids.max() < self.n:
+            return gather(self.perm, ids)
+        out = ids.copy()
+        old = np.flatnonzero(out < self.n)
+        out[old] = gather(self.perm, out[old])
+        return out
 
     def to_internal_order(self, vec: np.ndarray) -> np.ndarray:
         return vec[self.iperm]
