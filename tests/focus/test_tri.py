@@ -6,7 +6,8 @@ import scipy.linalg as sl
 
 from focusflow.focus import compute
 from focusflow.focus.backends import get_backend
-from focusflow.focus.spectral import HeatState, SpringsState, heat, springs
+from focusflow.focus.params import make_params
+from focusflow.focus.spectral import HeatState, SpringsState, heat, heat_series, springs
 from focusflow.graph import Snapshot
 from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix, dense_laplacian, dense_tri, dense_weights
@@ -68,6 +69,102 @@ def test_operators_match_expm_and_direct_solve(laplacian):
     # mass is preserved by both
     assert h.sum() == pytest.approx(1.0, abs=1e-12)
     assert s.sum() == pytest.approx(1.0, abs=1e-10)
+
+
+def _heat_setup(seed: int, laplacian: str = "normalized"):
+    n = 40
+    src, dst, w = random_weighted(n, 160, seed)
+    op = get_backend("numba").operator(Snapshot(n, src, dst, w, order="none"))
+    op.setup_laplacian(laplacian)
+    return op, dense_weights(n, src, dst, w)
+
+
+def _heat_error(op, lap, phi, out, tau) -> float:
+    """The error of a heat result in the norm its bound is kept in."""
+    return float(np.linalg.norm(op.lap_sigma * (out - sl.expm(-tau * lap) @ phi)))
+
+
+@pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
+def test_heat_increments_keep_their_error_bound(laplacian):
+    """A converging sequence with tolerances that follow its change, as the
+    solver's: every result stays within the bound it reports and within its
+    budget, and some are increments that cost fewer terms than a fresh series."""
+    tau = 1.3
+    op, weights = _heat_setup(12, laplacian)
+    lap = dense_laplacian(weights, laplacian)
+    n = op.n
+    rng = np.random.default_rng(3)
+    target, noise = rng.random(n), rng.random(n) - 0.5
+    state = HeatState()
+    cheaper = 0
+    for k, tol in enumerate([1e-2, 5e-3, 1e-3, 3e-4, 1e-4, 2e-5, 5e-6, 1e-7, 1e-9, 1e-11]):
+        phi = target + 0.3**k * noise * target
+        phi /= phi.sum()
+        before = state.terms
+        out = heat(op, phi, tau, state, tol)
+        err = _heat_error(op, lap, phi, out, tau)
+        scale = float(np.linalg.norm(op.lap_sigma * phi))
+        assert err <= state.err + 1e-14 * scale
+        assert state.err <= tol * scale
+        fresh = len(heat_series(tau * op.lam_max / 2, tol)[0])
+        cheaper += state.terms - before < fresh
+    assert cheaper >= 3
+
+
+def test_heat_does_not_build_on_a_looser_result():
+    """A tight application after a loose one on nearly the same vector: the
+    loose result's error does not fit the tight budget, so it is not reused."""
+    tau = 1.0
+    op, weights = _heat_setup(13)
+    lap = dense_laplacian(weights, "normalized")
+    phi = np.random.default_rng(4).random(op.n)
+    phi /= phi.sum()
+    state = HeatState()
+    heat(op, phi, tau, state, 1e-2)
+    near = phi.copy()
+    near[0] *= 1 + 1e-9
+    near /= near.sum()
+    out = heat(op, near, tau, state, 1e-12)
+    assert _heat_error(op, lap, near, out, tau) <= 1e-12 * np.linalg.norm(op.lap_sigma * near)
+
+
+def test_heat_does_not_build_on_another_operator():
+    """Another matrix, another Laplacian of the same graph, another tau."""
+    tau = 1.0
+    op_a, _ = _heat_setup(14)
+    op_b, weights_b = _heat_setup(15)
+    lap_b = dense_laplacian(weights_b, "normalized")
+    phi = np.random.default_rng(5).random(op_a.n)
+    phi /= phi.sum()
+    state = HeatState()
+    heat(op_a, phi, tau, state, 1e-12)
+    out = heat(op_b, phi, tau, state, 1e-10)
+    assert _heat_error(op_b, lap_b, phi, out, tau) <= 1e-10 * np.linalg.norm(op_b.lap_sigma * phi)
+    # the same operator with the other Laplacian (another matrix and lam_max)
+    op_b.setup_laplacian("combinatorial")
+    lap_c = dense_laplacian(weights_b, "combinatorial")
+    out = heat(op_b, phi, tau, state, 1e-10)
+    assert _heat_error(op_b, lap_c, phi, out, tau) <= 1e-10 * np.linalg.norm(op_b.lap_sigma * phi)
+    out = heat(op_b, phi, 2 * tau, state, 1e-10)
+    bound = 1e-10 * np.linalg.norm(op_b.lap_sigma * phi)
+    assert _heat_error(op_b, lap_c, phi, out, 2 * tau) <= bound
+
+
+def test_a_cold_tri_solve_starts_from_diffusion():
+    src, dst, w = random_weighted(80, 400, 5)
+    a = as_matrix(80, src, dst, w)
+    cold = compute(a, tol=1e-12)
+    assert cold.diagnostics.inner["diffusion_start_iterations"] > 0
+    warm = compute(a, tol=1e-12, x0=np.full(80, 1 / 80))
+    assert warm.diagnostics.inner["diffusion_start_iterations"] == 0
+    assert np.abs(cold.focus - warm.focus).sum() < 1e-10
+    assert compute(a, mode="diffusion").diagnostics.inner["diffusion_start_iterations"] == 0
+
+
+def test_anderson_window_defaults_by_mode():
+    assert make_params(mode="tri").anderson == 6
+    assert make_params(mode="diffusion").anderson == 2
+    assert make_params(mode="tri", anderson=0).anderson == 0
 
 
 def test_diagnostics_are_reported():

@@ -87,8 +87,11 @@ def compute_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     laplacian: str = typer.Option("normalized", "--laplacian", help="normalized or combinatorial."),
     precision: str = typer.Option("float64", "--precision", help="float64 or float32 storage."),
-    anderson: int = typer.Option(
-        2, "--anderson", help="Anderson acceleration window; 0 = the plain iteration."
+    anderson: int | None = typer.Option(
+        None,
+        "--anderson",
+        help="Anderson acceleration window (default 2 for diffusion, 6 for tri); "
+        "0 = the plain iteration.",
     ),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Drop bostrom links whose particles are not CIDs."

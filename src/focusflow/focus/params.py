@@ -17,6 +17,13 @@ from focusflow.core.errors import InvalidParameterError
 MODES = ("tri", "diffusion", "cyberank")
 LAPLACIANS = ("normalized", "combinatorial")
 PRECISIONS = ("float64", "float32")
+#: Default Anderson windows. Tri on R-MAT graphs from the diffusion start
+#: (numba, scales 16 and 19; cuda, scale 23): window 6 takes 10 outer
+#: iterations, windows 2 and 4 take 10-11; each costs springs and heat, and
+#: the longer history costs two vector passes per step. Diffusion takes 9 with
+#: any window from 1 to 5 (bench/RESULTS.md).
+DIFFUSION_ANDERSON = 2
+TRI_ANDERSON = 6
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,9 @@ class FocusParams:
     prior: str | np.ndarray = "uniform"
     precision: str = "float64"
     spectral_gap: bool = False
-    anderson: int = 2
+    #: Anderson window; None picks 2 for diffusion and 6 for tri, where an
+    #: iteration costs several products and a longer memory pays for itself.
+    anderson: int | None = None
 
     def with_(self, **changes) -> FocusParams:
         return replace(self, **changes)
@@ -84,10 +93,11 @@ class FocusParams:
             )
         if not (0 < self.cg_tol < 1) or not (0 < self.heat_tol < 1):
             raise InvalidParameterError("cg_tol and heat_tol must be in (0, 1)")
-        if not (isinstance(self.anderson, int) and 0 <= self.anderson <= 10):
-            raise InvalidParameterError(
-                f"anderson must be an integer in 0..10, got {self.anderson}"
-            )
+        anderson = self.anderson
+        if anderson is None:
+            anderson = TRI_ANDERSON if self.mode == "tri" else DIFFUSION_ANDERSON
+        if not (isinstance(anderson, int) and 0 <= anderson <= 10):
+            raise InvalidParameterError(f"anderson must be an integer in 0..10, got {anderson}")
         if self.precision not in PRECISIONS:
             raise InvalidParameterError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
@@ -96,7 +106,7 @@ class FocusParams:
             raise InvalidParameterError(
                 f"prior must be 'uniform', 'stake' or a vector, got {self.prior!r}"
             )
-        return replace(self, weights=w)
+        return replace(self, weights=w, anderson=anderson)
 
 
 def make_params(params: FocusParams | None = None, **overrides) -> FocusParams:

@@ -20,6 +20,7 @@ tolerance respectively).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import ive
@@ -27,23 +28,29 @@ from scipy.special import ive
 from focusflow.focus.backends.base import GraphOperator
 
 
-def heat_coefficients(c: float, tol: float) -> np.ndarray:
-    """Chebyshev coefficients of ``exp(-c (1 + z))`` on ``z in [-1, 1]``.
+def heat_series(c: float, tol: float) -> tuple[np.ndarray, float]:
+    """Chebyshev coefficients of ``exp(-c (1 + z))`` on ``z in [-1, 1]`` and the
+    bound on the error of the truncated series.
 
     ``exp(-c(1+z)) = ive(0,c) + 2 sum_k (-1)^k ive(k,c) T_k(z)``; the series is cut
-    at the first K whose remaining coefficients sum to at most ``tol`` (an upper
-    bound of the truncation error in the 2-norm, since ``|T_k| <= 1``).
+    at the first K whose remaining coefficients sum to at most ``tol``. That sum
+    (returned) bounds the truncation error in the 2-norm, since ``|T_k| <= 1``.
     """
     if c <= 0:
-        return np.array([1.0])
+        return np.array([1.0]), 0.0
     kmax = int(c + 12.0 * np.sqrt(c) + 60.0)
     k = np.arange(kmax + 1)
     a = 2.0 * ive(k, c) * np.where(k % 2 == 0, 1.0, -1.0)
     a[0] = ive(0, c)
-    tail = np.cumsum(np.abs(a)[::-1])[::-1]
+    tail = np.append(np.cumsum(np.abs(a)[::-1])[::-1], 0.0)
     keep = np.flatnonzero(tail <= tol)
-    cut = int(keep[0]) if len(keep) else kmax + 1
-    return a[: max(cut, 1)]
+    cut = max(int(keep[0]) if len(keep) else kmax + 1, 1)
+    return a[:cut], float(tail[cut])
+
+
+def heat_coefficients(c: float, tol: float) -> np.ndarray:
+    """The coefficients of ``heat_series(c, tol)``."""
+    return heat_series(c, tol)[0]
 
 
 @dataclass
@@ -115,6 +122,12 @@ def springs(
     return y / sigma
 
 
+#: Share of its error budget a fresh heat application spends. The rest is left
+#: to the next iterations, whose smaller budgets an increment on top of this
+#: result must fit into with its own error (see ``_heat_input``).
+FRESH_SHARE = 0.1
+
+
 @dataclass
 class HeatState:
     """Last input and output of the heat operator, to apply it to differences."""
@@ -122,8 +135,12 @@ class HeatState:
     phi: np.ndarray | None = None
     out: np.ndarray | None = None
     terms: int = 0
-    #: Relative accuracy ``out`` was computed to.
-    tol: float = np.inf
+    #: Bound on the error of ``out`` in the symmetric frame,
+    #: ``||sigma out - exp(-tau Ls) sigma phi||_2``.
+    err: float = np.inf
+    #: The operator's matrix and the series parameter ``out`` was computed with.
+    owner: object = None
+    c: float = np.nan
 
 
 def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
@@ -148,33 +165,65 @@ def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarr
     return acc
 
 
-def _heat_input(op, phi, tau, state, tol, incremental):
-    """What to expand for ``H(phi)``: ``(v, coeffs, rel, base)``.
+def _heat_owner(op: GraphOperator) -> object:
+    """What a stored heat result belongs to: the symmetric matrix as it is now."""
+    version = getattr(op, "_matrix_version", None)
+    return version() if version is not None else op.lap_sigma
 
-    ``v`` (symmetric frame) is ``sigma phi``, or the change ``sigma (phi -
-    state.phi)`` when ``incremental`` and the stored result is at least as
-    accurate as asked (then ``base`` is that result and ``rel`` the relative
-    accuracy that keeps the absolute error at ``tol * ||sigma phi||``).
+
+class _HeatPlan(NamedTuple):
+    v: np.ndarray
+    coeffs: np.ndarray
+    err: float
+    base: np.ndarray | None
+    c: float
+
+
+def _heat_input(op, phi, tau, state, tol) -> _HeatPlan:
+    """What to expand for ``H(phi)`` to within ``tol * ||sigma phi||_2``.
+
+    Heat is linear, so ``H(phi) = H(phi_prev) + H(phi - phi_prev)``, and the
+    change shrinks as the solver converges: an increment on the stored result
+    needs fewer terms for the same absolute error. The errors add up, so an
+    increment is only taken when the stored result's error bound leaves room
+    in this application's budget, and then the increment gets what remains.
+    A fresh application spends ``FRESH_SHARE`` of its budget, so that the next
+    iterations (whose budgets are smaller: the inner tolerances follow the
+    outer change) can still build on it. ``v`` is in the symmetric frame,
+    ``err`` the new bound, ``base`` the stored result an increment adds to.
     """
     sigma = op.lap_sigma
     c = tau * op.lam_max / 2.0
-    if incremental and state.phi is not None and len(state.phi) == len(phi) and state.tol <= tol:
+    sphi = sigma * phi
+    budget = tol * _norm(op, sphi)
+    fresh, bound = heat_series(c, FRESH_SHARE * tol)
+    valid = (
+        state.out is not None
+        and len(state.phi) == len(phi)
+        and state.c == c
+        and state.owner is _heat_owner(op)
+        and state.err < budget
+    )
+    if valid:
         delta = sigma * (phi - state.phi)
         size = _norm(op, delta)
-        base = _norm(op, sigma * phi)
-        rel = min(0.5, tol * base / size) if size > 0 else 0.5
-        return delta, heat_coefficients(c, rel), rel, state.out
-    return sigma * phi, heat_coefficients(c, tol), tol, None
+        rel = min(0.5, (budget - state.err) / size) if size > 0 else 0.5
+        inc, inc_bound = heat_series(c, rel)
+        if len(inc) < len(fresh):
+            return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c)
+    return _HeatPlan(sphi, fresh, bound * _norm(op, sphi), None, c)
 
 
-def _heat_finish(op, phi, state, tol, acc, coeffs, base) -> np.ndarray:
+def _heat_finish(op, phi, state: HeatState, plan: _HeatPlan, acc) -> np.ndarray:
     out = acc / op.lap_sigma
-    if base is not None:
-        out += base
+    if plan.base is not None:
+        out += plan.base
     state.phi = phi.copy()
     state.out = out
-    state.tol = tol
-    state.terms += len(coeffs)
+    state.err = plan.err
+    state.owner = _heat_owner(op)
+    state.c = plan.c
+    state.terms += len(plan.coeffs)
     return out
 
 
@@ -184,22 +233,14 @@ def heat(
     tau: float,
     state: HeatState,
     tol: float,
-    incremental: bool = True,
 ) -> np.ndarray:
-    """``H(phi)`` to within ``tol * ||sigma phi||_2`` (in the symmetric frame).
-
-    Heat is linear, so ``H(phi) = H(phi_prev) + H(phi - phi_prev)``: with
-    ``incremental`` the operator is applied to the difference, which shrinks as
-    the solver converges and needs fewer Chebyshev terms for the same error
-    bound. The errors of successive differences add up in the running sum, so
-    this is only used with a tight ``tol``, and only on top of a result that
-    was itself computed to ``tol`` or better; loose solves apply heat afresh.
-    """
+    """``H(phi)`` to within ``tol * ||sigma phi||_2`` (in the symmetric frame),
+    applied to the change since ``state``'s result where that is cheaper and
+    its error leaves room (``_heat_input``)."""
     if op.lam_max <= 0.0:
         return phi.copy()
-    v, coeffs, _, base = _heat_input(op, phi, tau, state, tol, incremental)
-    acc = _chebyshev(op, v, coeffs)
-    return _heat_finish(op, phi, state, tol, acc, coeffs, base)
+    plan = _heat_input(op, phi, tau, state, tol)
+    return _heat_finish(op, phi, state, plan, _chebyshev(op, plan.v, plan.coeffs))
 
 
 def springs_and_heat(
@@ -224,8 +265,8 @@ def springs_and_heat(
     if fused is None or op.lam_max <= 0.0:
         return (
             springs(op, phi, mu, s_state, cg_tol, cg_max_iter, exact),
-            heat(op, phi, tau, h_state, heat_tol, incremental=exact),
+            heat(op, phi, tau, h_state, heat_tol),
         )
-    v, coeffs, _, base = _heat_input(op, phi, tau, h_state, heat_tol, exact)
-    s_out, acc = fused(phi, mu, s_state, cg_tol, cg_max_iter, exact, v, coeffs)
-    return s_out, _heat_finish(op, phi, h_state, heat_tol, acc, coeffs, base)
+    plan = _heat_input(op, phi, tau, h_state, heat_tol)
+    s_out, acc = fused(phi, mu, s_state, cg_tol, cg_max_iter, exact, plan.v, plan.coeffs)
+    return s_out, _heat_finish(op, phi, h_state, plan, acc)
