@@ -36,8 +36,12 @@ LANES = 32
 # A thread sums a row of up to LONG_ROW entries; longer rows are cut into
 # CHUNK-entry pieces that a whole warp sums. One thread walking a 2048-entry
 # row took as long as the rest of the product (measured: 0.69 ms at 10^8 edges).
+# The pieces run in the order of their first column, so warps that run at the
+# same time gather from nearby parts of the vector: at 10^8 edges (70 % of the
+# entries in long rows) 0.726 -> 0.651 ms per product, 1.472 -> 1.310 ms per
+# pair product over W + W^T, against 1024-entry pieces in row order.
 LONG_ROW = 128
-CHUNK = 1024
+CHUNK = 128
 BLOCK = 256
 
 _SOURCE = r"""
@@ -463,12 +467,14 @@ class _DeviceSell:
         lengths = (indptr[long_rows + 1] - indptr[long_rows]).astype(np.int64)
         self.long_src = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         entries = _ranges(indptr[long_rows].astype(np.int64), lengths)
+        lidx = indices[entries]
         crow, cstart, cend = _chunks(long_rows, self.long_src[:-1], lengths)
+        by_column = np.argsort(lidx[cstart], kind="stable")
         self.long_rows = cupy.asarray(long_rows.astype(np.int64))
-        self.crow = cupy.asarray(crow)
-        self.cstart = cupy.asarray(cstart)
-        self.cend = cupy.asarray(cend)
-        self.lidx = cupy.asarray(indices[entries])
+        self.crow = cupy.asarray(crow[by_column])
+        self.cstart = cupy.asarray(cstart[by_column])
+        self.cend = cupy.asarray(cend[by_column])
+        self.lidx = cupy.asarray(lidx)
         self.lval = cupy.asarray(weights[entries].astype(dtype))
         self.nchunks = len(crow)
         # long row -> its index k in long_rows, by binary search over the sorted rows
