@@ -84,6 +84,15 @@ def _heat_error(op, lap, phi, out, tau) -> float:
     return float(np.linalg.norm(op.lap_sigma * (out - sl.expm(-tau * lap) @ phi)))
 
 
+def _assert_heat_within(op, lap, phi, out, tau, tol) -> None:
+    assert _heat_error(op, lap, phi, out, tau) <= tol * np.linalg.norm(op.lap_sigma * phi)
+
+
+def _distribution(n: int, seed: int) -> np.ndarray:
+    phi = np.random.default_rng(seed).random(n)
+    return phi / phi.sum()
+
+
 @pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
 def test_heat_increments_keep_their_error_bound(laplacian):
     """A converging sequence with tolerances that follow its change, as the
@@ -117,15 +126,13 @@ def test_heat_does_not_build_on_a_looser_result():
     tau = 1.0
     op, weights = _heat_setup(13)
     lap = dense_laplacian(weights, "normalized")
-    phi = np.random.default_rng(4).random(op.n)
-    phi /= phi.sum()
+    phi = _distribution(op.n, 4)
     state = HeatState()
     heat(op, phi, tau, state, 1e-2)
     near = phi.copy()
     near[0] *= 1 + 1e-9
     near /= near.sum()
-    out = heat(op, near, tau, state, 1e-12)
-    assert _heat_error(op, lap, near, out, tau) <= 1e-12 * np.linalg.norm(op.lap_sigma * near)
+    _assert_heat_within(op, lap, near, heat(op, near, tau, state, 1e-12), tau, 1e-12)
 
 
 def test_heat_does_not_build_on_another_operator():
@@ -134,20 +141,16 @@ def test_heat_does_not_build_on_another_operator():
     op_a, _ = _heat_setup(14)
     op_b, weights_b = _heat_setup(15)
     lap_b = dense_laplacian(weights_b, "normalized")
-    phi = np.random.default_rng(5).random(op_a.n)
-    phi /= phi.sum()
+    phi = _distribution(op_a.n, 5)
     state = HeatState()
     heat(op_a, phi, tau, state, 1e-12)
-    out = heat(op_b, phi, tau, state, 1e-10)
-    assert _heat_error(op_b, lap_b, phi, out, tau) <= 1e-10 * np.linalg.norm(op_b.lap_sigma * phi)
+    _assert_heat_within(op_b, lap_b, phi, heat(op_b, phi, tau, state, 1e-10), tau, 1e-10)
     # the same operator with the other Laplacian (another matrix and lam_max)
     op_b.setup_laplacian("combinatorial")
     lap_c = dense_laplacian(weights_b, "combinatorial")
-    out = heat(op_b, phi, tau, state, 1e-10)
-    assert _heat_error(op_b, lap_c, phi, out, tau) <= 1e-10 * np.linalg.norm(op_b.lap_sigma * phi)
+    _assert_heat_within(op_b, lap_c, phi, heat(op_b, phi, tau, state, 1e-10), tau, 1e-10)
     out = heat(op_b, phi, 2 * tau, state, 1e-10)
-    bound = 1e-10 * np.linalg.norm(op_b.lap_sigma * phi)
-    assert _heat_error(op_b, lap_c, phi, out, 2 * tau) <= bound
+    _assert_heat_within(op_b, lap_c, phi, out, 2 * tau, 1e-10)
 
 
 def test_a_cold_tri_solve_starts_from_diffusion():
