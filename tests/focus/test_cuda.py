@@ -33,6 +33,22 @@ def test_cuda_matches_reference(mode, precision, seed):
     assert np.abs(res.focus - ref.focus).sum() < 1e-6
 
 
+@pytest.mark.parametrize("mode", ["diffusion", "tri"])
+def test_cuda_follows_a_prior_vector(mode):
+    """A non-uniform teleport vector: the finish pass reads it (a uniform one
+    is passed as a value), also after a solve with the uniform prior."""
+    n = 700
+    src, dst, w = random_weighted(n, 6 * n, 21)
+    snap = Snapshot(n, src, dst, w)  # one snapshot: both solves use one cuda operator
+    prior = np.random.default_rng(3).random(n) ** 4
+    compute(snap, mode=mode, backend="cuda", precision="float32", tol=1e-9)
+    ref = compute(snap, mode=mode, backend="numpy", tol=1e-12, prior=prior)
+    res = compute(snap, mode=mode, backend="cuda", precision="float32", tol=1e-9, prior=prior)
+    uniform = compute(snap, mode=mode, backend="numpy", tol=1e-12)
+    assert np.abs(res.focus - ref.focus).sum() < 1e-6
+    assert np.abs(ref.focus - uniform.focus).sum() > 1e-2
+
+
 def test_hub_rows_take_the_chunked_path():
     # R-MAT hubs exceed the long-row threshold, so warps share them.
     src, dst, w = rmat_edges(14, 16, seed=2)
