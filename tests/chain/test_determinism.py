@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from focusflow.chain import replay
+from focusflow.chain.focus_commit import FocusState
 from tests.chain.helpers import genesis, new_chain
 from tests.chain.randomtx import random_blocks
 
@@ -90,3 +91,13 @@ def test_refused_block_leaves_the_follower_usable(tmp_path):
     assert b.head == head and b.store.root == root
     b.apply_block(good.record.encode())
     assert b.head == a.head
+
+
+def test_a_chain_keeps_the_focus_algorithm_its_blocks_were_committed_with():
+    """A node replays every stored block at start, so a genesis that names no
+    focus choices keeps the first algorithm whatever the library's defaults
+    become; a genesis may name the faster ones."""
+    first = FocusState({"mode": "tri"}).params
+    assert (first.anderson, first.start, first.heat_reuse) == (2, "uniform", "exact")
+    named = FocusState({"anderson": 6, "start": "diffusion", "heat_reuse": "bounded"}).params
+    assert (named.anderson, named.start, named.heat_reuse) == (6, "diffusion", "bounded")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg as sl
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.focus import compute
 from focusflow.focus.backends import get_backend
 from focusflow.focus.params import make_params
@@ -13,10 +14,11 @@ from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix, dense_laplacian, dense_tri, dense_weights
 
 
+@pytest.mark.parametrize("algorithm", [{}, {"start": "uniform", "heat_reuse": "exact"}])
 @pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("seed", range(6))
-def test_tri_equals_dense_reference(laplacian, backend, seed):
+def test_tri_equals_dense_reference(laplacian, backend, seed, algorithm):
     rng = np.random.default_rng(100 + seed)
     n = int(rng.integers(4, 60))
     src, dst, w = random_weighted(n, int(rng.integers(1, 4 * n)), seed)
@@ -37,6 +39,7 @@ def test_tri_equals_dense_reference(laplacian, backend, seed):
         tol=1e-13,
         backend=backend,
         **params,
+        **algorithm,
     )
     assert res.converged
     assert np.abs(res.focus - ref).sum() < 1e-8
@@ -120,6 +123,27 @@ def test_heat_increments_keep_their_error_bound(laplacian):
     assert cheaper >= 3
 
 
+def test_exact_reuse_is_fresh_outside_the_exact_phase():
+    """``heat_reuse="exact"`` (the chain's first algorithm): loose applications
+    are fresh series, and the exact phase builds on an exact result."""
+    tau = 1.0
+    op, weights = _heat_setup(16)
+    lap = dense_laplacian(weights, "normalized")
+    c = tau * op.lam_max / 2
+    state = HeatState()
+    for k, tol in enumerate([1e-3, 1e-2, 1e-2]):
+        phi = _distribution(op.n, 20 + k)
+        out = heat(op, phi, tau, state, tol, "exact", exact=False)
+        assert np.array_equal(out, heat(op, phi, tau, HeatState(), tol, "exact", exact=False))
+    phi = _distribution(op.n, 30)
+    heat(op, phi, tau, state, 1e-12, "exact", exact=True)
+    near = 0.999 * phi + 0.001 * _distribution(op.n, 31)
+    before = state.terms
+    out = heat(op, near, tau, state, 1e-12, "exact", exact=True)
+    assert state.terms - before < len(heat_series(c, 1e-12)[0])
+    _assert_heat_within(op, lap, near, out, tau, 2e-12)
+
+
 def test_heat_does_not_build_on_a_looser_result():
     """A tight application after a loose one on nearly the same vector: the
     loose result's error does not fit the tight budget, so it is not reused."""
@@ -168,6 +192,18 @@ def test_anderson_window_defaults_by_mode():
     assert make_params(mode="tri").anderson == 6
     assert make_params(mode="diffusion").anderson == 2
     assert make_params(mode="tri", anderson=0).anderson == 0
+
+
+@pytest.mark.parametrize("field", ["start", "heat_reuse"])
+def test_unknown_algorithm_choices_are_refused(field):
+    with pytest.raises(InvalidParameterError, match=field):
+        make_params(**{field: "fastest"})
+
+
+def test_a_uniform_start_skips_the_diffusion_start():
+    src, dst, w = random_weighted(80, 400, 5)
+    res = compute(as_matrix(80, src, dst, w), tol=1e-12, start="uniform")
+    assert res.diagnostics.inner["diffusion_start_iterations"] == 0
 
 
 def test_diagnostics_are_reported():

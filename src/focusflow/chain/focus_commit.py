@@ -43,6 +43,12 @@ FOCUS_KEY = b"/graph/focus"
 PARTICLES_PREFIX = b"/graph/particles/"
 #: The one backend whose results every node reproduces bit for bit.
 CHAIN_BACKEND = "numba"
+#: The focus algorithm a chain gets for what its genesis leaves out: the
+#: choices its blocks were first committed with. A node replays every stored
+#: block at start (Chain._restore), so a later library default must not change
+#: what they recompute to; a genesis may name the faster choices
+#: (docs/focus.md: ``start``, ``heat_reuse``, ``anderson``).
+CHAIN_FOCUS_DEFAULTS = {"anderson": 2, "start": "uniform", "heat_reuse": "exact"}
 
 
 def quantise(phi: np.ndarray) -> np.ndarray:
@@ -64,7 +70,7 @@ class FocusState:
     """The chain's graph and engine, advanced one block of deltas at a time."""
 
     def __init__(self, focus: dict | None = None) -> None:
-        self.params: FocusParams = make_params(None, **(focus or {}))
+        self.params: FocusParams = make_params(None, **{**CHAIN_FOCUS_DEFAULTS, **(focus or {})})
         self.graph = Cybergraph(require_cids=False, default_stake=0.0)
         self.engine = FocusEngine(self.graph, self.params, backend=CHAIN_BACKEND)
         self.q = np.zeros(0, dtype=np.uint64)

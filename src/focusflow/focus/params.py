@@ -17,6 +17,8 @@ from focusflow.core.errors import InvalidParameterError
 MODES = ("tri", "diffusion", "cyberank")
 LAPLACIANS = ("normalized", "combinatorial")
 PRECISIONS = ("float64", "float32")
+STARTS = ("diffusion", "uniform")
+HEAT_REUSE = ("bounded", "exact")
 #: Default Anderson windows. Tri on R-MAT graphs from the diffusion start
 #: (numba, scales 16 and 19; cuda, scale 23): window 6 takes 10 outer
 #: iterations, windows 2 and 4 take 10-11; each costs springs and heat, and
@@ -53,6 +55,15 @@ class FocusParams:
     #: Anderson window; None picks 2 for diffusion and 6 for tri, where an
     #: iteration costs several products and a longer memory pays for itself.
     anderson: int | None = None
+    #: Where a cold tri solve begins: ``diffusion`` (diffusion alone iterated
+    #: to 1e-2 first, solver.DIFFUSION_START_TOL) or ``uniform``.
+    start: str = "diffusion"
+    #: When heat builds on its last result: ``bounded`` (whenever the carried
+    #: error bound leaves room; spectral._heat_input) or ``exact`` (only in
+    #: the exact phase). ``exact``, with ``start="uniform"`` and window 2, is
+    #: the algorithm focus was first committed with on chain, which a chain
+    #: keeps unless its genesis names another (chain.focus_commit).
+    heat_reuse: str = "bounded"
 
     def with_(self, **changes) -> FocusParams:
         return replace(self, **changes)
@@ -98,6 +109,14 @@ class FocusParams:
             anderson = TRI_ANDERSON if self.mode == "tri" else DIFFUSION_ANDERSON
         if not (isinstance(anderson, int) and 0 <= anderson <= 10):
             raise InvalidParameterError(f"anderson must be an integer in 0..10, got {anderson}")
+        if self.start not in STARTS:
+            raise InvalidParameterError(
+                f"start must be one of {', '.join(STARTS)}, got {self.start!r}"
+            )
+        if self.heat_reuse not in HEAT_REUSE:
+            raise InvalidParameterError(
+                f"heat_reuse must be one of {', '.join(HEAT_REUSE)}, got {self.heat_reuse!r}"
+            )
         if self.precision not in PRECISIONS:
             raise InvalidParameterError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"

@@ -143,7 +143,7 @@ def solve(
     device_solve = getattr(op, "solve_diffusion", None)
     device_tri = getattr(op, "solve_tri", None)
     start_iterations = 0
-    if x0 is None and use_lap and params.tol < DIFFUSION_START_TOL:
+    if x0 is None and use_lap and params.start == "diffusion" and params.tol < DIFFUSION_START_TOL:
         t = time.perf_counter()
         x0, start_iterations = _diffusion_start(op, params, prior, device_solve)
         timings["diffusion_start"] = time.perf_counter() - t
@@ -274,6 +274,7 @@ def _iterate(
                     heat_tol,
                     params.cg_max_iter,
                     exact,
+                    params.heat_reuse,
                 )
                 timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
             elif lam_s > 0:
@@ -284,7 +285,7 @@ def _iterate(
                 timings["springs"] += time.perf_counter() - t
             elif lam_h > 0:
                 t = time.perf_counter()
-                h_out = heat(op, phi, params.tau, heat_state, heat_tol)
+                h_out = heat(op, phi, params.tau, heat_state, heat_tol, params.heat_reuse, exact)
                 timings["heat"] += time.perf_counter() - t
             if fused_blend is not None:
                 # The operator normalises in place and returns the L1 change.

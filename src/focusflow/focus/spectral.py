@@ -138,6 +138,8 @@ class HeatState:
     #: Bound on the error of ``out`` in the symmetric frame,
     #: ``||sigma out - exp(-tau Ls) sigma phi||_2``.
     err: float = np.inf
+    #: The relative accuracy ``out`` was asked for.
+    tol: float = np.inf
     #: The operator's matrix and the series parameter ``out`` was computed with.
     owner: object = None
     c: float = np.nan
@@ -177,41 +179,55 @@ class _HeatPlan(NamedTuple):
     err: float
     base: np.ndarray | None
     c: float
+    tol: float
 
 
-def _heat_input(op, phi, tau, state, tol) -> _HeatPlan:
+def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = True):
     """What to expand for ``H(phi)`` to within ``tol * ||sigma phi||_2``.
 
     Heat is linear, so ``H(phi) = H(phi_prev) + H(phi - phi_prev)``, and the
     change shrinks as the solver converges: an increment on the stored result
-    needs fewer terms for the same absolute error. The errors add up, so an
-    increment is only taken when the stored result's error bound leaves room
-    in this application's budget, and then the increment gets what remains.
-    A fresh application spends ``FRESH_SHARE`` of its budget, so that the next
-    iterations (whose budgets are smaller: the inner tolerances follow the
-    outer change) can still build on it. ``v`` is in the symmetric frame,
-    ``err`` the new bound, ``base`` the stored result an increment adds to.
+    needs fewer terms for the same absolute error. The errors add up, so with
+    ``reuse="bounded"`` an increment is only taken when the stored result's
+    error bound leaves room in this application's budget, and then the
+    increment gets what remains. A fresh application spends ``FRESH_SHARE`` of
+    its budget, so that the next iterations (whose budgets are smaller: the
+    inner tolerances follow the outer change) can still build on it.
+    ``reuse="exact"`` is the rule focus was first committed with on chain (see
+    ``FocusParams.heat_reuse``): increments only in the solver's ``exact``
+    phase, on a result asked for at ``tol`` or tighter, each with the whole
+    budget. ``v`` is in the symmetric frame, ``err`` the new bound, ``base``
+    the stored result an increment adds to.
     """
     sigma = op.lap_sigma
     c = tau * op.lam_max / 2.0
     sphi = sigma * phi
-    budget = tol * _norm(op, sphi)
-    fresh, bound = heat_series(c, FRESH_SHARE * tol)
-    valid = (
+    ours = (
         state.out is not None
         and len(state.phi) == len(phi)
         and state.c == c
         and state.owner is _heat_owner(op)
-        and state.err < budget
     )
-    if valid:
+    if reuse == "exact":
+        if ours and exact and state.tol <= tol:
+            delta = sigma * (phi - state.phi)
+            size = _norm(op, delta)
+            base = _norm(op, sphi)
+            rel = min(0.5, tol * base / size) if size > 0 else 0.5
+            inc, inc_bound = heat_series(c, rel)
+            return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c, tol)
+        fresh, bound = heat_series(c, tol)
+        return _HeatPlan(sphi, fresh, bound * _norm(op, sphi), None, c, tol)
+    budget = tol * _norm(op, sphi)
+    fresh, bound = heat_series(c, FRESH_SHARE * tol)
+    if ours and state.err < budget:
         delta = sigma * (phi - state.phi)
         size = _norm(op, delta)
         rel = min(0.5, (budget - state.err) / size) if size > 0 else 0.5
         inc, inc_bound = heat_series(c, rel)
         if len(inc) < len(fresh):
-            return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c)
-    return _HeatPlan(sphi, fresh, bound * _norm(op, sphi), None, c)
+            return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c, tol)
+    return _HeatPlan(sphi, fresh, bound * _norm(op, sphi), None, c, tol)
 
 
 def _heat_finish(op, phi, state: HeatState, plan: _HeatPlan, acc) -> np.ndarray:
@@ -221,6 +237,7 @@ def _heat_finish(op, phi, state: HeatState, plan: _HeatPlan, acc) -> np.ndarray:
     state.phi = phi.copy()
     state.out = out
     state.err = plan.err
+    state.tol = plan.tol
     state.owner = _heat_owner(op)
     state.c = plan.c
     state.terms += len(plan.coeffs)
@@ -233,13 +250,15 @@ def heat(
     tau: float,
     state: HeatState,
     tol: float,
+    reuse: str = "bounded",
+    exact: bool = True,
 ) -> np.ndarray:
     """``H(phi)`` to within ``tol * ||sigma phi||_2`` (in the symmetric frame),
-    applied to the change since ``state``'s result where that is cheaper and
-    its error leaves room (``_heat_input``)."""
+    applied to the change since ``state``'s result where ``reuse`` allows it
+    (``_heat_input``)."""
     if op.lam_max <= 0.0:
         return phi.copy()
-    plan = _heat_input(op, phi, tau, state, tol)
+    plan = _heat_input(op, phi, tau, state, tol, reuse, exact)
     return _heat_finish(op, phi, state, plan, _chebyshev(op, plan.v, plan.coeffs))
 
 
@@ -254,6 +273,7 @@ def springs_and_heat(
     heat_tol: float,
     cg_max_iter: int,
     exact: bool,
+    reuse: str = "bounded",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(S(phi), H(phi))`` as ``springs`` and ``heat`` compute them.
 
@@ -265,8 +285,8 @@ def springs_and_heat(
     if fused is None or op.lam_max <= 0.0:
         return (
             springs(op, phi, mu, s_state, cg_tol, cg_max_iter, exact),
-            heat(op, phi, tau, h_state, heat_tol),
+            heat(op, phi, tau, h_state, heat_tol, reuse, exact),
         )
-    plan = _heat_input(op, phi, tau, h_state, heat_tol)
+    plan = _heat_input(op, phi, tau, h_state, heat_tol, reuse, exact)
     s_out, acc = fused(phi, mu, s_state, cg_tol, cg_max_iter, exact, plan.v, plan.coeffs)
     return s_out, _heat_finish(op, phi, h_state, plan, acc)
