@@ -191,6 +191,8 @@ def test_blocks_with_final_weights_skip_the_host_patch(mode):
         if kind in (1, 2, 3):
             assert engine.deferred_links >= g.n_links - before > 0, f"block {k} deferred"
             assert g.pending_links == engine.deferred_links, "the host snapshot waits"
+            steps = {"links", "links_check", "links_weights", "links_ids", "append"}
+            assert steps <= set(res.diagnostics.timings), "a deferred block reports its steps"
             deferred += 1
         else:
             assert engine.deferred_links == 0 and g.pending_links == 0, f"block {k} patched"

@@ -75,6 +75,7 @@ class FocusEngine:
         self._seen_links = 0
         self._seen_log = 0
         self.deferred_links = 0
+        self._fresh_timings: dict[str, float] = {}
 
     # --- public --------------------------------------------------------------
     @property
@@ -167,6 +168,7 @@ class FocusEngine:
         ):
             return None
         g = self.graph
+        t0 = time.perf_counter()
         first, last = self._seen_links, g.n_links
         links = g.links()
         neuron = links.neuron[first:last]
@@ -178,9 +180,19 @@ class FocusEngine:
             counts = np.bincount(named, minlength=g.n_neurons)
             if np.any(g.neudeg[check] != counts[check]):
                 return None
+        t1 = time.perf_counter()
         weights = g.link_weight_range(first, last)
+        t2 = time.perf_counter()
         internal = self._snap.internal_ids
-        return internal(links.src[first:last]), internal(links.dst[first:last]), weights
+        fresh = internal(links.src[first:last]), internal(links.dst[first:last]), weights
+        # The host part of a deferred block, by step (its spread between blocks
+        # on the GPU host was 1-11 ms; bench/RESULTS.md, 2026-11-23 14:16).
+        self._fresh_timings = {
+            "links_check": t1 - t0,
+            "links_weights": t2 - t1,
+            "links_ids": time.perf_counter() - t2,
+        }
+        return fresh
 
     def _apply_fresh(self, fresh, t0: float) -> FocusResult:
         t = time.perf_counter()
@@ -190,6 +202,7 @@ class FocusEngine:
         self._mark_seen(self.deferred_links)
         diag = self._update_warm(None)
         diag.timings["links"] = t - t0
+        diag.timings.update(self._fresh_timings)
         diag.timings["append"] = t_append
         diag.timings["total"] = time.perf_counter() - t0
         return self._publish(diag)
