@@ -202,6 +202,8 @@ def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = 
     sigma = op.lap_sigma
     c = tau * op.lam_max / 2.0
     sphi = sigma * phi
+    scale = _norm(op, sphi)
+    budget = tol * scale
     ours = (
         state.out is not None
         and len(state.phi) == len(phi)
@@ -209,25 +211,18 @@ def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = 
         and state.owner is _heat_owner(op)
     )
     if reuse == "exact":
-        if ours and exact and state.tol <= tol:
-            delta = sigma * (phi - state.phi)
-            size = _norm(op, delta)
-            base = _norm(op, sphi)
-            rel = min(0.5, tol * base / size) if size > 0 else 0.5
-            inc, inc_bound = heat_series(c, rel)
-            return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c, tol)
+        room = budget if ours and exact and state.tol <= tol else None
         fresh, bound = heat_series(c, tol)
-        return _HeatPlan(sphi, fresh, bound * _norm(op, sphi), None, c, tol)
-    budget = tol * _norm(op, sphi)
-    fresh, bound = heat_series(c, FRESH_SHARE * tol)
-    if ours and state.err < budget:
+    else:
+        room = budget - state.err if ours and state.err < budget else None
+        fresh, bound = heat_series(c, FRESH_SHARE * tol)
+    if room is not None:
         delta = sigma * (phi - state.phi)
         size = _norm(op, delta)
-        rel = min(0.5, (budget - state.err) / size) if size > 0 else 0.5
-        inc, inc_bound = heat_series(c, rel)
-        if len(inc) < len(fresh):
+        inc, inc_bound = heat_series(c, min(0.5, room / size) if size > 0 else 0.5)
+        if reuse == "exact" or len(inc) < len(fresh):
             return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c, tol)
-    return _HeatPlan(sphi, fresh, bound * _norm(op, sphi), None, c, tol)
+    return _HeatPlan(sphi, fresh, bound * scale, None, c, tol)
 
 
 def _heat_finish(op, phi, state: HeatState, plan: _HeatPlan, acc) -> np.ndarray:
