@@ -91,6 +91,16 @@ def inverse_out_weight(out_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(linked, 1.0 / np.where(linked, out_weight, 1.0), 0.0), linked
 
 
+def uniform_value(prior) -> float | None:
+    """The value of a constant (uniform) prior vector, None for any other: GPU
+    backends then pass the value instead of reading the vector every step.
+    Works on numpy and CuPy arrays."""
+    if not len(prior):
+        return None
+    lo, hi = float(prior.min()), float(prior.max())
+    return lo if lo == hi else None
+
+
 class ScreenedCG:
     """The start of a springs solve, shared by the operators that fuse CG.
 

@@ -27,7 +27,12 @@ import math
 
 import numpy as np
 
-from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight, laplacian_scaling
+from focusflow.focus.backends.base import (
+    ScreenedCG,
+    inverse_out_weight,
+    laplacian_scaling,
+    uniform_value,
+)
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_weights, weight_scale
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -45,9 +50,6 @@ CHUNK = 128
 BLOCK = 256
 
 _SOURCE = r"""
-// The matrix's indices and values are read once per product: loaded with the
-// streaming hint (__ldcs, evict first), they leave the caches to the gathered
-// vector (measured: 0.771 -> 0.741 ms per product at 10^8 entries).
 // The block's sum of v added to *total (one atomic per block); every thread of
 // the block must call it. A diffusion product sums its output this way, where
 // a separate pass over the output cost a read of it and two more launches.
@@ -65,6 +67,9 @@ __device__ __forceinline__ void block_add(double v, double* total)
     }
 }
 
+// The matrix's indices and values are read once per product: loaded with the
+// streaming hint (__ldcs, evict first), they leave the caches to the gathered
+// vector (measured: 0.771 -> 0.741 ms per product at 10^8 entries).
 // With sum != 0 the products also add the sum of what they write to *total.
 extern "C" __global__
 void sell_pull(const long long* __restrict__ gptr, const int* __restrict__ glen,
@@ -738,9 +743,13 @@ class CudaOperator(ScreenedCG):
             )
 
     def pull(self, z, out, scale: float) -> float:
-        """``out[q] = scale * sum_p W[p, q] z[p]``; returns ``sum(out)``."""
-        self._pull_into(self.sell, z.astype(self.dtype, copy=False), out, scale, self.ov)
-        return float(out.sum())
+        """``out[q] = scale * sum_p W[p, q] z[p]``; returns ``sum(out)``, which the
+        product's kernels add up as they write it."""
+        self._linked.fill(0.0)
+        self._pull_into(
+            self.sell, z.astype(self.dtype, copy=False), out, scale, self.ov, total=self._linked
+        )
+        return float(self._linked[0])
 
     def prepare(self, x) -> None:
         self.cupy.multiply(x, self.inv_out, out=self.z, casting="unsafe")
@@ -781,8 +790,8 @@ class CudaOperator(ScreenedCG):
         """Whether ``prior`` is constant, and its value: checked once per prior
         array (a solve passes the same one to every step)."""
         if prior is not self._prior_of:
-            lo, hi = float(prior.min()), float(prior.max())
-            self._prior_of, self._prior_kind = prior, (lo == hi, lo)
+            value = uniform_value(prior)
+            self._prior_of, self._prior_kind = prior, (value is not None, value or 0.0)
         return self._prior_kind
 
     # --- springs and heat --------------------------------------------------

@@ -86,7 +86,7 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
-from focusflow.focus.backends.base import inverse_out_weight
+from focusflow.focus.backends.base import inverse_out_weight, uniform_value
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.focus.backends.wgsl import (
@@ -946,10 +946,8 @@ class WgpuOperator:
         an upload of its float32 values."""
         if self._prior_of is prior:
             return
-        if len(prior) and prior[0] == prior[-1] and not np.any(prior != prior[0]):
-            self._uniform_prior = bool(prior[0] > 0)
-        else:
-            self._uniform_prior = False
+        value = uniform_value(prior)
+        self._uniform_prior = value is not None and value > 0
         if self._uniform_prior:
             self._inv_prior_sum = 1.0 / self.n
         else:
