@@ -145,7 +145,7 @@ def solve(
     start_iterations = 0
     if x0 is None and use_lap and params.start == "diffusion" and params.tol < DIFFUSION_START_TOL:
         t = time.perf_counter()
-        x0, start_iterations = _diffusion_start(op, params, prior, device_solve)
+        x0, start_iterations = _diffusion_start(op, params, prior)
         timings["diffusion_start"] = time.perf_counter() - t
     if device_tri is not None and use_lap:
         # The whole coupled iteration on the device (wgpu), same rules as _iterate.
@@ -196,25 +196,14 @@ def solve(
     return phi, diag
 
 
-def _diffusion_start(op, params: FocusParams, prior, device_solve) -> tuple[np.ndarray, int]:
+def _diffusion_start(op: GraphOperator, params: FocusParams, prior) -> tuple[np.ndarray, int]:
     """Diffusion alone to ``DIFFUSION_START_TOL``: the start of a cold tri solve,
     and its iterations."""
     pre = params.with_(
         weights=(1.0, 0.0, 0.0), tol=DIFFUSION_START_TOL, anderson=DIFFUSION_ANDERSON
     )
-    if device_solve is not None:
-        phi, history, _, _ = device_solve(
-            prior, None, pre.alpha, pre.tol, pre.max_iter, None, pre.anderson
-        )
-        return phi, len(history)
-    xp = getattr(op, "xp", np)
-    timings = {"diffusion": 0.0}
-    accel = Anderson(pre.anderson, op.n, xp, getattr(op, "anderson_kernels", None))
-    phi = _start(xp, op.n, None)
-    phi, it = _iterate(
-        op, pre, prior, phi, Diagnostics(), timings, SpringsState(), HeatState(), None, accel
-    )
-    return phi, it
+    phi, diag = solve(op, pre, prior)
+    return phi, diag.iterations
 
 
 def _start(xp, n: int, x0: np.ndarray | None) -> np.ndarray:
