@@ -75,7 +75,6 @@ class FocusEngine:
         self._seen_links = 0
         self._seen_log = 0
         self.deferred_links = 0
-        self._fresh_timings: dict[str, float] = {}
 
     # --- public --------------------------------------------------------------
     @property
@@ -149,9 +148,10 @@ class FocusEngine:
         return self._publish(diag)
 
     # --- blocks without a host patch -------------------------------------------
-    def _fresh_links(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def _fresh_links(self) -> tuple[tuple[np.ndarray, ...], dict[str, float]] | None:
         """The links added since the operator last saw the graph, as internal
-        ``(src, dst, weight)``, when they may reach it without a host patch.
+        ``(src, dst, weight)``, when they may reach it without a host patch, and
+        the seconds each step of finding them took.
 
         That needs an operator taking raw links (the cuda one, and the numpy
         reference), the uniform prior (other priors are built from the host
@@ -187,14 +187,15 @@ class FocusEngine:
         fresh = internal(links.src[first:last]), internal(links.dst[first:last]), weights
         # The host part of a deferred block, by step (its spread between blocks
         # on the GPU host was 1-11 ms; bench/RESULTS.md, 2026-11-23 14:16).
-        self._fresh_timings = {
+        steps = {
             "links_check": t1 - t0,
             "links_weights": t2 - t1,
             "links_ids": time.perf_counter() - t2,
         }
-        return fresh
+        return fresh, steps
 
-    def _apply_fresh(self, fresh, t0: float) -> FocusResult:
+    def _apply_fresh(self, found, t0: float) -> FocusResult:
+        fresh, steps = found
         t = time.perf_counter()
         self._op.append_links(*fresh, self.graph.n_particles)
         t_append = time.perf_counter() - t
@@ -202,7 +203,7 @@ class FocusEngine:
         self._mark_seen(self.deferred_links)
         diag = self._update_warm(None)
         diag.timings["links"] = t - t0
-        diag.timings.update(self._fresh_timings)
+        diag.timings.update(steps)
         diag.timings["append"] = t_append
         diag.timings["total"] = time.perf_counter() - t0
         return self._publish(diag)
