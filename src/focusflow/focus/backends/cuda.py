@@ -51,8 +51,11 @@ BLOCK = 256
 
 _SOURCE = r"""
 // The block's sum of v added to *total (one atomic per block); every thread of
-// the block must call it. A diffusion product sums its output this way, where
-// a separate pass over the output cost a read of it and two more launches.
+// the block must call it, and may call it again at once (it ends on a barrier,
+// so the next call does not overwrite warp_part before warp 0 has read it).
+// Every kernel that sums a vector does it this way; a diffusion product sums
+// its output so, where a separate pass over the output cost a read of it and
+// two more launches.
 __device__ __forceinline__ void block_add(double v, double* total)
 {
     __shared__ double warp_part[BLOCK / 32];
@@ -65,6 +68,7 @@ __device__ __forceinline__ void block_add(double v, double* total)
         for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffff, v, off);
         if (lane == 0) atomicAdd(total, v);
     }
+    __syncthreads();
 }
 
 // The matrix's indices and values are read once per product: loaded with the
@@ -224,7 +228,6 @@ void pair_after(const double* __restrict__ dmu, const double* __restrict__ p,
                 const double a0, const double ak, const int heat,
                 const int pack, double* __restrict__ scal, const long long n)
 {
-    __shared__ double part[BLOCK];
     const int do_cg = scal[5] != 0.0;
     double s = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -248,13 +251,7 @@ void pair_after(const double* __restrict__ dmu, const double* __restrict__ p,
             if (pack) x2[2 * i + 1] = (VAL)(sig[i] * u);
         }
     }
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
-        if (threadIdx.x < h) part[threadIdx.x] += part[threadIdx.x + h];
-        __syncthreads();
-    }
-    if (do_cg && threadIdx.x == 0) atomicAdd(&scal[1], part[0]);
+    if (do_cg) block_add(s, &scal[1]);
 }
 
 // CG update with step = scal[0] / scal[1] (rz / p.ap): y += step p, r -= step ap;
@@ -264,8 +261,6 @@ void cg_step(const double* __restrict__ p, const double* __restrict__ ap,
              const double* __restrict__ minv, double* __restrict__ y, double* __restrict__ r,
              double* __restrict__ scal, const long long n)
 {
-    __shared__ double prz[BLOCK];
-    __shared__ double prr[BLOCK];
     if (scal[5] == 0.0) return;
     double step = scal[0] / scal[1];
     double a = 0.0, b = 0.0;
@@ -277,20 +272,8 @@ void cg_step(const double* __restrict__ p, const double* __restrict__ ap,
         a += ri * minv[i] * ri;
         b += ri * ri;
     }
-    prz[threadIdx.x] = a;
-    prr[threadIdx.x] = b;
-    __syncthreads();
-    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
-        if (threadIdx.x < h) {
-            prz[threadIdx.x] += prz[threadIdx.x + h];
-            prr[threadIdx.x] += prr[threadIdx.x + h];
-        }
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) {
-        atomicAdd(&scal[2], prz[0]);
-        atomicAdd(&scal[3], prr[0]);
-    }
+    block_add(a, &scal[2]);
+    block_add(b, &scal[3]);
 }
 
 // New direction p = M^-1 r + (scal[2] / scal[0]) p, and sigma p into x2[:, 0].
@@ -332,7 +315,6 @@ void blend_sum(const double* __restrict__ d, const double* __restrict__ s,
                const double lh, double* __restrict__ out, double* __restrict__ sums,
                const long long n)
 {
-    __shared__ double part[BLOCK];
     double acc = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
@@ -340,13 +322,7 @@ void blend_sum(const double* __restrict__ d, const double* __restrict__ s,
         out[i] = v;
         acc += v;
     }
-    part[threadIdx.x] = acc;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) atomicAdd(&sums[0], part[0]);
+    block_add(acc, &sums[0]);
 }
 
 // b /= sums[0] and sums[1] += |b - x|: the blend normalised, and the L1 change.
@@ -354,7 +330,6 @@ extern "C" __global__
 void blend_norm(double* __restrict__ b, const double* __restrict__ x,
                 double* __restrict__ sums, const long long n)
 {
-    __shared__ double part[BLOCK];
     const double inv = 1.0 / sums[0];
     double acc = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -363,13 +338,7 @@ void blend_norm(double* __restrict__ b, const double* __restrict__ x,
         b[i] = v;
         acc += fabs(v - x[i]);
     }
-    part[threadIdx.x] = acc;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) atomicAdd(&sums[1], part[0]);
+    block_add(acc, &sums[1]);
 }
 
 // Anderson mixing, the two passes of anderson.py's numba kernels. aa_record:
@@ -383,7 +352,6 @@ void aa_record(const double* __restrict__ x, const double* __restrict__ gx,
                double* __restrict__ dx, double* __restrict__ dg, const int slot,
                const int live, const int k, double* __restrict__ sums, const long long n)
 {
-    __shared__ double part[BLOCK];
     double cross[AA_MAX], rhs[AA_MAX];
     for (int j = 0; j < AA_MAX; ++j) { cross[j] = 0.0; rhs[j] = 0.0; }
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -404,15 +372,9 @@ void aa_record(const double* __restrict__ x, const double* __restrict__ gx,
         g_prev[i] = g;
     }
     if (!live) return;
-    for (int v = 0; v < 2 * k; ++v) {
-        part[threadIdx.x] = v < k ? cross[v] : rhs[v - k];
-        __syncthreads();
-        for (int h = blockDim.x / 2; h > 0; h >>= 1) {
-            if (threadIdx.x < h) part[threadIdx.x] += part[threadIdx.x + h];
-            __syncthreads();
-        }
-        if (threadIdx.x == 0) atomicAdd(&sums[v < k ? v : AA_MAX + v - k], part[0]);
-        __syncthreads();
+    for (int j = 0; j < k; ++j) {
+        block_add(cross[j], &sums[j]);
+        block_add(rhs[j], &sums[AA_MAX + j]);
     }
 }
 
@@ -422,7 +384,6 @@ void aa_mix(const double* __restrict__ gx, const double* __restrict__ dx,
             const double* __restrict__ dg, const double* __restrict__ gamma, const int k,
             double* __restrict__ out, double* __restrict__ total, const long long n)
 {
-    __shared__ double part[BLOCK];
     double acc = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
@@ -432,13 +393,7 @@ void aa_mix(const double* __restrict__ gx, const double* __restrict__ dx,
         out[i] = v;
         acc += v;
     }
-    part[threadIdx.x] = acc;
-    __syncthreads();
-    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
-        if (threadIdx.x < h) part[threadIdx.x] += part[threadIdx.x + h];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) atomicAdd(total, part[0]);
+    block_add(acc, total);
 }
 
 // With a uniform prior (uniform != 0) its value is pval and the prior array is
@@ -450,7 +405,6 @@ void finish(const double* __restrict__ ylink, double* __restrict__ y,
             const double* __restrict__ linked, double* __restrict__ l1, const long long n,
             const int uniform, const double pval)
 {
-    __shared__ double part[BLOCK];
     const double tele = 1.0 - linked[0];
     double acc = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -460,13 +414,7 @@ void finish(const double* __restrict__ ylink, double* __restrict__ y,
         acc += fabs(v - x[i]);
         z[i] = (VAL)(v * inv_out[i]);
     }
-    part[threadIdx.x] = acc;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) atomicAdd(l1, part[0]);
+    block_add(acc, l1);
 }
 """
 
