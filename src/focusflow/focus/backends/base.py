@@ -26,7 +26,8 @@ float`` writes the tri blend ``(ld d + ls s + lh h) / sum`` into ``d`` and
 returns its L1 change from ``phi`` (``s`` or ``h`` None when that weight is 0),
 one fused pass where the array expression needs several; and
 ``append_links(src, dst, weights, n)`` takes links (internal ids, ``n``
-particles, new ones numbered after the old) without a snapshot patch, for
+particles, new ones numbered after the old; the ids may be arrays on the
+operator's device) without a snapshot patch, for
 ``FocusEngine``'s blocks whose links keep every weight the operator holds;
 the next ``refresh(info)`` replaces them by the patched entries.
 """

@@ -595,8 +595,8 @@ class CudaOperator(ScreenedCG):
             self._sym_update(src, dst, delta, fresh=False)
 
     def append_links(self, src: np.ndarray, dst: np.ndarray, weights: np.ndarray, n: int) -> None:
-        """Add links (internal ids; ``n`` particles now, the new ones numbered
-        after the old) without a host patch.
+        """Add links (internal ids, on the host or already on the device; ``n``
+        particles now, the new ones numbered after the old) without a host patch.
 
         The products are linear in the entries, so a link joins the overlay as
         one more COO entry even where its pair is stored already, and its
@@ -609,8 +609,8 @@ class CudaOperator(ScreenedCG):
             self._grow(n)
         if not len(src):
             return
-        s = cupy.asarray(np.asarray(src, dtype=np.int32))
-        d = cupy.asarray(np.asarray(dst, dtype=np.int32))
+        s = cupy.asarray(src).astype(cupy.int32, copy=False)
+        d = cupy.asarray(dst).astype(cupy.int32, copy=False)
         w = cupy.asarray(np.asarray(weights, dtype=np.float64))
         self.ov.append(s, d, w.astype(self.dtype))
         self._sym_update(s, d, w, fresh=True)
