@@ -18,7 +18,9 @@
    LMDB commit. Reports links/s sustained over the whole run and over the
    last quarter (graph near its final size), per-block phases, and Ed25519
    verification alone. The "da" phase is the data square and data root
-   (docs/da.md, *Chain integration*).
+   (docs/da.md, *Chain integration*). Then the node restarts twice: from the
+   focus checkpoint its close wrote, and with the checkpoint removed (the
+   replay of every block a node without one does).
 
 Run from the repository root (after ``pip install -e '.[bench]'``)::
 
@@ -217,6 +219,33 @@ def bench_pipeline(total: int, block_links: int, txs: int, neurons: int, mode: s
             f"Ed25519 verification alone: {verify_us:.0f} us each; {txs} per block = "
             f"{txs * verify_us / 1e6:.4f} s (cryptography has no batch verification)"
         )
+        bench_restart(chain, home, gen, validator, blocks)
+
+
+def bench_restart(chain, home: str, gen: Genesis, validator: KeyPair, blocks: int) -> None:
+    """A restart from the focus checkpoint (written at close) against the full
+    replay of every block that a node without one does."""
+    head = chain.head
+    t = time.perf_counter()
+    chain.close()
+    t_close = time.perf_counter() - t
+    size = os.path.getsize(chain.checkpoint_path)
+    t = time.perf_counter()
+    again = open_chain(home, gen, validator)
+    t_ckpt = time.perf_counter() - t
+    assert again.restored_from == blocks and again.head == head
+    again.store.close()
+    os.remove(again.checkpoint_path)
+    t = time.perf_counter()
+    again = open_chain(home, gen, validator)
+    t_replay = time.perf_counter() - t
+    assert again.restored_from is None and again.head == head
+    again.store.close()
+    print(
+        f"restart: from the focus checkpoint {t_ckpt:.2f} s (written at close in "
+        f"{t_close:.2f} s, {size / 1e6:.1f} MB); replaying all {blocks} blocks "
+        f"{t_replay:.2f} s; replay / checkpoint = {t_replay / t_ckpt:.1f}x"
+    )
 
 
 def main() -> None:

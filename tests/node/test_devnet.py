@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -48,10 +49,16 @@ def test_first_run_creates_home_then_resumes_after_sigterm(tmp_path):
         top = c.get("/v1/focus/top", params={"k": 3}).json()["particles"]
     assert net.stop(signal.SIGTERM) == 0
     assert "stopped" in net.log() and not (home / "node.json").exists()
+    # A clean stop leaves the focus checkpoint of its last block, and the
+    # next start begins there instead of replaying the chain.
+    stopped_at = re.search(r"stopped.*height=(\d+)", net.log()).group(1)
+    checkpoint = home / "data" / "focus.ckpt"
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o600
 
     again = start_devnet(home)
     try:
         assert "resumed" in again.log()
+        assert f"restored_from={stopped_at}" in again.log()
         with again.client() as c:
             assert c.get(f"/v1/blocks/{committed['height']}").json() == block
             assert c.get(f"/v1/txs/{h}").json()["code"] == "ok"

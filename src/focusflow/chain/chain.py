@@ -35,8 +35,9 @@ before it votes and writes only what was decided:
 The focus engine is advanced in place by propose/validate (copying it per
 proposal would cost more than the rare undo), so at most one pending block
 with edge deltas is "current"; executing another one, or abandoning it,
-rebuilds the engine from the store (O(history), as on a restart; rare: a
-round change or a byzantine proposer). :meth:`produce_block` (propose + a
+rebuilds the engine as on a restart: from the focus checkpoint
+(focus_checkpoint.py) and the blocks after it; rare: a round change or a
+byzantine proposer. :meth:`produce_block` (propose + a
 certificate signed by this node alone, without consensus: tests and
 benchmarks) and :meth:`apply_block` (validate + commit with the record's
 certificate: followers, replay) remain.
@@ -45,9 +46,11 @@ certificate: followers, replay) remain.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from focusflow.chain.block import (
     PROPOSAL_BROTLI_QUALITY,
@@ -64,6 +67,12 @@ from focusflow.chain.da_commit import block_square
 from focusflow.chain.errors import BlockError, EvidenceError, TxError
 from focusflow.chain.evidence_pool import EvidencePool, block_offences
 from focusflow.chain.execute import Receipt, Rejected, execute_block
+from focusflow.chain.focus_checkpoint import (
+    CHECKPOINT_FILE,
+    CheckpointUnusableError,
+    read_checkpoint,
+    write_checkpoint,
+)
 from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
@@ -84,6 +93,19 @@ from focusflow.store import update as smt_update
 PARAMS_KEY = b"/kv/params"
 #: Index key prefix of a block's events (``+ height, 8 bytes``): CBOR list of dicts.
 BLOCK_EVENTS_PREFIX = b"e"
+#: A focus checkpoint (focus_checkpoint.py) is written at :meth:`Chain.close`
+#: and once CHECKPOINT_WORK_S seconds of focus work (what a restart would
+#: replay) have passed since the last one, and no sooner than
+#: CHECKPOINT_COST_RATIO times the last write's duration, so that writing costs
+#: at most a tenth of the work it saves on a graph whose state is large.
+CHECKPOINT_WORK_S = 30.0
+CHECKPOINT_COST_RATIO = 10.0
+
+log = logging.getLogger("focusflow.chain")
+
+
+class _FocusMismatchError(Exception):
+    """A replayed block's focus root differs from the stored header's."""
 
 
 @dataclass(eq=False)
@@ -170,6 +192,13 @@ class Chain:
         #: Verified duplicate-vote evidence waiting for a block (:meth:`add_evidence`).
         self.evidence = EvidencePool(self.chain_id, self._validators_at, self.params)
         self.focus = FocusState(self.params.focus)
+        #: The focus checkpoint's file, beside the store's own.
+        self.checkpoint_path = Path(store.path) / CHECKPOINT_FILE
+        #: The height of the checkpoint the last restore began at (None: it
+        #: replayed every block).
+        self.restored_from: int | None = None
+        self._checkpoint_work = 0.0
+        self._checkpoint_cost = 0.0
         #: The certificate of the head block (None at genesis).
         self.last_certificate: CommitCertificate | None = None
         #: The uncommitted block whose deltas the focus engine holds, if any.
@@ -379,6 +408,8 @@ class Chain:
             self._set_validators(self.validators.next_height())
         with self.store.reader() as r:
             self.evidence.update(block.height, r)
+        if pending.record.deltas:
+            self._maybe_checkpoint()
         t_end = time.perf_counter()
         for listener in self.square_listeners:
             listener(block.height, pending.square)
@@ -387,12 +418,58 @@ class Chain:
         timings["total"] = timings.get("total", 0.0) + t_end - t0
         return BlockResult(record, pending.receipts, pending.rejected, timings, pending.events)
 
+    def checkpoint(self) -> bool:
+        """Write the head block's focus state to :attr:`checkpoint_path`.
+
+        False when the engine holds an uncommitted block's deltas (its state is
+        not the head's), or when the write failed: that is logged and the node
+        goes on, since the checkpoint only saves work at the next start.
+        """
+        if self._focus_owner is not None:
+            return False
+        t0 = time.perf_counter()
+        try:
+            size = write_checkpoint(
+                self.checkpoint_path, self.focus, self.head.height, self.head.hash
+            )
+        except OSError as exc:
+            log.warning(
+                "focus checkpoint not written",
+                extra={"fields": {"path": str(self.checkpoint_path), "error": str(exc)}},
+            )
+            return False
+        self._checkpoint_cost = time.perf_counter() - t0
+        self._checkpoint_work = self.focus.work_s
+        log.info(
+            "focus checkpoint written",
+            extra={
+                "fields": {
+                    "height": self.head.height,
+                    "bytes": size,
+                    "seconds": round(self._checkpoint_cost, 3),
+                }
+            },
+        )
+        return True
+
+    def close(self) -> None:
+        """Checkpoint the focus state and close the store, so that the next start
+        replays no block."""
+        self.checkpoint()
+        self.store.close()
+
+    def _maybe_checkpoint(self) -> None:
+        since = self.focus.work_s - self._checkpoint_work
+        if since >= max(CHECKPOINT_WORK_S, CHECKPOINT_COST_RATIO * self._checkpoint_cost):
+            self.checkpoint()
+
     def abandon(self, pending: Pending) -> None:
         """Forget a block that will not be committed (another value was decided).
 
         Its write-set is dropped; but executing it advanced the focus engine in
-        place, so if it had edge deltas the engine is rebuilt from the stored
-        blocks, as on a restart: O(history). That happens only when a proposal
+        place, so if it had edge deltas the engine is rebuilt as on a restart:
+        from the focus checkpoint and the stored blocks after it (all of them
+        when there is none). That happens only when a proposal
         with links is validated and then not decided (a round change, a
         byzantine proposer), which is rare; blocks without deltas cost nothing.
         """
@@ -644,24 +721,30 @@ class Chain:
         self.head = header
 
     def _restore(self) -> None:
-        """Rebuild the graph and focus engine from the stored blocks' deltas.
+        """Rebuild the graph and focus engine: from the focus checkpoint when it
+        belongs to this store's chain, then through the stored blocks after it.
 
-        Going through every block's deltas with the same incremental updates
-        the running node made reproduces its focus state exactly; each block's
-        focus root is checked on the way.
+        Going through the blocks' deltas with the same incremental updates the
+        running node made reproduces its focus state exactly; each block's
+        focus root is checked on the way. A checkpoint whose next blocks do not
+        reproduce is dropped, and every block is replayed from genesis.
         """
         with self.store.reader() as r:
             height = r.height
-            head = None
-            for h in range(height + 1):
-                raw = r.block(h)
-                if raw is None:
-                    raise StoreError(f"block {h} is missing from the store at {self.store.path}")
-                record = BlockRecord.decode(raw)
-                self.focus.apply(record.edge_deltas())
-                head = record.block.header
-                if self.focus.root != head.focus_root:
-                    raise StoreError(f"focus of block {h} does not recompute from its deltas")
+            start = self._load_checkpoint(r, height)
+            try:
+                head, record = self._replay_focus(r, start, height)
+            except _FocusMismatchError as exc:
+                if start == 0:
+                    raise StoreError(str(exc)) from None
+                log.warning(
+                    "focus checkpoint dropped: replaying every block",
+                    extra={"fields": {"height": start - 1, "reason": str(exc)}},
+                )
+                self.focus = FocusState(self.params.focus)
+                self.restored_from = None
+                self._checkpoint_work = 0.0
+                head, record = self._replay_focus(r, 0, height)
             if head.state_root != r.root:
                 raise StoreError("the store's root differs from its last block's state root")
             try:
@@ -671,6 +754,53 @@ class Chain:
         self.head = head
         self.last_certificate = record.commit
         self._set_validators(self.valsets.for_height(height + 1))
+        self._maybe_checkpoint()
+
+    def _load_checkpoint(self, r, height: int) -> int:
+        """Take the focus checkpoint's state if it is usable here; returns the
+        first height left to replay (0 without one)."""
+        self.restored_from = None
+        self._checkpoint_work = 0.0
+        try:
+            ckpt = read_checkpoint(self.checkpoint_path)
+            if ckpt.height > height:
+                raise CheckpointUnusableError(
+                    f"it is of height {ckpt.height}, past the store's {height}"
+                )
+            raw = r.block(ckpt.height)
+            header = BlockRecord.decode(raw).block.header if raw is not None else None
+            if header is None or header.hash != ckpt.block_hash:
+                raise CheckpointUnusableError(f"its block {ckpt.height} is not this store's")
+        except CheckpointUnusableError as exc:
+            if self.checkpoint_path.exists():
+                log.warning(
+                    "focus checkpoint not used: replaying every block",
+                    extra={"fields": {"path": str(self.checkpoint_path), "reason": str(exc)}},
+                )
+            return 0
+        self.focus = ckpt.state
+        self.restored_from = ckpt.height
+        self._checkpoint_work = ckpt.state.work_s
+        return ckpt.height + 1
+
+    def _replay_focus(self, r, start: int, height: int):
+        """Feed blocks ``start .. height`` to the focus state, checking each root;
+        returns the head's header and record."""
+        record = None
+        for h in range(start, height + 1):
+            raw = r.block(h)
+            if raw is None:
+                raise StoreError(f"block {h} is missing from the store at {self.store.path}")
+            record = BlockRecord.decode(raw)
+            self.focus.apply(record.edge_deltas())
+            if self.focus.root != record.block.header.focus_root:
+                raise _FocusMismatchError(f"focus of block {h} does not recompute from its deltas")
+        if record is None:  # the checkpoint is of the head: nothing to replay
+            raw = r.block(height)
+            if raw is None:
+                raise StoreError(f"block {height} is missing from the store at {self.store.path}")
+            record = BlockRecord.decode(raw)
+        return record.block.header, record
 
 
 def replay(source: Chain, target: Chain, progress=None) -> None:

@@ -123,6 +123,7 @@ def _serve(
                     "chain_id": genesis.chain_id,
                     "height": chain.height,
                     "restore_s": round(time.perf_counter() - t0, 2),
+                    "restored_from": chain.restored_from,
                 }
             },
         )
@@ -143,7 +144,7 @@ def _serve(
             )
         finally:
             # After serve returns the block in progress is committed: close the store.
-            chain.store.close()
+            chain.close()
             home.clear_node_info()
             log.info("stopped", extra={"fields": {"height": chain.height}})
     finally:

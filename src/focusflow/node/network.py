@@ -70,7 +70,13 @@ def run_validator(home_path: Path) -> None:
         chain = open_chain(home.data, genesis, key)
         log.info(
             "validator home opened",
-            extra={"fields": {"home": str(home.path), "height": chain.height}},
+            extra={
+                "fields": {
+                    "home": str(home.path),
+                    "height": chain.height,
+                    "restored_from": chain.restored_from,
+                }
+            },
         )
         prepare_kernels(genesis.params.focus)
         try:
@@ -99,7 +105,7 @@ def run_validator(home_path: Path) -> None:
             serve(runtime, home, sock, ready="validator ready", fields=ready_fields)
         finally:
             # After serve: the worker threads that commit blocks are done.
-            chain.store.close()
+            chain.close()
             home.clear_node_info()
             sock.close()
             log.info("stopped", extra={"fields": {"height": chain.height}})

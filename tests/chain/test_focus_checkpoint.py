@@ -1,0 +1,188 @@
+"""A restart loads the focus checkpoint and replays only the blocks after it,
+and goes on exactly as a node that never stopped; a checkpoint that does not
+belong to the store, or does not check out, is never used."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import pytest
+
+from focusflow.chain import chain as chain_module
+from focusflow.chain import focus_checkpoint
+from focusflow.chain.focus_checkpoint import read_checkpoint, write_checkpoint
+from focusflow.chain.focus_commit import FocusState
+from tests.chain.helpers import new_chain
+from tests.chain.randomtx import random_blocks
+
+T0 = 1_700_000_000_000
+BLOCKS = random_blocks(seed=5, blocks=10, txs_per_block=20)
+
+
+def _produce(chains, heights):
+    for h in heights:
+        for c in chains:
+            c.produce_block(BLOCKS[h - 1], time_ms=T0 + 1000 * h)
+        assert all(c.head == chains[0].head for c in chains)
+
+
+@pytest.fixture
+def applies(monkeypatch):
+    """Counts the blocks of deltas fed to any FocusState (what a restore replays)."""
+    calls = []
+    apply = FocusState.apply
+
+    def counting(self, deltas):
+        calls.append(deltas)
+        return apply(self, deltas)
+
+    monkeypatch.setattr(FocusState, "apply", counting)
+    return calls
+
+
+def test_a_closed_node_restarts_from_its_checkpoint_and_goes_on_exactly(tmp_path, applies):
+    steady, node = new_chain(tmp_path / "steady"), new_chain(tmp_path / "node")
+    _produce([steady, node], range(1, 7))
+    node.close()
+    path = node.checkpoint_path
+    assert path.exists() and (os.stat(path).st_mode & 0o777) == 0o600
+    applies.clear()
+    node = new_chain(tmp_path / "node")
+    assert node.restored_from == 6 and node.head == steady.head
+    assert applies == [], "a restart after close replays no block"
+    # The loaded engine state gives the same focus roots (bit for bit) as the
+    # engine that never stopped, through later blocks of links and stakes.
+    _produce([steady, node], range(7, 11))
+
+
+def test_after_a_crash_only_the_blocks_after_the_checkpoint_are_replayed(tmp_path, applies):
+    steady, node = new_chain(tmp_path / "steady"), new_chain(tmp_path / "node")
+    _produce([steady, node], range(1, 5))
+    assert node.checkpoint()
+    _produce([steady, node], range(5, 9))
+    node.store.close()  # no close(): the checkpoint stays at height 4
+    applies.clear()
+    node = new_chain(tmp_path / "node")
+    assert node.restored_from == 4 and node.head == steady.head
+    assert len(applies) == 4
+    _produce([steady, node], range(9, 11))
+
+
+def test_focus_work_past_the_threshold_writes_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 0.0)
+    monkeypatch.setattr(chain_module, "CHECKPOINT_COST_RATIO", 0.0)
+    node = new_chain(tmp_path / "node")
+    _produce([node], range(1, 4))
+    assert read_checkpoint(node.checkpoint_path).height == 3
+    node.store.close()
+    assert new_chain(tmp_path / "node").restored_from == 3
+
+
+def test_a_checkpoint_waits_for_ten_times_its_own_writing_time(tmp_path, monkeypatch):
+    """With no work threshold, the write cost alone spaces checkpoints: blocks
+    whose focus work is shorter than ten writes do not each write one."""
+    monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 0.0)
+    node = new_chain(tmp_path / "node")
+    _produce([node], [1])
+    assert read_checkpoint(node.checkpoint_path).height == 1
+    monkeypatch.setattr(chain_module, "CHECKPOINT_COST_RATIO", 1e9)
+    _produce([node], [2, 3])
+    assert read_checkpoint(node.checkpoint_path).height == 1
+
+
+def test_no_checkpoint_while_an_uncommitted_block_holds_the_engine(tmp_path):
+    node = new_chain(tmp_path / "node")
+    _produce([node], [1])
+    pending = node.propose(BLOCKS[1], time_ms=T0 + 2000)
+    assert pending.record.deltas
+    assert not node.checkpoint() and not node.checkpoint_path.exists()
+    node.abandon(pending)
+    assert node.checkpoint() and read_checkpoint(node.checkpoint_path).height == 1
+
+
+def _flip_last_byte(path):
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def _other_chain(tmp_path, path):
+    """A checkpoint of another chain (other blocks) at the same height."""
+    other = new_chain(tmp_path / "other")
+    for h, batch in enumerate(random_blocks(seed=6, blocks=6, txs_per_block=20), start=1):
+        other.produce_block(batch, time_ms=T0 + 1000 * h)
+    other.close()
+    shutil.copy(other.checkpoint_path, path)
+
+
+def _ahead(tmp_path, path):
+    """A checkpoint of this chain, but past the store's head."""
+    twin = new_chain(tmp_path / "twin")
+    _produce([twin], range(1, 9))
+    twin.close()
+    shutil.copy(twin.checkpoint_path, path)
+
+
+def _other_code(tmp_path, path, monkeypatch):
+    monkeypatch.setattr(focus_checkpoint, "code_fingerprint", lambda: b"\0" * 32)
+
+
+CORRUPTIONS = {
+    "payload bit flipped": (lambda tmp_path, path, mp: _flip_last_byte(path), "corrupt payload"),
+    "truncated": (
+        lambda tmp_path, path, mp: path.write_bytes(path.read_bytes()[:-100]),
+        "corrupt payload",
+    ),
+    "not a checkpoint": (lambda tmp_path, path, mp: path.write_bytes(b"hello"), "not a focus"),
+    "header garbage": (
+        lambda tmp_path, path, mp: path.write_bytes(
+            focus_checkpoint.MAGIC + (5).to_bytes(4, "big") + b"\xff" * 40
+        ),
+        "corrupt header",
+    ),
+    "another chain's": (lambda tmp_path, path, mp: _other_chain(tmp_path, path), "not this"),
+    "past the head": (lambda tmp_path, path, mp: _ahead(tmp_path, path), "past the store"),
+    "other code": (lambda tmp_path, path, mp: _other_code(tmp_path, path, mp), "other code"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_an_unusable_checkpoint_is_ignored_and_every_block_replayed(
+    case, tmp_path, applies, caplog, monkeypatch
+):
+    steady, node = new_chain(tmp_path / "steady"), new_chain(tmp_path / "node")
+    _produce([steady, node], range(1, 7))
+    node.close()
+    spoil, reason = CORRUPTIONS[case]
+    spoil(tmp_path, node.checkpoint_path, monkeypatch)
+    applies.clear()
+    with caplog.at_level(logging.WARNING, logger="focusflow.chain"):
+        node = new_chain(tmp_path / "node")
+    assert node.restored_from is None and node.head == steady.head
+    assert len(applies) == 7, "genesis and every block after it are replayed"
+    warned = [r for r in caplog.records if r.getMessage().startswith("focus checkpoint not used")]
+    assert warned and reason in warned[0].fields["reason"]
+    _produce([steady, node], range(7, 9))
+
+
+def test_a_checkpoint_whose_next_blocks_do_not_recompute_is_dropped(tmp_path, caplog):
+    """A checkpoint that passes every check of the file but holds another
+    engine state (here a perturbed warm start): the first replayed block's
+    focus root differs, and the restore starts again from genesis."""
+    steady, node = new_chain(tmp_path / "steady"), new_chain(tmp_path / "node")
+    _produce([steady, node], range(1, 4))
+    assert node.checkpoint()
+    _produce([steady, node], range(4, 7))
+    node.store.close()
+    ckpt = read_checkpoint(node.checkpoint_path)
+    phi = ckpt.state.engine._phi
+    phi[: len(phi) // 2] *= 1.01
+    phi /= phi.sum()
+    write_checkpoint(node.checkpoint_path, ckpt.state, ckpt.height, ckpt.block_hash)
+    with caplog.at_level(logging.WARNING, logger="focusflow.chain"):
+        node = new_chain(tmp_path / "node")
+    assert node.restored_from is None and node.head == steady.head
+    assert any(r.getMessage().startswith("focus checkpoint dropped") for r in caplog.records)
+    _produce([steady, node], range(7, 9))
