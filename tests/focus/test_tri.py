@@ -14,7 +14,9 @@ from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix, dense_laplacian, dense_tri, dense_weights
 
 
-@pytest.mark.parametrize("algorithm", [{}, {"start": "uniform", "heat_reuse": "exact"}])
+@pytest.mark.parametrize(
+    "algorithm", [{}, {"start": "uniform", "heat_reuse": "exact", "finish": "fixed"}]
+)
 @pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("seed", range(6))
@@ -72,6 +74,65 @@ def test_operators_match_expm_and_direct_solve(laplacian):
     # mass is preserved by both
     assert h.sum() == pytest.approx(1.0, abs=1e-12)
     assert s.sum() == pytest.approx(1.0, abs=1e-10)
+
+
+@pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
+@pytest.mark.parametrize("seed", range(4))
+def test_bounded_exact_steps_add_at_most_their_share_of_tol(laplacian, seed):
+    """Springs and heat at the tolerances of a bounded exact step: their
+    outputs' L1 errors against the dense operators stay within 1 % of tol,
+    the bound _exact_tolerances promises, while the tolerances are looser
+    than the fixed cg_tol and heat_tol (so the steps are cheaper)."""
+    from focusflow.focus.solver import _exact_tolerances
+
+    share = 0.01  # of tol: the promise in docs/focus.md
+
+    rng = np.random.default_rng(200 + seed)
+    n = int(rng.integers(20, 80))
+    src, dst, w = random_weighted(n, int(rng.integers(n, 4 * n)), 300 + seed)
+    op = get_backend("numba").operator(Snapshot(n, src, dst, w, order="none"))
+    op.setup_laplacian(laplacian)
+    lap = dense_laplacian(dense_weights(n, src, dst, w), laplacian)
+    phi = rng.random(n) ** 4  # uneven, as focus is
+    phi /= phi.sum()
+    tol, mu, tau = 1e-6, 0.8, 1.4
+    params = make_params(mode="tri", tol=tol)
+    cg_tol, heat_tol = _exact_tolerances(op, phi, params)
+    assert cg_tol > params.cg_tol and heat_tol > params.heat_tol
+    s = springs(op, phi, mu, SpringsState(), cg_tol, 10_000)
+    h = heat(op, phi, tau, HeatState(), heat_tol)
+    s_err = np.abs(s - np.linalg.solve(lap + mu * np.eye(n), mu * phi)).sum()
+    h_err = np.abs(h - sl.expm(-tau * lap) @ phi).sum()
+    assert s_err <= share * tol and h_err <= share * tol
+    # Solvers usually beat their tolerance, so also the worst case the
+    # tolerances allow: an error of norm tol * ||sigma phi||_2 in the symmetric
+    # frame, shaped to grow the most on its way back through 1 / sigma.
+    sigma = op.lap_sigma
+    inv = np.where(sigma > 0, 1.0 / np.where(sigma > 0, sigma, 1.0), 0.0)
+    for inner in (cg_tol, heat_tol):
+        e = inv * inner * np.linalg.norm(sigma * phi) / np.linalg.norm(inv)
+        assert np.abs(e * inv).sum() <= share * tol * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_bounded_finish_is_as_accurate_as_the_stop_rule_promises(seed):
+    """At the default tol the answer of the bounded finish stays within the
+    stop rule's reach of the dense fixed point (a step below tol leaves at most
+    tol / (1 - k) to go, k = lambda_d alpha + lambda_s + lambda_h the
+    composite's contraction bound), with fewer or equal inner steps than the
+    fixed finish."""
+    rng = np.random.default_rng(400 + seed)
+    n = int(rng.integers(30, 120))
+    src, dst, w = random_weighted(n, int(rng.integers(2 * n, 6 * n)), 500 + seed)
+    ref = dense_tri(dense_weights(n, src, dst, w))
+    a = as_matrix(n, src, dst, w)
+    tol = 1e-6
+    bounded = compute(a, tol=tol, backend="numba")
+    fixed = compute(a, tol=tol, backend="numba", finish="fixed")
+    k = 0.5 * 0.85 + 0.3 + 0.2
+    assert bounded.converged and np.abs(bounded.focus - ref).sum() <= tol / (1 - k)
+    inner = bounded.diagnostics.inner
+    assert inner["heat_terms"] <= fixed.diagnostics.inner["heat_terms"]
 
 
 def _heat_setup(seed: int, laplacian: str = "normalized"):
@@ -194,7 +255,7 @@ def test_anderson_window_defaults_by_mode():
     assert make_params(mode="tri", anderson=0).anderson == 0
 
 
-@pytest.mark.parametrize("field", ["start", "heat_reuse"])
+@pytest.mark.parametrize("field", ["start", "heat_reuse", "finish"])
 def test_unknown_algorithm_choices_are_refused(field):
     with pytest.raises(InvalidParameterError, match=field):
         make_params(**{field: "fastest"})

@@ -47,8 +47,13 @@ CHAIN_BACKEND = "numba"
 #: choices its blocks were first committed with. A node replays every stored
 #: block at start (Chain._restore), so a later library default must not change
 #: what they recompute to; a genesis may name the faster choices
-#: (docs/focus.md: ``start``, ``heat_reuse``, ``anderson``).
-CHAIN_FOCUS_DEFAULTS = {"anderson": 2, "start": "uniform", "heat_reuse": "exact"}
+#: (docs/focus.md: ``start``, ``heat_reuse``, ``anderson``, ``finish``).
+CHAIN_FOCUS_DEFAULTS = {
+    "anderson": 2,
+    "start": "uniform",
+    "heat_reuse": "exact",
+    "finish": "fixed",
+}
 
 
 def quantise(phi: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ LAPLACIANS = ("normalized", "combinatorial")
 PRECISIONS = ("float64", "float32")
 STARTS = ("diffusion", "uniform")
 HEAT_REUSE = ("bounded", "exact")
+FINISHES = ("bounded", "fixed")
 #: Default Anderson windows. Tri on R-MAT graphs from the diffusion start
 #: (numba, scales 16 and 19; cuda, scale 23): window 6 takes 10 outer
 #: iterations, windows 2 and 4 take 10-11; each costs springs and heat, and
@@ -64,6 +65,14 @@ class FocusParams:
     #: the algorithm focus was first committed with on chain, which a chain
     #: keeps unless its genesis names another (chain.focus_commit).
     heat_reuse: str = "bounded"
+    #: How a tri solve ends (solver._iterate). ``bounded``: the exact phase
+    #: begins once the next step is predicted below ``tol``, keeping the
+    #: Anderson history, and its inner solves are as accurate as the result
+    #: needs (their error in it at most 1 % of ``tol``; ``cg_tol`` and
+    #: ``heat_tol`` are then floors). ``fixed``: it begins after a step below
+    #: ``tol``, restarts Anderson, and solves to ``cg_tol`` and ``heat_tol``:
+    #: the rule chains keep unless their genesis names another.
+    finish: str = "bounded"
 
     def with_(self, **changes) -> FocusParams:
         return replace(self, **changes)
@@ -112,6 +121,10 @@ class FocusParams:
         if self.start not in STARTS:
             raise InvalidParameterError(
                 f"start must be one of {', '.join(STARTS)}, got {self.start!r}"
+            )
+        if self.finish not in FINISHES:
+            raise InvalidParameterError(
+                f"finish must be one of {', '.join(FINISHES)}, got {self.finish!r}"
             )
         if self.heat_reuse not in HEAT_REUSE:
             raise InvalidParameterError(
