@@ -627,7 +627,7 @@ def main() -> int:
         op = None
         cupy.get_default_memory_pool().free_all_blocks()
 
-        if scale > args.engine_max_scale:
+        if scale > args.engine_max_scale or args.blocks < 1:
             results["graphs"].append(row)
             continue
         t0 = time.perf_counter()
