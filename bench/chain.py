@@ -27,6 +27,7 @@ Run from the repository root (after ``pip install -e '.[bench]'``)::
     python bench/chain.py                          # 10^5 keys, 10^6 links: minutes
     python bench/chain.py --keys 20000 --total-links 100000   # quick check
     python bench/chain.py --mode diffusion         # pipeline with diffusion focus
+    python bench/chain.py --algorithm first        # tri as chains without a named algorithm
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import time
 import numpy as np
 
 from focusflow.chain import Genesis, Msg, make_tx
+from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
 from focusflow.core.keys import KeyPair, verify
 from focusflow.graph.generators import rmat_edges
 from focusflow.node import open_chain
@@ -137,19 +139,27 @@ def speed_probe() -> str:
     return f"speed probe: {statistics.median(times) * 1e3:.2f} ms per product, load {load:.2f}"
 
 
-def bench_pipeline(total: int, block_links: int, txs: int, neurons: int, mode: str) -> None:
+def bench_pipeline(
+    total: int, block_links: int, txs: int, neurons: int, mode: str, algorithm: str
+) -> None:
     per_tx = block_links // txs
     blocks = total // block_links
+    # "new": what a genesis written now names (the devnet's, the testnet's);
+    # "first": what a genesis naming only the mode gets (the chain's first
+    # algorithm, CHAIN_FOCUS_DEFAULTS). Diffusion has one algorithm.
+    focus = {"mode": mode}
+    if algorithm == "new" and mode == "tri":
+        focus = dict(NEW_CHAIN_FOCUS)
     print(
         f"\n## pipeline: {blocks} blocks x {block_links} links ({txs} txs x {per_tx} links), "
-        f"{neurons} neurons, focus mode {mode}"
+        f"{neurons} neurons, genesis focus {focus}"
     )
     keys = [KeyPair.from_seed(i.to_bytes(32, "big")) for i in range(1, neurons + 1)]
     validator = KeyPair.from_seed(b"\xff" * 32)
     gen = Genesis.from_json(
         {
             "chain_id": "bench",
-            "params": {"focus": {"mode": mode}, "max_block_txs": txs + 1},
+            "params": {"focus": focus, "max_block_txs": txs + 1},
             "accounts": [{"address": k.address, "balance": 10**15, "stake": 10**9} for k in keys],
             "validators": [{"public_key": validator.public_key.hex(), "power": 1}],
         }
@@ -259,6 +269,12 @@ def main() -> None:
     ap.add_argument("--txs", type=int, default=100)
     ap.add_argument("--neurons", type=int, default=1000)
     ap.add_argument("--mode", default="tri", choices=["tri", "diffusion"])
+    ap.add_argument(
+        "--algorithm",
+        default="new",
+        choices=["new", "first"],
+        help="tri's choices: a new genesis's (default) or the chain's first",
+    )
     ap.add_argument("--skip-smt", action="store_true")
     ap.add_argument("--skip-pipeline", action="store_true")
     args = ap.parse_args()
@@ -268,7 +284,9 @@ def main() -> None:
     if not args.skip_smt:
         bench_smt(args.keys, min(args.proofs, args.keys))
     if not args.skip_pipeline:
-        bench_pipeline(args.total_links, args.block_links, args.txs, args.neurons, args.mode)
+        bench_pipeline(
+            args.total_links, args.block_links, args.txs, args.neurons, args.mode, args.algorithm
+        )
 
 
 if __name__ == "__main__":

@@ -98,6 +98,28 @@ def test_a_chain_keeps_the_focus_algorithm_its_blocks_were_committed_with():
     focus choices keeps the first algorithm whatever the library's defaults
     become; a genesis may name the faster ones."""
     first = FocusState({"mode": "tri"}).params
-    assert (first.anderson, first.start, first.heat_reuse) == (2, "uniform", "exact")
+    assert (first.anderson, first.start, first.heat_reuse, first.finish) == (
+        2,
+        "uniform",
+        "exact",
+        "fixed",
+    )
     named = FocusState({"anderson": 6, "start": "diffusion", "heat_reuse": "bounded"}).params
     assert (named.anderson, named.start, named.heat_reuse) == (6, "diffusion", "bounded")
+
+
+def test_a_new_genesis_names_the_librarys_tri_algorithm_in_full(tmp_path):
+    """The devnet's and testnet's genesis spell out every focus choice, equal to
+    the library's tri defaults today; a change of default that should reach
+    new chains has to change NEW_CHAIN_FOCUS too, and old genesis files keep
+    what they name."""
+    from focusflow.chain.focus_commit import CHAIN_FOCUS_DEFAULTS, NEW_CHAIN_FOCUS
+    from focusflow.focus.params import make_params
+    from focusflow.node.home import init_devnet, init_testnet
+
+    assert FocusState(NEW_CHAIN_FOCUS).params == make_params(mode="tri")
+    assert set(CHAIN_FOCUS_DEFAULTS) < set(NEW_CHAIN_FOCUS)
+    devnet, _ = init_devnet(tmp_path / "devnet")
+    homes = init_testnet(tmp_path / "testnet", 2, 27000)
+    for home in (devnet, *homes):
+        assert home.load_genesis().params.focus == NEW_CHAIN_FOCUS

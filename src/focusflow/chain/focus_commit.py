@@ -33,7 +33,7 @@ from focusflow.chain.module import Deltas
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import merkle_root
 from focusflow.focus.engine import FocusEngine
-from focusflow.focus.params import FocusParams, make_params
+from focusflow.focus.params import TRI_ANDERSON, FocusParams, make_params
 from focusflow.graph.cybergraph import Cybergraph
 
 SCALE = 10**15
@@ -53,6 +53,18 @@ CHAIN_FOCUS_DEFAULTS = {
     "start": "uniform",
     "heat_reuse": "exact",
     "finish": "fixed",
+}
+#: What a genesis written now names (node.home: devnet, testnet): the library's
+#: tri algorithm, every choice spelled out, so that the chain keeps it whatever
+#: later defaults become. Against CHAIN_FOCUS_DEFAULTS: a cold tri solve 82
+#: -> 50 pair passes, a block of 5,000 links on an R-MAT graph of 10^6 links
+#: 78 -> 60 (bench/tri_blocks.py).
+NEW_CHAIN_FOCUS = {
+    "mode": "tri",
+    "anderson": TRI_ANDERSON,
+    "start": "diffusion",
+    "heat_reuse": "bounded",
+    "finish": "bounded",
 }
 
 

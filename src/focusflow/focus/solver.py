@@ -28,6 +28,7 @@ from focusflow.focus.spectral import (
     HeatState,
     SpringsState,
     heat,
+    op_norm,
     springs,
     springs_and_heat,
 )
@@ -346,7 +347,7 @@ def _exact_tolerances(op: GraphOperator, phi, params: FocusParams) -> tuple[floa
     xp = getattr(op, "xp", np)
     sigma = op.lap_sigma
     inv = xp.where(sigma > 0, 1.0 / xp.where(sigma > 0, sigma, 1.0), 0.0)
-    f = float(xp.linalg.norm(sigma * phi)) * float(xp.linalg.norm(inv))
+    f = op_norm(op, sigma * phi) * op_norm(op, inv)
     share = EXACT_SHARE * params.tol / f if f > 0 else 1e-2
     share = min(1e-2, share)
     return max(params.cg_tol, share), max(params.heat_tol, share)

@@ -66,13 +66,15 @@ class SpringsState:
     owner: object = None
 
 
-def _dot(op: GraphOperator, a: np.ndarray, b: np.ndarray) -> float:
+def op_dot(op: GraphOperator, a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` by the operator's own reduction where it has one (numba's runs
+    on its threads, cuda's on the device), else numpy's."""
     fast = getattr(op, "dot", None)
     return float(fast(a, b)) if fast is not None else float(a @ b)
 
 
-def _norm(op: GraphOperator, a: np.ndarray) -> float:
-    return float(np.sqrt(_dot(op, a, a)))
+def op_norm(op: GraphOperator, a: np.ndarray) -> float:
+    return float(np.sqrt(op_dot(op, a, a)))
 
 
 def springs(
@@ -100,19 +102,19 @@ def springs(
     op.lap_matvec(y, ap)
     r = rhs - (ap + mu * y)
     minv = 1.0 / (op.lap_diag + mu)
-    goal = tol * _norm(op, rhs)
+    goal = tol * op_norm(op, rhs)
     z = minv * r
     p = z.copy()
-    rz = _dot(op, r, z)
+    rz = op_dot(op, r, z)
     it = 0
-    while _norm(op, r) > goal and it < max_iter:
+    while op_norm(op, r) > goal and it < max_iter:
         op.lap_matvec(p, ap)
         ap += mu * p
-        step = rz / _dot(op, p, ap)
+        step = rz / op_dot(op, p, ap)
         y += step * p
         r -= step * ap
         z = minv * r
-        rz_new = _dot(op, r, z)
+        rz_new = op_dot(op, r, z)
         p *= rz_new / rz
         p += z
         rz = rz_new
@@ -202,7 +204,7 @@ def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = 
     sigma = op.lap_sigma
     c = tau * op.lam_max / 2.0
     sphi = sigma * phi
-    scale = _norm(op, sphi)
+    scale = op_norm(op, sphi)
     budget = tol * scale
     ours = (
         state.out is not None
@@ -218,7 +220,7 @@ def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = 
         fresh, bound = heat_series(c, FRESH_SHARE * tol)
     if room is not None:
         delta = sigma * (phi - state.phi)
-        size = _norm(op, delta)
+        size = op_norm(op, delta)
         inc, inc_bound = heat_series(c, min(0.5, room / size) if size > 0 else 0.5)
         if reuse == "exact" or len(inc) < len(fresh):
             return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c, tol)

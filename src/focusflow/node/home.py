@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
 from focusflow.core.home import keys_dir, open_private, validator_key_path
@@ -140,6 +141,7 @@ def init_devnet(path: Path, chain_id: str = DEVNET_CHAIN_ID) -> tuple[Home, bool
         {
             "chain_id": chain_id,
             "genesis_time_ms": int(time.time() * 1000),
+            "params": {"focus": dict(NEW_CHAIN_FOCUS)},
             "accounts": [
                 {"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE},
                 # The validator's own bond: its power (1) at every epoch boundary.
@@ -198,7 +200,7 @@ def init_testnet(
             "genesis_time_ms": int(time.time() * 1000),
             # Epoch boundaries recompute power as bonded // power_unit: the same
             # numbers as the genesis powers until someone stakes or registers.
-            "params": {"power_unit": POWER_UNIT, **(params or {})},
+            "params": {"power_unit": POWER_UNIT, "focus": dict(NEW_CHAIN_FOCUS), **(params or {})},
             "accounts": accounts,
             "validators": [
                 {
