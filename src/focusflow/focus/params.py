@@ -71,7 +71,8 @@ class FocusParams:
     #: needs (their error in it at most 1 % of ``tol``; ``cg_tol`` and
     #: ``heat_tol`` are then floors). ``fixed``: it begins after a step below
     #: ``tol``, restarts Anderson, and solves to ``cg_tol`` and ``heat_tol``:
-    #: the rule chains keep unless their genesis names another.
+    #: the rule chains keep unless their genesis names another. wgpu's device
+    #: loop takes bounded's early switch with the fixed tolerances.
     finish: str = "bounded"
 
     def with_(self, **changes) -> FocusParams:

@@ -247,7 +247,8 @@ def _iterate(
     # it then stops at its first (exact) step below tol; "fixed" also needs an
     # inexact one first. R-MAT scales 17 and 19 (numba): 62 and 61 pair passes
     # -> 51 and 50, one outer iteration less, and an answer about 1.5x farther
-    # from the fixed point (docs/focus.md).
+    # from the fixed point (docs/focus.md). wgpu's device loop takes the early
+    # switch and keeps the fixed exact tolerances.
     bounded = params.finish == "bounded"
     exact = not use_lap
     res = 1.0

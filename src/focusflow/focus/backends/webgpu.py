@@ -881,6 +881,12 @@ class WgpuOperator:
                 k = slot = 0
                 have_prev = False
                 last = math.inf
+            elif not exact and params.finish == "bounded" and len(history) > 1:
+                # The early switch of solver._iterate (the next change predicted
+                # below tol, the Anderson history kept); the exact steps keep
+                # cg_tol and heat_tol: the bound on the inner solves' share
+                # needs ||sigma phi||, one more wait for the device here.
+                exact = res * min(1.0, res / history[-2]) < params.tol
             mix = None
             if not m:
                 continue
