@@ -399,16 +399,22 @@ def bench_tri(report: Report, snap: Any, scale: int, laplacian: str, budget_s: f
         if elapsed > budget_s:
             raise TimeBudgetError(it, residual, elapsed)
 
-    try:
-        res = compute(
+    def tri(**choices):
+        """A float64 numba tri solve of ``snap`` (tol TOL unless ``choices`` say)."""
+        return compute(
             snap,
-            mode="tri",
-            backend="numba",
-            precision="float64",
-            tol=TOL,
-            laplacian=laplacian,
-            progress=progress,
+            **{
+                "mode": "tri",
+                "backend": "numba",
+                "precision": "float64",
+                "tol": TOL,
+                "laplacian": laplacian,
+                **choices,
+            },
         )
+
+    try:
+        res = tri(progress=progress)
     except TimeBudgetError as stop:
         log(
             f"    NOT FINISHED within the budget: {stop}; residual {stop.residual:.2e}; "
@@ -463,20 +469,10 @@ def bench_tri(report: Report, snap: Any, scale: int, laplacian: str, budget_s: f
     # setup above). Solved again on the prepared operator, with both endings
     # (docs/focus.md, finish), the comparison is like for like.
     prepared = {}
-    tight = compute(
-        snap, mode="tri", backend="numba", precision="float64", tol=1e-11, laplacian=laplacian
-    ).focus
+    tight = tri(tol=1e-11).focus
     for finish in ("bounded", "fixed"):
         t1 = time.perf_counter()
-        again = compute(
-            snap,
-            mode="tri",
-            backend="numba",
-            precision="float64",
-            tol=TOL,
-            laplacian=laplacian,
-            finish=finish,
-        )
+        again = tri(finish=finish)
         dt = time.perf_counter() - t1
         r64 = dt / diff.solve_s if diff and diff.solve_s else None
         prepared[finish] = {

@@ -36,7 +36,7 @@ from pathlib import Path
 from focusflow.chain.focus_commit import FocusState
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
-from focusflow.core.home import open_private
+from focusflow.core.home import fsync_dir, open_private
 
 MAGIC = b"focusflow focus checkpoint\n"
 FORMAT = 1
@@ -103,7 +103,7 @@ def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: byt
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _sync_dir(path.parent)
+    fsync_dir(path.parent)
     return len(MAGIC) + 4 + len(header) + len(payload)
 
 
@@ -147,20 +147,6 @@ def read_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(height, int) or not isinstance(block_hash, bytes):
         raise CheckpointUnusableError("corrupt header: height or block hash")
     return Checkpoint(height, block_hash, state)
-
-
-def _sync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX: fsync the directory)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 __all__ = [

@@ -30,7 +30,7 @@ from pathlib import Path
 from focusflow.consensus.errors import WALError
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
-from focusflow.core.home import open_private
+from focusflow.core.home import fsync_dir, open_private
 
 _HEADER = struct.Struct(">II")
 #: A record larger than this is corruption (a proposal carries at most one block).
@@ -99,7 +99,7 @@ class WriteAheadLog:
                 os.fsync(f.fileno())
             self._file.close()
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent, strict=True)
             self._file = open_private(self.path, "ab")
         self._entries = keep
 
@@ -153,11 +153,3 @@ def _entry(payload: bytes, path: Path, pos: int) -> WALEntry:
     ):
         raise WALError(f"{path}: record at byte {pos} is not [kind, height, body]")
     return WALEntry(item[0], item[1], item[2])
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

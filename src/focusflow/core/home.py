@@ -59,3 +59,26 @@ def open_private(path: str | os.PathLike[str], mode: str = "w"):
         raise ValueError(f"open_private writes: mode must be one of {sorted(_PRIVATE_MODES)}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | _PRIVATE_MODES[mode], 0o600)
     return os.fdopen(fd, mode)
+
+
+def fsync_dir(path: str | os.PathLike[str], *, strict: bool = False) -> None:
+    """Make a new or renamed entry in directory ``path`` durable (POSIX: fsync
+    the directory; the file's own bytes must be synced already).
+
+    Where the directory cannot be opened or synced (some platforms and file
+    systems) this is skipped, unless ``strict``: a log that promises
+    durability (the consensus WAL) must hear of it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if strict:
+            raise
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        if strict:
+            raise
+    finally:
+        os.close(fd)

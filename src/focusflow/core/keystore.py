@@ -65,6 +65,7 @@ from focusflow.core.errors import (
     WrongPassphraseError,
 )
 from focusflow.core.hashing import sha256
+from focusflow.core.home import fsync_dir
 from focusflow.core.keys import KeyPair, address_of
 
 VERSION = 1
@@ -224,7 +225,7 @@ class Keystore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def _ensure_dir(self) -> None:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -319,17 +320,3 @@ def _hex(value: object, size: int, what: str, path: Path) -> bytes:
             if len(raw) == size:
                 return raw
     raise KeyFileError(f"key file {path}: {what} must be {size} bytes of hex")
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the new directory entry durable (the file's bytes are already synced)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
