@@ -44,10 +44,11 @@ PARTICLES_PREFIX = b"/graph/particles/"
 #: The one backend whose results every node reproduces bit for bit.
 CHAIN_BACKEND = "numba"
 #: The focus algorithm a chain gets for what its genesis leaves out: the
-#: choices its blocks were first committed with. A node replays every stored
-#: block at start (Chain._restore), so a later library default must not change
-#: what they recompute to; a genesis may name the faster choices
-#: (docs/focus.md: ``start``, ``heat_reuse``, ``anderson``, ``finish``).
+#: choices its blocks were first committed with. A node without a usable focus
+#: checkpoint replays every stored block (Chain._restore), so a later library
+#: default must not change what they recompute to; a genesis may name the
+#: faster choices (docs/focus.md: ``start``, ``heat_reuse``, ``anderson``,
+#: ``finish``).
 CHAIN_FOCUS_DEFAULTS = {
     "anderson": 2,
     "start": "uniform",
