@@ -102,9 +102,9 @@ def test_no_checkpoint_while_an_uncommitted_block_holds_the_engine(tmp_path):
     assert node.checkpoint() and read_checkpoint(node.checkpoint_path).height == 1
 
 
-def _flip_last_byte(path):
+def _flip_a_payload_byte(path):
     raw = bytearray(path.read_bytes())
-    raw[-1] ^= 0x01
+    raw[len(raw) // 2] ^= 0x01
     path.write_bytes(bytes(raw))
 
 
@@ -130,7 +130,7 @@ def _other_code(tmp_path, path, monkeypatch):
 
 
 CORRUPTIONS = {
-    "payload bit flipped": (lambda tmp_path, path, mp: _flip_last_byte(path), "corrupt payload"),
+    "payload bit flipped": (lambda tmp_path, path, mp: _flip_a_payload_byte(path), "corrupt"),
     "truncated": (
         lambda tmp_path, path, mp: path.write_bytes(path.read_bytes()[:-100]),
         "corrupt payload",

@@ -13,14 +13,16 @@ The state is a pickle (protocol 5: numpy arrays go out as raw buffers). It is
 trusted exactly as far as the rest of the node's home (keys, the signer's
 log): the file is the node's own, written owner-only (0600). What guards it
 is a header with the height, the block hash and focus root it belongs to, a
-SHA-256 of the payload, and a fingerprint of the code that wrote it: a
+SHA-256 of header and payload, and a fingerprint of the code that wrote it: a
 checkpoint from other code (another focusflow, Python, numpy or numba) is not
 loaded, since its classes and arithmetic may differ. Any reason not to use a
 checkpoint (absent, corrupt, another chain's, other code) falls back to the
 full replay: the checkpoint is a cache, never the authority.
 
 Layout: ``MAGIC``, a 4-byte big-endian header length, the header (canonical
-CBOR), the payload.
+CBOR), the payload, then ``TRAILER``: the payload's length and the SHA-256 of
+header and payload, so that the pickle streams to and from the file without a
+second copy of the state in memory.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ from focusflow.core.errors import DecodeError
 from focusflow.core.home import fsync_dir, open_private
 
 MAGIC = b"focusflow focus checkpoint\n"
-FORMAT = 1
+FORMAT = 2
+#: After the payload: its length (8 bytes, big-endian) and the SHA-256 of the
+#: header and the payload.
+TRAILER = 8 + 32
 #: The checkpoint's file name inside the store's directory.
 CHECKPOINT_FILE = "focus.ckpt"
 
@@ -79,10 +84,11 @@ def code_fingerprint() -> bytes:
 def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: bytes) -> int:
     """Write ``state`` (after block ``height``) to ``path`` atomically; returns bytes.
 
-    The file is written beside ``path``, flushed to disk and renamed over it,
-    so a crash leaves the old checkpoint or the new one, never half of one.
+    The pickle streams into the file through the checksum, so the state is
+    never held twice in memory. The file is written beside ``path``, flushed
+    to disk and renamed over it, so a crash leaves the old checkpoint or the
+    new one, never half of one.
     """
-    payload = pickle.dumps(state, protocol=5)
     header = encode(
         {
             "format": FORMAT,
@@ -90,8 +96,6 @@ def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: byt
             "block_hash": block_hash,
             "focus_root": state.root,
             "code": code_fingerprint(),
-            "payload_sha256": hashlib.sha256(payload).digest(),
-            "payload_len": len(payload),
         }
     )
     tmp = path.with_name(path.name + ".tmp")
@@ -99,54 +103,98 @@ def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: byt
         f.write(MAGIC)
         f.write(len(header).to_bytes(4, "big"))
         f.write(header)
-        f.write(payload)
+        out = _HashingWriter(f)
+        out.digest.update(header)
+        pickle.dump(state, out, protocol=5)
+        f.write(out.size.to_bytes(8, "big"))
+        f.write(out.digest.digest())
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
-    return len(MAGIC) + 4 + len(header) + len(payload)
+    return len(MAGIC) + 4 + len(header) + out.size + TRAILER
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
     """The checkpoint at ``path``; CheckpointUnusableError says why it cannot be used.
 
-    Checks the file's own consistency and that this code wrote it; whether it
+    Checks the file's own consistency (its checksum is taken in a streaming
+    pass before anything is unpickled) and that this code wrote it; whether it
     belongs to the store's chain is the caller's check (the block hash at its
     height).
     """
     try:
-        raw = path.read_bytes()
+        f = path.open("rb")
     except FileNotFoundError:
         raise CheckpointUnusableError("no checkpoint") from None
     except OSError as exc:
         raise CheckpointUnusableError(f"unreadable: {exc}") from None
-    if not raw.startswith(MAGIC) or len(raw) < len(MAGIC) + 4:
+    with f:
+        try:
+            return _read(f)
+        except OSError as exc:
+            raise CheckpointUnusableError(f"unreadable: {exc}") from None
+
+
+def _read(f) -> Checkpoint:
+    total = os.fstat(f.fileno()).st_size
+    lead = f.read(len(MAGIC) + 4)
+    if not lead.startswith(MAGIC) or len(lead) < len(MAGIC) + 4:
         raise CheckpointUnusableError("not a focus checkpoint")
-    start = len(MAGIC) + 4
-    size = int.from_bytes(raw[len(MAGIC) : start], "big")
+    size = int.from_bytes(lead[len(MAGIC) :], "big")
+    raw_header = f.read(size)
     try:
-        header = decode(raw[start : start + size], "checkpoint header")
+        header = decode(raw_header, "checkpoint header")
     except DecodeError as exc:
         raise CheckpointUnusableError(f"corrupt header: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointUnusableError("unknown checkpoint format")
     if header.get("code") != code_fingerprint():
         raise CheckpointUnusableError("written by other code (another focusflow, or libraries)")
-    payload = memoryview(raw)[start + size :]
-    if len(payload) != header.get("payload_len") or (
-        hashlib.sha256(payload).digest() != header.get("payload_sha256")
-    ):
+    start = len(lead) + len(raw_header)
+    payload = total - start - TRAILER
+    if payload <= 0:
+        raise CheckpointUnusableError("corrupt payload (truncated)")
+    digest = hashlib.sha256(raw_header)
+    left = payload
+    while left:
+        chunk = f.read(min(left, 1 << 22))
+        if not chunk:
+            raise CheckpointUnusableError("corrupt payload (truncated)")
+        digest.update(chunk)
+        left -= len(chunk)
+    trailer = f.read(TRAILER)
+    if int.from_bytes(trailer[:8], "big") != payload or trailer[8:] != digest.digest():
         raise CheckpointUnusableError("corrupt payload (length or checksum differs)")
+    f.seek(start)
     try:
-        state = pickle.loads(payload)
+        state = pickle.load(f)
     except Exception as exc:  # a pickle error can be of any type
         raise CheckpointUnusableError(f"payload does not load: {exc}") from None
+    if f.tell() != start + payload:
+        raise CheckpointUnusableError("payload does not end where its length says")
     if not isinstance(state, FocusState) or state.root != header.get("focus_root"):
         raise CheckpointUnusableError("payload is not the focus state its header names")
     height, block_hash = header.get("height"), header.get("block_hash")
     if not isinstance(height, int) or not isinstance(block_hash, bytes):
         raise CheckpointUnusableError("corrupt header: height or block hash")
     return Checkpoint(height, block_hash, state)
+
+
+class _HashingWriter:
+    """A file's ``write`` that also feeds a SHA-256 and counts the bytes (what
+    pickle.dump needs of its file)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.digest.update(view)
+        self.size += len(view)
+        return self._f.write(view)
 
 
 __all__ = [
