@@ -97,7 +97,9 @@ def test_bounded_exact_steps_add_at_most_their_share_of_tol(laplacian, seed):
     phi /= phi.sum()
     tol, mu, tau = 1e-6, 0.8, 1.4
     params = make_params(mode="tri", tol=tol)
-    cg_tol, heat_tol = _exact_tolerances(op, phi, params)
+    sigma = op.lap_sigma
+    inv = np.where(sigma > 0, 1.0 / np.where(sigma > 0, sigma, 1.0), 0.0)
+    cg_tol, heat_tol = _exact_tolerances(op, phi, params, float(np.linalg.norm(inv)))
     assert cg_tol > params.cg_tol and heat_tol > params.heat_tol
     s = springs(op, phi, mu, SpringsState(), cg_tol, 10_000)
     h = heat(op, phi, tau, HeatState(), heat_tol)
@@ -107,8 +109,6 @@ def test_bounded_exact_steps_add_at_most_their_share_of_tol(laplacian, seed):
     # Solvers usually beat their tolerance, so also the worst case the
     # tolerances allow: an error of norm tol * ||sigma phi||_2 in the symmetric
     # frame, shaped to grow the most on its way back through 1 / sigma.
-    sigma = op.lap_sigma
-    inv = np.where(sigma > 0, 1.0 / np.where(sigma > 0, sigma, 1.0), 0.0)
     for inner in (cg_tol, heat_tol):
         e = inv * inner * np.linalg.norm(sigma * phi) / np.linalg.norm(inv)
         assert np.abs(e * inv).sum() <= share * tol * (1 + 1e-12)

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.anderson import Anderson
 from focusflow.focus.backends import get_backend
-from focusflow.focus.backends.base import GraphOperator
+from focusflow.focus.backends.base import GraphOperator, inverse_out_weight
 from focusflow.focus.params import DIFFUSION_ANDERSON, FocusParams, make_params
 from focusflow.focus.result import Diagnostics, FocusResult
 from focusflow.focus.spectral import (
@@ -250,6 +250,7 @@ def _iterate(
     # from the fixed point (docs/focus.md). wgpu's device loop takes the early
     # switch and keeps the fixed exact tolerances.
     bounded = params.finish == "bounded"
+    inv_sigma_norm = None  # ||1 / sigma||_2: fixed for the solve, taken once
     exact = not use_lap
     res = 1.0
     spare = xp.empty(n) if params.anderson else None
@@ -262,7 +263,9 @@ def _iterate(
                 cg_tol = min(1e-2, max(params.cg_tol, FORCING * res))
                 heat_tol = min(1e-2, max(params.heat_tol, FORCING * res))
             elif bounded:
-                cg_tol, heat_tol = _exact_tolerances(op, phi, params)
+                if inv_sigma_norm is None:
+                    inv_sigma_norm = op_norm(op, inverse_out_weight(op.lap_sigma)[0])
+                cg_tol, heat_tol = _exact_tolerances(op, phi, params, inv_sigma_norm)
             else:
                 cg_tol, heat_tol = params.cg_tol, params.heat_tol
             fused_blend = getattr(op, "blend", None)
@@ -334,7 +337,9 @@ def _iterate(
     return phi, it
 
 
-def _exact_tolerances(op: GraphOperator, phi, params: FocusParams) -> tuple[float, float]:
+def _exact_tolerances(
+    op: GraphOperator, phi, params: FocusParams, inv_sigma_norm: float
+) -> tuple[float, float]:
     """``(cg_tol, heat_tol)`` of an exact step under ``finish="bounded"``.
 
     Both are relative to ``||sigma phi||_2`` (CG's right-hand side is ``mu
@@ -343,12 +348,10 @@ def _exact_tolerances(op: GraphOperator, phi, params: FocusParams) -> tuple[floa
     each adds at most ``tol_inner * F`` to the result's L1 error, with ``F =
     ||sigma phi||_2 ||1 / sigma||_2`` (Cauchy-Schwarz, over linked particles;
     about 2 on R-MAT graphs). ``EXACT_SHARE * tol / F`` keeps that below 1 %
-    of tol; ``cg_tol`` and ``heat_tol`` stay the floors.
+    of tol; ``cg_tol`` and ``heat_tol`` stay the floors. ``inv_sigma_norm`` is
+    ``||1 / sigma||_2`` (0 where sigma is).
     """
-    xp = getattr(op, "xp", np)
-    sigma = op.lap_sigma
-    inv = xp.where(sigma > 0, 1.0 / xp.where(sigma > 0, sigma, 1.0), 0.0)
-    f = op_norm(op, sigma * phi) * op_norm(op, inv)
+    f = op_norm(op, op.lap_sigma * phi) * inv_sigma_norm
     share = EXACT_SHARE * params.tol / f if f > 0 else 1e-2
     share = min(1e-2, share)
     return max(params.cg_tol, share), max(params.heat_tol, share)
