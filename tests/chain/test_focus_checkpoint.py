@@ -186,3 +186,27 @@ def test_a_checkpoint_whose_next_blocks_do_not_recompute_is_dropped(tmp_path, ca
     assert node.restored_from is None and node.head == steady.head
     assert any(r.getMessage().startswith("focus checkpoint dropped") for r in caplog.records)
     _produce([steady, node], range(7, 9))
+
+
+def test_a_failed_write_keeps_the_last_checkpoint_and_leaves_nothing_beside_it(
+    tmp_path, monkeypatch, caplog
+):
+    node = new_chain(tmp_path / "node")
+    _produce([node], [1])
+    assert node.checkpoint()
+    _produce([node], [2])
+
+    def fail_midway(state, out, protocol):
+        out.write(b"half a pickle")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(focus_checkpoint.pickle, "dump", fail_midway)
+    with caplog.at_level(logging.WARNING, logger="focusflow.chain"):
+        assert not node.checkpoint()
+    assert any(r.getMessage() == "focus checkpoint not written" for r in caplog.records)
+    assert sorted(p.name for p in node.checkpoint_path.parent.glob("focus.ckpt*")) == ["focus.ckpt"]
+    assert read_checkpoint(node.checkpoint_path).height == 1
+    node.close()  # its checkpoint fails too; the store still closes
+    monkeypatch.undo()
+    again = new_chain(tmp_path / "node")
+    assert again.restored_from == 1 and again.head.height == 2

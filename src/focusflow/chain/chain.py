@@ -422,8 +422,9 @@ class Chain:
         """Write the head block's focus state to :attr:`checkpoint_path`.
 
         False when the engine holds an uncommitted block's deltas (its state is
-        not the head's), or when the write failed: that is logged and the node
-        goes on, since the checkpoint only saves work at the next start.
+        not the head's), or when the write failed (a full disk, a state that
+        does not pickle): that is logged and the node goes on, since the
+        checkpoint only saves work at the next start.
         """
         if self._focus_owner is not None:
             return False
@@ -432,7 +433,7 @@ class Chain:
             size = write_checkpoint(
                 self.checkpoint_path, self.focus, self.head.height, self.head.hash
             )
-        except OSError as exc:
+        except Exception as exc:  # a full disk, or a pickling error of any type
             log.warning(
                 "focus checkpoint not written",
                 extra={"fields": {"path": str(self.checkpoint_path), "error": str(exc)}},
@@ -455,8 +456,10 @@ class Chain:
     def close(self) -> None:
         """Checkpoint the focus state and close the store, so that the next start
         replays no block."""
-        self.checkpoint()
-        self.store.close()
+        try:
+            self.checkpoint()
+        finally:
+            self.store.close()
 
     def _maybe_checkpoint(self) -> None:
         since = self.focus.work_s - self._checkpoint_work
@@ -731,9 +734,9 @@ class Chain:
         """
         with self.store.reader() as r:
             height = r.height
-            start = self._load_checkpoint(r, height)
+            start, record = self._load_checkpoint(r, height)
             try:
-                head, record = self._replay_focus(r, start, height)
+                head, record = self._replay_focus(r, start, height, record)
             except _FocusMismatchError as exc:
                 if start == 0:
                     raise StoreError(str(exc)) from None
@@ -744,7 +747,7 @@ class Chain:
                 self.focus = FocusState(self.params.focus)
                 self.restored_from = None
                 self._checkpoint_work = 0.0
-                head, record = self._replay_focus(r, 0, height)
+                head, record = self._replay_focus(r, 0, height, None)
             if head.state_root != r.root:
                 raise StoreError("the store's root differs from its last block's state root")
             try:
@@ -756,9 +759,9 @@ class Chain:
         self._set_validators(self.valsets.for_height(height + 1))
         self._maybe_checkpoint()
 
-    def _load_checkpoint(self, r, height: int) -> int:
+    def _load_checkpoint(self, r, height: int) -> tuple[int, BlockRecord | None]:
         """Take the focus checkpoint's state if it is usable here; returns the
-        first height left to replay (0 without one)."""
+        first height left to replay (0 without one) and the checkpoint's block."""
         self.restored_from = None
         self._checkpoint_work = 0.0
         try:
@@ -768,8 +771,8 @@ class Chain:
                     f"it is of height {ckpt.height}, past the store's {height}"
                 )
             raw = r.block(ckpt.height)
-            header = BlockRecord.decode(raw).block.header if raw is not None else None
-            if header is None or header.hash != ckpt.block_hash:
+            record = BlockRecord.decode(raw) if raw is not None else None
+            if record is None or record.block.header.hash != ckpt.block_hash:
                 raise CheckpointUnusableError(f"its block {ckpt.height} is not this store's")
         except CheckpointUnusableError as exc:
             if self.checkpoint_path.exists():
@@ -777,16 +780,16 @@ class Chain:
                     "focus checkpoint not used: replaying every block",
                     extra={"fields": {"path": str(self.checkpoint_path), "reason": str(exc)}},
                 )
-            return 0
+            return 0, None
         self.focus = ckpt.state
         self.restored_from = ckpt.height
         self._checkpoint_work = ckpt.state.work_s
-        return ckpt.height + 1
+        return ckpt.height + 1, record
 
-    def _replay_focus(self, r, start: int, height: int):
+    def _replay_focus(self, r, start: int, height: int, record: BlockRecord | None):
         """Feed blocks ``start .. height`` to the focus state, checking each root;
-        returns the head's header and record."""
-        record = None
+        returns the head's header and record. ``record`` is block ``start - 1``'s
+        (the checkpoint's: the head's when nothing is left to replay)."""
         for h in range(start, height + 1):
             raw = r.block(h)
             if raw is None:
@@ -795,11 +798,7 @@ class Chain:
             self.focus.apply(record.edge_deltas())
             if self.focus.root != record.block.header.focus_root:
                 raise _FocusMismatchError(f"focus of block {h} does not recompute from its deltas")
-        if record is None:  # the checkpoint is of the head: nothing to replay
-            raw = r.block(height)
-            if raw is None:
-                raise StoreError(f"block {height} is missing from the store at {self.store.path}")
-            record = BlockRecord.decode(raw)
+        assert record is not None
         return record.block.header, record
 
 

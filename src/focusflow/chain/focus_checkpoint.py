@@ -27,6 +27,7 @@ second copy of the state in memory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -99,18 +100,25 @@ def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: byt
         }
     )
     tmp = path.with_name(path.name + ".tmp")
-    with open_private(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(len(header).to_bytes(4, "big"))
-        f.write(header)
-        out = _HashingWriter(f)
-        out.digest.update(header)
-        pickle.dump(state, out, protocol=5)
-        f.write(out.size.to_bytes(8, "big"))
-        f.write(out.digest.digest())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open_private(tmp, "wb") as f:
+            f.write(MAGIC)
+            f.write(len(header).to_bytes(4, "big"))
+            f.write(header)
+            out = _HashingWriter(f)
+            out.digest.update(header)
+            pickle.dump(state, out, protocol=5)
+            f.write(out.size.to_bytes(8, "big"))
+            f.write(out.digest.digest())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A failed write (full disk, a state that does not pickle) leaves the
+        # previous checkpoint as it was and no half-written file beside it.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     fsync_dir(path.parent)
     return len(MAGIC) + 4 + len(header) + out.size + TRAILER
 
