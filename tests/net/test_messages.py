@@ -21,10 +21,10 @@ from focusflow.net.messages import (
 )
 
 EXAMPLES = [
-    Hello(1, b"\x01" * 32),
+    Hello(2, b"\x01" * 32, b"\x04" * 32),
     Challenge(b"\x02" * 32),
     Auth(b"\x03" * 64),
-    Welcome(),
+    Welcome(b"\x05" * 32),
     Gossip("vote", b"payload"),
     Request("block", b"\x00"),
     Response(b""),
@@ -39,7 +39,7 @@ def test_round_trip(message) -> None:
 
 def test_envelope_bytes_are_kind_then_fields() -> None:
     assert encode_message(Gossip("tx", b"\xff")) == bytes.fromhex("830462747841ff")
-    assert encode_message(Welcome()) == bytes.fromhex("8103")
+    assert encode_message(Welcome(bytes(32))) == bytes.fromhex("820358200" + "0" * 63)
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,10 @@ def test_envelope_bytes_are_kind_then_fields() -> None:
         [4, "", b""],
         [4, "t" * 65, b""],
         [0, 1, b"short"],
+        [0, 2, b"\x01" * 32, b"short network id"],
+        [0, 2, b"\x01" * 32],
+        [3, b"\x00" * 31],
+        [3],
         [2, b"\x00" * 63],
         [True, b""],
     ],

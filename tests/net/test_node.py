@@ -12,11 +12,13 @@ from focusflow.core.keys import KeyPair
 from focusflow.net import (
     FrameTooLargeError,
     NetConfig,
+    NetError,
     Node,
     PeerAuthError,
     RemoteError,
     RequestTimeoutError,
 )
+from focusflow.net.errors import NetworkMismatchError
 from focusflow.net.messages import Request, encode_message
 from focusflow.net.transport import CLOSE_MALFORMED, dial
 
@@ -360,3 +362,37 @@ def test_announcing_gossip_one_does_not_have_costs_score() -> None:
         await b.stop()
 
     run(main())
+
+
+def test_a_peer_on_another_network_is_refused_at_the_handshake() -> None:
+    """Hello carries the network id (the genesis hash): a node of another chain is
+    refused with a reason naming both ids, before any gossip, on both sides."""
+
+    async def main() -> None:
+        ours, theirs = b"\x01" * 32, b"\x02" * 32
+        a = Node(KeyPair.generate(), config=NetConfig(network_id=ours))
+        b = Node(KeyPair.generate(), config=NetConfig(network_id=theirs))
+        c = Node(KeyPair.generate(), config=NetConfig(network_id=ours))
+        for node in (a, b, c):
+            await node.start()
+        try:
+            with pytest.raises(NetworkMismatchError) as info:
+                await a.connect(b.peer_address)
+            assert info.value.code == "network_mismatch"
+            assert "wrong network" in str(info.value)
+            assert ours.hex()[:16] in str(info.value) and theirs.hex()[:16] in str(info.value)
+            with pytest.raises(NetworkMismatchError):
+                await b.connect(a.peer_address)
+            assert a.connected_peers() == [] and b.connected_peers() == []
+            # The same network connects as before.
+            assert await a.connect(c.peer_address) == c.id
+        finally:
+            for node in (a, b, c):
+                await node.stop()
+
+    run(main())
+
+
+def test_a_network_id_must_be_32_bytes() -> None:
+    with pytest.raises(NetError):
+        Node(KeyPair.generate(), config=NetConfig(network_id=b"short"))

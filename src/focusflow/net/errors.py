@@ -28,6 +28,19 @@ class PeerAuthError(NetError):
     code = "peer_auth_failed"
 
 
+class NetworkMismatchError(PeerAuthError):
+    """The peer is on another network: its handshake names a different network id
+    (genesis hash). Refused at the handshake, before any gossip."""
+
+    code = "network_mismatch"
+
+
+class RateLimitedError(NetError):
+    """A peer asked for something more often than this node serves it."""
+
+    code = "rate_limited"
+
+
 class PeerBannedError(NetError):
     """The peer is banned for misbehaviour; no connection is made or kept until it expires."""
 

@@ -17,8 +17,11 @@ from typing import ClassVar
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 
-PROTOCOL_VERSION = 1
+#: 2: Hello and Welcome carry the network id.
+PROTOCOL_VERSION = 2
 NODE_ID_SIZE = 32
+#: A network id names one chain: the hash of its genesis (``NetConfig.network_id``).
+NETWORK_ID_SIZE = 32
 NONCE_SIZE = 32
 SIGNATURE_SIZE = 64
 MESSAGE_ID_SIZE = 32
@@ -28,11 +31,14 @@ MAX_NAME = 64
 
 @dataclass(frozen=True)
 class Hello:
-    """Client to server, first message on a new connection: who the client claims to be."""
+    """Client to server, first message on a new connection: who the client claims
+    to be, and which network (genesis) it is on; a server on another network
+    refuses it."""
 
     KIND: ClassVar[int] = 0
     version: int
     node_id: bytes
+    network: bytes
 
 
 @dataclass(frozen=True)
@@ -53,9 +59,11 @@ class Auth:
 
 @dataclass(frozen=True)
 class Welcome:
-    """Server to client: authentication accepted; the connection is open for traffic."""
+    """Server to client: authentication accepted; the connection is open for traffic.
+    ``network`` is the server's network id (the client checks it too)."""
 
     KIND: ClassVar[int] = 3
+    network: bytes
 
 
 @dataclass(frozen=True)
@@ -110,10 +118,10 @@ _KINDS: dict[int, type] = {
     for cls in (Hello, Challenge, Auth, Welcome, Gossip, Request, Response, Error, IHave)
 }
 _FIELDS: dict[type, tuple[type, ...]] = {
-    Hello: (int, bytes),
+    Hello: (int, bytes, bytes),
     Challenge: (bytes,),
     Auth: (bytes,),
-    Welcome: (),
+    Welcome: (bytes,),
     Gossip: (str, bytes),
     Request: (str, bytes),
     Response: (bytes,),
@@ -149,6 +157,8 @@ def decode_message(data: bytes) -> Message:
 def _check_sizes(message: Message) -> None:
     if isinstance(message, Hello) and len(message.node_id) != NODE_ID_SIZE:
         raise DecodeError("malformed net message: node id is not 32 bytes")
+    if isinstance(message, Hello | Welcome) and len(message.network) != NETWORK_ID_SIZE:
+        raise DecodeError("malformed net message: network id is not 32 bytes")
     if isinstance(message, Challenge) and len(message.nonce) != NONCE_SIZE:
         raise DecodeError("malformed net message: nonce is not 32 bytes")
     if isinstance(message, Auth) and len(message.signature) != SIGNATURE_SIZE:

@@ -42,6 +42,7 @@ from focusflow.net.identity import short_id
 from focusflow.net.messages import (
     MAX_NAME,
     MESSAGE_ID_SIZE,
+    NETWORK_ID_SIZE,
     Error,
     Gossip,
     IHave,
@@ -117,6 +118,9 @@ class NetConfig:
     """Limits and timings of a node; the defaults suit a validator set on a LAN."""
 
     max_frame: int = DEFAULT_MAX_FRAME
+    #: Which network this node is on: a validator passes its genesis hash. Peers
+    #: with another id are refused at the handshake (docs/net.md §2).
+    network_id: bytes = bytes(NETWORK_ID_SIZE)
     #: Bytes of unfinished frames one peer may make us hold, all its streams together.
     max_buffered: int = 4 * DEFAULT_MAX_FRAME
     #: UDP payload size; raise it only on loopback or jumbo-frame links (see transport).
@@ -188,6 +192,8 @@ class Node:
         self.key = key
         self.id = key.public_key
         self.config = config or NetConfig()
+        if len(self.config.network_id) != NETWORK_ID_SIZE:
+            raise NetError(f"network id must be {NETWORK_ID_SIZE} bytes")
         self.listen = listen
         self.static_peers = [
             p if isinstance(p, PeerAddress) else PeerAddress.parse(p) for p in peers

@@ -5,10 +5,16 @@ A session wraps a :class:`~focusflow.net.transport.PeerProtocol` and is its
 the connection's first stream (the *control stream*)::
 
     client                                   server
-      Hello(version, client_id)      ->
+      Hello(version, client_id, network)  ->
                                      <-      Challenge(nonce)
       Auth(sign(transcript))         ->
-                                     <-      Welcome()
+                                     <-      Welcome(network)
+
+``network`` is the node's network id (``NetConfig.network_id``: the genesis
+hash, which names the chain and the focus engine it runs). A server refuses a
+Hello from another network, and a client a Welcome, closing with
+``CLOSE_WRONG_NETWORK`` and a reason naming both ids
+(:class:`~focusflow.net.errors.NetworkMismatchError` on the dialing side).
 
 and afterwards keeps that stream for gossip in both directions, while every
 request travels on a stream of its own. Decisions about peers (scores, bans,
@@ -25,7 +31,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from focusflow.core.errors import DecodeError
-from focusflow.net.errors import NetError, PeerAuthError, PeerBannedError, PeerUnavailableError
+from focusflow.net.errors import (
+    NetError,
+    NetworkMismatchError,
+    PeerAuthError,
+    PeerBannedError,
+    PeerUnavailableError,
+)
 from focusflow.net.identity import (
     check_auth,
     check_server_certificate,
@@ -53,6 +65,7 @@ from focusflow.net.transport import (
     CLOSE_AUTH_FAILED,
     CLOSE_BANNED,
     CLOSE_MALFORMED,
+    CLOSE_WRONG_NETWORK,
     PeerProtocol,
     consume_error,
 )
@@ -121,12 +134,16 @@ class Session:
             return
         self.control = self.protocol.new_stream()
         self._state = "await_challenge"
-        self._send(self.control, Hello(PROTOCOL_VERSION, self.node.id))
+        self._send(
+            self.control, Hello(PROTOCOL_VERSION, self.node.id, self.node.config.network_id)
+        )
 
     def _handshake_message(self, stream_id: int, message: Message) -> None:
         if self._state == "await_hello" and isinstance(message, Hello) and stream_id % 4 == 0:
             if message.version != PROTOCOL_VERSION:
                 self._fail(PeerAuthError(f"protocol version {message.version}"), CLOSE_AUTH_FAILED)
+                return
+            if not self._same_network(message.network):
                 return
             self.control, self.peer_id = stream_id, message.node_id
             self._nonce = new_nonce()
@@ -152,19 +169,33 @@ class Session:
                 return
             if self.node.refuse(self):
                 return
-            self._send(stream_id, Welcome())
+            self._send(stream_id, Welcome(self.node.config.network_id))
             self._become_ready()
         elif (
             self._state == "await_welcome"
             and isinstance(message, Welcome)
             and stream_id == self.control
         ):
-            self._become_ready()
+            if self._same_network(message.network):
+                self._become_ready()
         else:
             self._fail(
                 PeerAuthError(f"unexpected {type(message).__name__} during handshake"),
                 CLOSE_AUTH_FAILED,
             )
+
+    def _same_network(self, network: bytes) -> bool:
+        """True if the peer's network id is ours; else the connection is refused."""
+        ours = self.node.config.network_id
+        if network == ours:
+            return True
+        self._fail(
+            NetworkMismatchError(
+                f"wrong network: peer is on {network.hex()[:16]}, this node on {ours.hex()[:16]}"
+            ),
+            CLOSE_WRONG_NETWORK,
+        )
+        return False
 
     def _become_ready(self) -> None:
         assert self.peer_id is not None
@@ -235,8 +266,10 @@ class Session:
         for task in self._tasks:
             task.cancel()
         if not self.authenticated.done():
-            error = PeerBannedError if code == CLOSE_BANNED else PeerAuthError
-            self.authenticated.set_exception(error(f"connection closed: {reason}"))
+            error = {CLOSE_BANNED: PeerBannedError, CLOSE_WRONG_NETWORK: NetworkMismatchError}
+            self.authenticated.set_exception(
+                error.get(code, PeerAuthError)(f"connection closed: {reason}")
+            )
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(PeerUnavailableError(f"connection closed: {reason}"))

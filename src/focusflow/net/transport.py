@@ -42,6 +42,8 @@ CLOSE_AUTH_FAILED = 1
 CLOSE_BANNED = 2
 CLOSE_MALFORMED = 3
 CLOSE_DUPLICATE = 4
+#: The peer is on another network (its genesis hash differs from ours).
+CLOSE_WRONG_NETWORK = 5
 
 
 class Link(Protocol):

@@ -43,6 +43,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from focusflow.chain.block import BlockRecord
@@ -166,7 +167,9 @@ class ValidatorRuntime(NodeRuntime):
         self.key = key
         self.net: Node | None = None
         if listen is not None:
-            self.net = Node(key, listen=listen, peers=list(peers), config=net_config)
+            # Only nodes of this genesis (chain id, parameters, focus engine) may connect.
+            config = replace(net_config or NetConfig(), network_id=chain.genesis.hash)
+            self.net = Node(key, listen=listen, peers=list(peers), config=config)
             self.net.set_allowed(self._members(chain.validators))
         self.signer = Signer(key, chain.chain_id, WriteAheadLog(wal_path))
         self._decoded: dict[bytes, BlockRecord] = {}
