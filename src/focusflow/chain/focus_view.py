@@ -78,8 +78,14 @@ class FocusView:
         return float(self.karma[i]) * len(self.karma) / self.karma_total
 
     @cached_property
-    def _sorted_q(self) -> np.ndarray:
-        return np.sort(self.q)
+    def _rank_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """(q sorted ascending, particle indices in that order, ties by index ascending).
+
+        Sorted once per view (lazily: most blocks are never asked); every rank
+        is then two binary searches in ``q`` and one among the tied indices.
+        """
+        order = np.lexsort((np.arange(len(self.q)), self.q))
+        return self.q[order], order
 
     @cached_property
     def in_degree(self) -> np.ndarray:
@@ -93,16 +99,27 @@ class FocusView:
     def rank(self, i: int) -> int:
         """1 + the number of particles with more focus, ties broken by particle order.
 
-        Two binary searches in the vector sorted once per view (lazily: most
-        blocks are never asked), so a WebSocket client watching a thousand
-        particles costs a thousand searches per block, not a thousand passes.
+        O(log n) per call, also when most particles share one value (a fresh
+        graph's particles all hold the same focus): the particles tied with
+        ``i`` sit in ``order`` by ascending index, so the earlier ones are
+        counted by a binary search, not a pass over ``q``.
         """
-        qi = self.q[i]
-        s = self._sorted_q
-        hi = int(np.searchsorted(s, qi, side="right"))
-        ties = hi - int(np.searchsorted(s, qi, side="left"))
-        before = int(np.count_nonzero(self.q[:i] == qi)) if ties > 1 else 0
-        return len(s) - hi + before + 1
+        return int(self.ranks(np.asarray([i], dtype=np.int64))[0])
+
+    def ranks(self, indices: np.ndarray) -> np.ndarray:
+        """:meth:`rank` of many particles at once (one vectorised search each)."""
+        s, order = self._rank_order
+        qi = self.q[indices]
+        lo = np.searchsorted(s, qi, side="left")
+        hi = np.searchsorted(s, qi, side="right")
+        # Within the tie run [lo, hi) the order holds indices ascending, and
+        # the run sorts as one key (q, index): search (q_i, i) in it.
+        earlier = np.fromiter(
+            (np.searchsorted(order[a:b], j) for a, b, j in zip(lo, hi, indices, strict=True)),
+            dtype=np.int64,
+            count=len(indices),
+        )
+        return len(s) - hi + earlier + 1
 
     def top_k(self, k: int) -> np.ndarray:
         """Particle indices of the k largest focus values, most focus first."""
@@ -188,7 +205,7 @@ def build_view(
 def _with_height(view: FocusView, height: int) -> FocusView:
     """The same picture at a later height; lazily computed caches carry over."""
     later = replace(view, height=height)
-    for name in ("_sorted_q", "in_degree", "out_degree"):
+    for name in ("_rank_order", "in_degree", "out_degree"):
         if name in view.__dict__:
             later.__dict__[name] = view.__dict__[name]
     return later
