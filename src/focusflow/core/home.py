@@ -11,6 +11,7 @@ and the XDG rule is the one documented in docs/api.md on every platform.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 ENV_HOME = "FOCUSFLOW_HOME"
@@ -39,8 +40,20 @@ def keys_dir(home: Path) -> Path:
 
 
 def validator_key_path(home: Path) -> Path:
-    """The node's validator key (consensus signing, and its account) inside a home."""
+    """The node's consensus key (block and vote signing) inside a home.
+
+    Homes made before the account key was split off also use it as the
+    validator's account; see :func:`account_key_path`.
+    """
     return Path(home) / "validator_key"
+
+
+def account_key_path(home: Path) -> Path:
+    """The validator's account key (its bonded stake, fees, rewards) inside a home:
+    kept apart from the consensus key so that a leaked signing key cannot move
+    funds and the account can be kept offline. Absent in homes made before the
+    split, where the consensus key is the account."""
+    return Path(home) / "account_key"
 
 
 #: ``open_private`` modes and the flag each adds to create-for-writing.
@@ -59,6 +72,53 @@ def open_private(path: str | os.PathLike[str], mode: str = "w"):
         raise ValueError(f"open_private writes: mode must be one of {sorted(_PRIVATE_MODES)}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | _PRIVATE_MODES[mode], 0o600)
     return os.fdopen(fd, mode)
+
+
+def write_private_file(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` durably: a temporary file created with
+    ``mode`` (owner-only by default) is written and fsynced, renamed over
+    ``path``, and the directory fsynced.
+
+    A crash leaves either the old file or the new one, never a torn or empty
+    one: a home whose genesis, key or token is half written cannot start.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+#: Bytes of randomness in a new bearer token (the node's admin token, Konomi's token).
+TOKEN_BYTES = 32
+
+
+def create_token_file(path: str | os.PathLike[str]) -> str:
+    """Write a fresh random bearer token to ``path`` (owner-only, durable); returns it."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    write_private_file(path, token + "\n")
+    return token
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The bearer token in ``path`` (surrounding whitespace removed).
+
+    Raises OSError when the file cannot be read and ValueError when it is empty:
+    an empty token would let anyone in.
+    """
+    token = Path(path).read_text().strip()
+    if not token:
+        raise ValueError(f"the token file {path} is empty")
+    return token
 
 
 def fsync_dir(path: str | os.PathLike[str], *, strict: bool = False) -> None:

@@ -28,7 +28,7 @@ from nacl.exceptions import ValueError as _NaclValueError
 
 from focusflow.core.errors import InvalidAddressError, KeyFileError
 from focusflow.core.hashing import sha256
-from focusflow.core.home import open_private
+from focusflow.core.home import write_private_file
 
 HRP = "focus"
 PUBLIC_KEY_SIZE = 32
@@ -118,11 +118,11 @@ class KeyPair:
         return self.private.sign(message)
 
     def save(self, path: Path) -> None:
-        """Write the seed as hex to ``path`` readable by the owner only (0600)."""
+        """Write the seed as hex to ``path`` readable by the owner only (0600),
+        durably (temp, fsync, rename, fsync dir): a crash never leaves a torn key."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open_private(path) as f:
-            f.write(self.seed.hex() + "\n")
+        write_private_file(path, self.seed.hex() + "\n")
 
     @classmethod
     def load(cls, path: Path) -> KeyPair:

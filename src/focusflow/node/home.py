@@ -14,7 +14,6 @@ import fcntl
 import ipaddress
 import json
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,13 @@ from pathlib import Path
 from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
-from focusflow.core.home import keys_dir, open_private, validator_key_path
+from focusflow.core.home import (
+    create_token_file,
+    keys_dir,
+    read_token_file,
+    validator_key_path,
+    write_private_file,
+)
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 
@@ -98,12 +103,12 @@ class Home:
 
     def read_admin_token(self) -> str:
         try:
-            return self.admin_token.read_text().strip()
-        except OSError as exc:
+            return read_token_file(self.admin_token)
+        except (OSError, ValueError) as exc:
             raise HomeError(f"cannot read the admin token {self.admin_token}: {exc}") from None
 
     def write_node_info(self, api: str) -> None:
-        _write_private(
+        write_private_file(
             self.node_json,
             json.dumps({"chain_id": self.load_genesis().chain_id, "api": api, "pid": os.getpid()})
             + "\n",
@@ -129,14 +134,14 @@ def init_devnet(path: Path, chain_id: str = DEVNET_CHAIN_ID) -> tuple[Home, bool
         return home, False
     if home.path.exists() and any(home.path.iterdir()) and not home.keys.exists():
         raise HomeError(f"{home.path} is not empty and not a focusflow home; choose another --home")
-    home.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_home_dirs(home)
     validator = KeyPair.generate()
     wallet = Keystore(home.keys)
     dev = wallet.load(DEV_KEY_NAME) if wallet.exists(DEV_KEY_NAME) else KeyPair.generate()
     if not wallet.exists(DEV_KEY_NAME):
         wallet.add(DEV_KEY_NAME, dev, None)
     validator.save(home.validator_key)
-    _write_private(home.admin_token, secrets.token_urlsafe(32) + "\n")
+    create_token_file(home.admin_token)
     genesis = Genesis.from_json(
         {
             "chain_id": chain_id,
@@ -153,9 +158,7 @@ def init_devnet(path: Path, chain_id: str = DEVNET_CHAIN_ID) -> tuple[Home, bool
         }
     )
     # The genesis goes last: its presence is what marks a finished home.
-    tmp = home.genesis.with_suffix(".tmp")
-    genesis.save(tmp)
-    os.replace(tmp, home.genesis)
+    _save_genesis(home, genesis)
     return home, True
 
 
@@ -214,10 +217,10 @@ def init_testnet(
     )
     p2p = [f"{host}:{base_port + 2 * k}" for k in range(validators)]
     for k, (home, key) in enumerate(zip(homes, keys, strict=True)):
-        home.path.mkdir(parents=True, mode=0o700)
+        _make_home_dirs(home)
         Keystore(home.keys).add(DEV_KEY_NAME, dev, None)
         key.save(home.validator_key)
-        _write_private(home.admin_token, secrets.token_urlsafe(32) + "\n")
+        create_token_file(home.admin_token)
         config = {
             "name": f"v{k}",
             "p2p": p2p[k],
@@ -230,10 +233,8 @@ def init_testnet(
         if _is_loopback(host):
             # aioquic's cost is per packet; on loopback nothing fragments.
             config["max_datagram_size"] = LOOPBACK_DATAGRAM_SIZE
-        _write_private(home.config, json.dumps(config, indent=2) + "\n")
-        tmp = home.genesis.with_suffix(".tmp")
-        genesis.save(tmp)
-        os.replace(tmp, home.genesis)
+        write_private_file(home.config, json.dumps(config, indent=2) + "\n")
+        _save_genesis(home, genesis)
     return homes
 
 
@@ -266,15 +267,13 @@ def init_validator(
             ok = False
         if not ok:
             raise HomeError(f"peer {peer!r} is not <node id: 64 hex>@host:port")
-    home.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_home_dirs(home)
     key = KeyPair.generate()
     key.save(home.validator_key)
-    _write_private(home.admin_token, secrets.token_urlsafe(32) + "\n")
+    create_token_file(home.admin_token)
     config = {"name": name, "p2p": p2p, "api": api, "peers": list(peers), "timeouts": {}}
-    _write_private(home.config, json.dumps(config, indent=2) + "\n")
-    tmp = home.genesis.with_suffix(".tmp")
-    genesis.save(tmp)
-    os.replace(tmp, home.genesis)
+    write_private_file(home.config, json.dumps(config, indent=2) + "\n")
+    _save_genesis(home, genesis)
     return home, key
 
 
@@ -294,11 +293,16 @@ def lock_home(home: Home) -> int:
     return fd
 
 
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open_private(tmp) as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _make_home_dirs(home: Home) -> None:
+    """The home and its chain data directory, both owner-only (0700): the store holds
+    the focus checkpoint and the chain state, which no other user should read or swap."""
+    home.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.data.mkdir(exist_ok=True, mode=0o700)
+
+
+def _save_genesis(home: Home, genesis: Genesis) -> None:
+    """Write the genesis durably (temp, fsync, rename, fsync dir); it is public, so 0644."""
+    write_private_file(home.genesis, json.dumps(genesis.to_json(), indent=2) + "\n", mode=0o644)
 
 
 def _is_loopback(host: str) -> bool:

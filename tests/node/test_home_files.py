@@ -1,0 +1,78 @@
+"""A node home's files are durable and private: the genesis, the admin token, the
+config and the validator key are each written to a temporary file, fsynced,
+renamed into place and the directory fsynced; the chain's data directory is
+created owner-only (0700)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from focusflow.node.home import init_devnet, init_testnet, init_validator
+
+
+@pytest.fixture
+def fsynced(monkeypatch) -> list[str]:
+    """The paths of every file and directory fsynced while the test runs."""
+    seen: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return seen
+
+
+def _synced_then_renamed(seen: list[str], final: Path) -> bool:
+    """Whether a temporary file beside ``final`` was fsynced, ``final`` exists and
+    its directory was fsynced after that."""
+    tmp = [i for i, p in enumerate(seen) if Path(p).parent == final.parent and final.name in p]
+    dirs = [i for i, p in enumerate(seen) if Path(p) == final.parent]
+    return final.exists() and bool(tmp) and any(d > tmp[-1] for d in dirs)
+
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+
+
+def test_devnet_home_files_are_fsynced_and_renamed(tmp_path, fsynced):
+    home, created = init_devnet(tmp_path / "h")
+    assert created
+    for f in (home.genesis, home.admin_token, home.validator_key):
+        assert _synced_then_renamed(fsynced, f), (f, fsynced)
+    assert not [p for p in home.path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_testnet_and_validator_homes_fsync_config_too(tmp_path, fsynced):
+    homes = init_testnet(tmp_path / "net", 2, 27000)
+    for home in homes:
+        for f in (home.genesis, home.admin_token, home.validator_key, home.config):
+            assert _synced_then_renamed(fsynced, f), (f, fsynced)
+    fsynced.clear()
+    home, _ = init_validator(
+        tmp_path / "new",
+        homes[0].load_genesis(),
+        name="n",
+        p2p="127.0.0.1:1",
+        api="127.0.0.1:2",
+        peers=[],
+    )
+    for f in (home.genesis, home.admin_token, home.validator_key, home.config):
+        assert _synced_then_renamed(fsynced, f), (f, fsynced)
+
+
+def test_data_dir_is_owner_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        home, _ = init_devnet(tmp_path / "h")
+        homes = init_testnet(tmp_path / "net", 2, 27100)
+    finally:
+        os.umask(old)
+    for h in (home, *homes):
+        assert h.data.is_dir() and stat.S_IMODE(h.data.stat().st_mode) == 0o700
+        assert stat.S_IMODE(h.admin_token.stat().st_mode) == 0o600
+        assert stat.S_IMODE(h.validator_key.stat().st_mode) == 0o600
