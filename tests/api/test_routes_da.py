@@ -8,6 +8,9 @@ header's data root, never against the endpoint's own.
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +20,7 @@ from fastapi.testclient import TestClient
 from focusflow.api import errors
 from focusflow.api.routes_da import router
 from focusflow.chain.da_commit import DAStore
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import merkle_root
 from focusflow.da import proof_from_json, verify_share_proof
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
@@ -136,3 +140,56 @@ def test_node_without_da_store_says_so(node):
     with client_for(SimpleNamespace(chain=node.chain)) as c:
         r = c.get("/v1/da/1")
     assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+
+
+def _ask_together(da: DAStore, heights: list[int]) -> list:
+    """Ask ``da`` for the squares of ``heights``, one thread each, released at once."""
+    barrier = threading.Barrier(len(heights))
+
+    def ask(height: int):
+        barrier.wait()
+        return da.square(height)
+
+    with ThreadPoolExecutor(len(heights)) as pool:
+        return list(pool.map(ask, heights))
+
+
+def test_concurrent_requests_for_one_old_height_share_one_rebuild(node):
+    """A flood of requests for one uncached height costs one rebuild, not one each."""
+    da = DAStore(node.chain)  # a fresh store: nothing cached, every height is old
+    for height in (2, 1):
+        squares = _ask_together(da, [height] * 24)
+        assert all(sq is squares[0] for sq in squares)
+        assert squares[0].data_root() == header_root(node, height)
+    assert da.rebuilt == 2
+
+
+def test_rebuilds_of_different_heights_are_bounded(node, monkeypatch):
+    """At most ``max_rebuilds`` squares are built at once, however many heights are asked."""
+    from focusflow.chain import da_commit
+
+    running, peak, lock = 0, 0, threading.Lock()
+    real = da_commit.block_square
+
+    def counted(txs):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            time.sleep(0.02)  # long enough for every thread to arrive
+            return real(txs)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(da_commit, "block_square", counted)
+    da = DAStore(node.chain, cache_size=1, max_rebuilds=2)
+    squares = _ask_together(da, [0, 1, 2] * 4)
+    assert [sq.data_root() for sq in squares[:3]] == [header_root(node, h) for h in (0, 1, 2)]
+    assert peak == 2
+
+
+def test_max_rebuilds_must_be_positive(node):
+    with pytest.raises(InvalidParameterError):
+        DAStore(node.chain, max_rebuilds=0)

@@ -19,6 +19,10 @@ keeps the squares of recent blocks without extending them twice.
 ``cache_size`` squares used (recent blocks arrive through the listener; an
 older height is rebuilt from the stored block, checked against its header and
 kept in the LRU too, since a light client asks for some 25 shares in a row).
+Requests for one old height that arrive while it is being rebuilt wait for
+that rebuild (single flight), and at most ``max_rebuilds`` heights are
+rebuilt at once: a flood of requests for old blocks costs one rebuild per
+height and never more cores than that.
 Its ``withhold`` fraction is a fault-injection knob for tests: the node then
 refuses to serve that share of every square (the roots are still served, as
 a withholding producer would publish its header).
@@ -44,6 +48,10 @@ if TYPE_CHECKING:
 
 #: Squares a :class:`DAStore` keeps at most, by default.
 DEFAULT_CACHE_SIZE = 16
+#: Old squares a :class:`DAStore` rebuilds at once, by default: each takes a
+#: core and up to ``square_size`` bytes while it is built, and the block
+#: producer needs a core too.
+DEFAULT_MAX_REBUILDS = 1
 #: Memory the kept squares may take, by default (the newest square is always
 #: kept). A square of ``k x k`` original shares holds ``(2k)² · 602`` bytes
 #: (shares and NMT leaf nodes): 150 KiB for 100 small transactions (k = 8),
@@ -91,6 +99,30 @@ def square_size(square: ExtendedSquare) -> int:
     return square.width * square.width * (SHARE_SIZE + 90)
 
 
+class _Flight:
+    """One rebuild in progress: its result (or error) for everyone who asked meanwhile."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._square: ExtendedSquare | None = None
+        self._error: BaseException | None = None
+
+    def land(self, square: ExtendedSquare) -> None:
+        self._square = square
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._done.set()
+
+    def wait(self) -> ExtendedSquare:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._square is not None
+        return self._square
+
+
 class DAStore:
     """The squares of a chain's blocks, for serving shares and proofs.
 
@@ -99,6 +131,8 @@ class DAStore:
     * ``cache_size``, ``cache_bytes``: at most this many squares, taking at
       most this much memory (:func:`square_size`), stay in memory; the least
       recently used go first, the last one used always stays;
+    * ``max_rebuilds``: at most this many old squares are rebuilt at once
+      (others wait); concurrent requests for one height share its rebuild;
     * ``withhold``: fault injection for tests, the fraction in ``[0, 1]`` of
       every square this node refuses to serve (``ShareUnavailableError``);
       ``0`` on an honest node. It withholds the shares at ``R x C``, ``R`` and
@@ -120,6 +154,7 @@ class DAStore:
         cache_size: int = DEFAULT_CACHE_SIZE,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         *,
+        max_rebuilds: int = DEFAULT_MAX_REBUILDS,
         withhold: float = 0.0,
         withhold_seed: int = 0,
     ) -> None:
@@ -127,6 +162,10 @@ class DAStore:
             raise InvalidParameterError(f"cache_size must be an integer >= 1, got {cache_size!r}")
         if not isinstance(cache_bytes, int) or cache_bytes < 0:
             raise InvalidParameterError(f"cache_bytes must be an integer >= 0, got {cache_bytes!r}")
+        if not isinstance(max_rebuilds, int) or max_rebuilds < 1:
+            raise InvalidParameterError(
+                f"max_rebuilds must be an integer >= 1, got {max_rebuilds!r}"
+            )
         if not 0.0 <= withhold <= 1.0:
             raise InvalidParameterError(f"withhold must be a fraction in [0, 1], got {withhold}")
         self.chain = chain
@@ -137,6 +176,9 @@ class DAStore:
         self._squares: OrderedDict[int, ExtendedSquare] = OrderedDict()
         self._withheld: dict[int, frozenset[tuple[int, int]]] = {}
         self._lock = threading.Lock()
+        self._rebuilds = threading.BoundedSemaphore(max_rebuilds)
+        #: Rebuilds in progress: later askers for the same height wait on them.
+        self._flights: dict[int, _Flight] = {}
         #: Squares rebuilt from stored blocks (cache misses), for tests and metrics.
         self.rebuilt = 0
         chain.square_listeners.append(self.remember)
@@ -169,6 +211,35 @@ class DAStore:
             if square is not None:
                 self._squares.move_to_end(height)
                 return square
+        return self._rebuild_once(height)
+
+    def _rebuild_once(self, height: int) -> ExtendedSquare:
+        """Rebuild ``height``'s square, or wait for the rebuild already under way."""
+        with self._lock:
+            square = self._squares.get(height)
+            if square is not None:
+                return square
+            flight = self._flights.get(height)
+            leader = flight is None
+            if leader:
+                flight = self._flights[height] = _Flight()
+        if not leader:
+            return flight.wait()
+        try:
+            with self._rebuilds:
+                square = self._rebuild(height)
+            self.remember(height, square)
+        except BaseException as exc:
+            flight.fail(exc)
+            raise
+        else:
+            flight.land(square)
+            return square
+        finally:
+            with self._lock:
+                self._flights.pop(height, None)
+
+    def _rebuild(self, height: int) -> ExtendedSquare:
         record = self.chain.block_record(height)
         if record is None:
             raise UnknownBlockError(
@@ -179,7 +250,6 @@ class DAStore:
             raise StoreError(f"stored block {height} does not hash to its header's data root")
         with self._lock:
             self.rebuilt += 1
-        self.remember(height, square)
         return square
 
     # --- serving ---------------------------------------------------------------
@@ -221,6 +291,7 @@ class DAStore:
 __all__ = [
     "DEFAULT_CACHE_BYTES",
     "DEFAULT_CACHE_SIZE",
+    "DEFAULT_MAX_REBUILDS",
     "DAStore",
     "block_square",
     "data_root",
