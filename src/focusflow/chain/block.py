@@ -57,6 +57,14 @@ BROTLI_QUALITY = 4
 PROPOSAL_BROTLI_QUALITY = 1
 #: Protocol cap on a decompressed block record.
 HARD_MAX_RECORD_BYTES = 64 << 20
+#: The latest time a header may carry, in milliseconds since the Unix epoch:
+#: 2^53 - 1 (the year 287,396; exact in a double, far below the 2^63 of
+#: signed 64-bit clocks). Block time must increase, so a header at the
+#: largest encodable integer would leave no time for any later block: the
+#: ceiling keeps room above every accepted header. How far ahead of a
+#: validator's clock a proposal may be is checked separately
+#: (``Chain.validate``'s ``now_ms``, docs/chain.md "Block time").
+MAX_TIME_MS = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,8 @@ class Header:
         )
         if not ok:
             raise DecodeError("malformed block: bad header field")
+        if time_ms > MAX_TIME_MS:
+            raise DecodeError(f"malformed block: time_ms {time_ms} above MAX_TIME_MS={MAX_TIME_MS}")
         return cls(chain_id, height, time_ms, *hashes, proposer, last_commit)
 
 

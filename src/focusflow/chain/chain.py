@@ -53,6 +53,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from focusflow.chain.block import (
+    MAX_TIME_MS,
     PROPOSAL_BROTLI_QUALITY,
     ZERO_HASH,
     Block,
@@ -64,7 +65,13 @@ from focusflow.chain.block import (
     txs_root,
 )
 from focusflow.chain.da_commit import block_square
-from focusflow.chain.errors import BlockError, EvidenceError, TxError
+from focusflow.chain.errors import (
+    BlockError,
+    BlockTimeError,
+    EvidenceError,
+    TxError,
+    WrongProposerError,
+)
 from focusflow.chain.evidence_pool import EvidencePool, block_offences
 from focusflow.chain.execute import Receipt, Rejected, execute_block
 from focusflow.chain.focus_checkpoint import (
@@ -100,6 +107,13 @@ BLOCK_EVENTS_PREFIX = b"e"
 #: at most a tenth of the work it saves on a graph whose state is large.
 CHECKPOINT_WORK_S = 30.0
 CHECKPOINT_COST_RATIO = 10.0
+#: How far ahead of a validator's clock a proposal's time may be (ms) for it
+#: to prevote the proposal: a proposer cannot push block time into the future
+#: (the next block's time must be larger), and clocks of honest validators
+#: that differ by less than this still accept each other's blocks. A local
+#: rule, not a consensus one: blocks replayed from the store or synced with
+#: a certificate are never refused for their time against the local clock.
+MAX_CLOCK_DRIFT_MS = 10_000
 
 log = logging.getLogger("focusflow.chain")
 
@@ -292,6 +306,7 @@ class Chain:
                 continue
         if time_ms is None:
             time_ms = max(int(time.time() * 1000), self.head.time_ms + 1)
+        self._check_time(self.height + 1, time_ms, None)
         proposer = self.validator_key.address_raw
         ctx, included, receipts, rejected, evidence = self._execute(
             self.height + 1,
@@ -304,14 +319,26 @@ class Chain:
         )
         return self._build(ctx, included, receipts, rejected, evidence, None, t0)
 
-    def validate(self, record: BlockRecord | bytes) -> Pending:
+    def validate(
+        self,
+        record: BlockRecord | bytes,
+        *,
+        now_ms: int | None = None,
+        proposer: bytes | None = None,
+    ) -> Pending:
         """Re-execute a block made elsewhere; BlockError unless it follows our head
         and every root (state, focus, data) equals ours.
 
         The certificate of the block itself is not checked here (a proposal has
         none yet; see :meth:`commit`); the parent's certificate it carries
-        (``last_commit``) is. A refused block leaves the chain as it was: if its
-        deltas reached the focus engine, the engine is rebuilt from the store.
+        (``last_commit``) is. A refused block leaves the chain as it was.
+
+        What only a validator judging a fresh proposal for its prevote knows:
+        ``now_ms``, its clock (the block's time may be at most
+        MAX_CLOCK_DRIFT_MS ahead of it), and ``proposer``, the 20-byte address
+        of the round's proposer, which must be the header's (the chain alone
+        cannot tell which round made a block, so without it any validator of
+        the set is accepted). Replay and block sync pass neither.
         """
         t0 = time.perf_counter()
         if isinstance(record, bytes):
@@ -327,8 +354,7 @@ class Chain:
             raise BlockError(f"block height {header.height}, expected {head.height + 1}")
         if header.parent != head.hash:
             raise BlockError(f"block {header.height} does not extend our head")
-        if header.time_ms <= head.time_ms:
-            raise BlockError(f"block {header.height} time does not increase")
+        self._check_time(header.height, header.time_ms, now_ms)
         if header.txs_root != txs_root(record.block.txs):
             raise BlockError(f"block {header.height} txs_root does not match its transactions")
         if header.evidence_root != evidence_root(record.block.evidence):
@@ -337,7 +363,12 @@ class Chain:
         if header.validators_hash != self.validators_hash:
             raise BlockError(f"block {header.height} names another validator set")
         if header.proposer and header.proposer not in self._proposers:
-            raise BlockError(f"block {header.height} proposer is not a validator")
+            raise WrongProposerError(f"block {header.height} proposer is not a validator")
+        if proposer is not None and header.proposer != proposer:
+            raise WrongProposerError(
+                f"block {header.height} names proposer {header.proposer.hex()[:12]}, "
+                f"not the round's proposer {proposer.hex()[:12]}"
+            )
         self._check_last_commit(record)
         self._release_focus()
         t_da = time.perf_counter()
@@ -651,6 +682,23 @@ class Chain:
         self._focus_owner = None
         self.focus = FocusState(self.params.focus)
         self._restore()
+
+    def _check_time(self, height: int, time_ms: int, now_ms: int | None) -> None:
+        """Block time increases, stays at most MAX_TIME_MS and (with the local
+        clock ``now_ms``) at most MAX_CLOCK_DRIFT_MS ahead of it."""
+        if time_ms <= self.head.time_ms:
+            raise BlockTimeError(
+                f"block {height} time {time_ms} does not increase (parent's is {self.head.time_ms})"
+            )
+        if time_ms > MAX_TIME_MS:
+            raise BlockTimeError(
+                f"block {height} time {time_ms} is above MAX_TIME_MS={MAX_TIME_MS}"
+            )
+        if now_ms is not None and time_ms > now_ms + MAX_CLOCK_DRIFT_MS:
+            raise BlockTimeError(
+                f"block {height} time {time_ms} is {time_ms - now_ms} ms ahead of this "
+                f"validator's clock (MAX_CLOCK_DRIFT_MS={MAX_CLOCK_DRIFT_MS})"
+            )
 
     def _check_certificate(self, cert: CommitCertificate, block: Block) -> None:
         """More than 2/3 of the validators' power precommitted this block."""

@@ -93,10 +93,49 @@ class MempoolFullError(TxError):
     code = "mempool_full"
 
 
+class SendersFullError(MempoolFullError):
+    """The mempool holds transactions of its maximum number of senders, and the
+    newcomer does not outbid the lowest sender with a single one pending."""
+
+    code = "mempool_senders_full"
+
+
+class SenderFullError(TxError):
+    """The sender has the most transactions one sender may have pending."""
+
+    code = "sender_full"
+
+
+class AdmissionBusyError(TxError):
+    """The node's admission workers have the most transactions waiting they take;
+    nothing of the submission was looked at. ``retry_after``: seconds to wait."""
+
+    code = "admission_busy"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class BlockError(FocusflowError):
     """A block does not follow from its parent (wrong height, parent, roots ...)."""
 
     code = "invalid_block"
+
+
+class BlockTimeError(BlockError):
+    """A block's time is not after its parent's, above ``MAX_TIME_MS``, or (for a
+    proposal judged for a vote) further ahead of the local clock than
+    ``MAX_CLOCK_DRIFT_MS``."""
+
+    code = "invalid_block_time"
+
+
+class WrongProposerError(BlockError):
+    """A block's proposer is not a validator, or not the proposer of the round
+    that proposed it."""
+
+    code = "wrong_proposer"
 
 
 class EvidenceError(FocusflowError):
