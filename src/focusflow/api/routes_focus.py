@@ -83,8 +83,8 @@ def particle(request: Request, cid: str) -> JSONResponse:
             "focus_q": qi,
             "rank": view.rank(i),
             "index": i,
-            "links_in": int(view.in_degree[i]),
-            "links_out": int(view.out_degree[i]),
+            "links_in": view.degree(i, "in"),
+            "links_out": view.degree(i, "out"),
         }
     )
 

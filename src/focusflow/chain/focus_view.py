@@ -24,6 +24,7 @@ from functools import cached_property
 import numpy as np
 
 from focusflow.focus import measures
+from focusflow.graph.link_index import LinkIndex
 from focusflow.graph.tables import KeyTable
 
 #: How many particles every view ranks in advance (the API's largest top-K).
@@ -53,6 +54,7 @@ class FocusView:
     top: np.ndarray = field(repr=False)
     particle_table: KeyTable = field(repr=False, default_factory=KeyTable)
     neuron_table: KeyTable = field(repr=False, default_factory=KeyTable)
+    link_index: LinkIndex = field(repr=False, default_factory=LinkIndex)
 
     @property
     def n_links(self) -> int:
@@ -87,14 +89,9 @@ class FocusView:
         order = np.lexsort((np.arange(len(self.q)), self.q))
         return self.q[order], order
 
-    @cached_property
-    def in_degree(self) -> np.ndarray:
-        """Links into each particle (counted once per view, read by every request)."""
-        return np.bincount(self.dst, minlength=self.n_particles)
-
-    @cached_property
-    def out_degree(self) -> np.ndarray:
-        return np.bincount(self.src, minlength=self.n_particles)
+    def degree(self, i: int, direction: str) -> int:
+        """Links leaving (``out``) or entering (``in``) particle ``i`` at this block."""
+        return self.link_index.degree(i, direction)
 
     def rank(self, i: int) -> int:
         """1 + the number of particles with more focus, ties broken by particle order.
@@ -132,11 +129,15 @@ class FocusView:
         return np.divide(self.stakes[n], np.maximum(deg, 1), dtype=np.float64)
 
     def edges(self, i: int, direction: str) -> tuple[np.ndarray, np.ndarray]:
-        """Neighbours of particle ``i`` and the summed weight of each edge, heaviest first."""
-        ends, others = (self.src, self.dst) if direction == "out" else (self.dst, self.src)
-        ids = np.flatnonzero(ends == i)
+        """Neighbours of particle ``i`` and the summed weight of each edge, heaviest first.
+
+        The link index finds ``i``'s links in O(log² m + degree), so the cost
+        is the particle's degree, not the number of links in the graph.
+        """
+        ids = self.link_index.links(i, direction)
         if not len(ids):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        others = self.dst if direction == "out" else self.src
         nbr = others[ids].astype(np.int64)
         uniq, inverse = np.unique(nbr, return_inverse=True)
         weight = np.bincount(inverse, weights=self.link_weights(ids), minlength=len(uniq))
@@ -199,13 +200,33 @@ def build_view(
         top=top,
         particle_table=graph.particles,
         neuron_table=graph.neurons,
+        link_index=_link_index(previous, graph, links.src, links.dst),
     )
+
+
+def _link_index(previous: FocusView | None, graph, src: np.ndarray, dst: np.ndarray) -> LinkIndex:
+    """The previous view's link index extended by this block's links.
+
+    The graph's links are append-only, so the previous index stays valid when
+    it comes from the same graph object (its particle table) and holds no
+    more links than the graph; otherwise (a graph restored from a
+    checkpoint) the index is built afresh.
+    """
+    if (
+        previous is not None
+        and previous.particle_table is graph.particles
+        and previous.link_index.n_links <= len(src)
+    ):
+        index = previous.link_index
+    else:
+        index = LinkIndex()
+    return index.extend(src[index.n_links :], dst[index.n_links :])
 
 
 def _with_height(view: FocusView, height: int) -> FocusView:
     """The same picture at a later height; lazily computed caches carry over."""
     later = replace(view, height=height)
-    for name in ("_rank_order", "in_degree", "out_degree"):
+    for name in ("_rank_order",):
         if name in view.__dict__:
             later.__dict__[name] = view.__dict__[name]
     return later
