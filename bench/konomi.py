@@ -127,7 +127,7 @@ def femtollm(requests: int = 500) -> dict:
     }
 
 
-def _ws_latency(port_a: int, port_b: int, rounds: int) -> dict:
+def _ws_latency(port_a: int, port_b: int, rounds: int, token: str) -> dict:
     from websockets.sync.client import connect
 
     def recv_until(ws, pred):
@@ -136,7 +136,11 @@ def _ws_latency(port_a: int, port_b: int, rounds: int) -> dict:
             if pred(m):
                 return m
 
-    with connect(f"ws://127.0.0.1:{port_a}/ws") as a, connect(f"ws://127.0.0.1:{port_b}/ws") as b:
+    auth = {"Authorization": f"Bearer {token}"}
+    with (
+        connect(f"ws://127.0.0.1:{port_a}/ws", additional_headers=auth) as a,
+        connect(f"ws://127.0.0.1:{port_b}/ws", additional_headers=auth) as b,
+    ):
         a.send(json.dumps({"action": "initialize", "cube_id": "bench"}))
         recv_until(a, lambda m: m.get("status") == "initialized")
         b.send(json.dumps({"action": "initialize", "cube_id": "bench"}))
@@ -161,9 +165,17 @@ def _ws_latency(port_a: int, port_b: int, rounds: int) -> dict:
 
 
 def websocket(rounds: int = 200) -> dict:
-    from focusflow.konomi.launch import free_port, redis_process, serve_process, stop, wait_port
+    from focusflow.konomi.launch import (
+        free_port,
+        new_token,
+        redis_process,
+        serve_process,
+        stop,
+        wait_port,
+    )
 
     out: dict = {}
+    token = new_token()
     tmp = Path(tempfile.mkdtemp(prefix="konomi-bench-"))
     procs: list[subprocess.Popen] = []
 
@@ -174,8 +186,8 @@ def websocket(rounds: int = 200) -> dict:
 
     try:
         port = free_port()
-        start(serve_process(str(tmp / "one.sqlite3"), port), port)
-        out["one_server"] = _ws_latency(port, port, rounds)
+        start(serve_process(str(tmp / "one.sqlite3"), port, token=token), port)
+        out["one_server"] = _ws_latency(port, port, rounds, token)
         redis_exe = shutil.which("redis-server")
         if redis_exe:
             rport = free_port()
@@ -183,9 +195,9 @@ def websocket(rounds: int = 200) -> dict:
             url = f"redis://127.0.0.1:{rport}/0"
             db = str(tmp / "two.sqlite3")
             p1, p2 = free_port(), free_port()
-            start(serve_process(db, p1, url), p1)
-            start(serve_process(db, p2, url), p2)
-            out["two_servers_redis"] = _ws_latency(p1, p2, rounds)
+            start(serve_process(db, p1, url, token=token), p1)
+            start(serve_process(db, p2, url, token=token), p2)
+            out["two_servers_redis"] = _ws_latency(p1, p2, rounds, token)
         else:
             out["two_servers_redis"] = "skipped: redis-server not installed"
     finally:

@@ -9,12 +9,16 @@ from fastapi.testclient import TestClient
 
 from focusflow.konomi import VERTICES, KonomiSystem
 from focusflow.konomi.api import create_app
+from focusflow.konomi.launch import new_token
+
+TOKEN = new_token()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 def client():
-    app = create_app(KonomiSystem(default_dims=(100, 100, 100)))
-    with TestClient(app) as c:
+    app = create_app(KonomiSystem(default_dims=(100, 100, 100)), token=TOKEN)
+    with TestClient(app, headers=AUTH) as c:
         yield c
 
 
@@ -78,7 +82,7 @@ def test_rest_errors_have_stable_codes(client):
 
 
 def test_websocket_actions_with_seed_shapes(client):
-    with client.websocket_connect("/ws") as ws:
+    with client.websocket_connect("/ws", headers=AUTH) as ws:
         ws.send_json({"action": "initialize", "template_id": "default"})
         init = ws.receive_json()
         assert init["status"] == "initialized" and init["vertices"] == list(VERTICES)
@@ -103,7 +107,7 @@ def test_websocket_actions_with_seed_shapes(client):
 
 
 def test_websocket_errors_keep_the_socket_open(client):
-    with client.websocket_connect("/ws") as ws:
+    with client.websocket_connect("/ws", headers=AUTH) as ws:
         ws.send_json({"action": "status"})
         assert ws.receive_json()["error"]["code"] == "not_initialized"
         ws.send_text("{oops")
@@ -135,7 +139,7 @@ def test_web_page_is_served(client):
 
 
 def test_roles_limit_what_is_served():
-    app = create_app(KonomiSystem(default_dims=(4, 4, 4)), roles=("web",))
+    app = create_app(KonomiSystem(default_dims=(4, 4, 4)), roles=("web",), token=TOKEN)
     with TestClient(app) as c:
         assert c.get("/").status_code == 200
         assert c.get("/value", params={"x": 0, "y": 0, "z": 0}).status_code == 404

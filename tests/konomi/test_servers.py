@@ -15,7 +15,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from focusflow.konomi.launch import free_port, serve_process, stop, wait_port
+from focusflow.konomi.launch import free_port, new_token, serve_process, stop, wait_port
+
+TOKEN = new_token()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,9 @@ def two_servers(postgres, redis_server):
     """Two server processes sharing one fresh database and the session's Redis."""
     db = postgres.new_database("konomi_servers")
     ports = [free_port(), free_port()]
-    procs = [serve_process(db, p, redis_server.url, stderr=subprocess.PIPE) for p in ports]
+    procs = [
+        serve_process(db, p, redis_server.url, stderr=subprocess.PIPE, token=TOKEN) for p in ports
+    ]
     try:
         for proc, port in zip(procs, ports, strict=True):
             if not wait_port(port, 60):
@@ -45,10 +50,10 @@ def _recv_until(ws, pred, timeout: float = 10.0) -> dict:
 
 def test_events_fan_out_across_server_processes(two_servers):
     p1, p2 = two_servers
-    with connect(f"ws://127.0.0.1:{p1}/ws", open_timeout=10) as a:
+    with connect(f"ws://127.0.0.1:{p1}/ws", open_timeout=10, additional_headers=AUTH) as a:
         a.send(json.dumps({"action": "initialize", "template_id": "default", "cube_id": "shared"}))
         assert _recv_until(a, lambda m: "status" in m)["cube_id"] == "shared"
-        with connect(f"ws://127.0.0.1:{p2}/ws", open_timeout=10) as b:
+        with connect(f"ws://127.0.0.1:{p2}/ws", open_timeout=10, additional_headers=AUTH) as b:
             b.send(json.dumps({"action": "initialize", "cube_id": "shared"}))
             assert _recv_until(b, lambda m: "status" in m)["cube_id"] == "shared"
             a.send(json.dumps({"action": "process", "vertex": "NEU", "text": "across processes"}))
@@ -69,7 +74,7 @@ def test_events_fan_out_across_server_processes(two_servers):
 
 def test_rest_over_http_against_postgres(two_servers):
     p1, p2 = two_servers
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, headers=AUTH) as http:
         r = http.post(f"http://127.0.0.1:{p1}/value", json={"x": 1, "y": 2, "z": 3, "value": 4.5})
         assert r.status_code == 200
         tid = http.post(f"http://127.0.0.1:{p1}/template/create", json={"dims": [5, 5, 5]}).json()

@@ -4,10 +4,16 @@
 uvicorn; ``--db postgresql://...`` persists to PostgreSQL, anything else (default
 ``konomi.sqlite3``) to SQLite; ``--redis redis://...`` fans cube events out to
 every server process through Redis pub/sub.
+
+Every POST and WebSocket needs the server's bearer token: ``$KONOMI_TOKEN``
+when set (containers share it that way), else the one in ``--token-file``
+(default ``konomi.token``, created owner-only with a fresh token when missing).
+The server binds loopback unless ``--public`` says it may face the network.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +32,17 @@ def serve_cmd(
         "konomi.sqlite3", "--db", help="postgresql://... or a SQLite file path."
     ),
     redis: str | None = typer.Option(None, "--redis", help="redis://... for multi-process events."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind (loopback unless --public)."
+    ),
+    public: bool = typer.Option(
+        False, "--public", help="Allow a non-loopback --host (e.g. 0.0.0.0 in a container)."
+    ),
+    token_file: Path = typer.Option(
+        Path("konomi.token"),
+        "--token-file",
+        help="Bearer token file (created 0600 if missing); $KONOMI_TOKEN overrides it.",
+    ),
     port: int = typer.Option(3001, "--port", help="Port to bind."),
     role: list[str] = typer.Option(
         ["api", "ws", "web"], "--role", help="What to serve: api, ws, web (repeatable)."
@@ -38,11 +54,17 @@ def serve_cmd(
     """Serve the REST API, the cube WebSocket and the web page."""
     import uvicorn
 
+    from focusflow.core.home import is_loopback_host
     from focusflow.konomi.api import ROLES, create_app
     from focusflow.konomi.events import open_bus
+    from focusflow.konomi.guard import MAX_BODY
     from focusflow.konomi.store import open_store
     from focusflow.konomi.system import KonomiSystem
 
+    if not public and not is_loopback_host(host):
+        raise InvalidParameterError(
+            f"--host {host} is not a loopback address: add --public to serve the network"
+        )
     bad = [r for r in role if r not in ROLES]
     if bad:
         raise InvalidParameterError(f"--role must be one of {', '.join(ROLES)}, got {bad[0]!r}")
@@ -52,13 +74,31 @@ def serve_cmd(
         raise InvalidParameterError("--dims must be three integers like 1000,1000,1000") from None
     if len(shape) != 3:
         raise InvalidParameterError("--dims needs three integers")
+    token = _server_token(token_file)
     system = KonomiSystem(store=open_store(db), default_dims=shape)  # type: ignore[arg-type]
-    app = create_app(system, open_bus(redis), tuple(role))
+    app = create_app(system, open_bus(redis), tuple(role), token=token)
     print(f"konomi: serving {', '.join(role)} on http://{host}:{port}", file=sys.stderr, flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto")
+        uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto", ws_max_size=MAX_BODY)
     finally:
         system.close()
+
+
+def _server_token(token_file: Path) -> str:
+    """$KONOMI_TOKEN, else the token file's token (a new file with a fresh token)."""
+    from focusflow.core.home import create_token_file, read_token_file
+    from focusflow.konomi.guard import ENV_TOKEN, check_token
+
+    try:
+        env = os.environ.get(ENV_TOKEN, "")
+        if env:
+            return check_token(env.strip())
+        if not token_file.exists():
+            create_token_file(token_file)
+            print(f"konomi: wrote a new token to {token_file}", file=sys.stderr, flush=True)
+        return check_token(read_token_file(token_file))
+    except (OSError, ValueError) as exc:
+        raise InvalidParameterError(f"no usable Konomi token: {exc}") from None
 
 
 @konomi_app.command("train")

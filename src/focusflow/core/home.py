@@ -10,6 +10,7 @@ and the XDG rule is the one documented in docs/api.md on every platform.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -119,6 +120,15 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     if not token:
         raise ValueError(f"the token file {path} is empty")
     return token
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (an IP address or ``localhost``) names this machine only:
+    what a server may bind without being told that it faces the network."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def fsync_dir(path: str | os.PathLike[str], *, strict: bool = False) -> None:

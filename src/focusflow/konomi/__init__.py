@@ -12,6 +12,7 @@ from focusflow.konomi.block_array import KAPPA_STAR, Attestation, BlockArray, ha
 from focusflow.konomi.cube import CENTRAL, VERTICES, Cube, field_cycles
 from focusflow.konomi.errors import (
     CoordinateOutOfRangeError,
+    DimensionsTooLargeError,
     InvalidOperationError,
     KonomiError,
     MalformedMessageError,
@@ -39,6 +40,7 @@ __all__ = [
     "CellLLM",
     "CoordinateOutOfRangeError",
     "Cube",
+    "DimensionsTooLargeError",
     "FemtoLLM",
     "FemtoModel",
     "InvalidOperationError",

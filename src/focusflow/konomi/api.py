@@ -9,7 +9,9 @@ malformed requests answer 422 with code ``malformed_message``. OpenAPI is at
 ``/openapi.json`` (and ``/docs``).
 
 ``roles`` picks what one process serves, so the compose file can run the same
-image as the api (3001), ws (3002) and web (3000) services.
+image as the api (3001), ws (3002) and web (3000) services. ``token`` is the
+server's bearer token: every POST and every WebSocket must present it, and
+bodies are capped (:mod:`focusflow.konomi.guard`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import BaseModel, Field
 from focusflow.core.errors import FocusflowError
 from focusflow.konomi.errors import KonomiError
 from focusflow.konomi.events import LocalBus
+from focusflow.konomi.guard import MAX_BODY, KonomiGuard, check_token
 from focusflow.konomi.system import KonomiSystem
 from focusflow.konomi.ws import error_body, serve_socket
 
@@ -63,8 +66,12 @@ def create_app(
     system: KonomiSystem | None = None,
     bus: LocalBus | None = None,
     roles: tuple[str, ...] = ROLES,
+    *,
+    token: str,
+    max_body: int = MAX_BODY,
 ) -> FastAPI:
-    """The ASGI app; ``system`` and ``bus`` default to in-memory ones."""
+    """The ASGI app; ``system`` and ``bus`` default to in-memory ones. ``token``
+    (required, at least 32 characters) guards every state-changing request."""
     system = system if system is not None else KonomiSystem()
     bus = bus if bus is not None else LocalBus()
 
@@ -87,6 +94,7 @@ def create_app(
     )
     app.state.system = system
     app.state.bus = bus
+    app.add_middleware(KonomiGuard, token=check_token(token), max_body=max_body)
 
     @app.exception_handler(FocusflowError)
     async def _focusflow_error(request: Request, exc: FocusflowError) -> JSONResponse:

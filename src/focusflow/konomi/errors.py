@@ -50,6 +50,12 @@ class UnknownVertexError(KonomiError, KeyError):
     code = "unknown_vertex"
 
 
+class DimensionsTooLargeError(KonomiError, ValueError):
+    """A template's dimensions pass the documented caps (per axis, per face, in all)."""
+
+    code = "dimensions_too_large"
+
+
 class MalformedMessageError(KonomiError, ValueError):
     """A request or WebSocket message is not valid JSON of the documented shape."""
 

@@ -2,16 +2,21 @@
 
 The end-to-end tests and ``bench/konomi.py`` both run ``focusflow konomi serve``
 in several processes against one database and one Redis; this is the one place
-that knows how. Everything binds 127.0.0.1.
+that knows how. Everything binds 127.0.0.1 unless a caller says otherwise.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from focusflow.core.home import TOKEN_BYTES
+from focusflow.konomi.guard import ENV_TOKEN
 
 
 def free_port() -> int:
@@ -33,16 +38,36 @@ def wait_port(port: int, timeout: float = 60.0) -> bool:
     return False
 
 
+def new_token() -> str:
+    """A fresh bearer token for servers started here (as long as a token file's)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
 def serve_process(
-    db: str, port: int, redis: str | None = None, dims: str = "100,100,100", stderr=None
+    db: str,
+    port: int,
+    redis: str | None = None,
+    dims: str = "100,100,100",
+    stderr=None,
+    *,
+    token: str,
+    host: str | None = "127.0.0.1",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen:
-    """``focusflow konomi serve`` on 127.0.0.1:port in a child process."""
+    """``focusflow konomi serve`` on host:port in a child process, with ``token`` as
+    its bearer token (through $KONOMI_TOKEN, so no file is written). ``host=None``
+    leaves the address to the command's default; ``extra`` adds options."""
     cmd = [sys.executable, "-m", "focusflow", "konomi", "serve", "--db", db]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--dims", dims]
+    cmd += ["--port", str(port), "--dims", dims, *extra]
+    if host is not None:
+        cmd += ["--host", host]
     if redis:
         cmd += ["--redis", redis]
     return subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if stderr is None else stderr
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr,
+        env={**os.environ, ENV_TOKEN: token},
     )
 
 

@@ -30,6 +30,7 @@ from focusflow.konomi import morton, packml
 from focusflow.konomi.block_array import KAPPA_STAR, BlockArray, neighbour_offsets
 from focusflow.konomi.cube import Cube
 from focusflow.konomi.errors import (
+    DimensionsTooLargeError,
     InvalidOperationError,
     UnknownCubeError,
     UnknownInstanceError,
@@ -44,6 +45,32 @@ DEFAULT_INSTANCE = "main"
 OPERATIONS = ("activate", "process", "sync")
 CHUNK = 100_000
 EVENT_ROWS = 64
+#: Caps on a template's dimensions. A face operation materialises one plane's
+#: coordinates (24 bytes a cell) and may activate all of it (about 60 bytes a
+#: block), so the largest face bounds one request's memory: 2^21 cells, about
+#: 50 MB of coordinates (the default 1000 x 1000 face is 10^6). Per axis and in
+#: all the grid is bounded too, so that no count overflows and a grid stays a
+#: grid of a size someone meant.
+MAX_AXIS = 4096
+MAX_FACE_CELLS = 1 << 21
+MAX_CELLS = 1 << 32
+
+
+def check_dims(dims: tuple[int, ...]) -> tuple[int, int, int]:
+    """``dims`` as three ints within the caps; DimensionsTooLargeError otherwise.
+
+    Sizes below 1 or not three of them stay the block array's errors
+    (``coordinate_out_of_range``); this only refuses grids that are too large.
+    """
+    d = tuple(int(v) for v in dims)
+    if len(d) == 3 and min(d) >= 1:
+        a, b, c = sorted(d)
+        if c > MAX_AXIS or b * c > MAX_FACE_CELLS or a * b * c > MAX_CELLS:
+            raise DimensionsTooLargeError(
+                f"dimensions {d} exceed the caps: each axis <= {MAX_AXIS}, each face "
+                f"<= {MAX_FACE_CELLS} cells, the grid <= {MAX_CELLS} cells"
+            )
+    return BlockArray(d, capacity=1).dim
 
 
 @dataclass
@@ -185,7 +212,7 @@ class KonomiSystem:
         kind = event.get("event")
         with self._lock:
             if kind == "template" and event["id"] not in self.templates:
-                dims = tuple(int(d) for d in event["dims"])
+                dims = check_dims(tuple(event["dims"]))
                 self.templates[event["id"]] = Template(
                     event["id"],
                     event["name"],
@@ -228,8 +255,8 @@ class KonomiSystem:
         name: str = "template",
         template_id: str | None = None,
     ) -> Template:
-        """A new template of the given dimensions (validated by building an empty array)."""
-        dims = BlockArray(dims, capacity=1).dim
+        """A new template of the given dimensions (validated against the caps)."""
+        dims = check_dims(dims)
         tid = template_id or f"t-{uuid.uuid4().hex[:12]}"
         t = Template(tid, name, dims, self.model)
         with self._lock:
@@ -374,6 +401,7 @@ class KonomiSystem:
                 f"unknown operation {operation!r}; use {', '.join(OPERATIONS)}"
             )
         inst = self.instance(instance_id)
+        check_dims(inst.array.dim)  # a grid stored before the caps existed
         coords = inst.array.plane(plane, index)
         chunks = [coords[i : i + CHUNK] for i in range(0, len(coords), CHUNK)]
         if self.machine.state in (

@@ -11,7 +11,6 @@ chain's head.
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import json
 import os
 import time
@@ -23,6 +22,7 @@ from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
 from focusflow.core.home import (
     create_token_file,
+    is_loopback_host,
     keys_dir,
     read_token_file,
     validator_key_path,
@@ -230,7 +230,7 @@ def init_testnet(
             ],
             "timeouts": timeouts or {},
         }
-        if _is_loopback(host):
+        if is_loopback_host(host):
             # aioquic's cost is per packet; on loopback nothing fragments.
             config["max_datagram_size"] = LOOPBACK_DATAGRAM_SIZE
         write_private_file(home.config, json.dumps(config, indent=2) + "\n")
@@ -303,10 +303,3 @@ def _make_home_dirs(home: Home) -> None:
 def _save_genesis(home: Home, genesis: Genesis) -> None:
     """Write the genesis durably (temp, fsync, rename, fsync dir); it is public, so 0644."""
     write_private_file(home.genesis, json.dumps(genesis.to_json(), indent=2) + "\n", mode=0o644)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
