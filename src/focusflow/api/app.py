@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from focusflow import __version__
 from focusflow.api import errors, routes_chain, routes_da, routes_focus, routes_validators, ws
 from focusflow.api.hot_paths import HotPaths
+from focusflow.api.limits import ClientLimits, LimitSettings
 from focusflow.api.metrics import NodeMetrics
 from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
@@ -25,7 +26,10 @@ from focusflow.api.service import NodeService
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(node: NodeService, admin_token: str = "") -> FastAPI:
+def create_app(
+    node: NodeService, admin_token: str = "", limits: LimitSettings | None = None
+) -> FastAPI:
+    """The node's app; ``limits`` are the per-client HTTP limits (defaults if None)."""
     hub = ws.Hub(node)
     metrics = NodeMetrics(node)
 
@@ -55,6 +59,8 @@ def create_app(node: NodeService, admin_token: str = "") -> FastAPI:
     # errors.install adds is outside it.
     app.add_middleware(HotPaths, state=app.state)
     errors.install(app)
+    # Outermost: a client over its limits is refused before any other work.
+    app.add_middleware(ClientLimits, settings=limits or LimitSettings())
     app.include_router(routes_chain.router)
     app.include_router(routes_focus.router)
     app.include_router(routes_validators.router)

@@ -253,17 +253,34 @@ def _block_out(request: Request, height: int) -> dict:
     return record_json(record, [] if raw is None else decode(raw, "block events"))
 
 
+#: Most blocks one ``GET /v1/blocks`` lists.
+MAX_BLOCKS_LISTED = 100
+#: Bytes of JSON one ``GET /v1/blocks`` renders at most (plus the block that
+#: crosses it): a full block lists some 10^5 transaction hashes, so a hundred
+#: of them would be a response of hundreds of MiB and as many block decodes.
+MAX_BLOCKS_BYTES = 1 << 20
+
+
 @router.get("/blocks", response_model=None, responses={200: {"model": schemas.BlockList}})
 def blocks(
     request: Request,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=MAX_BLOCKS_LISTED)] = 20,
     before: Annotated[int | None, Query(ge=0, le=2**63)] = None,
 ) -> JSONResponse:
-    """Recent blocks, newest first (``before``: start below this height)."""
+    """Recent blocks, newest first (``before``: start below this height).
+
+    The list stops early once its JSON passes ``MAX_BLOCKS_BYTES``;
+    ``next_before`` is where the next page starts (``null`` after block 0).
+    """
     top = _node(request).chain.height
     start = top if before is None else min(top, before - 1)
-    out = [_block_out(request, h) for h in range(start, max(-1, start - limit), -1)]
-    return JSONResponse({"blocks": out})
+    out, size, height = [], 0, start
+    while height > max(-1, start - limit) and size <= MAX_BLOCKS_BYTES:
+        block = _block_out(request, height)
+        size += len(json.dumps(block, separators=(",", ":")))
+        out.append(block)
+        height -= 1
+    return JSONResponse({"blocks": out, "next_before": height + 1 if height >= 0 else None})
 
 
 @router.get("/blocks/latest", response_model=None, responses={200: {"model": schemas.BlockOut}})

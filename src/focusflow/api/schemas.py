@@ -107,6 +107,8 @@ class BlockOut(BaseModel):
 
 class BlockList(BaseModel):
     blocks: list[BlockOut]
+    #: ``before`` for the next page (older blocks), null once block 0 is listed.
+    next_before: int | None
 
 
 class Account(BaseModel):

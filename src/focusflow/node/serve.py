@@ -23,6 +23,7 @@ from collections.abc import Callable
 import uvicorn
 
 from focusflow.api.app import create_app
+from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, LimitSettings
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
 
@@ -83,10 +84,18 @@ async def _serve(
     fields: Callable[[str], dict],
     stop_on_failure: bool,
 ) -> None:
-    app = create_app(runtime, home.read_admin_token())
+    config = home.load_config() if home.config.exists() else {}
+    app = create_app(
+        runtime, home.read_admin_token(), LimitSettings.from_json(config.get("api_limits"))
+    )
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            limit_concurrency=SERVER_LIMIT_CONCURRENCY,
         )
     )
     if stop_on_failure:
