@@ -217,3 +217,88 @@ def test_floor_is_appended_each_height_and_the_file_compacted_periodically(tmp_p
         1 + 3 * signer_mod.COMPACT_EVERY,
     ]
     assert max(sizes) < 2 * max(sizes[: signer_mod.COMPACT_EVERY + 1])
+
+
+def _record_offsets(path: Path) -> list[int]:
+    """Byte offset of each record in a WAL file."""
+    data, pos, out = path.read_bytes(), 0, []
+    while pos < len(data):
+        out.append(pos)
+        pos += 8 + int.from_bytes(data[pos : pos + 4], "big")
+    return out
+
+
+def three_records(tmp_path) -> Path:
+    return written(
+        tmp_path / "wal",
+        WALEntry("vote", 1, b"first"),
+        WALEntry("vote", 1, b"second"),
+        WALEntry("lock", 1, b"third"),
+    )
+
+
+@pytest.mark.parametrize("length", [10**6, (1 << 30) + 1, 0])
+def test_a_garbled_length_before_good_records_is_corruption(tmp_path, length):
+    """A middle record whose length field is damaged (past the end, over the cap,
+    empty) must not make the records after it vanish as if the tail were torn."""
+    path = three_records(tmp_path)
+    second = _record_offsets(path)[1]
+    data = bytearray(path.read_bytes())
+    data[second : second + 4] = length.to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    with pytest.raises(WALError) as err:
+        WriteAheadLog(path)
+    assert err.value.code == "wal_corrupt" and f"byte {second}" in err.value.message
+    assert path.read_bytes() == bytes(data)  # nothing cut
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"\0" * 4096,  # size grew, data never reached the disk
+        b"\0" * 5,  # a partial header of zeros
+        (7).to_bytes(4, "big") + b"\xff" * 4 + b"garbage",  # a whole record, bad checksum
+        (1000).to_bytes(4, "big") + b"\0\0\0\0" + b"cut",  # a payload cut short
+    ],
+)
+def test_only_a_torn_or_garbled_last_record_is_dropped(tmp_path, tail):
+    path = three_records(tmp_path)
+    good = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(tail)
+    again = WriteAheadLog(path)
+    assert [e.body for e in again.entries()] == [b"first", b"second", b"third"]
+    again.close()
+    assert path.stat().st_size == good
+
+
+def test_a_record_shaped_payload_in_a_torn_record_is_still_a_torn_tail(tmp_path):
+    """A proposal may carry bytes that look like a WAL record (anyone can write a
+    transaction); torn in the middle, it is a torn tail, not corruption."""
+    inner = written(tmp_path / "inner", WALEntry("vote", 9, b"fake"), WALEntry("vote", 9, b"f2"))
+    path = three_records(tmp_path)
+    good = path.stat().st_size
+    wal = WriteAheadLog(path)
+    wal.append(WALEntry("proposal", 2, b"x" * 100 + inner.read_bytes() + b"y" * 100))
+    wal.close()
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 150)  # cut inside the second fake record
+    again = WriteAheadLog(path)
+    assert [e.body for e in again.entries()] == [b"first", b"second", b"third"]
+    assert path.stat().st_size == good
+
+
+def test_looking_past_a_bad_record_is_bounded_in_time(tmp_path):
+    """A garbled 4 MB last record: the scan for good records after its start reads
+    every offset's header at once, not one checksum per offset."""
+    import time
+
+    body = random.Random(1).randbytes(4 << 20)
+    path = written(tmp_path / "wal", WALEntry("vote", 1, b"a"), WALEntry("proposal", 1, body))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    t0 = time.perf_counter()
+    again = WriteAheadLog(path)  # torn: no good record reaches the end
+    assert time.perf_counter() - t0 < 5
+    assert again.entries() == [WALEntry("vote", 1, b"a")]

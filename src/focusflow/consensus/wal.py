@@ -14,9 +14,11 @@ payload | payload``, the payload the canonical CBOR of ``[kind, height, body]``;
 kinds are ``proposal`` and ``vote`` (body: the signed message), ``lock`` (body:
 ``[round, value, value_id]``) and ``floor`` (no body: heights below are
 committed, see :meth:`WriteAheadLog.prune`).
-A crash can leave a torn last record (never fsynced, so nothing it held was ever
-sent): it is cut off when the log is opened. A bad record followed by more
-records is real corruption and raises :class:`WALError`.
+A crash can leave a torn or garbled last record (never fsynced, so nothing it
+held was ever sent: a cut payload, a half-written header, a zero-filled tail):
+it is cut off when the log is opened. A bad record followed by good records up
+to the end of the file is real corruption and raises :class:`WALError`:
+dropping it and what follows would forget messages this validator signed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from focusflow.consensus.errors import WALError
 from focusflow.core.encoding import decode, encode
@@ -110,27 +114,26 @@ class WriteAheadLog:
 
 
 def _read(path: Path) -> list[WALEntry]:
+    """The log's entries; a torn or garbled last record is cut off the file.
+
+    Only the last record can be torn: every append is fsynced before the next
+    begins. So a bad record (a length past the end or over MAX_RECORD, an empty
+    payload, a checksum mismatch) is a torn tail only when no good record
+    follows it; when one does, the log is corrupt in its middle and this raises
+    :class:`WALError` rather than drop signed messages silently.
+    """
     if not path.exists():
         return []
     data = path.read_bytes()
     entries: list[WALEntry] = []
     pos = 0
     while pos < len(data):
-        end = pos + _HEADER.size
-        if end > len(data):
-            break  # torn header
-        length, crc = _HEADER.unpack_from(data, pos)
-        if length > MAX_RECORD:
-            raise WALError(f"{path}: record at byte {pos} claims {length} bytes")
-        if end + length > len(data):
-            break  # torn payload
-        payload = data[end : end + length]
-        if zlib.crc32(payload) != crc:
-            if end + length == len(data):
-                break  # torn last record
-            raise WALError(f"{path}: checksum mismatch at byte {pos}")
+        payload = _record_at(data, pos)
+        if payload is None:
+            _check_tail(data, pos, path)
+            break
         entries.append(_entry(payload, path, pos))
-        pos = end + length
+        pos += _HEADER.size + len(payload)
     if pos < len(data):
         with open(path, "r+b") as f:
             f.truncate(pos)
@@ -139,11 +142,71 @@ def _read(path: Path) -> list[WALEntry]:
     return entries
 
 
-def _entry(payload: bytes, path: Path, pos: int) -> WALEntry:
+def _record_at(data: bytes, pos: int) -> bytes | None:
+    """The payload of a whole, checksummed record at ``pos``; None if it is not one."""
+    end = pos + _HEADER.size
+    if end > len(data):
+        return None
+    length, crc = _HEADER.unpack_from(data, pos)
+    if not 0 < length <= MAX_RECORD or end + length > len(data):
+        return None
+    payload = data[end : end + length]
+    return payload if zlib.crc32(payload) == crc else None
+
+
+#: Offsets examined per step when looking for a good record past a bad one.
+_SCAN_WINDOW = 1 << 20
+#: The first byte of every payload (the CBOR head of a 3-item array).
+_PAYLOAD_HEAD = encode(["", 0, b""])[0]
+
+
+def _good_to_the_end(data: bytes, pos: int) -> bool:
+    """Whether whole, decodable records run from ``pos`` exactly to the end of the file."""
+    while pos < len(data):
+        payload = _record_at(data, pos)
+        if payload is None or _parse(payload) is None:
+            return False
+        pos += _HEADER.size + len(payload)
+    return True
+
+
+def _check_tail(data: bytes, pos: int, path: Path) -> None:
+    """Raise WALError when good records run from some offset after the bad record at
+    ``pos`` to the end of the file (corruption); return otherwise (a torn last record).
+
+    The good records must reach the end: a torn record's payload may hold bytes
+    that look like a record (a proposal carries transactions anyone can write),
+    and those must not keep a validator from restarting. A candidate needs a
+    length that fits in the file and a payload that starts like one, so the
+    headers are read for every offset at once and only the few that pass are
+    checksummed.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    last = len(data) - _HEADER.size - 1  # a record has a header and 1+ payload bytes
+    for lo in range(pos + 1, last + 1, _SCAN_WINDOW):
+        q = np.arange(lo, min(lo + _SCAN_WINDOW, last + 1), dtype=np.int64)
+        length = (
+            (buf[q].astype(np.int64) << 24)
+            | (buf[q + 1].astype(np.int64) << 16)
+            | (buf[q + 2].astype(np.int64) << 8)
+            | buf[q + 3].astype(np.int64)
+        )
+        fits = (length > 0) & (q + _HEADER.size + length <= len(data))
+        fits[fits] &= buf[q[fits] + _HEADER.size] == _PAYLOAD_HEAD
+        for at in q[fits].tolist():
+            if _good_to_the_end(data, at):
+                raise WALError(
+                    f"{path}: the record at byte {pos} is damaged but a good record "
+                    f"follows at byte {at}: the log is corrupt, not torn"
+                )
+
+
+def _parse(payload: bytes) -> WALEntry | None:
+    """The entry a checksummed payload holds; None if it is not ``[kind, height, body]``."""
     try:
         item = decode(payload, "WAL record")
-    except DecodeError as exc:
-        raise WALError(f"{path}: record at byte {pos}: {exc.message}") from None
+    except DecodeError:
+        return None
     if not (
         isinstance(item, list)
         and len(item) == 3
@@ -151,5 +214,14 @@ def _entry(payload: bytes, path: Path, pos: int) -> WALEntry:
         and isinstance(item[1], int)
         and isinstance(item[2], bytes)
     ):
-        raise WALError(f"{path}: record at byte {pos} is not [kind, height, body]")
+        return None
     return WALEntry(item[0], item[1], item[2])
+
+
+def _entry(payload: bytes, path: Path, pos: int) -> WALEntry:
+    """The entry of a whole, checksummed record: one that does not parse was written
+    so by this log, not torn by a crash, and is corruption."""
+    entry = _parse(payload)
+    if entry is None:
+        raise WALError(f"{path}: record at byte {pos} is not [kind, height, body]")
+    return entry
