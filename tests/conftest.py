@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "focusflow" / "data" / "bostrom-sample-cyberlinks.csv"
 SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "bostrom-sample-cyberlinks.csv"
+
+# Key files written by the suite (and the processes it starts) use a cheap scrypt:
+# the real cost (2**17, ~0.5 s a derivation) times hundreds of keys would dominate
+# the run. tests/core/test_keystore.py checks the real default without it.
+os.environ.setdefault("FOCUSFLOW_INSECURE_TEST_SCRYPT_N", str(2**10))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from focusflow.core.errors import (
     WrongPassphraseError,
 )
 from focusflow.core.keys import KeyPair
-from focusflow.core.keystore import KeyInfo, Keystore
+from focusflow.core.keystore import ENV_TEST_SCRYPT_N, KeyInfo, Keystore
 
 # A cheap scrypt keeps the suite fast; one test below uses the real default.
 FAST_N = 2**10
@@ -45,11 +45,32 @@ def test_encrypted_round_trip(store):
     assert doc["crypto"]["kdf"] == "scrypt" and doc["crypto"]["cipher"] == "chacha20-poly1305"
 
 
-def test_default_kdf_cost_round_trip(tmp_path):
+def test_default_kdf_cost_round_trip(tmp_path, monkeypatch):
+    """New files get scrypt n = 2**17 unless the test-only variable lowers it."""
+    monkeypatch.delenv(ENV_TEST_SCRYPT_N, raising=False)
     store = Keystore(tmp_path / "keys")
     store.add("k", _key(), "pw")
-    assert json.loads(store.file_of("k").read_text())["crypto"]["kdfparams"]["n"] == 2**15
+    assert json.loads(store.file_of("k").read_text())["crypto"]["kdfparams"]["n"] == 2**17
     assert store.load("k", "pw").seed == _key().seed
+
+
+def test_files_with_an_older_cost_still_open(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_TEST_SCRYPT_N, raising=False)
+    Keystore(tmp_path / "keys", scrypt_n=2**15).add("old", _key(3), "pw")
+    store = Keystore(tmp_path / "keys")
+    assert store.scrypt_n == 2**17
+    assert store.load("old", "pw").seed == _key(3).seed
+
+
+def test_the_test_only_cost_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_TEST_SCRYPT_N, str(2**11))
+    store = Keystore(tmp_path / "keys")
+    store.add("k", _key(), "pw")
+    assert json.loads(store.file_of("k").read_text())["crypto"]["kdfparams"]["n"] == 2**11
+    for bad in ("12", "512", "x", str(2**11 + 1)):
+        monkeypatch.setenv(ENV_TEST_SCRYPT_N, bad)
+        with pytest.raises(InvalidParameterError):
+            Keystore(tmp_path / "keys")
 
 
 def test_unencrypted_round_trip(store):

@@ -12,7 +12,7 @@ file is JSON, version 1::
       "encrypted": true,
       "crypto": {
         "kdf": "scrypt",
-        "kdfparams": {"n": 32768, "r": 8, "p": 1, "salt": "<32 hex>"},
+        "kdfparams": {"n": 131072, "r": 8, "p": 1, "salt": "<32 hex>"},
         "check": "<64 hex>",                # SHA-256 of the second half of the KDF output
         "cipher": "chacha20-poly1305",
         "nonce": "<24 hex>",
@@ -25,9 +25,11 @@ or, written only on explicit request (the devnet's funded ``dev`` key, scripts),
 
 Why these choices:
 
-* scrypt (n=2**15, r=8, p=1: 32 MiB and about 0.1 s per try) makes guessing a
-  passphrase from a stolen file expensive; it is the KDF of Ethereum's keystore
-  v3 and in ``cryptography``, which we already depend on. The passphrase is
+* scrypt (n=2**17, r=8, p=1: 128 MiB and about 0.4-0.8 s per try, OWASP's
+  minimum for scrypt) makes guessing a passphrase from a stolen file
+  expensive. Files keep their own parameters, so a file written with the old
+  n=2**15 still opens. It is the KDF of Ethereum's keystore v3 and in
+  ``cryptography``, which we already depend on. The passphrase is
   NFKC-normalised UTF-8 so the same words typed on two systems open the file.
 * The KDF gives 64 bytes: the first 32 are the ChaCha20-Poly1305 key, the hash
   of the last 32 is ``check``. So a wrong passphrase (``check`` differs) is told
@@ -69,9 +71,15 @@ from focusflow.core.home import fsync_dir
 from focusflow.core.keys import KeyPair, address_of
 
 VERSION = 1
-SCRYPT_N = 2**15
+#: scrypt cost of every newly written file.
+SCRYPT_N = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
+#: Test suites only: a power of two from 2**10 up that replaces SCRYPT_N for new
+#: files when set, so that tests creating many keys stay fast. Never set it for a
+#: real wallet; unset (the default), new files get SCRYPT_N.
+ENV_TEST_SCRYPT_N = "FOCUSFLOW_INSECURE_TEST_SCRYPT_N"
+MIN_TEST_SCRYPT_N = 2**10
 #: Largest scrypt cost a file may ask for (1 GiB of memory at r=8): a hostile
 #: file must not make ``load`` allocate without bound.
 MAX_SCRYPT_MEMORY = 1 << 30
@@ -97,12 +105,32 @@ class KeyInfo:
     encrypted: bool
 
 
-class Keystore:
-    """The key files under one directory (``<home>/keys`` for the CLI and devnet)."""
+def default_scrypt_n() -> int:
+    """The scrypt cost of new files: SCRYPT_N, unless a test suite set ENV_TEST_SCRYPT_N."""
+    raw = os.environ.get(ENV_TEST_SCRYPT_N, "")
+    if not raw:
+        return SCRYPT_N
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < MIN_TEST_SCRYPT_N or n & (n - 1):
+        raise InvalidParameterError(
+            f"${ENV_TEST_SCRYPT_N} must be a power of two >= {MIN_TEST_SCRYPT_N}, got {raw!r}"
+        )
+    return n
 
-    def __init__(self, path: Path, *, scrypt_n: int = SCRYPT_N) -> None:
+
+class Keystore:
+    """The key files under one directory (``<home>/keys`` for the CLI and devnet).
+
+    ``scrypt_n`` is the cost of files this store writes (default
+    :func:`default_scrypt_n`); files are read with the parameters they name.
+    """
+
+    def __init__(self, path: Path, *, scrypt_n: int | None = None) -> None:
         self.path = Path(path)
-        self.scrypt_n = scrypt_n
+        self.scrypt_n = default_scrypt_n() if scrypt_n is None else scrypt_n
 
     # ----------------------------------------------------------------- reading
 
