@@ -27,10 +27,13 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(
-    node: NodeService, admin_token: str = "", limits: LimitSettings | None = None
+    node: NodeService,
+    admin_token: str = "",
+    limits: LimitSettings | None = None,
+    ws_limits: ws.WsLimits | None = None,
 ) -> FastAPI:
-    """The node's app; ``limits`` are the per-client HTTP limits (defaults if None)."""
-    hub = ws.Hub(node)
+    """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None)."""
+    hub = ws.Hub(node, ws_limits)
     metrics = NodeMetrics(node)
 
     @asynccontextmanager
@@ -40,6 +43,7 @@ def create_app(
         try:
             yield
         finally:
+            await hub.detach()
             for listener in (hub.on_block, metrics.on_block):
                 if listener in node.listeners:
                     node.listeners.remove(listener)

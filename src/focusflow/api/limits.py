@@ -33,6 +33,10 @@ RATE_LIMITED = "rate_limited"
 #: uvicorn's ``limit_concurrency`` for a node: connections plus requests in
 #: flight over all clients, beyond which uvicorn answers 503 at once.
 SERVER_LIMIT_CONCURRENCY = 1024
+#: uvicorn's ``ws_max_size``: a WebSocket message over this is refused by the
+#: protocol layer (close 1009) before it is buffered whole; the endpoint's own
+#: cap (``api.ws.WsLimits.max_message_bytes``) is below it.
+WS_MAX_FRAME_BYTES = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,7 @@ async def _send_429(send, wait: float) -> None:
 __all__ = [
     "RATE_LIMITED",
     "SERVER_LIMIT_CONCURRENCY",
+    "WS_MAX_FRAME_BYTES",
     "ClientLimiter",
     "ClientLimits",
     "LimitSettings",

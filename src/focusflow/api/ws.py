@@ -1,10 +1,20 @@
 """WebSocket ``/v1/ws``: new blocks, focus changes of chosen particles, tx inclusion.
 
-Blocks are committed on the producer thread; :meth:`Hub.on_block` renders what
-every subscriber may want once, there, and hands it to the event loop. Each
-client has a bounded queue drained by its own sender task: a client that
-cannot keep up is disconnected (close code 1013) instead of making the node
-buffer without bound.
+Blocks are committed on the producer thread; :meth:`Hub.on_block` renders the
+block message once, there, and queues the block for the event loop, where one
+pump task handles blocks in order. The focus changes of every particle any
+client watches are computed once per block (ranks included, in one vectorised
+pass, in a worker thread so the loop keeps serving) and each client gets its
+share. Each client has a bounded queue drained by its own sender task: a
+client that cannot keep up is disconnected instead of making the node buffer
+without bound.
+
+Caps (:class:`WsLimits`, docs/api.md lists them with the close codes): the
+connections in all and per client IP, the particles and transactions one
+connection watches, the bytes of one client message (checked before it is
+parsed) and the length of a particle list (checked before a CID is decoded).
+A connection that watches nothing for ``idle_timeout`` seconds is closed, and
+a watched transaction not included within ``tx_watch_blocks`` blocks expires.
 """
 
 from __future__ import annotations
@@ -12,45 +22,157 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+import numpy as np
+from fastapi import APIRouter, WebSocket
 
 from focusflow.api.render import cid_text, record_json
 from focusflow.core.cid import cid_to_bytes
 from focusflow.core.encoding import decode
-from focusflow.core.errors import FocusflowError
+from focusflow.core.errors import FocusflowError, InvalidParameterError
 
 router = APIRouter()
+log = logging.getLogger("focusflow.api")
 
 #: Events a slow client may have waiting before it is dropped.
 QUEUE_LIMIT = 256
-#: Particles one connection may watch.
-MAX_WATCHED = 1000
+#: Blocks waiting for the pump before the oldest is skipped (a loop that
+#: falls this far behind drops block events rather than memory).
+PUMP_LIMIT = 64
+
+#: Close codes (RFC 6455 section 7.4) and when the node sends them.
+CLOSE_POLICY = 1008  # idle: nothing watched for ``idle_timeout`` seconds
+CLOSE_TOO_BIG = 1009  # a client message over ``max_message_bytes``
+CLOSE_TRY_LATER = 1013  # too many connections, or a client too slow for its events
+
+
+@dataclass(frozen=True)
+class WsLimits:
+    """Caps of the WebSocket endpoint (defaults documented in docs/api.md)."""
+
+    #: Open connections in all.
+    max_connections: int = 512
+    #: Open connections from one client IP.
+    max_per_client: int = 16
+    #: Particles one connection watches.
+    max_watched: int = 1000
+    #: Transactions one connection waits for.
+    max_txs: int = 256
+    #: Bytes of one client message (a 1000-CID subscription is about 62 KB).
+    max_message_bytes: int = 128 << 10
+    #: Seconds a connection may stay open watching nothing.
+    idle_timeout: float = 120.0
+    #: Blocks a watched transaction is waited for before it expires.
+    tx_watch_blocks: int = 600
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_per_client", "max_watched", "max_txs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.max_message_bytes, int) or self.max_message_bytes < 256:
+            raise InvalidParameterError("max_message_bytes must be an integer >= 256")
+        if not self.idle_timeout > 0:
+            raise InvalidParameterError("idle_timeout must be > 0")
+        if not isinstance(self.tx_watch_blocks, int) or self.tx_watch_blocks < 1:
+            raise InvalidParameterError("tx_watch_blocks must be an integer >= 1")
 
 
 @dataclass(eq=False)
 class _Client:
     socket: WebSocket
+    ip: str
     queue: asyncio.Queue
     blocks: bool = False
     particles: set[bytes] = field(default_factory=set)
-    txs: set[bytes] = field(default_factory=set)
+    #: Watched transaction hash -> the last height it is waited for.
+    txs: dict[bytes, int] = field(default_factory=dict)
     dropped: bool = False
+
+    def watches(self) -> bool:
+        return self.blocks or bool(self.particles) or bool(self.txs)
+
+
+@dataclass(frozen=True)
+class _BlockEvent:
+    message: str
+    receipts: dict
+    view: Any
+    previous: Any
 
 
 class Hub:
-    def __init__(self, node) -> None:
+    """Every WebSocket client of one app, and the per-block fan-out to them."""
+
+    def __init__(self, node, limits: WsLimits | None = None) -> None:
         self.node = node
+        self.limits = limits or WsLimits()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.clients: set[_Client] = set()
+        self.per_ip: dict[str, int] = {}
+        #: How many clients watch each particle (changed on the event loop only).
+        self.watched: dict[bytes, int] = {}
+        #: Focus-change computations run, one per block with watchers (tests, metrics).
+        self.focus_passes = 0
+        self._blocks: asyncio.Queue[_BlockEvent] | None = None
+        self._pump: asyncio.Task | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start serving on ``loop`` (called from the app's lifespan, on that loop)."""
         self.loop = loop
+        self._blocks = asyncio.Queue(maxsize=PUMP_LIMIT)
+        self._pump = loop.create_task(self._run_pump())
 
-    # producer thread
+    async def detach(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+            self._pump = None
+
+    # --- connections (event loop) ----------------------------------------------
+    def admit(self, ip: str) -> str | None:
+        """Why a new connection from ``ip`` is refused, or None (then it is counted)."""
+        if len(self.clients) >= self.limits.max_connections:
+            return "too many connections to this node"
+        if self.per_ip.get(ip, 0) >= self.limits.max_per_client:
+            return "too many connections from this client"
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        return None
+
+    def add(self, client: _Client) -> None:
+        self.clients.add(client)
+
+    def remove(self, client: _Client) -> None:
+        if client in self.clients:
+            self.clients.discard(client)
+            self.unwatch(client, client.particles)
+        left = self.per_ip.get(client.ip, 0) - 1
+        if left > 0:
+            self.per_ip[client.ip] = left
+        else:
+            self.per_ip.pop(client.ip, None)
+
+    def watch(self, client: _Client, particles: set[bytes]) -> None:
+        for cid in particles - client.particles:
+            self.watched[cid] = self.watched.get(cid, 0) + 1
+        client.particles |= particles
+
+    def unwatch(self, client: _Client, particles: set[bytes]) -> None:
+        for cid in particles & client.particles:
+            left = self.watched.get(cid, 0) - 1
+            if left > 0:
+                self.watched[cid] = left
+            else:
+                self.watched.pop(cid, None)
+        client.particles -= particles
+
+    # --- blocks ------------------------------------------------------------------
     def on_block(self, event) -> None:
+        """Producer thread: render the block message once and queue the block."""
         if self.loop is None or not self.clients:
             return
         block = {
@@ -59,27 +181,51 @@ class Hub:
             "focus": {"iterations": event.view.iterations, "seconds": event.view.seconds},
         }
         receipts = {r.tx_hash: (i, r.code, r.log) for i, r in enumerate(event.result.receipts)}
-        self.loop.call_soon_threadsafe(
-            self._dispatch, json.dumps(block), receipts, event.view, event.previous
-        )
+        item = _BlockEvent(json.dumps(block), receipts, event.view, event.previous)
+        self.loop.call_soon_threadsafe(self._enqueue, item)
 
-    # event loop
-    def _dispatch(self, block_msg: str, receipts: dict, view, previous) -> None:
+    def _enqueue(self, item: _BlockEvent) -> None:
+        assert self._blocks is not None
+        if self._blocks.full():
+            self._blocks.get_nowait()
+            log.warning("websocket pump behind: a block event was skipped")
+        self._blocks.put_nowait(item)
+
+    async def _run_pump(self) -> None:
+        assert self._blocks is not None
+        while True:
+            item = await self._blocks.get()
+            try:
+                await self._dispatch(item)
+            except Exception:
+                log.exception("websocket dispatch failed")
+
+    async def _dispatch(self, item: _BlockEvent) -> None:
+        view, previous = item.view, item.previous
+        changes: dict[bytes, dict] = {}
+        if self.watched and view.q is not previous.q:
+            watched = list(self.watched)
+            changes = await asyncio.to_thread(focus_changes, watched, view, previous)
+            self.focus_passes += 1
         height = view.height
         for client in list(self.clients):
             if client.blocks:
-                self._put(client, block_msg)
-            if client.particles and view.q is not previous.q:
-                changed = _changed(client.particles, view, previous)
-                if changed:
-                    self._put(
-                        client,
-                        json.dumps({"type": "focus", "height": height, "particles": changed}),
-                    )
-            for tx_hash in client.txs & receipts.keys():
-                client.txs.discard(tx_hash)
-                index, code, log = receipts[tx_hash]
-                self._put(client, json.dumps(_tx_msg(tx_hash, height, index, code, log)))
+                self._put(client, item.message)
+            if changes and client.particles:
+                mine = [changes[c] for c in client.particles if c in changes]
+                if mine:
+                    doc = {"type": "focus", "height": height, "particles": mine}
+                    self._put(client, json.dumps(doc))
+            self._deliver_txs(client, item.receipts, height)
+
+    def _deliver_txs(self, client: _Client, receipts: dict, height: int) -> None:
+        for tx_hash in [h for h in client.txs if h in receipts]:
+            del client.txs[tx_hash]
+            index, code, log_text = receipts[tx_hash]
+            self._put(client, json.dumps(_tx_msg(tx_hash, height, index, code, log_text)))
+        for tx_hash in [h for h, last in client.txs.items() if last <= height]:
+            del client.txs[tx_hash]
+            self._put(client, json.dumps(_tx_expired(tx_hash, height)))
 
     def _put(self, client: _Client, message: str) -> None:
         try:
@@ -90,35 +236,53 @@ class Hub:
             client.queue.put_nowait(None)
 
 
-def _changed(watched: set[bytes], view, previous) -> list[dict[str, Any]]:
-    out = []
-    for cid in watched:
-        i = view.particle_index(cid)
-        if i < 0:
-            continue
-        old = int(previous.q[i]) if i < len(previous.q) else None
-        new = int(view.q[i])
-        if old != new:
-            out.append(
-                {
-                    "cid": cid_text(cid),
-                    "focus": new / view.scale,
-                    "focus_q": new,
-                    "rank": view.rank(i),
-                }
-            )
+def focus_changes(watched: list[bytes], view, previous) -> dict[bytes, dict[str, Any]]:
+    """``{cid: {cid, focus, focus_q, rank}}`` of the watched particles whose focus changed.
+
+    One pass for all clients: the particles are looked up once, compared as
+    arrays, and the changed ones ranked in one vectorised search.
+    """
+    index = np.fromiter((view.particle_index(c) for c in watched), np.int64, len(watched))
+    known = np.flatnonzero(index >= 0)
+    idx = index[known]
+    new = view.q[idx]
+    old_len = len(previous.q)
+    in_old = idx < old_len
+    old = np.zeros(len(idx), dtype=view.q.dtype)
+    old[in_old] = previous.q[idx[in_old]]
+    changed = np.flatnonzero(~in_old | (old != new))
+    return _entries([watched[k] for k in known[changed]], view, idx[changed])
+
+
+def _entries(cids: list[bytes], view, idx: np.ndarray) -> dict[bytes, dict[str, Any]]:
+    ranks = view.ranks(idx).tolist() if len(idx) else []
+    out = {}
+    for cid, i, rank in zip(cids, idx.tolist(), ranks, strict=True):
+        q = int(view.q[i])
+        out[cid] = {"cid": cid_text(cid), "focus": q / view.scale, "focus_q": q, "rank": rank}
     return out
 
 
-def _tx_msg(tx_hash: bytes, height: int, index: int, code: str, log: str) -> dict:
+def current_focus(cids: list[bytes], view) -> list[dict[str, Any]]:
+    """The focus entries of those of ``cids`` that are particles of ``view`` now."""
+    index = np.fromiter((view.particle_index(c) for c in cids), np.int64, len(cids))
+    known = np.flatnonzero(index >= 0)
+    return list(_entries([cids[k] for k in known], view, index[known]).values())
+
+
+def _tx_msg(tx_hash: bytes, height: int, index: int, code: str, log_text: str) -> dict:
     return {
         "type": "tx",
         "hash": tx_hash.hex(),
         "height": height,
         "index": index,
         "code": code,
-        "log": log,
+        "log": log_text,
     }
+
+
+def _tx_expired(tx_hash: bytes, height: int) -> dict:
+    return {"type": "expired", "what": "tx", "hash": tx_hash.hex(), "height": height}
 
 
 def _error(code: str, message: str) -> str:
@@ -128,98 +292,139 @@ def _error(code: str, message: str) -> str:
 @router.websocket("/v1/ws")
 async def websocket(socket: WebSocket) -> None:
     hub: Hub = socket.app.state.hub
+    ip = socket.client.host if socket.client else "unknown"
+    refused = hub.admit(ip)
     await socket.accept()
-    client = _Client(socket, asyncio.Queue(maxsize=QUEUE_LIMIT))
-    hub.clients.add(client)
+    if refused is not None:
+        await socket.close(code=CLOSE_TRY_LATER, reason=refused)
+        return
+    client = _Client(socket, ip, asyncio.Queue(maxsize=QUEUE_LIMIT))
+    hub.add(client)
     sender = asyncio.create_task(_send_loop(client))
     try:
-        while True:
-            text = await socket.receive_text()
-            reply = _command(hub, client, text)
-            if reply is not None:
-                hub._put(client, reply)
-    except WebSocketDisconnect:
-        pass
+        await _receive_loop(hub, client)
     finally:
-        hub.clients.discard(client)
+        hub.remove(client)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
+
+
+async def _receive_loop(hub: Hub, client: _Client) -> None:
+    """Read commands until the client leaves, idles out or sends too much."""
+    limits = hub.limits
+    while True:
+        timeout = None if client.watches() else limits.idle_timeout
+        try:
+            message = await asyncio.wait_for(client.socket.receive(), timeout)
+        except TimeoutError:
+            reason = f"idle: nothing watched for {limits.idle_timeout:g} s"
+            await _close(client, CLOSE_POLICY, reason)
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            hub._put(client, _error("malformed", "commands are JSON text messages"))
+            continue
+        # Bytes before parsing: a character is at least one byte, so a text
+        # of more characters than the cap is over it without encoding it.
+        if len(text) > limits.max_message_bytes or (
+            len(text) * 4 > limits.max_message_bytes
+            and len(text.encode()) > limits.max_message_bytes
+        ):
+            await _close(client, CLOSE_TOO_BIG, f"message over {limits.max_message_bytes} bytes")
+            return
+        reply = await _command(hub, client, text)
+        if reply is not None:
+            hub._put(client, reply)
+
+
+async def _close(client: _Client, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await client.socket.close(code=code, reason=reason)
 
 
 async def _send_loop(client: _Client) -> None:
     while True:
         message = await client.queue.get()
         if message is None or client.dropped:
-            await client.socket.close(code=1013, reason="client too slow; events dropped")
+            await client.socket.close(
+                code=CLOSE_TRY_LATER, reason="client too slow; events dropped"
+            )
             return
         await client.socket.send_text(message)
 
 
-def _command(hub: Hub, client: _Client, text: str) -> str | None:
+async def _command(hub: Hub, client: _Client, text: str) -> str | None:
     try:
         cmd = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return _error("malformed", "commands are JSON objects")
     if not isinstance(cmd, dict):
         return _error("malformed", "commands are JSON objects")
     if "unsubscribe" in cmd:
-        what = cmd["unsubscribe"]
-        if what == "blocks":
-            client.blocks = False
-        elif what == "focus":
-            client.particles.clear()
-        elif what == "tx":
-            client.txs.clear()
-        else:
-            return _error("malformed", "unsubscribe takes blocks, focus or tx")
-        return json.dumps({"type": "unsubscribed", "what": what})
+        return _unsubscribe(hub, client, cmd["unsubscribe"])
     what = cmd.get("subscribe")
     if what == "blocks":
         client.blocks = True
         return json.dumps({"type": "subscribed", "what": "blocks"})
     if what == "focus":
-        cids = cmd.get("particles")
-        if not isinstance(cids, list) or not all(isinstance(c, str) for c in cids):
-            return _error("malformed", "focus takes particles: a list of CIDs")
-        try:
-            raw = {cid_to_bytes(c) for c in cids}
-        except FocusflowError as exc:
-            return _error(exc.code, exc.message)
-        if len(client.particles | raw) > MAX_WATCHED:
-            return _error("over_limit", f"one connection watches at most {MAX_WATCHED} particles")
-        client.particles |= raw
-        view = hub.node.view
-        now = []
-        for c in raw:
-            i = view.particle_index(c)
-            if i >= 0:
-                q = int(view.q[i])
-                now.append(
-                    {
-                        "cid": cid_text(c),
-                        "focus": q / view.scale,
-                        "focus_q": q,
-                        "rank": view.rank(i),
-                    }
-                )
-        return json.dumps(
-            {"type": "subscribed", "what": "focus", "height": view.height, "particles": now}
-        )
+        return await _subscribe_focus(hub, client, cmd.get("particles"))
     if what == "tx":
-        h = cmd.get("hash")
-        try:
-            tx_hash = bytes.fromhex(h) if isinstance(h, str) and len(h) == 64 else None
-        except ValueError:
-            tx_hash = None
-        if tx_hash is None:
-            return _error("malformed", "tx takes hash: 64 hex digits")
-        with hub.node.chain.reader() as r:
-            raw = r.index(b"t" + tx_hash)
-        hub._put(client, json.dumps({"type": "subscribed", "what": "tx", "hash": h.lower()}))
-        if raw is not None:
-            height, index, code, log, _ = decode(raw, "receipt")
-            return json.dumps(_tx_msg(tx_hash, height, index, code, log))
-        client.txs.add(tx_hash)
-        return None
+        return _subscribe_tx(hub, client, cmd.get("hash"))
     return _error("malformed", "send {subscribe: blocks|focus|tx} or {unsubscribe: ...}")
+
+
+def _unsubscribe(hub: Hub, client: _Client, what) -> str:
+    if what == "blocks":
+        client.blocks = False
+    elif what == "focus":
+        hub.unwatch(client, set(client.particles))
+    elif what == "tx":
+        client.txs.clear()
+    else:
+        return _error("malformed", "unsubscribe takes blocks, focus or tx")
+    return json.dumps({"type": "unsubscribed", "what": what})
+
+
+async def _subscribe_focus(hub: Hub, client: _Client, cids) -> str:
+    cap = hub.limits.max_watched
+    if not isinstance(cids, list):
+        return _error("malformed", "focus takes particles: a list of CIDs")
+    # The list's length before any CID in it is decoded.
+    if len(cids) > cap:
+        return _error("over_limit", f"one connection watches at most {cap} particles")
+    if not all(isinstance(c, str) for c in cids):
+        return _error("malformed", "focus takes particles: a list of CIDs")
+    try:
+        raw = {cid_to_bytes(c) for c in cids}
+    except FocusflowError as exc:
+        return _error(exc.code, exc.message)
+    if len(client.particles | raw) > cap:
+        return _error("over_limit", f"one connection watches at most {cap} particles")
+    hub.watch(client, raw)
+    view = hub.node.view
+    now = await asyncio.to_thread(current_focus, sorted(raw), view)
+    return json.dumps(
+        {"type": "subscribed", "what": "focus", "height": view.height, "particles": now}
+    )
+
+
+def _subscribe_tx(hub: Hub, client: _Client, h) -> str | None:
+    try:
+        tx_hash = bytes.fromhex(h) if isinstance(h, str) and len(h) == 64 else None
+    except ValueError:
+        tx_hash = None
+    if tx_hash is None:
+        return _error("malformed", "tx takes hash: 64 hex digits")
+    if tx_hash not in client.txs and len(client.txs) >= hub.limits.max_txs:
+        return _error("over_limit", f"one connection waits for at most {hub.limits.max_txs} txs")
+    with hub.node.chain.reader() as r:
+        raw = r.index(b"t" + tx_hash)
+    hub._put(client, json.dumps({"type": "subscribed", "what": "tx", "hash": h.lower()}))
+    if raw is not None:
+        height, index, code, log_text, _ = decode(raw, "receipt")
+        return json.dumps(_tx_msg(tx_hash, height, index, code, log_text))
+    client.txs[tx_hash] = hub.node.view.height + hub.limits.tx_watch_blocks
+    return None

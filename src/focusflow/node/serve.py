@@ -23,7 +23,7 @@ from collections.abc import Callable
 import uvicorn
 
 from focusflow.api.app import create_app
-from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, LimitSettings
+from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
 
@@ -96,6 +96,7 @@ async def _serve(
             lifespan="on",
             timeout_graceful_shutdown=5,
             limit_concurrency=SERVER_LIMIT_CONCURRENCY,
+            ws_max_size=WS_MAX_FRAME_BYTES,
         )
     )
     if stop_on_failure:
