@@ -12,6 +12,7 @@ from focusflow.chain import BlockRecord, decode_tx
 from focusflow.chain.errors import BlockError, TxError
 from focusflow.chain.mempool import Mempool
 from focusflow.core.errors import DecodeError
+from focusflow.modules.accounts import Account
 from focusflow.node import open_chain
 from tests.chain.evidence_helpers import KEYS, double_vote, step
 from tests.chain.evidence_helpers import genesis as evidence_genesis
@@ -65,7 +66,7 @@ def _check_tx_bytes(chain, data):
         decode_tx(data)
     pool = Mempool(chain.chain_id, chain.params)
     try:
-        pool.add(data, lambda a: 0)
+        pool.add(data, lambda a: Account(balance=10**18))
     except (DecodeError, TxError):
         pass
     else:

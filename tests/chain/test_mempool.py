@@ -6,7 +6,8 @@ import pytest
 
 from focusflow.chain import ChainParams, Msg, make_tx
 from focusflow.chain.errors import BadNonceError, DuplicateTxError, MempoolFullError
-from focusflow.chain.mempool import MAX_NONCE_GAP, Mempool
+from focusflow.chain.mempool import MAX_NONCE_GAP, Mempool, MempoolLimits
+from focusflow.modules.accounts import Account
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, FEE, link, new_chain
 
 PARAMS = ChainParams()
@@ -20,28 +21,36 @@ def zero(_):
     return 0
 
 
+def funded(nonce: int = 0, balance: int = 10**15):
+    """An account_of under which every sender has ``nonce`` and ``balance``."""
+    return lambda _: Account(balance, nonce)
+
+
+FUNDED = funded()
+
+
 def test_duplicates_and_nonces_are_refused_with_codes():
     pool = Mempool(CHAIN_ID, PARAMS)
     first = t(ALICE, 0)
-    pool.add(first.encoded, zero)
+    pool.add(first.encoded, FUNDED)
     with pytest.raises(DuplicateTxError):
-        pool.add(first.encoded, zero)
+        pool.add(first.encoded, FUNDED)
     with pytest.raises(DuplicateTxError):
-        pool.add(t(ALICE, 0, fee=FEE + 1).encoded, zero)  # replacement must pay 10% more
-    pool.add(t(ALICE, 0, fee=2 * FEE).encoded, zero)
+        pool.add(t(ALICE, 0, fee=FEE + 1).encoded, FUNDED)  # replacement must pay 10% more
+    pool.add(t(ALICE, 0, fee=2 * FEE).encoded, FUNDED)
     assert len(pool) == 1
     with pytest.raises(BadNonceError):
-        pool.add(t(ALICE, 2).encoded, lambda a: 5)
+        pool.add(t(ALICE, 2).encoded, funded(5))
     with pytest.raises(BadNonceError):
-        pool.add(t(ALICE, MAX_NONCE_GAP + 1).encoded, zero)
+        pool.add(t(ALICE, MAX_NONCE_GAP + 1).encoded, FUNDED)
 
 
 def test_reap_orders_by_priority_and_keeps_nonces_consecutive():
     pool = Mempool(CHAIN_ID, PARAMS)
     for nonce, fee in enumerate([FEE, 9 * FEE, 9 * FEE]):
-        pool.add(t(ALICE, nonce, fee), zero)
-    pool.add(t(BOB, 0, 5 * FEE), zero)
-    pool.add(t(CAROL, 0, 2 * FEE), zero)
+        pool.add(t(ALICE, nonce, fee), FUNDED)
+    pool.add(t(BOB, 0, 5 * FEE), FUNDED)
+    pool.add(t(CAROL, 0, 2 * FEE), FUNDED)
     order = [(x.sender, x.nonce) for x in pool.reap(zero, 10, 1 << 20)]
     a, b, c = ALICE.public_key, BOB.public_key, CAROL.public_key
     # Alice's cheap nonce 0 holds back her expensive 1 and 2.
@@ -56,17 +65,17 @@ def test_karma_boost_raises_priority():
 
 
 def test_overload_evicts_lowest_or_refuses_with_reason():
-    pool = Mempool(CHAIN_ID, PARAMS, max_txs=3)
-    pool.add(t(ALICE, 0, 3 * FEE), zero)
-    pool.add(t(BOB, 0, FEE), zero)
-    pool.add(t(BOB, 1, 5 * FEE), zero)
+    pool = Mempool(CHAIN_ID, PARAMS, limits=MempoolLimits(max_txs=3))
+    pool.add(t(ALICE, 0, 3 * FEE), FUNDED)
+    pool.add(t(BOB, 0, FEE), FUNDED)
+    pool.add(t(BOB, 1, 5 * FEE), FUNDED)
     # Full. Only queue tails can go (Bob's nonce 0 would leave a hole): the
     # lowest tail is Alice's, and Carol must outbid it.
     with pytest.raises(MempoolFullError) as info:
-        pool.add(t(CAROL, 0, FEE), zero)
+        pool.add(t(CAROL, 0, FEE), FUNDED)
     assert "does not beat the lowest kept" in str(info.value)
     assert info.value.code == "mempool_full"
-    pool.add(t(CAROL, 0, 6 * FEE), zero)
+    pool.add(t(CAROL, 0, 6 * FEE), FUNDED)
     assert len(pool) == 3
     kept = sorted((x.sender, x.nonce) for x in pool.reap(zero, 10, 1 << 20))
     assert kept == sorted([(BOB.public_key, 0), (BOB.public_key, 1), (CAROL.public_key, 0)])
@@ -76,18 +85,21 @@ def test_pool_feeds_blocks_and_forgets_included(tmp_path):
     chain = new_chain(tmp_path)
     pool = Mempool(CHAIN_ID, chain.params, boost=lambda a: chain.focus.view(chain.height).boost(a))
 
-    def nonce_of(address):
+    def account_of(address):
         from focusflow.modules.accounts import get_account
 
         with chain.reader() as r:
-            return get_account(r, address).nonce
+            return get_account(r, address)
+
+    def nonce_of(address):
+        return account_of(address).nonce
 
     for nonce in range(3):
-        pool.add(make_tx(ALICE, CHAIN_ID, nonce, FEE, [link((f"a{nonce}", "b"))]), nonce_of)
+        pool.add(make_tx(ALICE, CHAIN_ID, nonce, FEE, [link((f"a{nonce}", "b"))]), account_of)
     txs = pool.reap(nonce_of, 100, 1 << 20)
     result = chain.produce_block(txs, verified=True)
     assert [r.code for r in result.receipts] == ["ok"] * 3
-    pool.update(nonce_of)
+    pool.update(account_of)
     assert len(pool) == 0
     assert chain.focus.view(chain.height).boost(ALICE.address_raw) > 0
 
@@ -96,7 +108,7 @@ def test_next_nonce_skips_the_senders_pending_run():
     pool = Mempool(CHAIN_ID, PARAMS)
     assert pool.next_nonce(ALICE.address_raw, 3) == 3
     for nonce in (3, 4, 6):
-        pool.add(t(ALICE, nonce).encoded, lambda a: 3)
+        pool.add(t(ALICE, nonce).encoded, funded(3))
     assert pool.next_nonce(ALICE.address_raw, 3) == 5  # 6 waits behind the gap
     assert pool.next_nonce(ALICE.address_raw, 5) == 5
     assert pool.next_nonce(BOB.address_raw, 0) == 0
@@ -108,9 +120,9 @@ def test_transactions_behind_a_nonce_gap_are_not_ready():
     pool = Mempool(CHAIN_ID, PARAMS)
     assert not pool.has_ready(zero)
     for nonce in (1, 2, 3):
-        pool.add(t(ALICE, nonce), zero)
+        pool.add(t(ALICE, nonce), FUNDED)
     assert len(pool) == 3 and not pool.has_ready(zero)
     assert pool.reap(zero, 10, 1 << 20) == []
-    pool.add(t(BOB, 0), zero)
+    pool.add(t(BOB, 0), FUNDED)
     assert pool.has_ready(zero)
     assert pool.has_ready(lambda a: 1 if a == ALICE.address_raw else 9)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from focusflow.chain.chain import BlockResult, Chain
 from focusflow.chain.da_commit import DAStore
 from focusflow.chain.focus_view import FocusView
-from focusflow.chain.mempool import Mempool
+from focusflow.chain.mempool import Mempool, MempoolLimits
 from focusflow.chain.tx import Msg, Tx, make_tx_at_min_fee
 from focusflow.core.keys import KeyPair
-from focusflow.modules.accounts import get_account
+from focusflow.modules.accounts import Account, get_account
 
 log = logging.getLogger("focusflow.node")
 
@@ -87,7 +87,7 @@ class NodeRuntime:
         chain: Chain,
         *,
         faucet_key: KeyPair | None = None,
-        max_mempool_txs: int = 50_000,
+        mempool_limits: MempoolLimits | None = None,
         da_withhold: float = 0.0,
     ) -> None:
         self.chain = chain
@@ -96,7 +96,7 @@ class NodeRuntime:
         self.da = DAStore(chain, withhold=da_withhold)
         self.faucet_key = faucet_key
         self.mempool = Mempool(
-            chain.chain_id, chain.params, max_txs=max_mempool_txs, boost=self._boost
+            chain.chain_id, chain.params, limits=mempool_limits, boost=self._boost
         )
         self._pool_lock = threading.Lock()
         self.view: FocusView = chain.focus.view(chain.height)
@@ -109,14 +109,19 @@ class NodeRuntime:
         self._collector = BlockCollector()
 
     # --- transactions --------------------------------------------------------
-    def nonce_of(self, address: bytes) -> int:
+    def account_of(self, address: bytes) -> Account:
+        """The committed account at the head (what admission checks nonce and fees on)."""
         with self.chain.reader() as r:
-            return get_account(r, address).nonce
+            return get_account(r, address)
+
+    def nonce_of(self, address: bytes) -> int:
+        return self.account_of(address).nonce
 
     def submit(self, raw: bytes | Tx) -> Tx:
         """Admit a signed transaction; raises the TxError (or DecodeError) that says why not."""
+        tx = self.mempool.precheck(raw)
         with self._pool_lock:
-            return self.mempool.add(raw, self.nonce_of)
+            return self.mempool.insert(tx, self.account_of)
 
     def is_pending(self, tx_hash: bytes) -> bool:
         return tx_hash in self.mempool
@@ -148,7 +153,7 @@ class NodeRuntime:
         with self._pool_lock:
             for rejected in result.rejected:
                 self.mempool.discard(rejected.tx.hash)
-            self.mempool.update(self.nonce_of)
+            self.mempool.update(self.account_of)
         previous = self.view
         self.view = self.chain.focus.view(self.chain.height, previous)
         if self.view is not previous and self.view.q is not previous.q:
