@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from focusflow import __version__
 from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc
+from focusflow.api.jsonbody import parse_json
 from focusflow.api.render import jsonable, record_json
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import BLOCK_EVENTS_PREFIX
@@ -173,10 +174,7 @@ async def submit_batch(request: Request) -> JSONResponse:
 
 
 def _batch_from_json(body: bytes) -> list[bytes]:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise DecodeError("request body is not JSON") from None
+    doc = parse_json(body)
     txs = doc.get("txs") if isinstance(doc, dict) and set(doc) == {"txs"} else None
     if not isinstance(txs, list) or not all(isinstance(t, str) for t in txs):
         raise DecodeError('request body must be {"txs": ["<hex>", ...]}')
@@ -187,10 +185,7 @@ def _batch_from_json(body: bytes) -> list[bytes]:
 
 
 def _tx_from_json(body: bytes) -> bytes:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise DecodeError("request body is not JSON") from None
+    doc = parse_json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("tx"), str) or set(doc) != {"tx"}:
         raise DecodeError('request body must be {"tx": "<hex>"}')
     try:
