@@ -117,6 +117,19 @@ def test_node_down(env, capsys):
     _unchanged(capsys, "dev", dev)
 
 
+def test_a_chain_id_other_than_the_nodes_changes_nothing(env, capsys):
+    """The devnet's genesis pins its chain id; --chain-id names another: refused."""
+    dev = _account(capsys, "dev")
+    chain_id = run_cli(capsys, "query", "status", "--json").json()["chain_id"]
+    result = run_cli(capsys, "tx", "link", "a", "b", "--chain-id", "not-" + chain_id)
+    assert_user_error(result, "chain_id_mismatch")
+    assert f"serves chain {chain_id!r}, not 'not-{chain_id}'" in result.err
+    _unchanged(capsys, "dev", dev)
+    capped = run_cli(capsys, "tx", "link", "a", "b", "--max-fee", 10)
+    assert_user_error(capped, "fee_over_cap")
+    _unchanged(capsys, "dev", dev)
+
+
 def test_malformed_cid_changes_nothing(env, capsys):
     dev = _account(capsys, "dev")
     bad = "QmPcfxEfW317u3bbz8MbEhjoMZ5HMFsx5TbsEHWPd1kLL0"  # '0' is not base58
@@ -276,14 +289,14 @@ def test_bulk_submission_with_and_without_the_batch_endpoint(env, capsys, batch)
     from focusflow.chain.tx import Msg
     from focusflow.cli.client import Client
     from focusflow.cli.import_cmd import _submit_all
-    from focusflow.cli.txbuild import Account, build_tx, chain_params, wait_tx
+    from focusflow.cli.txbuild import Account, build_tx, pin_chain, wait_tx
 
     key = env.dev_key()
     to = KeyPair.from_seed(bytes([7 + batch]) * 32).address_raw
     with Client(env.api) as api:
         api.batch_supported = batch
-        chain_id = api.status()["chain_id"]
-        params = chain_params(api, env.home, chain_id)
+        pin = pin_chain(api, env.home)
+        chain_id, params = pin.chain_id, pin.params
         nonce = Account.fetch(api, key.address).nonce
         txs = [
             build_tx(key, chain_id, nonce + i, [Msg("send", {"to": to, "amount": 1 + i})], params)

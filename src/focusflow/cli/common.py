@@ -51,6 +51,25 @@ NodeOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ChainIdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--chain-id",
+        help="Chain to sign for; the node must report the same. Default: the chain_id "
+        "of <home>/genesis.json.",
+        show_default=False,
+    ),
+]
+MaxFeeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-fee",
+        min=0,
+        help="Refuse to sign a transaction paying more. Default: the fee of the largest "
+        "transaction under the genesis parameters (1,048,676 with the defaults).",
+        show_default=False,
+    ),
+]
 
 
 def _console() -> Console:

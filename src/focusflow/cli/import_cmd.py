@@ -43,7 +43,17 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, client, console, load_key, print_json
+from focusflow.cli.common import (
+    ChainIdOpt,
+    HomeOpt,
+    JsonOpt,
+    MaxFeeOpt,
+    NodeOpt,
+    client,
+    console,
+    load_key,
+    print_json,
+)
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.hashing import sha256
 from focusflow.core.home import resolve_home
@@ -143,8 +153,7 @@ def read_neurons(path: Path, chain_id: str, limit: int | None) -> list[Neuron]:
 def plan_neuron(
     neuron: Neuron,
     account: Any,  # txbuild.Account
-    chain_id: str,
-    params: Any,  # ChainParams
+    pin: Any,  # txbuild.Pinned
     stake: int,
     batch: int,
 ) -> Plan | None:
@@ -152,6 +161,7 @@ def plan_neuron(
     from focusflow.chain.tx import Msg
     from focusflow.cli.txbuild import build_tx, spend_of
 
+    params = pin.params
     done = account.neudeg
     remaining = neuron.links[done:]
     if not remaining:
@@ -167,7 +177,7 @@ def plan_neuron(
         msgs = [Msg("link", {"links": chunk})]
         if not txs and add_stake:
             msgs.insert(0, Msg("stake", {"amount": add_stake}))
-        tx = build_tx(neuron.key, chain_id, nonce, msgs, params)
+        tx = build_tx(neuron.key, pin.chain_id, nonce, msgs, params, max_fee=pin.max_fee)
         cost += tx.fee + spend_of(msgs, params)
         txs.append(tx)
         counts.append(len(chunk))
@@ -271,8 +281,7 @@ def fund(
     api: Any,
     funder: KeyPair,
     needy: list[Plan],
-    chain_id: str,
-    params: Any,
+    pin: Any,  # txbuild.Pinned
     report: Report,
 ) -> None:
     """Send each needy neuron its shortfall, up to max_msgs_per_tx sends a transaction."""
@@ -280,6 +289,7 @@ def fund(
     from focusflow.chain.tx import Msg
     from focusflow.cli.txbuild import Account, build_tx
 
+    params = pin.params
     per_tx = max(1, params.max_msgs_per_tx)
     account = Account.fetch(api, funder.address)
     txs = []
@@ -290,7 +300,9 @@ def fund(
             Msg("send", {"to": p.neuron.key.address_raw, "amount": p.shortfall})
             for p in needy[start : start + per_tx]
         ]
-        txs.append(build_tx(funder, chain_id, account.nonce + k, msgs, params))
+        txs.append(
+            build_tx(funder, pin.chain_id, account.nonce + k, msgs, params, max_fee=pin.max_fee)
+        )
     need = sum(tx.fee + sum(m.body["amount"] for m in tx.msgs) for tx in txs)
     if account.balance < need:
         raise InsufficientFundsError(
@@ -314,17 +326,15 @@ def run_import(
     api: Any,
     funder: KeyPair,
     neurons: list[Neuron],
-    home: Path,
+    pin: Any,  # txbuild.Pinned
     *,
     stake: int,
     batch: int,
     progress: Progress | None,
 ) -> Report:
     """The rounds of the module docstring; returns what was done."""
-    from focusflow.cli.txbuild import Account, chain_params
+    from focusflow.cli.txbuild import Account
 
-    chain_id = api.status()["chain_id"]
-    params = chain_params(api, home, chain_id)
     report = Report(neurons=len(neurons), links=sum(len(n.links) for n in neurons))
     failed: set[str] = set()
     task = None
@@ -342,8 +352,7 @@ def run_import(
         plans = [
             p
             for n in neurons
-            if n.name not in failed
-            and (p := plan_neuron(n, accounts[n.name], chain_id, params, stake, batch))
+            if n.name not in failed and (p := plan_neuron(n, accounts[n.name], pin, stake, batch))
         ]
         if not plans:
             return report
@@ -356,7 +365,7 @@ def run_import(
                     f"{len(needy)} neuron(s) still lack funds after being funded "
                     "(is something else spending from their keys?)"
                 )
-            fund(api, funder, needy, chain_id, params, report)
+            fund(api, funder, needy, pin, report)
             just_funded = True
             continue  # re-read the balances: the plans then find no shortfall
         just_funded = False
@@ -415,12 +424,16 @@ def bostrom_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Load a bostrom cyberlink CSV as signed transactions from generated neurons."""
+    from focusflow.cli.txbuild import pin_chain
+
     key = load_key(home, funder)
     with client(home, node) as api:
-        chain_id = api.status()["chain_id"]
-        neurons = read_neurons(file, chain_id, limit)
+        pin = pin_chain(api, resolve_home(home), chain_id, max_fee)
+        neurons = read_neurons(file, pin.chain_id, limit)
         if not neurons:
             raise InvalidParameterError(f"{file}: no links to import")
         err = Console(stderr=True)
@@ -440,7 +453,7 @@ def bostrom_cmd(
                 api,
                 key,
                 neurons,
-                resolve_home(home),
+                pin,
                 stake=stake,
                 batch=batch,
                 progress=progress,

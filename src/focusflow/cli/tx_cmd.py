@@ -5,8 +5,9 @@ funded ``dev`` key by default), ``--fee`` (default: the chain's minimum for the
 transaction's size), ``--nonce`` (default: the account's next, counting its
 transactions pending in the node's mempool, so several can be sent without
 waiting), ``--wait`` (poll until the transaction is in a block and print its
-result code; a failed result is an error), ``--home``, ``--node`` and
-``--json``. Arguments are checked before the key is unlocked and before
+result code; a failed result is an error), ``--chain-id`` and ``--max-fee``
+(what the node may not decide: :func:`~focusflow.cli.txbuild.pin_chain`),
+``--home``, ``--node`` and ``--json``. Arguments are checked before the key is unlocked and before
 anything is sent, and :func:`~focusflow.cli.txbuild.preflight`
 refuses what would only burn a fee.
 
@@ -23,8 +24,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from focusflow.cli.common import (
+    ChainIdOpt,
     HomeOpt,
     JsonOpt,
+    MaxFeeOpt,
     NodeOpt,
     address,
     client,
@@ -79,6 +82,8 @@ class TxOptions:
     home: str | None
     node: str | None
     as_json: bool
+    chain_id: str | None = None
+    max_fee: int | None = None
 
 
 def _amount(value: int) -> int:
@@ -104,12 +109,11 @@ def _submit(
     if key is None:
         key = load_key(opts.home, opts.signer)
     with client(opts.home, opts.node) as api:
-        chain_id = api.status()["chain_id"]
+        pin = txbuild.pin_chain(api, resolve_home(opts.home), opts.chain_id, opts.max_fee)
         account = txbuild.Account.fetch(api, key.address)
-        params = txbuild.chain_params(api, resolve_home(opts.home), chain_id)
         nonce = account.next_nonce if opts.nonce is None else opts.nonce
-        tx = txbuild.build_tx(key, chain_id, nonce, msgs, params, opts.fee)
-        txbuild.preflight(tx, account, params)
+        tx = txbuild.build_tx(key, pin.chain_id, nonce, msgs, pin.params, opts.fee, pin.max_fee)
+        txbuild.preflight(tx, account, pin.params)
         tx_hash = api.submit(tx.encoded)
         result: dict[str, Any] = {
             "hash": tx_hash,
@@ -163,9 +167,11 @@ def send_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Send tokens to an address."""
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     dest = address(to, home)
     body = {"to": decode_address(dest), "amount": _amount(amount)}
     _submit(opts, [_msg("send", body)], {"to": dest, "amount": amount})
@@ -182,9 +188,11 @@ def stake_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Bond tokens: stake is a neuron's weight, and its links' budget."""
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("stake", {"amount": _amount(amount)})], {"amount": amount})
 
 
@@ -199,9 +207,11 @@ def unstake_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Unbond tokens (liquid again after the unbonding period)."""
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("unstake", {"amount": _amount(amount)})], {"amount": amount})
 
 
@@ -220,6 +230,8 @@ def link_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Link particles: one cyberlink per FROM TO pair, all in one transaction."""
     if len(particles) % 2:
@@ -234,7 +246,7 @@ def link_cmd(
             raise InvalidParameterError(f"{particles[i]!r} -> {particles[i + 1]!r} is a self-link")
         links.append([a_raw, b_raw])
         shown.append([a, b])
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     describe = [
         f"link {_label(particles[i], a)} -> {_label(particles[i + 1], b)}"
         for (a, b), i in zip(shown, range(0, len(particles), 2), strict=True)
@@ -257,6 +269,8 @@ def blob_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Store content on chain under its CID (costs blob credits per byte)."""
     from focusflow.core.cid import cid_from_bytes, raw_cid_bytes
@@ -265,7 +279,7 @@ def blob_cmd(
     if not data:
         raise InvalidParameterError("an empty blob stores nothing")
     cid = cid_from_bytes(raw_cid_bytes(data))
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     extra = {"cid": cid, "size": len(data)}
     _submit(opts, [_msg("blob.put", {"data": data})], extra, [f"blob {cid} ({len(data)} bytes)"])
 
@@ -290,11 +304,13 @@ def name_register_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Register a name for a particle (burns the name fee; 10x for 3-4 letters)."""
     cid, raw = particle(target, as_text=as_text)
     body = {"name": _check_name(name), "cid": raw}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("name.register", body)], {"name": name, "cid": cid})
 
 
@@ -311,11 +327,13 @@ def name_update_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Point a name you own at another particle."""
     cid, raw = particle(target, as_text=as_text)
     body = {"name": _check_name(name), "cid": raw}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("name.update", body)], {"name": name, "cid": cid})
 
 
@@ -331,11 +349,13 @@ def name_transfer_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Give a name you own to another address."""
     dest = address(to, home)
     body = {"name": _check_name(name), "to": decode_address(dest)}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("name.transfer", body)], {"name": name, "to": dest})
 
 
@@ -378,6 +398,8 @@ def validator_register_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Offer the key as a validator: it joins the set at the next epoch boundary
     with power bonded // power_unit (the largest max_validators stakes)."""
@@ -386,7 +408,9 @@ def validator_register_cmd(
     key = _validator_key(home, signer)
     msgs = [_msg("stake", {"amount": _amount(stake)})] if stake else []
     msgs.append(_msg("validator.register", {"name": name} if name else {}))
-    opts = TxOptions(signer or "", fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(
+        signer or "", fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee
+    )
     _submit(opts, msgs, {"name": name, "stake": stake}, key=key)
 
 
@@ -400,8 +424,12 @@ def validator_unregister_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
 ) -> None:
     """Leave the validator set at the next epoch boundary (stake stays bonded)."""
     key = _validator_key(home, signer)
-    opts = TxOptions(signer or "", fee, nonce, wait, timeout, home, node, as_json)
+    opts = TxOptions(
+        signer or "", fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee
+    )
     _submit(opts, [_msg("validator.unregister", {})], key=key)

@@ -13,14 +13,20 @@ Shared by ``focusflow tx`` and ``focusflow import``. Three rules guide it:
   visibly cannot afford or what the link budget forbids, with the chain's own
   error codes. A check passed here can still fail on chain (another pending
   transaction of the same key, a name registered meanwhile); the receipt says so.
-* The chain parameters come from the node when it offers ``GET /v1/params``,
-  else from ``<home>/genesis.json`` when it is this chain's, else the defaults
-  of :class:`~focusflow.chain.params.ChainParams` (the devnet's).
+* The node is not trusted with what goes into a signature or decides what the
+  signer pays (:func:`pin_chain`). The chain id is pinned locally, by
+  ``--chain-id`` or else by ``<home>/genesis.json``, and a node that serves
+  another chain is refused (``chain_id_mismatch``) before anything is signed.
+  The parameters (fee prices, limits) are the genesis file's when it is the
+  pinned chain's (they are fixed at genesis); only without one are they the
+  node's ``GET /v1/params`` (else the defaults of
+  :class:`~focusflow.chain.params.ChainParams`), and then a lying node could ask
+  for any fee: every fee is capped by ``--max-fee`` (``fee_over_cap``), whose
+  default is the fee of the largest transaction under the local parameters.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -33,6 +39,7 @@ from focusflow.chain.errors import (
     OverLimitError,
     OverLinkBudgetError,
 )
+from focusflow.chain.genesis import Genesis
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
 from focusflow.cli.client import Client, RemoteError
@@ -59,6 +66,24 @@ class TxTimeoutError(FocusflowError):
     """``--wait`` gave up: the transaction was not committed in time (it may still be)."""
 
     code = "tx_timeout"
+
+
+class ChainIdMismatchError(FocusflowError):
+    """The node serves another chain than the one pinned by --chain-id or the genesis."""
+
+    code = "chain_id_mismatch"
+
+
+class ChainIdUnknownError(FocusflowError):
+    """Nothing local pins the chain id: no --chain-id and no <home>/genesis.json."""
+
+    code = "chain_id_unknown"
+
+
+class FeeOverCapError(FocusflowError):
+    """The transaction's fee is above --max-fee (a node asking too much, or a typo)."""
+
+    code = "fee_over_cap"
 
 
 class TxDroppedError(FocusflowError):
@@ -95,17 +120,64 @@ class Account:
         )
 
 
-def chain_params(client: Client, home: Path, chain_id: str) -> ChainParams:
-    """The chain's parameters (see the module docstring for where they come from)."""
+@dataclass(frozen=True)
+class Pinned:
+    """What a transaction is signed for: checked against the node, not taken from it."""
+
+    chain_id: str
+    params: ChainParams
+    #: The highest fee any transaction built under this pin may carry.
+    max_fee: int
+    #: Where the chain id came from, for messages.
+    source: str
+
+
+def local_genesis(home: Path) -> Genesis | None:
+    """``<home>/genesis.json`` if there is one (a broken one is an error, not None)."""
+    path = home / "genesis.json"
+    if not path.exists():
+        return None
+    return Genesis.load(path)
+
+
+def pin_chain(
+    client: Client, home: Path, chain_id: str | None = None, max_fee: int | None = None
+) -> Pinned:
+    """The chain id, parameters and fee cap to sign under (see the module docstring).
+
+    Raises ``chain_id_unknown`` when nothing local names the chain, and
+    ``chain_id_mismatch`` when the node reports another chain id than the pinned one.
+    """
+    genesis = local_genesis(home)
+    if chain_id is not None:
+        source = "given by --chain-id"
+    elif genesis is not None:
+        chain_id, source = genesis.chain_id, f"from {home / 'genesis.json'}"
+    else:
+        raise ChainIdUnknownError(
+            f"no chain id to sign for: {home / 'genesis.json'} does not exist; "
+            "pass --chain-id (or --home of the network's node); nothing was signed"
+        )
+    reported = client.status().get("chain_id")
+    if reported != chain_id:
+        raise ChainIdMismatchError(
+            f"the node at {client.url} serves chain {reported!r}, not {chain_id!r} "
+            f"({source}); nothing was signed"
+        )
+    if genesis is not None and genesis.chain_id == chain_id:
+        params = local = genesis.params
+    else:
+        params, local = node_params(client), ChainParams()
+    if max_fee is None:
+        max_fee = local.min_fee(local.max_tx_bytes)
+    return Pinned(chain_id, params, max_fee, source)
+
+
+def node_params(client: Client) -> ChainParams:
+    """The node's ``GET /v1/params``, else the defaults: used only without a genesis."""
     raw = client.get_optional("/v1/params")
     if isinstance(raw, dict):
         return _params_from(raw.get("params", raw))
-    try:
-        genesis = json.loads((home / "genesis.json").read_text())
-    except (OSError, ValueError):
-        genesis = None
-    if isinstance(genesis, dict) and genesis.get("chain_id") == chain_id:
-        return _params_from(genesis.get("params") or {})
     return ChainParams()
 
 
@@ -126,12 +198,29 @@ def build_tx(
     msgs: Sequence[Msg],
     params: ChainParams,
     fee: int | None = None,
+    max_fee: int | None = None,
 ) -> Tx:
-    """The signed transaction, paying ``fee`` or else the minimum for its own size."""
+    """The signed transaction, paying ``fee`` or else the minimum for its own size.
+
+    Refused (``fee_over_cap``), before anything is sent, when the fee is above
+    ``max_fee``; refused (``over_limit``) when it is larger than ``max_tx_bytes``.
+    """
     if fee is not None:
         tx = make_tx(key, chain_id, nonce, fee, msgs)
     else:
         tx = make_tx_at_min_fee(key, chain_id, nonce, msgs, params)
+    if max_fee is not None and tx.fee > max_fee:
+        how = (
+            "given by --fee"
+            if fee is not None
+            else (
+                f"fee_base={params.fee_base} + fee_per_byte={params.fee_per_byte} * "
+                f"{len(tx.encoded)} bytes"
+            )
+        )
+        raise FeeOverCapError(
+            f"the fee would be {tx.fee} ({how}), over --max-fee={max_fee}; nothing was sent"
+        )
     if len(tx.encoded) > params.max_tx_bytes:
         raise OverLimitError(
             f"the transaction would be {len(tx.encoded)} bytes, over max_tx_bytes="
