@@ -56,6 +56,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from focusflow.chain.errors import (
     BadNonceError,
@@ -68,11 +69,22 @@ from focusflow.chain.errors import (
 from focusflow.chain.execute import check_stateless
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Tx, decode_tx
-from focusflow.modules.accounts import Account
 
 MAX_NONCE_GAP = 64
 REPLACE_BUMP = 1.1
 KARMA_BOOST_MAX = 10.0
+
+
+class Account(Protocol):
+    """What admission reads of a committed account (``modules.accounts.Account``
+    has it; the chain layer cannot import the modules)."""
+
+    @property
+    def nonce(self) -> int: ...
+
+    @property
+    def balance(self) -> int: ...
+
 
 #: Committed nonce of an address.
 NonceOf = Callable[[bytes], int]
