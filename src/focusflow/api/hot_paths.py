@@ -25,6 +25,7 @@ from typing import Any
 
 from focusflow.api.errors import STATUS, error_doc
 from focusflow.api.routes_chain import admit
+from focusflow.chain.errors import AdmissionBusyError
 from focusflow.core.errors import FocusflowError
 
 Scope = MutableMapping[str, Any]
@@ -85,21 +86,31 @@ class HotPaths:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        headers: list[tuple[bytes, bytes]] = []
         try:
-            tx = admit(self.state, b"".join(chunks), content_type.decode("latin-1"))
+            tx = await admit(self.state, b"".join(chunks), content_type.decode("latin-1"))
         except FocusflowError as exc:
             status, doc = STATUS.get(exc.code, 400), error_doc(exc.code, exc.message)
+            if isinstance(exc, AdmissionBusyError):
+                headers.append((b"retry-after", str(exc.retry_after).encode()))
         else:
             status, doc = 202, {"hash": tx.hash.hex()}
-        await _respond(send, status, json.dumps(doc, separators=(",", ":")).encode())
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        await _respond(send, status, body, headers)
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", _JSON),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or ()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

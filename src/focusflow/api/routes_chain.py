@@ -11,11 +11,12 @@ from fastapi.responses import JSONResponse
 
 from focusflow import __version__
 from focusflow.api import schemas
-from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc
+from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc, error_response
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.render import jsonable, record_json
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import BLOCK_EVENTS_PREFIX
+from focusflow.chain.errors import AdmissionBusyError
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
@@ -94,13 +95,25 @@ def params(request: Request) -> JSONResponse:
 async def submit_tx(request: Request) -> JSONResponse:
     """Admit a signed transaction into the mempool; 202 with its hash."""
     body = await request.body()
-    tx = admit(request.app.state, body, request.headers.get("content-type", ""))
+    try:
+        tx = await admit(request.app.state, body, request.headers.get("content-type", ""))
+    except AdmissionBusyError as exc:
+        return busy_response(exc)
     return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
 
 
-def admit(state, body: bytes, content_type: str):
+def busy_response(exc: AdmissionBusyError) -> JSONResponse:
+    """``admission_busy``: 503 with the seconds to wait in ``Retry-After``."""
+    response = error_response(exc.code, exc.message)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+async def admit(state, body: bytes, content_type: str):
     """One submitted transaction into the node's mempool: the whole of ``POST /v1/txs``
-    but the HTTP (shared by the route and the hot path in ``hot_paths``)."""
+    but the HTTP (shared by the route and the hot path in ``hot_paths``). The
+    decoding and signature check run in the node's admission workers, off the
+    event loop; AdmissionBusyError when their queue is full."""
     ctype = content_type.split(";")[0].strip().lower()
     if ctype == "application/cbor":
         raw = body
@@ -111,7 +124,7 @@ def admit(state, body: bytes, content_type: str):
             "unsupported_media_type", f"send application/json or application/cbor, not {ctype}"
         )
     try:
-        tx = state.node.submit(raw)
+        tx = await state.node.admit(raw)
     except FocusflowError as exc:
         state.metrics.rejected.labels(exc.code).inc()
         raise
@@ -145,6 +158,9 @@ async def submit_batch(request: Request) -> JSONResponse:
     For bulk loaders: one request instead of a thousand. The answer lists, in
     order, ``{"hash"}`` for each accepted transaction and ``{"error"}`` for each
     refused one; a refused transaction changes nothing, as on ``POST /v1/txs``.
+    The transactions are checked in the node's admission workers; when their
+    queue cannot take the whole batch, none is looked at and the answer is
+    ``admission_busy`` (503, ``Retry-After``).
     """
     body = await request.body()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -158,18 +174,20 @@ async def submit_batch(request: Request) -> JSONResponse:
         raise ApiError("unsupported_media_type", f"send JSON or CBOR, not {ctype}")
     if len(txs) > MAX_BATCH:
         raise ApiError("over_limit", f"{len(txs)} transactions in one batch; at most {MAX_BATCH}")
-    node = _node(request)
     metrics = request.app.state.metrics
+    try:
+        admitted = await _node(request).admit_many(txs)
+    except AdmissionBusyError as exc:
+        metrics.rejected.labels(exc.code).inc()
+        return busy_response(exc)
     results: list[dict] = []
-    for raw in txs:
-        try:
-            tx = node.submit(raw)
-        except FocusflowError as exc:
-            metrics.rejected.labels(exc.code).inc()
-            results.append(error_doc(exc.code, exc.message))
+    for result in admitted:
+        if isinstance(result, FocusflowError):
+            metrics.rejected.labels(result.code).inc()
+            results.append(error_doc(result.code, result.message))
         else:
             metrics.submitted.inc()
-            results.append({"hash": tx.hash.hex()})
+            results.append({"hash": result.hash.hex()})
     return JSONResponse({"results": results})
 
 

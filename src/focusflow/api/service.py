@@ -16,6 +16,7 @@ from focusflow.chain.mempool import Mempool
 from focusflow.chain.tx import Tx
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.consensus.votes_seen import VotesSeen
+from focusflow.core.errors import FocusflowError
 
 
 class NodeService(Protocol):
@@ -34,6 +35,14 @@ class NodeService(Protocol):
         ...
 
     def submit(self, raw: bytes | Tx) -> Tx: ...
+
+    async def admit(self, raw: bytes) -> Tx:
+        """Admit one transaction off the event loop (raises why not)."""
+        ...
+
+    async def admit_many(self, raws: list[bytes]) -> list[Tx | FocusflowError]:
+        """Admit a batch off the event loop: each Tx or the error that refused it."""
+        ...
 
     def is_pending(self, tx_hash: bytes) -> bool: ...
 

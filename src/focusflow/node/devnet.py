@@ -36,6 +36,7 @@ from pathlib import Path
 
 from focusflow.chain.chain import Chain
 from focusflow.chain.genesis import Genesis
+from focusflow.chain.mempool import MempoolLimits
 from focusflow.chain.warm import warm_up
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.keys import KeyPair
@@ -89,24 +90,32 @@ def run_devnet(
     port: int = 26657,
     block_time: float = 1.0,
     da_withhold: float = 0.0,
+    mempool: MempoolLimits | None = None,
 ) -> None:
     """Create or resume the devnet at ``home_path`` and serve it until a signal.
 
     ``da_withhold`` (tests only) makes the node serve only part of every data
-    square: see ``focusflow.chain.da_commit.DAStore``.
+    square: see ``focusflow.chain.da_commit.DAStore``. ``mempool``: the
+    mempool's limits (default MempoolLimits()).
     """
     if not 0.0 <= da_withhold <= 1.0:
         raise InvalidParameterError(f"--da-withhold must be in [0, 1], got {da_withhold}")
     home, created = init_devnet(home_path)
     lock_fd = lock_home(home)
     try:
-        _serve(home, created, host, port, block_time, da_withhold)
+        _serve(home, created, host, port, block_time, da_withhold, mempool)
     finally:
         os.close(lock_fd)
 
 
 def _serve(
-    home: Home, created: bool, host: str, port: int, block_time: float, da_withhold: float
+    home: Home,
+    created: bool,
+    host: str,
+    port: int,
+    block_time: float,
+    da_withhold: float,
+    mempool: MempoolLimits | None = None,
 ) -> None:
     sock = bind(host, port)
     try:
@@ -129,6 +138,8 @@ def _serve(
         )
         try:
             runtime = _runtime(home, chain, key, block_time, da_withhold)
+            if mempool is not None:
+                runtime.mempool.limits = mempool  # still empty: nothing to re-check
             dev = runtime.faucet_key
 
             def ready_fields(api: str) -> dict:

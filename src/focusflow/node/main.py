@@ -32,15 +32,24 @@ def devnet(
     da_withhold: float = typer.Option(
         0.0, "--da-withhold", hidden=True, help="Tests only: withhold this part of DA squares."
     ),
+    mempool_txs: int = typer.Option(
+        50_000, "--mempool-txs", min=1, help="Most transactions the mempool holds."
+    ),
 ) -> None:
     """Start a devnet: a network of one validator (created on first run, resumed later)."""
+    from focusflow.chain.mempool import MempoolLimits
     from focusflow.node import logs
     from focusflow.node.devnet import parse_duration, run_devnet
 
     seconds = parse_duration(block_time)
     logs.setup(json_logs)
     run_devnet(
-        resolve_home(home), host=host, port=port, block_time=seconds, da_withhold=da_withhold
+        resolve_home(home),
+        host=host,
+        port=port,
+        block_time=seconds,
+        da_withhold=da_withhold,
+        mempool=MempoolLimits(max_txs=mempool_txs),
     )
 
 

@@ -6,11 +6,20 @@ loop admits transactions into the mempool and answers reads while consensus
 steps run in worker threads; they share three things, each guarded for that
 sharing:
 
-* the mempool, behind a lock held only for admission, reaping and pruning;
+* the mempool, behind a lock held only for the short part of admission (the
+  insert: the sender's account and pending transactions), reaping and pruning;
 * the store, which LMDB already gives consistent snapshots of (one read
   transaction per request);
 * the in-memory focus, which readers see only through the immutable
   :class:`~focusflow.chain.focus_view.FocusView` published after each block.
+
+Admission's CPU work (decoding, the Ed25519 signature, stateless checks) runs
+in a small pool of admission workers, never on the event loop, which also runs
+the consensus task and its timers: :meth:`NodeRuntime.admit_many` hands a batch
+to the pool and awaits it. The pool's queue is bounded by transactions
+(ADMISSION_QUEUE) and bytes; past it a submission is refused at once with
+``admission_busy`` (HTTP 503 with ``Retry-After``), before any of it is read
+further. A worker takes the mempool lock only for the insert.
 
 After each block :meth:`NodeRuntime.after_commit` calls the listeners
 (WebSocket hub, metrics) on the thread that committed it; they hand work to
@@ -19,19 +28,24 @@ the event loop themselves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from focusflow.chain.chain import BlockResult, Chain
 from focusflow.chain.da_commit import DAStore
+from focusflow.chain.errors import AdmissionBusyError
 from focusflow.chain.focus_view import FocusView
 from focusflow.chain.mempool import Mempool, MempoolLimits
 from focusflow.chain.tx import Msg, Tx, make_tx_at_min_fee
+from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.modules.accounts import Account, get_account
 
@@ -41,6 +55,16 @@ log = logging.getLogger("focusflow.node")
 HISTORY = 1000
 #: Blocks between full garbage collections (see BlockCollector).
 SWEEP_EVERY_BLOCKS = 600
+#: Admission worker threads. The signature check releases the GIL; decoding
+#: does not, so more threads would mostly take turns with the event loop.
+ADMISSION_WORKERS = 2
+#: Most transactions, and their bytes, waiting for or in the admission workers
+#: (four full batches; about 0.6 s of work for two workers); past either,
+#: submissions get ``admission_busy``.
+ADMISSION_QUEUE = 4_000
+ADMISSION_QUEUE_BYTES = 16 << 20
+#: Seconds a client refused with ``admission_busy`` is told to wait.
+ADMISSION_RETRY_AFTER_S = 1
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,11 @@ class NodeRuntime:
             chain.chain_id, chain.params, limits=mempool_limits, boost=self._boost
         )
         self._pool_lock = threading.Lock()
+        self._admission = ThreadPoolExecutor(ADMISSION_WORKERS, thread_name_prefix="admission")
+        #: Transactions (and their bytes) handed to the admission workers and
+        #: not done yet (changed on the event loop only).
+        self.admission_waiting = 0
+        self.admission_waiting_bytes = 0
         self.view: FocusView = chain.focus.view(chain.height)
         self.syntropy: deque[dict] = deque(maxlen=HISTORY)
         self.syntropy.append(self._syntropy_point(self.view))
@@ -118,10 +147,63 @@ class NodeRuntime:
         return self.account_of(address).nonce
 
     def submit(self, raw: bytes | Tx) -> Tx:
-        """Admit a signed transaction; raises the TxError (or DecodeError) that says why not."""
+        """Admit a signed transaction; raises the TxError (or DecodeError) that says why not.
+
+        Blocking: call it from a worker thread (``admit_many`` does). The
+        signature is checked before the mempool lock is taken.
+        """
         tx = self.mempool.precheck(raw)
         with self._pool_lock:
             return self.mempool.insert(tx, self.account_of)
+
+    async def admit(self, raw: bytes, *, relay: bool = True) -> Tx:
+        """:meth:`admit_many` for one transaction: raises the error that refused it."""
+        (result,) = await self.admit_many([raw], relay=relay)
+        if isinstance(result, FocusflowError):
+            raise result
+        return result
+
+    async def admit_many(
+        self, raws: Sequence[bytes], *, relay: bool = True
+    ) -> list[Tx | FocusflowError]:
+        """Admit transactions in the admission workers, in order, off the event loop.
+
+        Each result is the admitted transaction or the error that refused it.
+        Raises AdmissionBusyError, having done nothing, when the workers' queue
+        cannot take ``len(raws)`` more. ``relay=False`` admits here only, where a
+        subclass's :meth:`submit` passes transactions on (one received from a peer).
+        """
+        n, size = len(raws), sum(len(raw) for raw in raws)
+        if (
+            self.admission_waiting + n > ADMISSION_QUEUE
+            or self.admission_waiting_bytes + size > ADMISSION_QUEUE_BYTES
+        ):
+            raise AdmissionBusyError(
+                f"{self.admission_waiting} transactions ({self.admission_waiting_bytes} bytes) "
+                f"are waiting for admission (at most {ADMISSION_QUEUE}, "
+                f"{ADMISSION_QUEUE_BYTES} bytes); retry in {ADMISSION_RETRY_AFTER_S} s",
+                retry_after=ADMISSION_RETRY_AFTER_S,
+            )
+        loop = asyncio.get_running_loop()
+        self.admission_waiting += n
+        self.admission_waiting_bytes += size
+        submit = self.submit if relay else self._submit_here
+        work = self._admission.submit(_each, submit, list(raws))
+
+        def release(_) -> None:
+            # Counted until the work is done, not until the client goes away.
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._release_admission, n, size)
+
+        work.add_done_callback(release)
+        return await asyncio.wrap_future(work)
+
+    def _release_admission(self, n: int, size: int) -> None:
+        self.admission_waiting -= n
+        self.admission_waiting_bytes -= size
+
+    def _submit_here(self, raw: bytes | Tx) -> Tx:
+        return NodeRuntime.submit(self, raw)
 
     def is_pending(self, tx_hash: bytes) -> bool:
         return tx_hash in self.mempool
@@ -200,3 +282,14 @@ class NodeRuntime:
             "entropy": view.entropy,
             "particles": view.n_particles,
         }
+
+
+def _each(submit: Callable[[bytes], Tx], raws: list[bytes]) -> list[Tx | FocusflowError]:
+    """``submit`` over ``raws``: each admitted transaction, or the error that refused it."""
+    results: list[Tx | FocusflowError] = []
+    for raw in raws:
+        try:
+            results.append(submit(raw))
+        except FocusflowError as exc:
+            results.append(exc)
+    return results
