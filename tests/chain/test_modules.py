@@ -7,6 +7,7 @@ import numpy as np
 from focusflow.chain import Msg
 from focusflow.chain.focus_commit import SCALE, focus_root
 from focusflow.core.encoding import decode
+from focusflow.modules.accounts import get_neudeg
 from focusflow.modules.blobs import BLOB_PREFIX, blob_cid
 from focusflow.modules.names import resolve
 from tests.chain.helpers import (
@@ -137,3 +138,28 @@ def test_state_proofs_verify_against_the_header(tmp_path):
         )
     assert len(keys) > 5
     assert np.all(chain.focus.q > 0)
+
+
+def test_max_links_per_tx_counts_the_links_of_every_message(tmp_path):
+    """Two link messages of 6 links each, limit 10: the transaction fails as a whole
+    (fee and nonce spent, no link, no burn), although each message is under the limit."""
+    chain = new_chain(tmp_path, genesis(max_links_per_tx=10, link_burn=5))
+    before = account(chain, ALICE)
+    six = [(f"p{i}", f"q{i}") for i in range(6)]
+    r = chain.produce_block([tx(ALICE, 0, link(*six), link(*six))])
+    receipt = r.receipts[0]
+    assert receipt.code == "over_limit"
+    assert receipt.log == (
+        "12 links in one transaction exceed max_links_per_tx=10 "
+        "(6 in earlier messages + 6 in this one)"
+    )
+    after = account(chain, ALICE)
+    assert (after.balance, after.nonce, after.bonded) == (before.balance - FEE, 1, before.bonded)
+    with chain.reader() as reader:
+        assert get_neudeg(reader, ALICE.address_raw) == 0
+    assert len(chain.focus.q) == 0
+    # Exactly the limit over two messages is fine; one message over it says so alone.
+    five = six[:5]
+    assert chain.produce_block([tx(ALICE, 1, link(*five), link(*five))]).receipts[0].ok
+    r = chain.produce_block([tx(ALICE, 2, link(*(six + six[:5])))])
+    assert r.receipts[0].log == "11 links in one transaction exceed max_links_per_tx=10"

@@ -52,6 +52,20 @@ from focusflow.modules.accounts import (
 LINKS_PREFIX = b"/graph/links/"
 
 
+def _check_links_per_tx(ctx: TxContext, m: int) -> None:
+    """``max_links_per_tx`` bounds the links of the whole transaction, not of one
+    message: a transaction of many ``link`` messages could otherwise carry
+    ``max_msgs_per_tx`` times the limit. The links of its earlier messages are
+    those its context has recorded so far (``ctx.deltas`` is per transaction)."""
+    limit = ctx.params.max_links_per_tx
+    earlier = sum(len(entry[1]) for entry in ctx.deltas.links)
+    if earlier + m > limit:
+        where = f" ({earlier} in earlier messages + {m} in this one)" if earlier else ""
+        raise OverLimitError(
+            f"{earlier + m} links in one transaction exceed max_links_per_tx={limit}{where}"
+        )
+
+
 def links_key(height: int, tx_index: int, msg_index: int) -> bytes:
     return (
         LINKS_PREFIX
@@ -103,8 +117,7 @@ class Links:
         m = len(links)
         if m == 0:
             raise MalformedMessageError("links must not be empty")
-        if m > ctx.params.max_links_per_tx:
-            raise OverLimitError(f"{m} links exceed max_links_per_tx={ctx.params.max_links_per_tx}")
+        _check_links_per_tx(ctx, m)
         self._check_entries(links)
         sender = ctx.sender
         neudeg = get_neudeg(ctx.state, sender) + m
