@@ -14,15 +14,37 @@ Gossip is modelled where it matters: a node starting a height receives that
 height's messages again, and a byzantine message reaching one honest node is
 relayed to all.
 
+Values carry the proposer's local time (``value_time``); each node's clock is
+the simulated time plus a fixed skew of at most ``max_skew``. The honest validity
+rule refuses a value whose time is beyond the validator's local time plus
+``max_drift`` (a validator prevotes nil on it), as the chain refuses a block from
+the far future.
+
 Byzantine behaviours (validators holding their own keys, so their signatures are
 valid): ``"equivocating_proposer"`` sends different peers different proposals for
-the same round; ``"double_voter"`` sends different peers different votes (nil, its
-own vote, or another proposal's value) for the same step; ``"silent"`` sends
-nothing. They run an honest machine underneath and tamper with its output.
+the same round; ``"double_proposer"`` sends every peer two valid proposals for each
+round it leads, in random order (a second proposal per height); ``"double_voter"``
+sends different peers different votes (nil, its own vote, or another proposal's
+value) for the same step; ``"silent"`` sends nothing; ``"future_timestamp"``
+proposes values whose time is ``FAR_FUTURE_MS`` (2^64 - 1); ``"junk_gossip"`` sends,
+with each message, junk: its own messages with broken signatures (at this height
+and the next), votes signed by a key outside the set, proposals from a validator
+that is not the round's proposer, and proposals whose value id is not their
+value's hash; ``"lying_sync_peer"`` claims a huge height to block sync and serves
+forged decisions for heights nobody decided (certificates it signed alone, or
+another height's certificate). They run an honest machine underneath and tamper
+with its output.
+
+Peers are penalised only for what provably came from them: a node that receives
+a message its machine refuses penalises the peer that sent it, and block sync
+penalises a peer whose decision fails ``verify_certificate``. An honest node
+relays only messages whose signer, signature, proposer and value id it checked,
+so penalising an honest node is a violation.
 
 The simulator checks, as it runs: safety (no two honest validators decide
-different values at one height, synced ones included) and that no honest
-validator ever signs two different messages for one (height, round, step).
+different values at one height, synced ones included), that no honest validator
+ever signs two different messages for one (height, round, step), and that no
+honest node is penalised.
 """
 
 from __future__ import annotations
@@ -35,8 +57,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from focusflow.consensus.actions import Action, Broadcast, Decide, ReportEvidence, ScheduleTimeout
-from focusflow.consensus.certificate import verify_certificate
-from focusflow.consensus.errors import InvalidMessageError
+from focusflow.consensus.certificate import (
+    CommitCertificate,
+    verify_certificate,
+)
+from focusflow.consensus.errors import InvalidCertificateError, InvalidMessageError
 from focusflow.consensus.evidence import DuplicateVoteEvidence, verify_evidence
 from focusflow.consensus.messages import Message, Proposal, Step, Vote
 from focusflow.consensus.signer import Signer
@@ -44,11 +69,28 @@ from focusflow.consensus.tendermint import Tendermint
 from focusflow.consensus.timeouts import Timeouts
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.consensus.wal import WriteAheadLog
-from focusflow.core.encoding import encode
+from focusflow.core.encoding import decode, encode
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair, verify
 
-BYZANTINE_KINDS = ("equivocating_proposer", "double_voter", "silent")
+BYZANTINE_KINDS = (
+    "equivocating_proposer",
+    "double_proposer",
+    "double_voter",
+    "silent",
+    "future_timestamp",
+    "junk_gossip",
+    "lying_sync_peer",
+)
+
+#: The time a "future_timestamp" proposer puts in its values (the largest uint64).
+FAR_FUTURE_MS = 2**64 - 1
+#: The height a "lying_sync_peer" claims to have.
+LYING_HEIGHT = 10**9
+#: Heights one round of block sync adopts at most (the next round goes on).
+SYNC_BATCH = 64
+#: Default bound on how far ahead of a validator's clock a value's time may be.
+MAX_DRIFT = 0.5
 
 #: Timeouts scaled to the simulated delays (milliseconds, not LAN seconds).
 SIM_TIMEOUTS = Timeouts(
@@ -71,6 +113,7 @@ class SimNode:
     decisions: dict[int, Decide] = field(default_factory=dict)
     incarnation: int = 0
     proposals_made: int = 0
+    skew: float = 0.0  # this node's clock minus the simulated time
 
     @property
     def alive(self) -> bool:
@@ -100,10 +143,15 @@ class Simulation:
         machine_factory: Callable[..., Tendermint] = Tendermint,
         is_valid: Callable[[int, int, bytes], bool] | None = None,
         verification: str = "shared",
+        max_drift: float = MAX_DRIFT,
+        max_skew: float = MAX_DRIFT / 4,
     ) -> None:
         """``verification``: "shared" checks each distinct signature once for the whole
         network (fast tests); "per_node" makes every node verify everything it
-        receives, as real nodes do; "off" skips checks (only to measure their cost)."""
+        receives, as real nodes do; "off" skips checks (only to measure their cost).
+        ``max_drift``: how far past its own clock a validator accepts a value's time;
+        ``max_skew``: the largest clock error of a node (below ``max_drift`` so honest
+        values stay valid)."""
         if verification not in ("shared", "per_node", "off"):
             raise ValueError(f"unknown verification mode {verification!r}")
         self.rng = random.Random(seed)
@@ -113,6 +161,7 @@ class Simulation:
         self.machine_factory = machine_factory
         self.node_is_valid = is_valid
         self.verification = verification
+        self.max_drift = max_drift
         self.byzantine = dict(byzantine or {})
         for kind in self.byzantine.values():
             if kind not in BYZANTINE_KINDS:
@@ -120,8 +169,16 @@ class Simulation:
         keys = [KeyPair.from_seed(sha256(b"sim-validator-%d-%d" % (seed, i))) for i in range(n)]
         powers = powers or [1] * n
         self.nodes = [
-            SimNode(i, k, WriteAheadLog(None), self.byzantine.get(i)) for i, k in enumerate(keys)
+            SimNode(
+                i,
+                k,
+                WriteAheadLog(None),
+                self.byzantine.get(i),
+                skew=self.rng.uniform(-max_skew, max_skew),
+            )
+            for i, k in enumerate(keys)
         ]
+        self._outsider = KeyPair.from_seed(sha256(b"sim-outsider-%d" % seed))
         self._by_key = {k.public_key: i for i, k in enumerate(keys)}
         self._sets = {
             1: ValidatorSet.create({k.public_key: p for k, p in zip(keys, powers, strict=True)})
@@ -135,6 +192,8 @@ class Simulation:
         self.violations: list[str] = []
         self.evidence: list[DuplicateVoteEvidence] = []
         self.invalid_messages = 0
+        self.penalties: dict[int, int] = {}  # node index -> times a peer penalised it
+        self.forged_syncs = 0  # sync answers refused for a bad certificate
         self.delivered = 0
         self.machine_cpu_s = 0.0  # CPU spent inside the state machines (benchmark)
         self._signed: dict[tuple[int, int, int, int], Message] = {}
@@ -208,6 +267,14 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self._queue, (time, self._seq, kind, payload))
 
+    def _penalise(self, node: SimNode, peer: int, why: str) -> None:
+        """``node`` blames ``peer`` for a message or answer that provably came from it."""
+        self.penalties[peer] = self.penalties.get(peer, 0) + 1
+        if node.byzantine is None and self.nodes[peer].byzantine is None:
+            self.violations.append(
+                f"t={self.now:.3f} node {node.index} penalised honest node {peer}: {why}"
+            )
+
     def _boot(self, node: SimNode) -> None:
         signer = Signer(node.key, self.chain_id, node.wal)
         node.machine = self.machine_factory(
@@ -252,11 +319,21 @@ class Simulation:
             ok = self._verified[key] = verify(public_key, signature, message)
         return ok
 
+    def local_ms(self, node: SimNode) -> int:
+        """``node``'s clock in milliseconds (simulated time plus its skew)."""
+        return max(0, round((self.now + node.skew) * 1000))
+
     def _value(self, node: SimNode, height: int) -> bytes:
         node.proposals_made += 1
-        return encode(["block", height, node.index, node.proposals_made])
+        stamp = FAR_FUTURE_MS if node.byzantine == "future_timestamp" else self.local_ms(node)
+        return encode(["block", height, node.index, node.proposals_made, stamp])
 
     def _is_valid(self, node: SimNode, height: int, value: bytes) -> bool:
+        """The honest rule: a value's time may not be beyond local time + drift."""
+        if node.byzantine is not None:
+            return True
+        if value_time(value) > self.local_ms(node) + round(self.max_drift * 1000):
+            return False
         if self.node_is_valid is None:
             return True
         return self.node_is_valid(node.index, height, value)
@@ -265,15 +342,16 @@ class Simulation:
         if kind == "call":
             payload()
         elif kind == "deliver":
-            dst, message = payload
+            src, dst, message = payload
             node = self.nodes[dst]
             if node.machine is None:
                 return
             self.delivered += 1
             try:
                 actions = self._timed(node.machine.receive, message)
-            except InvalidMessageError:
+            except InvalidMessageError as exc:
                 self.invalid_messages += 1
+                self._penalise(node, src, str(exc))
                 return
             self._relay(node, message)
             self._apply(node, actions)
@@ -325,38 +403,91 @@ class Simulation:
             self._push(self.now + self.sync_delay, "sync", node.index)
 
     def _sync(self, node: SimNode) -> None:
-        """Block sync: adopt certified decisions of reachable peers, then rejoin."""
+        """Block sync: adopt certified decisions of reachable peers, then rejoin.
+
+        Peers are asked in order of the height they claim, tallest first (so a peer
+        that lies about its height is asked first); an answer counts only if its
+        certificate verifies for the height and the value, else the peer is
+        penalised and not asked again in this round of sync.
+        """
         self._sync_pending.discard(node.index)
         if node.machine is None:
             return
         progressed = False
-        while True:
+        refused: set[int] = set()
+        for _ in range(SYNC_BATCH):
             h = node.height + 1
-            source = next(
+            decision = next(
                 (
-                    p
-                    for p in self.nodes
-                    if p is not node
-                    and h in p.decisions
-                    and p.byzantine is None
-                    and self._connected(p.index, node.index)
+                    d
+                    for p in self._sync_peers(node, h, refused)
+                    if (d := self._certified(node, p, h, refused)) is not None
                 ),
                 None,
             )
-            if source is None:
+            if decision is None:
                 break
-            d = source.decisions[h]
-            verify_certificate(
-                d.certificate,
-                self.validator_set(h),
-                self.chain_id,
-                height=h,
-                value_id=sha256(d.value),
-            )
-            self._record(node, d)
+            self._record(node, decision)
             progressed = True
+        else:
+            self._schedule_sync(node)  # more to fetch than one batch
         if progressed:
             self._start(node, node.height + 1)
+
+    def _claimed_height(self, peer: SimNode) -> int:
+        return LYING_HEIGHT if peer.byzantine == "lying_sync_peer" else peer.height
+
+    def _sync_peers(self, node: SimNode, height: int, refused: set[int]) -> list[SimNode]:
+        """Reachable peers claiming ``height`` or more, tallest claim first."""
+        peers = [
+            p
+            for p in self.nodes
+            if p is not node
+            and p.index not in refused
+            and self._claimed_height(p) >= height
+            and self._connected(p.index, node.index)
+        ]
+        return sorted(peers, key=lambda p: (-self._claimed_height(p), p.index))
+
+    def _certified(
+        self, node: SimNode, peer: SimNode, height: int, refused: set[int]
+    ) -> Decide | None:
+        """``peer``'s answer for ``height`` if its certificate proves it, else None."""
+        d = self._sync_answer(peer, height)
+        if d is None:
+            return None
+        try:
+            if d.height != height:
+                raise InvalidCertificateError(f"answer for height {d.height}, not {height}")
+            verify_certificate(
+                d.certificate,
+                self.validator_set(height),
+                self.chain_id,
+                height=height,
+                value_id=sha256(d.value),
+            )
+        except InvalidCertificateError as exc:
+            self.forged_syncs += 1
+            refused.add(peer.index)
+            self._penalise(node, peer.index, f"sync: {exc}")
+            return None
+        return d
+
+    def _sync_answer(self, peer: SimNode, height: int) -> Decide | None:
+        """What ``peer`` serves for ``height``: its decision, or a liar's forgery."""
+        if peer.byzantine != "lying_sync_peer":
+            return peer.decisions.get(height)
+        value = encode(["forged", height, peer.index, FAR_FUTURE_MS])
+        value_id = sha256(value)
+        real = self.committed.get(height - 1)
+        if real is not None and self.rng.random() < 0.5:
+            # A real certificate of another height, relabelled for this one.
+            cert = real.certificate
+            forged = CommitCertificate(height, cert.round, value_id, cert.signatures)
+        else:
+            own = Vote.sign(peer.key, self.chain_id, height, 0, Step.PRECOMMIT, value_id)
+            forged = CommitCertificate.from_votes([own])
+        return Decide(height, 0, value, value_id, forged)
 
     def _relay(self, node: SimNode, message: Message) -> None:
         """Gossip: the first honest receiver of a byzantine message forwards it to all.
@@ -364,17 +495,42 @@ class Simulation:
         The paper's liveness argument assumes that a message one correct process
         receives reaches every correct process (gossip). Honest senders already
         send to everyone over reliable links; a byzantine one may send a message to
-        a few, so the simulator relays those once, as peers' gossip would.
+        a few, so the simulator relays those once, as peers' gossip would. A node
+        forwards only what it checked itself (``_authentic``): the machine buffers
+        next-height messages unchecked, and forwarding those would get the relayer
+        blamed for another's junk.
         """
-        signer = message.proposer if isinstance(message, Proposal) else message.validator
-        if node.byzantine is not None or self.node_of(signer).byzantine is None:
+        if node.byzantine is not None or message in self._relayed:
             return
-        if message in self._relayed:
+        signer = message.proposer if isinstance(message, Proposal) else message.validator
+        index = self._by_key.get(signer)
+        if index is None or self.nodes[index].byzantine is None:
+            return
+        if not self._authentic(message):
             return
         self._relayed.add(message)
         for peer in self.nodes:
             if peer is not node:
                 self._send(node.index, peer.index, message)
+
+    def _authentic(self, message: Message) -> bool:
+        """What a machine checks before it accepts a message, without its round state:
+        a member signed it, the signature verifies, and a proposal comes from its
+        round's proposer, with a valid round below its round and its value's hash."""
+        vs = self.validator_set(message.height)
+        if isinstance(message, Proposal):
+            if message.proposer != vs.proposer(message.round).public_key:
+                return False
+            if not -1 <= message.valid_round < message.round:
+                return False
+            if sha256(message.value) != message.value_id:
+                return False
+            signer = message.proposer
+        else:
+            signer = message.validator
+            if vs.index_of(signer) is None:
+                return False
+        return self._verify(signer, message.signature, message.sign_bytes(self.chain_id))
 
     def _connected(self, a: int, b: int) -> bool:
         return self._groups is None or any(a in g and b in g for g in self._groups)
@@ -412,12 +568,18 @@ class Simulation:
             return [message]
         if kind == "silent":
             return []
-        if kind == "equivocating_proposer" and isinstance(message, Proposal):
-            value = encode(["evil", message.height, message.round, node.index])
+        if kind in ("equivocating_proposer", "double_proposer") and isinstance(message, Proposal):
+            value = encode(["evil", message.height, message.round, node.index, self.local_ms(node)])
             evil = Proposal.sign(
                 node.key, self.chain_id, message.height, message.round, -1, value, sha256(value)
             )
+            if kind == "double_proposer":
+                both = [message, evil]
+                self.rng.shuffle(both)
+                return both
             return self._some_of([message, evil])
+        if kind == "junk_gossip":
+            return [message, *self._junk(node, message)]
         if kind == "double_voter" and isinstance(message, Vote):
             assert node.machine is not None
             choices: list[bytes | None] = [None, message.value_id]
@@ -431,6 +593,30 @@ class Simulation:
             return self._some_of(votes)
         return [message]
 
+    def _junk(self, node: SimNode, message: Message) -> list[Message]:
+        """Invalid messages a "junk_gossip" node sends along with ``message``."""
+        h, r = message.height, message.round
+
+        def broken(m: Vote) -> Vote:
+            return Vote(m.height, m.round, m.step, m.value_id, m.validator, bytes(64))
+
+        own = Vote.sign(node.key, self.chain_id, h, r, Step.PREVOTE, None)
+        ahead = Vote.sign(node.key, self.chain_id, h + 1, 0, Step.PREVOTE, None)
+        stranger = Vote.sign(self._outsider, self.chain_id, h, r, Step.PRECOMMIT, None)
+        value = encode(["junk", h, r, node.index, self.local_ms(node)])
+        vs = self.validator_set(h)
+        wrong_round = next(
+            (
+                x
+                for x in range(r, r + len(self.nodes))
+                if vs.proposer(x).public_key != node.key.public_key
+            ),
+            r,
+        )
+        usurper = Proposal.sign(node.key, self.chain_id, h, wrong_round, -1, value, sha256(value))
+        mislabelled = Proposal.sign(node.key, self.chain_id, h, r, -1, value, sha256(b"other"))
+        return [broken(own), broken(ahead), stranger, usurper, mislabelled]
+
     def _some_of(self, messages: list[Message]) -> list[Message]:
         """A random non-empty selection in random order (a peer may see both sides)."""
         picked = [m for m in messages if self.rng.random() < 0.5] or [self.rng.choice(messages)]
@@ -442,4 +628,9 @@ class Simulation:
             self._held.append((src, dst, message))
             return
         delay = self.rng.uniform(self.min_delay, self.max_delay)
-        self._push(self.now + delay, "deliver", (dst, message))
+        self._push(self.now + delay, "deliver", (src, dst, message))
+
+
+def value_time(value: bytes) -> int:
+    """The time (ms) a simulated value carries: its last item."""
+    return int(decode(value)[-1])
