@@ -76,3 +76,24 @@ def test_data_dir_is_owner_only(tmp_path):
         assert h.data.is_dir() and stat.S_IMODE(h.data.stat().st_mode) == 0o700
         assert stat.S_IMODE(h.admin_token.stat().st_mode) == 0o600
         assert stat.S_IMODE(h.validator_key.stat().st_mode) == 0o600
+
+
+def test_each_created_network_gets_its_own_chain_id(tmp_path):
+    """Two devnets (or testnets) made the same way never share a chain id, so a
+    transaction or vote signed for one is refused by the other; an existing home
+    keeps its id, and an explicit id is used as given."""
+    a, _ = init_devnet(tmp_path / "a")
+    b, _ = init_devnet(tmp_path / "b")
+    ids = [a.load_genesis().chain_id, b.load_genesis().chain_id]
+    assert ids[0] != ids[1] and all(i.startswith("focusflow-devnet-") for i in ids)
+    assert all(len(i) == len("focusflow-devnet-") + 12 for i in ids)
+    again, created = init_devnet(tmp_path / "a")
+    assert not created and again.load_genesis().chain_id == ids[0]
+    n1 = init_testnet(tmp_path / "t1", 2, 27200)
+    n2 = init_testnet(tmp_path / "t2", 2, 27200)
+    t1 = {h.load_genesis().chain_id for h in n1}
+    t2 = {h.load_genesis().chain_id for h in n2}
+    assert len(t1) == 1 and len(t2) == 1 and t1 != t2  # one id per network
+    assert next(iter(t1)).startswith("focusflow-testnet-")
+    named, _ = init_devnet(tmp_path / "named", chain_id="my-chain")
+    assert named.load_genesis().chain_id == "my-chain"

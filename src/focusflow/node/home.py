@@ -20,6 +20,7 @@ from pathlib import Path
 from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
+from focusflow.core.hashing import sha256
 from focusflow.core.home import (
     create_token_file,
     is_loopback_host,
@@ -31,6 +32,7 @@ from focusflow.core.home import (
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 
+#: Prefix of a new devnet's chain id (the rest comes from its genesis hash).
 DEVNET_CHAIN_ID = "focusflow-devnet"
 #: The dev key's genesis funds: liquid balance and bonded stake (its link budget).
 DEV_BALANCE = 10**15
@@ -124,8 +126,12 @@ class Home:
         return KeyPair.load(self.validator_key)
 
 
-def init_devnet(path: Path, chain_id: str = DEVNET_CHAIN_ID) -> tuple[Home, bool]:
-    """The devnet home at ``path``, created if new; returns (home, created)."""
+def init_devnet(path: Path, chain_id: str | None = None) -> tuple[Home, bool]:
+    """The devnet home at ``path``, created if new; returns (home, created).
+
+    A new devnet's chain id is ``focusflow-devnet-<12 hex>`` (:func:`unique_chain_id`)
+    unless ``chain_id`` names one: two devnets never accept each other's
+    transactions, votes or blocks."""
     home = Home(Path(path))
     if home.exists():
         for need in (home.validator_key, home.admin_token):
@@ -142,9 +148,10 @@ def init_devnet(path: Path, chain_id: str = DEVNET_CHAIN_ID) -> tuple[Home, bool
         wallet.add(DEV_KEY_NAME, dev, None)
     validator.save(home.validator_key)
     create_token_file(home.admin_token)
-    genesis = Genesis.from_json(
+    genesis = _new_genesis(
+        DEVNET_CHAIN_ID,
+        chain_id,
         {
-            "chain_id": chain_id,
             "genesis_time_ms": int(time.time() * 1000),
             "params": {"focus": dict(NEW_CHAIN_FOCUS)},
             "accounts": [
@@ -155,13 +162,14 @@ def init_devnet(path: Path, chain_id: str = DEVNET_CHAIN_ID) -> tuple[Home, bool
             "validators": [
                 {"name": "devnet", "public_key": validator.public_key.hex(), "power": 1}
             ],
-        }
+        },
     )
     # The genesis goes last: its presence is what marks a finished home.
     _save_genesis(home, genesis)
     return home, True
 
 
+#: Prefix of a new testnet's chain id (the rest comes from its genesis hash).
 TESTNET_CHAIN_ID = "focusflow-testnet"
 #: Each testnet validator's bonded stake; its voting power is stake // POWER_UNIT.
 VALIDATOR_STAKE = 10**9
@@ -173,7 +181,7 @@ def init_testnet(
     validators: int,
     base_port: int,
     *,
-    chain_id: str = TESTNET_CHAIN_ID,
+    chain_id: str | None = None,
     host: str = "127.0.0.1",
     timeouts: dict | None = None,
     params: dict | None = None,
@@ -184,8 +192,9 @@ def init_testnet(
     ``base_port + 2k + 1``; every home's config lists the others as peers. The
     genesis funds the dev key (in every home's wallet, as in the devnet) and
     bonds each validator's own account; voting power is its stake over
-    POWER_UNIT. ``params`` add genesis parameters (``epoch_blocks`` ...). An
-    existing testnet at ``path`` is left as it is.
+    POWER_UNIT. ``params`` add genesis parameters (``epoch_blocks`` ...). The
+    chain id is ``focusflow-testnet-<12 hex>`` (:func:`unique_chain_id`) unless
+    ``chain_id`` names one. An existing testnet at ``path`` is left as it is.
     """
     path = Path(path)
     homes = [Home(path / f"v{k}") for k in range(validators)]
@@ -197,9 +206,10 @@ def init_testnet(
     dev = KeyPair.generate()
     accounts = [{"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}]
     accounts += [{"address": k.address, "balance": 10**12, "stake": VALIDATOR_STAKE} for k in keys]
-    genesis = Genesis.from_json(
+    genesis = _new_genesis(
+        TESTNET_CHAIN_ID,
+        chain_id,
         {
-            "chain_id": chain_id,
             "genesis_time_ms": int(time.time() * 1000),
             # Epoch boundaries recompute power as bonded // power_unit: the same
             # numbers as the genesis powers until someone stakes or registers.
@@ -213,7 +223,7 @@ def init_testnet(
                 }
                 for k, key in enumerate(keys)
             ],
-        }
+        },
     )
     p2p = [f"{host}:{base_port + 2 * k}" for k in range(validators)]
     for k, (home, key) in enumerate(zip(homes, keys, strict=True)):
@@ -291,6 +301,25 @@ def lock_home(home: Home) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
+
+
+#: Hex digits of the genesis hash that make a new network's chain id unique.
+CHAIN_ID_SUFFIX_HEX = 12
+
+
+def unique_chain_id(prefix: str, fields: dict) -> str:
+    """``<prefix>-<12 hex>``: the hex digits begin the SHA-256 of the genesis's other
+    fields (canonical JSON), which hold the network's fresh validator keys and its
+    creation time, so every created network gets its own id and a message signed
+    for one devnet or testnet is refused by every other."""
+    digest = sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
+    return f"{prefix}-{digest.hex()[:CHAIN_ID_SUFFIX_HEX]}"
+
+
+def _new_genesis(prefix: str, chain_id: str | None, fields: dict) -> Genesis:
+    """A genesis of ``fields`` under ``chain_id``, or a unique id when None."""
+    cid = chain_id if chain_id is not None else unique_chain_id(prefix, fields)
+    return Genesis.from_json({"chain_id": cid, **fields})
 
 
 def _make_home_dirs(home: Home) -> None:
