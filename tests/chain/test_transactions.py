@@ -136,3 +136,99 @@ def test_oversize_transaction_is_refused_before_decoding():
         decode_tx(b"\x00" * 100, max_bytes=10)
     with pytest.raises(DecodeError):
         decode_tx(b"\x00" * 100)
+
+
+# ------------------------------------------------------------------ receipt text
+
+#: Two link messages whose CIDs are invalid, each in its own way.
+BAD_CIDS = [bytes([0x01, 0x55, 0x12, 0x20]) + bytes(31), bytes([0x01, 0x77]), b"\x02" * 9]
+
+
+def _bad_links() -> list[list[bytes]]:
+    good = particle("good")
+    return [[good, bad] for bad in BAD_CIDS] + [[bad, good] for bad in reversed(BAD_CIDS)]
+
+
+def test_receipt_logs_are_ascii_whatever_the_user_wrote(tmp_path):
+    """repr() of user text depends on the running Python's Unicode database (which
+    characters it prints raw); a receipt log must not. Every non-ASCII character
+    is escaped by code point, the way repr() escapes one it cannot print."""
+    chain = new_chain(tmp_path)
+    types = ["caf\u00e9", "\U0001fae8", "a\u200bb"]  # U+1FAE8: new in Unicode 15
+    blocks = [chain.produce_block([tx(ALICE, i, Msg(t, {}))]) for i, t in enumerate(types)]
+    logs = [b.receipts[0].log for b in blocks]
+    assert logs == [
+        "unknown message type 'caf\\xe9'",
+        "unknown message type '\\U0001fae8'",
+        "unknown message type 'a\\u200bb'",
+    ]
+    assert all(r.receipts[0].code == "malformed_message" for r in blocks)
+
+
+def test_receipt_log_is_the_same_whether_repr_escaped_a_character_or_not():
+    """One Python prints U+1FAE8 raw in repr(), an older one escapes it: both logs
+    come out the same."""
+    from focusflow.chain.execute import MAX_RECEIPT_LOG, receipt_log
+
+    raw, escaped = "name '\U0001fae8' taken", "name '\\U0001fae8' taken"
+    assert receipt_log(raw) == receipt_log(escaped) == escaped
+    long = receipt_log("x" * 10_000)
+    assert len(long) == MAX_RECEIPT_LOG and long.endswith("...")
+
+
+def test_a_bad_link_names_the_first_bad_cid_in_link_order(tmp_path):
+    chain = new_chain(tmp_path)
+    r = chain.produce_block([tx(ALICE, 0, Msg("link", {"links": _bad_links()}))])
+    assert r.receipts[0].code == "unknown_particle_format"
+    assert r.receipts[0].log.startswith(f"links[0]: invalid CID {BAD_CIDS[0].hex()}")
+
+
+_FIRST_ERROR = """
+import sys
+from focusflow.chain.errors import TxError
+from focusflow.modules.links import Links
+links = [[bytes.fromhex(a), bytes.fromhex(b)] for a, b in (p.split(":") for p in sys.argv[1:])]
+try:
+    Links()._check_entries(links)
+except TxError as exc:
+    print(exc.message)
+"""
+
+
+def test_the_bad_link_error_does_not_depend_on_set_order():
+    """Which bad CID a set of CIDs yields first depends on the hash seed and on the
+    other members (the table's size and collisions); vary the members with good
+    links after the bad ones: the error must name links[0] every time."""
+    from focusflow.chain.errors import TxError
+    from focusflow.modules.links import Links
+
+    for fillers in range(40):
+        links = _bad_links() + [[particle(f"f{i}"), particle(f"g{i}")] for i in range(fillers)]
+        with pytest.raises(TxError) as info:
+            Links()._check_entries(links)
+        assert info.value.message.startswith(f"links[0]: invalid CID {BAD_CIDS[0].hex()}")
+
+
+@pytest.mark.slow
+def test_the_bad_link_error_does_not_depend_on_the_hash_seed():
+    """Sets of bytes iterate in an order set by PYTHONHASHSEED, which differs between
+    processes: the error (and so the receipt) must not follow it."""
+    import os
+    import subprocess
+    import sys
+
+    args = [f"{a.hex()}:{b.hex()}" for a, b in _bad_links()]
+    messages = set()
+    for seed in range(6):
+        env = dict(os.environ, PYTHONHASHSEED=str(seed))
+        out = subprocess.run(
+            [sys.executable, "-c", _FIRST_ERROR, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        messages.add(out.stdout.strip())
+    assert len(messages) == 1, messages
+    assert messages.pop().startswith(f"links[0]: invalid CID {BAD_CIDS[0].hex()}")

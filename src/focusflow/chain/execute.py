@@ -31,6 +31,27 @@ from focusflow.chain.tx import Tx
 from focusflow.core.encoding import encode
 from focusflow.core.errors import FocusflowError
 
+#: Longest receipt log committed, in characters after escaping; the rest is cut.
+MAX_RECEIPT_LOG = 512
+
+
+def receipt_log(message: str) -> str:
+    """The log a receipt commits for an error message: the same text on every node.
+
+    Receipts are committed, so their text must not depend on the node. Messages
+    quote user strings with ``!r``, and ``repr`` decides which characters to
+    escape from the running Python's Unicode database: a character added in a
+    newer Unicode version is printed raw by one Python and escaped by another.
+    Here every non-ASCII character is written as ``repr`` writes an escaped one
+    (``\\xhh``, ``\\uhhhh``, ``\\Uhhhhhhhh``, from the code point alone), so both
+    spellings become the same ASCII text; a log over MAX_RECEIPT_LOG characters
+    is cut, so a huge user string cannot bloat every node's receipts.
+    """
+    text = message.encode("ascii", "backslashreplace").decode("ascii")
+    if len(text) > MAX_RECEIPT_LOG:
+        text = text[: MAX_RECEIPT_LOG - 3] + "..."
+    return text
+
 
 @dataclass
 class Receipt:
@@ -96,10 +117,8 @@ def execute_tx(
                 raise MalformedMessageError(f"unknown message type {msg.type!r}")
             run.msg_index = i
             handler(run, msg.body)
-    except TxError as exc:
-        return Receipt(tx.hash, exc.code, exc.message)
-    except FocusflowError as exc:
-        return Receipt(tx.hash, exc.code, exc.message)
+    except FocusflowError as exc:  # TxError among them
+        return Receipt(tx.hash, exc.code, receipt_log(exc.message))
     ctx.state.merge(run.state)
     ctx.deltas.merge(run.deltas)
     return Receipt(tx.hash, "ok", "", run.events)

@@ -75,6 +75,27 @@ def links_key(height: int, tx_index: int, msg_index: int) -> bytes:
     )
 
 
+def _valid_cid(cid: bytes) -> bool:
+    try:
+        check_cid_bytes(cid)
+    except InvalidCIDError:
+        return False
+    return True
+
+
+def _refuse_first_bad_cid(links: list, fresh: set[bytes]) -> None:
+    """Raise for the first invalid CID in the links' order. The error goes into a
+    committed receipt, so it must name the same CID on every node: not the first
+    one met iterating a set, whose order follows the process's hash seed."""
+    for i, entry in enumerate(links):
+        for cid in entry:
+            if cid in fresh:
+                try:
+                    check_cid_bytes(cid)
+                except InvalidCIDError as exc:
+                    raise UnknownParticleFormatError(f"links[{i}]: {exc.message}") from None
+
+
 class Links:
     name = "graph"
 
@@ -102,12 +123,8 @@ class Links:
                 raise MalformedMessageError(f"links[{i}] is a self-link")
         known = self._known
         fresh = {cid for entry in links for cid in entry} - known
-        for cid in fresh:
-            try:
-                check_cid_bytes(cid)
-            except InvalidCIDError as exc:
-                i = next(j for j, e in enumerate(links) if cid in e)
-                raise UnknownParticleFormatError(f"links[{i}]: {exc.message}") from None
+        if not all(_valid_cid(cid) for cid in fresh):
+            _refuse_first_bad_cid(links, fresh)
         if len(known) < 1 << 20:
             known.update(fresh)
 
