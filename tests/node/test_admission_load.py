@@ -28,8 +28,9 @@ MEMPOOL_TXS = 100
 HONEST_FEE = 10_000
 BLOCK_TIME_S = 0.2
 #: Longest gap between consecutive blocks' times allowed under batch load
-#: (measured: 0.22-0.26 s with admission in workers, 0.9-1.1 s on the event loop).
-MAX_INTERVAL_S = 0.6
+#: (measured on two busy cores: 0.22-0.40 s with admission in the workers,
+#: 1.0-3.3 s when it ran on the event loop).
+MAX_INTERVAL_S = 0.8
 
 
 @pytest.fixture(scope="module")
