@@ -27,6 +27,7 @@ from focusflow.net.gossip import (
     TRANSACTIONS,
     VOTES,
     GossipRouter,
+    Verdict,
 )
 from focusflow.net.messages import decode_message, encode_message
 from focusflow.net.node import NetConfig, NetStats, Node, PeerAddress
@@ -56,6 +57,7 @@ __all__ = [
     "RemoteError",
     "RequestTimeoutError",
     "SeenCache",
+    "Verdict",
     "decode_message",
     "encode_frame",
     "encode_message",

@@ -16,6 +16,7 @@ Sans-io: the router decides, the node sends.
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Sequence
 
@@ -29,6 +30,29 @@ EVIDENCE = "evidence"
 GOSSIP_FETCH = "net.gossip"
 #: Topics every node relays even without a local subscriber.
 STANDARD_TOPICS = frozenset({TRANSACTIONS, BLOCK_PARTS, VOTES, EVIDENCE})
+
+
+class Verdict(enum.Enum):
+    """What a gossip subscriber decided about a message (as gossipsub's validators).
+
+    A handler may also return True or None (accept) and False (reject).
+    """
+
+    #: Valid: delivered here and forwarded.
+    ACCEPT = "accept"
+    #: Not forwarded, and nobody to blame: stale, a future height whose checks
+    #: must wait, or invalid through the fault of someone other than the sender
+    #: (the handler then reports that one itself).
+    IGNORE = "ignore"
+    #: Invalid by the sender's fault: not forwarded, the sender loses score.
+    REJECT = "reject"
+
+
+def verdict_of(value: Verdict | bool | None) -> Verdict:
+    """A handler's return value as a Verdict."""
+    if isinstance(value, Verdict):
+        return value
+    return Verdict.REJECT if value is False else Verdict.ACCEPT
 
 
 class GossipRouter:

@@ -37,7 +37,13 @@ from focusflow.net.errors import (
     RequestTimeoutError,
 )
 from focusflow.net.framing import DEFAULT_MAX_FRAME
-from focusflow.net.gossip import GOSSIP_FETCH, STANDARD_TOPICS, GossipRouter
+from focusflow.net.gossip import (
+    GOSSIP_FETCH,
+    STANDARD_TOPICS,
+    GossipRouter,
+    Verdict,
+    verdict_of,
+)
 from focusflow.net.identity import short_id
 from focusflow.net.messages import (
     MAX_NAME,
@@ -76,8 +82,9 @@ from focusflow.net.transport import listen as quic_listen
 
 log = logging.getLogger("focusflow.net")
 
-#: A gossip subscriber: ``(sender_id, payload)``; returning False marks the message invalid.
-GossipHandler = Callable[[bytes, bytes], Awaitable[bool | None]]
+#: A gossip subscriber: ``(sender_id, payload)`` -> a Verdict (True/None: accept,
+#: False: reject).
+GossipHandler = Callable[[bytes, bytes], Awaitable[Verdict | bool | None]]
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,8 @@ class NetStats:
     announce_ignored: int = 0
     #: Announced messages fetched from the announcer.
     fetched: int = 0
+    #: Messages a subscriber kept from being forwarded (Verdict.IGNORE).
+    not_forwarded: int = 0
     by_offence: dict[str, int] = field(default_factory=dict)
 
 
@@ -424,8 +433,11 @@ class Node:
     def subscribe(self, topic: str, handler: GossipHandler) -> None:
         """Deliver every new message on ``topic`` to ``handler(sender_id, payload)``.
 
-        A handler that returns False or raises InvalidMessageError marks the
-        message invalid: it is not forwarded and the sender loses score.
+        A handler that returns False (Verdict.REJECT) or raises
+        InvalidMessageError marks the message invalid: it is not forwarded and the
+        sender loses score. Verdict.IGNORE: not forwarded, nobody blamed. The
+        message is forwarded only after every handler accepted it, so a node that
+        checks what it relays never relays what it would blame a peer for.
         """
         if not topic or len(topic.encode()) > MAX_NAME:
             raise NetError(f"topic must be 1..{MAX_NAME} bytes")
@@ -545,18 +557,23 @@ class Node:
             self.stats.duplicates += 1
             return
         self.stats.delivered += 1
+        forward = True
         for handler in self._subscribers.get(message.topic, []):
             try:
-                verdict = await handler(sender, message.payload)
+                verdict = verdict_of(await handler(sender, message.payload))
             except InvalidMessageError as exc:
-                verdict = False
+                verdict = Verdict.REJECT
                 log.info("invalid %s message from %s: %s", message.topic, short_id(sender), exc)
             except Exception:
                 log.exception("gossip handler for %s failed", message.topic)
-                verdict = None
-            if verdict is False:
+                verdict = Verdict.ACCEPT
+            if verdict is Verdict.REJECT:
                 self.report(sender, Offence.INVALID, f"invalid {message.topic} message")
                 return
+            forward = forward and verdict is Verdict.ACCEPT
+        if not forward:
+            self.stats.not_forwarded += 1
+            return
         if len(message.payload) > self.config.lazy_above:
             self._remember(mid, message.topic, message.payload)
             self.stats.announced += len(targets)

@@ -19,16 +19,28 @@ Wire use of ``focusflow.net``:
 * ``vote``: prevotes and precommits; ``evidence``: duplicate votes, verified
   into the chain's evidence pool (ours, from ``ReportEvidence``, too) for the
   next proposer to include and the bank to slash;
-* request ``status`` -> ``[committed height]``; ``block`` (``height``) -> the
-  stored block record with its certificate (block sync); ``round`` (``height``)
-  -> the consensus messages this node holds for that height, so a validator
-  that (re)connects mid-height catches up on votes it missed.
+* request ``status`` -> ``[committed height, its commit certificate]``
+  (rate-limited per peer); ``block`` (``height``) -> the stored block record
+  with its certificate (block sync); ``round`` (``height``) -> the consensus
+  messages this node holds for that height, so a validator that (re)connects
+  mid-height catches up on votes it missed.
+
+Consensus gossip is checked before it is forwarded or held
+(:mod:`focusflow.node.gossip_check`): signature, membership, proposer, value
+id, at the height under consensus; the next height's messages are held,
+bounded, until it starts; a message that fails costs its sender (and a
+signer that signed what it should not) score, never an honest relayer's.
 
 A ``Decide`` commits the decided block with its certificate (re-validating it
 if another proposal moved the focus engine since), runs the listeners
-(WebSocket, metrics), and starts the next height. A node whose peers report a
-higher committed height fetches those blocks, checks each certificate and all
-roots (:meth:`Chain.apply_block`), and restarts consensus above them.
+(WebSocket, metrics), and starts the next height. Block sync runs in
+a task of its own: it polls the peers' status, believes a higher height only
+when a commit certificate backs it (:mod:`focusflow.node.sync`), fetches the
+blocks with short timeouts, and applies each (certificate and all roots,
+:meth:`Chain.apply_block`) holding the chain lock the consensus task takes for
+each of its steps; then consensus restarts above them. A peer that claims a
+height it cannot back or serve, or serves a block that does not apply, loses
+score, and is not asked again for a while.
 
 Without ``listen`` there is no transport at all: that is the devnet, a set of
 one validator, which has no peer to gossip to, sync from or be reached by, so it
@@ -42,6 +54,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +63,7 @@ from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import Chain, Pending
 from focusflow.chain.errors import (
     AlreadyPunishedError,
+    BadSignatureError,
     BlockError,
     EvidenceError,
     EvidenceOutOfRangeError,
@@ -76,28 +90,69 @@ from focusflow.consensus import (
     encode_evidence,
     encode_message,
 )
+from focusflow.consensus.certificate import encode_certificate
 from focusflow.consensus.votes_seen import VotesSeen
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair
-from focusflow.net import BLOCK_PARTS, EVIDENCE, TRANSACTIONS, VOTES, NetConfig, Node
-from focusflow.net.errors import NetError
+from focusflow.net import (
+    BLOCK_PARTS,
+    EVIDENCE,
+    TRANSACTIONS,
+    VOTES,
+    NetConfig,
+    Node,
+    Offence,
+    Verdict,
+)
+from focusflow.net.errors import NetError, RateLimitedError, RemoteError, RequestTimeoutError
+from focusflow.node.gossip_check import (
+    MAX_PROPOSALS_PER_ROUND,
+    MAX_VOTE_BYTES,
+    ROUND_WINDOW,
+    FutureMessages,
+    GossipFaultError,
+    VerifiedSignatures,
+    check_for_height,
+    check_signature,
+    signer_of,
+)
 from focusflow.node.runtime import NodeRuntime
+from focusflow.node.sync import (
+    STATUS_BURST,
+    STATUS_RATE,
+    ClaimError,
+    RateLimiter,
+    check_claim,
+    parse_status,
+)
 
 log = logging.getLogger("focusflow.node")
 
 #: Inputs waiting for the consensus task; gossip beyond this is dropped (and
 #: recovered by the ``round`` request).
 INBOX_SIZE = 10_000
-#: Messages of the current height kept to answer ``round`` requests.
+#: Messages of the current height kept to answer ``round`` requests (checked
+#: ones only), in count and bytes.
 MAX_HELD_MESSAGES = 4_000
+MAX_HELD_BYTES = 32 << 20
 #: Bytes of held messages one ``round`` response carries at most.
 MAX_ROUND_RESPONSE = 6 << 20
 #: Blocks fetched per sync pass before consensus gets a turn.
 SYNC_BATCH = 200
 #: Seconds between status polls of the peers.
 POLL_INTERVAL = 1.0
+#: Seconds a peer has to answer a status poll, and a block request of sync.
+STATUS_TIMEOUT = 1.0
+BLOCK_TIMEOUT = 3.0
+#: Seconds a peer that failed to serve a block it claimed is not synced from
+#: (doubling on each failure up to SYNC_BACKOFF_MAX).
+SYNC_BACKOFF = 5.0
+SYNC_BACKOFF_MAX = 60.0
+#: Validated proposals kept (their executed state, to commit without
+#: re-executing); a byzantine proposer may sign several per round.
+MAX_PENDING = 4
 
 
 #: Proposal values kept decoded: the machine asks a value's id when the proposal
@@ -173,19 +228,33 @@ class ValidatorRuntime(NodeRuntime):
             self.net.set_allowed(self._members(chain.validators))
         self.signer = Signer(key, chain.chain_id, WriteAheadLog(wal_path))
         self._decoded: dict[bytes, BlockRecord] = {}
+        self._verify = VerifiedSignatures()
         self.tm = Tendermint(
             chain.chain_id,
             signer=self.signer,
             get_value=self._get_value,
             is_valid=self._is_valid,
             timeouts=timeouts,
-            value_id_of=lambda value: value_id_of(value, self._decoded),
+            value_id_of=self._value_id,
+            verify=self._verify,
         )
         #: The set of the height under consensus (the chain's set of head + 1).
         self.vset = chain.validators
-        self._pending: dict[bytes, Pending] = {}
-        self._held: list[bytes] = []  # encoded messages of the current height
+        #: (height, set) whose gossip is checked and forwarded: the height running.
+        self._gate: tuple[int, ValidatorSet] | None = None
+        #: Proposal value ids accepted per round of the gate's height.
+        self._proposals_seen: dict[int, set[bytes]] = {}
+        self._future = FutureMessages()
+        self._pending: OrderedDict[bytes, Pending] = OrderedDict()
+        self._held: list[bytes] = []  # checked encoded messages of the current height
         self._held_bytes = 0
+        #: Taken by the consensus task for each step and by block sync to apply
+        #: blocks: the chain is never used by both at once.
+        self._chain_lock = asyncio.Lock()
+        self._status_limit = RateLimiter(STATUS_RATE, STATUS_BURST)
+        self._status_cache: tuple[int, bytes] | None = None
+        #: Peers not synced from until the time given (they failed to serve).
+        self._sync_backoff: dict[bytes, tuple[float, float]] = {}
         self._inbox: asyncio.Queue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
@@ -233,8 +302,8 @@ class ValidatorRuntime(NodeRuntime):
         self._inbox = asyncio.Queue(INBOX_SIZE)
         if self.net is not None:
             self.net.subscribe(TRANSACTIONS, self._on_tx)
-            self.net.subscribe(BLOCK_PARTS, self._on_consensus)
-            self.net.subscribe(VOTES, self._on_consensus)
+            self.net.subscribe(BLOCK_PARTS, self._on_proposal)
+            self.net.subscribe(VOTES, self._on_vote)
             self.net.subscribe(EVIDENCE, self._on_evidence)
             self.net.register("status", self._serve_status)
             self.net.register("block", self._serve_block)
@@ -271,22 +340,81 @@ class ValidatorRuntime(NodeRuntime):
             log.warning("publish failed", extra={"fields": {"topic": topic, "error": str(exc)}})
 
     # --- gossip in -----------------------------------------------------------
-    async def _on_tx(self, sender: bytes, payload: bytes) -> bool | None:
+    async def _on_tx(self, sender: bytes, payload: bytes) -> Verdict:
+        """Admitted: forwarded. Undecodable or badly signed: the sender's fault (a
+        node admits before it forwards). Refused otherwise (known, nonce used,
+        fee too low): not forwarded, not proof of malice."""
         try:
-            NodeRuntime.submit(self, payload)
-        except DecodeError:
-            return False
+            await self.admit(payload, relay=False)
+        except (DecodeError, BadSignatureError):
+            return Verdict.REJECT
         except Exception:
-            return None  # already known, nonce used, fee too low: not proof of malice
-        return True
+            return Verdict.IGNORE
+        return Verdict.ACCEPT
 
-    async def _on_consensus(self, sender: bytes, payload: bytes) -> bool | None:
+    async def _on_proposal(self, sender: bytes, payload: bytes) -> Verdict:
         try:
             message = decode_message(payload)
         except DecodeError:
-            return False
-        self._enqueue(("msg", sender, message, payload))
-        return True
+            return Verdict.REJECT
+        if not isinstance(message, Proposal):
+            return Verdict.REJECT  # a vote on the proposal topic
+        return await self._gossip_in(sender, message, payload)
+
+    async def _on_vote(self, sender: bytes, payload: bytes) -> Verdict:
+        if len(payload) > MAX_VOTE_BYTES:
+            return Verdict.REJECT  # no vote is that large: do not even decode it
+        try:
+            message = decode_message(payload)
+        except DecodeError:
+            return Verdict.REJECT
+        if not isinstance(message, Vote):
+            return Verdict.REJECT
+        return await self._gossip_in(sender, message, payload)
+
+    async def _gossip_in(self, sender: bytes, message: Proposal | Vote, raw: bytes) -> Verdict:
+        """Check a consensus message before anything else sees it (see
+        gossip_check): ACCEPT (queued for the state machine and forwarded) only
+        when it passes every check for the height running; the next height's are
+        held, not forwarded; others are dropped. A failure is blamed here."""
+        try:
+            check_signature(message, self.chain.chain_id, self._verify)
+            gate = self._gate
+            if gate is not None and message.height == gate[0]:
+                if message.round > self.tm.round + ROUND_WINDOW:
+                    return Verdict.IGNORE
+                if isinstance(message, Proposal):
+                    seen = self._proposals_seen.setdefault(message.round, set())
+                    if message.value_id in seen or len(seen) >= MAX_PROPOSALS_PER_ROUND:
+                        return Verdict.IGNORE
+                    await asyncio.to_thread(check_for_height, message, gate[1], self._value_id)
+                    if gate is not self._gate:
+                        return Verdict.IGNORE  # the height moved on meanwhile
+                    seen.add(message.value_id)
+                else:
+                    check_for_height(message, gate[1], self._value_id)
+                self._enqueue(("msg", sender, message, raw))
+                return Verdict.ACCEPT
+            next_height = gate[0] + 1 if gate is not None else self.chain.height + 1
+            if message.height == next_height:
+                self._future.add(sender, message, raw)
+            return Verdict.IGNORE
+        except GossipFaultError as fault:
+            self._blame(sender, message, fault)
+            return Verdict.IGNORE
+
+    def _blame(self, sender: bytes, message: Proposal | Vote, fault: GossipFaultError) -> None:
+        """Penalise the sender of a message that fails the relay checks, and its
+        signer too where its good signature makes it accountable."""
+        assert self.net is not None
+        what = f"{type(message).__name__.lower()} h{message.height} r{message.round}: {fault}"
+        self.net.report(sender, Offence.INVALID, f"sent {what}")
+        signer = signer_of(message)
+        if fault.signer_at_fault and signer != sender:
+            self.net.report(signer, Offence.INVALID, f"signed {what}")
+
+    def _value_id(self, value: bytes) -> bytes:
+        return value_id_of(value, self._decoded)
 
     async def _on_evidence(self, sender: bytes, payload: bytes) -> bool | None:
         """Hold gossiped evidence for a block; False (the peer is reported) if it
@@ -333,7 +461,16 @@ class ValidatorRuntime(NodeRuntime):
 
     # --- requests served -----------------------------------------------------
     async def _serve_status(self, peer_id: bytes, payload: bytes) -> bytes:
-        return encode([self.chain.height])
+        """``[height, certificate of that block]``, at most STATUS_RATE a second a peer."""
+        if not self._status_limit.allow(peer_id):
+            raise RateLimitedError(f"status is served {STATUS_RATE:g} times a second")
+        height = self.chain.height
+        cached = self._status_cache
+        if cached is None or cached[0] != height:
+            cert = self.chain.last_certificate if height > 0 else None
+            raw = encode([height, None if cert is None else encode_certificate(cert)])
+            self._status_cache = cached = (height, raw)
+        return cached[1]
 
     async def _serve_block(self, peer_id: bytes, payload: bytes) -> bytes:
         height = decode(payload, "block request")
@@ -368,15 +505,16 @@ class ValidatorRuntime(NodeRuntime):
         except (NetError, DecodeError):
             return
         if not isinstance(items, list):
-            self.net.report(peer_id)
+            self.net.report(peer_id, why="round response is not a list")
             return
         for item in items:
             try:
                 message = decode_message(item)
             except (DecodeError, TypeError):
-                self.net.report(peer_id)
+                self.net.report(peer_id, why="undecodable message in round response")
                 return
-            self._enqueue(("msg", peer_id, message, item))
+            # A peer holds only messages it checked: a bad one is its fault.
+            await self._gossip_in(peer_id, message, item)
 
     # --- the consensus task --------------------------------------------------
     async def _consensus_task(self) -> None:
@@ -391,7 +529,8 @@ class ValidatorRuntime(NodeRuntime):
             else:
                 item = await self._inbox.get()
             try:
-                await self._handle(item)
+                async with self._chain_lock:
+                    await self._handle(item)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -409,27 +548,34 @@ class ValidatorRuntime(NodeRuntime):
         if kind == "start":
             await self._start_height()
         elif kind == "msg":
-            _, sender, message, raw = item
-            if not self._started:
+            _, _sender, message, raw = item
+            # Checked for the height running when it arrived (see _gossip_in).
+            if not self._started or message.height != self.tm.height:
                 return
-            if message.height > self.tm.height + 1:
-                self._spawn(self._poll_once())
-            if message.height == self.tm.height and len(self._held) < MAX_HELD_MESSAGES:
-                self._held.append(raw)
             try:
                 actions = await asyncio.to_thread(self.tm.receive, message)
             except InvalidMessageError as exc:
-                self.net.report(sender, why=str(exc))
+                # The relay checks passed, so the two disagree: not the peer's fault.
+                log.error(
+                    "checked message refused by the state machine",
+                    extra={"fields": {"error": str(exc)}},
+                )
                 return
+            self._hold(raw)
             if isinstance(message, Vote):
                 self._saw_vote(message, signed_here=False)
             await self._act(actions)
         elif kind == "timeout":
             if self._started:
                 await self._act(await asyncio.to_thread(self.tm.on_timeout, item[1]))
-        elif kind == "sync":
-            _, peer_id, target = item
-            await self._sync(peer_id, target)
+        elif kind == "synced" and (not self._started or self.tm.height <= self.chain.height):
+            await self._start_height()
+
+    def _hold(self, raw: bytes) -> None:
+        """Keep a checked message of the current height for ``round`` requests."""
+        if len(self._held) < MAX_HELD_MESSAGES and self._held_bytes + len(raw) <= MAX_HELD_BYTES:
+            self._held.append(raw)
+            self._held_bytes += len(raw)
 
     async def _start_height(self) -> None:
         height = self.chain.height + 1
@@ -451,6 +597,9 @@ class ValidatorRuntime(NodeRuntime):
             return
         self._started = True
         self._progress_at = time.monotonic()
+        self._gate, self._proposals_seen = (height, self.vset), {}
+        for sender, message, raw in self._future.take(height):
+            await self._gossip_in(sender, message, raw)
         await self._act(actions)
 
     async def _act(self, actions: list) -> None:
@@ -458,8 +607,8 @@ class ValidatorRuntime(NodeRuntime):
             if isinstance(action, Broadcast):
                 message = action.message
                 raw = encode_message(message)
-                if message.height == self.tm.height and len(self._held) < MAX_HELD_MESSAGES:
-                    self._held.append(raw)
+                if message.height == self.tm.height:
+                    self._hold(raw)
                 if isinstance(message, Vote):
                     self._saw_vote(message, signed_here=True)
                 topic = BLOCK_PARTS if isinstance(message, Proposal) else VOTES
@@ -499,6 +648,10 @@ class ValidatorRuntime(NodeRuntime):
         )
 
     async def _decide(self, decision: Decide) -> None:
+        if decision.height <= self.chain.height:
+            # Block sync applied this height meanwhile (same block: both are certified).
+            self._next_height_due = True
+            return
         pending = self._pending.get(decision.value_id)
         t0 = time.perf_counter()
 
@@ -518,8 +671,7 @@ class ValidatorRuntime(NodeRuntime):
             self._started = False
             if self.net is None:
                 self._failed(RuntimeError(f"decided block {decision.height} does not commit"))
-            self._spawn(self._poll_once())
-            return
+            return  # the sync task's next poll repairs us
         self.decisions.append((decision.height, decision.round))
         del self.decisions[:-1000]
         self.log_block(event, round=decision.round, ms=(time.perf_counter() - t0) * 1000)
@@ -558,7 +710,7 @@ class ValidatorRuntime(NodeRuntime):
                         }
                     },
                 )
-        self._pending[pending.hash] = pending
+        self._keep_pending(pending)
         return pending.proposal_value()
 
     def _is_valid(self, height: int, value: bytes) -> bool:
@@ -577,44 +729,105 @@ class ValidatorRuntime(NodeRuntime):
                 extra={"fields": {"height": height, "reason": str(exc)}},
             )
             return False
-        self._pending[pending.hash] = pending
+        self._keep_pending(pending)
         return True
 
-    # --- block sync ------------------------------------------------------------
+    def _keep_pending(self, pending: Pending) -> None:
+        """Keep a validated proposal's executed state for its commit; at most
+        MAX_PENDING, the oldest dropped first except the value this validator is
+        locked on or holds as valid (a dropped one is re-validated if decided)."""
+        self._pending[pending.hash] = pending
+        keep = {self.tm.locked_value_id, self.tm.valid_value_id, pending.hash}
+        for value_id in list(self._pending):
+            if len(self._pending) <= MAX_PENDING:
+                break
+            if value_id not in keep:
+                del self._pending[value_id]
+
+    # --- block sync (its own task: never inside the consensus task) ------------
     async def _poll_task(self) -> None:
         while True:
             await asyncio.sleep(POLL_INTERVAL)
-            with contextlib.suppress(Exception):
+            try:
                 await self._poll_once()
-                if time.monotonic() - self._progress_at > 2 * POLL_INTERVAL and self._started:
-                    self._progress_at = time.monotonic()
-                    for peer in self.net.connected_peers():
-                        self._spawn(self._pull_round(peer))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("block sync pass failed")
+            if time.monotonic() - self._progress_at > 2 * POLL_INTERVAL and self._started:
+                self._progress_at = time.monotonic()
+                for peer in self.net.connected_peers():
+                    self._spawn(self._pull_round(peer))
 
     async def _poll_once(self) -> None:
-        """Ask every peer its height; queue a sync from the highest if it is ahead."""
+        """Ask every peer its status at once (STATUS_TIMEOUT each); sync from the
+        highest whose claim a certificate backs, if it is ahead of us."""
         if self.net is None:
             return
+        peers = [p for p in self.net.connected_peers() if not self._backing_off(p)]
+        claims = await asyncio.gather(*(self._claim_of(p) for p in peers))
         best, best_peer = self.chain.height, None
-        for peer in self.net.connected_peers():
-            try:
-                raw = await self.net.request(peer, "status", b"", timeout=2.0)
-                value = decode(raw, "status")
-                height = value[0]
-            except (NetError, DecodeError, TypeError, IndexError, KeyError):
-                continue
-            if isinstance(height, int) and height > best:
+        for peer, height in zip(peers, claims, strict=True):
+            if height is not None and height > best:
                 best, best_peer = height, peer
-        if best_peer is not None:
-            self._enqueue(("sync", best_peer, best))
+        if best_peer is None:
+            return
+        stalled = time.monotonic() - self._progress_at > 2 * POLL_INTERVAL
+        # One block ahead is what a peer that decided first looks like: our own
+        # consensus is about to commit it, unless it is stalled or not running.
+        if best > self.chain.height + 1 or stalled or not self._started:
+            await self._sync(best_peer, best)
+
+    async def _claim_of(self, peer: bytes) -> int | None:
+        """The height ``peer`` claims, if above ours and backed by its commit
+        certificate; None otherwise. A claim it cannot back costs it score."""
+        assert self.net is not None
+        try:
+            raw = await self.net.request(peer, "status", b"", timeout=STATUS_TIMEOUT)
+            height, cert = parse_status(decode(raw, "status"))
+        except (NetError, DecodeError, ClaimError) as exc:
+            if isinstance(exc, ClaimError | DecodeError):
+                self.net.report(peer, why=f"malformed status: {exc}")
+            return None
+        if height <= self.chain.height:
+            return None
+        try:
+            await asyncio.to_thread(check_claim, height, cert, self.vset, self.chain.chain_id)
+        except ClaimError as exc:
+            self.net.report(peer, why=f"status claim refused: {exc}")
+            return None
+        return height
+
+    def _backing_off(self, peer: bytes) -> bool:
+        entry = self._sync_backoff.get(peer)
+        return entry is not None and time.monotonic() < entry[0]
+
+    def _back_off(self, peer: bytes) -> None:
+        """Do not sync from ``peer`` for a while (longer each time it fails)."""
+        _, last = self._sync_backoff.get(peer, (0.0, SYNC_BACKOFF / 2))
+        delay = min(2 * last, SYNC_BACKOFF_MAX)
+        self._sync_backoff[peer] = (time.monotonic() + delay, delay)
 
     async def _sync(self, peer_id: bytes, target: int) -> None:
-        """Fetch, verify (certificate and roots) and commit blocks up to ``target``."""
+        """Fetch (BLOCK_TIMEOUT each), verify (certificate and roots) and commit
+        blocks up to ``target``, holding the chain lock only to apply each; then
+        have the consensus task restart above them."""
+        assert self.net is not None
         applied = 0
         while self.chain.height < target and applied < SYNC_BATCH:
             height = self.chain.height + 1
             try:
-                raw = await self.net.request(peer_id, "block", encode(height), timeout=10.0)
+                raw = await self.net.request(
+                    peer_id, "block", encode(height), timeout=BLOCK_TIMEOUT
+                )
+            except (RemoteError, RequestTimeoutError) as exc:
+                # It claimed `target` with a certificate: a block below it that it
+                # does not serve is a lie (an unanswered request costs it already).
+                if isinstance(exc, RemoteError):
+                    self.net.report(peer_id, why=f"claimed {target}, did not serve {height}")
+                log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
+                self._back_off(peer_id)
+                break
             except NetError as exc:
                 log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
                 break
@@ -622,23 +835,28 @@ class ValidatorRuntime(NodeRuntime):
             def apply(raw=raw):
                 return self.after_commit(self.chain.apply_block(raw))
 
-            try:
-                await asyncio.to_thread(apply)
-            except BlockError as exc:
-                log.warning(
-                    "peer served an invalid block",
-                    extra={"fields": {"height": height, "error": str(exc)}},
-                )
-                self.net.report(peer_id, why=f"invalid block {height}")
-                break
+            async with self._chain_lock:
+                if self.chain.height != height - 1:
+                    break  # consensus committed meanwhile: poll again
+                try:
+                    await asyncio.to_thread(apply)
+                except BlockError as exc:
+                    log.warning(
+                        "peer served an invalid block",
+                        extra={"fields": {"height": height, "error": str(exc)}},
+                    )
+                    self.net.report(peer_id, why=f"invalid block {height}")
+                    self._back_off(peer_id)
+                    break
             applied += 1
             self.synced_blocks += 1
+            self._sync_backoff.pop(peer_id, None)
         if applied:
             log.info(
                 "synced blocks", extra={"fields": {"to": self.chain.height, "blocks": applied}}
             )
-        if not self._started or (applied and self.tm.height <= self.chain.height):
-            await self._start_height()
+        if applied or not self._started:
+            self._enqueue(("synced",))
 
 
 __all__ = ["ValidatorRuntime", "value_id_of"]
