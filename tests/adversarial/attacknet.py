@@ -1,0 +1,111 @@
+"""Harness for the fault-and-attack tests: a ``focusflow testnet`` of real validator
+processes on loopback in which validators can be swapped for byzantine processes
+(:mod:`tests.adversarial.byzantine_node`), killed and restarted; and the checks
+every attack test makes: the honest validators keep committing, with the same
+block hash, state root and focus root at every height, nothing committed is lost,
+and the node processes' memory stays bounded. Every wait is bounded in time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import httpx
+
+from focusflow.chain.chain import MAX_CLOCK_DRIFT_MS
+from tests.node.testnet_process import ROOT, START_TIMEOUT, LocalTestnet, _env
+
+#: Largest block time an honest chain may hold: 2^53 - 1 (chain's MAX_TIME_MS).
+MAX_TIME_MS = 2**53 - 1
+
+
+class AttackNet(LocalTestnet):
+    """A LocalTestnet whose validator ``k`` may be replaced by an attacker."""
+
+    def __init__(self, home: Path, n: int, extra: tuple[str, ...] = ()) -> None:
+        super().__init__(home, n, extra)
+        self.byzantine: dict[int, str] = {}
+        self.client = httpx.Client(timeout=5)
+
+    def become_byzantine(self, k: int, attack: str) -> None:
+        """Kill validator ``k`` and run it again from its home as the attacker ``attack``."""
+        self.kill(k)
+        home = self.home / f"v{k}"
+        with open(home / "node.log", "ab") as out:
+            self.restarted[k] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.adversarial.byzantine_node",
+                    "--home",
+                    str(home),
+                    "--attack",
+                    attack,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=dict(_env(), NUMBA_NUM_THREADS="1", PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+            )
+        self.byzantine[k] = attack
+        self.wait_up(k, time.monotonic() + START_TIMEOUT)
+
+    def honest(self) -> list[int]:
+        return [k for k in range(self.n) if k not in self.byzantine]
+
+    def attacks(self, k: int) -> list[tuple[str, int]]:
+        """What the attacker ``k`` logged: (attack, height) per malicious act."""
+        path = self.home / f"v{k}" / "attack.log"
+        if not path.exists():
+            return []
+        return [(a, int(h)) for a, h in (line.split() for line in path.read_text().splitlines())]
+
+    def wait_for(self, what: str, check, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{what}: not within {timeout}s\n{self.logs()}")
+
+    def block_json(self, k: int, h: int) -> dict:
+        r = self.client.get(f"{self.apis[k]}/v1/blocks/{h}")
+        assert r.status_code == 200, (k, h, r.status_code, r.text[:300])
+        return r.json()
+
+    def roots(self, k: int, h: int) -> tuple[str, str, str]:
+        b = self.block_json(k, h)
+        return b["hash"], b["state_root"], b["focus_root"]
+
+    def heights(self, ks: Iterable[int]) -> dict[int, int]:
+        return {k: self.height(k) for k in ks}
+
+    def assert_sane_times(self, k: int, upto: int) -> None:
+        """Every block time increases and stays below the chain's bound and this
+        machine's clock plus the allowed drift (one clock: all nodes are local)."""
+        now_ms = int(time.time() * 1000)
+        last = 0
+        for h in range(1, upto + 1):
+            t = self.block_json(k, h)["time_ms"]
+            assert last < t <= min(MAX_TIME_MS, now_ms + MAX_CLOCK_DRIFT_MS), (h, t)
+            last = t
+
+    def rss_bytes(self, k: int) -> int:
+        """Resident memory of validator ``k``'s process (from /proc)."""
+        return rss_of(self.pid(k))
+
+    def stop(self) -> None:
+        self.client.close()
+        super().stop()
+
+
+def rss_of(pid: int) -> int:
+    """VmRSS of a process in bytes, read from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")

@@ -1,0 +1,79 @@
+"""A byzantine validator process for the fault-and-attack tests (tests only).
+
+``python -m tests.adversarial.byzantine_node --home DIR --attack NAME`` runs the
+validator of a testnet home exactly as ``focusflow node start`` does (same key,
+addresses, peers, QUIC and API), except that it attacks as NAME says:
+
+- ``future_time``: each block it proposes carries ``time_ms = 2^64 - 1``, built
+  through the chain's execution pipeline below its time checks, so the block is
+  otherwise well formed (parent certificate, every root).
+
+Each attack appends one line per malicious act to ``DIR/attack.log`` (``NAME
+height``), so a test can check the attack really happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from focusflow.node import logs, network
+from focusflow.node.validator import ValidatorRuntime
+
+#: The largest uint64: no block after it could have a larger time.
+FAR_FUTURE_MS = 2**64 - 1
+
+log = logging.getLogger("focusflow.node")
+
+
+class FutureTimeRuntime(ValidatorRuntime):
+    """Proposes blocks stamped ``FAR_FUTURE_MS``; otherwise an honest validator."""
+
+    attack_log: Path
+
+    def _get_value(self, height: int) -> bytes:
+        """The honest proposal path, with the chain's ``propose`` swapped for one
+        that stamps the block ``FAR_FUTURE_MS`` below the chain's time checks."""
+        chain = self.chain
+
+        def far_future_propose(txs, time_ms=None, *, verified=False):
+            t0 = time.perf_counter()
+            chain._release_focus()
+            proposer = chain.validator_key.address_raw
+            executed = chain._execute(
+                chain.height + 1, FAR_FUTURE_MS, proposer, [], True, [], strict=False
+            )
+            return chain._build(*executed, None, t0)
+
+        chain.propose = far_future_propose  # type: ignore[method-assign]
+        try:
+            value = super()._get_value(height)
+        finally:
+            del chain.propose
+        with open(self.attack_log, "a") as out:
+            out.write(f"future_time {height}\n")
+        log.warning("byzantine: proposed a block from the far future", extra={"fields": {}})
+        return value
+
+
+ATTACKS: dict[str, type[ValidatorRuntime]] = {"future_time": FutureTimeRuntime}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--attack", choices=sorted(ATTACKS), required=True)
+    args = parser.parse_args()
+    runtime_class = ATTACKS[args.attack]
+    runtime_class.attack_log = args.home / "attack.log"  # type: ignore[attr-defined]
+    logs.setup(False)
+    # run_validator builds the runtime through this module attribute: point it at
+    # the attacker's class, and everything else stays the honest node's code.
+    network.ValidatorRuntime = runtime_class  # type: ignore[misc]
+    network.run_validator(args.home)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""A validator proposing blocks stamped 2^64 - 1, on real processes.
+
+Four validators on loopback; validator 3 is replaced by a byzantine process
+(tests/adversarial/byzantine_node.py) that, whenever it is the proposer, proposes
+an otherwise well-formed block whose time is the largest uint64. Were that block
+committed, no later header could carry a larger time and the chain would halt.
+The honest three must refuse it (prevote nil), commit the next round's blocks,
+agree on every root, and keep every block time sane.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.adversarial.attacknet import AttackNet
+
+
+@pytest.fixture
+def net(tmp_path):
+    net = AttackNet(tmp_path / "tn", 4)
+    yield net
+    net.stop()
+
+
+def test_far_future_proposer_does_not_halt_or_fork_the_chain(net):
+    net.wait_height(range(4), 2, 60)
+    net.become_byzantine(3, "future_time")
+    honest = net.honest()
+    # It proposes in one round of four: wait for two attacks, each followed by commits.
+    net.wait_for("two far-future proposals", lambda: len(net.attacks(3)) >= 2, 90)
+    last_attack = max(h for _, h in net.attacks(3))
+    net.wait_height(honest, last_attack + 3, 60)
+    top = min(net.heights(honest).values())
+    net.assert_agree(honest, top)
+    for k in honest:
+        net.assert_sane_times(k, top)
