@@ -17,6 +17,7 @@ from focusflow.net import (
     PeerAuthError,
     RemoteError,
     RequestTimeoutError,
+    Verdict,
 )
 from focusflow.net.errors import NetworkMismatchError
 from focusflow.net.messages import Request, encode_message
@@ -396,3 +397,32 @@ def test_a_peer_on_another_network_is_refused_at_the_handshake() -> None:
 def test_a_network_id_must_be_32_bytes() -> None:
     with pytest.raises(NetError):
         Node(KeyPair.generate(), config=NetConfig(network_id=b"short"))
+
+
+def test_a_subscriber_verdict_decides_forwarding_and_blame() -> None:
+    """A - B - C: B forwards what it accepts, keeps what it ignores without
+    blaming A, and blames A for what it rejects; C sees only the accepted."""
+
+    async def main() -> None:
+        a, b, c = nodes = await _mesh([(0, 1), (1, 2)], 3, NetConfig())
+        got: list[list[bytes]] = [[], [], []]
+        verdicts = {b"ok": Verdict.ACCEPT, b"hold": Verdict.IGNORE, b"bad": Verdict.REJECT}
+        for k, node in enumerate(nodes):
+
+            async def handler(peer: bytes, payload: bytes, k=k) -> Verdict:
+                got[k].append(payload)
+                return verdicts[payload.split(b"-")[0]]
+
+            node.subscribe("vote", handler)
+        for payload in (b"hold-1", b"bad-1", b"ok-1"):
+            await a.publish("vote", payload)
+        await until(lambda: got[2] == [b"ok-1"])
+        await asyncio.sleep(0.2)
+        assert got[1] == [b"hold-1", b"bad-1", b"ok-1"] and got[2] == [b"ok-1"]
+        assert b.stats.not_forwarded == 1
+        assert b.stats.by_offence == {"INVALID": 1} and b.scores.score(a.id) < -20
+        assert c.stats.offences == 0
+        for node in nodes:
+            await node.stop()
+
+    run(main())
