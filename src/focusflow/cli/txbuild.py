@@ -158,7 +158,8 @@ def pin_chain(
             f"no chain id to sign for: {home / 'genesis.json'} does not exist; "
             "pass --chain-id (or --home of the network's node); nothing was signed"
         )
-    reported = client.status().get("chain_id")
+    status = client.status()
+    reported = status.get("chain_id") if isinstance(status, dict) else None
     if reported != chain_id:
         raise ChainIdMismatchError(
             f"the node at {client.url} serves chain {reported!r}, not {chain_id!r} "
