@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from focusflow.node.home import init_devnet, init_testnet, init_validator
+from focusflow.node.home import (
+    CONSENSUS_FEE_FLOAT,
+    VALIDATOR_FUNDS,
+    VALIDATOR_STAKE,
+    init_devnet,
+    init_testnet,
+    init_validator,
+)
 
 
 @pytest.fixture
@@ -97,3 +104,30 @@ def test_each_created_network_gets_its_own_chain_id(tmp_path):
     assert next(iter(t1)).startswith("focusflow-testnet-")
     named, _ = init_devnet(tmp_path / "named", chain_id="my-chain")
     assert named.load_genesis().chain_id == "my-chain"
+
+
+def test_validator_homes_keep_an_account_key_apart_from_the_consensus_key(tmp_path):
+    """New homes hold ``account_key`` (0600), a key other than ``validator_key``;
+    a testnet's genesis puts each validator's funds with its account key and
+    leaves its consensus key the bond and a fee float. A home made before the
+    split (no account_key) keeps using its consensus key as the account."""
+    home, _ = init_devnet(tmp_path / "d")
+    homes = init_testnet(tmp_path / "net", 2, 27300)
+    joined, _ = init_validator(
+        tmp_path / "j", homes[0].load_genesis(), name="j", p2p="127.0.0.1:1",
+        api="127.0.0.1:2", peers=[],
+    )  # fmt: skip
+    for h in (home, *homes, joined):
+        assert stat.S_IMODE(h.account_key.stat().st_mode) == 0o600
+        assert h.load_account_key().seed != h.load_validator_key().seed
+    genesis = homes[0].load_genesis()
+    funds = {a.address: (a.balance, a.stake) for a in genesis.accounts}
+    for h in homes:
+        consensus = h.load_validator_key().address_raw
+        account = h.load_account_key().address_raw
+        assert funds[consensus] == (CONSENSUS_FEE_FLOAT, VALIDATOR_STAKE)
+        assert funds[account] == (VALIDATOR_FUNDS, 0)
+    home.account_key.unlink()  # as a home made before the split
+    assert home.load_account_key().seed == home.load_validator_key().seed
+    again, created = init_devnet(tmp_path / "d")
+    assert not created and again.load_account_key().seed == again.load_validator_key().seed

@@ -22,6 +22,7 @@ from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.core.home import (
+    account_key_path,
     create_token_file,
     is_loopback_host,
     keys_dir,
@@ -63,6 +64,11 @@ class Home:
     @property
     def validator_key(self) -> Path:
         return validator_key_path(self.path)
+
+    @property
+    def account_key(self) -> Path:
+        """The validator's account key, apart from its consensus key (docs/api.md)."""
+        return account_key_path(self.path)
 
     @property
     def admin_token(self) -> Path:
@@ -125,6 +131,13 @@ class Home:
     def load_validator_key(self) -> KeyPair:
         return KeyPair.load(self.validator_key)
 
+    def load_account_key(self) -> KeyPair:
+        """The validator's account key; in a home made before the split, which has
+        no ``account_key``, the consensus key is the account, as it was."""
+        if self.account_key.exists():
+            return KeyPair.load(self.account_key)
+        return self.load_validator_key()
+
 
 def init_devnet(path: Path, chain_id: str | None = None) -> tuple[Home, bool]:
     """The devnet home at ``path``, created if new; returns (home, created).
@@ -147,6 +160,7 @@ def init_devnet(path: Path, chain_id: str | None = None) -> tuple[Home, bool]:
     if not wallet.exists(DEV_KEY_NAME):
         wallet.add(DEV_KEY_NAME, dev, None)
     validator.save(home.validator_key)
+    KeyPair.generate().save(home.account_key)
     create_token_file(home.admin_token)
     genesis = _new_genesis(
         DEVNET_CHAIN_ID,
@@ -171,6 +185,11 @@ def init_devnet(path: Path, chain_id: str | None = None) -> tuple[Home, bool]:
 
 #: Prefix of a new testnet's chain id (the rest comes from its genesis hash).
 TESTNET_CHAIN_ID = "focusflow-testnet"
+#: A testnet validator's liquid funds, held by its account key.
+VALIDATOR_FUNDS = 10**12
+#: What a testnet validator's consensus key holds besides its bond: fees for the
+#: transactions only it may sign (validator.register, validator.unregister).
+CONSENSUS_FEE_FLOAT = 10**7
 #: Each testnet validator's bonded stake; its voting power is stake // POWER_UNIT.
 VALIDATOR_STAKE = 10**9
 POWER_UNIT = 10**6
@@ -205,7 +224,16 @@ def init_testnet(
     keys = [KeyPair.generate() for _ in range(validators)]
     dev = KeyPair.generate()
     accounts = [{"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}]
-    accounts += [{"address": k.address, "balance": 10**12, "stake": VALIDATOR_STAKE} for k in keys]
+    owners = [KeyPair.generate() for _ in range(validators)]
+    # The consensus key's account holds the bond (power is its bonded stake) and
+    # a float for the fees of validator.register/unregister, which it must sign;
+    # the validator's funds sit with its account key, off the signing machine's
+    # hot path.
+    accounts += [
+        {"address": k.address, "balance": CONSENSUS_FEE_FLOAT, "stake": VALIDATOR_STAKE}
+        for k in keys
+    ]
+    accounts += [{"address": o.address, "balance": VALIDATOR_FUNDS, "stake": 0} for o in owners]
     genesis = _new_genesis(
         TESTNET_CHAIN_ID,
         chain_id,
@@ -230,6 +258,7 @@ def init_testnet(
         _make_home_dirs(home)
         Keystore(home.keys).add(DEV_KEY_NAME, dev, None)
         key.save(home.validator_key)
+        owners[k].save(home.account_key)
         create_token_file(home.admin_token)
         config = {
             "name": f"v{k}",
@@ -280,6 +309,7 @@ def init_validator(
     _make_home_dirs(home)
     key = KeyPair.generate()
     key.save(home.validator_key)
+    KeyPair.generate().save(home.account_key)
     create_token_file(home.admin_token)
     config = {"name": name, "p2p": p2p, "api": api, "peers": list(peers), "timeouts": {}}
     write_private_file(home.config, json.dumps(config, indent=2) + "\n")
