@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -228,6 +229,9 @@ class ValidatorRuntime(NodeRuntime):
             self.net.set_allowed(self._members(chain.validators))
         self.signer = Signer(key, chain.chain_id, WriteAheadLog(wal_path))
         self._decoded: dict[bytes, BlockRecord] = {}
+        #: The gossip check and the state machine decode values in different
+        #: worker threads; the cache is shared, so its updates are serialised.
+        self._decoded_lock = threading.Lock()
         self._verify = VerifiedSignatures()
         self.tm = Tendermint(
             chain.chain_id,
@@ -414,7 +418,8 @@ class ValidatorRuntime(NodeRuntime):
             self.net.report(signer, Offence.INVALID, f"signed {what}")
 
     def _value_id(self, value: bytes) -> bytes:
-        return value_id_of(value, self._decoded)
+        with self._decoded_lock:
+            return value_id_of(value, self._decoded)
 
     async def _on_evidence(self, sender: bytes, payload: bytes) -> bool | None:
         """Hold gossiped evidence for a block; False (the peer is reported) if it
@@ -715,7 +720,8 @@ class ValidatorRuntime(NodeRuntime):
 
     def _is_valid(self, height: int, value: bytes) -> bool:
         try:
-            record = decode_value(value, self._decoded)
+            with self._decoded_lock:
+                record = decode_value(value, self._decoded)
         except DecodeError:
             return False
         known = self._pending.get(record.block.hash)
