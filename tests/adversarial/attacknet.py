@@ -84,15 +84,41 @@ class AttackNet(LocalTestnet):
     def heights(self, ks: Iterable[int]) -> dict[int, int]:
         return {k: self.height(k) for k in ks}
 
-    def assert_sane_times(self, k: int, upto: int) -> None:
-        """Every block time increases and stays below the chain's bound and this
-        machine's clock plus the allowed drift (one clock: all nodes are local)."""
-        now_ms = int(time.time() * 1000)
-        last = 0
+    def chain_view(self, k: int, upto: int) -> dict[int, dict]:
+        """Validator ``k``'s blocks 1..``upto`` (height -> block JSON), read a page at
+        a time from ``GET /v1/blocks?before=...`` (bounded: one page per request)."""
+        blocks: dict[int, dict] = {}
+        before = upto + 1
+        for _ in range(upto + 1):  # each page holds at least one block
+            r = self.client.get(
+                f"{self.apis[k]}/v1/blocks", params={"limit": 100, "before": before}
+            )
+            assert r.status_code == 200, (k, before, r.status_code, r.text[:300])
+            page = r.json()
+            for b in page["blocks"]:
+                if 1 <= b["height"] <= upto:
+                    blocks[b["height"]] = b
+            if page["next_before"] is None or page["next_before"] <= 1 or not page["blocks"]:
+                break
+            before = page["next_before"]
+        assert sorted(blocks) == list(range(1, upto + 1)), (k, upto, len(blocks))
+        return blocks
+
+    def assert_agree_all(self, ks: Iterable[int], upto: int) -> dict[int, tuple[str, str, str]]:
+        """The same block hash, state root and focus root at every height 1..``upto``
+        on every node of ``ks``, and every block time sane (see ``assert_sane_times``);
+        returns height -> (hash, state root, focus root)."""
+        views = {k: self.chain_view(k, upto) for k in ks}
+        agreed = {}
         for h in range(1, upto + 1):
-            t = self.block_json(k, h)["time_ms"]
-            assert last < t <= min(MAX_TIME_MS, now_ms + MAX_CLOCK_DRIFT_MS), (h, t)
-            last = t
+            seen = {
+                k: (v[h]["hash"], v[h]["state_root"], v[h]["focus_root"]) for k, v in views.items()
+            }
+            assert len(set(seen.values())) == 1, f"nodes disagree at height {h}: {seen}"
+            agreed[h] = next(iter(seen.values()))
+        for view in views.values():
+            assert_sane_times(view)
+        return agreed
 
     def rss_bytes(self, k: int) -> int:
         """Resident memory of validator ``k``'s process (from /proc)."""
@@ -101,6 +127,17 @@ class AttackNet(LocalTestnet):
     def stop(self) -> None:
         self.client.close()
         super().stop()
+
+
+def assert_sane_times(blocks: dict[int, dict]) -> None:
+    """Block times increase and stay below the chain's bound and this machine's clock
+    plus the allowed drift (one clock: every node runs here)."""
+    now_ms = int(time.time() * 1000)
+    last = 0
+    for h in sorted(blocks):
+        t = blocks[h]["time_ms"]
+        assert last < t <= min(MAX_TIME_MS, now_ms + MAX_CLOCK_DRIFT_MS), (h, t)
+        last = t
 
 
 def rss_of(pid: int) -> int:
