@@ -145,3 +145,21 @@ def test_block_list_stops_at_its_byte_budget_and_says_where_to_go_on(node, monke
         last = c.get("/v1/blocks", params={"limit": 100, "before": 1}).json()
         assert [b["height"] for b in last["blocks"]] == [0] and last["next_before"] is None
         assert c.get("/v1/blocks", params={"limit": 101}).json()["error"]["code"] == "malformed"
+
+
+def test_blocks_are_rendered_once_and_a_page_decodes_a_bounded_number(node, monkeypatch):
+    """A page of blocks decodes at most MAX_BLOCKS_DECODED; pages after that are joins."""
+    monkeypatch.setattr(routes_chain, "MAX_BLOCKS_DECODED", 4)
+    app = app_for(node, None)
+    with TestClient(app) as c:
+        first = c.get("/v1/blocks", params={"limit": 100}).json()
+        assert [b["height"] for b in first["blocks"]] == [6, 5, 4, 3]
+        assert first["next_before"] == 3
+        cache = app.state.rendered_blocks
+        assert cache.rendered == 4
+        again = c.get("/v1/blocks", params={"limit": 100}).json()
+        assert again["blocks"][:4] == first["blocks"] and cache.rendered == 7  # 4 held, 3 new
+        assert [b["height"] for b in again["blocks"]] == [6, 5, 4, 3, 2, 1, 0]
+        one = c.get("/v1/blocks/5").json()
+        assert one == first["blocks"][1] and cache.rendered == 7
+        assert one["height"] == 5 and one["hash"] == node.chain.block_record(5).block.hash.hex()

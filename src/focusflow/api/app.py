@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from focusflow import __version__
 from focusflow.api import errors, routes_chain, routes_da, routes_focus, routes_validators, ws
+from focusflow.api.block_cache import RenderedBlocks
 from focusflow.api.hot_paths import HotPaths
 from focusflow.api.limits import ClientLimits, LimitSettings
 from focusflow.api.metrics import NodeMetrics
@@ -59,6 +60,7 @@ def create_app(
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.top_cache = TopCache()
+    app.state.rendered_blocks = RenderedBlocks()
     # The hot endpoints skip the framework (see hot_paths); the body cap that
     # errors.install adds is outside it.
     app.add_middleware(HotPaths, state=app.state)

@@ -7,10 +7,11 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from focusflow import __version__
 from focusflow.api import schemas
+from focusflow.api.block_cache import RenderedBlocks
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc, error_response
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.render import jsonable, record_json
@@ -268,10 +269,30 @@ def _block_out(request: Request, height: int) -> dict:
 
 #: Most blocks one ``GET /v1/blocks`` lists.
 MAX_BLOCKS_LISTED = 100
-#: Bytes of JSON one ``GET /v1/blocks`` renders at most (plus the block that
+#: Bytes of JSON one ``GET /v1/blocks`` lists at most (plus the block that
 #: crosses it): a full block lists some 10^5 transaction hashes, so a hundred
-#: of them would be a response of hundreds of MiB and as many block decodes.
+#: of them would be a response of hundreds of MiB.
 MAX_BLOCKS_BYTES = 1 << 20
+#: Blocks one ``GET /v1/blocks`` decodes at most (those not rendered already):
+#: a page asked below the cached heights costs at most this many decodes.
+MAX_BLOCKS_DECODED = 20
+
+
+def _rendered(request: Request) -> RenderedBlocks:
+    state = request.app.state
+    cache = getattr(state, "rendered_blocks", None)
+    if cache is None:
+        cache = state.rendered_blocks = RenderedBlocks()
+    return cache
+
+
+def _block_bytes(request: Request, height: int) -> bytes:
+    """The compact JSON of a stored block, rendered once per height (it never changes)."""
+    return _rendered(request).get(height, lambda h: _compact(_block_out(request, h)))
+
+
+def _compact(doc: dict) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 @router.get("/blocks", response_model=None, responses={200: {"model": schemas.BlockList}})
@@ -279,42 +300,55 @@ def blocks(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_BLOCKS_LISTED)] = 20,
     before: Annotated[int | None, Query(ge=0, le=2**63)] = None,
-) -> JSONResponse:
+) -> Response:
     """Recent blocks, newest first (``before``: start below this height).
 
-    The list stops early once its JSON passes ``MAX_BLOCKS_BYTES``;
+    The list stops early once its JSON passes ``MAX_BLOCKS_BYTES`` or before
+    a block that would be the ``MAX_BLOCKS_DECODED + 1``-th to decode;
     ``next_before`` is where the next page starts (``null`` after block 0).
     """
     top = _node(request).chain.height
     start = top if before is None else min(top, before - 1)
-    out, size, height = [], 0, start
+    cache = _rendered(request)
+    parts, size, decoded, height = [], 0, 0, start
     while height > max(-1, start - limit) and size <= MAX_BLOCKS_BYTES:
-        block = _block_out(request, height)
-        size += len(json.dumps(block, separators=(",", ":")))
-        out.append(block)
+        body = cache.cached(height)
+        if body is None:
+            if decoded >= MAX_BLOCKS_DECODED:
+                break
+            body = _block_bytes(request, height)
+            decoded += 1
+        parts.append(body)
+        size += len(body)
         height -= 1
-    return JSONResponse({"blocks": out, "next_before": height + 1 if height >= 0 else None})
+    next_before = str(height + 1).encode() if height >= 0 else b"null"
+    body = b'{"blocks":[' + b",".join(parts) + b'],"next_before":' + next_before + b"}"
+    return Response(body, media_type="application/json")
 
 
 @router.get("/blocks/latest", response_model=None, responses={200: {"model": schemas.BlockOut}})
-def block_latest(request: Request) -> JSONResponse:
-    return JSONResponse(_block_out(request, _node(request).chain.height))
+def block_latest(request: Request) -> Response:
+    return _json_bytes(_block_bytes(request, _node(request).chain.height))
 
 
 @router.get(
     "/blocks/hash/{hash}", response_model=None, responses={200: {"model": schemas.BlockOut}}
 )
-def block_by_hash(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> JSONResponse:
+def block_by_hash(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> Response:
     with _node(request).chain.reader() as r:
         key = r.index(b"b" + bytes.fromhex(hash))
     if key is None:
         raise ApiError("unknown_block", f"no block with hash {hash.lower()}")
-    return JSONResponse(_block_out(request, int.from_bytes(key, "big")))
+    return _json_bytes(_block_bytes(request, int.from_bytes(key, "big")))
 
 
 @router.get("/blocks/{height}", response_model=None, responses={200: {"model": schemas.BlockOut}})
-def block_by_height(request: Request, height: Annotated[int, Path(ge=0, le=2**63)]) -> JSONResponse:
-    return JSONResponse(_block_out(request, height))
+def block_by_height(request: Request, height: Annotated[int, Path(ge=0, le=2**63)]) -> Response:
+    return _json_bytes(_block_bytes(request, height))
+
+
+def _json_bytes(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 @router.get("/accounts/{address}", response_model=None, responses={200: {"model": schemas.Account}})
