@@ -603,12 +603,21 @@ class Node:
         self.handlers.register(name, handler)
 
     async def request(
-        self, peer_id: bytes, name: str, payload: bytes, timeout: float | None = None
+        self,
+        peer_id: bytes,
+        name: str,
+        payload: bytes,
+        timeout: float | None = None,
+        *,
+        blame_timeout: bool = True,
     ) -> bytes:
         """Ask ``peer_id``'s handler ``name``; its response payload.
 
         Raises PeerUnavailableError (not connected, or the connection dropped),
-        RequestTimeoutError, or RemoteError with the peer's error code.
+        RequestTimeoutError, or RemoteError with the peer's error code. A
+        timeout costs the peer UNANSWERED unless ``blame_timeout`` is False (a
+        poll repeated every second would ban a peer that crashed for the time
+        its connection takes to time out).
         """
         session = self._sessions.get(peer_id)
         if session is None or session.is_closed:
@@ -617,7 +626,8 @@ class Node:
         try:
             answer = await session.request(Request(name, bytes(payload)), timeout)
         except TimeoutError:
-            self.report(peer_id, Offence.UNANSWERED, f"request {name} timed out")
+            if blame_timeout:
+                self.report(peer_id, Offence.UNANSWERED, f"request {name} timed out")
             raise RequestTimeoutError(
                 f"no response to {name} from {short_id(peer_id)} in {timeout} s"
             ) from None

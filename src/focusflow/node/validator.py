@@ -147,8 +147,10 @@ POLL_INTERVAL = 1.0
 #: Seconds a peer has to answer a status poll, and a block request of sync.
 STATUS_TIMEOUT = 1.0
 BLOCK_TIMEOUT = 3.0
-#: Seconds a peer that failed to serve a block it claimed is not synced from
-#: (doubling on each failure up to SYNC_BACKOFF_MAX).
+#: Seconds a peer that failed to serve a block it claimed is not synced from,
+#: and one that did not answer a status poll is not polled (each doubling on
+#: each failure up to SYNC_BACKOFF_MAX; a poll answered or a reconnect ends
+#: the second).
 SYNC_BACKOFF = 5.0
 SYNC_BACKOFF_MAX = 60.0
 #: Validated proposals kept (their executed state, to commit without
@@ -259,6 +261,8 @@ class ValidatorRuntime(NodeRuntime):
         self._status_cache: tuple[int, bytes] | None = None
         #: Peers not synced from until the time given (they failed to serve).
         self._sync_backoff: dict[bytes, tuple[float, float]] = {}
+        #: Peers not polled until the time given (their status timed out).
+        self._poll_backoff: dict[bytes, tuple[float, float]] = {}
         self._inbox: asyncio.Queue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
@@ -461,6 +465,8 @@ class ValidatorRuntime(NodeRuntime):
             self._inbox.put_nowait(item)
 
     def _on_peer(self, peer_id: bytes, connected: bool) -> None:
+        if connected:
+            self._poll_backoff.pop(peer_id, None)
         if connected and self._loop is not None:
             self._spawn(self._pull_round(peer_id))
 
@@ -469,10 +475,13 @@ class ValidatorRuntime(NodeRuntime):
         """``[height, certificate of that block]``, at most STATUS_RATE a second a peer."""
         if not self._status_limit.allow(peer_id):
             raise RateLimitedError(f"status is served {STATUS_RATE:g} times a second")
-        height = self.chain.height
+        # The height is the certificate's: a commit in a worker thread sets the
+        # head and the certificate one after the other, and a height read
+        # between them with the other's certificate would look like a lie.
+        cert = self.chain.last_certificate
+        height = 0 if cert is None else cert.height
         cached = self._status_cache
         if cached is None or cached[0] != height:
-            cert = self.chain.last_certificate if height > 0 else None
             raw = encode([height, None if cert is None else encode_certificate(cert)])
             self._status_cache = cached = (height, raw)
         return cached[1]
@@ -505,7 +514,9 @@ class ValidatorRuntime(NodeRuntime):
         if not self._started:
             return
         try:
-            raw = await self.net.request(peer_id, "round", encode(self.tm.height), timeout=5.0)
+            raw = await self.net.request(
+                peer_id, "round", encode(self.tm.height), timeout=5.0, blame_timeout=False
+            )
             items = decode(raw, "round response")
         except (NetError, DecodeError):
             return
@@ -789,8 +800,14 @@ class ValidatorRuntime(NodeRuntime):
         certificate; None otherwise. A claim it cannot back costs it score."""
         assert self.net is not None
         try:
-            raw = await self.net.request(peer, "status", b"", timeout=STATUS_TIMEOUT)
+            raw = await self.net.request(
+                peer, "status", b"", timeout=STATUS_TIMEOUT, blame_timeout=False
+            )
             height, cert = parse_status(decode(raw, "status"))
+            self._poll_backoff.pop(peer, None)
+        except RequestTimeoutError:
+            _back_off(self._poll_backoff, peer)  # crashed, or too busy: poll it less
+            return None
         except (NetError, DecodeError, ClaimError) as exc:
             if isinstance(exc, ClaimError | DecodeError):
                 self.net.report(peer, why=f"malformed status: {exc}")
@@ -805,14 +822,11 @@ class ValidatorRuntime(NodeRuntime):
         return height
 
     def _backing_off(self, peer: bytes) -> bool:
-        entry = self._sync_backoff.get(peer)
-        return entry is not None and time.monotonic() < entry[0]
-
-    def _back_off(self, peer: bytes) -> None:
-        """Do not sync from ``peer`` for a while (longer each time it fails)."""
-        _, last = self._sync_backoff.get(peer, (0.0, SYNC_BACKOFF / 2))
-        delay = min(2 * last, SYNC_BACKOFF_MAX)
-        self._sync_backoff[peer] = (time.monotonic() + delay, delay)
+        now = time.monotonic()
+        return any(
+            peer in table and now < table[peer][0]
+            for table in (self._sync_backoff, self._poll_backoff)
+        )
 
     async def _sync(self, peer_id: bytes, target: int) -> None:
         """Fetch (BLOCK_TIMEOUT each), verify (certificate and roots) and commit
@@ -832,7 +846,7 @@ class ValidatorRuntime(NodeRuntime):
                 if isinstance(exc, RemoteError):
                     self.net.report(peer_id, why=f"claimed {target}, did not serve {height}")
                 log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
-                self._back_off(peer_id)
+                _back_off(self._sync_backoff, peer_id)
                 break
             except NetError as exc:
                 log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
@@ -852,17 +866,25 @@ class ValidatorRuntime(NodeRuntime):
                         extra={"fields": {"height": height, "error": str(exc)}},
                     )
                     self.net.report(peer_id, why=f"invalid block {height}")
-                    self._back_off(peer_id)
+                    _back_off(self._sync_backoff, peer_id)
                     break
             applied += 1
             self.synced_blocks += 1
-            self._sync_backoff.pop(peer_id, None)
         if applied:
+            self._sync_backoff.pop(peer_id, None)
             log.info(
                 "synced blocks", extra={"fields": {"to": self.chain.height, "blocks": applied}}
             )
         if applied or not self._started:
             self._enqueue(("synced",))
+
+
+def _back_off(table: dict[bytes, tuple[float, float]], peer: bytes) -> None:
+    """Leave ``peer`` out for a while, twice as long as last time (SYNC_BACKOFF
+    the first time, SYNC_BACKOFF_MAX at most)."""
+    _, last = table.get(peer, (0.0, SYNC_BACKOFF / 2))
+    delay = min(2 * last, SYNC_BACKOFF_MAX)
+    table[peer] = (time.monotonic() + delay, delay)
 
 
 __all__ = ["ValidatorRuntime", "value_id_of"]
