@@ -21,12 +21,62 @@ plain one and restarts the history, so a misstep costs one iteration.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
-from focusflow.focus.reduce import ordered_row_sum, ordered_sum
+from focusflow.focus.reduce import exact_twin, ordered_row_sum, ordered_sum
 
 _PARTS = 64
+#: Directions whose share of the Gram matrix is below this are left out.
+RCOND = 1e-12
+
+
+def solve_gram(gram: np.ndarray, rhs: np.ndarray, rcond: float = RCOND) -> np.ndarray | None:
+    """``gamma`` with ``gram gamma = rhs`` for a symmetric positive semi-definite
+    ``gram`` (k <= 10), by symmetric Gaussian elimination with diagonal pivoting,
+    in Python floats: every operation is one IEEE-754 double operation in a
+    fixed order, so every machine gets the same bits (the exact arithmetics'
+    replacement for ``np.linalg.lstsq``).
+
+    Pivots are taken largest diagonal first (the first such index on ties);
+    elimination stops when the largest remaining one is at most ``rcond`` times
+    the largest diagonal entry, and the directions left over get 0 (they are,
+    to that precision, combinations of the ones kept). None when the input is
+    not finite or is all zero: the caller then takes a plain step.
+    """
+    k = len(rhs)
+    a = [[float(gram[i, j]) for j in range(k)] for i in range(k)]
+    b = [float(x) for x in rhs]
+    if not all(math.isfinite(v) for row in a for v in row) or not all(math.isfinite(v) for v in b):
+        return None
+    top = max((a[i][i] for i in range(k)), default=0.0)
+    if not top > 0.0:
+        return None
+    left = list(range(k))
+    order: list[int] = []
+    while left:
+        p = left[0]
+        for i in left[1:]:
+            if a[i][i] > a[p][p]:
+                p = i
+        if not a[p][p] > rcond * top:
+            break
+        left.remove(p)
+        order.append(p)
+        for i in left:
+            f = a[i][p] / a[p][p]
+            for j in left:
+                a[i][j] = a[i][j] - f * a[p][j]
+            b[i] = b[i] - f * b[p]
+    x = [0.0] * k
+    for n, p in enumerate(reversed(order)):
+        s = b[p]
+        for q in order[len(order) - n :]:
+            s = s - a[p][q] * x[q]
+        x[p] = s / a[p][p]
+    return np.array(x)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -83,12 +133,20 @@ def _scale(v, factor):
         v[i] *= factor
 
 
+#: The passes of exact arithmetic: strict sums, no fastmath (reduce.exact_twin).
+_record_exact = exact_twin(_record)
+_mix_exact = exact_twin(_mix)
+
+
 class Anderson:
     """Mixing over a window of ``m`` differences; ``m = 0`` is the plain iteration."""
 
-    def __init__(self, m: int, n: int, xp=np, kernels=None) -> None:
+    def __init__(self, m: int, n: int, xp=np, kernels=None, exact: bool = False) -> None:
         self.m = m
         self.xp = xp
+        # Exact arithmetic solves the small system by our own elimination
+        # (solve_gram), not LAPACK's, whose kernels its build chooses per CPU.
+        self.exact = exact
         # A device backend's fused passes (record/mix with the numba kernels'
         # signatures), used instead of array operations when given.
         self._kernels = kernels
@@ -103,7 +161,8 @@ class Anderson:
 
     def _record(self, x, gx, live: bool, k: int):
         if self.xp is np:
-            return _record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, live, k)
+            record = _record_exact if self.exact else _record
+            return record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, live, k)
         if self._kernels is not None:
             args = (x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, live, k)
             return self._kernels.record(*args)
@@ -121,7 +180,7 @@ class Anderson:
 
     def _mix(self, gx, gamma, k: int, out) -> float:
         if self.xp is np:
-            return _mix(gx, self.dx, self.dg, gamma, k, out)
+            return (_mix_exact if self.exact else _mix)(gx, self.dx, self.dg, gamma, k, out)
         if self._kernels is not None:
             return self._kernels.mix(gx, self.dx, self.dg, gamma, k, out)
         xp = self.xp
@@ -162,10 +221,13 @@ class Anderson:
             self.have_prev = True
             return gx
         k = self.k
-        try:
-            gamma = np.linalg.lstsq(self.gram[:k, :k], rhs[:k], rcond=1e-12)[0]
-        except np.linalg.LinAlgError:
-            gamma = None
+        if self.exact:
+            gamma = solve_gram(self.gram[:k, :k], rhs[:k], RCOND)
+        else:
+            try:
+                gamma = np.linalg.lstsq(self.gram[:k, :k], rhs[:k], rcond=RCOND)[0]
+            except np.linalg.LinAlgError:
+                gamma = None
         if gamma is None or not np.all(np.isfinite(gamma)):
             self.reset()
             self.restarts += 1

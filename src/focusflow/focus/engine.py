@@ -30,7 +30,7 @@ from focusflow.focus.backends import get_backend
 from focusflow.focus.params import FocusParams, make_params
 from focusflow.focus.push import delta_residual, push
 from focusflow.focus.result import DeferredFocusResult, Diagnostics, FocusResult
-from focusflow.focus.solver import Progress, prior_vector, solve
+from focusflow.focus.solver import Progress, make_operator, prior_vector, solve, total_of
 from focusflow.focus.spectral import HeatState, SpringsState
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.links import Cyberlink, StakeBatch
@@ -58,6 +58,7 @@ class FocusEngine:
         if self.params.mode == "cyberank":
             raise ValueError("FocusEngine runs tri or diffusion; use compute() for cyberank")
         self.backend = get_backend(backend)
+        self.params.check_backend(self.backend.name)
         self._snap: Snapshot | None = None
         self._epoch = -1
         self._op = None
@@ -80,8 +81,11 @@ class FocusEngine:
     @property
     def uses_push(self) -> bool:
         p = self.params
+        # Push keeps its residual with numpy sums: exact arithmetic runs the
+        # warm iteration instead, whose every sum has a fixed order.
         return (
             p.mode == "diffusion"
+            and not p.exact
             and isinstance(p.prior, str)
             and p.prior == "uniform"
             and self.backend.name == "numba"
@@ -272,7 +276,7 @@ class FocusEngine:
         n = self._op.n
         if isinstance(prior, str) and prior == "uniform":
             return xp.full(n, 1.0 / n)
-        vec = prior_vector(self._snap, prior)
+        vec = prior_vector(self._snap, prior, self._op)
         return vec if xp is np else self._op.from_host(vec)
 
     def _host(self, vec):
@@ -285,7 +289,7 @@ class FocusEngine:
         self._snap = snap
         self._epoch = self.graph.epoch
         self._version = snap.version
-        self._op = self.backend.operator(snap, self.params.precision)
+        self._op = make_operator(self.backend, snap, self.params.precision, self.params.arithmetic)
 
     def _rederive(self) -> None:
         """Recompute the residual from scratch on the current snapshot."""
@@ -294,7 +298,7 @@ class FocusEngine:
         grow = n - len(self._phi)
         if grow:
             self._phi = np.concatenate([self._phi, np.full(grow, 1.0 / n)])
-            self._phi /= self._phi.sum()
+            self._phi /= total_of(self._op, self._phi)
         self._springs, self._heat = SpringsState(), HeatState()
         if self._xhat is not None:
             self._xhat = np.concatenate([self._xhat, np.zeros(grow)])
@@ -311,7 +315,7 @@ class FocusEngine:
         self._bind(snap)
         grow = snap.n - len(phi)
         phi = np.concatenate([phi, np.full(grow, 1.0 / snap.n)])
-        self._phi = snap.to_internal_order(phi / phi.sum())
+        self._phi = snap.to_internal_order(phi / total_of(self._op, phi))
         self._springs, self._heat = SpringsState(), HeatState()
         if xhat is not None:
             self._xhat = snap.to_internal_order(np.concatenate([xhat, np.zeros(grow)]))
@@ -500,7 +504,7 @@ class FocusEngine:
         if len(phi) < n:
             xp = getattr(self._op, "xp", np)
             phi = xp.concatenate([xp.asarray(phi), xp.full(n - len(phi), 1.0 / n)])
-            phi /= phi.sum()
+            phi /= total_of(self._op, phi)
         t = time.perf_counter()
         phi, diag = self._solve(phi)
         diag.timings["solve"] = time.perf_counter() - t

@@ -20,6 +20,19 @@ PRECISIONS = ("float64", "float32")
 STARTS = ("diffusion", "uniform")
 HEAT_REUSE = ("bounded", "exact")
 FINISHES = ("bounded", "fixed")
+#: The arithmetic a solve runs in. ``fast``: the numba kernels may contract
+#: and reassociate (``fastmath``), numpy reduces as its build does and LAPACK
+#: and scipy supply the small solve and the heat coefficients, so the last bits
+#: depend on the CPU and the libraries. ``exact-v1``: every operation of the
+#: solve is fixed by this code (no contraction or reassociation, reductions in
+#: fixed chunks combined in order, our own small solve and Bessel series), so
+#: any x86-64 or other IEEE-754 machine computes the same bits; what consensus
+#: runs (docs/focus.md, *Arithmetic*). A new exact version gets a new name.
+FAST = "fast"
+EXACT_V1 = "exact-v1"
+ARITHMETICS = (FAST, EXACT_V1)
+#: The one backend that implements the exact arithmetics.
+EXACT_BACKENDS = ("numba",)
 #: Default Anderson windows. Tri on R-MAT graphs from the diffusion start
 #: (numba, scales 16 and 19; cuda, scale 23): window 6 takes 10 outer
 #: iterations, windows 2 and 4 take 10-11; each costs springs and heat, and
@@ -74,6 +87,22 @@ class FocusParams:
     #: the rule chains keep unless their genesis names another. wgpu's device
     #: loop takes bounded's early switch with the fixed tolerances.
     finish: str = "bounded"
+    #: ``fast`` or an exact version (ARITHMETICS): see there. Library calls
+    #: keep ``fast``; a chain names its arithmetic in its genesis.
+    arithmetic: str = FAST
+
+    @property
+    def exact(self) -> bool:
+        """Whether the solve must give the same bits on every machine."""
+        return self.arithmetic != FAST
+
+    def check_backend(self, backend: str) -> None:
+        """Refuse a backend that does not implement this arithmetic."""
+        if self.exact and backend not in EXACT_BACKENDS:
+            raise InvalidParameterError(
+                f"arithmetic {self.arithmetic!r} runs on the "
+                f"{' or '.join(EXACT_BACKENDS)} backend only, not {backend!r}"
+            )
 
     def with_(self, **changes) -> FocusParams:
         return replace(self, **changes)
@@ -130,6 +159,11 @@ class FocusParams:
         if self.heat_reuse not in HEAT_REUSE:
             raise InvalidParameterError(
                 f"heat_reuse must be one of {', '.join(HEAT_REUSE)}, got {self.heat_reuse!r}"
+            )
+        if self.arithmetic not in ARITHMETICS:
+            raise InvalidParameterError(
+                f"arithmetic {self.arithmetic!r} is not implemented here "
+                f"(this focusflow implements {', '.join(ARITHMETICS)})"
             )
         if self.precision not in PRECISIONS:
             raise InvalidParameterError(

@@ -11,7 +11,10 @@ never parallelises.
 
 from __future__ import annotations
 
+import types
+
 import numba as nb
+from numba.core.dispatcher import Dispatcher
 
 
 @nb.njit(cache=True)
@@ -30,3 +33,67 @@ def ordered_row_sum(a):
         for j in range(a.shape[1]):
             out[j] += a[r, j]
     return out
+
+
+@nb.njit(cache=True, fastmath=False)
+def strict_sum(a):
+    """``ordered_sum`` that never reassociates, whoever calls it.
+
+    numba compiles a jitted callee that does not set ``fastmath`` itself with
+    its first caller's ``fastmath``, and every later caller of the same types
+    in the process shares that compiled code (and its cache entry links it).
+    ``ordered_sum`` called first from a ``fastmath`` kernel therefore becomes a
+    vectorised, reassociated sum for every kernel, and which one a process gets
+    depends on the order its kernels were first compiled in. Setting
+    ``fastmath=False`` explicitly stops that inheritance.
+    """
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += a[i]
+    return s
+
+
+@nb.njit(cache=True, fastmath=False)
+def strict_row_sum(a):
+    """``ordered_row_sum`` that never reassociates (see ``strict_sum``)."""
+    out = a[0].copy()
+    for r in range(1, a.shape[0]):
+        for j in range(a.shape[1]):
+            out[j] += a[r, j]
+    return out
+
+
+#: What an exact twin calls in place of the shared helpers.
+_STRICT_CALLEES = {"ordered_sum": strict_sum, "ordered_row_sum": strict_row_sum}
+
+
+def exact_twin(kernel):
+    """The same kernel compiled without ``fastmath``: what exact arithmetic runs.
+
+    ``fastmath`` lets LLVM contract ``a * b + c`` into one fused multiply-add
+    and reassociate sums for the host's vector width, so a kernel's last bits
+    depend on the CPU it was compiled for (an FMA unit, AVX2 or AVX-512). The
+    twin is a copy of the Python function under its own name (numba's cache
+    files are named by the qualified name and keyed by the bytecode, not the
+    compile options), compiled with ``fastmath=False`` set explicitly, whose
+    calls to ``ordered_sum``/``ordered_row_sum`` go to ``strict_sum``/
+    ``strict_row_sum`` (see there why): each product and sum is rounded on its
+    own, in source order. A kernel that calls any other jitted function is
+    refused here, since that callee's flags could come from elsewhere.
+    """
+    f = kernel.py_func
+    names = set(f.__code__.co_names)
+    for name in names:
+        value = f.__globals__.get(name)
+        if isinstance(value, Dispatcher) and name not in _STRICT_CALLEES:
+            raise TypeError(f"{f.__qualname__} calls {name}, which has no strict twin")
+    scope = dict(f.__globals__)
+    scope.update({k: v for k, v in _STRICT_CALLEES.items() if k in names})
+    twin = types.FunctionType(
+        f.__code__, scope, f.__name__ + "_exact", f.__defaults__, f.__closure__
+    )
+    twin.__qualname__ = f.__qualname__ + "_exact"
+    twin.__module__ = f.__module__
+    twin.__doc__ = f.__doc__
+    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("fastmath", "nopython")}
+    return nb.njit(cache=True, fastmath=False, **options)(twin)

@@ -22,7 +22,7 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.anderson import Anderson
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.base import GraphOperator, inverse_out_weight
-from focusflow.focus.params import DIFFUSION_ANDERSON, FocusParams, make_params
+from focusflow.focus.params import DIFFUSION_ANDERSON, FAST, FocusParams, make_params
 from focusflow.focus.result import Diagnostics, FocusResult
 from focusflow.focus.spectral import (
     HeatState,
@@ -54,17 +54,34 @@ GraphLike = Cybergraph | Snapshot | sp.spmatrix | sp.sparray
 _OPERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def operator_for(snap: Snapshot, backend: str, precision: str) -> GraphOperator:
+def operator_for(
+    snap: Snapshot, backend: str, precision: str, arithmetic: str = FAST
+) -> GraphOperator:
     """The backend's operator for ``snap``, cached until the snapshot is patched."""
     chosen = get_backend(backend)
     cache = _OPERATORS.setdefault(snap, {})
-    key = (chosen.name, precision)
+    key = (chosen.name, precision, arithmetic)
     entry = cache.get(key)
     if entry is not None and entry[0] == (snap.version, snap.n):
         return entry[1]
-    op = chosen.operator(snap, precision)
+    op = make_operator(chosen, snap, precision, arithmetic)
     cache[key] = ((snap.version, snap.n), op)
     return op
+
+
+def make_operator(backend, snap: Snapshot, precision: str, arithmetic: str = FAST):
+    """``backend``'s operator for ``snap`` in ``arithmetic`` (exact ones: numba's only;
+    ``FocusParams.check_backend`` refuses the others first)."""
+    if arithmetic == FAST:
+        return backend.operator(snap, precision)
+    return backend.operator(snap, precision, arithmetic)
+
+
+def total_of(op: GraphOperator, v) -> float:
+    """``sum(v)`` by the operator's fixed-order reduction where it has one (exact
+    arithmetic), else numpy's (whose order its build chooses)."""
+    fixed = getattr(op, "total", None)
+    return fixed(v) if fixed is not None else v.sum()
 
 
 def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
@@ -86,11 +103,14 @@ def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
     )
 
 
-def prior_vector(snap: Snapshot, prior: str | np.ndarray) -> np.ndarray:
+def prior_vector(
+    snap: Snapshot, prior: str | np.ndarray, op: GraphOperator | None = None
+) -> np.ndarray:
     """The teleport distribution ``u`` in internal order.
 
     ``stake``: proportional to the total link weight touching a particle (what
     stake says about it before any diffusion); uniform where the graph is empty.
+    ``op``: the operator whose reduction sums (``total_of``; numpy's without).
     """
     n = snap.n
     if isinstance(prior, str) and prior == "uniform":
@@ -99,14 +119,14 @@ def prior_vector(snap: Snapshot, prior: str | np.ndarray) -> np.ndarray:
         touch = snap.out_weight.copy()
         touch += np.bincount(snap.out_indices, weights=snap.out_w, minlength=n)[:n]
         touch += np.bincount(snap.ov_out_indices, weights=snap.ov_out_w, minlength=n)[:n]
-        total = touch.sum()
+        total = touch.sum() if op is None else total_of(op, touch)
         return touch / total if total > 0 else np.full(n, 1.0 / n)
     vec = np.asarray(prior, dtype=np.float64)
     if vec.shape != (n,):
         raise InvalidParameterError(f"prior vector must have {n} entries, got {vec.shape}")
     if not np.all(np.isfinite(vec)) or vec.min() < 0 or vec.sum() <= 0:
         raise InvalidParameterError("prior vector must be finite, >= 0 and not all zero")
-    return snap.to_internal_order(vec / vec.sum())
+    return snap.to_internal_order(vec / (vec.sum() if op is None else total_of(op, vec)))
 
 
 def contraction_rate(history: list[float], window: int = 10) -> float | None:
@@ -180,8 +200,10 @@ def solve(
         accel = Anderson(0, n, xp)
         accel.restarts = getattr(op, "anderson_restarts", 0)
     else:
-        phi = _start(xp, n, x0)
-        accel = Anderson(params.anderson, n, xp, getattr(op, "anderson_kernels", None))
+        phi = _start(xp, n, x0, op)
+        accel = Anderson(
+            params.anderson, n, xp, getattr(op, "anderson_kernels", None), params.exact
+        )
         phi, it = _iterate(
             op, params, prior, phi, diag, timings, springs_state, heat_state, progress, accel
         )
@@ -210,10 +232,10 @@ def _diffusion_start(op: GraphOperator, params: FocusParams, prior) -> tuple[np.
     return phi, diag.iterations
 
 
-def _start(xp, n: int, x0: np.ndarray | None) -> np.ndarray:
+def _start(xp, n: int, x0: np.ndarray | None, op: GraphOperator | None = None) -> np.ndarray:
     """The start vector: ``x0`` (copied) or uniform, normalised to mass 1."""
     phi = xp.full(n, 1.0 / n) if x0 is None else xp.asarray(x0, dtype=xp.float64).copy()
-    phi /= phi.sum()
+    phi /= phi.sum() if op is None else total_of(op, phi)
     return phi
 
 
@@ -382,10 +404,11 @@ def compute(
     snap, keys = snapshot_of(graph)
     t_snap = time.perf_counter() - t0
     chosen = get_backend(backend)
+    p.check_backend(chosen.name)
     t = time.perf_counter()
-    op = operator_for(snap, chosen.name, p.precision)
+    op = operator_for(snap, chosen.name, p.precision, p.arithmetic)
     t_op = time.perf_counter() - t
-    prior = prior_vector(snap, p.prior)
+    prior = prior_vector(snap, p.prior, op)
     p_run = p.with_(weights=(1.0, 0.0, 0.0)) if p.mode == "diffusion" else p
     start = None if x0 is None else snap.to_internal_order(np.asarray(x0, dtype=np.float64))
     to_device = getattr(op, "from_host", None)

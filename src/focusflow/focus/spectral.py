@@ -19,6 +19,8 @@ tolerance respectively).
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -26,26 +28,78 @@ import numpy as np
 from scipy.special import ive
 
 from focusflow.focus.backends.base import GraphOperator
+from focusflow.focus.params import FAST
 
 
-def heat_series(c: float, tol: float) -> tuple[np.ndarray, float]:
+def heat_series(c: float, tol: float, exact: bool = False) -> tuple[np.ndarray, float]:
     """Chebyshev coefficients of ``exp(-c (1 + z))`` on ``z in [-1, 1]`` and the
     bound on the error of the truncated series.
 
     ``exp(-c(1+z)) = ive(0,c) + 2 sum_k (-1)^k ive(k,c) T_k(z)``; the series is cut
     at the first K whose remaining coefficients sum to at most ``tol``. That sum
     (returned) bounds the truncation error in the 2-norm, since ``|T_k| <= 1``.
+    ``exact``: the coefficients and the tail sums come from our own code
+    (``_exact_series``), the same bits on every machine, instead of scipy's
+    ``ive`` and numpy's ``cumsum``.
     """
     if c <= 0:
         return np.array([1.0]), 0.0
     kmax = int(c + 12.0 * np.sqrt(c) + 60.0)
-    k = np.arange(kmax + 1)
-    a = 2.0 * ive(k, c) * np.where(k % 2 == 0, 1.0, -1.0)
-    a[0] = ive(0, c)
-    tail = np.append(np.cumsum(np.abs(a)[::-1])[::-1], 0.0)
+    if exact:
+        a_list, tail_list = _exact_series(float(c), kmax)
+        a, tail = np.array(a_list), np.array(tail_list)
+    else:
+        k = np.arange(kmax + 1)
+        a = 2.0 * ive(k, c) * np.where(k % 2 == 0, 1.0, -1.0)
+        a[0] = ive(0, c)
+        tail = np.append(np.cumsum(np.abs(a)[::-1])[::-1], 0.0)
     keep = np.flatnonzero(tail <= tol)
     cut = max(int(keep[0]) if len(keep) else kmax + 1, 1)
     return a[:cut], float(tail[cut])
+
+
+#: Above this the backward recurrence rescales its values (far below overflow).
+_BIG = 1e250
+
+
+def bessel_ive(c: float, kmax: int) -> list[float]:
+    """``exp(-c) I_k(c)`` for ``k = 0..kmax`` (``c > 0``), in Python floats.
+
+    Miller's backward recurrence (``I_{k-1} = I_{k+1} + (2k / c) I_k``, stable
+    downwards) from an index far past ``kmax`` where the true values are
+    negligible, normalised by ``I_0 + 2 sum_k I_k = exp(c)``, i.e. the scaled
+    values sum to 1 that way: no exponential and no library function, each
+    step one IEEE-754 operation in a fixed order, so the result is the same
+    bits on every machine. Agrees with ``scipy.special.ive`` to a few units in
+    the last place (tests/focus/test_arithmetic.py).
+    """
+    start = 2 * (kmax + int(math.sqrt(40.0 * (kmax + c))) + 20)
+    vals = [0.0] * (start + 2)
+    vals[start] = 1e-30
+    two_over_c = 2.0 / c
+    for k in range(start, 0, -1):
+        v = vals[k + 1] + (k * two_over_c) * vals[k]
+        vals[k - 1] = v
+        if v > _BIG:
+            for j in range(k - 1, start + 1):
+                vals[j] = vals[j] / _BIG
+    total = 0.0
+    for k in range(start, 0, -1):
+        total = total + vals[k]
+    total = vals[0] + 2.0 * total
+    return [vals[k] / total for k in range(kmax + 1)]
+
+
+@functools.lru_cache(maxsize=32)
+def _exact_series(c: float, kmax: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Coefficients ``a_k`` of the heat series and the sums ``sum_{j>=k} |a_j|``
+    (one more, 0, at the end), summed from the last term backwards."""
+    ive_k = bessel_ive(c, kmax)
+    a = [ive_k[0]] + [(2.0 if k % 2 == 0 else -2.0) * ive_k[k] for k in range(1, kmax + 1)]
+    tail = [0.0] * (kmax + 2)
+    for k in range(kmax, -1, -1):
+        tail[k] = tail[k + 1] + abs(a[k])
+    return tuple(a), tuple(tail)
 
 
 def heat_coefficients(c: float, tol: float) -> np.ndarray:
@@ -212,16 +266,17 @@ def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = 
         and state.c == c
         and state.owner is _heat_owner(op)
     )
+    fixed = getattr(op, "arithmetic", FAST) != FAST
     if reuse == "exact":
         room = budget if ours and exact and state.tol <= tol else None
-        fresh, bound = heat_series(c, tol)
+        fresh, bound = heat_series(c, tol, fixed)
     else:
         room = budget - state.err if ours and state.err < budget else None
-        fresh, bound = heat_series(c, FRESH_SHARE * tol)
+        fresh, bound = heat_series(c, FRESH_SHARE * tol, fixed)
     if room is not None:
         delta = sigma * (phi - state.phi)
         size = op_norm(op, delta)
-        inc, inc_bound = heat_series(c, min(0.5, room / size) if size > 0 else 0.5)
+        inc, inc_bound = heat_series(c, min(0.5, room / size) if size > 0 else 0.5, fixed)
         if reuse == "exact" or len(inc) < len(fresh):
             return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c, tol)
     return _HeatPlan(sphi, fresh, bound * scale, None, c, tol)

@@ -17,6 +17,9 @@ What makes it fast (ARCHITECTURE.md 3.3, measured in bench/focus_cpu.py):
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
@@ -36,7 +39,8 @@ from focusflow.focus.backends.numba_lap import (
     springs_rhs,
 )
 from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
-from focusflow.focus.reduce import ordered_sum
+from focusflow.focus.params import FAST
+from focusflow.focus.reduce import exact_twin, ordered_sum, strict_sum
 from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
@@ -79,10 +83,81 @@ def _dot(a, b, nparts):
     return ordered_sum(partial)
 
 
+class Kernels(NamedTuple):
+    """The kernels that sum or that ``fastmath`` speeds up, by arithmetic."""
+
+    sell_pull: object
+    lap_apply: object
+    cheb_step: object
+    cg_product: object
+    pair_step: object
+    cg_update: object
+    cg_start: object
+    springs_rhs: object
+    finish_diffusion: object
+    dot: object
+
+
+FAST_KERNELS = Kernels(
+    sell_pull,
+    lap_apply,
+    cheb_step,
+    cg_product,
+    pair_step,
+    cg_update,
+    cg_start,
+    springs_rhs,
+    _finish_diffusion,
+    _dot,
+)
+#: The same kernels without contraction or reassociation, their sums strict
+#: (reduce.exact_twin).
+EXACT_KERNELS = Kernels(*(exact_twin(k) for k in FAST_KERNELS))
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _blend_sum(d, s, h, ld, ls, lh, use_s, use_h, nparts):
+    """``d = ld d + ls s + lh h`` (each product and sum rounded in that order);
+    returns ``sum(d)`` over fixed chunks combined in order."""
+    n = d.shape[0]
+    step = (n + nparts - 1) // nparts
+    partial = np.zeros(nparts)
+    for t in nb.prange(nparts):
+        m = 0.0
+        for i in range(t * step, min(n, (t + 1) * step)):
+            v = ld * d[i]
+            if use_s:
+                v = v + ls * s[i]
+            if use_h:
+                v = v + lh * h[i]
+            d[i] = v
+            m += v
+        partial[t] = m
+    return strict_sum(partial)
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _divide_l1(d, phi, total, nparts):
+    """``d /= total``; returns ``||d - phi||_1`` over fixed chunks in order."""
+    n = d.shape[0]
+    step = (n + nparts - 1) // nparts
+    partial = np.zeros(nparts)
+    for t in nb.prange(nparts):
+        a = 0.0
+        for i in range(t * step, min(n, (t + 1) * step)):
+            v = d[i] / total
+            d[i] = v
+            a += abs(v - phi[i])
+        partial[t] = a
+    return strict_sum(partial)
+
+
 class NumbaOperator(ScreenedCG):
     """Graph products on all CPU cores; ``precision`` sets the stored value type."""
 
     name = "numba"
+    arithmetic = FAST
+    kernels = FAST_KERNELS
 
     def __init__(self, snapshot: Snapshot, precision: str = "float64") -> None:
         self.snapshot = snapshot
@@ -126,7 +201,9 @@ class NumbaOperator(ScreenedCG):
 
     def _pull_into(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         m = self.sell
-        total = sell_pull(m.grows, m.gptr, m.glen, m.sidx, m.sval, z, out, self.sell_bounds, scale)
+        total = self.kernels.sell_pull(
+            m.grows, m.gptr, m.glen, m.sidx, m.sval, z, out, self.sell_bounds, scale
+        )
         out[self.sell_rows : self.n] = 0.0
         if len(self.ov_rows):
             total += csr_pull_add(
@@ -149,7 +226,9 @@ class NumbaOperator(ScreenedCG):
             self.prepare(x)
         linked_mass = self._pull_into(self.z, self.ylink, alpha)
         tele = 1.0 - linked_mass
-        l1, _ = _finish_diffusion(self.ylink, y, x, prior, self.inv_out, self.z, tele, self.parts)
+        l1, _ = self.kernels.finish_diffusion(
+            self.ylink, y, x, prior, self.inv_out, self.z, tele, self.parts
+        )
         self._z_of = y
         return l1
 
@@ -169,7 +248,7 @@ class NumbaOperator(ScreenedCG):
         self._pair = None
 
     def lap_matvec(self, x, out):
-        lap_apply(*self._args, self.lap_diag, x, out)
+        self.kernels.lap_apply(*self._args, self.lap_diag, x, out)
 
     def chebyshev(self, v: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
         """``sum_k a_k T_k(Z) v``, ``Z = (2 / lam_max) Ls - I``: one fused pass per term."""
@@ -179,10 +258,11 @@ class NumbaOperator(ScreenedCG):
         args = self._args
         scale = 2.0 / self.lam_max
         t_cur, t_prev = v.copy(), self._buf[0]
-        cheb_step(*args, self.lap_diag, scale, t_cur, t_prev, acc, coeffs[1], coeffs[0], True)
+        step = self.kernels.cheb_step
+        step(*args, self.lap_diag, scale, t_cur, t_prev, acc, coeffs[1], coeffs[0], True)
         for a_k in coeffs[2:]:
             t_cur, t_prev = t_prev, t_cur
-            cheb_step(*args, self.lap_diag, scale, t_cur, t_prev, acc, a_k, 0.0, False)
+            step(*args, self.lap_diag, scale, t_cur, t_prev, acc, a_k, 0.0, False)
         return acc
 
     def _cg_begin(self, phi, mu, state, tol, exact):
@@ -198,12 +278,12 @@ class NumbaOperator(ScreenedCG):
         if not carry:
             state.r, state.rhs = np.empty(n), np.empty(n)
         p, z, ap = self._buf[1], self._buf[2], self._buf[3]
-        rhs_sq = springs_rhs(phi, sigma, mu, state.rhs, state.r, not carry)
+        rhs_sq = self.kernels.springs_rhs(phi, sigma, mu, state.rhs, state.r, not carry)
         if not carry:
-            cg_product(*self._args, self._diag_mu, state.y, ap)
+            self.kernels.cg_product(*self._args, self._diag_mu, state.y, ap)
             residual_of(state.rhs, ap, state.r)
         state.owner = self._matrix_version()
-        rz, rr = cg_start(state.r, self._minv, z, p)
+        rz, rr = self.kernels.cg_start(state.r, self._minv, z, p)
         return rz, rr, tol * np.sqrt(rhs_sq)
 
     def springs_solve(self, phi, mu, state, tol, max_iter, exact=True):
@@ -217,8 +297,8 @@ class NumbaOperator(ScreenedCG):
         p, z, ap = self._buf[1], self._buf[2], self._buf[3]
         it = 0
         while np.sqrt(rr) > goal and it < max_iter:
-            pap = cg_product(*args, self._diag_mu, p, ap)
-            rz_new, rr = cg_update(y, r, p, ap, self._minv, rz / pap, z)
+            pap = self.kernels.cg_product(*args, self._diag_mu, p, ap)
+            rz_new, rr = self.kernels.cg_update(y, r, p, ap, self._minv, rz / pap, z)
             cg_direction(p, z, rz_new / rz)
             rz = rz_new
             it += 1
@@ -252,7 +332,7 @@ class NumbaOperator(ScreenedCG):
         while do_cg or k < terms:
             do_heat = k < terms
             a_k = coeffs[k] if do_heat else 0.0
-            pap = pair_step(
+            pap = self.kernels.pair_step(
                 *args,
                 x2,
                 self._diag_mu,
@@ -270,7 +350,7 @@ class NumbaOperator(ScreenedCG):
             )
             beta = 0.0
             if do_cg:
-                rz_new, rr = cg_update(y, r, p, ap, self._minv, rz / pap, z)
+                rz_new, rr = self.kernels.cg_update(y, r, p, ap, self._minv, rz / pap, z)
                 beta = rz_new / rz
                 rz = rz_new
                 it += 1
@@ -283,7 +363,48 @@ class NumbaOperator(ScreenedCG):
     def dot(self, a: np.ndarray, b: np.ndarray) -> float:
         """Inner product on numba's threads (numpy's would wake BLAS threads that
         fight numba's for the same cores)."""
-        return _dot(a, b, self.parts)
+        return self.kernels.dot(a, b, self.parts)
+
+
+class ExactNumbaOperator(NumbaOperator):
+    """The numba operator in exact arithmetic (``FocusParams.arithmetic``).
+
+    Its kernels are compiled without ``fastmath``, and it supplies the solver's
+    reductions that would otherwise be numpy's (``blend``, ``total``): every
+    sum runs over fixed chunks (``_CHUNKS``, whatever the thread count) whose
+    partials are added in order, so the result is the same bits on every
+    IEEE-754 machine with any numpy, numba or thread count.
+    """
+
+    kernels = EXACT_KERNELS
+
+    def __init__(
+        self, snapshot: Snapshot, precision: str = "float64", arithmetic: str = ""
+    ) -> None:
+        self.arithmetic = arithmetic
+        super().__init__(snapshot, precision)
+
+    def total(self, v: np.ndarray) -> float:
+        """``sum(v)``, the same bits everywhere."""
+        return float(strict_sum(v))
+
+    def blend(self, phi, d, s, h, weights) -> float:
+        """``d <- (ld d + ls s + lh h) / sum``; returns ``||d - phi||_1``."""
+        ld, ls, lh = weights
+        total = _blend_sum(
+            d,
+            d if s is None else s,
+            d if h is None else h,
+            ld,
+            ls,
+            lh,
+            s is not None,
+            h is not None,
+            self.parts,
+        )
+        if not math.isfinite(total) or total <= 0:
+            raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+        return float(_divide_l1(d, phi, total, self.parts))
 
 
 class NumbaBackend:
@@ -292,5 +413,9 @@ class NumbaBackend:
     def available(self) -> tuple[bool, str]:
         return True, f"numba {nb.__version__}, {nb.config.NUMBA_NUM_THREADS} threads"
 
-    def operator(self, snapshot: Snapshot, precision: str = "float64") -> NumbaOperator:
+    def operator(
+        self, snapshot: Snapshot, precision: str = "float64", arithmetic: str = FAST
+    ) -> NumbaOperator:
+        if arithmetic != FAST:
+            return ExactNumbaOperator(snapshot, precision, arithmetic)
         return NumbaOperator(snapshot, precision)
