@@ -175,11 +175,43 @@ def test_bad_validator_messages_change_nothing_but_the_fee(net, key, msg, body, 
     assert after.balance == account.balance - FEE and after.bonded == account.bonded
 
 
-def test_unstaking_below_one_unit_leaves_the_set(net):
-    net.step(net.tx(KEYS[2], "unstake", {"amount": 1}))
-    r = net.to_height(EPOCH)
+def test_unstaking_below_one_unit_leaves_the_set_at_once(net):
+    r = net.step(net.tx(KEYS[2], "unstake", {"amount": 1}))
+    assert r.block.height == 1 and 1 % EPOCH  # not an epoch boundary
+    # The set of height 2 already goes without it: no epoch to wait for.
+    assert KEYS[2].public_key not in powers(net.chain.validators_at(2))
+    assert r.events[-1] == {
+        "type": "validator_set",
+        "height": 2,
+        "validators": [[v.public_key, v.power] for v in net.chain.validators_at(2).validators],
+    }
+    net.to_height(EPOCH)
     assert KEYS[2].public_key not in powers(net.chain.validators)
+
+
+def test_an_unstake_lowers_power_from_the_next_height_and_a_stake_waits(net):
+    key = KEYS[3]
+    net.step(net.tx(key, "stake", {"amount": 5 * UNIT}))  # 6 units: power 1 until the epoch
+    assert powers(net.chain.validators)[key.public_key] == 1
+    net.to_height(EPOCH)
+    assert powers(net.chain.validators)[key.public_key] == 6
+    r = net.step(net.tx(key, "unstake", {"amount": 3 * UNIT + 1}))  # 2.99 units left
+    assert powers(net.chain.validators_at(r.block.height + 1))[key.public_key] == 2
     assert r.events[-1]["type"] == "validator_set"
+    # Staking back raises nothing before the next boundary; unstaking by someone
+    # outside the set, or by a member whose power its stake still backs, changes nothing.
+    r = net.step(
+        net.tx(key, "stake", {"amount": 3 * UNIT}),
+        net.tx(NEW, "stake", {"amount": 2 * UNIT}),
+        net.tx(NEW, "unstake", {"amount": UNIT}),
+    )
+    assert [x.code for x in r.receipts] == ["ok", "ok", "ok"]
+    assert not [e for e in r.events if e["type"] == "validator_set"]
+    assert powers(net.chain.validators)[key.public_key] == 2
+    r = net.step(net.tx(key, "unstake", {"amount": 1}))  # 5.99 units back power 2
+    assert not [e for e in r.events if e["type"] == "validator_set"]
+    net.to_height(2 * EPOCH)
+    assert powers(net.chain.validators)[key.public_key] == 5
 
 
 def test_the_largest_stakes_fill_max_validators(tmp_path):
@@ -225,7 +257,7 @@ def test_a_jailed_validator_returns_only_after_its_jail(tmp_path):
 
 
 def test_unbonding_after_the_offence_is_slashed_too(tmp_path):
-    net = Net(open_chain(tmp_path, genesis(unbonding_blocks=20), KEYS[0]))
+    net = Net(open_chain(tmp_path, genesis(unbonding_blocks=20, evidence_max_age=10), KEYS[0]))
     net.step(net.tx(KEYS[3], "stake", {"amount": 9 * UNIT}))  # height 1: 10 units bonded
     net.step(net.tx(KEYS[3], "unstake", {"amount": 4 * UNIT}))  # height 2: before the offence
     net.step()

@@ -36,7 +36,7 @@ def test_send_moves_tokens_and_pays_fee_to_proposer(tmp_path):
 
 
 def test_unstake_releases_after_unbonding_period(tmp_path):
-    chain = new_chain(tmp_path, genesis(unbonding_blocks=3))
+    chain = new_chain(tmp_path, genesis(unbonding_blocks=3, evidence_max_age=0, epoch_blocks=2))
     start = account(chain, ALICE)
     result = chain.produce_block([tx(ALICE, 0, Msg("unstake", {"amount": 1000}))])
     assert result.receipts[0].ok

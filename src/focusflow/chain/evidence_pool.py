@@ -1,7 +1,8 @@
-"""Duplicate-vote evidence waiting for a block, and the chain's rules for it.
+"""Equivocation evidence waiting for a block, and the chain's rules for it.
 
 The consensus layer proves an equivocation by itself (two signed, conflicting
-votes: :func:`focusflow.consensus.verify_evidence`); whether the chain punishes
+votes, or two signed proposals of one round with different values:
+:func:`focusflow.consensus.verify_evidence`); whether the chain punishes
 it is decided here, the same way by the pool, the proposer and every validator:
 
 * the offender is in the validator set of the evidence's height (sets change
@@ -12,7 +13,8 @@ it is decided here, the same way by the pool, the proposer and every validator:
   the stake has moved on);
 * the offence, one per (validator public key, height), was not punished before.
   A validator that signed conflicting prevotes and precommits at one height, or
-  in two rounds, committed one offence: it is slashed once. The punishment is
+  in two rounds, or conflicting proposals, committed one offence: it is
+  slashed once. The punishment is
   recorded in state at :func:`slashed_key` (the bank writes it when it slashes),
   so the rule survives restarts and is part of the state root.
 
@@ -36,7 +38,7 @@ from focusflow.chain.module import Offence
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import Readable
 from focusflow.consensus.errors import InvalidEvidenceError
-from focusflow.consensus.evidence import DuplicateVoteEvidence, verify_evidence
+from focusflow.consensus.evidence import Evidence, verify_evidence
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.keys import address_bytes
 
@@ -56,7 +58,7 @@ def slashed_key(public_key: bytes, height: int) -> bytes:
 
 
 def check_evidence(
-    evidence: DuplicateVoteEvidence,
+    evidence: Evidence,
     *,
     validators: ValidatorsAt,
     chain_id: str,
@@ -96,7 +98,7 @@ def check_evidence(
 
 
 def block_offences(
-    evidence: Sequence[DuplicateVoteEvidence],
+    evidence: Sequence[Evidence],
     *,
     validators: ValidatorsAt,
     chain_id: str,
@@ -104,14 +106,14 @@ def block_offences(
     block_height: int,
     state: Readable,
     strict: bool,
-) -> tuple[list[DuplicateVoteEvidence], list[Offence]]:
+) -> tuple[list[Evidence], list[Offence]]:
     """The evidence a block includes and the offences it proves.
 
     ``strict`` (validating a received block): any invalid piece, a second piece
     for one offence, or more than ``max_block_evidence`` pieces raise
     EvidenceError. Otherwise (proposing) such pieces are left out.
     """
-    kept: list[DuplicateVoteEvidence] = []
+    kept: list[Evidence] = []
     offences: list[Offence] = []
     seen: set[tuple[bytes, int]] = set()
     for piece in evidence:
@@ -164,13 +166,13 @@ class EvidencePool:
         self.params = params
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._held: dict[tuple[bytes, int], DuplicateVoteEvidence] = {}
+        self._held: dict[tuple[bytes, int], Evidence] = {}
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._held)
 
-    def add(self, evidence: DuplicateVoteEvidence, head_height: int, state: Readable) -> bool:
+    def add(self, evidence: Evidence, head_height: int, state: Readable) -> bool:
         """Verify and hold ``evidence``; False if its offence is held already.
 
         ``head_height`` is the committed height and ``state`` its state: evidence
@@ -196,7 +198,7 @@ class EvidencePool:
             self._held[key] = evidence
         return True
 
-    def pending(self) -> list[DuplicateVoteEvidence]:
+    def pending(self) -> list[Evidence]:
         """Held evidence, oldest offence first (the proposer re-checks it for its block)."""
         with self._lock:
             return sorted(self._held.values(), key=lambda e: (e.height, e.validator))

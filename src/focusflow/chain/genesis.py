@@ -5,7 +5,7 @@ JSON, so people can read and edit it::
     {
       "chain_id": "focusflow-devnet",
       "genesis_time_ms": 1763769600000,
-      "params": {"unbonding_blocks": 10, "focus": {"mode": "tri"}},
+      "params": {"unbonding_blocks": 300, "focus": {"mode": "tri"}},
       "accounts": [{"address": "focus1...", "balance": 1000000, "stake": 1000}],
       "validators": [{"name": "dev", "public_key": "<64 hex>", "power": 1}]
     }

@@ -13,6 +13,8 @@ from focusflow.chain.errors import GenesisError
 
 #: The unit of ``slash_fraction``: 10_000 basis points are the whole stake.
 BASIS_POINTS = 10_000
+#: Blocks beyond evidence_max_age + epoch_blocks a derived unbonding default adds.
+UNBONDING_MARGIN = 100
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,10 @@ class ChainParams:
     link_burn: int = 1
     #: Bonded stake each of a neuron's links must carry (links * this <= stake).
     min_link_weight: int = 1
-    unbonding_blocks: int = 10
+    #: Blocks unstaked stake stays slashable before it is liquid again; must
+    #: exceed evidence_max_age + epoch_blocks (see :meth:`check`). A genesis
+    #: that leaves it out gets max(300, evidence_max_age + epoch_blocks + 100).
+    unbonding_blocks: int = 300
     name_fee: int = 10_000
     max_blob_bytes: int = 256 << 10
     blob_credit_per_byte: int = 1
@@ -72,7 +77,40 @@ class ChainParams:
                 raise GenesisError(f"params.{name} must be at least 1")
         if raw.get("slash_fraction", 0) > BASIS_POINTS:
             raise GenesisError(f"params.slash_fraction is in basis points: at most {BASIS_POINTS}")
+        if "unbonding_blocks" not in raw:
+            raw = {**raw, "unbonding_blocks": cls.unbonding_default(raw)}
         return cls(**raw)
+
+    @classmethod
+    def unbonding_default(cls, raw: dict[str, Any]) -> int:
+        """``unbonding_blocks`` of a genesis that leaves it out: the field's default,
+        or more when the evidence window and epoch it names call for it."""
+        defaults = cls()
+        age = raw.get("evidence_max_age", defaults.evidence_max_age)
+        epoch = raw.get("epoch_blocks", defaults.epoch_blocks)
+        return max(defaults.unbonding_blocks, age + epoch + UNBONDING_MARGIN)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Rules between parameters; GenesisError names the broken one.
+
+        Unbonding must outlast the evidence window plus an epoch: stake that
+        signed a vote at height h is bonded, or unbonding since h or later,
+        until evidence of h can no longer be included (h + evidence_max_age);
+        the epoch is a margin for power that only an epoch boundary recomputes
+        (docs/consensus.md §7). Otherwise a validator could equivocate, unstake
+        and take its stake out before the evidence is included.
+        """
+        floor = self.evidence_max_age + self.epoch_blocks
+        if self.unbonding_blocks <= floor:
+            raise GenesisError(
+                f"params.unbonding_blocks={self.unbonding_blocks} must exceed "
+                f"evidence_max_age + epoch_blocks = {self.evidence_max_age} + "
+                f"{self.epoch_blocks} = {floor}: stake could leave before its offence "
+                "is punished"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -37,7 +37,9 @@ from focusflow.consensus.errors import (
     WALError,
 )
 from focusflow.consensus.evidence import (
+    DuplicateProposalEvidence,
     DuplicateVoteEvidence,
+    Evidence,
     decode_evidence,
     encode_evidence,
     verify_evidence,
@@ -64,7 +66,9 @@ __all__ = [
     "CommitCertificate",
     "CommitSignature",
     "Decide",
+    "DuplicateProposalEvidence",
     "DuplicateVoteEvidence",
+    "Evidence",
     "InvalidCertificateError",
     "InvalidEvidenceError",
     "InvalidMessageError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from focusflow.consensus.certificate import CommitCertificate
-from focusflow.consensus.evidence import DuplicateVoteEvidence
+from focusflow.consensus.evidence import Evidence
 from focusflow.consensus.messages import Message, Step
 
 
@@ -56,7 +56,7 @@ class Decide:
 class ReportEvidence:
     """A validator equivocated: gossip the evidence and offer it to the next block."""
 
-    evidence: DuplicateVoteEvidence
+    evidence: Evidence
 
 
 Action = Broadcast | ScheduleTimeout | Decide | ReportEvidence

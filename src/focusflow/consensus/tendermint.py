@@ -17,7 +17,12 @@ Differences from the paper, each for a reason:
   once, because the set of height h + 1 is an output of executing block h.
 - ``valid(v)`` is the injected ``is_valid(height, value)`` (the chain re-executes the
   block and compares roots) and ``getValue()`` is ``get_value(height)``; both are
-  called at most once per value and height.
+  called at most once per value and height. A host that judges more than the value
+  passes ``validate_proposal(height, proposal)`` instead of relying on
+  ``is_valid`` alone: it sees the signed proposal, so it can require a fresh
+  proposal's block (valid round -1) to name the proposal's signer, the round's
+  proposer, as its maker, and judge its time against the local clock; it is
+  called at most once per value id and fresh signer (None for re-proposals).
 - Own messages pass through the :class:`~focusflow.consensus.signer.Signer`, which
   writes them to the WAL before they leave and never signs two for one step; on
   ``start_height`` the machine resumes from what the WAL says it signed and locked.
@@ -40,7 +45,7 @@ from focusflow.consensus.actions import (
 )
 from focusflow.consensus.certificate import CommitCertificate
 from focusflow.consensus.errors import InvalidMessageError
-from focusflow.consensus.evidence import DuplicateVoteEvidence
+from focusflow.consensus.evidence import DuplicateProposalEvidence, DuplicateVoteEvidence
 from focusflow.consensus.messages import Message, Proposal, Step, Vote
 from focusflow.consensus.signer import Signer
 from focusflow.consensus.timeouts import Timeouts
@@ -71,13 +76,16 @@ class Tendermint:
         timeouts: Timeouts | None = None,
         value_id_of: Callable[[bytes], bytes] = sha256,
         verify: Callable[[bytes, bytes, bytes], bool] = verify_signature,
+        validate_proposal: Callable[[int, Proposal], bool] | None = None,
     ) -> None:
         """``verify(public_key, signature, message)`` checks Ed25519 signatures; a host
-        that sees one message from many peers can pass a cached one."""
+        that sees one message from many peers can pass a cached one.
+        ``validate_proposal``, when given, replaces ``is_valid`` (module docstring)."""
         self.chain_id = chain_id
         self.signer = signer
         self.get_value = get_value
         self.is_valid = is_valid
+        self.validate_proposal = validate_proposal
         self.timeouts = timeouts or Timeouts()
         self.value_id_of = value_id_of
         self.verify = verify
@@ -97,7 +105,7 @@ class Tendermint:
         self.valid_round = -1  # validRound_p
         self.decision: Decide | None = None  # decision_p[h_p]
         self._rounds: dict[int, RoundState] = {}
-        self._valid_cache: dict[bytes, bool] = {}
+        self._valid_cache: dict[tuple[bytes, bytes | None], bool] = {}
         self._actions: list[Action] = []
 
     # ----------------------------------------------------------------- inputs
@@ -232,6 +240,10 @@ class Tendermint:
     def _add(self, message: Message) -> None:
         rs = self._round_state(message.round)
         if isinstance(message, Proposal):
+            earlier = next(iter(rs.proposals.values()), None)
+            if earlier is not None and earlier.value_id != message.value_id:
+                # Every proposal held for a round is from its proposer (_admit).
+                self._actions.append(ReportEvidence(DuplicateProposalEvidence.of(earlier, message)))
             rs.proposals.setdefault(message.value_id, message)
             rs.note_sender(message.proposer)
             return
@@ -248,12 +260,20 @@ class Tendermint:
         return rs
 
     def _valid(self, proposal: Proposal) -> bool:
-        """``valid(v)``, asked of the chain once per value id and height."""
-        ok = self._valid_cache.get(proposal.value_id)
+        """``valid(v)``, asked of the chain once per value id and height (and, with
+        ``validate_proposal``, per fresh signer: a re-proposal's value was made
+        in an earlier round, by that round's proposer)."""
+        if self.validate_proposal is None:
+            key = (proposal.value_id, None)
+        else:
+            key = (proposal.value_id, proposal.proposer if proposal.valid_round == -1 else None)
+        ok = self._valid_cache.get(key)
         if ok is None:
-            ok = self._valid_cache[proposal.value_id] = bool(
-                self.is_valid(self.height, proposal.value)
-            )
+            if self.validate_proposal is None:
+                ok = bool(self.is_valid(self.height, proposal.value))
+            else:
+                ok = bool(self.validate_proposal(self.height, proposal))
+            self._valid_cache[key] = ok
         return ok
 
     def _is_validator(self) -> bool:

@@ -17,7 +17,13 @@ the next height is recomputed: the registered, unjailed candidates with at
 least one unit of power, the ``max_validators`` largest (ties: smaller
 address). A validator whose duplicate votes the block punished (the bank
 slashes it) is also removed at once, whatever the height, and jailed for
-``jail_blocks``: no epoch takes it back before then. A change that would leave
+``jail_blocks``: no epoch takes it back before then. An unstake lowers power
+at once too: a validator of the set that unstaked in a block votes from the
+next height with ``bonded // power_unit`` when that is below its power (and
+leaves the set below one unit), so stake on its way out never keeps voting
+power it no longer backs; unbonding stake stays slashable for offences from
+its unstake height on (bank), and ``unbonding_blocks`` exceeds the evidence
+window (ChainParams.check). Increases wait for the epoch boundary. A change that would leave
 no validator at all is not made (the block's events say so), so the chain
 never halts itself. Changes go through :meth:`ValidatorSet.update` (CometBFT's
 rules: a newcomer starts with the lowest proposer priority) and are recorded in
@@ -48,6 +54,7 @@ from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import address_bytes, encode_address
 from focusflow.modules.accounts import get_account, only_fields
+from focusflow.modules.bank import UNBOND_PREFIX
 
 VALIDATOR_PREFIX = b"/token/validator/"
 JAILED_PREFIX = b"/token/jailed/"
@@ -73,6 +80,30 @@ def epoch_powers(state: PendingState, params: ChainParams, height: int) -> dict[
             ranked.append((-power, address, public_key))
     ranked.sort()
     return {pk: -neg for neg, _, pk in ranked[: params.max_validators]}
+
+
+def unstaked_powers(ctx: BlockContext, current: ValidatorSet) -> dict[bytes, int]:
+    """Public key -> lowered power of each member of ``current`` whose unstake in
+    this block left it less bonded stake than its power stands for.
+
+    The block's unstakes are the unbonding entries that release at
+    ``height + unbonding_blocks`` (the bank writes one per account and release
+    height), so no other module's bookkeeping is needed.
+    """
+    release = ctx.height + ctx.params.unbonding_blocks
+    prefix = UNBOND_PREFIX + release.to_bytes(8, "big")
+    unstaked = {key[len(prefix) :] for key, _ in ctx.state.scan(prefix)}
+    if not unstaked:
+        return {}
+    lowered = {}
+    for v in current.validators:
+        address = address_bytes(v.public_key)
+        if address not in unstaked:
+            continue
+        power = get_account(ctx.state, address).bonded // ctx.params.power_unit
+        if power < v.power:
+            lowered[v.public_key] = power
+    return lowered
 
 
 def _name(body: dict[str, Any]) -> str:
@@ -139,6 +170,8 @@ class Validators:
             )
             if current.power_of(offence.public_key):
                 changes[offence.public_key] = 0
+        for public_key, power in unstaked_powers(ctx, current).items():
+            changes.setdefault(public_key, power)
         if ctx.height % ctx.params.epoch_blocks == 0:
             wanted = epoch_powers(ctx.state, ctx.params, ctx.height)
             for v in current.validators:
@@ -168,4 +201,11 @@ class Validators:
         )
 
 
-__all__ = ["JAILED_PREFIX", "VALIDATOR_PREFIX", "Validators", "epoch_powers", "jailed_until"]
+__all__ = [
+    "JAILED_PREFIX",
+    "VALIDATOR_PREFIX",
+    "Validators",
+    "epoch_powers",
+    "jailed_until",
+    "unstaked_powers",
+]
