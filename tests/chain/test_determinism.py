@@ -98,11 +98,12 @@ def test_a_chain_keeps_the_focus_algorithm_its_blocks_were_committed_with():
     focus choices keeps the first algorithm whatever the library's defaults
     become; a genesis may name the faster ones."""
     first = FocusState({"mode": "tri"}).params
-    assert (first.anderson, first.start, first.heat_reuse, first.finish) == (
+    assert (first.anderson, first.start, first.heat_reuse, first.finish, first.arithmetic) == (
         2,
         "uniform",
         "exact",
         "fixed",
+        "fast",
     )
     named = FocusState({"anderson": 6, "start": "diffusion", "heat_reuse": "bounded"}).params
     assert (named.anderson, named.start, named.heat_reuse) == (6, "diffusion", "bounded")
@@ -110,16 +111,35 @@ def test_a_chain_keeps_the_focus_algorithm_its_blocks_were_committed_with():
 
 def test_a_new_genesis_names_the_librarys_tri_algorithm_in_full(tmp_path):
     """The devnet's and testnet's genesis spell out every focus choice, equal to
-    the library's tri defaults today; a change of default that should reach
-    new chains has to change NEW_CHAIN_FOCUS too, and old genesis files keep
-    what they name."""
+    the library's tri defaults today but for the arithmetic: a chain runs the
+    exact one (the same bits on every machine), library calls keep the fast
+    one. A change of default that should reach new chains has to change
+    NEW_CHAIN_FOCUS too, and old genesis files keep what they name."""
     from focusflow.chain.focus_commit import CHAIN_FOCUS_DEFAULTS, NEW_CHAIN_FOCUS
-    from focusflow.focus.params import make_params
+    from focusflow.focus.params import EXACT_V1, make_params
     from focusflow.node.home import init_devnet, init_testnet
 
-    assert FocusState(NEW_CHAIN_FOCUS).params == make_params(mode="tri")
+    assert FocusState(NEW_CHAIN_FOCUS).params == make_params(mode="tri", arithmetic=EXACT_V1)
+    assert make_params(mode="tri").arithmetic == "fast"
     assert set(CHAIN_FOCUS_DEFAULTS) < set(NEW_CHAIN_FOCUS)
     devnet, _ = init_devnet(tmp_path / "devnet")
     homes = init_testnet(tmp_path / "testnet", 2, 27000)
     for home in (devnet, *homes):
         assert home.load_genesis().params.focus == NEW_CHAIN_FOCUS
+
+
+def test_genesis_refuses_an_arithmetic_this_node_does_not_implement():
+    """A node that cannot compute a chain's focus bits refuses its genesis at
+    once, naming what it implements, instead of diverging at the first block."""
+    import pytest
+
+    from focusflow.chain import Genesis, GenesisError
+    from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
+
+    raw = genesis().to_json()
+    raw["params"]["focus"] = {**NEW_CHAIN_FOCUS, "arithmetic": "exact-v9"}
+    with pytest.raises(GenesisError, match=r"exact-v9.*implements fast, exact-v1") as err:
+        Genesis.from_json(raw)
+    assert err.value.code == "bad_genesis"
+    raw["params"]["focus"] = dict(NEW_CHAIN_FOCUS)
+    assert Genesis.from_json(raw).params.focus["arithmetic"] == "exact-v1"

@@ -16,14 +16,29 @@ state under ``/graph/particles/<chunk>``, so a light client can tell which
 index a CID has.
 
 Determinism: the engine runs on the numba CPU backend with the chain's focus
-parameters; two nodes that apply the same blocks in the same order perform the
-same floating-point operations and commit byte-identical vectors. A restarted
-node replays the stored blocks' deltas through the same incremental path to
-reach the same engine state (see Chain.open).
+parameters, in the arithmetic its genesis names (``focus.arithmetic``). In an
+exact arithmetic (``exact-v1``, what a genesis written now names) two nodes that
+apply the same blocks in the same order perform the same IEEE-754 operations in
+the same order on any CPU, thread count or library build, and commit
+byte-identical vectors (tests/chain/test_golden_roots.py). A genesis that names
+no arithmetic gets ``fast``, the arithmetic its blocks were committed with:
+its roots can differ between CPUs (fused multiply-adds, vector widths), so
+such a chain is only safe among identical machines; the node says so in its
+log. A restarted node replays the stored blocks' deltas through the same
+incremental path to reach the same engine state (see Chain.open).
+
+Convergence: a block whose focus solve stops at ``max_iter`` without meeting
+``tol`` still commits the focus it reached (in an exact arithmetic every node
+reaches the same vector after the same iterations, so refusing the block would
+only let one graph halt the chain); it is never silent: the node logs a
+warning, counts it (``FocusState.unconverged_blocks``), and in an exact
+arithmetic the committed focus record says ``converged: false`` with the
+iterations, so light clients and explorers see it (docs/chain.md).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -33,7 +48,7 @@ from focusflow.chain.module import Deltas
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import merkle_root
 from focusflow.focus.engine import FocusEngine
-from focusflow.focus.params import TRI_ANDERSON, FocusParams, make_params
+from focusflow.focus.params import EXACT_V1, FAST, TRI_ANDERSON, FocusParams, make_params
 from focusflow.graph.cybergraph import Cybergraph
 
 SCALE = 10**15
@@ -54,6 +69,7 @@ CHAIN_FOCUS_DEFAULTS = {
     "start": "uniform",
     "heat_reuse": "exact",
     "finish": "fixed",
+    "arithmetic": FAST,
 }
 #: What a genesis written now names (node.home: devnet, testnet): the library's
 #: tri algorithm, every choice spelled out, so that the chain keeps it whatever
@@ -66,11 +82,49 @@ NEW_CHAIN_FOCUS = {
     "start": "diffusion",
     "heat_reuse": "bounded",
     "finish": "bounded",
+    "arithmetic": EXACT_V1,
 }
+log = logging.getLogger("focusflow.chain.focus")
+
+
+class FocusValueError(FloatingPointError):
+    """A focus vector that cannot be committed (a value not finite or too large)."""
+
+    code = "focus_not_finite"
+
+
+def chain_focus_params(focus: dict | None) -> FocusParams:
+    """The focus parameters of a chain whose genesis names ``focus``:
+    CHAIN_FOCUS_DEFAULTS under what it names, validated (InvalidParameterError
+    names the first bad value, an arithmetic this node does not implement
+    included)."""
+    return make_params(None, **{**CHAIN_FOCUS_DEFAULTS, **(focus or {})})
+
+
+def engine_identity(params: FocusParams) -> str:
+    """What decides a chain's focus bits besides its parameters: the algorithm
+    and the arithmetic version, e.g. ``tri/exact-v1``."""
+    return f"{params.mode}/{params.arithmetic}"
 
 
 def quantise(phi: np.ndarray) -> np.ndarray:
-    return np.rint(np.asarray(phi, dtype=np.float64) * SCALE).astype(np.uint64)
+    """``round(phi * SCALE)`` as uint64.
+
+    FocusValueError for a value that is not finite or would not fit (their cast
+    is undefined: it wraps on one CPU and saturates on another). A negative
+    value (solver noise around 0: focus is a distribution) commits as 0, where
+    its cast would otherwise wrap to nearly 2^64 on x86 and give 0 elsewhere.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.rint(np.asarray(phi, dtype=np.float64) * SCALE)
+    bad = ~(np.isfinite(scaled) & (scaled < 2.0**63))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise FocusValueError(
+            f"focus cannot be committed: {int(bad.sum())} value(s) not finite or too large, "
+            f"the first at particle {i}: {float(np.asarray(phi, dtype=np.float64)[i])!r}"
+        )
+    return np.maximum(scaled, 0.0).astype(np.uint64)
 
 
 def focus_root(q: np.ndarray) -> bytes:
@@ -88,13 +142,25 @@ class FocusState:
     """The chain's graph and engine, advanced one block of deltas at a time."""
 
     def __init__(self, focus: dict | None = None) -> None:
-        self.params: FocusParams = make_params(None, **{**CHAIN_FOCUS_DEFAULTS, **(focus or {})})
+        self.params: FocusParams = chain_focus_params(focus)
+        if not self.params.exact:
+            log.warning(
+                "focus arithmetic 'fast': this chain's focus roots can differ between "
+                "CPUs and library builds; run it only among identical machines "
+                "(a genesis naming focus.arithmetic 'exact-v1' commits the same bits "
+                "everywhere)",
+                extra={"fields": {"engine": engine_identity(self.params)}},
+            )
         self.graph = Cybergraph(require_cids=False, default_stake=0.0)
         self.engine = FocusEngine(self.graph, self.params, backend=CHAIN_BACKEND)
         self.q = np.zeros(0, dtype=np.uint64)
         self.root = focus_root(self.q)
         self.iterations = 0
         self.seconds = 0.0
+        #: Whether the last block's solve met its tolerance, and how many
+        #: blocks' did not (see the module docstring, *Convergence*).
+        self.converged = True
+        self.unconverged_blocks = 0
         #: Seconds spent in :meth:`apply` so far: what a replay of these blocks
         #: would cost again (the chain checkpoints by it).
         self.work_s = 0.0
@@ -119,18 +185,43 @@ class FocusState:
         if deltas.links:
             g.add_links(*deltas.flat_links())
         writes = self._particle_writes(n_before)
+        self.converged = True
         if g.n_links:
             result = self.engine.apply()
             self.q = quantise(result.focus)
             self.iterations = result.iterations
             self.seconds = result.diagnostics.timings.get("total", 0.0)
+            self.converged = bool(result.diagnostics.converged)
         else:
             self.q = np.zeros(g.n_particles, dtype=np.uint64)
         self.root = focus_root(self.q)
-        writes[FOCUS_KEY] = encode(
-            {"root": self.root, "particles": len(self.q), "scale": SCALE, "chunk": FOCUS_CHUNK}
-        )
+        record = {"root": self.root, "particles": len(self.q), "scale": SCALE, "chunk": FOCUS_CHUNK}
+        if not self.converged:
+            self._not_converged(record)
+        writes[FOCUS_KEY] = encode(record)
         return writes
+
+    def _not_converged(self, record: dict) -> None:
+        """A solve that stopped at ``max_iter``: counted, logged, and (exact
+        arithmetic) recorded in the committed focus record."""
+        self.unconverged_blocks += 1
+        residual = self.engine.result.diagnostics.residual if self.engine.result else None
+        log.warning(
+            "focus did not converge: committed after the iteration cap",
+            extra={
+                "fields": {
+                    "iterations": self.iterations,
+                    "max_iter": self.params.max_iter,
+                    "residual": residual,
+                    "tol": self.params.tol,
+                }
+            },
+        )
+        if self.params.exact:
+            # The fast arithmetic's record keeps the format its blocks were
+            # committed with, so that their state roots still replay.
+            record["converged"] = False
+            record["iterations"] = self.iterations
 
     def _particle_writes(self, n_before: int) -> dict[bytes, bytes]:
         n = self.graph.n_particles

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from focusflow.chain.errors import GenesisError
+from focusflow.chain.focus_commit import chain_focus_params
 from focusflow.chain.params import ChainParams
 from focusflow.consensus.errors import InvalidValidatorSetError
 from focusflow.consensus.validators import Validator, ValidatorSet
 from focusflow.core.encoding import encode
-from focusflow.core.errors import InvalidAddressError
+from focusflow.core.errors import InvalidAddressError, InvalidParameterError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import PUBLIC_KEY_SIZE, address_bytes, decode_address, encode_address
 
@@ -103,6 +104,7 @@ class Genesis:
             raise GenesisError("chain_id must be a string of 1..64 characters")
         time_ms = _uint(raw.get("genesis_time_ms", 0), "genesis_time_ms")
         params = ChainParams.from_dict(raw.get("params", {}))
+        _check_focus(params.focus)
         accounts = []
         seen: set[bytes] = set()
         for i, a in enumerate(_list(raw, "accounts")):
@@ -144,6 +146,15 @@ class Genesis:
         except InvalidValidatorSetError as exc:
             raise GenesisError(f"validators: {exc.message}") from None
         return genesis
+
+
+def _check_focus(focus: dict) -> None:
+    """Refuse focus parameters this node cannot run, an arithmetic version it
+    does not implement above all: it could not reproduce the chain's roots."""
+    try:
+        chain_focus_params(focus)
+    except InvalidParameterError as exc:
+        raise GenesisError(f"params.focus: {exc.message}") from None
 
 
 def _list(raw: dict, name: str) -> list:

@@ -1,0 +1,106 @@
+"""Golden focus roots: the exact arithmetic commits the same bits everywhere.
+
+Each chain (tests/chain/golden_chain.py: blocks of thousands of R-MAT links over
+tens of thousands of particles, stake and unstake transactions between them)
+is built through ``Chain.produce_block``, and every block's focus root must
+equal the constant recorded here, computed once on an AMD EPYC (Zen 5) host:
+
+* in this process (numba compiled for the host CPU, all its threads);
+* in a subprocess with numba compiled for a generic x86-64 CPU
+  (``NUMBA_CPU_NAME=generic``: no FMA, no AVX), after the fast arithmetic's
+  kernels ran in that process first;
+* in a subprocess with one thread (``NUMBA_NUM_THREADS=1``).
+
+The fast arithmetic fails exactly this: the large chain's roots under the
+chain's first algorithm in ``fast`` arithmetic differ between the host and the
+generic build at blocks 4, 9 and 12 on that host (docs/focus.md, *Arithmetic*).
+A change that alters these roots changes what every exact-v1 chain commits:
+it needs a new arithmetic version, not new constants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.chain.golden_chain import golden_roots
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOLDEN = {
+    "small:new": [
+        "2d2a583a4f45017edc1ba41d5d8114df570ceece3faf2f13134fdc3f48236717",
+        "122c63f8e38344c63890bd8df5811a7f08e2632e1f33605f1de424876bf2fd81",
+        "f41bcaf41f3dd8ec9625a6fa4bb5514e2f5dcf80d65fca1aee88124e087dc731",
+        "2944696da7904caa962de23220459eb27be243e1e02335ecd75ecca4b9ce6f30",
+        "802e3ef903ff043e13d801eb9eebe6c2d7193338e39549b85766baa4058d5166",
+        "78d21f095bbd6f97f7b9f499eee5bace53e545e0721361e7b8caf743a6c3be49",
+    ],
+    "small:first": [
+        "ae48e482fc974ffcff95b5fb505cb6e2adfc4949b24c3fa0c6f94146c47613be",
+        "ea5ff4edeb22b7db3eed4c1b17b475208448d60fc13312e0d0082311d2e61b91",
+        "a76062144a675b244318e59c818d9e4f094d7f725965f64d4966a590d486448e",
+        "3d1405b4979d00813692dd512c4a6fa4f8e1056c0bc01dd47e68b1352387031b",
+        "4fe2a326f27af21cb204ba6632991bafcb199cb65f2661c63e3da260af652d61",
+        "47c4c8b4e7fc9ffc4e92aa207a70ee068d27852ce357bc2485e6bab08255b2b1",
+    ],
+    "large:new": [
+        "43cf8eec546a7d85bd27a86729c64fd994191ae8debb6d20118c182722e6bc43",
+        "f4f63cc4e07ee888d644287265fb3930ae4d9d628ff3928e4b6c7c2727339512",
+        "c2e57ef324c3102e27eff65d1601aa26d217294f917d5fab28d5c79fe70c8788",
+        "a052a63fd7b2589928d1bf939e5eeccf42a310d781e4b10ea0148e69dfae7e60",
+        "c207484c3fa11f217b69392a3c9cace60f533d91a2d213509db306ed67063a67",
+        "f62dcee00ea97f598a92763c6c34853b6c2ad2fbb49063cfea77d1e2f2a7a1ea",
+        "aace5a0251d2584506073ae029a20bff6f4187ea87e6d90607a7523a9ee9f837",
+        "f15948db2c9876f88d5fb94e0902be0ac1f60bb3bd9834557adc69373ee525f1",
+        "ea3087e3cc9ed2af60aa4b6f30a509512319a0697bf6f61725e74aaef0f6b034",
+        "17087656b6c09af8c0b2a9e811186044d0b35b9a12c6d514a4e234979db26220",
+        "7a6bb8b9af46c4658f482a0de7191c15511ca838aab5d59c995c14bed5a713b4",
+        "778e3abaed9e5682c7f776f8a98fbfd38483b424f9e928f9620d0d5b2276f6fc",
+    ],
+}
+DEFAULT = ("small:new", "small:first")
+
+
+def _in_subprocess(configs, fast_first: bool = False, **env) -> dict[str, list[str]]:
+    args = [sys.executable, "-m", "tests.chain.golden_chain"]
+    args += ["--fast-first"] if fast_first else []
+    run_env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", **env}
+    out = subprocess.run(
+        [*args, *configs], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("config", DEFAULT)
+def test_golden_roots_in_process(config):
+    name, focus = config.split(":")
+    from tests.chain.golden_chain import FOCUS
+
+    assert golden_roots(name, FOCUS[focus]) == GOLDEN[config]
+
+
+def test_golden_roots_with_numba_compiled_for_a_generic_cpu():
+    got = _in_subprocess(DEFAULT, fast_first=True, NUMBA_CPU_NAME="generic")
+    assert got == {c: GOLDEN[c] for c in DEFAULT}
+
+
+def test_golden_roots_with_one_thread():
+    got = _in_subprocess(DEFAULT, NUMBA_NUM_THREADS="1")
+    assert got == {c: GOLDEN[c] for c in DEFAULT}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"NUMBA_CPU_NAME": "generic"}, {"NUMBA_NUM_THREADS": "1"}],
+    ids=["host", "generic", "one-thread"],
+)
+def test_golden_roots_of_the_large_chain(env):
+    assert _in_subprocess(["large:new"], **env) == {"large:new": GOLDEN["large:new"]}
