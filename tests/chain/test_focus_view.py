@@ -36,23 +36,33 @@ def test_ranks_equal_rank_one_by_one():
     assert view.ranks(idx).tolist() == [view.rank(int(i)) for i in idx]
 
 
+def _seconds(fn, repeat: int = 3) -> float:
+    """The fastest of a few runs of ``fn`` (the least disturbed by other load)."""
+    import time
+
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def test_rank_among_many_ties_is_a_search_not_a_pass():
     """A fresh graph's particles all hold one value: a rank must not count the earlier ones.
 
-    20,000 ranks among 4 * 10^6 tied particles: a pass over ``q`` per rank
-    (0.4 ms each here) takes about 7 s; binary searches (6 us each) 0.12 s.
+    5,000 ranks among 4 * 10^6 tied particles against 5,000 among 4,000: a
+    pass over ``q`` per rank (0.4 ms each at 4 * 10^6) makes the large one
+    hundreds of times slower; binary searches keep them within a few times.
     """
-    import time
-
-    n = 4_000_000
-    view = _view(np.zeros(n, dtype=np.uint64))
-    assert view.rank(n - 1) == n  # sorts once
-    picks = np.random.default_rng(2).integers(n // 2, n, 20_000)
-    start = time.perf_counter()
-    ranks = [view.rank(int(i)) for i in picks]
-    elapsed = time.perf_counter() - start
-    assert ranks == (picks + 1).tolist()
-    assert elapsed < 1.0, f"20000 tied ranks took {elapsed:.2f} s"
+    times = {}
+    for n in (4_000, 4_000_000):
+        view = _view(np.zeros(n, dtype=np.uint64))
+        assert view.rank(n - 1) == n  # sorts once
+        picks = np.random.default_rng(2).integers(n // 2, n, 5_000).tolist()
+        assert [view.rank(i) for i in picks[:50]] == [i + 1 for i in picks[:50]]
+        times[n] = _seconds(lambda view=view, picks=picks: [view.rank(i) for i in picks])
+    assert times[4_000_000] < 5 * times[4_000] + 0.05, times
 
 
 def _linked_view(src: np.ndarray, dst: np.ndarray, neuron: np.ndarray, n: int) -> FocusView:
@@ -105,21 +115,20 @@ def test_edges_sum_each_neighbours_links_heaviest_first():
 
 
 def test_a_particles_links_cost_its_degree_not_the_graphs_size():
-    """4,000 link queries of small particles in a graph of 2 * 10^6 links.
+    """Link queries of small particles in graphs of 2 * 10^4 and 2 * 10^6 links.
 
-    A scan of the link columns per query (about 1 ms each here) takes 3.5 s;
-    the index answers each in tens of microseconds.
+    A scan of the link columns per query (about 1 ms each at 2 * 10^6 here)
+    makes the large graph a hundred times slower; the index keeps both within
+    a few times.
     """
-    import time
-
     rng = np.random.default_rng(4)
-    n, m = 500_000, 2_000_000
-    src = rng.integers(0, n, m).astype(np.int32)
-    dst = rng.integers(0, n, m).astype(np.int32)
-    view = _linked_view(src, dst, np.zeros(m, dtype=np.int32), n)
-    picks = rng.integers(0, n, 4000)
-    start = time.perf_counter()
-    found = sum(len(view.edges(int(i), "in")[0]) for i in picks)
-    elapsed = time.perf_counter() - start
-    assert found > 0
-    assert elapsed < 1.0, f"4000 link queries took {elapsed:.2f} s"
+    times = {}
+    for m in (20_000, 2_000_000):
+        n = m // 4
+        src = rng.integers(0, n, m).astype(np.int32)
+        dst = rng.integers(0, n, m).astype(np.int32)
+        view = _linked_view(src, dst, np.zeros(m, dtype=np.int32), n)
+        picks = rng.integers(0, n, 2000).tolist()
+        assert sum(len(view.edges(i, "in")[0]) for i in picks) > 0
+        times[m] = _seconds(lambda view=view, picks=picks: [view.edges(i, "in") for i in picks])
+    assert times[2_000_000] < 5 * times[20_000] + 0.05, times
