@@ -31,8 +31,16 @@ class AttackNet(LocalTestnet):
         self.byzantine: dict[int, str] = {}
         self.client = httpx.Client(timeout=5)
 
-    def become_byzantine(self, k: int, attack: str) -> None:
-        """Kill validator ``k`` and run it again from its home as the attacker ``attack``."""
+    def become_byzantine(self, k: int, attack: str, pause: int | None = None) -> None:
+        """Kill validator ``k`` and run it again from its home as the attacker ``attack``.
+
+        With ``pause``, validator ``pause`` is down meanwhile, so the chain stops
+        (two of four cannot commit) until the attacker has caught up: it is then
+        at the live height at once, and attacks from the first round it leads
+        (otherwise a loaded machine may keep it syncing behind for minutes).
+        """
+        if pause is not None:
+            self.kill(pause)
         self.kill(k)
         home = self.home / f"v{k}"
         with open(home / "node.log", "ab") as out:
@@ -53,6 +61,10 @@ class AttackNet(LocalTestnet):
             )
         self.byzantine[k] = attack
         self.wait_up(k, time.monotonic() + START_TIMEOUT)
+        if pause is not None:
+            live = [j for j in range(self.n) if j not in (k, pause)]
+            self.wait_height([k], max(self.heights(live).values()), 120)
+            self.restart(pause)
 
     def honest(self) -> list[int]:
         return [k for k in range(self.n) if k not in self.byzantine]

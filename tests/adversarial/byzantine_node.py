@@ -7,6 +7,9 @@ addresses, peers, QUIC and API), except that it attacks as NAME says:
 - ``future_time``: each block it proposes carries ``time_ms = 2^64 - 1``, built
   through the chain's execution pipeline below its time checks, so the block is
   otherwise well formed (parent certificate, every root).
+- ``double_proposal``: with each proposal it signs a second one for the same
+  height and round, a different valid block (empty, 1 ms later), and gossips
+  both.
 
 Each attack appends one line per malicious act to ``DIR/attack.log`` (``NAME
 height``), so a test can check the attack really happened.
@@ -15,12 +18,15 @@ height``), so a test can check the attack really happened.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
 from pathlib import Path
 
+from focusflow.consensus import Broadcast, Proposal, encode_message
+from focusflow.net import BLOCK_PARTS
 from focusflow.node import logs, network
-from focusflow.node.validator import ValidatorRuntime
+from focusflow.node.validator import ValidatorRuntime, decode_value
 
 #: The largest uint64: no block after it could have a larger time.
 FAR_FUTURE_MS = 2**64 - 1
@@ -58,7 +64,46 @@ class FutureTimeRuntime(ValidatorRuntime):
         return value
 
 
-ATTACKS: dict[str, type[ValidatorRuntime]] = {"future_time": FutureTimeRuntime}
+class DoubleProposalRuntime(ValidatorRuntime):
+    """Signs and gossips a second valid proposal for each round it leads."""
+
+    attack_log: Path
+
+    async def _act(self, actions: list) -> None:
+        firsts = [
+            a.message
+            for a in actions
+            if isinstance(a, Broadcast) and isinstance(a.message, Proposal)
+        ]
+        await super()._act(actions)
+        for first in firsts:
+            raw = await asyncio.to_thread(self._second, first)
+            await self._publish(BLOCK_PARTS, raw)
+            with open(self.attack_log, "a") as out:
+                out.write(f"double_proposal {first.height}\n")
+            log.warning("byzantine: sent a second proposal", extra={"fields": {}})
+
+    def _second(self, first: Proposal) -> bytes:
+        """Another valid block for ``first``'s height and round, signed and encoded."""
+        stamp = decode_value(first.value).block.header.time_ms + 1
+        pending = self.chain.propose([], stamp, verified=True)
+        value = pending.proposal_value()
+        second = Proposal.sign(
+            self.key,
+            self.chain.chain_id,
+            first.height,
+            first.round,
+            first.valid_round,
+            value,
+            pending.hash,
+        )
+        return encode_message(second)
+
+
+ATTACKS: dict[str, type[ValidatorRuntime]] = {
+    "future_time": FutureTimeRuntime,
+    "double_proposal": DoubleProposalRuntime,
+}
 
 
 def main() -> None:

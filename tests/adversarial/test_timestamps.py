@@ -24,7 +24,7 @@ def net(tmp_path):
 
 def test_far_future_proposer_does_not_halt_or_fork_the_chain(net):
     net.wait_height(range(4), 2, 60)
-    net.become_byzantine(3, "future_time")
+    net.become_byzantine(3, "future_time", pause=2)
     honest = net.honest()
     # It proposes in one round of four: wait for two attacks, each followed by commits.
     net.wait_for("two far-future proposals", lambda: len(net.attacks(3)) >= 2, 90)
