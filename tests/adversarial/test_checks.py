@@ -138,3 +138,28 @@ def test_status_rate_limit_is_per_peer_and_refills() -> None:
     assert limit.allow(b"b")
     now[0] += 0.5
     assert limit.allow(b"a") and not limit.allow(b"a")
+
+
+def test_transaction_gossip_verdicts(tmp_path) -> None:
+    """A transaction is forwarded only once admitted; a bad signature is the
+    sender's fault (relayers admit before forwarding); any other refusal (here:
+    already known) is neither forwarded nor blamed."""
+    import asyncio
+
+    from focusflow.net import Verdict
+    from focusflow.node.validator import ValidatorRuntime
+    from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+
+    chain = new_chain(tmp_path / "c", genesis())
+    runtime = ValidatorRuntime(chain, KeyPair.generate(), wal_path=tmp_path / "wal", listen=None)
+    good = tx(ALICE, 0, link(("a", "b")))
+    forged = bytearray(good)
+    forged[-1] ^= 1  # the signature's last byte
+
+    async def main() -> list[Verdict]:
+        return [await runtime._on_tx(b"peer", raw) for raw in (bytes(forged), good, good)]
+
+    try:
+        assert asyncio.run(main()) == [Verdict.REJECT, Verdict.ACCEPT, Verdict.IGNORE]
+    finally:
+        runtime.signer.wal.close()
