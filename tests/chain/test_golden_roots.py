@@ -70,7 +70,10 @@ DEFAULT = ("small:new", "small:first")
 def _in_subprocess(configs, fast_first: bool = False, **env) -> dict[str, list[str]]:
     args = [sys.executable, "-m", "tests.chain.golden_chain"]
     args += ["--fast-first"] if fast_first else []
-    run_env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", **env}
+    path = os.pathsep.join(
+        p for p in (str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")) if p
+    )
+    run_env = {**os.environ, "PYTHONPATH": path, **env}
     out = subprocess.run(
         [*args, *configs], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=900
     )
