@@ -40,7 +40,7 @@ def test_validators_execute_before_voting_and_write_only_on_commit(tmp_path):
     assert proposer.height == 1
 
 
-def test_wrong_roots_or_parent_certificate_are_refused_and_abandon_restores_focus(tmp_path):
+def test_wrong_roots_or_parent_certificate_are_refused_and_abandon_drops_focus(tmp_path):
     proposer = new_chain(tmp_path / "p", genesis())
     follower = new_chain(tmp_path / "f", genesis(), producer=False)
     follower.apply_block(proposer.produce_block([], T0 + 1000).record)
@@ -61,13 +61,16 @@ def test_wrong_roots_or_parent_certificate_are_refused_and_abandon_restores_focu
     with pytest.raises(BlockError, match="last_commit"):
         follower.validate(no_parent_cert)
 
-    # Validate A (focus advances), then B wins: abandon A, B commits with the right roots.
+    # Validate A (its own focus state advances; the head's stays), then B wins:
+    # abandon A, B commits with the right roots.
+    head_root = follower.focus.root
     a = follower.validate(good.proposal_value())
-    assert follower.focus.root == header.focus_root
-    other = proposer.propose([tx(BOB, 0, link(("x", "y")))], T0 + 2500)  # releases good
-    b = follower.validate(other.proposal_value())  # A's focus is undone first
-    assert not follower.is_current(a) and follower.is_current(b)
+    assert a.focus.root == header.focus_root and follower.focus.root == head_root
+    other = proposer.propose([tx(BOB, 0, link(("x", "y")))], T0 + 2500)
+    b = follower.validate(other.proposal_value())
+    assert follower.is_current(a) and follower.is_current(b)
     follower.abandon(a)
+    assert not follower.is_current(a)
     cert = sign_certificate(VALIDATOR, follower.chain_id, 2, other.hash)
     follower.commit(b, cert)
     proposer.commit(other, cert)

@@ -32,12 +32,18 @@ before it votes and writes only what was decided:
   ``CommitCertificate`` that decided it, in ONE LMDB transaction;
 * :meth:`Chain.abandon` drops a pending block another value won against.
 
-The focus engine is advanced in place by propose/validate (copying it per
-proposal would cost more than the rare undo), so at most one pending block
-with edge deltas is "current"; executing another one, or abandoning it,
-rebuilds the engine as on a restart: from the focus checkpoint
-(focus_checkpoint.py) and the blocks after it; rare: a round change or a
-byzantine proposer. :meth:`produce_block` (propose + a
+:attr:`Chain.focus` is always the head's focus state. A proposed or validated
+block with edge deltas advances its own copy of it, which its :class:`Pending`
+keeps (``Pending.focus``) and :meth:`commit` makes the head's: competing
+proposals at one height (a round change, a byzantine proposer that signs two
+blocks) each cost one execution and one copy, and switching between them
+replays nothing (before, every switch rebuilt the engine from the focus
+checkpoint and the blocks after it). At most MAX_PENDING_FOCUS such copies are
+kept per height (the oldest is dropped, and its block re-executes if it is
+decided after all). :meth:`produce_block` and :meth:`apply_block` commit
+at once, so they advance the head's state in place, without a copy; a
+certified block whose roots differ (a fault, never an honest network's case)
+rebuilds it as on a restart. :meth:`produce_block` (propose + a
 certificate signed by this node alone, without consensus: tests and
 benchmarks) and :meth:`apply_block` (validate + commit with the record's
 certificate: followers, replay) remain.
@@ -46,6 +52,7 @@ certificate: followers, replay) remain.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -88,7 +95,7 @@ from focusflow.chain.tx import Tx, decode_tx
 from focusflow.chain.valsets import VALSET_PREFIX, ValidatorSets
 from focusflow.consensus.certificate import CommitCertificate, verify_certificate
 from focusflow.consensus.errors import InvalidCertificateError
-from focusflow.consensus.evidence import DuplicateVoteEvidence, decode_evidence, encode_evidence
+from focusflow.consensus.evidence import Evidence, decode_evidence, encode_evidence
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError, StoreError
@@ -114,6 +121,11 @@ CHECKPOINT_COST_RATIO = 10.0
 #: rule, not a consensus one: blocks replayed from the store or synced with
 #: a certificate are never refused for their time against the local clock.
 MAX_CLOCK_DRIFT_MS = 10_000
+#: Pending blocks at one height that keep their own advanced focus state (a
+#: copy of the head's): a byzantine proposer signs at most
+#: MAX_PROPOSALS_PER_ROUND values a round that consensus keeps, so this bounds
+#: memory at a few copies of the focus state whatever it sends.
+MAX_PENDING_FOCUS = 4
 
 log = logging.getLogger("focusflow.chain")
 
@@ -141,6 +153,10 @@ class Pending:
     events: list[dict] = field(default_factory=list)
     #: The validator set of the next height if this block changes it.
     next_validators: ValidatorSet | None = None
+    #: The focus state after this block (a block with edge deltas), which
+    #: :meth:`Chain.commit` makes the head's; None once dropped (abandoned, or
+    #: beyond MAX_PENDING_FOCUS): the block must be executed again.
+    focus: FocusState | None = field(default=None, repr=False)
 
     @property
     def block(self) -> Block:
@@ -215,8 +231,9 @@ class Chain:
         self._checkpoint_cost = 0.0
         #: The certificate of the head block (None at genesis).
         self.last_certificate: CommitCertificate | None = None
-        #: The uncommitted block whose deltas the focus engine holds, if any.
-        self._focus_owner: Pending | None = None
+        #: Pending blocks of the next height holding their own focus state,
+        #: oldest first (at most MAX_PENDING_FOCUS).
+        self._focus_pending: list[Pending] = []
         #: Called as ``listener(height, square)`` with each committed block's
         #: extended data square (da_commit.DAStore registers itself here).
         self.square_listeners: list[Callable[[int, ExtendedSquare], None]] = []
@@ -268,7 +285,7 @@ class Chain:
                 raise StoreError(f"block {h} is missing from the store")
             yield record
 
-    def add_evidence(self, evidence: DuplicateVoteEvidence) -> bool:
+    def add_evidence(self, evidence: Evidence) -> bool:
         """Verify ``evidence`` against the head's state and hold it for a block.
 
         False if its offence is held already; EvidenceError if it cannot be
@@ -288,13 +305,17 @@ class Chain:
         """Execute the next block from ``txs`` (in order, skipping bad ones), in memory.
 
         Nothing is written: the returned :class:`Pending` holds the block (every
-        root filled in), its write-set and tree nodes, and the focus engine has
-        been advanced to it. ``verified`` says signatures were checked already.
+        root filled in), its write-set, tree nodes and focus state.
+        ``verified`` says signatures were checked already.
         """
+        return self._propose(txs, time_ms, verified, in_place=False)
+
+    def _propose(
+        self, txs: Sequence[Tx | bytes], time_ms: int | None, verified: bool, in_place: bool
+    ) -> Pending:
         if self.validator_key is None:
             raise BlockError("this node has no validator key and cannot produce blocks")
         t0 = time.perf_counter()
-        self._release_focus()
         decoded: list[Tx] = []
         for tx in txs:
             if isinstance(tx, Tx):
@@ -317,7 +338,7 @@ class Chain:
             self.evidence.pending(),
             strict=False,
         )
-        return self._build(ctx, included, receipts, rejected, evidence, None, t0)
+        return self._build(ctx, included, receipts, rejected, evidence, None, t0, in_place=in_place)
 
     def validate(
         self,
@@ -340,6 +361,16 @@ class Chain:
         cannot tell which round made a block, so without it any validator of
         the set is accepted). Replay and block sync pass neither.
         """
+        return self._validate(record, now_ms, proposer, in_place=False)
+
+    def _validate(
+        self,
+        record: BlockRecord | bytes,
+        now_ms: int | None,
+        proposer: bytes | None,
+        *,
+        in_place: bool,
+    ) -> Pending:
         t0 = time.perf_counter()
         if isinstance(record, bytes):
             try:
@@ -370,7 +401,6 @@ class Chain:
                 f"not the round's proposer {proposer.hex()[:12]}"
             )
         self._check_last_commit(record)
-        self._release_focus()
         t_da = time.perf_counter()
         square = block_square(record.block.txs)
         if square.data_root() != header.data_root:
@@ -391,10 +421,10 @@ class Chain:
             raise BlockError(f"block {header.height}: {exc.code}: {exc.message}") from None
         try:
             return self._build(
-                ctx, included, receipts, [], evidence, record, t0, square, da_seconds
+                ctx, included, receipts, [], evidence, record, t0, square, da_seconds, in_place
             )
         except BlockError:
-            if ctx.deltas:
+            if ctx.deltas and in_place:
                 self._rebuild_focus()
             raise
 
@@ -409,8 +439,11 @@ class Chain:
         block = pending.record.block
         if pending.parent != self.head.hash or block.height != self.height + 1:
             raise BlockError(f"block {block.height} no longer extends our head")
-        if pending.record.deltas and self._focus_owner is not pending:
-            raise BlockError(f"block {block.height}: focus moved on since it was executed")
+        if pending.record.deltas and pending.focus is None:
+            raise BlockError(
+                f"block {block.height}: its focus state was dropped (abandoned, or more than "
+                f"MAX_PENDING_FOCUS={MAX_PENDING_FOCUS} blocks executed since): validate it again"
+            )
         self._check_certificate(certificate, block)
         record = replace(pending.record, commit=certificate)
         index = {b"b" + block.hash: height_key(block.height)}
@@ -431,7 +464,11 @@ class Chain:
         )
         self.head = block.header
         self.last_certificate = certificate
-        self._focus_owner = None
+        if pending.focus is not None:
+            self.focus = pending.focus
+        for other in self._focus_pending:
+            other.focus = None  # stale: it extends the old head
+        self._focus_pending.clear()
         if pending.next_validators is not None:
             self.valsets.add(block.height + 1, pending.next_validators)
             self._set_validators(pending.next_validators)
@@ -452,13 +489,10 @@ class Chain:
     def checkpoint(self) -> bool:
         """Write the head block's focus state to :attr:`checkpoint_path`.
 
-        False when the engine holds an uncommitted block's deltas (its state is
-        not the head's), or when the write failed (a full disk, a state that
-        does not pickle): that is logged and the node goes on, since the
-        checkpoint only saves work at the next start.
+        False when the write failed (a full disk, a state that does not
+        pickle): that is logged and the node goes on, since the checkpoint only
+        saves work at the next start.
         """
-        if self._focus_owner is not None:
-            return False
         t0 = time.perf_counter()
         try:
             size = write_checkpoint(
@@ -498,22 +532,16 @@ class Chain:
             self.checkpoint()
 
     def abandon(self, pending: Pending) -> None:
-        """Forget a block that will not be committed (another value was decided).
-
-        Its write-set is dropped; but executing it advanced the focus engine in
-        place, so if it had edge deltas the engine is rebuilt as on a restart:
-        from the focus checkpoint and the stored blocks after it (all of them
-        when there is none). That happens only when a proposal
-        with links is validated and then not decided (a round change, a
-        byzantine proposer), which is rare; blocks without deltas cost nothing.
-        """
-        if self._focus_owner is pending:
-            self._rebuild_focus()
+        """Forget a block that will not be committed (another value was decided):
+        its focus state is dropped (the head's never moved for it)."""
+        pending.focus = None
+        if pending in self._focus_pending:
+            self._focus_pending.remove(pending)
 
     def is_current(self, pending: Pending) -> bool:
         """Whether ``pending`` can still be committed as it is."""
         return pending.parent == self.head.hash and (
-            not pending.record.deltas or self._focus_owner is pending
+            not pending.record.deltas or pending.focus is not None
         )
 
     def produce_block(
@@ -530,10 +558,10 @@ class Chain:
         the devnet included, decide through consensus (propose, then commit
         with the decided certificate).
         """
-        pending = self.propose(txs, time_ms, verified=verified)
+        pending = self._propose(txs, time_ms, verified, in_place=True)
         assert self.validator_key is not None
         cert = sign_certificate(self.validator_key, self.chain_id, pending.height, pending.hash)
-        return self.commit(pending, cert)
+        return self._commit_in_place(pending, cert)
 
     def apply_block(self, record: BlockRecord | bytes) -> BlockResult:
         """Validate and commit a block made elsewhere with its certificate; BlockError
@@ -550,8 +578,18 @@ class Chain:
             raise BlockError(f"block {record.block.height} has no commit certificate")
         if record.block.height == self.height + 1:
             self._check_certificate(record.commit, record.block)
-        pending = self.validate(record)
-        return self.commit(pending, record.commit)
+        pending = self._validate(record, None, None, in_place=True)
+        return self._commit_in_place(pending, record.commit)
+
+    def _commit_in_place(self, pending: Pending, certificate: CommitCertificate) -> BlockResult:
+        """Commit a block executed on the head's own focus state; if that fails
+        (a store error), the state is rebuilt so that it is the head's again."""
+        try:
+            return self.commit(pending, certificate)
+        except BaseException:
+            if pending.record.deltas and self.head.hash == pending.parent:
+                self._rebuild_focus()
+            raise
 
     # --- pipeline ------------------------------------------------------------
     def _execute(self, height, time_ms, proposer, txs, verified, evidence, strict):
@@ -579,7 +617,7 @@ class Chain:
             # happens here; after this, the pipeline only adds writes to it.
         return ctx, included, receipts, rejected, evidence
 
-    def _decode_evidence(self, block: Block) -> list[DuplicateVoteEvidence]:
+    def _decode_evidence(self, block: Block) -> list[Evidence]:
         """A received block's evidence, each piece in its one canonical encoding."""
         out = []
         for raw in block.evidence:
@@ -598,17 +636,25 @@ class Chain:
         included: list[Tx],
         receipts: list[Receipt],
         rejected: list[Rejected],
-        evidence: list[DuplicateVoteEvidence],
+        evidence: list[Evidence],
         received: BlockRecord | None,
         t0: float,
         square: ExtendedSquare | None = None,
         da_seconds: float = 0.0,
+        in_place: bool = False,
     ) -> Pending:
-        """Focus, state root, data root and header of an executed block, in memory."""
+        """Focus, state root, data root and header of an executed block, in memory.
+
+        The block's edge deltas advance a copy of the head's focus state, or
+        (``in_place``: the block is committed next, nothing else in between)
+        the head's own.
+        """
         t_exec = time.perf_counter()
-        for key, value in self.focus.apply(ctx.deltas).items():
+        focus = self.focus
+        if ctx.deltas and not in_place:
+            focus = copy.deepcopy(self.focus)
+        for key, value in focus.apply(ctx.deltas).items():
             ctx.state.put(key, value)
-        pending_owner = bool(ctx.deltas)
         t_focus = time.perf_counter()
         with self.store.reader() as r:
             root, nodes = smt_update(r.node, r.root, ctx.state.writes.items())
@@ -627,7 +673,7 @@ class Chain:
             self.head.hash,
             txs_root(tx_bytes),
             root,
-            self.focus.root,
+            focus.root,
             data_root,
             evidence_root(evidence_bytes),
             self.validators_hash,
@@ -636,11 +682,11 @@ class Chain:
         )
         if received is not None:
             expected = received.block.header
-            if expected.state_root != root or expected.focus_root != self.focus.root:
+            if expected.state_root != root or expected.focus_root != focus.root:
                 raise BlockError(
                     f"block {ctx.height}: roots differ from our execution "
                     f"(state {root.hex()[:12]} vs {expected.state_root.hex()[:12]}, "
-                    f"focus {self.focus.root.hex()[:12]} vs {expected.focus_root.hex()[:12]})"
+                    f"focus {focus.root.hex()[:12]} vs {expected.focus_root.hex()[:12]})"
                 )
             if expected != header:
                 raise BlockError(f"block {ctx.height}: header differs from our execution")
@@ -668,18 +714,25 @@ class Chain:
             self.head.hash,
             ctx.events,
             ctx.next_validators,
+            focus if ctx.deltas else None,
         )
-        if pending_owner:
-            self._focus_owner = pending
+        if ctx.deltas and not in_place:
+            self._keep_focus(pending)
         return pending
 
+    def _keep_focus(self, pending: Pending) -> None:
+        """Hold ``pending``'s focus state, dropping the oldest beyond MAX_PENDING_FOCUS."""
+        self._focus_pending.append(pending)
+        while len(self._focus_pending) > MAX_PENDING_FOCUS:
+            self._focus_pending.pop(0).focus = None
+
     def _release_focus(self) -> None:
-        """Undo an uncommitted block's advance of the focus engine, if any."""
-        if self._focus_owner is not None:
-            self._rebuild_focus()
+        """Nothing to undo any more: uncommitted blocks advance copies of the
+        head's focus state (kept for callers that prepare an execution by hand)."""
 
     def _rebuild_focus(self) -> None:
-        self._focus_owner = None
+        """Rebuild the head's focus state as on a restart (after an in-place
+        execution failed)."""
         self.focus = FocusState(self.params.focus)
         self._restore()
 
