@@ -51,9 +51,18 @@ def string_refs(string_len: int, refs: int) -> bytes:
 #: Inputs that make a tree-walking or tag-resolving decoder amplify, with the
 #: reason the scan gives for each.
 ATTACKS = {
-    "shared refs, [x, x] at depth 32": (shared_refs(32), "tag 28 (no tags are allowed) at byte 0"),
-    "string refs, 7 KB": (string_refs(1000, 2000), "tag 256 (no tags are allowed) at byte 0"),
-    "string refs, 60 KB": (string_refs(8000, 20_000), "tag 256 (no tags are allowed) at byte 0"),
+    "shared refs, [x, x] at depth 32": (
+        shared_refs(32),
+        "tag 28 (no tags but bignums are allowed) at byte 0",
+    ),
+    "string refs, 7 KB": (
+        string_refs(1000, 2000),
+        "tag 256 (no tags but bignums are allowed) at byte 0",
+    ),
+    "string refs, 60 KB": (
+        string_refs(8000, 20_000),
+        "tag 256 (no tags but bignums are allowed) at byte 0",
+    ),
     "deep arrays": (b"\x81" * 100_000 + b"\x01", f"nested deeper than MAX_DEPTH={MAX_DEPTH}"),
     "deep maps": (b"\xa1\x00" * 50_000 + b"\x01", f"nested deeper than MAX_DEPTH={MAX_DEPTH}"),
     "array of 2^64-1 items, no body": (b"\x9b" + b"\xff" * 8, "array of 18446744073709551615"),
@@ -198,7 +207,13 @@ def test_honest_input_decodes_in_time_linear_in_its_length():
         (b"\xa2\x19\x03\xe8\x00\x61\x61\x00", "map keys are not in canonical order at byte 5"),
         (b"\xa1\xf6\x00", "map key of type simple value or float"),
         (b"\xa1\x80\x00", "map key of type array"),
-        (b"\xc2\x41\x01", "tag 2 (no tags are allowed)"),
+        (b"\xc2\x41\x01", "bignum (tag 2) is not in its shortest form at byte 0"),
+        (b"\xc3\x49\x00" + b"\x01" * 8, "bignum (tag 3) is not in its shortest form"),
+        (b"\xc2\x01", "tag 2 must enclose a byte string at byte 1"),
+        (b"\xc2\x5f\xff", "indefinite-length byte string"),
+        (b"\xc2\x4a\x01", "byte string of 10 bytes but 1 bytes left at byte 1"),
+        (b"\xc4\x82\x00\x01", "tag 4 (no tags but bignums are allowed)"),
+        (b"\xc2\x58\x21\x01" + bytes(32), "bignum of 33 bytes (at most MAX_BIGNUM_BYTES=32)"),
         (b"\x5a\x00\x01\x00\x00", "byte string of 65536 bytes but 0 bytes left at byte 0"),
         (b"\x83\x01\x02", "array of 3 items but 2 bytes left at byte 0"),
     ],
@@ -216,6 +231,10 @@ def test_each_refusal_names_what_and_where(data, reason):
     [
         -(2**64),
         2**64 - 1,
+        2**64,
+        -(2**64) - 1,
+        3**161,  # 32 bytes
+        {2**64: "bignum key", 1: 0},
         {"a": 1, 1000: 2, b"": 3, -1: 4},
         [True, False, None, "", b""],
         "\u00e9\U0001f600",
@@ -249,7 +268,9 @@ def _reference_decode(data: bytes):
 def _is_plain(value, depth: int) -> bool:
     if depth > MAX_DEPTH + 1:
         return False
-    if type(value) in (int, bytes, str, bool, type(None)):
+    if type(value) is int:
+        return -(2**256) <= value < 2**256  # bignums of MAX_BIGNUM_BYTES at most
+    if type(value) in (bytes, str, bool, type(None)):
         return True
     if type(value) is list:
         return depth <= MAX_DEPTH and all(_is_plain(v, depth + 1) for v in value)
@@ -264,12 +285,18 @@ plain = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**64), 2**64 - 1)
+    | st.integers(-(2**256), 2**256 - 1)
     | st.binary(max_size=40)
     | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=5)
         | st.dictionaries(
-            st.text(max_size=6) | st.integers(-300, 300) | st.binary(max_size=4), inner, max_size=5
+            st.text(max_size=6)
+            | st.integers(-300, 300)
+            | st.integers(2**64, 2**66)
+            | st.binary(max_size=4),
+            inner,
+            max_size=5,
         )
     ),
     max_leaves=30,
@@ -329,7 +356,7 @@ def test_fuzz_random_bytes_decode_exactly_or_raise_decode_error(data):
 
 
 @pytest.mark.slow
-@settings(max_examples=50_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=20_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.one_of(mutated_encodings(), st.binary(max_size=200)))
 def test_fuzz_long(data):
     _agrees_with_reference(data)

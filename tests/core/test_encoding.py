@@ -77,7 +77,10 @@ def _nest(value, depth: int):
     ("value", "message"),
     [
         (_nest(1.5, 5), r"float \(no floats are allowed\) at byte 11"),
-        (_nest([b"a", 2, cbor2.CBORTag(4000, 1)], 3), r"tag 4000 \(no tags are allowed\) at byte"),
+        (
+            _nest([b"a", 2, cbor2.CBORTag(4000, 1)], 3),
+            r"tag 4000 \(no tags but bignums are allowed\) at byte",
+        ),
         ([[b"a", b"b"]] * 50 + [[b"a", 0.25]], r"float \(no floats are allowed\) at byte 255"),
         (_nest({1.5: 1}, 4), "map key of type simple value or float"),
         (_nest({(1, 2): 1}, 1), "map key of type array"),

@@ -5,9 +5,10 @@ hashes, signatures and state roots disagree. We use ``cbor2`` with
 ``canonical=True``: shortest integer and length heads, definite lengths, and map
 keys sorted by the length of their encoding, then by its bytes (RFC 7049
 canonical order, which is what ``cbor2`` writes), and restrict values to the
-plain data model: integers in [-2^64, 2^64-1], byte and text strings, arrays,
-maps with integer or string keys, booleans and null. No tags and no floats, so
-no value has two encodings.
+plain data model: integers, byte and text strings, arrays, maps with integer
+or string keys, booleans and null. No floats and no tags but the bignums (tags
+2 and 3, which ``cbor2`` writes for integers outside [-2^64, 2^64-1], e.g. a
+balance above 2^64), so no value has two encodings.
 
 ``decode`` is the gate for bytes from the outside world, and it runs before any
 signature is checked (transactions, p2p frames, gossip). It accepts only input
@@ -17,9 +18,10 @@ and every failure, however the input is broken, is one typed error. Its cost is
 linear in the input: the bytes are scanned head by head (:func:`_scan`, an
 iterative loop with no recursion and no allocation per declared length) before
 ``cbor2`` sees them, and anything that could make a decoder do more than
-constant work per byte is refused there: tags (shared and string references
-among them), indefinite lengths, declared lengths longer than the bytes left,
-nesting deeper than MAX_DEPTH and more than MAX_ITEMS items.
+constant work per byte is refused there: every tag but a canonical bignum
+(shared and string references among them), indefinite lengths, declared
+lengths longer than the bytes left, nesting deeper than MAX_DEPTH and more
+than MAX_ITEMS items.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ MAX_DEPTH = 32
 #: (a transaction of 10,000 links is about 40,000 items; a block holds its
 #: transactions as byte strings).
 MAX_ITEMS = 1 << 21
+
+#: Longest bignum magnitude, in bytes (256 bits). Nothing we store comes near it
+#: (balances are sums of 64-bit amounts); an attacker's 10^5-digit integer would
+#: make every later ``str()`` of it slow, or fail past Python's digit limit.
+MAX_BIGNUM_BYTES = 32
 
 #: The smallest argument each head size may carry (shorter heads are refused).
 _MIN_ARGUMENT = {24: 24, 25: 1 << 8, 26: 1 << 16, 27: 1 << 32}
@@ -73,7 +80,8 @@ def decode(data: bytes, what: str = "value") -> Any:
 
     Raises :class:`DecodeError` (code ``malformed``) naming what was refused and
     the byte offset where it starts: truncated or trailing bytes, non-shortest
-    heads, unsorted or repeated map keys, tags, indefinite lengths, floats and
+    heads, unsorted or repeated map keys, tags other than canonical bignums,
+    indefinite lengths, floats and
     simple values other than false/true/null, invalid UTF-8, nesting deeper than
     MAX_DEPTH or more than MAX_ITEMS items. ``what`` names the object in the
     message ("transaction", "block" ...).
@@ -142,6 +150,10 @@ def _scan(data: bytes, what: str) -> None:
             if items > MAX_ITEMS:
                 _refuse(what, f"more than MAX_ITEMS={MAX_ITEMS} items", start)
         is_key = in_map and not remaining & 1
+        if major == 6 and (argument == 2 or argument == 3):
+            # A bignum is one integer item: its tag and its byte string.
+            pos = _skip_bignum(data, pos, argument, what, start)
+            major = 0
         if major < 4:
             if major >= 2:
                 if argument > size - pos:
@@ -177,7 +189,7 @@ def _scan(data: bytes, what: str) -> None:
                     remaining, in_map, last_key = expected, major == 5, b""
                     continue
             elif major == 6:
-                _refuse(what, f"tag {argument} (no tags are allowed)", start)
+                _refuse(what, f"tag {argument} (no tags but bignums are allowed)", start)
             elif initial not in _SIMPLE_ALLOWED:
                 if initial >= 0xF9:
                     _refuse(what, "float (no floats are allowed)", start)
@@ -192,6 +204,42 @@ def _scan(data: bytes, what: str) -> None:
                 return
             remaining, in_map, last_key = parents.pop()
             remaining -= 1
+
+
+def _skip_bignum(data: bytes, pos: int, tag: int, what: str, start: int) -> int:
+    """The end of the byte string of a bignum whose tag ends at ``pos``.
+
+    Canonical only: the content has no leading zero byte and is at least 9 bytes
+    (a magnitude of 2^64 or more), since a smaller one is a plain integer; and at
+    most MAX_BIGNUM_BYTES.
+    """
+    size = len(data)
+    if pos >= size or data[pos] >> 5 != 2:
+        _refuse(what, f"tag {tag} must enclose a byte string", pos)
+    info = data[pos] & 0x1F
+    head = pos
+    pos += 1
+    if info < 24:
+        length = info
+    elif info < 28:
+        width = 1 << (info - 24)
+        if pos + width > size:
+            _refuse(what, "truncated byte string head", head)
+        length = int.from_bytes(data[pos : pos + width], "big")
+        pos += width
+        if length < _MIN_ARGUMENT[info]:
+            _refuse(what, "byte string head is not in its shortest form", head)
+    else:
+        _refuse_indefinite(what, 2, info, head)
+    if length > size - pos:
+        _refuse_length(what, 2, length, size - pos, head)
+    if length < 9 or data[pos] == 0:
+        _refuse(what, f"bignum (tag {tag}) is not in its shortest form", start)
+    if length > MAX_BIGNUM_BYTES:
+        _refuse(
+            what, f"bignum of {length} bytes (at most MAX_BIGNUM_BYTES={MAX_BIGNUM_BYTES})", start
+        )
+    return pos + length
 
 
 def _refuse_indefinite(what: str, major: int, info: int, offset: int) -> NoReturn:
