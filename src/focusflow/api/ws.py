@@ -294,20 +294,23 @@ async def websocket(socket: WebSocket) -> None:
     hub: Hub = socket.app.state.hub
     ip = socket.client.host if socket.client else "unknown"
     refused = hub.admit(ip)
-    await socket.accept()
     if refused is not None:
+        await socket.accept()
         await socket.close(code=CLOSE_TRY_LATER, reason=refused)
         return
     client = _Client(socket, ip, asyncio.Queue(maxsize=QUEUE_LIMIT))
-    hub.add(client)
-    sender = asyncio.create_task(_send_loop(client))
-    try:
+    sender = None
+    try:  # from here the connection is counted: every way out uncounts it
+        await socket.accept()
+        hub.add(client)
+        sender = asyncio.create_task(_send_loop(client))
         await _receive_loop(hub, client)
     finally:
         hub.remove(client)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
 
 
 async def _receive_loop(hub: Hub, client: _Client) -> None:
