@@ -132,3 +132,21 @@ def test_a_particles_links_cost_its_degree_not_the_graphs_size():
         assert sum(len(view.edges(i, "in")[0]) for i in picks) > 0
         times[m] = _seconds(lambda view=view, picks=picks: [view.edges(i, "in") for i in picks])
     assert times[2_000_000] < 5 * times[20_000] + 0.05, times
+
+
+def test_a_views_edges_answers_are_kept_within_a_bound():
+    """Pages of one hub's links are summed once per view; the memo stays bounded."""
+    from focusflow.chain.focus_view import EDGES_CACHED
+
+    rng = np.random.default_rng(5)
+    n, m = 200, 5000
+    src = rng.integers(0, n, m).astype(np.int32)
+    dst = np.where(rng.random(m) < 0.5, 0, rng.integers(0, n, m)).astype(np.int32)
+    view = _linked_view(src, dst, rng.integers(0, 3, m).astype(np.int32), n)
+    first = view.edges(0, "in")
+    assert view.edges(0, "in") is first
+    fresh = view._edges(0, "in")
+    assert all(np.array_equal(a, b) for a, b in zip(first, fresh, strict=True))
+    for i in range(n):
+        view.edges(i, "out")
+    assert len(view.__dict__["_edges_memo"]) <= EDGES_CACHED

@@ -29,6 +29,8 @@ from focusflow.graph.tables import KeyTable
 
 #: How many particles every view ranks in advance (the API's largest top-K).
 TOP_CACHED = 1000
+#: Answers of :meth:`FocusView.edges` a view keeps (then it starts afresh).
+EDGES_CACHED = 64
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,22 @@ class FocusView:
         """Neighbours of particle ``i`` and the summed weight of each edge, heaviest first.
 
         The link index finds ``i``'s links in O(log² m + degree), so the cost
-        is the particle's degree, not the number of links in the graph.
+        is the particle's degree, not the number of links in the graph. The
+        last ``EDGES_CACHED`` answers of this view are kept: the pages of a
+        hub's links (10^6 of them costs some 0.1 s to sum and sort) are asked
+        one after another.
         """
+        cache = self.__dict__.setdefault("_edges_memo", {})
+        key = (i, direction)
+        found = cache.get(key)
+        if found is None:
+            found = self._edges(i, direction)
+            if len(cache) >= EDGES_CACHED:
+                cache.clear()
+            cache[key] = found
+        return found
+
+    def _edges(self, i: int, direction: str) -> tuple[np.ndarray, np.ndarray]:
         ids = self.link_index.links(i, direction)
         if not len(ids):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
