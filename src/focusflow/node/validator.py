@@ -96,7 +96,7 @@ from focusflow.consensus.votes_seen import VotesSeen
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
-from focusflow.core.keys import KeyPair
+from focusflow.core.keys import KeyPair, address_bytes
 from focusflow.net import (
     BLOCK_PARTS,
     EVIDENCE,
@@ -243,6 +243,7 @@ class ValidatorRuntime(NodeRuntime):
             timeouts=timeouts,
             value_id_of=self._value_id,
             verify=self._verify,
+            validate_proposal=self._is_valid_proposal,
         )
         #: The set of the height under consensus (the chain's set of head + 1).
         self.vset = chain.validators
@@ -729,7 +730,19 @@ class ValidatorRuntime(NodeRuntime):
         self._keep_pending(pending)
         return pending.proposal_value()
 
-    def _is_valid(self, height: int, value: bytes) -> bool:
+    def _is_valid_proposal(self, height: int, proposal: Proposal) -> bool:
+        """A fresh proposal's block must be made by its signer, the round's
+        proposer, and not be from further ahead than our clock allows
+        (docs/chain.md "Block time"); a re-proposal's block was prevoted by
+        more than 2/3 in an earlier round, so it is checked like a synced one."""
+        if proposal.valid_round != -1:
+            return self._is_valid(height, proposal.value)
+        maker = address_bytes(proposal.proposer)
+        return self._is_valid(height, proposal.value, maker, int(time.time() * 1000))
+
+    def _is_valid(
+        self, height: int, value: bytes, proposer: bytes | None = None, now_ms: int | None = None
+    ) -> bool:
         try:
             with self._decoded_lock:
                 record = decode_value(value, self._decoded)
@@ -737,9 +750,10 @@ class ValidatorRuntime(NodeRuntime):
             return False
         known = self._pending.get(record.block.hash)
         if known is not None and self.chain.is_current(known):
-            return True
+            # Executed here before (our own proposal, or a re-proposal's block).
+            return proposer is None or known.block.header.proposer == proposer
         try:
-            pending = self.chain.validate(record)
+            pending = self.chain.validate(record, now_ms=now_ms, proposer=proposer)
         except BlockError as exc:
             log.warning(
                 "prevote nil: proposal does not validate",
@@ -759,7 +773,7 @@ class ValidatorRuntime(NodeRuntime):
             if len(self._pending) <= MAX_PENDING:
                 break
             if value_id not in keep:
-                del self._pending[value_id]
+                self.chain.abandon(self._pending.pop(value_id))
 
     # --- block sync (its own task: never inside the consensus task) ------------
     async def _poll_task(self) -> None:
