@@ -4,6 +4,7 @@ belong to the store, or does not check out, is never used."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -48,6 +49,8 @@ def test_a_closed_node_restarts_from_its_checkpoint_and_goes_on_exactly(tmp_path
     node.close()
     path = node.checkpoint_path
     assert path.exists() and (os.stat(path).st_mode & 0o777) == 0o600
+    key = path.parent / focus_checkpoint.CHECKPOINT_KEY_FILE
+    assert (os.stat(key).st_mode & 0o777) == 0o600 and len(key.read_bytes()) == 32
     applies.clear()
     node = new_chain(tmp_path / "node")
     assert node.restored_from == 6 and node.head == steady.head
@@ -108,13 +111,24 @@ def _flip_a_payload_byte(path):
     path.write_bytes(bytes(raw))
 
 
-def _other_chain(tmp_path, path):
+def _copy_with_key(source, path):
+    """Another home's checkpoint and its key (what passes the HMAC)."""
+    shutil.copy(source, path)
+    key = path.parent / focus_checkpoint.CHECKPOINT_KEY_FILE
+    key.unlink()
+    shutil.copy(source.parent / focus_checkpoint.CHECKPOINT_KEY_FILE, key)
+
+
+def _other_chain(tmp_path, path, with_key=True):
     """A checkpoint of another chain (other blocks) at the same height."""
     other = new_chain(tmp_path / "other")
     for h, batch in enumerate(random_blocks(seed=6, blocks=6, txs_per_block=20), start=1):
         other.produce_block(batch, time_ms=T0 + 1000 * h)
     other.close()
-    shutil.copy(other.checkpoint_path, path)
+    if with_key:
+        _copy_with_key(other.checkpoint_path, path)
+    else:
+        shutil.copy(other.checkpoint_path, path)
 
 
 def _ahead(tmp_path, path):
@@ -122,7 +136,25 @@ def _ahead(tmp_path, path):
     twin = new_chain(tmp_path / "twin")
     _produce([twin], range(1, 9))
     twin.close()
-    shutil.copy(twin.checkpoint_path, path)
+    _copy_with_key(twin.checkpoint_path, path)
+
+
+def _rehashed(path):
+    """Payload changed and the trailer recomputed as a plain SHA-256 of header
+    and payload: what anyone who can write the file but not read the home's
+    key can do (and what the checksum alone accepted)."""
+    raw = bytearray(path.read_bytes())
+    size = int.from_bytes(raw[len(focus_checkpoint.MAGIC) : len(focus_checkpoint.MAGIC) + 4], "big")
+    start = len(focus_checkpoint.MAGIC) + 4
+    end = len(raw) - focus_checkpoint.TRAILER
+    raw[end - 10] ^= 0x01
+    digest = hashlib.sha256(bytes(raw[start:end])).digest()
+    assert size > 0
+    path.write_bytes(bytes(raw[:end]) + bytes(raw[end : end + 8]) + digest)
+
+
+def _key_file(path):
+    return path.parent / focus_checkpoint.CHECKPOINT_KEY_FILE
 
 
 def _other_code(tmp_path, path, monkeypatch):
@@ -130,7 +162,17 @@ def _other_code(tmp_path, path, monkeypatch):
 
 
 CORRUPTIONS = {
-    "payload bit flipped": (lambda tmp_path, path, mp: _flip_a_payload_byte(path), "corrupt"),
+    "payload bit flipped": (lambda tmp_path, path, mp: _flip_a_payload_byte(path), "HMAC"),
+    "rewritten without the key": (lambda tmp_path, path, mp: _rehashed(path), "HMAC"),
+    "another home's": (
+        lambda tmp_path, path, mp: _other_chain(tmp_path, path, with_key=False),
+        "not written by this home",
+    ),
+    "key missing": (lambda tmp_path, path, mp: _key_file(path).unlink(), "no checkpoint key"),
+    "key readable by others": (
+        lambda tmp_path, path, mp: _key_file(path).chmod(0o644),
+        "readable by others",
+    ),
     "truncated": (
         lambda tmp_path, path, mp: path.write_bytes(path.read_bytes()[:-100]),
         "corrupt payload",
@@ -204,7 +246,10 @@ def test_a_failed_write_keeps_the_last_checkpoint_and_leaves_nothing_beside_it(
     with caplog.at_level(logging.WARNING, logger="focusflow.chain"):
         assert not node.checkpoint()
     assert any(r.getMessage() == "focus checkpoint not written" for r in caplog.records)
-    assert sorted(p.name for p in node.checkpoint_path.parent.glob("focus.ckpt*")) == ["focus.ckpt"]
+    assert sorted(p.name for p in node.checkpoint_path.parent.glob("focus.ckpt*")) == [
+        "focus.ckpt",
+        "focus.ckpt.key",
+    ]
     assert read_checkpoint(node.checkpoint_path).height == 1
     node.close()  # its checkpoint fails too; the store still closes
     monkeypatch.undo()

@@ -9,18 +9,22 @@ stored roots. A checkpoint holds the whole state object (graph, engine and
 solver states, operator) after one block, so a restart loads it and replays
 only the blocks after it; every replayed block's focus root is still checked.
 
-The state is a pickle (protocol 5: numpy arrays go out as raw buffers). It is
-trusted exactly as far as the rest of the node's home (keys, the signer's
-log): the file is the node's own, written owner-only (0600). What guards it
-is a header with the height, the block hash and focus root it belongs to, a
-SHA-256 of header and payload, and a fingerprint of the code that wrote it: a
-checkpoint from other code (another focusflow, Python, numpy or numba) is not
-loaded, since its classes and arithmetic may differ. Any reason not to use a
+The state is a pickle (protocol 5: numpy arrays go out as raw buffers), and
+unpickling runs code, so a checkpoint is only loaded if this home wrote it: a
+trailer holds the HMAC-SHA256 of header and payload under a secret of the
+home (``CHECKPOINT_KEY_FILE`` beside the checkpoint, 32 random bytes, 0600,
+created at the first write). A file copied from another home, or rewritten by
+someone who cannot read the home's secret, fails the check before anything is
+unpickled. The header names the height, the block hash and focus root it
+belongs to and a fingerprint of the code that wrote it: a checkpoint from
+other code (another focusflow, Python, numpy or numba) is not loaded, since
+its classes and arithmetic may differ; the chain also compares its root with
+the stored header of its block. Any reason not to use a
 checkpoint (absent, corrupt, another chain's, other code) falls back to the
 full replay: the checkpoint is a cache, never the authority.
 
 Layout: ``MAGIC``, a 4-byte big-endian header length, the header (canonical
-CBOR), the payload, then ``TRAILER``: the payload's length and the SHA-256 of
+CBOR), the payload, then ``TRAILER``: the payload's length and the HMAC of
 header and payload, so that the pickle streams to and from the file without a
 second copy of the state in memory.
 """
@@ -30,8 +34,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import hmac
 import os
 import pickle
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +48,16 @@ from focusflow.core.errors import DecodeError
 from focusflow.core.home import fsync_dir, open_private
 
 MAGIC = b"focusflow focus checkpoint\n"
-FORMAT = 2
-#: After the payload: its length (8 bytes, big-endian) and the SHA-256 of the
-#: header and the payload.
+#: 3: the trailer is an HMAC under the home's secret (2 had a plain SHA-256).
+FORMAT = 3
+#: After the payload: its length (8 bytes, big-endian) and the HMAC-SHA256 of
+#: the header and the payload.
 TRAILER = 8 + 32
 #: The checkpoint's file name inside the store's directory.
 CHECKPOINT_FILE = "focus.ckpt"
+#: The home's checkpoint secret, beside the checkpoint (0600).
+CHECKPOINT_KEY_FILE = "focus.ckpt.key"
+KEY_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,39 @@ def code_fingerprint() -> bytes:
     return h.digest()
 
 
+def checkpoint_key(directory: Path, create: bool = False) -> bytes:
+    """The home's checkpoint secret in ``directory``; with ``create``, made
+    (32 random bytes, owner-only, synced) when there is none.
+
+    CheckpointUnusableError when it is missing (and not to be created), not
+    ``KEY_SIZE`` bytes, or readable by others than its owner.
+    """
+    path = Path(directory) / CHECKPOINT_KEY_FILE
+    if create and not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another writer made it first: use theirs
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(KEY_SIZE))
+                f.flush()
+                os.fsync(f.fileno())
+            fsync_dir(path.parent)
+    try:
+        mode = os.stat(path).st_mode
+        key = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointUnusableError(f"no checkpoint key {path}") from None
+    except OSError as exc:
+        raise CheckpointUnusableError(f"unreadable checkpoint key: {exc}") from None
+    if len(key) != KEY_SIZE:
+        raise CheckpointUnusableError(f"checkpoint key {path} is not {KEY_SIZE} bytes")
+    if mode & 0o077:
+        raise CheckpointUnusableError(f"checkpoint key {path} is readable by others (not 0600)")
+    return key
+
+
 def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: bytes) -> int:
     """Write ``state`` (after block ``height``) to ``path`` atomically; returns bytes.
 
@@ -99,13 +142,14 @@ def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: byt
             "code": code_fingerprint(),
         }
     )
+    key = checkpoint_key(path.parent, create=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open_private(tmp, "wb") as f:
             f.write(MAGIC)
             f.write(len(header).to_bytes(4, "big"))
             f.write(header)
-            out = _HashingWriter(f)
+            out = _HashingWriter(f, key)
             out.digest.update(header)
             pickle.dump(state, out, protocol=5)
             f.write(out.size.to_bytes(8, "big"))
@@ -139,12 +183,12 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointUnusableError(f"unreadable: {exc}") from None
     with f:
         try:
-            return _read(f)
+            return _read(f, checkpoint_key(path.parent))
         except OSError as exc:
             raise CheckpointUnusableError(f"unreadable: {exc}") from None
 
 
-def _read(f) -> Checkpoint:
+def _read(f, key: bytes) -> Checkpoint:
     total = os.fstat(f.fileno()).st_size
     lead = f.read(len(MAGIC) + 4)
     if not lead.startswith(MAGIC) or len(lead) < len(MAGIC) + 4:
@@ -163,7 +207,7 @@ def _read(f) -> Checkpoint:
     payload = total - start - TRAILER
     if payload <= 0:
         raise CheckpointUnusableError("corrupt payload (truncated)")
-    digest = hashlib.sha256(raw_header)
+    digest = hmac.new(key, raw_header, hashlib.sha256)
     left = payload
     while left:
         chunk = f.read(min(left, 1 << 22))
@@ -172,8 +216,12 @@ def _read(f) -> Checkpoint:
         digest.update(chunk)
         left -= len(chunk)
     trailer = f.read(TRAILER)
-    if int.from_bytes(trailer[:8], "big") != payload or trailer[8:] != digest.digest():
-        raise CheckpointUnusableError("corrupt payload (length or checksum differs)")
+    if int.from_bytes(trailer[:8], "big") != payload:
+        raise CheckpointUnusableError("corrupt payload (length differs)")
+    if not hmac.compare_digest(trailer[8:], digest.digest()):
+        raise CheckpointUnusableError(
+            "not written by this home (its HMAC does not check under the home's key)"
+        )
     f.seek(start)
     try:
         state = pickle.load(f)
@@ -190,12 +238,12 @@ def _read(f) -> Checkpoint:
 
 
 class _HashingWriter:
-    """A file's ``write`` that also feeds a SHA-256 and counts the bytes (what
-    pickle.dump needs of its file)."""
+    """A file's ``write`` that also feeds an HMAC-SHA256 and counts the bytes
+    (what pickle.dump needs of its file)."""
 
-    def __init__(self, f) -> None:
+    def __init__(self, f, key: bytes) -> None:
         self._f = f
-        self.digest = hashlib.sha256()
+        self.digest = hmac.new(key, digestmod=hashlib.sha256)
         self.size = 0
 
     def write(self, data) -> int:
@@ -207,8 +255,10 @@ class _HashingWriter:
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "CHECKPOINT_KEY_FILE",
     "Checkpoint",
     "CheckpointUnusableError",
+    "checkpoint_key",
     "code_fingerprint",
     "read_checkpoint",
     "write_checkpoint",
