@@ -95,14 +95,16 @@ def test_a_checkpoint_waits_for_ten_times_its_own_writing_time(tmp_path, monkeyp
     assert read_checkpoint(node.checkpoint_path).height == 1
 
 
-def test_no_checkpoint_while_an_uncommitted_block_holds_the_engine(tmp_path):
+def test_a_checkpoint_while_a_block_is_pending_is_the_heads(tmp_path):
+    """An uncommitted block advances its own copy of the focus state, never the
+    head's, so a checkpoint written meanwhile is the head's."""
     node = new_chain(tmp_path / "node")
     _produce([node], [1])
     pending = node.propose(BLOCKS[1], time_ms=T0 + 2000)
-    assert pending.record.deltas
-    assert not node.checkpoint() and not node.checkpoint_path.exists()
-    node.abandon(pending)
-    assert node.checkpoint() and read_checkpoint(node.checkpoint_path).height == 1
+    assert pending.record.deltas and pending.focus.root != node.focus.root
+    assert node.checkpoint()
+    ckpt = read_checkpoint(node.checkpoint_path)
+    assert ckpt.height == 1 and ckpt.state.root == node.focus.root
 
 
 def _flip_a_payload_byte(path):
