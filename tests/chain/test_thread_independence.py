@@ -17,8 +17,8 @@ from focusflow.graph.generators import rmat_edges
 src, dst, _ = rmat_edges(12, 8, seed=4)
 neurons = [bytes([i]) * 20 for i in range(30)]
 roots = []
-for mode in ("tri", "diffusion"):
-    fs = FocusState({"mode": mode})
+for mode, arithmetic in [(m, a) for m in ("tri", "diffusion") for a in ("fast", "exact-v1")]:
+    fs = FocusState({"mode": mode, "arithmetic": arithmetic})
     d = Deltas(stakes={a: 1000 + 37 * i for i, a in enumerate(neurons)})
     pairs = [[int(a).to_bytes(4, "big"), int(b).to_bytes(4, "big")]
              for a, b in zip(src, dst) if a != b]
@@ -32,7 +32,8 @@ print(" ".join(roots))
 
 
 def run(threads: int) -> str:
-    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": path}
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
     )
