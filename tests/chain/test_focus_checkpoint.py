@@ -155,6 +155,15 @@ def _rehashed(path):
     path.write_bytes(bytes(raw[:end]) + bytes(raw[end : end + 8]) + digest)
 
 
+def _wrong_root(path):
+    """A checkpoint this home signed (with its key) whose state's focus root is
+    not the one its block's header committed: a node must not start from it,
+    even with no block left to replay that would show it."""
+    ckpt = read_checkpoint(path)
+    ckpt.state.root = bytes(32)
+    write_checkpoint(path, ckpt.state, ckpt.height, ckpt.block_hash)
+
+
 def _key_file(path):
     return path.parent / focus_checkpoint.CHECKPOINT_KEY_FILE
 
@@ -170,6 +179,7 @@ CORRUPTIONS = {
         lambda tmp_path, path, mp: _other_chain(tmp_path, path, with_key=False),
         "not written by this home",
     ),
+    "root not its block's": (lambda tmp_path, path, mp: _wrong_root(path), "focus root"),
     "key missing": (lambda tmp_path, path, mp: _key_file(path).unlink(), "no checkpoint key"),
     "key readable by others": (
         lambda tmp_path, path, mp: _key_file(path).chmod(0o644),

@@ -875,6 +875,8 @@ class Chain:
             record = BlockRecord.decode(raw) if raw is not None else None
             if record is None or record.block.header.hash != ckpt.block_hash:
                 raise CheckpointUnusableError(f"its block {ckpt.height} is not this store's")
+            if record.block.header.focus_root != ckpt.state.root:
+                raise CheckpointUnusableError(f"its focus root is not block {ckpt.height}'s")
         except CheckpointUnusableError as exc:
             if self.checkpoint_path.exists():
                 log.warning(
