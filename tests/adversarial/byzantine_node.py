@@ -46,7 +46,6 @@ class FutureTimeRuntime(ValidatorRuntime):
 
         def far_future_propose(txs, time_ms=None, *, verified=False):
             t0 = time.perf_counter()
-            chain._release_focus()
             proposer = chain.validator_key.address_raw
             executed = chain._execute(
                 chain.height + 1, FAR_FUTURE_MS, proposer, [], True, [], strict=False

@@ -16,7 +16,8 @@ import pytest
 from focusflow.chain import BlockError, BlockRecord
 from focusflow.chain.block import MAX_TIME_MS, Block, sign_certificate
 from focusflow.chain.chain import MAX_CLOCK_DRIFT_MS
-from focusflow.chain.errors import BlockTimeError
+from focusflow.chain.errors import BlockTimeError, GenesisError
+from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import DecodeError
 from tests.chain.helpers import ALICE, VALIDATOR, genesis, link, new_chain, tx
 
@@ -115,3 +116,12 @@ def test_a_parent_slightly_in_the_future_does_not_stop_the_chain(tmp_path):
         _commit(voter, voter.validate(pending.proposal_value(), now_ms=max(_now(), now + i)))
         _commit(proposer, pending)
     assert voter.head == proposer.head and voter.height == 4
+
+
+def test_a_genesis_past_the_ceiling_is_refused():
+    raw = genesis().to_json()
+    raw["genesis_time_ms"] = MAX_TIME_MS + 1
+    with pytest.raises(GenesisError, match="above MAX_TIME_MS"):
+        Genesis.from_json(raw)
+    raw["genesis_time_ms"] = MAX_TIME_MS - 1
+    assert Genesis.from_json(raw).genesis_time_ms == MAX_TIME_MS - 1

@@ -726,10 +726,6 @@ class Chain:
         while len(self._focus_pending) > MAX_PENDING_FOCUS:
             self._focus_pending.pop(0).focus = None
 
-    def _release_focus(self) -> None:
-        """Nothing to undo any more: uncommitted blocks advance copies of the
-        head's focus state (kept for callers that prepare an execution by hand)."""
-
     def _rebuild_focus(self) -> None:
         """Rebuild the head's focus state as on a restart (after an in-place
         execution failed)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from focusflow.chain.block import MAX_TIME_MS
 from focusflow.chain.errors import GenesisError
 from focusflow.chain.focus_commit import chain_focus_params
 from focusflow.chain.params import ChainParams
@@ -103,6 +104,10 @@ class Genesis:
         if not isinstance(chain_id, str) or not 0 < len(chain_id) <= 64:
             raise GenesisError("chain_id must be a string of 1..64 characters")
         time_ms = _uint(raw.get("genesis_time_ms", 0), "genesis_time_ms")
+        if time_ms > MAX_TIME_MS:
+            # Every block's time must exceed the genesis time and stay at most
+            # MAX_TIME_MS, so no block could ever follow such a genesis.
+            raise GenesisError(f"genesis_time_ms {time_ms} is above MAX_TIME_MS={MAX_TIME_MS}")
         params = ChainParams.from_dict(raw.get("params", {}))
         _check_focus(params.focus)
         accounts = []
