@@ -15,17 +15,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.adversarial.byzantine import Byzantine, banned_by, node_id, offences_by
-from tests.node.testnet_process import LocalTestnet
-
-
-@pytest.fixture
-def testnet(tmp_path):
-    net = LocalTestnet(tmp_path / "tn", 4)
-    yield net
-    net.stop()
 
 
 def test_junk_votes_get_their_sender_banned_and_never_an_honest_relayer(testnet):

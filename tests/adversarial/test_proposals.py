@@ -9,17 +9,6 @@ committing, one block per height, with the same roots everywhere.
 
 from __future__ import annotations
 
-import pytest
-
-from tests.adversarial.attacknet import AttackNet
-
-
-@pytest.fixture
-def net(tmp_path):
-    net = AttackNet(tmp_path / "tn", 4)
-    yield net
-    net.stop()
-
 
 def test_second_proposal_per_round_does_not_stall_or_fork(net):
     net.wait_height(range(4), 2, 60)

@@ -171,13 +171,6 @@ def assert_flat(rss_mib: list[int], warm_up: int) -> None:
     assert max(rss_mib[warm_up:]) * 2**20 <= bound, (rss_mib, bound / 2**20)
 
 
-@pytest.fixture
-def net(tmp_path):
-    net = AttackNet(tmp_path / "tn", 4)
-    yield net
-    net.stop()
-
-
 @pytest.mark.slow
 def test_short_soak_one_kill_and_restart(net):
     report = soak(net, cycles=1, down_s=2.0, up_s=3.0)

@@ -12,17 +12,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.adversarial.byzantine import Byzantine, banned_by, node_id, offences_by
-from tests.node.testnet_process import LocalTestnet
-
-
-@pytest.fixture
-def testnet(tmp_path):
-    net = LocalTestnet(tmp_path / "tn", 4)
-    yield net
-    net.stop()
 
 
 def test_a_peer_claiming_a_huge_height_neither_stalls_consensus_nor_goes_unpunished(testnet):

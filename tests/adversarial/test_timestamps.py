@@ -10,17 +10,6 @@ agree on every root, and keep every block time sane.
 
 from __future__ import annotations
 
-import pytest
-
-from tests.adversarial.attacknet import AttackNet
-
-
-@pytest.fixture
-def net(tmp_path):
-    net = AttackNet(tmp_path / "tn", 4)
-    yield net
-    net.stop()
-
 
 def test_far_future_proposer_does_not_halt_or_fork_the_chain(net):
     net.wait_height(range(4), 2, 60)
