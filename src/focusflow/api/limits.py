@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from focusflow.api.errors import error_doc
-from focusflow.core.errors import InvalidParameterError
+from focusflow.core.errors import InvalidParameterError, require_int
 
 #: The error code of a request refused by a per-client limit (HTTP 429).
 RATE_LIMITED = "rate_limited"
@@ -67,9 +67,7 @@ class LimitSettings:
         if not (math.isfinite(self.rate) and self.rate > 0):
             raise InvalidParameterError(f"rate must be > 0, got {self.rate!r}")
         for name in ("burst", "concurrency", "max_clients"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}")
+            require_int(name, getattr(self, name), 1)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from fastapi import APIRouter, WebSocket
 from focusflow.api.render import cid_text, record_json
 from focusflow.core.cid import cid_to_bytes
 from focusflow.core.encoding import decode
-from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.errors import FocusflowError, InvalidParameterError, require_int
 
 router = APIRouter()
 log = logging.getLogger("focusflow.api")
@@ -70,15 +70,11 @@ class WsLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_per_client", "max_watched", "max_txs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.max_message_bytes, int) or self.max_message_bytes < 256:
-            raise InvalidParameterError("max_message_bytes must be an integer >= 256")
+            require_int(name, getattr(self, name), 1)
+        require_int("max_message_bytes", self.max_message_bytes, 256)
         if not self.idle_timeout > 0:
             raise InvalidParameterError("idle_timeout must be > 0")
-        if not isinstance(self.tx_watch_blocks, int) or self.tx_watch_blocks < 1:
-            raise InvalidParameterError("tx_watch_blocks must be an integer >= 1")
+        require_int("tx_watch_blocks", self.tx_watch_blocks, 1)
 
 
 @dataclass(eq=False)

@@ -39,7 +39,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from focusflow.chain.errors import UnknownBlockError
-from focusflow.core.errors import InvalidParameterError, StoreError
+from focusflow.core.errors import InvalidParameterError, StoreError, require_int
 from focusflow.da import SHARE_SIZE, ExtendedSquare, ShareProof, ShareUnavailableError, extend
 from focusflow.da import square_from_block as _square_from_block
 
@@ -158,14 +158,9 @@ class DAStore:
         withhold: float = 0.0,
         withhold_seed: int = 0,
     ) -> None:
-        if not isinstance(cache_size, int) or cache_size < 1:
-            raise InvalidParameterError(f"cache_size must be an integer >= 1, got {cache_size!r}")
-        if not isinstance(cache_bytes, int) or cache_bytes < 0:
-            raise InvalidParameterError(f"cache_bytes must be an integer >= 0, got {cache_bytes!r}")
-        if not isinstance(max_rebuilds, int) or max_rebuilds < 1:
-            raise InvalidParameterError(
-                f"max_rebuilds must be an integer >= 1, got {max_rebuilds!r}"
-            )
+        require_int("cache_size", cache_size, 1)
+        require_int("cache_bytes", cache_bytes, 0)
+        require_int("max_rebuilds", max_rebuilds, 1)
         if not 0.0 <= withhold <= 1.0:
             raise InvalidParameterError(f"withhold must be a fraction in [0, 1], got {withhold}")
         self.chain = chain

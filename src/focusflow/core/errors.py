@@ -27,6 +27,12 @@ class InvalidParameterError(FocusflowError, ValueError):
     code = "invalid_parameter"
 
 
+def require_int(name: str, value: object, minimum: int) -> None:
+    """Refuse a setting that is not an integer (bools are not) of at least ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 class InvalidCIDError(FocusflowError, ValueError):
     """A particle identifier is not a valid CIDv0 or CIDv1."""
 
