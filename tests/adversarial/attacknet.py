@@ -132,6 +132,19 @@ class AttackNet(LocalTestnet):
             assert_sane_times(view)
         return agreed
 
+    def survive(self, k: int, attack: str, times: int, pause: int) -> None:
+        """Swap validator ``k`` for a byzantine process running ``attack`` (with
+        validator ``pause`` down meanwhile, see ``become_byzantine``), wait until it
+        has attacked ``times`` times, then assert that the honest nodes commit three
+        more heights and agree on every root and block time up to their lowest head."""
+        self.wait_height(range(self.n), 2, 60)
+        self.become_byzantine(k, attack, pause=pause)
+        honest = self.honest()
+        self.wait_for(f"{times} x {attack}", lambda: len(self.attacks(k)) >= times, 90)
+        last_attack = max(h for _, h in self.attacks(k))
+        self.wait_height(honest, last_attack + 3, 60)
+        self.assert_agree_all(honest, min(self.heights(honest).values()))
+
     def rss_bytes(self, k: int) -> int:
         """Resident memory of validator ``k``'s process (from /proc)."""
         return rss_of(self.pid(k))
