@@ -226,6 +226,7 @@ class Node:
         self._subscribers: dict[str, list[GossipHandler]] = {}
         self._watchers: list[Callable[[bytes, bool], None]] = []
         self._allowed: frozenset[bytes] | None = None
+        self._max_guests = 0
         self._sessions: dict[bytes, Session] = {}
         self._all: set[Session] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -333,21 +334,42 @@ class Node:
             session.close(CLOSE_BANNED, "banned")
             return True
         if self._allowed is not None and session.peer_id not in self._allowed:
-            session.close(CLOSE_AUTH_FAILED, "node id not allowed")
-            return True
+            if self._guests() >= self._max_guests:
+                session.close(CLOSE_AUTH_FAILED, "node id not allowed")
+                return True
         return False
 
-    def set_allowed(self, node_ids: Iterable[bytes] | None) -> None:
-        """Accept connections only from these node ids (None: from anyone).
+    def _guests(self) -> int:
+        """Authenticated sessions with peers outside the allowed set."""
+        allowed = self._allowed
+        if allowed is None:
+            return 0
+        return sum(
+            1
+            for s in self._all
+            if s.ready and not s.is_closed and s.peer_id is not None and s.peer_id not in allowed
+        )
+
+    def set_allowed(self, node_ids: Iterable[bytes] | None, guests: int = 0) -> None:
+        """Accept connections only from these node ids (None: from anyone), and
+        from at most ``guests`` other peers at once.
 
         A validator network passes the validator set's keys and calls this again at
-        each epoch boundary; connected peers that are no longer allowed are closed.
+        each epoch boundary; ``guests`` are the full nodes (and other followers)
+        it serves besides, scored and banned like any peer. Connected peers that
+        are no longer allowed stay as guests while there is room, the oldest
+        first; the rest are closed.
         """
         self._allowed = None if node_ids is None else frozenset(node_ids)
+        self._max_guests = guests
         if self._allowed is None:
             return
+        room = guests
         for session in list(self._all):
             if session.peer_id is not None and session.peer_id not in self._allowed:
+                if room > 0 and session.ready and not session.is_closed:
+                    room -= 1
+                    continue
                 session.close(CLOSE_AUTH_FAILED, "node id not allowed")
 
     def adopt(self, session: Session) -> None:

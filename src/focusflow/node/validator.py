@@ -119,6 +119,7 @@ from focusflow.node.gossip_check import (
     check_signature,
     signer_of,
 )
+from focusflow.node.extensions import NodeExtension
 from focusflow.node.runtime import NodeRuntime
 from focusflow.node.sync import (
     STATUS_BURST,
@@ -153,6 +154,9 @@ BLOCK_TIMEOUT = 3.0
 #: the second).
 SYNC_BACKOFF = 5.0
 SYNC_BACKOFF_MAX = 60.0
+#: Non-validator peers (full nodes) a node accepts at once besides the
+#: validator set; each is scored and banned like any peer.
+MAX_GUESTS = 16
 #: Validated proposals kept (their executed state, to commit without
 #: re-executing); a byzantine proposer may sign several per round.
 MAX_PENDING = 4
@@ -204,10 +208,18 @@ class ValidatorRuntime(NodeRuntime):
         commit_wait: float = 0.2,
         block_interval: float = 0.0,
         da_withhold: float = 0.0,
+        follow_only: bool = False,
+        guests: int = MAX_GUESTS,
     ) -> None:
         """``listen`` None: no transport (the one-validator devnet, see the module
-        docstring). ``da_withhold``: fault injection, see NodeRuntime."""
+        docstring). ``da_withhold``: fault injection, see NodeRuntime.
+        ``follow_only``: a full node, which follows consensus and re-executes
+        every block but never signs (no signer, no WAL; ``key`` is only its
+        transport identity). ``guests``: non-validator peers (full nodes)
+        accepted at once besides the validator set."""
         super().__init__(chain, faucet_key=faucet_key, da_withhold=da_withhold)
+        self.follow_only = follow_only
+        self.guests = guests
         #: Pause after a commit before the next height starts (CometBFT's
         #: ``timeout_commit``) unless the next block has transactions ready:
         #: lets transactions gather instead of a stream of empty blocks, and
@@ -228,8 +240,8 @@ class ValidatorRuntime(NodeRuntime):
             # Only nodes of this genesis (chain id, parameters, focus engine) may connect.
             config = replace(net_config or NetConfig(), network_id=chain.genesis.hash)
             self.net = Node(key, listen=listen, peers=list(peers), config=config)
-            self.net.set_allowed(self._members(chain.validators))
-        self.signer = Signer(key, chain.chain_id, WriteAheadLog(wal_path))
+            self.net.set_allowed(self._members(chain.validators), guests)
+        self.signer = None if follow_only else Signer(key, chain.chain_id, WriteAheadLog(wal_path))
         self._decoded: dict[bytes, BlockRecord] = {}
         #: The gossip check and the state machine decode values in different
         #: worker threads; the cache is shared, so its updates are serialised.
@@ -281,6 +293,17 @@ class ValidatorRuntime(NodeRuntime):
         #: Called on the event loop when a step fails: the devnet stops (no peer
         #: could repair it); a network validator leaves it unset, block sync repairs.
         self.on_failure: Callable[[], None] | None = None
+        #: Checks a proposal must pass, after it re-executed, before this node
+        #: prevotes for it (data availability sampling): each gets the block
+        #: record and returns None, or why it refuses. They run in a worker
+        #: thread; one that needs the network schedules on ``self._loop``.
+        self.proposal_checks: list[Callable[[BlockRecord], str | None]] = []
+        #: Parts added to the node by ``focusflow.node.extensions`` (share
+        #: serving, fraud proofs, snapshots), attached before the transport starts.
+        self.extensions: list[NodeExtension] = []
+        #: Why this node stopped following its chain (a verified fraud proof
+        #: against a committed block): no vote, commit or sync after it.
+        self.halted: str | None = None
 
     # --- NodeService ---------------------------------------------------------
     def submit(self, raw: bytes | Tx) -> Tx:
@@ -318,6 +341,9 @@ class ValidatorRuntime(NodeRuntime):
             self.net.register("block", self._serve_block)
             self.net.register("round", self._serve_round)
             self.net.watch_peers(self._on_peer)
+        for extension in self.extensions:
+            extension.attach(self)
+        if self.net is not None:
             await self.net.start()
             self._tasks.append(asyncio.create_task(self._poll_task(), name="sync-poll"))
         self._tasks.append(asyncio.create_task(self._consensus_task(), name="consensus"))
@@ -331,9 +357,13 @@ class ValidatorRuntime(NodeRuntime):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for extension in self.extensions:
+            with contextlib.suppress(Exception):
+                await extension.stop()
         if self.net is not None:
             await self.net.stop()
-        self.signer.wal.close()
+        if self.signer is not None:
+            self.signer.wal.close()
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -560,7 +590,19 @@ class ValidatorRuntime(NodeRuntime):
         if self.on_failure is not None:
             self.on_failure()
 
+    def halt(self, reason: str) -> None:
+        """Stop following this chain for good (a verified fraud proof showed a
+        committed block is invalid): consensus and sync stop, the API keeps
+        serving what was committed, and /v1/status says why."""
+        if self.halted is None:
+            self.halted = reason
+            log.error("stopped following the chain", extra={"fields": {"reason": reason}})
+        for timer in self._timers:
+            timer.cancel()
+
     async def _handle(self, item: tuple) -> None:
+        if self.halted is not None:
+            return
         kind = item[0]
         if kind == "start":
             await self._start_height()
@@ -652,7 +694,7 @@ class ValidatorRuntime(NodeRuntime):
         boundary, a jailing), only they may stay connected: a new validator is
         accepted from now on, a removed one is closed."""
         if self.net is not None and self._members(vset) != self._members(self.vset):
-            self.net.set_allowed(self._members(vset))
+            self.net.set_allowed(self._members(vset), self.guests)
             log.info(
                 "validator set changed",
                 extra={"fields": {"height": self.chain.height + 1, "validators": len(vset)}},
@@ -665,6 +707,8 @@ class ValidatorRuntime(NodeRuntime):
         )
 
     async def _decide(self, decision: Decide) -> None:
+        if self.halted is not None:
+            return
         if decision.height <= self.chain.height:
             # Block sync applied this height meanwhile (same block: both are certified).
             self._next_height_due = True
@@ -760,6 +804,15 @@ class ValidatorRuntime(NodeRuntime):
                 extra={"fields": {"height": height, "reason": str(exc)}},
             )
             return False
+        for check in self.proposal_checks:
+            refused = check(record)
+            if refused is not None:
+                log.warning(
+                    "prevote nil: proposal refused",
+                    extra={"fields": {"height": height, "reason": refused}},
+                )
+                self.chain.abandon(pending)
+                return False
         self._keep_pending(pending)
         return True
 
@@ -793,7 +846,7 @@ class ValidatorRuntime(NodeRuntime):
     async def _poll_once(self) -> None:
         """Ask every peer its status at once (STATUS_TIMEOUT each); sync from the
         highest whose claim a certificate backs, if it is ahead of us."""
-        if self.net is None:
+        if self.net is None or self.halted is not None:
             return
         peers = [p for p in self.net.connected_peers() if not self._backing_off(p)]
         claims = await asyncio.gather(*(self._claim_of(p) for p in peers))
@@ -848,7 +901,7 @@ class ValidatorRuntime(NodeRuntime):
         have the consensus task restart above them."""
         assert self.net is not None
         applied = 0
-        while self.chain.height < target and applied < SYNC_BATCH:
+        while self.chain.height < target and applied < SYNC_BATCH and self.halted is None:
             height = self.chain.height + 1
             try:
                 raw = await self.net.request(
