@@ -50,9 +50,16 @@ def _free_base_port(n: int) -> int:
 
 
 class LocalTestnet:
-    def __init__(self, home: Path, n: int, extra: tuple[str, ...] = ()) -> None:
+    """``focusflow testnet`` with ``n`` validators and ``full_nodes`` full nodes;
+    node k < n is validator k, node n + j is full node j."""
+
+    def __init__(
+        self, home: Path, n: int, extra: tuple[str, ...] = (), full_nodes: int = 0
+    ) -> None:
         self.home = home
         self.n = n
+        if full_nodes:
+            extra = (*extra, "--full-nodes", str(full_nodes))
         self.log = open(home.parent / "testnet.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -65,7 +72,7 @@ class LocalTestnet:
                 "--home",
                 str(home),
                 "--base-port",
-                str(_free_base_port(n)),
+                str(_free_base_port(n + full_nodes)),
                 *extra,
             ],
             stdout=self.log,
@@ -78,17 +85,19 @@ class LocalTestnet:
             assert self.proc.poll() is None, self.logs()
             assert time.monotonic() < deadline, "no testnet.json"
             time.sleep(0.2)
-        self.validators = json.loads((home / "testnet.json").read_text())["validators"]
+        doc = json.loads((home / "testnet.json").read_text())
+        self.validators = doc["validators"] + doc.get("full_nodes", [])
         self.apis = [v["api"] for v in self.validators]
-        for k in range(n):
+        self.homes = [home / v["name"] for v in self.validators]
+        for k in range(len(self.apis)):
             self.wait_up(k, deadline)
 
     def logs(self) -> str:
         out = []
-        for k in range(self.n):
-            path = self.home / f"v{k}" / "node.log"
+        for home in self.homes:
+            path = home / "node.log"
             if path.exists():
-                out.append(f"--- v{k}\n" + path.read_text(errors="replace")[-3000:])
+                out.append(f"--- {home.name}\n" + path.read_text(errors="replace")[-3000:])
         return "\n".join(out)
 
     def wait_up(self, k: int, deadline: float) -> None:
@@ -155,15 +164,16 @@ class LocalTestnet:
         config = json.loads((home / "config.json").read_text())
         self.apis.append(f"http://{config['api']}")
         self.validators.append({"name": config["name"], "api": self.apis[-1], "pid": 0})
+        self.homes.append(home)
         self.n += 1
-        self.restart(self.n - 1)
-        return self.n - 1
+        self.restart(len(self.apis) - 1)
+        return len(self.apis) - 1
 
-    def restart(self, k: int) -> None:
-        home = self.home / f"v{k}"
+    def restart(self, k: int, *extra: str) -> None:
+        home = self.homes[k]
         with open(home / "node.log", "ab") as log:
             self.restarted[k] = subprocess.Popen(
-                [sys.executable, "-m", "focusflow", "node", "start", "--home", str(home)],
+                [sys.executable, "-m", "focusflow", "node", "start", "--home", str(home), *extra],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=dict(_env(), NUMBA_NUM_THREADS="1"),

@@ -61,6 +61,8 @@ def status(request: Request) -> JSONResponse:
             "focus_root": head.focus_root.hex(),
             "data_root": head.data_root.hex(),
             "validator": key.address if key is not None else None,
+            "role": "full" if node.follow_only else "validator",
+            "halted": node.halted,
             "focus": {
                 "iterations": view.iterations,
                 "seconds": view.seconds,

@@ -36,6 +36,10 @@ class Status(BaseModel):
     focus_root: str
     data_root: str
     validator: str | None
+    role: str = Field(description="validator, or full (a full node: never signs)")
+    halted: str | None = Field(
+        description="why the node stopped following its chain (a verified fraud proof), or null"
+    )
     focus: FocusStats
     mempool: MempoolStats
     version: str

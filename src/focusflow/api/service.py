@@ -28,6 +28,10 @@ class NodeService(Protocol):
     faucet_key: Any
     #: The last vote this node saw from each validator.
     votes_seen: VotesSeen
+    #: A full node: follows consensus and serves the API, never signs.
+    follow_only: bool
+    #: Why this node stopped following its chain (a verified fraud proof), or None.
+    halted: str | None
 
     @property
     def consensus_state(self) -> tuple[int, int, str, ValidatorSet]:

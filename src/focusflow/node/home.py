@@ -66,6 +66,16 @@ class Home:
         return validator_key_path(self.path)
 
     @property
+    def node_key(self) -> Path:
+        """A full node's transport identity (it has no consensus key: it never signs)."""
+        return self.path / "node_key.json"
+
+    @property
+    def is_full_node(self) -> bool:
+        """A home made by :func:`init_full_node` (its config says ``"full": true``)."""
+        return self.config.exists() and bool(self.load_config().get("full"))
+
+    @property
     def account_key(self) -> Path:
         """The validator's account key, apart from its consensus key (docs/api.md)."""
         return account_key_path(self.path)
@@ -130,6 +140,13 @@ class Home:
 
     def load_validator_key(self) -> KeyPair:
         return KeyPair.load(self.validator_key)
+
+    def load_node_key(self) -> KeyPair:
+        """The key this node proves on the p2p transport: a full node's own node
+        key, else its consensus key (a validator's peers know it by that)."""
+        if self.node_key.exists():
+            return KeyPair.load(self.node_key)
+        return self.load_validator_key()
 
     def load_account_key(self) -> KeyPair:
         """The validator's account key; in a home made before the split, which has
@@ -204,8 +221,10 @@ def init_testnet(
     host: str = "127.0.0.1",
     timeouts: dict | None = None,
     params: dict | None = None,
+    full_nodes: int = 0,
 ) -> list[Home]:
-    """``validators`` homes ``path/v0 .. path/v{N-1}`` sharing one genesis.
+    """``validators`` homes ``path/v0 .. path/v{N-1}`` sharing one genesis, then
+    ``full_nodes`` full-node homes ``path/f0 ..`` (see :func:`testnet_full_nodes`).
 
     Validator k listens for QUIC on ``base_port + 2k`` and serves the API on
     ``base_port + 2k + 1``; every home's config lists the others as peers. The
@@ -218,7 +237,7 @@ def init_testnet(
     path = Path(path)
     homes = [Home(path / f"v{k}") for k in range(validators)]
     if all(h.exists() for h in homes):
-        return homes
+        return homes + testnet_full_nodes(path, homes, full_nodes, base_port, host)
     if any(h.path.exists() for h in homes):
         raise HomeError(f"{path} holds a partial or different testnet; choose another --home")
     keys = [KeyPair.generate() for _ in range(validators)]
@@ -274,7 +293,82 @@ def init_testnet(
             config["max_datagram_size"] = LOOPBACK_DATAGRAM_SIZE
         write_private_file(home.config, json.dumps(config, indent=2) + "\n")
         _save_genesis(home, genesis)
+    _save_genesis(Home(path), genesis)
+    return homes + testnet_full_nodes(path, homes, full_nodes, base_port, host)
+
+
+def testnet_full_nodes(
+    path: Path, validators: list[Home], count: int, base_port: int, host: str = "127.0.0.1"
+) -> list[Home]:
+    """Full-node homes ``path/f0 .. path/f{count-1}`` of the testnet whose
+    validator homes are ``validators`` (existing ones are kept).
+
+    Full node j listens for QUIC on ``base_port + 2(N + j)`` and serves the API
+    on the next port (N validators come first); it dials every validator and the
+    full nodes before it.
+    """
+    n = len(validators)
+    genesis = validators[0].load_genesis()
+    peers = [
+        f"{h.load_validator_key().public_key.hex()}@{h.load_config()['p2p']}" for h in validators
+    ]
+    homes = []
+    for j in range(count):
+        home = Home(Path(path) / f"f{j}")
+        if not home.exists():
+            p2p = f"{host}:{base_port + 2 * (n + j)}"
+            init_full_node(
+                home.path,
+                genesis,
+                name=f"f{j}",
+                p2p=p2p,
+                api=f"{host}:{base_port + 2 * (n + j) + 1}",
+                peers=list(peers),
+            )
+        config = home.load_config()
+        peers.append(f"{home.load_node_key().public_key.hex()}@{config['p2p']}")
+        homes.append(home)
     return homes
+
+
+def init_full_node(
+    path: Path,
+    genesis: Genesis,
+    *,
+    name: str,
+    p2p: str,
+    api: str,
+    peers: list[str],
+) -> Home:
+    """A new full-node home: the network's genesis, a fresh node key (its p2p
+    identity; a full node holds no consensus key and never signs), and a
+    config with ``"full": true`` that listens on ``p2p`` and ``api`` and dials
+    ``peers``. Refuses a path that already holds anything."""
+    home = Home(Path(path))
+    if home.path.exists() and any(home.path.iterdir()):
+        raise HomeError(f"{home.path} is not empty; choose a new --home")
+    _check_peers(peers)
+    _make_home_dirs(home)
+    KeyPair.generate().save(home.node_key)
+    create_token_file(home.admin_token)
+    config = {"name": name, "full": True, "p2p": p2p, "api": api, "peers": list(peers)}
+    if is_loopback_host(p2p.rpartition(":")[0].strip("[]")):
+        config["max_datagram_size"] = LOOPBACK_DATAGRAM_SIZE
+    write_private_file(home.config, json.dumps(config, indent=2) + "\n")
+    _save_genesis(home, genesis)
+    return home
+
+
+def _check_peers(peers: list[str]) -> None:
+    """HomeError unless every peer is ``<node id: 64 hex>@host:port``."""
+    for peer in peers:
+        node_id, sep, address = peer.partition("@")
+        try:
+            ok = sep and len(bytes.fromhex(node_id)) == 32 and address.rpartition(":")[2].isdigit()
+        except ValueError:
+            ok = False
+        if not ok:
+            raise HomeError(f"peer {peer!r} is not <node id: 64 hex>@host:port")
 
 
 def init_validator(
@@ -298,14 +392,7 @@ def init_validator(
     home = Home(Path(path))
     if home.path.exists() and any(home.path.iterdir()):
         raise HomeError(f"{home.path} is not empty; choose a new --home")
-    for peer in peers:
-        node_id, sep, address = peer.partition("@")
-        try:
-            ok = sep and len(bytes.fromhex(node_id)) == 32 and address.rpartition(":")[2].isdigit()
-        except ValueError:
-            ok = False
-        if not ok:
-            raise HomeError(f"peer {peer!r} is not <node id: 64 hex>@host:port")
+    _check_peers(peers)
     _make_home_dirs(home)
     key = KeyPair.generate()
     key.save(home.validator_key)

@@ -53,21 +53,47 @@ def devnet(
     )
 
 
-node_app = typer.Typer(help="Run a validator of a network.", no_args_is_help=True)
+node_app = typer.Typer(help="Run a validator or a full node of a network.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 
 
 @node_app.command("start")
 def node_start(
-    home: Path = typer.Option(..., "--home", help="The validator's home (from `testnet`)."),
+    home: Path = typer.Option(..., "--home", help="The node's home (from `testnet`, `node init`)."),
+    full: bool = typer.Option(
+        False, "--full", help="Run a full node: follow consensus and serve the API, never sign."
+    ),
+    peers: list[str] = typer.Option(
+        [], "--peer", help="A node to dial, <node id hex>@host:port (repeat)."
+    ),
+    genesis: Path | None = typer.Option(
+        None, "--genesis", help="With --full and a new home: the network's genesis.json."
+    ),
+    p2p: str = typer.Option(
+        "127.0.0.1:0", "--p2p", help="With --full and a new home: QUIC listen address."
+    ),
+    api: str = typer.Option(
+        "127.0.0.1:0", "--api", help="With --full and a new home: REST API listen address."
+    ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines instead of text."),
 ) -> None:
-    """Run one validator: QUIC peers, consensus and the REST API, as its config.json says."""
+    """Run one node, as its config.json says: a validator (QUIC peers, consensus,
+    the REST API), or with --full a full node that re-executes every block and
+    serves the API without signing. A full node's home is created on first start
+    from --genesis, --p2p and --api; --peer adds nodes to dial."""
+    from focusflow.chain.genesis import Genesis
     from focusflow.node import logs
+    from focusflow.node.home import Home, HomeError, init_full_node
     from focusflow.node.network import run_validator
 
     logs.setup(json_logs)
-    run_validator(home)
+    if full and not Home(home).exists():
+        if genesis is None:
+            raise HomeError(f"{home} has no genesis.json: give --genesis FILE to create it")
+        init_full_node(
+            home, Genesis.load(genesis), name=home.name, p2p=p2p, api=api, peers=list(peers)
+        )
+    run_validator(home, full=full, peers=list(peers))
 
 
 @app.command("testnet")
@@ -83,14 +109,23 @@ def testnet(
     epoch_blocks: int = typer.Option(
         100, "--epoch-blocks", min=1, help="Blocks per epoch (validator set changes)."
     ),
+    full_nodes: int = typer.Option(
+        0, "--full-nodes", min=0, max=64, help="Full nodes to run beside the validators."
+    ),
 ) -> None:
-    """Create a shared genesis and N validator homes, run them on loopback until Ctrl-C."""
+    """Create a shared genesis, N validator homes and M full-node homes; run them on
+    loopback until Ctrl-C (DIR/testnet.json lists them, DIR/genesis.json is the genesis)."""
     from focusflow.node import logs
     from focusflow.node.network import run_testnet
 
     logs.setup(json_logs)
     run_testnet(
-        home, validators, base_port, json_logs=json_logs, params={"epoch_blocks": epoch_blocks}
+        home,
+        validators,
+        base_port,
+        json_logs=json_logs,
+        params={"epoch_blocks": epoch_blocks},
+        full_nodes=full_nodes,
     )
 
 

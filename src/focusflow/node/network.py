@@ -1,12 +1,16 @@
-"""``focusflow node start`` (one validator) and ``focusflow testnet`` (N on loopback).
+"""``focusflow node start`` (one validator or full node) and ``focusflow testnet``.
 
 A validator home is a devnet home plus ``config.json`` (its QUIC and API
-addresses, its peers, optional consensus timeouts) and ``consensus.wal``; the
-testnet command creates N such homes over one genesis (home.init_testnet),
-starts ``focusflow node start --home DIR/vK`` for each, writes
-``DIR/testnet.json`` (``{"validators": [{"name", "api", "pid"}, ...]}``) so
-scripts can find and stop single validators, and waits; SIGINT or SIGTERM stops
-them all.
+addresses, its peers, optional consensus timeouts) and ``consensus.wal``. A
+full-node home (``home.init_full_node``) has the genesis, a node key and a
+config with ``"full": true``: the node dials its peers, block-syncs, follows
+consensus, re-executes every block and serves the API, and never signs. The
+testnet command creates N validator homes and M full-node homes over one
+genesis (home.init_testnet), starts ``focusflow node start --home DIR/vK`` and
+``DIR/fJ`` for each, writes ``DIR/testnet.json`` (``{"validators": [{"name",
+"api", "pid"}, ...], "full_nodes": [...]}``, and the genesis at
+``DIR/genesis.json``) so scripts can find and stop single nodes, and waits;
+SIGINT or SIGTERM stops them all.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from focusflow.core.errors import FocusflowError
 from focusflow.net import NetConfig
 from focusflow.net.transport import DEFAULT_DATAGRAM_SIZE
 from focusflow.node.devnet import bind, dev_key_of, prepare_kernels
+from focusflow.node.extensions import default_extensions
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
 from focusflow.node.serve import serve
-from focusflow.node.validator import ValidatorRuntime
+from focusflow.node.validator import MAX_GUESTS, ValidatorRuntime
 from focusflow.node.wiring import open_chain
 
 log = logging.getLogger("focusflow.node")
@@ -54,22 +59,29 @@ def net_config_of(config: dict) -> NetConfig:
     return NetConfig(max_datagram_size=size)
 
 
-def run_validator(home_path: Path) -> None:
-    """Serve the validator at ``home_path`` until SIGINT/SIGTERM."""
+def run_validator(home_path: Path, *, full: bool = False, peers: list[str] | None = None) -> None:
+    """Serve the validator or full node at ``home_path`` until SIGINT/SIGTERM.
+
+    ``full`` (or ``"full": true`` in its config) runs it as a full node, which
+    never signs; ``peers`` are dialed besides the config's.
+    """
     home = Home(Path(home_path))
     if not home.exists() or not home.config.exists():
-        raise HomeError(f"{home.path} is not a validator home (no genesis.json or config.json)")
+        raise HomeError(f"{home.path} is not a node home (no genesis.json or config.json)")
     lock_fd = lock_home(home)
     logging.getLogger("quic").setLevel(logging.WARNING)
     try:
         config = home.load_config()
+        full = full or bool(config.get("full"))
+        all_peers = list(dict.fromkeys([*config.get("peers", []), *(peers or [])]))
         api_host, api_port = _split(config["api"])
         sock = bind(api_host, api_port)
         genesis = home.load_genesis()
-        key = home.load_validator_key()
-        chain = open_chain(home.data, genesis, key)
+        key = home.load_node_key()
+        chain = open_chain(home.data, genesis, None if full else key)
+        role = "full node" if full else "validator"
         log.info(
-            "validator home opened",
+            f"{role} home opened",
             extra={
                 "fields": {
                     "home": str(home.path),
@@ -86,23 +98,27 @@ def run_validator(home_path: Path) -> None:
                 key,
                 wal_path=home.wal,
                 listen=(p2p_host, p2p_port),
-                peers=config.get("peers", []),
+                peers=all_peers,
                 timeouts=Timeouts(**config.get("timeouts", {})),
-                faucet_key=dev_key_of(home),
+                faucet_key=None if full else dev_key_of(home),
                 commit_wait=float(config.get("commit_wait", 0.2)),
                 net_config=net_config_of(config),
+                follow_only=full,
+                guests=guests_of(config),
             )
+            runtime.extensions.extend(default_extensions(config))
 
             def ready_fields(api: str) -> dict:
                 return {
                     "name": config.get("name"),
                     "api": f"{api}/v1/status",
                     "p2p": config["p2p"],
-                    "peers": len(config.get("peers", [])),
+                    "node_id": key.public_key.hex(),
+                    "peers": len(all_peers),
                     "height": chain.height,
                 }
 
-            serve(runtime, home, sock, ready="validator ready", fields=ready_fields)
+            serve(runtime, home, sock, ready=f"{role} ready", fields=ready_fields)
         finally:
             # After serve: the worker threads that commit blocks are done.
             chain.close()
@@ -113,8 +129,18 @@ def run_validator(home_path: Path) -> None:
         os.close(lock_fd)
 
 
+def guests_of(config: dict) -> int:
+    """How many non-validator peers (full nodes) config.json lets in at once."""
+    guests = config.get("max_guests", MAX_GUESTS)
+    if isinstance(guests, bool) or not isinstance(guests, int) or not 0 <= guests <= 1024:
+        raise HomeError(
+            f"config.json: max_guests must be an integer from 0 to 1024, not {guests!r}"
+        )
+    return guests
+
+
 def node_command(home: Path, json_logs: bool) -> list[str]:
-    """The command line that runs one validator of a testnet."""
+    """The command line that runs one validator or full node of a testnet."""
     cmd = [sys.executable, "-m", "focusflow", "node", "start", "--home", str(home)]
     return cmd + (["--json-logs"] if json_logs else [])
 
@@ -139,12 +165,15 @@ def start_validator(home: Home, json_logs: bool = False) -> subprocess.Popen:
 
 
 def write_testnet_json(path: Path, homes: list[Home], procs: list[subprocess.Popen]) -> None:
-    entries = []
+    doc: dict[str, list] = {"validators": [], "full_nodes": []}
     for home, proc in zip(homes, procs, strict=True):
         config = home.load_config()
-        entries.append({"name": config["name"], "api": f"http://{config['api']}", "pid": proc.pid})
+        kind = "full_nodes" if config.get("full") else "validators"
+        doc[kind].append(
+            {"name": config["name"], "api": f"http://{config['api']}", "pid": proc.pid}
+        )
     tmp = path / "testnet.json.tmp"
-    tmp.write_text(json.dumps({"validators": entries}, indent=2) + "\n")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, path / "testnet.json")
 
 
@@ -155,17 +184,25 @@ def run_testnet(
     *,
     json_logs: bool = False,
     params: dict | None = None,
+    full_nodes: int = 0,
 ) -> None:
-    """Create (or reuse) the testnet at ``path`` and run its validators until a signal."""
+    """Create (or reuse) the testnet at ``path`` and run its validators and full
+    nodes until a signal."""
     if validators < 1:
         raise FocusflowError("--validators must be at least 1")
-    homes = init_testnet(path, validators, base_port, params=params)
+    if full_nodes < 0:
+        raise FocusflowError("--full-nodes must be at least 0")
+    homes = init_testnet(path, validators, base_port, params=params, full_nodes=full_nodes)
     procs = [start_validator(h, json_logs) for h in homes]
     write_testnet_json(Path(path), homes, procs)
     log.info(
         "testnet running",
         extra={
-            "fields": {"validators": validators, "testnet_json": str(Path(path) / "testnet.json")}
+            "fields": {
+                "validators": validators,
+                "full_nodes": full_nodes,
+                "testnet_json": str(Path(path) / "testnet.json"),
+            }
         },
     )
     stop = False

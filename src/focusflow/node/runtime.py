@@ -106,6 +106,11 @@ class NodeRuntime:
     """The chain, its mempool and focus view, and the block listeners; see the module
     docstring. Consensus (ValidatorRuntime) makes the blocks."""
 
+    #: A full node (ValidatorRuntime with ``follow_only``) never signs.
+    follow_only: bool = False
+    #: Why the node stopped following its chain; see ValidatorRuntime.halt.
+    halted: str | None = None
+
     def __init__(
         self,
         chain: Chain,

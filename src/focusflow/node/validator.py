@@ -108,6 +108,7 @@ from focusflow.net import (
     Verdict,
 )
 from focusflow.net.errors import NetError, RateLimitedError, RemoteError, RequestTimeoutError
+from focusflow.node.extensions import NodeExtension
 from focusflow.node.gossip_check import (
     MAX_PROPOSALS_PER_ROUND,
     MAX_VOTE_BYTES,
@@ -119,7 +120,6 @@ from focusflow.node.gossip_check import (
     check_signature,
     signer_of,
 )
-from focusflow.node.extensions import NodeExtension
 from focusflow.node.runtime import NodeRuntime
 from focusflow.node.sync import (
     STATUS_BURST,

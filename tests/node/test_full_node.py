@@ -1,0 +1,115 @@
+"""Full nodes beside four validators: real processes, real QUIC, on loopback.
+
+``focusflow testnet --validators 4 --full-nodes 2`` runs six processes. What an
+app builder relies on: a full node serves the same blocks, state roots and focus
+roots as the validators at every height (it re-executes every block, focus
+included), accepts transactions for the network, never signs, survives SIGKILL
+and a restart, and a full node that joins late (its home made by
+``focusflow node start --full --genesis``) catches up to the same roots.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+
+from focusflow.node.home import Home
+from tests.node.testnet_process import START_TIMEOUT, LocalTestnet, _env, _free_base_port
+
+
+def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
+    net = LocalTestnet(tmp_path / "tn", 4, full_nodes=2)
+    late = None
+    try:
+        validators, full = range(4), (4, 5)
+        everyone = range(6)
+        doc = json.loads((tmp_path / "tn" / "testnet.json").read_text())
+        assert [f["name"] for f in doc["full_nodes"]] == ["f0", "f1"]
+        assert (tmp_path / "tn" / "genesis.json").exists()
+        for k in full:
+            status = net.status(k)
+            assert status["role"] == "full" and status["validator"] is None
+        assert {net.status(k)["role"] for k in validators} == {"validator"}
+
+        # A transaction sent to a full node reaches the validators and commits;
+        # every node then serves the same block, state root and focus root.
+        h1 = net.wait_tx(4, net.submit_links(4, "alpha", 0), 60)
+        net.wait_height(everyone, h1, 30)
+        net.assert_agree(everyone, h1)
+        assert net.block(5, h1)[2] != net.block(5, h1 - 1)[2]  # the links moved focus
+
+        # It never signs: no write-ahead log, and the validators saw votes of four keys only.
+        for k in full:
+            assert not (net.homes[k] / "consensus.wal").exists()
+        body = net.validator_set(0)
+        assert len(body["validators"]) == 4
+        signers = {v["address"] for v in body["validators"]}
+        assert not {Home(net.homes[k]).load_node_key().address for k in full} & signers
+
+        # SIGKILL a full node; the network goes on; it restarts and catches up.
+        net.kill(5)
+        h2 = net.wait_tx(0, net.submit_links(0, "beta", 1), 30)
+        net.wait_height((0, 4), h2, 20)
+        net.restart(5)
+        top = max(net.height(k) for k in validators)
+        net.wait_height(everyone, top + 1, 60)
+        net.assert_agree(everyone, top + 1)
+
+        # A full node made later, from the genesis file and one validator's address.
+        v0 = json.loads((net.homes[0] / "config.json").read_text())
+        v0_id = Home(net.homes[0]).load_validator_key().public_key.hex()
+        port = _free_base_port(1)
+        home = tmp_path / "late"
+        with open(tmp_path / "late.log", "ab") as log:
+            late = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "focusflow",
+                    "node",
+                    "start",
+                    "--full",
+                    "--home",
+                    str(home),
+                    "--genesis",
+                    str(tmp_path / "tn" / "genesis.json"),
+                    "--peer",
+                    f"{v0_id}@{v0['p2p']}",
+                    "--p2p",
+                    f"127.0.0.1:{port}",
+                    "--api",
+                    f"127.0.0.1:{port + 1}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(_env(), NUMBA_NUM_THREADS="1"),
+            )
+        api = f"http://127.0.0.1:{port + 1}"
+        target = net.height(0)
+        deadline = time.monotonic() + START_TIMEOUT
+        height = -1
+        while time.monotonic() < deadline:
+            assert late.poll() is None, (tmp_path / "late.log").read_text()[-3000:]
+            try:
+                height = httpx.get(f"{api}/v1/status", timeout=2).json()["height"]
+            except httpx.HTTPError:
+                height = -1
+            if height >= target:
+                break
+            time.sleep(0.2)
+        assert height >= target, (tmp_path / "late.log").read_text()[-3000:]
+        for h in range(1, target + 1):
+            block = httpx.get(f"{api}/v1/blocks/{h}", timeout=5).json()
+            assert (block["hash"], block["state_root"], block["focus_root"]) == net.block(0, h)
+    finally:
+        if late is not None:
+            late.terminate()
+            try:
+                late.wait(20)
+            except subprocess.TimeoutExpired:
+                late.kill()
+        net.stop()
