@@ -426,3 +426,30 @@ def test_a_subscriber_verdict_decides_forwarding_and_blame() -> None:
             await node.stop()
 
     run(main())
+
+
+def test_guests_beside_the_allowed_set_are_bounded() -> None:
+    """A validator takes its set's members and at most ``guests`` other peers
+    (full nodes); one more is refused, and a member is never crowded out."""
+
+    async def main() -> None:
+        v = Node(KeyPair.generate())
+        member = Node(KeyPair.generate())
+        g1, g2, g3 = (Node(KeyPair.generate()) for _ in range(3))
+        for node in (v, member, g1, g2, g3):
+            await node.start()
+        v.set_allowed([member.id], guests=2)
+        assert await g1.connect(v.peer_address) == v.id
+        assert await g2.connect(v.peer_address) == v.id
+        with pytest.raises(PeerAuthError):
+            await g3.connect(v.peer_address)
+        assert await member.connect(v.peer_address) == v.id
+        await until(lambda: len(v.connected_peers()) == 3)
+        # The set changes: guests stay while there is room, the rest are closed.
+        v.set_allowed([member.id], guests=1)
+        await until(lambda: len(v.connected_peers()) == 2)
+        assert member.id in v.connected_peers()
+        for node in (v, member, g1, g2, g3):
+            await node.stop()
+
+    run(main())

@@ -333,10 +333,10 @@ class Node:
         if self.scores.is_banned(session.peer_id):
             session.close(CLOSE_BANNED, "banned")
             return True
-        if self._allowed is not None and session.peer_id not in self._allowed:
-            if self._guests() >= self._max_guests:
-                session.close(CLOSE_AUTH_FAILED, "node id not allowed")
-                return True
+        outsider = self._allowed is not None and session.peer_id not in self._allowed
+        if outsider and self._guests() >= self._max_guests:
+            session.close(CLOSE_AUTH_FAILED, "node id not allowed")
+            return True
         return False
 
     def _guests(self) -> int:
