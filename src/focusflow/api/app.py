@@ -16,7 +16,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from focusflow import __version__
-from focusflow.api import errors, routes_chain, routes_da, routes_focus, routes_validators, ws
+from focusflow.api import (
+    errors,
+    routes_chain,
+    routes_da,
+    routes_focus,
+    routes_light,
+    routes_validators,
+    ws,
+)
 from focusflow.api.block_cache import RenderedBlocks
 from focusflow.api.hot_paths import HotPaths
 from focusflow.api.limits import ClientLimits, LimitSettings
@@ -72,6 +80,7 @@ def create_app(
     app.include_router(routes_validators.router)
     app.include_router(ws.router)
     app.include_router(routes_da.router)
+    app.include_router(routes_light.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
