@@ -1,0 +1,563 @@
+"""The web page's verified mode, in a real headless Chromium.
+
+``static/verify.js`` checks headers, commit certificates and state and focus
+proofs with the browser's own WebCrypto. The first tests feed it vectors made
+here by the chain's Python code (real keys, signatures, trees, certificates),
+honest ones and each kind of lie, and check that JavaScript accepts exactly
+what the Python verifiers accept and names the check that refuses the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.staticfiles import StaticFiles
+
+from focusflow.api.app import STATIC
+from focusflow.chain.block import Header, sign_certificate
+from focusflow.chain.focus_commit import (
+    FOCUS_CHUNK,
+    FOCUS_KEY,
+    SCALE,
+    focus_root,
+    particle_chunk_key,
+)
+from focusflow.consensus.certificate import (
+    CommitSignature,
+    encode_certificate,
+)
+from focusflow.consensus.messages import Step, vote_sign_bytes
+from focusflow.consensus.validators import ValidatorSet
+from focusflow.core.cid import cid_of_text, cid_to_bytes
+from focusflow.core.encoding import encode
+from focusflow.core.hashing import merkle_proof, merkle_root, verify_merkle_proof
+from focusflow.core.keys import KeyPair
+from focusflow.store import smt
+from tests.api.test_web_page import browser, chromium_path, free_port  # noqa: F401
+
+UI_TIMEOUT_MS = 20_000
+CHAIN_ID = "focusflow-test-verified"
+
+
+@contextmanager
+def serve(app, port: int | None = None) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a loopback port in a thread; yields its URL."""
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def static_url() -> Iterator[str]:
+    """The page's static files alone: enough to import verify.js."""
+    app = Starlette()
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    with serve(app) as url:
+        yield url
+
+
+@pytest.fixture
+def js(browser, static_url):  # noqa: F811
+    """A page that has imported verify.js as ``window.V``; JS errors fail the test."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{static_url}/static/style.css")
+    page.evaluate(
+        """async () => {
+        window.V = await import('/static/verify.js');
+        // the check that refuses fn's arguments, or "ok"
+        window.attempt = async (fn) => {
+          try { await fn(); return "ok"; }
+          catch (e) { if (e instanceof V.VerifyError) return e.check; throw e; }
+        };
+      }"""
+    )
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+# ---------------------------------------------------------------- real chain objects
+
+
+def keys(n: int, base: int = 1) -> list[KeyPair]:
+    return [KeyPair.from_seed(bytes([base + i]) * 32) for i in range(n)]
+
+
+def set_of(signers: list[KeyPair], powers) -> ValidatorSet:
+    return ValidatorSet.create({k.public_key: p for k, p in zip(signers, powers, strict=True)})
+
+
+def validators_json(vset: ValidatorSet) -> list[dict]:
+    return [{"public_key": v.public_key.hex(), "power": v.power} for v in vset.validators]
+
+
+class Chain:
+    """A header of a real state (accounts, a particle list, a focus record and
+    vector) and the validator set that decides it."""
+
+    def __init__(self, powers=(40, 30, 20, 10), base: int = 1, n_particles: int = 2500) -> None:
+        self.keys = keys(len(powers), base)
+        self.vset = set_of(self.keys, powers)
+        self.cids = [cid_to_bytes(cid_of_text(f"particle {i}")) for i in range(n_particles)]
+        rng = np.random.default_rng(7)
+        self.q = rng.integers(0, SCALE // 100, n_particles, dtype=np.uint64)
+        self.focus_root = focus_root(self.q)
+        self.state = {
+            FOCUS_KEY: encode(
+                {"root": self.focus_root, "particles": n_particles, "scale": SCALE, "chunk": 1024}
+            ),
+            b"/kv/params": encode({"x": 1}),
+        }
+        for chunk in range(0, n_particles, 1024):
+            self.state[particle_chunk_key(chunk // 1024)] = encode(self.cids[chunk : chunk + 1024])
+        for i in range(40):
+            self.state[b"/token/acct/" + bytes([i]) * 20] = encode([10**12 + i, i, 0])
+        self.root, self.nodes = self.build(self.state)
+        self.header = self.make_header(7)
+
+    @staticmethod
+    def build(state: dict[bytes, bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+        return smt.update({}.get, smt.EMPTY, list(state.items()))
+
+    def make_header(self, height: int, **change) -> Header:
+        fields = dict(
+            chain_id=CHAIN_ID,
+            height=height,
+            time_ms=1_700_000_000_000 + height,
+            parent=bytes([9]) * 32,
+            txs_root=merkle_root([]),
+            state_root=self.root,
+            focus_root=self.focus_root,
+            data_root=bytes(32),
+            evidence_root=merkle_root([]),
+            validators_hash=self.vset.hash(),
+            proposer=self.keys[0].address_raw,
+            last_commit=bytes([8]) * 32,
+        )
+        fields.update(change)
+        return Header(**fields)
+
+    def validators(self) -> list[dict]:
+        return validators_json(self.vset)
+
+    def moved_to(self, signers: list[KeyPair], powers, height: int = 9) -> dict:
+        """The answer for a header at ``height`` decided by a new set."""
+        moved = set_of(signers, powers)
+        header = self.make_header(height, validators_hash=moved.hash())
+        cert = sign_certificate(signers, CHAIN_ID, height, header.hash)
+        return {**self.answer(header=header, cert=cert), "validators": validators_json(moved)}
+
+    def certificate(self, signers: list[KeyPair] | None = None, header: Header | None = None):
+        header = header or self.header
+        return sign_certificate(signers or self.keys, header.chain_id, header.height, header.hash)
+
+    def answer(self, header: Header | None = None, cert=None, **over) -> dict:
+        """What verifyHeader takes, as the page gets it from a node."""
+        header = header or self.header
+        cert = cert if cert is not None else self.certificate(header=header)
+        out = {
+            "headerHex": encode(header.to_cbor()).hex(),
+            "certHex": cert.hex() if isinstance(cert, bytes) else encode_certificate(cert).hex(),
+            "validators": self.validators(),
+            "hash": header.hash.hex(),
+            "height": header.height,
+        }
+        out.update(over)
+        return out
+
+    def prove(self, key: bytes) -> tuple[str | None, str]:
+        value, proof = self.state.get(key), smt.prove(self.nodes.get, self.root, key)
+        assert smt.verify_proof(self.root, key, value, proof)
+        return (None if value is None else value.hex()), proof.encode().hex()
+
+    def particle_proof(self, index: int) -> dict:
+        chunk_values, particles_proof = self.prove(particle_chunk_key(index // 1024))
+        record, record_proof = self.prove(FOCUS_KEY)
+        raw = self.q.astype("<u8").tobytes()
+        chunks = [raw[i : i + 8 * FOCUS_CHUNK] for i in range(0, len(raw), 8 * FOCUS_CHUNK)]
+        c = index // FOCUS_CHUNK
+        return {
+            "index": index,
+            "focus_q": int(self.q[index]),
+            "index_proof": {"value": chunk_values, "proof": particles_proof},
+            "focus_record": {"value": record, "proof": record_proof},
+            "chunk": chunks[c].hex(),
+            "path": [p.hex() for p in merkle_proof(chunks, c)],
+        }
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    return Chain()
+
+
+VERIFY_HEADER = """async (a) => {
+  const t = a.trusted;
+  const trusted = t && {chain_id: t.chain_id, hash: V.fromHex(t.hash),
+                        validators: t.validators && V.parseValidators(t.validators)};
+  return attempt(() => V.verifyHeader({
+    headerBytes: V.fromHex(a.headerHex), certBytes: V.fromHex(a.certHex),
+    validators: V.parseValidators(a.validators), hash: a.hash, height: a.height,
+    chainId: a.chainId, trusted}));
+}"""
+
+
+def check_header(js, answer: dict) -> str:
+    return js.evaluate(VERIFY_HEADER, answer)
+
+
+# ---------------------------------------------------------------- encodings
+
+
+def test_cbor_sign_bytes_and_set_hash_match_the_chain(js, chain):
+    """The JS encoder writes the chain's bytes; its decoder reads them back and
+    refuses what the chain's decoder refuses."""
+    header_cbor = encode(chain.header.to_cbor())
+    got = js.evaluate(
+        """(a) => {
+        const h = V.decodeHeader(V.fromHex(a.header));
+        return {
+          height: String(h.height), chain: h.chain_id, state: V.toHex(h.state_root),
+          reencoded: V.toHex(V.cborEncode(V.cborDecode(V.fromHex(a.header)))),
+          vote: V.toHex(V.voteSignBytes(a.chain, 7, 3, 2, V.fromHex(a.hash))),
+          big: V.toHex(V.cborEncode([2n ** 64n - 1n, 255, 256, 65536, 2 ** 32, "é", null])),
+        };
+      }""",
+        {"header": header_cbor.hex(), "chain": CHAIN_ID, "hash": chain.header.hash.hex()},
+    )
+    assert got["height"] == "7" and got["chain"] == CHAIN_ID
+    assert got["state"] == chain.root.hex()
+    assert got["reencoded"] == header_cbor.hex()
+    expected_vote = vote_sign_bytes(CHAIN_ID, 7, 3, Step.PRECOMMIT, chain.header.hash)
+    assert got["vote"] == expected_vote.hex()
+    assert got["big"] == encode([2**64 - 1, 255, 256, 65536, 2**32, "é", None]).hex()
+
+    set_hash = js.evaluate(
+        "async (v) => V.toHex(await V.validatorSetHash(V.parseValidators(v)))", chain.validators()
+    )
+    assert set_hash == chain.vset.hash().hex()
+
+    # maps and bignums as the state holds them
+    record = chain.state[FOCUS_KEY]
+    decoded = js.evaluate(
+        """(a) => {
+        const m = V.cborDecode(V.fromHex(a.record));
+        return {root: V.toHex(m.get("root")), n: String(m.get("particles")),
+                big: String(V.cborDecode(V.fromHex(a.big)))};
+      }""",
+        {"record": record.hex(), "big": encode(2**70 + 5).hex()},
+    )
+    assert decoded == {"root": chain.focus_root.hex(), "n": "2500", "big": str(2**70 + 5)}
+
+    # not canonical, or not plain data: each refused with "malformed"
+    refused = {
+        "long head": "1817",  # 23 in two bytes
+        "indefinite array": "9f01ff",
+        "float": "f93c00",
+        "tag": "c11a00000001",
+        "trailing": "0100",
+        "truncated": "5a00000010",
+        "unsorted map": "a2616201616101",
+        "small bignum": "c24101",
+        "bad utf-8": "62c328",
+    }
+    for name, hexed in refused.items():
+        check = js.evaluate("(h) => attempt(() => V.cborDecode(V.fromHex(h)))", hexed)
+        assert check == "malformed", name
+
+
+# ---------------------------------------------------------------- headers and certificates
+
+
+def test_honest_header_verifies(js, chain):
+    assert check_header(js, chain.answer()) == "ok"
+    # exactly above 2/3: 40 + 30 = 70 of 100 holds, and the smallest such quorum
+    assert check_header(js, chain.answer(cert=chain.certificate(chain.keys[:2]))) == "ok"
+
+
+def test_each_header_lie_is_named(js, chain):
+    """Every way a node can misstate a header or its certificate is refused by
+    the check meant for it."""
+    other = chain.make_header(7, state_root=bytes([1]) * 32)
+    k = chain.keys
+    cert = chain.certificate()
+    sig0 = cert.signatures[0]
+    forged = bytearray(sig0.signature)
+    forged[5] ^= 1
+    outsider = keys(1, base=100)[0]
+
+    def with_sigs(sigs):
+        return encode(
+            [
+                "commit",
+                cert.height,
+                cert.round,
+                cert.value_id,
+                [[s.public_key, s.signature] for s in sigs],
+            ]
+        )
+
+    powers = [dict(v) for v in chain.validators()]
+    powers[-1]["power"] += 1
+    lies = {
+        "header_hash": chain.answer(hash=other.hash.hex()),
+        "header_height": chain.answer(height=8),
+        "chain_id": chain.answer(chainId="another-chain"),
+        "validators_hash": chain.answer(validators=powers),
+        # the certificate of another block at the same height
+        "cert_value": chain.answer(cert=chain.certificate(header=other)),
+        # the certificate of this block's hash, but signed as another height
+        "cert_height": chain.answer(cert=sign_certificate(k, CHAIN_ID, 8, chain.header.hash)),
+        "cert_signature": chain.answer(
+            cert=with_sigs([CommitSignature(sig0.public_key, bytes(forged)), *cert.signatures[1:]])
+        ),
+        # the signature is the signer's own, but over another chain's vote
+        "cert_signature_chain": chain.answer(
+            cert=sign_certificate(k, "another-chain", 7, chain.header.hash)
+        ),
+        "cert_duplicate": chain.answer(cert=with_sigs([sig0, sig0, *cert.signatures[1:2]])),
+        "cert_non_member": chain.answer(
+            cert=sign_certificate([*k, outsider], CHAIN_ID, 7, chain.header.hash)
+        ),
+        # 40 + 20 + 10 = 70 is enough, 30 + 20 + 10 = 60 is not; and 40 + 20 = 60 not
+        "cert_power": chain.answer(cert=chain.certificate(k[1:])),
+        "cert_power_two": chain.answer(cert=chain.certificate([k[0], k[2]])),
+    }
+    for name, answer in lies.items():
+        expected = name.removesuffix("_chain").removesuffix("_two")
+        assert check_header(js, answer) == expected, name
+    # a validator listed twice in the set the node gives is refused before hashing
+    twice = chain.validators() + chain.validators()[:1]
+    assert check_header(js, chain.answer(validators=twice)) == "malformed"
+
+
+def test_pinned_set_catches_a_node_that_invents_its_own_validators(js, chain):
+    """With a pinned set, a header whose set is not it is accepted only when
+    signers from the pinned set hold more than 1/3 of its power."""
+    set_hash = chain.vset.hash().hex()
+    pinned = {"chain_id": CHAIN_ID, "hash": set_hash, "validators": chain.validators()}
+    assert check_header(js, chain.answer(trusted=pinned)) == "ok"
+    by_hash = {"chain_id": CHAIN_ID, "hash": set_hash}  # members not seen yet
+    assert check_header(js, chain.answer(trusted=by_hash)) == "ok"
+
+    # a node with its own keys: a valid chain of its own, and none of the pinned signers
+    fake = Chain(powers=(50, 50), base=50)
+    assert check_header(js, fake.answer()) == "ok"  # without a pin: nothing to compare
+    assert check_header(js, fake.answer(trusted=pinned)) == "pinned_set"
+    assert check_header(js, fake.answer(trusted=by_hash)) == "pinned_set"
+    pinned_other_chain = {**pinned, "chain_id": "other"}
+    assert check_header(js, chain.answer(trusted=pinned_other_chain)) == "pinned_chain"
+
+    # the set changed: two of the pinned validators stay (40 + 10 of 100 > 1/3)
+    answer = chain.moved_to([chain.keys[0], chain.keys[3], *keys(2, base=60)], (40, 10, 30, 30))
+    assert check_header(js, {**answer, "trusted": pinned}) == "ok"
+    # without the pinned members a change of set cannot be followed
+    assert check_header(js, {**answer, "trusted": by_hash}) == "pinned_set"
+    # members that are not the pinned set's are refused
+    wrong_members = {**pinned, "validators": fake.validators()}
+    assert check_header(js, {**answer, "trusted": wrong_members}) == "malformed"
+    # only 10 + 20 of the pinned 100 stay (30 is not above 1/3)
+    answer = chain.moved_to([chain.keys[2], chain.keys[3], *keys(2, base=60)], (20, 10, 40, 30))
+    assert check_header(js, answer) == "ok"
+    assert check_header(js, {**answer, "trusted": pinned}) == "pinned_set"
+
+
+# ---------------------------------------------------------------- state and focus proofs
+
+VERIFY_SMT = """async (a) => {
+  try {
+    return await V.verifySmtProof(V.fromHex(a.root), V.fromHex(a.key),
+      a.value === null ? null : V.fromHex(a.value), V.fromHex(a.proof));
+  } catch (e) { if (e instanceof V.VerifyError) return e.check; throw e; }
+}"""
+
+
+def smt_check(js, root: bytes, key: bytes, value: bytes | None, proof: smt.Proof | bytes):
+    raw = proof if isinstance(proof, bytes) else proof.encode()
+    args = {
+        "root": root.hex(),
+        "key": key.hex(),
+        "value": None if value is None else value.hex(),
+        "proof": raw.hex(),
+    }
+    return js.evaluate(VERIFY_SMT, args)
+
+
+def test_state_proofs_match_the_chain_verifier(js, chain):
+    """Inclusion and exclusion proofs: JS agrees with store.verify_proof on
+    honest proofs and on each kind of lie."""
+    root, nodes = chain.root, chain.nodes
+    present = sorted(chain.state)[:6]
+    absent = [b"/token/acct/" + bytes([200 + i]) * 20 for i in range(12)]
+    kinds = set()
+    for key in present + absent:
+        proof = smt.prove(nodes.get, root, key)
+        value = chain.state.get(key)
+        kinds.add((value is None, proof.leaf is None))
+        assert smt_check(js, root, key, value, proof) is True
+        # the value changed, or said absent / present when it is not
+        wrong = b"\x00" if value is None else value + b"\x00"
+        assert smt_check(js, root, key, wrong, proof) is False
+        assert smt.verify_proof(root, key, wrong, proof) is False
+        if value is not None:
+            assert smt_check(js, root, key, None, proof) is False
+        # the proof of another state's root
+        other_root, _ = Chain.build({**chain.state, b"/kv/params": b"\x01"})
+        assert smt_check(js, other_root, key, value, proof) is False
+    assert (True, True) in kinds and (True, False) in kinds and (False, True) in kinds
+
+    key = present[0]
+    proof = smt.prove(nodes.get, root, key)
+    value = chain.state[key]
+    path = smt.key_path(key)
+    # "absent" by showing the key's own leaf as another key's
+    own_leaf = smt.Proof(proof.siblings, (path, hashlib.sha256(value).digest()))
+    assert smt.verify_proof(root, key, None, own_leaf) is False
+    assert smt_check(js, root, key, None, own_leaf) is False
+    # an inclusion proof may carry no other leaf
+    extra = smt.Proof(proof.siblings, (bytes(32), bytes(32)))
+    assert smt_check(js, root, key, value, extra) is False
+    # an exclusion leaf off the walked prefix, in a tree folded to fit it
+    other = bytes([path[0] ^ 0x80]) + path[1:]
+    other_leaf, sibling = smt.leaf_hash(other, bytes(32)), bytes([3]) * 32
+    pair = (sibling, other_leaf) if path[0] & 0x80 else (other_leaf, sibling)
+    forged_root = smt.node_hash(*pair)
+    off_prefix = smt.Proof((sibling,), (other, bytes(32)))
+    assert smt.verify_proof(forged_root, key, None, off_prefix) is False
+    assert smt_check(js, forged_root, key, None, off_prefix) is False
+    # a malformed proof is an error, not a quiet false
+    assert smt_check(js, root, key, value, b"\x84\x01\x40\x80\xf6") == "malformed"
+
+
+def test_merkle_paths_match_rfc6962(js):
+    leaves = [bytes([i]) * (i % 5 + 1) for i in range(13)]
+    for size in (1, 2, 3, 5, 8, 13):
+        root = merkle_root(leaves[:size])
+        for index in range(size):
+            path = merkle_proof(leaves[:size], index)
+            got = js.evaluate(
+                """async (a) => {
+                const p = a.path.map(V.fromHex), r = V.fromHex(a.root), l = V.fromHex(a.leaf);
+                return [await V.verifyMerklePath(r, l, a.i, a.n, p),
+                        await V.verifyMerklePath(r, l, a.i + 1, a.n, p),
+                        await V.verifyMerklePath(r, l, a.i, a.n + 1, p),
+                        await V.verifyMerklePath(r, V.fromHex(a.leaf + "00"), a.i, a.n, p),
+                        await V.verifyMerklePath(r, l, a.i, a.n, [...p, r]),
+                        V.toHex(await V.merkleRoot(a.all.map(V.fromHex)))];
+              }""",
+                {
+                    "root": root.hex(),
+                    "leaf": leaves[index].hex(),
+                    "path": [p.hex() for p in path],
+                    "i": index,
+                    "n": size,
+                    "all": [x.hex() for x in leaves[:size]],
+                },
+            )
+            leaf, extra = leaves[index], [*path, root]
+            expected = [
+                verify_merkle_proof(root, leaf, index, size, path),
+                verify_merkle_proof(root, leaf, index + 1, size, path),
+                verify_merkle_proof(root, leaf, index, size + 1, path),
+                verify_merkle_proof(root, leaf + b"\x00", index, size, path),
+                verify_merkle_proof(root, leaf, index, size, extra),
+            ]
+            assert expected[0] is True and expected[3] is False and expected[4] is False
+            assert got[:5] == expected, (size, index, got)
+            assert got[5] == root.hex()
+
+
+VERIFY_FOCUS = """async (a) => attempt(async () => {
+  const h = V.decodeHeader(V.fromHex(a.header));
+  const r = await V.verifyParticleFocus(h, V.cidToBytes(a.cid), a.proof);
+  window.proved = String(r.q);
+})"""
+
+
+def focus_check(js, chain: Chain, index: int, proof: dict, header: Header | None = None, cid=None):
+    args = {
+        "header": encode((header or chain.header).to_cbor()).hex(),
+        "cid": cid or _cid_text(chain.cids[index]),
+        "proof": proof,
+    }
+    check = js.evaluate(VERIFY_FOCUS, args)
+    return check, js.evaluate("window.proved")
+
+
+def _cid_text(raw: bytes) -> str:
+    from focusflow.core.cid import cid_from_bytes
+
+    return cid_from_bytes(raw)
+
+
+def test_particle_focus_proofs(js, chain):
+    """A particle's focus: its index through the committed particle list, the
+    focus record, and its chunk's RFC 6962 path to the header's focus root."""
+    for index in (0, 1023, 1024, 2499):
+        check, proved = focus_check(js, chain, index, chain.particle_proof(index))
+        assert (check, proved) == ("ok", str(int(chain.q[index])))
+
+    honest = chain.particle_proof(5)
+    # another particle's index (its entry is not this CID)
+    assert focus_check(js, chain, 5, chain.particle_proof(6))[0] == "particle_index"
+    # a particle list chunk of another state
+    other = Chain(n_particles=2500)
+    other.state[b"/kv/params"] = b"\x02"
+    other.root, other.nodes = Chain.build(other.state)
+    lie = {**honest, "index_proof": other.particle_proof(5)["index_proof"]}
+    assert focus_check(js, chain, 5, lie)[0] == "state_proof"
+    # the chunk of another focus vector (every value one more)
+    bumped = Chain()
+    bumped.q = chain.q + np.uint64(1)
+    lie = {**honest, "chunk": bumped.particle_proof(5)["chunk"]}
+    assert focus_check(js, chain, 5, lie)[0] == "focus_proof"
+    # an honest proof whose answer states another value
+    lie = {**honest, "focus_q": honest["focus_q"] + 1}
+    assert focus_check(js, chain, 5, lie)[0] == "value_mismatch"
+    # a path of another chunk
+    lie = {**honest, "path": chain.particle_proof(1500)["path"]}
+    assert focus_check(js, chain, 5, lie)[0] == "focus_proof"
+    # a header whose focus root is not the state's focus record
+    header = chain.make_header(7, focus_root=bytes([4]) * 32)
+    assert focus_check(js, chain, 5, honest, header=header)[0] == "focus_record"
+    # a particle past the committed count
+    short = Chain(n_particles=2500)
+    short.state[FOCUS_KEY] = encode(
+        {"root": short.focus_root, "particles": 2000, "scale": SCALE, "chunk": 1024}
+    )
+    short.root, short.nodes = Chain.build(short.state)
+    short.header = short.make_header(7)
+    assert focus_check(js, short, 2100, short.particle_proof(2100))[0] == "particle_index"
+
+
+def test_cid_spellings(js):
+    for text in ("a", "hello world", "particle 7"):
+        cid = cid_of_text(text)
+        assert js.evaluate("(c) => V.toHex(V.cidToBytes(c))", cid) == cid_to_bytes(cid).hex()
+    v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+    assert js.evaluate("(c) => V.toHex(V.cidToBytes(c))", v0) == cid_to_bytes(v0).hex()
+    assert js.evaluate("(c) => attempt(() => V.cidToBytes(c))", "zQmYwAP") == "malformed"
