@@ -11,6 +11,8 @@ The node's :class:`~focusflow.chain.da_commit.DAStore` is ``node.da``. Errors:
 ``unknown_block`` (404), ``invalid_parameter`` (400) for coordinates outside
 the square, ``malformed`` (400) for non-integers, ``share_unavailable`` (404)
 for a share the node does not serve (the withholding fault injection).
+``GET /v1/da/{height}/fraud`` answers a bad-encoding fraud proof the node
+verified against that block (``unknown_fraud_proof``, 404, when it holds none).
 """
 
 from __future__ import annotations
@@ -107,3 +109,24 @@ def da_share(request: Request, height: Height, row: Coord, col: Coord) -> JSONRe
             "proof": proof_to_json(proof),
         }
     )
+
+
+class FraudOut(BaseModel):
+    height: int
+    block_hash: str
+    data_root: str
+    proof: dict
+
+
+@router.get("/{height}/fraud", response_model=None, responses={200: {"model": FraudOut}})
+def da_fraud(request: Request, height: Height) -> JSONResponse:
+    """The bad-encoding fraud proof this node verified against block ``height``:
+    ``{height, block_hash, data_root, proof}`` (``focusflow.da.befp_from_json``
+    reads ``proof``; a light client checks it against the data root of a header
+    it verified itself). ``unknown_fraud_proof`` (404) when it holds none."""
+    record = _da(request).fraud(height)
+    if record is None:
+        return error_response(
+            "unknown_fraud_proof", f"no fraud proof against block {height} is held here", 404
+        )
+    return JSONResponse(record.to_json())

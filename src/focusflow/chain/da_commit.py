@@ -26,6 +26,13 @@ height and never more cores than that.
 Its ``withhold`` fraction is a fault-injection knob for tests: the node then
 refuses to serve that share of every square (the roots are still served, as
 a withholding producer would publish its header).
+
+Squares of blocks not committed yet (a proposal this node made or validated)
+are served too, keyed by their data root: :data:`recent_squares` keeps the
+last squares :func:`block_square` built, so the proposer of a block can answer
+the validators that sample it before they vote (``DAStore.square_for``).
+A node that verified a bad-encoding fraud proof keeps it
+(``DAStore.record_fraud``) for peers and light clients.
 """
 
 from __future__ import annotations
@@ -35,16 +42,29 @@ import random
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from focusflow.chain.errors import UnknownBlockError
 from focusflow.core.errors import InvalidParameterError, StoreError, require_int
-from focusflow.da import SHARE_SIZE, ExtendedSquare, ShareProof, ShareUnavailableError, extend
+from focusflow.da import (
+    SHARE_SIZE,
+    BadEncodingProof,
+    ExtendedSquare,
+    ShareProof,
+    ShareUnavailableError,
+    befp_to_json,
+    extend,
+)
 from focusflow.da import square_from_block as _square_from_block
 
 if TYPE_CHECKING:
+    from focusflow.chain.block import Header
     from focusflow.chain.chain import Chain
+    from focusflow.consensus.certificate import CommitCertificate
 
 #: Squares a :class:`DAStore` keeps at most, by default.
 DEFAULT_CACHE_SIZE = 16
@@ -71,11 +91,71 @@ def empty_square() -> ExtendedSquare:
     return square
 
 
+#: Squares of blocks not yet committed that :data:`recent_squares` keeps, in
+#: count and bytes (a proposal's square is served while it is voted on).
+RECENT_SQUARES = 8
+RECENT_SQUARES_BYTES = 96 << 20
+
+
+class RecentSquares:
+    """The last squares :func:`block_square` built in this process, by data root
+    (LRU, bounded in count and bytes; the newest always stays). Thread-safe."""
+
+    def __init__(self, count: int = RECENT_SQUARES, size: int = RECENT_SQUARES_BYTES) -> None:
+        self.count, self.size = count, size
+        self._squares: OrderedDict[bytes, ExtendedSquare] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, square: ExtendedSquare) -> None:
+        root = square.data_root()
+        with self._lock:
+            self._squares[root] = square
+            self._squares.move_to_end(root)
+            total = sum(square_size(sq) for sq in self._squares.values())
+            while len(self._squares) > 1 and (len(self._squares) > self.count or total > self.size):
+                _, dropped = self._squares.popitem(last=False)
+                total -= square_size(dropped)
+
+    def get(self, data_root: bytes) -> ExtendedSquare | None:
+        if data_root == empty_square().data_root():
+            return empty_square()
+        with self._lock:
+            return self._squares.get(data_root)
+
+
+#: The squares this process built lately (proposals made and validated here).
+recent_squares = RecentSquares()
+
+#: Fault injection for tests (config.json ``da_bad_encoding``): when set, the
+#: squares of blocks with transactions have one parity share altered, so a
+#: producer commits a data root over a square that is not a valid encoding.
+_bad_encoding = False
+
+
+def set_bad_encoding(enabled: bool) -> None:
+    """Tests only: make :func:`block_square` build badly encoded squares (see above)."""
+    global _bad_encoding
+    _bad_encoding = bool(enabled)
+
+
+def _corrupted(square: ExtendedSquare) -> ExtendedSquare:
+    """``square`` with the last byte of its top-right parity share flipped: row 0
+    and the last column are then no codewords."""
+    data = np.array(square.data, copy=True)
+    data[0, square.width - 1, SHARE_SIZE - 1] ^= 1
+    return ExtendedSquare(data)
+
+
 def block_square(txs: Sequence[bytes]) -> ExtendedSquare:
-    """The extended data square of a block's encoded transactions."""
+    """The extended data square of a block's encoded transactions (kept in
+    :data:`recent_squares`, so this node can serve it before it is committed)."""
     if not txs:
         return empty_square()
-    return extend(_square_from_block(list(txs)))
+    square = extend(_square_from_block(list(txs)))
+    if _bad_encoding:
+        square = _corrupted(square)
+    recent_squares.add(square)
+    return square
 
 
 def warm_up() -> None:
@@ -123,6 +203,26 @@ class _Flight:
         return self._square
 
 
+@dataclass(frozen=True)
+class FraudRecord:
+    """A verified bad-encoding fraud proof against a block a quorum certified:
+    the block's header (its data root is what the proof is checked against),
+    the certificate, and the proof."""
+
+    header: Header
+    certificate: CommitCertificate | None
+    proof: BadEncodingProof
+
+    def to_json(self) -> dict[str, Any]:
+        """``{height, block_hash, data_root, proof}`` (the proof as ``befp_to_json``)."""
+        return {
+            "height": self.header.height,
+            "block_hash": self.header.hash.hex(),
+            "data_root": self.header.data_root.hex(),
+            "proof": befp_to_json(self.proof),
+        }
+
+
 class DAStore:
     """The squares of a chain's blocks, for serving shares and proofs.
 
@@ -157,6 +257,7 @@ class DAStore:
         max_rebuilds: int = DEFAULT_MAX_REBUILDS,
         withhold: float = 0.0,
         withhold_seed: int = 0,
+        withhold_pending: bool = False,
     ) -> None:
         require_int("cache_size", cache_size, 1)
         require_int("cache_bytes", cache_bytes, 0)
@@ -168,6 +269,11 @@ class DAStore:
         self.cache_bytes = cache_bytes
         self.withhold = float(withhold)
         self.withhold_seed = withhold_seed
+        #: Fault injection for tests: refuse every share of a square not
+        #: committed yet (a proposer that withholds its proposal's data).
+        self.withhold_pending = withhold_pending
+        #: Verified bad-encoding fraud proofs, by height (see FraudRecord).
+        self._fraud: dict[int, FraudRecord] = {}
         self._squares: OrderedDict[int, ExtendedSquare] = OrderedDict()
         self._withheld: dict[int, frozenset[tuple[int, int]]] = {}
         self._lock = threading.Lock()
@@ -247,6 +353,39 @@ class DAStore:
             self.rebuilt += 1
         return square
 
+    def square_for(self, height: int, data_root: bytes) -> tuple[ExtendedSquare, bool]:
+        """The square under ``data_root`` at ``height`` and whether it is a committed
+        block's: the committed block's square if its root is that, else one built
+        here lately (a proposal); UnknownBlockError if neither."""
+        committed = isinstance(height, int) and not isinstance(height, bool)
+        if committed and 1 <= height <= self.chain.height:
+            square = self.square(height)
+            if square.data_root() == data_root:
+                return square, True
+        square = recent_squares.get(data_root)
+        if square is None:
+            raise UnknownBlockError(f"no square with data root {data_root.hex()[:16]} here")
+        return square, False
+
+    def servable(self, height: int, data_root: bytes) -> ExtendedSquare:
+        """:meth:`square_for`, refused (ShareUnavailableError) where this node
+        withholds it (``withhold_pending`` and not committed)."""
+        square, committed = self.square_for(height, data_root)
+        if self.withhold_pending and not committed:
+            raise ShareUnavailableError(f"the square of proposal {height} is not served")
+        return square
+
+    # --- fraud proofs ------------------------------------------------------------
+    def record_fraud(self, record: FraudRecord) -> None:
+        """Keep a verified fraud proof (the first one per height)."""
+        with self._lock:
+            self._fraud.setdefault(record.header.height, record)
+
+    def fraud(self, height: int) -> FraudRecord | None:
+        """The verified fraud proof this node holds against block ``height``, if any."""
+        with self._lock:
+            return self._fraud.get(height)
+
     # --- serving ---------------------------------------------------------------
     def withheld(self, height: int, width: int) -> frozenset[tuple[int, int]]:
         """Coordinates this node refuses to serve at ``height`` (empty when honest)."""
@@ -287,9 +426,15 @@ __all__ = [
     "DEFAULT_CACHE_BYTES",
     "DEFAULT_CACHE_SIZE",
     "DEFAULT_MAX_REBUILDS",
+    "RECENT_SQUARES",
+    "RECENT_SQUARES_BYTES",
     "DAStore",
+    "FraudRecord",
+    "RecentSquares",
     "block_square",
     "data_root",
     "empty_square",
+    "recent_squares",
+    "set_bad_encoding",
     "square_size",
 ]

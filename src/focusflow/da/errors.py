@@ -33,3 +33,9 @@ class ShareUnavailableError(DAError):
     """A node does not serve a share it should have (withheld, or not stored)."""
 
     code = "share_unavailable"
+
+
+class InvalidFraudProofError(DAError):
+    """A bad-encoding fraud proof that does not prove what it claims (or not for this block)."""
+
+    code = "da_invalid_fraud_proof"

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from focusflow.da import leopard
+from focusflow.da import leopard, nmt
 from focusflow.da.errors import RepairError
-from focusflow.da.merkle import MerkleProof, merkle_proof, verify_merkle
+from focusflow.da.merkle import MerkleProof, merkle_proof, merkle_root, verify_merkle
 from focusflow.da.nmt import leaf_node, root_of_leaf_nodes
 from focusflow.da.proofs import COL, ROW, ShareProof, leaf_data, prove_share, verify_share_proof
 from focusflow.da.shares import SHARE_SIZE
@@ -100,3 +100,64 @@ def verify_bad_encoding_proof(data_root: bytes, proof: BadEncodingProof) -> bool
         row, col = (proof.index, position) if proof.axis == ROW else (position, proof.index)
         leaves.append(leaf_node(leaf_data(full[position].tobytes(), row, col, k)))
     return root_of_leaf_nodes(leaves) != proof.axis_root
+
+
+def prove_bad_axis(
+    square: ExtendedSquare, roots: list[bytes], axis: str, index: int, positions: list[int]
+) -> BadEncodingProof:
+    """A proof that ``axis`` ``index`` is badly encoded, from its shares at
+    ``positions``, each proven along the orthogonal axis against the committed
+    ``roots`` (``2k`` row roots then ``2k`` column roots), which need not be
+    ``square``'s own: only the orthogonal axes used must hash to theirs."""
+    width = square.width
+    other = COL if axis == ROW else ROW
+    proofs = []
+    for position in positions:
+        row, col = (index, position) if axis == ROW else (position, index)
+        line, at = (col, row) if other == COL else (row, col)
+        root_index = line if other == ROW else width + line
+        proofs.append(
+            ShareProof(
+                row=row,
+                col=col,
+                share=square.share(row, col),
+                axis=other,
+                nmt_proof=nmt.prove_range(square.axis_leaf_nodes(other, line), at, at + 1),
+                axis_root=roots[root_index],
+                root_proof=merkle_proof(roots, root_index),
+            )
+        )
+    root_index = index if axis == ROW else width + index
+    return BadEncodingProof(
+        axis, index, roots[root_index], merkle_proof(roots, root_index), tuple(proofs)
+    )
+
+
+def find_bad_encoding_committed(
+    square: ExtendedSquare, row_roots: list[bytes], col_roots: list[bytes]
+) -> BadEncodingProof | None:
+    """A verified proof against the data root of ``row_roots + col_roots`` for a
+    square fetched row by row (each row checked against its committed root), or
+    ``None`` when the committed square is a valid encoding.
+
+    A producer may commit column roots that do not match the columns of its
+    rows; such a column is proven bad with shares proven along the rows (whose
+    roots did match). Otherwise the square is exactly the committed one and
+    :func:`find_bad_encoding` looks at every row and column.
+    """
+    roots = list(row_roots) + list(col_roots)
+    data_root = merkle_root(roots)
+    k, width = square.k, square.width
+    for j, (mine, committed) in enumerate(zip(square.col_roots(), col_roots, strict=True)):
+        if mine == committed:
+            continue
+        for positions in (list(range(k)), list(range(k, width))):
+            proof = prove_bad_axis(square, roots, COL, j, positions)
+            if verify_bad_encoding_proof(data_root, proof):
+                return proof
+    if square.data_root() != data_root:
+        return None
+    proof = find_bad_encoding(square)
+    if proof is None or not verify_bad_encoding_proof(data_root, proof):
+        return None
+    return proof

@@ -206,3 +206,15 @@ def _hex_list(value: Any, what: str) -> tuple[bytes, ...]:
     if not isinstance(value, list) or len(value) > _MAX_NODES:
         raise DecodeError(f"malformed share proof: {what} must be a list of hex strings")
     return tuple(_hex(v, what) for v in value)
+
+
+def axis_root_of(shares: list[bytes], axis: str, index: int) -> bytes:
+    """The NMT root of a whole row or column (``2k`` shares, in order), to check
+    one received from a peer against its committed root."""
+    width = len(shares)
+    k = width // 2
+    leaves = []
+    for position, share in enumerate(shares):
+        row, col = (index, position) if axis == ROW else (position, index)
+        leaves.append(nmt.leaf_node(leaf_data(share, row, col, k)))
+    return nmt.root_of_leaf_nodes(leaves)
