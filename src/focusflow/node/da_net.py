@@ -33,7 +33,7 @@ to the data root, or a row that does not hash to its root is reported
 (``net.report``).
 
 Parameters come from the node's config.json (:class:`DAConfig`): ``da_sampling``
-(default true), ``da_samples`` (16), ``da_sample_timeout`` (seconds, 1.0); and,
+(default true), ``da_samples`` (16), ``da_sample_timeout`` (seconds, 2.0); and,
 for tests only, ``da_withhold_proposals`` (serve no share of an uncommitted
 square: a proposer that withholds its data) and ``da_bad_encoding`` (build
 squares with a corrupted parity share: a producer that commits a bad encoding).
@@ -119,7 +119,7 @@ FETCH_TIMEOUT = 5.0
 MAX_INVESTIGATED = 64
 
 DEFAULT_SAMPLES = 16
-DEFAULT_SAMPLE_TIMEOUT = 1.0
+DEFAULT_SAMPLE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)

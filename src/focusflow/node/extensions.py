@@ -30,7 +30,9 @@ class NodeExtension(Protocol):
 
 def default_extensions(config: dict) -> list[NodeExtension]:
     """The extensions a network node (validator or full node) runs, from its config.json."""
-    return []
+    from focusflow.node.da_net import DANet  # data availability over QUIC, fraud proofs
+
+    return [DANet.from_config(config)]
 
 
 __all__ = ["NodeExtension", "default_extensions"]

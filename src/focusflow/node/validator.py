@@ -304,6 +304,10 @@ class ValidatorRuntime(NodeRuntime):
         #: Why this node stopped following its chain (a verified fraud proof
         #: against a committed block): no vote, commit or sync after it.
         self.halted: str | None = None
+        #: Called on the loop with a certified block that block sync could not
+        #: apply here (its bytes as served) and why: focusflow.node.da_net
+        #: proves a bad encoding of its data square from it.
+        self.refused_blocks: list[Callable[[bytes, BlockError], None]] = []
 
     # --- NodeService ---------------------------------------------------------
     def submit(self, raw: bytes | Tx) -> Tx:
@@ -934,6 +938,8 @@ class ValidatorRuntime(NodeRuntime):
                     )
                     self.net.report(peer_id, why=f"invalid block {height}")
                     _back_off(self._sync_backoff, peer_id)
+                    for listener in self.refused_blocks:
+                        listener(raw, exc)
                     break
             applied += 1
             self.synced_blocks += 1
