@@ -19,6 +19,7 @@ from focusflow.cli.focus_cmd import focus_app
 from focusflow.cli.import_cmd import import_app
 from focusflow.cli.keys_cmd import keys_app
 from focusflow.cli.konomi_cmd import konomi_app
+from focusflow.cli.light_cmd import light_app
 from focusflow.cli.query_cmd import query_app
 from focusflow.cli.tx_cmd import tx_app
 from focusflow.core.errors import FocusflowError
@@ -38,6 +39,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(tx_app, name="tx")
 app.add_typer(query_app, name="query")
 app.add_typer(import_app, name="import")
+app.add_typer(light_app, name="light")
 
 
 def _version(value: bool) -> None:
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="focusflow", standalone_mode=False)
     except FocusflowError as exc:
-        _fail(f"{exc} [{exc.code}]", 2)
+        # A light client's verification failure has its own status (3).
+        _fail(f"{exc} [{exc.code}]", getattr(exc, "exit_status", 2))
     except TyperException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
             print(exc.ctx.get_help())

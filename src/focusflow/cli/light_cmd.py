@@ -1,0 +1,322 @@
+"""``focusflow light``: a client that verifies what a node says (docs/light.md).
+
+``sync`` verifies the node's headers by commit certificates from genesis or a
+trusted height and hash into ``<home>/light.json``; ``query`` asks the node for
+a balance, a name, a particle's focus or links and prints only what the proofs
+show against a verified header; ``sample`` samples a block's shares against the
+data root of a verified header.
+
+Exit status: 0 verified; 3 the node's answer does not verify (one ``error:``
+line naming why: ``bad_certificate``, ``bad_proof``, ``fork``, ...); 2 bad input
+(no store yet, unreachable node, bad option).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import typer
+
+from focusflow.cli.da_cmd import fetch_share, square_width
+from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.keys import decode_address
+from focusflow.light.errors import EXIT_VERIFICATION, BadEncodingError
+
+if TYPE_CHECKING:
+    from focusflow.light.client import LightClient, Node
+    from focusflow.light.verify import LightBlock
+
+light_app = typer.Typer(help="Light client: verify a node's headers and answers.")
+query_app = typer.Typer(help="Ask a node and verify its answer against a verified header.")
+light_app.add_typer(query_app, name="query")
+
+#: celestia-node's light nodes sample 16 shares per block.
+DEFAULT_SAMPLES = 16
+
+NodeOpt = typer.Option(..., "--node", help="The node's API, e.g. http://127.0.0.1:26657.")
+HomeOpt = typer.Option(..., "--home", help="Directory of the light client's verified headers.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object.")
+TimeoutOpt = typer.Option(10.0, "--timeout", help="Seconds to wait for each answer.")
+#: focusflow.light.verify.DEFAULT_TRUSTING_PERIOD_S (two weeks), not imported here so
+#: that every CLI run does not load the chain layer.
+DEFAULT_TRUSTING_PERIOD_S = 14 * 24 * 3600
+PeriodOpt = typer.Option(
+    DEFAULT_TRUSTING_PERIOD_S,
+    "--trusting-period",
+    help="Seconds a verified header stays a root for skipping verification.",
+)
+
+
+def _client(node: str, home: str, timeout: float, period: float) -> LightClient:
+    from focusflow.light.client import LightClient, Node
+    from focusflow.light.store import LightStore
+
+    if not timeout > 0 or not period > 0:
+        raise InvalidParameterError("--timeout and --trusting-period must be > 0")
+    return LightClient(LightStore.open(Path(home)), Node(node, timeout), trusting_period_s=period)
+
+
+def _print(data: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data))
+    else:
+        for key, value in data.items():
+            print(f"{key}: {value}")
+
+
+@light_app.command("sync")
+def sync_cmd(
+    node: str = NodeOpt,
+    home: str = HomeOpt,
+    genesis: Path | None = typer.Option(
+        None, "--genesis", help="Genesis file: chain id and the validators of height 1."
+    ),
+    trust_height: int | None = typer.Option(
+        None, "--trust-height", min=1, help="Start from this height instead of genesis."
+    ),
+    trust_hash: str | None = typer.Option(
+        None, "--trust-hash", help="Hash (hex) of the header at --trust-height."
+    ),
+    witness: list[str] = typer.Option(
+        [], "--witness", help="Another node whose header must agree (repeatable)."
+    ),
+    trusting_period: float = PeriodOpt,
+    timeout: float = TimeoutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Verify the node's headers up to its newest and store them in --home."""
+    from focusflow.light.client import LightClient, Node, genesis_trust
+    from focusflow.light.store import LightStore
+
+    if (trust_height is None) != (trust_hash is None):
+        raise InvalidParameterError("--trust-height and --trust-hash go together")
+    trusted_hash = _hash(trust_hash) if trust_hash is not None else None
+    chain_id, genesis_set = genesis_trust(genesis) if genesis is not None else (None, None)
+    store = LightStore.open(Path(home), chain_id)
+    client = LightClient(store, Node(node, timeout), trusting_period_s=trusting_period)
+    if trust_height is not None and trusted_hash is not None:
+        client.trust_hash(trust_height, trusted_hash)
+    elif len(store) == 0:
+        if genesis_set is None:
+            raise InvalidParameterError("a new light store needs --genesis")
+        client.trust_genesis(genesis_set)
+    try:
+        head = client.sync()
+        for url in witness:
+            client.check_witness(Node(url, timeout), head)
+    finally:
+        if len(store):
+            store.save()
+    _print(
+        {"height": head.height, "hash": head.hash.hex(), "verified_headers": client.verified},
+        as_json,
+    )
+
+
+def _hash(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise InvalidParameterError("--trust-hash must be 64 hex digits")
+    return raw
+
+
+def _run_query(client: LightClient, ask):
+    try:
+        return ask()
+    finally:
+        client.store.save()
+
+
+@query_app.command("particle")
+def query_particle(
+    cid: str = typer.Argument(..., help="The particle's CID."),
+    node: str = NodeOpt,
+    home: str = HomeOpt,
+    trusting_period: float = PeriodOpt,
+    timeout: float = TimeoutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """A particle's committed focus, proven against a verified header's focus root."""
+    client = _client(node, home, timeout, trusting_period)
+    a = _run_query(client, lambda: client.particle(cid))
+    _print(
+        {
+            "particle": a.particle,
+            "focus": a.focus,
+            "focus_q": a.focus_q,
+            "index": a.index,
+            "height": a.height,
+            "verified": True,
+        },
+        as_json,
+    )
+
+
+@query_app.command("balance")
+def query_balance(
+    address: str = typer.Argument(..., help="A focus1... address."),
+    node: str = NodeOpt,
+    home: str = HomeOpt,
+    trusting_period: float = PeriodOpt,
+    timeout: float = TimeoutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """An account's balance, nonce and bond, proven against a verified state root."""
+    raw = decode_address(address)
+    client = _client(node, home, timeout, trusting_period)
+    a = _run_query(client, lambda: client.balance(raw))
+    _print(
+        {
+            "address": a.address,
+            "balance": a.balance,
+            "nonce": a.nonce,
+            "bonded": a.bonded,
+            "height": a.height,
+            "verified": True,
+        },
+        as_json,
+    )
+
+
+@query_app.command("name")
+def query_name(
+    name: str = typer.Argument(..., help="A registered name."),
+    node: str = NodeOpt,
+    home: str = HomeOpt,
+    trusting_period: float = PeriodOpt,
+    timeout: float = TimeoutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """A name's particle and owner (or proven unregistered: both null)."""
+    if not 1 <= len(name) <= 64:
+        raise InvalidParameterError("a name is 1 to 64 characters")
+    client = _client(node, home, timeout, trusting_period)
+    a = _run_query(client, lambda: client.name(name))
+    _print(
+        {"name": a.name, "cid": a.cid, "owner": a.owner, "height": a.height, "verified": True},
+        as_json,
+    )
+
+
+@query_app.command("links")
+def query_links(
+    cid: str = typer.Argument(..., help="The particle's CID."),
+    node: str = NodeOpt,
+    home: str = HomeOpt,
+    direction: str = typer.Option("out", "--direction", help="out or in."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Links to skip."),
+    limit: int = typer.Option(20, "--limit", min=1, max=100, help="Links to ask for."),
+    trusting_period: float = PeriodOpt,
+    timeout: float = TimeoutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """A page of a particle's links, each proven by the message that made it.
+
+    Each link printed exists; that the page is complete cannot be proven.
+    """
+    if direction not in ("in", "out"):
+        raise InvalidParameterError("--direction is in or out")
+    client = _client(node, home, timeout, trusting_period)
+    a = _run_query(client, lambda: client.links(cid, direction, offset, limit))
+    _print(
+        {
+            "particle": a.particle,
+            "direction": a.direction,
+            "links": a.links,
+            "unproven": a.unproven,
+            "total_stated": a.total_stated,
+            "height": a.height,
+            "verified": True,
+        },
+        as_json,
+    )
+
+
+@light_app.command("sample")
+def sample_cmd(
+    node: str = NodeOpt,
+    height: int = typer.Option(..., "--height", min=1, help="Block height to sample."),
+    samples: int = typer.Option(DEFAULT_SAMPLES, "--samples", min=1, help="Shares to sample."),
+    home: str = HomeOpt,
+    seed: int | None = typer.Option(None, "--seed", help="Seed the coordinates (reproducible)."),
+    trusting_period: float = PeriodOpt,
+    timeout: float = TimeoutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Sample a block's shares against the data root of a verified header.
+
+    Exit status 0: available; 3: unavailable or the header does not verify.
+    """
+    client = _client(node, home, timeout, trusting_period)
+    block = _run_query(client, lambda: client.block_at(height))
+    rng = random.Random(seed) if seed is not None else random.SystemRandom()
+    result = sample_verified(client.node, block, samples, rng)
+    _print(result, as_json)
+    if not result["available"]:
+        raise SystemExit(EXIT_VERIFICATION)
+
+
+def sample_verified(node: Node, block: LightBlock, samples: int, rng: random.Random) -> dict:
+    """Sample ``samples`` shares of ``block``'s square against its verified data root.
+
+    The row and column roots must hash to the header's ``data_root`` (da_cmd's
+    ``square_width``), each share's proof must verify against it (da_cmd's
+    ``fetch_share``); a missing or failing share counts as unavailable. A
+    fraud proof the node holds for the block (``GET /v1/da/{height}/fraud``)
+    that verifies against the data root is BadEncodingError.
+    """
+    from focusflow.da import Sampler
+
+    data_root = block.header.data_root
+    _check_fraud(node, block)
+    k, why = square_width(node.http, block.height, data_root)
+    if not k:
+        return _sample_doc(block, samples, False, 0.0, why)
+    sampler = Sampler(data_root, 2 * k, block.height, samples, rng=rng)
+    for request in sampler.requests():
+        sampler.receive(request, fetch_share(node.http, request))
+    result = sampler.result()
+    why = "" if result.available else f"{len(result.failed)} of {samples} samples failed"
+    return _sample_doc(block, samples, result.available, result.confidence, why)
+
+
+def _sample_doc(block: LightBlock, samples: int, ok: bool, confidence: float, why: str) -> dict:
+    return {
+        "height": block.height,
+        "samples": samples,
+        "available": ok,
+        "confidence": confidence,
+        "data_root": block.header.data_root.hex(),
+        "block_hash": block.hash.hex(),
+        "reason": why or None,
+    }
+
+
+def _check_fraud(node: Node, block: LightBlock) -> None:
+    """Refuse the block if the node holds a bad-encoding proof that verifies."""
+    try:
+        from focusflow.da import befp_from_json, verify_bad_encoding_proof
+    except ImportError:  # a DA layer without fraud proofs in JSON
+        return
+    try:
+        r = node.http.get(f"/v1/da/{block.height}/fraud")
+        if r.status_code != 200:
+            return
+        proof = befp_from_json(r.json().get("proof"))
+    except (httpx.HTTPError, ValueError, AttributeError, FocusflowError):
+        return  # no proof, or not one: nothing proven against the block
+    if verify_bad_encoding_proof(block.header.data_root, proof):
+        raise BadEncodingError(
+            f"block {block.height}'s square is badly encoded: a fraud proof verifies "
+            "against its verified data root"
+        )
+
+
+__all__ = ["light_app", "sample_verified"]

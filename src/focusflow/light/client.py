@@ -1,0 +1,330 @@
+"""The light client: follows a node's headers by certificates and checks every answer.
+
+:class:`LightClient` asks one node (``/v1/light`` routes, docs/api.md) and trusts
+nothing it says: headers are verified from the store's newest trusted header by
+skipping verification, bisecting when the trusted set's signers of a far header
+hold too little power (CometBFT's ``VerifySkipping``), down to adjacent steps
+whose validator-set change is proven from the trusted state. Each answer is
+then checked against the verified header of the height it names
+(focusflow.light.answers). A header that conflicts with a stored verified one
+yet carries a valid certificate is a fork (:class:`ForkError`), as is a
+witness's valid header that differs from the primary's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from focusflow.chain.genesis import Genesis
+from focusflow.consensus.certificate import verify_certificate
+from focusflow.consensus.errors import InvalidCertificateError
+from focusflow.consensus.validators import ValidatorSet
+from focusflow.core.errors import FocusflowError
+from focusflow.light import answers
+from focusflow.light.errors import (
+    BadCertificateError,
+    ForkError,
+    HeaderMismatchError,
+    InsufficientTrustError,
+    MalformedAnswerError,
+    NodeRequestError,
+    ValidatorSetMismatchError,
+    VerificationError,
+)
+from focusflow.light.store import LightStore
+from focusflow.light.verify import (
+    DEFAULT_TRUST_LEVEL,
+    DEFAULT_TRUSTING_PERIOD_S,
+    LightBlock,
+    parse_light_block,
+    verify_adjacent,
+    verify_skipping,
+)
+
+#: Times a query is asked again when the node moved past the asked height.
+STALE_RETRIES = 3
+#: Most headers one sync verifies (bisection over 2^63 heights needs ~63 per change).
+MAX_VERIFY_STEPS = 100_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Node:
+    """One node's ``/v1/light`` routes over HTTP; answers are JSON, unverified."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise NodeRequestError(f"a node URL is http:// or https://, not {url!r}")
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, params: dict | None = None) -> Any:
+        """The JSON of a 200 answer; NodeRequestError for an error answer."""
+        try:
+            r = self.http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise NodeRequestError(f"cannot reach {self.url}: {exc}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            raise MalformedAnswerError(f"{path}: the node's answer is not JSON") from None
+        if r.status_code != 200:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            err = NodeRequestError(
+                f"{self.url}{path}: {error.get('message', r.status_code)} "
+                f"({error.get('code', 'error')})"
+            )
+            err.node_code = error.get("code")  # type: ignore[attr-defined]
+            raise err
+        return body
+
+    def header(self, height: int | None) -> Any:
+        return self.get("/v1/light/header/" + ("latest" if height is None else str(height)))
+
+
+def genesis_trust(path: Path) -> tuple[str, ValidatorSet]:
+    """(chain id, validator set of height 1) from a genesis file (GenesisError if bad)."""
+    gen = Genesis.load(Path(path))
+    return gen.chain_id, gen.validator_set()
+
+
+class LightClient:
+    """Verified headers in ``store``, extended from ``node`` on demand."""
+
+    def __init__(
+        self,
+        store: LightStore,
+        node: Node,
+        *,
+        trusting_period_s: float = DEFAULT_TRUSTING_PERIOD_S,
+        trust_level: Fraction = DEFAULT_TRUST_LEVEL,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.store = store
+        self.node = node
+        self.trusting_period_s = trusting_period_s
+        self.trust_level = trust_level
+        self.clock = clock
+        #: Headers verified by this client object (the CLI's ``verified_headers``).
+        self.verified = 0
+
+    @property
+    def chain_id(self) -> str:
+        return self.store.chain_id
+
+    # --- roots of trust -----------------------------------------------------
+
+    def trust_genesis(self, genesis_set: ValidatorSet) -> LightBlock:
+        """Verify header 1 against the genesis set and make it the root of trust."""
+        block = self._fetch(self.node, 1)
+        if block.header.validators_hash != genesis_set.hash():
+            raise ValidatorSetMismatchError("header 1 is not signed by the genesis validator set")
+        self.store.add(block, root=True)
+        self.verified += 1
+        return block
+
+    def trust_hash(self, height: int, block_hash: bytes) -> LightBlock:
+        """Take the header at ``height`` whose hash the user gives as the root of trust."""
+        block = self._fetch(self.node, height)
+        if block.hash != block_hash:
+            raise HeaderMismatchError(
+                f"the node's header {height} is {block.hash.hex()}, not the trusted "
+                f"{block_hash.hex()}"
+            )
+        self.store.add(block, root=True)
+        self.verified += 1
+        return block
+
+    # --- headers ---------------------------------------------------------------
+
+    def _fetch(self, node: Node, height: int | None) -> LightBlock:
+        return parse_light_block(node.header(height), self.chain_id, height)
+
+    def sync(self, height: int | None = None) -> LightBlock:
+        """Verify the node's header at ``height`` (default: its newest) and store it."""
+        target = self._fetch(self.node, height)
+        return self.verify_to(target, self.node)
+
+    def verify_to(self, target: LightBlock, node: Node) -> LightBlock:
+        """Verify ``target`` from the store by bisection; headers come from ``node``."""
+        self._check_known(target, node)
+        if self.store.get(target.height) is not None:
+            return target
+        trusted = self.store.at_or_below(target.height)
+        if trusted is None:
+            raise BelowTrustRootError(
+                f"height {target.height} is below the root of trust {self.store.root_height}"
+            )
+        pending = [target]
+        steps = 0
+        while pending:
+            steps += 1
+            if steps > MAX_VERIFY_STEPS:
+                raise VerificationError("bisection did not end; the node's headers are looping")
+            candidate = pending[-1]
+            try:
+                self._verify_step(trusted, candidate, node)
+            except InsufficientTrustError:
+                pivot = (trusted.height + candidate.height) // 2
+                block = self._fetch(node, pivot)
+                self._check_known(block, node)
+                pending.append(block)
+                continue
+            self.store.add(candidate)
+            self.verified += 1
+            trusted = pending.pop()
+        return target
+
+    def _verify_step(self, trusted: LightBlock, target: LightBlock, node: Node) -> None:
+        now = self.clock()
+        if target.height == trusted.height + 1:
+            verify_adjacent(
+                trusted, target, lambda t: self._next_set(t, node), now, self.trusting_period_s
+            )
+        else:
+            verify_skipping(trusted, target, now, self.trusting_period_s, self.trust_level)
+
+    def _next_set(self, trusted: LightBlock, node: Node) -> ValidatorSet | None:
+        doc = node.get(
+            f"/v1/light/proofs/validators/{trusted.height + 1}", {"height": trusted.height}
+        )
+        return answers.verify_next_set(doc, trusted)
+
+    def _check_known(self, block: LightBlock, node: Node) -> None:
+        """A header at a height already verified must be that one; a valid other is a fork."""
+        known = self.store.get(block.height)
+        if known is None or known.hash == block.hash:
+            return
+        assert block.certificate is not None
+        try:
+            verify_certificate(
+                block.certificate,
+                known.validators,
+                self.chain_id,
+                height=block.height,
+                value_id=block.hash,
+            )
+        except InvalidCertificateError as exc:
+            raise BadCertificateError(
+                f"header {block.height} from {node.url} is not the verified one and its "
+                f"certificate is not of the verified set: {exc}"
+            ) from None
+        raise ForkError(block.height, known.hash, block.hash, node.url)
+
+    def check_witness(self, witness: Node, block: LightBlock) -> None:
+        """Compare ``witness``'s header at ``block.height`` with the verified one.
+
+        A different header is verified from this client's root of trust with the
+        witness's headers (without storing them): if it verifies, the two nodes
+        show a fork (ForkError naming both hashes); if not, the witness lied.
+        """
+        other = self._fetch(witness, block.height)
+        if other.hash == block.hash:
+            return
+        trusted = self.store.get(self.store.root_height) if self.store.root_height else None
+        if trusted is None or trusted.height >= other.height:
+            self._check_known(other, witness)
+            return
+        scratch = LightClient(
+            _ScratchStore(self.store.chain_id, trusted),
+            witness,
+            trusting_period_s=self.trusting_period_s,
+            trust_level=self.trust_level,
+            clock=self.clock,
+        )
+        scratch.verify_to(other, witness)
+        raise ForkError(block.height, block.hash, other.hash, witness.url)
+
+    # --- verified answers ------------------------------------------------------
+
+    def block_at(self, height: int) -> LightBlock:
+        """The verified block at ``height``: stored, or verified now from the node."""
+        found = self.store.get(height)
+        if found is not None:
+            return found
+        return self.sync(height)
+
+    def _answer(self, path: str, params: dict | None, verify: Callable[[Any, LightBlock], Any]):
+        """Ask, verify the header of the height the answer names, check the answer.
+
+        A node that moved past the height between the two is asked again at the
+        newer height (``stale_height``), at most STALE_RETRIES times.
+        """
+        params = dict(params or {})
+        for _ in range(STALE_RETRIES):
+            try:
+                doc = self.node.get(path, params)
+            except NodeRequestError as exc:
+                if getattr(exc, "node_code", None) == "stale_height" and "height" in params:
+                    params.pop("height")
+                    continue
+                raise
+            height = doc.get("height") if isinstance(doc, dict) else None
+            if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+                raise MalformedAnswerError(f"{path}: the answer names no height")
+            return verify(doc, self.block_at(height))
+        raise NodeRequestError(f"{path}: the node kept moving past the asked height")
+
+    def balance(self, address: bytes) -> answers.AccountAnswer:
+        from focusflow.core.keys import encode_address
+
+        return self._answer(
+            f"/v1/light/proofs/account/{encode_address(address)}",
+            None,
+            lambda d, b: answers.verify_account(d, b, address),
+        )
+
+    def name(self, name: str) -> answers.NameAnswer:
+        return self._answer(
+            f"/v1/light/proofs/name/{quote(name, safe='')}",
+            None,
+            lambda d, b: answers.verify_name(d, b, name),
+        )
+
+    def particle(self, cid: str) -> answers.FocusAnswer:
+        return self._answer(
+            f"/v1/light/proofs/particle/{cid}",
+            None,
+            lambda d, b: answers.verify_particle(d, b, cid),
+        )
+
+    def links(
+        self, cid: str, direction: str = "out", offset: int = 0, limit: int = 20
+    ) -> answers.LinksAnswer:
+        return self._answer(
+            f"/v1/light/proofs/links/{cid}",
+            {"direction": direction, "offset": offset, "limit": limit},
+            lambda d, b: answers.verify_links(d, b, cid, direction),
+        )
+
+
+class BelowTrustRootError(FocusflowError):
+    """A height below the root of trust: this client verifies forward only."""
+
+    code = "below_trust_root"
+
+
+class _ScratchStore(LightStore):
+    """An in-memory store for checking a witness's chain (never saved)."""
+
+    def __init__(self, chain_id: str, root: LightBlock) -> None:
+        super().__init__(Path("."), chain_id)
+        self.add(root, root=True)
+
+    def save(self) -> None:  # pragma: no cover - never called
+        raise RuntimeError("a scratch store is not saved")
+
+
+__all__ = ["BelowTrustRootError", "LightClient", "Node", "genesis_trust", "now_ms"]

@@ -1,0 +1,133 @@
+"""Why the light client refused what a node told it, each with a stable code.
+
+Every :class:`VerificationError` means a node (or a witness) said something that
+its own proofs or signatures contradict: the CLI prints one ``error:`` line and
+exits with status 3 (``exit_status``). Errors a user or an unreachable node
+cause (no store yet, a bad option, a refused connection) are plain
+:class:`~focusflow.core.errors.FocusflowError` subclasses and exit with 2.
+"""
+
+from __future__ import annotations
+
+from focusflow.core.errors import FocusflowError
+
+#: Exit status of a verification failure (the CLI contract).
+EXIT_VERIFICATION = 3
+
+
+class VerificationError(FocusflowError):
+    """A node's answer does not verify: never accepted, never stored."""
+
+    code = "verification_failed"
+    exit_status = EXIT_VERIFICATION
+
+
+class MalformedAnswerError(VerificationError):
+    """The answer is not the documented shape (bad JSON, hex, CBOR or field)."""
+
+    code = "malformed_answer"
+
+
+class HeaderMismatchError(VerificationError):
+    """A header's bytes do not hash to its claimed hash, or name another height,
+    parent or an impossible time."""
+
+    code = "header_mismatch"
+
+
+class ChainIdMismatchError(VerificationError):
+    """A header of another chain than the one the client trusts."""
+
+    code = "chain_id_mismatch"
+
+
+class ValidatorSetMismatchError(VerificationError):
+    """The listed validators do not hash to the header's ``validators_hash``, or
+    the header's set is not the one the trusted state says comes next."""
+
+    code = "validator_set_mismatch"
+
+
+class BadCertificateError(VerificationError):
+    """The commit certificate does not prove the header (forged, short of 2/3,
+    signed by non-members, for another block)."""
+
+    code = "bad_certificate"
+
+
+class TrustExpiredError(VerificationError):
+    """The trusted header is older than the trusting period: its validators may
+    have unbonded and could sign anything unpunished."""
+
+    code = "trust_expired"
+
+
+class BadProofError(VerificationError):
+    """A value with its proof does not verify against the verified header's root."""
+
+    code = "bad_proof"
+
+
+class WrongValueError(VerificationError):
+    """What the node states differs from what its verified proof shows."""
+
+    code = "wrong_value"
+
+
+class BadEncodingError(VerificationError):
+    """A bad-encoding fraud proof verifies against a verified header's data root."""
+
+    code = "bad_encoding"
+
+
+class ForkError(VerificationError):
+    """Two headers at one height, each with a valid commit certificate: the
+    validators that signed both equivocated (CometBFT's light client attack)."""
+
+    code = "fork"
+
+    def __init__(self, height: int, trusted: bytes, conflicting: bytes, source: str) -> None:
+        super().__init__(
+            f"fork at height {height}: verified header {trusted.hex()} and "
+            f"{conflicting.hex()} from {source} both carry a valid commit certificate"
+        )
+        self.height = height
+        self.trusted = trusted
+        self.conflicting = conflicting
+        self.source = source
+
+
+class NodeRequestError(FocusflowError):
+    """The node could not be asked, or refused the question (exit 2, not a lie)."""
+
+    code = "node_request_failed"
+
+
+class NotSyncedError(FocusflowError):
+    """The light store has no verified header to start from (run ``light sync``)."""
+
+    code = "not_synced"
+
+
+class InsufficientTrustError(Exception):
+    """Internal: the trusted set's signers of a far header hold 1/3 of its power
+    or less, so the header is not accepted directly; bisection follows."""
+
+
+__all__ = [
+    "EXIT_VERIFICATION",
+    "BadCertificateError",
+    "BadEncodingError",
+    "BadProofError",
+    "ChainIdMismatchError",
+    "ForkError",
+    "HeaderMismatchError",
+    "InsufficientTrustError",
+    "MalformedAnswerError",
+    "NodeRequestError",
+    "NotSyncedError",
+    "TrustExpiredError",
+    "ValidatorSetMismatchError",
+    "VerificationError",
+    "WrongValueError",
+]
