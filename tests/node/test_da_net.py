@@ -285,3 +285,39 @@ def test_config_keys_are_checked():
     ):
         with pytest.raises(InvalidParameterError):
             DAConfig.from_config(bad)
+
+
+def test_a_proof_for_a_height_ahead_is_held_and_acted_on_once_the_node_gets_there(tmp_path, gen):
+    chain_a = new_chain(tmp_path / "a", gen)
+    chain_a.produce_block(_txs("a"), time_ms=T0 + 1)
+    set_bad_encoding(True)
+    try:
+        chain_a.produce_block(_txs("b", 1), time_ms=T0 + 2)
+        square = block_square(chain_a.block_record(2).block.txs)
+    finally:
+        set_bad_encoding(False)
+    from focusflow.chain.da_commit import FraudRecord
+
+    bad = chain_a.block_record(2)
+    fraud = FraudRecord(bad.block.header, bad.commit, find_bad_encoding(square))
+    chain_b = new_chain(tmp_path / "b", gen, producer=False)
+    chain_b.apply_block(chain_a.block_record(1))  # b holds the good block 1 only
+
+    async def main():
+        b = _runtime(tmp_path, "b", chain_b)
+        await b.start_async()
+        c = _runtime(tmp_path, "c", new_chain(tmp_path / "c", gen, producer=False))
+        await c.start_async()
+        try:
+            dan = c.extensions[0]
+            sender = KeyPair.generate().public_key
+            assert await dan._on_fraud(sender, encode_fraud(fraud)) is Verdict.IGNORE
+            assert c.halted is None  # block 2 is two heights ahead: its set is not known yet
+            await c.net.connect(_address(b))  # c syncs block 1, then judges the held proof
+            await _until(lambda: c.halted is not None, 20, "the held proof halts c")
+            assert c.chain.height == 1 and c.da.fraud(2) == fraud
+        finally:
+            await c.stop_async()
+            await b.stop_async()
+
+    asyncio.run(main())

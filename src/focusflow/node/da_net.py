@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -117,6 +118,9 @@ AXIS_CONCURRENCY = 8
 FETCH_TIMEOUT = 5.0
 #: Blocks investigated for a bad encoding at most (per node run).
 MAX_INVESTIGATED = 64
+#: Fraud proofs held for heights this node has not reached yet, and how far ahead.
+MAX_HELD_FRAUD = 8
+HOLD_AHEAD = 64
 
 DEFAULT_SAMPLES = 16
 DEFAULT_SAMPLE_TIMEOUT = 2.0
@@ -339,6 +343,8 @@ class DANet:
         self._tasks: set[asyncio.Task] = set()
         self._investigated: set[tuple[int, bytes]] = set()
         self._ids: tuple[object, dict[bytes, bytes]] = (None, {})
+        self._held: dict[int, FraudRecord] = {}
+        self._held_lock = threading.Lock()
         #: Counters for logs and tests.
         self.stats = {
             "sampled": 0,
@@ -368,6 +374,7 @@ class DANet:
         net.register(SHARES, self._serve_shares)
         net.register(AXIS, self._serve_axis)
         net.subscribe(FRAUD_TOPIC, self._on_fraud)
+        runtime.listeners.append(self._after_commit)
         if self.config.sampling:
             runtime.proposal_checks.append(self.check_proposal)
         refused = getattr(runtime, "refused_blocks", None)
@@ -633,11 +640,38 @@ class DANet:
             return Verdict.REJECT
         verdict = await asyncio.to_thread(self._judge, fraud)
         if verdict is Verdict.ACCEPT:
-            self.stats["fraud_accepted"] += 1
-            await self._act_on(fraud, publish=False)
+            await self._accept(fraud)
         elif verdict is Verdict.REJECT:
             self.stats["fraud_rejected"] += 1
         return verdict
+
+    async def _accept(self, fraud: FraudRecord) -> None:
+        self.stats["fraud_accepted"] += 1
+        await self._act_on(fraud, publish=False)
+
+    def _hold(self, fraud: FraudRecord) -> None:
+        """Keep a proof for a height this node has not reached (the first one per
+        height, at most MAX_HELD_FRAUD, HOLD_AHEAD heights ahead at most)."""
+        assert self.runtime is not None
+        height = fraud.header.height
+        with self._held_lock:
+            if height - self.runtime.chain.height > HOLD_AHEAD or height in self._held:
+                return
+            if len(self._held) >= MAX_HELD_FRAUD:
+                return
+            self._held[height] = fraud
+
+    def _after_commit(self, event: object) -> None:
+        """A block was committed (a worker thread): judge the proofs held for the
+        height now next, or below it."""
+        runtime = self.runtime
+        assert runtime is not None
+        with self._held_lock:
+            due = [h for h in self._held if h <= runtime.chain.height + 1]
+            ready = [self._held.pop(h) for h in due]
+        for fraud in ready:
+            if self._judge(fraud) is Verdict.ACCEPT and runtime._loop is not None:
+                asyncio.run_coroutine_threadsafe(self._accept(fraud), runtime._loop)
 
     def _judge(self, fraud: FraudRecord) -> Verdict:
         """ACCEPT a proof against a block this node committed or that its validator
@@ -668,7 +702,12 @@ class DANet:
                 )
             except Exception:
                 return Verdict.REJECT
+        elif not verify_bad_encoding_proof(header.data_root, fraud.proof):
+            return Verdict.REJECT
         else:
+            # Ahead of this node: the certificate is checked once the chain
+            # reaches its height (a node that is catching up).
+            self._hold(fraud)
             return Verdict.IGNORE
         if not verify_bad_encoding_proof(header.data_root, fraud.proof):
             return Verdict.REJECT
