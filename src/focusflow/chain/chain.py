@@ -90,6 +90,7 @@ from focusflow.chain.focus_checkpoint import (
 from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
+from focusflow.chain.snapshot import SNAPSHOT_FOCUS_FILE
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import Tx, decode_tx
 from focusflow.chain.valsets import VALSET_PREFIX, ValidatorSets
@@ -237,8 +238,12 @@ class Chain:
         #: Called as ``listener(height, square)`` with each committed block's
         #: extended data square (da_commit.DAStore registers itself here).
         self.square_listeners: list[Callable[[int, ExtendedSquare], None]] = []
+        #: The height this store began at: 0, or a state-sync snapshot's
+        #: (chain/snapshot.py): no blocks below it, and its focus state comes
+        #: from the snapshot's copy beside the store (SNAPSHOT_FOCUS_FILE).
+        self.base = 0
         with store.reader() as r:
-            fresh = r.block(0) is None
+            fresh = r.block(0) is None and r.base == 0
             stored_genesis = r.meta(b"genesis")
         if fresh:
             self._commit_genesis()
@@ -831,11 +836,15 @@ class Chain:
         """
         with self.store.reader() as r:
             height = r.height
-            start, record = self._load_checkpoint(r, height)
+            self.base = r.base
+            start, record = self._load_checkpoint(r, height, self.checkpoint_path)
+            from_base = start == 0 and self.base > 0
+            if from_base:
+                start, record = self._base_focus(r, height)
             try:
                 head, record = self._replay_focus(r, start, height, record)
             except _FocusMismatchError as exc:
-                if start == 0:
+                if start == 0 or from_base:
                     raise StoreError(str(exc)) from None
                 log.warning(
                     "focus checkpoint dropped: replaying every block",
@@ -844,7 +853,8 @@ class Chain:
                 self.focus = FocusState(self.params.focus)
                 self.restored_from = None
                 self._checkpoint_work = 0.0
-                head, record = self._replay_focus(r, 0, height, None)
+                start, record = self._base_focus(r, height) if self.base else (0, None)
+                head, record = self._replay_focus(r, start, height, record)
             if head.state_root != r.root:
                 raise StoreError("the store's root differs from its last block's state root")
             try:
@@ -856,13 +866,27 @@ class Chain:
         self._set_validators(self.valsets.for_height(height + 1))
         self._maybe_checkpoint()
 
-    def _load_checkpoint(self, r, height: int) -> tuple[int, BlockRecord | None]:
-        """Take the focus checkpoint's state if it is usable here; returns the
+    def _base_focus(self, r, height: int) -> tuple[int, BlockRecord | None]:
+        """The focus state of a store installed from a snapshot: the snapshot's
+        own copy (written by chain/snapshot.py after it verified it), from which
+        the blocks above the base replay. There is no genesis to replay from,
+        so without a usable copy the store cannot be opened."""
+        path = Path(self.store.path) / SNAPSHOT_FOCUS_FILE
+        start, record = self._load_checkpoint(r, height, path)
+        if start != self.base + 1:
+            raise StoreError(
+                f"the store at {self.store.path} began at snapshot height {self.base} and "
+                f"its focus state {path} is unusable: state-sync into a new home"
+            )
+        return start, record
+
+    def _load_checkpoint(self, r, height: int, path: Path) -> tuple[int, BlockRecord | None]:
+        """Take the focus checkpoint at ``path`` if it is usable here; returns the
         first height left to replay (0 without one) and the checkpoint's block."""
         self.restored_from = None
         self._checkpoint_work = 0.0
         try:
-            ckpt = read_checkpoint(self.checkpoint_path)
+            ckpt = read_checkpoint(path)
             if ckpt.height > height:
                 raise CheckpointUnusableError(
                     f"it is of height {ckpt.height}, past the store's {height}"
@@ -874,10 +898,10 @@ class Chain:
             if record.block.header.focus_root != ckpt.state.root:
                 raise CheckpointUnusableError(f"its focus root is not block {ckpt.height}'s")
         except CheckpointUnusableError as exc:
-            if self.checkpoint_path.exists():
+            if path.exists():
                 log.warning(
                     "focus checkpoint not used: replaying every block",
-                    extra={"fields": {"path": str(self.checkpoint_path), "reason": str(exc)}},
+                    extra={"fields": {"path": str(path), "reason": str(exc)}},
                 )
             return 0, None
         self.focus = ckpt.state

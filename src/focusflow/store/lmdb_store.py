@@ -15,14 +15,16 @@ Named databases inside the environment:
 ``nodes``   sparse Merkle tree node hash -> node (store/smt.py)
 ``blocks``  height (8 bytes big-endian) -> block record (chain layer's bytes)
 ``index``   ``b"b" + block hash`` -> height; ``b"t" + tx hash`` -> tx location
-``meta``    ``height``, ``root``, ``chain_id`` and other small facts
+``meta``    ``height``, ``root``, ``chain_id`` and other small facts; ``base``
+            in a store that began from a state-sync snapshot (:meth:`Store.install`):
+            the snapshot's height, below which it holds no blocks
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lmdb
@@ -34,6 +36,8 @@ from focusflow.store import smt
 MAP_SIZE = 1 << 40
 
 PREFIXES = (b"/graph/", b"/token/", b"/kv/", b"/vm/")
+#: Meta key of the height a store installed from a snapshot began at.
+BASE_KEY = b"base"
 
 
 def height_key(height: int) -> bytes:
@@ -67,6 +71,9 @@ class Reader:
         self._txn = txn
         self.height = int.from_bytes(txn.get(b"height", b"\0" * 8, db=store._meta), "big")
         self.root = txn.get(b"root", smt.EMPTY, db=store._meta)
+        #: The height the store began at: 0 from genesis, else the height of
+        #: the snapshot it was installed from (no blocks below it).
+        self.base = int.from_bytes(txn.get(BASE_KEY, b"\0" * 8, db=store._meta), "big")
 
     def get(self, key: bytes) -> bytes | None:
         return self._txn.get(key, db=self._store._state)
@@ -145,27 +152,44 @@ class Store:
         with self.env.begin(write=True) as txn:
             current = int.from_bytes(txn.get(b"height", b"\0" * 8, db=self._meta), "big")
             has_genesis = txn.get(height_key(0), db=self._blocks) is not None
-            expected = current + 1 if has_genesis else 0
+            has_base = txn.get(BASE_KEY, db=self._meta) is not None
+            expected = current + 1 if has_genesis or has_base else 0
             if c.height != expected:
                 raise StoreError(f"commit of height {c.height} on a store at height {current}")
-            state = txn.cursor(db=self._state)
-            puts = []
-            for key in sorted(c.writes):
-                check_key(key)
-                value = c.writes[key]
-                if value is None:
-                    if state.set_key(key):
-                        state.delete()
-                else:
-                    puts.append((key, value))
-            state.putmulti(puts)
-            txn.cursor(db=self._nodes).putmulti(sorted(c.nodes.items()), overwrite=False)
-            txn.put(height_key(c.height), c.block, db=self._blocks)
-            txn.cursor(db=self._index).putmulti(sorted(c.index.items()))
-            meta = dict(c.meta)
-            meta[b"height"] = height_key(c.height)
-            meta[b"root"] = c.root
-            txn.cursor(db=self._meta).putmulti(sorted(meta.items()))
+            self._write(txn, c)
+
+    def install(self, c: Commit) -> None:
+        """Write a whole state at height ``c.height`` into an empty store, in one
+        transaction: a state-sync snapshot (chain/snapshot.py). ``c.writes`` is the
+        complete state, ``c.block`` the record of that height; the store then
+        begins there (``Reader.base``) and takes the next heights by :meth:`commit`.
+        """
+        with self.env.begin(write=True) as txn:
+            used = txn.get(b"height", db=self._meta) is not None
+            if used or txn.get(height_key(0), db=self._blocks) is not None:
+                raise StoreError(f"a snapshot is installed only into an empty store ({self.path})")
+            self._write(txn, replace(c, meta={**c.meta, BASE_KEY: height_key(c.height)}))
+
+    def _write(self, txn: lmdb.Transaction, c: Commit) -> None:
+        """The writes of :meth:`commit` and :meth:`install`, inside ``txn``."""
+        state = txn.cursor(db=self._state)
+        puts = []
+        for key in sorted(c.writes):
+            check_key(key)
+            value = c.writes[key]
+            if value is None:
+                if state.set_key(key):
+                    state.delete()
+            else:
+                puts.append((key, value))
+        state.putmulti(puts)
+        txn.cursor(db=self._nodes).putmulti(sorted(c.nodes.items()), overwrite=False)
+        txn.put(height_key(c.height), c.block, db=self._blocks)
+        txn.cursor(db=self._index).putmulti(sorted(c.index.items()))
+        meta = dict(c.meta)
+        meta[b"height"] = height_key(c.height)
+        meta[b"root"] = c.root
+        txn.cursor(db=self._meta).putmulti(sorted(meta.items()))
 
     def recompute_root(self) -> bytes:
         """The tree root rebuilt from the state data alone (integrity check)."""
