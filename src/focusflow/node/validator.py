@@ -143,6 +143,9 @@ MAX_HELD_BYTES = 32 << 20
 MAX_ROUND_RESPONSE = 6 << 20
 #: Blocks fetched per sync pass before consensus gets a turn.
 SYNC_BATCH = 200
+#: Block requests of one sync pass in flight at once (each answer is at most a
+#: block record: the peer's per-peer request limit is well above this).
+SYNC_WINDOW = 8
 #: Seconds between status polls of the peers.
 POLL_INTERVAL = 1.0
 #: Seconds a peer has to answer a status poll, and a block request of sync.
@@ -902,47 +905,69 @@ class ValidatorRuntime(NodeRuntime):
     async def _sync(self, peer_id: bytes, target: int) -> None:
         """Fetch (BLOCK_TIMEOUT each), verify (certificate and roots) and commit
         blocks up to ``target``, holding the chain lock only to apply each; then
-        have the consensus task restart above them."""
+        have the consensus task restart above them.
+
+        Up to SYNC_WINDOW requests are in flight at once, so applying one block
+        overlaps fetching the next ones instead of waiting a round trip each;
+        blocks are still applied strictly in height order."""
         assert self.net is not None
         applied = 0
-        while self.chain.height < target and applied < SYNC_BATCH and self.halted is None:
-            height = self.chain.height + 1
-            try:
-                raw = await self.net.request(
-                    peer_id, "block", encode(height), timeout=BLOCK_TIMEOUT
-                )
-            except (RemoteError, RequestTimeoutError) as exc:
-                # It claimed `target` with a certificate: a block below it that it
-                # does not serve is a lie (an unanswered request costs it already).
-                if isinstance(exc, RemoteError):
-                    self.net.report(peer_id, why=f"claimed {target}, did not serve {height}")
-                log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
-                _back_off(self._sync_backoff, peer_id)
-                break
-            except NetError as exc:
-                log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
-                break
+        fetches: dict[int, asyncio.Task] = {}
+        start = self.chain.height + 1
+        last = min(target, self.chain.height + SYNC_BATCH)
 
-            def apply(raw=raw):
-                return self.after_commit(self.chain.apply_block(raw))
-
-            async with self._chain_lock:
-                if self.chain.height != height - 1:
-                    break  # consensus committed meanwhile: poll again
-                try:
-                    await asyncio.to_thread(apply)
-                except BlockError as exc:
-                    log.warning(
-                        "peer served an invalid block",
-                        extra={"fields": {"height": height, "error": str(exc)}},
+        def fetch_ahead(height: int) -> None:
+            for h in range(height, min(last, height + SYNC_WINDOW - 1) + 1):
+                if h not in fetches:
+                    fetches[h] = asyncio.ensure_future(
+                        self.net.request(peer_id, "block", encode(h), timeout=BLOCK_TIMEOUT)
                     )
-                    self.net.report(peer_id, why=f"invalid block {height}")
+
+        try:
+            for height in range(start, last + 1):
+                if self.halted is not None or self.chain.height != height - 1:
+                    break  # consensus committed meanwhile: poll again
+                fetch_ahead(height)
+                try:
+                    raw = await fetches.pop(height)
+                except (RemoteError, RequestTimeoutError) as exc:
+                    # It claimed `target` with a certificate: a block below it that it
+                    # does not serve is a lie (an unanswered request costs it already).
+                    if isinstance(exc, RemoteError):
+                        self.net.report(peer_id, why=f"claimed {target}, did not serve {height}")
+                    log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
                     _back_off(self._sync_backoff, peer_id)
-                    for listener in self.refused_blocks:
-                        listener(raw, exc)
                     break
-            applied += 1
-            self.synced_blocks += 1
+                except NetError as exc:
+                    log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
+                    break
+
+                def apply(raw=raw):
+                    return self.after_commit(self.chain.apply_block(raw))
+
+                async with self._chain_lock:
+                    if self.chain.height != height - 1:
+                        break  # consensus committed meanwhile: poll again
+                    try:
+                        await asyncio.to_thread(apply)
+                    except BlockError as exc:
+                        log.warning(
+                            "peer served an invalid block",
+                            extra={"fields": {"height": height, "error": str(exc)}},
+                        )
+                        self.net.report(peer_id, why=f"invalid block {height}")
+                        _back_off(self._sync_backoff, peer_id)
+                        for listener in self.refused_blocks:
+                            listener(raw, exc)
+                        break
+                applied += 1
+                self.synced_blocks += 1
+        finally:
+            for task in fetches.values():
+                task.cancel()
+            for task in fetches.values():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if applied:
             self._sync_backoff.pop(peer_id, None)
             log.info(
