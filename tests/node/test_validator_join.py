@@ -54,6 +54,13 @@ def test_a_registered_validator_joins_at_the_next_epoch(tmp_path):
         assert made.returncode == 0, made.stderr
         joiner = KeyPair.load(home / "validator_key")
         assert joiner.address in made.stdout
+        # A light client trusts the genesis alone and verifies the headers so far.
+        light = str(tmp_path / "light")
+        genesis_file = str(net.home / "v0" / "genesis.json")
+        first = cli("light", "sync", "--node", net.apis[0], "--genesis", genesis_file,
+                    "--home", light, "--json")  # fmt: skip
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert json.loads(first.stdout)["height"] >= 1
 
         # The dev key funds the joiner; the joiner bonds and registers in one tx.
         dev = Keystore(net.home / "v0" / "keys").load("dev")
@@ -109,5 +116,18 @@ def test_a_registered_validator_joins_at_the_next_epoch(tmp_path):
         changed = [e for e in blocks[0]["events"] if e["type"] == "validator_set"]
         assert changed and changed[0]["height"] == boundary + 1
         assert blocks[0]["validators_hash"] != blocks[1]["validators_hash"]
+
+        # The light client follows across the set change (from another node, a
+        # third as witness), and the joiner's bond is proven against its state root.
+        after = cli("light", "sync", "--node", net.apis[1], "--witness", net.apis[2],
+                    "--home", light, "--json")  # fmt: skip
+        assert after.returncode == 0, after.stdout + after.stderr
+        synced = json.loads(after.stdout)
+        assert synced["height"] > boundary + 1, synced
+        account = cli("light", "query", "balance", joiner.address, "--node", net.apis[k],
+                      "--home", light, "--json")  # fmt: skip
+        assert account.returncode == 0, account.stdout + account.stderr
+        proven = json.loads(account.stdout)
+        assert proven["verified"] is True and proven["bonded"] == STAKE, proven
     finally:
         net.stop()
