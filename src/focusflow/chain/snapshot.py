@@ -451,7 +451,10 @@ def verify_snapshot(manifest: Manifest, data_path: Path, genesis: Genesis) -> Ve
             n_block, n_state, n_focus = manifest.sections
             raw_block = bytes(data[:n_block])
             record = _check_record(manifest, raw_block)
-            state = _read_state(memoryview(data)[n_block : n_block + n_state])
+            # Released explicitly, so that an error raised while reading leaves
+            # no view of the map behind (closing it would fail).
+            with memoryview(data) as view, view[n_block : n_block + n_state] as records:
+                state = _read_state(records)
             root, nodes = smt_update({}.get, EMPTY, state.items())
             if root != manifest.state_root:
                 raise SnapshotRootError(
