@@ -9,19 +9,29 @@ what the Python verifiers accept and names the check that refuses the rest.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
+import websockets
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
 
 from focusflow.api.app import STATIC
+from focusflow.chain import Msg
 from focusflow.chain.block import Header, sign_certificate
 from focusflow.chain.focus_commit import (
     FOCUS_CHUNK,
@@ -32,16 +42,18 @@ from focusflow.chain.focus_commit import (
 )
 from focusflow.consensus.certificate import (
     CommitSignature,
+    decode_certificate,
     encode_certificate,
 )
 from focusflow.consensus.messages import Step, vote_sign_bytes
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from focusflow.core.encoding import encode
+from focusflow.core.encoding import decode, encode
 from focusflow.core.hashing import merkle_proof, merkle_root, verify_merkle_proof
 from focusflow.core.keys import KeyPair
 from focusflow.store import smt
 from tests.api.test_web_page import browser, chromium_path, free_port  # noqa: F401
+from tests.node.devnet_process import signed, start_devnet, wait_tx
 
 UI_TIMEOUT_MS = 20_000
 CHAIN_ID = "focusflow-test-verified"
@@ -561,3 +573,273 @@ def test_cid_spellings(js):
     v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
     assert js.evaluate("(c) => V.toHex(V.cidToBytes(c))", v0) == cid_to_bytes(v0).hex()
     assert js.evaluate("(c) => attempt(() => V.cidToBytes(c))", "zQmYwAP") == "malformed"
+
+
+# ---------------------------------------------------------------- the page against real nodes
+
+HUB_NAME = "verified-hub"
+
+
+class LyingProxy:
+    """A real HTTP and WebSocket server on loopback in front of an honest node.
+
+    It forwards every request (and relays the live socket) and, while ``lie``
+    names one, rewrites the answers that lie touches, as a node that lies
+    would serve them: the page cannot tell it from a node.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.lie: str | None = None
+        self.client: httpx.AsyncClient | None = None
+        self.own_keys = keys(3, base=90)  # the keys of the validators it invents
+        self.own_set = set_of(self.own_keys, (10, 10, 10))
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                WebSocketRoute("/v1/ws", self.relay),
+                Route("/{path:path}", self.forward, methods=["GET", "POST"]),
+            ]
+        )
+
+    async def forward(self, request: Request) -> Response:
+        if self.client is None:
+            self.client = httpx.AsyncClient(base_url=self.upstream, timeout=10)
+        r = await self.client.request(
+            request.method,
+            request.url.path,
+            params=request.query_params,
+            content=await request.body(),
+            headers={"content-type": request.headers.get("content-type", "")},
+        )
+        body, ctype = r.content, r.headers.get("content-type", "")
+        if self.lie and r.status_code == 200 and ctype.startswith("application/json"):
+            body = json.dumps(self.tamper(request.url.path, json.loads(body))).encode()
+        return Response(body, status_code=r.status_code, media_type=ctype or None)
+
+    async def relay(self, ws: WebSocket) -> None:
+        await ws.accept()
+        url = self.upstream.replace("http://", "ws://") + "/v1/ws"
+        async with websockets.connect(url) as up:
+
+            async def down() -> None:
+                async for msg in up:
+                    doc = json.loads(msg)
+                    if self.lie == "focus_value" and doc.get("type") == "focus":
+                        for p in doc["particles"]:
+                            self.bump(p)
+                    await ws.send_text(json.dumps(doc))
+
+            async def upward() -> None:
+                while True:
+                    await up.send(await ws.receive_text())
+
+            tasks = [asyncio.ensure_future(down()), asyncio.ensure_future(upward())]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in tasks:
+                t.cancel()
+
+    @staticmethod
+    def bump(p: dict) -> None:
+        p["focus_q"] += 1
+        p["focus"] = p["focus_q"] / SCALE
+
+    def tamper(self, path: str, doc: dict) -> dict:
+        lie = self.lie
+        if lie == "focus_value" and path.startswith("/v1/focus/particles/"):
+            self.bump(doc)
+        elif lie == "focus_value" and path == "/v1/focus/top":
+            for p in doc["particles"]:
+                self.bump(p)
+        elif lie == "focus_chunk" and path.startswith("/v1/light/proofs/particle/"):
+            # the value and its chunk changed together: the chunk leads elsewhere
+            chunk = bytearray.fromhex(doc["chunk"])
+            at = 8 * (doc["index"] % FOCUS_CHUNK)
+            q = int.from_bytes(chunk[at : at + 8], "little") + 1
+            chunk[at : at + 8] = q.to_bytes(8, "little")
+            doc["chunk"], doc["focus_q"] = chunk.hex(), q
+        elif lie == "other_root" and path.startswith("/v1/light/proofs/name/"):
+            # the true record, proven in a state of the liar's making
+            key, value = bytes.fromhex(doc["key"]), bytes.fromhex(doc["value"])
+            state = {key: value, b"/kv/params": b"\x01", b"/kv/name/x": b"\x02"}
+            root, nodes = Chain.build(state)
+            doc["proof"] = smt.prove(nodes.get, root, key).encode().hex()
+        elif lie == "forged_cert" and path.startswith("/v1/light/header/"):
+            cert = decode_certificate(bytes.fromhex(doc["certificate_cbor"]))
+            first = cert.signatures[0]
+            forged = bytes([first.signature[0] ^ 1]) + first.signature[1:]
+            sigs = (CommitSignature(first.public_key, forged), *cert.signatures[1:])
+            doc["certificate_cbor"] = encode_certificate(replace(cert, signatures=sigs)).hex()
+        elif lie == "own_set" and path.startswith("/v1/light/header/"):
+            # the same block, said to be decided by validators of the liar's own
+            header = Header.from_cbor(decode(bytes.fromhex(doc["header_cbor"])))
+            header = replace(header, validators_hash=self.own_set.hash())
+            cert = sign_certificate(self.own_keys, header.chain_id, header.height, header.hash)
+            doc.update(
+                hash=header.hash.hex(),
+                header_cbor=encode(header.to_cbor()).hex(),
+                certificate_cbor=encode_certificate(cert).hex(),
+                validators=validators_json(self.own_set),
+            )
+        return doc
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    """A devnet with a hub particle that five others link to, named HUB_NAME."""
+    net = start_devnet(tmp_path_factory.mktemp("verified") / "home")
+    tag = f"verified-{time.time_ns()}"
+    hub = cid_of_text(f"{tag} hub")
+    links = [[cid_to_bytes(cid_of_text(f"{tag} spoke {i}")), cid_to_bytes(hub)] for i in range(5)]
+    msgs = [
+        Msg("link", {"links": links}),
+        Msg("name.register", {"name": HUB_NAME, "cid": cid_to_bytes(hub)}),
+    ]
+    tx = signed(net, net.dev_key(), msgs)
+    with net.client() as c:
+        assert c.post("/v1/txs", json={"tx": tx.encoded.hex()}).status_code == 202
+    assert wait_tx(net, tx.hash.hex())["code"] == "ok"
+    net.hub = hub
+    yield net
+    net.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(node):
+    liar = LyingProxy(node.api.rstrip("/"))
+    with serve(liar.app()) as url:
+        liar.url = url
+        yield liar
+
+
+@pytest.fixture
+def open_page(browser):  # noqa: F811
+    """Opens a page in a fresh browser context (its own localStorage)."""
+    contexts, errors = [], []
+
+    def opener(url: str):
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url, wait_until="domcontentloaded")
+        return page
+
+    yield opener
+    for c in contexts:
+        c.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def mark(page, selector: str, state: str) -> None:
+    page.wait_for_selector(f'{selector}[data-verified="{state}"]')
+
+
+def open_by_name(page, hub: str) -> None:
+    page.fill("#search", HUB_NAME)
+    page.click("#search-go")
+    page.wait_for_selector(f'#particle[data-cid="{hub}"] #particle-focus')
+
+
+def test_honest_node_everything_verifies(node, open_page, tmp_path):
+    page = open_page(f"{node.api.rstrip('/')}/?verified=1")
+    assert page.is_checked("#verified-toggle")
+    mark(page, "#header-mark", "yes")
+    text = page.text_content("#verified-header")
+    assert "verified" in text and "node's word" in text  # nothing pinned yet
+    open_by_name(page, node.hub)
+    mark(page, "#particle-focus-mark", "yes")
+    mark(page, "#name-mark", "yes")
+    page.wait_for_function(
+        """() => {
+        const marks = [...document.querySelectorAll('#top-list .vmark')];
+        return marks.length >= 6 && marks.every((m) => m.dataset.verified === 'yes');
+      }"""
+    )
+    assert page.is_hidden("#verify-problems-box")
+    shot = tmp_path / "web-verified.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+
+    # pin the set; the header still verifies, now against the pin
+    page.click("#pin")
+    page.wait_for_selector('#trust[data-pinned="true"]')
+    page.wait_for_function(
+        "!document.querySelector('#verified-header').textContent.includes(\"node's word\")"
+    )
+    mark(page, "#header-mark", "yes")
+    assert page.is_hidden("#verify-problems-box")
+
+    # off: no marks, no panel; the choice is remembered
+    page.click("#verified-toggle")
+    assert page.is_hidden("#verified") and page.is_hidden("#header-mark")
+    page.goto(f"{node.api.rstrip('/')}/")
+    page.wait_for_selector("#top-list li")
+    assert not page.is_checked("#verified-toggle")
+    page.click("#verified-toggle")
+    page.goto(f"{node.api.rstrip('/')}/")
+    mark(page, "#header-mark", "yes")
+    assert page.is_checked("#verified-toggle")
+
+
+LIES = {
+    # lie: (what the page is asked to show, the mark that must turn red, the check)
+    "focus_value": ("particle", "#particle-focus-mark", "value_mismatch"),
+    "focus_chunk": ("particle", "#particle-focus-mark", "focus_proof"),
+    "other_root": ("name", "#name-mark", "state_proof"),
+    "forged_cert": ("header", "#header-mark", "cert_signature"),
+}
+
+
+@pytest.mark.parametrize("lie", list(LIES))
+def test_lying_node_is_caught(lie, node, proxy, open_page):
+    what, selector, check = LIES[lie]
+    proxy.lie = lie
+    try:
+        page = open_page(f"{proxy.url}/?verified=1")
+        if what != "header":
+            open_by_name(page, node.hub)
+        mark(page, selector, "no")
+        named = {"particle": f"focus {node.hub}", "name": f"name {HUB_NAME}"}.get(what)
+        where = f'[data-what="{named}"]' if named else f'[data-check="{check}"]'
+        problem = page.locator(f"#verify-problems li{where}").first
+        problem.wait_for()
+        assert problem.get_attribute("data-check") == check
+        text = problem.text_content()
+        assert "does not verify" in text
+        if what == "header":
+            assert problem.get_attribute("data-what").startswith("header ")
+            assert "bad precommit signature" in text
+    finally:
+        proxy.lie = None
+
+
+def test_pinned_set_catches_a_node_with_validators_of_its_own(node, proxy, open_page):
+    """A node that re-signs the chain's blocks with keys of its own passes
+    without a pin (the page says the set is the node's word); with the true set
+    pinned it is caught."""
+    proxy.lie = "own_set"
+    try:
+        page = open_page(f"{proxy.url}/?verified=1")
+        mark(page, "#header-mark", "yes")
+        assert "node's word" in page.text_content("#verified-header")
+    finally:
+        proxy.lie = None
+    page = open_page(f"{proxy.url}/?verified=1")
+    mark(page, "#header-mark", "yes")
+    page.fill("#pin-hash", node_validators_hash(node))
+    page.click("#pin")
+    page.wait_for_selector('#trust[data-pinned="true"]')
+    proxy.lie = "own_set"
+    try:
+        page.locator('#verify-problems li[data-check="pinned_set"]').first.wait_for()
+        mark(page, "#header-mark", "no")
+    finally:
+        proxy.lie = None
+
+
+def node_validators_hash(node) -> str:
+    with node.client() as c:
+        return c.get("/v1/light/header/latest").json()["header"]["validators_hash"]

@@ -4,6 +4,7 @@
 // through textContent, never as HTML.
 
 import { LinkGraph } from "./graph.js";
+import { Verifier, setMark } from "./verified.js";
 
 const TOP_K = 20;
 const BLOCKS_SHOWN = 15;
@@ -175,10 +176,25 @@ function clearError(source) {
 
 // ---------------------------------------------------------------- status
 
-const state = { height: 0, particle: null, blocks: [], seq: 0, validator: null };
+const state = {
+  height: 0, particle: null, blocks: [], seq: 0, validator: null, chainId: null, top: null,
+  info: null, lastName: null,
+};
+
+// Verified mode (verified.js): checks the header and the values on show.
+const verifier = new Verifier({ api, chainId: () => state.chainId });
+
+// A mark for a checked value, shown in verified mode only.
+function vmark(id) {
+  const m = h("span", { class: "vmark", dataset: { verified: "pending" } }, "…");
+  if (id) m.id = id;
+  m.hidden = !verifier.on;
+  return m;
+}
 
 function setStatus(s) {
   $("chain-id").textContent = s.chain_id;
+  state.chainId = s.chain_id;
   state.validator = s.validator;
   setHeight(s.height, s.latest_block_time_ms);
   $("focus-iterations").textContent = s.focus?.iterations ?? "–";
@@ -212,19 +228,33 @@ async function loadTop() {
       h(
         "li",
         {
-          dataset: { cid: p.cid, rank: p.rank },
+          dataset: { cid: p.cid, rank: p.rank, focusQ: p.focus_q },
           class: p.cid === state.particle ? "current" : "",
           title: `${p.cid}\nfocus ${p.focus}`,
         },
         h("button", { type: "button", class: "link", onclick: () => openParticle(p.cid) },
           labelOf(p.cid)),
-        h("span", { class: "focus" }, percent(p.focus)),
+        h("span", { class: "focus" }, percent(p.focus), vmark()),
         h("span", { class: "bar", style: `width:calc((100% - 2.3rem) * ${(p.focus / max).toFixed(3)})` }),
       ),
     ),
   );
   $("top-empty").hidden = top.particles.length > 0;
   $("top-height").textContent = `at height ${top.height}`;
+  state.top = top;
+  verifyTop();
+}
+
+// Each focus in the top list against its particle's proof (verified mode).
+function verifyTop() {
+  const top = state.top;
+  if (!verifier.on || !top) return;
+  for (const p of top.particles) {
+    verifier.focus(p.cid, p.focus_q, top.height, (r) => {
+      const li = [...$("top-list").children].find((x) => x.dataset.cid === p.cid);
+      if (li && li.dataset.focusQ === String(p.focus_q)) setMark(li.querySelector(".vmark"), r.state, r.title);
+    });
+  }
 }
 
 // ---------------------------------------------------------------- blocks
@@ -327,14 +357,18 @@ function stat(label, id, value) {
 function renderParticle(info, inLinks, outLinks) {
   const box = $("particle");
   box.dataset.cid = info.cid;
+  box.dataset.focusQ = info.focus_q;
   const known = labels.get(info.cid);
+  const named = state.lastName?.cid === info.cid ? state.lastName.name : null;
   fill(box,
-    known ? h("p", { class: "label", id: "particle-label" }, known) : null,
+    known ? h("p", { class: "label" }, h("span", { id: "particle-label" }, known),
+      named ? vmark("name-mark") : null) : null,
     h("p", {}, h("code", { id: "particle-cid", class: "cid" }, info.cid)),
     h(
       "dl",
       { class: "stats" },
-      stat("focus", "particle-focus", percent(info.focus)),
+      h("div", {}, h("dt", {}, "focus"),
+        h("dd", {}, h("span", { id: "particle-focus" }, percent(info.focus)), vmark("particle-focus-mark"))),
       stat("rank", "particle-rank", String(info.rank)),
       stat("links in", "particle-links-in", String(info.links_in)),
       stat("links out", "particle-links-out", String(info.links_out)),
@@ -345,11 +379,32 @@ function renderParticle(info, inLinks, outLinks) {
       : null,
   );
   graph.show({ cid: info.cid, focus: info.focus }, inLinks, outLinks);
+  state.info = info;
+  verifyParticle();
+}
+
+// The open particle's focus, and the name it was opened by (verified mode).
+function verifyParticle() {
+  const info = state.info;
+  if (!verifier.on || !info || $("particle").dataset.cid !== info.cid) return;
+  const q = String(info.focus_q);
+  verifier.focus(info.cid, info.focus_q, info.height, (r) => {
+    if ($("particle").dataset.cid === info.cid && $("particle").dataset.focusQ === q) {
+      setMark($("particle-focus-mark"), r.state, r.title);
+    }
+  });
+  const named = state.lastName;
+  if (named?.cid === info.cid) {
+    verifier.name(named.name, named.cid, (r) => {
+      if ($("particle").dataset.cid === named.cid) setMark($("name-mark"), r.state, r.title);
+    });
+  }
 }
 
 function renderUnknown(cid, err) {
   const box = $("particle");
   box.dataset.cid = cid;
+  state.info = null;
   fill(box,
     labels.get(cid) ? h("p", { class: "label", id: "particle-label" }, labels.get(cid)) : null,
     h("p", {}, h("code", { id: "particle-cid", class: "cid" }, cid)),
@@ -411,6 +466,7 @@ async function resolve(query, mode) {
     try {
       const { cid } = await api(`/v1/names/${enc(query)}`);
       labels.set(cid, query);
+      state.lastName = { name: query, cid };
       return cid;
     } catch (err) {
       // in auto mode a word that names nothing is text
@@ -441,6 +497,9 @@ async function search(ev) {
 const refresh = coalesce(async () => {
   try {
     await Promise.all([loadStatus(), loadTop(), loadValidators()]);
+    verifier.head();
+    // a focus shown at another height than its proof's is checked again
+    if (verifier.on && $("particle-focus-mark")?.dataset.verified === "stale") refreshParticle();
     clearError("refresh");
   } catch (err) {
     showError(err, "refresh", "refresh");
@@ -450,6 +509,7 @@ const refresh = coalesce(async () => {
 async function refreshAll() {
   try {
     await Promise.all([loadStatus(), loadTop(), loadBlocks(), loadValidators()]);
+    verifier.head(true);
     clearError("refresh");
   } catch (err) {
     showError(err, "loading", "refresh");
@@ -473,6 +533,11 @@ function onFocus(msg) {
   if (!p || !$("particle-focus")) return;
   $("particle-focus").textContent = percent(p.focus);
   $("particle-rank").textContent = String(p.rank);
+  if (state.info && state.info.cid === p.cid) {
+    state.info = { ...state.info, focus: p.focus, focus_q: p.focus_q, height: msg.height };
+    $("particle").dataset.focusQ = p.focus_q;
+    verifyParticle();
+  }
 }
 
 // The socket: subscribes to blocks (and to the open particle's focus), and comes
@@ -573,6 +638,11 @@ setInterval(() => {
   }
 }, 1000);
 
+verifier.onRecheck = () => {
+  verifyTop();
+  verifyParticle();
+};
+verifier.start();
 refreshAll();
 fromHash();
 live.connect();
