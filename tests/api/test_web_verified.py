@@ -232,9 +232,10 @@ VERIFY_HEADER = """async (a) => {
   const trusted = t && {chain_id: t.chain_id, hash: V.fromHex(t.hash),
                         validators: t.validators && V.parseValidators(t.validators)};
   return attempt(() => V.verifyHeader({
-    headerBytes: V.fromHex(a.headerHex), certBytes: V.fromHex(a.certHex),
-    validators: V.parseValidators(a.validators), hash: a.hash, height: a.height,
-    chainId: a.chainId, trusted}));
+    headerBytes: V.fromHex(a.headerHex),
+    certBytes: a.certHex === null ? null : V.fromHex(a.certHex),
+    validators: V.parseValidators(a.validators), hash: a.hash ?? undefined,
+    height: a.height ?? undefined, chainId: a.chainId, trusted}));
 }"""
 
 
@@ -362,9 +363,47 @@ def test_each_header_lie_is_named(js, chain):
     for name, answer in lies.items():
         expected = name.removesuffix("_chain").removesuffix("_two")
         assert check_header(js, answer) == expected, name
-    # a validator listed twice in the set the node gives is refused before hashing
-    twice = chain.validators() + chain.validators()[:1]
-    assert check_header(js, chain.answer(validators=twice)) == "malformed"
+    # no certificate at all
+    assert check_header(js, {**chain.answer(), "certHex": None}) == "cert_missing"
+    # a validator listed twice, a power that is not positive, a key that is not
+    # 32 bytes: refused before hashing
+    vals = chain.validators()
+    twice = [*vals, vals[0]]
+    zero = [*vals[:-1], {**vals[-1], "power": 0}]
+    short_key = [*vals[:-1], {**vals[-1], "public_key": vals[-1]["public_key"][:62]}]
+    for bad in (twice, zero, short_key, []):
+        assert check_header(js, chain.answer(validators=bad)) == "malformed", bad
+
+
+def test_malformed_headers_and_certificates(js, chain):
+    """Bytes that do not have the shape of a header or certificate are refused
+    as malformed, even when a certificate signs them."""
+    fields = chain.header.to_cbor()
+    bad_headers = {
+        "11 fields": fields[:11],
+        "height as text": [fields[0], "7", *fields[2:]],
+        "short root": [*fields[:5], b"\x01" * 31, *fields[6:]],
+        "proposer of 5 bytes": [*fields[:10], b"\x01" * 5, fields[11]],
+        "last commit of 3 bytes": [*fields[:11], b"\x01" * 3],
+        "chain id as bytes": [b"x", *fields[1:]],
+    }
+    for name, value in bad_headers.items():
+        raw = encode(value)
+        cert = sign_certificate(chain.keys, CHAIN_ID, 7, hashlib.sha256(raw).digest())
+        answer = chain.answer(cert=cert, headerHex=raw.hex(), hash=None, height=None)
+        assert check_header(js, answer) == "malformed", name
+    cert = chain.certificate()
+    sigs = [[x.public_key, x.signature] for x in cert.signatures]
+    bad_certs = {
+        "not commit": ["vote", 7, 0, cert.value_id, sigs],
+        "4 items": ["commit", 7, 0, cert.value_id],
+        "short value id": ["commit", 7, 0, cert.value_id[:31], sigs],
+        "short signature": ["commit", 7, 0, cert.value_id, [[sigs[0][0], sigs[0][1][:63]]]],
+        "signature entry of 3": ["commit", 7, 0, cert.value_id, [[*sigs[0], b""]]],
+        "round as text": ["commit", 7, "0", cert.value_id, sigs],
+    }
+    for name, value in bad_certs.items():
+        assert check_header(js, chain.answer(cert=encode(value))) == "malformed", name
 
 
 def test_pinned_set_catches_a_node_that_invents_its_own_validators(js, chain):
@@ -566,6 +605,36 @@ def test_particle_focus_proofs(js, chain):
     assert focus_check(js, short, 2100, short.particle_proof(2100))[0] == "particle_index"
 
 
+def test_name_proofs(js, chain):
+    """A name's record proves the particle it names, or that it is not registered."""
+    hub = cid_to_bytes(cid_of_text("hub"))
+    state = {**chain.state, b"/kv/name/hub": encode([hub, bytes(20)])}
+    root, nodes = Chain.build(state)
+    header = chain.make_header(7, state_root=root)
+
+    def check(name: str, value: bytes | None, proof_key: bytes | None = None):
+        proof = smt.prove(nodes.get, root, proof_key or b"/kv/name/" + name.encode())
+        args = {
+            "header": encode(header.to_cbor()).hex(),
+            "name": name,
+            "value": None if value is None else value.hex(),
+            "proof": proof.encode().hex(),
+        }
+        return js.evaluate(
+            """async (a) => { let r;
+            const check = await attempt(async () => {
+              r = await V.verifyName(V.decodeHeader(V.fromHex(a.header)), a.name, a); });
+            return check === "ok" ? (r === null ? null : V.toHex(r)) : check; }""",
+            args,
+        )
+
+    assert check("hub", state[b"/kv/name/hub"]) == hub.hex()
+    assert check("nobody", None) is None
+    # "not registered" for a registered name, or another name's record as this one's
+    assert check("hub", None) == "state_proof"
+    assert check("nobody", state[b"/kv/name/hub"], b"/kv/name/hub") == "state_proof"
+
+
 def test_cid_spellings(js):
     for text in ("a", "hello world", "particle 7"):
         cid = cid_of_text(text)
@@ -594,6 +663,8 @@ class LyingProxy:
         self.client: httpx.AsyncClient | None = None
         self.own_keys = keys(3, base=90)  # the keys of the validators it invents
         self.own_set = set_of(self.own_keys, (10, 10, 10))
+        self.spoke = ""  # a particle the name lie points to
+        self.url = ""
 
     def app(self) -> Starlette:
         return Starlette(
@@ -659,6 +730,8 @@ class LyingProxy:
             q = int.from_bytes(chunk[at : at + 8], "little") + 1
             chunk[at : at + 8] = q.to_bytes(8, "little")
             doc["chunk"], doc["focus_q"] = chunk.hex(), q
+        elif lie == "name_cid" and path.startswith("/v1/names/"):
+            doc["cid"] = self.spoke  # another particle in the graph
         elif lie == "other_root" and path.startswith("/v1/light/proofs/name/"):
             # the true record, proven in a state of the liar's making
             key, value = bytes.fromhex(doc["key"]), bytes.fromhex(doc["value"])
@@ -701,6 +774,7 @@ def node(tmp_path_factory):
         assert c.post("/v1/txs", json={"tx": tx.encoded.hex()}).status_code == 202
     assert wait_tx(net, tx.hash.hex())["code"] == "ok"
     net.hub = hub
+    net.spoke = cid_of_text(f"{tag} spoke 0")
     yield net
     net.stop()
 
@@ -710,6 +784,7 @@ def proxy(node):
     liar = LyingProxy(node.api.rstrip("/"))
     with serve(liar.app()) as url:
         liar.url = url
+        liar.spoke = node.spoke
         yield liar
 
 
@@ -789,6 +864,7 @@ LIES = {
     "focus_value": ("particle", "#particle-focus-mark", "value_mismatch"),
     "focus_chunk": ("particle", "#particle-focus-mark", "focus_proof"),
     "other_root": ("name", "#name-mark", "state_proof"),
+    "name_cid": ("name", "#name-mark", "value_mismatch"),
     "forged_cert": ("header", "#header-mark", "cert_signature"),
 }
 
@@ -800,7 +876,7 @@ def test_lying_node_is_caught(lie, node, proxy, open_page):
     try:
         page = open_page(f"{proxy.url}/?verified=1")
         if what != "header":
-            open_by_name(page, node.hub)
+            open_by_name(page, node.spoke if lie == "name_cid" else node.hub)
         mark(page, selector, "no")
         named = {"particle": f"focus {node.hub}", "name": f"name {HUB_NAME}"}.get(what)
         where = f'[data-what="{named}"]' if named else f'[data-check="{check}"]'
