@@ -23,7 +23,11 @@ from hypothesis import strategies as st
 
 from focusflow.consensus.validators import has_one_third
 from focusflow.light.client import LightClient
-from focusflow.light.errors import InsufficientTrustError, VerificationError
+from focusflow.light.errors import (
+    InsufficientTrustError,
+    ValidatorSetMismatchError,
+    VerificationError,
+)
 from focusflow.light.store import LightStore
 from focusflow.light.synthetic import SyntheticChain
 from focusflow.light.verify import parse_light_block, verify_skipping
@@ -153,6 +157,30 @@ def test_an_attacker_under_one_third_is_never_accepted(case):
     client = client_at_root(honest_chain, ChainNode(fake))
     with pytest.raises(VerificationError):
         client.sync()
+
+
+@SETTINGS
+@given(
+    honest=st.dictionaries(st.integers(0, 7), powers, min_size=1, max_size=5),
+    claimed=st.dictionaries(st.integers(40, 47), powers, min_size=1, max_size=5),
+    trusted=st.integers(min_value=1, max_value=30),
+    ahead=st.integers(min_value=1, max_value=30),
+)
+def test_a_set_change_the_trusted_state_does_not_record_is_refused(honest, claimed, trusted, ahead):
+    """The node's headers up to ``trusted`` are the chain's; from ``trusted + 1`` it
+    claims a new set (fully signed by it) that no block recorded in the state."""
+    change = trusted + 1
+    fake = SyntheticChain(
+        CHAIN, change + ahead, {1: honest, change: claimed}, T0, unrecorded=frozenset({change})
+    )
+    honest_chain = SyntheticChain(CHAIN, trusted, {1: honest}, T0)
+    assert fake.header(trusted).hash == honest_chain.header(trusted).hash
+    client = client_at_root(honest_chain, ChainNode(fake))
+    if trusted > 1:
+        client.sync(trusted)
+    with pytest.raises(ValidatorSetMismatchError):
+        client.sync()
+    assert client.store.latest().height == trusted
 
 
 @pytest.mark.slow

@@ -40,6 +40,8 @@ class SyntheticChain:
     """Heights ``1..height``; ``sets`` maps first heights (1 first) to ``{seed: power}``.
 
     ``signers(height, vset)`` picks the keys that sign a height (default: all).
+    ``unrecorded``: first heights whose set the state does not record, as a node
+    would claim a set change the chain never made.
     """
 
     chain_id: str
@@ -48,6 +50,7 @@ class SyntheticChain:
     t0_ms: int
     block_ms: int = 1000
     signers: Callable[[int, ValidatorSet], Sequence[bytes]] | None = None
+    unrecorded: frozenset[int] = frozenset()
     _headers: list[Header] = field(default_factory=list, repr=False)
     _hashes: list[bytes] = field(default_factory=list, repr=False)
     _certs: dict[int, CommitCertificate] = field(default_factory=dict, repr=False)
@@ -80,6 +83,8 @@ class SyntheticChain:
         states = []
         pairs: list[tuple[bytes, bytes]] = []
         for start in self.starts:
+            if start in self.unrecorded:
+                continue
             pairs.append((valset_key(start), encode_set(self.vsets[start])))
             root, nodes = smt.update({}.get, smt.EMPTY, list(pairs))
             states.append((max(start - 1, 0), root, dict(nodes)))
@@ -145,7 +150,8 @@ class SyntheticChain:
         _, root, nodes = self._state(h)
         key = valset_key(first)
         proof = smt.prove(nodes.get, root, key)
-        value = encode_set(self.vsets[first]) if first in self.vsets and first <= h + 1 else None
+        recorded = first in self.vsets and first not in self.unrecorded
+        value = encode_set(self.vsets[first]) if recorded and first <= h + 1 else None
         header = self.header(h)
         return {
             "height": h,
