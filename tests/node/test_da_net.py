@@ -321,3 +321,18 @@ def test_a_proof_for_a_height_ahead_is_held_and_acted_on_once_the_node_gets_ther
             await b.stop_async()
 
     asyncio.run(main())
+
+
+def test_old_blocks_rebuilt_for_readers_do_not_evict_proposal_squares(tmp_path, gen):
+    from focusflow.chain.da_commit import RECENT_SQUARES, DAStore, recent_squares
+
+    chain = new_chain(tmp_path / "a", gen)
+    heights = range(1, RECENT_SQUARES + 2)
+    for h in heights:
+        chain.produce_block(_txs(f"h{h}", h - 1), time_ms=T0 + h)
+    proposal = block_square(_txs("p", len(heights)))
+    store = DAStore(chain)  # created after the blocks: every square is a rebuild
+    for h in heights:
+        store.square(h)
+    assert store.rebuilt == len(heights) > RECENT_SQUARES
+    assert recent_squares.get(proposal.data_root()) is proposal

@@ -146,15 +146,18 @@ def _corrupted(square: ExtendedSquare) -> ExtendedSquare:
     return ExtendedSquare(data)
 
 
-def block_square(txs: Sequence[bytes]) -> ExtendedSquare:
-    """The extended data square of a block's encoded transactions (kept in
-    :data:`recent_squares`, so this node can serve it before it is committed)."""
+def block_square(txs: Sequence[bytes], *, recent: bool = True) -> ExtendedSquare:
+    """The extended data square of a block's encoded transactions, kept in
+    :data:`recent_squares` (so this node can serve it before it is committed)
+    unless ``recent`` is false (old blocks rebuilt for readers: a flood of those
+    must not push a proposal's square out while it is voted on)."""
     if not txs:
         return empty_square()
     square = extend(_square_from_block(list(txs)))
     if _bad_encoding:
         square = _corrupted(square)
-    recent_squares.add(square)
+    if recent:
+        recent_squares.add(square)
     return square
 
 
@@ -346,7 +349,7 @@ class DAStore:
             raise UnknownBlockError(
                 f"no block at height {height} (the chain is at {self.chain.height})"
             )
-        square = block_square(record.block.txs)
+        square = block_square(record.block.txs, recent=False)
         if square.data_root() != record.block.header.data_root:
             raise StoreError(f"stored block {height} does not hash to its header's data root")
         with self._lock:
