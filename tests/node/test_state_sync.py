@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from focusflow.chain import Genesis
+from focusflow.chain.block import sign_certificate
 from focusflow.chain.snapshot import (
     DATA_FILE,
     Manifest,
@@ -28,6 +29,7 @@ from focusflow.chain.snapshot import (
     capture_focus,
     write_snapshot,
 )
+from focusflow.chain.valsets import ValidatorSets
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import KeyPair
@@ -36,6 +38,7 @@ from focusflow.node import open_chain
 from focusflow.node.state_sync import StateSync, Trust, state_sync, verify_trust
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.store import Store
+from tests.chain import test_epochs as epochs
 from tests.chain.helpers import ALICE, BOB, VALIDATOR, genesis, link, tx
 
 #: Test genesis times are years old: no trusting period here (tested apart).
@@ -254,3 +257,49 @@ def test_config_keys():
     for bad in ({"snapshot_interval": -1}, {"snapshot_keep": 0}, {"snapshot_interval": "x"}):
         with pytest.raises(InvalidParameterError):
             StateSync.from_config(bad)
+
+
+def test_trust_hops_through_a_validator_set_change(tmp_path):
+    """Skipping verification: the header at 10 is signed by a newcomer alone,
+    who holds more than 2/3 of the set from EPOCH + 1 on and nothing of the
+    genesis set; trust reaches it through the set change's header, which
+    the genesis validators signed. A hop header the genesis validators did not
+    sign breaks the chain of trust."""
+    net = epochs.Net(open_chain(tmp_path / "p", epochs.genesis(), epochs.KEYS[0]))
+    chain = net.chain
+    net.step(net.tx(epochs.NEW, "stake", {"amount": 9 * epochs.UNIT}))
+    net.step(net.tx(epochs.NEW, "validator.register", {"name": "newcomer"}))
+    net.to_height(epochs.EPOCH + 1)
+    hop_height = epochs.EPOCH + 1
+    assert chain.valsets.changes == [1, hop_height]
+    while chain.height < 10:
+        net.step(signers=[epochs.NEW])
+    record = chain.block_record(10)
+    gen = epochs.genesis()
+
+    async def honest(height: int):
+        return chain.block_record(height)
+
+    fetched = []
+
+    async def recorded(height: int):
+        fetched.append(height)
+        return chain.block_record(height)
+
+    asyncio.run(verify_trust(record, chain.valsets, gen, TRUST, recorded))
+    assert fetched == [hop_height]
+    forged_hop = chain.block_record(hop_height)
+    cert = sign_certificate([epochs.NEW], gen.chain_id, hop_height, forged_hop.block.hash)
+    forged_hop = replace(forged_hop, commit=cert)
+
+    async def lying(height: int):
+        return forged_hop if height == hop_height else chain.block_record(height)
+
+    with pytest.raises(SnapshotCertificateError, match="hop block"):
+        asyncio.run(verify_trust(record, chain.valsets, gen, TRUST, lying))
+    # Without hops (a trusted set that never changed) the newcomer alone is not enough.
+    with pytest.raises(SnapshotCertificateError, match="no more than 1/3"):
+        asyncio.run(
+            verify_trust(record, ValidatorSets([(1, gen.validator_set())]), gen, TRUST, honest)
+        )
+    chain.close()
