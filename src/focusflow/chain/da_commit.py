@@ -146,17 +146,22 @@ def _corrupted(square: ExtendedSquare) -> ExtendedSquare:
     return ExtendedSquare(data)
 
 
-def block_square(txs: Sequence[bytes], *, recent: bool = True) -> ExtendedSquare:
+#: Set on a thread while it rebuilds old blocks' squares for readers: those
+#: stay out of :data:`recent_squares` (a flood of them must not push a
+#: proposal's square out while it is voted on).
+_rebuilding = threading.local()
+
+
+def block_square(txs: Sequence[bytes]) -> ExtendedSquare:
     """The extended data square of a block's encoded transactions, kept in
-    :data:`recent_squares` (so this node can serve it before it is committed)
-    unless ``recent`` is false (old blocks rebuilt for readers: a flood of those
-    must not push a proposal's square out while it is voted on)."""
+    :data:`recent_squares` (so this node can serve it before it is committed),
+    except while the thread rebuilds an old block for ``DAStore``."""
     if not txs:
         return empty_square()
     square = extend(_square_from_block(list(txs)))
     if _bad_encoding:
         square = _corrupted(square)
-    if recent:
+    if not getattr(_rebuilding, "active", False):
         recent_squares.add(square)
     return square
 
@@ -349,7 +354,11 @@ class DAStore:
             raise UnknownBlockError(
                 f"no block at height {height} (the chain is at {self.chain.height})"
             )
-        square = block_square(record.block.txs, recent=False)
+        _rebuilding.active = True
+        try:
+            square = block_square(record.block.txs)
+        finally:
+            _rebuilding.active = False
         if square.data_root() != record.block.header.data_root:
             raise StoreError(f"stored block {height} does not hash to its header's data root")
         with self._lock:
