@@ -336,3 +336,25 @@ def test_old_blocks_rebuilt_for_readers_do_not_evict_proposal_squares(tmp_path, 
         store.square(h)
     assert store.rebuilt == len(heights) > RECENT_SQUARES
     assert recent_squares.get(proposal.data_root()) is proposal
+
+
+def test_shares_served_to_one_peer_are_rate_limited_without_blame(tmp_path, gen):
+    from focusflow.net.errors import RateLimitedError
+    from focusflow.node.da_net import ShareBudget
+
+    chain = new_chain(tmp_path / "a", gen)
+    chain.produce_block(_txs("a"), time_ms=T0 + 1)
+    rt = _runtime(tmp_path, "a", chain, key=VALIDATOR)
+    dan = rt.extensions[0]
+    dan.attach(rt)
+    dan._budget = ShareBudget(rate=10)  # bursts of 20 shares
+    ask = encode([1, chain.head.data_root, [[r, c] for r in range(2) for c in range(8)]])
+    peer, other = KeyPair.generate().public_key, KeyPair.generate().public_key
+
+    async def main():
+        assert len(decode(await dan._serve_shares(peer, ask))) == 16
+        with pytest.raises(RateLimitedError):
+            await dan._serve_shares(peer, ask)
+        assert len(decode(await dan._serve_shares(other, ask))) == 16  # per peer
+
+    asyncio.run(main())

@@ -87,7 +87,7 @@ from focusflow.da import (
 from focusflow.da.merkle import merkle_root
 from focusflow.da.wire import MAX_WIDTH, NMT_NODE_SIZE
 from focusflow.net import Offence, Verdict
-from focusflow.net.errors import InvalidMessageError, NetError
+from focusflow.net.errors import InvalidMessageError, NetError, RateLimitedError
 
 if TYPE_CHECKING:
     from focusflow.net import Node
@@ -121,6 +121,12 @@ MAX_INVESTIGATED = 64
 #: Fraud proofs held for heights this node has not reached yet, and how far ahead.
 MAX_HELD_FRAUD = 8
 HOLD_AHEAD = 64
+
+#: Shares with proofs one peer may be served per second (bursts of twice that),
+#: and DA requests worked on in threads at once (all peers together): serving
+#: shares must not take the cores and worker threads consensus needs.
+SHARES_PER_SECOND = 2000
+SERVE_THREADS = 2
 
 DEFAULT_SAMPLES = 16
 DEFAULT_SAMPLE_TIMEOUT = 2.0
@@ -330,6 +336,29 @@ def decode_fraud(payload: bytes) -> FraudRecord:
     return FraudRecord(header, cert, befp_from_cbor(proof_v))
 
 
+class ShareBudget:
+    """A token bucket per peer, in shares: ``rate`` a second, bursts of ``2 * rate``."""
+
+    PRUNE_AT = 1024
+
+    def __init__(self, rate: float = SHARES_PER_SECOND) -> None:
+        self.rate, self.burst = rate, 2 * rate
+        self._buckets: dict[bytes, tuple[float, float]] = {}
+
+    def take(self, peer: bytes, count: int) -> bool:
+        """Spend ``count`` of ``peer``'s tokens; False (nothing spent) if it lacks them."""
+        now = time.monotonic()
+        if len(self._buckets) >= self.PRUNE_AT:
+            self._buckets = {p: v for p, v in self._buckets.items() if now - v[1] < 60}
+        tokens, at = self._buckets.get(peer, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < count:
+            self._buckets[peer] = (tokens, now)
+            return False
+        self._buckets[peer] = (tokens - count, now)
+        return True
+
+
 # --- the extension ----------------------------------------------------------------
 
 
@@ -345,6 +374,8 @@ class DANet:
         self._ids: tuple[object, dict[bytes, bytes]] = (None, {})
         self._held: dict[int, FraudRecord] = {}
         self._held_lock = threading.Lock()
+        self._budget = ShareBudget()
+        self._work = asyncio.Semaphore(SERVE_THREADS)
         #: Counters for logs and tests.
         self.stats = {
             "sampled": 0,
@@ -417,16 +448,21 @@ class DANet:
             raise InvalidMessageError(f"malformed {what} request")
         return value
 
+    async def _in_thread(self, fn, *args):
+        """``fn(*args)`` in a worker thread, at most SERVE_THREADS at once."""
+        async with self._work:
+            return await asyncio.to_thread(fn, *args)
+
     async def _servable(self, height: int, data_root: bytes) -> ExtendedSquare:
         assert self.runtime is not None
-        return await asyncio.to_thread(self.runtime.da.servable, height, data_root)
+        return await self._in_thread(self.runtime.da.servable, height, data_root)
 
     async def _serve_roots(self, peer: bytes, payload: bytes) -> bytes:
         """``[height, data_root]`` -> ``[row roots, column roots]`` (served even by a
         node that withholds shares, as a header is published)."""
         height, data_root = self._request(payload, 2, ROOTS)
         assert self.runtime is not None
-        square, _ = await asyncio.to_thread(self.runtime.da.square_for, height, data_root)
+        square, _ = await self._in_thread(self.runtime.da.square_for, height, data_root)
         return encode([square.row_roots(), square.col_roots()])
 
     async def _serve_shares(self, peer: bytes, payload: bytes) -> bytes:
@@ -435,6 +471,8 @@ class DANet:
         height, data_root, coords = self._request(payload, 3, SHARES)
         if not isinstance(coords, list) or not 1 <= len(coords) <= MAX_BATCH:
             raise InvalidMessageError(f"a {SHARES} request names 1 to {MAX_BATCH} coordinates")
+        if not self._budget.take(peer, len(coords)):
+            raise RateLimitedError(f"at most {SHARES_PER_SECOND} shares a second are served")
         square = await self._servable(height, data_root)
         width = square.width
         for c in coords:
@@ -458,7 +496,7 @@ class DANet:
             )
 
         self.stats["served_shares"] += len(coords)
-        return await asyncio.to_thread(prove)
+        return await self._in_thread(prove)
 
     async def _serve_axis(self, peer: bytes, payload: bytes) -> bytes:
         """``[height, data_root, "row" | "col", index]`` -> its ``2k`` shares."""
