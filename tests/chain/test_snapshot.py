@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from focusflow.chain import Genesis
+from focusflow.chain import Genesis, Msg
 from focusflow.chain.block import BlockRecord, sign_certificate
 from focusflow.chain.focus_checkpoint import CHECKPOINT_FILE
 from focusflow.chain.snapshot import (
@@ -48,7 +48,7 @@ from focusflow.core.keys import KeyPair
 from focusflow.node import open_chain
 from focusflow.store import Store
 from tests.chain import golden_chain
-from tests.chain.helpers import ALICE, BOB, genesis, link, new_chain, tx
+from tests.chain.helpers import ALICE, BOB, genesis, link, new_chain, particle, tx
 from tests.chain.test_golden_roots import GOLDEN
 
 CHUNK = 4096
@@ -297,13 +297,16 @@ def test_install_needs_an_empty_store_and_pruning_keeps_the_newest(small):
 @pytest.mark.parametrize("focus", ["new", "first", "fast"])
 def test_the_allowlist_loads_every_chain_focus_configuration(tmp_path, focus):
     """A real state of each focus configuration a genesis can name loads through
-    the allowlist (a new engine class must be added to FOCUS_GLOBALS)."""
-    params = golden_chain._focus(golden_chain.FOCUS[focus])
-    gen = genesis(focus=params)
+    the allowlist, a patched graph snapshot included (small blocks on a larger
+    graph are patched in, and the state then holds the patch's record)."""
+    gen = genesis(focus=golden_chain._focus(golden_chain.FOCUS[focus]))
     chain = new_chain(tmp_path / "c", gen)
-    for i in range(3):
-        chain.produce_block([tx(ALICE, i, link((f"x{i}", "y"), ("y", f"z{i}")))])
+    pairs = [[particle(f"n{i}"), particle(f"n{(i * 7 + 1) % 500}")] for i in range(1500)]
+    chain.produce_block([tx(ALICE, 0, Msg("link", {"links": pairs}))])
+    for i in range(1, 3):
+        chain.produce_block([tx(ALICE, i, link((f"n{i}", f"n{i + 3}"), (f"n{i + 9}", "x")))])
     raw = capture_focus(chain.focus)
+    assert b"PatchInfo" in raw
     path = tmp_path / "focus.bin"
     path.write_bytes(raw)
     with chain.reader() as r:
@@ -313,3 +316,19 @@ def test_the_allowlist_loads_every_chain_focus_configuration(tmp_path, focus):
     assert loaded.root == chain.focus.root
     chain.close()
     shutil.rmtree(tmp_path / "c")
+
+
+def test_the_allowlist_refuses_functions_of_allowed_modules(tmp_path):
+    """A function (not a class) of an allowed module, or a class reached
+    through one of its imports, is refused."""
+    for module, name in (
+        ("focusflow.graph.snapshot", "pair_keys"),
+        ("focusflow.focus.engine", "np.memmap"),
+        ("builtins", "eval"),
+        ("numpy", "load"),
+    ):
+        payload = pickle.dumps(0, protocol=5)[:2] + b"c" + f"{module}\n{name}\n".encode() + b")R."
+        path = tmp_path / "evil.bin"
+        path.write_bytes(payload)
+        with open(path, "rb") as f, pytest.raises(SnapshotError, match="not allowed"):
+            load_focus(f, len(payload), None, {}, genesis())

@@ -543,54 +543,75 @@ def _check_certificate(record: BlockRecord, state: dict, chain_id: str) -> Valid
     return valsets
 
 
-#: The only globals a snapshot's focus state may name: the classes a chain's
-#: focus state is made of and numpy's array reconstruction (tests load real
-#: states of every chain focus configuration through it). Anything else is
-#: refused before it is looked up, so loading runs no other code.
+#: The modules whose classes a snapshot's focus state may name: those a
+#: chain's focus state is made of (graph, engine, solvers, numba operators;
+#: none does I/O). Any class defined in one of them may appear (large graphs
+#: hold more of them than small ones: a patched snapshot's ``PatchInfo``),
+#: nothing else of them (no function).
+FOCUS_MODULES = frozenset(
+    {
+        "focusflow.chain.focus_commit",
+        "focusflow.focus.anderson",
+        "focusflow.focus.backends.base",
+        "focusflow.focus.backends.numba_cpu",
+        "focusflow.focus.backends.numba_lap",
+        "focusflow.focus.backends.sell",
+        "focusflow.focus.engine",
+        "focusflow.focus.params",
+        "focusflow.focus.result",
+        "focusflow.focus.spectral",
+        "focusflow.graph.column",
+        "focusflow.graph.cybergraph",
+        "focusflow.graph.link_index",
+        "focusflow.graph.links",
+        "focusflow.graph.log",
+        "focusflow.graph.snapshot",
+        "focusflow.graph.tables",
+    }
+)
+#: Other globals allowed by name: numpy's array and scalar reconstruction and
+#: builtin container types. Everything else (os, builtins.eval, functools, a
+#: function of an allowed module) is refused before it is looked up, so
+#: loading a peer's pickle runs no other code.
 FOCUS_GLOBALS = frozenset(
     {
-        ("focusflow.chain.focus_commit", "FocusState"),
-        ("focusflow.focus.backends.numba_cpu", "ExactNumbaOperator"),
-        ("focusflow.focus.backends.numba_cpu", "NumbaBackend"),
-        ("focusflow.focus.backends.numba_cpu", "NumbaOperator"),
-        ("focusflow.focus.backends.numba_lap", "ScaledSymmetric"),
-        ("focusflow.focus.backends.sell", "SellMatrix"),
-        ("focusflow.focus.engine", "FocusEngine"),
-        ("focusflow.focus.params", "FocusParams"),
-        ("focusflow.focus.result", "Diagnostics"),
-        ("focusflow.focus.result", "FocusResult"),
-        ("focusflow.focus.spectral", "HeatState"),
-        ("focusflow.focus.spectral", "SpringsState"),
-        ("focusflow.graph.column", "Column"),
-        ("focusflow.graph.column", "SortedIndex"),
-        ("focusflow.graph.cybergraph", "Cybergraph"),
-        ("focusflow.graph.links", "LinkBatch"),
-        ("focusflow.graph.links", "StakeBatch"),
-        ("focusflow.graph.log", "DeltaLog"),
-        ("focusflow.graph.log", "LogEntry"),
-        ("focusflow.graph.snapshot", "Snapshot"),
-        ("focusflow.graph.tables", "KeyTable"),
         ("numpy", "dtype"),
-        ("numpy", "float64"),
         ("numpy", "ndarray"),
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "scalar"),
+        ("builtins", "bytearray"),
+        ("builtins", "complex"),
+        ("builtins", "frozenset"),
+        ("builtins", "range"),
+        ("builtins", "set"),
+        ("builtins", "slice"),
+        ("collections", "OrderedDict"),
+        ("collections", "deque"),
     }
 )
 
 
 class _FocusUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if (module, name) not in FOCUS_GLOBALS:
-            raise SnapshotError(f"snapshot focus state names {module}.{name}, which is not allowed")
-        return super().find_class(module, name)
+        if (module, name) in FOCUS_GLOBALS:
+            return super().find_class(module, name)
+        if module in FOCUS_MODULES or module in ("numpy", "numpy.dtypes"):
+            found = super().find_class(module, name)
+            if module.startswith("numpy"):
+                # Scalar and dtype types only (numpy.float64, numpy.dtypes.Float64DType).
+                if isinstance(found, type) and issubclass(found, np.generic | np.dtype):
+                    return found
+            elif isinstance(found, type) and found.__module__ == module:
+                return found
+        raise SnapshotError(f"snapshot focus state names {module}.{name}, which is not allowed")
 
 
 def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> FocusState:
     """Load ``size`` bytes of a peer's focus state from ``f`` and check it.
 
-    Only FOCUS_GLOBALS may be named; no array may hold Python objects; the
+    Only classes of FOCUS_MODULES and FOCUS_GLOBALS may be named; no array
+    may hold Python objects; the
     parameters must be the genesis's; the committed vector, quantised
     ``uint64``, must hash to the header's focus root (recomputed here, not
     taken from the state's own field); and the particle order must be the
@@ -711,6 +732,7 @@ def iter_chunks(root: Path, manifest: Manifest) -> Iterator[bytes]:
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FOCUS_GLOBALS",
+    "FOCUS_MODULES",
     "MAX_CHUNK_SIZE",
     "SNAPSHOT_FOCUS_FILE",
     "ChunkFile",
