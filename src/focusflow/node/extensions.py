@@ -31,8 +31,9 @@ class NodeExtension(Protocol):
 def default_extensions(config: dict) -> list[NodeExtension]:
     """The extensions a network node (validator or full node) runs, from its config.json."""
     from focusflow.node.da_net import DANet  # data availability over QUIC, fraud proofs
+    from focusflow.node.state_sync import StateSync  # snapshots written and served
 
-    return [DANet.from_config(config)]
+    return [DANet.from_config(config), StateSync.from_config(config)]
 
 
 __all__ = ["NodeExtension", "default_extensions"]
