@@ -222,3 +222,47 @@ def test_a_certificate_for_a_block_of_another_chain_is_refused():
     doc["certificate_cbor"] = encode_certificate(other).hex()
     with pytest.raises(BadCertificateError):
         parse_light_block(doc, chain.chain_id, 2)
+
+
+def test_an_answer_over_the_size_cap_is_refused(tmp_path):
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    from focusflow.light.client import MAX_ANSWER_BYTES
+    from focusflow.light.errors import MalformedAnswerError
+
+    app = FastAPI()
+
+    @app.get("/v1/light/header/{height}")
+    def huge(height: str) -> Response:
+        return Response(
+            b'{"pad": "' + b"x" * MAX_ANSWER_BYTES + b'"}', media_type="application/json"
+        )
+
+    url, stop = serve(app)
+    try:
+        client = LightClient(LightStore(tmp_path, "c"), Node(url))
+        with pytest.raises(MalformedAnswerError, match="over"):
+            client.trust_genesis(validator_set([{"public_key": "11" * 32, "power": 1}]))
+    finally:
+        stop()
+
+
+def test_a_links_page_ends_at_its_byte_cap(tmp_path, monkeypatch):
+    from focusflow.api import routes_light
+    from focusflow.core.cid import cid_from_bytes
+    from tests.chain.helpers import particle
+
+    chain = build_chain(tmp_path / "c", 5)
+    url, stop = serve(node_app(chain))
+    try:
+        client = client_for(chain, url, tmp_path / "l")
+        client.sync()
+        hub = cid_from_bytes(particle("hub"))
+        assert len(client.links(hub, "out", 0, 10).links) == 5
+        monkeypatch.setattr(routes_light, "MAX_LINK_PAGE_BYTES", 1)
+        page = client.links(hub, "out", 0, 10)
+        assert len(page.links) == 1 and page.total_stated == 5  # the first message passes 1 byte
+    finally:
+        stop()
+        chain.close()

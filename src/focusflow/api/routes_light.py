@@ -46,6 +46,9 @@ router = APIRouter(prefix="/v1/light", responses=ERROR_RESPONSES)
 MAX_HEIGHT = 2**63 - 1
 #: Most links one ``links`` answer proves (each carries its message's proof).
 MAX_LINKS = 100
+#: A ``links`` page stops early once its proven messages pass this many bytes
+#: (one message may hold 10,000 links, some 700 KB).
+MAX_LINK_PAGE_BYTES = 4 << 20
 #: Longest state key the raw proof route accepts.
 MAX_KEY_BYTES = 1024
 #: HTTP status of ``stale_height``: the value asked for changed after that height.
@@ -104,7 +107,7 @@ def _header_doc(request: Request, height: int) -> dict:
     chain = _node(request).chain
     record = _record(request, height)
     header = record.block.header
-    vset = chain.valsets.at(max(height, 1))
+    vset = chain.validators_at(max(height, 1))
     return {
         "height": header.height,
         "hash": header.hash.hex(),
@@ -384,7 +387,8 @@ def proof_links(
     ``messages`` (``{key, value, proof}``: the ``/graph/links`` entry holding the
     link), or is null for a link no message made (a genesis link), which cannot
     be proven. ``total`` is the node's count of the particle's links in that
-    direction: that the page is complete cannot be proven (docs/light.md).
+    direction: that the page is complete cannot be proven (docs/light.md). A page
+    ends early once its messages pass MAX_LINK_PAGE_BYTES.
     """
     raw = parse_cid(cid)
     try:
@@ -398,13 +402,17 @@ def proof_links(
         sources.upto(_node(request).chain, view.height)
         links, messages, where = [], [], {}
         block = None
+        size = 0
         for link_id in page.tolist():
             key = sources.key_of(link_id)
             if key is not None and key not in where:
+                if size > MAX_LINK_PAGE_BYTES:
+                    break
                 doc = prove_at(request, key, view.height)
                 block = doc
                 where[key] = len(messages)
                 messages.append(_key_part(doc))
+                size += len(doc["value"] or "") // 2
             links.append(
                 {
                     "from": cid_text(view.particles[int(view.src[link_id])]),

@@ -13,6 +13,7 @@ witness's valid header that differs from the primary's.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -52,6 +53,9 @@ from focusflow.light.verify import (
 STALE_RETRIES = 3
 #: Most headers one sync verifies (bisection over 2^63 heights needs ~63 per change).
 MAX_VERIFY_STEPS = 100_000
+#: Largest answer read from a node (a links page is capped at 4 MiB of messages,
+#: twice that in hex).
+MAX_ANSWER_BYTES = 16 << 20
 
 
 def now_ms() -> int:
@@ -73,12 +77,21 @@ class Node:
     def get(self, path: str, params: dict | None = None) -> Any:
         """The JSON of a 200 answer; NodeRequestError for an error answer."""
         try:
-            r = self.http.get(path, params=params)
+            with self.http.stream("GET", path, params=params) as r:
+                raw = bytearray()
+                for piece in r.iter_bytes():
+                    raw.extend(piece)
+                    if len(raw) > MAX_ANSWER_BYTES:
+                        raise MalformedAnswerError(
+                            f"{path}: the node's answer is over {MAX_ANSWER_BYTES} bytes"
+                        )
         except httpx.HTTPError as exc:
             raise NodeRequestError(f"cannot reach {self.url}: {exc}") from None
         try:
-            body = r.json()
+            body = json.loads(raw)
         except ValueError:
+            if r.status_code != 200:
+                raise NodeRequestError(f"{self.url}{path}: answered {r.status_code}") from None
             raise MalformedAnswerError(f"{path}: the node's answer is not JSON") from None
         if r.status_code != 200:
             error = body.get("error", {}) if isinstance(body, dict) else {}
