@@ -49,6 +49,7 @@ from focusflow.consensus.messages import Step, vote_sign_bytes
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import merkle_proof, merkle_root, verify_merkle_proof
 from focusflow.core.keys import KeyPair
 from focusflow.store import smt
@@ -297,10 +298,18 @@ def test_cbor_sign_bytes_and_set_hash_match_the_chain(js, chain):
         "unsorted map": "a2616201616101",
         "small bignum": "c24101",
         "bad utf-8": "62c328",
+        "reserved head": "1c" + "00" * 15 + "01",
+        "tag 5 on a bignum's bytes": "c549" + "01" + "00" * 8,
     }
     for name, hexed in refused.items():
         check = js.evaluate("(h) => attempt(() => V.cborDecode(V.fromHex(h)))", hexed)
         assert check == "malformed", name
+    # a length past the end is named as such, not as what follows from it
+    why = js.evaluate(
+        "(h) => { try { V.cborDecode(V.fromHex(h)); } catch (e) { return e.message; } }",
+        "825001",
+    )
+    assert "length past the end" in why
 
 
 # ---------------------------------------------------------------- headers and certificates
@@ -381,6 +390,7 @@ def test_malformed_headers_and_certificates(js, chain):
     fields = chain.header.to_cbor()
     bad_headers = {
         "11 fields": fields[:11],
+        "13 fields": [*fields, b""],
         "height as text": [fields[0], "7", *fields[2:]],
         "short root": [*fields[:5], b"\x01" * 31, *fields[6:]],
         "proposer of 5 bytes": [*fields[:10], b"\x01" * 5, fields[11]],
@@ -500,8 +510,14 @@ def test_state_proofs_match_the_chain_verifier(js, chain):
     off_prefix = smt.Proof((sibling,), (other, bytes(32)))
     assert smt.verify_proof(forged_root, key, None, off_prefix) is False
     assert smt_check(js, forged_root, key, None, off_prefix) is False
-    # a malformed proof is an error, not a quiet false
+    # a malformed proof is an error, not a quiet false: a bitmap of the wrong
+    # size, or a sibling more than the bitmap lists (the chain refuses both)
     assert smt_check(js, root, key, value, b"\x84\x01\x40\x80\xf6") == "malformed"
+    depth, bitmap, full, leaf = decode(proof.encode())
+    padded = encode([depth, bitmap, [*full, bytes([5]) * 32], leaf])
+    with pytest.raises(DecodeError):
+        smt.Proof.decode(padded)
+    assert smt_check(js, root, key, value, padded) == "malformed"
 
 
 def test_merkle_paths_match_rfc6962(js):
@@ -642,11 +658,18 @@ def test_cid_spellings(js):
     v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
     assert js.evaluate("(c) => V.toHex(V.cidToBytes(c))", v0) == cid_to_bytes(v0).hex()
     assert js.evaluate("(c) => attempt(() => V.cidToBytes(c))", "zQmYwAP") == "malformed"
+    # base32 with its two spare bits set is another spelling of no CID
+    cid = cid_of_text("a")
+    b32 = "abcdefghijklmnopqrstuvwxyz234567"
+    stray = cid[:-1] + b32[b32.index(cid[-1]) | 1]
+    assert stray != cid
+    assert js.evaluate("(c) => attempt(() => V.cidToBytes(c))", stray) == "malformed"
 
 
 # ---------------------------------------------------------------- the page against real nodes
 
 HUB_NAME = "verified-hub"
+GHOST_NAME = "ghost-name"
 
 
 class LyingProxy:
@@ -664,6 +687,7 @@ class LyingProxy:
         self.own_keys = keys(3, base=90)  # the keys of the validators it invents
         self.own_set = set_of(self.own_keys, (10, 10, 10))
         self.spoke = ""  # a particle the name lie points to
+        self.hub = ""
         self.url = ""
 
     def app(self) -> Starlette:
@@ -675,6 +699,10 @@ class LyingProxy:
         )
 
     async def forward(self, request: Request) -> Response:
+        if self.lie == "name_invented" and request.url.path == f"/v1/names/{GHOST_NAME}":
+            # a name nobody registered, said to name the hub
+            doc = {"name": GHOST_NAME, "cid": self.hub, "owner": "focus1" + "q" * 38}
+            return Response(json.dumps(doc), media_type="application/json")
         if self.client is None:
             self.client = httpx.AsyncClient(base_url=self.upstream, timeout=10)
         r = await self.client.request(
@@ -784,7 +812,7 @@ def proxy(node):
     liar = LyingProxy(node.api.rstrip("/"))
     with serve(liar.app()) as url:
         liar.url = url
-        liar.spoke = node.spoke
+        liar.spoke, liar.hub = node.spoke, node.hub
         yield liar
 
 
@@ -812,8 +840,8 @@ def mark(page, selector: str, state: str) -> None:
     page.wait_for_selector(f'{selector}[data-verified="{state}"]')
 
 
-def open_by_name(page, hub: str) -> None:
-    page.fill("#search", HUB_NAME)
+def open_by_name(page, hub: str, name: str = HUB_NAME) -> None:
+    page.fill("#search", name)
     page.click("#search-go")
     page.wait_for_selector(f'#particle[data-cid="{hub}"] #particle-focus')
 
@@ -865,6 +893,7 @@ LIES = {
     "focus_chunk": ("particle", "#particle-focus-mark", "focus_proof"),
     "other_root": ("name", "#name-mark", "state_proof"),
     "name_cid": ("name", "#name-mark", "value_mismatch"),
+    "name_invented": ("name", "#name-mark", "value_mismatch"),
     "forged_cert": ("header", "#header-mark", "cert_signature"),
 }
 
@@ -875,10 +904,11 @@ def test_lying_node_is_caught(lie, node, proxy, open_page):
     proxy.lie = lie
     try:
         page = open_page(f"{proxy.url}/?verified=1")
+        name = GHOST_NAME if lie == "name_invented" else HUB_NAME
         if what != "header":
-            open_by_name(page, node.spoke if lie == "name_cid" else node.hub)
+            open_by_name(page, node.spoke if lie == "name_cid" else node.hub, name)
         mark(page, selector, "no")
-        named = {"particle": f"focus {node.hub}", "name": f"name {HUB_NAME}"}.get(what)
+        named = {"particle": f"focus {node.hub}", "name": f"name {name}"}.get(what)
         where = f'[data-what="{named}"]' if named else f'[data-check="{check}"]'
         problem = page.locator(f"#verify-problems li{where}").first
         problem.wait_for()
