@@ -311,6 +311,13 @@ def test_a_fork_is_reported_with_both_headers(net, synced, capsys):
     assert net["a"].head.hash.hex() in r.err and net["b"].head.hash.hex() in r.err
 
 
+def test_trusting_a_hash_that_conflicts_with_a_verified_header_is_a_fork(net, synced, capsys):
+    other = net["b"].head
+    r = sync(capsys, net["url_b"], synced, net["genesis"], "--trust-height", other.height,
+             "--trust-hash", other.hash.hex())  # fmt: skip
+    assert_lie(r, "fork")
+
+
 def test_a_witness_on_another_fork_is_reported(net, tmp_path, capsys):
     r = sync(capsys, net["url_a"], tmp_path / "light", net["genesis"], "--witness", net["url_b"])
     assert_lie(r, "fork")

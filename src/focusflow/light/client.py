@@ -156,6 +156,7 @@ class LightClient:
                 f"the node's header {height} is {block.hash.hex()}, not the trusted "
                 f"{block_hash.hex()}"
             )
+        self._check_known(block, self.node)
         self.store.add(block, root=True)
         self.verified += 1
         return block
