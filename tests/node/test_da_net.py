@@ -358,3 +358,49 @@ def test_shares_served_to_one_peer_are_rate_limited_without_blame(tmp_path, gen)
         assert len(decode(await dan._serve_shares(other, ask))) == 16  # per peer
 
     asyncio.run(main())
+
+
+def test_a_square_fetched_for_a_fraud_proof_is_checked_row_by_row(tmp_path, gen):
+    """Roots that do not hash to the data root, and a row that does not hash to
+    its committed root, are refused (BadAnswerError) before anything is built."""
+    from focusflow.node.da_net import AXIS, ROOTS, BadAnswerError, fetch_roots, fetch_square
+
+    square = block_square(_txs("s"))
+    root = square.data_root()
+    liar_key = KeyPair.generate()
+
+    async def main():
+        b = _runtime(tmp_path, "b", new_chain(tmp_path / "b", gen, producer=False))
+        await b.start_async()
+        liar = Node(liar_key, config=NetConfig(network_id=gen.hash))
+        lie = {"roots": False}
+
+        async def roots(peer, payload):
+            rows, cols = square.row_roots(), square.col_roots()
+            if lie["roots"]:
+                rows = [rows[1], rows[0], *rows[2:]]
+            return encode([rows, cols])
+
+        async def axis(peer, payload):
+            _h, _r, _axis, index = decode(payload)
+            row = square.row(index)
+            if index == 3:
+                row[5] = bytes(512)
+            return encode(row)
+
+        liar.register(ROOTS, roots)
+        liar.register(AXIS, axis)
+        await liar.start()
+        try:
+            peer = await b.net.connect(liar.peer_address)
+            assert (await fetch_roots(b.net, peer, 1, root, 2.0))[0] == square.row_roots()
+            with pytest.raises(BadAnswerError, match="row 3 does not hash"):
+                await fetch_square(b.net, peer, 1, root)
+            lie["roots"] = True
+            with pytest.raises(BadAnswerError, match="do not hash to the data root"):
+                await fetch_roots(b.net, peer, 1, root, 2.0)
+        finally:
+            await liar.stop()
+            await b.stop_async()
+
+    asyncio.run(main())
