@@ -416,6 +416,21 @@ def test_malformed_headers_and_certificates(js, chain):
         assert check_header(js, chain.answer(cert=encode(value))) == "malformed", name
 
 
+def test_browser_without_ed25519_says_so(js, chain):
+    """Where WebCrypto has no Ed25519 the header is not checked, and the page says
+    why rather than calling the signatures bad."""
+    js.evaluate(
+        """() => {
+        const real = crypto.subtle.importKey.bind(crypto.subtle);
+        crypto.subtle.importKey = (format, data, algorithm, ...rest) =>
+          algorithm?.name === "Ed25519"
+            ? Promise.reject(new DOMException("no Ed25519", "NotSupportedError"))
+            : real(format, data, algorithm, ...rest);
+      }"""
+    )
+    assert check_header(js, chain.answer()) == "unsupported"
+
+
 def test_pinned_set_catches_a_node_that_invents_its_own_validators(js, chain):
     """With a pinned set, a header whose set is not it is accepted only when
     signers from the pinned set hold more than 1/3 of its power."""
