@@ -127,7 +127,7 @@ export class Verifier {
     let t;
     if (hash) {
       if (!/^[0-9a-f]{64}$/.test(hash)) {
-        this.problem("pin", "malformed", "a validators hash is 64 lowercase hex digits");
+        $("trust").textContent = "Not pinned: a validators hash is 64 lowercase hex digits.";
         return;
       }
       t = { hash, chain_id: this.latest?.header.chain_id };
@@ -142,7 +142,7 @@ export class Verifier {
         height: Number(this.latest.header.height),
       };
     } else {
-      this.problem("pin", "pin", "no verified header yet to pin its set");
+      $("trust").textContent = "Not pinned: no header has verified yet, so there is no set to pin.";
       return;
     }
     this.trust = t;
