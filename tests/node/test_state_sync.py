@@ -251,6 +251,18 @@ def test_trust_from_a_trusted_hash_and_within_the_trusting_period(honest):
 
 
 def test_config_keys():
+    assert Trust.from_config({}) == Trust()
+    trusted = Trust.from_config({"trust_height": 7, "trust_hash": "ab" * 32, "trust_period_s": 60})
+    assert trusted == Trust(7, bytes([0xAB]) * 32, 60.0)
+    for bad in (
+        {"trust_height": 7},
+        {"trust_hash": "ab" * 32},
+        {"trust_height": 0, "trust_hash": "ab" * 32},
+        {"trust_height": 7, "trust_hash": "xyz"},
+        {"trust_period_s": 0},
+    ):
+        with pytest.raises(InvalidParameterError):
+            Trust.from_config(bad)
     ext = StateSync.from_config({"snapshot_interval": 50, "snapshot_keep": 3})
     assert (ext.interval, ext.keep) == (50, 3)
     assert StateSync.from_config({}).interval == 1000

@@ -64,7 +64,7 @@ from focusflow.consensus.certificate import verify_certificate
 from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.consensus.validators import ValidatorSet, has_one_third
 from focusflow.core.encoding import decode, encode
-from focusflow.core.errors import DecodeError, FocusflowError, require_int
+from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError, require_int
 from focusflow.core.keys import KeyPair
 from focusflow.net import NetConfig, Node, Offence, PeerAddress
 from focusflow.net.errors import NetError, RateLimitedError, RemoteError
@@ -257,6 +257,25 @@ class Trust:
     hash: bytes | None = None
     #: Seconds a trusted header vouches for its validators; None: no limit (tests).
     period_s: float | None = TRUSTING_PERIOD_S
+
+    @classmethod
+    def from_config(cls, config: dict) -> Trust:
+        """config.json's ``trust_height`` and ``trust_hash`` (64 hex digits),
+        given together or not at all, and ``trust_period_s`` (seconds > 0)."""
+        height, hex_hash = config.get("trust_height"), config.get("trust_hash")
+        period = config.get("trust_period_s", TRUSTING_PERIOD_S)
+        if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
+            raise InvalidParameterError(f"trust_period_s must be seconds > 0, got {period!r}")
+        if height is None and hex_hash is None:
+            return cls(period_s=float(period))
+        require_int("trust_height", height, 1)
+        try:
+            digest = bytes.fromhex(hex_hash) if isinstance(hex_hash, str) else b""
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise InvalidParameterError(f"trust_hash must be 64 hex digits, got {hex_hash!r}")
+        return cls(height, digest, float(period))
 
 
 #: Fetches the block record of a height from the peer being tried.
