@@ -803,11 +803,12 @@ class LyingProxy:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    """A devnet with a hub particle that five others link to, named HUB_NAME."""
+    """A devnet with a hub particle that 25 others link to, named HUB_NAME."""
     net = start_devnet(tmp_path_factory.mktemp("verified") / "home")
     tag = f"verified-{time.time_ns()}"
     hub = cid_of_text(f"{tag} hub")
-    links = [[cid_to_bytes(cid_of_text(f"{tag} spoke {i}")), cid_to_bytes(hub)] for i in range(5)]
+    # 25 spokes: the top list shows 20 particles, each checked
+    links = [[cid_to_bytes(cid_of_text(f"{tag} spoke {i}")), cid_to_bytes(hub)] for i in range(25)]
     msgs = [
         Msg("link", {"links": links}),
         Msg("name.register", {"name": HUB_NAME, "cid": cid_to_bytes(hub)}),
@@ -863,6 +864,19 @@ def open_by_name(page, hub: str, name: str = HUB_NAME) -> None:
 
 def test_honest_node_everything_verifies(node, open_page, tmp_path):
     page = open_page(f"{node.api.rstrip('/')}/?verified=1")
+    # every mark the page sets, from the start: an honest node never earns a
+    # mark other than pending and yes (not even "not checked")
+    page.evaluate(
+        """() => {
+        window.marksSeen = [];
+        new MutationObserver((records) => {
+          for (const r of records) {
+            const v = r.target.dataset.verified;
+            if (v !== "pending" && v !== "yes") marksSeen.push(`${v}: ${r.target.title}`);
+          }
+        }).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-verified"]});
+      }"""
+    )
     assert page.is_checked("#verified-toggle")
     mark(page, "#header-mark", "yes")
     text = page.text_content("#verified-header")
@@ -873,10 +887,12 @@ def test_honest_node_everything_verifies(node, open_page, tmp_path):
     page.wait_for_function(
         """() => {
         const marks = [...document.querySelectorAll('#top-list .vmark')];
-        return marks.length >= 6 && marks.every((m) => m.dataset.verified === 'yes');
+        return marks.length === 20 && marks.every((m) => m.dataset.verified === 'yes');
       }"""
     )
     assert page.is_hidden("#verify-problems-box")
+    page.wait_for_timeout(2500)  # a second round of checks
+    assert page.evaluate("marksSeen") == []
     shot = tmp_path / "web-verified.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
