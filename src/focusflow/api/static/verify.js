@@ -1,6 +1,8 @@
 // What the page's verified mode checks, with nothing but the browser's WebCrypto
-// (SHA-256 and Ed25519): no library, no network, no DOM. Every check either
-// returns what it proved or throws a VerifyError naming the check that failed.
+// (SHA-256 and Ed25519): no library, no network, no DOM. The checks of headers
+// and values return what they proved or throw a VerifyError naming the check
+// that failed; the two tree primitives (verifySmtProof, verifyMerklePath)
+// answer true or false, as the chain's own verifiers do.
 //
 // The formats are the chain's own (docs/state.md, docs/consensus.md):
 // - canonical CBOR (RFC 8949 core deterministic encoding, no floats, no tags but
