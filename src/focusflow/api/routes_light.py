@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_response
 from focusflow.api.render import cid_text, parse_cid
 from focusflow.chain.block import BlockRecord, Header
-from focusflow.chain.focus_commit import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_key
+from focusflow.chain.focus_spec import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_key
 from focusflow.chain.valsets import valset_key
 from focusflow.consensus.certificate import encode_certificate
 from focusflow.core.encoding import encode

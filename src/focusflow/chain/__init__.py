@@ -1,12 +1,55 @@
-"""Transactions, blocks, the module interface and the block pipeline."""
+"""Transactions, blocks, the module interface and the block pipeline.
 
-from focusflow.chain.block import Block, BlockRecord, Header
-from focusflow.chain.chain import BlockResult, Chain, replay
-from focusflow.chain.errors import BlockError, GenesisError, TxError
-from focusflow.chain.execute import Receipt
-from focusflow.chain.genesis import Genesis, GenesisAccount, GenesisValidator
-from focusflow.chain.params import ChainParams
-from focusflow.chain.tx import Msg, Tx, decode_tx, make_tx
+The names below load on first use (PEP 562): a light client or a CLI command
+that needs only headers, genesis or transactions (``focusflow.chain.block``,
+``.genesis``, ``.tx``) must not pay for importing the focus engine and numba,
+which ``focusflow.chain.chain`` pulls in.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+_WHERE = {
+    "Block": "block",
+    "BlockRecord": "block",
+    "Header": "block",
+    "BlockResult": "chain",
+    "Chain": "chain",
+    "replay": "chain",
+    "BlockError": "errors",
+    "GenesisError": "errors",
+    "TxError": "errors",
+    "Receipt": "execute",
+    "Genesis": "genesis",
+    "GenesisAccount": "genesis",
+    "GenesisValidator": "genesis",
+    "ChainParams": "params",
+    "Msg": "tx",
+    "Tx": "tx",
+    "decode_tx": "tx",
+    "make_tx": "tx",
+}
+
+if TYPE_CHECKING:
+    from focusflow.chain.block import Block, BlockRecord, Header
+    from focusflow.chain.chain import BlockResult, Chain, replay
+    from focusflow.chain.errors import BlockError, GenesisError, TxError
+    from focusflow.chain.execute import Receipt
+    from focusflow.chain.genesis import Genesis, GenesisAccount, GenesisValidator
+    from focusflow.chain.params import ChainParams
+    from focusflow.chain.tx import Msg, Tx, decode_tx, make_tx
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'focusflow.chain' has no attribute {name!r}")
+    value = getattr(import_module(f"focusflow.chain.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Block",

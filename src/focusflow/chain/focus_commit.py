@@ -43,47 +43,33 @@ import time
 
 import numpy as np
 
+from focusflow.chain.focus_spec import (
+    CHAIN_FOCUS_DEFAULTS as CHAIN_FOCUS_DEFAULTS,
+)
+from focusflow.chain.focus_spec import (
+    FOCUS_CHUNK,
+    FOCUS_KEY,
+    PARTICLE_CHUNK,
+    SCALE,
+    chain_focus_params,
+    particle_chunk_key,
+)
+from focusflow.chain.focus_spec import (
+    NEW_CHAIN_FOCUS as NEW_CHAIN_FOCUS,
+)
+from focusflow.chain.focus_spec import (
+    PARTICLES_PREFIX as PARTICLES_PREFIX,
+)
 from focusflow.chain.focus_view import FocusView, build_view
 from focusflow.chain.module import Deltas
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import merkle_root
 from focusflow.focus.engine import FocusEngine
-from focusflow.focus.params import EXACT_V1, FAST, TRI_ANDERSON, FocusParams, make_params
+from focusflow.focus.params import FocusParams
 from focusflow.graph.cybergraph import Cybergraph
 
-SCALE = 10**15
-FOCUS_CHUNK = 1024
-PARTICLE_CHUNK = 1024
-FOCUS_KEY = b"/graph/focus"
-PARTICLES_PREFIX = b"/graph/particles/"
 #: The one backend whose results every node reproduces bit for bit.
 CHAIN_BACKEND = "numba"
-#: The focus algorithm a chain gets for what its genesis leaves out: the
-#: choices its blocks were first committed with. A node without a usable focus
-#: checkpoint replays every stored block (Chain._restore), so a later library
-#: default must not change what they recompute to; a genesis may name the
-#: faster choices (docs/focus.md: ``start``, ``heat_reuse``, ``anderson``,
-#: ``finish``).
-CHAIN_FOCUS_DEFAULTS = {
-    "anderson": 2,
-    "start": "uniform",
-    "heat_reuse": "exact",
-    "finish": "fixed",
-    "arithmetic": FAST,
-}
-#: What a genesis written now names (node.home: devnet, testnet): the library's
-#: tri algorithm, every choice spelled out, so that the chain keeps it whatever
-#: later defaults become. Against CHAIN_FOCUS_DEFAULTS: a cold tri solve 82
-#: -> 50 pair passes, a block of 5,000 links on an R-MAT graph of 10^6 links
-#: 78 -> 60 (bench/tri_blocks.py).
-NEW_CHAIN_FOCUS = {
-    "mode": "tri",
-    "anderson": TRI_ANDERSON,
-    "start": "diffusion",
-    "heat_reuse": "bounded",
-    "finish": "bounded",
-    "arithmetic": EXACT_V1,
-}
 log = logging.getLogger("focusflow.chain.focus")
 
 
@@ -91,14 +77,6 @@ class FocusValueError(FloatingPointError):
     """A focus vector that cannot be committed (a value not finite or too large)."""
 
     code = "focus_not_finite"
-
-
-def chain_focus_params(focus: dict | None) -> FocusParams:
-    """The focus parameters of a chain whose genesis names ``focus``:
-    CHAIN_FOCUS_DEFAULTS under what it names, validated (InvalidParameterError
-    names the first bad value, an arithmetic this node does not implement
-    included)."""
-    return make_params(None, **{**CHAIN_FOCUS_DEFAULTS, **(focus or {})})
 
 
 def engine_identity(params: FocusParams) -> str:
@@ -132,10 +110,6 @@ def focus_root(q: np.ndarray) -> bytes:
     raw = np.ascontiguousarray(q, dtype="<u8").tobytes()
     step = FOCUS_CHUNK * 8
     return merkle_root([raw[i : i + step] for i in range(0, len(raw), step)])
-
-
-def particle_chunk_key(index: int) -> bytes:
-    return PARTICLES_PREFIX + index.to_bytes(4, "big")
 
 
 class FocusState:

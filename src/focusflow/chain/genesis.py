@@ -23,7 +23,7 @@ from typing import Any
 
 from focusflow.chain.block import MAX_TIME_MS
 from focusflow.chain.errors import GenesisError
-from focusflow.chain.focus_commit import chain_focus_params
+from focusflow.chain.focus_spec import chain_focus_params
 from focusflow.chain.params import ChainParams
 from focusflow.consensus.errors import InvalidValidatorSetError
 from focusflow.consensus.validators import Validator, ValidatorSet

@@ -2,13 +2,47 @@
 
 ``compute(graph, **params)`` returns a :class:`FocusResult`; :class:`FocusEngine`
 keeps state between blocks and updates focus incrementally from edge deltas.
+
+The names below load on first use (PEP 562), so that reading a genesis's focus
+parameters (``focusflow.focus.params``) does not compile or load the numba
+backends: a light client and most CLI commands never run the engine.
 """
 
-from focusflow.focus.backends import backend_names, get_backend
-from focusflow.focus.measures import entropy, entropy_bits, karma, syntropy
-from focusflow.focus.params import FocusParams, make_params
-from focusflow.focus.result import Diagnostics, FocusResult
-from focusflow.focus.solver import compute
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+_WHERE = {
+    "backend_names": "backends",
+    "get_backend": "backends",
+    "entropy": "measures",
+    "entropy_bits": "measures",
+    "karma": "measures",
+    "syntropy": "measures",
+    "FocusParams": "params",
+    "make_params": "params",
+    "Diagnostics": "result",
+    "FocusResult": "result",
+    "compute": "solver",
+}
+
+if TYPE_CHECKING:
+    from focusflow.focus.backends import backend_names, get_backend
+    from focusflow.focus.measures import entropy, entropy_bits, karma, syntropy
+    from focusflow.focus.params import FocusParams, make_params
+    from focusflow.focus.result import Diagnostics, FocusResult
+    from focusflow.focus.solver import compute
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'focusflow.focus' has no attribute {name!r}")
+    value = getattr(import_module(f"focusflow.focus.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Diagnostics",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from focusflow.chain.focus_commit import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_key
+from focusflow.chain.focus_spec import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_key
 from focusflow.chain.valsets import decode_set, valset_key
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
+from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
