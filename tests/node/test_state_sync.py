@@ -190,6 +190,13 @@ def test_a_wrong_chunk_is_refused_and_nothing_is_installed(tmp_path, honest, ref
     assert liar.chunks_served >= 2
 
 
+def test_a_snapshot_of_other_code_is_not_even_downloaded(tmp_path, honest):
+    chain, manifest, data, blocks = honest
+    other = Server(chain.genesis, replace(manifest, code=bytes(32)), data, blocks)
+    assert asyncio.run(_sync_from([other], tmp_path / "new", chain.genesis)) == 0
+    assert other.chunks_served == 0 and _empty(tmp_path / "new")
+
+
 def test_a_state_that_does_not_hash_to_its_header_root_is_refused(tmp_path, honest, refusals):
     chain, manifest, data, blocks = honest
     a = manifest.sections[0]

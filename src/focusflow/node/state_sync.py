@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from focusflow.chain.block import BlockRecord
+from focusflow.chain.focus_checkpoint import code_fingerprint
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.snapshot import (
     DEFAULT_CHUNK_SIZE,
@@ -434,6 +435,7 @@ async def _offers(
 ) -> list[tuple[Manifest, list[bytes]]]:
     """Every usable manifest the peers offer, newest first, with who offers it."""
     by_hash: dict[bytes, tuple[Manifest, list[bytes]]] = {}
+    code = code_fingerprint()
 
     async def ask(peer: PeerAddress) -> None:
         try:
@@ -444,7 +446,9 @@ async def _offers(
                 raise DecodeError("snapshots answer is not a list")
             for item in listed[:MAX_OFFERS]:
                 manifest = Manifest.decode(item)
-                if manifest.chain_id == genesis.chain_id:
+                # Another chain's, or a focus state this code cannot load: not
+                # worth downloading (verify_snapshot would refuse it).
+                if manifest.chain_id == genesis.chain_id and manifest.code == code:
                     by_hash.setdefault(manifest.hash, (manifest, []))[1].append(peer_id)
         except (FocusflowError, TimeoutError) as exc:
             log.info(
