@@ -22,6 +22,11 @@
    every block (fetch, certificate, re-execution, every root): its rate.
    Both run in this process (one GIL: the validator keeps making blocks
    meanwhile), so the ratio is conservative.
+3. Block sync against real validator processes: a testnet of four
+   (``focusflow node start`` for each home of ``init_testnet``) makes
+   ``--testnet-blocks`` blocks, each fed ``--sync-links`` links through the
+   API: the network's block rate; then an in-process full node block-syncs
+   them all from the four.
 
 Run from the repository root::
 
@@ -293,6 +298,96 @@ def bench_block_sync(blocks: int, links: int) -> None:
     print("apply_block phases, median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items()))
 
 
+def bench_block_sync_testnet(blocks: int, links: int) -> None:
+    """Block sync against real validator processes: ``focusflow node start`` for
+    four validator homes of one testnet (their own block rate), and an
+    in-process full node started once they made ``blocks`` blocks."""
+    import httpx
+
+    from focusflow.core.keystore import Keystore
+    from focusflow.node.home import DEV_KEY_NAME, init_testnet
+    from focusflow.node.network import start_validator
+
+    print(f"\n## block sync against 4 validator processes: {blocks} blocks of {links} links")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = 20_000 + os.getpid() % 20_000
+        homes = init_testnet(tmp / "tn", 4, base)
+        gen = homes[0].load_genesis()
+        procs = [start_validator(h) for h in homes]
+        api = f"http://{json.loads(homes[0].config.read_text())['api']}"
+        peers = [
+            f"{h.load_validator_key().public_key.hex()}@{json.loads(h.config.read_text())['p2p']}"
+            for h in homes
+        ]
+
+        def height() -> int:
+            try:
+                return httpx.get(f"{api}/v1/status", timeout=5).json()["height"]
+            except httpx.HTTPError:
+                return -1
+
+        try:
+            deadline = time.monotonic() + 180
+            while height() < 1:
+                assert time.monotonic() < deadline, "the testnet did not start"
+                time.sleep(0.2)
+            key = Keystore(homes[0].path / "keys").load(DEV_KEY_NAME)
+            start_h, t = height(), time.perf_counter()
+            nonce, last = 0, start_h
+            while (h := height()) < start_h + blocks:
+                if links and h > last:
+                    pairs = [
+                        [
+                            b"\x01\x55\x12\x20" + (h * 7919 + i).to_bytes(32, "big"),
+                            b"\x01\x55\x12\x20" + (h * 31 + i % 7).to_bytes(32, "big"),
+                        ]
+                        for i in range(links)
+                    ]
+                    tx = make_tx(key, gen.chain_id, nonce, 10**6, [Msg("link", {"links": pairs})])
+                    httpx.post(f"{api}/v1/txs", json={"tx": tx.encoded.hex()}, timeout=5)
+                    nonce, last = nonce + 1, h
+                time.sleep(0.02)
+            t_net = time.perf_counter() - t
+            net_rate = blocks / t_net
+            target = height()
+
+            async def follow() -> float:
+                chain = open_chain(tmp / "full", gen)
+                full = ValidatorRuntime(
+                    chain,
+                    KeyPair.generate(),
+                    wal_path=tmp / "fwal",
+                    listen=("127.0.0.1", 0),
+                    peers=peers,
+                    follow_only=True,
+                    net_config=NET,
+                )
+                t = time.perf_counter()
+                await full.start_async()
+                try:
+                    while chain.height < target:
+                        await asyncio.sleep(0.01)
+                    return time.perf_counter() - t
+                finally:
+                    await full.stop_async()
+                    chain.store.close()
+
+            t_sync = asyncio.run(follow())
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
+    sync_rate = target / t_sync
+    print(
+        f"network of 4 processes: {blocks} blocks in {t_net:.1f} s = {net_rate:.2f} blocks/s; "
+        f"a full node block-syncs {target} blocks in {t_sync:.2f} s = {sync_rate:.1f} "
+        f"blocks/s (from its start: connection and first poll included); "
+        f"ratio {sync_rate / net_rate:.1f}x"
+    )
+
+
 async def _serve(root: str, genesis_file: str) -> None:
     """The child process: serve the snapshots under ``root`` until stdin closes."""
     gen = Genesis.from_json(json.loads(Path(genesis_file).read_text()))
@@ -320,6 +415,8 @@ def main() -> None:
     p.add_argument("--sync-links", type=int, default=40)
     p.add_argument("--skip-state", action="store_true")
     p.add_argument("--skip-blocks", action="store_true")
+    p.add_argument("--testnet-blocks", type=int, default=150)
+    p.add_argument("--skip-testnet", action="store_true")
     p.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
@@ -334,6 +431,8 @@ def main() -> None:
         bench_state_sync(args.total_links, args.block_links, args.txs, args.neurons)
     if not args.skip_blocks:
         bench_block_sync(args.sync_blocks, args.sync_links)
+    if not args.skip_testnet:
+        bench_block_sync_testnet(args.testnet_blocks, args.sync_links)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
