@@ -229,6 +229,21 @@ def test_a_focus_state_that_does_not_hash_to_the_header_focus_root_is_refused(sm
     assert _empty(tmp_path / "dst")
 
 
+def test_an_engine_whose_result_is_not_the_committed_focus_is_refused(small):
+    """The vector the next block's solve starts from must quantise to the
+    header's root too, not only the committed copy beside it."""
+    _, manifest, tmp_path = small
+    block, state, focus = _sections(tmp_path, manifest)
+    lying = pickle.loads(focus)
+    phi = lying.engine.result.focus.copy()
+    phi[0] += 1e-3
+    lying.engine.result = replace(lying.engine.result, focus=phi)
+    forged, path = _forge(tmp_path, manifest, [block, state, pickle.dumps(lying, protocol=5)])
+    with pytest.raises(SnapshotRootError, match="engine's focus"):
+        restore_snapshot(Store(tmp_path / "dst"), forged, path, genesis())
+    assert _empty(tmp_path / "dst")
+
+
 class _Planted:
     """Unpickling this would create a file: the test shows it never runs."""
 

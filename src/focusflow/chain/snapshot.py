@@ -66,8 +66,10 @@ from focusflow.chain.focus_checkpoint import code_fingerprint, write_checkpoint
 from focusflow.chain.focus_commit import (
     PARTICLES_PREFIX,
     FocusState,
+    FocusValueError,
     chain_focus_params,
     focus_root,
+    quantise,
 )
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.valsets import VALSET_PREFIX, ValidatorSets
@@ -614,8 +616,10 @@ def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> F
     may hold Python objects; the
     parameters must be the genesis's; the committed vector, quantised
     ``uint64``, must hash to the header's focus root (recomputed here, not
-    taken from the state's own field); and the particle order must be the
-    one the verified state commits under ``/graph/particles/``.
+    taken from the state's own field), and so must the engine's last result
+    once quantised (what the next block's solve starts from); and the
+    particle order must be the one the verified state commits under
+    ``/graph/particles/``.
     """
     start = f.tell()
     try:
@@ -640,6 +644,8 @@ def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> F
             f"snapshot focus vector hashes to {recomputed.hex()[:16]}, its header says "
             f"{header.focus_root.hex()[:16]}"
         )
+    if focus.graph.n_links and _engine_root(focus) != header.focus_root:
+        raise SnapshotRootError("snapshot engine's focus does not quantise to its header's root")
     committed = [
         cid
         for key, value in state.items()
@@ -649,6 +655,19 @@ def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> F
     if list(focus.graph.particles.keys()) != committed or len(q) != len(committed):
         raise SnapshotRootError("snapshot focus state's particles are not the committed ones")
     return focus
+
+
+def _engine_root(focus: FocusState) -> bytes | None:
+    """The focus root the engine's own last result commits to (what the next
+    block's solve starts from), recomputed: quantised as a block commits it."""
+    result = getattr(focus.engine, "result", None)
+    phi = getattr(result, "focus", None)
+    if not isinstance(phi, np.ndarray) or phi.ndim != 1 or phi.dtype != np.float64:
+        return None
+    try:
+        return focus_root(quantise(phi))
+    except FocusValueError:
+        return None
 
 
 class _Bounded(io.RawIOBase):
