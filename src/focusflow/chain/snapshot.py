@@ -40,11 +40,14 @@ state beside it under this home's HMAC (``SNAPSHOT_FOCUS_FILE``); ``Chain``
 opens such a store at ``H`` (``Chain.base``) and applies the next blocks with
 every root checked.
 
-What is not proven before use: the engine's inner arrays (warm starts, the
-patched CSR) beyond the focus vector; a peer that altered them makes the next
-block with links compute another focus root, which ``Chain.apply_block``
-refuses, so the node stops there and never commits a wrong root (the node
-then state-syncs from another peer or replays from genesis).
+What is not proven before use: the engine's inner arrays beyond the focus
+vectors (the committed copy and the engine's last result are both checked):
+the solvers' other states, the patched CSR. A peer that altered them makes
+the next block with links compute another focus root, which
+``Chain.apply_block`` refuses, so the node stops there and never commits a
+wrong root (it is then state-synced again from another peer). The allowlist
+keeps code from running while they load; it does not prove a crafted index
+array in range for the numba kernels.
 """
 
 from __future__ import annotations
