@@ -17,11 +17,21 @@ import time
 
 import httpx
 
-from focusflow.node.home import Home
+from focusflow.node.home import Home, init_testnet
 from tests.node.testnet_process import START_TIMEOUT, LocalTestnet, _env, _free_base_port
+
+#: Blocks between the validators' snapshots here, so a late node finds one soon.
+SNAPSHOT_INTERVAL = 5
 
 
 def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
+    # The homes are made first to set the snapshot interval; `focusflow testnet`
+    # then runs them as they are.
+    homes = init_testnet(tmp_path / "tn", 4, _free_base_port(6), full_nodes=2)
+    for home in homes[:4]:
+        config = home.load_config()
+        config["snapshot_interval"] = SNAPSHOT_INTERVAL
+        home.config.write_text(json.dumps(config))
     net = LocalTestnet(tmp_path / "tn", 4, full_nodes=2)
     late = None
     try:
@@ -59,7 +69,9 @@ def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
         net.wait_height(everyone, top + 1, 60)
         net.assert_agree(everyone, top + 1)
 
-        # A full node made later, from the genesis file and one validator's address.
+        # A full node made later, from the genesis file and one validator's
+        # address, starts from a verified snapshot and block-syncs the rest.
+        net.wait_height((0,), 2 * SNAPSHOT_INTERVAL + 1, 60)
         v0 = json.loads((net.homes[0] / "config.json").read_text())
         v0_id = Home(net.homes[0]).load_validator_key().public_key.hex()
         port = _free_base_port(1)
@@ -83,6 +95,7 @@ def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
                     f"127.0.0.1:{port}",
                     "--api",
                     f"127.0.0.1:{port + 1}",
+                    "--json-logs",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -101,8 +114,16 @@ def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
             if height >= target:
                 break
             time.sleep(0.2)
-        assert height >= target, (tmp_path / "late.log").read_text()[-3000:]
-        for h in range(1, target + 1):
+        log_text = (tmp_path / "late.log").read_text()
+        assert height >= target, log_text[-3000:]
+        synced = [json.loads(line) for line in log_text.splitlines() if "state synced" in line]
+        assert synced, log_text[-3000:]
+        base = synced[0]["height"]
+        assert base >= SNAPSHOT_INTERVAL and base % SNAPSHOT_INTERVAL == 0
+        # Blocks below the snapshot were never fetched; from it on, every root agrees.
+        gone = httpx.get(f"{api}/v1/blocks/{base - 1}", timeout=5)
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "unknown_block"
+        for h in range(base, target + 1):
             block = httpx.get(f"{api}/v1/blocks/{h}", timeout=5).json()
             assert (block["hash"], block["state_root"], block["focus_root"]) == net.block(0, h)
     finally:

@@ -200,6 +200,12 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._by_hash
 
+    def oldest(self, limit: int) -> list[Tx]:
+        """At most ``limit`` pending transactions, oldest admitted first (what a
+        node hands a peer that just connected, so that transactions admitted
+        while it had no peer still reach the network)."""
+        return [entry.tx for entry in itertools.islice(self._by_hash.values(), limit)]
+
     def priority(self, tx: Tx) -> float:
         boost = 0.0 if self.boost is None else self.boost(tx.sender_address)
         return tx.fee / len(tx.encoded) * (1.0 + min(KARMA_BOOST_MAX, max(0.0, boost)))

@@ -483,6 +483,17 @@ class Node:
         await self._send_gossip(frame, targets)
         return mid
 
+    async def send_to(self, peer_id: bytes, topic: str, payload: bytes) -> None:
+        """Send one gossip message to one connected peer only (not to the others,
+        and whether or not it was published before): what a node hands a peer
+        that joined after the message went out. The peer treats it as any gossip."""
+        frame = encode_message(Gossip(topic, bytes(payload)))
+        if len(frame) > self.config.max_frame:
+            raise FrameTooLargeError(
+                f"gossip message of {len(frame)} bytes exceeds {self.config.max_frame}"
+            )
+        await self._send_gossip(frame, [peer_id])
+
     def gossip_received(self, session: Session, message: Gossip) -> None:
         if message.topic not in STANDARD_TOPICS and message.topic not in self._subscribers:
             return

@@ -339,11 +339,13 @@ def init_full_node(
     p2p: str,
     api: str,
     peers: list[str],
+    settings: dict | None = None,
 ) -> Home:
     """A new full-node home: the network's genesis, a fresh node key (its p2p
     identity; a full node holds no consensus key and never signs), and a
     config with ``"full": true`` that listens on ``p2p`` and ``api`` and dials
-    ``peers``. Refuses a path that already holds anything."""
+    ``peers``, plus ``settings`` (e.g. ``trust_height``/``trust_hash`` for
+    state sync). Refuses a path that already holds anything."""
     home = Home(Path(path))
     if home.path.exists() and any(home.path.iterdir()):
         raise HomeError(f"{home.path} is not empty; choose a new --home")
@@ -352,6 +354,7 @@ def init_full_node(
     KeyPair.generate().save(home.node_key)
     create_token_file(home.admin_token)
     config = {"name": name, "full": True, "p2p": p2p, "api": api, "peers": list(peers)}
+    config.update(settings or {})
     if is_loopback_host(p2p.rpartition(":")[0].strip("[]")):
         config["max_datagram_size"] = LOOPBACK_DATAGRAM_SIZE
     write_private_file(home.config, json.dumps(config, indent=2) + "\n")

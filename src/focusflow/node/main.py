@@ -75,12 +75,20 @@ def node_start(
     api: str = typer.Option(
         "127.0.0.1:0", "--api", help="With --full and a new home: REST API listen address."
     ),
+    trust_height: int | None = typer.Option(
+        None, "--trust-height", min=1, help="With --full and a new home: a trusted height."
+    ),
+    trust_hash: str | None = typer.Option(
+        None, "--trust-hash", help="With --full and a new home: the hash of that header (hex)."
+    ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines instead of text."),
 ) -> None:
     """Run one node, as its config.json says: a validator (QUIC peers, consensus,
     the REST API), or with --full a full node that re-executes every block and
     serves the API without signing. A full node's home is created on first start
-    from --genesis, --p2p and --api; --peer adds nodes to dial."""
+    from --genesis, --p2p and --api; --peer adds nodes to dial. A new full node
+    starts from the newest snapshot a peer offers that verifies against a header
+    certified from genesis (or from --trust-height/--trust-hash), then block-syncs."""
     from focusflow.chain.genesis import Genesis
     from focusflow.node import logs
     from focusflow.node.home import Home, HomeError, init_full_node
@@ -90,8 +98,19 @@ def node_start(
     if full and not Home(home).exists():
         if genesis is None:
             raise HomeError(f"{home} has no genesis.json: give --genesis FILE to create it")
+        if (trust_height is None) != (trust_hash is None):
+            raise HomeError("--trust-height and --trust-hash go together")
+        trust = (
+            {} if trust_height is None else {"trust_height": trust_height, "trust_hash": trust_hash}
+        )
         init_full_node(
-            home, Genesis.load(genesis), name=home.name, p2p=p2p, api=api, peers=list(peers)
+            home,
+            Genesis.load(genesis),
+            name=home.name,
+            p2p=p2p,
+            api=api,
+            peers=list(peers),
+            settings=trust,
         )
     run_validator(home, full=full, peers=list(peers))
 

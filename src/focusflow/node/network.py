@@ -15,6 +15,7 @@ SIGINT or SIGTERM stops them all.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from focusflow.node.devnet import bind, dev_key_of, prepare_kernels
 from focusflow.node.extensions import default_extensions
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
 from focusflow.node.serve import serve
+from focusflow.node.state_sync import Trust, state_sync
 from focusflow.node.validator import MAX_GUESTS, ValidatorRuntime
 from focusflow.node.wiring import open_chain
 
@@ -78,6 +80,18 @@ def run_validator(home_path: Path, *, full: bool = False, peers: list[str] | Non
         sock = bind(api_host, api_port)
         genesis = home.load_genesis()
         key = home.load_node_key()
+        if full and config.get("state_sync", True) and all_peers:
+            # A new full node starts from a verified snapshot when a peer offers
+            # one (state_sync returns at once for a store that holds a chain).
+            asyncio.run(
+                state_sync(
+                    home.data,
+                    genesis,
+                    all_peers,
+                    Trust.from_config(config),
+                    net_config=net_config_of(config),
+                )
+            )
         chain = open_chain(home.data, genesis, None if full else key)
         role = "full node" if full else "validator"
         log.info(

@@ -157,6 +157,8 @@ BLOCK_TIMEOUT = 3.0
 #: the second).
 SYNC_BACKOFF = 5.0
 SYNC_BACKOFF_MAX = 60.0
+#: Pending transactions handed to a peer when it connects.
+SHARED_TXS = 10_000
 #: Non-validator peers (full nodes) a node accepts at once besides the
 #: validator set; each is scored and banned like any peer.
 MAX_GUESTS = 16
@@ -507,6 +509,21 @@ class ValidatorRuntime(NodeRuntime):
             self._poll_backoff.pop(peer_id, None)
         if connected and self._loop is not None:
             self._spawn(self._pull_round(peer_id))
+            self._spawn(self._share_mempool(peer_id))
+
+    async def _share_mempool(self, peer_id: bytes) -> None:
+        """Hand a peer that just connected our pending transactions (at most
+        SHARED_TXS): gossip is fire-and-forget, so a transaction admitted while
+        this node had no peer (a full node starting up) would otherwise never
+        leave it. The peer drops those it holds already."""
+        assert self.net is not None
+        with self._pool_lock:
+            txs = self.mempool.oldest(SHARED_TXS)
+        for tx in txs:
+            try:
+                await self.net.send_to(peer_id, TRANSACTIONS, tx.encoded)
+            except NetError:
+                return
 
     # --- requests served -----------------------------------------------------
     async def _serve_status(self, peer_id: bytes, payload: bytes) -> bytes:
