@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import httpx
 import typer
 
+from focusflow.cli.common import particle
 from focusflow.cli.da_cmd import fetch_share, square_width
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.keys import decode_address
@@ -136,7 +137,7 @@ def _run_query(client: LightClient, ask):
 
 @query_app.command("particle")
 def query_particle(
-    cid: str = typer.Argument(..., help="The particle's CID."),
+    cid: str = typer.Argument(..., help="The particle's CID, or text (hashed to its CID)."),
     node: str = NodeOpt,
     home: str = HomeOpt,
     trusting_period: float = PeriodOpt,
@@ -144,6 +145,7 @@ def query_particle(
     as_json: bool = JsonOpt,
 ) -> None:
     """A particle's committed focus, proven against a verified header's focus root."""
+    cid, _ = particle(cid)
     client = _client(node, home, timeout, trusting_period)
     a = _run_query(client, lambda: client.particle(cid))
     _print(
@@ -207,7 +209,7 @@ def query_name(
 
 @query_app.command("links")
 def query_links(
-    cid: str = typer.Argument(..., help="The particle's CID."),
+    cid: str = typer.Argument(..., help="The particle's CID, or text (hashed to its CID)."),
     node: str = NodeOpt,
     home: str = HomeOpt,
     direction: str = typer.Option("out", "--direction", help="out or in."),
@@ -223,6 +225,7 @@ def query_links(
     """
     if direction not in ("in", "out"):
         raise InvalidParameterError("--direction is in or out")
+    cid, _ = particle(cid)
     client = _client(node, home, timeout, trusting_period)
     a = _run_query(client, lambda: client.links(cid, direction, offset, limit))
     _print(
