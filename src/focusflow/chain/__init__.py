@@ -8,8 +8,9 @@ which ``focusflow.chain.chain`` pulls in.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from focusflow.core.lazy import lazy_names
 
 _WHERE = {
     "Block": "block",
@@ -42,13 +43,7 @@ if TYPE_CHECKING:
     from focusflow.chain.tx import Msg, Tx, decode_tx, make_tx
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'focusflow.chain' has no attribute {name!r}")
-    value = getattr(import_module(f"focusflow.chain.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 __all__ = [

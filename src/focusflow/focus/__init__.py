@@ -10,8 +10,9 @@ backends: a light client and most CLI commands never run the engine.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from focusflow.core.lazy import lazy_names
 
 _WHERE = {
     "backend_names": "backends",
@@ -35,13 +36,7 @@ if TYPE_CHECKING:
     from focusflow.focus.solver import compute
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'focusflow.focus' has no attribute {name!r}")
-    value = getattr(import_module(f"focusflow.focus.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 __all__ = [
