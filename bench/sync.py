@@ -304,6 +304,10 @@ def bench_block_sync(blocks: int, links: int) -> None:
     )
     medians = {k: statistics.median(p[k] for p in phases) * 1000 for k in phases[0]}
     print("apply_block phases, median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items()))
+    print(
+        f"apply_block total {sum(p['total'] for p in phases):.2f} s of {t_apply:.2f} s; "
+        f"slowest block {max(p['total'] for p in phases) * 1000:.0f} ms"
+    )
 
 
 def bench_block_sync_testnet(blocks: int, links: int) -> None:
