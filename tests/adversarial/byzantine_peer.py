@@ -85,7 +85,7 @@ async def run(args: argparse.Namespace) -> None:
     )
 
     async def lie_status(peer: bytes, payload: bytes) -> bytes:
-        return encode([10**12, None])
+        return encode([10**12, None, 0])
 
     async def never_answer(peer: bytes, payload: bytes) -> bytes:
         await asyncio.sleep(3600)

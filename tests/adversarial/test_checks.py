@@ -125,7 +125,21 @@ def test_a_claimed_height_needs_a_certificate_from_over_a_third_of_the_known_set
         check_claim(9, b"\x00junk", VSET, CHAIN)
 
 
-@pytest.mark.parametrize("value", [[5], [5, None, 1], "5", [-1, None], [True, None], [5, "x"]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        [5],
+        [5, None],
+        [5, None, 1, 2],
+        "5",
+        [-1, None, 0],
+        [True, None, 0],
+        [5, "x", 0],
+        [5, None, -1],
+        [5, None, 6],
+        [5, None, True],
+    ],
+)
 def test_malformed_status_answers_are_claim_errors(value) -> None:
     with pytest.raises(ClaimError):
         parse_status(value)

@@ -322,3 +322,41 @@ def test_trust_hops_through_a_validator_set_change(tmp_path):
             verify_trust(record, ValidatorSets([(1, gen.validator_set())]), gen, TRUST, honest)
         )
     chain.close()
+
+
+def test_a_node_that_started_from_a_snapshot_is_not_asked_for_older_blocks(tmp_path, honest):
+    """Its status names its base (the snapshot height): a node at genesis does
+    not sync from it and does not blame it for the blocks it never had."""
+    _chain, manifest, data, blocks = honest
+    gen = genesis()
+    assert asyncio.run(_sync_from([Server(gen, manifest, data, blocks)], tmp_path / "s", gen)) == 5
+    synced = open_chain(tmp_path / "s", gen)
+    fresh = open_chain(tmp_path / "f", gen)
+
+    async def run() -> tuple[int, float]:
+        a = ValidatorRuntime(
+            synced, KeyPair.generate(), wal_path=tmp_path / "a.wal",
+            listen=("127.0.0.1", 0), follow_only=True,
+        )  # fmt: skip
+        await a.start_async()
+        b = ValidatorRuntime(
+            fresh, KeyPair.generate(), wal_path=tmp_path / "b.wal", listen=("127.0.0.1", 0),
+            peers=[str(a.net.peer_address)], follow_only=True,
+        )  # fmt: skip
+        await b.start_async()
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while a.net.id not in b.net.connected_peers():
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            for _ in range(3):
+                await b._poll_once()
+            return fresh.height, b.net.scores.score(a.net.id)
+        finally:
+            await b.stop_async()
+            await a.stop_async()
+
+    height, score = asyncio.run(asyncio.wait_for(run(), 60))
+    assert height == 0 and score == 0.0
+    synced.close()
+    fresh.close()

@@ -36,16 +36,21 @@ class ClaimError(Exception):
     """A status answer does not prove the height it claims."""
 
 
-def parse_status(value: object) -> tuple[int, bytes | None]:
-    """``(height, certificate bytes)`` of a decoded status answer; ClaimError if malformed."""
-    if not isinstance(value, list) or len(value) != 2:
-        raise ClaimError("status is not [height, certificate]")
-    height, cert = value
+def parse_status(value: object) -> tuple[int, bytes | None, int]:
+    """``(height, certificate bytes, base)`` of a decoded status answer; ClaimError
+    if malformed. ``base`` is the height below which the peer holds no blocks (a
+    node that started from a snapshot of that height; 0: it has them all), so a
+    node that needs older blocks does not ask it, nor blame it for not serving them."""
+    if not isinstance(value, list) or len(value) != 3:
+        raise ClaimError("status is not [height, certificate, base]")
+    height, cert, base = value
     if not isinstance(height, int) or isinstance(height, bool) or height < 0:
         raise ClaimError(f"status height {height!r} is not a height")
     if cert is not None and not isinstance(cert, bytes):
         raise ClaimError("status certificate is not bytes")
-    return height, cert
+    if not isinstance(base, int) or isinstance(base, bool) or not 0 <= base <= height:
+        raise ClaimError(f"status base {base!r} is not a height from 0 to {height}")
+    return height, cert, base
 
 
 def check_claim(height: int, cert_bytes: bytes | None, vset: ValidatorSet, chain_id: str) -> None:

@@ -537,7 +537,8 @@ class ValidatorRuntime(NodeRuntime):
         height = 0 if cert is None else cert.height
         cached = self._status_cache
         if cached is None or cached[0] != height:
-            raw = encode([height, None if cert is None else encode_certificate(cert)])
+            base = min(self.chain.base, height)
+            raw = encode([height, None if cert is None else encode_certificate(cert), base])
             self._status_cache = cached = (height, raw)
         return cached[1]
 
@@ -888,13 +889,15 @@ class ValidatorRuntime(NodeRuntime):
 
     async def _claim_of(self, peer: bytes) -> int | None:
         """The height ``peer`` claims, if above ours and backed by its commit
-        certificate; None otherwise. A claim it cannot back costs it score."""
+        certificate, and it holds our next block (its base, the snapshot it
+        started from, is below it); None otherwise. A claim it cannot back costs
+        it score."""
         assert self.net is not None
         try:
             raw = await self.net.request(
                 peer, "status", b"", timeout=STATUS_TIMEOUT, blame_timeout=False
             )
-            height, cert = parse_status(decode(raw, "status"))
+            height, cert, base = parse_status(decode(raw, "status"))
             self._poll_backoff.pop(peer, None)
         except RequestTimeoutError:
             _back_off(self._poll_backoff, peer)  # crashed, or too busy: poll it less
@@ -903,7 +906,7 @@ class ValidatorRuntime(NodeRuntime):
             if isinstance(exc, ClaimError | DecodeError):
                 self.net.report(peer, why=f"malformed status: {exc}")
             return None
-        if height <= self.chain.height:
+        if height <= self.chain.height or base > self.chain.height:
             return None
         try:
             await asyncio.to_thread(check_claim, height, cert, self.vset, self.chain.chain_id)
