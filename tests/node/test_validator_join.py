@@ -55,6 +55,7 @@ def test_a_registered_validator_joins_at_the_next_epoch(tmp_path):
         joiner = KeyPair.load(home / "validator_key")
         assert joiner.address in made.stdout
         # A light client trusts the genesis alone and verifies the headers so far.
+        net.wait_height(range(3), 2, 30)
         light = str(tmp_path / "light")
         genesis_file = str(net.home / "v0" / "genesis.json")
         first = cli("light", "sync", "--node", net.apis[0], "--genesis", genesis_file,
