@@ -282,6 +282,8 @@ class ValidatorRuntime(NodeRuntime):
         #: Peers not polled until the time given (their status timed out).
         self._poll_backoff: dict[bytes, tuple[float, float]] = {}
         self._inbox: asyncio.Queue | None = None
+        #: Set when a peer connects: the sync task polls at once.
+        self._poll_wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
         self._timers: list[asyncio.TimerHandle] = []
@@ -510,6 +512,7 @@ class ValidatorRuntime(NodeRuntime):
         if connected and self._loop is not None:
             self._spawn(self._pull_round(peer_id))
             self._spawn(self._share_mempool(peer_id))
+            self._poll_wake.set()
 
     async def _share_mempool(self, peer_id: bytes) -> None:
         """Hand a peer that just connected our pending transactions (at most
@@ -855,10 +858,19 @@ class ValidatorRuntime(NodeRuntime):
 
     # --- block sync (its own task: never inside the consensus task) ------------
     async def _poll_task(self) -> None:
+        """Poll every POLL_INTERVAL; at once when a peer connects (a starting
+        node learns how far behind it is without waiting a period), and again
+        right after a pass that applied blocks (a node far behind goes on
+        fetching instead of pausing a period per SYNC_BATCH blocks)."""
+        synced = 0
         while True:
-            await asyncio.sleep(POLL_INTERVAL)
+            if not synced:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poll_wake.wait(), POLL_INTERVAL)
+            self._poll_wake.clear()
+            synced = 0
             try:
-                await self._poll_once()
+                synced = await self._poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -868,11 +880,12 @@ class ValidatorRuntime(NodeRuntime):
                 for peer in self.net.connected_peers():
                     self._spawn(self._pull_round(peer))
 
-    async def _poll_once(self) -> None:
+    async def _poll_once(self) -> int:
         """Ask every peer its status at once (STATUS_TIMEOUT each); sync from the
-        highest whose claim a certificate backs, if it is ahead of us."""
+        highest whose claim a certificate backs, if it is ahead of us. Returns
+        the blocks applied."""
         if self.net is None or self.halted is not None:
-            return
+            return 0
         peers = [p for p in self.net.connected_peers() if not self._backing_off(p)]
         claims = await asyncio.gather(*(self._claim_of(p) for p in peers))
         best, best_peer = self.chain.height, None
@@ -880,12 +893,13 @@ class ValidatorRuntime(NodeRuntime):
             if height is not None and height > best:
                 best, best_peer = height, peer
         if best_peer is None:
-            return
+            return 0
         stalled = time.monotonic() - self._progress_at > 2 * POLL_INTERVAL
         # One block ahead is what a peer that decided first looks like: our own
         # consensus is about to commit it, unless it is stalled or not running.
         if best > self.chain.height + 1 or stalled or not self._started:
-            await self._sync(best_peer, best)
+            return await self._sync(best_peer, best)
+        return 0
 
     async def _claim_of(self, peer: bytes) -> int | None:
         """The height ``peer`` claims, if above ours and backed by its commit
@@ -922,7 +936,7 @@ class ValidatorRuntime(NodeRuntime):
             for table in (self._sync_backoff, self._poll_backoff)
         )
 
-    async def _sync(self, peer_id: bytes, target: int) -> None:
+    async def _sync(self, peer_id: bytes, target: int) -> int:
         """Fetch (BLOCK_TIMEOUT each), verify (certificate and roots) and commit
         blocks up to ``target``, holding the chain lock only to apply each; then
         have the consensus task restart above them.
@@ -995,6 +1009,7 @@ class ValidatorRuntime(NodeRuntime):
             )
         if applied or not self._started:
             self._enqueue(("synced",))
+        return applied
 
 
 def _back_off(table: dict[bytes, tuple[float, float]], peer: bytes) -> None:
