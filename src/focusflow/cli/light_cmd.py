@@ -26,6 +26,7 @@ from focusflow.cli.da_cmd import fetch_share, square_width
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.keys import decode_address
 from focusflow.light.errors import EXIT_VERIFICATION, BadEncodingError
+from focusflow.light.trust import DEFAULT_TRUSTING_PERIOD_S
 
 if TYPE_CHECKING:
     from focusflow.light.client import LightClient, Node
@@ -42,9 +43,6 @@ NodeOpt = typer.Option(..., "--node", help="The node's API, e.g. http://127.0.0.
 HomeOpt = typer.Option(..., "--home", help="Directory of the light client's verified headers.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object.")
 TimeoutOpt = typer.Option(10.0, "--timeout", help="Seconds to wait for each answer.")
-#: focusflow.light.verify.DEFAULT_TRUSTING_PERIOD_S (two weeks), not imported here so
-#: that every CLI run does not load the chain layer.
-DEFAULT_TRUSTING_PERIOD_S = 14 * 24 * 3600
 PeriodOpt = typer.Option(
     DEFAULT_TRUSTING_PERIOD_S,
     "--trusting-period",

@@ -40,9 +40,8 @@ from focusflow.light.errors import (
     VerificationError,
 )
 from focusflow.light.store import LightStore
+from focusflow.light.trust import DEFAULT_TRUST_LEVEL, DEFAULT_TRUSTING_PERIOD_S
 from focusflow.light.verify import (
-    DEFAULT_TRUST_LEVEL,
-    DEFAULT_TRUSTING_PERIOD_S,
     LightBlock,
     parse_light_block,
     verify_adjacent,

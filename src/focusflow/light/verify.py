@@ -45,11 +45,8 @@ from focusflow.light.errors import (
     TrustExpiredError,
     ValidatorSetMismatchError,
 )
+from focusflow.light.trust import DEFAULT_TRUST_LEVEL, DEFAULT_TRUSTING_PERIOD_S
 
-#: CometBFT's default: more than 1/3 of the trusted set must have signed a far header.
-DEFAULT_TRUST_LEVEL = Fraction(1, 3)
-#: Two weeks (CometBFT's example; keep it below the unbonding period).
-DEFAULT_TRUSTING_PERIOD_S = 14 * 24 * 3600
 #: How far ahead of the local clock a header's time may be.
 MAX_CLOCK_DRIFT_MS = 10_000
 
@@ -245,8 +242,6 @@ def verify_skipping(
 
 
 __all__ = [
-    "DEFAULT_TRUSTING_PERIOD_S",
-    "DEFAULT_TRUST_LEVEL",
     "MAX_CLOCK_DRIFT_MS",
     "LightBlock",
     "check_time",

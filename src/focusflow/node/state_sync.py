@@ -67,6 +67,7 @@ from focusflow.consensus.validators import ValidatorSet, has_one_third
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError, require_int
 from focusflow.core.keys import KeyPair
+from focusflow.light.trust import DEFAULT_TRUSTING_PERIOD_S
 from focusflow.net import NetConfig, Node, Offence, PeerAddress
 from focusflow.net.errors import NetError, RateLimitedError, RemoteError
 from focusflow.node.sync import ClaimError, RateLimiter, trusted_power
@@ -98,10 +99,9 @@ CHUNK_TIMEOUT = 30.0
 RETRIES = 8
 #: Seconds a joining node gives a peer to connect and answer ``snapshots``.
 OFFER_TIMEOUT = 10.0
-#: How long a trusted header vouches for its validators (CometBFT's
-#: ``trust_period``, 168 h by default): after it they may have unbonded and could
-#: sign anything at no cost. A local check against this node's clock.
-TRUSTING_PERIOD_S = 7 * 24 * 3600.0
+#: How long a trusted header vouches for its validators: the light client's
+#: default (focusflow.light.trust), checked against this node's clock.
+TRUSTING_PERIOD_S = float(DEFAULT_TRUSTING_PERIOD_S)
 
 
 class SnapshotGoneError(FocusflowError):
