@@ -123,10 +123,20 @@ def read_neurons(path: Path, chain_id: str, limit: int | None) -> list[Neuron]:
     rule that a neuron's repeated link counts once, self-links dropped: the
     chain refuses them).
     """
-    from focusflow.core.cid import cid_to_bytes
     from focusflow.graph.importers import read_bostrom
 
-    graph = read_bostrom(path)
+    return neurons_of_graph(read_bostrom(path), chain_id, limit)
+
+
+def neurons_of_graph(graph: Any, chain_id: str, limit: int | None) -> list[Neuron]:
+    """A Cybergraph's neurons with their links (its first ``limit`` links only), in
+    first-seen order, each with the key ``neuron_key`` derives from its name.
+
+    Every importer goes through here, so a WordNet relation's neuron gets its
+    key exactly as a bostrom neuron does.
+    """
+    from focusflow.core.cid import cid_to_bytes
+
     batch = graph.links()
     n = len(batch) if limit is None else min(limit, len(batch))
     keys = graph.particles.keys()
@@ -404,38 +414,40 @@ def run_import(
             raise ImportFailedError("a round committed no links; stopping instead of looping")
 
 
-@import_app.command("bostrom")
-def bostrom_cmd(
-    file: Annotated[
-        Path, typer.Argument(help="Cyberlink CSV: neuron,particle_from,particle_to,...")
-    ],
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Only the file's first N links.")
-    ] = None,
-    stake: Annotated[
-        int, typer.Option("--stake", min=1, help="Stake each neuron bonds (at least its links).")
-    ] = 1_000_000,
-    batch: Annotated[
-        int, typer.Option("--batch", min=1, max=10_000, help="Links per transaction.")
-    ] = 1000,
-    funder: Annotated[
-        str, typer.Option("--from", metavar="NAME", help="Wallet key that funds the neurons.")
-    ] = "dev",
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N links.")]
+StakeOpt = Annotated[
+    int, typer.Option("--stake", min=1, help="Stake each neuron bonds (at least its links).")
+]
+BatchOpt = Annotated[int, typer.Option("--batch", min=1, max=10_000, help="Links per transaction.")]
+FunderOpt = Annotated[
+    str, typer.Option("--from", metavar="NAME", help="Wallet key that funds the neurons.")
+]
+
+
+def load_graph(
+    graph: Any,  # focusflow.graph.Cybergraph
+    what: str,
+    *,
+    limit: int | None,
+    stake: int,
+    batch: int,
+    funder: str,
+    home: str | None,
+    node: str | None,
+    as_json: bool,
+    chain_id: str | None,
+    max_fee: int | None,
 ) -> None:
-    """Load a bostrom cyberlink CSV as signed transactions from generated neurons."""
+    """Send a graph's first ``limit`` links to the node as its neurons' transactions,
+    then print the report: the body every ``import`` command shares."""
     from focusflow.cli.txbuild import pin_chain
 
     key = load_key(home, funder)
     with client(home, node) as api:
         pin = pin_chain(api, resolve_home(home), chain_id, max_fee)
-        neurons = read_neurons(file, pin.chain_id, limit)
+        neurons = neurons_of_graph(graph, pin.chain_id, limit)
         if not neurons:
-            raise InvalidParameterError(f"{file}: no links to import")
+            raise InvalidParameterError(f"{what}: no links to import")
         err = Console(stderr=True)
         show = not as_json and err.is_terminal
         progress = Progress(
@@ -474,4 +486,117 @@ def bostrom_cmd(
         raise ImportFailedError(
             f"{len(report.failed)} neuron(s) stopped on a failed transaction; first: "
             f"{first['neuron']} tx {first['tx']}: {first['log']} [{first['code']}]"
+        )
+
+
+@import_app.command("bostrom")
+def bostrom_cmd(
+    file: Annotated[
+        Path, typer.Argument(help="Cyberlink CSV: neuron,particle_from,particle_to,...")
+    ],
+    limit: LimitOpt = None,
+    stake: StakeOpt = 1_000_000,
+    batch: BatchOpt = 1000,
+    funder: FunderOpt = "dev",
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
+) -> None:
+    """Load a bostrom cyberlink CSV as signed transactions from generated neurons."""
+    from focusflow.graph.importers import read_bostrom
+
+    load_graph(
+        read_bostrom(file),
+        str(file),
+        limit=limit,
+        stake=stake,
+        batch=batch,
+        funder=funder,
+        home=home,
+        node=node,
+        as_json=as_json,
+        chain_id=chain_id,
+        max_fee=max_fee,
+    )
+
+
+@import_app.command("wordnet")
+def wordnet_cmd(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Write a bostrom CSV here and <stem>.particles.tsv beside it.",
+        ),
+    ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="WordNet 3.0 database. Default: $FOCUSFLOW_WORDNET, else /usr/share/wordnet.",
+        ),
+    ] = None,
+    limit: LimitOpt = None,
+    stake: StakeOpt = 1_000_000,
+    batch: BatchOpt = 1000,
+    funder: FunderOpt = "dev",
+    home: HomeOpt = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", metavar="URL", help="Load into the node at this API URL."),
+    ] = None,
+    as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
+) -> None:
+    """WordNet 3.0 as typed links (one neuron per relation): to files, or into a node."""
+    import numpy as np
+
+    from focusflow.graph.wordnet import read_wordnet, write_wordnet
+
+    if (out is None) == (node is None):
+        raise InvalidParameterError("give exactly one of --out FILE or --node URL")
+    started = time.monotonic()
+    wn = read_wordnet(directory)
+    mask = None if limit is None else np.arange(wn.n_links) < limit
+    if node is not None:
+        load_graph(
+            wn.to_graph(mask),
+            "WordNet",
+            limit=None,
+            stake=stake,
+            batch=batch,
+            funder=funder,
+            home=home,
+            node=node,
+            as_json=as_json,
+            chain_id=chain_id,
+            max_fee=max_fee,
+        )
+        return
+    if mask is not None:
+        wn = wn.subset(mask)
+    graph_path, particles_path = write_wordnet(wn, out)
+    synsets = int(wn.is_synset.sum())
+    result = {
+        "graph": str(graph_path),
+        "particles_file": str(particles_path),
+        "particles": wn.n_particles,
+        "synsets": synsets,
+        "lemmas": wn.n_particles - synsets,
+        "links": wn.n_links,
+        "links_per_relation": wn.relation_counts(),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if as_json:
+        print_json(result)
+    else:
+        used = sum(1 for c in result["links_per_relation"].values() if c)
+        console.print(
+            f"{result['particles']} particles ({synsets} synsets, {result['lemmas']} lemmas), "
+            f"{wn.n_links} links in {used} relations: {graph_path}, "
+            f"{particles_path} ({result['seconds']:.1f}s)"
         )
