@@ -1,4 +1,8 @@
-"""``focusflow import bostrom``: load a bostrom cyberlink CSV into a running node.
+"""``focusflow import bostrom`` and ``import wordnet``: bulk-load links into a running node.
+
+``import wordnet`` reads WordNet 3.0 (``focusflow.graph.wordnet``) and either
+writes it as a bostrom CSV with a particles file (``--out``) or loads it like a
+bostrom file, each relation a neuron named ``wordnet:<relation>`` (``--node``).
 
 Every bostrom neuron becomes a neuron of our chain with a key derived from its
 bostrom address::
