@@ -387,7 +387,7 @@ class _Reader:
                 self.word_lemma.append(lemma)
         self.offsets.append(np.array(offsets, dtype=np.int64))
 
-    def pointer_targets(self, directory: Path) -> np.ndarray:
+    def pointer_targets(self) -> np.ndarray:
         """The synset number of every pointer's target (offsets are per data file)."""
         files = np.array(self.ptr_file, dtype=np.int64)
         offs = np.array(self.ptr_off, dtype=np.int64)
@@ -452,7 +452,7 @@ def read_wordnet(directory: str | os.PathLike | None = None) -> WordNet:
     clash = set(reader.names).intersection(lemma_texts)
     if clash:
         raise InputFileError(f"{root}: a lemma has a synset's name: {sorted(clash)[0]!r}")
-    ptr_dst = reader.pointer_targets(root)
+    ptr_dst = reader.pointer_targets()
     ptr_src = np.array(reader.ptr_src, dtype=np.int64)
     word_syn = np.array(reader.word_syn, dtype=np.int64)
     word_lemma = np.array(reader.word_lemma, dtype=np.int64) + n_syn
