@@ -10,6 +10,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.core.structure import Check
 from focusflow.graph.csr import search_sorted
 
 
@@ -37,6 +38,20 @@ class Column:
         """A view of the filled part (valid until the next extend)."""
         return self._data[: self._len]
 
+    def check_structure(self, check: Check, dtype: type, **contents) -> np.ndarray:
+        """A column of ``dtype`` whose filled part (``contents``: the bounds of
+        :meth:`Check.contents`) fits its buffer; returns the filled part.
+
+        ``extend`` writes from ``_len`` on, sized by the buffer's length: a
+        length past the buffer would make later reads run off it.
+        """
+        attrs = check.fields(self, Column, ("_data", "_len"))
+        data = check.array("_data", attrs["_data"], dtype)
+        check.integer("_len", attrs["_len"], 0, len(data))
+        values = self.values
+        check.contents("_data", values, **contents)
+        return values
+
 
 class SortedIndex:
     """Sorted int64 keys, each with an int64 value, merged with a block's keys at a time.
@@ -61,6 +76,35 @@ class SortedIndex:
     @property
     def values(self) -> np.ndarray:
         return self._bufs[self._cur][1][: self._len]
+
+    def check_structure(self, check: Check, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """``length`` keys, non-decreasing, in two buffers of int64 keys and
+        values of equal lengths; returns ``(keys, values)``.
+
+        ``merge`` writes into the spare buffers by the keys' capacity and
+        binary-searches the keys: buffers of unequal lengths would take a
+        write past the values' end. What the values mean is the owner's check.
+        """
+        attrs = check.fields(self, SortedIndex, ("_bufs", "_cur", "_len"))
+        bufs = attrs["_bufs"]
+        check.instance("_bufs", bufs, list)
+        if len(bufs) != 2:
+            check.fail("_bufs", f"holds {len(bufs)} buffers, not 2")
+        for i, pair in enumerate(bufs):
+            check.instance(f"_bufs[{i}]", pair, tuple)
+            if len(pair) != 2:
+                check.fail(f"_bufs[{i}]", "is not a (keys, values) pair")
+            keys = check.array(f"_bufs[{i}][0]", pair[0], np.int64)
+            check.array(f"_bufs[{i}][1]", pair[1], np.int64, len(keys))
+        cur = check.integer("_cur", attrs["_cur"], 0, 1)
+        check.integer("_len", attrs["_len"], length, length)
+        if len(bufs[cur][0]) < length:
+            check.fail("_len", f"= {length} is past its buffer's {len(bufs[cur][0])} keys")
+        keys = self.keys
+        down = np.flatnonzero(keys[1:] < keys[:-1])
+        if len(down):
+            check.fail(f"_bufs[{cur}][0][{int(down[0]) + 1}]", "is below the key before it")
+        return keys, self.values
 
     def merge(self, new_keys: np.ndarray, new_values: np.ndarray) -> None:
         """Insert sorted ``new_keys``; one equal to a held key goes after it."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.core.structure import Check
+
 # Parts of a parallel counting sort: a few per core keeps both cores busy.
 _PARTS = max(2, 2 * nb.config.NUMBA_NUM_THREADS)
 
@@ -365,3 +367,24 @@ def positions_in(sorted_keys, values):
         if p >= m or sorted_keys[p] != values[k]:
             out[k] = -1
     return out
+
+
+def check_csr(
+    check: Check,
+    names: tuple[str, str],
+    indptr: object,
+    indices: object,
+    rows: int,
+    cols: int,
+    nnz: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A CSR pattern as the kernels read it: an int64 row pointer of ``rows + 1``
+    entries from 0, non-decreasing, ending at the length of ``indices``
+    (``nnz`` when given), and int32 column indices in ``[0, cols)``.
+
+    The kernels loop ``indptr[r]:indptr[r+1]`` and gather ``x[indices[e]]``
+    without bounds checks. Returns ``(indptr, indices)``.
+    """
+    idx = check.array(names[1], indices, np.int32, nnz, lo=0, hi=cols)
+    ptr = check.indptr(names[0], indptr, rows, len(idx))
+    return ptr, idx

@@ -20,12 +20,38 @@ import numpy as np
 
 from focusflow.core.cid import validate_cids
 from focusflow.core.errors import InvalidParameterError
+from focusflow.core.structure import Check
 from focusflow.graph.column import Column
 from focusflow.graph.csr import gather, stable_counting_argsort
 from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot, merge_patches
 from focusflow.graph.tables import KeyTable
+
+#: The attributes a graph has (``__init__`` sets them all).
+_GRAPH_FIELDS = (
+    "particles",
+    "neurons",
+    "require_cids",
+    "default_stake",
+    "order",
+    "compact_ratio",
+    "log",
+    "_src",
+    "_dst",
+    "_neuron",
+    "_weight",
+    "_stake",
+    "_neudeg",
+    "_snapshot",
+    "_epoch",
+    "_dirty_neurons",
+    "_patches",
+    "_neuron_link_order",
+    "_neuron_link_ptr",
+    "dropped_self_links",
+    "skipped_invalid",
+)
 
 #: Patch records kept for consumers that fall behind (an engine whose graph
 #: another reader refreshed); each is about as large as its block.
@@ -246,6 +272,97 @@ class Cybergraph:
         deg = self._neudeg.values[nid]
         out[named] = self._stake.values[nid] / np.maximum(deg, 1)
         return flush_tiny(out)
+
+    # --- structure -----------------------------------------------------------
+    def check_structure(self, check: Check) -> None:
+        """Every array of the graph, its snapshot and its patch records.
+
+        Link columns of one length with particle and neuron ids within the
+        interned counts (the key tables are bijections), finite weights and
+        stakes >= 0, neudeg the count of each neuron's links, the delta log
+        holding exactly the links of the columns, the neuron-to-links index
+        the counting sort of the snapshot's links, and the snapshot itself
+        (``Snapshot.check_structure``) within the graph's counts: a patch
+        reads all of them through numba kernels without bounds checks.
+        """
+        a = check.fields(self, Cybergraph, _GRAPH_FIELDS)
+        n = KeyTable.check_structure(a["particles"], check.at("particles"))
+        nn = KeyTable.check_structure(a["neurons"], check.at("neurons"))
+        src = Column.check_structure(a["_src"], check.at("_src"), np.int32, lo=0, hi=n)
+        m = len(src)
+        cols = {
+            "_dst": Column.check_structure(a["_dst"], check.at("_dst"), np.int32, lo=0, hi=n),
+            "_neuron": Column.check_structure(
+                a["_neuron"], check.at("_neuron"), np.int32, lo=ANONYMOUS, hi=nn
+            ),
+            "_weight": Column.check_structure(
+                a["_weight"], check.at("_weight"), np.float64, finite=True, nonneg=True
+            ),
+        }
+        for name, col in cols.items():
+            if len(col) != m:
+                check.fail(name, f"holds {len(col)} links, not the {m} of _src")
+        neuron = cols["_neuron"]
+        stake = Column.check_structure(
+            a["_stake"], check.at("_stake"), np.float64, finite=True, nonneg=True
+        )
+        if len(stake) != nn:
+            check.fail("_stake", f"holds {len(stake)} stakes, not one per {nn} neurons")
+        neudeg = Column.check_structure(a["_neudeg"], check.at("_neudeg"), np.int64)
+        check.equal("_neudeg", neudeg, np.bincount(neuron[neuron >= 0], minlength=nn), "its links")
+        batches = DeltaLog.check_structure(a["log"], check.at("log"), n, nn)
+        logged = zip(("_src", "_dst", "_neuron", "_weight"), (src, *cols.values()), strict=True)
+        for name, col in logged:
+            field = name.lstrip("_")
+            parts = [getattr(b, field) for b in batches]
+            whole = np.concatenate(parts) if parts else col[:0]
+            check.equal(name, col, whole, "the delta log's links")
+        check.instance("require_cids", a["require_cids"], bool)
+        check.number("default_stake", a["default_stake"], nonneg=True)
+        if a["order"] not in ("degree", "none"):
+            check.fail("order", f"= {a['order']!r} is not a particle order")
+        check.number("compact_ratio", a["compact_ratio"], nonneg=True)
+        check.integer("_epoch", a["_epoch"], 0)
+        check.integer("dropped_self_links", a["dropped_self_links"], 0)
+        check.integer("skipped_invalid", a["skipped_invalid"], 0)
+        dirty = a["_dirty_neurons"]
+        check.instance("_dirty_neurons", dirty, set)
+        if any(type(d) is not int or not 0 <= d < nn for d in dirty):
+            check.fail("_dirty_neurons", f"holds an id outside [0, {nn})")
+        patches = a["_patches"]
+        check.instance("_patches", patches, list)
+        if len(patches) > KEPT_PATCHES:
+            check.fail("_patches", f"keeps {len(patches)} records, more than {KEPT_PATCHES}")
+        snap = a["_snapshot"]
+        if snap is None:
+            if patches or a["_neuron_link_order"] is not None or a["_neuron_link_ptr"] is not None:
+                check.fail("_snapshot", "is None beside the state of one")
+            return
+        Snapshot.check_structure(snap, check.at("_snapshot"))
+        if snap.n > n:
+            check.fail("_snapshot.n", f"= {snap.n} is more than the graph's {n} particles")
+        if snap.n_links > m:
+            check.fail("_snapshot.n_links", f"= {snap.n_links} is more than the graph's {m} links")
+        for k, info in enumerate(patches):
+            PatchInfo.check_structure(info, check.at(f"_patches[{k}]"), snap)
+            if k and info.version_before != patches[k - 1].version_before + 1:
+                check.fail(f"_patches[{k}].version_before", "does not follow the record before")
+        ptr = a["_neuron_link_ptr"]
+        bins = len(ptr) - 1 if type(ptr) is np.ndarray and len(ptr) else 0
+        if not 1 <= bins <= max(nn, 1):
+            check.fail("_neuron_link_ptr", f"has {bins + 1} entries, not 2..{max(nn, 1) + 1}")
+        base = neuron[: snap.base_links]
+        if len(base) and base.max() >= bins:
+            check.fail("_neuron_link_ptr", f"has {bins} neurons, the snapshot's links name more")
+        order = check.array(
+            "_neuron_link_order", a["_neuron_link_order"], np.int64, lo=0, hi=snap.base_links
+        )
+        ptr = check.indptr("_neuron_link_ptr", ptr, bins, len(order))
+        want, want_ptr = stable_counting_argsort(
+            base.astype(np.int64), bins, np.flatnonzero(base >= 0)
+        )
+        check.equal("_neuron_link_ptr", ptr, want_ptr, "the count of each neuron's links")
+        check.equal("_neuron_link_order", order, want, "the snapshot's links by neuron")
 
     # --- snapshots -----------------------------------------------------------
     @property

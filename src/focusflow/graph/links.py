@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from focusflow.core.structure import Check
+
 #: Neuron id of a link that carries its own explicit weight (plain edge lists).
 ANONYMOUS = -1
 
@@ -56,6 +58,16 @@ class LinkBatch:
     def __len__(self) -> int:
         return len(self.src)
 
+    def check_structure(self, check: Check, n_particles: int, n_neurons: int) -> None:
+        """Ids within the interned counts (neurons or ANONYMOUS), finite
+        weights >= 0, one of each per link: the graph indexes its tables
+        and stakes by these ids."""
+        attrs = check.fields(self, LinkBatch, ("src", "dst", "neuron", "weight"))
+        m = len(check.array("src", attrs["src"], np.int32, lo=0, hi=n_particles))
+        check.array("dst", attrs["dst"], np.int32, m, lo=0, hi=n_particles)
+        check.array("neuron", attrs["neuron"], np.int32, m, lo=ANONYMOUS, hi=n_neurons)
+        check.array("weight", attrs["weight"], np.float64, m, finite=True, nonneg=True)
+
 
 @dataclass(frozen=True)
 class StakeBatch:
@@ -66,3 +78,9 @@ class StakeBatch:
 
     def __len__(self) -> int:
         return len(self.neuron)
+
+    def check_structure(self, check: Check, n_neurons: int) -> None:
+        """Neuron ids within the interned count, stakes finite and >= 0."""
+        attrs = check.fields(self, StakeBatch, ("neuron", "stake"))
+        m = len(check.array("neuron", attrs["neuron"], np.int32, lo=0, hi=n_neurons))
+        check.array("stake", attrs["stake"], np.float64, m, finite=True, nonneg=True)

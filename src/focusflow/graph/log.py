@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from focusflow.core.structure import Check
 from focusflow.graph.links import LinkBatch, StakeBatch
 
 
@@ -40,3 +41,25 @@ class DeltaLog:
     def since(self, seq: int) -> list[LogEntry]:
         """Entries with sequence number greater than ``seq``."""
         return self._entries[seq:]
+
+    def check_structure(self, check: Check, n_particles: int, n_neurons: int) -> list[LinkBatch]:
+        """Entries numbered 1, 2, ... in order, each batch's ids within the
+        interned counts (see the batches' own checks); returns the link
+        batches in order."""
+        attrs = check.fields(self, DeltaLog, ("_entries",))
+        entries = attrs["_entries"]
+        check.instance("_entries", entries, list)
+        links = []
+        for i, entry in enumerate(entries):
+            at = check.at(f"_entries[{i}]")
+            fields = at.fields(entry, LogEntry, ("seq", "batch"))
+            at.integer("seq", fields["seq"], i + 1, i + 1)
+            batch = fields["batch"]
+            if type(batch) is LinkBatch:
+                batch.check_structure(at.at("batch"), n_particles, n_neurons)
+                links.append(batch)
+            elif type(batch) is StakeBatch:
+                batch.check_structure(at.at("batch"), n_neurons)
+            else:
+                at.fail("batch", f"is a {type(batch).__name__}, not a link or stake batch")
+        return links

@@ -32,9 +32,11 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from focusflow.core.structure import Check, rows_of
 from focusflow.graph.column import Column, SortedIndex
 from focusflow.graph.csr import (
     build_csr,
+    check_csr,
     find_entries,
     gather,
     positions_in,
@@ -91,6 +93,37 @@ class PatchInfo:
     version_before: int = -1
     overlay_entries: np.ndarray | None = None
     changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def check_structure(self, check: Check, snap: Snapshot) -> None:
+        """A record of a patch of ``snap`` (kept by the graph for consumers
+        that fall behind): its rows, entries and changes index ``snap``'s
+        arrays, which the operators update through them without bounds
+        checks (base entries stay valid until a rebuild, which drops the
+        records)."""
+        a = check.fields(self, PatchInfo, PatchInfo.__dataclass_fields__)
+        n_before = check.integer("n_before", a["n_before"], 0, snap.n)
+        n_after = check.integer("n_after", a["n_after"], n_before, snap.n)
+        check.integer("version_before", a["version_before"], 0, snap.version - 1)
+        m = len(check.array("sources", a["sources"], np.int64, lo=0, hi=n_after))
+        idx = check.array("old_indices", a["old_indices"], np.int32, lo=0, hi=n_after)
+        ptr = a["old_ptr"]
+        rows = len(ptr) - 1 if type(ptr) is np.ndarray and len(ptr) == 1 else m
+        check.pointer("old_ptr", ptr, rows, len(idx), np.int64)
+        check.array("old_weights", a["old_weights"], np.float64, len(idx), finite=True)
+        check.array("old_out_weight", a["old_out_weight"], np.float64, m, finite=True)
+        nnz = len(snap.out_indices)
+        check.optional_array("base_entries", a["base_entries"], np.int64, lo=0, hi=nnz)
+        check.optional_array(
+            "overlay_entries", a["overlay_entries"], np.int64, lo=0, hi=len(snap.ov_src)
+        )
+        changes = a["changes"]
+        if changes is not None:
+            check.instance("changes", changes, tuple)
+            if len(changes) != 3:
+                check.fail("changes", "is not (rows, columns, changes)")
+            k = len(check.array("changes[0]", changes[0], np.int64, lo=0, hi=n_after))
+            check.array("changes[1]", changes[1], np.int64, k, lo=0, hi=n_after)
+            check.array("changes[2]", changes[2], np.float64, k, finite=True)
 
 
 def merge_patches(records: list[PatchInfo]) -> PatchInfo:
@@ -266,6 +299,44 @@ def degree_order(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return perm
 
 
+#: Particle and link ids stay below 2^31: pair keys hold a row in 32 bits and
+#: the link columns are int32.
+_MAX_ID = 2**31 - 1
+#: The attributes a snapshot has (``__init__`` sets them all).
+_SNAPSHOT_FIELDS = (
+    "n",
+    "perm",
+    "iperm",
+    "out_indptr",
+    "out_indices",
+    "out_w",
+    "in_indptr",
+    "in_indices",
+    "in_w",
+    "in_to_out",
+    "out_to_in",
+    "out_weight",
+    "entry_link_ptr",
+    "entry_link_ids",
+    "link_entry",
+    "base_links",
+    "n_links",
+    "base_n",
+    "version",
+    "_late",
+    "late_entry",
+    "_late_by_code",
+    "_ov_cols",
+    "ov_src",
+    "ov_dst",
+    "ov_w",
+    "_ov_out",
+    "_ov_in",
+    "_ov_in_done",
+    "_ov_cache",
+)
+
+
 class _OverlayPart:
     """One array of an overlay CSR, read through ``Snapshot._overlay`` (which
     builds the CSR once per patch, when a consumer first asks)."""
@@ -359,6 +430,121 @@ class Snapshot:
         # asks for the in-direction (the CUDA backend never does).
         self._ov_in_done = 0
         self._ov_cache: dict[str, tuple] = {}
+
+    # --- structure -----------------------------------------------------------
+    def check_structure(self, check: Check) -> None:
+        """Every array of the snapshot, as the kernels and patches index them.
+
+        The CSRs both ways (row pointers, column indices in ``[0, n)``, finite
+        weights >= 0), the permutation and its inverse (the tail that ``_grow``
+        appended keeps particles' own ids), the entry maps between the two
+        CSRs (inverse permutations that pair each entry with its transpose)
+        and between entries and links (each link of an entry maps back to
+        it), the late links' entry codes and their sorted index, and the
+        overlay's columns, key indexes and cached CSRs. Each of these is read
+        through ``gather``/``find_entries``/``_gather_ranges`` or a kernel
+        loop without bounds checks. How it relates to the graph (links and
+        particles counted) is the graph's check.
+        """
+        a = check.fields(self, Snapshot, _SNAPSHOT_FIELDS)
+        n = check.integer("n", a["n"], 0, _MAX_ID)
+        base_n = check.integer("base_n", a["base_n"], 0, n)
+        perm = check.permutation("perm", a["perm"], n)
+        grown = np.flatnonzero(perm[base_n:] != np.arange(base_n, n))
+        if len(grown):
+            i = base_n + int(grown[0])
+            check.fail(f"perm[{i}]", f"= {perm[i]}: a particle added after the build keeps its id")
+        check.inverse("iperm", a["iperm"], perm)
+        out_ptr, out_idx = check_csr(
+            check, ("out_indptr", "out_indices"), a["out_indptr"], a["out_indices"], n, n
+        )
+        nnz = len(out_idx)
+        check.array("out_w", a["out_w"], np.float64, nnz, finite=True, nonneg=True)
+        in_ptr, in_idx = check_csr(
+            check, ("in_indptr", "in_indices"), a["in_indptr"], a["in_indices"], n, n, nnz
+        )
+        check.array("in_w", a["in_w"], np.float64, nnz, finite=True, nonneg=True)
+        small = (np.int32, np.int64)
+        in_to_out = check.permutation("in_to_out", a["in_to_out"], nnz, small)
+        check.inverse("out_to_in", a["out_to_in"], in_to_out, small)
+        check.equal("in_indices", in_idx, rows_of(out_ptr)[in_to_out], "the row of its out-entry")
+        check.equal(
+            "in_to_out", out_idx[in_to_out], rows_of(in_ptr), "its entry's column is its row"
+        )
+        check.array("out_weight", a["out_weight"], np.float64, n, finite=True, nonneg=True)
+        base_links = check.integer("base_links", a["base_links"], 0, _MAX_ID)
+        n_links = check.integer("n_links", a["n_links"], base_links, _MAX_ID)
+        link_entry = check.array("link_entry", a["link_entry"], small, base_links, lo=-1, hi=nnz)
+        ids = check.array("entry_link_ids", a["entry_link_ids"], small, lo=0, hi=base_links)
+        eptr = check.pointer("entry_link_ptr", a["entry_link_ptr"], nnz, len(ids), small)
+        if np.any(np.bincount(ids, minlength=base_links) > 1):
+            check.fail("entry_link_ids", "names a link twice")
+        check.equal("entry_link_ids", link_entry[ids], rows_of(eptr), "its link's entry")
+        if int(np.count_nonzero(link_entry >= 0)) != len(ids):
+            check.fail("link_entry", "maps links to entries that do not list them")
+        check.integer("version", a["version"], 0)
+
+        cols = a["_ov_cols"]
+        check.instance("_ov_cols", cols, tuple)
+        if len(cols) != 3:
+            check.fail("_ov_cols", "is not (sources, targets, weights)")
+        ov_src = Column.check_structure(cols[0], check.at("_ov_cols[0]"), np.int32, lo=0, hi=n)
+        n_ov = len(ov_src)
+        ov_dst = Column.check_structure(cols[1], check.at("_ov_cols[1]"), np.int32, lo=0, hi=n)
+        ov_w = Column.check_structure(
+            cols[2], check.at("_ov_cols[2]"), np.float64, finite=True, nonneg=True
+        )
+        if not len(ov_dst) == len(ov_w) == n_ov:
+            check.fail("_ov_cols", "are not of one length")
+        check.equal("ov_src", check.array("ov_src", a["ov_src"], np.int32), ov_src, "its column")
+        check.equal("ov_dst", check.array("ov_dst", a["ov_dst"], np.int32), ov_dst, "its column")
+        check.array("ov_w", a["ov_w"], np.float64, n_ov, finite=True, nonneg=True)
+        keys, at = SortedIndex.check_structure(a["_ov_out"], check.at("_ov_out"), n_ov)
+        check.permutation("_ov_out.values", at, n_ov)
+        check.equal("_ov_out.keys", keys, pair_keys(ov_src[at], ov_dst[at]), "its entry's pair")
+        done = check.integer("_ov_in_done", a["_ov_in_done"], 0, n_ov)
+        keys, at = SortedIndex.check_structure(a["_ov_in"], check.at("_ov_in"), done)
+        check.permutation("_ov_in.values", at, done)
+        check.equal("_ov_in.keys", keys, pair_keys(ov_dst[at], ov_src[at]), "its entry's pair")
+
+        late = Column.check_structure(
+            a["_late"], check.at("_late"), np.int64, lo=-(n_ov + 1), hi=nnz
+        )
+        if len(late) != n_links - base_links:
+            check.fail(
+                "_late", f"holds {len(late)} links, not the {n_links - base_links} late ones"
+            )
+        check.equal(
+            "late_entry", check.array("late_entry", a["late_entry"], np.int64), late, "_late"
+        )
+        live = int(np.count_nonzero(late != -1))
+        codes, owners = SortedIndex.check_structure(
+            a["_late_by_code"], check.at("_late_by_code"), live
+        )
+        check.array("_late_by_code.values", owners, np.int64, lo=base_links, hi=n_links)
+        if np.any(np.bincount(owners - base_links, minlength=len(late)) > 1):
+            check.fail("_late_by_code.values", "names a link twice")
+        check.equal("_late_by_code.keys", codes, late[owners - base_links], "its link's code")
+
+        cache = a["_ov_cache"]
+        check.instance("_ov_cache", cache, dict)
+        for kind, got in cache.items():
+            field = f"_ov_cache[{kind!r}]"
+            size = {"out": 3, "in": 3, "in_rows": 4}.get(kind)
+            if size is None:
+                check.fail("_ov_cache", f"holds {kind!r}, not an overlay form")
+            check.instance(field, got, tuple)
+            if len(got) != size:
+                check.fail(field, f"holds {len(got)} arrays, not {size}")
+            if size == 3:
+                ptr, idx, w = got
+                check_csr(check, (f"{field}[0]", f"{field}[1]"), ptr, idx, n, n, n_ov)
+            else:
+                rows, ptr, idx, w = got
+                check.array(f"{field}[0]", rows, np.int64, lo=0, hi=n)
+                check.array(f"{field}[2]", idx, np.int32, n_ov, lo=0, hi=n)
+                check.indptr(f"{field}[1]", ptr, len(rows), n_ov)
+            check.array(f"{field}[{size - 1}]", w, np.float64, n_ov, finite=True, nonneg=True)
 
     # --- shape -------------------------------------------------------------
     @property

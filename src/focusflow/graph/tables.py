@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from focusflow.core.structure import Check
+
 
 class KeyTable:
     """A bijection between string keys and ids ``0..len-1``, in first-seen order."""
@@ -61,3 +63,23 @@ class KeyTable:
     def keys(self) -> list[str]:
         """All keys in id order (a copy-free view; do not mutate)."""
         return self._keys
+
+    def check_structure(self, check: Check) -> int:
+        """The table is a bijection: the index maps the ``i``-th key to ``i``,
+        in the list's order. Returns the count of keys.
+
+        ``intern`` hands out the index's ids as array indices: an id past the
+        list would index the graph's per-particle arrays out of range.
+        """
+        attrs = check.fields(self, KeyTable, ("_keys", "_index"))
+        keys, index = attrs["_keys"], attrs["_index"]
+        check.instance("_keys", keys, list)
+        check.instance("_index", index, dict)
+        if list(index) != keys:
+            check.fail("_index", "does not hold the keys in the table's order")
+        ids = np.fromiter(index.values(), dtype=object, count=len(index))
+        wrong = np.flatnonzero(ids != np.arange(len(keys)))
+        if len(wrong):
+            i = int(wrong[0])
+            check.fail(f"_index[{keys[i]!r}]", f"= {ids[i]!r}, not its position {i}")
+        return len(keys)
