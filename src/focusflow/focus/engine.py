@@ -26,15 +26,39 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from focusflow.core.structure import Check
 from focusflow.focus.backends import get_backend
 from focusflow.focus.params import FocusParams, make_params
-from focusflow.focus.push import delta_residual, push
+from focusflow.focus.push import check_push_state, delta_residual, push
 from focusflow.focus.result import DeferredFocusResult, Diagnostics, FocusResult
 from focusflow.focus.solver import Progress, make_operator, prior_vector, solve, total_of
 from focusflow.focus.spectral import HeatState, SpringsState
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.links import Cyberlink, StakeBatch
 from focusflow.graph.snapshot import PatchInfo, Snapshot
+
+#: What an engine always has; ``_version`` comes with its first operator and
+#: the push candidates with its first push.
+_ENGINE_FIELDS = (
+    "graph",
+    "params",
+    "backend",
+    "_snap",
+    "_epoch",
+    "_op",
+    "_phi",
+    "_xhat",
+    "_r",
+    "_rsum",
+    "_springs",
+    "_heat",
+    "result",
+    "_perm_dev",
+    "_seen_links",
+    "_seen_log",
+    "deferred_links",
+)
+_ENGINE_LATER = ("_version", "_cand", "_ncand", "_in_cand")
 
 #: Push only when the block left at most this many times the target residual:
 #: on well-connected graphs a wider perturbation spreads over the whole graph
@@ -76,6 +100,63 @@ class FocusEngine:
         self._seen_links = 0
         self._seen_log = 0
         self.deferred_links = 0
+
+    # --- structure -----------------------------------------------------------
+    def check_structure(
+        self, check: Check, graph: Cybergraph, params: FocusParams, backend: str
+    ) -> None:
+        """An engine over ``graph`` running ``params`` on ``backend`` (a host
+        backend that checks its operators), whose state the next ``apply``
+        reads as it is: the graph's own snapshot (checked with the graph)
+        bound to the operator the backend checks, the focus vector of the
+        operator's length, the push system where push runs
+        (``push.check_push_state``), the springs and heat states, the last
+        result, and the counters of what the operator has seen within the
+        graph's links and log. A state that has not solved yet holds none."""
+        a = check.fields(self, FocusEngine, _ENGINE_FIELDS, _ENGINE_LATER)
+        if a["graph"] is not graph:
+            check.fail("graph", "is not the state's graph")
+        if type(a["params"]) is not FocusParams or a["params"] != params:
+            check.fail("params", "are not the state's focus parameters")
+        host = get_backend(backend)
+        if type(a["backend"]) is not type(host) or vars(a["backend"]):
+            check.fail("backend", f"is not the {backend} backend")
+        check_operator = getattr(host, "check_operator", None)
+        if check_operator is None:
+            check.fail("backend", f"{backend} cannot check its operators")
+        check.integer("_seen_links", a["_seen_links"], 0, graph.n_links)
+        check.integer("_seen_log", a["_seen_log"], 0, graph.log.head)
+        check.integer("deferred_links", a["deferred_links"], 0, 0)
+        if a["_perm_dev"] is not None:
+            check.fail("_perm_dev", "is set on a host backend")
+        check.integer("_epoch", a["_epoch"], -1)
+        snap = a["_snap"]
+        if snap is not None:
+            if snap is not graph._snapshot:
+                check.fail("_snap", "is not the graph's snapshot")
+            check_operator(a["_op"], check.at("_op"), snap, params)
+        SpringsState.check_structure(a["_springs"], check.at("_springs"), host.check_matrix)
+        HeatState.check_structure(a["_heat"], check.at("_heat"), host.check_matrix)
+        if a["_phi"] is None:
+            unset = ("_snap", "_op", "_xhat", "_r", "result", *_ENGINE_LATER)
+            for name in unset:
+                if a.get(name) is not None:
+                    check.fail(name, "is set before the first solve")
+            return
+        if snap is None:
+            check.fail("_snap", "is missing beside a focus vector")
+        check.integer("_epoch", a["_epoch"], graph.epoch, graph.epoch)
+        check.integer("_version", a.get("_version"), snap.version, snap.version)
+        n = snap.n
+        check.array("_phi", a["_phi"], np.float64, n, finite=True)
+        if self.uses_push:
+            check_push_state(check, a, n)
+        else:
+            for name in ("_xhat", "_r", "_cand", "_ncand", "_in_cand"):
+                if a.get(name) is not None:
+                    check.fail(name, "is set where push does not run")
+            check.number("_rsum", a["_rsum"])
+        FocusResult.check_structure(a["result"], check.at("result"), n)
 
     # --- public --------------------------------------------------------------
     @property

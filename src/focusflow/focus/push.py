@@ -20,6 +20,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.core.structure import Check
+
 
 @nb.njit(cache=True)
 def _spread(lo, hi, idx, w, c, r, touched, in_touched, nt):
@@ -179,3 +181,35 @@ def push(
                                 queue[tail % n] = q
                                 tail += 1
     return rsum, ncand, work, pushes
+
+
+def check_push_state(check: Check, state: dict, n: int) -> None:
+    """The linear system's state an engine keeps between blocks for push
+    (``state`` holds its ``_xhat``, ``_r``, ``_rsum``, ``_cand``, ``_ncand``,
+    ``_in_cand``; the last three appear with the first push): float64
+    vectors of ``n``, and a candidate list of ``n`` slots whose first
+    ``_ncand`` are distinct particles, exactly those ``_in_cand`` marks.
+
+    ``push`` appends a particle to ``cand`` only when ``in_cand`` does not
+    mark it, so that the list never holds more than ``n``: a particle listed
+    but not marked would be appended again, past the list's end.
+    """
+    check.array("_xhat", state["_xhat"], np.float64, n, finite=True)
+    check.array("_r", state["_r"], np.float64, n, finite=True)
+    check.number("_rsum", state["_rsum"])
+    names = ("_cand", "_ncand", "_in_cand")
+    present = [name in state for name in names]
+    if not any(present):
+        return
+    if not all(present):
+        check.fail(names[present.index(False)], "is missing beside the other candidates")
+    cand = check.array("_cand", state["_cand"], np.int64, n)
+    ncand = check.integer("_ncand", state["_ncand"], 0, n)
+    in_cand = check.array("_in_cand", state["_in_cand"], np.bool_, n)
+    listed = cand[:ncand]
+    check.contents("_cand", listed, lo=0, hi=n)
+    marked = np.bincount(listed, minlength=n)
+    wrong = np.flatnonzero(marked != in_cand)
+    if len(wrong):
+        p = int(wrong[0])
+        check.fail(f"_in_cand[{p}]", f"= {bool(in_cand[p])}, but _cand lists it {marked[p]} times")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from focusflow.core.structure import Check
 from focusflow.focus.params import FocusParams
 
 
@@ -43,6 +44,20 @@ class FocusResult:
     diagnostics: Diagnostics
     keys: list[str] | None = None
     cyberank: np.ndarray | None = None
+
+    def check_structure(self, check: Check, n: int) -> None:
+        """A plain result (not a deferred one) of ``n`` float64 values, its
+        diagnostics and parameters of their own classes: what the next
+        block's solve starts from is read as it is."""
+        a = check.fields(self, FocusResult, FocusResult.__dataclass_fields__)
+        check.array("focus", a["focus"], np.float64, n, finite=True)
+        check.instance("params", a["params"], FocusParams)
+        check.instance("diagnostics", a["diagnostics"], Diagnostics)
+        check.instance("backend", a["backend"], str)
+        if a["keys"] is not None:
+            check.instance("keys", a["keys"], list)
+        if a["cyberank"] is not None:
+            check.fail("cyberank", "is set in an engine's result")
 
     @property
     def iterations(self) -> int:

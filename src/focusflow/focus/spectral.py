@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from scipy.special import ive
 
+from focusflow.core.structure import Check
 from focusflow.focus.backends.base import GraphOperator
 from focusflow.focus.params import FAST
 
@@ -119,6 +121,19 @@ class SpringsState:
     rhs: np.ndarray | None = None
     owner: object = None
 
+    def check_structure(self, check: Check, check_owner: Callable[[object, Check], None]) -> None:
+        """Float64 vectors; the residual and right-hand side of one length
+        (a carried-over solve uses both once ``y`` and ``r`` have the
+        operator's length); ``owner`` as the backend checks its matrices."""
+        a = check.fields(self, SpringsState, SpringsState.__dataclass_fields__)
+        check.optional_array("y", a["y"], np.float64)
+        r = check.optional_array("r", a["r"], np.float64)
+        rhs = check.optional_array("rhs", a["rhs"], np.float64)
+        if (r is None) != (rhs is None) or (r is not None and len(r) != len(rhs)):
+            check.fail("rhs", "is not of the residual's length")
+        check.integer("iterations", a["iterations"], 0)
+        check_owner(a["owner"], check.at("owner"))
+
 
 def op_dot(op: GraphOperator, a: np.ndarray, b: np.ndarray) -> float:
     """``a . b`` by the operator's own reduction where it has one (numba's runs
@@ -199,6 +214,21 @@ class HeatState:
     #: The operator's matrix and the series parameter ``out`` was computed with.
     owner: object = None
     c: float = np.nan
+
+    def check_structure(self, check: Check, check_owner: Callable[[object, Check], None]) -> None:
+        """Float64 input and output of one length (an increment subtracts
+        them), the counts and bounds numbers, ``owner`` as the backend
+        checks its matrices."""
+        a = check.fields(self, HeatState, HeatState.__dataclass_fields__)
+        phi = check.optional_array("phi", a["phi"], np.float64)
+        out = check.optional_array("out", a["out"], np.float64)
+        if (phi is None) != (out is None) or (phi is not None and len(phi) != len(out)):
+            check.fail("out", "is not of the input's length")
+        check.integer("terms", a["terms"], 0)
+        for name in ("err", "tol", "c"):
+            if type(a[name]) not in (float, int, np.float64):
+                check.fail(name, f"is a {type(a[name]).__name__}, not a number")
+        check_owner(a["owner"], check.at("owner"))
 
 
 def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from focusflow.core.structure import Check
 from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight
 from focusflow.focus.backends.numba_lap import (
     ScaledSymmetric,
@@ -39,7 +40,7 @@ from focusflow.focus.backends.numba_lap import (
     springs_rhs,
 )
 from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
-from focusflow.focus.params import FAST
+from focusflow.focus.params import FAST, FocusParams
 from focusflow.focus.reduce import exact_twin, ordered_sum, strict_sum
 from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -47,6 +48,39 @@ from focusflow.graph.snapshot import PatchInfo, Snapshot
 # Fixed number of work chunks (not per thread), so sums are grouped the same way
 # whatever the thread count.
 _CHUNKS = 64
+#: What an operator always has, and what springs and heat add once used.
+_OPERATOR_FIELDS = (
+    "snapshot",
+    "dtype",
+    "parts",
+    "_sym",
+    "sell",
+    "sell_bounds",
+    "sell_rows",
+    "ylink",
+    "n",
+    "ov_rows",
+    "ov_ptr",
+    "ov_indices",
+    "ov_in_w",
+    "inv_out",
+    "dangling",
+    "z",
+    "_z_of",
+)
+_LAPLACIAN_FIELDS = (
+    "_sym_kind",
+    "lap_sigma",
+    "lap_diag",
+    "lam_max",
+    "_args",
+    "_buf",
+    "_mu",
+    "_pair",
+    "_t_next",
+    "_diag_mu",
+    "_minv",
+)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -193,6 +227,90 @@ class NumbaOperator(ScreenedCG):
         self.z = np.zeros(self.n, dtype=self.dtype)
         self._z_of: np.ndarray | None = None
         self._sym = None
+
+    @staticmethod
+    def check_structure(op: object, check: Check, snap: Snapshot, params: FocusParams) -> None:
+        """``op`` is the operator ``params`` make on ``snap`` (class, value type,
+        chunk count), with the arrays its kernels index without bounds checks:
+        the SELL storage of the in-links (``SellMatrix.check_structure``) and
+        its chunk bounds, the overlay's compact in-rows, per-particle vectors
+        of ``n`` entries, and the symmetric matrix with its buffers when one
+        is set up (``ScaledSymmetric.check_structure``); what a dropped one
+        left behind is replaced before it is read again."""
+        exact = params.arithmetic != FAST
+        cls = ExactNumbaOperator if exact else NumbaOperator
+        a = check.fields(
+            op,
+            cls,
+            (*_OPERATOR_FIELDS, "arithmetic") if exact else _OPERATOR_FIELDS,
+            _LAPLACIAN_FIELDS,
+        )
+        if exact and a["arithmetic"] != params.arithmetic:
+            check.fail("arithmetic", f"= {a['arithmetic']!r}, not {params.arithmetic!r}")
+        if a["snapshot"] is not snap:
+            check.fail("snapshot", "is not the engine's snapshot")
+        dtype = np.float32 if params.precision == "float32" else np.float64
+        if a["dtype"] is not dtype:
+            check.fail("dtype", f"= {a['dtype']!r}, not {dtype.__name__}")
+        check.integer("parts", a["parts"], _CHUNKS, _CHUNKS)
+        n = check.integer("n", a["n"], snap.n, snap.n)
+        rows = check.integer("sell_rows", a["sell_rows"], 0, n)
+        SellMatrix.check_structure(
+            a["sell"], check.at("sell"), rows, n, len(snap.in_indices), dtype
+        )
+        bounds = check.array("sell_bounds", a["sell_bounds"], np.int64)
+        check.equal("sell_bounds", bounds, balanced_chunks(a["sell"].gptr, _CHUNKS), "its chunks")
+        ov_rows = check.array("ov_rows", a["ov_rows"], np.int64, lo=0, hi=n)
+        idx = check.array("ov_indices", a["ov_indices"], np.int32, lo=0, hi=n)
+        check.indptr("ov_ptr", a["ov_ptr"], len(ov_rows), len(idx))
+        check.array("ov_in_w", a["ov_in_w"], dtype, len(idx), finite=True, nonneg=True)
+        check.array("inv_out", a["inv_out"], np.float64, n, finite=True, nonneg=True)
+        check.array("dangling", a["dangling"], np.bool_, n)
+        check.array("ylink", a["ylink"], np.float64, n)
+        check.array("z", a["z"], dtype, n)
+        check.optional_array("_z_of", a["_z_of"], np.float64, n)
+        sym = a["_sym"]
+        if sym is None:
+            for name in _LAPLACIAN_FIELDS:
+                value = a.get(name)
+                for k, item in enumerate(value if type(value) in (list, tuple) else [value]):
+                    if type(item) is np.ndarray:
+                        check.stale(f"{name}[{k}]" if type(value) in (list, tuple) else name, item)
+            return
+        ScaledSymmetric.check_structure(sym, check.at("_sym"), n, dtype)
+        check.once(sym)
+        missing = [f for f in _LAPLACIAN_FIELDS[:7] if f not in a]
+        if missing:
+            check.fail(missing[0], "is missing beside the symmetric matrix")
+        if a["_sym_kind"] not in ("normalized", "combinatorial"):
+            check.fail("_sym_kind", f"= {a['_sym_kind']!r} is not a Laplacian")
+        if a["lap_sigma"] is not sym.sigma or a["lap_diag"] is not sym.diag:
+            check.fail("lap_sigma", "is not the symmetric matrix's scaling")
+        check.number("lam_max", a["lam_max"], nonneg=True)
+        want = (sym.grows, sym.gptr, sym.glen, sym.sidx, sym.sval, sym.bounds)
+        args = a["_args"]
+        if type(args) is not tuple or len(args) != 6:
+            check.fail("_args", "is not the symmetric matrix's six arrays")
+        if any(x is not y for x, y in zip(args, want, strict=True)):
+            check.fail("_args", "is not the symmetric matrix's arrays")
+        buf = a["_buf"]
+        if type(buf) is not list or len(buf) != 4:
+            check.fail("_buf", "is not four buffers")
+        for k, b in enumerate(buf):
+            check.array(f"_buf[{k}]", b, np.float64, n)
+        mu = a["_mu"]
+        for name in ("_diag_mu", "_minv"):
+            if mu is not None:
+                check.array(name, a.get(name), np.float64, n)
+            elif name in a:
+                check.stale(name, a[name])
+        if mu is not None:
+            check.number("_mu", mu)
+        if a["_pair"] is not None:
+            check.array("_pair", a["_pair"], np.float64, shape=(n, 2))
+            check.array("_t_next", a.get("_t_next"), np.float64, n)
+        elif "_t_next" in a:
+            check.stale("_t_next", a["_t_next"])
 
     def prepare(self, x: np.ndarray) -> None:
         """Compute the gathered vector ``z = x / out_weight`` for the next step."""
@@ -409,6 +527,18 @@ class ExactNumbaOperator(NumbaOperator):
 
 class NumbaBackend:
     name = "numba"
+
+    @staticmethod
+    def check_operator(op: object, check: Check, snap: Snapshot, params: FocusParams) -> None:
+        """See ``NumbaOperator.check_structure``."""
+        NumbaOperator.check_structure(op, check, snap, params)
+
+    @staticmethod
+    def check_matrix(matrix: object, check: Check) -> None:
+        """A symmetric matrix a springs or heat state remembers (None, or one
+        of this backend's, possibly of an earlier snapshot)."""
+        if matrix is not None and check.once(matrix):
+            ScaledSymmetric.check_structure(matrix, check)
 
     def available(self) -> tuple[bool, str]:
         return True, f"numba {nb.__version__}, {nb.config.NUMBA_NUM_THREADS} threads"

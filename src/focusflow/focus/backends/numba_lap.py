@@ -29,6 +29,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.core.structure import Check
 from focusflow.focus.backends.base import laplacian_scaling
 from focusflow.focus.backends.symmetric import merge_counts, merge_rows
 from focusflow.focus.reduce import ordered_sum
@@ -131,6 +132,49 @@ class ScaledSymmetric:
             self.sidx,
             self.sval,
         )
+
+    def check_structure(self, check: Check, n: int | None = None, dtype=None) -> None:
+        """The layout the Laplacian kernels read without bounds checks: every
+        row of ``n`` (``len(sigma)`` when not given) in one lane, the rest
+        -1, each group's slots ``glen * C`` from ``gptr``, the chunk bounds
+        ``balanced_chunks`` makes of them, slot indices in ``[0, n)``, and
+        finite scaling, diagonal and values (of ``dtype`` when given)."""
+        fields = (
+            "nnz",
+            "sigma",
+            "diag",
+            "lam_max",
+            "grows",
+            "glen",
+            "gptr",
+            "bounds",
+            "sidx",
+            "sval",
+        )
+        a = check.fields(self, ScaledSymmetric, fields)
+        sigma = a["sigma"]
+        if n is None:
+            n = len(sigma) if type(sigma) is np.ndarray else 0
+        check.array("sigma", sigma, np.float64, n, finite=True)
+        check.array("diag", a["diag"], np.float64, n, finite=True)
+        check.number("lam_max", a["lam_max"], nonneg=True)
+        check.integer("nnz", a["nnz"], 0)
+        groups = (n + C - 1) // C
+        grows = check.array("grows", a["grows"], np.int64, groups * C, lo=-1, hi=n)
+        check.permutation("grows", grows[:n], n)
+        pad = np.flatnonzero(grows[n:] != -1)
+        if len(pad):
+            check.fail(f"grows[{n + int(pad[0])}]", "pads the last group with a row")
+        glen = check.array("glen", a["glen"], np.int64, groups, lo=0)
+        gptr = check.array("gptr", a["gptr"], np.int64, groups + 1)
+        if gptr[0] != 0:
+            check.fail("gptr[0]", f"= {gptr[0]}, not 0")
+        check.equal("gptr", np.diff(gptr), glen * C, "each group's slots: glen * C")
+        bounds = check.array("bounds", a["bounds"], np.int64)
+        check.equal("bounds", bounds, balanced_chunks(gptr, _PARTS), "the groups' chunks")
+        total = int(gptr[-1])
+        check.array("sidx", a["sidx"], np.int32, total, lo=0, hi=n)
+        check.array("sval", a["sval"], dtype or (np.float64, np.float32), total, finite=True)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)

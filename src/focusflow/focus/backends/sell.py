@@ -22,6 +22,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from focusflow.core.structure import Check
 from focusflow.focus.reduce import ordered_sum
 from focusflow.graph.csr import balanced_chunks, radix_argsort
 
@@ -109,6 +110,37 @@ class SellMatrix:
             balanced_chunks(self.gptr, _FILL_PARTS),
         )
         self.pos = pos.astype(np.int32) if len(self.sidx) < 2**31 else pos
+
+    def check_structure(self, check: Check, rows: int, cols: int, nnz: int, dtype: type) -> None:
+        """The layout ``sell_pull`` reads without bounds checks: ``C`` lanes,
+        every row of ``rows`` stored once (in a group's lane or as a long
+        row; -1 pads the last group), each group's slots ``glen * C`` from
+        ``gptr``, slot indices in ``[0, cols)``, finite values >= 0 of
+        ``dtype``, and the entry map of the ``nnz`` CSR entries within the
+        slots (-1: a long row's entry)."""
+        a = check.fields(
+            self, SellMatrix, ("c", "long_rows", "grows", "glen", "gptr", "sidx", "sval", "pos")
+        )
+        check.integer("c", a["c"], C, C)
+        grows = check.array("grows", a["grows"], np.int64, lo=-1, hi=rows)
+        if len(grows) % C:
+            check.fail("grows", f"has {len(grows)} lanes, not whole groups of {C}")
+        groups = len(grows) // C
+        long_rows = check.array("long_rows", a["long_rows"], np.int64, lo=0, hi=rows)
+        stored = np.bincount(np.concatenate([grows[grows >= 0], long_rows]), minlength=rows)
+        wrong = np.flatnonzero(stored != 1)
+        if len(wrong):
+            r = int(wrong[0])
+            check.fail("grows", f"stores row {r} {stored[r]} times, not once")
+        glen = check.array("glen", a["glen"], np.int64, groups, lo=0)
+        gptr = check.array("gptr", a["gptr"], np.int64, groups + 1)
+        if gptr[0] != 0:
+            check.fail("gptr[0]", f"= {gptr[0]}, not 0")
+        check.equal("gptr", np.diff(gptr), glen * C, "each group's slots: glen * C")
+        total = int(gptr[-1])
+        check.array("sidx", a["sidx"], np.int32, total, lo=0, hi=cols)
+        check.array("sval", a["sval"], dtype, total, finite=True, nonneg=True)
+        check.array("pos", a["pos"], (np.int32, np.int64), nnz, lo=-1, hi=total)
 
     def update(self, entries: np.ndarray, weights: np.ndarray) -> None:
         """Copy new values of CSR entries ``entries`` (positions in the CSR arrays)."""
