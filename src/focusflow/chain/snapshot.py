@@ -40,14 +40,15 @@ state beside it under this home's HMAC (``SNAPSHOT_FOCUS_FILE``); ``Chain``
 opens such a store at ``H`` (``Chain.base``) and applies the next blocks with
 every root checked.
 
-What is not proven before use: the engine's inner arrays beyond the focus
-vectors (the committed copy and the engine's last result are both checked):
-the solvers' other states, the patched CSR. A peer that altered them makes
-the next block with links compute another focus root, which
-``Chain.apply_block`` refuses, so the node stops there and never commits a
-wrong root (it is then state-synced again from another peer). The allowlist
-keeps code from running while they load; it does not prove a crafted index
-array in range for the numba kernels.
+Before anything uses the focus state, every array in it is checked for
+structure (:func:`check_focus_structure`: dtypes, lengths, row pointers,
+indices in range, permutations, entry maps, ids within the interned counts,
+weights finite and >= 0), since the numba kernels index them without bounds
+checks. What is not proven before use is the values no root commits: the
+solvers' warm-start vectors, the patched matrices' weights. A peer that
+altered them makes the next block with links compute another focus root,
+which ``Chain.apply_block`` refuses, so the node stops there and never
+commits a wrong root (it is then state-synced again from another peer).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ import mmap
 import os
 import pickle
 import shutil
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +69,7 @@ import numpy as np
 from focusflow.chain.block import BlockRecord, Header
 from focusflow.chain.focus_checkpoint import code_fingerprint, write_checkpoint
 from focusflow.chain.focus_commit import (
+    CHAIN_BACKEND,
     PARTICLES_PREFIX,
     FocusState,
     FocusValueError,
@@ -81,6 +84,10 @@ from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError, FocusflowError, StoreError
 from focusflow.core.home import fsync_dir
+from focusflow.core.structure import Check, StructureError
+from focusflow.focus.engine import FocusEngine
+from focusflow.focus.params import FocusParams
+from focusflow.graph.cybergraph import Cybergraph
 from focusflow.store import EMPTY, Commit, Reader, Store, check_key, height_key
 from focusflow.store import update as smt_update
 
@@ -615,9 +622,10 @@ class _FocusUnpickler(pickle.Unpickler):
 def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> FocusState:
     """Load ``size`` bytes of a peer's focus state from ``f`` and check it.
 
-    Only classes of FOCUS_MODULES and FOCUS_GLOBALS may be named; no array
-    may hold Python objects; the
-    parameters must be the genesis's; the committed vector, quantised
+    Only classes of FOCUS_MODULES and FOCUS_GLOBALS may be named; the
+    parameters must be the genesis's; every array must pass its structure's
+    check (:func:`check_focus_structure`, which refuses arrays of Python
+    objects with all others no check covers); the committed vector, quantised
     ``uint64``, must hash to the header's focus root (recomputed here, not
     taken from the state's own field), and so must the engine's last result
     once quantised (what the next block's solve starts from); and the
@@ -633,11 +641,12 @@ def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> F
         raise SnapshotError(f"snapshot focus state does not load: {exc}") from None
     if f.tell() != start + size:
         raise SnapshotError("snapshot focus state does not end where its section does")
-    if not isinstance(focus, FocusState):
+    if type(focus) is not FocusState:
         raise SnapshotError("snapshot focus section is not a focus state")
-    _no_object_arrays(focus)
-    if focus.params != chain_focus_params(genesis.params.focus):
+    params = vars(focus).get("params")
+    if type(params) is not FocusParams or params != chain_focus_params(genesis.params.focus):
         raise SnapshotIncompatibleError("snapshot focus state runs other focus parameters")
+    check_focus_structure(focus)
     q = focus.q
     if not isinstance(q, np.ndarray) or q.dtype != np.uint64 or q.ndim != 1:
         raise SnapshotError("snapshot focus vector is not a uint64 vector")
@@ -696,25 +705,91 @@ class _Bounded(io.RawIOBase):
         return line
 
 
-def _no_object_arrays(root: object) -> None:
-    """No numpy array reachable from ``root`` holds Python objects (the numeric
-    kernels would treat pointers as numbers)."""
+#: What a focus state has (``FocusState.__init__`` sets them all).
+_FOCUS_FIELDS = (
+    "params",
+    "graph",
+    "engine",
+    "q",
+    "root",
+    "iterations",
+    "seconds",
+    "converged",
+    "unconverged_blocks",
+    "work_s",
+)
+#: Values that hold nothing: the walk over a state does not descend into them.
+_LEAVES = frozenset({bytes, str, int, float, bool, type(None), np.float64})
+
+
+def check_focus_structure(focus: FocusState) -> set[int]:
+    """Check every array of a peer's focus state before anything uses it;
+    SnapshotError names the structure and field that is wrong.
+
+    The numba kernels index these arrays without bounds checks, so an array
+    that passes the root checks but is not what the engine built (an index
+    past its vector, a row pointer past its indices, a permutation with a
+    repeat, a count past its buffer) would make the next block read or write
+    outside memory. Each structure's module checks its own arrays
+    (``Cybergraph``, ``Snapshot``, ``PatchInfo``, ``Column``,
+    ``SortedIndex``, ``KeyTable``, ``DeltaLog`` and the batches,
+    ``FocusEngine``, the numba operator, ``SellMatrix``,
+    ``ScaledSymmetric``, the springs, heat and push states, ``FocusResult``);
+    then every array reachable from the state must have been checked by one
+    of them (an array no check knows of is refused, not trusted). The
+    focus vector's values are the root checks' (:func:`load_focus`).
+    Returns the ids of the arrays checked (tests walk a state against them).
+    """
+    check = Check()
+    try:
+        a = check.fields(focus, FocusState, _FOCUS_FIELDS)
+        Cybergraph.check_structure(a["graph"], check.at("graph"))
+        FocusEngine.check_structure(
+            a["engine"], check.at("engine"), a["graph"], a["params"], CHAIN_BACKEND
+        )
+        check.array("q", a["q"], np.uint64)
+        check.instance("root", a["root"], bytes)
+        check.integer("iterations", a["iterations"], 0)
+        check.integer("unconverged_blocks", a["unconverged_blocks"], 0)
+        check.instance("converged", a["converged"], bool)
+        check.number("seconds", a["seconds"])
+        check.number("work_s", a["work_s"])
+        _all_arrays_checked(focus, check.covered)
+        return check.covered
+    except StructureError as exc:
+        raise SnapshotError(f"focus state: {exc}") from None
+    except Exception as exc:  # a crafted state can fail a check in any way
+        raise SnapshotError(f"focus state is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _all_arrays_checked(root: object, covered: set[int]) -> None:
+    """Every numpy array reachable from ``root`` is one a structure check
+    validated (``covered``); the first that is not is named by its path."""
     seen: set[int] = set()
-    stack = [root]
+    stack: list[tuple[str, object]] = [("", root)]
     while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
+        path, obj = stack.pop()
+        kind = type(obj)
+        if kind in _LEAVES or id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, np.ndarray):
-            if obj.dtype.hasobject:
-                raise SnapshotError("snapshot focus state holds an array of Python objects")
+        if kind is np.ndarray:
+            if id(obj) not in covered:
+                what = "of Python objects " if obj.dtype.hasobject else ""
+                raise StructureError(f"{path or 'state'} is an array {what}that no check covers")
         elif isinstance(obj, dict):
-            stack.extend(obj.values())
-        elif isinstance(obj, list | tuple | set | frozenset):
-            stack.extend(obj)
-        elif hasattr(obj, "__dict__"):
-            stack.extend(vars(obj).values())
+            items = obj.items()
+            stack.extend((f"{path}[{k!r}]", v) for k, v in items if type(v) not in _LEAVES)
+            stack.extend((f"{path} key", k) for k in obj if type(k) not in _LEAVES)
+        elif isinstance(obj, list | tuple | set | frozenset | deque):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(obj) if type(v) not in _LEAVES)
+        else:
+            fields = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+            for klass in kind.__mro__:
+                for name in getattr(klass, "__slots__", ()):
+                    if hasattr(obj, name):
+                        fields[name] = getattr(obj, name)
+            stack.extend((f"{path}.{k}".lstrip("."), v) for k, v in fields.items())
 
 
 def install_snapshot(store: Store, snapshot: VerifiedSnapshot, genesis: Genesis) -> Header:
@@ -766,6 +841,7 @@ __all__ = [
     "SnapshotRootError",
     "VerifiedSnapshot",
     "capture_focus",
+    "check_focus_structure",
     "install_snapshot",
     "iter_chunks",
     "list_snapshots",
