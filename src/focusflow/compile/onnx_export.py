@@ -1,0 +1,169 @@
+"""The forward pass of ``forward.py`` as an ONNX graph, built with ``onnx.helper``.
+
+Signature: input ``particles`` int64 [batch, seq] (vocabulary indices, -1 =
+padding), output ``next`` float32 [batch, vocab] (probabilities, rows sum to
+1). The L layers are unrolled (their weights are shared initializers), so any
+runtime that runs opset 17 runs the model; nothing but onnxruntime is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from focusflow.compile.forward import MASKED, TINY
+from focusflow.compile.weights import CompiledWeights
+
+OPSET = 17
+#: Protobuf refuses messages of 2 GiB; larger models keep their weights beside.
+EXTERNAL_ABOVE = 1_800_000_000
+INPUT = "particles"
+OUTPUT = "next"
+
+
+class _Builder:
+    """Nodes and initializers with generated names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def scalar(self, value: float) -> str:
+        self._n += 1
+        return self.const(f"c{self._n}", np.asarray(value, dtype=np.float32))
+
+    def ints(self, *values: int) -> str:
+        self._n += 1
+        return self.const(f"i{self._n}", np.asarray(values, dtype=np.int64))
+
+    def op(self, kind: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        self._n += 1
+        name = out or f"t{self._n}_{kind.lower()}"
+        self.nodes.append(helper.make_node(kind, list(inputs), [name], **attrs))
+        return name
+
+
+def build_model(w: CompiledWeights) -> onnx.ModelProto:
+    """The ONNX model of ``w``'s forward pass."""
+    b = _Builder()
+    f32 = np.float32
+    emb_att = b.const("emb_att", w.emb_att)
+    emb_in = b.const("emb_in", w.emb_in)
+    unemb = b.const("unemb", w.unemb)
+    phi = b.const("phi_floor", (f32(w.floor) * w.phi)[None, :])
+    w_q = b.const("w_q", w.w_q)
+    w_k = b.const("w_k", w.w_k)
+    share = b.const("head_share", w.head_share.reshape(1, -1, 1, 1))
+    prop_t = b.const("prop_t", w.prop_t)
+    mass = b.const("basis_mass", w.basis_mass.reshape(-1, 1))
+    one, zero = b.scalar(1.0), b.scalar(0.0)
+    alpha, gamma = b.scalar(w.alpha), b.scalar(w.attention_share)
+    axis1, axis_last = b.ints(1), b.ints(3)
+
+    valid = b.op("GreaterOrEqual", INPUT, b.const("zero_i", np.asarray(0, dtype=np.int64)))
+    idx = b.op("Where", valid, INPUT, "zero_i")
+    vf = b.op("Cast", valid, to=TensorProto.FLOAT)
+    count = b.op("Max", b.op("ReduceSum", vf, axis1, keepdims=1), one)
+    u = b.op("Div", vf, count)
+    x = b.op("Unsqueeze", b.op("Gather", emb_att, idx, axis=0), axis1)
+    e_in = b.op("Gather", emb_in, idx, axis=0)
+
+    # Attention, once: (batch, heads, seq, seq) logits, masked, plus a sink of logit 0.
+    q = b.op("MatMul", x, w_q)
+    k = b.op("Transpose", b.op("MatMul", x, w_k), perm=[0, 1, 3, 2])
+    logits = b.op("Div", b.op("MatMul", q, k), b.scalar(math.sqrt(w.dim)))
+    seq = b.op("Gather", b.op("Shape", INPUT), b.const("one_i", np.asarray(1, dtype=np.int64)))
+    r = b.op("Range", "zero_i", seq, "one_i")
+    eye = b.op("Equal", b.op("Unsqueeze", r, axis1), b.op("Unsqueeze", r, b.ints(0)))
+    key_ok = b.op("And", b.op("Unsqueeze", valid, b.ints(1, 2)), b.op("Not", eye))
+    logits = b.op("Where", key_ok, logits, b.scalar(MASKED))
+    sink = b.op("Mul", b.op("Slice", logits, b.ints(0), b.ints(1), axis_last), zero)
+    att = b.op("Softmax", b.op("Concat", logits, sink, axis=3), axis=-1)
+    flow = b.op("Slice", att, b.ints(0), b.ints(-1), axis_last)
+    stay = b.op("Slice", att, b.ints(-1), b.ints(2**62), axis_last)
+    g = b.op("ReduceSum", b.op("Mul", flow, share), axis1, keepdims=0)
+    stay = b.op("ReduceSum", b.op("Mul", stay, share), b.ints(1, 3), keepdims=0)
+
+    # The L diffusion layers, from c = 1, c' = 0, z = 0.
+    hop_idx = b.const("hop_idx", w.hop_idx)
+    hop_w = b.const("hop_w", w.hop_w)
+    hop_mass = b.op("Gather", b.const("hop_mass", w.hop_mass), idx, axis=0)
+    a, c, c_hop, z = u, None, None, None
+    keep_u = b.op("Mul", u, b.op("Sub", one, gamma))
+    for layer in range(w.layers):
+        a3 = b.op("Unsqueeze", a, axis1)
+        m = b.op("Squeeze", b.op("MatMul", a3, e_in), axis1)
+        if layer == 0:
+            z = b.op("Mul", m, zero)
+        else:
+            inner = b.op("Mul", b.op("Mul", alpha, c_hop), m)
+            if layer > 1:
+                inner = b.op("Add", inner, b.op("MatMul", z, prop_t))
+            z = b.op("Mul", alpha, inner)
+        carried = b.op("ReduceSum", b.op("Mul", a, hop_mass), axis1, keepdims=1)
+        if c is not None:
+            carried = b.op("Mul", c, carried)
+        c_next = b.op("Sub", one, b.op("Mul", alpha, carried))
+        c_next = b.op("Sub", c_next, b.op("MatMul", z, mass))
+        c_hop, c = (c if c is not None else one), c_next
+        moved = b.op("Squeeze", b.op("MatMul", a3, g), axis1)
+        moved = b.op("Add", moved, b.op("Mul", a, stay))
+        a = b.op("Add", keep_u, b.op("Mul", gamma, moved))
+
+    flat = b.ints(0, -1)
+    spread = b.op("MatMul", z, unemb)
+    hop_to = b.op(
+        "Reshape", b.op("Cast", b.op("Gather", hop_idx, idx, axis=0), to=TensorProto.INT64), flat
+    )
+    hop_by = b.op("Mul", b.op("Gather", hop_w, idx, axis=0), b.op("Unsqueeze", a, b.ints(2)))
+    hop_by = b.op("Mul", b.op("Reshape", hop_by, flat), b.op("Mul", alpha, c_hop))
+    to = b.op("Concat", idx, hop_to, axis=1)
+    by = b.op("Concat", b.op("Mul", c, u), hop_by, axis=1)
+    qv = b.op("ScatterElements", spread, to, by, axis=1, reduction="add")
+    qv = b.op("Relu", qv)
+    total = b.op("Max", b.op("ReduceSum", qv, axis1, keepdims=1), b.scalar(TINY))
+    qv = b.op("Div", qv, total)
+    mixed = b.op("Add", b.op("Mul", qv, b.scalar(1.0 - f32(w.floor))), phi)
+    b.op("Div", mixed, b.op("ReduceSum", mixed, axis1, keepdims=1), out=OUTPUT)
+
+    graph = helper.make_graph(
+        b.nodes,
+        "focusflow_compiled",
+        [helper.make_tensor_value_info(INPUT, TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", w.vocab])],
+        b.inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="focusflow.compile",
+    )
+    model.ir_version = 8
+    helper.set_model_props(model, {key: str(value) for key, value in w.meta.items()})
+    return model
+
+
+def save_model(model: onnx.ModelProto, path: str | Path) -> list[Path]:
+    """Write ``model`` (weights beside it past ``EXTERNAL_ABOVE`` bytes); the files written."""
+    path = Path(path)
+    if model.ByteSize() > EXTERNAL_ABOVE:
+        data = path.with_suffix(".onnx.data")
+        onnx.save_model(
+            model,
+            path,
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+        )
+        return [path, data]
+    onnx.save_model(model, path)
+    return [path]
