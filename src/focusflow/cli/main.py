@@ -14,6 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from focusflow import __version__
+from focusflow.cli.compile_cmd import compile_cmd
 from focusflow.cli.da_cmd import da_app
 from focusflow.cli.focus_cmd import focus_app
 from focusflow.cli.import_cmd import import_app
@@ -40,6 +41,7 @@ app.add_typer(tx_app, name="tx")
 app.add_typer(query_app, name="query")
 app.add_typer(import_app, name="import")
 app.add_typer(light_app, name="light")
+app.command("compile")(compile_cmd)
 
 
 def _version(value: bool) -> None:
