@@ -28,14 +28,18 @@ OVERSAMPLE = 10
 #: Power iterations: each sharpens the spectrum by its own power and costs
 #: two sparse products; 2 is enough for singular values to 1e-3 on graphs.
 POWER_ITERS = 2
-#: Above this many entries in an n x (k + p) block the blocks are float32:
-#: a 3M-particle graph at 138 columns is 1.6 GB per block in float64.
-FLOAT32_ABOVE = 200_000_000
+#: Above this many entries in an n x (k + p) block the blocks are float32 (about
+#: 360k particles at 138 columns): at 3M particles a float64 block is 3.3 GB.
+FLOAT32_ABOVE = 50_000_000
 
 
 @dataclass
 class TruncatedSVD:
-    """``A ~ U diag(s) V^T``: ``U`` n_rows x k, ``s`` descending, ``V`` n_cols x k."""
+    """``A ~ U diag(s) V^T``: ``U`` n_rows x k, ``s`` descending, ``V`` n_cols x k.
+
+    ``U`` and ``V`` are in the dtype the blocks were computed in (float32 on
+    large graphs: two n x k float64 copies were 2 GB at 10^6 particles).
+    """
 
     u: np.ndarray
     s: np.ndarray
@@ -132,8 +136,8 @@ def randomized_svd(
     q2 = _orth(bt)
     r = (q2.T @ bt).astype(np.float64)
     ur, s, vrt = np.linalg.svd(r.T)
-    u = (q @ ur[:, :k].astype(dtype)).astype(np.float64)
-    v = (q2 @ vrt[:k].T.astype(dtype)).astype(np.float64)
+    u = q @ ur[:, :k].astype(dtype)
+    v = q2 @ vrt[:k].T.astype(dtype)
     return TruncatedSVD(u=u, s=s[:k], v=np.ascontiguousarray(v))
 
 
