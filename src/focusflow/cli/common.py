@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,11 +17,10 @@ import typer
 from rich.console import Console
 
 from focusflow.cli.client import Client, node_url
-from focusflow.core.cid import cid_of_text, cid_to_bytes, validate_cid
+from focusflow.core.cid import cid_to_bytes, particle_cid
 from focusflow.core.errors import (
     InputFileError,
     InvalidAddressError,
-    InvalidCIDError,
     InvalidParameterError,
     WrongPassphraseError,
 )
@@ -147,33 +145,10 @@ def load_key(home: str | None, name: str) -> KeyPair:
 
 # ------------------------------------------------------------------ arguments
 
-#: Strings that are meant as CIDs: CIDv0 (``Qm`` + base58) or a CIDv1 in base32
-#: (``baf...``). One that does not decode is a typo, not text to hash.
-_CID_LIKE = re.compile(r"(Qm|baf[a-z])[0-9A-Za-z]{40,}")
-
-
 def particle(arg: str, *, as_text: bool = False) -> tuple[str, bytes]:
-    """``(CID string, binary CID)`` of a particle argument: a CID, or text hashed to one.
-
-    With ``as_text`` every argument is text. Otherwise a string that decodes as
-    a CID is that CID, one that looks like a CID but does not decode is an
-    ``invalid_cid`` error (rather than silently linking a typo's hash), and
-    anything else is text, turned into its CIDv1 by ``cid_of_text``.
-    """
-    if arg == "":
-        raise InvalidParameterError("a particle cannot be the empty string")
-    if not as_text:
-        try:
-            validate_cid(arg)
-        except InvalidCIDError:
-            if _CID_LIKE.fullmatch(arg):
-                raise InvalidCIDError(
-                    f"invalid CID {arg!r}: it looks like a CID but does not decode "
-                    "(use --text to link it as text)"
-                ) from None
-        else:
-            return arg, cid_to_bytes(arg)
-    cid = cid_of_text(arg)
+    """``(CID string, binary CID)`` of a particle argument: a CID, or text hashed to one
+    (``core.cid.particle_cid`` says which)."""
+    cid = particle_cid(arg, as_text=as_text)
     return cid, cid_to_bytes(cid)
 
 

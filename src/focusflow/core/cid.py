@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
 from collections.abc import Iterable
 
 from multiformats import CID, multicodec, multihash
 
-from focusflow.core.errors import InvalidCIDError
+from focusflow.core.errors import InvalidCIDError, InvalidParameterError
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58)}
@@ -183,3 +184,32 @@ def _known_codec(code: int) -> bool:
 @functools.cache
 def _known_hash(code: int) -> bool:
     return multihash.exists(code=code)
+
+
+#: Strings that are meant as CIDs: CIDv0 (``Qm`` + base58) or a CIDv1 in base32
+#: (``baf...``). One that does not decode is a typo, not text to hash.
+_CID_LIKE = re.compile(r"(Qm|baf[a-z])[0-9A-Za-z]{40,}")
+
+
+def particle_cid(arg: str, *, as_text: bool = False) -> str:
+    """The CID a user means by ``arg``: the CID itself, or text hashed to one.
+
+    With ``as_text`` every argument is text. Otherwise a string that decodes as
+    a CID is that CID, one that looks like a CID but does not decode is an
+    ``invalid_cid`` error (rather than silently naming a typo's hash), and
+    anything else is text, turned into its CIDv1 by :func:`cid_of_text`.
+    """
+    if arg == "":
+        raise InvalidParameterError("a particle cannot be the empty string")
+    if not as_text:
+        try:
+            validate_cid(arg)
+        except InvalidCIDError:
+            if _CID_LIKE.fullmatch(arg):
+                raise InvalidCIDError(
+                    f"invalid CID {arg!r}: it looks like a CID but does not decode "
+                    "(use --text to take it as text)"
+                ) from None
+        else:
+            return arg
+    return cid_of_text(arg)

@@ -1,0 +1,210 @@
+"""Focus-flow inference: the context becomes the source, the tri-kernel reconverges.
+
+A query's context particles become the teleport distribution of the
+tri-kernel (``focus.personal``): mass enters the graph at the context, flows
+along links (diffusion), is smoothed over neighbourhoods (springs, heat), and
+the equilibrium ``phi*_c`` pools at particles the graph connects to the
+context. The next-particle distribution is ``phi*_c`` with the context's own
+entries multiplied by ``context_weight`` (0 by default: a particle already in
+the context is not its own continuation) and renormalised.
+
+A walk samples the next particle, adds it to the context and reconverges,
+warm-started from the previous step's equilibrium, which differs from the new
+one only by the share of the prior that moved to the added particle. Repeated
+queries on an unchanged graph are answered from a small cache.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from focusflow.core.errors import InvalidParameterError
+from focusflow.focus.personal import personalized_focus
+from focusflow.focus.result import FocusResult
+from focusflow.infer.graph import InferGraph
+from focusflow.infer.sampling import Sampling, draw
+
+MODES = ("tri", "diffusion")
+#: Answers kept per Inference (context, semcons) -> distribution.
+CACHED_ANSWERS = 32
+#: A walk is at most this many steps.
+MAX_STEPS = 1024
+#: The most particles one answer lists.
+MAX_TOP = 10_000
+
+
+@dataclass(frozen=True)
+class InferParams:
+    """How ``phi*_c`` is computed and turned into a next-particle distribution.
+
+    ``tol`` is the L1 stop rule of the solve: 1e-4 ranks the top particles as a
+    1e-8 solve does on the graphs we measured (bench/infer.py) at a fraction of
+    the cost. ``context_weight`` multiplies the context particles' own
+    probability (0 excludes them, 1 keeps ``phi*_c`` as it is).
+    """
+
+    mode: str = "tri"
+    alpha: float = 0.85
+    tol: float = 1e-4
+    context_weight: float = 0.0
+    backend: str = "numba"
+
+    def validate(self) -> InferParams:
+        if self.mode not in MODES:
+            raise InvalidParameterError(
+                f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"
+            )
+        if not (0.0 <= self.context_weight <= 1.0):
+            raise InvalidParameterError(
+                f"context_weight must be in [0, 1], got {self.context_weight}"
+            )
+        if not (0 < self.tol < 1):
+            raise InvalidParameterError(f"tol must be in (0, 1), got {self.tol}")
+        if not (0 < self.alpha < 1):
+            raise InvalidParameterError(f"alpha must be in (0, 1), got {self.alpha}")
+        return self
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The next-particle distribution of one context."""
+
+    context: np.ndarray
+    probs: np.ndarray
+    focus: FocusResult | None
+    seconds: float
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, probabilities)`` of the k most likely, most likely first (ties by id)."""
+        if not (1 <= k <= MAX_TOP):
+            raise InvalidParameterError(f"top must be in 1..{MAX_TOP}, got {k}")
+        p = self.probs
+        k = min(k, p.size)
+        part = np.argpartition(-p, k - 1)[:k] if k < p.size else np.arange(p.size)
+        order = part[np.lexsort((part, -p[part]))]
+        keep = order[p[order] > 0]
+        return keep, p[keep]
+
+
+@dataclass(frozen=True)
+class WalkStep:
+    step: int
+    particle: int
+    probability: float
+    seconds: float
+
+
+@dataclass
+class Inference:
+    """Focus-flow inference over one graph; thread-safe for concurrent queries."""
+
+    graph: InferGraph
+    params: InferParams = field(default_factory=InferParams)
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.params = self.params.validate()
+
+    def predict(
+        self,
+        context: Sequence[str | int],
+        *,
+        semcons: Mapping[str, float] | None = None,
+        other_semcons: float = 1.0,
+        weights: Sequence[float] | None = None,
+        x0: np.ndarray | None = None,
+    ) -> Prediction:
+        """The next-particle distribution after ``context`` (keys, CIDs, text or ids).
+
+        ``semcons`` weighs links by relation type (``{"hypernym": 2.0}``); links
+        of semcons not named get ``other_semcons`` (0 restricts the flow to the
+        named ones). ``weights`` gives each context particle its share of the
+        source (equal by default).
+        """
+        t0 = time.perf_counter()
+        ids = self.graph.resolve(context)
+        factors = self.graph.semcon_factors(semcons, other_semcons)
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)
+        key = (
+            ids.tobytes(),
+            None if factors is None else factors.tobytes(),
+            None if w is None else w.tobytes(),
+        )
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+        if cached is not None:
+            phi, result = cached
+        else:
+            snap = self.graph.snapshot(factors)
+            result = personalized_focus(
+                snap,
+                ids,
+                w,
+                x0=x0,
+                backend=self.params.backend,
+                mode=self.params.mode,
+                alpha=self.params.alpha,
+                tol=self.params.tol,
+            )
+            phi = result.focus
+            with self._lock:
+                self._cache[key] = (phi, result)
+                while len(self._cache) > CACHED_ANSWERS:
+                    self._cache.popitem(last=False)
+        probs = next_distribution(phi, ids, self.params.context_weight)
+        return Prediction(ids, probs, result, time.perf_counter() - t0)
+
+    def walk(
+        self,
+        context: Sequence[str | int],
+        steps: int,
+        *,
+        seed: int = 0,
+        sampling: Sampling | None = None,
+        semcons: Mapping[str, float] | None = None,
+        other_semcons: float = 1.0,
+    ) -> Iterator[WalkStep]:
+        """Sample, add to the context, reconverge: ``steps`` times, reproducibly.
+
+        The same graph, context, parameters and ``seed`` give the same walk.
+        It ends early when the distribution has no mass left to draw from.
+        """
+        if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
+            raise InvalidParameterError(f"steps must be in 1..{MAX_STEPS}, got {steps}")
+        rules = (sampling or Sampling()).validate()
+        rng = np.random.default_rng(seed)
+        current = [int(i) for i in self.graph.resolve(context)]
+        x0 = None
+        for step in range(1, steps + 1):
+            t = time.perf_counter()
+            pred = self.predict(current, semcons=semcons, other_semcons=other_semcons, x0=x0)
+            nxt, p = draw(pred.probs, rules, rng)
+            if nxt < 0:
+                return
+            current.append(nxt)
+            x0 = pred.focus.focus if pred.focus is not None else None
+            yield WalkStep(step, nxt, p, time.perf_counter() - t)
+
+
+def next_distribution(phi: np.ndarray, context: np.ndarray, context_weight: float) -> np.ndarray:
+    """``phi`` with the context's entries scaled by ``context_weight``, summing to 1.
+
+    When the context holds all the mass (a context with no way out), the
+    distribution stays ``phi``: there is nothing else to predict.
+    """
+    probs = np.array(phi, dtype=np.float64)
+    if context_weight != 1.0:
+        probs[np.unique(context)] *= context_weight
+    total = probs.sum()
+    if total <= 0:
+        return np.asarray(phi, dtype=np.float64) / max(float(np.sum(phi)), 1e-300)
+    return probs / total
