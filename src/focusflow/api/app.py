@@ -21,6 +21,7 @@ from focusflow.api import (
     routes_chain,
     routes_da,
     routes_focus,
+    routes_infer,
     routes_light,
     routes_validators,
     ws,
@@ -68,6 +69,7 @@ def create_app(
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.top_cache = TopCache()
+    app.state.inference = routes_infer.NodeInference()
     app.state.rendered_blocks = RenderedBlocks()
     # The hot endpoints skip the framework (see hot_paths); the body cap that
     # errors.install adds is outside it.
@@ -77,6 +79,7 @@ def create_app(
     app.add_middleware(ClientLimits, settings=limits or LimitSettings())
     app.include_router(routes_chain.router)
     app.include_router(routes_focus.router)
+    app.include_router(routes_infer.router)
     app.include_router(routes_validators.router)
     app.include_router(ws.router)
     app.include_router(routes_da.router)

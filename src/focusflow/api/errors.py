@@ -35,6 +35,7 @@ STATUS = {
     "mempool_senders_full": 429,
     "sender_full": 429,
     "admission_busy": 503,
+    "inference_busy": 503,
     "method_not_allowed": 405,
     "unsupported_media_type": 415,
     "unavailable": 503,

@@ -18,6 +18,7 @@ from focusflow.cli.compile_cmd import compile_cmd
 from focusflow.cli.da_cmd import da_app
 from focusflow.cli.focus_cmd import focus_app
 from focusflow.cli.import_cmd import import_app
+from focusflow.cli.infer_cmd import infer_cmd
 from focusflow.cli.keys_cmd import keys_app
 from focusflow.cli.konomi_cmd import konomi_app
 from focusflow.cli.light_cmd import light_app
@@ -41,6 +42,7 @@ app.add_typer(tx_app, name="tx")
 app.add_typer(query_app, name="query")
 app.add_typer(import_app, name="import")
 app.add_typer(light_app, name="light")
+app.command("infer")(infer_cmd)
 app.command("compile")(compile_cmd)
 
 

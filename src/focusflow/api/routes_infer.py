@@ -1,0 +1,337 @@
+"""Inference endpoints: ``POST /v1/infer`` (next particles) and ``/v1/infer/walk``.
+
+The node answers from its committed view: the links, stakes and particles of
+the last block, as :class:`focusflow.infer.InferGraph`, built once per view
+that changed the graph and shared by every request until the next such block.
+A query's context names particles as CIDs, as text (hashed to its CID) or as
+``{"name": ...}`` (a name registered with the names module).
+
+Each solve costs real CPU (tens to hundreds of milliseconds on a large graph),
+so at most ``SOLVERS`` run at once; a request that cannot get a solver within
+``WAIT_S`` seconds is answered ``503 inference_busy``, and contexts, answers
+and walks are bounded (``MAX_CONTEXT``, ``MAX_TOP``, ``MAX_STEPS``) before any
+work. The walk stream is a WebSocket: the client sends one JSON request, the
+node sends one message per step and a last ``{"done": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc
+from focusflow.api.jsonbody import parse_json
+from focusflow.api.render import cid_text, parse_cid
+from focusflow.core.cid import particle_cid
+from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
+from focusflow.core.keys import encode_address
+from focusflow.infer import Inference, InferGraph, InferParams, Sampling
+from focusflow.infer.errors import UnknownParticleError
+from focusflow.modules.names import resolve as resolve_name
+
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+
+#: Solves running at once on one node.
+SOLVERS = 2
+#: Seconds a request waits for a solver before ``inference_busy``.
+WAIT_S = 10.0
+#: Particles in one context, particles in one answer, steps of one walk.
+MAX_CONTEXT = 64
+MAX_TOP = 1000
+MAX_STEPS = 64
+#: Bytes of one walk request over the WebSocket.
+MAX_WALK_MESSAGE = 16 << 10
+#: WebSocket close codes: a bad request, too many walks at once.
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+#: Walk streams open at once on one node.
+MAX_WALKS = 16
+
+_FIELDS = {
+    "context",
+    "top",
+    "mode",
+    "tol",
+    "semcons",
+    "other_semcons",
+    "context_weight",
+    "steps",
+    "seed",
+    "temperature",
+    "top_k",
+    "top_p",
+}
+
+
+class BusyError(FocusflowError):
+    """Every solver is taken: try again later."""
+
+    code = "inference_busy"
+
+
+class _Keys(Sequence):
+    """Particle keys (CID text) of a view, spelled on demand: a view of 10^6
+    particles is not turned into 10^6 strings for a query that shows ten."""
+
+    def __init__(self, particles: list[bytes], n: int) -> None:
+        self._particles = particles
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return cid_text(self._particles[i])
+
+
+class NodeInference:
+    """The inference graph of the node's current view, and the solver slots."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._graph: InferGraph | None = None
+        self._engines: dict[tuple, Inference] = {}
+        self._slots = threading.BoundedSemaphore(SOLVERS)
+        self.walks = 0
+
+    def engine(self, view, params: InferParams) -> Inference:
+        key = (
+            view.n_particles,
+            view.n_links,
+            view.n_neurons,
+            view.stakes.tobytes(),
+            view.neudeg.tobytes(),
+        )
+        with self._lock:
+            if key != self._key:
+                self._graph = _graph_of(view)
+                self._key = key
+                self._engines = {}
+            engine = self._engines.get(_param_key(params))
+            if engine is None:
+                engine = Inference(self._graph, params)
+                self._engines[_param_key(params)] = engine
+            return engine
+
+    def slot(self):
+        """A solver slot (a context manager), or BusyError after ``WAIT_S``."""
+        if not self._slots.acquire(timeout=WAIT_S):
+            raise BusyError(f"all {SOLVERS} inference solvers are busy; retry later")
+        return _Release(self._slots)
+
+
+class _Release:
+    def __init__(self, sem: threading.BoundedSemaphore) -> None:
+        self._sem = sem
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self._sem.release()
+
+
+def _param_key(p: InferParams) -> tuple:
+    return (p.mode, p.alpha, p.tol, p.context_weight, p.backend)
+
+
+def _graph_of(view) -> InferGraph:
+    n_links = view.n_links
+    weight = view.link_weights(np.arange(n_links)) if n_links else np.empty(0)
+    return InferGraph.from_arrays(
+        view.n_particles,
+        view.src[:n_links],
+        view.dst[:n_links],
+        weight,
+        view.neuron[:n_links],
+        [encode_address(a) for a in view.neurons[: view.n_neurons]],
+        _Keys(view.particles, view.n_particles),
+    )
+
+
+def _number(doc: dict, name: str, default: float, lo: float, hi: float) -> float:
+    value = doc.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise InvalidParameterError(f"{name} must be in [{lo:g}, {hi:g}], got {value}")
+    return float(value)
+
+
+def _integer(doc: dict, name: str, default: int, lo: int, hi: int) -> int:
+    value = doc.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidParameterError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def parse_request(doc: Any) -> dict[str, Any]:
+    """A checked inference request; InvalidParameterError names the first bad field."""
+    if not isinstance(doc, dict):
+        raise InvalidParameterError("the request body must be a JSON object")
+    unknown = sorted(set(doc) - _FIELDS)
+    if unknown:
+        raise InvalidParameterError(f"unknown field {unknown[0]!r}")
+    context = doc.get("context")
+    if not isinstance(context, list) or not context:
+        raise InvalidParameterError("context must be a non-empty list of particles")
+    if len(context) > MAX_CONTEXT:
+        raise InvalidParameterError(f"a context holds at most {MAX_CONTEXT} particles")
+    semcons = doc.get("semcons", {})
+    if not isinstance(semcons, dict) or len(semcons) > 256:
+        raise InvalidParameterError("semcons must be an object of at most 256 name: weight")
+    for name, w in semcons.items():
+        if isinstance(w, bool) or not isinstance(w, int | float) or not (0 <= w < math.inf):
+            raise InvalidParameterError(f"semcon {name!r}: weight must be a number >= 0")
+    mode = doc.get("mode", "tri")
+    if mode not in ("tri", "diffusion"):
+        raise InvalidParameterError(f"mode must be tri or diffusion, got {mode!r}")
+    return {
+        "context": context,
+        "top": _integer(doc, "top", 10, 1, MAX_TOP),
+        "params": InferParams(
+            mode=mode,
+            tol=_number(doc, "tol", 1e-4, 1e-8, 0.1),
+            context_weight=_number(doc, "context_weight", 0.0, 0.0, 1.0),
+        ),
+        "semcons": {str(k): float(v) for k, v in semcons.items()},
+        "other_semcons": _number(doc, "other_semcons", 1.0, 0.0, 1e6),
+        "steps": _integer(doc, "steps", 8, 1, MAX_STEPS),
+        "seed": _integer(doc, "seed", 0, 0, 2**63 - 1),
+        "sampling": Sampling(
+            temperature=_number(doc, "temperature", 1.0, 1e-3, 1e3),
+            top_k=_integer(doc, "top_k", 0, 0, 1 << 30),
+            top_p=_number(doc, "top_p", 1.0, 1e-9, 1.0),
+        ),
+    }
+
+
+def resolve_context(node, view, items: list) -> list[int]:
+    """Particle ids of context items: a CID or text, or ``{"name": ...}``."""
+    ids = []
+    for item in items:
+        if isinstance(item, dict):
+            if set(item) != {"name"} or not isinstance(item["name"], str):
+                raise InvalidParameterError('a context object must be {"name": "<name>"}')
+            with node.chain.reader() as r:
+                found = resolve_name(r, item["name"][:64])
+            if found is None:
+                raise ApiError("unknown_name", f"name {item['name']!r} is not registered")
+            raw = found[0]
+        elif isinstance(item, str) and 0 < len(item) <= 1024:
+            raw = parse_cid(particle_cid(item))
+        else:
+            raise InvalidParameterError(
+                "a context particle is a CID, text (1..1024 characters) or {\"name\": ...}"
+            )
+        i = view.particle_index(raw)
+        if i < 0:
+            raise UnknownParticleError(f"particle {cid_text(raw)} is not in the graph")
+        ids.append(int(i))
+    return ids
+
+
+def _particle(graph: InferGraph, i: int, **extra: Any) -> dict[str, Any]:
+    return {"cid": graph.key(i), **extra}
+
+
+def predict(state, doc: Any) -> dict[str, Any]:
+    """The whole of ``POST /v1/infer`` but the HTTP (runs in a worker thread)."""
+    req = parse_request(doc)
+    node = state.node
+    view = node.view
+    ids = resolve_context(node, view, req["context"])
+    engine = state.inference.engine(view, req["params"])
+    with state.inference.slot():
+        pred = engine.predict(ids, semcons=req["semcons"], other_semcons=req["other_semcons"])
+    top, probs = pred.top(req["top"])
+    graph = engine.graph
+    return {
+        "height": view.height,
+        "context": [graph.key(i) for i in ids],
+        "particles": [
+            _particle(graph, int(i), rank=r + 1, probability=float(p))
+            for r, (i, p) in enumerate(zip(top, probs, strict=True))
+        ],
+        "seconds": pred.seconds,
+    }
+
+
+@router.post("/infer", response_model=None)
+async def infer(request: Request) -> JSONResponse:
+    """The most likely next particles after a context (focus-flow inference)."""
+    body = await request.body()
+    doc = parse_json(body)
+    return JSONResponse(await run_in_threadpool(predict, request.app.state, doc))
+
+
+@router.websocket("/v1/infer/walk")
+async def walk(socket: WebSocket) -> None:
+    """A walk: one JSON request in, one message per sampled step out, then ``done``."""
+    state = socket.app.state
+    await socket.accept()
+    if state.inference.walks >= MAX_WALKS:
+        await socket.close(code=CLOSE_TRY_LATER, reason="too many walks at once")
+        return
+    state.inference.walks += 1
+    try:
+        text = await asyncio.wait_for(socket.receive_text(), 30.0)
+        if len(text) > MAX_WALK_MESSAGE:
+            raise DecodeError(f"a walk request is at most {MAX_WALK_MESSAGE} bytes")
+        req = parse_request(parse_json(text))
+        node = state.node
+        view = node.view
+        ids = await run_in_threadpool(resolve_context, node, view, req["context"])
+        engine = state.inference.engine(view, req["params"])
+        steps = engine.walk(
+            ids,
+            req["steps"],
+            seed=req["seed"],
+            sampling=req["sampling"],
+            semcons=req["semcons"],
+            other_semcons=req["other_semcons"],
+        )
+        count = 0
+        while True:
+            step = await run_in_threadpool(_next_step, state.inference, steps)
+            if step is None:
+                break
+            count += 1
+            await socket.send_json(
+                _particle(
+                    engine.graph,
+                    step.particle,
+                    step=step.step,
+                    probability=step.probability,
+                    seconds=step.seconds,
+                )
+            )
+        await socket.send_json({"done": True, "steps": count, "height": view.height})
+        await socket.close()
+    except FocusflowError as exc:
+        with contextlib.suppress(Exception):
+            await socket.send_json(error_doc(exc.code, str(exc)))
+            await socket.close(code=CLOSE_POLICY)
+    except (TimeoutError, ValueError):
+        with contextlib.suppress(Exception):
+            await socket.close(code=CLOSE_POLICY, reason="send one JSON walk request")
+    except Exception:
+        with contextlib.suppress(Exception):
+            await socket.close()
+    finally:
+        state.inference.walks -= 1
+
+
+def _next_step(inference: NodeInference, steps):
+    with inference.slot():
+        return next(steps, None)

@@ -1,0 +1,398 @@
+"""``focusflow infer``: the next particles a context leads to.
+
+Three sources answer the same question: a graph file (focus-flow inference
+here, ``focusflow.infer``), a running node (``POST /v1/infer``, the node's
+committed graph), or a compiled model directory (``focusflow compile``'s ONNX
+model in onnxruntime). Output is a table, ``--json``, or with ``--contexts``
+a TSV ``line<TAB>rank<TAB>particle<TAB>probability``; docs/infer.md has the
+contract.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from focusflow.cli.common import NodeOpt, client, print_json
+from focusflow.core.cid import particle_cid
+from focusflow.core.errors import InputFileError, InvalidParameterError
+
+#: Lines of a --contexts file, and particles on one line.
+MAX_LINES = 1_000_000
+MAX_LINE_PARTICLES = 4096
+
+
+def _semcons(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise InvalidParameterError(f"--semcon takes NAME=WEIGHT, got {item!r}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise InvalidParameterError(f"--semcon {item!r}: {value!r} is not a number") from None
+    return out
+
+
+def read_contexts(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, particles)`` of a contexts file: one context a line, particles
+    separated by tabs; blank lines and ``#`` comments are skipped."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    with path.open(encoding="utf-8", errors="strict") as fh:
+        try:
+            for number, line in enumerate(fh, start=1):
+                if number > MAX_LINES:
+                    raise InputFileError(f"{path}: more than {MAX_LINES} lines")
+                text = line.rstrip("\r\n")
+                if not text.strip() or text.startswith("#"):
+                    continue
+                items = [p for p in text.split("\t") if p]
+                if len(items) > MAX_LINE_PARTICLES:
+                    raise InputFileError(
+                        f"{path}:{number}: more than {MAX_LINE_PARTICLES} particles"
+                    )
+                yield number, items
+        except UnicodeDecodeError:
+            raise InputFileError(f"{path}: not UTF-8 text") from None
+
+
+class _Answerer:
+    """One source of answers: ``top(context, k)`` and ``walk(context, steps, ...)``."""
+
+    def top(self, context: list[str], k: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+
+class _GraphAnswerer(_Answerer):
+    def __init__(self, path: Path, fmt: str, stakes: Path | None, texts: Path | None,
+                 skip_invalid: bool, params, semcons: dict[str, float], others: float) -> None:
+        from focusflow.graph.importers import read_graph
+        from focusflow.graph.wordnet import particles_file_for, read_particle_texts
+        from focusflow.infer import Inference, InferGraph
+
+        graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
+        table = None
+        if texts is not None:
+            table = read_particle_texts(texts)
+        elif particles_file_for(path).is_file():
+            table = read_particle_texts(particles_file_for(path))
+        self.graph = InferGraph.from_cybergraph(graph, table)
+        self.engine = Inference(self.graph, params)
+        self.semcons, self.others = semcons, others
+
+    def _row(self, i: int, **extra: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {"particle": self.graph.key(i)}
+        text = self.graph.text(i)
+        if text is not None:
+            row["text"] = text
+        row.update(extra)
+        return row
+
+    def top(self, context: list[str], k: int) -> dict[str, Any]:
+        pred = self.engine.predict(context, semcons=self.semcons, other_semcons=self.others)
+        ids, probs = pred.top(k)
+        return {
+            "context": [self._row(int(i)) for i in pred.context],
+            "particles": [
+                self._row(int(i), rank=r + 1, probability=float(p))
+                for r, (i, p) in enumerate(zip(ids, probs, strict=True))
+            ],
+            "seconds": pred.seconds,
+        }
+
+    def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
+        for step in self.engine.walk(
+            context, steps, semcons=self.semcons, other_semcons=self.others, **kw
+        ):
+            yield self._row(
+                step.particle, step=step.step, probability=step.probability, seconds=step.seconds
+            )
+
+
+class _NodeAnswerer(_Answerer):
+    def __init__(self, node: str, params, semcons: dict[str, float], others: float) -> None:
+        self.client = client(None, node)
+        self.base = {
+            "mode": params.mode,
+            "tol": params.tol,
+            "context_weight": params.context_weight,
+            "semcons": semcons,
+            "other_semcons": others,
+        }
+
+    @staticmethod
+    def _item(p: str) -> Any:
+        return {"name": p[1:]} if p.startswith("@") and len(p) > 1 else p
+
+    def top(self, context: list[str], k: int) -> dict[str, Any]:
+        doc = self.client.post(
+            "/v1/infer", {**self.base, "context": [self._item(p) for p in context], "top": k}
+        )
+        for row in doc.get("particles", []):
+            row["particle"] = row.pop("cid")
+        doc["context"] = [{"particle": c} for c in doc.get("context", [])]
+        return doc
+
+    def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
+        from websockets.sync.client import connect
+
+        sampling = kw["sampling"]
+        request = {
+            **self.base,
+            "context": [self._item(p) for p in context],
+            "steps": steps,
+            "seed": kw["seed"],
+            "temperature": sampling.temperature,
+            "top_k": sampling.top_k,
+            "top_p": sampling.top_p,
+        }
+        url = self.client.url.rstrip("/").replace("http", "ws", 1) + "/v1/infer/walk"
+        with connect(url, open_timeout=10, max_size=1 << 20) as ws:
+            ws.send(json.dumps(request))
+            while True:
+                doc = json.loads(ws.recv(timeout=120))
+                if "error" in doc:
+                    from focusflow.cli.client import RemoteError
+
+                    err = doc["error"]
+                    raise RemoteError(err.get("message", ""), err.get("code", "error"), 400)
+                if doc.get("done"):
+                    return
+                doc["particle"] = doc.pop("cid")
+                yield doc
+
+
+class _ModelAnswerer(_Answerer):
+    def __init__(self, directory: Path, texts: Path | None, context_weight: float) -> None:
+        from focusflow.compile.runner import CompiledModel
+
+        self.model = CompiledModel.load(directory)
+        self.texts = None
+        if texts is not None:
+            from focusflow.graph.wordnet import read_particle_texts
+
+            self.texts = read_particle_texts(texts)
+        self.context_weight = context_weight
+
+    def _ids(self, context: list[str]) -> list[int]:
+        if not context:
+            from focusflow.infer.errors import EmptyContextError
+
+            raise EmptyContextError("the context is empty: give at least one particle")
+        out = []
+        for p in context:
+            key = p if p in self.model.keys else particle_cid(p)
+            try:
+                out.append(self.model.index_of(key))
+            except InvalidParameterError:
+                from focusflow.infer.errors import UnknownParticleError
+
+                raise UnknownParticleError(
+                    f"particle {p!r} is not in the model's vocabulary"
+                ) from None
+        return out
+
+    def _probs(self, ids: list[int]) -> tuple[np.ndarray, float]:
+        from focusflow.infer.engine import next_distribution
+
+        t = time.perf_counter()
+        out = self.model.predict(np.asarray([ids], dtype=np.int64))[0].astype(np.float64)
+        probs = next_distribution(out, np.asarray(ids), self.context_weight)
+        return probs, time.perf_counter() - t
+
+    def _row(self, i: int, **extra: Any) -> dict[str, Any]:
+        key = self.model.keys[i]
+        row: dict[str, Any] = {"particle": key}
+        if self.texts is not None and key in self.texts:
+            row["text"] = self.texts[key]
+        row.update(extra)
+        return row
+
+    def top(self, context: list[str], k: int) -> dict[str, Any]:
+        from focusflow.infer.engine import Prediction
+
+        ids = self._ids(context)
+        probs, seconds = self._probs(ids)
+        top, p = Prediction(np.asarray(ids), probs, None, seconds).top(k)
+        return {
+            "context": [self._row(i) for i in ids],
+            "particles": [
+                self._row(int(i), rank=r + 1, probability=float(x))
+                for r, (i, x) in enumerate(zip(top, p, strict=True))
+            ],
+            "seconds": seconds,
+        }
+
+    def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
+        from focusflow.infer.sampling import draw
+
+        rng = np.random.default_rng(kw["seed"])
+        ids = self._ids(context)
+        for step in range(1, steps + 1):
+            probs, seconds = self._probs(ids)
+            nxt, p = draw(probs, kw["sampling"], rng)
+            if nxt < 0:
+                return
+            ids.append(nxt)
+            yield self._row(nxt, step=step, probability=p, seconds=seconds)
+
+
+def infer_cmd(
+    context: Annotated[
+        list[str] | None,
+        typer.Option("--context", "-c", help="A context particle: CID, text, or @name (--node)."),
+    ] = None,
+    graph: Annotated[Path | None, typer.Option("--graph", help="A graph file.")] = None,
+    node: NodeOpt = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A directory written by focusflow compile.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto, bostrom or edges.")] = "auto",
+    stakes: Annotated[Path | None, typer.Option("--stakes", help="CSV neuron,stake.")] = None,
+    texts: Annotated[
+        Path | None,
+        typer.Option("--texts", help="Particles file cid<TAB>text<TAB>gloss (default: beside it)."),
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Drop links whose particles are not CIDs.")
+    ] = False,
+    top: Annotated[int, typer.Option("--top", help="How many particles to list.")] = 10,
+    mode: Annotated[str, typer.Option("--mode", help="tri or diffusion.")] = "tri",
+    tol: Annotated[float, typer.Option("--tol", help="L1 stop rule of the solve.")] = 1e-4,
+    context_weight: Annotated[
+        float, typer.Option("--context-weight", help="Weight of the context's own particles, 0..1.")
+    ] = 0.0,
+    semcon: Annotated[
+        list[str] | None, typer.Option("--semcon", help="NAME=WEIGHT for a relation type.")
+    ] = None,
+    other_semcons: Annotated[
+        float, typer.Option("--other-semcons", help="Weight of semcons not named (0: only those).")
+    ] = 1.0,
+    contexts: Annotated[
+        Path | None, typer.Option("--contexts", help="File of contexts, one a line, tab-separated.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="TSV output of --contexts.")] = None,
+    walk: Annotated[int | None, typer.Option("--walk", help="Sample a walk of N steps.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the walk's sampling.")] = 0,
+    temperature: Annotated[float, typer.Option("--temperature", help="> 0.")] = 1.0,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Sample among the K likeliest (0: all).")
+    ] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Sample within mass P, in (0, 1].")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """The most likely next particles after a context, or a sampled walk."""
+    from focusflow.infer import InferParams, Sampling
+
+    sources = [x for x in (graph, node, model) if x is not None]
+    if len(sources) != 1:
+        raise InvalidParameterError("give exactly one of --graph FILE, --node URL, --model DIR")
+    if (contexts is None) == (not context):
+        raise InvalidParameterError("give --context (one or more) or --contexts FILE, not both")
+    if contexts is not None and out is None:
+        raise InvalidParameterError("--contexts needs --out FILE for the TSV it writes")
+    if contexts is not None and walk is not None:
+        raise InvalidParameterError("--walk takes one context (--context), not a --contexts file")
+    if not 1 <= top <= 10_000:
+        raise InvalidParameterError(f"--top must be in 1..10000, got {top}")
+    params = InferParams(mode=mode, tol=tol, context_weight=context_weight).validate()
+    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p).validate()
+    weights = _semcons(semcon or [])
+    if model is not None and (weights or other_semcons != 1.0):
+        raise InvalidParameterError("a compiled model has its semcons built in: drop --semcon")
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if graph is not None:
+        with err.status(f"loading {graph.name}", spinner="dots") if err.is_terminal else _Nothing():
+            answerer: _Answerer = _GraphAnswerer(
+                graph, fmt, stakes, texts, skip_invalid, params, weights, other_semcons
+            )
+    elif node is not None:
+        answerer = _NodeAnswerer(node, params, weights, other_semcons)
+    else:
+        assert model is not None
+        answerer = _ModelAnswerer(model, texts, context_weight)
+    if contexts is not None:
+        assert out is not None
+        _batch(answerer, contexts, out, top, err, as_json)
+        return
+    assert context is not None
+    if walk is not None:
+        steps = list(answerer.walk(list(context), walk, seed=seed, sampling=sampling))
+        if as_json:
+            print_json({"context": list(context), "seed": seed, "steps": steps})
+            return
+        for s in steps:
+            label = s.get("text", s["particle"])
+            print(f"{s['step']}\t{label}\t{s['probability']:.6g}")
+        return
+    doc = answerer.top(list(context), top)
+    if as_json:
+        print_json(doc)
+        return
+    table = Table(show_edge=False, box=None)
+    table.add_column("rank", justify="right")
+    table.add_column("particle")
+    has_text = any("text" in p for p in doc["particles"])
+    if has_text:
+        table.add_column("text")
+    table.add_column("probability", justify="right")
+    for p in doc["particles"]:
+        row = [str(p["rank"]), p["particle"]]
+        if has_text:
+            row.append(p.get("text", ""))
+        table.add_row(*row, f"{p['probability']:.6f}")
+    Console(highlight=False, soft_wrap=True).print(table)
+
+
+class _Nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _batch(answerer: _Answerer, contexts: Path, out: Path, top: int, err: Console,
+           as_json: bool) -> None:
+    """Every context of the file, written as it is answered (an interrupted run keeps
+    what it wrote; the file is complete only when the command exits 0)."""
+    lines = list(read_contexts(contexts))
+    t0 = time.perf_counter()
+    columns = [TextColumn("inferring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with out.open("w", encoding="utf-8") as fh, Progress(
+        *columns, console=err, transient=True, disable=not err.is_terminal
+    ) as bar:
+        task = bar.add_task("", total=len(lines))
+        fh.write("line\trank\tparticle\tprobability\n")
+        for number, items in lines:
+            try:
+                doc = answerer.top(items, top)
+            except Exception as exc:
+                message = getattr(exc, "message", None) or str(exc)
+                code = getattr(exc, "code", None)
+                raise InvalidParameterError(
+                    f"{contexts}:{number}: {message}" + (f" [{code}]" if code else "")
+                ) from None
+            for p in doc["particles"]:
+                fh.write(f"{number}\t{p['rank']}\t{p['particle']}\t{p['probability']!r}\n")
+            bar.advance(task)
+    summary = {"contexts": len(lines), "out": str(out), "seconds": time.perf_counter() - t0}
+    if as_json:
+        print_json(summary)
+    else:
+        print(f"{len(lines)} contexts -> {out}", file=sys.stderr)
