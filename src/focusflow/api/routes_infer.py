@@ -275,7 +275,7 @@ async def infer(request: Request) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(predict, request.app.state, doc))
 
 
-@router.websocket("/v1/infer/walk")
+@router.websocket("/infer/walk")
 async def walk(socket: WebSocket) -> None:
     """A walk: one JSON request in, one message per sampled step out, then ``done``."""
     state = socket.app.state
