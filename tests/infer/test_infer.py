@@ -200,3 +200,18 @@ def test_context_prior_checks_and_mixes():
         context_prior(4, np.array([4]))
     with pytest.raises(InvalidParameterError):
         context_prior(4, np.array([], dtype=np.int64))
+
+
+def test_semcon_lookup_is_a_table_not_a_scan():
+    """A graph of 10^4 semcons answers a semcon name by lookup (a request naming
+    many semcons must not cost a scan of every neuron's name each)."""
+    n = 10_000
+    ig = InferGraph.from_arrays(
+        2, np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), np.ones(n),
+        np.arange(n), [f"node:{i}" for i in range(n)], ["a", "b"],
+    )
+    assert ig.semcon_index("node:9999") == n - 1
+    assert ig.semcon_index("42") == 42
+    assert ig._semcon_table is not None
+    with pytest.raises(UnknownSemconError):
+        ig.semcon_index("node:10000")

@@ -48,6 +48,8 @@ WAIT_S = 10.0
 MAX_CONTEXT = 64
 MAX_TOP = 1000
 MAX_STEPS = 64
+#: Semcons one request may weigh.
+MAX_SEMCONS = 16
 #: Bytes of one walk request over the WebSocket.
 MAX_WALK_MESSAGE = 16 << 10
 #: WebSocket close codes: a bad request, too many walks at once.
@@ -188,9 +190,13 @@ def parse_request(doc: Any) -> dict[str, Any]:
     if len(context) > MAX_CONTEXT:
         raise InvalidParameterError(f"a context holds at most {MAX_CONTEXT} particles")
     semcons = doc.get("semcons", {})
-    if not isinstance(semcons, dict) or len(semcons) > 256:
-        raise InvalidParameterError("semcons must be an object of at most 256 name: weight")
+    if not isinstance(semcons, dict) or len(semcons) > MAX_SEMCONS:
+        raise InvalidParameterError(
+            f"semcons must be an object of at most {MAX_SEMCONS} name: weight"
+        )
     for name, w in semcons.items():
+        if len(name) > 128:
+            raise InvalidParameterError("a semcon name is at most 128 characters")
         if isinstance(w, bool) or not isinstance(w, int | float) or not (0 <= w < math.inf):
             raise InvalidParameterError(f"semcon {name!r}: weight must be a number >= 0")
     mode = doc.get("mode", "tri")

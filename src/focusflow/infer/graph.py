@@ -47,6 +47,7 @@ class InferGraph:
     #: Content text of particles by key, for display (a graph file's particles file).
     texts: Mapping[str, str] | None = None
     _index: dict[str, int] | None = field(default=None, repr=False)
+    _semcon_table: tuple | None = field(default=None, repr=False)
     _snapshots: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -182,14 +183,26 @@ class InferGraph:
         return None if np.all(factors == 1.0) else factors
 
     def semcon_index(self, name: str) -> int:
-        if name in self.semcons:
-            return self.semcons.index(name)
-        matches = [i for i, s in enumerate(self.semcons) if s.rsplit(":", 1)[-1] == name]
+        """The index of semcon ``name`` (exact, or the unique one with that suffix).
+
+        Looked up in tables built once, so a request naming many semcons costs
+        a dictionary lookup each, not a scan of every neuron's name.
+        """
+        if self._semcon_table is None:
+            exact = {s: i for i, s in enumerate(self.semcons)}
+            suffix: dict[str, list[int]] = {}
+            for i, s in enumerate(self.semcons):
+                suffix.setdefault(s.rsplit(":", 1)[-1], []).append(i)
+            self._semcon_table = (exact, suffix)
+        exact, suffix = self._semcon_table
+        if name in exact:
+            return exact[name]
+        matches = suffix.get(name, [])
         if len(matches) == 1:
             return matches[0]
         known = ", ".join(repr(s) for s in self.semcons[:20]) or "none"
         raise UnknownSemconError(
-            f"semcon {name!r} is not in the graph"
+            f"semcon {name[:80]!r} is not in the graph"
             + (" (ambiguous)" if matches else "")
             + f"; its semcons: {known}"
         )
