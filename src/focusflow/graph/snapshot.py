@@ -324,12 +324,8 @@ _SNAPSHOT_FIELDS = (
     "base_n",
     "version",
     "_late",
-    "late_entry",
     "_late_by_code",
     "_ov_cols",
-    "ov_src",
-    "ov_dst",
-    "ov_w",
     "_ov_out",
     "_ov_in",
     "_ov_in_done",
@@ -416,12 +412,10 @@ class Snapshot:
         # Links added after the build: entry code per link (>= 0 base entry,
         # -(k + 2) overlay entry k, -1 dropped self-link).
         self._late = Column(np.int64)
-        self.late_entry = self._late.values
         # The same links sorted by entry code (ids ascending within a code), so a
         # patch finds the late links of the entries it touches by binary search.
         self._late_by_code = SortedIndex()
         self._ov_cols = (Column(np.int32), Column(np.int32), Column(np.float64))
-        self.ov_src, self.ov_dst, self.ov_w = (c.values for c in self._ov_cols)
         # The overlay's entries sorted by (src, dst) and by (dst, src): keys and
         # the entry index of each key.
         self._ov_out = SortedIndex()
@@ -496,9 +490,6 @@ class Snapshot:
         )
         if not len(ov_dst) == len(ov_w) == n_ov:
             check.fail("_ov_cols", "are not of one length")
-        check.equal("ov_src", check.array("ov_src", a["ov_src"], np.int32), ov_src, "its column")
-        check.equal("ov_dst", check.array("ov_dst", a["ov_dst"], np.int32), ov_dst, "its column")
-        check.array("ov_w", a["ov_w"], np.float64, n_ov, finite=True, nonneg=True)
         keys, at = SortedIndex.check_structure(a["_ov_out"], check.at("_ov_out"), n_ov)
         check.permutation("_ov_out.values", at, n_ov)
         check.equal("_ov_out.keys", keys, pair_keys(ov_src[at], ov_dst[at]), "its entry's pair")
@@ -514,9 +505,6 @@ class Snapshot:
             check.fail(
                 "_late", f"holds {len(late)} links, not the {n_links - base_links} late ones"
             )
-        check.equal(
-            "late_entry", check.array("late_entry", a["late_entry"], np.int64), late, "_late"
-        )
         live = int(np.count_nonzero(late != -1))
         codes, owners = SortedIndex.check_structure(
             a["_late_by_code"], check.at("_late_by_code"), live
@@ -545,6 +533,34 @@ class Snapshot:
                 check.array(f"{field}[2]", idx, np.int32, n_ov, lo=0, hi=n)
                 check.indptr(f"{field}[1]", ptr, len(rows), n_ov)
             check.array(f"{field}[{size - 1}]", w, np.float64, n_ov, finite=True, nonneg=True)
+
+    # --- views of the growable columns ----------------------------------------
+    # The overlay's entries and the late links' entry codes are read through
+    # their columns on every access, never kept as attributes: a view kept
+    # beside its column's buffer is pickled (focus checkpoint, state-sync
+    # snapshot) and deep-copied (a proposal's focus state) as an array of its
+    # own, and a patch that then added weight to an existing overlay entry
+    # wrote into that detached copy, which the next new overlay pair replaced
+    # by the buffer's stale values: a restarted node committed other roots.
+    @property
+    def ov_src(self) -> np.ndarray:
+        """Internal source of each overlay entry (a view of its column)."""
+        return self._ov_cols[0].values
+
+    @property
+    def ov_dst(self) -> np.ndarray:
+        """Internal target of each overlay entry (a view of its column)."""
+        return self._ov_cols[1].values
+
+    @property
+    def ov_w(self) -> np.ndarray:
+        """Weight of each overlay entry; patches write through this view into the column."""
+        return self._ov_cols[2].values
+
+    @property
+    def late_entry(self) -> np.ndarray:
+        """Entry code of each link added after the build (a view of its column)."""
+        return self._late.values
 
     # --- shape -------------------------------------------------------------
     @property
@@ -680,7 +696,6 @@ class Snapshot:
             parts = (new_src, new_dst, np.zeros(len(uniq)))
             for col, part in zip(self._ov_cols, parts, strict=True):
                 col.extend(part)
-            self.ov_src, self.ov_dst, self.ov_w = (c.values for c in self._ov_cols)
             self._ov_out.merge(uniq, entries)
         return codes
 
@@ -712,7 +727,6 @@ class Snapshot:
         pdst = gather(self.perm, np.asarray(new_dst, dtype=np.int64))
         new_codes = self._entry_codes_of_new(psrc, pdst)
         self._late.extend(new_codes)
-        self.late_entry = self._late.values
         live = np.flatnonzero(new_codes != -1)
         by_code = live[radix_argsort(new_codes[live])]
         sorted_new = new_codes[by_code]
