@@ -215,3 +215,13 @@ def test_semcon_lookup_is_a_table_not_a_scan():
     assert ig._semcon_table is not None
     with pytest.raises(UnknownSemconError):
         ig.semcon_index("node:10000")
+
+
+def test_naming_a_semcon_keeps_a_tenth_of_the_others_by_default():
+    ig = InferGraph.from_cybergraph(typed_graph())
+    engine = Inference(ig, InferParams(mode="diffusion", tol=1e-10))
+    default = engine.predict(["dog"], semcons={"is_a": 1.0})
+    tenth = engine.predict(["dog"], semcons={"is_a": 1.0}, other_semcons=0.1)
+    np.testing.assert_array_equal(default.probs, tenth.probs)
+    plain = engine.predict(["dog"])
+    np.testing.assert_array_equal(plain.probs, engine.predict(["dog"], other_semcons=1.0).probs)

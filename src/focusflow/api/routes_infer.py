@@ -207,11 +207,13 @@ def parse_request(doc: Any) -> dict[str, Any]:
         "top": _integer(doc, "top", 10, 1, MAX_TOP),
         "params": InferParams(
             mode=mode,
-            tol=_number(doc, "tol", 1e-4, 1e-8, 0.1),
+            tol=_number(doc, "tol", 1e-3, 1e-8, 0.1),
             context_weight=_number(doc, "context_weight", 0.0, 0.0, 1.0),
         ),
         "semcons": {str(k): float(v) for k, v in semcons.items()},
-        "other_semcons": _number(doc, "other_semcons", 1.0, 0.0, 1e6),
+        "other_semcons": (
+            _number(doc, "other_semcons", 1.0, 0.0, 1e6) if "other_semcons" in doc else None
+        ),
         "steps": _integer(doc, "steps", 8, 1, MAX_STEPS),
         "seed": _integer(doc, "seed", 0, 0, 2**63 - 1),
         "sampling": Sampling(

@@ -79,8 +79,17 @@ class _Answerer:
 
 
 class _GraphAnswerer(_Answerer):
-    def __init__(self, path: Path, fmt: str, stakes: Path | None, texts: Path | None,
-                 skip_invalid: bool, params, semcons: dict[str, float], others: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        stakes: Path | None,
+        texts: Path | None,
+        skip_invalid: bool,
+        params,
+        semcons: dict[str, float],
+        others: float | None,
+    ) -> None:
         from focusflow.graph.importers import read_graph
         from focusflow.graph.wordnet import particles_file_for, read_particle_texts
         from focusflow.infer import Inference, InferGraph
@@ -125,15 +134,18 @@ class _GraphAnswerer(_Answerer):
 
 
 class _NodeAnswerer(_Answerer):
-    def __init__(self, node: str, params, semcons: dict[str, float], others: float) -> None:
+    def __init__(
+        self, node: str, params, semcons: dict[str, float], others: float | None
+    ) -> None:
         self.client = client(None, node)
-        self.base = {
+        self.base: dict[str, Any] = {
             "mode": params.mode,
             "tol": params.tol,
             "context_weight": params.context_weight,
             "semcons": semcons,
-            "other_semcons": others,
         }
+        if others is not None:
+            self.base["other_semcons"] = others
 
     @staticmethod
     def _item(p: str) -> Any:
@@ -273,7 +285,7 @@ def infer_cmd(
     ] = False,
     top: Annotated[int, typer.Option("--top", help="How many particles to list.")] = 10,
     mode: Annotated[str, typer.Option("--mode", help="tri or diffusion.")] = "tri",
-    tol: Annotated[float, typer.Option("--tol", help="L1 stop rule of the solve.")] = 1e-4,
+    tol: Annotated[float, typer.Option("--tol", help="L1 stop rule of the solve.")] = 1e-3,
     context_weight: Annotated[
         float, typer.Option("--context-weight", help="Weight of the context's own particles, 0..1.")
     ] = 0.0,
@@ -281,8 +293,11 @@ def infer_cmd(
         list[str] | None, typer.Option("--semcon", help="NAME=WEIGHT for a relation type.")
     ] = None,
     other_semcons: Annotated[
-        float, typer.Option("--other-semcons", help="Weight of semcons not named (0: only those).")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            "--other-semcons", help="Weight of semcons not named (0: only those; default 0.1)."
+        ),
+    ] = None,
     contexts: Annotated[
         Path | None, typer.Option("--contexts", help="File of contexts, one a line, tab-separated.")
     ] = None,
@@ -313,7 +328,7 @@ def infer_cmd(
     params = InferParams(mode=mode, tol=tol, context_weight=context_weight).validate()
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p).validate()
     weights = _semcons(semcon or [])
-    if model is not None and (weights or other_semcons != 1.0):
+    if model is not None and (weights or other_semcons is not None):
         raise InvalidParameterError("a compiled model has its semcons built in: drop --semcon")
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if graph is not None:

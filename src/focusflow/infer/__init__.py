@@ -22,7 +22,7 @@ def infer(
     *,
     top: int = 10,
     semcons: Mapping[str, float] | None = None,
-    other_semcons: float = 1.0,
+    other_semcons: float | None = None,
     **params,
 ) -> list[tuple[str, float]]:
     """The ``top`` most likely next particles after ``context``: ``[(key, probability)]``.
