@@ -120,7 +120,9 @@ class LocalTestnet:
         return httpx.get(f"{self.apis[k]}/v1/validators", timeout=5).json()
 
     def block(self, k: int, h: int) -> tuple[str, str, str]:
-        b = httpx.get(f"{self.apis[k]}/v1/blocks/{h}", timeout=5).json()
+        r = httpx.get(f"{self.apis[k]}/v1/blocks/{h}", timeout=5)
+        b = r.json()
+        assert r.status_code == 200, f"node {k}, block {h}: HTTP {r.status_code} {b}"
         return b["hash"], b["state_root"], b["focus_root"]
 
     def wait_height(self, ks, height: int, timeout: float) -> None:
