@@ -62,6 +62,7 @@ def status(request: Request) -> JSONResponse:
             "data_root": head.data_root.hex(),
             "validator": key.address if key is not None else None,
             "role": "full" if node.follow_only else "validator",
+            "base": node.chain.base,
             "halted": node.halted,
             "focus": {
                 "iterations": view.iterations,
