@@ -136,15 +136,17 @@ class LocalTestnet:
 
     def assert_agree(self, ks, upto: int) -> None:
         """Same block hash, state root and focus root at every height on every node;
-        a node that started from a snapshot (its status's ``base``) is compared from
-        there on and must refuse the blocks below it as ``unknown_block``."""
+        a node that started from a snapshot (its status's ``base``: it holds that block
+        and the ones after) is compared from there on and must refuse the block below
+        it as ``unknown_block``."""
         bases = {k: self.status(k)["base"] for k in ks}
         for k, base in bases.items():
             if base:
-                r = httpx.get(f"{self.apis[k]}/v1/blocks/{min(base, upto)}", timeout=5)
-                assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_block"
+                r = httpx.get(f"{self.apis[k]}/v1/blocks/{base - 1}", timeout=5)
+                assert r.status_code == 404, f"node {k}, block {base - 1}: {r.text}"
+                assert r.json()["error"]["code"] == "unknown_block"
         for h in range(1, upto + 1):
-            seen = {k: self.block(k, h) for k in ks if h > bases[k]}
+            seen = {k: self.block(k, h) for k in ks if h >= bases[k]}
             assert len(set(seen.values())) == 1, f"nodes disagree at height {h}: {seen}"
 
     def pid(self, k: int) -> int:

@@ -39,7 +39,7 @@ class Status(BaseModel):
     role: str = Field(description="validator, or full (a full node: never signs)")
     base: int = Field(
         description="the snapshot height the node's store began at (0: genesis); "
-        "it serves no block at or below a base above 0"
+        "a node with a base above 0 serves no block below it"
     )
     halted: str | None = Field(
         description="why the node stopped following its chain (a verified fraud proof), or null"
