@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -125,22 +125,15 @@ class NodeInference:
                 self._engines[_param_key(params)] = engine
             return engine
 
-    def slot(self):
-        """A solver slot (a context manager), or BusyError after ``WAIT_S``."""
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a solver slot; BusyError when none frees up within ``WAIT_S``."""
         if not self._slots.acquire(timeout=WAIT_S):
             raise BusyError(f"all {SOLVERS} inference solvers are busy; retry later")
-        return _Release(self._slots)
-
-
-class _Release:
-    def __init__(self, sem: threading.BoundedSemaphore) -> None:
-        self._sem = sem
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        self._sem.release()
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 def _param_key(p: InferParams) -> tuple:

@@ -10,12 +10,13 @@ contract.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import numpy as np
 import typer
@@ -68,17 +69,16 @@ def read_contexts(path: Path) -> Iterator[tuple[int, list[str]]]:
             raise InputFileError(f"{path}: not UTF-8 text") from None
 
 
-class _Answerer:
-    """One source of answers: ``top(context, k)`` and ``walk(context, steps, ...)``."""
+class _Answerer(Protocol):
+    """One source of answers (a graph file, a node, a compiled model): the CLI's
+    output and batch code run the same over all three."""
 
-    def top(self, context: list[str], k: int) -> dict[str, Any]:
-        raise NotImplementedError
+    def top(self, context: list[str], k: int) -> dict[str, Any]: ...
 
-    def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError
+    def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]: ...
 
 
-class _GraphAnswerer(_Answerer):
+class _GraphAnswerer:
     def __init__(
         self,
         path: Path,
@@ -133,7 +133,7 @@ class _GraphAnswerer(_Answerer):
             )
 
 
-class _NodeAnswerer(_Answerer):
+class _NodeAnswerer:
     def __init__(
         self, node: str, params, semcons: dict[str, float], others: float | None
     ) -> None:
@@ -189,7 +189,7 @@ class _NodeAnswerer(_Answerer):
                 yield doc
 
 
-class _ModelAnswerer(_Answerer):
+class _ModelAnswerer:
     def __init__(self, directory: Path, texts: Path | None, context_weight: float) -> None:
         from focusflow.compile.runner import CompiledModel
 
@@ -208,9 +208,11 @@ class _ModelAnswerer(_Answerer):
             raise EmptyContextError("the context is empty: give at least one particle")
         out = []
         for p in context:
-            key = p if p in self.model.keys else particle_cid(p)
             try:
-                out.append(self.model.index_of(key))
+                try:
+                    out.append(self.model.index_of(p))
+                except InvalidParameterError:
+                    out.append(self.model.index_of(particle_cid(p)))
             except InvalidParameterError:
                 from focusflow.infer.errors import UnknownParticleError
 
@@ -332,7 +334,8 @@ def infer_cmd(
         raise InvalidParameterError("a compiled model has its semcons built in: drop --semcon")
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if graph is not None:
-        with err.status(f"loading {graph.name}", spinner="dots") if err.is_terminal else _Nothing():
+        loading = err.status(f"loading {graph.name}", spinner="dots")
+        with loading if err.is_terminal else contextlib.nullcontext():
             answerer: _Answerer = _GraphAnswerer(
                 graph, fmt, stakes, texts, skip_invalid, params, weights, other_semcons
             )
@@ -372,14 +375,6 @@ def infer_cmd(
             row.append(p.get("text", ""))
         table.add_row(*row, f"{p['probability']:.6f}")
     Console(highlight=False, soft_wrap=True).print(table)
-
-
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _batch(answerer: _Answerer, contexts: Path, out: Path, top: int, err: Console,
