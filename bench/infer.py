@@ -27,7 +27,8 @@ One process run, one protocol for every method:
    Adamic-Adar (``nx.adamic_adar_index`` on the undirected training graph,
    scored for the candidates within 2 hops of h, 0 elsewhere, which is exact);
    the compiled transformer (``focusflow.compile`` of the training graph,
-   ``CompiledModel.predict([[h]])``).
+   ``CompiledModel.predict([[h]], factors)``, with the same semcon weighting
+   as focus-flow, and without: ``factors`` = None).
 4. **Also.** Per-query latency (median, p95; queries that built a snapshot or
    warmed a cache excluded), focus-flow latency on an R-MAT graph of 2^20
    links, KL(phi*_c || q_c) of the compiled model against its layer count L,
@@ -58,9 +59,8 @@ from scipy.special import digamma
 
 from focusflow.compile.evaluate import kl_divergence
 from focusflow.compile.forward import forward_numpy
-from focusflow.compile.pipeline import CompileOptions, compile_graph, write
+from focusflow.compile.pipeline import CompileOptions, compile_graph, with_layers, write
 from focusflow.compile.runner import CompiledModel
-from focusflow.compile.weights import build_weights, split_heads
 from focusflow.focus import compute
 from focusflow.graph.generators import rmat_edges
 from focusflow.graph.wordnet import REL, RELATIONS, read_wordnet
@@ -391,46 +391,33 @@ def run_adamic_adar(u: nx.Graph, task: Task, count: int, is_synset: np.ndarray) 
     }
 
 
-def run_compiled(model: CompiledModel, task: Task, count: int) -> dict:
+COMPILED = "compiled transformer (ONNX)"
+COMPILED_PLAIN = "compiled transformer (ONNX), no semcon input"
+
+
+def run_compiled(model: CompiledModel, task: Task, count: int, other: float | None) -> dict:
+    """The compiled model on the first ``count`` queries: with ``other`` set, each
+    query weighs its relation 1 and the rest ``other`` (as focus-flow is asked);
+    with None, every relation at 1."""
     model.predict(np.array([[int(task.q[0, 0])]]))  # warm-up
     rows, times = [], []
-    for (h,), idx in task.by(count, False).items():
+    for (r, h), idx in task.by(count, True).items():
+        factors = None
+        if other is not None:
+            factors = model.factors({"wordnet:" + RELATIONS[r]: 1.0}, other)
         t0 = time.perf_counter()
-        q = model.predict(np.array([[h]], dtype=np.int64))[0]
+        q = model.predict(np.array([[h]], dtype=np.int64), factors)[0]
         times.append(time.perf_counter() - t0)
         for i in idx:
             rows.append((i, task.score(i, q)))
     rows.sort()
     return {
-        "method": "compiled transformer (ONNX)",
+        "method": COMPILED if other is not None else COMPILED_PLAIN,
+        "other_semcons": other,
         **summarize([r for _, r in rows]),
         "latency": latency(times),
         "per_query": [r for _, r in rows],
     }
-
-
-def weights_with_layers(c, graph, layers: int):
-    """The compilation's weights rebuilt with depth ``layers``: what
-    ``compile_graph(max_layers=layers)`` builds (only the weights phase depends
-    on the cap), without redoing the focus, SVD and diameter phases."""
-    links = graph.links()
-    w = graph.link_weight(np.arange(graph.n_links, dtype=np.int64))
-    heads, share = split_heads(
-        graph.n_particles, links.src.astype(np.int64), links.dst.astype(np.int64), w, c.semcons
-    )
-    d = c.weights.meta["d"]
-    return build_weights(
-        c.adjacency,
-        c.focus.focus,
-        c.svd.u[:, :d],
-        c.svd.v[:, :d],
-        heads,
-        share,
-        alpha=0.85,
-        layers=layers,
-        floor=0.02,
-        attention_share=0.5,
-    )
 
 
 def kl_against_layers(ig, c, graph, heads, layer_values, task, count) -> list[dict]:
@@ -444,11 +431,7 @@ def kl_against_layers(ig, c, graph, heads, layer_values, task, count) -> list[di
     out = []
     groups = task.by(count, False)
     for layers in layer_values:
-        w = (
-            c.weights
-            if layers == c.weights.meta["layers"]
-            else weights_with_layers(c, graph, layers)
-        )
+        w = c.weights if layers == c.weights.meta["layers"] else with_layers(c, graph, layers)
         row = {"layers": layers, **{f"kl_phi_alone_{m}": base[m] for m in base}}
         for mode, ps in exact.items():
             kls = [
@@ -676,17 +659,18 @@ def main() -> None:
         report = write(c, g, tmp, eval_contexts=0)
         compile_s = time.perf_counter() - t
         model = CompiledModel.load(tmp)
-        comp = run_compiled(model, test_task, n_test)
+        comp = run_compiled(model, test_task, n_test, chosen["diffusion"])
+        comp_plain = run_compiled(model, test_task, n_test, None)
         del model
     comp["compile_s"] = compile_s
     comp["compile_report"] = {
         k: report[k]
         for k in ("d", "h_star", "heads", "L_star_raw", "L_star", "kappa", "parameters")
     }
-    results.append(comp)
+    results.extend([comp, comp_plain])
     log(
-        f"  compile {compile_s:.1f} s; hits@10 {comp['hits@10']:.3f}, "
-        f"median {comp['latency']['median_ms']:.2f} ms"
+        f"  compile {compile_s:.1f} s; hits@10 {comp['hits@10']:.3f} (without semcons "
+        f"{comp_plain['hits@10']:.3f}), median {comp['latency']['median_ms']:.2f} ms"
     )
     log("KL(phi*_c || q_c) against the layer count")
     heads = test_q[:n_kl, 0]
@@ -794,7 +778,7 @@ def main() -> None:
     best_ff_mode = max(ff, key=lambda m: ff[m]["hits@10"])
     best_ff = ff[best_ff_mode]
     baselines = {k: v for k, v in common.items() if not k.startswith(("focus-flow", "compiled"))}
-    comp_c = common["compiled transformer (ONNX)"]
+    comp_c = common[COMPILED]
     ratios = {}
     print(f"\nRatios on the common {n_tri} queries:")
     for m, s in ff.items():

@@ -129,3 +129,27 @@ def test_a_compiled_model_answers_the_same_question(capsys, shared_sample_path, 
     assert key not in [p["particle"] for p in r.json()["particles"]]
     unknown = run_cli(capsys, "infer", "--model", out, "--context", "not in the vocab")
     assert_user_error(unknown, "unknown_particle")
+
+
+def test_a_compiled_model_weighs_semcons(capsys, tmp_path):
+    a = "bostrom1ay267fakkrgfy9lf2m7wsj8uez2dgylhtkdf9k"
+    b = "bostrom1d8754xqa9245pctlfcyv8eah468neqzn3a0y0t"
+    cid = {t: str(cid_of_text(t)) for t in ("x", "y1", "y2", "z")}
+    rows = [(a, "x", "y1"), (b, "x", "y2"), (a, "y1", "z"), (b, "y2", "z"), (a, "z", "x")]
+    csv = tmp_path / "links.csv"
+    csv.write_text(
+        "neuron,particle_from,particle_to,height,timestamp\n"
+        + "".join(f"{n},{cid[f]},{cid[t]},1,2021-11-06 03:52:13\n" for n, f, t in rows)
+    )
+    out = tmp_path / "model"
+    made = run_cli(capsys, "compile", "--graph", csv, "--out", out, "--eval-contexts", "0")
+    assert made.code == 0, made.err
+    for neuron, want in ((a, "y1"), (b, "y2")):
+        r = run_cli(
+            capsys, "infer", "--model", out, "--context", "x", "--semcon", f"{neuron}=1",
+            "--other-semcons", "0", "--top", "1", "--json",
+        )
+        assert r.code == 0, r.err
+        assert r.json()["particles"][0]["particle"] == cid[want]
+    unknown = run_cli(capsys, "infer", "--model", out, "--context", "x", "--semcon", "nope=1")
+    assert_user_error(unknown, "unknown_semcon")

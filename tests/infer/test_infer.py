@@ -212,7 +212,7 @@ def test_semcon_lookup_is_a_table_not_a_scan():
     )
     assert ig.semcon_index("node:9999") == n - 1
     assert ig.semcon_index("42") == 42
-    assert ig._semcon_table is not None
+    assert ig._semcon_table is not None and ig._semcon_table._exact is not None
     with pytest.raises(UnknownSemconError):
         ig.semcon_index("node:10000")
 

@@ -67,8 +67,11 @@ def test_infer_answers_from_the_committed_graph(net):
         ({"context": ["cats"], "mode": "cyberank"}, 400, "invalid_parameter"),
         ({"context": ["cats"], "semcons": {"nobody": 1}}, 400, "unknown_semcon"),
         ({"context": ["cats"], "tol": "small"}, 400, "invalid_parameter"),
-        ({"context": ["cats"], "semcons": {f"s{i}": 1 for i in range(17)}}, 400,
-         "invalid_parameter"),
+        (
+            {"context": ["cats"], "semcons": {f"s{i}": 1 for i in range(17)}},
+            400,
+            "invalid_parameter",
+        ),
         ({"context": ["cats"], "semcons": {"x" * 129: 1}}, 400, "invalid_parameter"),
         ({"context": ["cats"], "extra": 1}, 400, "invalid_parameter"),
         ([1, 2], 400, "invalid_parameter"),
@@ -112,7 +115,9 @@ def test_walks_stream_one_step_a_message_and_repeat_with_a_seed(net):
 def test_the_cli_asks_the_node(net):
     cmd = [sys.executable, "-m", "focusflow", "infer", "--node", net.api]
     top = subprocess.run(
-        [*cmd, "--context", "dogs", "--top", "2", "--json"], capture_output=True, text=True,
+        [*cmd, "--context", "dogs", "--top", "2", "--json"],
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert top.returncode == 0, top.stderr
@@ -123,7 +128,9 @@ def test_the_cli_asks_the_node(net):
     assert json.loads(named.stdout)["context"] == [{"particle": cid_of_text("cats")}]
     walk = subprocess.run(
         [*cmd, "--context", "cats", "--walk", "3", "--seed", "1", "--json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert walk.returncode == 0, walk.stderr
     assert [s["step"] for s in json.loads(walk.stdout)["steps"]] == [1, 2, 3]
@@ -131,3 +138,62 @@ def test_the_cli_asks_the_node(net):
         [*cmd, "--context", "never linked"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "unknown_particle" in bad.stderr
+
+
+def test_graph_pages_cover_the_committed_graph(net):
+    with net.client() as c:
+        whole = c.get("/v1/graph/links").json()
+        parts = [
+            c.get("/v1/graph/links", params={"start": s, "limit": 2}).json()
+            for s in range(0, whole["total"], 2)
+        ]
+        particles = c.get("/v1/graph/particles").json()
+        neurons = c.get("/v1/graph/neurons").json()
+        beyond = c.get("/v1/graph/links", params={"start": 10**9}).json()
+        bad = [
+            c.get("/v1/graph/links", params=p)
+            for p in ({"limit": 0}, {"limit": 100_001}, {"start": -1}, {"start": "x"})
+        ]
+    assert whole["total"] >= 6 and len(whole["src"]) == whole["total"]
+    assert [x for p in parts for x in p["src"]] == whole["src"]
+    assert [x for p in parts for x in p["neuron"]] == whole["neuron"]
+    assert [p["start"] for p in parts] == list(range(0, whole["total"], 2))
+    assert cid_of_text("mammals") in particles["cids"]
+    assert max(whole["src"] + whole["dst"]) < particles["total"] == len(particles["cids"])
+    assert len(neurons["addresses"]) == len(neurons["stakes"]) == neurons["total"]
+    assert beyond["src"] == [] and beyond["start"] == whole["total"]
+    for r in bad:
+        assert r.status_code == 400 and r.json()["error"]["code"] == "malformed"
+
+
+def test_compile_from_the_node(net, tmp_path):
+    out = tmp_path / "model"
+    cmd = [sys.executable, "-m", "focusflow"]
+    made = subprocess.run(
+        [*cmd, "compile", "--node", net.api, "--out", str(out), "--eval-contexts", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    report = json.loads(made.stdout)
+    with net.client() as c:
+        links = c.get("/v1/graph/links").json()
+    assert report["source"]["node"] == net.api
+    assert report["graph"]["links"] == links["total"]
+    assert report["source"]["heights"][0] <= links["height"]
+    top = subprocess.run(
+        [*cmd, "infer", "--model", str(out), "--context", "dogs", "--top", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert top.returncode == 0, top.stderr
+    assert json.loads(top.stdout)["particles"][0]["particle"] == cid_of_text("mammals")
+    both = subprocess.run(
+        [*cmd, "compile", "--node", net.api, "--graph", "x.tsv", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert both.returncode == 2 and "exactly one of" in both.stderr

@@ -21,6 +21,7 @@ from focusflow.api import (
     routes_chain,
     routes_da,
     routes_focus,
+    routes_graph,
     routes_infer,
     routes_light,
     routes_validators,
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(routes_chain.router)
     app.include_router(routes_focus.router)
     app.include_router(routes_infer.router)
+    app.include_router(routes_graph.router)
     app.include_router(routes_validators.router)
     app.include_router(ws.router)
     app.include_router(routes_da.router)

@@ -1,4 +1,4 @@
-"""``focusflow compile``: a transformer compiled from a graph file, as ONNX.
+"""``focusflow compile``: a transformer compiled from a graph file or a node, as ONNX.
 
 Writes ``DIR/model.onnx``, ``DIR/vocab.tsv`` and ``DIR/report.json``
 (docs/compile.md). Bad input ends with one ``error:`` line and exit status 2,
@@ -20,7 +20,10 @@ from focusflow.core.errors import InputFileError, InvalidParameterError
 
 
 def compile_cmd(
-    graph_file: Path = typer.Option(..., "--graph", help="Cyberlink CSV or edge list."),
+    graph_file: Path | None = typer.Option(None, "--graph", help="Cyberlink CSV or edge list."),
+    node: str | None = typer.Option(
+        None, "--node", help="A node's URL: compile its committed graph (read page by page)."
+    ),
     fmt: str = typer.Option("auto", "--format", help="auto, bostrom or edges."),
     out: Path = typer.Option(..., "--out", help="Directory to write the model into."),
     dim: int | None = typer.Option(None, "--dim", help="Embedding dimension (default: d*)."),
@@ -39,8 +42,9 @@ def compile_cmd(
 ) -> None:
     """Compile a graph into a transformer (ONNX) whose output approximates focus."""
     from focusflow.compile.pipeline import CompileOptions, compile_graph, write
-    from focusflow.graph.importers import read_graph
 
+    if (graph_file is None) == (node is None):
+        raise InvalidParameterError("give exactly one of --graph FILE, --node URL")
     if fmt not in ("auto", "bostrom", "edges"):
         raise InvalidParameterError(f"--format must be auto, bostrom or edges, got {fmt!r}")
     options = CompileOptions(
@@ -58,16 +62,37 @@ def compile_cmd(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task(f"loading {graph_file.name}", total=None)
+        source = graph_file.name if graph_file is not None else node
+        task = bar.add_task(f"loading {source}", total=None)
 
         def phase(name: str) -> None:
             bar.update(task, description=name)
 
         t0 = time.perf_counter()
-        graph = read_graph(graph_file, fmt, skip_invalid=skip_invalid)
+        if graph_file is not None:
+            from focusflow.graph.importers import read_graph
+
+            graph = read_graph(graph_file, fmt, skip_invalid=skip_invalid)
+            origin: dict = {"graph": str(graph_file)}
+        else:
+            assert node is not None
+            from focusflow.cli.client import Client
+            from focusflow.cli.node_graph import read_node_graph
+
+            def pages(what: str, got: int, total: int) -> None:
+                bar.update(task, description=f"reading {what} from the node: {got:,} / {total:,}")
+
+            with Client(node) as client:
+                fetched = read_node_graph(client, pages)
+            graph = fetched.graph
+            origin = {
+                "node": fetched.url,
+                "heights": [fetched.first_height, fetched.last_height],
+            }
         t_load = time.perf_counter() - t0
         compiled = compile_graph(graph, options, phase=phase)
         compiled.report["timings"]["load"] = t_load
+        compiled.report["source"] = origin
         try:
             report = write(compiled, graph, out, phase=phase)
         except OSError as exc:

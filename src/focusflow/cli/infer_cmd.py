@@ -190,10 +190,21 @@ class _NodeAnswerer:
 
 
 class _ModelAnswerer:
-    def __init__(self, directory: Path, texts: Path | None, context_weight: float) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        texts: Path | None,
+        context_weight: float,
+        weights: dict[str, float],
+        other_semcons: float | None,
+    ) -> None:
         from focusflow.compile.runner import CompiledModel
+        from focusflow.infer.engine import OTHER_SEMCONS
 
         self.model = CompiledModel.load(directory)
+        if other_semcons is None:
+            other_semcons = OTHER_SEMCONS if weights else 1.0
+        self.factors = self.model.factors(weights, other_semcons)
         self.texts = None
         if texts is not None:
             from focusflow.graph.wordnet import read_particle_texts
@@ -225,7 +236,8 @@ class _ModelAnswerer:
         from focusflow.infer.engine import next_distribution
 
         t = time.perf_counter()
-        out = self.model.predict(np.asarray([ids], dtype=np.int64))[0].astype(np.float64)
+        batch = np.asarray([ids], dtype=np.int64)
+        out = self.model.predict(batch, self.factors)[0].astype(np.float64)
         probs = next_distribution(out, np.asarray(ids), self.context_weight)
         return probs, time.perf_counter() - t
 
@@ -330,8 +342,6 @@ def infer_cmd(
     params = InferParams(mode=mode, tol=tol, context_weight=context_weight).validate()
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p).validate()
     weights = _semcons(semcon or [])
-    if model is not None and (weights or other_semcons is not None):
-        raise InvalidParameterError("a compiled model has its semcons built in: drop --semcon")
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if graph is not None:
         loading = err.status(f"loading {graph.name}", spinner="dots")
@@ -343,7 +353,7 @@ def infer_cmd(
         answerer = _NodeAnswerer(node, params, weights, other_semcons)
     else:
         assert model is not None
-        answerer = _ModelAnswerer(model, texts, context_weight)
+        answerer = _ModelAnswerer(model, texts, context_weight, weights, other_semcons)
     if contexts is not None:
         assert out is not None
         _batch(answerer, contexts, out, top, err, as_json)

@@ -57,8 +57,8 @@ PARAMETERS = (
     "phi",
     "emb_att",
     "emb_in",
-    "hop_w",
-    "hop_mass",
+    "hop_p",
+    "hop_rest",
     "unemb",
     "w_q",
     "w_k",
@@ -67,7 +67,7 @@ PARAMETERS = (
     "basis_mass",
 )
 #: Integer and scalar settings, fixed during training.
-FIXED = ("hop_idx", "alpha", "layers", "floor", "attention_share")
+FIXED = ("hop_idx", "hop_sem", "alpha", "layers", "floor", "attention_share", "hops")
 
 
 # --- weights and data as plain arrays ---------------------------------------------------
@@ -75,7 +75,10 @@ FIXED = ("hop_idx", "alpha", "layers", "floor", "attention_share")
 
 def weights_arrays(weights: Any) -> dict[str, np.ndarray]:
     """The arrays and scalars of a ``CompiledWeights`` by name (numpy only)."""
-    out = {name: np.asarray(getattr(weights, name)) for name in (*PARAMETERS, "hop_idx")}
+    out = {
+        name: np.asarray(getattr(weights, name)) for name in (*PARAMETERS, "hop_idx", "hop_sem")
+    }
+    out["hops"] = np.int64(weights.hops)
     out["alpha"] = np.float64(weights.alpha)
     out["layers"] = np.int64(weights.layers)
     out["floor"] = np.float64(weights.floor)
@@ -203,9 +206,9 @@ def random_arrays(compiled: dict[str, np.ndarray], seed: int) -> dict[str, np.nd
     - matrices and embedding tables (``emb_att``, ``emb_in``, ``unemb``,
       ``w_q``, ``w_k``, ``prop_t``): LeCun normal, N(0, 1/d), the variance
       that keeps a product with a unit-scale vector at unit scale;
-    - ``hop_idx``: r particles drawn uniformly per row (a first hop to
-      random particles, not to the graph's links), ``hop_w`` 1/r each and
-      ``hop_mass`` their sum 1;
+    - ``hop_idx``: r particles drawn uniformly per row (hops to random
+      particles, not along the graph's links), ``hop_p`` 1/r each,
+      ``hop_rest`` 0 and ``hop_sem`` 0;
     - ``basis_mass``: zeros, as biases start;
     - the distributions ``phi`` and ``head_share``: uniform;
     - the scalars (alpha, layers, floor, attention share): the compiled
@@ -217,12 +220,13 @@ def random_arrays(compiled: dict[str, np.ndarray], seed: int) -> dict[str, np.nd
     h = compiled["w_q"].shape[0]
     r = compiled["hop_idx"].shape[1]
     std = 1.0 / math.sqrt(d)
-    out = {k: compiled[k] for k in ("alpha", "layers", "floor", "attention_share")}
+    out = {k: compiled[k] for k in ("alpha", "layers", "floor", "attention_share", "hops")}
     for name in ("emb_att", "emb_in", "unemb", "w_q", "w_k", "prop_t"):
         out[name] = rng.normal(0.0, std, compiled[name].shape).astype(f32)
     out["hop_idx"] = rng.integers(0, n, (n, r)).astype(np.int32)
-    out["hop_w"] = np.full((n, r), 1.0 / r, dtype=f32)
-    out["hop_mass"] = np.ones(n, dtype=f32)
+    out["hop_p"] = np.full((n, r), 1.0 / r, dtype=f32)
+    out["hop_rest"] = np.zeros(n, dtype=f32)
+    out["hop_sem"] = np.zeros((n, r), dtype=np.int32)
     out["basis_mass"] = np.zeros(d, dtype=f32)
     out["phi"] = np.full(n, 1.0 / n, dtype=f32)
     out["head_share"] = np.full(h, 1.0 / h, dtype=f32)
@@ -236,7 +240,8 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
     """A ``torch.nn.Module`` computing ``forward_numpy`` with ``arrays`` as its weights.
 
     Every float array is a trainable parameter; ``hop_idx`` (which particles
-    the first hop reaches) is a buffer, and the scalars are fixed. The one
+    the exact hops reach) is a buffer, and the scalars are fixed; every
+    semcon is weighed 1 (``hop_sem`` is not needed then). The one
     departure: ``phi`` enters as ``|phi|``, so that training cannot make the
     output's floor negative; the compiled ``phi`` is positive, so at init the
     output is the compiled one.
@@ -257,6 +262,20 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
             self.layers = int(arrays["layers"])
             self.floor = float(arrays["floor"])
             self.gamma = float(arrays["attention_share"])
+            self.hops = int(arrays["hops"])
+
+        def _levels(self, idx: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            b, s = idx.shape
+            out = []
+            rows, prob = idx, None
+            for _ in range(self.hops):
+                pr = self.hop_p[rows]
+                norm = pr.sum(dim=-1, keepdim=True) + self.hop_rest[rows][..., None]
+                pr = pr / norm.clamp_min(TINY)
+                prob = pr if prob is None else prob[..., None] * pr
+                rows = self.hop_idx[rows]
+                out.append((rows.reshape(b, s, -1), prob.reshape(b, s, -1)))
+            return out
 
         def forward(self, particles: torch.Tensor) -> torch.Tensor:
             valid = particles >= 0
@@ -265,29 +284,32 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
             u = vf / vf.sum(dim=1, keepdim=True).clamp_min(1.0)
             x = self.emb_att[idx]
             e_in = self.emb_in[idx]
+            levels = self._levels(idx)
+            masses = [pk.sum(dim=2) for _, pk in levels]
             g, stay = self._attention(x, valid)
-            b, s = particles.shape
+            b = particles.shape[0]
             a = u
-            c = torch.ones((b, 1), dtype=torch.float32, device=particles.device)
-            c_hop = torch.zeros_like(c)
-            z = torch.zeros((b, self.emb_in.shape[1]), dtype=torch.float32, device=c.device)
-            hop_mass = self.hop_mass[idx]
-            alpha, gamma = self.alpha, self.gamma
+            ones = torch.ones((b, 1), dtype=torch.float32, device=particles.device)
+            c = [ones] + [torch.zeros_like(ones)] * self.hops
+            z = torch.zeros((b, self.emb_in.shape[1]), dtype=torch.float32, device=ones.device)
+            alpha, gamma, hops = self.alpha, self.gamma, self.hops
             for _ in range(self.layers):
                 m = torch.bmm(a[:, None, :], e_in)[:, 0, :]
-                z = alpha * (alpha * c_hop * m + z @ self.prop_t)
-                c_next = 1.0 - alpha * c * (a * hop_mass).sum(dim=1, keepdim=True)
-                c_next = c_next - z @ self.basis_mass[:, None]
-                c_hop, c = c, c_next
+                z = alpha * (alpha**hops * c[hops] * m + z @ self.prop_t)
+                c = [ones, *c[:-1]]
+                spread = z @ self.basis_mass[:, None]
+                for k in range(1, hops + 1):
+                    carried = (a * masses[k - 1]).sum(dim=1, keepdim=True)
+                    spread = spread + alpha**k * c[k] * carried
+                c[0] = 1.0 - spread
                 flow = torch.bmm(a[:, None, :], g)[:, 0, :] + a * stay
                 a = (1.0 - gamma) * u + gamma * flow
             q = z @ self.unemb
-            r = self.hop_idx.shape[1]
-            hop_to = self.hop_idx[idx].reshape(b, s * r)
-            hop_by = (self.hop_w[idx] * a[:, :, None]).reshape(b, s * r) * (alpha * c_hop)
-            to = torch.cat([idx, hop_to], dim=1)
-            by = torch.cat([c * u, hop_by], dim=1)
-            q = q.scatter_add(1, to, by)
+            to, by = [idx], [c[0] * u]
+            for k, (tk, pk) in enumerate(levels, 1):
+                to.append(tk.reshape(b, -1))
+                by.append((pk * a[:, :, None]).reshape(b, -1) * (alpha**k * c[k]))
+            q = q.scatter_add(1, torch.cat(to, dim=1), torch.cat(by, dim=1))
             q = torch.relu(q)
             q = q / q.sum(dim=1, keepdim=True).clamp_min(TINY)
             out = (1.0 - self.floor) * q + self.floor * self.phi.abs()[None, :]

@@ -1,28 +1,34 @@
 """The forward pass in numpy: the reference the ONNX graph is tested against.
 
 For a context of particle indices (``-1`` = padding), with ``u`` uniform over
-the context and ``a_0 = u``:
+the context, ``a_0 = u``, semcon factors ``f`` (one per semcon, default 1)
+and ``D`` = ``hops`` exact steps:
 
-1. attention, computed once (the weights are tied across layers): per head s,
+1. the hop tables, weighted: a table row's entry ``j`` carries
+   ``p_j f[sem_j] / (sum_k p_k f[sem_k] + rest * mean(f))`` (links left out
+   of the table count at the mean factor), and ``H_k[i]`` is the k-step
+   distribution out of context position i through the tables, k = 1 .. D
+   (``r^k`` entries each), with ``mass_k[i]`` its total;
+2. attention, computed once (the weights are tied across layers): per head s,
    ``softmax((X W_Q^s)(X W_K^s)^T / sqrt(d))`` over the other context
    positions plus a sink of logit 0 (attending to the sink keeps the mass
    where it is); the heads are mixed by their link-weight shares into ``G``;
-2. each of the L layers is one diffusion step, ``D(x) = alpha P^T x +
+3. each of the L layers is one diffusion step, ``D(x) = alpha P^T x +
    (1 - alpha + alpha * dangling(x)) u``, on the state
-   ``x = c u + alpha c' P_r^T a + V z``: the context's own mass, its exact
-   first hop (the r heaviest out-links) and the low-rank rest:
+   ``x = c_0 u + sum_k alpha^k c_k H_k^T a + V z``: the context's own mass,
+   its exact first D steps and the low-rank rest:
 
-       m_l     = sum_j a_l[j] emb_in[j]                (two hops, basis V)
-       z_{l+1} = alpha (alpha c'_l m_l + T z_l)         (the MLP: propagation T)
-       c_{l+1} = 1 - alpha c_l hop_mass(a_l) - 1^T V z_{l+1}
-       c'_{l+1} = c_l                                   (c_0 = 1, c'_0 = 0)
-       a_{l+1} = (1 - gamma) u + gamma (a_l G + a_l * stay)
+       m_l       = sum_i a_l[i] emb_in[i]            (D + 1 steps, basis V)
+       z_{l+1}   = alpha (alpha^D c_D m_l + T z_l)   (the MLP: propagation T)
+       c_k       <- c_{k-1}                          (k = 1 .. D; c_0 = 1 at first)
+       c_0       <- 1 - sum_k alpha^k c_k a_l.mass_k - 1^T V z_{l+1}
+       a_{l+1}   = (1 - gamma) u + gamma (a_l G + a_l * stay)
 
-   ``c`` is what is not spread: teleport plus the mass returned by dangling
-   particles, by mass balance;
-3. ``q = relu(c u + alpha c' P_r^T a + V z)`` normalised, mixed with a share
-   ``floor`` of ``phi*`` (full support, so KL(phi*_c || q) is finite),
-   normalised again.
+   ``c_0`` is what is not spread: teleport plus the mass returned by dangling
+   particles and by links outside the tables, by mass balance;
+4. ``q = relu(c_0 u + sum_k alpha^k c_k H_k^T a + V z)`` normalised, mixed
+   with a share ``floor`` of ``phi*`` (full support, so KL(phi*_c || q) is
+   finite), normalised again.
 
 Everything is float32, in the order the ONNX graph computes it.
 """
@@ -60,11 +66,49 @@ def attention_mix(w: CompiledWeights, x: np.ndarray, valid: np.ndarray):
     return g.astype(f32), stay.astype(f32)
 
 
-def forward_numpy(w: CompiledWeights, particles: np.ndarray) -> np.ndarray:
-    """``next`` probabilities (batch x vocab, float32) of int64 ``particles``
-    (batch x seq, ``-1`` padding). Indices are not checked here (the runner
-    does); an all-padding row gives ``phi*``."""
+def default_factors(w: CompiledWeights) -> np.ndarray:
+    """Semcon factors of a query that names none: every relation at 1."""
+    return np.ones(w.n_semcons, dtype=np.float32)
+
+
+def weighted_rows(
+    w: CompiledWeights, rows: np.ndarray, factors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(targets, probabilities)`` of table rows ``rows`` (any shape ``S``;
+    results ``S + (r,)``) under semcon ``factors``."""
     f32 = np.float32
+    fbar = factors.sum(dtype=f32) / f32(factors.shape[0])
+    pr = w.hop_p[rows] * factors[w.hop_sem[rows]]
+    norm = pr.sum(axis=-1, keepdims=True) + w.hop_rest[rows][..., None] * fbar
+    return w.hop_idx[rows].astype(np.int64), pr / np.maximum(norm, f32(TINY))
+
+
+def hop_levels(
+    w: CompiledWeights, idx: np.ndarray, factors: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per exact step k = 1 .. D: targets and probabilities out of each context
+    position, shaped ``(batch, seq, r^k)``."""
+    b, s = idx.shape
+    out = []
+    rows = idx
+    prob = None
+    for _ in range(w.hops):
+        to, pr = weighted_rows(w, rows, factors)
+        prob = pr if prob is None else prob[..., None] * pr
+        rows = to
+        out.append((to.reshape(b, s, -1), prob.reshape(b, s, -1)))
+    return out
+
+
+def forward_numpy(
+    w: CompiledWeights, particles: np.ndarray, factors: np.ndarray | None = None
+) -> np.ndarray:
+    """``next`` probabilities (batch x vocab, float32) of int64 ``particles``
+    (batch x seq, ``-1`` padding) under semcon ``factors`` (default all 1).
+    Indices are not checked here (the runner does); an all-padding row gives
+    ``phi*``."""
+    f32 = np.float32
+    f = default_factors(w) if factors is None else np.asarray(factors, dtype=f32)
     p = np.asarray(particles, dtype=np.int64)
     valid = p >= 0
     idx = np.where(valid, p, 0)
@@ -73,31 +117,37 @@ def forward_numpy(w: CompiledWeights, particles: np.ndarray) -> np.ndarray:
     u = vf / count
     x = w.emb_att[idx]
     e_in = w.emb_in[idx]
+    levels = hop_levels(w, idx, f)
+    masses = [pr.sum(axis=2) for _, pr in levels]
     g, stay = attention_mix(w, x, valid)
     alpha = f32(w.alpha)
     gamma = f32(w.attention_share)
+    steps = [alpha ** f32(k) for k in range(w.hops + 1)]
     a = u
-    c = np.ones((p.shape[0], 1), dtype=f32)
-    c_hop = np.zeros((p.shape[0], 1), dtype=f32)
-    z = np.zeros((p.shape[0], w.dim), dtype=f32)
-    hop_mass = w.hop_mass[idx]
+    batch = p.shape[0]
+    c = [np.ones((batch, 1), dtype=f32)] + [np.zeros((batch, 1), dtype=f32)] * w.hops
+    z = np.zeros((batch, w.dim), dtype=f32)
     for _ in range(w.layers):
         m = np.matmul(a[:, None, :], e_in)[:, 0, :]
-        z = alpha * (alpha * c_hop * m + z @ w.prop_t)
-        c_next = f32(1.0) - alpha * c * (a * hop_mass).sum(axis=1, keepdims=True)
-        c_next = c_next - z @ w.basis_mass[:, None]
-        c_hop, c = c, c_next
+        z = alpha * (steps[w.hops] * c[w.hops] * m + z @ w.prop_t)
+        c = [None, *c[:-1]]
+        spread = z @ w.basis_mass[:, None]
+        for k in range(1, w.hops + 1):
+            carried = (a * masses[k - 1]).sum(axis=1, keepdims=True)
+            spread = spread + steps[k] * c[k] * carried
+        c[0] = f32(1.0) - spread
         flow = np.matmul(a[:, None, :], g)[:, 0, :] + a * stay
         a = (f32(1.0) - gamma) * u + gamma * flow
     q = z @ w.unemb
-    b, s = p.shape
-    r = w.hop_idx.shape[1]
-    hop_to = w.hop_idx[idx].astype(np.int64).reshape(b, s * r)
-    hop_by = (w.hop_w[idx] * a[:, :, None]).reshape(b, s * r) * (alpha * c_hop)
-    to = np.concatenate([idx, hop_to], axis=1)
-    by = np.concatenate([c * u, hop_by], axis=1)
-    rows = np.repeat(np.arange(b), to.shape[1])
-    np.add.at(q, (rows, to.ravel()), by.ravel())
+    to = [idx]
+    by = [c[0] * u]
+    for k, (tk, pk) in enumerate(levels, 1):
+        to.append(tk.reshape(batch, -1))
+        by.append((pk * a[:, :, None]).reshape(batch, -1) * (steps[k] * c[k]))
+    to_all = np.concatenate(to, axis=1)
+    by_all = np.concatenate(by, axis=1)
+    rows = np.repeat(np.arange(batch), to_all.shape[1])
+    np.add.at(q, (rows, to_all.ravel()), by_all.ravel())
     q = np.maximum(q, f32(0.0))
     q = q / np.maximum(q.sum(axis=1, keepdims=True), f32(TINY))
     out = (f32(1.0) - f32(w.floor)) * q + f32(w.floor) * w.phi[None, :]

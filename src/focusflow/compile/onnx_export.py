@@ -2,8 +2,12 @@
 
 Signature: input ``particles`` int64 [batch, seq] (vocabulary indices, -1 =
 padding), output ``next`` float32 [batch, vocab] (probabilities, rows sum to
-1). The L layers are unrolled (their weights are shared initializers), so any
-runtime that runs opset 17 runs the model; nothing but onnxruntime is needed.
+1). A second input, ``semcons`` float32 [semcons] (one factor per relation
+type, in report.json's ``semcons`` order), weighs the exact hops the way
+focus-flow inference weighs links; it is also an initializer of ones, so a
+caller that feeds only ``particles`` gets every relation at 1. The L layers
+are unrolled (their weights are shared initializers), so any runtime that runs
+opset 17 runs the model; nothing but onnxruntime is needed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ OPSET = 17
 #: Protobuf refuses messages of 2 GiB; larger models keep their weights beside.
 EXTERNAL_ABOVE = 1_800_000_000
 INPUT = "particles"
+FACTORS = "semcons"
 OUTPUT = "next"
 
 
@@ -50,6 +55,35 @@ class _Builder:
         name = out or f"t{self._n}_{kind.lower()}"
         self.nodes.append(helper.make_node(kind, list(inputs), [name], **attrs))
         return name
+
+
+def _hop_levels(b: _Builder, w: CompiledWeights, idx: str) -> list[tuple[str, str]]:
+    """The graph of ``forward.hop_levels``: per exact step, targets (int64) and
+    probabilities, each (batch, seq, r^k)."""
+    hop_idx = b.const("hop_idx", w.hop_idx)
+    hop_p = b.const("hop_p", w.hop_p)
+    hop_sem = b.const("hop_sem", w.hop_sem)
+    hop_rest = b.const("hop_rest", w.hop_rest)
+    last = b.ints(-1)
+    fsum = b.op("ReduceSum", FACTORS, b.ints(0), keepdims=0)
+    fbar = b.op("Div", fsum, b.scalar(float(w.n_semcons)))
+    shape3 = b.ints(0, 0, -1)
+    out = []
+    rows, prob = idx, None
+    for _ in range(w.hops):
+        to = b.op("Cast", b.op("Gather", hop_idx, rows, axis=0), to=TensorProto.INT64)
+        pr = b.op(
+            "Mul",
+            b.op("Gather", hop_p, rows, axis=0),
+            b.op("Gather", FACTORS, b.op("Gather", hop_sem, rows, axis=0), axis=0),
+        )
+        rest = b.op("Mul", b.op("Unsqueeze", b.op("Gather", hop_rest, rows, axis=0), last), fbar)
+        norm = b.op("Add", b.op("ReduceSum", pr, last, keepdims=1), rest)
+        pr = b.op("Div", pr, b.op("Max", norm, b.scalar(TINY)))
+        prob = pr if prob is None else b.op("Mul", b.op("Unsqueeze", prob, last), pr)
+        rows = to
+        out.append((b.op("Reshape", to, shape3), b.op("Reshape", prob, shape3)))
+    return out
 
 
 def build_model(w: CompiledWeights) -> onnx.ModelProto:
@@ -93,52 +127,70 @@ def build_model(w: CompiledWeights) -> onnx.ModelProto:
     g = b.op("ReduceSum", b.op("Mul", flow, share), axis1, keepdims=0)
     stay = b.op("ReduceSum", b.op("Mul", stay, share), b.ints(1, 3), keepdims=0)
 
-    # The L diffusion layers, from c = 1, c' = 0, z = 0.
-    hop_idx = b.const("hop_idx", w.hop_idx)
-    hop_w = b.const("hop_w", w.hop_w)
-    hop_mass = b.op("Gather", b.const("hop_mass", w.hop_mass), idx, axis=0)
-    a, c, c_hop, z = u, None, None, None
+    # The exact hops: per step k, targets and probabilities (batch, seq, r^k).
+    levels = _hop_levels(b, w, idx)
+    axis2 = b.ints(2)
+    masses = [b.op("ReduceSum", pk, axis2, keepdims=0) for _, pk in levels]
+
+    # The L diffusion layers, from c_0 = 1, c_1 .. c_D = 0, z = 0.
+    steps = ["", *(b.scalar(float(f32(w.alpha) ** f32(k))) for k in range(1, w.hops + 1))]
+    a, z = u, None
+    c: list[str | None] = [one] + [None] * w.hops
     keep_u = b.op("Mul", u, b.op("Sub", one, gamma))
-    for layer in range(w.layers):
+    for _layer in range(w.layers):
         a3 = b.op("Unsqueeze", a, axis1)
-        m = b.op("Squeeze", b.op("MatMul", a3, e_in), axis1)
-        if layer == 0:
-            z = b.op("Mul", m, zero)
-        else:
-            inner = b.op("Mul", b.op("Mul", alpha, c_hop), m)
-            if layer > 1:
+        if c[w.hops] is not None:
+            m = b.op("Squeeze", b.op("MatMul", a3, e_in), axis1)
+            inner = b.op("Mul", b.op("Mul", steps[w.hops], c[w.hops]), m)
+            if z is not None:
                 inner = b.op("Add", inner, b.op("MatMul", z, prop_t))
             z = b.op("Mul", alpha, inner)
-        carried = b.op("ReduceSum", b.op("Mul", a, hop_mass), axis1, keepdims=1)
-        if c is not None:
-            carried = b.op("Mul", c, carried)
-        c_next = b.op("Sub", one, b.op("Mul", alpha, carried))
-        c_next = b.op("Sub", c_next, b.op("MatMul", z, mass))
-        c_hop, c = (c if c is not None else one), c_next
+        elif z is not None:
+            z = b.op("Mul", alpha, b.op("MatMul", z, prop_t))
+        c = [None, *c[:-1]]
+        spread = b.op("MatMul", z, mass) if z is not None else None
+        for k in range(1, w.hops + 1):
+            if c[k] is None:
+                continue
+            carried = b.op("ReduceSum", b.op("Mul", a, masses[k - 1]), axis1, keepdims=1)
+            term = b.op("Mul", b.op("Mul", steps[k], c[k]), carried)
+            spread = term if spread is None else b.op("Add", spread, term)
+        c[0] = b.op("Sub", one, spread)
         moved = b.op("Squeeze", b.op("MatMul", a3, g), axis1)
         moved = b.op("Add", moved, b.op("Mul", a, stay))
         a = b.op("Add", keep_u, b.op("Mul", gamma, moved))
 
     flat = b.ints(0, -1)
-    spread = b.op("MatMul", z, unemb)
-    hop_to = b.op(
-        "Reshape", b.op("Cast", b.op("Gather", hop_idx, idx, axis=0), to=TensorProto.INT64), flat
-    )
-    hop_by = b.op("Mul", b.op("Gather", hop_w, idx, axis=0), b.op("Unsqueeze", a, b.ints(2)))
-    hop_by = b.op("Mul", b.op("Reshape", hop_by, flat), b.op("Mul", alpha, c_hop))
-    to = b.op("Concat", idx, hop_to, axis=1)
-    by = b.op("Concat", b.op("Mul", c, u), hop_by, axis=1)
-    qv = b.op("ScatterElements", spread, to, by, axis=1, reduction="add")
+    if z is not None:
+        qv = b.op("MatMul", z, unemb)
+    else:
+        rows_one = b.op("ReduceSum", u, axis1, keepdims=1)
+        qv = b.op("Mul", rows_one, b.const("zero_row", np.zeros((1, w.vocab), dtype=f32)))
+    to, by = [idx], [b.op("Mul", c[0], u)]
+    a_col = b.op("Unsqueeze", a, axis2)
+    for k, (tk, pk) in enumerate(levels, 1):
+        if c[k] is None:
+            continue
+        to.append(b.op("Reshape", tk, flat))
+        weight = b.op("Reshape", b.op("Mul", pk, a_col), flat)
+        by.append(b.op("Mul", weight, b.op("Mul", steps[k], c[k])))
+    to_all = b.op("Concat", *to, axis=1)
+    by_all = b.op("Concat", *by, axis=1)
+    qv = b.op("ScatterElements", qv, to_all, by_all, axis=1, reduction="add")
     qv = b.op("Relu", qv)
     total = b.op("Max", b.op("ReduceSum", qv, axis1, keepdims=1), b.scalar(TINY))
     qv = b.op("Div", qv, total)
     mixed = b.op("Add", b.op("Mul", qv, b.scalar(1.0 - f32(w.floor))), phi)
     b.op("Div", mixed, b.op("ReduceSum", mixed, axis1, keepdims=1), out=OUTPUT)
 
+    factors_default = b.const(FACTORS, np.ones(w.n_semcons, dtype=f32))
     graph = helper.make_graph(
         b.nodes,
         "focusflow_compiled",
-        [helper.make_tensor_value_info(INPUT, TensorProto.INT64, ["batch", "seq"])],
+        [
+            helper.make_tensor_value_info(INPUT, TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info(factors_default, TensorProto.FLOAT, [w.n_semcons]),
+        ],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", w.vocab])],
         b.inits,
     )

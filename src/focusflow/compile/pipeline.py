@@ -31,7 +31,7 @@ from focusflow.compile.dims import (
 from focusflow.compile.onnx_export import build_model, save_model
 from focusflow.compile.runner import MODEL_FILE, REPORT_FILE, VOCAB_FILE, write_vocab
 from focusflow.compile.svd import TruncatedSVD, randomized_svd
-from focusflow.compile.weights import CompiledWeights, build_weights, split_heads
+from focusflow.compile.weights import CompiledWeights, LinkTable, build_weights, split_heads
 from focusflow.core.errors import InvalidParameterError, require_int
 from focusflow.focus.result import FocusResult
 from focusflow.focus.solver import compute, contraction_rate
@@ -171,26 +171,12 @@ def compile_graph(
     timings["diameter"] = time.perf_counter() - t
 
     t = start("weights")
-    w = graph.link_weight(np.arange(graph.n_links, dtype=np.int64))
-    head_mats, head_share = split_heads(
-        graph.n_particles, links.src.astype(np.int64), links.dst.astype(np.int64), w, semcons
-    )
-    weights = build_weights(
-        a,
-        phi,
-        svd.u[:, :d],
-        svd.v[:, :d],
-        head_mats,
-        head_share,
-        alpha=opt.alpha,
-        layers=layers.capped,
-        floor=opt.floor,
-        attention_share=opt.attention_share,
-    )
+    weights = _weights(graph, a, phi, svd, d, semcons, opt, layers.capped)
     weights.meta = {
         "d": d,
         "heads": weights.heads,
         "layers": weights.layers,
+        "exact_hops": weights.hops,
         "alpha": opt.alpha,
         "floor": opt.floor,
         "attention_share": opt.attention_share,
@@ -210,9 +196,11 @@ def compile_graph(
         "spectrum_top": [float(x) for x in svd.s[:8]],
         "d": d,
         "h_star": semcons.h_star,
+        "semcons": list(semcons.names),
+        "exact_hops": weights.hops,
         "heads": semcons.n_heads,
         "head_semcons": semcons.head_names(),
-        "head_shares": [float(x) for x in head_share],
+        "head_shares": [float(x) for x in weights.head_share],
         "L_star_raw": layers.raw,
         "L_star": layers.capped,
         "layer_cap": layers.cap,
@@ -233,6 +221,47 @@ def compile_graph(
         "timings": timings,
     }
     return Compiled(weights, focus, svd, semcons, layers, a, report)
+
+
+def _weights(
+    graph: Cybergraph,
+    a: sp.csr_matrix,
+    phi: np.ndarray,
+    svd: TruncatedSVD,
+    d: int,
+    semcons: Semcons,
+    opt: CompileOptions,
+    layers: int,
+) -> CompiledWeights:
+    links = graph.links()
+    w = graph.link_weight(np.arange(graph.n_links, dtype=np.int64))
+    src, dst = links.src.astype(np.int64), links.dst.astype(np.int64)
+    head_mats, head_share = split_heads(graph.n_particles, src, dst, w, semcons)
+    table = LinkTable(src, dst, w, semcons.of_link, tuple(semcons.names))
+    return build_weights(
+        a,
+        phi,
+        svd.u[:, :d],
+        svd.v[:, :d],
+        head_mats,
+        head_share,
+        table,
+        alpha=opt.alpha,
+        layers=layers,
+        floor=opt.floor,
+        attention_share=opt.attention_share,
+    )
+
+
+def with_layers(compiled: Compiled, graph: Cybergraph, layers: int) -> CompiledWeights:
+    """``compiled``'s weights rebuilt at depth ``layers`` (what a compilation
+    with ``max_layers=layers`` builds: only the weights depend on the cap),
+    without redoing the focus, SVD and diameter phases."""
+    require_int("layers", layers, 1)
+    opt = CompileOptions(**compiled.report["options"])
+    d = compiled.weights.dim
+    phi = np.asarray(compiled.focus.focus, dtype=np.float64)
+    return _weights(graph, compiled.adjacency, phi, compiled.svd, d, compiled.semcons, opt, layers)
 
 
 def write(

@@ -1,7 +1,9 @@
 """Running a compiled model directory with onnxruntime.
 
 ``CompiledModel.load(DIR)`` opens ``DIR/model.onnx`` and ``DIR/vocab.tsv``;
-``predict`` takes vocabulary indices and returns next-particle probabilities.
+``predict`` takes vocabulary indices (and optional semcon factors, from
+``factors``: the same ``{name: weight}`` and ``others`` rules as focus-flow
+inference) and returns next-particle probabilities.
 Every bad input is refused before the runtime sees it, with an
 :class:`InvalidParameterError` that says what and where: onnxruntime would
 read an out-of-range index as a crash or as garbage, and an all-padding row
@@ -17,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from focusflow.core.errors import InputFileError, InvalidParameterError
+from focusflow.graph.semcons import SemconNames
 
 MODEL_FILE = "model.onnx"
 VOCAB_FILE = "vocab.tsv"
 REPORT_FILE = "report.json"
 PADDING = -1
+FACTORS_INPUT = "semcons"
 
 
 def read_vocab(path: str | Path) -> list[str]:
@@ -78,6 +82,21 @@ def check_batch(particles, vocab: int) -> np.ndarray:
     return arr
 
 
+def check_factors(factors, count: int) -> np.ndarray:
+    """Semcon ``factors`` as float32 [count], refused unless finite, >= 0 and
+    not all 0 (a query that weighs every relation at 0 has no exact hop)."""
+    arr = np.asarray(factors, dtype=np.float64)
+    if arr.shape != (count,):
+        raise InvalidParameterError(
+            f"semcon factors must be {count} numbers (one per semcon), got shape {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)) or (arr < 0).any():
+        raise InvalidParameterError("semcon factors must be finite and >= 0")
+    if not (arr > 0).any():
+        raise InvalidParameterError("semcon factors are all 0: weigh at least one semcon above 0")
+    return arr.astype(np.float32)
+
+
 @dataclass
 class CompiledModel:
     """A compiled model directory opened for inference."""
@@ -100,6 +119,9 @@ class CompiledModel:
         report_path = directory / REPORT_FILE
         report = json.loads(report_path.read_text()) if report_path.is_file() else {}
         options = ort.SessionOptions()
+        # Errors only: onnxruntime warns that the semcons input has a default
+        # (an initializer that is also an input), which is the design.
+        options.log_severity_level = 3
         if threads is not None:
             options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
@@ -114,6 +136,40 @@ class CompiledModel:
     def vocab(self) -> int:
         return len(self.keys)
 
+    @property
+    def semcons(self) -> SemconNames:
+        """The relation types the model's ``semcons`` input weighs, in order."""
+        names = getattr(self, "_semcons", None)
+        if names is None:
+            inputs = {i.name: i for i in self.session.get_inputs()}
+            inputs.update({i.name: i for i in self.session.get_overridable_initializers()})
+            listed = self.report.get("semcons")
+            if FACTORS_INPUT not in inputs or listed is None:
+                names = SemconNames(())
+            else:
+                count = inputs[FACTORS_INPUT].shape[0]
+                if len(listed) != count:
+                    raise InputFileError(
+                        f"{self.directory}: report.json lists {len(listed)} semcons, "
+                        f"the model weighs {count}"
+                    )
+                names = SemconNames(listed)
+            self._semcons = names
+        return names
+
+    def factors(self, weights, others: float = 1.0) -> np.ndarray | None:
+        """Semcon factors for ``{name: weight}`` and ``others`` (None: all 1)."""
+        if weights or others != 1.0:
+            self._require_semcon_input()
+        return self.semcons.factors(weights, others)
+
+    def _require_semcon_input(self) -> None:
+        if not len(self.semcons):
+            raise InvalidParameterError(
+                f"{self.directory}: this model has no semcon input (compiled before it "
+                "had one): compile it again to weigh semcons"
+            )
+
     def index_of(self, key: str) -> int:
         """The row index of a particle key (InvalidParameterError when absent)."""
         table = getattr(self, "_index", None)
@@ -124,7 +180,11 @@ class CompiledModel:
             raise InvalidParameterError(f"particle {key!r} is not in the model's vocabulary")
         return table[key]
 
-    def predict(self, particles) -> np.ndarray:
-        """Next-particle probabilities, float32 [batch, vocab], each row summing to 1."""
-        batch = check_batch(particles, self.vocab)
-        return self.session.run(None, {"particles": batch})[0]
+    def predict(self, particles, factors=None) -> np.ndarray:
+        """Next-particle probabilities, float32 [batch, vocab], each row summing
+        to 1; ``factors`` (one per semcon, see :meth:`factors`) weigh the hops."""
+        feed = {"particles": check_batch(particles, self.vocab)}
+        if factors is not None:
+            self._require_semcon_input()
+            feed[FACTORS_INPUT] = check_factors(factors, len(self.semcons))
+        return self.session.run(None, feed)[0]

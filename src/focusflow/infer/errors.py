@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.graph.semcons import UnknownSemconError
+
+__all__ = ["EmptyContextError", "UnknownParticleError", "UnknownSemconError"]
 
 
 class UnknownParticleError(FocusflowError, LookupError):
@@ -15,9 +18,3 @@ class EmptyContextError(InvalidParameterError):
     """A context with no particle: nothing to start the flow from."""
 
     code = "empty_context"
-
-
-class UnknownSemconError(InvalidParameterError):
-    """A semcon weight names a relation type the graph does not have."""
-
-    code = "unknown_semcon"

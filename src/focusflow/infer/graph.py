@@ -24,8 +24,9 @@ import numpy as np
 from focusflow.core.cid import particle_cid
 from focusflow.core.errors import InvalidCIDError, InvalidParameterError
 from focusflow.graph.cybergraph import Cybergraph
+from focusflow.graph.semcons import SemconNames
 from focusflow.graph.snapshot import Snapshot
-from focusflow.infer.errors import EmptyContextError, UnknownParticleError, UnknownSemconError
+from focusflow.infer.errors import EmptyContextError, UnknownParticleError
 
 #: Snapshots of distinct semcon weightings kept per graph.
 SNAPSHOTS_KEPT = 4
@@ -47,7 +48,7 @@ class InferGraph:
     #: Content text of particles by key, for display (a graph file's particles file).
     texts: Mapping[str, str] | None = None
     _index: dict[str, int] | None = field(default=None, repr=False)
-    _semcon_table: tuple | None = field(default=None, repr=False)
+    _semcon_table: SemconNames | None = field(default=None, repr=False)
     _snapshots: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -166,46 +167,19 @@ class InferGraph:
     def semcon_factors(
         self, weights: Mapping[str, float] | None, others: float = 1.0
     ) -> np.ndarray | None:
-        """Per-semcon weight factors, or None for the graph as it is.
-
-        A name matches a semcon exactly or, when unique, the part after its
-        last ``:`` (``hypernym`` for ``wordnet:hypernym``).
-        """
-        if not weights and others == 1.0:
-            return None
-        if not (np.isfinite(others) and others >= 0):
-            raise InvalidParameterError(f"the weight of other semcons must be >= 0, got {others}")
-        factors = np.full(len(self.semcons), float(others))
-        for name, w in (weights or {}).items():
-            if not (np.isfinite(w) and w >= 0):
-                raise InvalidParameterError(f"semcon {name!r}: weight must be >= 0, got {w}")
-            factors[self.semcon_index(name)] = float(w)
-        return None if np.all(factors == 1.0) else factors
+        """Per-semcon weight factors, or None for the graph as it is
+        (:meth:`SemconNames.factors`: a name matches exactly or by suffix)."""
+        return self.semcon_names.factors(weights, others)
 
     def semcon_index(self, name: str) -> int:
-        """The index of semcon ``name`` (exact, or the unique one with that suffix).
+        """The index of semcon ``name`` (exact, or the unique one with that suffix)."""
+        return self.semcon_names.index(name)
 
-        Looked up in tables built once, so a request naming many semcons costs
-        a dictionary lookup each, not a scan of every neuron's name.
-        """
+    @property
+    def semcon_names(self) -> SemconNames:
         if self._semcon_table is None:
-            exact = {s: i for i, s in enumerate(self.semcons)}
-            suffix: dict[str, list[int]] = {}
-            for i, s in enumerate(self.semcons):
-                suffix.setdefault(s.rsplit(":", 1)[-1], []).append(i)
-            self._semcon_table = (exact, suffix)
-        exact, suffix = self._semcon_table
-        if name in exact:
-            return exact[name]
-        matches = suffix.get(name, [])
-        if len(matches) == 1:
-            return matches[0]
-        known = ", ".join(repr(s) for s in self.semcons[:20]) or "none"
-        raise UnknownSemconError(
-            f"semcon {name[:80]!r} is not in the graph"
-            + (" (ambiguous)" if matches else "")
-            + f"; its semcons: {known}"
-        )
+            self._semcon_table = SemconNames(self.semcons)
+        return self._semcon_table
 
     def snapshot(self, factors: np.ndarray | None = None) -> Snapshot:
         """The weighted snapshot under semcon ``factors`` (built once, then kept)."""

@@ -1,0 +1,124 @@
+"""A node's committed graph rebuilt locally from ``/v1/graph/*`` pages.
+
+``focusflow compile --node URL`` (and anything else that wants the whole graph
+offline) reads the links first, then the particles and neurons they name, and
+rebuilds a :class:`Cybergraph` whose link weights are the node's (each
+neuron's stake over its link count). The node is not trusted: every page is
+checked for its shape, its start, its lengths and its index ranges before it
+is used, particle CIDs are validated by the graph, and a page that does not
+advance ends the read with an error rather than a loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from focusflow.cli.client import Client
+from focusflow.core.errors import FocusflowError
+from focusflow.graph.cybergraph import Cybergraph
+
+#: Items asked per page (the node's own bound is the same).
+PAGE = 100_000
+
+Progress = Callable[[str, int, int], None]
+
+
+class BadNodeAnswerError(FocusflowError):
+    """The node's graph pages are inconsistent (wrong shape, range or order)."""
+
+    code = "bad_node_answer"
+
+
+@dataclass
+class NodeGraph:
+    """The rebuilt graph and the heights its pages came from."""
+
+    graph: Cybergraph
+    url: str
+    first_height: int
+    last_height: int
+
+
+def _pages(
+    client: Client, what: str, fields: tuple[str, ...], need: int | None, progress: Progress | None
+) -> tuple[dict[str, list], int, int]:
+    """Every page of ``/v1/graph/<what>`` up to the first page's total (or ``need``)."""
+    out: dict[str, list] = {f: [] for f in fields}
+    heights: list[int] = []
+    total: int | None = None
+    got = 0
+    while total is None or got < total:
+        doc = client.get(f"/v1/graph/{what}", {"start": got, "limit": PAGE})
+        if not isinstance(doc, dict):
+            raise BadNodeAnswerError(f"/v1/graph/{what}: expected a JSON object")
+        t, start, height = doc.get("total"), doc.get("start"), doc.get("height")
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (t, start, height)):
+            raise BadNodeAnswerError(f"/v1/graph/{what}: total, start and height must be integers")
+        if total is None:
+            total = t if need is None else need
+            if total < 0 or t < total:
+                raise BadNodeAnswerError(f"/v1/graph/{what}: {t} items, {total} needed")
+        elif t < total:
+            raise BadNodeAnswerError(f"/v1/graph/{what}: the total shrank from {total} to {t}")
+        if start != got:
+            raise BadNodeAnswerError(f"/v1/graph/{what}: asked from {got}, got a page from {start}")
+        cols = [doc.get(f) for f in fields]
+        if not all(isinstance(c, list) for c in cols) or len({len(c) for c in cols}) != 1:
+            raise BadNodeAnswerError(f"/v1/graph/{what}: {', '.join(fields)} must be equal lists")
+        size = min(len(cols[0]), total - got)
+        if size == 0:
+            raise BadNodeAnswerError(f"/v1/graph/{what}: an empty page at {got} of {total}")
+        for f, c in zip(fields, cols, strict=True):
+            out[f].extend(c[:size])
+        got += size
+        heights.append(height)
+        if progress is not None:
+            progress(what, got, total)
+    return out, min(heights, default=0), max(heights, default=0)
+
+
+def _ints(values: list, what: str, upper: int) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise BadNodeAnswerError(f"{what}: expected integers") from None
+    if arr.ndim != 1 or (len(arr) and (arr.min() < 0 or arr.max() >= upper)):
+        raise BadNodeAnswerError(f"{what}: an index outside 0..{upper - 1}")
+    return arr
+
+
+def read_node_graph(client: Client, progress: Progress | None = None) -> NodeGraph:
+    """The node's graph as of the first links page, weighted by the node's stakes."""
+    links, h0, h1 = _pages(client, "links", ("src", "dst", "neuron"), None, progress)
+    bound = 2**31
+    src = _ints(links["src"], "links src", bound)
+    dst = _ints(links["dst"], "links dst", bound)
+    neuron = _ints(links["neuron"], "links neuron", bound)
+    n_particles = int(max(src.max(initial=-1), dst.max(initial=-1))) + 1
+    n_neurons = int(neuron.max(initial=-1)) + 1
+    parts, p0, p1 = _pages(client, "particles", ("cids",), n_particles, progress)
+    neurons, n0, n1 = _pages(client, "neurons", ("addresses", "stakes"), n_neurons, progress)
+    g = Cybergraph()
+    cids = parts["cids"]
+    if not all(isinstance(c, str) for c in cids):
+        raise BadNodeAnswerError("particles: CIDs must be strings")
+    try:
+        ids = g.add_particles(cids)
+        addresses = neurons["addresses"]
+        if not all(isinstance(a, str) for a in addresses):
+            raise BadNodeAnswerError("neurons: addresses must be strings")
+        nids = g.add_neurons(addresses)
+        stakes = np.asarray(neurons["stakes"], dtype=np.float64)
+        if len(ids) != g.n_particles or g.n_particles != len(cids):
+            raise BadNodeAnswerError("particles: a CID is listed twice")
+        if g.n_neurons != len(addresses):
+            raise BadNodeAnswerError("neurons: an address is listed twice")
+        g.set_stakes(nids, stakes)
+        g.add_link_ids(src, dst, neuron)
+    except (TypeError, ValueError) as exc:
+        raise BadNodeAnswerError(f"the node's graph does not load: {exc}") from None
+    heights = (h0, h1, p0, p1, n0, n1)
+    return NodeGraph(g, client.url, min(heights), max(heights))
