@@ -55,6 +55,11 @@ MAX_VERIFY_STEPS = 100_000
 #: Largest answer read from a node (a links page is capped at 4 MiB of messages,
 #: twice that in hex).
 MAX_ANSWER_BYTES = 16 << 20
+#: Seconds a witness may take to reach the primary's height: a witness that
+#: commits the same block a moment later is behind, not wrong.
+WITNESS_WAIT_S = 10.0
+#: Pause between asks of a witness that has not reached the height yet.
+WITNESS_POLL_S = 0.2
 
 
 def now_ms() -> int:
@@ -123,8 +128,10 @@ class LightClient:
         trusting_period_s: float = DEFAULT_TRUSTING_PERIOD_S,
         trust_level: Fraction = DEFAULT_TRUST_LEVEL,
         clock: Callable[[], int] = now_ms,
+        witness_wait_s: float = WITNESS_WAIT_S,
     ) -> None:
         self.store = store
+        self.witness_wait_s = witness_wait_s
         self.node = node
         self.trusting_period_s = trusting_period_s
         self.trust_level = trust_level
@@ -243,7 +250,7 @@ class LightClient:
         witness's headers (without storing them): if it verifies, the two nodes
         show a fork (ForkError naming both hashes); if not, the witness lied.
         """
-        other = self._fetch(witness, block.height)
+        other = self._fetch_reached(witness, block.height)
         if other.hash == block.hash:
             return
         trusted = self.store.get(self.store.root_height) if self.store.root_height else None
@@ -259,6 +266,23 @@ class LightClient:
         )
         scratch.verify_to(other, witness)
         raise ForkError(block.height, block.hash, other.hash, witness.url)
+
+    def _fetch_reached(self, witness: Node, height: int) -> LightBlock:
+        """The witness's header at ``height``, waiting up to ``witness_wait_s``
+        while it answers ``unknown_block`` (it has not committed it yet)."""
+        deadline = time.monotonic() + self.witness_wait_s
+        while True:
+            try:
+                return self._fetch(witness, height)
+            except NodeRequestError as exc:
+                if getattr(exc, "node_code", None) != "unknown_block":
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WitnessLaggingError(
+                        f"the witness {witness.url} has no header {height} after "
+                        f"{self.witness_wait_s:g} s: it is behind the primary"
+                    ) from None
+            time.sleep(WITNESS_POLL_S)
 
     # --- verified answers ------------------------------------------------------
 
@@ -321,6 +345,12 @@ class LightClient:
             {"direction": direction, "offset": offset, "limit": limit},
             lambda d, b: answers.verify_links(d, b, cid, direction),
         )
+
+
+class WitnessLaggingError(NodeRequestError):
+    """A witness never reached the height the primary's header was checked at."""
+
+    code = "witness_lagging"
 
 
 class BelowTrustRootError(FocusflowError):
