@@ -25,6 +25,8 @@ REPORT_FIELDS = {
     "files",
     "timings",
     "kl",
+    "semcons",
+    "exact_hops",
 }
 
 
@@ -81,7 +83,8 @@ def test_runner_refuses_bad_contexts(model_dir):
 def test_report_has_the_fields(model_dir):
     report = json.loads((model_dir / "report.json").read_text())
     assert set(report) >= REPORT_FIELDS
-    assert report["h_star"] == 2
+    assert report["h_star"] == 2 and sorted(report["semcons"]) == ["rel:a", "rel:b"]
+    assert report["exact_hops"] == 3
     assert report["kl"]["contexts"] == 8
     assert np.isfinite(report["kl"]["kl_mean"]) and report["kl"]["kl_median"] >= 0
     assert report["files"]["model.onnx"] > 0
