@@ -75,9 +75,7 @@ FIXED = ("hop_idx", "hop_sem", "alpha", "layers", "floor", "attention_share", "h
 
 def weights_arrays(weights: Any) -> dict[str, np.ndarray]:
     """The arrays and scalars of a ``CompiledWeights`` by name (numpy only)."""
-    out = {
-        name: np.asarray(getattr(weights, name)) for name in (*PARAMETERS, "hop_idx", "hop_sem")
-    }
+    out = {name: np.asarray(getattr(weights, name)) for name in (*PARAMETERS, "hop_idx", "hop_sem")}
     out["hops"] = np.int64(weights.hops)
     out["alpha"] = np.float64(weights.alpha)
     out["layers"] = np.int64(weights.layers)
@@ -241,10 +239,12 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
 
     Every float array is a trainable parameter; ``hop_idx`` (which particles
     the exact hops reach) is a buffer, and the scalars are fixed; every
-    semcon is weighed 1 (``hop_sem`` is not needed then). The one
-    departure: ``phi`` enters as ``|phi|``, so that training cannot make the
-    output's floor negative; the compiled ``phi`` is positive, so at init the
-    output is the compiled one.
+    semcon is weighed 1 (``hop_sem`` is not needed then). The departures:
+    ``phi``, ``hop_p`` and ``hop_rest`` enter as their absolute values, so
+    that training cannot make the output's floor or a hop's probability
+    negative (a negative row sum divided by made the loss NaN within 300
+    steps); the compiled values are non-negative, so at init the output is
+    the compiled one.
     """
     import torch
 
@@ -264,17 +264,24 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
             self.gamma = float(arrays["attention_share"])
             self.hops = int(arrays["hops"])
 
-        def _levels(self, idx: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            b, s = idx.shape
+        def _hops_dense(self, uniq: torch.Tensor) -> list[torch.Tensor]:
+            """Per exact step k, the k-step distributions out of the particles
+            ``uniq`` through the tables, dense (len(uniq) x vocab): a batch of
+            walk prefixes repeats its particles many times, so each is expanded
+            once and the output is a product with these rows, not a scatter
+            of r^k entries per context position."""
+            n = self.hop_p.shape[0]
             out = []
-            rows, prob = idx, None
+            rows, prob = uniq, None
             for _ in range(self.hops):
-                pr = self.hop_p[rows]
-                norm = pr.sum(dim=-1, keepdim=True) + self.hop_rest[rows][..., None]
+                pr = self.hop_p[rows].abs()
+                norm = pr.sum(dim=-1, keepdim=True) + self.hop_rest[rows].abs()[..., None]
                 pr = pr / norm.clamp_min(TINY)
                 prob = pr if prob is None else prob[..., None] * pr
                 rows = self.hop_idx[rows]
-                out.append((rows.reshape(b, s, -1), prob.reshape(b, s, -1)))
+                flat_to = rows.reshape(len(uniq), -1)
+                dense = torch.zeros((len(uniq), n), dtype=pr.dtype, device=pr.device)
+                out.append(dense.scatter_add(1, flat_to, prob.reshape(len(uniq), -1)))
             return out
 
         def forward(self, particles: torch.Tensor) -> torch.Tensor:
@@ -284,32 +291,33 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
             u = vf / vf.sum(dim=1, keepdim=True).clamp_min(1.0)
             x = self.emb_att[idx]
             e_in = self.emb_in[idx]
-            levels = self._levels(idx)
-            masses = [pk.sum(dim=2) for _, pk in levels]
+            uniq, pos = torch.unique(idx, return_inverse=True)
+            hops = self._hops_dense(uniq)
+            masses = [h.sum(dim=1)[pos] for h in hops]
             g, stay = self._attention(x, valid)
             b = particles.shape[0]
             a = u
             ones = torch.ones((b, 1), dtype=torch.float32, device=particles.device)
             c = [ones] + [torch.zeros_like(ones)] * self.hops
             z = torch.zeros((b, self.emb_in.shape[1]), dtype=torch.float32, device=ones.device)
-            alpha, gamma, hops = self.alpha, self.gamma, self.hops
+            alpha, gamma, depth = self.alpha, self.gamma, self.hops
             for _ in range(self.layers):
                 m = torch.bmm(a[:, None, :], e_in)[:, 0, :]
-                z = alpha * (alpha**hops * c[hops] * m + z @ self.prop_t)
+                z = alpha * (alpha**depth * c[depth] * m + z @ self.prop_t)
                 c = [ones, *c[:-1]]
                 spread = z @ self.basis_mass[:, None]
-                for k in range(1, hops + 1):
+                for k in range(1, depth + 1):
                     carried = (a * masses[k - 1]).sum(dim=1, keepdim=True)
                     spread = spread + alpha**k * c[k] * carried
                 c[0] = 1.0 - spread
                 flow = torch.bmm(a[:, None, :], g)[:, 0, :] + a * stay
                 a = (1.0 - gamma) * u + gamma * flow
             q = z @ self.unemb
-            to, by = [idx], [c[0] * u]
-            for k, (tk, pk) in enumerate(levels, 1):
-                to.append(tk.reshape(b, -1))
-                by.append((pk * a[:, :, None]).reshape(b, -1) * (alpha**k * c[k]))
-            q = q.scatter_add(1, torch.cat(to, dim=1), torch.cat(by, dim=1))
+            q = q.scatter_add(1, idx, c[0] * u)
+            for k, h in enumerate(hops, 1):
+                share = torch.zeros((b, len(uniq)), dtype=a.dtype, device=a.device)
+                share = share.scatter_add(1, pos, a * (alpha**k * c[k]))
+                q = q + share @ h
             q = torch.relu(q)
             q = q / q.sum(dim=1, keepdim=True).clamp_min(TINY)
             out = (1.0 - self.floor) * q + self.floor * self.phi.abs()[None, :]
