@@ -123,3 +123,33 @@ def test_factor_refusals(relation_model):
         model.factors({"rel:c": 1.0})
     assert exc.value.code == "unknown_semcon"
     assert model.factors(None) is None
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2])
+def test_fewer_hops_onnx_equals_numpy(tmp_path, hops):
+    g, *_ = _two_relations()
+    c = compile_graph(g, CompileOptions(rank=6, eval_contexts=0, seed=0, hops=hops))
+    assert c.weights.hops == hops and c.report["exact_hops"] == hops
+    write(c, g, tmp_path, eval_contexts=0)
+    model = CompiledModel.load(tmp_path)
+    batch = np.array([[0, 3, -1], [5, -1, -1]])
+    factors = np.array([1.0, 0.2], dtype=np.float32)
+    for f in (None, factors):
+        np.testing.assert_allclose(
+            model.predict(batch, f), forward_numpy(c.weights, batch, f), rtol=1e-4, atol=1e-6
+        )
+
+
+def test_hops_follow_the_tables_coverage():
+    # A ring: every particle has one out-link, the tables hold all of it.
+    ring, *_ = _two_relations()
+    auto = compile_graph(ring, CompileOptions(rank=6, eval_contexts=0, seed=0))
+    assert auto.report["hop_coverage"] == pytest.approx(1.0) and auto.weights.hops == 3
+    # A hub that links to 60 particles (which link back): the tables hold 16 of 60.
+    n = 60
+    src = [0] * n + list(range(1, n + 1))
+    dst = list(range(1, n + 1)) + [0] * n
+    hub = compile_graph(keyed(src, dst), CompileOptions(rank=6, eval_contexts=0, seed=0))
+    assert hub.report["hop_coverage"] < 0.8 and hub.weights.hops == 1
+    with pytest.raises(InvalidParameterError, match="at most 3"):
+        CompileOptions(hops=4).check()

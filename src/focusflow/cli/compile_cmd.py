@@ -32,6 +32,9 @@ def compile_cmd(
     eps: float = typer.Option(1e-3, "--eps", help="Precision in L*, in (0, 1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the SVD and the KL contexts."),
     mode: str = typer.Option("tri", "--mode", help="Focus of the compilation: tri or diffusion."),
+    hops: int | None = typer.Option(
+        None, "--hops", help="Exact diffusion steps through the hop tables, 0-3 (default: auto)."
+    ),
     eval_contexts: int = typer.Option(
         64, "--eval-contexts", help="Contexts KL(phi*_c || q_c) is measured on; 0 skips."
     ),
@@ -55,6 +58,7 @@ def compile_cmd(
         seed=seed,
         mode=mode,
         eval_contexts=eval_contexts,
+        hops=hops,
     )
     options.check()
     if out.exists() and not out.is_dir():

@@ -60,6 +60,8 @@ class _Builder:
 def _hop_levels(b: _Builder, w: CompiledWeights, idx: str) -> list[tuple[str, str]]:
     """The graph of ``forward.hop_levels``: per exact step, targets (int64) and
     probabilities, each (batch, seq, r^k)."""
+    if w.hops == 0:
+        return []
     hop_idx = b.const("hop_idx", w.hop_idx)
     hop_p = b.const("hop_p", w.hop_p)
     hop_sem = b.const("hop_sem", w.hop_sem)
@@ -133,7 +135,7 @@ def build_model(w: CompiledWeights) -> onnx.ModelProto:
     masses = [b.op("ReduceSum", pk, axis2, keepdims=0) for _, pk in levels]
 
     # The L diffusion layers, from c_0 = 1, c_1 .. c_D = 0, z = 0.
-    steps = ["", *(b.scalar(float(f32(w.alpha) ** f32(k))) for k in range(1, w.hops + 1))]
+    steps = [one, *(b.scalar(float(f32(w.alpha) ** f32(k))) for k in range(1, w.hops + 1))]
     a, z = u, None
     c: list[str | None] = [one] + [None] * w.hops
     keep_u = b.op("Mul", u, b.op("Sub", one, gamma))

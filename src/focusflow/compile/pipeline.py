@@ -31,7 +31,13 @@ from focusflow.compile.dims import (
 from focusflow.compile.onnx_export import build_model, save_model
 from focusflow.compile.runner import MODEL_FILE, REPORT_FILE, VOCAB_FILE, write_vocab
 from focusflow.compile.svd import TruncatedSVD, randomized_svd
-from focusflow.compile.weights import CompiledWeights, LinkTable, build_weights, split_heads
+from focusflow.compile.weights import (
+    MAX_HOPS,
+    CompiledWeights,
+    LinkTable,
+    build_weights,
+    split_heads,
+)
 from focusflow.core.errors import InvalidParameterError, require_int
 from focusflow.focus.result import FocusResult
 from focusflow.focus.solver import compute, contraction_rate
@@ -64,6 +70,7 @@ class CompileOptions:
     power_iters: int = 2
     oversample: int = 10
     eval_contexts: int = 64
+    hops: int | None = None
 
     def check(self) -> None:
         if self.dim is not None:
@@ -71,6 +78,12 @@ class CompileOptions:
         require_int("rank", self.rank, 1)
         require_int("max_layers", self.max_layers, 1)
         require_int("eval_contexts", self.eval_contexts, 0)
+        if self.hops is not None:
+            require_int("hops", self.hops, 0)
+        if self.hops is not None and self.hops > MAX_HOPS:
+            raise InvalidParameterError(
+                f"hops must be at most {MAX_HOPS} (each costs 16x the last), got {self.hops}"
+            )
         if not 0.0 < self.eps < 1.0:
             raise InvalidParameterError(f"eps must be in (0, 1), got {self.eps}")
         if not 0.0 < self.floor < 1.0:
@@ -198,6 +211,7 @@ def compile_graph(
         "h_star": semcons.h_star,
         "semcons": list(semcons.names),
         "exact_hops": weights.hops,
+        "hop_coverage": weights.coverage,
         "heads": semcons.n_heads,
         "head_semcons": semcons.head_names(),
         "head_shares": [float(x) for x in weights.head_share],
@@ -250,6 +264,7 @@ def _weights(
         layers=layers,
         floor=opt.floor,
         attention_share=opt.attention_share,
+        hops=opt.hops,
     )
 
 
