@@ -25,12 +25,12 @@ class LaggingNode(ChainNode):
 
     def get(self, path: str, params: dict | None = None) -> Any:
         tail = path.rsplit("/", 1)[-1]
-        if path.startswith("/v1/light/header/") and tail.isdigit() and int(tail) > self.behind:
-            if self.refused < self.lag:
-                self.refused += 1
-                err = NodeRequestError(f"{path}: no block at height {tail}")
-                err.node_code = "unknown_block"  # type: ignore[attr-defined]
-                raise err
+        header = path.startswith("/v1/light/header/") and tail.isdigit()
+        if header and int(tail) > self.behind and self.refused < self.lag:
+            self.refused += 1
+            err = NodeRequestError(f"{path}: no block at height {tail}")
+            err.node_code = "unknown_block"  # type: ignore[attr-defined]
+            raise err
         return super().get(path, params)
 
 
