@@ -138,6 +138,8 @@ def bench_graph(name: str, g: Cybergraph, args, evaluate_kl: bool, run_svds: boo
             "L_star_raw": report["L_star_raw"],
             "L_star": report["L_star"],
             "kappa": report["kappa"],
+            "exact_hops": report["exact_hops"],
+            "hop_coverage": report["hop_coverage"],
             "diameter": report["diameter_estimate"],
             "parameters": report["parameters"],
             "model_bytes": report["files"]["model.onnx"],
@@ -169,7 +171,8 @@ def _print_row(r: dict) -> None:
     print(
         f"{r['graph']}: d* {r['d_star']}, h* {r['h_star']} ({r['heads']} heads), "
         f"L* {r['L_star_raw']} -> {r['L_star']} (diam >= {r['diameter']}, "
-        f"kappa {r['kappa']:.3f}); {r['parameters']} parameters, "
+        f"kappa {r['kappa']:.3f}); {r['exact_hops']} exact hops (tables hold "
+        f"{r['hop_coverage']:.2f}); {r['parameters']} parameters, "
         f"{r['model_bytes'] / 1e6:.1f} MB"
     )
     print(f"  compile {t['compile_total']:.2f} s ({phases}); peak RSS {r['peak_rss_gb']:.2f} GB")

@@ -145,11 +145,12 @@ def test_hops_follow_the_tables_coverage():
     ring, *_ = _two_relations()
     auto = compile_graph(ring, CompileOptions(rank=6, eval_contexts=0, seed=0))
     assert auto.report["hop_coverage"] == pytest.approx(1.0) and auto.weights.hops == 3
-    # A hub that links to 60 particles (which link back): the tables hold 16 of 60.
-    n = 60
-    src = [0] * n + list(range(1, n + 1))
-    dst = list(range(1, n + 1)) + [0] * n
-    hub = compile_graph(keyed(src, dst), CompileOptions(rank=6, eval_contexts=0, seed=0))
-    assert hub.report["hop_coverage"] < 0.8 and hub.weights.hops == 1
+    # A complete graph on 40 particles: the tables hold 16 of each 39 out-links.
+    n = 40
+    src = [i for i in range(n) for j in range(n) if i != j]
+    dst = [j for i in range(n) for j in range(n) if i != j]
+    dense = compile_graph(keyed(src, dst), CompileOptions(rank=6, eval_contexts=0, seed=0))
+    assert dense.report["hop_coverage"] == pytest.approx(16 / 39, rel=1e-6)
+    assert dense.weights.hops == 1
     with pytest.raises(InvalidParameterError, match="at most 3"):
         CompileOptions(hops=4).check()
