@@ -71,6 +71,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.top_cache = TopCache()
     app.state.inference = routes_infer.NodeInference()
+    app.state.graph_texts = routes_graph.new_caches()
     app.state.rendered_blocks = RenderedBlocks()
     # The hot endpoints skip the framework (see hot_paths); the body cap that
     # errors.install adds is outside it.

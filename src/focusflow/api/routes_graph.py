@@ -10,11 +10,18 @@ the graph as of its first page's height (``total``) with the stakes of the
 page it read them from.
 
 Every page is bounded (``limit`` at most ``MAX_PAGE``), so one request costs
-the node at most a few megabytes of JSON.
+the node at most a few megabytes of JSON. Spelling a CID or an address costs
+some 7 microseconds of Python, 0.7 s for a page of 100,000 particles: a
+client that asked for the same pages over and over would keep the node's CPU
+busy. The texts are therefore spelled once per key and kept
+(:class:`TextCache`; keys are append-only, so a kept text never changes),
+and a repeated page costs its JSON encoding only.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -33,6 +40,40 @@ Start = Annotated[int, Query(ge=0, le=2**62)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
+class TextCache:
+    """The spelled texts of an append-only key table, each key spelled once.
+
+    Holds one string per key asked for so far (up to the table's size: some
+    100 MB for 10^6 CIDs); a different table object (a node that reopened its
+    graph) starts it afresh.
+    """
+
+    def __init__(self, spell: Callable[[bytes], str]) -> None:
+        self._spell = spell
+        self._table: object | None = None
+        self._texts: list[str] = []
+        self._lock = threading.Lock()
+
+    def texts(self, table: object, keys: Sequence[bytes], lo: int, hi: int) -> list[str]:
+        """The texts of ``keys[lo:hi]`` (``table`` identifies the key table)."""
+        with self._lock:
+            if table is not self._table:
+                self._table, self._texts = table, []
+            done = len(self._texts)
+            if done < hi:
+                self._texts.extend(self._spell(keys[i]) for i in range(done, hi))
+            return self._texts[lo:hi]
+
+
+def new_caches() -> tuple[TextCache, TextCache]:
+    """The particle CID and neuron address caches of one app (``app.state.graph_texts``)."""
+    return TextCache(cid_text), TextCache(encode_address)
+
+
+def _caches(request: Request) -> tuple[TextCache, TextCache]:
+    return request.app.state.graph_texts
+
+
 def _page(total: int, start: int, limit: int) -> tuple[int, int]:
     lo = min(start, total)
     return lo, min(total, lo + limit)
@@ -48,7 +89,7 @@ def particles(request: Request, start: Start = 0, limit: Limit = MAX_PAGE) -> JS
             "height": view.height,
             "total": view.n_particles,
             "start": lo,
-            "cids": [cid_text(view.particles[i]) for i in range(lo, hi)],
+            "cids": _caches(request)[0].texts(view.particle_table, view.particles, lo, hi),
         }
     )
 
@@ -80,7 +121,7 @@ def neurons(request: Request, start: Start = 0, limit: Limit = MAX_PAGE) -> JSON
             "height": view.height,
             "total": view.n_neurons,
             "start": lo,
-            "addresses": [encode_address(view.neurons[i]) for i in range(lo, hi)],
+            "addresses": _caches(request)[1].texts(view.neuron_table, view.neurons, lo, hi),
             "stakes": view.stakes[lo:hi].astype(float).tolist(),
         }
     )
