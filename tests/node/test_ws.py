@@ -39,7 +39,8 @@ def test_subscriptions_deliver_blocks_focus_and_inclusion(shared_devnet):
             tx = signed(net, net.dev_key(), [link_msg(("ws-c", "ws-b"), ("ws-d", "ws-b"))])
             await ws.send(json.dumps({"subscribe": "tx", "hash": tx.hash.hex()}))
             with net.client() as c:
-                assert c.post("/v1/txs", json={"tx": tx.encoded.hex()}).status_code == 202
+                r = c.post("/v1/txs", json={"tx": tx.encoded.hex()})
+                assert r.status_code == 202, r.text
             got: dict[str, dict] = {}
             async with asyncio.timeout(20):
                 while not {"tx", "focus"} <= got.keys():
