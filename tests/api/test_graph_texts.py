@@ -3,7 +3,7 @@ asks for the same pages again costs the node their JSON, not 0.7 s of spelling e
 
 from __future__ import annotations
 
-from focusflow.api.routes_graph import TextCache
+from focusflow.api.render import TextCache
 
 
 def test_the_node_spells_each_key_once():

@@ -19,6 +19,18 @@ def keyed(src, dst, neurons=None) -> Cybergraph:
     return g
 
 
+def padded_contexts(vocab: int, seed: int) -> np.ndarray:
+    """Six contexts of nine positions, some padding (-1), none all padding; row 1
+    repeats a particle and starts with padding."""
+    rng = np.random.default_rng(seed)
+    batch = rng.integers(0, vocab, (6, 9))
+    pad = rng.random(batch.shape) < 0.4
+    pad[:, 0] = False
+    batch[pad] = -1
+    batch[1] = [-1, -1, 5, -1, 5, 7, -1, -1, -1]
+    return batch
+
+
 def rmat_two_semcons(scale: int = 8, seed: int = 3) -> Cybergraph:
     """An R-MAT graph whose links two neurons (semcons) made, 3:1."""
     src, dst, _ = rmat_edges(scale, 4, seed=seed)

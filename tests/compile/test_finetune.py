@@ -15,24 +15,14 @@ from focusflow.compile import finetune as ft
 from focusflow.compile.forward import forward_numpy
 from focusflow.infer import Inference, InferGraph, InferParams
 
-from .conftest import keyed
-
-
-def _contexts(vocab: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    batch = rng.integers(0, vocab, (6, 9))
-    pad = rng.random(batch.shape) < 0.4
-    pad[:, 0] = False
-    batch[pad] = -1
-    batch[1] = [-1, -1, 5, -1, 5, 7, -1, -1, -1]
-    return batch
+from .conftest import keyed, padded_contexts
 
 
 def test_torch_forward_equals_forward_numpy(small_compiled):
     torch = pytest.importorskip("torch")
     _, c = small_compiled
     model = ft.torch_module(ft.weights_arrays(c.weights))
-    batch = _contexts(c.weights.vocab, seed=7)
+    batch = padded_contexts(c.weights.vocab, seed=7)
     with torch.no_grad():
         got = model(torch.from_numpy(batch)).numpy()
     np.testing.assert_allclose(got, forward_numpy(c.weights, batch), rtol=1e-4, atol=1e-7)

@@ -13,6 +13,8 @@ from focusflow.compile.pipeline import write
 from focusflow.compile.runner import CompiledModel
 from focusflow.core.errors import InvalidParameterError
 
+from .conftest import padded_contexts
+
 REPORT_FIELDS = {
     "d_star",
     "h_star",
@@ -38,20 +40,10 @@ def model_dir(small_compiled, tmp_path_factory):
     return out
 
 
-def _contexts(vocab: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    batch = rng.integers(0, vocab, (6, 9))
-    pad = rng.random(batch.shape) < 0.4
-    pad[:, 0] = False
-    batch[pad] = -1
-    batch[1] = [-1, -1, 5, -1, 5, 7, -1, -1, -1]  # repeats and padding first
-    return batch
-
-
 def test_onnx_equals_forward_numpy(small_compiled, model_dir):
     _, c = small_compiled
     model = CompiledModel.load(model_dir)
-    batch = _contexts(model.vocab, seed=4)
+    batch = padded_contexts(model.vocab, seed=4)
     got = model.predict(batch)
     want = forward_numpy(c.weights, batch)
     assert got.shape == (6, model.vocab) and got.dtype == np.float32
@@ -67,7 +59,7 @@ def test_single_particle_keeps_mass_at_the_context(small_compiled):
     assert one[0].argmax() == 3 or one[0, 3] > np.median(one[0])
 
 
-def test_runner_refuses_bad_contexts(model_dir):
+def test_runner_refuses_badpadded_contexts(model_dir):
     model = CompiledModel.load(model_dir)
     with pytest.raises(InvalidParameterError, match="only padding"):
         model.predict(np.array([[1, 2], [-1, -1]]))

@@ -31,6 +31,7 @@ from focusflow.api.block_cache import RenderedBlocks
 from focusflow.api.hot_paths import HotPaths
 from focusflow.api.limits import ClientLimits, LimitSettings
 from focusflow.api.metrics import NodeMetrics
+from focusflow.api.render import key_texts
 from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
 
@@ -70,8 +71,8 @@ def create_app(
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.top_cache = TopCache()
-    app.state.inference = routes_infer.NodeInference()
-    app.state.graph_texts = routes_graph.new_caches()
+    app.state.key_texts = key_texts()
+    app.state.inference = routes_infer.NodeInference(app.state.key_texts[1])
     app.state.rendered_blocks = RenderedBlocks()
     # The hot endpoints skip the framework (see hot_paths); the body cap that
     # errors.install adds is outside it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -18,6 +20,41 @@ from focusflow.core.keys import encode_address
 def cid_text(raw: bytes) -> str:
     """The usual spelling of a binary CID (cached: top lists repeat the same few)."""
     return cid_from_bytes(raw)
+
+
+class TextCache:
+    """The spelled texts of an append-only key table, each key spelled once.
+
+    Holds one string per key asked for so far (up to the table's size: some
+    100 MB for 10^6 CIDs); a different table object (a node that reopened its
+    graph) starts it afresh.
+    """
+
+    def __init__(self, spell: Callable[[bytes], str]) -> None:
+        self._spell = spell
+        self._table: object | None = None
+        self._texts: list[str] = []
+        self._lock = threading.Lock()
+
+    def texts(self, table: object, keys: Sequence[bytes], lo: int, hi: int) -> list[str]:
+        """The texts of ``keys[lo:hi]`` (``table`` identifies the key table)."""
+        with self._lock:
+            if table is not self._table:
+                self._table, self._texts = table, []
+            done = len(self._texts)
+            if done < hi:
+                self._texts.extend(self._spell(keys[i]) for i in range(done, hi))
+            return self._texts[lo:hi]
+
+
+def key_texts() -> tuple[TextCache, TextCache]:
+    """An app's particle CID and neuron address caches (``app.state.key_texts``).
+
+    They spell with the uncached ``cid_from_bytes``: a page of 10^5 CIDs
+    through :func:`cid_text` would evict the few CIDs its LRU keeps for the
+    top lists.
+    """
+    return TextCache(cid_from_bytes), TextCache(encode_address)
 
 
 def parse_cid(text: str) -> bytes:

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc
 from focusflow.api.jsonbody import parse_json
-from focusflow.api.render import cid_text, parse_cid
+from focusflow.api.render import TextCache, cid_text, parse_cid
 from focusflow.core.cid import particle_cid
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
 from focusflow.core.keys import encode_address
@@ -98,7 +98,11 @@ class _Keys(Sequence):
 class NodeInference:
     """The inference graph of the node's current view, and the solver slots."""
 
-    def __init__(self) -> None:
+    def __init__(self, addresses: TextCache | None = None) -> None:
+        #: Neuron addresses spelled once per node (they name the semcons), not
+        #: once per rebuilt graph: a graph is rebuilt on every block with new
+        #: links, and bech32 costs some 10 microseconds an address.
+        self._addresses = addresses or TextCache(encode_address)
         self._lock = threading.Lock()
         self._key: tuple | None = None
         self._graph: InferGraph | None = None
@@ -116,7 +120,7 @@ class NodeInference:
         )
         with self._lock:
             if key != self._key:
-                self._graph = _graph_of(view)
+                self._graph = _graph_of(view, self._addresses)
                 self._key = key
                 self._engines = {}
             engine = self._engines.get(_param_key(params))
@@ -140,7 +144,7 @@ def _param_key(p: InferParams) -> tuple:
     return (p.mode, p.alpha, p.tol, p.context_weight, p.backend)
 
 
-def _graph_of(view) -> InferGraph:
+def _graph_of(view, addresses: TextCache) -> InferGraph:
     n_links = view.n_links
     weight = view.link_weights(np.arange(n_links)) if n_links else np.empty(0)
     return InferGraph.from_arrays(
@@ -149,7 +153,7 @@ def _graph_of(view) -> InferGraph:
         view.dst[:n_links],
         weight,
         view.neuron[:n_links],
-        [encode_address(a) for a in view.neurons[: view.n_neurons]],
+        addresses.texts(view.neuron_table, view.neurons, 0, view.n_neurons),
         _Keys(view.particles, view.n_particles),
     )
 
@@ -233,7 +237,7 @@ def resolve_context(node, view, items: list) -> list[int]:
             raw = parse_cid(particle_cid(item))
         else:
             raise InvalidParameterError(
-                "a context particle is a CID, text (1..1024 characters) or {\"name\": ...}"
+                'a context particle is a CID, text (1..1024 characters) or {"name": ...}'
             )
         i = view.particle_index(raw)
         if i < 0:

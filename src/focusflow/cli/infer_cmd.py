@@ -134,9 +134,7 @@ class _GraphAnswerer:
 
 
 class _NodeAnswerer:
-    def __init__(
-        self, node: str, params, semcons: dict[str, float], others: float | None
-    ) -> None:
+    def __init__(self, node: str, params, semcons: dict[str, float], others: float | None) -> None:
         self.client = client(None, node)
         self.base: dict[str, Any] = {
             "mode": params.mode,
@@ -199,11 +197,8 @@ class _ModelAnswerer:
         other_semcons: float | None,
     ) -> None:
         from focusflow.compile.runner import CompiledModel
-        from focusflow.infer.engine import OTHER_SEMCONS
 
         self.model = CompiledModel.load(directory)
-        if other_semcons is None:
-            other_semcons = OTHER_SEMCONS if weights else 1.0
         self.factors = self.model.factors(weights, other_semcons)
         self.texts = None
         if texts is not None:
@@ -387,16 +382,18 @@ def infer_cmd(
     Console(highlight=False, soft_wrap=True).print(table)
 
 
-def _batch(answerer: _Answerer, contexts: Path, out: Path, top: int, err: Console,
-           as_json: bool) -> None:
+def _batch(
+    answerer: _Answerer, contexts: Path, out: Path, top: int, err: Console, as_json: bool
+) -> None:
     """Every context of the file, written as it is answered (an interrupted run keeps
     what it wrote; the file is complete only when the command exits 0)."""
     lines = list(read_contexts(contexts))
     t0 = time.perf_counter()
     columns = [TextColumn("inferring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with out.open("w", encoding="utf-8") as fh, Progress(
-        *columns, console=err, transient=True, disable=not err.is_terminal
-    ) as bar:
+    with (
+        out.open("w", encoding="utf-8") as fh,
+        Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar,
+    ):
         task = bar.add_task("", total=len(lines))
         fh.write("line\trank\tparticle\tprobability\n")
         for number, items in lines:

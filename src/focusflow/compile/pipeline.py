@@ -80,10 +80,10 @@ class CompileOptions:
         require_int("eval_contexts", self.eval_contexts, 0)
         if self.hops is not None:
             require_int("hops", self.hops, 0)
-        if self.hops is not None and self.hops > MAX_HOPS:
-            raise InvalidParameterError(
-                f"hops must be at most {MAX_HOPS} (each costs 16x the last), got {self.hops}"
-            )
+            if self.hops > MAX_HOPS:
+                raise InvalidParameterError(
+                    f"hops must be at most {MAX_HOPS} (each costs 16x the last), got {self.hops}"
+                )
         if not 0.0 < self.eps < 1.0:
             raise InvalidParameterError(f"eps must be in (0, 1), got {self.eps}")
         if not 0.0 < self.floor < 1.0:

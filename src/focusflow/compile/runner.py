@@ -97,6 +97,23 @@ def check_factors(factors, count: int) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _semcons_of(directory: Path, session, report: dict) -> SemconNames:
+    """The semcon names of a model: its ``semcons`` input (a graph input with a
+    default, which onnxruntime lists among overridable initializers) in
+    report.json's order."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    inputs.update({i.name: i for i in session.get_overridable_initializers()})
+    listed = report.get("semcons")
+    if FACTORS_INPUT not in inputs or listed is None:
+        return SemconNames(())
+    count = inputs[FACTORS_INPUT].shape[0]
+    if len(listed) != count:
+        raise InputFileError(
+            f"{directory}: report.json lists {len(listed)} semcons, the model weighs {count}"
+        )
+    return SemconNames(listed)
+
+
 @dataclass
 class CompiledModel:
     """A compiled model directory opened for inference."""
@@ -105,6 +122,9 @@ class CompiledModel:
     keys: list[str]
     report: dict
     session: object
+    #: The relation types the ``semcons`` input weighs, in order (none for a
+    #: model compiled before it had that input).
+    semcons: SemconNames
 
     @classmethod
     def load(cls, directory: str | Path, threads: int | None = None) -> CompiledModel:
@@ -130,36 +150,16 @@ class CompiledModel:
             raise InputFileError(
                 f"{directory}: model has {vocab} outputs but vocab.tsv {len(keys)} rows"
             )
-        return cls(directory, keys, report, session)
+        return cls(directory, keys, report, session, _semcons_of(directory, session, report))
 
     @property
     def vocab(self) -> int:
         return len(self.keys)
 
-    @property
-    def semcons(self) -> SemconNames:
-        """The relation types the model's ``semcons`` input weighs, in order."""
-        names = getattr(self, "_semcons", None)
-        if names is None:
-            inputs = {i.name: i for i in self.session.get_inputs()}
-            inputs.update({i.name: i for i in self.session.get_overridable_initializers()})
-            listed = self.report.get("semcons")
-            if FACTORS_INPUT not in inputs or listed is None:
-                names = SemconNames(())
-            else:
-                count = inputs[FACTORS_INPUT].shape[0]
-                if len(listed) != count:
-                    raise InputFileError(
-                        f"{self.directory}: report.json lists {len(listed)} semcons, "
-                        f"the model weighs {count}"
-                    )
-                names = SemconNames(listed)
-            self._semcons = names
-        return names
-
-    def factors(self, weights, others: float = 1.0) -> np.ndarray | None:
-        """Semcon factors for ``{name: weight}`` and ``others`` (None: all 1)."""
-        if weights or others != 1.0:
+    def factors(self, weights, others: float | None = None) -> np.ndarray | None:
+        """Semcon factors for ``{name: weight}`` and ``others`` (the rules of
+        :meth:`SemconNames.factors`); None when every factor is 1."""
+        if weights or (others is not None and others != 1.0):
             self._require_semcon_input()
         return self.semcons.factors(weights, others)
 

@@ -108,7 +108,7 @@ class CompiledWeights:
 
     @property
     def n_semcons(self) -> int:
-        return max(len(self.semcon_names), int(self.hop_sem.max(initial=0)) + 1)
+        return len(self.semcon_names)
 
     def parameter_count(self) -> int:
         arrays = (self.phi, self.emb_att, self.emb_in, self.unemb, self.w_q, self.w_k)

@@ -31,11 +31,6 @@ from focusflow.infer.graph import InferGraph
 from focusflow.infer.sampling import Sampling, draw
 
 MODES = ("tri", "diffusion")
-#: The weight of semcons a query does not name when it names some: enough flow
-#: to get past a missing link of the named relation, little enough to keep the
-#: weighting (WordNet's validation split in bench/infer.py: hits@10 0.20 with
-#: 0.1, 0.165 with 1, 0.03 with 0).
-OTHER_SEMCONS = 0.1
 #: Answers kept per Inference (context, semcons) -> distribution.
 CACHED_ANSWERS = 32
 #: A walk is at most this many steps.
@@ -130,13 +125,12 @@ class Inference:
 
         ``semcons`` weighs links by relation type (``{"hypernym": 2.0}``); links
         of semcons not named get ``other_semcons`` (0 restricts the flow to the
-        named ones; by default ``OTHER_SEMCONS`` when any is named). ``weights``
+        named ones; by default ``graph.semcons.OTHER_SEMCONS`` when any is
+        named). ``weights``
         gives each context particle its share of the source (equal by default).
         """
         t0 = time.perf_counter()
         ids = self.graph.resolve(context)
-        if other_semcons is None:
-            other_semcons = OTHER_SEMCONS if semcons else 1.0
         factors = self.graph.semcon_factors(semcons, other_semcons)
         w = None if weights is None else np.asarray(weights, dtype=np.float64)
         key = (

@@ -165,7 +165,7 @@ class InferGraph:
 
     # --- semcons -------------------------------------------------------------
     def semcon_factors(
-        self, weights: Mapping[str, float] | None, others: float = 1.0
+        self, weights: Mapping[str, float] | None, others: float | None = None
     ) -> np.ndarray | None:
         """Per-semcon weight factors, or None for the graph as it is
         (:meth:`SemconNames.factors`: a name matches exactly or by suffix)."""
