@@ -207,6 +207,10 @@ def run_testnet(
     if full_nodes < 0:
         raise FocusflowError("--full-nodes must be at least 0")
     homes = init_testnet(path, validators, base_port, params=params, full_nodes=full_nodes)
+    # Compile the block kernels once here, before the nodes start: each node
+    # would otherwise compile them at once on a fresh machine (about a minute
+    # each, all of them sharing the cores), and then each loads the cache.
+    prepare_kernels(homes[0].load_genesis().params.focus)
     procs = [start_validator(h, json_logs) for h in homes]
     write_testnet_json(Path(path), homes, procs)
     log.info(
