@@ -38,6 +38,22 @@ def test_hop_tables_by_hand():
     assert idx[0].tolist() == [1, 2] and np.isclose(rest[0], 1 / 3)
 
 
+def test_hop_tables_in_pieces_equal_one_piece():
+    """Filled a piece of links at a time (each piece whole sources), the tables
+    are those of one pass over every link, ties and weights of zero included."""
+    rng = np.random.default_rng(7)
+    m, n = 5000, 300
+    src = rng.integers(0, n, m)
+    dst = rng.integers(0, n, m)
+    w = rng.choice([0.0, 1.0, 2.0, 0.5], m)
+    sem = rng.integers(0, 3, m)
+    whole = hop_tables(n, src, dst, w, sem, 4, chunk=m)
+    for chunk in (1, 7, 97, 1000):
+        pieces = hop_tables(n, src, dst, w, sem, 4, chunk=chunk)
+        for a, b in zip(whole, pieces, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def _two_relations():
     """A ring under ``rel:a`` with chords under ``rel:b``; every out-degree <= 3."""
     n = 12

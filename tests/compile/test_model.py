@@ -99,3 +99,22 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_external_weights_answer_like_embedded(small_compiled, model_dir, tmp_path, monkeypatch):
+    """Past EXTERNAL_ABOVE bytes the weights are streamed to model.onnx.data as
+    the model is built (no in-memory copy of them, no 2 GiB protobuf); the
+    model then answers exactly as the single-file one does."""
+    import focusflow.compile.onnx_export as onnx_export
+
+    g, c = small_compiled
+    monkeypatch.setattr(onnx_export, "EXTERNAL_ABOVE", 0)
+    monkeypatch.setattr(onnx_export, "EXTERNAL_MIN", 64)
+    report = write(c, g, tmp_path, eval_contexts=0)
+    assert set(report["files"]) == {"model.onnx", "model.onnx.data", "vocab.tsv"}
+    assert report["files"]["model.onnx"] < 100_000 < report["files"]["model.onnx.data"]
+    assert not (model_dir / "model.onnx.data").exists()
+    batch = padded_contexts(c.weights.vocab, seed=9)
+    got = CompiledModel.load(tmp_path).predict(batch)
+    want = CompiledModel.load(model_dir).predict(batch)
+    np.testing.assert_array_equal(got, want)

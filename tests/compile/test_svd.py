@@ -42,3 +42,29 @@ def test_seeded_and_rank_deficient():
     assert one.s[0] == pytest.approx(np.linalg.norm(a.toarray(), 2))
     assert np.all(one.s[1:] < 1e-8 * one.s[0])
     np.testing.assert_allclose(one.u.T @ one.u, np.eye(5), atol=1e-8)
+
+
+def test_float32_blocks_orthonormalised_in_place_match_dense_svd():
+    """Large graphs run the range finder in float32 blocks orthonormalised in
+    place (no second n x w block); the top triplets still match a dense SVD."""
+    s = np.array([100.0, 50, 25, 12, 6, 3, 1.5, 0.7] + [0.01] * 20)
+    a = _with_spectrum(3000, s, seed=5)
+    got = randomized_svd(a, 8, seed=0, dtype=np.float32)
+    assert got.u.dtype == np.float32 and got.v.dtype == np.float32
+    u_ref, s_ref, vt_ref = np.linalg.svd(a.toarray())
+    np.testing.assert_allclose(got.s, s_ref[:8], rtol=1e-4)
+    np.testing.assert_allclose(np.abs(got.u.T @ u_ref[:, :8]), np.eye(8), atol=1e-4)
+    np.testing.assert_allclose(np.abs(got.v.T @ vt_ref[:8].T), np.eye(8), atol=1e-4)
+
+
+def test_in_place_orthonormalisation_keeps_the_factor():
+    from focusflow.compile.svd import ORTH_BAND, _orth_r
+
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((2 * ORTH_BAND + 17, 6))
+    q, r = _orth_r(y.copy(), overwrite=True)
+    np.testing.assert_allclose(q.T @ q, np.eye(6), atol=1e-12)
+    np.testing.assert_allclose(q @ r, y, atol=1e-10)
+    q2, r2 = _orth_r(y)
+    np.testing.assert_allclose(q2 @ r2, y, atol=1e-10)
+    np.testing.assert_allclose(np.abs(q2.T @ q), np.eye(6), atol=1e-12)

@@ -225,3 +225,35 @@ def test_naming_a_semcon_keeps_a_tenth_of_the_others_by_default():
     np.testing.assert_array_equal(default.probs, tenth.probs)
     plain = engine.predict(["dog"])
     np.testing.assert_array_equal(plain.probs, engine.predict(["dog"], other_semcons=1.0).probs)
+
+
+def test_queries_under_ever_new_semcon_weights_keep_memory_bounded():
+    """Each semcon weighting is a snapshot of its own; a client naming a new
+    weighting with every query must not make the process keep them all."""
+    import gc
+    import weakref
+
+    from focusflow.focus.solver import OPERATORS_KEPT
+    from focusflow.graph.snapshot import Snapshot
+    from focusflow.infer.graph import SNAPSHOTS_KEPT
+
+    ig = InferGraph.from_cybergraph(typed_graph())
+    engine = Inference(ig, InferParams(mode="tri"))
+    made = []
+    real_init = Snapshot.__init__
+
+    def tracking_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    Snapshot.__init__ = tracking_init
+    try:
+        for k in range(1, 3 * (SNAPSHOTS_KEPT + OPERATORS_KEPT)):
+            engine.predict(["dog"], semcons={"is_a": 1.0 + k / 7}, other_semcons=0.5)
+    finally:
+        Snapshot.__init__ = real_init
+    engine._cache.clear()
+    gc.collect()
+    alive = sum(r() is not None for r in made)
+    assert len(made) > SNAPSHOTS_KEPT + OPERATORS_KEPT
+    assert alive <= SNAPSHOTS_KEPT + OPERATORS_KEPT

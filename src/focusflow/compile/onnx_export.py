@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import onnx
@@ -23,23 +24,60 @@ from focusflow.compile.forward import MASKED, TINY
 from focusflow.compile.weights import CompiledWeights
 
 OPSET = 17
-#: Protobuf refuses messages of 2 GiB; larger models keep their weights beside.
-EXTERNAL_ABOVE = 1_800_000_000
+#: Models with more weight bytes keep them in a file beside ``model.onnx``,
+#: written as they are built. Protobuf refuses messages of 2 GiB, and building
+#: one in memory holds about three copies of the weights (every message handed
+#: to ``make_graph`` and ``make_model`` is copied): 3.8 GB extra at R-MAT 20.
+EXTERNAL_ABOVE = 256 << 20
+#: In a model with external weights, initializers from this size on go to the
+#: data file, each at an offset aligned for memory mapping.
+EXTERNAL_MIN = 1 << 16
+EXTERNAL_ALIGN = 4096
+DATA_SUFFIX = ".data"
 INPUT = "particles"
 FACTORS = "semcons"
 OUTPUT = "next"
 
 
 class _Builder:
-    """Nodes and initializers with generated names."""
+    """Nodes and initializers with generated names.
 
-    def __init__(self) -> None:
+    With ``sink`` (an open binary file named ``location`` beside the model),
+    initializers of ``EXTERNAL_MIN`` bytes or more are written there as they
+    are made and the model only points at them: a 3·10^6-particle model's
+    weights are 3.4 GB, and protobuf copies every message it is handed
+    (``make_graph``, ``make_model``), so building them in memory held three
+    copies and could not be sized or saved past 2 GiB.
+    """
+
+    def __init__(self, sink: BinaryIO | None = None, location: str = "") -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
+        self._sink = sink
+        self._location = location
 
     def const(self, name: str, value: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        arr = np.asarray(value)
+        if self._sink is None or arr.nbytes < EXTERNAL_MIN:
+            self.inits.append(numpy_helper.from_array(arr, name))
+            return name
+        offset = self._sink.seek(0, 2)
+        pad = -offset % EXTERNAL_ALIGN
+        if pad:
+            self._sink.write(bytes(pad))
+            offset += pad
+        self._sink.write(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).data)
+        tensor = onnx.TensorProto()
+        tensor.name = name
+        tensor.data_type = helper.np_dtype_to_tensor_dtype(arr.dtype)
+        tensor.dims.extend(arr.shape)
+        tensor.data_location = TensorProto.EXTERNAL
+        refs = (("location", self._location), ("offset", offset), ("length", arr.nbytes))
+        for key, value in refs:
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, str(value)
+        self.inits.append(tensor)
         return name
 
     def scalar(self, value: float) -> str:
@@ -88,9 +126,12 @@ def _hop_levels(b: _Builder, w: CompiledWeights, idx: str) -> list[tuple[str, st
     return out
 
 
-def build_model(w: CompiledWeights) -> onnx.ModelProto:
-    """The ONNX model of ``w``'s forward pass."""
-    b = _Builder()
+def build_model(
+    w: CompiledWeights, sink: BinaryIO | None = None, location: str = ""
+) -> onnx.ModelProto:
+    """The ONNX model of ``w``'s forward pass (large weights into ``sink``, named
+    ``location`` in the model, when given)."""
+    b = _Builder(sink, location)
     f32 = np.float32
     emb_att = b.const("emb_att", w.emb_att)
     emb_in = b.const("emb_in", w.emb_in)
@@ -206,18 +247,22 @@ def build_model(w: CompiledWeights) -> onnx.ModelProto:
     return model
 
 
-def save_model(model: onnx.ModelProto, path: str | Path) -> list[Path]:
-    """Write ``model`` (weights beside it past ``EXTERNAL_ABOVE`` bytes); the files written."""
+def weight_bytes(w: CompiledWeights) -> int:
+    """The bytes of ``w``'s arrays: about what the model's initializers hold."""
+    return sum(
+        v.nbytes for v in vars(w).values() if isinstance(v, np.ndarray)
+    )
+
+
+def export(w: CompiledWeights, path: str | Path) -> list[Path]:
+    """Write ``w``'s model to ``path``; past ``EXTERNAL_ABOVE`` bytes of weights
+    they go to ``path + ".data"`` beside it. Returns the files written."""
     path = Path(path)
-    if model.ByteSize() > EXTERNAL_ABOVE:
-        data = path.with_suffix(".onnx.data")
-        onnx.save_model(
-            model,
-            path,
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=data.name,
-        )
-        return [path, data]
+    if weight_bytes(w) <= EXTERNAL_ABOVE:
+        onnx.save_model(build_model(w), path)
+        return [path]
+    data = path.with_name(path.name + DATA_SUFFIX)
+    with data.open("wb") as sink:
+        model = build_model(w, sink, data.name)
     onnx.save_model(model, path)
-    return [path]
+    return [path, data]

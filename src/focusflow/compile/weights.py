@@ -29,6 +29,7 @@ SVD of rank d. Then
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -43,6 +44,8 @@ from focusflow.compile.svd import spmm
 ATTENTION_SCALE = 4.0
 #: Out-links per particle kept in the hop tables.
 HOP_WIDTH = 16
+#: Links per piece while the hop tables are filled.
+HOP_CHUNK = 1 << 22
 #: Diffusion steps out of the context taken exactly through the hop tables: on
 #: WordNet's held-out links three exact steps rank the answer in the top 10
 #: 1.4x as often as two (bench/infer.py), and a fourth adds r times the work.
@@ -125,19 +128,56 @@ def transition(a: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
 
 
 def hop_tables(
-    n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, semcon: np.ndarray, r: int
+    n: int,
+    src: np.ndarray,
+    dst: np.ndarray,
+    weight: np.ndarray,
+    semcon: np.ndarray,
+    r: int,
+    chunk: int = HOP_CHUNK,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(idx, p, sem, rest)``: each source's ``r`` heaviest (target, semcon)
     pairs (links of one pair summed; ties: lower target, then lower semcon),
     their transition probabilities, their semcons, and the probability of the
-    pairs left out. Rows of dangling particles are all zero."""
-    src = np.asarray(src, dtype=np.int64)
-    dst = np.asarray(dst, dtype=np.int64)
-    sem = np.asarray(semcon, dtype=np.int64)
-    w = np.asarray(weight, dtype=np.float64)
-    keep = w > 0
-    src, dst, sem, w = src[keep], dst[keep], sem[keep], w[keep]
-    out_weight = np.bincount(src, weights=w, minlength=n)
+    pairs left out. Rows of dangling particles are all zero.
+
+    The links are grouped by source once and the rows filled a piece of about
+    ``chunk`` links at a time, so the sorts hold copies of a piece, not of
+    every link (at 5·10^7 links each full int64 copy is 0.4 GB, and the sorts
+    held several).
+    """
+    w_all = np.asarray(weight, dtype=np.float64)
+    src = np.asarray(src)
+    kept = np.flatnonzero(w_all > 0)
+    by_src = kept[np.argsort(src[kept], kind="stable")]
+    del kept
+    src_sorted = src[by_src].astype(np.int64)
+    out_weight = np.bincount(src_sorted, weights=w_all[by_src], minlength=n)
+    idx = np.zeros((n, r), dtype=np.int32)
+    p = np.zeros((n, r), dtype=np.float64)
+    s_out = np.zeros((n, r), dtype=np.int32)
+    m = len(by_src)
+    cuts = np.searchsorted(src_sorted, src_sorted[np.arange(0, m, max(chunk, 1))], side="left")
+    bounds = [*np.unique(cuts).tolist(), m] if m else [0]
+    for lo, hi in itertools.pairwise(bounds):
+        ids = by_src[lo:hi]
+        _fill_rows(
+            src_sorted[lo:hi],
+            np.asarray(dst[ids], dtype=np.int64),
+            np.asarray(semcon[ids], dtype=np.int64),
+            w_all[ids],
+            out_weight,
+            r,
+            idx,
+            p,
+            s_out,
+        )
+    rest = np.where(out_weight > 0, 1.0 - p.sum(axis=1), 0.0)
+    return idx, p, s_out, np.maximum(rest, 0.0)
+
+
+def _fill_rows(src, dst, sem, w, out_weight, r, idx, p, s_out) -> None:
+    """The table rows of the sources in one piece of links (sorted by source)."""
     order = np.lexsort((sem, dst, src))
     src, dst, sem, w = src[order], dst[order], sem[order], w[order]
     new = np.ones(len(src), dtype=bool)
@@ -147,18 +187,12 @@ def hop_tables(
     src, dst, sem = src[start], dst[start], sem[start]
     order = np.lexsort((-w, src))  # stable: equal weights keep (dst, sem) order
     src, dst, sem, w = src[order], dst[order], sem[order], w[order]
-    first = np.searchsorted(src, np.arange(n))
-    rank = np.arange(len(src)) - first[src]
+    rank = np.arange(len(src)) - np.searchsorted(src, src, side="left")
     sel = rank < r
-    idx = np.zeros((n, r), dtype=np.int32)
-    p = np.zeros((n, r), dtype=np.float64)
-    s_out = np.zeros((n, r), dtype=np.int32)
     rows, cols = src[sel], rank[sel]
     idx[rows, cols] = dst[sel]
     p[rows, cols] = w[sel] / out_weight[rows]
     s_out[rows, cols] = sem[sel]
-    rest = np.where(out_weight > 0, 1.0 - p.sum(axis=1), 0.0)
-    return idx, p, s_out, np.maximum(rest, 0.0)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -177,10 +211,11 @@ def head_matrices(u: np.ndarray, heads: list[sp.csr_matrix]) -> tuple[np.ndarray
     enter as their mixing shares).
     """
     d = u.shape[1]
+    u = np.ascontiguousarray(u)
     w_q = np.zeros((len(heads), d, d))
     w_k = np.zeros((len(heads), d, d))
     for h, a_s in enumerate(heads):
-        b = u.T @ spmm(a_s, np.ascontiguousarray(u))
+        b = gram(u, spmm(a_s, u))
         ub, sb, vbt = np.linalg.svd(b)
         if sb.size == 0 or sb[0] <= 0:
             continue
@@ -188,6 +223,16 @@ def head_matrices(u: np.ndarray, heads: list[sp.csr_matrix]) -> tuple[np.ndarray
         w_q[h] = ub * root
         w_k[h] = vbt.T * root
     return w_q, w_k
+
+
+def gram(x: np.ndarray, y: np.ndarray, band: int = 1 << 16) -> np.ndarray:
+    """``x^T y`` in float64, a band of rows at a time: the n x d blocks may be
+    float32, and a d x d sum over millions of rows wants float64 without a
+    float64 copy of either block."""
+    out = np.zeros((x.shape[1], y.shape[1]))
+    for lo in range(0, x.shape[0], band):
+        out += x[lo : lo + band].T.astype(np.float64) @ y[lo : lo + band].astype(np.float64)
+    return out
 
 
 def split_heads(
@@ -243,24 +288,27 @@ def build_weights(
     coverage = table_coverage(phi, hop_p, hop_rest)
     if hops is None:
         hops = EXACT_HOPS if coverage >= HOP_COVERAGE else 1
+    # The n x d blocks stay in the SVD's dtype (float32 on large graphs): at
+    # 3·10^6 particles each float64 copy was 2 GB. Only the d x d reductions
+    # over all particles are summed in float64.
     p, _ = transition(a)
-    v = np.ascontiguousarray(v, dtype=np.float64)
-    pv = spmm(p, v)
-    prop = pv.T @ v  # T = V^T P^T V = (P V)^T V
-    emb_in = pv
+    u = np.ascontiguousarray(u)
+    v = np.ascontiguousarray(v)
+    emb_in = spmm(p, v)
+    prop = gram(emb_in, v)  # T = V^T P^T V = (P V)^T V
     for _ in range(hops):
         emb_in = spmm(p, emb_in)
     w_q, w_k = head_matrices(u, heads)
     f32 = np.float32
     return CompiledWeights(
         phi=(phi / phi.sum()).astype(f32),
-        emb_att=unit_rows(u).astype(f32),
-        emb_in=emb_in.astype(f32),
+        emb_att=unit_rows(u).astype(f32, copy=False),
+        emb_in=emb_in.astype(f32, copy=False),
         hop_idx=hop_idx,
         hop_p=hop_p.astype(f32),
         hop_sem=hop_sem,
         hop_rest=hop_rest.astype(f32),
-        unemb=np.ascontiguousarray(v.T).astype(f32),
+        unemb=v.T.astype(f32, copy=False),
         w_q=w_q.astype(f32),
         w_k=w_k.astype(f32),
         head_share=np.asarray(head_share, dtype=f32),

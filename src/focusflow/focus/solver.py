@@ -11,8 +11,9 @@ successive iterates drops below ``tol`` (never a fixed step count), at most
 from __future__ import annotations
 
 import math
+import threading
 import time
-import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -49,24 +50,50 @@ EXACT_SHARE = 0.01
 GraphLike = Cybergraph | Snapshot | sp.spmatrix | sp.sparray
 
 
-# Prepared operators per snapshot (SELL storage, float32 copies): built once and
-# reused by later compute() calls on the same snapshot while it is unchanged.
-_OPERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Snapshots whose prepared operators (SELL storage, float32 copies) are kept
+#: for later compute() calls, most recently used last. An operator holds its
+#: snapshot, so this bound is what frees both: with a weak-keyed map the
+#: operator kept its own key alive, and every snapshot ever solved on stayed
+#: in memory (a node answering inference queries under ever new semcon
+#: weights grew without limit).
+OPERATORS_KEPT = 8
+_OPERATORS: OrderedDict[int, tuple[Snapshot, dict]] = OrderedDict()
+_OPERATORS_LOCK = threading.Lock()
 
 
 def operator_for(
     snap: Snapshot, backend: str, precision: str, arithmetic: str = FAST
 ) -> GraphOperator:
-    """The backend's operator for ``snap``, cached until the snapshot is patched."""
+    """The backend's operator for ``snap``, cached until the snapshot is patched
+    or ``OPERATORS_KEPT`` other snapshots were used since."""
     chosen = get_backend(backend)
-    cache = _OPERATORS.setdefault(snap, {})
     key = (chosen.name, precision, arithmetic)
-    entry = cache.get(key)
-    if entry is not None and entry[0] == (snap.version, snap.n):
-        return entry[1]
+    with _OPERATORS_LOCK:
+        held = _OPERATORS.get(id(snap))
+        if held is not None and held[0] is snap:
+            _OPERATORS.move_to_end(id(snap))
+            entry = held[1].get(key)
+            if entry is not None and entry[0] == (snap.version, snap.n):
+                return entry[1]
     op = make_operator(chosen, snap, precision, arithmetic)
-    cache[key] = ((snap.version, snap.n), op)
+    with _OPERATORS_LOCK:
+        held = _OPERATORS.get(id(snap))
+        if held is None or held[0] is not snap:
+            held = (snap, {})
+            _OPERATORS[id(snap)] = held
+        _OPERATORS.move_to_end(id(snap))
+        held[1][key] = ((snap.version, snap.n), op)
+        while len(_OPERATORS) > OPERATORS_KEPT:
+            _OPERATORS.popitem(last=False)
     return op
+
+
+def release_operators(snap: Snapshot) -> None:
+    """Drop the operators kept for ``snap`` (one-off solves on large graphs)."""
+    with _OPERATORS_LOCK:
+        held = _OPERATORS.get(id(snap))
+        if held is not None and held[0] is snap:
+            del _OPERATORS[id(snap)]
 
 
 def make_operator(backend, snap: Snapshot, precision: str, arithmetic: str = FAST):
