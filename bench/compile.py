@@ -142,7 +142,7 @@ def bench_graph(name: str, g: Cybergraph, args, evaluate_kl: bool, run_svds: boo
             "hop_coverage": report["hop_coverage"],
             "diameter": report["diameter_estimate"],
             "parameters": report["parameters"],
-            "model_bytes": report["files"]["model.onnx"],
+            "model_bytes": sum(v for k, v in report["files"].items() if k.startswith("model.")),
             "timings": t,
             "latency": latency(Path(tmp), g.n_particles, args.runs, args.seed),
         }
