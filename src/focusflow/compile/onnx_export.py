@@ -249,9 +249,7 @@ def build_model(
 
 def weight_bytes(w: CompiledWeights) -> int:
     """The bytes of ``w``'s arrays: about what the model's initializers hold."""
-    return sum(
-        v.nbytes for v in vars(w).values() if isinstance(v, np.ndarray)
-    )
+    return sum(v.nbytes for v in vars(w).values() if isinstance(v, np.ndarray))
 
 
 def export(w: CompiledWeights, path: str | Path) -> list[Path]:

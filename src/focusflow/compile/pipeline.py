@@ -112,18 +112,28 @@ class Compiled:
     report: dict
 
 
-def adjacency_of(graph: Cybergraph) -> sp.csr_matrix:
-    """The weighted adjacency in particle order (rows = sources, duplicates summed)."""
+def link_table(graph: Cybergraph, semcons: Semcons) -> LinkTable:
+    """The links every phase reads, with their current weights, read once."""
     links = graph.links()
+    weight = graph.link_weight_range(0, graph.n_links)
+    return LinkTable(links.src, links.dst, weight, semcons.of_link, tuple(semcons.names))
+
+
+def adjacency_of(graph: Cybergraph, table: LinkTable | None = None) -> sp.csr_matrix:
+    """The weighted adjacency in particle order (rows = sources, duplicates summed)."""
+    if table is None:
+        links = graph.links()
+        src, dst, w = links.src, links.dst, graph.link_weight_range(0, graph.n_links)
+    else:
+        src, dst, w = table.src, table.dst, table.weight
     n = graph.n_particles
-    w = graph.link_weight(np.arange(graph.n_links, dtype=np.int64))
-    a = sp.csr_matrix((w, (links.src.astype(np.int64), links.dst.astype(np.int64))), shape=(n, n))
+    a = sp.csr_matrix((w, (src, dst)), shape=(n, n))
     a.sum_duplicates()
     a.eliminate_zeros()
     return a
 
 
-def focus_of(graph: Cybergraph, opt: CompileOptions) -> FocusResult:
+def focus_of(graph: Cybergraph, table: LinkTable, opt: CompileOptions) -> FocusResult:
     """phi* of ``graph``, solved on a snapshot of its own.
 
     ``compute(graph)`` would keep the snapshot on the graph and, with it, the
@@ -131,9 +141,7 @@ def focus_of(graph: Cybergraph, opt: CompileOptions) -> FocusResult:
     link): at 5·10^7 links about 6 GB that the SVD and weight phases do not
     need. This one is dropped when the solve returns.
     """
-    links = graph.links()
-    weight = graph.link_weight(np.arange(graph.n_links, dtype=np.int64))
-    snap = Snapshot(graph.n_particles, links.src, links.dst, weight, order=graph.order)
+    snap = Snapshot(graph.n_particles, table.src, table.dst, table.weight, order=graph.order)
     try:
         return compute(snap, mode=opt.mode, alpha=opt.alpha)
     finally:
@@ -170,18 +178,18 @@ def compile_graph(
         return time.perf_counter()
 
     t = start("adjacency")
-    a = adjacency_of(graph)
-    links = graph.links()
     semcons = semcons_of(
-        links.neuron,
+        graph.links().neuron,
         graph.neurons.keys(),
         min_share=opt.min_share,
         max_heads=opt.max_heads,
     )
+    table = link_table(graph, semcons)
+    a = adjacency_of(graph, table)
     timings["adjacency"] = time.perf_counter() - t
 
     t = start("focus")
-    focus = focus_of(graph, opt)
+    focus = focus_of(graph, table, opt)
     phi = np.asarray(focus.focus, dtype=np.float64)
     kappa, kappa_source = kappa_of(focus, opt.alpha)
     timings["focus"] = time.perf_counter() - t
@@ -206,7 +214,7 @@ def compile_graph(
     timings["diameter"] = time.perf_counter() - t
 
     t = start("weights")
-    weights = _weights(graph, a, phi, svd, d, semcons, opt, layers.capped)
+    weights = _weights(graph.n_particles, table, a, phi, svd, d, semcons, opt, layers.capped)
     weights.meta = {
         "d": d,
         "heads": weights.heads,
@@ -260,7 +268,8 @@ def compile_graph(
 
 
 def _weights(
-    graph: Cybergraph,
+    n: int,
+    table: LinkTable,
     a: sp.csr_matrix,
     phi: np.ndarray,
     svd: TruncatedSVD,
@@ -269,11 +278,7 @@ def _weights(
     opt: CompileOptions,
     layers: int,
 ) -> CompiledWeights:
-    links = graph.links()
-    w = graph.link_weight(np.arange(graph.n_links, dtype=np.int64))
-    src, dst = links.src.astype(np.int64), links.dst.astype(np.int64)
-    head_mats, head_share = split_heads(graph.n_particles, src, dst, w, semcons)
-    table = LinkTable(src, dst, w, semcons.of_link, tuple(semcons.names))
+    head_mats, head_share = split_heads(n, table.src, table.dst, table.weight, semcons)
     return build_weights(
         a,
         phi,
@@ -298,7 +303,11 @@ def with_layers(compiled: Compiled, graph: Cybergraph, layers: int) -> CompiledW
     opt = CompileOptions(**compiled.report["options"])
     d = compiled.weights.dim
     phi = np.asarray(compiled.focus.focus, dtype=np.float64)
-    return _weights(graph, compiled.adjacency, phi, compiled.svd, d, compiled.semcons, opt, layers)
+    table = link_table(graph, compiled.semcons)
+    return _weights(
+        graph.n_particles, table, compiled.adjacency, phi, compiled.svd, d, compiled.semcons,
+        opt, layers,
+    )
 
 
 def write(

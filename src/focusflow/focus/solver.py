@@ -68,19 +68,17 @@ def operator_for(
     or ``OPERATORS_KEPT`` other snapshots were used since."""
     chosen = get_backend(backend)
     key = (chosen.name, precision, arithmetic)
+    # An entry holds its snapshot, so while it exists no other object has that id.
     with _OPERATORS_LOCK:
         held = _OPERATORS.get(id(snap))
-        if held is not None and held[0] is snap:
+        if held is not None:
             _OPERATORS.move_to_end(id(snap))
             entry = held[1].get(key)
             if entry is not None and entry[0] == (snap.version, snap.n):
                 return entry[1]
     op = make_operator(chosen, snap, precision, arithmetic)
     with _OPERATORS_LOCK:
-        held = _OPERATORS.get(id(snap))
-        if held is None or held[0] is not snap:
-            held = (snap, {})
-            _OPERATORS[id(snap)] = held
+        held = _OPERATORS.setdefault(id(snap), (snap, {}))
         _OPERATORS.move_to_end(id(snap))
         held[1][key] = ((snap.version, snap.n), op)
         while len(_OPERATORS) > OPERATORS_KEPT:
@@ -91,9 +89,7 @@ def operator_for(
 def release_operators(snap: Snapshot) -> None:
     """Drop the operators kept for ``snap`` (one-off solves on large graphs)."""
     with _OPERATORS_LOCK:
-        held = _OPERATORS.get(id(snap))
-        if held is not None and held[0] is snap:
-            del _OPERATORS[id(snap)]
+        _OPERATORS.pop(id(snap), None)
 
 
 def make_operator(backend, snap: Snapshot, precision: str, arithmetic: str = FAST):
