@@ -24,6 +24,7 @@ from focusflow.api import (
     routes_graph,
     routes_infer,
     routes_light,
+    routes_query,
     routes_validators,
     ws,
 )
@@ -34,6 +35,7 @@ from focusflow.api.metrics import NodeMetrics
 from focusflow.api.render import key_texts
 from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
+from focusflow.query.service import QueryService
 
 STATIC = Path(__file__).parent / "static"
 
@@ -47,18 +49,21 @@ def create_app(
     """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None)."""
     hub = ws.Hub(node, ws_limits)
     metrics = NodeMetrics(node)
+    queries = QueryService(node)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         hub.attach(asyncio.get_running_loop())
-        node.listeners.extend([hub.on_block, metrics.on_block])
+        app.state.query_subscriptions.loop = asyncio.get_running_loop()
+        node.listeners.extend([hub.on_block, metrics.on_block, queries.on_block])
         try:
             yield
         finally:
             await hub.detach()
-            for listener in (hub.on_block, metrics.on_block):
+            for listener in (hub.on_block, metrics.on_block, queries.on_block):
                 if listener in node.listeners:
                     node.listeners.remove(listener)
+            queries.close()
 
     app = FastAPI(
         title="focusflow node",
@@ -74,6 +79,8 @@ def create_app(
     app.state.key_texts = key_texts()
     app.state.inference = routes_infer.NodeInference(app.state.key_texts[1])
     app.state.rendered_blocks = RenderedBlocks()
+    app.state.queries = queries
+    app.state.query_subscriptions = routes_query.Subscriptions(queries)
     # The hot endpoints skip the framework (see hot_paths); the body cap that
     # errors.install adds is outside it.
     app.add_middleware(HotPaths, state=app.state)
@@ -88,6 +95,7 @@ def create_app(
     app.include_router(ws.router)
     app.include_router(routes_da.router)
     app.include_router(routes_light.router)
+    app.include_router(routes_query.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, address, client, console, particle
 from focusflow.cli.common import print_json as _print_json
+from focusflow.cli.datalog_cmd import DatalogHelp, datalog_cmd
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 
 query_app = typer.Typer(
@@ -366,3 +367,6 @@ def _verify(key: str, doc: dict[str, Any]) -> None:
         raise BadProofError(f"the node's proof for {key!r} is malformed: {exc}") from None
     if not verify_proof(root, raw_key, value, proof):
         raise BadProofError(f"the node's proof for {key!r} does not verify against its root")
+
+
+query_app.command("datalog", help=DatalogHelp)(datalog_cmd)

@@ -1,0 +1,211 @@
+"""Query endpoints: ``POST /v1/query`` (Datalog over the committed state) and views.
+
+A query names its program, the relation to return and optionally a row
+limit, a height the node still keeps and a time limit; the answer names the
+height and state root it was computed at. Queries run in worker threads, a
+few at a time, under the service's bounds (``focusflow.query.service``), so
+the node keeps serving blocks and other requests while they run.
+
+Views are registered by the operator (admin token: each costs the node work
+at every block), read by anyone, and streamed over a WebSocket: one message
+per block that added rows to the view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from focusflow.api.errors import ERROR_RESPONSES, error_doc
+from focusflow.api.jsonbody import parse_json
+from focusflow.api.routes_chain import check_admin
+from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.query.service import QueryService
+
+router = APIRouter(prefix="/v1/query", responses=ERROR_RESPONSES)
+
+#: Longest program text a request may carry.
+MAX_PROGRAM_CHARS = 256 << 10
+#: View subscribers at once, and messages one may have waiting before it is dropped.
+MAX_SUBSCRIBERS = 64
+SUBSCRIBER_QUEUE = 64
+#: WebSocket close codes: unknown view, too many subscribers.
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+_FIELDS = {"program", "output", "limit", "height", "timeout_s"}
+
+
+def _service(request_or_socket: Any) -> QueryService:
+    return request_or_socket.app.state.queries
+
+
+def _text(doc: dict, name: str, limit: int) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise InvalidParameterError(f"{name} must be a string of 1 to {limit} characters")
+    return value
+
+
+def _int(doc: dict, name: str, lo: int, hi: int) -> int | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidParameterError(f"{name} must be an integer from {lo} to {hi}")
+    return value
+
+
+def parse_query(doc: Any, max_output: int) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise InvalidParameterError("the body must be a JSON object")
+    unknown = sorted(set(doc) - _FIELDS)
+    if unknown:
+        raise InvalidParameterError(f"unknown field {unknown[0]!r}")
+    timeout = doc.get("timeout_s")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not (0 < timeout <= 3600)
+        or not math.isfinite(timeout)
+    ):
+        raise InvalidParameterError("timeout_s must be a number of seconds in (0, 3600]")
+    return {
+        "program": _text(doc, "program", MAX_PROGRAM_CHARS),
+        "output": _text(doc, "output", 128),
+        "limit": _int(doc, "limit", 0, max_output),
+        "height": _int(doc, "height", 0, 2**63 - 1),
+        "timeout_s": None if timeout is None else float(timeout),
+    }
+
+
+def _run(service: QueryService, doc: Any) -> dict[str, Any]:
+    req = parse_query(doc, service.limits.max_output)
+    answer = service.query(
+        req["program"],
+        req["output"],
+        limit=req["limit"],
+        height=req["height"],
+        timeout_s=req["timeout_s"],
+    )
+    out = answer.to_json()
+    out["seconds"] = round(answer.elapsed_s, 6)
+    return out
+
+
+@router.post("", response_model=None)
+async def query(request: Request) -> JSONResponse:
+    """Evaluate a Datalog program over the committed state; one relation back."""
+    doc = parse_json(await request.body())
+    return JSONResponse(await run_in_threadpool(_run, _service(request), doc))
+
+
+@router.get("/views", response_model=None)
+def list_views(request: Request) -> JSONResponse:
+    """The registered views and the state of their last update."""
+    return JSONResponse({"views": _service(request).view_status()})
+
+
+@router.post("/views", response_model=None)
+async def register_view(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> JSONResponse:
+    """Register a view (admin token): ``{name, program, output, integrity?}``."""
+    check_admin(request, authorization)
+    doc = parse_json(await request.body())
+    if not isinstance(doc, dict) or sorted(set(doc) - {"name", "program", "output", "integrity"}):
+        raise InvalidParameterError("a view is {name, program, output, integrity?}")
+    integrity = doc.get("integrity", False)
+    if not isinstance(integrity, bool):
+        raise InvalidParameterError("integrity must be true or false")
+    name = _text(doc, "name", 48)
+    program = _text(doc, "program", MAX_PROGRAM_CHARS)
+    output = _text(doc, "output", 128)
+    service = _service(request)
+    view = await run_in_threadpool(
+        lambda: service.register(name, program, output, integrity=integrity)
+    )
+    return JSONResponse(view.status(), status_code=201)
+
+
+@router.get("/views/{name}", response_model=None)
+def read_view(
+    request: Request, name: str, limit: Annotated[int | None, Query(ge=0, le=1_000_000)] = None
+) -> JSONResponse:
+    """A view's rows as of the last block it was updated at."""
+    answer, status = _service(request).read_view(name, limit)
+    return JSONResponse({**answer.to_json(), "view": status})
+
+
+@router.delete("/views/{name}", response_model=None)
+def drop_view(
+    request: Request, name: str, authorization: Annotated[str | None, Header()] = None
+) -> JSONResponse:
+    """Drop a view (admin token)."""
+    check_admin(request, authorization)
+    _service(request).drop(name)
+    return JSONResponse({"dropped": name})
+
+
+class Subscriptions:
+    """View changes from the worker thread to WebSocket clients on the loop."""
+
+    def __init__(self, service: QueryService) -> None:
+        self.service = service
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queues: dict[str, set[asyncio.Queue]] = {}
+        service.listeners.append(self.on_change)
+
+    def count(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def on_change(self, name: str, height: int, rows: list[list[Any]]) -> None:
+        loop = self.loop
+        if loop is None or not rows or name not in self.queues:
+            return
+        message = {"view": name, "height": height, "added": rows}
+        loop.call_soon_threadsafe(self._deliver, name, message)
+
+    def _deliver(self, name: str, message: dict) -> None:
+        for queue in list(self.queues.get(name, ())):
+            if queue.full():
+                queue.put_nowait_overflow = True  # type: ignore[attr-defined]
+                continue
+            queue.put_nowait(message)
+
+
+@router.websocket("/views/{name}/ws")
+async def subscribe(socket: WebSocket, name: str) -> None:
+    """One JSON message per block that added rows to view ``name``."""
+    subs: Subscriptions = socket.app.state.query_subscriptions
+    await socket.accept()
+    if subs.count() >= MAX_SUBSCRIBERS:
+        await socket.close(code=CLOSE_TRY_LATER, reason="too many view subscribers")
+        return
+    known = {v["name"] for v in subs.service.view_status()}
+    if name not in known:
+        with contextlib.suppress(Exception):
+            await socket.send_json(error_doc("query_invalid", f"no view named {name}"))
+            await socket.close(code=CLOSE_POLICY)
+        return
+    subs.loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
+    subs.queues.setdefault(name, set()).add(queue)
+    try:
+        while True:
+            message = await queue.get()
+            await socket.send_json(message)
+            if getattr(queue, "put_nowait_overflow", False):
+                await socket.close(code=CLOSE_TRY_LATER, reason="too slow: changes were dropped")
+                return
+    except (FocusflowError, RuntimeError, OSError):
+        return
+    except Exception:  # the client went away
+        return
+    finally:
+        subs.queues.get(name, set()).discard(queue)

@@ -1,0 +1,55 @@
+"""Datalog over the cybergraph and the chain's state, with graph operators as relations.
+
+``run(program, source, output=...)`` evaluates a program in Soufflé's rule
+syntax over a source (a graph file through :func:`open_graph`, or a node's
+state) and returns an :class:`Answer`. docs/query.md is the user's guide.
+"""
+
+from __future__ import annotations
+
+import os
+
+from focusflow.query.engine import Answer, Limits, evaluate
+from focusflow.query.errors import (
+    HeightUnavailableError,
+    QueryInvalidError,
+    QueryLimitError,
+    QuerySyntaxError,
+    QueryTypeError,
+    UnstratifiableError,
+)
+from focusflow.query.sources import GraphFileSource, Source
+
+__all__ = [
+    "Answer",
+    "GraphFileSource",
+    "HeightUnavailableError",
+    "Limits",
+    "QueryInvalidError",
+    "QueryLimitError",
+    "QuerySyntaxError",
+    "QueryTypeError",
+    "Source",
+    "UnstratifiableError",
+    "open_graph",
+    "run",
+]
+
+
+def open_graph(path: str | os.PathLike, fmt: str = "auto", **options) -> GraphFileSource:
+    """A source over a graph file (``auto``, ``edges`` or ``bostrom``)."""
+    from focusflow.graph.importers import read_graph
+
+    return GraphFileSource(read_graph(path, fmt, skip_invalid=True), **options)
+
+
+def run(
+    program: str,
+    source: Source,
+    *,
+    output: str,
+    limit: int | None = None,
+    limits: Limits | None = None,
+) -> Answer:
+    """Evaluate ``program`` over ``source`` and return the relation ``output``."""
+    return evaluate(program, source, output, limit=limit, limits=limits)

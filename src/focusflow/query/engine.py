@@ -1,0 +1,544 @@
+"""Evaluation: strata in order, recursion semi-naively, all joins in DuckDB.
+
+Each stratum's relations are temporary tables of the query's own DuckDB
+cursor (so concurrent queries never see each other's work). A non-recursive
+stratum is one ``INSERT ... SELECT DISTINCT`` over the union of its rules. A
+recursive one starts from its exit rules and then, until nothing is new,
+evaluates every recursive rule once per recursive atom with that atom reading
+only the last round's delta, and keeps what is not yet known (``EXCEPT``).
+The loop is ours; each step is one vectorised, multithreaded SQL statement.
+
+Every query runs under a time limit (DuckDB is interrupted from a timer and
+the loop checks the clock between statements), a row bound over everything it
+derives, and the database's memory limit; past any of them it stops with
+:class:`QueryLimitError` and its temporary tables go with its cursor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from focusflow.query.analysis import FLOAT, SYM, Analysis, Schema, analyse
+from focusflow.query.errors import QueryInvalidError, QueryLimitError
+from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
+from focusflow.query.sources import BASE_SCHEMAS, Source, load
+from focusflow.query.sqlgen import Compiler, create_table, quote
+from focusflow.query.symbols import QuerySymbols
+from focusflow.query.syntax import Atom, Compare, Const, Literal, Program, Rule, Var, parse
+
+BASE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "particle": ("p",),
+    "link": ("from", "to"),
+    "weight": ("from", "to", "w"),
+    "neuron_link": ("n", "from", "to"),
+    "stake": ("n", "s"),
+    "name": ("name", "p"),
+    "focus": ("p", "f"),
+    "karma": ("n", "k"),
+    "balance": ("addr", "amount"),
+    "block": ("height", "hash", "time"),
+    "pagerank": ("p", "r"),
+    "component": ("p", "c"),
+    "community": ("p", "c"),
+    "personalized": ("src", "p", "r"),
+    "khop": ("src", "dst", "k"),
+    "shortest": ("src", "dst", "d"),
+    "walk": ("src", "p", "visits"),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one query: seconds, derived rows (all relations), rows returned."""
+
+    timeout_s: float = 60.0
+    max_rows: int = 50_000_000
+    max_output: int = 1_000_000
+
+
+@dataclass
+class Answer:
+    """An output relation: its rows (symbols decoded) and where they came from."""
+
+    relation: str
+    columns: list[str]
+    types: Schema
+    rows: list[list[Any]]
+    total: int
+    height: int | None = None
+    state_root: str | None = None
+    elapsed_s: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "relation": self.relation,
+            "columns": self.columns,
+            "rows": self.rows,
+            "total": self.total,
+        }
+        if self.height is not None:
+            out["height"] = self.height
+            out["state_root"] = self.state_root
+        return out
+
+
+class _Schemas:
+    """Built-in relation schemas as the analyser asks for them."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def __call__(self, name: str) -> Schema | None:
+        op = OPERATORS.get(name)
+        if op is not None:
+            return op.schema
+        return self.source.schema(name)
+
+    def names(self) -> list[str]:
+        return list(BASE_SCHEMAS) + list(OPERATORS)
+
+
+def _bound_of(rule: Rule, atom: Atom) -> float | None:
+    """The tightest constant bound a rule puts on an operator's third column."""
+    target = atom.args[2]
+    if isinstance(target, Const) and not isinstance(target.value, str):
+        return float(target.value)
+    if not isinstance(target, Var):
+        return None
+    best: float | None = None
+    flip = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
+    for lit in rule.body:
+        if not isinstance(lit, Compare):
+            continue
+        op, left, right = lit.op, lit.left, lit.right
+        if isinstance(right, Var) and right.name == target.name:
+            op, left, right = flip[op], right, left
+        if not (isinstance(left, Var) and left.name == target.name):
+            continue
+        if not isinstance(right, Const) or isinstance(right.value, str):
+            continue
+        value = float(right.value)
+        if op in ("<=", "="):
+            limit = value
+        elif op == "<":
+            limit = np.nextafter(value, -np.inf) if atom.name != "khop" else np.ceil(value) - 1
+        else:
+            continue
+        best = limit if best is None else min(best, limit)
+    return best
+
+
+class Evaluation:
+    """One query's evaluation on one cursor."""
+
+    def __init__(self, source: Source, analysis: Analysis, limits: Limits) -> None:
+        self.source = source
+        self.analysis = analysis
+        self.limits = limits
+        self.symbols = QuerySymbols(source.symbols)
+        self.compiler = Compiler(analysis.types, self.symbols)
+        self.cursor = source.connection().cursor()
+        self.deadline = time.monotonic() + limits.timeout_s
+        self.rows = 0
+        self.derived: dict[str, str] = {}
+        self.ops: dict[int, str] = {}
+        self.delta: dict[int, str] = {}
+        self.n_temp = 0
+        self.stats: dict[str, Any] = {"iterations": 0, "statements": 0}
+
+    # --- plumbing ------------------------------------------------------------
+    def _sql(self, sql: str) -> duckdb.DuckDBPyConnection:
+        if time.monotonic() > self.deadline:
+            raise _timeout(self.limits)
+        self.stats["statements"] += 1
+        return self.cursor.execute(sql)
+
+    def _count(self, table: str) -> int:
+        return int(self._sql(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
+
+    def _charge(self, rows: int) -> None:
+        self.rows += rows
+        if self.rows > self.limits.max_rows:
+            raise QueryLimitError(
+                f"the query derived more than {self.limits.max_rows} rows", "rows"
+            )
+
+    def _temp(self, prefix: str) -> str:
+        self.n_temp += 1
+        return f"{prefix}{self.n_temp}"
+
+    def table_of(self, atom: Atom, k: int) -> str:
+        got = self.delta.get(id(atom)) or self.ops.get(id(atom))
+        if got is not None:
+            return got
+        name = atom.name
+        if name in self.derived:
+            return self.derived[name]
+        op = OPERATORS.get(name)
+        if op is not None:
+            if op.anchored:
+                raise QueryInvalidError(
+                    f"line {atom.pos.line}, column {atom.pos.column}: {name} needs its first "
+                    "argument bound by a constant or by a positive atom of the same rule"
+                )
+            return self._global_op(op)
+        return self.source.table(name)
+
+    def _global_op(self, op: Operator) -> str:
+        return self.source.cached(f"o_{op.name}", op.schema, lambda: op.run(self.source.view()))
+
+    # --- operators -----------------------------------------------------------
+    def _anchor(self, rule: Rule, skip: set[str]) -> None:
+        """Materialise the anchored operator atoms of ``rule`` as temp tables.
+
+        ``skip`` holds relations the sources may not come from (the rule's own
+        recursive component, whose contents are not known yet).
+        """
+        pending = [
+            lit
+            for lit in rule.body
+            if isinstance(lit, Atom)
+            and not lit.negated
+            and lit.name in OPERATORS
+            and OPERATORS[lit.name].anchored
+        ]
+        while pending:
+            progress = False
+            for atom in list(pending):
+                sources = self._sources_for(rule, atom, pending, skip)
+                if sources is None:
+                    continue
+                op = OPERATORS[atom.name]
+                bound = _bound_of(rule, atom) if atom.name in BOUNDED else None
+                cols = anchored_run(op, self.source.view(), sources, bound)
+                self._charge(len(cols[0]))
+                table = self._temp("o")
+                load(self.cursor, table, op.schema, cols, temp=True)
+                self.ops[id(atom)] = table
+                pending.remove(atom)
+                progress = True
+            if not progress:
+                atom = pending[0]
+                raise QueryInvalidError(
+                    f"line {atom.pos.line}, column {atom.pos.column}: the first argument of "
+                    f"{atom.name} must be a constant or bound by a positive atom of the rule"
+                    + (" outside its recursion" if skip else "")
+                )
+
+    def _sources_for(
+        self, rule: Rule, atom: Atom, pending: list[Atom], skip: set[str]
+    ) -> np.ndarray | None:
+        first = atom.args[0]
+        if isinstance(first, Const):
+            if not isinstance(first.value, str):
+                return np.empty(0, dtype=np.int64)
+            return np.array([self.symbols.id_of(first.value)], dtype=np.int64)
+        if not isinstance(first, Var):
+            return None
+        body = _bindable(
+            [
+                lit
+                for lit in rule.body
+                if not any(lit is p for p in pending)
+                and not (isinstance(lit, Atom) and lit.name in skip)
+            ]
+        )
+        bound = {
+            a.name
+            for lit in body
+            if isinstance(lit, Atom) and not lit.negated
+            for a in lit.args
+            if isinstance(a, Var)
+        }
+        if first.name not in bound:
+            return None
+        sql = self.compiler.select((first,), (SYM,), tuple(body), self.table_of)
+        got = self._sql(sql).fetchnumpy()
+        return np.asarray(got["c0"], dtype=np.int64)
+
+    # --- strata --------------------------------------------------------------
+    def run_stratum(self, comp: list[str], persist: str | None = None) -> None:
+        """Evaluate one stratum from scratch; ``persist`` names its tables
+        ``persist + relation`` as ordinary tables that outlive the cursor."""
+        types = self.analysis.types
+        for rel in comp:
+            table = self._temp("d") if persist is None else persist + rel
+            self._sql(create_table(table, types[rel], temp=persist is None))
+            self.derived[rel] = table
+        members = set(comp)
+        recursive = bool(members & self.analysis.recursive)
+        for rel in comp:
+            for rule in self.analysis.rules[rel]:
+                self._anchor(rule, members if recursive else set())
+        if not recursive:
+            for rel in comp:
+                selects = [self._select(rule) for rule in self.analysis.rules[rel]]
+                self._insert(self.derived[rel], selects)
+            return
+        for rel in comp:
+            exits = [
+                self._select(r)
+                for r in self.analysis.rules[rel]
+                if not any(
+                    isinstance(lit, Atom) and not lit.negated and lit.name in members
+                    for lit in r.body
+                )
+            ]
+            self._insert(self.derived[rel], exits)
+        self._propagate(comp, {rel: self.derived[rel] for rel in comp}, None)
+
+    def _select(self, rule: Rule) -> str:
+        schema = self.analysis.types[rule.head.name]
+        return self.compiler.select(rule.head.args, schema, rule.body, self.table_of)
+
+    def _insert(self, table: str, selects: list[str]) -> int:
+        if not selects:
+            return 0
+        union = " UNION ".join(f"({s})" for s in selects)
+        got = self._sql(f"INSERT INTO {quote(table)} {union}").fetchone()
+        n = int(got[0]) if got else self._count(table)
+        self._charge(n)
+        return n
+
+    def _fresh(self, rel: str, selects: list[str]) -> tuple[str, int]:
+        """A temp table of the rows ``selects`` derive for ``rel`` that it lacks,
+        added to ``rel`` too; returns the table and its row count."""
+        table = self._temp("n")
+        self._sql(create_table(table, self.analysis.types[rel]))
+        if not selects:
+            return table, 0
+        union = " UNION ".join(f"({s})" for s in selects)
+        self._sql(
+            f"INSERT INTO {quote(table)} SELECT * FROM ({union}) "
+            f"EXCEPT SELECT * FROM {quote(self.derived[rel])}"
+        )
+        n = self._count(table)
+        if n:
+            self._sql(f"INSERT INTO {quote(self.derived[rel])} SELECT * FROM {quote(table)}")
+        return table, n
+
+    def _with_delta(self, rule: Rule, deltas: dict[str, str]) -> list[str]:
+        """The rule once per positive atom that has a delta, that atom reading it."""
+        out = []
+        for lit in rule.body:
+            if isinstance(lit, Atom) and not lit.negated and lit.name in deltas:
+                self.delta = {id(lit): deltas[lit.name]}
+                try:
+                    out.append(self._select(rule))
+                finally:
+                    self.delta = {}
+        return out
+
+    def _propagate(
+        self, comp: list[str], deltas: dict[str, str], added: dict[str, str] | None
+    ) -> None:
+        """Semi-naive rounds of a recursive stratum from ``deltas`` until nothing
+        is new; rows found are appended to ``added[rel]`` when it is given."""
+        members = set(comp)
+        first = True
+        while True:
+            self.stats["iterations"] += 1
+            fresh: dict[str, str] = {}
+            total = 0
+            for rel in comp:
+                selects = [
+                    sql
+                    for rule in self.analysis.rules[rel]
+                    for sql in self._with_delta(
+                        rule, {k: v for k, v in deltas.items() if k in members}
+                    )
+                ]
+                fresh[rel], n = self._fresh(rel, selects)
+                total += n
+                if n and added is not None:
+                    self._sql(f"INSERT INTO {quote(added[rel])} SELECT * FROM {quote(fresh[rel])}")
+            self._charge(total)
+            if not first:
+                for rel in comp:
+                    self._sql(f"DROP TABLE {quote(deltas[rel])}")
+            first = False
+            deltas = fresh
+            if total == 0:
+                return
+
+    def apply_deltas(self, base: dict[str, str], persist: str) -> dict[str, str]:
+        """Extend persisted relations by what ``base``'s new rows derive.
+
+        Valid for monotone programs (no negation, aggregates or operators) over
+        relations that only grow: every new fact uses at least one new row, so
+        each rule runs once per atom with a delta, then recursion continues
+        semi-naively. Returns, per relation, a temp table of its new rows.
+        """
+        added: dict[str, str] = {}
+        deltas = dict(base)
+        for comp in self.analysis.strata:
+            for rel in comp:
+                self.derived[rel] = persist + rel
+                added[rel] = self._temp("a")
+                self._sql(create_table(added[rel], self.analysis.types[rel]))
+            for rel in comp:
+                selects = [
+                    sql
+                    for rule in self.analysis.rules[rel]
+                    for sql in self._with_delta(rule, deltas)
+                ]
+                table, n = self._fresh(rel, selects)
+                self._charge(n)
+                self._sql(f"INSERT INTO {quote(added[rel])} SELECT * FROM {quote(table)}")
+            if set(comp) & self.analysis.recursive:
+                self._propagate(comp, {rel: added[rel] for rel in comp}, added)
+            deltas.update({rel: added[rel] for rel in comp})
+        return added
+
+    # --- the answer ----------------------------------------------------------
+    def answer(self, output: str, limit: int | None) -> tuple[list[np.ndarray], int]:
+        if output in self.derived:
+            table = self.derived[output]
+        else:
+            op = OPERATORS.get(output)
+            if op is not None and op.anchored:
+                raise QueryInvalidError(
+                    f"{output} needs a source: define a relation with a rule such as "
+                    f'r(p, x) :- {output}("<particle>", p, x). and ask for it'
+                )
+            table = self._global_op(op) if op is not None else self.source.table(output)
+        total = self._count(table)
+        schema = self.analysis.types[output]
+        order = ", ".join(f"c{k}" for k in range(len(schema))) or "1"
+        cap = self.limits.max_output if limit is None else min(limit, self.limits.max_output)
+        got = self._sql(f"SELECT * FROM {quote(table)} ORDER BY {order} LIMIT {int(cap)}")
+        data = got.fetchnumpy()
+        return [np.asarray(data[f"c{k}"]) for k in range(len(schema))], total
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.cursor.close()
+
+
+def _bindable(body: list[Literal]) -> list[Literal]:
+    """The literals usable in a query for an operator's sources: positive atoms,
+    then comparisons and negations whose variables those atoms (or '=' from
+    them) bind. Dropping a filter only widens the set of sources."""
+    bound = {
+        a.name
+        for lit in body
+        if isinstance(lit, Atom) and not lit.negated
+        for a in lit.args
+        if isinstance(a, Var)
+    }
+    from focusflow.query.analysis import _assigned, literal_vars
+
+    keep: list[Literal] = [lit for lit in body if isinstance(lit, Atom) and not lit.negated]
+    rest = [lit for lit in body if lit not in keep and not _is_aggregate(lit)]
+    changed = True
+    while changed:
+        changed = False
+        for lit in list(rest):
+            target = _assigned(lit, bound) if isinstance(lit, Compare) else None
+            if target is not None:
+                bound.add(target)
+            elif not all(v.name in bound for v in literal_vars(lit)):
+                continue
+            keep.append(lit)
+            rest.remove(lit)
+            changed = True
+    return keep
+
+
+def _is_aggregate(lit: Literal) -> bool:
+    from focusflow.query.syntax import Aggregate
+
+    return isinstance(lit, Aggregate)
+
+
+def _timeout(limits: Limits) -> QueryLimitError:
+    return QueryLimitError(f"the query ran past its time limit of {limits.timeout_s:g} s", "time")
+
+
+def column_names(analysis: Analysis, output: str) -> list[str]:
+    if output in BASE_COLUMNS and output not in analysis.rules:
+        return list(BASE_COLUMNS[output])
+    names = []
+    head = analysis.rules[output][0].head
+    for k, arg in enumerate(head.args):
+        name = arg.name if isinstance(arg, Var) else f"c{k}"
+        names.append(name if name not in names else f"{name}_{k}")
+    return names
+
+
+def evaluate(
+    program: str | Program,
+    source: Source,
+    output: str,
+    *,
+    limit: int | None = None,
+    limits: Limits | None = None,
+) -> Answer:
+    """Evaluate ``program`` over ``source`` and return relation ``output``."""
+    t0 = time.perf_counter()
+    limits = limits or Limits()
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise QueryInvalidError(f"limit must be a non-negative integer, got {limit!r}")
+    parsed = parse(program) if isinstance(program, str) else program
+    schemas = _Schemas(source)
+    analysis = analyse(
+        parsed, output, schemas, anchored=lambda n: n in OPERATORS and OPERATORS[n].anchored
+    )
+    for name in sorted(analysis.base_used):
+        if name not in OPERATORS:
+            source.table(name)
+    run = Evaluation(source, analysis, limits)
+    timer = threading.Timer(limits.timeout_s, run.cursor.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        for comp in analysis.strata:
+            run.run_stratum(comp)
+        cols, total = run.answer(output, limit)
+    except duckdb.InterruptException:
+        raise _timeout(limits) from None
+    except duckdb.OutOfMemoryException as exc:
+        raise QueryLimitError(f"the query ran out of its memory bound: {exc}", "memory") from None
+    except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
+        raise QueryInvalidError(f"arithmetic out of range: {exc}") from None
+    finally:
+        timer.cancel()
+        run.close()
+    schema = analysis.types[output]
+    rows = decode_rows(run.symbols, cols, schema)
+    if not schema:
+        rows = [[] for _ in range(min(total, 1))]
+    stats = dict(run.stats, derived_rows=run.rows)
+    return Answer(
+        output,
+        column_names(analysis, output),
+        schema,
+        rows,
+        total,
+        source.height,
+        source.state_root,
+        time.perf_counter() - t0,
+        stats,
+    )
+
+
+def decode_rows(symbols: QuerySymbols, cols: list[np.ndarray], schema: Schema) -> list[list[Any]]:
+    """Rows of Python values: symbols spelled, numbers as int or float."""
+    decoded = [
+        symbols.decode(c) if t == SYM else _plain(c, t) for c, t in zip(cols, schema, strict=True)
+    ]
+    return [list(r) for r in zip(*decoded, strict=True)] if decoded else []
+
+
+def _plain(col: np.ndarray, t: str) -> list:
+    if t == FLOAT:
+        return np.asarray(col, dtype=np.float64).tolist()
+    return np.asarray(col, dtype=np.int64).tolist()

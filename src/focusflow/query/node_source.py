@@ -1,0 +1,197 @@
+"""Base relations of a node's committed state at one height.
+
+The graph relations (``particle``, ``link``, ``weight``, ``neuron_link``,
+``stake``, ``focus``, ``karma``) come from the block's :class:`FocusView`,
+the immutable picture the producer publishes after every block, so a query
+never blocks the chain and a node that keeps the last few views answers
+"as of" any of them exactly. ``name`` and ``balance`` are read from the
+store, which keeps only current values: they are offered at the head's
+height only, and an older height asks for them in vain with a precise error.
+``block`` lists the stored headers up to the height.
+
+Symbols: particles are ``0..P-1`` (their indices in the view, so the graph
+operators run in the same numbering), neuron ``j`` is ``NEURONS + j`` and
+addresses, names and block hashes that are no particle or neuron count up
+from ``EXTRAS``: fixed offsets, so a symbol keeps its id while the graph
+grows (which the views maintained block by block rely on).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from focusflow.chain.focus_view import FocusView
+from focusflow.core.cid import cid_from_bytes, cid_to_bytes
+from focusflow.core.encoding import decode
+from focusflow.core.errors import FocusflowError
+from focusflow.core.keys import decode_address, encode_address
+from focusflow.graph.csr import build_csr
+from focusflow.query.errors import HeightUnavailableError
+from focusflow.query.sources import Columns, GraphView, TableSource, csr_columns
+from focusflow.query.symbols import SymbolTable
+
+ACCOUNT_PREFIX = b"/token/acct/"
+NAME_PREFIX = b"/kv/name/"
+HEAD_ONLY = frozenset({"name", "balance"})
+NEURONS = 1 << 40
+EXTRAS = 1 << 41
+
+
+class ChainReader(Protocol):
+    """What the source reads of the chain: a store reader and block headers."""
+
+    @property
+    def height(self) -> int: ...
+
+    def reader(self) -> Any: ...
+
+    def block_record(self, height: int) -> Any: ...
+
+
+class NodeSource(TableSource):
+    """The state at ``view.height`` (the view the producer published for it)."""
+
+    def __init__(self, view: FocusView, chain: ChainReader, **options) -> None:
+        super().__init__(**options)
+        self.fview = view
+        self.chain = chain
+        self.height = view.height
+        record = chain.block_record(view.height)
+        self.state_root = record.block.header.state_root.hex() if record is not None else None
+        self._p = view.n_particles
+        self._n = view.n_neurons
+        self._extra: dict[str, int] = {}
+        self._extra_names: list[str] = []
+        self.symbols = SymbolTable(1 << 62, self._lookup, self._spell)
+        self._view: GraphView | None = None
+
+    # --- symbols -------------------------------------------------------------
+    def _extra_id(self, text: str) -> int:
+        found = self._lookup(text)
+        if found >= 0:
+            return found
+        sid = EXTRAS + len(self._extra_names)
+        self._extra[text] = sid
+        self._extra_names.append(text)
+        return sid
+
+    def _lookup(self, text: str) -> int:
+        v = self.fview
+        try:
+            found = v.particle_table.get(cid_to_bytes(text))
+            if 0 <= found < self._p:
+                return found
+        except (FocusflowError, ValueError):
+            pass
+        try:
+            j = v.neuron_table.get(decode_address(text))
+            if 0 <= j < self._n:
+                return NEURONS + j
+        except (FocusflowError, ValueError):
+            pass
+        return self._extra.get(text, -1)
+
+    def _spell(self, ids: np.ndarray) -> list[str]:
+        v = self.fview
+        out = []
+        for i in np.asarray(ids, dtype=np.int64).tolist():
+            if i < NEURONS:
+                out.append(cid_from_bytes(v.particles[i]))
+            elif i < EXTRAS:
+                out.append(encode_address(v.neurons[i - NEURONS]))
+            else:
+                out.append(self._extra_names[i - EXTRAS])
+        return out
+
+    # --- relations -----------------------------------------------------------
+    def view(self) -> GraphView:
+        if self._view is None:
+            v = self.fview
+            w = v.link_weights(np.arange(v.n_links))
+            indptr, indices, weights, *_ = build_csr(v.n_particles, v.src, v.dst, w)
+            import scipy.sparse as sp
+
+            from focusflow.focus.solver import snapshot_of
+
+            matrix = sp.csr_matrix((weights, indices, indptr), shape=(v.n_particles,) * 2)
+            snap = snapshot_of(matrix)[0]
+            self._view = GraphView(v.n_particles, indptr, indices.astype(np.int64), weights, snap)
+        return self._view
+
+    def _columns(self, name: str) -> Columns:
+        v = self.fview
+        p, n = self._p, self._n
+        if name == "particle":
+            return [np.arange(p, dtype=np.int64)]
+        if name in ("link", "weight"):
+            g = self.view()
+            src, dst = csr_columns(g.indptr, g.indices)
+            return [src, dst] if name == "link" else [src, dst, g.weights]
+        if name == "neuron_link":
+            named = np.flatnonzero(v.neuron >= 0)
+            triples = np.stack([v.neuron[named] + NEURONS, v.src[named], v.dst[named]], 1)
+            triples = np.unique(triples.astype(np.int64), axis=0)
+            return [triples[:, 0], triples[:, 1], triples[:, 2]]
+        if name == "stake":
+            return [
+                np.arange(NEURONS, NEURONS + n, dtype=np.int64),
+                v.stakes[:n].astype(np.float64),
+            ]
+        if name == "focus":
+            phi = v.q.astype(np.float64) / v.scale
+            total = phi.sum()
+            return [np.arange(p, dtype=np.int64), phi / total if total > 0 else phi]
+        if name == "karma":
+            return [
+                np.arange(NEURONS, NEURONS + n, dtype=np.int64),
+                np.asarray(v.karma, np.float64),
+            ]
+        if name == "balance":
+            return self._balances()
+        if name == "name":
+            return self._names()
+        if name == "block":
+            return self._read_blocks()
+        raise KeyError(name)
+
+    def _balances(self) -> Columns:
+        addrs, amounts = [], []
+        with self.chain.reader() as r:
+            self._at_head(r, "balance")
+            for key, raw in r.items(ACCOUNT_PREFIX):
+                balance = decode(raw, "account")[0]
+                addrs.append(self._extra_id(encode_address(key[len(ACCOUNT_PREFIX) :])))
+                amounts.append(min(int(balance), (1 << 63) - 1))
+        return [np.array(addrs, dtype=np.int64), np.array(amounts, dtype=np.int64)]
+
+    def _names(self) -> Columns:
+        names, cids = [], []
+        with self.chain.reader() as r:
+            self._at_head(r, "name")
+            for key, raw in r.items(NAME_PREFIX):
+                cid, _owner = decode(raw, "name")
+                names.append(self._extra_id(key[len(NAME_PREFIX) :].decode("utf-8")))
+                cids.append(self._extra_id(cid_from_bytes(cid)))
+        return [np.array(names, dtype=np.int64), np.array(cids, dtype=np.int64)]
+
+    def _at_head(self, reader: Any, name: str) -> None:
+        """The store keeps current values only: refuse them for an older height."""
+        if reader.height != self.height:
+            raise HeightUnavailableError(
+                f"{name} is kept at the newest height only (now {reader.height}); "
+                f"this query is at height {self.height}"
+            )
+
+    def _read_blocks(self) -> Columns:
+        heights, hashes, times = [], [], []
+        for h in range(1, self.fview.height + 1):
+            record = self.chain.block_record(h)
+            if record is None:
+                continue
+            header = record.block.header
+            heights.append(h)
+            hashes.append(self._extra_id(header.hash.hex()))
+            times.append(header.time_ms)
+        return [np.array(heights, np.int64), np.array(hashes, np.int64), np.array(times, np.int64)]

@@ -1,0 +1,216 @@
+"""A node's query service: answers at recent heights, and the views it maintains.
+
+Readers never wait for the chain and the chain never waits for readers: each
+answer runs over a :class:`NodeSource` built from the immutable view the
+producer published for its height (the last ``KEEP_HEIGHTS`` are kept), at
+most ``max_running`` at a time (others are refused at once with
+``query_busy``), each under the service's time, row and memory bounds. Views
+are brought up to date on a worker thread of their own: the block listener
+only hands over the newest published view, so a slow view delays its own
+answers, never a block.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from focusflow.chain.focus_view import FocusView
+from focusflow.core.errors import FocusflowError
+from focusflow.query.engine import Answer, Limits, evaluate
+from focusflow.query.errors import HeightUnavailableError, QueryLimitError
+from focusflow.query.node_source import ChainReader, NodeSource
+from focusflow.query.views import LiveSource, MaintainedView, ViewSet
+
+log = logging.getLogger(__name__)
+
+KEEP_HEIGHTS = 4
+MAX_VIEWS = 16
+
+
+class QueryBusyError(FocusflowError):
+    """Every query slot is taken: try again later."""
+
+    code = "query_busy"
+
+
+class QueryNode(Protocol):
+    chain: ChainReader
+    view: FocusView
+
+
+Listener = Callable[[str, int, list[list[Any]]], None]
+
+
+class QueryService:
+    def __init__(
+        self,
+        node: QueryNode,
+        *,
+        limits: Limits | None = None,
+        max_running: int = 2,
+        memory_limit: str = "2GB",
+    ) -> None:
+        self.node = node
+        self.limits = limits or Limits(timeout_s=30.0, max_rows=20_000_000, max_output=100_000)
+        self.memory_limit = memory_limit
+        self._slots = threading.BoundedSemaphore(max_running)
+        self._lock = threading.Lock()
+        self._sources: OrderedDict[int, NodeSource] = OrderedDict()
+        self._views: list[FocusView] = []
+        self._viewset: ViewSet | None = None
+        self._view_lock = threading.Lock()
+        self._pending: FocusView | None = None
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._stopped = False
+        self.listeners: list[Listener] = []
+
+    # --- heights -------------------------------------------------------------
+    def on_block(self, event: Any) -> None:
+        """Block listener: remember the new view, wake the view worker."""
+        view = event.view
+        with self._lock:
+            if not self._views or self._views[-1].height != view.height:
+                self._views.append(view)
+                del self._views[:-KEEP_HEIGHTS]
+        if self._viewset is not None:
+            with self._wake:
+                self._pending = view
+                self._wake.notify()
+
+    def source_at(self, height: int | None) -> NodeSource:
+        with self._lock:
+            head = self.node.view
+            if not self._views or self._views[-1].height < head.height:
+                self._views.append(head)
+                del self._views[:-KEEP_HEIGHTS]
+            kept = {v.height: v for v in self._views}
+            at = head.height if height is None else height
+            if at not in kept:
+                low = min(kept)
+                raise HeightUnavailableError(
+                    f"height {at} is not kept: this node answers heights {low} to {head.height}"
+                )
+            source = self._sources.get(at)
+            if source is None:
+                source = NodeSource(kept[at], self.node.chain, memory_limit=self.memory_limit)
+                self._sources[at] = source
+                while len(self._sources) > KEEP_HEIGHTS:
+                    _, old = self._sources.popitem(last=False)
+                    old.close()
+            return source
+
+    def query(
+        self,
+        program: str,
+        output: str,
+        *,
+        limit: int | None = None,
+        height: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Answer:
+        if not self._slots.acquire(blocking=False):
+            raise QueryBusyError("every query slot is taken; try again shortly")
+        try:
+            limits = self.limits
+            if timeout_s is not None:
+                limits = Limits(
+                    min(timeout_s, limits.timeout_s), limits.max_rows, limits.max_output
+                )
+            return evaluate(program, self.source_at(height), output, limit=limit, limits=limits)
+        finally:
+            self._slots.release()
+
+    # --- views ---------------------------------------------------------------
+    def _ensure_views(self) -> ViewSet:
+        if self._viewset is None:
+            live = LiveSource(self.node.view, self.node.chain, memory_limit=self.memory_limit)
+            self._viewset = ViewSet(live, self.limits)
+            self._worker = threading.Thread(target=self._work, name="query-views", daemon=True)
+            self._worker.start()
+        return self._viewset
+
+    def register(
+        self, name: str, program: str, output: str, *, integrity: bool = False
+    ) -> MaintainedView:
+        with self._view_lock:
+            views = self._ensure_views()
+            if len(views.views) >= MAX_VIEWS:
+                raise QueryLimitError(f"this node keeps at most {MAX_VIEWS} views", "views")
+            return views.register(name, program, output, integrity=integrity)
+
+    def drop(self, name: str) -> None:
+        with self._view_lock:
+            self._ensure_views().drop(name)
+
+    def view_status(self) -> list[dict[str, Any]]:
+        with self._view_lock:
+            if self._viewset is None:
+                return []
+            return [v.status() for v in self._viewset.views.values()]
+
+    def read_view(self, name: str, limit: int | None = None) -> tuple[Answer, dict[str, Any]]:
+        with self._view_lock:
+            views = self._ensure_views()
+            answer = views.read(name, limit)
+            return answer, views.views[name].status()
+
+    def wait_views(self, height: int, timeout_s: float = 10.0) -> bool:
+        """Block until the views reached ``height`` (tests and scripts)."""
+        with self._wake:
+            return self._wake.wait_for(
+                lambda: (
+                    self._viewset is None
+                    or all(v.height >= height for v in self._viewset.views.values())
+                ),
+                timeout_s,
+            )
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._pending is not None or self._stopped)
+                if self._stopped:
+                    return
+                view, self._pending = self._pending, None
+            assert view is not None
+            with self._view_lock:
+                views = self._viewset
+                if views is None or view.height <= (views.live.height or 0):
+                    continue
+                try:
+                    added = views.advance(view)
+                except Exception:
+                    log.exception("views could not advance to height %d", view.height)
+                    continue
+                for v in views.views.values():
+                    if v.integrity and v.violations:
+                        log.warning(
+                            "integrity view %s holds %d violations at height %d",
+                            v.name,
+                            v.violations,
+                            view.height,
+                        )
+            with self._wake:
+                self._wake.notify_all()
+            for name, rows in added.items():
+                for listener in list(self.listeners):
+                    try:
+                        listener(name, view.height, rows)
+                    except Exception:
+                        log.exception("view listener failed")
+
+    def close(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify_all()
+        with self._lock:
+            for source in self._sources.values():
+                source.close()
+            self._sources.clear()
+        if self._viewset is not None:
+            self._viewset.live.close()

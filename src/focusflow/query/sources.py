@@ -1,0 +1,270 @@
+"""Where base relations come from: a graph file, or a node's state at a height.
+
+A source exposes its facts as columns of integers and floats, each relation
+loaded into DuckDB the first time a program names it and kept for the next
+query (sorted by its first column, so DuckDB's zone maps skip most of a table
+when a rule fixes that column). It also owns the aggregated link graph that
+the graph operators run on, in the same numbering as the particle symbols.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from focusflow.graph.csr import build_csr
+from focusflow.graph.cybergraph import Cybergraph
+from focusflow.graph.snapshot import Snapshot
+from focusflow.query.analysis import FLOAT, INT, SYM, Schema
+from focusflow.query.sqlgen import create_table, quote
+from focusflow.query.symbols import SymbolTable
+
+BASE_SCHEMAS: dict[str, Schema] = {
+    "particle": (SYM,),
+    "link": (SYM, SYM),
+    "weight": (SYM, SYM, FLOAT),
+    "neuron_link": (SYM, SYM, SYM),
+    "stake": (SYM, FLOAT),
+    "name": (SYM, SYM),
+    "focus": (SYM, FLOAT),
+    "karma": (SYM, FLOAT),
+    "balance": (SYM, INT),
+    "block": (INT, SYM, INT),
+}
+
+Columns = list[np.ndarray]
+
+
+@dataclass
+class GraphView:
+    """The aggregated link graph in particle-symbol numbering.
+
+    ``indptr``/``indices``/``weights`` are the out-CSR (duplicate links
+    summed, as the focus engine sees them); ``graph`` is what the focus
+    solver takes (a Cybergraph or Snapshot whose particle ids are the same).
+    """
+
+    n: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+    graph: Cybergraph | Snapshot
+
+
+class Source(Protocol):
+    """What the evaluator needs from wherever the facts live."""
+
+    height: int | None
+    state_root: str | None
+    symbols: SymbolTable
+
+    def schema(self, name: str) -> Schema | None: ...
+
+    def table(self, name: str) -> str: ...
+
+    def cached(self, key: str, schema: Schema, make: Callable[[], Columns]) -> str: ...
+
+    def view(self) -> GraphView: ...
+
+    def connection(self) -> duckdb.DuckDBPyConnection: ...
+
+
+def csr_columns(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(from, to)`` of every CSR entry."""
+    n = len(indptr) - 1
+    src = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    return src, np.asarray(indices, dtype=np.int64)
+
+
+@dataclass
+class TableSource:
+    """Base relations held as DuckDB tables, created on first use.
+
+    Subclasses give ``_columns(name)`` (the facts of a base relation) and
+    ``view()``; tables and cached operator results are created once under a
+    lock and read by any number of concurrent queries through cursors.
+    """
+
+    memory_limit: str = "4GB"
+    threads: int | None = None
+    height: int | None = None
+    state_root: str | None = None
+    _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+    _tables: dict[str, str] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            config: dict[str, str | int] = {"memory_limit": self.memory_limit}
+            if self.threads:
+                config["threads"] = int(self.threads)
+            con = duckdb.connect(":memory:", config=config)
+            # Spilling a runaway query to disk would trade a clean memory error
+            # for a full disk; queries stay in memory and fail at the bound.
+            con.execute("SET temp_directory = ''")
+            con.execute("SET preserve_insertion_order = false")
+            self._con = con
+        return self._con
+
+    def schema(self, name: str) -> Schema | None:
+        return BASE_SCHEMAS.get(name)
+
+    def table(self, name: str) -> str:
+        schema = self.schema(name)
+        if schema is None:
+            raise KeyError(name)
+        return self.cached(f"b_{name}", schema, lambda: self._columns(name))
+
+    def cached(self, key: str, schema: Schema, make: Callable[[], Columns]) -> str:
+        """The table ``key``, made from ``make()``'s columns the first time."""
+        with self._lock:
+            got = self._tables.get(key)
+            if got is not None:
+                return got
+            cols = make()
+            con = self.connection()
+            load(con, key, schema, cols, temp=False)
+            self._tables[key] = key
+            return key
+
+    def _columns(self, name: str) -> Columns:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+            self._tables.clear()
+
+
+def load(
+    con: duckdb.DuckDBPyConnection, name: str, schema: Schema, cols: Columns, *, temp: bool
+) -> None:
+    """Create table ``name`` holding ``cols`` (numpy arrays, one per column), sorted."""
+    con.execute(create_table(name, schema, temp=temp))
+    if not len(cols) or not len(cols[0]):
+        return
+    frame = pd.DataFrame(
+        {
+            f"c{k}": np.asarray(c, dtype=np.float64 if t == FLOAT else np.int64)
+            for k, (c, t) in enumerate(zip(cols, schema, strict=True))
+        },
+        copy=False,
+    )
+    view = f"_load_{name}"
+    con.register(view, frame)
+    try:
+        order = ", ".join(f"c{k}" for k in range(len(schema)))
+        con.execute(f"INSERT INTO {quote(name)} SELECT * FROM {quote(view)} ORDER BY {order}")
+    finally:
+        con.unregister(view)
+
+
+class GraphFileSource(TableSource):
+    """Base relations of a cybergraph loaded from a file (or built in memory).
+
+    Particles are symbols ``0..P-1`` (their ids in the graph), neurons follow.
+    ``focus`` and ``karma`` are computed by the focus engine on first use
+    (tri-kernel, default parameters); a file has no names, balances or blocks,
+    so those relations are empty.
+    """
+
+    def __init__(self, graph: Cybergraph, **options) -> None:
+        super().__init__(**options)
+        self.graph = graph
+        p = graph.n_particles
+        self._neuron_ids = self._number_neurons()
+        size = p + int((self._neuron_ids >= p).sum())
+        self.symbols = SymbolTable(size, self._lookup, self._spell)
+        self._names: np.ndarray | None = None
+        self._view: GraphView | None = None
+        self._focus: np.ndarray | None = None
+
+    def _number_neurons(self) -> np.ndarray:
+        """Symbol ids of neurons: a neuron whose key is also a particle's shares its id."""
+        p = self.graph.n_particles
+        keys = self.graph.neurons.keys()
+        ids = np.empty(len(keys), dtype=np.int64)
+        nxt = p
+        for j, key in enumerate(keys):
+            found = self.graph.particles.get(key)
+            if found >= 0:
+                ids[j] = found
+            else:
+                ids[j] = nxt
+                nxt += 1
+        return ids
+
+    def _lookup(self, text: str) -> int:
+        found = self.graph.particles.get(text)
+        if found >= 0:
+            return found
+        j = self.graph.neurons.get(text)
+        return int(self._neuron_ids[j]) if j >= 0 else -1
+
+    def _spell(self, ids: np.ndarray) -> list[str]:
+        if self._names is None:
+            names = self._all_names()
+            self._names = np.empty(len(names), dtype=object)
+            self._names[:] = names
+        return self._names[ids].tolist()
+
+    def _all_names(self) -> list[str]:
+        out = list(self.graph.particles.keys())
+        p = len(out)
+        out.extend(
+            key
+            for key, sid in zip(self.graph.neurons.keys(), self._neuron_ids.tolist(), strict=True)
+            if sid >= p
+        )
+        return out
+
+    def view(self) -> GraphView:
+        if self._view is None:
+            g = self.graph
+            links = g.links()
+            w = g.link_weight_range(0, g.n_links)
+            indptr, indices, weights, *_ = build_csr(g.n_particles, links.src, links.dst, w)
+            self._view = GraphView(g.n_particles, indptr, indices.astype(np.int64), weights, g)
+        return self._view
+
+    def focus(self) -> np.ndarray:
+        if self._focus is None:
+            from focusflow.focus.solver import compute
+
+            self._focus = np.asarray(compute(self.graph).focus, dtype=np.float64)
+        return self._focus
+
+    def _columns(self, name: str) -> Columns:
+        g = self.graph
+        p = g.n_particles
+        if name == "particle":
+            return [np.arange(p, dtype=np.int64)]
+        if name in ("link", "weight"):
+            v = self.view()
+            src, dst = csr_columns(v.indptr, v.indices)
+            return [src, dst] if name == "link" else [src, dst, v.weights]
+        if name == "neuron_link":
+            links = g.links()
+            named = np.flatnonzero(links.neuron >= 0)
+            triples = np.stack(
+                [self._neuron_ids[links.neuron[named]], links.src[named], links.dst[named]], 1
+            )
+            triples = np.unique(triples.astype(np.int64), axis=0) if len(triples) else triples
+            return [triples[:, 0], triples[:, 1], triples[:, 2]]
+        if name == "stake":
+            return [self._neuron_ids.copy(), np.asarray(g.stakes, dtype=np.float64)]
+        if name == "focus":
+            return [np.arange(p, dtype=np.int64), self.focus()]
+        if name == "karma":
+            from focusflow.focus.measures import karma
+
+            k = karma(g, self.focus())
+            return [self._neuron_ids.copy(), np.asarray(k, dtype=np.float64)]
+        return [np.empty(0, np.int64) for _ in BASE_SCHEMAS[name]]

@@ -1,0 +1,206 @@
+"""Datalog on a real devnet: POST /v1/query, views kept per block, their
+WebSocket, ``focusflow query datalog --node``, and bad requests by their code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+from focusflow.chain import Msg
+from focusflow.core.cid import cid_of_text, cid_to_bytes
+from tests.node.conftest import start_devnet
+from tests.node.devnet_process import link_msg, signed, wait_height, wait_tx
+
+REACH = """
+reach(y) :- link(x, y), x = "{src}".
+reach(y) :- reach(x), link(x, y).
+"""
+
+
+def _send(net, msgs, fee=40_000):
+    tx = signed(net, net.dev_key(), msgs, fee=fee)
+    with net.client() as c:
+        r = c.post("/v1/txs", json={"tx": tx.encoded.hex()})
+        assert r.status_code == 202, r.text
+    doc = wait_tx(net, r.json()["hash"])
+    assert doc["code"] == "ok", doc
+    return doc["height"]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    devnet = start_devnet(tmp_path_factory.mktemp("query") / "home")
+    _send(
+        devnet,
+        [
+            link_msg(("cats", "mammals"), ("dogs", "mammals"), ("mammals", "animals")),
+            Msg("name.register", {"name": "kitty", "cid": cid_to_bytes(cid_of_text("cats"))}),
+        ],
+    )
+    yield devnet
+    devnet.stop()
+
+
+def _query(net, **body):
+    with net.client() as c:
+        return c.post("/v1/query", json=body)
+
+
+def test_a_query_answers_with_its_height_and_state_root(net):
+    r = _query(net, program=REACH.format(src=cid_of_text("cats")), output="reach")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["columns"] == ["y"]
+    assert sorted(row[0] for row in doc["rows"]) == sorted(
+        [cid_of_text("mammals"), cid_of_text("animals")]
+    )
+    with net.client() as c:
+        header = c.get(f"/v1/blocks/{doc['height']}").json()
+    assert doc["state_root"] == header["state_root"]
+    named = _query(net, program='r(p) :- name("kitty", p).', output="r").json()
+    assert named["rows"] == [[cid_of_text("cats")]]
+    bal = _query(net, program="r(a, b) :- balance(a, b), b > 0.", output="r").json()
+    assert any(row[0] == net.dev_key().address for row in bal["rows"])
+    blocks = _query(net, program="r(h) :- block(h, _, _).", output="r").json()
+    assert [r[0] for r in blocks["rows"]] == list(range(1, blocks["height"] + 1))
+
+
+def test_an_older_height_still_kept_is_answered_as_of_then(net):
+    wait_height(net, _send(net, [link_msg(("animals", "beings"))]))
+    old = _query(net, program="r(x, y) :- link(x, y).", output="r").json()
+    height = _send(net, [link_msg(("animals", "life"))])
+    wait_height(net, height)
+    new = _query(net, program="r(x, y) :- link(x, y).", output="r").json()
+    assert new["total"] == old["total"] + 1
+    again = _query(net, program="r(x, y) :- link(x, y).", output="r", height=old["height"])
+    assert again.status_code == 200, again.text
+    assert again.json()["rows"] == old["rows"] and again.json()["height"] == old["height"]
+    head_only = _query(net, program="r(a, b) :- balance(a, b).", output="r", height=old["height"])
+    assert head_only.status_code == 404
+    assert head_only.json()["error"]["code"] == "query_height_unavailable"
+    gone = _query(net, program="r(x, y) :- link(x, y).", output="r", height=1)
+    assert gone.json()["error"]["code"] == "query_height_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"program": "r(x :- link(x, y).", "output": "r"}, 400, "query_syntax"),
+        ({"program": "r(x) :- link(x, y), !r(y).", "output": "r"}, 400, "query_unstratifiable"),
+        ({"program": "r(x, z) :- link(x, y).", "output": "r"}, 400, "query_invalid"),
+        ({"program": "r(x) :- linx(x, y).", "output": "r"}, 400, "query_invalid"),
+        ({"program": "r(x) :- link(x, y), y > 1.", "output": "r"}, 400, "query_type"),
+        ({"program": "r(x) :- link(x, _).", "output": "s"}, 400, "query_invalid"),
+        ({"program": "r(x) :- link(x, _).", "output": "r", "limit": -1}, 400, "invalid_parameter"),
+        ({"program": "r(x) :- link(x, _).", "output": "r", "extra": 1}, 400, "invalid_parameter"),
+        ({"program": "", "output": "r"}, 400, "invalid_parameter"),
+        (
+            {"program": "r(x) :- link(x, _).", "output": "r", "timeout_s": 0},
+            400,
+            "invalid_parameter",
+        ),
+        ([1], 400, "invalid_parameter"),
+    ],
+)
+def test_bad_queries_are_refused_with_their_code(net, body, status, code):
+    with net.client() as c:
+        r = c.post("/v1/query", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+
+
+def test_a_runaway_query_is_cancelled_and_the_chain_goes_on(net):
+    before = _query(net, program="r(x) :- particle(x).", output="r").json()["height"]
+    program = "\n".join(
+        [
+            "n(0).",
+            "n(x + 1) :- n(x), x < 100000000.",
+        ]
+    )
+    t0 = time.monotonic()
+    r = _query(net, program=program, output="n", timeout_s=0.5)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "query_limit"
+    assert time.monotonic() - t0 < 10
+    wait_height(net, before + 2)
+
+
+def test_views_follow_the_chain_and_stream_their_changes(net):
+    src = cid_of_text("dogs")
+    program = REACH.format(src=src)
+    auth = {"Authorization": f"Bearer {net.admin_token()}"}
+    with net.client() as c:
+        refused = c.post(
+            "/v1/query/views", json={"name": "dogs", "program": program, "output": "reach"}
+        )
+        assert refused.status_code == 401
+        r = c.post(
+            "/v1/query/views",
+            json={"name": "dogs", "program": program, "output": "reach"},
+            headers=auth,
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["maintenance"] == "incremental"
+        bad = c.post(
+            "/v1/query/views",
+            json={
+                "name": "lonely",
+                "program": "r(x) :- particle(x), !link(x, _).",
+                "output": "r",
+                "integrity": True,
+            },
+            headers=auth,
+        )
+        assert bad.status_code == 201 and bad.json()["maintenance"] == "recompute"
+    url = net.api.replace("http", "ws", 1) + "/v1/query/views/dogs/ws"
+    with connect(url, open_timeout=10) as ws:
+        height = _send(net, [link_msg(("life", "universe"), ("dogs", "wolves"))])
+        seen = set()
+        deadline = time.monotonic() + 30
+        while {cid_of_text("universe"), cid_of_text("wolves")} - seen:
+            assert time.monotonic() < deadline
+            msg = json.loads(ws.recv(timeout=30))
+            assert msg["view"] == "dogs"
+            seen.update(row[0] for row in msg["added"])
+    with net.client() as c:
+        deadline = time.monotonic() + 30
+        while True:
+            doc = c.get("/v1/query/views/dogs").json()
+            if doc["height"] >= height:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        fresh = c.post(
+            "/v1/query", json={"program": program, "output": "reach", "height": doc["height"]}
+        ).json()
+        assert sorted(doc["rows"]) == sorted(fresh["rows"])
+        assert cid_of_text("universe") in {row[0] for row in doc["rows"]}
+        statuses = {v["name"]: v for v in c.get("/v1/query/views").json()["views"]}
+        assert statuses["lonely"]["violations"] > 0  # particles nobody links from
+        assert c.delete("/v1/query/views/dogs", headers=auth).status_code == 200
+        assert c.get("/v1/query/views/dogs").json()["error"]["code"] == "query_invalid"
+
+
+def test_the_cli_asks_the_node(net):
+    cmd = [sys.executable, "-m", "focusflow", "query", "datalog", "--node", net.api]
+    program = REACH.format(src=cid_of_text("cats"))
+    out = subprocess.run(
+        [*cmd, program, "--output", "reach", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert cid_of_text("animals") in {row[0] for row in doc["rows"]}
+    assert doc["height"] >= 1 and len(doc["state_root"]) == 64
+    tsv = subprocess.run(
+        [*cmd, program, "--output", "reach"], capture_output=True, text=True, timeout=60
+    )
+    assert tsv.stdout.splitlines()[0] == "y"
+    bad = subprocess.run(
+        [*cmd, "r(x :- link(x).", "--output", "r"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "query_syntax" in bad.stderr and "line 1, column" in bad.stderr
