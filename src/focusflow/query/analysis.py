@@ -370,8 +370,8 @@ def analyse(
             for rule in rules[name]:
                 for rel, polarity, atom in body_relations(rule.body):
                     if rel in members and polarity != "+":
-                        path = _cycle(name, rel, edges, members)
-                        how = "negation" if polarity == "!" else "an aggregate"
+                        path = [name, *_cycle(name, rel, edges, members)]
+                        how = f"negation of {rel}" if polarity == "!" else "an aggregate"
                         raise UnstratifiableError(
                             f"{_where(atom)}: {name} depends on itself through {how} "
                             f"(cycle {' -> '.join(path)}); negation and aggregates must "

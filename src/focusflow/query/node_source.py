@@ -131,8 +131,8 @@ class NodeSource(TableSource):
             return [src, dst] if name == "link" else [src, dst, g.weights]
         if name == "neuron_link":
             named = np.flatnonzero(v.neuron >= 0)
-            triples = np.stack([v.neuron[named] + NEURONS, v.src[named], v.dst[named]], 1)
-            triples = np.unique(triples.astype(np.int64), axis=0)
+            cols = [v.neuron[named].astype(np.int64) + NEURONS, v.src[named], v.dst[named]]
+            triples = np.unique(np.stack([c.astype(np.int64) for c in cols], 1), axis=0)
             return [triples[:, 0], triples[:, 1], triples[:, 2]]
         if name == "stake":
             return [

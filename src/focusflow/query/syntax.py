@@ -134,11 +134,11 @@ def _tokens(text: str) -> list[_Tok]:
     i = 0
     line, line_start = 1, 0
     while i < len(text):
-        m = _TOKEN.match(text, i)
         pos = Pos(line, i - line_start + 1)
+        if text.startswith("/*", i) and text.find("*/", i + 2) < 0:
+            raise QuerySyntaxError("unterminated comment", pos.line, pos.column)
+        m = _TOKEN.match(text, i)
         if m is None:
-            if text.startswith("/*", i):
-                raise QuerySyntaxError("unterminated comment", pos.line, pos.column)
             if text[i] == '"':
                 raise QuerySyntaxError("unterminated string", pos.line, pos.column)
             raise QuerySyntaxError(f"unexpected character {text[i]!r}", pos.line, pos.column)
