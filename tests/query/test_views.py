@@ -88,7 +88,7 @@ def _chain_of_blocks(seed: int, blocks: int = 8):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_views_equal_a_fresh_evaluation_after_every_block(seed):
-    views, keys = _chain_of_blocks(seed)
+    views, _keys_made = _chain_of_blocks(seed)
     chain = _Chain()
     p0 = cid_of_text("particle 0")
     live = LiveSource(views[0], chain)
