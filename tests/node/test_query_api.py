@@ -204,3 +204,66 @@ def test_the_cli_asks_the_node(net):
         [*cmd, "r(x :- link(x).", "--output", "r"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "query_syntax" in bad.stderr and "line 1, column" in bad.stderr
+
+
+def _tampered(doc: dict, how: str) -> dict:
+    bad = json.loads(json.dumps(doc))
+    if how == "row":
+        bad["rows"].append([cid_of_text("never linked")])
+        bad["proofs"]["rows"].append([0])
+    elif how == "fact":
+        bad["proofs"]["facts"][0]["values"][-1] = cid_of_text("never linked")
+    elif how == "proof":
+        key, entry = next(iter(bad["proofs"]["keys"].items()))
+        raw = bytearray.fromhex(entry["proof"])
+        raw[-1] ^= 1
+        entry["proof"] = raw.hex()
+    elif how == "value":
+        key, entry = next(iter(bad["proofs"]["keys"].items()))
+        entry["value"] = entry["value"][:-2] + ("00" if entry["value"][-2:] != "00" else "01")
+    elif how == "root":
+        bad["state_root"] = "00" * 32
+    return bad
+
+
+def test_proved_rows_verify_and_a_tampered_answer_does_not(net, tmp_path):
+    from focusflow.light.query_proofs import verify_query_answer
+
+    program = REACH.format(src=cid_of_text("cats")) + "\nnamed(n, p) :- name(n, p), reach(p).\n"
+    program += "named(n, p) :- name(n, p), link(p, _)."
+    r = _query(net, program=program, output="reach", prove=True)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    summary = verify_query_answer(doc)
+    assert summary["rows"] == len(doc["rows"]) >= 2 and summary["facts"] >= 2
+    for how in ("row", "fact", "proof", "value", "root"):
+        with pytest.raises(Exception) as err:
+            verify_query_answer(_tampered(doc, how))
+        assert err.value.code in ("bad_proof", "wrong_value", "malformed_answer"), how
+    named = _query(net, program=program, output="named", prove=True).json()
+    assert named["rows"] == [["kitty", cid_of_text("cats")]]
+    assert {f["relation"] for f in named["proofs"]["facts"]} == {"name", "link"}
+    verify_query_answer(named)
+    refused = _query(net, program="r(p) :- focus(p, _).", output="r", prove=True)
+    assert refused.json()["error"]["code"] == "query_invalid"
+    # the CLI checks the proofs itself, and `query verify` checks a saved answer
+    cmd = [sys.executable, "-m", "focusflow", "query"]
+    out = subprocess.run(
+        [*cmd, "datalog", "--node", net.api, program, "--output", "reach", "--prove", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "verified:" in out.stderr
+    saved = tmp_path / "answer.json"
+    saved.write_text(out.stdout)
+    ok = subprocess.run(
+        [*cmd, "verify", str(saved), "--node", net.api], capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0 and "verified:" in ok.stdout, ok.stderr
+    saved.write_text(json.dumps(_tampered(json.loads(out.stdout), "fact")))
+    bad = subprocess.run(
+        [*cmd, "verify", str(saved), "--node", net.api], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 3 and "[wrong_value]" in bad.stderr  # a verification failure

@@ -49,7 +49,7 @@ def create_app(
     """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None)."""
     hub = ws.Hub(node, ws_limits)
     metrics = NodeMetrics(node)
-    queries = QueryService(node)
+    queries = QueryService(node, head_relations=routes_query.HEAD_RELATIONS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -364,7 +364,7 @@ class LinkSources:
         return self._keys[i] if i >= 0 else None
 
 
-def _sources(request: Request) -> LinkSources:
+def link_sources(request: Request) -> LinkSources:
     state = request.app.state
     sources = getattr(state, "light_link_sources", None)
     if sources is None:
@@ -398,7 +398,7 @@ def proof_links(
             raise ApiError("unknown_particle", f"particle {cid} is not in the graph")
         ids = view.link_index.links(i, direction)
         page = ids[offset : offset + limit]
-        sources = _sources(request)
+        sources = link_sources(request)
         sources.upto(_node(request).chain, view.height)
         links, messages, where = [], [], {}
         block = None
@@ -439,4 +439,4 @@ def proof_links(
     )
 
 
-__all__ = ["LinkSources", "StaleHeightError", "header_json", "prove_at", "router"]
+__all__ = ["LinkSources", "StaleHeightError", "header_json", "link_sources", "prove_at", "router"]

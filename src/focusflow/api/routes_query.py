@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, WebSocket
@@ -24,8 +25,14 @@ from starlette.concurrency import run_in_threadpool
 
 from focusflow.api.errors import ERROR_RESPONSES, error_doc
 from focusflow.api.jsonbody import parse_json
+from focusflow.api.query_proofs import prove_answer
+from focusflow.api.render import cid_text
 from focusflow.api.routes_chain import check_admin
+from focusflow.core.encoding import decode
 from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.keys import encode_address
+from focusflow.modules.accounts import ACCOUNT_PREFIX
+from focusflow.modules.names import NAME_PREFIX
 from focusflow.query.service import QueryService
 
 router = APIRouter(prefix="/v1/query", responses=ERROR_RESPONSES)
@@ -38,7 +45,22 @@ SUBSCRIBER_QUEUE = 64
 #: WebSocket close codes: unknown view, too many subscribers.
 CLOSE_POLICY = 1008
 CLOSE_TRY_LATER = 1013
-_FIELDS = {"program", "output", "limit", "height", "timeout_s"}
+_FIELDS = {"program", "output", "limit", "height", "timeout_s", "prove"}
+
+
+def _names(reader: Any) -> Iterator[tuple[str, str]]:
+    for key, raw in reader.items(NAME_PREFIX):
+        cid, _owner = decode(raw, "name")
+        yield key[len(NAME_PREFIX) :].decode("utf-8"), cid_text(cid)
+
+
+def _balances(reader: Any) -> Iterator[tuple[str, int]]:
+    for key, raw in reader.items(ACCOUNT_PREFIX):
+        yield encode_address(key[len(ACCOUNT_PREFIX) :]), int(decode(raw, "account")[0])
+
+
+#: The relations read from the store (newest height only), for QueryService.
+HEAD_RELATIONS = {"name": _names, "balance": _balances}
 
 
 def _service(request_or_socket: Any) -> QueryService:
@@ -81,10 +103,19 @@ def parse_query(doc: Any, max_output: int) -> dict[str, Any]:
         "limit": _int(doc, "limit", 0, max_output),
         "height": _int(doc, "height", 0, 2**63 - 1),
         "timeout_s": None if timeout is None else float(timeout),
+        "prove": _flag(doc, "prove"),
     }
 
 
-def _run(service: QueryService, doc: Any) -> dict[str, Any]:
+def _flag(doc: dict, name: str) -> bool:
+    value = doc.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidParameterError(f"{name} must be true or false")
+    return value
+
+
+def _run(request: Request, doc: Any) -> dict[str, Any]:
+    service = _service(request)
     req = parse_query(doc, service.limits.max_output)
     answer = service.query(
         req["program"],
@@ -92,9 +123,14 @@ def _run(service: QueryService, doc: Any) -> dict[str, Any]:
         limit=req["limit"],
         height=req["height"],
         timeout_s=req["timeout_s"],
+        prove=req["prove"],
     )
     out = answer.to_json()
     out["seconds"] = round(answer.elapsed_s, 6)
+    if req["prove"]:
+        view = service.source_at(answer.height).fview
+        out["program"] = req["program"]
+        out["proofs"] = prove_answer(request, view, answer)
     return out
 
 
@@ -102,7 +138,7 @@ def _run(service: QueryService, doc: Any) -> dict[str, Any]:
 async def query(request: Request) -> JSONResponse:
     """Evaluate a Datalog program over the committed state; one relation back."""
     doc = parse_json(await request.body())
-    return JSONResponse(await run_in_threadpool(_run, _service(request), doc))
+    return JSONResponse(await run_in_threadpool(_run, request, doc))
 
 
 @router.get("/views", response_model=None)

@@ -145,6 +145,7 @@ def load_key(home: str | None, name: str) -> KeyPair:
 
 # ------------------------------------------------------------------ arguments
 
+
 def particle(arg: str, *, as_text: bool = False) -> tuple[str, bytes]:
     """``(CID string, binary CID)`` of a particle argument: a CID, or text hashed to one
     (``core.cid.particle_cid`` says which)."""

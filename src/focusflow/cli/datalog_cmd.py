@@ -8,6 +8,7 @@ numbers), or as the API's JSON with ``--json``.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,6 +55,42 @@ def print_tsv(doc: dict[str, Any]) -> None:
         out.write("\t".join(_cell(v) for v in row) + "\n")
 
 
+def check_proved(api: Client, doc: dict[str, Any]) -> dict[str, Any]:
+    """Verify a proved answer and that its root is the block's (as ``query proof``)."""
+    from focusflow.light.errors import HeaderMismatchError
+    from focusflow.light.query_proofs import verify_query_answer
+
+    summary = verify_query_answer(doc)
+    header = api.get(f"/v1/blocks/{int(doc['height'])}")
+    if header.get("state_root") != doc.get("state_root"):
+        raise HeaderMismatchError(
+            f"the answer's state root is not the state root of block {doc.get('height')}"
+        )
+    return summary
+
+
+def verify_cmd(
+    answer: Annotated[Path, typer.Argument(help="A proved answer saved with --prove --json.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+) -> None:
+    """Check a proved answer: proofs, facts, rows, and its root against the node's block."""
+    try:
+        doc = json.loads(answer.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"cannot read the answer {answer}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InputFileError(f"{answer} does not hold a JSON object")
+    url, where = node_url(node, resolve_home(home))
+    with Client(url, source=where) as api:
+        summary = check_proved(api, doc)
+    sys.stdout.write(
+        f"verified: {summary['rows']} rows from {summary['facts']} proven facts "
+        f"({summary['keys']} state keys) against the state root {summary['state_root']} "
+        f"of block {doc.get('height')}\n"
+    )
+
+
 def datalog_cmd(
     program: Annotated[str, typer.Argument(help="Program text, or @FILE.")],
     output: Annotated[str, typer.Option("--output", "-o", help="The relation to print.")],
@@ -71,6 +108,13 @@ def datalog_cmd(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.001, help="Seconds before the query is cancelled.")
     ] = 60.0,
+    prove: Annotated[
+        bool,
+        typer.Option(
+            "--prove",
+            help="Ask the node for the state proofs of each row's facts and check them here.",
+        ),
+    ] = False,
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
@@ -78,8 +122,10 @@ def datalog_cmd(
     """Run a Datalog program and print one relation."""
     text = read_program(program)
     if graph is not None:
-        if node is not None or height is not None:
-            raise InvalidParameterError("--graph runs here: it takes neither --node nor --height")
+        if node is not None or height is not None or prove:
+            raise InvalidParameterError(
+                "--graph runs here: it takes neither --node, --height nor --prove"
+            )
         from focusflow.query import Limits, open_graph, run
 
         source = open_graph(graph, fmt)
@@ -91,9 +137,17 @@ def datalog_cmd(
             body["limit"] = limit
         if height is not None:
             body["height"] = height
+        if prove:
+            body["prove"] = True
         url, where = node_url(node, resolve_home(home))
         with Client(url, source=where, timeout=timeout + 10.0) as api:
             doc = api.post("/v1/query", body)
+            if prove:
+                summary = check_proved(api, doc)
+                sys.stderr.write(
+                    f"verified: {summary['rows']} rows from {summary['facts']} proven facts "
+                    f"against the state root of block {doc['height']}\n"
+                )
     if as_json:
         print_json(doc)
     else:

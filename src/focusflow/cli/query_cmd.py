@@ -18,7 +18,7 @@ from rich.table import Table
 
 from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, address, client, console, particle
 from focusflow.cli.common import print_json as _print_json
-from focusflow.cli.datalog_cmd import DatalogHelp, datalog_cmd
+from focusflow.cli.datalog_cmd import DatalogHelp, datalog_cmd, verify_cmd
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 
 query_app = typer.Typer(
@@ -370,3 +370,4 @@ def _verify(key: str, doc: dict[str, Any]) -> None:
 
 
 query_app.command("datalog", help=DatalogHelp)(datalog_cmd)
+query_app.command("verify")(verify_cmd)

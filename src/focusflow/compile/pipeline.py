@@ -305,8 +305,15 @@ def with_layers(compiled: Compiled, graph: Cybergraph, layers: int) -> CompiledW
     phi = np.asarray(compiled.focus.focus, dtype=np.float64)
     table = link_table(graph, compiled.semcons)
     return _weights(
-        graph.n_particles, table, compiled.adjacency, phi, compiled.svd, d, compiled.semcons,
-        opt, layers,
+        graph.n_particles,
+        table,
+        compiled.adjacency,
+        phi,
+        compiled.svd,
+        d,
+        compiled.semcons,
+        opt,
+        layers,
     )
 
 

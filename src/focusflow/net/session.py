@@ -134,9 +134,7 @@ class Session:
             return
         self.control = self.protocol.new_stream()
         self._state = "await_challenge"
-        self._send(
-            self.control, Hello(PROTOCOL_VERSION, self.node.id, self.node.config.network_id)
-        )
+        self._send(self.control, Hello(PROTOCOL_VERSION, self.node.id, self.node.config.network_id))
 
     def _handshake_message(self, stream_id: int, message: Message) -> None:
         if self._state == "await_hello" and isinstance(message, Hello) and stream_id % 4 == 0:

@@ -18,10 +18,11 @@ from focusflow.query.errors import (
     QueryTypeError,
     UnstratifiableError,
 )
-from focusflow.query.sources import GraphFileSource, Source
+from focusflow.query.sources import FactSource, GraphFileSource, Source
 
 __all__ = [
     "Answer",
+    "FactSource",
     "GraphFileSource",
     "HeightUnavailableError",
     "Limits",
@@ -50,6 +51,8 @@ def run(
     output: str,
     limit: int | None = None,
     limits: Limits | None = None,
+    prove: bool = False,
 ) -> Answer:
-    """Evaluate ``program`` over ``source`` and return the relation ``output``."""
-    return evaluate(program, source, output, limit=limit, limits=limits)
+    """Evaluate ``program`` over ``source`` and return the relation ``output``;
+    ``prove`` adds, per row, the base facts of one derivation (``Answer.facts``)."""
+    return evaluate(program, source, output, limit=limit, limits=limits, prove=prove)

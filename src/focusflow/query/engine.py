@@ -28,8 +28,9 @@ import numpy as np
 from focusflow.query.analysis import FLOAT, SYM, Analysis, Schema, analyse
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
 from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
+from focusflow.query.provenance import check_provable, explain
 from focusflow.query.sources import BASE_SCHEMAS, Source, load
-from focusflow.query.sqlgen import Compiler, create_table, quote
+from focusflow.query.sqlgen import Compiler, create_table, data_columns, quote
 from focusflow.query.symbols import QuerySymbols
 from focusflow.query.syntax import Atom, Compare, Const, Literal, Program, Rule, Var, parse
 
@@ -76,6 +77,10 @@ class Answer:
     state_root: str | None = None
     elapsed_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    # With ``prove``: per row, the base facts of one derivation, as
+    # ``(relation, values)`` spelled out and as the source's raw ids.
+    facts: list[list[tuple[str, list[Any]]]] | None = None
+    raw_facts: list[list[tuple[str, tuple]]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -139,7 +144,9 @@ def _bound_of(rule: Rule, atom: Atom) -> float | None:
 class Evaluation:
     """One query's evaluation on one cursor."""
 
-    def __init__(self, source: Source, analysis: Analysis, limits: Limits) -> None:
+    def __init__(
+        self, source: Source, analysis: Analysis, limits: Limits, *, rounds: bool = False
+    ) -> None:
         self.source = source
         self.analysis = analysis
         self.limits = limits
@@ -153,6 +160,10 @@ class Evaluation:
         self.delta: dict[int, str] = {}
         self.n_temp = 0
         self.stats: dict[str, Any] = {"iterations": 0, "statements": 0}
+        # With ``rounds`` every derived fact records the semi-naive round that
+        # first derived it, which is what a proof of it walks back along.
+        self.rounds = rounds
+        self.round = 0
 
     # --- plumbing ------------------------------------------------------------
     def _sql(self, sql: str) -> duckdb.DuckDBPyConnection:
@@ -271,7 +282,7 @@ class Evaluation:
         types = self.analysis.types
         for rel in comp:
             table = self._temp("d") if persist is None else persist + rel
-            self._sql(create_table(table, types[rel], temp=persist is None))
+            self._sql(create_table(table, types[rel], temp=persist is None, rounds=self.rounds))
             self.derived[rel] = table
         members = set(comp)
         recursive = bool(members & self.analysis.recursive)
@@ -303,6 +314,8 @@ class Evaluation:
         if not selects:
             return 0
         union = " UNION ".join(f"({s})" for s in selects)
+        if self.rounds:
+            union = f"SELECT *, {self.round} FROM ({union})"
         got = self._sql(f"INSERT INTO {quote(table)} {union}").fetchone()
         n = int(got[0]) if got else self._count(table)
         self._charge(n)
@@ -316,13 +329,15 @@ class Evaluation:
         if not selects:
             return table, 0
         union = " UNION ".join(f"({s})" for s in selects)
+        cols = data_columns(self.analysis.types[rel])
         self._sql(
             f"INSERT INTO {quote(table)} SELECT * FROM ({union}) "
-            f"EXCEPT SELECT * FROM {quote(self.derived[rel])}"
+            f"EXCEPT SELECT {cols} FROM {quote(self.derived[rel])}"
         )
         n = self._count(table)
         if n:
-            self._sql(f"INSERT INTO {quote(self.derived[rel])} SELECT * FROM {quote(table)}")
+            stamp = f", {self.round}" if self.rounds else ""
+            self._sql(f"INSERT INTO {quote(self.derived[rel])} SELECT *{stamp} FROM {quote(table)}")
         return table, n
 
     def _with_delta(self, rule: Rule, deltas: dict[str, str]) -> list[str]:
@@ -346,6 +361,7 @@ class Evaluation:
         first = True
         while True:
             self.stats["iterations"] += 1
+            self.round += 1
             fresh: dict[str, str] = {}
             total = 0
             for rel in comp:
@@ -414,7 +430,8 @@ class Evaluation:
         schema = self.analysis.types[output]
         order = ", ".join(f"c{k}" for k in range(len(schema))) or "1"
         cap = self.limits.max_output if limit is None else min(limit, self.limits.max_output)
-        got = self._sql(f"SELECT * FROM {quote(table)} ORDER BY {order} LIMIT {int(cap)}")
+        cols = data_columns(schema)
+        got = self._sql(f"SELECT {cols} FROM {quote(table)} ORDER BY {order} LIMIT {int(cap)}")
         data = got.fetchnumpy()
         return [np.asarray(data[f"c{k}"]) for k in range(len(schema))], total
 
@@ -481,8 +498,10 @@ def evaluate(
     *,
     limit: int | None = None,
     limits: Limits | None = None,
+    prove: bool = False,
 ) -> Answer:
-    """Evaluate ``program`` over ``source`` and return relation ``output``."""
+    """Evaluate ``program`` over ``source`` and return relation ``output``;
+    ``prove`` also finds, per row, the base facts of one derivation of it."""
     t0 = time.perf_counter()
     limits = limits or Limits()
     if limit is not None and (not isinstance(limit, int) or limit < 0):
@@ -492,10 +511,12 @@ def evaluate(
     analysis = analyse(
         parsed, output, schemas, anchored=lambda n: n in OPERATORS and OPERATORS[n].anchored
     )
+    if prove:
+        check_provable(analysis)
     for name in sorted(analysis.base_used):
         if name not in OPERATORS:
             source.table(name)
-    run = Evaluation(source, analysis, limits)
+    run = Evaluation(source, analysis, limits, rounds=prove)
     timer = threading.Timer(limits.timeout_s, run.cursor.interrupt)
     timer.daemon = True
     timer.start()
@@ -503,6 +524,10 @@ def evaluate(
         for comp in analysis.strata:
             run.run_stratum(comp)
         cols, total = run.answer(output, limit)
+        raw_facts = None
+        if prove:
+            raw_rows = list(zip(*[c.tolist() for c in cols], strict=True)) if cols else []
+            raw_facts = explain(run, output, raw_rows)
     except duckdb.InterruptException:
         raise _timeout(limits) from None
     except duckdb.OutOfMemoryException as exc:
@@ -517,6 +542,9 @@ def evaluate(
     if not schema:
         rows = [[] for _ in range(min(total, 1))]
     stats = dict(run.stats, derived_rows=run.rows)
+    facts = None
+    if raw_facts is not None:
+        facts = [[_spell_fact(run.symbols, source, f) for f in row] for row in raw_facts]
     return Answer(
         output,
         column_names(analysis, output),
@@ -527,6 +555,8 @@ def evaluate(
         source.state_root,
         time.perf_counter() - t0,
         stats,
+        facts,
+        raw_facts,
     )
 
 
@@ -536,6 +566,15 @@ def decode_rows(symbols: QuerySymbols, cols: list[np.ndarray], schema: Schema) -
         symbols.decode(c) if t == SYM else _plain(c, t) for c, t in zip(cols, schema, strict=True)
     ]
     return [list(r) for r in zip(*decoded, strict=True)] if decoded else []
+
+
+def _spell_fact(
+    symbols: QuerySymbols, source: Source, fact: tuple[str, tuple]
+) -> tuple[str, list[Any]]:
+    rel, values = fact
+    schema = source.schema(rel) or ()
+    cols = [np.array([v]) for v in values]
+    return rel, decode_rows(symbols, cols, schema)[0]
 
 
 def _plain(col: np.ndarray, t: str) -> list:

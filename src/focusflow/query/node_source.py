@@ -7,7 +7,9 @@ never blocks the chain and a node that keeps the last few views answers
 "as of" any of them exactly. ``name`` and ``balance`` are read from the
 store, which keeps only current values: they are offered at the head's
 height only, and an older height asks for them in vain with a precise error.
-``block`` lists the stored headers up to the height.
+``block`` lists the stored headers up to the height. How names and balances
+are laid out in the state is the modules' business: the node passes readers
+for them (``head_relations``).
 
 Symbols: particles are ``0..P-1`` (their indices in the view, so the graph
 operators run in the same numbering), neuron ``j`` is ``NEURONS + j`` and
@@ -18,25 +20,29 @@ grows (which the views maintained block by block rely on).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 
 from focusflow.chain.focus_view import FocusView
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
-from focusflow.core.encoding import decode
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.graph.csr import build_csr
+from focusflow.query.analysis import SYM
 from focusflow.query.errors import HeightUnavailableError
 from focusflow.query.sources import Columns, GraphView, TableSource, csr_columns
 from focusflow.query.symbols import SymbolTable
 
-ACCOUNT_PREFIX = b"/token/acct/"
-NAME_PREFIX = b"/kv/name/"
+INT_MAX = (1 << 63) - 1
 HEAD_ONLY = frozenset({"name", "balance"})
 NEURONS = 1 << 40
 EXTRAS = 1 << 41
+
+
+# Rows of a relation read from the store: symbols as text, numbers as ints.
+HeadRelation = Callable[[Any], Iterable[tuple[str | int, ...]]]
 
 
 class ChainReader(Protocol):
@@ -53,10 +59,18 @@ class ChainReader(Protocol):
 class NodeSource(TableSource):
     """The state at ``view.height`` (the view the producer published for it)."""
 
-    def __init__(self, view: FocusView, chain: ChainReader, **options) -> None:
+    def __init__(
+        self,
+        view: FocusView,
+        chain: ChainReader,
+        *,
+        head_relations: Mapping[str, HeadRelation] | None = None,
+        **options,
+    ) -> None:
         super().__init__(**options)
         self.fview = view
         self.chain = chain
+        self.head_relations = dict(head_relations or {})
         self.height = view.height
         record = chain.block_record(view.height)
         self.state_root = record.block.header.state_root.hex() if record is not None else None
@@ -148,33 +162,28 @@ class NodeSource(TableSource):
                 np.arange(NEURONS, NEURONS + n, dtype=np.int64),
                 np.asarray(v.karma, np.float64),
             ]
-        if name == "balance":
-            return self._balances()
-        if name == "name":
-            return self._names()
+        if name in HEAD_ONLY:
+            return self._from_store(name)
         if name == "block":
             return self._read_blocks()
         raise KeyError(name)
 
-    def _balances(self) -> Columns:
-        addrs, amounts = [], []
+    def _from_store(self, name: str) -> Columns:
+        """A relation the store holds only at the newest height, read through the
+        node's reader for it (the state's layout is the modules' business)."""
+        schema = self.schema(name) or ()
+        read = self.head_relations.get(name)
+        if read is None:
+            return [np.empty(0, np.int64) for _ in schema]
+        cols: list[list[int]] = [[] for _ in schema]
         with self.chain.reader() as r:
-            self._at_head(r, "balance")
-            for key, raw in r.items(ACCOUNT_PREFIX):
-                balance = decode(raw, "account")[0]
-                addrs.append(self._extra_id(encode_address(key[len(ACCOUNT_PREFIX) :])))
-                amounts.append(min(int(balance), (1 << 63) - 1))
-        return [np.array(addrs, dtype=np.int64), np.array(amounts, dtype=np.int64)]
-
-    def _names(self) -> Columns:
-        names, cids = [], []
-        with self.chain.reader() as r:
-            self._at_head(r, "name")
-            for key, raw in r.items(NAME_PREFIX):
-                cid, _owner = decode(raw, "name")
-                names.append(self._extra_id(key[len(NAME_PREFIX) :].decode("utf-8")))
-                cids.append(self._extra_id(cid_from_bytes(cid)))
-        return [np.array(names, dtype=np.int64), np.array(cids, dtype=np.int64)]
+            self._at_head(r, name)
+            for row in read(r):
+                for k, (value, t) in enumerate(zip(row, schema, strict=True)):
+                    cols[k].append(
+                        self._extra_id(str(value)) if t == SYM else min(int(value), INT_MAX)
+                    )
+        return [np.array(c, dtype=np.int64) for c in cols]
 
     def _at_head(self, reader: Any, name: str) -> None:
         """The store keeps current values only: refuse them for an older height."""

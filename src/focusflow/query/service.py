@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from focusflow.chain.focus_view import FocusView
 from focusflow.core.errors import FocusflowError
 from focusflow.query.engine import Answer, Limits, evaluate
 from focusflow.query.errors import HeightUnavailableError, QueryLimitError
-from focusflow.query.node_source import ChainReader, NodeSource
+from focusflow.query.node_source import ChainReader, HeadRelation, NodeSource
 from focusflow.query.views import LiveSource, MaintainedView, ViewSet
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,10 @@ class QueryService:
         limits: Limits | None = None,
         max_running: int = 2,
         memory_limit: str = "2GB",
+        head_relations: Mapping[str, HeadRelation] | None = None,
     ) -> None:
         self.node = node
+        self.head_relations = dict(head_relations or {})
         self.limits = limits or Limits(timeout_s=30.0, max_rows=20_000_000, max_output=100_000)
         self.memory_limit = memory_limit
         self._slots = threading.BoundedSemaphore(max_running)
@@ -97,7 +99,12 @@ class QueryService:
                 )
             source = self._sources.get(at)
             if source is None:
-                source = NodeSource(kept[at], self.node.chain, memory_limit=self.memory_limit)
+                source = NodeSource(
+                    kept[at],
+                    self.node.chain,
+                    memory_limit=self.memory_limit,
+                    head_relations=self.head_relations,
+                )
                 self._sources[at] = source
                 while len(self._sources) > KEEP_HEIGHTS:
                     _, old = self._sources.popitem(last=False)
@@ -112,6 +119,7 @@ class QueryService:
         limit: int | None = None,
         height: int | None = None,
         timeout_s: float | None = None,
+        prove: bool = False,
     ) -> Answer:
         if not self._slots.acquire(blocking=False):
             raise QueryBusyError("every query slot is taken; try again shortly")
@@ -121,14 +129,20 @@ class QueryService:
                 limits = Limits(
                     min(timeout_s, limits.timeout_s), limits.max_rows, limits.max_output
                 )
-            return evaluate(program, self.source_at(height), output, limit=limit, limits=limits)
+            source = self.source_at(height)
+            return evaluate(program, source, output, limit=limit, limits=limits, prove=prove)
         finally:
             self._slots.release()
 
     # --- views ---------------------------------------------------------------
     def _ensure_views(self) -> ViewSet:
         if self._viewset is None:
-            live = LiveSource(self.node.view, self.node.chain, memory_limit=self.memory_limit)
+            live = LiveSource(
+                self.node.view,
+                self.node.chain,
+                memory_limit=self.memory_limit,
+                head_relations=self.head_relations,
+            )
             self._viewset = ViewSet(live, self.limits)
             self._worker = threading.Thread(target=self._work, name="query-views", daemon=True)
             self._worker.start()

@@ -268,3 +268,48 @@ class GraphFileSource(TableSource):
             k = karma(g, self.focus())
             return [self._neuron_ids.copy(), np.asarray(k, dtype=np.float64)]
         return [np.empty(0, np.int64) for _ in BASE_SCHEMAS[name]]
+
+
+class FactSource(TableSource):
+    """Base relations given as rows of Python values (symbols as text).
+
+    What a proof verifier re-derives an answer from: only the facts a node
+    proved, so a row that follows from them follows from the proven state.
+    """
+
+    def __init__(self, facts: dict[str, list[list]], **options) -> None:
+        super().__init__(**options)
+        self._index: dict[str, int] = {}
+        self._texts: list[str] = []
+        self._facts = {}
+        for name, rows in facts.items():
+            schema = BASE_SCHEMAS.get(name)
+            if schema is None:
+                raise KeyError(name)
+            self._facts[name] = [
+                [self._intern(v) if t == SYM else v for v, t in zip(row, schema, strict=True)]
+                for row in rows
+            ]
+        self.symbols = SymbolTable(1 << 62, lambda text: self._index.get(text, -1), self._spell)
+
+    def _intern(self, text: object) -> int:
+        key = str(text)
+        found = self._index.get(key)
+        if found is None:
+            found = self._index[key] = len(self._texts)
+            self._texts.append(key)
+        return found
+
+    def _spell(self, ids: np.ndarray) -> list[str]:
+        return [self._texts[i] for i in np.asarray(ids, dtype=np.int64).tolist()]
+
+    def view(self) -> GraphView:
+        raise KeyError("a fact source has no graph for operators")
+
+    def _columns(self, name: str) -> Columns:
+        schema = BASE_SCHEMAS[name]
+        rows = self._facts.get(name, [])
+        return [
+            np.array([r[k] for r in rows], dtype=np.float64 if t == FLOAT else np.int64)
+            for k, t in enumerate(schema)
+        ]

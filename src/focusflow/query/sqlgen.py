@@ -58,6 +58,7 @@ class Compiler:
     types: dict[str, Schema]
     symbols: SymbolIds
     counter: int = 0
+    aliases: list[tuple[Atom, str]] = field(default_factory=list)
 
     def _alias(self, prefix: str) -> str:
         self.counter += 1
@@ -114,6 +115,37 @@ class Compiler:
             sql += " WHERE " + " AND ".join(where)
         return sql
 
+    def witness(
+        self,
+        rule_head: tuple[Expr, ...],
+        values: list[str],
+        body: tuple[Literal, ...],
+        table_of: Callable[[Atom, int], str],
+        before: Callable[[Atom], str | None],
+    ) -> tuple[str, list[tuple[Atom, str]]]:
+        """One body instance deriving the head ``values`` (SQL literals): selects
+        every positive atom's columns (and ``_round`` where ``before(atom)``
+        gives the round it must precede), LIMIT 1."""
+        scope = _Scope()
+        from_items, where = self._body(body, table_of, scope, outer=set())
+        aliases = list(self.aliases)
+        for e, v in zip(rule_head, values, strict=True):
+            where.append(f"({self.expr(e, scope)}) = {v}")
+        cols: list[str] = []
+        for atom, alias in aliases:
+            n = len(self.types.get(atom.name, ()))
+            cols.extend(f"{alias}.c{j}" for j in range(n))
+            bound = before(atom)
+            if bound is not None:
+                cols.append(f"{alias}._round")
+                where.append(f"{alias}._round < {bound}")
+        sql = f"SELECT {', '.join(cols) or '1'}"
+        if from_items:
+            sql += " FROM " + ", ".join(from_items)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return sql + " LIMIT 1", aliases
+
     def _body(
         self,
         body: tuple[Literal, ...],
@@ -123,11 +155,13 @@ class Compiler:
     ) -> tuple[list[str], list[str]]:
         from_items: list[str] = []
         where: list[str] = []
+        aliases: list[tuple[Atom, str]] = []
         order = binding(body, outer, "the rule")
         positives = [lit for lit in body if isinstance(lit, Atom) and not lit.negated]
         for k, atom in enumerate(positives):
             alias = self._alias("t")
             from_items.append(f"{quote(table_of(atom, k))} AS {alias}")
+            aliases.append((atom, alias))
             cols = self.types.get(atom.name, ())
             for j, arg in enumerate(atom.args):
                 col = f"{alias}.c{j}"
@@ -157,6 +191,8 @@ class Compiler:
                 item, cond = self._aggregate(lit, scope, table_of)
                 from_items.append(item)
                 where.extend(cond)
+        if not outer:
+            self.aliases = aliases
         return from_items, where
 
     def _assignment(self, lit: Compare, scope: _Scope) -> tuple[str, str] | None:
@@ -203,6 +239,15 @@ class Compiler:
         return f"LATERAL ({sql}) AS {alias}", cond
 
 
-def create_table(name: str, schema: Schema, temp: bool = True) -> str:
+def create_table(name: str, schema: Schema, temp: bool = True, rounds: bool = False) -> str:
+    """``CREATE TABLE`` for a relation; ``rounds`` adds the ``_round`` column in
+    which a proving evaluation records when each fact was first derived."""
     cols = ", ".join(f"c{k} {SQL_TYPES[t]}" for k, t in enumerate(schema)) or "c_unit INTEGER"
+    if rounds:
+        cols += ", _round BIGINT"
     return f"CREATE {'TEMP ' if temp else ''}TABLE {quote(name)} ({cols})"
+
+
+def data_columns(schema: Schema) -> str:
+    """The column list of a relation's facts (without ``_round``)."""
+    return ", ".join(f"c{k}" for k in range(len(schema))) or "c_unit"

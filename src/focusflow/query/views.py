@@ -219,7 +219,9 @@ class ViewSet:
                     added[view.name] = self._apply(view, deltas)
                 else:
                     if fresh_source is None:
-                        fresh_source = NodeSource(fview, self.live.chain)
+                        fresh_source = NodeSource(
+                            fview, self.live.chain, head_relations=self.live.head_relations
+                        )
                     before = view.answer
                     self._full(view, fresh_source)
                     added[view.name] = _added(before, view.answer)

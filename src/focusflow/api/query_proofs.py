@@ -1,0 +1,88 @@
+"""State proofs for the base facts behind a query's rows (``"prove": true``).
+
+Each fact the query layer cites is tied to the state key that commits it: a
+link (or a neuron's link, or a particle's existence) to the ``/graph/links``
+message that made it, a name to its ``/kv/name`` record, a balance to its
+account. Every key is proven against the state root of the answer's block;
+``focusflow.light.query_proofs`` checks the proofs, that each fact lies in its
+key's value, and that every row follows from the proven facts alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+
+from focusflow.api.errors import ApiError
+from focusflow.api.routes_light import LinkSources, link_sources, prove_at
+from focusflow.core.keys import decode_address
+from focusflow.modules.accounts import account_key
+from focusflow.modules.names import NAME_PREFIX
+from focusflow.query.engine import Answer
+from focusflow.query.node_source import NEURONS
+
+
+def _message_key(view, sources: LinkSources, ids: np.ndarray, keep) -> bytes | None:
+    for link_id in ids.tolist():
+        if keep(link_id):
+            key = sources.key_of(link_id)
+            if key is not None:
+                return key
+    return None
+
+
+def fact_key(view, sources: LinkSources, rel: str, raw: tuple, spelled: list) -> bytes | None:
+    """The state key whose value commits this fact, or None (a genesis link)."""
+    index = view.link_index
+    if rel in ("link", "neuron_link"):
+        f, t = int(raw[-2]), int(raw[-1])
+        neuron = int(raw[0]) - NEURONS if rel == "neuron_link" else None
+        return _message_key(
+            view,
+            sources,
+            index.links(f, "out"),
+            lambda i: int(view.dst[i]) == t and (neuron is None or int(view.neuron[i]) == neuron),
+        )
+    if rel == "particle":
+        p = int(raw[0])
+        ids = np.concatenate([index.links(p, "out"), index.links(p, "in")])
+        return _message_key(view, sources, ids, lambda i: True)
+    if rel == "name":
+        return NAME_PREFIX + str(spelled[0]).encode("utf-8")
+    if rel == "balance":
+        return account_key(decode_address(str(spelled[0])))
+    raise ApiError("query_invalid", f"{rel} facts cannot be proven")
+
+
+def prove_answer(request: Request, view, answer: Answer) -> dict[str, Any]:
+    """The ``proofs`` part of a proved answer (see docs/query.md, *Proofs*)."""
+    assert answer.facts is not None and answer.raw_facts is not None
+    sources = link_sources(request)
+    sources.upto(request.app.state.node.chain, view.height)
+    facts: list[dict[str, Any]] = []
+    where: dict[tuple[str, tuple], int] = {}
+    keys: dict[str, dict[str, Any]] = {}
+    rows = []
+    block = None
+    for spelled_row, raw_row in zip(answer.facts, answer.raw_facts, strict=True):
+        cited = []
+        for (rel, spelled), (_, raw) in zip(spelled_row, raw_row, strict=True):
+            slot = where.get((rel, raw))
+            if slot is None:
+                key = fact_key(view, sources, rel, raw, spelled)
+                if key is not None and key.hex() not in keys:
+                    doc = prove_at(request, key, view.height)
+                    block = doc
+                    keys[key.hex()] = {"value": doc["value"], "proof": doc["proof"]}
+                slot = where[(rel, raw)] = len(facts)
+                facts.append(
+                    {"relation": rel, "values": spelled, "key": None if key is None else key.hex()}
+                )
+            cited.append(slot)
+        rows.append(cited)
+    out: dict[str, Any] = {"rows": rows, "facts": facts, "keys": keys}
+    if block is not None:
+        out["block_hash"] = block["block_hash"]
+    return out
