@@ -267,3 +267,16 @@ def test_limit_returns_the_first_rows_and_the_total():
     assert some.total == full.total == ref.number_of_edges()
     assert some.rows == full.rows[:5]
     assert run("r(x, y) :- link(x, y).", source, output="r", limit=0).rows == []
+
+
+def test_a_query_past_the_memory_bound_fails_cleanly():
+    src, dst, _ = random_graph(3000, 10_000, seed=1)
+    keep = src != dst
+    g = Cybergraph(require_cids=False)
+    g.add_links(src[keep].astype(str), dst[keep].astype(str))
+    source = GraphFileSource(g, memory_limit="100MB")
+    cube = "r(a, b, c) :- particle(a), particle(b), particle(c)."  # 2.7e10 rows
+    with pytest.raises(QueryLimitError) as err:
+        run(cube, source, output="r", limits=Limits(timeout_s=30))
+    assert err.value.limit in ("memory", "time")
+    assert run("r(x) :- particle(x).", source, output="r").total == g.n_particles

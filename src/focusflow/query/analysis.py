@@ -102,7 +102,7 @@ def binding(body: tuple[Literal, ...], outer: set[str], what: str) -> list[Liter
     while pending and progress:
         progress = False
         for lit in list(pending):
-            target = _assigned(lit, bound)
+            target = assigned(lit, bound)
             if target is not None:
                 bound.add(target)
             elif isinstance(lit, Aggregate) or not all(v.name in bound for v in literal_vars(lit)):
@@ -141,7 +141,7 @@ def _has_wildcard(expr: Expr) -> bool:
     return False
 
 
-def _assigned(lit: Literal, bound: set[str]) -> str | None:
+def assigned(lit: Literal, bound: set[str]) -> str | None:
     """The variable that ``lit`` binds, given ``bound``; None when it binds none."""
     if isinstance(lit, Compare) and lit.op == "=":
         for side, other in ((lit.left, lit.right), (lit.right, lit.left)):
@@ -163,16 +163,6 @@ def aggregate_shared(agg: Aggregate, outer_names: set[str]) -> list[str]:
     names = [v.name for lit in agg.body for v in literal_vars(lit)]
     names += [v.name for v in variables(agg.expr)]
     return sorted({n for n in names if n in outer_names and n != agg.target.name})
-
-
-def _rule_var_names(rule: Rule) -> set[str]:
-    names = {v.name for a in rule.head.args for v in variables(a)}
-    for lit in rule.body:
-        if isinstance(lit, Aggregate):
-            names.add(lit.target.name)
-        else:
-            names.update(v.name for v in literal_vars(lit))
-    return names
 
 
 def check_rule(rule: Rule) -> None:
@@ -296,14 +286,11 @@ def analyse(
     program: Program,
     output: str,
     fixed_schema: Callable[[str], Schema | None],
-    *,
-    anchored: Callable[[str], bool] = lambda name: False,
 ) -> Analysis:
     """Check ``program`` and plan the evaluation of ``output``.
 
     ``fixed_schema(name)`` gives the column types of a base relation or graph
-    operator, or None when no such relation exists; ``anchored(name)`` says
-    whether an operator needs its first argument bound (for the messages).
+    operator, or None when no such relation exists.
     """
     rules: dict[str, list[Rule]] = {}
     arity: dict[str, tuple[int, Atom]] = {}
@@ -377,8 +364,6 @@ def analyse(
                             f"(cycle {' -> '.join(path)}); negation and aggregates must "
                             "look at relations finished in an earlier stratum"
                         )
-                    if rel in members and anchored(rel):
-                        raise UnstratifiableError(f"{_where(atom)}: {rel} inside recursion")
     types = infer_types(rules, needed, fixed)
     base_used = {n for n in needed if n in fixed}
     return Analysis(output, rules, comps, recursive, types, base_used)

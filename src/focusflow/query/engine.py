@@ -25,14 +25,32 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from focusflow.query.analysis import FLOAT, SYM, Analysis, Schema, analyse
+from focusflow.query.analysis import (
+    FLOAT,
+    SYM,
+    Analysis,
+    Schema,
+    analyse,
+    assigned,
+    literal_vars,
+)
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
 from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
 from focusflow.query.provenance import check_provable, explain
 from focusflow.query.sources import BASE_SCHEMAS, Source, load
 from focusflow.query.sqlgen import Compiler, create_table, data_columns, quote
 from focusflow.query.symbols import QuerySymbols
-from focusflow.query.syntax import Atom, Compare, Const, Literal, Program, Rule, Var, parse
+from focusflow.query.syntax import (
+    Aggregate,
+    Atom,
+    Compare,
+    Const,
+    Literal,
+    Program,
+    Rule,
+    Var,
+    parse,
+)
 
 BASE_COLUMNS: dict[str, tuple[str, ...]] = {
     "particle": ("p",),
@@ -451,15 +469,13 @@ def _bindable(body: list[Literal]) -> list[Literal]:
         for a in lit.args
         if isinstance(a, Var)
     }
-    from focusflow.query.analysis import _assigned, literal_vars
-
     keep: list[Literal] = [lit for lit in body if isinstance(lit, Atom) and not lit.negated]
-    rest = [lit for lit in body if lit not in keep and not _is_aggregate(lit)]
+    rest = [lit for lit in body if lit not in keep and not isinstance(lit, Aggregate)]
     changed = True
     while changed:
         changed = False
         for lit in list(rest):
-            target = _assigned(lit, bound) if isinstance(lit, Compare) else None
+            target = assigned(lit, bound) if isinstance(lit, Compare) else None
             if target is not None:
                 bound.add(target)
             elif not all(v.name in bound for v in literal_vars(lit)):
@@ -468,12 +484,6 @@ def _bindable(body: list[Literal]) -> list[Literal]:
             rest.remove(lit)
             changed = True
     return keep
-
-
-def _is_aggregate(lit: Literal) -> bool:
-    from focusflow.query.syntax import Aggregate
-
-    return isinstance(lit, Aggregate)
 
 
 def _timeout(limits: Limits) -> QueryLimitError:
@@ -508,9 +518,7 @@ def evaluate(
         raise QueryInvalidError(f"limit must be a non-negative integer, got {limit!r}")
     parsed = parse(program) if isinstance(program, str) else program
     schemas = _Schemas(source)
-    analysis = analyse(
-        parsed, output, schemas, anchored=lambda n: n in OPERATORS and OPERATORS[n].anchored
-    )
+    analysis = analyse(parsed, output, schemas)
     if prove:
         check_provable(analysis)
     for name in sorted(analysis.base_used):

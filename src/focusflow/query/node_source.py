@@ -173,12 +173,10 @@ class NodeSource(TableSource):
         node's reader for it (the state's layout is the modules' business)."""
         schema = self.schema(name) or ()
         read = self.head_relations.get(name)
-        if read is None:
-            return [np.empty(0, np.int64) for _ in schema]
         cols: list[list[int]] = [[] for _ in schema]
         with self.chain.reader() as r:
             self._at_head(r, name)
-            for row in read(r):
+            for row in read(r) if read is not None else ():
                 for k, (value, t) in enumerate(zip(row, schema, strict=True)):
                     cols[k].append(
                         self._extra_id(str(value)) if t == SYM else min(int(value), INT_MAX)
