@@ -214,12 +214,12 @@ def _tampered(doc: dict, how: str) -> dict:
     elif how == "fact":
         bad["proofs"]["facts"][0]["values"][-1] = cid_of_text("never linked")
     elif how == "proof":
-        key, entry = next(iter(bad["proofs"]["keys"].items()))
+        _key, entry = next(iter(bad["proofs"]["keys"].items()))
         raw = bytearray.fromhex(entry["proof"])
         raw[-1] ^= 1
         entry["proof"] = raw.hex()
     elif how == "value":
-        key, entry = next(iter(bad["proofs"]["keys"].items()))
+        _key, entry = next(iter(bad["proofs"]["keys"].items()))
         entry["value"] = entry["value"][:-2] + ("00" if entry["value"][-2:] != "00" else "01")
     elif how == "root":
         bad["state_root"] = "00" * 32

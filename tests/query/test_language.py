@@ -4,6 +4,7 @@ bad program refused with its code, line and column."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 import networkx as nx
@@ -20,8 +21,22 @@ from focusflow.query import (
     QuerySyntaxError,
     QueryTypeError,
     UnstratifiableError,
-    run,
 )
+from focusflow.query import run as _run
+
+ENGINE = "auto"
+
+
+@pytest.fixture(autouse=True, params=["auto", "duckdb"])
+def engine(request, monkeypatch):
+    """Every test twice: with index-driven evaluation where the program allows
+    it (auto), and with DuckDB for everything; both must give the same rows."""
+    monkeypatch.setattr(sys.modules[__name__], "ENGINE", request.param)
+    return request.param
+
+
+def run(program, source, **kw):
+    return _run(program, source, engine=kw.pop("engine", ENGINE), **kw)
 
 
 def _graph(n: int, m: int, seed: int) -> tuple[GraphFileSource, nx.DiGraph]:
@@ -280,3 +295,41 @@ def test_a_query_past_the_memory_bound_fails_cleanly():
         run(cube, source, output="r", limits=Limits(timeout_s=30))
     assert err.value.limit in ("memory", "time")
     assert run("r(x) :- particle(x).", source, output="r").total == g.n_particles
+
+
+INDEXED_PROGRAMS = [
+    ("tc(x, y) :- link(x, y).\ntc(x, y) :- tc(x, z), link(z, y).", "tc"),
+    ("tc(x, y) :- link(x, y).\ntc(x, y) :- link(x, z), tc(z, y).", "tc"),
+    ('r(y) :- link("p0", y).\nr(y) :- r(x), link(x, y).', "r"),
+    ('r(y) :- link("p1", a), link(a, b), link(b, y).', "r"),
+    ('r(x) :- link(x, "p2").\nr(x) :- link(x, y), r(y), x != y.', "r"),
+    ("r(x, y) :- link(x, y), link(y, x), x != y.", "r"),
+    ('r(x, y) :- x = "p3", link(x, y).', "r"),
+    ('r(y, x) :- link(x, y), y = "p4".', "r"),
+    ("r(x) :- link(x, x).", "r"),
+    ('r(x, "tag") :- particle(x), link(x, _).', "r"),
+    (
+        "e(x, x) :- particle(x).\no(x, y) :- e(x, z), link(z, y).\ne(x, y) :- o(x, z), link(z, y).",
+        "o",
+    ),
+    ('r(y) :- link("nobody", y).', "r"),
+]
+
+
+@pytest.mark.parametrize(("program", "output"), INDEXED_PROGRAMS)
+def test_index_driven_evaluation_equals_duckdb(graph, program, output):
+    source, _ = graph
+    fast = _run(program, source, output=output, engine="indexed")
+    slow = _run(program, source, output=output, engine="duckdb")
+    assert fast.stats["engine"] == "indexed"
+    assert fast.rows == slow.rows and fast.total == slow.total
+    limited = _run(program, source, output=output, engine="indexed", limit=3)
+    assert limited.rows == slow.rows[:3]
+
+
+def test_the_indexed_engine_refuses_what_it_cannot_run():
+    source, _ = _graph(5, 5, seed=1)
+    with pytest.raises(QueryInvalidError, match="DuckDB"):
+        _run("r(x) :- particle(x), !link(x, _).", source, output="r", engine="indexed")
+    with pytest.raises(QueryInvalidError, match="engine must be"):
+        _run("r(x) :- particle(x).", source, output="r", engine="fast")

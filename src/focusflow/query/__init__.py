@@ -52,7 +52,8 @@ def run(
     limit: int | None = None,
     limits: Limits | None = None,
     prove: bool = False,
+    engine: str = "auto",
 ) -> Answer:
     """Evaluate ``program`` over ``source`` and return the relation ``output``;
     ``prove`` adds, per row, the base facts of one derivation (``Answer.facts``)."""
-    return evaluate(program, source, output, limit=limit, limits=limits, prove=prove)
+    return evaluate(program, source, output, limit=limit, limits=limits, prove=prove, engine=engine)

@@ -35,6 +35,7 @@ from focusflow.query.analysis import (
     literal_vars,
 )
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
+from focusflow.query.indexed import IndexedEvaluation, eligible
 from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
 from focusflow.query.provenance import check_provable, explain
 from focusflow.query.sources import BASE_SCHEMAS, Source, load
@@ -71,6 +72,9 @@ BASE_COLUMNS: dict[str, tuple[str, ...]] = {
     "shortest": ("src", "dst", "d"),
     "walk": ("src", "p", "visits"),
 }
+
+
+ENGINES = ("auto", "duckdb", "indexed")
 
 
 @dataclass(frozen=True)
@@ -509,9 +513,14 @@ def evaluate(
     limit: int | None = None,
     limits: Limits | None = None,
     prove: bool = False,
+    engine: str = "auto",
 ) -> Answer:
     """Evaluate ``program`` over ``source`` and return relation ``output``;
-    ``prove`` also finds, per row, the base facts of one derivation of it."""
+    ``prove`` also finds, per row, the base facts of one derivation of it.
+
+    ``engine``: ``auto`` runs programs that only walk links as index lookups
+    (``indexed.py``) and everything else in DuckDB; ``duckdb`` and ``indexed``
+    force one (``indexed`` refuses a program it cannot run)."""
     t0 = time.perf_counter()
     limits = limits or Limits()
     if limit is not None and (not isinstance(limit, int) or limit < 0):
@@ -521,6 +530,14 @@ def evaluate(
     analysis = analyse(parsed, output, schemas)
     if prove:
         check_provable(analysis)
+    if engine not in ENGINES:
+        raise QueryInvalidError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine != "duckdb" and not prove and output in analysis.rules and eligible(analysis):
+        index = source.link_index()
+        if index is not None:
+            return _indexed(source, analysis, output, index, limit, limits, t0)
+    if engine == "indexed":
+        raise QueryInvalidError("this program needs the DuckDB engine (docs/query.md, Engine)")
     for name in sorted(analysis.base_used):
         if name not in OPERATORS:
             source.table(name)
@@ -565,6 +582,37 @@ def evaluate(
         stats,
         facts,
         raw_facts,
+    )
+
+
+def _indexed(
+    source: Source,
+    analysis: Analysis,
+    output: str,
+    index,
+    limit: int | None,
+    limits: Limits,
+    t0: float,
+) -> Answer:
+    symbols = QuerySymbols(source.symbols)
+    run = IndexedEvaluation(analysis, index, symbols, limits)
+    run.run()
+    cols = run.rel[output]
+    total = len(cols[0])
+    order = np.lexsort(cols[::-1])
+    cap = limits.max_output if limit is None else min(limit, limits.max_output)
+    picked = [c[order[:cap]] for c in cols]
+    schema = analysis.types[output]
+    return Answer(
+        output,
+        column_names(analysis, output),
+        schema,
+        decode_rows(symbols, picked, schema),
+        total,
+        source.height,
+        source.state_root,
+        time.perf_counter() - t0,
+        dict(run.stats, derived_rows=run.rows),
     )
 
 

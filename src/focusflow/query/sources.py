@@ -22,6 +22,7 @@ from focusflow.graph.csr import build_csr
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.snapshot import Snapshot
 from focusflow.query.analysis import FLOAT, INT, SYM, Schema
+from focusflow.query.indexed import LinkIndex
 from focusflow.query.sqlgen import create_table, quote
 from focusflow.query.symbols import SymbolTable
 
@@ -135,6 +136,16 @@ class TableSource:
 
     def _columns(self, name: str) -> Columns:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def link_index(self) -> LinkIndex | None:
+        """The link graph's indexes for index-driven evaluation, built once."""
+        got = getattr(self, "_link_index", None)
+        if got is None:
+            with self._lock:
+                v = self.view()
+                got = LinkIndex.of(v.n, v.indptr, v.indices)
+                self._link_index = got
+        return got
 
     def close(self) -> None:
         if self._con is not None:
@@ -305,6 +316,9 @@ class FactSource(TableSource):
 
     def view(self) -> GraphView:
         raise KeyError("a fact source has no graph for operators")
+
+    def link_index(self) -> LinkIndex | None:
+        return None
 
     def _columns(self, name: str) -> Columns:
         schema = BASE_SCHEMAS[name]

@@ -73,6 +73,7 @@ class LiveSource(NodeSource):
         self.height = view.height
         self._p, self._n = view.n_particles, view.n_neurons
         self._view = None
+        self._link_index = None
         self._seen = (view.n_particles, view.n_links)
         record = self.chain.block_record(view.height)
         self.state_root = record.block.header.state_root.hex() if record is not None else None

@@ -1,0 +1,389 @@
+"""Index-driven evaluation for link-walking programs, in numpy over the CSR.
+
+DuckDB's floor is about a millisecond a statement (a hash-join pipeline is set
+up however small its input), which is all of the cost of the queries users ask
+most: a neighbourhood of one particle, a closure from one source. Those
+programs only walk links, and the source already holds the link graph as
+compressed rows both ways. Here a rule runs as index lookups: bindings are
+columns of integers, a ``link`` atom with one end bound expands through the
+out- or in-CSR (cost: the links it touches), with both ends bound it is a
+membership test on sorted pair keys, and variables no later literal needs
+are projected away with duplicates after every step, so a three-hop walk
+from a hub costs its frontier, not its paths. Recursion is semi-naive over
+the same steps.
+
+The planner (:func:`eligible`) accepts positive programs over ``link`` and
+``particle`` whose rules have at most one derived atom each and compare
+variables and constants with ``=`` and ``!=`` only; everything else, and
+every proving or view evaluation, goes to DuckDB. The two must agree:
+tests/query run the language tests through both.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from focusflow.query.analysis import Analysis
+from focusflow.query.errors import QueryLimitError
+from focusflow.query.syntax import Atom, Compare, Const, Rule, Var, Wildcard
+
+INDEXED_BASE = frozenset({"link", "particle"})
+
+
+def eligible(analysis: Analysis) -> bool:
+    """Whether every rule of the plan can run as index lookups."""
+    if not analysis.base_used <= INDEXED_BASE:
+        return False
+    for name in analysis.rules:
+        if any(t == "float" for t in analysis.types.get(name, ())):
+            return False
+    for rules in analysis.rules.values():
+        for rule in rules:
+            if not rule.head.args or not all(_symbolic(a) for a in rule.head.args):
+                return False
+            derived = 0
+            for lit in rule.body:
+                if isinstance(lit, Atom):
+                    if lit.negated:
+                        return False
+                    if lit.name in analysis.rules:
+                        derived += 1
+                    elif lit.name not in INDEXED_BASE:
+                        return False
+                    if not all(_symbolic(a) or isinstance(a, Wildcard) for a in lit.args):
+                        return False
+                elif isinstance(lit, Compare):
+                    if lit.op not in ("=", "!="):
+                        return False
+                    if not all(_symbolic(s) for s in (lit.left, lit.right)):
+                        return False
+                else:
+                    return False
+            if derived > 1 or not _connected(rule, analysis):
+                return False
+    return True
+
+
+def _symbolic(term) -> bool:
+    """A variable or a string constant: every column here holds symbols."""
+    return isinstance(term, Var) or (isinstance(term, Const) and isinstance(term.value, str))
+
+
+def _connected(rule: Rule, analysis: Analysis) -> bool:
+    """Atoms reachable from a start through shared variables (no cross products)."""
+    atoms = [lit for lit in rule.body if isinstance(lit, Atom)]
+    if not atoms:
+        return True
+    seen = {v.name for v in atoms[0].args if isinstance(v, Var)}
+    left = atoms[1:]
+    grew = True
+    while left and grew:
+        grew = False
+        for atom in list(left):
+            names = {v.name for v in atom.args if isinstance(v, Var)}
+            if names & seen or not names:
+                seen |= names
+                left.remove(atom)
+                grew = True
+    return not left
+
+
+@dataclass
+class LinkIndex:
+    """Out- and in-CSR and sorted pair keys of the distinct links."""
+
+    n: int
+    out_ptr: np.ndarray
+    out_idx: np.ndarray
+    in_ptr: np.ndarray
+    in_idx: np.ndarray
+    keys: np.ndarray
+
+    @classmethod
+    def of(cls, n: int, indptr: np.ndarray, indices: np.ndarray) -> LinkIndex:
+        src = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        dst = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(dst, kind="stable")
+        in_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(dst, minlength=n), out=in_ptr[1:])
+        keys = src * n + dst  # rows ascending, columns ascending within: already sorted
+        return cls(n, np.asarray(indptr, np.int64), dst, in_ptr, src[order], keys)
+
+
+def _expand(ptr: np.ndarray, idx: np.ndarray, n: int, at: np.ndarray):
+    """For each ``at[i]``, its neighbours: ``(row of at, neighbour)``."""
+    inside = (at >= 0) & (at < n)
+    rows = np.flatnonzero(inside)
+    a = at[rows]
+    lo, hi = ptr[a], ptr[a + 1]
+    cnt = hi - lo
+    total = int(cnt.sum())
+    rep = np.repeat(rows, cnt)
+    offsets = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(total, dtype=np.int64)
+    return rep, idx[offsets]
+
+
+def _unique_rows(cols: list[np.ndarray]) -> list[np.ndarray]:
+    if not cols or not len(cols[0]):
+        return cols
+    if len(cols) == 1:
+        return [np.unique(cols[0])]
+    table = np.unique(np.stack(cols, 1), axis=0)
+    return [table[:, k].copy() for k in range(len(cols))]
+
+
+class _Bindings:
+    """Columns of integers, one per bound variable, of equal length."""
+
+    def __init__(self, cols: dict[str, np.ndarray], length: int) -> None:
+        self.cols = cols
+        self.length = length
+
+    def take(self, rows: np.ndarray) -> _Bindings:
+        return _Bindings({k: v[rows] for k, v in self.cols.items()}, len(rows))
+
+    def keep(self, names: set[str]) -> _Bindings:
+        kept = {k: v for k, v in self.cols.items() if k in names}
+        if not kept:
+            return _Bindings({}, min(self.length, 1))
+        order = sorted(kept)
+        uniq = _unique_rows([kept[k] for k in order])
+        return _Bindings(dict(zip(order, uniq, strict=True)), len(uniq[0]))
+
+
+class IndexedEvaluation:
+    """Evaluates an eligible plan; relations are tuples of int64 columns."""
+
+    def __init__(self, analysis: Analysis, index: LinkIndex, symbols, limits) -> None:
+        self.analysis = analysis
+        self.index = index
+        self.symbols = symbols
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.timeout_s
+        self.rows = 0
+        self.rel: dict[str, list[np.ndarray]] = {}
+        self.stats = {"iterations": 0, "statements": 0, "engine": "indexed"}
+
+    def _check(self, more: int) -> None:
+        self.rows += more
+        if self.rows > self.limits.max_rows:
+            raise QueryLimitError(
+                f"the query derived more than {self.limits.max_rows} rows", "rows"
+            )
+        if time.monotonic() > self.deadline:
+            raise QueryLimitError(
+                f"the query ran past its time limit of {self.limits.timeout_s:g} s", "time"
+            )
+
+    def _value(self, term) -> int | None:
+        return self.symbols.id_of(term.value) if isinstance(term, Const) else None
+
+    def rule(self, rule: Rule, derived_rows: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
+        """The head rows one rule derives, reading derived atoms from ``derived_rows``."""
+        atoms = [lit for lit in rule.body if isinstance(lit, Atom)]
+        compares = [lit for lit in rule.body if isinstance(lit, Compare)]
+        need_later = self._needs(rule)
+        b = _Bindings({}, 1)
+        pending = list(atoms)
+        first = next((a for a in pending if a.name in self.analysis.rules), None)
+        if first is not None:
+            pending.remove(first)
+            b = self._start(first, derived_rows)
+        b = self._filters(b, compares)
+        while pending:
+            bound = set(b.cols)
+            linked = [a for a in pending if {v.name for v in a.args if isinstance(v, Var)} & bound]
+            nxt = (
+                linked[0]
+                if linked
+                else max(pending, key=lambda a: sum(isinstance(x, Const) for x in a.args))
+            )
+            pending.remove(nxt)
+            b = self._join(b, nxt)
+            b = self._filters(b, compares)
+            b = b.keep(need_later(pending))
+        head = []
+        for arg in rule.head.args:
+            if isinstance(arg, Var):
+                head.append(b.cols[arg.name])
+            else:
+                head.append(np.full(b.length, self.symbols.id_of(arg.value), dtype=np.int64))
+        return _unique_rows(head)
+
+    def _needs(self, rule: Rule):
+        head = {v.name for v in rule.head.args if isinstance(v, Var)}
+        comps = [
+            {s.name for s in (c.left, c.right) if isinstance(s, Var)}
+            for c in rule.body
+            if isinstance(c, Compare)
+        ]
+
+        def later(pending: list[Atom]) -> set[str]:
+            out = set(head)
+            for atom in pending:
+                out |= {v.name for v in atom.args if isinstance(v, Var)}
+            for names in comps:
+                out |= names
+            return out
+
+        return later
+
+    def _start(self, atom: Atom, derived_rows) -> _Bindings:
+        """Bindings from the rows of a derived atom (the delta in a recursive round)."""
+        if atom.name in self.analysis.rules:
+            cols = derived_rows[atom.name]
+            length = len(cols[0]) if cols else 0
+            b = _Bindings({}, length)
+            mask = np.ones(length, dtype=bool)
+            for k, arg in enumerate(atom.args):
+                if isinstance(arg, Const):
+                    mask &= cols[k] == self._value(arg)
+                elif isinstance(arg, Var):
+                    if arg.name in b.cols:
+                        mask &= b.cols[arg.name] == cols[k]
+                    else:
+                        b.cols[arg.name] = cols[k]
+            return b.take(np.flatnonzero(mask)) if not mask.all() else b
+        return self._join(_Bindings({}, 1), atom)
+
+    def _join(self, b: _Bindings, atom: Atom) -> _Bindings:
+        ix = self.index
+        if atom.name == "particle":
+            (arg,) = atom.args
+            if isinstance(arg, Var) and arg.name in b.cols:
+                at = b.cols[arg.name]
+                return b.take(np.flatnonzero((at >= 0) & (at < ix.n)))
+            if isinstance(arg, Const):
+                v = self._value(arg)
+                return b if v is not None and 0 <= v < ix.n else b.take(np.empty(0, np.int64))
+            if isinstance(arg, Wildcard):
+                return b if ix.n else b.take(np.empty(0, np.int64))
+            out = b.take(np.repeat(np.arange(b.length), ix.n))
+            out.cols[arg.name] = np.tile(np.arange(ix.n, dtype=np.int64), b.length)
+            return out
+        a, c = atom.args
+        known = {}
+        for pos, arg in ((0, a), (1, c)):
+            if isinstance(arg, Const):
+                known[pos] = np.full(b.length, self._value(arg), dtype=np.int64)
+            elif isinstance(arg, Var) and arg.name in b.cols:
+                known[pos] = b.cols[arg.name]
+        if 0 in known and 1 in known:
+            s, t = known[0], known[1]
+            ok = (s >= 0) & (s < ix.n) & (t >= 0) & (t < ix.n)
+            key = np.where(ok, s * ix.n + t, -1)
+            pos = np.searchsorted(ix.keys, key)
+            hit = ok & (pos < len(ix.keys))
+            hit[hit] = ix.keys[pos[hit]] == key[hit]
+            return b.take(np.flatnonzero(hit))
+        if 0 in known:
+            rows, other = _expand(ix.out_ptr, ix.out_idx, ix.n, known[0])
+            out_var = c
+        elif 1 in known:
+            rows, other = _expand(ix.in_ptr, ix.in_idx, ix.n, known[1])
+            out_var = a
+        else:
+            # neither end bound: every link, crossed with the bindings (a start atom)
+            src = np.repeat(np.arange(ix.n, dtype=np.int64), np.diff(ix.out_ptr))
+            rows = np.repeat(np.arange(b.length), len(src))
+            out = b.take(rows)
+            if isinstance(a, Var):
+                out.cols[a.name] = np.tile(src, b.length)
+            if isinstance(c, Var):
+                if isinstance(a, Var) and c.name == a.name:
+                    keep = np.flatnonzero(out.cols[a.name] == np.tile(ix.out_idx, b.length))
+                    return out.take(keep)
+                out.cols[c.name] = np.tile(ix.out_idx, b.length)
+            return out
+        self._check(len(rows))
+        out = b.take(rows)
+        if isinstance(out_var, Var):
+            out.cols[out_var.name] = other
+        return out
+
+    def _filters(self, b: _Bindings, compares: list[Compare]) -> _Bindings:
+        for cmp in compares:
+            sides = []
+            for s in (cmp.left, cmp.right):
+                if isinstance(s, Const):
+                    sides.append(np.int64(self._value(s)))
+                elif s.name in b.cols:
+                    sides.append(b.cols[s.name])
+                else:
+                    sides = []
+                    break
+            if len(sides) != 2:
+                # ``x = <bound>`` binds x
+                if cmp.op == "=":
+                    for s, o in ((cmp.left, cmp.right), (cmp.right, cmp.left)):
+                        if isinstance(s, Var) and s.name not in b.cols:
+                            if isinstance(o, Const):
+                                b.cols[s.name] = np.full(b.length, self._value(o), np.int64)
+                            elif o.name in b.cols:
+                                b.cols[s.name] = b.cols[o.name]
+                continue
+            mask = sides[0] == sides[1] if cmp.op == "=" else sides[0] != sides[1]
+            mask = np.broadcast_to(mask, (b.length,))
+            if not mask.all():
+                b = b.take(np.flatnonzero(mask))
+        return b
+
+    def run(self) -> None:
+        for comp in self.analysis.strata:
+            members = set(comp)
+            for rel in comp:
+                self.rel[rel] = [np.empty(0, np.int64) for _ in self.analysis.types[rel]]
+            recursive = bool(members & self.analysis.recursive)
+            exits = {
+                rel: [
+                    r
+                    for r in self.analysis.rules[rel]
+                    if not any(isinstance(lit, Atom) and lit.name in members for lit in r.body)
+                ]
+                for rel in comp
+            }
+            for rel in comp:
+                parts = [self.rule(r, self.rel) for r in exits[rel]]
+                self.rel[rel] = _union(parts, len(self.analysis.types[rel]))
+                self._check(len(self.rel[rel][0]) if self.rel[rel] else 0)
+            if not recursive:
+                continue
+            delta = dict(self.rel)
+            while True:
+                self.stats["iterations"] += 1
+                fresh = {}
+                for rel in comp:
+                    parts = [
+                        self.rule(r, delta) for r in self.analysis.rules[rel] if r not in exits[rel]
+                    ]
+                    new = _union(parts, len(self.analysis.types[rel]))
+                    fresh[rel] = _minus(new, self.rel[rel])
+                total = sum(len(c[0]) if c else 0 for c in fresh.values())
+                self._check(total)
+                if total == 0:
+                    break
+                for rel in comp:
+                    self.rel[rel] = _union([self.rel[rel], fresh[rel]], len(fresh[rel]))
+                delta = {**self.rel, **fresh}
+
+
+def _union(parts: list[list[np.ndarray]], arity: int) -> list[np.ndarray]:
+    parts = [p for p in parts if p and len(p[0])]
+    if not parts:
+        return [np.empty(0, np.int64) for _ in range(arity)]
+    cols = [np.concatenate([p[k] for p in parts]) for k in range(arity)]
+    return _unique_rows(cols)
+
+
+def _minus(new: list[np.ndarray], old: list[np.ndarray]) -> list[np.ndarray]:
+    if not new or not len(new[0]) or not len(old[0]):
+        return new
+    a = np.stack(new, 1)
+    b = np.stack(old, 1)
+    both = np.concatenate([b, a])
+    _, first = np.unique(both, axis=0, return_index=True)
+    keep = np.sort(first[first >= len(b)]) - len(b)
+    return [a[keep, k].copy() for k in range(a.shape[1])]
