@@ -321,7 +321,11 @@ def test_index_driven_evaluation_equals_duckdb(graph, program, output):
     source, _ = graph
     fast = _run(program, source, output=output, engine="indexed")
     slow = _run(program, source, output=output, engine="duckdb")
+    auto = _run(program, source, output=output)
     assert fast.stats["engine"] == "indexed"
+    # auto picks index lookups only for programs that start from named particles
+    assert (auto.stats.get("engine") == "indexed") == ('"p' in program or "nobody" in program)
+    assert auto.rows == slow.rows
     assert fast.rows == slow.rows and fast.total == slow.total
     limited = _run(program, source, output=output, engine="indexed", limit=3)
     assert limited.rows == slow.rows[:3]

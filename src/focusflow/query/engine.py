@@ -35,7 +35,7 @@ from focusflow.query.analysis import (
     literal_vars,
 )
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
-from focusflow.query.indexed import IndexedEvaluation, eligible
+from focusflow.query.indexed import IndexedEvaluation, eligible, preferred
 from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
 from focusflow.query.provenance import check_provable, explain
 from focusflow.query.sources import BASE_SCHEMAS, Source, load
@@ -532,7 +532,8 @@ def evaluate(
         check_provable(analysis)
     if engine not in ENGINES:
         raise QueryInvalidError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine != "duckdb" and not prove and output in analysis.rules and eligible(analysis):
+    fits = eligible(analysis) if engine == "indexed" else preferred(analysis)
+    if engine != "duckdb" and not prove and output in analysis.rules and fits:
         index = source.link_index()
         if index is not None:
             return _indexed(source, analysis, output, index, limit, limits, t0)

@@ -14,8 +14,10 @@ the same steps.
 
 The planner (:func:`eligible`) accepts positive programs over ``link`` and
 ``particle`` whose rules have at most one derived atom each and compare
-variables and constants with ``=`` and ``!=`` only; everything else, and
-every proving or view evaluation, goes to DuckDB. The two must agree:
+variables and constants with ``=`` and ``!=`` only, and (:func:`preferred`)
+picks them when every relation starts from named particles; everything else
+(a closure of the whole graph is bulk work), and every proving or view
+evaluation, goes to DuckDB. The two must agree:
 tests/query run the language tests through both.
 """
 
@@ -65,6 +67,38 @@ def eligible(analysis: Analysis) -> bool:
             if derived > 1 or not _connected(rule, analysis):
                 return False
     return True
+
+
+def preferred(analysis: Analysis) -> bool:
+    """Eligible and anchored: where index lookups beat DuckDB's bulk joins."""
+    return eligible(analysis) and all(_anchored(analysis).values())
+
+
+def _anchored(analysis: Analysis) -> dict[str, bool]:
+    """Which relations start from named particles: every rule has a constant or
+    reads an anchored relation (greatest fixpoint). Index lookups win when the
+    frontier is small; a closure of the whole graph is bulk work for DuckDB."""
+    anchored = {name: True for name in analysis.rules}
+    changed = True
+    while changed:
+        changed = False
+        for name, rules in analysis.rules.items():
+            if not anchored[name]:
+                continue
+            for rule in rules:
+                has_const = any(
+                    isinstance(t, Const)
+                    for lit in rule.body
+                    for t in (lit.args if isinstance(lit, Atom) else (lit.left, lit.right))
+                )
+                reads = any(
+                    isinstance(lit, Atom) and anchored.get(lit.name, False) for lit in rule.body
+                )
+                if not (has_const or reads):
+                    anchored[name] = False
+                    changed = True
+                    break
+    return anchored
 
 
 def _symbolic(term) -> bool:
@@ -126,11 +160,28 @@ def _expand(ptr: np.ndarray, idx: np.ndarray, n: int, at: np.ndarray):
     return rep, idx[offsets]
 
 
+_PAIR = 1 << 31
+
+
+def _pair_keys(cols: list[np.ndarray]) -> np.ndarray | None:
+    """One sortable int64 per row of two columns of small ids, else None."""
+    if len(cols) != 2 or not len(cols[0]):
+        return None
+    a, b = cols
+    if a.min() < 0 or b.min() < 0 or a.max() >= _PAIR or b.max() >= _PAIR:
+        return None
+    return (a << 32) | b
+
+
 def _unique_rows(cols: list[np.ndarray]) -> list[np.ndarray]:
     if not cols or not len(cols[0]):
         return cols
     if len(cols) == 1:
         return [np.unique(cols[0])]
+    keys = _pair_keys(cols)
+    if keys is not None:
+        u = np.unique(keys)
+        return [u >> 32, u & (_PAIR * 2 - 1)]
     table = np.unique(np.stack(cols, 1), axis=0)
     return [table[:, k].copy() for k in range(len(cols))]
 
@@ -379,8 +430,15 @@ def _union(parts: list[list[np.ndarray]], arity: int) -> list[np.ndarray]:
 
 
 def _minus(new: list[np.ndarray], old: list[np.ndarray]) -> list[np.ndarray]:
+    """Rows of ``new`` (distinct) that ``old`` lacks."""
     if not new or not len(new[0]) or not len(old[0]):
         return new
+    if len(new) == 1:
+        return [new[0][~np.isin(new[0], old[0], assume_unique=True)]]
+    nk, ok = _pair_keys(new), _pair_keys(old)
+    if nk is not None and ok is not None:
+        keep = ~np.isin(nk, ok, assume_unique=True)
+        return [new[0][keep], new[1][keep]]
     a = np.stack(new, 1)
     b = np.stack(old, 1)
     both = np.concatenate([b, a])
