@@ -173,11 +173,26 @@ def _pair_keys(cols: list[np.ndarray]) -> np.ndarray | None:
     return (a << 32) | b
 
 
-def _unique_rows(cols: list[np.ndarray]) -> list[np.ndarray]:
+def _bitmap_ok(values: np.ndarray, n: int) -> bool:
+    """Whether a mark array of ``n`` flags beats sorting ``values`` (ids in range,
+    and enough of them that touching ``n`` flags is cheap)."""
+    return n > 0 and len(values) * 16 >= n and int(values.min()) >= 0 and int(values.max()) < n
+
+
+def _unique_ids(values: np.ndarray, n: int) -> np.ndarray:
+    """Distinct ids, ascending: marking flags is linear, sorting is not."""
+    if _bitmap_ok(values, n):
+        mark = np.zeros(n, dtype=bool)
+        mark[values] = True
+        return np.flatnonzero(mark)
+    return np.unique(values)
+
+
+def _unique_rows(cols: list[np.ndarray], n: int = 0) -> list[np.ndarray]:
     if not cols or not len(cols[0]):
         return cols
     if len(cols) == 1:
-        return [np.unique(cols[0])]
+        return [_unique_ids(cols[0], n)]
     keys = _pair_keys(cols)
     if keys is not None:
         u = np.unique(keys)
@@ -189,20 +204,21 @@ def _unique_rows(cols: list[np.ndarray]) -> list[np.ndarray]:
 class _Bindings:
     """Columns of integers, one per bound variable, of equal length."""
 
-    def __init__(self, cols: dict[str, np.ndarray], length: int) -> None:
+    def __init__(self, cols: dict[str, np.ndarray], length: int, n: int = 0) -> None:
         self.cols = cols
         self.length = length
+        self.n = n
 
     def take(self, rows: np.ndarray) -> _Bindings:
-        return _Bindings({k: v[rows] for k, v in self.cols.items()}, len(rows))
+        return _Bindings({k: v[rows] for k, v in self.cols.items()}, len(rows), self.n)
 
     def keep(self, names: set[str]) -> _Bindings:
         kept = {k: v for k, v in self.cols.items() if k in names}
         if not kept:
-            return _Bindings({}, min(self.length, 1))
+            return _Bindings({}, min(self.length, 1), self.n)
         order = sorted(kept)
-        uniq = _unique_rows([kept[k] for k in order])
-        return _Bindings(dict(zip(order, uniq, strict=True)), len(uniq[0]))
+        uniq = _unique_rows([kept[k] for k in order], self.n)
+        return _Bindings(dict(zip(order, uniq, strict=True)), len(uniq[0]), self.n)
 
 
 class IndexedEvaluation:
@@ -237,7 +253,8 @@ class IndexedEvaluation:
         atoms = [lit for lit in rule.body if isinstance(lit, Atom)]
         compares = [lit for lit in rule.body if isinstance(lit, Compare)]
         need_later = self._needs(rule)
-        b = _Bindings({}, 1)
+        n = self.index.n
+        b = _Bindings({}, 1, n)
         pending = list(atoms)
         first = next((a for a in pending if a.name in self.analysis.rules), None)
         if first is not None:
@@ -262,7 +279,7 @@ class IndexedEvaluation:
                 head.append(b.cols[arg.name])
             else:
                 head.append(np.full(b.length, self.symbols.id_of(arg.value), dtype=np.int64))
-        return _unique_rows(head)
+        return _unique_rows(head, n)
 
     def _needs(self, rule: Rule):
         head = {v.name for v in rule.head.args if isinstance(v, Var)}
@@ -287,7 +304,7 @@ class IndexedEvaluation:
         if atom.name in self.analysis.rules:
             cols = derived_rows[atom.name]
             length = len(cols[0]) if cols else 0
-            b = _Bindings({}, length)
+            b = _Bindings({}, length, self.index.n)
             mask = np.ones(length, dtype=bool)
             for k, arg in enumerate(atom.args):
                 if isinstance(arg, Const):
@@ -298,7 +315,7 @@ class IndexedEvaluation:
                     else:
                         b.cols[arg.name] = cols[k]
             return b.take(np.flatnonzero(mask)) if not mask.all() else b
-        return self._join(_Bindings({}, 1), atom)
+        return self._join(_Bindings({}, 1, self.index.n), atom)
 
     def _join(self, b: _Bindings, atom: Atom) -> _Bindings:
         ix = self.index
@@ -398,7 +415,7 @@ class IndexedEvaluation:
             }
             for rel in comp:
                 parts = [self.rule(r, self.rel) for r in exits[rel]]
-                self.rel[rel] = _union(parts, len(self.analysis.types[rel]))
+                self.rel[rel] = _union(parts, len(self.analysis.types[rel]), self.index.n)
                 self._check(len(self.rel[rel][0]) if self.rel[rel] else 0)
             if not recursive:
                 continue
@@ -410,31 +427,38 @@ class IndexedEvaluation:
                     parts = [
                         self.rule(r, delta) for r in self.analysis.rules[rel] if r not in exits[rel]
                     ]
-                    new = _union(parts, len(self.analysis.types[rel]))
-                    fresh[rel] = _minus(new, self.rel[rel])
+                    new = _union(parts, len(self.analysis.types[rel]), self.index.n)
+                    fresh[rel] = _minus(new, self.rel[rel], self.index.n)
                 total = sum(len(c[0]) if c else 0 for c in fresh.values())
                 self._check(total)
                 if total == 0:
                     break
                 for rel in comp:
-                    self.rel[rel] = _union([self.rel[rel], fresh[rel]], len(fresh[rel]))
+                    self.rel[rel] = _union(
+                        [self.rel[rel], fresh[rel]], len(fresh[rel]), self.index.n
+                    )
                 delta = {**self.rel, **fresh}
 
 
-def _union(parts: list[list[np.ndarray]], arity: int) -> list[np.ndarray]:
+def _union(parts: list[list[np.ndarray]], arity: int, n: int = 0) -> list[np.ndarray]:
     parts = [p for p in parts if p and len(p[0])]
     if not parts:
         return [np.empty(0, np.int64) for _ in range(arity)]
     cols = [np.concatenate([p[k] for p in parts]) for k in range(arity)]
-    return _unique_rows(cols)
+    return _unique_rows(cols, n)
 
 
-def _minus(new: list[np.ndarray], old: list[np.ndarray]) -> list[np.ndarray]:
+def _minus(new: list[np.ndarray], old: list[np.ndarray], n: int = 0) -> list[np.ndarray]:
     """Rows of ``new`` (distinct) that ``old`` lacks."""
     if not new or not len(new[0]) or not len(old[0]):
         return new
     if len(new) == 1:
-        return [new[0][~np.isin(new[0], old[0], assume_unique=True)]]
+        a, b = new[0], old[0]
+        if _bitmap_ok(b, n) and int(a.min()) >= 0 and int(a.max()) < n:
+            mark = np.zeros(n, dtype=bool)
+            mark[b] = True
+            return [a[~mark[a]]]
+        return [a[~np.isin(a, b, assume_unique=True)]]
     nk, ok = _pair_keys(new), _pair_keys(old)
     if nk is not None and ok is not None:
         keep = ~np.isin(nk, ok, assume_unique=True)
