@@ -125,13 +125,16 @@ class NodeSource(TableSource):
             v = self.fview
             w = v.link_weights(np.arange(v.n_links))
             indptr, indices, weights, *_ = build_csr(v.n_particles, v.src, v.dst, w)
-            import scipy.sparse as sp
+            n = v.n_particles
 
-            from focusflow.focus.solver import snapshot_of
+            def snapshot():
+                import scipy.sparse as sp
 
-            matrix = sp.csr_matrix((weights, indices, indptr), shape=(v.n_particles,) * 2)
-            snap = snapshot_of(matrix)[0]
-            self._view = GraphView(v.n_particles, indptr, indices.astype(np.int64), weights, snap)
+                from focusflow.focus.solver import snapshot_of
+
+                return snapshot_of(sp.csr_matrix((weights, indices, indptr), shape=(n, n)))[0]
+
+            self._view = GraphView(n, indptr, indices.astype(np.int64), weights, snapshot)
         return self._view
 
     def _columns(self, name: str) -> Columns:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import duckdb
@@ -48,14 +49,19 @@ class GraphView:
 
     ``indptr``/``indices``/``weights`` are the out-CSR (duplicate links
     summed, as the focus engine sees them); ``graph`` is what the focus
-    solver takes (a Cybergraph or Snapshot whose particle ids are the same).
+    solver takes (a Cybergraph or Snapshot whose particle ids are the same),
+    made on first use by ``make_graph``: only the focus operators need it.
     """
 
     n: int
     indptr: np.ndarray
     indices: np.ndarray
     weights: np.ndarray
-    graph: Cybergraph | Snapshot
+    make_graph: Callable[[], Cybergraph | Snapshot]
+
+    @cached_property
+    def graph(self) -> Cybergraph | Snapshot:
+        return self.make_graph()
 
 
 class Source(Protocol):
@@ -242,7 +248,9 @@ class GraphFileSource(TableSource):
             links = g.links()
             w = g.link_weight_range(0, g.n_links)
             indptr, indices, weights, *_ = build_csr(g.n_particles, links.src, links.dst, w)
-            self._view = GraphView(g.n_particles, indptr, indices.astype(np.int64), weights, g)
+            self._view = GraphView(
+                g.n_particles, indptr, indices.astype(np.int64), weights, lambda: g
+            )
         return self._view
 
     def focus(self) -> np.ndarray:
