@@ -119,6 +119,22 @@ def _run_parallel(kernel, *args) -> None:
         kernel(*args)
 
 
+def _count_then_fill(kernel, args: tuple, offsets: np.ndarray, value_dtype):
+    """The two passes of a parallel kernel over sources: count each source's rows
+    into ``offsets``, then fill ``(source position, node, value)`` at the offsets."""
+    none = np.empty(0, dtype=np.int64)
+    _run_parallel(kernel, *args, none, none, np.empty(0, dtype=value_dtype), False)
+    np.cumsum(offsets, out=offsets)
+    total = int(offsets[-1])
+    out = (
+        np.empty(total, dtype=np.int64),
+        np.empty(total, dtype=np.int64),
+        np.empty(total, dtype=value_dtype),
+    )
+    _run_parallel(kernel, *args, *out, True)
+    return out
+
+
 def _use_parallel(count: int) -> bool:
     # With two threads the count-then-fill passes cost what one serial pass does.
     return count > 1 and nb.get_num_threads() > 2
@@ -232,16 +248,8 @@ def _bfs_levels(indptr, indices, sources, max_depth, parallel):
         return _bfs_serial(indptr, indices, sources, max_depth)
     bounds = _chunks(sources.shape[0])
     offsets = np.zeros(sources.shape[0] + 1, dtype=np.int64)
-    empty = np.empty(0, dtype=np.int64)
     args = (indptr, indices, sources, max_depth, bounds, offsets)
-    _run_parallel(_bfs_parallel, *args, empty, empty, empty, False)
-    np.cumsum(offsets, out=offsets)
-    total = int(offsets[-1])
-    pos = np.empty(total, dtype=np.int64)
-    node = np.empty(total, dtype=np.int64)
-    depth = np.empty(total, dtype=np.int64)
-    _run_parallel(_bfs_parallel, *args, pos, node, depth, True)
-    return pos, node, depth
+    return _count_then_fill(_bfs_parallel, args, offsets, np.int64)
 
 
 def bfs_levels(
@@ -410,17 +418,8 @@ def _dijkstra(indptr, indices, lengths, sources, max_dist, parallel):
         return _dijkstra_serial(indptr, indices, lengths, sources, max_dist)
     bounds = _chunks(sources.shape[0])
     offsets = np.zeros(sources.shape[0] + 1, dtype=np.int64)
-    ei = np.empty(0, dtype=np.int64)
-    ef = np.empty(0, dtype=np.float64)
     args = (indptr, indices, lengths, sources, max_dist, bounds, offsets)
-    _run_parallel(_dijkstra_parallel, *args, ei, ei, ef, False)
-    np.cumsum(offsets, out=offsets)
-    total = int(offsets[-1])
-    pos = np.empty(total, dtype=np.int64)
-    node = np.empty(total, dtype=np.int64)
-    dd = np.empty(total, dtype=np.float64)
-    _run_parallel(_dijkstra_parallel, *args, pos, node, dd, True)
-    return pos, node, dd
+    return _count_then_fill(_dijkstra_parallel, args, offsets, np.float64)
 
 
 def dijkstra(
@@ -743,16 +742,8 @@ def _random_walks(indptr, indices, weights, sources, walks, length, seed, parall
         return _walks_serial(indptr, indices, cum, sources, walks, length, seed64)
     bounds = _chunks(sources.shape[0])
     offsets = np.zeros(sources.shape[0] + 1, dtype=np.int64)
-    e = np.empty(0, dtype=np.int64)
     args = (indptr, indices, cum, sources, walks, length, seed64, bounds, offsets)
-    _run_parallel(_walks_parallel, *args, e, e, e, False)
-    np.cumsum(offsets, out=offsets)
-    total = int(offsets[-1])
-    pos = np.empty(total, dtype=np.int64)
-    node = np.empty(total, dtype=np.int64)
-    visits = np.empty(total, dtype=np.int64)
-    _run_parallel(_walks_parallel, *args, pos, node, visits, True)
-    return pos, node, visits
+    return _count_then_fill(_walks_parallel, args, offsets, np.int64)
 
 
 def random_walks(
