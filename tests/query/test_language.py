@@ -337,3 +337,15 @@ def test_the_indexed_engine_refuses_what_it_cannot_run():
         _run("r(x) :- particle(x), !link(x, _).", source, output="r", engine="indexed")
     with pytest.raises(QueryInvalidError, match="engine must be"):
         _run("r(x) :- particle(x).", source, output="r", engine="fast")
+
+
+def test_an_aggregate_shares_variables_bound_after_it_in_the_text(graph):
+    """The order of literals is not the meaning: an aggregate correlated on a
+    variable that a later '=' binds still counts per binding."""
+    source, ref = graph
+    want = {(x, ref.out_degree(x)) for x in ref}
+    for program in (
+        "r(x, c) :- particle(x), c = count : { link(y, _) }, y = x.",
+        "r(x, c) :- particle(x), y = x, c = count : { link(y, _) }.",
+    ):
+        assert _set(program, source, "r") == want

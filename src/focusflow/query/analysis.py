@@ -79,15 +79,20 @@ def literal_vars(lit: Literal) -> list[Var]:
     return [lit.target, *inner]
 
 
-def binding(body: tuple[Literal, ...], outer: set[str], what: str) -> list[Literal]:
+def binding(
+    body: tuple[Literal, ...], outer: set[str], what: str, head: tuple[Expr, ...] = ()
+) -> list[Literal]:
     """The order in which a body's literals can be evaluated, checking safety.
 
     Positive atoms come first (they bind their variables); then, repeatedly,
     ``x = expr`` with ``expr`` bound binds ``x`` and an aggregate whose shared
-    variables are bound binds its target; comparisons and negations need all
-    their variables bound. ``outer`` holds variables bound outside the body
-    (an aggregate's correlated ones).
+    variables (those it has in common with the head and the rest of the body)
+    are all bound binds its target; comparisons and negations need all their
+    variables bound. ``outer`` holds variables bound outside the body (an
+    aggregate's correlated ones). The order is the meaning: an aggregate placed
+    before its shared variables are bound would count over all of them.
     """
+    outside = outside_names(body, head) | outer
     bound = set(outer)
     order: list[Literal] = []
     for atom in _positive_atoms(body):
@@ -102,7 +107,7 @@ def binding(body: tuple[Literal, ...], outer: set[str], what: str) -> list[Liter
     while pending and progress:
         progress = False
         for lit in list(pending):
-            target = assigned(lit, bound)
+            target = assigned(lit, bound, outside)
             if target is not None:
                 bound.add(target)
             elif isinstance(lit, Aggregate) or not all(v.name in bound for v in literal_vars(lit)):
@@ -141,8 +146,9 @@ def _has_wildcard(expr: Expr) -> bool:
     return False
 
 
-def assigned(lit: Literal, bound: set[str]) -> str | None:
-    """The variable that ``lit`` binds, given ``bound``; None when it binds none."""
+def assigned(lit: Literal, bound: set[str], outside: set[str] = frozenset()) -> str | None:
+    """The variable that ``lit`` binds, given ``bound``; None when it binds none.
+    ``outside``: the variables of the rule outside an aggregate (its shared ones)."""
     if isinstance(lit, Compare) and lit.op == "=":
         for side, other in ((lit.left, lit.right), (lit.right, lit.left)):
             if (
@@ -152,7 +158,7 @@ def assigned(lit: Literal, bound: set[str]) -> str | None:
             ):
                 return side.name
     if isinstance(lit, Aggregate):
-        shared = aggregate_shared(lit, bound | {lit.target.name})
+        shared = aggregate_shared(lit, outside)
         if lit.target.name not in bound and all(v in bound for v in shared):
             return lit.target.name
     return None
@@ -171,7 +177,7 @@ def check_rule(rule: Rule) -> None:
     for arg in rule.head.args:
         if _has_wildcard(arg):
             raise QueryInvalidError(f"{_where(rule.head)}: '_' cannot appear in a rule's head")
-    order = binding(rule.body, set(), f"the rule for {rule.head.name}")
+    order = binding(rule.body, set(), f"the rule for {rule.head.name}", rule.head.args)
     bound: set[str] = set()
     for lit in order:
         bound.update(v.name for v in literal_vars(lit) if not isinstance(lit, Aggregate))
@@ -183,15 +189,17 @@ def check_rule(rule: Rule) -> None:
                 f"{_where(var)}: variable {var.name} in the head of {rule.head.name} "
                 "is not bound by the body"
             )
-    outer_names = _outer_names(rule)
+    outer_names = outside_names(rule.body, rule.head.args)
     for lit in rule.body:
         if isinstance(lit, Aggregate):
             _check_aggregate(lit, outer_names, rule.head.name)
 
 
-def _outer_names(rule: Rule) -> set[str]:
-    names = {v.name for a in rule.head.args for v in variables(a)}
-    for lit in rule.body:
+def outside_names(body: tuple[Literal, ...], head: tuple[Expr, ...]) -> set[str]:
+    """Variables of a head and of a body outside its aggregates (but their targets):
+    an aggregate shares with its rule the variables of its own found here."""
+    names = {v.name for a in head for v in variables(a)}
+    for lit in body:
         if isinstance(lit, Aggregate):
             names.add(lit.target.name)
         else:

@@ -99,7 +99,7 @@ class Compiler:
     ) -> str:
         """``SELECT head FROM body``; ``head_types`` casts each column to its type."""
         scope = _Scope()
-        from_items, where = self._body(body, table_of, scope, outer=set())
+        from_items, where = self._body(body, table_of, scope, outer=set(), head=head)
         cols = []
         for k, (e, t) in enumerate(zip(head, head_types, strict=True)):
             sql = self.expr(e, scope)
@@ -127,7 +127,7 @@ class Compiler:
         every positive atom's columns (and ``_round`` where ``before(atom)``
         gives the round it must precede), LIMIT 1."""
         scope = _Scope()
-        from_items, where = self._body(body, table_of, scope, outer=set())
+        from_items, where = self._body(body, table_of, scope, outer=set(), head=rule_head)
         aliases = list(self.aliases)
         for e, v in zip(rule_head, values, strict=True):
             where.append(f"({self.expr(e, scope)}) = {v}")
@@ -152,11 +152,12 @@ class Compiler:
         table_of: Callable[[Atom, int], str],
         scope: _Scope,
         outer: set[str],
+        head: tuple[Expr, ...] = (),
     ) -> tuple[list[str], list[str]]:
         from_items: list[str] = []
         where: list[str] = []
         aliases: list[tuple[Atom, str]] = []
-        order = binding(body, outer, "the rule")
+        order = binding(body, outer, "the rule", head)
         positives = [lit for lit in body if isinstance(lit, Atom) and not lit.negated]
         for k, atom in enumerate(positives):
             alias = self._alias("t")
