@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from focusflow.query.engine import Answer, Limits, evaluate
+from focusflow.query.engine import Answer, evaluate
 from focusflow.query.errors import (
     HeightUnavailableError,
     QueryInvalidError,
@@ -18,6 +18,7 @@ from focusflow.query.errors import (
     QueryTypeError,
     UnstratifiableError,
 )
+from focusflow.query.limits import Limits
 from focusflow.query.sources import FactSource, GraphFileSource, Source
 
 __all__ = [

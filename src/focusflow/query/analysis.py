@@ -294,6 +294,7 @@ def analyse(
     program: Program,
     output: str,
     fixed_schema: Callable[[str], Schema | None],
+    builtin_names: Iterable[str] = (),
 ) -> Analysis:
     """Check ``program`` and plan the evaluation of ``output``.
 
@@ -319,9 +320,7 @@ def analyse(
                     fixed[atom.name] = schema
                     known = (len(schema), atom)
                 elif atom.name not in rules:
-                    hint = difflib.get_close_matches(
-                        atom.name, list(rules) + list(fixed) + _builtin_names(fixed_schema), 1
-                    )
+                    hint = difflib.get_close_matches(atom.name, [*rules, *fixed, *builtin_names], 1)
                     raise QueryInvalidError(
                         f"{_where(atom)}: unknown relation {atom.name}"
                         + (f" (did you mean {hint[0]}?)" if hint else "")
@@ -375,11 +374,6 @@ def analyse(
     types = infer_types(rules, needed, fixed)
     base_used = {n for n in needed if n in fixed}
     return Analysis(output, rules, comps, recursive, types, base_used)
-
-
-def _builtin_names(fixed_schema: Callable[[str], Schema | None]) -> list[str]:
-    names = getattr(fixed_schema, "names", None)
-    return list(names()) if callable(names) else []
 
 
 def _needed(output: str, rules: dict[str, list[Rule]]) -> set[str]:

@@ -36,9 +36,10 @@ from focusflow.query.analysis import (
 )
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
 from focusflow.query.indexed import IndexedEvaluation, eligible, preferred
+from focusflow.query.limits import Budget, Limits
 from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
 from focusflow.query.provenance import check_provable, explain
-from focusflow.query.sources import BASE_SCHEMAS, Source, load
+from focusflow.query.sources import BASE_COLUMNS, BASE_SCHEMAS, Source, load
 from focusflow.query.sqlgen import Compiler, create_table, data_columns, quote
 from focusflow.query.symbols import QuerySymbols
 from focusflow.query.syntax import (
@@ -53,37 +54,7 @@ from focusflow.query.syntax import (
     parse,
 )
 
-BASE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "particle": ("p",),
-    "link": ("from", "to"),
-    "weight": ("from", "to", "w"),
-    "neuron_link": ("n", "from", "to"),
-    "stake": ("n", "s"),
-    "name": ("name", "p"),
-    "focus": ("p", "f"),
-    "karma": ("n", "k"),
-    "balance": ("addr", "amount"),
-    "block": ("height", "hash", "time"),
-    "pagerank": ("p", "r"),
-    "component": ("p", "c"),
-    "community": ("p", "c"),
-    "personalized": ("src", "p", "r"),
-    "khop": ("src", "dst", "k"),
-    "shortest": ("src", "dst", "d"),
-    "walk": ("src", "p", "visits"),
-}
-
-
 ENGINES = ("auto", "duckdb", "indexed")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds of one query: seconds, derived rows (all relations), rows returned."""
-
-    timeout_s: float = 60.0
-    max_rows: int = 50_000_000
-    max_output: int = 1_000_000
 
 
 @dataclass
@@ -117,7 +88,7 @@ class Answer:
         return out
 
 
-class _Schemas:
+class BuiltinSchemas:
     """Built-in relation schemas as the analyser asks for them."""
 
     def __init__(self, source: Source) -> None:
@@ -175,8 +146,7 @@ class Evaluation:
         self.symbols = QuerySymbols(source.symbols)
         self.compiler = Compiler(analysis.types, self.symbols)
         self.cursor = source.connection().cursor()
-        self.deadline = time.monotonic() + limits.timeout_s
-        self.rows = 0
+        self.budget = Budget(limits)
         self.derived: dict[str, str] = {}
         self.ops: dict[int, str] = {}
         self.delta: dict[int, str] = {}
@@ -189,26 +159,18 @@ class Evaluation:
 
     # --- plumbing ------------------------------------------------------------
     def _sql(self, sql: str) -> duckdb.DuckDBPyConnection:
-        if time.monotonic() > self.deadline:
-            raise _timeout(self.limits)
+        self.budget.check_time()
         self.stats["statements"] += 1
         return self.cursor.execute(sql)
 
     def _count(self, table: str) -> int:
         return int(self._sql(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
 
-    def _charge(self, rows: int) -> None:
-        self.rows += rows
-        if self.rows > self.limits.max_rows:
-            raise QueryLimitError(
-                f"the query derived more than {self.limits.max_rows} rows", "rows"
-            )
-
     def _temp(self, prefix: str) -> str:
         self.n_temp += 1
         return f"{prefix}{self.n_temp}"
 
-    def table_of(self, atom: Atom, k: int) -> str:
+    def table_of(self, atom: Atom) -> str:
         got = self.delta.get(id(atom)) or self.ops.get(id(atom))
         if got is not None:
             return got
@@ -252,7 +214,7 @@ class Evaluation:
                 op = OPERATORS[atom.name]
                 bound = _bound_of(rule, atom) if atom.name in BOUNDED else None
                 cols = anchored_run(op, self.source.view(), sources, bound)
-                self._charge(len(cols[0]))
+                self.budget.charge(len(cols[0]))
                 table = self._temp("o")
                 load(self.cursor, table, op.schema, cols, temp=True)
                 self.ops[id(atom)] = table
@@ -340,7 +302,7 @@ class Evaluation:
             union = f"SELECT *, {self.round} FROM ({union})"
         got = self._sql(f"INSERT INTO {quote(table)} {union}").fetchone()
         n = int(got[0]) if got else self._count(table)
-        self._charge(n)
+        self.budget.charge(n)
         return n
 
     def _fresh(self, rel: str, selects: list[str]) -> tuple[str, int]:
@@ -352,11 +314,11 @@ class Evaluation:
             return table, 0
         union = " UNION ".join(f"({s})" for s in selects)
         cols = data_columns(self.analysis.types[rel])
-        self._sql(
+        got = self._sql(
             f"INSERT INTO {quote(table)} SELECT * FROM ({union}) "
             f"EXCEPT SELECT {cols} FROM {quote(self.derived[rel])}"
-        )
-        n = self._count(table)
+        ).fetchone()
+        n = int(got[0])
         if n:
             stamp = f", {self.round}" if self.rounds else ""
             self._sql(f"INSERT INTO {quote(self.derived[rel])} SELECT *{stamp} FROM {quote(table)}")
@@ -398,7 +360,7 @@ class Evaluation:
                 total += n
                 if n and added is not None:
                     self._sql(f"INSERT INTO {quote(added[rel])} SELECT * FROM {quote(fresh[rel])}")
-            self._charge(total)
+            self.budget.charge(total)
             if not first:
                 for rel in comp:
                     self._sql(f"DROP TABLE {quote(deltas[rel])}")
@@ -429,7 +391,7 @@ class Evaluation:
                     for sql in self._with_delta(rule, deltas)
                 ]
                 table, n = self._fresh(rel, selects)
-                self._charge(n)
+                self.budget.charge(n)
                 self._sql(f"INSERT INTO {quote(added[rel])} SELECT * FROM {quote(table)}")
             if set(comp) & self.analysis.recursive:
                 self._propagate(comp, {rel: added[rel] for rel in comp}, added)
@@ -490,13 +452,10 @@ def _bindable(body: list[Literal]) -> list[Literal]:
     return keep
 
 
-def _timeout(limits: Limits) -> QueryLimitError:
-    return QueryLimitError(f"the query ran past its time limit of {limits.timeout_s:g} s", "time")
-
-
 def column_names(analysis: Analysis, output: str) -> list[str]:
-    if output in BASE_COLUMNS and output not in analysis.rules:
-        return list(BASE_COLUMNS[output])
+    if output not in analysis.rules:
+        op = OPERATORS.get(output)
+        return list(op.columns if op is not None else BASE_COLUMNS[output])
     names = []
     head = analysis.rules[output][0].head
     for k, arg in enumerate(head.args):
@@ -526,8 +485,8 @@ def evaluate(
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise QueryInvalidError(f"limit must be a non-negative integer, got {limit!r}")
     parsed = parse(program) if isinstance(program, str) else program
-    schemas = _Schemas(source)
-    analysis = analyse(parsed, output, schemas)
+    schemas = BuiltinSchemas(source)
+    analysis = analyse(parsed, output, schemas, schemas.names())
     if prove:
         check_provable(analysis)
     if engine not in ENGINES:
@@ -555,7 +514,7 @@ def evaluate(
             raw_rows = list(zip(*[c.tolist() for c in cols], strict=True)) if cols else []
             raw_facts = explain(run, output, raw_rows)
     except duckdb.InterruptException:
-        raise _timeout(limits) from None
+        raise run.budget.timeout() from None
     except duckdb.OutOfMemoryException as exc:
         raise QueryLimitError(f"the query ran out of its memory bound: {exc}", "memory") from None
     except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
@@ -567,7 +526,7 @@ def evaluate(
     rows = decode_rows(run.symbols, cols, schema)
     if not schema:
         rows = [[] for _ in range(min(total, 1))]
-    stats = dict(run.stats, derived_rows=run.rows)
+    stats = dict(run.stats, derived_rows=run.budget.rows)
     facts = None
     if raw_facts is not None:
         facts = [[_spell_fact(run.symbols, source, f) for f in row] for row in raw_facts]
@@ -613,7 +572,7 @@ def _indexed(
         source.height,
         source.state_root,
         time.perf_counter() - t0,
-        dict(run.stats, derived_rows=run.rows),
+        dict(run.stats, derived_rows=run.budget.rows),
     )
 
 

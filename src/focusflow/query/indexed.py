@@ -23,13 +23,12 @@ tests/query run the language tests through both.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from focusflow.query.analysis import Analysis
-from focusflow.query.errors import QueryLimitError
+from focusflow.query.limits import Budget
 from focusflow.query.syntax import Atom, Compare, Const, Rule, Var, Wildcard
 
 INDEXED_BASE = frozenset({"link", "particle"})
@@ -229,21 +228,9 @@ class IndexedEvaluation:
         self.index = index
         self.symbols = symbols
         self.limits = limits
-        self.deadline = time.monotonic() + limits.timeout_s
-        self.rows = 0
+        self.budget = Budget(limits)
         self.rel: dict[str, list[np.ndarray]] = {}
         self.stats = {"iterations": 0, "statements": 0, "engine": "indexed"}
-
-    def _check(self, more: int) -> None:
-        self.rows += more
-        if self.rows > self.limits.max_rows:
-            raise QueryLimitError(
-                f"the query derived more than {self.limits.max_rows} rows", "rows"
-            )
-        if time.monotonic() > self.deadline:
-            raise QueryLimitError(
-                f"the query ran past its time limit of {self.limits.timeout_s:g} s", "time"
-            )
 
     def _value(self, term) -> int | None:
         return self.symbols.id_of(term.value) if isinstance(term, Const) else None
@@ -366,7 +353,7 @@ class IndexedEvaluation:
                     return out.take(keep)
                 out.cols[c.name] = np.tile(ix.out_idx, b.length)
             return out
-        self._check(len(rows))
+        self.budget.charge(len(rows))
         out = b.take(rows)
         if isinstance(out_var, Var):
             out.cols[out_var.name] = other
@@ -416,7 +403,7 @@ class IndexedEvaluation:
             for rel in comp:
                 parts = [self.rule(r, self.rel) for r in exits[rel]]
                 self.rel[rel] = _union(parts, len(self.analysis.types[rel]), self.index.n)
-                self._check(len(self.rel[rel][0]) if self.rel[rel] else 0)
+                self.budget.charge(len(self.rel[rel][0]) if self.rel[rel] else 0)
             if not recursive:
                 continue
             delta = dict(self.rel)
@@ -430,7 +417,7 @@ class IndexedEvaluation:
                     new = _union(parts, len(self.analysis.types[rel]), self.index.n)
                     fresh[rel] = _minus(new, self.rel[rel], self.index.n)
                 total = sum(len(c[0]) if c else 0 for c in fresh.values())
-                self._check(total)
+                self.budget.charge(total)
                 if total == 0:
                     break
                 for rel in comp:

@@ -38,8 +38,8 @@ PAGERANK_ALPHA = 0.85
 class Operator:
     name: str
     schema: Schema
+    columns: tuple[str, ...]
     anchored: bool
-    doc: str
     # Global: view -> columns. Anchored: (view, sources, bound) -> columns,
     # where ``bound`` limits the third column (inclusive) or is None.
     run: Callable[..., Columns]
@@ -103,47 +103,13 @@ def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
 OPERATORS: dict[str, Operator] = {
     op.name: op
     for op in (
-        Operator(
-            "pagerank", (SYM, FLOAT), False, "PageRank (alpha 0.85) by the focus engine", _pagerank
-        ),
-        Operator(
-            "component",
-            (SYM, SYM),
-            False,
-            "weakly connected component, labelled by its smallest particle",
-            _component,
-        ),
-        Operator(
-            "community",
-            (SYM, SYM),
-            False,
-            "label-propagation community, labelled by its smallest particle",
-            _community,
-        ),
-        Operator(
-            "personalized",
-            (SYM, SYM, FLOAT),
-            True,
-            "tri-kernel focus with the source as prior",
-            _personalized,
-        ),
-        Operator(
-            "khop", (SYM, SYM, INT), True, "hop distance from the source (0 for itself)", _khop
-        ),
-        Operator(
-            "shortest",
-            (SYM, SYM, FLOAT),
-            True,
-            "weighted distance, link length 1/weight",
-            _shortest,
-        ),
-        Operator(
-            "walk",
-            (SYM, SYM, INT),
-            True,
-            f"visits of {WALKS} seeded walks of {WALK_LENGTH} steps",
-            _walk,
-        ),
+        Operator("pagerank", (SYM, FLOAT), ("p", "r"), False, _pagerank),
+        Operator("component", (SYM, SYM), ("p", "c"), False, _component),
+        Operator("community", (SYM, SYM), ("p", "c"), False, _community),
+        Operator("personalized", (SYM, SYM, FLOAT), ("src", "p", "r"), True, _personalized),
+        Operator("khop", (SYM, SYM, INT), ("src", "dst", "k"), True, _khop),
+        Operator("shortest", (SYM, SYM, FLOAT), ("src", "dst", "d"), True, _shortest),
+        Operator("walk", (SYM, SYM, INT), ("src", "p", "visits"), True, _walk),
     )
 }
 BOUNDED = {"khop", "shortest"}

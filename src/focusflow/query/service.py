@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 from focusflow.chain.focus_view import FocusView
 from focusflow.core.errors import FocusflowError
-from focusflow.query.engine import Answer, Limits, evaluate
+from focusflow.query.engine import Answer, evaluate
 from focusflow.query.errors import HeightUnavailableError, QueryLimitError
+from focusflow.query.limits import Limits
 from focusflow.query.node_source import ChainReader, HeadRelation, NodeSource
 from focusflow.query.views import LiveSource, MaintainedView, ViewSet
 

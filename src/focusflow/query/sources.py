@@ -40,6 +40,20 @@ BASE_SCHEMAS: dict[str, Schema] = {
     "block": (INT, SYM, INT),
 }
 
+#: The documented names of the base relations' columns (answers' headers).
+BASE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "particle": ("p",),
+    "link": ("from", "to"),
+    "weight": ("from", "to", "w"),
+    "neuron_link": ("n", "from", "to"),
+    "stake": ("n", "s"),
+    "name": ("name", "p"),
+    "focus": ("p", "f"),
+    "karma": ("n", "k"),
+    "balance": ("addr", "amount"),
+    "block": ("height", "hash", "time"),
+}
+
 Columns = list[np.ndarray]
 
 

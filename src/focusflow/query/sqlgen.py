@@ -30,6 +30,7 @@ from focusflow.query.syntax import (
     Wildcard,
 )
 
+TableOf = Callable[[Atom], str]
 SQL_TYPES = {SYM: "BIGINT", "int": "BIGINT", FLOAT: "DOUBLE"}
 
 
@@ -53,12 +54,12 @@ class _Scope:
 
 @dataclass
 class Compiler:
-    """Compiles rules; ``table_of(atom, k)`` names the table atom ``k`` of a body reads."""
+    """Compiles rules; ``table_of(atom)`` names the table an atom of a body reads
+    (semi-naive evaluation answers a delta for one recursive atom)."""
 
     types: dict[str, Schema]
     symbols: SymbolIds
     counter: int = 0
-    aliases: list[tuple[Atom, str]] = field(default_factory=list)
 
     def _alias(self, prefix: str) -> str:
         self.counter += 1
@@ -93,13 +94,11 @@ class Compiler:
         head: tuple[Expr, ...],
         head_types: Schema,
         body: tuple[Literal, ...],
-        table_of: Callable[[Atom, int], str],
-        *,
-        distinct: bool = True,
+        table_of: TableOf,
     ) -> str:
         """``SELECT head FROM body``; ``head_types`` casts each column to its type."""
         scope = _Scope()
-        from_items, where = self._body(body, table_of, scope, outer=set(), head=head)
+        from_items, where, _ = self._body(body, table_of, scope, outer=set(), head=head)
         cols = []
         for k, (e, t) in enumerate(zip(head, head_types, strict=True)):
             sql = self.expr(e, scope)
@@ -108,7 +107,7 @@ class Compiler:
                 where.append(f"({sql}) IS NOT NULL")
         if not cols:
             cols = ["1 AS c_unit"]
-        sql = f"SELECT {'DISTINCT ' if distinct else ''}{', '.join(cols)}"
+        sql = f"SELECT DISTINCT {', '.join(cols)}"
         if from_items:
             sql += " FROM " + ", ".join(from_items)
         if where:
@@ -120,15 +119,14 @@ class Compiler:
         rule_head: tuple[Expr, ...],
         values: list[str],
         body: tuple[Literal, ...],
-        table_of: Callable[[Atom, int], str],
-        before: Callable[[Atom], str | None],
+        table_of: TableOf,
+        before: Callable[[Atom], int | None],
     ) -> tuple[str, list[tuple[Atom, str]]]:
         """One body instance deriving the head ``values`` (SQL literals): selects
         every positive atom's columns (and ``_round`` where ``before(atom)``
         gives the round it must precede), LIMIT 1."""
         scope = _Scope()
-        from_items, where = self._body(body, table_of, scope, outer=set(), head=rule_head)
-        aliases = list(self.aliases)
+        from_items, where, aliases = self._body(body, table_of, scope, outer=set(), head=rule_head)
         for e, v in zip(rule_head, values, strict=True):
             where.append(f"({self.expr(e, scope)}) = {v}")
         cols: list[str] = []
@@ -149,19 +147,21 @@ class Compiler:
     def _body(
         self,
         body: tuple[Literal, ...],
-        table_of: Callable[[Atom, int], str],
+        table_of: TableOf,
         scope: _Scope,
         outer: set[str],
         head: tuple[Expr, ...] = (),
-    ) -> tuple[list[str], list[str]]:
+    ) -> tuple[list[str], list[str], list[tuple[Atom, str]]]:
+        """FROM items and WHERE conditions of a body, and the alias of each of
+        its positive atoms (which a witness query selects)."""
         from_items: list[str] = []
         where: list[str] = []
         aliases: list[tuple[Atom, str]] = []
         order = binding(body, outer, "the rule", head)
         positives = [lit for lit in body if isinstance(lit, Atom) and not lit.negated]
-        for k, atom in enumerate(positives):
+        for atom in positives:
             alias = self._alias("t")
-            from_items.append(f"{quote(table_of(atom, k))} AS {alias}")
+            from_items.append(f"{quote(table_of(atom))} AS {alias}")
             aliases.append((atom, alias))
             cols = self.types.get(atom.name, ())
             for j, arg in enumerate(atom.args):
@@ -192,9 +192,7 @@ class Compiler:
                 item, cond = self._aggregate(lit, scope, table_of)
                 from_items.append(item)
                 where.extend(cond)
-        if not outer:
-            self.aliases = aliases
-        return from_items, where
+        return from_items, where, aliases
 
     def _assignment(self, lit: Compare, scope: _Scope) -> tuple[str, str] | None:
         if lit.op != "=":
@@ -206,7 +204,7 @@ class Compiler:
                 return side.name, f"({sql})"
         return None
 
-    def _negation(self, atom: Atom, scope: _Scope, table_of: Callable[[Atom, int], str]) -> str:
+    def _negation(self, atom: Atom, scope: _Scope, table_of: TableOf) -> str:
         alias = self._alias("n")
         conds = []
         for j, arg in enumerate(atom.args):
@@ -214,13 +212,11 @@ class Compiler:
                 continue
             conds.append(f"{alias}.c{j} = {self.expr(arg, scope)}")
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
-        return f"NOT EXISTS (SELECT 1 FROM {quote(table_of(atom, -1))} AS {alias}{where})"
+        return f"NOT EXISTS (SELECT 1 FROM {quote(table_of(atom))} AS {alias}{where})"
 
-    def _aggregate(
-        self, agg: Aggregate, scope: _Scope, table_of: Callable[[Atom, int], str]
-    ) -> tuple[str, list[str]]:
+    def _aggregate(self, agg: Aggregate, scope: _Scope, table_of: TableOf) -> tuple[str, list[str]]:
         inner = _Scope(dict(scope.exprs), dict(scope.types))
-        items, where = self._body(agg.body, table_of, inner, outer=set(scope.exprs))
+        items, where, _ = self._body(agg.body, table_of, inner, outer=set(scope.exprs))
         if agg.func == "count":
             value = "count(*)"
         else:

@@ -27,14 +27,14 @@ from focusflow.chain.focus_view import FocusView
 from focusflow.query.analysis import Analysis, analyse
 from focusflow.query.engine import (
     Answer,
+    BuiltinSchemas,
     Evaluation,
-    Limits,
-    _Schemas,
     column_names,
     decode_rows,
     evaluate,
 )
 from focusflow.query.errors import QueryInvalidError
+from focusflow.query.limits import Limits
 from focusflow.query.node_source import NEURONS, ChainReader, NodeSource
 from focusflow.query.operators import OPERATORS
 from focusflow.query.sources import load
@@ -162,7 +162,8 @@ class ViewSet:
             )
         if name in self.views:
             raise QueryInvalidError(f"a view named {name} exists; drop it first")
-        analysis = analyse(parse(program), output, _Schemas(self.live))
+        schemas = BuiltinSchemas(self.live)
+        analysis = analyse(parse(program), output, schemas, schemas.names())
         view = MaintainedView(name, program, output, integrity, incremental(analysis))
         view.analysis = analysis
         view.columns = column_names(analysis, output)
