@@ -3,15 +3,18 @@
 ``json.loads`` refuses text that is not JSON with ValueError, but a body nested
 past the interpreter's recursion limit (a few kilobytes of ``[``) makes it raise
 RecursionError instead, which no route expects: the client got a 500. Both are
-the client's fault and get the documented ``malformed`` (400).
+the client's fault and get the documented ``malformed`` (400). The field
+readers below check one field of a parsed body each (``invalid_parameter``);
+a ``default`` of None leaves an absent field None.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
-from focusflow.core.errors import DecodeError
+from focusflow.core.errors import DecodeError, InvalidParameterError
 
 
 def parse_json(body: bytes | str) -> Any:
@@ -22,3 +25,40 @@ def parse_json(body: bytes | str) -> Any:
         raise DecodeError("request body is nested too deeply") from None
     except ValueError:
         raise DecodeError("request body is not JSON") from None
+
+
+def number_field(doc: dict, name: str, default: float | None, lo: float, hi: float) -> Any:
+    """A finite number in ``[lo, hi]`` (as float), or ``default`` when absent."""
+    value = doc.get(name, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise InvalidParameterError(f"{name} must be in [{lo:g}, {hi:g}], got {value}")
+    return float(value)
+
+
+def integer_field(doc: dict, name: str, default: int | None, lo: int, hi: int) -> Any:
+    """An integer (not a bool) in ``lo..hi``, or ``default`` when absent."""
+    value = doc.get(name, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidParameterError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def flag_field(doc: dict, name: str, default: bool = False) -> bool:
+    value = doc.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidParameterError(f"{name} must be true or false")
+    return value
+
+
+def text_field(doc: dict, name: str, limit: int) -> str:
+    """A string of 1 to ``limit`` characters (required)."""
+    value = doc.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise InvalidParameterError(f"{name} must be a string of 1 to {limit} characters")
+    return value

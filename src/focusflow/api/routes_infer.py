@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc
-from focusflow.api.jsonbody import parse_json
+from focusflow.api.jsonbody import integer_field, number_field, parse_json
 from focusflow.api.render import TextCache, cid_text, parse_cid
 from focusflow.core.cid import particle_cid
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
@@ -158,22 +158,6 @@ def _graph_of(view, addresses: TextCache) -> InferGraph:
     )
 
 
-def _number(doc: dict, name: str, default: float, lo: float, hi: float) -> float:
-    value = doc.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidParameterError(f"{name} must be a number, got {value!r}")
-    if not lo <= value <= hi:
-        raise InvalidParameterError(f"{name} must be in [{lo:g}, {hi:g}], got {value}")
-    return float(value)
-
-
-def _integer(doc: dict, name: str, default: int, lo: int, hi: int) -> int:
-    value = doc.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InvalidParameterError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
-    return value
-
-
 def parse_request(doc: Any) -> dict[str, Any]:
     """A checked inference request; InvalidParameterError names the first bad field."""
     if not isinstance(doc, dict):
@@ -201,22 +185,22 @@ def parse_request(doc: Any) -> dict[str, Any]:
         raise InvalidParameterError(f"mode must be tri or diffusion, got {mode!r}")
     return {
         "context": context,
-        "top": _integer(doc, "top", 10, 1, MAX_TOP),
+        "top": integer_field(doc, "top", 10, 1, MAX_TOP),
         "params": InferParams(
             mode=mode,
-            tol=_number(doc, "tol", 1e-3, 1e-8, 0.1),
-            context_weight=_number(doc, "context_weight", 0.0, 0.0, 1.0),
+            tol=number_field(doc, "tol", 1e-3, 1e-8, 0.1),
+            context_weight=number_field(doc, "context_weight", 0.0, 0.0, 1.0),
         ),
         "semcons": {str(k): float(v) for k, v in semcons.items()},
         "other_semcons": (
-            _number(doc, "other_semcons", 1.0, 0.0, 1e6) if "other_semcons" in doc else None
+            number_field(doc, "other_semcons", 1.0, 0.0, 1e6) if "other_semcons" in doc else None
         ),
-        "steps": _integer(doc, "steps", 8, 1, MAX_STEPS),
-        "seed": _integer(doc, "seed", 0, 0, 2**63 - 1),
+        "steps": integer_field(doc, "steps", 8, 1, MAX_STEPS),
+        "seed": integer_field(doc, "seed", 0, 0, 2**63 - 1),
         "sampling": Sampling(
-            temperature=_number(doc, "temperature", 1.0, 1e-3, 1e3),
-            top_k=_integer(doc, "top_k", 0, 0, 1 << 30),
-            top_p=_number(doc, "top_p", 1.0, 1e-9, 1.0),
+            temperature=number_field(doc, "temperature", 1.0, 1e-3, 1e3),
+            top_k=integer_field(doc, "top_k", 0, 0, 1 << 30),
+            top_p=number_field(doc, "top_p", 1.0, 1e-9, 1.0),
         ),
     }
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -24,12 +23,18 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from focusflow.api.errors import ERROR_RESPONSES, error_doc
-from focusflow.api.jsonbody import parse_json
+from focusflow.api.jsonbody import (
+    flag_field,
+    integer_field,
+    number_field,
+    parse_json,
+    text_field,
+)
 from focusflow.api.query_proofs import prove_answer
 from focusflow.api.render import cid_text
 from focusflow.api.routes_chain import check_admin
 from focusflow.core.encoding import decode
-from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import ACCOUNT_PREFIX
 from focusflow.modules.names import NAME_PREFIX
@@ -67,51 +72,20 @@ def _service(request_or_socket: Any) -> QueryService:
     return request_or_socket.app.state.queries
 
 
-def _text(doc: dict, name: str, limit: int) -> str:
-    value = doc.get(name)
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
-        raise InvalidParameterError(f"{name} must be a string of 1 to {limit} characters")
-    return value
-
-
-def _int(doc: dict, name: str, lo: int, hi: int) -> int | None:
-    value = doc.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InvalidParameterError(f"{name} must be an integer from {lo} to {hi}")
-    return value
-
-
 def parse_query(doc: Any, max_output: int) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise InvalidParameterError("the body must be a JSON object")
     unknown = sorted(set(doc) - _FIELDS)
     if unknown:
         raise InvalidParameterError(f"unknown field {unknown[0]!r}")
-    timeout = doc.get("timeout_s")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not (0 < timeout <= 3600)
-        or not math.isfinite(timeout)
-    ):
-        raise InvalidParameterError("timeout_s must be a number of seconds in (0, 3600]")
     return {
-        "program": _text(doc, "program", MAX_PROGRAM_CHARS),
-        "output": _text(doc, "output", 128),
-        "limit": _int(doc, "limit", 0, max_output),
-        "height": _int(doc, "height", 0, 2**63 - 1),
-        "timeout_s": None if timeout is None else float(timeout),
-        "prove": _flag(doc, "prove"),
+        "program": text_field(doc, "program", MAX_PROGRAM_CHARS),
+        "output": text_field(doc, "output", 128),
+        "limit": integer_field(doc, "limit", None, 0, max_output),
+        "height": integer_field(doc, "height", None, 0, 2**63 - 1),
+        "timeout_s": number_field(doc, "timeout_s", None, 1e-3, 3600.0),
+        "prove": flag_field(doc, "prove"),
     }
-
-
-def _flag(doc: dict, name: str) -> bool:
-    value = doc.get(name, False)
-    if not isinstance(value, bool):
-        raise InvalidParameterError(f"{name} must be true or false")
-    return value
 
 
 def _run(request: Request, doc: Any) -> dict[str, Any]:
@@ -156,12 +130,10 @@ async def register_view(
     doc = parse_json(await request.body())
     if not isinstance(doc, dict) or sorted(set(doc) - {"name", "program", "output", "integrity"}):
         raise InvalidParameterError("a view is {name, program, output, integrity?}")
-    integrity = doc.get("integrity", False)
-    if not isinstance(integrity, bool):
-        raise InvalidParameterError("integrity must be true or false")
-    name = _text(doc, "name", 48)
-    program = _text(doc, "program", MAX_PROGRAM_CHARS)
-    output = _text(doc, "output", 128)
+    integrity = flag_field(doc, "integrity")
+    name = text_field(doc, "name", 48)
+    program = text_field(doc, "program", MAX_PROGRAM_CHARS)
+    output = text_field(doc, "output", 128)
     service = _service(request)
     view = await run_in_threadpool(
         lambda: service.register(name, program, output, integrity=integrity)
@@ -188,31 +160,39 @@ def drop_view(
     return JSONResponse({"dropped": name})
 
 
+class _Subscriber:
+    """One WebSocket's waiting messages; ``dropped`` once it fell too far behind."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self.dropped = False
+
+
 class Subscriptions:
     """View changes from the worker thread to WebSocket clients on the loop."""
 
     def __init__(self, service: QueryService) -> None:
         self.service = service
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.queues: dict[str, set[asyncio.Queue]] = {}
+        self.subscribers: dict[str, set[_Subscriber]] = {}
         service.listeners.append(self.on_change)
 
     def count(self) -> int:
-        return sum(len(q) for q in self.queues.values())
+        return sum(len(s) for s in self.subscribers.values())
 
     def on_change(self, name: str, height: int, rows: list[list[Any]]) -> None:
         loop = self.loop
-        if loop is None or not rows or name not in self.queues:
+        if loop is None or not rows or name not in self.subscribers:
             return
         message = {"view": name, "height": height, "added": rows}
         loop.call_soon_threadsafe(self._deliver, name, message)
 
     def _deliver(self, name: str, message: dict) -> None:
-        for queue in list(self.queues.get(name, ())):
-            if queue.full():
-                queue.put_nowait_overflow = True  # type: ignore[attr-defined]
-                continue
-            queue.put_nowait(message)
+        for sub in list(self.subscribers.get(name, ())):
+            if sub.queue.full():
+                sub.dropped = True
+            else:
+                sub.queue.put_nowait(message)
 
 
 @router.websocket("/views/{name}/ws")
@@ -230,18 +210,15 @@ async def subscribe(socket: WebSocket, name: str) -> None:
             await socket.close(code=CLOSE_POLICY)
         return
     subs.loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
-    subs.queues.setdefault(name, set()).add(queue)
+    sub = _Subscriber()
+    subs.subscribers.setdefault(name, set()).add(sub)
     try:
         while True:
-            message = await queue.get()
-            await socket.send_json(message)
-            if getattr(queue, "put_nowait_overflow", False):
+            await socket.send_json(await sub.queue.get())
+            if sub.dropped:
                 await socket.close(code=CLOSE_TRY_LATER, reason="too slow: changes were dropped")
                 return
-    except (FocusflowError, RuntimeError, OSError):
-        return
-    except Exception:  # the client went away
+    except Exception:  # the client went away mid-send: nothing left to tell it
         return
     finally:
-        subs.queues.get(name, set()).discard(queue)
+        subs.subscribers.get(name, set()).discard(sub)

@@ -288,21 +288,19 @@ class IndexedEvaluation:
 
     def _start(self, atom: Atom, derived_rows) -> _Bindings:
         """Bindings from the rows of a derived atom (the delta in a recursive round)."""
-        if atom.name in self.analysis.rules:
-            cols = derived_rows[atom.name]
-            length = len(cols[0]) if cols else 0
-            b = _Bindings({}, length, self.index.n)
-            mask = np.ones(length, dtype=bool)
-            for k, arg in enumerate(atom.args):
-                if isinstance(arg, Const):
-                    mask &= cols[k] == self._value(arg)
-                elif isinstance(arg, Var):
-                    if arg.name in b.cols:
-                        mask &= b.cols[arg.name] == cols[k]
-                    else:
-                        b.cols[arg.name] = cols[k]
-            return b.take(np.flatnonzero(mask)) if not mask.all() else b
-        return self._join(_Bindings({}, 1, self.index.n), atom)
+        cols = derived_rows[atom.name]
+        length = len(cols[0]) if cols else 0
+        b = _Bindings({}, length, self.index.n)
+        mask = np.ones(length, dtype=bool)
+        for k, arg in enumerate(atom.args):
+            if isinstance(arg, Const):
+                mask &= cols[k] == self._value(arg)
+            elif isinstance(arg, Var):
+                if arg.name in b.cols:
+                    mask &= b.cols[arg.name] == cols[k]
+                else:
+                    b.cols[arg.name] = cols[k]
+        return b if mask.all() else b.take(np.flatnonzero(mask))
 
     def _join(self, b: _Bindings, atom: Atom) -> _Bindings:
         ix = self.index
@@ -420,10 +418,11 @@ class IndexedEvaluation:
                 self.budget.charge(total)
                 if total == 0:
                     break
-                for rel in comp:
-                    self.rel[rel] = _union(
-                        [self.rel[rel], fresh[rel]], len(fresh[rel]), self.index.n
-                    )
+                for rel in comp:  # fresh rows are new: appending keeps the set distinct
+                    self.rel[rel] = [
+                        np.concatenate([a, b])
+                        for a, b in zip(self.rel[rel], fresh[rel], strict=True)
+                    ]
                 delta = {**self.rel, **fresh}
 
 

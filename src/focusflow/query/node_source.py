@@ -72,14 +72,18 @@ class NodeSource(TableSource):
         self.chain = chain
         self.head_relations = dict(head_relations or {})
         self.height = view.height
-        record = chain.block_record(view.height)
-        self.state_root = record.block.header.state_root.hex() if record is not None else None
+        self.state_root = self.state_root_at(view.height)
         self._p = view.n_particles
         self._n = view.n_neurons
         self._extra: dict[str, int] = {}
         self._extra_names: list[str] = []
         self.symbols = SymbolTable(1 << 62, self._lookup, self._spell)
         self._view: GraphView | None = None
+
+    def state_root_at(self, height: int) -> str | None:
+        """The state root of the stored block at ``height`` (hex), if stored."""
+        record = self.chain.block_record(height)
+        return record.block.header.state_root.hex() if record is not None else None
 
     # --- symbols -------------------------------------------------------------
     def _extra_id(self, text: str) -> int:

@@ -39,6 +39,7 @@ from focusflow.query.node_source import NEURONS, ChainReader, NodeSource
 from focusflow.query.operators import OPERATORS
 from focusflow.query.sources import load
 from focusflow.query.sqlgen import quote
+from focusflow.query.symbols import QuerySymbols
 from focusflow.query.syntax import Aggregate, Atom, parse
 
 GROWING = frozenset({"particle", "link", "neuron_link"})
@@ -75,8 +76,7 @@ class LiveSource(NodeSource):
         self._view = None
         self._link_index = None
         self._seen = (view.n_particles, view.n_links)
-        record = self.chain.block_record(view.height)
-        self.state_root = record.block.header.state_root.hex() if record is not None else None
+        self.state_root = self.state_root_at(view.height)
         con = self.connection()
         with self._lock:
             for key in [k for k in self._tables if not k.startswith("b_") or k[2:] not in GROWING]:
@@ -206,8 +206,11 @@ class ViewSet:
 
     def _count(self, view: MaintainedView) -> int:
         table = _prefix(view.name) + view.output
-        got = self.live.connection().cursor().execute(f"SELECT count(*) FROM {quote(table)}")
-        return int(got.fetchone()[0])
+        cur = self.live.connection().cursor()
+        try:
+            return int(cur.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
+        finally:
+            cur.close()
 
     def advance(self, fview: FocusView) -> dict[str, list[list[Any]]]:
         """Bring every view to block ``fview``; returns each view's added rows."""
@@ -285,8 +288,6 @@ def read_table(
         data = cur.execute(f"SELECT * FROM {quote(table)} ORDER BY {order}{cap}").fetchnumpy()
     finally:
         cur.close()
-    from focusflow.query.symbols import QuerySymbols
-
     cols = [np.asarray(data[f"c{k}"]) for k in range(len(schema))]
     rows = decode_rows(QuerySymbols(live.symbols), cols, schema)
     return Answer(view.output, view.columns, schema, rows, view.rows, view.height, live.state_root)
