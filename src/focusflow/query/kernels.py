@@ -141,21 +141,11 @@ def _use_parallel(count: int) -> bool:
 
 
 @nb.njit(cache=True)
-def _grow_i64(a, need):
+def _grow(a, need):
+    """``a`` with room for ``need`` items (doubling, so appends stay linear)."""
     if need <= a.shape[0]:
         return a
-    cap = max(need, 2 * a.shape[0])
-    b = np.empty(cap, dtype=np.int64)
-    b[: a.shape[0]] = a
-    return b
-
-
-@nb.njit(cache=True)
-def _grow_f64(a, need):
-    if need <= a.shape[0]:
-        return a
-    cap = max(need, 2 * a.shape[0])
-    b = np.empty(cap, dtype=np.float64)
+    b = np.empty(max(need, 2 * a.shape[0]), dtype=a.dtype)
     b[: a.shape[0]] = a
     return b
 
@@ -211,9 +201,9 @@ def _bfs_serial(indptr, indices, sources, max_depth):
     total = 0
     for i in range(sources.shape[0]):
         k = _bfs_one(indptr, indices, sources[i], max_depth, seen, queue, qdepth)
-        pos = _grow_i64(pos, total + k)
-        node = _grow_i64(node, total + k)
-        depth = _grow_i64(depth, total + k)
+        pos = _grow(pos, total + k)
+        node = _grow(node, total + k)
+        depth = _grow(depth, total + k)
         for j in range(k):
             pos[total + j] = i
             node[total + j] = queue[j]
@@ -358,8 +348,8 @@ def _dijkstra_one(indptr, indices, lengths, s, max_dist, state, dist, out):
                 state[v] = 1
                 dist[v] = nd
                 if size == hkey.shape[0]:
-                    hkey = _grow_f64(hkey, size + 1)
-                    hnode = _grow_i64(hnode, size + 1)
+                    hkey = _grow(hkey, size + 1)
+                    hnode = _grow(hnode, size + 1)
                 size = _heap_push(hkey, hnode, size, nd, v)
     # Every queued node is settled before the heap empties, so ``out`` lists all
     # the nodes whose state needs resetting.
@@ -381,9 +371,9 @@ def _dijkstra_serial(indptr, indices, lengths, sources, max_dist):
     total = 0
     for i in range(sources.shape[0]):
         k = _dijkstra_one(indptr, indices, lengths, sources[i], max_dist, state, dist, out)
-        pos = _grow_i64(pos, total + k)
-        node = _grow_i64(node, total + k)
-        dd = _grow_f64(dd, total + k)
+        pos = _grow(pos, total + k)
+        node = _grow(node, total + k)
+        dd = _grow(dd, total + k)
         for j in range(k):
             pos[total + j] = i
             node[total + j] = out[j]
@@ -700,9 +690,9 @@ def _walks_serial(indptr, indices, cum, sources, walks, length, seed):
     total = 0
     for i in range(sources.shape[0]):
         k = _walk_one(indptr, indices, cum, i, sources[i], walks, length, seed, counts, touched)
-        pos = _grow_i64(pos, total + k)
-        node = _grow_i64(node, total + k)
-        visits = _grow_i64(visits, total + k)
+        pos = _grow(pos, total + k)
+        node = _grow(node, total + k)
+        visits = _grow(visits, total + k)
         for j in range(k):
             v = touched[j]
             pos[total + j] = i
