@@ -349,3 +349,9 @@ def test_an_aggregate_shares_variables_bound_after_it_in_the_text(graph):
         "r(x, c) :- particle(x), y = x, c = count : { link(y, _) }.",
     ):
         assert _set(program, source, "r") == want
+
+
+def test_an_operator_source_bound_by_equality(graph):
+    source, _ = graph
+    direct = _set('r(y, k) :- khop("p0", y, k), k <= 2.', source, "r")
+    assert _set('r(y, k) :- s = "p0", khop(s, y, k), k <= 2.', source, "r") == direct

@@ -238,7 +238,7 @@ class Evaluation:
             return np.array([self.symbols.id_of(first.value)], dtype=np.int64)
         if not isinstance(first, Var):
             return None
-        body = _bindable(
+        body, bound = _bindable(
             [
                 lit
                 for lit in rule.body
@@ -246,13 +246,6 @@ class Evaluation:
                 and not (isinstance(lit, Atom) and lit.name in skip)
             ]
         )
-        bound = {
-            a.name
-            for lit in body
-            if isinstance(lit, Atom) and not lit.negated
-            for a in lit.args
-            if isinstance(a, Var)
-        }
         if first.name not in bound:
             return None
         sql = self.compiler.select((first,), (SYM,), tuple(body), self.table_of)
@@ -424,18 +417,13 @@ class Evaluation:
             self.cursor.close()
 
 
-def _bindable(body: list[Literal]) -> list[Literal]:
-    """The literals usable in a query for an operator's sources: positive atoms,
-    then comparisons and negations whose variables those atoms (or '=' from
-    them) bind. Dropping a filter only widens the set of sources."""
-    bound = {
-        a.name
-        for lit in body
-        if isinstance(lit, Atom) and not lit.negated
-        for a in lit.args
-        if isinstance(a, Var)
-    }
+def _bindable(body: list[Literal]) -> tuple[list[Literal], set[str]]:
+    """The literals usable in a query for an operator's sources, and the
+    variables they bind: positive atoms, then comparisons and negations whose
+    variables those atoms (or '=' from them) bind. Dropping a filter only
+    widens the set of sources."""
     keep: list[Literal] = [lit for lit in body if isinstance(lit, Atom) and not lit.negated]
+    bound = {a.name for atom in keep for a in atom.args if isinstance(a, Var)}
     rest = [lit for lit in body if lit not in keep and not isinstance(lit, Aggregate)]
     changed = True
     while changed:
@@ -449,7 +437,7 @@ def _bindable(body: list[Literal]) -> list[Literal]:
             keep.append(lit)
             rest.remove(lit)
             changed = True
-    return keep
+    return keep, bound
 
 
 def column_names(analysis: Analysis, output: str) -> list[str]:
