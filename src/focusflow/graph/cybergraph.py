@@ -142,11 +142,22 @@ class Cybergraph:
         return self.particles.intern(keys)
 
     def add_neurons(
-        self, names: Sequence[str] | np.ndarray, stakes: Sequence[float] | None = None
+        self,
+        names: Sequence[str] | np.ndarray,
+        stakes: Sequence[float] | None = None,
+        *,
+        distinct: bool = False,
     ) -> np.ndarray:
-        """Ids of neurons; new ones get ``stakes`` (or the default stake)."""
+        """Ids of neurons; new ones get ``stakes`` (or the default stake).
+
+        ``distinct`` says the names are pairwise distinct (a reader's factorized
+        keys), which spares factorizing them again.
+        """
         before = self.n_neurons
-        ids = self.neurons.intern(np.asarray(names, dtype=object))
+        if distinct:
+            ids = self.neurons.intern_distinct(list(names))
+        else:
+            ids = self.neurons.intern(np.asarray(names, dtype=object))
         grown = self.n_neurons - before
         if grown:
             self._stake.extend(np.full(grown, self.default_stake))

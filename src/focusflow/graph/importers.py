@@ -1,21 +1,25 @@
 """Reading graphs from files: bostrom cyberlink dumps and plain edge lists.
 
-Both readers parse with pandas' C parser and intern keys in bulk, so a file of
-ten million lines loads in seconds. Every problem a user can cause (missing
+A regular file (one separator, the same field count on every line) is parsed
+by Arrow on every core with its keys factorized in C++ (``graph.arrow_csv``);
+anything else, and every file with an error in it, goes through pandas' C
+parser, whose findings name the line. Every problem a user can cause (missing
 file, missing column, bad CID, negative stake, non-numeric weight) raises an
 :class:`InputFileError` or :class:`InvalidCIDError` that names the file and line.
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
 import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from focusflow.core.cid import validate_cid
 from focusflow.core.errors import InputFileError, InvalidCIDError
+from focusflow.graph import arrow_csv
 from focusflow.graph.cybergraph import Cybergraph
 
 BOSTROM_COLUMNS = ("neuron", "particle_from", "particle_to")
@@ -48,6 +52,8 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def read_stakes(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``(neurons, stakes)`` from a CSV with header ``neuron,stake``."""
+    import pandas as pd
+
     p = _open_check(path)
     try:
         frame = pd.read_csv(p, dtype={"neuron": str}, comment="#", skipinitialspace=True)
@@ -87,6 +93,75 @@ def read_bostrom(
     """
     p = _open_check(path)
     try:
+        cols = arrow_csv.read_bostrom_columns(p, BOSTROM_COLUMNS)
+    except arrow_csv.IrregularFileError:
+        cols = _bostrom_columns_pandas(p)
+    g = graph if graph is not None else Cybergraph(require_cids=True)
+    keys = cols.src.keys
+    invalid = np.zeros(len(keys), dtype=bool)
+    for i, cid in enumerate(keys):
+        if cid in g.particles:
+            continue
+        try:
+            validate_cid(cid)
+        except InvalidCIDError as exc:
+            if not skip_invalid:
+                row = int(np.flatnonzero((cols.src.ids == i) | (cols.dst.ids == i))[0])
+                line = int(cols.rows[row]) + 2
+                raise InvalidCIDError(
+                    f"{p}:{line}: {exc} (--skip-invalid drops such links)"
+                ) from None
+            invalid[i] = True
+    src, dst, neuron = cols.src, cols.dst, cols.neuron
+    skipped = 0
+    if invalid.any():
+        bad = invalid[src.ids] | invalid[dst.ids]
+        skipped = int(bad.sum())
+        src, dst = _refactorize(src.ids[~bad], dst.ids[~bad], keys=keys)
+        (neuron,) = _refactorize(neuron.ids[~bad], keys=neuron.keys)
+    particle_ids = g.particles.intern_distinct(src.keys)
+    neuron_ids = g.add_neurons(neuron.keys, distinct=True)
+    if stakes is not None:
+        names, values = read_stakes(stakes)
+        g.add_neurons(names, values)
+    g.add_link_ids(particle_ids[src.ids], particle_ids[dst.ids], neuron_ids[neuron.ids])
+    g.skipped_invalid = skipped
+    return g
+
+
+def _refactorize(*ids: np.ndarray, keys: list[str]) -> list[arrow_csv.Factorized]:
+    """The key space of what is left after links were dropped, still in first-seen order.
+
+    A key seen only in dropped links is not kept, and one first seen in a dropped
+    link takes the place of its first kept use, as if the dropped lines had
+    never been in the file.
+    """
+    whole = np.concatenate(ids)
+    used, first = np.unique(whole, return_index=True)
+    used = used[np.argsort(first, kind="stable")]
+    new_id = np.full(len(keys), -1, dtype=np.int64)
+    new_id[used] = np.arange(len(used))
+    kept = [keys[i] for i in used.tolist()]
+    return [arrow_csv.Factorized(new_id[col], kept) for col in ids]
+
+
+def _factorize(*columns: np.ndarray) -> list[arrow_csv.Factorized]:
+    """pandas' counterpart of ``arrow_csv.factorize``: one key space, first-seen order."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.concatenate(columns), sort=False)
+    keys = uniques.tolist()
+    bounds = np.cumsum([0] + [len(c) for c in columns])
+    return [
+        arrow_csv.Factorized(codes[lo:hi].astype(np.int64), keys)
+        for lo, hi in itertools.pairwise(bounds)
+    ]
+
+
+def _bostrom_columns_pandas(p: Path) -> arrow_csv.BostromColumns:
+    import pandas as pd
+
+    try:
         frame = pd.read_csv(p, dtype=str, usecols=lambda c: c in BOSTROM_COLUMNS)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise InputFileError(f"{p}: cannot parse bostrom CSV: {exc}") from None
@@ -100,39 +175,11 @@ def read_bostrom(
     if empty.any():
         raise InputFileError(f"{p}:{int(np.flatnonzero(empty)[0]) + 2}: empty field")
     frame = frame.drop_duplicates(subset=list(BOSTROM_COLUMNS), keep="first")
-    src = frame["particle_from"].to_numpy(dtype=object)
-    dst = frame["particle_to"].to_numpy(dtype=object)
-    g = graph if graph is not None else Cybergraph(require_cids=True)
-    fresh = pd.unique(np.concatenate([src, dst]))
-    invalid = []
-    for cid in fresh.tolist():
-        if cid in g.particles:
-            continue
-        try:
-            validate_cid(cid)
-        except InvalidCIDError as exc:
-            if not skip_invalid:
-                row = int(np.flatnonzero((src == cid) | (dst == cid))[0])
-                line = int(frame.index[row]) + 2
-                raise InvalidCIDError(
-                    f"{p}:{line}: {exc} (--skip-invalid drops such links)"
-                ) from None
-            invalid.append(cid)
-    skipped = 0
-    if invalid:
-        bad = np.isin(src, invalid) | np.isin(dst, invalid)
-        skipped = int(bad.sum())
-        frame = frame[~bad]
-        src, dst = src[~bad], dst[~bad]
-    src_ids = g.particles.intern(src)
-    dst_ids = g.particles.intern(dst)
-    neuron_ids = g.add_neurons(frame["neuron"].to_numpy(dtype=object))
-    if stakes is not None:
-        names, values = read_stakes(stakes)
-        g.add_neurons(names, values)
-    g.add_link_ids(src_ids, dst_ids, neuron_ids)
-    g.skipped_invalid = skipped
-    return g
+    src, dst = _factorize(
+        frame["particle_from"].to_numpy(dtype=object), frame["particle_to"].to_numpy(dtype=object)
+    )
+    (neuron,) = _factorize(frame["neuron"].to_numpy(dtype=object))
+    return arrow_csv.BostromColumns(src, dst, neuron, frame.index.to_numpy(dtype=np.int64))
 
 
 def _edge_separator(p: Path) -> str:
@@ -151,6 +198,37 @@ def read_edge_list(path: str | os.PathLike, *, graph: Cybergraph | None = None) 
     """
     p = _open_check(path)
     sep = _edge_separator(p)
+    fast = _regular_delimiter(p, sep)
+    if fast is not None:
+        try:
+            src, dst, weight = arrow_csv.read_edges(p, *fast)
+        except arrow_csv.IrregularFileError:
+            pass
+        else:
+            g = graph if graph is not None else Cybergraph(require_cids=False)
+            ids = g.particles.intern_distinct(src.keys)
+            g.add_link_ids(ids[src.ids], ids[dst.ids], None, weight)
+            return g
+    return _read_edge_list_pandas(p, sep, graph)
+
+
+def _regular_delimiter(p: Path, sep: str) -> tuple[str, int] | None:
+    """``(delimiter, fields)`` for Arrow if the first data line is regular, else None.
+
+    Runs of spaces need the general reader's whitespace splitting; one space
+    between fields is an ordinary delimiter.
+    """
+    line = _first_data_line(p)
+    if sep == r"\s+":
+        if "  " in line or "\t" in line:
+            return None
+        sep = " "
+    return sep, len(next(csv.reader([line], delimiter=sep)))
+
+
+def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cybergraph:
+    import pandas as pd
+
     try:
         frame = pd.read_csv(
             p,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from focusflow.core.structure import Check
 
@@ -34,18 +33,37 @@ class KeyTable:
         Only the distinct keys of the batch pass through Python, so ten million
         links over a few million particles intern in seconds.
         """
+        # pandas is imported here, not with the module: readers that factorize
+        # through Arrow load the graph without paying for its import.
+        import pandas as pd
+
         codes, uniques = pd.factorize(np.asarray(keys, dtype=object), sort=False)
+        return self.intern_distinct(uniques.tolist())[codes]
+
+    def intern_distinct(self, keys: list[str]) -> np.ndarray:
+        """Ids of ``keys``, which are pairwise distinct, adding the unseen ones in order.
+
+        Into an empty table the keys go in one step (``dict(zip(...))`` runs in
+        C); otherwise each is looked up.
+        """
         index = self._index
         table = self._keys
-        unique_ids = np.empty(len(uniques), dtype=np.int64)
-        for i, key in enumerate(uniques.tolist()):
+        if not table:
+            index.update(zip(keys, range(len(keys)), strict=True))
+            if len(index) != len(keys):
+                index.clear()
+                raise ValueError("intern_distinct was given a repeated key")
+            table.extend(keys)
+            return np.arange(len(keys), dtype=np.int64)
+        unique_ids = np.empty(len(keys), dtype=np.int64)
+        for i, key in enumerate(keys):
             found = index.get(key)
             if found is None:
                 found = len(table)
                 index[key] = found
                 table.append(key)
             unique_ids[i] = found
-        return unique_ids[codes]
+        return unique_ids
 
     def id_of(self, key: str) -> int:
         """The id of a known key; KeyError names the key otherwise."""

@@ -1,0 +1,190 @@
+"""Well-formed edge lists and bostrom dumps, read by Arrow's multithreaded CSV reader.
+
+A user's file is mostly one regular table: tab, comma or single-space
+separated, two or three fields a line. Arrow parses such a file on every core
+and factorizes its string keys in C++ (``unique`` keeps first-seen order,
+``index_in`` gives each row its id), so no Python code runs per line and
+pandas is not even imported. Anything irregular (a ragged line, a weight
+that is not a number, runs of spaces, a ``#`` after the start of a line) raises
+:class:`IrregularFileError`, and the caller reads the file with the general pandas reader,
+whose errors name the line; the fast path never guesses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Bytes Arrow hands each parsing thread; larger blocks mean fewer, bigger chunks.
+BLOCK_BYTES = 16 << 20
+
+
+class IrregularFileError(Exception):
+    """The file is not one regular table; read it with the general reader."""
+
+
+@dataclass(frozen=True)
+class Factorized:
+    """Dense ids of string keys, in first-seen order: ``keys[ids[i]]`` is row ``i``'s key."""
+
+    ids: np.ndarray
+    keys: list[str]
+
+
+def _arrow():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    return pa, pc, pcsv
+
+
+def _unique(*columns):
+    """``(distinct keys as an Arrow array, ids of each column)``, first-seen order.
+
+    The columns share their keys (a link's source and target are both
+    particles), so the distinct keys are taken over all of them at once.
+    """
+    pa, pc, _ = _arrow()
+    chunks = [c for col in columns for c in col.chunks]
+    keys = pc.unique(pa.chunked_array(chunks, type=pa.string()))
+    ids = [
+        np.asarray(pc.index_in(col, value_set=keys).to_numpy(), dtype=np.int64) for col in columns
+    ]
+    return keys, ids
+
+
+def _read(
+    path: Path, names: list[str], types: dict, *, delimiter: str, header: bool, comments: bool
+):
+    pa, _, pcsv = _arrow()
+
+    def comment_or_error(row) -> str:
+        # A comment line with another field count than the data is dropped; a
+        # comment that parses like data is found by its key (``_odd_keys``).
+        if comments and row.text is not None and row.text.lstrip().startswith("#"):
+            return "skip"
+        return "error"
+
+    try:
+        return pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(
+                column_names=None if header else names,
+                block_size=BLOCK_BYTES,
+                use_threads=True,
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter=delimiter,
+                invalid_row_handler=comment_or_error,
+                newlines_in_values=False,
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types,
+                include_columns=names,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError) as exc:
+        raise IrregularFileError(str(exc)) from None
+
+
+def _any(mask) -> bool:
+    _, pc, _ = _arrow()
+    return bool(pc.any(mask).as_py())
+
+
+def _odd_keys(keys) -> tuple[bool, bool]:
+    """``(comments, irregular)`` among distinct keys (an Arrow array).
+
+    A key starting with ``#`` is a whole-line comment that parsed like data.
+    The general reader cuts a line at ``#`` and strips spaces before a field,
+    so a key holding ``#`` elsewhere, starting with a space or empty would be
+    read differently there: such a file is left to it. Checked on the distinct
+    keys, not on every row.
+    """
+    _, pc, _ = _arrow()
+    comments = _any(pc.starts_with(keys, "#"))
+    irregular = (
+        _any(pc.match_substring(pc.utf8_slice_codeunits(keys, 1), "#"))
+        or _any(pc.starts_with(keys, " "))
+        or _any(pc.equal(pc.utf8_length(keys), 0))
+    )
+    return comments, irregular
+
+
+def read_edges(path: Path, delimiter: str, n_fields: int):
+    """``(src, dst, weight or None)`` of a regular edge list; ids share one key space.
+
+    ``weight`` is ``None`` for two-field files. Raises :class:`IrregularFileError` for
+    anything the general reader must judge.
+    """
+    pa, pc, _ = _arrow()
+    if n_fields not in (2, 3):
+        raise IrregularFileError(f"{n_fields} fields")
+    names = ["src", "dst", "weight"][:n_fields]
+    types = {"src": pa.string(), "dst": pa.string(), "weight": pa.float64()}
+    table = _read(
+        path, names, {k: types[k] for k in names}, delimiter=delimiter, header=False, comments=True
+    )
+    keys, (src, dst) = _unique(table["src"], table["dst"])
+    comments, irregular = _odd_keys(keys)
+    if comments:
+        table = table.filter(pc.invert(pc.starts_with(table["src"], "#")))
+        keys, (src, dst) = _unique(table["src"], table["dst"])
+        comments, irregular = _odd_keys(keys)
+    if comments or irregular:
+        raise IrregularFileError("a key holds '#', starts with a space or is empty")
+    weight = None
+    if n_fields == 3:
+        weight = np.asarray(table["weight"].to_numpy(), dtype=np.float64)
+        if not np.all(np.isfinite(weight)) or np.any(weight < 0):
+            raise IrregularFileError("a weight that is negative or not finite")
+    names = keys.to_pylist()
+    return Factorized(src, names), Factorized(dst, names), weight
+
+
+@dataclass(frozen=True)
+class BostromColumns:
+    """A bostrom dump's links as ids: particles share one key space, neurons another."""
+
+    src: Factorized
+    dst: Factorized
+    neuron: Factorized
+    #: 0-based data row of each link, for error messages that name a file line.
+    rows: np.ndarray
+
+
+def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns:
+    """The ``neuron, particle_from, particle_to`` columns of a bostrom CSV with its header.
+
+    Links repeated by the same neuron count once (first kept), as go-cyber
+    refuses duplicate cyberlinks.
+    """
+    pa, pc, _ = _arrow()
+    types = {c: pa.string() for c in columns}
+    table = _read(path, list(columns), types, delimiter=",", header=True, comments=False)
+    neuron_col, src_col, dst_col = (table[c] for c in columns)
+    particles, (src_ids, dst_ids) = _unique(src_col, dst_col)
+    neurons, (neuron_ids,) = _unique(neuron_col)
+    for keys in (particles, neurons):
+        if _any(pc.equal(pc.utf8_length(keys), 0)):
+            raise IrregularFileError("an empty field")
+    names = particles.to_pylist()
+    src, dst = Factorized(src_ids, names), Factorized(dst_ids, names)
+    neuron = Factorized(neuron_ids, neurons.to_pylist())
+    rows = np.arange(table.num_rows, dtype=np.int64)
+    if table.num_rows:
+        pair = src.ids * max(len(src.keys), 1) + dst.ids
+        order = np.lexsort((rows, pair, neuron.ids))
+        same = (np.diff(neuron.ids[order]) == 0) & (np.diff(pair[order]) == 0)
+        if same.any():
+            keep = np.sort(order[np.concatenate(([True], ~same))])
+            rows = rows[keep]
+            src = Factorized(src.ids[keep], src.keys)
+            dst = Factorized(dst.ids[keep], dst.keys)
+            neuron = Factorized(neuron.ids[keep], neuron.keys)
+    return BostromColumns(src, dst, neuron, rows)
