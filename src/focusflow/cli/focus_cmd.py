@@ -61,14 +61,15 @@ def _write_tsv(result: FocusResult, ids: np.ndarray, sink) -> None:
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
-    keys = result.keys
-    index = pa.array(ids, type=pa.int64())
-    if keys is not None:
-        names = pa.array(keys, type=pa.string()).take(index)
+    from focusflow.graph.arrow_csv import numeric_array, string_array
+
+    index = numeric_array(np.asarray(ids, dtype=np.int64))
+    if result.keys is not None:
+        names = string_array(result.keys).take(index)
     else:
         names = pc.cast(index, pa.string())
     values = result.cyberank if result.cyberank is not None else result.focus
-    table = pa.table({"particle": names, "value": pa.array(values).take(index)})
+    table = pa.table({"particle": names, "value": numeric_array(values).take(index)})
     # A key holding a tab, a line break or a quote is quoted (RFC 4180), and
     # then every key is; the usual file has none and is written bare.
     plain = not pc.any(pc.match_substring_regex(names, '[\t\n\r"]')).as_py()

@@ -11,13 +11,14 @@ successive iterates drops below ``tol`` (never a fixed step count), at most
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import scipy.sparse as sp
 
 from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.anderson import Anderson
@@ -36,6 +37,9 @@ from focusflow.focus.spectral import (
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.snapshot import Snapshot
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
 Progress = Callable[[int, float], None]
 
 #: Inner solves aim at this fraction of the last outer L1 change.
@@ -47,7 +51,7 @@ DIFFUSION_START_TOL = 1e-2
 #: With ``finish="bounded"`` the exact phase's inner solves may add at most this
 #: fraction of ``tol`` to the result's L1 error (_exact_tolerances).
 EXACT_SHARE = 0.01
-GraphLike = Cybergraph | Snapshot | sp.spmatrix | sp.sparray
+GraphLike = Union[Cybergraph, Snapshot, "sp.spmatrix", "sp.sparray"]
 
 
 #: Snapshots whose prepared operators (SELL storage, float32 copies) are kept
@@ -113,7 +117,11 @@ def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
         return graph.snapshot(), graph.particles.keys()
     if isinstance(graph, Snapshot):
         return graph, None
-    if sp.issparse(graph):
+    # scipy.sparse is looked up, not imported: a graph cannot be one of its
+    # matrices unless the caller imported it, and a command-line run saves
+    # the import.
+    sp = sys.modules.get("scipy.sparse")
+    if sp is not None and sp.issparse(graph):
         m = sp.coo_matrix(graph)
         if m.shape[0] != m.shape[1]:
             raise InvalidParameterError(f"adjacency matrix must be square, got {m.shape}")

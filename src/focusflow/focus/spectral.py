@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import ive
 
 from focusflow.core.structure import Check
 from focusflow.focus.backends.base import GraphOperator
@@ -51,6 +50,8 @@ def heat_series(c: float, tol: float, exact: bool = False) -> tuple[np.ndarray, 
         a_list, tail_list = _exact_series(float(c), kmax)
         a, tail = np.array(a_list), np.array(tail_list)
     else:
+        from scipy.special import ive  # only the fast arithmetic's tri needs it
+
         k = np.arange(kmax + 1)
         a = 2.0 * ive(k, c) * np.where(k % 2 == 0, 1.0, -1.0)
         a[0] = ive(0, c)

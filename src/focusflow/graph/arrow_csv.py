@@ -50,10 +50,51 @@ def _unique(*columns):
     pa, pc, _ = _arrow()
     chunks = [c for col in columns for c in col.chunks]
     keys = pc.unique(pa.chunked_array(chunks, type=pa.string()))
-    ids = [
-        np.asarray(pc.index_in(col, value_set=keys).to_numpy(), dtype=np.int64) for col in columns
-    ]
+    ids = [_numpy(pc.index_in(col, value_set=keys), np.int32, np.int64) for col in columns]
     return keys, ids
+
+
+def _numpy(chunked, stored, dtype) -> np.ndarray:
+    """A chunked Arrow column of fixed-width values (numpy type ``stored``) as one array.
+
+    Read straight from the value buffers: pyarrow's own ``to_numpy`` imports
+    pandas, which alone costs a small file's whole run. A null (an empty
+    weight) is irregular.
+    """
+    parts = []
+    for chunk in chunked.chunks:
+        if chunk.null_count:
+            raise IrregularFileError("an empty value")
+        values = np.frombuffer(chunk.buffers()[1], dtype=stored)
+        parts.append(values[chunk.offset : chunk.offset + len(chunk)])
+    if not parts:
+        return np.empty(0, dtype=dtype)
+    return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def string_array(keys: list[str]):
+    """An Arrow string array of Python strings, built from its buffers.
+
+    ``pyarrow.array`` on a list imports pandas to look for pandas types; at a
+    small file that import costs more than the whole computation.
+    """
+    pa, _, _ = _arrow()
+    encoded = [k.encode("utf-8") for k in keys]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    data = b"".join(encoded)
+    return pa.Array.from_buffers(
+        pa.large_string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+
+def numeric_array(values: np.ndarray):
+    """An Arrow array over a contiguous numpy array of numbers, sharing its memory."""
+    pa, _, _ = _arrow()
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(
+        pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)]
+    )
 
 
 def _read(
@@ -97,6 +138,12 @@ def _any(mask) -> bool:
     return bool(pc.any(mask).as_py())
 
 
+def _has_empty(keys) -> bool:
+    """Whether a key is the empty string (a bare scalar argument would import pandas)."""
+    _, pc, _ = _arrow()
+    return len(keys) > 0 and pc.min(pc.utf8_length(keys)).as_py() == 0
+
+
 def _odd_keys(keys) -> tuple[bool, bool]:
     """``(comments, irregular)`` among distinct keys (an Arrow array).
 
@@ -111,7 +158,7 @@ def _odd_keys(keys) -> tuple[bool, bool]:
     irregular = (
         _any(pc.match_substring(pc.utf8_slice_codeunits(keys, 1), "#"))
         or _any(pc.starts_with(keys, " "))
-        or _any(pc.equal(pc.utf8_length(keys), 0))
+        or _has_empty(keys)
     )
     return comments, irregular
 
@@ -140,7 +187,7 @@ def read_edges(path: Path, delimiter: str, n_fields: int):
         raise IrregularFileError("a key holds '#', starts with a space or is empty")
     weight = None
     if n_fields == 3:
-        weight = np.asarray(table["weight"].to_numpy(), dtype=np.float64)
+        weight = _numpy(table["weight"], np.float64, np.float64)
         if not np.all(np.isfinite(weight)) or np.any(weight < 0):
             raise IrregularFileError("a weight that is negative or not finite")
     names = keys.to_pylist()
@@ -164,14 +211,14 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
     Links repeated by the same neuron count once (first kept), as go-cyber
     refuses duplicate cyberlinks.
     """
-    pa, pc, _ = _arrow()
+    pa, _, _ = _arrow()
     types = {c: pa.string() for c in columns}
     table = _read(path, list(columns), types, delimiter=",", header=True, comments=False)
     neuron_col, src_col, dst_col = (table[c] for c in columns)
     particles, (src_ids, dst_ids) = _unique(src_col, dst_col)
     neurons, (neuron_ids,) = _unique(neuron_col)
     for keys in (particles, neurons):
-        if _any(pc.equal(pc.utf8_length(keys), 0)):
+        if _has_empty(keys):
             raise IrregularFileError("an empty field")
     names = particles.to_pylist()
     src, dst = Factorized(src_ids, names), Factorized(dst_ids, names)

@@ -86,6 +86,7 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
+from focusflow.focus.backends import gpu_device_node
 from focusflow.focus.backends.base import inverse_out_weight, uniform_value
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_matrix
@@ -1353,13 +1354,6 @@ def _batch(history: list[float], tol: float, left: int) -> int:
     return max(1, min(MAX_BATCH, left, int(need)))
 
 
-def _gpu_device_node() -> bool:
-    """A cheap hint that a real GPU is present (DRM render node or NVIDIA device)."""
-    import glob
-
-    return bool(glob.glob("/dev/dri/renderD*") or glob.glob("/dev/nvidia[0-9]*"))
-
-
 class WgpuBackend:
     name = "wgpu"
 
@@ -1369,7 +1363,7 @@ class WgpuBackend:
     def auto_available(self) -> tuple[bool, str]:
         """For ``--backend auto``: only a real GPU counts (llvmpipe is slower than numba),
         and without a GPU device node the adapter is not even probed."""
-        if not _gpu_device_node():
+        if not gpu_device_node():
             return False, "no GPU device node"
         return wgpu_available(require_gpu=True)
 

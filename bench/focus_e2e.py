@@ -1,0 +1,317 @@
+"""A graph file to focus, end to end, as a user runs it: focusflow's CLI against peers' scripts.
+
+Each contender is a whole process, timed from its start to its exit, that
+reads the same file, computes weighted PageRank (damping 0.85, uniform
+teleport, dangling mass spread uniformly) and writes every node with its
+score, highest first, as ``node<TAB>score``:
+
+- ``focusflow focus compute FILE --mode diffusion --tol 1e-6 --out OUT``;
+- igraph: ``Graph.Read_Ncol`` + PRPACK ``pagerank`` + the rows written;
+- scipy: pandas ``read_csv`` + ``factorize`` + a CSR matrix + power
+  iteration to an L1 change below 1e-6 + pandas ``to_csv``;
+- networkx: ``read_weighted_edgelist`` + ``pagerank`` (its scipy solver) +
+  the rows written (up to ``--nx-max-scale``: at scale 20 it needs minutes
+  and tens of GB).
+
+Runs are paired: every round runs each contender once, in rotated order, so a
+background job slows all of them alike. Medians over ``--repeat`` rounds,
+our time over each peer's (``ratio`` < 1 means focusflow is faster) and each
+process's peak RSS per edge of the file are printed. Every contender's output
+is read back and compared with scipy's (L1 distance of the score vectors
+matched by node name) so no one wins by solving something else. igraph keeps
+self-loops, which the others drop (focusflow by definition: a self-link carries
+no weight), so its distance is larger on R-MAT files, which have them.
+
+Inputs: R-MAT edge lists (Graph500 parameters, 16 edges per node, string ids
+``v<n>``, weights with six decimals, self-loops and duplicates kept, as a user's
+file may hold them), generated once into ``--dir``; and the bostrom sample
+shipped with the package (the peers read it with pandas and weigh each link by
+its neuron's stake 1 spread over the neuron's links, as focusflow does).
+
+Run from the repository root::
+
+    python bench/focus_e2e.py                       # scales 16-20 + bostrom, 3 rounds
+    python bench/focus_e2e.py --scales 16 17 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+
+
+# --- peers: each runs in its own process as `python bench/focus_e2e.py --peer NAME IN OUT` ---
+
+
+def _peer_igraph(path: str, out: str, fmt: str) -> None:
+    import igraph as ig
+
+    if fmt == "edges":
+        g = ig.Graph.Read_Ncol(path, names=True, weights=True, directed=True)
+    else:
+        names, src, dst, w = _bostrom_edges(path)
+        g = ig.Graph(n=len(names), edges=list(zip(src, dst, strict=True)), directed=True)
+        g.vs["name"] = names
+        g.es["weight"] = w
+    pr = g.pagerank(damping=0.85, weights="weight", implementation="prpack")
+    names = g.vs["name"]
+    order = sorted(range(len(pr)), key=pr.__getitem__, reverse=True)
+    with open(out, "w") as fh:
+        fh.write("".join(f"{names[i]}\t{pr[i]!r}\n" for i in order))
+
+
+def _bostrom_edges(path: str):
+    """Names, sources, targets and weights of a bostrom CSV, focusflow's weighting."""
+    import pandas as pd
+
+    f = pd.read_csv(path, dtype=str, usecols=["neuron", "particle_from", "particle_to"])
+    f = f.drop_duplicates()
+    f = f[f["particle_from"] != f["particle_to"]]
+    w = 1.0 / f.groupby("neuron")["neuron"].transform("size").to_numpy()
+    codes, names = pd.factorize(pd.concat([f["particle_from"], f["particle_to"]]))
+    m = len(f)
+    return list(names), codes[:m].tolist(), codes[m:].tolist(), w.tolist()
+
+
+def _scipy_pagerank(n: int, src, dst, w, tol: float = 1e-6):
+    import numpy as np
+    import scipy.sparse as sp
+
+    a = sp.csr_matrix((w, (src, dst)), shape=(n, n))  # duplicates summed
+    out = np.asarray(a.sum(axis=1)).ravel()
+    dangling = out == 0
+    inv = np.divide(1.0, out, out=np.zeros(n), where=~dangling)
+    at = (sp.diags(inv) @ a).T.tocsr()
+    x = np.full(n, 1.0 / n)
+    for _ in range(1000):
+        nxt = 0.85 * (at @ x + x[dangling].sum() / n) + 0.15 / n
+        nxt /= nxt.sum()
+        done = np.abs(nxt - x).sum() < tol
+        x = nxt
+        if done:
+            break
+    return x
+
+
+def _peer_scipy(path: str, out: str, fmt: str) -> None:
+    import numpy as np
+    import pandas as pd
+
+    if fmt == "edges":
+        f = pd.read_csv(path, sep="\t", header=None, names=["s", "d", "w"], dtype={"w": float})
+        f = f[f["s"] != f["d"]]
+        codes, names = pd.factorize(pd.concat([f["s"], f["d"]]))
+        m = len(f)
+        src, dst, w = codes[:m], codes[m:], f["w"].to_numpy()
+    else:
+        names, src, dst, w = _bostrom_edges(path)
+        src, dst, w = np.asarray(src), np.asarray(dst), np.asarray(w)
+    x = _scipy_pagerank(len(names), src, dst, w)
+    order = np.argsort(-x, kind="stable")
+    pd.DataFrame({"n": np.asarray(names, dtype=object)[order], "x": x[order]}).to_csv(
+        out, sep="\t", header=False, index=False
+    )
+
+
+def _peer_networkx(path: str, out: str, fmt: str) -> None:
+    import networkx as nx
+
+    if fmt == "edges":
+        g = nx.read_weighted_edgelist(path, create_using=nx.MultiDiGraph, delimiter="\t")
+        g.remove_edges_from(list(nx.selfloop_edges(g)))
+        d = nx.DiGraph()
+        d.add_nodes_from(g)
+        for s, t, w in g.edges(data="weight"):
+            if d.has_edge(s, t):
+                d[s][t]["weight"] += w
+            else:
+                d.add_edge(s, t, weight=w)
+    else:
+        names, src, dst, w = _bostrom_edges(path)
+        d = nx.DiGraph()
+        d.add_nodes_from(names)
+        for s, t, x in zip(src, dst, w, strict=True):
+            if d.has_edge(names[s], names[t]):
+                d[names[s]][names[t]]["weight"] += x
+            else:
+                d.add_edge(names[s], names[t], weight=x)
+    pr = nx.pagerank(d, alpha=0.85, weight="weight", tol=1e-6 / max(len(d), 1))
+    rows = sorted(pr.items(), key=lambda kv: kv[1], reverse=True)
+    with open(out, "w") as fh:
+        fh.write("".join(f"{k}\t{v!r}\n" for k, v in rows))
+
+
+PEERS = {"igraph": _peer_igraph, "scipy": _peer_scipy, "networkx": _peer_networkx}
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def rmat_file(directory: Path, scale: int) -> Path:
+    """An R-MAT edge list at ``scale``, written once (string ids, six-decimal weights)."""
+    path = directory / f"rmat{scale}.tsv"
+    if path.exists():
+        return path
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from focusflow.graph.generators import rmat_edges
+
+    src, dst, w = rmat_edges(scale, seed=scale)
+    ids = pc.cast(pa.array(np.arange(1 << scale)), pa.string())
+    names = pc.binary_join_element_wise("v", ids, "")
+    table = pa.table(
+        {
+            "s": names.take(pa.array(src)),
+            "d": names.take(pa.array(dst)),
+            "w": pc.round(pa.array(w), 6),
+        }
+    )
+    tmp = path.with_suffix(".part")
+    pcsv.write_csv(
+        table,
+        tmp,
+        write_options=pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"),
+    )
+    tmp.rename(path)
+    return path
+
+
+def edge_count(path: Path, fmt: str) -> int:
+    with path.open("rb") as fh:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b""))
+    return lines - (1 if fmt == "bostrom" else 0)
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+def run(cmd: list[str], timeout: float) -> tuple[float, int, int]:
+    """``(seconds, peak RSS bytes, exit status)`` of one whole process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = t0 + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            return float("inf"), usage.ru_maxrss * 1024, -9
+        time.sleep(0.002)
+    seconds = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        err = proc.stderr.read().decode(errors="replace")[-2000:]
+        print(f"  ! {' '.join(cmd[:4])} exited {code}: {err}", file=sys.stderr)
+    proc.stderr.close()
+    return seconds, usage.ru_maxrss * 1024, code
+
+
+def read_scores(path: Path) -> dict[str, float]:
+    import pandas as pd
+
+    f = pd.read_csv(path, sep="\t", header=None, names=["k", "v"], dtype={"k": str}, quoting=3)
+    return dict(zip(f["k"], f["v"], strict=True))
+
+
+def l1(a: dict[str, float], b: dict[str, float]) -> float:
+    keys = a.keys() | b.keys()
+    return sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in keys)
+
+
+def commands(path: Path, fmt: str, out: Path, names: list[str]) -> dict[str, list[str]]:
+    py = sys.executable
+    ours = [py, "-m", "focusflow", "focus", "compute", str(path), "--format", fmt]
+    ours += ["--mode", "diffusion", "--tol", "1e-6", "--out", str(out / "focusflow.tsv")]
+    cmds = {"focusflow": ours}
+    for name in names:
+        cmds[name] = [py, str(HERE), "--peer", name, fmt, str(path), str(out / f"{name}.tsv")]
+    return cmds
+
+
+def bench_input(label: str, path: Path, fmt: str, peers: list[str], args) -> list[str]:
+    edges = edge_count(path, fmt)
+    lines = [f"### {label}: {edges:,} edges ({path.stat().st_size / 2**20:.1f} MiB)"]
+    with tempfile.TemporaryDirectory(prefix="focus-e2e-") as tmp:
+        out = Path(tmp)
+        cmds = commands(path, fmt, out, peers)
+        names = list(cmds)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        rss: dict[str, int] = dict.fromkeys(names, 0)
+        for r in range(args.repeat):
+            rotated = names[r % len(names) :] + names[: r % len(names)]
+            for name in rotated:
+                secs, peak, code = run(cmds[name], args.timeout)
+                times[name].append(secs if code == 0 else float("inf"))
+                rss[name] = max(rss[name], peak)
+        ref = read_scores(out / "scipy.tsv") if (out / "scipy.tsv").exists() else None
+        ours = statistics.median(times["focusflow"])
+        lines.append(
+            "| contender | median s | runs | peak MiB | bytes/edge | ours/peer | L1 vs scipy |"
+        )
+        lines.append("|---|---|---|---|---|---|---|")
+        for name in names:
+            med = statistics.median(times[name])
+            runs = " ".join(f"{t:.2f}" for t in times[name])
+            ratio = "" if name == "focusflow" else f"{ours / med:.2f}"
+            diff = ""
+            if ref is not None and (out / f"{name}.tsv").exists():
+                diff = f"{l1(read_scores(out / f'{name}.tsv'), ref):.1e}"
+            lines.append(
+                f"| {name} | {med:.3f} | {runs} | {rss[name] / 2**20:.0f} | "
+                f"{rss[name] / max(edges, 1):.0f} | {ratio} | {diff} |"
+            )
+        for name in peers:
+            med = statistics.median(times[name])
+            lines.append(f"focusflow vs {name}: {med / ours:.2f}x faster end to end")
+    for line in lines:
+        print(line, flush=True)
+    return lines
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--peer":
+        name, fmt, path, out = sys.argv[2:6]
+        PEERS[name](path, out, fmt)
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--scales", type=int, nargs="*", default=[16, 17, 18, 19, 20])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--nx-max-scale", type=int, default=17)
+    ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--no-bostrom", action="store_true")
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "focusflow-e2e")
+    args = ap.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"# focus_e2e {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{os.cpu_count()} CPUs, python {platform.python_version()}, repeat {args.repeat}",
+        flush=True,
+    )
+    if not args.no_bostrom:
+        sample = ROOT / "src" / "focusflow" / "data" / "bostrom-sample-cyberlinks.csv"
+        bench_input("bostrom sample", sample, "bostrom", list(PEERS), args)
+    for scale in args.scales:
+        path = rmat_file(args.dir, scale)
+        peers = [p for p in PEERS if p != "networkx" or scale <= args.nx_max_scale]
+        bench_input(f"R-MAT scale {scale}", path, "edges", peers, args)
+
+
+if __name__ == "__main__":
+    main()
