@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+from collections.abc import Callable
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -114,7 +116,17 @@ def handle(system: KonomiSystem, cube: Cube | None, msg: dict) -> tuple[Cube | N
     return cube, result
 
 
-async def serve_socket(websocket: WebSocket, system: KonomiSystem, bus: LocalBus) -> None:
+#: Told of each handled message: its action (as sent), ``ok`` or the error code,
+#: and the seconds it took.
+MessageObserver = Callable[[object, str, float], None]
+
+
+async def serve_socket(
+    websocket: WebSocket,
+    system: KonomiSystem,
+    bus: LocalBus,
+    observe: MessageObserver | None = None,
+) -> None:
     """Run one WebSocket connection until the client leaves."""
     await websocket.accept()
     cube: Cube | None = None
@@ -141,6 +153,7 @@ async def serve_socket(websocket: WebSocket, system: KonomiSystem, bus: LocalBus
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             action = None
+            started = time.perf_counter()
             try:
                 try:
                     msg = json.loads(raw)
@@ -151,8 +164,12 @@ async def serve_socket(websocket: WebSocket, system: KonomiSystem, bus: LocalBus
                 action = msg.get("action")
                 cube, reply = handle(system, cube, msg)
             except FocusflowError as exc:
+                if observe is not None:
+                    observe(action, exc.code, time.perf_counter() - started)
                 await send({**error_body(exc), "action": action})
                 continue
+            if observe is not None:
+                observe(action, "ok", time.perf_counter() - started)
             await send(reply)
     except WebSocketDisconnect:
         pass
