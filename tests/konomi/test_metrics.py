@@ -12,11 +12,11 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from focusflow.konomi.launch import free_port, new_token, serve_process, stop, wait_port
+from tests.konomi.scrape import growth, scrape, value
 
 TOKEN = new_token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -34,22 +34,6 @@ def server(tmp_path_factory):
         yield f"127.0.0.1:{port}"
     finally:
         stop([proc])
-
-
-def scrape(http: httpx.Client, host: str) -> dict[tuple[str, frozenset], float]:
-    """Every sample of /metrics, keyed by (name, labels), fetched without the token."""
-    r = http.get(f"http://{host}/metrics")
-    assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def test_metrics_need_no_token_and_name_what_the_server_holds(server):
@@ -88,7 +72,7 @@ def test_requests_are_counted_by_route_method_and_status(server):
         after = scrape(http, server)
 
     def grew(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return growth(before, after, name, **labels)
 
     requests = "konomi_http_requests_total"
     assert grew(requests, route="/value", method="GET", status="200") == 1
@@ -131,7 +115,7 @@ def test_websocket_sessions_actions_and_latency_are_counted(server):
             time.sleep(0.05)
 
     def grew(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return growth(before, after, name, **labels)
 
     assert value(during, "konomi_ws_sessions") == value(before, "konomi_ws_sessions") + 1
     assert value(after, "konomi_ws_sessions") == 0

@@ -140,7 +140,8 @@ class KonomiMetrics:
     def on_event(self, event: dict, origin: str) -> None:
         """Count an event; a local face operation also adds its blocks and time."""
         kind = event.get("event")
-        self.events.labels(kind if kind in EVENTS else "other", origin).inc()
+        known = isinstance(kind, str) and kind in EVENTS
+        self.events.labels(kind if known else "other", origin).inc()
         if kind == "interlock" and origin == "local":
             op = str(event.get("operation"))
             self.face_blocks.labels(op).inc(int(event.get("processed") or 0))
