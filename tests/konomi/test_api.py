@@ -120,8 +120,10 @@ def test_websocket_errors_keep_the_socket_open(client):
         assert ws.receive_json()["error"]["code"] == "unknown_action"
         ws.send_json({"action": "fly"})
         assert ws.receive_json()["error"]["code"] == "unknown_action"
-        ws.send_json({"action": "initialize", "template_id": "t-missing"})
+        ws.send_json({"action": "initialize", "cube_id": "c1", "template_id": "t-missing"})
         assert ws.receive_json()["error"]["code"] == "unknown_template"
+        ws.send_json({"action": "initialize", "template_id": "t-missing"})
+        assert ws.receive_json()["cube_id"] == "t-missing"
         ws.send_json({"action": "initialize"})
         assert ws.receive_json()["status"] == "initialized"
         ws.send_json({"action": "process", "vertex": "UP", "text": "x"})

@@ -45,6 +45,8 @@ def test_compose_has_the_seed_services_ports_and_limits():
         assert f"ROLE: {role}" in b and f'PORT: "{port}"' in b
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert '--port "$PORT" --role "$ROLE"' in dockerfile
+    # psycopg and redis are the konomi extra, not dependencies of the package.
+    assert "pip install --no-cache-dir '.[konomi]'" in dockerfile
     assert "image: postgres:15" in blocks["db"] and "image: redis:7-alpine" in blocks["redis"]
 
 

@@ -13,9 +13,12 @@ import time
 
 import httpx
 import pytest
+import redis
 from websockets.sync.client import connect
 
+from focusflow.konomi.events import CHANNEL
 from focusflow.konomi.launch import free_port, new_token, serve_process, stop, wait_port
+from tests.konomi.scrape import growth, scrape
 
 TOKEN = new_token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -108,3 +111,34 @@ def test_rest_over_http_against_postgres(two_servers):
         r = http.get(f"http://127.0.0.1:{p2}/value", params={"x": 1000, "y": 0, "z": 0})
         assert r.json()["error"]["code"] == "coordinate_out_of_range"
         assert "/llm/interlock" in http.get(f"http://127.0.0.1:{p2}/openapi.json").json()["paths"]
+
+
+def test_remote_events_are_counted_in_closed_label_sets(two_servers, redis_server):
+    """Process 2 counts what reaches it through Redis as ``remote``; a kind it does not
+    know, even one that is not a string, is counted as ``other`` and breaks nothing."""
+    p1, p2 = two_servers
+    with httpx.Client(timeout=10) as http:
+        before = scrape(http, f"127.0.0.1:{p2}")
+        r = http.post(f"http://127.0.0.1:{p1}/value", json={"x": 3, "y": 3, "z": 3}, headers=AUTH)
+        assert r.status_code == 200
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            for kind in (["a", "list"], "made-up"):
+                client.publish(CHANNEL, json.dumps({"event": kind, "origin": "elsewhere"}))
+        finally:
+            client.close()
+        deadline = time.monotonic() + 10
+        while True:
+            after = scrape(http, f"127.0.0.1:{p2}")
+            events = "konomi_events_total"
+            done = (
+                growth(before, after, events, event="other", origin="remote") == 2
+                and growth(before, after, events, event="blocks", origin="remote") >= 1
+            )
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert done, "process 2 did not count the remote events"
+        assert not any("made-up" in str(labels) for _, labels in after)
+        seen = http.get(f"http://127.0.0.1:{p2}/value", params={"x": 3, "y": 3, "z": 3})
+        assert seen.json()["active"]

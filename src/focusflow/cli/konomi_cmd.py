@@ -3,7 +3,9 @@
 ``serve`` runs REST + WebSocket + the web page (or a subset, ``--role``) with
 uvicorn; ``--db postgresql://...`` persists to PostgreSQL, anything else (default
 ``konomi.sqlite3``) to SQLite; ``--redis redis://...`` fans cube events out to
-every server process through Redis pub/sub.
+every server process through Redis pub/sub. PostgreSQL and Redis need the
+``konomi`` extra (``pip install 'focusflow[konomi]'``); without it those options
+fail with ``backend_unavailable`` and the install line.
 
 Every POST and WebSocket needs the server's bearer token: ``$KONOMI_TOKEN``
 when set (containers share it that way), else the one in ``--token-file``
@@ -74,9 +76,12 @@ def serve_cmd(
         raise InvalidParameterError("--dims must be three integers like 1000,1000,1000") from None
     if len(shape) != 3:
         raise InvalidParameterError("--dims needs three integers")
+    # The bus first: it needs no connection yet, and a missing redis package is
+    # then refused before a token file or a database is touched.
+    bus = open_bus(redis)
     token = _server_token(token_file)
     system = KonomiSystem(store=open_store(db), default_dims=shape)  # type: ignore[arg-type]
-    app = create_app(system, open_bus(redis), tuple(role), token=token)
+    app = create_app(system, bus, tuple(role), token=token)
     print(f"konomi: serving {', '.join(role)} on http://{host}:{port}", file=sys.stderr, flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto", ws_max_size=MAX_BODY)

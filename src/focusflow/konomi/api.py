@@ -3,7 +3,8 @@
 Endpoints as the seed lists them: ``POST /template/create``, ``POST
 /instance/create``, ``GET /value``, ``POST /value``, ``POST /llm/process``, ``POST
 /llm/interlock``, WebSocket ``/ws``; plus ``POST /block/attest``, ``GET
-/block/consensus`` for the blockchain properties and ``GET /healthz``. Errors are
+/block/consensus`` for the blockchain properties, ``GET /healthz`` and ``GET
+/metrics`` (Prometheus). Errors are
 ``{"error": {"code", "message"}}`` with the HTTP status of the error class;
 malformed requests answer 422 with code ``malformed_message``. OpenAPI is at
 ``/openapi.json`` (and ``/docs``).
@@ -22,13 +23,14 @@ from importlib import resources
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from focusflow.core.errors import FocusflowError
 from focusflow.konomi.errors import KonomiError
 from focusflow.konomi.events import LocalBus
 from focusflow.konomi.guard import MAX_BODY, KonomiGuard, check_token
+from focusflow.konomi.metrics import CONTENT_TYPE, KonomiMetrics, MetricsMiddleware
 from focusflow.konomi.system import KonomiSystem
 from focusflow.konomi.ws import error_body, serve_socket
 
@@ -75,11 +77,21 @@ def create_app(
     system = system if system is not None else KonomiSystem()
     bus = bus if bus is not None else LocalBus()
 
+    metrics = KonomiMetrics(system)
+
+    def emit(event: dict) -> None:
+        metrics.on_event(event, "local")
+        bus.emit(event)
+
+    def apply_remote(event: dict) -> None:
+        metrics.on_event(event, "remote")
+        system.apply_event(event)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await bus.start()
-        system.on_event = bus.emit
-        bus.on_remote = system.apply_event
+        system.on_event = emit
+        bus.on_remote = apply_remote
         try:
             yield
         finally:
@@ -94,7 +106,10 @@ def create_app(
     )
     app.state.system = system
     app.state.bus = bus
+    app.state.metrics = metrics
     app.add_middleware(KonomiGuard, token=check_token(token), max_body=max_body)
+    # Outermost, so that requests and handshakes the guard refuses are counted too.
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
 
     @app.exception_handler(FocusflowError)
     async def _focusflow_error(request: Request, exc: FocusflowError) -> JSONResponse:
@@ -120,13 +135,18 @@ def create_app(
         """Liveness, and what this process serves."""
         return {"status": "ok", "roles": list(roles), "state": system.machine.state.value}
 
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        """Prometheus text format; open like every read (docs/konomi.md, *Metrics*)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     if "api" in roles:
         _add_rest(app, system)
     if "ws" in roles:
 
         @app.websocket("/ws")
         async def websocket_endpoint(websocket: WebSocket) -> None:
-            await serve_socket(websocket, system, bus)
+            await serve_socket(websocket, system, bus, metrics.on_ws_message)
 
     if "web" in roles:
         page = resources.files("focusflow.konomi.web").joinpath("index.html").read_text()

@@ -21,6 +21,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+from focusflow.konomi.extras import import_extra
+
 CHANNEL = "konomi:events"
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class RedisBus(LocalBus):
 
     def __init__(self, url: str, channel: str = CHANNEL) -> None:
         super().__init__()
+        self._aioredis = import_extra("redis.asyncio", "Redis fan-out (--redis redis://...)")
         self.url = url
         self.channel = channel
         self._redis = None
@@ -92,10 +95,8 @@ class RedisBus(LocalBus):
 
     async def start(self) -> None:
         """Connect, subscribe, and start relaying other processes' events."""
-        import redis.asyncio as aioredis
-
         await super().start()
-        self._redis = aioredis.from_url(self.url)
+        self._redis = self._aioredis.from_url(self.url)
         self._pubsub = self._redis.pubsub()
         await self._pubsub.subscribe(self.channel)
         self._reader = asyncio.create_task(self._read())

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from focusflow.konomi.errors import StoreError
+from focusflow.konomi.extras import import_extra
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS konomi_templates (
@@ -227,8 +228,7 @@ class PostgresStore(Store):
 
     def __init__(self, url: str) -> None:
         super().__init__()
-        import psycopg
-
+        psycopg = import_extra("psycopg", "PostgreSQL persistence (--db postgresql://...)")
         self._psycopg = psycopg
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)

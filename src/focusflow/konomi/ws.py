@@ -1,6 +1,8 @@
 """The Cube WebSocket protocol (seed 003): one JSON object per message.
 
-Requests: ``{"action": "initialize", "template_id": "t1", "cube_id"?: "c1"}``,
+Requests: ``{"action": "initialize", "template_id": "t1"}`` (the design's own
+example, which makes or attaches to cube ``t1``) or ``{"action": "initialize", "cube_id":
+"c1", "template_id"?: "default"}``,
 ``{"action": "process", "vertex": "NEU", "text": "..."}``,
 ``{"action": "connect", "source": "NEU", "target": "SWD"}``, ``{"action": "status"}``,
 ``{"action": "collective_think", "query": "..."}``. Replies have the seed's shapes.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+from collections.abc import Callable
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -30,6 +34,9 @@ from focusflow.konomi.events import LocalBus
 from focusflow.konomi.system import KonomiSystem
 
 ACTIONS = ("initialize", "process", "connect", "status", "collective_think")
+#: Longest cube or template id a message may name: ids are stored and travel in
+#: every event of the cube.
+MAX_ID_CHARS = 128
 
 
 def error_body(exc: FocusflowError) -> dict:
@@ -44,26 +51,49 @@ def _text(msg: dict, key: str) -> str:
     return value
 
 
+def _optional_id(msg: dict, key: str) -> str | None:
+    """An id field: absent, or 1 to MAX_ID_CHARS printable characters."""
+    value = msg.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_CHARS or not value.isprintable():
+        raise MalformedMessageError(
+            f"field {key!r} must be a string of 1 to {MAX_ID_CHARS} printable characters"
+        )
+    return value
+
+
+def initialize(system: KonomiSystem, cube_id: str | None, template_id: str | None) -> Cube:
+    """The cube an ``initialize`` names, created when it does not exist yet.
+
+    The design's reference server calls ``create_cube(template_id)``: its
+    ``template_id`` is the cube's name, so ``{"action": "initialize", "template_id": "t1"}`` on a
+    fresh server makes cube ``t1``. Without ``cube_id`` that is what happens here
+    too; the cube takes the weights of the template of that id if there is one,
+    else the default template's. With ``cube_id``, ``template_id`` can only mean
+    a grid template, so an unknown one is ``unknown_template``. An existing cube
+    is attached to rather than replaced: cubes are persisted and shared by every
+    socket and server process, and replacing one would wipe the others' state.
+    """
+    if cube_id is None:
+        cube_id = template_id
+        if template_id is not None and template_id not in system.templates:
+            template_id = None
+    elif template_id is not None:
+        system.template(template_id)
+    if cube_id is not None:
+        with contextlib.suppress(UnknownCubeError):
+            return system.cube(cube_id)
+    return system.create_cube(cube_id, template_id)
+
+
 def handle(system: KonomiSystem, cube: Cube | None, msg: dict) -> tuple[Cube | None, dict]:
     """Apply one request message; returns the connection's cube and the reply (sans-io)."""
     action = msg.get("action")
     if action not in ACTIONS:
         raise UnknownActionError(f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
     if action == "initialize":
-        cube_id = msg.get("cube_id")
-        template_id = msg.get("template_id")
-        if cube_id is not None and not isinstance(cube_id, str):
-            raise MalformedMessageError("field 'cube_id' must be a string")
-        if template_id is not None and not isinstance(template_id, str):
-            raise MalformedMessageError("field 'template_id' must be a string")
-        try:
-            cube = system.cube(cube_id) if cube_id else None
-        except UnknownCubeError:
-            cube = None
-        if cube is None:
-            if template_id is not None:
-                system.template(template_id)
-            cube = system.create_cube(cube_id, template_id)
+        cube = initialize(system, _optional_id(msg, "cube_id"), _optional_id(msg, "template_id"))
         return cube, {"status": "initialized", "cube_id": cube.id, "vertices": list(VERTICES)}
     if cube is None:
         raise NotInitializedError(f"send an 'initialize' action before {action!r}")
@@ -86,7 +116,17 @@ def handle(system: KonomiSystem, cube: Cube | None, msg: dict) -> tuple[Cube | N
     return cube, result
 
 
-async def serve_socket(websocket: WebSocket, system: KonomiSystem, bus: LocalBus) -> None:
+#: Told of each handled message: its action (as sent), ``ok`` or the error code,
+#: and the seconds it took.
+MessageObserver = Callable[[object, str, float], None]
+
+
+async def serve_socket(
+    websocket: WebSocket,
+    system: KonomiSystem,
+    bus: LocalBus,
+    observe: MessageObserver | None = None,
+) -> None:
     """Run one WebSocket connection until the client leaves."""
     await websocket.accept()
     cube: Cube | None = None
@@ -113,6 +153,7 @@ async def serve_socket(websocket: WebSocket, system: KonomiSystem, bus: LocalBus
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             action = None
+            started = time.perf_counter()
             try:
                 try:
                     msg = json.loads(raw)
@@ -123,8 +164,12 @@ async def serve_socket(websocket: WebSocket, system: KonomiSystem, bus: LocalBus
                 action = msg.get("action")
                 cube, reply = handle(system, cube, msg)
             except FocusflowError as exc:
+                if observe is not None:
+                    observe(action, exc.code, time.perf_counter() - started)
                 await send({**error_body(exc), "action": action})
                 continue
+            if observe is not None:
+                observe(action, "ok", time.perf_counter() - started)
             await send(reply)
     except WebSocketDisconnect:
         pass
