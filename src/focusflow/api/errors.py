@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from focusflow.core.errors import FocusflowError
 
@@ -95,9 +96,36 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
             exc.status_code, "malformed"
         )
-        return error_response(code, str(exc.detail), exc.status_code)
+        response = error_response(code, str(exc.detail), exc.status_code)
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+        return response
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+
+
+#: The methods a 405's ``Allow`` may name (RFC 9110's, less CONNECT and TRACE,
+#: which no route serves).
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    """Every method some route of ``app`` answers at the scope's path, sorted.
+
+    RFC 9110 requires a 405 to name them in ``Allow``. The router raises 405
+    from the first route whose path matches, with that route's methods only,
+    and a path served by several routes (``GET`` and ``POST /v1/query/views``)
+    needs the union over all of them: each method is tried against the routes
+    as the router itself would match it.
+    """
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    ]
 
 
 class BodyLimit:
