@@ -116,6 +116,8 @@ def test_method_not_allowed_names_every_method_of_the_path(shared_devnet):
     expected = {
         ("POST", "/v1/validators"): "GET",
         ("TRACE", "/v1/txs"): "POST",
+        ("GET", "/v1/txs/batch"): "POST",
+        ("OPTIONS", "/v1/txs/batch"): "POST",
         ("PUT", "/v1/txs/" + "ab" * 32): "GET",
         ("DELETE", "/v1/query/views"): "GET, POST",
         ("PUT", "/v1/query/views/some_view"): "DELETE, GET",
