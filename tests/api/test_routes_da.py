@@ -101,10 +101,12 @@ def test_every_share_comes_with_a_proof_the_light_client_accepts(client, node):
         ("/v1/da/-1", 400, "malformed"),
         ("/v1/da/abc", 400, "malformed"),
         ("/v1/da/2/shares/x/0", 400, "malformed"),
-        ("/v1/da/2/shares/8/0", 400, "invalid_parameter"),
-        ("/v1/da/2/shares/0/8", 400, "invalid_parameter"),
-        ("/v1/da/2/shares/-1/0", 400, "invalid_parameter"),
-        ("/v1/da/0/shares/0/2", 400, "invalid_parameter"),
+        ("/v1/da/2/shares/8/0", 404, "unknown_share"),
+        ("/v1/da/2/shares/0/8", 404, "unknown_share"),
+        ("/v1/da/0/shares/0/2", 404, "unknown_share"),
+        ("/v1/da/2/shares/-1/0", 400, "malformed"),
+        ("/v1/da/2/shares/0/1024", 400, "malformed"),
+        ("/v1/da/9223372036854775808", 400, "malformed"),
     ],
 )
 def test_bad_requests_get_stable_codes_and_change_nothing(client, node, path, status, code):

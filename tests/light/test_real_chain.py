@@ -97,7 +97,8 @@ def test_route_errors_have_their_codes(changing):
     cases = [
         (f"/v1/light/header/{chain.height + 5}", 404, "unknown_block"),
         ("/v1/light/header/-1", 400, "malformed"),
-        ("/v1/light/proofs/key?key=hex:zz", 400, "invalid_parameter"),
+        ("/v1/light/proofs/key?key=hex:zz", 400, "malformed"),
+        (f"/v1/light/proofs/key?key={'x' * 1025}", 400, "malformed"),
         (f"/v1/light/proofs/key?key=hex:{'00' * 1025}", 400, "malformed"),
         (f"/v1/light/proofs/key?key=/kv/params&height={chain.height + 1}", 404, "unknown_block"),
         ("/v1/light/proofs/account/nonsense", 400, "invalid_address"),

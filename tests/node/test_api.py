@@ -110,6 +110,29 @@ def test_validators_show_the_devnet_as_a_set_of_one(shared_devnet, linked):
     assert (refused.status_code, refused.json()["error"]["code"]) == (405, "method_not_allowed")
 
 
+def test_method_not_allowed_names_every_method_of_the_path(shared_devnet):
+    """A 405 carries ``Allow`` with all the methods the path answers (RFC 9110), also
+    where several routes share the path."""
+    expected = {
+        ("POST", "/v1/validators"): "GET",
+        ("TRACE", "/v1/txs"): "POST",
+        ("GET", "/v1/txs/batch"): "POST",
+        ("OPTIONS", "/v1/txs/batch"): "POST",
+        ("PUT", "/v1/txs/" + "ab" * 32): "GET",
+        ("DELETE", "/v1/query/views"): "GET, POST",
+        ("PUT", "/v1/query/views/some_view"): "DELETE, GET",
+        ("PATCH", "/v1/focus/top"): "GET",
+    }
+    with shared_devnet.client() as c:
+        for (method, path), allow in expected.items():
+            r = c.request(method, path)
+            assert r.status_code == 405, (method, path, r.text)
+            assert r.json()["error"]["code"] == "method_not_allowed"
+            assert r.headers.get("allow") == allow, (method, path, r.headers)
+        missing = c.request("PUT", "/v1/no/such/path")
+    assert missing.status_code == 404 and "allow" not in missing.headers
+
+
 def test_state_proof_verifies_account(shared_devnet, linked):
     key = shared_devnet.dev_key()
     path = account_key(key.address_raw)

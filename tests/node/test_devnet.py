@@ -117,6 +117,35 @@ def test_busy_port_and_bad_options_are_clear_errors(tmp_path):
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["precious.txt"]
 
 
+def _tree(path) -> dict[str, tuple[int, bytes]]:
+    """Every entry under ``path`` with its mode and (for files) its bytes."""
+    return {
+        str(p.relative_to(path)): (p.stat().st_mode, p.read_bytes() if p.is_file() else b"")
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def test_busy_port_leaves_the_home_as_it_was(tmp_path):
+    """A start that cannot listen makes nothing: no new home, no change to an old one."""
+    absent = tmp_path / "absent"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    made = tmp_path / "made"
+    init_devnet(made)
+    before = _tree(made)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for home in (absent, empty, made):
+            r = _run("devnet", "--home", str(home), "--port", port)
+            assert r.returncode == 2, r.stderr
+            assert "port_in_use" in r.stderr and f"127.0.0.1:{port}" in r.stderr, r.stderr
+    assert not absent.exists()
+    assert list(empty.iterdir()) == []
+    assert _tree(made) == before
+
+
 def test_json_logs_are_json_lines(tmp_path):
     net = start_devnet(tmp_path / "home", "--json-logs")
     try:

@@ -65,7 +65,7 @@ def test_infer_answers_from_the_committed_graph(net):
         ({"context": ["cats"], "top": 10**9}, 400, "invalid_parameter"),
         ({"context": ["cats"] * 65}, 400, "invalid_parameter"),
         ({"context": ["cats"], "mode": "cyberank"}, 400, "invalid_parameter"),
-        ({"context": ["cats"], "semcons": {"nobody": 1}}, 400, "unknown_semcon"),
+        ({"context": ["cats"], "semcons": {"nobody": 1}}, 404, "unknown_semcon"),
         ({"context": ["cats"], "tol": "small"}, 400, "invalid_parameter"),
         (
             {"context": ["cats"], "semcons": {f"s{i}": 1 for i in range(17)}},
@@ -82,6 +82,18 @@ def test_bad_requests_are_refused_with_their_code(net, body, status, code):
         r = c.post("/v1/infer", json=body)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
+
+
+def test_whole_numbers_written_as_floats_are_integers(net):
+    """JSON has one number type: ``3.0`` is the integer 3, as the OpenAPI schema's
+    ``integer`` says; a fraction is still refused."""
+    with net.client() as c:
+        whole = c.post("/v1/infer", json={"context": ["cats"], "top": 3.0, "seed": 7.0})
+        plain = c.post("/v1/infer", json={"context": ["cats"], "top": 3, "seed": 7})
+        part = c.post("/v1/infer", json={"context": ["cats"], "top": 2.5})
+    assert whole.status_code == 200, whole.text
+    assert len(whole.json()["particles"]) == len(plain.json()["particles"]) <= 3
+    assert (part.status_code, part.json()["error"]["code"]) == (400, "invalid_parameter")
 
 
 def test_a_body_that_is_not_json_is_malformed(net):

@@ -183,7 +183,10 @@ def test_views_follow_the_chain_and_stream_their_changes(net):
         statuses = {v["name"]: v for v in c.get("/v1/query/views").json()["views"]}
         assert statuses["lonely"]["violations"] > 0  # particles nobody links from
         assert c.delete("/v1/query/views/dogs", headers=auth).status_code == 200
-        assert c.get("/v1/query/views/dogs").json()["error"]["code"] == "query_invalid"
+        gone = c.get("/v1/query/views/dogs")
+        assert (gone.status_code, gone.json()["error"]["code"]) == (404, "unknown_view")
+        gone = c.delete("/v1/query/views/dogs", headers=auth)
+        assert (gone.status_code, gone.json()["error"]["code"]) == (404, "unknown_view")
 
 
 def test_the_cli_asks_the_node(net):

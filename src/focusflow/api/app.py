@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from focusflow import __version__
 from focusflow.api import (
     errors,
+    openapi,
     routes_chain,
     routes_da,
     routes_focus,
@@ -85,6 +86,7 @@ def create_app(
     # errors.install adds is outside it.
     app.add_middleware(HotPaths, state=app.state)
     errors.install(app)
+    openapi.install(app)
     # Outermost: a client over its limits is refused before any other work.
     app.add_middleware(ClientLimits, settings=limits or LimitSettings())
     app.include_router(routes_chain.router)

@@ -9,12 +9,14 @@ and caps request bodies before they are read into memory.
 from __future__ import annotations
 
 import json
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from focusflow.core.errors import FocusflowError
 
@@ -27,8 +29,10 @@ STATUS = {
     "unknown_tx": 404,
     "unknown_block": 404,
     "unknown_name": 404,
+    "unknown_semcon": 404,
     "unknown_neuron": 404,
     "share_unavailable": 404,
+    "unknown_share": 404,
     "unauthorized": 401,
     "body_too_large": 413,
     "mempool_full": 429,
@@ -39,6 +43,7 @@ STATUS = {
     "query_busy": 503,
     "query_limit": 422,
     "query_height_unavailable": 404,
+    "unknown_view": 404,
     "method_not_allowed": 405,
     "unsupported_media_type": 415,
     "unavailable": 503,
@@ -84,6 +89,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A templated route also matches a concrete path of another resource
+        # (``GET /v1/txs/batch`` reaches ``/v1/txs/{hash}`` and fails its
+        # pattern): that resource does not serve the method, which is a 405.
+        allowed = allowed_methods(request.app, request.scope)
+        if allowed and request.method not in allowed:
+            return _method_not_allowed(allowed)
         parts = []
         for err in exc.errors()[:3]:
             where = ".".join(str(p) for p in err.get("loc", ()))
@@ -95,9 +106,63 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
             exc.status_code, "malformed"
         )
+        if exc.status_code == 405:
+            return _method_not_allowed(allowed_methods(request.app, request.scope))
         return error_response(code, str(exc.detail), exc.status_code)
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+
+
+#: The methods a 405's ``Allow`` may name (RFC 9110's, less CONNECT and TRACE,
+#: which no route serves).
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    """Every method the resource at the scope's path serves, sorted.
+
+    RFC 9110 requires a 405 to name them in ``Allow``. The router raises 405
+    from the first route whose path matches, with that route's methods only,
+    and a path served by several routes (``GET`` and ``POST /v1/query/views``)
+    needs the union over all of them. A documented path takes its methods
+    from the OpenAPI document, concrete paths before templated ones as
+    OpenAPI matches them (``/v1/txs/batch`` is not a ``/v1/txs/{hash}``);
+    any other path from every route that matches it.
+    """
+    path = scope["path"]
+    paths = app.openapi()["paths"]
+    item = paths.get(path)
+    if item is None:
+        item = next(
+            (
+                item
+                for template, item in paths.items()
+                if "{" in template and _template(template).fullmatch(path)
+            ),
+            None,
+        )
+    if item is not None:
+        return sorted(m.upper() for m in item if m.upper() in _METHODS)
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    ]
+
+
+def _method_not_allowed(allowed: list[str]) -> JSONResponse:
+    response = error_response("method_not_allowed", "Method Not Allowed", 405)
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
+def _template(template: str) -> re.Pattern[str]:
+    """A regex of an OpenAPI path template: each ``{name}`` one path segment."""
+    parts = re.split(r"\{[^}/]+\}", template)
+    return re.compile("[^/]+".join(re.escape(part) for part in parts))
 
 
 class BodyLimit:

@@ -40,10 +40,16 @@ def number_field(doc: dict, name: str, default: float | None, lo: float, hi: flo
 
 
 def integer_field(doc: dict, name: str, default: int | None, lo: int, hi: int) -> Any:
-    """An integer (not a bool) in ``lo..hi``, or ``default`` when absent."""
+    """An integer (not a bool) in ``lo..hi``, or ``default`` when absent.
+
+    JSON has one number type: ``8.0`` is the integer 8 (JSON Schema says so,
+    and clients that compute a value in floating point send it that way).
+    """
     value = doc.get(name, default)
     if value is None and default is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise InvalidParameterError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
     return value

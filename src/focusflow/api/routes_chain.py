@@ -14,6 +14,7 @@ from focusflow.api import schemas
 from focusflow.api.block_cache import RenderedBlocks
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc, error_response
 from focusflow.api.jsonbody import parse_json
+from focusflow.api.params import HEX64, INT64_MAX, AddressPath, HeightPath, StateKey, state_key
 from focusflow.api.render import jsonable, record_json
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import BLOCK_EVENTS_PREFIX
@@ -27,8 +28,6 @@ from focusflow.modules.names import resolve
 from focusflow.store import height_key
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
-
-HEX64 = r"^[0-9a-fA-F]{64}$"
 
 _TX_BODY = {
     "requestBody": {
@@ -302,7 +301,7 @@ def _compact(doc: dict) -> bytes:
 def blocks(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_BLOCKS_LISTED)] = 20,
-    before: Annotated[int | None, Query(ge=0, le=2**63)] = None,
+    before: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None,
 ) -> Response:
     """Recent blocks, newest first (``before``: start below this height).
 
@@ -346,7 +345,7 @@ def block_by_hash(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -
 
 
 @router.get("/blocks/{height}", response_model=None, responses={200: {"model": schemas.BlockOut}})
-def block_by_height(request: Request, height: Annotated[int, Path(ge=0, le=2**63)]) -> Response:
+def block_by_height(request: Request, height: HeightPath) -> Response:
     return _json_bytes(_block_bytes(request, height))
 
 
@@ -355,7 +354,7 @@ def _json_bytes(body: bytes) -> Response:
 
 
 @router.get("/accounts/{address}", response_model=None, responses={200: {"model": schemas.Account}})
-def account(request: Request, address: str) -> JSONResponse:
+def account(request: Request, address: AddressPath) -> JSONResponse:
     raw = decode_address(address)
     node = _node(request)
     with node.chain.reader() as r:
@@ -386,18 +385,10 @@ def name(request: Request, name: Annotated[str, Path(max_length=64)]) -> JSONRes
 @router.get("/proofs", response_model=None, responses={200: {"model": schemas.ProofOut}})
 def proof(
     request: Request,
-    key: Annotated[
-        str, Query(min_length=1, max_length=1024, description="UTF-8 key, or hex:<hex>")
-    ],
+    key: StateKey,
 ) -> JSONResponse:
     """The value of a state key with its sparse-Merkle proof against the state root."""
-    if key.startswith("hex:"):
-        try:
-            raw_key = bytes.fromhex(key[4:])
-        except ValueError:
-            raise DecodeError("key after hex: is not hex") from None
-    else:
-        raw_key = key.encode("utf-8")
+    raw_key = state_key(key)
     with _node(request).chain.reader() as r:
         value, proof = r.prove(raw_key)
         height, root = r.height, r.root

@@ -8,9 +8,12 @@
 from the block header (``GET /v1/blocks/{height}``), never from here.
 
 The node's :class:`~focusflow.chain.da_commit.DAStore` is ``node.da``. Errors:
-``unknown_block`` (404), ``invalid_parameter`` (400) for coordinates outside
-the square, ``malformed`` (400) for non-integers, ``share_unavailable`` (404)
-for a share the node does not serve (the withholding fault injection).
+``unknown_block`` (404), ``malformed`` (400) for a coordinate that is not an
+integer from 0 to ``MAX_WIDTH - 1`` (the widest square the protocol takes),
+``unknown_share`` (404) for one outside this block's smaller square: the
+coordinate is well formed, that block has no such share, as a height past the
+head has no block. ``share_unavailable`` (404) for a share the node does not
+serve (the withholding fault injection).
 ``GET /v1/da/{height}/fraud`` answers a bad-encoding fraud proof the node
 verified against that block (``unknown_fraud_proof``, 404, when it holds none).
 """
@@ -24,13 +27,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_response
+from focusflow.api.params import HeightPath
 from focusflow.chain.da_commit import DAStore
+from focusflow.core.errors import InvalidParameterError
 from focusflow.da import ShareUnavailableError, proof_to_json
+from focusflow.da.wire import MAX_WIDTH
 
 router = APIRouter(prefix="/v1/da", tags=["data availability"], responses=ERROR_RESPONSES)
 
-Height = Annotated[int, Path(ge=0, le=2**63, description="block height")]
-Coord = Annotated[int, Path(description="0 <= row, col < 2k")]
+Height = HeightPath
+Coord = Annotated[
+    int, Path(ge=0, le=MAX_WIDTH - 1, description="0 <= row, col < 2k of the block's square")
+]
 
 
 class DAHeaderOut(BaseModel):
@@ -98,6 +106,8 @@ def da_share(request: Request, height: Height, row: Coord, col: Coord) -> JSONRe
     """One share of the extended square with its proof to the header's data root."""
     try:
         proof = _da(request).share_proof(height, row, col)
+    except InvalidParameterError as exc:
+        return error_response("unknown_share", exc.message, 404)
     except ShareUnavailableError as exc:
         return error_response(exc.code, exc.message, 404)
     return JSONResponse(

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
+from focusflow.api.params import AddressPath, CidPath, Direction
 from focusflow.api.render import cid_text, parse_cid, ranked
 from focusflow.core.cid import cid_of_text
 from focusflow.core.keys import decode_address, encode_address
@@ -72,7 +73,7 @@ def top(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 100) -> Resp
     response_model=None,
     responses={200: {"model": schemas.ParticleFocus}},
 )
-def particle(request: Request, cid: str) -> JSONResponse:
+def particle(request: Request, cid: CidPath) -> JSONResponse:
     view, raw, i = _particle(request, cid)
     qi = int(view.q[i])
     return JSONResponse(
@@ -94,7 +95,7 @@ def particle(request: Request, cid: str) -> JSONResponse:
     response_model=None,
     responses={200: {"model": schemas.NeuronFocus}},
 )
-def neuron(request: Request, address: str) -> JSONResponse:
+def neuron(request: Request, address: AddressPath) -> JSONResponse:
     """A neuron's karma (focus its links carry, docs/focus.md) and stake in the graph."""
     raw = decode_address(address)
     view = _view(request)
@@ -129,8 +130,8 @@ def syntropy(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 )
 def links(
     request: Request,
-    cid: str,
-    direction: Annotated[str, Query(pattern="^(in|out)$")] = "out",
+    cid: CidPath,
+    direction: Direction = "out",
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:

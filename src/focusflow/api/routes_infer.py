@@ -21,15 +21,18 @@ import contextlib
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from focusflow.api.bodies import StrictBody, json_body
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc
 from focusflow.api.jsonbody import integer_field, number_field, parse_json
+from focusflow.api.params import INT64_MAX
 from focusflow.api.render import TextCache, cid_text, parse_cid
 from focusflow.core.cid import particle_cid
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
@@ -72,6 +75,41 @@ _FIELDS = {
     "top_k",
     "top_p",
 }
+
+
+class NamedParticle(StrictBody):
+    name: str = Field(description="a registered name")
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class InferBody(StrictBody):
+    """``POST /v1/infer`` and a walk request (:func:`parse_request` reads both)."""
+
+    context: list[Annotated[str, Field(min_length=1, max_length=1024)] | NamedParticle] = Field(
+        min_length=1, max_length=MAX_CONTEXT, description="CIDs, texts or registered names"
+    )
+    top: int = Field(10, ge=1, le=MAX_TOP)
+    mode: Literal["tri", "diffusion"] = "tri"
+    tol: float = Field(1e-3, ge=1e-8, le=0.1)
+    context_weight: float = Field(0.0, ge=0.0, le=1.0)
+    semcons: dict[Annotated[str, Field(max_length=128)], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=MAX_SEMCONS
+    )
+    other_semcons: float = Field(
+        None,
+        ge=0.0,
+        le=1e6,
+        description="default 0.1 when semcons names any, else 1",
+        json_schema_extra=_no_default,
+    )
+    steps: int = Field(8, ge=1, le=MAX_STEPS)
+    seed: int = Field(0, ge=0, le=INT64_MAX)
+    temperature: float = Field(1.0, ge=1e-3, le=1e3)
+    top_k: int = Field(0, ge=0, le=1 << 30)
+    top_p: float = Field(1.0, ge=1e-9, le=1.0)
 
 
 class BusyError(FocusflowError):
@@ -256,7 +294,7 @@ def predict(state, doc: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/infer", response_model=None)
+@router.post("/infer", response_model=None, openapi_extra=json_body(InferBody))
 async def infer(request: Request) -> JSONResponse:
     """The most likely next particles after a context (focus-flow inference)."""
     body = await request.body()

@@ -26,13 +26,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_response
+from focusflow.api.params import INT64_MAX, AddressPath, CidPath, Direction, StateKey, state_key
 from focusflow.api.render import cid_text, parse_cid
 from focusflow.chain.block import BlockRecord, Header
 from focusflow.chain.focus_spec import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_key
 from focusflow.chain.valsets import valset_key
 from focusflow.consensus.certificate import encode_certificate
 from focusflow.core.encoding import encode
-from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import merkle_proof
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules.accounts import account_key
@@ -43,14 +43,12 @@ from focusflow.store import smt
 router = APIRouter(prefix="/v1/light", responses=ERROR_RESPONSES)
 
 #: Heights are unsigned 63-bit, like the consensus messages'.
-MAX_HEIGHT = 2**63 - 1
+MAX_HEIGHT = INT64_MAX
 #: Most links one ``links`` answer proves (each carries its message's proof).
 MAX_LINKS = 100
 #: A ``links`` page stops early once its proven messages pass this many bytes
 #: (one message may hold 10,000 links, some 700 KB).
 MAX_LINK_PAGE_BYTES = 4 << 20
-#: Longest state key the raw proof route accepts.
-MAX_KEY_BYTES = 1024
 #: HTTP status of ``stale_height``: the value asked for changed after that height.
 STALE_STATUS = 409
 
@@ -184,26 +182,15 @@ def _answer(request: Request, key: bytes, height: int | None, **extra) -> JSONRe
 @router.get("/proofs/key", response_model=None)
 def proof_key(
     request: Request,
-    key: Annotated[
-        str, Query(min_length=1, max_length=2 * MAX_KEY_BYTES + 4, description="UTF-8 or hex:<hex>")
-    ],
+    key: StateKey,
     height: HeightQ = None,
 ) -> JSONResponse:
     """Any state key's value (or absence) with its proof."""
-    if key.startswith("hex:"):
-        try:
-            raw_key = bytes.fromhex(key[4:])
-        except ValueError:
-            raise InvalidParameterError("key after hex: is not hex") from None
-    else:
-        raw_key = key.encode("utf-8")
-    if not raw_key or len(raw_key) > MAX_KEY_BYTES:
-        raise InvalidParameterError(f"a key is 1 to {MAX_KEY_BYTES} bytes")
-    return _answer(request, raw_key, height)
+    return _answer(request, state_key(key), height)
 
 
 @router.get("/proofs/account/{address}", response_model=None)
-def proof_account(request: Request, address: str, height: HeightQ = None) -> JSONResponse:
+def proof_account(request: Request, address: AddressPath, height: HeightQ = None) -> JSONResponse:
     """An account's record ``[balance, nonce, bonded]`` (absent: all zero) with its proof."""
     raw = decode_address(address)
     return _answer(request, account_key(raw), height, address=encode_address(raw))
@@ -273,7 +260,7 @@ def _view_height(request: Request, height: int | None):
 
 
 @router.get("/proofs/particle/{cid}", response_model=None)
-def proof_particle(request: Request, cid: str, height: HeightQ = None) -> JSONResponse:
+def proof_particle(request: Request, cid: CidPath, height: HeightQ = None) -> JSONResponse:
     """A particle's committed focus with everything that proves it.
 
     ``index_proof``: the state key ``/graph/particles/<index div 1024>`` (the
@@ -375,8 +362,8 @@ def link_sources(request: Request) -> LinkSources:
 @router.get("/proofs/links/{cid}", response_model=None)
 def proof_links(
     request: Request,
-    cid: str,
-    direction: Annotated[str, Query(pattern="^(in|out)$")] = "out",
+    cid: CidPath,
+    direction: Direction = "out",
     offset: Annotated[int, Query(ge=0, le=MAX_HEIGHT)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LINKS)] = 20,
     height: HeightQ = None,

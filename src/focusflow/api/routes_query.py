@@ -18,10 +18,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Header, Path, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from focusflow.api.bodies import StrictBody, json_body
 from focusflow.api.errors import ERROR_RESPONSES, error_doc
 from focusflow.api.jsonbody import (
     flag_field,
@@ -30,6 +32,7 @@ from focusflow.api.jsonbody import (
     parse_json,
     text_field,
 )
+from focusflow.api.params import INT64_MAX
 from focusflow.api.query_proofs import prove_answer
 from focusflow.api.render import cid_text
 from focusflow.api.routes_chain import check_admin
@@ -38,7 +41,8 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import ACCOUNT_PREFIX
 from focusflow.modules.names import NAME_PREFIX
-from focusflow.query.service import QueryService
+from focusflow.query.service import NODE_LIMITS, QueryService
+from focusflow.query.views import VIEW_NAME
 
 router = APIRouter(prefix="/v1/query", responses=ERROR_RESPONSES)
 
@@ -51,6 +55,33 @@ SUBSCRIBER_QUEUE = 64
 CLOSE_POLICY = 1008
 CLOSE_TRY_LATER = 1013
 _FIELDS = {"program", "output", "limit", "height", "timeout_s", "prove"}
+#: A view's name, as the registry checks it.
+VIEW_NAME_PATTERN = f"^{VIEW_NAME.pattern}$"
+
+
+class QueryBody(StrictBody):
+    """``POST /v1/query`` (:func:`parse_query` reads it)."""
+
+    program: str = Field(min_length=1, max_length=MAX_PROGRAM_CHARS, description="Datalog")
+    output: str = Field(min_length=1, max_length=128, description="the relation to return")
+    limit: int | None = Field(None, ge=0, le=NODE_LIMITS.max_output, description="rows at most")
+    height: int | None = Field(
+        None, ge=0, le=INT64_MAX, description="a kept height; default newest"
+    )
+    timeout_s: float | None = Field(None, ge=1e-3, le=3600.0)
+    prove: bool = False
+
+
+class ViewBody(StrictBody):
+    """``POST /v1/query/views`` (:func:`register_view` reads it)."""
+
+    name: str = Field(pattern=VIEW_NAME_PATTERN)
+    program: str = Field(min_length=1, max_length=MAX_PROGRAM_CHARS)
+    output: str = Field(min_length=1, max_length=128)
+    integrity: bool = False
+
+
+ViewName = Annotated[str, Path(pattern=VIEW_NAME_PATTERN)]
 
 
 def _names(reader: Any) -> Iterator[tuple[str, str]]:
@@ -108,7 +139,7 @@ def _run(request: Request, doc: Any) -> dict[str, Any]:
     return out
 
 
-@router.post("", response_model=None)
+@router.post("", response_model=None, openapi_extra=json_body(QueryBody))
 async def query(request: Request) -> JSONResponse:
     """Evaluate a Datalog program over the committed state; one relation back."""
     doc = parse_json(await request.body())
@@ -121,7 +152,7 @@ def list_views(request: Request) -> JSONResponse:
     return JSONResponse({"views": _service(request).view_status()})
 
 
-@router.post("/views", response_model=None)
+@router.post("/views", status_code=201, response_model=None, openapi_extra=json_body(ViewBody))
 async def register_view(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> JSONResponse:
@@ -143,7 +174,9 @@ async def register_view(
 
 @router.get("/views/{name}", response_model=None)
 def read_view(
-    request: Request, name: str, limit: Annotated[int | None, Query(ge=0, le=1_000_000)] = None
+    request: Request,
+    name: ViewName,
+    limit: Annotated[int | None, Query(ge=0, le=NODE_LIMITS.max_output)] = None,
 ) -> JSONResponse:
     """A view's rows as of the last block it was updated at."""
     answer, status = _service(request).read_view(name, limit)
@@ -152,7 +185,7 @@ def read_view(
 
 @router.delete("/views/{name}", response_model=None)
 def drop_view(
-    request: Request, name: str, authorization: Annotated[str | None, Header()] = None
+    request: Request, name: ViewName, authorization: Annotated[str | None, Header()] = None
 ) -> JSONResponse:
     """Drop a view (admin token)."""
     check_admin(request, authorization)
@@ -206,7 +239,7 @@ async def subscribe(socket: WebSocket, name: str) -> None:
     known = {v["name"] for v in subs.service.view_status()}
     if name not in known:
         with contextlib.suppress(Exception):
-            await socket.send_json(error_doc("query_invalid", f"no view named {name}"))
+            await socket.send_json(error_doc("unknown_view", f"no view named {name}"))
             await socket.close(code=CLOSE_POLICY)
         return
     subs.loop = asyncio.get_running_loop()

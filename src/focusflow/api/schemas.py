@@ -7,11 +7,15 @@ suite that every answer matches them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from focusflow.api.errors import ErrorDetail
+from focusflow.api.params import ADDRESS_PATTERN, INT64_MAX
+
+#: Bytes in hex, two digits a byte.
+HEX_BYTES = r"^([0-9a-fA-F]{2})*$"
 
 
 class FocusStats(BaseModel):
@@ -55,7 +59,14 @@ class Params(BaseModel):
 
 
 class TxSubmit(BaseModel):
-    tx: str = Field(description="hex of the signed transaction's canonical CBOR")
+    model_config = ConfigDict(extra="forbid")
+
+    tx: str = Field(
+        description="hex of the signed transaction's canonical CBOR",
+        pattern=HEX_BYTES,
+        min_length=2,
+        max_length=2 << 20,
+    )
 
 
 class TxAccepted(BaseModel):
@@ -63,7 +74,11 @@ class TxAccepted(BaseModel):
 
 
 class TxBatch(BaseModel):
-    txs: list[str] = Field(description="hex of each signed transaction", max_length=1000)
+    model_config = ConfigDict(extra="forbid")
+
+    txs: list[Annotated[str, Field(pattern=HEX_BYTES)]] = Field(
+        description="hex of each signed transaction", max_length=1000
+    )
 
 
 class TxOutcome(BaseModel):
@@ -232,5 +247,7 @@ class Validators(BaseModel):
 
 
 class Faucet(BaseModel):
-    address: str
-    amount: int = Field(gt=0, lt=2**63)
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(pattern=ADDRESS_PATTERN, json_schema_extra={"format": "bech32"})
+    amount: int = Field(gt=0, le=INT64_MAX)

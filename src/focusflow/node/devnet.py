@@ -13,10 +13,12 @@ QUIC port: a set of one has no peer to reach or be reached by (see the
 validator module), and a listener only peers of the genesis set may use would
 be one more port to be busy and nothing to gain.
 
-Start-up order matters for what a user sees when something is wrong: the home
-is created or checked and locked first (two nodes on one home are refused), the
-port is bound before the chain is opened (a busy port fails in a second, not
-after a replay), and only then does the chain restore and consensus start.
+Start-up order matters for what a user sees when something is wrong: the port
+is bound first, before the home is touched (a busy port fails in a second and
+leaves no half-made home behind: a home that did not exist still does not, one
+that existed is as it was), then the home is created or checked and locked (two
+nodes on one home are refused), and only then does the chain restore and
+consensus start.
 Homes made before the devnet ran consensus (no WAL) start as they are.
 
 Shutdown: SIGINT and SIGTERM stop uvicorn, then consensus; a block being
@@ -100,66 +102,63 @@ def run_devnet(
     """
     if not 0.0 <= da_withhold <= 1.0:
         raise InvalidParameterError(f"--da-withhold must be in [0, 1], got {da_withhold}")
-    home, created = init_devnet(home_path)
-    lock_fd = lock_home(home)
+    sock = bind(host, port)
     try:
-        _serve(home, created, host, port, block_time, da_withhold, mempool)
+        home, created = init_devnet(home_path)
+        lock_fd = lock_home(home)
+        try:
+            _serve(home, created, sock, block_time, da_withhold, mempool)
+        finally:
+            os.close(lock_fd)
     finally:
-        os.close(lock_fd)
+        sock.close()
 
 
 def _serve(
     home: Home,
     created: bool,
-    host: str,
-    port: int,
+    sock: socket.socket,
     block_time: float,
     da_withhold: float,
     mempool: MempoolLimits | None = None,
 ) -> None:
-    sock = bind(host, port)
+    genesis = home.load_genesis()
+    key = home.load_validator_key()
+    check_single_validator(home, genesis, key)
+    t0 = time.perf_counter()
+    chain = open_chain(home.data, genesis, key)
+    log.info(
+        "home created" if created else "resumed",
+        extra={
+            "fields": {
+                "home": str(home.path),
+                "chain_id": genesis.chain_id,
+                "height": chain.height,
+                "restore_s": round(time.perf_counter() - t0, 2),
+                "restored_from": chain.restored_from,
+            }
+        },
+    )
     try:
-        genesis = home.load_genesis()
-        key = home.load_validator_key()
-        check_single_validator(home, genesis, key)
-        t0 = time.perf_counter()
-        chain = open_chain(home.data, genesis, key)
-        log.info(
-            "home created" if created else "resumed",
-            extra={
-                "fields": {
-                    "home": str(home.path),
-                    "chain_id": genesis.chain_id,
-                    "height": chain.height,
-                    "restore_s": round(time.perf_counter() - t0, 2),
-                    "restored_from": chain.restored_from,
-                }
-            },
-        )
-        try:
-            runtime = _runtime(home, chain, key, block_time, da_withhold)
-            if mempool is not None:
-                runtime.mempool.limits = mempool  # still empty: nothing to re-check
-            dev = runtime.faucet_key
+        runtime = _runtime(home, chain, key, block_time, da_withhold)
+        if mempool is not None:
+            runtime.mempool.limits = mempool  # still empty: nothing to re-check
+        dev = runtime.faucet_key
 
-            def ready_fields(api: str) -> dict:
-                return {
-                    "api": f"{api}/v1/status",
-                    "web": f"{api}/",
-                    "dev_key": dev.address if dev is not None else None,
-                    "block_time_s": block_time,
-                }
+        def ready_fields(api: str) -> dict:
+            return {
+                "api": f"{api}/v1/status",
+                "web": f"{api}/",
+                "dev_key": dev.address if dev is not None else None,
+                "block_time_s": block_time,
+            }
 
-            serve(
-                runtime, home, sock, ready="devnet ready", fields=ready_fields, stop_on_failure=True
-            )
-        finally:
-            # After serve returns the block in progress is committed: close the store.
-            chain.close()
-            home.clear_node_info()
-            log.info("stopped", extra={"fields": {"height": chain.height}})
+        serve(runtime, home, sock, ready="devnet ready", fields=ready_fields, stop_on_failure=True)
     finally:
-        sock.close()
+        # After serve returns the block in progress is committed: close the store.
+        chain.close()
+        home.clear_node_info()
+        log.info("stopped", extra={"fields": {"height": chain.height}})
     if runtime.failure is not None:
         raise FocusflowError(f"block production failed: {runtime.failure}")
 

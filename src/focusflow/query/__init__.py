@@ -16,6 +16,7 @@ from focusflow.query.errors import (
     QueryLimitError,
     QuerySyntaxError,
     QueryTypeError,
+    UnknownViewError,
     UnstratifiableError,
 )
 from focusflow.query.limits import Limits
@@ -32,6 +33,7 @@ __all__ = [
     "QuerySyntaxError",
     "QueryTypeError",
     "Source",
+    "UnknownViewError",
     "UnstratifiableError",
     "open_graph",
     "run",

@@ -20,6 +20,12 @@ class QuerySyntaxError(FocusflowError, ValueError):
         self.column = column
 
 
+class UnknownViewError(FocusflowError, LookupError):
+    """No registered view has that name: a missing resource, not a bad program."""
+
+    code = "unknown_view"
+
+
 class QueryInvalidError(FocusflowError, ValueError):
     """The program parses but means nothing: an unbound variable, a wrong arity,
     an unknown output relation, a rule that adds to a base relation."""

@@ -32,6 +32,11 @@ KEEP_HEIGHTS = 4
 MAX_VIEWS = 16
 
 
+#: A node's query bounds unless it is given others: 30 s, 20 million derived
+#: rows, 100,000 rows in an answer (docs/api.md).
+NODE_LIMITS = Limits(timeout_s=30.0, max_rows=20_000_000, max_output=100_000)
+
+
 class QueryBusyError(FocusflowError):
     """Every query slot is taken: try again later."""
 
@@ -58,7 +63,7 @@ class QueryService:
     ) -> None:
         self.node = node
         self.head_relations = dict(head_relations or {})
-        self.limits = limits or Limits(timeout_s=30.0, max_rows=20_000_000, max_output=100_000)
+        self.limits = limits or NODE_LIMITS
         self.memory_limit = memory_limit
         self._slots = threading.BoundedSemaphore(max_running)
         self._lock = threading.Lock()

@@ -33,7 +33,7 @@ from focusflow.query.engine import (
     decode_rows,
     evaluate,
 )
-from focusflow.query.errors import QueryInvalidError
+from focusflow.query.errors import QueryInvalidError, UnknownViewError
 from focusflow.query.limits import Limits
 from focusflow.query.node_source import NEURONS, ChainReader, NodeSource
 from focusflow.query.operators import OPERATORS
@@ -174,7 +174,7 @@ class ViewSet:
     def drop(self, name: str) -> None:
         view = self.views.pop(name, None)
         if view is None:
-            raise QueryInvalidError(f"no view named {name}")
+            raise UnknownViewError(f"no view named {name}")
         if view.incremental and view.analysis is not None:
             con = self.live.connection()
             for rel in view.analysis.types:
@@ -259,7 +259,7 @@ class ViewSet:
     def read(self, name: str, limit: int | None = None) -> Answer:
         view = self.views.get(name)
         if view is None:
-            raise QueryInvalidError(f"no view named {name}")
+            raise UnknownViewError(f"no view named {name}")
         if not view.incremental:
             assert view.answer is not None
             rows = view.answer.rows if limit is None else view.answer.rows[:limit]

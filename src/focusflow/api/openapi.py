@@ -1,0 +1,47 @@
+"""The OpenAPI document with integer bounds spelled as integers.
+
+FastAPI passes every request-body and component schema through its own model
+of a JSON Schema, whose ``minimum`` and ``maximum`` are floats: ``le=1000``
+comes out as ``1000.0`` and ``le=2**63 - 1`` as ``9.223372036854776e18``,
+which is 2**63, one past int64. A client that reads the bound as written (a
+fuzzer, a generated client) then sends a value the server refuses. The
+routes declare integer bounds within int64 only, so each float bound of an
+integer schema is turned back into the integer it came from: whole floats
+below 2**53 are exact, and one that rounded to 2**63 was ``INT64_MAX``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from focusflow.api.params import INT64_MAX
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _integer_bounds(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in _BOUNDS:
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = INT64_MAX if value >= 2.0**63 else int(value)
+        for value in node.values():
+            _integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integer_bounds(value)
+
+
+def install(app: FastAPI) -> None:
+    """Make ``app.openapi()`` (and ``/openapi.json``) answer the corrected document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _integer_bounds(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,73 @@
+"""What the OpenAPI schema cannot state, for the schemathesis run of test_openapi.
+
+Loaded by schemathesis (``SCHEMATHESIS_HOOKS``) in its own process. The
+schema gives every field its shape; two things valid data needs lie beyond
+JSON Schema, and the generator gets them here:
+
+- an address's bech32 checksum: a positive case's address keeps its
+  generated data with the checksum made right;
+- the meaning of a body: a transaction is accepted only when signed with the
+  sender's next nonce, a Datalog program only when it parses and defines its
+  ``output``. A positive case of those operations carries, before it is sent,
+  a transaction the devnet's funded key signs now, or a program that does.
+  The time limit is left out of a positive query: any program can run out of
+  one millisecond. Negative cases are sent as generated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import bech32
+import httpx
+import schemathesis
+
+from focusflow.chain import make_tx
+from focusflow.core.encoding import encode
+from focusflow.core.keys import HRP
+from focusflow.core.keystore import Keystore
+from tests.node.devnet_process import link_msg
+
+HOME = Path(os.environ["FOCUSFLOW_OPENAPI_HOME"])
+API = os.environ["FOCUSFLOW_OPENAPI_API"]
+_serial = itertools.count()
+
+
+def _checksummed(address: str) -> str:
+    """``address`` (which matches the schema's pattern) with a valid checksum."""
+    data = [bech32.CHARSET.index(c) for c in address[len(HRP) + 1 : -6]]
+    return bech32.bech32_encode(HRP, data)
+
+
+def _signed_tx() -> bytes:
+    """A link the devnet's funded key signs with its next nonce (pending ones counted)."""
+    key = Keystore(HOME / "keys").load("dev")
+    with httpx.Client(base_url=API, timeout=10) as c:
+        chain_id = c.get("/v1/status").json()["chain_id"]
+        nonce = c.get(f"/v1/accounts/{key.address}").json()["pending_nonce"]
+    n = next(_serial)
+    return make_tx(key, chain_id, nonce, 10_000, [link_msg((f"fuzz {n}", f"fuzz {n + 1}"))]).encoded
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs) -> None:
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    if "address" in (case.path_parameters or {}):
+        case.path_parameters["address"] = _checksummed(case.path_parameters["address"])
+    if case.path == "/v1/admin/faucet" and isinstance(case.body, dict) and "address" in case.body:
+        case.body["address"] = _checksummed(case.body["address"])
+    cbor = (case.media_type or "").startswith("application/cbor")
+    if case.path == "/v1/txs":
+        case.body = _signed_tx() if cbor else {"tx": _signed_tx().hex()}
+    elif case.path == "/v1/txs/batch" and cbor:
+        case.body = encode([_signed_tx()])
+    elif case.path == "/v1/query" and isinstance(case.body, dict):
+        case.body = {
+            **{k: v for k, v in case.body.items() if k != "timeout_s"},
+            "program": "r(x, y) :- link(x, y).",
+            "output": "r",
+        }
