@@ -13,7 +13,10 @@ score, highest first, as ``node<TAB>score``:
   the rows written (up to ``--nx-max-scale``: at scale 20 it needs minutes
   and tens of GB).
 
-Runs are paired: every round runs each contender once, in rotated order, so a
+Before the first timed round every contender runs once untimed on the first
+input (numba's kernels are compiled into its cache on a fresh install's first
+run; the other contenders' files come into the page cache). Runs are paired:
+every round runs each contender once, in rotated order, so a
 background job slows all of them alike. Medians over ``--repeat`` rounds,
 our time over each peer's (``ratio`` < 1 means focusflow is faster) and each
 process's peak RSS per edge of the file are printed. Every contender's output
@@ -252,6 +255,10 @@ def bench_input(label: str, path: Path, fmt: str, peers: list[str], args) -> lis
         out = Path(tmp)
         cmds = commands(path, fmt, out, peers)
         names = list(cmds)
+        if args.warm:
+            args.warm = False
+            for name in names:
+                run(cmds[name], args.timeout)
         times: dict[str, list[float]] = {n: [] for n in names}
         rss: dict[str, int] = dict.fromkeys(names, 0)
         for r in range(args.repeat):
@@ -298,6 +305,7 @@ def main() -> None:
     ap.add_argument("--no-bostrom", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "focusflow-e2e")
     args = ap.parse_args()
+    args.warm = True
     args.dir.mkdir(parents=True, exist_ok=True)
     print(
         f"# focus_e2e {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
