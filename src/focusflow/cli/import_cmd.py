@@ -53,10 +53,14 @@ from focusflow.cli.common import (
     JsonOpt,
     MaxFeeOpt,
     NodeOpt,
+    SkipInvalidOpt,
     client,
     console,
     load_key,
+    loading,
     print_json,
+    skipped_invalid,
+    skipped_note,
 )
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.hashing import sha256
@@ -118,18 +122,23 @@ class Report:
     funding_txs: int = 0
     rounds: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
+    #: Links of the file dropped by --skip-invalid (their particles are not CIDs).
+    skipped_invalid_links: int = 0
 
 
-def read_neurons(path: Path, chain_id: str, limit: int | None) -> list[Neuron]:
+def read_neurons(
+    path: Path, chain_id: str, limit: int | None, *, skip_invalid: bool = False
+) -> list[Neuron]:
     """Neurons in first-seen order with their links; the file's first ``limit`` links only.
 
     The reader is the graph package's (validation with line numbers, go-cyber's
     rule that a neuron's repeated link counts once, self-links dropped: the
-    chain refuses them).
+    chain refuses them; with ``skip_invalid`` links whose particles are not
+    CIDs are dropped instead of stopping the import).
     """
     from focusflow.graph.importers import read_bostrom
 
-    return neurons_of_graph(read_bostrom(path), chain_id, limit)
+    return neurons_of_graph(read_bostrom(path, skip_invalid=skip_invalid), chain_id, limit)
 
 
 def neurons_of_graph(graph: Any, chain_id: str, limit: int | None) -> list[Neuron]:
@@ -475,6 +484,7 @@ def load_graph(
                 progress=progress,
             )
         seconds = time.monotonic() - started
+    report.skipped_invalid_links = skipped_invalid(graph)
     result = {**report.__dict__, "seconds": round(seconds, 3)}
     if as_json:
         print_json(result)
@@ -484,6 +494,9 @@ def load_graph(
             f"were on chain, {report.links_sent} sent in {report.txs_sent} transactions "
             f"(+{report.funding_txs} funding) in {seconds:.1f}s"
         )
+        note = skipped_note(report.skipped_invalid_links)
+        if note:
+            console.print(note)
     if report.failed:
         sys.stdout.flush()
         first = report.failed[0]
@@ -507,12 +520,15 @@ def bostrom_cmd(
     as_json: JsonOpt = False,
     chain_id: ChainIdOpt = None,
     max_fee: MaxFeeOpt = None,
+    skip_invalid: SkipInvalidOpt = False,
 ) -> None:
     """Load a bostrom cyberlink CSV as signed transactions from generated neurons."""
     from focusflow.graph.importers import read_bostrom
 
+    with loading(f"reading {file.name}", not as_json):
+        graph = read_bostrom(file, skip_invalid=skip_invalid)
     load_graph(
-        read_bostrom(file),
+        graph,
         str(file),
         limit=limit,
         stake=stake,
@@ -564,7 +580,8 @@ def wordnet_cmd(
     if (out is None) == (node is None):
         raise InvalidParameterError("give exactly one of --out FILE or --node URL")
     started = time.monotonic()
-    wn = read_wordnet(directory)
+    with loading("reading WordNet", not as_json):
+        wn = read_wordnet(directory)
     mask = None if limit is None else np.arange(wn.n_links) < limit
     if node is not None:
         load_graph(
