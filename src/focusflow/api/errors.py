@@ -28,6 +28,7 @@ STATUS = {
     "unknown_block": 404,
     "unknown_name": 404,
     "unknown_neuron": 404,
+    "unknown_text": 404,
     "share_unavailable": 404,
     "unauthorized": 401,
     "body_too_large": 413,

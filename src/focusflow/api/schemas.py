@@ -7,11 +7,14 @@ suite that every answer matches them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from focusflow.api.errors import ErrorDetail
+
+#: A particle's text where the node keeps one (``POST /v1/particles/texts``), else null.
+KeptText = Annotated[str | None, Field(description="the text this node keeps, or null")]
 
 
 class FocusStats(BaseModel):
@@ -135,10 +138,12 @@ class RankedParticle(BaseModel):
     cid: str
     focus: float
     focus_q: int
+    text: KeptText = None
 
 
 class TopParticles(BaseModel):
     height: int
+    total: int = Field(description="particles in the graph at this height")
     particles: list[RankedParticle]
 
 
@@ -151,6 +156,7 @@ class ParticleFocus(BaseModel):
     index: int
     links_in: int
     links_out: int
+    text: KeptText = None
 
 
 class NeuronFocus(BaseModel):
@@ -176,6 +182,7 @@ class Neighbour(BaseModel):
     cid: str
     weight: float
     focus: float
+    text: KeptText = None
 
 
 class ParticleLinks(BaseModel):
@@ -188,6 +195,17 @@ class ParticleLinks(BaseModel):
 
 class CidOut(BaseModel):
     cid: str
+
+
+class TextsKept(BaseModel):
+    cids: list[str] = Field(description="the CID of each text, in order")
+    stored: int = Field(description="distinct texts of the request this node now keeps")
+    unknown: list[str] = Field(description="CIDs not kept: no committed or pending link names them")
+
+
+class ParticleText(BaseModel):
+    cid: str
+    text: str
 
 
 class NameOut(BaseModel):

@@ -26,6 +26,7 @@ from focusflow.api.app import create_app
 from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
+from focusflow.store.particle_texts import ParticleTexts
 
 log = logging.getLogger("focusflow.node")
 
@@ -68,10 +69,12 @@ def serve(
     # uvicorn re-raises the signal it caught once it has shut down; no-op
     # handlers make that harmless so the caller still closes the store.
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    texts = ParticleTexts(home.texts)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_serve(runtime, home, sock, ready, fields, stop_on_failure))
+            runner.run(_serve(runtime, home, sock, ready, fields, stop_on_failure, texts))
     finally:
+        texts.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -83,10 +86,14 @@ async def _serve(
     ready: str,
     fields: Callable[[str], dict],
     stop_on_failure: bool,
+    texts: ParticleTexts,
 ) -> None:
     config = home.load_config() if home.config.exists() else {}
     app = create_app(
-        runtime, home.read_admin_token(), LimitSettings.from_json(config.get("api_limits"))
+        runtime,
+        home.read_admin_token(),
+        LimitSettings.from_json(config.get("api_limits")),
+        particle_texts=texts,
     )
     server = uvicorn.Server(
         uvicorn.Config(
