@@ -2,7 +2,9 @@
 
 ``import wordnet`` reads WordNet 3.0 (``focusflow.graph.wordnet``) and either
 writes it as a bostrom CSV with a particles file (``--out``) or loads it like a
-bostrom file, each relation a neuron named ``wordnet:<relation>`` (``--node``).
+bostrom file, each relation a neuron named ``wordnet:<relation>`` (``--node``),
+and then gives the node the texts its particles' CIDs were made from, which the
+node keeps only once links name them (``cli.particle_texts``).
 
 Every bostrom neuron becomes a neuron of our chain with a key derived from its
 bostrom address::
@@ -124,6 +126,9 @@ class Report:
     failed: list[dict[str, Any]] = field(default_factory=list)
     #: Links of the file dropped by --skip-invalid (their particles are not CIDs).
     skipped_invalid_links: int = 0
+    #: Particle texts the node kept, and those it found no link for (import wordnet).
+    texts_stored: int = 0
+    texts_unknown: int = 0
 
 
 def read_neurons(
@@ -427,6 +432,26 @@ def run_import(
             raise ImportFailedError("a round committed no links; stopping instead of looping")
 
 
+def send_texts_with_progress(
+    api: Any, texts: Sequence[str], err: Console, show: bool
+) -> Any:  # cli.particle_texts.TextsSent
+    """Give the node the particles' texts in batches, with a bar on a terminal."""
+    from focusflow.cli.particle_texts import send_texts
+
+    bar = Progress(
+        TextColumn("[bold]keeping texts"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("texts"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show,
+    )
+    with bar:
+        task = bar.add_task("texts", total=len(texts))
+        return send_texts(api, texts, lambda n: bar.advance(task, n))
+
+
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N links.")]
 StakeOpt = Annotated[
     int, typer.Option("--stake", min=1, help="Stake each neuron bonds (at least its links).")
@@ -450,9 +475,11 @@ def load_graph(
     as_json: bool,
     chain_id: str | None,
     max_fee: int | None,
+    texts: Sequence[str] = (),
 ) -> None:
     """Send a graph's first ``limit`` links to the node as its neurons' transactions,
-    then print the report: the body every ``import`` command shares."""
+    then ``texts`` (those its particles were made from, once the links are in), then
+    print the report: the body every ``import`` command shares."""
     from focusflow.cli.txbuild import pin_chain
 
     key = load_key(home, funder)
@@ -483,6 +510,9 @@ def load_graph(
                 batch=batch,
                 progress=progress,
             )
+        if texts:
+            sent = send_texts_with_progress(api, texts, err, show)
+            report.texts_stored, report.texts_unknown = sent.stored, len(sent.unknown)
         seconds = time.monotonic() - started
     report.skipped_invalid_links = skipped_invalid(graph)
     result = {**report.__dict__, "seconds": round(seconds, 3)}
@@ -494,6 +524,11 @@ def load_graph(
             f"were on chain, {report.links_sent} sent in {report.txs_sent} transactions "
             f"(+{report.funding_txs} funding) in {seconds:.1f}s"
         )
+        if texts:
+            console.print(
+                f"{report.texts_stored} particle texts kept by the node"
+                + (f", {report.texts_unknown} not named by a link" if report.texts_unknown else "")
+            )
         note = skipped_note(report.skipped_invalid_links)
         if note:
             console.print(note)
@@ -584,6 +619,7 @@ def wordnet_cmd(
         wn = read_wordnet(directory)
     mask = None if limit is None else np.arange(wn.n_links) < limit
     if node is not None:
+        linked = wn if mask is None else wn.subset(mask)
         load_graph(
             wn.to_graph(mask),
             "WordNet",
@@ -596,6 +632,7 @@ def wordnet_cmd(
             as_json=as_json,
             chain_id=chain_id,
             max_fee=max_fee,
+            texts=linked.texts.tolist(),
         )
         return
     if mask is not None:
