@@ -30,6 +30,10 @@ from focusflow.core.keys import KeyPair, decode_address
 from focusflow.core.keystore import Keystore
 
 ENV_PASSPHRASE = "FOCUSFLOW_PASSPHRASE"
+#: Said in the help of every option that names a wallet key to unlock.
+PASSPHRASE_NOTE = (
+    f"An encrypted key's passphrase is asked for on a terminal, else read from ${ENV_PASSPHRASE}."
+)
 
 HomeOpt = Annotated[
     str | None,

@@ -50,6 +50,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from focusflow.cli.common import (
+    PASSPHRASE_NOTE,
     ChainIdOpt,
     HomeOpt,
     JsonOpt,
@@ -458,7 +459,10 @@ StakeOpt = Annotated[
 ]
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, max=10_000, help="Links per transaction.")]
 FunderOpt = Annotated[
-    str, typer.Option("--from", metavar="NAME", help="Wallet key that funds the neurons.")
+    str,
+    typer.Option(
+        "--from", metavar="NAME", help=f"Wallet key that funds the neurons. {PASSPHRASE_NOTE}"
+    ),
 ]
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from focusflow.cli.common import (
+    PASSPHRASE_NOTE,
     ChainIdOpt,
     HomeOpt,
     JsonOpt,
@@ -56,7 +57,10 @@ tx_app.add_typer(validator_app, name="validator")
 DEFAULT_SIGNER = "dev"
 
 FromOpt = Annotated[
-    str, typer.Option("--from", metavar="NAME", help="Wallet key that signs and pays.")
+    str,
+    typer.Option(
+        "--from", metavar="NAME", help=f"Wallet key that signs and pays. {PASSPHRASE_NOTE}"
+    ),
 ]
 FeeOpt = Annotated[
     int | None,
@@ -395,7 +399,7 @@ ValidatorFromOpt = Annotated[
     typer.Option(
         "--from",
         metavar="NAME",
-        help="Wallet key of the validator (default: the home's validator_key).",
+        help="Wallet key of the validator (default: the home's validator_key). " + PASSPHRASE_NOTE,
     ),
 ]
 

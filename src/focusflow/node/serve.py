@@ -18,7 +18,7 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import uvicorn
 
@@ -58,11 +58,13 @@ def serve(
     ready: str,
     fields: Callable[[str], dict],
     stop_on_failure: bool = False,
+    notes: Sequence[str] = (),
 ) -> None:
     """Run ``runtime`` and its API on ``sock`` until SIGINT/SIGTERM.
 
     Once consensus runs, ``home/node.json`` names the API and ``ready`` is
-    logged with ``fields(api_url)``. With ``stop_on_failure`` a failed
+    logged with ``fields(api_url)``, then each of ``notes`` (what the user
+    should know next, the last lines they see). With ``stop_on_failure`` a failed
     consensus step stops the server too (the devnet: nothing else would make
     its blocks); the caller finds why in ``runtime.failure``.
     """
@@ -72,7 +74,7 @@ def serve(
     texts = ParticleTexts(home.texts)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_serve(runtime, home, sock, ready, fields, stop_on_failure, texts))
+            runner.run(_serve(runtime, home, sock, ready, fields, stop_on_failure, texts, notes))
     finally:
         texts.close()
         for s, handler in previous.items():
@@ -87,6 +89,7 @@ async def _serve(
     fields: Callable[[str], dict],
     stop_on_failure: bool,
     texts: ParticleTexts,
+    notes: Sequence[str],
 ) -> None:
     config = home.load_config() if home.config.exists() else {}
     app = create_app(
@@ -112,6 +115,8 @@ async def _serve(
     await runtime.start_async()
     home.write_node_info(api)
     log.info(ready, extra={"fields": fields(api)})
+    for note in notes:
+        log.info(note)
     try:
         await server.serve(sockets=[sock])
     finally:
