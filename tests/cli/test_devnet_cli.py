@@ -366,3 +366,26 @@ def test_a_text_too_long_to_keep_is_not_sent_and_the_link_goes_in(env, capsys):
     assert result.code == 0, result.err
     assert result.json()["code"] == "ok"
     assert result.json()["texts"] == {"stored": 1, "unknown": [], "too_large": 1}
+
+
+def test_import_shows_its_progress_on_a_terminal(env, tmp_path):
+    """On a terminal (a pty) the import says what it reads and how many links are in."""
+    import os
+
+    from tests.cli.test_keys_tty import ROOT, Terminal
+
+    rows = SAMPLE.read_text().splitlines()[:31]
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(rows) + "\n")
+    term = Terminal(
+        "import",
+        "bostrom",
+        str(small),
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "FOCUSFLOW_HOME": str(env.home)},
+    )
+    term.expect("reading small.csv")
+    term.expect("importing")
+    term.expect("links")
+    term.expect("neurons, 30 links")
+    _, status = os.waitpid(term.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
