@@ -8,7 +8,7 @@ from focusflow.chain import ChainParams, Msg, make_tx
 from focusflow.chain.errors import BadNonceError, DuplicateTxError, MempoolFullError
 from focusflow.chain.mempool import MAX_NONCE_GAP, Mempool, MempoolLimits
 from focusflow.modules.accounts import Account
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, FEE, link, new_chain
+from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, FEE, link, new_chain, particle
 
 PARAMS = ChainParams()
 
@@ -126,3 +126,24 @@ def test_transactions_behind_a_nonce_gap_are_not_ready():
     pool.add(t(BOB, 0), FUNDED)
     assert pool.has_ready(zero)
     assert pool.has_ready(lambda a: 1 if a == ALICE.address_raw else 9)
+
+
+def test_pending_links_name_their_particles_until_they_leave():
+    """The node keeps a particle's text only when a link names it; a pending link
+    counts while it is pending, through replacement, and no longer once it left."""
+    pool = Mempool(CHAIN_ID, PARAMS)
+    first = make_tx(ALICE, CHAIN_ID, 0, FEE, [link(("cats", "mammals"))])
+    other = make_tx(BOB, CHAIN_ID, 0, FEE, [link(("dogs", "mammals"))])
+    pool.add(first, FUNDED)
+    pool.add(other, FUNDED)
+    cats, mammals, dogs = particle("cats"), particle("mammals"), particle("dogs")
+    assert all(pool.names_particle(c) for c in (cats, mammals, dogs))
+    assert not pool.names_particle(particle("birds"))
+
+    replacement = make_tx(ALICE, CHAIN_ID, 0, 2 * FEE, [link(("birds", "mammals"))])
+    pool.add(replacement, FUNDED)
+    assert not pool.names_particle(cats) and pool.names_particle(particle("birds"))
+    pool.discard(other.hash)
+    assert not pool.names_particle(dogs) and pool.names_particle(mammals)
+    pool.update(funded(nonce=1))  # the block took Alice's nonce 0
+    assert len(pool) == 0 and not pool.names_particle(mammals)

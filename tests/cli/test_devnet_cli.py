@@ -306,3 +306,86 @@ def test_bulk_submission_with_and_without_the_batch_endpoint(env, capsys, batch)
         assert hashes == [tx.hash.hex() for tx in txs]
         assert [wait_tx(api, h)["code"] for h in hashes] == ["ok"] * 3
         assert api.batch_supported is batch
+
+
+def test_import_bostrom_skip_invalid_drops_and_counts_the_bad_row(env, capsys):
+    """Real dumps hold rows whose particles are not CIDs (the shared sample's line
+    239): the import stops there naming --skip-invalid, which it then takes."""
+    from tests.conftest import SHARED_SAMPLE
+
+    if not SHARED_SAMPLE.exists():
+        pytest.skip(f"shared data not present at {SHARED_SAMPLE}")
+    dev = _account(capsys, "dev")
+    stopped = run_cli(capsys, "import", "bostrom", SHARED_SAMPLE, "--limit", "300")
+    assert_user_error(stopped, "invalid_cid")
+    assert ":239:" in stopped.err and "--skip-invalid" in stopped.err
+    _unchanged(capsys, "dev", dev)
+
+    args = ("import", "bostrom", SHARED_SAMPLE, "--skip-invalid", "--limit", "300")
+    loaded = run_cli(capsys, *args, "--json")
+    assert loaded.code == 0, loaded.err
+    report = loaded.json()
+    assert report["skipped_invalid_links"] == 1 and report["failed"] == []
+    assert report["links"] == 300
+    again = run_cli(capsys, *args)
+    assert again.code == 0, again.err
+    assert "skipped 1 links whose particles are not CIDs" in again.out
+
+
+def test_linked_texts_are_kept_by_the_node_and_shown(env, capsys):
+    """`tx link "cats" "mammals"` gives the node the texts; query top, particle and
+    links show them beside the CIDs, and top says how many rows it has of how many."""
+    linked = run_cli(capsys, "tx", "link", "texts-cats", "texts-mammals", "--wait", "--json")
+    assert linked.code == 0, linked.err
+    assert linked.json()["texts"] == {"stored": 2, "unknown": [], "too_large": 0}
+    cats, mammals = cid_of_text("texts-cats"), cid_of_text("texts-mammals")
+
+    top = run_cli(capsys, "query", "top", "-k", 1000, "--json").json()
+    assert {p["cid"]: p["text"] for p in top["particles"]}[mammals] == "texts-mammals"
+    human = run_cli(capsys, "query", "top", "-k", 1)
+    assert human.code == 0, human.err
+    assert top["total"] >= 2 and f"1 of {top['total']} particles" in human.out
+    table = run_cli(capsys, "query", "top", "-k", 1000).out
+    row = next(line for line in table.splitlines() if mammals in line)
+    assert "texts-mammals" in row
+
+    one = run_cli(capsys, "query", "particle", "texts-mammals")
+    assert one.code == 0 and "texts-mammals" in one.out and mammals in one.out
+    assert run_cli(capsys, "query", "particle", mammals, "--json").json()["text"] == "texts-mammals"
+    links = run_cli(capsys, "query", "links", "texts-cats").out
+    assert "texts-mammals" in next(line for line in links.splitlines() if mammals in line)
+
+    by_cid = run_cli(capsys, "tx", "link", cats, "texts-birds", "--wait", "--json").json()
+    assert by_cid["texts"]["stored"] == 1  # only the text argument is sent
+
+
+def test_a_text_too_long_to_keep_is_not_sent_and_the_link_goes_in(env, capsys):
+    """Texts over a node's size limit are not sent; the link still goes in."""
+    long = "t" * 5000
+    result = run_cli(capsys, "tx", "link", long, "texts-short", "--wait", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["code"] == "ok"
+    assert result.json()["texts"] == {"stored": 1, "unknown": [], "too_large": 1}
+
+
+def test_import_shows_its_progress_on_a_terminal(env, tmp_path):
+    """On a terminal (a pty) the import says what it reads and how many links are in."""
+    import os
+
+    from tests.cli.test_keys_tty import ROOT, Terminal
+
+    rows = SAMPLE.read_text().splitlines()[:31]
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(rows) + "\n")
+    term = Terminal(
+        "import",
+        "bostrom",
+        str(small),
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "FOCUSFLOW_HOME": str(env.home)},
+    )
+    term.expect("reading small.csv")
+    term.expect("importing")
+    term.expect("links")
+    term.expect("neurons, 30 links")
+    _, status = os.waitpid(term.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

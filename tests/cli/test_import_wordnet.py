@@ -97,5 +97,13 @@ def test_node_loads_the_first_links_with_one_neuron_per_relation(devnet, capsys,
     assert {x["cid"] for x in links["links"]} == set(wn.cids()[out].tolist())
     assert cid_of_text("physical_entity.n.01") in {x["cid"] for x in links["links"]}
 
+    # The texts the CIDs were made from went to the node, which shows them.
+    used = np.unique(np.concatenate([wn.src[:60], wn.dst[:60]]))
+    assert report["texts_stored"] == len(used) and report["texts_unknown"] == 0
+    shown = {x["cid"]: x["text"] for x in links["links"]}
+    assert shown[cid_of_text("physical_entity.n.01")] == "physical_entity.n.01"
+    particle = run_cli(capsys, "query", "particle", "entity.n.01", "--json").json()
+    assert particle["text"] == "entity.n.01"
+
     again = run_cli(capsys, *args).json()
     assert again["links_on_chain_before"] == 60 and again["links_sent"] == 0

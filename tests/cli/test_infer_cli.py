@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -120,6 +122,8 @@ def test_a_compiled_model_answers_the_same_question(capsys, shared_sample_path, 
         "--eval-contexts", "2",
     )
     assert made.code == 0, made.err
+    assert "skipped 1 links whose particles are not CIDs" in made.err
+    assert json.loads((out / "report.json").read_text())["skipped_invalid_links"] == 1
     vocab = (out / "vocab.tsv").read_text().splitlines()
     key = vocab[1].split("\t")[-1]
     r = run_cli(capsys, "infer", "--model", out, "--context", key, "--top", "5", "--json")
@@ -129,6 +133,20 @@ def test_a_compiled_model_answers_the_same_question(capsys, shared_sample_path, 
     assert key not in [p["particle"] for p in r.json()["particles"]]
     unknown = run_cli(capsys, "infer", "--model", out, "--context", "not in the vocab")
     assert_user_error(unknown, "unknown_particle")
+
+
+def test_skip_invalid_over_a_graph_file_counts_what_it_dropped(capsys, shared_sample_path):
+    """The shared sample's line 239 is not a link between CIDs: it stops the command,
+    or with --skip-invalid is dropped and counted in the answer and on stderr."""
+    first = shared_sample_path.read_text().splitlines()[1].split(",")[1]
+    args = ("infer", "--graph", shared_sample_path, "--context", first, "--top", "2", "--json")
+    stopped = run_cli(capsys, *args)
+    assert_user_error(stopped, "invalid_cid")
+    assert ":239:" in stopped.err and "--skip-invalid" in stopped.err
+    r = run_cli(capsys, *args, "--skip-invalid")
+    assert r.code == 0, r.err
+    assert r.json()["skipped_invalid_links"] == 1 and len(r.json()["particles"]) == 2
+    assert "skipped 1 links whose particles are not CIDs" in r.err
 
 
 def test_a_compiled_model_weighs_semcons(capsys, tmp_path):

@@ -73,18 +73,18 @@ def test_the_bostrom_sample_with_neurons_and_operators():
     authors(n, c) :- stake(n, _), c = count : { neuron_link(n, _, _) }.
     top(n) :- authors(n, c), c >= 50.
     """
-    doc = json.loads(_run(program, "--graph", str(SAMPLE), "--output", "top", "--json").stdout)
+    # The sample holds one link whose particles are not CIDs (line 239): without
+    # --skip-invalid it stops the command there, with it the answer counts it.
+    stopped = _run(program, "--graph", str(SAMPLE), "--output", "top")
+    assert stopped.returncode == 2 and ":239:" in stopped.stderr
+    assert "--skip-invalid" in stopped.stderr
+    sample = ("--graph", str(SAMPLE), "--skip-invalid")
+    run = _run(program, *sample, "--output", "top", "--json")
+    doc = json.loads(run.stdout)
     assert doc["total"] >= 1 and all(row[0].startswith("bostrom") for row in doc["rows"])
-    comp = _run(
-        "c(n) :- n = count : { component(_, _) }.",
-        "--graph",
-        str(SAMPLE),
-        "--output",
-        "c",
-        "--json",
-    )
+    assert doc["skipped_invalid_links"] == 1
+    assert "skipped 1 links whose particles are not CIDs" in run.stderr
+    comp = _run("c(n) :- n = count : { component(_, _) }.", *sample, "--output", "c", "--json")
     count = json.loads(comp.stdout)["rows"][0][0]
-    particles = _run(
-        "c(n) :- n = count : { particle(_) }.", "--graph", str(SAMPLE), "--output", "c", "--json"
-    )
+    particles = _run("c(n) :- n = count : { particle(_) }.", *sample, "--output", "c", "--json")
     assert count == json.loads(particles.stdout)["rows"][0][0] > 1000

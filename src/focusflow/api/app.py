@@ -26,6 +26,7 @@ from focusflow.api import (
     routes_infer,
     routes_light,
     routes_query,
+    routes_texts,
     routes_validators,
     ws,
 )
@@ -37,6 +38,7 @@ from focusflow.api.render import key_texts
 from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
 from focusflow.query.service import QueryService
+from focusflow.store.particle_texts import ParticleTexts
 
 STATIC = Path(__file__).parent / "static"
 
@@ -46,8 +48,10 @@ def create_app(
     admin_token: str = "",
     limits: LimitSettings | None = None,
     ws_limits: ws.WsLimits | None = None,
+    particle_texts: ParticleTexts | None = None,
 ) -> FastAPI:
-    """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None)."""
+    """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None);
+    ``particle_texts`` is the node's text store (None: it keeps no texts)."""
     hub = ws.Hub(node, ws_limits)
     metrics = NodeMetrics(node)
     queries = QueryService(node, head_relations=routes_query.HEAD_RELATIONS)
@@ -76,7 +80,8 @@ def create_app(
     app.state.admin_token = admin_token
     app.state.hub = hub
     app.state.metrics = metrics
-    app.state.top_cache = TopCache()
+    app.state.particle_texts = particle_texts
+    app.state.top_cache = TopCache(particle_texts)
     app.state.key_texts = key_texts()
     app.state.inference = routes_infer.NodeInference(app.state.key_texts[1])
     app.state.rendered_blocks = RenderedBlocks()
@@ -98,6 +103,7 @@ def create_app(
     app.include_router(routes_da.router)
     app.include_router(routes_light.router)
     app.include_router(routes_query.router)
+    app.include_router(routes_texts.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

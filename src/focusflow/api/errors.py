@@ -31,6 +31,7 @@ STATUS = {
     "unknown_name": 404,
     "unknown_semcon": 404,
     "unknown_neuron": 404,
+    "unknown_text": 404,
     "share_unavailable": 404,
     "unknown_share": 404,
     "unauthorized": 401,

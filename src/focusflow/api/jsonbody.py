@@ -68,3 +68,23 @@ def text_field(doc: dict, name: str, limit: int) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= limit:
         raise InvalidParameterError(f"{name} must be a string of 1 to {limit} characters")
     return value
+
+
+def object_body(doc: Any, fields: set[str]) -> dict:
+    """A parsed body that is a JSON object with no field outside ``fields``."""
+    if not isinstance(doc, dict):
+        raise InvalidParameterError("the request body must be a JSON object")
+    unknown = sorted(set(doc) - fields)
+    if unknown:
+        raise InvalidParameterError(f"unknown field {unknown[0]!r}")
+    return doc
+
+
+def list_field(doc: dict, name: str, limit: int) -> list:
+    """A list of 1 to ``limit`` items (required); the items are the caller's to check."""
+    value = doc.get(name)
+    if not isinstance(value, list) or not value:
+        raise InvalidParameterError(f"{name} must be a non-empty list")
+    if len(value) > limit:
+        raise InvalidParameterError(f"{name} holds at most {limit} items, got {len(value)}")
+    return value

@@ -99,18 +99,25 @@ def record_json(record: BlockRecord, events: list | tuple = ()) -> dict[str, Any
     return block_json(record.block, record.commit, events)
 
 
-def ranked(view: FocusView, indices) -> list[dict[str, Any]]:
-    """``[{rank, cid, focus, focus_q}]`` for particle indices already in rank order."""
+def ranked(
+    view: FocusView, indices, texts: Callable[[list[bytes]], list[str | None]] | None = None
+) -> list[dict[str, Any]]:
+    """``[{rank, cid, focus, focus_q, text}]`` for particle indices already in rank
+    order; ``texts`` gives the kept text of binary CIDs (every ``text`` null without it)."""
     q = view.q
+    order = indices.tolist()
+    raws = [view.particles[i] for i in order]
+    kept = texts(raws) if texts is not None else [None] * len(raws)
     out = []
-    for rank, i in enumerate(indices.tolist(), start=1):
+    for rank, (i, raw, text) in enumerate(zip(order, raws, kept, strict=True), start=1):
         qi = int(q[i])
         out.append(
             {
                 "rank": rank,
-                "cid": cid_text(view.particles[i]),
+                "cid": cid_text(raw),
                 "focus": qi / view.scale,
                 "focus_q": qi,
+                "text": text,
             }
         )
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,30 +19,47 @@ from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.params import AddressPath, CidPath, Direction
 from focusflow.api.render import cid_text, parse_cid, ranked
+from focusflow.api.routes_texts import texts_of
 from focusflow.core.cid import cid_of_text
 from focusflow.core.keys import decode_address, encode_address
+from focusflow.store.particle_texts import ParticleTexts
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
 
 class TopCache:
-    """Rendered ``/focus/top`` bodies of the current view, one per k."""
+    """Rendered ``/focus/top`` bodies of the current view, one per k.
 
-    def __init__(self) -> None:
-        self._view = None
+    A body shows the particles' kept texts too, so it is rendered again when
+    the view changes or the text store has taken a new text (its generation).
+    """
+
+    def __init__(self, texts: ParticleTexts | None = None) -> None:
+        self._texts = texts
+        self._view: Any = None
+        self._generation = 0
         self._bodies: dict[int, bytes] = {}
         self._lock = threading.Lock()
 
+    def _current(self, view, generation: int) -> bool:
+        return self._view is view and self._generation == generation
+
     def body(self, view, k: int) -> bytes:
+        generation = self._texts.generation if self._texts is not None else 0
         with self._lock:
-            if self._view is not view:
-                self._view, self._bodies = view, {}
+            if not self._current(view, generation):
+                self._view, self._generation, self._bodies = view, generation, {}
             body = self._bodies.get(k)
         if body is None:
-            doc = {"height": view.height, "particles": ranked(view, view.top_k(k))}
+            lookup = self._texts.get_many if self._texts is not None else None
+            doc = {
+                "height": view.height,
+                "total": view.n_particles,
+                "particles": ranked(view, view.top_k(k), lookup),
+            }
             body = json.dumps(doc, separators=(",", ":")).encode()
             with self._lock:
-                if self._view is view and len(self._bodies) < 64:
+                if self._current(view, generation) and len(self._bodies) < 64:
                     self._bodies[k] = body
         return body
 
@@ -76,6 +93,7 @@ def top(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 100) -> Resp
 def particle(request: Request, cid: CidPath) -> JSONResponse:
     view, raw, i = _particle(request, cid)
     qi = int(view.q[i])
+    (text,) = texts_of(request.app.state, [raw])
     return JSONResponse(
         {
             "cid": cid_text(raw),
@@ -86,6 +104,7 @@ def particle(request: Request, cid: CidPath) -> JSONResponse:
             "index": i,
             "links_in": view.degree(i, "in"),
             "links_out": view.degree(i, "out"),
+            "text": text,
         }
     )
 
@@ -139,9 +158,12 @@ def links(
     view, raw, i = _particle(request, cid)
     nbrs, weights = view.edges(i, direction)
     page = slice(offset, offset + limit)
+    ids = nbrs[page].tolist()
+    raws = [view.particles[j] for j in ids]
+    kept = texts_of(request.app.state, raws)
     out = [
-        {"cid": cid_text(view.particles[j]), "weight": float(w), "focus": view.focus(j)}
-        for j, w in zip(nbrs[page].tolist(), weights[page].tolist(), strict=True)
+        {"cid": cid_text(r), "weight": float(w), "focus": view.focus(j), "text": t}
+        for j, r, w, t in zip(ids, raws, weights[page].tolist(), kept, strict=True)
     ]
     return JSONResponse(
         {

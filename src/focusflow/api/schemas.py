@@ -17,6 +17,9 @@ from focusflow.api.params import ADDRESS_PATTERN, INT64_MAX
 #: Bytes in hex, two digits a byte.
 HEX_BYTES = r"^([0-9a-fA-F]{2})*$"
 
+#: A particle's text where the node keeps one (``POST /v1/particles/texts``), else null.
+KeptText = Annotated[str | None, Field(description="the text this node keeps, or null")]
+
 
 class FocusStats(BaseModel):
     iterations: int
@@ -150,10 +153,12 @@ class RankedParticle(BaseModel):
     cid: str
     focus: float
     focus_q: int
+    text: KeptText = None
 
 
 class TopParticles(BaseModel):
     height: int
+    total: int = Field(description="particles in the graph at this height")
     particles: list[RankedParticle]
 
 
@@ -166,6 +171,7 @@ class ParticleFocus(BaseModel):
     index: int
     links_in: int
     links_out: int
+    text: KeptText = None
 
 
 class NeuronFocus(BaseModel):
@@ -191,6 +197,7 @@ class Neighbour(BaseModel):
     cid: str
     weight: float
     focus: float
+    text: KeptText = None
 
 
 class ParticleLinks(BaseModel):
@@ -203,6 +210,17 @@ class ParticleLinks(BaseModel):
 
 class CidOut(BaseModel):
     cid: str
+
+
+class TextsKept(BaseModel):
+    cids: list[str] = Field(description="the CID of each text, in order")
+    stored: int = Field(description="distinct texts of the request this node now keeps")
+    unknown: list[str] = Field(description="CIDs not kept: no committed or pending link names them")
+
+
+class ParticleText(BaseModel):
+    cid: str
+    text: str
 
 
 class NameOut(BaseModel):

@@ -185,6 +185,9 @@ class Mempool:
         self._tails = _LazyHeap()
         #: ... and senders with a single transaction (to free a sender's place).
         self._singles = _LazyHeap()
+        #: How many pending links name each particle (binary CID), so a node can
+        #: tell at once whether a particle is about to exist (particle texts).
+        self._particles: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -205,6 +208,10 @@ class Mempool:
         node hands a peer that just connected, so that transactions admitted
         while it had no peer still reach the network)."""
         return [entry.tx for entry in itertools.islice(self._by_hash.values(), limit)]
+
+    def names_particle(self, cid: bytes) -> bool:
+        """Whether a pending ``link`` message names the particle ``cid`` (from or to)."""
+        return cid in self._particles
 
     def priority(self, tx: Tx) -> float:
         boost = 0.0 if self.boost is None else self.boost(tx.sender_address)
@@ -427,6 +434,8 @@ class Mempool:
             self._tails.push(entry)
         if len(queue.entries) == 1:
             self._singles.push(entry)
+        for cid in _link_particles(tx):
+            self._particles[cid] = self._particles.get(cid, 0) + 1
         self._compact()
 
     def _remove(self, entry: _Entry) -> None:
@@ -438,6 +447,12 @@ class Mempool:
         del queue.entries[tx.nonce]
         queue.fees -= tx.fee
         self._bytes -= len(tx.encoded)
+        for cid in _link_particles(tx):
+            left = self._particles.get(cid, 0) - 1
+            if left > 0:
+                self._particles[cid] = left
+            else:
+                self._particles.pop(cid, None)
         if not queue.entries:
             del self._queues[sender]
             return
@@ -456,3 +471,22 @@ class Mempool:
         if len(self._singles) > bound:
             singles = [q for q in self._queues.values() if len(q.entries) == 1]
             self._singles.rebuild([next(iter(q.entries.values())) for q in singles])
+
+
+def _link_particles(tx: Tx) -> list[bytes]:
+    """The particles (from and to) of a transaction's ``link`` messages, one per mention.
+
+    Admission has not run the graph module's checks, so an entry of another
+    shape is passed over here; execution refuses it later.
+    """
+    out: list[bytes] = []
+    for msg in tx.msgs:
+        if msg.type != "link" or not isinstance(msg.body, dict):
+            continue
+        links = msg.body.get("links")
+        if not isinstance(links, list):
+            continue
+        for entry in links:
+            if isinstance(entry, list) and len(entry) >= 2:
+                out.extend(cid for cid in entry[:2] if isinstance(cid, bytes))
+    return out

@@ -7,6 +7,7 @@ read in one way (a CID, or text that becomes one), so a user learns it once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -29,6 +30,10 @@ from focusflow.core.keys import KeyPair, decode_address
 from focusflow.core.keystore import Keystore
 
 ENV_PASSPHRASE = "FOCUSFLOW_PASSPHRASE"
+#: Said in the help of every option that names a wallet key to unlock.
+PASSPHRASE_NOTE = (
+    f"An encrypted key's passphrase is asked for on a terminal, else read from ${ENV_PASSPHRASE}."
+)
 
 HomeOpt = Annotated[
     str | None,
@@ -49,6 +54,14 @@ NodeOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SkipInvalidOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-invalid",
+        help="Drop bostrom links whose particles are not CIDs (the summary counts them). "
+        "Real dumps hold a few such rows; without it the first one stops the command.",
+    ),
+]
 ChainIdOpt = Annotated[
     str | None,
     typer.Option(
@@ -94,6 +107,31 @@ def keystore(home: str | None) -> Keystore:
 def client(home: str | None, node: str | None) -> Client:
     url, source = node_url(node, resolve_home(home))
     return Client(url, source=source)
+
+
+def skipped_invalid(graph: Any) -> int:
+    """How many links ``--skip-invalid`` dropped while ``graph`` was read."""
+    return int(getattr(graph, "skipped_invalid", 0) or 0)
+
+
+def skipped_note(skipped: int) -> str | None:
+    """The summary line of ``skipped`` links ``--skip-invalid`` dropped, None if none.
+
+    Every command that reads a bostrom file says it in these words, so a user
+    who drops rows always sees how many.
+    """
+    if not skipped:
+        return None
+    return f"skipped {skipped} links whose particles are not CIDs"
+
+
+def loading(what: str, show: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """A spinner on stderr saying ``what`` while a long read runs; nothing when
+    stderr is not a terminal (scripts, pipes, logs) or ``show`` is false."""
+    err = Console(stderr=True)
+    if not (show and err.is_terminal):
+        return contextlib.nullcontext()
+    return err.status(what, spinner="dots")
 
 
 # ------------------------------------------------------------------ passphrases

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from focusflow.cli.common import SkipInvalidOpt, skipped_invalid, skipped_note
 from focusflow.core.errors import InputFileError, InvalidParameterError
 
 
@@ -38,9 +39,7 @@ def compile_cmd(
     eval_contexts: int = typer.Option(
         64, "--eval-contexts", help="Contexts KL(phi*_c || q_c) is measured on; 0 skips."
     ),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Drop bostrom links whose particles are not CIDs."
-    ),
+    skip_invalid: SkipInvalidOpt = False,
     as_json: bool = typer.Option(False, "--json", help="Print the report on stdout."),
 ) -> None:
     """Compile a graph into a transformer (ONNX) whose output approximates focus."""
@@ -97,6 +96,7 @@ def compile_cmd(
         compiled = compile_graph(graph, options, phase=phase)
         compiled.report["timings"]["load"] = t_load
         compiled.report["source"] = origin
+        compiled.report["skipped_invalid_links"] = skipped_invalid(graph)
         try:
             report = write(compiled, graph, out, phase=phase)
         except OSError as exc:
@@ -118,6 +118,9 @@ def _summary(err: Console, r: dict, out: Path) -> None:
     )
     phases = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "compile_total")
     err.print(f"time: compile {t['compile_total']:.2f} s ({phases})")
+    note = skipped_note(r.get("skipped_invalid_links", 0))
+    if note:
+        err.print(note)
     kl = r.get("kl")
     if kl:
         err.print(

@@ -16,7 +16,16 @@ from typing import Annotated, Any
 import typer
 
 from focusflow.cli.client import Client, node_url
-from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, print_json
+from focusflow.cli.common import (
+    HomeOpt,
+    JsonOpt,
+    NodeOpt,
+    SkipInvalidOpt,
+    loading,
+    print_json,
+    skipped_invalid,
+    skipped_note,
+)
 from focusflow.core.errors import InputFileError, InvalidParameterError
 from focusflow.core.home import resolve_home
 
@@ -118,6 +127,7 @@ def datalog_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    skip_invalid: SkipInvalidOpt = False,
 ) -> None:
     """Run a Datalog program and print one relation."""
     text = read_program(program)
@@ -128,9 +138,15 @@ def datalog_cmd(
             )
         from focusflow.query import Limits, open_graph, run
 
-        source = open_graph(graph, fmt)
+        with loading(f"reading {Path(graph).name}"):
+            source = open_graph(graph, fmt, skip_invalid=skip_invalid)
         answer = run(text, source, output=output, limit=limit, limits=Limits(timeout_s=timeout))
         doc = answer.to_json()
+        if skip_invalid:
+            doc["skipped_invalid_links"] = skipped_invalid(source.graph)
+        note = skipped_note(skipped_invalid(source.graph))
+        if note:
+            sys.stderr.write(note + "\n")
     else:
         body: dict[str, Any] = {"program": text, "output": output, "timeout_s": timeout}
         if limit is not None:

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from focusflow.cli.common import SkipInvalidOpt, skipped_invalid, skipped_note
 from focusflow.core.errors import InputFileError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -109,9 +110,7 @@ def compute_cmd(
         help="Anderson acceleration window (default 2 for diffusion, 6 for tri); "
         "0 = the plain iteration.",
     ),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Drop bostrom links whose particles are not CIDs."
-    ),
+    skip_invalid: SkipInvalidOpt = False,
 ) -> None:
     """Compute focus and write `particle<TAB>focus`, most focus first."""
     # Imported here: every other CLI command starts without loading numba.
@@ -177,7 +176,7 @@ def compute_cmd(
         "contraction_rate": d.contraction_rate,
         "entropy_nats": entropy(focus / focus.sum()) if focus.sum() > 0 else 0.0,
         "syntropy_nats": syntropy(focus / focus.sum()) if focus.sum() > 0 else 0.0,
-        "skipped_invalid_links": getattr(graph, "skipped_invalid", 0),
+        "skipped_invalid_links": skipped_invalid(graph),
         "dropped_self_links": graph.dropped_self_links,
         "seconds": {"load": t_load, **{k: v for k, v in d.timings.items()}},
     }
@@ -224,8 +223,9 @@ def _print_summary(err: Console, s: dict, tol: float) -> None:
         f"time: load {secs['load']:.3f} s, solve {secs.get('solve', secs.get('total', 0)):.3f} s"
         + (f" ({phases})" if phases else "")
     )
-    if s["skipped_invalid_links"]:
-        err.print(f"skipped {s['skipped_invalid_links']} links whose particles are not CIDs")
+    note = skipped_note(s["skipped_invalid_links"])
+    if note:
+        err.print(note)
     if not s["converged"]:
         err.print(
             f"warning: not converged after {s['iterations']} iterations; raise --max-iter or --tol"

@@ -2,7 +2,9 @@
 
 ``import wordnet`` reads WordNet 3.0 (``focusflow.graph.wordnet``) and either
 writes it as a bostrom CSV with a particles file (``--out``) or loads it like a
-bostrom file, each relation a neuron named ``wordnet:<relation>`` (``--node``).
+bostrom file, each relation a neuron named ``wordnet:<relation>`` (``--node``),
+and then gives the node the texts its particles' CIDs were made from, which the
+node keeps only once links name them (``cli.particle_texts``).
 
 Every bostrom neuron becomes a neuron of our chain with a key derived from its
 bostrom address::
@@ -48,15 +50,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from focusflow.cli.common import (
+    PASSPHRASE_NOTE,
     ChainIdOpt,
     HomeOpt,
     JsonOpt,
     MaxFeeOpt,
     NodeOpt,
+    SkipInvalidOpt,
     client,
     console,
     load_key,
+    loading,
     print_json,
+    skipped_invalid,
+    skipped_note,
 )
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.hashing import sha256
@@ -118,18 +125,26 @@ class Report:
     funding_txs: int = 0
     rounds: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
+    #: Links of the file dropped by --skip-invalid (their particles are not CIDs).
+    skipped_invalid_links: int = 0
+    #: Particle texts the node kept, and those it found no link for (import wordnet).
+    texts_stored: int = 0
+    texts_unknown: int = 0
 
 
-def read_neurons(path: Path, chain_id: str, limit: int | None) -> list[Neuron]:
+def read_neurons(
+    path: Path, chain_id: str, limit: int | None, *, skip_invalid: bool = False
+) -> list[Neuron]:
     """Neurons in first-seen order with their links; the file's first ``limit`` links only.
 
     The reader is the graph package's (validation with line numbers, go-cyber's
     rule that a neuron's repeated link counts once, self-links dropped: the
-    chain refuses them).
+    chain refuses them; with ``skip_invalid`` links whose particles are not
+    CIDs are dropped instead of stopping the import).
     """
     from focusflow.graph.importers import read_bostrom
 
-    return neurons_of_graph(read_bostrom(path), chain_id, limit)
+    return neurons_of_graph(read_bostrom(path, skip_invalid=skip_invalid), chain_id, limit)
 
 
 def neurons_of_graph(graph: Any, chain_id: str, limit: int | None) -> list[Neuron]:
@@ -418,13 +433,36 @@ def run_import(
             raise ImportFailedError("a round committed no links; stopping instead of looping")
 
 
+def send_texts_with_progress(
+    api: Any, texts: Sequence[str], err: Console, show: bool
+) -> Any:  # cli.particle_texts.TextsSent
+    """Give the node the particles' texts in batches, with a bar on a terminal."""
+    from focusflow.cli.particle_texts import send_texts
+
+    bar = Progress(
+        TextColumn("[bold]keeping texts"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("texts"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show,
+    )
+    with bar:
+        task = bar.add_task("texts", total=len(texts))
+        return send_texts(api, texts, lambda n: bar.advance(task, n))
+
+
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N links.")]
 StakeOpt = Annotated[
     int, typer.Option("--stake", min=1, help="Stake each neuron bonds (at least its links).")
 ]
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, max=10_000, help="Links per transaction.")]
 FunderOpt = Annotated[
-    str, typer.Option("--from", metavar="NAME", help="Wallet key that funds the neurons.")
+    str,
+    typer.Option(
+        "--from", metavar="NAME", help=f"Wallet key that funds the neurons. {PASSPHRASE_NOTE}"
+    ),
 ]
 
 
@@ -441,9 +479,11 @@ def load_graph(
     as_json: bool,
     chain_id: str | None,
     max_fee: int | None,
+    texts: Sequence[str] = (),
 ) -> None:
     """Send a graph's first ``limit`` links to the node as its neurons' transactions,
-    then print the report: the body every ``import`` command shares."""
+    then ``texts`` (those its particles were made from, once the links are in), then
+    print the report: the body every ``import`` command shares."""
     from focusflow.cli.txbuild import pin_chain
 
     key = load_key(home, funder)
@@ -474,7 +514,11 @@ def load_graph(
                 batch=batch,
                 progress=progress,
             )
+        if texts:
+            sent = send_texts_with_progress(api, texts, err, show)
+            report.texts_stored, report.texts_unknown = sent.stored, len(sent.unknown)
         seconds = time.monotonic() - started
+    report.skipped_invalid_links = skipped_invalid(graph)
     result = {**report.__dict__, "seconds": round(seconds, 3)}
     if as_json:
         print_json(result)
@@ -484,6 +528,14 @@ def load_graph(
             f"were on chain, {report.links_sent} sent in {report.txs_sent} transactions "
             f"(+{report.funding_txs} funding) in {seconds:.1f}s"
         )
+        if texts:
+            console.print(
+                f"{report.texts_stored} particle texts kept by the node"
+                + (f", {report.texts_unknown} not named by a link" if report.texts_unknown else "")
+            )
+        note = skipped_note(report.skipped_invalid_links)
+        if note:
+            console.print(note)
     if report.failed:
         sys.stdout.flush()
         first = report.failed[0]
@@ -507,12 +559,15 @@ def bostrom_cmd(
     as_json: JsonOpt = False,
     chain_id: ChainIdOpt = None,
     max_fee: MaxFeeOpt = None,
+    skip_invalid: SkipInvalidOpt = False,
 ) -> None:
     """Load a bostrom cyberlink CSV as signed transactions from generated neurons."""
     from focusflow.graph.importers import read_bostrom
 
+    with loading(f"reading {file.name}", not as_json):
+        graph = read_bostrom(file, skip_invalid=skip_invalid)
     load_graph(
-        read_bostrom(file),
+        graph,
         str(file),
         limit=limit,
         stake=stake,
@@ -564,9 +619,11 @@ def wordnet_cmd(
     if (out is None) == (node is None):
         raise InvalidParameterError("give exactly one of --out FILE or --node URL")
     started = time.monotonic()
-    wn = read_wordnet(directory)
+    with loading("reading WordNet", not as_json):
+        wn = read_wordnet(directory)
     mask = None if limit is None else np.arange(wn.n_links) < limit
     if node is not None:
+        linked = wn if mask is None else wn.subset(mask)
         load_graph(
             wn.to_graph(mask),
             "WordNet",
@@ -579,6 +636,7 @@ def wordnet_cmd(
             as_json=as_json,
             chain_id=chain_id,
             max_fee=max_fee,
+            texts=linked.texts.tolist(),
         )
         return
     if mask is not None:

@@ -24,7 +24,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from focusflow.cli.common import NodeOpt, client, print_json
+from focusflow.cli.common import (
+    NodeOpt,
+    SkipInvalidOpt,
+    client,
+    print_json,
+    skipped_invalid,
+    skipped_note,
+)
 from focusflow.core.cid import particle_cid
 from focusflow.core.errors import InputFileError, InvalidParameterError
 
@@ -95,6 +102,8 @@ class _GraphAnswerer:
         from focusflow.infer import Inference, InferGraph
 
         graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
+        #: Links --skip-invalid dropped, for the command's summary.
+        self.skipped = skipped_invalid(graph)
         table = None
         if texts is not None:
             table = read_particle_texts(texts)
@@ -289,9 +298,7 @@ def infer_cmd(
         Path | None,
         typer.Option("--texts", help="Particles file cid<TAB>text<TAB>gloss (default: beside it)."),
     ] = None,
-    skip_invalid: Annotated[
-        bool, typer.Option("--skip-invalid", help="Drop links whose particles are not CIDs.")
-    ] = False,
+    skip_invalid: SkipInvalidOpt = False,
     top: Annotated[int, typer.Option("--top", help="How many particles to list.")] = 10,
     mode: Annotated[str, typer.Option("--mode", help="tri or diffusion.")] = "tri",
     tol: Annotated[float, typer.Option("--tol", help="L1 stop rule of the solve.")] = 1e-3,
@@ -338,12 +345,20 @@ def infer_cmd(
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p).validate()
     weights = _semcons(semcon or [])
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    #: What --skip-invalid dropped, in every JSON answer over a graph file.
+    skipped: dict[str, int] = {}
     if graph is not None:
         loading = err.status(f"loading {graph.name}", spinner="dots")
         with loading if err.is_terminal else contextlib.nullcontext():
-            answerer: _Answerer = _GraphAnswerer(
+            graph_answerer = _GraphAnswerer(
                 graph, fmt, stakes, texts, skip_invalid, params, weights, other_semcons
             )
+        answerer: _Answerer = graph_answerer
+        note = skipped_note(graph_answerer.skipped)
+        if note:
+            err.print(note)
+        if skip_invalid:
+            skipped = {"skipped_invalid_links": graph_answerer.skipped}
     elif node is not None:
         answerer = _NodeAnswerer(node, params, weights, other_semcons)
     else:
@@ -351,13 +366,13 @@ def infer_cmd(
         answerer = _ModelAnswerer(model, texts, context_weight, weights, other_semcons)
     if contexts is not None:
         assert out is not None
-        _batch(answerer, contexts, out, top, err, as_json)
+        _batch(answerer, contexts, out, top, err, as_json, skipped)
         return
     assert context is not None
     if walk is not None:
         steps = list(answerer.walk(list(context), walk, seed=seed, sampling=sampling))
         if as_json:
-            print_json({"context": list(context), "seed": seed, "steps": steps})
+            print_json({"context": list(context), "seed": seed, "steps": steps, **skipped})
             return
         for s in steps:
             label = s.get("text", s["particle"])
@@ -365,7 +380,7 @@ def infer_cmd(
         return
     doc = answerer.top(list(context), top)
     if as_json:
-        print_json(doc)
+        print_json({**doc, **skipped})
         return
     table = Table(show_edge=False, box=None)
     table.add_column("rank", justify="right")
@@ -383,7 +398,13 @@ def infer_cmd(
 
 
 def _batch(
-    answerer: _Answerer, contexts: Path, out: Path, top: int, err: Console, as_json: bool
+    answerer: _Answerer,
+    contexts: Path,
+    out: Path,
+    top: int,
+    err: Console,
+    as_json: bool,
+    skipped: dict[str, int],
 ) -> None:
     """Every context of the file, written as it is answered (an interrupted run keeps
     what it wrote; the file is complete only when the command exits 0)."""
@@ -408,7 +429,12 @@ def _batch(
             for p in doc["particles"]:
                 fh.write(f"{number}\t{p['rank']}\t{p['particle']}\t{p['probability']!r}\n")
             bar.advance(task)
-    summary = {"contexts": len(lines), "out": str(out), "seconds": time.perf_counter() - t0}
+    summary = {
+        "contexts": len(lines),
+        "out": str(out),
+        "seconds": time.perf_counter() - t0,
+        **skipped,
+    }
     if as_json:
         print_json(summary)
     else:

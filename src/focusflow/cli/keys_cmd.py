@@ -70,7 +70,8 @@ def add_cmd(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a new random key."""
+    """Create a new random key, encrypted with a passphrase: asked twice on a terminal,
+    else read from $FOCUSFLOW_PASSPHRASE (scripts); --unencrypted stores it in the clear."""
     _store_new(home, name, KeyPair.generate(), unencrypted, as_json)
     if not as_json:
         console.print(f"back up its seed with: focusflow keys export {name}")
@@ -89,7 +90,8 @@ def import_cmd(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Store an existing key from its seed (as `keys export` prints it)."""
+    """Store an existing key from its seed (as `keys export` prints it), encrypted with a
+    passphrase: asked twice on a terminal, else read from $FOCUSFLOW_PASSPHRASE."""
     raw = read_input(seed_file)
     where = "stdin" if seed_file == "-" else seed_file
     try:
@@ -152,7 +154,8 @@ def export_cmd(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print a key's secret seed (hex), which `keys import` takes back."""
+    """Print a key's secret seed (hex), which `keys import` takes back. An encrypted
+    key's passphrase is asked for on a terminal, else read from $FOCUSFLOW_PASSPHRASE."""
     store = keystore(home)
     info = store.info(name)
     if not yes:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import httpx
 import typer
 
-from focusflow.cli.common import particle
+from focusflow.cli.common import loading, particle
 from focusflow.cli.da_cmd import fetch_share, square_width
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.keys import decode_address
@@ -104,9 +104,10 @@ def sync_cmd(
             raise InvalidParameterError("a new light store needs --genesis")
         client.trust_genesis(genesis_set)
     try:
-        head = client.sync()
-        for url in witness:
-            client.check_witness(Node(url, timeout), head)
+        with loading(f"verifying the headers of {node}", not as_json):
+            head = client.sync()
+            for url in witness:
+                client.check_witness(Node(url, timeout), head)
     finally:
         if len(store):
             store.save()

@@ -181,13 +181,31 @@ def top_cmd(
     if as_json:
         _print_json(doc)
         return
-    table = Table(box=None, pad_edge=False, title=f"top {k} at height {doc.get('height')}")
+    rows = doc.get("particles", [])
+    total = doc.get("total", len(rows))
+    has_text = any(p.get("text") is not None for p in rows)
+    table = Table(
+        box=None,
+        pad_edge=False,
+        title=f"top {k} at height {doc.get('height')}",
+        caption=f"{len(rows)} of {total} particles",
+    )
     table.add_column("rank", justify="right")
     table.add_column("cid")
+    if has_text:
+        table.add_column("text")
     table.add_column("focus", justify="right")
-    for p in doc.get("particles", []):
-        table.add_row(str(p.get("rank")), str(p.get("cid")), _focus(p.get("focus")))
+    for p in rows:
+        text = [_text(p.get("text"))] if has_text else []
+        table.add_row(str(p.get("rank")), str(p.get("cid")), *text, _focus(p.get("focus")))
     console.print(table)
+
+
+def _text(text: Any) -> str:
+    """A particle's text for a table cell: one line, '-' when the node keeps none."""
+    if text is None:
+        return "-"
+    return " ".join(str(text).split())
 
 
 @query_app.command("particle")
@@ -198,9 +216,14 @@ def particle_cmd(
     node: NodeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """One particle's focus, rank and link counts."""
+    """One particle's focus, rank and link counts, and its text when the node keeps it."""
     cid, _ = particle(target, as_text=as_text)
-    _show(_get(home, node, f"/v1/focus/particles/{cid}"), as_json)
+    doc = _get(home, node, f"/v1/focus/particles/{cid}")
+    if as_json:
+        _print_json(doc)
+        return
+    shown = {"cid": doc.get("cid"), "text": _text(doc.get("text"))}
+    _kv({**shown, **{k: v for k, v in doc.items() if k not in shown}})
 
 
 @query_app.command("karma")
@@ -266,10 +289,15 @@ def links_cmd(
         pad_edge=False,
         title=f"{cid} {arrow} ({offset + 1}-{offset + shown} of {doc.get('total')})",
     )
-    for col in ("cid", "weight", "focus"):
+    for col in ("cid", "text", "weight", "focus"):
         table.add_column(col)
     for link in doc.get("links", []):
-        table.add_row(str(link.get("cid")), str(link.get("weight")), _focus(link.get("focus")))
+        table.add_row(
+            str(link.get("cid")),
+            _text(link.get("text")),
+            str(link.get("weight")),
+            _focus(link.get("focus")),
+        )
     console.print(table)
 
 

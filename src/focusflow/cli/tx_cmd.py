@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from focusflow.cli.common import (
+    PASSPHRASE_NOTE,
     ChainIdOpt,
     HomeOpt,
     JsonOpt,
@@ -56,7 +57,10 @@ tx_app.add_typer(validator_app, name="validator")
 DEFAULT_SIGNER = "dev"
 
 FromOpt = Annotated[
-    str, typer.Option("--from", metavar="NAME", help="Wallet key that signs and pays.")
+    str,
+    typer.Option(
+        "--from", metavar="NAME", help=f"Wallet key that signs and pays. {PASSPHRASE_NOTE}"
+    ),
 ]
 FeeOpt = Annotated[
     int | None,
@@ -98,10 +102,13 @@ def _submit(
     extra: dict[str, Any] | None = None,
     describe: list[str] | None = None,
     key: KeyPair | None = None,
+    texts: list[str] | None = None,
 ) -> None:
     """Unlock, sign at the right nonce and fee, check, send, optionally wait; print.
 
     ``key`` signs instead of the wallet key ``opts.signer`` (the node's validator key).
+    ``texts`` (the texts particles were made from) go to the node once it has
+    accepted the transaction: it keeps texts only of particles that links name.
     """
     from focusflow.cli import txbuild
 
@@ -130,6 +137,8 @@ def _submit(
                 f"tx {tx_hash} submitted (from {signer_name} {key.address}, "
                 f"nonce {nonce}, fee {tx.fee})"
             )
+        if texts:
+            result["texts"] = _send_texts(api, texts, opts.as_json)
         if opts.wait:
             record = txbuild.wait_tx(api, tx_hash, opts.timeout)
             result.update(
@@ -147,6 +156,28 @@ def _submit(
         if opts.wait:
             sys.stdout.flush()  # the result first, then the error line if it failed
             txbuild.check_receipt(result)
+
+
+def _send_texts(api: Any, texts: list[str], as_json: bool) -> dict[str, Any]:
+    """Give the node the texts of the particles just linked; what it kept.
+
+    The link is in the mempool already, so a node that cannot take the texts
+    (an older node, one that keeps none) is a warning on stderr, not a failure.
+    """
+    from focusflow.cli.particle_texts import send_texts
+    from focusflow.core.errors import FocusflowError
+
+    try:
+        sent = send_texts(api, texts)
+    except FocusflowError as exc:
+        warning = f"warning: the node did not keep the texts: {exc.message} [{exc.code}]"
+        typer.echo(warning, err=True)
+        return {"error": {"code": exc.code, "message": exc.message}}
+    if not as_json:
+        console.print(f"texts: {sent.stored} kept by the node")
+        if sent.too_large:
+            console.print(f"texts: {sent.too_large} longer than a node keeps, not sent")
+    return sent.as_json()
 
 
 def _msg(type_: str, body: dict[str, Any]) -> Msg:
@@ -233,12 +264,16 @@ def link_cmd(
     chain_id: ChainIdOpt = None,
     max_fee: MaxFeeOpt = None,
 ) -> None:
-    """Link particles: one cyberlink per FROM TO pair, all in one transaction."""
+    """Link particles: one cyberlink per FROM TO pair, all in one transaction.
+
+    Particles given as text are then sent to the node, which keeps and shows them.
+    """
     if len(particles) % 2:
         raise InvalidParameterError(
             f"link takes FROM TO pairs; got {len(particles)} particles (one is unpaired)"
         )
     parsed = [particle(p, as_text=as_text) for p in particles]
+    texts = [p for p, (cid, _) in zip(particles, parsed, strict=True) if as_text or cid != p]
     links, shown = [], []
     for i in range(0, len(parsed), 2):
         (a, a_raw), (b, b_raw) = parsed[i], parsed[i + 1]
@@ -251,7 +286,7 @@ def link_cmd(
         f"link {_label(particles[i], a)} -> {_label(particles[i + 1], b)}"
         for (a, b), i in zip(shown, range(0, len(particles), 2), strict=True)
     ]
-    _submit(opts, [_msg("link", {"links": links})], {"links": shown}, describe)
+    _submit(opts, [_msg("link", {"links": links})], {"links": shown}, describe, texts=texts)
 
 
 def _label(arg: str, cid: str) -> str:
@@ -364,7 +399,7 @@ ValidatorFromOpt = Annotated[
     typer.Option(
         "--from",
         metavar="NAME",
-        help="Wallet key of the validator (default: the home's validator_key).",
+        help="Wallet key of the validator (default: the home's validator_key). " + PASSPHRASE_NOTE,
     ),
 ]
 

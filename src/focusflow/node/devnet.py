@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ from focusflow.chain.genesis import Genesis
 from focusflow.chain.mempool import MempoolLimits
 from focusflow.chain.warm import warm_up
 from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.home import ENV_HOME, default_home
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 from focusflow.node.home import DEV_KEY_NAME, Home, HomeError, init_devnet, lock_home
@@ -153,7 +155,15 @@ def _serve(
                 "block_time_s": block_time,
             }
 
-        serve(runtime, home, sock, ready="devnet ready", fields=ready_fields, stop_on_failure=True)
+        serve(
+            runtime,
+            home,
+            sock,
+            ready="devnet ready",
+            fields=ready_fields,
+            stop_on_failure=True,
+            notes=cli_notes(home.path),
+        )
     finally:
         # After serve returns the block in progress is committed: close the store.
         chain.close()
@@ -161,6 +171,24 @@ def _serve(
         log.info("stopped", extra={"fields": {"height": chain.height}})
     if runtime.failure is not None:
         raise FocusflowError(f"block production failed: {runtime.failure}")
+
+
+def cli_notes(home: Path) -> list[str]:
+    """What another shell needs for ``focusflow keys``, ``tx`` and ``query`` to use
+    this devnet: nothing when it runs in the default home, which they use too; else
+    the line that points them at it (its ``keys/`` wallet and ``node.json``).
+
+    The commands find the home by ``--home``, ``$FOCUSFLOW_HOME`` or the default
+    and never guess another: a wallet key written into a home the user did not
+    name would be hard to find again.
+    """
+    where = Path(home).expanduser().resolve()
+    if where == default_home().expanduser().resolve():
+        return []
+    return [
+        "in another shell, before focusflow keys/tx/query/import: "
+        f"export {ENV_HOME}={shlex.quote(str(where))}"
+    ]
 
 
 def prepare_kernels(focus: dict | None) -> None:

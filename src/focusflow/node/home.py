@@ -93,6 +93,12 @@ class Home:
         return self.path / "data"
 
     @property
+    def texts(self) -> Path:
+        """The node's particle texts (``store.particle_texts``): kept apart from
+        ``data/``, which a state sync replaces, and not part of any state root."""
+        return self.path / "texts"
+
+    @property
     def node_json(self) -> Path:
         return self.path / "node.json"
 

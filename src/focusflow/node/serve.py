@@ -18,7 +18,7 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import uvicorn
 
@@ -26,6 +26,7 @@ from focusflow.api.app import create_app
 from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
+from focusflow.store.particle_texts import ParticleTexts
 
 log = logging.getLogger("focusflow.node")
 
@@ -57,21 +58,25 @@ def serve(
     ready: str,
     fields: Callable[[str], dict],
     stop_on_failure: bool = False,
+    notes: Sequence[str] = (),
 ) -> None:
     """Run ``runtime`` and its API on ``sock`` until SIGINT/SIGTERM.
 
     Once consensus runs, ``home/node.json`` names the API and ``ready`` is
-    logged with ``fields(api_url)``. With ``stop_on_failure`` a failed
+    logged with ``fields(api_url)``, then each of ``notes`` (what the user
+    should know next, the last lines they see). With ``stop_on_failure`` a failed
     consensus step stops the server too (the devnet: nothing else would make
     its blocks); the caller finds why in ``runtime.failure``.
     """
     # uvicorn re-raises the signal it caught once it has shut down; no-op
     # handlers make that harmless so the caller still closes the store.
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    texts = ParticleTexts(home.texts)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_serve(runtime, home, sock, ready, fields, stop_on_failure))
+            runner.run(_serve(runtime, home, sock, ready, fields, stop_on_failure, texts, notes))
     finally:
+        texts.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -83,10 +88,15 @@ async def _serve(
     ready: str,
     fields: Callable[[str], dict],
     stop_on_failure: bool,
+    texts: ParticleTexts,
+    notes: Sequence[str],
 ) -> None:
     config = home.load_config() if home.config.exists() else {}
     app = create_app(
-        runtime, home.read_admin_token(), LimitSettings.from_json(config.get("api_limits"))
+        runtime,
+        home.read_admin_token(),
+        LimitSettings.from_json(config.get("api_limits")),
+        particle_texts=texts,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -105,6 +115,8 @@ async def _serve(
     await runtime.start_async()
     home.write_node_info(api)
     log.info(ready, extra={"fields": fields(api)})
+    for note in notes:
+        log.info(note)
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -40,11 +40,15 @@ __all__ = [
 ]
 
 
-def open_graph(path: str | os.PathLike, fmt: str = "auto", **options) -> GraphFileSource:
-    """A source over a graph file (``auto``, ``edges`` or ``bostrom``)."""
+def open_graph(
+    path: str | os.PathLike, fmt: str = "auto", *, skip_invalid: bool = True, **options
+) -> GraphFileSource:
+    """A source over a graph file (``auto``, ``edges`` or ``bostrom``); bostrom links
+    whose particles are not CIDs are dropped (``source.graph.skipped_invalid`` counts
+    them) unless ``skip_invalid`` is false, when the first one is an error."""
     from focusflow.graph.importers import read_graph
 
-    return GraphFileSource(read_graph(path, fmt, skip_invalid=True), **options)
+    return GraphFileSource(read_graph(path, fmt, skip_invalid=skip_invalid), **options)
 
 
 def run(

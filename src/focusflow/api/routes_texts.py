@@ -1,0 +1,102 @@
+"""Particle texts: ``POST /v1/particles/texts`` keeps them, ``GET .../{cid}/text`` reads one.
+
+A node keeps the text of a particle (``store.particle_texts``) only when it
+can check it and when the particle is one links pay for: the CID is computed
+here from the text itself (so a text and its CID cannot disagree), and the
+particle must be in the committed graph or named by a link waiting in this
+node's mempool. Texts of other CIDs are answered as ``unknown`` and not kept:
+without that rule anyone could fill the node's disk for free.
+
+Every text is checked (at most ``MAX_TEXT_BYTES`` UTF-8 bytes, ``MAX_BATCH``
+texts a request, the body under the API's cap) before any is hashed or
+stored; one bad text refuses the whole request and keeps nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from focusflow.api import schemas
+from focusflow.api.errors import ERROR_RESPONSES, ApiError
+from focusflow.api.jsonbody import list_field, object_body, parse_json
+from focusflow.api.render import cid_text, parse_cid
+from focusflow.store.particle_texts import (
+    MAX_BATCH,
+    ParticleTexts,
+    UnknownTextError,
+    cid_of_text_bytes,
+    text_bytes,
+)
+
+router = APIRouter(prefix="/v1/particles", responses=ERROR_RESPONSES)
+
+
+def store_of(state: Any) -> ParticleTexts | None:
+    """The app's text store; None for an app over a node without a home (tests)."""
+    return getattr(state, "particle_texts", None)
+
+
+def texts_of(state: Any, cids: Sequence[bytes]) -> list[str | None]:
+    """The kept text of each binary CID (None where none is kept), one read for all."""
+    store = store_of(state)
+    if store is None or not cids:
+        return [None] * len(cids)
+    return store.get_many(cids)
+
+
+def _known(node: Any, cid: bytes) -> bool:
+    """A particle of the published graph, or one a pending link names.
+
+    Both are read without a lock: between a block's commit (its links leave
+    the mempool) and the publication of its view, a particle named only by
+    that block is in neither and is answered as unknown; posting it again a
+    moment later keeps it.
+    """
+    return node.mempool.names_particle(cid) or node.view.particle_index(cid) >= 0
+
+
+def _keep(request: Request, doc: Any) -> dict[str, Any]:
+    texts = list_field(object_body(doc, {"texts"}), "texts", MAX_BATCH)
+    raws = [text_bytes(t) for t in texts]
+    store = store_of(request.app.state)
+    if store is None:
+        raise ApiError("unavailable", "this node keeps no particle texts")
+    node = request.app.state.node
+    cids = [cid_of_text_bytes(raw) for raw in raws]
+    accepted: dict[bytes, str] = {}
+    unknown: dict[bytes, None] = {}
+    for cid, text in zip(cids, texts, strict=True):
+        if cid in accepted or cid in unknown:
+            continue
+        if _known(node, cid):
+            accepted[cid] = text
+        else:
+            unknown[cid] = None
+    store.put(list(accepted.items()))
+    return {
+        "cids": [cid_text(c) for c in cids],
+        "stored": len(accepted),
+        "unknown": [cid_text(c) for c in unknown],
+    }
+
+
+@router.post("/texts", response_model=None, responses={200: {"model": schemas.TextsKept}})
+async def keep_texts(request: Request) -> JSONResponse:
+    """Keep the texts of particles that links name; each text's CID is computed here."""
+    doc = parse_json(await request.body())
+    return JSONResponse(await run_in_threadpool(_keep, request, doc))
+
+
+@router.get("/{cid}/text", response_model=None, responses={200: {"model": schemas.ParticleText}})
+def particle_text(request: Request, cid: str) -> JSONResponse:
+    """The text this node keeps for a particle; 404 ``unknown_text`` when none."""
+    raw = parse_cid(cid)
+    (text,) = texts_of(request.app.state, [raw])
+    if text is None:
+        raise UnknownTextError(f"this node keeps no text for particle {cid_text(raw)}")
+    return JSONResponse({"cid": cid_text(raw), "text": text})
