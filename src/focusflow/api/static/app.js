@@ -14,7 +14,7 @@ const TOP_K = 20;
 const LINKS_PAGE = 12; // neighbours each way on one page of the graph and the list
 const REFRESH_GAP_MS = 400; // at most one status/top refresh per this interval
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
-const KNOWN_MAX = 5000;
+const KNOWN_MAX = 5000; // CIDs remembered as in the graph, before the set starts over
 const CID_RE = /^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{40,})$/;
 const NAME_RE = /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/;
 
@@ -79,8 +79,8 @@ const labels = (() => {
 // one, else the words this browser searched it by, else its shortened CID.
 const labelOf = (cid, text) => textOf(text) || labels.get(cid) || shortCid(cid);
 
-// Particles this page has seen in the graph's answers: opening one needs no check
-// that it exists first.
+// Particles this page has seen in the node's answers: opening one needs no check
+// that it exists first (a particle, once in the graph, stays in it).
 const known = new Set();
 
 function seen(cids) {

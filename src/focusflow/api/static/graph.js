@@ -146,7 +146,7 @@ export class LinkGraph {
       style: style(),
       layout: { name: "preset" },
       minZoom: 0.3,
-      maxZoom: 1.5,
+      maxZoom: 1.2,
       userZoomingEnabled: false, // the mouse wheel scrolls the page
       boxSelectionEnabled: false,
       autounselectify: true,
