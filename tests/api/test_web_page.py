@@ -135,6 +135,31 @@ def height_on(page) -> int:
     return int(text) if text.isdigit() else -1
 
 
+GRAPH_NODES = """() => document.querySelector('#graph').cy.nodes().map((n) => ({
+    id: n.id(), cid: n.data('cid') || null, label: n.data('label'), more: n.data('more') || 0,
+    classes: n.classes(), x: n.renderedPosition().x, y: n.renderedPosition().y,
+}))"""
+
+
+def graph_nodes(page) -> list[dict]:
+    """The nodes of the link graph as Cytoscape holds them, positions as drawn."""
+    return page.evaluate(GRAPH_NODES)
+
+
+def wait_graph(page, count: int) -> None:
+    page.wait_for_function(f"document.querySelector('#graph').cy?.nodes().length === {count}")
+
+
+def node_point(page, node_id: str) -> tuple[float, float]:
+    """Where a graph node is drawn, in page coordinates."""
+    box = page.locator("#graph").bounding_box()
+    pos = page.evaluate(
+        "(id) => document.querySelector('#graph').cy.getElementById(id).renderedPosition()",
+        node_id,
+    )
+    return box["x"] + pos["x"], box["y"] + pos["y"]
+
+
 def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.wait_for_selector('#live[data-state="open"]')
     page.wait_for_function("/^\\d+$/.test(document.querySelector('#height').textContent)")
@@ -184,7 +209,11 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.wait_for_selector(f'#particle[data-cid="{hub}"] #particle-focus')
     assert page.text_content("#particle-rank") == "1"
     assert page.text_content("#particle-links-in") == "5"
-    page.wait_for_function("document.querySelectorAll('#graph .node').length === 6")
+    wait_graph(page, 6)
+    nodes = {n["id"]: n for n in graph_nodes(page)}
+    assert set(nodes) == {hub, *spokes}
+    assert "centre" in nodes[hub]["classes"]
+    assert all(n["label"] for n in nodes.values())
     page.wait_for_timeout(1000)  # let the layout settle for the picture
     shot = tmp_path / "web-page.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -198,20 +227,19 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     assert page.get_attribute("#particle", "data-cid") == hub
 
     # dragging a node moves it and opens nothing
-    node = page.locator(f'#graph .node[data-cid="{spokes[1]}"]')
-    box = node.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    x, y = node_point(page, spokes[1])
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(x + 80, y + 40, steps=8)
     page.mouse.up()
-    moved = node.bounding_box()
-    assert abs(moved["x"] - box["x"] - 80) < 10 and abs(moved["y"] - box["y"] - 40) < 10
+    moved = node_point(page, spokes[1])
+    assert abs(moved[0] - x - 80) < 10 and abs(moved[1] - y - 40) < 10
+    page.wait_for_timeout(300)
     assert page.get_attribute("#particle", "data-cid") == hub
 
-    page.locator(f'#graph .node[data-cid="{spokes[0]}"]').click()
+    page.mouse.click(*node_point(page, spokes[0]))
     page.wait_for_selector(f'#particle[data-cid="{spokes[0]}"] #particle-focus')
-    page.wait_for_function("document.querySelectorAll('#graph .node').length === 2")
+    wait_graph(page, 2)
 
     # an API error is shown readably, with its code
     page.select_option("#search-mode", "cid")
@@ -220,6 +248,94 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.wait_for_selector("#error:not([hidden])")
     assert page.get_attribute("#error", "data-code") == "invalid_cid"
     assert "not-a-cid" in page.text_content("#error-text")
+
+
+def linked_hub(devnet: Node, n: int) -> tuple[str, list[str], dict]:
+    """A new particle that n new ones link to; (hub, spokes, committed status)."""
+    tag = f"web-rows-{os.getpid()}-{time.time_ns()}"
+    hub = cid_of_text(f"{tag} hub")
+    spokes = [cid_of_text(f"{tag} spoke {i}") for i in range(n)]
+    links = [[cid_to_bytes(s), cid_to_bytes(hub)] for s in spokes]
+    return hub, spokes, devnet.submit([Msg("link", {"links": links})])
+
+
+def test_rows_open_wherever_they_are_clicked(page, devnet):
+    """A click on any cell of a row opens what the row stands for, not only one on
+    its link: the top list, the open particle's links, the recent blocks."""
+    hub, spokes, committed = linked_hub(devnet, 3)
+    page.wait_for_selector(f'#top-list li[data-cid="{hub}"]')
+
+    page.click(f'#top-list li[data-cid="{hub}"] .focus')  # the focus figure, not the link
+    page.wait_for_selector(f'#particle[data-cid="{hub}"] #particle-focus')
+    assert page.locator("#links tr[data-direction=in]").count() == 3
+
+    page.click(f'#links tr[data-cid="{spokes[2]}"] td.num >> nth=0')  # its weight
+    page.wait_for_selector(f'#particle[data-cid="{spokes[2]}"] #particle-focus')
+
+    # the block of the transaction: a click on its age opens it with its receipt
+    height = committed["height"]
+    page.click(f'#blocks tr[data-height="{height}"] td.age')
+    page.wait_for_selector(f'#block[data-height="{height}"]:not([hidden])')
+    assert page.evaluate("location.hash") == f"#/block/{height}"
+    receipt = page.locator(f'#block-txs tr[data-hash="{committed["hash"]}"]')
+    assert "ok" in receipt.text_content()
+    assert "link" in receipt.locator(".events").text_content()
+    page.click("#block-close")
+    assert page.is_hidden("#block")
+
+
+def test_empty_blocks_fold(page, devnet):
+    """Runs of empty blocks are one row by default; the toggle shows them, and the
+    choice is kept in the browser."""
+    _, _, committed = linked_hub(devnet, 1)
+    height = committed["height"]
+    page.wait_for_selector(f'#blocks tr[data-height="{height}"]')
+    page.wait_for_selector("#blocks tr.folded")
+    assert page.is_checked("#fold-empty")
+    assert page.locator('#blocks tr[data-txs="0"]').count() == 0
+    run = page.locator("#blocks tr.folded").first
+    count = int(run.get_attribute("data-count"))
+    assert int(run.get_attribute("data-to")) - int(run.get_attribute("data-from")) + 1 == count
+    assert "empty block" in run.text_content()
+
+    run.locator("td").click()  # a folded run unfolds on a click
+    page.wait_for_selector('#blocks tr[data-txs="0"]')
+    assert not page.is_checked("#fold-empty")
+    assert page.locator("#blocks tr.folded").count() == 0
+    assert page.locator(f'#blocks tr[data-height="{height}"]').count() == 1
+
+    page.reload()
+    page.wait_for_selector('#blocks tr[data-txs="0"]')
+    assert not page.is_checked("#fold-empty")
+    page.check("#fold-empty")
+    page.wait_for_selector("#blocks tr.folded")
+    assert page.locator('#blocks tr[data-txs="0"]').count() == 0
+
+
+def test_expected_misses_log_no_console_error(page, devnet):
+    """A word that names nothing and a text nobody linked are answers, not
+    errors: the page shows their CID as not in the graph yet, and the browser's
+    console gets no error (Chromium logs every 4xx answer as one)."""
+    page.wait_for_selector('#live[data-state="open"]')
+    page.wait_for_selector("#top-list li")
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    tag = f"{os.getpid()}-{time.time_ns()}"
+    unlinked = cid_of_text(f"nobody linked this {tag}")
+    for query, cid in [
+        ("no-such-name", cid_of_text("no-such-name")),  # name-shaped: tried as a name
+        (f"nobody linked this {tag}", unlinked),  # text
+        (unlinked, unlinked),  # a CID
+    ]:
+        page.fill("#search", query)
+        page.click("#search-go")
+        page.wait_for_selector(f'#particle[data-cid="{cid}"] #particle-unknown')
+        assert page.text_content("#particle-cid") == cid
+        assert page.is_hidden("#error")
+    page.goto(f"{devnet.url}/#/particle/{unlinked}")  # a bookmark of it
+    page.wait_for_selector(f'#particle[data-cid="{unlinked}"] #particle-unknown')
+    page.wait_for_timeout(500)
+    assert [m for m in console if m.startswith("error")] == []
 
 
 def test_page_reconnects_after_node_restart(page, devnet):

@@ -856,7 +856,8 @@ def mark(page, selector: str, state: str) -> None:
     page.wait_for_selector(f'{selector}[data-verified="{state}"]')
 
 
-def open_by_name(page, hub: str, name: str = HUB_NAME) -> None:
+def open_by_name(page, hub: str, name: str = HUB_NAME, mode: str = "auto") -> None:
+    page.select_option("#search-mode", mode)
     page.fill("#search", name)
     page.click("#search-go")
     page.wait_for_selector(f'#particle[data-cid="{hub}"] #particle-focus')
@@ -937,7 +938,11 @@ def test_lying_node_is_caught(lie, node, proxy, open_page):
         page = open_page(f"{proxy.url}/?verified=1")
         name = GHOST_NAME if lie == "name_invented" else HUB_NAME
         if what != "header":
-            open_by_name(page, node.spoke if lie == "name_cid" else node.hub, name)
+            # searched as a name: in auto mode the page asks the name's proof
+            # whether it is registered before it asks what it names, and the
+            # invented name would be text
+            mode = "name" if lie == "name_invented" else "auto"
+            open_by_name(page, node.spoke if lie == "name_cid" else node.hub, name, mode)
         mark(page, selector, "no")
         named = {"particle": f"focus {node.hub}", "name": f"name {name}"}.get(what)
         where = f'[data-what="{named}"]' if named else f'[data-check="{check}"]'

@@ -1,107 +1,24 @@
 // The node's web page: status, top particles, one particle and its links, recent
-// blocks, the validators and their last votes, all kept live over the WebSocket /v1/ws. The API contract is docs/api.md.
-// No framework and no build step; every string from the node reaches the page
-// through textContent, never as HTML.
+// blocks, the validators and their last votes, all kept live over the WebSocket
+// /v1/ws. The API contract is docs/api.md. Plain modules, no framework; the one
+// library, Cytoscape.js for the graph, ships in vendor/ (web/build). Every string
+// from the node reaches the page through textContent, never as HTML.
 
+import { ApiError, api, enc, nameRegistered, particleExists } from "./api.js";
+import { Blocks } from "./blocks.js";
+import { $, age, clickable, duration, fill, h, percent, shortCid, shortHex, textOf } from "./dom.js";
 import { LinkGraph } from "./graph.js";
 import { Verifier, setMark } from "./verified.js";
 
 const TOP_K = 20;
-const BLOCKS_SHOWN = 15;
-const LINKS_SHOWN = 50;
-const REQUEST_TIMEOUT_MS = 10000;
+const LINKS_PAGE = 12; // neighbours each way on one page of the graph and the list
 const REFRESH_GAP_MS = 400; // at most one status/top refresh per this interval
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+const KNOWN_MAX = 5000; // CIDs remembered as in the graph, before the set starts over
 const CID_RE = /^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{40,})$/;
 const NAME_RE = /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/;
 
-const $ = (id) => document.getElementById(id);
-
-// ---------------------------------------------------------------- the API
-
-class ApiError extends Error {
-  constructor(code, message, status = 0) {
-    super(message);
-    this.code = code;
-    this.status = status;
-  }
-}
-
-async function api(path) {
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), REQUEST_TIMEOUT_MS);
-  try {
-    let res;
-    try {
-      res = await fetch(path, { signal: ctl.signal, headers: { Accept: "application/json" } });
-    } catch (e) {
-      const why = e.name === "AbortError" ? "no answer in time" : "unreachable";
-      throw new ApiError("unreachable", `the node is ${why}`);
-    }
-    let body = null;
-    try {
-      body = await res.json();
-    } catch {
-      // not JSON: said below
-    }
-    if (!res.ok) {
-      const err = body && body.error;
-      if (err && err.code) throw new ApiError(err.code, err.message || err.code, res.status);
-      throw new ApiError(`http_${res.status}`, `${res.status} ${res.statusText}`, res.status);
-    }
-    if (body === null) throw new ApiError("malformed", `${path}: the answer is not JSON`);
-    return body;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const enc = encodeURIComponent;
-
 // ---------------------------------------------------------------- small helpers
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "dataset") Object.assign(node.dataset, v);
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-// Replace a node's children, leaving out the null ones (conditional parts).
-function fill(node, ...children) {
-  node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
-}
-
-function shortHex(hex) {
-  return hex ? `${hex.slice(0, 8)}…${hex.slice(-4)}` : "–";
-}
-
-function shortCid(cid) {
-  return cid.length > 16 ? `${cid.slice(0, 6)}…${cid.slice(-6)}` : cid;
-}
-
-function percent(focus) {
-  if (!(focus > 0)) return "0 %";
-  const p = focus * 100;
-  return `${p >= 0.01 ? p.toPrecision(3) : p.toExponential(2)} %`;
-}
-
-function duration(seconds) {
-  if (seconds === null || seconds === undefined) return "–";
-  return seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(2)} s`;
-}
-
-function age(ms) {
-  if (!ms) return "–";
-  const s = Math.max(0, (Date.now() - ms) / 1000);
-  if (s < 60) return `${s.toFixed(0)} s ago`;
-  if (s < 3600) return `${(s / 60).toFixed(0)} min ago`;
-  return new Date(ms).toLocaleString();
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -158,7 +75,18 @@ const labels = (() => {
   };
 })();
 
-const labelOf = (cid) => labels.get(cid) || shortCid(cid);
+// A particle's name on the page: the node's text of it when the answer carries
+// one, else the words this browser searched it by, else its shortened CID.
+const labelOf = (cid, text) => textOf(text) || labels.get(cid) || shortCid(cid);
+
+// Particles this page has seen in the node's answers: opening one needs no check
+// that it exists first (a particle, once in the graph, stays in it).
+const known = new Set();
+
+function seen(cids) {
+  if (known.size > KNOWN_MAX) known.clear();
+  for (const cid of cids) known.add(cid);
+}
 
 // ---------------------------------------------------------------- errors
 
@@ -177,8 +105,8 @@ function clearError(source) {
 // ---------------------------------------------------------------- status
 
 const state = {
-  height: 0, particle: null, blocks: [], seq: 0, validator: null, chainId: null, top: null,
-  info: null, lastName: null,
+  height: 0, particle: null, seq: 0, validator: null, chainId: null, top: null,
+  info: null, lastName: null, pages: { in: 0, out: 0 },
 };
 
 // Verified mode (verified.js): checks the header and the values on show.
@@ -223,19 +151,22 @@ async function loadTop() {
   const top = await api(`/v1/focus/top?k=${TOP_K}`);
   const list = $("top-list");
   const max = top.particles[0]?.focus || 1;
+  seen(top.particles.map((p) => p.cid));
   list.replaceChildren(
     ...top.particles.map((p) =>
-      h(
-        "li",
-        {
-          dataset: { cid: p.cid, rank: p.rank, focusQ: p.focus_q },
-          class: p.cid === state.particle ? "current" : "",
-          title: `${p.cid}\nfocus ${p.focus}`,
-        },
-        h("button", { type: "button", class: "link", onclick: () => openParticle(p.cid) },
-          labelOf(p.cid)),
-        h("span", { class: "focus" }, percent(p.focus), vmark()),
-        h("span", { class: "bar", style: `width:calc((100% - 2.3rem) * ${(p.focus / max).toFixed(3)})` }),
+      clickable(
+        h(
+          "li",
+          {
+            dataset: { cid: p.cid, rank: p.rank, focusQ: p.focus_q },
+            class: p.cid === state.particle ? "current" : "",
+            title: `${p.cid}\nfocus ${p.focus}`,
+          },
+          h("button", { type: "button", class: "link" }, labelOf(p.cid, p.text)),
+          h("span", { class: "focus" }, percent(p.focus), vmark()),
+          h("span", { class: "bar", style: `width:calc((100% - 2.3rem) * ${(p.focus / max).toFixed(3)})` }),
+        ),
+        () => openParticle(p.cid),
       ),
     ),
   );
@@ -259,50 +190,28 @@ function verifyTop() {
 
 // ---------------------------------------------------------------- blocks
 
-function blockRow(b) {
-  const root = (v) => h("td", { class: "hex", title: v || "" }, shortHex(v));
-  return h(
-    "tr",
-    { dataset: { height: b.height } },
-    h("td", {}, String(b.height)),
-    h("td", { class: "age", dataset: { time: b.time_ms } }, age(b.time_ms)),
-    h("td", {}, String(b.n_txs ?? b.txs?.length ?? 0)),
-    root(b.hash),
-    root(b.state_root),
-    root(b.focus_root),
-    root(b.data_root),
-  );
-}
+const blocks = new Blocks({ onOpen: (height) => go(`#/block/${height}`) });
 
-function renderBlocks() {
-  $("blocks").replaceChildren(...state.blocks.map(blockRow));
-}
-
-// Blocks come from two sides (the list answer and the socket's events): merge
-// them by height, newest first.
-function mergeBlocks(blocks) {
-  const byHeight = new Map(state.blocks.map((b) => [b.height, b]));
-  for (const b of blocks) byHeight.set(b.height, b);
-  state.blocks = [...byHeight.values()].sort((x, y) => y.height - x.height).slice(0, BLOCKS_SHOWN);
-  renderBlocks();
-}
-
-async function loadBlocks() {
-  const { blocks } = await api(`/v1/blocks?limit=${BLOCKS_SHOWN}`);
-  mergeBlocks(blocks);
+async function openBlock(height) {
+  try {
+    await blocks.show(height);
+    clearError("user");
+  } catch (err) {
+    showError(err, `block ${height}`);
+  }
 }
 
 const fillBlockGap = coalesce(async () => {
   try {
-    await loadBlocks();
+    await blocks.load();
   } catch (err) {
     showError(err, "blocks", "refresh");
   }
 }, 1000);
 
 function addBlock(b) {
-  const newest = state.blocks[0]?.height;
-  mergeBlocks([b]);
+  const newest = blocks.newest();
+  blocks.merge([b]);
   if (newest !== undefined && b.height > newest + 1) fillBlockGap(); // missed some
 }
 
@@ -348,20 +257,65 @@ async function loadValidators() {
 
 // ---------------------------------------------------------------- one particle
 
-const graph = new LinkGraph($("graph"), { onOpen: (cid) => openParticle(cid), label: labelOf });
+const graph = new LinkGraph($("graph"), {
+  onOpen: (cid) => openParticle(cid),
+  onMore: (direction) => turnPage(direction, 1),
+  label: labelOf,
+});
 
 function stat(label, id, value) {
   return h("div", {}, h("dt", {}, label), h("dd", { id }, value));
 }
 
-function renderParticle(info, inLinks, outLinks) {
+// One row of the open particle's links list: a click anywhere on it opens the
+// neighbour.
+function linkRow(l, direction) {
+  return clickable(
+    h("tr", { dataset: { cid: l.cid, direction }, title: `${l.cid}\nweight ${l.weight}` },
+      h("td", { class: "direction" }, direction === "in" ? "← in" : "out →"),
+      h("td", {}, h("button", { type: "button", class: "link" }, labelOf(l.cid, l.text))),
+      h("td", { class: "num" }, l.weight.toPrecision(3)),
+      h("td", { class: "num" }, percent(l.focus))),
+    () => openParticle(l.cid),
+  );
+}
+
+// "in 13–24 of 300 ‹ ›": where the list and the graph are in a direction's links.
+function pager(direction, page) {
+  const { offset, total } = page;
+  const last = Math.min(offset + page.links.length, total);
+  const span = total ? `${offset + 1}–${last} of ${total}` : "none";
+  return h("span", { class: "pager", id: `pager-${direction}`, dataset: { offset, total } },
+    `${direction === "in" ? "links in" : "links out"} ${span} `,
+    h("button", { type: "button", id: `${direction}-prev`, "aria-label": `previous links ${direction}`,
+      onclick: () => turnPage(direction, -1) }, "‹"),
+    h("button", { type: "button", id: `${direction}-next`, "aria-label": `next links ${direction}`,
+      onclick: () => turnPage(direction, 1) }, "›"));
+}
+
+function renderLinks(inPage, outPage) {
+  fill($("links-pager"), pager("in", inPage), pager("out", outPage));
+  $("in-prev").disabled = inPage.offset === 0;
+  $("out-prev").disabled = outPage.offset === 0;
+  $("in-next").disabled = inPage.offset + inPage.links.length >= inPage.total;
+  $("out-next").disabled = outPage.offset + outPage.links.length >= outPage.total;
+  $("links").replaceChildren(
+    ...inPage.links.map((l) => linkRow(l, "in")),
+    ...outPage.links.map((l) => linkRow(l, "out")),
+  );
+  $("links-box").hidden = inPage.total + outPage.total === 0;
+}
+
+function renderParticle(info, inPage, outPage) {
   const box = $("particle");
   box.dataset.cid = info.cid;
   box.dataset.focusQ = info.focus_q;
-  const known = labels.get(info.cid);
+  const text = textOf(info.text);
+  const words = labels.get(info.cid);
   const named = state.lastName?.cid === info.cid ? state.lastName.name : null;
   fill(box,
-    known ? h("p", { class: "label" }, h("span", { id: "particle-label" }, known),
+    text ? h("p", { class: "label", id: "particle-text" }, text) : null,
+    words && words !== text ? h("p", { class: "label" }, h("span", { id: "particle-label" }, words),
       named ? vmark("name-mark") : null) : null,
     h("p", {}, h("code", { id: "particle-cid", class: "cid" }, info.cid)),
     h(
@@ -374,11 +328,10 @@ function renderParticle(info, inLinks, outLinks) {
       stat("links out", "particle-links-out", String(info.links_out)),
       stat("at height", "particle-height", String(info.height)),
     ),
-    info.links_in > inLinks.length || info.links_out > outLinks.length
-      ? h("p", { class: "hint" }, `The graph shows the first ${LINKS_SHOWN} links each way.`)
-      : null,
   );
-  graph.show({ cid: info.cid, focus: info.focus }, inLinks, outLinks);
+  seen([...inPage.links, ...outPage.links].map((l) => l.cid));
+  graph.show({ cid: info.cid, focus: info.focus, text: info.text }, inPage, outPage);
+  renderLinks(inPage, outPage);
   state.info = info;
   verifyParticle();
 }
@@ -401,7 +354,8 @@ function verifyParticle() {
   }
 }
 
-function renderUnknown(cid, err) {
+// A CID nobody linked yet: the page still shows it, since it is the CID to link.
+function renderUnknown(cid) {
   const box = $("particle");
   box.dataset.cid = cid;
   state.info = null;
@@ -409,32 +363,51 @@ function renderUnknown(cid, err) {
     labels.get(cid) ? h("p", { class: "label", id: "particle-label" }, labels.get(cid)) : null,
     h("p", {}, h("code", { id: "particle-cid", class: "cid" }, cid)),
     h("p", { class: "empty", id: "particle-unknown" },
-      `${err.message}. Link it to another particle and it gets focus.`),
+      "Not in the graph yet. Link it to another particle and it gets focus."),
   );
   graph.clear();
+  $("links").replaceChildren();
+  $("links-box").hidden = true;
+}
+
+// Whether cid is in the graph, asked without an HTTP error for a miss; a node
+// that cannot say (its query slots busy, say) is asked for the particle itself.
+async function inGraph(cid) {
+  if (known.has(cid) || !CID_RE.test(cid)) return true;
+  try {
+    return await particleExists(cid);
+  } catch {
+    return true;
+  }
 }
 
 async function loadParticle(cid) {
   const seq = ++state.seq;
+  if (!(await inGraph(cid))) {
+    if (seq === state.seq) renderUnknown(cid);
+    return;
+  }
   let info;
   try {
     info = await api(`/v1/focus/particles/${enc(cid)}`);
   } catch (err) {
     if (seq !== state.seq) return;
     if (err.code === "unknown_particle") {
-      renderUnknown(cid, err);
+      renderUnknown(cid);
       return;
     }
     throw err;
   }
-  const links = (dir) => api(`/v1/particles/${enc(cid)}/links?direction=${dir}&limit=${LINKS_SHOWN}`);
-  const [inn, out] = await Promise.all([links("in"), links("out")]);
+  const page = (dir) =>
+    api(`/v1/particles/${enc(cid)}/links?direction=${dir}&offset=${state.pages[dir]}&limit=${LINKS_PAGE}`);
+  const [inPage, outPage] = await Promise.all([page("in"), page("out")]);
   if (seq !== state.seq) return; // another particle was opened meanwhile
-  renderParticle(info, inn.links, out.links);
+  renderParticle(info, inPage, outPage);
   live.subscribeFocus(cid);
 }
 
 async function openParticle(cid) {
+  if (cid !== state.particle) state.pages = { in: 0, out: 0 };
   state.particle = cid;
   if (location.hash !== `#/particle/${cid}`) history.pushState(null, "", `#/particle/${cid}`);
   for (const li of $("top-list").children) li.classList.toggle("current", li.dataset.cid === cid);
@@ -444,6 +417,15 @@ async function openParticle(cid) {
   } catch (err) {
     showError(err, `particle ${shortCid(cid)}`);
   }
+}
+
+// The next (step 1) or previous (step -1) page of the open particle's links one way.
+function turnPage(direction, step) {
+  const total = Number($(`pager-${direction}`)?.dataset.total || 0);
+  const offset = state.pages[direction] + step * LINKS_PAGE;
+  if (!state.particle || offset < 0 || offset >= total) return;
+  state.pages[direction] = offset;
+  openParticle(state.particle);
 }
 
 const refreshParticle = coalesce(async () => {
@@ -462,18 +444,13 @@ const refreshParticle = coalesce(async () => {
 async function resolve(query, mode) {
   if (mode === "auto") mode = CID_RE.test(query) ? "cid" : NAME_RE.test(query) ? "name?" : "text";
   if (mode === "cid") return query;
-  if (mode === "name" || mode === "name?") {
-    try {
-      const { cid } = await api(`/v1/names/${enc(query)}`);
-      labels.set(cid, query);
-      state.lastName = { name: query, cid };
-      return cid;
-    } catch (err) {
-      // in auto mode a word that names nothing is text
-      if (mode === "name" || !(err instanceof ApiError) || err.status < 400 || err.status >= 500) {
-        throw err;
-      }
-    }
+  // in auto mode a word that names nothing is text: whether it names something is
+  // asked first, so that the miss is an answer and not an HTTP error
+  if (mode === "name" || (mode === "name?" && (await nameRegistered(query)))) {
+    const { cid } = await api(`/v1/names/${enc(query)}`);
+    labels.set(cid, query);
+    state.lastName = { name: query, cid };
+    return cid;
   }
   const { cid } = await api(`/v1/cid?text=${enc(query)}`);
   labels.set(cid, query);
@@ -508,7 +485,7 @@ const refresh = coalesce(async () => {
 
 async function refreshAll() {
   try {
-    await Promise.all([loadStatus(), loadTop(), loadBlocks(), loadValidators()]);
+    await Promise.all([loadStatus(), loadTop(), blocks.load(), loadValidators()]);
     verifier.head(true);
     clearError("refresh");
   } catch (err) {
@@ -623,9 +600,19 @@ const live = new Live();
 
 // ---------------------------------------------------------------- start
 
+// The address names what is open: #/particle/<cid> or #/block/<height>.
 function fromHash() {
-  const m = location.hash.match(/^#\/particle\/(.+)$/);
-  if (m && decodeURIComponent(m[1]) !== state.particle) openParticle(decodeURIComponent(m[1]));
+  const particle = location.hash.match(/^#\/particle\/(.+)$/);
+  if (particle && decodeURIComponent(particle[1]) !== state.particle) {
+    openParticle(decodeURIComponent(particle[1]));
+  }
+  const block = location.hash.match(/^#\/block\/(\d{1,19})$/);
+  if (block && Number(block[1]) !== blocks.open) openBlock(Number(block[1]));
+}
+
+function go(hash) {
+  if (location.hash !== hash) history.pushState(null, "", hash);
+  fromHash();
 }
 
 $("search-form").addEventListener("submit", search);

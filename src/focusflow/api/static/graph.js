@@ -1,226 +1,205 @@
-// A particle's neighbourhood as a small force-directed SVG graph.
+// The open particle's neighbourhood, drawn by Cytoscape.js (vendor/, MIT licence).
 //
-// One centre particle, its in- and out-links around it. Nodes are circles whose
-// area follows focus; edges are arrows whose width follows link weight. A click on
-// a node calls onOpen(cid); dragging a node moves it and pins it where it is dropped.
-// The layout is a plain O(n^2) simulation (repulsion, springs along edges, a pull
-// to the middle) that cools down and stops: with at most ~100 nodes that is cheap.
+// The particle sits in the middle, one page of its in-links in a column on its
+// left and one page of its out-links in a column on its right, heaviest link
+// first. Each label stands on the outer side of its node, one line cut with an
+// ellipsis, so labels of one column are a row apart and never meet the other
+// column's. A hub with hundreds of links is never drawn whole: a column holds one
+// page, and a "+N more" node at its foot asks for the next page. Node size follows
+// focus, edge width link weight. A tap on a particle opens it; nodes can be dragged.
+//
+// The Cytoscape instance is the container's `cy` property (for the browser's
+// console and the tests).
 
-const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 640;
-const HEIGHT = 420;
-const SPRING = 110; // rest length of an edge, in view-box units
-const CLICK_SLOP = 4; // a press that moves less than this is a click, not a drag
+import cytoscape from "./vendor/cytoscape.esm.min.mjs";
 
-function el(tag, attrs = {}) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  return node;
+const ROW = 36; // distance between two nodes of a column, in model units
+const SIDE = 210; // distance of a column from the centre
+const LABEL_WIDTH = 150; // widest label, before its ellipsis
+const NODE_MIN = 10;
+const NODE_MAX = 28; // below ROW: nodes of a column never touch
+const CENTRE = 40;
+
+// A colour of the page's style sheet, so the graph follows light and dark.
+function cssColour(name, fallback) {
+  const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  return v || fallback;
+}
+
+function style() {
+  const accent = cssColour("--accent", "#2f7d5b");
+  const soft = cssColour("--accent-soft", "#d6ece1");
+  const text = cssColour("--text", "#1d1f21");
+  const muted = cssColour("--muted", "#6b7075");
+  const panel = cssColour("--panel", "#ffffff");
+  return [
+    {
+      selector: "node",
+      style: {
+        width: "data(size)",
+        height: "data(size)",
+        "background-color": soft,
+        "border-color": accent,
+        "border-width": 1.5,
+        label: "data(label)",
+        color: text,
+        "font-size": 12,
+        "font-family": "ui-monospace, DejaVu Sans Mono, Menlo, Consolas, monospace",
+        "text-wrap": "ellipsis",
+        "text-max-width": LABEL_WIDTH,
+        "text-valign": "center",
+        "text-background-color": panel,
+        "text-background-opacity": 0.85,
+        "text-background-padding": 2,
+        "min-zoomed-font-size": 7,
+      },
+    },
+    { selector: "node.in", style: { "text-halign": "left", "text-margin-x": -6 } },
+    { selector: "node.out", style: { "text-halign": "right", "text-margin-x": 6 } },
+    {
+      selector: "node.centre",
+      style: { "background-color": accent, "text-valign": "bottom", "text-margin-y": 6 },
+    },
+    {
+      selector: "node.more",
+      style: {
+        shape: "round-rectangle",
+        width: 18,
+        height: 18,
+        "background-color": panel,
+        "border-style": "dashed",
+        "border-color": muted,
+        color: muted,
+      },
+    },
+    {
+      selector: "edge",
+      style: {
+        width: "data(width)",
+        "line-color": muted,
+        "line-opacity": 0.6,
+        "curve-style": "bezier",
+        "target-arrow-shape": "triangle",
+        "target-arrow-color": muted,
+        "arrow-scale": 0.8,
+      },
+    },
+    { selector: "edge.more", style: { "line-style": "dashed", "target-arrow-shape": "none" } },
+    { selector: "node:active, node:selected", style: { "border-width": 3, "overlay-opacity": 0 } },
+  ];
+}
+
+// A column's neighbours, heaviest first, with a "+N more" node when the page
+// does not hold all of them. page: {links: [{cid, weight, focus, text?}], total, offset}.
+function column(page, side, x, centreId, seen, label, elements) {
+  const links = page.links.filter((l) => !seen.has(l.cid));
+  const more = page.total - page.offset - page.links.length;
+  const rows = links.length + (more > 0 ? 1 : 0);
+  const maxFocus = Math.max(...page.links.map((l) => l.focus || 0), 1e-300);
+  const maxWeight = Math.max(...page.links.map((l) => l.weight || 0), 1e-300);
+  links.forEach((l, i) => {
+    seen.add(l.cid);
+    const size = NODE_MIN + (NODE_MAX - NODE_MIN) * Math.sqrt(Math.max(l.focus || 0, 0) / maxFocus);
+    elements.push({
+      group: "nodes",
+      classes: side,
+      data: { id: l.cid, cid: l.cid, label: label(l.cid, l.text), focus: l.focus, size },
+      position: { x, y: (i - (rows - 1) / 2) * ROW },
+    });
+  });
+  // an edge per link of the page, also to a neighbour the other column holds
+  for (const l of page.links) {
+    const [source, target] = side === "in" ? [l.cid, centreId] : [centreId, l.cid];
+    elements.push({
+      group: "edges",
+      data: {
+        id: `${side}:${l.cid}`,
+        source,
+        target,
+        weight: l.weight,
+        width: 1 + 3 * Math.sqrt(Math.max(l.weight || 0, 0) / maxWeight),
+      },
+    });
+  }
+  if (more > 0) {
+    const id = `more:${side}`;
+    elements.push({
+      group: "nodes",
+      classes: `more ${side}`,
+      data: { id, more: more, direction: side, label: `+${more} more`, size: 18 },
+      position: { x, y: (rows - 1 - (rows - 1) / 2) * ROW },
+    });
+    const [source, target] = side === "in" ? [id, centreId] : [centreId, id];
+    elements.push({ group: "edges", classes: "more", data: { id: `${id}:edge`, source, target, width: 1 } });
+  }
 }
 
 export class LinkGraph {
-  constructor(svg, { onOpen, label }) {
-    this.svg = svg;
-    this.onOpen = onOpen;
+  // container: an empty block element; onOpen(cid) opens a particle, onMore(direction)
+  // shows the next page of a column, label(cid, text) names a particle.
+  constructor(container, { onOpen, onMore, label }) {
+    this.container = container;
     this.label = label;
-    this.nodes = new Map(); // cid -> {cid, focus, x, y, vx, vy, pinned, g, circle}
-    this.edges = [];
-    this.alpha = 0;
-    this.frame = 0;
-    svg.setAttribute("viewBox", `0 0 ${WIDTH} ${HEIGHT}`);
-    svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
-    const defs = el("defs");
-    const marker = el("marker", {
-      id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5",
-      markerWidth: "9", markerHeight: "9", markerUnits: "userSpaceOnUse", orient: "auto",
+    this.key = "";
+    this.cy = cytoscape({
+      container,
+      style: style(),
+      layout: { name: "preset" },
+      minZoom: 0.3,
+      maxZoom: 1.2,
+      userZoomingEnabled: false, // the mouse wheel scrolls the page
+      boxSelectionEnabled: false,
+      autounselectify: true,
     });
-    marker.append(el("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow-head" }));
-    defs.append(marker);
-    this.edgeLayer = el("g", { class: "edges" });
-    this.nodeLayer = el("g", { class: "nodes" });
-    svg.append(defs, this.edgeLayer, this.nodeLayer);
+    container.cy = this.cy;
+    this.cy.on("tap", "node", (ev) => {
+      const node = ev.target;
+      if (node.hasClass("more")) onMore(node.data("direction"));
+      else if (!node.hasClass("centre")) onOpen(node.data("cid"));
+    });
+    // the page's colours can change under it (the system's light or dark)
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+      this.cy.style(style());
+    });
   }
 
   clear() {
-    this.nodes.clear();
-    this.edges = [];
-    this.edgeLayer.replaceChildren();
-    this.nodeLayer.replaceChildren();
-    this.svg.dataset.center = "";
+    this.cy.elements().remove();
+    this.key = "";
+    this.container.dataset.center = "";
+    this.container.dataset.nodes = "0";
   }
 
-  // centre: {cid, focus}; inLinks/outLinks: [{cid, weight, focus}] as the API gives them.
-  show(centre, inLinks, outLinks) {
-    const old = this.svg.dataset.center === centre.cid ? this.nodes : new Map();
-    this.nodes = new Map();
-    this.edges = [];
-    const add = (cid, focus, angle) => {
-      let node = this.nodes.get(cid);
-      if (!node) {
-        const prev = old.get(cid);
-        node = prev
-          ? { ...prev, focus }
-          : {
-              cid, focus, vx: 0, vy: 0, pinned: false,
-              x: WIDTH / 2 + Math.cos(angle) * SPRING * 1.3,
-              y: HEIGHT / 2 + Math.sin(angle) * SPRING * 1.3,
-            };
-        this.nodes.set(cid, node);
-      }
-      return node;
-    };
-    const c = add(centre.cid, centre.focus, 0);
-    if (!old.has(centre.cid)) Object.assign(c, { x: WIDTH / 2, y: HEIGHT / 2 });
-    c.centre = true;
-    // out-links fan out to the right, in-links to the left
-    outLinks.forEach((l, i) => {
-      const a = -Math.PI / 2 + (Math.PI * (i + 0.5)) / outLinks.length;
-      this.edges.push({ source: c, target: add(l.cid, l.focus, a), weight: l.weight });
+  // centre: {cid, focus, text?}; inPage, outPage: a page of links each way as the
+  // API gives it ({links, total, offset}).
+  show(centre, inPage, outPage) {
+    const cy = this.cy;
+    const seen = new Set([centre.cid]);
+    const elements = [
+      {
+        group: "nodes",
+        classes: "centre",
+        data: { id: centre.cid, cid: centre.cid, label: this.label(centre.cid, centre.text), size: CENTRE },
+        position: { x: 0, y: 0 },
+      },
+    ];
+    column(outPage, "out", SIDE, centre.cid, seen, this.label, elements);
+    column(inPage, "in", -SIDE, centre.cid, seen, this.label, elements);
+    const ids = elements.map((e) => e.data.id).join(" ");
+    if (ids === this.key) {
+      // the same nodes: new labels, sizes and widths, and the places the user dragged them to
+      cy.batch(() => {
+        for (const e of elements) cy.getElementById(e.data.id).data(e.data);
+      });
+      return;
+    }
+    this.key = ids;
+    cy.batch(() => {
+      cy.elements().remove();
+      cy.add(elements);
     });
-    inLinks.forEach((l, i) => {
-      const a = Math.PI / 2 + (Math.PI * (i + 0.5)) / inLinks.length;
-      this.edges.push({ source: add(l.cid, l.focus, a), target: c, weight: l.weight });
-    });
-    this.svg.dataset.center = centre.cid;
-    this.render();
-    this.heat(old.size ? 0.3 : 1);
-  }
-
-  radius(node) {
-    const max = Math.max(...[...this.nodes.values()].map((n) => n.focus || 0), 1e-300);
-    return 6 + 22 * Math.sqrt(Math.max(node.focus || 0, 0) / max);
-  }
-
-  render() {
-    const maxW = Math.max(...this.edges.map((e) => e.weight || 0), 1e-300);
-    this.edgeLayer.replaceChildren(
-      ...this.edges.map((e) => {
-        e.line = el("line", {
-          class: "edge", "marker-end": "url(#arrow)",
-          "stroke-width": (1 + 3 * Math.sqrt(Math.max(e.weight || 0, 0) / maxW)).toFixed(2),
-        });
-        const title = el("title");
-        title.textContent = `${e.source.cid} → ${e.target.cid}\nweight ${e.weight}`;
-        e.line.append(title);
-        return e.line;
-      }),
-    );
-    this.nodeLayer.replaceChildren(
-      ...[...this.nodes.values()].map((n) => {
-        n.r = this.radius(n);
-        n.g = el("g", { class: n.centre ? "node centre" : "node", "data-cid": n.cid, tabindex: "0" });
-        n.g.append(el("circle", { r: n.r.toFixed(1) }));
-        const text = el("text", { dy: (n.r + 12).toFixed(1), "text-anchor": "middle" });
-        const label = this.label(n.cid);
-        text.textContent = label.length > 24 ? `${label.slice(0, 23)}…` : label;
-        const title = el("title");
-        title.textContent = `${n.cid}\nfocus ${n.focus}`;
-        n.g.append(text, title);
-        this.bindPointer(n);
-        n.g.addEventListener("keydown", (ev) => {
-          if (ev.key === "Enter") this.onOpen(n.cid);
-        });
-        return n.g;
-      }),
-    );
-    this.draw();
-  }
-
-  bindPointer(node) {
-    node.g.addEventListener("pointerdown", (ev) => {
-      ev.preventDefault();
-      node.g.setPointerCapture(ev.pointerId);
-      const start = this.toView(ev);
-      const from = { x: node.x, y: node.y };
-      let dragged = false;
-      const move = (e) => {
-        const p = this.toView(e);
-        if (!dragged && Math.hypot(p.x - start.x, p.y - start.y) < CLICK_SLOP) return;
-        dragged = true;
-        node.pinned = true;
-        node.x = from.x + p.x - start.x;
-        node.y = from.y + p.y - start.y;
-        node.vx = node.vy = 0;
-        this.heat(0.3);
-      };
-      const up = () => {
-        node.g.removeEventListener("pointermove", move);
-        node.g.removeEventListener("pointerup", up);
-        node.g.removeEventListener("pointercancel", up);
-        if (!dragged) this.onOpen(node.cid);
-      };
-      node.g.addEventListener("pointermove", move);
-      node.g.addEventListener("pointerup", up);
-      node.g.addEventListener("pointercancel", up);
-    });
-  }
-
-  toView(ev) {
-    const m = this.svg.getScreenCTM();
-    if (!m) return { x: ev.clientX, y: ev.clientY };
-    const p = new DOMPoint(ev.clientX, ev.clientY).matrixTransform(m.inverse());
-    return { x: p.x, y: p.y };
-  }
-
-  heat(alpha) {
-    this.alpha = Math.max(this.alpha, alpha);
-    if (!this.frame) this.frame = requestAnimationFrame(() => this.tick());
-  }
-
-  tick() {
-    this.frame = 0;
-    const nodes = [...this.nodes.values()];
-    const a = this.alpha;
-    for (let i = 0; i < nodes.length; i++) {
-      for (let j = i + 1; j < nodes.length; j++) {
-        const p = nodes[i];
-        const q = nodes[j];
-        let dx = q.x - p.x;
-        let dy = q.y - p.y;
-        let d2 = dx * dx + dy * dy;
-        if (d2 < 1) { dx = Math.random() - 0.5; dy = Math.random() - 0.5; d2 = 1; }
-        const f = (900 * a) / d2;
-        p.vx -= dx * f; p.vy -= dy * f;
-        q.vx += dx * f; q.vy += dy * f;
-      }
-    }
-    for (const e of this.edges) {
-      const dx = e.target.x - e.source.x;
-      const dy = e.target.y - e.source.y;
-      const d = Math.hypot(dx, dy) || 1;
-      const f = ((d - SPRING) / d) * 0.08 * a;
-      e.source.vx += dx * f; e.source.vy += dy * f;
-      e.target.vx -= dx * f; e.target.vy -= dy * f;
-    }
-    for (const n of nodes) {
-      if (n.pinned) { n.vx = n.vy = 0; continue; }
-      n.vx += (WIDTH / 2 - n.x) * 0.01 * a;
-      n.vy += (HEIGHT / 2 - n.y) * 0.01 * a;
-      n.vx *= 0.6; n.vy *= 0.6;
-      n.x = Math.min(WIDTH - 10, Math.max(10, n.x + n.vx));
-      n.y = Math.min(HEIGHT - 10, Math.max(10, n.y + n.vy));
-    }
-    this.draw();
-    this.alpha *= 0.97;
-    if (this.alpha > 0.005) this.heat(0);
-    else this.alpha = 0;
-  }
-
-  draw() {
-    for (const e of this.edges) {
-      // stop the line at the rims so the arrow head stays visible
-      const dx = e.target.x - e.source.x;
-      const dy = e.target.y - e.source.y;
-      const d = Math.hypot(dx, dy) || 1;
-      const r0 = e.source.r ?? 0;
-      const r1 = (e.target.r ?? 0) + 2;
-      e.line.setAttribute("x1", (e.source.x + (dx * r0) / d).toFixed(1));
-      e.line.setAttribute("y1", (e.source.y + (dy * r0) / d).toFixed(1));
-      e.line.setAttribute("x2", (e.target.x - (dx * r1) / d).toFixed(1));
-      e.line.setAttribute("y2", (e.target.y - (dy * r1) / d).toFixed(1));
-    }
-    for (const n of this.nodes.values()) {
-      n.g.setAttribute("transform", `translate(${n.x.toFixed(1)},${n.y.toFixed(1)})`);
-    }
+    cy.layout({ name: "preset", fit: true, padding: 24 }).run();
+    this.container.dataset.center = centre.cid;
+    this.container.dataset.nodes = String(cy.nodes().length);
   }
 }
