@@ -6,6 +6,8 @@ JSON Schema, and the generator gets them here:
 
 - an address's bech32 checksum: a positive case's address keeps its
   generated data with the checksum made right;
+- a particle text's bound in UTF-8 bytes (the schema counts characters): a
+  positive case's texts are cut to 4096 bytes of valid UTF-8;
 - the meaning of a body: a transaction is accepted only when signed with the
   sender's next nonce, a Datalog program only when it parses and defines its
   ``output``. A positive case of those operations carries, before it is sent,
@@ -41,6 +43,12 @@ def _checksummed(address: str) -> str:
     return bech32.bech32_encode(HRP, data)
 
 
+def _utf8_text(text: str) -> str:
+    """``text`` as at most 4096 bytes of valid UTF-8, never empty."""
+    raw = text.encode("utf-8", "ignore")[:4096]
+    return raw.decode("utf-8", "ignore") or "x"
+
+
 def _signed_tx() -> bytes:
     """A link the devnet's funded key signs with its next nonce (pending ones counted)."""
     key = Keystore(HOME / "keys").load("dev")
@@ -56,6 +64,8 @@ def before_call(context, case, kwargs) -> None:
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
         return
+    if case.operation.path == "/v1/particles/texts" and isinstance(case.body, dict):
+        case.body["texts"] = [_utf8_text(t) for t in case.body.get("texts", [])]
     if "address" in (case.path_parameters or {}):
         case.path_parameters["address"] = _checksummed(case.path_parameters["address"])
     if case.path == "/v1/admin/faucet" and isinstance(case.body, dict) and "address" in case.body:

@@ -15,18 +15,22 @@ stored; one bad text refuses the whole request and keeps nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from focusflow.api import schemas
+from focusflow.api.bodies import StrictBody, json_body
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.jsonbody import list_field, object_body, parse_json
+from focusflow.api.params import CidPath
 from focusflow.api.render import cid_text, parse_cid
 from focusflow.store.particle_texts import (
     MAX_BATCH,
+    MAX_TEXT_BYTES,
     ParticleTexts,
     UnknownTextError,
     cid_of_text_bytes,
@@ -34,6 +38,17 @@ from focusflow.store.particle_texts import (
 )
 
 router = APIRouter(prefix="/v1/particles", responses=ERROR_RESPONSES)
+
+
+class TextsBody(StrictBody):
+    """``POST /v1/particles/texts`` (:func:`_keep` reads it). A text's bound is in
+    UTF-8 bytes, which JSON Schema cannot count: its ``maxLength`` is the same
+    number of characters, and a text of that many multi-byte characters is
+    refused as ``text_too_large``."""
+
+    texts: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT_BYTES)]] = Field(
+        min_length=1, max_length=MAX_BATCH, description="particle texts, each hashed to its CID"
+    )
 
 
 def store_of(state: Any) -> ParticleTexts | None:
@@ -85,7 +100,12 @@ def _keep(request: Request, doc: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/texts", response_model=None, responses={200: {"model": schemas.TextsKept}})
+@router.post(
+    "/texts",
+    response_model=None,
+    responses={200: {"model": schemas.TextsKept}},
+    openapi_extra=json_body(TextsBody),
+)
 async def keep_texts(request: Request) -> JSONResponse:
     """Keep the texts of particles that links name; each text's CID is computed here."""
     doc = parse_json(await request.body())
@@ -93,7 +113,7 @@ async def keep_texts(request: Request) -> JSONResponse:
 
 
 @router.get("/{cid}/text", response_model=None, responses={200: {"model": schemas.ParticleText}})
-def particle_text(request: Request, cid: str) -> JSONResponse:
+def particle_text(request: Request, cid: CidPath) -> JSONResponse:
     """The text this node keeps for a particle; 404 ``unknown_text`` when none."""
     raw = parse_cid(cid)
     (text,) = texts_of(request.app.state, [raw])
