@@ -21,6 +21,7 @@ from focusflow.node.home import LOOPBACK_DATAGRAM_SIZE, HomeError, init_devnet, 
 from focusflow.node.network import net_config_of
 from focusflow.node.wiring import open_chain
 from tests.node.devnet_process import ROOT, link_msg, signed, start_devnet, wait_height, wait_tx
+from tests.node.testnet_process import _free_base_port
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -201,7 +202,9 @@ def test_a_network_home_is_refused(tmp_path):
 def test_testnet_datagram_size_is_written_and_checked(tmp_path):
     """A loopback testnet sends 8192-byte QUIC datagrams; a validator whose
     config.json asks for a size QUIC or UDP cannot carry refuses to start."""
-    homes = init_testnet(tmp_path / "tn", 2, base_port=29_010)
+    # A free range, not a fixed one: a node of an earlier test may still hold
+    # a fixed port, and the busy port would then be the error reported.
+    homes = init_testnet(tmp_path / "tn", 2, base_port=_free_base_port(2))
     config = json.loads(homes[0].config.read_text())
     assert config["max_datagram_size"] == LOOPBACK_DATAGRAM_SIZE == 8192
     assert net_config_of(config).max_datagram_size == 8192
