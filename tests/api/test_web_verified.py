@@ -857,6 +857,10 @@ def mark(page, selector: str, state: str) -> None:
 
 
 def open_by_name(page, hub: str, name: str = HUB_NAME, mode: str = "auto") -> None:
+    # Searched once the page has its first answers: before them, a particle it
+    # has not seen is first checked with a query, whose first run in a busy
+    # full suite could outlast the wait below.
+    page.wait_for_selector("#top-list li")
     page.select_option("#search-mode", mode)
     page.fill("#search", name)
     page.click("#search-go")
