@@ -13,6 +13,7 @@ from focusflow.graph.importers import (
     BOSTROM_COLUMNS,
     _bostrom_columns_pandas,
     _edge_separator,
+    _first_data_line,
     _read_edge_list_pandas,
     _regular_delimiter,
     read_edge_list,
@@ -27,11 +28,17 @@ def _same_graph(a, b) -> None:
     assert a.dropped_self_links == b.dropped_self_links
 
 
+def _delimiter(path):
+    line = _first_data_line(path)
+    return _regular_delimiter(line, _edge_separator(line))
+
+
 def _both(path):
-    fast = _regular_delimiter(path, _edge_separator(path))
+    fast = _delimiter(path)
     assert fast is not None
     arrow_csv.read_edges(path, *fast)  # regular: the fast path takes it
-    return read_edge_list(path), _read_edge_list_pandas(path, _edge_separator(path), None)
+    sep = _edge_separator(_first_data_line(path))
+    return read_edge_list(path), _read_edge_list_pandas(path, sep, None)
 
 
 REGULAR = {
@@ -78,7 +85,7 @@ IRREGULAR = {
 def test_irregular_files_go_to_the_general_reader(tmp_path, name):
     f = tmp_path / "edges.txt"
     f.write_text(IRREGULAR[name])
-    fast = _regular_delimiter(f, _edge_separator(f))
+    fast = _delimiter(f)
     with pytest.raises(arrow_csv.IrregularFileError):
         arrow_csv.read_edges(f, *fast)
 
@@ -86,7 +93,7 @@ def test_irregular_files_go_to_the_general_reader(tmp_path, name):
 def test_runs_of_spaces_are_not_a_delimiter_for_arrow(tmp_path):
     f = tmp_path / "edges.txt"
     f.write_text("a  b  1\n")
-    assert _regular_delimiter(f, _edge_separator(f)) is None
+    assert _delimiter(f) is None
 
 
 def _same_bostrom(fast, slow) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from focusflow.konomi.launch import free_port, redis_process, stop, wait_port
+from focusflow.konomi.launch import free_port, redis_process, serve_process, stop, wait_port
 
 
 def _missing(what: str) -> None:
@@ -139,3 +139,17 @@ class Redis:
     def stop(self) -> None:
         """Terminate the server."""
         stop([self.proc])
+
+
+def start_konomi(
+    db: Path, token: str, dims: str = "10,10,10", **kw
+) -> tuple[subprocess.Popen, int]:
+    """A ``focusflow konomi serve`` process on a free loopback port, once it listens:
+    ``(process, port)``; the test fails with the server's last words if it does not
+    listen within 60 s."""
+    port = free_port()
+    proc = serve_process(str(db), port, dims=dims, token=token, stderr=subprocess.PIPE, **kw)
+    if not wait_port(port, 60):
+        proc.kill()
+        pytest.fail(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+    return proc, port

@@ -22,22 +22,16 @@ from websockets.sync.client import connect
 from focusflow.konomi import KonomiSystem
 from focusflow.konomi.api import create_app
 from focusflow.konomi.guard import MAX_BODY
-from focusflow.konomi.launch import free_port, new_token, serve_process, stop, wait_port
+from focusflow.konomi.launch import free_port, new_token, serve_process, stop
 from focusflow.konomi.system import MAX_AXIS, MAX_FACE_CELLS
+from tests.konomi.servers import start_konomi
 
 TOKEN = new_token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _start(tmp: Path, **kw) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    proc = serve_process(
-        str(tmp / "k.sqlite3"), port, dims="20,20,20", token=TOKEN, stderr=subprocess.PIPE, **kw
-    )
-    if not wait_port(port, 60):
-        proc.kill()
-        pytest.fail(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-    return proc, port
+    return start_konomi(tmp / "k.sqlite3", TOKEN, dims="20,20,20", **kw)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ Every socket is on 127.0.0.1; every wait is bounded.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import httpx
@@ -15,8 +14,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from focusflow.konomi.launch import free_port, new_token, serve_process, stop, wait_port
+from focusflow.konomi.launch import new_token, stop
 from tests.konomi.scrape import growth, scrape, value
+from tests.konomi.servers import start_konomi
 
 TOKEN = new_token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -24,13 +24,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    db = tmp_path_factory.mktemp("konomi-metrics") / "k.sqlite3"
-    port = free_port()
-    proc = serve_process(str(db), port, dims="10,10,10", token=TOKEN, stderr=subprocess.PIPE)
+    proc, port = start_konomi(tmp_path_factory.mktemp("konomi-metrics") / "k.sqlite3", TOKEN)
     try:
-        if not wait_port(port, 60):
-            proc.kill()
-            pytest.fail(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
         yield f"127.0.0.1:{port}"
     finally:
         stop([proc])

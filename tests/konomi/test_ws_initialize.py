@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from focusflow.konomi import VERTICES
-from focusflow.konomi.launch import free_port, new_token, serve_process, stop, wait_port
+from focusflow.konomi.launch import new_token, stop
 from focusflow.konomi.ws import MAX_ID_CHARS
+from tests.konomi.servers import start_konomi
 
 TOKEN = new_token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,12 +28,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def fresh_server(tmp_path_factory):
     """A server on an empty SQLite file: no template but ``default`` exists."""
     db = tmp_path_factory.mktemp("konomi-ws-init") / "k.sqlite3"
-    port = free_port()
-    proc = serve_process(str(db), port, dims="10,10,10", token=TOKEN, stderr=subprocess.PIPE)
+    proc, port = start_konomi(db, TOKEN)
     try:
-        if not wait_port(port, 60):
-            proc.kill()
-            pytest.fail(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
         yield port, db
     finally:
         stop([proc])

@@ -20,19 +20,13 @@ which stay the documented contract.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from focusflow.api.errors import STATUS, error_doc
 from focusflow.api.routes_chain import admit
 from focusflow.chain.errors import AdmissionBusyError
+from focusflow.core.asgi import ASGIApp, Receive, Scope, Send
 from focusflow.core.errors import FocusflowError
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TOP_PATH = "/v1/focus/top"
 TXS_PATH = "/v1/txs"

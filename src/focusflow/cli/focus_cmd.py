@@ -55,8 +55,9 @@ def _write_tsv(result: FocusResult, ids: np.ndarray, sink) -> None:
     """``particle<TAB>value`` rows of ``ids``, formatted and written by Arrow in bulk.
 
     Focus values take the shortest decimal form that reads back to the same
-    float64 (cyberank values are integers); no Python code runs per row, which
-    matters at millions of particles.
+    float64 (cyberank values are integers); Arrow formats them, which matters at
+    millions of particles. Only the rows written are gathered (``--top``
+    writes a few of many).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -64,13 +65,14 @@ def _write_tsv(result: FocusResult, ids: np.ndarray, sink) -> None:
 
     from focusflow.graph.arrow_csv import numeric_array, string_array
 
-    index = numeric_array(np.asarray(ids, dtype=np.int64))
-    if result.keys is not None:
-        names = string_array(result.keys).take(index)
+    ids = np.asarray(ids, dtype=np.int64)
+    keys = result.keys
+    if keys is not None:
+        names = string_array([keys[i] for i in ids.tolist()])
     else:
-        names = pc.cast(index, pa.string())
+        names = pc.cast(numeric_array(ids), pa.string())
     values = result.cyberank if result.cyberank is not None else result.focus
-    table = pa.table({"particle": names, "value": numeric_array(values).take(index)})
+    table = pa.table({"particle": names, "value": numeric_array(np.asarray(values)[ids])})
     # A key holding a tab, a line break or a quote is quoted (RFC 4180), and
     # then every key is; the usual file has none and is written bare.
     plain = not pc.any(pc.match_substring_regex(names, '[\t\n\r"]')).as_py()

@@ -433,21 +433,26 @@ def run_import(
             raise ImportFailedError("a round committed no links; stopping instead of looping")
 
 
+def counting_bar(label: str, unit: str, err: Console, show: bool) -> Progress:
+    """A bar counting ``unit`` done of a known total, on stderr when ``show``."""
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show,
+    )
+
+
 def send_texts_with_progress(
     api: Any, texts: Sequence[str], err: Console, show: bool
 ) -> Any:  # cli.particle_texts.TextsSent
     """Give the node the particles' texts in batches, with a bar on a terminal."""
     from focusflow.cli.particle_texts import send_texts
 
-    bar = Progress(
-        TextColumn("[bold]keeping texts"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("texts"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not show,
-    )
+    bar = counting_bar("keeping texts", "texts", err, show)
     with bar:
         task = bar.add_task("texts", total=len(texts))
         return send_texts(api, texts, lambda n: bar.advance(task, n))
@@ -494,15 +499,7 @@ def load_graph(
             raise InvalidParameterError(f"{what}: no links to import")
         err = Console(stderr=True)
         show = not as_json and err.is_terminal
-        progress = Progress(
-            TextColumn("[bold]importing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("links"),
-            TimeElapsedColumn(),
-            console=err,
-            disable=not show,
-        )
+        progress = counting_bar("importing", "links", err, show)
         started = time.monotonic()
         with progress:
             report = run_import(

@@ -182,8 +182,8 @@ def _bostrom_columns_pandas(p: Path) -> arrow_csv.BostromColumns:
     return arrow_csv.BostromColumns(src, dst, neuron, frame.index.to_numpy(dtype=np.int64))
 
 
-def _edge_separator(p: Path) -> str:
-    line = _first_data_line(p)
+def _edge_separator(line: str) -> str:
+    """The separator the first data line uses: comma, tab, else whitespace."""
     if "," in line:
         return ","
     if "\t" in line:
@@ -197,8 +197,9 @@ def read_edge_list(path: str | os.PathLike, *, graph: Cybergraph | None = None) 
     Particle keys are any strings; a missing weight is 1; duplicate edges add up.
     """
     p = _open_check(path)
-    sep = _edge_separator(p)
-    fast = _regular_delimiter(p, sep)
+    line = _first_data_line(p)
+    sep = _edge_separator(line)
+    fast = _regular_delimiter(line, sep)
     if fast is not None:
         try:
             src, dst, weight = arrow_csv.read_edges(p, *fast)
@@ -212,15 +213,14 @@ def read_edge_list(path: str | os.PathLike, *, graph: Cybergraph | None = None) 
     return _read_edge_list_pandas(p, sep, graph)
 
 
-def _regular_delimiter(p: Path, sep: str) -> tuple[str, int] | None:
+def _regular_delimiter(line: str, sep: str) -> tuple[str, int] | None:
     """``(delimiter, fields)`` for Arrow if the first data line is regular, else None.
 
     Runs of spaces need the general reader's whitespace splitting; one space
     between fields is an ordinary delimiter.
     """
-    line = _first_data_line(p)
     if sep == r"\s+":
-        if "  " in line or "\t" in line:
+        if "  " in line:
             return None
         sep = " "
     return sep, len(next(csv.reader([line], delimiter=sep)))

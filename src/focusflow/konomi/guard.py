@@ -22,15 +22,9 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 from urllib.parse import parse_qs
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from focusflow.core.asgi import ASGIApp, Message, Receive, Scope, Send
 
 #: Largest request body (and WebSocket message) in bytes: the largest legitimate
 #: body (a template or a block) is under 200 bytes; LLM text travels in the query.

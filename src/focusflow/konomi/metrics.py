@@ -13,8 +13,6 @@ cannot grow the number of series. Grid sizes are read when Prometheus scrapes.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,15 +24,10 @@ from prometheus_client import (
 )
 from starlette.routing import BaseRoute, Match
 
+from focusflow.core.asgi import ASGIApp, Message, Receive, Scope, Send
 from focusflow.konomi.packml import State
 from focusflow.konomi.system import KonomiSystem
 from focusflow.konomi.ws import ACTIONS
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Content type of the Prometheus text format, as the node's /metrics answers.
 CONTENT_TYPE = "text/plain; version=0.0.4"
