@@ -31,12 +31,11 @@ import numpy as np
 
 from focusflow.core.structure import Check
 from focusflow.focus.backends.base import laplacian_scaling
+from focusflow.focus.backends.sell import U64, UC, C
 from focusflow.focus.backends.symmetric import merge_counts, merge_rows
 from focusflow.focus.reduce import ordered_sum
 from focusflow.graph.csr import balanced_chunks
 
-#: SELL lanes (as ``sell.C``).
-C = 8
 _PARTS = 64
 
 
@@ -185,11 +184,11 @@ def lap_apply(grows, gptr, glen, sidx, sval, bounds, diag, x, out):
         for g in range(bounds[c], bounds[c + 1]):
             for lane in range(C):
                 acc[lane] = 0.0
-            base = gptr[g]
-            for j in range(glen[g]):
-                o = base + j * C
-                for lane in range(C):
-                    acc[lane] += sval[o + lane] * x[sidx[o + lane]]
+            base = U64(gptr[g])
+            for j in range(U64(glen[g])):
+                o = base + j * UC
+                for lane in range(UC):
+                    acc[lane] += sval[o + lane] * x[U64(np.uint32(sidx[o + lane]))]
             for lane in range(C):
                 r = grows[g * C + lane]
                 if r >= 0:
@@ -210,11 +209,11 @@ def cheb_step(
         for g in range(bounds[c], bounds[c + 1]):
             for lane in range(C):
                 acc[lane] = 0.0
-            base = gptr[g]
-            for j in range(glen[g]):
-                o = base + j * C
-                for lane in range(C):
-                    acc[lane] += sval[o + lane] * t_cur[sidx[o + lane]]
+            base = U64(gptr[g])
+            for j in range(U64(glen[g])):
+                o = base + j * UC
+                for lane in range(UC):
+                    acc[lane] += sval[o + lane] * t_cur[U64(np.uint32(sidx[o + lane]))]
             for lane in range(C):
                 r = grows[g * C + lane]
                 if r >= 0:
@@ -240,11 +239,11 @@ def cg_product(grows, gptr, glen, sidx, sval, bounds, diag_mu, p, ap):
         for g in range(bounds[c], bounds[c + 1]):
             for lane in range(C):
                 acc[lane] = 0.0
-            base = gptr[g]
-            for j in range(glen[g]):
-                o = base + j * C
-                for lane in range(C):
-                    acc[lane] += sval[o + lane] * p[sidx[o + lane]]
+            base = U64(gptr[g])
+            for j in range(U64(glen[g])):
+                o = base + j * UC
+                for lane in range(UC):
+                    acc[lane] += sval[o + lane] * p[U64(np.uint32(sidx[o + lane]))]
             for lane in range(C):
                 r = grows[g * C + lane]
                 if r >= 0:
@@ -379,14 +378,14 @@ def pair_step(
             for lane in range(C):
                 acc0[lane] = 0.0
                 acc1[lane] = 0.0
-            base = gptr[g]
-            for j in range(glen[g]):
-                o = base + j * C
-                for lane in range(C):
-                    q = sidx[o + lane]
+            base = U64(gptr[g])
+            for j in range(U64(glen[g])):
+                o = base + j * UC
+                for lane in range(UC):
+                    q = U64(np.uint32(sidx[o + lane]))
                     v = sval[o + lane]
-                    acc0[lane] += v * x2[q, 0]
-                    acc1[lane] += v * x2[q, 1]
+                    acc0[lane] += v * x2[q, U64(0)]
+                    acc1[lane] += v * x2[q, U64(1)]
             for lane in range(C):
                 r = grows[g * C + lane]
                 if r >= 0:
