@@ -15,7 +15,12 @@ from tests.focus.reference import as_matrix, dense_laplacian, dense_tri, dense_w
 
 
 @pytest.mark.parametrize(
-    "algorithm", [{}, {"start": "uniform", "heat_reuse": "exact", "finish": "fixed"}]
+    "algorithm",
+    [
+        {"springs_method": "cg"},
+        {"springs_method": "series"},
+        {"start": "uniform", "heat_reuse": "exact", "finish": "fixed", "springs_method": "cg"},
+    ],
 )
 @pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -255,7 +260,7 @@ def test_anderson_window_defaults_by_mode():
     assert make_params(mode="tri", anderson=0).anderson == 0
 
 
-@pytest.mark.parametrize("field", ["start", "heat_reuse", "finish"])
+@pytest.mark.parametrize("field", ["start", "heat_reuse", "finish", "springs_method"])
 def test_unknown_algorithm_choices_are_refused(field):
     with pytest.raises(InvalidParameterError, match=field):
         make_params(**{field: "fastest"})
@@ -276,7 +281,12 @@ def test_diagnostics_are_reported():
     assert 0 < d.contraction_rate < 1
     assert d.spectral_gap == pytest.approx(1 - d.contraction_rate)
     assert {"diffusion", "springs", "heat", "solve"} <= set(d.timings)
-    assert d.inner["cg_iterations"] > 0 and d.inner["heat_terms"] > 0
+    # the numba default on the normalized Laplacian: one series, no CG
+    assert d.inner["springs_method"] == "series"
+    assert d.inner["cg_iterations"] == 0 and d.inner["heat_terms"] > 0
+    cg = compute(as_matrix(80, src, dst, w), springs_method="cg").diagnostics
+    assert cg.inner["springs_method"] == "cg"
+    assert cg.inner["cg_iterations"] > 0 and cg.inner["heat_terms"] > 0
 
 
 def test_cap_is_respected_and_reported():

@@ -29,6 +29,7 @@ CHAIN_FOCUS_DEFAULTS = {
     "heat_reuse": "exact",
     "finish": "fixed",
     "arithmetic": FAST,
+    "springs_method": "cg",
 }
 #: What a genesis written now names (node.home: devnet, testnet): the library's
 #: tri algorithm, every choice spelled out, so that the chain keeps it whatever
@@ -42,6 +43,7 @@ NEW_CHAIN_FOCUS = {
     "heat_reuse": "bounded",
     "finish": "bounded",
     "arithmetic": EXACT_V1,
+    "springs_method": "cg",
 }
 
 

@@ -20,6 +20,7 @@ PRECISIONS = ("float64", "float32")
 STARTS = ("diffusion", "uniform")
 HEAT_REUSE = ("bounded", "exact")
 FINISHES = ("bounded", "fixed")
+SPRINGS_METHODS = ("auto", "cg", "series")
 #: The arithmetic a solve runs in. ``fast``: the numba kernels may contract
 #: and reassociate (``fastmath``), numpy reduces as its build does and LAPACK
 #: and scipy supply the small solve and the heat coefficients, so the last bits
@@ -90,6 +91,15 @@ class FocusParams:
     #: ``fast`` or an exact version (ARITHMETICS): see there. Library calls
     #: keep ``fast``; a chain names its arithmetic in its genesis.
     arithmetic: str = FAST
+    #: How a tri solve applies springs. ``cg``: conjugate gradients, each step
+    #: side by side with a heat term in one pass over the matrix. ``series``:
+    #: springs and heat as one Chebyshev series of their blend, applied to the
+    #: change like heat (spectral.blend). ``auto``: the series where its terms
+    #: shrink fast enough (spectral.blend_pays: the normalized Laplacian with
+    #: mu >= 0.025) on CPU backends; cg otherwise. The answers
+    #: agree within ``tol``; chains keep ``cg`` unless their genesis names
+    #: another.
+    springs_method: str = "auto"
 
     @property
     def exact(self) -> bool:
@@ -159,6 +169,11 @@ class FocusParams:
         if self.heat_reuse not in HEAT_REUSE:
             raise InvalidParameterError(
                 f"heat_reuse must be one of {', '.join(HEAT_REUSE)}, got {self.heat_reuse!r}"
+            )
+        if self.springs_method not in SPRINGS_METHODS:
+            raise InvalidParameterError(
+                f"springs_method must be one of {', '.join(SPRINGS_METHODS)}, "
+                f"got {self.springs_method!r}"
             )
         if self.arithmetic not in ARITHMETICS:
             raise InvalidParameterError(

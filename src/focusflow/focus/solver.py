@@ -29,6 +29,8 @@ from focusflow.focus.result import Diagnostics, FocusResult
 from focusflow.focus.spectral import (
     HeatState,
     SpringsState,
+    blend,
+    blend_pays,
     heat,
     op_norm,
     springs,
@@ -202,7 +204,8 @@ def solve(
         t = time.perf_counter()
         x0, start_iterations = _diffusion_start(op, params, prior)
         timings["diffusion_start"] = time.perf_counter() - t
-    if device_tri is not None and use_lap:
+    series = use_lap and lam_s > 0 and _series_chosen(op, params, device_tri is not None)
+    if device_tri is not None and use_lap and not series:
         # The whole coupled iteration on the device (wgpu), same rules as _iterate.
         start = None if x0 is None else _start(xp, n, x0)
         t = time.perf_counter()
@@ -236,7 +239,17 @@ def solve(
             params.anderson, n, xp, getattr(op, "anderson_kernels", None), params.exact
         )
         phi, it = _iterate(
-            op, params, prior, phi, diag, timings, springs_state, heat_state, progress, accel
+            op,
+            params,
+            prior,
+            phi,
+            diag,
+            timings,
+            springs_state,
+            heat_state,
+            progress,
+            accel,
+            series,
         )
     diag.iterations = it
     diag.residual = diag.residual_history[-1]
@@ -249,8 +262,20 @@ def solve(
         "heat_terms": heat_state.terms,
         "anderson_restarts": accel.restarts,
         "diffusion_start_iterations": start_iterations,
+        "springs_method": "series" if series else "cg",
     }
     return phi, diag
+
+
+def _series_chosen(op: GraphOperator, params: FocusParams, device_loop: bool) -> bool:
+    """Whether springs and heat run as one series (``FocusParams.springs_method``):
+    ``auto`` takes it where ``blend_pays`` on host vectors (numba, numpy); a
+    GPU's vectors and a device's own tri loop keep CG, which was measured
+    there."""
+    if params.springs_method == "auto":
+        host = getattr(op, "xp", np) is np
+        return host and not device_loop and blend_pays(params.mu, op.lam_max)
+    return params.springs_method == "series"
 
 
 def _diffusion_start(op: GraphOperator, params: FocusParams, prior) -> tuple[np.ndarray, int]:
@@ -281,11 +306,19 @@ def _iterate(
     heat_state: HeatState,
     progress: Progress | None,
     accel: Anderson,
+    series: bool = False,
 ) -> tuple[np.ndarray, int]:
-    """The coupled iteration on host-driven operators; returns ``(phi, iterations)``."""
+    """The coupled iteration on host-driven operators; returns ``(phi, iterations)``.
+
+    With ``series`` springs and heat are one series (``spectral.blend``) whose
+    result enters the blend with weight ``lam_s + lam_h``; its accuracy is the
+    stricter of the two inner tolerances.
+    """
     n = op.n
     xp = getattr(op, "xp", np)
     lam_d, lam_s, lam_h = params.weights
+    weights = (lam_d, 0.0, lam_s + lam_h) if series else params.weights
+    share = lam_s / (lam_s + lam_h) if series else 0.0
     use_lap = lam_s > 0 or lam_h > 0
     nxt = xp.empty(n)
     # Inexact inner solves (Dembo, Eisenstat and Steihaug 1982, for fixed points):
@@ -322,9 +355,23 @@ def _iterate(
             else:
                 cg_tol, heat_tol = params.cg_tol, params.heat_tol
             fused_blend = getattr(op, "blend", None)
-            blend = None if fused_blend is not None else lam_d * nxt
+            mixed = None if fused_blend is not None else lam_d * nxt
             s_out = h_out = None
-            if lam_s > 0 and lam_h > 0:
+            if series:
+                t = time.perf_counter()
+                h_out = blend(
+                    op,
+                    phi,
+                    params.mu,
+                    params.tau,
+                    share,
+                    heat_state,
+                    min(cg_tol, heat_tol),
+                    params.heat_reuse,
+                    exact,
+                )
+                timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
+            elif lam_s > 0 and lam_h > 0:
                 t = time.perf_counter()
                 s_out, h_out = springs_and_heat(
                     op,
@@ -352,18 +399,18 @@ def _iterate(
                 timings["heat"] += time.perf_counter() - t
             if fused_blend is not None:
                 # The operator normalises in place and returns the L1 change.
-                res = fused_blend(phi, nxt, s_out, h_out, params.weights)
+                res = fused_blend(phi, nxt, s_out, h_out, weights)
             else:
                 if s_out is not None:
-                    blend += lam_s * s_out
+                    mixed += weights[1] * s_out
                 if h_out is not None:
-                    blend += lam_h * h_out
-                total = float(blend.sum())
+                    mixed += weights[2] * h_out
+                total = float(mixed.sum())
                 if not math.isfinite(total) or total <= 0:
                     raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-                blend /= total
-                res = float(xp.abs(blend - phi).sum())
-                nxt = blend
+                mixed /= total
+                res = float(xp.abs(mixed - phi).sum())
+                nxt = mixed
         else:
             res = res_d
         diag.residual_history.append(res)

@@ -15,6 +15,16 @@ scaling vector, ``L = sigma^-1 Ls sigma`` is the operator on distributions, so
 
 Both preserve total mass and non-negativity (exactly, and to the solver
 tolerance respectively).
+
+Both are functions of the same ``Ls``, so their blend ``lam_s S + lam_h H`` is
+one too: ``sigma^-1 g(Ls) sigma`` with ``g(x) = lam_s mu / (x + mu) + lam_h
+exp(-tau x)``. ``springs_method="series"`` expands ``g`` as one Chebyshev
+series (``blend_series``; the resolvent's coefficients have a closed form) and
+applies it like heat, to the change since the last result: each pass over the
+matrix then gathers one vector instead of CG's and heat's two side by side.
+The series needs more terms than CG needs steps (it converges at the rate set
+by the pole at ``-mu``, CG at the rate of the actual spectrum) but each costs
+less than half a paired pass (bench/RESULTS.md, tri at R-MAT scale 20).
 """
 
 from __future__ import annotations
@@ -108,6 +118,104 @@ def _exact_series(c: float, kmax: int) -> tuple[tuple[float, ...], tuple[float, 
 def heat_coefficients(c: float, tol: float) -> np.ndarray:
     """The coefficients of ``heat_series(c, tol)``."""
     return heat_series(c, tol)[0]
+
+
+#: A series no longer than this is cut where its tail is small enough; a
+#: longer one (a resolvent pole nearly on the spectrum) is cut here and its
+#: bound says how far off it is.
+MAX_SERIES_TERMS = 20_000
+#: ``springs_method="auto"`` takes the series where the resolvent's terms
+#: shrink at least this fast (``rho``, see ``resolvent_rate``): mu >= 0.025
+#: with the normalized Laplacian, never with the combinatorial one on a graph
+#: with hubs. Measured with numba at R-MAT scales 17-18: at mu = 1 (rho = 3.7)
+#: a solve took 68 single passes against 31 CG steps beside 50 heat terms and
+#: was 2x faster; at mu = 0.03 (rho = 1.28) 335 terms against 126 CG steps,
+#: still 1.3x faster.
+SERIES_MIN_RATE = 1.25
+
+
+def resolvent_rate(mu: float, lam_max: float) -> float:
+    """How fast the Chebyshev coefficients of ``mu / (x + mu)`` on ``[0,
+    lam_max]`` shrink: ``|a_k| ~ rho^-k`` with ``rho = a + sqrt(a^2 - 1)``,
+    ``a = 1 + 2 mu / lam_max`` (the pole ``-mu`` mapped onto ``z = -a``)."""
+    if lam_max <= 0.0:
+        return math.inf
+    a = 1.0 + 2.0 * mu / lam_max
+    return a + math.sqrt(a * a - 1.0)
+
+
+def resolvent_series(mu: float, lam_max: float, kmax: int) -> list[float]:
+    """Chebyshev coefficients (``k = 0..kmax``) of ``mu / (x + mu)`` on ``[0, lam_max]``.
+
+    With ``x = (lam_max / 2)(1 + z)`` the function is ``b / (z + a)``, ``b = 2 mu
+    / lam_max``, ``a = 1 + b``, whose expansion is known in closed form:
+    ``1 / (z + a) = (2 / s) (1/2 + sum_k (-1/rho)^k T_k(z))`` with ``s =
+    sqrt(a^2 - 1)`` and ``rho = a + s`` (Mason and Handscomb, *Chebyshev
+    Polynomials*, 2003, 5.14). Computed by repeated multiplication in Python
+    floats: the same bits on every machine.
+    """
+    b = 2.0 * mu / lam_max
+    a = 1.0 + b
+    root = math.sqrt(a * a - 1.0)
+    step = -1.0 / (a + root)
+    lead = b * 2.0 / root
+    out = [lead * 0.5]
+    term = lead
+    for _ in range(kmax):
+        term = term * step
+        out.append(term)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _blend_terms(
+    c: float, mu: float, lam_max: float, share: float
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Coefficients of ``g / (lam_s + lam_h)`` (``share = lam_s / (lam_s +
+    lam_h)``) and their tail sums, as far as double precision can tell them
+    apart from 0 (``MAX_SERIES_TERMS`` at most)."""
+    rate = resolvent_rate(mu, lam_max)
+    springs_k = math.ceil(40.0 / math.log(rate)) + 2 if rate > 1.0 else MAX_SERIES_TERMS
+    heat_k = int(c + 12.0 * math.sqrt(c) + 60.0) if c > 0 else 0
+    kmax = min(MAX_SERIES_TERMS, max(springs_k, heat_k))
+    res = resolvent_series(mu, lam_max, kmax)
+    if c > 0:
+        heat_a, _ = _exact_series(c, kmax)
+    else:
+        heat_a = (1.0,) + (0.0,) * kmax
+    rest = 1.0 - share
+    a = [share * res[k] + rest * heat_a[k] for k in range(kmax + 1)]
+    tail = [0.0] * (kmax + 2)
+    for k in range(kmax, -1, -1):
+        tail[k] = tail[k + 1] + abs(a[k])
+    return tuple(a), tuple(tail)
+
+
+def blend_series(
+    c: float, mu: float, lam_max: float, share: float, tol: float
+) -> tuple[np.ndarray, float]:
+    """Chebyshev coefficients of ``g / (lam_s + lam_h)`` on ``[0, lam_max]`` and
+    the bound on the truncation error, cut as ``heat_series`` cuts (the first
+    K whose remaining coefficients sum to at most ``tol``).
+
+    ``c = tau lam_max / 2`` (heat's series parameter), ``share = lam_s /
+    (lam_s + lam_h)``. One code path for both arithmetics: the heat part comes
+    from ``bessel_ive`` and the resolvent's from ``resolvent_series``, so the
+    coefficients are the same bits everywhere.
+    """
+    a, tail = _blend_terms(c, mu, lam_max, share)
+    cut = len(a)
+    for k in range(len(a) + 1):
+        if tail[k] <= tol:
+            cut = k
+            break
+    cut = max(cut, 1)
+    return np.array(a[:cut]), float(tail[cut])
+
+
+def blend_pays(mu: float, lam_max: float) -> bool:
+    """Whether ``springs_method="auto"`` takes the series (``SERIES_MIN_RATE``)."""
+    return resolvent_rate(mu, lam_max) >= SERIES_MIN_RATE
 
 
 @dataclass
@@ -215,6 +323,9 @@ class HeatState:
     #: The operator's matrix and the series parameter ``out`` was computed with.
     owner: object = None
     c: float = np.nan
+    #: Which function of ``Ls`` ``out`` holds: ``heat``, or the springs and heat
+    #: blend of ``blend`` (``_Series.kind``); an increment only builds on its own.
+    kind: str = "heat"
 
     def check_structure(self, check: Check, check_owner: Callable[[object, Check], None]) -> None:
         """Float64 input and output of one length (an increment subtracts
@@ -229,6 +340,8 @@ class HeatState:
         for name in ("err", "tol", "c"):
             if type(a[name]) not in (float, int, np.float64):
                 check.fail(name, f"is a {type(a[name]).__name__}, not a number")
+        if type(a["kind"]) is not str:
+            check.fail("kind", f"is a {type(a['kind']).__name__}, not a string")
         check_owner(a["owner"], check.at("owner"))
 
 
@@ -260,6 +373,33 @@ def _heat_owner(op: GraphOperator) -> object:
     return version() if version is not None else op.lap_sigma
 
 
+class _Series(NamedTuple):
+    """A function of ``Ls`` expanded as a Chebyshev series on ``[0, lam_max]``:
+    what a stored result holds (``kind``, ``c``) and its coefficients cut at
+    a given accuracy (``cut(tol) -> (coefficients, error bound)``)."""
+
+    kind: str
+    c: float
+    cut: Callable[[float], tuple[np.ndarray, float]]
+
+
+def _heat_family(op: GraphOperator, tau: float) -> _Series:
+    """``exp(-tau Ls)``: ``heat_series`` at ``c = tau lam_max / 2``."""
+    c = tau * op.lam_max / 2.0
+    fixed = getattr(op, "arithmetic", FAST) != FAST
+    return _Series("heat", c, functools.partial(heat_series, c, exact=fixed))
+
+
+def _blend_family(op: GraphOperator, mu: float, tau: float, share: float) -> _Series:
+    """``g(Ls) / (lam_s + lam_h)``: ``blend_series`` (``share = lam_s / (lam_s + lam_h)``)."""
+    c = tau * op.lam_max / 2.0
+    return _Series(
+        f"blend mu={mu!r} share={share!r}",
+        c,
+        functools.partial(blend_series, c, mu, op.lam_max, share),
+    )
+
+
 class _HeatPlan(NamedTuple):
     v: np.ndarray
     coeffs: np.ndarray
@@ -267,10 +407,14 @@ class _HeatPlan(NamedTuple):
     base: np.ndarray | None
     c: float
     tol: float
+    kind: str
 
 
-def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = True):
-    """What to expand for ``H(phi)`` to within ``tol * ||sigma phi||_2``.
+def _heat_input(
+    op, phi, series: _Series, state, tol, reuse: str = "bounded", exact: bool = True
+) -> _HeatPlan:
+    """What to expand for ``H(phi)`` (or the ``series`` given) to within ``tol *
+    ||sigma phi||_2``.
 
     Heat is linear, so ``H(phi) = H(phi_prev) + H(phi - phi_prev)``, and the
     change shrinks as the solver converges: an increment on the stored result
@@ -287,7 +431,7 @@ def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = 
     the stored result an increment adds to.
     """
     sigma = op.lap_sigma
-    c = tau * op.lam_max / 2.0
+    c = series.c
     sphi = sigma * phi
     scale = op_norm(op, sphi)
     budget = tol * scale
@@ -295,22 +439,24 @@ def _heat_input(op, phi, tau, state, tol, reuse: str = "bounded", exact: bool = 
         state.out is not None
         and len(state.phi) == len(phi)
         and state.c == c
+        and state.kind == series.kind
         and state.owner is _heat_owner(op)
     )
-    fixed = getattr(op, "arithmetic", FAST) != FAST
     if reuse == "exact":
         room = budget if ours and exact and state.tol <= tol else None
-        fresh, bound = heat_series(c, tol, fixed)
+        fresh, bound = series.cut(tol)
     else:
         room = budget - state.err if ours and state.err < budget else None
-        fresh, bound = heat_series(c, FRESH_SHARE * tol, fixed)
+        fresh, bound = series.cut(FRESH_SHARE * tol)
     if room is not None:
         delta = sigma * (phi - state.phi)
         size = op_norm(op, delta)
-        inc, inc_bound = heat_series(c, min(0.5, room / size) if size > 0 else 0.5, fixed)
+        inc, inc_bound = series.cut(min(0.5, room / size) if size > 0 else 0.5)
         if reuse == "exact" or len(inc) < len(fresh):
-            return _HeatPlan(delta, inc, state.err + inc_bound * size, state.out, c, tol)
-    return _HeatPlan(sphi, fresh, bound * scale, None, c, tol)
+            return _HeatPlan(
+                delta, inc, state.err + inc_bound * size, state.out, c, tol, series.kind
+            )
+    return _HeatPlan(sphi, fresh, bound * scale, None, c, tol, series.kind)
 
 
 def _heat_finish(op, phi, state: HeatState, plan: _HeatPlan, acc) -> np.ndarray:
@@ -323,6 +469,7 @@ def _heat_finish(op, phi, state: HeatState, plan: _HeatPlan, acc) -> np.ndarray:
     state.tol = plan.tol
     state.owner = _heat_owner(op)
     state.c = plan.c
+    state.kind = plan.kind
     state.terms += len(plan.coeffs)
     return out
 
@@ -341,7 +488,28 @@ def heat(
     (``_heat_input``)."""
     if op.lam_max <= 0.0:
         return phi.copy()
-    plan = _heat_input(op, phi, tau, state, tol, reuse, exact)
+    plan = _heat_input(op, phi, _heat_family(op, tau), state, tol, reuse, exact)
+    return _heat_finish(op, phi, state, plan, _chebyshev(op, plan.v, plan.coeffs))
+
+
+def blend(
+    op: GraphOperator,
+    phi: np.ndarray,
+    mu: float,
+    tau: float,
+    share: float,
+    state: HeatState,
+    tol: float,
+    reuse: str = "bounded",
+    exact: bool = True,
+) -> np.ndarray:
+    """``(lam_s S(phi) + lam_h H(phi)) / (lam_s + lam_h)`` as one Chebyshev
+    series (``blend_series``, ``share = lam_s / (lam_s + lam_h)``), to within
+    ``tol * ||sigma phi||_2`` in the symmetric frame, applied to the change
+    since ``state``'s result as ``heat`` is. Preserves mass (``g(0) = 1``)."""
+    if op.lam_max <= 0.0:
+        return phi.copy()
+    plan = _heat_input(op, phi, _blend_family(op, mu, tau, share), state, tol, reuse, exact)
     return _heat_finish(op, phi, state, plan, _chebyshev(op, plan.v, plan.coeffs))
 
 
@@ -370,6 +538,6 @@ def springs_and_heat(
             springs(op, phi, mu, s_state, cg_tol, cg_max_iter, exact),
             heat(op, phi, tau, h_state, heat_tol, reuse, exact),
         )
-    plan = _heat_input(op, phi, tau, h_state, heat_tol, reuse, exact)
+    plan = _heat_input(op, phi, _heat_family(op, tau), h_state, heat_tol, reuse, exact)
     s_out, acc = fused(phi, mu, s_state, cg_tol, cg_max_iter, exact, plan.v, plan.coeffs)
     return s_out, _heat_finish(op, phi, h_state, plan, acc)
