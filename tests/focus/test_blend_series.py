@@ -130,7 +130,9 @@ def test_series_and_cg_reach_the_dense_fixed_point_on_rmat():
     a = as_matrix(n, src, dst, w)
     for arithmetic in ("fast", "exact-v1"):
         for method in ("cg", "series"):
-            res = compute(a, tol=1e-12, springs_method=method, arithmetic=arithmetic)
+            res = compute(
+                a, tol=1e-12, springs_method=method, arithmetic=arithmetic, backend="numba"
+            )
             assert res.diagnostics.inner["springs_method"] == method
             assert (res.diagnostics.inner["cg_iterations"] == 0) == (method == "series")
             assert np.abs(res.focus - ref).sum() < 1e-9
@@ -143,12 +145,12 @@ def test_auto_takes_the_series_only_where_it_pays():
     assert not blend_pays(1.0, 2000.0)
     src, dst, w = random_weighted(60, 300, 7)
     a = as_matrix(60, src, dst, w)
-    assert compute(a).diagnostics.inner["springs_method"] == "series"
-    assert compute(a, mu=0.001).diagnostics.inner["springs_method"] == "cg"
+    assert compute(a, backend="numba").diagnostics.inner["springs_method"] == "series"
+    assert compute(a, mu=0.001, backend="numba").diagnostics.inner["springs_method"] == "cg"
     hub = np.zeros(400, dtype=np.int64)
     spokes = np.arange(1, 401)
     star = as_matrix(401, hub, spokes, np.ones(400))
-    res = compute(star, laplacian="combinatorial")
+    res = compute(star, laplacian="combinatorial", backend="numba")
     assert res.diagnostics.inner["springs_method"] == "cg"
 
 

@@ -274,7 +274,7 @@ def test_a_uniform_start_skips_the_diffusion_start():
 
 def test_diagnostics_are_reported():
     src, dst, w = random_weighted(80, 400, 5)
-    res = compute(as_matrix(80, src, dst, w), spectral_gap=True)
+    res = compute(as_matrix(80, src, dst, w), spectral_gap=True, backend="numba")
     d = res.diagnostics
     assert d.iterations == len(d.residual_history)
     assert d.residual < 1e-6 <= d.residual_history[0]
@@ -284,7 +284,7 @@ def test_diagnostics_are_reported():
     # the numba default on the normalized Laplacian: one series, no CG
     assert d.inner["springs_method"] == "series"
     assert d.inner["cg_iterations"] == 0 and d.inner["heat_terms"] > 0
-    cg = compute(as_matrix(80, src, dst, w), springs_method="cg").diagnostics
+    cg = compute(as_matrix(80, src, dst, w), springs_method="cg", backend="numba").diagnostics
     assert cg.inner["springs_method"] == "cg"
     assert cg.inner["cg_iterations"] > 0 and cg.inner["heat_terms"] > 0
 
