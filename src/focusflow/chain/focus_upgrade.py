@@ -41,7 +41,7 @@ from focusflow.focus.params import FocusParams
 #: Committed schedule of the upgrades the ``focus.upgrade`` transaction decided:
 #: canonical CBOR ``[[height, {focus overrides}], ...]`` by height; ``{}``
 #: cancels the genesis's entry of that height. Absent: none decided.
-UPGRADES_KEY = b"/focus/upgrades"
+UPGRADES_KEY = b"/kv/focus/upgrades"
 #: Limits of one entry's overrides, so that a schedule stays small state.
 MAX_UPGRADE_FIELDS = 32
 MAX_UPGRADE_NAME = 32

@@ -22,8 +22,8 @@ nodes running older and newer code. A node that cannot run a decided
 algorithm stops before its height (``upgrade_needed``); validators cancel a
 mistaken upgrade by voting an empty ``focus`` at its height before then.
 
-Keys: ``/focus/upgrade_votes/<height, 8 bytes><sha256 of focus>`` ->
-``[focus, [voter public keys, sorted]]``; ``/focus/upgrades`` (the schedule).
+Keys: ``/kv/focus/upgrade_votes/<height, 8 bytes><sha256 of focus>`` ->
+``[focus, [voter public keys, sorted]]``; ``/kv/focus/upgrades`` (the schedule).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from focusflow.core.hashing import sha256
 from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import field, only_fields
 
-VOTES_PREFIX = b"/focus/upgrade_votes/"
+VOTES_PREFIX = b"/kv/focus/upgrade_votes/"
 
 
 def vote_key(height: int, focus: dict) -> bytes:
