@@ -10,7 +10,7 @@ import pytest
 
 from focusflow.chain import Genesis, Msg
 from focusflow.chain.errors import GenesisError, UpgradeNeededError
-from focusflow.chain.focus_commit import FocusState, focus_root
+from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.focus_upgrade import UPGRADES_KEY, decode_decided
 from focusflow.chain.module import Deltas
 from focusflow.focus.params import EXACT_V1
@@ -76,7 +76,9 @@ def cold_root(focus: dict, chain, height: int) -> bytes:
 
 
 def test_a_genesis_upgrade_switches_algorithm_at_its_height(tmp_path):
-    upgraded = new_chain(tmp_path / "up", make_genesis(focus_upgrades=[{"height": 3, "focus": NEW}]))
+    upgraded = new_chain(
+        tmp_path / "up", make_genesis(focus_upgrades=[{"height": 3, "focus": NEW}])
+    )
     old = new_chain(tmp_path / "old", make_genesis())
     up_roots = link_blocks(upgraded, range(1, 6))
     old_roots = link_blocks(old, range(1, 6))
