@@ -8,7 +8,9 @@ it (seed 000's pipeline):
     -> execute transactions (modules' write-sets merge into one pending state)
     -> end of block (slashing the proven offences, matured unbonding, fee payout,
        the next validator set at epoch boundaries and after a jailing: valsets.py)
-    -> apply the block's edge deltas to the focus engine (incremental)
+    -> apply the block's edge deltas to the focus engine (incremental; at a
+       focus upgrade's height, a new engine running the new algorithm solves
+       cold: focus_upgrade.py)
     -> quantise focus, commit its root under /graph/focus
     -> update the sparse Merkle tree over the changed keys: the state root
     -> erasure code the block's transactions into its data square: the data root
@@ -723,7 +725,7 @@ class Chain:
             focus = copy.deepcopy(self.focus)
         if upgrade is not None:
             log.info(
-                "focus algorithm upgraded",
+                "block runs a new focus algorithm (scheduled upgrade)",
                 extra={"fields": {"height": ctx.height, "engine": engine_identity(upgrade)}},
             )
             writes = focus.apply_upgrade(upgrade, ctx.deltas)
