@@ -49,7 +49,10 @@ class Status(BaseModel):
         "a node with a base above 0 serves no block below it"
     )
     halted: str | None = Field(
-        description="why the node stopped following its chain (a verified fraud proof), or null"
+        description=(
+            "why the node stopped following its chain (a verified fraud proof, or "
+            "'UPGRADE NEEDED at height N': a focus algorithm its code lacks), or null"
+        )
     )
     focus: FocusStats
     mempool: MempoolStats

@@ -8,7 +8,9 @@ it (seed 000's pipeline):
     -> execute transactions (modules' write-sets merge into one pending state)
     -> end of block (slashing the proven offences, matured unbonding, fee payout,
        the next validator set at epoch boundaries and after a jailing: valsets.py)
-    -> apply the block's edge deltas to the focus engine (incremental)
+    -> apply the block's edge deltas to the focus engine (incremental; at a
+       focus upgrade's height, a new engine running the new algorithm solves
+       cold: focus_upgrade.py)
     -> quantise focus, commit its root under /graph/focus
     -> update the sparse Merkle tree over the changed keys: the state root
     -> erasure code the block's transactions into its data square: the data root
@@ -77,6 +79,7 @@ from focusflow.chain.errors import (
     BlockTimeError,
     EvidenceError,
     TxError,
+    UpgradeNeededError,
     WrongProposerError,
 )
 from focusflow.chain.evidence_pool import EvidencePool, block_offences
@@ -87,7 +90,16 @@ from focusflow.chain.focus_checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from focusflow.chain.focus_commit import FocusState
+from focusflow.chain.focus_commit import FocusState, engine_identity
+from focusflow.chain.focus_upgrade import (
+    UPGRADES_KEY,
+    Schedule,
+    decode_decided,
+    focus_in_force,
+    genesis_schedule,
+    merge_schedule,
+    runnable_params,
+)
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
 from focusflow.chain.snapshot import SNAPSHOT_FOCUS_FILE
@@ -99,9 +111,10 @@ from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.consensus.evidence import Evidence, decode_evidence, encode_evidence
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.encoding import encode
-from focusflow.core.errors import DecodeError, StoreError
+from focusflow.core.errors import DecodeError, InvalidParameterError, StoreError
 from focusflow.core.keys import KeyPair
 from focusflow.da import ExtendedSquare
+from focusflow.focus.params import FocusParams
 from focusflow.store import EMPTY, Commit, Store, height_key
 from focusflow.store import update as smt_update
 
@@ -158,6 +171,9 @@ class Pending:
     #: :meth:`Chain.commit` makes the head's; None once dropped (abandoned, or
     #: beyond MAX_PENDING_FOCUS): the block must be executed again.
     focus: FocusState | None = field(default=None, repr=False)
+    #: Whether this block changes the focus state: it has edge deltas, or its
+    #: height is a focus upgrade's (its state is then in ``focus``).
+    moves_focus: bool = False
 
     @property
     def block(self) -> Block:
@@ -223,6 +239,10 @@ class Chain:
         #: Verified duplicate-vote evidence waiting for a block (:meth:`add_evidence`).
         self.evidence = EvidencePool(self.chain_id, self._validators_at, self.params)
         self.focus = FocusState(self.params.focus)
+        #: The focus upgrade schedule in force (focus_upgrade.py): the genesis's,
+        #: with what ``focus.upgrade`` decided on chain; the head's state's.
+        self.focus_schedule: Schedule = genesis_schedule(self.params.focus_upgrades)
+        self._upgrade_logged = 0
         #: The focus checkpoint's file, beside the store's own.
         self.checkpoint_path = Path(store.path) / CHECKPOINT_FILE
         #: The height of the checkpoint the last restore began at (None: it
@@ -268,6 +288,45 @@ class Chain:
 
     def _validators_at(self, height: int) -> ValidatorSet:
         return self.valsets.at(height)
+
+    @property
+    def upgrade_needed(self) -> UpgradeNeededError | None:
+        """Why this node cannot process the next block (its height switches to a
+        focus algorithm this code does not implement), or None."""
+        try:
+            self._focus_upgrade(self.height + 1)
+        except UpgradeNeededError as exc:
+            return exc
+        return None
+
+    def _focus_upgrade(self, height: int) -> FocusParams | None:
+        """The focus parameters from block ``height`` on if a focus upgrade
+        takes effect there (None otherwise); UpgradeNeededError, logged once,
+        if this node cannot run them."""
+        if height not in self.focus_schedule:
+            return None
+        focus = focus_in_force(self.params.focus, self.focus_schedule, height)
+        try:
+            return runnable_params(focus)
+        except InvalidParameterError as exc:
+            error = UpgradeNeededError(
+                f"UPGRADE NEEDED at height {height}: the chain's focus algorithm changes there "
+                f"({self.focus_schedule[height]!r} over the previous one), and this focusflow "
+                f"cannot run it ({exc.message}): install a version that does",
+                height,
+            )
+        if self._upgrade_logged != height:
+            self._upgrade_logged = height
+            log.error(
+                "upgrade needed: this node stops before the block",
+                extra={"fields": {"height": height, "reason": error.message}},
+            )
+        raise error
+
+    def _load_schedule(self, get: Callable[[bytes], bytes | None]) -> None:
+        """The schedule in force: the genesis's and the committed decisions."""
+        decided = decode_decided(get(UPGRADES_KEY))
+        self.focus_schedule = merge_schedule(genesis_schedule(self.params.focus_upgrades), decided)
 
     def _set_validators(self, vset: ValidatorSet) -> None:
         """The set of the next height (head + 1), with its proposer priorities."""
@@ -330,6 +389,7 @@ class Chain:
                 decoded.append(decode_tx(tx, self.params.max_tx_bytes))
             except (TxError, DecodeError):
                 continue
+        self._focus_upgrade(self.height + 1)
         if time_ms is None:
             time_ms = max(int(time.time() * 1000), self.head.time_ms + 1)
         self._check_time(self.height + 1, time_ms, None)
@@ -390,6 +450,7 @@ class Chain:
             raise BlockError(f"block height {header.height}, expected {head.height + 1}")
         if header.parent != head.hash:
             raise BlockError(f"block {header.height} does not extend our head")
+        self._focus_upgrade(header.height)
         self._check_time(header.height, header.time_ms, now_ms)
         if header.txs_root != txs_root(record.block.txs):
             raise BlockError(f"block {header.height} txs_root does not match its transactions")
@@ -429,7 +490,7 @@ class Chain:
                 ctx, included, receipts, [], evidence, record, t0, square, da_seconds, in_place
             )
         except BlockError:
-            if ctx.deltas and in_place:
+            if in_place and (ctx.deltas or header.height in self.focus_schedule):
                 self._rebuild_focus()
             raise
 
@@ -444,7 +505,7 @@ class Chain:
         block = pending.record.block
         if pending.parent != self.head.hash or block.height != self.height + 1:
             raise BlockError(f"block {block.height} no longer extends our head")
-        if pending.record.deltas and pending.focus is None:
+        if pending.moves_focus and pending.focus is None:
             raise BlockError(
                 f"block {block.height}: its focus state was dropped (abandoned, or more than "
                 f"MAX_PENDING_FOCUS={MAX_PENDING_FOCUS} blocks executed since): validate it again"
@@ -471,6 +532,8 @@ class Chain:
         self.last_certificate = certificate
         if pending.focus is not None:
             self.focus = pending.focus
+        if UPGRADES_KEY in pending.writes:
+            self._load_schedule(pending.writes.get)
         for other in self._focus_pending:
             other.focus = None  # stale: it extends the old head
         self._focus_pending.clear()
@@ -546,7 +609,7 @@ class Chain:
     def is_current(self, pending: Pending) -> bool:
         """Whether ``pending`` can still be committed as it is."""
         return pending.parent == self.head.hash and (
-            not pending.record.deltas or pending.focus is not None
+            not pending.moves_focus or pending.focus is not None
         )
 
     def produce_block(
@@ -592,7 +655,7 @@ class Chain:
         try:
             return self.commit(pending, certificate)
         except BaseException:
-            if pending.record.deltas and self.head.hash == pending.parent:
+            if pending.moves_focus and self.head.hash == pending.parent:
                 self._rebuild_focus()
             raise
 
@@ -656,9 +719,19 @@ class Chain:
         """
         t_exec = time.perf_counter()
         focus = self.focus
-        if ctx.deltas and not in_place:
+        upgrade = self._focus_upgrade(ctx.height)
+        moves = bool(ctx.deltas) or upgrade is not None
+        if moves and not in_place:
             focus = copy.deepcopy(self.focus)
-        for key, value in focus.apply(ctx.deltas).items():
+        if upgrade is not None:
+            log.info(
+                "block runs a new focus algorithm (scheduled upgrade)",
+                extra={"fields": {"height": ctx.height, "engine": engine_identity(upgrade)}},
+            )
+            writes = focus.apply_upgrade(upgrade, ctx.deltas)
+        else:
+            writes = focus.apply(ctx.deltas)
+        for key, value in writes.items():
             ctx.state.put(key, value)
         t_focus = time.perf_counter()
         with self.store.reader() as r:
@@ -719,9 +792,10 @@ class Chain:
             self.head.hash,
             ctx.events,
             ctx.next_validators,
-            focus if ctx.deltas else None,
+            focus if moves else None,
+            moves,
         )
-        if ctx.deltas and not in_place:
+        if moves and not in_place:
             self._keep_focus(pending)
         return pending
 
@@ -837,6 +911,7 @@ class Chain:
         with self.store.reader() as r:
             height = r.height
             self.base = r.base
+            self._load_schedule(r.get)
             start, record = self._load_checkpoint(r, height, self.checkpoint_path)
             from_base = start == 0 and self.base > 0
             if from_base:
@@ -918,7 +993,17 @@ class Chain:
             if raw is None:
                 raise StoreError(f"block {h} is missing from the store at {self.store.path}")
             record = BlockRecord.decode(raw)
-            self.focus.apply(record.edge_deltas())
+            try:
+                upgrade = self._focus_upgrade(h)
+            except UpgradeNeededError as exc:
+                raise StoreError(
+                    f"the store at {self.store.path} holds block {h}, written by a focusflow "
+                    f"that runs its focus algorithm: {exc.message}"
+                ) from None
+            if upgrade is None:
+                self.focus.apply(record.edge_deltas())
+            else:
+                self.focus.apply_upgrade(upgrade, record.edge_deltas())
             if self.focus.root != record.block.header.focus_root:
                 raise _FocusMismatchError(f"focus of block {h} does not recompute from its deltas")
         assert record is not None

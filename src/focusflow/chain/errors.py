@@ -85,6 +85,20 @@ class InsufficientStakeError(TxError):
     code = "insufficient_stake"
 
 
+class UpgradeTooSoonError(TxError):
+    """``focus.upgrade`` for a height less than ``focus_upgrade_delay`` blocks
+    after the block that carries it."""
+
+    code = "upgrade_too_soon"
+
+
+class AlreadyVotedError(TxError):
+    """``focus.upgrade`` from a validator whose vote for the same upgrade is
+    counted already."""
+
+    code = "already_voted"
+
+
 class DuplicateTxError(TxError):
     code = "duplicate_tx"
 
@@ -136,6 +150,18 @@ class WrongProposerError(BlockError):
     that proposed it."""
 
     code = "wrong_proposer"
+
+
+class UpgradeNeededError(BlockError):
+    """The block's height is where the chain's schedule switches to a focus
+    algorithm this node's code does not implement: it cannot compute that
+    block's focus, so it stops there instead of forking (chain/focus_upgrade.py)."""
+
+    code = "upgrade_needed"
+
+    def __init__(self, message: str, height: int) -> None:
+        super().__init__(message)
+        self.height = height
 
 
 class EvidenceError(FocusflowError):

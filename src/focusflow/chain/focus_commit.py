@@ -143,6 +143,21 @@ class FocusState:
         """Feed a block's deltas; returns the state writes that commit the new focus."""
         if not deltas:
             return {}
+        return self._timed(deltas)
+
+    def apply_upgrade(self, params: FocusParams, deltas: Deltas) -> dict[bytes, bytes]:
+        """Feed the deltas of a block whose height is a focus upgrade's
+        (focus_upgrade.py), running ``params`` from it on.
+
+        The engine is replaced by one running them, which solves cold over the
+        graph after the deltas: every node commits the same root whatever its
+        old engine held, and a block without deltas commits the new focus too.
+        """
+        self.params = params
+        self.engine = FocusEngine(self.graph, params, backend=CHAIN_BACKEND)
+        return self._timed(deltas)
+
+    def _timed(self, deltas: Deltas) -> dict[bytes, bytes]:
         t0 = time.perf_counter()
         try:
             return self._apply(deltas)

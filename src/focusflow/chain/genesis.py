@@ -5,7 +5,8 @@ JSON, so people can read and edit it::
     {
       "chain_id": "focusflow-devnet",
       "genesis_time_ms": 1763769600000,
-      "params": {"unbonding_blocks": 300, "focus": {"mode": "tri"}},
+      "params": {"unbonding_blocks": 300, "focus": {"mode": "tri"},
+                 "focus_upgrades": [{"height": 5000, "focus": {"finish": "bounded"}}]},
       "accounts": [{"address": "focus1...", "balance": 1000000, "stake": 1000}],
       "validators": [{"name": "dev", "public_key": "<64 hex>", "power": 1}]
     }
@@ -23,7 +24,7 @@ from typing import Any
 
 from focusflow.chain.block import MAX_TIME_MS
 from focusflow.chain.errors import GenesisError
-from focusflow.chain.focus_spec import chain_focus_params
+from focusflow.chain.focus_upgrade import check_overrides, runnable_params
 from focusflow.chain.params import ChainParams
 from focusflow.consensus.errors import InvalidValidatorSetError
 from focusflow.consensus.validators import Validator, ValidatorSet
@@ -110,6 +111,7 @@ class Genesis:
             raise GenesisError(f"genesis_time_ms {time_ms} is above MAX_TIME_MS={MAX_TIME_MS}")
         params = ChainParams.from_dict(raw.get("params", {}))
         _check_focus(params.focus)
+        _check_upgrades(params.focus, params.focus_upgrades)
         accounts = []
         seen: set[bytes] = set()
         for i, a in enumerate(_list(raw, "accounts")):
@@ -157,9 +159,39 @@ def _check_focus(focus: dict) -> None:
     """Refuse focus parameters this node cannot run, an arithmetic version it
     does not implement above all: it could not reproduce the chain's roots."""
     try:
-        chain_focus_params(focus)
+        runnable_params(focus)
     except InvalidParameterError as exc:
         raise GenesisError(f"params.focus: {exc.message}") from None
+
+
+def _check_upgrades(focus: dict, upgrades: list) -> None:
+    """Refuse a focus upgrade schedule that is malformed, out of order, or names
+    an algorithm this node cannot run (the focus in force from the entry's
+    height on: every entry up to it laid over ``params.focus``)."""
+    previous = 0
+    in_force = dict(focus)
+    for i, entry in enumerate(upgrades):
+        where = f"params.focus_upgrades[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"height", "focus"}:
+            raise GenesisError(f"{where} must be an object with exactly height and focus")
+        height = _uint(entry["height"], f"{where}.height")
+        if height <= previous:
+            raise GenesisError(
+                f"{where}.height {height} must be above "
+                + (f"the previous entry's {previous}" if previous else "0")
+            )
+        previous = height
+        try:
+            overrides = check_overrides(entry["focus"])
+        except InvalidParameterError as exc:
+            raise GenesisError(f"{where}.focus: {exc.message}") from None
+        if not overrides:
+            raise GenesisError(f"{where}.focus is empty: an upgrade changes a parameter")
+        in_force.update(overrides)
+        try:
+            runnable_params(in_force)
+        except InvalidParameterError as exc:
+            raise GenesisError(f"{where} (height {height}): {exc.message}") from None
 
 
 def _list(raw: dict, name: str) -> list:

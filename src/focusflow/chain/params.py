@@ -1,4 +1,5 @@
-"""Chain parameters: limits, prices and the focus settings, fixed at genesis.
+"""Chain parameters: limits, prices and the focus settings, fixed at genesis
+(the focus algorithm may change at scheduled heights: chain/focus_upgrade.py).
 
 Amounts are integers in the base unit of the single gas token (seed 000:
 "single gas token for fees and staking"). docs/chain.md explains each price.
@@ -6,7 +7,7 @@ Amounts are integers in the base unit of the single gas token (seed 000:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from focusflow.chain.errors import GenesisError
@@ -15,6 +16,9 @@ from focusflow.chain.errors import GenesisError
 BASIS_POINTS = 10_000
 #: Blocks beyond evidence_max_age + epoch_blocks a derived unbonding default adds.
 UNBONDING_MARGIN = 100
+#: Parameters added after chains were started: left out of ``to_dict`` at their
+#: default, so that those chains' genesis hash and state stay what they were.
+OMITTED_AT_DEFAULT = ("focus_upgrades", "focus_upgrade_delay")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,14 @@ class ChainParams:
     jail_blocks: int = 1_000
     #: FocusParams overrides (mode, alpha, weights, tol ...); see docs/focus.md.
     focus: dict[str, Any] = field(default_factory=dict)
+    #: Focus algorithm upgrades: ``{"height": h, "focus": {...}}`` entries by
+    #: strictly increasing height, each laid over the algorithm before it from
+    #: block h on (chain/focus_upgrade.py; the genesis checks them).
+    focus_upgrades: list[dict[str, Any]] = field(default_factory=list)
+    #: Blocks ahead of the block carrying it that a ``focus.upgrade`` vote's
+    #: height must be at least: time for operators to install code that
+    #: runs the new algorithm.
+    focus_upgrade_delay: int = 100
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ChainParams:
@@ -70,9 +82,12 @@ class ChainParams:
             if name == "focus":
                 if not isinstance(value, dict):
                     raise GenesisError("params.focus must be an object")
+            elif name == "focus_upgrades":
+                if not isinstance(value, list):
+                    raise GenesisError("params.focus_upgrades must be a list")
             elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise GenesisError(f"params.{name} must be a non-negative integer")
-        for name in ("epoch_blocks", "max_validators", "power_unit"):
+        for name in ("epoch_blocks", "max_validators", "power_unit", "focus_upgrade_delay"):
             if raw.get(name, 1) < 1:
                 raise GenesisError(f"params.{name} must be at least 1")
         if raw.get("slash_fraction", 0) > BASIS_POINTS:
@@ -113,7 +128,19 @@ class ChainParams:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every parameter, but those of OMITTED_AT_DEFAULT at their default:
+        this dict is hashed into the genesis hash and committed at genesis,
+        so parameters added later must not change either for a genesis that
+        does not use them."""
+        raw = asdict(self)
+        for spec in fields(self):
+            if spec.name not in OMITTED_AT_DEFAULT:
+                continue
+            factory = spec.default_factory
+            default = spec.default if factory is MISSING else factory()
+            if raw[spec.name] == default:
+                del raw[spec.name]
+        return raw
 
     def min_fee(self, tx_bytes: int) -> int:
         return self.fee_base + self.fee_per_byte * tx_bytes

@@ -77,12 +77,19 @@ from focusflow.chain.focus_commit import (
     focus_root,
     quantise,
 )
+from focusflow.chain.focus_upgrade import (
+    UPGRADES_KEY,
+    decode_decided,
+    focus_in_force,
+    genesis_schedule,
+    merge_schedule,
+)
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.valsets import VALSET_PREFIX, ValidatorSets
 from focusflow.consensus.certificate import verify_certificate
 from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.core.encoding import decode, encode
-from focusflow.core.errors import DecodeError, FocusflowError, StoreError
+from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError, StoreError
 from focusflow.core.home import fsync_dir
 from focusflow.core.structure import Check, StructureError
 from focusflow.focus.engine import FocusEngine
@@ -619,6 +626,19 @@ class _FocusUnpickler(pickle.Unpickler):
         raise SnapshotError(f"snapshot focus state names {module}.{name}, which is not allowed")
 
 
+def _params_at(height: int, state: dict, genesis: Genesis) -> FocusParams | None:
+    """The focus parameters in force at ``height`` by the genesis and the
+    verified state's upgrade schedule (focus_upgrade.py); None if this node
+    cannot run them."""
+    schedule = merge_schedule(
+        genesis_schedule(genesis.params.focus_upgrades), decode_decided(state.get(UPGRADES_KEY))
+    )
+    try:
+        return chain_focus_params(focus_in_force(genesis.params.focus, schedule, height))
+    except InvalidParameterError:
+        return None
+
+
 def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> FocusState:
     """Load ``size`` bytes of a peer's focus state from ``f`` and check it.
 
@@ -644,7 +664,7 @@ def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> F
     if type(focus) is not FocusState:
         raise SnapshotError("snapshot focus section is not a focus state")
     params = vars(focus).get("params")
-    if type(params) is not FocusParams or params != chain_focus_params(genesis.params.focus):
+    if type(params) is not FocusParams or params != _params_at(header.height, state, genesis):
         raise SnapshotIncompatibleError("snapshot focus state runs other focus parameters")
     check_focus_structure(focus)
     q = focus.q

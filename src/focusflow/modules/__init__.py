@@ -1,16 +1,27 @@
-"""The chain's state machines: bank, graph links, names, blobs and validators."""
+"""The chain's state machines: bank, graph links, names, blobs, validators and
+focus upgrades."""
 
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
+from focusflow.modules.upgrades import Upgrades
 from focusflow.modules.validators import Validators
 
 
 def default_modules() -> list:
     """The modules every focusflow chain runs, in execution order (the bank's
     end of block slashes before the validators' picks a set from the stakes)."""
-    return [Bank(), Links(), Names(), Blobs(), Validators()]
+    return [Bank(), Links(), Names(), Blobs(), Validators(), Upgrades()]
 
 
-__all__ = ["Bank", "Blobs", "Links", "Names", "Validators", "ante", "default_modules"]
+__all__ = [
+    "Bank",
+    "Blobs",
+    "Links",
+    "Names",
+    "Upgrades",
+    "Validators",
+    "ante",
+    "default_modules",
+]

@@ -620,16 +620,28 @@ class ValidatorRuntime(NodeRuntime):
 
     def halt(self, reason: str) -> None:
         """Stop following this chain for good (a verified fraud proof showed a
-        committed block is invalid): consensus and sync stop, the API keeps
-        serving what was committed, and /v1/status says why."""
+        committed block is invalid, or the next height needs a focus algorithm
+        this code lacks): consensus and sync stop, the API keeps serving what
+        was committed, and /v1/status says why."""
         if self.halted is None:
             self.halted = reason
             log.error("stopped following the chain", extra={"fields": {"reason": reason}})
         for timer in self._timers:
             timer.cancel()
 
+    def _upgrade_halts(self) -> bool:
+        """Whether this node stopped following: for good, or because the next
+        height switches the chain's focus algorithm to one this code cannot run
+        (Chain.upgrade_needed: it halts then, as after a fraud proof, with
+        ``UPGRADE NEEDED at height N`` in /v1/status and its log)."""
+        if self.halted is None:
+            needed = self.chain.upgrade_needed
+            if needed is not None:
+                self.halt(needed.message)
+        return self.halted is not None
+
     async def _handle(self, item: tuple) -> None:
-        if self.halted is not None:
+        if self._upgrade_halts():
             return
         kind = item[0]
         if kind == "start":
@@ -884,7 +896,7 @@ class ValidatorRuntime(NodeRuntime):
         """Ask every peer its status at once (STATUS_TIMEOUT each); sync from the
         highest whose claim a certificate backs, if it is ahead of us. Returns
         the blocks applied."""
-        if self.net is None or self.halted is not None:
+        if self.net is None or self._upgrade_halts():
             return 0
         peers = [p for p in self.net.connected_peers() if not self._backing_off(p)]
         claims = await asyncio.gather(*(self._claim_of(p) for p in peers))
