@@ -511,6 +511,8 @@ class Chain:
         logged and the node goes on, since the checkpoint only saves work at
         the next start.
         """
+        if background and self.checkpoints.busy:
+            return False
         self.focus.graph.log.trim(self.focus.engine.seen_log)
         height, block_hash = self.head.height, self.head.hash
         self._checkpoint_work = self.focus.work_s
@@ -858,6 +860,7 @@ class Chain:
                 )
                 self.focus = FocusState(self.params.focus)
                 self.restored_from = None
+                self.checkpoints.durable_height = None
                 self._checkpoint_work = 0.0
                 start, record = self._base_focus(r, height) if self.base else (0, None)
                 head, record = self._replay_focus(r, start, height, record)

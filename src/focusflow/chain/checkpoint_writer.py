@@ -1,7 +1,7 @@
 """Focus checkpoints written off the commit path, by a forked child.
 
 Why: a checkpoint is the whole focus state (focus_checkpoint.py), and writing
-it in the commit that made it due paused that commit for the whole write: 4 to
+it in the commit that made it due paused that commit for the whole write: 6 to
 7 s at 10^7 links on the 2-vCPU VM (bench/RESULTS.md, checkpoint.py), seconds
 in which no block is committed and no vote is cast.
 
@@ -12,8 +12,8 @@ syncs it, renames it over the checkpoint, syncs the directory and leaves with
 ``os._exit``. The parent goes on at once: the next blocks change its own pages
 (the kernel copies a page the first time either side writes it), never what
 the child sees. The commit waits only for ``fork()``, which copies the
-process's page tables: about 7.5 ms per GiB of memory with 4 KiB pages on
-that VM, 0.4 ms per GiB with transparent huge pages.
+process's page tables: on that VM 30 ms for a node of 10^7 links (2.1 GiB in
+4 KiB pages), 7 ms with its arrays in transparent huge pages.
 
 The child runs in a process whose other threads (asyncio, numba's pool,
 QUIC) vanished at the fork, possibly holding locks. So it does only what
