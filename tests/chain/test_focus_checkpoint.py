@@ -74,11 +74,16 @@ def test_after_a_crash_only_the_blocks_after_the_checkpoint_are_replayed(tmp_pat
 
 
 def test_focus_work_past_the_threshold_writes_a_checkpoint(tmp_path, monkeypatch):
+    """Every block's work passes a zero threshold: each commit starts a
+    background write of its block (the one before has ended)."""
     monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 0.0)
     monkeypatch.setattr(chain_module, "CHECKPOINT_COST_RATIO", 0.0)
     node = new_chain(tmp_path / "node")
-    _produce([node], range(1, 4))
-    assert read_checkpoint(node.checkpoint_path).height == 3
+    for h in range(1, 4):
+        _produce([node], [h])
+        assert node.wait_checkpoint(timeout=60)
+        assert read_checkpoint(node.checkpoint_path).height == h
+    assert node.checkpoints.written == 3 and node.checkpoints.failed == 0
     node.store.close()
     assert new_chain(tmp_path / "node").restored_from == 3
 
@@ -89,6 +94,7 @@ def test_a_checkpoint_waits_for_ten_times_its_own_writing_time(tmp_path, monkeyp
     monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 0.0)
     node = new_chain(tmp_path / "node")
     _produce([node], [1])
+    assert node.wait_checkpoint(timeout=60)
     assert read_checkpoint(node.checkpoint_path).height == 1
     monkeypatch.setattr(chain_module, "CHECKPOINT_COST_RATIO", 1e9)
     _produce([node], [2, 3])

@@ -344,6 +344,9 @@ def test_metrics_expose_height_and_mempool(shared_devnet, linked):
         "focusflow_focus_iterations",
         "focusflow_txs_submitted_total",
         "focusflow_block_txs",
+        "focusflow_focus_checkpoints_written",
+        "focusflow_focus_checkpoint_failures",
+        "focusflow_focus_checkpoint_pause_seconds",
     ):
         assert name in text
     height = float(

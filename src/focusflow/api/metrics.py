@@ -43,7 +43,42 @@ class NodeMetrics:
         self.rejected = Counter(
             "focusflow_txs_rejected", "Transactions refused at submission", ["code"], registry=r
         )
+        self._checkpoint_gauges(node.chain.checkpoints)
         self.height.set(node.chain.height)
+
+    def _checkpoint_gauges(self, writer) -> None:
+        """The focus checkpoint writer's counts and last write, read at scrape
+        time (its reaper thread finishes writes between blocks)."""
+        r = self.registry
+        gauges = {
+            "focusflow_focus_checkpoints_written": (
+                "Focus checkpoints written since the node started",
+                lambda: writer.written,
+            ),
+            "focusflow_focus_checkpoint_failures": (
+                "Focus checkpoint writes that failed since the node started "
+                "(the previous checkpoint stays)",
+                lambda: writer.failed,
+            ),
+            "focusflow_focus_checkpoint_height": (
+                "Height of the last focus checkpoint written (-1: none yet)",
+                lambda: -1 if writer.durable_height is None else writer.durable_height,
+            ),
+            "focusflow_focus_checkpoint_bytes": (
+                "Size of the last focus checkpoint written",
+                lambda: writer.last.bytes if writer.last is not None else 0,
+            ),
+            "focusflow_focus_checkpoint_seconds": (
+                "Duration of the last focus checkpoint write",
+                lambda: writer.last.seconds if writer.last is not None else 0.0,
+            ),
+            "focusflow_focus_checkpoint_pause_seconds": (
+                "What the last focus checkpoint held its commit (the fork)",
+                lambda: writer.last.pause_s if writer.last is not None else 0.0,
+            ),
+        }
+        for name, (doc, read) in gauges.items():
+            Gauge(name, doc, registry=r).set_function(read)
 
     def on_block(self, event) -> None:
         result = event.result

@@ -73,6 +73,7 @@ from focusflow.chain.block import (
     sign_certificate,
     txs_root,
 )
+from focusflow.chain.checkpoint_writer import CheckpointWriter
 from focusflow.chain.da_commit import block_square
 from focusflow.chain.errors import (
     BlockError,
@@ -88,7 +89,6 @@ from focusflow.chain.focus_checkpoint import (
     CHECKPOINT_FILE,
     CheckpointUnusableError,
     read_checkpoint,
-    write_checkpoint,
 )
 from focusflow.chain.focus_commit import FocusState, engine_identity
 from focusflow.chain.focus_upgrade import (
@@ -125,7 +125,9 @@ BLOCK_EVENTS_PREFIX = b"e"
 #: and once CHECKPOINT_WORK_S seconds of focus work (what a restart would
 #: replay) have passed since the last one, and no sooner than
 #: CHECKPOINT_COST_RATIO times the last write's duration, so that writing costs
-#: at most a tenth of the work it saves on a graph whose state is large.
+#: at most a tenth of the work it saves on a graph whose state is large. The
+#: commit that makes one due does not write it: a forked child does
+#: (checkpoint_writer.py), and the commit waits only for the fork.
 CHECKPOINT_WORK_S = 30.0
 CHECKPOINT_COST_RATIO = 10.0
 #: How far ahead of a validator's clock a proposal's time may be (ms) for it
@@ -245,11 +247,12 @@ class Chain:
         self._upgrade_logged = 0
         #: The focus checkpoint's file, beside the store's own.
         self.checkpoint_path = Path(store.path) / CHECKPOINT_FILE
+        #: Writes it, in a forked child where it can (its counts are metrics).
+        self.checkpoints = CheckpointWriter(self.checkpoint_path)
         #: The height of the checkpoint the last restore began at (None: it
         #: replayed every block).
         self.restored_from: int | None = None
         self._checkpoint_work = 0.0
-        self._checkpoint_cost = 0.0
         #: The certificate of the head block (None at genesis).
         self.last_certificate: CommitCertificate | None = None
         #: Pending blocks of the next height holding their own focus state,
@@ -544,60 +547,65 @@ class Chain:
             self._set_validators(self.validators.next_height())
         with self.store.reader() as r:
             self.evidence.update(block.height, r)
+        t_checkpoint = time.perf_counter()
         if pending.record.deltas:
             self._maybe_checkpoint()
         t_end = time.perf_counter()
         for listener in self.square_listeners:
             listener(block.height, pending.square)
         timings = dict(pending.timings)
+        # What a checkpoint due at this block held the commit (the fork).
+        timings["checkpoint"] = t_end - t_checkpoint
         timings["persist"] = timings.get("persist", 0.0) + t_end - t0
         timings["total"] = timings.get("total", 0.0) + t_end - t0
         return BlockResult(record, pending.receipts, pending.rejected, timings, pending.events)
 
-    def checkpoint(self) -> bool:
+    def checkpoint(self, *, background: bool = False) -> bool:
         """Write the head block's focus state to :attr:`checkpoint_path`.
 
+        With ``background`` a forked child writes it and this returns once
+        it runs (:meth:`wait_checkpoint` waits for its end); otherwise the
+        write is made here. Either drops the graph log's entries the engine
+        has consumed first (``DeltaLog.trim``), so the checkpoint does not
+        hold the graph's links twice.
+
         False when the write failed (a full disk, a state that does not
-        pickle): that is logged and the node goes on, since the checkpoint only
-        saves work at the next start.
+        pickle) or did not start (a background one is in flight): that is
+        logged and the node goes on, since the checkpoint only saves work at
+        the next start.
         """
-        t0 = time.perf_counter()
-        try:
-            size = write_checkpoint(
-                self.checkpoint_path, self.focus, self.head.height, self.head.hash
-            )
-        except Exception as exc:  # a full disk, or a pickling error of any type
-            log.warning(
-                "focus checkpoint not written",
-                extra={"fields": {"path": str(self.checkpoint_path), "error": str(exc)}},
-            )
+        if background and self.checkpoints.busy:
             return False
-        self._checkpoint_cost = time.perf_counter() - t0
+        self.focus.graph.log.trim(self.focus.engine.seen_log)
+        height, block_hash = self.head.height, self.head.hash
         self._checkpoint_work = self.focus.work_s
-        log.info(
-            "focus checkpoint written",
-            extra={
-                "fields": {
-                    "height": self.head.height,
-                    "bytes": size,
-                    "seconds": round(self._checkpoint_cost, 3),
-                }
-            },
-        )
-        return True
+        if background:
+            return self.checkpoints.start(self.focus, height, block_hash)
+        return self.checkpoints.write(self.focus, height, block_hash).ok
+
+    def wait_checkpoint(self, timeout: float | None = None) -> bool:
+        """Wait for a background checkpoint write in flight (at most
+        ``timeout`` seconds); whether the last finished write succeeded."""
+        outcome = self.checkpoints.wait(timeout)
+        return outcome is not None and outcome.ok and not self.checkpoints.busy
 
     def close(self) -> None:
         """Checkpoint the focus state and close the store, so that the next start
-        replays no block."""
+        replays no block. A background write of the head is waited for; one of
+        an older block is abandoned for a write of the head here; none is made
+        when the checkpoint on disk is the head's already."""
         try:
-            self.checkpoint()
+            if self.checkpoints.busy or self.checkpoints.durable_height != self.head.height:
+                self.checkpoint()
         finally:
             self.store.close()
 
     def _maybe_checkpoint(self) -> None:
+        if self.checkpoints.busy or self.checkpoints.durable_height == self.head.height:
+            return
         since = self.focus.work_s - self._checkpoint_work
-        if since >= max(CHECKPOINT_WORK_S, CHECKPOINT_COST_RATIO * self._checkpoint_cost):
-            self.checkpoint()
+        if since >= max(CHECKPOINT_WORK_S, CHECKPOINT_COST_RATIO * self.checkpoints.cost):
+            self.checkpoint(background=True)
 
     def abandon(self, pending: Pending) -> None:
         """Forget a block that will not be committed (another value was decided):
@@ -927,6 +935,7 @@ class Chain:
                 )
                 self.focus = FocusState(self.params.focus)
                 self.restored_from = None
+                self.checkpoints.durable_height = None
                 self._checkpoint_work = 0.0
                 start, record = self._base_focus(r, height) if self.base else (0, None)
                 head, record = self._replay_focus(r, start, height, record)
@@ -982,6 +991,8 @@ class Chain:
         self.focus = ckpt.state
         self.restored_from = ckpt.height
         self._checkpoint_work = ckpt.state.work_s
+        if path == self.checkpoint_path:
+            self.checkpoints.durable_height = ckpt.height
         return ckpt.height + 1, record
 
     def _replay_focus(self, r, start: int, height: int, record: BlockRecord | None):

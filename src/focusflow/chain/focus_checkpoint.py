@@ -133,6 +133,30 @@ def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: byt
     to disk and renamed over it, so a crash leaves the old checkpoint or the
     new one, never half of one.
     """
+    return write_planned(path, state, plan_checkpoint(path, state, height, block_hash))
+
+
+@dataclass
+class CheckpointPlan:
+    """What a checkpoint's write needs besides the state, made before it: the
+    header and an HMAC already keyed with the home's secret and fed the header.
+
+    A background writer (checkpoint_writer.py) makes the plan in the node's
+    process and writes in a forked child, which then reads no key file, imports
+    nothing and asks OpenSSL for no algorithm (whose locks another thread of
+    the parent may have held at the fork): it only feeds bytes to this HMAC.
+    """
+
+    height: int
+    header: bytes
+    mac: hmac.HMAC
+
+
+def plan_checkpoint(
+    path: Path, state: FocusState, height: int, block_hash: bytes
+) -> CheckpointPlan:
+    """The header and keyed HMAC of ``state``'s checkpoint at ``path`` (the
+    home's key is created beside it at the first write)."""
     header = encode(
         {
             "format": FORMAT,
@@ -142,15 +166,25 @@ def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: byt
             "code": code_fingerprint(),
         }
     )
-    key = checkpoint_key(path.parent, create=True)
-    tmp = path.with_name(path.name + ".tmp")
+    mac = hmac.new(checkpoint_key(path.parent, create=True), digestmod=hashlib.sha256)
+    mac.update(header)
+    return CheckpointPlan(height, header, mac)
+
+
+def tmp_path(path: Path) -> Path:
+    """Where a checkpoint of ``path`` is written before it is renamed over it."""
+    return path.with_name(path.name + ".tmp")
+
+
+def write_planned(path: Path, state: FocusState, plan: CheckpointPlan) -> int:
+    """:func:`write_checkpoint` with its plan made already (consumes the plan's HMAC)."""
+    tmp = tmp_path(path)
     try:
         with open_private(tmp, "wb") as f:
             f.write(MAGIC)
-            f.write(len(header).to_bytes(4, "big"))
-            f.write(header)
-            out = _HashingWriter(f, key)
-            out.digest.update(header)
+            f.write(len(plan.header).to_bytes(4, "big"))
+            f.write(plan.header)
+            out = _HashingWriter(f, plan.mac)
             pickle.dump(state, out, protocol=5)
             f.write(out.size.to_bytes(8, "big"))
             f.write(out.digest.digest())
@@ -164,7 +198,7 @@ def write_checkpoint(path: Path, state: FocusState, height: int, block_hash: byt
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
-    return len(MAGIC) + 4 + len(header) + out.size + TRAILER
+    return len(MAGIC) + 4 + len(plan.header) + out.size + TRAILER
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
@@ -241,9 +275,9 @@ class _HashingWriter:
     """A file's ``write`` that also feeds an HMAC-SHA256 and counts the bytes
     (what pickle.dump needs of its file)."""
 
-    def __init__(self, f, key: bytes) -> None:
+    def __init__(self, f, digest: hmac.HMAC) -> None:
         self._f = f
-        self.digest = hmac.new(key, digestmod=hashlib.sha256)
+        self.digest = digest
         self.size = 0
 
     def write(self, data) -> int:
@@ -257,9 +291,13 @@ __all__ = [
     "CHECKPOINT_FILE",
     "CHECKPOINT_KEY_FILE",
     "Checkpoint",
+    "CheckpointPlan",
     "CheckpointUnusableError",
     "checkpoint_key",
     "code_fingerprint",
+    "plan_checkpoint",
     "read_checkpoint",
+    "tmp_path",
     "write_checkpoint",
+    "write_planned",
 ]

@@ -125,7 +125,7 @@ class FocusEngine:
         if check_operator is None:
             check.fail("backend", f"{backend} cannot check its operators")
         check.integer("_seen_links", a["_seen_links"], 0, graph.n_links)
-        check.integer("_seen_log", a["_seen_log"], 0, graph.log.head)
+        check.integer("_seen_log", a["_seen_log"], graph.log.trimmed, graph.log.head)
         check.integer("deferred_links", a["deferred_links"], 0, 0)
         if a["_perm_dev"] is not None:
             check.fail("_perm_dev", "is set on a host backend")
@@ -317,6 +317,12 @@ class FocusEngine:
             perm = xp.concatenate([perm, xp.arange(len(perm), n, dtype=perm.dtype)])
             self._perm_dev = (snap.perm, perm)
         return perm
+
+    @property
+    def seen_log(self) -> int:
+        """The sequence number of the last graph log entry this engine has
+        taken in: entries up to it may be trimmed (``DeltaLog.trim``)."""
+        return self._seen_log
 
     def _mark_seen(self, deferred: int) -> None:
         self._seen_links = self.graph.n_links

@@ -303,7 +303,8 @@ class Cybergraph:
         Link columns of one length with particle and neuron ids within the
         interned counts (the key tables are bijections), finite weights and
         stakes >= 0, neudeg the count of each neuron's links, the delta log
-        holding exactly the links of the columns, the neuron-to-links index
+        holding exactly the columns' last links (all of them until a trim:
+        ``DeltaLog.trim``), the neuron-to-links index
         the counting sort of the snapshot's links, and the snapshot itself
         (``Snapshot.check_structure``) within the graph's counts: a patch
         reads all of them through numba kernels without bounds checks.
@@ -334,12 +335,15 @@ class Cybergraph:
         neudeg = Column.check_structure(a["_neudeg"], check.at("_neudeg"), np.int64)
         check.equal("_neudeg", neudeg, np.bincount(neuron[neuron >= 0], minlength=nn), "its links")
         batches = DeltaLog.check_structure(a["log"], check.at("log"), n, nn)
+        logged_links = sum(len(b.src) for b in batches)
+        if logged_links > m or (a["log"].trimmed == 0 and logged_links != m):
+            check.fail("log", f"holds {logged_links} links, the columns {m}")
         logged = zip(("_src", "_dst", "_neuron", "_weight"), (src, *cols.values()), strict=True)
         for name, col in logged:
             field = name.lstrip("_")
             parts = [getattr(b, field) for b in batches]
             whole = np.concatenate(parts) if parts else col[:0]
-            check.equal(name, col, whole, "the delta log's links")
+            check.equal(name, col[m - logged_links :], whole, "the delta log's links")
         check.instance("require_cids", a["require_cids"], bool)
         check.number("default_stake", a["default_stake"], nonneg=True)
         if a["order"] not in ("degree", "none"):

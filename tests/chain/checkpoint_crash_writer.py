@@ -1,0 +1,35 @@
+"""Child process of the checkpoint crash test: commits blocks, each of which
+starts a background checkpoint write, until it is killed.
+
+Prints ``durable <height>`` once a checkpoint of that height is on disk, and
+``writing <height>`` when the commit of that height has returned with its
+checkpoint's write in flight (it then waits for the write, and goes on).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from focusflow.chain import chain as chain_module
+from tests.chain.helpers import new_chain
+from tests.chain.link_blocks import GENESIS, grow, small_block
+
+
+def main() -> None:
+    chain = new_chain(sys.argv[1], GENESIS)
+    if chain.height < 2:
+        grow(chain, 2 - chain.height)
+        assert chain.checkpoint()
+    print(f"durable {chain.checkpoints.durable_height}", flush=True)
+    chain_module.CHECKPOINT_WORK_S = 0.0
+    chain_module.CHECKPOINT_COST_RATIO = 0.0
+    while True:
+        small_block(chain)
+        if chain.checkpoints.busy:
+            print(f"writing {chain.height}", flush=True)
+        if chain.wait_checkpoint(timeout=120):
+            print(f"durable {chain.checkpoints.durable_height}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The focus checkpoint is written by a forked child: the commit that makes it
+due waits only for the fork, a failed or killed child leaves the previous
+checkpoint usable, a crash in the middle of a write loses nothing, and the
+checkpoint drops the graph log's consumed entries (never the stored blocks'
+deltas, which the light client reads)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from focusflow.chain import chain as chain_module
+from focusflow.chain.focus_checkpoint import read_checkpoint
+from focusflow.chain.snapshot import check_focus_structure
+from tests.chain.helpers import new_chain
+from tests.chain.link_blocks import GENESIS, grow, small_block
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory):
+    """A chain of about 240,000 links (a checkpoint of 25 MB; a random
+    transaction that repeats a link is refused)."""
+    chain = new_chain(tmp_path_factory.mktemp("background") / "node", GENESIS)
+    grow(chain, 3)
+    yield chain
+    chain.checkpoints.abandon()
+    chain.store.close()
+
+
+@pytest.fixture
+def due(monkeypatch):
+    """Every block with links makes a checkpoint due."""
+    monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 0.0)
+    monkeypatch.setattr(chain_module, "CHECKPOINT_COST_RATIO", 0.0)
+
+
+def _files(chain) -> list[str]:
+    return sorted(p.name for p in chain.checkpoint_path.parent.glob("focus.ckpt*"))
+
+
+def test_a_due_checkpoint_holds_the_commit_only_for_the_fork(grown, due):
+    """The same chain commits blocks with a checkpoint due, alternately
+    written in the commit (as before) and by a child: the time the commit
+    spends on it (``timings["checkpoint"]``) is the fork's, a fraction of the
+    write, and the commit returns while the child still writes."""
+    chain, held, in_flight = grown, {False: [], True: []}, []
+    try:
+        for background in (False, True) * 3:
+            chain.checkpoints.background = background
+            result = small_block(chain)
+            if background:
+                in_flight.append(chain.checkpoints.busy)
+            assert chain.wait_checkpoint(timeout=120)
+            last = chain.checkpoints.last
+            assert last.height == chain.height and last.background == background
+            held[background].append(result.timings["checkpoint"])
+    finally:
+        chain.checkpoints.background = True
+    assert read_checkpoint(chain.checkpoint_path).height == chain.height
+    sync, fork = min(held[False]), statistics.median(held[True])
+    assert fork * 2 < sync, f"the commit held {fork:.4f} s for the fork, {sync:.4f} s to write"
+    assert any(in_flight), "a commit returned before its checkpoint was on disk"
+
+
+def test_a_failed_or_killed_child_leaves_the_previous_checkpoint(grown, due, caplog):
+    chain = grown
+    small_block(chain)
+    assert chain.wait_checkpoint(timeout=120)
+    good, failed = chain.height, chain.checkpoints.failed
+    # A state that does not pickle: the child's write fails, for real.
+    chain.focus.unpicklable = threading.Lock()
+    try:
+        with caplog.at_level(logging.WARNING, logger="focusflow.chain"):
+            small_block(chain)
+            assert not chain.wait_checkpoint(timeout=120)
+    finally:
+        del chain.focus.unpicklable
+    last = chain.checkpoints.last
+    assert not last.ok and last.background and last.height == good + 1
+    assert "pickle" in last.error and chain.checkpoints.failed == failed + 1
+    warned = [r for r in caplog.records if r.getMessage() == "focus checkpoint not written"]
+    assert warned and "pickle" in warned[-1].fields["error"]
+    assert read_checkpoint(chain.checkpoint_path).height == good
+    assert _files(chain) == ["focus.ckpt", "focus.ckpt.key"]
+    # A child killed in the middle of its write (as the OOM killer would):
+    # its temporary file goes, the checkpoint stays.
+    killed = []
+    for _ in range(3):
+        small_block(chain)
+        pid = chain.checkpoints.child_pid
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        chain.wait_checkpoint(timeout=120)
+        last = chain.checkpoints.last
+        if not last.ok:
+            killed.append(last.error)
+            assert read_checkpoint(chain.checkpoint_path).height < chain.height
+            assert _files(chain) == ["focus.ckpt", "focus.ckpt.key"]
+            break
+    assert killed and "signal 9" in killed[0]
+    small_block(chain)
+    assert chain.wait_checkpoint(timeout=120)
+    assert read_checkpoint(chain.checkpoint_path).height == chain.height
+
+
+def test_a_checkpoint_drops_the_consumed_log_and_keeps_the_stored_deltas(grown):
+    chain = grown
+    small_block(chain)
+    stored = chain.block_record(1).edge_deltas().links
+    assert chain.checkpoint()
+    log = chain.focus.graph.log
+    assert len(log) == 0 and log.trimmed == log.head > 0
+    state = read_checkpoint(chain.checkpoint_path).state
+    assert len(state.graph.log) == 0 and state.graph.log.trimmed == log.head
+    check_focus_structure(state)
+    # The light client maps link ids to their messages from every stored
+    # block's deltas (api/routes_light.py): those stay.
+    assert stored and chain.block_record(1).edge_deltas().links == stored
+    # The next block's links are logged after the trimmed ones.
+    small_block(chain)
+    assert len(log) >= 1 and log.since(log.trimmed)[0].seq == log.trimmed + 1
+
+
+def test_close_waits_for_the_heads_write_and_abandons_an_older_one(tmp_path, due, monkeypatch):
+    chain = new_chain(tmp_path / "node", GENESIS)
+    grow(chain, 1, txs_per_key=1)  # its commit starts a write of block 1
+    chain.close()
+    assert chain.checkpoints.written == 1 and chain.checkpoints.last.background
+    chain = new_chain(tmp_path / "node", GENESIS)
+    assert chain.restored_from == chain.height == 1
+    assert not chain.checkpoints.busy, "the loaded checkpoint is not written again"
+    assert chain.checkpoint(background=True)
+    monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 1e9)
+    small_block(chain)  # block 2 makes none due
+    chain.close()  # block 1's write, if still in flight, is abandoned
+    last = chain.checkpoints.last
+    assert last.height == 2 and last.ok and not last.background
+    assert new_chain(tmp_path / "node", GENESIS).restored_from == 2
+
+
+def _writer(home: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "NUMBA_NUM_THREADS": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.chain.checkpoint_crash_writer", str(home)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def _kill_mid_write(home: Path) -> tuple[int, int, bool]:
+    """Run the writer until a background write is in flight, then SIGKILL the
+    node and its child together (a crash); returns the last durable
+    height, the last committed one, and whether the write was cut short."""
+    proc = _writer(home)
+    tmp = home / "focus.ckpt.tmp"
+    durable = committed = -1
+    cut = False
+    try:
+        for line in proc.stdout:
+            word, h = line.split()
+            if word == "durable":
+                durable = int(h)
+                continue
+            committed = int(h)
+            deadline = time.monotonic() + 2.0
+            while not tmp.exists() and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            cut = tmp.exists()
+            break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return durable, committed, cut
+
+
+def test_a_crash_during_a_background_write_loses_nothing(tmp_path):
+    home = tmp_path / "node"
+    cuts = 0
+    for _ in range(4):
+        durable, committed, cut = _kill_mid_write(home)
+        assert committed > durable >= 2
+        chain = new_chain(home, GENESIS)
+        try:
+            assert not (home / "focus.ckpt.tmp").exists(), "the cut write's file is removed"
+            assert chain.height == committed
+            if cut:
+                cuts += 1
+                assert chain.restored_from == durable
+            else:  # the write ended between the check and the kill
+                assert chain.restored_from in (durable, committed)
+            assert chain.store.recompute_root() == chain.head.state_root
+            small_block(chain)  # the restored focus state goes on
+        finally:
+            chain.store.close()
+        if cuts >= 2:
+            break
+    assert cuts, "no kill landed while a write was in flight"
