@@ -111,15 +111,20 @@ def test_a_chain_keeps_the_focus_algorithm_its_blocks_were_committed_with():
 
 def test_a_new_genesis_names_the_librarys_tri_algorithm_in_full(tmp_path):
     """The devnet's and testnet's genesis spell out every focus choice, equal to
-    the library's tri defaults today but for the arithmetic: a chain runs the
-    exact one (the same bits on every machine), library calls keep the fast
-    one. A change of default that should reach new chains has to change
+    the library's tri defaults today but for the arithmetic and the springs
+    method: a chain runs the exact arithmetic (the same bits on every machine),
+    library calls keep the fast one; the library's ``auto`` springs method
+    decides by backend, which a chain's focus must not depend on, so chains
+    name ``cg``. A change of default that should reach new chains has to change
     NEW_CHAIN_FOCUS too, and old genesis files keep what they name."""
     from focusflow.chain.focus_commit import CHAIN_FOCUS_DEFAULTS, NEW_CHAIN_FOCUS
     from focusflow.focus.params import EXACT_V1, make_params
     from focusflow.node.home import init_devnet, init_testnet
 
-    assert FocusState(NEW_CHAIN_FOCUS).params == make_params(mode="tri", arithmetic=EXACT_V1)
+    assert FocusState(NEW_CHAIN_FOCUS).params == make_params(
+        mode="tri", arithmetic=EXACT_V1, springs_method="cg"
+    )
+    assert make_params(mode="tri").springs_method == "auto"
     assert make_params(mode="tri").arithmetic == "fast"
     assert set(CHAIN_FOCUS_DEFAULTS) < set(NEW_CHAIN_FOCUS)
     devnet, _ = init_devnet(tmp_path / "devnet")
