@@ -8,7 +8,15 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.focus import compute
 from focusflow.focus.backends import get_backend
 from focusflow.focus.params import make_params
-from focusflow.focus.spectral import HeatState, SpringsState, heat, heat_series, springs
+from focusflow.focus.spectral import (
+    HeatState,
+    SpringsState,
+    blend,
+    blend_series,
+    heat,
+    heat_series,
+    springs,
+)
 from focusflow.graph import Snapshot
 from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix, dense_laplacian, dense_tri, dense_weights
@@ -162,15 +170,38 @@ def _distribution(n: int, seed: int) -> np.ndarray:
     return phi / phi.sum()
 
 
-@pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
-def test_heat_increments_keep_their_error_bound(laplacian):
+@pytest.mark.parametrize(
+    ("series", "laplacian"),
+    [("heat", "normalized"), ("heat", "combinatorial"), ("blend", "normalized")],
+)
+def test_series_increments_keep_their_error_bound(series, laplacian):
     """A converging sequence with tolerances that follow its change, as the
     solver's: every result stays within the bound it reports and within its
-    budget, and some are increments that cost fewer terms than a fresh series."""
-    tau = 1.3
+    budget, and some are increments that cost fewer terms than a fresh series.
+    For heat and for the springs and heat blend (``springs_method="series"``)."""
+    tau, mu, share = 1.3, 1.0, 0.6
     op, weights = _heat_setup(12, laplacian)
     lap = dense_laplacian(weights, laplacian)
     n = op.n
+    c = tau * op.lam_max / 2
+    if series == "heat":
+        dense = sl.expm(-tau * lap)
+
+        def apply(phi, state, tol):
+            return heat(op, phi, tau, state, tol)
+
+        def fresh_terms(tol):
+            return len(heat_series(c, tol)[0])
+    else:
+        springs_op = mu * np.linalg.inv(lap + mu * np.eye(n))
+        dense = share * springs_op + (1 - share) * sl.expm(-tau * lap)
+
+        def apply(phi, state, tol):
+            return blend(op, phi, mu, tau, share, state, tol)
+
+        def fresh_terms(tol):
+            return len(blend_series(c, mu, op.lam_max, share, tol)[0])
+
     rng = np.random.default_rng(3)
     target, noise = rng.random(n), rng.random(n) - 0.5
     state = HeatState()
@@ -179,13 +210,12 @@ def test_heat_increments_keep_their_error_bound(laplacian):
         phi = target + 0.3**k * noise * target
         phi /= phi.sum()
         before = state.terms
-        out = heat(op, phi, tau, state, tol)
-        err = _heat_error(op, lap, phi, out, tau)
+        out = apply(phi, state, tol)
+        err = float(np.linalg.norm(op.lap_sigma * (out - dense @ phi)))
         scale = float(np.linalg.norm(op.lap_sigma * phi))
         assert err <= state.err + 1e-14 * scale
         assert state.err <= tol * scale
-        fresh = len(heat_series(tau * op.lam_max / 2, tol)[0])
-        cheaper += state.terms - before < fresh
+        cheaper += state.terms - before < fresh_terms(tol)
     assert cheaper >= 3
 
 

@@ -55,7 +55,7 @@ def heat_series(c: float, tol: float, exact: bool = False) -> tuple[np.ndarray, 
     """
     if c <= 0:
         return np.array([1.0]), 0.0
-    kmax = int(c + 12.0 * np.sqrt(c) + 60.0)
+    kmax = _heat_kmax(c)
     if exact:
         a_list, tail_list = _exact_series(float(c), kmax)
         a, tail = np.array(a_list), np.array(tail_list)
@@ -66,9 +66,31 @@ def heat_series(c: float, tol: float, exact: bool = False) -> tuple[np.ndarray, 
         a = 2.0 * ive(k, c) * np.where(k % 2 == 0, 1.0, -1.0)
         a[0] = ive(0, c)
         tail = np.append(np.cumsum(np.abs(a)[::-1])[::-1], 0.0)
+    return _cut(a, tail, tol)
+
+
+def _heat_kmax(c: float) -> int:
+    """The last index of heat's series worth computing at ``c`` (its terms
+    past it are far below double precision)."""
+    return int(c + 12.0 * math.sqrt(c) + 60.0)
+
+
+def _cut(a: np.ndarray, tail: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
+    """``a`` cut at the first K whose remaining coefficients sum to at most
+    ``tol`` (``tail[k]``, one more entry than ``a``: 0), at least one term;
+    and that sum, the bound on the truncation error."""
     keep = np.flatnonzero(tail <= tol)
-    cut = max(int(keep[0]) if len(keep) else kmax + 1, 1)
+    cut = max(int(keep[0]) if len(keep) else len(a), 1)
     return a[:cut], float(tail[cut])
+
+
+def _tail_sums(a: list[float]) -> list[float]:
+    """``sum_{j>=k} |a_j|`` for each k and a final 0, summed from the last term
+    backwards in Python floats (the same bits everywhere)."""
+    tail = [0.0] * (len(a) + 1)
+    for k in range(len(a) - 1, -1, -1):
+        tail[k] = tail[k + 1] + abs(a[k])
+    return tail
 
 
 #: Above this the backward recurrence rescales its values (far below overflow).
@@ -109,10 +131,7 @@ def _exact_series(c: float, kmax: int) -> tuple[tuple[float, ...], tuple[float, 
     (one more, 0, at the end), summed from the last term backwards."""
     ive_k = bessel_ive(c, kmax)
     a = [ive_k[0]] + [(2.0 if k % 2 == 0 else -2.0) * ive_k[k] for k in range(1, kmax + 1)]
-    tail = [0.0] * (kmax + 2)
-    for k in range(kmax, -1, -1):
-        tail[k] = tail[k + 1] + abs(a[k])
-    return tuple(a), tuple(tail)
+    return tuple(a), tuple(_tail_sums(a))
 
 
 def heat_coefficients(c: float, tol: float) -> np.ndarray:
@@ -176,7 +195,7 @@ def _blend_terms(
     apart from 0 (``MAX_SERIES_TERMS`` at most)."""
     rate = resolvent_rate(mu, lam_max)
     springs_k = math.ceil(40.0 / math.log(rate)) + 2 if rate > 1.0 else MAX_SERIES_TERMS
-    heat_k = int(c + 12.0 * math.sqrt(c) + 60.0) if c > 0 else 0
+    heat_k = _heat_kmax(c) if c > 0 else 0
     kmax = min(MAX_SERIES_TERMS, max(springs_k, heat_k))
     res = resolvent_series(mu, lam_max, kmax)
     if c > 0:
@@ -185,10 +204,7 @@ def _blend_terms(
         heat_a = (1.0,) + (0.0,) * kmax
     rest = 1.0 - share
     a = [share * res[k] + rest * heat_a[k] for k in range(kmax + 1)]
-    tail = [0.0] * (kmax + 2)
-    for k in range(kmax, -1, -1):
-        tail[k] = tail[k + 1] + abs(a[k])
-    return tuple(a), tuple(tail)
+    return tuple(a), tuple(_tail_sums(a))
 
 
 def blend_series(
@@ -204,13 +220,7 @@ def blend_series(
     coefficients are the same bits everywhere.
     """
     a, tail = _blend_terms(c, mu, lam_max, share)
-    cut = len(a)
-    for k in range(len(a) + 1):
-        if tail[k] <= tol:
-            cut = k
-            break
-    cut = max(cut, 1)
-    return np.array(a[:cut]), float(tail[cut])
+    return _cut(np.array(a), np.array(tail), tol)
 
 
 def blend_pays(mu: float, lam_max: float) -> bool:
@@ -486,10 +496,7 @@ def heat(
     """``H(phi)`` to within ``tol * ||sigma phi||_2`` (in the symmetric frame),
     applied to the change since ``state``'s result where ``reuse`` allows it
     (``_heat_input``)."""
-    if op.lam_max <= 0.0:
-        return phi.copy()
-    plan = _heat_input(op, phi, _heat_family(op, tau), state, tol, reuse, exact)
-    return _heat_finish(op, phi, state, plan, _chebyshev(op, plan.v, plan.coeffs))
+    return _apply_series(op, phi, _heat_family(op, tau), state, tol, reuse, exact)
 
 
 def blend(
@@ -507,9 +514,25 @@ def blend(
     series (``blend_series``, ``share = lam_s / (lam_s + lam_h)``), to within
     ``tol * ||sigma phi||_2`` in the symmetric frame, applied to the change
     since ``state``'s result as ``heat`` is. Preserves mass (``g(0) = 1``)."""
+    series = _blend_family(op, mu, tau, share)
+    return _apply_series(op, phi, series, state, tol, reuse, exact)
+
+
+def _apply_series(
+    op: GraphOperator,
+    phi: np.ndarray,
+    series: _Series,
+    state: HeatState,
+    tol: float,
+    reuse: str,
+    exact: bool,
+) -> np.ndarray:
+    """A series of ``Ls`` applied to ``phi`` as ``_heat_input`` plans it (the
+    identity on a graph without links, where ``lam_max`` is 0 and there is no
+    series to take)."""
     if op.lam_max <= 0.0:
         return phi.copy()
-    plan = _heat_input(op, phi, _blend_family(op, mu, tau, share), state, tol, reuse, exact)
+    plan = _heat_input(op, phi, series, state, tol, reuse, exact)
     return _heat_finish(op, phi, state, plan, _chebyshev(op, plan.v, plan.coeffs))
 
 
