@@ -95,8 +95,11 @@ def main() -> None:
     g.add_particles(np.arange(n).astype(str).astype(object))
     g.add_link_ids(src[keep], dst[keep], None, w[keep])
     del src, dst, w, keep
-    print(f"{shape}: {g.n_particles:,} particles, {g.n_links:,} links "
-          f"(built in {time.perf_counter() - t0:.1f} s, RSS {rss_gb():.2f} GB)", flush=True)
+    print(
+        f"{shape}: {g.n_particles:,} particles, {g.n_links:,} links "
+        f"(built in {time.perf_counter() - t0:.1f} s, RSS {rss_gb():.2f} GB)",
+        flush=True,
+    )
 
     def phase(name: str) -> None:
         peaks.current = name
@@ -108,10 +111,11 @@ def main() -> None:
         peaks.current = "done"
     peaks.stop()
     top = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    print(f"\nd = {report['d']}, exact hops {report['exact_hops']}, "
-          f"files {', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in report['files'].items())}")
-    print("phase timings (s): " + ", ".join(
-        f"{k} {v:.1f}" for k, v in report["timings"].items()))
+    print(
+        f"\nd = {report['d']}, exact hops {report['exact_hops']}, "
+        f"files {', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in report['files'].items())}"
+    )
+    print("phase timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["timings"].items()))
     print("phase peaks (GB):  " + ", ".join(f"{k} {v:.2f}" for k, v in peaks.peaks.items()))
     verdict = "met" if top <= GOAL_GB else "NOT met"
     print(f"peak RSS (ru_maxrss) {top:.2f} GB: within {GOAL_GB:.0f} GB {verdict}")

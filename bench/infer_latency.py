@@ -82,10 +82,14 @@ def main() -> None:
             f"outer {np.mean([it for _, it in parts]):.1f}"
         )
         if not variant:
-            t = {k: np.median([d.timings.get(k, 0.0) for d, _ in parts]) * 1e3
-                 for k in ("diffusion_start", "diffusion", "springs_heat")}
-            inner = {k: np.mean([d.inner[k] for d, _ in parts])
-                     for k in ("diffusion_start_iterations", "cg_iterations", "heat_terms")}
+            t = {
+                k: np.median([d.timings.get(k, 0.0) for d, _ in parts]) * 1e3
+                for k in ("diffusion_start", "diffusion", "springs_heat")
+            }
+            inner = {
+                k: np.mean([d.inner[k] for d, _ in parts])
+                for k in ("diffusion_start_iterations", "cg_iterations", "heat_terms")
+            }
             print("      median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
             print("      mean counts: " + ", ".join(f"{k} {v:.1f}" for k, v in inner.items()))
     solver.EXACT_SHARE = default_share

@@ -34,9 +34,7 @@ def test_a_peer_claiming_a_huge_height_neither_stalls_consensus_nor_goes_unpunis
         net.assert_agree(honest, start + 10)
         # Every honest validator penalised the liar, and bans it.
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not all(
-            banned_by(net, k, liar_id) for k in honest
-        ):
+        while time.monotonic() < deadline and not all(banned_by(net, k, liar_id) for k in honest):
             time.sleep(0.2)
         for k in honest:
             assert offences_by(net, k, liar_id) >= 4, net.logs()

@@ -118,8 +118,15 @@ def test_texts_beside_the_graph_are_shown(capsys, tmp_path):
 def test_a_compiled_model_answers_the_same_question(capsys, shared_sample_path, tmp_path):
     out = tmp_path / "model"
     made = run_cli(
-        capsys, "compile", "--graph", shared_sample_path, "--skip-invalid", "--out", out,
-        "--eval-contexts", "2",
+        capsys,
+        "compile",
+        "--graph",
+        shared_sample_path,
+        "--skip-invalid",
+        "--out",
+        out,
+        "--eval-contexts",
+        "2",
     )
     assert made.code == 0, made.err
     assert "skipped 1 links whose particles are not CIDs" in made.err
@@ -164,8 +171,19 @@ def test_a_compiled_model_weighs_semcons(capsys, tmp_path):
     assert made.code == 0, made.err
     for neuron, want in ((a, "y1"), (b, "y2")):
         r = run_cli(
-            capsys, "infer", "--model", out, "--context", "x", "--semcon", f"{neuron}=1",
-            "--other-semcons", "0", "--top", "1", "--json",
+            capsys,
+            "infer",
+            "--model",
+            out,
+            "--context",
+            "x",
+            "--semcon",
+            f"{neuron}=1",
+            "--other-semcons",
+            "0",
+            "--top",
+            "1",
+            "--json",
         )
         assert r.code == 0, r.err
         assert r.json()["particles"][0]["particle"] == cid[want]

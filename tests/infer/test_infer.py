@@ -105,9 +105,9 @@ def test_semcons_restrict_where_the_flow_goes():
     engine = Inference(ig, InferParams(mode="diffusion", tol=1e-10))
     only_isa = engine.predict(["dog"], semcons={"is_a": 1.0}, other_semcons=0.0)
     reached = {ig.key(int(i)) for i in np.flatnonzero(only_isa.probs > 1e-12)}
-    assert reached == {cid_of_text(t) for t in ("canine", "animal", "cat", "feline", "tail",
-                                                 "bark")} - {cid_of_text(t) for t in (
-                                                     "cat", "feline", "tail", "bark")}
+    assert reached == {
+        cid_of_text(t) for t in ("canine", "animal", "cat", "feline", "tail", "bark")
+    } - {cid_of_text(t) for t in ("cat", "feline", "tail", "bark")}
     ids, _ = only_isa.top(1)
     assert ig.key(int(ids[0])) == cid_of_text("canine")
     parts = engine.predict(["dog"], semcons={"rel:has_part": 1.0}, other_semcons=0.0)
@@ -156,11 +156,17 @@ def test_sampling_rules():
         ({"context": []}, EmptyContextError, "empty_context"),
         ({"context": ["no such particle"]}, UnknownParticleError, "unknown_particle"),
         ({"context": [10**6]}, UnknownParticleError, "unknown_particle"),
-        ({"context": ["bafkreiXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"]},
-         UnknownParticleError, "unknown_particle"),
+        (
+            {"context": ["bafkreiXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"]},
+            UnknownParticleError,
+            "unknown_particle",
+        ),
         ({"context": ["dog"], "semcons": {"no_such": 1.0}}, UnknownSemconError, "unknown_semcon"),
-        ({"context": ["dog"], "semcons": {"is_a": -1.0}}, InvalidParameterError,
-         "invalid_parameter"),
+        (
+            {"context": ["dog"], "semcons": {"is_a": -1.0}},
+            InvalidParameterError,
+            "invalid_parameter",
+        ),
     ],
 )
 def test_bad_queries_get_precise_errors(kwargs, error, code):
@@ -207,8 +213,13 @@ def test_semcon_lookup_is_a_table_not_a_scan():
     many semcons must not cost a scan of every neuron's name each)."""
     n = 10_000
     ig = InferGraph.from_arrays(
-        2, np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), np.ones(n),
-        np.arange(n), [f"node:{i}" for i in range(n)], ["a", "b"],
+        2,
+        np.zeros(n, dtype=np.int64),
+        np.ones(n, dtype=np.int64),
+        np.ones(n),
+        np.arange(n),
+        [f"node:{i}" for i in range(n)],
+        ["a", "b"],
     )
     assert ig.semcon_index("node:9999") == n - 1
     assert ig.semcon_index("42") == 42
