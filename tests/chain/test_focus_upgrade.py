@@ -13,8 +13,9 @@ from focusflow.chain.errors import GenesisError, UpgradeNeededError
 from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.focus_upgrade import UPGRADES_KEY, decode_decided
 from focusflow.chain.module import Deltas
+from focusflow.core.encoding import decode
 from focusflow.focus.params import EXACT_V1
-from focusflow.modules.upgrades import VOTES_PREFIX
+from focusflow.modules.upgrades import MAX_OPEN_VOTES, OPEN_PREFIX, VOTES_PREFIX
 from tests.chain.helpers import ALICE, BALANCE, BOB, CHAIN_ID, STAKE, VALIDATOR, link, new_chain, tx
 
 T0 = 1_700_000_000_000
@@ -212,6 +213,47 @@ def test_validators_decide_an_upgrade_by_more_than_two_thirds_of_the_power(tmp_p
     again = new_chain(tmp_path / "c", gen)
     assert roots_of(again) == stored and again.focus.root == stored[-1]
     assert again.focus_schedule == {6: NEW}
+
+
+def test_a_validator_holds_a_bounded_number_of_undecided_votes(tmp_path):
+    # BOB (1 of 4 powers) votes alone: none of his votes can pass, so each stays
+    # open until no later vote could complete it. Without the bound one
+    # validator piles up votes for far-away heights that no deletion reaches.
+    gen = make_genesis(validators=((VALIDATOR, 3), (BOB, 1)), focus_upgrade_delay=2)
+    chain = new_chain(tmp_path / "c", gen)
+    far = 2**62
+    msgs = [upgrade_msg(far + k, NEW) for k in range(MAX_OPEN_VOTES - 1)]
+    msgs.append(upgrade_msg(5, NEW))
+    r = chain.produce_block([tx(BOB, 0, *msgs)], time_ms=T0 + 1)
+    assert [x.code for x in r.receipts] == ["ok"]
+    with chain.reader() as rd:
+        before = dict(rd.items(b"/kv/focus/"))
+    assert len([k for k in before if k.startswith(VOTES_PREFIX)]) == MAX_OPEN_VOTES
+    r = chain.produce_block([tx(BOB, 1, upgrade_msg(far + 100, NEW))], time_ms=T0 + 2)
+    assert [x.code for x in r.receipts] == ["too_many_votes"]
+    assert "holds 8 undecided" in r.receipts[0].log
+    with chain.reader() as rd:
+        assert dict(rd.items(b"/kv/focus/")) == before
+    # Block 4's votes may name height 6 on: the vote for 5 is deleted, which
+    # frees one of BOB's places.
+    chain.produce_block([], time_ms=T0 + 3)
+    chain.produce_block([], time_ms=T0 + 4)
+    r = chain.produce_block([tx(BOB, 2, upgrade_msg(far + 100, NEW))], time_ms=T0 + 5)
+    assert [x.code for x in r.receipts] == ["ok"]
+    # A vote that decides its upgrade at once is never open, whatever BOB holds;
+    # deciding one of BOB's upgrades frees his place in it.
+    r = chain.produce_block([tx(BOB, 3, upgrade_msg(far + 101, NEW))], time_ms=T0 + 6)
+    assert [x.code for x in r.receipts] == ["too_many_votes"]
+    r = chain.produce_block([tx(VALIDATOR, 0, upgrade_msg(far, NEW))], time_ms=T0 + 7)
+    assert [x.code for x in r.receipts] == ["ok"]
+    assert r.receipts[0].events[-1]["type"] == "focus_upgrade"
+    r = chain.produce_block([tx(VALIDATOR, 1, upgrade_msg(far + 1, NEW))], time_ms=T0 + 8)
+    assert [x.code for x in r.receipts] == ["ok"]
+    with chain.reader() as rd:
+        assert rd.get(OPEN_PREFIX + VALIDATOR.public_key) is None
+        assert decode(rd.get(OPEN_PREFIX + BOB.public_key), "count") == MAX_OPEN_VOTES - 2
+    r = chain.produce_block([tx(BOB, 4, upgrade_msg(far + 101, NEW))], time_ms=T0 + 9)
+    assert [x.code for x in r.receipts] == ["ok"]
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,13 @@ class AlreadyVotedError(TxError):
     code = "already_voted"
 
 
+class TooManyVotesError(TxError):
+    """``focus.upgrade`` from a validator that already holds the most undecided
+    votes one validator may hold (``modules.upgrades.MAX_OPEN_VOTES``)."""
+
+    code = "too_many_votes"
+
+
 class DuplicateTxError(TxError):
     code = "duplicate_tx"
 

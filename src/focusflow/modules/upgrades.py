@@ -22,8 +22,18 @@ nodes running older and newer code. A node that cannot run a decided
 algorithm stops before its height (``upgrade_needed``); validators cancel a
 mistaken upgrade by voting an empty ``focus`` at its height before then.
 
+Every undecided vote is state that every node keeps, paid for once by its
+fee. Heights reach 2^63 and ``focus`` has many forms, so without a bound one
+validator could pile up votes for far-away heights that no deletion reaches
+for ages. A validator therefore holds at most ``MAX_OPEN_VOTES`` undecided
+votes (``too_many_votes`` beyond); a vote that decides its upgrade at once is
+never open and always allowed. The count per validator is kept beside the
+votes and falls as its votes are decided or deleted.
+
 Keys: ``/kv/focus/upgrade_votes/<height, 8 bytes><sha256 of focus>`` ->
-``[focus, [voter public keys, sorted]]``; ``/kv/focus/upgrades`` (the schedule).
+``[focus, [voter public keys, sorted]]``; ``/kv/focus/upgrade_open/<public key>``
+-> the number of that validator's undecided votes (absent when none);
+``/kv/focus/upgrades`` (the schedule).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from focusflow.chain.errors import (
     AlreadyVotedError,
     MalformedMessageError,
     NotValidatorError,
+    TooManyVotesError,
     UpgradeTooSoonError,
 )
 from focusflow.chain.focus_upgrade import (
@@ -55,11 +66,28 @@ from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import field, only_fields
 
 VOTES_PREFIX = b"/kv/focus/upgrade_votes/"
+OPEN_PREFIX = b"/kv/focus/upgrade_open/"
+#: Undecided votes one validator may hold at once.
+MAX_OPEN_VOTES = 8
 
 
 def vote_key(height: int, focus: dict) -> bytes:
     """Where the votes for laying ``focus`` over the algorithm at ``height`` are."""
     return VOTES_PREFIX + height.to_bytes(8, "big") + sha256(encode(focus))
+
+
+def _open_votes(state, voter: bytes) -> int:
+    raw = state.get(OPEN_PREFIX + voter)
+    return 0 if raw is None else decode(raw, "open upgrade votes")
+
+
+def _count_open(state, voter: bytes, change: int) -> None:
+    """Add ``change`` to ``voter``'s undecided votes; a count of 0 is no key."""
+    held = _open_votes(state, voter) + change
+    if held:
+        state.put(OPEN_PREFIX + voter, encode(held))
+    else:
+        state.delete(OPEN_PREFIX + voter)
 
 
 class Upgrades:
@@ -109,6 +137,12 @@ class Upgrades:
         voters.add(ctx.sender_key)
         power = sum(validators.power_of(v) for v in voters)
         total = validators.total_power
+        decides = has_two_thirds(power, total)
+        if not decides and _open_votes(ctx.state, ctx.sender_key) >= MAX_OPEN_VOTES:
+            raise TooManyVotesError(
+                f"{encode_address(ctx.sender)} holds {MAX_OPEN_VOTES} undecided focus upgrade "
+                "votes, the most one validator may hold; one must be decided or expire first"
+            )
         ctx.emit(
             "focus_upgrade_vote",
             validator=ctx.sender,
@@ -117,24 +151,29 @@ class Upgrades:
             power=power,
             total=total,
         )
-        if has_two_thirds(power, total):
+        if decides:
             decided[height] = focus
             ctx.state.put(UPGRADES_KEY, encode_decided(decided))
             if raw is not None:
                 ctx.state.delete(key)
+            for voter in voters - {ctx.sender_key}:
+                _count_open(ctx.state, voter, -1)
             ctx.emit("focus_upgrade", height=height, focus=focus)
         else:
             ctx.state.put(key, encode([focus, sorted(voters)]))
+            _count_open(ctx.state, ctx.sender_key, 1)
 
     def end_block(self, ctx: BlockContext) -> None:
         """Delete the votes no later vote could complete: a vote in the next
         block must name a height of at least its height + focus_upgrade_delay."""
         first_open = ctx.height + 1 + ctx.params.focus_upgrade_delay
-        for key, _ in ctx.state.scan(VOTES_PREFIX):
+        for key, raw in ctx.state.scan(VOTES_PREFIX):
             height = int.from_bytes(key[len(VOTES_PREFIX) : len(VOTES_PREFIX) + 8], "big")
             if height >= first_open:
                 break
             ctx.state.delete(key)
+            for voter in decode(raw, "upgrade votes")[1]:
+                _count_open(ctx.state, voter, -1)
 
 
-__all__ = ["VOTES_PREFIX", "Upgrades", "vote_key"]
+__all__ = ["MAX_OPEN_VOTES", "OPEN_PREFIX", "VOTES_PREFIX", "Upgrades", "vote_key"]
