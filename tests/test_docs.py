@@ -1,4 +1,5 @@
-"""The documentation held to the source: the error codes."""
+"""The documentation held to the source: the error codes and the chain parameters'
+defaults."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import ast
 import importlib
 import pkgutil
 import re
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import focusflow
+from focusflow.chain.params import ChainParams
 from focusflow.core.errors import FocusflowError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,3 +173,18 @@ def test_codes_listed_elsewhere_in_the_docs_exist():
     codes = api.split("  Codes: ", 1)[1].split("every transaction code", 1)[0]
     unknown += [("api.md", c) for c in _ticked(codes) if c not in defined]
     assert not unknown, f"documented codes the source does not define: {unknown}"
+
+
+def test_chain_parameters_table_matches_the_dataclass():
+    rows = _table((DOCS / "chain.md").read_text(), "| parameter | default | meaning |")
+    documented = {}
+    for row in rows:
+        (name,) = re.findall(r"`([^`]+)`", row[0])
+        default = re.match(r"`([^`]+)`", row[1]).group(1)
+        documented[name] = ast.literal_eval(default)
+    defaults = {
+        spec.name: spec.default if spec.default_factory is MISSING else spec.default_factory()
+        for spec in fields(ChainParams)
+    }
+    assert list(documented) == list(defaults), "the table's parameters, in the dataclass order"
+    assert documented == defaults
