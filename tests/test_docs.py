@@ -1,5 +1,5 @@
-"""The documentation held to the source: the error codes and the chain parameters'
-defaults."""
+"""The documentation held to the source: the error codes, the chain parameters' defaults
+and the README's layout of the packages."""
 
 from __future__ import annotations
 
@@ -188,3 +188,12 @@ def test_chain_parameters_table_matches_the_dataclass():
     }
     assert list(documented) == list(defaults), "the table's parameters, in the dataclass order"
     assert documented == defaults
+
+
+def test_readme_layout_names_every_package_once():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^- `(\w+)`", section, re.M)
+    packages = sorted(p.parent.name for p in SRC.glob("*/__init__.py"))
+    assert sorted(named) == packages
+    assert len(named) == len(set(named))
