@@ -1,4 +1,4 @@
-"""CID validation: focusflow's ``validate_cid`` against ``multiformats`` (issue 2).
+"""CID validation: focusflow's ``validate_cid`` against ``multiformats``.
 
 Importing a bostrom dump validates every distinct particle CID. ``multiformats``
 (the reference decoder, which ``validate_cid`` falls back to for rare
