@@ -11,7 +11,7 @@ a Python node against) and prints the ratio.
     python bench/api.py --skip-read          # submission only
     python bench/api.py --read-links 1000000 --clients 50 --read-requests 5000
 
-Goals (issue 4): >= 2,000 accepted tx/s on 2 cores; GET /v1/focus/top?k=100
+Goals: >= 2,000 accepted tx/s on 2 cores; GET /v1/focus/top?k=100
 p99 < 20 ms under 50 concurrent clients on a 10^6-link graph.
 """
 

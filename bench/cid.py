@@ -1,9 +1,9 @@
-"""CID validation: focusflow's ``validate_cid`` against ``multiformats`` (issue 2).
+"""CID validation: focusflow's ``validate_cid`` against ``multiformats``.
 
 Importing a bostrom dump validates every distinct particle CID. ``multiformats``
 (the reference decoder, which ``validate_cid`` falls back to for rare
-spellings) costs about 0.3 ms a CID through its runtime type checks: minutes
-for the millions of particles of a real dump. ``validate_cid`` checks CIDv0 and
+spellings) is slow through its runtime type checks: minutes for the millions
+of particles of a real dump (bench/RESULTS.md). ``validate_cid`` checks CIDv0 and
 base32 sha2-256 CIDv1 itself. This runs both on the same ``--n`` CIDs (half
 CIDv0, half CIDv1 raw) in one process and prints the rate of each and the
 ratio; ``tests/core/test_cid.py`` holds that both accept exactly the same

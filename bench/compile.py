@@ -14,8 +14,8 @@ R-MAT graphs of the given scales with ``edge_factor * 2**scale`` links):
 3. Our randomized SVD against ``scipy.sparse.linalg.svds`` (ARPACK) on the same
    ``diag(sqrt(phi*)) A``, k = ``--svd-k`` (100, as the published bostrom
    compilation): time, and the relative error of the top singular values
-   against svds; svds only up to ``--svds-max-scale`` (it took 545-753 s at
-   3.1M particles).
+   against svds; svds only up to ``--svds-max-scale`` (beyond it svds takes
+   many minutes; bench/RESULTS.md).
 4. The ONNX forward pass through onnxruntime on the CPU: batch 1, a context of
    16 particles, median and 90th percentile of ``--runs`` calls after a
    warm-up; the goal is under 5 ms on the WordNet model.

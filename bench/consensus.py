@@ -1,4 +1,4 @@
-"""Commit latency and throughput of a 4-validator testnet on loopback (issue 6).
+"""Commit latency and throughput of a 4-validator testnet on loopback.
 
 Starts ``focusflow testnet --validators N`` in a temporary directory, then
 submits signed ``link`` transactions (``--links-per-tx`` cyberlinks each) at a
@@ -12,7 +12,7 @@ second, HTTP poller (50 ms) reads the last validator's blocks, so the time
 until another validator has the block is printed too. Throughput is committed
 links divided by the time from the first submission to the last commit event.
 
-Goals (issue 6): p50 finality <= 0.5 s; >= 5,000 links/s across the network.
+Goals: p50 finality <= 0.5 s; >= 5,000 links/s across the network.
 Anchor: CometBFT's QA reports ~400 tx/s saturated with 175 validators (v0.38
 QA, 200-node testnet); HotStuff and Narwhal publish higher figures on
 datacenter hardware. Run on a quiet machine: 4 validator processes share its

@@ -604,8 +604,8 @@ def bench_igraph(report: Report, e: Edges, ref: np.ndarray, scale: int, repeat: 
     name = "igraph PRPACK"
 
     def build() -> Any:
-        # Measured with igraph 1.0 at scale 20: a list of tuples (28 s) beats the
-        # numpy (E, 2) int array (38 s); both go through Python objects.
+        # A list of tuples builds faster than a numpy (E, 2) int array (both go
+        # through Python objects; bench/RESULTS.md, focus_cpu.py).
         g = igraph.Graph(
             n=e.n, edges=list(zip(e.src.tolist(), e.dst.tolist(), strict=True)), directed=True
         )

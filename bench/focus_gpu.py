@@ -1,6 +1,6 @@
 """GPU benchmark of focusflow's cuda backend against torch (cuSPARSE) PageRank.
 
-One run on the device machine builds, checks and times everything (issue 7):
+One run on the device machine builds, checks and times everything:
 
 1. the device-to-device copy bandwidth (bytes read + written per second),
    measured with CuPy events on a 2 GiB buffer;

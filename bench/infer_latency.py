@@ -1,12 +1,12 @@
 """Focus-flow tri latency on a 10^6-link graph, and what the solve's settings buy.
 
 The goal is under 50 ms per query on a 10^6-link graph after warm-up
-(bench/infer.py measures the default: tri 81 ms, diffusion 11 ms on R-MAT 16).
-This script takes the same R-MAT 16 graph (65,536 particles, 1,048,096 links)
-and one-particle contexts, and times personalized tri solves under variants
-side by side: float32 operator values, a looser stop rule, and a larger share of
-the tolerance for the exact phase's inner solves (``solver.EXACT_SHARE``). Each
-answer is compared with a solve to 1e-9: its L1 distance, and how many of the
+(bench/infer.py measures the default on R-MAT 16). This script takes the same
+R-MAT 16 graph (65,536 particles, 1,048,096 links) and one-particle contexts,
+and times personalized tri solves under variants side by side: float32
+operator values, a looser stop rule, and a larger share of the tolerance for
+the exact phase's inner solves (``solver.EXACT_SHARE``). Each answer is
+compared with a solve to 1e-9: its L1 distance, and how many of the
 reference's top 10 it keeps. It also prints where the default's time goes
 (diffusion start, diffusion, springs and heat) and its inner counts.
 

@@ -1,4 +1,4 @@
-"""Loopback benchmark of the two QUIC stacks issue 6 allows: aioquic and iroh.
+"""Loopback benchmark of the QUIC stacks considered for the transport: aioquic and iroh.
 
 What it measures, in one run, between two real processes on 127.0.0.1:
 

@@ -2,7 +2,7 @@
 
 :class:`Chain` binds a store, the modules, the ante step and the focus state.
 Each block goes through the same steps whether this node made it or received
-it (seed 000's pipeline):
+it (the pipeline of docs/architecture.md §5):
 
     check the block's duplicate-vote evidence (evidence_pool.py)
     -> execute transactions (modules' write-sets merge into one pending state)

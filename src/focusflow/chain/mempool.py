@@ -33,8 +33,8 @@ for each sender whose pending fees now exceed its balance, its highest nonces
 until they fit; a transaction that still cannot pay when a block executes it is
 left out of that block and dropped (``discard``).
 
-Priority (seed 001: focus-weighted QoS) is the fee per byte times a boost for
-senders whose links carry focus:
+Priority (focus-weighted quality of service) is the fee per byte times a boost
+for senders whose links carry focus:
 
     priority = fee / size * (1 + min(KARMA_BOOST_MAX, neurons * karma_share))
 

@@ -1,8 +1,8 @@
 """Chain parameters: limits, prices and the focus settings, fixed at genesis
 (the focus algorithm may change at scheduled heights: chain/focus_upgrade.py).
 
-Amounts are integers in the base unit of the single gas token (seed 000:
-"single gas token for fees and staking"). docs/chain.md explains each price.
+Amounts are integers in the base unit of the single gas token, the one token
+that pays fees and is staked. docs/chain.md explains each price.
 """
 
 from __future__ import annotations

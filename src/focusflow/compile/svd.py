@@ -2,8 +2,8 @@
 
 The compiler needs the top singular vectors of ``diag(sqrt(phi)) A`` for graphs
 of millions of particles. ``scipy.sparse.linalg.svds`` (ARPACK) needs hundreds
-of sequential matrix-vector products and took 545-753 s for k = 100 on 3.1M
-particles; the randomized range finder needs ``2 (q + 1)`` products of the
+of sequential matrix-vector products (about ten minutes for k = 100 on 3.1M
+particles, bench/RESULTS.md); the randomized range finder needs ``2 (q + 1)`` products of the
 sparse matrix with a thin dense block (``k + p`` columns) and a QR of that
 block after each, which is what sparse kernels and BLAS are fast at. Memory is
 ``O(nnz + n (k + p))``: no n x n dense matrix is ever formed.

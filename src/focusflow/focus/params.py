@@ -1,6 +1,6 @@
 """Parameters of a focus computation, validated once at the door.
 
-Defaults are ARCHITECTURE.md 3.2's: alpha 0.85, mu 1, tau 1, blend weights
+Defaults are docs/architecture.md §3.2's: alpha 0.85, mu 1, tau 1, blend weights
 (0.5, 0.3, 0.2), L1 tolerance 1e-6, at most 2048 iterations. docs/focus.md gives
 each parameter's meaning, unit and source.
 """

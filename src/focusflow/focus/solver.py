@@ -1,6 +1,6 @@
 """The tri-kernel solver: diffusion, springs and heat iterated to their equilibrium.
 
-One coupled iteration (ARCHITECTURE.md 3.2) applies all three operators to the
+One coupled iteration (docs/architecture.md §3.2) applies all three operators to the
 same ``phi``, blends them with weights ``(lambda_d, lambda_s, lambda_h)``,
 renormalises to mass 1 and feeds the result back, until the L1 change between
 successive iterates drops below ``tol`` (never a fixed step count), at most

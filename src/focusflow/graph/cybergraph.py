@@ -2,7 +2,7 @@
 
 Everything lives in columns of dense ids (``KeyTable`` turns them back into CIDs
 and addresses). Link weights follow go-cyber's rule, restated in
-ARCHITECTURE.md 3.1: a neuron's stake is spread evenly over its links, so its
+docs/architecture.md §3.1: a neuron's stake is spread evenly over its links, so its
 per-link stake is ``stake / neudeg`` and moving stake (or adding a link) changes
 every link of that neuron at once. Links from plain edge lists carry no neuron
 and keep their own weight.

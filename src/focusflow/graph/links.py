@@ -47,7 +47,7 @@ class LinkBatch:
 
     ``neuron`` is ``ANONYMOUS`` (-1) for links of a plain weighted edge list; those
     use ``weight`` as is. Links made by a neuron ignore ``weight``: their weight is
-    the neuron's per-link stake (ARCHITECTURE.md section 3.1).
+    the neuron's per-link stake (docs/architecture.md §3.1).
     """
 
     src: np.ndarray  # int32 particle ids

@@ -1,6 +1,6 @@
 """CSR snapshots of the weighted cybergraph, built once and then patched per block.
 
-A snapshot holds the aggregated edge weights ``w(p, q)`` (ARCHITECTURE.md 3.1) as
+A snapshot holds the aggregated edge weights ``w(p, q)`` (docs/architecture.md §3.1) as
 CSR by source (out-links) and by target (in-links), in an *internal* particle
 order: particles are relabelled by degree, hubs first, so that the gathers of
 an SpMV hit a compact, cache-resident block of the focus vector.

@@ -1,4 +1,4 @@
-"""Konomi: the CPU-only agent grid of seed 003 (eVGPU, FemtoLLM, BlockArray, Cube).
+"""Konomi: the CPU-only agent grid (eVGPU, FemtoLLM, BlockArray, Cube); docs/konomi.md.
 
 Public surface: :class:`KonomiSystem` (templates, instances, cubes, face
 operations), :class:`BlockArray` (sparse Morton-keyed 3D grid with hashes and

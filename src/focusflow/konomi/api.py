@@ -1,4 +1,4 @@
-"""The Konomi REST API (seed 003), its WebSocket route and the live web page.
+"""The Konomi REST API, its WebSocket route and the live web page.
 
 Endpoints as the seed lists them: ``POST /template/create``, ``POST
 /instance/create``, ``GET /value``, ``POST /value``, ``POST /llm/process``, ``POST

@@ -6,7 +6,7 @@ of the FemtoLLM at that coordinate: κ and a call counter), and a dict maps Mort
 key to slot. That is about 45 bytes of arrays plus about 100 bytes of dict entry
 per block, so 10^6 active blocks take roughly 150 MB whatever the grid's size.
 
-Blockchain properties (seed 003): every block carries the hash
+Blockchain properties: every block carries the hash
 ``sha256(f"{x},{y},{z},{v},{dim}")[:16]``; neighbours attest a block by recording
 the hash they compute from the value they read; a block is *accepted* when its
 stored hash matches its value and at least 2/3 of its active neighbours attested

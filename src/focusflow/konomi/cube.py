@@ -1,6 +1,6 @@
 """Cube: nine FemtoLLM agents, the eight corners of a cube and a central hub.
 
-Topology (seed 003): the 12 cube edges between corners that differ in one
+Topology: the 12 cube edges between corners that differ in one
 direction (N/S, E/W, U/D), a spoke from every corner to CENTRAL, and any custom
 edges (face or body diagonals, or a link to an agent of another cube).
 

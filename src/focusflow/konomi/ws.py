@@ -1,4 +1,4 @@
-"""The Cube WebSocket protocol (seed 003): one JSON object per message.
+"""The Cube WebSocket protocol: one JSON object per message.
 
 Requests: ``{"action": "initialize", "template_id": "t1"}`` (the design's own
 example, which makes or attaches to cube ``t1``) or ``{"action": "initialize", "cube_id":

@@ -1,8 +1,8 @@
 """Blobs: content stored on chain by its CID.
 
 Message ``blob.put`` ``{"data": bytes}`` stores ``data`` at
-``/kv/blob/<binary CIDv1 raw sha2-256 of data>``. Seed 000: "kv blobs pay
-blob-credits": the sender burns ``blob_credit_per_byte`` per byte of the gas
+``/kv/blob/<binary CIDv1 raw sha2-256 of data>``. Blobs pay for their
+bytes: the sender burns ``blob_credit_per_byte`` per byte of the gas
 token; blobs over ``max_blob_bytes`` are refused (``over_limit``). Storing the
 same content twice costs twice and changes nothing.
 """

@@ -4,9 +4,10 @@ Message ``link``: ``{"links": [[from, to], ...]}`` (binary CIDs; an optional
 third element is the link's semantic context, also a CID). The sender is the
 neuron of every link.
 
-Economics (seed 000: "graph edges burn weight"), exactly:
+Economics (graph edges burn weight: links spend a budget of stake and burn tokens),
+exactly:
 
-* budget: a neuron's links share its bonded stake (§3.1: each weighs
+* budget: a neuron's links share its bonded stake (docs/architecture.md §3.1: each weighs
   ``stake / neudeg``). A link is accepted only while every link of the neuron
   still carries at least ``min_link_weight``, i.e. ``(neudeg + new) *
   min_link_weight <= bonded``; ``unstake`` obeys the same bound. So stake is

@@ -1,6 +1,6 @@
 """Transport between node processes: QUIC, authenticated by node keys.
 
-Layer 0 of ARCHITECTURE.md §2 (the STOQ layer): it depends only on
+The transport layer of docs/architecture.md §2: it depends only on
 ``focusflow.core``. A :class:`Node` listens and dials over QUIC (aioquic),
 proves and checks Ed25519 node ids at connect, and offers topic gossip with
 de-duplication and bounded fan-out, named request/response, bounded queues, and

@@ -81,8 +81,8 @@ class BlockCollector:
     """Keeps Python's cyclic garbage collector from stalling API requests.
 
     A full collection walks every tracked object; on a node holding a large
-    graph it stalled requests for 0.1-0.2 s at random moments (p99 of
-    ``/v1/focus/top`` was 160-200 ms at 10^6 links, against 47 ms with this).
+    graph it stalled requests for a tenth of a second or more at random moments
+    (bench/RESULTS.md, api.py: the read p99 with and without this).
     After each block everything alive is frozen out of the collector's passes,
     so collections only look at objects made since the last block. Cyclic
     garbage among frozen objects would never be freed, so every

@@ -1,6 +1,6 @@
 """The CUDA backend: the focus products on an NVIDIA GPU through CuPy.
 
-Layout and kernels (issue 7; measured in bench/focus_gpu.py):
+Layout and kernels (measured against torch cuSPARSE in bench/focus_gpu.py):
 
 * the in-link matrix in SELL-32 (``sell.py``): rows sorted by length, a warp
   holds 32 rows of about the same length and each thread sums one row, so

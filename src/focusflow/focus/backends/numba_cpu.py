@@ -1,6 +1,6 @@
 """The fast CPU backend: parallel numba kernels over the snapshot's CSR arrays.
 
-What makes it fast (ARCHITECTURE.md 3.3, measured in bench/focus_cpu.py):
+What makes it fast (docs/focus.md §6, measured in bench/focus_cpu.py):
 
 * pull-style SpMV over the in-link matrix in SELL-8 storage (``sell.py``):
   rows sorted by length and advanced eight at a time in SIMD lanes, work split
