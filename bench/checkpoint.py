@@ -12,6 +12,11 @@ blocks of one link each with a checkpoint due at every one, alternately:
 - ``fork``: written by a forked child (the default now), waited for before
   the next block.
 
+It also times ``copy.deepcopy`` of the chain's focus state, which every
+block proposed or validated under consensus pays before it applies its
+deltas (``Chain._build`` with ``in_place=False``: the head's state must
+survive a block that is not committed).
+
 It reports what the commit spent on the checkpoint (``timings["checkpoint"]``,
 median and max), the child's write time, the checkpoint's bytes and bytes per
 link, the graph log's bytes per link that a checkpoint no longer holds (its
@@ -31,6 +36,7 @@ import os
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 import argparse
+import copy
 import datetime as dt
 import pickle
 import platform
@@ -125,6 +131,12 @@ def run(links: int, neurons: int, repeats: int) -> dict:
             held[background].append(timings["checkpoint"])
             if background:
                 child.append(chain.checkpoints.last.seconds)
+        copies = []
+        for _ in range(3):
+            t = time.perf_counter()
+            spare = copy.deepcopy(chain.focus)
+            copies.append(time.perf_counter() - t)
+            del spare
         size = chain.checkpoints.last.bytes
         n = chain.focus.graph.n_links
         chain.store.close()
@@ -136,6 +148,7 @@ def run(links: int, neurons: int, repeats: int) -> dict:
         "sync": held[False],
         "fork": held[True],
         "child_s": child,
+        "deepcopy": copies,
         "bytes": size,
         "log_bytes": log_bytes,
         **memory,
@@ -162,16 +175,16 @@ def main() -> None:
     print(
         "| links | RSS GiB | anon huge GiB | mappings | commit held, sync ms (median / max) "
         "| commit held, fork ms (median / max) | child write s (median) | checkpoint MB "
-        "| B/link | log B/link trimmed |"
+        "| B/link | log B/link trimmed | deepcopy of the focus state ms (median / max) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for links in args.links:
         r = run(int(links), args.neurons, args.repeats)
         print(
             f"| {r['links']:,} | {r['Rss']:.2f} | {r['AnonHugePages']:.2f} | {r['maps']} "
             f"| {_ms(r['sync'])} | {_ms(r['fork'])} | {statistics.median(r['child_s']):.2f} "
             f"| {r['bytes'] / 1e6:.0f} | {r['bytes'] / r['links']:.0f} "
-            f"| {r['log_bytes'] / r['links']:.0f} |",
+            f"| {r['log_bytes'] / r['links']:.0f} | {_ms(r['deepcopy'])} |",
             flush=True,
         )
         print(
