@@ -17,7 +17,7 @@ from focusflow.core.cid import cid_of_text
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 from tests.cli.helpers import assert_user_error, run_cli
-from tests.conftest import SAMPLE
+from tests.helpers import SAMPLE
 from tests.node.devnet_process import start_devnet
 
 
@@ -311,7 +311,7 @@ def test_bulk_submission_with_and_without_the_batch_endpoint(env, capsys, batch)
 def test_import_bostrom_skip_invalid_drops_and_counts_the_bad_row(env, capsys):
     """Real dumps hold rows whose particles are not CIDs (the shared sample's line
     239): the import stops there naming --skip-invalid, which it then takes."""
-    from tests.conftest import SHARED_SAMPLE
+    from tests.helpers import SHARED_SAMPLE
 
     if not SHARED_SAMPLE.exists():
         pytest.skip(f"shared data not present at {SHARED_SAMPLE}")

@@ -22,7 +22,7 @@ from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import decode_tx
 from focusflow.core.keys import KeyPair
 from tests.cli.helpers import assert_user_error, run_cli
-from tests.conftest import SAMPLE
+from tests.helpers import SAMPLE
 
 PINNED = "focusflow-pinned"
 OTHER = "focusflow-other"

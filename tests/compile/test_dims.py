@@ -16,7 +16,7 @@ from focusflow.compile.dims import (
 )
 from focusflow.compile.pipeline import CompileOptions, adjacency_of, compile_graph
 from focusflow.core.errors import InvalidParameterError
-from tests.compile.conftest import keyed
+from tests.compile.helpers import keyed
 
 
 def test_effective_rank_of_equal_values_is_their_count():

@@ -15,7 +15,7 @@ from focusflow.compile import finetune as ft
 from focusflow.compile.forward import forward_numpy
 from focusflow.infer import Inference, InferGraph, InferParams
 
-from .conftest import keyed, padded_contexts
+from .helpers import keyed, padded_contexts
 
 
 def test_torch_forward_equals_forward_numpy(small_compiled):

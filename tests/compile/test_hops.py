@@ -13,7 +13,7 @@ from focusflow.compile.weights import hop_tables
 from focusflow.core.errors import InvalidParameterError
 from focusflow.graph.semcons import UnknownSemconError
 
-from .conftest import keyed
+from .helpers import keyed
 
 
 def test_hop_tables_by_hand():

@@ -13,7 +13,7 @@ from focusflow.compile.pipeline import write
 from focusflow.compile.runner import CompiledModel
 from focusflow.core.errors import InvalidParameterError
 
-from .conftest import padded_contexts
+from .helpers import padded_contexts
 
 REPORT_FIELDS = {
     "d_star",

@@ -19,7 +19,7 @@ from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
 
-from .conftest import CHAIN, keys
+from .harness import CHAIN, keys
 
 KS = keys(4)
 # Powers 4, 3, 2, 1: total 10, a certificate needs 7.

@@ -18,7 +18,7 @@ from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
 
-from .conftest import CHAIN, keys
+from .harness import CHAIN, keys
 
 KS = keys(4)
 VS = ValidatorSet.create({k.public_key: 1 for k in KS})

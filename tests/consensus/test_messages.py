@@ -27,7 +27,7 @@ from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
 
-from .conftest import CHAIN, keys
+from .harness import CHAIN, keys
 
 KEY = keys(1)[0]
 VID = sha256(b"v")

@@ -22,7 +22,7 @@ from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
 
-from .conftest import CHAIN, keys
+from .harness import CHAIN, keys
 
 A, B = b"block A", b"block B"
 

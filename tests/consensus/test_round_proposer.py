@@ -12,7 +12,7 @@ from focusflow.consensus import (
     WriteAheadLog,
 )
 
-from .conftest import CHAIN, Harness, keys, votes_of
+from .harness import CHAIN, Harness, keys, votes_of
 
 A = b"block A"
 

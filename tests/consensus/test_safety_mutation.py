@@ -28,7 +28,7 @@ from focusflow.consensus import (
 )
 from focusflow.core.hashing import sha256
 
-from .conftest import CHAIN, keys
+from .harness import CHAIN, keys
 
 V = b"value v"
 

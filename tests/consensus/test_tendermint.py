@@ -17,7 +17,7 @@ from focusflow.consensus import (
 )
 from focusflow.core.hashing import sha256
 
-from .conftest import (
+from .harness import (
     CHAIN,
     broadcasts,
     decisions,

@@ -9,7 +9,7 @@ import pytest
 from focusflow.consensus import InvalidValidatorSetError, Validator, ValidatorSet
 from focusflow.consensus.validators import has_one_third, has_two_thirds
 
-from .conftest import keys
+from .harness import keys
 
 KS = keys(5)
 

@@ -24,7 +24,7 @@ from focusflow.consensus import (
 )
 from focusflow.core.hashing import sha256
 
-from .conftest import CHAIN, broadcasts, keys, make_harness, votes_of
+from .harness import CHAIN, broadcasts, keys, make_harness, votes_of
 from .test_tendermint import A, B, lock_on, to_round
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ from focusflow.focus.spectral import (
     resolvent_series,
 )
 from focusflow.graph import Snapshot, rmat_edges
-from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix, dense_laplacian, dense_tri, dense_weights
+from tests.helpers import random_weighted
 
 
 def _chebyshev_sum(coeffs: np.ndarray, x: np.ndarray, lam_max: float) -> np.ndarray:

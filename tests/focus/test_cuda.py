@@ -13,8 +13,8 @@ from focusflow.focus.backends.cuda import cuda_available
 from focusflow.focus.engine import FocusEngine
 from focusflow.focus.result import DeferredFocusResult
 from focusflow.graph import Cybergraph, Snapshot, rmat_edges
-from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix, graph_matrix
+from tests.helpers import random_weighted
 
 OK, WHY = cuda_available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"cuda backend unavailable: {WHY}")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from focusflow.focus import compute
-from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix, dense_weights, networkx_pagerank
+from tests.helpers import random_weighted
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

@@ -18,8 +18,8 @@ from focusflow.focus.spectral import (
     springs,
 )
 from focusflow.graph import Snapshot
-from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix, dense_laplacian, dense_tri, dense_weights
+from tests.helpers import random_weighted
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.webgpu import wgpu_available
 from focusflow.focus.engine import FocusEngine
 from focusflow.graph import Cybergraph, Snapshot, rmat_edges
-from tests.conftest import random_weighted
 from tests.focus.reference import as_matrix
+from tests.helpers import random_weighted
 
 OK, WHY = wgpu_available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"wgpu backend unavailable: {WHY}")

@@ -15,8 +15,8 @@ from focusflow.focus.backends.webgpu import TIMING_KEYS, WgpuOperator, wgpu_avai
 from focusflow.focus.engine import FocusEngine
 from focusflow.focus.solver import prior_vector, solve
 from focusflow.graph import Cybergraph, Snapshot, rmat_edges
-from tests.conftest import random_weighted
 from tests.focus.reference import dense_weights, networkx_pagerank
+from tests.helpers import random_weighted
 
 OK, WHY = wgpu_available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"wgpu backend unavailable: {WHY}")

@@ -17,8 +17,8 @@ from focusflow.focus.engine import FocusEngine
 from focusflow.focus.solver import prior_vector, solve
 from focusflow.focus.spectral import HeatState, SpringsState
 from focusflow.graph import Cybergraph, Snapshot, rmat_edges
-from tests.conftest import random_weighted
 from tests.focus.reference import dense_weights
+from tests.helpers import random_weighted
 
 OK, WHY = wgpu_available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"wgpu backend unavailable: {WHY}")

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from focusflow.core import InvalidParameterError
 from focusflow.graph import Cybergraph, Snapshot
 from focusflow.graph.column import SortedIndex
-from tests.conftest import random_weighted
+from tests.helpers import random_weighted
 
 
 def _scipy_weights(n, src, dst, w):

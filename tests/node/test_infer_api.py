@@ -12,8 +12,7 @@ from websockets.sync.client import connect
 
 from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from tests.node.conftest import start_devnet
-from tests.node.devnet_process import link_msg, signed, wait_tx
+from tests.node.devnet_process import link_msg, signed, start_devnet, wait_tx
 
 
 @pytest.fixture(scope="module")

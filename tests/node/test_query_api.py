@@ -13,8 +13,7 @@ from websockets.sync.client import connect
 
 from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from tests.node.conftest import start_devnet
-from tests.node.devnet_process import link_msg, signed, wait_height, wait_tx
+from tests.node.devnet_process import link_msg, signed, start_devnet, wait_height, wait_tx
 
 REACH = """
 reach(y) :- link(x, y), x = "{src}".

@@ -17,6 +17,9 @@ from focusflow.core.lazy import lazy_names
 _WHERE = {
     "backend_names": "backends",
     "get_backend": "backends",
+    "FreeEnergy": "energy",
+    "FreeEnergyModel": "energy",
+    "free_energy": "energy",
     "entropy": "measures",
     "entropy_bits": "measures",
     "karma": "measures",
@@ -30,6 +33,7 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from focusflow.focus.backends import backend_names, get_backend
+    from focusflow.focus.energy import FreeEnergy, FreeEnergyModel, free_energy
     from focusflow.focus.measures import entropy, entropy_bits, karma, syntropy
     from focusflow.focus.params import FocusParams, make_params
     from focusflow.focus.result import Diagnostics, FocusResult
@@ -43,10 +47,13 @@ __all__ = [
     "Diagnostics",
     "FocusParams",
     "FocusResult",
+    "FreeEnergy",
+    "FreeEnergyModel",
     "backend_names",
     "compute",
     "entropy",
     "entropy_bits",
+    "free_energy",
     "get_backend",
     "karma",
     "make_params",

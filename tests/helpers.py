@@ -1,0 +1,29 @@
+"""Helpers the tests import (fixtures stay in conftest.py): data paths, random graphs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "src" / "focusflow" / "data" / "bostrom-sample-cyberlinks.csv"
+SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "bostrom-sample-cyberlinks.csv"
+
+
+def random_weighted(n: int, m: int, seed: int, *, zero_frac: float = 0.1, dup_frac: float = 0.1):
+    """Random directed multigraph with self-loops, duplicates, zero weights, dangling
+    and isolated nodes (the last ~10% of ids get no edges at all)."""
+    rng = np.random.default_rng(seed)
+    live = max(2, int(n * 0.9))
+    src = rng.integers(0, live, m)
+    dst = rng.integers(0, live, m)
+    w = rng.random(m) + 0.05
+    w[rng.random(m) < zero_frac] = 0.0
+    k = int(m * dup_frac)
+    if k:
+        pick = rng.integers(0, m, k)
+        src = np.concatenate([src, src[pick]])
+        dst = np.concatenate([dst, dst[pick]])
+        w = np.concatenate([w, rng.random(k)])
+    return src, dst, w
