@@ -259,7 +259,8 @@ class Chain:
         #: oldest first (at most MAX_PENDING_FOCUS).
         self._focus_pending: list[Pending] = []
         #: Called as ``listener(height, square)`` with each committed block's
-        #: extended data square (da_commit.DAStore registers itself here).
+        #: extended data square (the node's square cache, node.da_store.DAStore,
+        #: registers itself here).
         self.square_listeners: list[Callable[[int, ExtendedSquare], None]] = []
         #: The height this store began at: 0, or a state-sync snapshot's
         #: (chain/snapshot.py): no blocks below it, and its focus state comes
