@@ -80,6 +80,7 @@ from focusflow.chain.errors import (
     BlockTimeError,
     EvidenceError,
     TxError,
+    UnknownBlockError,
     UpgradeNeededError,
     WrongProposerError,
 )
@@ -287,7 +288,7 @@ class Chain:
     def validators_at(self, height: int) -> ValidatorSet:
         """Members and powers of the set that decides ``height`` (1 .. head + 1)."""
         if not 1 <= height <= self.height + 1:
-            raise ValueError(f"height {height} is outside 1..{self.height + 1}")
+            raise UnknownBlockError(f"height {height} is outside 1..{self.height + 1}")
         return self.valsets.at(height)
 
     def _validators_at(self, height: int) -> ValidatorSet:

@@ -275,7 +275,7 @@ def write_snapshot(
     directory appears whole or not at all (written beside, then renamed).
     """
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
-        raise ValueError(f"chunk_size must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} bytes")
+        raise InvalidParameterError(f"chunk_size must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} bytes")
     height = reader.height
     raw_block = reader.block(height)
     if raw_block is None:

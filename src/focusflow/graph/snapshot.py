@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.structure import Check, rows_of
 from focusflow.graph.column import Column, SortedIndex
 from focusflow.graph.csr import (
@@ -370,7 +371,7 @@ class Snapshot:
         elif order == "none":
             perm = np.arange(n, dtype=np.int64)
         else:
-            raise ValueError(f"unknown order {order!r}: use 'degree' or 'none'")
+            raise InvalidParameterError(f"unknown order {order!r}: use 'degree' or 'none'")
         self.n = n
         self.perm = perm
         self.iperm = np.empty(n, dtype=np.int64)
