@@ -433,7 +433,7 @@ class Chain:
         """
         return self._validate(record, now_ms, proposer, in_place=False)
 
-    def _validate(
+    def _validate(  # noqa: C901 - one check per header field, each its own refusal
         self,
         record: BlockRecord | bytes,
         now_ms: int | None,

@@ -657,7 +657,7 @@ def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> F
         focus = _FocusUnpickler(_Bounded(f, size)).load()
     except SnapshotError:
         raise
-    except Exception as exc:  # a pickle error can be of any type
+    except Exception as exc:  # noqa: BLE001 - a pickle error can be of any type
         raise SnapshotError(f"snapshot focus state does not load: {exc}") from None
     if f.tell() != start + size:
         raise SnapshotError("snapshot focus state does not end where its section does")
@@ -778,7 +778,7 @@ def check_focus_structure(focus: FocusState) -> set[int]:
         return check.covered
     except StructureError as exc:
         raise SnapshotError(f"focus state: {exc}") from None
-    except Exception as exc:  # a crafted state can fail a check in any way
+    except Exception as exc:  # noqa: BLE001 - a crafted state can fail a check in any way
         raise SnapshotError(f"focus state is malformed: {type(exc).__name__}: {exc}") from None
 
 

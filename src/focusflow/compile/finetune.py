@@ -372,7 +372,7 @@ def eval_steps(steps: int, every: int) -> list[int]:
     return sorted(s for s in early if s <= steps)
 
 
-def train(
+def train(  # noqa: PLR0913 - keyword-only training knobs with defaults
     arrays: dict[str, np.ndarray],
     train_seqs: np.ndarray,
     test_seqs: np.ndarray,

@@ -129,7 +129,7 @@ class SimNode:
 class Simulation:
     """N validators on a simulated network; see the module docstring."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only simulation knobs with defaults
         self,
         n: int = 4,
         *,

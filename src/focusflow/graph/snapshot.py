@@ -427,7 +427,7 @@ class Snapshot:
         self._ov_cache: dict[str, tuple] = {}
 
     # --- structure -----------------------------------------------------------
-    def check_structure(self, check: Check) -> None:
+    def check_structure(self, check: Check) -> None:  # noqa: PLR0915 - one check per array, in a row
         """Every array of the snapshot, as the kernels and patches index them.
 
         The CSRs both ways (row pointers, column indices in ``[0, n)``, finite

@@ -311,7 +311,7 @@ class _Reader:
         self.ptr_file: list[int] = []
         self.ptr_off: list[int] = []
 
-    def read_file(self, directory: Path, k: int) -> None:
+    def read_file(self, directory: Path, k: int) -> None:  # noqa: C901, PLR0912, PLR0915 - a parser of the WordNet data format
         stem, types = FILES[k]
         path = directory / f"data.{stem}"
         index_path = directory / f"index.{stem}"

@@ -199,7 +199,7 @@ def decode_value(value: bytes, decoded: dict[bytes, BlockRecord] | None = None) 
 class ValidatorRuntime(NodeRuntime):
     """A validator: see the module docstring. Start with :meth:`serve` on a loop."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only node settings with defaults
         self,
         chain: Chain,
         key: KeyPair,
@@ -955,7 +955,7 @@ class ValidatorRuntime(NodeRuntime):
             for table in (self._sync_backoff, self._poll_backoff)
         )
 
-    async def _sync(self, peer_id: bytes, target: int) -> int:
+    async def _sync(self, peer_id: bytes, target: int) -> int:  # noqa: C901 - fetch window, verify and apply, each with its own failure
         """Fetch (BLOCK_TIMEOUT each), verify (certificate and roots) and commit
         blocks up to ``target``, holding the chain lock only to apply each; then
         have the consensus task restart above them.
