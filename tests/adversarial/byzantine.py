@@ -34,7 +34,8 @@ class Byzantine:
             self.proc = self._start(net, k, mode, extra, env, err)
         self.events: queue.Queue[dict] = queue.Queue()
         self.last: dict[str, dict] = {}
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self.id = bytes.fromhex(self.expect("ready", 60)["id"])
 
     @staticmethod
@@ -61,10 +62,13 @@ class Byzantine:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            event = json.loads(line)
-            self.last[event["event"]] = event
-            self.events.put(event)
+        # The pipe is closed here, at the process's end of output: the reader
+        # owns it (closing it from stop() could race this thread's read).
+        with self.proc.stdout as lines:
+            for line in lines:
+                event = json.loads(line)
+                self.last[event["event"]] = event
+                self.events.put(event)
 
     def expect(self, name: str, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
@@ -86,6 +90,7 @@ class Byzantine:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        self._reader.join(5)  # it closes the pipe at the end of the output
 
 
 def log_of(net: LocalTestnet, k: int) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from focusflow.consensus import Step, Vote, encode_message
 from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.net import NetConfig, Node
 from focusflow.net.messages import Gossip
@@ -126,8 +127,8 @@ async def send_junk(
     try:
         raw = await node.request(target, "status", b"", timeout=1.0)
         height = decode(raw, "status")[0] + 1
-    except Exception:
-        return False
+    except (FocusflowError, TimeoutError, TypeError, IndexError):
+        return False  # the target did not answer, or not with a status
     for i, kind in enumerate(BURST, start=n):
         payload = junk_vote(kind, key, chain_id, height, i)
         session.outbox.put_nowait(encode_net(Gossip("vote", payload)))

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from focusflow.api import errors, routes_chain, routes_da
 from focusflow.api.limits import RATE_LIMITED, ClientLimiter, ClientLimits, LimitSettings
-from focusflow.chain.da_commit import DAStore
 from focusflow.core.errors import InvalidParameterError
+from focusflow.node.da_store import DAStore
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000

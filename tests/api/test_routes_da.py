@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 
 from focusflow.api import errors
 from focusflow.api.routes_da import router
-from focusflow.chain.da_commit import DAStore
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import merkle_root
 from focusflow.da import proof_from_json, verify_share_proof
+from focusflow.node.da_store import DAStore
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
@@ -168,24 +168,24 @@ def test_concurrent_requests_for_one_old_height_share_one_rebuild(node):
 
 def test_rebuilds_of_different_heights_are_bounded(node, monkeypatch):
     """At most ``max_rebuilds`` squares are built at once, however many heights are asked."""
-    from focusflow.chain import da_commit
+    from focusflow.node import da_store
 
     running, peak, lock = 0, 0, threading.Lock()
-    real = da_commit.block_square
+    real = da_store.block_square
 
-    def counted(txs):
+    def counted(txs, **kwargs):
         nonlocal running, peak
         with lock:
             running += 1
             peak = max(peak, running)
         try:
             time.sleep(0.02)  # long enough for every thread to arrive
-            return real(txs)
+            return real(txs, **kwargs)
         finally:
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(da_commit, "block_square", counted)
+    monkeypatch.setattr(da_store, "block_square", counted)
     da = DAStore(node.chain, cache_size=1, max_rebuilds=2)
     squares = _ask_together(da, [0, 1, 2] * 4)
     assert [sq.data_root() for sq in squares[:3]] == [header_root(node, h) for h in (0, 1, 2)]

@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 
 from focusflow.api import errors
 from focusflow.api.routes_da import router
-from focusflow.chain.da_commit import DAStore, FraudRecord, block_square, set_bad_encoding
+from focusflow.chain.da_commit import FraudRecord, block_square, set_bad_encoding
 from focusflow.da import befp_from_json, find_bad_encoding, verify_bad_encoding_proof
+from focusflow.node.da_store import DAStore
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000

@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from focusflow.api import errors
 from focusflow.api.errors import ApiError
 from focusflow.api.routes_da import router
-from focusflow.chain.da_commit import DAStore
 from focusflow.cli.da_cmd import sample_block
+from focusflow.node.da_store import DAStore
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000

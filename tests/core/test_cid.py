@@ -68,7 +68,7 @@ def _multiformats_accepts(text: str) -> bool:
 
     try:
         CID.decode(text)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the reference: any error means it refuses
         return False
     return True
 

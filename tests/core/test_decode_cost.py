@@ -258,7 +258,7 @@ def _reference_decode(data: bytes):
     so cbor2's reference tags cannot amplify)."""
     try:
         value = cbor2.loads(data)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the reference: any error means it refuses
         return DecodeError
     if not _is_plain(value, 0) or encode(value) != data:
         return DecodeError

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.da.errors import RepairError
 from focusflow.da.leopard import GF8, GF16, decode, encode, field_for
 
@@ -77,5 +78,5 @@ def test_too_few_shards_is_a_typed_error():
 
 @pytest.mark.parametrize(("k", "size"), [(3, 64), (4, 65)])
 def test_bad_shapes_are_rejected(k, size):
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidParameterError):
         encode(np.zeros((k, size), dtype=np.uint8))

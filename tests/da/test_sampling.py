@@ -14,6 +14,7 @@ from focusflow.da import (
     DEFAULT_SAMPLES,
     FOCUSFLOW_NAMESPACE,
     Sampler,
+    ShareUnavailableError,
     detection_probability,
     sample,
     samples_for_confidence,
@@ -89,6 +90,20 @@ def test_fetch_errors_count_as_missing(eds):
 
     result = sample(eds.data_root(), eds.width, 9, fetch, samples=3)
     assert not result.available and len(result.failed) == 3
+
+
+def test_refusals_count_as_missing_and_bugs_in_fetch_propagate(eds):
+    def refused(q):
+        raise ShareUnavailableError("withheld")
+
+    result = sample(eds.data_root(), eds.width, 9, refused, samples=3)
+    assert not result.available and len(result.failed) == 3
+
+    def broken(q):
+        return {}[q.row]
+
+    with pytest.raises(KeyError):
+        sample(eds.data_root(), eds.width, 9, broken, samples=3)
 
 
 def test_sampler_is_sans_io(eds):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.graph.link_index import LinkIndex
 
 
@@ -43,7 +44,7 @@ def test_index_equals_scan_on_random_graphs_grown_block_by_block(seed):
 
 def test_unknown_direction_and_uneven_columns_are_refused():
     index = LinkIndex.of(np.array([0, 1]), np.array([1, 0]))
-    with pytest.raises(ValueError, match="direction"):
+    with pytest.raises(InvalidParameterError, match="direction"):
         index.links(0, "both")
     with pytest.raises(ValueError, match="same length"):
         index.extend(np.array([0]), np.array([1, 2]))

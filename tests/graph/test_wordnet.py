@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from focusflow.core.cid import cid_of_text
-from focusflow.core.errors import InputFileError
+from focusflow.core.errors import InputFileError, InvalidParameterError
 from focusflow.focus import compute
 from focusflow.graph import read_bostrom
 from focusflow.graph.wordnet import (
@@ -208,7 +208,7 @@ def test_subset_renumbers_particles(wn):
     assert small.n_links == 40
     assert small.texts[small.src].tolist() == wn.texts[wn.src[:40]].tolist()
     assert small.texts[small.dst].tolist() == wn.texts[wn.dst[:40]].tolist()
-    with pytest.raises(ValueError, match="mask"):
+    with pytest.raises(InvalidParameterError, match="mask"):
         wn.subset(np.ones(3, dtype=bool))
 
 

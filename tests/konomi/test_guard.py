@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.konomi import KonomiSystem
 from focusflow.konomi.api import create_app
 from focusflow.konomi.guard import MAX_BODY
@@ -137,7 +138,7 @@ def test_in_process_app_guards_the_same_way():
         assert c.post("/value", json={"x": 0, "y": 0, "z": 0}, headers=AUTH).status_code == 200
         with pytest.raises(WebSocketDisconnect), c.websocket_connect("/ws") as ws:
             ws.receive_json()
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidParameterError, match="at least 32 characters"):
         create_app(KonomiSystem(default_dims=(2, 2, 2)), token="short")
 
 

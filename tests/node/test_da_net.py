@@ -324,7 +324,8 @@ def test_a_proof_for_a_height_ahead_is_held_and_acted_on_once_the_node_gets_ther
 
 
 def test_old_blocks_rebuilt_for_readers_do_not_evict_proposal_squares(tmp_path, gen):
-    from focusflow.chain.da_commit import RECENT_SQUARES, DAStore, recent_squares
+    from focusflow.chain.da_commit import RECENT_SQUARES, recent_squares
+    from focusflow.node.da_store import DAStore
 
     chain = new_chain(tmp_path / "a", gen)
     heights = range(1, RECENT_SQUARES + 2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,8 @@ from focusflow.core.keys import encode_address
 from focusflow.infer import Inference, InferGraph, InferParams, Sampling
 from focusflow.infer.errors import UnknownParticleError
 from focusflow.modules.names import resolve as resolve_name
+
+log = logging.getLogger("focusflow.api")
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -353,6 +356,9 @@ async def walk(socket: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await socket.close(code=CLOSE_POLICY, reason="send one JSON walk request")
     except Exception:
+        # Not a refusal: a bug or the client gone mid-send. Logged with its
+        # traceback, the socket closed; the walk's slot is freed below.
+        log.exception("inference walk stream failed")
         with contextlib.suppress(Exception):
             await socket.close()
     finally:

@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, WebSocket
+from fastapi import APIRouter, Header, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -251,7 +251,9 @@ async def subscribe(socket: WebSocket, name: str) -> None:
             if sub.dropped:
                 await socket.close(code=CLOSE_TRY_LATER, reason="too slow: changes were dropped")
                 return
-    except Exception:  # the client went away mid-send: nothing left to tell it
+    except (WebSocketDisconnect, RuntimeError):
+        # The client went away mid-send (starlette raises WebSocketDisconnect,
+        # or RuntimeError once the socket is closed): nothing left to tell it.
         return
     finally:
         subs.subscribers.get(name, set()).discard(sub)

@@ -80,6 +80,7 @@ from focusflow.chain.errors import (
     BlockTimeError,
     EvidenceError,
     TxError,
+    UnknownBlockError,
     UpgradeNeededError,
     WrongProposerError,
 )
@@ -259,7 +260,8 @@ class Chain:
         #: oldest first (at most MAX_PENDING_FOCUS).
         self._focus_pending: list[Pending] = []
         #: Called as ``listener(height, square)`` with each committed block's
-        #: extended data square (da_commit.DAStore registers itself here).
+        #: extended data square (the node's square cache, node.da_store.DAStore,
+        #: registers itself here).
         self.square_listeners: list[Callable[[int, ExtendedSquare], None]] = []
         #: The height this store began at: 0, or a state-sync snapshot's
         #: (chain/snapshot.py): no blocks below it, and its focus state comes
@@ -286,7 +288,7 @@ class Chain:
     def validators_at(self, height: int) -> ValidatorSet:
         """Members and powers of the set that decides ``height`` (1 .. head + 1)."""
         if not 1 <= height <= self.height + 1:
-            raise ValueError(f"height {height} is outside 1..{self.height + 1}")
+            raise UnknownBlockError(f"height {height} is outside 1..{self.height + 1}")
         return self.valsets.at(height)
 
     def _validators_at(self, height: int) -> ValidatorSet:
@@ -431,7 +433,7 @@ class Chain:
         """
         return self._validate(record, now_ms, proposer, in_place=False)
 
-    def _validate(
+    def _validate(  # noqa: C901 - one check per header field, each its own refusal
         self,
         record: BlockRecord | bytes,
         now_ms: int | None,

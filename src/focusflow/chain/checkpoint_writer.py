@@ -217,7 +217,7 @@ class CheckpointWriter:
             size = write_planned(
                 self.path, state, plan_checkpoint(self.path, state, height, block_hash)
             )
-        except Exception as exc:  # a full disk, or a pickling error of any type
+        except Exception as exc:  # noqa: BLE001 - a full disk, or a pickling error of any type
             seconds = time.perf_counter() - t0
             outcome = CheckpointOutcome(height, False, 0, seconds, seconds, False, str(exc))
         else:
@@ -314,7 +314,7 @@ def _write_in_child(path: Path, state: FocusState, plan: CheckpointPlan, errors:
             signal.set_wakeup_fd(-1)
         write_planned(path, state, plan)
         code = 0
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - the forked child reports and exits, never unwinds
         with contextlib.suppress(BaseException):
             os.write(errors, f"{type(exc).__name__}: {exc}".encode()[:ERROR_BYTES])
     finally:

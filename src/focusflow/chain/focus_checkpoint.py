@@ -259,7 +259,7 @@ def _read(f, key: bytes) -> Checkpoint:
     f.seek(start)
     try:
         state = pickle.load(f)
-    except Exception as exc:  # a pickle error can be of any type
+    except Exception as exc:  # noqa: BLE001 - a pickle error can be of any type
         raise CheckpointUnusableError(f"payload does not load: {exc}") from None
     if f.tell() != start + payload:
         raise CheckpointUnusableError("payload does not end where its length says")

@@ -69,6 +69,7 @@ from focusflow.chain.errors import (
 from focusflow.chain.execute import check_stateless
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Tx, decode_tx
+from focusflow.core.errors import InvalidParameterError
 
 MAX_NONCE_GAP = 64
 REPLACE_BUMP = 1.1
@@ -110,7 +111,7 @@ class MempoolLimits:
     def __post_init__(self) -> None:
         for name in ("max_txs", "max_bytes", "max_per_sender", "max_senders"):
             if getattr(self, name) < 1:
-                raise ValueError(f"mempool limit {name} must be at least 1")
+                raise InvalidParameterError(f"mempool limit {name} must be at least 1")
 
 
 @dataclass(eq=False)

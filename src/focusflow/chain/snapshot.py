@@ -275,7 +275,7 @@ def write_snapshot(
     directory appears whole or not at all (written beside, then renamed).
     """
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
-        raise ValueError(f"chunk_size must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} bytes")
+        raise InvalidParameterError(f"chunk_size must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} bytes")
     height = reader.height
     raw_block = reader.block(height)
     if raw_block is None:
@@ -657,7 +657,7 @@ def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> F
         focus = _FocusUnpickler(_Bounded(f, size)).load()
     except SnapshotError:
         raise
-    except Exception as exc:  # a pickle error can be of any type
+    except Exception as exc:  # noqa: BLE001 - a pickle error can be of any type
         raise SnapshotError(f"snapshot focus state does not load: {exc}") from None
     if f.tell() != start + size:
         raise SnapshotError("snapshot focus state does not end where its section does")
@@ -778,7 +778,7 @@ def check_focus_structure(focus: FocusState) -> set[int]:
         return check.covered
     except StructureError as exc:
         raise SnapshotError(f"focus state: {exc}") from None
-    except Exception as exc:  # a crafted state can fail a check in any way
+    except Exception as exc:  # noqa: BLE001 - a crafted state can fail a check in any way
         raise SnapshotError(f"focus state is malformed: {type(exc).__name__}: {exc}") from None
 
 

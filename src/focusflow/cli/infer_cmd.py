@@ -33,7 +33,7 @@ from focusflow.cli.common import (
     skipped_note,
 )
 from focusflow.core.cid import particle_cid
-from focusflow.core.errors import InputFileError, InvalidParameterError
+from focusflow.core.errors import FocusflowError, InputFileError, InvalidParameterError
 
 #: Lines of a --contexts file, and particles on one line.
 MAX_LINES = 1_000_000
@@ -282,7 +282,7 @@ class _ModelAnswerer:
             yield self._row(nxt, step=step, probability=p, seconds=seconds)
 
 
-def infer_cmd(
+def infer_cmd(  # noqa: C901, PLR0912 - a CLI command: one branch per option and source
     context: Annotated[
         list[str] | None,
         typer.Option("--context", "-c", help="A context particle: CID, text, or @name (--node)."),
@@ -420,11 +420,9 @@ def _batch(
         for number, items in lines:
             try:
                 doc = answerer.top(items, top)
-            except Exception as exc:
-                message = getattr(exc, "message", None) or str(exc)
-                code = getattr(exc, "code", None)
+            except FocusflowError as exc:
                 raise InvalidParameterError(
-                    f"{contexts}:{number}: {message}" + (f" [{code}]" if code else "")
+                    f"{contexts}:{number}: {exc.message} [{exc.code}]"
                 ) from None
             for p in doc["particles"]:
                 fh.write(f"{number}\t{p['rank']}\t{p['particle']}\t{p['probability']!r}\n")

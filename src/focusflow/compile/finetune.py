@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from focusflow.core.errors import InvalidParameterError
+
 #: Index of a padded position, as in the compiled model's input.
 PADDING = -1
 #: Logit of masked keys; equal to ``forward.MASKED`` (this module imports no focusflow).
@@ -103,7 +105,7 @@ def plan_walks(
     included) and one seed per walk, so that any split of the walks over
     processes gives the same sequences."""
     if not 2 <= min_len <= max_len:
-        raise ValueError(f"need 2 <= min_len <= max_len, got {min_len}, {max_len}")
+        raise InvalidParameterError(f"need 2 <= min_len <= max_len, got {min_len}, {max_len}")
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, n_particles, count)
     lengths = rng.integers(min_len, max_len + 1, count)
@@ -140,7 +142,7 @@ def split_sequences(seqs: np.ndarray, held_out: float, seed: int) -> tuple[np.nd
     """``(train, held_out)``: a seeded shuffle of whole sequences (a walk is never
     split, so held-out contexts are not prefixes of training ones by construction)."""
     if not 0.0 < held_out < 1.0:
-        raise ValueError(f"held_out must be in (0, 1), got {held_out}")
+        raise InvalidParameterError(f"held_out must be in (0, 1), got {held_out}")
     order = np.random.default_rng(seed).permutation(len(seqs))
     n_test = max(1, round(len(seqs) * held_out))
     return seqs[order[n_test:]], seqs[order[:n_test]]
@@ -370,7 +372,7 @@ def eval_steps(steps: int, every: int) -> list[int]:
     return sorted(s for s in early if s <= steps)
 
 
-def train(
+def train(  # noqa: PLR0913 - keyword-only training knobs with defaults
     arrays: dict[str, np.ndarray],
     train_seqs: np.ndarray,
     test_seqs: np.ndarray,

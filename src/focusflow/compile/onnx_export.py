@@ -126,7 +126,7 @@ def _hop_levels(b: _Builder, w: CompiledWeights, idx: str) -> list[tuple[str, st
     return out
 
 
-def build_model(
+def build_model(  # noqa: PLR0915 - builds the ONNX graph node by node, in order
     w: CompiledWeights, sink: BinaryIO | None = None, location: str = ""
 ) -> onnx.ModelProto:
     """The ONNX model of ``w``'s forward pass (large weights into ``sink``, named

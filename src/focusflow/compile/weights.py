@@ -262,7 +262,7 @@ class LinkTable:
     names: tuple[str, ...]
 
 
-def build_weights(
+def build_weights(  # noqa: PLR0913 - the model's inputs and keyword-only knobs
     a: sp.csr_matrix,
     phi: np.ndarray,
     u: np.ndarray,

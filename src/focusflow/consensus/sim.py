@@ -70,6 +70,7 @@ from focusflow.consensus.timeouts import Timeouts
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.consensus.wal import WriteAheadLog
 from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair, verify
 
@@ -128,7 +129,7 @@ class SimNode:
 class Simulation:
     """N validators on a simulated network; see the module docstring."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only simulation knobs with defaults
         self,
         n: int = 4,
         *,
@@ -153,7 +154,7 @@ class Simulation:
         ``max_skew``: the largest clock error of a node (below ``max_drift`` so honest
         values stay valid)."""
         if verification not in ("shared", "per_node", "off"):
-            raise ValueError(f"unknown verification mode {verification!r}")
+            raise InvalidParameterError(f"unknown verification mode {verification!r}")
         self.rng = random.Random(seed)
         self.chain_id = chain_id
         self.min_delay, self.max_delay, self.sync_delay = min_delay, max_delay, sync_delay
@@ -165,7 +166,7 @@ class Simulation:
         self.byzantine = dict(byzantine or {})
         for kind in self.byzantine.values():
             if kind not in BYZANTINE_KINDS:
-                raise ValueError(f"unknown byzantine behaviour {kind!r}")
+                raise InvalidParameterError(f"unknown byzantine behaviour {kind!r}")
         keys = [KeyPair.from_seed(sha256(b"sim-validator-%d-%d" % (seed, i))) for i in range(n)]
         powers = powers or [1] * n
         self.nodes = [

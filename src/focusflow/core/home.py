@@ -15,6 +15,8 @@ import os
 import secrets
 from pathlib import Path
 
+from focusflow.core.errors import InvalidParameterError
+
 ENV_HOME = "FOCUSFLOW_HOME"
 
 
@@ -118,7 +120,7 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     """
     token = Path(path).read_text().strip()
     if not token:
-        raise ValueError(f"the token file {path} is empty")
+        raise InvalidParameterError(f"the token file {path} is empty")
     return token
 
 

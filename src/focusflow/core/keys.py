@@ -26,7 +26,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError as _NaclBadSignature
 from nacl.exceptions import ValueError as _NaclValueError
 
-from focusflow.core.errors import InvalidAddressError, KeyFileError
+from focusflow.core.errors import InvalidAddressError, InvalidParameterError, KeyFileError
 from focusflow.core.hashing import sha256
 from focusflow.core.home import write_private_file
 
@@ -91,7 +91,7 @@ class KeyPair:
     def from_seed(cls, seed: bytes) -> KeyPair:
         """Deterministic key from 32 seed bytes (tests, genesis dev keys)."""
         if len(seed) != 32:
-            raise ValueError("an Ed25519 seed is 32 bytes")
+            raise InvalidParameterError("an Ed25519 seed is 32 bytes")
         private = Ed25519PrivateKey.from_private_bytes(seed)
         public = private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw

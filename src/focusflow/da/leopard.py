@@ -38,6 +38,7 @@ from functools import cache
 import numba as nb
 import numpy as np
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.da.errors import RepairError
 
 # 64-bit words of one independent piece of a shard that a thread transforms at a
@@ -312,9 +313,9 @@ def _to_bytes(field: Field, symbols: np.ndarray) -> np.ndarray:
 
 def _check_shape(k: int, size: int) -> None:
     if k < 1 or k & (k - 1):
-        raise ValueError(f"the number of data shards must be a power of two, got {k}")
+        raise InvalidParameterError(f"the number of data shards must be a power of two, got {k}")
     if size % 64:
-        raise ValueError(f"the shard size must be a multiple of 64 bytes, got {size}")
+        raise InvalidParameterError(f"the shard size must be a multiple of 64 bytes, got {size}")
 
 
 def encode(data: np.ndarray) -> np.ndarray:

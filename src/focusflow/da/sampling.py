@@ -20,15 +20,18 @@ client, the network, or a test double).
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
 
-from focusflow.core.errors import InvalidParameterError
+from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.da.namespace import FOCUSFLOW_NAMESPACE
 from focusflow.da.proofs import ShareProof, verify_share_proof
+
+log = logging.getLogger("focusflow.da")
 
 DEFAULT_CONFIDENCE = 0.999
 
@@ -156,13 +159,24 @@ def sample(
     """Run one sampling round, fetching each share with ``fetch``.
 
     ``fetch`` returns the share's proof, or ``None`` when the node does not
-    serve it; an exception it raises counts as a missing share.
+    serve it. A share it cannot get counts as missing when ``fetch`` raises
+    ``OSError`` (the transport: connection refused or reset, a timeout) or a
+    ``FocusflowError`` (the node refused or answered something malformed);
+    any other exception is a bug in ``fetch`` and propagates.
     """
     sampler = Sampler(data_root, width, height, samples, rng=rng or random.SystemRandom())
     for request in sampler.requests():
         try:
             proof = fetch(request)
-        except Exception:
+        except (OSError, FocusflowError) as exc:
+            log.info(
+                "share (%d, %d) of block %d not fetched: %s: %s",
+                request.row,
+                request.col,
+                height,
+                type(exc).__name__,
+                exc,
+            )
             proof = None
         sampler.receive(request, proof)
     return sampler.result()

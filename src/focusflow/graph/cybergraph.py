@@ -297,7 +297,7 @@ class Cybergraph:
         return flush_tiny(out)
 
     # --- structure -----------------------------------------------------------
-    def check_structure(self, check: Check) -> None:
+    def check_structure(self, check: Check) -> None:  # noqa: C901, PLR0912, PLR0915 - one check per array, in a row
         """Every array of the graph, its snapshot and its patch records.
 
         Link columns of one length with particle and neuron ids within the

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.graph.column import merge_into
 from focusflow.graph.csr import search_sorted
 
@@ -135,7 +136,7 @@ def _direction(direction: str) -> int:
     try:
         return DIRECTIONS.index(direction)
     except ValueError:
-        raise ValueError(f"direction must be 'out' or 'in', got {direction!r}") from None
+        raise InvalidParameterError(f"direction must be 'out' or 'in', got {direction!r}") from None
 
 
 __all__ = ["DIRECTIONS", "LinkIndex"]

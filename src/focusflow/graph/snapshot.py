@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.structure import Check, rows_of
 from focusflow.graph.column import Column, SortedIndex
 from focusflow.graph.csr import (
@@ -370,7 +371,7 @@ class Snapshot:
         elif order == "none":
             perm = np.arange(n, dtype=np.int64)
         else:
-            raise ValueError(f"unknown order {order!r}: use 'degree' or 'none'")
+            raise InvalidParameterError(f"unknown order {order!r}: use 'degree' or 'none'")
         self.n = n
         self.perm = perm
         self.iperm = np.empty(n, dtype=np.int64)
@@ -426,7 +427,7 @@ class Snapshot:
         self._ov_cache: dict[str, tuple] = {}
 
     # --- structure -----------------------------------------------------------
-    def check_structure(self, check: Check) -> None:
+    def check_structure(self, check: Check) -> None:  # noqa: PLR0915 - one check per array, in a row
         """Every array of the snapshot, as the kernels and patches index them.
 
         The CSRs both ways (row pointers, column indices in ``[0, n)``, finite

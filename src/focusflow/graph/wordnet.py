@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from focusflow.core.cid import raw_cid_bytes
-from focusflow.core.errors import InputFileError
+from focusflow.core.errors import InputFileError, InvalidParameterError
 from focusflow.graph.cybergraph import Cybergraph
 
 DEFAULT_DIR = "/usr/share/wordnet"
@@ -212,7 +212,7 @@ class WordNet:
     def _check_mask(self, mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(mask)
         if mask.dtype != bool or mask.shape != self.src.shape:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"a link mask is a bool array of shape {self.src.shape}, "
                 f"got {mask.dtype} {mask.shape}"
             )
@@ -311,7 +311,7 @@ class _Reader:
         self.ptr_file: list[int] = []
         self.ptr_off: list[int] = []
 
-    def read_file(self, directory: Path, k: int) -> None:
+    def read_file(self, directory: Path, k: int) -> None:  # noqa: C901, PLR0912, PLR0915 - a parser of the WordNet data format
         stem, types = FILES[k]
         path = directory / f"data.{stem}"
         index_path = directory / f"index.{stem}"

@@ -25,6 +25,7 @@ import json
 from urllib.parse import parse_qs
 
 from focusflow.core.asgi import ASGIApp, Message, Receive, Scope, Send
+from focusflow.core.errors import InvalidParameterError
 
 #: Largest request body (and WebSocket message) in bytes: the largest legitimate
 #: body (a template or a block) is under 200 bytes; LLM text travels in the query.
@@ -40,7 +41,9 @@ MIN_TOKEN_CHARS = 32
 def check_token(token: str) -> str:
     """``token`` if it is long enough to serve as the server's secret."""
     if len(token) < MIN_TOKEN_CHARS:
-        raise ValueError(f"the Konomi token must have at least {MIN_TOKEN_CHARS} characters")
+        raise InvalidParameterError(
+            f"the Konomi token must have at least {MIN_TOKEN_CHARS} characters"
+        )
     return token
 
 

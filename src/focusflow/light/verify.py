@@ -34,7 +34,7 @@ from focusflow.consensus.certificate import (
 from focusflow.consensus.errors import InvalidCertificateError, InvalidValidatorSetError
 from focusflow.consensus.validators import Validator, ValidatorSet
 from focusflow.core.encoding import decode
-from focusflow.core.errors import DecodeError
+from focusflow.core.errors import DecodeError, InvalidParameterError
 from focusflow.core.hashing import sha256
 from focusflow.light.errors import (
     BadCertificateError,
@@ -206,7 +206,7 @@ def verify_adjacent(
 ) -> None:
     """Accept ``target`` at ``trusted.height + 1`` (raises why not)."""
     if target.height != trusted.height + 1:
-        raise ValueError("adjacent verification needs consecutive heights")
+        raise InvalidParameterError("adjacent verification needs consecutive heights")
     check_time(trusted, target, now_ms, trusting_period_s)
     if target.header.parent != trusted.hash:
         raise HeaderMismatchError(
@@ -230,7 +230,7 @@ def verify_skipping(
 ) -> None:
     """Accept ``target`` above ``trusted.height + 1`` or raise (InsufficientTrustError: bisect)."""
     if target.height <= trusted.height + 1:
-        raise ValueError("skipping verification needs a gap of two heights or more")
+        raise InvalidParameterError("skipping verification needs a gap of two heights or more")
     check_time(trusted, target, now_ms, trusting_period_s)
     assert target.certificate is not None  # parse_light_block checked it (height > 0)
     power = trusted_power(target.certificate, trusted.validators)

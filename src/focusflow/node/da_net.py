@@ -42,6 +42,7 @@ squares with a corrupted parity share: a producer that commits a bad encoding).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import random
@@ -551,9 +552,15 @@ class DANet:
         )
         try:
             result = future.result(self.config.timeout + 1.0)
-        except Exception as exc:  # the loop stopped, or the bound passed
+        except (TimeoutError, concurrent.futures.CancelledError) as exc:
+            # The bound passed, or the loop stopped.
             future.cancel()
             return self._refuse(header.height, f"sampling did not finish: {exc!r}")
+        except Exception as exc:
+            # A bug in sampling: logged with its traceback; the proposal is
+            # still refused (unchecked data is never voted for).
+            log.exception("sampling failed", extra={"fields": {"height": header.height}})
+            return self._refuse(header.height, f"sampling failed: {exc!r}")
         self.stats["sampled"] += 1
         ms = (time.perf_counter() - t0) * 1000
         if result.available:
@@ -608,7 +615,7 @@ class DANet:
             verify_certificate(
                 cert, chain.validators, chain.chain_id, height=header.height, value_id=header.hash
             )
-        except Exception:
+        except FocusflowError:
             return  # not certified by our set: nothing a fraud proof could stand on
         mine = await asyncio.to_thread(lambda: block_square(record.block.txs).data_root())
         if mine == header.data_root:
@@ -711,7 +718,7 @@ class DANet:
             if self._judge(fraud) is Verdict.ACCEPT and runtime._loop is not None:
                 asyncio.run_coroutine_threadsafe(self._accept(fraud), runtime._loop)
 
-    def _judge(self, fraud: FraudRecord) -> Verdict:
+    def _judge(self, fraud: FraudRecord) -> Verdict:  # noqa: PLR0911 - one verdict per reason, returned where it is found
         """ACCEPT a proof against a block this node committed or that its validator
         set certified at the next height; IGNORE what it cannot judge (another
         chain's, too far ahead, one held already); REJECT what does not verify."""
@@ -738,7 +745,7 @@ class DANet:
                     height=header.height,
                     value_id=header.hash,
                 )
-            except Exception:
+            except FocusflowError:
                 return Verdict.REJECT
         elif not verify_bad_encoding_proof(header.data_root, fraud.proof):
             return Verdict.REJECT

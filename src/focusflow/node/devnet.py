@@ -99,7 +99,7 @@ def run_devnet(
     """Create or resume the devnet at ``home_path`` and serve it until a signal.
 
     ``da_withhold`` (tests only) makes the node serve only part of every data
-    square: see ``focusflow.chain.da_commit.DAStore``. ``mempool``: the
+    square: see ``focusflow.node.da_store.DAStore``. ``mempool``: the
     mempool's limits (default MempoolLimits()).
     """
     if not 0.0 <= da_withhold <= 1.0:

@@ -40,7 +40,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from focusflow.chain.chain import BlockResult, Chain
-from focusflow.chain.da_commit import DAStore
 from focusflow.chain.errors import AdmissionBusyError
 from focusflow.chain.focus_view import FocusView
 from focusflow.chain.mempool import Mempool, MempoolLimits
@@ -48,6 +47,7 @@ from focusflow.chain.tx import Msg, Tx, make_tx_at_min_fee
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.modules.accounts import Account, get_account
+from focusflow.node.da_store import DAStore
 
 log = logging.getLogger("focusflow.node")
 

@@ -44,6 +44,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import lmdb
+
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.focus_checkpoint import code_fingerprint
 from focusflow.chain.genesis import Genesis
@@ -214,7 +216,9 @@ class StateSync:
                     }
                 },
             )
-        except Exception as exc:  # a full disk: logged, the node goes on
+        except (OSError, lmdb.Error, FocusflowError) as exc:
+            # A full disk, the store closed under it, or a refusal: logged, the
+            # node goes on without this snapshot.
             log.warning(
                 "snapshot not written", extra={"fields": {"height": height, "error": str(exc)}}
             )

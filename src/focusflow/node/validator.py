@@ -94,7 +94,7 @@ from focusflow.consensus import (
 from focusflow.consensus.certificate import encode_certificate
 from focusflow.consensus.votes_seen import VotesSeen
 from focusflow.core.encoding import decode, encode
-from focusflow.core.errors import DecodeError
+from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair, address_bytes
 from focusflow.net import (
@@ -199,7 +199,7 @@ def decode_value(value: bytes, decoded: dict[bytes, BlockRecord] | None = None) 
 class ValidatorRuntime(NodeRuntime):
     """A validator: see the module docstring. Start with :meth:`serve` on a loop."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only node settings with defaults
         self,
         chain: Chain,
         key: KeyPair,
@@ -398,7 +398,14 @@ class ValidatorRuntime(NodeRuntime):
             await self.admit(payload, relay=False)
         except (DecodeError, BadSignatureError):
             return Verdict.REJECT
-        except Exception:
+        except FocusflowError as exc:
+            # admit raises only the typed error that refused the transaction
+            # (known already, nonce used, fee too low, admission busy): routine
+            # on a gossip topic, so logged at debug level.
+            log.debug(
+                "gossiped transaction not admitted",
+                extra={"fields": {"code": exc.code, "error": exc.message}},
+            )
             return Verdict.IGNORE
         return Verdict.ACCEPT
 
@@ -548,7 +555,7 @@ class ValidatorRuntime(NodeRuntime):
     async def _serve_block(self, peer_id: bytes, payload: bytes) -> bytes:
         height = decode(payload, "block request")
         if not isinstance(height, int) or isinstance(height, bool) or height < 1:
-            raise ValueError("bad height")
+            raise DecodeError(f"a block request names height {height!r}, not one >= 1")
         with self.chain.reader() as r:
             raw = r.block(height)
         if raw is None:
@@ -948,7 +955,7 @@ class ValidatorRuntime(NodeRuntime):
             for table in (self._sync_backoff, self._poll_backoff)
         )
 
-    async def _sync(self, peer_id: bytes, target: int) -> int:
+    async def _sync(self, peer_id: bytes, target: int) -> int:  # noqa: C901 - fetch window, verify and apply, each with its own failure
         """Fetch (BLOCK_TIMEOUT each), verify (certificate and roots) and commit
         blocks up to ``target``, holding the chain lock only to apply each; then
         have the consensus task restart above them.

@@ -290,7 +290,7 @@ def _cycle(start: str, end: str, edges: dict[str, list[str]], comp: set[str]) ->
     return path[::-1]
 
 
-def analyse(
+def analyse(  # noqa: C901, PLR0912 - a program's checks, one after another
     program: Program,
     output: str,
     fixed_schema: Callable[[str], Schema | None],

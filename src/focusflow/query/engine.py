@@ -452,7 +452,7 @@ def column_names(analysis: Analysis, output: str) -> list[str]:
     return names
 
 
-def evaluate(
+def evaluate(  # noqa: C901, PLR0912 - one branch per evaluation option and plan
     program: str | Program,
     source: Source,
     output: str,

@@ -41,31 +41,34 @@ def eligible(analysis: Analysis) -> bool:
     for name in analysis.rules:
         if any(t == "float" for t in analysis.types.get(name, ())):
             return False
-    for rules in analysis.rules.values():
-        for rule in rules:
-            if not rule.head.args or not all(_symbolic(a) for a in rule.head.args):
-                return False
-            derived = 0
-            for lit in rule.body:
-                if isinstance(lit, Atom):
-                    if lit.negated:
-                        return False
-                    if lit.name in analysis.rules:
-                        derived += 1
-                    elif lit.name not in INDEXED_BASE:
-                        return False
-                    if not all(_symbolic(a) or isinstance(a, Wildcard) for a in lit.args):
-                        return False
-                elif isinstance(lit, Compare):
-                    if lit.op not in ("=", "!="):
-                        return False
-                    if not all(_symbolic(s) for s in (lit.left, lit.right)):
-                        return False
-                else:
-                    return False
-            if derived > 1 or not _connected(rule, analysis):
-                return False
-    return True
+    return all(
+        _rule_eligible(rule, analysis) for rules in analysis.rules.values() for rule in rules
+    )
+
+
+def _rule_eligible(rule: Rule, analysis: Analysis) -> bool:
+    """A rule runs as index lookups: a symbolic head, a body of positive atoms
+    over the indexed base (at most one derived relation) and symbolic (in)equalities,
+    all connected."""
+    if not rule.head.args or not all(_symbolic(a) for a in rule.head.args):
+        return False
+    if not all(_literal_eligible(lit, analysis) for lit in rule.body):
+        return False
+    derived = sum(1 for lit in rule.body if isinstance(lit, Atom) and lit.name in analysis.rules)
+    return derived <= 1 and _connected(rule, analysis)
+
+
+def _literal_eligible(lit: object, analysis: Analysis) -> bool:
+    """A body literal an index lookup can evaluate."""
+    if isinstance(lit, Atom):
+        if lit.negated:
+            return False
+        if lit.name not in analysis.rules and lit.name not in INDEXED_BASE:
+            return False
+        return all(_symbolic(a) or isinstance(a, Wildcard) for a in lit.args)
+    if isinstance(lit, Compare):
+        return lit.op in ("=", "!=") and all(_symbolic(s) for s in (lit.left, lit.right))
+    return False
 
 
 def preferred(analysis: Analysis) -> bool:

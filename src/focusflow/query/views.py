@@ -231,7 +231,7 @@ class ViewSet:
                     self._full(view, fresh_source)
                     added[view.name] = _added(before, view.answer)
                 view.error = None
-            except Exception as exc:  # a failing view must not stop the others
+            except Exception as exc:  # noqa: BLE001 - a failing view must not stop the others
                 view.error = f"{type(exc).__name__}: {exc}"
             view.height = fview.height
             view.violations = view.rows if view.integrity else 0
