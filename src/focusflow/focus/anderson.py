@@ -219,6 +219,17 @@ class AndersonWindow:
             return None
         return gamma
 
+    def recorded_step(self, res: float, cross: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+        """One step whose differences a device recorded in :attr:`slot` as it
+        ran, with its Gram products ``cross`` and right-hand sides ``rhs`` (the
+        device reduces all ``m`` of each): the next mix's coefficients, or None
+        for a plain step (the history's first point, or a restart)."""
+        if not self.admit(res):
+            return None
+        live = self.live
+        self.add(cross, live)
+        return self.coefficients(rhs)
+
 
 class Anderson:
     """Mixing over a window of ``m`` differences; ``m = 0`` is the plain iteration."""

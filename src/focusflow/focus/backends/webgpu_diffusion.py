@@ -519,14 +519,8 @@ class WgpuDiffusion(WgpuVectors):
 
 def mix_coefficients(window: AndersonWindow, pairs: np.ndarray, m: int) -> np.ndarray | None:
     """The next mix's coefficients from a device step's scalars (``pairs``: the
-    L1 change, ``m`` Gram products, ``m`` right-hand sides) by the window's
-    rules; None: a plain step (the history's first point, or a restart).
-    The step's residual growth is judged first (``AndersonWindow.admit``)."""
-    if not window.admit(float(pairs[0])):
-        return None
-    live = window.live
-    window.add(pairs[1 : 1 + live], live)
-    return window.coefficients(pairs[1 + m : 1 + 2 * m])
+    L1 change, ``m`` Gram products, ``m`` right-hand sides)."""
+    return window.recorded_step(float(pairs[0]), pairs[1 : 1 + m], pairs[1 + m : 1 + 2 * m])
 
 
 def _batch(history: list[float], tol: float, left: int) -> int:
