@@ -5,7 +5,7 @@ The goal is under 50 ms per query on a 10^6-link graph after warm-up
 R-MAT 16 graph (65,536 particles, 1,048,096 links) and one-particle contexts,
 and times personalized tri solves under variants side by side: float32
 operator values, a looser stop rule, and a larger share of the tolerance for
-the exact phase's inner solves (``solver.EXACT_SHARE``). Each answer is
+the exact phase's inner solves (``policy.EXACT_SHARE``). Each answer is
 compared with a solve to 1e-9: its L1 distance, and how many of the
 reference's top 10 it keeps. It also prints where the default's time goes
 (diffusion start, diffusion, springs and heat) and its inner counts.
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-import focusflow.focus.solver as solver
+import focusflow.focus.policy as policy
 from focusflow.focus.personal import personalized_focus
 from focusflow.graph.generators import rmat_edges
 from focusflow.infer.graph import InferGraph
@@ -60,10 +60,10 @@ def main() -> None:
         for h in contexts[2:]
     }
     print(f"R-MAT 16: {n:,} particles, {len(src):,} links; {args.queries} one-particle contexts")
-    default_share = solver.EXACT_SHARE
+    default_share = policy.EXACT_SHARE
     for name, variant in VARIANTS.items():
         kw = dict(variant)
-        solver.EXACT_SHARE = kw.pop("exact_share", default_share)
+        policy.EXACT_SHARE = kw.pop("exact_share", default_share)
         kw = {**base, **kw}
         for h in contexts[:2]:
             personalized_focus(snap, np.array([h]), **kw)  # warm-up
@@ -92,7 +92,7 @@ def main() -> None:
             }
             print("      median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
             print("      mean counts: " + ", ".join(f"{k} {v:.1f}" for k, v in inner.items()))
-    solver.EXACT_SHARE = default_share
+    policy.EXACT_SHARE = default_share
 
 
 if __name__ == "__main__":

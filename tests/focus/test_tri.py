@@ -94,9 +94,10 @@ def test_operators_match_expm_and_direct_solve(laplacian):
 def test_bounded_exact_steps_add_at_most_their_share_of_tol(laplacian, seed):
     """Springs and heat at the tolerances of a bounded exact step: their
     outputs' L1 errors against the dense operators stay within 1 % of tol,
-    the bound _exact_tolerances promises, while the tolerances are looser
-    than the fixed cg_tol and heat_tol (so the steps are cheaper)."""
-    from focusflow.focus.solver import _exact_tolerances
+    the bound TriPolicy.exact_tolerances promises, while the tolerances are
+    looser than the fixed cg_tol and heat_tol (so the steps are cheaper)."""
+    from focusflow.focus.policy import TriPolicy
+    from focusflow.focus.solver import spread_of
 
     share = 0.01  # of tol: the promise in docs/focus.md
 
@@ -112,7 +113,8 @@ def test_bounded_exact_steps_add_at_most_their_share_of_tol(laplacian, seed):
     params = make_params(mode="tri", tol=tol)
     sigma = op.lap_sigma
     inv = np.where(sigma > 0, 1.0 / np.where(sigma > 0, sigma, 1.0), 0.0)
-    cg_tol, heat_tol = _exact_tolerances(op, phi, params, float(np.linalg.norm(inv)))
+    spread = spread_of(op, phi, float(np.linalg.norm(inv)))
+    cg_tol, heat_tol = TriPolicy.of(params).exact_tolerances(spread)
     assert cg_tol > params.cg_tol and heat_tol > params.heat_tol
     s = springs(op, phi, mu, SpringsState(), cg_tol, 10_000)
     h = heat(op, phi, tau, HeatState(), heat_tol)

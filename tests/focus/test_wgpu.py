@@ -35,13 +35,14 @@ def test_hub_rows_and_poisoned_output():
     src, dst, w = rmat_edges(12, 16, seed=2)
     snap = Snapshot(1 << 12, src, dst, w)
     op = get_backend("wgpu").operator(snap)
-    assert op.sell.nlong > 0, "the graph exercises the chunked long-row path"
+    assert op.diagnostics().matrix_long_rows > 0, "the graph exercises the chunked long-row path"
     ref = get_backend("numpy").operator(snap)
     n = snap.n
     x = np.random.default_rng(1).random(n)
     x /= x.sum()
     prior = np.full(n, 1.0 / n)
-    op.device.queue.write_buffer(op._out, 0, np.full(n, np.nan, dtype=np.float32))
+    out_buffer = op.scratch_buffers()["pull_out"]
+    op.device.queue.write_buffer(out_buffer, 0, np.full(n, np.nan, dtype=np.float32))
     y, y_ref = np.full(n, np.nan), np.empty(n)
     op.diffusion(x, y, 0.85, prior)
     ref.diffusion(x, y_ref, 0.85, prior)

@@ -35,6 +35,11 @@ def _no_host_steps(monkeypatch):
     monkeypatch.setattr(WgpuOperator, "diffusion", fail)
 
 
+def _fill_nan(op: WgpuOperator, buf) -> None:
+    """NaN in every float of a device buffer (what a kernel must overwrite)."""
+    op.device.queue.write_buffer(buf, 0, np.full(buf.size // 4, np.nan, dtype=np.float32))
+
+
 def _dense_pagerank(n, src, dst, w, alpha=0.85, prior=None) -> np.ndarray:
     """Float64 reference: dense power iteration to 1e-14 (dangling mass to the prior)."""
     a = dense_weights(n, src, dst, w)
@@ -84,12 +89,10 @@ def test_hub_rows_and_poisoned_buffers():
     n = 1 << 11
     snap = Snapshot(n, src, dst, w)
     op = get_backend("wgpu").operator(snap)
-    assert op.sell.nlong > 0, "the graph exercises the chunked long-row path"
-    nan = np.full(n, np.nan, dtype=np.float32)
-    for buf in (op._vec[0], op._vec[1], op._zv, op._out, op._z):
-        op.device.queue.write_buffer(buf, 0, nan)
-    op.device.queue.write_buffer(op._part, 0, np.full(op._part.size // 4, np.nan, np.float32))
-    op.device.queue.write_buffer(op._stats, 0, np.full(op._stats.size // 4, np.nan, np.float32))
+    assert op.diagnostics().matrix_long_rows > 0, "the graph exercises the chunked long-row path"
+    scratch = op.scratch_buffers()
+    for name in ("x0", "x1", "z", "pull_in", "pull_out", "part", "stats"):
+        _fill_nan(op, scratch[name])
     prior = np.full(n, 1.0 / n)
     phi, diag = solve(op, make_params(mode="diffusion", weights=(1.0, 0.0, 0.0), tol=TOL), prior)
     assert diag.converged
@@ -108,10 +111,10 @@ def test_steps_keep_mass_and_report_the_l1_change():
     op = get_backend("wgpu").operator(snap)
     x0 = np.random.default_rng(0).random(n)
     op.start_diffusion(np.full(n, 1.0 / n), x0 / x0.sum(), 0.85)
-    prev = op._read(op._vec[op._cur], 4 * n, op._stage_vec).astype(np.float64)
+    prev = op.current(normalise=False)
     for step in range(60):
         (l1,) = op.steps(1)
-        cur = op._read(op._vec[op._cur], 4 * n, op._stage_vec).astype(np.float64)
+        cur = op.current(normalise=False)
         assert abs(cur.sum() - 1.0) < 1e-6, f"mass leaked at step {step}"
         exact = np.abs(cur - prev).sum()
         assert abs(l1 - exact) <= 1e-6 * exact + 1e-12
@@ -153,7 +156,7 @@ def test_engine_apply_after_new_links():
             [f"n{i}" for i in rng.integers(0, 30, 60)],
         )
         res = engine.apply()
-        saw_overlay |= len(engine._op._ov_rows) > 0
+        saw_overlay |= engine.operator.diagnostics().overlay_rows > 0
         assert res.converged
         cold = compute(g, mode="diffusion", backend="numpy", tol=1e-13, anderson=0)
         assert np.abs(res.focus - cold.focus).sum() < 1e-6
@@ -180,14 +183,14 @@ def test_uniform_prior_and_start_stay_on_the_device():
     src, dst, w = random_weighted(n, 4 * n, 12)
     snap = Snapshot(n, src, dst, w)
     op = get_backend("wgpu").operator(snap)
-    nan = np.full(n, np.nan, dtype=np.float32)
     params = make_params(mode="diffusion", weights=(1.0, 0.0, 0.0), tol=TOL)
     ref = _dense_pagerank(n, src, dst, w)
     uniform = np.full(n, 1.0 / n)
     solve(op, params, uniform)
-    assert op._uniform_prior
-    for buf in (op._prior, op._vec[0], op._vec[1]):
-        op.device.queue.write_buffer(buf, 0, nan)
+    assert op.diagnostics().uniform_prior
+    scratch = op.scratch_buffers()
+    for name in ("prior", "x0", "x1"):
+        _fill_nan(op, scratch[name])
     phi, diag = solve(op, params, uniform)
     assert diag.converged and np.all(np.isfinite(phi))
     assert np.abs(snap.to_particle_order(phi) - ref).sum() < 1e-6
@@ -213,11 +216,14 @@ def test_anderson_on_the_device(alpha):
     ref = compute(snap, mode="diffusion", backend="numpy", tol=1e-13, anderson=0, alpha=alpha)
     host = compute(snap, mode="diffusion", backend="numpy", tol=1e-6, anderson=2, alpha=alpha)
     op = get_backend("wgpu").operator(snap)
-    op._ensure_history(2)
-    queue = op.device.queue
-    for buf in (op._vec[0], op._vec[1], op._zv, op._part, op._stats, *op._aa_buffers.values()):
-        queue.write_buffer(buf, 0, np.full(buf.size // 4, np.nan, np.float32))
     prior = np.full(n, 1.0 / n)
+    # one step with the window makes its history buffers, then all start as NaN
+    solve(op, make_params(mode="diffusion", weights=(1.0, 0.0, 0.0), anderson=2, max_iter=1), prior)
+    scratch = op.scratch_buffers()
+    assert "anderson_hist" in scratch
+    for name, buf in scratch.items():
+        if name != "prior":
+            _fill_nan(op, buf)
     runs = {}
     for m in (2, 0):
         params = make_params(
@@ -237,7 +243,7 @@ def test_anderson_with_a_full_reduction_grid(monkeypatch, m):
     value's partial sums have their own rows (found on an H100 at 4M particles,
     where the mix silently became a plain step). The grid is capped low here so
     a small graph fills it."""
-    monkeypatch.setattr("focusflow.focus.backends.webgpu.MAX_PARTS", 8)
+    monkeypatch.setattr("focusflow.focus.backends.webgpu_storage.MAX_PARTS", 8)
     scale = 14
     n = 1 << scale
     src, dst, w = rmat_edges(scale, 4, seed=5)

@@ -42,12 +42,13 @@ def _poison(op: WgpuOperator) -> None:
     """NaN in every vector and scalar buffer a tri solve writes before reading
     (huge counts in the indirect dispatch arguments)."""
     queue = op.device.queue
-    bufs = [op._vec[0], op._vec[1], op._zv, op._part, op._stats]
-    bufs += [b for k, b in op._tri["buffers"].items() if k not in (2, 12, 18)]
-    for buf in bufs:
-        queue.write_buffer(buf, 0, np.full(buf.size // 4, np.nan, dtype=np.float32))
+    scratch = op.scratch_buffers()
+    assert "tri_hacc" in scratch and "tri_dims" in scratch
+    for name, buf in scratch.items():
+        if name not in ("prior", "tri_dims"):
+            queue.write_buffer(buf, 0, np.full(buf.size // 4, np.nan, dtype=np.float32))
     # the indirect product counts CG writes (the full counts before them are input)
-    queue.write_buffer(op._tri["buffers"][18], 36, np.full(9, 2**31, dtype=np.uint32))
+    queue.write_buffer(scratch["tri_dims"], 36, np.full(9, 2**31, dtype=np.uint32))
 
 
 def _device_solve(snap: Snapshot, **overrides):
@@ -105,7 +106,7 @@ def test_hub_rows_of_the_symmetric_matrix():
     snap = Snapshot(1 << 10, src, dst, w)
     ref = compute(snap, mode="tri", backend="numpy", tol=1e-12)
     focus, diag, op = _device_solve(snap)
-    assert op._sym.nlong > 0, "the graph exercises the chunked long-row path"
+    assert op.diagnostics().symmetric_long_rows > 0, "the graph exercises the chunked long-row path"
     assert diag.converged
     assert np.abs(focus - ref.focus).sum() < 1e-6
 
@@ -132,9 +133,9 @@ def test_engine_deltas_patch_or_rebuild_the_device_matrix():
     g.add_links(names[src], names[dst], [f"n{i}" for i in rng.integers(0, 30, len(src))])
     engine = FocusEngine(g, mode="tri", backend="wgpu", tol=TOL)
     engine.compute()
-    op = engine._op
-    assert op._sym.nlong > 0, "particle 0 is a hub of the symmetric matrix"
-    builds = op.sym_builds
+    op = engine.operator
+    start = op.diagnostics()
+    assert start.symmetric_long_rows > 0, "particle 0 is a hub of the symmetric matrix"
     for kind in ("repeat", "new", "repeat", "stake"):
         if kind == "repeat":
             pick = np.concatenate([rng.integers(0, 1200, 20), rng.integers(1200, 1400, 10)])
@@ -146,20 +147,21 @@ def test_engine_deltas_patch_or_rebuild_the_device_matrix():
             res = engine.apply()
         else:
             res = engine.apply(stakes={"n3": 5.0, "n7": 0.5})
-        assert engine._op is op
+        assert engine.operator is op
         cold = compute(g, mode="tri", backend="numpy", tol=1e-12)
         assert res.diagnostics.converged
         assert np.abs(res.focus - cold.focus).sum() < 1e-6, kind
-    assert op.sym_builds == builds + 1, "the new pairs rebuilt the matrix once"
-    assert op.sym_patches == 3, "repeated pairs and stakes patched its values"
+    seen = op.diagnostics()
+    assert seen.symmetric_builds == start.symmetric_builds + 1, "new pairs rebuilt it once"
+    assert seen.symmetric_patches == 3, "repeated pairs and stakes patched its values"
     # new particles: the device vectors are made for the new size, the in-link
     # matrix stays (its product zeroes the new rows), the symmetric one is rebuilt
-    sell = op.sell
     fresh = np.array([f"q{i}" for i in range(12)], dtype=object)
     g.add_links(fresh, names[rng.integers(0, n, 12)], [f"n{i}" for i in range(12)])
     res = engine.apply()
-    assert engine._op.n == n + 12
-    assert engine._op.sell is sell and sell.tail == 12
+    grown = engine.operator.diagnostics()
+    assert engine.operator.n == n + 12
+    assert grown.matrix_builds == seen.matrix_builds and grown.appended_rows == 12
     cold = compute(g, mode="tri", backend="numpy", tol=1e-12)
     assert res.diagnostics.converged
     assert np.abs(res.focus - cold.focus).sum() < 1e-6
@@ -168,11 +170,11 @@ def test_engine_deltas_patch_or_rebuild_the_device_matrix():
 def test_parallel_read_back_conversion():
     """The multi-core conversion of a large read-back vector: same values as
     numpy's, mass 1, and a non-finite or empty mass refused."""
-    from focusflow.focus.backends.webgpu import _PARALLEL_READBACK, _normalised
+    from focusflow.focus.backends.webgpu_storage import PARALLEL_READBACK, normalised
 
-    x = np.random.default_rng(0).random(_PARALLEL_READBACK + 1001).astype(np.float32)
+    x = np.random.default_rng(0).random(PARALLEL_READBACK + 1001).astype(np.float32)
     view = np.frombuffer(memoryview(x.tobytes()).toreadonly(), dtype=np.float32)
-    out = _normalised(view)
+    out = normalised(view)
     ref = x.astype(np.float64) / x.sum(dtype=np.float64)
     assert out.dtype == np.float64
     assert np.abs(out - ref).max() <= 1e-15 * ref.max()
@@ -182,7 +184,7 @@ def test_parallel_read_back_conversion():
         y[:] = 0.0 if bad == 0.0 else y
         y[7] = bad
         with pytest.raises(FloatingPointError):
-            _normalised(y)
+            normalised(y)
 
 
 def test_cg_batches_past_the_stop_change_nothing(monkeypatch):
@@ -196,9 +198,10 @@ def test_cg_batches_past_the_stop_change_nothing(monkeypatch):
     for first in (1, 40):
         monkeypatch.setattr(WgpuOperator, "cg_first_batch", first)
         focus, diag, op = _device_solve(snap)
-        dims = op._read(op._tri["buffers"][18], 4 * 18, op._stage_vec).view(np.uint32)
-        assert dims[:3].min() >= 1 and not dims[9:].any()
-        runs.append((focus, diag.inner["cg_iterations"], op.tri_counts["cg_batches"]))
+        seen = op.diagnostics()
+        dims = seen.symmetric_dispatch_counts
+        assert min(dims[:3]) >= 1 and not any(dims[9:])
+        runs.append((focus, diag.inner["cg_iterations"], seen.cg_batches))
     assert np.array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
     assert runs[0][2] > runs[1][2], "a batch of 1 needs more waits"
@@ -207,7 +210,7 @@ def test_cg_batches_past_the_stop_change_nothing(monkeypatch):
 def test_value_patch_of_several_long_rows():
     """New values in a matrix with many long rows (stored grouped by row in
     length order, not sorted by entry) give the product of a fresh build."""
-    from focusflow.focus.backends.webgpu import _DeviceSell
+    from focusflow.focus.backends.webgpu_storage import DeviceSell
 
     src, dst, w = rmat_edges(10, 16, seed=3)
     snap = Snapshot(1 << 10, src, dst, w)
@@ -219,6 +222,6 @@ def test_value_patch_of_several_long_rows():
     entries = np.sort(rng.choice(len(weights), 500, replace=False))
     weights[entries] = rng.random(500)
     m.update(op, entries, weights)
-    fresh = _DeviceSell(op, snap.in_indptr, snap.in_indices, weights)
+    fresh = DeviceSell(op, snap.in_indptr, snap.in_indices, weights)
     z = rng.random(snap.n)
-    assert np.array_equal(op._pull(m, z), op._pull(fresh, z))
+    assert np.array_equal(op.product(m, z), op.product(fresh, z))

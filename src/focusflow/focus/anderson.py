@@ -22,10 +22,13 @@ plain one and restarts the history, so a misstep costs one iteration.
 from __future__ import annotations
 
 import math
+from types import ModuleType
+from typing import Any
 
 import numba as nb
 import numpy as np
 
+from focusflow.focus.backends.base import AndersonKernels
 from focusflow.focus.reduce import exact_twin, ordered_row_sum, ordered_sum
 
 _PARTS = 64
@@ -138,47 +141,145 @@ _record_exact = exact_twin(_record)
 _mix_exact = exact_twin(_mix)
 
 
+class AndersonWindow:
+    """The coefficient side of Anderson mixing, shared by every loop that mixes
+    (the host's :class:`Anderson`, the wgpu device loops): the ``m x m`` Gram
+    matrix of the residual differences, which slot the next difference goes
+    to, and the rules that restart the history.
+
+    It holds no vectors: the loop records ``dx``, ``dg`` in slot :attr:`slot`
+    wherever its vectors live and hands back the new Gram row (``cross``) and
+    the right-hand side (``rhs``). One step is :meth:`admit` (the residual
+    growth rule; False: this step only records its point), :meth:`add` (the
+    Gram row) and :meth:`coefficients` (``gamma``, or None: a plain step and
+    a restart).
+    """
+
+    def __init__(self, m: int, exact: bool = False) -> None:
+        self.m = m
+        # Exact arithmetic solves the small system by our own elimination
+        # (solve_gram), not LAPACK's, whose kernels its build chooses per CPU.
+        self.exact = exact
+        self.restarts = 0
+        self.gram = np.zeros((max(m, 1), max(m, 1)))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history (the Gram entries are overwritten before use)."""
+        self.k = 0
+        self.slot = 0
+        self.have_prev = False
+        self.last = math.inf
+
+    def restart(self) -> None:
+        """Forget the history after a misstep, counted in :attr:`restarts`."""
+        self.reset()
+        self.restarts += 1
+
+    def admit(self, res: float) -> bool:
+        """Take a step's L1 change: a residual more than twice the last one
+        restarts the history. Returns whether the step mixes; False: it is
+        the first of a history and only records its point."""
+        if res > 2.0 * self.last:
+            self.restart()
+        self.last = res
+        if not self.have_prev:
+            self.have_prev = True
+            return False
+        return True
+
+    @property
+    def live(self) -> int:
+        """Slots the next recorded step makes live (its Gram row's length)."""
+        return min(self.k + 1, self.m)
+
+    def add(self, cross: np.ndarray, live: int) -> None:
+        """Put the recorded step's Gram products (``cross[j] = dg[slot] . dg[j]``
+        for the ``live`` slots) into the matrix and move to the next slot."""
+        self.gram[self.slot, :live] = cross[:live]
+        self.gram[:live, self.slot] = cross[:live]
+        self.k = live
+        self.slot = (self.slot + 1) % self.m
+
+    def coefficients(self, rhs: np.ndarray) -> np.ndarray | None:
+        """``gamma`` of the least-squares problem on the live slots (``rhs[j] =
+        dg[j] . g``), or None after a restart when it is not finite or the
+        system is degenerate."""
+        k = self.k
+        gamma: np.ndarray | None
+        if self.exact:
+            gamma = solve_gram(self.gram[:k, :k], rhs[:k], RCOND)
+        else:
+            try:
+                gamma = np.linalg.lstsq(self.gram[:k, :k], rhs[:k], rcond=RCOND)[0]
+            except np.linalg.LinAlgError:
+                gamma = None
+        if gamma is None or not np.all(np.isfinite(gamma)):
+            self.restart()
+            return None
+        return gamma
+
+    def recorded_step(self, res: float, cross: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+        """One step whose differences a device recorded in :attr:`slot` as it
+        ran, with its Gram products ``cross`` and right-hand sides ``rhs`` (the
+        device reduces all ``m`` of each): the next mix's coefficients, or None
+        for a plain step (the history's first point, or a restart)."""
+        if not self.admit(res):
+            return None
+        live = self.live
+        self.add(cross, live)
+        return self.coefficients(rhs)
+
+
 class Anderson:
     """Mixing over a window of ``m`` differences; ``m = 0`` is the plain iteration."""
 
-    def __init__(self, m: int, n: int, xp=np, kernels=None, exact: bool = False) -> None:
+    def __init__(
+        self,
+        m: int,
+        n: int,
+        xp: ModuleType = np,
+        kernels: AndersonKernels | None = None,
+        exact: bool = False,
+    ) -> None:
         self.m = m
         self.xp = xp
-        # Exact arithmetic solves the small system by our own elimination
-        # (solve_gram), not LAPACK's, whose kernels its build chooses per CPU.
         self.exact = exact
         # A device backend's fused passes (record/mix with the numba kernels'
         # signatures), used instead of array operations when given.
         self._kernels = kernels
-        self.restarts = 0
+        self.window = AndersonWindow(m, exact)
         if m > 0:
             self.dx = xp.zeros((m, n))
             self.dg = xp.zeros((m, n))
             self.x_prev = xp.zeros(n)
             self.g_prev = xp.zeros(n)
-            self.gram = np.zeros((m, m))
-        self.reset()
 
-    def _record(self, x, gx, live: bool, k: int):
+    @property
+    def restarts(self) -> int:
+        return self.window.restarts
+
+    def _record(self, x: Any, gx: Any, live: bool, k: int) -> tuple[Any, Any]:
+        slot = self.window.slot
         if self.xp is np:
             record = _record_exact if self.exact else _record
-            return record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, live, k)
+            return record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, slot, live, k)
         if self._kernels is not None:
-            args = (x, gx, self.x_prev, self.g_prev, self.dx, self.dg, self.slot, live, k)
+            args = (x, gx, self.x_prev, self.g_prev, self.dx, self.dg, slot, live, k)
             return self._kernels.record(*args)
         xp = self.xp
         g = gx - x
         cross = rhs = None
         if live:
-            self.dx[self.slot] = x - self.x_prev
-            self.dg[self.slot] = g - self.g_prev
-            cross = xp.asnumpy(self.dg[:k] @ self.dg[self.slot])
+            self.dx[slot] = x - self.x_prev
+            self.dg[slot] = g - self.g_prev
+            cross = xp.asnumpy(self.dg[:k] @ self.dg[slot])
             rhs = xp.asnumpy(self.dg[:k] @ g)
         self.x_prev[...] = x
         self.g_prev[...] = g
         return cross, rhs
 
-    def _mix(self, gx, gamma, k: int, out) -> float:
+    def _mix(self, gx: Any, gamma: np.ndarray, k: int, out: Any) -> float:
         if self.xp is np:
             return (_mix_exact if self.exact else _mix)(gx, self.dx, self.dg, gamma, k, out)
         if self._kernels is not None:
@@ -190,10 +291,7 @@ class Anderson:
         return float(out.sum())
 
     def reset(self) -> None:
-        self.k = 0
-        self.slot = 0
-        self.have_prev = False
-        self._last_res = np.inf
+        self.window.reset()
 
     def step(self, x: np.ndarray, gx: np.ndarray, res: float, out: np.ndarray) -> np.ndarray:
         """Next iterate from ``x`` and ``gx = G(x)`` (``res = ||gx - x||_1``).
@@ -204,38 +302,19 @@ class Anderson:
         """
         if self.m <= 0:
             return gx
-        if res > 2.0 * self._last_res:
-            self.reset()
-            self.restarts += 1
-        self._last_res = res
-        was_live = self.have_prev
-        if was_live:
-            live = min(self.k + 1, self.m)
-            cross, rhs = self._record(x, gx, True, live)
-            self.gram[self.slot, :live] = cross[:live]
-            self.gram[:live, self.slot] = cross[:live]
-            self.k = live
-            self.slot = (self.slot + 1) % self.m
-        else:
+        window = self.window
+        if not window.admit(res):
             self._record(x, gx, False, 0)
-            self.have_prev = True
             return gx
-        k = self.k
-        if self.exact:
-            gamma = solve_gram(self.gram[:k, :k], rhs[:k], RCOND)
-        else:
-            try:
-                gamma = np.linalg.lstsq(self.gram[:k, :k], rhs[:k], rcond=RCOND)[0]
-            except np.linalg.LinAlgError:
-                gamma = None
-        if gamma is None or not np.all(np.isfinite(gamma)):
-            self.reset()
-            self.restarts += 1
+        live = window.live
+        cross, rhs = self._record(x, gx, True, live)
+        window.add(cross, live)
+        gamma = window.coefficients(rhs)
+        if gamma is None:
             return gx
-        total = self._mix(gx, gamma, k, out)
+        total = self._mix(gx, gamma, window.k, out)
         if not np.isfinite(total) or total <= 0:
-            self.reset()
-            self.restarts += 1
+            window.restart()
             return gx
         if self.xp is np:
             _scale(out, 1.0 / total)

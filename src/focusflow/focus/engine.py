@@ -28,6 +28,12 @@ import numpy as np
 
 from focusflow.core.structure import Check
 from focusflow.focus.backends import get_backend
+from focusflow.focus.backends.base import (
+    CheckingBackend,
+    DeviceVectors,
+    GraphOperator,
+    capabilities,
+)
 from focusflow.focus.params import FocusParams, make_params
 from focusflow.focus.push import check_push_state, delta_residual, push
 from focusflow.focus.result import DeferredFocusResult, Diagnostics, FocusResult
@@ -121,8 +127,7 @@ class FocusEngine:
         host = get_backend(backend)
         if type(a["backend"]) is not type(host) or vars(a["backend"]):
             check.fail("backend", f"is not the {backend} backend")
-        check_operator = getattr(host, "check_operator", None)
-        if check_operator is None:
+        if not isinstance(host, CheckingBackend):
             check.fail("backend", f"{backend} cannot check its operators")
         check.integer("_seen_links", a["_seen_links"], 0, graph.n_links)
         check.integer("_seen_log", a["_seen_log"], graph.log.trimmed, graph.log.head)
@@ -134,7 +139,7 @@ class FocusEngine:
         if snap is not None:
             if snap is not graph._snapshot:
                 check.fail("_snap", "is not the graph's snapshot")
-            check_operator(a["_op"], check.at("_op"), snap, params)
+            host.check_operator(a["_op"], check.at("_op"), snap, params)
         SpringsState.check_structure(a["_springs"], check.at("_springs"), host.check_matrix)
         HeatState.check_structure(a["_heat"], check.at("_heat"), host.check_matrix)
         if a["_phi"] is None:
@@ -159,6 +164,11 @@ class FocusEngine:
         FocusResult.check_structure(a["result"], check.at("result"), n)
 
     # --- public --------------------------------------------------------------
+    @property
+    def operator(self) -> GraphOperator | None:
+        """The operator the engine solves on (None before its first solve)."""
+        return self._op
+
     @property
     def uses_push(self) -> bool:
         p = self.params
@@ -247,7 +257,7 @@ class FocusEngine:
         """
         p = self._run_params()
         if (
-            getattr(self._op, "append_links", None) is None
+            capabilities(self._op).appender is None
             or not (isinstance(p.prior, str) and p.prior == "uniform")
             or self.graph.needs_compaction()
         ):
@@ -281,7 +291,10 @@ class FocusEngine:
     def _apply_fresh(self, found, t0: float) -> FocusResult:
         fresh, steps = found
         t = time.perf_counter()
-        self._op.append_links(*fresh, self.graph.n_particles)
+        appender = capabilities(self._op).appender
+        if appender is None:  # _fresh_links offers links only to an appender
+            raise TypeError(f"the {self._op.name} operator takes no raw links")
+        appender.append_links(*fresh, self.graph.n_particles)
         t_append = time.perf_counter() - t
         self.deferred_links += len(fresh[0])
         self._mark_seen(self.deferred_links)
@@ -299,21 +312,22 @@ class FocusEngine:
         MB, random reads) took 7-11 ms of a 17-22 ms block; uploading the ids
         and gathering there takes a fraction of a millisecond."""
         op = self._op
-        if getattr(op, "xp", np) is np:
+        device = capabilities(op).device
+        if device is None:
             return [self._snap.internal_ids(i) for i in ids]
         perm = self._device_perm(self.graph.n_particles)
-        return [perm[op.from_host(i)] for i in ids]
+        return [perm[device.from_host(i)] for i in ids]
 
     def _device_perm(self, n: int):
         """The snapshot's permutation on the operator's device (uploaded once per
         snapshot layout), extended to ``n`` entries: particles added since the
         snapshot last grew keep their own ids."""
-        snap, op = self._snap, self._op
+        snap, device = self._snap, self._device()
         if self._perm_dev is None or self._perm_dev[0] is not snap.perm:
-            self._perm_dev = (snap.perm, op.from_host(snap.perm))
+            self._perm_dev = (snap.perm, device.from_host(snap.perm))
         perm = self._perm_dev[1]
         if len(perm) < n:
-            xp = op.xp
+            xp = device.xp
             perm = xp.concatenate([perm, xp.arange(len(perm), n, dtype=perm.dtype)])
             self._perm_dev = (snap.perm, perm)
         return perm
@@ -342,9 +356,9 @@ class FocusEngine:
         someone asks for it (``_publish``), not per block.
         """
         prior = self._prior()
-        to_device = getattr(self._op, "from_host", None)
-        if to_device is not None and isinstance(x0, np.ndarray):
-            x0 = to_device(x0)
+        device = capabilities(self._op).device
+        if device is not None and isinstance(x0, np.ndarray):
+            x0 = device.from_host(x0)
         phi, diag = solve(
             self._op,
             params if params is not None else self._run_params(),
@@ -358,19 +372,27 @@ class FocusEngine:
 
     def _prior(self):
         """The teleport vector, made where the operator keeps its vectors."""
-        xp = getattr(self._op, "xp", np)
+        xp = capabilities(self._op).xp
         prior = self.params.prior
         n = self._op.n
         if isinstance(prior, str) and prior == "uniform":
             return xp.full(n, 1.0 / n)
         vec = prior_vector(self._snap, prior, self._op)
-        return vec if xp is np else self._op.from_host(vec)
+        return vec if xp is np else self._device().from_host(vec)
 
     def _host(self, vec):
         """A vector of the operator's (possibly on a GPU) as a numpy array."""
         if vec is None or isinstance(vec, np.ndarray):
             return vec
-        return self._op.to_host(vec)
+        return self._device().to_host(vec)
+
+    def _device(self) -> DeviceVectors:
+        """The operator as a keeper of device vectors (only such operators hand
+        out vectors that are not numpy arrays)."""
+        device = capabilities(self._op).device
+        if device is None:
+            raise TypeError(f"the {self._op.name} operator keeps its vectors on the host")
+        return device
 
     def _bind(self, snap: Snapshot) -> None:
         self._snap = snap
@@ -589,7 +611,7 @@ class FocusEngine:
         n = self._op.n
         phi = self._phi
         if len(phi) < n:
-            xp = getattr(self._op, "xp", np)
+            xp = capabilities(self._op).xp
             phi = xp.concatenate([xp.asarray(phi), xp.full(n - len(phi), 1.0 / n)])
             phi /= total_of(self._op, phi)
         t = time.perf_counter()
@@ -618,6 +640,6 @@ class FocusEngine:
         layout); the block's vector and the permutation are bound now, so a
         later block does not change what this result returns.
         """
-        op, phi = self._op, self._phi
+        device, phi = self._device(), self._phi
         perm = self._device_perm(len(phi))[: len(phi)]
-        return lambda: op.to_host(phi[perm])
+        return lambda: device.to_host(phi[perm])

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
 
-MODES = ("tri", "diffusion", "cyberank")
-LAPLACIANS = ("normalized", "combinatorial")
-PRECISIONS = ("float64", "float32")
-STARTS = ("diffusion", "uniform")
-HEAT_REUSE = ("bounded", "exact")
-FINISHES = ("bounded", "fixed")
-SPRINGS_METHODS = ("auto", "cg", "series")
+Mode = Literal["tri", "diffusion", "cyberank"]
+LaplacianKind = Literal["normalized", "combinatorial"]
+Precision = Literal["float64", "float32"]
+Start = Literal["diffusion", "uniform"]
+HeatReuse = Literal["bounded", "exact"]
+Finish = Literal["bounded", "fixed"]
+SpringsMethod = Literal["auto", "cg", "series"]
+ArithmeticName = Literal["fast", "exact-v1"]
+PriorName = Literal["uniform", "stake"]
+
+#: The values each string parameter takes, read from its type (validate's lists).
+MODES: tuple[Mode, ...] = get_args(Mode)
+LAPLACIANS: tuple[LaplacianKind, ...] = get_args(LaplacianKind)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+STARTS: tuple[Start, ...] = get_args(Start)
+HEAT_REUSE: tuple[HeatReuse, ...] = get_args(HeatReuse)
+FINISHES: tuple[Finish, ...] = get_args(Finish)
+SPRINGS_METHODS: tuple[SpringsMethod, ...] = get_args(SpringsMethod)
+PRIORS: tuple[PriorName, ...] = get_args(PriorName)
 #: The arithmetic a solve runs in. ``fast``: the numba kernels may contract
 #: and reassociate (``fastmath``), numpy reduces as its build does and LAPACK
 #: and scipy supply the small solve and the heat coefficients, so the last bits
@@ -29,9 +42,9 @@ SPRINGS_METHODS = ("auto", "cg", "series")
 #: fixed chunks combined in order, our own small solve and Bessel series), so
 #: any x86-64 or other IEEE-754 machine computes the same bits; what consensus
 #: runs (docs/focus.md, *Arithmetic*). A new exact version gets a new name.
-FAST = "fast"
-EXACT_V1 = "exact-v1"
-ARITHMETICS = (FAST, EXACT_V1)
+FAST: ArithmeticName = "fast"
+EXACT_V1: ArithmeticName = "exact-v1"
+ARITHMETICS: tuple[ArithmeticName, ...] = get_args(ArithmeticName)
 #: The one backend that implements the exact arithmetics.
 EXACT_BACKENDS = ("numba",)
 #: Default Anderson windows. Tri on R-MAT graphs from the diffusion start
@@ -53,44 +66,44 @@ class FocusParams:
     ``prior`` is ``uniform``, ``stake`` or an explicit vector over particles.
     """
 
-    mode: str = "tri"
+    mode: Mode = "tri"
     alpha: float = 0.85
     mu: float = 1.0
     tau: float = 1.0
     weights: tuple[float, float, float] = (0.5, 0.3, 0.2)
     tol: float = 1e-6
     max_iter: int = 2048
-    laplacian: str = "normalized"
+    laplacian: LaplacianKind = "normalized"
     cg_tol: float = 1e-10
     cg_max_iter: int = 10_000
     heat_tol: float = 1e-12
-    prior: str | np.ndarray = "uniform"
-    precision: str = "float64"
+    prior: PriorName | np.ndarray = "uniform"
+    precision: Precision = "float64"
     spectral_gap: bool = False
     #: Anderson window; None picks 2 for diffusion and 6 for tri, where an
     #: iteration costs several products and a longer memory pays for itself.
     anderson: int | None = None
     #: Where a cold tri solve begins: ``diffusion`` (diffusion alone iterated
     #: to 1e-2 first, solver.DIFFUSION_START_TOL) or ``uniform``.
-    start: str = "diffusion"
+    start: Start = "diffusion"
     #: When heat builds on its last result: ``bounded`` (whenever the carried
     #: error bound leaves room; spectral._heat_input) or ``exact`` (only in
     #: the exact phase). ``exact``, with ``start="uniform"`` and window 2, is
     #: the algorithm focus was first committed with on chain, which a chain
     #: keeps unless its genesis names another (chain.focus_commit).
-    heat_reuse: str = "bounded"
+    heat_reuse: HeatReuse = "bounded"
     #: How a tri solve ends (solver._iterate). ``bounded``: the exact phase
     #: begins once the next step is predicted below ``tol``, keeping the
     #: Anderson history, and its inner solves are as accurate as the result
     #: needs (their error in it at most 1 % of ``tol``; ``cg_tol`` and
     #: ``heat_tol`` are then floors). ``fixed``: it begins after a step below
     #: ``tol``, restarts Anderson, and solves to ``cg_tol`` and ``heat_tol``:
-    #: the rule chains keep unless their genesis names another. wgpu's device
-    #: loop takes bounded's early switch with the fixed tolerances.
-    finish: str = "bounded"
+    #: the rule chains keep unless their genesis names another. Both rules are
+    #: ``policy.TriPolicy``'s, which the host loop and wgpu's device loop share.
+    finish: Finish = "bounded"
     #: ``fast`` or an exact version (ARITHMETICS): see there. Library calls
     #: keep ``fast``; a chain names its arithmetic in its genesis.
-    arithmetic: str = FAST
+    arithmetic: ArithmeticName = FAST
     #: How a tri solve applies springs. ``cg``: conjugate gradients, each step
     #: side by side with a heat term in one pass over the matrix. ``series``:
     #: springs and heat as one Chebyshev series of their blend, applied to the
@@ -99,7 +112,7 @@ class FocusParams:
     #: mu >= 0.025) on CPU backends; cg otherwise. The answers
     #: agree within ``tol``; chains keep ``cg`` unless their genesis names
     #: another.
-    springs_method: str = "auto"
+    springs_method: SpringsMethod = "auto"
 
     @property
     def exact(self) -> bool:
@@ -184,7 +197,7 @@ class FocusParams:
             raise InvalidParameterError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
-        if isinstance(self.prior, str) and self.prior not in ("uniform", "stake"):
+        if isinstance(self.prior, str) and self.prior not in PRIORS:
             raise InvalidParameterError(
                 f"prior must be 'uniform', 'stake' or a vector, got {self.prior!r}"
             )

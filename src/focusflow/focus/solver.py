@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
@@ -23,8 +22,16 @@ import numpy as np
 from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.anderson import Anderson
 from focusflow.focus.backends import get_backend
-from focusflow.focus.backends.base import GraphOperator, inverse_out_weight
+from focusflow.focus.backends.base import (
+    Capabilities,
+    DeviceSolve,
+    GraphOperator,
+    Progress,
+    capabilities,
+    inverse_out_weight,
+)
 from focusflow.focus.params import DIFFUSION_ANDERSON, FAST, FocusParams, make_params
+from focusflow.focus.policy import TriPolicy
 from focusflow.focus.result import Diagnostics, FocusResult
 from focusflow.focus.spectral import (
     HeatState,
@@ -42,17 +49,11 @@ from focusflow.graph.snapshot import Snapshot
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-Progress = Callable[[int, float], None]
 
-#: Inner solves aim at this fraction of the last outer L1 change.
-FORCING = 0.05
 #: A cold tri solve starts from diffusion iterated to this L1 change: a few
 #: cheap products that save the first outer iterations, each of which costs
 #: springs and heat (scale 17-19 R-MAT: 10 outer iterations instead of 13).
 DIFFUSION_START_TOL = 1e-2
-#: With ``finish="bounded"`` the exact phase's inner solves may add at most this
-#: fraction of ``tol`` to the result's L1 error (_exact_tolerances).
-EXACT_SHARE = 0.01
 GraphLike = Union[Cybergraph, Snapshot, "sp.spmatrix", "sp.sparray"]
 
 
@@ -100,17 +101,21 @@ def release_operators(snap: Snapshot) -> None:
 
 def make_operator(backend, snap: Snapshot, precision: str, arithmetic: str = FAST):
     """``backend``'s operator for ``snap`` in ``arithmetic`` (exact ones: numba's only;
-    ``FocusParams.check_backend`` refuses the others first)."""
+    ``FocusParams.check_backend`` refuses the others first), its optional
+    operations resolved (``capabilities``)."""
     if arithmetic == FAST:
-        return backend.operator(snap, precision)
-    return backend.operator(snap, precision, arithmetic)
+        op = backend.operator(snap, precision)
+    else:
+        op = backend.operator(snap, precision, arithmetic)
+    capabilities(op)
+    return op
 
 
 def total_of(op: GraphOperator, v) -> float:
     """``sum(v)`` by the operator's fixed-order reduction where it has one (exact
     arithmetic), else numpy's (whose order its build chooses)."""
-    fixed = getattr(op, "total", None)
-    return fixed(v) if fixed is not None else v.sum()
+    fixed = capabilities(op).total
+    return fixed.total(v) if fixed is not None else v.sum()
 
 
 def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
@@ -183,7 +188,8 @@ def solve(
 ) -> tuple[np.ndarray, Diagnostics]:
     """Iterate the composite map on ``op`` from ``x0`` (uniform if None); internal order."""
     n = op.n
-    xp = getattr(op, "xp", np)
+    caps = capabilities(op)
+    xp = caps.xp
     _, lam_s, lam_h = params.weights
     diag = Diagnostics()
     timings = {"diffusion": 0.0, "springs": 0.0, "heat": 0.0}
@@ -197,47 +203,39 @@ def solve(
         t = time.perf_counter()
         op.setup_laplacian(params.laplacian)
         timings["laplacian_setup"] = time.perf_counter() - t
-    device_solve = getattr(op, "solve_diffusion", None)
-    device_tri = getattr(op, "solve_tri", None)
+    device = caps.solver
     start_iterations = 0
     if x0 is None and use_lap and params.start == "diffusion" and params.tol < DIFFUSION_START_TOL:
         t = time.perf_counter()
         x0, start_iterations = _diffusion_start(op, params, prior)
         timings["diffusion_start"] = time.perf_counter() - t
-    series = use_lap and lam_s > 0 and _series_chosen(op, params, device_tri is not None)
-    if device_tri is not None and use_lap and not series:
-        # The whole coupled iteration on the device (wgpu), same rules as _iterate.
-        start = None if x0 is None else _start(xp, n, x0)
-        t = time.perf_counter()
-        phi, diag.residual_history, diag.converged, parts = device_tri(
-            prior, start, params, springs_state, heat_state, progress, FORCING
-        )
-        timings["device_tri"] = time.perf_counter() - t
-        timings.update(parts)
-        it = len(diag.residual_history)
-        accel = Anderson(0, n, xp)
-        accel.restarts = getattr(op, "anderson_restarts", 0)
-    elif device_solve is not None and not use_lap:
+    series = use_lap and lam_s > 0 and _series_chosen(caps, op, params, device is not None)
+    restarts = 0
+    if device is not None and (not use_lap or not series):
         # The operator keeps every vector on its device and runs the whole
-        # diffusion iteration there (wgpu); only the L1 changes come back. A
+        # iteration there (wgpu); only a few scalars per step come back. A
         # uniform start is filled on the device (None), not built and uploaded;
         # the operator reports where the solve's time went (setup, encoding,
         # waiting, read-back), so a device run shows more than one number.
+        # Tri follows _iterate's rules (focus.policy.TriPolicy).
         start = None if x0 is None else _start(xp, n, x0)
         t = time.perf_counter()
-        phi, diag.residual_history, diag.converged, parts = device_solve(
-            prior, start, params.alpha, params.tol, params.max_iter, progress, params.anderson
-        )
-        timings["diffusion"] = time.perf_counter() - t
-        timings.update(parts)
+        run: DeviceSolve
+        if use_lap:
+            run = device.solve_tri(prior, start, params, springs_state, heat_state, progress)
+            timings["device_tri"] = time.perf_counter() - t
+        else:
+            run = device.solve_diffusion(
+                prior, start, params.alpha, params.tol, params.max_iter, progress, params.anderson
+            )
+            timings["diffusion"] = time.perf_counter() - t
+        phi, diag.residual_history, diag.converged = run.phi, run.residual_history, run.converged
+        timings.update(run.timings)
         it = len(diag.residual_history)
-        accel = Anderson(0, n, xp)
-        accel.restarts = getattr(op, "anderson_restarts", 0)
+        restarts = run.anderson_restarts
     else:
         phi = _start(xp, n, x0, op)
-        accel = Anderson(
-            params.anderson, n, xp, getattr(op, "anderson_kernels", None), params.exact
-        )
+        accel = Anderson(params.anderson, n, xp, caps.anderson, params.exact)
         phi, it = _iterate(
             op,
             params,
@@ -251,6 +249,7 @@ def solve(
             accel,
             series,
         )
+        restarts = accel.restarts
     diag.iterations = it
     diag.residual = diag.residual_history[-1]
     diag.contraction_rate = contraction_rate(diag.residual_history)
@@ -260,21 +259,22 @@ def solve(
     diag.inner = {
         "cg_iterations": springs_state.iterations,
         "heat_terms": heat_state.terms,
-        "anderson_restarts": accel.restarts,
+        "anderson_restarts": restarts,
         "diffusion_start_iterations": start_iterations,
         "springs_method": "series" if series else "cg",
     }
     return phi, diag
 
 
-def _series_chosen(op: GraphOperator, params: FocusParams, device_loop: bool) -> bool:
+def _series_chosen(
+    caps: Capabilities, op: GraphOperator, params: FocusParams, device_loop: bool
+) -> bool:
     """Whether springs and heat run as one series (``FocusParams.springs_method``):
     ``auto`` takes it where ``blend_pays`` on host vectors (numba, numpy); a
     GPU's vectors and a device's own tri loop keep CG, which was measured
     there."""
     if params.springs_method == "auto":
-        host = getattr(op, "xp", np) is np
-        return host and not device_loop and blend_pays(params.mu, op.lam_max)
+        return caps.host and not device_loop and blend_pays(params.mu, op.lam_max)
     return params.springs_method == "series"
 
 
@@ -315,27 +315,17 @@ def _iterate(
     stricter of the two inner tolerances.
     """
     n = op.n
-    xp = getattr(op, "xp", np)
+    caps = capabilities(op)
+    xp = caps.xp
+    fused_blend = caps.blend
+    policy = TriPolicy.of(params)
     lam_d, lam_s, lam_h = params.weights
     weights = (lam_d, 0.0, lam_s + lam_h) if series else params.weights
     share = lam_s / (lam_s + lam_h) if series else 0.0
     use_lap = lam_s > 0 or lam_h > 0
     nxt = xp.empty(n)
-    # Inexact inner solves (Dembo, Eisenstat and Steihaug 1982, for fixed points):
-    # while the outer iteration is far from its equilibrium, springs and heat are
-    # solved to a relative accuracy proportional to the last outer change; once
-    # the change drops below tol, the iteration continues with inner solves at
-    # full accuracy until the change is below tol again, so the answer is a
-    # fixed point of the exact map. With finish="bounded" the exact phase begins
-    # one step earlier (when the next change is predicted below tol: the last
-    # one times the last contraction ratio; the Anderson history is kept) and
-    # its inner solves are only as accurate as the result needs. Like diffusion
-    # it then stops at its first (exact) step below tol; "fixed" also needs an
-    # inexact one first. R-MAT scales 17 and 19 (numba): 62 and 61 pair passes
-    # -> 51 and 50, one outer iteration less, and an answer about 1.5x farther
-    # from the fixed point (docs/focus.md). wgpu's device loop takes the early
-    # switch and keeps the fixed exact tolerances.
-    bounded = params.finish == "bounded"
+    # The outer rules (loose inner solves, the switch to exact ones, the stop)
+    # are focus.policy.TriPolicy's, which wgpu's device loop follows too.
     inv_sigma_norm = None  # ||1 / sigma||_2: fixed for the solve, taken once
     exact = not use_lap
     res = 1.0
@@ -345,16 +335,12 @@ def _iterate(
         res_d = op.diffusion(phi, nxt, params.alpha, prior)
         timings["diffusion"] += time.perf_counter() - t
         if use_lap:
-            if not exact:
-                cg_tol = min(1e-2, max(params.cg_tol, FORCING * res))
-                heat_tol = min(1e-2, max(params.heat_tol, FORCING * res))
-            elif bounded:
+            spread = 0.0
+            if policy.needs_spread(exact):
                 if inv_sigma_norm is None:
                     inv_sigma_norm = op_norm(op, inverse_out_weight(op.lap_sigma)[0])
-                cg_tol, heat_tol = _exact_tolerances(op, phi, params, inv_sigma_norm)
-            else:
-                cg_tol, heat_tol = params.cg_tol, params.heat_tol
-            fused_blend = getattr(op, "blend", None)
+                spread = spread_of(op, phi, inv_sigma_norm)
+            cg_tol, heat_tol = policy.tolerances(res, exact, spread)
             mixed = None if fused_blend is not None else lam_d * nxt
             s_out = h_out = None
             if series:
@@ -399,7 +385,7 @@ def _iterate(
                 timings["heat"] += time.perf_counter() - t
             if fused_blend is not None:
                 # The operator normalises in place and returns the L1 change.
-                res = fused_blend(phi, nxt, s_out, h_out, weights)
+                res = fused_blend.blend(phi, nxt, s_out, h_out, weights)
             else:
                 if s_out is not None:
                     mixed += weights[1] * s_out
@@ -416,16 +402,15 @@ def _iterate(
         diag.residual_history.append(res)
         if progress is not None:
             progress(it, res)
-        if res < params.tol and exact:
+        last = diag.residual_history[-2] if it > 1 else None
+        verdict = policy.judge(res, last, exact)
+        if verdict.stop:
             phi = nxt
             diag.converged = True
             break
-        if not exact and res < params.tol:
-            exact = True
+        exact = verdict.exact
+        if verdict.reset:
             accel.reset()
-        elif not exact and bounded and it > 1:
-            last = diag.residual_history[-2]
-            exact = res * min(1.0, res / last) < params.tol
         if params.anderson:
             mixed = accel.step(phi, nxt, res, spare)
             if mixed is spare:
@@ -437,24 +422,10 @@ def _iterate(
     return phi, it
 
 
-def _exact_tolerances(
-    op: GraphOperator, phi, params: FocusParams, inv_sigma_norm: float
-) -> tuple[float, float]:
-    """``(cg_tol, heat_tol)`` of an exact step under ``finish="bounded"``.
-
-    Both are relative to ``||sigma phi||_2`` (CG's right-hand side is ``mu
-    sigma phi`` and ``L_s + mu I >= mu``, so its error is as small; heat's
-    budget is stated so), and the outputs return through ``1 / sigma``, so
-    each adds at most ``tol_inner * F`` to the result's L1 error, with ``F =
-    ||sigma phi||_2 ||1 / sigma||_2`` (Cauchy-Schwarz, over linked particles;
-    about 2 on R-MAT graphs). ``EXACT_SHARE * tol / F`` keeps that below 1 %
-    of tol; ``cg_tol`` and ``heat_tol`` stay the floors. ``inv_sigma_norm`` is
-    ``||1 / sigma||_2`` (0 where sigma is).
-    """
-    f = op_norm(op, op.lap_sigma * phi) * inv_sigma_norm
-    share = EXACT_SHARE * params.tol / f if f > 0 else 1e-2
-    share = min(1e-2, share)
-    return max(params.cg_tol, share), max(params.heat_tol, share)
+def spread_of(op: GraphOperator, phi, inv_sigma_norm: float) -> float:
+    """``F = ||sigma phi||_2 ||1 / sigma||_2``, what ``TriPolicy.exact_tolerances``
+    scales by (``inv_sigma_norm``: ``||1 / sigma||_2``, 0 where sigma is)."""
+    return op_norm(op, op.lap_sigma * phi) * inv_sigma_norm
 
 
 def compute(
@@ -489,15 +460,14 @@ def compute(
     prior = prior_vector(snap, p.prior, op)
     p_run = p.with_(weights=(1.0, 0.0, 0.0)) if p.mode == "diffusion" else p
     start = None if x0 is None else snap.to_internal_order(np.asarray(x0, dtype=np.float64))
-    to_device = getattr(op, "from_host", None)
-    if to_device is not None:
-        prior = to_device(prior)
-        start = None if start is None else to_device(start)
+    device = capabilities(op).device
+    if device is not None:
+        prior = device.from_host(prior)
+        start = None if start is None else device.from_host(start)
     t = time.perf_counter()
     phi, diag = solve(op, p_run, prior, start, progress=progress)
-    to_host = getattr(op, "to_host", None)
-    if to_host is not None:
-        phi = to_host(phi)
+    if device is not None:
+        phi = device.to_host(phi)
     diag.timings.update(
         {
             "snapshot": t_snap,

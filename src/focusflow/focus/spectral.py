@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from focusflow.core.structure import Check
-from focusflow.focus.backends.base import GraphOperator
+from focusflow.focus.backends.base import GraphOperator, capabilities
 from focusflow.focus.params import FAST
 
 
@@ -235,7 +235,7 @@ class SpringsState:
     y: np.ndarray | None = None
     iterations: int = 0
     #: Residual and right-hand side of the last solve, and the operator they
-    #: belong to (backends with ``springs_solve`` carry them to the next solve).
+    #: belong to (backends with ``FusedSprings`` carry them to the next solve).
     r: np.ndarray | None = None
     rhs: np.ndarray | None = None
     owner: object = None
@@ -257,8 +257,8 @@ class SpringsState:
 def op_dot(op: GraphOperator, a: np.ndarray, b: np.ndarray) -> float:
     """``a . b`` by the operator's own reduction where it has one (numba's runs
     on its threads, cuda's on the device), else numpy's."""
-    fast = getattr(op, "dot", None)
-    return float(fast(a, b)) if fast is not None else float(a @ b)
+    fast = capabilities(op).dot
+    return float(fast.dot(a, b)) if fast is not None else float(a @ b)
 
 
 def op_norm(op: GraphOperator, a: np.ndarray) -> float:
@@ -280,9 +280,9 @@ def springs(
     false it may start from the previous solve's residual instead of
     recomputing it.
     """
-    fast = getattr(op, "springs_solve", None)
+    fast = capabilities(op).springs
     if fast is not None:
-        return fast(phi, mu, state, tol, max_iter, exact)
+        return fast.springs_solve(phi, mu, state, tol, max_iter, exact)
     sigma = op.lap_sigma
     rhs = mu * sigma * phi
     y = state.y.copy() if state.y is not None and len(state.y) == len(phi) else sigma * phi
@@ -357,9 +357,9 @@ class HeatState:
 
 def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     """``sum_k a_k T_k(Z) v`` with ``Z = (2 / lam_max) Ls - I`` (three-term recurrence)."""
-    fast = getattr(op, "chebyshev", None)
+    fast = capabilities(op).chebyshev
     if fast is not None:
-        return fast(v, coeffs)
+        return fast.chebyshev(v, coeffs)
     acc = coeffs[0] * v
     if len(coeffs) == 1:
         return acc
@@ -379,8 +379,8 @@ def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarr
 
 def _heat_owner(op: GraphOperator) -> object:
     """What a stored heat result belongs to: the symmetric matrix as it is now."""
-    version = getattr(op, "_matrix_version", None)
-    return version() if version is not None else op.lap_sigma
+    versioned = capabilities(op).versioned
+    return versioned.matrix_version() if versioned is not None else op.lap_sigma
 
 
 class _Series(NamedTuple):
@@ -396,7 +396,7 @@ class _Series(NamedTuple):
 def _heat_family(op: GraphOperator, tau: float) -> _Series:
     """``exp(-tau Ls)``: ``heat_series`` at ``c = tau lam_max / 2``."""
     c = tau * op.lam_max / 2.0
-    fixed = getattr(op, "arithmetic", FAST) != FAST
+    fixed = capabilities(op).arithmetic != FAST
     return _Series("heat", c, functools.partial(heat_series, c, exact=fixed))
 
 
@@ -555,12 +555,14 @@ def springs_and_heat(
     side by side, one pass over the matrix for each pair (the two solves are
     independent given ``phi``); the answers are the same as apart.
     """
-    fused = getattr(op, "springs_heat", None)
+    fused = capabilities(op).springs_heat
     if fused is None or op.lam_max <= 0.0:
         return (
             springs(op, phi, mu, s_state, cg_tol, cg_max_iter, exact),
             heat(op, phi, tau, h_state, heat_tol, reuse, exact),
         )
     plan = _heat_input(op, phi, _heat_family(op, tau), h_state, heat_tol, reuse, exact)
-    s_out, acc = fused(phi, mu, s_state, cg_tol, cg_max_iter, exact, plan.v, plan.coeffs)
+    s_out, acc = fused.springs_heat(
+        phi, mu, s_state, cg_tol, cg_max_iter, exact, plan.v, plan.coeffs
+    )
     return s_out, _heat_finish(op, phi, h_state, plan, acc)

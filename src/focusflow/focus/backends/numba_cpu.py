@@ -400,7 +400,7 @@ class NumbaOperator(ScreenedCG):
         if not carry:
             self.kernels.cg_product(*self._args, self._diag_mu, state.y, ap)
             residual_of(state.rhs, ap, state.r)
-        state.owner = self._matrix_version()
+        state.owner = self.matrix_version()
         rz, rr = self.kernels.cg_start(state.r, self._minv, z, p)
         return rz, rr, tol * np.sqrt(rhs_sq)
 
