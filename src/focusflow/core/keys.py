@@ -47,7 +47,10 @@ def address_of(public_key: bytes) -> str:
 
 
 def encode_address(raw: bytes) -> str:
-    return bech32.bech32_encode(HRP, bech32.convertbits(raw, 8, 5))
+    words = bech32.convertbits(raw, 8, 5)
+    if words is None:  # an entry outside 0..255, which bytes cannot hold
+        raise ValueError("address bytes expected")
+    return bech32.bech32_encode(HRP, words)
 
 
 def decode_address(text: str) -> bytes:
