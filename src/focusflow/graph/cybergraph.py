@@ -26,7 +26,7 @@ from focusflow.graph.csr import gather, stable_counting_argsort
 from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot, merge_patches
-from focusflow.graph.tables import KeyTable
+from focusflow.graph.tables import Key, KeyTable
 
 #: The attributes a graph has (``__init__`` sets them all).
 _GRAPH_FIELDS = (
@@ -133,7 +133,7 @@ class Cybergraph:
         )
 
     # --- adding ------------------------------------------------------------
-    def add_particles(self, keys: Sequence[str] | np.ndarray) -> np.ndarray:
+    def add_particles(self, keys: Sequence[Key] | np.ndarray) -> np.ndarray:
         """Ids of particle keys, registering new ones (validated as CIDs if required)."""
         keys = np.asarray(keys, dtype=object)
         if self.require_cids:
@@ -143,7 +143,7 @@ class Cybergraph:
 
     def add_neurons(
         self,
-        names: Sequence[str] | np.ndarray,
+        names: Sequence[Key] | np.ndarray,
         stakes: Sequence[float] | None = None,
         *,
         distinct: bool = False,
@@ -168,9 +168,9 @@ class Cybergraph:
 
     def add_links(
         self,
-        src: Sequence[str] | np.ndarray,
-        dst: Sequence[str] | np.ndarray,
-        neurons: Sequence[str] | np.ndarray | None = None,
+        src: Sequence[Key] | np.ndarray,
+        dst: Sequence[Key] | np.ndarray,
+        neurons: Sequence[Key] | np.ndarray | None = None,
         weights: Sequence[float] | np.ndarray | None = None,
     ) -> LinkBatch:
         """Append links given by particle keys; returns the batch as logged.
