@@ -53,7 +53,7 @@ def encode_address(raw: bytes) -> str:
     return bech32.bech32_encode(HRP, words)
 
 
-def decode_address(text: str) -> bytes:
+def decode_address(text: object) -> bytes:
     """The 20 raw bytes of a bech32 address; InvalidAddressError names what is wrong."""
     if not isinstance(text, str):
         raise InvalidAddressError(f"invalid address {text!r}: not a string")

@@ -86,7 +86,7 @@ class ExtendedSquare:
     """
 
     def __init__(self, data: np.ndarray) -> None:
-        width = data.shape[0]
+        width: int = data.shape[0]
         if (
             data.ndim != 3
             or data.shape != (width, width, SHARE_SIZE)
