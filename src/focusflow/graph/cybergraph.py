@@ -144,7 +144,7 @@ class Cybergraph:
     def add_neurons(
         self,
         names: Sequence[Key] | np.ndarray,
-        stakes: Sequence[float] | None = None,
+        stakes: Sequence[float] | np.ndarray | None = None,
         *,
         distinct: bool = False,
     ) -> np.ndarray:
@@ -496,9 +496,10 @@ class Cybergraph:
             return np.empty(0, dtype=np.int64)
         dirty = np.fromiter(self._dirty_neurons, dtype=np.int64)
         order, ptr = self._neuron_link_order, self._neuron_link_ptr
+        snap = self._snapshot
+        assert order is not None and ptr is not None and snap is not None  # only when patching
         base_n = len(ptr) - 1
         parts = [order[ptr[d] : ptr[d + 1]] for d in dirty.tolist() if d < base_n]
-        snap = self._snapshot
         late = np.arange(snap.base_links, upto, dtype=np.int64)
         if len(late):
             parts.append(late[np.isin(self._neuron.values[late], dirty)])
