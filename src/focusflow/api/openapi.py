@@ -42,6 +42,8 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             _integer_bounds(generate())
-        return app.openapi_schema
+        schema = app.openapi_schema
+        assert schema is not None  # generate() caches the document it returns
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

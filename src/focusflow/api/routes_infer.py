@@ -101,7 +101,8 @@ class InferBody(StrictBody):
     semcons: dict[Annotated[str, Field(max_length=128)], Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, max_length=MAX_SEMCONS
     )
-    other_semcons: float = Field(
+    # None: not given (the engine's default); an explicit null is still refused.
+    other_semcons: float = Field(  # type: ignore[assignment]
         None,
         ge=0.0,
         le=1e6,
@@ -121,7 +122,7 @@ class BusyError(FocusflowError):
     code = "inference_busy"
 
 
-class _Keys(Sequence):
+class _Keys(Sequence[str]):
     """Particle keys (CID text) of a view, spelled on demand: a view of 10^6
     particles is not turned into 10^6 strings for a query that shows ten."""
 
@@ -132,7 +133,8 @@ class _Keys(Sequence):
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, i):  # type: ignore[override]
+    # Integer indexes only (the engine never slices its keys), hence the ignore.
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
         return cid_text(self._particles[i])
 
 
@@ -166,6 +168,7 @@ class NodeInference:
                 self._engines = {}
             engine = self._engines.get(_param_key(params))
             if engine is None:
+                assert self._graph is not None  # built above for the first key
                 engine = Inference(self._graph, params)
                 self._engines[_param_key(params)] = engine
             return engine

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request
@@ -387,7 +387,9 @@ def proof_links(
         page = ids[offset : offset + limit]
         sources = link_sources(request)
         sources.upto(_node(request).chain, view.height)
-        links, messages, where = [], [], {}
+        links: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        where: dict[bytes, int] = {}
         block = None
         size = 0
         for link_id in page.tolist():

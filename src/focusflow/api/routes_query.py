@@ -41,6 +41,7 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import ACCOUNT_PREFIX
 from focusflow.modules.names import NAME_PREFIX
+from focusflow.query.node_source import HeadRelation
 from focusflow.query.service import NODE_LIMITS, QueryService
 from focusflow.query.views import VIEW_NAME
 
@@ -96,7 +97,7 @@ def _balances(reader: Any) -> Iterator[tuple[str, int]]:
 
 
 #: The relations read from the store (newest height only), for QueryService.
-HEAD_RELATIONS = {"name": _names, "balance": _balances}
+HEAD_RELATIONS: dict[str, HeadRelation] = {"name": _names, "balance": _balances}
 
 
 def _service(request_or_socket: Any) -> QueryService:

@@ -29,10 +29,11 @@ re-executing, and the proposer's certificate of the parent, which the header's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, TypeGuard
 
 import brotli
 
-from focusflow.chain.module import Deltas
+from focusflow.chain.module import Deltas, LinkList
 from focusflow.chain.tx import Tx, decode_tx, is_uint64
 from focusflow.consensus.certificate import (
     CommitCertificate,
@@ -82,7 +83,7 @@ class Header:
     proposer: bytes
     last_commit: bytes
 
-    def to_cbor(self) -> list:
+    def to_cbor(self) -> list[Any]:
         return [
             self.chain_id,
             self.height,
@@ -121,7 +122,7 @@ class Header:
             raise DecodeError("malformed block: bad header field")
         if time_ms > MAX_TIME_MS:
             raise DecodeError(f"malformed block: time_ms {time_ms} above MAX_TIME_MS={MAX_TIME_MS}")
-        return cls(chain_id, height, time_ms, *hashes, proposer, last_commit)
+        return cls(*value)  # the twelve fields in order, each checked above
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class Block:
     def height(self) -> int:
         return self.header.height
 
-    def to_cbor(self) -> list:
+    def to_cbor(self) -> list[Any]:
         return [self.header.to_cbor(), list(self.txs), list(self.evidence)]
 
 
@@ -178,13 +179,14 @@ class BlockRecord:
     #: The block's edge deltas, or (in a decoded record) their stored form, which
     #: :meth:`edge_deltas` resolves: a follower re-executes the block and never
     #: needs them, so decoding does not pay for reading the link messages twice.
-    deltas: Deltas | list = field(default_factory=Deltas)
+    deltas: Deltas | list[Any] = field(default_factory=Deltas)
     #: The parent's certificate as the proposer stored it; ``header.last_commit``
     #: is its hash. None at height 1 (genesis has no certificate).
     last_commit: CommitCertificate | None = None
 
     def encode(self, quality: int = BROTLI_QUALITY) -> bytes:
-        return brotli.compress(self.plain(), quality=quality)
+        compressed: bytes = brotli.compress(self.plain(), quality=quality)
+        return compressed
 
     def plain(self) -> bytes:
         """The uncompressed canonical CBOR (the 4th element only when there is one)."""
@@ -248,8 +250,8 @@ def _certificate(value: object) -> CommitCertificate | None:
 
 def _check_deltas_shape(value: object) -> None:
     """``[groups of two, [[address, stake], ...]]``; references are resolved on use."""
-    ok = isinstance(value, list) and len(value) == 2
-    if ok:
+    ok = False
+    if isinstance(value, list) and len(value) == 2:
         groups, stakes = value
         ok = (
             isinstance(groups, list)
@@ -264,7 +266,7 @@ def _check_deltas_shape(value: object) -> None:
         raise DecodeError("malformed block: bad edge deltas")
 
 
-def _resolve_deltas(value: list, txs: tuple[bytes, ...]) -> Deltas:
+def _resolve_deltas(value: list[Any], txs: tuple[bytes, ...]) -> Deltas:
     """Edge deltas of a stored block; link groups given by reference are read from its txs."""
     _check_deltas_shape(value)
     groups, stakes = value
@@ -289,7 +291,7 @@ def _resolve_deltas(value: list, txs: tuple[bytes, ...]) -> Deltas:
     return deltas
 
 
-def _link_list(pairs: object) -> bool:
+def _link_list(pairs: object) -> TypeGuard[LinkList]:
     return isinstance(pairs, list) and all(
         isinstance(e, list) and len(e) in (2, 3) and all(isinstance(y, bytes) for y in e)
         for e in pairs

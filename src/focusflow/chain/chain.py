@@ -58,8 +58,10 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from focusflow.chain.block import (
     MAX_TIME_MS,
@@ -116,7 +118,7 @@ from focusflow.core.errors import DecodeError, InvalidParameterError, StoreError
 from focusflow.core.keys import KeyPair
 from focusflow.da import ExtendedSquare
 from focusflow.focus.params import FocusParams
-from focusflow.store import EMPTY, Commit, Store, height_key
+from focusflow.store import EMPTY, Commit, Reader, Store, height_key
 from focusflow.store import update as smt_update
 
 PARAMS_KEY = b"/kv/params"
@@ -159,15 +161,15 @@ class Pending:
     record: BlockRecord
     receipts: list[Receipt]
     rejected: list[Rejected]
-    writes: dict
-    nodes: dict
+    writes: dict[bytes, bytes | None]
+    nodes: dict[bytes, bytes]
     root: bytes
     square: ExtendedSquare
     timings: dict[str, float]
     #: The head this block extends.
     parent: bytes
     #: Block-level events (slashing), stored with the block under ``b"e" + height``.
-    events: list[dict] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     #: The validator set of the next height if this block changes it.
     next_validators: ValidatorSet | None = None
     #: The focus state after this block (a block with edge deltas), which
@@ -204,7 +206,7 @@ class BlockResult:
     rejected: list[Rejected]
     timings: dict[str, float]
     #: Block-level events: ``{"type": "slash", ...}`` per punished offence.
-    events: list[dict] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def block(self) -> Block:
@@ -213,6 +215,10 @@ class BlockResult:
 
 class Chain:
     """A node's chain state machine over one store; see the module docstring."""
+
+    #: The head block's header: genesis's on a fresh store, else the stored
+    #: head's (set when the store is opened, by _commit_genesis or _restore).
+    head: Header
 
     def __init__(
         self,
@@ -339,7 +345,7 @@ class Chain:
         self.validators_hash = vset.hash()
         self._proposers = {v.address for v in vset.validators}
 
-    def reader(self):
+    def reader(self) -> AbstractContextManager[Reader]:
         return self.store.reader()
 
     def block_record(self, height: int) -> BlockRecord | None:
@@ -670,14 +676,23 @@ class Chain:
             raise
 
     # --- pipeline ------------------------------------------------------------
-    def _execute(self, height, time_ms, proposer, txs, verified, evidence, strict):
+    def _execute(
+        self,
+        height: int,
+        time_ms: int,
+        proposer: bytes,
+        txs: Sequence[Tx],
+        verified: bool,
+        evidence: Sequence[Evidence],
+        strict: bool,
+    ) -> tuple[BlockContext, list[Tx], list[Receipt], list[Rejected], list[Evidence]]:
         with self.store.reader() as r:
             ctx = BlockContext(
                 self.chain_id, height, time_ms, proposer, self.params, PendingState(r.get, r.items)
             )
             ctx.validators = self.validators
             try:
-                evidence, ctx.offences = block_offences(
+                included_evidence, ctx.offences = block_offences(
                     evidence,
                     validators=self._validators_at,
                     chain_id=self.chain_id,
@@ -693,7 +708,7 @@ class Chain:
             )
             # The pending state reads through this reader, so every read of it
             # happens here; after this, the pipeline only adds writes to it.
-        return ctx, included, receipts, rejected, evidence
+        return ctx, included, receipts, rejected, included_evidence
 
     def _decode_evidence(self, block: Block) -> list[Evidence]:
         """A received block's evidence, each piece in its one canonical encoding."""
@@ -879,7 +894,8 @@ class Chain:
         state.put(PARAMS_KEY, encode(self.params.to_dict()))
         for key, value in self.focus.apply(deltas).items():
             state.put(key, value)
-        root, nodes = smt_update({}.get, EMPTY, state.writes.items())
+        no_nodes: dict[bytes, bytes] = {}
+        root, nodes = smt_update(no_nodes.get, EMPTY, state.writes.items())
         header = Header(
             self.chain_id,
             0,
@@ -952,7 +968,7 @@ class Chain:
         self._set_validators(self.valsets.for_height(height + 1))
         self._maybe_checkpoint()
 
-    def _base_focus(self, r, height: int) -> tuple[int, BlockRecord | None]:
+    def _base_focus(self, r: Reader, height: int) -> tuple[int, BlockRecord | None]:
         """The focus state of a store installed from a snapshot: the snapshot's
         own copy (written by chain/snapshot.py after it verified it), from which
         the blocks above the base replay. There is no genesis to replay from,
@@ -966,7 +982,9 @@ class Chain:
             )
         return start, record
 
-    def _load_checkpoint(self, r, height: int, path: Path) -> tuple[int, BlockRecord | None]:
+    def _load_checkpoint(
+        self, r: Reader, height: int, path: Path
+    ) -> tuple[int, BlockRecord | None]:
         """Take the focus checkpoint at ``path`` if it is usable here; returns the
         first height left to replay (0 without one) and the checkpoint's block."""
         self.restored_from = None
@@ -997,7 +1015,9 @@ class Chain:
             self.checkpoints.durable_height = ckpt.height
         return ckpt.height + 1, record
 
-    def _replay_focus(self, r, start: int, height: int, record: BlockRecord | None):
+    def _replay_focus(
+        self, r: Reader, start: int, height: int, record: BlockRecord | None
+    ) -> tuple[Header, BlockRecord]:
         """Feed blocks ``start .. height`` to the focus state, checking each root;
         returns the head's header and record. ``record`` is block ``start - 1``'s
         (the checkpoint's: the head's when nothing is left to replay)."""
@@ -1023,7 +1043,7 @@ class Chain:
         return record.block.header, record
 
 
-def replay(source: Chain, target: Chain, progress=None) -> None:
+def replay(source: Chain, target: Chain, progress: Callable[[int], object] | None = None) -> None:
     """Re-execute every block of ``source`` on ``target`` (a fresh chain) and check roots."""
     for record in source.records(target.height + 1):
         target.apply_block(record)

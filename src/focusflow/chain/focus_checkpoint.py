@@ -41,11 +41,15 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from focusflow.chain.focus_commit import FocusState
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.home import fsync_dir, open_private
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 MAGIC = b"focusflow focus checkpoint\n"
 #: 3: the trailer is an HMAC under the home's secret (2 had a plain SHA-256).
@@ -222,7 +226,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             raise CheckpointUnusableError(f"unreadable: {exc}") from None
 
 
-def _read(f, key: bytes) -> Checkpoint:
+def _read(f: BinaryIO, key: bytes) -> Checkpoint:
     total = os.fstat(f.fileno()).st_size
     lead = f.read(len(MAGIC) + 4)
     if not lead.startswith(MAGIC) or len(lead) < len(MAGIC) + 4:
@@ -275,12 +279,12 @@ class _HashingWriter:
     """A file's ``write`` that also feeds an HMAC-SHA256 and counts the bytes
     (what pickle.dump needs of its file)."""
 
-    def __init__(self, f, digest: hmac.HMAC) -> None:
+    def __init__(self, f: BinaryIO, digest: hmac.HMAC) -> None:
         self._f = f
         self.digest = digest
         self.size = 0
 
-    def write(self, data) -> int:
+    def write(self, data: ReadableBuffer) -> int:
         view = memoryview(data).cast("B")
         self.digest.update(view)
         self.size += len(view)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def focus_root(q: np.ndarray) -> bytes:
 class FocusState:
     """The chain's graph and engine, advanced one block of deltas at a time."""
 
-    def __init__(self, focus: dict | None = None) -> None:
+    def __init__(self, focus: dict[str, Any] | None = None) -> None:
         self.params: FocusParams = chain_focus_params(focus)
         if not self.params.exact:
             log.warning(
@@ -190,7 +191,7 @@ class FocusState:
         writes[FOCUS_KEY] = encode(record)
         return writes
 
-    def _not_converged(self, record: dict) -> None:
+    def _not_converged(self, record: dict[str, Any]) -> None:
         """A solve that stopped at ``max_iter``: counted, logged, and (exact
         arithmetic) recorded in the committed focus record."""
         self.unconverged_blocks += 1
@@ -237,7 +238,7 @@ class FocusState:
         return int(self.q[i]), i
 
 
-def warm_up(focus: dict | None = None) -> float:
+def warm_up(focus: dict[str, Any] | None = None) -> float:
     """Compile (or load from numba's cache) every kernel a block's focus update runs.
 
     A node calls this before serving: otherwise the first block with links pays

@@ -9,6 +9,8 @@ kernels: a light client and most CLI commands never compute focus.
 
 from __future__ import annotations
 
+from typing import Any
+
 from focusflow.focus.params import EXACT_V1, FAST, TRI_ANDERSON, FocusParams, make_params
 
 SCALE = 10**15
@@ -47,7 +49,7 @@ NEW_CHAIN_FOCUS = {
 }
 
 
-def chain_focus_params(focus: dict | None) -> FocusParams:
+def chain_focus_params(focus: dict[str, Any] | None) -> FocusParams:
     """The focus parameters of a chain whose genesis names ``focus``:
     CHAIN_FOCUS_DEFAULTS under what it names, validated (InvalidParameterError
     names the first bad value, an arithmetic this node does not implement

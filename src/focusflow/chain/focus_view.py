@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import cast
 
 import numpy as np
 
 from focusflow.focus import measures
+from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.link_index import LinkIndex
 from focusflow.graph.tables import KeyTable
 
@@ -118,7 +120,8 @@ class FocusView:
             dtype=np.int64,
             count=len(indices),
         )
-        return len(s) - hi + earlier + 1
+        ranks: np.ndarray = len(s) - hi + earlier + 1
+        return ranks
 
     def top_k(self, k: int) -> np.ndarray:
         """Particle indices of the k largest focus values, most focus first."""
@@ -128,7 +131,8 @@ class FocusView:
         """Per-link stake (§3.1) of links ``ids`` at this block."""
         n = self.neuron[ids].astype(np.int64)
         deg = self.neudeg[n]
-        return np.divide(self.stakes[n], np.maximum(deg, 1), dtype=np.float64)
+        weights: np.ndarray = np.divide(self.stakes[n], np.maximum(deg, 1), dtype=np.float64)
+        return weights
 
     def edges(self, i: int, direction: str) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours of particle ``i`` and the summed weight of each edge, heaviest first.
@@ -139,6 +143,7 @@ class FocusView:
         hub's links (10^6 of them costs some 0.1 s to sum and sort) are asked
         one after another.
         """
+        cache: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]
         cache = self.__dict__.setdefault("_edges_memo", {})
         key = (i, direction)
         found = cache.get(key)
@@ -165,7 +170,7 @@ def build_view(
     height: int,
     scale: int,
     q: np.ndarray,
-    graph,
+    graph: Cybergraph,
     iterations: int,
     seconds: float,
     previous: FocusView | None,
@@ -194,13 +199,15 @@ def build_view(
         top = part[np.lexsort((part, -q[part].astype(np.int64)))]
     else:
         top = np.empty(0, dtype=np.int64)
+    # A chain's graph is keyed by bytes (binary CIDs and account addresses):
+    # focus_commit interns nothing else.
     return FocusView(
         height=height,
         scale=scale,
         q=q,
-        particles=graph.particles.keys(),
+        particles=cast(list[bytes], graph.particles.keys()),
         n_particles=n,
-        neurons=graph.neurons.keys(),
+        neurons=cast(list[bytes], graph.neurons.keys()),
         n_neurons=graph.n_neurons,
         src=links.src,
         dst=links.dst,
@@ -220,7 +227,9 @@ def build_view(
     )
 
 
-def _link_index(previous: FocusView | None, graph, src: np.ndarray, dst: np.ndarray) -> LinkIndex:
+def _link_index(
+    previous: FocusView | None, graph: Cybergraph, src: np.ndarray, dst: np.ndarray
+) -> LinkIndex:
     """The previous view's link index extended by this block's links.
 
     The graph's links are append-only, so the previous index stays valid when

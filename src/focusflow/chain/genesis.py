@@ -155,7 +155,7 @@ class Genesis:
         return genesis
 
 
-def _check_focus(focus: dict) -> None:
+def _check_focus(focus: dict[str, Any]) -> None:
     """Refuse focus parameters this node cannot run, an arithmetic version it
     does not implement above all: it could not reproduce the chain's roots."""
     try:
@@ -164,7 +164,7 @@ def _check_focus(focus: dict) -> None:
         raise GenesisError(f"params.focus: {exc.message}") from None
 
 
-def _check_upgrades(focus: dict, upgrades: list) -> None:
+def _check_upgrades(focus: dict[str, Any], upgrades: list[Any]) -> None:
     """Refuse a focus upgrade schedule that is malformed, out of order, or names
     an algorithm this node cannot run (the focus in force from the entry's
     height on: every entry up to it laid over ``params.focus``)."""
@@ -194,7 +194,7 @@ def _check_upgrades(focus: dict, upgrades: list) -> None:
             raise GenesisError(f"{where} (height {height}): {exc.message}") from None
 
 
-def _list(raw: dict, name: str) -> list:
+def _list(raw: dict[str, Any], name: str) -> list[Any]:
     value = raw.get(name, [])
     if not isinstance(value, list):
         raise GenesisError(f"{name} must be a list")

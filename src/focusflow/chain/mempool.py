@@ -302,9 +302,9 @@ class Mempool:
         try:
             if new_sender and len(self._queues) >= self.limits.max_senders:
                 candidate = self._singles.pop(self._is_single)
-                self._outbids(entry, candidate, SendersFullError, "senders")
-                victims.append(candidate)
-                planned[candidate.tx.sender_address] = None
+                victim = self._outbids(entry, candidate, SendersFullError, "senders")
+                victims.append(victim)
+                planned[victim.tx.sender_address] = None
                 candidate = None
             count = len(self) + 1 - (old is not None) - len(victims)
             size = self._bytes + len(entry.tx.encoded) - (len(old.tx.encoded) if old else 0)
@@ -314,15 +314,15 @@ class Mempool:
                 if candidate is not None and candidate.tx.sender_address == sender:
                     own.append(candidate)
                     continue
-                self._outbids(entry, candidate, MempoolFullError, "transactions")
-                victims.append(candidate)
-                owner = candidate.tx.sender_address
-                below = self._queues[owner].below(candidate.tx.nonce)
+                victim = self._outbids(entry, candidate, MempoolFullError, "transactions")
+                victims.append(victim)
+                owner = victim.tx.sender_address
+                below = self._queues[owner].below(victim.tx.nonce)
                 planned[owner] = None if below is None else below.tx.nonce
                 if below is not None:
                     self._tails.push(below)
                 count -= 1
-                size -= len(candidate.tx.encoded)
+                size -= len(victim.tx.encoded)
                 candidate = None
         except MempoolFullError:
             # Everything popped goes back; pushes of entries that are no
@@ -336,8 +336,10 @@ class Mempool:
                 self._tails.push(e)
         return victims
 
-    def _outbids(self, entry: _Entry, victim: _Entry | None, error: type, what: str) -> None:
-        """Raise ``error`` unless ``entry`` may evict ``victim``."""
+    def _outbids(
+        self, entry: _Entry, victim: _Entry | None, error: type[MempoolFullError], what: str
+    ) -> _Entry:
+        """``victim``, which ``entry`` may evict; ``error`` unless it may (or there is none)."""
         if victim is None or victim.priority >= entry.priority:
             low = victim.priority if victim is not None else float("inf")
             raise error(
@@ -345,6 +347,7 @@ class Mempool:
                 f"{len(self._queues)} senders; on {what}): priority {entry.priority:.4g} "
                 f"does not beat the lowest kept {low:.4g}"
             )
+        return victim
 
     def _is_tail(self, entry: _Entry, planned: dict[bytes, int | None] | None = None) -> bool:
         if not entry.live:

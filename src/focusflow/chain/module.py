@@ -25,6 +25,10 @@ from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
 from focusflow.consensus.validators import ValidatorSet
 
+#: The links of one link message as they travel and are stored:
+#: ``[from, to]`` or ``[from, to, semcon]``, each a binary CID.
+LinkList = list[list[bytes]]
+
 
 @dataclass
 class Deltas:
@@ -37,7 +41,7 @@ class Deltas:
     references, since the links themselves are already in its transactions.
     """
 
-    links: list[tuple[bytes, list, tuple[int, int] | None]] = field(default_factory=list)
+    links: list[tuple[bytes, LinkList, tuple[int, int] | None]] = field(default_factory=list)
     stakes: dict[bytes, int] = field(default_factory=dict)
 
     def merge(self, other: Deltas) -> None:
@@ -54,7 +58,7 @@ class Deltas:
         neuron = [n for n, pairs, _ in self.links for _ in pairs]
         return src, dst, neuron
 
-    def to_cbor(self) -> list:
+    def to_cbor(self) -> list[Any]:
         """``[groups, stakes]``; a group is ``[tx, msg]``, or ``[neuron, links]`` if sourceless."""
         groups = [list(src) if src is not None else [n, pairs] for n, pairs, src in self.links]
         return [groups, sorted([k, v] for k, v in self.stakes.items())]

@@ -101,8 +101,8 @@ class ChainParams:
         """``unbonding_blocks`` of a genesis that leaves it out: the field's default,
         or more when the evidence window and epoch it names call for it."""
         defaults = cls()
-        age = raw.get("evidence_max_age", defaults.evidence_max_age)
-        epoch = raw.get("epoch_blocks", defaults.epoch_blocks)
+        age: int = raw.get("evidence_max_age", defaults.evidence_max_age)
+        epoch: int = raw.get("epoch_blocks", defaults.epoch_blocks)
         return max(defaults.unbonding_blocks, age + epoch + UNBONDING_MARGIN)
 
     def __post_init__(self) -> None:

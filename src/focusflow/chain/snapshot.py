@@ -63,6 +63,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -73,10 +74,10 @@ from focusflow.chain.focus_commit import (
     PARTICLES_PREFIX,
     FocusState,
     FocusValueError,
-    chain_focus_params,
     focus_root,
     quantise,
 )
+from focusflow.chain.focus_spec import chain_focus_params
 from focusflow.chain.focus_upgrade import (
     UPGRADES_KEY,
     decode_decided,
@@ -97,6 +98,9 @@ from focusflow.focus.params import FocusParams
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.store import EMPTY, Commit, Reader, Store, check_key, height_key
 from focusflow.store import update as smt_update
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 FORMAT = 1
 MANIFEST_FILE = "manifest.cbor"
@@ -325,7 +329,7 @@ def write_snapshot(
 class _ChunkWriter:
     """Writes bytes to a file and the SHA-256 of every ``chunk_size`` piece."""
 
-    def __init__(self, f, chunk_size: int) -> None:
+    def __init__(self, f: BinaryIO, chunk_size: int) -> None:
         self._f = f
         self._chunk_size = chunk_size
         self._digest = hashlib.sha256()
@@ -474,7 +478,8 @@ def verify_snapshot(manifest: Manifest, data_path: Path, genesis: Genesis) -> Ve
             # no view of the map behind (closing it would fail).
             with memoryview(data) as view, view[n_block : n_block + n_state] as records:
                 state = _read_state(records)
-            root, nodes = smt_update({}.get, EMPTY, state.items())
+            no_nodes: dict[bytes, bytes] = {}
+            root, nodes = smt_update(no_nodes.get, EMPTY, state.items())
             if root != manifest.state_root:
                 raise SnapshotRootError(
                     f"snapshot state hashes to {root.hex()[:16]}, its header says "
@@ -486,7 +491,7 @@ def verify_snapshot(manifest: Manifest, data_path: Path, genesis: Genesis) -> Ve
     return VerifiedSnapshot(manifest, record, raw_block, state, nodes, focus, valsets)
 
 
-def _check_chunks(manifest: Manifest, data) -> None:
+def _check_chunks(manifest: Manifest, data: mmap.mmap) -> None:
     size = manifest.chunk_size
     for i, expected in enumerate(manifest.chunks):
         if hashlib.sha256(data[i * size : (i + 1) * size]).digest() != expected:
@@ -537,7 +542,9 @@ def _read_state(data: memoryview) -> dict[bytes, bytes]:
     return state
 
 
-def _check_certificate(record: BlockRecord, state: dict, chain_id: str) -> ValidatorSets:
+def _check_certificate(
+    record: BlockRecord, state: dict[bytes, bytes], chain_id: str
+) -> ValidatorSets:
     """The header's certificate carries more than 2/3 of the set the state
     records for its height, and the header names that set's hash."""
     header = record.block.header
@@ -612,7 +619,7 @@ FOCUS_GLOBALS = frozenset(
 
 
 class _FocusUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:  # a class or function, as pickle's
         if (module, name) in FOCUS_GLOBALS:
             return super().find_class(module, name)
         if module in FOCUS_MODULES or module in ("numpy", "numpy.dtypes"):
@@ -626,7 +633,7 @@ class _FocusUnpickler(pickle.Unpickler):
         raise SnapshotError(f"snapshot focus state names {module}.{name}, which is not allowed")
 
 
-def _params_at(height: int, state: dict, genesis: Genesis) -> FocusParams | None:
+def _params_at(height: int, state: dict[bytes, bytes], genesis: Genesis) -> FocusParams | None:
     """The focus parameters in force at ``height`` by the genesis and the
     verified state's upgrade schedule (focus_upgrade.py); None if this node
     cannot run them."""
@@ -639,7 +646,9 @@ def _params_at(height: int, state: dict, genesis: Genesis) -> FocusParams | None
         return None
 
 
-def load_focus(f, size: int, header: Header, state: dict, genesis: Genesis) -> FocusState:
+def load_focus(
+    f: io.BufferedIOBase, size: int, header: Header, state: dict[bytes, bytes], genesis: Genesis
+) -> FocusState:
     """Load ``size`` bytes of a peer's focus state from ``f`` and check it.
 
     Only classes of FOCUS_MODULES and FOCUS_GLOBALS may be named; the
@@ -705,21 +714,21 @@ def _engine_root(focus: FocusState) -> bytes | None:
 class _Bounded(io.RawIOBase):
     """At most ``size`` bytes of ``f``: a pickle cannot read past its section."""
 
-    def __init__(self, f, size: int) -> None:
+    def __init__(self, f: io.BufferedIOBase, size: int) -> None:
         self._f = f
         self._left = size
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         view = memoryview(buffer).cast("B")[: self._left]
         n = self._f.readinto(view)
         self._left -= n
         return n
 
-    def readline(self, size: int = -1) -> bytes:
-        limit = self._left if size < 0 else min(size, self._left)
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = self._left if size is None or size < 0 else min(size, self._left)
         line = self._f.readline(limit)
         self._left -= len(line)
         return line
@@ -793,7 +802,7 @@ def _all_arrays_checked(root: object, covered: set[int]) -> None:
         if kind in _LEAVES or id(obj) in seen:
             continue
         seen.add(id(obj))
-        if kind is np.ndarray:
+        if type(obj) is np.ndarray:
             if id(obj) not in covered:
                 what = "of Python objects " if obj.dtype.hasobject else ""
                 raise StructureError(f"{path or 'state'} is an array {what}that no check covers")

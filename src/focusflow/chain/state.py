@@ -47,7 +47,9 @@ class PendingState:
 
     def scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """Live key/value pairs under ``prefix``, in key order, pending writes included."""
-        found = dict(self._scanner(prefix)) if self._scanner is not None else {}
+        found: dict[bytes, bytes | None] = (
+            dict(self._scanner(prefix)) if self._scanner is not None else {}
+        )
         for key, value in self.writes.items():
             if key.startswith(prefix):
                 found[key] = value

@@ -40,7 +40,7 @@ class Msg:
     type: str
     body: dict[str, Any]
 
-    def to_cbor(self) -> list:
+    def to_cbor(self) -> list[Any]:
         return [self.type, self.body]
 
 
@@ -54,7 +54,7 @@ class Tx:
     signature: bytes
 
     def sign_bytes(self) -> bytes:
-        cached = self.__dict__.get("_sign_bytes")
+        cached: bytes | None = self.__dict__.get("_sign_bytes")
         if cached is not None:
             return cached
         return sign_bytes(self.chain_id, self.sender, self.nonce, self.fee, self.msgs)
@@ -139,7 +139,7 @@ def decode_tx(data: bytes, max_bytes: int = HARD_MAX_TX_BYTES) -> Tx:
     _expect(is_uint64(nonce), "nonce")
     _expect(is_uint64(fee), "fee")
     _expect(isinstance(signature, bytes) and len(signature) == SIGNATURE_SIZE, "signature")
-    _expect(isinstance(msgs, list) and msgs, "messages")
+    _expect(isinstance(msgs, list) and len(msgs) > 0, "messages")
     parsed = []
     for m in msgs:
         _expect(isinstance(m, list) and len(m) == 2, "message")

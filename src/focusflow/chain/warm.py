@@ -13,12 +13,13 @@ than one share: a fresh install would compile them in its first real block
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from focusflow.chain import da_commit, focus_commit
 from focusflow.core import digests
 
 
-def warm_up(focus: dict | None = None) -> float:
+def warm_up(focus: dict[str, Any] | None = None) -> float:
     """Compile (or load) the focus and data-availability kernels; returns seconds."""
     t0 = time.perf_counter()
     focus_commit.warm_up(focus)

@@ -48,7 +48,7 @@ def _parse_weights(text: str) -> tuple[float, float, float]:
         raise InvalidParameterError(
             f"--weights needs three numbers (diffusion,springs,heat), got {text!r}"
         )
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _write_tsv(result: FocusResult, ids: np.ndarray, sink) -> None:

@@ -197,7 +197,9 @@ def plan_neuron(
         return None
     target = max(stake, len(neuron.links) * params.min_link_weight)
     add_stake = max(0, target - account.bonded)
-    txs, counts, cost = [], [], 0
+    txs: list[Any] = []
+    counts: list[int] = []
+    cost = 0
     nonce = account.nonce
     for start in range(0, len(remaining), batch):
         if len(txs) == WINDOW:
@@ -230,7 +232,8 @@ def _submit_all(api: Any, txs: Sequence[Any]) -> list[str]:
     hashes: list[str] = []
     start = 0
     while start < len(txs):
-        chunk, size = [], 0
+        chunk: list[Any] = []
+        size = 0
         for tx in txs[start : start + BATCH_TXS]:
             if chunk and size + len(tx.encoded) > BATCH_BYTES:
                 break
@@ -638,9 +641,10 @@ def wordnet_cmd(
         return
     if mask is not None:
         wn = wn.subset(mask)
+    assert out is not None  # exactly one of --out and --node, and not --node
     graph_path, particles_path = write_wordnet(wn, out)
     synsets = int(wn.is_synset.sum())
-    result = {
+    result: dict[str, Any] = {
         "graph": str(graph_path),
         "particles_file": str(particles_path),
         "particles": wn.n_particles,

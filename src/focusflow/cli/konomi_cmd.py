@@ -80,7 +80,7 @@ def serve_cmd(
     # then refused before a token file or a database is touched.
     bus = open_bus(redis)
     token = _server_token(token_file)
-    system = KonomiSystem(store=open_store(db), default_dims=shape)  # type: ignore[arg-type]
+    system = KonomiSystem(store=open_store(db), default_dims=shape)
     app = create_app(system, bus, tuple(role), token=token)
     print(f"konomi: serving {', '.join(role)} on http://{host}:{port}", file=sys.stderr, flush=True)
     try:

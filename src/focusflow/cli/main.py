@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
         # A light client's verification failure has its own status (3).
         _fail(f"{exc} [{exc.code}]", getattr(exc, "exit_status", 2))
     except TyperException as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
-            print(exc.ctx.get_help())
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
             sys.exit(0)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         _fail(message or "interrupted", 2 if message else 130)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
@@ -42,6 +43,11 @@ class NodeGraph:
     last_height: int
 
 
+def _is_int(x: object) -> TypeGuard[int]:
+    """An int from JSON (a bool is not one)."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def _pages(
     client: Client, what: str, fields: tuple[str, ...], need: int | None, progress: Progress | None
 ) -> tuple[dict[str, list], int, int]:
@@ -55,7 +61,7 @@ def _pages(
         if not isinstance(doc, dict):
             raise BadNodeAnswerError(f"/v1/graph/{what}: expected a JSON object")
         t, start, height = doc.get("total"), doc.get("start"), doc.get("height")
-        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (t, start, height)):
+        if not (_is_int(t) and _is_int(start) and _is_int(height)):
             raise BadNodeAnswerError(f"/v1/graph/{what}: total, start and height must be integers")
         if total is None:
             total = t if need is None else need
@@ -65,8 +71,8 @@ def _pages(
             raise BadNodeAnswerError(f"/v1/graph/{what}: the total shrank from {total} to {t}")
         if start != got:
             raise BadNodeAnswerError(f"/v1/graph/{what}: asked from {got}, got a page from {start}")
-        cols = [doc.get(f) for f in fields]
-        if not all(isinstance(c, list) for c in cols) or len({len(c) for c in cols}) != 1:
+        cols = [c for c in (doc.get(f) for f in fields) if isinstance(c, list)]
+        if len(cols) != len(fields) or len({len(c) for c in cols}) != 1:
             raise BadNodeAnswerError(f"/v1/graph/{what}: {', '.join(fields)} must be equal lists")
         size = min(len(cols[0]), total - got)
         if size == 0:

@@ -75,9 +75,11 @@ FIXED = ("hop_idx", "hop_sem", "alpha", "layers", "floor", "attention_share", "h
 # --- weights and data as plain arrays ---------------------------------------------------
 
 
-def weights_arrays(weights: Any) -> dict[str, np.ndarray]:
+def weights_arrays(weights: Any) -> dict[str, np.ndarray | np.generic]:
     """The arrays and scalars of a ``CompiledWeights`` by name (numpy only)."""
-    out = {name: np.asarray(getattr(weights, name)) for name in (*PARAMETERS, "hop_idx", "hop_sem")}
+    out: dict[str, np.ndarray | np.generic] = {
+        name: np.asarray(getattr(weights, name)) for name in (*PARAMETERS, "hop_idx", "hop_sem")
+    }
     out["hops"] = np.int64(weights.hops)
     out["alpha"] = np.float64(weights.alpha)
     out["layers"] = np.int64(weights.layers)
@@ -88,7 +90,8 @@ def weights_arrays(weights: Any) -> dict[str, np.ndarray]:
 
 def save_weights(weights: Any, path: str | Path) -> None:
     """Write the compiled weights as a compressed ``.npz`` (readable with numpy alone)."""
-    np.savez_compressed(path, **weights_arrays(weights))
+    # numpy's stub lets a **dict of arrays reach allow_pickle: bool.
+    np.savez_compressed(path, **weights_arrays(weights))  # type: ignore[arg-type]
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:

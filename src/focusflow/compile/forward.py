@@ -130,12 +130,12 @@ def forward_numpy(
     for _ in range(w.layers):
         m = np.matmul(a[:, None, :], e_in)[:, 0, :]
         z = alpha * (steps[w.hops] * c[w.hops] * m + z @ w.prop_t)
-        c = [None, *c[:-1]]
+        shifted = c[:-1]  # this layer's c_1 .. c_D: the last layer's c_0 .. c_(D-1)
         spread = z @ w.basis_mass[:, None]
         for k in range(1, w.hops + 1):
             carried = (a * masses[k - 1]).sum(axis=1, keepdims=True)
-            spread = spread + steps[k] * c[k] * carried
-        c[0] = f32(1.0) - spread
+            spread = spread + steps[k] * shifted[k - 1] * carried
+        c = [f32(1.0) - spread, *shifted]
         flow = np.matmul(a[:, None, :], g)[:, 0, :] + a * stay
         a = (f32(1.0) - gamma) * u + gamma * flow
     q = z @ w.unemb

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import onnx
@@ -74,13 +74,13 @@ class _Builder:
         tensor.dims.extend(arr.shape)
         tensor.data_location = TensorProto.EXTERNAL
         refs = (("location", self._location), ("offset", offset), ("length", arr.nbytes))
-        for key, value in refs:
+        for field_name, field_value in refs:
             entry = tensor.external_data.add()
-            entry.key, entry.value = key, str(value)
+            entry.key, entry.value = field_name, str(field_value)
         self.inits.append(tensor)
         return name
 
-    def scalar(self, value: float) -> str:
+    def scalar(self, value: float | np.floating[Any]) -> str:
         self._n += 1
         return self.const(f"c{self._n}", np.asarray(value, dtype=np.float32))
 
@@ -156,15 +156,15 @@ def build_model(  # noqa: PLR0915 - builds the ONNX graph node by node, in order
 
     # Attention, once: (batch, heads, seq, seq) logits, masked, plus a sink of logit 0.
     q = b.op("MatMul", x, w_q)
-    k = b.op("Transpose", b.op("MatMul", x, w_k), perm=[0, 1, 3, 2])
-    logits = b.op("Div", b.op("MatMul", q, k), b.scalar(math.sqrt(w.dim)))
+    keys_t = b.op("Transpose", b.op("MatMul", x, w_k), perm=[0, 1, 3, 2])
+    logits = b.op("Div", b.op("MatMul", q, keys_t), b.scalar(math.sqrt(w.dim)))
     seq = b.op("Gather", b.op("Shape", INPUT), b.const("one_i", np.asarray(1, dtype=np.int64)))
     r = b.op("Range", "zero_i", seq, "one_i")
     eye = b.op("Equal", b.op("Unsqueeze", r, axis1), b.op("Unsqueeze", r, b.ints(0)))
     key_ok = b.op("And", b.op("Unsqueeze", valid, b.ints(1, 2)), b.op("Not", eye))
     logits = b.op("Where", key_ok, logits, b.scalar(MASKED))
-    sink = b.op("Mul", b.op("Slice", logits, b.ints(0), b.ints(1), axis_last), zero)
-    att = b.op("Softmax", b.op("Concat", logits, sink, axis=3), axis=-1)
+    att_sink = b.op("Mul", b.op("Slice", logits, b.ints(0), b.ints(1), axis_last), zero)
+    att = b.op("Softmax", b.op("Concat", logits, att_sink, axis=3), axis=-1)
     flow = b.op("Slice", att, b.ints(0), b.ints(-1), axis_last)
     stay = b.op("Slice", att, b.ints(-1), b.ints(2**62), axis_last)
     g = b.op("ReduceSum", b.op("Mul", flow, share), axis1, keepdims=0)
@@ -182,9 +182,10 @@ def build_model(  # noqa: PLR0915 - builds the ONNX graph node by node, in order
     keep_u = b.op("Mul", u, b.op("Sub", one, gamma))
     for _layer in range(w.layers):
         a3 = b.op("Unsqueeze", a, axis1)
-        if c[w.hops] is not None:
+        last_c = c[w.hops]
+        if last_c is not None:
             m = b.op("Squeeze", b.op("MatMul", a3, e_in), axis1)
-            inner = b.op("Mul", b.op("Mul", steps[w.hops], c[w.hops]), m)
+            inner = b.op("Mul", b.op("Mul", steps[w.hops], last_c), m)
             if z is not None:
                 inner = b.op("Add", inner, b.op("MatMul", z, prop_t))
             z = b.op("Mul", alpha, inner)
@@ -193,11 +194,15 @@ def build_model(  # noqa: PLR0915 - builds the ONNX graph node by node, in order
         c = [None, *c[:-1]]
         spread = b.op("MatMul", z, mass) if z is not None else None
         for k in range(1, w.hops + 1):
-            if c[k] is None:
+            ck = c[k]
+            if ck is None:
                 continue
             carried = b.op("ReduceSum", b.op("Mul", a, masses[k - 1]), axis1, keepdims=1)
-            term = b.op("Mul", b.op("Mul", steps[k], c[k]), carried)
+            term = b.op("Mul", b.op("Mul", steps[k], ck), carried)
             spread = term if spread is None else b.op("Add", spread, term)
+        # Never None: with hops, c_1 now holds the last c_0 (1 before the first
+        # layer); without, c_0 = 1 set z in the first layer.
+        assert spread is not None
         c[0] = b.op("Sub", one, spread)
         moved = b.op("Squeeze", b.op("MatMul", a3, g), axis1)
         moved = b.op("Add", moved, b.op("Mul", a, stay))
@@ -209,14 +214,17 @@ def build_model(  # noqa: PLR0915 - builds the ONNX graph node by node, in order
     else:
         rows_one = b.op("ReduceSum", u, axis1, keepdims=1)
         qv = b.op("Mul", rows_one, b.const("zero_row", np.zeros((1, w.vocab), dtype=f32)))
-    to, by = [idx], [b.op("Mul", c[0], u)]
+    c0 = c[0]
+    assert c0 is not None  # 1 before the first layer, set by every layer
+    to, by = [idx], [b.op("Mul", c0, u)]
     a_col = b.op("Unsqueeze", a, axis2)
     for k, (tk, pk) in enumerate(levels, 1):
-        if c[k] is None:
+        ck = c[k]
+        if ck is None:
             continue
         to.append(b.op("Reshape", tk, flat))
         weight = b.op("Reshape", b.op("Mul", pk, a_col), flat)
-        by.append(b.op("Mul", weight, b.op("Mul", steps[k], c[k])))
+        by.append(b.op("Mul", weight, b.op("Mul", steps[k], ck)))
     to_all = b.op("Concat", *to, axis=1)
     by_all = b.op("Concat", *by, axis=1)
     qv = b.op("ScatterElements", qv, to_all, by_all, axis=1, reduction="add")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -180,7 +181,7 @@ def compile_graph(
     t = start("adjacency")
     semcons = semcons_of(
         graph.links().neuron,
-        graph.neurons.keys(),
+        cast(list[str], graph.neurons.keys()),  # a graph read from files: text keys
         min_share=opt.min_share,
         max_heads=opt.max_heads,
     )

@@ -15,11 +15,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from focusflow.core.errors import InputFileError, InvalidParameterError
 from focusflow.graph.semcons import SemconNames
+
+if TYPE_CHECKING:
+    import onnxruntime as ort  # imported when a model is opened, not with the module
 
 MODEL_FILE = "model.onnx"
 VOCAB_FILE = "vocab.tsv"
@@ -121,7 +125,7 @@ class CompiledModel:
     directory: Path
     keys: list[str]
     report: dict
-    session: object
+    session: ort.InferenceSession
     #: The relation types the ``semcons`` input weighs, in order (none for a
     #: model compiled before it had that input).
     semcons: SemconNames

@@ -141,7 +141,7 @@ def randomized_svd(
     csr.sum_duplicates()
     csr_t = csr.T.tocsr()
     rng = np.random.default_rng(seed)
-    omega = rng.standard_normal((n_cols, width)).astype(dtype)
+    omega: np.ndarray = rng.standard_normal((n_cols, width)).astype(dtype)
     # Every block is orthonormalised in place and dropped as soon as the next
     # exists: at most three n x width blocks live at once.
     q = _orth(spmm(csr, omega), overwrite=True)

@@ -123,7 +123,7 @@ class Vote:
 Message = Proposal | Vote
 
 
-def message_to_plain(message: Message) -> list:
+def message_to_plain(message: Message) -> list[object]:
     """The CBOR data model form of a message (also nested in evidence)."""
     if isinstance(message, Proposal):
         m = message

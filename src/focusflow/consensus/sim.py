@@ -62,7 +62,7 @@ from focusflow.consensus.certificate import (
     verify_certificate,
 )
 from focusflow.consensus.errors import InvalidCertificateError, InvalidMessageError
-from focusflow.consensus.evidence import DuplicateVoteEvidence, verify_evidence
+from focusflow.consensus.evidence import Evidence, verify_evidence
 from focusflow.consensus.messages import Message, Proposal, Step, Vote
 from focusflow.consensus.signer import Signer
 from focusflow.consensus.tendermint import Tendermint
@@ -191,7 +191,7 @@ class Simulation:
         self._held: list[tuple[int, int, Message]] = []
         self.committed: dict[int, Decide] = {}  # first decision seen per height
         self.violations: list[str] = []
-        self.evidence: list[DuplicateVoteEvidence] = []
+        self.evidence: list[Evidence] = []
         self.invalid_messages = 0
         self.penalties: dict[int, int] = {}  # node index -> times a peer penalised it
         self.forged_syncs = 0  # sync answers refused for a bad certificate
@@ -536,7 +536,7 @@ class Simulation:
     def _connected(self, a: int, b: int) -> bool:
         return self._groups is None or any(a in g and b in g for g in self._groups)
 
-    def _evidence(self, evidence: DuplicateVoteEvidence) -> None:
+    def _evidence(self, evidence: Evidence) -> None:
         if evidence in self.evidence:
             return
         verify_evidence(evidence, self.validator_set(evidence.height), self.chain_id)
@@ -575,7 +575,7 @@ class Simulation:
                 node.key, self.chain_id, message.height, message.round, -1, value, sha256(value)
             )
             if kind == "double_proposer":
-                both = [message, evil]
+                both: list[Message] = [message, evil]
                 self.rng.shuffle(both)
                 return both
             return self._some_of([message, evil])
@@ -585,7 +585,7 @@ class Simulation:
             assert node.machine is not None
             choices: list[bytes | None] = [None, message.value_id]
             choices.extend(node.machine.proposed_value_ids(message.round))
-            votes = [
+            votes: list[Message] = [
                 Vote.sign(
                     node.key, self.chain_id, message.height, message.round, message.step, value_id
                 )

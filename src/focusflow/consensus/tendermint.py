@@ -247,9 +247,9 @@ class Tendermint:
             rs.proposals.setdefault(message.value_id, message)
             rs.note_sender(message.proposer)
             return
-        earlier = rs.votes(message.step).add(message, rs.proposals)
-        if earlier is not None:
-            self._actions.append(ReportEvidence(DuplicateVoteEvidence.of(earlier, message)))
+        earlier_vote = rs.votes(message.step).add(message, rs.proposals)
+        if earlier_vote is not None:
+            self._actions.append(ReportEvidence(DuplicateVoteEvidence.of(earlier_vote, message)))
         rs.note_sender(message.validator)
 
     def _round_state(self, round: int) -> RoundState:
@@ -263,6 +263,7 @@ class Tendermint:
         """``valid(v)``, asked of the chain once per value id and height (and, with
         ``validate_proposal``, per fresh signer: a re-proposal's value was made
         in an earlier round, by that round's proposer)."""
+        key: tuple[bytes, bytes | None]
         if self.validate_proposal is None:
             key = (proposal.value_id, None)
         else:

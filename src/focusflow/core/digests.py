@@ -22,6 +22,7 @@ import ctypes.util
 import hashlib
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def hashlib_rows(rows: np.ndarray) -> np.ndarray:
         return np.empty((0, DIGEST_SIZE), dtype=np.uint8)
     if size == 0:
         return np.tile(np.frombuffer(hashlib.sha256(b"").digest(), np.uint8), (rows.shape[0], 1))
-    flat = memoryview(np.ascontiguousarray(rows).reshape(-1))
+    flat = np.ascontiguousarray(rows).reshape(-1).data
     sha = hashlib.sha256
     digests = b"".join([sha(flat[i : i + size]).digest() for i in range(0, len(flat), size)])
     return np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST_SIZE)
@@ -92,7 +93,12 @@ def _openssl_kernel() -> Callable[[np.ndarray], np.ndarray] | None:
     import numba as nb
 
     @nb.njit(nogil=True)
-    def digest_rows(rows, out, ctx, md):  # pragma: no cover - compiled
+    def digest_rows(
+        rows: np.ndarray[tuple[int, int], np.dtype[np.uint8]],
+        out: np.ndarray,
+        ctx: int,
+        md: int,
+    ) -> int:  # pragma: no cover - compiled
         n, size = rows.shape
         for i in range(n):
             ok = init(ctx, md, 0)
@@ -120,8 +126,10 @@ def _openssl_kernel() -> Callable[[np.ndarray], np.ndarray] | None:
     return kernel
 
 
-def _fn(lib: ctypes.CDLL, name: str, args: list, result) -> ctypes._CFuncPtr:
-    fn = getattr(lib, name)
+def _fn(lib: ctypes.CDLL, name: str, args: list[type], result: type | None) -> Callable[..., Any]:
+    """``lib``'s function ``name`` with its C argument and result types set;
+    what a call returns follows ``result``, so the Python type is open."""
+    fn = lib[name]
     fn.argtypes = args
     fn.restype = result
     return fn

@@ -27,10 +27,12 @@ class InvalidParameterError(FocusflowError, ValueError):
     code = "invalid_parameter"
 
 
-def require_int(name: str, value: object, minimum: int) -> None:
-    """Refuse a setting that is not an integer (bools are not) of at least ``minimum``."""
+def require_int(name: str, value: object, minimum: int) -> int:
+    """Refuse a setting that is not an integer (bools are not) of at least
+    ``minimum``; returns it, typed as the int it was checked to be."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 class InvalidCIDError(FocusflowError, ValueError):

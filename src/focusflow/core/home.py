@@ -14,6 +14,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import IO, Any, BinaryIO, Literal, TextIO, overload
 
 from focusflow.core.errors import InvalidParameterError
 
@@ -63,7 +64,11 @@ def account_key_path(home: Path) -> Path:
 _PRIVATE_MODES = {"w": os.O_TRUNC, "wb": os.O_TRUNC, "a": os.O_APPEND, "ab": os.O_APPEND}
 
 
-def open_private(path: str | os.PathLike[str], mode: str = "w"):
+@overload
+def open_private(path: str | os.PathLike[str], mode: Literal["w", "a"] = "w") -> TextIO: ...
+@overload
+def open_private(path: str | os.PathLike[str], mode: Literal["wb", "ab"]) -> BinaryIO: ...
+def open_private(path: str | os.PathLike[str], mode: str = "w") -> IO[Any]:
     """Open ``path`` for writing (``w``/``wb`` truncate, ``a``/``ab`` append),
     created owner-only (0600) when new.
 

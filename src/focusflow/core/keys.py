@@ -47,10 +47,13 @@ def address_of(public_key: bytes) -> str:
 
 
 def encode_address(raw: bytes) -> str:
-    return bech32.bech32_encode(HRP, bech32.convertbits(raw, 8, 5))
+    words = bech32.convertbits(raw, 8, 5)
+    if words is None:  # an entry outside 0..255, which bytes cannot hold
+        raise ValueError("address bytes expected")
+    return bech32.bech32_encode(HRP, words)
 
 
-def decode_address(text: str) -> bytes:
+def decode_address(text: object) -> bytes:
     """The 20 raw bytes of a bech32 address; InvalidAddressError names what is wrong."""
     if not isinstance(text, str):
         raise InvalidAddressError(f"invalid address {text!r}: not a string")

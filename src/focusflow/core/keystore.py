@@ -315,7 +315,11 @@ def _open(doc: dict[str, Any], info: KeyInfo, passphrase: str, path: Path) -> by
         raise KeyFileError(f"key file {path}: missing kdfparams")
     n, r, p = params.get("n"), params.get("r"), params.get("p")
     if not (
-        all(type(v) is int and v > 0 for v in (n, r, p))
+        type(n) is int
+        and type(r) is int
+        and type(p) is int
+        and r > 0
+        and p > 0
         and n > 1
         and n & (n - 1) == 0
         and 128 * n * r <= MAX_SCRYPT_MEMORY

@@ -17,11 +17,17 @@ fails its tests instead of going unchecked).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 import numpy as np
 
 _INT = (np.int32, np.int64)
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    """A Python float or int, or a numpy float64: exactly these types, so a
+    bool (an int subclass) or another float subclass is refused."""
+    return type(value) in (float, int, np.float64)
 
 
 class StructureError(ValueError):
@@ -69,7 +75,7 @@ class Check:
         cls: type,
         required: Iterable[str],
         optional: Iterable[str] = (),
-    ) -> dict:
+    ) -> dict[str, Any]:
         """``obj`` is exactly a ``cls`` with the ``required`` attributes and no
         others than ``optional``: an instance attribute the class does not
         set could shadow a method or constant the engine relies on."""
@@ -102,7 +108,7 @@ class Check:
 
     def number(self, field: str, value: object, *, nonneg: bool = False) -> float:
         """A finite Python or numpy float (or int)."""
-        if type(value) not in (float, int, np.float64) or not np.isfinite(value):
+        if not _is_number(value) or not np.isfinite(value):
             self.fail(field, f"= {value!r} is not a finite number")
         if nonneg and value < 0:
             self.fail(field, f"= {value!r} is negative")
@@ -175,9 +181,25 @@ class Check:
             self.fail(field, f"is a {type(value).__name__} of no numeric dtype")
         self.covered.add(id(value))
 
-    def optional_array(self, field: str, value: object, *args, **kwargs) -> np.ndarray | None:
+    def optional_array(
+        self,
+        field: str,
+        value: object,
+        dtype: type | tuple[type, ...],
+        length: int | None = None,
+        *,
+        lo: int | None = None,
+        hi: int | None = None,
+        finite: bool = False,
+        nonneg: bool = False,
+        shape: tuple[int, ...] | None = None,
+    ) -> np.ndarray | None:
         """As :meth:`array`, or None."""
-        return None if value is None else self.array(field, value, *args, **kwargs)
+        if value is None:
+            return None
+        return self.array(
+            field, value, dtype, length, lo=lo, hi=hi, finite=finite, nonneg=nonneg, shape=shape
+        )
 
     def bounds(self, field: str, value: np.ndarray, lo: int | None, hi: int | None) -> None:
         """Every entry of an integer array in ``[lo, hi)``."""
@@ -197,7 +219,7 @@ class Check:
         return self.pointer(field, value, rows, nnz, dtype=np.int64)
 
     def pointer(
-        self, field: str, value: object, rows: int, nnz: int, dtype: type | tuple = _INT
+        self, field: str, value: object, rows: int, nnz: int, dtype: type | tuple[type, ...] = _INT
     ) -> np.ndarray:
         """As :meth:`indptr`, of any of the integer ``dtype``."""
         ptr = self.array(field, value, dtype, rows + 1)
@@ -212,7 +234,7 @@ class Check:
         return ptr
 
     def permutation(
-        self, field: str, value: object, n: int, dtype: type | tuple = np.int64
+        self, field: str, value: object, n: int, dtype: type | tuple[type, ...] = np.int64
     ) -> np.ndarray:
         """A permutation of ``range(n)``."""
         perm = self.array(field, value, dtype, n, lo=0, hi=n)
@@ -224,7 +246,13 @@ class Check:
             )
         return perm
 
-    def inverse(self, field: str, value: object, perm: np.ndarray, dtype=np.int64) -> np.ndarray:
+    def inverse(
+        self,
+        field: str,
+        value: object,
+        perm: np.ndarray,
+        dtype: type | tuple[type, ...] = np.int64,
+    ) -> np.ndarray:
         """The inverse of the permutation ``perm``."""
         inv = self.array(field, value, dtype, len(perm), lo=0, hi=len(perm))
         wrong = np.flatnonzero(inv[perm] != np.arange(len(perm)))

@@ -157,7 +157,7 @@ def find_bad_encoding_committed(
                 return proof
     if square.data_root() != data_root:
         return None
-    proof = find_bad_encoding(square)
-    if proof is None or not verify_bad_encoding_proof(data_root, proof):
+    found = find_bad_encoding(square)
+    if found is None or not verify_bad_encoding_proof(data_root, found):
         return None
-    return proof
+    return found

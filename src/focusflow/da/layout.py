@@ -18,6 +18,7 @@ namespaced Merkle trees require.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from focusflow.da.namespace import TX_NAMESPACE, check_blob_namespace
 from focusflow.da.shares import (
@@ -46,9 +47,7 @@ def subtree_width(share_count: int, threshold: int = SUBTREE_ROOT_THRESHOLD) -> 
     return min(by_threshold, min_square)
 
 
-def square_from_block(
-    txs: list[bytes], blobs: list[tuple[bytes, bytes]] | tuple = ()
-) -> list[bytes]:
+def square_from_block(txs: list[bytes], blobs: Iterable[tuple[bytes, bytes]] = ()) -> list[bytes]:
     """The original square of a block's data, row-major, ``k²`` shares."""
     shares = compact_shares(TX_NAMESPACE, list(txs))
     ordered = sorted(

@@ -46,6 +46,11 @@ from focusflow.da.errors import RepairError
 _SLICE = 512
 
 
+#: A field as the kernels take it: (modulus, bits, one, lane_mask, log, exp);
+#: see :attr:`Field.kernel_args`.
+FieldArgs = tuple[int, int, np.uint64, np.uint64, np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True, eq=False)
 class Field:
     """A binary field GF(2^bits) in Leopard's Cantor-basis representation.
@@ -61,7 +66,7 @@ class Field:
     exp: np.ndarray
 
     @property
-    def kernel_args(self) -> tuple:
+    def kernel_args(self) -> FieldArgs:
         """What the kernels need, as one tuple: symbols are lanes of 64-bit words.
 
         ``one`` has the lowest bit of every lane set, ``lane_mask`` all bits of one lane.
@@ -154,7 +159,9 @@ def twiddles(field: Field, n: int, offset: int) -> np.ndarray:
 
 
 @nb.njit(cache=True, inline="always")
-def _lanes_times(yy, cols, bits, one, lane_mask):
+def _lanes_times(
+    yy: np.uint64, cols: np.ndarray, bits: int, one: np.uint64, lane_mask: np.uint64
+) -> np.uint64:
     """Each symbol lane of the 64-bit word ``yy`` times the constant whose images of
     the basis symbols ``1 << b`` are broadcast in ``cols`` (multiplication by a
     constant is GF(2)-linear, so it is a sum of masked columns, and the masks and
@@ -166,7 +173,7 @@ def _lanes_times(yy, cols, bits, one, lane_mask):
 
 
 @nb.njit(cache=True, inline="always")
-def _columns(lm, log, exp, bits, one):
+def _columns(lm: int, log: np.ndarray, exp: np.ndarray, bits: int, one: np.uint64) -> np.ndarray:
     cols = np.empty(16, dtype=np.uint64)
     for b in range(bits):
         cols[b] = np.uint64(exp[log[1 << b] + lm]) * one
@@ -174,7 +181,9 @@ def _columns(lm, log, exp, bits, one):
 
 
 @nb.njit(cache=True)
-def _layer(work, d, tw, gf, lo, hi, inverse):
+def _layer(
+    work: np.ndarray, d: int, tw: np.ndarray, gf: FieldArgs, lo: int, hi: int, inverse: bool
+) -> None:
     """One butterfly layer of width ``d`` on words lo..hi.
 
     Forward: ``x += c·y`` then ``y += x``; inverse: the same steps undone in
@@ -199,7 +208,7 @@ def _layer(work, d, tw, gf, lo, hi, inverse):
 
 
 @nb.njit(cache=True)
-def _ifft_slice(work, tw, gf, lo, hi):
+def _ifft_slice(work: np.ndarray, tw: np.ndarray, gf: FieldArgs, lo: int, hi: int) -> None:
     """Values at ``n`` points to coefficients in the novel basis, words lo..hi."""
     d = 1
     while d < work.shape[0]:
@@ -208,7 +217,7 @@ def _ifft_slice(work, tw, gf, lo, hi):
 
 
 @nb.njit(cache=True)
-def _fft_slice(work, tw, gf, lo, hi):
+def _fft_slice(work: np.ndarray, tw: np.ndarray, gf: FieldArgs, lo: int, hi: int) -> None:
     """Coefficients in the novel basis to values at ``n`` points, words lo..hi."""
     d = work.shape[0] // 2
     while d >= 1:
@@ -217,7 +226,9 @@ def _fft_slice(work, tw, gf, lo, hi):
 
 
 @nb.njit(cache=True, parallel=True)
-def _encode_kernel(work, tw_data, tw_parity, gf, step):
+def _encode_kernel(
+    work: np.ndarray, tw_data: np.ndarray, tw_parity: np.ndarray, gf: FieldArgs, step: int
+) -> None:
     """In place: data symbols in ``work`` become parity symbols."""
     width = work.shape[1]
     for s in nb.prange((width + step - 1) // step):
@@ -228,7 +239,9 @@ def _encode_kernel(work, tw_data, tw_parity, gf, step):
 
 
 @nb.njit(cache=True)
-def _encode_serial(work, tw_data, tw_parity, gf):
+def _encode_serial(
+    work: np.ndarray, tw_data: np.ndarray, tw_parity: np.ndarray, gf: FieldArgs
+) -> None:
     """``_encode_kernel`` on one thread, for work that is one slice anyway."""
     width = work.shape[1]
     _ifft_slice(work, tw_data, gf, 0, width)
@@ -236,7 +249,7 @@ def _encode_serial(work, tw_data, tw_parity, gf):
 
 
 @nb.njit(cache=True)
-def _locator_logs(erased, modulus, log):
+def _locator_logs(erased: np.ndarray, modulus: int, log: np.ndarray) -> np.ndarray:
     """``log ∏_(e∈E, e≠i) (ω_i + ω_e)`` for every point ``i``: ``Π(ω_i)``, or ``Π'(ω_i)``."""
     n = erased.shape[0]
     out = np.zeros(n, dtype=np.int64)
@@ -250,7 +263,7 @@ def _locator_logs(erased, modulus, log):
 
 
 @nb.njit(cache=True)
-def _scale_row(row, lm, gf):
+def _scale_row(row: np.ndarray, lm: int, gf: FieldArgs) -> None:
     _, bits, one, lane_mask, log, exp = gf
     cols = _columns(lm, log, exp, bits, one)
     for t in range(row.shape[0]):
@@ -258,7 +271,7 @@ def _scale_row(row, lm, gf):
 
 
 @nb.njit(cache=True)
-def _decode_kernel(work, erased, tw, gf):
+def _decode_kernel(work: np.ndarray, erased: np.ndarray, tw: np.ndarray, gf: FieldArgs) -> None:
     """In place: the erased rows of a codeword held by point index get their values.
 
     The other rows are left holding ``R + R'`` and must be discarded.

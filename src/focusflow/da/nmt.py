@@ -25,12 +25,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from hashlib import sha256
 from itertools import pairwise
+from typing import TypedDict, Unpack
 
 from focusflow.da.errors import InvalidShareError
 from focusflow.da.namespace import NAMESPACE_SIZE
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
+
+
+class _TreeShape(TypedDict):
+    """The parameters that shape a tree's nodes, passed on as keywords."""
+
+    ns_size: int
+    ignore_max_ns: bool
 
 
 def split_point(n: int) -> int:
@@ -122,7 +130,7 @@ def prove_range(
     ignore_max_ns: bool = True,
 ) -> Proof:
     """Proof of leaves ``[start, end)`` given all leaf nodes of the tree."""
-    tree = {"ns_size": ns_size, "ignore_max_ns": ignore_max_ns}
+    tree: _TreeShape = {"ns_size": ns_size, "ignore_max_ns": ignore_max_ns}
     total = len(leaf_nodes)
     if not 0 <= start < end <= total:
         raise InvalidShareError(f"range [{start}, {end}) is outside a tree of {total} leaves")
@@ -141,7 +149,7 @@ def prove_range(
 
 
 def _root_from_proof(
-    proof: Proof, range_nodes: list[bytes], **tree
+    proof: Proof, range_nodes: list[bytes], **tree: Unpack[_TreeShape]
 ) -> tuple[bytes, list[bytes], list[bytes]]:
     """Root implied by the proof and the range's leaf nodes; also the left and right nodes."""
     if len(range_nodes) != proof.end - proof.start:
@@ -197,7 +205,7 @@ def prove_namespace(
     leaves: list[bytes], ns: bytes, ns_size: int = NAMESPACE_SIZE, ignore_max_ns: bool = True
 ) -> Proof:
     """Proof of all leaves in namespace ``ns``, or of their absence."""
-    tree = {"ns_size": ns_size, "ignore_max_ns": ignore_max_ns}
+    tree: _TreeShape = {"ns_size": ns_size, "ignore_max_ns": ignore_max_ns}
     nodes = [leaf_node(d, ns_size) for d in leaves]
     top = root_of_leaf_nodes(nodes, **tree)
     if not nodes or not top[:ns_size] <= ns <= top[ns_size : 2 * ns_size]:
@@ -226,7 +234,7 @@ def verify_namespace(
     Completeness: every proof node left of the range must lie below ``ns``
     and every node right of it above ``ns``, so no leaf of ``ns`` is hidden.
     """
-    tree = {"ns_size": ns_size, "ignore_max_ns": ignore_max_ns}
+    tree: _TreeShape = {"ns_size": ns_size, "ignore_max_ns": ignore_max_ns}
     lo_ns, hi_ns = root_node[:ns_size], root_node[ns_size : 2 * ns_size]
     if proof.is_empty:
         return not leaves and (not lo_ns <= ns <= hi_ns or root_node == empty_root(ns_size))

@@ -151,7 +151,7 @@ def proof_to_json(proof: ShareProof) -> dict[str, Any]:
     }
 
 
-def proof_from_json(row: int, col: int, share: str, value: Any) -> ShareProof:
+def proof_from_json(row: object, col: object, share: object, value: Any) -> ShareProof:
     """Parse what :func:`proof_to_json` wrote (``share`` in hex); DecodeError if malformed.
 
     Only the shape is checked; whether the proof holds is

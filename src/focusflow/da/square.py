@@ -86,7 +86,7 @@ class ExtendedSquare:
     """
 
     def __init__(self, data: np.ndarray) -> None:
-        width = data.shape[0]
+        width: int = data.shape[0]
         if (
             data.ndim != 3
             or data.shape != (width, width, SHARE_SIZE)
@@ -99,7 +99,8 @@ class ExtendedSquare:
         self.k = width // 2
 
     def share(self, row: int, col: int) -> bytes:
-        return self.data[row, col].tobytes()
+        share: bytes = self.data[row, col].tobytes()
+        return share
 
     def row(self, index: int) -> list[bytes]:
         return [s.tobytes() for s in self.data[index]]

@@ -39,7 +39,7 @@ DIGEST_SIZE = 32
 _SHARE_PROOF_FIELDS = 12
 
 
-def share_proof_to_cbor(proof: ShareProof) -> list:
+def share_proof_to_cbor(proof: ShareProof) -> list[object]:
     """The CBOR form of one share proof (share and coordinates included)."""
     p, r = proof.nmt_proof, proof.root_proof
     return [
@@ -86,7 +86,7 @@ def share_proof_from_cbor(value: Any) -> ShareProof:
     )
 
 
-def befp_to_cbor(proof: BadEncodingProof) -> list:
+def befp_to_cbor(proof: BadEncodingProof) -> list[object]:
     """The CBOR form of a bad-encoding fraud proof."""
     r = proof.axis_root_proof
     return [

@@ -18,7 +18,7 @@ class Column:
     """A growable numpy column (amortised O(1) appends of whole arrays)."""
 
     def __init__(self, dtype: type) -> None:
-        self._data = np.empty(16, dtype=dtype)
+        self._data: np.ndarray = np.empty(16, dtype=dtype)
         self._len = 0
 
     def __len__(self) -> int:

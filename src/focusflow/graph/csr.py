@@ -15,7 +15,7 @@ import numpy as np
 from focusflow.core.structure import Check
 
 # Parts of a parallel counting sort: a few per core keeps both cores busy.
-_PARTS = max(2, 2 * nb.config.NUMBA_NUM_THREADS)
+_PARTS = max(2, 2 * nb.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # not in numba's stubs
 
 
 @nb.njit(cache=True)

@@ -26,7 +26,7 @@ from focusflow.graph.csr import gather, stable_counting_argsort
 from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot, merge_patches
-from focusflow.graph.tables import KeyTable
+from focusflow.graph.tables import Key, KeyTable
 
 #: The attributes a graph has (``__init__`` sets them all).
 _GRAPH_FIELDS = (
@@ -133,7 +133,7 @@ class Cybergraph:
         )
 
     # --- adding ------------------------------------------------------------
-    def add_particles(self, keys: Sequence[str] | np.ndarray) -> np.ndarray:
+    def add_particles(self, keys: Sequence[Key] | np.ndarray) -> np.ndarray:
         """Ids of particle keys, registering new ones (validated as CIDs if required)."""
         keys = np.asarray(keys, dtype=object)
         if self.require_cids:
@@ -143,8 +143,8 @@ class Cybergraph:
 
     def add_neurons(
         self,
-        names: Sequence[str] | np.ndarray,
-        stakes: Sequence[float] | None = None,
+        names: Sequence[Key] | np.ndarray,
+        stakes: Sequence[float] | np.ndarray | None = None,
         *,
         distinct: bool = False,
     ) -> np.ndarray:
@@ -168,9 +168,9 @@ class Cybergraph:
 
     def add_links(
         self,
-        src: Sequence[str] | np.ndarray,
-        dst: Sequence[str] | np.ndarray,
-        neurons: Sequence[str] | np.ndarray | None = None,
+        src: Sequence[Key] | np.ndarray,
+        dst: Sequence[Key] | np.ndarray,
+        neurons: Sequence[Key] | np.ndarray | None = None,
         weights: Sequence[float] | np.ndarray | None = None,
     ) -> LinkBatch:
         """Append links given by particle keys; returns the batch as logged.
@@ -496,9 +496,10 @@ class Cybergraph:
             return np.empty(0, dtype=np.int64)
         dirty = np.fromiter(self._dirty_neurons, dtype=np.int64)
         order, ptr = self._neuron_link_order, self._neuron_link_ptr
+        snap = self._snapshot
+        assert order is not None and ptr is not None and snap is not None  # only when patching
         base_n = len(ptr) - 1
         parts = [order[ptr[d] : ptr[d + 1]] for d in dirty.tolist() if d < base_n]
-        snap = self._snapshot
         late = np.arange(snap.base_links, upto, dtype=np.int64)
         if len(late):
             parts.append(late[np.isin(self._neuron.values[late], dirty)])

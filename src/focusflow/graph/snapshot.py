@@ -145,6 +145,10 @@ def merge_patches(records: list[PatchInfo]) -> PatchInfo:
         return np.unique(np.concatenate(parts)) if parts else empty_i
 
     changes = [r.changes for r in records if r.changes is not None]
+    merged: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    if len(changes) == len(records):
+        rows, columns, amounts = (np.concatenate(part) for part in zip(*changes, strict=True))
+        merged = (rows, columns, amounts)
     return PatchInfo(
         n_before=records[0].n_before,
         n_after=records[-1].n_after,
@@ -156,9 +160,7 @@ def merge_patches(records: list[PatchInfo]) -> PatchInfo:
         base_entries=union("base_entries"),
         version_before=records[0].version_before,
         overlay_entries=union("overlay_entries"),
-        changes=tuple(np.concatenate(part) for part in zip(*changes, strict=True))
-        if len(changes) == len(records)
-        else None,
+        changes=merged,
     )
 
 
@@ -398,7 +400,7 @@ class Snapshot:
         del t_to_e, e_to_t
         self.out_weight = row_sums(indptr, weights)
         self.entry_link_ptr = elptr.astype(small)
-        if all_kept:
+        if kept is None:
             self.entry_link_ids = elids.astype(small)
             self.link_entry = entry_of_kept.astype(small)
         else:

@@ -13,13 +13,17 @@ import numpy as np
 
 from focusflow.core.structure import Check
 
+#: A key: text (a CID string, a name) in a graph built from files, or bytes (a
+#: raw CID, an account address) in a chain's graph; one table holds one kind.
+Key = str | bytes
+
 
 class KeyTable:
-    """A bijection between string keys and ids ``0..len-1``, in first-seen order."""
+    """A bijection between keys and ids ``0..len-1``, in first-seen order."""
 
     def __init__(self) -> None:
-        self._keys: list[str] = []
-        self._index: dict[str, int] = {}
+        self._keys: list[Key] = []
+        self._index: dict[Key, int] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -27,7 +31,7 @@ class KeyTable:
     def __contains__(self, key: object) -> bool:
         return key in self._index
 
-    def intern(self, keys: Sequence[str] | np.ndarray) -> np.ndarray:
+    def intern(self, keys: Sequence[Key] | np.ndarray) -> np.ndarray:
         """Ids of ``keys``, adding the unseen ones; vectorised through pandas.factorize.
 
         Only the distinct keys of the batch pass through Python, so ten million
@@ -40,7 +44,7 @@ class KeyTable:
         codes, uniques = pd.factorize(np.asarray(keys, dtype=object), sort=False)
         return self.intern_distinct(uniques.tolist())[codes]
 
-    def intern_distinct(self, keys: list[str]) -> np.ndarray:
+    def intern_distinct(self, keys: Sequence[Key]) -> np.ndarray:
         """Ids of ``keys``, which are pairwise distinct, adding the unseen ones in order.
 
         Into an empty table the keys go in one step (``dict(zip(...))`` runs in
@@ -65,20 +69,20 @@ class KeyTable:
             unique_ids[i] = found
         return unique_ids
 
-    def id_of(self, key: str) -> int:
+    def id_of(self, key: Key) -> int:
         """The id of a known key; KeyError names the key otherwise."""
         try:
             return self._index[key]
         except KeyError:
             raise KeyError(f"unknown key {key!r}") from None
 
-    def get(self, key: str, default: int = -1) -> int:
+    def get(self, key: Key, default: int = -1) -> int:
         return self._index.get(key, default)
 
-    def key_of(self, ident: int) -> str:
+    def key_of(self, ident: int) -> Key:
         return self._keys[ident]
 
-    def keys(self) -> list[str]:
+    def keys(self) -> list[Key]:
         """All keys in id order (a copy-free view; do not mutate)."""
         return self._keys
 

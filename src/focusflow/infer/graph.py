@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class InferGraph:
             graph.link_weight_range(0, graph.n_links),
             links.neuron,
             [str(x) for x in names],
-            graph.particles.keys(),
+            cast(list[str], graph.particles.keys()),  # a graph read from files: text keys
             texts,
         )
 

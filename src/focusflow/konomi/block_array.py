@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,13 +106,13 @@ class ActiveBlocks(Mapping):
 class BlockArray:
     """Sparse 3D grid of blocks with per-block value, hash, timestamp and FemtoLLM state."""
 
-    def __init__(self, dims: tuple[int, int, int] = (1000, 1000, 1000), capacity: int = 64) -> None:
-        dims = tuple(int(d) for d in dims)
-        if len(dims) != 3 or min(dims) < 1 or max(dims) > morton.MAX_COORD + 1:
+    def __init__(self, dims: Sequence[int] = (1000, 1000, 1000), capacity: int = 64) -> None:
+        sizes = tuple(int(d) for d in dims)
+        if len(sizes) != 3 or min(sizes) < 1 or max(sizes) > morton.MAX_COORD + 1:
             raise InvalidOperationError(
-                f"dimensions must be three sizes in [1, {morton.MAX_COORD + 1}], got {dims}"
+                f"dimensions must be three sizes in [1, {morton.MAX_COORD + 1}], got {sizes}"
             )
-        self.dim: tuple[int, int, int] = dims  # type: ignore[assignment]
+        self.dim: tuple[int, int, int] = (sizes[0], sizes[1], sizes[2])
         self._dim_text = str(self.dim)
         self._index: dict[int, int] = {}
         self._n = 0

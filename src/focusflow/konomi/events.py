@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from focusflow.konomi.extras import import_extra
 
@@ -88,8 +89,9 @@ class RedisBus(LocalBus):
         self._aioredis = import_extra("redis.asyncio", "Redis fan-out (--redis redis://...)")
         self.url = url
         self.channel = channel
-        self._redis = None
-        self._pubsub = None
+        # Objects of the redis extra, which is imported only when configured.
+        self._redis: Any = None
+        self._pubsub: Any = None
         self._reader: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
 

@@ -24,6 +24,7 @@ short, noisy ones. Both effects are tested.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -79,16 +80,17 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def quantise(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Symmetric per-tensor int8: ``q = round(w / s)``, ``s = max|w| / 127``."""
-    out = {}
+    """Symmetric per-tensor int8: ``q = round(w / s)``, ``s = max|w| / 127``
+    (each scale a 0-d float32 array, as the weights file holds it)."""
+    out: dict[str, np.ndarray] = {}
     for name, w in params.items():
         scale = float(np.max(np.abs(w))) / 127.0 or 1.0
         out[f"{name}.q"] = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-        out[f"{name}.scale"] = np.float32(scale)
+        out[f"{name}.scale"] = np.asarray(scale, dtype=np.float32)
     return out
 
 
-def dequantise(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def dequantise(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """float32 weights from :func:`quantise`'s arrays."""
     return {
         name: arrays[f"{name}.q"].astype(np.float32) * np.float32(arrays[f"{name}.scale"])
@@ -267,6 +269,7 @@ class Agent:
     def process(self, text: str) -> str:
         """Drift κ, then continue ``text`` with a κ-sized, κ-tempered sample."""
         k = self.step_kappa()
+        assert self.rng is not None  # every agent makes its generator on construction
         out = self.model.generate(text.encode(), [budget(k, text)], [temperature(k)], self.rng)
         return decode_bytes(out[0])
 
@@ -308,7 +311,7 @@ class FemtoLLM(Agent):
         return self.kappa
 
 
-def process_many(agents: list[Agent], text: str, rng: np.random.Generator) -> list[str]:
+def process_many(agents: Sequence[Agent], text: str, rng: np.random.Generator) -> list[str]:
     """Every agent answers the same text in one batched generation (their κ drift as usual)."""
     results: list[str] = [""] * len(agents)
     groups: dict[int, list[int]] = {}

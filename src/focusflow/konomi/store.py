@@ -17,7 +17,9 @@ import json
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +144,7 @@ class Store(ABC):
             ),
             (instance_id,),
         )
-        cols = list(zip(*rows, strict=True)) if rows else [[]] * 6
+        cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[]] * 6
         return {
             "keys": np.asarray(cols[0], np.int64).view(np.uint64),
             "values": np.asarray(cols[1], np.float64),

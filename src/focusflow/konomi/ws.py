@@ -111,9 +111,9 @@ def handle(system: KonomiSystem, cube: Cube | None, msg: dict) -> tuple[Cube | N
     if action == "status":
         return cube, cube.status()
     query = _text(msg, "query")
-    result = cube.collective_think_sync(query)
+    answer = cube.collective_think_sync(query)
     system.save_cube(cube)
-    return cube, result
+    return cube, answer
 
 
 #: Told of each handled message: its action (as sent), ``ok`` or the error code,

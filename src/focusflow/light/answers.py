@@ -14,6 +14,7 @@ the proven one is :class:`WrongValueError`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from focusflow.chain.focus_spec import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_key
 from focusflow.chain.valsets import decode_set, valset_key
@@ -194,7 +195,7 @@ def verify_particle(doc: object, block: LightBlock, cid: str) -> FocusAnswer:
     chunks = -(-n // FOCUS_CHUNK)
     chunk = _hexfield(doc, "chunk") or b""
     want = 8 * min(FOCUS_CHUNK, n - c * FOCUS_CHUNK)
-    path_hex = doc.get("path")
+    path_hex: Any = doc.get("path")  # any JSON value: a wrong one fails below
     try:
         path = [bytes.fromhex(h) for h in path_hex]
     except (TypeError, ValueError):

@@ -52,7 +52,9 @@ def _link_pairs(value: bytes) -> tuple[bytes, set[tuple[bytes, bytes]]]:
 
 
 def _check_fact(fact: dict, values: dict[bytes, bytes | None]) -> None:
-    rel, vals, key_hex = fact.get("relation"), fact.get("values"), fact.get("key")
+    # Any JSON values: a wrong type fails below and is reported as such.
+    rel, key_hex = fact.get("relation"), fact.get("key")
+    vals: Any = fact.get("values")
     if key_hex is None:
         raise BadProofError(f"the fact {rel}{vals} has no state key: it cannot be proven")
     key = _hex(key_hex, "a fact's key")

@@ -86,7 +86,8 @@ class SyntheticChain:
             if start in self.unrecorded:
                 continue
             pairs.append((valset_key(start), encode_set(self.vsets[start])))
-            root, nodes = smt.update({}.get, smt.EMPTY, list(pairs))
+            no_nodes: dict[bytes, bytes] = {}
+            root, nodes = smt.update(no_nodes.get, smt.EMPTY, list(pairs))
             states.append((max(start - 1, 0), root, dict(nodes)))
         return states
 

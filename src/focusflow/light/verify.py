@@ -84,9 +84,11 @@ class LightBlock:
 
 def _hex(doc: dict, name: str, size: int | None = None) -> bytes:
     value = doc.get(name)
+    if not isinstance(value, str):
+        raise MalformedAnswerError(f"{name} is not hex")
     try:
         raw = bytes.fromhex(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise MalformedAnswerError(f"{name} is not hex") from None
     if size is not None and len(raw) != size:
         raise MalformedAnswerError(f"{name} is not {size} bytes")

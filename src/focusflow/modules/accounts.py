@@ -71,7 +71,7 @@ def set_neudeg(state: PendingState, address: bytes, neudeg: int) -> None:
     state.put(NEURON_PREFIX + address, encode([neudeg]))
 
 
-def field(body: dict[str, Any], name: str, kind: type, *, size: int | None = None) -> Any:
+def field(body: dict[str, Any], name: str, kind: type[Any], *, size: int | None = None) -> Any:
     """Body field ``name`` of type ``kind`` (``size`` bytes if given), or MalformedMessageError."""
     if name not in body:
         raise MalformedMessageError(f"message lacks field {name!r}")

@@ -68,7 +68,9 @@ class GossipRouter:
         self.seen = seen if seen is not None else SeenCache()
         self._rng = rng if rng is not None else random.Random()
 
-    def publish(self, topic: str, payload: bytes, peers: Sequence[bytes]) -> tuple[bytes, list]:
+    def publish(
+        self, topic: str, payload: bytes, peers: Sequence[bytes]
+    ) -> tuple[bytes, list[bytes]]:
         """A local message: its id and the peers to send it to (none if already seen)."""
         mid = message_id(topic, payload)
         if not self.seen.add(mid):
@@ -77,7 +79,7 @@ class GossipRouter:
 
     def receive(
         self, sender: bytes, topic: str, payload: bytes, peers: Sequence[bytes]
-    ) -> tuple[bytes, list | None]:
+    ) -> tuple[bytes, list[bytes] | None]:
         """A message from ``sender``: its id, and the peers to forward it to.
 
         The peer list is None for a duplicate: do not deliver, do not forward.
@@ -85,14 +87,14 @@ class GossipRouter:
         mid = message_id(topic, payload)
         return mid, self.receive_id(sender, mid, peers)
 
-    def receive_id(self, sender: bytes, mid: bytes, peers: Sequence[bytes]) -> list | None:
+    def receive_id(self, sender: bytes, mid: bytes, peers: Sequence[bytes]) -> list[bytes] | None:
         """:meth:`receive` for a message whose id is already known (hashing a
         block-sized payload twice would be wasted on the hot path)."""
         if not self.seen.add(mid):
             return None
         return self.choose(peers, exclude=sender)
 
-    def choose(self, peers: Sequence[bytes], exclude: bytes | None) -> list:
+    def choose(self, peers: Sequence[bytes], exclude: bytes | None) -> list[bytes]:
         """At most ``fanout`` peers at random, never ``exclude``."""
         candidates = [p for p in peers if p != exclude]
         if len(candidates) <= self.fanout:

@@ -113,11 +113,11 @@ class IHave:
 
 Message = Hello | Challenge | Auth | Welcome | Gossip | Request | Response | Error | IHave
 
-_KINDS: dict[int, type] = {
+_KINDS: dict[int, type[Message]] = {
     cls.KIND: cls
     for cls in (Hello, Challenge, Auth, Welcome, Gossip, Request, Response, Error, IHave)
 }
-_FIELDS: dict[type, tuple[type, ...]] = {
+_FIELDS: dict[type[Message], tuple[type, ...]] = {
     Hello: (int, bytes, bytes),
     Challenge: (bytes,),
     Auth: (bytes,),

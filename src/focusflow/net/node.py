@@ -229,7 +229,7 @@ class Node:
         self._max_guests = 0
         self._sessions: dict[bytes, Session] = {}
         self._all: set[Session] = set()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._server: Listener | None = None
         self._running = False
 
@@ -702,14 +702,14 @@ class Node:
 
     # --- helpers ------------------------------------------------------------------
 
-    def _quic_options(self) -> dict:
+    def _quic_options(self) -> dict[str, float]:
         return {
             "idle_timeout": self.config.idle_timeout,
             "max_frame": self.config.max_frame,
             "max_datagram_size": self.config.max_datagram_size,
         }
 
-    def _spawn(self, coro: Awaitable) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

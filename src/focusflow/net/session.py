@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from focusflow.core.errors import DecodeError
 from focusflow.net.errors import (
@@ -71,15 +72,78 @@ from focusflow.net.transport import (
 )
 
 if TYPE_CHECKING:
-    from focusflow.net.node import Node
+    from focusflow.core.keys import KeyPair
+    from focusflow.net.node import NetConfig
 
 log = logging.getLogger("focusflow.net")
+
+
+class SessionOwner(Protocol):
+    """What a session uses of the node that owns it (:class:`~focusflow.net.node.Node`).
+
+    The session only checks that each message is the right kind at the right
+    place; every decision about the peer is reported upward through these
+    calls. Writing them out keeps that boundary explicit: the session sees its
+    owner's identity and settings and these callbacks, nothing more.
+    """
+
+    @property
+    def id(self) -> bytes:
+        """This node's id (its Ed25519 public key)."""
+        ...
+
+    @property
+    def key(self) -> KeyPair:
+        """This node's key, which signs the handshake transcript."""
+        ...
+
+    @property
+    def config(self) -> NetConfig: ...
+
+    def refuse(self, session: Session) -> bool:
+        """Whether an authenticated incoming session is turned away (closing it)."""
+        ...
+
+    def adopt(self, session: Session) -> None:
+        """The session completed its handshake."""
+        ...
+
+    def session_closed(self, session: Session) -> None: ...
+
+    def gossip_received(self, session: Session, message: Gossip) -> None: ...
+
+    def ihave_received(self, session: Session, message: IHave) -> None: ...
+
+    def request_received(self, session: Session, stream_id: int, message: Request) -> None: ...
+
+    def offence(self, session: Session, offence: Offence, why: str) -> None: ...
+
+    async def process_gossip(self, session: Session, message: Gossip, mid: bytes) -> None:
+        """Deliver a queued gossip message (``mid``: its id) and forward it if valid."""
+        ...
+
+
+class Handshake(enum.Enum):
+    """Where a session is in the authentication exchange (see the module docstring)."""
+
+    #: Client: waiting for the TLS handshake before sending Hello.
+    AWAIT_TLS = "await_tls"
+    #: Server: waiting for the client's Hello.
+    AWAIT_HELLO = "await_hello"
+    #: Client: Hello sent, waiting for the server's Challenge.
+    AWAIT_CHALLENGE = "await_challenge"
+    #: Server: Challenge sent, waiting for the client's Auth.
+    AWAIT_AUTH = "await_auth"
+    #: Client: Auth sent, waiting for the server's Welcome.
+    AWAIT_WELCOME = "await_welcome"
+    #: Authenticated either way: gossip and requests flow.
+    READY = "ready"
 
 
 class Session:
     """The state of one connection, from handshake to close."""
 
-    def __init__(self, node: Node, protocol: PeerProtocol, expected: bytes | None) -> None:
+    def __init__(self, node: SessionOwner, protocol: PeerProtocol, expected: bytes | None) -> None:
         self.node = node
         self.protocol = protocol
         self.is_client = expected is not None
@@ -103,8 +167,8 @@ class Session:
         self._nonce: bytes | None = None
         # A server waits for Hello from the start: application data can only be read
         # once the TLS handshake is complete anyway.
-        self._state = "await_tls" if self.is_client else "await_hello"
-        self._tasks: list[asyncio.Task] = []
+        self._state = Handshake.AWAIT_TLS if self.is_client else Handshake.AWAIT_HELLO
+        self._tasks: list[asyncio.Task[None]] = []
         self._deadline = asyncio.get_running_loop().call_later(
             node.config.auth_timeout, self._auth_expired
         )
@@ -133,11 +197,15 @@ class Session:
             self._fail(exc, CLOSE_AUTH_FAILED)
             return
         self.control = self.protocol.new_stream()
-        self._state = "await_challenge"
+        self._state = Handshake.AWAIT_CHALLENGE
         self._send(self.control, Hello(PROTOCOL_VERSION, self.node.id, self.node.config.network_id))
 
     def _handshake_message(self, stream_id: int, message: Message) -> None:
-        if self._state == "await_hello" and isinstance(message, Hello) and stream_id % 4 == 0:
+        if (
+            self._state is Handshake.AWAIT_HELLO
+            and isinstance(message, Hello)
+            and stream_id % 4 == 0
+        ):
             if message.version != PROTOCOL_VERSION:
                 self._fail(PeerAuthError(f"protocol version {message.version}"), CLOSE_AUTH_FAILED)
                 return
@@ -145,19 +213,21 @@ class Session:
                 return
             self.control, self.peer_id = stream_id, message.node_id
             self._nonce = new_nonce()
-            self._state = "await_auth"
+            self._state = Handshake.AWAIT_AUTH
             self._send(stream_id, Challenge(self._nonce))
         elif (
-            self._state == "await_challenge"
+            self._state is Handshake.AWAIT_CHALLENGE
             and isinstance(message, Challenge)
             and stream_id == self.control
         ):
             assert self.peer_id is not None
-            self._state = "await_welcome"
+            self._state = Handshake.AWAIT_WELCOME
             self._nonce = message.nonce
             self._send(stream_id, Auth(sign_auth(self.node.key, self.peer_id, message.nonce)))
         elif (
-            self._state == "await_auth" and isinstance(message, Auth) and stream_id == self.control
+            self._state is Handshake.AWAIT_AUTH
+            and isinstance(message, Auth)
+            and stream_id == self.control
         ):
             assert self.peer_id is not None and self._nonce is not None
             try:
@@ -170,7 +240,7 @@ class Session:
             self._send(stream_id, Welcome(self.node.config.network_id))
             self._become_ready()
         elif (
-            self._state == "await_welcome"
+            self._state is Handshake.AWAIT_WELCOME
             and isinstance(message, Welcome)
             and stream_id == self.control
         ):
@@ -199,7 +269,7 @@ class Session:
         assert self.peer_id is not None
         self._deadline.cancel()
         self.protocol.max_buffered = self.node.config.max_buffered
-        self._state = "ready"
+        self._state = Handshake.READY
         self.ready = True
         self._tasks = [
             asyncio.ensure_future(self._write_loop()),
@@ -264,7 +334,10 @@ class Session:
         for task in self._tasks:
             task.cancel()
         if not self.authenticated.done():
-            error = {CLOSE_BANNED: PeerBannedError, CLOSE_WRONG_NETWORK: NetworkMismatchError}
+            error: dict[int | None, type[NetError]] = {
+                CLOSE_BANNED: PeerBannedError,
+                CLOSE_WRONG_NETWORK: NetworkMismatchError,
+            }
             self.authenticated.set_exception(
                 error.get(code, PeerAuthError)(f"connection closed: {reason}")
             )

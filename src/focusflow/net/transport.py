@@ -15,8 +15,8 @@ import asyncio
 import ssl
 from typing import Any, Protocol
 
-from aioquic.asyncio import QuicConnectionProtocol, serve
-from aioquic.asyncio.server import QuicServer
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import (
@@ -30,6 +30,7 @@ from cryptography import x509
 
 from focusflow.core.errors import DecodeError
 from focusflow.core.keys import KeyPair
+from focusflow.net.errors import NetError
 from focusflow.net.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 from focusflow.net.identity import ALPN, self_signed_certificate
 
@@ -253,7 +254,10 @@ async def listen(
 
 def bound_address(server: QuicServer) -> tuple[str, int]:
     """The (host, port) a listener is bound to; aioquic's server keeps its socket private."""
-    sockname = server._transport.get_extra_info("sockname")
+    transport = server._transport
+    if transport is None:
+        raise NetError("the listener is closed")
+    sockname = transport.get_extra_info("sockname")
     return sockname[0], sockname[1]
 
 
@@ -283,7 +287,7 @@ async def dial(host: str, port: int, key: KeyPair, timeout: float, **options: An
     return protocol
 
 
-def consume_error(future: asyncio.Future) -> None:
+def consume_error(future: asyncio.Future[Any]) -> None:
     """Mark a future's exception as retrieved (a done callback for a future
     nobody awaits any more), so asyncio does not log it as lost."""
     if not future.cancelled():

@@ -220,6 +220,7 @@ def _runtime(
         block_interval=block_time,
         da_withhold=da_withhold,
     )
+    assert runtime.signer is not None  # a runtime given a key signs
     signed = runtime.signer.resume_height()
     if signed > chain.height + 1:
         # A network validator waits for block sync here; a devnet has no one to

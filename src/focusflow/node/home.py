@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.chain.genesis import Genesis
@@ -285,7 +286,7 @@ def init_testnet(
         key.save(home.validator_key)
         owners[k].save(home.account_key)
         create_token_file(home.admin_token)
-        config = {
+        config: dict[str, Any] = {
             "name": f"v{k}",
             "p2p": p2p[k],
             "api": f"{host}:{base_port + 2 * k + 1}",

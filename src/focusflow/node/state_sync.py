@@ -243,6 +243,7 @@ class StateSync:
             raise SnapshotGoneError("no such snapshot is kept here")
         if not isinstance(index, int) or isinstance(index, bool):
             raise DecodeError("snapshot_chunk index is not an integer")
+        assert self.root is not None  # set by attach, before this is registered
         async with self._readers:
             try:
                 return await asyncio.to_thread(read_chunk, self.root, manifest, index)
@@ -273,7 +274,7 @@ class Trust:
             raise InvalidParameterError(f"trust_period_s must be seconds > 0, got {period!r}")
         if height is None and hex_hash is None:
             return cls(period_s=float(period))
-        require_int("trust_height", height, 1)
+        height = require_int("trust_height", height, 1)
         try:
             digest = bytes.fromhex(hex_hash) if isinstance(hex_hash, str) else b""
         except ValueError:

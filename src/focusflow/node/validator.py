@@ -57,8 +57,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import Chain, Pending
@@ -74,7 +75,7 @@ from focusflow.chain.tx import Tx
 from focusflow.consensus import (
     Broadcast,
     Decide,
-    DuplicateVoteEvidence,
+    Evidence,
     InvalidMessageError,
     Proposal,
     ReportEvidence,
@@ -82,6 +83,7 @@ from focusflow.consensus import (
     Signer,
     SignRefusedError,
     Tendermint,
+    Timeout,
     Timeouts,
     ValidatorSet,
     Vote,
@@ -135,6 +137,47 @@ log = logging.getLogger("focusflow.node")
 #: Inputs waiting for the consensus task; gossip beyond this is dropped (and
 #: recovered by the ``round`` request).
 INBOX_SIZE = 10_000
+
+
+# What the consensus task takes from its inbox, one step at a time. ``kind``
+# names the input in the log line of a step that failed.
+
+
+@dataclass(frozen=True, slots=True)
+class StartHeight:
+    """Start the height after the chain's head (at startup and after a decision)."""
+
+    kind: ClassVar[str] = "start"
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """Block sync applied blocks: start the next height unless consensus is
+    already running one above the chain's head."""
+
+    kind: ClassVar[str] = "synced"
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A consensus message from ``sender`` (``raw``: its encoding), checked for
+    the height running when it arrived."""
+
+    kind: ClassVar[str] = "msg"
+    sender: bytes
+    message: Proposal | Vote
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutDue:
+    """A timeout the state machine scheduled has expired."""
+
+    kind: ClassVar[str] = "timeout"
+    timeout: Timeout
+
+
+InboxItem = StartHeight | Synced | Received | TimeoutDue
 #: Messages of the current height kept to answer ``round`` requests (checked
 #: ones only), in count and bytes.
 MAX_HELD_MESSAGES = 4_000
@@ -281,7 +324,7 @@ class ValidatorRuntime(NodeRuntime):
         self._sync_backoff: dict[bytes, tuple[float, float]] = {}
         #: Peers not polled until the time given (their status timed out).
         self._poll_backoff: dict[bytes, tuple[float, float]] = {}
-        self._inbox: asyncio.Queue | None = None
+        self._inbox: asyncio.Queue[InboxItem] | None = None
         #: Set when a peer connects: the sync task polls at once.
         self._poll_wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -358,7 +401,7 @@ class ValidatorRuntime(NodeRuntime):
             await self.net.start()
             self._tasks.append(asyncio.create_task(self._poll_task(), name="sync-poll"))
         self._tasks.append(asyncio.create_task(self._consensus_task(), name="consensus"))
-        self._inbox.put_nowait(("start",))
+        self._inbox.put_nowait(StartHeight())
 
     async def stop_async(self) -> None:
         for timer in self._timers:
@@ -450,7 +493,7 @@ class ValidatorRuntime(NodeRuntime):
                     seen.add(message.value_id)
                 else:
                     check_for_height(message, gate[1], self._value_id)
-                self._enqueue(("msg", sender, message, raw))
+                self._enqueue(Received(sender, message, raw))
                 return Verdict.ACCEPT
             next_height = gate[0] + 1 if gate is not None else self.chain.height + 1
             if message.height == next_height:
@@ -488,7 +531,7 @@ class ValidatorRuntime(NodeRuntime):
             return False
         return self._hold_evidence(evidence)
 
-    def _hold_evidence(self, evidence: DuplicateVoteEvidence) -> bool | None:
+    def _hold_evidence(self, evidence: Evidence) -> bool | None:
         try:
             added = self.chain.add_evidence(evidence)
         except (EvidenceOutOfRangeError, AlreadyPunishedError, EvidencePoolFullError):
@@ -508,7 +551,7 @@ class ValidatorRuntime(NodeRuntime):
             )
         return True if added else None
 
-    def _enqueue(self, item: tuple) -> None:
+    def _enqueue(self, item: InboxItem) -> None:
         assert self._inbox is not None
         with contextlib.suppress(asyncio.QueueFull):
             self._inbox.put_nowait(item)
@@ -577,6 +620,7 @@ class ValidatorRuntime(NodeRuntime):
 
     async def _pull_round(self, peer_id: bytes) -> None:
         """Ask a peer for its messages of our height (we may have missed them)."""
+        assert self.net is not None  # peers connect only with a network
         if not self._started:
             return
         try:
@@ -607,7 +651,7 @@ class ValidatorRuntime(NodeRuntime):
                 # itself decides, and start -> decide -> start would recurse
                 # without end (RecursionError after some 300 heights).
                 self._next_height_due = False
-                item: tuple = ("start",)
+                item: InboxItem = StartHeight()
             else:
                 item = await self._inbox.get()
             try:
@@ -616,7 +660,7 @@ class ValidatorRuntime(NodeRuntime):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.exception("consensus step failed", extra={"fields": {"input": item[0]}})
+                log.exception("consensus step failed", extra={"fields": {"input": item.kind}})
                 self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:
@@ -647,14 +691,13 @@ class ValidatorRuntime(NodeRuntime):
                 self.halt(needed.message)
         return self.halted is not None
 
-    async def _handle(self, item: tuple) -> None:
+    async def _handle(self, item: InboxItem) -> None:
         if self._upgrade_halts():
             return
-        kind = item[0]
-        if kind == "start":
+        if isinstance(item, StartHeight):
             await self._start_height()
-        elif kind == "msg":
-            _, _sender, message, raw = item
+        elif isinstance(item, Received):
+            message, raw = item.message, item.raw
             # Checked for the height running when it arrived (see _gossip_in).
             if not self._started or message.height != self.tm.height:
                 return
@@ -671,10 +714,12 @@ class ValidatorRuntime(NodeRuntime):
             if isinstance(message, Vote):
                 self._saw_vote(message, signed_here=False)
             await self._act(actions)
-        elif kind == "timeout":
+        elif isinstance(item, TimeoutDue):
             if self._started:
-                await self._act(await asyncio.to_thread(self.tm.on_timeout, item[1]))
-        elif kind == "synced" and (not self._started or self.tm.height <= self.chain.height):
+                await self._act(await asyncio.to_thread(self.tm.on_timeout, item.timeout))
+        elif isinstance(item, Synced) and (
+            not self._started or self.tm.height <= self.chain.height
+        ):
             await self._start_height()
 
     def _hold(self, raw: bytes) -> None:
@@ -723,7 +768,7 @@ class ValidatorRuntime(NodeRuntime):
                 assert self._loop is not None
                 self._timers = [t for t in self._timers if not t.cancelled()]
                 self._timers.append(
-                    self._loop.call_later(action.delay, self._enqueue, ("timeout", action.timeout))
+                    self._loop.call_later(action.delay, self._enqueue, TimeoutDue(action.timeout))
                 )
             elif isinstance(action, ReportEvidence):
                 if self._hold_evidence(action.evidence):
@@ -881,6 +926,7 @@ class ValidatorRuntime(NodeRuntime):
         node learns how far behind it is without waiting a period), and again
         right after a pass that applied blocks (a node far behind goes on
         fetching instead of pausing a period per SYNC_BATCH blocks)."""
+        assert self.net is not None  # started only with a network
         synced = 0
         while True:
             if not synced:
@@ -964,8 +1010,9 @@ class ValidatorRuntime(NodeRuntime):
         overlaps fetching the next ones instead of waiting a round trip each;
         blocks are still applied strictly in height order."""
         assert self.net is not None
+        net = self.net
         applied = 0
-        fetches: dict[int, asyncio.Task] = {}
+        fetches: dict[int, asyncio.Task[bytes]] = {}
         start = self.chain.height + 1
         last = min(target, self.chain.height + SYNC_BATCH)
 
@@ -973,7 +1020,7 @@ class ValidatorRuntime(NodeRuntime):
             for h in range(height, min(last, height + SYNC_WINDOW - 1) + 1):
                 if h not in fetches:
                     fetches[h] = asyncio.ensure_future(
-                        self.net.request(peer_id, "block", encode(h), timeout=BLOCK_TIMEOUT)
+                        net.request(peer_id, "block", encode(h), timeout=BLOCK_TIMEOUT)
                     )
 
         try:
@@ -1027,7 +1074,7 @@ class ValidatorRuntime(NodeRuntime):
                 "synced blocks", extra={"fields": {"to": self.chain.height, "blocks": applied}}
             )
         if applied or not self._started:
-            self._enqueue(("synced",))
+            self._enqueue(Synced())
         return applied
 
 

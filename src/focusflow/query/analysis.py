@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from focusflow.query.errors import QueryInvalidError, QueryTypeError, UnstratifiableError
@@ -146,7 +147,7 @@ def _has_wildcard(expr: Expr) -> bool:
     return False
 
 
-def assigned(lit: Literal, bound: set[str], outside: set[str] = frozenset()) -> str | None:
+def assigned(lit: Literal, bound: set[str], outside: AbstractSet[str] = frozenset()) -> str | None:
     """The variable that ``lit`` binds, given ``bound``; None when it binds none.
     ``outside``: the variables of the rule outside an aggregate (its shared ones)."""
     if isinstance(lit, Compare) and lit.op == "=":
@@ -164,7 +165,7 @@ def assigned(lit: Literal, bound: set[str], outside: set[str] = frozenset()) -> 
     return None
 
 
-def aggregate_shared(agg: Aggregate, outer_names: set[str]) -> list[str]:
+def aggregate_shared(agg: Aggregate, outer_names: AbstractSet[str]) -> list[str]:
     """Variables of an aggregate's body that the enclosing rule binds."""
     names = [v.name for lit in agg.body for v in literal_vars(lit)]
     names += [v.name for v in variables(agg.expr)]

@@ -164,7 +164,9 @@ class Evaluation:
         return self.cursor.execute(sql)
 
     def _count(self, table: str) -> int:
-        return int(self._sql(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
+        row = self._sql(f"SELECT count(*) FROM {quote(table)}").fetchone()
+        assert row is not None  # an aggregate gives one row
+        return int(row[0])
 
     def _temp(self, prefix: str) -> str:
         self.n_temp += 1
@@ -311,6 +313,7 @@ class Evaluation:
             f"INSERT INTO {quote(table)} SELECT * FROM ({union}) "
             f"EXCEPT SELECT {cols} FROM {quote(self.derived[rel])}"
         ).fetchone()
+        assert got is not None  # an INSERT reports its count in one row
         n = int(got[0])
         if n:
             stamp = f", {self.round}" if self.rounds else ""
@@ -423,7 +426,9 @@ def _bindable(body: list[Literal]) -> tuple[list[Literal], set[str]]:
     variables those atoms (or '=' from them) bind. Dropping a filter only
     widens the set of sources."""
     keep: list[Literal] = [lit for lit in body if isinstance(lit, Atom) and not lit.negated]
-    bound = {a.name for atom in keep for a in atom.args if isinstance(a, Var)}
+    bound = {
+        a.name for atom in keep if isinstance(atom, Atom) for a in atom.args if isinstance(a, Var)
+    }
     rest = [lit for lit in body if lit not in keep and not isinstance(lit, Aggregate)]
     changed = True
     while changed:

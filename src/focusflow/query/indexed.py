@@ -24,6 +24,7 @@ tests/query run the language tests through both.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,13 @@ def _anchored(analysis: Analysis) -> dict[str, bool]:
                 has_const = any(
                     isinstance(t, Const)
                     for lit in rule.body
-                    for t in (lit.args if isinstance(lit, Atom) else (lit.left, lit.right))
+                    for t in (
+                        lit.args
+                        if isinstance(lit, Atom)
+                        else (lit.left, lit.right)
+                        if isinstance(lit, Compare)
+                        else ()  # no aggregates here: eligible() refuses them
+                    )
                 )
                 reads = any(
                     isinstance(lit, Atom) and anchored.get(lit.name, False) for lit in rule.body
@@ -233,7 +240,7 @@ class IndexedEvaluation:
         self.limits = limits
         self.budget = Budget(limits)
         self.rel: dict[str, list[np.ndarray]] = {}
-        self.stats = {"iterations": 0, "statements": 0, "engine": "indexed"}
+        self.stats: dict[str, Any] = {"iterations": 0, "statements": 0, "engine": "indexed"}
 
     def _value(self, term) -> int | None:
         return self.symbols.id_of(term.value) if isinstance(term, Const) else None
@@ -268,6 +275,7 @@ class IndexedEvaluation:
             if isinstance(arg, Var):
                 head.append(b.cols[arg.name])
             else:
+                assert isinstance(arg, Const)  # eligible(): head arguments are symbolic
                 head.append(np.full(b.length, self.symbols.id_of(arg.value), dtype=np.int64))
         return _unique_rows(head, n)
 
@@ -317,11 +325,12 @@ class IndexedEvaluation:
                 return b if v is not None and 0 <= v < ix.n else b.take(np.empty(0, np.int64))
             if isinstance(arg, Wildcard):
                 return b if ix.n else b.take(np.empty(0, np.int64))
+            assert isinstance(arg, Var)  # a body atom's arguments are terms (syntax.term)
             out = b.take(np.repeat(np.arange(b.length), ix.n))
             out.cols[arg.name] = np.tile(np.arange(ix.n, dtype=np.int64), b.length)
             return out
         a, c = atom.args
-        known = {}
+        known: dict[int, np.ndarray] = {}
         for pos, arg in ((0, a), (1, c)):
             if isinstance(arg, Const):
                 known[pos] = np.full(b.length, self._value(arg), dtype=np.int64)
@@ -331,9 +340,9 @@ class IndexedEvaluation:
             s, t = known[0], known[1]
             ok = (s >= 0) & (s < ix.n) & (t >= 0) & (t < ix.n)
             key = np.where(ok, s * ix.n + t, -1)
-            pos = np.searchsorted(ix.keys, key)
-            hit = ok & (pos < len(ix.keys))
-            hit[hit] = ix.keys[pos[hit]] == key[hit]
+            at = np.searchsorted(ix.keys, key)
+            hit = ok & (at < len(ix.keys))
+            hit[hit] = ix.keys[at[hit]] == key[hit]
             return b.take(np.flatnonzero(hit))
         if 0 in known:
             rows, other = _expand(ix.out_ptr, ix.out_idx, ix.n, known[0])
@@ -362,11 +371,11 @@ class IndexedEvaluation:
 
     def _filters(self, b: _Bindings, compares: list[Compare]) -> _Bindings:
         for cmp in compares:
-            sides = []
+            sides: list[np.ndarray | np.int64] = []
             for s in (cmp.left, cmp.right):
                 if isinstance(s, Const):
-                    sides.append(np.int64(self._value(s)))
-                elif s.name in b.cols:
+                    sides.append(np.int64(self.symbols.id_of(s.value)))
+                elif isinstance(s, Var) and s.name in b.cols:  # eligible(): symbolic sides
                     sides.append(b.cols[s.name])
                 else:
                     sides = []
@@ -378,7 +387,7 @@ class IndexedEvaluation:
                         if isinstance(s, Var) and s.name not in b.cols:
                             if isinstance(o, Const):
                                 b.cols[s.name] = np.full(b.length, self._value(o), np.int64)
-                            elif o.name in b.cols:
+                            elif isinstance(o, Var) and o.name in b.cols:
                                 b.cols[s.name] = b.cols[o.name]
                 continue
             mask = sides[0] == sides[1] if cmp.op == "=" else sides[0] != sides[1]
@@ -456,5 +465,5 @@ def _minus(new: list[np.ndarray], old: list[np.ndarray], n: int = 0) -> list[np.
     b = np.stack(old, 1)
     both = np.concatenate([b, a])
     _, first = np.unique(both, axis=0, return_index=True)
-    keep = np.sort(first[first >= len(b)]) - len(b)
-    return [a[keep, k].copy() for k in range(a.shape[1])]
+    rows = np.sort(first[first >= len(b)]) - len(b)
+    return [a[rows, k].copy() for k in range(a.shape[1])]

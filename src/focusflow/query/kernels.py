@@ -21,6 +21,7 @@ a wrong sign would silently corrupt the answer; those are scanned.
 from __future__ import annotations
 
 import operator
+from typing import SupportsIndex
 
 import numba as nb
 import numpy as np
@@ -58,12 +59,9 @@ def _as_f64(name: str, a: object) -> np.ndarray:
 
 
 def _as_int(name: str, value: object, minimum: int | None = None) -> int:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
         raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise InvalidParameterError(f"{name} must be an integer, got {value!r}") from None
+    v = operator.index(value)
     if minimum is not None and v < minimum:
         raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {v}")
     return v

@@ -44,8 +44,14 @@ class QueryBusyError(FocusflowError):
 
 
 class QueryNode(Protocol):
-    chain: ChainReader
-    view: FocusView
+    """What the service reads of the node (read-only, so a node's own chain
+    and view types satisfy it)."""
+
+    @property
+    def chain(self) -> ChainReader: ...
+
+    @property
+    def view(self) -> FocusView: ...
 
 
 Listener = Callable[[str, int, list[list[Any]]], None]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import Protocol, cast
 
 import duckdb
 import numpy as np
@@ -93,6 +93,8 @@ class Source(Protocol):
 
     def view(self) -> GraphView: ...
 
+    def link_index(self) -> LinkIndex | None: ...
+
     def connection(self) -> duckdb.DuckDBPyConnection: ...
 
 
@@ -122,7 +124,9 @@ class TableSource:
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            config: dict[str, str | int] = {"memory_limit": self.memory_limit}
+            config: dict[str, str | bool | int | float | list[str]] = {
+                "memory_limit": self.memory_limit
+            }
             if self.threads:
                 config["threads"] = int(self.threads)
             con = duckdb.connect(":memory:", config=config)
@@ -157,6 +161,9 @@ class TableSource:
     def _columns(self, name: str) -> Columns:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def view(self) -> GraphView:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def link_index(self) -> LinkIndex | None:
         """The link graph's indexes for index-driven evaluation, built once."""
         got = getattr(self, "_link_index", None)
@@ -164,7 +171,7 @@ class TableSource:
             with self._lock:
                 v = self.view()
                 got = LinkIndex.of(v.n, v.indptr, v.indices)
-                self._link_index = got
+                self._link_index: LinkIndex | None = got
         return got
 
     def close(self) -> None:
@@ -254,7 +261,7 @@ class GraphFileSource(TableSource):
             for key, sid in zip(self.graph.neurons.keys(), self._neuron_ids.tolist(), strict=True)
             if sid >= p
         )
-        return out
+        return cast(list[str], out)  # a graph read from files: its keys are text
 
     def view(self) -> GraphView:
         if self._view is None:

@@ -170,7 +170,9 @@ class Compiler:
                     continue
                 if isinstance(arg, Const):
                     where.append(f"{col} = {self.const(arg)}")
-                elif arg.name in scope.exprs:
+                    continue
+                assert isinstance(arg, Var)  # a body atom's arguments are terms (syntax.term)
+                if arg.name in scope.exprs:
                     where.append(f"{col} = {scope.exprs[arg.name]}")
                 else:
                     scope.exprs[arg.name] = col

@@ -208,7 +208,9 @@ class ViewSet:
         table = _prefix(view.name) + view.output
         cur = self.live.connection().cursor()
         try:
-            return int(cur.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
+            row = cur.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()
+            assert row is not None  # an aggregate gives one row
+            return int(row[0])
         finally:
             cur.close()
 

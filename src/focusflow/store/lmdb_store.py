@@ -66,7 +66,7 @@ class Commit:
 class Reader:
     """A consistent view of one committed version (a read transaction)."""
 
-    def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
+    def __init__(self, store: Store, txn: lmdb.Transaction[bytes]) -> None:
         self._store = store
         self._txn = txn
         self.height = int.from_bytes(txn.get(b"height", b"\0" * 8, db=store._meta), "big")
@@ -170,7 +170,7 @@ class Store:
                 raise StoreError(f"a snapshot is installed only into an empty store ({self.path})")
             self._write(txn, replace(c, meta={**c.meta, BASE_KEY: height_key(c.height)}))
 
-    def _write(self, txn: lmdb.Transaction, c: Commit) -> None:
+    def _write(self, txn: lmdb.Transaction[bytes], c: Commit) -> None:
         """The writes of :meth:`commit` and :meth:`install`, inside ``txn``."""
         state = txn.cursor(db=self._state)
         puts = []

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from focusflow.core.encoding import decode, encode
@@ -42,6 +42,11 @@ _EMPTY_KIND, _LEAF_KIND, _NODE_KIND, _UNKNOWN = 0, 1, 2, 3
 
 #: Reads a stored node (65 bytes: kind || 64 bytes) by its hash, None if absent.
 NodeReader = Callable[[bytes], bytes | None]
+
+#: A change as the updater sorts it: (path as an int, path, value hash or None
+#: to delete); a _Leaf is one that stays, with its value hash.
+_Item = tuple[int, bytes, bytes | None]
+_Leaf = tuple[int, bytes, bytes]
 
 
 def key_path(key: bytes) -> bytes:
@@ -193,7 +198,7 @@ class _Updater:
         self.new[h] = b"\x01" + left + right
         return h, _NODE_KIND
 
-    def build(self, items: list, lo: int, hi: int, depth: int) -> tuple[bytes, int]:
+    def build(self, items: list[_Leaf], lo: int, hi: int, depth: int) -> tuple[bytes, int]:
         """A subtree holding exactly the (non-deleted) items[lo:hi]."""
         if lo == hi:
             return EMPTY, _EMPTY_KIND
@@ -205,11 +210,13 @@ class _Updater:
         right = self.build(items, mid, hi, depth + 1)
         return self.join(left[0], left[1], right[0], right[1])
 
-    def update(self, h: bytes, items: list, lo: int, hi: int, depth: int) -> tuple[bytes, int]:
+    def update(
+        self, h: bytes, items: list[_Item], lo: int, hi: int, depth: int
+    ) -> tuple[bytes, int]:
         if lo == hi:
             return h, _UNKNOWN
         if h == EMPTY:
-            live = [it for it in items[lo:hi] if it[2] is not None]
+            live = _live(items[lo:hi])
             return self.build(live, 0, len(live), depth)
         data = self.node(h)
         if data[0] == LEAF:
@@ -219,7 +226,7 @@ class _Updater:
             if not any(it[0] == p for it in batch):
                 batch.append((p, path, vh))
                 batch.sort(key=_first)
-            live = [it for it in batch if it[2] is not None]
+            live = _live(batch)
             return self.build(live, 0, len(live), depth)
         left, right = data[1:33], data[33:65]
         mid = _split(items, lo, hi, depth)
@@ -230,11 +237,16 @@ class _Updater:
         return self.join(nl, lk, nr, rk)
 
 
-def _first(item: tuple) -> int:
+def _live(items: Iterable[_Item]) -> list[_Leaf]:
+    """The items that set a value (deletions dropped), typed as such."""
+    return [(p, path, vh) for p, path, vh in items if vh is not None]
+
+
+def _first(item: _Item) -> int:
     return item[0]
 
 
-def _split(items: list, lo: int, hi: int, depth: int) -> int:
+def _split(items: Sequence[_Item], lo: int, hi: int, depth: int) -> int:
     """First index of items[lo:hi] (sorted, same first ``depth`` bits) with bit ``depth`` set."""
     shift = 255 - depth
     pivot = ((items[lo][0] >> shift) | 1) << shift
@@ -252,7 +264,7 @@ def update(
     latest: dict[bytes, bytes | None] = {}
     for key, value in changes:
         latest[key] = value
-    items = []
+    items: list[_Item] = []
     for key, value in latest.items():
         path = hashlib.sha256(key).digest()
         vh = None if value is None else hashlib.sha256(value).digest()
@@ -292,4 +304,5 @@ def prove(read: NodeReader, root: bytes, key: bytes) -> Proof:
 
 def root_of(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Root of a tree holding exactly ``pairs``, built from nothing (checks and tests)."""
-    return update({}.get, EMPTY, pairs)[0]
+    nothing: dict[bytes, bytes] = {}
+    return update(nothing.get, EMPTY, pairs)[0]
