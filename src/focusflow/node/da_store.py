@@ -175,12 +175,11 @@ class DAStore:
             square = self._squares.get(height)
             if square is not None:
                 return square
-            flight = self._flights.get(height)
-            leader = flight is None
-            if leader:
+            under_way = self._flights.get(height)
+            if under_way is None:
                 flight = self._flights[height] = _Flight()
-        if not leader:
-            return flight.wait()
+        if under_way is not None:
+            return under_way.wait()
         try:
             with self._rebuilds:
                 square = self._rebuild(height)
@@ -217,10 +216,10 @@ class DAStore:
             square = self.square(height)
             if square.data_root() == data_root:
                 return square, True
-        square = recent_squares.get(data_root)
-        if square is None:
+        recent = recent_squares.get(data_root)
+        if recent is None:
             raise UnknownBlockError(f"no square with data root {data_root.hex()[:16]} here")
-        return square, False
+        return recent, False
 
     def servable(self, height: int, data_root: bytes) -> ExtendedSquare:
         """:meth:`square_for`, refused (ShareUnavailableError) where this node
