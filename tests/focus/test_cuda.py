@@ -209,7 +209,7 @@ def test_fused_anderson_steps_match_the_numba_ones():
         assert np.all(np.isfinite(got_dev))
         assert np.abs(got_dev - got_host).sum() < 1e-10
         x = got_host.copy()
-    assert host.k == dev.k == 3 and host.restarts == dev.restarts == 0
+    assert host.window.k == dev.window.k == 3 and host.restarts == dev.restarts == 0
 
 
 @pytest.mark.parametrize("mode", ["diffusion", "tri"])
