@@ -135,11 +135,21 @@ def golden_roots(name: str, focus: dict | None = None) -> list[str]:
 
 
 #: The focus parameters the golden chains run with: a genesis written now
-#: (NEW_CHAIN_FOCUS: tri, exact-v1), the chain's first algorithm in exact
-#: arithmetic (CHAIN_FOCUS_DEFAULTS' choices), and (to show what exact
+#: (NEW_CHAIN_FOCUS: tri, exact-v2), the same algorithm in exact-v1 (what a
+#: genesis written before exact-v2 named), the chain's first algorithm in
+#: exact arithmetic (CHAIN_FOCUS_DEFAULTS' choices), and (to show what exact
 #: arithmetic fixes; no golden roots) a genesis naming no arithmetic: fast.
 FOCUS = {
-    "new": None,
+    "v2": None,
+    "new": {
+        "mode": "tri",
+        "anderson": 6,
+        "start": "diffusion",
+        "heat_reuse": "bounded",
+        "finish": "bounded",
+        "arithmetic": "exact-v1",
+        "springs_method": "cg",
+    },
     "first": {"mode": "tri", "arithmetic": "exact-v1"},
     "fast": {"mode": "tri"},
 }

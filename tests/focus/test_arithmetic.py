@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 from scipy.special import ive
 
+from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.core.errors import InvalidParameterError
 from focusflow.focus import compute
 from focusflow.focus.anderson import solve_gram
 from focusflow.focus.backends.numba_cpu import EXACT_KERNELS, FAST_KERNELS
-from focusflow.focus.params import make_params
+from focusflow.focus.params import EXACT_V1, EXACT_V2, make_params
 from focusflow.focus.spectral import bessel_ive, heat_series
 from focusflow.graph.generators import rmat_edges
 from focusflow.graph.snapshot import Snapshot
+from tests.focus.reference import as_matrix, dense_tri, dense_weights
+from tests.helpers import random_weighted
 
 
 @pytest.mark.parametrize("c", [1e-4, 0.01, 0.5, 1.0, 7.3, 50.0, 400.0, 3000.0])
@@ -78,3 +81,50 @@ def test_unknown_arithmetic_and_backends_without_it_are_refused():
     src, dst, _ = rmat_edges(6, 4, seed=1)
     with pytest.raises(InvalidParameterError, match="numba backend only"):
         compute(Snapshot(64, src, dst, np.ones(len(src))), backend="numpy", arithmetic="exact-v1")
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("laplacian", ["normalized", "combinatorial"])
+def test_exact_v2_tri_equals_the_dense_reference(seed, laplacian):
+    """Every exact step of a tri solve, the blend among them, computes the
+    tri-kernel's fixed point (exact-v1's blend left the diffusion's gathered
+    vector stale and converged elsewhere)."""
+    rng = np.random.default_rng(300 + seed)
+    n = int(rng.integers(4, 40))
+    src, dst, w = random_weighted(n, int(rng.integers(n, 4 * n)), seed)
+    ref = dense_tri(dense_weights(n, src, dst, w), lam=(0.5, 0.3, 0.2), laplacian=laplacian)
+    for anderson in (0, 6):
+        res = compute(
+            as_matrix(n, src, dst, w),
+            mode="tri",
+            laplacian=laplacian,
+            tol=1e-12,
+            backend="numba",
+            arithmetic=EXACT_V2,
+            anderson=anderson,
+        )
+        assert res.converged
+        assert np.abs(res.focus - ref).sum() < 1e-8
+
+
+#: An 8-particle graph (with a self-link, which is dropped) on which exact-v1's
+#: new-genesis algorithm cycled until the iteration cap.
+_CYCLED = (
+    8,
+    [6, 3, 2, 7, 7, 6, 4, 4],
+    [1, 1, 6, 5, 3, 6, 1, 0],
+    [6.06, 2.86, 8.93, 1.71, 5.41, 3.02, 9.67, 0.58],
+)
+
+
+def test_a_new_genesis_algorithm_converges_where_exact_v1_cycled():
+    n, src, dst, w = (np.asarray(x) for x in _CYCLED)
+    ref = dense_tri(dense_weights(int(n), src, dst, w), lam=(0.5, 0.3, 0.2))
+    params = {k: v for k, v in NEW_CHAIN_FOCUS.items()}
+    assert params.pop("arithmetic") == EXACT_V2
+    snap = Snapshot(int(n), src, dst, w)
+    new = compute(snap, **params, arithmetic=EXACT_V2, tol=1e-10, backend="numba")
+    assert new.converged and new.iterations < 50
+    assert np.abs(new.focus - ref).sum() < 1e-8
+    old = compute(snap, **params, arithmetic=EXACT_V1, tol=1e-10, max_iter=200, backend="numba")
+    assert not old.converged

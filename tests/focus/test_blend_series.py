@@ -105,7 +105,7 @@ def test_series_and_cg_reach_the_dense_fixed_point_on_rmat():
     n = 1 << 8
     ref = dense_tri(dense_weights(n, src, dst, w))
     a = as_matrix(n, src, dst, w)
-    for arithmetic in ("fast", "exact-v1"):
+    for arithmetic in ("fast", "exact-v1", "exact-v2"):
         for method in ("cg", "series"):
             res = compute(
                 a, tol=1e-12, springs_method=method, arithmetic=arithmetic, backend="numba"

@@ -17,7 +17,7 @@ index a CID has.
 
 Determinism: the engine runs on the numba CPU backend with the chain's focus
 parameters, in the arithmetic its genesis names (``focus.arithmetic``). In an
-exact arithmetic (``exact-v1``, what a genesis written now names) two nodes that
+exact arithmetic (``exact-v2``, what a genesis written now names) two nodes that
 apply the same blocks in the same order perform the same IEEE-754 operations in
 the same order on any CPU, thread count or library build, and commit
 byte-identical vectors (tests/chain/test_golden_roots.py). A genesis that names
@@ -82,7 +82,7 @@ class FocusValueError(FloatingPointError):
 
 def engine_identity(params: FocusParams) -> str:
     """What decides a chain's focus bits besides its parameters: the algorithm
-    and the arithmetic version, e.g. ``tri/exact-v1``."""
+    and the arithmetic version, e.g. ``tri/exact-v2``."""
     return f"{params.mode}/{params.arithmetic}"
 
 
@@ -122,7 +122,7 @@ class FocusState:
             log.warning(
                 "focus arithmetic 'fast': this chain's focus roots can differ between "
                 "CPUs and library builds; run it only among identical machines "
-                "(a genesis naming focus.arithmetic 'exact-v1' commits the same bits "
+                "(a genesis naming focus.arithmetic 'exact-v2' commits the same bits "
                 "everywhere)",
                 extra={"fields": {"engine": engine_identity(self.params)}},
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from focusflow.focus.params import EXACT_V1, FAST, TRI_ANDERSON, FocusParams, make_params
+from focusflow.focus.params import EXACT_V2, FAST, TRI_ANDERSON, FocusParams, make_params
 
 SCALE = 10**15
 FOCUS_CHUNK = 1024
@@ -44,7 +44,7 @@ NEW_CHAIN_FOCUS = {
     "start": "diffusion",
     "heat_reuse": "bounded",
     "finish": "bounded",
-    "arithmetic": EXACT_V1,
+    "arithmetic": EXACT_V2,
     "springs_method": "cg",
 }
 

@@ -22,7 +22,7 @@ Start = Literal["diffusion", "uniform"]
 HeatReuse = Literal["bounded", "exact"]
 Finish = Literal["bounded", "fixed"]
 SpringsMethod = Literal["auto", "cg", "series"]
-ArithmeticName = Literal["fast", "exact-v1"]
+ArithmeticName = Literal["fast", "exact-v1", "exact-v2"]
 PriorName = Literal["uniform", "stake"]
 
 #: The values each string parameter takes, read from its type (validate's lists).
@@ -42,8 +42,16 @@ PRIORS: tuple[PriorName, ...] = get_args(PriorName)
 #: fixed chunks combined in order, our own small solve and Bessel series), so
 #: any x86-64 or other IEEE-754 machine computes the same bits; what consensus
 #: runs (docs/focus.md, *Arithmetic*). A new exact version gets a new name.
+#: ``exact-v2`` is ``exact-v1`` with one defect fixed: in a tri solve v1's
+#: normalising blend rewrites the vector that the diffusion step has already
+#: divided by the out-weights for the next step, and the next step reads
+#: that stale quotient (the diffusion part of the blend, not the blend) after
+#: every plain step (the first, and each after an Anderson restart), so v1
+#: can converge elsewhere or cycle on small graphs. v1 stays as it was: its
+#: chains replay with it.
 FAST: ArithmeticName = "fast"
 EXACT_V1: ArithmeticName = "exact-v1"
+EXACT_V2: ArithmeticName = "exact-v2"
 ARITHMETICS: tuple[ArithmeticName, ...] = get_args(ArithmeticName)
 #: The one backend that implements the exact arithmetics.
 EXACT_BACKENDS = ("numba",)

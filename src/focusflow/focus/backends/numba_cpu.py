@@ -40,7 +40,7 @@ from focusflow.focus.backends.numba_lap import (
     springs_rhs,
 )
 from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
-from focusflow.focus.params import FAST, FocusParams
+from focusflow.focus.params import EXACT_V1, FAST, FocusParams
 from focusflow.focus.reduce import exact_twin, ordered_sum, strict_sum
 from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -507,7 +507,14 @@ class ExactNumbaOperator(NumbaOperator):
         return float(strict_sum(v))
 
     def blend(self, phi, d, s, h, weights) -> float:
-        """``d <- (ld d + ls s + lh h) / sum``; returns ``||d - phi||_1``."""
+        """``d <- (ld d + ls s + lh h) / sum``; returns ``||d - phi||_1``.
+
+        ``d`` is rewritten, so its quotient by the out-weights that the
+        diffusion step prepared is stale. ``exact-v1`` kept reading it (the
+        defect ``params.EXACT_V2`` fixes), and its chains must replay so.
+        """
+        if self.arithmetic != EXACT_V1:
+            self._z_of = None
         ld, ls, lh = weights
         total = _blend_sum(
             d,
