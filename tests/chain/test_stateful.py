@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from focusflow.chain import Msg, decode_tx
+from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.chain.params import ChainParams
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
@@ -48,7 +49,14 @@ NEURONS = [ALICE, BOB, CAROL]
 BY_KEY = {k.public_key: k for k in [*NEURONS, VALIDATOR]}
 #: Short windows, so that unstaked tokens mature within a run (unbonding must
 #: exceed evidence_max_age + epoch_blocks).
-PARAMS = {"evidence_max_age": 2, "epoch_blocks": 3, "unbonding_blocks": 6}
+#: The focus a genesis written now names (exact arithmetic): the algorithm
+#: chains run, on the tiny graphs where exact-v1 once cycled to its cap.
+PARAMS = {
+    "evidence_max_age": 2,
+    "epoch_blocks": 3,
+    "unbonding_blocks": 6,
+    "focus": dict(NEW_CHAIN_FOCUS),
+}
 #: Transactions per block at most: a full batch is sealed at once, so a run
 #: has many blocks (a block may also be sealed early, or empty, by ``produce``).
 BATCH = 3
