@@ -51,6 +51,21 @@ def link(*pairs: tuple[str, str]) -> Msg:
     return Msg("link", {"links": [[particle(a), particle(b)] for a, b in pairs]})
 
 
+def many_links(prefix: str, n: int) -> Msg:
+    """A ``link`` message of the ``n`` links ``prefix{i} -> prefix{i + 1}``."""
+    return link(*[(f"{prefix}{i}", f"{prefix}{i + 1}") for i in range(n)])
+
+
+def diffusion_genesis() -> Genesis:
+    """A genesis whose focus is diffusion alone (cheap blocks, for data tests)."""
+    return genesis(focus={"mode": "diffusion"})
+
+
+#: celestia-app's minimal data availability header: the data root of a block
+#: without transactions (``pkg/da/data_availability_header_test.go``, "min DAH").
+MIN_DAH = "3d96b7d238e7e0456f6af8e7cdf0a67bd6cf9c2089ecb559c659dcaa1f880353"
+
+
 def account(chain, key: KeyPair):
     """The committed account of ``key`` on ``chain``."""
     with chain.reader() as r:

@@ -18,22 +18,22 @@ from focusflow.chain.block import Block, sign_certificate
 from focusflow.chain.da_commit import block_square
 from focusflow.da import extend, square_from_block
 from focusflow.node.da_store import DAStore
-from tests.chain.helpers import ALICE, BOB, VALIDATOR, genesis, link, new_chain, tx
+from tests.chain.helpers import (
+    ALICE,
+    BOB,
+    MIN_DAH,
+    VALIDATOR,
+    diffusion_genesis,
+    many_links,
+    new_chain,
+    tx,
+)
 
 T0 = 1_700_000_000_000
-MIN_DAH = "3d96b7d238e7e0456f6af8e7cdf0a67bd6cf9c2089ecb559c659dcaa1f880353"
-
-
-def gen():
-    return genesis(focus={"mode": "diffusion"})
-
-
-def many_links(prefix: str, n: int):
-    return link(*[(f"{prefix}{i}", f"{prefix}{i + 1}") for i in range(n)])
 
 
 def test_headers_commit_the_data_square_of_their_transactions(tmp_path):
-    chain = new_chain(tmp_path, gen())
+    chain = new_chain(tmp_path, diffusion_genesis())
     assert chain.head.data_root.hex() == MIN_DAH  # genesis: no transactions
     empty = chain.produce_block([], time_ms=T0 + 1000)
     assert empty.block.header.data_root.hex() == MIN_DAH
@@ -50,8 +50,8 @@ def test_headers_commit_the_data_square_of_their_transactions(tmp_path):
 
 
 def test_follower_refuses_a_block_whose_data_root_differs_and_changes_nothing(tmp_path):
-    producer = new_chain(tmp_path / "a", gen())
-    follower = new_chain(tmp_path / "b", gen(), producer=False)
+    producer = new_chain(tmp_path / "a", diffusion_genesis())
+    follower = new_chain(tmp_path / "b", diffusion_genesis(), producer=False)
     da = DAStore(follower)
     follower.apply_block(producer.produce_block([], time_ms=T0 + 1000).record.encode())
     good = producer.produce_block([tx(ALICE, 0, many_links("a", 30))], time_ms=T0 + 2000)

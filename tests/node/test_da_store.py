@@ -16,22 +16,13 @@ from focusflow.chain.errors import UnknownBlockError
 from focusflow.core.errors import InvalidParameterError
 from focusflow.da import RepairError, ShareUnavailableError, repair, verify_share_proof
 from focusflow.node.da_store import DAStore
-from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+from tests.chain.helpers import ALICE, MIN_DAH, diffusion_genesis, many_links, new_chain, tx
 
 T0 = 1_700_000_000_000
-MIN_DAH = "3d96b7d238e7e0456f6af8e7cdf0a67bd6cf9c2089ecb559c659dcaa1f880353"
-
-
-def gen():
-    return genesis(focus={"mode": "diffusion"})
-
-
-def many_links(prefix: str, n: int):
-    return link(*[(f"{prefix}{i}", f"{prefix}{i + 1}") for i in range(n)])
 
 
 def test_da_store_keeps_recent_squares_and_rebuilds_older_ones(tmp_path):
-    chain = new_chain(tmp_path, gen())
+    chain = new_chain(tmp_path, diffusion_genesis())
     da = DAStore(chain, cache_size=2)
     for h in range(1, 5):
         chain.produce_block([tx(ALICE, h - 1, many_links(f"h{h}-", 10 * h))], time_ms=T0 + h)
@@ -52,7 +43,7 @@ def test_da_store_keeps_recent_squares_and_rebuilds_older_ones(tmp_path):
 
 
 def test_da_store_errors_are_precise(tmp_path):
-    chain = new_chain(tmp_path, gen())
+    chain = new_chain(tmp_path, diffusion_genesis())
     da = DAStore(chain)
     chain.produce_block([tx(ALICE, 0, many_links("a", 40))], time_ms=T0 + 1)
     width = da.square(1).width
@@ -69,7 +60,7 @@ def test_da_store_errors_are_precise(tmp_path):
 
 
 def test_every_served_share_verifies_against_the_header(tmp_path):
-    chain = new_chain(tmp_path, gen())
+    chain = new_chain(tmp_path, diffusion_genesis())
     da = DAStore(chain)
     chain.produce_block([tx(ALICE, 0, many_links("a", 40))], time_ms=T0 + 1)
     root = chain.head.data_root
@@ -84,7 +75,7 @@ def test_every_served_share_verifies_against_the_header(tmp_path):
 
 
 def test_withholding_node_serves_only_part_and_the_square_is_lost(tmp_path):
-    chain = new_chain(tmp_path, gen())
+    chain = new_chain(tmp_path, diffusion_genesis())
     da = DAStore(chain, withhold=0.6, withhold_seed=7)
     chain.produce_block([tx(ALICE, 0, many_links("a", 40))], time_ms=T0 + 1)
     width = da.square(1).width
