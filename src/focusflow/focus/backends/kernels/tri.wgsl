@@ -54,38 +54,6 @@ struct TParams {
 
 const COEF0: u32 = 16u;
 
-var<workgroup> red: array<vec2<f32>, 256>;
-
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
-    let s = a + b;
-    let bb = s - a;
-    return vec2<f32>(s, (a - (s - bb)) + (b - bb));
-}
-
-fn dd_add(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-    let s = two_sum(a.x, b.x);
-    return two_sum(s.x, s.y + (a.y + b.y));
-}
-
-fn dd_add1(a: vec2<f32>, v: f32) -> vec2<f32> {
-    let s = two_sum(a.x, v);
-    return two_sum(s.x, s.y + a.y);
-}
-
-fn wg_reduce(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s: u32 = 128u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            red[lid] = dd_add(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let out = red[0];
-    workgroupBarrier();
-    return out;
-}
-
 // Value q of the first level (part[q * nparts + w]) reduced in a fixed order.
 fn reduce_q(lid: u32, q: u32) -> vec2<f32> {
     var a = vec2<f32>(0.0, 0.0);

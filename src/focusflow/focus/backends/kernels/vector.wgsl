@@ -48,40 +48,6 @@ struct VParams {
 // Anderson coefficients gamma_0..gamma_{k-1} of the next mix (from the host).
 @group(0) @binding(15) var<storage, read> coef: array<f32>;
 
-var<workgroup> red: array<vec2<f32>, 256>;
-
-// Knuth's TwoSum: s + e == a + b exactly (round to nearest, no reassociation).
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
-    let s = a + b;
-    let bb = s - a;
-    return vec2<f32>(s, (a - (s - bb)) + (b - bb));
-}
-
-// (hi, lo) + (hi, lo), renormalised.
-fn dd_add(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-    let s = two_sum(a.x, b.x);
-    return two_sum(s.x, s.y + (a.y + b.y));
-}
-
-// (hi, lo) + a float32 value.
-fn dd_add1(a: vec2<f32>, v: f32) -> vec2<f32> {
-    let s = two_sum(a.x, v);
-    return two_sum(s.x, s.y + a.y);
-}
-
-// Fixed tree over the 256 invocations of a workgroup; the sum is in lane 0.
-fn wg_reduce(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s: u32 = 128u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            red[lid] = dd_add(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
 // Second level: one workgroup adds the nparts first-level pairs in a fixed order.
 fn reduce_parts(lid: u32) -> vec2<f32> {
     var acc = vec2<f32>(0.0, 0.0);
