@@ -30,6 +30,24 @@ from .test_tendermint import A, B, lock_on, to_round
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _close_logs_at_exit(monkeypatch):
+    """Close every log a test opened when it ends, as the OS does for a process
+    that dies: many tests here drop a log without closing it on purpose (the
+    process died), and an open file left to the garbage collector warns."""
+    opened: list[WriteAheadLog] = []
+    init = WriteAheadLog.__init__
+
+    def tracked(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(WriteAheadLog, "__init__", tracked)
+    yield
+    for wal in opened:
+        wal.close()
+
+
 def written(path: Path, *entries: WALEntry) -> Path:
     """A closed WAL file holding ``entries``."""
     wal = WriteAheadLog(path)
