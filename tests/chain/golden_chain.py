@@ -8,7 +8,7 @@ link weights already held by the engine change). Run as a script it prints one
 focus root per block, in hex, so that another process (another CPU target,
 another thread count, another machine) can be compared with the recorded ones::
 
-    python -m tests.chain.golden_chain small:new small:first
+    python -m tests.chain.golden_chain small:v2 small:new small:first
 """
 
 from __future__ import annotations
