@@ -241,21 +241,25 @@ KERNELS: dict[str, tuple[str, ...]] = {
 }
 
 
-#: The double-float sums that the vector and tri modules share, put before each.
-DDSUM = "ddsum.wgsl"
+#: Files put before a module's own source: the double-float sums that the
+#: vector and tri modules share.
+PRELUDES: dict[str, tuple[str, ...]] = {"vector": ("ddsum.wgsl",), "tri": ("ddsum.wgsl",)}
+
+
+def _source(module: str) -> str:
+    """``module``'s WGSL file with its preludes before it."""
+    names = (*PRELUDES.get(module, ()), MODULES[module][0])
+    return "".join(kernel_source(name) for name in names)
 
 
 def vector_shader(m: int) -> str:
     """The vector module with an Anderson window of ``m`` (0: no mixing)."""
     if not 0 <= m <= MAX_ANDERSON:
         raise ValueError(f"the wgpu backend mixes at most {MAX_ANDERSON} steps")
-    source = kernel_source(DDSUM) + kernel_source("vector.wgsl")
+    source = _source("vector")
     return source.replace("AA_M_VALUE", str(m)).replace("AA_VALUES_N", str(1 + 2 * m))
 
 
 def shader(module: str) -> str:
     """The WGSL of ``module`` (the vector module without Anderson mixing)."""
-    if module == "vector":
-        return vector_shader(0)
-    source = kernel_source(MODULES[module][0])
-    return kernel_source(DDSUM) + source if module == "tri" else source
+    return vector_shader(0) if module == "vector" else _source(module)
