@@ -76,12 +76,12 @@ def vote_key(height: int, focus: dict) -> bytes:
     return VOTES_PREFIX + height.to_bytes(8, "big") + sha256(encode(focus))
 
 
-def _open_votes(state, voter: bytes) -> int:
+def _open_votes(state: PendingState, voter: bytes) -> int:
     raw = state.get(OPEN_PREFIX + voter)
     return 0 if raw is None else decode(raw, "open upgrade votes")
 
 
-def _count_open(state, voter: bytes, change: int) -> None:
+def _count_open(state: PendingState, voter: bytes, change: int) -> None:
     """Add ``change`` to ``voter``'s undecided votes; a count of 0 is no key."""
     held = _open_votes(state, voter) + change
     if held:
