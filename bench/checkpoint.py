@@ -15,7 +15,10 @@ blocks of one link each with a checkpoint due at every one, alternately:
 It also times ``copy.deepcopy`` of the chain's focus state, which every
 block proposed or validated under consensus pays before it applies its
 deltas (``Chain._build`` with ``in_place=False``: the head's state must
-survive a block that is not committed).
+survive a block that is not committed), and whole one-link blocks both ways
+(no checkpoint due): produced in place as a lone node does, and proposed then
+committed with a certificate as under consensus, where the copy shares the
+large arrays and the block's first writes copy the weights they touch.
 
 It reports what the commit spent on the checkpoint (``timings["checkpoint"]``,
 median and max), the child's write time, the checkpoint's bytes and bytes per
@@ -48,6 +51,7 @@ import numpy as np
 
 from focusflow.chain import Genesis, Msg, make_tx
 from focusflow.chain import chain as chain_module
+from focusflow.chain.block import sign_certificate
 from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
 from focusflow.core.keys import KeyPair
 from focusflow.graph import rmat_edges
@@ -87,12 +91,23 @@ def _graft(chain, links: int, neurons: int, seed: int) -> None:
     g.add_link_ids(src, dst, rng.integers(0, neurons, len(src)))
 
 
-def _block(chain, nonce: int) -> dict[str, float]:
-    """Commit a block of one link; its timings."""
+def _link_tx(chain, nonce: int) -> bytes:
     h = chain.height + 1
     msg = Msg("link", {"links": [[_cid(h), _cid(h + 1)]]})
-    tx = make_tx(KEY, "bench", nonce, 10**7, [msg]).encoded
-    return chain.produce_block([tx], T0 + 1000 * h).timings
+    return make_tx(KEY, "bench", nonce, 10**7, [msg]).encoded
+
+
+def _block(chain, nonce: int) -> dict[str, float]:
+    """Commit a block of one link in place; its timings."""
+    return chain.produce_block([_link_tx(chain, nonce)], T0 + 1000 * (chain.height + 1)).timings
+
+
+def _consensus_block(chain, nonce: int) -> None:
+    """Propose a block of one link on a copy of the focus state, then commit
+    it with the certificate that decided it."""
+    h = chain.height + 1
+    pending = chain.propose([_link_tx(chain, nonce)], T0 + 1000 * h)
+    chain.commit(pending, sign_certificate(VALIDATOR, chain.chain_id, h, pending.hash))
 
 
 def _memory() -> dict[str, float]:
@@ -137,6 +152,18 @@ def run(links: int, neurons: int, repeats: int) -> dict:
             spare = copy.deepcopy(chain.focus)
             copies.append(time.perf_counter() - t)
             del spare
+        chain_module.CHECKPOINT_WORK_S = 1e18
+        in_place: list[float] = []
+        consensus: list[float] = []
+        nonce = 2 * repeats + 1
+        for _ in range(repeats):
+            t = time.perf_counter()
+            _block(chain, nonce)
+            in_place.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _consensus_block(chain, nonce + 1)
+            consensus.append(time.perf_counter() - t)
+            nonce += 2
         size = chain.checkpoints.last.bytes
         n = chain.focus.graph.n_links
         chain.store.close()
@@ -149,6 +176,8 @@ def run(links: int, neurons: int, repeats: int) -> dict:
         "fork": held[True],
         "child_s": child,
         "deepcopy": copies,
+        "in_place": in_place,
+        "consensus": consensus,
         "bytes": size,
         "log_bytes": log_bytes,
         **memory,
@@ -175,16 +204,18 @@ def main() -> None:
     print(
         "| links | RSS GiB | anon huge GiB | mappings | commit held, sync ms (median / max) "
         "| commit held, fork ms (median / max) | child write s (median) | checkpoint MB "
-        "| B/link | log B/link trimmed | deepcopy of the focus state ms (median / max) |"
+        "| B/link | log B/link trimmed | deepcopy of the focus state ms (median / max) "
+        "| one-link block in place ms | the same block through consensus ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for links in args.links:
         r = run(int(links), args.neurons, args.repeats)
         print(
             f"| {r['links']:,} | {r['Rss']:.2f} | {r['AnonHugePages']:.2f} | {r['maps']} "
             f"| {_ms(r['sync'])} | {_ms(r['fork'])} | {statistics.median(r['child_s']):.2f} "
             f"| {r['bytes'] / 1e6:.0f} | {r['bytes'] / r['links']:.0f} "
-            f"| {r['log_bytes'] / r['links']:.0f} | {_ms(r['deepcopy'])} |",
+            f"| {r['log_bytes'] / r['links']:.0f} | {_ms(r['deepcopy'])} "
+            f"| {_ms(r['in_place'])} | {_ms(r['consensus'])} |",
             flush=True,
         )
         print(

@@ -250,7 +250,7 @@ class Cybergraph:
         named = batch.neuron[batch.neuron >= 0]
         if len(named):
             counts = np.bincount(named, minlength=self.n_neurons)
-            self._neudeg.values[:] += counts
+            self._neudeg.writable()[:] += counts
             self._dirty_neurons.update(np.flatnonzero(counts).tolist())
         self.log.append(batch)
         return batch
@@ -264,7 +264,7 @@ class Cybergraph:
         _check_stakes(stakes)
         if len(neurons) and (neurons.min() < 0 or neurons.max() >= self.n_neurons):
             raise InvalidParameterError("neuron id out of range")
-        self._stake.values[neurons] = stakes
+        self._stake.writable()[neurons] = stakes
         batch = StakeBatch(neurons.astype(np.int32), stakes)
         self._dirty_neurons.update(neurons.tolist())
         self.log.append(batch)

@@ -47,6 +47,15 @@ class DeltaLog:
         """Entries dropped from the front: those numbered 1 .. ``trimmed``."""
         return self._trimmed
 
+    def __deepcopy__(self, memo: dict[int, object]) -> DeltaLog:
+        """A copy with its own list of the same entries: entries and their
+        batches are never changed once appended, so copies share them."""
+        twin = DeltaLog()
+        twin._entries = list(self._entries)
+        twin._trimmed = self._trimmed
+        memo[id(self)] = twin
+        return twin
+
     def append(self, batch: LinkBatch | StakeBatch) -> int:
         seq = self.head + 1
         self._entries.append(LogEntry(seq, batch))

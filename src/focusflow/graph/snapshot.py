@@ -25,6 +25,7 @@ looked at it.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -333,7 +334,28 @@ _SNAPSHOT_FIELDS = (
     "_ov_in",
     "_ov_in_done",
     "_ov_cache",
+    "_weights_shared",
 )
+#: Arrays a snapshot never writes in place once built (``_grow`` replaces the
+#: row pointers and permutations by longer ones): its copies share them.
+_SHARED_FIELDS = frozenset(
+    {
+        "perm",
+        "iperm",
+        "out_indptr",
+        "out_indices",
+        "in_indptr",
+        "in_indices",
+        "in_to_out",
+        "out_to_in",
+        "entry_link_ptr",
+        "entry_link_ids",
+        "link_entry",
+    }
+)
+#: The base entries' weights, rewritten in place by patches: copies share
+#: them until one of them patches (``Snapshot._own_weights``).
+_COPY_ON_WRITE_FIELDS = frozenset({"out_w", "in_w"})
 
 
 class _OverlayPart:
@@ -427,6 +449,37 @@ class Snapshot:
         # asks for the in-direction (the CUDA backend never does).
         self._ov_in_done = 0
         self._ov_cache: dict[str, tuple] = {}
+        #: Whether a copy may share ``out_w`` and ``in_w`` (see __deepcopy__).
+        self._weights_shared = False
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Snapshot:
+        """A copy that shares the link-sized arrays.
+
+        A validator copies the chain's focus state for every block it proposes
+        or checks; copying the matrices cost more than the block's solve at
+        10^7 links. The structure arrays are never written once built, so the
+        two share them; the base weights are shared until either patches
+        (which copies them first); the overlay's columns share their
+        buffers as :class:`Column` copies do; the rest (particle-sized and
+        overlay-sized) is copied.
+        """
+        twin = object.__new__(Snapshot)
+        memo[id(self)] = twin
+        for name, value in self.__dict__.items():
+            if name in _SHARED_FIELDS or name in _COPY_ON_WRITE_FIELDS:
+                memo[id(value)] = value
+                twin.__dict__[name] = value
+            else:
+                twin.__dict__[name] = copy.deepcopy(value, memo)
+        twin._weights_shared = self._weights_shared = True
+        return twin
+
+    def _own_weights(self) -> None:
+        """Make ``out_w`` and ``in_w`` this snapshot's own before writing them."""
+        if self._weights_shared:
+            self.out_w = self.out_w.copy()
+            self.in_w = self.in_w.copy()
+            self._weights_shared = False
 
     # --- structure -----------------------------------------------------------
     def check_structure(self, check: Check) -> None:  # noqa: PLR0915 - one check per array, in a row
@@ -517,6 +570,7 @@ class Snapshot:
             check.fail("_late_by_code.values", "names a link twice")
         check.equal("_late_by_code.keys", codes, late[owners - base_links], "its link's code")
 
+        check.instance("_weights_shared", a["_weights_shared"], bool)
         cache = a["_ov_cache"]
         check.instance("_ov_cache", cache, dict)
         for kind, got in cache.items():
@@ -777,7 +831,9 @@ class Snapshot:
             first_id = self.n_links - len(new_src)
             change = np.bincount(at, weights=link_weight(by_code + first_id), minlength=len(codes))
             sums = held + change
-        self.ov_w[ov_entries] = sums[:n_ov]
+        self._ov_cols[2].writable()[ov_entries] = sums[:n_ov]
+        if len(base_entries):
+            self._own_weights()
         self.out_w[base_entries] = sums[n_ov:]
         self.in_w[gather(self.out_to_in, base_entries)] = sums[n_ov:]
         self._ov_cache.clear()

@@ -132,6 +132,16 @@ class ScaledSymmetric:
             self.sval,
         )
 
+    def __deepcopy__(self, memo: dict[int, object]) -> ScaledSymmetric:
+        """This matrix itself: nothing writes it once built (a patch makes the
+        operator build a new one), so a copy of the focus state shares it,
+        and its arrays wherever else the copy meets them (the operator's
+        kernel arguments)."""
+        memo[id(self)] = self
+        for value in vars(self).values():
+            memo[id(value)] = value
+        return self
+
     def check_structure(self, check: Check, n: int | None = None, dtype=None) -> None:
         """The layout the Laplacian kernels read without bounds checks: every
         row of ``n`` (``len(sigma)`` when not given) in one lane, the rest

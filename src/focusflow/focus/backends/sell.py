@@ -118,6 +118,18 @@ class SellMatrix:
             balanced_chunks(self.gptr, _FILL_PARTS),
         )
         self.pos = pos.astype(np.int32) if len(self.sidx) < 2**31 else pos
+        #: Whether a copy may share ``sval`` (see __deepcopy__).
+        self._values_shared = False
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SellMatrix:
+        """A copy sharing the layout arrays, never written once built, and the
+        values until either copy's :meth:`update` (which copies them first):
+        the chain copies its focus state for every block it checks."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._values_shared = self._values_shared = True
+        memo[id(self)] = twin
+        return twin
 
     def check_structure(self, check: Check, rows: int, cols: int, nnz: int, dtype: type) -> None:
         """The layout ``sell_pull`` reads without bounds checks: ``C`` lanes,
@@ -127,8 +139,11 @@ class SellMatrix:
         ``dtype``, and the entry map of the ``nnz`` CSR entries within the
         slots (-1: a long row's entry)."""
         a = check.fields(
-            self, SellMatrix, ("c", "long_rows", "grows", "glen", "gptr", "sidx", "sval", "pos")
+            self,
+            SellMatrix,
+            ("c", "long_rows", "grows", "glen", "gptr", "sidx", "sval", "pos", "_values_shared"),
         )
+        check.instance("_values_shared", a["_values_shared"], bool)
         check.integer("c", a["c"], C, C)
         grows = check.array("grows", a["grows"], np.int64, lo=-1, hi=rows)
         if len(grows) % C:
@@ -154,6 +169,9 @@ class SellMatrix:
         """Copy new values of CSR entries ``entries`` (positions in the CSR arrays)."""
         at = self.pos[entries]
         keep = at >= 0
+        if self._values_shared:
+            self.sval = self.sval.copy()
+            self._values_shared = False
         self.sval[at[keep]] = weights[entries[keep]]
 
 

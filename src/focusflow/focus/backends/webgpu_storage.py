@@ -357,7 +357,7 @@ class DeviceSell:
         at = self.host.pos[entries]
         short = at >= 0
         if short.any():
-            self.host.sval[at[short]] = weights[entries[short]]
+            self.host.update(entries, weights)
             dev.scatter(self.buffers[MatrixBinding.SVAL], at[short], self.host.sval[at[short]])
         if (~short).any():
             # long-row entries sit grouped by row in length order: find each
