@@ -3,10 +3,14 @@
 A user's first ``compute(..., backend="cuda")`` on a machine compiles the
 backend's CUDA source (NVRTC, through CuPy) and every CuPy elementwise or
 reduction kernel the solve touches; CuPy keeps the results in its kernel cache
-(``CUPY_CACHE_DIR``), so later processes load them. This script runs the same
-small diffusion and tri solves in child processes: the first with an empty
-cache directory (a fresh install), the second with the cache the first left
-(every later start), and reports where the first one's time went.
+(``CUPY_CACHE_DIR``), so later processes load them; numba likewise compiles
+the CPU kernels the graph build uses and caches them (``NUMBA_CACHE_DIR``).
+This script runs the same small diffusion and tri solves in child processes:
+
+- ``cold``: both caches empty (a fresh install, the first solve compiles);
+- ``warm``: the caches the cold child left (every later start);
+- ``prepared``: both caches empty, then ``focusflow focus prepare`` (what
+  ``./dev`` runs at install), timed on its own, then the first solve.
 
 Run on a machine with an NVIDIA GPU and CuPy::
 
@@ -46,8 +50,29 @@ print(json.dumps(out))
 """
 
 
+def _env(cache: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CUPY_CACHE_DIR": os.path.join(cache, "cupy"),
+        "NUMBA_CACHE_DIR": os.path.join(cache, "numba"),
+    }
+
+
+def prepare(cache: str) -> float:
+    """``focusflow focus prepare`` in a child with these caches; seconds."""
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "from focusflow.node.main import main; main()", "focus", "prepare"],
+        env=_env(cache),
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    return time.perf_counter() - t
+
+
 def child(scale: int, cache: str) -> dict:
-    env = {**os.environ, "CUPY_CACHE_DIR": cache}
+    env = _env(cache)
     t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(scale)],
@@ -70,7 +95,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         cold = child(args.scale, cache)
         warm = child(args.scale, cache)
-    for name, row in (("cold (empty kernel cache)", cold), ("warm (cache kept)", warm)):
+    with tempfile.TemporaryDirectory() as cache:
+        prepare_s = prepare(cache)
+        prepared = child(args.scale, cache)
+    rows = (
+        ("cold (empty kernel caches)", cold),
+        ("warm (caches kept)", warm),
+        (f"prepared (empty caches, then focus prepare: {prepare_s:.2f} s)", prepared),
+    )
+    for name, row in rows:
         print(
             name
             + ": "
@@ -82,6 +115,12 @@ def main() -> None:
         f"first diffusion solve: cold {cold['diffusion_s']:.2f} s, warm {warm['diffusion_s']:.2f} s"
     )
     print(f"first tri solve: cold {cold['tri_s']:.2f} s, warm {warm['tri_s']:.2f} s")
+    print(
+        f"after focus prepare ({prepare_s:.2f} s): "
+        f"first diffusion {prepared['diffusion_s']:.2f} s, first tri {prepared['tri_s']:.2f} s, "
+        f"process {prepared['process_s']:.2f} s "
+        f"(cold process {cold['process_s']:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``focusflow focus compute``: focus of a cyberlink file or edge list.
+"""``focusflow focus compute``: focus of a cyberlink file or edge list;
+``focusflow focus prepare``: this machine's kernels compiled ahead of it.
 
 The option names, the TSV output and the exit statuses are a contract that
 scripts and checks rely on; docs/focus.md lists them.
@@ -6,6 +7,7 @@ scripts and checks rely on; docs/focus.md lists them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -204,6 +206,42 @@ def compute_cmd(
         _write_tsv(result, shown, sys.stdout.buffer)
     sys.stdout.flush()
     _print_summary(err, summary, params.tol)
+
+
+@focus_app.command("prepare")
+def prepare_cmd(
+    backend: list[str] = typer.Option(
+        ["numba", "cuda"],
+        "--backend",
+        help="A backend to prepare (repeatable): numba, cuda.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per backend."),
+) -> None:
+    """Compile and cache the focus kernels, so the first solve is fast.
+
+    A fresh install compiles them inside its first solve (tens of seconds with
+    a GPU); this pays it once. A backend that cannot run here is skipped with
+    the reason; the exit status is 0 unless a named backend does not exist.
+    """
+    from focusflow.focus.backends import backend_names
+    from focusflow.focus.prepare import Prepared, prepare
+
+    known = [b for b in backend_names() if b != "auto"]
+    for name in backend:
+        if name not in known:
+            raise InvalidParameterError(f"unknown backend {name!r}: use one of {', '.join(known)}")
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def report(done: Prepared) -> None:
+        if as_json:
+            print(json.dumps(dataclasses.asdict(done)), flush=True)
+        elif done.available:
+            err.print(f"{done.backend}: kernels compiled and cached in {done.seconds:.1f} s")
+        else:
+            err.print(f"{done.backend}: skipped ({done.reason})", markup=False)
+
+    err.print(f"preparing the focus kernels of {', '.join(backend)} (once per install)")
+    prepare(backend, report)
 
 
 def _print_summary(err: Console, s: dict, tol: float) -> None:
