@@ -170,7 +170,7 @@ def compute_cmd(
         "input": str(path),
         "particles": graph.n_particles,
         "links": graph.n_links,
-        "edges": graph.snapshot().nnz,
+        "edges": graph.snapshot(patchable=False).nnz,
         "neurons": graph.n_neurons,
         "mode": params.mode,
         "backend": result.backend,

@@ -35,7 +35,7 @@ def karma(graph: Cybergraph, phi: np.ndarray) -> np.ndarray:
     times the focus at ``p``. Anonymous links (edge lists) give karma to nobody.
     """
     links = graph.links()
-    snap = graph.snapshot()
+    snap = graph.snapshot(patchable=False)
     named = np.flatnonzero(links.neuron >= 0)
     out_weight = snap.out_weight[snap.perm[links.src[named]]]
     s_hat = graph.link_weight(named)

@@ -119,9 +119,12 @@ def total_of(op: GraphOperator, v) -> float:
 
 
 def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
-    """The snapshot to solve on, and the particle keys when the input has them."""
+    """The snapshot to solve on, and the particle keys when the input has them.
+
+    A one-shot solve never patches it: a graph that holds none yet, or a
+    matrix, gets a static one (cheaper to build; ``Cybergraph.snapshot``)."""
     if isinstance(graph, Cybergraph):
-        return graph.snapshot(), graph.particles.keys()
+        return graph.snapshot(patchable=False), graph.particles.keys()
     if isinstance(graph, Snapshot):
         return graph, None
     # scipy.sparse is looked up, not imported: a graph cannot be one of its
@@ -134,7 +137,7 @@ def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
             raise InvalidParameterError(f"adjacency matrix must be square, got {m.shape}")
         if m.nnz and (not np.all(np.isfinite(m.data)) or m.data.min() < 0):
             raise InvalidParameterError("adjacency weights must be finite and >= 0")
-        return Snapshot(m.shape[0], m.row, m.col, m.data), None
+        return Snapshot(m.shape[0], m.row, m.col, m.data, patchable=False), None
     raise InvalidParameterError(
         f"cannot compute focus of a {type(graph).__name__}: give a Cybergraph, "
         "Snapshot or scipy sparse adjacency matrix"

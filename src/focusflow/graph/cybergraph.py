@@ -397,21 +397,29 @@ class Cybergraph:
         """Incremented whenever the snapshot is rebuilt (internal ids may change)."""
         return self._epoch
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, patchable: bool = True) -> Snapshot:
         """The current weighted CSR, patched with everything added since last time.
 
         The patch record is dropped here, so the touched rows' old contents
         (as long as the rows, for hubs most of the matrix) are not copied.
+        ``patchable=False`` is for a one-shot solve: a graph that holds no
+        snapshot yet gets a static one (``Snapshot(patchable=False)``, a
+        third cheaper to build at 10^7 links); one held is used or patched as
+        usual, and a static one is rebuilt patchable once the graph changes.
         """
-        return self.refresh(old_rows=False)[0]
+        return self.refresh(old_rows=False, patchable=patchable)[0]
 
-    def refresh(self, old_rows: bool = True) -> tuple[Snapshot, PatchInfo | None]:
+    def refresh(
+        self, old_rows: bool = True, patchable: bool = True
+    ) -> tuple[Snapshot, PatchInfo | None]:
         """Bring the snapshot up to date; PatchInfo is None when it was rebuilt.
 
         ``old_rows=False``: the patch record leaves out the touched rows as they
-        were (see ``Snapshot.patch``).
+        were (see ``Snapshot.patch``). ``patchable``: see :meth:`snapshot`.
         """
         snap = self._snapshot
+        if snap is not None and patchable and not snap.patchable:
+            return self._rebuild(), None
         pending = self.n_links - (snap.n_links if snap is not None else 0)
         if (
             snap is not None
@@ -420,7 +428,9 @@ class Cybergraph:
             and snap.n == self.n_particles
         ):
             return snap, _no_change(snap)
-        if snap is None or self._needs_compaction(snap, pending):
+        if snap is None:
+            return self._rebuild(patchable), None
+        if not snap.patchable or self._needs_compaction(snap, pending):
             return self._rebuild(), None
         info = snap.patch(
             self.n_particles,
@@ -460,7 +470,9 @@ class Cybergraph:
     def needs_compaction(self) -> bool:
         """Whether the next refresh rebuilds the snapshot (new internal ids)."""
         snap = self._snapshot
-        return snap is None or self._needs_compaction(snap, self.pending_links)
+        if snap is None or not snap.patchable:
+            return True
+        return self._needs_compaction(snap, self.pending_links)
 
     def _needs_compaction(self, snap: Snapshot, pending: int) -> bool:
         base = max(len(snap.out_indices), 1)
@@ -470,7 +482,7 @@ class Cybergraph:
             or grown > self.compact_ratio * max(snap.base_n, 1)
         )
 
-    def _rebuild(self) -> Snapshot:
+    def _rebuild(self, patchable: bool = True) -> Snapshot:
         ids = np.arange(self.n_links, dtype=np.int64)
         snap = Snapshot(
             self.n_particles,
@@ -478,6 +490,7 @@ class Cybergraph:
             self._dst.values,
             self.link_weight(ids),
             order=self.order,
+            patchable=patchable,
         )
         neuron = self._neuron.values
         named = np.flatnonzero(neuron >= 0)

@@ -319,6 +319,7 @@ _SNAPSHOT_FIELDS = (
     "in_w",
     "in_to_out",
     "out_to_in",
+    "patchable",
     "out_weight",
     "entry_link_ptr",
     "entry_link_ids",
@@ -387,7 +388,13 @@ class Snapshot:
         dst: np.ndarray,
         link_weights: np.ndarray,
         order: str = "degree",
+        *,
+        patchable: bool = True,
     ) -> None:
+        """``patchable=False`` builds a static snapshot for a one-shot solve:
+        without the maps between entries and links and between the two CSRs
+        (their int32 copies were about a third of the build at 10^7 links),
+        which only :meth:`patch` reads; patching one raises."""
         src = np.asarray(src, dtype=np.int64)
         dst = np.asarray(dst, dtype=np.int64)
         if order == "degree":
@@ -417,18 +424,24 @@ class Snapshot:
         small = _index_type(max(len(src), len(indices)) + 1)
         self.in_indptr, self.in_indices = t_indptr, t_indices
         self.in_w = gather(weights, t_to_e)
-        self.in_to_out = t_to_e.astype(small)
-        self.out_to_in = e_to_t.astype(small)
-        del t_to_e, e_to_t
+        self.patchable = patchable
         self.out_weight = row_sums(indptr, weights)
-        self.entry_link_ptr = elptr.astype(small)
-        if kept is None:
-            self.entry_link_ids = elids.astype(small)
-            self.link_entry = entry_of_kept.astype(small)
+        if not patchable:
+            none: np.ndarray = np.empty(0, dtype=small)
+            self.in_to_out = self.out_to_in = none
+            self.entry_link_ptr = self.entry_link_ids = self.link_entry = none
         else:
-            self.entry_link_ids = kept[elids].astype(small)
-            self.link_entry = np.full(len(src), -1, dtype=small)
-            self.link_entry[kept] = entry_of_kept
+            self.in_to_out = t_to_e.astype(small)
+            self.out_to_in = e_to_t.astype(small)
+            self.entry_link_ptr = elptr.astype(small)
+            if kept is None:
+                self.entry_link_ids = elids.astype(small)
+                self.link_entry = entry_of_kept.astype(small)
+            else:
+                self.entry_link_ids = kept[elids].astype(small)
+                self.link_entry = np.full(len(src), -1, dtype=small)
+                self.link_entry[kept] = entry_of_kept
+        del t_to_e, e_to_t
         self.base_links = len(src)
         self.n_links = len(src)
         self.base_n = n
@@ -497,6 +510,8 @@ class Snapshot:
         particles counted) is the graph's check.
         """
         a = check.fields(self, Snapshot, _SNAPSHOT_FIELDS)
+        if a["patchable"] is not True:
+            check.fail("patchable", f"= {a['patchable']!r}: a static snapshot holds no patch maps")
         n = check.integer("n", a["n"], 0, _MAX_ID)
         base_n = check.integer("base_n", a["base_n"], 0, n)
         perm = check.permutation("perm", a["perm"], n)
@@ -777,6 +792,8 @@ class Snapshot:
         Every step is vectorised over the batch: the cost follows the links and
         entries touched, plus one pass over the (small) overlay.
         """
+        if not self.patchable:
+            raise ValueError("a static snapshot (patchable=False) cannot be patched: rebuild it")
         n_before = self.n
         version_before = self.version
         self._grow(n_new)
