@@ -122,7 +122,7 @@ def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
     """The snapshot to solve on, and the particle keys when the input has them.
 
     A one-shot solve never patches it: a graph that holds none yet, or a
-    matrix, gets a static one (cheaper to build; ``Cybergraph.snapshot``)."""
+    matrix, gets a static one (smaller and faster to build; ``Cybergraph.snapshot``)."""
     if isinstance(graph, Cybergraph):
         return graph.snapshot(patchable=False), graph.particles.keys()
     if isinstance(graph, Snapshot):
