@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
@@ -47,6 +48,9 @@ from focusflow.graph.csr import (
     transpose_maps,
 )
 from focusflow.graph.links import flush_tiny
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 LinkWeightFn = Callable[[np.ndarray], np.ndarray]
 
@@ -603,7 +607,7 @@ class Snapshot:
     def to_internal_order(self, vec: np.ndarray) -> np.ndarray:
         return vec[self.iperm]
 
-    def to_scipy(self):
+    def to_scipy(self) -> sp.csr_matrix:
         """The whole weight matrix (base + overlay) as scipy CSR, particle order."""
         import scipy.sparse as sp
 
