@@ -40,7 +40,7 @@ from focusflow.focus.anderson import AndersonWindow
 from focusflow.focus.backends.base import DeviceSolve, Progress, inverse_out_weight
 from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.focus.backends.webgpu_diffusion import WgpuDiffusion, mix_coefficients, stats_bytes
-from focusflow.focus.backends.webgpu_storage import DeviceSell, as_float64, nparts
+from focusflow.focus.backends.webgpu_storage import BindGroup, DeviceSell, as_float64, nparts
 from focusflow.focus.backends.wgsl import (
     MAX_ANDERSON,
     TRI_KERNELS,
@@ -54,7 +54,7 @@ from focusflow.focus.spectral import heat_coefficients
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 if TYPE_CHECKING:
-    from focusflow.focus.params import FocusParams
+    from focusflow.focus.params import FocusParams, LaplacianKind
     from focusflow.focus.spectral import HeatState, SpringsState
 
 T = TriBinding
@@ -77,11 +77,11 @@ class WgpuTri(WgpuDiffusion):
         self._sym: DeviceSell | None = None
         #: The host CSR of ``_sym`` (``ptr``, ``idx``, ``w``): what a patch compares.
         self._sym_csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._sym_kind: str | None = None
+        self._sym_kind: LaplacianKind | None = None
         self._sym_stale = True
         self._tri_n = -1
         self._springs_of: object = None
-        self._tgroups: dict = {}
+        self._tgroups: dict[tuple[str, int, int], BindGroup] = {}
         #: Symmetric matrices built, and patches that wrote new values into one.
         self.sym_builds = 0
         self.sym_patches = 0
@@ -94,7 +94,7 @@ class WgpuTri(WgpuDiffusion):
         self._tgroups = {}
         self._sym_stale = True
 
-    def setup_laplacian(self, kind: str) -> None:
+    def setup_laplacian(self, kind: LaplacianKind) -> None:
         """``A = W + W^T`` in SELL-32 on the device and ``(sigma, diag)`` per particle.
 
         Built on the host (``symmetric_matrix``) once per snapshot version; after
