@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -135,7 +135,7 @@ class FocusParams:
                 f"{' or '.join(EXACT_BACKENDS)} backend only, not {backend!r}"
             )
 
-    def with_(self, **changes) -> FocusParams:
+    def with_(self, **changes: Any) -> FocusParams:
         return replace(self, **changes)
 
     def validate(self) -> FocusParams:
@@ -212,7 +212,7 @@ class FocusParams:
         return replace(self, weights=w, anderson=anderson)
 
 
-def make_params(params: FocusParams | None = None, **overrides) -> FocusParams:
+def make_params(params: FocusParams | None = None, **overrides: Any) -> FocusParams:
     """Defaults, then ``params``, then keyword overrides; validated."""
     base = params if params is not None else FocusParams()
     unknown = set(overrides) - set(FocusParams.__dataclass_fields__)
