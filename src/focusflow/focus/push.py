@@ -52,7 +52,7 @@ def _spread(
 
 
 @nb.njit(cache=True)
-def delta_residual(
+def delta_residual(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
     sources: np.ndarray,
     old_ptr: np.ndarray,
     old_idx: np.ndarray,
@@ -98,7 +98,7 @@ def delta_residual(
 
 
 @nb.njit(cache=True)
-def push(
+def push(  # noqa: C901, PLR0912, PLR0913, PLR0915 - a numba kernel: flat arrays in, one work-queue loop
     out_ptr: np.ndarray,
     out_idx: np.ndarray,
     out_w: np.ndarray,

@@ -323,7 +323,7 @@ def _start(
     return phi
 
 
-def _iterate(
+def _iterate(  # noqa: PLR0913 - solve()'s operator, inputs, states and outputs, handed on
     op: GraphOperator,
     params: FocusParams,
     prior: DeviceArray,
@@ -368,63 +368,25 @@ def _iterate(
                 if inv_sigma_norm is None:
                     inv_sigma_norm = op_norm(op, inverse_out_weight(op.lap_sigma)[0])
                 spread = spread_of(op, phi, inv_sigma_norm)
-            cg_tol, heat_tol = policy.tolerances(res, exact, spread)
+            tolerances = policy.tolerances(res, exact, spread)
             mixed = None if fused_blend is not None else lam_d * nxt
-            s_out = h_out = None
-            if series:
-                t = time.perf_counter()
-                h_out = blend(
-                    op,
-                    phi,
-                    params.mu,
-                    params.tau,
-                    share,
-                    heat_state,
-                    min(cg_tol, heat_tol),
-                    params.heat_reuse,
-                    exact,
-                )
-                timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
-            elif lam_s > 0 and lam_h > 0:
-                t = time.perf_counter()
-                s_out, h_out = springs_and_heat(
-                    op,
-                    phi,
-                    params.mu,
-                    params.tau,
-                    springs_state,
-                    heat_state,
-                    cg_tol,
-                    heat_tol,
-                    params.cg_max_iter,
-                    exact,
-                    params.heat_reuse,
-                )
-                timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
-            elif lam_s > 0:
-                t = time.perf_counter()
-                s_out = springs(
-                    op, phi, params.mu, springs_state, cg_tol, params.cg_max_iter, exact
-                )
-                timings["springs"] += time.perf_counter() - t
-            elif lam_h > 0:
-                t = time.perf_counter()
-                h_out = heat(op, phi, params.tau, heat_state, heat_tol, params.heat_reuse, exact)
-                timings["heat"] += time.perf_counter() - t
+            s_out, h_out = _inner_terms(
+                op,
+                params,
+                phi,
+                springs_state,
+                heat_state,
+                series,
+                share,
+                tolerances,
+                exact,
+                timings,
+            )
             if fused_blend is not None:
                 # The operator normalises in place and returns the L1 change.
                 res = fused_blend.blend(phi, nxt, s_out, h_out, weights)
             else:
-                if s_out is not None:
-                    mixed += weights[1] * s_out
-                if h_out is not None:
-                    mixed += weights[2] * h_out
-                total = float(mixed.sum())
-                if not math.isfinite(total) or total <= 0:
-                    raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-                mixed /= total
-                res = float(xp.abs(mixed - phi).sum())
-                nxt = mixed
+                nxt, res = _blended(xp, phi, mixed, s_out, h_out, weights)
         else:
             res = res_d
         diag.residual_history.append(res)
@@ -448,6 +410,88 @@ def _iterate(
         else:
             phi, nxt = nxt, phi
     return phi, it
+
+
+def _inner_terms(
+    op: GraphOperator,
+    params: FocusParams,
+    phi: DeviceArray,
+    springs_state: SpringsState,
+    heat_state: HeatState,
+    series: bool,
+    share: float,
+    tolerances: tuple[float, float],
+    exact: bool,
+    timings: dict[str, float],
+) -> tuple[DeviceArray | None, DeviceArray | None]:
+    """Springs' and heat's terms of one outer step at ``phi``, to ``tolerances``
+    (``(cg_tol, heat_tol)``): None for a term the blend weighs 0; with
+    ``series`` both are one series (``share = lam_s / (lam_s + lam_h)``),
+    returned as heat's term. The time they take goes to ``timings``."""
+    _, lam_s, lam_h = params.weights
+    cg_tol, heat_tol = tolerances
+    s_out = h_out = None
+    if series:
+        t = time.perf_counter()
+        h_out = blend(
+            op,
+            phi,
+            params.mu,
+            params.tau,
+            share,
+            heat_state,
+            min(cg_tol, heat_tol),
+            params.heat_reuse,
+            exact,
+        )
+        timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
+    elif lam_s > 0 and lam_h > 0:
+        t = time.perf_counter()
+        s_out, h_out = springs_and_heat(
+            op,
+            phi,
+            params.mu,
+            params.tau,
+            springs_state,
+            heat_state,
+            cg_tol,
+            heat_tol,
+            params.cg_max_iter,
+            exact,
+            params.heat_reuse,
+        )
+        timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
+    elif lam_s > 0:
+        t = time.perf_counter()
+        s_out = springs(op, phi, params.mu, springs_state, cg_tol, params.cg_max_iter, exact)
+        timings["springs"] += time.perf_counter() - t
+    elif lam_h > 0:
+        t = time.perf_counter()
+        h_out = heat(op, phi, params.tau, heat_state, heat_tol, params.heat_reuse, exact)
+        timings["heat"] += time.perf_counter() - t
+    return s_out, h_out
+
+
+def _blended(
+    xp: ModuleType,
+    phi: DeviceArray,
+    mixed: DeviceArray,
+    s_out: DeviceArray | None,
+    h_out: DeviceArray | None,
+    weights: tuple[float, float, float],
+) -> tuple[DeviceArray, float]:
+    """The blend without a fused pass: ``mixed`` (the weighted diffusion step)
+    plus the weighted springs and heat terms, normalised to mass 1 in place;
+    returns it and its L1 change from ``phi``."""
+    if s_out is not None:
+        mixed += weights[1] * s_out
+    if h_out is not None:
+        mixed += weights[2] * h_out
+    total = float(mixed.sum())
+    if not math.isfinite(total) or total <= 0:
+        raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+    mixed /= total
+    return mixed, float(xp.abs(mixed - phi).sum())
 
 
 def spread_of(op: GraphOperator, phi: DeviceArray, inv_sigma_norm: float) -> float:

@@ -552,7 +552,7 @@ def _apply_series(
     return _heat_finish(op, phi, state, plan, _chebyshev(op, plan.v, plan.coeffs))
 
 
-def springs_and_heat(
+def springs_and_heat(  # noqa: PLR0913 - springs' and heat's arguments side by side
     op: GraphOperator,
     phi: np.ndarray,
     mu: float,

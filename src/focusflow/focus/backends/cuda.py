@@ -81,14 +81,14 @@ def cuda_available() -> tuple[bool, str]:
     """Whether CuPy imports and sees a GPU; the reason in words if not."""
     try:
         cupy = _cupy()
-    except Exception as exc:  # ImportError, or a broken CUDA install
+    except Exception as exc:  # noqa: BLE001 - ImportError, or whatever a broken CUDA install raises
         return (
             False,
             f"CuPy is not installed ({type(exc).__name__}: {exc}); pip install 'focusflow[gpu]'",
         )
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe: any driver error means no usable GPU
         return False, f"no usable CUDA driver or GPU ({type(exc).__name__}: {exc})"
     if count < 1:
         return False, "no CUDA GPU found"

@@ -18,8 +18,8 @@ What makes it fast (docs/focus.md §6, measured in bench/focus_cpu.py):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numba as nb
 import numpy as np
@@ -316,14 +316,29 @@ class NumbaOperator(ScreenedCG):
         check.array("ylink", a["ylink"], np.float64, n)
         check.array("z", a["z"], dtype, n)
         check.optional_array("_z_of", a["_z_of"], np.float64, n)
-        sym = a["_sym"]
-        if sym is None:
-            for name in _LAPLACIAN_FIELDS:
-                value = a.get(name)
-                for k, item in enumerate(value if type(value) in (list, tuple) else [value]):
-                    if type(item) is np.ndarray:
-                        check.stale(f"{name}[{k}]" if type(value) in (list, tuple) else name, item)
+        if a["_sym"] is None:
+            NumbaOperator._check_dropped_laplacian(check, a)
             return
+        NumbaOperator._check_laplacian(check, a, n, dtype)
+
+    @staticmethod
+    def _check_dropped_laplacian(check: Check, a: dict[str, Any]) -> None:
+        """No symmetric matrix: the arrays a dropped one left behind (alone,
+        or in the kernel arguments and buffers) are stale."""
+        for name in _LAPLACIAN_FIELDS:
+            value = a.get(name)
+            listed = type(value) in (list, tuple)
+            items = cast("Sequence[object]", value) if listed else [value]
+            for k, item in enumerate(items):
+                if type(item) is np.ndarray:
+                    check.stale(f"{name}[{k}]" if listed else name, item)
+
+    @staticmethod
+    def _check_laplacian(check: Check, a: dict[str, Any], n: int, dtype: type) -> None:
+        """The symmetric matrix (``ScaledSymmetric.check_structure``) with its
+        scaling, the kernels' arguments and buffers taken from it, and the
+        springs solve's shifted diagonal and pair buffers where set up."""
+        sym = a["_sym"]
         ScaledSymmetric.check_structure(sym, check.at("_sym"), n, dtype)
         check.once(sym)
         missing = [f for f in _LAPLACIAN_FIELDS[:7] if f not in a]

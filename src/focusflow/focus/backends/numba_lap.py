@@ -46,7 +46,7 @@ _PARTS = 64
 
 
 @nb.njit(cache=True, parallel=True)
-def _sell_fill(
+def _sell_fill(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
     gbounds: np.ndarray,
     grows: np.ndarray,
     gptr: np.ndarray,
@@ -227,7 +227,7 @@ def lap_apply(
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
-def cheb_step(
+def cheb_step(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,
@@ -402,7 +402,7 @@ def residual_of(rhs: np.ndarray, ap: np.ndarray, r: np.ndarray) -> None:
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
-def pair_step(
+def pair_step(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,

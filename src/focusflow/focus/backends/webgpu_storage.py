@@ -69,7 +69,7 @@ def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
     """Whether wgpu imports and finds an adapter (a real GPU if ``require_gpu``)."""
     try:
         import wgpu
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - ImportError, or whatever loading wgpu-native raises
         return (
             False,
             f"wgpu is not installed ({type(exc).__name__}: {exc}); pip install 'focusflow[webgpu]'",
@@ -77,7 +77,7 @@ def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # Mesa asks for it
     try:
         adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe: any driver error means no adapter
         return (
             False,
             f"no WebGPU adapter ({type(exc).__name__}: {exc}); install Mesa's Vulkan or GL drivers",
