@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any
 
 import numba as nb
 import numpy as np
 
-from focusflow.focus.backends.base import AndersonKernels
+from focusflow.focus.backends.base import AndersonKernels, DeviceArray
 from focusflow.focus.reduce import exact_twin, ordered_row_sum, ordered_sum
 
 _PARTS = 64
@@ -83,7 +82,17 @@ def solve_gram(gram: np.ndarray, rhs: np.ndarray, rcond: float = RCOND) -> np.nd
 
 
 @nb.njit(cache=True, parallel=True)
-def _record(x, gx, x_prev, g_prev, dx, dg, slot, have_prev, k):
+def _record(
+    x: np.ndarray,
+    gx: np.ndarray,
+    x_prev: np.ndarray,
+    g_prev: np.ndarray,
+    dx: np.ndarray,
+    dg: np.ndarray,
+    slot: int,
+    have_prev: bool,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Store the new differences in ``slot``; return ``g . g_j`` products.
 
     Returns ``(cross, rhs)``: ``cross[j] = dg[slot] . dg[j]`` and
@@ -111,7 +120,9 @@ def _record(x, gx, x_prev, g_prev, dx, dg, slot, have_prev, k):
 
 
 @nb.njit(cache=True, parallel=True)
-def _mix(gx, dx, dg, gamma, k, out):
+def _mix(
+    gx: np.ndarray, dx: np.ndarray, dg: np.ndarray, gamma: np.ndarray, k: int, out: np.ndarray
+) -> float:
     """``out = max(gx - sum_j gamma_j (dx_j + dg_j), 0)``; returns ``sum(out)``."""
     n = gx.shape[0]
     step = (n + _PARTS - 1) // _PARTS
@@ -131,7 +142,7 @@ def _mix(gx, dx, dg, gamma, k, out):
 
 
 @nb.njit(cache=True, parallel=True)
-def _scale(v, factor):
+def _scale(v: np.ndarray, factor: float) -> None:
     for i in nb.prange(v.shape[0]):
         v[i] *= factor
 
@@ -259,7 +270,9 @@ class Anderson:
     def restarts(self) -> int:
         return self.window.restarts
 
-    def _record(self, x: Any, gx: Any, live: bool, k: int) -> tuple[Any, Any]:
+    def _record(
+        self, x: DeviceArray, gx: DeviceArray, live: bool, k: int
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         slot = self.window.slot
         if self.xp is np:
             record = _record_exact if self.exact else _record
@@ -279,7 +292,7 @@ class Anderson:
         self.g_prev[...] = g
         return cross, rhs
 
-    def _mix(self, gx: Any, gamma: np.ndarray, k: int, out: Any) -> float:
+    def _mix(self, gx: DeviceArray, gamma: np.ndarray, k: int, out: DeviceArray) -> float:
         if self.xp is np:
             return (_mix_exact if self.exact else _mix)(gx, self.dx, self.dg, gamma, k, out)
         if self._kernels is not None:
@@ -293,7 +306,7 @@ class Anderson:
     def reset(self) -> None:
         self.window.reset()
 
-    def step(self, x: np.ndarray, gx: np.ndarray, res: float, out: np.ndarray) -> np.ndarray:
+    def step(self, x: DeviceArray, gx: DeviceArray, res: float, out: DeviceArray) -> DeviceArray:
         """Next iterate from ``x`` and ``gx = G(x)`` (``res = ||gx - x||_1``).
 
         Writes the mixed iterate into ``out`` and returns it, or returns ``gx``
@@ -308,6 +321,7 @@ class Anderson:
             return gx
         live = window.live
         cross, rhs = self._record(x, gx, True, live)
+        assert cross is not None and rhs is not None  # a live record returns both
         window.add(cross, live)
         gamma = window.coefficients(rhs)
         if gamma is None:

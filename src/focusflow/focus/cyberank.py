@@ -22,6 +22,7 @@ to 1; this mode returns them as go-cyber does. Links from plain edge lists
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
@@ -34,11 +35,14 @@ from focusflow.graph.csr import build_csr, transpose_csr
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from focusflow.focus.solver import GraphLike
+
 SCALE = 1e15
 
 
 @nb.njit(cache=True)
-def _exact_entry_sums(link_entry, link_stake, nnz):
+def _exact_entry_sums(link_entry: np.ndarray, link_stake: np.ndarray, nnz: int) -> np.ndarray:
     out = np.zeros(nnz, dtype=np.uint64)
     for i in range(link_entry.shape[0]):
         out[link_entry[i]] += link_stake[i]
@@ -46,7 +50,7 @@ def _exact_entry_sums(link_entry, link_stake, nnz):
 
 
 @nb.njit(cache=True)
-def _exact_row_sums(indptr, values):
+def _exact_row_sums(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     n = indptr.shape[0] - 1
     out = np.zeros(n, dtype=np.uint64)
     for r in range(n):
@@ -56,7 +60,7 @@ def _exact_row_sums(indptr, values):
 
 
 @nb.njit(cache=True)
-def _float_row_sums(indptr, values):
+def _float_row_sums(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     n = indptr.shape[0] - 1
     out = np.zeros(n, dtype=np.float64)
     for r in range(n):
@@ -66,7 +70,15 @@ def _float_row_sums(indptr, values):
 
 
 @nb.njit(cache=True, parallel=True)
-def _step(in_ptr, in_src, weight, prev, nxt, damping, base):
+def _step(
+    in_ptr: np.ndarray,
+    in_src: np.ndarray,
+    weight: np.ndarray,
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    damping: float,
+    base: float,
+) -> None:
     n = prev.shape[0]
     for i in nb.prange(n):
         a = in_ptr[i]
@@ -96,7 +108,7 @@ def _link_stakes(graph: Cybergraph) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return links.src, links.dst, graph.link_weight(np.arange(graph.n_links)), False
 
 
-def cyberank(graph, params: FocusParams) -> FocusResult:
+def cyberank(graph: GraphLike, params: FocusParams) -> FocusResult:
     """Run go-cyber's rank loop with ``params.alpha`` as damping and ``params.tol`` (L-inf)."""
     t0 = time.perf_counter()
     keys = None

@@ -31,7 +31,9 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.params import FocusParams, make_params
 
 if TYPE_CHECKING:
-    from focusflow.graph.cybergraph import Cybergraph
+    import scipy.sparse as sp
+
+    from focusflow.focus.solver import GraphLike
     from focusflow.graph.snapshot import Snapshot
 
 #: A particle whose degree in ``A = W + W^T`` is at most this fraction of the
@@ -81,7 +83,9 @@ class FreeEnergy:
         }
 
 
-def _weights(weights: tuple[float, float, float] | None, params: FocusParams):
+def _weights(
+    weights: tuple[float, float, float] | None, params: FocusParams
+) -> tuple[float, float, float]:
     w = tuple(float(x) for x in (params.weights if weights is None else weights))
     if len(w) != 3 or any(not math.isfinite(x) or x < 0 for x in w):
         raise InvalidParameterError(
@@ -117,7 +121,7 @@ class FreeEnergyModel:
 
     def __init__(
         self,
-        graph: Cybergraph | Snapshot | Any,
+        graph: GraphLike,
         params: FocusParams | None = None,
         *,
         weights: tuple[float, float, float] | None = None,
@@ -163,7 +167,7 @@ class FreeEnergyModel:
         self._shifted = (self._ls + p.mu * sp.identity(n, format="csr")).tocsr()
         self._jacobi = 1.0 / (self._ls.diagonal() + p.mu)
 
-    def _prior(self, snap: Snapshot, w, out: np.ndarray) -> np.ndarray:
+    def _prior(self, snap: Snapshot, w: sp.csr_matrix, out: np.ndarray) -> np.ndarray:
         """The teleport distribution u in particle order, as solver.prior_vector defines it."""
         prior = self.params.prior
         n = self.n
@@ -178,19 +182,21 @@ class FreeEnergyModel:
             raise InvalidParameterError(
                 f"prior vector must have {n} finite entries >= 0, not all zero"
             )
-        return vec / vec.sum()
+        normalised: np.ndarray = vec / vec.sum()
+        return normalised
 
     # --- the operators ------------------------------------------------------
     def diffusion(self, phi: np.ndarray) -> np.ndarray:
         """``D(phi) = alpha P^T phi + (alpha * dangling mass + (1 - alpha) * mass) u``."""
         alpha = self.params.alpha
         mass = alpha * float(phi[self.dangling].sum()) + (1.0 - alpha) * float(phi.sum())
-        return alpha * (self._pt @ phi) + mass * self.prior
+        step: np.ndarray = alpha * (self._pt @ phi) + mass * self.prior
+        return step
 
     def _diffusion_adjoint(self, r: np.ndarray) -> np.ndarray:
         """``M_D^T r`` for the matrix ``M_D`` with ``D(phi) = M_D phi``."""
         alpha = self.params.alpha
-        back = alpha * (self._pt.T @ r)
+        back: np.ndarray = alpha * (self._pt.T @ r)
         ur = float(self.prior @ r)
         back += (1.0 - alpha) * ur
         back[self.dangling] += alpha * ur
@@ -215,6 +221,7 @@ class FreeEnergyModel:
         n = self.n
         pre = LinearOperator((n, n), matvec=lambda v: self._jacobi * v, dtype=np.float64)
         rhs = self.params.mu * psi
+        y: np.ndarray
         y, info = cg(
             self._shifted, rhs, x0=psi.copy(), rtol=CG_RTOL, atol=0.0, M=pre, maxiter=50 * n + 100
         )
@@ -225,10 +232,13 @@ class FreeEnergyModel:
     def _heat_frame(self, psi: np.ndarray) -> np.ndarray:
         from scipy.sparse.linalg import expm_multiply
 
-        return expm_multiply(-self.params.tau * self._ls, psi)
+        heated: np.ndarray = expm_multiply(-self.params.tau * self._ls, psi)
+        return heated
 
     # --- F ------------------------------------------------------------------
-    def _parts(self, phi: np.ndarray):
+    def _parts(
+        self, phi: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         phi = np.asarray(phi, dtype=np.float64)
         if phi.shape != (self.n,):
             raise InvalidParameterError(f"focus vector must have {self.n} entries, got {phi.shape}")
@@ -340,11 +350,12 @@ class FreeEnergyModel:
             method="L-BFGS-B",
             options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 30},
         )
-        return np.exp(res.x - logsumexp(res.x))
+        minimiser: np.ndarray = np.exp(res.x - logsumexp(res.x))
+        return minimiser
 
 
 def free_energy(
-    graph: Cybergraph | Snapshot | Any,
+    graph: GraphLike,
     phi: np.ndarray,
     params: FocusParams | None = None,
     *,

@@ -22,7 +22,8 @@ tests check it over many random batches.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -30,18 +31,23 @@ from focusflow.core.structure import Check
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.base import (
     CheckingBackend,
+    DeviceArray,
     DeviceVectors,
     GraphOperator,
+    Progress,
     capabilities,
 )
 from focusflow.focus.params import FocusParams, make_params
 from focusflow.focus.push import check_push_state, delta_residual, push
 from focusflow.focus.result import DeferredFocusResult, Diagnostics, FocusResult
-from focusflow.focus.solver import Progress, make_operator, prior_vector, solve, total_of
+from focusflow.focus.solver import make_operator, prior_vector, solve, total_of
 from focusflow.focus.spectral import HeatState, SpringsState
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.links import Cyberlink, StakeBatch
 from focusflow.graph.snapshot import PatchInfo, Snapshot
+
+if TYPE_CHECKING:
+    from focusflow.focus.backends.numba_cpu import NumbaOperator
 
 #: What an engine always has; ``_version`` comes with its first operator and
 #: the push candidates with its first push.
@@ -75,13 +81,20 @@ PUSH_RATIO = 16.0
 class FocusEngine:
     """Holds a graph, its focus, and the solver state for incremental updates."""
 
+    # Set with the first operator (``_version``) and the first push (the
+    # candidates): ``_ENGINE_LATER``.
+    _version: int
+    _cand: np.ndarray
+    _ncand: int
+    _in_cand: np.ndarray
+
     def __init__(
         self,
         graph: Cybergraph,
         params: FocusParams | None = None,
         *,
         backend: str = "auto",
-        **overrides,
+        **overrides: Any,
     ) -> None:
         self.graph = graph
         self.params = make_params(params, **overrides)
@@ -91,15 +104,17 @@ class FocusEngine:
         self.params.check_backend(self.backend.name)
         self._snap: Snapshot | None = None
         self._epoch = -1
-        self._op = None
-        self._phi: np.ndarray | None = None
+        self._op: GraphOperator | None = None
+        #: Focus in internal order, where the operator keeps its vectors.
+        self._phi: DeviceArray | None = None
         self._xhat: np.ndarray | None = None
         self._r: np.ndarray | None = None
         self._rsum = 0.0
         self._springs = SpringsState()
         self._heat = HeatState()
         self.result: FocusResult | None = None
-        self._perm_dev = None
+        #: The snapshot's permutation and its copy on the operator's device.
+        self._perm_dev: tuple[np.ndarray, DeviceArray] | None = None
         # What the operator holds: links [0, _seen_links) and log entries up
         # to _seen_log; the last deferred_links of them it took raw, after its
         # last refresh from a patched snapshot.
@@ -226,13 +241,13 @@ class FocusEngine:
             missed = None if self.uses_push else self.graph.patches_since(self._version)
             if missed is not None:
                 info = missed
-                self._op.refresh(info)
+                self._bound_op().refresh(info)
             else:
-                self._op.refresh()
+                self._bound_op().refresh()
                 self._rederive()
                 info = None
         else:
-            self._op.refresh(info)
+            self._bound_op().refresh(info)
         self._version = snap.version
         self._mark_seen(0)
         t_refresh = time.perf_counter() - t
@@ -243,7 +258,9 @@ class FocusEngine:
         return self._publish(diag)
 
     # --- blocks without a host patch -------------------------------------------
-    def _fresh_links(self) -> tuple[tuple[np.ndarray, ...], dict[str, float]] | None:
+    def _fresh_links(
+        self,
+    ) -> tuple[tuple[DeviceArray, DeviceArray, np.ndarray], dict[str, float]] | None:
         """The links added since the operator last saw the graph, as internal
         ``(src, dst, weight)``, when they may reach it without a host patch, and
         the seconds each step of finding them took.
@@ -278,7 +295,8 @@ class FocusEngine:
         t1 = time.perf_counter()
         weights = g.link_weight_range(first, last)
         t2 = time.perf_counter()
-        fresh = (*self._internal_ids(links.src[first:last], links.dst[first:last]), weights)
+        src, dst = self._internal_ids(links.src[first:last], links.dst[first:last])
+        fresh = (src, dst, weights)
         # The host part of a deferred block, by step (its spread between blocks
         # on the GPU host was 1-11 ms; bench/RESULTS.md, 2026-11-23 14:16).
         steps = {
@@ -288,12 +306,17 @@ class FocusEngine:
         }
         return fresh, steps
 
-    def _apply_fresh(self, found, t0: float) -> FocusResult:
+    def _apply_fresh(
+        self,
+        found: tuple[tuple[DeviceArray, DeviceArray, np.ndarray], dict[str, float]],
+        t0: float,
+    ) -> FocusResult:
         fresh, steps = found
         t = time.perf_counter()
-        appender = capabilities(self._op).appender
+        op = self._bound_op()
+        appender = capabilities(op).appender
         if appender is None:  # _fresh_links offers links only to an appender
-            raise TypeError(f"the {self._op.name} operator takes no raw links")
+            raise TypeError(f"the {op.name} operator takes no raw links")
         appender.append_links(*fresh, self.graph.n_particles)
         t_append = time.perf_counter() - t
         self.deferred_links += len(fresh[0])
@@ -305,7 +328,7 @@ class FocusEngine:
         diag.timings["total"] = time.perf_counter() - t0
         return self._publish(diag)
 
-    def _internal_ids(self, *ids: np.ndarray) -> list:
+    def _internal_ids(self, *ids: np.ndarray) -> list[DeviceArray]:
         """Particle ids in the operator's order, where the operator keeps its
         vectors: a GPU operator maps them on the device. On the H100's host the
         lookup of a block's 2 x 10^5 endpoints in an 8M-entry permutation (64
@@ -314,15 +337,16 @@ class FocusEngine:
         op = self._op
         device = capabilities(op).device
         if device is None:
-            return [self._snap.internal_ids(i) for i in ids]
+            snap = self._bound_snap()
+            return [snap.internal_ids(i) for i in ids]
         perm = self._device_perm(self.graph.n_particles)
         return [perm[device.from_host(i)] for i in ids]
 
-    def _device_perm(self, n: int):
+    def _device_perm(self, n: int) -> DeviceArray:
         """The snapshot's permutation on the operator's device (uploaded once per
         snapshot layout), extended to ``n`` entries: particles added since the
         snapshot last grew keep their own ids."""
-        snap, device = self._snap, self._device()
+        snap, device = self._bound_snap(), self._device()
         if self._perm_dev is None or self._perm_dev[0] is not snap.perm:
             self._perm_dev = (snap.perm, device.from_host(snap.perm))
         perm = self._perm_dev[1]
@@ -348,7 +372,41 @@ class FocusEngine:
         p = self.params
         return p.with_(weights=(1.0, 0.0, 0.0)) if p.mode == "diffusion" else p
 
-    def _solve(self, x0: np.ndarray | None, progress: Progress | None = None, params=None):
+    def _bound_op(self) -> GraphOperator:
+        """The operator the engine is bound to (from its first solve on)."""
+        assert self._op is not None, "the engine has not solved yet"
+        return self._op
+
+    def _bound_snap(self) -> Snapshot:
+        """The snapshot the operator was made on (from the first solve on)."""
+        assert self._snap is not None, "the engine has not solved yet"
+        return self._snap
+
+    def _bound_phi(self) -> DeviceArray:
+        """Focus in internal order (from the first solve on)."""
+        assert self._phi is not None, "the engine has not solved yet"
+        return self._phi
+
+    def _push_op(self) -> NumbaOperator:
+        """The operator push reads the out-weights of: numba's (``uses_push``)."""
+        return cast("NumbaOperator", self._bound_op())
+
+    def _system_x(self) -> np.ndarray:
+        """``x`` of the unnormalised system push keeps (where push runs)."""
+        assert self._xhat is not None, "push has no system"
+        return self._xhat
+
+    def _system_r(self) -> np.ndarray:
+        """The residual of the unnormalised system push keeps (where push runs)."""
+        assert self._r is not None, "push has no system"
+        return self._r
+
+    def _solve(
+        self,
+        x0: DeviceArray | None,
+        progress: Progress | None = None,
+        params: FocusParams | None = None,
+    ) -> tuple[DeviceArray, Diagnostics]:
         """The coupled iteration on the current operator, keeping the inner states.
 
         On a GPU operator focus stays on the device between blocks: a block
@@ -360,7 +418,7 @@ class FocusEngine:
         if device is not None and isinstance(x0, np.ndarray):
             x0 = device.from_host(x0)
         phi, diag = solve(
-            self._op,
+            self._bound_op(),
             params if params is not None else self._run_params(),
             prior,
             x0,
@@ -370,17 +428,17 @@ class FocusEngine:
         )
         return phi, diag
 
-    def _prior(self):
+    def _prior(self) -> DeviceArray:
         """The teleport vector, made where the operator keeps its vectors."""
         xp = capabilities(self._op).xp
         prior = self.params.prior
-        n = self._op.n
+        n = self._bound_op().n
         if isinstance(prior, str) and prior == "uniform":
             return xp.full(n, 1.0 / n)
-        vec = prior_vector(self._snap, prior, self._op)
+        vec = prior_vector(self._bound_snap(), prior, self._op)
         return vec if xp is np else self._device().from_host(vec)
 
-    def _host(self, vec):
+    def _host(self, vec: DeviceArray | None) -> np.ndarray | None:
         """A vector of the operator's (possibly on a GPU) as a numpy array."""
         if vec is None or isinstance(vec, np.ndarray):
             return vec
@@ -391,7 +449,7 @@ class FocusEngine:
         out vectors that are not numpy arrays)."""
         device = capabilities(self._op).device
         if device is None:
-            raise TypeError(f"the {self._op.name} operator keeps its vectors on the host")
+            raise TypeError(f"the {self._bound_op().name} operator keeps its vectors on the host")
         return device
 
     def _bind(self, snap: Snapshot) -> None:
@@ -402,12 +460,13 @@ class FocusEngine:
 
     def _rederive(self) -> None:
         """Recompute the residual from scratch on the current snapshot."""
-        n = self._snap.n
+        n = self._bound_snap().n
         self._phi = self._host(self._phi)
+        assert self._phi is not None  # the engine has solved
         grow = n - len(self._phi)
         if grow:
             self._phi = np.concatenate([self._phi, np.full(grow, 1.0 / n)])
-            self._phi /= total_of(self._op, self._phi)
+            self._phi /= total_of(self._bound_op(), self._phi)
         self._springs, self._heat = SpringsState(), HeatState()
         if self._xhat is not None:
             self._xhat = np.concatenate([self._xhat, np.zeros(grow)])
@@ -418,13 +477,15 @@ class FocusEngine:
 
     def _rebind(self, snap: Snapshot) -> None:
         """New snapshot (compaction): carry the state over through particle order."""
-        old = self._snap
-        phi = old.to_particle_order(self._host(self._phi))
+        old = self._bound_snap()
+        host = self._host(self._phi)
+        assert host is not None  # the engine has solved
+        phi = old.to_particle_order(host)
         xhat = old.to_particle_order(self._xhat) if self._xhat is not None else None
         self._bind(snap)
         grow = snap.n - len(phi)
         phi = np.concatenate([phi, np.full(grow, 1.0 / snap.n)])
-        self._phi = snap.to_internal_order(phi / total_of(self._op, phi))
+        self._phi = snap.to_internal_order(phi / total_of(self._bound_op(), phi))
         self._springs, self._heat = SpringsState(), HeatState()
         if xhat is not None:
             self._xhat = snap.to_internal_order(np.concatenate([xhat, np.zeros(grow)]))
@@ -452,7 +513,7 @@ class FocusEngine:
         """Scale ``phi`` to the unnormalised system and compute its residual."""
         alpha = self.params.alpha
         n = len(phi)
-        dangling_mass = float(phi[self._op.dangling].sum())
+        dangling_mass = float(phi[self._push_op().dangling].sum())
         scale = (1.0 - alpha) * n / (1.0 - alpha + alpha * dangling_mass)
         self._xhat = phi * scale
         self._recompute_residual()
@@ -470,10 +531,11 @@ class FocusEngine:
     def _recompute_residual(self) -> None:
         """Exact ``r = b + alpha P^T x - x`` by one full product (after rebuilds)."""
         alpha = self.params.alpha
-        x = self._xhat
-        z = x * self._op.inv_out
+        x = self._system_x()
+        op = self._push_op()
+        z = x * op.inv_out
         r = np.empty(len(x))
-        self._op.pull(z, r, alpha)
+        op.pull(z, r, alpha)
         r += (1.0 - alpha) - x
         self._r = r
         self._rsum = float(np.abs(r).sum())
@@ -487,11 +549,11 @@ class FocusEngine:
         ``tol * rho / (1 - rho)`` for a contraction rate ``rho``), so an
         incremental answer is never less accurate than a cold one.
         """
-        return 0.5 * (1.0 - self.params.alpha) * self.params.tol * float(self._xhat.sum())
+        return 0.5 * (1.0 - self.params.alpha) * self.params.tol * float(self._system_x().sum())
 
     def _add_candidates(self, nodes: np.ndarray) -> None:
         """Remember nodes whose residual moved; push may draw on them in later blocks."""
-        n = len(self._r)
+        n = len(self._system_r())
         if len(self._cand) < n:
             grow = n - len(self._in_cand)
             self._cand = np.concatenate([self._cand, np.empty(n - len(self._cand), np.int64)])
@@ -503,7 +565,7 @@ class FocusEngine:
 
     def _push(self, factor: float) -> dict[str, int]:
         """Forward push from the candidates toward ``factor`` times the target."""
-        snap, op = self._snap, self._op
+        snap, op = self._bound_snap(), self._push_op()
         budget = (len(snap.out_indices) + snap.overlay_nnz) // 4 + snap.n
         rsum, ncand, work, pushes = push(
             snap.out_indptr,
@@ -514,8 +576,8 @@ class FocusEngine:
             snap.ov_out_w,
             op.inv_out,
             self.params.alpha,
-            self._xhat,
-            self._r,
+            self._system_x(),
+            self._system_r(),
             self._rsum,
             self._target() * factor,
             self._cand,
@@ -544,7 +606,7 @@ class FocusEngine:
             tried = self._push(1.0)
             if self._rsum <= target:
                 return tried
-        x = self._xhat
+        x = self._system_x()
         phi, diag = self._solve(x / x.sum())
         self._phi = phi
         self._derive_system(phi)
@@ -556,13 +618,13 @@ class FocusEngine:
 
     def _update_push(self, info: PatchInfo | None) -> Diagnostics:
         t = time.perf_counter()
-        snap = self._snap
+        snap = self._bound_snap()
         n = snap.n
         if info is not None:
-            grow = n - len(self._xhat)
+            grow = n - len(self._system_x())
             if grow:
-                self._xhat = np.concatenate([self._xhat, np.zeros(grow)])
-                self._r = np.concatenate([self._r, np.full(grow, 1.0 - self.params.alpha)])
+                self._xhat = np.concatenate([self._system_x(), np.zeros(grow)])
+                self._r = np.concatenate([self._system_r(), np.full(grow, 1.0 - self.params.alpha)])
                 self._rsum += grow * (1.0 - self.params.alpha)
             touched = np.empty(n, dtype=np.int64)
             in_touched = np.zeros(n, dtype=np.bool_)
@@ -579,8 +641,8 @@ class FocusEngine:
                 snap.ov_out_indices,
                 snap.ov_out_w,
                 snap.out_weight,
-                self._xhat,
-                self._r,
+                self._system_x(),
+                self._system_r(),
                 self.params.alpha,
                 touched,
                 in_touched,
@@ -590,11 +652,11 @@ class FocusEngine:
                 np.concatenate([touched[:nt], np.arange(info.n_before, n, dtype=np.int64)])
             )
         else:
-            self._add_candidates(np.flatnonzero(np.abs(self._r) > 0))
+            self._add_candidates(np.flatnonzero(np.abs(self._system_r()) > 0))
         t_res = time.perf_counter() - t
         t = time.perf_counter()
         counts = self._settle()
-        x = self._xhat
+        x = self._system_x()
         self._phi = x / x.sum()
         diag = Diagnostics(
             iterations=counts["sweeps"],
@@ -608,12 +670,12 @@ class FocusEngine:
     def _update_warm(self, info: PatchInfo | None) -> Diagnostics:
         # Heat is applied to differences only within one operator: start afresh.
         self._heat = HeatState()
-        n = self._op.n
-        phi = self._phi
+        n = self._bound_op().n
+        phi = self._bound_phi()
         if len(phi) < n:
             xp = capabilities(self._op).xp
             phi = xp.concatenate([xp.asarray(phi), xp.full(n - len(phi), 1.0 / n)])
-            phi /= total_of(self._op, phi)
+            phi /= total_of(self._bound_op(), phi)
         t = time.perf_counter()
         phi, diag = self._solve(phi)
         diag.timings["solve"] = time.perf_counter() - t
@@ -621,25 +683,28 @@ class FocusEngine:
         return diag
 
     def _publish(self, diag: Diagnostics) -> FocusResult:
-        common = dict(
-            params=self.params,
-            backend=self.backend.name,
-            diagnostics=diag,
-            keys=self.graph.particles.keys(),
-        )
+        params, backend, keys = self.params, self.backend.name, self.graph.particles.keys()
         if isinstance(self._phi, np.ndarray):
-            self.result = FocusResult(focus=self._snap.to_particle_order(self._phi), **common)
+            self.result = FocusResult(
+                focus=self._bound_snap().to_particle_order(self._phi),
+                params=params,
+                backend=backend,
+                diagnostics=diag,
+                keys=keys,
+            )
         else:
-            self.result = DeferredFocusResult(self._fetcher(), **common)
+            self.result = DeferredFocusResult(
+                self._fetcher(), params=params, backend=backend, diagnostics=diag, keys=keys
+            )
         return self.result
 
-    def _fetcher(self):
+    def _fetcher(self) -> Callable[[], np.ndarray]:
         """Reads this block's focus back in particle order, when first asked.
 
         The permutation is applied on the device (uploaded once per snapshot
         layout); the block's vector and the permutation are bound now, so a
         later block does not change what this result returns.
         """
-        device, phi = self._device(), self._phi
+        device, phi = self._device(), self._bound_phi()
         perm = self._device_perm(len(phi))[: len(phi)]
         return lambda: device.to_host(phi[perm])

@@ -18,7 +18,8 @@ def entropy(phi: np.ndarray) -> float:
 
 
 def entropy_bits(phi: np.ndarray) -> float:
-    return entropy(phi) / np.log(2.0)
+    bits: float = entropy(phi) / np.log(2.0)
+    return bits
 
 
 def syntropy(phi: np.ndarray) -> float:

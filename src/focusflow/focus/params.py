@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -135,11 +135,20 @@ class FocusParams:
                 f"{' or '.join(EXACT_BACKENDS)} backend only, not {backend!r}"
             )
 
-    def with_(self, **changes) -> FocusParams:
+    def with_(self, **changes: Any) -> FocusParams:
         return replace(self, **changes)
 
     def validate(self) -> FocusParams:
         """Raise InvalidParameterError for any value outside its domain."""
+        self._check_scalars()
+        w = self._checked_weights()
+        self._check_solver_bounds()
+        anderson = self._checked_anderson()
+        self._check_choices()
+        return replace(self, weights=w, anderson=anderson)
+
+    def _check_scalars(self) -> None:
+        """The mode, and the damping and the springs and heat scales."""
         if self.mode not in MODES:
             raise InvalidParameterError(
                 f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"
@@ -150,6 +159,10 @@ class FocusParams:
             raise InvalidParameterError(f"mu must be > 0, got {self.mu}")
         if not (math.isfinite(self.tau) and self.tau > 0):
             raise InvalidParameterError(f"tau must be > 0, got {self.tau}")
+
+    def _checked_weights(self) -> tuple[float, float, float]:
+        """The blend weights as floats: three, finite, >= 0, summing to 1, and
+        in tri mode with diffusion's > 0."""
         w = tuple(float(x) for x in self.weights)
         if len(w) != 3:
             raise InvalidParameterError(
@@ -164,6 +177,10 @@ class FocusParams:
                 "the diffusion weight must be > 0: springs and heat alone keep the mass of "
                 "each connected component fixed and have no unique equilibrium"
             )
+        return w
+
+    def _check_solver_bounds(self) -> None:
+        """The outer tolerance and iteration cap, the Laplacian, the inner tolerances."""
         if not (math.isfinite(self.tol) and self.tol > 0):
             raise InvalidParameterError(f"tol must be > 0, got {self.tol}")
         if not (isinstance(self.max_iter, int) and 1 <= self.max_iter <= 2048):
@@ -174,11 +191,18 @@ class FocusParams:
             )
         if not (0 < self.cg_tol < 1) or not (0 < self.heat_tol < 1):
             raise InvalidParameterError("cg_tol and heat_tol must be in (0, 1)")
+
+    def _checked_anderson(self) -> int:
+        """The Anderson window, the mode's default where None."""
         anderson = self.anderson
         if anderson is None:
             anderson = TRI_ANDERSON if self.mode == "tri" else DIFFUSION_ANDERSON
         if not (isinstance(anderson, int) and 0 <= anderson <= 10):
             raise InvalidParameterError(f"anderson must be an integer in 0..10, got {anderson}")
+        return anderson
+
+    def _check_choices(self) -> None:
+        """The string parameters name values this version implements."""
         if self.start not in STARTS:
             raise InvalidParameterError(
                 f"start must be one of {', '.join(STARTS)}, got {self.start!r}"
@@ -209,10 +233,9 @@ class FocusParams:
             raise InvalidParameterError(
                 f"prior must be 'uniform', 'stake' or a vector, got {self.prior!r}"
             )
-        return replace(self, weights=w, anderson=anderson)
 
 
-def make_params(params: FocusParams | None = None, **overrides) -> FocusParams:
+def make_params(params: FocusParams | None = None, **overrides: Any) -> FocusParams:
     """Defaults, then ``params``, then keyword overrides; validated."""
     base = params if params is not None else FocusParams()
     unknown = set(overrides) - set(FocusParams.__dataclass_fields__)

@@ -16,12 +16,18 @@ weighs semcons and turns ``phi*_c`` into a next-particle distribution is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
+from focusflow.focus.backends.base import Progress
 from focusflow.focus.params import FocusParams
 from focusflow.focus.result import FocusResult
-from focusflow.focus.solver import GraphLike, Progress, compute
+from focusflow.focus.solver import GraphLike, compute
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 
 def context_prior(
@@ -82,7 +88,7 @@ def personalized_focus(
     x0: np.ndarray | None = None,
     backend: str = "auto",
     progress: Progress | None = None,
-    **overrides,
+    **overrides: Any,
 ) -> FocusResult:
     """``phi*_c``: the focus equilibrium with the context as teleport source.
 
@@ -99,6 +105,6 @@ def _size(graph: GraphLike) -> int:
     n = getattr(graph, "n_particles", None)
     if n is None:
         n = getattr(graph, "n", None)
-    if n is None:
-        n = graph.shape[0]
+    if n is None:  # a scipy sparse matrix: the one kind of graph left
+        n = cast("sp.spmatrix", graph).shape[0]
     return int(n)

@@ -17,6 +17,8 @@ bounded by ``||x - x*||_1 <= ||r||_1 / (1 - alpha)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numba as nb
 import numpy as np
 
@@ -24,7 +26,17 @@ from focusflow.core.structure import Check
 
 
 @nb.njit(cache=True)
-def _spread(lo, hi, idx, w, c, r, touched, in_touched, nt):
+def _spread(
+    lo: int,
+    hi: int,
+    idx: np.ndarray,
+    w: np.ndarray,
+    c: float,
+    r: np.ndarray,
+    touched: np.ndarray,
+    in_touched: np.ndarray,
+    nt: int,
+) -> tuple[int, float]:
     """``r[idx[e]] += c * w[e]`` over one row; returns ``(nt, change of sum |r|)``."""
     change = 0.0
     for e in range(lo, hi):
@@ -40,25 +52,25 @@ def _spread(lo, hi, idx, w, c, r, touched, in_touched, nt):
 
 
 @nb.njit(cache=True)
-def delta_residual(
-    sources,
-    old_ptr,
-    old_idx,
-    old_w,
-    old_out,
-    out_ptr,
-    out_idx,
-    out_w,
-    ov_ptr,
-    ov_idx,
-    ov_w,
-    new_out,
-    xhat,
-    r,
-    alpha,
-    touched,
-    in_touched,
-):
+def delta_residual(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
+    sources: np.ndarray,
+    old_ptr: np.ndarray,
+    old_idx: np.ndarray,
+    old_w: np.ndarray,
+    old_out: np.ndarray,
+    out_ptr: np.ndarray,
+    out_idx: np.ndarray,
+    out_w: np.ndarray,
+    ov_ptr: np.ndarray,
+    ov_idx: np.ndarray,
+    ov_w: np.ndarray,
+    new_out: np.ndarray,
+    xhat: np.ndarray,
+    r: np.ndarray,
+    alpha: float,
+    touched: np.ndarray,
+    in_touched: np.ndarray,
+) -> tuple[int, float]:
     """Move ``r`` from the old rows of ``sources`` to their new rows.
 
     Returns ``(#touched, change of sum |r|)``; ``touched``/``in_touched``
@@ -86,24 +98,24 @@ def delta_residual(
 
 
 @nb.njit(cache=True)
-def push(
-    out_ptr,
-    out_idx,
-    out_w,
-    ov_ptr,
-    ov_idx,
-    ov_w,
-    inv_out,
-    alpha,
-    xhat,
-    r,
-    rsum,
-    target,
-    cand,
-    ncand,
-    in_cand,
-    max_work,
-):
+def push(  # noqa: C901, PLR0912, PLR0913, PLR0915 - a numba kernel: flat arrays in, one work-queue loop
+    out_ptr: np.ndarray,
+    out_idx: np.ndarray,
+    out_w: np.ndarray,
+    ov_ptr: np.ndarray,
+    ov_idx: np.ndarray,
+    ov_w: np.ndarray,
+    inv_out: np.ndarray,
+    alpha: float,
+    xhat: np.ndarray,
+    r: np.ndarray,
+    rsum: float,
+    target: float,
+    cand: np.ndarray,
+    ncand: int,
+    in_cand: np.ndarray,
+    max_work: int,
+) -> tuple[float, int, int, int]:
     """Forward push from the candidate nodes until ``sum |r| <= target``.
 
     ``rsum`` is the current ``sum |r|`` (kept incrementally by the caller).
@@ -183,7 +195,7 @@ def push(
     return rsum, ncand, work, pushes
 
 
-def check_push_state(check: Check, state: dict, n: int) -> None:
+def check_push_state(check: Check, state: Mapping[str, object], n: int) -> None:
     """The linear system's state an engine keeps between blocks for push
     (``state`` holds its ``_xhat``, ``_r``, ``_rsum``, ``_cand``, ``_ncand``,
     ``_in_cand``; the last three appear with the first push): float64

@@ -12,13 +12,19 @@ never parallelises.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import numba as nb
+import numpy as np
 from numba.core.dispatcher import Dispatcher
+
+#: A jitted kernel's Python signature, which its exact twin keeps.
+_Kernel = TypeVar("_Kernel", bound=Callable[..., object])
 
 
 @nb.njit(cache=True)
-def ordered_sum(a):
+def ordered_sum(a: np.ndarray) -> float:
     s = 0.0
     for i in range(a.shape[0]):
         s += a[i]
@@ -26,9 +32,9 @@ def ordered_sum(a):
 
 
 @nb.njit(cache=True)
-def ordered_row_sum(a):
+def ordered_row_sum(a: np.ndarray) -> np.ndarray:
     """``a.sum(axis=0)`` of a 2-D array, rows added in order."""
-    out = a[0].copy()
+    out: np.ndarray = a[0].copy()
     for r in range(1, a.shape[0]):
         for j in range(a.shape[1]):
             out[j] += a[r, j]
@@ -36,7 +42,7 @@ def ordered_row_sum(a):
 
 
 @nb.njit(cache=True, fastmath=False)
-def strict_sum(a):
+def strict_sum(a: np.ndarray) -> float:
     """``ordered_sum`` that never reassociates, whoever calls it.
 
     numba compiles a jitted callee that does not set ``fastmath`` itself with
@@ -54,9 +60,9 @@ def strict_sum(a):
 
 
 @nb.njit(cache=True, fastmath=False)
-def strict_row_sum(a):
+def strict_row_sum(a: np.ndarray) -> np.ndarray:
     """``ordered_row_sum`` that never reassociates (see ``strict_sum``)."""
-    out = a[0].copy()
+    out: np.ndarray = a[0].copy()
     for r in range(1, a.shape[0]):
         for j in range(a.shape[1]):
             out[j] += a[r, j]
@@ -64,10 +70,13 @@ def strict_row_sum(a):
 
 
 #: What an exact twin calls in place of the shared helpers.
-_STRICT_CALLEES = {"ordered_sum": strict_sum, "ordered_row_sum": strict_row_sum}
+_STRICT_CALLEES: dict[str, Dispatcher[Callable[[np.ndarray], object]]] = {
+    "ordered_sum": strict_sum,
+    "ordered_row_sum": strict_row_sum,
+}
 
 
-def exact_twin(kernel):
+def exact_twin(kernel: Dispatcher[_Kernel]) -> Dispatcher[_Kernel]:
     """The same kernel compiled without ``fastmath``: what exact arithmetic runs.
 
     ``fastmath`` lets LLVM contract ``a * b + c`` into one fused multiply-add
@@ -81,7 +90,7 @@ def exact_twin(kernel):
     own, in source order. A kernel that calls any other jitted function is
     refused here, since that callee's flags could come from elsewhere.
     """
-    f = kernel.py_func
+    f = cast("types.FunctionType", kernel.py_func)
     names = set(f.__code__.co_names)
     for name in names:
         value = f.__globals__.get(name)
@@ -96,4 +105,4 @@ def exact_twin(kernel):
     twin.__module__ = f.__module__
     twin.__doc__ = f.__doc__
     options = {k: v for k, v in kernel.targetoptions.items() if k not in ("fastmath", "nopython")}
-    return nb.njit(cache=True, fastmath=False, **options)(twin)
+    return cast("Dispatcher[_Kernel]", nb.njit(cache=True, fastmath=False, **options)(twin))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from focusflow.core.structure import Check
 from focusflow.focus.params import FocusParams
+
+if TYPE_CHECKING:
+    from focusflow.graph.tables import Key
 
 
 @dataclass
@@ -27,7 +31,9 @@ class Diagnostics:
     contraction_rate: float | None = None
     spectral_gap: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    inner: dict[str, int] = field(default_factory=dict)
+    #: The inner solves' work (CG iterations, heat terms, Anderson restarts,
+    #: push counts) and, for a tri solve, the springs method it took.
+    inner: Mapping[str, int | str] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,7 +48,7 @@ class FocusResult:
     params: FocusParams
     backend: str
     diagnostics: Diagnostics
-    keys: list[str] | None = None
+    keys: list[Key] | None = None
     cyberank: np.ndarray | None = None
 
     def check_structure(self, check: Check, n: int) -> None:
@@ -75,7 +81,7 @@ class FocusResult:
         """Particle ids by focus, descending; ties by id for a stable output."""
         return np.lexsort((np.arange(len(self.focus)), -self.focus))
 
-    def top(self, k: int | None = None) -> list[tuple[str, float]]:
+    def top(self, k: int | None = None) -> list[tuple[Key, float]]:
         """The ``k`` particles with most focus as ``(key, focus)`` pairs."""
         ids = self.order()
         if k is not None:
@@ -98,7 +104,7 @@ class DeferredFocusResult(FocusResult):
         params: FocusParams,
         backend: str,
         diagnostics: Diagnostics,
-        keys: list[str] | None = None,
+        keys: list[Key] | None = None,
     ) -> None:
         self._fetch: Callable[[], np.ndarray] | None = fetch
         self._focus: np.ndarray | None = None
@@ -113,4 +119,5 @@ class DeferredFocusResult(FocusResult):
         if self._fetch is not None:
             self._focus = self._fetch()
             self._fetch = None
+        assert self._focus is not None  # fetched on the first read, kept since
         return self._focus

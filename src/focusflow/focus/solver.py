@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Union
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
@@ -23,14 +24,24 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.anderson import Anderson
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.base import (
+    Backend,
     Capabilities,
+    DeviceArray,
     DeviceSolve,
+    ExactBackend,
     GraphOperator,
     Progress,
     capabilities,
     inverse_out_weight,
 )
-from focusflow.focus.params import DIFFUSION_ANDERSON, FAST, FocusParams, make_params
+from focusflow.focus.params import (
+    DIFFUSION_ANDERSON,
+    FAST,
+    ArithmeticName,
+    FocusParams,
+    Precision,
+    make_params,
+)
 from focusflow.focus.policy import TriPolicy
 from focusflow.focus.result import Diagnostics, FocusResult
 from focusflow.focus.spectral import (
@@ -49,6 +60,8 @@ from focusflow.graph.snapshot import Snapshot
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
+    from focusflow.graph.tables import Key
+
 
 #: A cold tri solve starts from diffusion iterated to this L1 change: a few
 #: cheap products that save the first outer iterations, each of which costs
@@ -64,12 +77,16 @@ GraphLike = Union[Cybergraph, Snapshot, "sp.spmatrix", "sp.sparray"]
 #: in memory (a node answering inference queries under ever new semcon
 #: weights grew without limit).
 OPERATORS_KEPT = 8
-_OPERATORS: OrderedDict[int, tuple[Snapshot, dict]] = OrderedDict()
+#: Per snapshot id: the snapshot, and per ``(backend, precision, arithmetic)``
+#: the ``(version, n)`` the operator was made at and the operator.
+_OPERATORS: OrderedDict[
+    int, tuple[Snapshot, dict[tuple[str, str, str], tuple[tuple[int, int], GraphOperator]]]
+] = OrderedDict()
 _OPERATORS_LOCK = threading.Lock()
 
 
 def operator_for(
-    snap: Snapshot, backend: str, precision: str, arithmetic: str = FAST
+    snap: Snapshot, backend: str, precision: Precision, arithmetic: ArithmeticName = FAST
 ) -> GraphOperator:
     """The backend's operator for ``snap``, cached until the snapshot is patched
     or ``OPERATORS_KEPT`` other snapshots were used since."""
@@ -99,26 +116,29 @@ def release_operators(snap: Snapshot) -> None:
         _OPERATORS.pop(id(snap), None)
 
 
-def make_operator(backend, snap: Snapshot, precision: str, arithmetic: str = FAST):
+def make_operator(
+    backend: Backend, snap: Snapshot, precision: Precision, arithmetic: ArithmeticName = FAST
+) -> GraphOperator:
     """``backend``'s operator for ``snap`` in ``arithmetic`` (exact ones: numba's only;
     ``FocusParams.check_backend`` refuses the others first), its optional
     operations resolved (``capabilities``)."""
     if arithmetic == FAST:
         op = backend.operator(snap, precision)
     else:
-        op = backend.operator(snap, precision, arithmetic)
+        op = cast("ExactBackend", backend).operator(snap, precision, arithmetic)
     capabilities(op)
     return op
 
 
-def total_of(op: GraphOperator, v) -> float:
+def total_of(op: GraphOperator, v: DeviceArray) -> float:
     """``sum(v)`` by the operator's fixed-order reduction where it has one (exact
     arithmetic), else numpy's (whose order its build chooses)."""
     fixed = capabilities(op).total
-    return fixed.total(v) if fixed is not None else v.sum()
+    total: float = fixed.total(v) if fixed is not None else v.sum()
+    return total
 
 
-def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[str] | None]:
+def snapshot_of(graph: GraphLike) -> tuple[Snapshot, list[Key] | None]:
     """The snapshot to solve on, and the particle keys when the input has them.
 
     A one-shot solve never patches it: a graph that holds none yet, or a
@@ -176,20 +196,23 @@ def contraction_rate(history: list[float], window: int = 10) -> float | None:
     if len(h) < 3:
         return None
     k = min(window, len(h) - 1)
-    return (h[-1] / h[-1 - k]) ** (1.0 / k)
+    rate: float = (h[-1] / h[-1 - k]) ** (1.0 / k)
+    return rate
 
 
 def solve(
     op: GraphOperator,
     params: FocusParams,
-    prior: np.ndarray,
-    x0: np.ndarray | None = None,
+    prior: DeviceArray,
+    x0: DeviceArray | None = None,
     *,
     springs_state: SpringsState | None = None,
     heat_state: HeatState | None = None,
     progress: Progress | None = None,
-) -> tuple[np.ndarray, Diagnostics]:
-    """Iterate the composite map on ``op`` from ``x0`` (uniform if None); internal order."""
+) -> tuple[DeviceArray, Diagnostics]:
+    """Iterate the composite map on ``op`` from ``x0`` (uniform if None); internal
+    order, vectors where the operator keeps them. ``params`` are validated
+    (``make_params``), which fills in the Anderson window."""
     n = op.n
     caps = capabilities(op)
     xp = caps.xp
@@ -199,6 +222,7 @@ def solve(
     if n == 0:
         diag.converged, diag.residual = True, 0.0
         return xp.empty(0), diag
+    assert params.anderson is not None  # validate() sets the window
     springs_state = springs_state if springs_state is not None else SpringsState()
     heat_state = heat_state if heat_state is not None else HeatState()
     use_lap = lam_s > 0 or lam_h > 0
@@ -281,7 +305,9 @@ def _series_chosen(
     return params.springs_method == "series"
 
 
-def _diffusion_start(op: GraphOperator, params: FocusParams, prior) -> tuple[np.ndarray, int]:
+def _diffusion_start(
+    op: GraphOperator, params: FocusParams, prior: DeviceArray
+) -> tuple[DeviceArray, int]:
     """Diffusion alone to ``DIFFUSION_START_TOL``: the start of a cold tri solve,
     and its iterations."""
     pre = params.with_(
@@ -291,18 +317,20 @@ def _diffusion_start(op: GraphOperator, params: FocusParams, prior) -> tuple[np.
     return phi, diag.iterations
 
 
-def _start(xp, n: int, x0: np.ndarray | None, op: GraphOperator | None = None) -> np.ndarray:
+def _start(
+    xp: ModuleType, n: int, x0: DeviceArray | None, op: GraphOperator | None = None
+) -> DeviceArray:
     """The start vector: ``x0`` (copied) or uniform, normalised to mass 1."""
     phi = xp.full(n, 1.0 / n) if x0 is None else xp.asarray(x0, dtype=xp.float64).copy()
     phi /= phi.sum() if op is None else total_of(op, phi)
     return phi
 
 
-def _iterate(
+def _iterate(  # noqa: PLR0913 - solve()'s operator, inputs, states and outputs, handed on
     op: GraphOperator,
     params: FocusParams,
-    prior: np.ndarray,
-    phi: np.ndarray,
+    prior: DeviceArray,
+    phi: DeviceArray,
     diag: Diagnostics,
     timings: dict[str, float],
     springs_state: SpringsState,
@@ -310,7 +338,7 @@ def _iterate(
     progress: Progress | None,
     accel: Anderson,
     series: bool = False,
-) -> tuple[np.ndarray, int]:
+) -> tuple[DeviceArray, int]:
     """The coupled iteration on host-driven operators; returns ``(phi, iterations)``.
 
     With ``series`` springs and heat are one series (``spectral.blend``) whose
@@ -343,63 +371,25 @@ def _iterate(
                 if inv_sigma_norm is None:
                     inv_sigma_norm = op_norm(op, inverse_out_weight(op.lap_sigma)[0])
                 spread = spread_of(op, phi, inv_sigma_norm)
-            cg_tol, heat_tol = policy.tolerances(res, exact, spread)
+            tolerances = policy.tolerances(res, exact, spread)
             mixed = None if fused_blend is not None else lam_d * nxt
-            s_out = h_out = None
-            if series:
-                t = time.perf_counter()
-                h_out = blend(
-                    op,
-                    phi,
-                    params.mu,
-                    params.tau,
-                    share,
-                    heat_state,
-                    min(cg_tol, heat_tol),
-                    params.heat_reuse,
-                    exact,
-                )
-                timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
-            elif lam_s > 0 and lam_h > 0:
-                t = time.perf_counter()
-                s_out, h_out = springs_and_heat(
-                    op,
-                    phi,
-                    params.mu,
-                    params.tau,
-                    springs_state,
-                    heat_state,
-                    cg_tol,
-                    heat_tol,
-                    params.cg_max_iter,
-                    exact,
-                    params.heat_reuse,
-                )
-                timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
-            elif lam_s > 0:
-                t = time.perf_counter()
-                s_out = springs(
-                    op, phi, params.mu, springs_state, cg_tol, params.cg_max_iter, exact
-                )
-                timings["springs"] += time.perf_counter() - t
-            elif lam_h > 0:
-                t = time.perf_counter()
-                h_out = heat(op, phi, params.tau, heat_state, heat_tol, params.heat_reuse, exact)
-                timings["heat"] += time.perf_counter() - t
+            s_out, h_out = _inner_terms(
+                op,
+                params,
+                phi,
+                springs_state,
+                heat_state,
+                series,
+                share,
+                tolerances,
+                exact,
+                timings,
+            )
             if fused_blend is not None:
                 # The operator normalises in place and returns the L1 change.
                 res = fused_blend.blend(phi, nxt, s_out, h_out, weights)
             else:
-                if s_out is not None:
-                    mixed += weights[1] * s_out
-                if h_out is not None:
-                    mixed += weights[2] * h_out
-                total = float(mixed.sum())
-                if not math.isfinite(total) or total <= 0:
-                    raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-                mixed /= total
-                res = float(xp.abs(mixed - phi).sum())
-                nxt = mixed
+                nxt, res = _blended(xp, phi, mixed, s_out, h_out, weights)
         else:
             res = res_d
         diag.residual_history.append(res)
@@ -425,7 +415,89 @@ def _iterate(
     return phi, it
 
 
-def spread_of(op: GraphOperator, phi, inv_sigma_norm: float) -> float:
+def _inner_terms(
+    op: GraphOperator,
+    params: FocusParams,
+    phi: DeviceArray,
+    springs_state: SpringsState,
+    heat_state: HeatState,
+    series: bool,
+    share: float,
+    tolerances: tuple[float, float],
+    exact: bool,
+    timings: dict[str, float],
+) -> tuple[DeviceArray | None, DeviceArray | None]:
+    """Springs' and heat's terms of one outer step at ``phi``, to ``tolerances``
+    (``(cg_tol, heat_tol)``): None for a term the blend weighs 0; with
+    ``series`` both are one series (``share = lam_s / (lam_s + lam_h)``),
+    returned as heat's term. The time they take goes to ``timings``."""
+    _, lam_s, lam_h = params.weights
+    cg_tol, heat_tol = tolerances
+    s_out = h_out = None
+    if series:
+        t = time.perf_counter()
+        h_out = blend(
+            op,
+            phi,
+            params.mu,
+            params.tau,
+            share,
+            heat_state,
+            min(cg_tol, heat_tol),
+            params.heat_reuse,
+            exact,
+        )
+        timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
+    elif lam_s > 0 and lam_h > 0:
+        t = time.perf_counter()
+        s_out, h_out = springs_and_heat(
+            op,
+            phi,
+            params.mu,
+            params.tau,
+            springs_state,
+            heat_state,
+            cg_tol,
+            heat_tol,
+            params.cg_max_iter,
+            exact,
+            params.heat_reuse,
+        )
+        timings["springs_heat"] = timings.get("springs_heat", 0.0) + time.perf_counter() - t
+    elif lam_s > 0:
+        t = time.perf_counter()
+        s_out = springs(op, phi, params.mu, springs_state, cg_tol, params.cg_max_iter, exact)
+        timings["springs"] += time.perf_counter() - t
+    elif lam_h > 0:
+        t = time.perf_counter()
+        h_out = heat(op, phi, params.tau, heat_state, heat_tol, params.heat_reuse, exact)
+        timings["heat"] += time.perf_counter() - t
+    return s_out, h_out
+
+
+def _blended(
+    xp: ModuleType,
+    phi: DeviceArray,
+    mixed: DeviceArray,
+    s_out: DeviceArray | None,
+    h_out: DeviceArray | None,
+    weights: tuple[float, float, float],
+) -> tuple[DeviceArray, float]:
+    """The blend without a fused pass: ``mixed`` (the weighted diffusion step)
+    plus the weighted springs and heat terms, normalised to mass 1 in place;
+    returns it and its L1 change from ``phi``."""
+    if s_out is not None:
+        mixed += weights[1] * s_out
+    if h_out is not None:
+        mixed += weights[2] * h_out
+    total = float(mixed.sum())
+    if not math.isfinite(total) or total <= 0:
+        raise FloatingPointError("focus iteration lost its mass (non-finite values)")
+    mixed /= total
+    return mixed, float(xp.abs(mixed - phi).sum())
+
+
+def spread_of(op: GraphOperator, phi: DeviceArray, inv_sigma_norm: float) -> float:
     """``F = ||sigma phi||_2 ||1 / sigma||_2``, what ``TriPolicy.exact_tolerances``
     scales by (``inv_sigma_norm``: ``||1 / sigma||_2``, 0 where sigma is)."""
     return op_norm(op, op.lap_sigma * phi) * inv_sigma_norm
@@ -438,7 +510,7 @@ def compute(
     backend: str = "auto",
     x0: np.ndarray | None = None,
     progress: Progress | None = None,
-    **overrides,
+    **overrides: Any,
 ) -> FocusResult:
     """Focus of a graph: ``compute(graph, mode="tri", alpha=0.85, ...)``.
 

@@ -38,8 +38,8 @@ from typing import NamedTuple
 import numpy as np
 
 from focusflow.core.structure import Check
-from focusflow.focus.backends.base import GraphOperator, capabilities
-from focusflow.focus.params import FAST
+from focusflow.focus.backends.base import DeviceArray, GraphOperator, capabilities
+from focusflow.focus.params import FAST, HeatReuse
 
 
 def heat_series(c: float, tol: float, exact: bool = False) -> tuple[np.ndarray, float]:
@@ -232,12 +232,13 @@ def blend_pays(mu: float, lam_max: float) -> bool:
 class SpringsState:
     """Warm-start state of the springs solve between iterations or blocks."""
 
-    y: np.ndarray | None = None
+    #: The last solution, where the operator keeps its vectors.
+    y: DeviceArray | None = None
     iterations: int = 0
     #: Residual and right-hand side of the last solve, and the operator they
     #: belong to (backends with ``FusedSprings`` carry them to the next solve).
-    r: np.ndarray | None = None
-    rhs: np.ndarray | None = None
+    r: DeviceArray | None = None
+    rhs: DeviceArray | None = None
     owner: object = None
 
     def check_structure(self, check: Check, check_owner: Callable[[object, Check], None]) -> None:
@@ -248,7 +249,9 @@ class SpringsState:
         check.optional_array("y", a["y"], np.float64)
         r = check.optional_array("r", a["r"], np.float64)
         rhs = check.optional_array("rhs", a["rhs"], np.float64)
-        if (r is None) != (rhs is None) or (r is not None and len(r) != len(rhs)):
+        if (r is None) != (rhs is None) or (
+            r is not None and rhs is not None and len(r) != len(rhs)
+        ):
             check.fail("rhs", "is not of the residual's length")
         check.integer("iterations", a["iterations"], 0)
         check_owner(a["owner"], check.at("owner"))
@@ -309,7 +312,8 @@ def springs(
         it += 1
     state.y = y
     state.iterations += it
-    return y / sigma
+    solution: np.ndarray = y / sigma
+    return solution
 
 
 #: Share of its error budget a fresh heat application spends. The rest is left
@@ -322,8 +326,9 @@ FRESH_SHARE = 0.1
 class HeatState:
     """Last input and output of the heat operator, to apply it to differences."""
 
-    phi: np.ndarray | None = None
-    out: np.ndarray | None = None
+    #: Input and output, where the operator keeps its vectors.
+    phi: DeviceArray | None = None
+    out: DeviceArray | None = None
     terms: int = 0
     #: Bound on the error of ``out`` in the symmetric frame,
     #: ``||sigma out - exp(-tau Ls) sigma phi||_2``.
@@ -344,7 +349,9 @@ class HeatState:
         a = check.fields(self, HeatState, HeatState.__dataclass_fields__)
         phi = check.optional_array("phi", a["phi"], np.float64)
         out = check.optional_array("out", a["out"], np.float64)
-        if (phi is None) != (out is None) or (phi is not None and len(phi) != len(out)):
+        if (phi is None) != (out is None) or (
+            phi is not None and out is not None and len(phi) != len(out)
+        ):
             check.fail("out", "is not of the input's length")
         check.integer("terms", a["terms"], 0)
         for name in ("err", "tol", "c"):
@@ -360,7 +367,7 @@ def _chebyshev(op: GraphOperator, v: np.ndarray, coeffs: np.ndarray) -> np.ndarr
     fast = capabilities(op).chebyshev
     if fast is not None:
         return fast.chebyshev(v, coeffs)
-    acc = coeffs[0] * v
+    acc: np.ndarray = coeffs[0] * v
     if len(coeffs) == 1:
         return acc
     scale = 2.0 / op.lam_max
@@ -421,7 +428,13 @@ class _HeatPlan(NamedTuple):
 
 
 def _heat_input(
-    op, phi, series: _Series, state, tol, reuse: str = "bounded", exact: bool = True
+    op: GraphOperator,
+    phi: np.ndarray,
+    series: _Series,
+    state: HeatState,
+    tol: float,
+    reuse: HeatReuse = "bounded",
+    exact: bool = True,
 ) -> _HeatPlan:
     """What to expand for ``H(phi)`` (or the ``series`` given) to within ``tol *
     ||sigma phi||_2``.
@@ -447,6 +460,7 @@ def _heat_input(
     budget = tol * scale
     ours = (
         state.out is not None
+        and state.phi is not None
         and len(state.phi) == len(phi)
         and state.c == c
         and state.kind == series.kind
@@ -469,8 +483,10 @@ def _heat_input(
     return _HeatPlan(sphi, fresh, bound * scale, None, c, tol, series.kind)
 
 
-def _heat_finish(op, phi, state: HeatState, plan: _HeatPlan, acc) -> np.ndarray:
-    out = acc / op.lap_sigma
+def _heat_finish(
+    op: GraphOperator, phi: np.ndarray, state: HeatState, plan: _HeatPlan, acc: np.ndarray
+) -> np.ndarray:
+    out: np.ndarray = acc / op.lap_sigma
     if plan.base is not None:
         out += plan.base
     state.phi = phi.copy()
@@ -490,7 +506,7 @@ def heat(
     tau: float,
     state: HeatState,
     tol: float,
-    reuse: str = "bounded",
+    reuse: HeatReuse = "bounded",
     exact: bool = True,
 ) -> np.ndarray:
     """``H(phi)`` to within ``tol * ||sigma phi||_2`` (in the symmetric frame),
@@ -507,7 +523,7 @@ def blend(
     share: float,
     state: HeatState,
     tol: float,
-    reuse: str = "bounded",
+    reuse: HeatReuse = "bounded",
     exact: bool = True,
 ) -> np.ndarray:
     """``(lam_s S(phi) + lam_h H(phi)) / (lam_s + lam_h)`` as one Chebyshev
@@ -524,7 +540,7 @@ def _apply_series(
     series: _Series,
     state: HeatState,
     tol: float,
-    reuse: str,
+    reuse: HeatReuse,
     exact: bool,
 ) -> np.ndarray:
     """A series of ``Ls`` applied to ``phi`` as ``_heat_input`` plans it (the
@@ -536,7 +552,7 @@ def _apply_series(
     return _heat_finish(op, phi, state, plan, _chebyshev(op, plan.v, plan.coeffs))
 
 
-def springs_and_heat(
+def springs_and_heat(  # noqa: PLR0913 - springs' and heat's arguments side by side
     op: GraphOperator,
     phi: np.ndarray,
     mu: float,
@@ -547,7 +563,7 @@ def springs_and_heat(
     heat_tol: float,
     cg_max_iter: int,
     exact: bool,
-    reuse: str = "bounded",
+    reuse: HeatReuse = "bounded",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(S(phi), H(phi))`` as ``springs`` and ``heat`` compute them.
 

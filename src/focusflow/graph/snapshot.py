@@ -29,6 +29,7 @@ import copy
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
@@ -48,6 +49,9 @@ from focusflow.graph.csr import (
     transpose_maps,
 )
 from focusflow.graph.links import flush_tiny
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 LinkWeightFn = Callable[[np.ndarray], np.ndarray]
 
@@ -673,7 +677,7 @@ class Snapshot:
     def to_internal_order(self, vec: np.ndarray) -> np.ndarray:
         return vec[self.iperm]
 
-    def to_scipy(self):
+    def to_scipy(self) -> sp.csr_matrix:
         """The whole weight matrix (base + overlay) as scipy CSR, particle order."""
         import scipy.sparse as sp
 

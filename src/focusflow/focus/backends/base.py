@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast, runtime_checkable
 
 import numpy as np
 
@@ -49,11 +49,15 @@ from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 if TYPE_CHECKING:
     from focusflow.core.structure import Check
-    from focusflow.focus.params import FocusParams
+    from focusflow.focus.params import ArithmeticName, FocusParams, LaplacianKind, Precision
     from focusflow.focus.spectral import HeatState, SpringsState
 
 #: ``progress(iteration, l1_change)``, called after each outer iteration.
 Progress = Callable[[int, float], None]
+#: A vector or matrix where an operator keeps it: a numpy array on the host,
+#: or a CuPy array on an NVIDIA GPU. CuPy ships no types, so to a type
+#: checker this is Any; the name says which values are meant.
+DeviceArray: TypeAlias = Any
 
 
 class GraphOperator(Protocol):
@@ -78,7 +82,7 @@ class GraphOperator(Protocol):
         """``out[q] = scale * sum_p W[p, q] z[p]``; returns ``sum(out)``."""
         ...
 
-    def setup_laplacian(self, kind: str) -> None:
+    def setup_laplacian(self, kind: LaplacianKind) -> None:
         """Prepare ``Ls``, the symmetric form of the Laplacian behind springs and heat."""
         ...
 
@@ -98,7 +102,19 @@ class Backend(Protocol):
 
     def available(self) -> tuple[bool, str]: ...
 
-    def operator(self, snapshot: Snapshot, precision: str = "float64") -> GraphOperator: ...
+    def operator(self, snapshot: Snapshot, precision: Precision = "float64") -> GraphOperator: ...
+
+
+class ExactBackend(Backend, Protocol):
+    """A backend that also implements the exact arithmetics
+    (``params.EXACT_BACKENDS``: numba)."""
+
+    def operator(
+        self,
+        snapshot: Snapshot,
+        precision: Precision = "float64",
+        arithmetic: ArithmeticName = "fast",
+    ) -> GraphOperator: ...
 
 
 @runtime_checkable
@@ -119,9 +135,9 @@ class DeviceVectors(Protocol):
 
     xp: ModuleType
 
-    def from_host(self, array: np.ndarray) -> Any: ...
+    def from_host(self, array: np.ndarray) -> DeviceArray: ...
 
-    def to_host(self, array: Any) -> np.ndarray: ...
+    def to_host(self, array: DeviceArray) -> np.ndarray: ...
 
 
 @runtime_checkable
@@ -205,7 +221,7 @@ class MatrixVersioned(Protocol):
 class Arithmetic(Protocol):
     """An operator that names its arithmetic (``FocusParams.arithmetic``)."""
 
-    arithmetic: str
+    arithmetic: ArithmeticName
 
 
 @runtime_checkable
@@ -213,7 +229,9 @@ class LinkAppender(Protocol):
     """Links taken without a snapshot patch (internal ids, ``n`` particles, new
     ones numbered after the old; the ids may be arrays on the device)."""
 
-    def append_links(self, src: Any, dst: Any, weights: np.ndarray, n: int) -> None: ...
+    def append_links(
+        self, src: DeviceArray, dst: DeviceArray, weights: np.ndarray, n: int
+    ) -> None: ...
 
 
 class AndersonKernels(Protocol):
@@ -221,18 +239,26 @@ class AndersonKernels(Protocol):
 
     def record(
         self,
-        x: Any,
-        gx: Any,
-        x_prev: Any,
-        g_prev: Any,
-        dx: Any,
-        dg: Any,
+        x: DeviceArray,
+        gx: DeviceArray,
+        x_prev: DeviceArray,
+        g_prev: DeviceArray,
+        dx: DeviceArray,
+        dg: DeviceArray,
         slot: int,
         live: bool,
         k: int,
     ) -> tuple[np.ndarray | None, np.ndarray | None]: ...
 
-    def mix(self, gx: Any, dx: Any, dg: Any, gamma: np.ndarray, k: int, out: Any) -> float: ...
+    def mix(
+        self,
+        gx: DeviceArray,
+        dx: DeviceArray,
+        dg: DeviceArray,
+        gamma: np.ndarray,
+        k: int,
+        out: DeviceArray,
+    ) -> float: ...
 
 
 @runtime_checkable
@@ -322,7 +348,7 @@ class Capabilities:
             op.anderson_kernels if isinstance(op, AndersonPasses) else None
         )
         #: The operator's arithmetic (``FocusParams.arithmetic``; ``fast`` unless named).
-        self.arithmetic: str = op.arithmetic if isinstance(op, Arithmetic) else "fast"
+        self.arithmetic: ArithmeticName = op.arithmetic if isinstance(op, Arithmetic) else "fast"
 
     def _narrowed(self, name: str) -> Any:
         return self._op() if name in self.offered else None
@@ -401,7 +427,7 @@ def inverse_out_weight(out_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(linked, 1.0 / np.where(linked, out_weight, 1.0), 0.0), linked
 
 
-def uniform_value(prior: Any) -> float | None:
+def uniform_value(prior: DeviceArray) -> float | None:
     """The value of a constant (uniform) prior vector, None for any other: GPU
     backends then pass the value instead of reading the vector every step.
     Works on numpy and CuPy arrays."""
@@ -419,19 +445,19 @@ class ScreenedCG:
     """
 
     n: int
-    lap_sigma: Any
-    lap_diag: Any
-    _sym: Any
+    lap_sigma: DeviceArray
+    lap_diag: DeviceArray
+    _sym: object
     _mu: float | None
-    _diag_mu: Any
-    _minv: Any
+    _diag_mu: DeviceArray
+    _minv: DeviceArray
 
     def matrix_version(self) -> object:
         """What a springs state's residual belongs to: the symmetric matrix as it
         is now (an operator that changes it in place gives each change a token)."""
         return self._sym
 
-    def _cg_prepare(self, phi: Any, mu: float, state: SpringsState, exact: bool) -> bool:
+    def _cg_prepare(self, phi: DeviceArray, mu: float, state: SpringsState, exact: bool) -> bool:
         """Cache ``diag + mu`` and its inverse, start ``y`` at ``sigma phi`` on a
         first solve; returns whether the previous solve's residual can be
         carried over (an inexact solve on the same matrix: the right-hand side
@@ -457,7 +483,9 @@ class ScreenedCG:
 DEGREE_FLOOR = 1e-12
 
 
-def laplacian_scaling(degree: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, float]:
+def laplacian_scaling(
+    degree: np.ndarray, kind: LaplacianKind
+) -> tuple[np.ndarray, np.ndarray, float]:
     """``(sigma, diag, lam_max)`` so that ``Ls = diag(diag) - sigma A sigma``.
 
     ``normalized``: the random-walk Laplacian ``I - A D^-1`` acting on

@@ -25,11 +25,15 @@ Atomic adds make the hub sums' rounding order vary between runs (by about
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
 from focusflow.focus.backends.base import (
     AndersonKernels,
+    DeviceArray,
     ScreenedCG,
     inverse_out_weight,
     kernel_source,
@@ -39,6 +43,10 @@ from focusflow.focus.backends.base import (
 from focusflow.focus.backends.sell import SellMatrix
 from focusflow.focus.backends.symmetric import symmetric_weights, weight_scale
 from focusflow.graph.snapshot import PatchInfo, Snapshot
+
+if TYPE_CHECKING:
+    from focusflow.focus.params import LaplacianKind, Precision
+    from focusflow.focus.spectral import SpringsState
 
 LANES = 32
 # A thread sums a row of up to LONG_ROW entries; longer rows are cut into
@@ -52,25 +60,35 @@ LONG_ROW = 128
 CHUNK = 128
 BLOCK = 256
 
+#: A compiled CUDA kernel as CuPy launches it: ``kernel(grid, block, args)``.
+Kernel = Callable[[tuple[int, ...], tuple[int, ...], tuple[object, ...]], None]
 
-def _cupy():
+
+class _Module(Protocol):
+    """``kernels/focus.cu`` compiled (a ``cupy.RawModule``): its kernels by name."""
+
+    def get_function(self, name: str) -> Kernel: ...
+
+
+def _cupy() -> ModuleType:
+    """CuPy, imported when first needed (it ships no types: its names are Any here)."""
     import cupy
 
-    return cupy
+    return cast("ModuleType", cupy)
 
 
 def cuda_available() -> tuple[bool, str]:
     """Whether CuPy imports and sees a GPU; the reason in words if not."""
     try:
         cupy = _cupy()
-    except Exception as exc:  # ImportError, or a broken CUDA install
+    except Exception as exc:  # noqa: BLE001 - ImportError, or whatever a broken CUDA install raises
         return (
             False,
             f"CuPy is not installed ({type(exc).__name__}: {exc}); pip install 'focusflow[gpu]'",
         )
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe: any driver error means no usable GPU
         return False, f"no usable CUDA driver or GPU ({type(exc).__name__}: {exc})"
     if count < 1:
         return False, "no CUDA GPU found"
@@ -81,7 +99,14 @@ def cuda_available() -> tuple[bool, str]:
 class _DeviceSell:
     """A SellMatrix and its long rows (as warp chunks), uploaded to the GPU."""
 
-    def __init__(self, cupy, indptr, indices, weights, dtype) -> None:
+    def __init__(
+        self,
+        cupy: ModuleType,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        weights: np.ndarray,
+        dtype: type[np.floating],
+    ) -> None:
         m = SellMatrix(indptr, indices, weights, dtype, c=LANES, long_row=LONG_ROW)
         self.host = m
         self.gptr = cupy.asarray(m.gptr)
@@ -112,7 +137,7 @@ class _DeviceSell:
         #: upload) get their sums from the overlay alone.
         self.rows = len(indptr) - 1
 
-    def update(self, cupy, entries: np.ndarray, weights: np.ndarray) -> None:
+    def update(self, cupy: ModuleType, entries: np.ndarray, weights: np.ndarray) -> None:
         """Upload new values of CSR entries ``entries`` (only those)."""
         if not len(entries):
             return
@@ -135,12 +160,14 @@ class CudaOperator(ScreenedCG):
     """Graph products on one GPU; vectors are CuPy arrays (``xp`` = cupy)."""
 
     name = "cuda"
+    # Set up by ``setup_laplacian``.
+    _sym_kind: LaplacianKind
 
-    def __init__(self, snapshot: Snapshot, precision: str = "float64") -> None:
+    def __init__(self, snapshot: Snapshot, precision: Precision = "float64") -> None:
         cupy = _cupy()
         self.cupy = self.xp = cupy
         self.snapshot = snapshot
-        self.dtype = np.float32 if precision == "float32" else np.float64
+        self.dtype: type[np.floating] = np.float32 if precision == "float32" else np.float64
         ctype = "float" if self.dtype == np.float32 else "double"
         source = (
             kernel_source("focus.cu")
@@ -148,7 +175,7 @@ class CudaOperator(ScreenedCG):
             .replace("VAL", ctype)
             .replace("BLOCK", str(BLOCK))
         )
-        module = cupy.RawModule(code=source, options=("--std=c++14",))
+        module: _Module = cupy.RawModule(code=source, options=("--std=c++14",))
         self._sell_pull = module.get_function("sell_pull")
         self._chunk_pull = module.get_function("chunk_pull")
         self._coo_pull = module.get_function("coo_pull")
@@ -164,21 +191,22 @@ class CudaOperator(ScreenedCG):
         self._blend_norm = module.get_function("blend_norm")
         self._l1 = cupy.zeros(1, dtype=cupy.float64)
         self._linked = cupy.zeros(1, dtype=cupy.float64)
-        self._prior_of = None
+        self._prior_of: DeviceArray | None = None
         self._prior_kind = (False, 0.0)
         self._blend_sums = cupy.zeros(2, dtype=cupy.float64)
         self.anderson_kernels: AndersonKernels = _AndersonKernels(cupy, module)
-        self._sym = None
+        self._sym: _DeviceSell | None = None
         self.refresh()
 
     # --- host <-> device -------------------------------------------------------
-    def from_host(self, array: np.ndarray):
+    def from_host(self, array: np.ndarray) -> DeviceArray:
         return self.cupy.asarray(array)
 
-    def to_host(self, array) -> np.ndarray:
-        return self.cupy.asnumpy(array)
+    def to_host(self, array: DeviceArray) -> np.ndarray:
+        host: np.ndarray = self.cupy.asnumpy(array)
+        return host
 
-    def dot(self, a, b) -> float:
+    def dot(self, a: DeviceArray, b: DeviceArray) -> float:
         return float(self.cupy.dot(a, b))
 
     # --- snapshot --------------------------------------------------------------
@@ -200,9 +228,8 @@ class CudaOperator(ScreenedCG):
             or s.n < getattr(self, "n", -1)
         )
         out = s.out_weight
-        if not full and s.n > self.n:
-            # New particles: rows past the uploaded matrix (overlay only).
-            self._grow(s.n)
+        overlay_entries: np.ndarray | None = None
+        changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if full:
             self.sell = _DeviceSell(cupy, s.in_indptr, s.in_indices, s.in_w, self.dtype)
             self.out_weight = cupy.asarray(out)
@@ -212,7 +239,13 @@ class CudaOperator(ScreenedCG):
             self.n = s.n
             self.ylink = cupy.empty(self.n, dtype=cupy.float64)
             self.z = cupy.empty(self.n, dtype=self.dtype)
+            self.ov = _DeviceOverlay(cupy, self.dtype)
         else:
+            # Not full: a patch's record with its rewritten base entries.
+            assert info is not None and info.base_entries is not None
+            if s.n > self.n:
+                # New particles: rows past the uploaded matrix (overlay only).
+                self._grow(s.n)
             if len(info.base_entries):
                 self.sell.update(cupy, s.out_to_in[info.base_entries], s.in_w)
             if len(info.sources):
@@ -221,17 +254,16 @@ class CudaOperator(ScreenedCG):
                 self.out_weight[at] = cupy.asarray(out[info.sources])
                 self.inv_out[at] = cupy.asarray(inv)
                 self.dangling[at] = cupy.asarray(~linked)
-        if full:
-            self.ov = _DeviceOverlay(cupy, self.dtype)
-        self.ov.sync(s, None if full else info.overlay_entries)
-        self._z_of = None
-        if full or info.changes is None:
+            overlay_entries, changes = info.overlay_entries, info.changes
+        self.ov.sync(s, overlay_entries)
+        self._z_of: DeviceArray | None = None
+        if changes is None:
             self._sym = None
         else:
-            src, dst, delta = (cupy.asarray(a) for a in info.changes)
+            src, dst, delta = (cupy.asarray(a) for a in changes)
             self._sym_update(src, dst, delta, fresh=False)
 
-    def append_links(self, src: np.ndarray, dst: np.ndarray, weights: np.ndarray, n: int) -> None:
+    def append_links(self, src: DeviceArray, dst: DeviceArray, weights: np.ndarray, n: int) -> None:
         """Add links (internal ids, on the host or already on the device; ``n``
         particles now, the new ones numbered after the old) without a host patch.
 
@@ -269,7 +301,15 @@ class CudaOperator(ScreenedCG):
         self.z = cupy.empty(n, dtype=self.dtype)
         self.n = n
 
-    def _product(self, m: _DeviceSell, kernels, z, out, scale: float, tail=()) -> None:
+    def _product(
+        self,
+        m: _DeviceSell,
+        kernels: tuple[Kernel, Kernel],
+        z: DeviceArray,
+        out: DeviceArray,
+        scale: float,
+        tail: tuple[object, ...] = (),
+    ) -> None:
         """One pass over ``m``: its row groups, then its hub rows' chunks (whose
         rows are zeroed first and summed with atomics). ``kernels`` is the
         (groups, chunks) pair of the single-vector or the pair product; ``tail``
@@ -315,7 +355,15 @@ class CudaOperator(ScreenedCG):
                 ),
             )
 
-    def _pull_into(self, m: _DeviceSell, z, out, scale: float, ov=None, total=None) -> None:
+    def _pull_into(
+        self,
+        m: _DeviceSell,
+        z: DeviceArray,
+        out: DeviceArray,
+        scale: float,
+        ov: _DeviceOverlay | None = None,
+        total: DeviceArray | None = None,
+    ) -> None:
         """``out = scale * m^T z`` (plus the overlay); with ``total`` (a zeroed
         one-element array) the kernels also add up ``sum(out)`` there."""
         tail = (self._l1, np.int32(0)) if total is None else (total, np.int32(1))
@@ -327,7 +375,7 @@ class CudaOperator(ScreenedCG):
                 (ov.src, ov.dst, ov.w, z, out, np.float64(scale), np.int64(ov.size), *tail),
             )
 
-    def pull(self, z, out, scale: float) -> float:
+    def pull(self, z: DeviceArray, out: DeviceArray, scale: float) -> float:
         """``out[q] = scale * sum_p W[p, q] z[p]``; returns ``sum(out)``, which the
         product's kernels add up as they write it."""
         self._linked.fill(0.0)
@@ -336,11 +384,11 @@ class CudaOperator(ScreenedCG):
         )
         return float(self._linked[0])
 
-    def prepare(self, x) -> None:
+    def prepare(self, x: DeviceArray) -> None:
         self.cupy.multiply(x, self.inv_out, out=self.z, casting="unsafe")
         self._z_of = x
 
-    def diffusion(self, x, y, alpha, prior):
+    def diffusion(self, x: DeviceArray, y: DeviceArray, alpha: float, prior: DeviceArray) -> float:
         if self._z_of is not x:
             self.prepare(x)
         # The linked mass is summed by the product's kernels and stays on the
@@ -371,7 +419,7 @@ class CudaOperator(ScreenedCG):
         self._z_of = y
         return float(self._l1[0])
 
-    def _uniform(self, prior) -> tuple[bool, float]:
+    def _uniform(self, prior: DeviceArray) -> tuple[bool, float]:
         """Whether ``prior`` is constant, and its value: checked once per prior
         array (a solve passes the same one to every step)."""
         if prior is not self._prior_of:
@@ -380,7 +428,7 @@ class CudaOperator(ScreenedCG):
         return self._prior_kind
 
     # --- springs and heat --------------------------------------------------
-    def setup_laplacian(self, kind: str) -> None:
+    def setup_laplacian(self, kind: LaplacianKind) -> None:
         """``A = W + W^T`` in SELL-32 on the device and its degrees, built on the
         host once per snapshot layout; ``Ls x = diag x - sigma A (sigma x)``.
 
@@ -425,7 +473,9 @@ class CudaOperator(ScreenedCG):
         self._mu = None
         self._sym_token = object()
 
-    def _sym_update(self, src, dst, delta, fresh: bool) -> None:
+    def _sym_update(
+        self, src: DeviceArray, dst: DeviceArray, delta: DeviceArray, fresh: bool
+    ) -> None:
         """``A`` gains ``delta`` at ``(src, dst)`` and ``(dst, src)`` (device arrays,
         internal ids, float64; the weight changes of ``W``).
 
@@ -460,7 +510,8 @@ class CudaOperator(ScreenedCG):
     def matrix_version(self) -> object:
         return self._sym_token
 
-    def lap_matvec(self, x, out) -> None:
+    def lap_matvec(self, x: DeviceArray, out: DeviceArray) -> None:
+        assert self._sym is not None  # set up by setup_laplacian
         self.cupy.multiply(x, self.lap_sigma, out=self._t, casting="unsafe")
         self._pull_into(self._sym, self._t, self._acc, 1.0, self._sym_ov)
         out[...] = self.lap_diag * x - self.lap_sigma * self._acc
@@ -468,6 +519,7 @@ class CudaOperator(ScreenedCG):
     def _pair_pull(self) -> None:
         """``acc2[:, k] = A x2[:, k]`` for both columns in one pass over the entries."""
         kernels = (self._sell_pull2, self._chunk_pull2)
+        assert self._sym is not None  # set up by setup_laplacian
         self._product(self._sym, kernels, self._x2, self._acc2, 1.0)
         ov = self._sym_ov
         if ov.size:
@@ -477,7 +529,9 @@ class CudaOperator(ScreenedCG):
                 (ov.src, ov.dst, ov.w, self._x2, self._acc2, np.float64(1.0), np.int64(ov.size)),
             )
 
-    def _cg_begin(self, phi, mu, state, tol, exact):
+    def _cg_begin(
+        self, phi: DeviceArray, mu: float, state: SpringsState, tol: float, exact: bool
+    ) -> tuple[DeviceArray, DeviceArray, DeviceArray, float]:
         """Right-hand side, residual and first direction of the springs solve.
 
         As the numba backend's: an inexact solve carries the previous residual
@@ -490,8 +544,11 @@ class CudaOperator(ScreenedCG):
         carry = self._cg_prepare(phi, mu, state, exact)
         rhs = mu * sigma * phi
         if carry:
+            # A carried residual comes with its right-hand side.
+            assert state.r is not None and state.rhs is not None
             state.r += rhs - state.rhs
         else:
+            assert state.y is not None  # _cg_prepare starts it
             self.lap_matvec(state.y, self._acc)
             state.r = rhs - (self._acc + mu * state.y)
         state.rhs = rhs
@@ -501,7 +558,17 @@ class CudaOperator(ScreenedCG):
         rz = cupy.dot(state.r, z)
         return p, z, rz, tol * float(cupy.sqrt(cupy.dot(rhs, rhs)))
 
-    def springs_heat(self, phi, mu, state, cg_tol, max_iter, exact, v, coeffs):
+    def springs_heat(
+        self,
+        phi: DeviceArray,
+        mu: float,
+        state: SpringsState,
+        cg_tol: float,
+        max_iter: int,
+        exact: bool,
+        v: DeviceArray,
+        coeffs: np.ndarray,
+    ) -> tuple[DeviceArray, DeviceArray]:
         """Springs by Jacobi-PCG and ``sum_k a_k T_k(Z) v`` side by side, as the numba
         backend's ``springs_heat``: each pass over the matrix serves one CG step and
         one Chebyshev term (the direction and ``T_k`` are the two columns of one
@@ -571,7 +638,14 @@ class CudaOperator(ScreenedCG):
         state.iterations += int(scal[6])
         return y / self.lap_sigma, acc
 
-    def blend(self, phi, d, s, h, weights) -> float:
+    def blend(
+        self,
+        phi: DeviceArray,
+        d: DeviceArray,
+        s: DeviceArray | None,
+        h: DeviceArray | None,
+        weights: tuple[float, float, float],
+    ) -> float:
         """``d <- (ld d + ls s + lh h) / sum`` in two passes; returns the L1 change
         from ``phi``. One read-back, where the array expression took about ten
         passes over the vectors and two."""
@@ -602,7 +676,7 @@ class _AndersonKernels:
 
     MAX = 10  # AA_MAX in the kernel source: the largest window FocusParams allows
 
-    def __init__(self, cupy, module) -> None:
+    def __init__(self, cupy: ModuleType, module: _Module) -> None:
         self.cupy = cupy
         self._record = module.get_function("aa_record")
         self._mix = module.get_function("aa_mix")
@@ -611,7 +685,18 @@ class _AndersonKernels:
     def _grid(self, n: int) -> tuple[int]:
         return (max(1, min(4096, (n + BLOCK - 1) // BLOCK)),)
 
-    def record(self, x, gx, x_prev, g_prev, dx, dg, slot: int, live: bool, k: int):
+    def record(
+        self,
+        x: DeviceArray,
+        gx: DeviceArray,
+        x_prev: DeviceArray,
+        g_prev: DeviceArray,
+        dx: DeviceArray,
+        dg: DeviceArray,
+        slot: int,
+        live: bool,
+        k: int,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         n = len(x)
         self._sums.fill(0.0)
         self._record(
@@ -633,10 +718,18 @@ class _AndersonKernels:
         )
         if not live:
             return None, None
-        sums = self.cupy.asnumpy(self._sums)
+        sums: np.ndarray = self.cupy.asnumpy(self._sums)
         return sums[:k], sums[self.MAX : self.MAX + k]
 
-    def mix(self, gx, dx, dg, gamma: np.ndarray, k: int, out) -> float:
+    def mix(
+        self,
+        gx: DeviceArray,
+        dx: DeviceArray,
+        dg: DeviceArray,
+        gamma: np.ndarray,
+        k: int,
+        out: DeviceArray,
+    ) -> float:
         n = len(gx)
         self._sums[:1].fill(0.0)
         self._mix(
@@ -664,7 +757,7 @@ class _DeviceOverlay:
     doubling, like the host columns.
     """
 
-    def __init__(self, cupy, dtype) -> None:
+    def __init__(self, cupy: ModuleType, dtype: type[np.floating]) -> None:
         self.cupy = cupy
         self.dtype = dtype
         self.m = 0
@@ -690,7 +783,9 @@ class _DeviceOverlay:
             grown[:keep] = getattr(self, name)[:keep]
             setattr(self, name, grown)
 
-    def append(self, src, dst, w, fresh: bool = True) -> None:
+    def append(
+        self, src: DeviceArray, dst: DeviceArray, w: DeviceArray, fresh: bool = True
+    ) -> None:
         """Entries (device arrays, internal ids) at the end: raw links (``fresh``,
         dropped by the next sync) or, with nothing fresh held, lasting ones."""
         if not fresh and self.fresh:
@@ -726,10 +821,13 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if not total:
         return np.zeros(0, dtype=np.int64)
     offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return np.arange(total, dtype=np.int64) + offsets
+    entries: np.ndarray = np.arange(total, dtype=np.int64) + offsets
+    return entries
 
 
-def _chunks(rows: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+def _chunks(
+    rows: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut rows (entries ``starts[k] .. starts[k] + lengths[k]``) into CHUNK pieces."""
     pieces = (lengths + CHUNK - 1) // CHUNK
     crow = np.repeat(rows, pieces).astype(np.int32)
@@ -746,5 +844,5 @@ class CudaBackend:
     def available(self) -> tuple[bool, str]:
         return cuda_available()
 
-    def operator(self, snapshot: Snapshot, precision: str = "float64") -> CudaOperator:
+    def operator(self, snapshot: Snapshot, precision: Precision = "float64") -> CudaOperator:
         return CudaOperator(snapshot, precision)

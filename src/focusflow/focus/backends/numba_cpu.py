@@ -18,7 +18,8 @@ What makes it fast (docs/focus.md §6, measured in bench/focus_cpu.py):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numba as nb
 import numpy as np
@@ -40,10 +41,23 @@ from focusflow.focus.backends.numba_lap import (
     springs_rhs,
 )
 from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
-from focusflow.focus.params import EXACT_V1, FAST, FocusParams
+from focusflow.focus.params import (
+    EXACT_V1,
+    FAST,
+    ArithmeticName,
+    FocusParams,
+    LaplacianKind,
+    Precision,
+)
 from focusflow.focus.reduce import exact_twin, ordered_sum, strict_sum
 from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import PatchInfo, Snapshot
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from numba.core.dispatcher import Dispatcher
+
+    from focusflow.focus.spectral import SpringsState
 
 # Fixed number of work chunks (not per thread), so sums are grouped the same way
 # whatever the thread count.
@@ -84,7 +98,16 @@ _LAPLACIAN_FIELDS = (
 
 
 @nb.njit(cache=True, parallel=True)
-def _finish_diffusion(ylink, y, x, prior, inv_out, z, tele, nparts):
+def _finish_diffusion(
+    ylink: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    prior: np.ndarray,
+    inv_out: np.ndarray,
+    z: np.ndarray,
+    tele: float,
+    nparts: int,
+) -> tuple[float, float]:
     """``y = ylink + tele * prior``; returns ``(||y - x||_1, sum y)``, writes ``z = y / W``."""
     n = y.shape[0]
     step = (n + nparts - 1) // nparts
@@ -105,7 +128,7 @@ def _finish_diffusion(ylink, y, x, prior, inv_out, z, tele, nparts):
 
 
 @nb.njit(cache=True, parallel=True)
-def _dot(a, b, nparts):
+def _dot(a: np.ndarray, b: np.ndarray, nparts: int) -> float:
     n = a.shape[0]
     step = (n + nparts - 1) // nparts
     partial = np.zeros(nparts)
@@ -118,18 +141,21 @@ def _dot(a, b, nparts):
 
 
 class Kernels(NamedTuple):
-    """The kernels that sum or that ``fastmath`` speeds up, by arithmetic."""
+    """The kernels that sum or that ``fastmath`` speeds up, by arithmetic: each
+    one's dispatcher, typed by what it returns (its arguments are the
+    kernel's own). mypy reads a dispatcher field through the dispatcher's
+    ``__get__`` (a bound method), so results are typed where they are taken."""
 
-    sell_pull: object
-    lap_apply: object
-    cheb_step: object
-    cg_product: object
-    pair_step: object
-    cg_update: object
-    cg_start: object
-    springs_rhs: object
-    finish_diffusion: object
-    dot: object
+    sell_pull: Dispatcher[Callable[..., float]]
+    lap_apply: Dispatcher[Callable[..., None]]
+    cheb_step: Dispatcher[Callable[..., None]]
+    cg_product: Dispatcher[Callable[..., float]]
+    pair_step: Dispatcher[Callable[..., float]]
+    cg_update: Dispatcher[Callable[..., tuple[float, float]]]
+    cg_start: Dispatcher[Callable[..., tuple[float, float]]]
+    springs_rhs: Dispatcher[Callable[..., float]]
+    finish_diffusion: Dispatcher[Callable[..., tuple[float, float]]]
+    dot: Dispatcher[Callable[..., float]]
 
 
 FAST_KERNELS = Kernels(
@@ -146,11 +172,21 @@ FAST_KERNELS = Kernels(
 )
 #: The same kernels without contraction or reassociation, their sums strict
 #: (reduce.exact_twin).
-EXACT_KERNELS = Kernels(*(exact_twin(k) for k in FAST_KERNELS))
+EXACT_KERNELS = Kernels._make(exact_twin(k) for k in FAST_KERNELS)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def _blend_sum(d, s, h, ld, ls, lh, use_s, use_h, nparts):
+def _blend_sum(
+    d: np.ndarray,
+    s: np.ndarray,
+    h: np.ndarray,
+    ld: float,
+    ls: float,
+    lh: float,
+    use_s: bool,
+    use_h: bool,
+    nparts: int,
+) -> float:
     """``d = ld d + ls s + lh h`` (each product and sum rounded in that order);
     returns ``sum(d)`` over fixed chunks combined in order."""
     n = d.shape[0]
@@ -171,7 +207,7 @@ def _blend_sum(d, s, h, ld, ls, lh, use_s, use_h, nparts):
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def _divide_l1(d, phi, total, nparts):
+def _divide_l1(d: np.ndarray, phi: np.ndarray, total: float, nparts: int) -> float:
     """``d /= total``; returns ``||d - phi||_1`` over fixed chunks in order."""
     n = d.shape[0]
     step = (n + nparts - 1) // nparts
@@ -190,14 +226,25 @@ class NumbaOperator(ScreenedCG):
     """Graph products on all CPU cores; ``precision`` sets the stored value type."""
 
     name = "numba"
-    arithmetic = FAST
+    arithmetic: ArithmeticName = FAST
     kernels = FAST_KERNELS
+    # Set up by ``setup_laplacian`` (absent before: ``_LAPLACIAN_FIELDS``).
+    _sym_kind: LaplacianKind
+    lap_sigma: npt.NDArray[np.float64]
+    lap_diag: npt.NDArray[np.float64]
+    lam_max: float
+    _args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    _buf: list[np.ndarray]
+    _pair: np.ndarray | None
+    _t_next: np.ndarray
+    _diag_mu: np.ndarray
+    _minv: np.ndarray
 
-    def __init__(self, snapshot: Snapshot, precision: str = "float64") -> None:
+    def __init__(self, snapshot: Snapshot, precision: Precision = "float64") -> None:
         self.snapshot = snapshot
-        self.dtype = np.float32 if precision == "float32" else np.float64
+        self.dtype: type[np.floating] = np.float32 if precision == "float32" else np.float64
         self.parts = _CHUNKS
-        self._sym = None
+        self._sym: ScaledSymmetric | None = None
         self.refresh()
 
     def refresh(self, info: PatchInfo | None = None) -> None:
@@ -269,14 +316,29 @@ class NumbaOperator(ScreenedCG):
         check.array("ylink", a["ylink"], np.float64, n)
         check.array("z", a["z"], dtype, n)
         check.optional_array("_z_of", a["_z_of"], np.float64, n)
-        sym = a["_sym"]
-        if sym is None:
-            for name in _LAPLACIAN_FIELDS:
-                value = a.get(name)
-                for k, item in enumerate(value if type(value) in (list, tuple) else [value]):
-                    if type(item) is np.ndarray:
-                        check.stale(f"{name}[{k}]" if type(value) in (list, tuple) else name, item)
+        if a["_sym"] is None:
+            NumbaOperator._check_dropped_laplacian(check, a)
             return
+        NumbaOperator._check_laplacian(check, a, n, dtype)
+
+    @staticmethod
+    def _check_dropped_laplacian(check: Check, a: dict[str, Any]) -> None:
+        """No symmetric matrix: the arrays a dropped one left behind (alone,
+        or in the kernel arguments and buffers) are stale."""
+        for name in _LAPLACIAN_FIELDS:
+            value = a.get(name)
+            listed = type(value) in (list, tuple)
+            items = cast("Sequence[object]", value) if listed else [value]
+            for k, item in enumerate(items):
+                if type(item) is np.ndarray:
+                    check.stale(f"{name}[{k}]" if listed else name, item)
+
+    @staticmethod
+    def _check_laplacian(check: Check, a: dict[str, Any], n: int, dtype: type) -> None:
+        """The symmetric matrix (``ScaledSymmetric.check_structure``) with its
+        scaling, the kernels' arguments and buffers taken from it, and the
+        springs solve's shifted diagonal and pair buffers where set up."""
+        sym = a["_sym"]
         ScaledSymmetric.check_structure(sym, check.at("_sym"), n, dtype)
         check.once(sym)
         missing = [f for f in _LAPLACIAN_FIELDS[:7] if f not in a]
@@ -319,7 +381,7 @@ class NumbaOperator(ScreenedCG):
 
     def _pull_into(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         m = self.sell
-        total = self.kernels.sell_pull(
+        total: float = self.kernels.sell_pull(
             m.grows, m.gptr, m.glen, m.sidx, m.sval, z, out, self.sell_bounds, scale
         )
         out[self.sell_rows : self.n] = 0.0
@@ -339,11 +401,12 @@ class NumbaOperator(ScreenedCG):
         """``out[q] = scale * sum_p W[p, q] z[p]`` (0 where no in-links); returns the sum."""
         return self._pull_into(z.astype(self.dtype, copy=False), out, scale)
 
-    def diffusion(self, x, y, alpha, prior):
+    def diffusion(self, x: np.ndarray, y: np.ndarray, alpha: float, prior: np.ndarray) -> float:
         if self._z_of is not x:
             self.prepare(x)
         linked_mass = self._pull_into(self.z, self.ylink, alpha)
         tele = 1.0 - linked_mass
+        l1: float
         l1, _ = self.kernels.finish_diffusion(
             self.ylink, y, x, prior, self.inv_out, self.z, tele, self.parts
         )
@@ -351,7 +414,7 @@ class NumbaOperator(ScreenedCG):
         return l1
 
     # --- springs and heat --------------------------------------------------
-    def setup_laplacian(self, kind: str) -> None:
+    def setup_laplacian(self, kind: LaplacianKind) -> None:
         """``N = sigma (W + W^T) sigma`` in SELL-8 storage, kept until the snapshot changes."""
         if self._sym is not None and self._sym_kind == kind:
             return
@@ -365,12 +428,12 @@ class NumbaOperator(ScreenedCG):
         self._mu = None
         self._pair = None
 
-    def lap_matvec(self, x, out):
+    def lap_matvec(self, x: np.ndarray, out: np.ndarray) -> None:
         self.kernels.lap_apply(*self._args, self.lap_diag, x, out)
 
     def chebyshev(self, v: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
         """``sum_k a_k T_k(Z) v``, ``Z = (2 / lam_max) Ls - I``: one fused pass per term."""
-        acc = coeffs[0] * v
+        acc: np.ndarray = coeffs[0] * v
         if len(coeffs) == 1:
             return acc
         args = self._args
@@ -383,35 +446,48 @@ class NumbaOperator(ScreenedCG):
             step(*args, self.lap_diag, scale, t_cur, t_prev, acc, a_k, 0.0, False)
         return acc
 
-    def _cg_begin(self, phi, mu, state, tol, exact):
+    def _cg_begin(
+        self, phi: np.ndarray, mu: float, state: SpringsState, tol: float, exact: bool
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float, float, float]:
         """Right-hand side, residual and first direction of the springs solve.
 
         The residual of the previous solve is carried over where
         ``_cg_prepare`` allows; ``exact`` solves, a first solve, or one on
-        another matrix recompute it from ``y``. Returns ``(rz, rr, goal)``.
+        another matrix recompute it from ``y``. Returns ``(y, r, rz, rr,
+        goal)``: the state's iterate and residual, which the solve updates.
         """
         n = self.n
         sigma = self.lap_sigma
         carry = self._cg_prepare(phi, mu, state, exact)
         if not carry:
             state.r, state.rhs = np.empty(n), np.empty(n)
+        y, r, rhs = state.y, state.r, state.rhs
+        # _cg_prepare starts y; a carried residual comes with its right-hand side.
+        assert y is not None and r is not None and rhs is not None
         p, z, ap = self._buf[1], self._buf[2], self._buf[3]
-        rhs_sq = self.kernels.springs_rhs(phi, sigma, mu, state.rhs, state.r, not carry)
+        rhs_sq = self.kernels.springs_rhs(phi, sigma, mu, rhs, r, not carry)
         if not carry:
-            self.kernels.cg_product(*self._args, self._diag_mu, state.y, ap)
-            residual_of(state.rhs, ap, state.r)
+            self.kernels.cg_product(*self._args, self._diag_mu, y, ap)
+            residual_of(rhs, ap, r)
         state.owner = self.matrix_version()
-        rz, rr = self.kernels.cg_start(state.r, self._minv, z, p)
-        return rz, rr, tol * np.sqrt(rhs_sq)
+        rz, rr = self.kernels.cg_start(r, self._minv, z, p)
+        return y, r, rz, rr, tol * np.sqrt(rhs_sq)
 
-    def springs_solve(self, phi, mu, state, tol, max_iter, exact=True):
+    def springs_solve(
+        self,
+        phi: np.ndarray,
+        mu: float,
+        state: SpringsState,
+        tol: float,
+        max_iter: int,
+        exact: bool = True,
+    ) -> np.ndarray:
         """Solve ``(Ls + mu I) y = mu sigma phi`` by Jacobi-PCG from ``state.y``.
 
         Returns ``y / sigma``.
         """
-        rz, rr, goal = self._cg_begin(phi, mu, state, tol, exact)
+        y, r, rz, rr, goal = self._cg_begin(phi, mu, state, tol, exact)
         args = self._args
-        y, r = state.y, state.r
         p, z, ap = self._buf[1], self._buf[2], self._buf[3]
         it = 0
         while np.sqrt(rr) > goal and it < max_iter:
@@ -423,7 +499,17 @@ class NumbaOperator(ScreenedCG):
         state.iterations += it
         return y / self.lap_sigma
 
-    def springs_heat(self, phi, mu, state, cg_tol, max_iter, exact, v, coeffs):
+    def springs_heat(
+        self,
+        phi: np.ndarray,
+        mu: float,
+        state: SpringsState,
+        cg_tol: float,
+        max_iter: int,
+        exact: bool,
+        v: np.ndarray,
+        coeffs: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Springs (as ``springs_solve``) and ``sum_k a_k T_k(Z) v`` (as ``chebyshev``).
 
         Each pass over the matrix serves one CG step and one Chebyshev term:
@@ -437,12 +523,11 @@ class NumbaOperator(ScreenedCG):
             self._pair = np.empty((n, 2))
             self._t_next = np.empty(n)
         x2, t_next, t_prev = self._pair, self._t_next, self._buf[0]
-        rz, rr, goal = self._cg_begin(phi, mu, state, cg_tol, exact)
+        y, r, rz, rr, goal = self._cg_begin(phi, mu, state, cg_tol, exact)
         args = self._args
-        y, r = state.y, state.r
         p, z, ap = self._buf[1], self._buf[2], self._buf[3]
         terms = len(coeffs)
-        acc = coeffs[0] * v if terms == 1 else np.empty(n)
+        acc: np.ndarray = coeffs[0] * v if terms == 1 else np.empty(n)
         scale = 2.0 / self.lam_max
         pair_start(x2, p, v)
         it, k = 0, 1
@@ -481,7 +566,8 @@ class NumbaOperator(ScreenedCG):
     def dot(self, a: np.ndarray, b: np.ndarray) -> float:
         """Inner product on numba's threads (numpy's would wake BLAS threads that
         fight numba's for the same cores)."""
-        return self.kernels.dot(a, b, self.parts)
+        product: float = self.kernels.dot(a, b, self.parts)
+        return product
 
 
 class ExactNumbaOperator(NumbaOperator):
@@ -497,7 +583,7 @@ class ExactNumbaOperator(NumbaOperator):
     kernels = EXACT_KERNELS
 
     def __init__(
-        self, snapshot: Snapshot, precision: str = "float64", arithmetic: str = ""
+        self, snapshot: Snapshot, precision: Precision, arithmetic: ArithmeticName
     ) -> None:
         self.arithmetic = arithmetic
         super().__init__(snapshot, precision)
@@ -506,7 +592,14 @@ class ExactNumbaOperator(NumbaOperator):
         """``sum(v)``, the same bits everywhere."""
         return float(strict_sum(v))
 
-    def blend(self, phi, d, s, h, weights) -> float:
+    def blend(
+        self,
+        phi: np.ndarray,
+        d: np.ndarray,
+        s: np.ndarray | None,
+        h: np.ndarray | None,
+        weights: tuple[float, float, float],
+    ) -> float:
         """``d <- (ld d + ls s + lh h) / sum``; returns ``||d - phi||_1``.
 
         ``d`` is rewritten, so its quotient by the out-weights that the
@@ -548,10 +641,14 @@ class NumbaBackend:
             ScaledSymmetric.check_structure(matrix, check)
 
     def available(self) -> tuple[bool, str]:
-        return True, f"numba {nb.__version__}, {nb.config.NUMBA_NUM_THREADS} threads"
+        threads = nb.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # not in numba's stubs
+        return True, f"numba {nb.__version__}, {threads} threads"
 
     def operator(
-        self, snapshot: Snapshot, precision: str = "float64", arithmetic: str = FAST
+        self,
+        snapshot: Snapshot,
+        precision: Precision = "float64",
+        arithmetic: ArithmeticName = FAST,
     ) -> NumbaOperator:
         if arithmetic != FAST:
             return ExactNumbaOperator(snapshot, precision, arithmetic)

@@ -26,6 +26,8 @@ not depend on the thread count.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba as nb
 import numpy as np
 
@@ -36,13 +38,29 @@ from focusflow.focus.backends.symmetric import merge_counts, merge_rows
 from focusflow.focus.reduce import ordered_sum
 from focusflow.graph.csr import balanced_chunks
 
+if TYPE_CHECKING:
+    from focusflow.focus.params import LaplacianKind
+    from focusflow.graph.snapshot import Snapshot
+
 _PARTS = 64
 
 
 @nb.njit(cache=True, parallel=True)
-def _sell_fill(
-    gbounds, grows, gptr, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, sigma, scale, sidx, sval
-):
+def _sell_fill(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
+    gbounds: np.ndarray,
+    grows: np.ndarray,
+    gptr: np.ndarray,
+    a_ptr: np.ndarray,
+    a_idx: np.ndarray,
+    a_w: np.ndarray,
+    b_ptr: np.ndarray,
+    b_idx: np.ndarray,
+    b_w: np.ndarray,
+    sigma: np.ndarray,
+    scale: float,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+) -> None:
     """SELL groups of ``scale * sigma_r (A + B)_rq sigma_q``, merging the sorted rows
     of ``A`` and ``B`` on the fly (every slot written, padding 0)."""
     for t in nb.prange(gbounds.shape[0] - 1):
@@ -84,7 +102,7 @@ def _sell_fill(
 class ScaledSymmetric:
     """``Ls = diag(diag) - N`` with ``N = sigma A sigma`` in SELL-8 storage."""
 
-    def __init__(self, snap, kind: str, dtype) -> None:
+    def __init__(self, snap: Snapshot, kind: LaplacianKind, dtype: type[np.floating]) -> None:
         n = snap.n
         a = (snap.out_indptr, snap.out_indices, snap.out_w)
         b = (snap.in_indptr, snap.in_indices, snap.in_w)
@@ -142,7 +160,10 @@ class ScaledSymmetric:
             memo[id(value)] = value
         return self
 
-    def check_structure(self, check: Check, n: int | None = None, dtype=None) -> None:
+    @staticmethod
+    def check_structure(
+        sym: object, check: Check, n: int | None = None, dtype: type | None = None
+    ) -> None:
         """The layout the Laplacian kernels read without bounds checks: every
         row of ``n`` (``len(sigma)`` when not given) in one lane, the rest
         -1, each group's slots ``glen * C`` from ``gptr``, the chunk bounds
@@ -160,7 +181,7 @@ class ScaledSymmetric:
             "sidx",
             "sval",
         )
-        a = check.fields(self, ScaledSymmetric, fields)
+        a = check.fields(sym, ScaledSymmetric, fields)
         sigma = a["sigma"]
         if n is None:
             n = len(sigma) if type(sigma) is np.ndarray else 0
@@ -187,7 +208,17 @@ class ScaledSymmetric:
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
-def lap_apply(grows, gptr, glen, sidx, sval, bounds, diag, x, out):
+def lap_apply(
+    grows: np.ndarray,
+    gptr: np.ndarray,
+    glen: np.ndarray,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+    bounds: np.ndarray,
+    diag: np.ndarray,
+    x: np.ndarray,
+    out: np.ndarray,
+) -> None:
     """``out = diag * x - N x``."""
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
@@ -206,9 +237,22 @@ def lap_apply(grows, gptr, glen, sidx, sval, bounds, diag, x, out):
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
-def cheb_step(
-    grows, gptr, glen, sidx, sval, bounds, diag, scale, t_cur, t_prev, acc_out, a_k, a_0, first
-):
+def cheb_step(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
+    grows: np.ndarray,
+    gptr: np.ndarray,
+    glen: np.ndarray,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+    bounds: np.ndarray,
+    diag: np.ndarray,
+    scale: float,
+    t_cur: np.ndarray,
+    t_prev: np.ndarray,
+    acc_out: np.ndarray,
+    a_k: float,
+    a_0: float,
+    first: bool,
+) -> None:
     """One Chebyshev term with ``Z = scale * Ls - I``.
 
     ``first``: ``t_prev <- Z t_cur`` and ``acc_out = a_0 t_cur + a_k Z t_cur``. Otherwise
@@ -239,7 +283,17 @@ def cheb_step(
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
-def cg_product(grows, gptr, glen, sidx, sval, bounds, diag_mu, p, ap):
+def cg_product(
+    grows: np.ndarray,
+    gptr: np.ndarray,
+    glen: np.ndarray,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+    bounds: np.ndarray,
+    diag_mu: np.ndarray,
+    p: np.ndarray,
+    ap: np.ndarray,
+) -> float:
     """``ap = (diag + mu) p - N p``; returns ``p . ap``."""
     nchunks = bounds.shape[0] - 1
     partial = np.zeros(nchunks)
@@ -265,7 +319,15 @@ def cg_product(grows, gptr, glen, sidx, sval, bounds, diag_mu, p, ap):
 
 
 @nb.njit(cache=True, parallel=True)
-def cg_update(y, r, p, ap, minv, step, z):
+def cg_update(
+    y: np.ndarray,
+    r: np.ndarray,
+    p: np.ndarray,
+    ap: np.ndarray,
+    minv: np.ndarray,
+    step: float,
+    z: np.ndarray,
+) -> tuple[float, float]:
     """``y += step p; r -= step ap; z = minv r``; returns ``(r . z, r . r)``."""
     n = y.shape[0]
     size = (n + _PARTS - 1) // _PARTS
@@ -288,7 +350,7 @@ def cg_update(y, r, p, ap, minv, step, z):
 
 
 @nb.njit(cache=True, parallel=True)
-def cg_start(r, minv, z, p):
+def cg_start(r: np.ndarray, minv: np.ndarray, z: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """``z = p = minv r``; returns ``(r . z, r . r)``."""
     n = r.shape[0]
     size = (n + _PARTS - 1) // _PARTS
@@ -310,7 +372,7 @@ def cg_start(r, minv, z, p):
 
 
 @nb.njit(cache=True, parallel=True)
-def cg_direction(p, z, beta):
+def cg_direction(p: np.ndarray, z: np.ndarray, beta: float) -> None:
     """``p = z + beta p``."""
     n = p.shape[0]
     size = (n + _PARTS - 1) // _PARTS
@@ -320,7 +382,9 @@ def cg_direction(p, z, beta):
 
 
 @nb.njit(cache=True, parallel=True)
-def springs_rhs(phi, sigma, mu, rhs, r, fresh):
+def springs_rhs(
+    phi: np.ndarray, sigma: np.ndarray, mu: float, rhs: np.ndarray, r: np.ndarray, fresh: bool
+) -> float:
     """``rhs_new = mu sigma phi``; ``r += rhs_new - rhs`` unless ``fresh``; ``rhs = rhs_new``.
 
     Returns ``||rhs_new||_2^2``.
@@ -341,34 +405,34 @@ def springs_rhs(phi, sigma, mu, rhs, r, fresh):
 
 
 @nb.njit(cache=True, parallel=True)
-def residual_of(rhs, ap, r):
+def residual_of(rhs: np.ndarray, ap: np.ndarray, r: np.ndarray) -> None:
     """``r = rhs - ap``."""
     for i in nb.prange(r.shape[0]):
         r[i] = rhs[i] - ap[i]
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
-def pair_step(
-    grows,
-    gptr,
-    glen,
-    sidx,
-    sval,
-    bounds,
-    x2,
-    diag_mu,
-    ap,
-    do_cg,
-    diag,
-    scale,
-    t_prev,
-    t_next,
-    acc_out,
-    a_k,
-    a_0,
-    first,
-    do_heat,
-):
+def pair_step(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
+    grows: np.ndarray,
+    gptr: np.ndarray,
+    glen: np.ndarray,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+    bounds: np.ndarray,
+    x2: np.ndarray,
+    diag_mu: np.ndarray,
+    ap: np.ndarray,
+    do_cg: bool,
+    diag: np.ndarray,
+    scale: float,
+    t_prev: np.ndarray,
+    t_next: np.ndarray,
+    acc_out: np.ndarray,
+    a_k: float,
+    a_0: float,
+    first: bool,
+    do_heat: bool,
+) -> float:
     """A CG product and a Chebyshev term in one pass over the entries.
 
     ``x2[:, 0]`` is the CG direction ``p``, ``x2[:, 1]`` the Chebyshev vector
@@ -420,7 +484,15 @@ def pair_step(
 
 
 @nb.njit(cache=True, parallel=True)
-def pair_pack(x2, p, z, beta, do_cg, t_next, do_heat):
+def pair_pack(
+    x2: np.ndarray,
+    p: np.ndarray,
+    z: np.ndarray,
+    beta: float,
+    do_cg: bool,
+    t_next: np.ndarray,
+    do_heat: bool,
+) -> None:
     """``p = z + beta p`` into ``p`` and ``x2[:, 0]``; ``x2[:, 1] = t_next``."""
     n = p.shape[0]
     size = (n + _PARTS - 1) // _PARTS
@@ -435,7 +507,7 @@ def pair_pack(x2, p, z, beta, do_cg, t_next, do_heat):
 
 
 @nb.njit(cache=True, parallel=True)
-def pair_start(x2, p, v):
+def pair_start(x2: np.ndarray, p: np.ndarray, v: np.ndarray) -> None:
     """``x2[:, 0] = p``, ``x2[:, 1] = v``."""
     for i in nb.prange(p.shape[0]):
         x2[i, 0] = p[i]

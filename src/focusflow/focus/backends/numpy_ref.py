@@ -7,11 +7,16 @@ no mass-conservation shortcut), so that it stays the independent check.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 
 from focusflow.focus.backends.base import laplacian_scaling
-from focusflow.graph.snapshot import Snapshot
+from focusflow.graph.snapshot import PatchInfo, Snapshot
+
+if TYPE_CHECKING:
+    from focusflow.focus.params import LaplacianKind, Precision
 
 
 def _matrix(snap: Snapshot) -> sp.csr_matrix:
@@ -28,11 +33,11 @@ def _matrix(snap: Snapshot) -> sp.csr_matrix:
 class NumpyOperator:
     name = "numpy"
 
-    def __init__(self, snapshot: Snapshot, precision: str = "float64") -> None:
+    def __init__(self, snapshot: Snapshot, precision: Precision = "float64") -> None:
         self.snapshot = snapshot
         self.refresh()
 
-    def refresh(self, info=None) -> None:
+    def refresh(self, info: PatchInfo | None = None) -> None:
         """Re-read the whole snapshot (the reference keeps no incremental state)."""
         self._set_matrix(_matrix(self.snapshot))
 
@@ -53,13 +58,13 @@ class NumpyOperator:
         self._w = w
         self._a: sp.csr_matrix | None = None
 
-    def diffusion(self, x, y, alpha, prior):
+    def diffusion(self, x: np.ndarray, y: np.ndarray, alpha: float, prior: np.ndarray) -> float:
         dm = float(x[self.dangling].sum())
         y[:] = alpha * (self.pt @ x) + (alpha * dm + (1.0 - alpha) * float(x.sum())) * prior
         y /= y.sum()
         return float(np.abs(y - x).sum())
 
-    def setup_laplacian(self, kind: str) -> None:
+    def setup_laplacian(self, kind: LaplacianKind) -> None:
         a = (self._w + self._w.T).tocsr()
         if kind == "normalized" and a.nnz and a.data.max() > 0:
             a = a / a.data.max()  # scale-free operator; keeps d^-1/2 finite
@@ -70,10 +75,10 @@ class NumpyOperator:
             sp.diags(self.lap_diag) - sp.diags(self.lap_sigma) @ a @ sp.diags(self.lap_sigma)
         ).tocsr()
 
-    def lap_matvec(self, x, out):
+    def lap_matvec(self, x: np.ndarray, out: np.ndarray) -> None:
         out[:] = self._ls @ x
 
-    def pull(self, z, out, scale):
+    def pull(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
         out[:] = scale * (self._w.T @ z)
         return float(out.sum())
 
@@ -84,5 +89,5 @@ class NumpyBackend:
     def available(self) -> tuple[bool, str]:
         return True, "numpy/scipy float64 reference"
 
-    def operator(self, snapshot: Snapshot, precision: str = "float64") -> NumpyOperator:
+    def operator(self, snapshot: Snapshot, precision: Precision = "float64") -> NumpyOperator:
         return NumpyOperator(snapshot, precision)

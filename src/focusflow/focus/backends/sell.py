@@ -41,7 +41,16 @@ _FILL_PARTS = 64
 
 
 @nb.njit(cache=True, parallel=True)
-def _fill(grows, gptr, c, indptr, indices, weights, dtype_probe, bounds):
+def _fill(
+    grows: np.ndarray,
+    gptr: np.ndarray,
+    c: int,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    weights: np.ndarray,
+    dtype_probe: np.ndarray,
+    bounds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The groups' slots (padding 0) and each CSR entry's slot (-1: a long
     row's), in parallel over chunks of groups holding equal slots; a group's
     slots are written in storage order (its rows advance together)."""
@@ -88,7 +97,7 @@ class SellMatrix:
         indptr: np.ndarray,
         indices: np.ndarray,
         weights: np.ndarray,
-        dtype,
+        dtype: type[np.floating],
         c: int = C,
         long_row: int | None = None,
     ) -> None:
@@ -176,7 +185,17 @@ class SellMatrix:
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
-def sell_pull(grows, gptr, glen, sidx, sval, z, out, bounds, scale):
+def sell_pull(
+    grows: np.ndarray,
+    gptr: np.ndarray,
+    glen: np.ndarray,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+    z: np.ndarray,
+    out: np.ndarray,
+    bounds: np.ndarray,
+    scale: float,
+) -> float:
     """``out[r] = scale * sum_j W[j, r] z[j]`` for every row; returns the sum."""
     nchunks = bounds.shape[0] - 1
     partial = np.zeros(nchunks)
@@ -202,7 +221,15 @@ def sell_pull(grows, gptr, glen, sidx, sval, z, out, bounds, scale):
 
 
 @nb.njit(cache=True)
-def csr_pull_add(rows, ptr, indices, weights, z, out, scale):
+def csr_pull_add(
+    rows: np.ndarray,
+    ptr: np.ndarray,
+    indices: np.ndarray,
+    weights: np.ndarray,
+    z: np.ndarray,
+    out: np.ndarray,
+    scale: float,
+) -> float:
     """Add the sums of some extra rows (the overlay) into ``out``; returns their sum.
 
     Row ``rows[k]`` holds entries ``ptr[k]:ptr[k+1]`` (a compact CSR over the

@@ -8,6 +8,8 @@ chunks of rows. ``merge_rows`` serves every backend (numba's SELL build too).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba as nb
 import numpy as np
 
@@ -15,12 +17,26 @@ from focusflow.focus.backends.base import laplacian_scaling
 from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from focusflow.focus.params import LaplacianKind
+
 #: Chunks of rows (balanced by entries) that the merges run in parallel.
 _PARTS = 64
 
 
 @nb.njit(cache=True, parallel=True)
-def _merge_count(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, counts, rowsum, top):
+def _merge_count(
+    bounds: np.ndarray,
+    a_ptr: np.ndarray,
+    a_idx: np.ndarray,
+    a_w: np.ndarray,
+    b_ptr: np.ndarray,
+    b_idx: np.ndarray,
+    b_w: np.ndarray,
+    counts: np.ndarray,
+    rowsum: np.ndarray,
+    top: np.ndarray,
+) -> None:
     """Row ``r`` of ``A + B``: ``counts[r]`` distinct columns, ``rowsum[r]`` its sum
     (in column order); ``top[t]`` the largest entry of chunk ``t``."""
     for t in nb.prange(bounds.shape[0] - 1):
@@ -51,7 +67,18 @@ def _merge_count(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, counts, rowsum, t
 
 
 @nb.njit(cache=True, parallel=True)
-def _merge_fill(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, ptr, idx, w):
+def _merge_fill(
+    bounds: np.ndarray,
+    a_ptr: np.ndarray,
+    a_idx: np.ndarray,
+    a_w: np.ndarray,
+    b_ptr: np.ndarray,
+    b_idx: np.ndarray,
+    b_w: np.ndarray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    w: np.ndarray,
+) -> None:
     """Fill ``A + B`` (sorted rows) into ``ptr, idx, w``."""
     for t in nb.prange(bounds.shape[0] - 1):
         for r in range(bounds[t], bounds[t + 1]):
@@ -76,7 +103,15 @@ def _merge_fill(bounds, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w, ptr, idx, w):
                 k += 1
 
 
-def merge_counts(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
+def merge_counts(
+    n: int,
+    a_ptr: np.ndarray,
+    a_idx: np.ndarray,
+    a_w: np.ndarray,
+    b_ptr: np.ndarray,
+    b_idx: np.ndarray,
+    b_w: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Per-row counts and sums of ``A + B``, the largest entry, and the chunks
     (balanced by entries) that ``merge_rows`` fills in parallel."""
     bounds = balanced_chunks(np.asarray(a_ptr) + np.asarray(b_ptr), _PARTS)
@@ -87,7 +122,15 @@ def merge_counts(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
     return bounds, counts, rowsum, float(top.max()) if len(top) else 0.0
 
 
-def merge_rows(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
+def merge_rows(
+    n: int,
+    a_ptr: np.ndarray,
+    a_idx: np.ndarray,
+    a_w: np.ndarray,
+    b_ptr: np.ndarray,
+    b_idx: np.ndarray,
+    b_w: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """``A + B`` for two CSRs with sorted rows: ``(ptr, idx, w, rowsum, max entry)``."""
     bounds, counts, rowsum, top = merge_counts(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w)
     ptr = np.zeros(n + 1, dtype=np.int64)
@@ -98,7 +141,9 @@ def merge_rows(n, a_ptr, a_idx, a_w, b_ptr, b_idx, b_w):
     return ptr, idx, w, rowsum, top
 
 
-def symmetric_matrix(snap: Snapshot, kind: str):
+def symmetric_matrix(
+    snap: Snapshot, kind: LaplacianKind
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """``(indptr, indices, weights, sigma, diag, lam_max)`` of ``A`` and its Laplacian.
 
     For the normalized Laplacian the weights are scaled to a maximum of 1
@@ -113,13 +158,15 @@ def symmetric_matrix(snap: Snapshot, kind: str):
     return ptr, idx, w, sigma, diag, lam_max
 
 
-def weight_scale(top: float, kind: str) -> float:
+def weight_scale(top: float, kind: LaplacianKind) -> float:
     """The factor ``symmetric_matrix`` applies to ``A``'s weights, given the
     largest of them (``top``, as ``symmetric_weights`` returns it)."""
     return 1.0 / top if kind == "normalized" and top > 0 else 1.0
 
 
-def symmetric_weights(snap: Snapshot):
+def symmetric_weights(
+    snap: Snapshot,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """``A = W + W^T`` as CSR (sorted rows, internal order), unscaled:
     ``(indptr, indices, weights, row sums, largest weight)``; the merge
     computes the last two on its way, so callers need no extra pass."""

@@ -47,8 +47,11 @@ from focusflow.focus.backends.webgpu_storage import (
     MAX_PARTS,
     TIMING_KEYS,
     WG,
+    BindGroup,
     Buffer,
+    CommandBuffer,
     DeviceSell,
+    Pipeline,
     WgpuDevice,
     as_float64,
     dispatch_size,
@@ -76,7 +79,8 @@ def stats_bytes(m: int) -> int:
 
 def stats_pairs(stats: np.ndarray, m: int) -> np.ndarray:
     """The ``1 + 2 m`` values of an Anderson step's scalars, each pair summed."""
-    return stats[2 : 2 * (2 + 2 * m) : 2] + stats[3 : 2 * (2 + 2 * m) + 1 : 2]
+    pairs: np.ndarray = stats[2 : 2 * (2 + 2 * m) : 2] + stats[3 : 2 * (2 + 2 * m) + 1 : 2]
+    return pairs
 
 
 class WgpuVectors(WgpuDevice):
@@ -128,7 +132,7 @@ class WgpuVectors(WgpuDevice):
             B.OVIDX: self._buffer(u32(indices)),
             B.OVVAL: self._buffer(u32(weights, np.float32)),
         }
-        self._vgroups: dict = {}
+        self._vgroups: dict[tuple[str, int], BindGroup] = {}
 
     def _allocate(self) -> None:
         """The n-vectors and reduction buffers of the current size."""
@@ -149,7 +153,7 @@ class WgpuVectors(WgpuDevice):
         self._stage_stats = self._staging(4 * (2 + 2 * MAX_BATCH))
         self._vparams = self._uniform(4 * len(VectorParam))
         self._params = np.zeros(len(VectorParam), dtype=np.uint32)
-        self._aa_buffers: dict = {}
+        self._aa_buffers: dict[VectorBinding, Buffer] = {}
         self._prior_of: np.ndarray | None = None
         self._uniform_prior = False
 
@@ -329,7 +333,7 @@ class WgpuDiffusion(WgpuVectors):
 
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot)
-        self._aa_pipelines: dict[int, dict] = {}
+        self._aa_pipelines: dict[int, dict[str, Pipeline]] = {}
         self._aa_m: int | None = None
         #: Anderson restarts of the last device solve.
         self.anderson_restarts = 0
@@ -386,7 +390,9 @@ class WgpuDiffusion(WgpuVectors):
         encoder.copy_buffer_to_buffer(self._stats, 0, self._stage_stats, 0, stats_bytes(m))
         return encoder.finish()
 
-    def _anderson_step(self, m: int, slot: int, mix: np.ndarray | None, command: Any) -> tuple:
+    def _anderson_step(
+        self, m: int, slot: int, mix: np.ndarray | None, command: CommandBuffer
+    ) -> tuple[np.ndarray, CommandBuffer]:
         """Submit ``command`` with slot ``slot`` and coefficients ``mix`` (None:
         no mix), record the next submission while it runs, wait, and return
         the float64 scalars (the L1 change and the Gram products) and the next
@@ -469,7 +475,8 @@ class WgpuDiffusion(WgpuVectors):
         done = time.perf_counter()
         self.timings["device_encode"] += t_wait - t
         self.timings["device_wait"] += done - t_wait
-        return (stats[2::2] + stats[3::2]).tolist()
+        changes: list[float] = (stats[2::2] + stats[3::2]).tolist()
+        return changes
 
     def solve_diffusion(
         self,

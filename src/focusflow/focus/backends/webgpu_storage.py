@@ -18,8 +18,9 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from enum import IntEnum
+from typing import Any, TypeVar, cast
 
 import numba as nb
 import numpy as np
@@ -53,15 +54,22 @@ MAX_BATCH = 32
 #: L1 changes; copying the iterate back and converting it to float64.
 TIMING_KEYS = ("device_setup", "device_encode", "device_wait", "device_readback")
 
-#: A wgpu buffer (the ``wgpu`` package is imported only when a device is made).
+#: A wgpu buffer, compute pipeline, bind group and command buffer (the
+#: ``wgpu`` package, which ships no types, is imported only when a device is
+#: made).
 Buffer = Any
+Pipeline = Any
+BindGroup = Any
+CommandBuffer = Any
+#: The binding enum of one shader module (``wgsl.MatrixBinding``, ...).
+_Binding = TypeVar("_Binding", bound=IntEnum)
 
 
 def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
     """Whether wgpu imports and finds an adapter (a real GPU if ``require_gpu``)."""
     try:
         import wgpu
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - ImportError, or whatever loading wgpu-native raises
         return (
             False,
             f"wgpu is not installed ({type(exc).__name__}: {exc}); pip install 'focusflow[webgpu]'",
@@ -69,7 +77,7 @@ def wgpu_available(require_gpu: bool = False) -> tuple[bool, str]:
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # Mesa asks for it
     try:
         adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe: any driver error means no adapter
         return (
             False,
             f"no WebGPU adapter ({type(exc).__name__}: {exc}); install Mesa's Vulkan or GL drivers",
@@ -131,7 +139,7 @@ class WgpuDevice:
             **self._compile(shader("scatter"), ("scatter",)),
         }
 
-    def _compile(self, code: str, names: tuple[str, ...]) -> dict:
+    def _compile(self, code: str, names: tuple[str, ...]) -> dict[str, Pipeline]:
         """Compute pipelines for the entry points ``names`` of a WGSL module."""
         module = self.device.create_shader_module(code=code)
         return {
@@ -157,10 +165,16 @@ class WgpuDevice:
         usage = self.wgpu.BufferUsage.UNIFORM | self.wgpu.BufferUsage.COPY_DST
         return self.device.create_buffer(size=nbytes, usage=usage)
 
-    def _bind_group(self, name: str, buffers: dict) -> Any:
+    def _bind_group(self, name: str, buffers: Mapping[_Binding, Buffer]) -> BindGroup:
+        # BINDINGS[name] are members of the binding enum of name's module,
+        # the enum that keys ``buffers``.
+        by_binding = cast("Mapping[IntEnum, Buffer]", buffers)
         layout = self._pipelines[name].get_bind_group_layout(0)
         entries = [
-            {"binding": b, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
+            {
+                "binding": b,
+                "resource": {"buffer": by_binding[b], "offset": 0, "size": by_binding[b].size},
+            }
             for b in BINDINGS[name]
         ]
         return self.device.create_bind_group(layout=layout, entries=entries)
@@ -177,7 +191,7 @@ class WgpuDevice:
         stage: Buffer,
         nbytes: int,
         convert: Callable[[np.ndarray], np.ndarray] = np.copy,
-        parts: dict | None = None,
+        parts: dict[str, float] | None = None,
     ) -> np.ndarray:
         """``convert`` of the first ``nbytes`` of the staging buffer ``stage`` as float32.
 
@@ -279,8 +293,8 @@ class DeviceSell:
         }
         self.uniform = dev._uniform(4 * len(MatrixParam))
         self.buffers[B.PARAMS] = self.uniform
-        self._written: tuple | None = None
-        self._groups: dict = {}
+        self._written: tuple[float, int] | None = None
+        self._groups: dict[tuple[str, Buffer, Buffer], BindGroup] = {}
         #: Rows the matrix has, and rows past them that the product zeroes
         #: (particles added after the build; their sums come from the overlay).
         self.rows = len(indptr) - 1
@@ -310,7 +324,7 @@ class DeviceSell:
         dev.device.queue.write_buffer(self.uniform, 0, params)
         self._written = (scale, self.tail)
 
-    def steps(self) -> tuple:
+    def steps(self) -> tuple[tuple[str, tuple[int, int, int], int], ...]:
         """``(kernel, workgroups, count)`` of the product's passes."""
         return (
             (
@@ -378,7 +392,7 @@ _READBACK_PARTS = 256
 
 
 @nb.njit(cache=True, parallel=True)
-def _normalise_into(x32, out, nparts):
+def _normalise_into(x32: np.ndarray, out: np.ndarray, nparts: int) -> float:
     """``out = x32 / sum(x32)`` in float64; returns the sum (not finite or <= 0: nothing written).
 
     Both passes run on all cores straight from the mapped staging memory; the
@@ -423,7 +437,8 @@ def normalised(x32: np.ndarray) -> np.ndarray:
         total = float(x32.sum(dtype=np.float64))
         if not math.isfinite(total) or total <= 0:
             raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-        return np.divide(x32, total, dtype=np.float64)
+        scaled: np.ndarray = np.divide(x32, total, dtype=np.float64)
+        return scaled
     out = np.empty(len(x32))
     total = _normalise_into(x32, out, _READBACK_PARTS)
     if not math.isfinite(total) or total <= 0:

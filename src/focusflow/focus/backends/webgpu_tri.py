@@ -40,7 +40,13 @@ from focusflow.focus.anderson import AndersonWindow
 from focusflow.focus.backends.base import DeviceSolve, Progress, inverse_out_weight
 from focusflow.focus.backends.symmetric import symmetric_matrix
 from focusflow.focus.backends.webgpu_diffusion import WgpuDiffusion, mix_coefficients, stats_bytes
-from focusflow.focus.backends.webgpu_storage import DeviceSell, as_float64, nparts
+from focusflow.focus.backends.webgpu_storage import (
+    BindGroup,
+    CommandBuffer,
+    DeviceSell,
+    as_float64,
+    nparts,
+)
 from focusflow.focus.backends.wgsl import (
     MAX_ANDERSON,
     TRI_KERNELS,
@@ -54,7 +60,7 @@ from focusflow.focus.spectral import heat_coefficients
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 if TYPE_CHECKING:
-    from focusflow.focus.params import FocusParams
+    from focusflow.focus.params import FocusParams, LaplacianKind
     from focusflow.focus.spectral import HeatState, SpringsState
 
 T = TriBinding
@@ -77,11 +83,11 @@ class WgpuTri(WgpuDiffusion):
         self._sym: DeviceSell | None = None
         #: The host CSR of ``_sym`` (``ptr``, ``idx``, ``w``): what a patch compares.
         self._sym_csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._sym_kind: str | None = None
+        self._sym_kind: LaplacianKind | None = None
         self._sym_stale = True
         self._tri_n = -1
         self._springs_of: object = None
-        self._tgroups: dict = {}
+        self._tgroups: dict[tuple[str, int, int], BindGroup] = {}
         #: Symmetric matrices built, and patches that wrote new values into one.
         self.sym_builds = 0
         self.sym_patches = 0
@@ -94,7 +100,7 @@ class WgpuTri(WgpuDiffusion):
         self._tgroups = {}
         self._sym_stale = True
 
-    def setup_laplacian(self, kind: str) -> None:
+    def setup_laplacian(self, kind: LaplacianKind) -> None:
         """``A = W + W^T`` in SELL-32 on the device and ``(sigma, diag)`` per particle.
 
         Built on the host (``symmetric_matrix``) once per snapshot version; after
@@ -383,7 +389,6 @@ class _TriRun:
         op, params, policy, m = self.op, self.params, self.policy, self.m
         _, lam_s, lam_h = params.weights
         tp, floats = op._tp, op._tp.view(np.float32)
-        queue = op.device.queue
         mix: np.ndarray | None = None
         exact = heat_valid = False
         res = 1.0
@@ -431,15 +436,7 @@ class _TriRun:
                 self.heat_state.terms += len(coeffs)
                 op.tri_counts["heat_terms"] += len(coeffs)
                 heat_valid = True
-            if not m:
-                queue.write_buffer(op._counter, 0, np.zeros(4, dtype=np.uint32))
-            queue.submit([command_b])
-            op._cur = 1 - op._cur
-            t_wait = time.perf_counter()
-            op.timings["device_encode"] += t_wait - t
-            stats = op._map(op._stage_stats, nbytes, as_float64)
-            op.timings["device_wait"] += time.perf_counter() - t_wait
-            pairs = stats[2::2] + stats[3::2]
+            pairs = self._submit_blend(command_b, nbytes, t)
             res = float(pairs[0])
             self.history.append(res)
             if not math.isfinite(res):
@@ -455,6 +452,24 @@ class _TriRun:
                 self.window.reset()
             mix = mix_coefficients(self.window, pairs, m) if m else None
         return False
+
+    def _submit_blend(self, command: CommandBuffer, nbytes: int, t: float) -> np.ndarray:
+        """Submit a step's blend (B), wait for its ``nbytes`` of scalars and
+        return them with each (hi, lo) pair summed: the L1 change, then the
+        Gram products. ``t``: when (B)'s encoding began; until the submit
+        that time counts as encoding."""
+        op = self.op
+        queue = op.device.queue
+        if not self.m:
+            queue.write_buffer(op._counter, 0, np.zeros(4, dtype=np.uint32))
+        queue.submit([command])
+        op._cur = 1 - op._cur
+        t_wait = time.perf_counter()
+        op.timings["device_encode"] += t_wait - t
+        stats = op._map(op._stage_stats, nbytes, as_float64)
+        op.timings["device_wait"] += time.perf_counter() - t_wait
+        pairs: np.ndarray = stats[2::2] + stats[3::2]
+        return pairs
 
     def _springs(self, scalars: np.ndarray, springs: bool) -> np.ndarray:
         """More CG batches while the device says CG has not stopped; counts
