@@ -297,8 +297,8 @@ class FocusEngine:
         t2 = time.perf_counter()
         src, dst = self._internal_ids(links.src[first:last], links.dst[first:last])
         fresh = (src, dst, weights)
-        # The host part of a deferred block, by step (its spread between blocks
-        # on the GPU host was 1-11 ms; bench/RESULTS.md, 2026-11-23 14:16).
+        # The host part of a deferred block, by step: it varies between blocks
+        # by milliseconds on a GPU host, and a total alone cannot say where.
         steps = {
             "links_check": t1 - t0,
             "links_weights": t2 - t1,

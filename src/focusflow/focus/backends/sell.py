@@ -30,10 +30,9 @@ from focusflow.graph.csr import balanced_chunks, radix_argsort
 C = 8
 #: The CPU kernels index with unsigned integers: numba wraps a negative signed
 #: index around (``a[-1]``), and that check turned every load of the slot
-#: arrays into a masked gather. Unsigned, the slots load as plain vectors:
-#: 36 -> 28 ms per symmetric product and 22 -> 17 ms per diffusion product at
-#: R-MAT scale 20 (bench/RESULTS.md). Slot indices are never negative
-#: (``check_structure``).
+#: arrays into a masked gather. Unsigned, the slots load as plain vectors, and
+#: a product takes about a quarter less time (bench/RESULTS.md, tri_cost.py).
+#: Slot indices are never negative (``check_structure``).
 U64 = np.uint64
 UC = np.uint64(C)
 #: Chunks of groups (equal slots each) that fill the storage in parallel.
