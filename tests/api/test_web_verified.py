@@ -14,8 +14,8 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 
 import httpx
@@ -62,10 +62,15 @@ CHAIN_ID = "focusflow-test-verified"
 
 @contextmanager
 def serve(app, port: int | None = None) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a loopback port in a thread; yields its URL."""
+    """Run ``app`` under uvicorn on a loopback port in a thread; yields its URL.
+
+    On exit the server closes its connections, runs the app's lifespan shutdown
+    and closes its loop in its own thread, which must end: a connection left
+    open there would fail to close with the loop.
+    """
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -78,6 +83,7 @@ def serve(app, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+        assert not thread.is_alive(), "server did not stop"
 
 
 @pytest.fixture(scope="module")
@@ -710,8 +716,18 @@ class LyingProxy:
             routes=[
                 WebSocketRoute("/v1/ws", self.relay),
                 Route("/{path:path}", self.forward, methods=["GET", "POST"]),
-            ]
+            ],
+            lifespan=self.lifespan,
         )
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Closes the upstream client when the server stops: its pooled
+        connections live on the server's loop and must close before it does."""
+        yield
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
 
     async def forward(self, request: Request) -> Response:
         if self.lie == "name_invented" and request.url.path == f"/v1/names/{GHOST_NAME}":
