@@ -31,7 +31,8 @@ class PeerProcess:
         )
         self.events: queue.Queue[dict] = queue.Queue()
         self.log: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         self.id = ""
         self.port = 0
         if wait:
@@ -104,3 +105,9 @@ class PeerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
+        # The process is gone, so its stdout ends and the reader with it; then
+        # both pipes are closed here rather than left to the garbage collector.
+        self.reader.join(timeout=5)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.stdout.close()
