@@ -169,28 +169,28 @@ def _kill_mid_write(home: Path) -> tuple[int, int, bool]:
     """Run the writer until a background write is in flight, then SIGKILL the
     node and its child together (a crash); returns the last durable
     height, the last committed one, and whether the write was cut short."""
-    proc = _writer(home)
     tmp = home / "focus.ckpt.tmp"
     durable = committed = -1
     cut = False
-    try:
-        for line in proc.stdout:
-            word, h = line.split()
-            if word == "durable":
-                durable = int(h)
-                continue
-            committed = int(h)
-            deadline = time.monotonic() + 2.0
-            while not tmp.exists() and time.monotonic() < deadline:
-                time.sleep(0.0005)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            cut = tmp.exists()
-            break
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    # leaving the with block closes the writer's stdout pipe and waits for it
+    with _writer(home) as proc:
+        try:
+            for line in proc.stdout:
+                word, h = line.split()
+                if word == "durable":
+                    durable = int(h)
+                    continue
+                committed = int(h)
+                deadline = time.monotonic() + 2.0
+                while not tmp.exists() and time.monotonic() < deadline:
+                    time.sleep(0.0005)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                cut = tmp.exists()
+                break
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
     return durable, committed, cut
 
 

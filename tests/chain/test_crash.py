@@ -25,27 +25,27 @@ def kill_at_random(home: Path, seed: int, rng: random.Random) -> tuple[int, str]
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         "NUMBA_NUM_THREADS": "1",
     }
-    proc = subprocess.Popen(
+    target = rng.randint(1, 4)
+    last = (0, "")
+    deadline = time.monotonic() + 120
+    # leaving the with block closes the writer's stdout pipe and waits for it
+    with subprocess.Popen(
         [sys.executable, "-m", "tests.chain.crash_writer", str(home), str(seed)],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
         cwd=ROOT,
-    )
-    target = rng.randint(1, 4)
-    last = (0, "")
-    deadline = time.monotonic() + 120
-    try:
-        for line in proc.stdout:
-            _, h, root = line.split()
-            last = (int(h), root)
-            if int(h) >= target or time.monotonic() > deadline:
-                break
-        time.sleep(rng.uniform(0.0, 0.3))  # somewhere inside the next commit, or not
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:
+        try:
+            for line in proc.stdout:
+                _, h, root = line.split()
+                last = (int(h), root)
+                if int(h) >= target or time.monotonic() > deadline:
+                    break
+            time.sleep(rng.uniform(0.0, 0.3))  # somewhere inside the next commit, or not
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
     return last
 
 
