@@ -258,8 +258,7 @@ def test_binds_loopback_by_default_and_needs_public_for_more(tmp_path):
         assert refused.wait(timeout=60) == 2
         assert b"--public" in refused.stderr.read()
     finally:
-        if refused.poll() is None:
-            stop([refused])
+        stop([refused])  # reaps it if it is still running and closes its stderr pipe
     proc, port = _start(tmp_path, host="0.0.0.0", extra=("--public",))
     try:
         assert _listening_addresses(port) == {"0.0.0.0"}

@@ -80,7 +80,10 @@ def redis_process(exe: str, port: int, directory: Path) -> subprocess.Popen:
 
 
 def stop(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
-    """Terminate child processes, killing those that do not exit in time."""
+    """Terminate child processes, killing those that do not exit in time, and
+    close the pipes they were started with (a caller's ``stderr=PIPE``): once
+    a process is gone nothing reads them, and an open pipe is a file descriptor
+    held until the garbage collector finds it."""
     for p in procs:
         p.terminate()
     for p in procs:
@@ -89,3 +92,6 @@ def stop(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(timeout)
+        for pipe in (p.stdin, p.stdout, p.stderr):
+            if pipe is not None:
+                pipe.close()
