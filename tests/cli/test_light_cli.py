@@ -326,6 +326,31 @@ def test_a_witness_on_another_fork_is_reported(net, tmp_path, capsys):
     assert r.code == 0, r
 
 
+def test_every_node_a_command_asks_is_closed_when_it_ends(net, tmp_path, capsys, monkeypatch):
+    from focusflow.light import client as light_client
+
+    opened: list[light_client.Node] = []
+
+    class Recorded(light_client.Node):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(light_client, "Node", Recorded)
+    home = tmp_path / "light"
+    r = sync(capsys, net["url_a"], home, net["genesis"], "--witness", net["url_a"])
+    assert r.code == 0, r
+    r = sync(capsys, net["url_a"], tmp_path / "l2", net["genesis"], "--witness", net["url_b"])
+    assert_lie(r, "fork")
+    r = run_cli(capsys, "light", "query", "name", "hubname", "--node", net["url_a"],
+                "--home", home, "--json")  # fmt: skip
+    assert r.code == 0, r
+    r = run_cli(capsys, "light", "sample", "--node", net["url_a"], "--height", 3,
+                "--home", home, "--json")  # fmt: skip
+    assert r.code == 0, r
+    assert len(opened) == 6 and all(node.http.is_closed for node in opened)
+
+
 def test_another_chains_genesis_is_refused(net, tmp_path, capsys):
     raw = json.loads(net["genesis"].read_text())
     raw["chain_id"] = "focusflow-other"

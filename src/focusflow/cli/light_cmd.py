@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,13 +52,19 @@ PeriodOpt = typer.Option(
 )
 
 
-def _client(node: str, home: str, timeout: float, period: float) -> LightClient:
+@contextmanager
+def _client(node: str, home: str, timeout: float, period: float) -> Iterator[LightClient]:
+    """A light client over the store in ``home`` asking ``node``; the connection
+    to the node is closed when the block ends (a command also runs in-process,
+    from tests and scripts, where nothing else would close it)."""
     from focusflow.light.client import LightClient, Node
     from focusflow.light.store import LightStore
 
     if not timeout > 0 or not period > 0:
         raise InvalidParameterError("--timeout and --trusting-period must be > 0")
-    return LightClient(LightStore.open(Path(home)), Node(node, timeout), trusting_period_s=period)
+    store = LightStore.open(Path(home))
+    with Node(node, timeout) as asked:
+        yield LightClient(store, asked, trusting_period_s=period)
 
 
 def _print(data: dict, as_json: bool) -> None:
@@ -96,21 +104,23 @@ def sync_cmd(
     trusted_hash = _hash(trust_hash) if trust_hash is not None else None
     chain_id, genesis_set = genesis_trust(genesis) if genesis is not None else (None, None)
     store = LightStore.open(Path(home), chain_id)
-    client = LightClient(store, Node(node, timeout), trusting_period_s=trusting_period)
-    if trust_height is not None and trusted_hash is not None:
-        client.trust_hash(trust_height, trusted_hash)
-    elif len(store) == 0:
-        if genesis_set is None:
-            raise InvalidParameterError("a new light store needs --genesis")
-        client.trust_genesis(genesis_set)
-    try:
-        with loading(f"verifying the headers of {node}", not as_json):
-            head = client.sync()
-            for url in witness:
-                client.check_witness(Node(url, timeout), head)
-    finally:
-        if len(store):
-            store.save()
+    with Node(node, timeout) as primary:
+        client = LightClient(store, primary, trusting_period_s=trusting_period)
+        if trust_height is not None and trusted_hash is not None:
+            client.trust_hash(trust_height, trusted_hash)
+        elif len(store) == 0:
+            if genesis_set is None:
+                raise InvalidParameterError("a new light store needs --genesis")
+            client.trust_genesis(genesis_set)
+        try:
+            with loading(f"verifying the headers of {node}", not as_json):
+                head = client.sync()
+                for url in witness:
+                    with Node(url, timeout) as other:
+                        client.check_witness(other, head)
+        finally:
+            if len(store):
+                store.save()
     _print(
         {"height": head.height, "hash": head.hash.hex(), "verified_headers": client.verified},
         as_json,
@@ -145,8 +155,8 @@ def query_particle(
 ) -> None:
     """A particle's committed focus, proven against a verified header's focus root."""
     cid, _ = particle(cid)
-    client = _client(node, home, timeout, trusting_period)
-    a = _run_query(client, lambda: client.particle(cid))
+    with _client(node, home, timeout, trusting_period) as client:
+        a = _run_query(client, lambda: client.particle(cid))
     _print(
         {
             "particle": a.particle,
@@ -171,8 +181,8 @@ def query_balance(
 ) -> None:
     """An account's balance, nonce and bond, proven against a verified state root."""
     raw = decode_address(address)
-    client = _client(node, home, timeout, trusting_period)
-    a = _run_query(client, lambda: client.balance(raw))
+    with _client(node, home, timeout, trusting_period) as client:
+        a = _run_query(client, lambda: client.balance(raw))
     _print(
         {
             "address": a.address,
@@ -198,8 +208,8 @@ def query_name(
     """A name's particle and owner (or proven unregistered: both null)."""
     if not 1 <= len(name) <= 64:
         raise InvalidParameterError("a name is 1 to 64 characters")
-    client = _client(node, home, timeout, trusting_period)
-    a = _run_query(client, lambda: client.name(name))
+    with _client(node, home, timeout, trusting_period) as client:
+        a = _run_query(client, lambda: client.name(name))
     _print(
         {"name": a.name, "cid": a.cid, "owner": a.owner, "height": a.height, "verified": True},
         as_json,
@@ -225,8 +235,8 @@ def query_links(
     if direction not in ("in", "out"):
         raise InvalidParameterError("--direction is in or out")
     cid, _ = particle(cid)
-    client = _client(node, home, timeout, trusting_period)
-    a = _run_query(client, lambda: client.links(cid, direction, offset, limit))
+    with _client(node, home, timeout, trusting_period) as client:
+        a = _run_query(client, lambda: client.links(cid, direction, offset, limit))
     _print(
         {
             "particle": a.particle,
@@ -256,10 +266,10 @@ def sample_cmd(
 
     Exit status 0: available; 3: unavailable or the header does not verify.
     """
-    client = _client(node, home, timeout, trusting_period)
-    block = _run_query(client, lambda: client.block_at(height))
     rng = random.Random(seed) if seed is not None else random.SystemRandom()
-    result = sample_verified(client.node, block, samples, rng)
+    with _client(node, home, timeout, trusting_period) as client:
+        block = _run_query(client, lambda: client.block_at(height))
+        result = sample_verified(client.node, block, samples, rng)
     _print(result, as_json)
     if not result["available"]:
         raise SystemExit(EXIT_VERIFICATION)

@@ -78,6 +78,12 @@ class Node:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def get(self, path: str, params: dict | None = None) -> Any:
         """The JSON of a 200 answer; NodeRequestError for an error answer."""
         try:
