@@ -258,7 +258,8 @@ def test_import_bostrom_is_idempotent_and_resumes(env, capsys):
     # Every neuron holds exactly its links of the file (duplicates counted once).
     import csv
 
-    rows = list(csv.DictReader(SAMPLE.open()))
+    with SAMPLE.open() as f:
+        rows = list(csv.DictReader(f))
     per_neuron: dict[str, set] = {}
     for r in rows:
         if r["particle_from"] != r["particle_to"]:

@@ -54,7 +54,13 @@ def proxy(target: str, rewrite) -> tuple[str, callable]:
                 body = json.dumps(changed).encode()
         return Response(body, status_code=r.status_code, media_type="application/json")
 
-    return serve(app)
+    url, stop_server = serve(app)
+
+    def stop() -> None:
+        stop_server()
+        upstream.close()
+
+    return url, stop
 
 
 @pytest.fixture(scope="module")

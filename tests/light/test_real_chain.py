@@ -45,10 +45,21 @@ def changing(tmp_path_factory):
     net.chain.close()
 
 
-def client_for(chain, url, tmp_path) -> LightClient:
-    client = LightClient(LightStore(tmp_path, chain.chain_id), Node(url))
-    client.trust_genesis(chain.validators_at(1))
-    return client
+@pytest.fixture
+def client_for():
+    """Makes a light client of ``chain`` asking the node at ``url``, trusting its
+    genesis set; the connections of the clients it made close when the test ends."""
+    nodes: list[Node] = []
+
+    def make(chain, url, tmp_path) -> LightClient:
+        nodes.append(Node(url))
+        client = LightClient(LightStore(tmp_path, chain.chain_id), nodes[-1])
+        client.trust_genesis(chain.validators_at(1))
+        return client
+
+    yield make
+    for node in nodes:
+        node.close()
 
 
 def test_the_header_route_is_the_chains_header(changing):
@@ -71,7 +82,7 @@ def test_the_header_route_is_the_chains_header(changing):
     assert httpx.get(f"{url}/v1/light/header/latest").json()["height"] == chain.height
 
 
-def test_sync_follows_real_set_changes_adjacent_and_skipping(changing, tmp_path):
+def test_sync_follows_real_set_changes_adjacent_and_skipping(changing, tmp_path, client_for):
     chain, url = changing
     client = client_for(chain, url, tmp_path)
     client.sync(EPOCH)
@@ -189,7 +200,7 @@ def test_stored_blocks_are_rechecked_against_their_hash(tmp_path):
         LightStore.open(tmp_path)
 
 
-def test_links_of_many_blocks_map_to_their_messages(tmp_path):
+def test_links_of_many_blocks_map_to_their_messages(tmp_path, client_for):
     """Link ids map to the messages of the blocks that made them (a page inside the
     hub's links, and a particle linked to from two blocks)."""
     chain = build_chain(tmp_path / "c", 8)
@@ -242,14 +253,15 @@ def test_an_answer_over_the_size_cap_is_refused(tmp_path):
 
     url, stop = serve(app)
     try:
-        client = LightClient(LightStore(tmp_path, "c"), Node(url))
-        with pytest.raises(MalformedAnswerError, match="over"):
-            client.trust_genesis(validator_set([{"public_key": "11" * 32, "power": 1}]))
+        with Node(url) as node:
+            client = LightClient(LightStore(tmp_path, "c"), node)
+            with pytest.raises(MalformedAnswerError, match="over"):
+                client.trust_genesis(validator_set([{"public_key": "11" * 32, "power": 1}]))
     finally:
         stop()
 
 
-def test_a_links_page_ends_at_its_byte_cap(tmp_path, monkeypatch):
+def test_a_links_page_ends_at_its_byte_cap(tmp_path, monkeypatch, client_for):
     from focusflow.api import routes_light
     from focusflow.core.cid import cid_from_bytes
     from tests.chain.helpers import particle
