@@ -104,6 +104,7 @@ def start_devnet(
                     pass
         time.sleep(0.1)
     proc.kill()
+    proc.wait(10)
     raise AssertionError(f"devnet did not start in {timeout}s:\n{log_path.read_text()}")
 
 

@@ -168,3 +168,45 @@ def test_the_service_answers_the_heights_it_keeps():
         service.query("r(a, b) :- balance(a, b).", "r", height=5)
     assert service.query("r(a, b) :- balance(a, b).", "r").total == 0
     service.close()
+
+
+def test_an_answer_outlives_its_height_falling_out_of_the_kept_ones():
+    """Blocks go on while a slow answer runs: its source stays open under it
+    and its proof is built from the view it was evaluated on."""
+    import threading
+
+    views, _ = _chain_of_blocks(11, blocks=8)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_balances(reader):
+        started.set()
+        assert release.wait(30)
+        return [("alice", 5), ("bob", 7)]
+
+    node = _Node(views[0])
+    node.chain.height = views[0].height
+    service = QueryService(node, head_relations={"balance": slow_balances})
+    service.on_block(_Event(views[0]))
+    got = {}
+
+    def slow_query():
+        got["answer"] = service.query_with_view("r(a, b) :- balance(a, b).", "r")
+
+    worker = threading.Thread(target=slow_query)
+    worker.start()
+    assert started.wait(30)
+    slow_source = service.source_at(views[0].height)
+    for fview in views[1:]:  # more heights than the service keeps
+        node.view = fview
+        node.chain.height = fview.height
+        service.on_block(_Event(fview))
+        service.query("r(x, y) :- link(x, y).", "r")
+    release.set()
+    worker.join(30)
+    assert not slow_source.holds_connection  # closed by its last reader, not leaked
+    answer, fview = got["answer"]
+    assert answer.total == 2
+    assert answer.height == fview.height == views[0].height
+    with pytest.raises(HeightUnavailableError):
+        service.query("r(x, y) :- link(x, y).", "r", height=views[0].height)
+    service.close()

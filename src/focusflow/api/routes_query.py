@@ -123,7 +123,7 @@ def parse_query(doc: Any, max_output: int) -> dict[str, Any]:
 def _run(request: Request, doc: Any) -> dict[str, Any]:
     service = _service(request)
     req = parse_query(doc, service.limits.max_output)
-    answer = service.query(
+    answer, view = service.query_with_view(
         req["program"],
         req["output"],
         limit=req["limit"],
@@ -134,7 +134,6 @@ def _run(request: Request, doc: Any) -> dict[str, Any]:
     out = answer.to_json()
     out["seconds"] = round(answer.elapsed_s, 6)
     if req["prove"]:
-        view = service.source_at(answer.height).fview
         out["program"] = req["program"]
         out["proofs"] = prove_answer(request, view, answer)
     return out

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from focusflow.chain.focus_view import FocusView
@@ -74,6 +75,10 @@ class QueryService:
         self._slots = threading.BoundedSemaphore(max_running)
         self._lock = threading.Lock()
         self._sources: OrderedDict[int, NodeSource] = OrderedDict()
+        # Answers running on each source: one that falls out of the kept
+        # heights mid-answer is closed by its last reader, not under it.
+        self._readers: dict[int, int] = {}
+        self._retired: dict[int, NodeSource] = {}
         self._views: list[FocusView] = []
         self._viewset: ViewSet | None = None
         self._view_lock = threading.Lock()
@@ -97,31 +102,61 @@ class QueryService:
                 self._wake.notify()
 
     def source_at(self, height: int | None) -> NodeSource:
+        """The source answering at ``height`` (the head when None).
+
+        A caller that evaluates on it while blocks go on should hold it with
+        :meth:`reading` instead, so it is not closed under the caller."""
         with self._lock:
-            head = self.node.view
-            if not self._views or self._views[-1].height < head.height:
-                self._views.append(head)
-                del self._views[:-KEEP_HEIGHTS]
-            kept = {v.height: v for v in self._views}
-            at = head.height if height is None else height
-            if at not in kept:
-                low = min(kept)
-                raise HeightUnavailableError(
-                    f"height {at} is not kept: this node answers heights {low} to {head.height}"
-                )
-            source = self._sources.get(at)
-            if source is None:
-                source = NodeSource(
-                    kept[at],
-                    self.node.chain,
-                    memory_limit=self.memory_limit,
-                    head_relations=self.head_relations,
-                )
-                self._sources[at] = source
-                while len(self._sources) > KEEP_HEIGHTS:
-                    _, old = self._sources.popitem(last=False)
+            return self._source_locked(height)
+
+    @contextmanager
+    def reading(self, height: int | None) -> Iterator[NodeSource]:
+        """Hold the source at ``height`` open for as long as the block lasts."""
+        with self._lock:
+            source = self._source_locked(height)
+            key = id(source)
+            self._readers[key] = self._readers.get(key, 0) + 1
+        try:
+            yield source
+        finally:
+            with self._lock:
+                left = self._readers[key] - 1
+                if left:
+                    self._readers[key] = left
+                else:
+                    del self._readers[key]
+                    retired = self._retired.pop(key, None)
+                    if retired is not None:
+                        retired.close()
+
+    def _source_locked(self, height: int | None) -> NodeSource:
+        head = self.node.view
+        if not self._views or self._views[-1].height < head.height:
+            self._views.append(head)
+            del self._views[:-KEEP_HEIGHTS]
+        kept = {v.height: v for v in self._views}
+        at = head.height if height is None else height
+        if at not in kept:
+            low = min(kept)
+            raise HeightUnavailableError(
+                f"height {at} is not kept: this node answers heights {low} to {head.height}"
+            )
+        source = self._sources.get(at)
+        if source is None:
+            source = NodeSource(
+                kept[at],
+                self.node.chain,
+                memory_limit=self.memory_limit,
+                head_relations=self.head_relations,
+            )
+            self._sources[at] = source
+            while len(self._sources) > KEEP_HEIGHTS:
+                _, old = self._sources.popitem(last=False)
+                if id(old) in self._readers:
+                    self._retired[id(old)] = old
+                else:
                     old.close()
-            return source
+        return source
 
     def query(
         self,
@@ -133,6 +168,24 @@ class QueryService:
         timeout_s: float | None = None,
         prove: bool = False,
     ) -> Answer:
+        answer, _ = self.query_with_view(
+            program, output, limit=limit, height=height, timeout_s=timeout_s, prove=prove
+        )
+        return answer
+
+    def query_with_view(
+        self,
+        program: str,
+        output: str,
+        *,
+        limit: int | None = None,
+        height: int | None = None,
+        timeout_s: float | None = None,
+        prove: bool = False,
+    ) -> tuple[Answer, FocusView]:
+        """The answer and the view it was evaluated on: a proof of the answer
+        must be built from that very view, which may no longer be kept by the
+        time the caller asks for it."""
         if not self._slots.acquire(blocking=False):
             raise QueryBusyError("every query slot is taken; try again shortly")
         try:
@@ -141,8 +194,9 @@ class QueryService:
                 limits = Limits(
                     min(timeout_s, limits.timeout_s), limits.max_rows, limits.max_output
                 )
-            source = self.source_at(height)
-            return evaluate(program, source, output, limit=limit, limits=limits, prove=prove)
+            with self.reading(height) as source:
+                answer = evaluate(program, source, output, limit=limit, limits=limits, prove=prove)
+                return answer, source.fview
         finally:
             self._slots.release()
 
@@ -235,8 +289,9 @@ class QueryService:
             self._stopped = True
             self._wake.notify_all()
         with self._lock:
-            for source in self._sources.values():
+            for source in [*self._sources.values(), *self._retired.values()]:
                 source.close()
             self._sources.clear()
+            self._retired.clear()
         if self._viewset is not None:
             self._viewset.live.close()

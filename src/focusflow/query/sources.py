@@ -137,6 +137,11 @@ class TableSource:
             self._con = con
         return self._con
 
+    @property
+    def holds_connection(self) -> bool:
+        """Whether this source has a DuckDB connection open (memory held)."""
+        return self._con is not None
+
     def schema(self, name: str) -> Schema | None:
         return BASE_SCHEMAS.get(name)
 
