@@ -75,6 +75,40 @@ def test_request_errors_carry_codes_and_timeouts() -> None:
     run(main())
 
 
+def test_a_late_answer_is_dropped_not_blamed() -> None:
+    """A peer that answers after we stopped waiting was slow, not wrong: its
+    late answer is dropped without an offence (whether the timeout itself is
+    blamed is the requester's choice), and the connection stays up."""
+
+    async def main() -> None:
+        a, b = await pair()
+        answered = asyncio.Event()
+
+        async def slow(peer: bytes, payload: bytes) -> bytes:
+            await asyncio.sleep(0.5)
+            answered.set()
+            return b"late"
+
+        async def echo(peer: bytes, payload: bytes) -> bytes:
+            return payload
+
+        b.register("slow", slow)
+        b.register("echo", echo)
+        for _ in range(3):
+            with pytest.raises(RequestTimeoutError):
+                await a.request(b.id, "slow", b"", timeout=0.1, blame_timeout=False)
+        await asyncio.wait_for(answered.wait(), 5)
+        await asyncio.sleep(0.3)
+        assert a.stats.offences == 0
+        assert a.scores.score(b.id) == 0
+        assert not a._sessions[b.id].abandoned
+        assert await a.request(b.id, "echo", b"still here") == b"still here"
+        await a.stop()
+        await b.stop()
+
+    run(main())
+
+
 @pytest.mark.parametrize("dialers", ["ab", "aaa"], ids=["both-ways", "same-node-thrice"])
 def test_concurrent_dials_leave_one_connection(dialers: str) -> None:
     async def main() -> None:

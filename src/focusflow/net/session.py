@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Protocol
 
 from focusflow.core.errors import DecodeError
@@ -76,6 +77,10 @@ if TYPE_CHECKING:
     from focusflow.net.node import NetConfig
 
 log = logging.getLogger("focusflow.net")
+
+#: Requests we gave up waiting for, remembered per session so that their late
+#: answers are dropped instead of blamed on a peer that was only slow.
+MAX_ABANDONED = 256
 
 
 class SessionOwner(Protocol):
@@ -158,6 +163,8 @@ class Session:
         # asyncio from reporting a failed handshake as a never-retrieved exception.
         self.authenticated.add_done_callback(consume_error)
         self.pending: dict[int, asyncio.Future[Response | Error]] = {}
+        #: Our streams whose request timed out or was cancelled (the oldest forgotten).
+        self.abandoned: OrderedDict[int, None] = OrderedDict()
         self.inflight = 0
         #: Peer-initiated streams whose request we are answering.
         self.serving: set[int] = set()
@@ -304,6 +311,9 @@ class Session:
             future = self.pending.pop(stream_id)
             if not future.done():
                 future.set_result(message)
+        elif stream_id in self.abandoned and isinstance(message, Response | Error):
+            # The answer to a request we stopped waiting for: late, not wrong.
+            del self.abandoned[stream_id]
         elif (
             isinstance(message, Request)
             and self._peer_initiated(stream_id)
@@ -368,7 +378,10 @@ class Session:
             self._send(stream_id, message, end=True)
             return await asyncio.wait_for(future, timeout)
         finally:
-            self.pending.pop(stream_id, None)
+            if self.pending.pop(stream_id, None) is not None and not self.is_closed:
+                self.abandoned[stream_id] = None
+                while len(self.abandoned) > MAX_ABANDONED:
+                    self.abandoned.popitem(last=False)
 
     async def _write_loop(self) -> None:
         """Drain the outbox onto the control stream, pausing while the peer lags.
