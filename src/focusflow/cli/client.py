@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import httpx
-
 from focusflow.core.errors import FocusflowError, InvalidParameterError
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_NODE = "http://127.0.0.1:26657"
 TIMEOUT_S = 10.0
@@ -78,6 +79,8 @@ class Client:
     def __init__(
         self, url: str, *, source: str = "given by --node", timeout: float = TIMEOUT_S
     ) -> None:
+        import httpx  # here: a command that never calls a node does not load it
+
         self.url = check_url(url)
         self.source = source
         self._http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
@@ -111,6 +114,8 @@ class Client:
             raise
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
         try:
             response = self._http.request(method, path, **kw)
         except httpx.TimeoutException:

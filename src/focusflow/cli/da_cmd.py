@@ -20,13 +20,14 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import httpx
 import typer
 
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
 from focusflow.core.hashing import merkle_root
 
 if TYPE_CHECKING:
+    import httpx
+
     from focusflow.da import SampleRequest, ShareProof
 
 #: docs/da.md: 25 samples detect a withheld block with 99.9 % confidence
@@ -80,6 +81,8 @@ class Verdict:
 
 def header_data_root(client: httpx.Client, height: int) -> bytes:
     """The data root of the block header at ``height`` (the only thing trusted)."""
+    import httpx  # loaded by the commands that use it, not by every CLI start
+
     try:
         r = client.get(f"/v1/blocks/{height}")
     except httpx.HTTPError as exc:
@@ -99,6 +102,8 @@ def header_data_root(client: httpx.Client, height: int) -> bytes:
 
 def square_width(client: httpx.Client, height: int, data_root: bytes) -> tuple[int, str]:
     """``(k, "")`` when the node's row and column roots hash to ``data_root``; else ``(0, why)``."""
+    import httpx  # loaded by the commands that use it, not by every CLI start
+
     try:
         r = client.get(f"/v1/da/{height}")
     except httpx.HTTPError as exc:
@@ -121,6 +126,8 @@ def square_width(client: httpx.Client, height: int, data_root: bytes) -> tuple[i
 
 def fetch_share(client: httpx.Client, request: SampleRequest) -> ShareProof | None:
     """The share at the request's coordinates with its proof, or None if not served."""
+    import httpx  # loaded by the commands that use it, not by every CLI start
+
     path = f"/v1/da/{request.height}/shares/{request.row}/{request.col}"
     try:
         r = client.get(path)
@@ -152,6 +159,8 @@ def sample_block(
         raise InvalidParameterError(f"--node must be an http:// or https:// URL, got {node!r}")
     if not timeout > 0:
         raise InvalidParameterError(f"--timeout must be > 0, got {timeout}")
+    import httpx
+
     rng = random.Random(seed) if seed is not None else random.SystemRandom()
     with httpx.Client(base_url=node.rstrip("/"), timeout=timeout) as client:
         data_root = header_data_root(client, height)

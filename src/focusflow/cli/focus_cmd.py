@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -24,6 +23,8 @@ from focusflow.cli.common import SkipInvalidOpt, skipped_invalid, skipped_note
 from focusflow.core.errors import InputFileError, InvalidParameterError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from focusflow.focus.result import FocusResult
 
 focus_app = typer.Typer(
@@ -61,6 +62,7 @@ def _write_tsv(result: FocusResult, ids: np.ndarray, sink) -> None:
     millions of particles. Only the rows written are gathered (``--top``
     writes a few of many).
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv

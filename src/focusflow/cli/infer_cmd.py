@@ -16,9 +16,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,6 +33,9 @@ from focusflow.cli.common import (
 )
 from focusflow.core.cid import particle_cid
 from focusflow.core.errors import FocusflowError, InputFileError, InvalidParameterError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Lines of a --contexts file, and particles on one line.
 MAX_LINES = 1_000_000
@@ -122,6 +124,7 @@ class _GraphAnswerer:
         return row
 
     def top(self, context: list[str], k: int) -> dict[str, Any]:
+
         pred = self.engine.predict(context, semcons=self.semcons, other_semcons=self.others)
         ids, probs = pred.top(k)
         return {
@@ -134,6 +137,7 @@ class _GraphAnswerer:
         }
 
     def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
+
         for step in self.engine.walk(
             context, steps, semcons=self.semcons, other_semcons=self.others, **kw
         ):
@@ -237,6 +241,8 @@ class _ModelAnswerer:
         return out
 
     def _probs(self, ids: list[int]) -> tuple[np.ndarray, float]:
+        import numpy as np
+
         from focusflow.infer.engine import next_distribution
 
         t = time.perf_counter()
@@ -254,6 +260,8 @@ class _ModelAnswerer:
         return row
 
     def top(self, context: list[str], k: int) -> dict[str, Any]:
+        import numpy as np
+
         from focusflow.infer.engine import Prediction
 
         ids = self._ids(context)
@@ -269,6 +277,8 @@ class _ModelAnswerer:
         }
 
     def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
+        import numpy as np
+
         from focusflow.infer.sampling import draw
 
         rng = np.random.default_rng(kw["seed"])

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import typer
 
 from focusflow.cli.common import loading, particle
@@ -317,6 +316,8 @@ def _check_fraud(node: Node, block: LightBlock) -> None:
         from focusflow.da import befp_from_json, verify_bad_encoding_proof
     except ImportError:  # a DA layer without fraud proofs in JSON
         return
+    import httpx
+
     try:
         r = node.http.get(f"/v1/da/{block.height}/fraud")
         if r.status_code != 200:
