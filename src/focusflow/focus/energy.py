@@ -309,9 +309,14 @@ class FreeEnergyModel:
         t = _temperature(temperature)
         if t == 0:
             raise InvalidParameterError("the Boltzmann form needs temperature > 0")
+        return self._boltzmann(np.asarray(phi), t)[0]
+
+    def _boltzmann(self, phi: np.ndarray, t: float) -> tuple[float, np.ndarray]:
+        """``(||phi - q||_1, q)`` with ``q = softmax(-E(phi) / T)``."""
         e = -self.energy_gradient(phi) / t
         q = np.exp(e - e.max())
-        return float(np.abs(np.asarray(phi) - q / q.sum()).sum())
+        q /= q.sum()
+        return float(np.abs(phi - q).sum()), q
 
     def minimize(
         self,
@@ -363,17 +368,15 @@ class FreeEnergyModel:
         still measurable there, so these steps go on from where values can no
         longer tell better from worse, and never make the point worse.
         """
-        residual = self.boltzmann_residual(phi, t)
+        residual, target = self._boltzmann(phi, t)
         eta = 1.0
         for _ in range(steps):
             if residual == 0.0 or eta < 1e-6:
                 break
-            e = -self.energy_gradient(phi) / t
-            q = np.exp(e - e.max())
-            trial = (1.0 - eta) * phi + eta * (q / q.sum())
-            got = self.boltzmann_residual(trial, t)
+            trial = (1.0 - eta) * phi + eta * target
+            got, trial_target = self._boltzmann(trial, t)
             if got < residual:
-                phi, residual = trial, got
+                phi, residual, target = trial, got, trial_target
             else:
                 eta *= 0.5
         return phi

@@ -158,20 +158,9 @@ class QueryService:
                     old.close()
         return source
 
-    def query(
-        self,
-        program: str,
-        output: str,
-        *,
-        limit: int | None = None,
-        height: int | None = None,
-        timeout_s: float | None = None,
-        prove: bool = False,
-    ) -> Answer:
-        answer, _ = self.query_with_view(
-            program, output, limit=limit, height=height, timeout_s=timeout_s, prove=prove
-        )
-        return answer
+    def query(self, program: str, output: str, **options: Any) -> Answer:
+        """The answer alone; ``options`` as :meth:`query_with_view` takes them."""
+        return self.query_with_view(program, output, **options)[0]
 
     def query_with_view(
         self,
