@@ -242,7 +242,9 @@ def test_proved_rows_verify_and_a_tampered_answer_does_not(net, tmp_path):
         with pytest.raises(Exception) as err:
             verify_query_answer(_tampered(doc, how))
         assert err.value.code in ("bad_proof", "wrong_value", "malformed_answer"), how
-    named = _query(net, program=program, output="named", prove=True).json()
+    named_r = _query(net, program=program, output="named", prove=True)
+    assert named_r.status_code == 200, named_r.text
+    named = named_r.json()
     assert named["rows"] == [["kitty", cid_of_text("cats")]]
     assert {f["relation"] for f in named["proofs"]["facts"]} == {"name", "link"}
     verify_query_answer(named)

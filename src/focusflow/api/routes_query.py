@@ -96,7 +96,7 @@ def _balances(reader: Any) -> Iterator[tuple[str, int]]:
         yield encode_address(key[len(ACCOUNT_PREFIX) :]), int(decode(raw, "account")[0])
 
 
-#: The relations read from the store (newest height only), for QueryService.
+#: The relations read from the store (current values only), for QueryService.
 HEAD_RELATIONS: dict[str, HeadRelation] = {"name": _names, "balance": _balances}
 
 

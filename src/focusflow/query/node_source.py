@@ -5,9 +5,13 @@ The graph relations (``particle``, ``link``, ``weight``, ``neuron_link``,
 the immutable picture the producer publishes after every block, so a query
 never blocks the chain and a node that keeps the last few views answers
 "as of" any of them exactly. ``name`` and ``balance`` are read from the
-store, which keeps only current values: they are offered at the head's
-height only, and an older height asks for them in vain with a precise error.
-``block`` lists the stored headers up to the height. How names and balances
+store, which keeps only current values; a source is given a
+:class:`StoreSnapshot` of the store taken when its height was the newest (an
+LMDB read transaction, the store as it was then), and reads them there, so
+they stay right as of its height while later blocks commit. A source with no
+snapshot offers them only while the store is still at its height, and
+refuses them with a precise error after. ``block`` lists the stored headers
+up to the height. How names and balances
 are laid out in the state is the modules' business: the node passes readers
 for them (``head_relations``).
 
@@ -20,7 +24,9 @@ grows (which the views maintained block by block rely on).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from typing import Any, Protocol
 
 import numpy as np
@@ -56,6 +62,50 @@ class ChainReader(Protocol):
     def block_record(self, height: int) -> Any: ...
 
 
+class StoreSnapshot:
+    """The store's read transaction at one height, shared by the sources at
+    that height and closed when the last holder releases it.
+
+    A read transaction keeps the store's pages of its version from being
+    reused, so a node holds one per kept height (a few blocks' writes).
+    """
+
+    def __init__(self, stack: ExitStack, reader: Any) -> None:
+        self._stack = stack
+        self.reader = reader
+        self.height: int = reader.height
+        self._holders = 1
+        self._lock = threading.Lock()
+
+    @classmethod
+    def take(cls, chain: ChainReader, height: int) -> StoreSnapshot | None:
+        """The store at ``height``, or None if it has moved past it already."""
+        stack = ExitStack()
+        reader = stack.enter_context(chain.reader())
+        if reader.height != height:
+            stack.close()
+            return None
+        return cls(stack, reader)
+
+    def acquire(self) -> StoreSnapshot:
+        with self._lock:
+            if self._holders == 0:
+                raise RuntimeError("this store snapshot is closed")
+            self._holders += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            done = self._holders == 0
+        if done:
+            self._stack.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._holders == 0
+
+
 class NodeSource(TableSource):
     """The state at ``view.height`` (the view the producer published for it)."""
 
@@ -65,9 +115,12 @@ class NodeSource(TableSource):
         chain: ChainReader,
         *,
         head_relations: Mapping[str, HeadRelation] | None = None,
+        snapshot: StoreSnapshot | None = None,
         **options,
     ) -> None:
         super().__init__(**options)
+        self._snapshot: StoreSnapshot | None = None
+        self.hold(snapshot)
         self.fview = view
         self.chain = chain
         self.head_relations = dict(head_relations or {})
@@ -79,6 +132,19 @@ class NodeSource(TableSource):
         self._extra_names: list[str] = []
         self.symbols = SymbolTable(1 << 62, self._lookup, self._spell)
         self._view: GraphView | None = None
+
+    def hold(self, snapshot: StoreSnapshot | None) -> None:
+        """Read the head-only relations from ``snapshot`` (None: from the store
+        while it is at this height), releasing the one held before."""
+        if snapshot is not None:
+            snapshot.acquire()
+        old, self._snapshot = self._snapshot, snapshot
+        if old is not None:
+            old.release()
+
+    def close(self) -> None:
+        super().close()
+        self.hold(None)
 
     def state_root_at(self, height: int) -> str | None:
         """The state root of the stored block at ``height`` (hex), if stored."""
@@ -181,8 +247,12 @@ class NodeSource(TableSource):
         schema = self.schema(name) or ()
         read = self.head_relations.get(name)
         cols: list[list[int]] = [[] for _ in schema]
-        with self.chain.reader() as r:
-            self._at_head(r, name)
+        with ExitStack() as stack:
+            if self._snapshot is not None and self._snapshot.height == self.height:
+                r = self._snapshot.reader
+            else:
+                r = stack.enter_context(self.chain.reader())
+                self._at_head(r, name)
             for row in read(r) if read is not None else ():
                 for k, (value, t) in enumerate(zip(row, schema, strict=True)):
                     cols[k].append(

@@ -24,7 +24,7 @@ from focusflow.core.errors import FocusflowError
 from focusflow.query.engine import Answer, evaluate
 from focusflow.query.errors import HeightUnavailableError, QueryLimitError
 from focusflow.query.limits import Limits
-from focusflow.query.node_source import ChainReader, HeadRelation, NodeSource
+from focusflow.query.node_source import ChainReader, HeadRelation, NodeSource, StoreSnapshot
 from focusflow.query.views import LiveSource, MaintainedView, ViewSet
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,9 @@ class QueryService:
         self._readers: dict[int, int] = {}
         self._retired: dict[int, NodeSource] = {}
         self._views: list[FocusView] = []
+        # The store as it was at each kept height (taken as its block is
+        # announced), so names and balances are answered as of any of them.
+        self._snapshots: dict[int, StoreSnapshot] = {}
         self._viewset: ViewSet | None = None
         self._view_lock = threading.Lock()
         self._pending: FocusView | None = None
@@ -94,12 +97,28 @@ class QueryService:
         view = event.view
         with self._lock:
             if not self._views or self._views[-1].height != view.height:
-                self._views.append(view)
-                del self._views[:-KEEP_HEIGHTS]
+                self._keep_locked(view)
         if self._viewset is not None:
             with self._wake:
                 self._pending = view
                 self._wake.notify()
+
+    def _keep_locked(self, view: FocusView) -> None:
+        """Keep ``view`` as the newest height, with the store's snapshot at it
+        when the store has not moved past it (it has not while the block's
+        listeners run: the next block commits after them)."""
+        self._views.append(view)
+        del self._views[:-KEEP_HEIGHTS]
+        if view.height not in self._snapshots:
+            snapshot = StoreSnapshot.take(self.node.chain, view.height)
+            if snapshot is not None:
+                self._snapshots[view.height] = snapshot
+        kept = {v.height for v in self._views}
+        for h in [h for h in self._snapshots if h not in kept]:
+            self._snapshots.pop(h).release()
+
+    def _snapshot_locked(self, height: int) -> StoreSnapshot | None:
+        return self._snapshots.get(height)
 
     def source_at(self, height: int | None) -> NodeSource:
         """The source answering at ``height`` (the head when None).
@@ -132,8 +151,7 @@ class QueryService:
     def _source_locked(self, height: int | None) -> NodeSource:
         head = self.node.view
         if not self._views or self._views[-1].height < head.height:
-            self._views.append(head)
-            del self._views[:-KEEP_HEIGHTS]
+            self._keep_locked(head)
         kept = {v.height: v for v in self._views}
         at = head.height if height is None else height
         if at not in kept:
@@ -148,6 +166,7 @@ class QueryService:
                 self.node.chain,
                 memory_limit=self.memory_limit,
                 head_relations=self.head_relations,
+                snapshot=self._snapshot_locked(at),
             )
             self._sources[at] = source
             while len(self._sources) > KEEP_HEIGHTS:
@@ -192,12 +211,16 @@ class QueryService:
     # --- views ---------------------------------------------------------------
     def _ensure_views(self) -> ViewSet:
         if self._viewset is None:
-            live = LiveSource(
-                self.node.view,
-                self.node.chain,
-                memory_limit=self.memory_limit,
-                head_relations=self.head_relations,
-            )
+            head = self.node.view
+            with self._lock:
+                snapshot = self._snapshot_locked(head.height)
+                live = LiveSource(
+                    head,
+                    self.node.chain,
+                    memory_limit=self.memory_limit,
+                    head_relations=self.head_relations,
+                    snapshot=snapshot,
+                )
             self._viewset = ViewSet(live, self.limits)
             self._worker = threading.Thread(target=self._work, name="query-views", daemon=True)
             self._worker.start()
@@ -251,11 +274,18 @@ class QueryService:
                 views = self._viewset
                 if views is None or view.height <= (views.live.height or 0):
                     continue
+                with self._lock:
+                    snapshot = self._snapshot_locked(view.height)
+                    if snapshot is not None:
+                        snapshot.acquire()
                 try:
-                    added = views.advance(view)
+                    added = views.advance(view, snapshot)
                 except Exception:
                     log.exception("views could not advance to height %d", view.height)
                     continue
+                finally:
+                    if snapshot is not None:
+                        snapshot.release()
                 for v in views.views.values():
                     if v.integrity and v.violations:
                         log.warning(
@@ -282,5 +312,8 @@ class QueryService:
                 source.close()
             self._sources.clear()
             self._retired.clear()
+            for snapshot in self._snapshots.values():
+                snapshot.release()
+            self._snapshots.clear()
         if self._viewset is not None:
             self._viewset.live.close()

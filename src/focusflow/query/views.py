@@ -35,7 +35,7 @@ from focusflow.query.engine import (
 )
 from focusflow.query.errors import QueryInvalidError, UnknownViewError
 from focusflow.query.limits import Limits
-from focusflow.query.node_source import NEURONS, ChainReader, NodeSource
+from focusflow.query.node_source import NEURONS, ChainReader, NodeSource, StoreSnapshot
 from focusflow.query.operators import OPERATORS
 from focusflow.query.sources import load
 from focusflow.query.sqlgen import quote
@@ -67,8 +67,9 @@ class LiveSource(NodeSource):
         super().__init__(view, chain, **options)
         self._seen = (view.n_particles, view.n_links)
 
-    def advance(self, view: FocusView) -> dict[str, str]:
-        """Move to ``view``; returns tables of the new rows of each growing relation."""
+    def advance(self, view: FocusView, snapshot: StoreSnapshot | None = None) -> dict[str, str]:
+        """Move to ``view`` (``snapshot``: the store at its height, if taken);
+        returns tables of the new rows of each growing relation."""
         old_p, old_l = self._seen
         self.fview = view
         self.height = view.height
@@ -79,6 +80,7 @@ class LiveSource(NodeSource):
         self.state_root = self.state_root_at(view.height)
         con = self.connection()
         with self._lock:
+            self.hold(snapshot)
             for key in [k for k in self._tables if not k.startswith("b_") or k[2:] not in GROWING]:
                 con.execute(f"DROP TABLE IF EXISTS {quote(key)}")
                 del self._tables[key]
@@ -214,9 +216,12 @@ class ViewSet:
         finally:
             cur.close()
 
-    def advance(self, fview: FocusView) -> dict[str, list[list[Any]]]:
-        """Bring every view to block ``fview``; returns each view's added rows."""
-        deltas = self.live.advance(fview)
+    def advance(
+        self, fview: FocusView, snapshot: StoreSnapshot | None = None
+    ) -> dict[str, list[list[Any]]]:
+        """Bring every view to block ``fview`` (``snapshot``: the store at its
+        height, if taken); returns each view's added rows."""
+        deltas = self.live.advance(fview, snapshot)
         added: dict[str, list[list[Any]]] = {}
         fresh_source: NodeSource | None = None
         for view in list(self.views.values()):
@@ -227,7 +232,10 @@ class ViewSet:
                 else:
                     if fresh_source is None:
                         fresh_source = NodeSource(
-                            fview, self.live.chain, head_relations=self.live.head_relations
+                            fview,
+                            self.live.chain,
+                            head_relations=self.live.head_relations,
+                            snapshot=snapshot,
                         )
                     before = view.answer
                     self._full(view, fresh_source)
