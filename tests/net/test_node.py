@@ -299,6 +299,34 @@ def test_dial_timeout_leaves_no_unretrieved_error() -> None:
     assert [c.get("message") for c in reported] == []
 
 
+def test_a_handshake_done_before_the_dialer_waits_is_not_missed(monkeypatch) -> None:
+    """On a busy event loop the server's whole handshake flight can be
+    processed before the dialing task first waits for it: the dial must see
+    the finished handshake at once, not wait out its timeout on a connection
+    that is up. The wait is started late here on purpose."""
+    from focusflow.net import transport
+
+    real_wait_for = asyncio.wait_for
+
+    async def late_wait_for(aw, timeout):
+        await asyncio.sleep(0.3)  # the handshake completes meanwhile
+        return await real_wait_for(aw, timeout)
+
+    async def main() -> None:
+        server = Node(KeyPair.generate())
+        await server.start()
+        try:
+            monkeypatch.setattr(transport.asyncio, "wait_for", late_wait_for)
+            protocol = await dial("127.0.0.1", server.address[1], KeyPair.generate(), 2.0)
+            monkeypatch.undo()
+            protocol.shutdown(0, "done")
+        finally:
+            monkeypatch.undo()
+            await server.stop()
+
+    run(main())
+
+
 async def _mesh(edges: list[tuple[int, int]], n: int, config: NetConfig) -> list[Node]:
     nodes = [Node(KeyPair.generate(), config=config) for _ in range(n)]
     for node in nodes:

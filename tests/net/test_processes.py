@@ -135,3 +135,27 @@ def test_soak_gossip_and_concurrent_requests(spawn) -> None:
         node.drain(0.5)
         payloads = [e["payload"] for e in node.log if e["event"] == "gossip"]
         assert len(payloads) == len(set(payloads)) == expected
+
+
+def test_a_restarted_peer_is_reachable_again_before_the_dead_connection_times_out(spawn) -> None:
+    """A peer killed and started again dials back in: its new connection must
+    replace the dead one at once, not lose to it as a "duplicate" until QUIC's
+    30 s idle timeout. Seeds 7 and 8 order the node ids so that the dead
+    connection (dialed by the lower id) would be the one kept."""
+    a, b = spawn(7, 8)
+    assert a.id < b.id
+    assert a.call(cmd="connect", addr=b.addr)["event"] == "connected"
+    assert a.call(cmd="request", peer=b.id, name="echo", payload="00")["event"] == "response"
+    b.proc.kill()
+    b.stop()
+    again = spawn(8)
+    addr_a = f"{a.id}@127.0.0.1:{a.port}"
+    deadline = time.monotonic() + 10.0
+    answered = False
+    while not answered and time.monotonic() < deadline:
+        again.call(cmd="connect", addr=addr_a)
+        got = a.call(cmd="request", peer=b.id, name="echo", payload="01", timeout=10.0)
+        answered = got["event"] == "response"
+        if not answered:
+            time.sleep(0.2)
+    assert answered, "the restarted peer stayed unreachable behind its dead connection"

@@ -137,6 +137,9 @@ class NetConfig:
     auth_timeout: float = 5.0
     request_timeout: float = 10.0
     idle_timeout: float = 30.0
+    #: How long a connection that just won against a peer's new one is given
+    #: to answer a PING before it is taken for dead and dropped (see adopt).
+    probe_timeout: float = 1.0
     #: Frames queued per peer for its control stream; publish waits when full.
     send_queue: int = 1024
     #: Gossip messages queued per peer for the handlers; excess is dropped.
@@ -229,6 +232,8 @@ class Node:
         self._max_guests = 0
         self._sessions: dict[bytes, Session] = {}
         self._all: set[Session] = set()
+        #: Sessions being checked for life after a peer dialed in again.
+        self._probing: set[Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Listener | None = None
         self._running = False
@@ -373,7 +378,15 @@ class Node:
                 session.close(CLOSE_AUTH_FAILED, "node id not allowed")
 
     def adopt(self, session: Session) -> None:
-        """Register a ready session, keeping one connection per peer."""
+        """Register a ready session, keeping one connection per peer.
+
+        Of two connections to one peer, both sides keep the same one (the lower
+        ``rank``), which settles two nodes dialing each other at once. A peer
+        also dials in again after a restart, while the connection to its dead
+        process stays open here until QUIC's idle timeout: when the new
+        connection loses to the held one, the held one is probed, and dropped
+        if it stays silent, so the peer's next dial gets through.
+        """
         assert session.peer_id is not None
         current = self._sessions.get(session.peer_id)
         if current is not None and current is not session and not current.is_closed:
@@ -381,10 +394,29 @@ class Node:
             loser = session if winner is current else current
             self._sessions[session.peer_id] = winner
             loser.close(CLOSE_DUPLICATE, "duplicate connection")
+            if loser is session and current not in self._probing:
+                self._probing.add(current)
+                self._spawn(self._probe(current))
             return
         self._sessions[session.peer_id] = session
         log.info("connected to %s", short_id(session.peer_id))
         self._notify(session.peer_id, True)
+
+    async def _probe(self, session: Session) -> None:
+        """Close ``session`` unless a datagram of it arrives within
+        ``probe_timeout`` of a PING (any live peer acknowledges one)."""
+        try:
+            asked = time.monotonic()
+            session.protocol.keepalive()
+            await asyncio.sleep(self.config.probe_timeout)
+            if not session.is_closed and session.protocol.last_heard < asked:
+                log.info(
+                    "closing the connection to %s: silent while it dialed in again",
+                    short_id(session.peer_id or b""),
+                )
+                session.close(CLOSE_NORMAL, "silent while the peer dialed in again")
+        finally:
+            self._probing.discard(session)
 
     def session_closed(self, session: Session) -> None:
         self._all.discard(session)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import Any, Protocol
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -107,6 +108,20 @@ class PeerProtocol(QuicConnectionProtocol):
         self._decoders: dict[int, FrameDecoder] = {}
         self._gone = False
         self.owns_socket = False
+        #: When a datagram of this connection last arrived (``time.monotonic``):
+        #: a connection whose peer process died hears nothing, however long
+        #: QUIC's idle timeout keeps it open.
+        self.last_heard = time.monotonic()
+        #: Resolved when the TLS handshake completes (failed if the connection
+        #: ends first). aioquic's own ``wait_connected`` misses a handshake that
+        #: completes before it is first awaited, which a busy event loop makes
+        #: happen (the dial then times out on a connection that is up).
+        self.handshake_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.handshake_done.add_done_callback(consume_error)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self.last_heard = time.monotonic()
+        super().datagram_received(data, addr)
 
     @property
     def is_closed(self) -> bool:
@@ -123,6 +138,8 @@ class PeerProtocol(QuicConnectionProtocol):
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
+            if not self.handshake_done.done():
+                self.handshake_done.set_result(None)
             if self.link is not None:
                 self.link.handshake_completed()
         elif isinstance(event, StreamDataReceived):
@@ -140,6 +157,8 @@ class PeerProtocol(QuicConnectionProtocol):
         self._mark_closed("connection lost")
 
     def _mark_closed(self, reason: str, code: int | None = None) -> None:
+        if not self.handshake_done.done():
+            self.handshake_done.set_exception(ConnectionError(reason))
         if not self._gone:
             self._gone = True
             if self.owns_socket and self._transport is not None:
@@ -274,14 +293,8 @@ async def dial(host: str, port: int, key: KeyPair, timeout: float, **options: An
     protocol.owns_socket = True
     try:
         protocol.connect((host, port))
-        await asyncio.wait_for(protocol.wait_connected(), timeout)
+        await asyncio.wait_for(asyncio.shield(protocol.handshake_done), timeout)
     except BaseException:
-        # aioquic fails the handshake waiter our timeout abandoned once the
-        # connection terminates; consume that error so asyncio does not log
-        # "Future exception was never retrieved" for an ordinary dial timeout.
-        waiter = getattr(protocol, "_connected_waiter", None)
-        if waiter is not None:
-            waiter.add_done_callback(consume_error)
         protocol.shutdown(CLOSE_NORMAL, "dial failed")
         raise
     return protocol
