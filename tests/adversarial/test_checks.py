@@ -3,12 +3,21 @@ real objects (no network): what is blamed on whom, and what is bounded."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import types
+
 import pytest
 
 from focusflow.consensus import Proposal, Step, ValidatorSet, Vote
 from focusflow.consensus.certificate import CommitCertificate, encode_certificate
+from focusflow.core.encoding import encode
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair
+from focusflow.net import NetConfig, Node
+from focusflow.net.errors import RemoteError, RequestTimeoutError
+from focusflow.net.reqresp import BUSY, HANDLER_FAILED
 from focusflow.node.gossip_check import (
     FutureMessages,
     GossipFaultError,
@@ -16,7 +25,14 @@ from focusflow.node.gossip_check import (
     check_for_height,
     check_signature,
 )
-from focusflow.node.sync import ClaimError, RateLimiter, check_claim, parse_status
+from focusflow.node.sync import (
+    ClaimError,
+    RateLimiter,
+    check_claim,
+    parse_status,
+    sync_refusal_is_a_lie,
+)
+from focusflow.node.validator import ValidatorRuntime
 
 CHAIN = "test-chain"
 KEYS = [KeyPair.from_seed(bytes([k + 1]) * 32) for k in range(4)]
@@ -177,3 +193,58 @@ def test_transaction_gossip_verdicts(tmp_path) -> None:
         assert asyncio.run(main()) == [Verdict.REJECT, Verdict.ACCEPT, Verdict.IGNORE]
     finally:
         runtime.signer.wal.close()
+
+
+class _NoBlocks:
+    """A store installed from a snapshot at height 10, its head at 20, that
+    has lost every block (what ``_serve_block`` reads of a chain)."""
+
+    base = 10
+    height = 20
+
+    @contextlib.contextmanager
+    def reader(self):
+        yield types.SimpleNamespace(block=lambda height: None)
+
+
+def test_block_sync_blames_a_missing_block_only_where_the_peer_claimed_to_hold_it() -> None:
+    """Over real QUIC: a block the serving store never held (below its snapshot
+    base) is answered ``block_not_kept`` and costs nothing; a block it should
+    hold is ``unknown_block``, a lie after a certified claim; a busy peer and a
+    failed handler are not lies either."""
+
+    async def main() -> None:
+        asker = Node(KeyPair.generate(), config=NetConfig(request_timeout=2.0))
+        server = Node(KeyPair.generate())
+        await asker.start()
+        await server.start()
+        await asker.connect(server.peer_address)
+        holder = types.SimpleNamespace(chain=_NoBlocks())
+        server.register("block", functools.partial(ValidatorRuntime._serve_block, holder))
+        codes = {}
+        for height in (5, 10, 11, 20):
+            with pytest.raises(RemoteError) as err:
+                await asker.request(server.id, "block", encode(height))
+            codes[height] = err.value.remote_code
+        await asker.stop()
+        await server.stop()
+        return codes
+
+    codes = asyncio.run(asyncio.wait_for(main(), 20))
+    assert codes == {
+        5: "block_not_kept",
+        10: "block_not_kept",
+        11: "unknown_block",
+        20: "unknown_block",
+    }
+    lies = {
+        code: sync_refusal_is_a_lie(RemoteError("refused", code))
+        for code in ("unknown_block", "block_not_kept", BUSY, HANDLER_FAILED)
+    }
+    assert lies == {
+        "unknown_block": True,
+        "block_not_kept": False,
+        BUSY: False,
+        HANDLER_FAILED: False,
+    }
+    assert not sync_refusal_is_a_lie(RequestTimeoutError("no answer"))

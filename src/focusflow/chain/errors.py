@@ -205,6 +205,13 @@ class UnknownBlockError(FocusflowError):
     code = "unknown_block"
 
 
+class BlockNotKeptError(FocusflowError):
+    """A block at or below the height this store was installed at from a state
+    snapshot: the store never held it, and says so rather than "unknown"."""
+
+    code = "block_not_kept"
+
+
 class GenesisError(FocusflowError):
     """The genesis file is missing, malformed, or inconsistent."""
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from focusflow.chain.errors import UnknownBlockError
 from focusflow.consensus import ValidatorSet
 from focusflow.consensus.certificate import CommitCertificate, decode_certificate
 from focusflow.consensus.messages import Step, vote_sign_bytes
 from focusflow.consensus.validators import has_one_third
 from focusflow.core.errors import DecodeError
 from focusflow.core.keys import verify
+from focusflow.net.errors import NetError, RemoteError
 
 #: Status answers served per second per peer, and the burst allowed.
 STATUS_RATE = 4.0
@@ -126,3 +128,15 @@ __all__ = [
     "parse_status",
     "trusted_power",
 ]
+
+
+def sync_refusal_is_a_lie(exc: NetError) -> bool:
+    """Whether a peer's failure to serve a block it claimed to have is its fault.
+
+    It claimed a height with a certificate, so "unknown block" below that
+    height is a lie. A busy peer, a store installed from a snapshot that never
+    held the block (``block_not_kept``), a handler that failed, and a timeout
+    (which costs the peer already, as an unanswered request) are not: the
+    syncing node backs off and asks another.
+    """
+    return isinstance(exc, RemoteError) and exc.remote_code == UnknownBlockError.code

@@ -67,9 +67,11 @@ from focusflow.chain.errors import (
     AlreadyPunishedError,
     BadSignatureError,
     BlockError,
+    BlockNotKeptError,
     EvidenceError,
     EvidenceOutOfRangeError,
     EvidencePoolFullError,
+    UnknownBlockError,
 )
 from focusflow.chain.tx import Tx
 from focusflow.consensus import (
@@ -130,6 +132,7 @@ from focusflow.node.sync import (
     RateLimiter,
     check_claim,
     parse_status,
+    sync_refusal_is_a_lie,
 )
 
 log = logging.getLogger("focusflow.node")
@@ -602,7 +605,11 @@ class ValidatorRuntime(NodeRuntime):
         with self.chain.reader() as r:
             raw = r.block(height)
         if raw is None:
-            raise LookupError(f"no block {height}")
+            if height <= self.chain.base:
+                raise BlockNotKeptError(
+                    f"block {height} is below this store's snapshot height {self.chain.base}"
+                )
+            raise UnknownBlockError(f"no block {height} (the head is {self.chain.height})")
         return raw
 
     async def _serve_round(self, peer_id: bytes, payload: bytes) -> bytes:
@@ -1031,9 +1038,7 @@ class ValidatorRuntime(NodeRuntime):
                 try:
                     raw = await fetches.pop(height)
                 except (RemoteError, RequestTimeoutError) as exc:
-                    # It claimed `target` with a certificate: a block below it that it
-                    # does not serve is a lie (an unanswered request costs it already).
-                    if isinstance(exc, RemoteError):
+                    if sync_refusal_is_a_lie(exc):
                         self.net.report(peer_id, why=f"claimed {target}, did not serve {height}")
                     log.info("block sync request failed", extra={"fields": {"error": str(exc)}})
                     _back_off(self._sync_backoff, peer_id)
