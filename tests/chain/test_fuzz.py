@@ -74,7 +74,11 @@ def _check_tx_bytes(chain, data):
     return pool
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+#: Examples per decoder in the default suite; the ``slow`` runs take 20x more.
+EXAMPLES = 2_500
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_transaction_decoder_fuzz(chain, data):
     head = chain.head
@@ -83,9 +87,20 @@ def test_transaction_decoder_fuzz(chain, data):
     assert chain.head == head
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_block_decoder_fuzz(chain, evidence_record, data):
+    _check_block_bytes(chain, evidence_record, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=20 * EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_block_decoder_long_fuzz(chain, evidence_record, data):
+    _check_block_bytes(chain, evidence_record, data)
+
+
+def _check_block_bytes(chain, evidence_record, data):
     record = chain.block_record(1)
     with_evidence = BlockRecord.decode(evidence_record)
     seeds = [record.encode(), _plain(record), evidence_record, _plain(with_evidence)]
@@ -106,7 +121,7 @@ def _plain(record: BlockRecord) -> bytes:
 
 
 @pytest.mark.slow
-@settings(max_examples=200_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80 * EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_transaction_decoder_long_fuzz(chain, data):
     _check_tx_bytes(chain, data.draw(fuzz_inputs(VALID_TX)))
