@@ -183,6 +183,7 @@ def test_bad_queries_get_precise_errors(kwargs, error, code):
         {"tol": 0.0},
         {"context_weight": 2.0},
         {"alpha": 1.0},
+        {"precision": "float16"},
     ],
 )
 def test_bad_parameters_are_refused(bad):

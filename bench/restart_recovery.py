@@ -1,0 +1,64 @@
+"""How long a restarted validator takes to give the network its quorum back.
+
+A four-validator testnet on loopback (real ``focusflow testnet`` processes):
+each cycle kills validators 2 and 3 (two of four: no quorum), submits a
+transaction to validator 0, restarts validator 2 and times how long after its
+API answers the transaction is committed; then validator 3 comes back and all
+four reach the next height. Without a quorum nothing commits, so the time is
+the restarted node's: reconnecting to its peers, syncing the blocks it
+missed, and taking part in the next decision.
+
+``--root`` runs the node processes from another checkout (a ``git worktree``
+of an older revision), so two revisions are measured by the same script::
+
+    python bench/restart_recovery.py --cycles 6
+    git worktree add /tmp/old <rev> && python bench/restart_recovery.py --root /tmp/old
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cycles", type=int, default=6)
+    ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
+    args = ap.parse_args()
+    sys.path.insert(0, str(args.root))
+    from tests.node.testnet_process import LocalTestnet  # the checkout's own harness
+
+    waits: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        net = LocalTestnet(Path(tmp) / "tn", 4)
+        try:
+            nonce = 0
+            net.wait_tx(0, net.submit_links(0, "start", nonce), 60)
+            for cycle in range(args.cycles):
+                nonce += 1
+                net.kill(2)
+                net.kill(3)
+                time.sleep(2.0)
+                tx = net.submit_links(0, f"cycle-{cycle}", nonce)
+                net.restart(2)
+                restarted = time.monotonic()
+                height = net.wait_tx(0, tx, 120)
+                waits.append(time.monotonic() - restarted)
+                print(f"cycle {cycle}: height {height}, {waits[-1]:.1f} s after the restart")
+                net.restart(3)
+                net.wait_height(range(4), height + 1, 120)
+        finally:
+            net.stop()
+    print(
+        f"{args.root}: {len(waits)} restarts, median {statistics.median(waits):.1f} s, "
+        f"min {min(waits):.1f} s, max {max(waits):.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
