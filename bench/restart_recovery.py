@@ -29,13 +29,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cycles", type=int, default=6)
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
+    ap.add_argument("--keep", type=Path, default=None, help="Keep the testnet's homes here.")
     args = ap.parse_args()
     sys.path.insert(0, str(args.root))
     from tests.node.testnet_process import LocalTestnet  # the checkout's own harness
 
     waits: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        net = LocalTestnet(Path(tmp) / "tn", 4)
+        home = args.keep if args.keep is not None else Path(tmp)
+        home.mkdir(parents=True, exist_ok=True)
+        net = LocalTestnet(home / "tn", 4)
         try:
             nonce = 0
             net.wait_tx(0, net.submit_links(0, "start", nonce), 60)
