@@ -148,6 +148,44 @@ def test_shares_sampled_over_quic_withheld_and_lying_peers_fail(tmp_path, gen):
     asyncio.run(main())
 
 
+def test_sampling_waits_for_a_proposer_that_is_reconnecting(tmp_path, gen):
+    """A validator that just restarted (or whose proposer did) is not connected
+    for a moment: sampling asks again until its deadline instead of counting
+    every share missing, and a proposer that never comes back is still
+    unavailable once the deadline passes."""
+    chain_a = new_chain(tmp_path / "a", gen)
+    chain_a.produce_block(_txs("a"), time_ms=T0 + 1)
+    header = chain_a.head
+
+    async def main():
+        a = _runtime(tmp_path, "a", chain_a, key=VALIDATOR)
+        await a.start_async()
+        b = _runtime(tmp_path, "b", new_chain(tmp_path / "b", gen, producer=False))
+        b.net.static_peers = []
+        await b.start_async()
+        square = block_square(chain_a.block_record(1).block.txs)
+        rng = random.Random(3)
+        try:
+            sampling = asyncio.ensure_future(
+                sample_peer(b.net, a.net.id, 1, header.data_root, square.width, 16, 2.0, rng)
+            )
+            await asyncio.sleep(0.3)
+            assert not sampling.done()
+            await b.net.connect(_address(a))
+            result = await sampling
+            assert result.available and len(result.samples) == 16
+            nobody = KeyPair.generate().public_key
+            t0 = asyncio.get_running_loop().time()
+            gone = await sample_peer(b.net, nobody, 1, header.data_root, square.width, 4, 0.5)
+            assert not gone.available
+            assert 0.4 < asyncio.get_running_loop().time() - t0 < 2.0
+        finally:
+            await b.stop_async()
+            await a.stop_async()
+
+    asyncio.run(main())
+
+
 def test_a_validator_refuses_a_proposal_its_proposer_does_not_serve(tmp_path, gen):
     """The proposal check on a validator: the proposer's square sampled over QUIC."""
     chain_a = new_chain(tmp_path / "a", gen)

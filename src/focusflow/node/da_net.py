@@ -88,7 +88,12 @@ from focusflow.da import (
 from focusflow.da.merkle import merkle_root
 from focusflow.da.wire import MAX_WIDTH, NMT_NODE_SIZE
 from focusflow.net import Offence, Verdict
-from focusflow.net.errors import InvalidMessageError, NetError, RateLimitedError
+from focusflow.net.errors import (
+    InvalidMessageError,
+    NetError,
+    PeerUnavailableError,
+    RateLimitedError,
+)
 
 if TYPE_CHECKING:
     from focusflow.net import Node
@@ -242,7 +247,7 @@ async def sample_peer(
     requests = sampler.requests()
     coords = [[r.row, r.col] for r in requests]
     try:
-        raw = await net.request(peer, SHARES, encode([height, data_root, coords]), timeout=timeout)
+        raw = await _request_within(net, peer, encode([height, data_root, coords]), timeout)
         answers = _decode_shares_answer(raw, len(requests))
     except BadAnswerError as exc:
         net.report(peer, Offence.INVALID, f"da_shares answer: {exc}")
@@ -263,6 +268,31 @@ async def sample_peer(
     if bad:
         net.report(peer, Offence.INVALID, f"served {bad} share proofs that do not verify")
     return sampler.result()
+
+
+#: Seconds between tries while the proposer is not connected (see _request_within).
+RECONNECT_POLL = 0.05
+
+
+async def _request_within(net: Node, peer: bytes, payload: bytes, timeout: float) -> bytes:
+    """One ``da_shares`` request, asked again while the peer is not connected,
+    all within ``timeout``.
+
+    A peer that restarted, or that we restarted, is reconnecting for about a
+    second (the dead connection is dropped first, see ``Node.adopt``): a
+    request meanwhile fails at once, which is no sign of withheld data. An
+    answer, an error it sends, or silence until the deadline end the wait as
+    before.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return await net.request(peer, SHARES, payload, timeout=max(left, 1e-3))
+        except PeerUnavailableError:
+            if left <= RECONNECT_POLL:
+                raise
+            await asyncio.sleep(RECONNECT_POLL)
 
 
 def _decode_shares_answer(raw: bytes, count: int) -> list[Any]:
