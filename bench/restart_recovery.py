@@ -9,7 +9,8 @@ the restarted node's: reconnecting to its peers, syncing the blocks it
 missed, and taking part in the next decision.
 
 ``--root`` runs the node processes from another checkout (a ``git worktree``
-of an older revision), so two revisions are measured by the same script::
+of an older revision; the harness stays this checkout's), so two revisions are
+measured by the same script::
 
     python bench/restart_recovery.py --cycles 6
     git worktree add /tmp/old <rev> && python bench/restart_recovery.py --root /tmp/old
@@ -21,7 +22,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -31,8 +31,12 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
     ap.add_argument("--keep", type=Path, default=None, help="Keep the testnet's homes here.")
     args = ap.parse_args()
-    sys.path.insert(0, str(args.root))
-    from tests.node.testnet_process import LocalTestnet  # the checkout's own harness
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.node import testnet_process
+
+    # This checkout's harness; the node processes run from --root's src.
+    testnet_process.ROOT = args.root.resolve()
+    LocalTestnet = testnet_process.LocalTestnet
 
     waits: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,21 +44,11 @@ def main() -> None:
         home.mkdir(parents=True, exist_ok=True)
         net = LocalTestnet(home / "tn", 4)
         try:
-            nonce = 0
-            net.wait_tx(0, net.submit_links(0, "start", nonce), 60)
+            net.wait_tx(0, net.submit_links(0, "start", 0), 60)
             for cycle in range(args.cycles):
-                nonce += 1
-                net.kill(2)
-                net.kill(3)
-                time.sleep(2.0)
-                tx = net.submit_links(0, f"cycle-{cycle}", nonce)
-                net.restart(2)
-                restarted = time.monotonic()
-                height = net.wait_tx(0, tx, 120)
-                waits.append(time.monotonic() - restarted)
-                print(f"cycle {cycle}: height {height}, {waits[-1]:.1f} s after the restart")
-                net.restart(3)
-                net.wait_height(range(4), height + 1, 120)
+                height, seconds = net.restore_quorum(f"cycle-{cycle}", cycle + 1, 120)
+                waits.append(seconds)
+                print(f"cycle {cycle}: height {height}, {seconds:.1f} s after the restart")
         finally:
             net.stop()
     print(

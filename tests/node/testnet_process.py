@@ -212,6 +212,23 @@ class LocalTestnet:
             time.sleep(0.05)
         raise AssertionError(f"tx {tx_hash} not committed on {k} in {timeout}s\n{self.logs()}")
 
+    def restore_quorum(self, tag: str, nonce: int, timeout: float = 60.0) -> tuple[int, float]:
+        """Kill validators 2 and 3 (no quorum), submit a transaction to validator
+        0, restart validator 2: ``(height, seconds)`` of its commit, timed from
+        the restarted node's API answering. Validator 3 then returns and all
+        four reach the next height."""
+        self.kill(2)
+        self.kill(3)
+        time.sleep(2.0)
+        tx = self.submit_links(0, tag, nonce)
+        self.restart(2)
+        restarted = time.monotonic()
+        height = self.wait_tx(0, tx, timeout)
+        seconds = time.monotonic() - restarted
+        self.restart(3)
+        self.wait_height(range(4), height + 1, timeout)
+        return height, seconds
+
     def stop(self) -> None:
         for proc in self.restarted.values():
             if proc.poll() is None:
