@@ -70,6 +70,8 @@ def test_a_query_answers_with_its_height_and_state_root(net):
 
 
 def test_an_older_height_still_kept_is_answered_as_of_then(net):
+    from focusflow.light.query_proofs import verify_query_answer
+
     wait_height(net, _send(net, [link_msg(("animals", "beings"))]))
     old = _query(net, program="r(x, y) :- link(x, y).", output="r").json()
     height = _send(net, [link_msg(("animals", "life"))])
@@ -87,6 +89,11 @@ def test_an_older_height_still_kept_is_answered_as_of_then(net):
     now = _query(net, program=balances, output="r", height=new["height"]).json()
     dev = net.dev_key().address
     assert dict(then.json()["rows"])[dev] - dict(now["rows"])[dev] >= 40_000
+    # ... and proven as of then, though the dev key's account changed since
+    proved = _query(net, program=balances, output="r", height=old["height"], prove=True)
+    assert proved.status_code == 200, proved.text
+    assert proved.json()["rows"] == then.json()["rows"]
+    verify_query_answer(proved.json())
     gone = _query(net, program="r(x, y) :- link(x, y).", output="r", height=1)
     assert gone.json()["error"]["code"] == "query_height_unavailable"
 

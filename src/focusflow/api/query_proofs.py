@@ -66,22 +66,29 @@ def prove_answer(request: Request, view, answer: Answer) -> dict[str, Any]:
     keys: dict[str, dict[str, Any]] = {}
     rows = []
     block = None
-    for spelled_row, raw_row in zip(answer.facts, answer.raw_facts, strict=True):
-        cited = []
-        for (rel, spelled), (_, raw) in zip(spelled_row, raw_row, strict=True):
-            slot = where.get((rel, raw))
-            if slot is None:
-                key = fact_key(view, sources, rel, raw, spelled)
-                if key is not None and key.hex() not in keys:
-                    doc = prove_at(request, key, view.height)
-                    block = doc
-                    keys[key.hex()] = {"value": doc["value"], "proof": doc["proof"]}
-                slot = where[(rel, raw)] = len(facts)
-                facts.append(
-                    {"relation": rel, "values": spelled, "key": None if key is None else key.hex()}
-                )
-            cited.append(slot)
-        rows.append(cited)
+    # The store as of the answer's height, where the node still holds it: a
+    # name or balance changed since then is proven as the answer read it.
+    with request.app.state.queries.store_at(view.height) as store:
+        for spelled_row, raw_row in zip(answer.facts, answer.raw_facts, strict=True):
+            cited = []
+            for (rel, spelled), (_, raw) in zip(spelled_row, raw_row, strict=True):
+                slot = where.get((rel, raw))
+                if slot is None:
+                    key = fact_key(view, sources, rel, raw, spelled)
+                    if key is not None and key.hex() not in keys:
+                        doc = prove_at(request, key, view.height, store)
+                        block = doc
+                        keys[key.hex()] = {"value": doc["value"], "proof": doc["proof"]}
+                    slot = where[(rel, raw)] = len(facts)
+                    facts.append(
+                        {
+                            "relation": rel,
+                            "values": spelled,
+                            "key": None if key is None else key.hex(),
+                        }
+                    )
+                cited.append(slot)
+            rows.append(cited)
     out: dict[str, Any] = {"rows": rows, "facts": facts, "keys": keys}
     if block is not None:
         out["block_hash"] = block["block_hash"]

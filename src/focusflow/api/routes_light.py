@@ -18,6 +18,7 @@ view (the vector of older blocks is not kept).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 from typing import Annotated, Any
 
@@ -136,15 +137,17 @@ def header_at(request: Request, height: Annotated[int, Path(ge=0, le=MAX_HEIGHT)
 # --- state proofs -------------------------------------------------------------
 
 
-def prove_at(request: Request, key: bytes, height: int | None) -> dict:
+def prove_at(request: Request, key: bytes, height: int | None, store: Any = None) -> dict:
     """``{height, block_hash, state_root, key, value, proof}`` of one state key.
 
     The proof is against the state root of the block at ``height`` (default:
-    the newest). For an older height the current value is served only if it
-    verifies against that root (present or absent then as now), else
-    :class:`StaleHeightError`.
+    the newest). ``store``, a store reader as of ``height`` (the query
+    service's snapshot), serves the value as it was then. Otherwise, for an
+    older height the current value is served only if it verifies against that
+    root (present or absent then as now), else :class:`StaleHeightError`.
     """
-    with _node(request).chain.reader() as r:
+    with contextlib.ExitStack() as stack:
+        r = store if store is not None else stack.enter_context(_node(request).chain.reader())
         head = r.height
         at = head if height is None else height
         if at > head:

@@ -25,8 +25,8 @@ grows (which the views maintained block by block rely on).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -67,15 +67,26 @@ class StoreSnapshot:
     that height and closed when the last holder releases it.
 
     A read transaction keeps the store's pages of its version from being
-    reused, so a node holds one per kept height (a few blocks' writes).
+    reused, so a node holds one per kept height (a few blocks' writes). It may
+    move between threads but serves one at a time: read it through
+    :meth:`reading`.
     """
 
     def __init__(self, stack: ExitStack, reader: Any) -> None:
         self._stack = stack
-        self.reader = reader
+        self._reader = reader
         self.height: int = reader.height
         self._holders = 1
         self._lock = threading.Lock()
+        self._use = threading.Lock()
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """The store reader at this height, for this thread alone meanwhile."""
+        with self._use:
+            if self.closed:
+                raise RuntimeError("this store snapshot is closed")
+            yield self._reader
 
     @classmethod
     def take(cls, chain: ChainReader, height: int) -> StoreSnapshot | None:
@@ -249,7 +260,7 @@ class NodeSource(TableSource):
         cols: list[list[int]] = [[] for _ in schema]
         with ExitStack() as stack:
             if self._snapshot is not None and self._snapshot.height == self.height:
-                r = self._snapshot.reader
+                r = stack.enter_context(self._snapshot.reading())
             else:
                 r = stack.enter_context(self.chain.reader())
                 self._at_head(r, name)

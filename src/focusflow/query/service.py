@@ -120,6 +120,24 @@ class QueryService:
     def _snapshot_locked(self, height: int) -> StoreSnapshot | None:
         return self._snapshots.get(height)
 
+    @contextmanager
+    def store_at(self, height: int) -> Iterator[Any]:
+        """The store reader as of a kept ``height`` (None: no snapshot of it),
+        for this thread alone while the block lasts: proofs of an answer's
+        facts are built from the store as the answer read it."""
+        with self._lock:
+            snapshot = self._snapshots.get(height)
+            if snapshot is not None:
+                snapshot.acquire()
+        if snapshot is None:
+            yield None
+            return
+        try:
+            with snapshot.reading() as reader:
+                yield reader
+        finally:
+            snapshot.release()
+
     def source_at(self, height: int | None) -> NodeSource:
         """The source answering at ``height`` (the head when None).
 
