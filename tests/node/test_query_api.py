@@ -94,6 +94,12 @@ def test_an_older_height_still_kept_is_answered_as_of_then(net):
     assert proved.status_code == 200, proved.text
     assert proved.json()["rows"] == then.json()["rows"]
     verify_query_answer(proved.json())
+    # the light routes prove the account as of then too (it changed since)
+    with net.client() as c:
+        at_then = c.get(f"/v1/light/proofs/account/{dev}", params={"height": old["height"]})
+        at_now = c.get(f"/v1/light/proofs/account/{dev}", params={"height": new["height"]})
+    assert at_then.status_code == 200, at_then.text
+    assert at_then.json()["value"] != at_now.json()["value"]
     gone = _query(net, program="r(x, y) :- link(x, y).", output="r", height=1)
     assert gone.json()["error"]["code"] == "query_height_unavailable"
 

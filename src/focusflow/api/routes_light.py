@@ -175,8 +175,15 @@ def prove_at(request: Request, key: bytes, height: int | None, store: Any = None
 
 
 def _answer(request: Request, key: bytes, height: int | None, **extra) -> JSONResponse:
+    """One key's proof; at one of the heights the query service keeps a store
+    snapshot of (the last four), with its value as of that height."""
+    queries = getattr(request.app.state, "queries", None)
     try:
-        doc = prove_at(request, key, height)
+        with contextlib.ExitStack() as stack:
+            store = None
+            if height is not None and queries is not None:
+                store = stack.enter_context(queries.store_at(height))
+            doc = prove_at(request, key, height, store)
     except StaleHeightError as exc:
         return _stale(exc)
     return JSONResponse({**doc, **extra})
