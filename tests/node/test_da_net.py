@@ -15,6 +15,7 @@ or uncertified proof is refused and costs its sender.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 
@@ -73,6 +74,22 @@ async def _until(check, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+@contextlib.asynccontextmanager
+async def _server_and_sampler(tmp_path, chain_a, gen):
+    """``(a, b)``: validator ``a`` serving ``chain_a``'s squares and a follower
+    ``b`` that dials nobody by itself; both stopped on the way out."""
+    a = _runtime(tmp_path, "a", chain_a, key=VALIDATOR)
+    await a.start_async()
+    b = _runtime(tmp_path, "b", new_chain(tmp_path / "b", gen, producer=False))
+    b.net.static_peers = []
+    try:
+        await b.start_async()
+        yield a, b
+    finally:
+        await b.stop_async()
+        await a.stop_async()
+
+
 @pytest.fixture(scope="module")
 def gen():
     return genesis(focus={"mode": "diffusion"})
@@ -86,11 +103,10 @@ def test_shares_sampled_over_quic_withheld_and_lying_peers_fail(tmp_path, gen):
     liar_key = KeyPair.generate()
 
     async def main():
-        a = _runtime(tmp_path, "a", chain_a, key=VALIDATOR)
-        await a.start_async()
-        b = _runtime(tmp_path, "b", new_chain(tmp_path / "b", gen, producer=False))
-        b.net.static_peers = []
-        await b.start_async()
+        async with _server_and_sampler(tmp_path, chain_a, gen) as (a, b):
+            await sampled(a, b)
+
+    async def sampled(a, b):
         liar = Node(liar_key, config=NetConfig(network_id=gen.hash))
         square = block_square(chain_a.block_record(1).block.txs)
 
@@ -142,8 +158,6 @@ def test_shares_sampled_over_quic_withheld_and_lying_peers_fail(tmp_path, gen):
             assert not wrong.available
         finally:
             await liar.stop()
-            await b.stop_async()
-            await a.stop_async()
 
     asyncio.run(main())
 
@@ -158,14 +172,9 @@ def test_sampling_waits_for_a_proposer_that_is_reconnecting(tmp_path, gen):
     header = chain_a.head
 
     async def main():
-        a = _runtime(tmp_path, "a", chain_a, key=VALIDATOR)
-        await a.start_async()
-        b = _runtime(tmp_path, "b", new_chain(tmp_path / "b", gen, producer=False))
-        b.net.static_peers = []
-        await b.start_async()
         square = block_square(chain_a.block_record(1).block.txs)
         rng = random.Random(3)
-        try:
+        async with _server_and_sampler(tmp_path, chain_a, gen) as (a, b):
             sampling = asyncio.ensure_future(
                 sample_peer(b.net, a.net.id, 1, header.data_root, square.width, 16, 2.0, rng)
             )
@@ -179,9 +188,6 @@ def test_sampling_waits_for_a_proposer_that_is_reconnecting(tmp_path, gen):
             gone = await sample_peer(b.net, nobody, 1, header.data_root, square.width, 4, 0.5)
             assert not gone.available
             assert 0.4 < asyncio.get_running_loop().time() - t0 < 2.0
-        finally:
-            await b.stop_async()
-            await a.stop_async()
 
     asyncio.run(main())
 

@@ -177,12 +177,8 @@ def prove_at(request: Request, key: bytes, height: int | None, store: Any = None
 def _answer(request: Request, key: bytes, height: int | None, **extra) -> JSONResponse:
     """One key's proof; at one of the heights the query service keeps a store
     snapshot of (the last four), with its value as of that height."""
-    queries = getattr(request.app.state, "queries", None)
     try:
-        with contextlib.ExitStack() as stack:
-            store = None
-            if height is not None and queries is not None:
-                store = stack.enter_context(queries.store_at(height))
+        with request.app.state.queries.store_at(height) as store:
             doc = prove_at(request, key, height, store)
     except StaleHeightError as exc:
         return _stale(exc)

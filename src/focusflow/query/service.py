@@ -117,18 +117,19 @@ class QueryService:
         for h in [h for h in self._snapshots if h not in kept]:
             self._snapshots.pop(h).release()
 
-    def _snapshot_locked(self, height: int) -> StoreSnapshot | None:
-        return self._snapshots.get(height)
+    def _acquire(self, height: int | None) -> StoreSnapshot | None:
+        """The snapshot of a kept ``height``, held for the caller (who releases it)."""
+        with self._lock:
+            snapshot = self._snapshots.get(height) if height is not None else None
+            return snapshot.acquire() if snapshot is not None else None
 
     @contextmanager
-    def store_at(self, height: int) -> Iterator[Any]:
-        """The store reader as of a kept ``height`` (None: no snapshot of it),
-        for this thread alone while the block lasts: proofs of an answer's
-        facts are built from the store as the answer read it."""
-        with self._lock:
-            snapshot = self._snapshots.get(height)
-            if snapshot is not None:
-                snapshot.acquire()
+    def store_at(self, height: int | None) -> Iterator[Any]:
+        """The store reader as of a kept ``height``, for this thread alone while
+        the block lasts; None where no snapshot of it is kept (or ``height`` is
+        None: the caller reads the current store). Proofs of an answer's facts
+        are built from the store as the answer read it."""
+        snapshot = self._acquire(height)
         if snapshot is None:
             yield None
             return
@@ -184,7 +185,7 @@ class QueryService:
                 self.node.chain,
                 memory_limit=self.memory_limit,
                 head_relations=self.head_relations,
-                snapshot=self._snapshot_locked(at),
+                snapshot=self._snapshots.get(at),
             )
             self._sources[at] = source
             while len(self._sources) > KEEP_HEIGHTS:
@@ -231,13 +232,12 @@ class QueryService:
         if self._viewset is None:
             head = self.node.view
             with self._lock:
-                snapshot = self._snapshot_locked(head.height)
                 live = LiveSource(
                     head,
                     self.node.chain,
                     memory_limit=self.memory_limit,
                     head_relations=self.head_relations,
-                    snapshot=snapshot,
+                    snapshot=self._snapshots.get(head.height),
                 )
             self._viewset = ViewSet(live, self.limits)
             self._worker = threading.Thread(target=self._work, name="query-views", daemon=True)
@@ -292,10 +292,7 @@ class QueryService:
                 views = self._viewset
                 if views is None or view.height <= (views.live.height or 0):
                     continue
-                with self._lock:
-                    snapshot = self._snapshot_locked(view.height)
-                    if snapshot is not None:
-                        snapshot.acquire()
+                snapshot = self._acquire(view.height)
                 try:
                     added = views.advance(view, snapshot)
                 except Exception:
