@@ -21,6 +21,7 @@ from focusflow.api import (
     openapi,
     routes_chain,
     routes_da,
+    routes_evm,
     routes_focus,
     routes_graph,
     routes_infer,
@@ -104,6 +105,7 @@ def create_app(
     app.include_router(routes_light.router)
     app.include_router(routes_query.router)
     app.include_router(routes_texts.router)
+    app.include_router(routes_evm.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -43,6 +43,25 @@ class OverLimitError(TxError):
     code = "over_limit"
 
 
+class BlockFullError(OverLimitError):
+    """The transaction would fit an emptier block (the block's EVM gas is used up):
+    a producer leaves it in the pool for a later block instead of refusing it."""
+
+
+class EvmInvalidError(TxError):
+    """An Ethereum transaction the EVM cannot run at all (gas below its intrinsic
+    cost, a malformed access list): it cannot be in a block."""
+
+    code = "evm_invalid"
+
+
+class EvmRevertedError(TxError):
+    """An Ethereum transaction whose execution reverted or ran out of gas: it
+    stays in its block, its gas paid and its nonce used (the receipt's code)."""
+
+    code = "evm_reverted"
+
+
 class UnknownParticleFormatError(TxError):
     code = "unknown_particle_format"
 

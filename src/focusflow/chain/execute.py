@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from focusflow.chain.errors import (
+    BlockFullError,
     InsufficientFeeError,
     MalformedMessageError,
     OverLimitError,
@@ -104,6 +105,8 @@ def execute_tx(
 ) -> Receipt:
     """Run one transaction into ``ctx``; raises TxError when it cannot be included."""
     check_stateless(tx, ctx.params, ctx.chain_id, verified)
+    if tx.self_charging:
+        return _execute_self_charging(ctx, handlers, tx, index)
     charged = ctx.state.child()
     sender = tx.sender_address
     ante(charged, ctx.params, sender, tx.nonce, tx.fee)
@@ -121,6 +124,29 @@ def execute_tx(
         return Receipt(tx.hash, exc.code, receipt_log(exc.message))
     ctx.state.merge(run.state)
     ctx.deltas.merge(run.deltas)
+    return Receipt(tx.hash, "ok", "", run.events)
+
+
+def _execute_self_charging(
+    ctx: BlockContext, handlers: Mapping[str, Handler], tx: Tx, index: int
+) -> Receipt:
+    """A transaction whose one message checks its nonce and balance and charges
+    its own fee (an Ethereum transaction: the EVM buys its gas, refunds what
+    is left and pays the tip). An error its handler raises means the
+    transaction cannot be in a block; a failure after the charge (an EVM
+    revert) is the handler's ``failure``, recorded in the receipt with the
+    charge kept."""
+    (msg,) = tx.msgs
+    handler = handlers.get(msg.type)
+    if handler is None:
+        raise MalformedMessageError(f"unknown message type {msg.type!r}")
+    run = TxContext(ctx, tx.sender_address, index, 0, ctx.state.child(), tx=tx)
+    handler(run, msg.body)
+    ctx.state.merge(run.state)
+    ctx.deltas.merge(run.deltas)
+    if run.failure is not None:
+        code, log = run.failure
+        return Receipt(tx.hash, code, receipt_log(log), run.events)
     return Receipt(tx.hash, "ok", "", run.events)
 
 
@@ -154,6 +180,10 @@ def execute_block(
             continue
         try:
             receipt = execute_tx(ctx, handlers, ante, tx, len(included), verified)
+        except BlockFullError:
+            if strict:
+                raise
+            continue  # stays in the pool: a later block has room
         except TxError as exc:
             if strict:
                 raise

@@ -204,6 +204,11 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._by_hash
 
+    def get(self, tx_hash: bytes) -> Tx | None:
+        """The pending transaction of this hash, or None."""
+        entry = self._by_hash.get(tx_hash)
+        return None if entry is None else entry.tx
+
     def oldest(self, limit: int) -> list[Tx]:
         """At most ``limit`` pending transactions, oldest admitted first (what a
         node hands a peer that just connected, so that transactions admitted
@@ -284,9 +289,10 @@ class Mempool:
                 "wait for a block"
             )
         others = (0 if queue is None else queue.fees) - (0 if old is None else old.tx.fee)
-        if account.balance < tx.fee + others:
+        if account.balance < tx.upfront + others:
             raise InsufficientFundsError(
-                f"balance {account.balance} does not cover fee {tx.fee} plus the "
+                f"balance {account.balance} does not cover {tx.upfront} (fee"
+                f"{' and value' if tx.upfront != tx.fee else ''}) plus the "
                 f"{others} of the sender's pending transactions"
             )
 

@@ -95,6 +95,8 @@ class BlockContext:
     offences: list[Offence] = field(default_factory=list)
     #: The validator set that decides this height, with its proposer priorities.
     validators: ValidatorSet | None = None
+    #: Running totals of the block that handlers keep (the EVM's gas used).
+    counters: dict[str, int] = field(default_factory=dict)
     #: The set of the next height when this block changes it (the validators
     #: module sets it: an epoch boundary, a jailing); None: unchanged, the next
     #: height steps this one's priorities.
@@ -114,6 +116,11 @@ class TxContext:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: The sender's Ed25519 public key (``sender`` is its address).
     sender_key: bytes = b""
+    #: The transaction itself, for a handler that reads it whole (the EVM's).
+    tx: Any = None
+    #: ``(code, log)`` of a transaction that failed after paying for itself
+    #: (a self-charging one, see ``execute``): its writes are kept.
+    failure: tuple[str, str] | None = None
 
     @property
     def params(self) -> ChainParams:

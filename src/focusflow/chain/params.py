@@ -18,7 +18,12 @@ BASIS_POINTS = 10_000
 UNBONDING_MARGIN = 100
 #: Parameters added after chains were started: left out of ``to_dict`` at their
 #: default, so that those chains' genesis hash and state stay what they were.
-OMITTED_AT_DEFAULT = ("focus_upgrades", "focus_upgrade_delay")
+OMITTED_AT_DEFAULT = (
+    "focus_upgrades",
+    "focus_upgrade_delay",
+    "evm_block_gas_limit",
+    "evm_base_fee",
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,11 @@ class ChainParams:
     #: height must be at least: time for operators to install code that
     #: runs the new algorithm.
     focus_upgrade_delay: int = 100
+    #: Gas the Ethereum transactions of one block may use together.
+    evm_block_gas_limit: int = 30_000_000
+    #: The EVM's base fee per gas, in base units (one base unit is one wei);
+    #: burned, as EIP-1559's base fee is.
+    evm_base_fee: int = 1
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ChainParams:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from focusflow.chain.errors import BadSignatureError, OverLimitError, WrongChainIdError
 from focusflow.chain.params import ChainParams
@@ -46,6 +46,10 @@ class Msg:
 
 @dataclass(frozen=True)
 class Tx:
+    #: Whether the transaction's one message charges its own fee (an Ethereum
+    #: transaction, ``chain.eth_tx``) instead of the chain's ante step.
+    self_charging: ClassVar[bool] = False
+
     chain_id: str
     sender: bytes
     nonce: int
@@ -75,6 +79,12 @@ class Tx:
     @cached_property
     def hash(self) -> bytes:
         return sha256(self.encoded)
+
+    @property
+    def upfront(self) -> int:
+        """What the sender's balance must hold for the pool to admit it: the fee
+        (an Ethereum transaction adds the value it sends)."""
+        return self.fee
 
     @cached_property
     def sender_address(self) -> bytes:
@@ -123,6 +133,9 @@ def make_tx_at_min_fee(
 def decode_tx(data: bytes, max_bytes: int = HARD_MAX_TX_BYTES) -> Tx:
     """Parse a transaction; structure only (signature, nonce and fee are checked later).
 
+    A native transaction is canonical CBOR; bytes that begin as an Ethereum
+    transaction does are one (``chain.eth_tx``).
+
     Raises OverLimitError for oversize input and DecodeError (``malformed``) for
     anything that is not exactly a canonical transaction.
     """
@@ -130,6 +143,11 @@ def decode_tx(data: bytes, max_bytes: int = HARD_MAX_TX_BYTES) -> Tx:
         raise DecodeError("malformed transaction: expected bytes")
     if len(data) > max_bytes:
         raise OverLimitError(f"transaction of {len(data)} bytes exceeds the limit of {max_bytes}")
+    if len(data) and data[0] != 0x86:
+        from focusflow.chain.eth_tx import decode_eth_tx, is_eth_tx
+
+        if is_eth_tx(bytes(data[:1])):
+            return decode_eth_tx(bytes(data))
     value = decode(bytes(data), "transaction")
     if not isinstance(value, list) or len(value) != 6:
         raise DecodeError("malformed transaction: expected a 6-element array")

@@ -1,8 +1,9 @@
-"""The chain's state machines: bank, graph links, names, blobs, validators and
-focus upgrades."""
+"""The chain's state machines: bank, graph links, names, blobs, validators,
+focus upgrades and the EVM."""
 
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
+from focusflow.modules.evm import Evm
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
 from focusflow.modules.upgrades import Upgrades
@@ -12,12 +13,13 @@ from focusflow.modules.validators import Validators
 def default_modules() -> list:
     """The modules every focusflow chain runs, in execution order (the bank's
     end of block slashes before the validators' picks a set from the stakes)."""
-    return [Bank(), Links(), Names(), Blobs(), Validators(), Upgrades()]
+    return [Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm()]
 
 
 __all__ = [
     "Bank",
     "Blobs",
+    "Evm",
     "Links",
     "Names",
     "Upgrades",

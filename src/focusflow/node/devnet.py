@@ -37,7 +37,10 @@ import socket
 import time
 from pathlib import Path
 
+from eth_utils import to_checksum_address
+
 from focusflow.chain.chain import Chain
+from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.mempool import MempoolLimits
 from focusflow.chain.warm import warm_up
@@ -45,7 +48,15 @@ from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.home import ENV_HOME, default_home
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
-from focusflow.node.home import DEV_KEY_NAME, Home, HomeError, init_devnet, lock_home
+from focusflow.node.home import (
+    DEV_KEY_NAME,
+    ETH_DEV_MNEMONIC,
+    Home,
+    HomeError,
+    eth_dev_accounts,
+    init_devnet,
+    lock_home,
+)
 from focusflow.node.serve import serve
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.node.wiring import open_chain
@@ -162,7 +173,7 @@ def _serve(
             ready="devnet ready",
             fields=ready_fields,
             stop_on_failure=True,
-            notes=cli_notes(home.path),
+            notes=cli_notes(home.path) + evm_notes(genesis),
         )
     finally:
         # After serve returns the block in progress is committed: close the store.
@@ -189,6 +200,23 @@ def cli_notes(home: Path) -> list[str]:
         "in another shell, before focusflow keys/tx/query/import: "
         f"export {ENV_HOME}={shlex.quote(str(where))}"
     ]
+
+
+def evm_notes(genesis: Genesis) -> list[str]:
+    """The Ethereum JSON-RPC's chain id and the test mnemonic's funded accounts with
+    their private keys, as anvil prints them (devnet keys: never hold value)."""
+    funded = {a.address: a.balance for a in genesis.accounts}
+    accounts = [(a, k) for a, k in eth_dev_accounts() if a in funded]
+    if not accounts:
+        return []
+    lines = [
+        f"Ethereum JSON-RPC at /evm, chain id {evm_chain_id(genesis.chain_id)}; "
+        f"accounts of the test mnemonic ({ETH_DEV_MNEMONIC!r}):"
+    ]
+    for i, (address, key) in enumerate(accounts):
+        checksum = to_checksum_address(address)
+        lines.append(f"({i}) {checksum} ({funded[address]} wei) key 0x{key.hex()}")
+    return lines
 
 
 def prepare_kernels(focus: dict | None) -> None:

@@ -11,6 +11,7 @@ chain's head.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import time
@@ -31,7 +32,7 @@ from focusflow.core.home import (
     validator_key_path,
     write_private_file,
 )
-from focusflow.core.keys import KeyPair
+from focusflow.core.keys import KeyPair, encode_address
 from focusflow.core.keystore import Keystore
 
 #: Prefix of a new devnet's chain id (the rest comes from its genesis hash).
@@ -40,6 +41,13 @@ DEVNET_CHAIN_ID = "focusflow-devnet"
 DEV_BALANCE = 10**15
 DEV_STAKE = 10**12
 DEV_KEY_NAME = "dev"
+#: The standard test mnemonic of Ethereum tools (hardhat, anvil): a new devnet
+#: funds its first ETH_DEV_ACCOUNTS accounts (BIP-44 path m/44'/60'/0'/0/i)
+#: with ETH_DEV_BALANCE base units (wei) each, so a wallet or web3.py script
+#: written for anvil finds its accounts funded.
+ETH_DEV_MNEMONIC = "test test test test test test test test test test test junk"
+ETH_DEV_ACCOUNTS = 10
+ETH_DEV_BALANCE = 10**18
 #: QUIC datagram size of a testnet whose validators all listen on loopback:
 #: aioquic spends its time per packet, and loopback does not fragment
 #: (bench/RESULTS.md, net.py: 3.5x the bytes per CPU second of 1452-byte ones).
@@ -196,6 +204,10 @@ def init_devnet(path: Path, chain_id: str | None = None) -> tuple[Home, bool]:
                 {"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE},
                 # The validator's own bond: its power (1) at every epoch boundary.
                 {"address": validator.address, "balance": 0, "stake": 1},
+                *(
+                    {"address": encode_address(a), "balance": ETH_DEV_BALANCE, "stake": 0}
+                    for a, _ in eth_dev_accounts()
+                ),
             ],
             "validators": [
                 {"name": "devnet", "public_key": validator.public_key.hex(), "power": 1}
@@ -205,6 +217,19 @@ def init_devnet(path: Path, chain_id: str | None = None) -> tuple[Home, bool]:
     # The genesis goes last: its presence is what marks a finished home.
     _save_genesis(home, genesis)
     return home, True
+
+
+@functools.cache
+def eth_dev_accounts() -> tuple[tuple[bytes, bytes], ...]:
+    """``(address, private key)`` of the test mnemonic's first ETH_DEV_ACCOUNTS accounts."""
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    out = []
+    for i in range(ETH_DEV_ACCOUNTS):
+        acct = Account.from_mnemonic(ETH_DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+        out.append((bytes.fromhex(acct.address[2:]), bytes(acct.key)))
+    return tuple(out)
 
 
 #: Prefix of a new testnet's chain id (the rest comes from its genesis hash).

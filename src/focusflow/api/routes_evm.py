@@ -1,0 +1,685 @@
+"""Ethereum JSON-RPC at ``POST /evm``: what web3.py, ethers and wallets call.
+
+JSON-RPC 2.0 (one request or a batch of up to ``MAX_BATCH``), the methods of
+the ``eth_`` namespace a tool needs to deploy and use contracts: chain id,
+blocks, balances, nonces, code, storage, calls, gas estimates, fees, raw
+transactions, transactions, receipts and logs. Numbers are hex quantities and
+bytes hex data, as the Ethereum JSON-RPC specification writes them.
+
+State is served at the node's head: a block tag ``latest``, ``pending``,
+``safe`` or ``finalized`` (every committed block is final), or the head's
+number; an older number is refused (``-32000``, this node keeps no
+historical EVM state), as a pruned Ethereum node does. A block counts once
+its focus is published, as for ``GET /v1/txs/{hash}``. Errors follow the
+specification's codes: ``-32700`` unparsable JSON, ``-32600`` not a request,
+``-32601`` unknown method, ``-32602`` bad parameters, ``-32000`` refused by
+the node (with the chain's error code in ``data``), ``3`` a reverted call
+(with its return data).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from focusflow.chain.block import BlockRecord
+from focusflow.chain.errors import TxError
+from focusflow.chain.eth_tx import EthTx, evm_chain_id
+from focusflow.chain.state import PendingState
+from focusflow.chain.tx import decode_tx
+from focusflow.core.encoding import decode
+from focusflow.core.errors import FocusflowError
+from focusflow.modules.accounts import get_account
+from focusflow.modules.evm import effective_gas_price, evm_block
+from focusflow.vm import evm
+from focusflow.vm.evm_state import code_key, storage_key
+
+router = APIRouter()
+
+#: Most requests one batch may carry.
+MAX_BATCH = 100
+#: Most blocks one ``eth_getLogs`` scans, and most ``eth_feeHistory`` reports.
+MAX_LOG_BLOCKS = 1_000
+MAX_FEE_HISTORY = 1_024
+#: The tip ``eth_maxPriorityFeePerGas`` suggests (base units per gas).
+SUGGESTED_TIP = 1
+_ZERO32 = "0x" + "00" * 32
+_EMPTY_BLOOM = "0x" + "00" * 256
+#: Keccak-256 of the RLP of an empty list (an empty uncles list).
+_EMPTY_UNCLES = "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347"
+
+
+class RpcError(Exception):
+    """A JSON-RPC error object: ``code``, ``message`` and optional ``data``."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+
+# --- hex in, hex out -----------------------------------------------------------
+
+
+def qty(value: int) -> str:
+    return hex(value)
+
+
+def data(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _param(params: list[Any], i: int, default: Any = ...) -> Any:
+    if i < len(params):
+        return params[i]
+    if default is ...:
+        raise RpcError(-32602, f"missing parameter {i}")
+    return default
+
+
+def parse_qty(value: Any, what: str) -> int:
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) > 66:
+        raise RpcError(-32602, f"{what} must be a hex quantity, got {value!r}")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise RpcError(-32602, f"{what} must be a hex quantity, got {value!r}") from None
+
+
+def parse_data(value: Any, what: str, size: int | None = None) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) % 2:
+        raise RpcError(-32602, f"{what} must be 0x-prefixed hex bytes")
+    try:
+        out = bytes.fromhex(value[2:])
+    except ValueError:
+        raise RpcError(-32602, f"{what} must be 0x-prefixed hex bytes") from None
+    if size is not None and len(out) != size:
+        raise RpcError(-32602, f"{what} must be {size} bytes")
+    return out
+
+
+def parse_address(value: Any, what: str = "address") -> bytes:
+    return parse_data(value, what, 20)
+
+
+# --- the node's committed chain --------------------------------------------------
+
+
+class EvmRpc:
+    """The methods, over one node (``NodeService``)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    @property
+    def chain_id(self) -> int:
+        return evm_chain_id(self.node.chain.chain_id)
+
+    def head(self) -> int:
+        """The newest block served: committed and its focus published."""
+        return min(self.node.chain.height, self.node.view.height)
+
+    def block_number(self, tag: Any) -> int:
+        head = self.head()
+        if tag in (None, "latest", "pending", "safe", "finalized"):
+            return head
+        if tag == "earliest":
+            return 0
+        number = parse_qty(tag, "block number")
+        if number > head:
+            raise RpcError(-32000, f"block {number} is not committed yet (head {head})")
+        return number
+
+    def state_height(self, tag: Any) -> None:
+        """Refuses a block tag older than the head: no historical state is kept."""
+        number = self.block_number(tag)
+        if number != self.head():
+            raise RpcError(
+                -32000, f"state at block {number} is not kept: this node serves the head only"
+            )
+
+    @contextmanager
+    def state(self) -> Any:
+        with self.node.chain.reader() as r:
+            yield PendingState(r.get, r.items)
+
+    def record(self, number: int) -> BlockRecord | None:
+        with self.node.chain.reader() as r:
+            raw = r.block(number)
+        return None if raw is None else BlockRecord.decode(raw)
+
+    def receipt_of(self, tx_hash: bytes) -> tuple[int, int, str, str, list[Any]] | None:
+        with self.node.chain.reader() as r:
+            raw = r.index(b"t" + tx_hash)
+        if raw is None:
+            return None
+        height, index, code, log, events = decode(raw, "receipt")
+        if height > self.head():
+            return None
+        return height, index, code, log, events
+
+    def call_block(self) -> evm.EvmBlock:
+        """The block a call runs in: the one after the head."""
+        record = self.record(self.head())
+        from focusflow.chain.module import BlockContext
+
+        assert record is not None
+        ctx = BlockContext(
+            chain_id=self.node.chain.chain_id,
+            height=record.block.height + 1,
+            time_ms=record.block.header.time_ms,
+            proposer=record.block.header.proposer,
+            params=self.node.chain.params,
+            state=PendingState(lambda _k: None),
+        )
+        return evm_block(ctx)
+
+    # --- the methods -----------------------------------------------------------
+    def eth_chain_id(self, params: list[Any]) -> str:
+        return qty(self.chain_id)
+
+    def net_version(self, params: list[Any]) -> str:
+        return str(self.chain_id)
+
+    def net_listening(self, params: list[Any]) -> bool:
+        return True
+
+    def web3_client_version(self, params: list[Any]) -> str:
+        from focusflow import __version__
+
+        return f"focusflow/{__version__}"
+
+    def eth_block_number(self, params: list[Any]) -> str:
+        return qty(self.head())
+
+    def eth_gas_price(self, params: list[Any]) -> str:
+        return qty(self.node.chain.params.evm_base_fee + SUGGESTED_TIP)
+
+    def eth_max_priority_fee_per_gas(self, params: list[Any]) -> str:
+        return qty(SUGGESTED_TIP)
+
+    def eth_accounts(self, params: list[Any]) -> list[str]:
+        return []
+
+    def eth_syncing(self, params: list[Any]) -> bool:
+        return False
+
+    def eth_get_balance(self, params: list[Any]) -> str:
+        address = parse_address(_param(params, 0))
+        self.state_height(_param(params, 1, "latest"))
+        with self.node.chain.reader() as r:
+            return qty(get_account(r, address).balance)
+
+    def eth_get_transaction_count(self, params: list[Any]) -> str:
+        address = parse_address(_param(params, 0))
+        tag = _param(params, 1, "latest")
+        if tag == "pending":
+            return qty(self.node.next_nonce(address))
+        self.state_height(tag)
+        with self.node.chain.reader() as r:
+            return qty(get_account(r, address).nonce)
+
+    def eth_get_code(self, params: list[Any]) -> str:
+        address = parse_address(_param(params, 0))
+        self.state_height(_param(params, 1, "latest"))
+        with self.node.chain.reader() as r:
+            return data(r.get(code_key(address)) or b"")
+
+    def eth_get_storage_at(self, params: list[Any]) -> str:
+        address = parse_address(_param(params, 0))
+        slot = parse_qty(_param(params, 1), "storage slot")
+        if slot >= 2**256:
+            raise RpcError(-32602, "storage slot must be below 2**256")
+        self.state_height(_param(params, 2, "latest"))
+        with self.node.chain.reader() as r:
+            raw = r.get(storage_key(address, slot)) or b""
+        return data(raw.rjust(32, b"\0"))
+
+    def _call_args(self, params: list[Any]) -> dict[str, Any]:
+        call = _param(params, 0)
+        if not isinstance(call, dict):
+            raise RpcError(-32602, "the call must be an object")
+        known = {
+            "from", "to", "data", "input", "value", "gas", "gasPrice",
+            "maxFeePerGas", "maxPriorityFeePerGas", "nonce", "type", "chainId", "accessList",
+        }  # fmt: skip
+        extra = set(call) - known
+        if extra:
+            raise RpcError(-32602, f"unknown call fields: {', '.join(sorted(extra))}")
+        payload = call.get("input", call.get("data", "0x"))
+        out = {
+            "sender": parse_address(call["from"], "from") if call.get("from") else b"\0" * 20,
+            "to": parse_address(call["to"], "to") if call.get("to") else None,
+            "data": parse_data(payload, "data"),
+            "value": parse_qty(call["value"], "value") if "value" in call else 0,
+        }
+        return out
+
+    def eth_call(self, params: list[Any]) -> str:
+        args = self._call_args(params)
+        call = params[0]
+        self.state_height(_param(params, 1, "latest"))
+        gas = parse_qty(call["gas"], "gas") if "gas" in call else None
+        block = self.call_block()
+        with self.state() as state:
+            try:
+                out = evm.call(state, block, gas=gas, **args)
+            except evm.EvmValidationError as exc:
+                raise RpcError(-32000, str(exc)) from None
+        if not out.status:
+            raise RpcError(3, out.error, data(out.output))
+        return data(out.output)
+
+    def eth_estimate_gas(self, params: list[Any]) -> str:
+        args = self._call_args(params)
+        call = params[0]
+        cap = parse_qty(call["gas"], "gas") if "gas" in call else None
+        block = self.call_block()
+        with self.state() as state:
+            try:
+                return qty(evm.estimate_gas(state, block, cap=cap, **args))
+            except evm.EvmValidationError as exc:
+                raise RpcError(3 if "reverted" in str(exc) else -32000, str(exc)) from None
+
+    def eth_get_block_by_number(self, params: list[Any]) -> dict[str, Any] | None:
+        number = self.block_number(_param(params, 0))
+        return self._block_json(number, bool(_param(params, 1, False)))
+
+    def eth_get_block_by_hash(self, params: list[Any]) -> dict[str, Any] | None:
+        block_hash = parse_data(_param(params, 0), "block hash", 32)
+        with self.node.chain.reader() as r:
+            raw = r.index(b"b" + block_hash)
+        if raw is None:
+            return None
+        number = int.from_bytes(raw, "big")
+        if number > self.head():
+            return None
+        return self._block_json(number, bool(_param(params, 1, False)))
+
+    def _eth_txs(self, record: BlockRecord) -> list[tuple[int, EthTx]]:
+        out = []
+        for i, raw in enumerate(record.block.txs):
+            if raw[:1] != b"\x86":
+                tx = decode_tx(raw)
+                if isinstance(tx, EthTx):
+                    out.append((i, tx))
+        return out
+
+    def _block_json(self, number: int, full: bool) -> dict[str, Any] | None:
+        record = self.record(number)
+        if record is None:
+            return None
+        block = record.block
+        header = block.header
+        txs = self._eth_txs(record)
+        gas_used = 0
+        receipts = []
+        for _, tx in txs:
+            found = self.receipt_of(tx.hash)
+            if found is not None:
+                ev = _evm_event(found[4])
+                gas_used += ev.get("gas_used", 0) if ev else 0
+                receipts.append(found)
+        bloom = _bloom([log for r in receipts for log in _logs_of(r[4])])
+        return {
+            "number": qty(block.height),
+            "hash": data(block.hash),
+            "parentHash": data(header.parent if len(header.parent) == 32 else bytes(32)),
+            "nonce": "0x0000000000000000",
+            "sha3Uncles": _EMPTY_UNCLES,
+            "logsBloom": bloom,
+            "transactionsRoot": data(header.txs_root),
+            "stateRoot": data(header.state_root),
+            "receiptsRoot": _ZERO32,
+            "miner": data(header.proposer if len(header.proposer) == 20 else bytes(20)),
+            "difficulty": "0x0",
+            "totalDifficulty": "0x0",
+            "extraData": "0x",
+            "size": qty(sum(len(t) for t in block.txs) + 512),
+            "gasLimit": qty(self.node.chain.params.evm_block_gas_limit),
+            "gasUsed": qty(gas_used),
+            "timestamp": qty(header.time_ms // 1000),
+            "mixHash": _ZERO32,
+            "baseFeePerGas": qty(self.node.chain.params.evm_base_fee),
+            "withdrawals": [],
+            "withdrawalsRoot": _ZERO32,
+            "uncles": [],
+            "transactions": [
+                self._tx_json(tx, block.height, block.hash, i) if full else data(tx.hash)
+                for i, tx in txs
+            ],
+        }
+
+    def _tx_json(self, tx: EthTx, height: int | None, block_hash: bytes | None, index: int | None):
+        eth = tx.eth
+        type_id = getattr(eth, "type_id", None) or 0
+        base = self.node.chain.params.evm_base_fee
+        out: dict[str, Any] = {
+            "hash": data(tx.hash),
+            "nonce": qty(eth.nonce),
+            "blockHash": None if block_hash is None else data(block_hash),
+            "blockNumber": None if height is None else qty(height),
+            "transactionIndex": None if index is None else qty(index),
+            "from": data(tx.sender_address),
+            "to": data(bytes(eth.to)) if eth.to else None,
+            "value": qty(eth.value),
+            "gas": qty(eth.gas),
+            "gasPrice": qty(effective_gas_price(eth, base)),
+            "input": data(bytes(eth.data)),
+            "type": qty(type_id),
+            "chainId": qty(eth.chain_id) if eth.chain_id is not None else None,
+            "v": qty(getattr(eth, "v", getattr(eth, "y_parity", 0))),
+            "r": qty(eth.r),
+            "s": qty(eth.s),
+        }
+        if type_id:
+            out["yParity"] = qty(eth.y_parity)
+            out["accessList"] = [
+                {
+                    "address": data(bytes(a)),
+                    "storageKeys": [data(k.to_bytes(32, "big")) for k in ks],
+                }
+                for a, ks in eth.access_list
+            ]
+        if type_id == 2:
+            out["maxFeePerGas"] = qty(eth.max_fee_per_gas)
+            out["maxPriorityFeePerGas"] = qty(eth.max_priority_fee_per_gas)
+        return out
+
+    def _located(self, tx_hash: bytes) -> tuple[EthTx, int, int, BlockRecord, Any] | None:
+        found = self.receipt_of(tx_hash)
+        if found is None:
+            return None
+        height, index, _code, _log, _events = found
+        record = self.record(height)
+        if record is None or index >= len(record.block.txs):
+            return None
+        tx = decode_tx(record.block.txs[index])
+        if not isinstance(tx, EthTx):
+            return None
+        return tx, height, index, record, found
+
+    def eth_get_transaction_by_hash(self, params: list[Any]) -> dict[str, Any] | None:
+        tx_hash = parse_data(_param(params, 0), "transaction hash", 32)
+        located = self._located(tx_hash)
+        if located is None:
+            pending = self.node.mempool.get(tx_hash) if hasattr(self.node.mempool, "get") else None
+            if isinstance(pending, EthTx):
+                return self._tx_json(pending, None, None, None)
+            return None
+        tx, height, index, record, _ = located
+        return self._tx_json(tx, height, record.block.hash, index)
+
+    def eth_get_transaction_receipt(self, params: list[Any]) -> dict[str, Any] | None:
+        tx_hash = parse_data(_param(params, 0), "transaction hash", 32)
+        located = self._located(tx_hash)
+        if located is None:
+            return None
+        tx, height, index, record, (_, _, _code, _log, events) = located
+        ev = _evm_event(events) or {}
+        logs = _logs_of(events)
+        first = self._log_index_base(record, index)
+        contract = ev.get("contract")
+        return {
+            "transactionHash": data(tx.hash),
+            "transactionIndex": qty(index),
+            "blockHash": data(record.block.hash),
+            "blockNumber": qty(height),
+            "from": data(tx.sender_address),
+            "to": data(bytes(tx.eth.to)) if tx.eth.to else None,
+            "cumulativeGasUsed": qty(ev.get("cumulative_gas_used", 0)),
+            "gasUsed": qty(ev.get("gas_used", 0)),
+            "effectiveGasPrice": qty(ev.get("effective_gas_price", 0)),
+            "contractAddress": data(contract) if contract else None,
+            "logs": [
+                _log_json(log, height, record.block.hash, tx.hash, index, first + k)
+                for k, log in enumerate(logs)
+            ],
+            "logsBloom": _bloom(logs),
+            "status": qty(ev.get("status", 0)),
+            "type": qty(getattr(tx.eth, "type_id", None) or 0),
+        }
+
+    def _log_index_base(self, record: BlockRecord, index: int) -> int:
+        """How many logs the block's transactions before ``index`` emitted."""
+        count = 0
+        for i, tx in self._eth_txs(record):
+            if i >= index:
+                break
+            found = self.receipt_of(tx.hash)
+            if found is not None:
+                count += len(_logs_of(found[4]))
+        return count
+
+    def eth_get_logs(self, params: list[Any]) -> list[dict[str, Any]]:
+        flt = _param(params, 0)
+        if not isinstance(flt, dict):
+            raise RpcError(-32602, "the filter must be an object")
+        extra = set(flt) - {"fromBlock", "toBlock", "address", "topics", "blockHash"}
+        if extra:
+            raise RpcError(-32602, f"unknown filter fields: {', '.join(sorted(extra))}")
+        if "blockHash" in flt:
+            block = self.eth_get_block_by_hash([flt["blockHash"], False])
+            if block is None:
+                raise RpcError(-32000, "unknown block hash")
+            lo = hi = int(block["number"], 16)
+        else:
+            lo = self.block_number(flt.get("fromBlock", "latest"))
+            hi = self.block_number(flt.get("toBlock", "latest"))
+        if hi - lo + 1 > MAX_LOG_BLOCKS:
+            raise RpcError(-32005, f"query spans more than {MAX_LOG_BLOCKS} blocks")
+        addresses = _address_filter(flt.get("address"))
+        topics = _topic_filter(flt.get("topics"))
+        out = []
+        for number in range(lo, hi + 1):
+            record = self.record(number)
+            if record is None:
+                continue
+            k = 0
+            for i, tx in self._eth_txs(record):
+                found = self.receipt_of(tx.hash)
+                if found is None:
+                    continue
+                for log in _logs_of(found[4]):
+                    if _matches(log, addresses, topics):
+                        out.append(_log_json(log, number, record.block.hash, tx.hash, i, k))
+                    k += 1
+        return out
+
+    def eth_fee_history(self, params: list[Any]) -> dict[str, Any]:
+        raw_count = _param(params, 0)
+        count = raw_count if isinstance(raw_count, int) else parse_qty(raw_count, "block count")
+        count = max(1, min(count, MAX_FEE_HISTORY))
+        newest = self.block_number(_param(params, 1, "latest"))
+        percentiles = _param(params, 2, None)
+        oldest = max(0, newest - count + 1)
+        n = newest - oldest + 1
+        base = self.node.chain.params.evm_base_fee
+        limit = self.node.chain.params.evm_block_gas_limit
+        ratios = []
+        for number in range(oldest, newest + 1):
+            block = self._block_json(number, False)
+            used = int(block["gasUsed"], 16) if block else 0
+            ratios.append(used / limit if limit else 0.0)
+        out: dict[str, Any] = {
+            "oldestBlock": qty(oldest),
+            "baseFeePerGas": [qty(base)] * (n + 1),
+            "gasUsedRatio": ratios,
+        }
+        if percentiles:
+            out["reward"] = [[qty(SUGGESTED_TIP)] * len(percentiles) for _ in range(n)]
+        return out
+
+
+def _evm_event(events: list[Any]) -> dict[str, Any] | None:
+    for ev in events:
+        if isinstance(ev, dict) and ev.get("type") == "evm":
+            return ev
+    return None
+
+
+def _logs_of(events: list[Any]) -> list[tuple[bytes, list[bytes], bytes]]:
+    ev = _evm_event(events)
+    if ev is None:
+        return []
+    return [(bytes(a), [bytes(t) for t in topics], bytes(d)) for a, topics, d in ev["logs"]]
+
+
+def _bloom(logs: list[tuple[bytes, list[bytes], bytes]]) -> str:
+    if not logs:
+        return _EMPTY_BLOOM
+    from eth_bloom import BloomFilter
+
+    bloom = BloomFilter()
+    for address, topics, _ in logs:
+        bloom.add(address)
+        for t in topics:
+            bloom.add(t)
+    return data(int(bloom).to_bytes(256, "big"))
+
+
+def _log_json(log, height: int, block_hash: bytes, tx_hash: bytes, index: int, log_index: int):
+    address, topics, payload = log
+    return {
+        "address": data(address),
+        "topics": [data(t) for t in topics],
+        "data": data(payload),
+        "blockNumber": qty(height),
+        "blockHash": data(block_hash),
+        "transactionHash": data(tx_hash),
+        "transactionIndex": qty(index),
+        "logIndex": qty(log_index),
+        "removed": False,
+    }
+
+
+def _address_filter(value: Any) -> set[bytes] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return {parse_address(v) for v in value}
+    return {parse_address(value)}
+
+
+def _topic_filter(value: Any) -> list[set[bytes] | None]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 4:
+        raise RpcError(-32602, "topics must be a list of at most 4 entries")
+    out: list[set[bytes] | None] = []
+    for entry in value:
+        if entry is None:
+            out.append(None)
+        elif isinstance(entry, list):
+            out.append({parse_data(t, "topic", 32) for t in entry})
+        else:
+            out.append({parse_data(entry, "topic", 32)})
+    return out
+
+
+def _matches(log, addresses: set[bytes] | None, topics: list[set[bytes] | None]) -> bool:
+    address, log_topics, _ = log
+    if addresses is not None and address not in addresses:
+        return False
+    for i, want in enumerate(topics):
+        if want is None:
+            continue
+        if i >= len(log_topics) or log_topics[i] not in want:
+            return False
+    return True
+
+
+METHODS: dict[str, Callable[[EvmRpc, list[Any]], Any]] = {
+    "eth_accounts": EvmRpc.eth_accounts,
+    "eth_blockNumber": EvmRpc.eth_block_number,
+    "eth_call": EvmRpc.eth_call,
+    "eth_chainId": EvmRpc.eth_chain_id,
+    "eth_estimateGas": EvmRpc.eth_estimate_gas,
+    "eth_feeHistory": EvmRpc.eth_fee_history,
+    "eth_gasPrice": EvmRpc.eth_gas_price,
+    "eth_getBalance": EvmRpc.eth_get_balance,
+    "eth_getBlockByHash": EvmRpc.eth_get_block_by_hash,
+    "eth_getBlockByNumber": EvmRpc.eth_get_block_by_number,
+    "eth_getCode": EvmRpc.eth_get_code,
+    "eth_getLogs": EvmRpc.eth_get_logs,
+    "eth_getStorageAt": EvmRpc.eth_get_storage_at,
+    "eth_getTransactionByHash": EvmRpc.eth_get_transaction_by_hash,
+    "eth_getTransactionCount": EvmRpc.eth_get_transaction_count,
+    "eth_getTransactionReceipt": EvmRpc.eth_get_transaction_receipt,
+    "eth_maxPriorityFeePerGas": EvmRpc.eth_max_priority_fee_per_gas,
+    "eth_syncing": EvmRpc.eth_syncing,
+    "net_listening": EvmRpc.net_listening,
+    "net_version": EvmRpc.net_version,
+    "web3_clientVersion": EvmRpc.web3_client_version,
+}
+
+
+async def _send_raw(rpc: EvmRpc, params: list[Any]) -> str:
+    raw = parse_data(_param(params, 0), "transaction")
+    try:
+        tx = await rpc.node.admit(raw)
+    except TxError as exc:
+        raise RpcError(-32000, f"{exc.message}", {"code": exc.code}) from None
+    except FocusflowError as exc:
+        raise RpcError(
+            -32602 if exc.code == "malformed" else -32000, exc.message, {"code": exc.code}
+        ) from None
+    return data(tx.hash)
+
+
+async def _one(rpc: EvmRpc, request: Any) -> dict[str, Any] | None:
+    if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or "method" not in request:
+        return {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": RpcError(-32600, "invalid request").to_json(),
+        }
+    rid = request.get("id")
+    method = request["method"]
+    params = request.get("params", [])
+    try:
+        if not isinstance(params, list):
+            raise RpcError(-32602, "params must be a list")
+        if method == "eth_sendRawTransaction":
+            result = await _send_raw(rpc, params)
+        elif isinstance(method, str) and method in METHODS:
+            result = await run_in_threadpool(METHODS[method], rpc, params)
+        else:
+            raise RpcError(-32601, f"the method {method} does not exist/is not available")
+    except RpcError as exc:
+        return {"jsonrpc": "2.0", "id": rid, "error": exc.to_json()}
+    except FocusflowError as exc:
+        error = RpcError(-32000, exc.message, {"code": exc.code})
+        return {"jsonrpc": "2.0", "id": rid, "error": error.to_json()}
+    return {"jsonrpc": "2.0", "id": rid, "result": result}
+
+
+@router.post("/evm", include_in_schema=False)
+async def evm_rpc(request: Request) -> JSONResponse:
+    """Ethereum JSON-RPC (module docstring)."""
+    rpc = EvmRpc(request.app.state.node)
+    body = await request.body()
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        error = RpcError(-32700, "parse error").to_json()
+        return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
+    if isinstance(payload, list):
+        if not payload or len(payload) > MAX_BATCH:
+            error = RpcError(-32600, f"a batch holds 1 to {MAX_BATCH} requests").to_json()
+            return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
+        return JSONResponse([await _one(rpc, r) for r in payload])
+    return JSONResponse(await _one(rpc, payload))

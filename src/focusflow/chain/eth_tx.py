@@ -1,0 +1,176 @@
+"""Ethereum transactions as chain transactions.
+
+Wallets and tools (web3.py, ethers, MetaMask) sign Ethereum transactions:
+legacy ones with EIP-155 replay protection, EIP-2930 access-list ones
+(type 1) and EIP-1559 ones (type 2), secp256k1 signatures, RLP encoding. The
+chain takes those bytes as they are, beside its own CBOR transactions: a
+native transaction is a CBOR array of six (first byte ``0x86``), which no
+Ethereum transaction begins with, so the first byte tells them apart.
+
+An :class:`EthTx` behaves as a :class:`~focusflow.chain.tx.Tx` for the
+mempool and blocks: its sender is the address recovered from the signature,
+its nonce the account's chain nonce, its hash Keccak-256 of its bytes (what
+Ethereum tools look it up by), and its ``fee``, for the pool's priority and
+the minimum fee, is the most it may pay for gas (``gas * max fee per gas``).
+It carries one message, ``evm.tx``, which the EVM module executes: that
+module checks the nonce and the balance, buys the gas and pays the tip to the
+block's proposer itself (the base fee is burned), so the chain's own ante
+step and fee payout leave it alone.
+
+The EVM's chain id (EIP-155) is derived from the chain's id string
+(:func:`evm_chain_id`); a transaction signed for another one, or without one,
+is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+from eth_keys.exceptions import BadSignature
+from eth_keys.exceptions import ValidationError as KeysValidationError
+from eth_utils import ValidationError
+from rlp.exceptions import RLPException  # type: ignore[import-untyped]
+
+from focusflow.chain.errors import BadSignatureError, MalformedMessageError, WrongChainIdError
+from focusflow.chain.tx import Msg, Tx
+from focusflow.core.errors import DecodeError
+from focusflow.core.hashing import sha256
+
+#: The message type of an Ethereum transaction.
+EVM_TX = "evm.tx"
+#: First byte of a native (CBOR) transaction.
+NATIVE_FIRST_BYTE = 0x86
+#: Transaction types taken: legacy (an RLP list), EIP-2930 and EIP-1559.
+TYPED = (0x01, 0x02)
+
+
+def is_eth_tx(data: bytes) -> bool:
+    """Whether ``data`` would be an Ethereum transaction (by its first byte)."""
+    return bool(data) and (data[0] in TYPED or data[0] >= 0xC0)
+
+
+def evm_chain_id(chain_id: str) -> int:
+    """The EIP-155 chain id of the chain named ``chain_id``: the first four bytes
+    of SHA-256 of a domain tag and the name, as a positive 31-bit integer (so
+    every JavaScript number holds it), never 0 or 1 (Ethereum's main net)."""
+    digest = sha256(b"focusflow/evm-chain-id/" + chain_id.encode())
+    value = int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return value if value > 1 else value + 2
+
+
+def _builder() -> Any:
+    from eth.vm.forks.cancun.transactions import CancunTransactionBuilder
+
+    return CancunTransactionBuilder
+
+
+#: What decoding hostile bytes raises: rlp's errors, py-evm's and eth-utils'
+#: validation, and the plain errors of a field of the wrong shape.
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    RLPException,
+    ValidationError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    AttributeError,
+)
+#: What recovering the sender of a bad signature raises (eth-keys, eth-utils).
+_SIGNATURE_ERRORS: tuple[type[Exception], ...] = (
+    BadSignature,
+    KeysValidationError,
+    ValidationError,
+    ValueError,
+)
+
+
+@dataclass(frozen=True)
+class EthTx(Tx):
+    """A signed Ethereum transaction (see the module docstring)."""
+
+    self_charging: ClassVar[bool] = True
+    #: py-evm's decoded transaction.
+    eth: Any = None
+
+    @cached_property
+    def encoded(self) -> bytes:
+        raw: bytes = self.__dict__["raw"]
+        return raw
+
+    @cached_property
+    def hash(self) -> bytes:
+        from eth_hash.auto import keccak
+
+        return bytes(keccak(self.encoded))
+
+    @cached_property
+    def sender_address(self) -> bytes:
+        try:
+            return bytes(self.eth.sender)
+        except _SIGNATURE_ERRORS as exc:
+            raise BadSignatureError(
+                f"transaction {self.hash.hex()}: signature does not recover: {exc}"
+            ) from None
+
+    @property
+    def upfront(self) -> int:
+        return self.fee + int(self.eth.value)
+
+    def verify_signature(self) -> None:
+        try:
+            self.eth.check_signature_validity()
+        except _SIGNATURE_ERRORS as exc:
+            raise BadSignatureError(
+                f"transaction {self.hash.hex()}: signature is not valid: {exc}"
+            ) from None
+        _ = self.sender_address
+
+    def check_chain(self, chain_id: str) -> None:
+        want = evm_chain_id(chain_id)
+        got = self.eth.chain_id
+        if got is None:
+            raise WrongChainIdError(
+                f"transaction {self.hash.hex()} has no chain id (EIP-155); "
+                f"sign it for chain id {want}"
+            )
+        if got != want:
+            raise WrongChainIdError(
+                f"transaction {self.hash.hex()} is for EVM chain id {got}, not {want}"
+            )
+
+    def sign_bytes(self) -> bytes:
+        raise MalformedMessageError("an Ethereum transaction has no native signing bytes")
+
+
+def decode_eth_tx(data: bytes) -> EthTx:
+    """Parse an Ethereum transaction; structure only (signature, chain id, nonce
+    and balance are checked later, as for native ones)."""
+    builder = _builder()
+    try:
+        eth = builder.decode(bytes(data))
+    except _DECODE_ERRORS as exc:
+        raise DecodeError(f"malformed Ethereum transaction: {exc}") from None
+    if getattr(eth, "type_id", None) not in (None, *TYPED):
+        raise DecodeError(f"Ethereum transaction type {eth.type_id} is not accepted")
+    if eth.nonce >= 2**64 - 1:
+        raise DecodeError("malformed Ethereum transaction: nonce out of range")
+    fee = eth.gas * _max_fee(eth)
+    tx = EthTx(
+        chain_id="",
+        sender=b"",
+        nonce=int(eth.nonce),
+        fee=int(fee),
+        msgs=(Msg(EVM_TX, {}),),
+        signature=b"",
+        eth=eth,
+    )
+    tx.__dict__["raw"] = bytes(data)
+    return tx
+
+
+def _max_fee(eth: Any) -> int:
+    """The most one unit of gas can cost: ``max_fee_per_gas`` or the legacy price."""
+    value = getattr(eth, "max_fee_per_gas", None)
+    return int(eth.gas_price if value is None else value)

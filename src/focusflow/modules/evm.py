@@ -1,0 +1,141 @@
+"""EVM: Ethereum transactions executed as chain transactions.
+
+Message
+    ``evm.tx``  the one message of an Ethereum transaction (``chain.eth_tx``);
+                its body is empty, the transaction is the signed bytes.
+
+Before the EVM runs it, the transaction must be one a block can hold: its
+nonce the account's (``bad_nonce``), its max fee per gas at least the base
+fee ``evm_base_fee`` (``insufficient_fee``), the balance enough for
+``gas * max fee + value`` (``insufficient_funds``), its gas within what the
+block has left of ``evm_block_gas_limit`` (``over_limit``; when it would fit an
+emptier block it waits in the pool for the next), and at least its intrinsic gas
+(``evm_invalid``). Such a refusal keeps it out of the block.
+
+Then py-evm runs it (``vm.evm``): the gas is bought, the code runs, unused
+gas is refunded, the tip goes to the block's proposer and the base fee is
+burned. An execution that reverts or runs out of gas keeps its receipt, with
+code ``evm_reverted``: the gas is paid and the nonce used, nothing else of it
+stays. Every receipt carries one ``evm`` event: status, gas used, the
+block's gas used so far, the effective gas price, a created contract's
+address and the logs (what ``eth_getTransactionReceipt`` returns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from focusflow.chain.errors import (
+    BadNonceError,
+    BlockFullError,
+    EvmInvalidError,
+    EvmRevertedError,
+    InsufficientFeeError,
+    InsufficientFundsError,
+    OverLimitError,
+)
+from focusflow.chain.eth_tx import EVM_TX, EthTx, evm_chain_id
+from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.state import PendingState
+from focusflow.core.hashing import sha256
+from focusflow.modules.accounts import get_account
+from focusflow.vm.evm import EvmBlock, EvmValidationError, apply_transaction
+
+#: The block counter of the gas its Ethereum transactions used.
+GAS_COUNTER = "evm_gas"
+
+
+def evm_block(ctx: BlockContext) -> EvmBlock:
+    """The EVM's view of the block being executed."""
+    return EvmBlock(
+        chain_id=evm_chain_id(ctx.chain_id),
+        number=ctx.height,
+        timestamp=ctx.time_ms // 1000,
+        coinbase=ctx.proposer if len(ctx.proposer) == 20 else b"\0" * 20,
+        gas_limit=ctx.params.evm_block_gas_limit,
+        base_fee=ctx.params.evm_base_fee,
+        prev_randao=sha256(b"focusflow/prevrandao/" + ctx.height.to_bytes(8, "big")),
+    )
+
+
+def effective_gas_price(eth: Any, base_fee: int) -> int:
+    """What one unit of gas costs the sender: the legacy price, or base fee plus
+    the tip ``min(max priority fee, max fee - base fee)``."""
+    max_fee = getattr(eth, "max_fee_per_gas", None)
+    tip = getattr(eth, "max_priority_fee_per_gas", None)
+    if max_fee is None or tip is None or getattr(eth, "type_id", None) is None:
+        return int(eth.gas_price)
+    return int(base_fee + min(tip, max_fee - base_fee))
+
+
+class Evm:
+    name = "evm"
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {EVM_TX: self.run}
+
+    def init_genesis(self, state: PendingState, genesis: Any, deltas: Deltas) -> None:
+        """Nothing: the EVM's accounts are the chain's."""
+
+    def end_block(self, ctx: BlockContext) -> None:
+        """Nothing at the end of a block."""
+
+    def run(self, ctx: TxContext, body: dict) -> None:
+        tx = ctx.tx
+        if not isinstance(tx, EthTx) or body:
+            raise EvmInvalidError("evm.tx is the message of an Ethereum transaction only")
+        eth = tx.eth
+        params = ctx.params
+        used = ctx.block.counters.get(GAS_COUNTER, 0)
+        self._check(ctx, tx, used)
+        block = evm_block(ctx.block)
+        try:
+            out = apply_transaction(ctx.state, block, eth)
+        except EvmValidationError as exc:
+            raise EvmInvalidError(f"the EVM refuses the transaction: {exc}") from None
+        total = used + out.gas_used
+        ctx.block.counters[GAS_COUNTER] = total
+        ctx.emit(
+            "evm",
+            status=out.status,
+            gas_used=out.gas_used,
+            cumulative_gas_used=total,
+            effective_gas_price=effective_gas_price(eth, params.evm_base_fee),
+            contract=out.contract,
+            logs=[[a, [t.to_bytes(32, "big") for t in topics], d] for a, topics, d in out.logs],
+            sender=tx.sender_address,
+            to=bytes(eth.to) if eth.to else None,
+        )
+        if not out.status:
+            ctx.failure = (EvmRevertedError.code, out.error)
+
+    @staticmethod
+    def _check(ctx: TxContext, tx: EthTx, used: int) -> None:
+        """The refusals that keep a transaction out of the block (module docstring)."""
+        eth = tx.eth
+        params = ctx.params
+        account = get_account(ctx.state, tx.sender_address)
+        if eth.nonce != account.nonce:
+            raise BadNonceError(f"nonce {eth.nonce}, expected {account.nonce}")
+        max_fee = tx.fee // eth.gas if eth.gas else 0
+        if max_fee < params.evm_base_fee:
+            raise InsufficientFeeError(
+                f"max fee per gas {max_fee} is below the base fee {params.evm_base_fee}"
+            )
+        cost = tx.fee + eth.value
+        if account.balance < cost:
+            raise InsufficientFundsError(
+                f"balance {account.balance} does not cover gas * max fee + value = {cost}"
+            )
+        if eth.gas > params.evm_block_gas_limit:
+            raise OverLimitError(
+                f"gas {eth.gas} exceeds evm_block_gas_limit={params.evm_block_gas_limit}"
+            )
+        if used + eth.gas > params.evm_block_gas_limit:
+            raise BlockFullError(
+                f"gas {eth.gas} exceeds what the block has left "
+                f"({params.evm_block_gas_limit - used} of evm_block_gas_limit)"
+            )
+        if eth.gas < eth.intrinsic_gas:
+            raise EvmInvalidError(f"gas {eth.gas} is below the intrinsic gas {eth.intrinsic_gas}")

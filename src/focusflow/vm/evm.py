@@ -1,0 +1,228 @@
+"""The EVM: Ethereum transactions and calls run by py-evm over the chain state.
+
+py-evm (the Ethereum Foundation's Python implementation) interprets the code
+under the Cancun rules; ``evm_state.StateAccountDB`` maps its accounts onto
+the chain's keys. This module gives it a block to run in and turns what it
+returns into what the chain and the JSON-RPC need: a status, the gas used,
+logs, a created contract's address.
+
+Gas is paid in the chain's token, one base unit per wei. The base fee per
+gas is the chain parameter ``evm_base_fee`` (fixed; it is burned: no account
+receives it) and the tip, ``min(max priority fee, max fee - base fee)`` per
+gas, goes to the block's proposer, as on Ethereum after EIP-1559.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from focusflow.chain.state import PendingState
+from focusflow.vm.evm_state import StateAccountDB
+
+#: The Ethereum rules the EVM follows.
+FORK = "cancun"
+#: Gas of a plain value transfer: what ``eth_estimateGas`` starts from.
+TRANSFER_GAS = 21_000
+
+
+class EvmValidationError(Exception):
+    """The transaction cannot run at all (nonce, balance, gas, fee): py-evm's reason."""
+
+
+@dataclass(frozen=True)
+class EvmBlock:
+    """The block a transaction or call runs in, as the EVM's opcodes see it."""
+
+    chain_id: int
+    number: int
+    #: Seconds since the epoch.
+    timestamp: int
+    coinbase: bytes
+    gas_limit: int
+    base_fee: int
+    #: ``PREVRANDAO``: the block's own hash chain stands in for the beacon's.
+    prev_randao: bytes = b"\0" * 32
+    #: Hashes of the previous blocks, newest first (``BLOCKHASH``; at most 256).
+    prev_hashes: tuple[bytes, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """What one transaction or call did."""
+
+    #: 1 when the execution succeeded, 0 when it reverted or ran out of gas.
+    status: int
+    gas_used: int
+    output: bytes
+    #: ``(address, topics, data)`` of each log, in order (none when it failed).
+    logs: list[tuple[bytes, list[int], bytes]] = field(default_factory=list)
+    #: Address of the contract a creation made (None otherwise or when it failed).
+    contract: bytes | None = None
+    #: Why it failed ("" when it succeeded): a revert's reason or the EVM's error.
+    error: str = ""
+
+
+@functools.cache
+def _classes() -> tuple[Any, Any, Any]:
+    """``(state class, VM class, transaction builder)``, imported on first use (py-evm
+    takes most of a second to import)."""
+    from eth.vm.forks.cancun import CancunVM
+    from eth.vm.forks.cancun.state import CancunState
+    from eth.vm.forks.cancun.transactions import CancunTransactionBuilder
+
+    class ChainState(CancunState):
+        account_db_class = StateAccountDB
+
+    return ChainState, CancunVM, CancunTransactionBuilder
+
+
+def _context(block: EvmBlock) -> Any:
+    from eth.vm.execution_context import ExecutionContext
+    from eth_typing import Address, BlockNumber, Hash32
+
+    return ExecutionContext(
+        coinbase=Address(block.coinbase),
+        timestamp=block.timestamp,
+        block_number=BlockNumber(block.number),
+        difficulty=0,
+        mix_hash=Hash32(block.prev_randao),
+        gas_limit=block.gas_limit,
+        prev_hashes=[Hash32(h) for h in block.prev_hashes],
+        chain_id=block.chain_id,
+        base_fee_per_gas=block.base_fee,
+        excess_blob_gas=0,
+    )
+
+
+def _new_state(state: PendingState, block: EvmBlock) -> Any:
+    from eth.constants import BLANK_ROOT_HASH
+
+    state_class, _, _ = _classes()
+    return state_class(state, _context(block), BLANK_ROOT_HASH)
+
+
+def _outcome(vm_class: Any, tx: Any, computation: Any) -> Outcome:
+    gas_used = int(vm_class.finalize_gas_used(tx, computation))
+    if computation.is_error:
+        return Outcome(0, gas_used, bytes(computation.output), error=_reason(computation))
+    logs = [
+        (bytes(address), [int(t) for t in topics], bytes(data))
+        for address, topics, data in computation.get_log_entries()
+    ]
+    created = None
+    msg = computation.msg
+    if msg.is_create:
+        created = bytes(msg.storage_address)
+    return Outcome(1, gas_used, bytes(computation.output), logs, created)
+
+
+def _reason(computation: Any) -> str:
+    """A failed execution's error as one line: a revert with its message when the
+    output is a Solidity ``Error(string)``."""
+    error = computation.error
+    name = type(error).__name__
+    output = bytes(computation.output)
+    if name == "Revert" and output[:4] == bytes.fromhex("08c379a0") and len(output) >= 68:
+        try:
+            length = int.from_bytes(output[36:68], "big")
+            text = output[68 : 68 + length].decode("utf-8", "replace")
+            return f"execution reverted: {text}"
+        except (ValueError, OverflowError):
+            pass
+    if name == "Revert":
+        return "execution reverted"
+    detail = str(error)
+    return f"{name}: {detail}" if detail else name
+
+
+def apply_transaction(state: PendingState, block: EvmBlock, tx: Any) -> Outcome:
+    """Run a signed transaction into ``state``: nonce, gas purchase, execution,
+    refund and tip. Raises :class:`EvmValidationError` (and changes nothing)
+    when it cannot run at all; an execution that fails is an ``Outcome`` with
+    status 0 whose gas is still paid."""
+    from eth_utils import ValidationError
+
+    _, vm_class, _ = _classes()
+    vm_state = _new_state(state, block)
+    try:
+        vm_state.validate_transaction(tx)
+    except ValidationError as exc:
+        raise EvmValidationError(str(exc)) from None
+    computation = vm_state.apply_transaction(tx)
+    vm_state._account_db.flush()
+    return _outcome(vm_class, tx, computation)
+
+
+def call(
+    state: PendingState,
+    block: EvmBlock,
+    *,
+    sender: bytes,
+    to: bytes | None,
+    data: bytes = b"",
+    value: int = 0,
+    gas: int | None = None,
+) -> Outcome:
+    """Run a call that signs nothing and pays no gas (``eth_call``) in a child
+    of ``state``, which it leaves unchanged; the base fee is taken as 0."""
+    from eth.vm.spoof import SpoofTransaction
+
+    _, vm_class, builder = _classes()
+    view = state.child()
+    free = EvmBlock(
+        block.chain_id,
+        block.number,
+        block.timestamp,
+        block.coinbase,
+        block.gas_limit,
+        0,
+        block.prev_randao,
+        block.prev_hashes,
+    )
+    vm_state = _new_state(view, free)
+    limit = block.gas_limit if gas is None else gas
+    unsigned = builder.create_unsigned_transaction(
+        nonce=vm_state.get_nonce(sender),
+        gas_price=0,
+        gas=limit,
+        to=to if to is not None else b"",
+        value=value,
+        data=data,
+    )
+    tx = SpoofTransaction(unsigned, from_=sender)
+    from eth_utils import ValidationError
+
+    try:
+        computation = vm_state.apply_transaction(tx)
+    except ValidationError as exc:
+        raise EvmValidationError(str(exc)) from None
+    return _outcome(vm_class, tx, computation)
+
+
+def estimate_gas(
+    state: PendingState,
+    block: EvmBlock,
+    *,
+    sender: bytes,
+    to: bytes | None,
+    data: bytes = b"",
+    value: int = 0,
+    cap: int | None = None,
+) -> int:
+    """The least gas limit under which the call succeeds (a bisection, as geth's),
+    or :class:`EvmValidationError` with the failure at the cap."""
+    hi = block.gas_limit if cap is None else min(cap, block.gas_limit)
+    top = call(state, block, sender=sender, to=to, data=data, value=value, gas=hi)
+    if not top.status:
+        raise EvmValidationError(top.error or "execution failed")
+    lo = max(TRANSFER_GAS - 1, top.gas_used - 1)
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        out = call(state, block, sender=sender, to=to, data=data, value=value, gas=mid)
+        if out.status:
+            hi = mid
+        else:
+            lo = mid
+    return hi

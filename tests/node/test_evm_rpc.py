@@ -1,0 +1,206 @@
+"""Ethereum JSON-RPC against a real devnet process, driven by web3.py as a developer would.
+
+The contract is assembled here (no Solidity compiler is downloaded): ``get()``
+returns storage slot 0, ``set(uint256)`` stores its argument there and emits
+``Set(uint256)``, any other call reverts.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+from web3 import Web3
+from web3.exceptions import ContractLogicError, Web3RPCError
+
+from focusflow.chain.eth_tx import evm_chain_id
+from focusflow.node.home import ETH_DEV_BALANCE, eth_dev_accounts
+
+ABI = [
+    {
+        "type": "function",
+        "name": "get",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "uint256"}],
+        "stateMutability": "view",
+    },
+    {
+        "type": "function",
+        "name": "set",
+        "inputs": [{"name": "v", "type": "uint256"}],
+        "outputs": [],
+        "stateMutability": "nonpayable",
+    },
+    {
+        "type": "event",
+        "name": "Set",
+        "inputs": [{"name": "v", "type": "uint256", "indexed": False}],
+        "anonymous": False,
+    },
+]
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+def _runtime() -> bytes:
+    """The contract's code, its two jump targets placed by their offsets."""
+    head = bytes.fromhex("60003560e01c")  # selector = calldata[0:4]
+    dispatch_len = 2 * 10 + 4
+    get_at = len(head) + dispatch_len
+    get = bytes.fromhex("5b60005460005260206000f3")
+    set_at = get_at + len(get)
+    dispatch = (
+        b"\x80\x63" + _selector("get()") + b"\x14\x60" + bytes([get_at]) + b"\x57"
+        + b"\x80\x63" + _selector("set(uint256)") + b"\x14\x60" + bytes([set_at]) + b"\x57"
+        + bytes.fromhex("600080fd")  # anything else: revert
+    )  # fmt: skip
+    topic = keccak(text="Set(uint256)")
+    set_code = bytes.fromhex("5b600435806000556000527f") + topic + bytes.fromhex("60206000a100")
+    code = head + dispatch + get + set_code
+    assert len(head + dispatch) == get_at and len(head + dispatch + get) == set_at
+    return code
+
+
+def _init(runtime: bytes) -> bytes:
+    return bytes([0x60, len(runtime)]) + bytes.fromhex("80600b6000396000f3") + runtime
+
+
+@pytest.fixture(scope="module")
+def w3(shared_devnet):
+    return Web3(Web3.HTTPProvider(shared_devnet.api + "/evm", request_kwargs={"timeout": 30}))
+
+
+def _send(w3: Web3, key: bytes, tx: dict) -> dict:
+    signed = Account.sign_transaction(tx, key)
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30, poll_latency=0.1)
+
+
+def test_web3_deploys_calls_and_reads_a_contract(w3, shared_devnet):
+    status = httpx.get(shared_devnet.api + "/v1/status").json()
+    assert w3.eth.chain_id == evm_chain_id(status["chain_id"])
+    (address, key), (other, _) = eth_dev_accounts()[:2]
+    sender = Web3.to_checksum_address(address)
+    assert sender == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # anvil's account 0
+    assert w3.eth.get_balance(Web3.to_checksum_address(other)) == ETH_DEV_BALANCE
+    # The devnet prints the accounts and their keys, as anvil does.
+    log = shared_devnet.log()
+    assert f"chain id {w3.eth.chain_id}" in log and f"(0) {sender}" in log and key.hex() in log
+
+    runtime = _runtime()
+    factory = w3.eth.contract(abi=ABI, bytecode=_init(runtime))
+    deploy = factory.constructor().build_transaction(
+        {"from": sender, "nonce": w3.eth.get_transaction_count(sender)}
+    )
+    receipt = _send(w3, key, deploy)
+    assert receipt["status"] == 1
+    where = receipt["contractAddress"]
+    assert where == "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # nonce 0's address
+    assert bytes(w3.eth.get_code(where)) == runtime
+    contract = w3.eth.contract(address=where, abi=ABI)
+    assert contract.functions.get().call() == 0
+
+    before = w3.eth.get_balance(sender)
+    tx = contract.functions.set(7).build_transaction(
+        {"from": sender, "nonce": w3.eth.get_transaction_count(sender)}
+    )
+    receipt = _send(w3, key, tx)
+    assert receipt["status"] == 1
+    (event,) = contract.events.Set().process_receipt(receipt)
+    assert event["args"]["v"] == 7
+    assert contract.functions.get().call() == 7
+    assert int.from_bytes(w3.eth.get_storage_at(where, 0), "big") == 7
+    spent = before - w3.eth.get_balance(sender)
+    assert spent == receipt["gasUsed"] * receipt["effectiveGasPrice"] > 0
+
+    logs = w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest", "address": where})
+    assert [bytes(log["transactionHash"]) for log in logs] == [bytes(receipt["transactionHash"])]
+    found = w3.eth.get_transaction(receipt["transactionHash"])
+    assert found["from"] == sender and found["to"] == where and found["nonce"] == tx["nonce"]
+    block = w3.eth.get_block(receipt["blockNumber"], full_transactions=False)
+    assert bytes(receipt["transactionHash"]) in [bytes(h) for h in block["transactions"]]
+    assert w3.eth.fee_history(4, "latest", [50])["baseFeePerGas"]
+
+
+def test_a_reverted_transaction_pays_its_gas_and_changes_nothing_else(w3):
+    (_, _), (_, _), (address, key) = eth_dev_accounts()[:3]
+    sender = Web3.to_checksum_address(address)
+    runtime = _runtime()
+    receipt = _send(
+        w3,
+        key,
+        {
+            "chainId": w3.eth.chain_id,
+            "nonce": w3.eth.get_transaction_count(sender),
+            "gas": 200_000,
+            "maxFeePerGas": 10,
+            "maxPriorityFeePerGas": 1,
+            "to": None,
+            "data": _init(runtime),
+        },
+    )
+    where = receipt["contractAddress"]
+    nonce = w3.eth.get_transaction_count(sender)
+    before = w3.eth.get_balance(sender)
+    bad = {"to": where, "data": "0xdeadbeef", "from": sender}
+    with pytest.raises(ContractLogicError):
+        w3.eth.call(bad)
+    receipt = _send(
+        w3,
+        key,
+        {**bad, "chainId": w3.eth.chain_id, "nonce": nonce, "gas": 60_000,
+         "maxFeePerGas": 10, "maxPriorityFeePerGas": 1},
+    )  # fmt: skip
+    assert receipt["status"] == 0
+    assert w3.eth.get_transaction_count(sender) == nonce + 1
+    assert before - w3.eth.get_balance(sender) == receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    contract = w3.eth.contract(address=where, abi=ABI)
+    assert contract.functions.get().call() == 0
+
+
+def test_value_transfers_and_refusals_with_their_codes(w3):
+    accounts = eth_dev_accounts()
+    (address, key), (other, _) = accounts[3], accounts[4]
+    sender, to = Web3.to_checksum_address(address), Web3.to_checksum_address(other)
+    start_to = w3.eth.get_balance(to)
+    base = {"to": to, "value": 12345, "gas": 21_000, "maxFeePerGas": 10, "maxPriorityFeePerGas": 1}
+    nonce = w3.eth.get_transaction_count(sender)
+    receipt = _send(w3, key, {**base, "chainId": w3.eth.chain_id, "nonce": nonce})
+    assert receipt["status"] == 1 and receipt["gasUsed"] == 21_000
+    assert w3.eth.get_balance(to) == start_to + 12345
+
+    def refused(tx: dict) -> dict:
+        raw = Account.sign_transaction(tx, key).raw_transaction
+        with pytest.raises(Web3RPCError) as info:
+            w3.eth.send_raw_transaction(raw)
+        return info.value.rpc_response["error"]
+
+    chain_id = w3.eth.chain_id
+    assert refused({**base, "chainId": chain_id + 1, "nonce": nonce + 1})["data"] == {
+        "code": "wrong_chain_id"
+    }
+    assert refused({**base, "chainId": chain_id, "nonce": nonce})["data"] == {"code": "bad_nonce"}
+    too_much = {**base, "chainId": chain_id, "nonce": nonce + 1, "value": 2 * ETH_DEV_BALANCE}
+    error = refused(too_much)
+    assert error["code"] == -32000 and error["data"]["code"] in ("insufficient_funds",)
+    assert w3.eth.get_transaction_count(sender) == nonce + 1
+
+
+def test_json_rpc_errors_follow_the_specification(shared_devnet):
+    url = shared_devnet.api + "/evm"
+    assert httpx.post(url, content=b"{nope").json()["error"]["code"] == -32700
+    assert httpx.post(url, json={"id": 1}).json()["error"]["code"] == -32600
+    reply = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_nope"}).json()
+    assert reply["error"]["code"] == -32601 and reply["id"] == 1
+    bad = {"jsonrpc": "2.0", "id": 2, "method": "eth_getBalance", "params": ["0x12", "latest"]}
+    assert httpx.post(url, json=bad).json()["error"]["code"] == -32602
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"},
+        {"jsonrpc": "2.0", "id": 2, "method": "net_version"},
+    ]
+    replies = httpx.post(url, json=batch).json()
+    assert [r["id"] for r in replies] == [1, 2] and all("result" in r for r in replies)
+    assert httpx.post(url, json=[]).json()["error"]["code"] == -32600
