@@ -14,7 +14,7 @@ from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import get_account
 from focusflow.node import open_chain
 from focusflow.vm.evm_state import ACCOUNT_PREFIX, StateAccountDB, storage_key
-from tests.chain.helpers import ALICE, CHAIN_ID, VALIDATOR, link, tx
+from tests.chain.helpers import ALICE, CHAIN_ID, VALIDATOR, link, particle, tx
 
 T0 = 1_700_000_000_000
 KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
@@ -23,6 +23,18 @@ FUNDS = 10**18
 #: Code that stores calldata[0:32] at slot 0 and logs it with topic 1.
 STORE = bytes.fromhex("60003580600055600052600160206000a100")
 INIT = bytes([0x60, len(STORE)]) + bytes.fromhex("80600b6000396000f3") + STORE
+#: ``focusOf(bytes cid)``: asks the focus precompile, stores the answer at slot 0
+#: and returns it (the ABI's offset word is taken to be 0x20).
+READER = bytes.fromhex("6024358060446000376020600082600061f0c55afa505060005160005560206000f3")
+
+
+def deployable(code: bytes) -> bytes:
+    return bytes([0x60, len(code)]) + bytes.fromhex("80600b6000396000f3") + code
+
+
+def abi_bytes(selector: bytes, payload: bytes) -> bytes:
+    padded = payload + b"\0" * (-len(payload) % 32)
+    return selector + (32).to_bytes(32, "big") + len(payload).to_bytes(32, "big") + padded
 
 
 def _genesis() -> Genesis:
@@ -163,3 +175,27 @@ def test_a_transaction_the_block_has_no_gas_left_for_waits_for_the_next(tmp_path
     assert first.rejected == []  # the second is left for later, not refused
     second = chain.produce_block(big[1:], time_ms=T0 + 2000)
     assert [r.code for r in second.receipts] == ["ok"]
+
+
+def test_a_contract_reads_the_focus_the_parent_block_committed(tmp_path):
+    from focusflow.vm.evm import FOCUS_ADDRESS
+
+    a = open_chain(tmp_path / "a", _genesis(), VALIDATOR)
+    b = open_chain(tmp_path / "b", _genesis(), None)
+    blocks = [a.produce_block([tx(ALICE, 0, link(("x", "y"), ("y", "z")))], time_ms=T0 + 1000)]
+    cid = particle("y")
+    expected = a.focus.focus_of(cid)[0]
+    assert expected > 0
+    blocks.append(a.produce_block([eth(0, data=deployable(READER))], time_ms=T0 + 2000))
+    reader = blocks[-1].receipts[0].events[0]["contract"]
+    calls = [
+        eth(1, reader, abi_bytes(b"\0" * 4, cid)),
+        eth(2, FOCUS_ADDRESS, particle("nobody")),
+    ]
+    blocks.append(a.produce_block(calls, time_ms=T0 + 3000))
+    assert [r.code for r in blocks[-1].receipts] == ["ok", "ok"]
+    with a.reader() as r:
+        assert int.from_bytes(r.get(storage_key(reader, 0)), "big") == expected
+    for result in blocks:  # a follower computes the same from its own focus
+        b.apply_block(result.record.encode())
+    assert b.head == a.head

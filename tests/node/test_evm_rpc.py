@@ -15,7 +15,9 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from focusflow.chain.eth_tx import evm_chain_id
+from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.node.home import ETH_DEV_BALANCE, eth_dev_accounts
+from tests.node.devnet_process import link_msg, signed, wait_tx
 
 ABI = [
     {
@@ -204,3 +206,47 @@ def test_json_rpc_errors_follow_the_specification(shared_devnet):
     replies = httpx.post(url, json=batch).json()
     assert [r["id"] for r in replies] == [1, 2] and all("result" in r for r in replies)
     assert httpx.post(url, json=[]).json()["error"]["code"] == -32600
+
+
+READER_ABI = [
+    {
+        "type": "function",
+        "name": "focusOf",
+        "inputs": [{"name": "cid", "type": "bytes"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+        "stateMutability": "nonpayable",
+    }
+]
+#: ``focusOf(bytes)``: asks the focus precompile, stores the answer at slot 0, returns it.
+READER = bytes.fromhex("6024358060446000376020600082600061f0c55afa505060005160005560206000f3")
+
+
+def test_a_contract_reads_focus_in_a_call_and_in_a_transaction(w3, shared_devnet):
+    dev = shared_devnet.dev_key()
+    native = signed(shared_devnet, dev, [link_msg(("cats", "mammals"), ("dogs", "mammals"))])
+    with shared_devnet.client() as c:
+        assert c.post("/v1/txs", json={"tx": native.encoded.hex()}).status_code == 202
+    wait_tx(shared_devnet, native.hash.hex())
+    cid = cid_to_bytes(cid_of_text("mammals"))
+    with shared_devnet.client() as c:
+        focus_q = c.get(f"/v1/focus/particles/{cid_of_text('mammals')}").json()["focus_q"]
+    assert focus_q > 0
+
+    address, key = eth_dev_accounts()[5]
+    sender = Web3.to_checksum_address(address)
+    receipt = _send(
+        w3,
+        key,
+        {"chainId": w3.eth.chain_id, "nonce": w3.eth.get_transaction_count(sender),
+         "gas": 200_000, "maxFeePerGas": 10, "maxPriorityFeePerGas": 1, "to": None,
+         "data": _init(READER)},
+    )  # fmt: skip
+    reader = w3.eth.contract(address=receipt["contractAddress"], abi=READER_ABI)
+    assert reader.functions.focusOf(cid).call() == focus_q
+    assert reader.functions.focusOf(b"not a particle").call() == 0
+    tx = reader.functions.focusOf(cid).build_transaction(
+        {"from": sender, "nonce": w3.eth.get_transaction_count(sender)}
+    )
+    assert _send(w3, key, tx)["status"] == 1
+    stored = int.from_bytes(w3.eth.get_storage_at(reader.address, 0), "big")
+    assert stored == focus_q  # no link since: the parent block's focus is the same

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.errors import TxError
 from focusflow.chain.eth_tx import EthTx, evm_chain_id
+from focusflow.chain.module import BlockContext
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
@@ -172,11 +173,16 @@ class EvmRpc:
         return height, index, code, log, events
 
     def call_block(self) -> evm.EvmBlock:
-        """The block a call runs in: the one after the head."""
+        """The block a call runs in: the one after the head, reading the head's
+        published focus (what that block's transactions would read)."""
         record = self.record(self.head())
-        from focusflow.chain.module import BlockContext
-
         assert record is not None
+        view = self.node.view
+
+        def focus_of(cid: bytes) -> int:
+            i = view.particle_index(cid)
+            return int(view.q[i]) if 0 <= i < len(view.q) else 0
+
         ctx = BlockContext(
             chain_id=self.node.chain.chain_id,
             height=record.block.height + 1,
@@ -184,6 +190,7 @@ class EvmRpc:
             proposer=record.block.header.proposer,
             params=self.node.chain.params,
             state=PendingState(lambda _k: None),
+            focus_of=focus_of,
         )
         return evm_block(ctx)
 

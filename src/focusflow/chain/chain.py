@@ -691,6 +691,7 @@ class Chain:
                 self.chain_id, height, time_ms, proposer, self.params, PendingState(r.get, r.items)
             )
             ctx.validators = self.validators
+            ctx.focus_of = self._parent_focus
             try:
                 included_evidence, ctx.offences = block_offences(
                     evidence,
@@ -709,6 +710,12 @@ class Chain:
             # The pending state reads through this reader, so every read of it
             # happens here; after this, the pipeline only adds writes to it.
         return ctx, included, receipts, rejected, included_evidence
+
+    def _parent_focus(self, cid: bytes) -> int:
+        """The head's committed focus of a particle (``BlockContext.focus_of``): a
+        block always runs on top of the head, so this is its parent's focus."""
+        found = self.focus.focus_of(cid)
+        return 0 if found is None else found[0]
 
     def _decode_evidence(self, block: Block) -> list[Evidence]:
         """A received block's evidence, each piece in its one canonical encoding."""

@@ -97,6 +97,10 @@ class BlockContext:
     validators: ValidatorSet | None = None
     #: Running totals of the block that handlers keep (the EVM's gas used).
     counters: dict[str, int] = field(default_factory=dict)
+    #: The committed focus of a particle (binary CID) after the parent block,
+    #: fixed point (``round(phi * 10**15)``, 0 if not a particle): what every
+    #: node knows before the block runs, so handlers may read it.
+    focus_of: Callable[[bytes], int] = field(default=lambda _cid: 0)
     #: The set of the next height when this block changes it (the validators
     #: module sets it: an epoch boundary, a jailing); None: unchanged, the next
     #: height steps this one's priorities.

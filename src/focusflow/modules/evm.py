@@ -56,6 +56,7 @@ def evm_block(ctx: BlockContext) -> EvmBlock:
         gas_limit=ctx.params.evm_block_gas_limit,
         base_fee=ctx.params.evm_base_fee,
         prev_randao=sha256(b"focusflow/prevrandao/" + ctx.height.to_bytes(8, "big")),
+        focus_of=ctx.focus_of,
     )
 
 

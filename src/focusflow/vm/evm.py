@@ -10,11 +10,17 @@ Gas is paid in the chain's token, one base unit per wei. The base fee per
 gas is the chain parameter ``evm_base_fee`` (fixed; it is burned: no account
 receives it) and the tip, ``min(max priority fee, max fee - base fee)`` per
 gas, goes to the block's proposer, as on Ethereum after EIP-1559.
+
+Contracts read focus: a precompile at ``FOCUS_ADDRESS`` returns a particle's
+committed focus after the parent block, the same value on every node (the
+focus a block commits is known to all once it is committed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +31,22 @@ from focusflow.vm.evm_state import StateAccountDB
 FORK = "cancun"
 #: Gas of a plain value transfer: what ``eth_estimateGas`` starts from.
 TRANSFER_GAS = 21_000
+#: The focus precompile: input a particle's binary CID, output its committed
+#: focus after the parent block as a uint256 (``round(phi * 10**15)``, the
+#: chain's fixed point; 0 for a CID that is not a particle).
+FOCUS_ADDRESS = bytes.fromhex("000000000000000000000000000000000000f0c5")
+#: Its gas: a cold storage read's, plus a word's hashing per 32 bytes of input.
+FOCUS_GAS = 2_100
+FOCUS_GAS_PER_WORD = 6
+#: Longest input the focus precompile reads (longer CIDs are not particles).
+FOCUS_MAX_INPUT = 128
+
+FocusOf = Callable[[bytes], int]
+
+
+def no_focus(_cid: bytes) -> int:
+    """The focus reader of a block with no graph: every particle has 0."""
+    return 0
 
 
 class EvmValidationError(Exception):
@@ -46,6 +68,8 @@ class EvmBlock:
     prev_randao: bytes = b"\0" * 32
     #: Hashes of the previous blocks, newest first (``BLOCKHASH``; at most 256).
     prev_hashes: tuple[bytes, ...] = ()
+    #: The committed focus of a particle after the parent block (the precompile's).
+    focus_of: FocusOf = no_focus
 
 
 @dataclass
@@ -69,13 +93,33 @@ def _classes() -> tuple[Any, Any, Any]:
     """``(state class, VM class, transaction builder)``, imported on first use (py-evm
     takes most of a second to import)."""
     from eth.vm.forks.cancun import CancunVM
+    from eth.vm.forks.cancun.computation import CancunComputation
     from eth.vm.forks.cancun.state import CancunState
     from eth.vm.forks.cancun.transactions import CancunTransactionBuilder
+    from eth_typing import Address
+
+    class ChainComputation(CancunComputation):
+        # py-evm reads the precompiles from this class attribute.
+        _precompiles = {  # noqa: RUF012
+            **CancunComputation.get_precompiles(),
+            Address(FOCUS_ADDRESS): _focus_precompile,
+        }
 
     class ChainState(CancunState):
         account_db_class = StateAccountDB
+        computation_class = ChainComputation
 
     return ChainState, CancunVM, CancunTransactionBuilder
+
+
+def _focus_precompile(computation: Any) -> Any:
+    """The focus of the particle whose CID is the input (``FOCUS_ADDRESS``)."""
+    cid = computation.msg.data_as_bytes
+    words = (len(cid) + 31) // 32
+    computation.consume_gas(FOCUS_GAS + FOCUS_GAS_PER_WORD * words, reason="focus precompile")
+    value = 0 if len(cid) > FOCUS_MAX_INPUT else computation.state.focus_of(cid)
+    computation.output = int(value).to_bytes(32, "big")
+    return computation
 
 
 def _context(block: EvmBlock) -> Any:
@@ -100,7 +144,9 @@ def _new_state(state: PendingState, block: EvmBlock) -> Any:
     from eth.constants import BLANK_ROOT_HASH
 
     state_class, _, _ = _classes()
-    return state_class(state, _context(block), BLANK_ROOT_HASH)
+    vm_state = state_class(state, _context(block), BLANK_ROOT_HASH)
+    vm_state.focus_of = block.focus_of
+    return vm_state
 
 
 def _outcome(vm_class: Any, tx: Any, computation: Any) -> Outcome:
@@ -171,16 +217,7 @@ def call(
 
     _, vm_class, builder = _classes()
     view = state.child()
-    free = EvmBlock(
-        block.chain_id,
-        block.number,
-        block.timestamp,
-        block.coinbase,
-        block.gas_limit,
-        0,
-        block.prev_randao,
-        block.prev_hashes,
-    )
+    free = dataclasses.replace(block, base_fee=0)
     vm_state = _new_state(view, free)
     limit = block.gas_limit if gas is None else gas
     unsigned = builder.create_unsigned_transaction(
