@@ -9,8 +9,9 @@ nonce the account's (``bad_nonce``), its max fee per gas at least the base
 fee ``evm_base_fee`` (``insufficient_fee``), the balance enough for
 ``gas * max fee + value`` (``insufficient_funds``), its gas within what the
 block has left of ``evm_block_gas_limit`` (``over_limit``; when it would fit an
-emptier block it waits in the pool for the next), and at least its intrinsic gas
-(``evm_invalid``). Such a refusal keeps it out of the block.
+emptier block it waits in the pool for the next), at least its intrinsic gas, a
+max priority fee no higher than its max fee, and a sender that holds no code
+(EIP-3607) (``evm_invalid``). Such a refusal keeps it out of the block.
 
 Then py-evm runs it (``vm.evm``): the gas is bought, the code runs, unused
 gas is refunded, the tip goes to the block's proposer and the base fee is
@@ -37,10 +38,11 @@ from focusflow.chain.errors import (
 )
 from focusflow.chain.eth_tx import EVM_TX, EthTx, evm_chain_id
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
-from focusflow.chain.state import PendingState
+from focusflow.chain.state import PendingState, Readable
 from focusflow.core.hashing import sha256
 from focusflow.modules.accounts import get_account
 from focusflow.vm.evm import EvmBlock, EvmValidationError, apply_transaction
+from focusflow.vm.evm_state import code_key
 
 #: The block counter of the gas its Ethereum transactions used.
 GAS_COUNTER = "evm_gas"
@@ -89,7 +91,10 @@ class Evm:
         eth = tx.eth
         params = ctx.params
         used = ctx.block.counters.get(GAS_COUNTER, 0)
-        self._check(ctx, tx, used)
+        check_transaction(
+            ctx.state, eth, tx.sender_address, params.evm_base_fee,
+            params.evm_block_gas_limit, used,
+        )  # fmt: skip
         block = evm_block(ctx.block)
         try:
             out = apply_transaction(ctx.state, block, eth)
@@ -111,32 +116,37 @@ class Evm:
         if not out.status:
             ctx.failure = (EvmRevertedError.code, out.error)
 
-    @staticmethod
-    def _check(ctx: TxContext, tx: EthTx, used: int) -> None:
-        """The refusals that keep a transaction out of the block (module docstring)."""
-        eth = tx.eth
-        params = ctx.params
-        account = get_account(ctx.state, tx.sender_address)
-        if eth.nonce != account.nonce:
-            raise BadNonceError(f"nonce {eth.nonce}, expected {account.nonce}")
-        max_fee = tx.fee // eth.gas if eth.gas else 0
-        if max_fee < params.evm_base_fee:
-            raise InsufficientFeeError(
-                f"max fee per gas {max_fee} is below the base fee {params.evm_base_fee}"
-            )
-        cost = tx.fee + eth.value
-        if account.balance < cost:
-            raise InsufficientFundsError(
-                f"balance {account.balance} does not cover gas * max fee + value = {cost}"
-            )
-        if eth.gas > params.evm_block_gas_limit:
-            raise OverLimitError(
-                f"gas {eth.gas} exceeds evm_block_gas_limit={params.evm_block_gas_limit}"
-            )
-        if used + eth.gas > params.evm_block_gas_limit:
-            raise BlockFullError(
-                f"gas {eth.gas} exceeds what the block has left "
-                f"({params.evm_block_gas_limit - used} of evm_block_gas_limit)"
-            )
-        if eth.gas < eth.intrinsic_gas:
-            raise EvmInvalidError(f"gas {eth.gas} is below the intrinsic gas {eth.intrinsic_gas}")
+
+def check_transaction(
+    state: Readable, eth: Any, sender: bytes, base_fee: int, gas_limit: int, used: int
+) -> None:
+    """Raise the refusal that keeps a transaction out of a block whose EVM has used
+    ``used`` of ``gas_limit`` gas (module docstring), the checks Ethereum makes
+    before execution: nonce, fee cap against the base fee, balance for
+    ``gas * max fee + value``, the block's gas, intrinsic gas, the tip under the
+    cap, and a sender that is not a contract (EIP-3607)."""
+    account = get_account(state, sender)
+    if eth.nonce != account.nonce:
+        raise BadNonceError(f"nonce {eth.nonce}, expected {account.nonce}")
+    typed = getattr(eth, "type_id", None) == 2
+    max_fee = int(eth.max_fee_per_gas if typed else eth.gas_price)
+    if max_fee < base_fee:
+        raise InsufficientFeeError(f"max fee per gas {max_fee} is below the base fee {base_fee}")
+    cost = eth.gas * max_fee + eth.value
+    if account.balance < cost:
+        raise InsufficientFundsError(
+            f"balance {account.balance} does not cover gas * max fee + value = {cost}"
+        )
+    if eth.gas > gas_limit:
+        raise OverLimitError(f"gas {eth.gas} exceeds the block gas limit {gas_limit}")
+    if used + eth.gas > gas_limit:
+        raise BlockFullError(
+            f"gas {eth.gas} exceeds what the block has left ({gas_limit - used} of {gas_limit})"
+        )
+    tip = getattr(eth, "max_priority_fee_per_gas", 0)
+    if typed and tip > max_fee:
+        raise EvmInvalidError(f"max priority fee per gas {tip} exceeds the max fee {max_fee}")
+    if eth.gas < eth.intrinsic_gas:
+        raise EvmInvalidError(f"gas {eth.gas} is below the intrinsic gas {eth.intrinsic_gas}")
+    if state.get(code_key(sender)):
+        raise EvmInvalidError("the sender is a contract: it cannot sign transactions (EIP-3607)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,11 @@ class Outcome:
 def _classes() -> tuple[Any, Any, Any]:
     """``(state class, VM class, transaction builder)``, imported on first use (py-evm
     takes most of a second to import)."""
+    # py-evm warns on every SELFDESTRUCT that the opcode is deprecated; it is
+    # part of the Cancun rules and contracts use it, so the warning says nothing.
+    warnings.filterwarnings(
+        "ignore", message="SELFDESTRUCT opcode present", category=DeprecationWarning
+    )
     from eth.vm.forks.cancun import CancunVM
     from eth.vm.forks.cancun.computation import CancunComputation
     from eth.vm.forks.cancun.state import CancunState

@@ -229,7 +229,20 @@ class StateAccountDB(AccountDatabaseAPI):
             self._put(key, None)
 
     def account_has_code_or_nonce(self, address: Address) -> bool:
-        return self.get_nonce(address) != 0 or self.get_code(address) != b""
+        """Whether creating a contract at ``address`` collides: py-evm asks this
+        only for that, so it also answers for storage (EIP-7610: an address with
+        storage but no code or nonce is not free either)."""
+        return (
+            self.get_nonce(address) != 0
+            or self.get_code(address) != b""
+            or self._has_storage(address)
+        )
+
+    def _has_storage(self, address: bytes) -> bool:
+        prefix = STORE_PREFIX + address
+        if any(v is not None for k, v in self._writes.items() if k.startswith(prefix)):
+            return True
+        return any(self._writes.get(k, v) is not None for k, v in self._state.scan(prefix))
 
     def delete_account(self, address: Address) -> None:
         bonded = self._account(address)[2]
