@@ -206,6 +206,11 @@ def test_json_rpc_errors_follow_the_specification(shared_devnet):
     replies = httpx.post(url, json=batch).json()
     assert [r["id"] for r in replies] == [1, 2] and all("result" in r for r in replies)
     assert httpx.post(url, json=[]).json()["error"]["code"] == -32600
+    deep = "[" * 100_000 + "]" * 100_000
+    assert httpx.post(url, content=deep).json()["error"]["code"] == -32700
+    headers = {"content-type": "application/json"}
+    assert httpx.post(url, content=deep, headers=headers).json()["error"]["code"] == -32700
+    assert "result" in httpx.post(url, json=batch[0]).json()  # and the node is still up
 
 
 READER_ABI = [

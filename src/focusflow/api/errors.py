@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from focusflow.api.jsonbody import MAX_JSON_DEPTH, json_depth
 from focusflow.core.errors import FocusflowError
 
 #: Largest request body the node reads (a max-size transaction is 1 MiB, hex doubles it).
@@ -113,6 +114,9 @@ def install(app: FastAPI) -> None:
             return _method_not_allowed(allowed_methods(request.app, request.scope))
         return error_response(code, str(exc.detail), exc.status_code)
 
+    # Starlette runs the middleware added last first: the size cap sees the
+    # body before the depth check buffers it.
+    app.add_middleware(JsonDepthLimit, exempt=("/evm",))
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
 
@@ -211,6 +215,62 @@ class BodyLimit:
 
 class _BodyTooLargeError(Exception):
     pass
+
+
+class JsonDepthLimit:
+    """ASGI middleware: 400 ``malformed`` for a JSON body nested deeper than
+    ``jsonbody.MAX_JSON_DEPTH``, before any route or the framework parses it.
+
+    Every route's JSON goes through it, the framework-parsed ones (pydantic
+    bodies) too: with the EVM loaded the interpreter's recursion limit is far
+    above what the C stack holds (``jsonbody``), so a deep body must never
+    reach ``json.loads``. The body is read whole (``BodyLimit`` caps it first)
+    and handed on unchanged.
+    """
+
+    def __init__(self, app, exempt: tuple[str, ...] = ()) -> None:
+        self.app = app
+        #: Paths whose route parses its body with ``parse_json`` (which checks the
+        #: depth itself) and answers in its own error format (JSON-RPC's -32700).
+        self.exempt = exempt
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exempt or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if json_depth(body) > MAX_JSON_DEPTH:
+            response = error_response("malformed", "request body is nested too deeply", 400)
+            await response(scope, receive, send)
+            return
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _is_json(scope) -> bool:
+    """A body the framework would parse as JSON: a JSON media type, or none at all."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            kind = value.split(b";")[0].strip().lower()
+            return kind == b"application/json" or kind.endswith(b"+json")
+    return True
 
 
 async def _send_413(send, limit: int) -> None:

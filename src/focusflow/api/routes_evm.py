@@ -19,7 +19,6 @@ the node (with the chain's error code in ``data``), ``3`` a reverted call
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from focusflow.api.jsonbody import parse_json
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.errors import TxError
 from focusflow.chain.eth_tx import EthTx, evm_chain_id
@@ -35,7 +35,7 @@ from focusflow.chain.module import BlockContext
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
-from focusflow.core.errors import FocusflowError
+from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.modules.accounts import get_account
 from focusflow.modules.evm import effective_gas_price, evm_block
 from focusflow.vm import evm
@@ -680,8 +680,8 @@ async def evm_rpc(request: Request) -> JSONResponse:
     rpc = EvmRpc(request.app.state.node)
     body = await request.body()
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
+        payload = parse_json(body)
+    except DecodeError:
         error = RpcError(-32700, "parse error").to_json()
         return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
     if isinstance(payload, list):

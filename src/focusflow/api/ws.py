@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, WebSocket
 
+from focusflow.api.jsonbody import parse_json
 from focusflow.api.render import cid_text, record_json
 from focusflow.core.cid import cid_to_bytes
 from focusflow.core.encoding import decode
-from focusflow.core.errors import FocusflowError, InvalidParameterError, require_int
+from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError, require_int
 
 router = APIRouter()
 log = logging.getLogger("focusflow.api")
@@ -357,8 +358,8 @@ async def _send_loop(client: _Client) -> None:
 
 async def _command(hub: Hub, client: _Client, text: str) -> str | None:
     try:
-        cmd = json.loads(text)
-    except (ValueError, RecursionError):
+        cmd = parse_json(text)
+    except DecodeError:
         return _error("malformed", "commands are JSON objects")
     if not isinstance(cmd, dict):
         return _error("malformed", "commands are JSON objects")

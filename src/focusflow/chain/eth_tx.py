@@ -46,9 +46,16 @@ NATIVE_FIRST_BYTE = 0x86
 TYPED = (0x01, 0x02)
 
 
+#: First bytes of a legacy transaction: an RLP list of nine items is longer than
+#: 55 bytes (its signature alone is 64), so its header is 0xf8 to 0xfb.
+LEGACY_FIRST = range(0xF8, 0xFC)
+
+
 def is_eth_tx(data: bytes) -> bool:
-    """Whether ``data`` would be an Ethereum transaction (by its first byte)."""
-    return bool(data) and (data[0] in TYPED or data[0] >= 0xC0)
+    """Whether ``data`` would be an Ethereum transaction (by its first byte); every
+    other byte but a native transaction's goes to the CBOR decoder, whose errors
+    say what is wrong with it."""
+    return bool(data) and (data[0] in TYPED or data[0] in LEGACY_FIRST)
 
 
 def evm_chain_id(chain_id: str) -> int:
