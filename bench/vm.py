@@ -11,10 +11,12 @@ nonces stay in order) run three ways, side by side in one process:
 - **our chain**: ``Chain.produce_block`` with the transactions as a block
   (signature recovery, checks, execution, the sparse Merkle tree, LMDB commit).
 
-Workloads: plain value transfers, and calls that write a fresh storage slot
-and emit a log (a token transfer's shape: two storage writes less). Prints
-transactions per second and our time over py-evm's (the plane's cost on top
-of the bare interpreter).
+Workloads: plain value transfers, and ERC-20 ``transfer`` calls on a minimal
+token assembled here (no Solidity compiler is fetched): balances in a
+mapping, two reads, two writes (the recipient's slot fresh), a ``Transfer``
+log. Prints transactions per second and our time over py-evm's (the plane's
+cost on top of the bare interpreter). Then a devnet is started and
+``eth_call`` of the token's ``balanceOf`` is timed over HTTP (p50, p95).
 
 Run from the repository root::
 
@@ -29,6 +31,7 @@ import tempfile
 import time
 
 from eth_account import Account
+from eth_utils import keccak, to_checksum_address
 
 from focusflow.chain import Genesis
 from focusflow.chain.eth_tx import decode_eth_tx, evm_chain_id
@@ -39,30 +42,94 @@ from focusflow.vm import evm
 
 CHAIN_ID = "focusflow-bench"
 VALIDATOR = KeyPair.from_seed(b"bench-validator".ljust(32, b"\0"))
-#: Stores calldata[0:32] at slot calldata[32:64] and logs it.
-STORE = bytes.fromhex("602035600035815560005260206000a000")
-INIT = bytes([0x60, len(STORE)]) + bytes.fromhex("80600b6000396000f3") + STORE
 PER_SENDER = 100
+
+OPS = {
+    "STOP": 0x00, "ADD": 0x01, "SUB": 0x03, "LT": 0x10, "EQ": 0x14, "SHR": 0x1C,
+    "SHA3": 0x20, "CALLER": 0x33, "CALLDATALOAD": 0x35, "CODECOPY": 0x39, "SLOAD": 0x54,
+    "SSTORE": 0x55, "MSTORE": 0x52, "JUMPI": 0x57, "JUMPDEST": 0x5B, "DUP1": 0x80,
+    "DUP2": 0x81, "DUP3": 0x82, "SWAP1": 0x90, "LOG3": 0xA3, "RETURN": 0xF3, "REVERT": 0xFD,
+}  # fmt: skip
+
+
+def asm(items: list) -> bytes:
+    """EVM bytecode of ``items``: opcode names, ``("push", value, width)``,
+    ``("label", name)`` (a JUMPDEST) and ``("to", name)`` (PUSH2 of a label)."""
+    sizes = {"push": lambda it: 1 + it[2], "label": lambda it: 1, "to": lambda it: 3}
+    where, at = {}, 0
+    for it in items:
+        if isinstance(it, tuple) and it[0] == "label":
+            where[it[1]] = at
+        at += 1 if isinstance(it, str) else sizes[it[0]](it)
+    out = bytearray()
+    for it in items:
+        if isinstance(it, str):
+            out.append(OPS[it])
+        elif it[0] == "push":
+            out += bytes([0x5F + it[2]]) + it[1].to_bytes(it[2], "big")
+        elif it[0] == "label":
+            out.append(OPS["JUMPDEST"])
+        else:
+            out += b"\x61" + where[it[1]].to_bytes(2, "big")
+    return bytes(out)
+
+
+def _slot_of(address_items: list) -> list:
+    """keccak(address . 0): the balance slot of an address (Solidity's mapping at slot 0)."""
+    return [*address_items, ("push", 0, 1), "MSTORE", ("push", 0, 1), ("push", 0x20, 1),
+            "MSTORE", ("push", 0x40, 1), ("push", 0, 1), "SHA3"]  # fmt: skip
+
+
+def p1(v: int) -> tuple:
+    return ("push", v, 1)
+
+
+#: A minimal ERC-20: ``transfer(address,uint256)`` and ``balanceOf(address)``,
+#: balances in a mapping at slot 0, a ``Transfer`` event, revert on short balance.
+TRANSFER_TOPIC = int.from_bytes(keccak(text="Transfer(address,address,uint256)"), "big")
+ERC20 = asm(
+    [p1(0), "CALLDATALOAD", p1(0xE0), "SHR",
+     "DUP1", ("push", 0xA9059CBB, 4), "EQ", ("to", "transfer"), "JUMPI",
+     "DUP1", ("push", 0x70A08231, 4), "EQ", ("to", "balance"), "JUMPI",
+     ("label", "fail"), p1(0), "DUP1", "REVERT",
+     ("label", "balance"), *_slot_of([p1(4), "CALLDATALOAD"]), "SLOAD",
+     p1(0), "MSTORE", p1(0x20), p1(0), "RETURN",
+     ("label", "transfer"), *_slot_of(["CALLER"]), "DUP1", "SLOAD", p1(0x24), "CALLDATALOAD",
+     "DUP1", "DUP3", "LT", ("to", "fail"), "JUMPI", "SWAP1", "SUB", "SWAP1", "SSTORE",
+     *_slot_of([p1(4), "CALLDATALOAD"]), "DUP1", "SLOAD", p1(0x24), "CALLDATALOAD", "ADD",
+     "SWAP1", "SSTORE", p1(0x24), "CALLDATALOAD", p1(0), "MSTORE",
+     p1(4), "CALLDATALOAD", "CALLER", ("push", TRANSFER_TOPIC, 32), p1(0x20), p1(0), "LOG3",
+     p1(1), p1(0), "MSTORE", p1(0x20), p1(0), "RETURN"]
+)  # fmt: skip
+
+
+def erc20_init(supply: int) -> bytes:
+    """Creation code: the whole supply to the deployer, then the runtime returned."""
+    head = [*_slot_of(["CALLER"]), ("push", supply, 32), "SWAP1", "SSTORE"]
+    size = len(asm(head)) + len(asm([("push", 0, 2)] * 2 + ["DUP1", p1(0), "CODECOPY",
+                                     p1(0), "RETURN"]))  # fmt: skip
+    tail = [("push", len(ERC20), 2), "DUP1", ("push", size, 2), p1(0), "CODECOPY", p1(0), "RETURN"]
+    return asm(head + tail) + ERC20
 
 
 def keys(n: int) -> list:
     return [Account.from_key((i + 1).to_bytes(32, "big")) for i in range(n)]
 
 
-def signed(senders, n: int, to: bytes | None, data_of) -> list[bytes]:
+def transfers(senders, n: int) -> list[bytes]:
+    """``n`` value transfers, ``PER_SENDER`` from each sender in nonce order."""
     out = []
     cid = evm_chain_id(CHAIN_ID)
     for i in range(n):
         acct = senders[i // PER_SENDER]
         tx = {
             "chainId": cid,
-            "nonce": i % PER_SENDER + (1 if to is not None and i // PER_SENDER == 0 else 0),
+            "nonce": i % PER_SENDER,
             "maxFeePerGas": 10,
             "maxPriorityFeePerGas": 1,
-            "gas": 100_000,
-            "to": to if to is not None else "0x" + "11" * 20,
-            "value": 1 if data_of is None else 0,
-            "data": b"" if data_of is None else data_of(i),
+            "gas": 21_000,
+            "to": "0x" + "11" * 20,
+            "value": 1,
         }
         out.append(bytes(Account.sign_transaction(tx, acct.key).raw_transaction))
     return out
@@ -144,41 +211,121 @@ def our_chain(senders, deploy: bytes | None, raws: list[bytes]) -> float:
     return seconds
 
 
+def erc20_txs(deployer, n: int) -> tuple[bytes, list[bytes]]:
+    """The token's deployment and ``n`` transfers from the deployer, each to a new
+    holder (a fresh balance slot, as a token's first payment to someone is)."""
+    cid = evm_chain_id(CHAIN_ID)
+    base = {"chainId": cid, "maxFeePerGas": 10, "maxPriorityFeePerGas": 1}
+    deploy = {**base, "nonce": 0, "gas": 500_000, "to": None, "data": erc20_init(10**30)}
+    token = to_checksum_address(_create_address(deployer.address))
+    raws = [bytes(Account.sign_transaction(deploy, deployer.key).raw_transaction)]
+    for i in range(n):
+        to = (0x1000 + i).to_bytes(20, "big")
+        data = bytes.fromhex("a9059cbb") + to.rjust(32, b"\0") + (7).to_bytes(32, "big")
+        tx = {**base, "nonce": i + 1, "gas": 100_000, "to": token, "data": data}
+        raws.append(bytes(Account.sign_transaction(tx, deployer.key).raw_transaction))
+    return raws[0], raws[1:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--txs", type=int, default=2000)
+    ap.add_argument("--calls", type=int, default=300, help="eth_call requests timed")
+    ap.add_argument("--no-rpc", action="store_true", help="skip the devnet eth_call run")
     args = ap.parse_args()
     n = args.txs
     senders = keys((n + PER_SENDER - 1) // PER_SENDER)
-    deployer = senders[0]
-    deploy_raw = bytes(
-        Account.sign_transaction(
-            {"chainId": evm_chain_id(CHAIN_ID), "nonce": 0, "maxFeePerGas": 10,
-             "maxPriorityFeePerGas": 1, "gas": 200_000, "to": None, "data": INIT},
-            deployer.key,
-        ).raw_transaction
-    )  # fmt: skip
-    from eth_utils import to_checksum_address
-
-    contract = to_checksum_address(_create_address(deployer.address))
+    deploy, token_transfers = erc20_txs(senders[0], n)
     workloads = {
-        "value transfers": (None, signed(senders, n, None, None)),
-        "storage write + log": (
-            deploy_raw,
-            signed(senders, n, contract, lambda i: (i + 1).to_bytes(32, "big") * 2),
-        ),
+        "value transfers": (None, transfers(senders, n)),
+        "ERC-20 transfers": (deploy, token_transfers),
     }
     print(f"{platform.processor() or platform.machine()}, {n} transactions per run")
-    print(f"{'workload':22s} {'py-evm tx/s':>12s} {'plane tx/s':>11s} {'chain tx/s':>11s} "
+    print(f"{'workload':18s} {'py-evm tx/s':>12s} {'plane tx/s':>11s} {'chain tx/s':>11s} "
           f"{'plane/py-evm':>13s} {'chain/py-evm':>13s}")  # fmt: skip
-    for name, (deploy, raws) in workloads.items():
-        bare = bare_pyevm(senders, deploy, raws)
-        plane = our_plane(senders, deploy, raws)
-        whole = our_chain(senders, deploy, raws)
+    for name, (first, raws) in workloads.items():
+        bare = bare_pyevm(senders, first, raws)
+        plane = our_plane(senders, first, raws)
+        whole = our_chain(senders, first, raws)
         print(
-            f"{name:22s} {n / bare:12.0f} {n / plane:11.0f} {n / whole:11.0f} "
+            f"{name:18s} {n / bare:12.0f} {n / plane:11.0f} {n / whole:11.0f} "
             f"{plane / bare:13.2f} {whole / bare:13.2f}"
         )
+    if not args.no_rpc:
+        rpc_latency(args.calls)
+
+
+def rpc_latency(calls: int) -> None:
+    """``eth_call`` of ``balanceOf`` on a real devnet over HTTP (keep-alive), after
+    deploying the token with the test mnemonic's first account."""
+    import os
+    import socket
+    import statistics
+    import subprocess
+    import sys
+
+    import httpx
+
+    from focusflow.node.home import eth_dev_accounts
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tempfile.mkdtemp()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "focusflow", "devnet", "--home", home, "--port", str(port),
+         "--block-time", "0.2s"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/evm"
+    try:
+        client = httpx.Client(timeout=30)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client.get(f"http://127.0.0.1:{port}/v1/status").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+        def rpc(method: str, *params):
+            doc = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+            reply = client.post(url, json=doc).json()
+            if "error" in reply:
+                raise RuntimeError(reply["error"])
+            return reply["result"]
+
+        address, key = eth_dev_accounts()[0]
+        chain_id = int(rpc("eth_chainId"), 16)
+        deploy = {"chainId": chain_id, "nonce": 0, "gas": 500_000, "maxFeePerGas": 10,
+                  "maxPriorityFeePerGas": 1, "to": None, "data": erc20_init(10**30)}  # fmt: skip
+        raw = bytes(Account.sign_transaction(deploy, key).raw_transaction)
+        tx_hash = rpc("eth_sendRawTransaction", "0x" + raw.hex())
+        while (receipt := rpc("eth_getTransactionReceipt", tx_hash)) is None:
+            time.sleep(0.05)
+        token = receipt["contractAddress"]
+        data = "0x70a08231" + address.rjust(32, b"\0").hex()
+        call = {"to": token, "data": data}
+        for _ in range(20):
+            rpc("eth_call", call, "latest")
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            out = rpc("eth_call", call, "latest")
+            times.append(time.perf_counter() - t0)
+        assert int(out, 16) == 10**30
+        times.sort()
+        p50 = statistics.median(times) * 1e3
+        p95 = times[int(0.95 * (len(times) - 1))] * 1e3
+        print(f"eth_call balanceOf over HTTP on a devnet: p50 {p50:.2f} ms, p95 {p95:.2f} ms "
+              f"({calls} calls)")  # fmt: skip
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def _create_address(address: str) -> str:
