@@ -29,6 +29,7 @@ from focusflow.api import (
     routes_query,
     routes_texts,
     routes_validators,
+    routes_wasm,
     ws,
 )
 from focusflow.api.block_cache import RenderedBlocks
@@ -106,6 +107,7 @@ def create_app(
     app.include_router(routes_query.router)
     app.include_router(routes_texts.router)
     app.include_router(routes_evm.router)
+    app.include_router(routes_wasm.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

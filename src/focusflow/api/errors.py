@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from focusflow.api.jsonbody import MAX_JSON_DEPTH, json_depth
 from focusflow.core.errors import FocusflowError
+from focusflow.core.jsontext import too_deep
 
 #: Largest request body the node reads (a max-size transaction is 1 MiB, hex doubles it).
 MAX_BODY_BYTES = 2 << 20 | 1024
@@ -35,6 +35,7 @@ STATUS = {
     "unknown_semcon": 404,
     "unknown_neuron": 404,
     "unknown_text": 404,
+    "unknown_contract": 404,
     "share_unavailable": 404,
     "unknown_share": 404,
     "unauthorized": 401,
@@ -219,7 +220,7 @@ class _BodyTooLargeError(Exception):
 
 class JsonDepthLimit:
     """ASGI middleware: 400 ``malformed`` for a JSON body nested deeper than
-    ``jsonbody.MAX_JSON_DEPTH``, before any route or the framework parses it.
+    ``core.jsontext.MAX_JSON_DEPTH``, before any route or the framework parses it.
 
     Every route's JSON goes through it, the framework-parsed ones (pydantic
     bodies) too: with the EVM loaded the interpreter's recursion limit is far
@@ -248,7 +249,7 @@ class JsonDepthLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if json_depth(body) > MAX_JSON_DEPTH:
+        if too_deep(body):
             response = error_response("malformed", "request body is nested too deeply", 400)
             await response(scope, receive, send)
             return

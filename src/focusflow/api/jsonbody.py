@@ -18,36 +18,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
-import numpy as np
-
 from focusflow.core.errors import DecodeError, InvalidParameterError
-
-#: Deepest nesting of arrays and objects a JSON body may have (ours need 4).
-MAX_JSON_DEPTH = 64
-#: A JSON string (escapes included): what the depth scan blanks out first.
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-
-
-def json_depth(body: bytes | str) -> int:
-    """How deep arrays and objects nest in ``body`` (brackets inside strings do
-    not count; an unclosed string ends the text), in C-speed passes."""
-    raw = body.encode() if isinstance(body, str) else bytes(body)
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
-        return raw.count(b"[") + raw.count(b"{")
-    bare = np.frombuffer(_STRING.sub(b"", raw), dtype=np.uint8)
-    opens = (bare == ord("[")) | (bare == ord("{"))
-    closes = (bare == ord("]")) | (bare == ord("}"))
-    steps = opens.astype(np.int64) - closes.astype(np.int64)
-    return int(np.cumsum(steps).max(initial=0))
+from focusflow.core.jsontext import too_deep
 
 
 def parse_json(body: bytes | str) -> Any:
     """The JSON value of a request body; DecodeError (``malformed``) if it is none
     or nests deeper than MAX_JSON_DEPTH."""
-    if json_depth(body) > MAX_JSON_DEPTH:
+    if too_deep(body):
         raise DecodeError("request body is nested too deeply")
     try:
         return json.loads(body)

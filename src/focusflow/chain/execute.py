@@ -112,7 +112,7 @@ def execute_tx(
     ante(charged, ctx.params, sender, tx.nonce, tx.fee)
     ctx.state.merge(charged)
     ctx.fees += tx.fee
-    run = TxContext(ctx, sender, index, 0, ctx.state.child(), sender_key=tx.sender)
+    run = TxContext(ctx, sender, index, 0, ctx.state.child(), sender_key=tx.sender, tx=tx)
     try:
         for i, msg in enumerate(tx.msgs):
             handler = handlers.get(msg.type)

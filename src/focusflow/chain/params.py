@@ -81,6 +81,10 @@ class ChainParams:
     #: The EVM's base fee per gas, in base units (one base unit is one wei);
     #: burned, as EIP-1559's base fee is.
     evm_base_fee: int = 1
+    #: WASM gas one base unit of fee buys (docs/wasm.md).
+    wasm_gas_per_unit: int = 1_000
+    #: Most gas one WASM call may be given.
+    wasm_max_gas: int = 1_000_000_000
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ChainParams:
@@ -97,7 +101,13 @@ class ChainParams:
                     raise GenesisError("params.focus_upgrades must be a list")
             elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise GenesisError(f"params.{name} must be a non-negative integer")
-        for name in ("epoch_blocks", "max_validators", "power_unit", "focus_upgrade_delay"):
+        for name in (
+            "epoch_blocks",
+            "max_validators",
+            "power_unit",
+            "focus_upgrade_delay",
+            "wasm_gas_per_unit",
+        ):
             if raw.get(name, 1) < 1:
                 raise GenesisError(f"params.{name} must be at least 1")
         if raw.get("slash_fraction", 0) > BASIS_POINTS:

@@ -1,5 +1,5 @@
 """The chain's state machines: bank, graph links, names, blobs, validators,
-focus upgrades and the EVM."""
+focus upgrades, the EVM and WASM contracts."""
 
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
@@ -8,12 +8,13 @@ from focusflow.modules.links import Links
 from focusflow.modules.names import Names
 from focusflow.modules.upgrades import Upgrades
 from focusflow.modules.validators import Validators
+from focusflow.modules.wasm import Wasm
 
 
 def default_modules() -> list:
     """The modules every focusflow chain runs, in execution order (the bank's
     end of block slashes before the validators' picks a set from the stakes)."""
-    return [Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm()]
+    return [Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm()]
 
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Names",
     "Upgrades",
     "Validators",
+    "Wasm",
     "ante",
     "default_modules",
 ]

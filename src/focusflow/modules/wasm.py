@@ -1,0 +1,142 @@
+"""WASM: contracts uploaded, instantiated and called as chain messages (``vm.wasm``).
+
+Messages
+    ``wasm.store``        ``{"code": bytes}``: keep a module (its hash is its id)
+    ``wasm.instantiate``  ``{"code": hash, "msg": bytes, "label": str, "gas": n}``:
+                          a new instance; its ``instantiate`` runs with ``msg``
+    ``wasm.execute``      ``{"contract": address, "msg": bytes, "gas": n}``: its
+                          ``execute`` runs with ``msg``
+
+``msg`` is the UTF-8 text of a JSON value (at most ``MAX_MSG_BYTES``, nested at
+most ``MAX_MSG_DEPTH`` deep), handed to the contract inside the call's
+document. ``gas`` is the most the call may use; it is paid by the
+transaction's fee: one base unit buys ``wasm_gas_per_unit`` gas, and a
+transaction must pay, beyond its size's minimum fee, for the gas of all its
+WASM messages (``insufficient_fee`` otherwise). Unused gas is not refunded,
+as on Cosmos chains. A call that fails (trap, out of gas, the contract's own
+abort) fails its message with the error's code; the fee stays paid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from focusflow.chain.errors import InsufficientFeeError, MalformedMessageError, OverLimitError
+from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.state import PendingState
+from focusflow.core.encoding import encode
+from focusflow.core.jsontext import too_deep
+from focusflow.core.keys import encode_address
+from focusflow.modules.accounts import address_field, field, only_fields
+from focusflow.vm import wasm
+
+MESSAGES = ("wasm.store", "wasm.instantiate", "wasm.execute")
+#: Largest message text and its deepest nesting.
+MAX_MSG_BYTES = 64 << 10
+MAX_MSG_DEPTH = 32
+MAX_LABEL = 64
+#: Longest answer a receipt's event keeps (longer ones are cut, and say so).
+MAX_EVENT_ANSWER = 1024
+
+
+def _msg(body: dict[str, Any]) -> Any:
+    text = field(body, "msg", bytes)
+    if len(text) > MAX_MSG_BYTES:
+        raise OverLimitError(f"msg of {len(text)} bytes exceeds {MAX_MSG_BYTES}")
+    if too_deep(text, MAX_MSG_DEPTH):
+        raise MalformedMessageError(f"msg nests deeper than {MAX_MSG_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedMessageError("msg is not the UTF-8 text of a JSON value") from None
+
+
+def _gas(ctx: TxContext, body: dict[str, Any]) -> int:
+    """The call's gas, checked against the cap and against what the fee paid for."""
+    gas = field(body, "gas", int)
+    params = ctx.params
+    if not 0 < gas <= params.wasm_max_gas:
+        raise OverLimitError(f"gas must be in [1, {params.wasm_max_gas}], got {gas}")
+    tx = ctx.tx
+    if tx is not None:
+        asked = sum(
+            m.body.get("gas", 0)
+            for m in tx.msgs
+            if m.type in MESSAGES and isinstance(m.body.get("gas"), int)
+        )
+        need = params.min_fee(len(tx.encoded)) + -(-asked // params.wasm_gas_per_unit)
+        if tx.fee < need:
+            raise InsufficientFeeError(
+                f"fee {tx.fee} does not pay for {asked} WASM gas: it needs {need}"
+            )
+    return gas
+
+
+def _answer(result: wasm.CallResult) -> dict[str, Any]:
+    cut = len(result.answer) > MAX_EVENT_ANSWER
+    return {
+        "gas_used": result.gas_used,
+        "answer": result.answer[:MAX_EVENT_ANSWER],
+        "answer_cut": cut,
+    }
+
+
+def env_of(ctx: BlockContext) -> wasm.WasmEnv:
+    return wasm.WasmEnv(ctx.chain_id, ctx.height, ctx.time_ms)
+
+
+class Wasm:
+    name = "wasm"
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "wasm.store": self.store,
+            "wasm.instantiate": self.instantiate,
+            "wasm.execute": self.execute,
+        }
+
+    def init_genesis(self, state: PendingState, genesis: Any, deltas: Deltas) -> None:
+        """Nothing: no contract exists at genesis."""
+
+    def end_block(self, ctx: BlockContext) -> None:
+        """Nothing at the end of a block."""
+
+    def store(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "code")
+        code = field(body, "code", bytes)
+        code_hash = wasm.store_code(ctx.state, code)
+        ctx.emit("wasm.store", code=code_hash, size=len(code))
+
+    def instantiate(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "code", "msg", "label", "gas")
+        code_hash = field(body, "code", bytes, size=32)
+        label = field(body, "label", str)
+        if len(label) > MAX_LABEL:
+            raise MalformedMessageError(f"label longer than {MAX_LABEL} characters")
+        msg = _msg(body)
+        gas = _gas(ctx, body)
+        if ctx.state.get(wasm.code_key(code_hash)) is None:
+            raise wasm.WasmError(f"no code {code_hash.hex()}: store it first (wasm.store)")
+        nonce = ctx.tx.nonce if ctx.tx is not None else 0
+        address = wasm.contract_address(ctx.sender, nonce, ctx.msg_index)
+        if ctx.state.get(wasm.contract_key(address)) is not None:
+            raise wasm.WasmError(f"a contract exists at {address.hex()} already")
+        ctx.state.put(wasm.contract_key(address), encode([code_hash, ctx.sender, label]))
+        result = wasm.call(
+            ctx.state, env_of(ctx.block), address, "instantiate",
+            encode_address(ctx.sender), msg, gas, ctx.block.focus_of,
+        )  # fmt: skip
+        ctx.emit("wasm.instantiate", contract=address, code=code_hash, **_answer(result))
+
+    def execute(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "contract", "msg", "gas")
+        address = address_field(body, "contract")
+        msg = _msg(body)
+        gas = _gas(ctx, body)
+        result = wasm.call(
+            ctx.state, env_of(ctx.block), address, "execute",
+            encode_address(ctx.sender), msg, gas, ctx.block.focus_of,
+        )  # fmt: skip
+        ctx.emit("wasm.execute", contract=address, **_answer(result))

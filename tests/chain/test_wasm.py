@@ -1,0 +1,212 @@
+"""WASM contracts as chain messages: a counter written in WAT, gas, traps, focus.
+
+The contract (``COUNTER``) keeps a count under the key ``count``. Its entry
+points dispatch on the message's first key, read as bytes of the call
+document (``{"env":...,"sender":...,"msg":{"<key>"...``): the document is
+built by the host, so the key sits after the fixed ``"msg":{"`` prefix the
+contract searches for.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import wasmtime
+
+from focusflow.api.render import cid_text
+from focusflow.chain import Msg
+from focusflow.chain.state import PendingState
+from focusflow.core.encoding import decode
+from focusflow.vm import wasm
+from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, genesis, link, new_chain, particle, tx
+
+T0 = 1_700_000_000_000
+
+#: Messages (after ``"msg":{"``): ``i``ncrement, ``l``oop (forever), ``t``rap,
+#: ``a``bort, ``f``ocus (store the focus of the 59-character CID that ends the
+#: message, ``{"focus": "bafk..."}``); anything else returns the count.
+#: ``instantiate`` stores count 0.
+COUNTER = """
+(module
+  (import "env" "db_read" (func $db_read (param i32 i32) (result i64)))
+  (import "env" "db_write" (func $db_write (param i32 i32 i32 i32)))
+  (import "env" "focus_of" (func $focus_of (param i32 i32) (result i64)))
+  (import "env" "abort" (func $abort (param i32 i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "count")
+  (data (i32.const 8) "\\"msg\\":{\\"")
+  (data (i32.const 16) "nope")
+  (data (i32.const 24) "focus")
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  ;; the byte after "msg":{" in the document at $p of length $n
+  (func $key (param $p i32) (param $n i32) (result i32) (local $i i32)
+    (block $done
+      (loop $scan
+        (br_if $done (i32.ge_u (i32.add (local.get $i) (i32.const 8)) (local.get $n)))
+        (if (i32.and
+              (i64.eq (i64.load (i32.add (local.get $p) (local.get $i))) (i64.load (i32.const 8)))
+              (i32.const 1))
+          (then (return
+            (i32.load8_u (i32.add (i32.add (local.get $p) (local.get $i)) (i32.const 8))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $scan)))
+    (i32.const 0))
+  (func $count (result i64) (local $v i64)
+    (local.set $v (call $db_read (i32.const 0) (i32.const 5)))
+    (if (result i64) (i64.lt_s (local.get $v) (i64.const 0))
+      (then (i64.const 0))
+      (else (i64.load (i32.wrap_i64 (i64.shr_u (local.get $v) (i64.const 32)))))))
+  (func $set (param $c i64)
+    (i64.store (i32.const 32) (local.get $c))
+    (call $db_write (i32.const 0) (i32.const 5) (i32.const 32) (i32.const 8)))
+  (func $answer (param $c i64) (result i64)
+    (i64.store (i32.const 40) (local.get $c))
+    (i64.or (i64.shl (i64.const 40) (i64.const 32)) (i64.const 8)))
+  (func (export "instantiate") (param $p i32) (param $n i32) (result i64)
+    (call $set (i64.const 0))
+    (call $answer (i64.const 0)))
+  (func (export "execute") (param $p i32) (param $n i32) (result i64) (local $k i32)
+    (local.set $k (call $key (local.get $p) (local.get $n)))
+    (if (i32.eq (local.get $k) (i32.const 105))  ;; i
+      (then (call $set (i64.add (call $count) (i64.const 1)))))
+    (if (i32.eq (local.get $k) (i32.const 108))  ;; l
+      (then (loop $forever (br $forever))))
+    (if (i32.eq (local.get $k) (i32.const 116))  ;; t
+      (then (call $set (i64.const 99)) (unreachable)))
+    (if (i32.eq (local.get $k) (i32.const 97))   ;; a
+      (then (call $set (i64.const 98)) (call $abort (i32.const 16) (i32.const 4))))
+    (if (i32.eq (local.get $k) (i32.const 102))  ;; f: focus of the CID ending the message
+      (then (call $set (call $focus_of
+        (i32.add (local.get $p) (i32.sub (local.get $n) (i32.const 62))) (i32.const 59)))))
+    (call $answer (call $count)))
+  (func (export "query") (param $p i32) (param $n i32) (result i64)
+    (if (i32.eq (call $key (local.get $p) (local.get $n)) (i32.const 119))  ;; w: try a write
+      (then (call $set (i64.const 7))))
+    (call $answer (call $count))))
+"""
+
+
+def code() -> bytes:
+    return wasmtime.wat2wasm(COUNTER)
+
+
+def m(kind: str, **body) -> Msg:
+    return Msg(kind, body)
+
+
+def call_msg(key: str) -> bytes:
+    return json.dumps({key: {}}).encode()
+
+
+def count_of(chain, address: bytes) -> int:
+    with chain.reader() as r:
+        raw = r.get(wasm.storage_key(address, b"count"))
+    return int.from_bytes(raw, "little")
+
+
+FEE = 10**7  # pays the size's minimum and 10^9 gas at 1,000 gas per unit
+
+
+def _deploy(chain):
+    c = code()
+    r = chain.produce_block([tx(ALICE, 0, m("wasm.store", code=c), fee=FEE)], time_ms=T0 + 1000)
+    code_hash = r.receipts[0].events[0]["code"]
+    inst = m("wasm.instantiate", code=code_hash, msg=b"{}", label="counter", gas=10**6)
+    r = chain.produce_block([tx(ALICE, 1, inst, fee=FEE)], time_ms=T0 + 2000)
+    assert r.receipts[0].code == "ok", r.receipts[0].log
+    return r.receipts[0].events[0]["contract"]
+
+
+def test_a_counter_is_stored_instantiated_and_executed(tmp_path):
+    chain = new_chain(tmp_path / "c", genesis(focus={"mode": "diffusion"}))
+    follower = new_chain(tmp_path / "f", genesis(focus={"mode": "diffusion"}), producer=False)
+    address = _deploy(chain)
+    assert count_of(chain, address) == 0
+    bump = m("wasm.execute", contract=address, msg=call_msg("increment"), gas=10**6)
+    r = chain.produce_block([tx(BOB, 0, bump, bump, fee=FEE)], time_ms=T0 + 3000)
+    assert r.receipts[0].code == "ok"
+    events = r.receipts[0].events
+    assert [int.from_bytes(e["answer"], "little") for e in events] == [1, 2]
+    assert 0 < events[0]["gas_used"] < 10**6
+    assert count_of(chain, address) == 2
+    with chain.reader() as rd:
+        _, creator, label = decode(rd.get(wasm.contract_key(address)))
+    assert creator == ALICE.address_raw and label == "counter"
+    for height in range(1, chain.height + 1):
+        with chain.reader() as rd:
+            follower.apply_block(rd.block(height))
+    assert follower.head == chain.head
+
+
+@pytest.mark.parametrize(
+    "key, gas, code",
+    [
+        ("loop", 10**6, "wasm_out_of_gas"),
+        ("trap", 10**6, "wasm_trap"),
+        ("abort", 10**6, "wasm_abort"),
+    ],
+)
+def test_a_failed_call_changes_nothing_but_the_fee(tmp_path, key, gas, code):
+    chain = new_chain(tmp_path / "c", genesis(focus={"mode": "diffusion"}))
+    address = _deploy(chain)
+    bump = m("wasm.execute", contract=address, msg=call_msg("increment"), gas=10**6)
+    chain.produce_block([tx(BOB, 0, bump, fee=FEE)], time_ms=T0 + 3000)
+    with chain.reader() as rd:
+        before = rd.get(b"/token/acct/" + BOB.address_raw)
+    bad = m("wasm.execute", contract=address, msg=call_msg(key), gas=gas)
+    r = chain.produce_block([tx(BOB, 1, bad, fee=FEE)], time_ms=T0 + 4000)
+    assert r.receipts[0].code == code
+    assert count_of(chain, address) == 1  # the trap's and the abort's writes are gone
+    with chain.reader() as rd:
+        balance = decode(rd.get(b"/token/acct/" + BOB.address_raw))[0]
+    assert balance == decode(before)[0] - FEE  # the fee is paid all the same
+
+
+def test_refusals_of_bad_messages(tmp_path):
+    chain = new_chain(tmp_path / "c", genesis(focus={"mode": "diffusion"}))
+    address = _deploy(chain)
+    deep = b"[" * 40 + b"]" * 40
+    cases = [
+        (m("wasm.store", code=b"\0asm garbage"), FEE, "invalid_wasm"),
+        (m("wasm.store", code=wasmtime.wat2wasm("(module)")), FEE, "invalid_wasm"),
+        (m("wasm.execute", contract=address, msg=deep, gas=10**6), FEE, "malformed_message"),
+        (m("wasm.execute", contract=address, msg=b"{nope", gas=10**6), FEE, "malformed_message"),
+        (m("wasm.execute", contract=address, msg=b"{}", gas=10**10), FEE, "over_limit"),
+        (m("wasm.execute", contract=address, msg=b"{}", gas=10**9), 10_000, "insufficient_fee"),
+        (m("wasm.execute", contract=bytes(20), msg=b"{}", gas=10**6), FEE, "unknown_contract"),
+    ]
+    for nonce, (msg, fee, code) in enumerate(cases):
+        r = chain.produce_block([tx(BOB, nonce, msg, fee=fee)], time_ms=T0 + 3000 + nonce)
+        assert r.receipts[0].code == code, (msg.type, r.receipts[0].log)
+
+
+def test_a_query_reads_and_cannot_write(tmp_path):
+    chain = new_chain(tmp_path / "c", genesis(focus={"mode": "diffusion"}))
+    address = _deploy(chain)
+    env = wasm.WasmEnv(CHAIN_ID, chain.height, T0)
+    with chain.reader() as rd:
+        state = PendingState(rd.get, rd.items)
+        result = wasm.call(state, env, address, "query", None, {"get": {}}, 10**6)
+        assert int.from_bytes(result.answer, "little") == 0
+        with pytest.raises(wasm.WasmTrapError):
+            wasm.call(state, env, address, "query", None, {"write": {}}, 10**6)
+        assert not state.writes
+
+
+def test_a_contract_reads_focus(tmp_path):
+    chain = new_chain(tmp_path / "c", genesis(focus={"mode": "diffusion"}))
+    chain.produce_block([tx(CAROL, 0, link(("x", "y")), fee=FEE)], time_ms=T0 + 500)
+    expected = chain.focus.focus_of(particle("y"))[0]
+    address = _deploy(chain)
+    text = cid_text(particle("y"))
+    assert len(text) == 59
+    msg = json.dumps({"focus": text}).encode()  # the document ends bafk..."}}
+    ask = m("wasm.execute", contract=address, msg=msg, gas=10**6)
+    r = chain.produce_block([tx(BOB, 0, ask, fee=FEE)], time_ms=T0 + 3000)
+    assert r.receipts[0].code == "ok", r.receipts[0].log
+    assert expected > 0 and count_of(chain, address) == expected
