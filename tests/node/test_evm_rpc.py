@@ -118,6 +118,16 @@ def test_web3_deploys_calls_and_reads_a_contract(w3, shared_devnet):
     spent = before - w3.eth.get_balance(sender)
     assert spent == receipt["gasUsed"] * receipt["effectiveGasPrice"] > 0
 
+    # The estimate is the least gas that runs set(8) (SSTORE's 2300 stipend rule
+    # included): one unit less fails.
+    data = contract.functions.set(8).build_transaction({"from": sender, "gas": 10**6})["data"]
+    est = w3.eth.estimate_gas({"from": sender, "to": where, "data": data})
+    url = shared_devnet.api + "/evm"
+    for gas, ok in ((est, True), (est - 1, False)):
+        call = {"from": sender, "to": where, "data": data, "gas": hex(gas)}
+        doc = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
+        assert ("result" in httpx.post(url, json=doc).json()) is ok, gas
+
     logs = w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest", "address": where})
     assert [bytes(log["transactionHash"]) for log in logs] == [bytes(receipt["transactionHash"])]
     found = w3.eth.get_transaction(receipt["transactionHash"])

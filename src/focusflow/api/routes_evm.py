@@ -50,6 +50,10 @@ MAX_LOG_BLOCKS = 1_000
 MAX_FEE_HISTORY = 1_024
 #: The tip ``eth_maxPriorityFeePerGas`` suggests (base units per gas).
 SUGGESTED_TIP = 1
+#: Most gas one ``eth_call`` or ``eth_estimateGas`` run may use (geth's
+#: ``--rpc.gascap``): py-evm runs a loop of the cheapest opcodes at about
+#: 4·10^6 gas a second on one core, so a call holds a worker 2.5 s at most.
+RPC_GAS_CAP = 10_000_000
 _ZERO32 = "0x" + "00" * 32
 _EMPTY_BLOOM = "0x" + "00" * 256
 #: Keccak-256 of the RLP of an empty list (an empty uncles list).
@@ -279,7 +283,7 @@ class EvmRpc:
         args = self._call_args(params)
         call = params[0]
         self.state_height(_param(params, 1, "latest"))
-        gas = parse_qty(call["gas"], "gas") if "gas" in call else None
+        gas = min(parse_qty(call["gas"], "gas"), RPC_GAS_CAP) if "gas" in call else RPC_GAS_CAP
         block = self.call_block()
         with self.state() as state:
             try:
@@ -293,7 +297,7 @@ class EvmRpc:
     def eth_estimate_gas(self, params: list[Any]) -> str:
         args = self._call_args(params)
         call = params[0]
-        cap = parse_qty(call["gas"], "gas") if "gas" in call else None
+        cap = min(parse_qty(call["gas"], "gas"), RPC_GAS_CAP) if "gas" in call else RPC_GAS_CAP
         block = self.call_block()
         with self.state() as state:
             try:
