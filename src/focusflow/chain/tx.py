@@ -113,18 +113,24 @@ def make_tx(key: KeyPair, chain_id: str, nonce: int, fee: int, msgs: Sequence[Ms
 
 
 def make_tx_at_min_fee(
-    key: KeyPair, chain_id: str, nonce: int, msgs: Sequence[Msg], params: ChainParams
+    key: KeyPair,
+    chain_id: str,
+    nonce: int,
+    msgs: Sequence[Msg],
+    params: ChainParams,
+    extra: int = 0,
 ) -> Tx:
-    """A signed transaction paying exactly the minimum fee for its own encoded size.
+    """A signed transaction paying exactly the minimum fee for its own encoded size,
+    plus ``extra`` (what its messages ask beyond it: WASM gas).
 
     The fee is part of what is encoded, so its size depends on the fee: raising
     the fee to the minimum of the current size converges in two or three rounds
     (CBOR integers grow by whole bytes).
     """
-    fee = params.fee_base
+    fee = params.fee_base + extra
     while True:
         tx = make_tx(key, chain_id, nonce, fee, msgs)
-        need = params.min_fee(len(tx.encoded))
+        need = params.min_fee(len(tx.encoded)) + extra
         if fee >= need:
             return tx
         fee = need

@@ -312,6 +312,34 @@ def name_cmd(
     _show(_get(home, node, f"/v1/names/{quote(name, safe='')}"), as_json)
 
 
+@query_app.command("wasm")
+def wasm_cmd(
+    contract: Annotated[str, typer.Argument(help="A WASM contract's address (focus1...).")],
+    msg: Annotated[
+        str | None, typer.Option("--msg", help="Run its query with this JSON message.")
+    ] = None,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A WASM contract: its code, creator and label; with --msg, its query's answer."""
+    import json
+
+    from focusflow.core.jsontext import too_deep
+
+    if msg is None:
+        _show(_get(home, node, f"/v1/wasm/{quote(contract, safe='')}"), as_json)
+        return
+    if too_deep(msg, 32):
+        raise InvalidParameterError("--msg nests deeper than 32 levels")
+    try:
+        doc = json.loads(msg)
+    except ValueError:
+        raise InvalidParameterError(f"--msg must be JSON, got {msg!r}") from None
+    with client(home, node) as api:
+        _show(api.post(f"/v1/wasm/{quote(contract, safe='')}/query", {"msg": doc}), as_json)
+
+
 @query_app.command("cid")
 def cid_cmd(
     text: Annotated[str, typer.Argument(help="Any text.")],

@@ -46,6 +46,7 @@ from focusflow.cli.client import Client, RemoteError
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.modules.names import name_fee
+from focusflow.modules.wasm import gas_fee
 
 #: How long ``--wait`` polls before giving up, and how often.
 WAIT_TIMEOUT_S = 30.0
@@ -209,7 +210,7 @@ def build_tx(
     if fee is not None:
         tx = make_tx(key, chain_id, nonce, fee, msgs)
     else:
-        tx = make_tx_at_min_fee(key, chain_id, nonce, msgs, params)
+        tx = make_tx_at_min_fee(key, chain_id, nonce, msgs, params, gas_fee(msgs, params))
     if max_fee is not None and tx.fee > max_fee:
         how = (
             "given by --fee"

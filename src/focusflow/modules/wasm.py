@@ -20,12 +20,14 @@ abort) fails its message with the error's code; the fee stays paid.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from focusflow.chain.errors import InsufficientFeeError, MalformedMessageError, OverLimitError
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
+from focusflow.chain.tx import Msg
 from focusflow.core.encoding import encode
 from focusflow.core.jsontext import too_deep
 from focusflow.core.keys import encode_address
@@ -53,6 +55,17 @@ def _msg(body: dict[str, Any]) -> Any:
         raise MalformedMessageError("msg is not the UTF-8 text of a JSON value") from None
 
 
+def gas_fee(msgs: Sequence[Msg], params: ChainParams) -> int:
+    """What a transaction's WASM messages add to its minimum fee: their gas,
+    ``wasm_gas_per_unit`` to a base unit, rounded up."""
+    asked = sum(
+        m.body["gas"]
+        for m in msgs
+        if m.type in MESSAGES and isinstance(m.body.get("gas"), int) and m.body["gas"] > 0
+    )
+    return -(-asked // params.wasm_gas_per_unit)
+
+
 def _gas(ctx: TxContext, body: dict[str, Any]) -> int:
     """The call's gas, checked against the cap and against what the fee paid for."""
     gas = field(body, "gas", int)
@@ -61,15 +74,10 @@ def _gas(ctx: TxContext, body: dict[str, Any]) -> int:
         raise OverLimitError(f"gas must be in [1, {params.wasm_max_gas}], got {gas}")
     tx = ctx.tx
     if tx is not None:
-        asked = sum(
-            m.body.get("gas", 0)
-            for m in tx.msgs
-            if m.type in MESSAGES and isinstance(m.body.get("gas"), int)
-        )
-        need = params.min_fee(len(tx.encoded)) + -(-asked // params.wasm_gas_per_unit)
+        need = params.min_fee(len(tx.encoded)) + gas_fee(tx.msgs, params)
         if tx.fee < need:
             raise InsufficientFeeError(
-                f"fee {tx.fee} does not pay for {asked} WASM gas: it needs {need}"
+                f"fee {tx.fee} does not pay for the transaction's WASM gas: it needs {need}"
             )
     return gas
 
