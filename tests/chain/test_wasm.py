@@ -14,9 +14,9 @@ import json
 import pytest
 import wasmtime
 
-from focusflow.api.render import cid_text
 from focusflow.chain import Msg
 from focusflow.chain.state import PendingState
+from focusflow.core.cid import cid_from_bytes as cid_text
 from focusflow.core.encoding import decode
 from focusflow.vm import wasm
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, genesis, link, new_chain, particle, tx
