@@ -26,9 +26,11 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import tempfile
 import time
+from pathlib import Path
 
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
@@ -266,15 +268,18 @@ def rpc_latency(calls: int) -> None:
 
     import httpx
 
-    from focusflow.node.home import eth_dev_accounts
+    from focusflow.node.home import eth_dev_accounts, init_devnet
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    home = tempfile.mkdtemp()
+    home = Path(tempfile.mkdtemp()) / "home"
+    init_devnet(home)
+    # Loopback is rate-limited like any client by default; the bench is one client.
+    (home / "config.json").write_text(json.dumps({"api_limits": {"exempt_loopback": True}}))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "focusflow", "devnet", "--home", home, "--port", str(port),
+        [sys.executable, "-m", "focusflow", "devnet", "--home", str(home), "--port", str(port),
          "--block-time", "0.2s"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
