@@ -20,7 +20,8 @@ again. Self-links (from == to) are refused: §3.1 drops them from the graph,
 so accepting them would burn budget for nothing.
 
 State: ``/graph/links/<height 8><tx 4><msg 2>`` holds ``[neuron, links]`` of
-one message (one key per message, not per link, keeps the state tree small);
+one message (one key per message, not per link, keeps the state tree small),
+and ``.../<msg 2>p<packet 2>`` those a contract's packet made (``modules.router``);
 ``/graph/neuron/<address>`` holds ``[neudeg]``. Each accepted link becomes an
 edge delta ``(from, to, neuron)`` for the focus engine.
 """
@@ -51,6 +52,9 @@ from focusflow.modules.accounts import (
 )
 
 LINKS_PREFIX = b"/graph/links/"
+#: After a message's key, what marks the record of links a router packet made
+#: (then the packet's index in the message, 2 bytes).
+PACKET_MARK = b"p"
 
 
 def _check_links_per_tx(ctx: TxContext, m: int) -> None:
@@ -132,12 +136,18 @@ class Links:
     def link(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "links")
         links = field(body, "links", list)
+        self.add(ctx, ctx.sender, links)
+
+    def add(self, ctx: TxContext, sender: bytes, links: list, packet: int | None = None) -> None:
+        """Links of ``sender`` as one ``link`` message adds them; ``packet`` is the
+        place of a router packet that sends them on a contract's behalf (its
+        record gets its own key, and its edge delta no message reference: the
+        links are not in the transaction's bytes)."""
         m = len(links)
         if m == 0:
             raise MalformedMessageError("links must not be empty")
         _check_links_per_tx(ctx, m)
         self._check_entries(links)
-        sender = ctx.sender
         neudeg = get_neudeg(ctx.state, sender) + m
         bonded = get_account(ctx.state, sender).bonded
         need = neudeg * ctx.params.min_link_weight
@@ -149,6 +159,10 @@ class Links:
         if ctx.params.link_burn:
             debit(ctx.state, sender, m * ctx.params.link_burn, f"burning {m} links")
         set_neudeg(ctx.state, sender, neudeg)
-        ctx.state.put(links_key(ctx.height, ctx.tx_index, ctx.msg_index), encode([sender, links]))
-        ctx.deltas.links.append((sender, links, (ctx.tx_index, ctx.msg_index)))
+        key = links_key(ctx.height, ctx.tx_index, ctx.msg_index)
+        if packet is not None:
+            key += PACKET_MARK + packet.to_bytes(2, "big")
+        ctx.state.put(key, encode([sender, links]))
+        source = (ctx.tx_index, ctx.msg_index) if packet is None else None
+        ctx.deltas.links.append((sender, links, source))
         ctx.emit("link", neuron=sender, count=m)

@@ -14,7 +14,9 @@ transaction's fee: one base unit buys ``wasm_gas_per_unit`` gas, and a
 transaction must pay, beyond its size's minimum fee, for the gas of all its
 WASM messages (``insufficient_fee`` otherwise). Unused gas is not refunded,
 as on Cosmos chains. A call that fails (trap, out of gas, the contract's own
-abort) fails its message with the error's code; the fee stays paid.
+abort) fails its message with the error's code; the fee stays paid. The
+packets a call sends (``env.send``) are delivered by ``modules.router`` once
+it returns, within the same message.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from focusflow.chain.tx import Msg
 from focusflow.core.encoding import encode
 from focusflow.core.jsontext import too_deep
 from focusflow.core.keys import encode_address
+from focusflow.modules import router
 from focusflow.modules.accounts import address_field, field, only_fields
 from focusflow.vm import wasm
 
@@ -137,6 +140,7 @@ class Wasm:
             encode_address(ctx.sender), msg, gas, ctx.block.focus_of,
         )  # fmt: skip
         ctx.emit("wasm.instantiate", contract=address, code=code_hash, **_answer(result))
+        router.deliver(ctx, address, result.packets, gas - result.gas_used)
 
     def execute(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "contract", "msg", "gas")
@@ -148,3 +152,4 @@ class Wasm:
             encode_address(ctx.sender), msg, gas, ctx.block.focus_of,
         )  # fmt: skip
         ctx.emit("wasm.execute", contract=address, **_answer(result))
+        router.deliver(ctx, address, result.packets, gas - result.gas_used)

@@ -24,7 +24,9 @@ The module's interface (the ABI, docs/wasm.md):
   key_len, value_ptr, value_len)``, ``db_remove(key_ptr, key_len)``,
   ``focus_of(cid_ptr, cid_len) -> i64`` (the committed focus, fixed point
   10^15, of the particle whose CID text, ``Qm...`` or ``bafy...``, is given: as
-  the EVM's precompile answers; 0 for text that names no particle) and ``abort(msg_ptr,
+  the EVM's precompile answers; 0 for text that names no particle),
+  ``send(port_ptr, port_len, data_ptr, data_len)`` (a packet for the router,
+  ``modules.router``: delivered in order after the call returns) and ``abort(msg_ptr,
   msg_len)``, which ends the call with the contract's own error.
 
 Gas is wasmtime's fuel (about one unit per instruction) plus a fixed price
@@ -42,7 +44,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from focusflow.chain.state import PendingState
@@ -68,6 +70,9 @@ MAX_MEMORY = 16 << 20
 HOST_CALL_GAS = 1_000
 READ_GAS_PER_BYTE = 3
 WRITE_GAS_PER_BYTE = 30
+#: Packets one call may send, and the longest port name.
+MAX_PACKETS = 16
+MAX_PORT_BYTES = 64
 #: Modules compiled and kept per process, most recently used last.
 MODULES_KEPT = 32
 
@@ -121,6 +126,9 @@ class WasmEnv:
 class CallResult:
     answer: bytes
     gas_used: int
+    #: ``(port, data)`` of the packets the call sent (``env.send``), in order:
+    #: the router delivers them once the call has returned.
+    packets: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def code_key(code_hash: bytes) -> bytes:
@@ -229,7 +237,7 @@ def call(
     text = json.dumps(document, separators=(",", ":"), ensure_ascii=True).encode()
     answer = run.call(compile_module(code), entry, text)
     state.merge(view)
-    return CallResult(answer, run.used())
+    return CallResult(answer, run.used(), run.packets)
 
 
 class _Run:
@@ -249,6 +257,7 @@ class _Run:
         self.store.set_limits(memory_size=MAX_MEMORY)
         self.store.set_fuel(gas)
         self.instance: Any = None
+        self.packets: list[tuple[str, bytes]] = []
 
     def used(self) -> int:
         return self.gas - self.store.get_fuel()
@@ -271,6 +280,7 @@ class _Run:
             "db_remove": ([i32, i32], [], self._db_remove),
             "focus_of": ([i32, i32], [i64], self._focus_of),
             "abort": ([i32, i32], [], self._abort),
+            "send": ([i32, i32, i32, i32], [], self._send),
         }
         for name, (params, results, fn) in host.items():
             ty = wasmtime.FuncType(params, results)
@@ -350,6 +360,22 @@ class _Run:
         except (UnicodeDecodeError, FocusflowError):
             return 0
         return int(self.focus_of(cid))
+
+    def _send(
+        self, caller: Any, port_ptr: int, port_len: int, data_ptr: int, data_len: int
+    ) -> None:
+        if self.read_only:
+            raise WasmTrapError("a query cannot send packets")
+        if len(self.packets) >= MAX_PACKETS:
+            raise WasmTrapError(f"a call sends at most {MAX_PACKETS} packets")
+        port = self._read(caller, port_ptr, port_len, MAX_PORT_BYTES, "a port")
+        data = self._read(caller, data_ptr, data_len, MAX_VALUE_BYTES, "a packet")
+        self._charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * (len(port) + len(data)))
+        try:
+            name = port.decode("ascii")
+        except UnicodeDecodeError:
+            raise WasmTrapError("a port name is ASCII") from None
+        self.packets.append((name, data))
 
     def _abort(self, caller: Any, msg_ptr: int, msg_len: int) -> None:
         text = self._read(caller, msg_ptr, msg_len, 1024, "an abort message")
