@@ -181,7 +181,7 @@ def bare_pyevm(senders, deploy: bytes | None, raws: list[bytes]) -> float:
 
 def our_plane(senders, deploy: bytes | None, raws: list[bytes]) -> float:
     from focusflow.core.encoding import encode
-    from focusflow.vm.evm_state import ACCOUNT_PREFIX
+    from focusflow.vm.evm_keys import ACCOUNT_PREFIX
 
     base: dict[bytes, bytes] = {}
     for a in senders:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from focusflow.api.app import create_app
 from focusflow.node.runtime import NodeRuntime
+from focusflow.vm.evm import interpreter as load_evm
 from tests.chain.helpers import genesis, new_chain
 
 DEPTH = 100_000
@@ -30,9 +31,11 @@ def node(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(node):
     app = create_app(node)
-    # The node's app loads the EVM, and py-evm raises the recursion limit so far
-    # that json.loads of these bodies would overflow the C stack (a crash, not a
-    # RecursionError): the depth is checked before anything parses them.
+    # A node loads py-evm at its first Ethereum transaction or call, and py-evm
+    # raises the recursion limit so far that json.loads of these bodies would
+    # overflow the C stack (a crash, not a RecursionError): the depth is
+    # checked before anything parses them. Load it, as a busy node has.
+    load_evm()
     assert sys.getrecursionlimit() >= 100_000
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

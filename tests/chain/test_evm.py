@@ -13,7 +13,8 @@ from focusflow.core.errors import DecodeError
 from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import get_account
 from focusflow.node import open_chain
-from focusflow.vm.evm_state import ACCOUNT_PREFIX, StateAccountDB, storage_key
+from focusflow.vm.evm_keys import ACCOUNT_PREFIX, storage_key
+from focusflow.vm.evm_state import StateAccountDB
 from tests.chain.helpers import ALICE, CHAIN_ID, VALIDATOR, link, particle, tx
 
 T0 = 1_700_000_000_000

@@ -26,7 +26,7 @@ from focusflow.core.keys import encode_address
 from focusflow.node import open_chain
 from focusflow.vm import wasm
 from focusflow.vm.evm import FOCUS_ADDRESS
-from focusflow.vm.evm_state import storage_key as evm_storage_key
+from focusflow.vm.evm_keys import storage_key as evm_storage_key
 from tests.chain.helpers import ALICE, BOB, CHAIN_ID, VALIDATOR, link, particle, tx
 from tests.chain.test_evm import READER, abi_bytes, deployable
 from tests.chain.test_wasm import COUNTER

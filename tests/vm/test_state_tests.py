@@ -30,7 +30,7 @@ from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode, encode
 from focusflow.modules.evm import check_transaction
 from focusflow.vm import evm
-from focusflow.vm.evm_state import (
+from focusflow.vm.evm_keys import (
     ACCOUNT_PREFIX,
     CODE_PREFIX,
     STORE_PREFIX,

@@ -39,7 +39,7 @@ from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.modules.accounts import get_account
 from focusflow.modules.evm import effective_gas_price, evm_block
 from focusflow.vm import evm
-from focusflow.vm.evm_state import code_key, storage_key
+from focusflow.vm.evm_keys import code_key, storage_key
 
 router = APIRouter()
 

@@ -42,7 +42,7 @@ from focusflow.chain.state import PendingState, Readable
 from focusflow.core.hashing import sha256
 from focusflow.modules.accounts import get_account
 from focusflow.vm.evm import EvmBlock, EvmValidationError, apply_transaction
-from focusflow.vm.evm_state import code_key
+from focusflow.vm.evm_keys import code_key
 
 #: The block counter of the gas its Ethereum transactions used.
 GAS_COUNTER = "evm_gas"

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from focusflow.chain.state import PendingState
-from focusflow.vm.evm_state import StateAccountDB
 
 #: The Ethereum rules the EVM follows.
 FORK = "cancun"
@@ -90,9 +89,10 @@ class Outcome:
 
 
 @functools.cache
-def _classes() -> tuple[Any, Any, Any]:
-    """``(state class, VM class, transaction builder)``, imported on first use (py-evm
-    takes most of a second to import)."""
+def interpreter() -> tuple[Any, Any, Any]:
+    """``(state class, VM class, transaction builder)``, imported on first use: py-evm
+    takes most of a second to import, and it raises the interpreter's recursion
+    limit to 100,000 (``core.jsontext`` says why JSON does not mind)."""
     # py-evm warns on every SELFDESTRUCT that the opcode is deprecated; it is
     # part of the Cancun rules and contracts use it, so the warning says nothing.
     warnings.filterwarnings(
@@ -103,6 +103,8 @@ def _classes() -> tuple[Any, Any, Any]:
     from eth.vm.forks.cancun.state import CancunState
     from eth.vm.forks.cancun.transactions import CancunTransactionBuilder
     from eth_typing import Address
+
+    from focusflow.vm.evm_state import StateAccountDB
 
     class ChainComputation(CancunComputation):
         # py-evm reads the precompiles from this class attribute.
@@ -149,7 +151,7 @@ def _context(block: EvmBlock) -> Any:
 def _new_state(state: PendingState, block: EvmBlock) -> Any:
     from eth.constants import BLANK_ROOT_HASH
 
-    state_class, _, _ = _classes()
+    state_class, _, _ = interpreter()
     vm_state = state_class(state, _context(block), BLANK_ROOT_HASH)
     vm_state.focus_of = block.focus_of
     return vm_state
@@ -196,7 +198,7 @@ def apply_transaction(state: PendingState, block: EvmBlock, tx: Any) -> Outcome:
     status 0 whose gas is still paid."""
     from eth_utils import ValidationError
 
-    _, vm_class, _ = _classes()
+    _, vm_class, _ = interpreter()
     vm_state = _new_state(state, block)
     try:
         vm_state.validate_transaction(tx)
@@ -221,7 +223,7 @@ def call(
     of ``state``, which it leaves unchanged; the base fee is taken as 0."""
     from eth.vm.spoof import SpoofTransaction
 
-    _, vm_class, builder = _classes()
+    _, vm_class, builder = interpreter()
     view = state.child()
     free = dataclasses.replace(block, base_fee=0)
     vm_state = _new_state(view, free)

@@ -36,25 +36,15 @@ from eth_typing import Address, Hash32
 
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode, encode
-
-ACCOUNT_PREFIX = b"/token/acct/"
-CODE_PREFIX = b"/vm/evm/code/"
-STORE_PREFIX = b"/vm/evm/store/"
+from focusflow.vm.evm_keys import (
+    ACCOUNT_PREFIX,
+    STORE_PREFIX,
+    code_key,
+    encode_word,
+    storage_key,
+)
 
 _MISSING = object()
-
-
-def code_key(address: bytes) -> bytes:
-    return CODE_PREFIX + address
-
-
-def storage_key(address: bytes, slot: int) -> bytes:
-    return STORE_PREFIX + address + slot.to_bytes(32, "big")
-
-
-def encode_word(value: int) -> bytes:
-    """A storage value as its minimal big-endian bytes (no key for zero)."""
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
 class StateAccountDB(AccountDatabaseAPI):
