@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,24 @@ def test_post_state_root(label, test, case):
             final[key] = value
     assert _mpt_root(final) == _bytes(case["hash"])
     assert _logs_hash(logs) == _bytes(case["logs"])
+
+
+def test_calls_1024_deep_run_in_a_worker_thread():
+    """A node executes blocks in a worker thread, on a thread's C stack rather
+    than the main thread's: the deepest calls Ethereum allows must still run
+    there and give their roots (py-evm recurses in Python once per call level)."""
+    deep = [c for c in CASES if "1024" in c[0] or "RECURSIVE" in c[0]]
+    assert len(deep) >= 4
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        for case in deep:
+            try:
+                test_post_state_root(*case)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+                failures.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert not failures, failures[:1]
