@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 from eth_account import Account
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from focusflow.chain import Genesis, decode_tx
+from focusflow.chain.errors import TxError
 from focusflow.chain.eth_tx import EthTx, evm_chain_id
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import encode
@@ -200,3 +203,43 @@ def test_a_contract_reads_the_focus_the_parent_block_committed(tmp_path):
     for result in blocks:  # a follower computes the same from its own focus
         b.apply_block(result.record.encode())
     assert b.head == a.head
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    first=st.sampled_from([0x01, 0x02, 0xF8, 0xF9, 0xFA, 0xFB]),
+    rest=st.binary(max_size=300),
+)
+def test_any_bytes_that_look_ethereum_decode_or_are_malformed(first, rest):
+    """Hostile bytes from the wire: a decode error or a transaction whose checks
+    raise only their own codes, never another exception."""
+    raw = bytes([first]) + rest
+    try:
+        tx = decode_tx(raw)
+    except DecodeError:
+        return
+    assert isinstance(tx, EthTx)
+    try:
+        tx.verify_signature()
+        tx.check_chain(CHAIN_ID)
+    except TxError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutated_ethereum_transactions_never_escape_as_other_errors(data):
+    raw = bytearray(eth(0, data=b"\x01\x02"))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    try:
+        tx = decode_tx(bytes(raw))
+    except (DecodeError, TxError):
+        return
+    try:
+        tx.verify_signature()
+        tx.check_chain(CHAIN_ID)
+        _ = tx.sender_address
+    except TxError:
+        pass
