@@ -39,6 +39,7 @@ threads and relaxed SIMD are off.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import threading
@@ -158,6 +159,16 @@ def engine() -> Any:
 
 _MODULES: OrderedDict[bytes, Any] = OrderedDict()
 _MODULES_LOCK = threading.Lock()
+
+
+def _release() -> None:
+    """Drop the compiled modules and the engine while wasmtime can still free them
+    (at interpreter exit its finalisers run after its library is torn down)."""
+    _MODULES.clear()
+    engine.cache_clear()
+
+
+atexit.register(_release)
 
 
 def compile_module(code: bytes) -> Any:
