@@ -18,22 +18,6 @@ from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 from tests.cli.helpers import assert_user_error, run_cli
 from tests.helpers import SAMPLE
-from tests.node.devnet_process import start_devnet
-
-
-@pytest.fixture(scope="module")
-def devnet(tmp_path_factory):
-    net = start_devnet(tmp_path_factory.mktemp("clinet") / "home", timeout=240)
-    yield net
-    net.stop()
-
-
-@pytest.fixture
-def env(devnet, monkeypatch):
-    """The CLI finds the devnet through its home (node.json), as a user's would."""
-    monkeypatch.setenv("FOCUSFLOW_HOME", str(devnet.home))
-    monkeypatch.delenv("FOCUSFLOW_PASSPHRASE", raising=False)
-    return devnet
 
 
 def _account(capsys, who):

@@ -3,25 +3,8 @@ contract written in WAT, uploaded from the file, instantiated, executed, queried
 
 from __future__ import annotations
 
-import pytest
-
 from tests.chain.test_wasm import COUNTER
 from tests.cli.helpers import assert_user_error, run_cli
-from tests.node.devnet_process import start_devnet
-
-
-@pytest.fixture(scope="module")
-def devnet(tmp_path_factory):
-    net = start_devnet(tmp_path_factory.mktemp("wasmcli") / "home", timeout=240)
-    yield net
-    net.stop()
-
-
-@pytest.fixture
-def env(devnet, monkeypatch):
-    monkeypatch.setenv("FOCUSFLOW_HOME", str(devnet.home))
-    monkeypatch.delenv("FOCUSFLOW_PASSPHRASE", raising=False)
-    return devnet
 
 
 def test_a_counter_from_a_wat_file(env, capsys, tmp_path):

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from focusflow.core.asgi import replaying
 from focusflow.core.errors import FocusflowError
 from focusflow.core.jsontext import too_deep
 
@@ -253,16 +254,7 @@ class JsonDepthLimit:
             response = error_response("malformed", "request body is nested too deeply", 400)
             await response(scope, receive, send)
             return
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 def _is_json(scope) -> bool:

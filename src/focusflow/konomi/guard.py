@@ -24,7 +24,7 @@ import hmac
 import json
 from urllib.parse import parse_qs
 
-from focusflow.core.asgi import ASGIApp, Message, Receive, Scope, Send
+from focusflow.core.asgi import ASGIApp, Receive, Scope, Send, replaying
 from focusflow.core.errors import InvalidParameterError
 
 #: Largest request body (and WebSocket message) in bytes: the largest legitimate
@@ -139,14 +139,4 @@ class KonomiGuard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
