@@ -425,6 +425,10 @@ class NumbaOperator(ScreenedCG):
         self._args = (m.grows, m.gptr, m.glen, m.sidx, m.sval, m.bounds)
         n = self.snapshot.n
         self._buf = [np.empty(n) for _ in range(4)]
+        # The series' recurrence vectors in the storage precision, as the
+        # diffusion's gathered vector is: each term gathers the vector the last
+        # one wrote, half of it from the other core's cache (bench/cheb_passes.py).
+        self._terms = [np.empty(n, dtype=self.dtype) for _ in range(2)]
         self._mu = None
         self._pair = None
 
@@ -438,7 +442,8 @@ class NumbaOperator(ScreenedCG):
             return acc
         args = self._args
         scale = 2.0 / self.lam_max
-        t_cur, t_prev = v.copy(), self._buf[0]
+        t_cur, t_prev = self._terms
+        t_cur[:] = v
         step = self.kernels.cheb_step
         step(*args, self.lap_diag, scale, t_cur, t_prev, acc, coeffs[1], coeffs[0], True)
         for a_k in coeffs[2:]:
