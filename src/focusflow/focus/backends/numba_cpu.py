@@ -94,6 +94,7 @@ _LAPLACIAN_FIELDS = (
     "_t_next",
     "_diag_mu",
     "_minv",
+    "_terms",
 )
 
 
@@ -239,6 +240,7 @@ class NumbaOperator(ScreenedCG):
     _t_next: np.ndarray
     _diag_mu: np.ndarray
     _minv: np.ndarray
+    _terms: list[np.ndarray]
 
     def __init__(self, snapshot: Snapshot, precision: Precision = "float64") -> None:
         self.snapshot = snapshot
@@ -334,6 +336,22 @@ class NumbaOperator(ScreenedCG):
                     check.stale(f"{name}[{k}]" if listed else name, item)
 
     @staticmethod
+    def _check_buffers(check: Check, a: dict[str, Any], n: int, dtype: type) -> None:
+        """CG's four float64 buffers, and the series' two vectors (storage
+        precision) where a series has run."""
+        buf = a["_buf"]
+        if type(buf) is not list or len(buf) != 4:
+            check.fail("_buf", "is not four buffers")
+        for k, b in enumerate(buf):
+            check.array(f"_buf[{k}]", b, np.float64, n)
+        terms = a.get("_terms")
+        if terms is not None:
+            if type(terms) is not list or len(terms) != 2:
+                check.fail("_terms", "is not two vectors")
+            for k, t in enumerate(terms):
+                check.array(f"_terms[{k}]", t, dtype, n)
+
+    @staticmethod
     def _check_laplacian(check: Check, a: dict[str, Any], n: int, dtype: type) -> None:
         """The symmetric matrix (``ScaledSymmetric.check_structure``) with its
         scaling, the kernels' arguments and buffers taken from it, and the
@@ -355,11 +373,7 @@ class NumbaOperator(ScreenedCG):
             check.fail("_args", "is not the symmetric matrix's six arrays")
         if any(x is not y for x, y in zip(args, want, strict=True)):
             check.fail("_args", "is not the symmetric matrix's arrays")
-        buf = a["_buf"]
-        if type(buf) is not list or len(buf) != 4:
-            check.fail("_buf", "is not four buffers")
-        for k, b in enumerate(buf):
-            check.array(f"_buf[{k}]", b, np.float64, n)
+        NumbaOperator._check_buffers(check, a, n, dtype)
         mu = a["_mu"]
         for name in ("_diag_mu", "_minv"):
             if mu is not None:
@@ -425,10 +439,6 @@ class NumbaOperator(ScreenedCG):
         self._args = (m.grows, m.gptr, m.glen, m.sidx, m.sval, m.bounds)
         n = self.snapshot.n
         self._buf = [np.empty(n) for _ in range(4)]
-        # The series' recurrence vectors in the storage precision, as the
-        # diffusion's gathered vector is: each term gathers the vector the last
-        # one wrote, half of it from the other core's cache (bench/cheb_passes.py).
-        self._terms = [np.empty(n, dtype=self.dtype) for _ in range(2)]
         self._mu = None
         self._pair = None
 
@@ -442,7 +452,7 @@ class NumbaOperator(ScreenedCG):
             return acc
         args = self._args
         scale = 2.0 / self.lam_max
-        t_cur, t_prev = self._terms
+        t_cur, t_prev = self._series_vectors()
         t_cur[:] = v
         step = self.kernels.cheb_step
         step(*args, self.lap_diag, scale, t_cur, t_prev, acc, coeffs[1], coeffs[0], True)
@@ -450,6 +460,17 @@ class NumbaOperator(ScreenedCG):
             t_cur, t_prev = t_prev, t_cur
             step(*args, self.lap_diag, scale, t_cur, t_prev, acc, a_k, 0.0, False)
         return acc
+
+    def _series_vectors(self) -> list[np.ndarray]:
+        """The series' two recurrence vectors, in the storage precision as the
+        diffusion's gathered vector is: each term gathers the vector the last
+        one wrote, half of it from the other core's cache, and float32 moves half
+        the bytes (bench/cheb_passes.py). Made on first use: focus states saved
+        before they existed load without them."""
+        terms = self.__dict__.get("_terms")
+        if terms is None or len(terms[0]) != self.n:
+            terms = self._terms = [np.empty(self.n, dtype=self.dtype) for _ in range(2)]
+        return terms
 
     def _cg_begin(
         self, phi: np.ndarray, mu: float, state: SpringsState, tol: float, exact: bool
