@@ -129,6 +129,8 @@ def test_web3_deploys_calls_and_reads_a_contract(w3, shared_devnet):
         assert ("result" in httpx.post(url, json=doc).json()) is ok, gas
 
     logs = w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest", "address": where})
+    # The receipt's log index is the one eth_getLogs gives the same log.
+    assert [log["logIndex"] for log in logs] == [receipt["logs"][0]["logIndex"]]
     assert [bytes(log["transactionHash"]) for log in logs] == [bytes(receipt["transactionHash"])]
     found = w3.eth.get_transaction(receipt["transactionHash"])
     assert found["from"] == sender and found["to"] == where and found["nonce"] == tx["nonce"]

@@ -442,7 +442,7 @@ class EvmRpc:
         tx, height, index, record, (_, _, _code, _log, events) = located
         ev = _evm_event(events) or {}
         logs = _logs_of(events)
-        first = self._log_index_base(record, index)
+        first = ev.get("first_log_index", 0)
         contract = ev.get("contract")
         return {
             "transactionHash": data(tx.hash),
@@ -463,17 +463,6 @@ class EvmRpc:
             "status": qty(ev.get("status", 0)),
             "type": qty(getattr(tx.eth, "type_id", None) or 0),
         }
-
-    def _log_index_base(self, record: BlockRecord, index: int) -> int:
-        """How many logs the block's transactions before ``index`` emitted."""
-        count = 0
-        for i, tx in self._eth_txs(record):
-            if i >= index:
-                break
-            found = self.receipt_of(tx.hash)
-            if found is not None:
-                count += len(_logs_of(found[4]))
-        return count
 
     def eth_get_logs(self, params: list[Any]) -> list[dict[str, Any]]:
         flt = _param(params, 0)

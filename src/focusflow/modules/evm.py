@@ -18,8 +18,10 @@ gas is refunded, the tip goes to the block's proposer and the base fee is
 burned. An execution that reverts or runs out of gas keeps its receipt, with
 code ``evm_reverted``: the gas is paid and the nonce used, nothing else of it
 stays. Every receipt carries one ``evm`` event: status, gas used, the
-block's gas used so far, the effective gas price, a created contract's
-address and the logs (what ``eth_getTransactionReceipt`` returns).
+block's gas used so far, the index in the block of its first log, the
+effective gas price, a created contract's address and the logs (what
+``eth_getTransactionReceipt`` returns, without reading the block's other
+receipts).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from focusflow.vm.evm_keys import code_key
 
 #: The block counter of the gas its Ethereum transactions used.
 GAS_COUNTER = "evm_gas"
+#: The block counter of the logs its Ethereum transactions emitted.
+LOG_COUNTER = "evm_logs"
 
 
 def evm_block(ctx: BlockContext) -> EvmBlock:
@@ -102,11 +106,14 @@ class Evm:
             raise EvmInvalidError(f"the EVM refuses the transaction: {exc}") from None
         total = used + out.gas_used
         ctx.block.counters[GAS_COUNTER] = total
+        first_log = ctx.block.counters.get(LOG_COUNTER, 0)
+        ctx.block.counters[LOG_COUNTER] = first_log + len(out.logs)
         ctx.emit(
             "evm",
             status=out.status,
             gas_used=out.gas_used,
             cumulative_gas_used=total,
+            first_log_index=first_log,
             effective_gas_price=effective_gas_price(eth, params.evm_base_fee),
             contract=out.contract,
             logs=[[a, [t.to_bytes(32, "big") for t in topics], d] for a, topics, d in out.logs],
