@@ -184,6 +184,8 @@ def test_bad_queries_get_precise_errors(kwargs, error, code):
         {"context_weight": 2.0},
         {"alpha": 1.0},
         {"precision": "float16"},
+        {"exact_share": 0.0},
+        {"exact_share": 2.0},
     ],
 )
 def test_bad_parameters_are_refused(bad):

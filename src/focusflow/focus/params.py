@@ -62,6 +62,9 @@ EXACT_BACKENDS = ("numba",)
 #: any window from 1 to 5 (bench/RESULTS.md).
 DIFFUSION_ANDERSON = 2
 TRI_ANDERSON = 6
+#: With ``finish="bounded"`` the exact phase's inner solves may add at most this
+#: fraction of ``tol`` to the result's L1 error (``FocusParams.exact_share``).
+EXACT_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,12 @@ class FocusParams:
     #: agree within ``tol``; chains keep ``cg`` unless their genesis names
     #: another.
     springs_method: SpringsMethod = "auto"
+    #: With ``finish="bounded"``: the largest share of ``tol`` that the exact
+    #: phase's inner solves may add to the result's L1 error
+    #: (``policy.TriPolicy.exact_tolerances``). The default keeps it at 1 %;
+    #: a caller whose answer only needs its ranking (``focusflow.infer``)
+    #: trades a larger share for fewer series terms.
+    exact_share: float = EXACT_SHARE
 
     @property
     def exact(self) -> bool:
@@ -191,6 +200,8 @@ class FocusParams:
             )
         if not (0 < self.cg_tol < 1) or not (0 < self.heat_tol < 1):
             raise InvalidParameterError("cg_tol and heat_tol must be in (0, 1)")
+        if not (isinstance(self.exact_share, float | int) and 0 < self.exact_share <= 1):
+            raise InvalidParameterError(f"exact_share must be in (0, 1], got {self.exact_share}")
 
     def _checked_anderson(self) -> int:
         """The Anderson window, the mode's default where None."""

@@ -29,15 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from focusflow.focus.params import FocusParams
+from focusflow.focus.params import EXACT_SHARE, FocusParams
 
 #: Inner solves aim at this fraction of the last outer L1 change.
 FORCING = 0.05
 #: Loosest relative accuracy an inner solve is ever asked for.
 LOOSEST = 1e-2
-#: With ``finish="bounded"`` the exact phase's inner solves may add at most this
-#: fraction of ``tol`` to the result's L1 error (:meth:`TriPolicy.exact_tolerances`).
-EXACT_SHARE = 0.01
 
 
 class Verdict(NamedTuple):
@@ -60,10 +57,17 @@ class TriPolicy:
     heat_tol: float
     bounded: bool
     forcing: float = FORCING
+    exact_share: float = EXACT_SHARE
 
     @classmethod
     def of(cls, params: FocusParams) -> TriPolicy:
-        return cls(params.tol, params.cg_tol, params.heat_tol, params.finish == "bounded")
+        return cls(
+            params.tol,
+            params.cg_tol,
+            params.heat_tol,
+            params.finish == "bounded",
+            exact_share=params.exact_share,
+        )
 
     def loose_tolerances(self, res: float) -> tuple[float, float]:
         """``(cg_tol, heat_tol)`` of an inexact step after an outer change ``res``:
@@ -85,10 +89,11 @@ class TriPolicy:
         budget is stated so), and the outputs return through ``1 / sigma``, so
         each adds at most ``tol_inner * F`` to the result's L1 error, with
         ``spread = F = ||sigma phi||_2 ||1 / sigma||_2`` (Cauchy-Schwarz, over
-        linked particles; about 2 on R-MAT graphs). ``EXACT_SHARE * tol / F``
-        keeps that below 1 % of tol; ``cg_tol`` and ``heat_tol`` stay the floors.
+        linked particles; about 2 on R-MAT graphs). ``exact_share * tol / F``
+        keeps that below ``exact_share`` of tol (1 % by default); ``cg_tol`` and
+        ``heat_tol`` stay the floors.
         """
-        share = EXACT_SHARE * self.tol / spread if spread > 0 else LOOSEST
+        share = self.exact_share * self.tol / spread if spread > 0 else LOOSEST
         share = min(LOOSEST, share)
         return max(self.cg_tol, share), max(self.heat_tol, share)
 

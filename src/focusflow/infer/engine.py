@@ -52,7 +52,12 @@ class InferParams:
     on 10^6 links 1.5-1.7x faster than float64 at the same distance to a
     1e-9 solve and the same top 10 (bench/infer_latency.py), since a pass of
     the springs-and-heat series streams the matrix's values; an answer is no
-    consensus value, so nothing needs float64's bits.
+    consensus value, so nothing needs float64's bits. ``exact_share`` is
+    ``FocusParams.exact_share``: the exact phase's inner solves may move the
+    answer by that share of ``tol``; 0.1 took a tri query on 10^6 links from
+    52 to 49 ms at the same distance to a 1e-9 solve and the same top 10
+    (bench/infer_latency.py), where the solve's default 0.01 buys accuracy
+    that a ranking does not use.
     """
 
     mode: str = "tri"
@@ -61,6 +66,7 @@ class InferParams:
     context_weight: float = 0.0
     backend: str = "numba"
     precision: str = "float32"
+    exact_share: float = 0.1
 
     def validate(self) -> InferParams:
         if self.mode not in MODES:
@@ -79,6 +85,8 @@ class InferParams:
             raise InvalidParameterError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
+        if not (0 < self.exact_share <= 1):
+            raise InvalidParameterError(f"exact_share must be in (0, 1], got {self.exact_share}")
         return self
 
 
@@ -167,6 +175,7 @@ class Inference:
                 alpha=self.params.alpha,
                 tol=self.params.tol,
                 precision=self.params.precision,
+                exact_share=self.params.exact_share,
             )
             phi = result.focus
             with self._lock:

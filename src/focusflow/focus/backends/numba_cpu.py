@@ -595,29 +595,6 @@ class NumbaOperator(ScreenedCG):
         product: float = self.kernels.dot(a, b, self.parts)
         return product
 
-
-class ExactNumbaOperator(NumbaOperator):
-    """The numba operator in exact arithmetic (``FocusParams.arithmetic``).
-
-    Its kernels are compiled without ``fastmath``, and it supplies the solver's
-    reductions that would otherwise be numpy's (``blend``, ``total``): every
-    sum runs over fixed chunks (``_CHUNKS``, whatever the thread count) whose
-    partials are added in order, so the result is the same bits on every
-    IEEE-754 machine with any numpy, numba or thread count.
-    """
-
-    kernels = EXACT_KERNELS
-
-    def __init__(
-        self, snapshot: Snapshot, precision: Precision, arithmetic: ArithmeticName
-    ) -> None:
-        self.arithmetic = arithmetic
-        super().__init__(snapshot, precision)
-
-    def total(self, v: np.ndarray) -> float:
-        """``sum(v)``, the same bits everywhere."""
-        return float(strict_sum(v))
-
     def blend(
         self,
         phi: np.ndarray,
@@ -626,7 +603,9 @@ class ExactNumbaOperator(NumbaOperator):
         h: np.ndarray | None,
         weights: tuple[float, float, float],
     ) -> float:
-        """``d <- (ld d + ls s + lh h) / sum``; returns ``||d - phi||_1``.
+        """``d <- (ld d + ls s + lh h) / sum``; returns ``||d - phi||_1``, in two
+        passes on numba's threads where numpy's blend would take six. Its sums
+        run over fixed chunks in order, so the exact operator shares it.
 
         ``d`` is rewritten, so its quotient by the out-weights that the
         diffusion step prepared is stale. ``exact-v1`` kept reading it (the
@@ -649,6 +628,30 @@ class ExactNumbaOperator(NumbaOperator):
         if not math.isfinite(total) or total <= 0:
             raise FloatingPointError("focus iteration lost its mass (non-finite values)")
         return float(_divide_l1(d, phi, total, self.parts))
+
+
+class ExactNumbaOperator(NumbaOperator):
+    """The numba operator in exact arithmetic (``FocusParams.arithmetic``).
+
+    Its kernels are compiled without ``fastmath``, and it supplies the solver's
+    sum that would otherwise be numpy's (``total``; ``blend`` is the fast
+    operator's, already exact): every sum runs over fixed chunks
+    (``_CHUNKS``, whatever the thread count) whose partials are added in
+    order, so the result is the same bits on every IEEE-754 machine with any
+    numpy, numba or thread count.
+    """
+
+    kernels = EXACT_KERNELS
+
+    def __init__(
+        self, snapshot: Snapshot, precision: Precision, arithmetic: ArithmeticName
+    ) -> None:
+        self.arithmetic = arithmetic
+        super().__init__(snapshot, precision)
+
+    def total(self, v: np.ndarray) -> float:
+        """``sum(v)``, the same bits everywhere."""
+        return float(strict_sum(v))
 
 
 class NumbaBackend:
