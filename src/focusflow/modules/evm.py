@@ -40,10 +40,13 @@ from focusflow.chain.errors import (
 )
 from focusflow.chain.eth_tx import EVM_TX, EthTx, evm_chain_id
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
+from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
-from focusflow.modules.accounts import get_account
-from focusflow.vm.evm import EvmBlock, EvmValidationError, apply_transaction
+from focusflow.modules import router
+from focusflow.modules.accounts import credit, debit, get_account, set_account
+from focusflow.vm.evm import EvmBlock, EvmValidationError, Outcome, apply_transaction, packets_of
 from focusflow.vm.evm_keys import code_key
 
 #: The block counter of the gas its Ethereum transactions used.
@@ -100,10 +103,19 @@ class Evm:
             params.evm_block_gas_limit, used,
         )  # fmt: skip
         block = evm_block(ctx.block)
+        attempt = ctx.state.child()
         try:
-            out = apply_transaction(ctx.state, block, eth)
+            out = apply_transaction(attempt, block, eth)
         except EvmValidationError as exc:
             raise EvmInvalidError(f"the EVM refuses the transaction: {exc}") from None
+        sent = TxContext(ctx.block, ctx.sender, ctx.tx_index, ctx.msg_index, attempt, tx=ctx.tx)
+        failed = _deliver(sent, packets_of(out.logs), params) if out.status else None
+        if failed is None:
+            ctx.state.merge(attempt)
+            ctx.deltas.merge(sent.deltas)
+        else:
+            _charge_failed(ctx.state, tx.sender_address, eth, out.gas_used, block)
+            out = Outcome(0, out.gas_used, b"", error=failed[1])
         total = used + out.gas_used
         ctx.block.counters[GAS_COUNTER] = total
         first_log = ctx.block.counters.get(LOG_COUNTER, 0)
@@ -120,8 +132,46 @@ class Evm:
             sender=tx.sender_address,
             to=bytes(eth.to) if eth.to else None,
         )
+        if failed is not None:
+            ctx.failure = failed
+            return
+        ctx.events.extend(sent.events)
         if not out.status:
             ctx.failure = (EvmRevertedError.code, out.error)
+
+
+def _deliver(
+    ctx: TxContext, packets: list[tuple[bytes, str, bytes, int]], params: ChainParams
+) -> tuple[str, str] | None:
+    """Hand a transaction's packets to the router, in the order they were sent;
+    ``(code, log)`` of the first that fails, None when all were delivered.
+
+    The EVM gas a packet carries for a contract call becomes WASM gas at the
+    price of native calls (``wasm_gas_per_unit`` per base unit, and an EVM gas
+    costs at least one), up to ``wasm_max_gas``."""
+    for i, (source, port, packet, gas) in enumerate(packets):
+        wasm_gas = min(gas * params.wasm_gas_per_unit, params.wasm_max_gas)
+        try:
+            router.deliver(ctx, source, [(port, packet)], wasm_gas)
+        except FocusflowError as exc:
+            return exc.code, f"packet {i} to {port!r}: {exc.message}"
+    return None
+
+
+def _charge_failed(
+    state: PendingState, sender: bytes, eth: Any, gas_used: int, block: EvmBlock
+) -> None:
+    """What a transaction that reverted after using ``gas_used`` leaves: its gas
+    paid at the effective price (the base fee burned, the tip to the
+    proposer) and its nonce used. A transaction whose packets fail ends so: the
+    execution's writes are dropped, what it cost is not."""
+    price = effective_gas_price(eth, block.base_fee)
+    account = debit(state, sender, gas_used * price, "gas")
+    account.nonce += 1
+    set_account(state, sender, account)
+    tip = (price - block.base_fee) * gas_used
+    if tip > 0:
+        credit(state, block.coinbase, tip)
 
 
 def check_transaction(

@@ -1,9 +1,10 @@
 """The in-process router: packets from contracts to modules and to other contracts.
 
-A WASM contract sends a packet with ``env.send(port, data)``; when its call
-returns, the router delivers its packets in order, in the same block and the
-same message, at no fee: a packet's effects succeed or fail with the message
-that caused it. Ports:
+A WASM contract sends a packet with ``env.send(port, data)``, an EVM contract
+through the router precompile (``vm.evm.ROUTER_ADDRESS``); when its call (its
+transaction, for the EVM) returns, the router delivers its packets in order,
+in the same block and the same message, at no fee: a packet's effects succeed
+or fail with the message that caused it. Ports:
 
 * ``bank``: ``{"send": {"to": "focus1...", "amount": n}}`` moves the
   contract's own tokens; ``{"stake": {"amount": n}}`` bonds them (a contract's

@@ -14,6 +14,13 @@ gas, goes to the block's proposer, as on Ethereum after EIP-1559.
 Contracts read focus: a precompile at ``FOCUS_ADDRESS`` returns a particle's
 committed focus after the parent block, the same value on every node (the
 focus a block commits is known to all once it is committed).
+
+Contracts send packets: a precompile at ``ROUTER_ADDRESS`` takes a port and a
+packet and records them as a ``Packet`` log of the router's address, which no
+contract can forge. The EVM module hands those logs to the in-process router
+(``modules.router``) once the transaction has succeeded; a log of a call that
+reverted is gone with it, so a packet is sent exactly when the call that sent
+it stands.
 """
 
 from __future__ import annotations
@@ -40,6 +47,23 @@ FOCUS_GAS = 2_100
 FOCUS_GAS_PER_WORD = 6
 #: Longest input the focus precompile reads (longer CIDs are not particles).
 FOCUS_MAX_INPUT = 128
+
+#: The router precompile: input the ABI encoding of ``(string port, bytes
+#: packet, uint256 gas)`` (Solidity: ``ROUTER.call(abi.encode("graph", packet,
+#: 0))``), sent by ``CALL`` only. ``gas`` is 0 except for a ``wasm/`` port,
+#: where it is the EVM gas the contract call may use (taken whole: what the
+#: call leaves is not returned).
+ROUTER_ADDRESS = bytes.fromhex("000000000000000000000000000000000000f0c6")
+ROUTER_INPUT = ("string", "bytes", "uint256")
+#: Its gas: a call's plus a log byte's per input byte, plus ``gas``.
+ROUTER_GAS = 9_000
+ROUTER_GAS_PER_BYTE = 8
+#: Longest input the router precompile takes.
+ROUTER_MAX_INPUT = 16 * 1024
+#: The signature of the log that records a packet: the sender, the port, the
+#: packet and the gas its contract call may use.
+PACKET_EVENT = "Packet(address,string,bytes,uint256)"
+PACKET_ABI = ("address", "string", "bytes", "uint256")
 
 FocusOf = Callable[[bytes], int]
 
@@ -111,6 +135,7 @@ def interpreter() -> tuple[Any, Any, Any]:
         _precompiles = {  # noqa: RUF012
             **CancunComputation.get_precompiles(),
             Address(FOCUS_ADDRESS): _focus_precompile,
+            Address(ROUTER_ADDRESS): _router_precompile,
         }
 
     class ChainState(CancunState):
@@ -128,6 +153,64 @@ def _focus_precompile(computation: Any) -> Any:
     value = 0 if len(cid) > FOCUS_MAX_INPUT else computation.state.focus_of(cid)
     computation.output = int(value).to_bytes(32, "big")
     return computation
+
+
+@functools.cache
+def packet_topic() -> int:
+    """The first topic of a ``Packet`` log: the keccak of ``PACKET_EVENT``."""
+    from eth_hash.auto import keccak
+
+    return int.from_bytes(keccak(PACKET_EVENT.encode()), "big")
+
+
+def _router_precompile(computation: Any) -> Any:
+    """Record the packet of the input as a ``Packet`` log (``ROUTER_ADDRESS``).
+
+    The sender is the calling contract (or the transaction's signer when it
+    calls the router itself): ``DELEGATECALL`` and ``CALLCODE`` would let a
+    contract send in the name of whoever called it, and a static call may
+    change nothing, so those fail, as does an input that is no ``(string,
+    bytes)`` or a port that is not UTF-8.
+    """
+    from eth.exceptions import VMError, WriteProtection
+    from eth_abi import decode as abi_decode
+    from eth_abi import encode as abi_encode
+    from eth_abi.exceptions import DecodingError
+
+    msg = computation.msg
+    if msg.is_static:
+        raise WriteProtection("the router sends no packet from a static call")
+    if bytes(msg.storage_address) != ROUTER_ADDRESS:
+        raise VMError("the router takes packets by CALL only")
+    data = msg.data_as_bytes
+    if len(data) > ROUTER_MAX_INPUT:
+        raise VMError(f"a packet's input is at most {ROUTER_MAX_INPUT} bytes")
+    computation.consume_gas(ROUTER_GAS + ROUTER_GAS_PER_BYTE * len(data), reason="router")
+    try:
+        port, packet, gas = abi_decode(list(ROUTER_INPUT), data, strict=True)
+    except (DecodingError, UnicodeDecodeError):
+        raise VMError(
+            "the router's input is abi.encode(string port, bytes packet, uint256 gas)"
+        ) from None
+    if gas and not port.startswith("wasm/"):
+        raise VMError("a packet carries gas to a wasm/ port only")
+    computation.consume_gas(gas, reason="a packet's contract call")
+    record = abi_encode(list(PACKET_ABI), [bytes(msg.sender), port, packet, gas])
+    computation.add_log_entry(ROUTER_ADDRESS, (packet_topic(),), record)
+    return computation
+
+
+def packets_of(logs: list[tuple[bytes, list[int], bytes]]) -> list[tuple[bytes, str, bytes, int]]:
+    """``(sender, port, packet, gas)`` of each ``Packet`` log of the router, in
+    log order: what a successful transaction sent."""
+    from eth_abi import decode as abi_decode
+
+    found = []
+    for address, topics, data in logs:
+        if address == ROUTER_ADDRESS and topics[:1] == [packet_topic()]:
+            sender, port, packet, gas = abi_decode(list(PACKET_ABI), data)
+            found.append((bytes.fromhex(sender[2:]), port, bytes(packet), int(gas)))
+    return found
 
 
 def _context(block: EvmBlock) -> Any:
