@@ -22,7 +22,7 @@ from focusflow.node import open_chain
 from focusflow.vm import wasm
 from focusflow.vm.evm import ROUTER_ADDRESS, packet_topic, packets_of
 from focusflow.vm.evm_keys import storage_key
-from tests.chain.helpers import ALICE, BOB, CHAIN_ID, VALIDATOR, tx
+from tests.chain.helpers import ALICE, BOB, CHAIN_ID, VALIDATOR
 from tests.chain.test_evm import FUNDS, SENDER, deployable, eth
 from tests.chain.test_router import _deploy as deploy_wasm
 from tests.chain.test_wasm import COUNTER
