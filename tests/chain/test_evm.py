@@ -41,7 +41,8 @@ def abi_bytes(selector: bytes, payload: bytes) -> bytes:
     return selector + (32).to_bytes(32, "big") + len(payload).to_bytes(32, "big") + padded
 
 
-def _genesis() -> Genesis:
+def _genesis(*accounts: dict) -> Genesis:
+    """The EVM tests' chain: SENDER funded, ALICE staked, and ``accounts``."""
     return Genesis.from_json(
         {
             "chain_id": CHAIN_ID,
@@ -50,6 +51,7 @@ def _genesis() -> Genesis:
             "accounts": [
                 {"address": encode_address(SENDER), "balance": FUNDS, "stake": 0},
                 {"address": ALICE.address, "balance": 10**12, "stake": 10**6},
+                *accounts,
             ],
             "validators": [{"name": "v", "public_key": VALIDATOR.public_key.hex(), "power": 1}],
         }

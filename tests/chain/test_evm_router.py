@@ -16,14 +16,14 @@ from eth_abi import encode as abi_encode
 
 from focusflow.chain import Genesis
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import get_account, get_neudeg
 from focusflow.node import open_chain
 from focusflow.vm import wasm
 from focusflow.vm.evm import ROUTER_ADDRESS, packet_topic, packets_of
 from focusflow.vm.evm_keys import storage_key
-from tests.chain.helpers import ALICE, BOB, CHAIN_ID, VALIDATOR
-from tests.chain.test_evm import FUNDS, SENDER, deployable, eth
+from tests.chain.helpers import ALICE, BOB, VALIDATOR
+from tests.chain.test_evm import SENDER, deployable, eth
+from tests.chain.test_evm import _genesis as evm_genesis
 from tests.chain.test_router import _deploy as deploy_wasm
 from tests.chain.test_wasm import COUNTER
 
@@ -39,19 +39,7 @@ GAS_PRICE = 3  # base fee 1 + tip 2 (eth()'s fees)
 
 
 def _genesis() -> Genesis:
-    return Genesis.from_json(
-        {
-            "chain_id": CHAIN_ID,
-            "genesis_time_ms": T0,
-            "params": {"focus": {"mode": "diffusion"}},
-            "accounts": [
-                {"address": encode_address(SENDER), "balance": FUNDS, "stake": 0},
-                {"address": ALICE.address, "balance": 10**12, "stake": 10**6},
-                {"address": BOB.address, "balance": 10**6, "stake": 0},
-            ],
-            "validators": [{"name": "v", "public_key": VALIDATOR.public_key.hex(), "power": 1}],
-        }
-    )
+    return evm_genesis({"address": BOB.address, "balance": 10**6, "stake": 0})
 
 
 def packet(port: str, doc, gas: int = 0) -> bytes:
