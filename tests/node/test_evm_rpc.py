@@ -267,3 +267,40 @@ def test_a_contract_reads_focus_in_a_call_and_in_a_transaction(w3, shared_devnet
     assert _send(w3, key, tx)["status"] == 1
     stored = int.from_bytes(w3.eth.get_storage_at(reader.address, 0), "big")
     assert stored == focus_q  # no link since: the parent block's focus is the same
+
+
+def test_ethers_deploys_sends_and_reads_unmodified(w3, shared_devnet):
+    """ethers (npm, vendored by tests/js/build) against the same node, in Node.js."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    assert node is not None, "Node.js is missing: ./dev test installs it"
+    address, key = eth_dev_accounts()[7]
+    script = Path(__file__).parents[1] / "js" / "ethers_devnet.cjs"
+    run = subprocess.run(
+        [
+            node,
+            str(script),
+            shared_devnet.api + "/evm",
+            "0x" + key.hex(),
+            "0x" + _init(_runtime()).hex(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert int(out["chainId"]) == w3.eth.chain_id
+    assert out["address"] == Web3.to_checksum_address(address)
+    assert int(out["balance"]) == ETH_DEV_BALANCE
+    assert int(out["maxFeePerGas"]) > 0
+    assert out["codeBytes"] == len(_runtime())
+    assert out["status"] == 1 and out["value"] == "42" and out["events"] == ["42"]
+    assert 21_000 < int(out["estimate"]) < 100_000
+    assert out["revert"] == "CALL_EXCEPTION"
+    assert out["txInBlock"] is True and out["nonce"] == 2
