@@ -304,3 +304,94 @@ def test_ethers_deploys_sends_and_reads_unmodified(w3, shared_devnet):
     assert 21_000 < int(out["estimate"]) < 100_000
     assert out["revert"] == "CALL_EXCEPTION"
     assert out["txInBlock"] is True and out["nonce"] == 2
+
+
+def test_websocket_subscriptions_bring_new_heads_and_logs(w3, shared_devnet):
+    """web3.py's WebSocketProvider on /evm: calls, newHeads, a filtered logs
+    subscription that sees the contract's event, unsubscribe."""
+    import asyncio
+
+    from web3 import AsyncWeb3, WebSocketProvider
+
+    address, key = eth_dev_accounts()[8]
+    sender = Web3.to_checksum_address(address)
+    deploy = (
+        w3.eth.contract(abi=ABI, bytecode=_init(_runtime()))
+        .constructor()
+        .build_transaction({"from": sender, "nonce": w3.eth.get_transaction_count(sender)})
+    )
+    contract = w3.eth.contract(address=_send(w3, key, deploy)["contractAddress"], abi=ABI)
+    url = shared_devnet.api.replace("http://", "ws://") + "/evm"
+
+    async def run() -> tuple[list[int], list[dict], bool, bool]:
+        async with AsyncWeb3(WebSocketProvider(url)) as aw3:
+            assert await aw3.eth.chain_id == w3.eth.chain_id
+            heads = await aw3.eth.subscribe("newHeads")
+            logs = await aw3.eth.subscribe("logs", {"address": contract.address})
+            tx = contract.functions.set(7).build_transaction(
+                {"from": sender, "nonce": w3.eth.get_transaction_count(sender)}
+            )
+            await asyncio.to_thread(_send, w3, key, tx)
+            numbers: list[int] = []
+            seen: list[dict] = []
+            async with asyncio.timeout(30):
+                async for message in aw3.socket.process_subscriptions():
+                    if message["subscription"] == heads:
+                        numbers.append(int(message["result"]["number"]))
+                    elif message["subscription"] == logs:
+                        seen.append(message["result"])
+                    if seen and len(numbers) >= 2:
+                        break
+            first = await aw3.eth.unsubscribe(logs)
+            # The node forgot it too (web3.py refuses to ask twice itself).
+            again = (await aw3.provider.make_request("eth_unsubscribe", [logs]))["result"]
+            return numbers, seen, first, again
+
+    numbers, seen, first, again = asyncio.run(run())
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    ((log,),) = [seen]
+    assert log["address"] == contract.address
+    assert int.from_bytes(bytes(log["data"]), "big") == 7
+    assert log["topics"][0] == keccak(text="Set(uint256)")
+    assert first is True and again is False
+
+
+def test_websocket_refusals_are_json_rpc_errors_and_caps_hold(shared_devnet):
+    import asyncio
+    import json
+
+    import websockets
+
+    url = shared_devnet.api.replace("http://", "ws://") + "/evm"
+
+    async def run() -> dict:
+        out: dict = {}
+        async with websockets.connect(url) as ws:
+
+            async def ask(request) -> dict:
+                await ws.send(request if isinstance(request, str) else json.dumps(request))
+                return json.loads(await ws.recv())
+
+            req = {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe"}
+            out["bad_kind"] = await ask({**req, "params": ["pendingTransactions"]})
+            out["bad_filter"] = await ask({**req, "params": ["logs", {"fromBlock": "0x0"}]})
+            out["batch"] = await ask([{"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber"}])
+            out["parse"] = await ask("{")
+            out["not_request"] = await ask('"{"')
+            ids = [(await ask({**req, "params": ["newHeads"]})).get("result") for _ in range(33)]
+            out["ids"] = ids
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.send("[" + " " * (200 << 10) + "]")
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                await ws.recv()
+            out["too_big"] = info.value.rcvd.code
+        return out
+
+    out = asyncio.run(run())
+    assert out["bad_kind"]["error"]["code"] == -32602
+    assert out["bad_filter"]["error"]["code"] == -32602
+    assert int(out["batch"][0]["result"], 16) >= 0
+    assert out["parse"]["error"]["code"] == -32700
+    assert out["not_request"]["error"]["code"] == -32600
+    assert all(isinstance(i, str) for i in out["ids"][:32]) and out["ids"][32] is None
+    assert out["too_big"] == 1009

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from focusflow import __version__
 from focusflow.api import (
     errors,
+    evm_ws,
     openapi,
     routes_chain,
     routes_da,
@@ -55,19 +56,23 @@ def create_app(
     """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None);
     ``particle_texts`` is the node's text store (None: it keeps no texts)."""
     hub = ws.Hub(node, ws_limits)
+    evm_subscriptions = evm_ws.EvmSubscriptions(node, hub)
     metrics = NodeMetrics(node)
     queries = QueryService(node, head_relations=routes_query.HEAD_RELATIONS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         hub.attach(asyncio.get_running_loop())
+        evm_subscriptions.attach(asyncio.get_running_loop())
         app.state.query_subscriptions.loop = asyncio.get_running_loop()
-        node.listeners.extend([hub.on_block, metrics.on_block, queries.on_block])
+        listeners = (hub.on_block, metrics.on_block, queries.on_block, evm_subscriptions.on_block)
+        node.listeners.extend(listeners)
         try:
             yield
         finally:
             await hub.detach()
-            for listener in (hub.on_block, metrics.on_block, queries.on_block):
+            await evm_subscriptions.detach()
+            for listener in listeners:
                 if listener in node.listeners:
                     node.listeners.remove(listener)
             queries.close()
@@ -81,6 +86,7 @@ def create_app(
     app.state.node = node
     app.state.admin_token = admin_token
     app.state.hub = hub
+    app.state.evm_subscriptions = evm_subscriptions
     app.state.metrics = metrics
     app.state.particle_texts = particle_texts
     app.state.top_cache = TopCache(particle_texts)
@@ -107,6 +113,7 @@ def create_app(
     app.include_router(routes_query.router)
     app.include_router(routes_texts.router)
     app.include_router(routes_evm.router)
+    app.include_router(evm_ws.router)
     app.include_router(routes_wasm.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -481,22 +481,30 @@ class EvmRpc:
             hi = self.block_number(flt.get("toBlock", "latest"))
         if hi - lo + 1 > MAX_LOG_BLOCKS:
             raise RpcError(-32005, f"query spans more than {MAX_LOG_BLOCKS} blocks")
-        addresses = _address_filter(flt.get("address"))
-        topics = _topic_filter(flt.get("topics"))
+        addresses = address_filter(flt.get("address"))
+        topics = topic_filter(flt.get("topics"))
         out = []
         for number in range(lo, hi + 1):
-            record = self.record(number)
-            if record is None:
+            out.extend(self.block_logs(number, addresses, topics))
+        return out
+
+    def block_logs(
+        self, number: int, addresses: set[bytes] | None, topics: list[set[bytes] | None]
+    ) -> list[dict[str, Any]]:
+        """The logs of block ``number`` that pass the filter, in log order."""
+        record = self.record(number)
+        if record is None:
+            return []
+        out = []
+        k = 0
+        for i, tx in self._eth_txs(record):
+            found = self.receipt_of(tx.hash)
+            if found is None:
                 continue
-            k = 0
-            for i, tx in self._eth_txs(record):
-                found = self.receipt_of(tx.hash)
-                if found is None:
-                    continue
-                for log in _logs_of(found[4]):
-                    if _matches(log, addresses, topics):
-                        out.append(_log_json(log, number, record.block.hash, tx.hash, i, k))
-                    k += 1
+            for log in _logs_of(found[4]):
+                if _matches(log, addresses, topics):
+                    out.append(_log_json(log, number, record.block.hash, tx.hash, i, k))
+                k += 1
         return out
 
     def eth_fee_history(self, params: list[Any]) -> dict[str, Any]:
@@ -566,7 +574,7 @@ def _log_json(log, height: int, block_hash: bytes, tx_hash: bytes, index: int, l
     }
 
 
-def _address_filter(value: Any) -> set[bytes] | None:
+def address_filter(value: Any) -> set[bytes] | None:
     if value is None:
         return None
     if isinstance(value, list):
@@ -574,7 +582,7 @@ def _address_filter(value: Any) -> set[bytes] | None:
     return {parse_address(value)}
 
 
-def _topic_filter(value: Any) -> list[set[bytes] | None]:
+def topic_filter(value: Any) -> list[set[bytes] | None]:
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > 4:
@@ -640,7 +648,7 @@ async def _send_raw(rpc: EvmRpc, params: list[Any]) -> str:
     return data(tx.hash)
 
 
-async def _one(rpc: EvmRpc, request: Any) -> dict[str, Any] | None:
+async def answer(rpc: EvmRpc, request: Any) -> dict[str, Any] | None:
     if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or "method" not in request:
         return {
             "jsonrpc": "2.0",
@@ -681,5 +689,5 @@ async def evm_rpc(request: Request) -> JSONResponse:
         if not payload or len(payload) > MAX_BATCH:
             error = RpcError(-32600, f"a batch holds 1 to {MAX_BATCH} requests").to_json()
             return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
-        return JSONResponse([await _one(rpc, r) for r in payload])
-    return JSONResponse(await _one(rpc, payload))
+        return JSONResponse([await answer(rpc, r) for r in payload])
+    return JSONResponse(await answer(rpc, payload))

@@ -147,11 +147,16 @@ class Hub:
         if client in self.clients:
             self.clients.discard(client)
             self.unwatch(client, client.particles)
-        left = self.per_ip.get(client.ip, 0) - 1
+        self.release(client.ip)
+
+    def release(self, ip: str) -> None:
+        """Uncount a connection from ``ip`` that :meth:`admit` counted (this
+        endpoint's or ``/evm``'s, which shares the caps)."""
+        left = self.per_ip.get(ip, 0) - 1
         if left > 0:
-            self.per_ip[client.ip] = left
+            self.per_ip[ip] = left
         else:
-            self.per_ip.pop(client.ip, None)
+            self.per_ip.pop(ip, None)
 
     def watch(self, client: _Client, particles: set[bytes]) -> None:
         for cid in particles - client.particles:
