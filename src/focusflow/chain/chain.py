@@ -105,6 +105,7 @@ from focusflow.chain.focus_upgrade import (
 )
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
+from focusflow.chain.scheduler import Scheduler
 from focusflow.chain.snapshot import SNAPSHOT_FOCUS_FILE
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import Tx, decode_tx
@@ -247,6 +248,10 @@ class Chain:
         self._set_validators(self.valsets.at(1))
         #: Verified duplicate-vote evidence waiting for a block (:meth:`add_evidence`).
         self.evidence = EvidencePool(self.chain_id, self._validators_at, self.params)
+        #: Runs a block's WASM transactions ahead on a pool of threads and merges
+        #: their write-sets in block order (chain/scheduler.py): the serial
+        #: result, bit for bit, sooner.
+        self.scheduler = Scheduler()
         self.focus = FocusState(self.params.focus)
         #: The focus upgrade schedule in force (focus_upgrade.py): the genesis's,
         #: with what ``focus.upgrade`` decided on chain; the head's state's.
@@ -705,7 +710,7 @@ class Chain:
             except EvidenceError as exc:
                 raise BlockError(f"block {height}: {exc.code}: {exc.message}") from None
             included, receipts, rejected = execute_block(
-                ctx, self.modules, self.handlers, self.ante, txs, verified, strict
+                ctx, self.modules, self.handlers, self.ante, txs, verified, strict, self.scheduler
             )
             # The pending state reads through this reader, so every read of it
             # happens here; after this, the pipeline only adds writes to it.

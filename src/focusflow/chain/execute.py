@@ -28,6 +28,7 @@ from focusflow.chain.errors import (
 )
 from focusflow.chain.module import Ante, BlockContext, Handler, Module, TxContext
 from focusflow.chain.params import ChainParams
+from focusflow.chain.scheduler import Scheduler, Speculation
 from focusflow.chain.tx import Tx
 from focusflow.core.encoding import encode
 from focusflow.core.errors import FocusflowError
@@ -158,18 +159,24 @@ def execute_block(
     txs: Sequence[Tx],
     verified: bool,
     strict: bool,
+    scheduler: Scheduler | None = None,
 ) -> tuple[list[Tx], list[Receipt], list[Rejected]]:
     """Execute ``txs`` in order, then every module's end of block.
 
     ``strict`` (validating someone else's block): a transaction that cannot be
     included raises. Otherwise (producing) it is left out and reported, and the
-    block stops growing at the byte and count limits.
+    block stops growing at the byte and count limits. ``scheduler`` runs the
+    transactions it takes ahead, against the block-start state, and their
+    write-sets are merged here where nothing they read has changed
+    (``chain.scheduler``); the result is the serial one, bit for bit.
     """
+    speculated = scheduler.speculate(ctx, handlers, ante, txs, verified) if scheduler else {}
+    written: set[bytes] = set()
     included: list[Tx] = []
     receipts: list[Receipt] = []
     rejected: list[Rejected] = []
     size = 0
-    for tx in txs:
+    for position, tx in enumerate(txs):
         if len(included) >= ctx.params.max_block_txs:
             if strict:
                 raise OverLimitError(f"block has more than {ctx.params.max_block_txs} transactions")
@@ -178,8 +185,16 @@ def execute_block(
             if strict:
                 raise OverLimitError(f"block exceeds {ctx.params.max_block_bytes} bytes")
             continue
+        spec = speculated.get(position)
         try:
-            receipt = execute_tx(ctx, handlers, ante, tx, len(included), verified)
+            if spec is not None and spec.holds(len(included), written):
+                receipt = _merge(ctx, spec, written)
+                if scheduler is not None:
+                    scheduler.stats.merged += 1
+            else:
+                if spec is not None and scheduler is not None:
+                    scheduler.stats.rerun += 1
+                receipt = _execute_layer(ctx, handlers, ante, tx, len(included), verified, written)
         except BlockFullError:
             if strict:
                 raise
@@ -195,3 +210,38 @@ def execute_block(
     for module in modules:
         module.end_block(ctx)
     return included, receipts, rejected
+
+
+def _merge(ctx: BlockContext, spec: Speculation, written: set[bytes]) -> Receipt:
+    """A speculative run's effects, as running the transaction now would have had them."""
+    if spec.error is not None:
+        raise spec.error
+    assert spec.receipt is not None
+    ctx.state.writes.update(spec.writes)
+    written.update(spec.writes)
+    ctx.fees += spec.fees
+    ctx.deltas.merge(spec.deltas)
+    return spec.receipt
+
+
+def _execute_layer(
+    ctx: BlockContext,
+    handlers: Mapping[str, Handler],
+    ante: Ante,
+    tx: Tx,
+    index: int,
+    verified: bool,
+    written: set[bytes],
+) -> Receipt:
+    """``execute_tx`` on a layer of the block's state, whose keys then count as
+    written for the speculations of the transactions after it."""
+    block_state = ctx.state
+    layer = block_state.child()
+    ctx.state = layer
+    try:
+        receipt = execute_tx(ctx, handlers, ante, tx, index, verified)
+    finally:
+        ctx.state = block_state
+    block_state.merge(layer)
+    written.update(layer.writes)
+    return receipt

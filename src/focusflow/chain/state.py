@@ -58,5 +58,13 @@ class PendingState:
     def child(self) -> PendingState:
         return PendingState(self.get, self.scan)
 
+    def frozen(self) -> PendingState:
+        """This layer as it is now, over the same parent: writes made to it
+        later do not show (the block scheduler's speculative runs read it
+        while the block is built on the original)."""
+        copy = PendingState(self._parent, self._scanner)
+        copy.writes = dict(self.writes)
+        return copy
+
     def merge(self, child: PendingState) -> None:
         self.writes.update(child.writes)
