@@ -11,9 +11,13 @@ have the same root. Workloads:
   writes its result (wasmtime runs it without Python's lock, so threads run
   calls at once);
 - **counter**: ``docs/examples/counter.wat``'s ``increment``, each sender on
-  its own counter (the call is mostly host functions: Python's lock bounds it);
-- **one counter**: every call on the same counter, so each speculation is
-  stale and runs again: the scheduler's cost when nothing can run ahead.
+  its own counter (the call is mostly host functions: Python's lock bounds
+  it, so the default scheduler, which learns each contract's gas from the
+  block before, leaves it to the serial pass);
+- **one counter**: every call on the same counter: each speculation would be
+  stale and run again;
+- the two counter workloads **forced**: every call run ahead whatever its
+  contract (``takes_native``), to show what the default spares them.
 
 Prints calls per second for both and serial time / scheduler time.
 
@@ -35,7 +39,7 @@ from pathlib import Path
 import wasmtime
 
 from focusflow.chain import Genesis, Msg, make_tx
-from focusflow.chain.scheduler import Scheduler
+from focusflow.chain.scheduler import Scheduler, takes_native
 from focusflow.core.keys import KeyPair
 from focusflow.node import open_chain
 
@@ -100,32 +104,55 @@ def deploy(chain, key: KeyPair, wasm: bytes, copies: int, t: int) -> tuple[list[
     return contracts, t + 2000
 
 
+WORKLOADS = {
+    # name: (contract, one contract for all calls, every call run ahead)
+    "compute": ("spin", False, False),
+    "counter": ("counter", False, False),
+    "counter, forced": ("counter", False, True),
+    "one counter": ("counter", True, False),
+    "one counter, forced": ("counter", True, True),
+}
+
+
 def run(workload: str, calls: int, spin: int, threads: int) -> tuple[float, float, int, int]:
+    """Serial and scheduler seconds of the timed block, the scheduler's runs
+    again in it, the calls. Each chain first builds one untimed block of the
+    same calls (nonce 0), from which the default scheduler learns which
+    contracts are heavy."""
+    contract, shared, forced = WORKLOADS[workload]
     keys = [KeyPair.from_seed(f"bench-{i}".encode().ljust(32, b"\0")) for i in range(calls + 1)]
-    wat = spin_wat(spin) if workload == "compute" else COUNTER
-    copies = 1 if workload == "one counter" else calls
+    wat = spin_wat(spin) if contract == "spin" else COUNTER
+    copies = 1 if shared else calls
     times = []
     roots = []
     reruns = 0
-    for scheduler in (Scheduler(speculable=lambda _tx: False), Scheduler(threads=threads)):
+    ahead = (
+        Scheduler(speculable=takes_native, threads=threads)
+        if forced
+        else Scheduler(threads=threads)
+    )
+    for scheduler in (Scheduler(speculable=lambda _tx: False), ahead):
         with tempfile.TemporaryDirectory() as d:
             chain = open_chain(d, genesis(keys), VALIDATOR)
             chain.scheduler = scheduler
             contracts, t = deploy(chain, keys[0], wasmtime.wat2wasm(wat), copies, T0 + 1000)
             body = {"msg": b'{"increment": {}}', "gas": GAS}
-            txs = [
-                make_tx(
-                    k,
-                    CHAIN_ID,
-                    0,
-                    FEE,
-                    [Msg("wasm.execute", {**body, "contract": contracts[i % copies]})],
-                ).encoded
-                for i, k in enumerate(keys[1:])
+
+            msgs = [
+                [Msg("wasm.execute", {**body, "contract": contracts[i % copies]})]
+                for i in range(calls)
             ]
+            blocks = [
+                [
+                    make_tx(k, CHAIN_ID, nonce, FEE, m).encoded
+                    for k, m in zip(keys[1:], msgs, strict=True)
+                ]
+                for nonce in (0, 1)
+            ]
+            chain.produce_block(blocks[0], time_ms=t)
             before = scheduler.stats.rerun
             t0 = time.perf_counter()
-            r = chain.produce_block(txs, time_ms=t)
+            r = chain.produce_block(blocks[1], time_ms=t + 1000)
             times.append(time.perf_counter() - t0)
             assert [x.code for x in r.receipts] == ["ok"] * calls, r.receipts[0].log
             roots.append(chain.head)
@@ -149,14 +176,14 @@ def main() -> None:
         f"{args.calls} calls per block, scheduler threads {args.threads}"
     )
     print(
-        f"{'workload':12s} {'round':>5s} {'serial calls/s':>15s} {'scheduler calls/s':>18s} "
+        f"{'workload':20s} {'round':>5s} {'serial calls/s':>15s} {'scheduler calls/s':>18s} "
         f"{'serial/scheduler':>17s} {'run again':>10s}"
     )
-    for workload in ("compute", "counter", "one counter"):
+    for workload in WORKLOADS:
         for k in range(args.rounds):
             serial, sched, reruns, n = run(workload, args.calls, args.spin, args.threads)
             print(
-                f"{workload:12s} {k + 1:5d} {n / serial:15.0f} {n / sched:18.0f} "
+                f"{workload:20s} {k + 1:5d} {n / serial:15.0f} {n / sched:18.0f} "
                 f"{serial / sched:17.2f} {reruns:10d}"
             )
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import random
 
+import wasmtime
 from eth_account import Account
 
-from focusflow.chain import Genesis, Msg
-from focusflow.chain.scheduler import Scheduler, Speculation, takes_native
+from focusflow.chain import Genesis, Msg, decode_tx
+from focusflow.chain.scheduler import COOLDOWN_CALLS, Scheduler, Speculation, takes_native
 from focusflow.core.keys import KeyPair, encode_address
 from focusflow.vm import wasm
 from tests.chain.helpers import CHAIN_ID, VALIDATOR, link, new_chain, tx
@@ -87,7 +88,7 @@ def _increment(contract: bytes) -> Msg:
 
 
 def test_a_conflict_is_run_again_and_the_rest_merged(tmp_path):
-    net = Net(tmp_path, Scheduler())
+    net = Net(tmp_path, Scheduler(speculable=takes_native))
     a, b = net.deploy_counter(KEYS[0]), net.deploy_counter(KEYS[0])
     stats = net.fast.scheduler.stats
     before = (stats.merged, stats.rerun)
@@ -96,12 +97,12 @@ def test_a_conflict_is_run_again_and_the_rest_merged(tmp_path):
         net.signed(KEYS[1], _increment(a)),
         net.signed(KEYS[2], _increment(b)),
         net.signed(KEYS[3], _increment(a)),
-        net.signed(KEYS[4], link(("x", "y"))),  # not taken: runs in the serial pass
+        net.signed(KEYS[4], link(("x", "y"))),
     ]
     r = net.block(block)
     assert [x.code for x in r.receipts] == ["ok"] * 4
     assert (net.count(a), net.count(b)) == (2, 1)
-    assert (stats.merged - before[0], stats.rerun - before[1]) == (2, 1)
+    assert (stats.merged - before[0], stats.rerun - before[1]) == (3, 1)
     answers = [int.from_bytes(x.events[0]["answer"], "little") for x in r.receipts[:3]]
     assert answers == [1, 1, 2]
 
@@ -142,7 +143,7 @@ def test_random_mixed_blocks_in_any_order_of_runs_are_the_serial_blocks(tmp_path
 
 
 def test_a_pool_of_threads_gives_the_serial_block(tmp_path):
-    net = Net(tmp_path, Scheduler(threads=2))
+    net = Net(tmp_path, Scheduler(speculable=takes_native, threads=2))
     counters = [net.deploy_counter(KEYS[0]) for _ in range(3)]
     for round_ in range(3):
         net.block(
@@ -150,6 +151,60 @@ def test_a_pool_of_threads_gives_the_serial_block(tmp_path):
         )
     assert sum(net.count(c) for c in counters) == 18
     assert net.fast.scheduler.stats.merged >= 3
+
+
+SPIN = """
+(module
+  (import "env" "db_write" (func $db_write (param i32 i32 i32 i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "r")
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "instantiate") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "execute") (param i32 i32) (result i64) (local $i i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 400000)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (call $db_write (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1))
+    (i64.const 0))
+  (func (export "query") (param i32 i32) (result i64) (i64.const 0)))
+"""
+
+
+def test_the_default_runs_ahead_only_calls_it_learned_are_heavy_and_free(tmp_path):
+    """A contract whose calls ran long is run ahead from the next block on; a
+    light one (the counter) never is; one whose speculation went stale cools
+    down: its next calls run serially."""
+    net = Net(tmp_path, Scheduler(threads=2))
+    sched = net.fast.scheduler
+    light = net.deploy_counter(KEYS[0])
+    r = net.block([net.signed(KEYS[0], Msg("wasm.store", {"code": wasmtime.wat2wasm(SPIN)}))])
+    body = {"code": r.receipts[0].events[0]["code"], "msg": b"{}", "label": "s", "gas": 10**6}
+    r = net.block([net.signed(KEYS[0], Msg("wasm.instantiate", body))])
+    heavy = r.receipts[0].events[0]["contract"]
+
+    def spin() -> Msg:
+        return Msg("wasm.execute", {"contract": heavy, "msg": b"{}", "gas": 10**8})
+
+    net.block([net.signed(KEYS[1], spin()), net.signed(KEYS[2], _increment(light))])
+    assert sched.stats.speculated == 0  # nothing learned yet
+    r = net.block(
+        [net.signed(k, spin()) for k in KEYS[1:4]] + [net.signed(KEYS[4], _increment(light))]
+    )
+    assert (sched.stats.speculated, sched.stats.merged) == (3, 3)
+    # A stale speculation cools the contract down for COOLDOWN_CALLS calls.
+    probe = decode_tx(net.signed(KEYS[5], spin()))
+    assert sched.takes_heavy_wasm(probe)
+    sched.learn(r.receipts[0], rerun=True)
+    assert not sched.takes_heavy_wasm(probe)
+    for _ in range(COOLDOWN_CALLS):
+        sched.learn(r.receipts[0], rerun=False)
+    assert sched.takes_heavy_wasm(probe)
+    assert not sched.takes_heavy_wasm(decode_tx(net.signed(KEYS[5], _increment(light))))
 
 
 def test_what_a_speculation_read_decides_whether_it_holds():
@@ -166,6 +221,4 @@ def test_ethereum_transactions_are_not_taken():
         {"chainId": 1, "nonce": 0, "gas": 21000, "gasPrice": 1, "to": bytes(20), "value": 0},
         ETH_KEY,
     ).raw_transaction
-    from focusflow.chain import decode_tx
-
     assert not takes_native(decode_tx(bytes(raw)))

@@ -187,14 +187,13 @@ def execute_block(
             continue
         spec = speculated.get(position)
         try:
-            if spec is not None and spec.holds(len(included), written):
+            merged = spec is not None and spec.holds(len(included), written)
+            if spec is not None and merged:
                 receipt = _merge(ctx, spec, written)
-                if scheduler is not None:
-                    scheduler.stats.merged += 1
             else:
-                if spec is not None and scheduler is not None:
-                    scheduler.stats.rerun += 1
                 receipt = _execute_layer(ctx, handlers, ante, tx, len(included), verified, written)
+            if scheduler is not None:
+                scheduler.built(receipt, spec, merged)
         except BlockFullError:
             if strict:
                 raise

@@ -18,9 +18,11 @@ happens, never what it computes (tests/chain/test_scheduler.py).
 
 What runs in parallel: WASM calls (wasmtime runs compiled code without
 Python's global lock; host functions take it back) and signature checks. A
-transaction that runs only Python code gains nothing from a thread, so by
-default the scheduler takes transactions with a WASM call and leaves the rest
-to the serial pass; Ethereum transactions are never taken, since each reads
+transaction that runs only Python code gains nothing from a thread (it waits
+for the lock, and a stale run costs a second one), so only heavy calls are
+worth one: by default the scheduler takes the calls of contracts whose last
+call ran long and did not conflict (:meth:`Scheduler.learn`), and leaves the
+rest to the serial pass. Ethereum transactions are never taken: each reads
 the block's running gas total. The speculative runs all finish before the
 serial pass begins, so the store's read transaction is never used by two
 threads at once (the views take a lock for it).
@@ -31,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,12 +47,20 @@ if TYPE_CHECKING:
     from focusflow.chain.execute import Receipt
     from focusflow.chain.tx import Tx
 
-#: Message types whose transactions the default scheduler takes: they run WASM.
-PARALLEL_KINDS = frozenset({"wasm.execute", "wasm.instantiate"})
 #: Fewest taken transactions in a block for the pool to be used at all.
 MIN_PARALLEL = 2
 #: Most threads of the pool.
 MAX_THREADS = 8
+#: Gas a contract's last call used for the default scheduler to run its calls
+#: ahead: about 0.2 ms of compiled code (a call that is mostly host functions,
+#: such as a counter's 1,400 gas, runs slower on a thread, which waits for
+#: Python's lock, than in the serial pass: bench/wasm_blocks.py).
+HEAVY_GAS = 1_000_000
+#: Contracts whose last calls' gas (and conflicts) the default scheduler keeps.
+KEPT_CONTRACTS = 4096
+#: Calls of a contract run serially after one of its speculations was stale
+#: (a contract every call reads and writes, such as a shared counter).
+COOLDOWN_CALLS = 64
 
 Runner = Callable[[Callable[[int], "Speculation"], Sequence[int]], Iterable["Speculation"]]
 
@@ -114,31 +125,81 @@ class SchedulerStats:
     rerun: int = 0
 
 
-def takes_wasm(tx: Tx) -> bool:
-    """The default choice: a native transaction with a WASM call."""
-    return not tx.self_charging and any(m.type in PARALLEL_KINDS for m in tx.msgs)
-
-
 def takes_native(tx: Tx) -> bool:
     """Every transaction but the self-charging (Ethereum) ones (tests use it)."""
     return not tx.self_charging
 
 
 class Scheduler:
-    """Speculative runs of a block's transactions, merged in block order."""
+    """Speculative runs of a block's transactions, merged in block order.
+
+    ``speculable`` chooses the transactions run ahead; by default
+    (:meth:`takes_heavy_wasm`) those whose every message is a call of a
+    contract whose last call used at least ``HEAVY_GAS`` and whose calls were
+    not run again for a conflict since: what the scheduler learns from the
+    blocks it builds (:meth:`learn`). The choice is this node's own: it
+    changes how soon a block is built, never the block.
+    """
 
     def __init__(
         self,
-        speculable: Callable[[Tx], bool] = takes_wasm,
+        speculable: Callable[[Tx], bool] | None = None,
         threads: int | None = None,
         runner: Runner | None = None,
         min_parallel: int = MIN_PARALLEL,
     ) -> None:
-        self.speculable = speculable
+        self.speculable = speculable if speculable is not None else self.takes_heavy_wasm
         self.threads = threads or max(1, min(MAX_THREADS, os.cpu_count() or 1))
         self.min_parallel = min_parallel
         self._runner = runner
         self.stats = SchedulerStats()
+        #: Contract -> gas of its last call (heavy enough to run ahead or not),
+        #: oldest first.
+        self._gas: OrderedDict[bytes, int] = OrderedDict()
+        #: Contract -> calls left to run serially after a conflict.
+        self._cooling: OrderedDict[bytes, int] = OrderedDict()
+
+    def takes_heavy_wasm(self, tx: Tx) -> bool:
+        """Only calls of contracts known to run long without conflicts."""
+        if tx.self_charging or not tx.msgs:
+            return False
+        for m in tx.msgs:
+            if m.type != "wasm.execute" or not isinstance(m.body, dict):
+                return False
+            contract = m.body.get("contract")
+            if not isinstance(contract, bytes) or contract in self._cooling:
+                return False
+            if self._gas.get(contract, 0) < HEAVY_GAS:
+                return False
+        return True
+
+    def built(self, receipt: Receipt, spec: Speculation | None, merged: bool) -> None:
+        """A transaction of the block was built: from its speculation
+        (``merged``) or run serially; counts it and learns from it."""
+        if spec is not None:
+            if merged:
+                self.stats.merged += 1
+            else:
+                self.stats.rerun += 1
+        self.learn(receipt, spec is not None and not merged)
+
+    def learn(self, receipt: Receipt, rerun: bool) -> None:
+        """What a built transaction's receipt says of the contracts it called:
+        their gas, and (``rerun``: its speculation was stale) that they conflict."""
+        for event in receipt.events:
+            if not isinstance(event, dict) or event.get("type") != "wasm.execute":
+                continue
+            contract = event.get("contract")
+            if not isinstance(contract, bytes):
+                continue
+            self._gas.pop(contract, None)
+            self._gas[contract] = int(event.get("gas_used", 0))
+            left = COOLDOWN_CALLS if rerun else self._cooling.pop(contract, 1) - 1
+            if left > 0:
+                self._cooling[contract] = left
+            for table in (self._gas, self._cooling):
+                while len(table) > KEPT_CONTRACTS:
+                    table.popitem(last=False)
 
     def _run(self, fn: Callable[[int], Speculation], items: Sequence[int]) -> list[Speculation]:
         """The runs, on a pool made for this block: its threads end with it, so
