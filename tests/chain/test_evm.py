@@ -245,3 +245,32 @@ def test_mutated_ethereum_transactions_never_escape_as_other_errors(data):
         _ = tx.sender_address
     except TxError:
         pass
+
+
+#: Passes its calldata to the karma precompile and stores the answer at slot 0.
+KARMA_READER = bytes.fromhex("366000600037" + "6020600036600061f0c75afa50" + "60005160005500")
+
+
+def test_a_contract_reads_karma_as_every_node_computes_it(tmp_path):
+    from focusflow.chain.karma import karma_fixed
+
+    a = open_chain(tmp_path / "a", _genesis(), VALIDATOR)
+    b = open_chain(tmp_path / "b", _genesis(), None)
+    blocks = [a.produce_block([tx(ALICE, 0, link(("x", "y"), ("y", "z")))], time_ms=T0 + 1000)]
+    table = karma_fixed(a.focus.graph, a.focus.q)
+    expected = int(table[a.focus.graph.neurons.get(ALICE.address_raw)])
+    assert expected > 0
+    blocks.append(a.produce_block([eth(0, data=deployable(KARMA_READER))], time_ms=T0 + 2000))
+    reader = blocks[-1].receipts[0].events[0]["contract"]
+    word = ALICE.address_raw.rjust(32, b"\0")
+    for nonce, (data, want) in enumerate(
+        [(ALICE.address_raw, expected), (word, expected), (b"\1" * 20, 0), (b"\1" * 7, 0)], 1
+    ):
+        blocks.append(a.produce_block([eth(nonce, reader, data)], time_ms=T0 + 2000 + 1000 * nonce))
+        assert blocks[-1].receipts[0].code == "ok"
+        with a.reader() as r:
+            stored = r.get(storage_key(reader, 0))
+        assert (int.from_bytes(stored, "big") if stored else 0) == want
+    for result in blocks:  # a follower computes the same from its own graph
+        b.apply_block(result.record.encode())
+    assert b.head == a.head

@@ -150,3 +150,31 @@ def test_a_contract_reads_focus(tmp_path):
     r = chain.produce_block([tx(BOB, 0, ask, fee=FEE)], time_ms=T0 + 3000)
     assert r.receipts[0].code == "ok", r.receipts[0].log
     assert expected > 0 and count_of(chain, address) == expected
+
+
+def test_a_contract_reads_karma(tmp_path):
+    """The karma a WASM call reads is the head's fixed-point karma, as the
+    EVM's precompile answers; a follower computes the same."""
+    from focusflow.chain.karma import karma_fixed
+
+    chain = new_chain(tmp_path / "c", genesis(focus={"mode": "diffusion"}))
+    follower = new_chain(tmp_path / "f", genesis(focus={"mode": "diffusion"}), producer=False)
+    chain.produce_block([tx(CAROL, 0, link(("x", "y"), ("y", "z")), fee=FEE)], time_ms=T0 + 500)
+    address = _deploy(chain)
+    table = karma_fixed(chain.focus.graph, chain.focus.q)
+    expected = int(table[chain.focus.graph.neurons.get(CAROL.address_raw)])
+    assert expected > 0
+    msg = json.dumps({"karma": CAROL.address}).encode()  # the document ends focus1..."}}
+    ask = m("wasm.execute", contract=address, msg=msg, gas=10**6)
+    nobody = m(
+        "wasm.execute", contract=address, msg=json.dumps({"karma": "x" * 44}).encode(), gas=10**6
+    )
+    r = chain.produce_block([tx(BOB, 0, ask, fee=FEE)], time_ms=T0 + 3000)
+    assert r.receipts[0].code == "ok", r.receipts[0].log
+    assert count_of(chain, address) == expected
+    r = chain.produce_block([tx(BOB, 1, nobody, fee=FEE)], time_ms=T0 + 4000)
+    assert r.receipts[0].code == "ok" and count_of(chain, address) == 0
+    for height in range(1, chain.height + 1):
+        with chain.reader() as rd:
+            follower.apply_block(rd.block(height))
+    assert follower.head == chain.head

@@ -248,6 +248,13 @@ def test_a_contract_reads_focus_in_a_call_and_in_a_transaction(w3, shared_devnet
     with shared_devnet.client() as c:
         focus_q = c.get(f"/v1/focus/particles/{cid_of_text('mammals')}").json()["focus_q"]
     assert focus_q > 0
+    # The karma precompile answers a call with the node's fixed-point karma:
+    # the API's karma (over the whole focus, 1) in units of 10^-15.
+    karma = Web3.to_checksum_address("0x000000000000000000000000000000000000f0c7")
+    fixed = int.from_bytes(w3.eth.call({"to": karma, "data": dev.address_raw}), "big")
+    with shared_devnet.client() as c:
+        api = c.get(f"/v1/focus/neurons/{dev.address}").json()["karma"]
+    assert fixed > 0 and abs(fixed / 10**15 - api) < 1e-9
 
     address, key = eth_dev_accounts()[5]
     sender = Web3.to_checksum_address(address)

@@ -195,6 +195,7 @@ class EvmRpc:
             params=self.node.chain.params,
             state=PendingState(lambda _k: None),
             focus_of=focus_of,
+            karma_of=view.karma_fixed_of,
         )
         return evm_block(ctx)
 

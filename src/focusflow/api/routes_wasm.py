@@ -96,7 +96,15 @@ def _query(request: Request, address: bytes, msg: Any) -> dict[str, Any]:
     with node.chain.reader() as r:
         state = PendingState(r.get, r.items)
         result = wasm.call(
-            state, env, address, "query", None, msg, node.chain.params.wasm_max_gas, focus_of
+            state,
+            env,
+            address,
+            "query",
+            None,
+            msg,
+            node.chain.params.wasm_max_gas,
+            focus_of,
+            view.karma_fixed_of,
         )
     try:
         parsed = parse_json(result.answer) if result.answer else None

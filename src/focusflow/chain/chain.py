@@ -56,12 +56,15 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from focusflow.chain.block import (
     MAX_TIME_MS,
@@ -104,6 +107,7 @@ from focusflow.chain.focus_upgrade import (
     runnable_params,
 )
 from focusflow.chain.genesis import Genesis
+from focusflow.chain.karma import karma_fixed
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
 from focusflow.chain.scheduler import Scheduler
 from focusflow.chain.snapshot import SNAPSHOT_FOCUS_FILE
@@ -252,6 +256,9 @@ class Chain:
         #: their write-sets in block order (chain/scheduler.py): the serial
         #: result, bit for bit, sooner.
         self.scheduler = Scheduler()
+        #: (head hash, every neuron's karma at it): ``_parent_karma``'s cache.
+        self._karma: tuple[bytes, np.ndarray] | None = None
+        self._karma_lock = threading.Lock()
         self.focus = FocusState(self.params.focus)
         #: The focus upgrade schedule in force (focus_upgrade.py): the genesis's,
         #: with what ``focus.upgrade`` decided on chain; the head's state's.
@@ -697,6 +704,7 @@ class Chain:
             )
             ctx.validators = self.validators
             ctx.focus_of = self._parent_focus
+            ctx.karma_of = self._parent_karma
             try:
                 included_evidence, ctx.offences = block_offences(
                     evidence,
@@ -715,6 +723,17 @@ class Chain:
             # The pending state reads through this reader, so every read of it
             # happens here; after this, the pipeline only adds writes to it.
         return ctx, included, receipts, rejected, included_evidence
+
+    def _parent_karma(self, address: bytes) -> int:
+        """A neuron's karma at the head (``BlockContext.karma_of``), every
+        neuron's computed once per head, on the first ask (``chain.karma``)."""
+        with self._karma_lock:
+            head = self.head.hash
+            if self._karma is None or self._karma[0] != head:
+                self._karma = (head, karma_fixed(self.focus.graph, self.focus.q))
+            table = self._karma[1]
+        i = self.focus.graph.neurons.get(address)
+        return int(table[i]) if 0 <= i < len(table) else 0
 
     def _parent_focus(self, cid: bytes) -> int:
         """The head's committed focus of a particle (``BlockContext.focus_of``): a

@@ -24,6 +24,7 @@ from typing import cast
 
 import numpy as np
 
+from focusflow.chain.karma import karma_fixed
 from focusflow.focus import measures
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.link_index import LinkIndex
@@ -59,6 +60,13 @@ class FocusView:
     particle_table: KeyTable = field(repr=False, default_factory=KeyTable)
     neuron_table: KeyTable = field(repr=False, default_factory=KeyTable)
     link_index: LinkIndex = field(repr=False, default_factory=LinkIndex)
+    #: Karma in ``q``'s fixed point, the integers contracts read (``chain.karma``).
+    karma_q: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def karma_fixed_of(self, address: bytes) -> int:
+        """A neuron's karma as a contract reads it at this block (0: no neuron)."""
+        i = self.neuron_index(address)
+        return int(self.karma_q[i]) if 0 <= i < len(self.karma_q) else 0
 
     @property
     def n_links(self) -> int:
@@ -192,7 +200,11 @@ def build_view(
     total = phi.sum()
     if total > 0:
         phi = phi / total
-    karma = measures.karma(graph, phi) if len(links.src) else np.zeros(graph.n_neurons)
+    # One pass for both: the float karma is the fixed-point one over the mass
+    # (they differ by the floor of each link's term, under 10^-15 each).
+    karma_q = karma_fixed(graph, q)
+    mass = float(q.sum(dtype=np.float64))
+    karma = karma_q / mass if mass > 0 else np.zeros(graph.n_neurons)
     k = min(TOP_CACHED, n)
     if k:
         part = np.argpartition(-q.astype(np.int64), k - 1)[:k] if k < n else np.arange(n)
@@ -216,6 +228,7 @@ def build_view(
         neudeg=graph.neudeg.copy(),
         karma=karma,
         karma_total=float(karma.sum()),
+        karma_q=karma_q,
         entropy=measures.entropy(phi) if n else 0.0,
         syntropy=measures.syntropy(phi) if n else 0.0,
         iterations=iterations,

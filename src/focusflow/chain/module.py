@@ -101,6 +101,9 @@ class BlockContext:
     #: fixed point (``round(phi * 10**15)``, 0 if not a particle): what every
     #: node knows before the block runs, so handlers may read it.
     focus_of: Callable[[bytes], int] = field(default=lambda _cid: 0)
+    #: A neuron's karma (20-byte address) after the parent block, in the same
+    #: fixed point (``chain.karma``; 0 for an address that is no neuron).
+    karma_of: Callable[[bytes], int] = field(default=lambda _address: 0)
     #: The set of the next height when this block changes it (the validators
     #: module sets it: an epoch boundary, a jailing); None: unchanged, the next
     #: height steps this one's priorities.

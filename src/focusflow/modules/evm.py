@@ -66,6 +66,7 @@ def evm_block(ctx: BlockContext) -> EvmBlock:
         base_fee=ctx.params.evm_base_fee,
         prev_randao=sha256(b"focusflow/prevrandao/" + ctx.height.to_bytes(8, "big")),
         focus_of=ctx.focus_of,
+        karma_of=ctx.karma_of,
     )
 
 

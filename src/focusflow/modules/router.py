@@ -158,7 +158,15 @@ def _wasm(
     block = ctx.block
     env = wasm.WasmEnv(block.chain_id, block.height, block.time_ms)
     result = wasm.call(
-        ctx.state, env, target, "execute", encode_address(source), doc, gas, block.focus_of
+        ctx.state,
+        env,
+        target,
+        "execute",
+        encode_address(source),
+        doc,
+        gas,
+        block.focus_of,
+        block.karma_of,
     )
     left = deliver(ctx, target, result.packets, gas - result.gas_used, depth + 1)
     return {"gas_used": result.gas_used, "answer": result.answer[:1024]}, left

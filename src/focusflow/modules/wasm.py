@@ -137,7 +137,7 @@ class Wasm:
         ctx.state.put(wasm.contract_key(address), encode([code_hash, ctx.sender, label]))
         result = wasm.call(
             ctx.state, env_of(ctx.block), address, "instantiate",
-            encode_address(ctx.sender), msg, gas, ctx.block.focus_of,
+            encode_address(ctx.sender), msg, gas, ctx.block.focus_of, ctx.block.karma_of,
         )  # fmt: skip
         ctx.emit("wasm.instantiate", contract=address, code=code_hash, **_answer(result))
         router.deliver(ctx, address, result.packets, gas - result.gas_used)
@@ -149,7 +149,7 @@ class Wasm:
         gas = _gas(ctx, body)
         result = wasm.call(
             ctx.state, env_of(ctx.block), address, "execute",
-            encode_address(ctx.sender), msg, gas, ctx.block.focus_of,
+            encode_address(ctx.sender), msg, gas, ctx.block.focus_of, ctx.block.karma_of,
         )  # fmt: skip
         ctx.emit("wasm.execute", contract=address, **_answer(result))
         router.deliver(ctx, address, result.packets, gas - result.gas_used)

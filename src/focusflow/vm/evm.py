@@ -48,6 +48,13 @@ FOCUS_GAS_PER_WORD = 6
 #: Longest input the focus precompile reads (longer CIDs are not particles).
 FOCUS_MAX_INPUT = 128
 
+#: The karma precompile: input a neuron's 20-byte address (or one ABI word
+#: holding it), output its karma after the parent block as a uint256, in the
+#: focus precompile's fixed point (``chain.karma``; 0 for no neuron).
+KARMA_ADDRESS = bytes.fromhex("000000000000000000000000000000000000f0c7")
+#: Its gas: a cold storage read's, as the focus precompile's.
+KARMA_GAS = 2_100
+
 #: The router precompile: input the ABI encoding of ``(string port, bytes
 #: packet, uint256 gas)`` (Solidity: ``ROUTER.call(abi.encode("graph", packet,
 #: 0))``), sent by ``CALL`` only. ``gas`` is 0 except for a ``wasm/`` port,
@@ -66,10 +73,16 @@ PACKET_EVENT = "Packet(address,string,bytes,uint256)"
 PACKET_ABI = ("address", "string", "bytes", "uint256")
 
 FocusOf = Callable[[bytes], int]
+KarmaOf = Callable[[bytes], int]
 
 
 def no_focus(_cid: bytes) -> int:
     """The focus reader of a block with no graph: every particle has 0."""
+    return 0
+
+
+def no_karma(_address: bytes) -> int:
+    """The karma reader of a block with no graph: every neuron has 0."""
     return 0
 
 
@@ -94,6 +107,8 @@ class EvmBlock:
     prev_hashes: tuple[bytes, ...] = ()
     #: The committed focus of a particle after the parent block (the precompile's).
     focus_of: FocusOf = no_focus
+    #: A neuron's karma after the parent block (the karma precompile's).
+    karma_of: KarmaOf = no_karma
 
 
 @dataclass
@@ -136,6 +151,7 @@ def interpreter() -> tuple[Any, Any, Any]:
             **CancunComputation.get_precompiles(),
             Address(FOCUS_ADDRESS): _focus_precompile,
             Address(ROUTER_ADDRESS): _router_precompile,
+            Address(KARMA_ADDRESS): _karma_precompile,
         }
 
     class ChainState(CancunState):
@@ -151,6 +167,22 @@ def _focus_precompile(computation: Any) -> Any:
     words = (len(cid) + 31) // 32
     computation.consume_gas(FOCUS_GAS + FOCUS_GAS_PER_WORD * words, reason="focus precompile")
     value = 0 if len(cid) > FOCUS_MAX_INPUT else computation.state.focus_of(cid)
+    computation.output = int(value).to_bytes(32, "big")
+    return computation
+
+
+def _karma_precompile(computation: Any) -> Any:
+    """The karma of the neuron whose address is the input (``KARMA_ADDRESS``):
+    20 bytes, or a 32-byte word with 12 zero bytes first; anything else is no
+    neuron (0)."""
+    data = computation.msg.data_as_bytes
+    computation.consume_gas(KARMA_GAS, reason="karma precompile")
+    address = None
+    if len(data) == 20:
+        address = data
+    elif len(data) == 32 and not any(data[:12]):
+        address = data[12:]
+    value = 0 if address is None else computation.state.karma_of(address)
     computation.output = int(value).to_bytes(32, "big")
     return computation
 
@@ -237,6 +269,7 @@ def _new_state(state: PendingState, block: EvmBlock) -> Any:
     state_class, _, _ = interpreter()
     vm_state = state_class(state, _context(block), BLANK_ROOT_HASH)
     vm_state.focus_of = block.focus_of
+    vm_state.karma_of = block.karma_of
     return vm_state
 
 

@@ -25,6 +25,8 @@ The module's interface (the ABI, docs/wasm.md):
   ``focus_of(cid_ptr, cid_len) -> i64`` (the committed focus, fixed point
   10^15, of the particle whose CID text, ``Qm...`` or ``bafy...``, is given: as
   the EVM's precompile answers; 0 for text that names no particle),
+  ``karma_of(addr_ptr, addr_len) -> i64`` (a neuron's karma in the same fixed
+  point, ``chain.karma``, of the ``focus1...`` address given; 0 for none),
   ``send(port_ptr, port_len, data_ptr, data_len)`` (a packet for the router,
   ``modules.router``: delivered in order after the call returns) and ``abort(msg_ptr,
   msg_len)``, which ends the call with the contract's own error.
@@ -53,7 +55,7 @@ from focusflow.core.cid import cid_to_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
-from focusflow.core.keys import encode_address
+from focusflow.core.keys import decode_address, encode_address
 
 CODE_PREFIX = b"/vm/wasm/code/"
 CONTRACT_PREFIX = b"/vm/wasm/contract/"
@@ -223,6 +225,7 @@ def call(
     msg: Any,
     gas: int,
     focus_of: Any = None,
+    karma_of: Any = None,
 ) -> CallResult:
     """Run ``entry`` of the instance at ``address`` with ``msg`` in a child of
     ``state``, merged only if the call returns; raises a WasmError otherwise."""
@@ -244,7 +247,14 @@ def call(
         "sender": sender,
         "msg": msg,
     }
-    run = _Run(view, address, gas, focus_of or (lambda _cid: 0), read_only=entry == "query")
+    run = _Run(
+        view,
+        address,
+        gas,
+        focus_of or (lambda _cid: 0),
+        read_only=entry == "query",
+        karma_of=karma_of or (lambda _address: 0),
+    )
     text = json.dumps(document, separators=(",", ":"), ensure_ascii=True).encode()
     answer = run.call(compile_module(code), entry, text)
     state.merge(view)
@@ -255,7 +265,13 @@ class _Run:
     """One call: the store, its fuel, and the host functions over a state view."""
 
     def __init__(
-        self, view: PendingState, address: bytes, gas: int, focus_of: Any, read_only: bool
+        self,
+        view: PendingState,
+        address: bytes,
+        gas: int,
+        focus_of: Any,
+        read_only: bool,
+        karma_of: Any,
     ) -> None:
         import wasmtime
 
@@ -263,6 +279,7 @@ class _Run:
         self.address = address
         self.gas = gas
         self.focus_of = focus_of
+        self.karma_of = karma_of
         self.read_only = read_only
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=MAX_MEMORY)
@@ -290,6 +307,7 @@ class _Run:
             "db_write": ([i32, i32, i32, i32], [], self._db_write),
             "db_remove": ([i32, i32], [], self._db_remove),
             "focus_of": ([i32, i32], [i64], self._focus_of),
+            "karma_of": ([i32, i32], [i64], self._karma_of),
             "abort": ([i32, i32], [], self._abort),
             "send": ([i32, i32, i32, i32], [], self._send),
         }
@@ -371,6 +389,15 @@ class _Run:
         except (UnicodeDecodeError, FocusflowError):
             return 0
         return int(self.focus_of(cid))
+
+    def _karma_of(self, caller: Any, addr_ptr: int, addr_len: int) -> int:
+        text = self._read(caller, addr_ptr, addr_len, 128, "an address")
+        self._charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
+        try:
+            address = decode_address(text.decode("ascii"))
+        except (UnicodeDecodeError, FocusflowError):
+            return 0
+        return int(self.karma_of(address))
 
     def _send(
         self, caller: Any, port_ptr: int, port_len: int, data_ptr: int, data_len: int
