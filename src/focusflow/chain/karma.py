@@ -21,19 +21,24 @@ from focusflow.graph.cybergraph import Cybergraph
 
 def karma_fixed(graph: Cybergraph, q: np.ndarray) -> np.ndarray:
     """Every neuron's karma (int64, ``q``'s unit) for the graph whose committed
-    focus is ``q`` (particles past ``len(q)`` have none yet)."""
+    focus is ``q`` (particles past ``len(q)`` have none yet).
+
+    ``W_p`` is summed here, link by link in link order (``np.add.at`` adds in
+    index order, one IEEE addition each), not read from the graph's snapshot:
+    asking for a snapshot could build one, and how a node's snapshot came to
+    be (built or patched) must not depend on whether a contract asked.
+    """
     out = np.zeros(graph.n_neurons, dtype=np.int64)
     links = graph.links()
-    named = np.flatnonzero(links.neuron >= 0)
-    if not len(named) or not len(q):
+    if not len(links.src) or not len(q):
         return out
+    weight = graph.link_weight(np.arange(len(links.src), dtype=np.int64))
+    leaving = np.zeros(max(graph.n_particles, len(q)), dtype=np.float64)
+    np.add.at(leaving, links.src, weight)
+    named = np.flatnonzero((links.neuron >= 0) & (links.src < len(q)))
     src = links.src[named]
-    known = src < len(q)
-    named, src = named[known], src[known]
-    snap = graph.snapshot(patchable=False)
-    leaving = snap.out_weight[snap.perm[src]]
-    weight = graph.link_weight(named)
-    share = np.divide(weight, leaving, out=np.zeros_like(weight), where=leaving > 0)
+    total = leaving[src]
+    share = np.divide(weight[named], total, out=np.zeros(len(named)), where=total > 0)
     terms = np.floor(share * q[src].astype(np.float64)).astype(np.int64)
     np.add.at(out, links.neuron[named].astype(np.int64), terms)
     return out
