@@ -5,14 +5,12 @@
 ;;   {"increment": {}}  adds one          {"loop": {}}   runs until out of gas
 ;;   {"trap": {}}       traps              {"abort": {}}  aborts with "nope"
 ;;   {"focus": "<59-character CID>"}  stores the particle's focus (10^15 fixed point)
-;;   {"karma": "<44-character focus1... address>"}  stores the neuron's karma (the same)
 ;; anything else, and every query, answers the count; a query {"write": {}} tries
 ;; to write (and traps: queries cannot).
 (module
   (import "env" "db_read" (func $db_read (param i32 i32) (result i64)))
   (import "env" "db_write" (func $db_write (param i32 i32 i32 i32)))
   (import "env" "focus_of" (func $focus_of (param i32 i32) (result i64)))
-  (import "env" "karma_of" (func $karma_of (param i32 i32) (result i64)))
   (import "env" "abort" (func $abort (param i32 i32)))
   (memory (export "memory") 2)
   (data (i32.const 0) "count")
@@ -64,9 +62,6 @@
     (if (i32.eq (local.get $k) (i32.const 102))  ;; f: focus of the CID ending the message
       (then (call $set (call $focus_of
         (i32.add (local.get $p) (i32.sub (local.get $n) (i32.const 62))) (i32.const 59)))))
-    (if (i32.eq (local.get $k) (i32.const 107))  ;; k: karma of the address ending the message
-      (then (call $set (call $karma_of
-        (i32.add (local.get $p) (i32.sub (local.get $n) (i32.const 47))) (i32.const 44)))))
     (call $answer (call $count)))
   (func (export "query") (param $p i32) (param $n i32) (result i64)
     (if (i32.eq (call $key (local.get $p) (local.get $n)) (i32.const 119))  ;; w: try a write

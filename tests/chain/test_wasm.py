@@ -152,6 +152,29 @@ def test_a_contract_reads_focus(tmp_path):
     assert expected > 0 and count_of(chain, address) == expected
 
 
+#: ``execute`` stores (key "count", 8 bytes) the karma of the 44-character
+#: ``focus1...`` address that ends its message (``{"karma": "focus1..."}``).
+KARMA_READER = """
+(module
+  (import "env" "db_write" (func $db_write (param i32 i32 i32 i32)))
+  (import "env" "karma_of" (func $karma_of (param i32 i32) (result i64)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "count")
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "instantiate") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "execute") (param $p i32) (param $n i32) (result i64)
+    (i64.store (i32.const 32) (call $karma_of
+      (i32.add (local.get $p) (i32.sub (local.get $n) (i32.const 47))) (i32.const 44)))
+    (call $db_write (i32.const 0) (i32.const 5) (i32.const 32) (i32.const 8))
+    (i64.const 0))
+  (func (export "query") (param i32 i32) (result i64) (i64.const 0)))
+"""
+
+
 def test_a_contract_reads_karma(tmp_path):
     """The karma a WASM call reads is the head's fixed-point karma, as the
     EVM's precompile answers; a follower computes the same."""
@@ -160,15 +183,22 @@ def test_a_contract_reads_karma(tmp_path):
     chain = new_chain(tmp_path / "c", genesis(focus={"mode": "diffusion"}))
     follower = new_chain(tmp_path / "f", genesis(focus={"mode": "diffusion"}), producer=False)
     chain.produce_block([tx(CAROL, 0, link(("x", "y"), ("y", "z")), fee=FEE)], time_ms=T0 + 500)
-    address = _deploy(chain)
+    r = chain.produce_block(
+        [tx(ALICE, 0, m("wasm.store", code=wasmtime.wat2wasm(KARMA_READER)), fee=FEE)],
+        time_ms=T0 + 1000,
+    )
+    inst = m(
+        "wasm.instantiate", code=r.receipts[0].events[0]["code"], msg=b"{}", label="k", gas=10**6
+    )
+    r = chain.produce_block([tx(ALICE, 1, inst, fee=FEE)], time_ms=T0 + 2000)
+    address = r.receipts[0].events[0]["contract"]
     table = karma_fixed(chain.focus.graph, chain.focus.q)
     expected = int(table[chain.focus.graph.neurons.get(CAROL.address_raw)])
     assert expected > 0
     msg = json.dumps({"karma": CAROL.address}).encode()  # the document ends focus1..."}}
     ask = m("wasm.execute", contract=address, msg=msg, gas=10**6)
-    nobody = m(
-        "wasm.execute", contract=address, msg=json.dumps({"karma": "x" * 44}).encode(), gas=10**6
-    )
+    unknown = json.dumps({"karma": "x" * 44}).encode()
+    nobody = m("wasm.execute", contract=address, msg=unknown, gas=10**6)
     r = chain.produce_block([tx(BOB, 0, ask, fee=FEE)], time_ms=T0 + 3000)
     assert r.receipts[0].code == "ok", r.receipts[0].log
     assert count_of(chain, address) == expected
