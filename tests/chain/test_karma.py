@@ -62,3 +62,33 @@ def test_no_links_or_no_focus_give_zero_karma():
     g = Cybergraph(require_cids=False)
     g.add_neurons(["a"], [1.0])
     assert karma_fixed(g, np.zeros(0, dtype=np.uint64)).tolist() == [0]
+
+
+def _golden_graph() -> tuple[Cybergraph, np.ndarray]:
+    rng = np.random.default_rng(2026)
+    n, m, neurons = 3000, 40_000, 50
+    g = Cybergraph(require_cids=False)
+    names = [f"n{i}" for i in range(neurons)]
+    g.add_neurons(names, (rng.random(neurons) * 1e9).tolist())
+    src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = src != dst
+    g.add_links(
+        [f"p{i}" for i in src[keep]],
+        [f"p{i}" for i in dst[keep]],
+        [names[i] for i in rng.integers(0, neurons, int(keep.sum()))],
+    )
+    q = rng.integers(0, 10**12, g.n_particles).astype(np.uint64)
+    return g, q
+
+
+#: sha256 of the golden graph's karma (int64, little-endian), computed on an
+#: AMD EPYC and checked on an Intel Xeon: the same integers on every machine.
+GOLDEN_KARMA = "0b47c65c0f847457eea07a73170e276a0ab6726659d2fecf1fe96fda3a5a0993"
+
+
+def test_golden_karma_is_the_same_integers_everywhere():
+    import hashlib
+
+    g, q = _golden_graph()
+    k = karma_fixed(g, q).astype("<i8")
+    assert hashlib.sha256(k.tobytes()).hexdigest() == GOLDEN_KARMA
