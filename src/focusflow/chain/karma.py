@@ -23,18 +23,19 @@ def karma_fixed(graph: Cybergraph, q: np.ndarray) -> np.ndarray:
     """Every neuron's karma (int64, ``q``'s unit) for the graph whose committed
     focus is ``q`` (particles past ``len(q)`` have none yet).
 
-    ``W_p`` is summed here, link by link in link order (``np.add.at`` adds in
-    index order, one IEEE addition each), not read from the graph's snapshot:
-    asking for a snapshot could build one, and how a node's snapshot came to
-    be (built or patched) must not depend on whether a contract asked.
+    ``W_p`` is summed here, link by link in link order (``np.bincount``'s
+    loop runs over the links in index order, one IEEE addition each; the
+    golden digest in tests/chain/test_karma.py holds it to that), not read
+    from the graph's snapshot: asking for a snapshot could build one, and how
+    a node's snapshot came to be (built or patched) must not depend on
+    whether a contract asked.
     """
     out = np.zeros(graph.n_neurons, dtype=np.int64)
     links = graph.links()
     if not len(links.src) or not len(q):
         return out
     weight = graph.link_weight(np.arange(len(links.src), dtype=np.int64))
-    leaving = np.zeros(max(graph.n_particles, len(q)), dtype=np.float64)
-    np.add.at(leaving, links.src, weight)
+    leaving = np.bincount(links.src, weights=weight, minlength=max(graph.n_particles, len(q)))
     named = np.flatnonzero((links.neuron >= 0) & (links.src < len(q)))
     src = links.src[named]
     total = leaving[src]
