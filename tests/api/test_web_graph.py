@@ -189,6 +189,12 @@ def test_graph_pages_a_hub_with_readable_labels_and_stays_on_host(hub_node, open
         f"document.querySelector('#links tr[data-direction=in]')?.dataset.cid === '{first[0]}'"
     )
     assert page.is_disabled("#in-prev") and page.is_disabled("#out-next")
+    # The list shows page 0 before the graph does: wait for the graph's first
+    # page too, or the tap below aims where a node was before the graph re-fit.
+    page.wait_for_function(
+        "(cid) => document.querySelector('#graph').cy.getElementById(cid).nonempty()",
+        arg=first[0],
+    )
 
     # a tap on a neighbour opens it, still without leaving the node
     page.mouse.click(*node_point(page, hub_node.targets[0]))
