@@ -347,6 +347,9 @@ def test_metrics_expose_height_and_mempool(shared_devnet, linked):
         "focusflow_focus_checkpoints_written",
         "focusflow_focus_checkpoint_failures",
         "focusflow_focus_checkpoint_pause_seconds",
+        "focusflow_scheduler_speculated",
+        "focusflow_scheduler_merged",
+        "focusflow_scheduler_rerun",
     ):
         assert name in text
     height = float(

@@ -7,6 +7,8 @@ producer thread; the mempool is read when Prometheus scrapes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 BLOCK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -44,6 +46,7 @@ class NodeMetrics:
             "focusflow_txs_rejected", "Transactions refused at submission", ["code"], registry=r
         )
         self._checkpoint_gauges(node.chain.checkpoints)
+        self._scheduler_gauges(node.chain)
         self.height.set(node.chain.height)
 
     def _checkpoint_gauges(self, writer) -> None:
@@ -79,6 +82,25 @@ class NodeMetrics:
         }
         for name, (doc, read) in gauges.items():
             Gauge(name, doc, registry=r).set_function(read)
+
+    def _scheduler_gauges(self, chain) -> None:
+        """The block scheduler's counts since the node started (chain/scheduler.py),
+        read at scrape time: how many transactions ran ahead, were merged as they
+        ran, and ran again for a conflict."""
+        r = self.registry
+        gauges = {
+            "focusflow_scheduler_speculated": "Transactions run ahead by the block scheduler",
+            "focusflow_scheduler_merged": "Transactions whose run ahead was merged as it ran",
+            "focusflow_scheduler_rerun": "Transactions run ahead and then run again (a conflict)",
+        }
+
+        def reader(field: str) -> Callable[[], float]:
+            return lambda: float(getattr(chain.scheduler.stats, field))
+
+        for name, doc in gauges.items():
+            Gauge(name, doc, registry=r).set_function(
+                reader(name.removeprefix("focusflow_scheduler_"))
+            )
 
     def on_block(self, event) -> None:
         result = event.result
