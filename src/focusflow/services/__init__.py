@@ -1,0 +1,1 @@
+"""System services of a network: trust (a CA and its transparency log)."""

@@ -1,0 +1,1 @@
+"""The network's trust services: a certificate authority and its transparency log."""
