@@ -1,0 +1,124 @@
+"""The trust services' costs: transparency proofs at 10^6 entries, certificate chain checks.
+
+- **Transparency log** (``services.trust.ctlog``): a log of ``--entries``
+  certificates' worth of leaves (random 32-byte leaf hashes; appending is
+  timed too), then inclusion proofs of random leaves and consistency proofs
+  between random sizes: the median time to make one and to verify it (RFC
+  9162's algorithms). Goal: under 1 ms each at 10^6 entries.
+- **Certificate chain validation**: a leaf of the standalone CA checked
+  against its root through the intermediate by ``cryptography``'s X.509
+  path validator (RFC 5280, the Rust one), median over ``--chains`` runs, and
+  the same chain by ``openssl verify`` as a whole process (the independent
+  peer; its time is mostly process start). Goal: under 1 ms.
+
+    python bench/trust.py [--entries 1000000] [--proofs 2000] [--chains 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from focusflow.services.trust.ca import CertificateAuthority
+from focusflow.services.trust.ctlog import MerkleLog, verify_consistency, verify_inclusion
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def log_costs(entries: int, proofs: int) -> None:
+    leaves = [os.urandom(32) for _ in range(entries)]
+    t = time.perf_counter()
+    log = MerkleLog(leaves)
+    build = time.perf_counter() - t
+    root = log.root()
+    rng = random.Random(0)
+    make, check = [], []
+    for _ in range(proofs):
+        i = rng.randrange(entries)
+        t = time.perf_counter()
+        path = log.inclusion_proof(i)
+        make.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ok = verify_inclusion(leaves[i], i, entries, path, root)
+        check.append(time.perf_counter() - t)
+        assert ok
+    cmake, ccheck = [], []
+    for _ in range(proofs // 4):
+        first = rng.randrange(1, entries)
+        t = time.perf_counter()
+        proof = log.consistency_proof(first)
+        first_root = log.root(first)
+        cmake.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ok = verify_consistency(first, entries, proof, first_root, root)
+        ccheck.append(time.perf_counter() - t)
+        assert ok
+    print(f"transparency log, {entries:,} entries: appended in {build:.2f} s")
+    print(
+        f"  inclusion proof: make {median_ms(make):.3f} ms, verify {median_ms(check):.3f} ms "
+        f"(median of {proofs}); goal < 1 ms each"
+    )
+    print(
+        f"  consistency proof (with the older root): make {median_ms(cmake):.3f} ms, "
+        f"verify {median_ms(ccheck):.3f} ms (median of {proofs // 4})"
+    )
+
+
+def chain_costs(chains: int) -> None:
+    from cryptography import x509
+    from cryptography.x509.verification import PolicyBuilder, Store
+
+    with tempfile.TemporaryDirectory() as d:
+        ca = CertificateAuthority.init(Path(d))
+        issued = ca.issue("node.example")
+        leaf = x509.load_pem_x509_certificate(issued.cert_pem)
+        store = Store([ca.root])
+        verifier = PolicyBuilder().store(store).build_server_verifier(x509.DNSName("node.example"))
+        times = []
+        for _ in range(chains):
+            t = time.perf_counter()
+            verifier.verify(leaf, [ca.intermediate])
+            times.append(time.perf_counter() - t)
+        print(
+            f"chain validation (leaf -> intermediate -> root, cryptography's RFC 5280 "
+            f"validator): {median_ms(times):.3f} ms median of {chains}; goal < 1 ms"
+        )
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            print("openssl verify: not installed")
+            return
+        cert = Path(d) / "cert.pem"
+        cert.write_bytes(issued.cert_pem)
+        args = [openssl, "verify", "-CAfile", str(ca.ca_dir / "root.pem")]
+        args += ["-untrusted", str(ca.ca_dir / "intermediate.pem"), str(cert)]
+        runs = []
+        for _ in range(20):
+            t = time.perf_counter()
+            subprocess.run(args, check=True, capture_output=True)
+            runs.append(time.perf_counter() - t)
+        print(
+            f"openssl verify, the same chain, whole process: {median_ms(runs):.1f} ms median of 20"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--proofs", type=int, default=2000)
+    ap.add_argument("--chains", type=int, default=500)
+    args = ap.parse_args()
+    log_costs(args.entries, args.proofs)
+    chain_costs(args.chains)
+
+
+if __name__ == "__main__":
+    main()
