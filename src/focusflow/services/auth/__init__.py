@@ -1,0 +1,1 @@
+"""Authentication and access control: scoped tokens and a deny-by-default ACL."""
