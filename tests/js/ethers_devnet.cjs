@@ -17,10 +17,15 @@ async function main() {
   const provider = new ethers.JsonRpcProvider(url);
   provider.pollingInterval = 200;
   const wallet = new ethers.Wallet(key, provider);
+  // ethers keeps an answer to the same request for 250 ms; the devnet makes a
+  // block faster than that, so a second "pending" nonce could be the first one.
+  // NonceManager counts the nonces locally, as ethers' docs advise for
+  // transactions sent one after another.
+  const signer = new ethers.NonceManager(wallet);
   const network = await provider.getNetwork();
   const balance = await provider.getBalance(wallet.address);
   const fees = await provider.getFeeData();
-  const factory = new ethers.ContractFactory(ABI, init, wallet);
+  const factory = new ethers.ContractFactory(ABI, init, signer);
   const contract = await factory.deploy();
   await contract.waitForDeployment();
   const address = await contract.getAddress();
