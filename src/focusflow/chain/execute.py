@@ -190,8 +190,10 @@ def execute_block(
             merged = spec is not None and spec.holds(len(included), written)
             if spec is not None and merged:
                 receipt = _merge(ctx, spec, written)
-            else:
+            elif speculated:
                 receipt = _execute_layer(ctx, handlers, ante, tx, len(included), verified, written)
+            else:  # nothing ran ahead: no speculation needs the written keys
+                receipt = execute_tx(ctx, handlers, ante, tx, len(included), verified)
             if scheduler is not None:
                 scheduler.built(receipt, spec, merged)
         except BlockFullError:
