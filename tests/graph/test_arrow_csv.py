@@ -69,6 +69,21 @@ def test_an_rmat_file_reads_the_same_by_both_readers(tmp_path):
     assert fast.dropped_self_links > 0  # R-MAT repeats and self-loops are both exercised
 
 
+def test_keys_shared_across_many_chunks(tmp_path, monkeypatch):
+    """Ids come from one hashing pass over every chunk of both columns: with
+    Arrow cutting the file into many blocks, keys first seen in a later block
+    or only as targets keep the general reader's first-seen order."""
+    monkeypatch.setattr(arrow_csv, "BLOCK_BYTES", 1 << 10)
+    src, dst, w = rmat_edges(9, seed=5)
+    f = tmp_path / "rmat.tsv"
+    rows = zip(src.tolist(), dst.tolist(), w.tolist(), strict=True)
+    f.write_text("".join(f"v{s}\tw{d}\t{x!r}\n" for s, d, x in rows))
+    names = ["src", "dst", "weight"]
+    table = arrow_csv._read(f, names, {}, delimiter="\t", header=False, comments=False)
+    assert table["src"].num_chunks > 10
+    _same_graph(*_both(f))
+
+
 IRREGULAR = {
     "ragged": "a\tb\t1\nc\td\n",
     "bad weight": "a\tb\theavy\n",

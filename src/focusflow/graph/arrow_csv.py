@@ -45,12 +45,26 @@ def _unique(*columns):
     """``(distinct keys as an Arrow array, ids of each column)``, first-seen order.
 
     The columns share their keys (a link's source and target are both
-    particles), so the distinct keys are taken over all of them at once.
+    particles), so the distinct keys are taken over all of them at once, in
+    one hashing pass: ``dictionary_encode`` over every chunk of every column
+    shares one memo table, so each chunk's indices are the ids and every chunk
+    ends with the same (final) dictionary. Half the time of ``unique`` then
+    ``index_in`` per column, which hash every key twice.
     """
-    pa, pc, _ = _arrow()
+    pa, _, _ = _arrow()
+    counts = [col.num_chunks for col in columns]
     chunks = [c for col in columns for c in col.chunks]
-    keys = pc.unique(pa.chunked_array(chunks, type=pa.string()))
-    ids = [_numpy(pc.index_in(col, value_set=keys), np.int32, np.int64) for col in columns]
+    if not chunks:
+        return pa.array([], type=pa.string()), [np.empty(0, np.int64) for _ in columns]
+    encoded = pa.chunked_array(chunks, type=pa.string()).dictionary_encode()
+    if len({len(c.dictionary) for c in encoded.chunks}) != 1:
+        encoded = encoded.unify_dictionaries()
+    keys = encoded.chunks[-1].dictionary
+    ids, at = [], 0
+    for n in counts:
+        part = pa.chunked_array([c.indices for c in encoded.chunks[at : at + n]], type=pa.int32())
+        ids.append(_numpy(part, np.int32, np.int64))
+        at += n
     return keys, ids
 
 
