@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
+import math
 import os
 import platform
 import statistics
@@ -276,7 +278,8 @@ def bench_input(label: str, path: Path, fmt: str, peers: list[str], args) -> lis
         for name in names:
             med = statistics.median(times[name])
             runs = " ".join(f"{t:.2f}" for t in times[name])
-            ratio = "" if name == "focusflow" else f"{ours / med:.2f}"
+            failed = not math.isfinite(med)
+            ratio = "" if name == "focusflow" else ("failed" if failed else f"{ours / med:.2f}")
             diff = ""
             if ref is not None and (out / f"{name}.tsv").exists():
                 diff = f"{l1(read_scores(out / f'{name}.tsv'), ref):.1e}"
@@ -286,7 +289,10 @@ def bench_input(label: str, path: Path, fmt: str, peers: list[str], args) -> lis
             )
         for name in peers:
             med = statistics.median(times[name])
-            lines.append(f"focusflow vs {name}: {med / ours:.2f}x faster end to end")
+            if math.isfinite(med) and math.isfinite(ours):
+                lines.append(f"focusflow vs {name}: {med / ours:.2f}x faster end to end")
+            else:
+                lines.append(f"focusflow vs {name}: no ratio (a run failed or timed out)")
     for line in lines:
         print(line, flush=True)
     return lines
@@ -305,6 +311,10 @@ def main() -> None:
     ap.add_argument("--no-bostrom", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "focusflow-e2e")
     args = ap.parse_args()
+    peers = ("igraph", "networkx", "pandas", "scipy")
+    missing = [m for m in peers if not importlib.util.find_spec(m)]
+    if missing:
+        sys.exit(f"peers missing: {', '.join(missing)} (pip install -e '.[bench]')")
     args.warm = True
     args.dir.mkdir(parents=True, exist_ok=True)
     print(

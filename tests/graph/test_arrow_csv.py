@@ -73,7 +73,8 @@ def test_keys_shared_across_many_chunks(tmp_path, monkeypatch):
     """Ids come from one hashing pass over every chunk of both columns: with
     Arrow cutting the file into many blocks, keys first seen in a later block
     or only as targets keep the general reader's first-seen order."""
-    monkeypatch.setattr(arrow_csv, "BLOCK_BYTES", 1 << 10)
+    monkeypatch.setattr(arrow_csv, "MIN_BLOCK_BYTES", 1 << 10)
+    monkeypatch.setattr(arrow_csv, "MAX_BLOCK_BYTES", 1 << 10)
     src, dst, w = rmat_edges(9, seed=5)
     f = tmp_path / "rmat.tsv"
     rows = zip(src.tolist(), dst.tolist(), w.tolist(), strict=True)

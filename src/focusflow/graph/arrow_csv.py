@@ -17,8 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-#: Bytes Arrow hands each parsing thread; larger blocks mean fewer, bigger chunks.
-BLOCK_BYTES = 16 << 20
+#: Bytes Arrow hands each parsing thread, within these bounds: about two blocks
+#: per core, so every core parses; no more, since every block dictionary-encodes
+#: its keys on its own and the block dictionaries are then merged in one pass
+#: whose cost grows with their number.
+MIN_BLOCK_BYTES = 4 << 20
+MAX_BLOCK_BYTES = 64 << 20
 
 
 class IrregularFileError(Exception):
@@ -41,31 +45,46 @@ def _arrow():
     return pa, pc, pcsv
 
 
+def _key_type():
+    """Arrow's type for key columns: strings dictionary-encoded while parsed."""
+    pa, _, _ = _arrow()
+    return pa.dictionary(pa.int32(), pa.string())
+
+
 def _unique(*columns):
     """``(distinct keys as an Arrow array, ids of each column)``, first-seen order.
 
-    The columns share their keys (a link's source and target are both
-    particles), so the distinct keys are taken over all of them at once, in
-    one hashing pass: ``dictionary_encode`` over every chunk of every column
-    shares one memo table, so each chunk's indices are the ids and every chunk
-    ends with the same (final) dictionary. Half the time of ``unique`` then
-    ``index_in`` per column, which hash every key twice.
+    The columns are dictionary-encoded as read (``_read`` with ``_key_type()``:
+    each block's keys are hashed by the thread that parses it) and share their
+    keys (a link's source and target are both particles), so their block
+    dictionaries are unified at once: the merged dictionary extends the first
+    block's by each later block's new keys in that block's order, which is the
+    keys' first-seen order over the columns, and each chunk's indices become
+    ids into it.
     """
     pa, _, _ = _arrow()
     counts = [col.num_chunks for col in columns]
     chunks = [c for col in columns for c in col.chunks]
     if not chunks:
         return pa.array([], type=pa.string()), [np.empty(0, np.int64) for _ in columns]
-    encoded = pa.chunked_array(chunks, type=pa.string()).dictionary_encode()
-    if len({len(c.dictionary) for c in encoded.chunks}) != 1:
-        encoded = encoded.unify_dictionaries()
-    keys = encoded.chunks[-1].dictionary
+    unified = pa.chunked_array(chunks, type=_key_type()).unify_dictionaries()
+    keys = unified.chunks[0].dictionary
     ids, at = [], 0
     for n in counts:
-        part = pa.chunked_array([c.indices for c in encoded.chunks[at : at + n]], type=pa.int32())
+        part = pa.chunked_array([c.indices for c in unified.chunks[at : at + n]], type=pa.int32())
         ids.append(_numpy(part, np.int32, np.int64))
         at += n
     return keys, ids
+
+
+def _starts_with(column, prefix: str):
+    """Per row, whether a dictionary-encoded key starts with ``prefix`` (tested
+    once per distinct key of each chunk)."""
+    pa, pc, _ = _arrow()
+    return pa.chunked_array(
+        [pc.take(pc.starts_with(c.dictionary, prefix), c.indices) for c in column.chunks],
+        type=pa.bool_(),
+    )
 
 
 def _numpy(chunked, stored, dtype) -> np.ndarray:
@@ -123,12 +142,14 @@ def _read(
             return "skip"
         return "error"
 
+    size = path.stat().st_size
+    block = min(MAX_BLOCK_BYTES, max(MIN_BLOCK_BYTES, size // (2 * pa.cpu_count())))
     try:
         return pcsv.read_csv(
             path,
             read_options=pcsv.ReadOptions(
                 column_names=None if header else names,
-                block_size=BLOCK_BYTES,
+                block_size=block,
                 use_threads=True,
             ),
             parse_options=pcsv.ParseOptions(
@@ -187,15 +208,18 @@ def read_edges(path: Path, delimiter: str, n_fields: int):
     if n_fields not in (2, 3):
         raise IrregularFileError(f"{n_fields} fields")
     names = ["src", "dst", "weight"][:n_fields]
-    types = {"src": pa.string(), "dst": pa.string(), "weight": pa.float64()}
+    types = {"src": _key_type(), "dst": _key_type(), "weight": pa.float64()}
     table = _read(
         path, names, {k: types[k] for k in names}, delimiter=delimiter, header=False, comments=True
     )
     keys, (src, dst) = _unique(table["src"], table["dst"])
     comments, irregular = _odd_keys(keys)
     if comments:
-        table = table.filter(pc.invert(pc.starts_with(table["src"], "#")))
-        keys, (src, dst) = _unique(table["src"], table["dst"])
+        table = table.filter(pc.invert(_starts_with(table["src"], "#")))
+        # the filtered columns keep their dictionaries, comment keys included:
+        # encoded again, the keys are those of the rows left
+        src_col, dst_col = (table[c].cast(pa.string()).dictionary_encode() for c in ("src", "dst"))
+        keys, (src, dst) = _unique(src_col, dst_col)
         comments, irregular = _odd_keys(keys)
     if comments or irregular:
         raise IrregularFileError("a key holds '#', starts with a space or is empty")
@@ -225,8 +249,7 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
     Links repeated by the same neuron count once (first kept), as go-cyber
     refuses duplicate cyberlinks.
     """
-    pa, _, _ = _arrow()
-    types = {c: pa.string() for c in columns}
+    types = dict.fromkeys(columns, _key_type())
     table = _read(path, list(columns), types, delimiter=",", header=True, comments=False)
     neuron_col, src_col, dst_col = (table[c] for c in columns)
     particles, (src_ids, dst_ids) = _unique(src_col, dst_col)
