@@ -31,7 +31,11 @@ class IrregularFileError(Exception):
 
 @dataclass(frozen=True)
 class Factorized:
-    """Dense ids of string keys, in first-seen order: ``keys[ids[i]]`` is row ``i``'s key."""
+    """Dense ids of string keys, in first-seen order: ``keys[ids[i]]`` is row ``i``'s key.
+
+    ``ids`` are int32 (Arrow's dictionary indices) from the Arrow reader and int64
+    from the general one; either indexes.
+    """
 
     ids: np.ndarray
     keys: list[str]
@@ -66,13 +70,13 @@ def _unique(*columns):
     counts = [col.num_chunks for col in columns]
     chunks = [c for col in columns for c in col.chunks]
     if not chunks:
-        return pa.array([], type=pa.string()), [np.empty(0, np.int64) for _ in columns]
+        return pa.array([], type=pa.string()), [np.empty(0, np.int32) for _ in columns]
     unified = pa.chunked_array(chunks, type=_key_type()).unify_dictionaries()
     keys = unified.chunks[0].dictionary
     ids, at = [], 0
     for n in counts:
         part = pa.chunked_array([c.indices for c in unified.chunks[at : at + n]], type=pa.int32())
-        ids.append(_numpy(part, np.int32, np.int64))
+        ids.append(_numpy(part, np.int32, np.int32))
         at += n
     return keys, ids
 
@@ -252,8 +256,10 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
     types = dict.fromkeys(columns, _key_type())
     table = _read(path, list(columns), types, delimiter=",", header=True, comments=False)
     neuron_col, src_col, dst_col = (table[c] for c in columns)
-    particles, (src_ids, dst_ids) = _unique(src_col, dst_col)
+    particles, ids = _unique(src_col, dst_col)
     neurons, (neuron_ids,) = _unique(neuron_col)
+    # int64: the duplicate check below keys a link by src * particles + dst
+    src_ids, dst_ids, neuron_ids = (x.astype(np.int64) for x in (*ids, neuron_ids))
     for keys in (particles, neurons):
         if _has_empty(keys):
             raise IrregularFileError("an empty field")

@@ -22,7 +22,7 @@ from focusflow.core.cid import validate_cids
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.structure import Check
 from focusflow.graph.column import Column
-from focusflow.graph.csr import gather, stable_counting_argsort
+from focusflow.graph.csr import gather, id_array, stable_counting_argsort
 from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot, merge_patches
@@ -199,9 +199,12 @@ class Cybergraph:
         neurons: np.ndarray | None = None,
         weights: Sequence[float] | np.ndarray | None = None,
     ) -> LinkBatch:
-        """Append links given by ids that already exist in the tables."""
-        src = np.asarray(src, dtype=np.int64)
-        dst = np.asarray(dst, dtype=np.int64)
+        """Append links given by ids that already exist in the tables.
+
+        int32 ids are taken as they are (the columns' own type); other integer
+        types are read as int64.
+        """
+        src, dst = id_array(src), id_array(dst)
         m = len(src)
         if len(dst) != m:
             raise InvalidParameterError("src and dst must have the same length")
@@ -483,12 +486,11 @@ class Cybergraph:
         )
 
     def _rebuild(self, patchable: bool = True) -> Snapshot:
-        ids = np.arange(self.n_links, dtype=np.int64)
         snap = Snapshot(
             self.n_particles,
             self._src.values,
             self._dst.values,
-            self.link_weight(ids),
+            self.link_weight_range(0, self.n_links),
             order=self.order,
             patchable=patchable,
         )

@@ -207,8 +207,12 @@ def read_edge_list(path: str | os.PathLike, *, graph: Cybergraph | None = None) 
             pass
         else:
             g = graph if graph is not None else Cybergraph(require_cids=False)
+            fresh = g.n_particles == 0
             ids = g.particles.intern_distinct(src.keys)
-            g.add_link_ids(ids[src.ids], ids[dst.ids], None, weight)
+            if fresh:  # the keys' ids are their positions: no gather of every row
+                g.add_link_ids(src.ids, dst.ids, None, weight)
+            else:
+                g.add_link_ids(ids[src.ids], ids[dst.ids], None, weight)
             return g
     return _read_edge_list_pandas(p, sep, graph)
 

@@ -42,6 +42,7 @@ from focusflow.graph.csr import (
     check_csr,
     find_entries,
     gather,
+    id_array,
     positions_in,
     radix_argsort,
     row_sums,
@@ -400,8 +401,7 @@ class Snapshot:
         which only :meth:`patch` reads (five int32 arrays: 20 bytes a link,
         and a tenth of the build's time, bench/static_snapshot.py); patching
         one raises."""
-        src = np.asarray(src, dtype=np.int64)
-        dst = np.asarray(dst, dtype=np.int64)
+        src, dst = id_array(src), id_array(dst)
         if order == "degree":
             perm = degree_order(n, src, dst)
         elif order == "none":
@@ -416,8 +416,10 @@ class Snapshot:
         keep = src != dst
         all_kept = bool(keep.all())
         kept = None if all_kept else np.flatnonzero(keep)
-        isrc = gather(perm, src if all_kept else src[kept]).astype(np.int32)
-        idst = gather(perm, dst if all_kept else dst[kept]).astype(np.int32)
+        perm32 = perm.astype(np.int32)  # internal ids < 2^31 (_MAX_ID), gathered as such
+        isrc = gather(perm32, src if all_kept else src[kept])
+        idst = gather(perm32, dst if all_kept else dst[kept])
+        del perm32
         indptr, indices, weights, entry_of_kept, elptr, elids = build_csr(
             n, isrc, idst, weights_in if all_kept else weights_in[kept]
         )
