@@ -33,7 +33,11 @@ def _send(net, msgs, fee=40_000):
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    devnet = start_devnet(tmp_path_factory.mktemp("query") / "home")
+    # Half-second blocks: a query at an older height is answered from the last
+    # KEEP_HEIGHTS heights, and a test that asks at one after sending and
+    # waiting for another block must still find it kept on a slow machine
+    # (0.2 s blocks left a window of 0.8 s, missed on a loaded 2-core VM).
+    devnet = start_devnet(tmp_path_factory.mktemp("query") / "home", block_time="0.5s")
     _send(
         devnet,
         [
