@@ -14,7 +14,7 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -87,7 +87,7 @@ def _write_tsv(result: FocusResult, ids: np.ndarray, sink) -> None:
     pcsv.write_csv(table, sink, write_options=options)
 
 
-def _warm_engine(settings: dict, backend: str) -> threading.Thread:
+def _warm_engine(settings: dict[str, Any], backend: str) -> threading.Thread:
     """Solve a three-link graph with the same settings in a background thread.
 
     The engine's fixed cost (numba's import and first dispatch, then each
@@ -150,7 +150,7 @@ def compute_cmd(
     skip_invalid: SkipInvalidOpt = False,
 ) -> None:
     """Compute focus and write `particle<TAB>focus`, most focus first."""
-    settings = {
+    settings: dict[str, Any] = {
         "mode": mode,
         "alpha": alpha,
         "mu": mu,
