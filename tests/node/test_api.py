@@ -4,6 +4,8 @@ answered with its stable code and no change of state."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -331,6 +333,47 @@ def test_faucet_needs_the_admin_token(shared_devnet, linked):
         assert ok.status_code == 202
         wait_tx(net, ok.json()["hash"])
         assert c.get(f"/v1/accounts/{to}").json()["balance"] == 7
+
+
+def _auth_cli(net, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "focusflow", "auth", "token", *args, "--home", str(net.home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_scoped_tokens_from_the_cli_reach_the_running_node(shared_devnet, linked):
+    """A token issued by the CLI while the node runs does what its role allows
+    (the faucet), is forbidden the rest (views), and is refused once revoked."""
+    net = shared_devnet
+    issued = _auth_cli(net, "issue", "--subject", "ci", "--role", "faucet", "--json")
+    assert issued.returncode == 0, issued.stderr
+    doc = json.loads(issued.stdout)
+    bearer = {"Authorization": f"Bearer {doc['token']}"}
+    assert "secret_sha256" not in doc and doc["roles"] == ["faucet"]
+    to = KeyPair.from_seed(b"t" * 32).address
+    view = {"name": "tok", "program": "?[x] := x = 1", "output": "?"}
+    with net.client() as c:
+        ok = c.post("/v1/admin/faucet", json={"address": to, "amount": 3}, headers=bearer)
+        assert ok.status_code == 202, ok.text
+        wait_tx(net, ok.json()["hash"])
+        assert c.get(f"/v1/accounts/{to}").json()["balance"] == 3
+        denied = c.post("/v1/query/views", json=view, headers=bearer)
+        assert (denied.status_code, denied.json()["error"]["code"]) == (403, "forbidden")
+        assert all(v["name"] != "tok" for v in c.get("/v1/query/views").json()["views"])
+        anonymous = c.post("/v1/query/views", json=view)
+        assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (401, "unauthorized")
+
+        revoked = _auth_cli(net, "revoke", doc["id"])
+        assert revoked.returncode == 0, revoked.stderr
+        again = c.post("/v1/admin/faucet", json={"address": to, "amount": 3}, headers=bearer)
+        assert (again.status_code, again.json()["error"]["code"]) == (401, "unauthorized")
+        assert c.get(f"/v1/accounts/{to}").json()["balance"] == 3
+    listed = json.loads(_auth_cli(net, "list", "--json").stdout)
+    assert [t["revoked"] for t in listed if t["id"] == doc["id"]] == [True]
 
 
 def test_metrics_expose_height_and_mempool(shared_devnet, linked):

@@ -41,6 +41,7 @@ from focusflow.api.render import key_texts
 from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
 from focusflow.query.service import QueryService
+from focusflow.services.auth.credentials import Authorizer
 from focusflow.store.particle_texts import ParticleTexts
 
 STATIC = Path(__file__).parent / "static"
@@ -52,9 +53,11 @@ def create_app(
     limits: LimitSettings | None = None,
     ws_limits: ws.WsLimits | None = None,
     particle_texts: ParticleTexts | None = None,
+    authorizer: Authorizer | None = None,
 ) -> FastAPI:
     """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None);
-    ``particle_texts`` is the node's text store (None: it keeps no texts)."""
+    ``particle_texts`` is the node's text store (None: it keeps no texts);
+    ``authorizer`` decides the admin endpoints (None: the admin token alone)."""
     hub = ws.Hub(node, ws_limits)
     evm_subscriptions = evm_ws.EvmSubscriptions(node, hub)
     metrics = NodeMetrics(node)
@@ -84,7 +87,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.node = node
-    app.state.admin_token = admin_token
+    app.state.authorizer = authorizer if authorizer is not None else Authorizer(admin_token)
     app.state.hub = hub
     app.state.evm_subscriptions = evm_subscriptions
     app.state.metrics = metrics

@@ -40,6 +40,7 @@ STATUS = {
     "share_unavailable": 404,
     "unknown_share": 404,
     "unauthorized": 401,
+    "forbidden": 403,
     "body_too_large": 413,
     "mempool_full": 429,
     "mempool_senders_full": 429,

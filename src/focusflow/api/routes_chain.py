@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Annotated
 
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from focusflow import __version__
 from focusflow.api import schemas
+from focusflow.api.auth import authorize
 from focusflow.api.block_cache import RenderedBlocks
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc, error_response
 from focusflow.api.jsonbody import parse_json
@@ -414,17 +414,11 @@ def faucet(
     body: schemas.Faucet,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    """Send tokens from the node's dev key (admin token required)."""
-    check_admin(request, authorization)
+    """Send tokens from the node's dev key (``write`` on ``node/faucet``: the
+    admin token, or an API token with the ``faucet`` role)."""
+    authorize(request, authorization, "write", "node/faucet")
     node = _node(request)
     if node.faucet_key is None:
         raise ApiError("not_found", "this node has no faucet key")
     tx = node.faucet(decode_address(body.address), body.amount)
     return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
-
-
-def check_admin(request: Request, authorization: str | None) -> None:
-    token: str = request.app.state.admin_token
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not token or not hmac.compare_digest(given.encode(), token.encode()):
-        raise ApiError("unauthorized", "admin endpoints need Authorization: Bearer <admin_token>")

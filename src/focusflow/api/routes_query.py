@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from focusflow.api.auth import authenticate, authorize
 from focusflow.api.bodies import StrictBody, json_body
 from focusflow.api.errors import ERROR_RESPONSES, error_doc
 from focusflow.api.jsonbody import (
@@ -35,7 +36,6 @@ from focusflow.api.jsonbody import (
 from focusflow.api.params import INT64_MAX
 from focusflow.api.query_proofs import prove_answer
 from focusflow.api.render import cid_text
-from focusflow.api.routes_chain import check_admin
 from focusflow.core.encoding import decode
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import encode_address
@@ -156,8 +156,9 @@ def list_views(request: Request) -> JSONResponse:
 async def register_view(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> JSONResponse:
-    """Register a view (admin token): ``{name, program, output, integrity?}``."""
-    check_admin(request, authorization)
+    """Register a view (``admin`` on ``node/views/NAME``: the admin token, or an
+    API token with the ``views`` role): ``{name, program, output, integrity?}``."""
+    authenticate(request, authorization)  # no body is parsed for an anonymous caller
     doc = parse_json(await request.body())
     if not isinstance(doc, dict) or sorted(set(doc) - {"name", "program", "output", "integrity"}):
         raise InvalidParameterError("a view is {name, program, output, integrity?}")
@@ -165,6 +166,7 @@ async def register_view(
     name = text_field(doc, "name", 48)
     program = text_field(doc, "program", MAX_PROGRAM_CHARS)
     output = text_field(doc, "output", 128)
+    authorize(request, authorization, "admin", f"node/views/{name}")
     service = _service(request)
     view = await run_in_threadpool(
         lambda: service.register(name, program, output, integrity=integrity)
@@ -187,8 +189,8 @@ def read_view(
 def drop_view(
     request: Request, name: ViewName, authorization: Annotated[str | None, Header()] = None
 ) -> JSONResponse:
-    """Drop a view (admin token)."""
-    check_admin(request, authorization)
+    """Drop a view (``admin`` on ``node/views/NAME``)."""
+    authorize(request, authorization, "admin", f"node/views/{name}")
     _service(request).drop(name)
     return JSONResponse({"dropped": name})
 

@@ -38,6 +38,11 @@ def resolve_home(home: str | os.PathLike[str] | None) -> Path:
     return default_home()
 
 
+def tokens_path(home: Path) -> Path:
+    """A node's scoped API tokens (stored hashed), beside its admin token."""
+    return Path(home) / "tokens.json"
+
+
 def keys_dir(home: Path) -> Path:
     """The wallet's directory inside a home."""
     return Path(home) / "keys"

@@ -29,6 +29,7 @@ from focusflow.core.home import (
     is_loopback_host,
     keys_dir,
     read_token_file,
+    tokens_path,
     validator_key_path,
     write_private_file,
 )
@@ -92,6 +93,11 @@ class Home:
     @property
     def admin_token(self) -> Path:
         return self.path / "admin_token"
+
+    @property
+    def tokens(self) -> Path:
+        """Scoped API tokens (``focusflow auth token issue``), stored hashed."""
+        return tokens_path(self.path)
 
     @property
     def keys(self) -> Path:

@@ -26,6 +26,7 @@ from focusflow.api.app import create_app
 from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
+from focusflow.services.auth.credentials import Authorizer
 from focusflow.store.particle_texts import ParticleTexts
 
 log = logging.getLogger("focusflow.node")
@@ -92,11 +93,13 @@ async def _serve(
     notes: Sequence[str],
 ) -> None:
     config = home.load_config() if home.config.exists() else {}
+    admin_token = home.read_admin_token()
     app = create_app(
         runtime,
-        home.read_admin_token(),
+        admin_token,
         LimitSettings.from_json(config.get("api_limits")),
         particle_texts=texts,
+        authorizer=Authorizer.for_home(admin_token, home.tokens, config.get("acl")),
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -16,6 +16,8 @@ would tell an attacker which one; the reason is for the node's log.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -23,6 +25,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,14 +65,55 @@ def _now_ms() -> int:
 
 
 class TokenStore:
-    """Tokens in one JSON file, rewritten atomically on every change."""
+    """Tokens in one JSON file, rewritten atomically on every change.
+
+    Several processes share the file: the CLI issues and revokes while a node
+    verifies. Every change reloads the file under an exclusive lock before it
+    writes (so two writers never drop each other's tokens), and a reader calls
+    :meth:`refresh` to see changes made elsewhere (a revocation takes effect
+    at the next request, not at the next restart).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._records: dict[str, TokenRecord] = {}
-        if self.path.exists():
-            raw = json.loads(self.path.read_text())
-            self._records = {r["id"]: TokenRecord(**r) for r in raw}
+        self._seen: tuple[int, int, int] | None = None
+        self.refresh()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> None:
+        """Reload the file if it changed since it was last read (one ``stat`` if not)."""
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return
+        records: dict[str, TokenRecord] = {}
+        if stamp is not None:
+            try:
+                raw = json.loads(self.path.read_text())
+                records = {r["id"]: TokenRecord(**r) for r in raw}
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise InvalidParameterError(f"{self.path}: not a token file: {exc}") from None
+        self._records = records
+        self._seen = stamp
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the store's lock, with the file's latest contents loaded."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._seen = None
+            self.refresh()
+            yield
+        finally:
+            os.close(fd)
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -79,6 +123,7 @@ class TokenStore:
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(self.path)
+        self._seen = self._stamp()
 
     def issue(
         self, subject: str, roles: list[str], ttl_s: int, now_ms: int | None = None
@@ -100,8 +145,9 @@ class TokenStore:
             now + ttl_s * 1000,
             hashlib.sha256(secret.encode()).hexdigest(),
         )
-        self._records[token_id] = record
-        self._save()
+        with self._changing():
+            self._records[token_id] = record
+            self._save()
         return f"{PREFIX}{token_id}_{secret}", record
 
     def verify(self, token: str, now_ms: int | None = None) -> TokenRecord:
@@ -123,11 +169,12 @@ class TokenStore:
         return record
 
     def revoke(self, token_id: str) -> None:
-        record = self._records.get(token_id)
-        if record is None:
-            raise InvalidParameterError(f"no token {token_id!r}")
-        record.revoked = True
-        self._save()
+        with self._changing():
+            record = self._records.get(token_id)
+            if record is None:
+                raise InvalidParameterError(f"no token {token_id!r}")
+            record.revoked = True
+            self._save()
 
     def records(self) -> list[TokenRecord]:
         """Every token's record (no secrets: only their hashes are kept)."""

@@ -1,0 +1,38 @@
+"""The admin endpoints' one check: the caller's credentials and what they allow.
+
+Each admin route calls :func:`authorize` with the action and the resource it
+is about to touch; :class:`focusflow.services.auth.credentials.Authorizer`
+decides. A refusal is logged with its reason (which token, which rule), and
+the client gets only ``unauthorized`` (401) or ``forbidden`` (403).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+
+from focusflow.services.auth.credentials import Authorizer, ForbiddenError, Principal
+from focusflow.services.auth.tokens import UnauthorizedError
+
+log = logging.getLogger("focusflow.api.auth")
+
+
+def authenticate(request: Request, authorization: str | None) -> Principal:
+    """The caller, before a route reads a body it must parse to name its resource."""
+    authorizer: Authorizer = request.app.state.authorizer
+    try:
+        return authorizer.authenticate(authorization)
+    except UnauthorizedError as exc:
+        log.info("refused credentials: %s", exc.reason)
+        raise
+
+
+def authorize(request: Request, authorization: str | None, action: str, resource: str) -> Principal:
+    """The caller if it may do ``action`` on ``resource``; raises otherwise."""
+    authorizer: Authorizer = request.app.state.authorizer
+    try:
+        return authorizer.authorize(authorization, action, resource)
+    except (UnauthorizedError, ForbiddenError) as exc:
+        log.info("refused %s on %s: %s", action, resource, exc.reason)
+        raise

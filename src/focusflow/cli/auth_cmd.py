@@ -1,0 +1,76 @@
+"""``focusflow auth token issue|list|revoke``: a node's scoped API tokens.
+
+A token carries roles (``faucet``, ``views``, ``admin`` or any the node's
+``config.json`` defines under ``"acl"``) and an expiry; the node checks it on
+every admin request, so issuing and revoking take effect at once, with the
+node running. The token's text is printed once, at issue: the home keeps only
+its hash. docs/auth.md is the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import typer
+
+from focusflow.cli.common import HomeOpt, JsonOpt, console, print_json
+from focusflow.core.home import resolve_home, tokens_path
+
+auth_app = typer.Typer(help="Credentials for a node's admin endpoints.", no_args_is_help=True)
+token_app = typer.Typer(help="Scoped API tokens: issue, list, revoke.", no_args_is_help=True)
+auth_app.add_typer(token_app, name="token")
+
+
+def _store(home: str | None):
+    from focusflow.services.auth.tokens import TokenStore
+
+    root = resolve_home(home)
+    if not root.is_dir():
+        from focusflow.core.errors import InputFileError
+
+        raise InputFileError(f"{root}: no node home there (give --home or $FOCUSFLOW_HOME)")
+    return TokenStore(tokens_path(root))
+
+
+@token_app.command("issue")
+def issue_cmd(
+    subject: str = typer.Option(..., "--subject", help="Who holds it (shown in logs)."),
+    role: list[str] = typer.Option(..., "--role", help="A role it carries (repeatable)."),
+    ttl: int = typer.Option(86_400, "--ttl", help="Lifetime in seconds (at most 90 days)."),
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a token; its text is printed this once."""
+    token, record = _store(home).issue(subject, role, ttl)
+    if as_json:
+        print_json({"token": token, **_public(record)})
+        return
+    console.print(f"token {record.id} for {record.subject}, roles {', '.join(record.roles)}")
+    print(token)
+
+
+@token_app.command("list")
+def list_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every token's id, subject, roles, expiry and state (never a secret)."""
+    records = [_public(r) for r in _store(home).records()]
+    if as_json:
+        print_json(records)
+        return
+    for r in records:
+        state = "revoked" if r["revoked"] else "active"
+        console.print(f"{r['id']}  {r['subject']}  {','.join(r['roles'])}  {state}")
+
+
+@token_app.command("revoke")
+def revoke_cmd(
+    token_id: str = typer.Argument(..., help="The token's id (from list)."), home: HomeOpt = None
+) -> None:
+    """Revoke a token: the node refuses it from its next request on."""
+    _store(home).revoke(token_id)
+    console.print(f"token {token_id} revoked")
+
+
+def _public(record) -> dict:
+    doc = asdict(record)
+    doc.pop("secret_sha256")
+    return doc
