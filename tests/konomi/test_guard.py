@@ -7,8 +7,10 @@ Every socket is on 127.0.0.1; every wait is bounded.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from focusflow.konomi.api import create_app
 from focusflow.konomi.guard import MAX_BODY
 from focusflow.konomi.launch import free_port, new_token, serve_process, stop
 from focusflow.konomi.system import MAX_AXIS, MAX_FACE_CELLS
+from focusflow.services.auth.tokens import TokenStore
 from tests.konomi.servers import start_konomi
 
 TOKEN = new_token()
@@ -138,8 +141,57 @@ def test_in_process_app_guards_the_same_way():
         assert c.post("/value", json={"x": 0, "y": 0, "z": 0}, headers=AUTH).status_code == 200
         with pytest.raises(WebSocketDisconnect), c.websocket_connect("/ws") as ws:
             ws.receive_json()
-    with pytest.raises(InvalidParameterError, match="at least 32 characters"):
-        create_app(KonomiSystem(default_dims=(2, 2, 2)), token="short")
+    for bad in ("short", "x" * 250):  # too short to be a secret, too long for the header
+        with pytest.raises(InvalidParameterError, match="32 to 249 characters"):
+            create_app(KonomiSystem(default_dims=(2, 2, 2)), token=bad)
+
+
+def test_scoped_tokens_with_a_konomi_role_drive_the_grid(tmp_path):
+    """With a token file, API tokens are taken as well: the ``konomi`` role may
+    write and open the WebSocket, a node role is forbidden, and a revoked token
+    is refused at the next request (another store revoked it: the CLI's)."""
+    store = TokenStore(tmp_path / "tokens.json")
+    writer, record = store.issue("grid", ["konomi"], 600)
+    faucet, _ = store.issue("ci", ["faucet"], 600)
+    app = create_app(KonomiSystem(default_dims=(8, 8, 8)), token=TOKEN, tokens=store)
+    cell = {"x": 0, "y": 0, "z": 0, "value": 2.0}
+    with TestClient(app) as c:
+        ok = c.post("/value", json=cell, headers={"Authorization": f"Bearer {writer}"})
+        assert ok.status_code == 200, ok.text
+        with c.websocket_connect(f"/ws?token={writer}") as ws:
+            ws.send_json({"action": "initialize"})
+            assert ws.receive_json()["status"] == "initialized"
+        no = c.post("/value", json=cell, headers={"Authorization": f"Bearer {faucet}"})
+        assert (no.status_code, no.json()["error"]["code"]) == (403, "forbidden")
+        with pytest.raises(WebSocketDisconnect), c.websocket_connect(f"/ws?token={faucet}") as ws:
+            ws.receive_json()
+        assert c.post("/value", json=cell, headers=AUTH).status_code == 200  # the server token
+
+        TokenStore(tmp_path / "tokens.json").revoke(record.id)
+        gone = c.post("/value", json=cell, headers={"Authorization": f"Bearer {writer}"})
+        assert (gone.status_code, gone.json()["error"]["code"]) == (401, "unauthorized")
+
+
+def test_a_served_grid_takes_tokens_the_cli_issues(tmp_path):
+    tokens = tmp_path / "tokens.json"
+    cli = [sys.executable, "-m", "focusflow", "auth", "token", "issue", "--file", str(tokens)]
+    issued = subprocess.run(
+        [*cli, "--subject", "grid", "--role", "konomi", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    token = json.loads(issued.stdout)["token"]
+    proc, port = _start(tmp_path, extra=("--tokens", str(tokens)))
+    try:
+        cell = {"x": 1, "y": 1, "z": 1, "value": 5.0}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            r = http.post("/value", json=cell, headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200, r.text
+            assert http.get("/value", params={"x": 1, "y": 1, "z": 1}).json()["value"] == 5.0
+    finally:
+        stop([proc])
 
 
 # -- body caps -------------------------------------------------------------------------

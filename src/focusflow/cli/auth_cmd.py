@@ -1,15 +1,18 @@
-"""``focusflow auth token issue|list|revoke``: a node's scoped API tokens.
+"""``focusflow auth token issue|list|revoke``: scoped API tokens.
 
 A token carries roles (``faucet``, ``views``, ``admin`` or any the node's
-``config.json`` defines under ``"acl"``) and an expiry; the node checks it on
-every admin request, so issuing and revoking take effect at once, with the
-node running. The token's text is printed once, at issue: the home keeps only
-its hash. docs/auth.md is the contract.
+``config.json`` defines under ``"acl"``; ``konomi`` for a Konomi server given
+the file with ``--tokens``) and an expiry. The server checks it on every admin
+request, so issuing and revoking take effect at once, with it running. The
+token's text is printed once, at issue: the file keeps only its hash.
+docs/trust.md is the contract.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,13 +24,26 @@ token_app = typer.Typer(help="Scoped API tokens: issue, list, revoke.", no_args_
 auth_app.add_typer(token_app, name="token")
 
 
-def _store(home: str | None):
+FileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        help="A token file of its own (a Konomi server's --tokens) instead of the home's.",
+        show_default=False,
+    ),
+]
+
+
+def _store(home: str | None, file: Path | None):
+    from focusflow.core.errors import InputFileError
     from focusflow.services.auth.tokens import TokenStore
 
+    if file is not None:
+        if not file.parent.is_dir():
+            raise InputFileError(f"{file.parent}: no such directory")
+        return TokenStore(file)
     root = resolve_home(home)
     if not root.is_dir():
-        from focusflow.core.errors import InputFileError
-
         raise InputFileError(f"{root}: no node home there (give --home or $FOCUSFLOW_HOME)")
     return TokenStore(tokens_path(root))
 
@@ -38,10 +54,11 @@ def issue_cmd(
     role: list[str] = typer.Option(..., "--role", help="A role it carries (repeatable)."),
     ttl: int = typer.Option(86_400, "--ttl", help="Lifetime in seconds (at most 90 days)."),
     home: HomeOpt = None,
+    file: FileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a token; its text is printed this once."""
-    token, record = _store(home).issue(subject, role, ttl)
+    token, record = _store(home, file).issue(subject, role, ttl)
     if as_json:
         print_json({"token": token, **_public(record)})
         return
@@ -50,9 +67,9 @@ def issue_cmd(
 
 
 @token_app.command("list")
-def list_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+def list_cmd(home: HomeOpt = None, file: FileOpt = None, as_json: JsonOpt = False) -> None:
     """Every token's id, subject, roles, expiry and state (never a secret)."""
-    records = [_public(r) for r in _store(home).records()]
+    records = [_public(r) for r in _store(home, file).records()]
     if as_json:
         print_json(records)
         return
@@ -63,10 +80,12 @@ def list_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
 @token_app.command("revoke")
 def revoke_cmd(
-    token_id: str = typer.Argument(..., help="The token's id (from list)."), home: HomeOpt = None
+    token_id: str = typer.Argument(..., help="The token's id (from list)."),
+    home: HomeOpt = None,
+    file: FileOpt = None,
 ) -> None:
-    """Revoke a token: the node refuses it from its next request on."""
-    _store(home).revoke(token_id)
+    """Revoke a token: the node (or Konomi server) refuses it from its next request on."""
+    _store(home, file).revoke(token_id)
     console.print(f"token {token_id} revoked")
 
 

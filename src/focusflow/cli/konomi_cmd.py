@@ -45,6 +45,12 @@ def serve_cmd(
         "--token-file",
         help="Bearer token file (created 0600 if missing); $KONOMI_TOKEN overrides it.",
     ),
+    tokens: Path | None = typer.Option(
+        None,
+        "--tokens",
+        help="Scoped API tokens to take as well (focusflow auth token issue --file FILE "
+        "--role konomi); issued and revoked ones count at once.",
+    ),
     port: int = typer.Option(3001, "--port", help="Port to bind."),
     role: list[str] = typer.Option(
         ["api", "ws", "web"], "--role", help="What to serve: api, ws, web (repeatable)."
@@ -81,7 +87,12 @@ def serve_cmd(
     bus = open_bus(redis)
     token = _server_token(token_file)
     system = KonomiSystem(store=open_store(db), default_dims=shape)
-    app = create_app(system, bus, tuple(role), token=token)
+    store = None
+    if tokens is not None:
+        from focusflow.services.auth.tokens import TokenStore
+
+        store = TokenStore(tokens)
+    app = create_app(system, bus, tuple(role), token=token, tokens=store)
     print(f"konomi: serving {', '.join(role)} on http://{host}:{port}", file=sys.stderr, flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto", ws_max_size=MAX_BODY)

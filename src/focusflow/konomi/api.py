@@ -33,6 +33,7 @@ from focusflow.konomi.guard import MAX_BODY, KonomiGuard, check_token
 from focusflow.konomi.metrics import CONTENT_TYPE, KonomiMetrics, MetricsMiddleware
 from focusflow.konomi.system import KonomiSystem
 from focusflow.konomi.ws import error_body, serve_socket
+from focusflow.services.auth.tokens import TokenStore
 
 ROLES = ("api", "ws", "web")
 
@@ -71,9 +72,11 @@ def create_app(
     *,
     token: str,
     max_body: int = MAX_BODY,
+    tokens: TokenStore | None = None,
 ) -> FastAPI:
     """The ASGI app; ``system`` and ``bus`` default to in-memory ones. ``token``
-    (required, at least 32 characters) guards every state-changing request."""
+    (required, 32 to 249 characters) guards every state-changing request; with
+    ``tokens``, scoped API tokens with a Konomi role are taken too."""
     system = system if system is not None else KonomiSystem()
     bus = bus if bus is not None else LocalBus()
 
@@ -107,7 +110,7 @@ def create_app(
     app.state.system = system
     app.state.bus = bus
     app.state.metrics = metrics
-    app.add_middleware(KonomiGuard, token=check_token(token), max_body=max_body)
+    app.add_middleware(KonomiGuard, token=check_token(token), max_body=max_body, tokens=tokens)
     # Outermost, so that requests and handshakes the guard refuses are counted too.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
 

@@ -13,19 +13,30 @@ hold more than the cap. The token is checked first, so an anonymous client
 cannot make the server read a body at all.
 
 Errors (JSON ``{"error": {"code", "message"}}``): ``unauthorized`` (401) without
-or with a wrong token, ``body_too_large`` (413), ``malformed_message`` (400) for
+or with a wrong token, ``forbidden`` (403) for an API token whose roles do not
+allow the route, ``body_too_large`` (413), ``malformed_message`` (400) for
 a Content-Length that is not a number. A refused WebSocket is closed during the
 handshake, which the server answers with HTTP 403.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
+import logging
 from urllib.parse import parse_qs
 
 from focusflow.core.asgi import ASGIApp, Receive, Scope, Send, replaying
 from focusflow.core.errors import InvalidParameterError
+from focusflow.services.auth.acl import Grant, Policy
+from focusflow.services.auth.credentials import (
+    ADMIN_ROLE,
+    MAX_AUTHORIZATION,
+    Authorizer,
+    ForbiddenError,
+)
+from focusflow.services.auth.tokens import TokenStore, UnauthorizedError
+
+log = logging.getLogger("focusflow.konomi.guard")
 
 #: Largest request body (and WebSocket message) in bytes: the largest legitimate
 #: body (a template or a block) is under 200 bytes; LLM text travels in the query.
@@ -36,13 +47,16 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ENV_TOKEN = "KONOMI_TOKEN"
 #: Shortest token the server accepts: a short one could be guessed.
 MIN_TOKEN_CHARS = 32
+#: Longest: ``Bearer <token>`` stays within the header length the guard reads.
+MAX_TOKEN_CHARS = MAX_AUTHORIZATION - len("Bearer ")
 
 
 def check_token(token: str) -> str:
-    """``token`` if it is long enough to serve as the server's secret."""
-    if len(token) < MIN_TOKEN_CHARS:
+    """``token`` if it is long enough to serve as the server's secret, and short
+    enough for an ``Authorization`` header the guard reads (MAX_AUTHORIZATION)."""
+    if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
         raise InvalidParameterError(
-            f"the Konomi token must have at least {MIN_TOKEN_CHARS} characters"
+            f"the Konomi token must have {MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} characters"
         )
     return token
 
@@ -83,32 +97,74 @@ async def _error(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class KonomiGuard:
-    """ASGI middleware: token on state-changing requests, a cap on body bytes."""
+#: Konomi's roles: ``admin`` (the server token's) may do anything; ``konomi``
+#: may drive the grid (every state-changing route and the WebSocket).
+KONOMI_ROLES: dict[str, tuple[Grant, ...]] = {
+    ADMIN_ROLE: (Grant("*", "**"),),
+    "konomi": (Grant("write", "konomi/**"),),
+}
 
-    def __init__(self, app: ASGIApp, token: str, max_body: int = MAX_BODY) -> None:
+
+def resource_of(scope: Scope) -> str:
+    """The ACL resource a request touches: ``konomi/`` and its path's first two
+    segments (``konomi/llm/process``, ``konomi/ws``), each cut to 64 characters
+    so that any path names a valid resource."""
+    parts = [p[:64] for p in str(scope.get("path", "")).split("/") if p][:2]
+    return "/".join(["konomi", *parts])
+
+
+class KonomiGuard:
+    """ASGI middleware: credentials on state-changing requests, a cap on body bytes.
+
+    The server's token holds the ``admin`` role; with a token file, scoped API
+    tokens (``focusflow auth token issue --file FILE --role konomi``) are taken
+    too, and decided by ``KONOMI_ROLES`` (:class:`Authorizer`).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        max_body: int = MAX_BODY,
+        tokens: TokenStore | None = None,
+    ) -> None:
         self.app = app
-        self._token = check_token(token).encode()
+        self.authorizer = Authorizer(check_token(token), tokens, Policy(KONOMI_ROLES))
         self.max_body = max_body
 
-    def _authorised(self, scope: Scope) -> bool:
-        return hmac.compare_digest(_bearer(scope).encode(), self._token)
+    def _refusal(self, scope: Scope) -> tuple[int, str] | None:
+        """None if the request's credential may write here, else its (status, code)."""
+        try:
+            self.authorizer.authorize(f"Bearer {_bearer(scope)}", "write", resource_of(scope))
+        except UnauthorizedError as exc:
+            log.info("konomi refused credentials: %s", exc.reason)
+            return 401, exc.code
+        except ForbiddenError as exc:
+            log.info("konomi refused: %s", exc.reason)
+            return 403, exc.code
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            if not self._authorised(scope):
+            refused = self._refusal(scope)
+            if refused is not None:
                 await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+                await send({"type": "websocket.close", "code": 1008, "reason": refused[1]})
                 return
             await self.app(scope, receive, send)
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] not in READ_METHODS and not self._authorised(scope):
-            await _error(
-                send, 401, "unauthorized", "this route needs Authorization: Bearer <konomi token>"
+        refused = None if scope["method"] in READ_METHODS else self._refusal(scope)
+        if refused is not None:
+            status, code = refused
+            message = (
+                "this route needs Authorization: Bearer <konomi token or API token>"
+                if status == 401
+                else "this credential's roles do not allow this route"
             )
+            await _error(send, status, code, message)
             return
         try:
             declared = _content_length(scope)
