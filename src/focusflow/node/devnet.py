@@ -60,6 +60,7 @@ from focusflow.node.home import (
 from focusflow.node.serve import serve
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.node.wiring import open_chain
+from focusflow.services.dns import DnsSettings
 
 log = logging.getLogger("focusflow.node")
 
@@ -106,9 +107,11 @@ def run_devnet(
     block_time: float = 1.0,
     da_withhold: float = 0.0,
     mempool: MempoolLimits | None = None,
+    dns: DnsSettings | None = None,
 ) -> None:
     """Create or resume the devnet at ``home_path`` and serve it until a signal.
 
+    ``dns``: also answer the chain's names over DNS (``focusflow.services.dns``).
     ``da_withhold`` (tests only) makes the node serve only part of every data
     square: see ``focusflow.node.da_store.DAStore``. ``mempool``: the
     mempool's limits (default MempoolLimits()).
@@ -120,7 +123,7 @@ def run_devnet(
         home, created = init_devnet(home_path)
         lock_fd = lock_home(home)
         try:
-            _serve(home, created, sock, block_time, da_withhold, mempool)
+            _serve(home, created, sock, block_time, da_withhold, mempool, dns)
         finally:
             os.close(lock_fd)
     finally:
@@ -134,6 +137,7 @@ def _serve(
     block_time: float,
     da_withhold: float,
     mempool: MempoolLimits | None = None,
+    dns: DnsSettings | None = None,
 ) -> None:
     genesis = home.load_genesis()
     key = home.load_validator_key()
@@ -174,6 +178,7 @@ def _serve(
             fields=ready_fields,
             stop_on_failure=True,
             notes=cli_notes(home.path) + evm_notes(genesis),
+            dns=dns,
         )
     finally:
         # After serve returns the block in progress is committed: close the store.

@@ -44,11 +44,18 @@ def devnet(
     mempool_txs: int = typer.Option(
         50_000, "--mempool-txs", min=1, help="Most transactions the mempool holds."
     ),
+    dns: str | None = typer.Option(
+        None,
+        "--dns",
+        help="Also answer registered names over DNS on this UDP host:port "
+        "(TXT records of NAME.focus).",
+    ),
 ) -> None:
     """Start a devnet: a network of one validator (created on first run, resumed later)."""
     from focusflow.chain.mempool import MempoolLimits
     from focusflow.node import logs
     from focusflow.node.devnet import parse_duration, run_devnet
+    from focusflow.services.dns import DnsSettings
 
     seconds = parse_duration(block_time)
     logs.setup(json_logs)
@@ -59,6 +66,7 @@ def devnet(
         block_time=seconds,
         da_withhold=da_withhold,
         mempool=MempoolLimits(max_txs=mempool_txs),
+        dns=None if dns is None else DnsSettings.parse(dns),
     )
 
 

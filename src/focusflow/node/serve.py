@@ -24,9 +24,13 @@ import uvicorn
 
 from focusflow.api.app import create_app
 from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
+from focusflow.core.cid import cid_from_bytes
+from focusflow.core.keys import encode_address
+from focusflow.modules.names import InvalidNameError, check_name, resolve
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.services.auth.credentials import Authorizer
+from focusflow.services.dns import DnsSettings, Lookup, serve_dns
 from focusflow.store.particle_texts import ParticleTexts
 
 log = logging.getLogger("focusflow.node")
@@ -60,6 +64,7 @@ def serve(
     fields: Callable[[str], dict],
     stop_on_failure: bool = False,
     notes: Sequence[str] = (),
+    dns: DnsSettings | None = None,
 ) -> None:
     """Run ``runtime`` and its API on ``sock`` until SIGINT/SIGTERM.
 
@@ -75,7 +80,9 @@ def serve(
     texts = ParticleTexts(home.texts)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_serve(runtime, home, sock, ready, fields, stop_on_failure, texts, notes))
+            runner.run(
+                _serve(runtime, home, sock, ready, fields, stop_on_failure, texts, notes, dns)
+            )
     finally:
         texts.close()
         for s, handler in previous.items():
@@ -91,8 +98,10 @@ async def _serve(
     stop_on_failure: bool,
     texts: ParticleTexts,
     notes: Sequence[str],
+    dns: DnsSettings | None,
 ) -> None:
     config = home.load_config() if home.config.exists() else {}
+    dns = dns if dns is not None else DnsSettings.from_json(config.get("dns"))
     admin_token = home.read_admin_token()
     app = create_app(
         runtime,
@@ -116,6 +125,11 @@ async def _serve(
         runtime.on_failure = lambda: setattr(server, "should_exit", True)
     api = api_url(sock)
     await runtime.start_async()
+    names = None
+    if dns is not None:
+        names = await serve_dns(dns, name_lookup(runtime))
+        host, port = names.get_extra_info("sockname")[:2]
+        log.info("dns ready", extra={"fields": {"dns": f"{host}:{port}", "zone": dns.zone}})
     home.write_node_info(api)
     log.info(ready, extra={"fields": fields(api)})
     for note in notes:
@@ -123,4 +137,25 @@ async def _serve(
     try:
         await server.serve(sockets=[sock])
     finally:
+        if names is not None:
+            names.close()
         await runtime.stop_async()
+
+
+def name_lookup(runtime: ValidatorRuntime) -> Lookup:
+    """The DNS server's view of the names module: a registered name's particle
+    CID and owner in the newest committed state."""
+
+    def lookup(label: str) -> tuple[str, str] | None:
+        try:
+            check_name(label)
+        except InvalidNameError:
+            return None
+        with runtime.chain.reader() as r:
+            record = resolve(r, label)
+        if record is None:
+            return None
+        cid, owner = record
+        return cid_from_bytes(cid), encode_address(owner)
+
+    return lookup

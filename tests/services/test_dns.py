@@ -1,0 +1,129 @@
+"""The names' DNS server: answers built by dnspython's client side read back,
+and every hostile datagram dropped or refused without an amplified answer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from focusflow.core.errors import InvalidParameterError
+from focusflow.services.dns import MAX_QUERY_BYTES, DnsSettings, Resolver, serve_dns
+
+CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+OWNER = "cyber1qqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v8"
+NAMES = {"kitty": (CID, OWNER)}
+
+
+def _resolver() -> Resolver:
+    return Resolver("focus", NAMES.get)
+
+
+def _ask(name: str, rdtype: str = "TXT", **kw) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype, **kw)
+    wire = _resolver().answer(query.to_wire())
+    assert wire is not None
+    response = dns.message.from_wire(wire)
+    assert response.id == query.id
+    return response
+
+
+def test_a_registered_name_answers_its_cid_and_owner():
+    r = _ask("kitty.focus.")
+    assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+    assert not r.flags & dns.flags.RA
+    (rrset,) = r.answer
+    texts = sorted(b"".join(rd.strings).decode() for rd in rrset)
+    assert texts == [f"cid={CID}", f"owner={OWNER}"]
+    assert rrset.ttl == 5
+    assert _ask("KiTTy.FOCUS.").answer[0].name.to_text().lower() == "kitty.focus."
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "rcode", "answers"),
+    [
+        ("nobody.focus.", "TXT", dns.rcode.NXDOMAIN, 0),
+        ("a.kitty.focus.", "TXT", dns.rcode.NXDOMAIN, 0),
+        ("kitty.focus.", "A", dns.rcode.NOERROR, 0),  # the name exists, holds no address
+        ("focus.", "TXT", dns.rcode.NOERROR, 0),  # the apex
+        ("kitty.example.", "TXT", dns.rcode.REFUSED, 0),  # not ours: no recursion
+        ("kitty.focus.", "ANY", dns.rcode.NOTIMP, 0),  # the amplifier's query
+    ],
+)
+def test_what_is_not_a_registered_names_txt(name, rdtype, rcode, answers):
+    r = _ask(name, rdtype)
+    assert (r.rcode(), len(r.answer)) == (rcode, answers)
+
+
+def test_other_classes_and_opcodes_are_refused():
+    assert _ask("kitty.focus.", "TXT", rdclass="CH").rcode() == dns.rcode.REFUSED
+    query = dns.message.make_query("kitty.focus.", "TXT")
+    query.set_opcode(dns.opcode.NOTIFY)
+    wire = _resolver().answer(query.to_wire())
+    assert dns.message.from_wire(wire).rcode() == dns.rcode.NOTIMP
+
+
+def test_hostile_datagrams():
+    resolver = _resolver()
+    query = dns.message.make_query("kitty.focus.", "TXT")
+    wire = query.to_wire()
+    assert resolver.answer(b"") is None
+    assert resolver.answer(b"\x00" * 5) is None  # not even a header
+    assert resolver.answer(os.urandom(MAX_QUERY_BYTES + 1)) is None  # dropped unread
+    # a header and garbage: FORMERR with the query's id, no sections
+    bad = resolver.answer(wire[:12] + b"\xff" * 20)
+    assert bad is not None and len(bad) == 12 and bad[:2] == wire[:2]
+    assert dns.message.from_wire(bad).rcode() == dns.rcode.FORMERR
+    # a response is never answered (two servers must not ping-pong)
+    response = dns.message.make_response(query).to_wire()
+    assert resolver.answer(response) is None
+    assert resolver.answer(response[:12] + b"\xff" * 20) is None
+    # two questions
+    two = bytearray(wire)
+    two[5] = 2
+    two += wire[12:]
+    assert dns.message.from_wire(resolver.answer(bytes(two))).rcode() == dns.rcode.FORMERR
+    # random bytes of every length: an answer, when there is one, is never
+    # larger than a plain TXT answer, and nothing raises
+    biggest = len(resolver.answer(wire))
+    for n in range(MAX_QUERY_BYTES + 1):
+        out = resolver.answer(os.urandom(n))
+        assert out is None or len(out) <= max(biggest, n)
+
+
+def test_settings_are_checked():
+    assert DnsSettings.parse("127.0.0.1:5353") == DnsSettings("127.0.0.1", 5353, "focus")
+    assert DnsSettings.from_json(None) is None
+    assert DnsSettings.from_json({"listen": "[::1]:53", "zone": "Names.Example."}) == (
+        DnsSettings("::1", 53, "names.example")
+    )
+    for bad in ("5353", "host:port", "h:70000", ""):
+        with pytest.raises(InvalidParameterError):
+            DnsSettings.parse(bad)
+    for doc in ([], {"listen": "127.0.0.1:1", "extra": 1}, {"listen": "h:1", "zone": ""}):
+        with pytest.raises(InvalidParameterError):
+            DnsSettings.from_json(doc)
+
+
+def test_the_server_answers_over_udp_on_loopback():
+    async def main():
+        transport = await serve_dns(DnsSettings("127.0.0.1", 0, "focus"), NAMES.get)
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            query = dns.message.make_query("kitty.focus.", "TXT")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                None, lambda: dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
+            )
+        finally:
+            transport.close()
+
+    r = asyncio.run(main())
+    assert r.rcode() == dns.rcode.NOERROR and len(r.answer) == 1
