@@ -297,7 +297,8 @@ def test_empty_blocks_fold(page, devnet):
     # one read of the row: a block arriving between separate reads re-renders the
     # table, and the attributes would come from two different rows
     first, last, count, text = run.evaluate(
-        "e => [+e.dataset.from, +e.dataset.to, +e.dataset.count, e.textContent]")
+        "e => [+e.dataset.from, +e.dataset.to, +e.dataset.count, e.textContent]"
+    )
     assert last - first + 1 == count
     assert "empty block" in text
 
