@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import hmac
-import json
-import os
 import re
 import secrets
 import time
@@ -30,12 +27,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.services.auth.shared_file import SharedJson
 
 PREFIX = "ffk_"
 #: Longest text taken as a token (anything longer is refused unread).
 MAX_TOKEN = 128
 #: Longest lifetime a token may be issued with (90 days).
 MAX_TTL_S = 90 * 24 * 3600
+#: Records of tokens expired longer ago than this are dropped at the next change.
+PRUNE_AFTER_MS = 24 * 3600 * 1000
 _FORMAT = re.compile(r"ffk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
 
@@ -76,54 +76,29 @@ class TokenStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._file = SharedJson(self.path, "token file", [])
         self._records: dict[str, TokenRecord] = {}
-        self._seen: tuple[int, int, int] | None = None
         self.refresh()
-
-    def _stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def refresh(self) -> None:
         """Reload the file if it changed since it was last read (one ``stat`` if not)."""
-        stamp = self._stamp()
-        if stamp == self._seen:
-            return
-        records: dict[str, TokenRecord] = {}
-        if stamp is not None:
-            try:
-                raw = json.loads(self.path.read_text())
-                records = {r["id"]: TokenRecord(**r) for r in raw}
-            except (OSError, ValueError, TypeError, KeyError) as exc:
-                raise InvalidParameterError(f"{self.path}: not a token file: {exc}") from None
-        self._records = records
-        self._seen = stamp
+        if self._file.changed():
+            self._load(self._file.read())
+
+    def _load(self, raw: object) -> None:
+        try:
+            self._records = {r["id"]: TokenRecord(**r) for r in raw}  # type: ignore[attr-defined]  # checked by the except
+        except (TypeError, KeyError) as exc:
+            raise InvalidParameterError(f"{self.path}: not a token file: {exc}") from None
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
-        """Hold the store's lock, with the file's latest contents loaded."""
-        lock = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._seen = None
-            self.refresh()
+        """Hold the store's lock with the file's latest contents loaded; write
+        them back on leaving."""
+        with self._file.locked():
+            self._load(self._file.read())
             yield
-        finally:
-            os.close(fd)
-
-    def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump([asdict(r) for r in self._records.values()], fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
-        self._seen = self._stamp()
+            self._file.write([asdict(r) for r in self._records.values()])
 
     def issue(
         self, subject: str, roles: list[str], ttl_s: int, now_ms: int | None = None
@@ -146,8 +121,11 @@ class TokenStore:
             hashlib.sha256(secret.encode()).hexdigest(),
         )
         with self._changing():
+            # records of tokens expired a day before are dropped here: logins
+            # issue one each, and the file must not grow with them forever
+            stale = now - PRUNE_AFTER_MS
+            self._records = {k: r for k, r in self._records.items() if r.expires_ms > stale}
             self._records[token_id] = record
-            self._save()
         return f"{PREFIX}{token_id}_{secret}", record
 
     def verify(self, token: str, now_ms: int | None = None) -> TokenRecord:
@@ -174,7 +152,6 @@ class TokenStore:
             if record is None:
                 raise InvalidParameterError(f"no token {token_id!r}")
             record.revoked = True
-            self._save()
 
     def records(self) -> list[TokenRecord]:
         """Every token's record (no secrets: only their hashes are kept)."""
