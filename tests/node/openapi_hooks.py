@@ -10,8 +10,9 @@ JSON Schema, and the generator gets them here:
   positive case's texts are cut to 4096 bytes of valid UTF-8;
 - the meaning of a body: a transaction is accepted only when signed with the
   sender's next nonce, a Datalog program only when it parses and defines its
-  ``output``. A positive case of those operations carries, before it is sent,
-  a transaction the devnet's funded key signs now, or a program that does.
+  ``output``, a login only with an operator's password. A positive case of
+  those operations carries, before it is sent, a transaction the devnet's
+  funded key signs now, a program that does, or the operator's credentials.
   The time limit is left out of a positive query: any program can run out of
   one millisecond. Negative cases are sent as generated.
 """
@@ -34,6 +35,12 @@ from tests.node.devnet_process import link_msg
 
 HOME = Path(os.environ["FOCUSFLOW_OPENAPI_HOME"])
 API = os.environ["FOCUSFLOW_OPENAPI_API"]
+#: The operator test_openapi creates: a positive login case logs in as them
+#: (random credentials would be refused, and their failures close the client).
+LOGIN = {
+    "user": os.environ["FOCUSFLOW_OPENAPI_USER"],
+    "password": os.environ["FOCUSFLOW_OPENAPI_PASSWORD"],
+}
 _serial = itertools.count()
 
 
@@ -75,6 +82,8 @@ def before_call(context, case, kwargs) -> None:
         case.body = _signed_tx() if cbor else {"tx": _signed_tx().hex()}
     elif case.path == "/v1/txs/batch" and cbor:
         case.body = encode([_signed_tx()])
+    elif case.path == "/v1/auth/login" and isinstance(case.body, dict):
+        case.body = {**case.body, **LOGIN}
     elif case.path == "/v1/query" and isinstance(case.body, dict):
         case.body = {
             **{k: v for k, v in case.body.items() if k != "timeout_s"},

@@ -4,6 +4,7 @@ answered with its stable code and no change of state."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -374,6 +375,40 @@ def test_scoped_tokens_from_the_cli_reach_the_running_node(shared_devnet, linked
         assert c.get(f"/v1/accounts/{to}").json()["balance"] == 3
     listed = json.loads(_auth_cli(net, "list", "--json").stdout)
     assert [t["revoked"] for t in listed if t["id"] == doc["id"]] == [True]
+
+
+def test_an_operator_logs_in_with_a_password_set_by_the_cli(shared_devnet, linked):
+    """``auth password set`` on the running node's home, then POST /v1/auth/login:
+    the token it answers does what the user's role allows."""
+    net = shared_devnet
+    password = "a long enough passphrase"
+    cli = [sys.executable, "-m", "focusflow", "auth", "password", "set", "--home", str(net.home)]
+    done = subprocess.run(
+        [*cli, "--user", "ops", "--role", "faucet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "FOCUSFLOW_PASSWORD": password},
+    )
+    assert done.returncode == 0, done.stderr
+    assert password not in (net.home / "passwords.json").read_text()
+    to = KeyPair.from_seed(b"p" * 32).address
+    with net.client() as c:
+        wrong = c.post("/v1/auth/login", json={"user": "ops", "password": password + "!"})
+        assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "unauthorized")
+        long = c.post("/v1/auth/login", json={"user": "ops", "password": "x" * 10_000})
+        assert long.status_code == 400
+        ok = c.post("/v1/auth/login", json={"user": "ops", "password": password, "ttl_s": 120})
+        assert ok.status_code == 200, ok.text
+        doc = ok.json()
+        assert doc["roles"] == ["faucet"] and doc["token"].startswith("ffk_")
+        bearer = {"Authorization": f"Bearer {doc['token']}"}
+        sent = c.post("/v1/admin/faucet", json={"address": to, "amount": 2}, headers=bearer)
+        assert sent.status_code == 202, sent.text
+        view = {"name": "pw", "program": "?[x] := x = 1", "output": "?"}
+        denied = c.post("/v1/query/views", json=view, headers=bearer)
+        assert denied.status_code == 403
 
 
 def test_metrics_expose_height_and_mempool(shared_devnet, linked):

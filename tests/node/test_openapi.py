@@ -23,15 +23,20 @@ from pathlib import Path
 import pytest
 
 from focusflow.node.home import init_devnet
+from focusflow.services.auth.passwords import PasswordStore
 from tests.node.devnet_process import ROOT, start_devnet
 
 ST = Path(sys.executable).with_name("schemathesis")
+FUZZ_USER = "fuzz"
+FUZZ_PASSWORD = "correct horse battery staple"
 
 
 def _run_schemathesis(tmp_path: Path, max_examples: int, timeout: float) -> None:
     home = tmp_path / "home"
     init_devnet(home)
     (home / "config.json").write_text(json.dumps({"api_limits": {"exempt_loopback": True}}))
+    # an operator whose password the hooks put into positive login cases
+    PasswordStore(home / "passwords.json").set(FUZZ_USER, FUZZ_PASSWORD, ["views"])
     net = start_devnet(home)
     try:
         env = dict(
@@ -40,6 +45,8 @@ def _run_schemathesis(tmp_path: Path, max_examples: int, timeout: float) -> None
             SCHEMATHESIS_HOOKS="tests.node.openapi_hooks",
             FOCUSFLOW_OPENAPI_HOME=str(home),
             FOCUSFLOW_OPENAPI_API=net.api,
+            FOCUSFLOW_OPENAPI_USER=FUZZ_USER,
+            FOCUSFLOW_OPENAPI_PASSWORD=FUZZ_PASSWORD,
         )
         r = subprocess.run(
             [

@@ -20,6 +20,7 @@ from focusflow.api import (
     errors,
     evm_ws,
     openapi,
+    routes_auth,
     routes_chain,
     routes_da,
     routes_evm,
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(routes_evm.router)
     app.include_router(evm_ws.router)
     app.include_router(routes_wasm.router)
+    app.include_router(routes_auth.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

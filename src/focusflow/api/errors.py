@@ -41,6 +41,8 @@ STATUS = {
     "unknown_share": 404,
     "unauthorized": 401,
     "forbidden": 403,
+    "too_many_attempts": 429,
+    "login_busy": 503,
     "body_too_large": 413,
     "mempool_full": 429,
     "mempool_senders_full": 429,

@@ -22,6 +22,12 @@ from focusflow.core.home import resolve_home, tokens_path
 auth_app = typer.Typer(help="Credentials for a node's admin endpoints.", no_args_is_help=True)
 token_app = typer.Typer(help="Scoped API tokens: issue, list, revoke.", no_args_is_help=True)
 auth_app.add_typer(token_app, name="token")
+password_app = typer.Typer(
+    help="Operators' passwords (Argon2id), exchanged for tokens at POST /v1/auth/login.",
+    no_args_is_help=True,
+)
+auth_app.add_typer(password_app, name="password")
+ENV_PASSWORD = "FOCUSFLOW_PASSWORD"
 
 
 FileOpt = Annotated[
@@ -93,3 +99,64 @@ def _public(record) -> dict:
     doc = asdict(record)
     doc.pop("secret_sha256")
     return doc
+
+
+def _passwords(home: str | None):
+    from focusflow.core.errors import InputFileError
+    from focusflow.core.home import passwords_path
+    from focusflow.services.auth.passwords import PasswordStore
+
+    root = resolve_home(home)
+    if not root.is_dir():
+        raise InputFileError(f"{root}: no node home there (give --home or $FOCUSFLOW_HOME)")
+    return PasswordStore(passwords_path(root))
+
+
+def _new_password() -> str:
+    """$FOCUSFLOW_PASSWORD, else asked twice on a terminal."""
+    import getpass
+    import os
+    import sys
+
+    from focusflow.core.errors import InvalidParameterError
+
+    given = os.environ.get(ENV_PASSWORD)
+    if given:
+        return given
+    if not sys.stdin.isatty():
+        raise InvalidParameterError(f"no terminal to ask the password on: set ${ENV_PASSWORD}")
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise InvalidParameterError("the two passwords differ")
+    return first
+
+
+@password_app.command("set")
+def password_set_cmd(
+    user: str = typer.Option(..., "--user", help="The operator's name (a-z 0-9 . _ -)."),
+    role: list[str] = typer.Option(..., "--role", help="A role the user holds (repeatable)."),
+    home: HomeOpt = None,
+) -> None:
+    """Create or replace an operator (password from $FOCUSFLOW_PASSWORD, else asked)."""
+    _passwords(home).set(user, _new_password(), role)
+    console.print(f"user {user} set, roles {', '.join(sorted(set(role)))}")
+
+
+@password_app.command("remove")
+def password_remove_cmd(
+    user: str = typer.Option(..., "--user", help="The operator to remove."), home: HomeOpt = None
+) -> None:
+    """Remove an operator: no new logins (tokens already issued live out their hour)."""
+    _passwords(home).remove(user)
+    console.print(f"user {user} removed")
+
+
+@password_app.command("list")
+def password_list_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Operators and their roles (never a hash)."""
+    users = [{"user": r.user, "roles": list(r.roles)} for r in _passwords(home).records()]
+    if as_json:
+        print_json(users)
+        return
+    for u in users:
+        console.print(f"{u['user']}  {','.join(u['roles'])}")

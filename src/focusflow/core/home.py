@@ -43,6 +43,11 @@ def tokens_path(home: Path) -> Path:
     return Path(home) / "tokens.json"
 
 
+def passwords_path(home: Path) -> Path:
+    """A node's operators' passwords, as Argon2id hashes."""
+    return Path(home) / "passwords.json"
+
+
 def keys_dir(home: Path) -> Path:
     """The wallet's directory inside a home."""
     return Path(home) / "keys"

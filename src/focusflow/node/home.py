@@ -28,6 +28,7 @@ from focusflow.core.home import (
     create_token_file,
     is_loopback_host,
     keys_dir,
+    passwords_path,
     read_token_file,
     tokens_path,
     validator_key_path,
@@ -98,6 +99,11 @@ class Home:
     def tokens(self) -> Path:
         """Scoped API tokens (``focusflow auth token issue``), stored hashed."""
         return tokens_path(self.path)
+
+    @property
+    def passwords(self) -> Path:
+        """Operators' passwords (``focusflow auth password set``), as Argon2id hashes."""
+        return passwords_path(self.path)
 
     @property
     def keys(self) -> Path:

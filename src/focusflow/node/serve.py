@@ -108,7 +108,9 @@ async def _serve(
         admin_token,
         LimitSettings.from_json(config.get("api_limits")),
         particle_texts=texts,
-        authorizer=Authorizer.for_home(admin_token, home.tokens, config.get("acl")),
+        authorizer=Authorizer.for_home(
+            admin_token, home.tokens, config.get("acl"), passwords_file=home.passwords
+        ),
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -26,7 +26,13 @@ from typing import Any
 
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.services.auth.acl import ACTIONS, Grant, Policy, decide
-from focusflow.services.auth.tokens import PREFIX, TokenStore, UnauthorizedError
+from focusflow.services.auth.passwords import (
+    LoginGate,
+    PasswordStore,
+    check_password,
+    check_user,
+)
+from focusflow.services.auth.tokens import PREFIX, TokenRecord, TokenStore, UnauthorizedError
 
 #: Longest ``Authorization`` header read at all (a token is at most 128
 #: characters, the admin token 64 hex digits).
@@ -34,6 +40,10 @@ MAX_AUTHORIZATION = 256
 #: Most roles a configured policy may define, and grants a role may hold.
 MAX_ROLES = 64
 MAX_GRANTS = 64
+
+#: A login's token lives an hour unless asked otherwise, a day at most.
+LOGIN_TTL_S = 3600
+MAX_LOGIN_TTL_S = 24 * 3600
 
 #: The admin token's role.
 ADMIN_ROLE = "admin"
@@ -104,21 +114,59 @@ def policy_from_json(doc: Any, base: Mapping[str, tuple[Grant, ...]] = NODE_ROLE
 
 
 class Authorizer:
-    """The node's credentials (admin token, token store) and its policy."""
+    """The node's credentials (admin token, tokens, passwords) and its policy."""
 
     def __init__(
-        self, admin_token: str, tokens: TokenStore | None = None, policy: Policy | None = None
+        self,
+        admin_token: str,
+        tokens: TokenStore | None = None,
+        policy: Policy | None = None,
+        passwords: PasswordStore | None = None,
     ) -> None:
         self._admin = admin_token.encode()
         self.tokens = tokens
         self.policy = policy if policy is not None else Policy(NODE_ROLES)
+        self.passwords = passwords
+        self.gate = LoginGate()
 
     @classmethod
-    def for_home(cls, admin_token: str, tokens_file: Path, acl: Any = None) -> Authorizer:
+    def for_home(
+        cls,
+        admin_token: str,
+        tokens_file: Path,
+        acl: Any = None,
+        passwords_file: Path | None = None,
+    ) -> Authorizer:
         """A node's authorizer: its admin token, the token file of its home
-        (made by ``focusflow auth token issue``; none yet is no tokens) and
-        the roles of its config."""
-        return cls(admin_token, TokenStore(tokens_file), policy_from_json(acl))
+        (made by ``focusflow auth token issue``; none yet is no tokens), the
+        roles of its config, and its operators' passwords (``focusflow auth
+        password set``; none yet is no logins)."""
+        passwords = PasswordStore(passwords_file) if passwords_file is not None else None
+        return cls(admin_token, TokenStore(tokens_file), policy_from_json(acl), passwords)
+
+    def login(
+        self, user: str, password: str, client: str, ttl_s: int = LOGIN_TTL_S
+    ) -> tuple[str, TokenRecord]:
+        """A fresh scoped token with ``user``'s roles, for the right password.
+
+        Bounded before anything is hashed (the user name's and the password's
+        shape, the gate's failure counts and free slots); a wrong password
+        counts against the user and the client address.
+        """
+        check_user(user)
+        check_password(password)
+        if not (isinstance(ttl_s, int) and 0 < ttl_s <= MAX_LOGIN_TTL_S):
+            raise InvalidParameterError(f"a login's token lives 1..{MAX_LOGIN_TTL_S} seconds")
+        if self.passwords is None or self.tokens is None:
+            raise UnauthorizedError("this server takes no passwords")
+        self.gate.check(user, client)
+        with self.gate.slot():
+            try:
+                record = self.passwords.verify(user, password)
+            except UnauthorizedError:
+                self.gate.failed(user, client)
+                raise
+        return self.tokens.issue(f"user:{user}", list(record.roles), ttl_s)
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The caller a ``Bearer`` header names; :class:`UnauthorizedError` otherwise."""
