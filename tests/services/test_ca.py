@@ -210,3 +210,75 @@ def test_a_torn_last_entry_is_not_an_entry(tmp_path, torn):
     issued = ca.issue("b.example")
     assert issued.leaf_index == 1 and len(ca.entries()) == 2
     assert ca.log().size == 2
+
+
+def _openssl_dgst_verify(tmp_path, public_pem, data: bytes, der: bytes) -> bool:
+    assert OPENSSL is not None, "the openssl binary is missing: ./dev test installs it"
+    (tmp_path / "data.bin").write_bytes(data)
+    (tmp_path / "sig.der").write_bytes(der)
+    args = [OPENSSL, "dgst", "-sha256", "-verify", str(public_pem), "-signature"]
+    args += [str(tmp_path / "sig.der"), str(tmp_path / "data.bin")]
+    r = subprocess.run(args, capture_output=True, text=True, check=False)
+    return r.returncode == 0 and "Verified OK" in r.stdout
+
+
+def test_signed_tree_heads_verify_with_openssl_and_bind_the_proofs(tmp_path, capsys):
+    """``ct sth`` signs RFC 6962's TreeHeadSignature with the log's key: the real
+    openssl checks the signature over the bytes RFC 6962 lays out (written here
+    from the RFC, not by our encoder), an inclusion proof recomputes the signed
+    root, and any changed field fails both openssl and our verifier."""
+    import struct
+
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from focusflow.services.trust.sth import SignedTreeHead, TreeHeadError, verify_tree_head
+
+    home = tmp_path / "ca"
+    assert cli(capsys, "ca", "init", "--home", str(home))[0] == 0
+    for name in ("a.example", "b.example", "c.example"):
+        args = ["ca", "issue", "--home", str(home), "--name", name, "--out", str(tmp_path / name)]
+        assert cli(capsys, *args)[0] == 0
+    code, out, err = cli(capsys, "ct", "sth", "--home", str(home), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["tree_size"] == 3
+    signature = bytes.fromhex(doc["tree_head_signature"])
+    assert signature[:2] == bytes([4, 3])  # sha256, ecdsa (RFC 5246 section 7.4.1.4.1)
+    (length,) = struct.unpack(">H", signature[2:4])
+    der = signature[4:]
+    assert length == len(der)
+    # RFC 6962 section 3.5: version v1 (0), signature_type tree_hash (1), uint64
+    # timestamp, uint64 tree_size, the 32-byte root
+    signed = (
+        bytes([0, 1])
+        + doc["timestamp"].to_bytes(8, "big")
+        + doc["tree_size"].to_bytes(8, "big")
+        + bytes.fromhex(doc["sha256_root_hash"])
+    )
+    public_pem = home / "ct" / "log_pub.pem"
+    assert _openssl_dgst_verify(tmp_path, public_pem, signed, der)
+    tampered = signed[:-1] + bytes([signed[-1] ^ 1])
+    assert not _openssl_dgst_verify(tmp_path, public_pem, tampered, der)
+
+    public = load_pem_public_key(public_pem.read_bytes())
+    sth = SignedTreeHead.from_json(doc)
+    verify_tree_head(sth, public)
+    flipped = signature[:-1] + bytes([signature[-1] ^ 1])
+    for changed in (
+        {**doc, "tree_size": 4},
+        {**doc, "timestamp": doc["timestamp"] + 1},
+        {**doc, "sha256_root_hash": "00" * 32},
+        {**doc, "tree_head_signature": flipped.hex()},
+        {**doc, "tree_head_signature": "0503" + signature[2:].hex()},  # sha384: not ours
+        {**doc, "tree_head_signature": signature[:-1].hex()},  # length no longer matches
+    ):
+        with pytest.raises(TreeHeadError):
+            verify_tree_head(SignedTreeHead.from_json(changed), public)
+    with pytest.raises(TreeHeadError):
+        SignedTreeHead.from_json({"tree_size": 1})
+
+    # a certificate's proof recomputes the root the log signed
+    cert = str(tmp_path / "b.example" / "cert.pem")
+    code, out, _ = cli(capsys, "ct", "proof", "--home", str(home), "--cert", cert, "--json")
+    proof = json.loads(out)
+    assert proof["tree_size"] == sth.tree_size and bytes.fromhex(proof["root_hash"]) == sth.root

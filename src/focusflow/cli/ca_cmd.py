@@ -111,6 +111,22 @@ def proof_cmd(
         )
 
 
+@ct_app.command("sth")
+def sth_cmd(
+    home: Path = HomeOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the signed tree head as JSON."),
+) -> None:
+    """The log's signed tree head: its size and root, signed by the log's key
+    (HOME/ct/log_pub.pem verifies it)."""
+    from focusflow.services.trust.ca import CertificateAuthority
+
+    sth = CertificateAuthority.open(home).signed_tree_head()
+    if as_json:
+        print_json(sth.to_json())
+    else:
+        console.print(f"size {sth.tree_size}, root {sth.root.hex()}, at {sth.timestamp_ms} ms")
+
+
 @ct_app.command("consistency")
 def consistency_cmd(
     home: Path = HomeOpt,

@@ -20,6 +20,7 @@ certificate the index does not name (logged, never handed out).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -35,6 +36,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from focusflow.core.errors import InputFileError, InvalidParameterError
 from focusflow.services.trust.ctlog import MerkleLog, leaf_hash
+from focusflow.services.trust.sth import SignedTreeHead, sign_tree_head
 
 #: Lifetime of a leaf certificate unless asked otherwise: short, as step-ca's.
 LEAF_HOURS = 24
@@ -160,6 +162,7 @@ class CertificateAuthority:
         (ca.ca_dir / "intermediate.pem").write_bytes(inter.public_bytes(serialization.Encoding.PEM))
         ca._save_index({})
         ca.entries_path.touch()
+        ca.log_key()
         return ca
 
     @classmethod
@@ -344,6 +347,30 @@ class CertificateAuthority:
             "root_hash": log.root().hex(),
             "audit_path": [p.hex() for p in log.inclusion_proof(index)],
         }
+
+    def log_key(self) -> ec.EllipticCurvePrivateKey:
+        """The log's own signing key (``ct/log.key``; its public half
+        ``ct/log_pub.pem`` is what monitors pin), made on first use, so a CA
+        made before the log signed its heads gets one then. O_EXCL: of two
+        processes making it at once, the second reads the first's."""
+        path = self.ct_dir / "log.key"
+        if not path.exists():
+            key = ec.generate_private_key(ec.SECP256R1())
+            with contextlib.suppress(FileExistsError):
+                _write_private(path, _key_pem(key))
+                public = key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                (self.ct_dir / "log_pub.pem").write_bytes(public)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), None)
+        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+        return loaded
+
+    def signed_tree_head(self, timestamp_ms: int | None = None) -> SignedTreeHead:
+        """The log's current size and root, signed by its key (RFC 6962 §3.5)."""
+        log = self.log()
+        now = int(_now().timestamp() * 1000) if timestamp_ms is None else timestamp_ms
+        return sign_tree_head(self.log_key(), log.size, now, log.root())
 
     def consistency(self, first: int, second: int) -> dict[str, Any]:
         log = self.log()
