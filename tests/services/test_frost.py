@@ -1,0 +1,150 @@
+"""FROST(Ed25519, SHA-512) against RFC 9591's own test vectors (Appendix E.1),
+and its signatures checked as plain Ed25519 by ``cryptography`` (OpenSSL)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from focusflow.services.trust import frost
+
+# RFC 9591, Appendix E.1, FROST(Ed25519, SHA-512): MIN_PARTICIPANTS 2,
+# MAX_PARTICIPANTS 3, signers 1 and 3, message "test".
+E1 = {
+    "group_secret_key": "7b1c33d3f5291d85de664833beb1ad469f7fb6025a0ec78b3a790c6e13a98304",
+    "group_public_key": "15d21ccd7ee42959562fc8aa63224c8851fb3ec85a3faf66040d380fb9738673",
+    "message": "74657374",
+    "coefficient": "178199860edd8c62f5212ee91eff1295d0d670ab4ed4506866bae57e7030b204",
+    "shares": {
+        1: "929dcc590407aae7d388761cddb0c0db6f5627aea8e217f4a033f2ec83d93509",
+        2: "a91e66e012e4364ac9aaa405fcafd370402d9859f7b6685c07eed76bf409e80d",
+        3: "d3cb090a075eb154e82fdb4b3cb507f110040905468bb9c46da8bdea643a9a02",
+    },
+    # per signer: hiding and binding nonce randomness (hr, br), nonces (hn, bn),
+    # nonce commitments (hc, bc) and binding factor (rho)
+    "round_one": {
+        1: {
+            "hr": "06894e04ee4aceec8619d5f6a0a180e2f47194d2ac306cba586b555e7c48d765",
+            "br": "40d6f879ff22e22409f7d808fed81f37118e7d3e4af71c0f44c60207553bcbce",
+            "hn": "ef6599dea4010581a72b3018c37c29a4341d7cab0773e8687ca74dcf14009701",
+            "bn": "2baadfa0c69aa60d517ad4751de372a73f9d89cfc39026601f18458cdec12605",
+            "hc": "9b116f12589591a7e23fe8048059ab10ab48e67739e7a2fb3890f61a7999478c",
+            "bc": "c39b66b7dfccb122da24f13587f9a08c4347cae70046ca15169adf90ba65854d",
+            "rho": "ff960a65374e216a0918729b153466016664fa980d409bc3f308daa7acb30d0d",
+        },
+        3: {
+            "hr": "fa5d950626782aade9e33fa781376d4888c2d1de7c37518bc248eb818ed0cdde",
+            "br": "7459a4d14ded0e365b085271be8dc6600d5b88f3978a2174297ffa32001a5afc",
+            "hn": "80f8d9a4b8f9366e1a0b618107c907cd3ee29fa9bb40b4691cc1bde696240005",
+            "bn": "2610b664a5a187b4855e87d2ff485bebdf043dc2f161fcd4854cd01dc0276404",
+            "hc": "e679a2a971748ccfaabead4dbe8ac1def61275c186c79d471e1e45091ad1e687",
+            "bc": "b2a942478453fabb6bd3181c56ba657413447b4136e1daea2484d396d1a516b3",
+            "rho": "279d48ec56f16d234c09ea62f3d02ab776ee38e03f66b20f939f1316e13df10f",
+        },
+    },
+    "sig_shares": {
+        1: "60997f0142e43e8005027fe5ab7447dac00d22c2d7ddd9571a02613ba7d81c08",
+        3: "79390e78bc59699c7af831f8f5fb478ec871a85f561a8641b5670ac4443f720f",
+    },
+    "sig": "154fb694ee7fcb37bf2381d94488c2a84b03b3352ad085feca81ad26d45852b7"
+    "ecfe971ce4da95c4a95db93ac376b053897fca212ef85f99cf696bffeb178f07",
+}
+
+
+def _s(hexed: str) -> int:
+    return frost.decode_scalar(bytes.fromhex(hexed))
+
+
+def _ed25519_ok(public: bytes, sig: bytes, msg: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(sig, msg)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def test_rfc9591_appendix_e1():
+    group, shares = frost.deal(_s(E1["group_secret_key"]), 2, 3, [_s(E1["coefficient"])])
+    assert group.hex() == E1["group_public_key"]
+    assert {s.identifier: frost.scalar_bytes(s.secret).hex() for s in shares} == E1["shares"]
+    msg = bytes.fromhex(E1["message"])
+    by_id = {s.identifier: s for s in shares}
+    nonces, commitments = {}, []
+    for i, out in E1["round_one"].items():
+        randomness = (
+            bytes.fromhex(out["hr"]),
+            bytes.fromhex(out["br"]),
+        )
+        n, c = frost.commit(by_id[i], randomness)
+        assert frost.scalar_bytes(n.hiding).hex() == out["hn"]
+        assert frost.scalar_bytes(n.binding).hex() == out["bn"]
+        assert c.hiding.hex() == out["hc"]
+        assert c.binding.hex() == out["bc"]
+        nonces[i] = n
+        commitments.append(c)
+    factors = frost.binding_factors(group, commitments, msg)
+    assert {i: frost.scalar_bytes(f).hex() for i, f in factors.items()} == {
+        i: out["rho"] for i, out in E1["round_one"].items()
+    }
+    sig_shares = {i: frost.sign(by_id[i], nonces[i], msg, commitments) for i in nonces}
+    assert {i: frost.scalar_bytes(z).hex() for i, z in sig_shares.items()} == E1["sig_shares"]
+    for i, z in sig_shares.items():
+        frost.verify_share(i, by_id[i].public, z, msg, commitments, group)
+    sig = frost.aggregate(commitments, msg, group, list(sig_shares.values()))
+    assert sig.hex() == E1["sig"]
+    assert _ed25519_ok(group, sig, msg)  # a plain RFC 8032 signature, checked by OpenSSL
+
+
+def _sign_with(signers, msg):
+    rounds = [frost.commit(s) for s in signers]
+    commitments = [c for _, c in rounds]
+    shares = [frost.sign(s, n, msg, commitments) for s, (n, _) in zip(signers, rounds, strict=True)]
+    return commitments, shares
+
+
+def test_any_threshold_of_signers_signs_and_fewer_do_not():
+    group, shares = frost.deal(frost.h3(b"a test secret"), 3, 5)
+    msg = b"issue a certificate for node-7"
+    for signers in itertools.combinations(shares, 3):
+        commitments, sig_shares = _sign_with(list(signers), msg)
+        sig = frost.aggregate(commitments, msg, group, sig_shares)
+        assert _ed25519_ok(group, sig, msg)
+        assert not _ed25519_ok(group, sig, msg + b"!")
+    commitments, sig_shares = _sign_with(shares[:2], msg)  # two of a 3-of-5 key
+    assert not _ed25519_ok(group, frost.aggregate(commitments, msg, group, sig_shares), msg)
+
+
+def test_a_cheating_signer_is_named():
+    group, shares = frost.deal(frost.h3(b"another secret"), 2, 3)
+    msg = b"revoke serial 42"
+    commitments, sig_shares = _sign_with(shares[:2], msg)
+    bad = (sig_shares[1] + 1) % frost.L
+    frost.verify_share(1, shares[0].public, sig_shares[0], msg, commitments, group)
+    with pytest.raises(frost.FrostError, match="participant 2"):
+        frost.verify_share(2, shares[1].public, bad, msg, commitments, group)
+    sig = frost.aggregate(commitments, msg, group, [sig_shares[0], bad])
+    assert not _ed25519_ok(group, sig, msg)
+
+
+def test_bad_inputs_are_refused():
+    _, shares = frost.deal(frost.h3(b"x"), 2, 3)
+    n1, c1 = frost.commit(shares[0])
+    _, c2 = frost.commit(shares[1])
+    msg = b"m"
+    with pytest.raises(frost.FrostError):  # the same participant twice
+        frost.sign(shares[0], n1, msg, [c1, c1])
+    with pytest.raises(frost.FrostError):  # its own commitment missing
+        frost.sign(shares[0], n1, msg, [c2])
+    low_order = bytes(32)  # all-zero bytes encode a point of small order
+    bad = frost.Commitment(2, low_order, c2.binding)
+    with pytest.raises(frost.FrostError, match="group element"):
+        frost.sign(shares[0], n1, msg, [c1, bad])
+    with pytest.raises(frost.FrostError, match="canonical scalar"):
+        frost.decode_scalar(frost.L.to_bytes(32, "little"))
+    with pytest.raises(frost.FrostError):
+        frost.deal(1, 1, 3)
+    with pytest.raises(frost.FrostError):
+        frost.lagrange(4, [1, 2])
