@@ -4,6 +4,8 @@ and its signatures checked as plain Ed25519 by ``cryptography`` (OpenSSL)."""
 from __future__ import annotations
 
 import itertools
+import shutil
+import subprocess
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -148,3 +150,68 @@ def test_bad_inputs_are_refused():
         frost.deal(1, 1, 3)
     with pytest.raises(frost.FrostError):
         frost.lagrange(4, [1, 2])
+
+
+def _threshold_signer(signers):
+    def sign(data: bytes) -> bytes:
+        commitments, shares = _sign_with(signers, data)
+        return frost.aggregate(commitments, data, signers[0].group_public_key, shares)
+
+    return sign
+
+
+def _openssl_verify(*args: str) -> subprocess.CompletedProcess:
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "the openssl binary is missing: ./dev test installs it"
+    return subprocess.run([openssl, "verify", *args], capture_output=True, text=True, check=False)
+
+
+def test_a_certificate_chain_signed_by_a_key_no_one_holds(tmp_path):
+    """A CA root and a node certificate, each signed by 3 of 5 FROST holders: the
+    real ``openssl verify`` accepts the chain (and the root's own signature, with
+    ``-check_ss_sig``), and refuses either once a byte of its signature changes."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from focusflow.services.trust.threshold_ca import sign_certificate, threshold_root
+
+    group, shares = frost.deal(frost.h3(b"the network's CA"), 3, 5)
+    root = threshold_root("net", group, _threshold_signer([shares[0], shares[2], shares[4]]))
+    now = dt.datetime.now(dt.UTC)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = sign_certificate(
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node-7.net")]))
+        .issuer_name(root.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=24))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True),
+        group,
+        _threshold_signer([shares[1], shares[3], shares[4]]),  # another 3 of the 5
+    )
+    pem = serialization.Encoding.PEM
+    (tmp_path / "root.pem").write_bytes(root.public_bytes(pem))
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(pem))
+    ok = _openssl_verify(
+        "-check_ss_sig", "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "leaf.pem")
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+    for name, cert in (("root", root), ("leaf", leaf)):
+        der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+        der[-1] ^= 1
+        bad = x509.load_der_x509_certificate(bytes(der)).public_bytes(pem)
+        (tmp_path / f"bad-{name}.pem").write_bytes(bad)
+    bad_root = _openssl_verify(
+        "-check_ss_sig", "-CAfile", str(tmp_path / "bad-root.pem"), str(tmp_path / "leaf.pem")
+    )
+    bad_leaf = _openssl_verify(
+        "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "bad-leaf.pem")
+    )
+    assert bad_root.returncode != 0 and bad_leaf.returncode != 0
