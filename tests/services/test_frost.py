@@ -215,3 +215,43 @@ def test_a_certificate_chain_signed_by_a_key_no_one_holds(tmp_path):
         "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "bad-leaf.pem")
     )
     assert bad_root.returncode != 0 and bad_leaf.returncode != 0
+
+
+def _dkg(n: int, t: int, cheat: tuple[int, int] | None = None):
+    """Every participant's round one, the shares each sends each other (one of
+    them altered when ``cheat`` = (sender, receiver)), and the broadcasts."""
+    polys, broadcasts = {}, []
+    for i in range(1, n + 1):
+        polys[i], b = frost.dkg_round1(i, t)
+        broadcasts.append(b)
+    sent = {j: {i: frost.dkg_share_for(polys[i], j) for i in polys} for j in polys}
+    if cheat is not None:
+        sender, receiver = cheat
+        sent[receiver][sender] = (sent[receiver][sender] + 1) % frost.L
+    return broadcasts, sent
+
+
+def test_a_dealerless_key_signs_like_a_dealt_one():
+    """Pedersen's DKG: 5 participants, threshold 3, no one ever holds the key;
+    any 3 of the resulting shares sign, checked by OpenSSL's Ed25519."""
+    broadcasts, sent = _dkg(5, 3)
+    shares = [frost.dkg_finish(j, broadcasts, sent[j], 3) for j in range(1, 6)]
+    group = shares[0].group_public_key
+    assert all(s.group_public_key == group for s in shares)
+    msg = b"a dealerless key"
+    for signers in ([shares[0], shares[1], shares[2]], [shares[1], shares[3], shares[4]]):
+        commitments, sig_shares = _sign_with(signers, msg)
+        assert _ed25519_ok(group, frost.aggregate(commitments, msg, group, sig_shares), msg)
+
+
+def test_dkg_names_a_cheating_participant():
+    broadcasts, sent = _dkg(4, 2, cheat=(3, 1))
+    with pytest.raises(frost.FrostError, match="participant 3's share for 1"):
+        frost.dkg_finish(1, broadcasts, sent[1], 2)
+    frost.dkg_finish(2, broadcasts, sent[2], 2)  # the others' shares are fine
+    # a proof of knowledge made for another identifier (a copied broadcast) fails
+    copied = frost.DkgRound1(4, broadcasts[0].commitments, broadcasts[0].proof)
+    with pytest.raises(frost.FrostError, match="proof of knowledge"):
+        frost.dkg_check_broadcast(copied, 2)
+    with pytest.raises(frost.FrostError, match="another degree"):
+        frost.dkg_check_broadcast(broadcasts[0], 3)

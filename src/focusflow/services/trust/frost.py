@@ -10,7 +10,10 @@ of the key and cannot sign.
 This module is the protocol's arithmetic, written from RFC 9591 and checked
 against its Appendix E.1 test vectors: trusted-dealer key shares (Appendix
 C), round one (:func:`commit`), round two (:func:`sign`), share verification
-(:func:`verify_share`, which names a cheating signer) and aggregation.
+(:func:`verify_share`, which names a cheating signer) and aggregation. Shares
+without any dealer come from Pedersen's distributed key generation with the
+proofs of knowledge of the FROST paper (Komlo and Goldberg 2020, figure 1),
+which RFC 9591 leaves out of its scope (:func:`dkg_round1` ...).
 Elements and scalars travel as RFC 9591's 32-byte encodings. Group
 operations are libsodium's (PyNaCl), which refuse non-canonical encodings
 and points outside the prime-order subgroup; scalars are integers mod ``L``.
@@ -281,3 +284,84 @@ def aggregate(
     ordered = _checked_list(commitments)
     r = group_commitment(ordered, binding_factors(group_public_key, ordered, msg))
     return r + scalar_bytes(sum(shares) % L)
+
+
+# --- distributed key generation (Pedersen's, with FROST's proofs of knowledge) ------
+
+
+@dataclass(frozen=True)
+class DkgRound1:
+    """What participant ``identifier`` broadcasts: commitments to its polynomial's
+    coefficients and a Schnorr proof that it knows the constant term."""
+
+    identifier: int
+    commitments: tuple[bytes, ...]
+    proof: tuple[bytes, int]
+
+
+def _dkg_challenge(identifier: int, commitment0: bytes, nonce_point: bytes) -> int:
+    return h1(b"dkg" + scalar_bytes(identifier) + commitment0 + nonce_point)
+
+
+def dkg_round1(identifier: int, min_signers: int) -> tuple[list[int], DkgRound1]:
+    """A random polynomial (kept secret) and its broadcast."""
+    if not 0 < identifier < L or min_signers < 2:
+        raise FrostError("a participant's identifier is nonzero, min_signers >= 2")
+    poly = [secrets.randbelow(L - 1) + 1 for _ in range(min_signers)]
+    commitments = tuple(base_mul(a) for a in poly)
+    k = secrets.randbelow(L - 1) + 1
+    big_r = base_mul(k)
+    c = _dkg_challenge(identifier, commitments[0], big_r)
+    return poly, DkgRound1(identifier, commitments, (big_r, (k + poly[0] * c) % L))
+
+
+def dkg_share_for(poly: Sequence[int], receiver: int) -> int:
+    """The secret share ``f(receiver)`` sent privately to ``receiver``."""
+    value = 0
+    for c in reversed(poly):
+        value = (value * receiver + c) % L
+    return value
+
+
+def dkg_check_broadcast(b: DkgRound1, min_signers: int) -> None:
+    """Raise :class:`FrostError` unless the broadcast is well formed and its
+    proof shows its sender knows its constant term (no rogue-key attack)."""
+    if len(b.commitments) != min_signers:
+        raise FrostError(f"participant {b.identifier} committed to a polynomial of another degree")
+    for point in b.commitments:
+        check_element(point)
+    big_r, mu = b.proof
+    check_element(big_r)
+    c = _dkg_challenge(b.identifier, b.commitments[0], big_r)
+    if base_mul(mu) != add(big_r, mul(c, b.commitments[0])):
+        raise FrostError(f"participant {b.identifier}'s proof of knowledge does not verify")
+
+
+def dkg_check_share(b: DkgRound1, receiver: int, share: int) -> None:
+    """Raise :class:`FrostError` unless ``share`` is ``f_sender(receiver)`` for the
+    polynomial ``b`` committed to: the receiver names a cheating dealer."""
+    expected = IDENTITY
+    power = 1
+    for point in b.commitments:
+        expected = add(expected, mul(power, point))
+        power = power * receiver % L
+    if base_mul(share) != expected:
+        raise FrostError(f"participant {b.identifier}'s share for {receiver} does not verify")
+
+
+def dkg_finish(
+    identifier: int, broadcasts: Sequence[DkgRound1], received: dict[int, int], min_signers: int
+) -> KeyShare:
+    """This participant's key share from everyone's broadcasts and the shares
+    they sent it (its own included), each checked first."""
+    ids = sorted(b.identifier for b in broadcasts)
+    if len(set(ids)) != len(ids) or identifier not in ids or set(received) != set(ids):
+        raise FrostError("one broadcast and one share from every participant")
+    group = IDENTITY
+    secret = 0
+    for b in broadcasts:
+        dkg_check_broadcast(b, min_signers)
+        dkg_check_share(b, identifier, received[b.identifier])
+        group = add(group, b.commitments[0])
+        secret = (secret + received[b.identifier]) % L
+    return KeyShare(identifier, secret, check_element(group))
