@@ -255,3 +255,83 @@ def test_dkg_names_a_cheating_participant():
         frost.dkg_check_broadcast(copied, 2)
     with pytest.raises(frost.FrostError, match="another degree"):
         frost.dkg_check_broadcast(broadcasts[0], 3)
+
+
+def _node_cert(root, name: str, group: bytes, sign):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from focusflow.services.trust.threshold_ca import sign_certificate
+
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(root.subject)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=24))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+    )
+    return sign_certificate(builder, group, sign)
+
+
+def test_federation_by_cross_certified_roots_and_its_withdrawal(tmp_path):
+    """Network A (3 of 5) vouches for network B's root (2 of 3) with a
+    cross-certificate its holders sign: openssl, trusting only A's root, then
+    accepts B's node through it (and not without it, nor a name outside what A
+    permitted); once A's holders sign a CRL revoking it, openssl refuses."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from focusflow.services.trust.threshold_ca import cross_certify, threshold_crl, threshold_root
+
+    group_a, shares_a = frost.deal(frost.h3(b"network A"), 3, 5)
+    group_b, shares_b = frost.deal(frost.h3(b"network B"), 2, 3)
+    sign_a = _threshold_signer(shares_a[:3])
+    sign_b = _threshold_signer(shares_b[1:])
+    root_a = threshold_root("a.net", group_a, sign_a)
+    root_b = threshold_root("b.net", group_b, sign_b)
+    node_b = _node_cert(root_b, "node-1.b.net", group_b, sign_b)
+    stray_b = _node_cert(root_b, "node-1.a.net", group_b, sign_b)  # a name B may not vouch for
+    cross = cross_certify(root_a, _threshold_signer(shares_a[2:]), root_b, permitted_dns=["b.net"])
+
+    def write(name, obj):
+        (tmp_path / name).write_bytes(obj.public_bytes(Encoding.PEM))
+        return str(tmp_path / name)
+
+    a, x, n, s = (
+        write("a.pem", root_a),
+        write("cross.pem", cross),
+        write("node.pem", node_b),
+        write("stray.pem", stray_b),
+    )
+    assert _openssl_verify("-CAfile", a, "-untrusted", x, n).returncode == 0
+    assert _openssl_verify("-CAfile", a, n).returncode != 0  # no cross-certificate, no trust
+    stray = _openssl_verify("-CAfile", a, "-untrusted", x, s)
+    assert stray.returncode != 0 and "permitted subtree violation" in stray.stdout + stray.stderr
+
+    crl_a = write("a.crl", threshold_crl(root_a, sign_a, [cross.serial_number]))
+    crl_b = write("b.crl", threshold_crl(root_b, sign_b, []))
+    withdrawn = _openssl_verify(
+        "-crl_check_all", "-CRLfile", crl_a, "-CRLfile", crl_b, "-CAfile", a, "-untrusted", x, n
+    )
+    assert withdrawn.returncode != 0 and "revoked" in withdrawn.stdout + withdrawn.stderr
+    crl_a_empty = write("a0.crl", threshold_crl(root_a, sign_a, []))
+    kept = _openssl_verify(
+        "-crl_check_all",
+        "-CRLfile",
+        crl_a_empty,
+        "-CRLfile",
+        crl_b,
+        "-CAfile",
+        a,
+        "-untrusted",
+        x,
+        n,
+    )
+    assert kept.returncode == 0, kept.stdout + kept.stderr

@@ -130,7 +130,7 @@ class CertificateAuthority:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=365 * ROOT_YEARS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(_ca_usage(), critical=True)
+            .add_extension(ca_usage(), critical=True)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False
             )
@@ -146,7 +146,7 @@ class CertificateAuthority:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=365 * INTERMEDIATE_YEARS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_usage(), critical=True)
+            .add_extension(ca_usage(), critical=True)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(inter_key.public_key()), critical=False
             )
@@ -387,7 +387,9 @@ class CertificateAuthority:
         }
 
 
-def _ca_usage() -> x509.KeyUsage:
+def ca_usage() -> x509.KeyUsage:
+    """A CA certificate's key usage (RFC 5280 4.2.1.3): certificates, CRLs, and
+    digital signatures (OCSP responses and the like)."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
+from focusflow.services.trust.ca import ca_usage
 from focusflow.services.trust.frost import FrostError
 
 #: What a threshold signer set does: the 64-byte Ed25519 signature of some bytes.
@@ -67,20 +68,86 @@ def threshold_root(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=365 * years))
         .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(ca_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
     )
     return sign_certificate(draft, group_public_key, sign)
+
+
+def _with_crl_signature(
+    crl: x509.CertificateRevocationList, signature: bytes
+) -> x509.CertificateRevocationList:
+    der = crl.public_bytes(serialization.Encoding.DER)
+    if len(signature) != 64 or der[-64:] != crl.signature:
+        raise FrostError("an Ed25519 CRL ends with its 64-byte signature")
+    return x509.load_der_x509_crl(der[:-64] + signature)
+
+
+def cross_certify(
+    issuer: x509.Certificate,
+    sign: Signer,
+    other_root: x509.Certificate,
+    days: int = 365,
+    permitted_dns: list[str] | None = None,
+) -> x509.Certificate:
+    """Federation: ``issuer``'s network vouches for another network's root.
+
+    The cross-certificate carries the other root's subject and key and is
+    signed by ``issuer``'s threshold group, so a verifier that trusts only
+    ``issuer`` accepts the other network's certificates through it (as an
+    untrusted intermediate). ``permitted_dns`` limits what names the other
+    network may certify (RFC 5280 name constraints). Withdrawing the trust is
+    revoking this certificate (:func:`threshold_crl`).
+    """
+    now = dt.datetime.now(dt.UTC)
+    other_key = other_root.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(other_root.subject)
+        .issuer_name(issuer.subject)
+        .public_key(other_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .add_extension(ca_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(other_key), critical=False)
+    )
+    if permitted_dns:
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in permitted_dns]
+        builder = builder.add_extension(
+            x509.NameConstraints(permitted_subtrees=names, excluded_subtrees=None), critical=True
+        )
+    return sign_certificate(builder, _group_key(issuer), sign)
+
+
+def threshold_crl(
+    issuer: x509.Certificate, sign: Signer, revoked_serials: list[int], hours: int = 24
+) -> x509.CertificateRevocationList:
+    """A CRL of ``issuer`` (a threshold root) signed by its group."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(hours=hours))
+    )
+    for serial in revoked_serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    draft = builder.sign(Ed25519PrivateKey.generate(), None)  # a throwaway key
+    crl = _with_crl_signature(draft, sign(draft.tbs_certlist_bytes))
+    group = Ed25519PublicKey.from_public_bytes(_group_key(issuer))
+    try:
+        group.verify(crl.signature, crl.tbs_certlist_bytes)
+    except InvalidSignature:
+        raise FrostError("the threshold signature does not verify with the group key") from None
+    return crl
+
+
+def _group_key(cert: x509.Certificate) -> bytes:
+    key = cert.public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        raise FrostError("a threshold CA's key is Ed25519")
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
