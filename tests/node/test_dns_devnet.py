@@ -60,3 +60,23 @@ def test_a_registered_name_resolves_over_dns(net):
     texts = sorted(b"".join(rd.strings).decode() for rd in answer.answer[0])
     assert texts == [f"cid={cid}", f"owner={devnet.dev_key().address}"]
     assert _txt(port, "ki.focus.").rcode() == dns.rcode.NXDOMAIN  # not a valid name at all
+
+
+def test_a_taken_dns_port_stops_the_devnet_with_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        args = ["devnet", "--home", str(tmp_path / "home"), "--port", "0"]
+        done = subprocess.run(
+            [sys.executable, "-m", "focusflow", *args, "--dns", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode != 0
+    assert f"DNS cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

@@ -127,3 +127,16 @@ def test_the_server_answers_over_udp_on_loopback():
 
     r = asyncio.run(main())
     assert r.rcode() == dns.rcode.NOERROR and len(r.answer) == 1
+
+
+def test_a_taken_port_is_a_clear_error():
+    import socket
+
+    async def main():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            with pytest.raises(InvalidParameterError, match=f"cannot listen on 127.0.0.1:{port}"):
+                await serve_dns(DnsSettings("127.0.0.1", port, "focus"), NAMES.get)
+
+    asyncio.run(main())

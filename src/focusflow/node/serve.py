@@ -126,12 +126,19 @@ async def _serve(
     if stop_on_failure:
         runtime.on_failure = lambda: setattr(server, "should_exit", True)
     api = api_url(sock)
-    await runtime.start_async()
+    # The DNS socket is bound before consensus starts: a taken port stops the
+    # node with a clear error, with nothing running yet to stop.
     names = None
     if dns is not None:
         names = await serve_dns(dns, name_lookup(runtime))
         host, port = names.get_extra_info("sockname")[:2]
         log.info("dns ready", extra={"fields": {"dns": f"{host}:{port}", "zone": dns.zone}})
+    try:
+        await runtime.start_async()
+    except BaseException:
+        if names is not None:
+            names.close()
+        raise
     home.write_node_info(api)
     log.info(ready, extra={"fields": fields(api)})
     for note in notes:

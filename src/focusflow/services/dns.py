@@ -168,8 +168,13 @@ class _Protocol(asyncio.DatagramProtocol):
 async def serve_dns(settings: DnsSettings, lookup: Lookup) -> asyncio.DatagramTransport:
     """Listen on UDP ``settings.host:port`` in the running loop; close the transport to stop."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: _Protocol(Resolver(settings.zone, lookup)),
-        local_addr=(settings.host, settings.port),
-    )
+    resolver = Resolver(settings.zone, lookup)
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(resolver), local_addr=(settings.host, settings.port)
+        )
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"DNS cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
     return transport
