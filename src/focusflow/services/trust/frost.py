@@ -145,13 +145,16 @@ def deal(
         raise FrostError("min_signers - 1 coefficients")
     poly = [secret % L, *(c % L for c in coefficients)]
     group = base_mul(poly[0])
-    shares = []
-    for x in range(1, max_signers + 1):
-        value = 0
-        for c in reversed(poly):  # Horner
-            value = (value * x + c) % L
-        shares.append(KeyShare(x, value, group))
+    shares = [KeyShare(x, polynomial_at(poly, x), group) for x in range(1, max_signers + 1)]
     return group, shares
+
+
+def polynomial_at(poly: Sequence[int], x: int) -> int:
+    """``poly`` (constant term first) at ``x``, mod L, by Horner's rule."""
+    value = 0
+    for c in reversed(poly):
+        value = (value * x + c) % L
+    return value
 
 
 # --- signing (RFC 9591 sections 4 and 5) ------------------------------------------
@@ -317,10 +320,7 @@ def dkg_round1(identifier: int, min_signers: int) -> tuple[list[int], DkgRound1]
 
 def dkg_share_for(poly: Sequence[int], receiver: int) -> int:
     """The secret share ``f(receiver)`` sent privately to ``receiver``."""
-    value = 0
-    for c in reversed(poly):
-        value = (value * receiver + c) % L
-    return value
+    return polynomial_at(poly, receiver)
 
 
 def dkg_check_broadcast(b: DkgRound1, min_signers: int) -> None:

@@ -28,11 +28,18 @@ from focusflow.services.trust.frost import FrostError
 Signer = Callable[[bytes], bytes]
 
 
-def _with_signature(cert: x509.Certificate, signature: bytes) -> x509.Certificate:
-    der = cert.public_bytes(serialization.Encoding.DER)
-    if len(signature) != 64 or der[-64:] != cert.signature:
-        raise FrostError("an Ed25519 certificate ends with its 64-byte signature")
-    return x509.load_der_x509_certificate(der[:-64] + signature)
+def _resigned(der: bytes, old_signature: bytes, tbs: bytes, sign: Signer, group: bytes) -> bytes:
+    """``der`` (a certificate or CRL signed by a throwaway Ed25519 key) with the
+    threshold group's signature of ``tbs`` in place of its last 64 bytes, checked
+    against the group key first."""
+    if der[-64:] != old_signature or len(old_signature) != 64:
+        raise FrostError("an Ed25519-signed object ends with its 64-byte signature")
+    signature = sign(tbs)
+    try:
+        Ed25519PublicKey.from_public_bytes(group).verify(signature, tbs)
+    except (InvalidSignature, ValueError):
+        raise FrostError("the threshold signature does not verify with the group key") from None
+    return der[:-64] + signature
 
 
 def sign_certificate(
@@ -42,14 +49,11 @@ def sign_certificate(
     ``sign`` is run once, over the ``tbsCertificate`` bytes, and the result is
     checked against ``group_public_key`` before it is returned."""
     draft = builder.sign(Ed25519PrivateKey.generate(), None)  # a throwaway key
-    cert = _with_signature(draft, sign(draft.tbs_certificate_bytes))
-    try:
-        Ed25519PublicKey.from_public_bytes(group_public_key).verify(
-            cert.signature, cert.tbs_certificate_bytes
-        )
-    except InvalidSignature:
-        raise FrostError("the threshold signature does not verify with the group key") from None
-    return cert
+    der = draft.public_bytes(serialization.Encoding.DER)
+    tbs = draft.tbs_certificate_bytes
+    return x509.load_der_x509_certificate(
+        _resigned(der, draft.signature, tbs, sign, group_public_key)
+    )
 
 
 def threshold_root(
@@ -72,15 +76,6 @@ def threshold_root(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
     )
     return sign_certificate(draft, group_public_key, sign)
-
-
-def _with_crl_signature(
-    crl: x509.CertificateRevocationList, signature: bytes
-) -> x509.CertificateRevocationList:
-    der = crl.public_bytes(serialization.Encoding.DER)
-    if len(signature) != 64 or der[-64:] != crl.signature:
-        raise FrostError("an Ed25519 CRL ends with its 64-byte signature")
-    return x509.load_der_x509_crl(der[:-64] + signature)
 
 
 def cross_certify(
@@ -137,13 +132,9 @@ def threshold_crl(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
         )
     draft = builder.sign(Ed25519PrivateKey.generate(), None)  # a throwaway key
-    crl = _with_crl_signature(draft, sign(draft.tbs_certlist_bytes))
-    group = Ed25519PublicKey.from_public_bytes(_group_key(issuer))
-    try:
-        group.verify(crl.signature, crl.tbs_certlist_bytes)
-    except InvalidSignature:
-        raise FrostError("the threshold signature does not verify with the group key") from None
-    return crl
+    der = draft.public_bytes(serialization.Encoding.DER)
+    tbs = draft.tbs_certlist_bytes
+    return x509.load_der_x509_crl(_resigned(der, draft.signature, tbs, sign, _group_key(issuer)))
 
 
 def _group_key(cert: x509.Certificate) -> bytes:
