@@ -406,6 +406,9 @@ def test_an_operator_logs_in_with_a_password_set_by_the_cli(shared_devnet, linke
         bearer = {"Authorization": f"Bearer {doc['token']}"}
         sent = c.post("/v1/admin/faucet", json={"address": to, "amount": 2}, headers=bearer)
         assert sent.status_code == 202, sent.text
+        # the faucet spends the dev key's next nonce: wait for it, so the tests
+        # after this one on the shared devnet read the dev key's nonce settled
+        wait_tx(net, sent.json()["hash"])
         view = {"name": "pw", "program": "?[x] := x = 1", "output": "?"}
         denied = c.post("/v1/query/views", json=view, headers=bearer)
         assert denied.status_code == 403
