@@ -14,17 +14,18 @@ import json
 import wasmtime
 from eth_abi import encode as abi_encode
 
-from focusflow.chain import Genesis
+from focusflow.chain import Genesis, Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.modules.accounts import get_account, get_neudeg
 from focusflow.node import open_chain
 from focusflow.vm import wasm
 from focusflow.vm.evm import ROUTER_ADDRESS, packet_topic, packets_of
 from focusflow.vm.evm_keys import storage_key
-from tests.chain.helpers import ALICE, BOB, VALIDATOR
+from tests.chain.helpers import ALICE, BOB, VALIDATOR, tx
 from tests.chain.test_evm import SENDER, deployable, eth
 from tests.chain.test_evm import _genesis as evm_genesis
 from tests.chain.test_router import _deploy as deploy_wasm
+from tests.chain.test_router import sender as wasm_sender
 from tests.chain.test_wasm import COUNTER
 
 T0 = 1_700_000_000_000
@@ -40,6 +41,11 @@ GAS_PRICE = 3  # base fee 1 + tip 2 (eth()'s fees)
 
 def _genesis() -> Genesis:
     return evm_genesis({"address": BOB.address, "balance": 10**6, "stake": 0})
+
+
+def wasm_tx(key, nonce: int, contract: bytes, gas: int = 10**7) -> bytes:
+    body = {"contract": contract, "msg": b"{}", "gas": gas}
+    return tx(key, nonce, Msg("wasm.execute", body), fee=10**7)
 
 
 def packet(port: str, doc, gas: int = 0) -> bytes:
@@ -189,4 +195,59 @@ def test_an_evm_contract_calls_a_wasm_contract_with_the_gas_it_forwards(tmp_path
     with node.chain.reader() as r:
         count = int.from_bytes(r.get(wasm.storage_key(counter, b"count")), "little")
     assert count == 1
+    assert node.replays()
+
+
+#: Keeps its caller at slot 0.
+STORE_CALLER = bytes.fromhex("33600055" + "00")
+#: Reverts whatever it is given.
+REVERT = bytes.fromhex("60006000fd")
+
+
+def test_a_wasm_contract_calls_an_evm_contract_as_its_own_sender(tmp_path):
+    node = Node(tmp_path)
+    keeper = node.deploy(STORE_CALLER)
+    forward = node.deploy(FORWARD, value=100)
+    reverts = node.deploy(REVERT)
+    # The EVM contract FORWARD passes its calldata to the router: a packet
+    # from the WASM contract makes it send one of its own (a bank transfer).
+    inner = packet("bank", {"send": {"to": BOB.address, "amount": 40}})
+    calls = [
+        (f"evm/{keeper.hex()}", json.dumps({"call": {"data": "0x"}}).encode()),
+        (f"evm/{forward.hex()}", json.dumps({"call": {"data": "0x" + inner.hex()}}).encode()),
+    ]
+    caller = deploy_wasm(node.chain, ALICE, 0, wasm_sender(calls), node.t + 500)
+    node.t += 2000
+    with node.chain.reader() as r:
+        bob = get_account(r, BOB.address_raw).balance
+    result = node.chain.produce_block([wasm_tx(ALICE, 2, caller, gas=10**8)], time_ms=node.t + 1000)
+    node.t += 1000
+    receipt = result.receipts[0]
+    assert receipt.code == "ok", receipt.log
+    acks = [e for e in receipt.events if e["type"] == "packet"]
+    assert [a["port"] for a in acks] == [calls[0][0], "bank", calls[1][0]]
+    assert acks[0]["ack"]["gas_used"] >= 21_000
+    with node.chain.reader() as r:
+        assert int.from_bytes(r.get(storage_key(keeper, 0)), "big") == int.from_bytes(caller, "big")
+        assert get_account(r, BOB.address_raw).balance == bob + 40
+        assert get_account(r, forward).balance == 60
+        before = get_account(r, caller)
+    # A call that reverts fails the message: nothing it or the calls before did stays.
+    bad = [calls[0], (f"evm/{reverts.hex()}", json.dumps({"call": {}}).encode())]
+    failing = deploy_wasm(node.chain, ALICE, 3, wasm_sender(bad), node.t + 500)
+    node.t += 2000
+    result = node.chain.produce_block(
+        [wasm_tx(ALICE, 5, failing, gas=10**8)], time_ms=node.t + 1000
+    )
+    node.t += 1000
+    assert result.receipts[0].code == "evm_reverted", result.receipts[0].log
+    with node.chain.reader() as r:
+        assert int.from_bytes(r.get(storage_key(keeper, 0)), "big") == int.from_bytes(caller, "big")
+        assert get_account(r, caller).nonce == before.nonce
+    malformed = [(f"evm/{keeper.hex()}", json.dumps({"call": {"data": "zz"}}).encode())]
+    broken = deploy_wasm(node.chain, ALICE, 6, wasm_sender(malformed), node.t + 500)
+    node.t += 2000
+    result = node.chain.produce_block([wasm_tx(ALICE, 8, broken)], time_ms=node.t + 1000)
+    node.t += 1000
+    assert result.receipts[0].code == "malformed_message", result.receipts[0].log
     assert node.replays()

@@ -224,8 +224,8 @@ def _router_precompile(computation: Any) -> Any:
         raise VMError(
             "the router's input is abi.encode(string port, bytes packet, uint256 gas)"
         ) from None
-    if gas and not port.startswith("wasm/"):
-        raise VMError("a packet carries gas to a wasm/ port only")
+    if gas and not port.startswith(("wasm/", "evm/")):
+        raise VMError("a packet carries gas to a wasm/ or evm/ port only")
     computation.consume_gas(gas, reason="a packet's contract call")
     record = abi_encode(list(PACKET_ABI), [bytes(msg.sender), port, packet, gas])
     computation.add_log_entry(ROUTER_ADDRESS, (packet_topic(),), record)
@@ -360,6 +360,44 @@ def call(
     except ValidationError as exc:
         raise EvmValidationError(str(exc)) from None
     return _outcome(vm_class, tx, computation)
+
+
+def contract_call(
+    state: PendingState,
+    block: EvmBlock,
+    *,
+    sender: bytes,
+    to: bytes,
+    data: bytes,
+    value: int,
+    gas: int,
+) -> Outcome:
+    """A call from a contract of the other VM (a router packet to ``evm/<to>``):
+    run as a transaction of ``sender`` that pays no gas price (the packet's gas
+    was paid by the message that sent it), its value from ``sender``'s
+    balance, its nonce the sender's next. Its writes reach ``state`` only when
+    it succeeds; :class:`EvmValidationError` where it cannot run at all (gas
+    below the intrinsic 21,000, value over the balance)."""
+    from eth.vm.spoof import SpoofTransaction
+    from eth_utils import ValidationError
+
+    _, vm_class, builder = interpreter()
+    view = state.child()
+    vm_state = _new_state(view, dataclasses.replace(block, base_fee=0))
+    unsigned = builder.create_unsigned_transaction(
+        nonce=vm_state.get_nonce(sender), gas_price=0, gas=gas, to=to, value=value, data=data
+    )
+    tx = SpoofTransaction(unsigned, from_=sender)
+    try:
+        vm_state.validate_transaction(tx)
+        computation = vm_state.apply_transaction(tx)
+    except ValidationError as exc:
+        raise EvmValidationError(str(exc)) from None
+    vm_state._account_db.flush()
+    outcome = _outcome(vm_class, tx, computation)
+    if outcome.status:
+        state.merge(view)
+    return outcome
 
 
 def estimate_gas(

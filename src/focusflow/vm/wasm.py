@@ -61,6 +61,9 @@ CODE_PREFIX = b"/vm/wasm/code/"
 CONTRACT_PREFIX = b"/vm/wasm/contract/"
 STORE_PREFIX = b"/vm/wasm/store/"
 ENTRY_POINTS = ("instantiate", "execute", "query")
+#: Called, where the module exports it, with the acknowledgement of each packet
+#: the instance sent (``modules.router``).
+REPLY_ENTRY = "reply"
 #: Largest module, storage key, storage value and answer, in bytes.
 MAX_CODE_BYTES = 1 << 20
 MAX_KEY_BYTES = 256
@@ -197,6 +200,21 @@ def compile_module(code: bytes) -> Any:
         while len(_MODULES) > MODULES_KEPT:
             _MODULES.popitem(last=False)
     return module
+
+
+def is_contract(state: PendingState, address: bytes) -> bool:
+    return state.get(contract_key(address)) is not None
+
+
+def exports_entry(state: PendingState, address: bytes, entry: str) -> bool:
+    """Whether the instance at ``address`` exports ``entry`` (False for no instance)."""
+    raw = state.get(contract_key(address))
+    if raw is None:
+        return False
+    code = state.get(code_key(decode(raw, "wasm contract")[0]))
+    if code is None:
+        return False
+    return any(e.name == entry for e in compile_module(code).exports)
 
 
 def store_code(state: PendingState, code: bytes) -> bytes:
