@@ -286,6 +286,24 @@ def test_a_cold_tri_solve_starts_from_diffusion():
     assert compute(a, mode="diffusion").diagnostics.inner["diffusion_start_iterations"] == 0
 
 
+def test_the_diffusion_start_stops_at_start_tol_and_the_answer_is_the_same():
+    src, dst, w = random_weighted(300, 2400, 7)
+    a = as_matrix(300, src, dst, w)
+    ref = compute(a, tol=1e-13).focus
+    starts = {}
+    for start_tol in (1e-2, 0.5):
+        res = compute(a, tol=1e-9, start_tol=start_tol)
+        assert np.abs(res.focus - ref).sum() < 1e-7
+        starts[start_tol] = res.diagnostics.inner["diffusion_start_iterations"]
+    assert 0 < starts[0.5] < starts[1e-2]
+
+
+@pytest.mark.parametrize("start_tol", [0, -0.1, 1.5, float("nan"), "0.5"])
+def test_a_start_tol_outside_its_range_is_refused(start_tol):
+    with pytest.raises(InvalidParameterError, match="start_tol"):
+        make_params(mode="tri", start_tol=start_tol)
+
+
 def test_anderson_window_defaults_by_mode():
     assert make_params(mode="tri").anderson == 6
     assert make_params(mode="diffusion").anderson == 2

@@ -186,6 +186,8 @@ def test_bad_queries_get_precise_errors(kwargs, error, code):
         {"precision": "float16"},
         {"exact_share": 0.0},
         {"exact_share": 2.0},
+        {"start_tol": 0.0},
+        {"start_tol": 1.5},
     ],
 )
 def test_bad_parameters_are_refused(bad):

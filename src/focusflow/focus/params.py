@@ -65,6 +65,9 @@ TRI_ANDERSON = 6
 #: With ``finish="bounded"`` the exact phase's inner solves may add at most this
 #: fraction of ``tol`` to the result's L1 error (``FocusParams.exact_share``).
 EXACT_SHARE = 0.01
+#: Where the diffusion start of a cold tri solve stops by default
+#: (``FocusParams.start_tol``).
+DIFFUSION_START_TOL = 1e-2
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,14 @@ class FocusParams:
     #: iteration costs several products and a longer memory pays for itself.
     anderson: int | None = None
     #: Where a cold tri solve begins: ``diffusion`` (diffusion alone iterated
-    #: to 1e-2 first, solver.DIFFUSION_START_TOL) or ``uniform``.
+    #: to ``start_tol`` first) or ``uniform``.
     start: Start = "diffusion"
+    #: The L1 change at which the diffusion start stops (taken when ``tol`` is
+    #: below it). 1e-2 saved a global solve its first outer iterations (R-MAT
+    #: scales 17-19: 10 instead of 13); a personalized solve needs only the
+    #: start's first steps, which carry the context's mass a few links out
+    #: (``focusflow.infer`` takes 0.5: bench/infer_latency.py).
+    start_tol: float = DIFFUSION_START_TOL
     #: When heat builds on its last result: ``bounded`` (whenever the carried
     #: error bound leaves room; spectral._heat_input) or ``exact`` (only in
     #: the exact phase). ``exact``, with ``start="uniform"`` and window 2, is
@@ -200,6 +209,8 @@ class FocusParams:
             )
         if not (0 < self.cg_tol < 1) or not (0 < self.heat_tol < 1):
             raise InvalidParameterError("cg_tol and heat_tol must be in (0, 1)")
+        if not (isinstance(self.start_tol, float | int) and 0 < self.start_tol <= 1):
+            raise InvalidParameterError(f"start_tol must be in (0, 1], got {self.start_tol}")
         if not (isinstance(self.exact_share, float | int) and 0 < self.exact_share <= 1):
             raise InvalidParameterError(f"exact_share must be in (0, 1], got {self.exact_share}")
 

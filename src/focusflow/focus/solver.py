@@ -63,10 +63,6 @@ if TYPE_CHECKING:
     from focusflow.graph.tables import Key
 
 
-#: A cold tri solve starts from diffusion iterated to this L1 change: a few
-#: cheap products that save the first outer iterations, each of which costs
-#: springs and heat (scale 17-19 R-MAT: 10 outer iterations instead of 13).
-DIFFUSION_START_TOL = 1e-2
 GraphLike = Union[Cybergraph, Snapshot, "sp.spmatrix", "sp.sparray"]
 
 
@@ -232,7 +228,7 @@ def solve(
         timings["laplacian_setup"] = time.perf_counter() - t
     device = caps.solver
     start_iterations = 0
-    if x0 is None and use_lap and params.start == "diffusion" and params.tol < DIFFUSION_START_TOL:
+    if x0 is None and use_lap and params.start == "diffusion" and params.tol < params.start_tol:
         t = time.perf_counter()
         x0, start_iterations = _diffusion_start(op, params, prior)
         timings["diffusion_start"] = time.perf_counter() - t
@@ -308,10 +304,11 @@ def _series_chosen(
 def _diffusion_start(
     op: GraphOperator, params: FocusParams, prior: DeviceArray
 ) -> tuple[DeviceArray, int]:
-    """Diffusion alone to ``DIFFUSION_START_TOL``: the start of a cold tri solve,
-    and its iterations."""
+    """Diffusion alone to ``params.start_tol``: the start of a cold tri solve
+    (a few cheap products that save the first outer iterations, each of which
+    costs springs and heat), and its iterations."""
     pre = params.with_(
-        weights=(1.0, 0.0, 0.0), tol=DIFFUSION_START_TOL, anderson=DIFFUSION_ANDERSON
+        weights=(1.0, 0.0, 0.0), tol=params.start_tol, anderson=DIFFUSION_ANDERSON
     )
     phi, diag = solve(op, pre, prior)
     return phi, diag.iterations
