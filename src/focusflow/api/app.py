@@ -21,6 +21,7 @@ from focusflow.api import (
     evm_ws,
     openapi,
     routes_auth,
+    routes_blobs,
     routes_chain,
     routes_da,
     routes_evm,
@@ -43,6 +44,7 @@ from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
 from focusflow.query.service import QueryService
 from focusflow.services.auth.credentials import Authorizer
+from focusflow.services.storage.chunk_store import ChunkStore
 from focusflow.store.particle_texts import ParticleTexts
 
 STATIC = Path(__file__).parent / "static"
@@ -55,10 +57,12 @@ def create_app(
     ws_limits: ws.WsLimits | None = None,
     particle_texts: ParticleTexts | None = None,
     authorizer: Authorizer | None = None,
+    blobs: ChunkStore | None = None,
 ) -> FastAPI:
     """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None);
     ``particle_texts`` is the node's text store (None: it keeps no texts);
-    ``authorizer`` decides the admin endpoints (None: the admin token alone)."""
+    ``authorizer`` decides the admin endpoints (None: the admin token alone);
+    ``blobs`` is the node's chunk store (None: it keeps no blobs)."""
     hub = ws.Hub(node, ws_limits)
     evm_subscriptions = evm_ws.EvmSubscriptions(node, hub)
     metrics = NodeMetrics(node)
@@ -89,6 +93,7 @@ def create_app(
     )
     app.state.node = node
     app.state.authorizer = authorizer if authorizer is not None else Authorizer(admin_token)
+    app.state.blobs = blobs
     app.state.hub = hub
     app.state.evm_subscriptions = evm_subscriptions
     app.state.metrics = metrics
@@ -120,6 +125,7 @@ def create_app(
     app.include_router(evm_ws.router)
     app.include_router(routes_wasm.router)
     app.include_router(routes_auth.router)
+    app.include_router(routes_blobs.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -26,6 +26,8 @@ from focusflow.core.jsontext import too_deep
 
 #: Largest request body the node reads (a max-size transaction is 1 MiB, hex doubles it).
 MAX_BODY_BYTES = 2 << 20 | 1024
+#: Largest blob ``POST /v1/blobs`` takes (its body is raw bytes, spooled to disk).
+MAX_BLOB_BYTES = 1 << 30
 
 STATUS = {
     "not_found": 404,
@@ -44,6 +46,7 @@ STATUS = {
     "too_many_attempts": 429,
     "login_busy": 503,
     "body_too_large": 413,
+    "blob_too_large": 413,
     "mempool_full": 429,
     "mempool_senders_full": 429,
     "sender_full": 429,
@@ -121,8 +124,10 @@ def install(app: FastAPI) -> None:
 
     # Starlette runs the middleware added last first: the size cap sees the
     # body before the depth check buffers it.
-    app.add_middleware(JsonDepthLimit, exempt=("/evm",))
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(JsonDepthLimit, exempt=("/evm", "/v1/blobs"))
+    app.add_middleware(
+        BodyLimit, limit=MAX_BODY_BYTES, larger={("POST", "/v1/blobs"): MAX_BLOB_BYTES}
+    )
 
 
 #: The methods a 405's ``Allow`` may name (RFC 9110's, less CONNECT and TRACE,
@@ -184,22 +189,25 @@ class BodyLimit:
     so an oversize upload is refused without being buffered.
     """
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app, limit: int, larger: dict[tuple[str, str], int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        #: ``(method, path) -> limit`` for the routes that take more (a blob upload).
+        self.larger = larger or {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get((scope.get("method", ""), scope.get("path", "")), self.limit)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await _send_413(send, self.limit)
+                    await _send_413(send, limit)
                     return
         seen = 0
 
@@ -208,14 +216,14 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise _BodyTooLargeError()
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLargeError:
-            await _send_413(send, self.limit)
+            await _send_413(send, limit)
 
 
 class _BodyTooLargeError(Exception):
@@ -236,7 +244,8 @@ class JsonDepthLimit:
     def __init__(self, app, exempt: tuple[str, ...] = ()) -> None:
         self.app = app
         #: Paths whose route parses its body with ``parse_json`` (which checks the
-        #: depth itself) and answers in its own error format (JSON-RPC's -32700).
+        #: depth itself) and answers in its own error format (JSON-RPC's -32700),
+        #: or takes no JSON at all (a blob's raw bytes, which must not be buffered).
         self.exempt = exempt
 
     async def __call__(self, scope, receive, send) -> None:

@@ -79,6 +79,22 @@ class TxAccepted(BaseModel):
     hash: str
 
 
+class BlobPut(BaseModel):
+    """What ``POST /v1/blobs`` stored: the root CID, the blob's bytes and chunks,
+    and how many chunks and bytes (chunks and DAG nodes) were new to the node."""
+
+    cid: str
+    size: int
+    chunks: int
+    new_chunks: int
+    new_bytes: int
+
+
+class BlobUnpinned(BaseModel):
+    cid: str
+    freed_bytes: int
+
+
 class TxBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

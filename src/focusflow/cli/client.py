@@ -13,7 +13,9 @@ It does three things the commands would otherwise each get wrong:
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -113,7 +115,39 @@ class Client:
                 return None
             raise
 
+    def raw(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """The answer as it came (bytes, streamed bodies); a node that does not
+        answer is :class:`NodeUnreachableError` as for every call, and an error
+        status the node's :class:`RemoteError`."""
+        response = self._send(method, path, **kw)
+        if not response.is_success:
+            _decode(response, method, path)
+        return response
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kw: Any) -> Iterator[httpx.Response]:
+        """The answer with its body not yet read (``iter_bytes``); errors as :meth:`raw`."""
+        import httpx
+
+        try:
+            with self._http.stream(method, path, **kw) as response:
+                if not response.is_success:
+                    response.read()
+                    _decode(response, method, path)
+                yield response
+        except httpx.TransportError as exc:
+            raise NodeUnreachableError(
+                f"the node at {self.url} failed {method} {path}: {_reason(exc)}"
+            ) from None
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        """Any method and httpx arguments (raw content, headers); the JSON answer."""
+        return self._call(method, path, **kw)
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
+        return _decode(self._send(method, path, **kw), method, path)
+
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
         import httpx
 
         try:
@@ -127,7 +161,7 @@ class Client:
                 f"cannot reach a node at {self.url} ({self.source}): {_reason(exc)}; "
                 "is `focusflow devnet` running? pick another with --node URL"
             ) from None
-        return _decode(response, method, path)
+        return response
 
     # ------------------------------------------------------------- endpoints
 

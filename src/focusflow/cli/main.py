@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 
 from focusflow import __version__
 from focusflow.cli.auth_cmd import auth_app
+from focusflow.cli.blob_cmd import app as blob_app
 from focusflow.cli.ca_cmd import ca_app, ct_app
 from focusflow.cli.compile_cmd import compile_cmd
 from focusflow.cli.da_cmd import da_app
@@ -47,6 +48,7 @@ app.add_typer(light_app, name="light")
 app.add_typer(ca_app, name="ca")
 app.add_typer(ct_app, name="ct")
 app.add_typer(auth_app, name="auth")
+app.add_typer(blob_app, name="blob")
 app.command("infer")(infer_cmd)
 app.command("compile")(compile_cmd)
 

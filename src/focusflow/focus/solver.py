@@ -307,9 +307,7 @@ def _diffusion_start(
     """Diffusion alone to ``params.start_tol``: the start of a cold tri solve
     (a few cheap products that save the first outer iterations, each of which
     costs springs and heat), and its iterations."""
-    pre = params.with_(
-        weights=(1.0, 0.0, 0.0), tol=params.start_tol, anderson=DIFFUSION_ANDERSON
-    )
+    pre = params.with_(weights=(1.0, 0.0, 0.0), tol=params.start_tol, anderson=DIFFUSION_ANDERSON)
     phi, diag = solve(op, pre, prior)
     return phi, diag.iterations
 

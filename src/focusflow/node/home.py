@@ -120,6 +120,12 @@ class Home:
         return self.path / "texts"
 
     @property
+    def blobs(self) -> Path:
+        """The node's chunk store (``services.storage.chunk_store``): blobs put
+        through the API, apart from ``data/`` and from every state root."""
+        return self.path / "blobs"
+
+    @property
     def node_json(self) -> Path:
         return self.path / "node.json"
 

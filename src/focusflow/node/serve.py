@@ -31,6 +31,7 @@ from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.services.auth.credentials import Authorizer
 from focusflow.services.dns import DnsSettings, Lookup, serve_dns
+from focusflow.services.storage.chunk_store import ChunkStore
 from focusflow.store.particle_texts import ParticleTexts
 
 log = logging.getLogger("focusflow.node")
@@ -78,13 +79,16 @@ def serve(
     # handlers make that harmless so the caller still closes the store.
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
     texts = ParticleTexts(home.texts)
+    blobs = ChunkStore(home.blobs)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            stores = (texts, blobs)
             runner.run(
-                _serve(runtime, home, sock, ready, fields, stop_on_failure, texts, notes, dns)
+                _serve(runtime, home, sock, ready, fields, stop_on_failure, stores, notes, dns)
             )
     finally:
         texts.close()
+        blobs.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -96,7 +100,7 @@ async def _serve(
     ready: str,
     fields: Callable[[str], dict],
     stop_on_failure: bool,
-    texts: ParticleTexts,
+    stores: tuple[ParticleTexts, ChunkStore],
     notes: Sequence[str],
     dns: DnsSettings | None,
 ) -> None:
@@ -107,7 +111,8 @@ async def _serve(
         runtime,
         admin_token,
         LimitSettings.from_json(config.get("api_limits")),
-        particle_texts=texts,
+        particle_texts=stores[0],
+        blobs=stores[1],
         authorizer=Authorizer.for_home(
             admin_token, home.tokens, config.get("acl"), passwords_file=home.passwords
         ),

@@ -56,6 +56,7 @@ NODE_ROLES: dict[str, tuple[Grant, ...]] = {
     ADMIN_ROLE: (Grant("*", "**"),),
     "faucet": (Grant("write", "node/faucet"),),
     "views": (Grant("admin", "node/views/**"),),
+    "blobs": (Grant("write", "node/blobs"),),
 }
 
 

@@ -1,0 +1,206 @@
+"""``focusflow blob put|get|rm``: files as content-addressed blobs on a node.
+
+``put`` streams a file to ``POST /v1/blobs`` (the node cuts it into
+content-defined chunks and stores what is new to it); ``get`` fetches the root
+block and then every chunk by CID from ``/v1/chunks/{cid}``, checking each
+against its hash here before a byte of it is written, and moves the file into
+place only once the whole blob checked. docs/storage.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from focusflow.cli.client import Client, node_url
+from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt
+from focusflow.core.cid import cid_from_bytes, cid_to_bytes
+from focusflow.core.errors import InputFileError, InvalidParameterError
+from focusflow.core.home import read_token_file, resolve_home
+from focusflow.services.storage import dag
+
+app = typer.Typer(help="Files as content-addressed blobs on a node (chunked, deduplicated).")
+
+ENV_TOKEN = "FOCUSFLOW_TOKEN"
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help=f"A credential with the blobs role. Default: ${ENV_TOKEN}, else the node "
+        "home's admin_token.",
+        show_default=False,
+    ),
+]
+#: Seconds a put or a block fetch may take.
+TIMEOUT_S = 600.0
+
+
+def _token(token: str | None, home: Path) -> str | None:
+    if token:
+        return token
+    if os.environ.get(ENV_TOKEN):
+        return os.environ[ENV_TOKEN]
+    try:
+        return read_token_file(home / "admin_token")
+    except (OSError, ValueError):
+        return None
+
+
+def _file_chunks(path: Path, progress: Any) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while piece := f.read(1 << 20):
+            progress.update(len(piece))
+            yield piece
+
+
+@app.command("put")
+def put(
+    file: Annotated[Path, typer.Argument(help="The file to store.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store FILE on the node: its CID, size, chunks and what was new there."""
+    if not file.is_file():
+        raise InputFileError(f"{file} is not a readable file")
+    where = resolve_home(home)
+    url, source = node_url(node, where)
+    size = file.stat().st_size
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+    secret = _token(token, where)
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    with (
+        Client(url, source=source, timeout=TIMEOUT_S) as client,
+        _progress_stream(as_json) as stream,
+        typer.progressbar(length=size, label="put", file=stream) as bar,
+    ):
+        result = client.call("POST", "/v1/blobs", content=_file_chunks(file, bar), headers=headers)
+    if as_json:
+        print(json.dumps(result, sort_keys=True))
+        return
+    print(result["cid"])
+    print(
+        f"{result['size']:,} bytes in {result['chunks']:,} chunks; new here: "
+        f"{result['new_chunks']:,} chunks, {result['new_bytes']:,} bytes"
+    )
+
+
+@app.command("get")
+def get(
+    cid: Annotated[str, typer.Argument(help="The blob's CID.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the blob.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch a blob block by block, each checked against its CID, into --out."""
+    root = cid_to_bytes(cid)
+    try:
+        dag.codec_of(root)
+    except dag.BlobError:
+        raise InvalidParameterError(f"{cid} is not a blob's CID (CIDv1 raw or dag-cbor)") from None
+    url, source = node_url(node, resolve_home(home))
+    tmp = out.with_name(out.name + ".part")
+    size = 0
+    with Client(url, source=source, timeout=TIMEOUT_S) as client, tmp.open("wb") as f:
+        try:
+            for chunk in _verified_chunks(client, root):
+                f.write(chunk)
+                size += len(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, out)
+    if as_json:
+        print(json.dumps({"cid": cid_from_bytes(root), "size": size, "out": str(out)}))
+    else:
+        print(f"{size:,} bytes to {out}")
+
+
+def _verified_chunks(client: Client, root: bytes) -> Iterator[bytes]:
+    """The blob's chunks in order, each checked against its CID before it is
+    given out: the DAG's nodes are fetched one by one (a few per 64 MiB), then
+    the chunks come in one stream of the whole blob, cut where the nodes say."""
+    leaves = _leaves(client, root)
+    if leaves is None:  # a one-chunk blob: the root is the chunk
+        data = _block(client, root)
+        dag.verify_block(root, data)
+        yield data
+        return
+    with client.stream("GET", f"/v1/blobs/{cid_from_bytes(root)}") as body:
+        pending = bytearray()
+        feed = body.iter_bytes(1 << 20)
+        for link in leaves:
+            while len(pending) < link.size:
+                piece = next(feed, None)
+                if piece is None:
+                    raise dag.BlobError(f"blob {root.hex()} ended before its chunks did")
+                pending += piece
+            chunk = bytes(pending[: link.size])
+            del pending[: link.size]
+            dag.verify_block(link.cid, chunk)
+            yield chunk
+        if pending or next(feed, None) is not None:
+            raise dag.BlobError(f"blob {root.hex()} is longer than its chunks")
+
+
+def _leaves(client: Client, root: bytes) -> list[dag.Link] | None:
+    """The leaf links of the DAG under ``root`` in order, every node fetched and
+    checked; None when the root is a chunk itself."""
+    if dag.codec_of(root) == dag.RAW:
+        return None
+    leaves: list[dag.Link] = []
+    stack = [root]
+    while stack:
+        cid = stack.pop()
+        node = _block(client, cid)
+        dag.verify_block(cid, node)
+        links = dag.decode_node(node)
+        inner = [link for link in links if dag.codec_of(link.cid) == dag.DAG_CBOR]
+        if inner and len(inner) != len(links):
+            raise dag.BlobError(f"DAG node {cid.hex()} mixes chunks and nodes")
+        if inner:
+            stack.extend(link.cid for link in reversed(inner))
+        else:
+            leaves.extend(links)
+    return leaves
+
+
+def _block(client: Client, cid: bytes) -> bytes:
+    """One block from the node, refused past the size a block of its kind has."""
+    data = client.raw("GET", f"/v1/chunks/{cid_from_bytes(cid)}").content
+    limit = dag.CHUNK_MAX if dag.codec_of(cid) == dag.RAW else dag.MAX_NODE_BYTES
+    if len(data) > limit:
+        raise dag.BlobError(f"block {cid.hex()} is over {limit} bytes")
+    return data
+
+
+@app.command("rm")
+def rm(
+    cid: Annotated[str, typer.Argument(help="The blob's CID.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Unpin a blob on the node (blocks no other pin reaches are deleted)."""
+    where = resolve_home(home)
+    url, source = node_url(node, where)
+    secret = _token(token, where)
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    with Client(url, source=source) as client:
+        result = client.call("DELETE", f"/v1/blobs/{cid}", headers=headers)
+    print(f"unpinned {cid}; {result['freed_bytes']:,} bytes freed")
+
+
+def _progress_stream(quiet: bool) -> contextlib.AbstractContextManager[Any]:
+    """Where the progress bar draws: stderr, or nowhere with --json."""
+    return open(os.devnull, "w") if quiet else contextlib.nullcontext(sys.stderr)

@@ -1,0 +1,180 @@
+"""``focusflow blob`` against a real devnet: put, dedup, get, rm, and what is refused.
+
+The devnet is a real process with its LMDB chunk store in its home; the CLI
+talks to it over HTTP as a user's would. A blob read back is compared byte for
+byte with the file put, and its CID recomputed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from focusflow.cli import blob_cmd
+from focusflow.core.cid import cid_from_bytes, cid_of_bytes, cid_to_bytes
+from focusflow.services.storage import dag
+from focusflow.services.storage.chunk_store import ChunkStore
+from tests.cli.helpers import assert_user_error, run_cli
+
+
+def _random(n: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def test_put_get_dedup_and_rm_through_the_cli(env, capsys, tmp_path):
+    data = bytearray(_random(6 << 20, 1))
+    src = tmp_path / "a.bin"
+    src.write_bytes(bytes(data))
+    first = run_cli(capsys, "blob", "put", src, "--json")
+    assert first.code == 0, first.err
+    put = first.json()
+    assert put["size"] == len(data) and put["new_chunks"] == put["chunks"] > 1
+    root = cid_to_bytes(put["cid"])
+    with env.client() as c:
+        r = c.get(f"/v1/chunks/{put['cid']}")
+        assert r.status_code == 200, r.text[:300]
+        node = r.content
+        assert root == bytes([1, dag.DAG_CBOR, 0x12, 0x20]) + hashlib.sha256(node).digest()
+        assert c.get(f"/v1/blobs/{put['cid']}").content == bytes(data)
+    # one byte changed: a chunk or two and the root are new, the rest is kept
+    data[len(data) // 3] ^= 1
+    src.write_bytes(bytes(data))
+    second = run_cli(capsys, "blob", "put", src, "--json").json()
+    assert second["cid"] != put["cid"] and second["new_chunks"] <= 2
+    assert second["new_bytes"] < 0.05 * len(data)
+    out = tmp_path / "back.bin"
+    got = run_cli(capsys, "blob", "get", second["cid"], "--out", out, "--json")
+    assert got.code == 0, got.err
+    assert out.read_bytes() == bytes(data)
+    assert not out.with_name("back.bin.part").exists()
+    removed = run_cli(capsys, "blob", "rm", put["cid"])
+    assert removed.code == 0, removed.err
+    with env.client() as c:
+        assert c.get(f"/v1/blobs/{put['cid']}").status_code == 404
+        assert c.get(f"/v1/blobs/{second['cid']}").content == bytes(data)
+
+
+def test_a_small_blob_is_the_particle_of_its_bytes(env, capsys, tmp_path):
+    src = tmp_path / "cats.txt"
+    src.write_bytes(b"cats")
+    put = run_cli(capsys, "blob", "put", src, "--json").json()
+    assert put["cid"] == cid_of_bytes(b"cats") and put["chunks"] == 1
+
+
+def test_the_api_refuses_what_it_must(env):
+    with env.client() as c:
+        r = c.post("/v1/blobs", content=b"x" * 10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert _declared_too_large(env) == 413
+        missing = cid_of_bytes(b"never put here")
+        assert c.get(f"/v1/blobs/{missing}").status_code == 404
+        assert c.get(f"/v1/chunks/{missing}").status_code == 404
+        r = c.delete(f"/v1/blobs/{missing}", headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401
+        # a CIDv0 is a particle but no block this store makes
+        v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+        assert c.get(f"/v1/chunks/{v0}").status_code == 404
+
+
+def _declared_too_large(env) -> int:
+    """The status a put declaring 2 GiB gets, the body never sent (a raw socket:
+    an HTTP client will not declare what it does not send)."""
+    url = httpx.URL(env.api)
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/blobs HTTP/1.1\r\nHost: {url.host}\r\n"
+            f"Authorization: Bearer {env.admin_token()}\r\n"
+            f"Content-Length: {2**31}\r\n\r\n".encode()
+        )
+        head = sock.recv(4096).split(b"\r\n", 1)[0]
+    return int(head.split()[1])
+
+
+def test_an_upload_cut_short_pins_nothing(env, tmp_path):
+    data = _random(1 << 20, 7)
+    sent = data[:600_000]
+    url = httpx.URL(env.api)
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/blobs HTTP/1.1\r\nHost: {url.host}\r\n"
+            f"Authorization: Bearer {env.admin_token()}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + sent
+        )
+        time.sleep(0.5)
+    # what the node would have pinned had it taken the part it got for the blob
+    local = ChunkStore(tmp_path / "local")
+    partial = cid_from_bytes(local.put(io.BytesIO(sent)).cid)
+    time.sleep(1.5)  # the node has seen the connection close by now
+    with env.client() as c:
+        assert c.get(f"/v1/blobs/{partial}").status_code == 404
+
+
+def test_put_without_credentials_and_a_missing_file_are_user_errors(env, capsys, tmp_path):
+    assert_user_error(run_cli(capsys, "blob", "put", tmp_path / "none"), "bad_input_file")
+    src = tmp_path / "f"
+    src.write_bytes(b"hello")
+    r = run_cli(capsys, "blob", "put", src, "--token", "ffk_notatoken")
+    assert r.code != 0 and "unauthorized" in r.err
+
+
+class _LyingNode:
+    """A node that answers from ``blocks`` and streams ``body`` as any blob."""
+
+    url = "http://lying"
+
+    def __init__(self, blocks: dict[bytes, bytes], body: bytes = b"") -> None:
+        self.blocks = blocks
+        self.body = body
+
+    def raw(self, method: str, path: str):
+        cid = cid_to_bytes(path.rsplit("/", 1)[1])
+        return httpx.Response(200, content=self.blocks[cid])
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str):
+        yield httpx.Response(200, content=self.body)
+
+
+def test_get_checks_every_block_before_writing_it():
+    chunk = _random(dag.CHUNK_MIN, 2)
+    leaf = dag.cid_bytes(dag.RAW, chunk)
+    assert list(blob_cmd._verified_chunks(_LyingNode({leaf: chunk}), leaf)) == [chunk]
+    with pytest.raises(dag.BlobError, match="does not hash"):
+        list(blob_cmd._verified_chunks(_LyingNode({leaf: chunk[:-1] + b"\0"}), leaf))
+    # an oversized block is refused before it is hashed
+    big = _random(dag.CHUNK_MAX + 1, 3)
+    big_cid = dag.cid_bytes(dag.RAW, big)
+    with pytest.raises(dag.BlobError, match="over"):
+        blob_cmd._block(_LyingNode({big_cid: big}), big_cid)
+    # a blob of two chunks: its stream is cut where the root says and each part checked
+    other = _random(dag.CHUNK_MIN, 4)
+    links = [dag.Link(leaf, len(chunk)), dag.Link(dag.cid_bytes(dag.RAW, other), len(other))]
+    root, ((root_cid, node),) = dag.build(links)
+    blocks = {root_cid: node}
+    good = chunk + other
+    assert list(blob_cmd._verified_chunks(_LyingNode(blocks, good), root.cid)) == [chunk, other]
+    for body, match in (
+        (good[:-1] + bytes([good[-1] ^ 1]), "does not hash"),
+        (good[:-1], "ended before"),
+        (good + b"x", "longer"),
+    ):
+        with pytest.raises(dag.BlobError, match=match):
+            list(blob_cmd._verified_chunks(_LyingNode(blocks, body), root.cid))
+
+
+def test_get_of_a_cid_that_is_no_blob_is_a_user_error(env, capsys, tmp_path):
+    v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+    r = run_cli(capsys, "blob", "get", v0, "--out", tmp_path / "o")
+    assert_user_error(r, "invalid_parameter")
+    missing = cid_from_bytes(dag.cid_bytes(dag.RAW, b"absent"))
+    r = run_cli(capsys, "blob", "get", missing, "--out", tmp_path / "o")
+    assert r.code != 0 and "not_found" in r.err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.part").exists()
