@@ -59,8 +59,18 @@ class Genesis:
     params: ChainParams
     accounts: tuple[GenesisAccount, ...]
     validators: tuple[GenesisValidator, ...]
+    #: The network's certificate authority, whose key the ``members`` hold as
+    #: FROST shares (``modules.ca``): checked here for shape, by that module for
+    #: its cryptography. None: the chain has no CA.
+    ca: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        doc = self._core_json()
+        if self.ca is not None:
+            doc["ca"] = self.ca
+        return doc
+
+    def _core_json(self) -> dict[str, Any]:
         return {
             "chain_id": self.chain_id,
             "genesis_time_ms": self.genesis_time_ms,
@@ -98,7 +108,9 @@ class Genesis:
     def from_json(cls, raw: Any) -> Genesis:
         if not isinstance(raw, dict):
             raise GenesisError("genesis must be a JSON object")
-        unknown = set(raw) - {"chain_id", "genesis_time_ms", "params", "accounts", "validators"}
+        unknown = set(raw) - {
+            "chain_id", "genesis_time_ms", "params", "accounts", "validators", "ca",
+        }  # fmt: skip
         if unknown:
             raise GenesisError(f"unknown genesis fields: {', '.join(sorted(unknown))}")
         chain_id = raw.get("chain_id")
@@ -147,7 +159,8 @@ class Genesis:
             if power == 0:
                 raise GenesisError(f"{where}.power must be positive")
             validators.append(GenesisValidator(str(v.get("name", f"validator-{i}")), key, power))
-        genesis = cls(chain_id, time_ms, params, tuple(accounts), tuple(validators))
+        ca = _checked_ca(raw["ca"]) if "ca" in raw else None
+        genesis = cls(chain_id, time_ms, params, tuple(accounts), tuple(validators), ca)
         try:
             genesis.validator_set()
         except InvalidValidatorSetError as exc:
@@ -192,6 +205,55 @@ def _check_upgrades(focus: dict[str, Any], upgrades: list[Any]) -> None:
             runnable_params(in_force)
         except InvalidParameterError as exc:
             raise GenesisError(f"{where} (height {height}): {exc.message}") from None
+
+
+#: Most members a CA group may have, and the largest root certificate (DER bytes).
+MAX_CA_MEMBERS = 64
+MAX_CA_ROOT_BYTES = 8192
+
+
+def _hex(value: Any, size: int | None, where: str, limit: int = 0) -> bytes:
+    try:
+        data = bytes.fromhex(value) if isinstance(value, str) else b""
+    except ValueError:
+        data = b""
+    if not data or (size is not None and len(data) != size) or (limit and len(data) > limit):
+        want = f"{2 * size} hex digits" if size is not None else f"hex of at most {limit} bytes"
+        raise GenesisError(f"{where} must be {want}")
+    return data
+
+
+def _checked_ca(raw: Any) -> dict[str, Any]:
+    """The ``ca`` section's shape: ``{"threshold", "public_key", "root", "members":
+    [{"address", "identifier", "verifying_share"}]}`` with hex keys, distinct
+    members and identifiers, ``2 <= threshold <= len(members)``."""
+    if not isinstance(raw, dict) or set(raw) != {"threshold", "public_key", "root", "members"}:
+        raise GenesisError("ca must be {threshold, public_key, root, members}")
+    _hex(raw["public_key"], 32, "ca.public_key")
+    _hex(raw["root"], None, "ca.root", MAX_CA_ROOT_BYTES)
+    members = raw["members"]
+    if not isinstance(members, list) or not 0 < len(members) <= MAX_CA_MEMBERS:
+        raise GenesisError(f"ca.members must be a list of 1 to {MAX_CA_MEMBERS}")
+    addresses, identifiers = set(), set()
+    for i, m in enumerate(members):
+        where = f"ca.members[{i}]"
+        if not isinstance(m, dict) or set(m) != {"address", "identifier", "verifying_share"}:
+            raise GenesisError(f"{where} must be {{address, identifier, verifying_share}}")
+        try:
+            addresses.add(decode_address(m["address"]))
+        except InvalidAddressError as exc:
+            raise GenesisError(f"{where}.address: {exc}") from None
+        identifier = m["identifier"]
+        if type(identifier) is not int or not 0 < identifier <= MAX_CA_MEMBERS:
+            raise GenesisError(f"{where}.identifier must be 1..{MAX_CA_MEMBERS}")
+        identifiers.add(identifier)
+        _hex(m["verifying_share"], 32, f"{where}.verifying_share")
+    if len(addresses) != len(members) or len(identifiers) != len(members):
+        raise GenesisError("ca.members must name distinct addresses and identifiers")
+    threshold = raw["threshold"]
+    if type(threshold) is not int or not 2 <= threshold <= len(members):
+        raise GenesisError("ca.threshold must be 2..len(members)")
+    return raw
 
 
 def _list(raw: dict[str, Any], name: str) -> list[Any]:

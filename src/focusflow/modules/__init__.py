@@ -1,8 +1,9 @@
 """The chain's state machines: bank, graph links, names, blobs, validators,
-focus upgrades, the EVM and WASM contracts."""
+focus upgrades, the EVM and WASM contracts, and the certificate authority."""
 
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
+from focusflow.modules.ca import CertificateAuthority
 from focusflow.modules.evm import Evm
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
@@ -14,12 +15,16 @@ from focusflow.modules.wasm import Wasm
 def default_modules() -> list:
     """The modules every focusflow chain runs, in execution order (the bank's
     end of block slashes before the validators' picks a set from the stakes)."""
-    return [Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm()]
+    return [
+        Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm(),
+        CertificateAuthority(),
+    ]  # fmt: skip
 
 
 __all__ = [
     "Bank",
     "Blobs",
+    "CertificateAuthority",
     "Evm",
     "Links",
     "Names",

@@ -1,0 +1,333 @@
+"""The network's certificate authority: issuance decided by the chain, signed by a threshold.
+
+The CA's key is a FROST(Ed25519, SHA-512) group key (RFC 9591,
+``services.trust.frost``) whose shares the genesis ``ca.members`` hold (made
+by a distributed key generation: no one ever held the key). A certificate is
+issued in three kinds of chain messages, so that no single node can mint one:
+
+``ca.request`` ``{"name": str, "key": 32 bytes, "hours": int}``
+    From the owner of ``name`` in the names module: a leaf certificate for
+    ``<name>.focus`` and the Ed25519 node key ``key``, valid from the block's
+    time for ``hours`` (1 to 2,160). The chain builds the ``tbsCertificate``
+    (issuer the genesis root, serial from the transaction's hash) and keeps it
+    under ``/kv/ca/req/<serial>``: every node derives the same bytes.
+``ca.commit`` ``{"serial": 16 bytes, "hiding": 32 bytes, "binding": 32 bytes}``
+    From a member: its FROST round-one nonce commitment for that request. The
+    first ``threshold`` members to commit are the signing set.
+``ca.share`` ``{"serial": 16 bytes, "share": 32 bytes}``
+    From a member of the signing set: its signature share over the
+    ``tbsCertificate``, verified here against its verifying share before it
+    is kept (a bad share is refused and costs its sender the fee). The
+    ``threshold``-th share completes the Ed25519 signature, which is checked
+    against the group key; the certificate is kept under ``/kv/ca/cert/<serial>``
+    and appended to the transparency log.
+
+The transparency log (RFC 6962: leaf ``SHA-256(0x00 || DER)``) lives in the
+state: each leaf hash under ``/kv/ct/leaf/<index>`` and the tree head (size, root
+hash and the hashes of the perfect subtrees it is made of) under ``/kv/ct/head``.
+The state root commits the tree head, so a header signed by the validators is
+its signature, and every node serves inclusion and consistency proofs
+(``api.routes_ca``).
+
+Consensus note: the ``tbsCertificate`` bytes come from ``cryptography``'s
+X.509 builder (DER is canonical), so validators run the same major version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from focusflow.chain.errors import GenesisError, MalformedMessageError, NotOwnerError, TxError
+from focusflow.chain.genesis import Genesis
+from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.state import PendingState, Readable
+from focusflow.core.encoding import decode, encode
+from focusflow.core.keys import decode_address
+from focusflow.modules.accounts import field, only_fields
+from focusflow.modules.names import check_name, resolve
+from focusflow.services.trust import ctlog, frost
+from focusflow.services.trust.frost import Commitment, FrostError
+
+GROUP_KEY = b"/kv/ca/group"
+REQUEST_PREFIX = b"/kv/ca/req/"
+CERT_PREFIX = b"/kv/ca/cert/"
+LEAF_PREFIX = b"/kv/ct/leaf/"
+HEAD_KEY = b"/kv/ct/head"
+#: The longest a leaf certificate the chain issues is valid.
+MAX_HOURS = 2160
+SERIAL_BYTES = 16
+_USAGES = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+class CaError(TxError):
+    """A CA message the chain refuses: no CA, no such request, not a member,
+    out of turn, or a signature share that does not verify."""
+
+    code = "ca_error"
+
+
+@dataclass(frozen=True)
+class Group:
+    threshold: int
+    public_key: bytes
+    root: bytes
+    #: address -> (identifier, verifying share)
+    members: Mapping[bytes, tuple[int, bytes]]
+
+    def member(self, address: bytes) -> tuple[int, bytes]:
+        found = self.members.get(address)
+        if found is None:
+            raise CaError("the sender is not a member of the CA's signing group")
+        return found
+
+
+def load_group(state: Readable) -> Group | None:
+    raw = state.get(GROUP_KEY)
+    if raw is None:
+        return None
+    threshold, public_key, root, members = decode(raw, "ca group")
+    return Group(threshold, public_key, root, {a: (i, v) for a, i, v in members})
+
+
+def _group_from_genesis(ca: dict[str, Any]) -> Group:
+    """The genesis section's group, its cryptography checked: points on the
+    curve, and a root certificate whose key is the group key."""
+    try:
+        public_key = frost.check_element(bytes.fromhex(ca["public_key"]))
+        members = {}
+        for m in ca["members"]:
+            share = frost.check_element(bytes.fromhex(m["verifying_share"]))
+            members[decode_address(m["address"])] = (m["identifier"], share)
+        root = bytes.fromhex(ca["root"])
+        cert = x509.load_der_x509_certificate(root)
+    except (FrostError, ValueError) as exc:
+        raise GenesisError(f"ca: {exc}") from None
+    key = cert.public_key()
+    if not isinstance(key, Ed25519PublicKey) or key.public_bytes_raw() != public_key:
+        raise GenesisError("ca.root is not a certificate of the group's Ed25519 key")
+    return Group(ca["threshold"], public_key, root, members)
+
+
+@dataclass
+class Request:
+    prefix: bytes
+    tbs: bytes
+    requester: bytes
+    name: str
+    commits: list[tuple[int, bytes, bytes]]
+    shares: list[tuple[int, int]]
+
+    def encode(self) -> bytes:
+        shares = [[i, frost.scalar_bytes(z)] for i, z in self.shares]
+        commits = [list(c) for c in self.commits]
+        return encode([self.prefix, self.tbs, self.requester, self.name, commits, shares])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Request:
+        prefix, tbs, requester, name, commits, shares = decode(raw, "ca request")
+        return cls(
+            prefix,
+            tbs,
+            requester,
+            name,
+            [(i, h, b) for i, h, b in commits],
+            [(i, frost.decode_scalar(z)) for i, z in shares],
+        )
+
+    def commitments(self) -> list[Commitment]:
+        return [Commitment(i, h, b) for i, h, b in self.commits]
+
+
+def leaf_template(
+    group: Group, name: str, key: bytes, serial: int, not_before: dt.datetime, hours: int
+) -> tuple[bytes, bytes]:
+    """``(DER without its signature, tbsCertificate)`` of the leaf a request asks for."""
+    root = x509.load_der_x509_certificate(group.root)
+    issuer_key = Ed25519PublicKey.from_public_bytes(group.public_key)
+    subject_key = Ed25519PublicKey.from_public_bytes(key)
+    dns = f"{name}.focus"
+    draft = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
+        .issuer_name(root.subject)
+        .public_key(subject_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + dt.timedelta(hours=hours))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(_USAGES), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False
+        )
+        .sign(Ed25519PrivateKey.generate(), None)  # a throwaway key: its signature is replaced
+    )
+    der = draft.public_bytes(serialization.Encoding.DER)
+    return der[:-64], draft.tbs_certificate_bytes
+
+
+# --- the transparency log in the state ----------------------------------------------
+
+
+def log_head(state: Readable) -> tuple[int, bytes, list[bytes]]:
+    """``(size, root hash, perfect subtree hashes largest first)`` of the log."""
+    raw = state.get(HEAD_KEY)
+    if raw is None:
+        return 0, hashlib.sha256(b"").digest(), []
+    size, root, frontier = decode(raw, "ct head")
+    return size, root, list(frontier)
+
+
+def _append_leaf(state: PendingState, entry: bytes) -> int:
+    """Append ``entry`` to the log; returns its index. The frontier is a binary
+    counter of perfect subtrees; the root folds it from the right (RFC 6962's
+    split at the largest power of two)."""
+    size, _, frontier = log_head(state)
+    leaf = ctlog.leaf_hash(entry)
+    state.put(LEAF_PREFIX + size.to_bytes(8, "big"), leaf)
+    merged, carry = leaf, size
+    while carry & 1:
+        merged = ctlog.node_hash(frontier.pop(), merged)
+        carry >>= 1
+    frontier.append(merged)
+    root = frontier[-1]
+    for subtree in reversed(frontier[:-1]):
+        root = ctlog.node_hash(subtree, root)
+    state.put(HEAD_KEY, encode([size + 1, root, frontier]))
+    return size
+
+
+def log_leaves(state: Readable, size: int) -> list[bytes]:
+    """The first ``size`` leaf hashes (for proofs)."""
+    return [state.get(LEAF_PREFIX + i.to_bytes(8, "big")) or b"" for i in range(size)]
+
+
+# --- the module ----------------------------------------------------------------------
+
+
+class CertificateAuthority:
+    name = "ca"
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"ca.request": self.request, "ca.commit": self.commit, "ca.share": self.share}
+
+    def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
+        if genesis.ca is None:
+            return
+        g = _group_from_genesis(genesis.ca)
+        members = sorted([a, i, v] for a, (i, v) in g.members.items())
+        state.put(GROUP_KEY, encode([g.threshold, g.public_key, g.root, members]))
+
+    def end_block(self, ctx: BlockContext) -> None:
+        return None
+
+    def request(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "name", "key", "hours")
+        name = field(body, "name", str)
+        key = field(body, "key", bytes, size=32)
+        hours = field(body, "hours", int)
+        group = _group(ctx.state)
+        check_name(name)
+        record = resolve(ctx.state, name)
+        if record is None or record[1] != ctx.sender:
+            raise NotOwnerError(f"a certificate for {name!r} is asked for by the name's owner")
+        if not 0 < hours <= MAX_HOURS:
+            raise MalformedMessageError(f"hours must be 1..{MAX_HOURS}")
+        try:
+            Ed25519PublicKey.from_public_bytes(key)
+        except ValueError:
+            raise MalformedMessageError("key is not an Ed25519 public key") from None
+        digest = hashlib.sha256(
+            b"focusflow/ca-serial/" + ctx.tx.hash + ctx.msg_index.to_bytes(4, "big")
+        ).digest()
+        serial = digest[:SERIAL_BYTES]
+        number = int.from_bytes(serial, "big") >> 1 or 1  # positive, under 2^127
+        start = dt.datetime.fromtimestamp(ctx.block.time_ms // 1000, dt.UTC)
+        prefix, tbs = leaf_template(group, name, key, number, start, hours)
+        ctx.state.put(
+            REQUEST_PREFIX + serial, Request(prefix, tbs, ctx.sender, name, [], []).encode()
+        )
+        ctx.emit("ca.request", serial=serial, name=name)
+
+    def commit(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "serial", "hiding", "binding")
+        serial = field(body, "serial", bytes, size=SERIAL_BYTES)
+        hiding = field(body, "hiding", bytes, size=32)
+        binding = field(body, "binding", bytes, size=32)
+        group = _group(ctx.state)
+        identifier, _ = group.member(ctx.sender)
+        req = _pending(ctx.state, serial)
+        if len(req.commits) >= group.threshold:
+            raise CaError("the request's signing set is full")
+        if any(i == identifier for i, _, _ in req.commits):
+            raise CaError("this member has committed to the request already")
+        try:
+            frost.check_element(hiding)
+            frost.check_element(binding)
+        except FrostError as exc:
+            raise MalformedMessageError(f"a nonce commitment: {exc.message}") from None
+        req.commits.append((identifier, hiding, binding))
+        ctx.state.put(REQUEST_PREFIX + serial, req.encode())
+        ctx.emit("ca.commit", serial=serial, identifier=identifier)
+
+    def share(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "serial", "share")
+        serial = field(body, "serial", bytes, size=SERIAL_BYTES)
+        raw_share = field(body, "share", bytes, size=32)
+        group = _group(ctx.state)
+        identifier, verifying = group.member(ctx.sender)
+        req = _pending(ctx.state, serial)
+        if len(req.commits) < group.threshold:
+            raise CaError("the request's signing set is not complete yet")
+        if all(i != identifier for i, _, _ in req.commits):
+            raise CaError("this member is not in the request's signing set")
+        if any(i == identifier for i, _ in req.shares):
+            raise CaError("this member has given its share already")
+        try:
+            z = frost.decode_scalar(raw_share)
+            frost.verify_share(
+                identifier, verifying, z, req.tbs, req.commitments(), group.public_key
+            )
+        except FrostError as exc:
+            raise CaError(f"signature share refused: {exc.message}") from None
+        req.shares.append((identifier, z))
+        ctx.emit("ca.share", serial=serial, identifier=identifier)
+        if len(req.shares) < group.threshold:
+            ctx.state.put(REQUEST_PREFIX + serial, req.encode())
+            return
+        signature = frost.aggregate(
+            req.commitments(), req.tbs, group.public_key, [z for _, z in req.shares]
+        )
+        try:
+            Ed25519PublicKey.from_public_bytes(group.public_key).verify(signature, req.tbs)
+        except InvalidSignature:
+            raise CaError("the aggregated signature does not verify") from None
+        der = req.prefix + signature
+        ctx.state.delete(REQUEST_PREFIX + serial)
+        ctx.state.put(CERT_PREFIX + serial, der)
+        index = _append_leaf(ctx.state, der)
+        ctx.emit("ca.issued", serial=serial, name=req.name, leaf_index=index)
+
+
+def _group(state: Readable) -> Group:
+    group = load_group(state)
+    if group is None:
+        raise CaError("this chain has no certificate authority (its genesis names none)")
+    return group
+
+
+def _pending(state: Readable, serial: bytes) -> Request:
+    raw = state.get(REQUEST_PREFIX + serial)
+    if raw is None:
+        raise CaError(f"no pending certificate request {serial.hex()}")
+    return Request.decode(raw)

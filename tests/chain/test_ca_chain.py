@@ -1,0 +1,290 @@
+"""The network's CA as chain messages: a certificate no single member can sign.
+
+Four members hold FROST shares of the CA key (3 of 4 sign); the key and its
+self-signed root are made here by a trusted dealer, as a ceremony would hand
+them out. A name's owner asks for a certificate, three members commit and
+give shares, and the chain assembles it. Independent checks: the real
+``openssl verify`` against the root, the RFC 6962 inclusion and consistency
+proofs checked by the verifier of ``services.trust.ctlog`` against the tree
+head in the state, and a follower that replays the blocks to the same head.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from focusflow.chain import Genesis, Msg
+from focusflow.core.cid import raw_cid_bytes
+from focusflow.core.keys import KeyPair
+from focusflow.modules.ca import CERT_PREFIX, REQUEST_PREFIX, log_head, log_leaves
+from focusflow.services.trust import ctlog, frost
+from focusflow.services.trust.threshold_ca import threshold_root
+from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
+
+DAVE = KeyPair.from_seed(b"dave".ljust(32, b"\0"))
+ERIN = KeyPair.from_seed(b"erin".ljust(32, b"\0"))
+MEMBERS = (ALICE, BOB, CAROL, DAVE)
+#: Blocks start a minute ago: the root the dealer makes is valid from five minutes ago.
+T0 = (int(time.time()) - 60) * 1000
+
+
+def _group():
+    group, shares = frost.deal(frost.h3(b"the network's CA key"), 3, 4)
+
+    def sign(msg: bytes) -> bytes:
+        rounds = [frost.commit(s) for s in shares[:3]]
+        commitments = [c for _, c in rounds]
+        z = [
+            frost.sign(s, n, msg, commitments) for s, (n, _) in zip(shares[:3], rounds, strict=True)
+        ]
+        return frost.aggregate(commitments, msg, group, z)
+
+    root = threshold_root("focusflow-test", group, sign)
+    return group, shares, root
+
+
+def _genesis(group: bytes, shares, root: x509.Certificate, with_ca: bool = True) -> Genesis:
+    doc = {
+        "chain_id": CHAIN_ID,
+        "genesis_time_ms": T0,
+        "params": {"focus": {"mode": "diffusion"}},
+        "accounts": [
+            {"address": k.address, "balance": 10**12, "stake": 10**6} for k in (*MEMBERS, ERIN)
+        ],
+        "validators": [{"name": "v", "public_key": VALIDATOR.public_key.hex(), "power": 1}],
+    }
+    if with_ca:
+        doc["ca"] = {
+            "threshold": 3,
+            "public_key": group.hex(),
+            "root": root.public_bytes(serialization.Encoding.DER).hex(),
+            "members": [
+                {
+                    "address": k.address,
+                    "identifier": s.identifier,
+                    "verifying_share": s.public.hex(),
+                }
+                for k, s in zip(MEMBERS, shares, strict=True)
+            ],
+        }
+    return Genesis.from_json(doc)
+
+
+class Net:
+    def __init__(self, tmp_path, with_ca: bool = True) -> None:
+        self.group, self.shares, self.root = _group()
+        self.genesis = _genesis(self.group, self.shares, self.root, with_ca)
+        self.chain = new_chain(tmp_path / "c", self.genesis)
+        self.tmp = tmp_path
+        self.nonces: dict[str, int] = {}
+        self.t = T0
+
+    def send(self, key: KeyPair, msg: Msg):
+        nonce = self.nonces.get(key.address, 0)
+        self.t += 1000
+        result = self.chain.produce_block([tx(key, nonce, msg)], time_ms=self.t)
+        self.nonces[key.address] = nonce + 1
+        return result.receipts[0]
+
+    def issue(self, owner: KeyPair, name: str, node_key: bytes, signers=(0, 1, 2)):
+        """Request, three commitments, three shares: the serial and the receipts."""
+        receipt = self.send(owner, Msg("ca.request", {"name": name, "key": node_key, "hours": 24}))
+        assert receipt.code == "ok", receipt.log
+        serial = receipt.events[0]["serial"]
+        nonces = {}
+        for i in signers:
+            n, c = frost.commit(self.shares[i])
+            nonces[i] = n
+            body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
+            assert self.send(MEMBERS[i], Msg("ca.commit", body)).code == "ok"
+        commitments = [
+            frost.Commitment(self.shares[i].identifier, *_commit_points(nonces[i])) for i in signers
+        ]
+        tbs = self.pending_tbs(serial)
+        receipts = []
+        for i in signers:
+            z = frost.sign(self.shares[i], nonces[i], tbs, commitments)
+            body = {"serial": serial, "share": frost.scalar_bytes(z)}
+            receipts.append(self.send(MEMBERS[i], Msg("ca.share", body)))
+        return serial, receipts
+
+    def pending_tbs(self, serial: bytes) -> bytes:
+        from focusflow.modules.ca import Request
+
+        with self.chain.reader() as r:
+            return Request.decode(r.get(REQUEST_PREFIX + serial)).tbs
+
+    def certificate(self, serial: bytes) -> x509.Certificate | None:
+        with self.chain.reader() as r:
+            der = r.get(CERT_PREFIX + serial)
+        return None if der is None else x509.load_der_x509_certificate(der)
+
+
+def _commit_points(nonces: frost.Nonces) -> tuple[bytes, bytes]:
+    return frost.base_mul(nonces.hiding), frost.base_mul(nonces.binding)
+
+
+def _node_key() -> bytes:
+    return Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+
+
+def _register(net: Net, owner: KeyPair, name: str) -> None:
+    body = {"name": name, "cid": raw_cid_bytes(name.encode())}
+    assert net.send(owner, Msg("name.register", body)).code == "ok"
+
+
+def test_three_of_four_members_issue_a_certificate_openssl_accepts(tmp_path):
+    net = Net(tmp_path)
+    _register(net, ERIN, "erin-node")
+    key = _node_key()
+    serial, receipts = net.issue(ERIN, "erin-node", key)
+    assert [r.code for r in receipts] == ["ok", "ok", "ok"]
+    issued = receipts[-1].events[-1]
+    assert issued["type"] == "ca.issued" and issued["leaf_index"] == 0
+    cert = net.certificate(serial)
+    assert cert is not None
+    assert cert.public_key().public_bytes_raw() == key
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["erin-node.focus"]
+    assert cert.issuer == net.root.subject
+    valid = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert valid.total_seconds() == 24 * 3600
+    assert T0 // 1000 < cert.not_valid_before_utc.timestamp() < T0 // 1000 + 60
+    with net.chain.reader() as r:
+        assert r.get(REQUEST_PREFIX + serial) is None
+    if shutil.which("openssl"):
+        root_pem = tmp_path / "root.pem"
+        leaf_pem = tmp_path / "leaf.pem"
+        root_pem.write_bytes(net.root.public_bytes(serialization.Encoding.PEM))
+        leaf_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        out = subprocess.run(
+            # at a time inside the leaf's validity, which begins at its block's time
+            ["openssl", "verify", "-attime", str(T0 // 1000 + 3600)]
+            + ["-CAfile", str(root_pem), str(leaf_pem)],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+    # the transparency log: an inclusion proof against the tree head in the state
+    with net.chain.reader() as r:
+        size, root_hash, _ = log_head(r)
+        leaves = log_leaves(r, size)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    log = ctlog.MerkleLog()
+    for leaf in leaves:
+        log.append_hash(leaf)
+    assert size == 1 and log.root() == root_hash == ctlog.leaf_hash(der)
+    # a second certificate: the head moves on, consistent with the first
+    _register(net, ERIN, "erin-two")
+    serial2, _ = net.issue(ERIN, "erin-two", _node_key(), signers=(1, 2, 3))
+    cert2 = net.certificate(serial2)
+    assert cert2 is not None
+    with net.chain.reader() as r:
+        size2, root2, _ = log_head(r)
+        leaves = log_leaves(r, size2)
+    log.append_hash(leaves[1])
+    assert size2 == 2 and log.root() == root2
+    der2 = cert2.public_bytes(serialization.Encoding.DER)
+    proof = log.inclusion_proof(1)
+    assert ctlog.verify_inclusion(ctlog.leaf_hash(der2), 1, 2, proof, root2)
+    assert ctlog.verify_consistency(1, 2, log.consistency_proof(1, 2), root_hash, root2)
+    follower = new_chain(tmp_path / "f", net.genesis, producer=False)
+    for height in range(1, net.chain.height + 1):
+        with net.chain.reader() as r:
+            follower.apply_block(r.block(height))
+    assert follower.head == net.chain.head
+
+
+def test_the_log_head_matches_the_rfc_tree_at_every_size():
+    from focusflow.chain.state import PendingState
+    from focusflow.modules.ca import _append_leaf
+
+    state = PendingState(lambda _k: None)
+    log = ctlog.MerkleLog()
+    for i in range(1, 40):
+        entry = f"certificate {i}".encode()
+        _append_leaf(state, entry)
+        log.append(entry)
+        size, root, _ = log_head(state)
+        assert size == i and root == log.root()
+
+
+def test_what_the_chain_refuses(tmp_path):
+    net = Net(tmp_path)
+    _register(net, ERIN, "erin-node")
+    key = _node_key()
+    # only the name's owner asks for its certificate
+    r = net.send(BOB, Msg("ca.request", {"name": "erin-node", "key": key, "hours": 24}))
+    assert r.code == "not_owner"
+    r = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": key, "hours": 0}))
+    assert r.code == "malformed_message"
+    r = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": b"\1" * 31, "hours": 1}))
+    assert r.code == "malformed_message"
+    r = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": key, "hours": 24}))
+    serial = r.events[0]["serial"]
+    rounds = [frost.commit(s) for s in net.shares]
+    # no one outside the group commits; a member commits once; the set holds three
+    body = {"serial": serial, "hiding": rounds[0][1].hiding, "binding": rounds[0][1].binding}
+    assert net.send(ERIN, Msg("ca.commit", body)).code == "ca_error"
+    assert net.send(ALICE, Msg("ca.commit", body)).code == "ok"
+    assert net.send(ALICE, Msg("ca.commit", body)).code == "ca_error"
+    share = {"serial": serial, "share": frost.scalar_bytes(1)}
+    assert net.send(ALICE, Msg("ca.share", share)).code == "ca_error"  # set not complete
+    for i in (1, 2):
+        c = rounds[i][1]
+        body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
+        assert net.send(MEMBERS[i], Msg("ca.commit", body)).code == "ok"
+    c = rounds[3][1]
+    body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
+    r = net.send(DAVE, Msg("ca.commit", body))
+    assert r.code == "ca_error" and "full" in r.log
+    # a forged share is refused and changes nothing; the honest one is kept once
+    before = net.pending_tbs(serial)
+    with net.chain.reader() as rd:
+        pending = rd.get(REQUEST_PREFIX + serial)
+    r = net.send(ALICE, Msg("ca.share", {"serial": serial, "share": frost.scalar_bytes(12345)}))
+    assert r.code == "ca_error" and "does not verify" in r.log
+    with net.chain.reader() as rd:
+        assert rd.get(REQUEST_PREFIX + serial) == pending
+    commitments = [c for _, c in rounds[:3]]
+    z = frost.sign(net.shares[0], rounds[0][0], before, commitments)
+    honest = {"serial": serial, "share": frost.scalar_bytes(z)}
+    assert net.send(ALICE, Msg("ca.share", honest)).code == "ok"
+    assert net.send(ALICE, Msg("ca.share", honest)).code == "ca_error"
+    assert net.send(DAVE, Msg("ca.share", honest)).code == "ca_error"  # not in the set
+    unknown = {"serial": b"\0" * 16, "hiding": c.hiding, "binding": c.binding}
+    assert net.send(BOB, Msg("ca.commit", unknown)).code == "ca_error"
+
+
+def test_a_chain_without_a_ca_refuses_its_messages(tmp_path):
+    net = Net(tmp_path, with_ca=False)
+    _register(net, ERIN, "erin-node")
+    r = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": _node_key(), "hours": 1}))
+    assert r.code == "ca_error" and "no certificate authority" in r.log
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda ca: ca.update(threshold=1), "threshold"),
+        (lambda ca: ca.update(threshold=5), "threshold"),
+        (lambda ca: ca["members"][1].update(identifier=1), "distinct"),
+        (lambda ca: ca.update(public_key="00" * 31), "public_key"),
+        (lambda ca: ca.update(extra=1), "ca must be"),
+    ],
+)
+def test_a_malformed_ca_section_is_refused(change, match):
+    from focusflow.chain.errors import GenesisError
+
+    group, shares, root = _group()
+    doc = _genesis(group, shares, root).to_json()
+    change(doc["ca"])
+    with pytest.raises(GenesisError, match=match):
+        Genesis.from_json(doc)
