@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from focusflow.chain import Genesis, Msg
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.keys import KeyPair
-from focusflow.modules.ca import CERT_PREFIX, REQUEST_PREFIX, log_head, log_leaves
+from focusflow.modules.ca import REQUEST_PREFIX, issued, log_head, log_leaves
 from focusflow.services.trust import ctlog, frost
 from focusflow.services.trust.threshold_ca import threshold_root
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
@@ -37,16 +37,7 @@ T0 = (int(time.time()) - 60) * 1000
 
 def _group():
     group, shares = frost.deal(frost.h3(b"the network's CA key"), 3, 4)
-
-    def sign(msg: bytes) -> bytes:
-        rounds = [frost.commit(s) for s in shares[:3]]
-        commitments = [c for _, c in rounds]
-        z = [
-            frost.sign(s, n, msg, commitments) for s, (n, _) in zip(shares[:3], rounds, strict=True)
-        ]
-        return frost.aggregate(commitments, msg, group, z)
-
-    root = threshold_root("focusflow-test", group, sign)
+    root = threshold_root("focusflow-test", group, lambda m: frost.sign_together(shares[:3], m))
     return group, shares, root
 
 
@@ -123,8 +114,8 @@ class Net:
 
     def certificate(self, serial: bytes) -> x509.Certificate | None:
         with self.chain.reader() as r:
-            der = r.get(CERT_PREFIX + serial)
-        return None if der is None else x509.load_der_x509_certificate(der)
+            found = issued(r, serial)
+        return None if found is None else x509.load_der_x509_certificate(found[1])
 
 
 def _commit_points(nonces: frost.Nonces) -> tuple[bytes, bytes]:
@@ -164,10 +155,10 @@ def test_three_of_four_members_issue_a_certificate_openssl_accepts(tmp_path):
         leaf_pem = tmp_path / "leaf.pem"
         root_pem.write_bytes(net.root.public_bytes(serialization.Encoding.PEM))
         leaf_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        # at a time inside the leaf's validity, which begins at its block's time
+        at = str(T0 // 1000 + 3600)
         out = subprocess.run(
-            # at a time inside the leaf's validity, which begins at its block's time
-            ["openssl", "verify", "-attime", str(T0 // 1000 + 3600)]
-            + ["-CAfile", str(root_pem), str(leaf_pem)],
+            ["openssl", "verify", "-attime", at, "-CAfile", str(root_pem), str(leaf_pem)],
             capture_output=True,
             text=True,
         )

@@ -22,6 +22,7 @@ from focusflow.api import (
     openapi,
     routes_auth,
     routes_blobs,
+    routes_ca,
     routes_chain,
     routes_da,
     routes_evm,
@@ -126,6 +127,7 @@ def create_app(
     app.include_router(routes_wasm.router)
     app.include_router(routes_auth.router)
     app.include_router(routes_blobs.router)
+    app.include_router(routes_ca.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

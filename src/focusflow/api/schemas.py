@@ -248,6 +248,43 @@ class NameOut(BaseModel):
     owner: str
 
 
+class CaMember(BaseModel):
+    address: str
+    identifier: int
+
+
+class CtHead(BaseModel):
+    tree_size: int
+    root_hash: str
+
+
+class CaOut(BaseModel):
+    height: int
+    threshold: int
+    public_key: str
+    root_pem: str
+    members: list[CaMember]
+    log: CtHead
+
+
+class CaCertOut(BaseModel):
+    serial: str
+    height: int
+    pem: str
+    leaf_index: int
+    tree_size: int
+    root_hash: str
+    audit_path: list[str]
+
+
+class CtConsistencyOut(BaseModel):
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
 class ProofOut(BaseModel):
     key: str
     height: int

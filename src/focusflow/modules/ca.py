@@ -19,8 +19,8 @@ issued in three kinds of chain messages, so that no single node can mint one:
     ``tbsCertificate``, verified here against its verifying share before it
     is kept (a bad share is refused and costs its sender the fee). The
     ``threshold``-th share completes the Ed25519 signature, which is checked
-    against the group key; the certificate is kept under ``/kv/ca/cert/<serial>``
-    and appended to the transparency log.
+    against the group key; the certificate is appended to the transparency log
+    and kept under ``/kv/ca/cert/<serial>`` with its index there.
 
 The transparency log (RFC 6962: leaf ``SHA-256(0x00 || DER)``) lives in the
 state: each leaf hash under ``/kv/ct/leaf/<index>`` and the tree head (size, root
@@ -207,6 +207,20 @@ def _append_leaf(state: PendingState, entry: bytes) -> int:
     return size
 
 
+def issued(state: Readable, serial: bytes) -> tuple[int, bytes] | None:
+    """``(log index, DER)`` of an issued certificate, None if there is none."""
+    raw = state.get(CERT_PREFIX + serial)
+    if raw is None:
+        return None
+    index, der = decode(raw, "ca certificate")
+    return index, der
+
+
+def pending_serials(reader: Any) -> list[bytes]:
+    """Serials of the requests still waiting for commitments or shares."""
+    return [key[len(REQUEST_PREFIX) :] for key, _ in reader.items(REQUEST_PREFIX)]
+
+
 def log_leaves(state: Readable, size: int) -> list[bytes]:
     """The first ``size`` leaf hashes (for proofs)."""
     return [state.get(LEAF_PREFIX + i.to_bytes(8, "big")) or b"" for i in range(size)]
@@ -314,8 +328,8 @@ class CertificateAuthority:
             raise CaError("the aggregated signature does not verify") from None
         der = req.prefix + signature
         ctx.state.delete(REQUEST_PREFIX + serial)
-        ctx.state.put(CERT_PREFIX + serial, der)
         index = _append_leaf(ctx.state, der)
+        ctx.state.put(CERT_PREFIX + serial, encode([index, der]))
         ctx.emit("ca.issued", serial=serial, name=req.name, leaf_index=index)
 
 

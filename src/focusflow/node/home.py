@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import FocusflowError
@@ -36,6 +38,9 @@ from focusflow.core.home import (
 )
 from focusflow.core.keys import KeyPair, encode_address
 from focusflow.core.keystore import Keystore
+from focusflow.node.ca_signer import ShareFile
+from focusflow.services.trust import frost
+from focusflow.services.trust.threshold_ca import threshold_root
 
 #: Prefix of a new devnet's chain id (the rest comes from its genesis hash).
 DEVNET_CHAIN_ID = "focusflow-devnet"
@@ -118,6 +123,12 @@ class Home:
         """The node's particle texts (``store.particle_texts``): kept apart from
         ``data/``, which a state sync replaces, and not part of any state root."""
         return self.path / "texts"
+
+    @property
+    def ca_share(self) -> Path:
+        """This validator's FROST share of the network's CA key (0600;
+        ``node.ca_signer``), where the genesis names a CA."""
+        return self.path / "ca_share"
 
     @property
     def blobs(self) -> Path:
@@ -303,10 +314,12 @@ def init_testnet(
         for k in keys
     ]
     accounts += [{"address": o.address, "balance": VALIDATOR_FUNDS, "stake": 0} for o in owners]
+    ca_section, ca_shares = network_ca(owners)
     genesis = _new_genesis(
         TESTNET_CHAIN_ID,
         chain_id,
         {
+            **({"ca": ca_section} if ca_section is not None else {}),
             "genesis_time_ms": int(time.time() * 1000),
             # Epoch boundaries recompute power as bonded // power_unit: the same
             # numbers as the genesis powers until someone stakes or registers.
@@ -328,6 +341,8 @@ def init_testnet(
         Keystore(home.keys).add(DEV_KEY_NAME, dev, None)
         key.save(home.validator_key)
         owners[k].save(home.account_key)
+        if ca_shares:
+            ShareFile(ca_shares[k]).save(home.ca_share)
         create_token_file(home.admin_token)
         config: dict[str, Any] = {
             "name": f"v{k}",
@@ -484,6 +499,33 @@ def unique_chain_id(prefix: str, fields: dict) -> str:
     for one devnet or testnet is refused by every other."""
     digest = sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
     return f"{prefix}-{digest.hex()[:CHAIN_ID_SUFFIX_HEX]}"
+
+
+def network_ca(members: list[KeyPair]) -> tuple[dict | None, list[frost.KeyShare]]:
+    """A testnet's CA (``modules.ca``): the members' account keys hold shares of a
+    key made by a distributed key generation run here for all of them (the tool
+    makes every member's home), two thirds and one of them needed to sign, and
+    a root the group signs. None for fewer than three members (a threshold
+    needs two signers and a margin)."""
+    n = len(members)
+    if n < 3:
+        return None, []
+    threshold = 2 * n // 3 + 1
+    shares = frost.dkg_together(n, threshold)
+    group = shares[0].group_public_key
+    root = threshold_root(
+        "focusflow testnet", group, lambda msg: frost.sign_together(shares[:threshold], msg)
+    )
+    section = {
+        "threshold": threshold,
+        "public_key": group.hex(),
+        "root": root.public_bytes(serialization.Encoding.DER).hex(),
+        "members": [
+            {"address": m.address, "identifier": s.identifier, "verifying_share": s.public.hex()}
+            for m, s in zip(members, shares, strict=True)
+        ],
+    }
+    return section, shares
 
 
 def _new_genesis(prefix: str, chain_id: str | None, fields: dict) -> Genesis:

@@ -289,6 +289,15 @@ def aggregate(
     return r + scalar_bytes(sum(shares) % L)
 
 
+def sign_together(shares: Sequence[KeyShare], msg: bytes) -> bytes:
+    """Both rounds for signers in one process (a key ceremony, tests): the
+    Ed25519 signature of ``msg`` by the group of ``shares``."""
+    rounds = [commit(s) for s in shares]
+    commitments = [c for _, c in rounds]
+    z = [sign(s, n, msg, commitments) for s, (n, _) in zip(shares, rounds, strict=True)]
+    return aggregate(commitments, msg, shares[0].group_public_key, z)
+
+
 # --- distributed key generation (Pedersen's, with FROST's proofs of knowledge) ------
 
 
@@ -365,3 +374,17 @@ def dkg_finish(
         group = add(group, b.commitments[0])
         secret = (secret + received[b.identifier]) % L
     return KeyShare(identifier, secret, check_element(group))
+
+
+def dkg_together(n: int, min_signers: int) -> list[KeyShare]:
+    """Pedersen's DKG run for ``n`` participants in one process, each share
+    checked as each participant would: what a ceremony's tool does when it
+    makes every member's home (``focusflow testnet``)."""
+    polys, broadcasts = {}, []
+    for i in range(1, n + 1):
+        polys[i], b = dkg_round1(i, min_signers)
+        broadcasts.append(b)
+    return [
+        dkg_finish(j, broadcasts, {i: dkg_share_for(polys[i], j) for i in polys}, min_signers)
+        for j in polys
+    ]

@@ -1,0 +1,141 @@
+"""The network's CA and its transparency log, served by every node (``modules.ca``).
+
+``GET /v1/ca`` names the group (threshold, key, members), its root and the log's
+head; ``GET /v1/ca/certs/{serial}`` answers an issued certificate with its RFC
+6962 inclusion proof against that head; ``GET /v1/ct/consistency`` proves an
+older head a prefix of a newer one. The head is in the state, so a client that
+also asks ``/v1/proofs?key=/kv/ct/head`` checks it against a header the
+validators signed. Proofs come from a copy of the log kept in memory and
+extended as the chain's log grows (``ctlog.MerkleLog``): a proof costs
+O(log² n), not a read of every leaf.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from focusflow.api import schemas
+from focusflow.api.errors import ERROR_RESPONSES, ApiError
+from focusflow.api.params import INT64_MAX
+from focusflow.core.keys import encode_address
+from focusflow.modules.ca import LEAF_PREFIX, issued, load_group, log_head
+from focusflow.services.trust.ctlog import MerkleLog
+
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+SerialPath = Annotated[
+    str, Path(description="a certificate's serial, 32 hex digits", pattern="^[0-9a-f]{32}$")
+]
+
+
+class LogCopy:
+    """The chain's transparency log in memory, extended to the size asked for."""
+
+    def __init__(self) -> None:
+        self.log = MerkleLog()
+        self.lock = threading.Lock()
+
+    def at(self, reader, size: int) -> MerkleLog:
+        with self.lock:
+            for i in range(self.log.size, size):
+                self.log.append_hash(reader.get(LEAF_PREFIX + i.to_bytes(8, "big")) or b"")
+            return self.log
+
+
+def _copy(request: Request) -> LogCopy:
+    state = request.app.state
+    copy = getattr(state, "ct_log", None)
+    if copy is None:
+        copy = state.ct_log = LogCopy()
+    return copy
+
+
+@router.get("/ca", response_model=None, responses={200: {"model": schemas.CaOut}})
+def ca(request: Request) -> JSONResponse:
+    """The CA group, its root certificate (PEM) and the log's head."""
+    with request.app.state.node.chain.reader() as r:
+        group = load_group(r)
+        size, root_hash, _ = log_head(r)
+        height = r.height
+    if group is None:
+        raise ApiError("not_found", "this chain has no certificate authority")
+    root = x509.load_der_x509_certificate(group.root)
+    return JSONResponse(
+        {
+            "height": height,
+            "threshold": group.threshold,
+            "public_key": group.public_key.hex(),
+            "root_pem": root.public_bytes(serialization.Encoding.PEM).decode(),
+            "members": [
+                {"address": encode_address(a), "identifier": i}
+                for a, (i, _) in sorted(group.members.items(), key=lambda m: m[1][0])
+            ],
+            "log": {"tree_size": size, "root_hash": root_hash.hex()},
+        }
+    )
+
+
+@router.get(
+    "/ca/certs/{serial}", response_model=None, responses={200: {"model": schemas.CaCertOut}}
+)
+def certificate(request: Request, serial: SerialPath) -> JSONResponse:
+    """An issued certificate (PEM) and its inclusion proof against the log's head."""
+    with request.app.state.node.chain.reader() as r:
+        found = issued(r, bytes.fromhex(serial))
+        size, root_hash, _ = log_head(r)
+        height = r.height
+        if found is None:
+            raise ApiError("not_found", f"no certificate {serial} was issued on this chain")
+        log = _copy(request).at(r, size)
+    index, der = found
+    with _copy(request).lock:
+        path = log.inclusion_proof(index, size)
+    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+    return JSONResponse(
+        {
+            "serial": serial,
+            "height": height,
+            "pem": pem.decode(),
+            "leaf_index": index,
+            "tree_size": size,
+            "root_hash": root_hash.hex(),
+            "audit_path": [h.hex() for h in path],
+        }
+    )
+
+
+@router.get(
+    "/ct/consistency", response_model=None, responses={200: {"model": schemas.CtConsistencyOut}}
+)
+def consistency(
+    request: Request,
+    first: Annotated[int, Query(ge=1, le=INT64_MAX)],
+    second: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+) -> JSONResponse:
+    """RFC 6962's consistency proof between the log's heads at ``first`` and
+    ``second`` leaves (the current size if not given)."""
+    with request.app.state.node.chain.reader() as r:
+        size, _, _ = log_head(r)
+        log = _copy(request).at(r, size)
+    end = size if second is None else second
+    if end > size:
+        raise ApiError("not_found", f"the log has {size} entries, no tree of {end}")
+    if first > end:
+        raise ApiError("not_found", "no consistency proof leads from a larger tree to a smaller")
+    with _copy(request).lock:
+        proof = log.consistency_proof(first, end)
+        first_root, second_root = log.root(first), log.root(end)
+    return JSONResponse(
+        {
+            "first": first,
+            "second": end,
+            "first_root": first_root.hex(),
+            "second_root": second_root.hex(),
+            "proof": [h.hex() for h in proof],
+        }
+    )

@@ -1,0 +1,116 @@
+"""The network's CA on four validator processes: a certificate no one node signs.
+
+``focusflow testnet --validators 4`` runs a distributed key generation for the
+validators' account keys (3 of 4 sign) and names the group in the genesis.
+A name's owner sends ``ca.request``; each validator's CA duty commits and
+signs on its own, from its own share, and the chain assembles the
+certificate. Independent checks: the real ``openssl verify`` against the root
+every node serves, and the RFC 6962 inclusion proof a node serves, checked
+with ``ctlog.verify_inclusion`` against the log head that node's
+``/v1/proofs`` proves in its state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from focusflow.chain import Msg, make_tx
+from focusflow.core.cid import raw_cid_bytes
+from focusflow.core.encoding import decode
+from focusflow.core.keystore import Keystore
+from focusflow.modules.ca import HEAD_KEY
+from focusflow.services.trust import ctlog
+from focusflow.store import verify_proof
+from focusflow.store.smt import Proof
+from tests.node.testnet_process import LocalTestnet
+
+
+def _send(net: LocalTestnet, key, nonce: int, msg: Msg) -> dict:
+    chain_id = net.status(0)["chain_id"]
+    tx = make_tx(key, chain_id, nonce, 10**7, [msg])
+    r = httpx.post(f"{net.apis[1]}/v1/txs", json={"tx": tx.encoded.hex()}, timeout=5)
+    assert r.status_code in (200, 202), r.text
+    net.wait_tx(1, tx.hash.hex(), 60)
+    return httpx.get(f"{net.apis[1]}/v1/txs/{tx.hash.hex()}", timeout=5).json()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is checked against")
+def test_four_validators_issue_a_certificate_by_threshold(tmp_path):
+    net = LocalTestnet(tmp_path / "tn", 4)
+    try:
+        ca = httpx.get(f"{net.apis[2]}/v1/ca", timeout=5).json()
+        assert ca["threshold"] == 3 and len(ca["members"]) == 4
+        assert ca["log"]["tree_size"] == 0
+        dev = Keystore(tmp_path / "tn" / "v0" / "keys").load("dev")
+        name = {"name": "web-1", "cid": raw_cid_bytes(b"web-1")}
+        receipt = _send(net, dev, 0, Msg("name.register", name))
+        assert receipt["code"] == "ok", receipt
+        key = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+        receipt = _send(net, dev, 1, Msg("ca.request", {"name": "web-1", "key": key, "hours": 24}))
+        assert receipt["code"] == "ok", receipt
+        (event,) = [e for e in receipt["events"] if e["type"] == "ca.request"]
+        serial = event["serial"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{net.apis[3]}/v1/ca/certs/{serial}", timeout=5)
+            if r.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert r.status_code == 200, f"{r.text}\n{net.logs()}"
+        cert = r.json()
+        (tmp_path / "root.pem").write_text(ca["root_pem"])
+        (tmp_path / "leaf.pem").write_text(cert["pem"])
+        out = subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-CAfile",
+                str(tmp_path / "root.pem"),
+                str(tmp_path / "leaf.pem"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        # the inclusion proof, against the head this node proves in its state
+        proof = httpx.get(
+            f"{net.apis[3]}/v1/proofs", params={"key": HEAD_KEY.decode()}, timeout=5
+        ).json()
+        value = bytes.fromhex(proof["value"])
+        smt_proof = Proof.decode(bytes.fromhex(proof["proof"]))
+        assert verify_proof(bytes.fromhex(proof["root"]), HEAD_KEY, value, smt_proof)
+        size, root_hash, _ = decode(value, "ct head")
+        assert size >= 1 and root_hash.hex() == cert["root_hash"]
+        der = x509.load_pem_x509_certificate(cert["pem"].encode()).public_bytes(
+            serialization.Encoding.DER
+        )
+        path = [bytes.fromhex(h) for h in cert["audit_path"]]
+        assert ctlog.verify_inclusion(
+            ctlog.leaf_hash(der), cert["leaf_index"], cert["tree_size"], path, root_hash
+        )
+        r = httpx.get(f"{net.apis[0]}/v1/ct/consistency", params={"first": 1}, timeout=5).json()
+        assert ctlog.verify_consistency(
+            1,
+            r["second"],
+            [bytes.fromhex(h) for h in r["proof"]],
+            bytes.fromhex(r["first_root"]),
+            bytes.fromhex(r["second_root"]),
+        )
+        # every validator did its part from its own share: three shares in the chain
+        signed = set()
+        for h in range(1, net.height(0) + 1):
+            block = httpx.get(f"{net.apis[0]}/v1/blocks/{h}", timeout=5).json()
+            for tx_hash in block["txs"]:
+                doc = httpx.get(f"{net.apis[0]}/v1/txs/{tx_hash}", timeout=5).json()
+                signed |= {e["identifier"] for e in doc["events"] if e["type"] == "ca.share"}
+        assert len(signed) == 3
+    finally:
+        net.stop()
