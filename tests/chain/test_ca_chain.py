@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from focusflow.chain import Genesis, Msg
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.keys import KeyPair
-from focusflow.modules.ca import REQUEST_PREFIX, issued, log_head, log_leaves
+from focusflow.modules.ca import REQUEST_PREFIX, issued, latest_crl, log_head, log_leaves
 from focusflow.services.trust import ctlog, frost
 from focusflow.services.trust.threshold_ca import threshold_root
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
@@ -89,22 +89,26 @@ class Net:
         receipt = self.send(owner, Msg("ca.request", {"name": name, "key": node_key, "hours": 24}))
         assert receipt.code == "ok", receipt.log
         serial = receipt.events[0]["serial"]
+        return serial, self.sign_job(serial, signers)
+
+    def sign_job(self, job: bytes, signers=(0, 1, 2)):
+        """The members' commitments and shares for a signing job; the share receipts."""
         nonces = {}
         for i in signers:
             n, c = frost.commit(self.shares[i])
             nonces[i] = n
-            body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
+            body = {"serial": job, "hiding": c.hiding, "binding": c.binding}
             assert self.send(MEMBERS[i], Msg("ca.commit", body)).code == "ok"
         commitments = [
             frost.Commitment(self.shares[i].identifier, *_commit_points(nonces[i])) for i in signers
         ]
-        tbs = self.pending_tbs(serial)
+        tbs = self.pending_tbs(job)
         receipts = []
         for i in signers:
             z = frost.sign(self.shares[i], nonces[i], tbs, commitments)
-            body = {"serial": serial, "share": frost.scalar_bytes(z)}
+            body = {"serial": job, "share": frost.scalar_bytes(z)}
             receipts.append(self.send(MEMBERS[i], Msg("ca.share", body)))
-        return serial, receipts
+        return receipts
 
     def pending_tbs(self, serial: bytes) -> bytes:
         from focusflow.modules.ca import Request
@@ -279,3 +283,47 @@ def test_a_malformed_ca_section_is_refused(change, match):
     change(doc["ca"])
     with pytest.raises(GenesisError, match=match):
         Genesis.from_json(doc)
+
+
+def _openssl_verify(tmp_path, root: x509.Certificate, leaf: x509.Certificate, crl=None):
+    files = {"root.pem": root, "leaf.pem": leaf}
+    for name, obj in files.items():
+        (tmp_path / name).write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+    args = ["openssl", "verify", "-attime", str(T0 // 1000 + 3600)]
+    if crl is not None:
+        (tmp_path / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        args += ["-crl_check", "-CRLfile", str(tmp_path / "crl.pem")]
+    args += ["-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "leaf.pem")]
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is checked against")
+def test_the_requester_revokes_and_the_group_signs_the_crl(tmp_path):
+    net = Net(tmp_path)
+    _register(net, ERIN, "erin-node")
+    serial, _ = net.issue(ERIN, "erin-node", _node_key())
+    cert = net.certificate(serial)
+    assert cert is not None
+    assert net.send(BOB, Msg("ca.revoke", {"serial": serial})).code == "not_owner"
+    receipt = net.send(ERIN, Msg("ca.revoke", {"serial": serial}))
+    assert receipt.code == "ok", receipt.log
+    event = receipt.events[0]
+    assert event["number"] == 1
+    assert net.send(ERIN, Msg("ca.revoke", {"serial": serial})).code == "ca_error"
+    # before the group signed the CRL, the certificate still verifies (no CRL yet)
+    with net.chain.reader() as r:
+        assert latest_crl(r) is None
+    assert _openssl_verify(tmp_path, net.root, cert).returncode == 0
+    receipts = net.sign_job(event["crl_job"], signers=(1, 2, 3))
+    assert receipts[-1].events[-1] == {"type": "ca.crl", "number": 1}
+    with net.chain.reader() as r:
+        number, der = latest_crl(r)
+    crl = x509.load_der_x509_crl(der)
+    assert number == 1 and crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    out = _openssl_verify(tmp_path, net.root, cert, crl)
+    assert out.returncode != 0 and "revoked" in out.stdout + out.stderr
+    # another certificate of the same CA is not on the CRL: it verifies against it
+    _register(net, ERIN, "erin-two")
+    other, _ = net.issue(ERIN, "erin-two", _node_key())
+    out = _openssl_verify(tmp_path, net.root, net.certificate(other), crl)
+    assert out.returncode == 0, out.stdout + out.stderr

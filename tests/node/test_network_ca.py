@@ -104,13 +104,33 @@ def test_four_validators_issue_a_certificate_by_threshold(tmp_path):
             bytes.fromhex(r["first_root"]),
             bytes.fromhex(r["second_root"]),
         )
-        # every validator did its part from its own share: three shares in the chain
-        signed = set()
+        # the requester revokes it: the validators' duties sign the new CRL
+        receipt = _send(net, dev, 2, Msg("ca.revoke", {"serial": bytes.fromhex(serial)}))
+        assert receipt["code"] == "ok", receipt
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{net.apis[2]}/v1/ca/crl", timeout=5)
+            if r.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert r.status_code == 200, f"{r.text}\n{net.logs()}"
+        (tmp_path / "crl.pem").write_text(r.json()["pem"])
+        files = [str(tmp_path / n) for n in ("crl.pem", "root.pem", "leaf.pem")]
+        out = subprocess.run(
+            ["openssl", "verify", "-crl_check", "-CRLfile", files[0], "-CAfile", *files[1:]],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode != 0 and "revoked" in out.stdout + out.stderr
+        # every validator did its part from its own share: three shares for each job
+        signed: dict[str, set[int]] = {}
         for h in range(1, net.height(0) + 1):
             block = httpx.get(f"{net.apis[0]}/v1/blocks/{h}", timeout=5).json()
             for tx_hash in block["txs"]:
                 doc = httpx.get(f"{net.apis[0]}/v1/txs/{tx_hash}", timeout=5).json()
-                signed |= {e["identifier"] for e in doc["events"] if e["type"] == "ca.share"}
-        assert len(signed) == 3
+                for e in doc["events"]:
+                    if e["type"] == "ca.share":
+                        signed.setdefault(e["serial"], set()).add(e["identifier"])
+        assert len(signed) == 2 and all(len(ids) == 3 for ids in signed.values()), signed
     finally:
         net.stop()

@@ -1,13 +1,14 @@
 """The network's CA and its transparency log, served by every node (``modules.ca``).
 
-``GET /v1/ca`` names the group (threshold, key, members), its root and the log's
-head; ``GET /v1/ca/certs/{serial}`` answers an issued certificate with its RFC
-6962 inclusion proof against that head; ``GET /v1/ct/consistency`` proves an
-older head a prefix of a newer one. The head is in the state, so a client that
-also asks ``/v1/proofs?key=/kv/ct/head`` checks it against a header the
-validators signed. Proofs come from a copy of the log kept in memory and
-extended as the chain's log grows (``ctlog.MerkleLog``): a proof costs
-O(log² n), not a read of every leaf.
+``GET /v1/ca`` names the group (threshold, key, members), its root and the
+log's head; ``GET /v1/ca/crl`` answers the newest CRL the group signed; ``GET
+/v1/ca/certs/{serial}`` answers an issued certificate with its RFC 6962
+inclusion proof against that head; ``GET /v1/ct/consistency`` proves an older
+head a prefix of a newer one. The head is in the state, so a client that also
+asks ``/v1/proofs?key=/kv/ct/head`` checks it against a header the validators
+signed. Proofs come from a copy of the log kept in memory and extended as the
+chain's log grows (``ctlog.MerkleLog``): a proof costs O(log² n), not a read
+of every leaf.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.params import INT64_MAX
 from focusflow.core.keys import encode_address
-from focusflow.modules.ca import LEAF_PREFIX, issued, load_group, log_head
+from focusflow.modules.ca import LEAF_PREFIX, issued, latest_crl, load_group, log_head
 from focusflow.services.trust.ctlog import MerkleLog
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -78,6 +79,19 @@ def ca(request: Request) -> JSONResponse:
             "log": {"tree_size": size, "root_hash": root_hash.hex()},
         }
     )
+
+
+@router.get("/ca/crl", response_model=None, responses={200: {"model": schemas.CaCrlOut}})
+def crl(request: Request) -> JSONResponse:
+    """The newest CRL the group signed (PEM) and its CRL number."""
+    with request.app.state.node.chain.reader() as r:
+        found = latest_crl(r)
+        height = r.height
+    if found is None:
+        raise ApiError("not_found", "the CA has signed no CRL: nothing was revoked")
+    number, der = found
+    pem = x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
+    return JSONResponse({"height": height, "number": number, "pem": pem.decode()})
 
 
 @router.get(

@@ -277,6 +277,12 @@ class CaCertOut(BaseModel):
     audit_path: list[str]
 
 
+class CaCrlOut(BaseModel):
+    height: int
+    number: int
+    pem: str
+
+
 class CtConsistencyOut(BaseModel):
     first: int
     second: int

@@ -14,6 +14,12 @@ issued in three kinds of chain messages, so that no single node can mint one:
 ``ca.commit`` ``{"serial": 16 bytes, "hiding": 32 bytes, "binding": 32 bytes}``
     From a member: its FROST round-one nonce commitment for that request. The
     first ``threshold`` members to commit are the signing set.
+``ca.revoke`` ``{"serial": 16 bytes}``
+    From the account that asked for the certificate: it is listed as revoked
+    and a new CRL of every revoked serial becomes a signing job like a
+    request (its ``tbsCertList`` signed by the group through the same
+    commitments and shares); the newest signed CRL is kept under
+    ``/kv/ca/crl``.
 ``ca.share`` ``{"serial": 16 bytes, "share": 32 bytes}``
     From a member of the signing set: its signature share over the
     ``tbsCertificate``, verified here against its verifying share before it
@@ -63,6 +69,11 @@ REQUEST_PREFIX = b"/kv/ca/req/"
 CERT_PREFIX = b"/kv/ca/cert/"
 LEAF_PREFIX = b"/kv/ct/leaf/"
 HEAD_KEY = b"/kv/ct/head"
+REVOKED_PREFIX = b"/kv/ca/revoked/"
+CRL_NUMBER_KEY = b"/kv/ca/crl_number"
+CRL_KEY = b"/kv/ca/crl"
+#: How long a CRL the group signs is current.
+CRL_DAYS = 7
 #: The longest a leaf certificate the chain issues is valid.
 MAX_HOURS = 2160
 SERIAL_BYTES = 16
@@ -120,26 +131,34 @@ def _group_from_genesis(ca: dict[str, Any]) -> Group:
 
 @dataclass
 class Request:
+    """A signing job: a certificate (``kind`` ``cert``, for ``name``) or a CRL
+    (``crl``, its CRL ``number``), the group's commitments and shares so far."""
+
+    kind: str
     prefix: bytes
     tbs: bytes
     requester: bytes
     name: str
+    number: int
     commits: list[tuple[int, bytes, bytes]]
     shares: list[tuple[int, int]]
 
     def encode(self) -> bytes:
         shares = [[i, frost.scalar_bytes(z)] for i, z in self.shares]
         commits = [list(c) for c in self.commits]
-        return encode([self.prefix, self.tbs, self.requester, self.name, commits, shares])
+        head = [self.kind, self.prefix, self.tbs, self.requester, self.name, self.number]
+        return encode([*head, commits, shares])
 
     @classmethod
     def decode(cls, raw: bytes) -> Request:
-        prefix, tbs, requester, name, commits, shares = decode(raw, "ca request")
+        kind, prefix, tbs, requester, name, number, commits, shares = decode(raw, "ca request")
         return cls(
+            kind,
             prefix,
             tbs,
             requester,
             name,
+            number,
             [(i, h, b) for i, h, b in commits],
             [(i, frost.decode_scalar(z)) for i, z in shares],
         )
@@ -174,6 +193,52 @@ def leaf_template(
     )
     der = draft.public_bytes(serialization.Encoding.DER)
     return der[:-64], draft.tbs_certificate_bytes
+
+
+def serial_number(serial: bytes) -> int:
+    """The X.509 serial number of a request's 16-byte serial: positive, under 2^127."""
+    return int.from_bytes(serial, "big") >> 1 or 1
+
+
+def crl_template(
+    group: Group, revoked: list[tuple[int, int]], number: int, when: int
+) -> tuple[bytes, bytes]:
+    """``(DER without its signature, tbsCertList)`` of CRL ``number`` listing
+    ``revoked`` (serial number, revocation time in seconds) in serial order."""
+    root = x509.load_der_x509_certificate(group.root)
+    at = dt.datetime.fromtimestamp(when, dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(root.subject)
+        .last_update(at)
+        .next_update(at + dt.timedelta(days=CRL_DAYS))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                Ed25519PublicKey.from_public_bytes(group.public_key)
+            ),
+            critical=False,
+        )
+    )
+    for serial, revoked_at in sorted(revoked):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(dt.datetime.fromtimestamp(revoked_at, dt.UTC))
+            .build()
+        )
+    draft = builder.sign(Ed25519PrivateKey.generate(), None)  # a throwaway key, replaced
+    der = draft.public_bytes(serialization.Encoding.DER)
+    return der[:-64], draft.tbs_certlist_bytes
+
+
+def latest_crl(state: Readable) -> tuple[int, bytes] | None:
+    """``(CRL number, DER)`` of the newest CRL the group signed, None if none."""
+    raw = state.get(CRL_KEY)
+    if raw is None:
+        return None
+    number, der = decode(raw, "ca crl")
+    return number, der
 
 
 # --- the transparency log in the state ----------------------------------------------
@@ -212,7 +277,7 @@ def issued(state: Readable, serial: bytes) -> tuple[int, bytes] | None:
     raw = state.get(CERT_PREFIX + serial)
     if raw is None:
         return None
-    index, der = decode(raw, "ca certificate")
+    index, der, _ = decode(raw, "ca certificate")
     return index, der
 
 
@@ -233,7 +298,12 @@ class CertificateAuthority:
     name = "ca"
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {"ca.request": self.request, "ca.commit": self.commit, "ca.share": self.share}
+        return {
+            "ca.request": self.request,
+            "ca.commit": self.commit,
+            "ca.share": self.share,
+            "ca.revoke": self.revoke,
+        }
 
     def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
         if genesis.ca is None:
@@ -265,11 +335,12 @@ class CertificateAuthority:
             b"focusflow/ca-serial/" + ctx.tx.hash + ctx.msg_index.to_bytes(4, "big")
         ).digest()
         serial = digest[:SERIAL_BYTES]
-        number = int.from_bytes(serial, "big") >> 1 or 1  # positive, under 2^127
+        number = serial_number(serial)
         start = dt.datetime.fromtimestamp(ctx.block.time_ms // 1000, dt.UTC)
         prefix, tbs = leaf_template(group, name, key, number, start, hours)
         ctx.state.put(
-            REQUEST_PREFIX + serial, Request(prefix, tbs, ctx.sender, name, [], []).encode()
+            REQUEST_PREFIX + serial,
+            Request("cert", prefix, tbs, ctx.sender, name, 0, [], []).encode(),
         )
         ctx.emit("ca.request", serial=serial, name=name)
 
@@ -328,9 +399,47 @@ class CertificateAuthority:
             raise CaError("the aggregated signature does not verify") from None
         der = req.prefix + signature
         ctx.state.delete(REQUEST_PREFIX + serial)
+        if req.kind == "crl":
+            current = ctx.state.get(CRL_KEY)
+            if current is None or decode(current, "ca crl")[0] < req.number:
+                ctx.state.put(CRL_KEY, encode([req.number, der]))
+            ctx.emit("ca.crl", number=req.number)
+            return
         index = _append_leaf(ctx.state, der)
-        ctx.state.put(CERT_PREFIX + serial, encode([index, der]))
+        ctx.state.put(CERT_PREFIX + serial, encode([index, der, req.requester]))
         ctx.emit("ca.issued", serial=serial, name=req.name, leaf_index=index)
+
+    def revoke(self, ctx: TxContext, body: dict) -> None:
+        """The certificate's requester revokes it: a new CRL of every revoked
+        serial is built and signed by the group as a certificate is."""
+        only_fields(body, "serial")
+        serial = field(body, "serial", bytes, size=SERIAL_BYTES)
+        group = _group(ctx.state)
+        raw = ctx.state.get(CERT_PREFIX + serial)
+        if raw is None:
+            raise CaError(f"no certificate {serial.hex()} was issued on this chain")
+        _, _, requester = decode(raw, "ca certificate")
+        if requester != ctx.sender:
+            raise NotOwnerError("a certificate is revoked by the account that asked for it")
+        if ctx.state.get(REVOKED_PREFIX + serial) is not None:
+            raise CaError(f"certificate {serial.hex()} is revoked already")
+        when = ctx.block.time_ms // 1000
+        ctx.state.put(REVOKED_PREFIX + serial, encode([when]))
+        number = int.from_bytes(ctx.state.get(CRL_NUMBER_KEY) or b"\0", "big") + 1
+        ctx.state.put(CRL_NUMBER_KEY, number.to_bytes(8, "big"))
+        revoked = [
+            (serial_number(key[len(REVOKED_PREFIX) :]), decode(value, "ca revoked")[0])
+            for key, value in ctx.state.scan(REVOKED_PREFIX)
+        ]
+        prefix, tbs = crl_template(group, revoked, number, when)
+        job = hashlib.sha256(
+            b"focusflow/ca-crl/" + ctx.tx.hash + ctx.msg_index.to_bytes(4, "big")
+        ).digest()[:SERIAL_BYTES]
+        ctx.state.put(
+            REQUEST_PREFIX + job,
+            Request("crl", prefix, tbs, ctx.sender, "", number, [], []).encode(),
+        )
+        ctx.emit("ca.revoke", serial=serial, crl_job=job, number=number)
 
 
 def _group(state: Readable) -> Group:
