@@ -31,6 +31,10 @@ from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chai
 DAVE = KeyPair.from_seed(b"dave".ljust(32, b"\0"))
 ERIN = KeyPair.from_seed(b"erin".ljust(32, b"\0"))
 MEMBERS = (ALICE, BOB, CAROL, DAVE)
+#: Digests of the golden templates (test_the_templates_every_node_signs_are_the_same_bytes).
+LEAF_TBS_SHA256 = "19144a11d12795da107c305d39951fc762f33c50c3cc0f671cdb720beaaac571"
+CRL_TBS_SHA256 = "f3e31a6ab6bd91bb4c65bc9ff806375dc8a3ec952303b9ea5b4a83612b2ef654"
+PREFIXES_SHA256 = "88161b05c98b0dc9e1d75415c2d3de31b9ab69bd1614a517a1c777d7bf415477"
 #: Blocks start a minute ago: the root the dealer makes is valid from five minutes ago.
 T0 = (int(time.time()) - 60) * 1000
 
@@ -327,3 +331,40 @@ def test_the_requester_revokes_and_the_group_signs_the_crl(tmp_path):
     other, _ = net.issue(ERIN, "erin-two", _node_key())
     out = _openssl_verify(tmp_path, net.root, net.certificate(other), crl)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_templates_every_node_signs_are_the_same_bytes():
+    """Golden digests of a leaf's tbsCertificate and a CRL's tbsCertList from fixed
+    inputs: every validator must build the same bytes (cryptography's DER), or the
+    group's shares would sign different messages. The same digests on the dev VM's AMD
+    EPYC (Python 3.11, cryptography 50.0.2) and an Intel Xeon (Python 3.12, cryptography
+    50.0.2 and 47.0.0, the lower bound)."""
+    import datetime as dt
+    import hashlib
+
+    from focusflow.modules.ca import Group, crl_template, leaf_template
+
+    group, _ = frost.deal(frost.h3(b"golden"), 2, 3)
+    key = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32).public_key().public_bytes_raw()
+    issuer = Ed25519PrivateKey.from_private_bytes(b"\x09" * 32)
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "golden root")])
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(issuer.public_key())
+        .serial_number(1)
+        .not_valid_before(at)
+        .not_valid_after(at + dt.timedelta(days=3650))
+        .sign(issuer, None)
+    )
+    g = Group(2, group, root.public_bytes(serialization.Encoding.DER), {})
+    prefix, tbs = leaf_template(g, "golden-node", key, 12345, at, 24)
+    assert prefix.endswith(b"\x03\x41\x00")  # the BIT STRING of the 64-byte signature
+    crl_prefix, crl_tbs = crl_template(
+        g, [(12345, 1_767_225_600), (7, 1_767_225_700)], 3, 1_767_226_000
+    )
+    assert hashlib.sha256(tbs).hexdigest() == LEAF_TBS_SHA256
+    assert hashlib.sha256(crl_tbs).hexdigest() == CRL_TBS_SHA256
+    assert hashlib.sha256(prefix + crl_prefix).hexdigest() == PREFIXES_SHA256
