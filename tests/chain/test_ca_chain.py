@@ -368,3 +368,39 @@ def test_the_templates_every_node_signs_are_the_same_bytes():
     assert hashlib.sha256(tbs).hexdigest() == LEAF_TBS_SHA256
     assert hashlib.sha256(crl_tbs).hexdigest() == CRL_TBS_SHA256
     assert hashlib.sha256(prefix + crl_prefix).hexdigest() == PREFIXES_SHA256
+
+
+def test_a_signing_set_that_stalls_restarts_without_its_silent_member(tmp_path):
+    from focusflow.modules.ca import STALL_BLOCKS, Request
+
+    net = Net(tmp_path)
+    _register(net, ERIN, "erin-node")
+    r = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": _node_key(), "hours": 1}))
+    serial = r.events[0]["serial"]
+    rounds = {i: frost.commit(net.shares[i]) for i in (0, 1, 2)}
+    for i, (_, c) in rounds.items():
+        body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
+        assert net.send(MEMBERS[i], Msg("ca.commit", body)).code == "ok"
+    tbs = net.pending_tbs(serial)
+    commitments = [c for _, c in rounds.values()]
+    for i in (0, 1):  # member 2 (CAROL) committed and goes silent
+        z = frost.sign(net.shares[i], rounds[i][0], tbs, commitments)
+        body = {"serial": serial, "share": frost.scalar_bytes(z)}
+        assert net.send(MEMBERS[i], Msg("ca.share", body)).code == "ok"
+    restarted = None
+    for _ in range(STALL_BLOCKS + 1):
+        net.t += 1000
+        block = net.chain.produce_block([], time_ms=net.t)
+        restarted = restarted or next((e for e in block.events if e["type"] == "ca.restart"), None)
+    assert restarted is not None and restarted["silent"] == [net.shares[2].identifier]
+    with net.chain.reader() as rd:
+        req = Request.decode(rd.get(REQUEST_PREFIX + serial))
+    assert req.attempt == 1 and not req.commits and not req.shares
+    c = frost.commit(net.shares[2])[1]
+    body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
+    r = net.send(CAROL, Msg("ca.commit", body))
+    assert r.code == "ca_error" and "unfinished" in r.log
+    # the others sign with fresh nonces (a nonce never signs twice)
+    receipts = net.sign_job(serial, signers=(0, 1, 3))
+    assert receipts[-1].events[-1]["type"] == "ca.issued"
+    assert net.certificate(serial) is not None

@@ -45,6 +45,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as field_
 from typing import Any
 
 from cryptography import x509
@@ -74,6 +75,8 @@ CRL_NUMBER_KEY = b"/kv/ca/crl_number"
 CRL_KEY = b"/kv/ca/crl"
 #: How long a CRL the group signs is current.
 CRL_DAYS = 7
+#: Blocks a full signing set may take to give its shares before the job restarts.
+STALL_BLOCKS = 20
 #: The longest a leaf certificate the chain issues is valid.
 MAX_HOURS = 2160
 SERIAL_BYTES = 16
@@ -132,7 +135,9 @@ def _group_from_genesis(ca: dict[str, Any]) -> Group:
 @dataclass
 class Request:
     """A signing job: a certificate (``kind`` ``cert``, for ``name``) or a CRL
-    (``crl``, its CRL ``number``), the group's commitments and shares so far."""
+    (``crl``, its CRL ``number``), the group's commitments and shares of this
+    ``attempt``, the height its signing set filled (``since``), and the members
+    barred from the next set (``excluded``: they left the last one unfinished)."""
 
     kind: str
     prefix: bytes
@@ -142,16 +147,21 @@ class Request:
     number: int
     commits: list[tuple[int, bytes, bytes]]
     shares: list[tuple[int, int]]
+    attempt: int = 0
+    since: int = 0
+    excluded: list[int] = field_(default_factory=list)
 
     def encode(self) -> bytes:
         shares = [[i, frost.scalar_bytes(z)] for i, z in self.shares]
         commits = [list(c) for c in self.commits]
         head = [self.kind, self.prefix, self.tbs, self.requester, self.name, self.number]
-        return encode([*head, commits, shares])
+        return encode([*head, commits, shares, self.attempt, self.since, self.excluded])
 
     @classmethod
     def decode(cls, raw: bytes) -> Request:
-        kind, prefix, tbs, requester, name, number, commits, shares = decode(raw, "ca request")
+        kind, prefix, tbs, requester, name, number, commits, shares, attempt, since, excluded = (
+            decode(raw, "ca request")
+        )
         return cls(
             kind,
             prefix,
@@ -161,6 +171,9 @@ class Request:
             number,
             [(i, h, b) for i, h, b in commits],
             [(i, frost.decode_scalar(z)) for i, z in shares],
+            attempt,
+            since,
+            list(excluded),
         )
 
     def commitments(self) -> list[Commitment]:
@@ -313,7 +326,30 @@ class CertificateAuthority:
         state.put(GROUP_KEY, encode([g.threshold, g.public_key, g.root, members]))
 
     def end_block(self, ctx: BlockContext) -> None:
-        return None
+        """Restart the jobs whose signing set filled ``STALL_BLOCKS`` ago and has
+        not finished: a member that committed and went silent must not hold a
+        certificate up. The silent members are barred from the next set (unless
+        that would leave fewer than ``threshold`` members), and everyone's
+        nonces of the stalled attempt are abandoned (a new attempt draws new
+        ones: a nonce signs once)."""
+        group = load_group(ctx.state)
+        if group is None:
+            return
+        for key, raw in ctx.state.scan(REQUEST_PREFIX):
+            req = Request.decode(raw)
+            full = len(req.commits) >= group.threshold
+            if not full or ctx.height - req.since < STALL_BLOCKS:
+                continue
+            gave = {i for i, _ in req.shares}
+            silent = sorted(i for i, _, _ in req.commits if i not in gave)
+            left = len(group.members) - len(silent)
+            req.excluded = silent if left >= group.threshold else []
+            req.attempt += 1
+            req.commits, req.shares, req.since = [], [], 0
+            ctx.state.put(key, req.encode())
+            ctx.events.append(
+                {"type": "ca.restart", "serial": key[len(REQUEST_PREFIX) :], "silent": silent}
+            )
 
     def request(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "name", "key", "hours")
@@ -354,6 +390,8 @@ class CertificateAuthority:
         req = _pending(ctx.state, serial)
         if len(req.commits) >= group.threshold:
             raise CaError("the request's signing set is full")
+        if identifier in req.excluded:
+            raise CaError("this member left the last signing set of the request unfinished")
         if any(i == identifier for i, _, _ in req.commits):
             raise CaError("this member has committed to the request already")
         try:
@@ -362,6 +400,8 @@ class CertificateAuthority:
         except FrostError as exc:
             raise MalformedMessageError(f"a nonce commitment: {exc.message}") from None
         req.commits.append((identifier, hiding, binding))
+        if len(req.commits) == group.threshold:
+            req.since = ctx.height
         ctx.state.put(REQUEST_PREFIX + serial, req.encode())
         ctx.emit("ca.commit", serial=serial, identifier=identifier)
 

@@ -8,10 +8,14 @@ node, and sends ``ca.commit``; once the set is complete and it is in it, it
 sends ``ca.share`` computed from those nonces. Its transactions are signed by
 the validator's account key (the member address the genesis names).
 
-Nonces are used for one request only, whose message and commitments the
-chain fixes, so sending the same share again (its transaction was dropped) is
-safe and happens after ``RESEND_BLOCKS`` blocks; nonces of requests no longer
-pending are deleted. A node that restarts reads the file and carries on.
+Nonces are used for one attempt of one request only, whose message and
+commitments the chain fixes, so sending the same share again (its transaction
+was dropped) is safe and happens after ``RESEND_BLOCKS`` blocks. When the
+chain restarts a stalled job (``modules.ca.STALL_BLOCKS``) the attempt number
+moves on and fresh nonces are drawn: a nonce pair never signs under two
+commitment lists, which would give its share's secret away. Nonces of
+requests no longer pending or of abandoned attempts are deleted. A node that
+restarts reads the file and carries on.
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ class ShareFile:
         write_private_file(path, json.dumps(doc) + "\n")
 
 
+def _job(serial_hex: str, attempt: int) -> str:
+    """A signing job's key in the nonce file: its serial and the chain's attempt."""
+    return f"{serial_hex}:{attempt}"
+
+
 class CaSigner:
     """The node extension that does a CA member's part (see the module docstring)."""
 
@@ -73,9 +82,9 @@ class CaSigner:
         self.account = account
         self.nonces_path = nonces_path
         self.runtime: ValidatorRuntime | None = None
-        #: serial hex -> {"hiding", "binding"} (hex scalars)
+        #: "serial hex:attempt" -> {"hiding", "binding"} (hex scalars)
         self.nonces: dict[str, dict[str, str]] = {}
-        #: (serial hex, what) -> height it was last sent at
+        #: ("serial hex:attempt", what) -> height it was last sent at
         self.sent: dict[tuple[str, str], int] = {}
         if nonces_path.exists():
             self.nonces = json.loads(nonces_path.read_text())
@@ -107,8 +116,13 @@ class CaSigner:
                 for serial in pending_serials(r)
             }
             threshold = group.threshold
-        for gone in set(self.nonces) - set(pending):
-            del self.nonces[gone]
+        # Nonces of requests no longer pending, or of an attempt the chain
+        # restarted, are never used again.
+        live = {_job(serial_hex, req.attempt) for serial_hex, req in pending.items()}
+        stale = set(self.nonces) - live
+        if stale:
+            for key in stale:
+                del self.nonces[key]
             self._save()
         for serial_hex, req in pending.items():
             try:
@@ -120,8 +134,10 @@ class CaSigner:
         self, runtime: ValidatorRuntime, serial: bytes, req: Request, threshold: int, height: int
     ) -> None:
         me = self.share.identifier
-        key = serial.hex()
+        key = _job(serial.hex(), req.attempt)
         committed = any(i == me for i, _, _ in req.commits)
+        if me in req.excluded:
+            return
         if not committed and len(req.commits) < threshold:
             if key not in self.nonces:
                 nonces, _ = frost.commit(self.share)
