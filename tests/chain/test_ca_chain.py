@@ -228,6 +228,9 @@ def test_what_the_chain_refuses(tmp_path):
     assert r.code == "malformed_message"
     r = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": key, "hours": 24}))
     serial = r.events[0]["serial"]
+    # one pending request per name: each costs every signer two transactions
+    again = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": key, "hours": 24}))
+    assert again.code == "ca_error" and "already" in again.log
     rounds = [frost.commit(s) for s in net.shares]
     # no one outside the group commits; a member commits once; the set holds three
     body = {"serial": serial, "hiding": rounds[0][1].hiding, "binding": rounds[0][1].binding}

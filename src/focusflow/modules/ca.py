@@ -71,6 +71,8 @@ CERT_PREFIX = b"/kv/ca/cert/"
 LEAF_PREFIX = b"/kv/ct/leaf/"
 HEAD_KEY = b"/kv/ct/head"
 REVOKED_PREFIX = b"/kv/ca/revoked/"
+#: name -> the serial of its pending request (one at a time per name).
+ASKED_PREFIX = b"/kv/ca/asked/"
 CRL_NUMBER_KEY = b"/kv/ca/crl_number"
 CRL_KEY = b"/kv/ca/crl"
 #: How long a CRL the group signs is current.
@@ -363,6 +365,10 @@ class CertificateAuthority:
             raise NotOwnerError(f"a certificate for {name!r} is asked for by the name's owner")
         if not 0 < hours <= MAX_HOURS:
             raise MalformedMessageError(f"hours must be 1..{MAX_HOURS}")
+        # Every request costs each member two transactions: one pending at a
+        # time per name bounds what one owner can make the group do.
+        if ctx.state.get(ASKED_PREFIX + name.encode()) is not None:
+            raise CaError(f"a certificate for {name!r} is being signed already")
         try:
             Ed25519PublicKey.from_public_bytes(key)
         except ValueError:
@@ -378,6 +384,7 @@ class CertificateAuthority:
             REQUEST_PREFIX + serial,
             Request("cert", prefix, tbs, ctx.sender, name, 0, [], []).encode(),
         )
+        ctx.state.put(ASKED_PREFIX + name.encode(), serial)
         ctx.emit("ca.request", serial=serial, name=name)
 
     def commit(self, ctx: TxContext, body: dict) -> None:
@@ -439,6 +446,8 @@ class CertificateAuthority:
             raise CaError("the aggregated signature does not verify") from None
         der = req.prefix + signature
         ctx.state.delete(REQUEST_PREFIX + serial)
+        if req.kind == "cert":
+            ctx.state.delete(ASKED_PREFIX + req.name.encode())
         if req.kind == "crl":
             current = ctx.state.get(CRL_KEY)
             if current is None or decode(current, "ca crl")[0] < req.number:
