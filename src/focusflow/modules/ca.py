@@ -3,23 +3,19 @@
 The CA's key is a FROST(Ed25519, SHA-512) group key (RFC 9591,
 ``services.trust.frost``) whose shares the genesis ``ca.members`` hold (made
 by a distributed key generation: no one ever held the key). A certificate is
-issued in three kinds of chain messages, so that no single node can mint one:
+issued in three kinds of chain messages, so that no single node can mint one,
+and revoked by a fourth:
 
 ``ca.request`` ``{"name": str, "key": 32 bytes, "hours": int}``
     From the owner of ``name`` in the names module: a leaf certificate for
     ``<name>.focus`` and the Ed25519 node key ``key``, valid from the block's
     time for ``hours`` (1 to 2,160). The chain builds the ``tbsCertificate``
     (issuer the genesis root, serial from the transaction's hash) and keeps it
-    under ``/kv/ca/req/<serial>``: every node derives the same bytes.
+    under ``/kv/ca/req/<serial>``: every node derives the same bytes. One
+    request per name is pending at a time.
 ``ca.commit`` ``{"serial": 16 bytes, "hiding": 32 bytes, "binding": 32 bytes}``
     From a member: its FROST round-one nonce commitment for that request. The
     first ``threshold`` members to commit are the signing set.
-``ca.revoke`` ``{"serial": 16 bytes}``
-    From the account that asked for the certificate: it is listed as revoked
-    and a new CRL of every revoked serial becomes a signing job like a
-    request (its ``tbsCertList`` signed by the group through the same
-    commitments and shares); the newest signed CRL is kept under
-    ``/kv/ca/crl``.
 ``ca.share`` ``{"serial": 16 bytes, "share": 32 bytes}``
     From a member of the signing set: its signature share over the
     ``tbsCertificate``, verified here against its verifying share before it
@@ -27,6 +23,15 @@ issued in three kinds of chain messages, so that no single node can mint one:
     ``threshold``-th share completes the Ed25519 signature, which is checked
     against the group key; the certificate is appended to the transparency log
     and kept under ``/kv/ca/cert/<serial>`` with its index there.
+``ca.revoke`` ``{"serial": 16 bytes}``
+    From the account that asked for the certificate: it is listed as revoked
+    and a new CRL of every revoked serial becomes a signing job like a
+    request (its ``tbsCertList`` signed by the group through the same
+    commitments and shares); the newest signed CRL is kept under
+    ``/kv/ca/crl``.
+
+A signing set that stays incomplete for ``STALL_BLOCKS`` restarts without its
+silent members (``end_block``).
 
 The transparency log (RFC 6962: leaf ``SHA-256(0x00 || DER)``) lives in the
 state: each leaf hash under ``/kv/ct/leaf/<index>`` and the tree head (size, root
