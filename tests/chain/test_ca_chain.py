@@ -230,15 +230,15 @@ def test_what_the_chain_refuses(tmp_path):
     serial = r.events[0]["serial"]
     # one pending request per name: each costs every signer two transactions
     again = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": key, "hours": 24}))
-    assert again.code == "ca_error" and "already" in again.log
+    assert again.code == "ca_refused" and "already" in again.log
     rounds = [frost.commit(s) for s in net.shares]
     # no one outside the group commits; a member commits once; the set holds three
     body = {"serial": serial, "hiding": rounds[0][1].hiding, "binding": rounds[0][1].binding}
-    assert net.send(ERIN, Msg("ca.commit", body)).code == "ca_error"
+    assert net.send(ERIN, Msg("ca.commit", body)).code == "ca_refused"
     assert net.send(ALICE, Msg("ca.commit", body)).code == "ok"
-    assert net.send(ALICE, Msg("ca.commit", body)).code == "ca_error"
+    assert net.send(ALICE, Msg("ca.commit", body)).code == "ca_refused"
     share = {"serial": serial, "share": frost.scalar_bytes(1)}
-    assert net.send(ALICE, Msg("ca.share", share)).code == "ca_error"  # set not complete
+    assert net.send(ALICE, Msg("ca.share", share)).code == "ca_refused"  # set not complete
     for i in (1, 2):
         c = rounds[i][1]
         body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
@@ -246,30 +246,30 @@ def test_what_the_chain_refuses(tmp_path):
     c = rounds[3][1]
     body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
     r = net.send(DAVE, Msg("ca.commit", body))
-    assert r.code == "ca_error" and "full" in r.log
+    assert r.code == "ca_refused" and "full" in r.log
     # a forged share is refused and changes nothing; the honest one is kept once
     before = net.pending_tbs(serial)
     with net.chain.reader() as rd:
         pending = rd.get(REQUEST_PREFIX + serial)
     r = net.send(ALICE, Msg("ca.share", {"serial": serial, "share": frost.scalar_bytes(12345)}))
-    assert r.code == "ca_error" and "does not verify" in r.log
+    assert r.code == "ca_refused" and "does not verify" in r.log
     with net.chain.reader() as rd:
         assert rd.get(REQUEST_PREFIX + serial) == pending
     commitments = [c for _, c in rounds[:3]]
     z = frost.sign(net.shares[0], rounds[0][0], before, commitments)
     honest = {"serial": serial, "share": frost.scalar_bytes(z)}
     assert net.send(ALICE, Msg("ca.share", honest)).code == "ok"
-    assert net.send(ALICE, Msg("ca.share", honest)).code == "ca_error"
-    assert net.send(DAVE, Msg("ca.share", honest)).code == "ca_error"  # not in the set
+    assert net.send(ALICE, Msg("ca.share", honest)).code == "ca_refused"
+    assert net.send(DAVE, Msg("ca.share", honest)).code == "ca_refused"  # not in the set
     unknown = {"serial": b"\0" * 16, "hiding": c.hiding, "binding": c.binding}
-    assert net.send(BOB, Msg("ca.commit", unknown)).code == "ca_error"
+    assert net.send(BOB, Msg("ca.commit", unknown)).code == "ca_refused"
 
 
 def test_a_chain_without_a_ca_refuses_its_messages(tmp_path):
     net = Net(tmp_path, with_ca=False)
     _register(net, ERIN, "erin-node")
     r = net.send(ERIN, Msg("ca.request", {"name": "erin-node", "key": _node_key(), "hours": 1}))
-    assert r.code == "ca_error" and "no certificate authority" in r.log
+    assert r.code == "ca_refused" and "no certificate authority" in r.log
 
 
 @pytest.mark.parametrize(
@@ -316,7 +316,7 @@ def test_the_requester_revokes_and_the_group_signs_the_crl(tmp_path):
     assert receipt.code == "ok", receipt.log
     event = receipt.events[0]
     assert event["number"] == 1
-    assert net.send(ERIN, Msg("ca.revoke", {"serial": serial})).code == "ca_error"
+    assert net.send(ERIN, Msg("ca.revoke", {"serial": serial})).code == "ca_refused"
     # before the group signed the CRL, the certificate still verifies (no CRL yet)
     with net.chain.reader() as r:
         assert latest_crl(r) is None
@@ -402,7 +402,7 @@ def test_a_signing_set_that_stalls_restarts_without_its_silent_member(tmp_path):
     c = frost.commit(net.shares[2])[1]
     body = {"serial": serial, "hiding": c.hiding, "binding": c.binding}
     r = net.send(CAROL, Msg("ca.commit", body))
-    assert r.code == "ca_error" and "unfinished" in r.log
+    assert r.code == "ca_refused" and "unfinished" in r.log
     # the others sign with fresh nonces (a nonce never signs twice)
     receipts = net.sign_job(serial, signers=(0, 1, 3))
     assert receipts[-1].events[-1]["type"] == "ca.issued"

@@ -94,7 +94,7 @@ class CaError(TxError):
     """A CA message the chain refuses: no CA, no such request, not a member,
     out of turn, or a signature share that does not verify."""
 
-    code = "ca_error"
+    code = "ca_refused"
 
 
 @dataclass(frozen=True)
