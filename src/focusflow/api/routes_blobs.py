@@ -13,6 +13,7 @@ block (a chunk or a DAG node) for a client that checks and assembles it itself
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import queue
 from collections.abc import Callable, Iterator
@@ -128,6 +129,9 @@ async def put_blob(
         end = None
     finally:
         await asyncio.to_thread(body.put, end)
+        if end is not None:  # the client went away: the worker's error is no one's
+            with contextlib.suppress(Exception):
+                await worker
     put = await worker
     return JSONResponse(
         {
