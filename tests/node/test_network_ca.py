@@ -2,9 +2,9 @@
 
 ``focusflow testnet --validators 4`` runs a distributed key generation for the
 validators' account keys (3 of 4 sign) and names the group in the genesis.
-A name's owner sends ``ca.request``; each validator's CA duty commits and
-signs on its own, from its own share, and the chain assembles the
-certificate. Independent checks: the real ``openssl verify`` against the root
+A name's owner sends ``ca.request`` (``focusflow tx ca request``); each
+validator's CA duty commits and signs on its own, from its own share, and the
+chain assembles the certificate. Independent checks: the real ``openssl verify`` against the root
 every node serves, and the RFC 6962 inclusion proof a node serves, checked
 with ``ctlog.verify_inclusion`` against the log head that node's
 ``/v1/proofs`` proves in its state.
@@ -30,6 +30,7 @@ from focusflow.modules.ca import HEAD_KEY
 from focusflow.services.trust import ctlog
 from focusflow.store import verify_proof
 from focusflow.store.smt import Proof
+from tests.cli.helpers import run_cli
 from tests.node.testnet_process import LocalTestnet
 
 
@@ -43,7 +44,7 @@ def _send(net: LocalTestnet, key, nonce: int, msg: Msg) -> dict:
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is checked against")
-def test_four_validators_issue_a_certificate_by_threshold(tmp_path):
+def test_four_validators_issue_a_certificate_by_threshold(tmp_path, capsys):
     net = LocalTestnet(tmp_path / "tn", 4)
     try:
         ca = httpx.get(f"{net.apis[2]}/v1/ca", timeout=5).json()
@@ -54,7 +55,11 @@ def test_four_validators_issue_a_certificate_by_threshold(tmp_path):
         receipt = _send(net, dev, 0, Msg("name.register", name))
         assert receipt["code"] == "ok", receipt
         key = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
-        receipt = _send(net, dev, 1, Msg("ca.request", {"name": "web-1", "key": key, "hours": 24}))
+        # the request and the revocation go through the command line
+        cli = ("--home", tmp_path / "tn" / "v0", "--node", net.apis[1], "--wait", "--json")
+        result = run_cli(capsys, "tx", "ca", "request", "web-1", key.hex(), *cli)
+        assert result.code == 0, result.err
+        receipt = result.json()
         assert receipt["code"] == "ok", receipt
         (event,) = [e for e in receipt["events"] if e["type"] == "ca.request"]
         serial = event["serial"]
@@ -105,8 +110,9 @@ def test_four_validators_issue_a_certificate_by_threshold(tmp_path):
             bytes.fromhex(r["second_root"]),
         )
         # the requester revokes it: the validators' duties sign the new CRL
-        receipt = _send(net, dev, 2, Msg("ca.revoke", {"serial": bytes.fromhex(serial)}))
-        assert receipt["code"] == "ok", receipt
+        result = run_cli(capsys, "tx", "ca", "revoke", serial, *cli)
+        assert result.code == 0, result.err
+        assert result.json()["code"] == "ok"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             r = httpx.get(f"{net.apis[2]}/v1/ca/crl", timeout=5)

@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 tx_app = typer.Typer(help="Sign and submit transactions.", no_args_is_help=True)
 name_app = typer.Typer(help="Names: short names for particles.", no_args_is_help=True)
 tx_app.add_typer(name_app, name="name")
+ca_app = typer.Typer(
+    help="The network's CA: certificates for names you own (docs/trust.md).",
+    no_args_is_help=True,
+)
+tx_app.add_typer(ca_app, name="ca")
 validator_app = typer.Typer(
     help="Validators: join or leave the set at the next epoch.", no_args_is_help=True
 )
@@ -349,6 +354,60 @@ def name_register_cmd(
     body = {"name": _check_name(name), "cid": raw}
     opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("name.register", body)], {"name": name, "cid": cid})
+
+
+@ca_app.command("request")
+def ca_request_cmd(
+    name: Annotated[str, typer.Argument(help="A name you own: the certificate is for NAME.focus.")],
+    key: Annotated[str, typer.Argument(help="The node's Ed25519 public key: 64 hex digits.")],
+    hours: Annotated[int, typer.Option("--hours", min=1, max=2160, help="Validity.")] = 24,
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
+) -> None:
+    """Ask the network's CA for a certificate; the validators sign it in a few blocks
+    (GET /v1/ca/certs/SERIAL, the serial in the transaction's ca.request event)."""
+    raw = _hex_bytes(key, 32, "key")
+    body = {"name": _check_name(name), "key": raw, "hours": hours}
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
+    _submit(opts, [_msg("ca.request", body)], {"name": name, "key": key, "hours": hours})
+
+
+@ca_app.command("revoke")
+def ca_revoke_cmd(
+    serial: Annotated[str, typer.Argument(help="The certificate's serial: 32 hex digits.")],
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
+) -> None:
+    """Revoke a certificate you asked for; the validators sign the new CRL (GET /v1/ca/crl)."""
+    body = {"serial": _hex_bytes(serial, 16, "serial")}
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
+    _submit(opts, [_msg("ca.revoke", body)], {"serial": serial})
+
+
+def _hex_bytes(text: str, size: int, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != size:
+        raise InvalidParameterError(f"{what} must be {2 * size} hex digits, got {text!r}")
+    return raw
 
 
 @name_app.command("update")
