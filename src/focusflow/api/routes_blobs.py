@@ -32,8 +32,11 @@ from focusflow.services.storage.dag import BlobError, codec_of
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
-#: Pieces of a put's body in flight between the event loop and the worker.
-PIPE_PIECES = 64
+#: Pieces of a put's body in flight between the event loop and the worker, and
+#: the bytes gathered into one piece (the socket gives 64 KiB at a time; fewer
+#: hand-overs between the threads made a put over loopback faster).
+PIPE_PIECES = 16
+PIPE_PIECE_BYTES = 1 << 20
 _OCTETS = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
@@ -91,6 +94,11 @@ class _BodyPipe(io.RawIOBase):
                 self._ended = last is None or last is _CUT_SHORT
 
 
+async def _hand_over(body: _BodyPipe, piece: bytes) -> None:
+    if not body.offer(piece):
+        await asyncio.to_thread(body.put, piece)
+
+
 def _store(request: Request) -> ChunkStore:
     store: ChunkStore | None = getattr(request.app.state, "blobs", None)
     if store is None:
@@ -123,9 +131,14 @@ async def put_blob(
     worker = asyncio.ensure_future(asyncio.to_thread(body.run, store.put, MAX_BLOB_BYTES))
     end: object = _CUT_SHORT
     try:
+        gathered = bytearray()
         async for piece in request.stream():
-            if piece and not body.offer(piece):
-                await asyncio.to_thread(body.put, piece)
+            gathered += piece
+            if len(gathered) >= PIPE_PIECE_BYTES:
+                await _hand_over(body, bytes(gathered))
+                gathered.clear()
+        if gathered:
+            await _hand_over(body, bytes(gathered))
         end = None
     finally:
         await asyncio.to_thread(body.put, end)

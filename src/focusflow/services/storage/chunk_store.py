@@ -7,7 +7,9 @@ Three tables in one LMDB environment:
 * ``pins``: root CID -> the blob's size (u64).
 
 A put writes new blocks in batches as the stream is cut, then pins the root in
-one transaction that counts each distinct block of its DAG once. A put cut
+one transaction that counts each distinct block of its DAG once, then syncs
+the file once (the batches commit without an fsync each: LMDB keeps the file
+consistent, and a crash before the sync loses only an unpinned put). A put cut
 short (a crash, a size limit, a dropped client) leaves blocks no pin counts:
 ``gc`` removes them, and nothing pinned is ever touched. Unpinning a root
 counts its blocks down and deletes those no other pin reaches, in one
@@ -56,7 +58,10 @@ class ChunkStore:
 
     def __init__(self, path: Path | str, *, map_size: int = MAP_SIZE) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
-        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=3, subdir=True)
+        # Transactions commit without an fsync each (LMDB keeps the file
+        # consistent; a crash may only undo the newest ones); a put syncs once,
+        # after its pin, before it answers: a pinned blob is on disk.
+        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=3, subdir=True, sync=False)
         self._blocks = self.env.open_db(b"blocks")
         self._refs = self.env.open_db(b"refs")
         self._pins = self.env.open_db(b"pins")
@@ -96,6 +101,7 @@ class ChunkStore:
             self._write([(root.cid, b"")])
             distinct = {root.cid}
         self._pin(root, distinct)
+        self.env.sync(True)
         return PutResult(root.cid, size, len(leaves), new_chunks, new_bytes)
 
     def _write(self, blocks: list[tuple[bytes, bytes]]) -> tuple[int, int]:
@@ -138,6 +144,7 @@ class ChunkStore:
                     freed += len(data)
                     txn.delete(cid, db=self._blocks)
             txn.delete(root, db=self._pins)
+        self.env.sync(True)
         return freed
 
     def gc(self) -> tuple[int, int]:
