@@ -8,7 +8,7 @@ import json
 import websockets
 
 from focusflow.core.cid import cid_of_text
-from tests.node.devnet_process import link_msg, signed
+from tests.node.devnet_process import link_msg, signed, wait_tx
 
 
 async def _next(ws, kind: str, timeout: float = 20.0) -> dict:
@@ -25,6 +25,9 @@ def test_subscriptions_deliver_blocks_focus_and_inclusion(shared_devnet):
     seed = signed(net, net.dev_key(), [link_msg(("ws-a", "ws-b"))])
     with net.client() as c:
         c.post("/v1/txs", json={"tx": seed.encoded.hex()})
+    # The next transaction signs with the committed nonce: the seed must be in a
+    # block first (one run signed while it was pending and got duplicate_tx).
+    wait_tx(net, seed.hash.hex())
 
     async def scenario():
         async with websockets.connect(url) as ws:
