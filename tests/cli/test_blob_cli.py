@@ -83,32 +83,33 @@ def test_the_api_refuses_what_it_must(env):
         assert c.get(f"/v1/chunks/{v0}").status_code == 404
 
 
-def _declared_too_large(env) -> int:
-    """The status a put declaring 2 GiB gets, the body never sent (a raw socket:
-    an HTTP client will not declare what it does not send)."""
+def _raw_put(env, declared: int, body: bytes = b"", wait: float = 0.0) -> bytes:
+    """Send ``POST /v1/blobs`` declaring ``declared`` bytes and sending ``body``
+    (fewer, or none: an HTTP client will not declare what it does not send),
+    then close; the first line of the answer when ``wait`` is 0."""
     url = httpx.URL(env.api)
     with socket.create_connection((url.host, url.port), timeout=10) as sock:
         sock.sendall(
             f"POST /v1/blobs HTTP/1.1\r\nHost: {url.host}\r\n"
             f"Authorization: Bearer {env.admin_token()}\r\n"
-            f"Content-Length: {2**31}\r\n\r\n".encode()
+            f"Content-Length: {declared}\r\n\r\n".encode()
+            + body
         )
-        head = sock.recv(4096).split(b"\r\n", 1)[0]
-    return int(head.split()[1])
+        if wait:
+            time.sleep(wait)
+            return b""
+        return sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+def _declared_too_large(env) -> int:
+    """The status a put declaring 2 GiB gets, the body never sent."""
+    return int(_raw_put(env, 2**31).split()[1])
 
 
 def test_an_upload_cut_short_pins_nothing(env, tmp_path):
     data = _random(1 << 20, 7)
     sent = data[:600_000]
-    url = httpx.URL(env.api)
-    with socket.create_connection((url.host, url.port), timeout=10) as sock:
-        sock.sendall(
-            f"POST /v1/blobs HTTP/1.1\r\nHost: {url.host}\r\n"
-            f"Authorization: Bearer {env.admin_token()}\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n".encode()
-            + sent
-        )
-        time.sleep(0.5)
+    _raw_put(env, len(data), sent, wait=0.5)
     # what the node would have pinned had it taken the part it got for the blob
     local = ChunkStore(tmp_path / "local")
     partial = cid_from_bytes(local.put(io.BytesIO(sent)).cid)

@@ -43,6 +43,17 @@ def _send(net: LocalTestnet, key, nonce: int, msg: Msg) -> dict:
     return httpx.get(f"{net.apis[1]}/v1/txs/{tx.hash.hex()}", timeout=5).json()
 
 
+def _until_served(net: LocalTestnet, url: str, timeout: float = 90.0) -> httpx.Response:
+    """The first 200 answer of ``url`` (the validators sign within a few blocks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.get(url, timeout=5)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            assert r.status_code == 200, f"{r.text}\n{net.logs()}"
+            return r
+        time.sleep(0.5)
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is checked against")
 def test_four_validators_issue_a_certificate_by_threshold(tmp_path, capsys):
     net = LocalTestnet(tmp_path / "tn", 4)
@@ -63,13 +74,7 @@ def test_four_validators_issue_a_certificate_by_threshold(tmp_path, capsys):
         assert receipt["code"] == "ok", receipt
         (event,) = [e for e in receipt["events"] if e["type"] == "ca.request"]
         serial = event["serial"]
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            r = httpx.get(f"{net.apis[3]}/v1/ca/certs/{serial}", timeout=5)
-            if r.status_code == 200:
-                break
-            time.sleep(0.5)
-        assert r.status_code == 200, f"{r.text}\n{net.logs()}"
+        r = _until_served(net, f"{net.apis[3]}/v1/ca/certs/{serial}")
         cert = r.json()
         (tmp_path / "root.pem").write_text(ca["root_pem"])
         (tmp_path / "leaf.pem").write_text(cert["pem"])
@@ -113,13 +118,7 @@ def test_four_validators_issue_a_certificate_by_threshold(tmp_path, capsys):
         result = run_cli(capsys, "tx", "ca", "revoke", serial, *cli)
         assert result.code == 0, result.err
         assert result.json()["code"] == "ok"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            r = httpx.get(f"{net.apis[2]}/v1/ca/crl", timeout=5)
-            if r.status_code == 200:
-                break
-            time.sleep(0.5)
-        assert r.status_code == 200, f"{r.text}\n{net.logs()}"
+        r = _until_served(net, f"{net.apis[2]}/v1/ca/crl")
         (tmp_path / "crl.pem").write_text(r.json()["pem"])
         files = [str(tmp_path / n) for n in ("crl.pem", "root.pem", "leaf.pem")]
         out = subprocess.run(

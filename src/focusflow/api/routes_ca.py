@@ -25,7 +25,7 @@ from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.params import INT64_MAX
 from focusflow.core.keys import encode_address
-from focusflow.modules.ca import LEAF_PREFIX, issued, latest_crl, load_group, log_head
+from focusflow.modules.ca import issued, latest_crl, load_group, log_head, log_leaves
 from focusflow.services.trust.ctlog import MerkleLog
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -43,8 +43,8 @@ class LogCopy:
 
     def at(self, reader, size: int) -> MerkleLog:
         with self.lock:
-            for i in range(self.log.size, size):
-                self.log.append_hash(reader.get(LEAF_PREFIX + i.to_bytes(8, "big")) or b"")
+            for leaf in log_leaves(reader, size, self.log.size):
+                self.log.append_hash(leaf)
             return self.log
 
 

@@ -42,15 +42,16 @@ TokenOpt = Annotated[
 TIMEOUT_S = 600.0
 
 
-def _token(token: str | None, home: Path) -> str | None:
-    if token:
-        return token
-    if os.environ.get(ENV_TOKEN):
-        return os.environ[ENV_TOKEN]
-    try:
-        return read_token_file(home / "admin_token")
-    except (OSError, ValueError):
-        return None
+def _auth(token: str | None, home: Path) -> dict[str, str]:
+    """The Authorization header of the credential: ``--token``, else
+    ``$FOCUSFLOW_TOKEN``, else the node home's admin token; none if none."""
+    secret = token or os.environ.get(ENV_TOKEN)
+    if not secret:
+        try:
+            secret = read_token_file(home / "admin_token")
+        except (OSError, ValueError):
+            return {}
+    return {"Authorization": f"Bearer {secret}"}
 
 
 def _file_chunks(path: Path, progress: Any) -> Iterator[bytes]:
@@ -75,9 +76,7 @@ def put(
     url, source = node_url(node, where)
     size = file.stat().st_size
     headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-    secret = _token(token, where)
-    if secret:
-        headers["Authorization"] = f"Bearer {secret}"
+    headers.update(_auth(token, where))
     with (
         Client(url, source=source, timeout=TIMEOUT_S) as client,
         _progress_stream(as_json) as stream,
@@ -194,10 +193,8 @@ def rm(
     """Unpin a blob on the node (blocks no other pin reaches are deleted)."""
     where = resolve_home(home)
     url, source = node_url(node, where)
-    secret = _token(token, where)
-    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     with Client(url, source=source) as client:
-        result = client.call("DELETE", f"/v1/blobs/{cid}", headers=headers)
+        result = client.call("DELETE", f"/v1/blobs/{cid}", headers=_auth(token, where))
     print(f"unpinned {cid}; {result['freed_bytes']:,} bytes freed")
 
 

@@ -306,9 +306,9 @@ def pending_serials(reader: Any) -> list[bytes]:
     return [key[len(REQUEST_PREFIX) :] for key, _ in reader.items(REQUEST_PREFIX)]
 
 
-def log_leaves(state: Readable, size: int) -> list[bytes]:
-    """The first ``size`` leaf hashes (for proofs)."""
-    return [state.get(LEAF_PREFIX + i.to_bytes(8, "big")) or b"" for i in range(size)]
+def log_leaves(state: Readable, end: int, start: int = 0) -> list[bytes]:
+    """The leaf hashes ``start`` to ``end`` (for proofs)."""
+    return [state.get(LEAF_PREFIX + i.to_bytes(8, "big")) or b"" for i in range(start, end)]
 
 
 # --- the module ----------------------------------------------------------------------
