@@ -205,6 +205,29 @@ def test_graph_pages_a_hub_with_readable_labels_and_stays_on_host(hub_node, open
     assert off_host == [], off_host
 
 
+def test_a_tap_lands_after_the_page_above_the_graph_moved(hub_node, open_page):
+    """Content above the graph can change height without a resize or a scroll
+    (an error shown, the status line wrapping as its numbers grow): a tap must
+    still land on the node drawn under the pointer, not where it was before."""
+    opener, _ = open_page
+    page = opener(f"{hub_node.api.rstrip('/')}/#/particle/{hub_node.hub}")
+    wait_graph(page, 1 + PAGE + 1 + TARGETS)
+    # the pointer over the graph, so the graph has measured where it is
+    page.mouse.move(*node_point(page, hub_node.hub))
+    page.mouse.move(*node_point(page, hub_node.targets[1]))
+    top = page.locator("#graph").bounding_box()["y"]
+    page.evaluate(
+        """() => {
+        const shim = document.createElement('div');
+        shim.style.height = '150px';
+        document.body.insertBefore(shim, document.querySelector('main'));
+      }"""
+    )
+    assert page.locator("#graph").bounding_box()["y"] == pytest.approx(top + 150)
+    page.mouse.click(*node_point(page, hub_node.targets[0]))
+    page.wait_for_selector(f'#particle[data-cid="{hub_node.targets[0]}"] #particle-focus')
+
+
 def test_particle_texts_are_shown_as_text(hub_node, text_proxy, open_page):
     opener, _ = open_page
     page = opener(f"{text_proxy}/#/particle/{hub_node.hub}")

@@ -152,6 +152,13 @@ export class LinkGraph {
       autounselectify: true,
     });
     container.cy = this.cy;
+    // Cytoscape keeps where its container is on the page until a resize or a
+    // scroll, but content above the graph can change height without either (an
+    // error shown, the status line wrapping): measured again as a press begins,
+    // a tap lands on the node under the pointer and not where it was drawn before.
+    for (const type of ["pointerdown", "touchstart"]) {
+      container.addEventListener(type, () => this.cy.resize(), { capture: true, passive: true });
+    }
     this.cy.on("tap", "node", (ev) => {
       const node = ev.target;
       if (node.hasClass("more")) onMore(node.data("direction"));
