@@ -161,6 +161,8 @@ def compute_cmd(
         "laplacian": laplacian,
         "precision": precision,
         "anderson": anderson,
+        # a one-shot solve takes the fastest sums, as compute() does
+        "thread_sums": True,
     }
     warm = _warm_engine(settings, backend)
     # Imported here: every other CLI command starts without loading numba.

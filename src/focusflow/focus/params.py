@@ -139,6 +139,14 @@ class FocusParams:
     #: a caller whose answer only needs its ranking (``focusflow.infer``)
     #: trades a larger share for fewer series terms.
     exact_share: float = EXACT_SHARE
+    #: Whether fast sums may be grouped by the thread count, for speed: the
+    #: springs-and-heat series then runs over the symmetric matrix stored once
+    #: per pair where that pays (``backends.sym_half``: 1.3x a series at R-MAT
+    #: 20 on two cores), and its answers are the same bits for the same thread
+    #: count, within rounding of each other otherwise. Off (the default for
+    #: engines and chains), every fast solve gives the same bits whatever the
+    #: thread count; ``compute()`` turns it on unless given ``params``.
+    thread_sums: bool = False
 
     @property
     def exact(self) -> bool:
@@ -246,6 +254,10 @@ class FocusParams:
             raise InvalidParameterError(
                 f"arithmetic {self.arithmetic!r} is not implemented here "
                 f"(this focusflow implements {', '.join(ARITHMETICS)})"
+            )
+        if type(self.thread_sums) is not bool:
+            raise InvalidParameterError(
+                f"thread_sums must be true or false, got {self.thread_sums!r}"
             )
         if self.precision not in PRECISIONS:
             raise InvalidParameterError(

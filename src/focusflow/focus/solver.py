@@ -222,6 +222,8 @@ def solve(
     springs_state = springs_state if springs_state is not None else SpringsState()
     heat_state = heat_state if heat_state is not None else HeatState()
     use_lap = lam_s > 0 or lam_h > 0
+    if caps.thread_sums is not None:
+        caps.thread_sums.allow_thread_sums(params.thread_sums)
     if use_lap:
         t = time.perf_counter()
         op.setup_laplacian(params.laplacian)
@@ -511,9 +513,13 @@ def compute(
 
     ``graph`` is a :class:`Cybergraph`, a :class:`Snapshot`, or a scipy sparse
     weighted adjacency matrix (rows are sources). Keyword arguments override the
-    fields of :class:`FocusParams`. ``x0`` (particle order) warm-starts the
-    iteration. The returned focus is indexed by particle id and sums to 1.
+    fields of :class:`FocusParams`; without ``params``, ``thread_sums`` is on
+    (a one-shot solve takes the fastest sums; an engine's default keeps them
+    the same bits for any thread count). ``x0`` (particle order) warm-starts
+    the iteration. The returned focus is indexed by particle id and sums to 1.
     """
+    if params is None:
+        overrides.setdefault("thread_sums", True)
     p = make_params(params, **overrides)
     if p.mode == "cyberank":
         from focusflow.focus.cyberank import cyberank

@@ -192,6 +192,15 @@ class FusedChebyshev(Protocol):
 
 
 @runtime_checkable
+class ThreadSums(Protocol):
+    """An operator whose fast sums may be grouped by thread count
+    (``FocusParams.thread_sums``): the solver says, for each solve, whether
+    they may."""
+
+    def allow_thread_sums(self, allowed: bool) -> None: ...
+
+
+@runtime_checkable
 class FusedSpringsHeat(Protocol):
     """Springs CG and the Chebyshev series side by side, one pass over the
     matrix per pair; returns ``(S(phi), sum_k a_k T_k(Z) v)``."""
@@ -322,6 +331,7 @@ OPTIONAL: dict[str, type] = {
     "total": FixedTotal,
     "springs": FusedSprings,
     "chebyshev": FusedChebyshev,
+    "thread_sums": ThreadSums,
     "springs_heat": FusedSpringsHeat,
     "versioned": MatrixVersioned,
     "appender": LinkAppender,
@@ -385,6 +395,10 @@ class Capabilities:
     @property
     def chebyshev(self) -> FusedChebyshev | None:
         return cast("FusedChebyshev | None", self._narrowed("chebyshev"))
+
+    @property
+    def thread_sums(self) -> ThreadSums | None:
+        return cast("ThreadSums | None", self._narrowed("thread_sums"))
 
     @property
     def springs_heat(self) -> FusedSpringsHeat | None:

@@ -40,7 +40,14 @@ from focusflow.focus.backends.numba_lap import (
     residual_of,
     springs_rhs,
 )
-from focusflow.focus.backends.sell import SellMatrix, csr_pull_add, sell_pull
+from focusflow.focus.backends.sell import (
+    C,
+    SellMatrix,
+    csr_pull_add,
+    group_bounds,
+    sell_pull,
+)
+from focusflow.focus.backends.sym_half import HalfSymmetric
 from focusflow.focus.params import (
     EXACT_V1,
     FAST,
@@ -62,6 +69,9 @@ if TYPE_CHECKING:
 # Fixed number of work chunks (not per thread), so sums are grouped the same way
 # whatever the thread count.
 _CHUNKS = 64
+#: What a SELL group of the diffusion pull costs beside its slots, in slots
+#: (``sell.group_bounds``; R-MAT 20, two cores: 4 a lane was the best of 0–6).
+PULL_GROUP_SLOTS = 4 * C
 #: What an operator always has, and what springs and heat add once used.
 _OPERATOR_FIELDS = (
     "snapshot",
@@ -241,6 +251,7 @@ class NumbaOperator(ScreenedCG):
     _diag_mu: np.ndarray
     _minv: np.ndarray
     _terms: list[np.ndarray]
+    _half: tuple[ScaledSymmetric, HalfSymmetric]
 
     def __init__(self, snapshot: Snapshot, precision: Precision = "float64") -> None:
         self.snapshot = snapshot
@@ -248,6 +259,13 @@ class NumbaOperator(ScreenedCG):
         self.parts = _CHUNKS
         self._sym: ScaledSymmetric | None = None
         self.refresh()
+
+    @staticmethod
+    def pull_bounds(gptr: np.ndarray) -> np.ndarray:
+        """The diffusion pull's chunks of SELL groups: of about equal cost
+        (``sell.group_bounds``). The exact operator's are ``balanced_chunks``:
+        its total is summed per chunk, so its chunks are part of its bits."""
+        return group_bounds(gptr, _CHUNKS, PULL_GROUP_SLOTS)
 
     def refresh(self, info: PatchInfo | None = None) -> None:
         """Re-read the snapshot after a patch.
@@ -258,7 +276,7 @@ class NumbaOperator(ScreenedCG):
         s = self.snapshot
         if info is None or info.base_entries is None or not hasattr(self, "sell"):
             self.sell = SellMatrix(s.in_indptr, s.in_indices, s.in_w, self.dtype)
-            self.sell_bounds = balanced_chunks(self.sell.gptr, _CHUNKS)
+            self.sell_bounds = self.pull_bounds(self.sell.gptr)
             # Particles added by later patches have no base in-links, so the
             # SELL groups (built over these rows) stay valid; _pull_into
             # writes the rows past them itself.
@@ -276,6 +294,7 @@ class NumbaOperator(ScreenedCG):
         self.z = np.zeros(self.n, dtype=self.dtype)
         self._z_of: np.ndarray | None = None
         self._sym = None
+        self.__dict__.pop("_half", None)
 
     @staticmethod
     def check_structure(op: object, check: Check, snap: Snapshot, params: FocusParams) -> None:
@@ -292,8 +311,10 @@ class NumbaOperator(ScreenedCG):
             op,
             cls,
             (*_OPERATOR_FIELDS, "arithmetic") if exact else _OPERATOR_FIELDS,
-            _LAPLACIAN_FIELDS,
+            (*_LAPLACIAN_FIELDS, "_thread_sums"),
         )
+        if type(a.get("_thread_sums", False)) is not bool:
+            check.fail("_thread_sums", "is not true or false")
         if exact and a["arithmetic"] != params.arithmetic:
             check.fail("arithmetic", f"= {a['arithmetic']!r}, not {params.arithmetic!r}")
         if a["snapshot"] is not snap:
@@ -308,7 +329,7 @@ class NumbaOperator(ScreenedCG):
             a["sell"], check.at("sell"), rows, n, len(snap.in_indices), dtype
         )
         bounds = check.array("sell_bounds", a["sell_bounds"], np.int64)
-        check.equal("sell_bounds", bounds, balanced_chunks(a["sell"].gptr, _CHUNKS), "its chunks")
+        check.equal("sell_bounds", bounds, cls.pull_bounds(a["sell"].gptr), "its chunks")
         ov_rows = check.array("ov_rows", a["ov_rows"], np.int64, lo=0, hi=n)
         idx = check.array("ov_indices", a["ov_indices"], np.int32, lo=0, hi=n)
         check.indptr("ov_ptr", a["ov_ptr"], len(ov_rows), len(idx))
@@ -454,12 +475,52 @@ class NumbaOperator(ScreenedCG):
         scale = 2.0 / self.lam_max
         t_cur, t_prev = self._series_vectors()
         t_cur[:] = v
+        half = self._half_matrix()
+        if half is not None:
+            half.step(scale, t_cur, t_prev, acc, coeffs[1], coeffs[0], True)
+            for a_k in coeffs[2:]:
+                t_cur, t_prev = t_prev, t_cur
+                half.step(scale, t_cur, t_prev, acc, a_k, 0.0, False)
+            return acc
         step = self.kernels.cheb_step
         step(*args, self.lap_diag, scale, t_cur, t_prev, acc, coeffs[1], coeffs[0], True)
         for a_k in coeffs[2:]:
             t_cur, t_prev = t_prev, t_cur
             step(*args, self.lap_diag, scale, t_cur, t_prev, acc, a_k, 0.0, False)
         return acc
+
+    def _half_matrix(self) -> HalfSymmetric | None:
+        """The symmetric matrix with each pair once (``sym_half``), built on the
+        series' first use where its buffers are worth it and the solve allows
+        sums grouped by thread count (``FocusParams.thread_sums``); never for
+        the exact kernels, whose sums keep the full layout's order. Not kept in a pickle
+        or a deep copy (``__getstate__``): rebuilt on first use."""
+        if self.kernels is not FAST_KERNELS or self._sym is None:
+            return None
+        if not self.__dict__.get("_thread_sums", False):
+            return None
+        half = self.__dict__.get("_half")
+        if half is None or half[0] is not self._sym:
+            parts = nb.get_num_threads()
+            if not HalfSymmetric.worth(self._sym.nnz, self.n, parts):
+                return None
+            half = self._half = (self._sym, HalfSymmetric(self._sym, parts))
+        return half[1]
+
+    def allow_thread_sums(self, allowed: bool) -> None:
+        """Whether this solve's series may run over the half-stored matrix
+        (``FocusParams.thread_sums``); set by the solver before each solve."""
+        self._thread_sums = allowed
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The operator without the half-stored matrix, which its first use
+        rebuilds, and without the last solve's ``thread_sums``, which the next
+        solve sets: a checkpoint or a copy of the focus state need not carry
+        them."""
+        state = dict(self.__dict__)
+        state.pop("_half", None)
+        state.pop("_thread_sums", None)
+        return state
 
     def _series_vectors(self) -> list[np.ndarray]:
         """The series' two recurrence vectors, in the storage precision as the
@@ -642,6 +703,10 @@ class ExactNumbaOperator(NumbaOperator):
     """
 
     kernels = EXACT_KERNELS
+
+    @staticmethod
+    def pull_bounds(gptr: np.ndarray) -> np.ndarray:
+        return balanced_chunks(gptr, _CHUNKS)
 
     def __init__(
         self, snapshot: Snapshot, precision: Precision, arithmetic: ArithmeticName
