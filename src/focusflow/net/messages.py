@@ -17,8 +17,9 @@ from typing import ClassVar
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 
-#: 2: Hello and Welcome carry the network id.
-PROTOCOL_VERSION = 2
+#: 2: Hello and Welcome carry the network id. 3: Auth carries the dialer's
+#: certificate (``certs``).
+PROTOCOL_VERSION = 3
 NODE_ID_SIZE = 32
 #: A network id names one chain: the hash of its genesis (``NetConfig.network_id``).
 NETWORK_ID_SIZE = 32
@@ -27,6 +28,10 @@ SIGNATURE_SIZE = 64
 MESSAGE_ID_SIZE = 32
 #: Longest topic or request name, in UTF-8 bytes.
 MAX_NAME = 64
+#: Largest certificate a dialer may send in ``Auth`` (DER bytes): the whole
+#: message stays within what a peer may buffer before it has authenticated
+#: (``transport.HANDSHAKE_BUFFER``, 4096 bytes); an issued leaf is ~0.5 KB.
+MAX_CERTIFICATE = 2048
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,13 @@ class Challenge:
 
 @dataclass(frozen=True)
 class Auth:
-    """Client to server: signature over the auth transcript (see ``identity``)."""
+    """Client to server: signature over the auth transcript (see ``identity``),
+    and the DER of the certificate the client presents (empty for none: TLS
+    does not carry a client's certificate here; ``certs``)."""
 
     KIND: ClassVar[int] = 2
     signature: bytes
+    certificate: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ _KINDS: dict[int, type[Message]] = {
 _FIELDS: dict[type[Message], tuple[type, ...]] = {
     Hello: (int, bytes, bytes),
     Challenge: (bytes,),
-    Auth: (bytes,),
+    Auth: (bytes, bytes),
     Welcome: (bytes,),
     Gossip: (str, bytes),
     Request: (str, bytes),
@@ -163,6 +171,8 @@ def _check_sizes(message: Message) -> None:
         raise DecodeError("malformed net message: nonce is not 32 bytes")
     if isinstance(message, Auth) and len(message.signature) != SIGNATURE_SIZE:
         raise DecodeError("malformed net message: signature is not 64 bytes")
+    if isinstance(message, Auth) and len(message.certificate) > MAX_CERTIFICATE:
+        raise DecodeError(f"malformed net message: certificate over {MAX_CERTIFICATE} bytes")
     if isinstance(message, IHave) and len(message.message_id) != MESSAGE_ID_SIZE:
         raise DecodeError("malformed net message: message id is not 32 bytes")
     if isinstance(message, Gossip | Request | IHave):

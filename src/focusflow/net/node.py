@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
+from focusflow.net.certs import CertificatePolicy, CertKind, SelfSigned, kind_of
 from focusflow.net.dedupe import SeenCache, message_id
 from focusflow.net.errors import (
     FrameTooLargeError,
     GossipGoneError,
     InvalidMessageError,
     NetError,
+    PeerAuthError,
     PeerBannedError,
     PeerUnavailableError,
     RemoteError,
@@ -76,6 +78,7 @@ from focusflow.net.transport import (
     Listener,
     PeerProtocol,
     bound_address,
+    present_certificate,
 )
 from focusflow.net.transport import dial as quic_dial
 from focusflow.net.transport import listen as quic_listen
@@ -237,6 +240,7 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Listener | None = None
         self._running = False
+        self._certificates: CertificatePolicy = SelfSigned(key)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -244,7 +248,12 @@ class Node:
         """Listen, then dial the static peers in the background."""
         host, port = self.listen
         self._server = await quic_listen(
-            host, port, self.key, self._accepted, **self._quic_options()
+            host,
+            port,
+            self.key,
+            self._accepted,
+            certificate=self._certificates.presented(),
+            **self._quic_options(),
         )
         self._running = True
         for peer in self.static_peers:
@@ -285,6 +294,47 @@ class Node:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    # --- certificates ----------------------------------------------------------
+
+    @property
+    def certificates(self) -> CertificatePolicy:
+        """What this node presents and how it judges peers' certificates (``certs``)."""
+        return self._certificates
+
+    def set_certificates(self, policy: CertificatePolicy) -> int:
+        """Present and judge by ``policy`` from now on; returns how many
+        connections were closed to be made again under it: those where this
+        node showed a self-signed certificate and now has the CA's, and those
+        whose peer's certificate the policy no longer takes (a static peer is
+        dialed again by its keeper)."""
+        self._certificates = policy
+        if self._server is not None:
+            present_certificate(self._server, policy.presented())
+        own = kind_of(self.id, policy.presented())
+        closed = 0
+        for session in list(self._all):
+            if not session.ready or session.is_closed or session.peer_id is None:
+                continue
+            stale = own == "ca" and session.own_cert == "self"
+            if not stale:
+                try:
+                    policy.judge(session.peer_id, session.peer_certificate)
+                except PeerAuthError:
+                    stale = True
+            if stale:
+                session.close(CLOSE_NORMAL, "certificates changed")
+                closed += 1
+        return closed
+
+    def link_certificates(self) -> dict[bytes, tuple[CertKind, CertKind]]:
+        """For each authenticated connection, by peer: who vouched for this
+        node's key on it and who for the peer's (``certs``)."""
+        out: dict[bytes, tuple[CertKind, CertKind]] = {}
+        for peer_id, session in self._sessions.items():
+            if session.ready and not session.is_closed and session.peer_cert is not None:
+                out[peer_id] = (session.own_cert, session.peer_cert)
+        return out
+
     # --- connections -----------------------------------------------------------
 
     def connected_peers(self) -> list[bytes]:
@@ -309,6 +359,7 @@ class Node:
                 peer.port,
                 self.key,
                 self.config.connect_timeout,
+                certificate=self._certificates.presented(),
                 **self._quic_options(),
             )
         except (OSError, TimeoutError, ConnectionError) as exc:

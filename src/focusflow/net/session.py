@@ -32,7 +32,16 @@ import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Protocol
 
+from cryptography import x509
+
 from focusflow.core.errors import DecodeError
+from focusflow.net.certs import (
+    CertificatePolicy,
+    CertKind,
+    certificate_der,
+    kind_of,
+    load_sent_certificate,
+)
 from focusflow.net.errors import (
     NetError,
     NetworkMismatchError,
@@ -105,6 +114,11 @@ class SessionOwner(Protocol):
     @property
     def config(self) -> NetConfig: ...
 
+    @property
+    def certificates(self) -> CertificatePolicy:
+        """What this node presents and how it judges a peer's certificate."""
+        ...
+
     def refuse(self, session: Session) -> bool:
         """Whether an authenticated incoming session is turned away (closing it)."""
         ...
@@ -154,6 +168,13 @@ class Session:
         self.is_client = expected is not None
         #: The peer's node id: known up front when dialing, after Auth when accepting.
         self.peer_id: bytes | None = expected
+        #: Who vouched for the peer's key (``certs``): set once authenticated.
+        self.peer_cert: CertKind | None = None
+        #: The certificate the peer showed (None: a dialer that sent none).
+        self.peer_certificate: x509.Certificate | None = None
+        #: Who vouched for ours, as this session presents it.
+        own = node.certificates.presented()
+        self.own_cert: CertKind = kind_of(node.id, own)
         self.control: int | None = None
         self.ready = False
         self.is_closed = False
@@ -199,7 +220,10 @@ class Session:
             return
         try:
             assert self.peer_id is not None
-            check_server_certificate(self.protocol.peer_certificate(), self.peer_id)
+            certificate = self.protocol.peer_certificate()
+            check_server_certificate(certificate, self.peer_id)
+            self.peer_cert = self.node.certificates.judge(self.peer_id, certificate)
+            self.peer_certificate = certificate
         except PeerAuthError as exc:
             self._fail(exc, CLOSE_AUTH_FAILED)
             return
@@ -230,7 +254,11 @@ class Session:
             assert self.peer_id is not None
             self._state = Handshake.AWAIT_WELCOME
             self._nonce = message.nonce
-            self._send(stream_id, Auth(sign_auth(self.node.key, self.peer_id, message.nonce)))
+            own = self.node.certificates.presented()
+            self.own_cert = kind_of(self.node.id, own)
+            der = certificate_der(own) if self.own_cert == "ca" else b""
+            signature = sign_auth(self.node.key, self.peer_id, message.nonce)
+            self._send(stream_id, Auth(signature, der))
         elif (
             self._state is Handshake.AWAIT_AUTH
             and isinstance(message, Auth)
@@ -239,6 +267,9 @@ class Session:
             assert self.peer_id is not None and self._nonce is not None
             try:
                 check_auth(self.node.id, self.peer_id, self._nonce, message.signature)
+                sent = load_sent_certificate(message.certificate)
+                self.peer_cert = self.node.certificates.judge(self.peer_id, sent)
+                self.peer_certificate = sent
             except PeerAuthError as exc:
                 self._fail(exc, CLOSE_AUTH_FAILED)
                 return

@@ -72,8 +72,10 @@ def make_configuration(
     idle_timeout: float = 30.0,
     max_frame: int = DEFAULT_MAX_FRAME,
     max_datagram_size: int = DEFAULT_DATAGRAM_SIZE,
+    certificate: x509.Certificate | None = None,
 ) -> QuicConfiguration:
-    """A QUIC configuration presenting ``key``'s self-signed certificate.
+    """A QUIC configuration presenting ``certificate`` (of ``key``; by default
+    ``key``'s self-signed one).
 
     Certificate checks are done by ``identity`` against the expected node id, not
     by a CA, hence ``CERT_NONE``. Flow-control windows are sized for one frame in
@@ -91,7 +93,7 @@ def make_configuration(
         max_stream_data=max_frame + 4,
         max_datagram_size=max_datagram_size,
     )
-    config.certificate = self_signed_certificate(key)
+    config.certificate = certificate or self_signed_certificate(key)
     config.private_key = key.private
     return config
 
@@ -269,6 +271,12 @@ async def listen(
         configuration=make_configuration(key, is_client=False, **options),
         create_protocol=create_protocol,
     )
+
+
+def present_certificate(server: QuicServer, certificate: x509.Certificate) -> None:
+    """Present ``certificate`` in the listener's later handshakes (aioquic's server
+    hands its one configuration to every new connection)."""
+    server._configuration.certificate = certificate
 
 
 def bound_address(server: QuicServer) -> tuple[str, int]:
