@@ -23,7 +23,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from focusflow.chain import Genesis, Msg
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.keys import KeyPair
-from focusflow.modules.ca import REQUEST_PREFIX, issued, latest_crl, log_head, log_leaves
+from focusflow.modules.ca import (
+    REQUEST_PREFIX,
+    certificate_for,
+    is_revoked,
+    issued,
+    latest_crl,
+    log_head,
+    log_leaves,
+)
 from focusflow.services.trust import ctlog, frost
 from focusflow.services.trust.threshold_ca import threshold_root
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
@@ -158,6 +166,10 @@ def test_three_of_four_members_issue_a_certificate_openssl_accepts(tmp_path):
     assert T0 // 1000 < cert.not_valid_before_utc.timestamp() < T0 // 1000 + 60
     with net.chain.reader() as r:
         assert r.get(REQUEST_PREFIX + serial) is None
+        # found by its key, as a node finds its own and its peers'
+        assert certificate_for(r, key) == (serial, cert.public_bytes(serialization.Encoding.DER))
+        assert certificate_for(r, _node_key()) is None
+        assert not is_revoked(r, serial)
     if shutil.which("openssl"):
         root_pem = tmp_path / "root.pem"
         leaf_pem = tmp_path / "leaf.pem"
@@ -320,6 +332,7 @@ def test_the_requester_revokes_and_the_group_signs_the_crl(tmp_path):
     # before the group signed the CRL, the certificate still verifies (no CRL yet)
     with net.chain.reader() as r:
         assert latest_crl(r) is None
+        assert is_revoked(r, serial)  # what a peer's node checks, before any CRL
     assert _openssl_verify(tmp_path, net.root, cert).returncode == 0
     receipts = net.sign_job(event["crl_job"], signers=(1, 2, 3))
     assert receipts[-1].events[-1] == {"type": "ca.crl", "number": 1}

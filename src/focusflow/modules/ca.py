@@ -22,7 +22,8 @@ and revoked by a fourth:
     is kept (a bad share is refused and costs its sender the fee). The
     ``threshold``-th share completes the Ed25519 signature, which is checked
     against the group key; the certificate is appended to the transparency log
-    and kept under ``/kv/ca/cert/<serial>`` with its index there.
+    and kept under ``/kv/ca/cert/<serial>`` with its index there, and
+    ``/kv/ca/key/<key>`` names it as the newest for its key.
 ``ca.revoke`` ``{"serial": 16 bytes}``
     From the account that asked for the certificate: it is listed as revoked
     and a new CRL of every revoked serial becomes a signing job like a
@@ -78,6 +79,8 @@ HEAD_KEY = b"/kv/ct/head"
 REVOKED_PREFIX = b"/kv/ca/revoked/"
 #: name -> the serial of its pending request (one at a time per name).
 ASKED_PREFIX = b"/kv/ca/asked/"
+#: Ed25519 key (32 bytes) -> the serial of the newest certificate issued for it.
+BY_KEY_PREFIX = b"/kv/ca/key/"
 CRL_NUMBER_KEY = b"/kv/ca/crl_number"
 CRL_KEY = b"/kv/ca/crl"
 #: How long a CRL the group signs is current.
@@ -301,6 +304,20 @@ def issued(state: Readable, serial: bytes) -> tuple[int, bytes] | None:
     return index, der
 
 
+def certificate_for(state: Readable, key: bytes) -> tuple[bytes, bytes] | None:
+    """``(serial, DER)`` of the newest certificate issued for the Ed25519 ``key``
+    (revoked or expired ones too: the caller judges), None if there is none."""
+    serial = state.get(BY_KEY_PREFIX + key)
+    if serial is None:
+        return None
+    found = issued(state, serial)
+    return None if found is None else (serial, found[1])
+
+
+def is_revoked(state: Readable, serial: bytes) -> bool:
+    return state.get(REVOKED_PREFIX + serial) is not None
+
+
 def pending_serials(reader: Any) -> list[bytes]:
     """Serials of the requests still waiting for commitments or shares."""
     return [key[len(REQUEST_PREFIX) :] for key, _ in reader.items(REQUEST_PREFIX)]
@@ -461,6 +478,9 @@ class CertificateAuthority:
             return
         index = _append_leaf(ctx.state, der)
         ctx.state.put(CERT_PREFIX + serial, encode([index, der, req.requester]))
+        subject = x509.load_der_x509_certificate(der).public_key()
+        assert isinstance(subject, Ed25519PublicKey)  # leaf_template's subject key
+        ctx.state.put(BY_KEY_PREFIX + subject.public_bytes_raw(), serial)
         ctx.emit("ca.issued", serial=serial, name=req.name, leaf_index=index)
 
     def revoke(self, ctx: TxContext, body: dict) -> None:
