@@ -4,7 +4,8 @@
 log's head; ``GET /v1/ca/crl`` answers the newest CRL the group signed; ``GET
 /v1/ca/certs/{serial}`` answers an issued certificate with its RFC 6962
 inclusion proof against that head; ``GET /v1/ct/consistency`` proves an older
-head a prefix of a newer one. The head is in the state, so a client that also
+head a prefix of a newer one; ``GET /v1/bootstrap`` says which of the bootstrap
+phases this node is in (``node.bootstrap``). The head is in the state, so a client that also
 asks ``/v1/proofs?key=/kv/ct/head`` checks it against a header the validators
 signed. Proofs come from a copy of the log kept in memory and extended as the
 chain's log grows (``ctlog.MerkleLog``): a proof costs O(log² n), not a read
@@ -153,3 +154,14 @@ def consistency(
             "proof": [h.hex() for h in proof],
         }
     )
+
+
+@router.get("/bootstrap", response_model=None, responses={200: {"model": schemas.BootstrapOut}})
+def bootstrap(request: Request) -> JSONResponse:
+    """This node's bootstrap phase (``node.bootstrap``): the certificate it
+    presents and who vouched for each end of its connections."""
+    duty = getattr(request.app.state.node, "bootstrap", None)
+    if duty is None:
+        off = {"phase": 0, "name": "self-signed", "certificate": None, "reached": {}, "links": []}
+        return JSONResponse({"enabled": False, **off})
+    return JSONResponse({"enabled": True, **duty.status()})

@@ -267,6 +267,24 @@ class CaOut(BaseModel):
     log: CtHead
 
 
+class BootstrapLink(BaseModel):
+    peer: str = Field(description="the peer's node id, hex")
+    own: str = Field(description="who vouched for this node's key on the link: self or ca")
+    peer_certificate: str = Field(description="who vouched for the peer's key: self or ca")
+
+
+class BootstrapOut(BaseModel):
+    enabled: bool = Field(
+        description="whether this node runs the phases (a validator on a network; "
+        "a devnet or a full node does not)"
+    )
+    phase: int = Field(description="0 self-signed, 1 ca-issued, 2 ca-required, 3 self-sufficient")
+    name: str
+    certificate: str | None = Field(description="serial of the CA certificate presented, hex")
+    reached: dict[str, float] = Field(description="phase -> when it was first reached (Unix s)")
+    links: list[BootstrapLink]
+
+
 class CaCertOut(BaseModel):
     serial: str
     height: int

@@ -29,6 +29,7 @@ from focusflow.consensus import Timeouts
 from focusflow.core.errors import FocusflowError
 from focusflow.net import NetConfig
 from focusflow.net.transport import DEFAULT_DATAGRAM_SIZE
+from focusflow.node.bootstrap import bootstrap_extensions
 from focusflow.node.ca_signer import ca_extensions
 from focusflow.node.devnet import bind, dev_key_of, prepare_kernels
 from focusflow.node.extensions import default_extensions
@@ -123,7 +124,10 @@ def run_validator(home_path: Path, *, full: bool = False, peers: list[str] | Non
             )
             runtime.extensions.extend(default_extensions(config))
             if not full:  # a CA member's duty, where the home holds a share
-                runtime.extensions.extend(ca_extensions(home.path, home.load_account_key()))
+                account = home.load_account_key()
+                runtime.extensions.extend(ca_extensions(home.path, account))
+                # the phases from self-signed to CA-issued node certificates
+                runtime.extensions.extend(bootstrap_extensions(key, account))
 
             def ready_fields(api: str) -> dict:
                 return {

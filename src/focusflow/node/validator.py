@@ -59,7 +59,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import Chain, Pending
@@ -134,6 +134,9 @@ from focusflow.node.sync import (
     parse_status,
     sync_refusal_is_a_lie,
 )
+
+if TYPE_CHECKING:
+    from focusflow.node.bootstrap import Bootstrap
 
 log = logging.getLogger("focusflow.node")
 
@@ -361,6 +364,8 @@ class ValidatorRuntime(NodeRuntime):
         #: apply here (its bytes as served) and why: focusflow.node.da_net
         #: proves a bad encoding of its data square from it.
         self.refused_blocks: list[Callable[[bytes, BlockError], None]] = []
+        #: The bootstrap phases' duty (``node.bootstrap``), where one is attached.
+        self.bootstrap: Bootstrap | None = None
 
     # --- NodeService ---------------------------------------------------------
     def submit(self, raw: bytes | Tx) -> Tx:

@@ -1,0 +1,336 @@
+"""A validator's bootstrap phases: from self-signed node certificates to the network's own CA.
+
+A network starts with nothing to vouch for its nodes but their keys, and
+ends with every connection between validators carrying certificates its own
+CA issued (``modules.ca``, signed by the validators' threshold key). The
+phases, the condition of each, and what the node does in it:
+
+- **0, self-signed.** Condition: none. The node presents a self-signed
+  certificate and takes any that carries the peer's key
+  (``net.certs.SelfSigned``); where the genesis names a CA, it asks it for one.
+- **1, ca-issued.** Condition: the chain holds a certificate for this node's
+  key that is valid now and not revoked. The node presents it (in TLS and in
+  ``Auth``) and verifies peers' CA certificates; it still takes self-signed ones.
+- **2, ca-required.** Condition: every validator of the current set holds one.
+  The node refuses a validator that shows a self-signed certificate;
+  connections made under self-signed ones are closed and dialed again.
+- **3, self-sufficient.** Condition: every other validator is connected, with
+  the network's certificates on both ends. Nothing changes: the network's
+  trust between validators rests on its own CA and chain alone.
+
+Each phase's condition includes those of the phases before it. The phase is
+recomputed from its conditions after every block, so it falls back as it
+advances: a revoked or
+expired certificate of this node takes it to phase 0 (self-signed, asking
+again), a new validator without one to phase 1, a lost connection from 3 to 2.
+The certificate is asked for ``RENEW_SHARE`` before it expires, so a running
+network keeps its phase. A certificate is asked for in this node's
+account's name ``node-<first 16 hex digits of the node id>`` (registered
+first when nobody holds it), for ``CERT_HOURS``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+
+from focusflow.chain import Msg
+from focusflow.chain.tx import make_tx_at_min_fee
+from focusflow.core.cid import raw_cid_bytes
+from focusflow.core.keys import KeyPair
+from focusflow.modules.ca import (
+    ASKED_PREFIX,
+    REVOKED_PREFIX,
+    certificate_for,
+    load_group,
+    serial_number,
+)
+from focusflow.modules.names import resolve
+from focusflow.net.certs import CertificatePolicy, CertKind, NetworkCA, SelfSigned
+
+if TYPE_CHECKING:
+    from focusflow.chain.state import Readable
+    from focusflow.node.runtime import BlockEvent
+    from focusflow.node.validator import ValidatorRuntime
+    from focusflow.store import Reader
+
+log = logging.getLogger("focusflow.bootstrap")
+
+#: How long a node certificate the duty asks for is valid.
+CERT_HOURS = 24
+#: The share of a certificate's life left at which a new one is asked for.
+RENEW_SHARE = 1 / 3
+#: Blocks after which an unanswered name registration or request is sent again.
+RESEND_BLOCKS = 10
+
+
+class Phase(enum.IntEnum):
+    SELF_SIGNED = 0
+    CA_ISSUED = 1
+    CA_REQUIRED = 2
+    SELF_SUFFICIENT = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What the phase is decided from (module docstring)."""
+
+    network_ca: bool
+    own_certificate: bool
+    validators_certified: bool
+    links_on_ca: bool
+
+
+def phase_of(c: Conditions) -> Phase:
+    """The phase whose condition holds, with all of those before it."""
+    if not (c.network_ca and c.own_certificate):
+        return Phase.SELF_SIGNED
+    if not c.validators_certified:
+        return Phase.CA_ISSUED
+    if not c.links_on_ca:
+        return Phase.CA_REQUIRED
+    return Phase.SELF_SUFFICIENT
+
+
+def node_name(node_id: bytes) -> str:
+    """The name a node's certificate is asked for under."""
+    return f"node-{node_id[:8].hex()}"
+
+
+def valid_certificate(
+    state: Readable, key: bytes, now: dt.datetime
+) -> tuple[bytes, x509.Certificate] | None:
+    """``(serial, certificate)`` of the newest certificate issued for ``key`` if
+    it is valid at ``now`` and not revoked, else None."""
+    found = certificate_for(state, key)
+    if found is None:
+        return None
+    serial, der = found
+    if state.get(REVOKED_PREFIX + serial) is not None:
+        return None
+    cert = x509.load_der_x509_certificate(der)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        return None
+    return serial, cert
+
+
+@dataclass
+class ChainView:
+    """What one block's state says for the phase (read off the loop)."""
+
+    root_key: bytes | None
+    own: tuple[bytes, x509.Certificate] | None
+    validators: frozenset[bytes]
+    certified: frozenset[bytes]
+    revoked: frozenset[int]
+    name_owner: bytes | None
+    asked: bool
+
+
+@dataclass
+class Bootstrap:
+    """The node extension that runs the phases (module docstring)."""
+
+    node_key: KeyPair
+    account: KeyPair
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    runtime: ValidatorRuntime | None = None
+    phase: Phase = Phase.SELF_SIGNED
+    view: ChainView | None = None
+    #: When each phase was first reached (seconds since the epoch).
+    reached: dict[int, float] = field(default_factory=dict)
+    #: The connections' certificate kinds at the last evaluation, by peer.
+    links: dict[bytes, tuple[CertKind, CertKind]] = field(default_factory=dict)
+    _presented: bytes | None = None
+    _sent: dict[str, int] = field(default_factory=dict)
+
+    def attach(self, runtime: ValidatorRuntime) -> None:
+        """Called on the loop before the transport starts: the phase the stored
+        chain already supports is taken at once, so a validator that restarts
+        in a network past phase 1 presents its certificate from its first dial
+        (its peers would refuse a self-signed one, and with them the blocks
+        that could tell it so)."""
+        self.runtime = runtime
+        runtime.bootstrap = self
+        runtime.listeners.append(self.on_block)
+        if runtime.net is not None:
+            with runtime.chain.reader() as r:
+                self.evaluate(self._read(r, runtime, self.now()))
+
+    async def stop(self) -> None:
+        return None
+
+    # --- after each block (a worker thread) ------------------------------------
+
+    def on_block(self, event: BlockEvent) -> None:
+        runtime = self.runtime
+        assert runtime is not None
+        height = event.result.block.height
+        now = self.now()
+        with runtime.chain.reader() as r:
+            view = self._read(r, runtime, now)
+        if view.root_key is not None:
+            try:
+                self._ask(runtime, view, height, now)
+            except Exception:  # the duty must not stop the node's other listeners
+                log.exception("bootstrap duty failed")
+        loop = getattr(runtime, "_loop", None)
+        if loop is not None and runtime.net is not None:
+            loop.call_soon_threadsafe(self.evaluate, view)
+
+    def _read(self, r: Reader, runtime: ValidatorRuntime, now: dt.datetime) -> ChainView:
+        group = load_group(r)
+        validators = frozenset(v.public_key for v in runtime.chain.validators.validators)
+        if group is None:
+            return ChainView(None, None, validators, frozenset(), frozenset(), None, False)
+        me = self.node_key.public_key
+        own = valid_certificate(r, me, now)
+        certified = frozenset(k for k in validators if valid_certificate(r, k, now) is not None)
+        revoked = frozenset(
+            serial_number(key[len(REVOKED_PREFIX) :]) for key, _ in r.items(REVOKED_PREFIX)
+        )
+        name = node_name(me)
+        record = resolve(r, name)
+        asked = r.get(ASKED_PREFIX + name.encode()) is not None
+        return ChainView(
+            group.public_key,
+            own,
+            validators,
+            certified,
+            revoked,
+            None if record is None else record[1],
+            asked,
+        )
+
+    def _ask(
+        self, runtime: ValidatorRuntime, view: ChainView, height: int, now: dt.datetime
+    ) -> None:
+        """Register the node's name, then ask the CA for a certificate, when this
+        node has none that lasts beyond its renewal point."""
+        if view.own is not None:
+            cert = view.own[1]
+            life = cert.not_valid_after_utc - cert.not_valid_before_utc
+            if cert.not_valid_after_utc - now > life * RENEW_SHARE:
+                return
+        if view.asked:
+            return
+        name = node_name(self.node_key.public_key)
+        if view.name_owner is None:
+            if self._due("register", height):
+                body: dict[str, Any] = {
+                    "name": name,
+                    "cid": raw_cid_bytes(self.node_key.public_key),
+                }
+                self._send(runtime, Msg("name.register", body))
+            return
+        if view.name_owner != self.account.address_raw:
+            if self._due("taken", height):
+                log.warning(
+                    "the node's certificate name is held by another account",
+                    extra={"fields": {"name": name}},
+                )
+            return
+        if self._due("request", height):
+            ask = {"name": name, "key": self.node_key.public_key, "hours": CERT_HOURS}
+            self._send(runtime, Msg("ca.request", ask))
+
+    def _due(self, what: str, height: int) -> bool:
+        last = self._sent.get(what)
+        if last is not None and height - last < RESEND_BLOCKS:
+            return False
+        self._sent[what] = height
+        return True
+
+    def _send(self, runtime: ValidatorRuntime, msg: Msg) -> None:
+        chain = runtime.chain
+        nonce = runtime.next_nonce(self.account.address_raw)
+        tx = make_tx_at_min_fee(self.account, chain.chain_id, nonce, [msg], chain.params)
+        runtime.submit(tx)
+        log.info("bootstrap duty sent", extra={"fields": {"type": msg.type}})
+
+    # --- on the event loop -----------------------------------------------------
+
+    def evaluate(self, view: ChainView | None = None) -> Phase:
+        """The phase now, with the certificates it presents and requires put in
+        place on the transport (on the event loop)."""
+        runtime = self.runtime
+        assert runtime is not None and runtime.net is not None
+        net = runtime.net
+        if view is not None:
+            self.view = view
+        view = self.view
+        if view is None:
+            return self.phase
+        me = self.node_key.public_key
+        others = view.validators - {me}
+        links = self.links = net.link_certificates()
+        conditions = Conditions(
+            network_ca=view.root_key is not None,
+            own_certificate=view.own is not None,
+            validators_certified=view.validators <= view.certified,
+            links_on_ca=all(links.get(v) == ("ca", "ca") for v in others),
+        )
+        phase = phase_of(conditions)
+        policy = self._policy(phase, view)
+        presented = policy.presented().tbs_certificate_bytes + bytes([phase >= Phase.CA_REQUIRED])
+        if presented != self._presented:
+            self._presented = presented
+            closed = net.set_certificates(policy)
+            log.info(
+                "bootstrap certificates changed",
+                extra={"fields": {"phase": int(phase), "links_closed": closed}},
+            )
+        if phase != self.phase or int(phase) not in self.reached:
+            # a phase's conditions include those before it: one block may
+            # satisfy several at once
+            for p in range(int(phase) + 1):
+                self.reached.setdefault(p, time.time())
+            log.info(
+                f"bootstrap phase {int(phase)} ({phase.label})",
+                extra={"fields": {"phase": int(phase), "from": int(self.phase)}},
+            )
+            self.phase = phase
+        return phase
+
+    def _policy(self, phase: Phase, view: ChainView) -> CertificatePolicy:
+        if phase == Phase.SELF_SIGNED or view.own is None or view.root_key is None:
+            return SelfSigned(self.node_key)
+        validators = view.validators
+        strict = phase >= Phase.CA_REQUIRED
+        return NetworkCA(
+            own=view.own[1],
+            root_key=view.root_key,
+            revoked=lambda serial: serial in view.revoked,
+            required=lambda node_id: strict and node_id in validators,
+            now=self.now,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /v1/bootstrap`` answers."""
+        view, links = self.view, self.links
+        return {
+            "phase": int(self.phase),
+            "name": self.phase.label,
+            "certificate": None if view is None or view.own is None else view.own[0].hex(),
+            "reached": {str(k): v for k, v in sorted(self.reached.items())},
+            "links": [
+                {"peer": peer.hex(), "own": own, "peer_certificate": theirs}
+                for peer, (own, theirs) in sorted(links.items())
+            ],
+        }
+
+
+def bootstrap_extensions(node_key: KeyPair, account: KeyPair | None) -> list[Any]:
+    """The bootstrap duty of a validator (a full node runs none: it has no account)."""
+    return [] if account is None else [Bootstrap(node_key, account)]

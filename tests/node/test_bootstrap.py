@@ -1,0 +1,88 @@
+"""The bootstrap phases (``node.bootstrap``): the rule, and four validator
+processes going from self-signed node certificates to phase 3, where every
+connection between them carries certificates the network's CA issued."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import httpx
+import pytest
+from cryptography import x509
+
+from focusflow.net.certs import kind_of
+from focusflow.node.bootstrap import Conditions, Phase, node_name, phase_of
+from tests.node.testnet_process import LocalTestnet
+
+
+@pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=4)))
+def test_the_phase_is_the_last_whose_conditions_all_hold(flags):
+    c = Conditions(*flags)
+    held = 0
+    for flag in flags[1:] if flags[0] else ():
+        if not flag:
+            break
+        held += 1
+    expected = Phase(held) if flags[0] else Phase.SELF_SIGNED
+    assert phase_of(c) == expected
+    # falling back is the same rule: losing a condition drops to the phase before it
+    for k in range(4):
+        lost = Conditions(*(f and i != k for i, f in enumerate(flags)))
+        assert phase_of(lost) <= phase_of(c)
+
+
+def test_node_names_are_valid_names():
+    from focusflow.modules.names import check_name
+
+    name = node_name(bytes(range(32)))
+    assert name == "node-0001020304050607"
+    check_name(name)
+
+
+def _bootstrap(net: LocalTestnet, k: int) -> dict:
+    return httpx.get(f"{net.apis[k]}/v1/bootstrap", timeout=5).json()
+
+
+def test_four_validators_reach_phase_three_on_their_own_ca(tmp_path):
+    started = time.monotonic()
+    net = LocalTestnet(tmp_path / "tn", 4)
+    try:
+        up = time.monotonic() - started
+        deadline = time.monotonic() + 120
+        states = [_bootstrap(net, k) for k in range(4)]
+        while not all(s["phase"] == 3 for s in states):
+            assert time.monotonic() < deadline, f"{states}\n{net.logs()}"
+            time.sleep(0.5)
+            states = [_bootstrap(net, k) for k in range(4)]
+        took = time.monotonic() - started
+        ca = httpx.get(f"{net.apis[0]}/v1/ca", timeout=5).json()
+        root_key = bytes.fromhex(ca["public_key"])
+        ids = set()
+        for k, s in enumerate(states):
+            assert s["enabled"] and s["name"] == "self-sufficient"
+            # phases were reached in order
+            reached = [s["reached"][str(p)] for p in range(4)]
+            assert reached == sorted(reached)
+            # every link to the other three: the network's certificates on both ends
+            assert len(s["links"]) == 3, s
+            assert all(link["own"] == link["peer_certificate"] == "ca" for link in s["links"])
+            # the certificate it presents: issued by the network's CA for its node id
+            cert_doc = httpx.get(f"{net.apis[k]}/v1/ca/certs/{s['certificate']}", timeout=5).json()
+            cert = x509.load_pem_x509_certificate(cert_doc["pem"].encode())
+            node_id = cert.public_key().public_bytes_raw()
+            assert kind_of(node_id, cert) == "ca"
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            Ed25519PublicKey.from_public_bytes(root_key).verify(
+                cert.signature, cert.tbs_certificate_bytes
+            )
+            ids.add(node_id)
+        assert len(ids) == 4
+        # the chain goes on with the connections made again under the new certificates
+        h = net.height(0)
+        net.wait_height(range(4), h + 3, 60)
+        net.assert_agree(range(4), h + 3)
+        print(f"bootstrap: up in {up:.1f} s, phase 3 on all four {took:.1f} s after start")
+    finally:
+        net.stop()
