@@ -19,8 +19,15 @@
   an unknown name, one at a time, by dnspython's client (each a datagram out
   and back): median and p99 latency. Goal: p99 under 2 ms (the seed's target is
   10 ms).
+- **Bootstrap to phase 3** (``node.bootstrap``): ``focusflow testnet
+  --validators 4`` on loopback, ``--bootstraps`` times: seconds from the
+  command's start until every validator answers phase 3 at ``/v1/bootstrap``
+  (every link between them on the network CA's certificates), and when each
+  phase was first reached on the slowest validator. Goal: under 60 s (the
+  seed's target is 10 minutes).
 
     python bench/trust.py [--entries 1000000] [--proofs 2000] [--chains 500] [--queries 5000]
+    python bench/trust.py --sections bootstrap --bootstraps 3
 """
 
 from __future__ import annotations
@@ -217,17 +224,71 @@ def dns_costs(queries: int) -> None:
             net.stop()
 
 
+def bootstrap_costs(runs: int) -> None:
+    import sys
+
+    import httpx
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    from tests.node.testnet_process import LocalTestnet
+
+    for run in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0, w0 = time.monotonic(), time.time()
+            net = LocalTestnet(Path(tmp) / "tn", 4)
+            try:
+                up = time.monotonic() - t0
+                deadline = t0 + 180
+                while True:
+                    states = [
+                        httpx.get(f"{api}/v1/bootstrap", timeout=5).json() for api in net.apis
+                    ]
+                    if all(s["phase"] == 3 for s in states) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                took = time.monotonic() - t0
+                phases = [
+                    max(s["reached"].get(str(p), float("nan")) for s in states) - w0
+                    for p in range(4)
+                ]
+                done = all(s["phase"] == 3 for s in states)
+                print(
+                    f"bootstrap run {run + 1}: 4 validators answering in {up:.1f} s; phase 3 on "
+                    f"all {'in' if done else 'NOT reached in'} {took:.1f} s (goal < 60 s); "
+                    "slowest validator reached phases 0-3 at "
+                    + ", ".join(f"{t:.1f}" for t in phases)
+                    + " s"
+                )
+            finally:
+                net.stop()
+
+
+SECTIONS = ("log", "chain", "threshold", "dns", "bootstrap")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--proofs", type=int, default=2000)
     ap.add_argument("--chains", type=int, default=500)
     ap.add_argument("--queries", type=int, default=5000)
+    ap.add_argument("--bootstraps", type=int, default=1)
+    ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
     args = ap.parse_args()
-    log_costs(args.entries, args.proofs)
-    chain_costs(args.chains)
-    threshold_costs(50)
-    dns_costs(args.queries)
+    sections = set(args.sections.split(","))
+    if unknown := sections - set(SECTIONS):
+        ap.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    if "log" in sections:
+        log_costs(args.entries, args.proofs)
+    if "chain" in sections:
+        chain_costs(args.chains)
+    if "threshold" in sections:
+        threshold_costs(50)
+    if "dns" in sections:
+        dns_costs(args.queries)
+    if "bootstrap" in sections:
+        bootstrap_costs(args.bootstraps)
 
 
 if __name__ == "__main__":

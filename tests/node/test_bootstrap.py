@@ -11,8 +11,9 @@ import httpx
 import pytest
 from cryptography import x509
 
+from focusflow.core.keys import KeyPair
 from focusflow.net.certs import kind_of
-from focusflow.node.bootstrap import Conditions, Phase, node_name, phase_of
+from focusflow.node.bootstrap import Bootstrap, ChainView, Conditions, Phase, node_name, phase_of
 from tests.node.testnet_process import LocalTestnet
 
 
@@ -38,6 +39,29 @@ def test_node_names_are_valid_names():
     name = node_name(bytes(range(32)))
     assert name == "node-0001020304050607"
     check_name(name)
+
+
+def test_a_validator_must_show_the_ca_certificate_only_once_it_has():
+    """Required of a validator once it has shown one and while its newest is valid
+    or revoked: not before (it may lag behind the block that issued it), not after
+    it expired (it must catch up to ask again)."""
+    me, peer = KeyPair.generate(), KeyPair.generate()
+    duty = Bootstrap(me, KeyPair.generate())
+    validators = frozenset({me.public_key, peer.public_key})
+    none: frozenset = frozenset()
+
+    def view(certified=none, revoked_keys=none) -> ChainView:
+        return ChainView(b"k" * 32, None, validators, certified, revoked_keys, none, None, False)
+
+    valid = view(certified=frozenset({peer.public_key}))
+    assert not duty._requires(peer.public_key, valid)
+    duty.shown.add(peer.public_key)
+    assert duty._requires(peer.public_key, valid)
+    assert not duty._requires(peer.public_key, view())  # expired
+    assert duty._requires(peer.public_key, view(revoked_keys=frozenset({peer.public_key})))
+    outsider = KeyPair.generate().public_key
+    duty.shown.add(outsider)
+    assert not duty._requires(outsider, view(certified=frozenset({outsider})))
 
 
 def _bootstrap(net: LocalTestnet, k: int) -> dict:
@@ -84,5 +108,25 @@ def test_four_validators_reach_phase_three_on_their_own_ca(tmp_path):
         net.wait_height(range(4), h + 3, 60)
         net.assert_agree(range(4), h + 3)
         print(f"bootstrap: up in {up:.1f} s, phase 3 on all four {took:.1f} s after start")
+
+        # A validator that dies: its peers fall back to phase 2 (a link is gone)
+        # and refuse nobody they should take; restarted, it takes phase 2 from its
+        # stored chain before it dials (its peers require its CA certificate),
+        # and all four are back in phase 3.
+        net.kill(3)
+        deadline = time.monotonic() + 60
+        while not all(_bootstrap(net, k)["phase"] == 2 for k in range(3)):
+            assert time.monotonic() < deadline, [_bootstrap(net, k) for k in range(3)]
+            time.sleep(0.5)
+        net.restart(3)
+        deadline = time.monotonic() + 90
+        while not all(_bootstrap(net, k)["phase"] == 3 for k in range(4)):
+            assert time.monotonic() < deadline, f"{[_bootstrap(net, k) for k in range(4)]}"
+            time.sleep(0.5)
+        back = _bootstrap(net, 3)
+        assert back["certificate"] == states[3]["certificate"]
+        assert all(link["own"] == link["peer_certificate"] == "ca" for link in back["links"])
+        h = net.height(0)
+        net.wait_height(range(4), h + 2, 60)
     finally:
         net.stop()

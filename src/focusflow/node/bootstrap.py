@@ -12,8 +12,11 @@ phases, the condition of each, and what the node does in it:
   key that is valid now and not revoked. The node presents it (in TLS and in
   ``Auth``) and verifies peers' CA certificates; it still takes self-signed ones.
 - **2, ca-required.** Condition: every validator of the current set holds one.
-  The node refuses a validator that shows a self-signed certificate;
-  connections made under self-signed ones are closed and dialed again.
+  The node refuses a self-signed certificate from a validator that has shown
+  it the CA's before (``Bootstrap._requires``: not from one that has not yet,
+  which may lag behind the block that issued its certificate and could not
+  learn of it without connecting); connections this node made under its
+  self-signed certificate are closed and made again.
 - **3, self-sufficient.** Condition: every other validator is connected, with
   the network's certificates on both ends. Nothing changes: the network's
   trust between validators rests on its own CA and chain alone.
@@ -133,6 +136,8 @@ class ChainView:
     own: tuple[bytes, x509.Certificate] | None
     validators: frozenset[bytes]
     certified: frozenset[bytes]
+    #: Validators whose newest certificate is revoked.
+    revoked_keys: frozenset[bytes]
     revoked: frozenset[int]
     name_owner: bytes | None
     asked: bool
@@ -150,6 +155,8 @@ class Bootstrap:
     view: ChainView | None = None
     #: When each phase was first reached (seconds since the epoch).
     reached: dict[int, float] = field(default_factory=dict)
+    #: Validators that have shown this node the CA's certificate on a connection.
+    shown: set[bytes] = field(default_factory=set)
     #: The connections' certificate kinds at the last evaluation, by peer.
     links: dict[bytes, tuple[CertKind, CertKind]] = field(default_factory=dict)
     _presented: bytes | None = None
@@ -193,10 +200,17 @@ class Bootstrap:
         group = load_group(r)
         validators = frozenset(v.public_key for v in runtime.chain.validators.validators)
         if group is None:
-            return ChainView(None, None, validators, frozenset(), frozenset(), None, False)
+            none: frozenset[Any] = frozenset()
+            return ChainView(None, None, validators, none, none, none, None, False)
         me = self.node_key.public_key
         own = valid_certificate(r, me, now)
         certified = frozenset(k for k in validators if valid_certificate(r, k, now) is not None)
+        revoked_keys = frozenset(
+            k
+            for k in validators
+            if (found := certificate_for(r, k)) is not None
+            and r.get(REVOKED_PREFIX + found[0]) is not None
+        )
         revoked = frozenset(
             serial_number(key[len(REVOKED_PREFIX) :]) for key, _ in r.items(REVOKED_PREFIX)
         )
@@ -208,6 +222,7 @@ class Bootstrap:
             own,
             validators,
             certified,
+            revoked_keys,
             revoked,
             None if record is None else record[1],
             asked,
@@ -275,6 +290,7 @@ class Bootstrap:
         me = self.node_key.public_key
         others = view.validators - {me}
         links = self.links = net.link_certificates()
+        self.shown |= {peer for peer, (_, theirs) in links.items() if theirs == "ca"}
         conditions = Conditions(
             network_ca=view.root_key is not None,
             own_certificate=view.own is not None,
@@ -306,14 +322,28 @@ class Bootstrap:
     def _policy(self, phase: Phase, view: ChainView) -> CertificatePolicy:
         if phase == Phase.SELF_SIGNED or view.own is None or view.root_key is None:
             return SelfSigned(self.node_key)
-        validators = view.validators
         strict = phase >= Phase.CA_REQUIRED
         return NetworkCA(
             own=view.own[1],
             root_key=view.root_key,
             revoked=lambda serial: serial in view.revoked,
-            required=lambda node_id: strict and node_id in validators,
+            required=lambda node_id: strict and self._requires(node_id, view),
             now=self.now,
+        )
+
+    def _requires(self, node_id: bytes, view: ChainView) -> bool:
+        """Whether a validator must show the CA's certificate: once it has shown
+        this node one, for as long as its newest certificate is valid or
+        revoked (not expired). A validator that has not shown one yet may lag
+        behind the block that issued it, and could not learn of it without
+        connecting: it is taken self-signed until it does. One whose
+        certificate expired while it was away is taken self-signed, so it can
+        catch up and ask again; a revoked one stays refused (its key is to be
+        replaced)."""
+        return (
+            node_id in view.validators
+            and node_id in self.shown
+            and (node_id in view.certified or node_id in view.revoked_keys)
         )
 
     def status(self) -> dict[str, Any]:
