@@ -11,6 +11,8 @@ head in the state, and a follower that replays the blocks to the same head.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import shutil
 import subprocess
 import time
@@ -19,11 +21,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 
 from focusflow.chain import Genesis, Msg
 from focusflow.core.cid import raw_cid_bytes
+from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
 from focusflow.modules.ca import (
+    CROSS_PREFIX,
     REQUEST_PREFIX,
     certificate_for,
     is_revoked,
@@ -33,7 +38,7 @@ from focusflow.modules.ca import (
     log_leaves,
 )
 from focusflow.services.trust import ctlog, frost
-from focusflow.services.trust.threshold_ca import threshold_root
+from focusflow.services.trust.threshold_ca import sign_certificate, threshold_crl, threshold_root
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
 
 DAVE = KeyPair.from_seed(b"dave".ljust(32, b"\0"))
@@ -420,3 +425,117 @@ def test_a_signing_set_that_stalls_restarts_without_its_silent_member(tmp_path):
     receipts = net.sign_job(serial, signers=(0, 1, 3))
     assert receipts[-1].events[-1]["type"] == "ca.issued"
     assert net.certificate(serial) is not None
+
+
+def _other_network(name: str = "other"):
+    """Another network's threshold root and a signer of its group."""
+    group, shares = frost.deal(frost.h3(f"{name} CA key".encode()), 2, 3)
+
+    def sign(m: bytes) -> bytes:
+        return frost.sign_together(shares[:2], m)
+
+    return group, sign, threshold_root(name, group, sign)
+
+
+def _leaf_of(root: x509.Certificate, group: bytes, sign, dns: str) -> x509.Certificate:
+    """A node certificate of that network for ``dns``."""
+    start = dt.datetime.fromtimestamp(T0 // 1000, dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
+        .issuer_name(root.subject)
+        .public_key(Ed25519PrivateKey.generate().public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+    )
+    return sign_certificate(builder, group, sign)
+
+
+def _verify_through(tmp_path, root, cross, leaf, crl=None):
+    """``openssl verify`` trusting only ``root``, with ``cross`` as an untrusted
+    intermediate (None: without it), checking the CRLs ``crl`` at every level."""
+    objs = {"root.pem": root, "leaf.pem": leaf, "cross.pem": cross}
+    for name, obj in objs.items():
+        if obj is not None:
+            (tmp_path / name).write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+    if crl is not None:  # the CRLs of every level, in one file
+        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in crl)
+        (tmp_path / "crl.pem").write_bytes(pem)
+    args = ["openssl", "verify", "-attime", str(T0 // 1000 + 3600)]
+    if crl is not None:
+        args += ["-crl_check_all", "-CRLfile", str(tmp_path / "crl.pem")]
+    if cross is not None:
+        args += ["-untrusted", str(tmp_path / "cross.pem")]
+    args += ["-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "leaf.pem")]
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is checked against")
+def test_validators_vote_to_trust_another_network_and_to_withdraw_it(tmp_path):
+    net = Net(tmp_path)
+    funded = Msg("send", {"to": VALIDATOR.address_raw, "amount": 10**9})
+    assert net.send(ERIN, funded).code == "ok"
+    b_group, b_sign, b_root = _other_network()
+    b_der = b_root.public_bytes(serialization.Encoding.DER)
+    vote = {"root": b_der, "days": 30, "permitted": ["b.net"]}
+    # only validators vote; what they vote on is checked first
+    assert net.send(ERIN, Msg("ca.federate", vote)).code == "not_validator"
+    own = net.root.public_bytes(serialization.Encoding.DER)
+    for bad in (
+        {**vote, "root": own},
+        {**vote, "root": b"\x30\x03junk"},
+        {
+            **vote,
+            "root": _leaf_of(b_root, b_group, b_sign, "x.b.net").public_bytes(
+                serialization.Encoding.DER
+            ),
+        },
+        {**vote, "days": 0},
+        {**vote, "permitted": ["B.NET"]},
+        {**vote, "permitted": ["b.net"] * 17},
+    ):
+        assert net.send(VALIDATOR, Msg("ca.federate", bad)).code == "malformed_message", bad
+    # the one validator holds all the power: its vote decides, and the group signs
+    receipt = net.send(VALIDATOR, Msg("ca.federate", vote))
+    assert receipt.code == "ok", receipt.log
+    (event,) = [e for e in receipt.events if e["type"] == "ca.federate"]
+    serial, root_hash = event["serial"], event["root_hash"]
+    assert root_hash == hashlib.sha256(b_der).digest()
+    receipts = net.sign_job(serial)
+    assert receipts[-1].events[-1]["type"] == "ca.federated"
+    assert net.send(VALIDATOR, Msg("ca.federate", vote)).code == "ca_refused"  # trusted already
+    with net.chain.reader() as r:
+        cross_serial, cross_der = decode(r.get(CROSS_PREFIX + root_hash), "ca cross")
+        size, _, _ = log_head(r)
+    assert cross_serial == serial and size == 1  # logged like any certificate
+    cross = x509.load_der_x509_certificate(cross_der)
+    assert cross.subject == b_root.subject and cross.issuer == net.root.subject
+    # a verifier trusting only this network accepts the other's nodes through it,
+    # within the names it was limited to
+    b_node = _leaf_of(b_root, b_group, b_sign, "web.b.net")
+    assert _verify_through(tmp_path, net.root, cross, b_node).returncode == 0
+    assert _verify_through(tmp_path, net.root, None, b_node).returncode != 0
+    outside = _verify_through(
+        tmp_path, net.root, cross, _leaf_of(b_root, b_group, b_sign, "a.c.org")
+    )
+    assert outside.returncode != 0 and "subtree" in outside.stdout + outside.stderr
+    # withdrawn by vote: the cross-certificate is revoked in the group's next CRL
+    assert net.send(ERIN, Msg("ca.withdraw", {"root_hash": root_hash})).code == "not_validator"
+    assert net.send(VALIDATOR, Msg("ca.withdraw", {"root_hash": b"\0" * 32})).code == "ca_refused"
+    receipt = net.send(VALIDATOR, Msg("ca.withdraw", {"root_hash": root_hash}))
+    assert receipt.code == "ok", receipt.log
+    (revoked,) = [e for e in receipt.events if e["type"] == "ca.revoke"]
+    assert revoked["serial"] == serial
+    net.sign_job(revoked["crl_job"], signers=(1, 2, 3))
+    with net.chain.reader() as r:
+        assert r.get(CROSS_PREFIX + root_hash) is None and is_revoked(r, serial)
+        _, crl_der = latest_crl(r)
+    crl = x509.load_der_x509_crl(crl_der)
+    b_crl = threshold_crl(b_root, b_sign, [])  # the other network revokes nothing
+    out = _verify_through(tmp_path, net.root, cross, b_node, [crl, b_crl])
+    assert out.returncode != 0 and "revoked" in out.stdout + out.stderr
+    # a CRL of this network revoking nothing passes it: what fails is the revocation
+    empty = threshold_crl(net.root, lambda m: frost.sign_together(net.shares[:3], m), [])
+    assert _verify_through(tmp_path, net.root, cross, b_node, [empty, b_crl]).returncode == 0

@@ -60,6 +60,8 @@ def test_four_validators_issue_a_certificate_by_threshold(tmp_path, capsys):
     try:
         ca = httpx.get(f"{net.apis[2]}/v1/ca", timeout=5).json()
         assert ca["threshold"] == 3 and len(ca["members"]) == 4
+        federation = httpx.get(f"{net.apis[2]}/v1/ca/federation", timeout=5).json()
+        assert federation["roots"] == []  # no other network trusted until validators vote
         dev = Keystore(tmp_path / "tn" / "v0" / "keys").load("dev")
         name = {"name": "web-1", "cid": raw_cid_bytes(b"web-1")}
         receipt = _send(net, dev, 0, Msg("name.register", name))

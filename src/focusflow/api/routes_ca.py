@@ -4,7 +4,8 @@
 log's head; ``GET /v1/ca/crl`` answers the newest CRL the group signed; ``GET
 /v1/ca/certs/{serial}`` answers an issued certificate with its RFC 6962
 inclusion proof against that head; ``GET /v1/ct/consistency`` proves an older
-head a prefix of a newer one; ``GET /v1/bootstrap`` says which of the bootstrap
+head a prefix of a newer one; ``GET /v1/ca/federation`` lists the other
+networks' roots it vouches for; ``GET /v1/bootstrap`` says which of the bootstrap
 phases this node is in (``node.bootstrap``). The head is in the state, so a client that also
 asks ``/v1/proofs?key=/kv/ct/head`` checks it against a header the validators
 signed. Proofs come from a copy of the log kept in memory and extended as the
@@ -25,8 +26,16 @@ from fastapi.responses import JSONResponse
 from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.params import INT64_MAX
+from focusflow.core.encoding import decode
 from focusflow.core.keys import encode_address
-from focusflow.modules.ca import issued, latest_crl, load_group, log_head, log_leaves
+from focusflow.modules.ca import (
+    CROSS_PREFIX,
+    issued,
+    latest_crl,
+    load_group,
+    log_head,
+    log_leaves,
+)
 from focusflow.services.trust.ctlog import MerkleLog
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -152,6 +161,38 @@ def consistency(
             "first_root": first_root.hex(),
             "second_root": second_root.hex(),
             "proof": [h.hex() for h in proof],
+        }
+    )
+
+
+@router.get(
+    "/ca/federation", response_model=None, responses={200: {"model": schemas.FederationOut}}
+)
+def federation(request: Request) -> JSONResponse:
+    """The other networks' roots this network vouches for (``ca.federate``,
+    decided by the validators' votes), each with its cross-certificate; a
+    withdrawn one is gone here and revoked in the CRL."""
+    chain = request.app.state.node.chain
+    with chain.reader() as r:
+        if load_group(r) is None:
+            raise ApiError("not_found", "this chain has no certificate authority")
+        roots = [
+            (key[len(CROSS_PREFIX) :], decode(raw, "ca cross"))
+            for key, raw in r.items(CROSS_PREFIX)
+        ]
+    return JSONResponse(
+        {
+            "height": chain.height,
+            "roots": [
+                {
+                    "root_hash": root_hash.hex(),
+                    "serial": serial.hex(),
+                    "pem": x509.load_der_x509_certificate(der)
+                    .public_bytes(serialization.Encoding.PEM)
+                    .decode(),
+                }
+                for root_hash, (serial, der) in roots
+            ],
         }
     )
 

@@ -267,6 +267,17 @@ class CaOut(BaseModel):
     log: CtHead
 
 
+class CrossCert(BaseModel):
+    root_hash: str = Field(description="SHA-256 of the other network's root DER, hex")
+    serial: str
+    pem: str = Field(description="the cross-certificate this network's group signed")
+
+
+class FederationOut(BaseModel):
+    height: int
+    roots: list[CrossCert]
+
+
 class BootstrapLink(BaseModel):
     peer: str = Field(description="the peer's node id, hex")
     own: str = Field(description="who vouched for this node's key on the link: self or ca")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -398,6 +399,64 @@ def ca_revoke_cmd(
     body = {"serial": _hex_bytes(serial, 16, "serial")}
     opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("ca.revoke", body)], {"serial": serial})
+
+
+@ca_app.command("federate")
+def ca_federate_cmd(
+    root: Annotated[Path, typer.Argument(help="The other network's root certificate (PEM).")],
+    days: Annotated[int, typer.Option("--days", min=1, max=3650, help="Validity.")] = 365,
+    permit: Annotated[
+        list[str] | None,
+        typer.Option("--permit", help="A DNS name the other network may certify (repeatable)."),
+    ] = None,
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
+) -> None:
+    """Vote, as a validator, that the network vouch for another network's root;
+    decided by 2/3 of the power, the validators sign a cross-certificate of it
+    (GET /v1/ca/federation)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(root.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InvalidParameterError(f"{root}: not a PEM certificate ({exc})") from None
+    der = cert.public_bytes(serialization.Encoding.DER)
+    body = {"root": der, "days": days, "permitted": sorted(permit or [])}
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
+    _submit(opts, [_msg("ca.federate", body)], {"root": str(root), "days": days})
+
+
+@ca_app.command("withdraw")
+def ca_withdraw_cmd(
+    root_hash: Annotated[
+        str, typer.Argument(help="SHA-256 of the other root's DER: 64 hex digits.")
+    ],
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
+) -> None:
+    """Vote, as a validator, to stop vouching for another network's root; decided,
+    its cross-certificate is revoked in the next CRL."""
+    body = {"root_hash": _hex_bytes(root_hash, 32, "root hash")}
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
+    _submit(opts, [_msg("ca.withdraw", body)], {"root_hash": root_hash})
 
 
 def _hex_bytes(text: str, size: int, what: str) -> bytes:

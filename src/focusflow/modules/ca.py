@@ -4,7 +4,7 @@ The CA's key is a FROST(Ed25519, SHA-512) group key (RFC 9591,
 ``services.trust.frost``) whose shares the genesis ``ca.members`` hold (made
 by a distributed key generation: no one ever held the key). A certificate is
 issued in three kinds of chain messages, so that no single node can mint one,
-and revoked by a fourth:
+revoked by a fourth, and the validators vote to vouch for other networks:
 
 ``ca.request`` ``{"name": str, "key": 32 bytes, "hours": int}``
     From the owner of ``name`` in the names module: a leaf certificate for
@@ -31,8 +31,19 @@ and revoked by a fourth:
     commitments and shares); the newest signed CRL is kept under
     ``/kv/ca/crl``.
 
+``ca.federate`` ``{"root": DER, "days": int, "permitted": [str]}``
+    A validator's vote that the network vouch for another network's root (a
+    self-signed Ed25519 CA). Decided by more than 2/3 of the power of the set
+    deciding the block, its cross-certificate (``threshold_ca.cross_builder``)
+    becomes a signing job like a request's (``kind`` ``cross``); signed, it is
+    logged and kept under ``/kv/ca/cross/<sha256 of the root>``.
+``ca.withdraw`` ``{"root_hash": 32 bytes}``
+    The same vote to stop: decided, the cross-certificate is revoked (a new
+    CRL, as ``ca.revoke`` makes).
+
 A signing set that stays incomplete for ``STALL_BLOCKS`` restarts without its
-silent members (``end_block``).
+silent members, and an undecided federation vote is dropped after
+``FED_VOTE_BLOCKS`` (``end_block``).
 
 The transparency log (RFC 6962: leaf ``SHA-256(0x00 || DER)``) lives in the
 state: each leaf hash under ``/kv/ct/leaf/<index>`` and the tree head (size, root
@@ -49,6 +60,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as field_
@@ -60,16 +72,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from focusflow.chain.errors import GenesisError, MalformedMessageError, NotOwnerError, TxError
+from focusflow.chain.errors import (
+    AlreadyVotedError,
+    GenesisError,
+    MalformedMessageError,
+    NotOwnerError,
+    NotValidatorError,
+    TxError,
+)
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
 from focusflow.chain.state import PendingState, Readable
+from focusflow.consensus.validators import has_two_thirds
 from focusflow.core.encoding import decode, encode
-from focusflow.core.keys import decode_address
+from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules.accounts import field, only_fields
 from focusflow.modules.names import check_name, resolve
 from focusflow.services.trust import ctlog, frost
 from focusflow.services.trust.frost import Commitment, FrostError
+from focusflow.services.trust.threshold_ca import cross_builder
 
 GROUP_KEY = b"/kv/ca/group"
 REQUEST_PREFIX = b"/kv/ca/req/"
@@ -81,6 +102,17 @@ REVOKED_PREFIX = b"/kv/ca/revoked/"
 ASKED_PREFIX = b"/kv/ca/asked/"
 #: Ed25519 key (32 bytes) -> the serial of the newest certificate issued for it.
 BY_KEY_PREFIX = b"/kv/ca/key/"
+#: sha256 of a federation vote's ``[action, body]`` -> ``[action, body, height, voters]``.
+FED_VOTES_PREFIX = b"/kv/ca/fed_votes/"
+#: sha256 of another network's root DER -> ``[serial, cross-certificate DER]``.
+CROSS_PREFIX = b"/kv/ca/cross/"
+#: Blocks an undecided federation vote is kept.
+FED_VOTE_BLOCKS = 100
+#: Undecided federation votes one validator may hold.
+MAX_FED_VOTES = 4
+MAX_ROOT_BYTES = 4096
+MAX_CROSS_DAYS = 3650
+MAX_PERMITTED = 16
 CRL_NUMBER_KEY = b"/kv/ca/crl_number"
 CRL_KEY = b"/kv/ca/crl"
 #: How long a CRL the group signs is current.
@@ -91,6 +123,10 @@ STALL_BLOCKS = 20
 MAX_HOURS = 2160
 SERIAL_BYTES = 16
 _USAGES = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+#: A DNS name a cross-certificate may limit the other network to.
+_DNS = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
 
 
 class CaError(TxError):
@@ -340,6 +376,8 @@ class CertificateAuthority:
             "ca.commit": self.commit,
             "ca.share": self.share,
             "ca.revoke": self.revoke,
+            "ca.federate": self.federate,
+            "ca.withdraw": self.withdraw,
         }
 
     def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
@@ -359,6 +397,9 @@ class CertificateAuthority:
         group = load_group(ctx.state)
         if group is None:
             return
+        for key, raw in ctx.state.scan(FED_VOTES_PREFIX):
+            if ctx.height - decode(raw, "ca federation votes")[2] >= FED_VOTE_BLOCKS:
+                ctx.state.delete(key)
         for key, raw in ctx.state.scan(REQUEST_PREFIX):
             req = Request.decode(raw)
             full = len(req.commits) >= group.threshold
@@ -478,6 +519,11 @@ class CertificateAuthority:
             return
         index = _append_leaf(ctx.state, der)
         ctx.state.put(CERT_PREFIX + serial, encode([index, der, req.requester]))
+        if req.kind == "cross":
+            root_hash = bytes.fromhex(req.name)
+            ctx.state.put(CROSS_PREFIX + root_hash, encode([serial, der]))
+            ctx.emit("ca.federated", serial=serial, root_hash=root_hash, leaf_index=index)
+            return
         subject = x509.load_der_x509_certificate(der).public_key()
         assert isinstance(subject, Ed25519PublicKey)  # leaf_template's subject key
         ctx.state.put(BY_KEY_PREFIX + subject.public_bytes_raw(), serial)
@@ -497,23 +543,141 @@ class CertificateAuthority:
             raise NotOwnerError("a certificate is revoked by the account that asked for it")
         if ctx.state.get(REVOKED_PREFIX + serial) is not None:
             raise CaError(f"certificate {serial.hex()} is revoked already")
-        when = ctx.block.time_ms // 1000
-        ctx.state.put(REVOKED_PREFIX + serial, encode([when]))
-        number = int.from_bytes(ctx.state.get(CRL_NUMBER_KEY) or b"\0", "big") + 1
-        ctx.state.put(CRL_NUMBER_KEY, number.to_bytes(8, "big"))
-        revoked = [
-            (serial_number(key[len(REVOKED_PREFIX) :]), decode(value, "ca revoked")[0])
-            for key, value in ctx.state.scan(REVOKED_PREFIX)
-        ]
-        prefix, tbs = crl_template(group, revoked, number, when)
-        job = hashlib.sha256(
-            b"focusflow/ca-crl/" + ctx.tx.hash + ctx.msg_index.to_bytes(4, "big")
+        _revoke(ctx, group, serial)
+
+    # --- federation: validators' votes --------------------------------------------
+
+    def federate(self, ctx: TxContext, body: dict) -> None:
+        """A validator's vote that the network vouch for another network's root:
+        decided, the group signs a cross-certificate of it (a signing job like a
+        request's, ``kind`` ``cross``)."""
+        only_fields(body, "root", "days", "permitted")
+        der = field(body, "root", bytes)
+        days = field(body, "days", int)
+        permitted = field(body, "permitted", list)
+        group = _group(ctx.state)
+        other = _other_root(group, der)
+        if not 0 < days <= MAX_CROSS_DAYS:
+            raise MalformedMessageError(f"days must be 1..{MAX_CROSS_DAYS}")
+        if len(permitted) > MAX_PERMITTED or not all(
+            isinstance(d, str) and _DNS.fullmatch(d) for d in permitted
+        ):
+            raise MalformedMessageError(
+                f"permitted must be at most {MAX_PERMITTED} DNS names (a-z 0-9 - .)"
+            )
+        root_hash = hashlib.sha256(der).digest()
+        if ctx.state.get(CROSS_PREFIX + root_hash) is not None:
+            raise CaError(f"the root {root_hash.hex()} is trusted already")
+        if not _vote(ctx, "federate", [der, days, sorted(permitted)]):
+            return
+        serial = hashlib.sha256(
+            b"focusflow/ca-cross/" + ctx.tx.hash + ctx.msg_index.to_bytes(4, "big")
         ).digest()[:SERIAL_BYTES]
-        ctx.state.put(
-            REQUEST_PREFIX + job,
-            Request("crl", prefix, tbs, ctx.sender, "", number, [], []).encode(),
+        start = dt.datetime.fromtimestamp(ctx.block.time_ms // 1000, dt.UTC)
+        root = x509.load_der_x509_certificate(group.root)
+        builder = cross_builder(
+            root.subject, other, serial_number(serial), start, days, sorted(permitted) or None
         )
-        ctx.emit("ca.revoke", serial=serial, crl_job=job, number=number)
+        draft = builder.sign(Ed25519PrivateKey.generate(), None)  # a throwaway key: replaced
+        prefix = draft.public_bytes(serialization.Encoding.DER)[:-64]
+        job = Request("cross", prefix, draft.tbs_certificate_bytes, b"", root_hash.hex(), 0, [], [])
+        ctx.state.put(REQUEST_PREFIX + serial, job.encode())
+        ctx.emit("ca.federate", serial=serial, root_hash=root_hash)
+
+    def withdraw(self, ctx: TxContext, body: dict) -> None:
+        """A validator's vote that the network stop vouching for a root it
+        cross-certified: decided, the cross-certificate is revoked (a new CRL)."""
+        only_fields(body, "root_hash")
+        root_hash = field(body, "root_hash", bytes, size=32)
+        group = _group(ctx.state)
+        raw = ctx.state.get(CROSS_PREFIX + root_hash)
+        if raw is None:
+            raise CaError(f"the root {root_hash.hex()} is not trusted")
+        if not _vote(ctx, "withdraw", [root_hash]):
+            return
+        serial, _ = decode(raw, "ca cross")
+        ctx.state.delete(CROSS_PREFIX + root_hash)
+        ctx.emit("ca.withdraw", serial=serial, root_hash=root_hash)
+        _revoke(ctx, group, serial)
+
+
+def _revoke(ctx: TxContext, group: Group, serial: bytes) -> None:
+    """List ``serial`` as revoked and make the new CRL a signing job."""
+    when = ctx.block.time_ms // 1000
+    ctx.state.put(REVOKED_PREFIX + serial, encode([when]))
+    number = int.from_bytes(ctx.state.get(CRL_NUMBER_KEY) or b"\0", "big") + 1
+    ctx.state.put(CRL_NUMBER_KEY, number.to_bytes(8, "big"))
+    revoked = [
+        (serial_number(key[len(REVOKED_PREFIX) :]), decode(value, "ca revoked")[0])
+        for key, value in ctx.state.scan(REVOKED_PREFIX)
+    ]
+    prefix, tbs = crl_template(group, revoked, number, when)
+    job = hashlib.sha256(
+        b"focusflow/ca-crl/" + ctx.tx.hash + ctx.msg_index.to_bytes(4, "big")
+    ).digest()[:SERIAL_BYTES]
+    ctx.state.put(
+        REQUEST_PREFIX + job,
+        Request("crl", prefix, tbs, ctx.sender, "", number, [], []).encode(),
+    )
+    ctx.emit("ca.revoke", serial=serial, crl_job=job, number=number)
+
+
+def _vote(ctx: TxContext, action: str, body: list) -> bool:
+    """Count the sender's vote for ``[action, body]``: True once the voters hold
+    more than 2/3 of the power of the set deciding the block (the votes are then
+    deleted), False while undecided (kept for ``FED_VOTE_BLOCKS``)."""
+    validators = ctx.block.validators
+    if validators is None or not validators.power_of(ctx.sender_key):
+        raise NotValidatorError(
+            f"{encode_address(ctx.sender)} is not in the validator set of block "
+            f"{ctx.height}: only its members vote on federation"
+        )
+    key = FED_VOTES_PREFIX + hashlib.sha256(encode([action, body])).digest()
+    raw = ctx.state.get(key)
+    voters = set() if raw is None else set(decode(raw, "ca federation votes")[3])
+    if ctx.sender_key in voters:
+        raise AlreadyVotedError(f"{encode_address(ctx.sender)} voted for this already")
+    voters.add(ctx.sender_key)
+    power = sum(validators.power_of(v) for v in voters)
+    decided = has_two_thirds(power, validators.total_power)
+    ctx.emit(
+        "ca.vote", action=action, validator=ctx.sender, power=power, total=validators.total_power
+    )
+    if decided:
+        ctx.state.delete(key)
+        return True
+    held = sum(
+        1
+        for _, value in ctx.state.scan(FED_VOTES_PREFIX)
+        if ctx.sender_key in decode(value, "ca federation votes")[3]
+    )
+    if held >= MAX_FED_VOTES:
+        raise CaError(
+            f"{encode_address(ctx.sender)} holds {MAX_FED_VOTES} undecided federation votes, "
+            "the most one validator may hold"
+        )
+    ctx.state.put(key, encode([action, body, ctx.height, sorted(voters)]))
+    return False
+
+
+def _other_root(group: Group, der: bytes) -> x509.Certificate:
+    """Another network's root as a federation vote names it: a self-signed
+    Ed25519 CA certificate (at most ``MAX_ROOT_BYTES``), not this network's."""
+    if not 0 < len(der) <= MAX_ROOT_BYTES:
+        raise MalformedMessageError(f"root must be 1..{MAX_ROOT_BYTES} bytes of DER")
+    if der == group.root:
+        raise MalformedMessageError("root is this network's own")
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        key = cert.public_key()
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("its key is not Ed25519")
+        key.verify(cert.signature, cert.tbs_certificate_bytes)
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise ValueError("it is not a CA certificate")
+    except (ValueError, InvalidSignature, x509.ExtensionNotFound) as exc:
+        raise MalformedMessageError(f"root is not a self-signed Ed25519 CA root: {exc}") from None
+    return cert
 
 
 def _group(state: Readable) -> Group:

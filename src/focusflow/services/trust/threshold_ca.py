@@ -95,15 +95,39 @@ def cross_certify(
     revoking this certificate (:func:`threshold_crl`).
     """
     now = dt.datetime.now(dt.UTC)
+    builder = cross_builder(
+        issuer.subject,
+        other_root,
+        x509.random_serial_number(),
+        now - dt.timedelta(minutes=5),
+        days,
+        permitted_dns,
+    )
+    return sign_certificate(builder, _group_key(issuer), sign)
+
+
+def cross_builder(
+    issuer_name: x509.Name,
+    other_root: x509.Certificate,
+    serial: int,
+    not_before: dt.datetime,
+    days: int,
+    permitted_dns: list[str] | None,
+) -> x509.CertificateBuilder:
+    """The cross-certificate of ``other_root`` (its subject and key, a CA of
+    path length 1), valid ``days`` from ``not_before``, limited to
+    ``permitted_dns`` names where given: unsigned, so that the chain's CA
+    (``modules.ca``) builds the same bytes on every node and a standalone CA
+    signs it at once."""
     other_key = other_root.public_key()
     builder = (
         x509.CertificateBuilder()
         .subject_name(other_root.subject)
-        .issuer_name(issuer.subject)
+        .issuer_name(issuer_name)
         .public_key(other_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
         .add_extension(ca_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(other_key), critical=False)
@@ -113,7 +137,7 @@ def cross_certify(
         builder = builder.add_extension(
             x509.NameConstraints(permitted_subtrees=names, excluded_subtrees=None), critical=True
         )
-    return sign_certificate(builder, _group_key(issuer), sign)
+    return builder
 
 
 def threshold_crl(
