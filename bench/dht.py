@@ -2,7 +2,8 @@
 
 All nodes run in this one process and event loop (each its own UDP socket and
 QUIC connections, as separate processes would have). Each joins through node
-0; then ``--lookups`` random targets are looked up from random nodes (the
+0 and then refreshes its buckets once (``Dht.refresh``; ``--no-refresh``
+skips it); then ``--lookups`` random targets are looked up from random nodes (the
 ``k`` closest, checked against brute force over all ids), and as many
 provider lookups of keys announced by random nodes. Reported: median and
 p90 latency, requests sent per lookup (the goal: at most log2 of the network
@@ -28,7 +29,7 @@ from focusflow.net import Node
 from focusflow.net.dht import ALPHA, Dht, K, content_key, distance
 
 
-async def main_async(n: int, lookups: int) -> None:
+async def main_async(n: int, lookups: int, refresh: bool) -> None:
     t0 = time.perf_counter()
     nodes = [Node(KeyPair.generate()) for _ in range(n)]
     for node in nodes:
@@ -37,6 +38,11 @@ async def main_async(n: int, lookups: int) -> None:
     for d in dhts[1:]:
         await d.bootstrap([nodes[0].peer_address])
     joined = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    if refresh:
+        for d in dhts:
+            await d.refresh()
+    refreshed = time.perf_counter() - t1
     ids = [d.node.id for d in dhts]
     rng = random_source()
     times, requests, exact = [], [], 0
@@ -64,7 +70,12 @@ async def main_async(n: int, lookups: int) -> None:
         await node.stop()
     rounds = [math.ceil(r / ALPHA) for r in requests]
     log2n = math.log2(n)
-    print(f"{n} nodes joined in {joined:.1f} s; k = {K}, alpha = {ALPHA}")
+    tables = statistics.median(len(d.table) for d in dhts)
+    print(
+        f"{n} nodes joined in {joined:.1f} s, refreshed in {refreshed:.1f} s "
+        f"({'each node refreshed its buckets once' if refresh else 'no refresh'}; median table "
+        f"{tables:.0f} contacts); k = {K}, alpha = {ALPHA}"
+    )
     print(
         f"lookup of the k closest: median {1e3 * statistics.median(times):.1f} ms, "
         f"p90 {1e3 * quantile(times, 0.9):.1f} ms; requests median "
@@ -93,8 +104,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--lookups", type=int, default=50)
+    ap.add_argument("--no-refresh", action="store_true", help="measure right after joining")
     args = ap.parse_args()
-    asyncio.run(main_async(args.nodes, args.lookups))
+    asyncio.run(main_async(args.nodes, args.lookups, not args.no_refresh))
 
 
 if __name__ == "__main__":

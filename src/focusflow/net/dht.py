@@ -7,7 +7,7 @@ distance is their XOR read as a big-endian integer (Maymounkov & Mazières
 holding up to ``k`` contacts whose distance has its highest set bit at ``i``,
 least recently seen first. A full bucket keeps its old contacts (long-lived
 nodes stay up longest) unless the oldest no longer answers; a contact whose
-requests fail is dropped.
+requests fail twice in a row, or that answers malformed, is dropped.
 
 Requests ride the node's request/response streams (``net.reqresp``); every
 one carries the asker's listening address, so an authenticated asker joins
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -68,6 +69,9 @@ REQUEST_TIMEOUT = 5.0
 MAX_FAILED_NAMED = 3
 #: Seconds before a request lost with a duplicate connection is sent again.
 RETRY_AFTER = 0.05
+#: Requests in a row a contact may fail before it leaves the routing table (one
+#: timeout while a busy node joins is not a dead node).
+STALE_AFTER = 2
 
 FIND_NODE = "dht.find_node"
 FIND_PROVIDERS = "dht.find_providers"
@@ -228,6 +232,8 @@ class Dht:
         self.provided: set[bytes] = set()
         #: Requests sent by lookups (for measuring hops).
         self.requests = 0
+        #: Requests in a row that failed, by contact (dropped at ``STALE_AFTER``).
+        self._failures: dict[bytes, int] = {}
         node.register(FIND_NODE, self._find_node)
         node.register(FIND_PROVIDERS, self._find_providers)
         node.register(ADD_PROVIDER, self._add_provider)
@@ -274,6 +280,21 @@ class Dht:
         await self.lookup(self.node.id)
         return len(self.table)
 
+    async def refresh(self) -> int:
+        """Look up a random id in the range of each bucket from the farthest
+        down to the nearest one holding a contact: a joined node learns of the
+        nodes that joined after it, which only ever asked the nodes near their
+        own ids (Kademlia's bucket refresh; a node runs it about hourly).
+        Returns the routing table's size."""
+        held = [i for i, bucket in enumerate(self.table.buckets) if bucket]
+        if not held:
+            return 0
+        for i in range(ID_BITS - 1, min(held) - 1, -1):
+            offset = (1 << i) | int.from_bytes(os.urandom(ID_SIZE), "big") & ((1 << i) - 1)
+            target = (int.from_bytes(self.node.id, "big") ^ offset).to_bytes(ID_SIZE, "big")
+            await self.lookup(target)
+        return len(self.table)
+
     async def _ask(self, contact: Contact, name: str, body: dict[str, Any]) -> Any:
         """One request to ``contact`` (dialed if needed); its decoded answer. A
         contact that cannot be reached, times out or answers wrongly is dropped
@@ -289,10 +310,14 @@ class Dht:
                 answer = await self._request(contact, name, body)
             value = decode(answer, "dht answer")
         except (FocusflowError, TimeoutError, OSError) as exc:
-            self.table.remove(contact.node_id)
+            failures = self._failures[contact.node_id] = self._failures.get(contact.node_id, 0) + 1
+            if failures >= STALE_AFTER or isinstance(exc, DecodeError):
+                self.table.remove(contact.node_id)
+                self._failures.pop(contact.node_id, None)
             if isinstance(exc, FocusflowError):
                 raise
             raise NetError(f"dht request to {contact.address} failed: {exc}") from None
+        self._failures.pop(contact.node_id, None)
         self.table.update(contact)
         return value
 
