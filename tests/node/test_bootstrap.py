@@ -10,8 +10,10 @@ import time
 import httpx
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from focusflow.core.keys import KeyPair
+from focusflow.modules.names import check_name
 from focusflow.net.certs import kind_of
 from focusflow.node.bootstrap import Bootstrap, ChainView, Conditions, Phase, node_name, phase_of
 from tests.node.testnet_process import LocalTestnet
@@ -34,8 +36,6 @@ def test_the_phase_is_the_last_whose_conditions_all_hold(flags):
 
 
 def test_node_names_are_valid_names():
-    from focusflow.modules.names import check_name
-
     name = node_name(bytes(range(32)))
     assert name == "node-0001020304050607"
     check_name(name)
@@ -96,8 +96,6 @@ def test_four_validators_reach_phase_three_on_their_own_ca(tmp_path):
             cert = x509.load_pem_x509_certificate(cert_doc["pem"].encode())
             node_id = cert.public_key().public_bytes_raw()
             assert kind_of(node_id, cert) == "ca"
-            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
             Ed25519PublicKey.from_public_bytes(root_key).verify(
                 cert.signature, cert.tbs_certificate_bytes
             )

@@ -45,13 +45,13 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from focusflow.chain import Msg
-from focusflow.chain.tx import make_tx_at_min_fee
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.keys import KeyPair
 from focusflow.modules.ca import (
     ASKED_PREFIX,
     REVOKED_PREFIX,
     certificate_for,
+    is_revoked,
     load_group,
     serial_number,
 )
@@ -111,21 +111,22 @@ def node_name(node_id: bytes) -> str:
     return f"node-{node_id[:8].hex()}"
 
 
-def valid_certificate(
+def standing(
     state: Readable, key: bytes, now: dt.datetime
-) -> tuple[bytes, x509.Certificate] | None:
-    """``(serial, certificate)`` of the newest certificate issued for ``key`` if
-    it is valid at ``now`` and not revoked, else None."""
+) -> tuple[str, bytes, x509.Certificate] | None:
+    """``(standing, serial, certificate)`` of the newest certificate issued for
+    ``key``: ``valid`` at ``now``, ``revoked``, or ``expired`` (or not valid
+    yet); None when there is none."""
     found = certificate_for(state, key)
     if found is None:
         return None
     serial, der = found
-    if state.get(REVOKED_PREFIX + serial) is not None:
-        return None
     cert = x509.load_der_x509_certificate(der)
+    if is_revoked(state, serial):
+        return "revoked", serial, cert
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        return None
-    return serial, cert
+        return "expired", serial, cert
+    return "valid", serial, cert
 
 
 @dataclass
@@ -203,13 +204,12 @@ class Bootstrap:
             none: frozenset[Any] = frozenset()
             return ChainView(None, None, validators, none, none, none, None, False)
         me = self.node_key.public_key
-        own = valid_certificate(r, me, now)
-        certified = frozenset(k for k in validators if valid_certificate(r, k, now) is not None)
-        revoked_keys = frozenset(
-            k
-            for k in validators
-            if (found := certificate_for(r, k)) is not None
-            and r.get(REVOKED_PREFIX + found[0]) is not None
+        standings = {k: standing(r, k, now) for k in validators | {me}}
+        mine = standings[me]
+        own = (mine[1], mine[2]) if mine is not None and mine[0] == "valid" else None
+        certified, revoked_keys = (
+            frozenset(k for k in validators if (s := standings[k]) is not None and s[0] == kind)
+            for kind in ("valid", "revoked")
         )
         revoked = frozenset(
             serial_number(key[len(REVOKED_PREFIX) :]) for key, _ in r.items(REVOKED_PREFIX)
@@ -268,10 +268,7 @@ class Bootstrap:
         return True
 
     def _send(self, runtime: ValidatorRuntime, msg: Msg) -> None:
-        chain = runtime.chain
-        nonce = runtime.next_nonce(self.account.address_raw)
-        tx = make_tx_at_min_fee(self.account, chain.chain_id, nonce, [msg], chain.params)
-        runtime.submit(tx)
+        runtime.submit_as(self.account, [msg])
         log.info("bootstrap duty sent", extra={"fields": {"type": msg.type}})
 
     # --- on the event loop -----------------------------------------------------

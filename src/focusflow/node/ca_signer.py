@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from focusflow.chain import Msg
-from focusflow.chain.tx import make_tx_at_min_fee
 from focusflow.core.home import write_private_file
 from focusflow.core.keys import KeyPair
 from focusflow.modules.ca import REQUEST_PREFIX, Request, load_group, pending_serials
@@ -177,10 +176,7 @@ class CaSigner:
         )
 
     def _send(self, runtime: ValidatorRuntime, msg: Msg) -> None:
-        chain = runtime.chain
-        nonce = runtime.next_nonce(self.account.address_raw)
-        tx = make_tx_at_min_fee(self.account, chain.chain_id, nonce, [msg], chain.params)
-        runtime.submit(tx)
+        runtime.submit_as(self.account, [msg])
         log.info("ca duty sent", extra={"fields": {"type": msg.type}})
 
     def _save(self) -> None:

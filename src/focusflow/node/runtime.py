@@ -225,11 +225,15 @@ class NodeRuntime:
         """Send ``amount`` from the node's funded dev key (devnets only)."""
         if self.faucet_key is None:
             raise RuntimeError("this node has no faucet key")
-        key = self.faucet_key
-        msgs = [Msg("send", {"to": address, "amount": amount})]
+        return self.submit_as(self.faucet_key, [Msg("send", {"to": address, "amount": amount})])
+
+    def submit_as(self, key: KeyPair, msgs: list[Msg]) -> Tx:
+        """Sign ``msgs`` with one of the node's own keys (the faucet's, a duty's
+        account) at the minimum fee and the nonce after its pending ones, and
+        submit them."""
         nonce = self.next_nonce(key.address_raw)
-        params = self.chain.params
-        return self.submit(make_tx_at_min_fee(key, self.chain.chain_id, nonce, msgs, params))
+        chain = self.chain
+        return self.submit(make_tx_at_min_fee(key, chain.chain_id, nonce, msgs, chain.params))
 
     def _boost(self, address: bytes) -> float:
         return self.view.boost(address)
