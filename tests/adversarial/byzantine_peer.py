@@ -26,14 +26,19 @@ import signal
 import sys
 from pathlib import Path
 
+from cryptography import x509
+
 from focusflow.consensus import Step, Vote, encode_message
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
+from focusflow.modules.ca import certificate_for, load_group
 from focusflow.net import NetConfig, Node
+from focusflow.net.certs import NetworkCA
 from focusflow.net.messages import Gossip
 from focusflow.net.messages import encode_message as encode_net
 from focusflow.node.home import Home
+from focusflow.store import Store
 
 JUNK_KINDS = ("far_future", "outsider", "bad_signature", "huge")
 #: One burst: every kind, in an order where a node that checks before it
@@ -92,6 +97,13 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(3600)
         return b""
 
+    # It holds the validator's home, so it shows the node's CA certificate, as
+    # the validator it replaces would (node.bootstrap): its peers may require it.
+    with Store(home.data) as store, store.reader() as r:
+        group, found = load_group(r), certificate_for(r, key.public_key)
+    if group is not None and found is not None:
+        own = x509.load_der_x509_certificate(found[1])
+        node.set_certificates(NetworkCA(own, group.public_key, revoked=lambda _serial: False))
     if args.mode == "liar":
         node.register("status", lie_status)
         node.register("block", never_answer)
