@@ -9,9 +9,16 @@
 3. Put and get through a real devnet process on loopback (``POST /v1/blobs``
    and ``focusflow blob get``'s hash-checked fetch), MB/s, the median of
    ``--runs`` new blobs. Goal: 200 MB/s or more.
+4. Between node processes (``--sections p2p``): ``focusflow testnet`` with two
+   validators and two full nodes; a new blob put on one holder, then on two, and
+   fetched by another node through the DHT over QUIC (``POST
+   /v1/blobs/{cid}/fetch``: every block checked, written and pinned), MB/s,
+   beside the same bytes read from a holder over HTTP (``GET /v1/blobs/{cid}``,
+   the REST path a client without the DHT would use), the ratio printed.
 
     python bench/storage.py
     python bench/storage.py --mb 100 --runs 3
+    python bench/storage.py --sections p2p --mb 100 --runs 3
 """
 
 from __future__ import annotations
@@ -145,6 +152,59 @@ def loopback(data: bytes, runs: int) -> None:
           f"{'met' if get_mbs >= GOAL_LOOPBACK_MBS else 'NOT met'}")  # fmt: skip
 
 
+def p2p(data: bytes, runs: int) -> None:
+    import httpx
+    from tests.node.testnet_process import LocalTestnet
+
+    rows: dict[int, list[float]] = {1: [], 2: []}
+    http_s: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        net = LocalTestnet(Path(tmp) / "tn", 2, full_nodes=2)
+        try:
+
+            def auth(k: int) -> dict:
+                token = (net.homes[k] / "admin_token").read_text().strip()
+                return {"Authorization": f"Bearer {token}"}
+
+            with httpx.Client(timeout=600) as c:
+                for r in range(runs):
+                    for holders in (1, 2):
+                        blob = _random(len(data), 100 + 10 * r + holders)
+                        cid = ""
+                        for k in range(holders):  # holders: nodes 0 and 2; fetched by 3
+                            resp = c.post(f"{net.apis[2 * k]}/v1/blobs", content=blob,
+                                          headers=auth(2 * k))  # fmt: skip
+                            resp.raise_for_status()
+                            cid = resp.json()["cid"]
+                        if holders == 1:
+                            t = time.perf_counter()
+                            assert c.get(f"{net.apis[0]}/v1/blobs/{cid}").content == blob
+                            http_s.append(time.perf_counter() - t)
+                        deadline = time.monotonic() + 60
+                        while True:
+                            t = time.perf_counter()
+                            resp = c.post(f"{net.apis[3]}/v1/blobs/{cid}/fetch", headers=auth(3))
+                            took = time.perf_counter() - t
+                            if resp.status_code == 200 or time.monotonic() > deadline:
+                                break
+                            time.sleep(0.5)  # the holders' announcements still on their way
+                        resp.raise_for_status()
+                        got = resp.json()
+                        assert len(got["peers"]) == holders and not got["dropped"], got
+                        rows[holders].append(took)
+                        assert c.get(f"{net.apis[3]}/v1/blobs/{cid}").content == blob
+        finally:
+            net.stop()
+    mb = len(data) / 1e6
+    http_mbs = mb / statistics.median(http_s)
+    for holders, times in rows.items():
+        mbs = mb / statistics.median(times)
+        rounds = ", ".join(f"{mb / t:.0f}" for t in times)
+        print(f"4. p2p fetch through the DHT over QUIC from {holders} holder(s) "
+              f"(median of {runs}): {mbs:.0f} MB/s ({rounds}); GET /v1/blobs/{{cid}} from a "
+              f"holder over HTTP {http_mbs:.0f} MB/s; p2p / HTTP {mbs / http_mbs:.2f}")  # fmt: skip
+
+
 def _random(n: int, seed: int) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
 
@@ -154,12 +214,21 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=100)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-loopback", action="store_true")
+    ap.add_argument("--sections", default="chunking,dedup,loopback",
+                    help="comma-separated: chunking, dedup, loopback, p2p")  # fmt: skip
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
+    if args.no_loopback:
+        sections.discard("loopback")
     data = _random(args.mb * 10**6, 0)
-    chunking(data, args.runs)
-    dedup(data)
-    if not args.no_loopback:
+    if "chunking" in sections:
+        chunking(data, args.runs)
+    if "dedup" in sections:
+        dedup(data)
+    if "loopback" in sections:
         loopback(data, args.runs)
+    if "p2p" in sections:
+        p2p(data, args.runs)
 
 
 if __name__ == "__main__":

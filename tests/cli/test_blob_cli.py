@@ -81,6 +81,18 @@ def test_the_api_refuses_what_it_must(env):
         # a CIDv0 is a particle but no block this store makes
         v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
         assert c.get(f"/v1/chunks/{v0}").status_code == 404
+        # fetching from other nodes takes the put's credential; the devnet has no peers
+        assert c.post(f"/v1/blobs/{missing}/fetch").status_code == 401
+        auth = {"Authorization": f"Bearer {env.admin_token()}"}
+        r = c.post(f"/v1/blobs/{missing}/fetch", headers=auth)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "blob_unavailable"
+
+
+def test_get_of_a_blob_the_node_lacks_asks_it_to_fetch_and_says_why_not(env, capsys, tmp_path):
+    missing = cid_of_bytes(b"held by no node")
+    r = run_cli(capsys, "blob", "get", missing, "--out", tmp_path / "x")
+    assert r.code != 0 and "blob_unavailable" in r.err and "no peers" in r.err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.part").exists()
 
 
 def _raw_put(env, declared: int, body: bytes = b"", wait: float = 0.0) -> bytes:
@@ -177,5 +189,5 @@ def test_get_of_a_cid_that_is_no_blob_is_a_user_error(env, capsys, tmp_path):
     assert_user_error(r, "invalid_parameter")
     missing = cid_from_bytes(dag.cid_bytes(dag.RAW, b"absent"))
     r = run_cli(capsys, "blob", "get", missing, "--out", tmp_path / "o")
-    assert r.code != 0 and "not_found" in r.err
+    assert r.code != 0 and "blob_unavailable" in r.err
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.part").exists()

@@ -46,6 +46,7 @@ from focusflow.api.service import NodeService
 from focusflow.query.service import QueryService
 from focusflow.services.auth.credentials import Authorizer
 from focusflow.services.storage.chunk_store import ChunkStore
+from focusflow.services.storage.fetch import BlobFetcher
 from focusflow.store.particle_texts import ParticleTexts
 
 STATIC = Path(__file__).parent / "static"
@@ -59,11 +60,13 @@ def create_app(
     particle_texts: ParticleTexts | None = None,
     authorizer: Authorizer | None = None,
     blobs: ChunkStore | None = None,
+    blob_fetcher: BlobFetcher | None = None,
 ) -> FastAPI:
     """The node's app; ``limits`` and ``ws_limits`` cap clients (defaults if None);
     ``particle_texts`` is the node's text store (None: it keeps no texts);
     ``authorizer`` decides the admin endpoints (None: the admin token alone);
-    ``blobs`` is the node's chunk store (None: it keeps no blobs)."""
+    ``blobs`` is the node's chunk store (None: it keeps no blobs);
+    ``blob_fetcher`` fetches blobs from other nodes (None: a node without peers)."""
     hub = ws.Hub(node, ws_limits)
     evm_subscriptions = evm_ws.EvmSubscriptions(node, hub)
     metrics = NodeMetrics(node)
@@ -94,7 +97,7 @@ def create_app(
     )
     app.state.node = node
     app.state.authorizer = authorizer if authorizer is not None else Authorizer(admin_token)
-    app.state.blobs = blobs
+    app.state.blobs, app.state.blob_fetcher = blobs, blob_fetcher
     app.state.hub = hub
     app.state.evm_subscriptions = evm_subscriptions
     app.state.metrics = metrics

@@ -7,7 +7,10 @@ token with the ``blobs`` role) takes the blob as the raw request body, up to
 pins nothing. ``GET /v1/blobs/{cid}`` streams a pinned blob, each chunk
 checked against its CID as it is read; ``GET /v1/chunks/{cid}`` answers one
 block (a chunk or a DAG node) for a client that checks and assembles it itself
-(``focusflow blob get``). ``DELETE /v1/blobs/{cid}`` unpins. docs/storage.md has the formats.
+(``focusflow blob get``). ``POST /v1/blobs/{cid}/fetch`` (the put's credential)
+fetches a blob this node lacks from the nodes that hold it and pins it
+(``node.blob_net``). ``DELETE /v1/blobs/{cid}`` unpins. docs/storage.md has the
+formats.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from focusflow.api.params import CidPath
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.services.storage.chunk_store import ChunkStore, PutResult
 from focusflow.services.storage.dag import BlobError, codec_of
+from focusflow.services.storage.fetch import BlobFetcher
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -191,6 +195,38 @@ def get_block(request: Request, cid: CidPath) -> Response:
     if data is None:
         raise ApiError("not_found", f"block {cid} is not on this node")
     return Response(data, media_type="application/octet-stream")
+
+
+@router.post(
+    "/blobs/{cid}/fetch",
+    response_model=None,
+    responses={200: {"model": schemas.BlobFetched}},
+)
+async def fetch_blob(
+    request: Request, cid: CidPath, authorization: Annotated[str | None, Header()] = None
+) -> JSONResponse:
+    """Fetch a blob from the nodes that hold it (found through the DHT), every
+    block checked against its CID, and pin it here (same credential as a put:
+    the node keeps what it was asked to)."""
+    authorize(request, authorization, "write", "node/blobs")
+    _store(request)
+    root = _root(cid)
+    fetcher: BlobFetcher | None = request.app.state.blob_fetcher
+    if fetcher is None:
+        raise ApiError("blob_unavailable", "this node has no peers to fetch blobs from")
+    result = await fetcher.fetch(root)
+    put = result.put
+    return JSONResponse(
+        {
+            "cid": cid_from_bytes(put.cid),
+            "size": put.size,
+            "chunks": put.chunks,
+            "new_chunks": put.new_chunks,
+            "new_bytes": put.new_bytes,
+            "peers": {peer.hex(): n for peer, n in result.by_peer.items()},
+            "dropped": {peer.hex(): why for peer, why in result.dropped.items()},
+        }
+    )
 
 
 @router.delete(

@@ -90,6 +90,14 @@ class BlobPut(BaseModel):
     new_bytes: int
 
 
+class BlobFetched(BlobPut):
+    """What ``POST /v1/blobs/{cid}/fetch`` stored, and from whom: blocks given
+    by each peer (node id in hex) and the peers left out, with why."""
+
+    peers: dict[str, int]
+    dropped: dict[str, str]
+
+
 class BlobUnpinned(BaseModel):
     cid: str
     freed_bytes: int

@@ -1,7 +1,8 @@
 """``focusflow blob put|get|rm``: files as content-addressed blobs on a node.
 
 ``put`` streams a file to ``POST /v1/blobs`` (the node cuts it into
-content-defined chunks and stores what is new to it); ``get`` fetches the root
+content-defined chunks and stores what is new to it); ``get`` first has a node
+that lacks the blob fetch it from the nodes that hold it, then fetches the root
 block and then every chunk by CID from ``/v1/chunks/{cid}``, checking each
 against its hash here before a byte of it is written, and moves the file into
 place only once the whole blob checked. docs/storage.md.
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from focusflow.cli.client import Client, node_url
+from focusflow.cli.client import Client, RemoteError, node_url
 from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.core.errors import InputFileError, InvalidParameterError
@@ -99,30 +100,63 @@ def get(
     out: Annotated[Path, typer.Option("--out", help="Where to write the blob.")],
     home: HomeOpt = None,
     node: NodeOpt = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fetch a blob block by block, each checked against its CID, into --out."""
+    """Fetch a blob block by block, each checked against its CID, into --out.
+
+    A node that does not hold the blob is asked to fetch it from the nodes that
+    do (found through the network's DHT) and pin it first: that takes the
+    put's credential."""
     root = cid_to_bytes(cid)
     try:
         dag.codec_of(root)
     except dag.BlobError:
         raise InvalidParameterError(f"{cid} is not a blob's CID (CIDv1 raw or dag-cbor)") from None
-    url, source = node_url(node, resolve_home(home))
+    where = resolve_home(home)
+    url, source = node_url(node, where)
     tmp = out.with_name(out.name + ".part")
     size = 0
-    with Client(url, source=source, timeout=TIMEOUT_S) as client, tmp.open("wb") as f:
-        try:
-            for chunk in _verified_chunks(client, root):
-                f.write(chunk)
-                size += len(chunk)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with Client(url, source=source, timeout=TIMEOUT_S) as client:
+        fetched = _fetch_if_absent(client, root, _auth(token, where), as_json)
+        with tmp.open("wb") as f:
+            try:
+                for chunk in _verified_chunks(client, root):
+                    f.write(chunk)
+                    size += len(chunk)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
     os.replace(tmp, out)
     if as_json:
-        print(json.dumps({"cid": cid_from_bytes(root), "size": size, "out": str(out)}))
+        doc = {"cid": cid_from_bytes(root), "size": size, "out": str(out)}
+        print(json.dumps(doc | ({"fetched": fetched} if fetched else {}), sort_keys=True))
     else:
         print(f"{size:,} bytes to {out}")
+
+
+def _fetch_if_absent(
+    client: Client, root: bytes, auth: dict[str, str], quiet: bool
+) -> dict[str, Any] | None:
+    """When the node lacks the blob's root, have it fetch the blob from the
+    nodes that hold it (``POST /v1/blobs/{cid}/fetch``); what it fetched, or
+    None when it held the blob already."""
+    cid = cid_from_bytes(root)
+    try:
+        client.raw("GET", f"/v1/chunks/{cid}")
+        return None
+    except RemoteError as exc:
+        if exc.status != 404:
+            raise
+    if not quiet:
+        print(f"the node does not hold {cid}: fetching it from the nodes that do", file=sys.stderr)
+    result: dict[str, Any] = client.call("POST", f"/v1/blobs/{cid}/fetch", headers=auth)
+    if not quiet:
+        print(
+            f"fetched {result['new_bytes']:,} new bytes from {len(result['peers'])} nodes",
+            file=sys.stderr,
+        )
+    return result
 
 
 def _verified_chunks(client: Client, root: bytes) -> Iterator[bytes]:

@@ -27,6 +27,7 @@ from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, L
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.keys import encode_address
 from focusflow.modules.names import InvalidNameError, check_name, resolve
+from focusflow.node.blob_net import BlobNet
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.services.auth.credentials import Authorizer
@@ -80,6 +81,9 @@ def serve(
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
     texts = ParticleTexts(home.texts)
     blobs = ChunkStore(home.blobs)
+    for extension in runtime.extensions:
+        if isinstance(extension, BlobNet):
+            extension.use_store(blobs)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             stores = (texts, blobs)
@@ -113,6 +117,7 @@ async def _serve(
         LimitSettings.from_json(config.get("api_limits")),
         particle_texts=stores[0],
         blobs=stores[1],
+        blob_fetcher=next((e for e in runtime.extensions if isinstance(e, BlobNet)), None),
         authorizer=Authorizer.for_home(
             admin_token, home.tokens, config.get("acl"), passwords_file=home.passwords
         ),

@@ -20,7 +20,7 @@ rots is caught, not served).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -65,6 +65,9 @@ class ChunkStore:
         self._blocks = self.env.open_db(b"blocks")
         self._refs = self.env.open_db(b"refs")
         self._pins = self.env.open_db(b"pins")
+        #: Called with each root pinned (from the thread that pinned it): the
+        #: node announces what it holds.
+        self.on_pin: list[Callable[[bytes], None]] = []
 
     def close(self) -> None:
         self.env.close()
@@ -102,7 +105,63 @@ class ChunkStore:
             distinct = {root.cid}
         self._pin(root, distinct)
         self.env.sync(True)
+        self._pinned(root.cid)
         return PutResult(root.cid, size, len(leaves), new_chunks, new_bytes)
+
+    def add_blocks(self, blocks: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+        """Store blocks that came from elsewhere (a peer), each checked against
+        its CID first; unpinned until :meth:`pin`. Returns how many were new and
+        their bytes. BlobError for a block that does not hash to its CID."""
+        for cid, data in blocks:
+            dag.codec_of(cid)
+            dag.verify_block(cid, data)
+        return self._write(blocks)
+
+    def pin(self, root: bytes) -> PutResult:
+        """Pin a blob whose blocks are all in the store (fetched with
+        :meth:`add_blocks`); pinning one already pinned changes nothing. The
+        result counts nothing as new: the blocks were stored before. BlobError
+        if a block of the DAG is missing or a size in it does not match."""
+        dag.codec_of(root)
+        with self.env.begin() as txn:
+            size, chunks = self._walk(txn, root)
+        self._pin(Link(root, size), self._blocks_of_root(root))
+        self.env.sync(True)
+        self._pinned(root)
+        return PutResult(root, size, chunks, 0, 0)
+
+    def _blocks_of_root(self, root: bytes) -> set[bytes]:
+        with self.env.begin() as txn:
+            return self._blocks_of(txn, root)
+
+    def _walk(self, txn: lmdb.Transaction, root: bytes) -> tuple[int, int]:
+        """``(size, chunks)`` of the DAG under ``root``, every block present and
+        every link's size the size of what it names."""
+        known: dict[bytes, tuple[int, int]] = {}
+
+        def visit(cid: bytes, depth: int = 0) -> tuple[int, int]:
+            if depth > dag.MAX_DEPTH:
+                raise BlobError(f"blob {root.hex()} is deeper than {dag.MAX_DEPTH} levels")
+            if cid in known:
+                return known[cid]
+            data = txn.get(cid, db=self._blocks)
+            if data is None:
+                raise BlobError(f"block {cid.hex()} of blob {root.hex()} is not here")
+            if dag.codec_of(cid) == dag.RAW:
+                known[cid] = (len(data), 1)
+                return known[cid]
+            size = chunks = 0
+            for link in dag.decode_node(bytes(data)):
+                got = visit(link.cid, depth + 1)
+                if got[0] != link.size:
+                    raise BlobError(
+                        f"DAG node {cid.hex()} says {link.size} bytes for a block of {got[0]}"
+                    )
+                size, chunks = size + got[0], chunks + got[1]
+            known[cid] = (size, chunks)
+            return known[cid]
+
+        return visit(root)
 
     def _write(self, blocks: list[tuple[bytes, bytes]]) -> tuple[int, int]:
         """Store the blocks not yet stored; returns how many and their bytes."""
@@ -123,6 +182,10 @@ class ChunkStore:
                 count = _U64.unpack(raw)[0] if raw is not None else 0
                 txn.put(cid, _U64.pack(count + 1), db=self._refs)
             txn.put(root.cid, _U64.pack(root.size), db=self._pins)
+
+    def _pinned(self, root: bytes) -> None:
+        for callback in list(self.on_pin):
+            callback(root)
 
     def unpin(self, root: bytes) -> int:
         """Drop a pin; returns the bytes freed (blocks no other pin reaches).
@@ -169,6 +232,16 @@ class ChunkStore:
         with self.env.begin() as txn:
             raw = txn.get(root, db=self._pins)
         return None if raw is None else _U64.unpack(raw)[0]
+
+    def has(self, cid: bytes) -> bool:
+        """Whether the store holds the block (unchecked: a read checks it)."""
+        with self.env.begin() as txn:
+            return txn.get(cid, db=self._blocks) is not None
+
+    def pins(self) -> list[bytes]:
+        """The pinned roots, in CID order."""
+        with self.env.begin() as txn:
+            return [bytes(cid) for cid, _ in txn.cursor(db=self._pins)]
 
     def block(self, cid: bytes) -> bytes | None:
         """A block's bytes, checked against its CID; None if not here."""

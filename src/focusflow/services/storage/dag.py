@@ -41,6 +41,10 @@ FANOUT = 1024
 MAX_NODE_BYTES = 64 << 10
 #: Largest blob a DAG may describe.
 MAX_BLOB_BYTES = 1 << 50
+#: Levels of nodes above the chunks a reader follows: ``build`` stacks 1,024
+#: links a node, so 2**50 bytes of 16 KiB chunks need 4; a deeper DAG was not
+#: made by it and is refused before it is walked.
+MAX_DEPTH = 6
 RAW = 0x55
 DAG_CBOR = 0x71
 _SHA256 = b"\x12\x20"
