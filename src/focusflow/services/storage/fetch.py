@@ -125,13 +125,18 @@ class _Level:
                 return overdue
             getter = asyncio.ensure_future(self.queue.get())
             ended = asyncio.ensure_future(self.done.wait())
-            await asyncio.wait(
-                {getter, ended}, timeout=HEDGE_AFTER / 4, return_when=asyncio.FIRST_COMPLETED
-            )
-            ended.cancel()
-            if getter.done():
+            try:
+                await asyncio.wait(
+                    {getter, ended},
+                    timeout=HEDGE_AFTER / 4,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:  # also when this worker is cancelled: no task left behind
+                ended.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
                 return getter.result()
-            getter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await getter
         return None
