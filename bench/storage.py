@@ -176,6 +176,7 @@ def p2p(data: bytes, runs: int) -> None:
                                           headers=auth(2 * k))  # fmt: skip
                             resp.raise_for_status()
                             cid = resp.json()["cid"]
+                        time.sleep(3)  # the holders announce it in the background
                         if holders == 1:
                             t = time.perf_counter()
                             assert c.get(f"{net.apis[0]}/v1/blobs/{cid}").content == blob
