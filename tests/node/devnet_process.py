@@ -58,9 +58,15 @@ class Devnet:
 
 
 def start_devnet(
-    home: Path, *args: str, block_time: str = "0.2s", port: int = 0, timeout: float = 60.0
+    home: Path,
+    *args: str,
+    block_time: str = "0.2s",
+    port: int = 0,
+    timeout: float = 60.0,
+    verify: object = True,
 ) -> Devnet:
-    """Start a devnet (on a free port unless ``port`` is given) and wait until its API answers."""
+    """Start a devnet (on a free port unless ``port`` is given) and wait until its
+    API answers (over TLS, checked with ``verify``, when its config asks for it)."""
     home = Path(home)
     log_path = home.parent / f"{home.name}.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
@@ -98,7 +104,8 @@ def start_devnet(
             if info and info.get("pid") == proc.pid:
                 net = Devnet(home, proc, info["api"], log_path)
                 try:
-                    if httpx.get(f"{net.api}/v1/status", timeout=2).status_code == 200:
+                    status = httpx.get(f"{net.api}/v1/status", timeout=2, verify=verify)
+                    if status.status_code == 200:
                         return net
                 except httpx.HTTPError:
                     pass

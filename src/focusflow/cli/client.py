@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,35 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
+#: A node whose API speaks TLS with its own CA (docs/trust.md, *The API over
+#: TLS*): the CA bundle to verify it with, and the operator's client certificate
+#: and key for mutual TLS.
+ENV_TLS_CA = "FOCUSFLOW_TLS_CA"
+ENV_TLS_CERT = "FOCUSFLOW_TLS_CERT"
+ENV_TLS_KEY = "FOCUSFLOW_TLS_KEY"
+
+
+def tls_verify() -> Any:
+    """httpx's ``verify`` from the environment: the system's CAs unless
+    ``$FOCUSFLOW_TLS_CA`` names a bundle, with the client certificate that
+    ``$FOCUSFLOW_TLS_CERT`` and ``$FOCUSFLOW_TLS_KEY`` name (both, or neither)."""
+    import ssl
+
+    ca = os.environ.get(ENV_TLS_CA)
+    cert, key = os.environ.get(ENV_TLS_CERT), os.environ.get(ENV_TLS_KEY)
+    if bool(cert) != bool(key):
+        raise InvalidParameterError(f"set both ${ENV_TLS_CERT} and ${ENV_TLS_KEY}, or neither")
+    for name, path in ((ENV_TLS_CA, ca), (ENV_TLS_CERT, cert), (ENV_TLS_KEY, key)):
+        if path and not Path(path).is_file():
+            raise InvalidParameterError(f"${name}: no file {path}")
+    verify: Any = ssl.create_default_context(cafile=ca) if ca else True
+    if cert and key:
+        if verify is True:
+            verify = ssl.create_default_context()
+        verify.load_cert_chain(cert, key)
+    return verify
+
+
 class Client:
     """Blocking JSON calls to one node; every failure is a FocusflowError."""
 
@@ -85,7 +115,9 @@ class Client:
 
         self.url = check_url(url)
         self.source = source
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
+        self._http = httpx.Client(
+            base_url=self.url, timeout=timeout, trust_env=False, verify=tls_verify()
+        )
         #: False once the node answered that it has no batch endpoint.
         self.batch_supported = True
 

@@ -27,6 +27,7 @@ from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, L
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.keys import encode_address
 from focusflow.modules.names import InvalidNameError, check_name, resolve
+from focusflow.node.api_tls import ApiTls
 from focusflow.node.blob_net import BlobNet
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
@@ -47,10 +48,11 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def api_url(sock: socket.socket) -> str:
-    """``http://host:port`` of a bound socket (IPv6 hosts in brackets)."""
+def api_url(sock: socket.socket, *, tls: bool = False) -> str:
+    """``http://host:port`` (``https`` with ``tls``) of a bound socket (IPv6
+    hosts in brackets)."""
     host, port = sock.getsockname()[:2]
-    return f"http://{url_host(host)}:{port}"
+    return f"{'https' if tls else 'http'}://{url_host(host)}:{port}"
 
 
 def url_host(host: str) -> str:
@@ -110,6 +112,7 @@ async def _serve(
 ) -> None:
     config = home.load_config() if home.config.exists() else {}
     dns = dns if dns is not None else DnsSettings.from_json(config.get("dns"))
+    tls = ApiTls.from_json(config.get("api_tls"), home.path)
     admin_token = home.read_admin_token()
     app = create_app(
         runtime,
@@ -119,7 +122,11 @@ async def _serve(
         blobs=stores[1],
         blob_fetcher=next((e for e in runtime.extensions if isinstance(e, BlobNet)), None),
         authorizer=Authorizer.for_home(
-            admin_token, home.tokens, config.get("acl"), passwords_file=home.passwords
+            admin_token,
+            home.tokens,
+            config.get("acl"),
+            passwords_file=home.passwords,
+            certificates=tls.certificates() if tls is not None else None,
         ),
     )
     server = uvicorn.Server(
@@ -131,11 +138,12 @@ async def _serve(
             timeout_graceful_shutdown=5,
             limit_concurrency=SERVER_LIMIT_CONCURRENCY,
             ws_max_size=WS_MAX_FRAME_BYTES,
+            **(tls.uvicorn_options() if tls is not None else {}),
         )
     )
     if stop_on_failure:
         runtime.on_failure = lambda: setattr(server, "should_exit", True)
-    api = api_url(sock)
+    api = api_url(sock, tls=tls is not None)
     # The DNS socket is bound before consensus starts: a taken port stops the
     # node with a clear error, with nothing running yet to stop.
     names = None

@@ -2,13 +2,17 @@
 
 An admin endpoint names the action and the resource it is about to touch
 (``write`` on ``node/faucet``, ``admin`` on ``node/views/top``) and hands the
-request's ``Authorization`` header to :meth:`Authorizer.authorize`. Two kinds
-of bearer credential are taken:
+request's ``Authorization`` header (and the client certificate its TLS
+connection verified, if any) to :meth:`Authorizer.authorize`. Two kinds of
+bearer credential are taken:
 
 - the node's admin token (the ``admin_token`` file of its home), which holds
   the ``admin`` role: every action on every resource;
 - a scoped API token (``ffk_…``, :mod:`tokens`) whose roles the policy
-  decides on, deny by default (:mod:`acl`).
+  decides on, deny by default (:mod:`acl`);
+
+and, without a bearer header, an operator's client certificate (mutual TLS,
+:mod:`certificates`), whose roles the node's ``api_tls.client_roles`` names.
 
 A missing, malformed, unknown, expired or revoked credential is
 ``unauthorized`` (401); a valid one whose roles do not allow the action is
@@ -26,6 +30,7 @@ from typing import Any
 
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.services.auth.acl import ACTIONS, Grant, Policy, decide
+from focusflow.services.auth.certificates import ClientCertificates
 from focusflow.services.auth.passwords import (
     LoginGate,
     PasswordStore,
@@ -123,8 +128,10 @@ class Authorizer:
         tokens: TokenStore | None = None,
         policy: Policy | None = None,
         passwords: PasswordStore | None = None,
+        certificates: ClientCertificates | None = None,
     ) -> None:
         self._admin = admin_token.encode()
+        self.certificates = certificates
         self.tokens = tokens
         self.policy = policy if policy is not None else Policy(NODE_ROLES)
         self.passwords = passwords
@@ -137,13 +144,16 @@ class Authorizer:
         tokens_file: Path,
         acl: Any = None,
         passwords_file: Path | None = None,
+        certificates: ClientCertificates | None = None,
     ) -> Authorizer:
         """A node's authorizer: its admin token, the token file of its home
         (made by ``focusflow auth token issue``; none yet is no tokens), the
-        roles of its config, and its operators' passwords (``focusflow auth
-        password set``; none yet is no logins)."""
+        roles of its config, its operators' passwords (``focusflow auth
+        password set``; none yet is no logins) and their client certificates
+        (``api_tls``; None: the API takes none)."""
         passwords = PasswordStore(passwords_file) if passwords_file is not None else None
-        return cls(admin_token, TokenStore(tokens_file), policy_from_json(acl), passwords)
+        policy = policy_from_json(acl)
+        return cls(admin_token, TokenStore(tokens_file), policy, passwords, certificates)
 
     def login(
         self, user: str, password: str, client: str, ttl_s: int = LOGIN_TTL_S
@@ -169,9 +179,15 @@ class Authorizer:
                 raise
         return self.tokens.issue(f"user:{user}", list(record.roles), ttl_s)
 
-    def authenticate(self, authorization: str | None) -> Principal:
-        """The caller a ``Bearer`` header names; :class:`UnauthorizedError` otherwise."""
+    def authenticate(self, authorization: str | None, client_cert: str | None = None) -> Principal:
+        """The caller a ``Bearer`` header names, else the client certificate the
+        TLS layer verified (PEM; :mod:`certificates`); :class:`UnauthorizedError`
+        otherwise. A bearer credential, when given, decides alone."""
         if authorization is None:
+            if client_cert is not None and self.certificates is not None:
+                who = self.certificates.identify(client_cert)
+                via = f"client certificate {who.serial:x}"
+                return Principal(f"cert:{who.subject}", via, who.roles)
             raise UnauthorizedError("no credentials")
         if len(authorization) > MAX_AUTHORIZATION:
             raise UnauthorizedError("header too long")
@@ -187,12 +203,18 @@ class Authorizer:
             return Principal("operator", "admin token", (ADMIN_ROLE,))
         raise UnauthorizedError("wrong admin token")
 
-    def authorize(self, authorization: str | None, action: str, resource: str) -> Principal:
+    def authorize(
+        self,
+        authorization: str | None,
+        action: str,
+        resource: str,
+        client_cert: str | None = None,
+    ) -> Principal:
         """The caller, if its roles allow ``action`` on ``resource``;
         :class:`UnauthorizedError` or :class:`ForbiddenError` otherwise."""
         if action not in ACTIONS:
             raise InvalidParameterError(f"action must be one of {', '.join(ACTIONS)}")
-        who = self.authenticate(authorization)
+        who = self.authenticate(authorization, client_cert)
         decision = decide(self.policy, who.roles, action, resource)
         if not decision.allowed:
             raise ForbiddenError(action, resource, f"{who.via} ({who.subject}): {decision.reason}")
