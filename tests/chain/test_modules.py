@@ -9,7 +9,7 @@ from focusflow.chain.focus_commit import SCALE, focus_root
 from focusflow.core.encoding import decode
 from focusflow.modules.accounts import get_neudeg
 from focusflow.modules.blobs import BLOB_PREFIX, blob_cid
-from focusflow.modules.names import resolve
+from focusflow.modules.names import address_of, resolve
 from tests.chain.helpers import (
     ALICE,
     BOB,
@@ -107,6 +107,57 @@ def test_names_register_update_transfer(tmp_path):
     with chain.reader() as rd:
         assert resolve(rd, "focus") == (particle("z"), CAROL.address_raw)
         assert resolve(rd, "nobody") is None
+
+
+def test_a_name_says_where_its_node_listens_and_only_its_owner_may(tmp_path):
+    chain = new_chain(tmp_path, genesis(name_fee=1000))
+    chain.produce_block(
+        [tx(ALICE, 0, Msg("name.register", {"name": "node-one", "cid": particle("a")}))]
+    )
+
+    def address(sender, nonce, where):
+        body = {"name": "node-one", "address": where}
+        return chain.produce_block([tx(sender, nonce, Msg("name.address", body))]).receipts[0]
+
+    assert address(ALICE, 1, "10.0.0.1:26656").ok
+    with chain.reader() as rd:
+        assert address_of(rd, "node-one") == ("10.0.0.1", 26656)
+    assert address(ALICE, 2, "[2001:DB8::1]:443").ok  # stored in its compressed form
+    with chain.reader() as rd:
+        assert address_of(rd, "node-one") == ("2001:db8::1", 443)
+    assert address(ALICE, 3, "Seed.Example.org:9000").ok
+    with chain.reader() as rd:
+        root = rd.root
+        assert address_of(rd, "node-one") == ("seed.example.org", 9000)
+    refused = [
+        (BOB, "10.0.0.2:1", "not_owner"),
+        (ALICE, "10.0.0.2", "invalid_name"),  # no port
+        (ALICE, "10.0.0.2:0", "invalid_name"),
+        (ALICE, "10.0.0.2:65536", "invalid_name"),
+        (ALICE, "2001:db8::1:443", "invalid_name"),  # IPv6 without brackets
+        (ALICE, "[10.0.0.1]:443", "invalid_name"),
+        (ALICE, "bad_host!:1", "invalid_name"),
+        (ALICE, "-lead.example:1", "invalid_name"),
+        (ALICE, ("a" * 64) + ".example:1", "invalid_name"),
+        (ALICE, "x" * 300 + ":1", "invalid_name"),
+    ]
+    nonces = {ALICE: 4, BOB: 0}
+    for sender, where, code in refused:
+        receipt = address(sender, nonces[sender], where)
+        nonces[sender] += 1  # a refused message still pays its fee
+        assert receipt.code == code, (where, receipt.code)
+        with chain.reader() as rd:
+            assert address_of(rd, "node-one") == ("seed.example.org", 9000)
+    n = nonces[ALICE]
+    assert address(ALICE, n, "").ok  # removed
+    with chain.reader() as rd:
+        assert address_of(rd, "node-one") is None and rd.root != root
+    assert address(ALICE, n + 1, "10.0.0.3:7").ok
+    chain.produce_block(
+        [tx(ALICE, n + 2, Msg("name.transfer", {"name": "node-one", "to": CAROL.address_raw}))]
+    )
+    with chain.reader() as rd:  # the new owner says where its own node is
+        assert address_of(rd, "node-one") is None
 
 
 def test_blob_is_stored_by_cid_and_paid_per_byte(tmp_path):

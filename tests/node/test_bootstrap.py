@@ -4,18 +4,25 @@ connection between them carries certificates the network's CA issued."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import socket
 import time
 
+import dns.message
+import dns.query
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from focusflow.core.keys import KeyPair
 from focusflow.modules.names import check_name
 from focusflow.net.certs import kind_of
 from focusflow.node.bootstrap import Bootstrap, ChainView, Conditions, Phase, node_name, phase_of
+from focusflow.node.home import Home
 from tests.node.testnet_process import LocalTestnet
 
 
@@ -68,6 +75,68 @@ def _bootstrap(net: LocalTestnet, k: int) -> dict:
     return httpx.get(f"{net.apis[k]}/v1/bootstrap", timeout=5).json()
 
 
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_named(net: LocalTestnet, node_ids: list[bytes], p2p: list[str]) -> None:
+    """Until every node's name holds its address and every node dials the
+    others at those addresses, from their names (bounded)."""
+    deadline = time.monotonic() + 60
+    while True:
+        names = [
+            httpx.get(f"{net.apis[0]}/v1/names/{node_name(i)}", timeout=5).json() for i in node_ids
+        ]
+        dialed = [
+            {(p["node_id"], p["address"], p["from"]) for p in _bootstrap(net, k)["peers"]}
+            for k in range(4)
+        ]
+        expected = [
+            {(node_ids[j].hex(), p2p[j], "names") for j in range(4) if j != k} for k in range(4)
+        ]
+        if [n.get("address") for n in names] == p2p and dialed == expected:
+            return
+        assert time.monotonic() < deadline, (names, dialed, expected)
+        time.sleep(0.5)
+
+
+def _check_dns(net, dns_port: int, node_ids: list[bytes], p2p: list[str], states) -> None:
+    """Every validator's name over DNS: its address (A, SRV) and the SHA-256 of
+    the public key of the certificate the network's CA issued for it (TLSA
+    3 1 1), computed here from the certificate the API serves. The DNS server
+    is the restarted validator's, which may be a block behind node 0: asked
+    again until it answers as expected (bounded)."""
+
+    def ask(qname: str, rdtype: str) -> list[str]:
+        query = dns.message.make_query(qname, rdtype)
+        r = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5)
+        return [rd.to_text() for rrset in r.answer for rd in rrset]
+
+    expected = {}
+    for k, node_id in enumerate(node_ids):
+        name = f"{node_name(node_id)}.focus."
+        host, port = p2p[k].rsplit(":", 1)
+        serial = states[k]["certificate"]
+        pem = httpx.get(f"{net.apis[0]}/v1/ca/certs/{serial}", timeout=5).json()["pem"]
+        spki = (
+            x509.load_pem_x509_certificate(pem.encode())
+            .public_key()
+            .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        )
+        expected[(name, "A")] = [host]
+        expected[(f"_focusflow._udp.{name}", "SRV")] = [f"0 0 {port} {name}"]
+        expected[(f"_{port}._udp.{name}", "TLSA")] = [f"3 1 1 {hashlib.sha256(spki).hexdigest()}"]
+    deadline = time.monotonic() + 30
+    while True:
+        got = {question: ask(*question) for question in expected}
+        if got == expected:
+            return
+        assert time.monotonic() < deadline, (got, expected)
+        time.sleep(0.5)
+
+
 def test_four_validators_reach_phase_three_on_their_own_ca(tmp_path):
     started = time.monotonic()
     net = LocalTestnet(tmp_path / "tn", 4)
@@ -107,6 +176,12 @@ def test_four_validators_reach_phase_three_on_their_own_ca(tmp_path):
         net.assert_agree(range(4), h + 3)
         print(f"bootstrap: up in {up:.1f} s, phase 3 on all four {took:.1f} s after start")
 
+        # each node's name says where it listens, and each dials the others where
+        # their CA-certified names say
+        node_ids = [Home(home).load_node_key().public_key for home in net.homes]
+        p2p = [json.loads((home / "config.json").read_text())["p2p"] for home in net.homes]
+        _wait_named(net, node_ids, p2p)
+
         # A validator that dies: its peers fall back to phase 2 (a link is gone)
         # and refuse nobody they should take; restarted, it takes phase 2 from its
         # stored chain before it dials (its peers require its CA certificate),
@@ -116,7 +191,15 @@ def test_four_validators_reach_phase_three_on_their_own_ca(tmp_path):
         while not all(_bootstrap(net, k)["phase"] == 2 for k in range(3)):
             assert time.monotonic() < deadline, [_bootstrap(net, k) for k in range(3)]
             time.sleep(0.5)
+        # it comes back on another port: the others learn it from its name
+        config = json.loads((net.homes[3] / "config.json").read_text())
+        config["p2p"] = p2p[3] = f"127.0.0.1:{_free_udp_port()}"
+        dns_port = _free_udp_port()  # and answers the names over DNS
+        config["dns"] = {"listen": f"127.0.0.1:{dns_port}", "zone": "focus"}
+        (net.homes[3] / "config.json").write_text(json.dumps(config))
         net.restart(3)
+        _wait_named(net, node_ids, p2p)
+        _check_dns(net, dns_port, node_ids, p2p, states)
         deadline = time.monotonic() + 90
         while not all(_bootstrap(net, k)["phase"] == 3 for k in range(4)):
             assert time.monotonic() < deadline, f"{[_bootstrap(net, k) for k in range(4)]}"

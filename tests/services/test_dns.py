@@ -4,6 +4,7 @@ and every hostile datagram dropped or refused without an amplified answer."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 
 import dns.flags
@@ -15,11 +16,17 @@ import dns.rdatatype
 import pytest
 
 from focusflow.core.errors import InvalidParameterError
-from focusflow.services.dns import MAX_QUERY_BYTES, DnsSettings, Resolver, serve_dns
+from focusflow.services.dns import MAX_QUERY_BYTES, DnsSettings, NameRecord, Resolver, serve_dns
 
 CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 OWNER = "cyber1qqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v8"
-NAMES = {"kitty": (CID, OWNER)}
+SPKI = hashlib.sha256(b"a public key's DER").digest()
+NAMES = {
+    "kitty": NameRecord(CID, OWNER),
+    "node-one": NameRecord(CID, OWNER, ("10.1.2.3", 26656), SPKI),
+    "node-six": NameRecord(CID, OWNER, ("2001:db8::6", 443)),
+    "node-far": NameRecord(CID, OWNER, ("seed.example.org", 9000), SPKI),
+}
 
 
 def _resolver() -> Resolver:
@@ -62,6 +69,44 @@ def test_what_is_not_a_registered_names_txt(name, rdtype, rcode, answers):
     assert (r.rcode(), len(r.answer)) == (rcode, answers)
 
 
+@pytest.mark.parametrize(
+    ("name", "rdtype", "expected"),
+    [
+        ("node-one.focus.", "A", ["10.1.2.3"]),
+        ("node-one.focus.", "AAAA", []),
+        ("node-six.focus.", "AAAA", ["2001:db8::6"]),
+        ("node-six.focus.", "A", []),
+        ("node-far.focus.", "A", []),  # a host name: no address here, SRV names it
+        ("_focusflow._udp.node-one.focus.", "SRV", ["0 0 26656 node-one.focus."]),
+        ("_focusflow._udp.node-far.focus.", "SRV", ["0 0 9000 seed.example.org."]),
+        ("_focusflow._udp.kitty.focus.", "SRV", []),  # no address: the name exists, no SRV
+        ("_26656._udp.node-one.focus.", "TLSA", [f"3 1 1 {SPKI.hex()}"]),
+        ("_26656._UDP.NODE-ONE.focus.", "TLSA", [f"3 1 1 {SPKI.hex()}"]),
+        ("_26656._udp.node-one.focus.", "TXT", []),
+        ("_443._udp.node-six.focus.", "TLSA", []),  # no valid certificate for it
+    ],
+)
+def test_a_node_address_answers_a_aaaa_srv_and_tlsa(name, rdtype, expected):
+    r = _ask(name, rdtype)
+    assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+    got = [rd.to_text() for rrset in r.answer for rd in rrset]
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_9999._udp.node-one.focus.",  # not the port its node listens on
+        "_focusflow._tcp.node-one.focus.",
+        "_focusflow._udp.nobody.focus.",
+        "x._focusflow._udp.node-one.focus.",
+        "_udp.node-one.focus.",
+    ],
+)
+def test_names_under_a_node_that_do_not_exist(name):
+    assert _ask(name, "TLSA").rcode() == dns.rcode.NXDOMAIN
+
+
 def test_other_classes_and_opcodes_are_refused():
     assert _ask("kitty.focus.", "TXT", rdclass="CH").rcode() == dns.rcode.REFUSED
     query = dns.message.make_query("kitty.focus.", "TXT")
@@ -91,8 +136,10 @@ def test_hostile_datagrams():
     two += wire[12:]
     assert dns.message.from_wire(resolver.answer(bytes(two))).rcode() == dns.rcode.FORMERR
     # random bytes of every length: an answer, when there is one, is never
-    # larger than a plain TXT answer, and nothing raises
-    biggest = len(resolver.answer(wire))
+    # larger than the largest real answer, and nothing raises
+    tlsa = dns.message.make_query("_26656._udp.node-one.focus.", "TLSA").to_wire()
+    biggest = max(len(resolver.answer(wire)), len(resolver.answer(tlsa)))
+    assert biggest < 200
     for n in range(MAX_QUERY_BYTES + 1):
         out = resolver.answer(os.urandom(n))
         assert out is None or len(out) <= max(biggest, n)

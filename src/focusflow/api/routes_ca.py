@@ -200,9 +200,11 @@ def federation(request: Request) -> JSONResponse:
 @router.get("/bootstrap", response_model=None, responses={200: {"model": schemas.BootstrapOut}})
 def bootstrap(request: Request) -> JSONResponse:
     """This node's bootstrap phase (``node.bootstrap``): the certificate it
-    presents and who vouched for each end of its connections."""
+    presents, who vouched for each end of its connections, and where it dials
+    each validator (from its certified name, or as configured)."""
     duty = getattr(request.app.state.node, "bootstrap", None)
     if duty is None:
         off = {"phase": 0, "name": "self-signed", "certificate": None, "reached": {}, "links": []}
+        off["peers"] = []
         return JSONResponse({"enabled": False, **off})
     return JSONResponse({"enabled": True, **duty.status()})

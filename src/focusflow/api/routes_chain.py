@@ -24,7 +24,7 @@ from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules.accounts import get_account, get_neudeg
-from focusflow.modules.names import resolve
+from focusflow.modules.names import address_of, join_host_port, resolve
 from focusflow.store import height_key
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -376,10 +376,13 @@ def account(request: Request, address: AddressPath) -> JSONResponse:
 def name(request: Request, name: Annotated[str, Path(max_length=64)]) -> JSONResponse:
     with _node(request).chain.reader() as r:
         found = resolve(r, name)
+        where = address_of(r, name) if found is not None else None
     if found is None:
         raise ApiError("unknown_name", f"name {name!r} is not registered")
     cid, owner = found
-    return JSONResponse({"name": name, "cid": cid_from_bytes(cid), "owner": encode_address(owner)})
+    address = None if where is None else join_host_port(*where)
+    doc = {"name": name, "cid": cid_from_bytes(cid), "owner": encode_address(owner)}
+    return JSONResponse({**doc, "address": address})
 
 
 @router.get("/proofs", response_model=None, responses={200: {"model": schemas.ProofOut}})

@@ -254,6 +254,8 @@ class NameOut(BaseModel):
     name: str
     cid: str
     owner: str
+    #: ``host:port`` its owner's node listens at (``name.address``), or null.
+    address: str | None = None
 
 
 class CaMember(BaseModel):
@@ -292,6 +294,16 @@ class BootstrapLink(BaseModel):
     peer_certificate: str = Field(description="who vouched for the peer's key: self or ca")
 
 
+class BootstrapPeer(BaseModel):
+    node_id: str = Field(description="a validator's node id, hex")
+    address: str = Field(description="host:port it is dialed at")
+    # "from" is a Python keyword: the field keeps the JSON name
+    source: str = Field(
+        alias="from",
+        description="names: its CA-certified name said so (node.bootstrap); config: as configured",
+    )
+
+
 class BootstrapOut(BaseModel):
     enabled: bool = Field(
         description="whether this node runs the phases (a validator on a network; "
@@ -302,6 +314,7 @@ class BootstrapOut(BaseModel):
     certificate: str | None = Field(description="serial of the CA certificate presented, hex")
     reached: dict[str, float] = Field(description="phase -> when it was first reached (Unix s)")
     links: list[BootstrapLink]
+    peers: list[BootstrapPeer] = Field(default_factory=list)
 
 
 class CaCertOut(BaseModel):

@@ -514,6 +514,33 @@ def name_transfer_cmd(
     _submit(opts, [_msg("name.transfer", body)], {"name": name, "to": dest})
 
 
+@name_app.command("address")
+def name_address_cmd(
+    name: Annotated[str, typer.Argument(help="A name you own.")],
+    where: Annotated[
+        str, typer.Argument(help="host:port your node listens at ([v6]:port), or '' to remove.")
+    ],
+    signer: FromOpt = DEFAULT_SIGNER,
+    fee: FeeOpt = None,
+    nonce: NonceOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+    chain_id: ChainIdOpt = None,
+    max_fee: MaxFeeOpt = None,
+) -> None:
+    """Say where the node of a name you own listens (DNS A/AAAA and SRV; peers dial it)."""
+    if where:
+        from focusflow.modules.names import check_address
+
+        check_address(where)
+    body = {"name": _check_name(name), "address": where}
+    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
+    _submit(opts, [_msg("name.address", body)], {"name": name, "address": where})
+
+
 ValidatorFromOpt = Annotated[
     str | None,
     typer.Option(

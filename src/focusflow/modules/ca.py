@@ -23,7 +23,8 @@ revoked by a fourth, and the validators vote to vouch for other networks:
     ``threshold``-th share completes the Ed25519 signature, which is checked
     against the group key; the certificate is appended to the transparency log
     and kept under ``/kv/ca/cert/<serial>`` with its index there, and
-    ``/kv/ca/key/<key>`` names it as the newest for its key.
+    ``/kv/ca/key/<key>`` and ``/kv/ca/name/<name>`` name it as the newest for
+    its key and its name.
 ``ca.revoke`` ``{"serial": 16 bytes}``
     From the account that asked for the certificate: it is listed as revoked
     and a new CRL of every revoked serial becomes a signing job like a
@@ -102,6 +103,8 @@ REVOKED_PREFIX = b"/kv/ca/revoked/"
 ASKED_PREFIX = b"/kv/ca/asked/"
 #: Ed25519 key (32 bytes) -> the serial of the newest certificate issued for it.
 BY_KEY_PREFIX = b"/kv/ca/key/"
+#: Name -> serial of the newest certificate issued for ``<name>.focus``.
+BY_NAME_PREFIX = b"/kv/ca/name/"
 #: sha256 of a federation vote's ``[action, body]`` -> ``[action, body, height, voters]``.
 FED_VOTES_PREFIX = b"/kv/ca/fed_votes/"
 #: sha256 of another network's root DER -> ``[serial, cross-certificate DER]``.
@@ -350,6 +353,30 @@ def certificate_for(state: Readable, key: bytes) -> tuple[bytes, bytes] | None:
     return None if found is None else (serial, found[1])
 
 
+def certificate_of_name(state: Readable, name: str) -> tuple[bytes, bytes] | None:
+    """``(serial, DER)`` of the newest certificate issued for ``<name>.focus``
+    (revoked or expired ones too: the caller judges), None if there is none."""
+    serial = state.get(BY_NAME_PREFIX + name.encode())
+    if serial is None:
+        return None
+    found = issued(state, serial)
+    return None if found is None else (serial, found[1])
+
+
+def valid_certificate_of_name(
+    state: Readable, name: str, now: dt.datetime
+) -> x509.Certificate | None:
+    """The newest certificate issued for ``<name>.focus`` if it is valid at ``now``
+    and not revoked: the network's binding of the name to a node key."""
+    found = certificate_of_name(state, name)
+    if found is None or is_revoked(state, found[0]):
+        return None
+    cert = x509.load_der_x509_certificate(found[1])
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        return None
+    return cert
+
+
 def is_revoked(state: Readable, serial: bytes) -> bool:
     return state.get(REVOKED_PREFIX + serial) is not None
 
@@ -527,6 +554,7 @@ class CertificateAuthority:
         subject = x509.load_der_x509_certificate(der).public_key()
         assert isinstance(subject, Ed25519PublicKey)  # leaf_template's subject key
         ctx.state.put(BY_KEY_PREFIX + subject.public_bytes_raw(), serial)
+        ctx.state.put(BY_NAME_PREFIX + req.name.encode(), serial)
         ctx.emit("ca.issued", serial=serial, name=req.name, leaf_index=index)
 
     def revoke(self, ctx: TxContext, body: dict) -> None:

@@ -4,6 +4,7 @@ Messages
     ``name.register`` ``{"name": str, "cid": bytes}``
     ``name.update``   ``{"name": str, "cid": bytes}`` (owner only)
     ``name.transfer`` ``{"name": str, "to": address}`` (owner only)
+    ``name.address``  ``{"name": str, "address": "host:port" or ""}`` (owner only)
 
 Rules: 3 to 32 characters of ``a-z``, ``0-9`` and ``-``, starting with a
 letter, not ending with ``-`` and without ``--`` (no look-alike spellings, and
@@ -11,10 +12,19 @@ every name is a valid DNS label). Registering burns ``name_fee``, ten times
 that for names of 3 or 4 characters (short names are scarce). A name is owned
 forever by its registrant until transferred. State: ``/kv/name/<name>`` holds
 ``[cid, owner]``.
+
+A name may also say where its owner's node listens: ``name.address`` keeps
+``[host, port]`` under ``/kv/name_addr/<name>`` (an IPv4 or IPv6 literal, or a
+DNS host name of at most 253 characters; port 1 to 65535; the empty string
+removes it), and a transfer removes it (the new owner says where its node
+is). The node's DNS server answers it as A/AAAA and SRV records, and a node
+dials a validator at the address of the name the network's CA certified for
+that validator's node key (``node.bootstrap``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 
@@ -27,7 +37,46 @@ from focusflow.core.encoding import decode, encode
 from focusflow.modules.accounts import address_field, debit, field, only_fields
 
 NAME_PREFIX = b"/kv/name/"
+ADDRESS_PREFIX = b"/kv/name_addr/"
 _NAME = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+MAX_HOST = 253
+
+
+def check_address(text: str) -> tuple[str, int]:
+    """``(host, port)`` of ``host:port`` (an IPv6 host in brackets); InvalidNameError
+    for anything else: a host that is neither an IP literal nor a DNS host name,
+    a port outside 1..65535."""
+    host, sep, port = text.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise InvalidNameError(f"a node address is host:port with a port of 1..65535: {text!r}")
+    try:
+        ip = ipaddress.ip_address(bare)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        if (ip.version == 6) != (bare != host):
+            raise InvalidNameError(f"an IPv6 host is written in brackets: {text!r}")
+        return ip.compressed, int(port)
+    name = host.lower().rstrip(".")
+    if not 0 < len(name) <= MAX_HOST or not all(_HOST_LABEL.fullmatch(p) for p in name.split(".")):
+        raise InvalidNameError(f"not an IP address or a DNS host name: {host!r}")
+    return name, int(port)
+
+
+def join_host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def address_of(state: Readable, name: str) -> tuple[str, int] | None:
+    """``(host, port)`` a name says its owner's node listens at, None if unset."""
+    raw = state.get(ADDRESS_PREFIX + name.encode())
+    if raw is None:
+        return None
+    host, port = decode(raw, "name address")
+    return host, port
 
 
 def check_name(name: str) -> None:
@@ -59,6 +108,7 @@ class Names:
             "name.register": self.register,
             "name.update": self.update,
             "name.transfer": self.transfer,
+            "name.address": self.address,
         }
 
     def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
@@ -94,7 +144,25 @@ class Names:
         to = address_field(body, "to")
         cid, _ = self._owned(ctx, name)
         ctx.state.put(NAME_PREFIX + name.encode(), encode([cid, to]))
+        if ctx.state.get(ADDRESS_PREFIX + name.encode()) is not None:
+            ctx.state.delete(ADDRESS_PREFIX + name.encode())
         ctx.emit("name.transfer", name=name, to=to)
+
+    def address(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "name", "address")
+        name = field(body, "name", str)
+        text = field(body, "address", str)
+        self._owned(ctx, name)
+        if not text:
+            if ctx.state.get(ADDRESS_PREFIX + name.encode()) is not None:
+                ctx.state.delete(ADDRESS_PREFIX + name.encode())
+            ctx.emit("name.address", name=name, address="")
+            return
+        if len(text) > MAX_HOST + 8:
+            raise InvalidNameError(f"a node address is at most {MAX_HOST + 8} characters")
+        host, port = check_address(text)
+        ctx.state.put(ADDRESS_PREFIX + name.encode(), encode([host, port]))
+        ctx.emit("name.address", name=name, address=text)
 
     def _owned(self, ctx: TxContext, name: str) -> tuple[bytes, bytes]:
         record = resolve(ctx.state, name) if _NAME.fullmatch(name) else None

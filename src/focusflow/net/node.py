@@ -213,6 +213,8 @@ class Node:
         self.static_peers = [
             p if isinstance(p, PeerAddress) else PeerAddress.parse(p) for p in peers
         ]
+        #: Where each static peer is dialed now (``set_peer_address`` moves it).
+        self._dial: dict[bytes, PeerAddress] = {p.node_id: p for p in self.static_peers}
         self.scores = PeerScores(ban_seconds=self.config.ban_seconds)
         self.router = GossipRouter(
             self.config.fanout, SeenCache(self.config.seen_capacity, self.config.seen_ttl)
@@ -256,8 +258,8 @@ class Node:
             **self._quic_options(),
         )
         self._running = True
-        for peer in self.static_peers:
-            self._spawn(self._keep_connected(peer))
+        for node_id in self._dial:
+            self._spawn(self._keep_connected(node_id))
         self._spawn(self._keepalive())
 
     @property
@@ -476,9 +478,27 @@ class Node:
             self._notify(session.peer_id, False)
         self._spawn(session.wait_tasks())
 
-    async def _keep_connected(self, peer: PeerAddress) -> None:
+    def set_peer_address(self, peer: PeerAddress) -> bool:
+        """Dial ``peer.node_id`` at ``peer``'s address from now on, keeping a
+        connection to it as to a configured peer (the next redial uses it; a
+        live connection stays). Returns whether anything changed."""
+        current = self._dial.get(peer.node_id)
+        if current == peer:
+            return False
+        self._dial[peer.node_id] = peer
+        self.static_peers = [p for p in self.static_peers if p.node_id != peer.node_id] + [peer]
+        if current is None and self._running:
+            self._spawn(self._keep_connected(peer.node_id))
+        return True
+
+    def dial_address(self, node_id: bytes) -> PeerAddress | None:
+        """Where a static peer is dialed now, None for one that is not."""
+        return self._dial.get(node_id)
+
+    async def _keep_connected(self, node_id: bytes) -> None:
         delay = self.config.redial_min
         while self._running:
+            peer = self._dial[node_id]
             if peer.node_id not in self._sessions and not self.scores.is_banned(peer.node_id):
                 try:
                     await self.connect(peer)

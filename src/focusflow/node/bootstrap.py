@@ -30,12 +30,24 @@ The certificate is asked for ``RENEW_SHARE`` before it expires, so a running
 network keeps its phase. A certificate is asked for in this node's
 account's name ``node-<first 16 hex digits of the node id>`` (registered
 first when nobody holds it), for ``CERT_HOURS``.
+
+The name also says where the node listens: once it owns the name, the duty
+sends ``name.address`` with its bound transport address whenever the chain's
+record differs (not when it listens on an unspecified address such as
+``0.0.0.0``, which nobody could dial). And the network's own name resolution
+is primary for the addresses of validators: after every block, each
+validator whose name ``node-<id>`` holds a certificate from the network's CA
+for that validator's key (valid, not revoked) and an address is dialed at that
+address from then on, instead of the one configured (``Node.set_peer_address``;
+the configured one is the seed the node starts from). A name anybody could
+register gives no address: only the CA's binding of the name to the key does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -43,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from focusflow.chain import Msg
 from focusflow.core.cid import raw_cid_bytes
@@ -54,9 +67,11 @@ from focusflow.modules.ca import (
     is_revoked,
     load_group,
     serial_number,
+    valid_certificate_of_name,
 )
-from focusflow.modules.names import resolve
+from focusflow.modules.names import address_of, join_host_port, resolve
 from focusflow.net.certs import CertificatePolicy, CertKind, NetworkCA, SelfSigned
+from focusflow.net.node import PeerAddress
 
 if TYPE_CHECKING:
     from focusflow.chain.state import Readable
@@ -111,6 +126,20 @@ def node_name(node_id: bytes) -> str:
     return f"node-{node_id[:8].hex()}"
 
 
+def named_address(state: Readable, node_id: bytes, now: dt.datetime) -> tuple[str, int] | None:
+    """Where ``node-<id>`` says the node ``node_id`` listens, if the network's CA
+    certified that name for that very key (valid now, not revoked); None
+    otherwise: anyone may register a name, only the CA binds it to a key."""
+    name = node_name(node_id)
+    cert = valid_certificate_of_name(state, name, now)
+    if cert is None:
+        return None
+    key = cert.public_key()
+    if not isinstance(key, Ed25519PublicKey) or key.public_bytes_raw() != node_id:
+        return None
+    return address_of(state, name)
+
+
 def standing(
     state: Readable, key: bytes, now: dt.datetime
 ) -> tuple[str, bytes, x509.Certificate] | None:
@@ -142,6 +171,10 @@ class ChainView:
     revoked: frozenset[int]
     name_owner: bytes | None
     asked: bool
+    #: Where this node's name says it listens.
+    own_address: tuple[str, int] | None = None
+    #: Where other validators' CA-certified names say they listen.
+    peer_addresses: dict[bytes, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +195,8 @@ class Bootstrap:
     links: dict[bytes, tuple[CertKind, CertKind]] = field(default_factory=dict)
     _presented: bytes | None = None
     _sent: dict[str, int] = field(default_factory=dict)
+    #: Validators dialed at the address their names give (the rest as configured).
+    named: dict[bytes, PeerAddress] = field(default_factory=dict)
 
     def attach(self, runtime: ValidatorRuntime) -> None:
         """Called on the loop before the transport starts: the phase the stored
@@ -191,6 +226,7 @@ class Bootstrap:
         if view.root_key is not None:
             try:
                 self._ask(runtime, view, height, now)
+                self._advertise(runtime, view, height)
             except Exception:  # the duty must not stop the node's other listeners
                 log.exception("bootstrap duty failed")
         loop = getattr(runtime, "_loop", None)
@@ -226,6 +262,8 @@ class Bootstrap:
             revoked,
             None if record is None else record[1],
             asked,
+            address_of(r, name),
+            {v: where for v in validators - {me} if (where := named_address(r, v, now))},
         )
 
     def _ask(
@@ -259,6 +297,24 @@ class Bootstrap:
         if self._due("request", height):
             ask = {"name": name, "key": self.node_key.public_key, "hours": CERT_HOURS}
             self._send(runtime, Msg("ca.request", ask))
+
+    def _advertise(self, runtime: ValidatorRuntime, view: ChainView, height: int) -> None:
+        """Say on the chain where this node listens, when its name says otherwise."""
+        if runtime.net is None or view.name_owner != self.account.address_raw:
+            return
+        host, port = runtime.net.address
+        if not host or ipaddress.ip_address(host).is_unspecified:
+            if self._due("unspecified", height):
+                log.warning(
+                    "listening on an unspecified address: the node's name gets none",
+                    extra={"fields": {"p2p": f"{host}:{port}"}},
+                )
+            return
+        here = (ipaddress.ip_address(host).compressed, port)
+        if view.own_address != here and self._due("address", height):
+            where = join_host_port(host, port)
+            body = {"name": node_name(self.node_key.public_key), "address": where}
+            self._send(runtime, Msg("name.address", body))
 
     def _due(self, what: str, height: int) -> bool:
         last = self._sent.get(what)
@@ -295,6 +351,12 @@ class Bootstrap:
             links_on_ca=all(links.get(v) == ("ca", "ca") for v in others),
         )
         phase = phase_of(conditions)
+        for node_id, (host, port) in view.peer_addresses.items():
+            peer = PeerAddress(node_id, host, port)
+            if net.set_peer_address(peer):
+                fields = {"peer": str(peer)}
+                log.info("dialing a validator where its name says", extra={"fields": fields})
+            self.named[node_id] = peer
         policy = self._policy(phase, view)
         presented = policy.presented().tbs_certificate_bytes + bytes([phase >= Phase.CA_REQUIRED])
         if presented != self._presented:
@@ -355,7 +417,24 @@ class Bootstrap:
                 {"peer": peer.hex(), "own": own, "peer_certificate": theirs}
                 for peer, (own, theirs) in sorted(links.items())
             ],
+            "peers": self._dialed(),
         }
+
+    def _dialed(self) -> list[dict[str, str]]:
+        """Where each validator is dialed, and whether its name or the config said so."""
+        net = self.runtime.net if self.runtime is not None else None
+        if net is None or self.view is None:
+            return []
+        out = []
+        for node_id in sorted(self.view.validators - {self.node_key.public_key}):
+            peer = net.dial_address(node_id)
+            if peer is None:
+                continue
+            named = self.named.get(node_id) == peer
+            where = join_host_port(peer.host, peer.port)
+            source = "names" if named else "config"
+            out.append({"node_id": node_id.hex(), "address": where, "from": source})
+        return out
 
 
 def bootstrap_extensions(node_key: KeyPair, account: KeyPair | None) -> list[Any]:

@@ -15,24 +15,28 @@ is finished before :func:`serve` returns and the caller closes the store.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hashlib
 import logging
 import signal
 import socket
 from collections.abc import Callable, Sequence
 
 import uvicorn
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from focusflow.api.app import create_app
 from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.keys import encode_address
-from focusflow.modules.names import InvalidNameError, check_name, resolve
+from focusflow.modules.ca import valid_certificate_of_name
+from focusflow.modules.names import InvalidNameError, address_of, check_name, resolve
 from focusflow.node.api_tls import ApiTls
 from focusflow.node.blob_net import BlobNet
 from focusflow.node.home import Home
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.services.auth.credentials import Authorizer
-from focusflow.services.dns import DnsSettings, Lookup, serve_dns
+from focusflow.services.dns import DnsSettings, Lookup, NameRecord, serve_dns
 from focusflow.services.storage.chunk_store import ChunkStore
 from focusflow.store.particle_texts import ParticleTexts
 
@@ -171,18 +175,25 @@ async def _serve(
 
 def name_lookup(runtime: ValidatorRuntime) -> Lookup:
     """The DNS server's view of the names module: a registered name's particle
-    CID and owner in the newest committed state."""
+    CID and owner in the newest committed state, where its node listens, and
+    the public key of its valid CA certificate."""
 
-    def lookup(label: str) -> tuple[str, str] | None:
+    def lookup(label: str) -> NameRecord | None:
         try:
             check_name(label)
         except InvalidNameError:
             return None
         with runtime.chain.reader() as r:
             record = resolve(r, label)
-        if record is None:
-            return None
+            if record is None:
+                return None
+            where = address_of(r, label)
+            cert = valid_certificate_of_name(r, label, dt.datetime.now(dt.UTC))
         cid, owner = record
-        return cid_from_bytes(cid), encode_address(owner)
+        spki = None
+        if cert is not None:
+            der = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            spki = hashlib.sha256(der).digest()
+        return NameRecord(cid_from_bytes(cid), encode_address(owner), where, spki)
 
     return lookup

@@ -3,7 +3,16 @@
 A name registered in the names module (``name.register``) answers at
 ``<name>.<zone>`` with TXT records ``cid=<particle CID>`` and ``owner=<address>``,
 read from the newest committed state, so any resolver, ``dig`` or a browser
-extension finds what a name points to without speaking the node's API.
+extension finds what a name points to without speaking the node's API. A name
+whose owner said where its node listens (``name.address``) also answers:
+
+* ``A`` or ``AAAA`` at ``<name>.<zone>`` when that host is an IP address;
+* ``SRV`` at ``_focusflow._udp.<name>.<zone>``: ``0 0 <port> <target>``, the
+  target the name itself (an IP host) or the host name it gave;
+* ``TLSA`` at ``_<port>._udp.<name>.<zone>`` (DANE, RFC 6698: usage 3, selector
+  1, matching type 1), the SHA-256 of the public key of the certificate the
+  network's CA issued for ``<name>.focus`` while it is valid and not revoked:
+  the CA's binding of the name to a node key, checkable by any DNS client.
 
 Every datagram is hostile: one longer than 512 bytes (a plain query is far
 shorter) is dropped unread; one that does not parse gets FORMERR when its
@@ -11,12 +20,14 @@ header can be read and nothing otherwise; only standard queries of one
 question in class IN are answered. The server is authoritative only (no
 recursion: REFUSED outside the zone) and answers ANY with NOTIMP (RFC 8482's
 concern: ANY is the amplifier's query), so no answer is much larger than its
-query. Names are case-insensitive, as DNS is; the chain's names are lower case.
+query (the largest, a TLSA or TXT record, is under 200 bytes). Names are
+case-insensitive, as DNS is; the chain's names are lower case.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,9 +51,24 @@ log = logging.getLogger("focusflow.services.dns")
 MAX_QUERY_BYTES = 512
 #: Seconds a resolver may cache an answer: a name can change at the next block.
 TTL = 5
-#: ``lookup(label) -> (cid text, owner address)`` or None for an unknown name.
-#: The label is one lower-cased DNS label, any bytes: the lookup judges it.
-Lookup = Callable[[str], tuple[str, str] | None]
+#: The service label of a node's SRV record.
+SERVICE = b"_focusflow"
+
+
+@dataclass(frozen=True)
+class NameRecord:
+    """What a name answers: its particle and owner, and where its node listens
+    with the SHA-256 of its certified public key (SubjectPublicKeyInfo DER)."""
+
+    cid: str
+    owner: str
+    address: tuple[str, int] | None = None
+    spki_sha256: bytes | None = None
+
+
+#: ``lookup(label) -> NameRecord`` or None for an unknown name. The label is one
+#: lower-cased DNS label, any bytes: the lookup judges it.
+Lookup = Callable[[str], NameRecord | None]
 
 
 @dataclass(frozen=True)
@@ -119,19 +145,70 @@ class Resolver:
         return None
 
     def _fill(self, question: dns.rrset.RRset, response: dns.message.Message) -> None:
-        """The answer of a name in the zone: TXT records, NODATA or NXDOMAIN."""
+        """The answer of a name in the zone: its records, NODATA or NXDOMAIN."""
         labels = question.name.relativize(self.zone).labels
-        if not labels or labels == (b"",):  # the zone's apex: it exists, holds no TXT
+        if not labels or labels == (b"",):  # the zone's apex: it exists, holds nothing
             return
-        record = None
-        if len(labels) == 1:
-            record = self.lookup(labels[0].decode("ascii", "replace").lower())
+        if len(labels) not in (1, 3) or (len(labels) == 3 and labels[1].lower() != b"_udp"):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+            return
+        record = self.lookup(labels[-1].decode("ascii", "replace").lower())
         if record is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
-        elif question.rdtype == dns.rdatatype.TXT:
-            cid, owner = record
-            texts = [f'"cid={cid}"', f'"owner={owner}"']
-            response.answer.append(dns.rrset.from_text_list(question.name, TTL, "IN", "TXT", texts))
+            return
+        if len(labels) == 1:
+            rdata = self._at_name(question.rdtype, record)
+        elif labels[0].lower() == SERVICE:
+            rdata = self._service(question.rdtype, record, labels[-1].decode("ascii"))
+        else:
+            rdata = self._tlsa(question.rdtype, record, labels[0])
+            if rdata is None and not _port_label(labels[0], record):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+                return
+        if rdata is not None:
+            rdtype, texts = rdata
+            response.answer.append(
+                dns.rrset.from_text_list(question.name, TTL, "IN", rdtype, texts)
+            )
+
+    @staticmethod
+    def _at_name(rdtype: int, record: NameRecord) -> tuple[str, list[str]] | None:
+        if rdtype == dns.rdatatype.TXT:
+            return "TXT", [f'"cid={record.cid}"', f'"owner={record.owner}"']
+        if record.address is None:
+            return None
+        host = record.address[0]
+        version = _ip_version(host)
+        if (rdtype, version) in ((dns.rdatatype.A, 4), (dns.rdatatype.AAAA, 6)):
+            return ("A" if version == 4 else "AAAA"), [host]
+        return None
+
+    def _service(self, rdtype: int, record: NameRecord, name: str) -> tuple[str, list[str]] | None:
+        if rdtype != dns.rdatatype.SRV or record.address is None:
+            return None
+        host, port = record.address
+        target = f"{name}.{self.zone.to_text()}" if _ip_version(host) else f"{host}."
+        return "SRV", [f"0 0 {port} {target}"]
+
+    @staticmethod
+    def _tlsa(rdtype: int, record: NameRecord, label: bytes) -> tuple[str, list[str]] | None:
+        if rdtype != dns.rdatatype.TLSA or record.spki_sha256 is None:
+            return None
+        if not _port_label(label, record):
+            return None
+        return "TLSA", [f"3 1 1 {record.spki_sha256.hex()}"]
+
+
+def _port_label(label: bytes, record: NameRecord) -> bool:
+    """Whether ``label`` is ``_<port>`` of the port the name's node listens on."""
+    return record.address is not None and label == f"_{record.address[1]}".encode()
+
+
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
 
 
 def _formerr(wire: bytes) -> bytes | None:
