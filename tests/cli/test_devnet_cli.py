@@ -206,6 +206,19 @@ def test_a_failing_transaction_reports_its_receipt_code(env, capsys):
     assert after["nonce"] == before["nonce"] + 1 and after["balance"] < before["balance"]
 
 
+def test_a_name_says_where_its_node_listens(env, capsys):
+    assert run_cli(capsys, "tx", "name", "register", "eves-node", "x", "--wait").code == 0
+    r = run_cli(capsys, "tx", "name", "address", "eves-node", "[2001:db8::7]:26656", "--wait")
+    assert r.code == 0, r.err
+    got = run_cli(capsys, "query", "name", "eves-node", "--json").json()
+    assert got["address"] == "[2001:db8::7]:26656"
+    # refused before anything is signed: no port
+    assert_user_error(run_cli(capsys, "tx", "name", "address", "eves-node", "2001:db8::7"),
+                      "invalid_name")  # fmt: skip
+    assert run_cli(capsys, "tx", "name", "address", "eves-node", "", "--wait").code == 0
+    assert run_cli(capsys, "query", "name", "eves-node", "--json").json()["address"] is None
+
+
 def test_query_errors_carry_the_node_codes(env, capsys):
     assert_user_error(run_cli(capsys, "query", "tx", "ab" * 32), "unknown_tx")
     assert_user_error(run_cli(capsys, "query", "name", "no-such-name"), "unknown_name")
