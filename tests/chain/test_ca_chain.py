@@ -16,6 +16,7 @@ import hashlib
 import shutil
 import subprocess
 import time
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from focusflow.chain import Genesis, Msg
+from focusflow.chain.block import sign_certificate as sign_commit
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
@@ -48,6 +50,8 @@ MEMBERS = (ALICE, BOB, CAROL, DAVE)
 LEAF_TBS_SHA256 = "19144a11d12795da107c305d39951fc762f33c50c3cc0f671cdb720beaaac571"
 CRL_TBS_SHA256 = "f3e31a6ab6bd91bb4c65bc9ff806375dc8a3ec952303b9ea5b4a83612b2ef654"
 PREFIXES_SHA256 = "88161b05c98b0dc9e1d75415c2d3de31b9ab69bd1614a517a1c777d7bf415477"
+#: The cross-certificate a federation vote makes (its prefix and tbsCertificate).
+CROSS_SHA256 = "25deda10820291580a8c4611387a640dcab1d7d1171d311104536b21eb59a204"
 #: Blocks start a minute ago: the root the dealer makes is valid from five minutes ago.
 T0 = (int(time.time()) - 60) * 1000
 
@@ -58,7 +62,9 @@ def _group():
     return group, shares, root
 
 
-def _genesis(group: bytes, shares, root: x509.Certificate, with_ca: bool = True) -> Genesis:
+def _genesis(
+    group: bytes, shares, root: x509.Certificate, with_ca: bool = True, validators=((VALIDATOR, 1),)
+) -> Genesis:
     doc = {
         "chain_id": CHAIN_ID,
         "genesis_time_ms": T0,
@@ -66,7 +72,10 @@ def _genesis(group: bytes, shares, root: x509.Certificate, with_ca: bool = True)
         "accounts": [
             {"address": k.address, "balance": 10**12, "stake": 10**6} for k in (*MEMBERS, ERIN)
         ],
-        "validators": [{"name": "v", "public_key": VALIDATOR.public_key.hex(), "power": 1}],
+        "validators": [
+            {"name": f"v{i}", "public_key": k.public_key.hex(), "power": p}
+            for i, (k, p) in enumerate(validators)
+        ],
     }
     if with_ca:
         doc["ca"] = {
@@ -86,18 +95,27 @@ def _genesis(group: bytes, shares, root: x509.Certificate, with_ca: bool = True)
 
 
 class Net:
-    def __init__(self, tmp_path, with_ca: bool = True) -> None:
+    def __init__(self, tmp_path, with_ca: bool = True, validators=((VALIDATOR, 1),)) -> None:
         self.group, self.shares, self.root = _group()
-        self.genesis = _genesis(self.group, self.shares, self.root, with_ca)
+        self.genesis = _genesis(self.group, self.shares, self.root, with_ca, validators)
         self.chain = new_chain(tmp_path / "c", self.genesis)
         self.tmp = tmp_path
         self.nonces: dict[str, int] = {}
         self.t = T0
+        #: Every validator of the block's set precommits it (produce_block's
+        #: certificate is the producer's alone, enough only for a set it dominates).
+        self.keys = {k.public_key: k for k in (*MEMBERS, ERIN, VALIDATOR)}
+
+    def produce(self, txs: list) -> Any:
+        pending = self.chain._propose(txs, self.t, False, in_place=True)
+        signers = [self.keys[v.public_key] for v in self.chain.validators.validators]
+        cert = sign_commit(signers, CHAIN_ID, pending.height, pending.hash)
+        return self.chain._commit_in_place(pending, cert)
 
     def send(self, key: KeyPair, msg: Msg):
         nonce = self.nonces.get(key.address, 0)
         self.t += 1000
-        result = self.chain.produce_block([tx(key, nonce, msg)], time_ms=self.t)
+        result = self.produce([tx(key, nonce, msg)])
         self.nonces[key.address] = nonce + 1
         return result.receipts[0]
 
@@ -363,7 +381,7 @@ def test_the_templates_every_node_signs_are_the_same_bytes():
     import datetime as dt
     import hashlib
 
-    from focusflow.modules.ca import Group, crl_template, leaf_template
+    from focusflow.modules.ca import Group, crl_template, cross_template, leaf_template
 
     group, _ = frost.deal(frost.h3(b"golden"), 2, 3)
     key = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32).public_key().public_bytes_raw()
@@ -386,9 +404,24 @@ def test_the_templates_every_node_signs_are_the_same_bytes():
     crl_prefix, crl_tbs = crl_template(
         g, [(12345, 1_767_225_600), (7, 1_767_225_700)], 3, 1_767_226_000
     )
+    other_key = Ed25519PrivateKey.from_private_bytes(b"\x0b" * 32)
+    other_name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "other root")])
+    other = (
+        x509.CertificateBuilder()
+        .subject_name(other_name)
+        .issuer_name(other_name)
+        .public_key(other_key.public_key())
+        .serial_number(2)
+        .not_valid_before(at)
+        .not_valid_after(at + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(other_key, None)
+    )
+    cross_prefix, cross_tbs = cross_template(g, other, 777, at, 30, ["b.net", "a.net"])
     assert hashlib.sha256(tbs).hexdigest() == LEAF_TBS_SHA256
     assert hashlib.sha256(crl_tbs).hexdigest() == CRL_TBS_SHA256
     assert hashlib.sha256(prefix + crl_prefix).hexdigest() == PREFIXES_SHA256
+    assert hashlib.sha256(cross_prefix + cross_tbs).hexdigest() == CROSS_SHA256
 
 
 def test_a_signing_set_that_stalls_restarts_without_its_silent_member(tmp_path):
@@ -539,3 +572,51 @@ def test_validators_vote_to_trust_another_network_and_to_withdraw_it(tmp_path):
     # a CRL of this network revoking nothing passes it: what fails is the revocation
     empty = threshold_crl(net.root, lambda m: frost.sign_together(net.shares[:3], m), [])
     assert _verify_through(tmp_path, net.root, cross, b_node, [empty, b_crl]).returncode == 0
+
+
+def test_federation_is_decided_by_more_than_two_thirds_of_the_power(tmp_path):
+    """Four validators of power 1 (ALICE, BOB and CAROL are CA members too): two
+    votes are not enough, the third decides; a second vote from one validator is
+    refused; a vote for other terms is counted apart; undecided votes are dropped
+    after FED_VOTE_BLOCKS; a validator holds at most MAX_FED_VOTES undecided."""
+    from focusflow.modules.ca import FED_VOTE_BLOCKS, FED_VOTES_PREFIX, MAX_FED_VOTES
+
+    net = Net(tmp_path, validators=((VALIDATOR, 1), (ALICE, 1), (BOB, 1), (CAROL, 1)))
+    assert net.send(ERIN, Msg("send", {"to": VALIDATOR.address_raw, "amount": 10**9})).code == "ok"
+    _, _, b_root = _other_network()
+    b_der = b_root.public_bytes(serialization.Encoding.DER)
+    vote = {"root": b_der, "days": 30, "permitted": []}
+
+    def pending() -> list:
+        with net.chain.reader() as r:
+            return [decode(v, "votes") for _, v in r.items(FED_VOTES_PREFIX)]
+
+    def tally(receipt) -> tuple[int, int]:
+        (event,) = [e for e in receipt.events if e["type"] == "ca.vote"]
+        return event["power"], event["total"]
+
+    first = net.send(VALIDATOR, Msg("ca.federate", vote))
+    assert first.code == "ok" and tally(first) == (1, 4)
+    assert not [e for e in first.events if e["type"] == "ca.federate"]
+    assert net.send(VALIDATOR, Msg("ca.federate", vote)).code == "already_voted"
+    # the same root for other terms is another question
+    other_terms = net.send(ALICE, Msg("ca.federate", {**vote, "days": 31}))
+    assert other_terms.code == "ok" and tally(other_terms) == (1, 4)
+    second = net.send(BOB, Msg("ca.federate", vote))
+    assert second.code == "ok" and tally(second) == (2, 4)  # 2 of 4: not more than 2/3
+    assert len(pending()) == 2
+    third = net.send(CAROL, Msg("ca.federate", vote))
+    assert third.code == "ok" and tally(third) == (3, 4)
+    (decided,) = [e for e in third.events if e["type"] == "ca.federate"]
+    assert decided["root_hash"] == hashlib.sha256(b_der).digest()
+    assert len(pending()) == 1  # the decided question's votes are gone; ALICE's stays
+    # an undecided vote is dropped after FED_VOTE_BLOCKS
+    for _ in range(FED_VOTE_BLOCKS):
+        net.t += 1000
+        net.produce([])
+    assert pending() == []
+    # one validator holds at most MAX_FED_VOTES undecided
+    for days in range(1, MAX_FED_VOTES + 1):
+        assert net.send(ALICE, Msg("ca.federate", {**vote, "days": days})).code == "ok"
+    refused = net.send(ALICE, Msg("ca.federate", {**vote, "days": MAX_FED_VOTES + 1}))
+    assert refused.code == "ca_refused" and len(pending()) == MAX_FED_VOTES

@@ -257,6 +257,24 @@ def leaf_template(
     return der[:-64], draft.tbs_certificate_bytes
 
 
+def cross_template(
+    group: Group,
+    other: x509.Certificate,
+    serial: int,
+    not_before: dt.datetime,
+    days: int,
+    permitted: list[str],
+) -> tuple[bytes, bytes]:
+    """``(DER without its signature, tbsCertificate)`` of the cross-certificate a
+    federation vote decided (``threshold_ca.cross_builder``)."""
+    root = x509.load_der_x509_certificate(group.root)
+    builder = cross_builder(
+        root.subject, other, serial, not_before, days, sorted(permitted) or None
+    )
+    draft = builder.sign(Ed25519PrivateKey.generate(), None)  # a throwaway key: replaced
+    return draft.public_bytes(serialization.Encoding.DER)[:-64], draft.tbs_certificate_bytes
+
+
 def serial_number(serial: bytes) -> int:
     """The X.509 serial number of a request's 16-byte serial: positive, under 2^127."""
     return int.from_bytes(serial, "big") >> 1 or 1
@@ -602,13 +620,8 @@ class CertificateAuthority:
             b"focusflow/ca-cross/" + ctx.tx.hash + ctx.msg_index.to_bytes(4, "big")
         ).digest()[:SERIAL_BYTES]
         start = dt.datetime.fromtimestamp(ctx.block.time_ms // 1000, dt.UTC)
-        root = x509.load_der_x509_certificate(group.root)
-        builder = cross_builder(
-            root.subject, other, serial_number(serial), start, days, sorted(permitted) or None
-        )
-        draft = builder.sign(Ed25519PrivateKey.generate(), None)  # a throwaway key: replaced
-        prefix = draft.public_bytes(serialization.Encoding.DER)[:-64]
-        job = Request("cross", prefix, draft.tbs_certificate_bytes, b"", root_hash.hex(), 0, [], [])
+        prefix, tbs = cross_template(group, other, serial_number(serial), start, days, permitted)
+        job = Request("cross", prefix, tbs, b"", root_hash.hex(), 0, [], [])
         ctx.state.put(REQUEST_PREFIX + serial, job.encode())
         ctx.emit("ca.federate", serial=serial, root_hash=root_hash)
 
