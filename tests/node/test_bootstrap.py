@@ -7,15 +7,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import dns.message
 import dns.query
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from focusflow.core.keys import KeyPair
@@ -23,7 +27,8 @@ from focusflow.modules.names import check_name
 from focusflow.net.certs import kind_of
 from focusflow.node.bootstrap import Bootstrap, ChainView, Conditions, Phase, node_name, phase_of
 from focusflow.node.home import Home
-from tests.node.testnet_process import LocalTestnet
+from focusflow.services.trust.threshold_ca import cross_certify, threshold_root
+from tests.node.testnet_process import ROOT, LocalTestnet
 
 
 @pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=4)))
@@ -137,6 +142,50 @@ def _check_dns(net, dns_port: int, node_ids: list[bytes], p2p: list[str], states
         time.sleep(0.5)
 
 
+def _light_sync(
+    net: LocalTestnet, home: Path, root: Path, cross: Path
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "focusflow", "light", "sync", "--home", str(home),
+               "--node", net.apis[0], "--federated-root", str(root), "--cross", str(cross),
+               "--json"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
+def _federated_light_sync(net: LocalTestnet, tmp_path: Path) -> None:
+    """Another network (here a root made in the test) vouches for this one's CA
+    with a cross-certificate; a light client that trusts only that other root
+    takes this network's newest header as its root of trust, because its
+    validators hold certificates from this network's CA, and syncs. A
+    cross-certificate from a root the client does not trust, or over another
+    network's root, is refused with exit 3 and nothing stored."""
+    this_root = x509.load_pem_x509_certificate(
+        httpx.get(f"{net.apis[0]}/v1/ca", timeout=5).json()["root_pem"].encode()
+    )
+    home_key = Ed25519PrivateKey.generate()
+    home_root = threshold_root("home", home_key.public_key().public_bytes_raw(), home_key.sign)
+    files = {
+        "home.pem": home_root,
+        "cross.pem": cross_certify(home_root, home_key.sign, this_root, days=30),
+    }
+    stranger = Ed25519PrivateKey.generate()
+    stranger_root = threshold_root("home", stranger.public_key().public_bytes_raw(), stranger.sign)
+    files["forged.pem"] = cross_certify(stranger_root, stranger.sign, this_root, days=30)
+    elsewhere = Ed25519PrivateKey.generate()
+    other = threshold_root("other", elsewhere.public_key().public_bytes_raw(), elsewhere.sign)
+    files["other.pem"] = cross_certify(home_root, home_key.sign, other, days=30)
+    for name, cert in files.items():
+        (tmp_path / name).write_bytes(cert.public_bytes(Encoding.PEM))
+    for bad in ("forged.pem", "other.pem"):
+        out = _light_sync(net, tmp_path / f"light-{bad}", tmp_path / "home.pem", tmp_path / bad)
+        assert out.returncode == 3 and "federation_untrusted" in out.stderr, out.stderr
+        assert not (tmp_path / f"light-{bad}" / "light.json").exists()
+    out = _light_sync(net, tmp_path / "light", tmp_path / "home.pem", tmp_path / "cross.pem")
+    assert out.returncode == 0, out.stderr
+    synced = json.loads(out.stdout.strip().splitlines()[-1])
+    assert synced["height"] >= 1 and synced["verified_headers"] >= 1
+
+
 def test_four_validators_reach_phase_three_on_their_own_ca(tmp_path):
     started = time.monotonic()
     net = LocalTestnet(tmp_path / "tn", 4)
@@ -181,6 +230,8 @@ def test_four_validators_reach_phase_three_on_their_own_ca(tmp_path):
         node_ids = [Home(home).load_node_key().public_key for home in net.homes]
         p2p = [json.loads((home / "config.json").read_text())["p2p"] for home in net.homes]
         _wait_named(net, node_ids, p2p)
+        # a light client of this network trusts its headers through federation
+        _federated_light_sync(net, tmp_path)
 
         # A validator that dies: its peers fall back to phase 2 (a link is gone)
         # and refuse nobody they should take; restarted, it takes phase 2 from its

@@ -30,6 +30,8 @@ from focusflow.core.encoding import decode
 from focusflow.core.keys import encode_address
 from focusflow.modules.ca import (
     CROSS_PREFIX,
+    certificate_for,
+    is_revoked,
     issued,
     latest_crl,
     load_group,
@@ -41,6 +43,9 @@ from focusflow.services.trust.ctlog import MerkleLog
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 SerialPath = Annotated[
     str, Path(description="a certificate's serial, 32 hex digits", pattern="^[0-9a-f]{32}$")
+]
+KeyPath = Annotated[
+    str, Path(description="an Ed25519 node key, 64 hex digits", pattern="^[0-9a-f]{64}$")
 ]
 
 
@@ -131,6 +136,23 @@ def certificate(request: Request, serial: SerialPath) -> JSONResponse:
             "audit_path": [h.hex() for h in path],
         }
     )
+
+
+@router.get("/ca/keys/{key}", response_model=None, responses={200: {"model": schemas.CaKeyOut}})
+def key_certificate(request: Request, key: KeyPath) -> JSONResponse:
+    """The newest certificate issued for a node key (PEM) and whether it is
+    revoked: how a light client of another network finds a validator's
+    certificate (``light.federation``), checking it itself."""
+    with request.app.state.node.chain.reader() as r:
+        found = certificate_for(r, bytes.fromhex(key))
+        revoked = found is not None and is_revoked(r, found[0])
+        height = r.height
+    if found is None:
+        raise ApiError("not_found", f"no certificate was issued for key {key} on this chain")
+    serial, der = found
+    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+    doc = {"key": key, "serial": serial.hex(), "height": height, "pem": pem.decode()}
+    return JSONResponse({**doc, "revoked": revoked})
 
 
 @router.get(

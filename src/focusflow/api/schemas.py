@@ -327,6 +327,14 @@ class CaCertOut(BaseModel):
     audit_path: list[str]
 
 
+class CaKeyOut(BaseModel):
+    key: str
+    serial: str
+    height: int
+    pem: str
+    revoked: bool
+
+
 class CaCrlOut(BaseModel):
     height: int
     number: int

@@ -18,13 +18,13 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from focusflow.cli.common import loading, particle
 from focusflow.cli.da_cmd import fetch_share, square_width
-from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.errors import FocusflowError, InputFileError, InvalidParameterError
 from focusflow.core.keys import decode_address
 from focusflow.light.errors import EXIT_VERIFICATION, BadEncodingError
 from focusflow.light.trust import DEFAULT_TRUSTING_PERIOD_S
@@ -90,6 +90,15 @@ def sync_cmd(
     witness: list[str] = typer.Option(
         [], "--witness", help="Another node whose header must agree (repeatable)."
     ),
+    federated_root: Path | None = typer.Option(
+        None,
+        "--federated-root",
+        help="Your own network's CA root (PEM): trust a header of this other network "
+        "because its validators hold certificates from a CA your network vouches for.",
+    ),
+    cross: Path | None = typer.Option(
+        None, "--cross", help="The cross-certificate (PEM) your network's CA signed for it."
+    ),
     trusting_period: float = PeriodOpt,
     timeout: float = TimeoutOpt,
     as_json: bool = JsonOpt,
@@ -100,13 +109,28 @@ def sync_cmd(
 
     if (trust_height is None) != (trust_hash is None):
         raise InvalidParameterError("--trust-height and --trust-hash go together")
+    if (federated_root is None) != (cross is None):
+        raise InvalidParameterError("--federated-root and --cross go together")
     trusted_hash = _hash(trust_hash) if trust_hash is not None else None
     chain_id, genesis_set = genesis_trust(genesis) if genesis is not None else (None, None)
+    federated = None
+    if federated_root is not None and cross is not None:
+        federated = (_read_pem(federated_root), _read_pem(cross))
+        if chain_id is None:
+            with Node(node, timeout) as asked:
+                chain_id = _chain_id(asked)
     store = LightStore.open(Path(home), chain_id)
     with Node(node, timeout) as primary:
         client = LightClient(store, primary, trusting_period_s=trusting_period)
         if trust_height is not None and trusted_hash is not None:
             client.trust_hash(trust_height, trusted_hash)
+        elif federated is not None and len(store) == 0:
+            _, trust = client.trust_federated(*federated, trust_height)
+            if not as_json:
+                print(
+                    f"trusted by federation: validators holding {trust.power} of "
+                    f"{trust.total} power hold the federated CA's certificates"
+                )
         elif len(store) == 0:
             if genesis_set is None:
                 raise InvalidParameterError("a new light store needs --genesis")
@@ -124,6 +148,29 @@ def sync_cmd(
         {"height": head.height, "hash": head.hash.hex(), "verified_headers": client.verified},
         as_json,
     )
+
+
+def _read_pem(path: Path) -> Any:
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise InputFileError(f"{path} is not a PEM certificate") from None
+
+
+def _chain_id(node: Any) -> str:
+    """The chain id the node's newest header names (checked with its signatures
+    once the header is verified)."""
+    doc = node.header(None)
+    chain_id = doc.get("chain_id") if isinstance(doc, dict) else None
+    if not isinstance(chain_id, str) or not chain_id:
+        raise InvalidParameterError("the node's header names no chain id")
+    return chain_id
 
 
 def _hash(text: str) -> bytes:

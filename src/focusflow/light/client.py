@@ -13,6 +13,7 @@ witness's valid header that differs from the primary's.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from cryptography import x509
 
 from focusflow.chain.genesis import Genesis
 from focusflow.consensus.certificate import verify_certificate
@@ -36,8 +38,16 @@ from focusflow.light.errors import (
     InsufficientTrustError,
     MalformedAnswerError,
     NodeRequestError,
+    TrustExpiredError,
     ValidatorSetMismatchError,
     VerificationError,
+)
+from focusflow.light.federation import (
+    FederatedTrust,
+    certified_validators,
+    check_cross,
+    require_two_thirds,
+    revoked_serials,
 )
 from focusflow.light.store import LightStore
 from focusflow.light.trust import DEFAULT_TRUST_LEVEL, DEFAULT_TRUSTING_PERIOD_S
@@ -60,6 +70,9 @@ MAX_ANSWER_BYTES = 16 << 20
 WITNESS_WAIT_S = 10.0
 #: Pause between asks of a witness that has not reached the height yet.
 WITNESS_POLL_S = 0.2
+#: Largest certificate and CRL read from a node's answer (PEM characters).
+MAX_PEM = 8 << 10
+MAX_CRL_PEM = 4 << 20
 
 
 def now_ms() -> int:
@@ -115,6 +128,36 @@ class Node:
 
     def header(self, height: int | None) -> Any:
         return self.get("/v1/light/header/" + ("latest" if height is None else str(height)))
+
+    def get_or_none(self, path: str) -> Any:
+        """Like :meth:`get`, but None where the node answers 404 (it has none)."""
+        try:
+            return self.get(path)
+        except NodeRequestError as exc:
+            if getattr(exc, "node_code", None) in ("not_found",):
+                return None
+            raise
+
+
+def _pem_certificate(doc: Any, key: str) -> x509.Certificate:
+    """The certificate under ``key`` of a node's JSON answer, bounded and parsed."""
+    pem = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(pem, str) or len(pem) > MAX_PEM:
+        raise MalformedAnswerError(f"a certificate answer has a PEM {key!r} of at most {MAX_PEM}")
+    try:
+        return x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise MalformedAnswerError(f"{key!r} is not a PEM certificate") from None
+
+
+def _pem_crl(doc: Any) -> x509.CertificateRevocationList:
+    pem = doc.get("pem") if isinstance(doc, dict) else None
+    if not isinstance(pem, str) or len(pem) > MAX_CRL_PEM:
+        raise MalformedAnswerError(f"a CRL answer has a PEM 'pem' of at most {MAX_CRL_PEM}")
+    try:
+        return x509.load_pem_x509_crl(pem.encode())
+    except ValueError:
+        raise MalformedAnswerError("'pem' is not a PEM CRL") from None
 
 
 def genesis_trust(path: Path) -> tuple[str, ValidatorSet]:
@@ -172,6 +215,35 @@ class LightClient:
         self.store.add(block, root=True)
         self.verified += 1
         return block
+
+    def trust_federated(
+        self, home_root: x509.Certificate, cross: x509.Certificate, height: int | None = None
+    ) -> tuple[LightBlock, FederatedTrust]:
+        """Take the node's header at ``height`` (default: its newest) as the root
+        of trust because its validators hold certificates from a network the
+        user's own network vouches for (``light.federation``)."""
+        now = dt.datetime.fromtimestamp(self.clock() / 1000, dt.UTC)
+        permitted = check_cross(home_root, cross, now)
+        block = self._fetch(self.node, height)
+        if block.header.time_ms + self.trusting_period_s * 1000 < self.clock():
+            raise TrustExpiredError(
+                f"header {block.height} is older than the trusting period: take a newer one"
+            )
+        certificates = {}
+        for validator in block.validators.validators:
+            doc = self.node.get_or_none(f"/v1/ca/keys/{validator.public_key.hex()}")
+            if doc is not None:
+                certificates[validator.public_key] = _pem_certificate(doc, "pem")
+        crl_doc = self.node.get_or_none("/v1/ca/crl")
+        crl = None if crl_doc is None else _pem_crl(crl_doc)
+        trust = certified_validators(
+            block, cross, permitted, certificates, revoked_serials(crl, cross)
+        )
+        require_two_thirds(trust, block.height)
+        self._check_known(block, self.node)
+        self.store.add(block, root=True)
+        self.verified += 1
+        return block, trust
 
     # --- headers ---------------------------------------------------------------
 
