@@ -703,6 +703,7 @@ class Chain:
                 self.chain_id, height, time_ms, proposer, self.params, PendingState(r.get, r.items)
             )
             ctx.validators = self.validators
+            ctx.parent_hash = self.head.hash
             ctx.focus_of = self._parent_focus
             ctx.karma_of = self._parent_karma
             try:

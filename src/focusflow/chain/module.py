@@ -108,6 +108,9 @@ class BlockContext:
     #: module sets it: an epoch boundary, a jailing); None: unchanged, the next
     #: height steps this one's priorities.
     next_validators: ValidatorSet | None = None
+    #: The hash of the block this one builds on: a seed no transaction signed
+    #: before its inclusion could know (``modules.proofs`` draws challenges from it).
+    parent_hash: bytes = b""
 
 
 @dataclass

@@ -23,6 +23,12 @@ OMITTED_AT_DEFAULT = (
     "focus_upgrade_delay",
     "evm_block_gas_limit",
     "evm_base_fee",
+    "proof_space_k_min",
+    "proof_time_min_iterations",
+    "proof_work_bits",
+    "proof_window",
+    "proof_fee",
+    "pin_period",
 )
 
 
@@ -85,6 +91,18 @@ class ChainParams:
     wasm_gas_per_unit: int = 1_000
     #: Most gas one WASM call may be given.
     wasm_max_gas: int = 1_000_000_000
+    #: Proofs of state (modules.proofs): the smallest plot a proof of space may
+    #: come from (Chia's mainnet size), the fewest squarings a proof of time may
+    #: claim, the leading zero bits of a proof of work, the blocks a challenge
+    #: stays open, and the fee burned by each claim and pin proof (it pays for
+    #: the verification every validator runs).
+    proof_space_k_min: int = 32
+    proof_time_min_iterations: int = 100_000
+    proof_work_bits: int = 20
+    proof_window: int = 20
+    proof_fee: int = 1_000
+    #: Blocks between two paid proofs of one pinner for one pin request.
+    pin_period: int = 10
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ChainParams:
@@ -107,6 +125,8 @@ class ChainParams:
             "power_unit",
             "focus_upgrade_delay",
             "wasm_gas_per_unit",
+            "proof_window",
+            "pin_period",
         ):
             if raw.get(name, 1) < 1:
                 raise GenesisError(f"params.{name} must be at least 1")

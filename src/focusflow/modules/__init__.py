@@ -1,5 +1,6 @@
 """The chain's state machines: bank, graph links, names, blobs, validators,
-focus upgrades, the EVM and WASM contracts, and the certificate authority."""
+focus upgrades, the EVM and WASM contracts, the certificate authority, and
+proofs of state with pins paid by them."""
 
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
@@ -7,6 +8,7 @@ from focusflow.modules.ca import CertificateAuthority
 from focusflow.modules.evm import Evm
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
+from focusflow.modules.proofs import Proofs
 from focusflow.modules.upgrades import Upgrades
 from focusflow.modules.validators import Validators
 from focusflow.modules.wasm import Wasm
@@ -17,7 +19,7 @@ def default_modules() -> list:
     end of block slashes before the validators' picks a set from the stakes)."""
     return [
         Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm(),
-        CertificateAuthority(),
+        CertificateAuthority(), Proofs(),
     ]  # fmt: skip
 
 
@@ -28,6 +30,7 @@ __all__ = [
     "Evm",
     "Links",
     "Names",
+    "Proofs",
     "Upgrades",
     "Validators",
     "Wasm",
