@@ -6,8 +6,9 @@ QUIC connections, as separate processes would have). Each joins through node
 skips it); then ``--lookups`` random targets are looked up from random nodes (the
 ``k`` closest, checked against brute force over all ids), and as many
 provider lookups of keys announced by random nodes. Reported: median and
-p90 latency, requests sent per lookup (the goal: at most log2 of the network
-size in rounds of ``alpha``), and whether every lookup found the true closest
+p90 latency, requests sent per lookup and their rounds of ``alpha``, hops (the
+round that first named the closest node the lookup returned: the goal, at most
+log2 of the network size), and whether every lookup found the true closest
 nodes and the provider.
 
     python bench/dht.py [--nodes 100] [--lookups 50]
@@ -45,7 +46,7 @@ async def main_async(n: int, lookups: int, refresh: bool) -> None:
     refreshed = time.perf_counter() - t1
     ids = [d.node.id for d in dhts]
     rng = random_source()
-    times, requests, exact = [], [], 0
+    times, requests, exact, hops = [], [], 0, []
     for _ in range(lookups):
         asker = dhts[rng(n)]
         target = os.urandom(32)
@@ -54,6 +55,7 @@ async def main_async(n: int, lookups: int, refresh: bool) -> None:
         found = await asker.lookup(target)
         times.append(time.perf_counter() - t)
         requests.append(asker.requests - before)
+        hops.append(asker.last_hops)
         others = [i for i in ids if i != asker.node.id]
         want = sorted(others, key=lambda i: distance(i, target))[:K]
         exact += [c.node_id for c in found] == want
@@ -82,7 +84,9 @@ async def main_async(n: int, lookups: int, refresh: bool) -> None:
         f"{statistics.median(requests):.0f} (max {max(requests)}), rounds of alpha median "
         f"{statistics.median(rounds):.0f} (max {max(rounds)}; log2 n = {log2n:.1f}: "
         f"{'met' if statistics.median(rounds) <= log2n else 'NOT met'}); "
-        f"exactly the true k closest in {exact} of {lookups}"
+        f"exactly the true k closest in {exact} of {lookups}; hops (the round that first "
+        f"named the closest node found) median {statistics.median(hops):.0f}, max {max(hops)} "
+        f"(log2 n = {log2n:.1f}: {'met' if max(hops) <= log2n else 'NOT met'})"
     )
     print(
         f"provider lookup: median {1e3 * statistics.median(ptimes):.1f} ms, p90 "

@@ -232,6 +232,10 @@ class Dht:
         self.provided: set[bytes] = set()
         #: Requests sent by lookups (for measuring hops).
         self.requests = 0
+        #: The last lookup's rounds of ``alpha`` requests, and the round in which
+        #: the closest contact it returned was first named (its hops).
+        self.last_rounds = 0
+        self.last_hops = 0
         #: Requests in a row that failed, by contact (dropped at ``STALE_AFTER``).
         self._failures: dict[bytes, int] = {}
         node.register(FIND_NODE, self._find_node)
@@ -366,7 +370,10 @@ class Dht:
         """The iterative lookup: ``(the k closest that answered, providers found)``."""
         body = {field: target, "from": self._from()}
         state = _Lookup(target, self.k, self.table.closest(target))
+        rounds = 0
         while batch := state.pending()[: self.alpha]:
+            rounds += 1
+            state.round = rounds
             state.asked.update(c.node_id for c in batch)
             results = await asyncio.gather(
                 *(self._ask(c, name, body) for c in batch), return_exceptions=True
@@ -386,6 +393,8 @@ class Dht:
             if stop_at and len(state.providers) >= stop_at:
                 break
         ranked = sorted(state.answered.values(), key=lambda c: distance(c.node_id, target))
+        self.last_rounds = rounds
+        self.last_hops = state.named_in.get(ranked[0].node_id, 0) if ranked else 0
         return ranked[: self.k], list(state.providers.values())
 
 
@@ -403,6 +412,10 @@ class _Lookup:
         self.asked: set[bytes] = set()
         self.answered: dict[bytes, Contact] = {}
         self.providers: dict[bytes, Contact] = {}
+        #: The round being asked, and the round in which each contact was first
+        #: named (0: this node knew it before the lookup).
+        self.round = 0
+        self.named_in: dict[bytes, int] = {}
 
     def pending(self) -> list[Contact]:
         """The unasked among the ``k`` closest that have not failed."""
@@ -443,3 +456,4 @@ class _Lookup:
             if c.node_id != own_id and c.node_id not in self.shortlist:
                 self.shortlist[c.node_id] = c
                 self.named_by[c.node_id] = contact.node_id
+                self.named_in.setdefault(c.node_id, self.round)
