@@ -1,6 +1,7 @@
 """Blobs between node processes (``node.blob_net``): four validators and two full
 nodes on loopback, a blob put on some and fetched on another through the DHT,
-a holder killed mid-transfer, a holder that serves corrupt blocks.
+a holder killed mid-transfer, a holder that serves corrupt blocks, and a blob the
+chain asks to be kept (a pin request) fetched by the nodes that lacked it.
 
 Every check is on bytes: what a node fetched is read back through its API and
 compared with what was put."""
@@ -15,7 +16,10 @@ import httpx
 import numpy as np
 import pytest
 
+from focusflow.chain import Msg, make_tx
+from focusflow.core.cid import cid_to_bytes
 from focusflow.core.errors import InvalidParameterError
+from focusflow.core.keystore import Keystore
 from focusflow.node.blob_net import BlobNetConfig
 from focusflow.node.home import Home
 from tests.node.testnet_process import LocalTestnet
@@ -66,6 +70,19 @@ def _node_ids(net: LocalTestnet) -> list[str]:
     return [Home(home).load_node_key().public_key.hex() for home in net.homes]
 
 
+def _pin_request(net: LocalTestnet, cid: str, size: int) -> None:
+    """A ``pin.request`` for the blob from the testnet's funded dev key, committed."""
+    key = Keystore(net.home / "v0" / "keys").load("dev")
+    status = net.status(0)
+    nonce = httpx.get(f"{net.apis[0]}/v1/accounts/{key.address}", timeout=5).json()["nonce"]
+    body = {"cid": cid_to_bytes(cid), "size": size, "reward": 1_000, "bounty": 100_000,
+            "blocks": 1_000}  # fmt: skip
+    tx = make_tx(key, status["chain_id"], nonce, 10_000, [Msg("pin.request", body)])
+    r = httpx.post(f"{net.apis[0]}/v1/txs", json={"tx": tx.encoded.hex()}, timeout=5)
+    assert r.status_code in (200, 202), r.text
+    net.wait_tx(0, tx.hash.hex(), 30)
+
+
 def test_blobs_move_between_node_processes_through_the_dht(tmp_path):
     net = LocalTestnet(tmp_path / "tn", 4, full_nodes=2)
     try:
@@ -99,6 +116,15 @@ def test_blobs_move_between_node_processes_through_the_dht(tmp_path):
         assert ids[2] not in got["peers"], got
         assert got["dropped"][ids[2]].startswith("lied"), got
         assert "does not hash" in (net.homes[4] / "node.log").read_text()  # reported
+
+        # the chain asks for it to be kept: nodes that lack it fetch and pin it
+        assert httpx.get(f"{net.apis[1]}/v1/blobs/{cid2}", timeout=30).status_code == 404
+        _pin_request(net, cid2, len(second))
+        deadline = time.monotonic() + FETCH_DEADLINE
+        while httpx.get(f"{net.apis[1]}/v1/blobs/{cid2}", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, net.logs()
+            time.sleep(0.5)
+        assert _get(net, 1, cid2) == second
 
         # a holder killed mid-transfer: the others finish it
         third = _random(64 << 20, 3)

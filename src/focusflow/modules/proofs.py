@@ -225,7 +225,7 @@ class Proofs:
         request = request[:REQUEST_ID_BYTES]
         doc = [cid, size, ctx.sender, reward, bounty, ctx.height + blocks]
         ctx.state.put(REQUEST_PREFIX + request, encode(doc))
-        ctx.emit("pin.request", request=request, cid=cid, bounty=bounty)
+        ctx.emit("pin.request", request=request, cid=cid, size=size, bounty=bounty)
 
     def _request(self, ctx: TxContext, body: dict, *names: str) -> tuple[bytes, list[Any]]:
         only_fields(body, "request", *names)

@@ -26,9 +26,18 @@ answers are bounded by their kind's size before they are hashed. At most
 ``MAX_FETCHES`` fetches run at once; a second fetch of a blob being fetched
 waits for the first.
 
+It keeps what the chain asks to be kept: a blob named by a ``pin.request``
+committed in a block (``modules.proofs``) is fetched and pinned when it is at
+most ``blob_pin_max_bytes`` and its bounty pays at least
+``blob_pin_min_bounty_per_mib`` per started MiB (a request that pays less is a
+cheap way to fill every node's disk), so the node holds it and can earn the
+bounty with proofs of retrievability. ``blob rm`` unpins it again.
+
 config.json keys: ``blob_republish`` (seconds, default 12 h), ``blob_refresh``
-(seconds, default 1 h) and, for tests only, ``blob_serve_corrupt`` (serve every
-block with its first byte flipped: a node that lies about what it holds).
+(seconds, default 1 h), ``blob_pin_requested`` (default true),
+``blob_pin_max_bytes`` (default 1 GiB), ``blob_pin_min_bounty_per_mib`` (default
+1,000) and, for tests only, ``blob_serve_corrupt`` (serve every block with its
+first byte flipped: a node that lies about what it holds).
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import logging
 import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from focusflow.core.errors import InvalidParameterError
 from focusflow.net import Offence
@@ -72,6 +81,9 @@ BLOCK_TIMEOUT = 10.0
 JOIN_RETRY = 2.0
 DEFAULT_REPUBLISH = 12 * 3600.0
 DEFAULT_REFRESH = 3600.0
+DEFAULT_PIN_MAX_BYTES = 1 << 30
+DEFAULT_PIN_MIN_BOUNTY_PER_MIB = 1_000
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,9 @@ class BlobNetConfig:
     republish: float = DEFAULT_REPUBLISH
     refresh: float = DEFAULT_REFRESH
     serve_corrupt: bool = False
+    pin_requested: bool = True
+    pin_max_bytes: int = DEFAULT_PIN_MAX_BYTES
+    pin_min_bounty_per_mib: int = DEFAULT_PIN_MIN_BOUNTY_PER_MIB
 
     @classmethod
     def from_config(cls, config: dict) -> BlobNetConfig:
@@ -98,10 +113,22 @@ class BlobNetConfig:
                     f"config.json: {key} must be from 1 to 604800 seconds, not {value!r}"
                 )
             values.append(float(value))
-        corrupt = config.get("blob_serve_corrupt", False)
-        if not isinstance(corrupt, bool):
-            raise InvalidParameterError("config.json: blob_serve_corrupt must be true or false")
-        return cls(values[0], values[1], corrupt)
+        flags = []
+        for key, default in (("blob_serve_corrupt", False), ("blob_pin_requested", True)):
+            flag = config.get(key, default)
+            if not isinstance(flag, bool):
+                raise InvalidParameterError(f"config.json: {key} must be true or false")
+            flags.append(flag)
+        amounts = []
+        for key, default in (
+            ("blob_pin_max_bytes", DEFAULT_PIN_MAX_BYTES),
+            ("blob_pin_min_bounty_per_mib", DEFAULT_PIN_MIN_BOUNTY_PER_MIB),
+        ):
+            amount = config.get(key, default)
+            if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount < 2**63:
+                raise InvalidParameterError(f"config.json: {key} must be a non-negative integer")
+            amounts.append(amount)
+        return cls(values[0], values[1], flags[0], flags[1], amounts[0], amounts[1])
 
 
 class _Source:
@@ -155,6 +182,8 @@ class BlobNet:
         self.dht = Dht(net)
         net.register(BLOCK, self._serve_block)
         self.store.on_pin.append(self._pinned)
+        if self.config.pin_requested:
+            runtime.listeners.append(self._after_commit)
         self._spawn(self._run())
 
     async def stop(self) -> None:
@@ -224,6 +253,40 @@ class BlobNet:
         while not self._joined.is_set():
             await asyncio.sleep(0.1)
         await self._provide(root)
+
+    # --- what the chain asks to be kept ------------------------------------
+    def _after_commit(self, event: Any) -> None:
+        """A committed block (a worker thread): fetch the blobs its pin requests
+        name, within this node's limits."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        for receipt in event.result.receipts:
+            for e in receipt.events:
+                if e.get("type") == "pin.request" and self._worth_keeping(e):
+                    loop.call_soon_threadsafe(self._spawn, self._keep(bytes(e["cid"])))
+
+    def _worth_keeping(self, request: dict[str, Any]) -> bool:
+        size, bounty = request.get("size"), request.get("bounty")
+        if not isinstance(size, int) or not isinstance(bounty, int):
+            return False
+        mibs = -(-size // MIB)
+        return size <= self.config.pin_max_bytes and (
+            bounty >= mibs * self.config.pin_min_bounty_per_mib
+        )
+
+    async def _keep(self, root: bytes) -> None:
+        while not self._joined.is_set():
+            await asyncio.sleep(0.1)
+        try:
+            result = await self.fetch(root)
+        except (BlobError, NetError, OSError) as exc:
+            log.warning("could not keep a requested blob %s: %s", root.hex(), exc)
+            return
+        log.info(
+            "kept a requested blob",
+            extra={"fields": {"cid": root.hex(), "size": result.put.size}},
+        )
 
     # --- serving ------------------------------------------------------------
     async def _serve_block(self, peer_id: bytes, payload: bytes) -> bytes:
