@@ -146,6 +146,13 @@ def test_blobs_move_between_node_processes_through_the_dht(tmp_path):
 def test_the_config_keys_are_checked():
     assert BlobNetConfig.from_config({}).republish == 12 * 3600
     assert BlobNetConfig.from_config({"blob_refresh": 5}).refresh == 5.0
-    for bad in ({"blob_refresh": 0}, {"blob_republish": True}, {"blob_serve_corrupt": 1}):
+    assert BlobNetConfig.from_config({"blob_pin_requested": False}).pin_requested is False
+    for bad in (
+        {"blob_refresh": 0},
+        {"blob_republish": True},
+        {"blob_serve_corrupt": 1},
+        {"blob_pin_max_bytes": -1},
+        {"blob_pin_min_bounty_per_mib": 1.5},
+    ):
         with pytest.raises(InvalidParameterError):
             BlobNetConfig.from_config(bad)
