@@ -21,6 +21,7 @@ from focusflow.cli import blob_cmd
 from focusflow.core.cid import cid_from_bytes, cid_of_bytes, cid_to_bytes
 from focusflow.services.storage import dag
 from focusflow.services.storage.chunk_store import ChunkStore
+from focusflow.services.storage.proofs import verify_retrievability
 from tests.cli.helpers import assert_user_error, run_cli
 
 
@@ -191,3 +192,32 @@ def test_get_of_a_cid_that_is_no_blob_is_a_user_error(env, capsys, tmp_path):
     r = run_cli(capsys, "blob", "get", missing, "--out", tmp_path / "o")
     assert r.code != 0 and "blob_unavailable" in r.err
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.part").exists()
+
+
+def test_a_pin_request_pays_the_node_that_proves_it_holds_the_blob(env, capsys, tmp_path):
+    data = _random(3 << 20, 21)
+    src = tmp_path / "kept.bin"
+    src.write_bytes(data)
+    put = run_cli(capsys, "blob", "put", src, "--json").json()
+    asked = run_cli(capsys, "tx", "pin", "request", put["cid"], "--size", len(data), "--reward",
+                    1_000, "--bounty", 5_000, "--blocks", 200, "--wait", "--json")  # fmt: skip
+    assert asked.code == 0, asked.err
+    (event,) = [e for e in asked.json()["events"] if e["type"] == "pin.request"]
+    request = event["request"]
+    with env.client() as c:
+        pin = c.get(f"/v1/pins/{request}").json()
+        assert (pin["cid"], pin["size"], pin["escrow"]) == (put["cid"], len(data), 5_000)
+        assert c.get(f"/v1/pins/{'0' * 32}").json()["error"]["code"] == "unknown_pin"
+        # a proof the node gives for any byte of a blob it holds, checked here
+        r = c.get(f"/v1/blobs/{put['cid']}/proof", params={"offset": 12345})
+        path = [bytes.fromhex(b) for b in r.json()["path"]]
+        verify_retrievability(cid_to_bytes(put["cid"]), len(data), 12345, path)
+        past = c.get(f"/v1/blobs/{put['cid']}/proof", params={"offset": len(data)})
+        assert past.status_code == 404
+    proved = run_cli(capsys, "tx", "pin", "prove", request, "--json")
+    assert proved.code == 0, proved.err
+    with env.client() as c:
+        assert c.get(f"/v1/pins/{request}").json()["escrow"] == 4_000
+    # a second proof within pin_period is refused by the chain, and says why
+    again = run_cli(capsys, "tx", "pin", "prove", request, "--json")
+    assert again.code != 0 and "pin_refused" in again.err

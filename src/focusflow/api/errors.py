@@ -41,6 +41,7 @@ STATUS = {
     "unknown_contract": 404,
     "share_unavailable": 404,
     "blob_unavailable": 404,
+    "unknown_pin": 404,
     "unknown_share": 404,
     "unauthorized": 401,
     "forbidden": 403,

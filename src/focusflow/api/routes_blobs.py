@@ -22,17 +22,18 @@ import queue
 from collections.abc import Callable, Iterator
 from typing import Annotated, BinaryIO, cast
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from focusflow.api import schemas
 from focusflow.api.auth import authorize
 from focusflow.api.errors import ERROR_RESPONSES, MAX_BLOB_BYTES, ApiError
-from focusflow.api.params import CidPath
+from focusflow.api.params import INT64_MAX, CidPath
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.services.storage.chunk_store import ChunkStore, PutResult
 from focusflow.services.storage.dag import BlobError, codec_of
 from focusflow.services.storage.fetch import BlobFetcher
+from focusflow.services.storage.proofs import prove_retrievability
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -227,6 +228,31 @@ async def fetch_blob(
             "dropped": {peer.hex(): why for peer, why in result.dropped.items()},
         }
     )
+
+
+@router.get(
+    "/blobs/{cid}/proof",
+    response_model=None,
+    responses={200: {"model": schemas.BlobProof}},
+)
+def blob_proof(
+    request: Request,
+    cid: CidPath,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="a byte of the blob")],
+) -> JSONResponse:
+    """A proof of retrievability (``services.storage.proofs``): the chunk holding
+    byte ``offset`` of a blob held here, and the DAG nodes from the root down to
+    it, each hex; what a ``pin.prove`` message carries."""
+    store = _store(request)
+    root = _root(cid)
+    size = store.pinned(root)
+    if size is None:
+        raise ApiError("not_found", f"blob {cid} is not pinned on this node")
+    if offset >= size:
+        raise ApiError("not_found", f"blob {cid} has {size} bytes, no byte {offset}")
+    path = prove_retrievability(store, root, offset)
+    doc = {"cid": cid, "size": size, "offset": offset}
+    return JSONResponse({**doc, "path": [b.hex() for b in path]})
 
 
 @router.delete(

@@ -25,6 +25,7 @@ from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules.accounts import get_account, get_neudeg
 from focusflow.modules.names import address_of, join_host_port, resolve
+from focusflow.modules.proofs import pin_request
 from focusflow.store import height_key
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -383,6 +384,35 @@ def name(request: Request, name: Annotated[str, Path(max_length=64)]) -> JSONRes
     address = None if where is None else join_host_port(*where)
     doc = {"name": name, "cid": cid_from_bytes(cid), "owner": encode_address(owner)}
     return JSONResponse({**doc, "address": address})
+
+
+@router.get(
+    "/pins/{request}", response_model=None, responses={200: {"model": schemas.PinRequestOut}}
+)
+def pin(
+    request: Request,
+    request_id: Annotated[
+        str,
+        Path(alias="request", pattern="^[0-9a-f]{32}$", description="a pin request's id, hex"),
+    ],
+) -> JSONResponse:
+    """A pin request (``modules.proofs``): the blob, its reward and what is left."""
+    with _node(request).chain.reader() as r:
+        doc = pin_request(r, bytes.fromhex(request_id))
+    if doc is None:
+        raise ApiError("unknown_pin", f"no pin request {request_id}")
+    cid, size, owner, reward, escrow, expires = doc
+    return JSONResponse(
+        {
+            "request": request_id,
+            "cid": cid_from_bytes(cid),
+            "size": size,
+            "owner": encode_address(owner),
+            "reward": reward,
+            "escrow": escrow,
+            "expires": expires,
+        }
+    )
 
 
 @router.get("/proofs", response_model=None, responses={200: {"model": schemas.ProofOut}})

@@ -98,6 +98,23 @@ class BlobFetched(BlobPut):
     dropped: dict[str, str]
 
 
+class BlobProof(BaseModel):
+    cid: str
+    size: int
+    offset: int
+    path: list[str] = Field(description="the blocks from the root to the chunk, hex")
+
+
+class PinRequestOut(BaseModel):
+    request: str
+    cid: str
+    size: int
+    owner: str
+    reward: int
+    escrow: int
+    expires: int = Field(description="the last height at which it pays")
+
+
 class BlobUnpinned(BaseModel):
     cid: str
     freed_bytes: int

@@ -25,6 +25,7 @@ from focusflow.cli.infer_cmd import infer_cmd
 from focusflow.cli.keys_cmd import keys_app
 from focusflow.cli.konomi_cmd import konomi_app
 from focusflow.cli.light_cmd import light_app
+from focusflow.cli.pin_cmd import pin_app
 from focusflow.cli.query_cmd import query_app
 from focusflow.cli.tx_cmd import tx_app
 from focusflow.core.errors import FocusflowError
@@ -41,6 +42,7 @@ app.add_typer(focus_app, name="focus")
 app.add_typer(da_app, name="da")
 app.add_typer(konomi_app, name="konomi")
 app.add_typer(keys_app, name="keys")
+tx_app.add_typer(pin_app, name="pin")
 app.add_typer(tx_app, name="tx")
 app.add_typer(query_app, name="query")
 app.add_typer(import_app, name="import")

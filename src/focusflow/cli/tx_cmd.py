@@ -111,8 +111,9 @@ def _submit(
     describe: list[str] | None = None,
     key: KeyPair | None = None,
     texts: list[str] | None = None,
-) -> None:
+) -> dict[str, Any]:
     """Unlock, sign at the right nonce and fee, check, send, optionally wait; print.
+    Returns what it printed (with the receipt's events once committed).
 
     ``key`` signs instead of the wallet key ``opts.signer`` (the node's validator key).
     ``texts`` (the texts particles were made from) go to the node once it has
@@ -164,6 +165,7 @@ def _submit(
         if opts.wait:
             sys.stdout.flush()  # the result first, then the error line if it failed
             txbuild.check_receipt(result)
+    return result
 
 
 def _send_texts(api: Any, texts: list[str], as_json: bool) -> dict[str, Any]:
