@@ -35,8 +35,9 @@ bounty with proofs of retrievability. ``blob rm`` unpins it again.
 
 config.json keys: ``blob_republish`` (seconds, default 12 h), ``blob_refresh``
 (seconds, default 1 h), ``blob_pin_requested`` (default true),
-``blob_pin_max_bytes`` (default 1 GiB), ``blob_pin_min_bounty_per_mib`` (default
-1,000) and, for tests only, ``blob_serve_corrupt`` (serve every block with its
+``blob_pin_max_bytes`` (default 1 GiB: also the largest blob any fetch takes,
+checked on its root before a chunk is asked for), ``blob_pin_min_bounty_per_mib``
+(default 1,000) and, for tests only, ``blob_serve_corrupt`` (serve every block with its
 first byte flipped: a node that lies about what it holds).
 """
 
@@ -341,7 +342,13 @@ class BlobNet:
                 raise BlobUnavailableError(f"no node says it holds blob {root.hex()}")
         else:
             others = {}
-        result = await fetch_dag(root, list(others), _Source(self.dht, others), self.store)
+        result = await fetch_dag(
+            root,
+            list(others),
+            _Source(self.dht, others),
+            self.store,
+            max_bytes=self.config.pin_max_bytes,
+        )
         self.stats["fetched"] += 1
         log.info(
             "blob fetched",
