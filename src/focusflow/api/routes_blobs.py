@@ -111,6 +111,17 @@ def _store(request: Request) -> ChunkStore:
     return store
 
 
+def _stored(put: PutResult) -> dict[str, object]:
+    """What a put or a fetch stored, as the API answers it."""
+    return {
+        "cid": cid_from_bytes(put.cid),
+        "size": put.size,
+        "chunks": put.chunks,
+        "new_chunks": put.new_chunks,
+        "new_bytes": put.new_bytes,
+    }
+
+
 def _root(cid: str) -> bytes:
     raw = cid_to_bytes(cid)
     try:
@@ -150,16 +161,7 @@ async def put_blob(
         if end is not None:  # the client went away: the worker's error is no one's
             with contextlib.suppress(Exception):
                 await worker
-    put = await worker
-    return JSONResponse(
-        {
-            "cid": cid_from_bytes(put.cid),
-            "size": put.size,
-            "chunks": put.chunks,
-            "new_chunks": put.new_chunks,
-            "new_bytes": put.new_bytes,
-        }
-    )
+    return JSONResponse(_stored(await worker))
 
 
 @router.get(
@@ -216,14 +218,9 @@ async def fetch_blob(
     if fetcher is None:
         raise ApiError("blob_unavailable", "this node has no peers to fetch blobs from")
     result = await fetcher.fetch(root)
-    put = result.put
     return JSONResponse(
         {
-            "cid": cid_from_bytes(put.cid),
-            "size": put.size,
-            "chunks": put.chunks,
-            "new_chunks": put.new_chunks,
-            "new_bytes": put.new_bytes,
+            **_stored(result.put),
             "peers": {peer.hex(): n for peer, n in result.by_peer.items()},
             "dropped": {peer.hex(): why for peer, why in result.dropped.items()},
         }
