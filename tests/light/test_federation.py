@@ -27,8 +27,6 @@ from focusflow.light.federation import (
 )
 from focusflow.services.trust.threshold_ca import cross_certify, threshold_crl, threshold_root
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def _network(name: str):
     key = Ed25519PrivateKey.generate()
@@ -41,9 +39,10 @@ def _leaf(
     key: Ed25519PrivateKey,
     node: Ed25519PrivateKey,
     dns: str,
-    start: dt.datetime = NOW - dt.timedelta(hours=1),
+    start: dt.datetime | None = None,
     hours: int = 24,
 ) -> x509.Certificate:
+    start = start or dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
@@ -59,13 +58,16 @@ def _leaf(
 
 @pytest.fixture
 def federation():
+    # the time each test runs at: a module-level clock would be minutes old by
+    # the time a long suite reaches these tests
+    now = dt.datetime.now(dt.UTC)
     a_key, a_root = _network("a")
     b_key, b_root = _network("b")
     nodes = [Ed25519PrivateKey.generate() for _ in range(4)]
     ids = [n.public_key().public_bytes_raw() for n in nodes]
     vset = ValidatorSet.create([Validator(i, p) for i, p in zip(ids, (4, 3, 2, 1), strict=True)])
     block = SimpleNamespace(
-        header=SimpleNamespace(time_ms=int(NOW.timestamp() * 1000), height=7), validators=vset
+        header=SimpleNamespace(time_ms=int(now.timestamp() * 1000), height=7), validators=vset
     )
     certs = {
         i: _leaf(b_root, b_key, n, f"node-{i[:8].hex()}.focus")
@@ -74,13 +76,13 @@ def federation():
     cross = cross_certify(a_root, a_key.sign, b_root, days=30)
     return SimpleNamespace(
         a_key=a_key, a_root=a_root, b_key=b_key, b_root=b_root, nodes=nodes, ids=ids,
-        block=block, certs=certs, cross=cross,
+        block=block, certs=certs, cross=cross, now=now,
     )  # fmt: skip
 
 
 def test_validators_with_certificates_of_the_federated_ca_make_a_header_trusted(federation):
     f = federation
-    permitted = check_cross(f.a_root, f.cross, NOW)
+    permitted = check_cross(f.a_root, f.cross, f.now)
     assert permitted is None
     trust = certified_validators(f.block, f.cross, permitted, f.certs, frozenset())
     assert (trust.power, trust.total) == (10, 10) and set(trust.certified) == set(f.ids)
@@ -93,9 +95,9 @@ def test_a_cross_certificate_the_home_root_did_not_sign_is_refused(federation):
     forged = cross_certify(other_root, other_key.sign, f.b_root, days=30)
     for bad in (forged, f.b_root):
         with pytest.raises(FederationTrustError):
-            check_cross(f.a_root, bad, NOW)
+            check_cross(f.a_root, bad, f.now)
     with pytest.raises(FederationTrustError, match="not valid now"):
-        check_cross(f.a_root, f.cross, NOW + dt.timedelta(days=31))
+        check_cross(f.a_root, f.cross, f.now + dt.timedelta(days=31))
 
 
 def test_without_two_thirds_of_the_power_certified_the_header_is_refused(federation):
@@ -120,14 +122,14 @@ def test_a_certificate_that_does_not_hold_does_not_count(federation, broken):
     elif broken == "other_key":  # B's certificate, for another node's key
         certs[target] = f.certs[f.ids[1]]
     elif broken == "expired":
-        old = NOW - dt.timedelta(days=3)
+        old = f.now - dt.timedelta(days=3)
         certs[target] = _leaf(f.b_root, f.b_key, f.nodes[0], "n.focus", start=old)
     elif broken == "revoked":
         crl = threshold_crl(f.b_root, f.b_key.sign, [certs[target].serial_number])
         revoked = revoked_serials(crl, f.cross)
     else:  # a name outside the cross-certificate's constraints
         f.cross = cross_certify(f.a_root, f.a_key.sign, f.b_root, days=30, permitted_dns=["b.net"])
-        permitted = check_cross(f.a_root, f.cross, NOW)
+        permitted = check_cross(f.a_root, f.cross, f.now)
         assert permitted == ["b.net"]
         for i, n in zip(f.ids[1:], f.nodes[1:], strict=True):
             certs[i] = _leaf(f.b_root, f.b_key, n, f"{i[:4].hex()}.b.net")
