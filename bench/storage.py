@@ -8,7 +8,7 @@
    changed in the middle: new bytes stored by the second put. Goal: under 1 %.
 3. Put and get through a real devnet process on loopback (``POST /v1/blobs``
    and ``focusflow blob get``'s hash-checked fetch), MB/s, the median of
-   ``--runs`` new blobs. Goal: 200 MB/s or more.
+   ``--runs`` new blobs, the put also from curl (a whole process). Goal: 200 MB/s or more.
 4. Between node processes (``--sections p2p``): ``focusflow testnet`` with two
    validators and two full nodes; a new blob put on one holder, then on two, and
    fetched by another node through the DHT over QUIC (``POST
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,7 +122,7 @@ def loopback(data: bytes, runs: int) -> None:
     from focusflow.cli.client import Client
     from focusflow.core.cid import cid_to_bytes
 
-    put_s, get_s, stream_s = [], [], []
+    put_s, get_s, stream_s, curl_s = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         net = start_devnet(Path(tmp) / "home", timeout=240)
         try:
@@ -143,6 +145,16 @@ def loopback(data: bytes, runs: int) -> None:
                     fetched = b"".join(blob_cmd._verified_chunks(client, cid_to_bytes(cid)))
                     get_s.append(time.perf_counter() - t)
                 assert streamed == blob and fetched == blob
+                if shutil.which("curl"):  # the same put from curl, a client in C
+                    path = Path(tmp) / "blob.bin"
+                    path.write_bytes(_random(len(data), 1000 + r))
+                    args = ["curl", "-sf", "-X", "POST", "--data-binary", f"@{path}",
+                            "-H", f"Authorization: {headers['Authorization']}",
+                            "-H", "Content-Type: application/octet-stream",
+                            f"{net.api}/v1/blobs"]  # fmt: skip
+                    t = time.perf_counter()
+                    subprocess.run(args, check=True, capture_output=True)
+                    curl_s.append(time.perf_counter() - t)
         finally:
             net.stop()
     mb = len(data) / 1e6
@@ -150,6 +162,12 @@ def loopback(data: bytes, runs: int) -> None:
     get_mbs = mb / statistics.median(get_s)
     stream_mbs = mb / statistics.median(stream_s)
     rounds = ", ".join(f"{mb / t:.0f}" for t in put_s)
+    if curl_s:
+        curl_mbs = mb / statistics.median(curl_s)
+        verdict = "met" if curl_mbs >= GOAL_LOOPBACK_MBS else "NOT met"
+        print(f"3. put with curl as the client (a whole process, median of {runs} new blobs): "
+              f"{curl_mbs:.0f} MB/s ({', '.join(f'{mb / t:.0f}' for t in curl_s)}); goal "
+              f"{GOAL_LOOPBACK_MBS}: {verdict}")  # fmt: skip
     print(f"3. loopback, a devnet process (median of {runs} new blobs): put {put_mbs:.0f} MB/s "
           f"({rounds}), get block by block (each checked) {get_mbs:.0f} MB/s, "
           f"GET /v1/blobs/{{cid}} {stream_mbs:.0f} MB/s; goal {GOAL_LOOPBACK_MBS} MB/s: put "
