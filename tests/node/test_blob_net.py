@@ -70,6 +70,18 @@ def _node_ids(net: LocalTestnet) -> list[str]:
     return [Home(home).load_node_key().public_key.hex() for home in net.homes]
 
 
+def _wait_announced(net: LocalTestnet, k: int, cid: str) -> None:
+    """Until node k has announced the blob in the DHT (its log says so; bounded)."""
+    wanted = cid_to_bytes(cid).hex()
+    deadline = time.monotonic() + FETCH_DEADLINE
+    while True:
+        lines = (net.homes[k] / "node.log").read_text(errors="replace").splitlines()
+        if any("blob announced" in line and wanted in line for line in lines):
+            return
+        assert time.monotonic() < deadline, net.logs()
+        time.sleep(0.2)
+
+
 def _pin_request(net: LocalTestnet, cid: str, size: int) -> None:
     """A ``pin.request`` for the blob from the testnet's funded dev key, committed."""
     key = Keystore(net.home / "v0" / "keys").load("dev")
@@ -111,6 +123,7 @@ def test_blobs_move_between_node_processes_through_the_dht(tmp_path):
         second = _random(8 << 20, 2)
         cid2 = _put(net, 2, second)
         assert _put(net, 3, second) == cid2
+        _wait_announced(net, 2, cid2)  # so that the fetch finds the liar among the holders
         got = _fetch(net, 4, cid2)
         assert _get(net, 4, cid2) == second
         assert ids[2] not in got["peers"], got

@@ -242,7 +242,7 @@ class BlobNet:
             log.warning("could not announce blob %s: %s", root.hex(), exc)
             return
         self.stats["provided"] += 1
-        log.debug("announced blob %s to %d nodes", root.hex(), took)
+        log.info("blob announced", extra={"fields": {"cid": root.hex(), "nodes": took}})
 
     def _pinned(self, root: bytes) -> None:
         """A pin in the store (any thread): announce it once joined."""
