@@ -79,13 +79,20 @@ def status(request: Request) -> JSONResponse:
 
 @router.get("/params", response_model=None, responses={200: {"model": schemas.Params}})
 def params(request: Request) -> JSONResponse:
-    """The chain's parameters (fees, limits, focus settings), fixed at genesis.
+    """The chain's parameters (fees, limits, focus settings), fixed at genesis,
+    and the fee per byte the next block charges.
 
     Wallets need them to price a transaction: the minimum fee is
-    ``fee_base + fee_per_byte * size``.
+    ``fee_base + fee_per_byte * size`` (under the economy ``fee_per_byte``
+    is the base fee, which moves block by block: docs/economics.md).
     """
+    node = _node(request)
     return JSONResponse(
-        {"chain_id": _node(request).chain.chain_id, "params": _node(request).chain.params.to_dict()}
+        {
+            "chain_id": node.chain.chain_id,
+            "params": node.chain.params.to_dict(),
+            "fee_per_byte": node.fee_per_byte(),
+        }
     )
 
 

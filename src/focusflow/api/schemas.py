@@ -62,6 +62,7 @@ class Status(BaseModel):
 class Params(BaseModel):
     chain_id: str
     params: dict
+    fee_per_byte: int
 
 
 class TxSubmit(BaseModel):

@@ -91,6 +91,7 @@ from focusflow.chain.errors import (
 )
 from focusflow.chain.evidence_pool import EvidencePool, block_offences
 from focusflow.chain.execute import Receipt, Rejected, execute_block
+from focusflow.chain.fees import current_fee_per_byte
 from focusflow.chain.focus_checkpoint import (
     CHECKPOINT_FILE,
     CheckpointUnusableError,
@@ -704,6 +705,7 @@ class Chain:
             )
             ctx.validators = self.validators
             ctx.parent_hash = self.head.hash
+            ctx.fee_per_byte = current_fee_per_byte(ctx.state, self.params)
             ctx.focus_of = self._parent_focus
             ctx.karma_of = self._parent_karma
             try:

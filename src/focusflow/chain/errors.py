@@ -125,6 +125,63 @@ class TooManyVotesError(TxError):
     code = "too_many_votes"
 
 
+class UnknownPoolError(TxError):
+    """A swap or deposit names a pair that has no pool."""
+
+    code = "unknown_pool"
+
+
+class PoolExistsError(TxError):
+    """``dex.create`` for a pair whose pool is open (one pool per pair)."""
+
+    code = "pool_exists"
+
+
+class SlippageError(TxError):
+    """A swap pays less than its ``min_out`` (or needs more than its ``max_in``),
+    or a deposit or withdrawal misses its minimums."""
+
+    code = "slippage"
+
+
+class InsufficientLiquidityError(TxError):
+    """The pool cannot serve the amount (a first deposit too small, an output
+    the reserve cannot pay, a withdrawal that would empty it)."""
+
+    code = "insufficient_liquidity"
+
+
+class CircuitBreakerError(TxError):
+    """A swap would move its pool's price further from the TWAP than
+    ``dex_breaker_bps``; the pool halts for the rest of the block."""
+
+    code = "circuit_breaker"
+
+
+class PoolHaltedError(TxError):
+    """The pool's circuit breaker tripped in this block or its halt lasts."""
+
+    code = "pool_halted"
+
+
+class NotDealerError(TxError):
+    """``dex.mint`` or ``dex.redeem`` from an account that is no primary dealer."""
+
+    code = "not_dealer"
+
+
+class QuotaExceededError(TxError):
+    """A primary dealer's mints and redemptions would pass its quota for the period."""
+
+    code = "quota_exceeded"
+
+
+class NothingToClaimError(TxError):
+    """``rewards.claim`` from an account that has earned nothing since its last claim."""
+
+    code = "nothing_to_claim"
+
+
 class DuplicateTxError(TxError):
     code = "duplicate_tx"
 

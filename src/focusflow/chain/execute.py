@@ -78,7 +78,9 @@ class Rejected:
     error: TxError
 
 
-def check_stateless(tx: Tx, params: ChainParams, chain_id: str, verified: bool) -> None:
+def check_stateless(
+    tx: Tx, params: ChainParams, chain_id: str, verified: bool, fee_per_byte: int | None = None
+) -> None:
     tx.check_chain(chain_id)
     size = len(tx.encoded)
     if size > params.max_tx_bytes:
@@ -89,7 +91,7 @@ def check_stateless(tx: Tx, params: ChainParams, chain_id: str, verified: bool) 
         raise OverLimitError(
             f"{len(tx.msgs)} messages exceed max_msgs_per_tx={params.max_msgs_per_tx}"
         )
-    need = params.min_fee(size)
+    need = params.min_fee(size, fee_per_byte)
     if tx.fee < need:
         raise InsufficientFeeError(f"fee {tx.fee} is below the minimum {need} for {size} bytes")
     if not verified:
@@ -105,7 +107,7 @@ def execute_tx(
     verified: bool,
 ) -> Receipt:
     """Run one transaction into ``ctx``; raises TxError when it cannot be included."""
-    check_stateless(tx, ctx.params, ctx.chain_id, verified)
+    check_stateless(tx, ctx.params, ctx.chain_id, verified, ctx.fee_per_byte)
     if tx.self_charging:
         return _execute_self_charging(ctx, handlers, tx, index)
     charged = ctx.state.child()
@@ -208,6 +210,14 @@ def execute_block(
         size += len(tx.encoded)
         included.append(tx)
         receipts.append(receipt)
+    if ctx.params.economics:
+        # What the economy splits: the least fee of every included transaction
+        # that paid one (the rest of each fee is its proposer's tip).
+        charged = [t for t in included if not t.self_charging]
+        ctx.counters["tx_bytes"] = sum(len(t.encoded) for t in charged)
+        ctx.counters["base_fees"] = sum(
+            ctx.params.min_fee(len(t.encoded), ctx.fee_per_byte) for t in charged
+        )
     for module in modules:
         module.end_block(ctx)
     return included, receipts, rejected

@@ -18,7 +18,9 @@ the chain, so a node never resumes a store with a different genesis.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,16 @@ class GenesisAccount:
     address: bytes
     balance: int
     stake: int
+    #: Balances of tokens other than ``cyb`` (``modules.tokens``): ``{"h": n}``.
+    tokens: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "address": encode_address(self.address), "balance": self.balance, "stake": self.stake,
+        }  # fmt: skip
+        if self.tokens:  # left out when empty: older geneses keep their hash
+            doc["tokens"] = dict(sorted(self.tokens.items()))
+        return doc
 
 
 @dataclass(frozen=True)
@@ -75,10 +87,7 @@ class Genesis:
             "chain_id": self.chain_id,
             "genesis_time_ms": self.genesis_time_ms,
             "params": self.params.to_dict(),
-            "accounts": [
-                {"address": encode_address(a.address), "balance": a.balance, "stake": a.stake}
-                for a in self.accounts
-            ],
+            "accounts": [a.to_json() for a in self.accounts],
             "validators": [
                 {"name": v.name, "public_key": v.public_key.hex(), "power": v.power}
                 for v in self.validators
@@ -142,6 +151,7 @@ class Genesis:
                     addr,
                     _uint(a.get("balance", 0), f"{where}.balance"),
                     _uint(a.get("stake", 0), f"{where}.stake"),
+                    _tokens(a.get("tokens", {}), f"{where}.tokens"),
                 )
             )
         validators = []
@@ -267,3 +277,21 @@ def _uint(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
         raise GenesisError(f"{name} must be a non-negative integer")
     return value
+
+
+#: A genesis token denom: as ``modules.tokens``'s base denoms, not ``cyb``
+#: (the account's ``balance``) and not a pool's shares.
+_GENESIS_DENOM = re.compile(r"[a-z][a-z0-9]{0,15}")
+
+
+def _tokens(raw: Any, where: str) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        raise GenesisError(f"{where} must be an object of denom: amount")
+    out = {}
+    for denom, amount in raw.items():
+        if not isinstance(denom, str) or not _GENESIS_DENOM.fullmatch(denom) or denom in (
+            "cyb", "lp",
+        ):  # fmt: skip
+            raise GenesisError(f"{where}: {denom!r} is not a token denom (cyb is the balance)")
+        out[denom] = _uint(amount, f"{where}.{denom}")
+    return {d: v for d, v in out.items() if v}

@@ -179,6 +179,9 @@ class Mempool:
         self.params = params
         self.limits = limits or MempoolLimits()
         self.boost = boost
+        #: The head's base fee per byte under the economy (the node sets it
+        #: after each commit); None: the ``fee_per_byte`` parameter.
+        self.fee_per_byte: int | None = None
         self._by_hash: dict[bytes, _Entry] = {}
         self._queues: dict[bytes, _Queue] = {}
         self._bytes = 0
@@ -237,7 +240,7 @@ class Mempool:
         """Everything that needs only the transaction (decode, limits, fee floor,
         signature); touches no pool state, so it may run on any thread."""
         tx = data if isinstance(data, Tx) else decode_tx(data, self.params.max_tx_bytes)
-        check_stateless(tx, self.params, self.chain_id, verified=False)
+        check_stateless(tx, self.params, self.chain_id, False, self.fee_per_byte)
         return tx
 
     def insert(self, tx: Tx, account_of: AccountOf) -> Tx:

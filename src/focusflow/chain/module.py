@@ -111,6 +111,12 @@ class BlockContext:
     #: The hash of the block this one builds on: a seed no transaction signed
     #: before its inclusion could know (``modules.proofs`` draws challenges from it).
     parent_hash: bytes = b""
+    #: The base fee per byte this block charges (``chain.fees``); None: the
+    #: ``fee_per_byte`` parameter.
+    fee_per_byte: int | None = None
+    #: Pools (``"a|b"``) whose circuit breaker tripped in this block: they take
+    #: no more swaps in it, even though the tripping transaction failed.
+    halted_pools: set[str] = field(default_factory=set)
 
 
 @dataclass

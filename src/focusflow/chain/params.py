@@ -1,8 +1,9 @@
 """Chain parameters: limits, prices and the focus settings, fixed at genesis
 (the focus algorithm may change at scheduled heights: chain/focus_upgrade.py).
 
-Amounts are integers in the base unit of the single gas token, the one token
-that pays fees and is staked. docs/chain.md explains each price.
+Amounts are integers in base units: of ``cyb``, the token that is staked and,
+with ``economics`` 0, pays fees; with ``economics`` 1 fees are paid in ``h``
+(docs/economics.md). docs/chain.md explains each price.
 """
 
 from __future__ import annotations
@@ -11,11 +12,36 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from focusflow.chain.errors import GenesisError
+from focusflow.core.errors import InvalidAddressError
+from focusflow.core.keys import decode_address
 
 #: The unit of ``slash_fraction``: 10_000 basis points are the whole stake.
 BASIS_POINTS = 10_000
 #: Blocks beyond evidence_max_age + epoch_blocks a derived unbonding default adds.
 UNBONDING_MARGIN = 100
+#: The economy's parameters (docs/economics.md), all added after chains were started.
+ECONOMY_PARAMS = (
+    "economics",
+    "gas_target_bytes",
+    "base_fee_change_denominator",
+    "base_fee_min",
+    "split_base_bps",
+    "split_slope_bps",
+    "h_par_bps",
+    "h_mint_per_block",
+    "tenure_rate_ppb",
+    "tenure_ramp_blocks",
+    "learning_per_block",
+    "learning_window",
+    "dex_fee_bps",
+    "dex_protocol_bps",
+    "dex_breaker_bps",
+    "dex_breaker_blocks",
+    "dex_twap_window_ms",
+    "dex_max_hops",
+    "dealer_period",
+    "dex_dealers",
+)
 #: Parameters added after chains were started: left out of ``to_dict`` at their
 #: default, so that those chains' genesis hash and state stay what they were.
 OMITTED_AT_DEFAULT = (
@@ -29,6 +55,7 @@ OMITTED_AT_DEFAULT = (
     "proof_window",
     "proof_fee",
     "pin_period",
+    *ECONOMY_PARAMS,
 )
 
 
@@ -103,6 +130,47 @@ class ChainParams:
     proof_fee: int = 1_000
     #: Blocks between two paid proofs of one pinner for one pin request.
     pin_period: int = 10
+    #: The economy (docs/economics.md). 0: one token (``cyb``) pays fees, all of
+    #: them to the proposer. 1: gas is paid in ``h`` under an EIP-1559 base fee
+    #: per byte, whose part of each fee is split between CYB buyback-and-burn
+    #: and H rewards to bonded stake by the premium of H over its par.
+    economics: int = 0
+    #: Encoded transaction bytes per block the base fee steers towards.
+    gas_target_bytes: int = 1 << 20
+    #: The base fee moves by at most 1/this per block (EIP-1559's 8).
+    base_fee_change_denominator: int = 8
+    #: The base fee per byte never falls below this.
+    base_fee_min: int = 1
+    #: The share of the base fee spent on CYB buyback-and-burn at par, in basis
+    #: points, and how much it moves per unit of H's premium over par.
+    split_base_bps: int = 5_000
+    split_slope_bps: int = 10_000
+    #: CYB per H at par, in basis points of one CYB (10_000: one for one).
+    h_par_bps: int = 10_000
+    #: H minted each block into the stake reward pool.
+    h_mint_per_block: int = 0
+    #: H minted per bonded unit per block at full tenure (parts per billion),
+    #: reached linearly over ``tenure_ramp_blocks`` of unbroken bonding.
+    tenure_rate_ppb: int = 0
+    tenure_ramp_blocks: int = 100_000
+    #: H a neuron holding all karma would earn per block, over at most
+    #: ``learning_window`` blocks since its last claim.
+    learning_per_block: int = 0
+    learning_window: int = 1_000
+    #: Exchange: the swap fee, the protocol's share of it (basis points of the
+    #: fee), the price move against the TWAP that halts a pool, for how many
+    #: blocks after the tripping one, the TWAP's window, and the longest route.
+    dex_fee_bps: int = 30
+    dex_protocol_bps: int = 0
+    dex_breaker_bps: int = 1_000
+    dex_breaker_blocks: int = 0
+    dex_twap_window_ms: int = 600_000
+    dex_max_hops: int = 4
+    #: Primary dealers: ``{"address": "focus1...", "quota": n}`` accounts that
+    #: may mint H against CYB (and redeem it) at par, ``quota`` each per
+    #: ``dealer_period`` blocks.
+    dealer_period: int = 1_000
+    dex_dealers: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ChainParams:
@@ -117,6 +185,8 @@ class ChainParams:
             elif name == "focus_upgrades":
                 if not isinstance(value, list):
                     raise GenesisError("params.focus_upgrades must be a list")
+            elif name == "dex_dealers":
+                _check_dealers(value)
             elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise GenesisError(f"params.{name} must be a non-negative integer")
         for name in (
@@ -127,11 +197,18 @@ class ChainParams:
             "wasm_gas_per_unit",
             "proof_window",
             "pin_period",
+            "gas_target_bytes",
+            "base_fee_change_denominator",
+            "base_fee_min",
+            "tenure_ramp_blocks",
+            "dex_max_hops",
+            "dealer_period",
         ):
             if raw.get(name, 1) < 1:
                 raise GenesisError(f"params.{name} must be at least 1")
         if raw.get("slash_fraction", 0) > BASIS_POINTS:
             raise GenesisError(f"params.slash_fraction is in basis points: at most {BASIS_POINTS}")
+        _check_economy(raw)
         if "unbonding_blocks" not in raw:
             raw = {**raw, "unbonding_blocks": cls.unbonding_default(raw)}
         return cls(**raw)
@@ -182,5 +259,39 @@ class ChainParams:
                 del raw[spec.name]
         return raw
 
-    def min_fee(self, tx_bytes: int) -> int:
-        return self.fee_base + self.fee_per_byte * tx_bytes
+    def min_fee(self, tx_bytes: int, fee_per_byte: int | None = None) -> int:
+        """The least fee of a transaction of ``tx_bytes``; ``fee_per_byte`` is the
+        block's base fee under the economy (``chain.fees``), else the parameter."""
+        per_byte = self.fee_per_byte if fee_per_byte is None else fee_per_byte
+        return self.fee_base + per_byte * tx_bytes
+
+
+def _check_economy(raw: dict[str, Any]) -> None:
+    for name in ("split_base_bps", "dex_fee_bps", "dex_protocol_bps"):
+        if raw.get(name, 0) > BASIS_POINTS:
+            raise GenesisError(f"params.{name} is in basis points: at most {BASIS_POINTS}")
+    if raw.get("dex_fee_bps", 0) >= BASIS_POINTS:
+        raise GenesisError("params.dex_fee_bps must be below 10_000 (a swap must pay something)")
+    if raw.get("economics", 0) > 1:
+        raise GenesisError("params.economics must be 0 (one token) or 1 (CYB and H)")
+
+
+def _check_dealers(value: Any) -> None:
+    """``dex_dealers``: a list of ``{"address": "focus1...", "quota": n}``, each address once."""
+    if not isinstance(value, list):
+        raise GenesisError("params.dex_dealers must be a list")
+    seen: set[str] = set()
+    for i, entry in enumerate(value):
+        where = f"params.dex_dealers[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"address", "quota"}:
+            raise GenesisError(f"{where} must be an object with address and quota")
+        address, quota = entry["address"], entry["quota"]
+        try:
+            decode_address(address)
+        except InvalidAddressError as exc:
+            raise GenesisError(f"{where}.address: {exc}") from None
+        if not isinstance(quota, int) or isinstance(quota, bool) or quota < 0:
+            raise GenesisError(f"{where}.quota must be a non-negative integer")
+        if address in seen:
+            raise GenesisError(f"{where}: duplicate address")
+        seen.add(address)

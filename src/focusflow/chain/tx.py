@@ -119,9 +119,11 @@ def make_tx_at_min_fee(
     msgs: Sequence[Msg],
     params: ChainParams,
     extra: int = 0,
+    fee_per_byte: int | None = None,
 ) -> Tx:
     """A signed transaction paying exactly the minimum fee for its own encoded size,
-    plus ``extra`` (what its messages ask beyond it: WASM gas).
+    plus ``extra`` (what its messages ask beyond it: WASM gas), at ``fee_per_byte``
+    (the chain's base fee under the economy; None: the parameter).
 
     The fee is part of what is encoded, so its size depends on the fee: raising
     the fee to the minimum of the current size converges in two or three rounds
@@ -130,7 +132,7 @@ def make_tx_at_min_fee(
     fee = params.fee_base + extra
     while True:
         tx = make_tx(key, chain_id, nonce, fee, msgs)
-        need = params.min_fee(len(tx.encoded)) + extra
+        need = params.min_fee(len(tx.encoded), fee_per_byte) + extra
         if fee >= need:
             return tx
         fee = need

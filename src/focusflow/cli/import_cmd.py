@@ -208,7 +208,15 @@ def plan_neuron(
         msgs = [Msg("link", {"links": chunk})]
         if not txs and add_stake:
             msgs.insert(0, Msg("stake", {"amount": add_stake}))
-        tx = build_tx(neuron.key, pin.chain_id, nonce, msgs, params, max_fee=pin.max_fee)
+        tx = build_tx(
+            neuron.key,
+            pin.chain_id,
+            nonce,
+            msgs,
+            params,
+            max_fee=pin.max_fee,
+            fee_per_byte=pin.fee_per_byte,
+        )
         cost += tx.fee + spend_of(msgs, params)
         txs.append(tx)
         counts.append(len(chunk))
@@ -333,7 +341,15 @@ def fund(
             for p in needy[start : start + per_tx]
         ]
         txs.append(
-            build_tx(funder, pin.chain_id, account.nonce + k, msgs, params, max_fee=pin.max_fee)
+            build_tx(
+                funder,
+                pin.chain_id,
+                account.nonce + k,
+                msgs,
+                params,
+                max_fee=pin.max_fee,
+                fee_per_byte=pin.fee_per_byte,
+            )
         )
     need = sum(tx.fee + sum(m.body["amount"] for m in tx.msgs) for tx in txs)
     if account.balance < need:

@@ -128,7 +128,9 @@ def _submit(
         pin = txbuild.pin_chain(api, resolve_home(opts.home), opts.chain_id, opts.max_fee)
         account = txbuild.Account.fetch(api, key.address)
         nonce = account.next_nonce if opts.nonce is None else opts.nonce
-        tx = txbuild.build_tx(key, pin.chain_id, nonce, msgs, pin.params, opts.fee, pin.max_fee)
+        tx = txbuild.build_tx(
+            key, pin.chain_id, nonce, msgs, pin.params, opts.fee, pin.max_fee, pin.fee_per_byte
+        )
         txbuild.preflight(tx, account, pin.params)
         tx_hash = api.submit(tx.encoded)
         result: dict[str, Any] = {

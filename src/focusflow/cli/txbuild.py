@@ -39,6 +39,7 @@ from focusflow.chain.errors import (
     OverLimitError,
     OverLinkBudgetError,
 )
+from focusflow.chain.fees import with_headroom
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
@@ -131,6 +132,9 @@ class Pinned:
     max_fee: int
     #: Where the chain id came from, for messages.
     source: str
+    #: The fee per byte to offer under the economy: the node's base fee with
+    #: headroom for two full blocks (``chain.fees``); None: ``fee_per_byte``.
+    fee_per_byte: int | None = None
 
 
 def local_genesis(home: Path) -> Genesis | None:
@@ -170,9 +174,15 @@ def pin_chain(
         params = local = genesis.params
     else:
         params, local = node_params(client), ChainParams()
+    per_byte = None
+    if params.economics:
+        raw = client.get_optional("/v1/params")
+        current = raw.get("fee_per_byte") if isinstance(raw, dict) else None
+        current = current if isinstance(current, int) else params.fee_per_byte
+        per_byte = with_headroom(current, params)
     if max_fee is None:
-        max_fee = local.min_fee(local.max_tx_bytes)
-    return Pinned(chain_id, params, max_fee, source)
+        max_fee = local.min_fee(local.max_tx_bytes, per_byte)
+    return Pinned(chain_id, params, max_fee, source, per_byte)
 
 
 def node_params(client: Client) -> ChainParams:
@@ -201,8 +211,10 @@ def build_tx(
     params: ChainParams,
     fee: int | None = None,
     max_fee: int | None = None,
+    fee_per_byte: int | None = None,
 ) -> Tx:
-    """The signed transaction, paying ``fee`` or else the minimum for its own size.
+    """The signed transaction, paying ``fee`` or else the minimum for its own size
+    (at ``fee_per_byte``, the pin's under the economy).
 
     Refused (``fee_over_cap``), before anything is sent, when the fee is above
     ``max_fee``; refused (``over_limit``) when it is larger than ``max_tx_bytes``.
@@ -210,7 +222,9 @@ def build_tx(
     if fee is not None:
         tx = make_tx(key, chain_id, nonce, fee, msgs)
     else:
-        tx = make_tx_at_min_fee(key, chain_id, nonce, msgs, params, gas_fee(msgs, params))
+        tx = make_tx_at_min_fee(
+            key, chain_id, nonce, msgs, params, gas_fee(msgs, params), fee_per_byte
+        )
     if max_fee is not None and tx.fee > max_fee:
         how = (
             "given by --fee"

@@ -1,10 +1,13 @@
 """The chain's state machines: bank, graph links, names, blobs, validators,
-focus upgrades, the EVM and WASM contracts, the certificate authority, and
-proofs of state with pins paid by them."""
+focus upgrades, the EVM and WASM contracts, the certificate authority,
+proofs of state with pins paid by them, and the economy: other tokens, the
+exchange, the fee split and rewards."""
 
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
 from focusflow.modules.ca import CertificateAuthority
+from focusflow.modules.dex import Dex
+from focusflow.modules.economy import Economy
 from focusflow.modules.evm import Evm
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
@@ -16,10 +19,11 @@ from focusflow.modules.wasm import Wasm
 
 def default_modules() -> list:
     """The modules every focusflow chain runs, in execution order (the bank's
-    end of block slashes before the validators' picks a set from the stakes)."""
+    end of block slashes before the validators' picks a set from the stakes;
+    the dex's halts pools before the economy's buyback trades)."""
     return [
         Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm(),
-        CertificateAuthority(), Proofs(),
+        CertificateAuthority(), Proofs(), Dex(), Economy(),
     ]  # fmt: skip
 
 
@@ -27,6 +31,8 @@ __all__ = [
     "Bank",
     "Blobs",
     "CertificateAuthority",
+    "Dex",
+    "Economy",
     "Evm",
     "Links",
     "Names",

@@ -1,7 +1,8 @@
 """Bank: balances, transfers, staking with an unbonding period, and fees.
 
 Messages
-    ``send``    ``{"to": address, "amount": n}``
+    ``send``    ``{"to": address, "amount": n}``, or with ``"denom"`` any token
+                (``modules.tokens``; without it, ``cyb``)
     ``stake``   ``{"amount": n}``: liquid -> bonded; bonded stake is the
                 neuron's weight in focus (its links share it, §3.1)
     ``unstake`` ``{"amount": n}``: bonded -> unbonding, liquid again after
@@ -39,9 +40,10 @@ from focusflow.chain.evidence_pool import slashed_key
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, Offence, TxContext
 from focusflow.chain.params import BASIS_POINTS, ChainParams
-from focusflow.chain.state import PendingState
+from focusflow.chain.state import PendingState, Readable
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import encode_address
+from focusflow.modules import rewards
 from focusflow.modules.accounts import (
     address_field,
     amount_field,
@@ -52,15 +54,27 @@ from focusflow.modules.accounts import (
     only_fields,
     set_account,
 )
+from focusflow.modules.tokens import CYB, H, add, balance_of, burn, denom_field, mint, sub
 
 UNBOND_PREFIX = b"/token/unbond/"
 
 
 def ante(state: PendingState, params: ChainParams, sender: bytes, nonce: int, fee: int) -> None:
-    """The nonce must be the account's next one; the fee comes out of the balance."""
+    """The nonce must be the account's next one; the fee comes out of the balance
+    of the gas token (``h`` under the economy, else ``cyb``)."""
     account = get_account(state, sender)
     if nonce != account.nonce:
         raise BadNonceError(f"{encode_address(sender)} nonce {nonce}, expected {account.nonce}")
+    if params.economics:
+        have = balance_of(state, sender, H)
+        if have < fee:
+            raise InsufficientFundsError(
+                f"{encode_address(sender)} has {have} h, cannot pay fee {fee}"
+            )
+        account.nonce += 1
+        set_account(state, sender, account)
+        sub(state, sender, H, fee, "fee")
+        return
     if account.balance < fee:
         raise InsufficientFundsError(
             f"{encode_address(sender)} has {account.balance}, cannot pay fee {fee}"
@@ -68,6 +82,11 @@ def ante(state: PendingState, params: ChainParams, sender: bytes, nonce: int, fe
     account.balance -= fee
     account.nonce += 1
     set_account(state, sender, account)
+
+
+def gas_balance(state: Readable, params: ChainParams, address: bytes) -> int:
+    """What ``address`` can pay fees with: its ``h`` under the economy, else its ``cyb``."""
+    return balance_of(state, address, H if params.economics else CYB)
 
 
 class Bank:
@@ -79,16 +98,26 @@ class Bank:
     def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
         for acct in genesis.accounts:
             account = get_account(state, acct.address)
+            before = account.bonded
             account.balance += acct.balance
             account.bonded += acct.stake
+            rewards.on_bonded_change(state, genesis.params, 0, acct.address, before, account.bonded)
             set_account(state, acct.address, account)
             if acct.stake:
                 deltas.stakes[acct.address] = account.bonded
+            for denom, amount in sorted(acct.tokens.items()):
+                mint(state, acct.address, denom, amount)
 
     def send(self, ctx: TxContext, body: dict) -> None:
-        only_fields(body, "to", "amount")
+        only_fields(body, "to", "amount", "denom")
         to = address_field(body, "to")
         amount = amount_field(body)
+        if "denom" in body:
+            denom = denom_field(body, "denom")
+            sub(ctx.state, ctx.sender, denom, amount, "send")
+            add(ctx.state, to, denom, amount)
+            ctx.emit("send", sender=ctx.sender, to=to, amount=amount, denom=denom)
+            return
         debit(ctx.state, ctx.sender, amount, "send")
         credit(ctx.state, to, amount)
         ctx.emit("send", sender=ctx.sender, to=to, amount=amount)
@@ -97,6 +126,9 @@ class Bank:
         only_fields(body, "amount")
         amount = amount_field(body)
         account = debit(ctx.state, ctx.sender, amount, "stake")
+        rewards.on_bonded_change(
+            ctx.state, ctx.params, ctx.height, ctx.sender, account.bonded, account.bonded + amount
+        )
         account.bonded += amount
         set_account(ctx.state, ctx.sender, account)
         ctx.deltas.stakes[ctx.sender] = account.bonded
@@ -115,6 +147,9 @@ class Bank:
             raise OverLinkBudgetError(
                 f"{links} links need {need} bonded stake; unstaking {amount} leaves {left}"
             )
+        rewards.on_bonded_change(
+            ctx.state, ctx.params, ctx.height, ctx.sender, account.bonded, left
+        )
         account.bonded = left
         set_account(ctx.state, ctx.sender, account)
         release = ctx.height + ctx.params.unbonding_blocks
@@ -129,7 +164,15 @@ class Bank:
         """Slash the block's offences, pay its fees to its proposer, release matured unbonding."""
         for offence in ctx.offences:
             self.slash(ctx, offence)
-        if ctx.fees and ctx.proposer:
+        if ctx.params.economics:
+            # The base part of every fee is the economy's (modules.economy);
+            # the tip is the proposer's.
+            tips = ctx.fees - ctx.counters.get("base_fees", 0)
+            if tips and ctx.proposer:
+                add(ctx.state, ctx.proposer, H, tips)
+            elif tips:
+                burn(ctx.state, None, H, tips, "tips")
+        elif ctx.fees and ctx.proposer:
             credit(ctx.state, ctx.proposer, ctx.fees)
         prefix = UNBOND_PREFIX + ctx.height.to_bytes(8, "big")
         for key, value in ctx.state.scan(prefix):
@@ -146,6 +189,10 @@ class Bank:
         account = get_account(ctx.state, offence.address)
         amount = account.bonded * fraction // BASIS_POINTS
         if amount:
+            rewards.on_bonded_change(
+                ctx.state, ctx.params, ctx.height, offence.address, account.bonded,
+                account.bonded - amount,
+            )  # fmt: skip
             account.bonded -= amount
             set_account(ctx.state, offence.address, account)
             ctx.deltas.stakes[offence.address] = account.bonded

@@ -41,12 +41,14 @@ from dataclasses import dataclass
 
 from focusflow.chain.chain import BlockResult, Chain
 from focusflow.chain.errors import AdmissionBusyError
+from focusflow.chain.fees import current_fee_per_byte, with_headroom
 from focusflow.chain.focus_view import FocusView
 from focusflow.chain.mempool import Mempool, MempoolLimits
 from focusflow.chain.tx import Msg, Tx, make_tx_at_min_fee
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.modules.accounts import Account, get_account
+from focusflow.modules.bank import gas_balance
 from focusflow.node.da_store import DAStore
 
 log = logging.getLogger("focusflow.node")
@@ -127,6 +129,8 @@ class NodeRuntime:
         self.mempool = Mempool(
             chain.chain_id, chain.params, limits=mempool_limits, boost=self._boost
         )
+        if chain.params.economics:
+            self.mempool.fee_per_byte = self.fee_per_byte()
         self._pool_lock = threading.Lock()
         self._admission = ThreadPoolExecutor(ADMISSION_WORKERS, thread_name_prefix="admission")
         #: Transactions (and their bytes) handed to the admission workers and
@@ -144,9 +148,18 @@ class NodeRuntime:
 
     # --- transactions --------------------------------------------------------
     def account_of(self, address: bytes) -> Account:
-        """The committed account at the head (what admission checks nonce and fees on)."""
+        """The committed account at the head (what admission checks nonce and fees on);
+        under the economy its balance is the ``h`` that pays fees."""
         with self.chain.reader() as r:
-            return get_account(r, address)
+            account = get_account(r, address)
+            if self.chain.params.economics:
+                account.balance = gas_balance(r, self.chain.params, address)
+            return account
+
+    def fee_per_byte(self) -> int:
+        """The base fee per byte the next block charges (``chain.fees``)."""
+        with self.chain.reader() as r:
+            return current_fee_per_byte(r, self.chain.params)
 
     def nonce_of(self, address: bytes) -> int:
         return self.account_of(address).nonce
@@ -233,7 +246,10 @@ class NodeRuntime:
         submit them."""
         nonce = self.next_nonce(key.address_raw)
         chain = self.chain
-        return self.submit(make_tx_at_min_fee(key, chain.chain_id, nonce, msgs, chain.params))
+        per_byte = with_headroom(self.fee_per_byte(), chain.params)
+        return self.submit(
+            make_tx_at_min_fee(key, chain.chain_id, nonce, msgs, chain.params, 0, per_byte)
+        )
 
     def _boost(self, address: bytes) -> float:
         return self.view.boost(address)
@@ -244,6 +260,8 @@ class NodeRuntime:
         with self._pool_lock:
             for rejected in result.rejected:
                 self.mempool.discard(rejected.tx.hash)
+            if self.chain.params.economics:
+                self.mempool.fee_per_byte = self.fee_per_byte()
             self.mempool.update(self.account_of)
         previous = self.view
         self.view = self.chain.focus.view(self.chain.height, previous)

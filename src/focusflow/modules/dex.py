@@ -1,0 +1,512 @@
+"""The exchange: constant-product pools of any two tokens, TWAP oracles, circuit breakers,
+and primary dealers who mint and redeem H at par.
+
+Messages
+    ``dex.create`` ``{"a", "b", "amount_a", "amount_b"}``
+        Opens the pool of the pair (one per pair) with its first deposit;
+        mints ``isqrt(amount_a amount_b) - 1000`` shares (``lp/<a>/<b>``, the
+        pair in byte order) to the sender and locks 1,000 (``modules.amm``).
+    ``dex.add`` ``{"a", "b", "max_a", "max_b", "min_shares"}``
+        Deposits at the pool's ratio, at most ``max_a`` and ``max_b``.
+    ``dex.remove`` ``{"a", "b", "shares", "min_a", "min_b"}``
+        Burns shares for their part of both reserves.
+    ``dex.swap`` ``{"path": [denom, ...], "amount_in", "min_out"}``
+        Exact in, through the pools of consecutive denoms (at most
+        ``dex_max_hops``); refused (``slippage``) if less than ``min_out`` comes out.
+    ``dex.swap_out`` ``{"path", "amount_out", "max_in"}``
+        Exact out: the input each hop needs is computed backwards from
+        ``amount_out`` (rounded up), refused if more than ``max_in`` is needed.
+    ``dex.mint`` ``{"amount"}`` / ``dex.redeem`` ``{"amount"}``
+        Primary dealers only (``dex_dealers``): ``amount`` CYB locked in the
+        dealer reserve for ``amount * 10_000 // h_par_bps`` new H, or ``amount``
+        H burned for ``amount * h_par_bps // 10_000`` CYB out of the reserve,
+        each within the dealer's ``quota`` per ``dealer_period`` blocks.
+
+Fees: ``dex_fee_bps`` of each swap's input stays in the pool (liquidity
+providers earn it through their shares); ``dex_protocol_bps`` of that fee is
+taken first and paid to the protocol account (:data:`PROTOCOL_ADDRESS`).
+
+Oracle: at a pool's first touch in a block its cumulative prices advance by
+the price as the last block left it times the milliseconds since (Uniswap
+v2's accumulators, Q64), and an observation is kept every
+``dex_twap_window_ms / 8`` at most, eight at most; :func:`twap_q64` reads the
+time-weighted average over the window. Swaps in the current block add no time
+at their price, so one block cannot move its own average.
+
+Circuit breaker: a swap that would leave a pool's price more than
+``dex_breaker_bps`` away from its TWAP (exactly at the bound is allowed; 0
+turns breakers off) is refused with ``circuit_breaker``, and the pool takes no
+swap for the rest of the block and ``dex_breaker_blocks`` blocks after it
+(``pool_halted``). Before its window has any time in it, the TWAP is the price
+at the start of the block.
+
+State: the pool at ``/token/pool/<a>|<b>``, the dealer reserve at
+``/token/dealer/reserve``, each dealer's use of its quota at
+``/token/dealer/used/<address>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from focusflow.chain.errors import (
+    CircuitBreakerError,
+    InsufficientLiquidityError,
+    MalformedMessageError,
+    NotDealerError,
+    PoolExistsError,
+    PoolHaltedError,
+    QuotaExceededError,
+    SlippageError,
+    UnknownPoolError,
+)
+from focusflow.chain.genesis import Genesis
+from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.params import ChainParams
+from focusflow.chain.state import PendingState, Readable
+from focusflow.core.encoding import decode, encode
+from focusflow.core.keys import decode_address, encode_address
+from focusflow.modules import amm
+from focusflow.modules.accounts import amount_field, only_fields
+from focusflow.modules.accounts import field as body_field
+from focusflow.modules.tokens import CYB, H, add, burn, denom_field, mint, sub
+
+POOL_PREFIX = b"/token/pool/"
+RESERVE_KEY = b"/token/dealer/reserve"
+DEALER_USED_PREFIX = b"/token/dealer/used/"
+#: Where the protocol's share of swap fees is paid: an address no key holds.
+PROTOCOL_ADDRESS = hashlib.sha256(b"focusflow/module/dex").digest()[:20]
+#: Observations a pool keeps for its TWAP.
+OBSERVATIONS = 8
+
+
+def pair(a: str, b: str) -> tuple[str, str]:
+    """The pair in its pool's order (byte order of the denoms)."""
+    return (a, b) if a.encode() < b.encode() else (b, a)
+
+
+def share_denom(a: str, b: str) -> str:
+    x, y = pair(a, b)
+    return f"lp/{x}/{y}"
+
+
+def pool_key(a: str, b: str) -> bytes:
+    x, y = pair(a, b)
+    return POOL_PREFIX + x.encode() + b"|" + y.encode()
+
+
+@dataclass
+class Pool:
+    """One pool: its pair (in order), reserves, shares and oracle."""
+
+    a: str
+    b: str
+    reserve_a: int
+    reserve_b: int
+    shares: int
+    #: Uniswap v2's accumulators: sum of price (Q64) times milliseconds.
+    cum_a: int = 0
+    cum_b: int = 0
+    last_ms: int = 0
+    #: The price of ``a`` in ``b`` (Q64) when the current block first touched it.
+    open_q64: int = 0
+    halted_until: int = -1
+    observations: list[list[int]] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        return encode(
+            [self.reserve_a, self.reserve_b, self.shares, self.cum_a, self.cum_b, self.last_ms,
+             self.open_q64, self.halted_until, self.observations]
+        )  # fmt: skip
+
+    def reserves(self, denom_in: str) -> tuple[int, int]:
+        """``(reserve of denom_in, reserve of the other)``."""
+        if denom_in == self.a:
+            return self.reserve_a, self.reserve_b
+        return self.reserve_b, self.reserve_a
+
+    def set_reserves(self, denom_in: str, reserve_in: int, reserve_out: int) -> None:
+        if denom_in == self.a:
+            self.reserve_a, self.reserve_b = reserve_in, reserve_out
+        else:
+            self.reserve_b, self.reserve_a = reserve_in, reserve_out
+
+    def to_json(self, now_ms: int, params: ChainParams) -> dict[str, Any]:
+        twap = twap_of(self, now_ms, params)
+        return {
+            "a": self.a,
+            "b": self.b,
+            "reserve_a": self.reserve_a,
+            "reserve_b": self.reserve_b,
+            "shares": self.shares,
+            "share_denom": share_denom(self.a, self.b),
+            "price_q64": amm.price_q64(self.reserve_a, self.reserve_b),
+            "price": self.reserve_b / self.reserve_a if self.reserve_a else 0.0,
+            "twap_q64": twap,
+            "twap": twap / amm.Q64,
+            "halted_until": self.halted_until,
+        }
+
+
+def get_pool(state: Readable, a: str, b: str) -> Pool | None:
+    raw = state.get(pool_key(a, b))
+    if raw is None:
+        return None
+    x, y = pair(a, b)
+    ra, rb, shares, cum_a, cum_b, last_ms, open_q64, halted, obs = decode(raw, "pool")
+    return Pool(x, y, ra, rb, shares, cum_a, cum_b, last_ms, open_q64, halted, obs)
+
+
+def pools(state: PendingState) -> list[Pool]:
+    """Every pool, in key order."""
+    out = []
+    for key, _ in state.scan(POOL_PREFIX):
+        a, b = key[len(POOL_PREFIX) :].decode().split("|", 1)
+        pool = get_pool(state, a, b)
+        if pool is not None:
+            out.append(pool)
+    return out
+
+
+def touch(pool: Pool, now_ms: int, params: ChainParams) -> None:
+    """Advance the oracle to ``now_ms`` at the price the last block left
+    (a block's first touch of the pool)."""
+    if now_ms <= pool.last_ms:
+        return
+    elapsed = now_ms - pool.last_ms
+    pool.cum_a += amm.price_q64(pool.reserve_a, pool.reserve_b) * elapsed
+    pool.cum_b += amm.price_q64(pool.reserve_b, pool.reserve_a) * elapsed
+    pool.last_ms = now_ms
+    pool.open_q64 = amm.price_q64(pool.reserve_a, pool.reserve_b)
+    spacing = params.dex_twap_window_ms // OBSERVATIONS
+    if not pool.observations or now_ms - pool.observations[-1][0] >= spacing:
+        pool.observations = [*pool.observations, [now_ms, pool.cum_a, pool.cum_b]][-OBSERVATIONS:]
+
+
+def twap_of(pool: Pool, now_ms: int, params: ChainParams, of_b: bool = False) -> int:
+    """The time-weighted average price of ``a`` in ``b`` (``of_b``: of ``b`` in
+    ``a``) over the window ending at ``now_ms``, Q64: from the newest
+    observation at least the window old (else the oldest) to now."""
+    price_a = amm.price_q64(pool.reserve_a, pool.reserve_b)
+    price_b = amm.price_q64(pool.reserve_b, pool.reserve_a)
+    # The accumulators as of now_ms, had the pool been touched then.
+    gap = max(0, now_ms - pool.last_ms)
+    cum_a, cum_b = pool.cum_a + price_a * gap, pool.cum_b + price_b * gap
+    start = now_ms - params.dex_twap_window_ms
+    chosen = pool.observations[0] if pool.observations else None
+    for obs in pool.observations:
+        if obs[0] <= start:
+            chosen = obs
+    if chosen is None or chosen[0] >= now_ms:
+        if gap:  # no observation before now, but a price held since the last touch
+            return price_b if of_b else price_a
+        opening = pool.open_q64
+        if of_b:
+            return (amm.Q64 * amm.Q64) // opening if opening else 0
+        return opening
+    span = now_ms - chosen[0]
+    return ((cum_b - chosen[2]) if of_b else (cum_a - chosen[1])) // span
+
+
+def twap_q64(
+    state: Readable, base: str, quote: str, now_ms: int, params: ChainParams
+) -> int | None:
+    """The TWAP of one ``base`` in ``quote`` (Q64), or None without a pool: what
+    modules (the economy's premium signal) read."""
+    pool = get_pool(state, base, quote)
+    if pool is None:
+        return None
+    return twap_of(pool, now_ms, params, of_b=(base != pool.a))
+
+
+def path_field(body: dict[str, Any], max_hops: int) -> list[str]:
+    raw = body_field(body, "path", list)
+    if not 2 <= len(raw) <= max_hops + 1:
+        raise MalformedMessageError(f"field 'path' must name 2 to {max_hops + 1} denoms")
+    path = [denom_field({"path": d}, "path") for d in raw]
+    hops = [pair(x, y) for x, y in itertools.pairwise(path)]
+    if any(x == y for x, y in hops):
+        raise MalformedMessageError("a hop of 'path' swaps a denom for itself")
+    if len(set(hops)) != len(hops):
+        raise MalformedMessageError("'path' goes through a pool twice")
+    return path
+
+
+def _min_field(body: dict[str, Any], name: str) -> int:
+    value = body_field(body, name, int)
+    if not 0 <= value < 2**127:
+        raise MalformedMessageError(f"field {name!r} must be a non-negative integer")
+    return int(value)
+
+
+def _dealer_quota(params: ChainParams, address: bytes) -> int | None:
+    for entry in params.dex_dealers:
+        if decode_address(entry["address"]) == address:
+            return int(entry["quota"])
+    return None
+
+
+class Dex:
+    name = "dex"
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "dex.create": self.create,
+            "dex.add": self.add,
+            "dex.remove": self.remove,
+            "dex.swap": self.swap,
+            "dex.swap_out": self.swap_out,
+            "dex.mint": self.dealer_mint,
+            "dex.redeem": self.dealer_redeem,
+        }
+
+    def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
+        """Nothing: pools are opened by transactions."""
+
+    def end_block(self, ctx: BlockContext) -> None:
+        """Pools whose breaker tripped in this block stay halted ``dex_breaker_blocks`` more."""
+        for key in sorted(ctx.halted_pools):
+            a, b = key.split("|", 1)
+            pool = get_pool(ctx.state, a, b)
+            if pool is not None:
+                pool.halted_until = ctx.height + ctx.params.dex_breaker_blocks
+                ctx.state.put(pool_key(a, b), pool.encode())
+
+    # --- liquidity -------------------------------------------------------------
+    def create(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "a", "b", "amount_a", "amount_b")
+        a, b = denom_field(body, "a"), denom_field(body, "b")
+        amount_a, amount_b = amount_field(body, "amount_a"), amount_field(body, "amount_b")
+        if a == b:
+            raise MalformedMessageError("a pool needs two different denoms")
+        if a.encode() > b.encode():
+            a, b, amount_a, amount_b = b, a, amount_b, amount_a
+        if get_pool(ctx.state, a, b) is not None:
+            raise PoolExistsError(f"the pool {a}/{b} exists; add liquidity to it")
+        shares = amm.initial_shares(amount_a, amount_b)
+        if shares <= 0:
+            raise InsufficientLiquidityError(
+                f"a first deposit needs isqrt(amount_a * amount_b) above {amm.MINIMUM_LIQUIDITY}"
+            )
+        sub(ctx.state, ctx.sender, a, amount_a, "dex.create")
+        sub(ctx.state, ctx.sender, b, amount_b, "dex.create")
+        lp = share_denom(a, b)
+        mint(ctx.state, ctx.sender, lp, shares)
+        mint(ctx.state, None, lp, amm.MINIMUM_LIQUIDITY)  # locked in the pool forever
+        pool = Pool(a, b, amount_a, amount_b, shares + amm.MINIMUM_LIQUIDITY)
+        pool.last_ms = ctx.block.time_ms
+        pool.open_q64 = amm.price_q64(amount_a, amount_b)
+        pool.observations = [[ctx.block.time_ms, 0, 0]]
+        ctx.state.put(pool_key(a, b), pool.encode())
+        ctx.emit("pool.create", sender=ctx.sender, a=a, b=b, amount_a=amount_a,
+                 amount_b=amount_b, shares=shares)  # fmt: skip
+
+    def _pool(self, ctx: TxContext, a: str, b: str) -> Pool:
+        pool = get_pool(ctx.state, a, b)
+        if pool is None:
+            raise UnknownPoolError(f"no pool for {a} and {b}")
+        touch(pool, ctx.block.time_ms, ctx.params)
+        return pool
+
+    def add(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "a", "b", "max_a", "max_b", "min_shares")
+        a, b = denom_field(body, "a"), denom_field(body, "b")
+        max_a, max_b = amount_field(body, "max_a"), amount_field(body, "max_b")
+        min_shares = _min_field(body, "min_shares")
+        if a.encode() > b.encode():
+            a, b, max_a, max_b = b, a, max_b, max_a
+        pool = self._pool(ctx, a, b)
+        paid_a, paid_b, minted = amm.deposit(
+            max_a, max_b, pool.reserve_a, pool.reserve_b, pool.shares
+        )
+        if minted <= 0 or minted < min_shares:
+            raise SlippageError(f"the deposit mints {minted} shares, min_shares is {min_shares}")
+        sub(ctx.state, ctx.sender, a, paid_a, "dex.add")
+        sub(ctx.state, ctx.sender, b, paid_b, "dex.add")
+        mint(ctx.state, ctx.sender, share_denom(a, b), minted)
+        pool.reserve_a += paid_a
+        pool.reserve_b += paid_b
+        pool.shares += minted
+        ctx.state.put(pool_key(a, b), pool.encode())
+        ctx.emit("pool.add", sender=ctx.sender, a=a, b=b, amount_a=paid_a, amount_b=paid_b,
+                 shares=minted)  # fmt: skip
+
+    def remove(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "a", "b", "shares", "min_a", "min_b")
+        a, b = denom_field(body, "a"), denom_field(body, "b")
+        burned = amount_field(body, "shares")
+        min_a, min_b = _min_field(body, "min_a"), _min_field(body, "min_b")
+        if a.encode() > b.encode():
+            a, b, min_a, min_b = b, a, min_b, min_a
+        pool = self._pool(ctx, a, b)
+        out_a, out_b = amm.withdrawal(burned, pool.reserve_a, pool.reserve_b, pool.shares)
+        if out_a < min_a or out_b < min_b:
+            raise SlippageError(
+                f"the withdrawal pays {out_a} {a} and {out_b} {b}, under the minimums"
+            )
+        if out_a >= pool.reserve_a or out_b >= pool.reserve_b:
+            raise InsufficientLiquidityError("a withdrawal cannot empty the pool")
+        burn(ctx.state, ctx.sender, share_denom(a, b), burned, "dex.remove")
+        add(ctx.state, ctx.sender, a, out_a)
+        add(ctx.state, ctx.sender, b, out_b)
+        pool.reserve_a -= out_a
+        pool.reserve_b -= out_b
+        pool.shares -= burned
+        ctx.state.put(pool_key(a, b), pool.encode())
+        ctx.emit("pool.remove", sender=ctx.sender, a=a, b=b, amount_a=out_a, amount_b=out_b,
+                 shares=burned)  # fmt: skip
+
+    # --- swaps -----------------------------------------------------------------
+    def swap(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "path", "amount_in", "min_out")
+        path = path_field(body, ctx.params.dex_max_hops)
+        amount = amount_field(body, "amount_in")
+        min_out = _min_field(body, "min_out")
+        sub(ctx.state, ctx.sender, path[0], amount, "dex.swap")
+        out = amount
+        for x, y in itertools.pairwise(path):
+            out = swap_in(ctx.state, ctx.block, x, y, out, None)
+        if out < min_out:
+            raise SlippageError(f"the swap pays {out} {path[-1]}, min_out is {min_out}")
+        add(ctx.state, ctx.sender, path[-1], out)
+        ctx.emit("swap", sender=ctx.sender, path=path, amount_in=amount, amount_out=out)
+
+    def swap_out(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "path", "amount_out", "max_in")
+        path = path_field(body, ctx.params.dex_max_hops)
+        want = amount_field(body, "amount_out")
+        max_in = _min_field(body, "max_in")
+        params = ctx.params
+        needs = [want]
+        for x, y in reversed(list(itertools.pairwise(path))):
+            pool = get_pool(ctx.state, x, y)
+            if pool is None:
+                raise UnknownPoolError(f"no pool for {x} and {y}")
+            reserve_in, reserve_out = pool.reserves(x)
+            if needs[0] >= reserve_out:
+                raise InsufficientLiquidityError(
+                    f"the {x}/{y} pool holds {reserve_out} {y}, not more than {needs[0]}"
+                )
+            net = amm.amount_in(needs[0], reserve_in, reserve_out, params.dex_fee_bps)
+            needs.insert(0, gross_up(net, params))
+        if needs[0] > max_in:
+            raise SlippageError(f"the swap needs {needs[0]} {path[0]}, max_in is {max_in}")
+        sub(ctx.state, ctx.sender, path[0], needs[0], "dex.swap_out")
+        for i, (x, y) in enumerate(itertools.pairwise(path)):
+            swap_in(ctx.state, ctx.block, x, y, needs[i], needs[i + 1])
+        add(ctx.state, ctx.sender, path[-1], want)
+        ctx.emit("swap", sender=ctx.sender, path=path, amount_in=needs[0], amount_out=want)
+
+    # --- primary dealers -------------------------------------------------------
+    def _use_quota(self, ctx: TxContext, amount: int) -> None:
+        quota = _dealer_quota(ctx.params, ctx.sender)
+        if quota is None:
+            raise NotDealerError(f"{encode_address(ctx.sender)} is not a primary dealer")
+        period = ctx.height // ctx.params.dealer_period
+        key = DEALER_USED_PREFIX + ctx.sender
+        raw = ctx.state.get(key)
+        used_period, used = (period, 0) if raw is None else decode(raw, "dealer use")
+        if used_period != period:
+            used = 0
+        if used + amount > quota:
+            raise QuotaExceededError(
+                f"the dealer used {used} of its quota {quota} this period; {amount} more is over it"
+            )
+        ctx.state.put(key, encode([period, used + amount]))
+
+    def dealer_mint(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "amount")
+        amount = amount_field(body)
+        minted = amount * amm.BPS // ctx.params.h_par_bps if ctx.params.h_par_bps else 0
+        if minted <= 0:
+            raise MalformedMessageError("the amount buys no H at par")
+        self._use_quota(ctx, amount)
+        sub(ctx.state, ctx.sender, CYB, amount, "dex.mint")
+        ctx.state.put(RESERVE_KEY, encode(dealer_reserve(ctx.state) + amount))
+        mint(ctx.state, ctx.sender, H, minted)
+        ctx.emit("dealer.mint", dealer=ctx.sender, cyb=amount, h=minted)
+
+    def dealer_redeem(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "amount")
+        amount = amount_field(body)
+        paid = amount * ctx.params.h_par_bps // amm.BPS
+        reserve = dealer_reserve(ctx.state)
+        if paid <= 0 or paid > reserve:
+            raise InsufficientLiquidityError(f"the dealer reserve holds {reserve} CYB, not {paid}")
+        self._use_quota(ctx, paid)
+        burn(ctx.state, ctx.sender, H, amount, "dex.redeem")
+        ctx.state.put(RESERVE_KEY, encode(reserve - paid))
+        add(ctx.state, ctx.sender, CYB, paid)
+        ctx.emit("dealer.redeem", dealer=ctx.sender, h=amount, cyb=paid)
+
+
+def dealer_reserve(state: Readable) -> int:
+    raw = state.get(RESERVE_KEY)
+    return 0 if raw is None else int(decode(raw, "reserve"))
+
+
+def gross_up(net: int, params: ChainParams) -> int:
+    """The least input whose part left after the protocol's cut is at least ``net``."""
+    cut = params.dex_fee_bps * params.dex_protocol_bps
+    if not cut:
+        return net
+    return amm.ceil_div(net * amm.BPS * amm.BPS, amm.BPS * amm.BPS - cut)
+
+
+def swap_in(
+    state: PendingState,
+    block: BlockContext,
+    denom_in: str,
+    denom_out: str,
+    amount: int,
+    exact_out: int | None,
+) -> int:
+    """One hop: ``amount`` of ``denom_in`` (already taken from its payer) into
+    the pool, its output out of it (``exact_out`` if given, else what the
+    formula pays); the protocol's cut is paid here. Checks the pool's halt
+    and breaker; returns what comes out."""
+    params = block.params
+    pool = get_pool(state, denom_in, denom_out)
+    if pool is None:
+        raise UnknownPoolError(f"no pool for {denom_in} and {denom_out}")
+    key = f"{pool.a}|{pool.b}"
+    if key in block.halted_pools or pool.halted_until >= block.height:
+        raise PoolHaltedError(
+            f"the {pool.a}/{pool.b} pool takes no swaps until after block "
+            f"{max(pool.halted_until, block.height)} (its circuit breaker tripped)"
+        )
+    touch(pool, block.time_ms, params)
+    cut = amm.protocol_cut(amount, params.dex_fee_bps, params.dex_protocol_bps)
+    net = amount - cut
+    reserve_in, reserve_out = pool.reserves(denom_in)
+    out = amm.amount_out(net, reserve_in, reserve_out, params.dex_fee_bps)
+    if exact_out is not None:
+        if out < exact_out:  # the backward pass rounded up, so this cannot happen
+            raise InsufficientLiquidityError(f"the hop pays {out}, not {exact_out}")
+        out = exact_out
+    if out <= 0 or out >= reserve_out:
+        raise InsufficientLiquidityError(
+            f"a swap of {amount} {denom_in} pays nothing out of the {pool.a}/{pool.b} pool"
+        )
+    new_in, new_out = reserve_in + net, reserve_out - out
+    if new_in * new_out < reserve_in * reserve_out:  # amm's rounding makes this impossible
+        raise InsufficientLiquidityError("the swap would lower the pool's invariant")
+    pool.set_reserves(denom_in, new_in, new_out)
+    if params.dex_breaker_bps:
+        reference = twap_of(pool, block.time_ms, params)
+        if reference and amm.beyond_bound(
+            pool.reserve_a, pool.reserve_b, reference, params.dex_breaker_bps
+        ):
+            block.halted_pools.add(key)
+            raise CircuitBreakerError(
+                f"the swap would move the {pool.a}/{pool.b} price more than "
+                f"{params.dex_breaker_bps} bps from its TWAP; the pool halts for this block"
+            )
+    state.put(pool_key(pool.a, pool.b), pool.encode())
+    if cut:
+        add(state, PROTOCOL_ADDRESS, denom_in, cut)
+    return out
