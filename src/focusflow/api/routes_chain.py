@@ -79,8 +79,9 @@ def status(request: Request) -> JSONResponse:
 
 @router.get("/params", response_model=None, responses={200: {"model": schemas.Params}})
 def params(request: Request) -> JSONResponse:
-    """The chain's parameters (fees, limits, focus settings), fixed at genesis,
-    and the fee per byte the next block charges.
+    """The chain's parameters (fees, limits, focus settings): the genesis's, with
+    the economy changes the validators voted (``economy.vote``), and the fee
+    per byte the next block charges.
 
     Wallets need them to price a transaction: the minimum fee is
     ``fee_base + fee_per_byte * size`` (under the economy ``fee_per_byte``
@@ -90,7 +91,7 @@ def params(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "chain_id": node.chain.chain_id,
-            "params": node.chain.params.to_dict(),
+            "params": node.chain.params_now().to_dict(),
             "fee_per_byte": node.fee_per_byte(),
         }
     )

@@ -108,6 +108,8 @@ from focusflow.chain.focus_upgrade import (
     runnable_params,
 )
 from focusflow.chain.genesis import Genesis
+from focusflow.chain.governed import governed_params
+from focusflow.chain.params import ChainParams
 from focusflow.chain.karma import karma_fixed
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
 from focusflow.chain.scheduler import Scheduler
@@ -705,6 +707,7 @@ class Chain:
             )
             ctx.validators = self.validators
             ctx.parent_hash = self.head.hash
+            ctx.params = governed_params(ctx.state, self.params)
             ctx.fee_per_byte = current_fee_per_byte(ctx.state, self.params)
             ctx.focus_of = self._parent_focus
             ctx.karma_of = self._parent_karma
@@ -726,6 +729,12 @@ class Chain:
             # The pending state reads through this reader, so every read of it
             # happens here; after this, the pipeline only adds writes to it.
         return ctx, included, receipts, rejected, included_evidence
+
+    def params_now(self) -> ChainParams:
+        """The parameters the next block runs under: the genesis's, with the
+        economy changes the validators decided (``chain.governed``)."""
+        with self.store.reader() as r:
+            return governed_params(r, self.params)
 
     def _parent_karma(self, address: bytes) -> int:
         """A neuron's karma at the head (``BlockContext.karma_of``), every

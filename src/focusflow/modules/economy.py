@@ -22,25 +22,51 @@ block's transaction bytes (``chain.fees``). Every amount is an integer and
 every division rounds down; the block's events carry ``{"type": "economy",
 ...}`` with each part, so the supply can be followed block by block.
 
-Message
+Messages
     ``rewards.claim`` ``{}``: pays the sender's stake, tenure and learning
     rewards in H (``nothing_to_claim`` when they are all zero).
+    ``economy.vote`` ``{"params": {name: value, ...}}``: a member of the
+    validator set deciding the block votes to change economy parameters
+    (``chain.governed.GOVERNED``). Votes count for exactly their changes; once
+    members holding more than 2/3 of the set's power voted for them, the
+    changes are laid over the parameters from the next block on
+    (``chain.governed``). Each validator holds one open vote: a new one
+    replaces it, so votes never pile up. Keys: ``/kv/economy/votes/<sha256 of
+    the changes>`` ``[changes, [voter keys]]``, ``/kv/economy/voter/<key>`` the
+    hash of that validator's open vote.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Mapping
+from typing import Any
 
-from focusflow.chain.errors import NothingToClaimError, TxError
+from focusflow.chain.errors import (
+    AlreadyVotedError,
+    GenesisError,
+    MalformedMessageError,
+    NothingToClaimError,
+    NotValidatorError,
+    TxError,
+)
 from focusflow.chain.fees import current_fee_per_byte, next_fee_per_byte, set_fee_per_byte
 from focusflow.chain.genesis import Genesis
+from focusflow.chain.governed import GOVERNED, GOVERNED_KEY, overrides
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
+from focusflow.consensus.validators import has_two_thirds
+from focusflow.core.encoding import decode, encode
+from focusflow.core.keys import encode_address
 from focusflow.modules import amm, rewards
-from focusflow.modules.accounts import get_account, only_fields
+from focusflow.modules.accounts import field, get_account, only_fields
 from focusflow.modules.dex import swap_in, twap_q64
 from focusflow.modules.tokens import CYB, H, burn, mint
+
+VOTES_PREFIX = b"/kv/economy/votes/"
+VOTER_PREFIX = b"/kv/economy/voter/"
 
 
 def premium_bps(state: Readable, params: ChainParams, now_ms: int) -> int | None:
@@ -63,7 +89,7 @@ class Economy:
     name = "economy"
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {"rewards.claim": self.claim}
+        return {"rewards.claim": self.claim, "economy.vote": self.vote}
 
     def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
         """Nothing: the bank's genesis settles every bonded stake into the reward pool."""
@@ -78,6 +104,36 @@ class Economy:
         if not paid and not learned:
             raise NothingToClaimError("nothing earned since the last claim")
         ctx.emit("rewards.claim", neuron=ctx.sender, stake=paid, learning=learned)
+
+    def vote(self, ctx: TxContext, body: dict) -> None:
+        only_fields(body, "params")
+        changes = _changes(ctx.params, field(body, "params", dict))
+        validators = ctx.block.validators
+        if validators is None or not validators.power_of(ctx.sender_key):
+            raise NotValidatorError(
+                f"{encode_address(ctx.sender)} is not in the validator set of block "
+                f"{ctx.height}: only its members vote on economy parameters"
+            )
+        digest = hashlib.sha256(encode(changes)).digest()
+        key = VOTES_PREFIX + digest
+        raw = ctx.state.get(key)
+        voters = set() if raw is None else set(decode(raw, "economy votes")[1])
+        if ctx.sender_key in voters:
+            raise AlreadyVotedError(f"{encode_address(ctx.sender)} voted for these changes")
+        _withdraw(ctx.state, ctx.sender_key)
+        voters.add(ctx.sender_key)
+        power = sum(validators.power_of(v) for v in voters)
+        ctx.emit("economy_vote", validator=ctx.sender, params=changes, power=power,
+                 total=validators.total_power)  # fmt: skip
+        if has_two_thirds(power, validators.total_power):
+            ctx.state.put(GOVERNED_KEY, encode({**overrides(ctx.state), **changes}))
+            ctx.state.delete(key)
+            for voter in voters - {ctx.sender_key}:
+                ctx.state.delete(VOTER_PREFIX + voter)
+            ctx.emit("economy_params", params=changes, from_height=ctx.height + 1)
+            return
+        ctx.state.put(key, encode([changes, sorted(voters)]))
+        ctx.state.put(VOTER_PREFIX + ctx.sender_key, digest)
 
     def end_block(self, ctx: BlockContext) -> None:
         params = ctx.params
@@ -121,3 +177,37 @@ class Economy:
         ctx.state.merge(attempt)
         burn(ctx.state, None, CYB, bought, "buyback")
         return bought
+
+
+def _changes(params: ChainParams, raw: dict[str, Any]) -> dict[str, Any]:
+    """The vote's changes, checked as the genesis checks parameters."""
+    if not raw:
+        raise MalformedMessageError("field 'params' names no parameter")
+    unknown = sorted(set(raw) - set(GOVERNED))
+    if unknown:
+        raise MalformedMessageError(
+            f"not votable: {', '.join(map(str, unknown))} (economy parameters but economics are)"
+        )
+    try:
+        ChainParams.from_dict({**dataclasses.asdict(params), **raw})
+    except GenesisError as exc:
+        raise MalformedMessageError(f"field 'params': {exc.message}") from None
+    return dict(sorted(raw.items()))
+
+
+def _withdraw(state: PendingState, voter: bytes) -> None:
+    """Take ``voter`` off its open vote, if any (one open vote per validator)."""
+    digest = state.get(VOTER_PREFIX + voter)
+    if digest is None:
+        return
+    state.delete(VOTER_PREFIX + voter)
+    key = VOTES_PREFIX + digest
+    raw = state.get(key)
+    if raw is None:
+        return
+    changes, voters = decode(raw, "economy votes")
+    left = [v for v in voters if v != voter]
+    if left:
+        state.put(key, encode([changes, left]))
+    else:
+        state.delete(key)

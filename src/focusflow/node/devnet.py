@@ -108,8 +108,11 @@ def run_devnet(
     da_withhold: float = 0.0,
     mempool: MempoolLimits | None = None,
     dns: DnsSettings | None = None,
+    economy: bool = False,
 ) -> None:
     """Create or resume the devnet at ``home_path`` and serve it until a signal.
+
+    ``economy``: a new home runs the two-token economy (``home.init_devnet``).
 
     ``dns``: also answer the chain's names over DNS (``focusflow.services.dns``).
     ``da_withhold`` (tests only) makes the node serve only part of every data
@@ -120,7 +123,7 @@ def run_devnet(
         raise InvalidParameterError(f"--da-withhold must be in [0, 1], got {da_withhold}")
     sock = bind(host, port)
     try:
-        home, created = init_devnet(home_path)
+        home, created = init_devnet(home_path, economy=economy)
         lock_fd = lock_home(home)
         try:
             _serve(home, created, sock, block_time, da_withhold, mempool, dns)

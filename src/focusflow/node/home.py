@@ -47,6 +47,18 @@ DEVNET_CHAIN_ID = "focusflow-devnet"
 #: The dev key's genesis funds: liquid balance and bonded stake (its link budget).
 DEV_BALANCE = 10**15
 DEV_STAKE = 10**12
+#: A devnet's economy with ``--economy``: gas in H, rewards flowing at once
+#: (H minted every block, tenure and learning), the protocol's sixth of swap
+#: fees (Uniswap v2's fee switch), a TWAP window of a minute of devnet blocks.
+DEVNET_ECONOMY: dict = {
+    "economics": 1,
+    "h_mint_per_block": 1_000_000,
+    "tenure_rate_ppb": 100,
+    "tenure_ramp_blocks": 1_000,
+    "learning_per_block": 1_000_000,
+    "dex_protocol_bps": 1_667,
+    "dex_twap_window_ms": 60_000,
+}
 DEV_KEY_NAME = "dev"
 #: The standard test mnemonic of Ethereum tools (hardhat, anvil): a new devnet
 #: funds its first ETH_DEV_ACCOUNTS accounts (BIP-44 path m/44'/60'/0'/0/i)
@@ -200,12 +212,16 @@ class Home:
         return self.load_validator_key()
 
 
-def init_devnet(path: Path, chain_id: str | None = None) -> tuple[Home, bool]:
+def init_devnet(
+    path: Path, chain_id: str | None = None, economy: bool = False
+) -> tuple[Home, bool]:
     """The devnet home at ``path``, created if new; returns (home, created).
 
     A new devnet's chain id is ``focusflow-devnet-<12 hex>`` (:func:`unique_chain_id`)
     unless ``chain_id`` names one: two devnets never accept each other's
-    transactions, votes or blocks."""
+    transactions, votes or blocks. ``economy``: a new devnet runs the two-token
+    economy (docs/economics.md, :data:`DEVNET_ECONOMY`); the dev key also holds
+    H and is a primary dealer. An existing home keeps the economy it was made with."""
     home = Home(Path(path))
     if home.exists():
         for need in (home.validator_key, home.admin_token):
@@ -223,14 +239,20 @@ def init_devnet(path: Path, chain_id: str | None = None) -> tuple[Home, bool]:
     validator.save(home.validator_key)
     KeyPair.generate().save(home.account_key)
     create_token_file(home.admin_token)
+    params: dict = {"focus": dict(NEW_CHAIN_FOCUS)}
+    dev_account: dict = {"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}
+    if economy:
+        params |= DEVNET_ECONOMY
+        params["dex_dealers"] = [{"address": dev.address, "quota": DEV_BALANCE}]
+        dev_account["tokens"] = {"h": DEV_BALANCE}
     genesis = _new_genesis(
         DEVNET_CHAIN_ID,
         chain_id,
         {
             "genesis_time_ms": int(time.time() * 1000),
-            "params": {"focus": dict(NEW_CHAIN_FOCUS)},
+            "params": params,
             "accounts": [
-                {"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE},
+                dev_account,
                 # The validator's own bond: its power (1) at every epoch boundary.
                 {"address": validator.address, "balance": 0, "stake": 1},
                 *(

@@ -50,6 +50,12 @@ def devnet(
         help="Also answer registered names over DNS on this UDP host:port "
         "(TXT records of NAME.focus).",
     ),
+    economy: bool = typer.Option(
+        False,
+        "--economy",
+        help="A new home runs the two-token economy: gas in H, rewards, the dev key "
+        "a primary dealer (docs/economics.md). An existing home keeps its own.",
+    ),
 ) -> None:
     """Start a devnet: a network of one validator (created on first run, resumed later)."""
     from focusflow.chain.mempool import MempoolLimits
@@ -67,6 +73,7 @@ def devnet(
         da_withhold=da_withhold,
         mempool=MempoolLimits(max_txs=mempool_txs),
         dns=None if dns is None else DnsSettings.parse(dns),
+        economy=economy,
     )
 
 

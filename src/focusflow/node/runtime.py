@@ -235,10 +235,14 @@ class NodeRuntime:
             return nonce
 
     def faucet(self, address: bytes, amount: int) -> Tx:
-        """Send ``amount`` from the node's funded dev key (devnets only)."""
+        """Send ``amount`` from the node's funded dev key (devnets only); under the
+        economy as much H too, so the account can pay fees."""
         if self.faucet_key is None:
             raise RuntimeError("this node has no faucet key")
-        return self.submit_as(self.faucet_key, [Msg("send", {"to": address, "amount": amount})])
+        msgs = [Msg("send", {"to": address, "amount": amount})]
+        if self.chain.params.economics:  # and as much H, to pay fees with
+            msgs.append(Msg("send", {"to": address, "amount": amount, "denom": "h"}))
+        return self.submit_as(self.faucet_key, msgs)
 
     def submit_as(self, key: KeyPair, msgs: list[Msg]) -> Tx:
         """Sign ``msgs`` with one of the node's own keys (the faucet's, a duty's
