@@ -208,3 +208,74 @@ def test_a_contract_reads_karma(tmp_path):
         with chain.reader() as rd:
             follower.apply_block(rd.block(height))
     assert follower.head == chain.head
+
+
+TWAP_READER = """
+(module
+  (import "env" "db_write" (func $db_write (param i32 i32 i32 i32)))
+  (import "env" "twap_of" (func $twap_of (param i32 i32) (result i64)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "count")
+  (data (i32.const 64) "h cyb")
+  (data (i32.const 96) "h nope")
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "instantiate") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "execute") (param $p i32) (param $n i32) (result i64)
+    (i64.store (i32.const 32) (call $twap_of (i32.const 64) (i32.const 5)))
+    (i64.store (i32.const 40) (call $twap_of (i32.const 96) (i32.const 6)))
+    (call $db_write (i32.const 0) (i32.const 5) (i32.const 32) (i32.const 16))
+    (i64.const 0))
+  (func (export "query") (param i32 i32) (result i64) (i64.const 0)))
+"""
+
+
+def test_a_contract_reads_a_pools_twap(tmp_path):
+    """``twap_of`` answers the pool's TWAP of one H in CYB at the block's time in
+    fixed point 10^9, as the exchange's own oracle computes it; -1 without a pool."""
+    from focusflow.modules.dex import twap_q64
+    from focusflow.modules.tokens import balance_of
+
+    gen = genesis(focus={"mode": "diffusion"})
+    gen = type(gen).from_json(
+        {
+            **gen.to_json(),
+            "accounts": [
+                {**a, "tokens": {"h": 10**11}} if a["address"] == ALICE.address else a
+                for a in gen.to_json()["accounts"]
+            ],
+        }
+    )
+    chain = new_chain(tmp_path / "c", gen)
+    create = m("dex.create", a="h", b="cyb", amount_a=4 * 10**9, amount_b=10**9)
+    r = chain.produce_block([tx(ALICE, 0, create, fee=FEE)], time_ms=T0 + 1000)
+    assert r.receipts[0].code == "ok", r.receipts[0].log
+    swap = m("dex.swap", path=["cyb", "h"], amount_in=10**7, min_out=0)
+    r = chain.produce_block([tx(ALICE, 1, swap, fee=FEE)], time_ms=T0 + 61_000)
+    assert r.receipts[0].code == "ok", r.receipts[0].log
+    with chain.reader() as rd:
+        assert balance_of(rd, ALICE.address_raw, "h") < 10**11
+    store = m("wasm.store", code=wasmtime.wat2wasm(TWAP_READER))
+    r = chain.produce_block([tx(BOB, 0, store, fee=FEE)], time_ms=T0 + 62_000)
+    inst = m(
+        "wasm.instantiate", code=r.receipts[0].events[0]["code"], msg=b"{}", label="t", gas=10**6
+    )
+    r = chain.produce_block([tx(BOB, 1, inst, fee=FEE)], time_ms=T0 + 63_000)
+    address = r.receipts[0].events[0]["contract"]
+    now = T0 + 181_000
+    r = chain.produce_block(
+        [tx(BOB, 2, m("wasm.execute", contract=address, msg=b"{}", gas=10**6), fee=FEE)],
+        time_ms=now,
+    )
+    assert r.receipts[0].code == "ok", r.receipts[0].log
+    with chain.reader() as rd:
+        raw = rd.get(wasm.storage_key(address, b"count"))
+        # The pool as the block found it: the swap (CYB in, H out) made H dearer,
+        # and that price held from T0 + 61 s to now, lifting the TWAP above 0.25.
+        expected = twap_q64(rd, "h", "cyb", now, chain.params) * 10**9 >> 64
+    assert 250_000_000 < expected < 260_000_000
+    assert int.from_bytes(raw[:8], "little", signed=True) == expected
+    assert int.from_bytes(raw[8:], "little", signed=True) == -1

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,7 @@ from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules import amm
 from focusflow.modules.accounts import amount_field, only_fields
 from focusflow.modules.accounts import field as body_field
-from focusflow.modules.tokens import CYB, H, add, burn, denom_field, mint, sub
+from focusflow.modules.tokens import CYB, H, add, burn, denom_field, is_denom, mint, sub
 
 POOL_PREFIX = b"/token/pool/"
 RESERVE_KEY = b"/token/dealer/reserve"
@@ -221,6 +221,19 @@ def twap_q64(
     if pool is None:
         return None
     return twap_of(pool, now_ms, params, of_b=(base != pool.a))
+
+
+def twap_reader(ctx: TxContext) -> Callable[[str, str], int | None]:
+    """What a contract call's ``twap_of`` reads (``vm.wasm``): the pool's TWAP at
+    the block's time, through the call's own state (so the scheduler sees the
+    read), None for a pair without a pool or text that names no denom."""
+
+    def read(base: str, quote: str) -> int | None:
+        if not (is_denom(base) and is_denom(quote)) or base == quote:
+            return None
+        return twap_q64(ctx.state, base, quote, ctx.block.time_ms, ctx.params)
+
+    return read
 
 
 def path_field(body: dict[str, Any], max_hops: int) -> list[str]:
@@ -450,11 +463,20 @@ def dealer_reserve(state: Readable) -> int:
 
 
 def gross_up(net: int, params: ChainParams) -> int:
-    """The least input whose part left after the protocol's cut is at least ``net``."""
+    """The least input whose part left after the protocol's cut is at least ``net``.
+
+    The cut of ``x`` is ``x c // D`` (``c = fee_bps * protocol_bps``, ``D =
+    10^8``), so what is left, ``x - x c // D = ceil(x (D - c) / D)``, is at
+    least ``net`` exactly when ``x (D - c) > (net - 1) D``: the least such
+    ``x`` is ``(net - 1) D // (D - c) + 1``. (``ceil(net D / (D - c))``, which
+    ignores that the cut rounds down, is one unit above it, at times two, and
+    made an exact-out swap charge the trader more than the pool needed.)
+    """
     cut = params.dex_fee_bps * params.dex_protocol_bps
     if not cut:
         return net
-    return amm.ceil_div(net * amm.BPS * amm.BPS, amm.BPS * amm.BPS - cut)
+    scale = amm.BPS * amm.BPS
+    return (net - 1) * scale // (scale - cut) + 1
 
 
 def swap_in(

@@ -54,6 +54,7 @@ from focusflow.core.errors import FocusflowError
 from focusflow.core.jsontext import too_deep
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules.accounts import credit, debit, set_account
+from focusflow.modules.dex import twap_reader
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
 from focusflow.vm import wasm
@@ -139,7 +140,16 @@ def _run_contract(
         raise wasm.WasmOutOfGasError(f"no gas left for a packet's {entry}")
     block = ctx.block
     result = wasm.call(
-        ctx.state, _env(ctx), address, entry, sender, doc, gas, block.focus_of, block.karma_of
+        ctx.state,
+        _env(ctx),
+        address,
+        entry,
+        sender,
+        doc,
+        gas,
+        block.focus_of,
+        block.karma_of,
+        twap_reader(ctx),
     )
     return result, deliver(ctx, address, result.packets, gas - result.gas_used, depth + 1)
 

@@ -35,6 +35,7 @@ from focusflow.core.jsontext import too_deep
 from focusflow.core.keys import encode_address
 from focusflow.modules import router
 from focusflow.modules.accounts import address_field, field, only_fields
+from focusflow.modules.dex import twap_reader
 from focusflow.vm import wasm
 
 MESSAGES = ("wasm.store", "wasm.instantiate", "wasm.execute")
@@ -138,6 +139,7 @@ class Wasm:
         result = wasm.call(
             ctx.state, env_of(ctx.block), address, "instantiate",
             encode_address(ctx.sender), msg, gas, ctx.block.focus_of, ctx.block.karma_of,
+            twap_reader(ctx),
         )  # fmt: skip
         ctx.emit("wasm.instantiate", contract=address, code=code_hash, **_answer(result))
         router.deliver(ctx, address, result.packets, gas - result.gas_used)
@@ -150,6 +152,7 @@ class Wasm:
         result = wasm.call(
             ctx.state, env_of(ctx.block), address, "execute",
             encode_address(ctx.sender), msg, gas, ctx.block.focus_of, ctx.block.karma_of,
+            twap_reader(ctx),
         )  # fmt: skip
         ctx.emit("wasm.execute", contract=address, **_answer(result))
         router.deliver(ctx, address, result.packets, gas - result.gas_used)

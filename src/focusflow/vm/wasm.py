@@ -27,6 +27,10 @@ The module's interface (the ABI, docs/wasm.md):
   the EVM's precompile answers; 0 for text that names no particle),
   ``karma_of(addr_ptr, addr_len) -> i64`` (a neuron's karma in the same fixed
   point, ``chain.karma``, of the ``focus1...`` address given; 0 for none),
+  ``twap_of(pair_ptr, pair_len) -> i64`` (the exchange's time-weighted average
+  price of one ``base`` in ``quote``, the text ``"base quote"``, in fixed point
+  10^9, rounded down and capped at 2^63 - 1; -1 when the pair has no pool or
+  the text names none: ``modules.dex``),
   ``send(port_ptr, port_len, data_ptr, data_len)`` (a packet for the router,
   ``modules.router``: delivered in order after the call returns) and ``abort(msg_ptr,
   msg_len)``, which ends the call with the contract's own error.
@@ -162,6 +166,9 @@ def engine() -> Any:
     return wasmtime.Engine(config)
 
 
+#: The fixed point of ``twap_of``'s answer.
+TWAP_UNIT = 10**9
+
 _MODULES: OrderedDict[bytes, Any] = OrderedDict()
 _MODULES_LOCK = threading.Lock()
 
@@ -244,6 +251,7 @@ def call(
     gas: int,
     focus_of: Any = None,
     karma_of: Any = None,
+    twap_of: Any = None,
 ) -> CallResult:
     """Run ``entry`` of the instance at ``address`` with ``msg`` in a child of
     ``state``, merged only if the call returns; raises a WasmError otherwise."""
@@ -272,6 +280,7 @@ def call(
         focus_of or (lambda _cid: 0),
         read_only=entry == "query",
         karma_of=karma_of or (lambda _address: 0),
+        twap_of=twap_of or (lambda _base, _quote: None),
     )
     text = json.dumps(document, separators=(",", ":"), ensure_ascii=True).encode()
     answer = run.call(compile_module(code), entry, text)
@@ -290,6 +299,7 @@ class _Run:
         focus_of: Any,
         read_only: bool,
         karma_of: Any,
+        twap_of: Any,
     ) -> None:
         import wasmtime
 
@@ -298,6 +308,7 @@ class _Run:
         self.gas = gas
         self.focus_of = focus_of
         self.karma_of = karma_of
+        self.twap_of = twap_of
         self.read_only = read_only
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=MAX_MEMORY)
@@ -326,6 +337,7 @@ class _Run:
             "db_remove": ([i32, i32], [], self._db_remove),
             "focus_of": ([i32, i32], [i64], self._focus_of),
             "karma_of": ([i32, i32], [i64], self._karma_of),
+            "twap_of": ([i32, i32], [i64], self._twap_of),
             "abort": ([i32, i32], [], self._abort),
             "send": ([i32, i32, i32, i32], [], self._send),
         }
@@ -416,6 +428,18 @@ class _Run:
         except (UnicodeDecodeError, FocusflowError):
             return 0
         return int(self.karma_of(address))
+
+    def _twap_of(self, caller: Any, pair_ptr: int, pair_len: int) -> int:
+        text = self._read(caller, pair_ptr, pair_len, 2 * 128 + 1, "a pair")
+        self._charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
+        try:
+            base, quote = text.decode("ascii").split(" ")
+        except (UnicodeDecodeError, ValueError):
+            return -1
+        price = self.twap_of(base, quote)
+        if price is None:
+            return -1
+        return min(int(price) * TWAP_UNIT >> 64, 2**63 - 1)
 
     def _send(
         self, caller: Any, port_ptr: int, port_len: int, data_ptr: int, data_len: int
