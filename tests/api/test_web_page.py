@@ -4,8 +4,9 @@ The test starts ``focusflow devnet`` on a free loopback port, opens ``/`` in
 Debian's Chromium (driven by Playwright through the system browser: nothing is
 downloaded), submits signed link transactions through the REST API and checks
 that the page, without a reload, shows the new top particle and the height and
-that the validators panel follows the votes; that search, the link graph and error
-messages work, and that the page reconnects when the node restarts. A screenshot
+that the validators panel follows the votes and the pools panel shows a new pool;
+that search, the link graph and error messages work, and that the page reconnects
+when the node restarts. A screenshot
 goes to the test's ``tmp_path``.
 """
 
@@ -22,7 +23,7 @@ import pytest
 
 from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from tests.node.devnet_process import Devnet, signed, start_devnet, wait_tx
+from tests.node.devnet_process import Devnet, devnet_home, signed, start_devnet, wait_tx
 
 UI_TIMEOUT_MS = 20_000  # bound of every wait on the page
 
@@ -95,7 +96,8 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory):
-    node = Node(tmp_path_factory.mktemp("devnet") / "home")
+    # the dev key also holds h, so that a pool of two tokens can be opened
+    node = Node(devnet_home(tmp_path_factory.mktemp("devnet") / "home", tokens={"h": 10**12}))
     node.start()
     yield node
     node.stop()
@@ -340,6 +342,34 @@ def test_expected_misses_log_no_console_error(page, devnet):
     page.wait_for_selector(f'#particle[data-cid="{unlinked}"] #particle-unknown')
     page.wait_for_timeout(500)
     assert [m for m in console if m.startswith("error")] == []
+
+
+def test_pools_panel_shows_a_new_pool_live(page, devnet):
+    """The pools panel lists each pool from GET /v1/pools with its reserves, price
+    and TWAP, and follows the chain without a reload."""
+    page.wait_for_selector('#live[data-state="open"]')
+    page.wait_for_function("document.querySelector('#pools-height').textContent !== ''")
+    page.evaluate("window.notReloaded = true")
+    if page.locator('#pools tr[data-pair="cyb/h"]').count() == 0:
+        assert page.is_visible("#pools-empty") and page.is_hidden("#pools-table")
+    # h is the second denom in byte order: one cyb is priced in h
+    create = {"a": "h", "b": "cyb", "amount_a": 3 * 10**6, "amount_b": 10**6}
+    committed = devnet.submit([Msg("dex.create", create)])
+    row = page.locator('#pools tr[data-pair="cyb/h"]')
+    row.wait_for()
+    assert page.is_hidden("#pools-empty") and page.is_visible("#pools-table")
+    assert row.get_attribute("data-halted") == "-1"
+    assert row.locator("td.pair").text_content() == "cyb/h"
+    assert row.locator("td.reserve-a").text_content() == "1000000 cyb"
+    assert row.locator("td.reserve-b").text_content() == "3000000 h"
+    assert row.locator("td.price").text_content() == "1 cyb = 3 h"
+    assert row.locator("td.twap").text_content() == "1 cyb = 3 h"
+    assert "lp/cyb/h" in (row.locator("td.pair").get_attribute("title") or "")
+    page.wait_for_function(
+        "Number(document.querySelector('#pools-height').textContent.split(' ').pop())"
+        f" >= {committed['height']}"
+    )
+    assert page.evaluate("window.notReloaded === true")
 
 
 def test_page_reconnects_after_node_restart(page, devnet):

@@ -115,6 +115,25 @@ def start_devnet(
     raise AssertionError(f"devnet did not start in {timeout}s:\n{log_path.read_text()}")
 
 
+def devnet_home(
+    home: Path, params: dict | None = None, tokens: dict[str, int] | None = None
+) -> Path:
+    """A new devnet home at ``home`` whose genesis also sets ``params`` and gives the
+    ``dev`` key ``tokens`` (denoms other than cyb: ``{"h": n}``), for ``start_devnet``."""
+    from focusflow.node.home import init_devnet
+
+    made, created = init_devnet(home)
+    assert created, f"{home} is a devnet home already"
+    genesis = json.loads(made.genesis.read_text())
+    genesis["params"].update(params or {})
+    dev_address = Keystore(made.keys).load("dev").address
+    for account in genesis["accounts"]:
+        if account["address"] == dev_address and tokens:
+            account["tokens"] = dict(tokens)
+    made.genesis.write_text(json.dumps(genesis, indent=2) + "\n")
+    return made.path
+
+
 def signed(net: Devnet, key: KeyPair, msgs: list[Msg], fee: int = 10_000, nonce: int | None = None):
     """A signed transaction from ``key`` with its next committed nonce."""
     with net.client() as c:

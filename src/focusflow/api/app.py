@@ -25,6 +25,7 @@ from focusflow.api import (
     routes_ca,
     routes_chain,
     routes_da,
+    routes_dex,
     routes_evm,
     routes_focus,
     routes_graph,
@@ -115,22 +116,12 @@ def create_app(
     openapi.install(app)
     # Outermost: a client over its limits is refused before any other work.
     app.add_middleware(ClientLimits, settings=limits or LimitSettings())
-    app.include_router(routes_chain.router)
-    app.include_router(routes_focus.router)
-    app.include_router(routes_infer.router)
-    app.include_router(routes_graph.router)
-    app.include_router(routes_validators.router)
-    app.include_router(ws.router)
-    app.include_router(routes_da.router)
-    app.include_router(routes_light.router)
-    app.include_router(routes_query.router)
-    app.include_router(routes_texts.router)
-    app.include_router(routes_evm.router)
-    app.include_router(evm_ws.router)
-    app.include_router(routes_wasm.router)
-    app.include_router(routes_auth.router)
-    app.include_router(routes_blobs.router)
-    app.include_router(routes_ca.router)
+    for module in (
+        routes_chain, routes_focus, routes_infer, routes_graph, routes_validators, ws,
+        routes_da, routes_light, routes_query, routes_texts, routes_evm, evm_ws, routes_wasm,
+        routes_auth, routes_blobs, routes_ca, routes_dex,
+    ):  # fmt: skip
+        app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

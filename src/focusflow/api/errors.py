@@ -43,6 +43,7 @@ STATUS = {
     "blob_unavailable": 404,
     "unknown_pin": 404,
     "unknown_share": 404,
+    "unknown_pool": 404,
     "unauthorized": 401,
     "forbidden": 403,
     "too_many_attempts": 429,

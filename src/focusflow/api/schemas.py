@@ -407,3 +407,61 @@ class Faucet(BaseModel):
 
     address: str = Field(pattern=ADDRESS_PATTERN, json_schema_extra={"format": "bech32"})
     amount: int = Field(gt=0, le=INT64_MAX)
+
+
+class PoolOut(BaseModel):
+    """One pool of the exchange (``modules.dex``), its pair in byte order."""
+
+    a: str
+    b: str
+    reserve_a: int
+    reserve_b: int
+    shares: int = Field(description="every share outstanding, the 1,000 locked at creation too")
+    share_denom: str = Field(description="the denom of its shares, lp/<a>/<b>")
+    price_q64: int = Field(description="the price of one a in b now, Q64 (times 2^64)")
+    price: float = Field(description="reserve_b / reserve_a")
+    twap_q64: int = Field(description="the time-weighted average price of a in b, Q64")
+    twap: float = Field(description="twap_q64 / 2^64")
+    halted_until: int = Field(description="the last height its circuit breaker halts it; -1: never")
+
+
+class PoolAnswer(PoolOut):
+    height: int
+    time_ms: int = Field(description="the block time the TWAP is taken at (the head's)")
+
+
+class PoolList(BaseModel):
+    height: int
+    time_ms: int = Field(description="the block time the TWAPs are taken at (the head's)")
+    pools: list[PoolOut]
+
+
+class Balances(BaseModel):
+    address: str
+    height: int
+    balances: dict[str, int] = Field(
+        description="every non-zero liquid balance by denom, cyb first"
+    )
+
+
+class RewardTotals(BaseModel):
+    index: int = Field(description="the H one unit of bonded stake earned since genesis, x 10^27")
+    total_bonded: int
+    held: int = Field(description="the H the reward pool holds for every staker's share")
+
+
+class EconomyOut(BaseModel):
+    height: int
+    time_ms: int
+    economics: int = Field(description="1: fees are paid in h and split; 0: one token, cyb")
+    fee_per_byte: int = Field(description="the fee per byte the next block charges at least")
+    premium_bps: int | None = Field(
+        description="H's premium over par from the cyb/h TWAP, in basis points; "
+        "null without a cyb/h pool"
+    )
+    buyback_bps: int = Field(description="the share of the base fees sold for CYB and burned")
+    rewards: RewardTotals | None = Field(
+        description="the reward pool; null on a chain that never opened one (economics 0)"
+    )
+    h_supply: int
+    dealer_reserve: int = Field(description="the CYB the primary dealers' mints locked")

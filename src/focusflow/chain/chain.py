@@ -109,9 +109,9 @@ from focusflow.chain.focus_upgrade import (
 )
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.governed import governed_params
-from focusflow.chain.params import ChainParams
 from focusflow.chain.karma import karma_fixed
 from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
+from focusflow.chain.params import ChainParams
 from focusflow.chain.scheduler import Scheduler
 from focusflow.chain.snapshot import SNAPSHOT_FOCUS_FILE
 from focusflow.chain.state import PendingState

@@ -3,7 +3,7 @@
 With ``economics`` 1 a transaction's least fee is ``fee_base + base_fee *
 size``, and the base fee moves after every block towards ``gas_target_bytes``
 of transactions per block: up by at most ``1/base_fee_change_denominator``
-when the block was full, down as much when it was empty, never under
+when the block held twice the target or more, down as much when it was empty, never under
 ``base_fee_min`` (EIP-1559's update, with bytes for gas, and at least one unit
 up when a block is over its target, so a base fee of 1 can rise). The value
 lives at ``/token/basefee`` from the first block after genesis; before that,
@@ -36,6 +36,9 @@ def next_fee_per_byte(current: int, used_bytes: int, params: ChainParams) -> int
     """EIP-1559's update of ``current`` after a block of ``used_bytes``."""
     target = params.gas_target_bytes
     denominator = params.base_fee_change_denominator
+    # As EIP-1559's block limit is twice its target, bytes past twice the
+    # target count as twice it: one block moves the fee by 1/denominator at most.
+    used_bytes = min(used_bytes, 2 * target)
     if used_bytes > target:
         step = max(1, current * (used_bytes - target) // target // denominator)
         return current + step

@@ -19,6 +19,7 @@ from focusflow.cli.blob_cmd import app as blob_app
 from focusflow.cli.ca_cmd import ca_app, ct_app
 from focusflow.cli.compile_cmd import compile_cmd
 from focusflow.cli.da_cmd import da_app
+from focusflow.cli.dex_cmd import dealer_app, pool_app, rewards_app, swap_cmd
 from focusflow.cli.focus_cmd import focus_app
 from focusflow.cli.import_cmd import import_app
 from focusflow.cli.infer_cmd import infer_cmd
@@ -43,6 +44,10 @@ app.add_typer(da_app, name="da")
 app.add_typer(konomi_app, name="konomi")
 app.add_typer(keys_app, name="keys")
 tx_app.add_typer(pin_app, name="pin")
+tx_app.command("swap")(swap_cmd)
+tx_app.add_typer(pool_app, name="pool")
+tx_app.add_typer(dealer_app, name="dealer")
+tx_app.add_typer(rewards_app, name="rewards")
 app.add_typer(tx_app, name="tx")
 app.add_typer(query_app, name="query")
 app.add_typer(import_app, name="import")

@@ -427,3 +427,99 @@ def _verify(key: str, doc: dict[str, Any]) -> None:
 
 query_app.command("datalog", help=DatalogHelp)(datalog_cmd)
 query_app.command("verify")(verify_cmd)
+
+
+# --------------------------------------------------------------------- the exchange
+
+
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _pool_rows(pool: dict[str, Any]) -> dict[str, Any]:
+    a, b = pool.get("a"), pool.get("b")
+    halted = pool.get("halted_until", -1)
+    return {
+        "pool": f"{a}/{b}",
+        "reserves": f"{pool.get('reserve_a')} {a}, {pool.get('reserve_b')} {b}",
+        "price": f"1 {a} = {_number(pool.get('price'))} {b}",
+        "twap": f"1 {a} = {_number(pool.get('twap'))} {b}",
+        "shares": f"{pool.get('shares')} {pool.get('share_denom')}",
+        "halted until": halted if isinstance(halted, int) and halted >= 0 else "-",
+    }
+
+
+@query_app.command("pool")
+def pool_cmd(
+    a: Annotated[str, typer.Argument(help="One denom of the pair (cyb, h, lp/A/B, ...).")],
+    b: Annotated[str, typer.Argument(help="The other denom; either order.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One pool: its reserves, shares, price and TWAP at the head."""
+    from focusflow.chain.errors import UnknownPoolError
+    from focusflow.cli.dex_cmd import fetch_pool
+    from focusflow.cli.tx_cmd import check_denom
+
+    a, b = check_denom(a, "denom"), check_denom(b, "denom")
+    with client(home, node) as api:
+        doc = fetch_pool(api, a, b)
+    if doc is None:
+        raise UnknownPoolError(f"no pool for {a} and {b}")
+    if as_json:
+        _print_json(doc)
+        return
+    rows = _pool_rows(doc)
+    if "height" in doc:
+        rows["height"] = doc["height"]
+    _kv(rows)
+
+
+@query_app.command("pools")
+def pools_cmd(home: HomeOpt = None, node: NodeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every pool with its reserves, price and TWAP at the head."""
+    doc = _get(home, node, "/v1/pools")
+    if as_json:
+        _print_json(doc)
+        return
+    listed = doc.get("pools", [])
+    table = Table(
+        box=None,
+        pad_edge=False,
+        title=f"pools at height {doc.get('height')}",
+        caption=None if listed else "no pools: open one with focusflow tx pool create A B X Y",
+    )
+    for col in ("pool", "reserves", "price", "twap", "shares", "halted until"):
+        table.add_column(col)
+    for pool in listed:
+        table.add_row(*map(str, _pool_rows(pool).values()))
+    console.print(table)
+
+
+@query_app.command("balances")
+def balances_cmd(
+    who: Annotated[str, typer.Argument(help="An address or a wallet key name.")],
+    home: HomeOpt = None,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every token an account holds (liquid): cyb, h, pool shares, ..."""
+    doc = _get(home, node, f"/v1/balances/{address(who, home)}")
+    if as_json:
+        _print_json(doc)
+        return
+    table = Table(
+        box=None, pad_edge=False, title=f"{doc.get('address')} at height {doc.get('height')}"
+    )
+    table.add_column("denom")
+    table.add_column("amount", justify="right")
+    for denom, amount in (doc.get("balances") or {}).items():
+        table.add_row(str(denom), str(amount))
+    console.print(table)
+
+
+@query_app.command("economy")
+def economy_cmd(home: HomeOpt = None, node: NodeOpt = None, as_json: JsonOpt = False) -> None:
+    """The economy: on or off, the base fee, H's premium and the buyback share, rewards."""
+    _show(_get(home, node, "/v1/economy"), as_json)

@@ -44,8 +44,15 @@ from focusflow.core.home import resolve_home
 from focusflow.core.keys import decode_address
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from focusflow.chain.tx import Msg
+    from focusflow.cli.client import Client
+    from focusflow.cli.txbuild import Pinned
     from focusflow.core.keys import KeyPair
+
+    #: What a command checks against the node once the chain is pinned (``_submit``).
+    Check = Callable[[Client, Pinned, str], dict[str, int] | None]
 
 tx_app = typer.Typer(help="Sign and submit transactions.", no_args_is_help=True)
 name_app = typer.Typer(help="Names: short names for particles.", no_args_is_help=True)
@@ -111,6 +118,7 @@ def _submit(
     describe: list[str] | None = None,
     key: KeyPair | None = None,
     texts: list[str] | None = None,
+    check: Check | None = None,
 ) -> dict[str, Any]:
     """Unlock, sign at the right nonce and fee, check, send, optionally wait; print.
     Returns what it printed (with the receipt's events once committed).
@@ -118,6 +126,10 @@ def _submit(
     ``key`` signs instead of the wallet key ``opts.signer`` (the node's validator key).
     ``texts`` (the texts particles were made from) go to the node once it has
     accepted the transaction: it keeps texts only of particles that links name.
+    ``check(api, pin, address)`` runs once the chain is pinned, before anything is
+    signed: it raises what the node's state shows would fail, may add to ``extra``
+    and ``describe``, and returns what the transaction will spend by denom that
+    ``txbuild.spends`` cannot know (a deposit at the pool's ratio), or None.
     """
     from focusflow.cli import txbuild
 
@@ -126,12 +138,17 @@ def _submit(
         key = load_key(opts.home, opts.signer)
     with client(opts.home, opts.node) as api:
         pin = txbuild.pin_chain(api, resolve_home(opts.home), opts.chain_id, opts.max_fee)
+        more = (check(api, pin, key.address) if check is not None else None) or {}
         account = txbuild.Account.fetch(api, key.address)
         nonce = account.next_nonce if opts.nonce is None else opts.nonce
         tx = txbuild.build_tx(
             key, pin.chain_id, nonce, msgs, pin.params, opts.fee, pin.max_fee, pin.fee_per_byte
         )
-        txbuild.preflight(tx, account, pin.params)
+        denoms = {*txbuild.spends(tx.msgs, pin.params), *more}
+        balances = None
+        if pin.params.economics or denoms - {"cyb"}:
+            balances = txbuild.fetch_balances(api, key.address)
+        txbuild.preflight(tx, account, pin.params, balances, more)
         tx_hash = api.submit(tx.encoded)
         result: dict[str, Any] = {
             "hash": tx_hash,
@@ -202,6 +219,9 @@ def _msg(type_: str, body: dict[str, Any]) -> Msg:
 def send_cmd(
     to: Annotated[str, typer.Argument(help="Recipient: an address or a wallet key name.")],
     amount: Annotated[int, typer.Argument(help="Amount in base units.")],
+    denom: Annotated[
+        str, typer.Option("--denom", help="The token: cyb, h, a pool's shares lp/A/B, ...")
+    ] = "cyb",
     signer: FromOpt = DEFAULT_SIGNER,
     fee: FeeOpt = None,
     nonce: NonceOpt = None,
@@ -213,11 +233,26 @@ def send_cmd(
     chain_id: ChainIdOpt = None,
     max_fee: MaxFeeOpt = None,
 ) -> None:
-    """Send tokens to an address."""
+    """Send tokens to an address (cyb unless --denom names another token)."""
     opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
+    denom = check_denom(denom, "--denom")
     dest = address(to, home)
-    body = {"to": decode_address(dest), "amount": _amount(amount)}
-    _submit(opts, [_msg("send", body)], {"to": dest, "amount": amount})
+    body: dict[str, Any] = {"to": decode_address(dest), "amount": _amount(amount)}
+    if denom != "cyb":  # a send without a denom is of cyb, and older nodes take it
+        body["denom"] = denom
+    _submit(opts, [_msg("send", body)], {"to": dest, "amount": amount, "denom": denom})
+
+
+def check_denom(denom: str, what: str) -> str:
+    """``denom`` if it names a token (``modules.tokens.is_denom``), else invalid_parameter."""
+    from focusflow.modules.tokens import is_denom
+
+    if not is_denom(denom):
+        raise InvalidParameterError(
+            f"{what} {denom!r} is not a denom: a lowercase letter and up to 15 lowercase "
+            "letters or digits (cyb, h), or a pool's shares lp/A/B"
+        )
+    return denom
 
 
 @tx_app.command("stake")

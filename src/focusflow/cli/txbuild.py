@@ -28,7 +28,7 @@ Shared by ``focusflow tx`` and ``focusflow import``. Three rules guide it:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,9 @@ from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
 from focusflow.cli.client import Client, RemoteError
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
+from focusflow.modules.dex import share_denom
 from focusflow.modules.names import name_fee
+from focusflow.modules.tokens import CYB, H
 from focusflow.modules.wasm import gas_fee
 
 #: How long ``--wait`` polls before giving up, and how often.
@@ -245,29 +247,92 @@ def build_tx(
     return tx
 
 
-def spend_of(msgs: Sequence[Msg], params: ChainParams) -> int:
-    """What the messages take from the liquid balance (besides the fee)."""
-    total = 0
+def spends(msgs: Sequence[Msg], params: ChainParams) -> dict[str, int]:
+    """What the messages take from each liquid balance besides the fee, by denom.
+
+    Only what a message takes in full is counted: the most a message may take
+    (``dex.add``'s ``max_a`` and ``max_b``, ``dex.swap_out``'s ``max_in``) is
+    decided by the pool, and the commands that send them check it against the
+    pool themselves.
+    """
+    out: dict[str, int] = {}
+
+    def take(denom: str, amount: int) -> None:
+        out[denom] = out.get(denom, 0) + amount
+
     for m in msgs:
-        if m.type in ("send", "stake"):
-            total += m.body["amount"]
+        body = m.body
+        if m.type == "send":
+            take(body.get("denom", CYB), body["amount"])
+        elif m.type == "stake":
+            take(CYB, body["amount"])
         elif m.type == "link":
-            total += len(m.body["links"]) * params.link_burn
+            take(CYB, len(body["links"]) * params.link_burn)
         elif m.type == "name.register":
-            total += name_fee(m.body["name"], params.name_fee)
+            take(CYB, name_fee(body["name"], params.name_fee))
         elif m.type == "blob.put":
-            total += len(m.body["data"]) * params.blob_credit_per_byte
-    return total
+            take(CYB, len(body["data"]) * params.blob_credit_per_byte)
+        elif m.type == "dex.create":
+            take(body["a"], body["amount_a"])
+            take(body["b"], body["amount_b"])
+        elif m.type == "dex.remove":
+            take(share_denom(body["a"], body["b"]), body["shares"])
+        elif m.type == "dex.swap":
+            take(body["path"][0], body["amount_in"])
+        elif m.type == "dex.mint":
+            take(CYB, body["amount"])
+        elif m.type == "dex.redeem":
+            take(H, body["amount"])
+    return {denom: amount for denom, amount in out.items() if amount}
 
 
-def preflight(tx: Tx, account: Account, params: ChainParams) -> None:
-    """Refuse what would only burn a fee: unaffordable spends, links over the budget."""
-    spend = spend_of(tx.msgs, params)
-    if account.balance < tx.fee + spend:
-        raise InsufficientFundsError(
-            f"{account.address} has {account.balance}, needs {tx.fee + spend} "
-            f"(fee {tx.fee} + {spend}); nothing was sent"
-        )
+def spend_of(msgs: Sequence[Msg], params: ChainParams) -> int:
+    """What the messages take from the liquid ``cyb`` balance (besides the fee)."""
+    return spends(msgs, params).get(CYB, 0)
+
+
+def fetch_balances(client: Client, address: str) -> dict[str, int] | None:
+    """Every liquid balance of ``address`` (``GET /v1/balances``); None from a node
+    that does not serve them."""
+    doc = client.get_optional(f"/v1/balances/{address}")
+    held = doc.get("balances") if isinstance(doc, dict) else None
+    if not isinstance(held, dict):
+        return None
+    return {str(d): int(v) for d, v in held.items()}
+
+
+def preflight(
+    tx: Tx,
+    account: Account,
+    params: ChainParams,
+    balances: Mapping[str, int] | None = None,
+    more: Mapping[str, int] | None = None,
+) -> None:
+    """Refuse what would only burn a fee: unaffordable spends, links over the budget.
+
+    ``balances`` are the account's liquid balances by denom (``fetch_balances``);
+    without them only ``cyb`` is checked, against the account's balance. The fee
+    is paid in the gas token: ``h`` under the economy, else ``cyb``. ``more`` is
+    spent besides what :func:`spends` counts (what a pool decides, quoted by the
+    command that sends it).
+    """
+    needs = spends(tx.msgs, params)
+    for denom, amount in (more or {}).items():
+        needs[denom] = needs.get(denom, 0) + amount
+    gas = H if params.economics else CYB
+    needs[gas] = needs.get(gas, 0) + tx.fee
+    have = dict(balances) if balances is not None else {CYB: account.balance}
+    for denom in sorted(needs, key=lambda d: (d != CYB, d)):
+        if denom not in have and balances is None:
+            continue  # not known here: the chain checks it
+        if have.get(denom, 0) < needs[denom]:
+            spend = needs[denom] - (tx.fee if denom == gas else 0)
+            unit = "" if denom == CYB and not params.economics else f" {denom}"
+            how = f" (fee {tx.fee} + {spend})" if denom == gas else ""
+            raise InsufficientFundsError(
+                f"{account.address} has {have.get(denom, 0)}{unit}, needs "
+                f"{needs[denom]}{unit}{how}; nothing was sent"
+            )
     bonded = account.bonded
     neudeg = account.neudeg
     for m in tx.msgs:

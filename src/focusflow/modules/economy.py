@@ -75,7 +75,9 @@ def premium_bps(state: Readable, params: ChainParams, now_ms: int) -> int | None
     if price is None or not params.h_par_bps:
         return None
     par = params.h_par_bps * amm.Q64 // amm.BPS
-    return (price - par) * amm.BPS // par
+    # Rounded towards zero, so a price a hair under par reads 0, not -1 bps.
+    gap = (abs(price - par) * amm.BPS) // par
+    return gap if price >= par else -gap
 
 
 def buyback_bps(state: Readable, params: ChainParams, now_ms: int) -> int:
@@ -146,6 +148,7 @@ class Economy:
         minted = params.h_mint_per_block
         mint(ctx.state, None, H, minted)
         to_stake = rewards.distribute(ctx.state, base - sold + minted)
+        burned_h = (0 if burned_cyb else sold) + (base - sold + minted - to_stake)
         current = ctx.fee_per_byte or current_fee_per_byte(ctx.state, params)
         following = next_fee_per_byte(current, ctx.counters.get("tx_bytes", 0), params)
         set_fee_per_byte(ctx.state, following)
@@ -158,6 +161,7 @@ class Economy:
                 "burned_cyb": burned_cyb,
                 "minted_h": minted,
                 "to_stake": to_stake,
+                "burned_h": burned_h,
                 "fee_per_byte": following,
             }
         )

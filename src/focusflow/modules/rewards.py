@@ -22,7 +22,10 @@ Learning: ``rewards.claim`` also pays ``karma * learning_per_block * blocks //
 10^15`` new H, with the neuron's karma after the parent block (focus's fixed
 point: all karma together is at most 10^15) and the blocks since its last
 claim, at most ``learning_window`` (a neuron cannot hold a high karma for one
-block and collect for a year).
+block and collect for a year). A neuron that never claimed counts from the
+block its record was made (its first bonding, genesis included): counting a
+whole window back from there paid a neuron bonded a block ago, even on a chain
+five blocks old, ``learning_window`` blocks of its karma.
 
 State: ``/token/rewards`` ``[index, total_bonded, held]``; ``/token/reward/<address>``
 ``[index_at, accrued, tenure_start, last_height, learning_at]`` (``tenure_start``
@@ -126,9 +129,7 @@ def settle(
 ) -> tuple[Earner, Totals]:
     """Bring ``address``'s accrual up to ``height`` for the ``bonded`` stake it held."""
     t = totals(state)
-    e = earner(state, address) or Earner(
-        index_at=t.index, last_height=height, learning_at=height - params.learning_window
-    )
+    e = earner(state, address) or Earner(index_at=t.index, last_height=height, learning_at=height)
     e.accrued += bonded * (t.index - e.index_at) // SCALE
     tenure = tenure_earned(bonded, e, height, params)
     if tenure:
@@ -160,12 +161,18 @@ def on_bonded_change(
 def distribute(state: PendingState, amount: int) -> int:
     """Add ``amount`` H (already taken from its payers or minted into no
     account) to the stake reward pool; burned when nothing is bonded.
-    Returns what the index took."""
+    Returns what the index took.
+
+    The totals are saved even when nothing is bonded: :func:`totals` sums every
+    account while they are missing, and a chain whose genesis bonds nothing
+    would otherwise pay that scan, O(accounts), in every block's end."""
     if amount <= 0:
         return 0
     t = totals(state)
     if t.total_bonded <= 0:
         burn(state, None, H, amount, "rewards")
+        if state.get(TOTALS_KEY) is None:
+            save_totals(state, t)
         return 0
     t.index += amount * SCALE // t.total_bonded
     t.held += amount

@@ -53,6 +53,7 @@ from focusflow.core.cid import cid_to_bytes
 from focusflow.core.errors import FocusflowError
 from focusflow.core.jsontext import too_deep
 from focusflow.core.keys import decode_address, encode_address
+from focusflow.modules import rewards
 from focusflow.modules.accounts import credit, debit, set_account
 from focusflow.modules.dex import twap_reader
 from focusflow.modules.links import Links
@@ -194,6 +195,9 @@ def _bank(ctx: TxContext, source: bytes, doc: Any) -> dict[str, Any]:
         credit(ctx.state, to, amount)
         return {"sent": amount, "to": encode_address(to)}
     account = debit(ctx.state, source, amount, "a packet's stake")
+    rewards.on_bonded_change(
+        ctx.state, ctx.params, ctx.height, source, account.bonded, account.bonded + amount
+    )
     account.bonded += amount
     set_account(ctx.state, source, account)
     ctx.deltas.stakes[source] = account.bonded

@@ -35,15 +35,29 @@ def is_denom(denom: object) -> bool:
     """Whether ``denom`` names a token: a base denom, or ``lp/<a>/<b>`` of two."""
     if not isinstance(denom, str) or not 0 < len(denom) <= MAX_DENOM:
         return False
-    if BASE_DENOM.fullmatch(denom):
-        return denom != "lp"
-    if not denom.startswith("lp/"):
-        return False
-    rest = denom[3:]
-    for i, ch in enumerate(rest):
-        if ch == "/" and is_denom(rest[:i]) and is_denom(rest[i + 1 :]):
-            return True
-    return False
+    return _denom_end(denom, 0) == len(denom)
+
+
+def _denom_end(denom: str, start: int) -> int:
+    """Where the denom that begins at ``start`` ends, or -1 if none does.
+
+    A denom ends at a ``/`` or at the end of the text (a base denom has no
+    ``/``, and ``lp/<a>/<b>`` ends where ``<b>`` does), so there is one reading
+    at most and it is found in one pass. Trying every ``/`` as the split of
+    ``lp/<a>/<b>`` instead takes time exponential in the nesting: a message
+    naming a nested denom of 79 characters held every validator 1.7 s, and
+    each two more levels multiplied that by about five.
+    """
+    if denom.startswith("lp/", start):
+        first = _denom_end(denom, start + 3)
+        if first < 0 or not denom.startswith("/", first):
+            return -1
+        return _denom_end(denom, first + 1)
+    slash = denom.find("/", start)
+    end = len(denom) if slash < 0 else slash
+    if BASE_DENOM.fullmatch(denom, start, end) and denom[start:end] != "lp":
+        return end
+    return -1
 
 
 def denom_field(body: dict, name: str) -> str:

@@ -1,13 +1,15 @@
 // The node's web page: status, top particles, one particle and its links, recent
-// blocks, the validators and their last votes, all kept live over the WebSocket
-// /v1/ws. The API contract is docs/api.md. Plain modules, no framework; the one
-// library, Cytoscape.js for the graph, ships in vendor/ (web/build). Every string
-// from the node reaches the page through textContent, never as HTML.
+// blocks, the validators and their last votes, the exchange's pools, all kept
+// live over the WebSocket /v1/ws. The API contract is docs/api.md. Plain
+// modules, no framework; the one library, Cytoscape.js for the graph, ships in
+// vendor/ (web/build). Every string from the node reaches the page through
+// textContent, never as HTML.
 
 import { ApiError, api, enc, nameRegistered, particleExists } from "./api.js";
 import { Blocks } from "./blocks.js";
 import { $, age, clickable, duration, fill, h, percent, shortCid, shortHex, textOf } from "./dom.js";
 import { LinkGraph } from "./graph.js";
+import { loadPools } from "./pools.js";
 import { Verifier, setMark } from "./verified.js";
 
 const TOP_K = 20;
@@ -473,7 +475,7 @@ async function search(ev) {
 
 const refresh = coalesce(async () => {
   try {
-    await Promise.all([loadStatus(), loadTop(), loadValidators()]);
+    await Promise.all([loadStatus(), loadTop(), loadValidators(), loadPools()]);
     verifier.head();
     // a focus shown at another height than its proof's is checked again
     if (verifier.on && $("particle-focus-mark")?.dataset.verified === "stale") refreshParticle();
@@ -485,7 +487,7 @@ const refresh = coalesce(async () => {
 
 async function refreshAll() {
   try {
-    await Promise.all([loadStatus(), loadTop(), blocks.load(), loadValidators()]);
+    await Promise.all([loadStatus(), loadTop(), blocks.load(), loadValidators(), loadPools()]);
     verifier.head(true);
     clearError("refresh");
   } catch (err) {
