@@ -84,6 +84,12 @@ def ante(state: PendingState, params: ChainParams, sender: bytes, nonce: int, fe
     set_account(state, sender, account)
 
 
+def _minted(tenure: int) -> dict[str, int]:
+    """The tenure reward a stake change minted, for its event (left out when 0,
+    so the events of chains without the economy are what they were)."""
+    return {"tenure_minted": tenure} if tenure else {}
+
+
 def gas_balance(state: Readable, params: ChainParams, address: bytes) -> int:
     """What ``address`` can pay fees with: its ``h`` under the economy, else its ``cyb``."""
     return balance_of(state, address, H if params.economics else CYB)
@@ -126,13 +132,14 @@ class Bank:
         only_fields(body, "amount")
         amount = amount_field(body)
         account = debit(ctx.state, ctx.sender, amount, "stake")
-        rewards.on_bonded_change(
+        tenure = rewards.on_bonded_change(
             ctx.state, ctx.params, ctx.height, ctx.sender, account.bonded, account.bonded + amount
         )
         account.bonded += amount
         set_account(ctx.state, ctx.sender, account)
         ctx.deltas.stakes[ctx.sender] = account.bonded
-        ctx.emit("stake", neuron=ctx.sender, amount=amount, bonded=account.bonded)
+        ctx.emit("stake", neuron=ctx.sender, amount=amount, bonded=account.bonded,
+                 **_minted(tenure))  # fmt: skip
 
     def unstake(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "amount")
@@ -147,7 +154,7 @@ class Bank:
             raise OverLinkBudgetError(
                 f"{links} links need {need} bonded stake; unstaking {amount} leaves {left}"
             )
-        rewards.on_bonded_change(
+        tenure = rewards.on_bonded_change(
             ctx.state, ctx.params, ctx.height, ctx.sender, account.bonded, left
         )
         account.bonded = left
@@ -158,7 +165,8 @@ class Bank:
         total = amount + (0 if pending is None else decode(pending, "unbonding"))
         ctx.state.put(key, encode(total))
         ctx.deltas.stakes[ctx.sender] = left
-        ctx.emit("unstake", neuron=ctx.sender, amount=amount, release_height=release)
+        ctx.emit("unstake", neuron=ctx.sender, amount=amount, release_height=release,
+                 **_minted(tenure))  # fmt: skip
 
     def end_block(self, ctx: BlockContext) -> None:
         """Slash the block's offences, pay its fees to its proposer, release matured unbonding."""
@@ -188,8 +196,9 @@ class Bank:
         fraction = ctx.params.slash_fraction
         account = get_account(ctx.state, offence.address)
         amount = account.bonded * fraction // BASIS_POINTS
+        tenure = 0
         if amount:
-            rewards.on_bonded_change(
+            tenure = rewards.on_bonded_change(
                 ctx.state, ctx.params, ctx.height, offence.address, account.bonded,
                 account.bonded - amount,
             )  # fmt: skip
@@ -220,6 +229,7 @@ class Bank:
                 "amount": amount,
                 "unbonding": unbonding,
                 "bonded": account.bonded,
+                **_minted(tenure),
             }
         )
         return amount

@@ -102,10 +102,14 @@ class Economy:
             raise NothingToClaimError("this chain pays no rewards (params.economics is 0)")
         bonded = get_account(ctx.state, ctx.sender).bonded
         karma = ctx.block.karma_of(ctx.sender) if ctx.params.learning_per_block else 0
-        paid, learned = rewards.claim(ctx.state, ctx.params, ctx.height, ctx.sender, bonded, karma)
+        paid, learned, tenure = rewards.claim(
+            ctx.state, ctx.params, ctx.height, ctx.sender, bonded, karma
+        )
         if not paid and not learned:
             raise NothingToClaimError("nothing earned since the last claim")
-        ctx.emit("rewards.claim", neuron=ctx.sender, stake=paid, learning=learned)
+        ctx.emit(
+            "rewards.claim", neuron=ctx.sender, stake=paid, learning=learned, tenure_minted=tenure
+        )
 
     def vote(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "params")

@@ -126,8 +126,9 @@ def tenure_earned(bonded: int, e: Earner, height: int, params: ChainParams) -> i
 
 def settle(
     state: PendingState, params: ChainParams, height: int, address: bytes, bonded: int
-) -> tuple[Earner, Totals]:
-    """Bring ``address``'s accrual up to ``height`` for the ``bonded`` stake it held."""
+) -> tuple[Earner, Totals, int]:
+    """Bring ``address``'s accrual up to ``height`` for the ``bonded`` stake it
+    held; returns the records and the tenure reward it minted."""
     t = totals(state)
     e = earner(state, address) or Earner(index_at=t.index, last_height=height, learning_at=height)
     e.accrued += bonded * (t.index - e.index_at) // SCALE
@@ -138,17 +139,18 @@ def settle(
         e.accrued += tenure
     e.index_at = t.index
     e.last_height = height
-    return e, t
+    return e, t, tenure
 
 
 def on_bonded_change(
     state: PendingState, params: ChainParams, height: int, address: bytes, before: int, after: int
-) -> None:
+) -> int:
     """Called before every change of an account's bonded stake (stake, unstake,
-    slash, genesis): settles what ``before`` earned, then tracks the total."""
+    slash, genesis): settles what ``before`` earned, then tracks the total.
+    Returns the tenure reward minted, which the caller's event reports."""
     if not params.economics or before == after:
-        return
-    e, t = settle(state, params, height, address, before)
+        return 0
+    e, t, tenure = settle(state, params, height, address, before)
     if before <= 0 < after:
         e.tenure_start = height
     elif after <= 0:
@@ -156,6 +158,7 @@ def on_bonded_change(
     t.total_bonded += after - before
     _save_earner(state, address, e)
     save_totals(state, t)
+    return tenure
 
 
 def distribute(state: PendingState, amount: int) -> int:
@@ -182,10 +185,10 @@ def distribute(state: PendingState, amount: int) -> int:
 
 def claim(
     state: PendingState, params: ChainParams, height: int, address: bytes, bonded: int, karma: int
-) -> tuple[int, int]:
-    """Settle and pay ``address``: ``(stake and tenure rewards, learning reward)``,
-    both already credited in H."""
-    e, t = settle(state, params, height, address, bonded)
+) -> tuple[int, int, int]:
+    """Settle and pay ``address``: ``(stake and tenure rewards, learning reward,
+    tenure minted by this settlement)``, the first two credited in H."""
+    e, t, tenure = settle(state, params, height, address, bonded)
     blocks = min(max(0, height - e.learning_at), params.learning_window)
     learned = karma * params.learning_per_block * blocks // KARMA_UNIT
     e.learning_at = height
@@ -198,4 +201,4 @@ def claim(
         add(state, address, H, paid)
     if learned:
         mint(state, address, H, learned)
-    return paid, learned
+    return paid, learned, tenure

@@ -195,13 +195,14 @@ def _bank(ctx: TxContext, source: bytes, doc: Any) -> dict[str, Any]:
         credit(ctx.state, to, amount)
         return {"sent": amount, "to": encode_address(to)}
     account = debit(ctx.state, source, amount, "a packet's stake")
-    rewards.on_bonded_change(
+    tenure = rewards.on_bonded_change(
         ctx.state, ctx.params, ctx.height, source, account.bonded, account.bonded + amount
     )
     account.bonded += amount
     set_account(ctx.state, source, account)
     ctx.deltas.stakes[source] = account.bonded
-    return {"staked": amount, "bonded": account.bonded}
+    out = {"staked": amount, "bonded": account.bonded}
+    return out | {"tenure_minted": tenure} if tenure else out
 
 
 def _graph(ctx: TxContext, source: bytes, doc: Any, index: int) -> dict[str, Any]:
