@@ -7,7 +7,7 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from focusflow.chain import Genesis, decode_tx
+from focusflow.chain import Genesis, Msg, decode_tx
 from focusflow.chain.errors import TxError
 from focusflow.chain.eth_tx import EthTx, evm_chain_id
 from focusflow.chain.state import PendingState
@@ -18,7 +18,7 @@ from focusflow.modules.accounts import get_account
 from focusflow.node import open_chain
 from focusflow.vm.evm_keys import ACCOUNT_PREFIX, storage_key
 from focusflow.vm.evm_state import StateAccountDB
-from tests.chain.helpers import ALICE, CHAIN_ID, VALIDATOR, link, particle, tx
+from tests.chain.helpers import ALICE, BOB, CHAIN_ID, VALIDATOR, link, particle, tx
 
 T0 = 1_700_000_000_000
 KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
@@ -274,3 +274,34 @@ def test_a_contract_reads_karma_as_every_node_computes_it(tmp_path):
     for result in blocks:  # a follower computes the same from its own graph
         b.apply_block(result.record.encode())
     assert b.head == a.head
+
+
+#: Passes its calldata to the TWAP precompile and stores the answer at slot 0.
+TWAP_READER = bytes.fromhex("366000600037" + "6020600036600061f0c85afa50" + "60005160005500")
+
+
+def test_a_contract_reads_a_pools_twap(tmp_path):
+    """The TWAP precompile answers the exchange's own oracle (Q64) at the block's
+    time, in the state the block's earlier transactions left; 0 without a pool."""
+    from focusflow.modules.dex import twap_q64
+
+    bob = {"address": BOB.address, "balance": 10**12, "stake": 0, "tokens": {"h": 10**12}}
+    chain = open_chain(tmp_path / "a", _genesis(bob), VALIDATOR)
+    create = Msg("dex.create", {"a": "h", "b": "cyb", "amount_a": 3 * 10**9, "amount_b": 10**9})
+    swap = Msg("dex.swap", {"path": ["cyb", "h"], "amount_in": 10**7, "min_out": 0})
+    assert chain.produce_block([tx(BOB, 0, create)], time_ms=T0 + 1000).receipts[0].ok
+    assert chain.produce_block([tx(BOB, 1, swap)], time_ms=T0 + 5000).receipts[0].ok
+    deployed = chain.produce_block([eth(0, data=deployable(TWAP_READER))], time_ms=T0 + 6000)
+    reader = deployed.receipts[0].events[0]["contract"]
+    for nonce, text in enumerate([b"h cyb", b"cyb h", b"h nope", b"h"], 1):
+        now = T0 + 6000 + 9000 * nonce
+        result = chain.produce_block([eth(nonce, reader, text)], time_ms=now)
+        assert result.receipts[0].code == "ok", result.receipts[0].log
+        with chain.reader() as r:
+            stored = r.get(storage_key(reader, 0))
+            base, _, quote = text.decode().partition(" ")
+            want = twap_q64(r, base, quote, now, chain.params) if quote in ("h", "cyb") else None
+        got = int.from_bytes(stored, "big") if stored else 0
+        assert got == (want or 0)
+        if want is not None:
+            assert got > 0 and abs(got / 2**64 - (1 / 3 if base == "h" else 3)) < 0.05

@@ -19,6 +19,7 @@ the node (with the chain's error code in ``data``), ``3`` a reverted call
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
@@ -37,6 +38,7 @@ from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.modules.accounts import get_account
+from focusflow.modules.dex import twap_reader
 from focusflow.modules.evm import effective_gas_price, evm_block
 from focusflow.vm import evm
 from focusflow.vm.evm_keys import code_key, storage_key
@@ -176,6 +178,13 @@ class EvmRpc:
             return None
         return height, index, code, log, events
 
+    def with_exchange(self, block: evm.EvmBlock, state: Any) -> evm.EvmBlock:
+        """``block`` whose TWAP precompile reads the pools of the call's state, at
+        the head's time (what the next block's transactions would read)."""
+        time_ms = self.node.chain.head.time_ms
+        reader = twap_reader(state, time_ms, self.node.chain.params_now())
+        return dataclasses.replace(block, twap_of=reader)
+
     def call_block(self) -> evm.EvmBlock:
         """The block a call runs in: the one after the head, reading the head's
         published focus (what that block's transactions would read)."""
@@ -287,6 +296,7 @@ class EvmRpc:
         gas = min(parse_qty(call["gas"], "gas"), RPC_GAS_CAP) if "gas" in call else RPC_GAS_CAP
         block = self.call_block()
         with self.state() as state:
+            block = self.with_exchange(block, state)
             try:
                 out = evm.call(state, block, gas=gas, **args)
             except evm.EvmValidationError as exc:
@@ -301,6 +311,7 @@ class EvmRpc:
         cap = min(parse_qty(call["gas"], "gas"), RPC_GAS_CAP) if "gas" in call else RPC_GAS_CAP
         block = self.call_block()
         with self.state() as state:
+            block = self.with_exchange(block, state)
             try:
                 return qty(evm.estimate_gas(state, block, cap=cap, **args))
             except evm.EvmValidationError as exc:

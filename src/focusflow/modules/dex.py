@@ -223,15 +223,18 @@ def twap_q64(
     return twap_of(pool, now_ms, params, of_b=(base != pool.a))
 
 
-def twap_reader(ctx: TxContext) -> Callable[[str, str], int | None]:
-    """What a contract call's ``twap_of`` reads (``vm.wasm``): the pool's TWAP at
-    the block's time, through the call's own state (so the scheduler sees the
-    read), None for a pair without a pool or text that names no denom."""
+def twap_reader(
+    state: Readable, now_ms: int, params: ChainParams
+) -> Callable[[str, str], int | None]:
+    """What contracts read as a pair's TWAP (WASM's ``twap_of``, the EVM's TWAP
+    precompile): the pool's at ``now_ms`` in ``state`` (a call's own state, so
+    the scheduler sees the read), None for a pair without a pool or text that
+    names no denom."""
 
     def read(base: str, quote: str) -> int | None:
         if not (is_denom(base) and is_denom(quote)) or base == quote:
             return None
-        return twap_q64(ctx.state, base, quote, ctx.block.time_ms, ctx.params)
+        return twap_q64(state, base, quote, now_ms, params)
 
     return read
 

@@ -46,6 +46,7 @@ from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.modules import router
 from focusflow.modules.accounts import credit, debit, get_account, set_account
+from focusflow.modules.dex import twap_reader
 from focusflow.vm.evm import EvmBlock, EvmValidationError, Outcome, apply_transaction, packets_of
 from focusflow.vm.evm_keys import code_key
 
@@ -67,6 +68,7 @@ def evm_block(ctx: BlockContext) -> EvmBlock:
         prev_randao=sha256(b"focusflow/prevrandao/" + ctx.height.to_bytes(8, "big")),
         focus_of=ctx.focus_of,
         karma_of=ctx.karma_of,
+        twap_of=twap_reader(ctx.state, ctx.time_ms, ctx.params),
     )
 
 

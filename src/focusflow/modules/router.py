@@ -150,7 +150,7 @@ def _run_contract(
         gas,
         block.focus_of,
         block.karma_of,
-        twap_reader(ctx),
+        twap_reader(ctx.state, ctx.block.time_ms, ctx.params),
     )
     return result, deliver(ctx, address, result.packets, gas - result.gas_used, depth + 1)
 

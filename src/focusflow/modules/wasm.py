@@ -139,7 +139,7 @@ class Wasm:
         result = wasm.call(
             ctx.state, env_of(ctx.block), address, "instantiate",
             encode_address(ctx.sender), msg, gas, ctx.block.focus_of, ctx.block.karma_of,
-            twap_reader(ctx),
+            twap_reader(ctx.state, ctx.block.time_ms, ctx.params),
         )  # fmt: skip
         ctx.emit("wasm.instantiate", contract=address, code=code_hash, **_answer(result))
         router.deliver(ctx, address, result.packets, gas - result.gas_used)
@@ -152,7 +152,7 @@ class Wasm:
         result = wasm.call(
             ctx.state, env_of(ctx.block), address, "execute",
             encode_address(ctx.sender), msg, gas, ctx.block.focus_of, ctx.block.karma_of,
-            twap_reader(ctx),
+            twap_reader(ctx.state, ctx.block.time_ms, ctx.params),
         )  # fmt: skip
         ctx.emit("wasm.execute", contract=address, **_answer(result))
         router.deliver(ctx, address, result.packets, gas - result.gas_used)

@@ -55,6 +55,16 @@ KARMA_ADDRESS = bytes.fromhex("000000000000000000000000000000000000f0c7")
 #: Its gas: a cold storage read's, as the focus precompile's.
 KARMA_GAS = 2_100
 
+#: The TWAP precompile: input the ASCII text ``"base quote"`` (``"h cyb"``),
+#: output the exchange's time-weighted average price of one ``base`` in
+#: ``quote`` at the block's time as a uint256 in Q64 fixed point (divide by
+#: 2^64); 0 when the pair has no pool or the text names none (``modules.dex``).
+TWAP_ADDRESS = bytes.fromhex("000000000000000000000000000000000000f0c8")
+#: Its gas: two cold storage reads'.
+TWAP_GAS = 4_200
+#: Longest input it reads (two denoms and a space).
+TWAP_MAX_INPUT = 257
+
 #: The router precompile: input the ABI encoding of ``(string port, bytes
 #: packet, uint256 gas)`` (Solidity: ``ROUTER.call(abi.encode("graph", packet,
 #: 0))``), sent by ``CALL`` only. ``gas`` is 0 except for a ``wasm/`` port,
@@ -74,11 +84,17 @@ PACKET_ABI = ("address", "string", "bytes", "uint256")
 
 FocusOf = Callable[[bytes], int]
 KarmaOf = Callable[[bytes], int]
+TwapOf = Callable[[str, str], "int | None"]
 
 
 def no_focus(_cid: bytes) -> int:
     """The focus reader of a block with no graph: every particle has 0."""
     return 0
+
+
+def no_twap(_base: str, _quote: str) -> int | None:
+    """The TWAP reader of a block with no exchange: no pair has a pool."""
+    return None
 
 
 def no_karma(_address: bytes) -> int:
@@ -109,6 +125,8 @@ class EvmBlock:
     focus_of: FocusOf = no_focus
     #: A neuron's karma after the parent block (the karma precompile's).
     karma_of: KarmaOf = no_karma
+    #: A pair's TWAP, Q64, or None without a pool (the TWAP precompile's).
+    twap_of: TwapOf = no_twap
 
 
 @dataclass
@@ -152,6 +170,7 @@ def interpreter() -> tuple[Any, Any, Any]:
             Address(FOCUS_ADDRESS): _focus_precompile,
             Address(ROUTER_ADDRESS): _router_precompile,
             Address(KARMA_ADDRESS): _karma_precompile,
+            Address(TWAP_ADDRESS): _twap_precompile,
         }
 
     class ChainState(CancunState):
@@ -184,6 +203,22 @@ def _karma_precompile(computation: Any) -> Any:
         address = data[12:]
     value = 0 if address is None else computation.state.karma_of(address)
     computation.output = int(value).to_bytes(32, "big")
+    return computation
+
+
+def _twap_precompile(computation: Any) -> Any:
+    """The TWAP of the pair whose ``"base quote"`` text is the input (``TWAP_ADDRESS``)."""
+    data = computation.msg.data_as_bytes
+    computation.consume_gas(TWAP_GAS, reason="twap precompile")
+    value = None
+    if len(data) <= TWAP_MAX_INPUT:
+        try:
+            base, quote = bytes(data).decode("ascii").split(" ")
+        except (UnicodeDecodeError, ValueError):
+            pass
+        else:
+            value = computation.state.twap_of(base, quote)
+    computation.output = int(value or 0).to_bytes(32, "big")
     return computation
 
 
@@ -270,6 +305,7 @@ def _new_state(state: PendingState, block: EvmBlock) -> Any:
     vm_state = state_class(state, _context(block), BLANK_ROOT_HASH)
     vm_state.focus_of = block.focus_of
     vm_state.karma_of = block.karma_of
+    vm_state.twap_of = block.twap_of
     return vm_state
 
 
