@@ -211,16 +211,22 @@ def execute_block(
         included.append(tx)
         receipts.append(receipt)
     if ctx.params.economics:
-        # What the economy splits: the least fee of every included transaction
-        # that paid one (the rest of each fee is its proposer's tip).
-        charged = [t for t in included if not t.self_charging]
-        ctx.counters["tx_bytes"] = sum(len(t.encoded) for t in charged)
-        ctx.counters["base_fees"] = sum(
-            ctx.params.min_fee(len(t.encoded), ctx.fee_per_byte) for t in charged
-        )
+        _count_fees(ctx, included)
     for module in modules:
         module.end_block(ctx)
     return included, receipts, rejected
+
+
+def _count_fees(ctx: BlockContext, included: Sequence[Tx]) -> None:
+    """What the economy splits: the least fee of every included transaction that
+    paid one (the rest of each fee is its proposer's tip), in all and by sender."""
+    charged = [t for t in included if not t.self_charging]
+    ctx.counters["tx_bytes"] = sum(len(t.encoded) for t in charged)
+    payers = ctx.fee_payers
+    for t in charged:
+        base = ctx.params.min_fee(len(t.encoded), ctx.fee_per_byte)
+        payers[t.sender_address] = payers.get(t.sender_address, 0) + base
+    ctx.counters["base_fees"] = sum(payers.values())
 
 
 def _merge(ctx: BlockContext, spec: Speculation, written: set[bytes]) -> Receipt:

@@ -117,6 +117,9 @@ class BlockContext:
     #: Pools (``"a|b"``) whose circuit breaker tripped in this block: they take
     #: no more swaps in it, even though the tripping transaction failed.
     halted_pools: set[str] = field(default_factory=set)
+    #: Under the economy: the base fees each sender's included transactions
+    #: paid in this block (the spend incentive's shares).
+    fee_payers: dict[bytes, int] = field(default_factory=dict)
 
 
 @dataclass

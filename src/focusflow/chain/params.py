@@ -33,6 +33,7 @@ ECONOMY_PARAMS = (
     "tenure_ramp_blocks",
     "learning_per_block",
     "learning_window",
+    "spend_rebate_bps",
     "dex_fee_bps",
     "dex_protocol_bps",
     "dex_breaker_bps",
@@ -157,6 +158,10 @@ class ChainParams:
     #: ``learning_window`` blocks since its last claim.
     learning_per_block: int = 0
     learning_window: int = 1_000
+    #: Spend incentive: the share (basis points) of the base fees' reward part
+    #: paid back to the block's fee payers, by the base fees each paid; never
+    #: the whole of a fee, so no transaction pays for itself.
+    spend_rebate_bps: int = 0
     #: Exchange: the swap fee, the protocol's share of it (basis points of the
     #: fee), the price move against the TWAP that halts a pool, for how many
     #: blocks after the tripping one, the TWAP's window, and the longest route.
@@ -267,7 +272,7 @@ class ChainParams:
 
 
 def _check_economy(raw: dict[str, Any]) -> None:
-    for name in ("split_base_bps", "dex_fee_bps", "dex_protocol_bps"):
+    for name in ("split_base_bps", "dex_fee_bps", "dex_protocol_bps", "spend_rebate_bps"):
         if raw.get(name, 0) > BASIS_POINTS:
             raise GenesisError(f"params.{name} is in basis points: at most {BASIS_POINTS}")
     if raw.get("dex_fee_bps", 0) >= BASIS_POINTS:

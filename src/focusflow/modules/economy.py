@@ -14,6 +14,9 @@ part of every fee is split here, by the premium signal:
   stays with liquidity providers, its breaker holds), and the CYB it buys is
   burned; if the pool is missing, halted or its breaker would trip, the H is
   burned instead;
+* the spend incentive: ``spend_rebate_bps`` of the rest goes back to the
+  block's fee payers, each by the base fees it paid (at most that share of
+  what it paid, so no transaction pays for itself);
 * the rest, with ``h_mint_per_block`` new H, goes to bonded stake
   (``modules.rewards``; burned while nothing is bonded).
 
@@ -63,7 +66,7 @@ from focusflow.core.keys import encode_address
 from focusflow.modules import amm, rewards
 from focusflow.modules.accounts import field, get_account, only_fields
 from focusflow.modules.dex import swap_in, twap_q64
-from focusflow.modules.tokens import CYB, H, burn, mint
+from focusflow.modules.tokens import CYB, H, add, burn, mint
 
 VOTES_PREFIX = b"/kv/economy/votes/"
 VOTER_PREFIX = b"/kv/economy/voter/"
@@ -149,10 +152,11 @@ class Economy:
         split = buyback_bps(ctx.state, params, ctx.time_ms)
         sold = base * split // amm.BPS
         burned_cyb = self._buyback(ctx, sold) if sold else 0
+        rebated = self._rebate(ctx, (base - sold) * params.spend_rebate_bps // amm.BPS)
         minted = params.h_mint_per_block
         mint(ctx.state, None, H, minted)
-        to_stake = rewards.distribute(ctx.state, base - sold + minted)
-        burned_h = (0 if burned_cyb else sold) + (base - sold + minted - to_stake)
+        to_stake = rewards.distribute(ctx.state, base - sold - rebated + minted)
+        burned_h = (0 if burned_cyb else sold) + (base - sold - rebated + minted - to_stake)
         current = ctx.fee_per_byte or current_fee_per_byte(ctx.state, params)
         following = next_fee_per_byte(current, ctx.counters.get("tx_bytes", 0), params)
         set_fee_per_byte(ctx.state, following)
@@ -165,10 +169,27 @@ class Economy:
                 "burned_cyb": burned_cyb,
                 "minted_h": minted,
                 "to_stake": to_stake,
+                "rebated_h": rebated,
                 "burned_h": burned_h,
                 "fee_per_byte": following,
             }
         )
+
+    @staticmethod
+    def _rebate(ctx: BlockContext, pool: int) -> int:
+        """The spend incentive: ``pool`` H shared among the block's fee payers by
+        the base fees each paid (rounded down, in address order); returns what
+        was paid out (the dust stays in the reward part)."""
+        total = sum(ctx.fee_payers.values())
+        if pool <= 0 or total <= 0:
+            return 0
+        paid = 0
+        for payer in sorted(ctx.fee_payers):
+            share = pool * ctx.fee_payers[payer] // total
+            if share:
+                add(ctx.state, payer, H, share)
+                paid += share
+        return paid
 
     @staticmethod
     def _buyback(ctx: BlockContext, sold: int) -> int:
