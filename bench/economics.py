@@ -47,8 +47,8 @@ part: this VM is shared, and its speed moves with the load.
 
 Run from the repository root::
 
-    python bench/economics.py            # 4,000-tx blocks, stakers up to 10^5: ~1-2 min
-    python bench/economics.py --quick    # 2,000-tx blocks, stakers up to 10^4: ~30 s
+    python bench/economics.py            # 4,000-tx blocks, stakers up to 10^5: ~1 min quiet
+    python bench/economics.py --quick    # 2,000-tx blocks, stakers up to 10^4: ~20 s
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
-from focusflow.core.encoding import decode, encode
+from focusflow.core.encoding import decode_stored, encode
 
 BASE_FEE_KEY = b"/token/basefee"
 
@@ -28,7 +28,7 @@ def current_fee_per_byte(state: Readable, params: ChainParams) -> int:
     raw = state.get(BASE_FEE_KEY)
     if raw is None:
         return max(params.fee_per_byte, params.base_fee_min)
-    value: int = decode(raw, "base fee")
+    value: int = decode_stored(raw, "base fee")
     return value
 
 

@@ -102,6 +102,23 @@ def decode(data: bytes, what: str = "value") -> Any:
     return value
 
 
+def decode_stored(data: bytes, what: str = "value") -> Any:
+    """A record read back from the chain's own state: decoded without the
+    canonical-form checks of :func:`decode`.
+
+    Those checks guard bytes from outside. A state record was written by
+    :func:`encode` on this node, or arrived by state sync, where every record
+    is checked against the committed state root before it is kept; either
+    way its bytes are the canonical ones, and checking them again on every
+    read cost 5 to 10 times the parse itself (a swap reads a dozen records).
+    A record that does not parse at all still raises :class:`DecodeError`.
+    """
+    try:
+        return cbor2.loads(data)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a malformed record
+        raise DecodeError(f"malformed {what}: {type(exc).__name__}") from None
+
+
 def _refuse(what: str, reason: str, offset: int) -> NoReturn:
     raise DecodeError(f"malformed {what}: {reason} at byte {offset}")
 

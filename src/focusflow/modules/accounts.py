@@ -14,7 +14,7 @@ from typing import Any
 
 from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
 from focusflow.chain.state import PendingState, Readable
-from focusflow.core.encoding import decode, encode
+from focusflow.core.encoding import decode_stored, encode
 from focusflow.core.keys import ADDRESS_SIZE, encode_address
 
 ACCOUNT_PREFIX = b"/token/acct/"
@@ -36,7 +36,7 @@ def get_account(state: Readable, address: bytes) -> Account:
     raw = state.get(account_key(address))
     if raw is None:
         return Account()
-    balance, nonce, bonded = decode(raw, "account")
+    balance, nonce, bonded = decode_stored(raw, "account")
     return Account(balance, nonce, bonded)
 
 
@@ -64,7 +64,7 @@ def credit(state: PendingState, address: bytes, amount: int) -> None:
 
 def get_neudeg(state: Readable, address: bytes) -> int:
     raw = state.get(NEURON_PREFIX + address)
-    return 0 if raw is None else decode(raw, "neuron")[0]
+    return 0 if raw is None else decode_stored(raw, "neuron")[0]
 
 
 def set_neudeg(state: PendingState, address: bytes, neudeg: int) -> None:

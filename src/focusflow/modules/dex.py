@@ -68,7 +68,7 @@ from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
-from focusflow.core.encoding import decode, encode
+from focusflow.core.encoding import decode, decode_stored, encode
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules import amm
 from focusflow.modules.accounts import amount_field, only_fields
@@ -157,7 +157,7 @@ def get_pool(state: Readable, a: str, b: str) -> Pool | None:
     if raw is None:
         return None
     x, y = pair(a, b)
-    ra, rb, shares, cum_a, cum_b, last_ms, open_q64, halted, obs = decode(raw, "pool")
+    ra, rb, shares, cum_a, cum_b, last_ms, open_q64, halted, obs = decode_stored(raw, "pool")
     return Pool(x, y, ra, rb, shares, cum_a, cum_b, last_ms, open_q64, halted, obs)
 
 

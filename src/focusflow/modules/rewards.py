@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
-from focusflow.core.encoding import decode, encode
+from focusflow.core.encoding import decode, decode_stored, encode
 from focusflow.modules.accounts import ACCOUNT_PREFIX
 from focusflow.modules.tokens import H, add, burn, mint
 
@@ -70,7 +70,7 @@ def totals(state: PendingState) -> Totals:
     """The reward pool; the first read on a chain that had none sums every bonded stake."""
     raw = state.get(TOTALS_KEY)
     if raw is not None:
-        index, total, held = decode(raw, "rewards")
+        index, total, held = decode_stored(raw, "rewards")
         return Totals(index, total, held)
     total = sum(decode(v, "account")[2] for _, v in state.scan(ACCOUNT_PREFIX))
     return Totals(0, total, 0)
@@ -90,7 +90,7 @@ def save_totals(state: PendingState, t: Totals) -> None:
 
 def earner(state: Readable, address: bytes) -> Earner | None:
     raw = state.get(ACCOUNT_REWARD_PREFIX + address)
-    return None if raw is None else Earner(*decode(raw, "reward"))
+    return None if raw is None else Earner(*decode_stored(raw, "reward"))
 
 
 def _save_earner(state: PendingState, address: bytes, e: Earner) -> None:

@@ -17,7 +17,7 @@ import re
 
 from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
 from focusflow.chain.state import PendingState, Readable
-from focusflow.core.encoding import decode, encode
+from focusflow.core.encoding import decode, decode_stored, encode
 from focusflow.core.keys import ADDRESS_SIZE, encode_address
 from focusflow.modules.accounts import credit, debit, get_account
 
@@ -79,7 +79,7 @@ def balance_of(state: Readable, address: bytes, denom: str) -> int:
     if denom == CYB:
         return get_account(state, address).balance
     raw = state.get(balance_key(address, denom))
-    return 0 if raw is None else int(decode(raw, "balance"))
+    return 0 if raw is None else int(decode_stored(raw, "balance"))
 
 
 def balances_of(state: PendingState, address: bytes) -> dict[str, int]:
@@ -123,7 +123,7 @@ def sub(state: PendingState, address: bytes, denom: str, amount: int, why: str) 
 def supply_of(state: Readable, denom: str) -> int:
     """Total supply of a denom other than ``cyb`` (whose supply is not kept)."""
     raw = state.get(SUPPLY_PREFIX + denom.encode())
-    return 0 if raw is None else int(decode(raw, "supply"))
+    return 0 if raw is None else int(decode_stored(raw, "supply"))
 
 
 def _set_supply(state: PendingState, denom: str, value: int) -> None:
