@@ -97,3 +97,16 @@ def test_values_outside_the_plain_model_are_refused_at_any_depth(value, message)
 def test_the_deepest_allowed_nesting_decodes():
     value = _nest(b"leaf", 33)
     assert decode(encode(value)) == value
+
+
+def test_stored_records_read_as_decode_reads_them_and_garbage_is_refused():
+    """``decode_stored`` skips the canonical-form checks only: a record the chain
+    wrote reads back the same value, and bytes that are no CBOR at all still
+    raise DecodeError rather than some parser's exception."""
+    from focusflow.core.encoding import decode_stored
+
+    for value in ([1, 2**70, b"x", "y", [None, True]], 0, -(2**80), {"a": [1]}):
+        raw = encode(value)
+        assert decode_stored(raw, "record") == decode(raw, "record") == value
+    with pytest.raises(DecodeError, match="malformed record"):
+        decode_stored(b"\x9f\x01", "record")  # an unterminated indefinite array
