@@ -127,6 +127,9 @@ class _Queue:
 
     entries: dict[int, _Entry] = field(default_factory=dict)
     fees: int = 0
+    #: Under the economy: the fees of its Ethereum transactions, paid in CYB
+    #: while ``fees`` holds the others', paid in H (``Mempool.native_of``).
+    native: int = 0
     tail: int = -1  # highest pending nonce
 
     def below(self, nonce: int) -> _Entry | None:
@@ -182,6 +185,10 @@ class Mempool:
         #: The head's base fee per byte under the economy (the node sets it
         #: after each commit); None: the ``fee_per_byte`` parameter.
         self.fee_per_byte: int | None = None
+        #: Under the economy, an account's committed CYB balance: what its
+        #: Ethereum transactions pay with, while ``account_of``'s balance is
+        #: the H every other transaction pays its fee in. None: one token.
+        self.native_of: Callable[[bytes], int] | None = None
         self._by_hash: dict[bytes, _Entry] = {}
         self._queues: dict[bytes, _Queue] = {}
         self._bytes = 0
@@ -291,10 +298,16 @@ class Mempool:
                 f"the sender has {pending} transactions pending, the most one sender may; "
                 "wait for a block"
             )
-        others = (0 if queue is None else queue.fees) - (0 if old is None else old.tx.fee)
-        if account.balance < tx.upfront + others:
+        native_of = self.native_of
+        native = native_of is not None and tx.self_charging
+        balance = (
+            native_of(tx.sender_address) if native_of is not None and native else account.balance
+        )
+        pending = 0 if queue is None else (queue.native if native else queue.fees)
+        others = pending - (0 if old is None or self._in_native(old.tx) != native else old.tx.fee)
+        if balance < tx.upfront + others:
             raise InsufficientFundsError(
-                f"balance {account.balance} does not cover {tx.upfront} (fee"
+                f"balance {balance}{' cyb' if native else ''} does not cover {tx.upfront} (fee"
                 f"{' and value' if tx.upfront != tx.fee else ''}) plus the "
                 f"{others} of the sender's pending transactions"
             )
@@ -408,7 +421,10 @@ class Mempool:
             queue = self._queues[sender]
             for nonce in [n for n in queue.entries if n < account.nonce]:
                 self._remove(queue.entries[nonce])
-            while sender in self._queues and queue.fees > account.balance:
+            native = 0 if self.native_of is None or not queue.native else self.native_of(sender)
+            while sender in self._queues and (
+                queue.fees > account.balance or queue.native > native
+            ):
                 self._remove(queue.entries[queue.tail])
 
     def has_nonce(self, sender: bytes, nonce: int) -> bool:
@@ -434,12 +450,19 @@ class Mempool:
             self._remove(entry)
 
     # --- bookkeeping ---------------------------------------------------------
+    def _in_native(self, tx: Tx) -> bool:
+        """Whether ``tx``'s fee is counted against CYB apart from the H fees."""
+        return self.native_of is not None and tx.self_charging
+
     def _insert(self, entry: _Entry) -> None:
         tx = entry.tx
         sender = tx.sender_address
         queue = self._queues.setdefault(sender, _Queue())
         queue.entries[tx.nonce] = entry
-        queue.fees += tx.fee
+        if self._in_native(tx):
+            queue.native += tx.fee
+        else:
+            queue.fees += tx.fee
         self._by_hash[tx.hash] = entry
         self._bytes += len(tx.encoded)
         if tx.nonce > queue.tail:
@@ -458,7 +481,10 @@ class Mempool:
         sender = tx.sender_address
         queue = self._queues[sender]
         del queue.entries[tx.nonce]
-        queue.fees -= tx.fee
+        if self._in_native(tx):
+            queue.native -= tx.fee
+        else:
+            queue.fees -= tx.fee
         self._bytes -= len(tx.encoded)
         for cid in _link_particles(tx):
             left = self._particles.get(cid, 0) - 1

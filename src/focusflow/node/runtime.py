@@ -131,6 +131,7 @@ class NodeRuntime:
         )
         if chain.params.economics:
             self.mempool.fee_per_byte = self.fee_per_byte()
+            self.mempool.native_of = self.cyb_of
         self._pool_lock = threading.Lock()
         self._admission = ThreadPoolExecutor(ADMISSION_WORKERS, thread_name_prefix="admission")
         #: Transactions (and their bytes) handed to the admission workers and
@@ -155,6 +156,11 @@ class NodeRuntime:
             if self.chain.params.economics:
                 account.balance = gas_balance(r, self.chain.params, address)
             return account
+
+    def cyb_of(self, address: bytes) -> int:
+        """The committed CYB balance: what an Ethereum transaction pays its gas with."""
+        with self.chain.reader() as r:
+            return get_account(r, address).balance
 
     def fee_per_byte(self) -> int:
         """The base fee per byte the next block charges (``chain.fees``)."""
