@@ -21,6 +21,7 @@ from focusflow.cli.compile_cmd import compile_cmd
 from focusflow.cli.da_cmd import da_app
 from focusflow.cli.dex_cmd import dealer_app, pool_app, rewards_app, swap_cmd
 from focusflow.cli.focus_cmd import focus_app
+from focusflow.cli.hvm_cmd import hvm_app
 from focusflow.cli.import_cmd import import_app
 from focusflow.cli.infer_cmd import infer_cmd
 from focusflow.cli.keys_cmd import keys_app
@@ -56,6 +57,7 @@ app.add_typer(ca_app, name="ca")
 app.add_typer(ct_app, name="ct")
 app.add_typer(auth_app, name="auth")
 app.add_typer(blob_app, name="blob")
+app.add_typer(hvm_app, name="hvm")
 app.command("infer")(infer_cmd)
 app.command("compile")(compile_cmd)
 

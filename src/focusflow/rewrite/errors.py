@@ -1,0 +1,56 @@
+"""Errors of the interaction-net VM, each with a stable code.
+
+A program text that does not parse, a book that refers to a missing
+definition, a net that outgrows its heap: each is the user's input, not a bug,
+so each is a ``FocusflowError`` the CLI prints as one line (docs/errors.md).
+"""
+
+from __future__ import annotations
+
+from focusflow.core.errors import FocusflowError
+
+
+class HvmSyntaxError(FocusflowError, ValueError):
+    """The program text is not in the IR grammar; the message names line and column."""
+
+    code = "hvm_syntax"
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(f"line {line}, column {column}: {message}")
+        self.line = line
+        self.column = column
+
+
+class HvmUnboundRefError(FocusflowError, ValueError):
+    """A ``@name`` refers to a definition the book does not have."""
+
+    code = "hvm_unbound_ref"
+
+
+class HvmMissingMainError(FocusflowError, ValueError):
+    """The book has no ``@main`` definition, so there is nothing to run."""
+
+    code = "hvm_missing_main"
+
+
+class HvmOutOfMemoryError(FocusflowError):
+    """The net needs more node or variable slots (or pending redexes) than the heap has."""
+
+    code = "hvm_out_of_memory"
+
+
+class HvmUnsafeCloneError(FocusflowError):
+    """A reference to a definition containing duplicators met a duplicator.
+
+    Copying it would duplicate a non-affine global; the reference interpreter
+    refuses it the same way instead of producing a result that depends on the
+    evaluation order."""
+
+    code = "hvm_unsafe_clone"
+
+
+class HvmReadbackError(FocusflowError):
+    """The normal form reached from the root is not a tree (a vicious circle:
+    a node or a wire that leads back to itself), so it has no text."""
+
+    code = "hvm_readback"

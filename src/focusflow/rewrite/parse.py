@@ -1,0 +1,306 @@
+"""The HVM2 IR text format: parser and book builder.
+
+The grammar (docs/hvm.md) is the one HVM2's own parser accepts, down to its
+quirks, so that every published program reads the same here: ``//`` comments
+and whitespace between any two tokens, names of ``[A-Za-z0-9_.-/$]``, a tree
+starting with a digit, ``+``, ``-`` or ``[`` being a number, and a repeated
+definition keeping the last one. Numbers are read by ``numbers.parse_numb``.
+
+``build_book`` turns the definitions into flat arrays (one root port, node
+pairs and redex pairs per definition), the form the evaluator expands on a
+CALL: nodes laid out in pre-order, variables numbered by first occurrence,
+``main`` as definition 0 and the rest in byte-wise name order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from focusflow.rewrite import numbers
+from focusflow.rewrite.errors import HvmMissingMainError, HvmSyntaxError, HvmUnboundRefError
+from focusflow.rewrite.ports import (
+    CON,
+    DUP,
+    ERA,
+    NUM,
+    OPR,
+    PAR_FLAG,
+    REF,
+    SWI,
+    VAR,
+    pair,
+    port,
+)
+
+# A tree is a tuple: (VAR, name), (REF, name), (ERA,), (NUM, word) or
+# (CON|DUP|OPR|SWI, left, right).
+Tree = tuple
+#: One redex of a net: (parallel hint, left tree, right tree).
+Redex = tuple[bool, Tree, Tree]
+
+
+@dataclass(frozen=True)
+class Net:
+    """A definition's body: its root tree and its redexes, in text order."""
+
+    root: Tree
+    redexes: list[Redex]
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/$")
+_OPEN = {"(": (CON, ")"), "{": (DUP, "}")}
+
+
+class _Parser:
+    """A cursor over the text that knows its line and column for errors."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def fail(self, message: str, pos: int | None = None) -> HvmSyntaxError:
+        at = self.pos if pos is None else pos
+        line = self.text.count("\n", 0, at) + 1
+        column = at - (self.text.rfind("\n", 0, at) + 1) + 1
+        return HvmSyntaxError(message, line, column)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def skip_trivia(self) -> None:
+        text, n = self.text, len(self.text)
+        while self.pos < n:
+            char = text[self.pos]
+            if char in " \t\n\r\x0b\x0c":
+                self.pos += 1
+            elif text.startswith("//", self.pos):
+                end = text.find("\n", self.pos)
+                self.pos = n if end < 0 else end + 1
+            else:
+                break
+
+    def consume(self, token: str) -> None:
+        self.skip_trivia()
+        if not self.text.startswith(token, self.pos):
+            found = self.peek()
+            what = repr(found) if found else "end of input"
+            raise self.fail(f"expected {token!r}, found {what}")
+        self.pos += len(token)
+
+    def name(self) -> str:
+        self.skip_trivia()
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] in _NAME_CHARS:
+            self.pos += 1
+        if self.pos == start:
+            found = self.peek()
+            raise self.fail(f"expected a name, found {repr(found) if found else 'end of input'}")
+        return self.text[start : self.pos]
+
+    def number(self) -> int:
+        start = self.pos
+        if self.peek() == "[":
+            end = self.text.find("]", start)
+            if end < 0:
+                raise self.fail("number symbol '[' without its closing ']'", start)
+            self.pos = end + 1
+        else:
+            while self.pos < len(self.text):
+                char = self.text[self.pos]
+                if not (char.isalnum() or char in "+-."):
+                    break
+                self.pos += 1
+        token = self.text[start : self.pos]
+        try:
+            return int(numbers.parse_numb(token))
+        except ValueError as exc:
+            raise self.fail(f"invalid number {token!r}: {exc}", start) from None
+
+    def tree(self) -> Tree:
+        self.skip_trivia()
+        char = self.peek()
+        if char in _OPEN:
+            tag, close = _OPEN[char]
+            self.pos += 1
+            left = self.tree()
+            right = self.tree()
+            self.consume(close)
+            return (tag, left, right)
+        if char in "$?":
+            self.pos += 1
+            self.consume("(")
+            left = self.tree()
+            right = self.tree()
+            self.consume(")")
+            return (OPR if char == "$" else SWI, left, right)
+        if char == "@":
+            self.pos += 1
+            return (REF, self.name())
+        if char == "*":
+            self.pos += 1
+            return (ERA,)
+        if char and char in "0123456789+-[":
+            return (NUM, self.number())
+        return (VAR, self.name())
+
+    def net(self) -> Net:
+        root = self.tree()
+        redexes: list[Redex] = []
+        self.skip_trivia()
+        while self.peek() == "&":
+            self.pos += 1
+            par = self.peek() == "!"
+            if par:
+                self.pos += 1
+            left = self.tree()
+            self.consume("~")
+            right = self.tree()
+            redexes.append((par, left, right))
+            self.skip_trivia()
+        return Net(root, redexes)
+
+    def book(self) -> dict[str, Net]:
+        defs: dict[str, Net] = {}
+        self.skip_trivia()
+        while self.pos < len(self.text):
+            self.consume("@")
+            name = self.name()
+            self.consume("=")
+            defs[name] = self.net()  # a repeated name keeps the last definition
+            self.skip_trivia()
+        return defs
+
+
+def parse_net(text: str) -> Net:
+    """One net (a tree and its ``& a ~ b`` redexes) from ``text``."""
+    parser = _Parser(text)
+    try:
+        net = parser.net()
+        parser.skip_trivia()
+    except RecursionError:
+        raise parser.fail("trees nested too deeply") from None
+    if parser.pos < len(text):
+        raise parser.fail(f"unexpected {parser.peek()!r} after the net")
+    return net
+
+
+def parse_book(text: str) -> dict[str, Net]:
+    """Every ``@name = net`` definition of ``text`` (an IR file)."""
+    parser = _Parser(text)
+    try:
+        return parser.book()
+    except RecursionError:
+        raise parser.fail("trees nested too deeply") from None
+
+
+@dataclass(frozen=True)
+class Book:
+    """Definitions as flat arrays, indexed by definition id (``main`` is 0).
+
+    Definition ``i`` has root port ``roots[i]``, node pairs
+    ``nodes[node_start[i]:node_start[i+1]]`` (ports whose values are indices
+    into this slice or variable numbers below ``vars[i]``), redex pairs
+    ``rbag[rbag_start[i]:rbag_start[i+1]]``, and ``safe[i]`` = 1 when neither
+    it nor anything it refers to contains a duplicator (so a duplicator may
+    copy a reference to it)."""
+
+    names: list[str]
+    roots: np.ndarray
+    node_start: np.ndarray
+    nodes: np.ndarray
+    rbag_start: np.ndarray
+    rbag: np.ndarray
+    vars: np.ndarray
+    safe: np.ndarray
+
+    def fid(self, name: str) -> int:
+        """The id of the definition ``name``."""
+        return self.names.index(name)
+
+
+class _DefBuilder:
+    def __init__(self, fids: dict[str, int]) -> None:
+        self.fids = fids
+        self.nodes: list[list[int]] = []
+        self.vars: dict[str, int] = {}
+        self.refs: set[int] = set()
+        self.has_dup = False
+
+    def build(self, tree: Tree) -> int:
+        """The port of ``tree``, its nodes appended in pre-order."""
+        tag = tree[0]
+        if tag == VAR:
+            index = self.vars.setdefault(tree[1], len(self.vars))
+            return port(VAR, index)
+        if tag == REF:
+            fid = self.fids.get(tree[1])
+            if fid is None:
+                raise HvmUnboundRefError(f"reference to an undefined definition: @{tree[1]}")
+            self.refs.add(fid)
+            return port(REF, fid)
+        if tag == ERA:
+            return port(ERA, 0)
+        if tag == NUM:
+            return port(NUM, tree[1])
+        if tag == DUP:
+            self.has_dup = True
+        index = len(self.nodes)
+        slot = [0, 0]
+        self.nodes.append(slot)  # reserved before the children: pre-order
+        slot[0] = self.build(tree[1])
+        slot[1] = self.build(tree[2])
+        return port(tag, index)
+
+
+def build_book(defs: dict[str, Net]) -> Book:
+    """The flat book of parsed definitions; refs resolved by name."""
+    if "main" not in defs:
+        raise HvmMissingMainError("the program has no @main definition")
+    names = ["main", *sorted((n for n in defs if n != "main"), key=lambda n: n.encode())]
+    fids = {name: fid for fid, name in enumerate(names)}
+    roots, node_start, nodes, rbag_start, rbag, nvars = [], [0], [], [0], [], []
+    refs: list[set[int]] = []
+    safe: list[bool] = []
+    for name in names:
+        net = defs[name]
+        builder = _DefBuilder(fids)
+        root = builder.build(net.root)
+        pairs = []
+        for par, left, right in net.redexes:
+            a = builder.build(left)
+            b = builder.build(right)
+            if par and a & 7 == REF:
+                a |= PAR_FLAG << 3
+            pairs.append(pair(a, b))
+        roots.append(root)
+        nodes += [pair(fst, snd) for fst, snd in builder.nodes]
+        node_start.append(len(nodes))
+        rbag += pairs
+        rbag_start.append(len(rbag))
+        nvars.append(len(builder.vars))
+        refs.append(builder.refs)
+        safe.append(not builder.has_dup)
+    changed = True
+    while changed:  # a definition referring to an unsafe one is unsafe
+        changed = False
+        for fid in range(len(names)):
+            if safe[fid] and any(not safe[ref] for ref in refs[fid]):
+                safe[fid] = False
+                changed = True
+    return Book(
+        names=names,
+        roots=np.array(roots, dtype=np.uint32),
+        node_start=np.array(node_start, dtype=np.int64),
+        nodes=np.array(nodes, dtype=np.uint64),
+        rbag_start=np.array(rbag_start, dtype=np.int64),
+        rbag=np.array(rbag, dtype=np.uint64),
+        vars=np.array(nvars, dtype=np.uint32),
+        safe=np.array(safe, dtype=np.uint8),
+    )
+
+
+def load_book(text: str) -> Book:
+    """Parse and build an IR program."""
+    return build_book(parse_book(text))

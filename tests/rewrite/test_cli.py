@@ -1,0 +1,60 @@
+"""``focusflow hvm run``: HVM2's printed lines, ``--json``, and precise errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import assert_user_error, run_cli
+from tests.rewrite.test_programs import U24
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+def test_prints_result_and_counts_as_hvm2(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "hvm", "run", PROGRAMS / "numerics_u24.hvm")
+    assert out.code == 0, out
+    lines = out.out.splitlines()
+    assert lines[0] == f"Result: {U24}"  # HVM2's published snapshot
+    assert lines[1] == "- ITRS: 89"
+    assert re.fullmatch(r"- TIME: \d+\.\d\ds", lines[2])
+    assert re.fullmatch(r"- MIPS: \d+\.\d\d", lines[3])
+    assert len(lines) == 4
+
+
+def test_json(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "hvm", "run", PROGRAMS / "tuples.hvm", "--json")
+    assert out.code == 0, out
+    body = out.json()
+    assert set(body) == {"result", "interactions", "seconds", "mips"}
+    assert re.fullmatch(r"\(\(0 \(3 \(4 \(5 \(6 \(7 \(8 \(1 \(2 (v\w+)\)+ \1\)", body["result"])
+    assert body["interactions"] == 48_144
+    assert body["seconds"] >= 0 and body["mips"] >= 0
+
+
+def test_threads_run_on_one_with_a_note(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--threads", "4", "--json")
+    assert out.code == 0 and out.json()["interactions"] == 179
+    assert "one thread" in out.err
+
+
+def test_other_backend_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--backend", "cuda")
+    assert_user_error(out, "hvm_backend_unavailable")
+    assert "'cuda'" in out.err
+
+
+def test_errors_are_one_line_with_their_code(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.hvm"
+    bad.write_text("@main = (a\n  b")
+    out = run_cli(capsys, "hvm", "run", bad)
+    assert_user_error(out, "hvm_syntax")
+    assert "line 2, column 4" in out.err
+    assert_user_error(run_cli(capsys, "hvm", "run", PROGRAMS / "empty.hvm"), "hvm_missing_main")
+    assert_user_error(run_cli(capsys, "hvm", "run", tmp_path / "none.hvm"), "bad_input_file")
+    out = run_cli(capsys, "hvm", "run", PROGRAMS / "sum_rec.hvm", "--heap", "64")
+    assert_user_error(out, "hvm_out_of_memory")
