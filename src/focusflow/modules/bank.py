@@ -66,14 +66,9 @@ def ante(state: PendingState, params: ChainParams, sender: bytes, nonce: int, fe
     if nonce != account.nonce:
         raise BadNonceError(f"{encode_address(sender)} nonce {nonce}, expected {account.nonce}")
     if params.economics:
-        have = balance_of(state, sender, H)
-        if have < fee:
-            raise InsufficientFundsError(
-                f"{encode_address(sender)} has {have} h, cannot pay fee {fee}"
-            )
+        sub(state, sender, H, fee, "its fee")  # reads the h balance once
         account.nonce += 1
         set_account(state, sender, account)
-        sub(state, sender, H, fee, "fee")
         return
     if account.balance < fee:
         raise InsufficientFundsError(
