@@ -1,17 +1,35 @@
-"""A single-threaded evaluator of HVM2 books, compiled with numba.
+"""The CPU evaluator of HVM2 books, compiled with numba, on one or many threads.
 
-The net lives in two flat arrays: ``node`` (one 64-bit pair of auxiliary ports
-per binary node) and ``vars`` (the substitution map: for each variable slot,
-the port it is linked to, ``NONE`` while unlinked, 0 when free). Active pairs
-wait on two stacks; the high-priority one (LINK VOID ERAS ANNI: rules that
-shrink the net) is drained first, which keeps the heap small. Because
-interaction nets are strongly confluent, the order changes neither the result
-nor the number of interactions, so counts are comparable with HVM2's runtimes.
+The net lives in two flat arrays shared by every thread: ``node`` (one 64-bit
+pair of auxiliary ports per binary node) and ``vars`` (the substitution map:
+for each variable slot, the port it is linked to, ``NONE`` while unlinked, 0
+when free). Each *worker* (one per thread) keeps its own active pairs on two
+stacks; the high-priority one (LINK VOID ERAS ANNI: rules that shrink the net)
+is drained first, which keeps the heap small. Because interaction nets are
+strongly confluent, neither the order nor the split between workers changes
+the result or the number of interactions, so counts are comparable with
+HVM2's runtimes and equal across thread counts.
 
-The heap is bounded: allocation takes the most recently freed slot (a stack of
-freed slots, so memory just touched is reused while it is in cache), else the
-next never-used one; a full heap (or a full redex stack) stops the run with
-``hvm_out_of_memory`` instead of overwriting anything.
+Many workers share the net the way HVM2's C runtime does: an interaction owns
+the two nodes of its active pair outright, so nodes are read and written with
+plain loads and stores; the only shared cells are variables, and a link swaps
+a variable's content atomically (``atomics.exchange``): whoever arrives
+second at a variable finds the first one's port and carries the link on. One
+worker (``threads=1``) runs the same code with plain loads and stores.
+
+Memory: a worker takes freed slots back most recent first (its own stack of
+the slots it freed, still in its cache), else the next slot of a chunk it
+took from the heap's shared bump pointer. A worker that finds no slot stops
+and puts its pair back; between rounds it is given other workers' free slots,
+and only when none are left anywhere does the run stop with
+``hvm_out_of_memory``: a full heap is an error, never an overwrite.
+
+Work is shared between rounds: all workers run at once until each has run dry
+or a budget of interactions; a worker that runs dry raises a flag, and a busy
+worker that sees it (it looks every 256 interactions) ends the round early if
+it has pairs to spare. Between rounds, each idle worker takes the older half
+of the busiest worker's pairs (the oldest pairs are the largest pieces of work
+in a depth-first order).
 """
 
 from __future__ import annotations
@@ -20,10 +38,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from focusflow.rewrite import numbers
+from focusflow.rewrite.atomics import exchange, fetch_add, load
 from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import (
@@ -53,21 +73,39 @@ from focusflow.rewrite.ports import (
 DEFAULT_NODES = 1 << 26
 DEFAULT_VARS = 1 << 26
 
-# Status codes of ``_normalize``.
+# Status codes of a worker.
 OK = 0
 OOM_NODES = 1
 OOM_VARS = 2
 OOM_REDEXES = 3
 UNSAFE_CLONE = 4
+STARVED = 5  # no free slot at hand: the pair went back, the worker waits for slots
 
-# Slots of the ``meta`` array the kernel keeps its counters in.
-_HI, _LO, _NPUT, _VPUT, _ITRS, _STATUS, _INFO, _NFREE, _VFREE = range(9)
-_META = 9
+# Columns of the per-worker ``wm`` array.
+_HI, _LO, _NFREE, _VFREE, _NCUR, _NEND, _VCUR, _VEND, _ITRS, _STATUS, _INFO = range(11)
+_WANT_N, _WANT_V, _NRET, _VRET = 11, 12, 13, 14
+#: A worker's row is padded to 512 bytes so that no two workers write one cache line.
+_WMETA = 64
+# Cells of the shared ``gm`` array: the bump pointers, the hungry flag, where
+# the owners of the variable chunks start; from ``_GOWN`` on, the owner of
+# each chunk of node slots, then of each chunk of variable slots.
+_GNPUT, _GVPUT, _HUNGRY, _GVOWN = range(4)
+_GOWN = 8
+
+#: Slots a worker takes from the shared bump pointer at a time.
+_CHUNK = 4096
+#: Interactions a worker runs in one round before the round ends for sharing.
+_ROUND = 1 << 18
+#: A worker looks at the hungry flag once per this many interactions (a power of 2).
+_LOOK = 256
+
 #: Kernel options: cached compilation, and no reference counting of arrays
 #: (the kernels allocate nothing; counting every array handed to a helper made
 #: the evaluator several times slower).
 _KERNEL: dict[str, Any] = {"cache": True, "_nrt": False}
 _RESERVED = np.uint64(0xFFFFFFFFFFFFFFFF)  # a node slot allocated but not written yet
+_LOW = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
 
 
 @njit(inline="always", **_KERNEL)
@@ -86,56 +124,111 @@ def _mk(tag: int, val: int) -> int:
 @njit(inline="always", **_KERNEL)
 def _mkpair(fst: int, snd: int) -> np.uint64:
     """The pair of two ports, as stored in the node array and the redex stacks."""
-    return np.uint64(fst) | (np.uint64(snd) << np.uint64(32))
+    return np.uint64(fst) | (np.uint64(snd) << _SHIFT)
 
 
 @njit(inline="always", **_KERNEL)
-def _alloc_node(node: np.ndarray, nfree: np.ndarray, meta: np.ndarray) -> int:
-    """A free node slot (marked reserved), or -1 when the heap is full: the
-    most recently freed slot (still in cache) first, else the next unused."""
-    top = meta[_NFREE]
+def _bump(gm: np.ndarray, cell: int, shared: bool) -> int:
+    """The start of a fresh chunk of slots from the shared bump pointer ``cell``."""
+    if shared:
+        return fetch_add(gm, cell, _CHUNK)
+    start = gm[cell]
+    gm[cell] = start + _CHUNK
+    return start
+
+
+@njit(inline="always", **_KERNEL)
+def _alloc_node(
+    node: np.ndarray, nfree: np.ndarray, wm: np.ndarray, gm: np.ndarray, w: int, shared: bool
+) -> int:
+    """A free node slot (marked reserved), or -1 when the worker has none at
+    hand: its most recently freed slot (still in cache) first, else the next of
+    its chunk, else a new chunk."""
+    top = wm[w, _NFREE]
     if top > 0:
-        meta[_NFREE] = top - 1
-        loc = nfree[top - 1]
+        wm[w, _NFREE] = top - 1
+        loc = _i64(nfree[w, top - 1])
     else:
-        loc = meta[_NPUT]
-        if loc >= node.shape[0]:
-            return -1
-        meta[_NPUT] = loc + 1
+        loc = wm[w, _NCUR]
+        if loc >= wm[w, _NEND]:
+            loc = _bump(gm, _GNPUT, shared)
+            if loc >= node.shape[0]:
+                return -1
+            wm[w, _NEND] = min(loc + _CHUNK, node.shape[0])
+            gm[_GOWN + loc // _CHUNK] = w
+        wm[w, _NCUR] = loc + 1
     node[loc] = _RESERVED
     return loc
 
 
 @njit(inline="always", **_KERNEL)
-def _free_node(node: np.ndarray, nfree: np.ndarray, meta: np.ndarray, loc: int) -> None:
-    """Give a node slot back (a node is freed when an interaction consumes it)."""
+def _free_node(
+    node: np.ndarray,
+    nfree: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
+    w: int,
+    shared: bool,
+    loc: int,
+) -> None:
+    """Give a node slot back (a node is freed when an interaction consumes it).
+    A slot of another worker's chunk waits at the top of the row until the
+    round ends, then goes back to that worker: each worker keeps allocating in
+    its own chunks, so cache lines are not written by two threads in turn."""
     node[loc] = 0
-    nfree[meta[_NFREE]] = loc
-    meta[_NFREE] += 1
+    if shared and gm[_GOWN + loc // _CHUNK] != w:
+        top = wm[w, _NRET]
+        nfree[w, nfree.shape[1] - 1 - top] = loc
+        wm[w, _NRET] = top + 1
+        return
+    top = wm[w, _NFREE]
+    nfree[w, top] = loc
+    wm[w, _NFREE] = top + 1
 
 
 @njit(inline="always", **_KERNEL)
-def _alloc_var(vars_: np.ndarray, vfree: np.ndarray, meta: np.ndarray) -> int:
+def _alloc_var(
+    vars_: np.ndarray, vfree: np.ndarray, wm: np.ndarray, gm: np.ndarray, w: int, shared: bool
+) -> int:
     """A free variable slot (set to NONE), or -1; the last slot is the root's."""
-    top = meta[_VFREE]
+    top = wm[w, _VFREE]
     if top > 0:
-        meta[_VFREE] = top - 1
-        loc = vfree[top - 1]
+        wm[w, _VFREE] = top - 1
+        loc = _i64(vfree[w, top - 1])
     else:
-        loc = meta[_VPUT]
-        if loc >= vars_.shape[0] - 1:
-            return -1
-        meta[_VPUT] = loc + 1
+        loc = wm[w, _VCUR]
+        if loc >= wm[w, _VEND]:
+            loc = _bump(gm, _GVPUT, shared)
+            if loc >= vars_.shape[0] - 1:
+                return -1
+            wm[w, _VEND] = min(loc + _CHUNK, vars_.shape[0] - 1)
+            gm[gm[_GVOWN] + loc // _CHUNK] = w
+        wm[w, _VCUR] = loc + 1
     vars_[loc] = np.uint32(NONE)
     return loc
 
 
 @njit(inline="always", **_KERNEL)
-def _free_var(vars_: np.ndarray, vfree: np.ndarray, meta: np.ndarray, loc: int) -> None:
-    """Give a variable slot back (once both of its ends have been linked)."""
+def _free_var(
+    vars_: np.ndarray,
+    vfree: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
+    w: int,
+    shared: bool,
+    loc: int,
+) -> None:
+    """Give a variable slot back (once both of its ends have been linked); as
+    ``_free_node``, to the worker whose chunk it is."""
     vars_[loc] = 0
-    vfree[meta[_VFREE]] = loc
-    meta[_VFREE] += 1
+    if shared and gm[gm[_GVOWN] + loc // _CHUNK] != w:
+        top = wm[w, _VRET]
+        vfree[w, vfree.shape[1] - 1 - top] = loc
+        wm[w, _VRET] = top + 1
+        return
+    top = wm[w, _VFREE]
+    vfree[w, top] = loc
+    wm[w, _VFREE] = top + 1
 
 
 @njit(inline="always", **_KERNEL)
@@ -144,49 +237,80 @@ def _push(
     high: np.ndarray,
     hi: np.ndarray,
     lo: np.ndarray,
-    meta: np.ndarray,
+    wm: np.ndarray,
+    w: int,
     a: int,
     b: int,
 ) -> bool:
     """Push the active pair ``(a, b)`` on the stack its rule's priority picks."""
-    rule = rules[a & 7, b & 7]
-    if high[rule]:
-        top = meta[_HI]
-        if top >= hi.shape[0]:
+    if high[rules[a & 7, b & 7]]:
+        top = wm[w, _HI]
+        if top >= hi.shape[1]:
             return False
-        hi[top] = _mkpair(a, b)
-        meta[_HI] = top + 1
+        hi[w, top] = _mkpair(a, b)
+        wm[w, _HI] = top + 1
     else:
-        top = meta[_LO]
-        if top >= lo.shape[0]:
+        top = wm[w, _LO]
+        if top >= lo.shape[1]:
             return False
-        lo[top] = _mkpair(a, b)
-        meta[_LO] = top + 1
+        lo[w, top] = _mkpair(a, b)
+        wm[w, _LO] = top + 1
     return True
 
 
 @njit(inline="always", **_KERNEL)
-def _enter(vars_: np.ndarray, vfree: np.ndarray, meta: np.ndarray, p: int) -> int:
+def _take(vars_: np.ndarray, slot: int, shared: bool) -> int:
+    """Read a variable for following it. A port found there was written by the
+    variable's other end, which is done with it, so no swap is needed: the
+    reader is the only one left to touch the slot (HVM2 swaps here)."""
+    if shared:
+        return _i64(load(vars_, slot))
+    return _i64(vars_[slot])
+
+
+@njit(inline="always", **_KERNEL)
+def _swap(vars_: np.ndarray, slot: int, port: int, shared: bool) -> int:
+    """Store ``port`` in a variable and return what it held."""
+    if shared:
+        return _i64(exchange(vars_, slot, np.uint32(port)))
+    old = _i64(vars_[slot])
+    vars_[slot] = np.uint32(port)
+    return old
+
+
+@njit(inline="always", **_KERNEL)
+def _enter(
+    vars_: np.ndarray,
+    vfree: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
+    w: int,
+    shared: bool,
+    p: int,
+) -> int:
     """Follow ``p`` through linked variables, freeing the ones passed."""
     while (p & 7) == VAR:
         slot = p >> 3
-        x = _i64(vars_[slot])
+        x = _take(vars_, slot, shared)
         if x == NONE or x == 0:
             break
-        _free_var(vars_, vfree, meta, slot)
+        _free_var(vars_, vfree, wm, gm, w, shared, slot)
         p = x
     return p
 
 
 @njit(inline="always", **_KERNEL)
-def _link(
+def _link(  # noqa: PLR0913 - the net's arrays and the worker
     rules: np.ndarray,
     high: np.ndarray,
     vars_: np.ndarray,
     vfree: np.ndarray,
     hi: np.ndarray,
     lo: np.ndarray,
-    meta: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
+    w: int,
+    shared: bool,
     a: int,
     b: int,
 ) -> bool:
@@ -197,26 +321,78 @@ def _link(
         if (a & 7) != VAR and (b & 7) == VAR:
             a, b = b, a
         if (a & 7) != VAR:
-            return _push(rules, high, hi, lo, meta, a, b)
-        b = _enter(vars_, vfree, meta, b)
+            return _push(rules, high, hi, lo, wm, w, a, b)
+        b = _enter(vars_, vfree, wm, gm, w, shared, b)
         slot = a >> 3
-        old = _i64(vars_[slot])
-        vars_[slot] = np.uint32(b)
+        old = _swap(vars_, slot, b, shared)
         if old == NONE:
             return True
-        _free_var(vars_, vfree, meta, slot)
+        _free_var(vars_, vfree, wm, gm, w, shared, slot)
         a = old
 
 
+@njit(inline="always", **_KERNEL)
+def _relocate(p: int, nloc: np.ndarray, vloc: np.ndarray, w: int) -> int:
+    """A port of a definition, moved to the slots its copy was given."""
+    t = p & 7
+    if t >= CON:
+        return _mk(t, nloc[w, p >> 3])
+    if t == VAR:
+        return _mk(VAR, vloc[w, p >> 3])
+    return p
+
+
+@njit(inline="always", **_KERNEL)
+def _alloc_many(  # noqa: PLR0913 - the heap's arrays and the worker's scratch
+    node: np.ndarray,
+    vars_: np.ndarray,
+    nfree: np.ndarray,
+    vfree: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
+    nloc: np.ndarray,
+    vloc: np.ndarray,
+    w: int,
+    shared: bool,
+    nlen: int,
+    vlen: int,
+) -> int:
+    """Take ``nlen`` node and ``vlen`` variable slots into the worker's scratch,
+    all or none: on a shortfall the ones taken go back and the worker is marked
+    as wanting that many (OOM_NODES or OOM_VARS names which ran out)."""
+    for i in range(nlen):
+        loc = _alloc_node(node, nfree, wm, gm, w, shared)
+        if loc < 0:
+            for j in range(i):
+                _free_node(node, nfree, wm, gm, w, shared, nloc[w, j])
+            wm[w, _WANT_N] = nlen
+            wm[w, _WANT_V] = vlen
+            return OOM_NODES
+        nloc[w, i] = loc
+    for i in range(vlen):
+        loc = _alloc_var(vars_, vfree, wm, gm, w, shared)
+        if loc < 0:
+            for j in range(i):
+                _free_var(vars_, vfree, wm, gm, w, shared, vloc[w, j])
+            for j in range(nlen):
+                _free_node(node, nfree, wm, gm, w, shared, nloc[w, j])
+            wm[w, _WANT_N] = nlen
+            wm[w, _WANT_V] = vlen
+            return OOM_VARS
+        vloc[w, i] = loc
+    return OK
+
+
 @njit(**_KERNEL)
-def _normalize(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule set on flat arrays
+def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule set on flat arrays
     node: np.ndarray,
     vars_: np.ndarray,
     nfree: np.ndarray,
     vfree: np.ndarray,
     hi: np.ndarray,
     lo: np.ndarray,
-    meta: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
     rules: np.ndarray,
     high: np.ndarray,
     roots: np.ndarray,
@@ -229,238 +405,285 @@ def _normalize(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole
     root_port: int,
     nloc: np.ndarray,
     vloc: np.ndarray,
+    w: int,
+    shared: bool,
+    budget: int,
 ) -> None:
-    """Reduce until no active pair is left, or stop with a status in ``meta``."""
-    itrs = meta[_ITRS]
-    while True:
-        if meta[_HI] > 0:
-            meta[_HI] -= 1
-            redex = hi[meta[_HI]]
-        elif meta[_LO] > 0:
-            meta[_LO] -= 1
-            redex = lo[meta[_LO]]
+    """Worker ``w`` reduces its own pairs until it has none, has run ``budget``
+    interactions, is stopped (a status in ``wm``), or, when ``shared``, sees
+    another worker hungry while it has pairs to spare."""
+    itrs = wm[w, _ITRS]
+    steps = 0
+    while steps < budget:
+        if wm[w, _HI] > 0:
+            wm[w, _HI] -= 1
+            redex = hi[w, wm[w, _HI]]
+        elif wm[w, _LO] > 0:
+            wm[w, _LO] -= 1
+            redex = lo[w, wm[w, _LO]]
         else:
             break
-        a = _i64(redex & np.uint64(0xFFFFFFFF))
-        b = _i64(redex >> np.uint64(32))
+        a = _i64(redex & _LOW)
+        b = _i64(redex >> _SHIFT)
         rule = rules[a & 7, b & 7]
         if (a & 7) == REF and b == root_port:
             rule = CALL
         elif (b & 7) < (a & 7):
             a, b = b, a
         ok = True
+        status = OK
         if rule == LINK:
-            ok = _link(rules, high, vars_, vfree, hi, lo, meta, a, b)
+            ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, a, b)
             itrs -= 1  # LINK is not an interaction
         elif rule == VOID:
             pass
         elif rule == CALL and not ((b & 7) == DUP and safe[(a >> 3) & FID_MASK]):
             fid = (a >> 3) & FID_MASK
             if (b & 7) == DUP:
-                meta[_STATUS] = UNSAFE_CLONE
-                meta[_INFO] = fid
+                wm[w, _STATUS] = UNSAFE_CLONE
+                wm[w, _INFO] = fid
                 break
             n0 = node_start[fid]
             nlen = node_start[fid + 1] - n0
-            vlen = _i64(def_vars[fid])
-            for i in range(nlen):
-                nloc[i] = _alloc_node(node, nfree, meta)
-                if nloc[i] < 0:
-                    meta[_STATUS] = OOM_NODES
-                    break
-            if meta[_STATUS] != OK:
-                break
-            for i in range(vlen):
-                vloc[i] = _alloc_var(vars_, vfree, meta)
-                if vloc[i] < 0:
-                    meta[_STATUS] = OOM_VARS
-                    break
-            if meta[_STATUS] != OK:
-                break
-            for i in range(nlen):
-                pr = def_nodes[n0 + i]
-                f = _i64(pr & np.uint64(0xFFFFFFFF))
-                s = _i64(pr >> np.uint64(32))
-                tf = f & 7
-                if tf >= CON:
-                    f = _mk(tf, nloc[f >> 3])
-                elif tf == VAR:
-                    f = _mk(VAR, vloc[f >> 3])
-                ts = s & 7
-                if ts >= CON:
-                    s = _mk(ts, nloc[s >> 3])
-                elif ts == VAR:
-                    s = _mk(VAR, vloc[s >> 3])
-                node[nloc[i]] = _mkpair(f, s)
-            for r in range(rbag_start[fid], rbag_start[fid + 1]):
-                pr = def_rbag[r]
-                f = _i64(pr & np.uint64(0xFFFFFFFF))
-                s = _i64(pr >> np.uint64(32))
-                tf = f & 7
-                if tf >= CON:
-                    f = _mk(tf, nloc[f >> 3])
-                elif tf == VAR:
-                    f = _mk(VAR, vloc[f >> 3])
-                ts = s & 7
-                if ts >= CON:
-                    s = _mk(ts, nloc[s >> 3])
-                elif ts == VAR:
-                    s = _mk(VAR, vloc[s >> 3])
-                ok = ok and _link(rules, high, vars_, vfree, hi, lo, meta, f, s)
-            r0 = _i64(roots[fid])
-            tr = r0 & 7
-            if tr >= CON:
-                r0 = _mk(tr, nloc[r0 >> 3])
-            elif tr == VAR:
-                r0 = _mk(VAR, vloc[r0 >> 3])
-            ok = ok and _link(rules, high, vars_, vfree, hi, lo, meta, r0, b)
+            status = _alloc_many(node, vars_, nfree, vfree, wm, gm, nloc, vloc, w, shared,
+                                 nlen, _i64(def_vars[fid]))  # fmt: skip
+            if status == OK:
+                for i in range(nlen):
+                    pr = def_nodes[n0 + i]
+                    f = _relocate(_i64(pr & _LOW), nloc, vloc, w)
+                    s = _relocate(_i64(pr >> _SHIFT), nloc, vloc, w)
+                    node[nloc[w, i]] = _mkpair(f, s)
+                for r in range(rbag_start[fid], rbag_start[fid + 1]):
+                    pr = def_rbag[r]
+                    f = _relocate(_i64(pr & _LOW), nloc, vloc, w)
+                    s = _relocate(_i64(pr >> _SHIFT), nloc, vloc, w)
+                    ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, f, s)
+                r0 = _relocate(_i64(roots[fid]), nloc, vloc, w)
+                ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, r0, b)
         elif rule in (ERAS, CALL):  # CALL here: a safe REF meets a DUP
             pr = node[b >> 3]
-            _free_node(node, nfree, meta, b >> 3)
-            b1 = _i64(pr & np.uint64(0xFFFFFFFF))
-            b2 = _i64(pr >> np.uint64(32))
-            ok = _link(rules, high, vars_, vfree, hi, lo, meta, a, b1)
-            ok = ok and _link(rules, high, vars_, vfree, hi, lo, meta, a, b2)
+            _free_node(node, nfree, wm, gm, w, shared, b >> 3)
+            ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, a, _i64(pr & _LOW))
+            ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, a,
+                              _i64(pr >> _SHIFT))  # fmt: skip
         elif rule == ANNI:
             pa = node[a >> 3]
             pb = node[b >> 3]
-            _free_node(node, nfree, meta, a >> 3)
-            _free_node(node, nfree, meta, b >> 3)
-            ok = _link(
-                rules,
-                high,
-                vars_,
-                vfree,
-                hi,
-                lo,
-                meta,
-                _i64(pa & np.uint64(0xFFFFFFFF)),
-                _i64(pb & np.uint64(0xFFFFFFFF)),
-            )
-            ok = ok and _link(
-                rules,
-                high,
-                vars_,
-                vfree,
-                hi,
-                lo,
-                meta,
-                _i64(pa >> np.uint64(32)),
-                _i64(pb >> np.uint64(32)),
-            )
+            _free_node(node, nfree, wm, gm, w, shared, a >> 3)
+            _free_node(node, nfree, wm, gm, w, shared, b >> 3)
+            ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, _i64(pa & _LOW),
+                       _i64(pb & _LOW))  # fmt: skip
+            ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                              _i64(pa >> _SHIFT), _i64(pb >> _SHIFT))  # fmt: skip
         elif rule == COMM:
-            for i in range(4):
-                nloc[i] = _alloc_node(node, nfree, meta)
-                if nloc[i] < 0:
-                    meta[_STATUS] = OOM_NODES
-                    break
-            if meta[_STATUS] != OK:
-                break
-            for i in range(4):
-                vloc[i] = _alloc_var(vars_, vfree, meta)
-                if vloc[i] < 0:
-                    meta[_STATUS] = OOM_VARS
-                    break
-            if meta[_STATUS] != OK:
-                break
-            pa = node[a >> 3]
-            pb = node[b >> 3]
-            _free_node(node, nfree, meta, a >> 3)
-            _free_node(node, nfree, meta, b >> 3)
-            ta = a & 7
-            tb = b & 7
-            v0 = _mk(VAR, vloc[0])
-            v1 = _mk(VAR, vloc[1])
-            v2 = _mk(VAR, vloc[2])
-            v3 = _mk(VAR, vloc[3])
-            node[nloc[0]] = _mkpair(v0, v1)
-            node[nloc[1]] = _mkpair(v2, v3)
-            node[nloc[2]] = _mkpair(v0, v2)
-            node[nloc[3]] = _mkpair(v1, v3)
-            ok = _link(
-                rules,
-                high,
-                vars_,
-                vfree,
-                hi,
-                lo,
-                meta,
-                _mk(tb, nloc[0]),
-                _i64(pa & np.uint64(0xFFFFFFFF)),
-            )
-            ok = ok and _link(
-                rules,
-                high,
-                vars_,
-                vfree,
-                hi,
-                lo,
-                meta,
-                _mk(tb, nloc[1]),
-                _i64(pa >> np.uint64(32)),
-            )
-            ok = ok and _link(
-                rules,
-                high,
-                vars_,
-                vfree,
-                hi,
-                lo,
-                meta,
-                _mk(ta, nloc[2]),
-                _i64(pb & np.uint64(0xFFFFFFFF)),
-            )
-            ok = ok and _link(
-                rules,
-                high,
-                vars_,
-                vfree,
-                hi,
-                lo,
-                meta,
-                _mk(ta, nloc[3]),
-                _i64(pb >> np.uint64(32)),
-            )
+            status = _alloc_many(node, vars_, nfree, vfree, wm, gm, nloc, vloc, w, shared, 4, 4)
+            if status == OK:
+                pa = node[a >> 3]
+                pb = node[b >> 3]
+                _free_node(node, nfree, wm, gm, w, shared, a >> 3)
+                _free_node(node, nfree, wm, gm, w, shared, b >> 3)
+                ta = a & 7
+                tb = b & 7
+                v0 = _mk(VAR, vloc[w, 0])
+                v1 = _mk(VAR, vloc[w, 1])
+                v2 = _mk(VAR, vloc[w, 2])
+                v3 = _mk(VAR, vloc[w, 3])
+                node[nloc[w, 0]] = _mkpair(v0, v1)
+                node[nloc[w, 1]] = _mkpair(v2, v3)
+                node[nloc[w, 2]] = _mkpair(v0, v2)
+                node[nloc[w, 3]] = _mkpair(v1, v3)
+                ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                           _mk(tb, nloc[w, 0]), _i64(pa & _LOW))  # fmt: skip
+                ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                                  _mk(tb, nloc[w, 1]), _i64(pa >> _SHIFT))  # fmt: skip
+                ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                                  _mk(ta, nloc[w, 2]), _i64(pb & _LOW))  # fmt: skip
+                ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                                  _mk(ta, nloc[w, 3]), _i64(pb >> _SHIFT))  # fmt: skip
         elif rule == OPER:
             pr = node[b >> 3]
-            b1 = _i64(pr & np.uint64(0xFFFFFFFF))
-            b2 = _enter(vars_, vfree, meta, _i64(pr >> np.uint64(32)))
+            b1 = _i64(pr & _LOW)
+            b2 = _enter(vars_, vfree, wm, gm, w, shared, _i64(pr >> _SHIFT))
             if (b1 & 7) == NUM:
-                _free_node(node, nfree, meta, b >> 3)
+                _free_node(node, nfree, wm, gm, w, shared, b >> 3)
                 word = numbers.operate(np.uint32(a >> 3), np.uint32(b1 >> 3))
-                ok = _link(rules, high, vars_, vfree, hi, lo, meta, _mk(NUM, _i64(word)), b2)
+                ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                           _mk(NUM, _i64(word)), b2)  # fmt: skip
             else:
                 # the number moves into the operator, which waits on b1: the
                 # operator's slot is reused for the new node
                 node[b >> 3] = _mkpair(a, b2)
-                ok = _link(rules, high, vars_, vfree, hi, lo, meta, b1, _mk(OPR, b >> 3))
+                ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, b1,
+                           _mk(OPR, b >> 3))  # fmt: skip
         elif rule == SWIT:
-            pr = node[b >> 3]
-            _free_node(node, nfree, meta, b >> 3)
-            b1 = _i64(pr & np.uint64(0xFFFFFFFF))
-            b2 = _i64(pr >> np.uint64(32))
             n = ((a >> 3) >> 5) & 0xFFFFFF
-            if n == 0:
-                loc = _alloc_node(node, nfree, meta)
-                if loc < 0:
-                    meta[_STATUS] = OOM_NODES
-                    break
-                node[loc] = _mkpair(b2, _mk(ERA, 0))
-                ok = _link(rules, high, vars_, vfree, hi, lo, meta, _mk(CON, loc), b1)
+            status = _alloc_many(node, vars_, nfree, vfree, wm, gm, nloc, vloc, w, shared,
+                                 1 if n == 0 else 2, 0)  # fmt: skip
+            if status == OK:
+                pr = node[b >> 3]
+                _free_node(node, nfree, wm, gm, w, shared, b >> 3)
+                b1 = _i64(pr & _LOW)
+                b2 = _i64(pr >> _SHIFT)
+                outer = nloc[w, 0]
+                if n == 0:
+                    node[outer] = _mkpair(b2, _mk(ERA, 0))
+                else:
+                    inner = nloc[w, 1]
+                    node[inner] = _mkpair(_mk(NUM, ((n - 1) << 5) | 1), b2)
+                    node[outer] = _mkpair(_mk(ERA, 0), _mk(CON, inner))
+                ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                           _mk(CON, outer), b1)  # fmt: skip
+        if status != OK:
+            # no slots at hand: the pair goes back untouched; with one worker
+            # nobody can give any, so the heap is full
+            if high[rules[a & 7, b & 7]]:
+                wm[w, _HI] += 1
             else:
-                outer = _alloc_node(node, nfree, meta)
-                inner = _alloc_node(node, nfree, meta)
-                if outer < 0 or inner < 0:
-                    meta[_STATUS] = OOM_NODES
-                    break
-                node[inner] = _mkpair(_mk(NUM, ((n - 1) << 5) | 1), b2)
-                node[outer] = _mkpair(_mk(ERA, 0), _mk(CON, inner))
-                ok = _link(rules, high, vars_, vfree, hi, lo, meta, _mk(CON, outer), b1)
-        itrs += 1
-        if not ok:
-            meta[_STATUS] = OOM_REDEXES
+                wm[w, _LO] += 1
+            wm[w, _STATUS] = STARVED if shared else status
             break
-    meta[_ITRS] = itrs
+        itrs += 1
+        steps += 1
+        if not ok:
+            wm[w, _STATUS] = OOM_REDEXES
+            break
+        spare = wm[w, _HI] + wm[w, _LO] >= 2
+        if shared and (steps & (_LOOK - 1)) == 0 and spare and load(gm, _HUNGRY) != 0:
+            break
+    wm[w, _ITRS] = itrs
+    if shared and wm[w, _HI] + wm[w, _LO] == 0:
+        exchange(gm, _HUNGRY, 1)
+
+
+@njit(**_KERNEL)
+def _split(stack: np.ndarray, wm: np.ndarray, col: int, src: int, dst: int) -> None:
+    """Move the older half of worker ``src``'s stack ``col`` to the empty ``dst``."""
+    n = wm[src, col]
+    k = n // 2
+    for i in range(k):
+        stack[dst, i] = stack[src, i]
+    for i in range(n - k):
+        stack[src, i] = stack[src, k + i]
+    wm[src, col] = n - k
+    wm[dst, col] = k
+
+
+@njit(**_KERNEL)
+def _share_work(hi: np.ndarray, lo: np.ndarray, wm: np.ndarray) -> None:
+    """Give each worker without pairs half of the busiest worker's."""
+    workers = wm.shape[0]
+    for dst in range(workers):
+        if wm[dst, _HI] + wm[dst, _LO] > 0:
+            continue
+        src = 0
+        for v in range(workers):
+            if wm[v, _HI] + wm[v, _LO] > wm[src, _HI] + wm[src, _LO]:
+                src = v
+        if wm[src, _LO] >= 2:
+            _split(lo, wm, _LO, src, dst)
+        elif wm[src, _HI] >= 2:
+            _split(hi, wm, _HI, src, dst)
+
+
+@njit(**_KERNEL)
+def _give_back(nfree: np.ndarray, vfree: np.ndarray, wm: np.ndarray, gm: np.ndarray) -> None:
+    """Hand the slots each worker freed in other workers' chunks to their owners."""
+    for w in range(wm.shape[0]):
+        for k in range(wm[w, _NRET]):
+            loc = nfree[w, nfree.shape[1] - 1 - k]
+            owner = gm[_GOWN + loc // _CHUNK]
+            nfree[owner, wm[owner, _NFREE]] = loc
+            wm[owner, _NFREE] += 1
+        wm[w, _NRET] = 0
+        for k in range(wm[w, _VRET]):
+            loc = vfree[w, vfree.shape[1] - 1 - k]
+            owner = gm[gm[_GVOWN] + loc // _CHUNK]
+            vfree[owner, wm[owner, _VFREE]] = loc
+            wm[owner, _VFREE] += 1
+        wm[w, _VRET] = 0
+
+
+@njit(**_KERNEL)
+def _feed(
+    nfree: np.ndarray, vfree: np.ndarray, wm: np.ndarray, dst: int, nodes: int, vars_: int
+) -> bool:
+    """Give the starved worker ``dst`` every other worker's free slots (freed
+    ones and the rest of their chunks) until it holds what it asked for twice
+    over; False when the whole heap cannot give it what it asked for."""
+    for src in range(wm.shape[0]):
+        if src == dst:
+            continue
+        while wm[dst, _NFREE] < 2 * wm[dst, _WANT_N] + _CHUNK and wm[src, _NFREE] > 0:
+            wm[src, _NFREE] -= 1
+            nfree[dst, wm[dst, _NFREE]] = nfree[src, wm[src, _NFREE]]
+            wm[dst, _NFREE] += 1
+        while wm[dst, _NFREE] < 2 * wm[dst, _WANT_N] + _CHUNK and wm[src, _NCUR] < wm[src, _NEND]:
+            nfree[dst, wm[dst, _NFREE]] = wm[src, _NCUR]
+            wm[src, _NCUR] += 1
+            wm[dst, _NFREE] += 1
+        while wm[dst, _VFREE] < 2 * wm[dst, _WANT_V] + _CHUNK and wm[src, _VFREE] > 0:
+            wm[src, _VFREE] -= 1
+            vfree[dst, wm[dst, _VFREE]] = vfree[src, wm[src, _VFREE]]
+            wm[dst, _VFREE] += 1
+        while wm[dst, _VFREE] < 2 * wm[dst, _WANT_V] + _CHUNK and wm[src, _VCUR] < wm[src, _VEND]:
+            vfree[dst, wm[dst, _VFREE]] = wm[src, _VCUR]
+            wm[src, _VCUR] += 1
+            wm[dst, _VFREE] += 1
+    have_n = wm[dst, _NFREE] + wm[dst, _NEND] - wm[dst, _NCUR]
+    have_v = wm[dst, _VFREE] + wm[dst, _VEND] - wm[dst, _VCUR]
+    return have_n >= wm[dst, _WANT_N] and have_v >= wm[dst, _WANT_V]
+
+
+@njit(parallel=True, cache=True)
+def _drive(  # noqa: PLR0913 - the net's arrays, as _work takes them
+    node: np.ndarray,
+    vars_: np.ndarray,
+    nfree: np.ndarray,
+    vfree: np.ndarray,
+    hi: np.ndarray,
+    lo: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
+    rules: np.ndarray,
+    high: np.ndarray,
+    roots: np.ndarray,
+    node_start: np.ndarray,
+    def_nodes: np.ndarray,
+    rbag_start: np.ndarray,
+    def_rbag: np.ndarray,
+    def_vars: np.ndarray,
+    safe: np.ndarray,
+    root_port: int,
+    nloc: np.ndarray,
+    vloc: np.ndarray,
+) -> int:
+    """Run rounds of all workers at once until no pair is left or one stops;
+    returns the number of rounds."""
+    workers = wm.shape[0]
+    rounds = 0
+    while True:
+        gm[_HUNGRY] = 0
+        for w in prange(workers):
+            _work(node, vars_, nfree, vfree, hi, lo, wm, gm, rules, high, roots, node_start,
+                  def_nodes, rbag_start, def_rbag, def_vars, safe, root_port, nloc, vloc, w,
+                  True, _ROUND)  # fmt: skip
+        rounds += 1
+        _give_back(nfree, vfree, wm, gm)
+        for w in range(workers):
+            if wm[w, _STATUS] == STARVED:
+                if _feed(nfree, vfree, wm, w, node.shape[0], vars_.shape[0]):
+                    wm[w, _STATUS] = OK
+                else:
+                    have_n = wm[w, _NFREE] + wm[w, _NEND] - wm[w, _NCUR]
+                    wm[w, _STATUS] = OOM_NODES if have_n < wm[w, _WANT_N] else OOM_VARS
+        pending = 0
+        for w in range(workers):
+            if wm[w, _STATUS] != OK:
+                return rounds
+            pending += wm[w, _HI] + wm[w, _LO]
+        if pending == 0:
+            return rounds
+        _share_work(hi, lo, wm)
 
 
 @dataclass
@@ -472,51 +695,79 @@ class Normalized:
     root: int
     interactions: int
     seconds: float
+    threads: int = 1
+    rounds: int = 1  # rounds of work sharing (one with one thread)
 
 
-def normalize(book: Book, nodes: int = DEFAULT_NODES, vars_: int = DEFAULT_VARS) -> Normalized:
+def max_threads() -> int:
+    """The most threads the CPU evaluator can run on (numba's pool: the CPU's
+    cores unless ``NUMBA_NUM_THREADS`` says fewer)."""
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+
+
+def normalize(
+    book: Book, nodes: int = DEFAULT_NODES, vars_: int = DEFAULT_VARS, threads: int = 1
+) -> Normalized:
     """Run ``@main`` of ``book`` to normal form in a heap of ``nodes`` node
-    slots and ``vars_`` variable slots; raise ``HvmOutOfMemoryError`` when the
-    net outgrows it."""
+    slots and ``vars_`` variable slots on ``threads`` threads (at most
+    ``max_threads()``); raise ``HvmOutOfMemoryError`` when the net outgrows it."""
+    workers = max(1, min(int(threads), max_threads()))
     nodes = max(int(nodes), 2)
     vars_ = min(max(int(vars_), 2), 1 << 29)  # a variable slot is a 29-bit port value
     node = np.zeros(nodes, dtype=np.uint64)
     subst = np.zeros(vars_, dtype=np.uint32)
+    # each worker may come to hold every pending pair and every free slot
     stack = max(nodes, 1024)
-    hi = np.empty(stack, dtype=np.uint64)
-    lo = np.empty(stack, dtype=np.uint64)
-    meta = np.zeros(_META, dtype=np.int64)
-    meta[_NPUT] = 1
-    meta[_VPUT] = 1
+    hi = np.empty((workers, stack), dtype=np.uint64)
+    lo = np.empty((workers, stack), dtype=np.uint64)
+    nfree = np.empty((workers, nodes), dtype=np.uint32)
+    vfree = np.empty((workers, vars_), dtype=np.uint32)
+    wm = np.zeros((workers, _WMETA), dtype=np.int64)
+    node_chunks = -(-nodes // _CHUNK)
+    gm = np.zeros(_GOWN + node_chunks + -(-vars_ // _CHUNK), dtype=np.int64)
+    gm[_GNPUT] = 1  # slot 0 is never allocated
+    gm[_GVPUT] = 1
+    gm[_GVOWN] = _GOWN + node_chunks
     root_slot = vars_ - 1
     root = (root_slot << 3) | VAR
     subst[root_slot] = NONE
-    hi[0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
-    meta[_HI] = 1
+    hi[0, 0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
+    wm[0, _HI] = 1
     # scratch: the slots of one CALL's (or COMM's) new nodes and variables
-    nloc = np.zeros(max(4, int(np.diff(book.node_start).max(initial=0))), dtype=np.int64)
-    vloc = np.zeros(max(4, int(book.vars.max(initial=0))), dtype=np.int64)
-    nfree = np.empty(nodes, dtype=np.int64)
-    vfree = np.empty(vars_, dtype=np.int64)
+    # (rows padded by 64 entries, so that no two workers write one cache line)
+    width = 64 + max(4, int(np.diff(book.node_start).max(initial=0)), int(book.vars.max(initial=0)))
+    nloc = np.zeros((workers, width), dtype=np.int64)
+    vloc = np.zeros((workers, width), dtype=np.int64)
     arrays = (RULES, HIGH_PRIORITY, book.roots, book.node_start, book.nodes, book.rbag_start,
               book.rbag, book.vars, book.safe)  # fmt: skip
-    # The first call in a process loads (or compiles) the kernel: make it on an
-    # empty redex stack, so that the time measured is the reduction's only.
-    idle = np.zeros(_META, dtype=np.int64)
-    _normalize(node, subst, nfree, vfree, hi, lo, idle, *arrays, root, nloc, vloc)
-    start = time.perf_counter()
-    _normalize(node, subst, nfree, vfree, hi, lo, meta, *arrays, root, nloc, vloc)
+    # The first call in a process loads (or compiles) the kernel: make it with
+    # no pairs, so that the time measured is the reduction's only.
+    idle = np.zeros_like(wm)
+    rounds = 1
+    if workers == 1:
+        _work(node, subst, nfree, vfree, hi, lo, idle, gm, *arrays, root, nloc, vloc, 0, False, 1)
+        start = time.perf_counter()
+        _work(node, subst, nfree, vfree, hi, lo, wm, gm, *arrays, root, nloc, vloc, 0, False,
+              1 << 62)  # fmt: skip
+    else:
+        numba.set_num_threads(workers)
+        _drive(node, subst, nfree, vfree, hi, lo, idle, gm.copy(), *arrays, root, nloc, vloc)
+        start = time.perf_counter()
+        rounds = _drive(node, subst, nfree, vfree, hi, lo, wm, gm, *arrays, root, nloc, vloc)
     seconds = time.perf_counter() - start
-    status = int(meta[_STATUS])
+    interactions = int(wm[:, _ITRS].sum())
+    statuses = [int(s) for s in wm[:, _STATUS] if s != OK]
+    status = statuses[0] if statuses else OK
     if status in (OOM_NODES, OOM_VARS, OOM_REDEXES):
         what = {OOM_NODES: f"{nodes} node slots", OOM_VARS: f"{vars_} variable slots",
                 OOM_REDEXES: f"{stack} pending redexes"}[status]  # fmt: skip
         raise HvmOutOfMemoryError(
-            f"the net outgrew the heap ({what}) after {int(meta[_ITRS])} interactions"
+            f"the net outgrew the heap ({what}) after {interactions} interactions"
         )
     if status == UNSAFE_CLONE:
+        fid = int(wm[wm[:, _STATUS] == UNSAFE_CLONE][0, _INFO])
         raise HvmUnsafeCloneError(
-            f"attempt to clone a non-affine global reference: @{book.names[int(meta[_INFO])]} "
+            f"attempt to clone a non-affine global reference: @{book.names[fid]} "
             "met a duplicator, and it contains or refers to duplicators"
         )
-    return Normalized(node, subst, root, int(meta[_ITRS]), seconds)
+    return Normalized(node, subst, root, interactions, seconds, workers, int(rounds))
