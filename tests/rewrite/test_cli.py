@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from focusflow.rewrite.show import normalize_names
 from tests.cli.helpers import assert_user_error, run_cli
 from tests.rewrite.test_programs import U24
 
@@ -34,16 +35,24 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert body["seconds"] >= 0 and body["mips"] >= 0
 
 
-def test_threads_run_on_one_with_a_note(capsys: pytest.CaptureFixture[str]) -> None:
-    out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--threads", "4", "--json")
-    assert out.code == 0 and out.json()["interactions"] == 179
-    assert "one thread" in out.err
+def test_threads_give_the_same_result_and_count(capsys: pytest.CaptureFixture[str]) -> None:
+    one = run_cli(capsys, "hvm", "run", PROGRAMS / "tuples.hvm", "--json")
+    two = run_cli(capsys, "hvm", "run", PROGRAMS / "tuples.hvm", "--threads", "2", "--json")
+    assert one.code == two.code == 0, (one, two)
+    assert one.json()["interactions"] == two.json()["interactions"] == 48_144
+    assert normalize_names(one.json()["result"]) == normalize_names(two.json()["result"])
 
 
-def test_other_backend_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--backend", "cuda")
+def test_unknown_or_missing_backend_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--backend", "tpu")
     assert_user_error(out, "hvm_backend_unavailable")
-    assert "'cuda'" in out.err
+    assert "'tpu'" in out.err and "numba, cuda, wgpu" in out.err
+    from focusflow.rewrite import cuda
+
+    if not cuda.available()[0]:  # no CuPy or GPU here: refused with the reason
+        out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--backend", "cuda")
+        assert_user_error(out, "hvm_backend_unavailable")
+        assert "cannot run here" in out.err
 
 
 def test_errors_are_one_line_with_their_code(

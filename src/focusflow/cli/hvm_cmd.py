@@ -2,9 +2,10 @@
 
 Prints what HVM2's ``hvm run`` prints (``Result: ...`` then the ``- ITRS``,
 ``- TIME`` and ``- MIPS`` lines), or with ``--json`` one object
-``{"result", "interactions", "seconds", "mips"}``. Only the numba back end
-exists so far; another ``--backend`` is refused (``hvm_backend_unavailable``)
-and ``--threads`` above 1 runs on one thread with a note on stderr. docs/hvm.md.
+``{"result", "interactions", "seconds", "mips"}``. ``--backend`` picks the
+evaluator (numba on the CPU with ``--threads``, cuda, wgpu); one this machine
+cannot run is refused with ``hvm_backend_unavailable`` and the reason.
+docs/hvm.md.
 """
 
 from __future__ import annotations
@@ -15,47 +16,39 @@ from pathlib import Path
 
 import typer
 
-from focusflow.core.errors import FocusflowError, InputFileError, InvalidParameterError
-
-BACKENDS = ("numba",)
+from focusflow.core.errors import InputFileError, InvalidParameterError
 
 hvm_app = typer.Typer(help="Run HVM2 interaction-net programs (IR text).", no_args_is_help=True)
-
-
-class HvmBackendUnavailableError(FocusflowError):
-    """The requested VM back end is not part of this build (only numba is)."""
-
-    code = "hvm_backend_unavailable"
 
 
 @hvm_app.command("run")
 def run_cmd(
     file: Path = typer.Argument(..., help="The program, HVM2 IR text (.hvm)."),
-    backend: str = typer.Option("numba", "--backend", help="Evaluator: numba."),
-    threads: int = typer.Option(1, "--threads", help="Threads (more than 1 runs on one, so far)."),
+    backend: str = typer.Option("numba", "--backend", help="Evaluator: numba, cuda or wgpu."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads of the numba evaluator."),
     heap: int = typer.Option(
-        1 << 26, "--heap", help="Node slots (and variable slots) of the heap.", show_default=True
+        0, "--heap", help="Node slots (and variable slots) of the heap; 0: the back end's default."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Normalise @main of FILE and print the result and its interaction count."""
-    if backend not in BACKENDS:
-        raise HvmBackendUnavailableError(
-            f"--backend {backend!r} is not available; this build has: {', '.join(BACKENDS)}"
-        )
+    from focusflow.rewrite.cpu import max_threads
+    from focusflow.rewrite.run import run_text
+
     if threads < 1:
         raise InvalidParameterError(f"--threads must be at least 1, got {threads}")
-    if not 16 <= heap <= 1 << 29:
+    if heap and not 16 <= heap <= 1 << 29:
         raise InvalidParameterError(f"--heap must be between 16 and {1 << 29}, got {heap}")
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(f"cannot read {file}: {exc}") from None
-    if threads > 1:
-        print(f"note: --threads {threads}: this back end runs on one thread", file=sys.stderr)
-    from focusflow.rewrite.run import run_text
-
-    out = run_text(text, nodes=heap, vars_=heap)
+    if backend != "numba" and threads > 1:
+        print(f"note: --threads applies to numba; {backend} picks its own", file=sys.stderr)
+    elif threads > max_threads():
+        print(f"note: --threads {threads}: this machine runs {max_threads()}", file=sys.stderr)
+    size = heap or None
+    out = run_text(text, nodes=size, vars_=size, backend=backend, threads=threads)
     if as_json:
         body = {
             "result": out.result,

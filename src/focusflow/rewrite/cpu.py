@@ -771,3 +771,17 @@ def normalize(
             "met a duplicator, and it contains or refers to duplicators"
         )
     return Normalized(node, subst, root, interactions, seconds, workers, int(rounds))
+
+
+def prepare() -> float:
+    """Compile (or load from numba's cache) the one-thread and the many-thread
+    kernels now, by running a two-interaction program on each: compiling them
+    takes minutes on a small machine, which a first ``hvm run`` or test should
+    not pay. Returns the seconds it took."""
+    from focusflow.rewrite.parse import load_book
+
+    start = time.perf_counter()
+    book = load_book("@main = a & @f ~ (1 a)\n@f = (x x)")
+    for threads in (1, 2):
+        normalize(book, nodes=1 << 10, vars_=1 << 10, threads=threads)
+    return time.perf_counter() - start

@@ -54,3 +54,10 @@ class HvmReadbackError(FocusflowError):
     a node or a wire that leads back to itself), so it has no text."""
 
     code = "hvm_readback"
+
+
+class HvmBackendUnavailableError(FocusflowError):
+    """The requested evaluator does not exist or cannot run on this machine
+    (no CuPy or CUDA GPU for ``cuda``, no WebGPU adapter for ``wgpu``)."""
+
+    code = "hvm_backend_unavailable"

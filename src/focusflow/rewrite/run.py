@@ -1,12 +1,17 @@
-"""Run an IR program from text to its printed result, as ``hvm run`` does."""
+"""Run an IR program from text to its printed result, as ``hvm run`` does, on
+any of the three evaluators."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from focusflow.rewrite.cpu import DEFAULT_NODES, DEFAULT_VARS, normalize
-from focusflow.rewrite.parse import load_book
+from focusflow.rewrite.cpu import Normalized, normalize
+from focusflow.rewrite.errors import HvmBackendUnavailableError
+from focusflow.rewrite.parse import Book, load_book
 from focusflow.rewrite.show import readback
+
+#: The evaluators by name: numba (CPU, any thread count), cuda (CuPy), wgpu (WebGPU).
+BACKENDS = ("numba", "cuda", "wgpu")
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,7 @@ class RunResult:
     result: str
     interactions: int
     seconds: float
+    threads: int = 1
 
     @property
     def mips(self) -> float:
@@ -23,9 +29,55 @@ class RunResult:
         return self.interactions / self.seconds / 1e6 if self.seconds > 0 else 0.0
 
 
-def run_text(text: str, nodes: int = DEFAULT_NODES, vars_: int = DEFAULT_VARS) -> RunResult:
+def default_heap(backend: str) -> int:
+    """The heap (node slots, and as many variable slots) a back end runs with
+    unless told: what its memory comfortably holds."""
+    if backend == "cuda":
+        from focusflow.rewrite.cuda import DEFAULT_NODES as CUDA_NODES
+
+        return CUDA_NODES
+    if backend == "wgpu":
+        from focusflow.rewrite.webgpu import DEFAULT_NODES as WGPU_NODES
+
+        return WGPU_NODES
+    from focusflow.rewrite.cpu import DEFAULT_NODES
+
+    return DEFAULT_NODES
+
+
+def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
+                 vars_: int | None = None, threads: int = 1) -> Normalized:  # fmt: skip
+    """Normalise ``book`` on ``backend``; ``threads`` is the CPU's thread count
+    (the GPU back ends pick theirs from the heap). Raises
+    ``HvmBackendUnavailableError`` for an unknown back end or one this machine
+    cannot run (no CuPy or GPU, no WebGPU adapter), with the reason."""
+    if backend not in BACKENDS:
+        raise HvmBackendUnavailableError(
+            f"--backend {backend!r} is not an evaluator; there are: {', '.join(BACKENDS)}"
+        )
+    nodes = default_heap(backend) if nodes is None else nodes
+    vars_ = default_heap(backend) if vars_ is None else vars_
+    if backend == "cuda":
+        from focusflow.rewrite import cuda
+
+        ok, why = cuda.available()
+        if not ok:
+            raise HvmBackendUnavailableError(f"--backend cuda cannot run here: {why}")
+        return cuda.normalize_cuda(book, nodes=nodes, vars_=vars_)
+    if backend == "wgpu":
+        from focusflow.rewrite import webgpu
+
+        ok, why = webgpu.available()
+        if not ok:
+            raise HvmBackendUnavailableError(f"--backend wgpu cannot run here: {why}")
+        return webgpu.normalize_webgpu(book, nodes=nodes, vars_=vars_)
+    return normalize(book, nodes=nodes, vars_=vars_, threads=threads)
+
+
+def run_text(text: str, nodes: int | None = None, vars_: int | None = None,
+             backend: str = "numba", threads: int = 1) -> RunResult:  # fmt: skip
     """Parse, build and normalise ``@main`` of the program ``text``."""
     book = load_book(text)
-    net = normalize(book, nodes=nodes, vars_=vars_)
+    net = normalize_on(book, backend, nodes, vars_, threads)
     return RunResult(readback(net.node, net.vars, net.root, book.names), net.interactions,
-                     net.seconds)  # fmt: skip
+                     net.seconds, net.threads)  # fmt: skip

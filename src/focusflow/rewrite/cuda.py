@@ -1,0 +1,188 @@
+"""The CUDA evaluator of HVM2 books, through CuPy (``kernels/hvm.cu``).
+
+The net's layout and rules are the CPU evaluator's (``cpu.py``); the
+scheduling is bulk-synchronous: each launch is a round in which every thread
+reduces its share of the pending pairs, and what it could not finish (pairs
+found through another thread's variable, a full local stack, a spent budget)
+goes to the next round's bag. The host only reads back two words a round.
+The kernel's header comment says why the memory accesses are safe.
+
+Memory: the heap is cut into one region of node slots and one of variable
+slots per thread, each thread allocating only in its own; a region must hold
+the largest definition a thread may copy, which sets how many threads (and
+regions) a heap of a given size can have.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from types import ModuleType
+from typing import Any, cast
+
+import numpy as np
+
+from focusflow.rewrite.cpu import Normalized
+from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
+from focusflow.rewrite.parse import Book
+from focusflow.rewrite.ports import NONE, REF, RULES, VAR
+
+#: Default heap on a GPU: 2^29 node slots (4 GiB) and as many variable slots (2 GiB).
+DEFAULT_NODES = 1 << 29
+DEFAULT_VARS = 1 << 29
+#: Threads per block, and the most threads (regions) of a run.
+BLOCK = 256
+MAX_THREADS = 1 << 17
+#: The fewest node (and variable) slots of a thread's region: a thread whose
+#: region is full stops the run, however empty the others are, so regions
+#: must leave room for an uneven share of the live net.
+MIN_REGION = 4096
+#: Interactions of a whole round, shared among the threads that have work:
+#: few threads run longer rounds (a narrow net pays fewer launches), many
+#: threads at least ``MIN_BUDGET`` each.
+ROUND = 1 << 22
+MIN_BUDGET = 256
+MAX_BUDGET = 1 << 12
+
+_MODULE: dict[str, Any] = {}
+
+
+def _cupy() -> ModuleType:
+    """CuPy, imported when first needed (it ships no types: its names are Any here)."""
+    import cupy
+
+    return cast("ModuleType", cupy)
+
+
+def available() -> tuple[bool, str]:
+    """Whether CuPy imports and sees a GPU; the reason in words if not."""
+    try:
+        cupy = _cupy()
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - ImportError, or whatever a broken CUDA install raises
+        return False, f"CuPy or a CUDA driver is missing ({type(exc).__name__}: {exc})"
+    if count < 1:
+        return False, "no CUDA GPU found"
+    return True, cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+
+
+def _module(local_foreign: bool = False) -> Any:
+    """``kernels/hvm.cu`` compiled once per process, with the rule table filled in."""
+    key = f"module{int(local_foreign)}"
+    if key not in _MODULE:
+        cupy = _cupy()
+        table = "{" + ",".join(str(int(r)) for r in RULES.reshape(-1)) + "}"
+        source = (
+            resources.files("focusflow.rewrite")
+            .joinpath("kernels/hvm.cu")
+            .read_text()
+            .replace("RULE_TABLE", table)
+        )
+        options = ("--std=c++14", f"-DLOCAL_FOREIGN={int(local_foreign)}")
+        _MODULE[key] = cupy.RawModule(code=source, options=options)
+    return _MODULE[key]
+
+
+def operate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``numbers.operate`` of each pair of words, computed by the kernel's own
+    ``operate`` (to compare the GPU's numbers with the reference)."""
+    cupy = _cupy()
+    da = cupy.asarray(a.astype(np.uint32))
+    db = cupy.asarray(b.astype(np.uint32))
+    out = cupy.zeros_like(da)
+    n = int(da.size)
+    _module().get_function("hvm_operate")(((n + BLOCK - 1) // BLOCK,), (BLOCK,),
+                                          (da, db, out, np.uint32(n)))  # fmt: skip
+    return cast("np.ndarray", cupy.asnumpy(out))
+
+
+def normalize_cuda(
+    book: Book,
+    nodes: int = DEFAULT_NODES,
+    vars_: int = DEFAULT_VARS,
+    threads: int | None = None,
+    local_foreign: bool = False,
+) -> Normalized:
+    """Run ``@main`` of ``book`` to normal form on the GPU; the same result and
+    interaction count as ``cpu.normalize``. ``threads`` (regions) defaults to
+    as many as the heap allows, at most ``MAX_THREADS``."""
+    cupy = _cupy()
+    kernel = _module(local_foreign).get_function("hvm_round")
+    nodes = max(int(nodes), 64)
+    vars_ = min(max(int(vars_), 64), 1 << 29)
+    width = max(4, int(np.diff(book.node_start).max(initial=0)), int(book.vars.max(initial=0)))
+    # a region holds at least four of the largest definition, and MIN_REGION slots
+    region = max(4 * width, MIN_REGION)
+    most = max(1, min((nodes - 1) // region, (vars_ - 2) // region))
+    count = min(MAX_THREADS if threads is None else max(1, int(threads)), most)
+    region_n = (nodes - 1) // count
+    region_v = (vars_ - 2) // count
+    node = cupy.zeros(nodes, dtype=cupy.uint64)
+    subst = cupy.zeros(vars_, dtype=cupy.uint32)
+    root_slot = vars_ - 1
+    root = (root_slot << 3) | VAR
+    subst[root_slot] = NONE
+    cap = max(nodes, 1 << 20)
+    bags = [cupy.zeros(cap, dtype=cupy.uint64), cupy.zeros(cap, dtype=cupy.uint64)]
+    bags[0][0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
+    # [0] pairs in the output bag, [1] status, [2] its detail, [3] a thread
+    # found its region full, [4..5] interactions (a 64-bit count)
+    ctl = cupy.zeros(6, dtype=cupy.uint32)
+    cursors = cupy.zeros(2 * count, dtype=cupy.uint32)
+    scratch = cupy.zeros(2 * count * width, dtype=cupy.uint32)
+    book_args = (
+        cupy.asarray(book.roots.astype(np.uint32)),
+        cupy.asarray(book.node_start.astype(np.uint32)),
+        cupy.asarray(book.nodes.astype(np.uint64)),
+        cupy.asarray(book.rbag_start.astype(np.uint32)),
+        cupy.asarray(book.rbag.astype(np.uint64)),
+        cupy.asarray(book.vars.astype(np.uint32)),
+        cupy.asarray(book.safe.astype(np.uint8)),
+    )
+    pending = 1
+    rounds = 0
+    shift = 0
+    interactions = 0
+    status = 0
+    cupy.cuda.runtime.deviceSynchronize()
+    start = time.perf_counter()
+    while pending:
+        launched = min(count, pending)
+        budget = min(MAX_BUDGET, max(MIN_BUDGET, ROUND // launched))
+        ctl[0] = 0
+        ctl[3] = 0
+        kernel(((launched + BLOCK - 1) // BLOCK,), (BLOCK,),
+               (node, subst, bags[0], np.uint32(pending), bags[1], np.uint32(cap), ctl,
+                cursors, scratch, np.uint32(width), *book_args, np.uint32(root),
+                np.uint32(nodes), np.uint32(vars_), np.uint32(region_n), np.uint32(region_v),
+                np.uint32(budget), np.uint32(launched), np.uint32(count),
+                np.uint32(shift)))  # fmt: skip
+        rounds += 1
+        head = cupy.asnumpy(ctl)
+        pending = int(head[0])
+        status = int(head[1])
+        done = int(head[4]) | (int(head[5]) << 32)
+        if status:
+            break
+        if head[3]:
+            if done == interactions:  # every thread that had work found its region full
+                status = int(head[3])
+                break
+            shift = (shift + 7919) % count  # other regions take the pairs next round
+        interactions = done
+        bags.reverse()
+    seconds = time.perf_counter() - start
+    if status == 4:
+        raise HvmUnsafeCloneError(
+            f"attempt to clone a non-affine global reference: @{book.names[int(head[2])]} "
+            "met a duplicator, and it contains or refers to duplicators"
+        )
+    if status:
+        what = {1: f"{nodes} node slots ({count} regions of {region_n})",
+                2: f"{vars_} variable slots ({count} regions of {region_v})",
+                3: f"{cap} pending redexes"}[status]  # fmt: skip
+        raise HvmOutOfMemoryError(
+            f"the net outgrew the heap ({what}) after {interactions} interactions"
+        )
+    return Normalized(cupy.asnumpy(node), cupy.asnumpy(subst), root, interactions, seconds,
+                      count, rounds)  # fmt: skip
