@@ -585,53 +585,74 @@ def _share_work(hi: np.ndarray, lo: np.ndarray, wm: np.ndarray) -> None:
             _split(hi, wm, _HI, src, dst)
 
 
+@njit(inline="always", **_KERNEL)
+def _hand_back(
+    free: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
+    w: int,
+    col_free: int,
+    col_ret: int,
+    owners: int,
+) -> None:
+    """Hand the slots worker ``w`` freed in other workers' chunks (the top of
+    its row ``free``) to their owners (``gm[owners + chunk]``)."""
+    for k in range(wm[w, col_ret]):
+        loc = free[w, free.shape[1] - 1 - k]
+        owner = gm[owners + loc // _CHUNK]
+        free[owner, wm[owner, col_free]] = loc
+        wm[owner, col_free] += 1
+    wm[w, col_ret] = 0
+
+
 @njit(**_KERNEL)
 def _give_back(nfree: np.ndarray, vfree: np.ndarray, wm: np.ndarray, gm: np.ndarray) -> None:
     """Hand the slots each worker freed in other workers' chunks to their owners."""
     for w in range(wm.shape[0]):
-        for k in range(wm[w, _NRET]):
-            loc = nfree[w, nfree.shape[1] - 1 - k]
-            owner = gm[_GOWN + loc // _CHUNK]
-            nfree[owner, wm[owner, _NFREE]] = loc
-            wm[owner, _NFREE] += 1
-        wm[w, _NRET] = 0
-        for k in range(wm[w, _VRET]):
-            loc = vfree[w, vfree.shape[1] - 1 - k]
-            owner = gm[gm[_GVOWN] + loc // _CHUNK]
-            vfree[owner, wm[owner, _VFREE]] = loc
-            wm[owner, _VFREE] += 1
-        wm[w, _VRET] = 0
+        _hand_back(nfree, wm, gm, w, _NFREE, _NRET, _GOWN)
+        _hand_back(vfree, wm, gm, w, _VFREE, _VRET, gm[_GVOWN])
+
+
+@njit(inline="always", **_KERNEL)
+def _transfer(
+    free: np.ndarray,
+    wm: np.ndarray,
+    src: int,
+    dst: int,
+    col_free: int,
+    col_cur: int,
+    col_end: int,
+    want: int,
+) -> int:
+    """Move ``src``'s free slots (freed ones, then the rest of its chunk) to
+    ``dst`` until ``dst`` holds twice ``want`` and a chunk; returns how many
+    slots ``dst`` then has at hand."""
+    while wm[dst, col_free] < 2 * want + _CHUNK and wm[src, col_free] > 0:
+        wm[src, col_free] -= 1
+        free[dst, wm[dst, col_free]] = free[src, wm[src, col_free]]
+        wm[dst, col_free] += 1
+    while wm[dst, col_free] < 2 * want + _CHUNK and wm[src, col_cur] < wm[src, col_end]:
+        free[dst, wm[dst, col_free]] = wm[src, col_cur]
+        wm[src, col_cur] += 1
+        wm[dst, col_free] += 1
+    return wm[dst, col_free] + wm[dst, col_end] - wm[dst, col_cur]
 
 
 @njit(**_KERNEL)
-def _feed(
-    nfree: np.ndarray, vfree: np.ndarray, wm: np.ndarray, dst: int, nodes: int, vars_: int
-) -> bool:
-    """Give the starved worker ``dst`` every other worker's free slots (freed
-    ones and the rest of their chunks) until it holds what it asked for twice
-    over; False when the whole heap cannot give it what it asked for."""
+def _feed(nfree: np.ndarray, vfree: np.ndarray, wm: np.ndarray, dst: int) -> int:
+    """Give the starved worker ``dst`` other workers' free slots until it holds
+    what it asked for twice over: OK, or OOM_NODES / OOM_VARS when the whole
+    heap cannot give it what it asked for."""
+    have_n = have_v = 0
     for src in range(wm.shape[0]):
-        if src == dst:
-            continue
-        while wm[dst, _NFREE] < 2 * wm[dst, _WANT_N] + _CHUNK and wm[src, _NFREE] > 0:
-            wm[src, _NFREE] -= 1
-            nfree[dst, wm[dst, _NFREE]] = nfree[src, wm[src, _NFREE]]
-            wm[dst, _NFREE] += 1
-        while wm[dst, _NFREE] < 2 * wm[dst, _WANT_N] + _CHUNK and wm[src, _NCUR] < wm[src, _NEND]:
-            nfree[dst, wm[dst, _NFREE]] = wm[src, _NCUR]
-            wm[src, _NCUR] += 1
-            wm[dst, _NFREE] += 1
-        while wm[dst, _VFREE] < 2 * wm[dst, _WANT_V] + _CHUNK and wm[src, _VFREE] > 0:
-            wm[src, _VFREE] -= 1
-            vfree[dst, wm[dst, _VFREE]] = vfree[src, wm[src, _VFREE]]
-            wm[dst, _VFREE] += 1
-        while wm[dst, _VFREE] < 2 * wm[dst, _WANT_V] + _CHUNK and wm[src, _VCUR] < wm[src, _VEND]:
-            vfree[dst, wm[dst, _VFREE]] = wm[src, _VCUR]
-            wm[src, _VCUR] += 1
-            wm[dst, _VFREE] += 1
-    have_n = wm[dst, _NFREE] + wm[dst, _NEND] - wm[dst, _NCUR]
-    have_v = wm[dst, _VFREE] + wm[dst, _VEND] - wm[dst, _VCUR]
-    return have_n >= wm[dst, _WANT_N] and have_v >= wm[dst, _WANT_V]
+        if src != dst:
+            have_n = _transfer(nfree, wm, src, dst, _NFREE, _NCUR, _NEND, wm[dst, _WANT_N])
+            have_v = _transfer(vfree, wm, src, dst, _VFREE, _VCUR, _VEND, wm[dst, _WANT_V])
+    if have_n < wm[dst, _WANT_N]:
+        return OOM_NODES
+    if have_v < wm[dst, _WANT_V]:
+        return OOM_VARS
+    return OK
 
 
 @njit(parallel=True, cache=True)
@@ -671,11 +692,7 @@ def _drive(  # noqa: PLR0913 - the net's arrays, as _work takes them
         _give_back(nfree, vfree, wm, gm)
         for w in range(workers):
             if wm[w, _STATUS] == STARVED:
-                if _feed(nfree, vfree, wm, w, node.shape[0], vars_.shape[0]):
-                    wm[w, _STATUS] = OK
-                else:
-                    have_n = wm[w, _NFREE] + wm[w, _NEND] - wm[w, _NCUR]
-                    wm[w, _STATUS] = OOM_NODES if have_n < wm[w, _WANT_N] else OOM_VARS
+                wm[w, _STATUS] = _feed(nfree, vfree, wm, w)
         pending = 0
         for w in range(workers):
             if wm[w, _STATUS] != OK:

@@ -78,7 +78,10 @@ def _module(local_foreign: bool = False) -> Any:
             .read_text()
             .replace("RULE_TABLE", table)
         )
-        options = ("--std=c++14", f"-DLOCAL_FOREIGN={int(local_foreign)}")
+        # IEEE float32 as on the CPU: subnormals kept, division and square root
+        # correctly rounded, no fused multiply-add
+        options = ("--std=c++14", "--ftz=false", "--prec-div=true", "--fmad=false",
+                   f"-DLOCAL_FOREIGN={int(local_foreign)}")  # fmt: skip
         _MODULE[key] = cupy.RawModule(code=source, options=options)
     return _MODULE[key]
 
@@ -154,7 +157,7 @@ def normalize_cuda(
         kernel(((launched + BLOCK - 1) // BLOCK,), (BLOCK,),
                (node, subst, bags[0], np.uint32(pending), bags[1], np.uint32(cap), ctl,
                 cursors, scratch, np.uint32(width), *book_args, np.uint32(root),
-                np.uint32(nodes), np.uint32(vars_), np.uint32(region_n), np.uint32(region_v),
+                np.uint32(region_n), np.uint32(region_v),
                 np.uint32(budget), np.uint32(launched), np.uint32(count),
                 np.uint32(shift)))  # fmt: skip
         rounds += 1

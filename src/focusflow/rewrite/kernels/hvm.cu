@@ -252,7 +252,7 @@ struct Net {
     u64* bag_out;
     u32* ctl;  // [0] pairs in the output bag, [1] status, [2] its detail, [3] a thread went short, [4..5] interactions
     u32* scratch;
-    u32 out_cap, n_nodes, n_vars, region_n, region_v, width;
+    u32 out_cap, region_n, region_v, width;
     const u32* roots;
     const u32* node_start;
     const u64* def_nodes;
@@ -387,7 +387,7 @@ __device__ bool alloc_many(Net& net, Worker& tm, u32* nloc, u32* vloc, u32 n, u3
         nloc[i] = node_alloc(net, tm);
         if (nloc[i] == 0) {
             for (u32 j = 0; j < i; j++) node_free(net, nloc[j]);
-            net.ctl[3] = 1;
+            net.ctl[3] = ST_OOM_NODES;
             return false;
         }
     }
@@ -396,7 +396,7 @@ __device__ bool alloc_many(Net& net, Worker& tm, u32* nloc, u32* vloc, u32 n, u3
         if (vloc[i] == 0) {
             for (u32 j = 0; j < i; j++) var_free(net, vloc[j]);
             for (u32 j = 0; j < n; j++) node_free(net, nloc[j]);
-            net.ctl[3] = 2;
+            net.ctl[3] = ST_OOM_VARS;
             return false;
         }
     }
@@ -510,12 +510,12 @@ extern "C" __global__ void hvm_round(
     u32* ctl, u32* cursors, u32* scratch, u32 width,
     const u32* roots, const u32* node_start, const u64* def_nodes, const u32* rbag_start,
     const u64* def_rbag, const u32* def_vars, const unsigned char* safe,
-    u32 root_port, u32 n_nodes, u32 n_vars, u32 region_n, u32 region_v, u32 budget, u32 stride,
+    u32 root_port, u32 region_n, u32 region_v, u32 budget, u32 stride,
     u32 regions, u32 shift)
 {
     u32 t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= stride) return;
-    Net net = {node, vars, bag_out, ctl, scratch, out_cap, n_nodes, n_vars, region_n, region_v,
+    Net net = {node, vars, bag_out, ctl, scratch, out_cap, region_n, region_v,
                width, roots, node_start, def_nodes, rbag_start, def_rbag, def_vars, safe, root_port};
     Worker tm;
     tm.t = t;
