@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from focusflow.rewrite import cuda, webgpu
@@ -56,6 +57,30 @@ def test_a_small_heap_is_a_clean_error_on_many_threads() -> None:
     book = load_book((PROGRAMS / "sum_rec.hvm").read_text())
     with pytest.raises(HvmOutOfMemoryError, match="outgrew the heap"):
         normalize(book, nodes=64, vars_=64, threads=2)
+
+
+class _NumpyAsCupy:
+    """The CuPy calls the GPU heap's compaction makes, done by numpy, so that
+    it can be checked on a CPU-made heap where there is no GPU."""
+
+    flatnonzero = staticmethod(np.flatnonzero)
+    searchsorted = staticmethod(np.searchsorted)
+    minimum = staticmethod(np.minimum)
+    where = staticmethod(np.where)
+    asarray = staticmethod(np.asarray)
+    asnumpy = staticmethod(np.asarray)
+    uint32 = np.uint32
+    uint64 = np.uint64
+
+
+@pytest.mark.parametrize("name", ["tuples.hvm", "list.hvm", "numerics_f24.hvm"])
+def test_the_heap_read_back_compacted_gives_the_same_result(name: str) -> None:
+    book = load_book((PROGRAMS / name).read_text())
+    net = normalize(book, nodes=1 << 20, vars_=1 << 20)
+    node, subst, root = cuda._compact(_NumpyAsCupy, net.node, net.vars, net.root)
+    assert len(node) < 1 << 12 and len(subst) < 1 << 12  # only the live slots
+    want = normalize_names(readback(net.node, net.vars, net.root, book.names))
+    assert normalize_names(readback(node, subst, root, book.names)) == want
 
 
 @pytest.mark.skipif(not webgpu.available()[0], reason="no WebGPU adapter")

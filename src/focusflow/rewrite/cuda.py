@@ -25,7 +25,7 @@ import numpy as np
 from focusflow.rewrite.cpu import Normalized
 from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
 from focusflow.rewrite.parse import Book
-from focusflow.rewrite.ports import NONE, REF, RULES, VAR
+from focusflow.rewrite.ports import CON, NONE, REF, RULES, VAR
 
 #: Default heap on a GPU: 2^29 node slots (4 GiB) and as many variable slots (2 GiB).
 DEFAULT_NODES = 1 << 29
@@ -97,6 +97,43 @@ def operate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     _module().get_function("hvm_operate")(((n + BLOCK - 1) // BLOCK,), (BLOCK,),
                                           (da, db, out, np.uint32(n)))  # fmt: skip
     return cast("np.ndarray", cupy.asnumpy(out))
+
+
+def _renumber(cupy: Any, ports: Any, nlive: Any, vlive: Any) -> Any:
+    """``ports`` (uint32) with each node and variable address replaced by its
+    rank among the live slots, plus one; an address of a free slot (garbage
+    no tree reaches) becomes 0. Numbers, erasers, references and ``NONE``
+    are kept."""
+    tag = ports & 7
+    val = ports >> 3
+    out = ports.copy()
+    for live, which in ((nlive, (tag >= CON) & (ports != NONE)), (vlive, tag == VAR)):
+        if int(live.size) == 0:
+            out[which] = tag[which]
+            continue
+        pos = cupy.searchsorted(live, val)
+        found = live[cupy.minimum(pos, live.size - 1)] == val
+        new = cupy.where(found, pos + 1, 0).astype(cupy.uint32)
+        out = cupy.where(which, (new << 3) | tag, out)
+    return out
+
+
+def _compact(cupy: Any, node: Any, subst: Any, root: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The live part of the GPU heap on the host, slots renumbered 1, 2, ... in
+    order: the readback needs the net, not a copy of the whole heap (6 GiB
+    by default)."""
+    nlive = cupy.flatnonzero(node).astype(cupy.uint32)
+    vlive = cupy.flatnonzero(subst).astype(cupy.uint32)
+    pairs = node[nlive]
+    lo = _renumber(cupy, (pairs & 0xFFFFFFFF).astype(cupy.uint32), nlive, vlive)
+    hi = _renumber(cupy, (pairs >> 32).astype(cupy.uint32), nlive, vlive)
+    new_node = np.zeros(int(nlive.size) + 1, dtype=np.uint64)
+    new_node[1:] = cupy.asnumpy(lo.astype(cupy.uint64) | (hi.astype(cupy.uint64) << 32))
+    new_subst = np.zeros(int(vlive.size) + 1, dtype=np.uint32)
+    new_subst[1:] = cupy.asnumpy(_renumber(cupy, subst[vlive], nlive, vlive))
+    new_root = int(cupy.asnumpy(_renumber(cupy, cupy.asarray([root], dtype=cupy.uint32),
+                                          nlive, vlive))[0])  # fmt: skip
+    return new_node, new_subst, new_root
 
 
 def normalize_cuda(
@@ -187,5 +224,5 @@ def normalize_cuda(
         raise HvmOutOfMemoryError(
             f"the net outgrew the heap ({what}) after {interactions} interactions"
         )
-    return Normalized(cupy.asnumpy(node), cupy.asnumpy(subst), root, interactions, seconds,
-                      count, rounds)  # fmt: skip
+    live_node, live_subst, live_root = _compact(cupy, node, subst, root)
+    return Normalized(live_node, live_subst, live_root, interactions, seconds, count, rounds)
