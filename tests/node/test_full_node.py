@@ -16,6 +16,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from focusflow.node.home import Home, init_testnet
 from tests.node.testnet_process import START_TIMEOUT, LocalTestnet, _env, _free_base_port
@@ -24,6 +25,7 @@ from tests.node.testnet_process import START_TIMEOUT, LocalTestnet, _env, _free_
 SNAPSHOT_INTERVAL = 5
 
 
+@pytest.mark.slow  # seven processes, a kill and a snapshot sync: about 2 minutes
 def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
     # The homes are made first to set the snapshot interval; `focusflow testnet`
     # then runs them as they are.

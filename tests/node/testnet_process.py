@@ -29,10 +29,22 @@ def _env() -> dict:
     return env
 
 
+def ephemeral_start() -> int:
+    """The first port the kernel hands out for port 0 and outgoing sockets."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def _free_base_port(n: int) -> int:
-    """A base port with 2n consecutive ports free for TCP and UDP."""
+    """A base port with 2n consecutive ports free for TCP and UDP, below the
+    kernel's ephemeral range: a port checked free is closed again before the
+    nodes bind it, and inside that range any socket opened meanwhile (a peer's
+    QUIC dial, an HTTP client) could be given it."""
+    top = min(ephemeral_start(), 60_000) - 2 * n
     for _ in range(50):
-        base = random.randrange(20_000, 60_000, 2)
+        base = random.randrange(10_000, top, 2)
         socks = []
         try:
             for p in range(base, base + 2 * n):
