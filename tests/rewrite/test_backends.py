@@ -103,8 +103,6 @@ def test_cuda_numbers_match_the_reference() -> None:
     another NaN (its payload is the float unit's), and where an operand or the
     result is subnormal the GPU may flush it to zero (seen on an H200 even
     compiled with ``--ftz=false``)."""
-    import numpy as np
-
     from focusflow.rewrite import numbers
 
     rng = np.random.default_rng(7)

@@ -199,20 +199,20 @@ fn op_i24(op0: u32, x0: i32, y0: i32) -> u32 {
         x = y0;
         y = x0;
     }
-    // C's truncating / and % (by zero as numbers.py), on the magnitudes as
-    // u32: NVIDIA's Vulkan driver was seen giving WGSL's signed / and % the
-    // unsigned results (3 % -2 == 3).
+    // i24 operands are far from i32's limits, so WGSL's truncating / is C's;
+    // by zero / and % follow numbers.py.
     let d = select(y, 1, y == 0);
-    let ax = u32(abs(x));
-    let ad = u32(abs(d));
-    let q = i32(ax / ad);
-    let r = i32(ax % ad);
     switch op {
         case 0x04u: { return new_i24(x + y); }
         case 0x05u: { return new_i24(x - y); }
         case 0x07u: { return new_i24(x * y); }
-        case 0x08u: { return new_i24(select(select(q, -q, (x < 0) != (d < 0)), 0, y == 0)); }
-        case 0x0Au: { return new_i24(select(select(r, -r, x < 0), x, y == 0)); }
+        case 0x08u: { return new_i24(select(x / d, 0, y == 0)); }
+        case 0x0Au: {
+            // C's % (the sign of x) on the magnitudes as u32: NVIDIA's Vulkan
+            // driver gave WGSL's signed % unsigned results (3 % -2 == 3)
+            let r = i32(u32(abs(x)) % u32(abs(d)));
+            return new_i24(select(select(r, -r, x < 0), x, y == 0));
+        }
         case 0x0Cu: { return new_u24(select(0u, 1u, x == y)); }
         case 0x0Du: { return new_u24(select(0u, 1u, x != y)); }
         case 0x0Eu: { return new_u24(select(0u, 1u, x < y)); }
