@@ -221,6 +221,49 @@ def test_a_validator_refuses_a_proposal_its_proposer_does_not_serve(tmp_path, ge
     asyncio.run(main())
 
 
+def test_a_reproposal_is_sampled_from_its_signer_not_its_vanished_maker(tmp_path, gen):
+    """A block re-proposed in a later round is sampled from the validator that
+    re-proposes it (it holds the square), not from its maker: a maker that went
+    down after proposing would otherwise get its block refused in every round
+    by the validators that missed the polka, while the rest stay locked on it."""
+    chain_a = new_chain(tmp_path / "a", gen)
+    chain_a.produce_block(_txs("a"), time_ms=T0 + 1)
+    proposal = chain_a.propose(_txs("b", 1), time_ms=T0 + 2)  # block 2, not committed
+
+    async def main():
+        a = _runtime(tmp_path, "a", chain_a, key=VALIDATOR)
+        await a.start_async()
+        b = _runtime(
+            tmp_path,
+            "b",
+            new_chain(tmp_path / "b", gen, producer=False),
+            follow_only=False,
+            config=DAConfig(timeout=1.0),
+        )
+        await b.start_async()
+        c = _runtime(tmp_path, "c", new_chain(tmp_path / "c", gen, producer=False))
+        await c.start_async()
+        try:
+            await b.net.connect(_address(a))
+            await b.net.connect(_address(c))
+            a.da.withhold_pending = True  # the maker serves nothing (it is gone)
+            check = b.extensions[0].check_proposal
+            refused = await asyncio.to_thread(check, proposal.record)
+            assert refused is not None and "from the proposer" in refused
+            assert await asyncio.to_thread(check, proposal.record, a.net.id) == refused
+            # Re-proposed by a validator holding the square: sampled there, available.
+            assert await asyncio.to_thread(check, proposal.record, c.net.id) is None
+            c.da.withhold_pending = True
+            refused = await asyncio.to_thread(check, proposal.record, c.net.id)
+            assert refused is not None and "from the re-proposer" in refused
+        finally:
+            await c.stop_async()
+            await b.stop_async()
+            await a.stop_async()
+
+    asyncio.run(main())
+
+
 def test_bad_encoding_is_proven_gossiped_and_halts_the_nodes_that_verify_it(tmp_path, gen):
     chain_a = new_chain(tmp_path / "a", gen)
 

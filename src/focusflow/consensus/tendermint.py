@@ -22,7 +22,10 @@ Differences from the paper, each for a reason:
   ``is_valid`` alone: it sees the signed proposal, so it can require a fresh
   proposal's block (valid round -1) to name the proposal's signer, the round's
   proposer, as its maker, and judge its time against the local clock; it is
-  called at most once per value id and fresh signer (None for re-proposals).
+  called at most once per value id, signer and kind (fresh or re-proposed): a
+  host that fetches a re-proposal's data from its signer asks again when another
+  validator re-proposes the value, so one that withholds it cannot keep the
+  value invalid for the whole height while others are locked on it.
 - Own messages pass through the :class:`~focusflow.consensus.signer.Signer`, which
   writes them to the WAL before they leave and never signs two for one step; on
   ``start_height`` the machine resumes from what the WAL says it signed and locked.
@@ -105,7 +108,7 @@ class Tendermint:
         self.valid_round = -1  # validRound_p
         self.decision: Decide | None = None  # decision_p[h_p]
         self._rounds: dict[int, RoundState] = {}
-        self._valid_cache: dict[tuple[bytes, bytes | None], bool] = {}
+        self._valid_cache: dict[tuple[bytes, bytes | None, bool], bool] = {}
         self._actions: list[Action] = []
 
     # ----------------------------------------------------------------- inputs
@@ -261,13 +264,15 @@ class Tendermint:
 
     def _valid(self, proposal: Proposal) -> bool:
         """``valid(v)``, asked of the chain once per value id and height (and, with
-        ``validate_proposal``, per fresh signer: a re-proposal's value was made
-        in an earlier round, by that round's proposer)."""
-        key: tuple[bytes, bytes | None]
+        ``validate_proposal``, per signer and kind: the host may judge a fresh
+        proposal by who made it, and fetch a re-proposal's data from who
+        re-proposed it; one re-proposer that withholds it must not make the
+        value invalid here for the height, or a lock on it would never clear)."""
+        key: tuple[bytes, bytes | None, bool]
         if self.validate_proposal is None:
-            key = (proposal.value_id, None)
+            key = (proposal.value_id, None, False)
         else:
-            key = (proposal.value_id, proposal.proposer if proposal.valid_round == -1 else None)
+            key = (proposal.value_id, proposal.proposer, proposal.valid_round == -1)
         ok = self._valid_cache.get(key)
         if ok is None:
             if self.validate_proposal is None:

@@ -10,7 +10,8 @@ a validator or a full node it
   ``da_roots`` -> the ``2k`` row and ``2k`` column roots, ``da_shares`` ->
   up to ``MAX_BATCH`` shares with their proofs (``None`` for one not served),
   ``da_axis`` -> every share of one row or column;
-* samples every proposal it receives from the proposer's node before this node
+* samples every proposal it receives from its signer's node (the proposer of a
+  fresh block, the validator that re-proposes a locked one) before this node
   prevotes for it (a ``runtime.proposal_checks`` entry): ``samples`` distinct
   random coordinates, one request, every proof verified against the header's
   data root; a sample missing, late or wrong refuses the proposal (prevote
@@ -557,13 +558,20 @@ class DANet:
             self._ids = (vset, ids)
         return ids.get(address)
 
-    def check_proposal(self, record: BlockRecord) -> str | None:
+    def check_proposal(self, record: BlockRecord, signer: bytes | None = None) -> str | None:
         """The proposal check (a worker thread): sample the proposal's square from
-        its proposer; why it is refused, or None. A full node only logs."""
+        the proposal's ``signer`` (its block's maker when None); why it is
+        refused, or None. A full node only logs.
+
+        The signer of a re-proposal holds the block (it prevoted it, or saw
+        more than 2/3 do so and fetched it); its maker may have gone since. A
+        validator that sampled the maker instead would refuse the block in every
+        later round while others stay locked on it, and the height would stall.
+        """
         runtime = self.runtime
         assert runtime is not None and runtime.net is not None and runtime._loop is not None
         header = record.block.header
-        proposer = self._node_id_of(header.proposer)
+        proposer = signer if signer is not None else self._node_id_of(header.proposer)
         if proposer is None or proposer == runtime.net.id:
             return None  # our own block (we hold its data), or a proposer-less block
         square = recent_squares.get(header.data_root) or block_square(record.block.txs)
@@ -605,10 +613,12 @@ class DANet:
                 },
             )
             return None
+        maker = signer is None or signer == self._node_id_of(header.proposer)
         return self._refuse(
             header.height,
             f"data availability sampling failed: {len(result.failed)} of "
-            f"{len(result.samples)} shares missing or wrong from the proposer",
+            f"{len(result.samples)} shares missing or wrong from "
+            f"{'the proposer' if maker else 'the re-proposer'}",
         )
 
     def _refuse(self, height: int, reason: str) -> str | None:

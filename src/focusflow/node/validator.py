@@ -351,9 +351,10 @@ class ValidatorRuntime(NodeRuntime):
         self.on_failure: Callable[[], None] | None = None
         #: Checks a proposal must pass, after it re-executed, before this node
         #: prevotes for it (data availability sampling): each gets the block
-        #: record and returns None, or why it refuses. They run in a worker
-        #: thread; one that needs the network schedules on ``self._loop``.
-        self.proposal_checks: list[Callable[[BlockRecord], str | None]] = []
+        #: record and the node id of the proposal's signer (None when unknown),
+        #: and returns None, or why it refuses. They run in a worker thread;
+        #: one that needs the network schedules on ``self._loop``.
+        self.proposal_checks: list[Callable[[BlockRecord, bytes | None], str | None]] = []
         #: Parts added to the node by ``focusflow.node.extensions`` (share
         #: serving, fraud proofs, snapshots), attached before the transport starts.
         self.extensions: list[NodeExtension] = []
@@ -882,14 +883,23 @@ class ValidatorRuntime(NodeRuntime):
         """A fresh proposal's block must be made by its signer, the round's
         proposer, and not be from further ahead than our clock allows
         (docs/chain.md "Block time"); a re-proposal's block was prevoted by
-        more than 2/3 in an earlier round, so it is checked like a synced one."""
+        more than 2/3 in an earlier round, so it is checked like a synced one.
+        Either is sampled from its signer, who holds its data: a re-proposal's
+        maker may be gone, and sampling it would refuse the block for good."""
         if proposal.valid_round != -1:
-            return self._is_valid(height, proposal.value)
+            return self._is_valid(height, proposal.value, signer=proposal.proposer)
         maker = address_bytes(proposal.proposer)
-        return self._is_valid(height, proposal.value, maker, int(time.time() * 1000))
+        return self._is_valid(
+            height, proposal.value, maker, int(time.time() * 1000), signer=proposal.proposer
+        )
 
     def _is_valid(
-        self, height: int, value: bytes, proposer: bytes | None = None, now_ms: int | None = None
+        self,
+        height: int,
+        value: bytes,
+        proposer: bytes | None = None,
+        now_ms: int | None = None,
+        signer: bytes | None = None,
     ) -> bool:
         try:
             with self._decoded_lock:
@@ -909,7 +919,7 @@ class ValidatorRuntime(NodeRuntime):
             )
             return False
         for check in self.proposal_checks:
-            refused = check(record)
+            refused = check(record, signer)
             if refused is not None:
                 log.warning(
                     "prevote nil: proposal refused",
