@@ -5,7 +5,8 @@ Prints what HVM2's ``hvm run`` prints (``Result: ...`` then the ``- ITRS``,
 ``{"result", "interactions", "seconds", "mips"}``. ``--backend`` picks the
 evaluator (numba on the CPU with ``--threads``, cuda, wgpu); one this machine
 cannot run is refused with ``hvm_backend_unavailable`` and the reason.
-docs/hvm.md.
+``--io`` performs the program's IO calls (``hvm run-c``'s driver): what the
+program writes to stdout comes first, then these lines. docs/hvm.md.
 """
 
 from __future__ import annotations
@@ -30,9 +31,16 @@ def run_cmd(
         0, "--heap", help="Node slots (and variable slots) of the heap; 0: the back end's default."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    io: bool = typer.Option(
+        False,
+        "--io",
+        help="Perform the program's IO calls (files, stdin, stdout, time) as HVM2's "
+        "C runtime does; numba only. The program can read and write files.",
+    ),
 ) -> None:
     """Normalise @main of FILE and print the result and its interaction count."""
     from focusflow.rewrite.cpu import max_threads
+    from focusflow.rewrite.io_driver import IoDriver
     from focusflow.rewrite.run import run_text
 
     if threads < 1:
@@ -48,7 +56,8 @@ def run_cmd(
     elif threads > max_threads():
         print(f"note: --threads {threads}: this machine runs {max_threads()}", file=sys.stderr)
     size = heap or None
-    out = run_text(text, nodes=size, vars_=size, backend=backend, threads=threads)
+    driver = IoDriver() if io else None
+    out = run_text(text, nodes=size, vars_=size, backend=backend, threads=threads, io=driver)
     if as_json:
         body = {
             "result": out.result,

@@ -722,72 +722,176 @@ def max_threads() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
+class CpuNet:
+    """A heap the CPU evaluator reduces, kept between runs.
+
+    ``normalize`` makes one, boots ``@main ~ ROOT`` and runs it once. HVM2's
+    IO driver (``focusflow.rewrite.io_driver``) runs it many times: between
+    runs it reads the net, takes slots for the values it hands back
+    (``alloc``), boots a new redex (``boot``) and runs again, as HVM2's C
+    runtime does between its normalisations.
+    """
+
+    def __init__(self, book: Book, nodes: int = DEFAULT_NODES, vars_: int = DEFAULT_VARS,
+                 threads: int = 1) -> None:  # fmt: skip
+        """An empty heap of ``nodes`` node slots and ``vars_`` variable slots
+        for ``book``, reduced on ``threads`` threads (at most ``max_threads()``);
+        its last variable slot is the root."""
+        self.book = book
+        self.workers = workers = max(1, min(int(threads), max_threads()))
+        self.nodes = nodes = max(int(nodes), 2)
+        self.vars_ = vars_ = min(max(int(vars_), 2), 1 << 29)  # a slot is a 29-bit port value
+        self.node = np.zeros(nodes, dtype=np.uint64)
+        self.subst = np.zeros(vars_, dtype=np.uint32)
+        # each worker may come to hold every pending pair and every free slot
+        self.stack = stack = max(nodes, 1024)
+        self.hi = np.empty((workers, stack), dtype=np.uint64)
+        self.lo = np.empty((workers, stack), dtype=np.uint64)
+        self.nfree = np.empty((workers, nodes), dtype=np.uint32)
+        self.vfree = np.empty((workers, vars_), dtype=np.uint32)
+        self.wm = np.zeros((workers, _WMETA), dtype=np.int64)
+        node_chunks = -(-nodes // _CHUNK)
+        self.gm = gm = np.zeros(_GOWN + node_chunks + -(-vars_ // _CHUNK), dtype=np.int64)
+        gm[_GNPUT] = 1  # slot 0 is never allocated
+        gm[_GVPUT] = 1
+        gm[_GVOWN] = _GOWN + node_chunks
+        self.root_slot = vars_ - 1
+        self.root = (self.root_slot << 3) | VAR
+        self.subst[self.root_slot] = NONE
+        # scratch: the slots of one CALL's (or COMM's) new nodes and variables
+        # (rows padded by 64 entries, so that no two workers write one cache line)
+        width = 64 + max(4, int(np.diff(book.node_start).max(initial=0)),
+                         int(book.vars.max(initial=0)))  # fmt: skip
+        self.nloc = np.zeros((workers, width), dtype=np.int64)
+        self.vloc = np.zeros((workers, width), dtype=np.int64)
+        self._arrays = (RULES, HIGH_PRIORITY, book.roots, book.node_start, book.nodes,
+                        book.rbag_start, book.rbag, book.vars, book.safe)  # fmt: skip
+        self.seconds = 0.0
+        self.rounds = 0
+        self._warm = False
+
+    @property
+    def interactions(self) -> int:
+        """Interactions of every run so far."""
+        return int(self.wm[:, _ITRS].sum())
+
+    def boot(self, a: int, b: int) -> None:
+        """Add the redex ``(a, b)`` (ports) for the next run. With ``b`` the
+        root, the root is unlinked first: the redex's result becomes the root,
+        and a reference booted against it is expanded (HVM2's ``boot_redex``)."""
+        if b == self.root:
+            self.subst[self.root_slot] = NONE
+        stack, col = (self.hi, _HI) if HIGH_PRIORITY[RULES[a & 7, b & 7]] else (self.lo, _LO)
+        top = int(self.wm[0, col])
+        if top >= stack.shape[1]:
+            raise HvmOutOfMemoryError(f"the net outgrew the heap ({self.stack} pending redexes)")
+        stack[0, top] = np.uint64(a | (b << 32))
+        self.wm[0, col] = top + 1
+
+    def alloc(self, nodes: int, vars_: int) -> tuple[np.ndarray, np.ndarray]:
+        """Take ``nodes`` node slots and ``vars_`` variable slots (each set to
+        NONE) between runs; HvmOutOfMemoryError when the heap has not that many."""
+        locs_n = np.empty(nodes, dtype=np.int64)
+        locs_v = np.empty(vars_, dtype=np.int64)
+        for locs, one in ((locs_n, True), (locs_v, False)):
+            status = _host_alloc(self.node, self.subst, self.nfree, self.vfree, self.wm, self.gm,
+                                 locs, one)  # fmt: skip
+            if status != OK:
+                self._raise(status)
+        return locs_n, locs_v
+
+    def run(self) -> None:
+        """Reduce the booted redexes to normal form; raise on a full heap or an
+        unsafe clone (the net is then as far as it got)."""
+        wm, gm = self.wm, self.gm
+        args = (self.node, self.subst, self.nfree, self.vfree, self.hi, self.lo)
+        tail: tuple[Any, ...] = (*self._arrays, self.root, self.nloc, self.vloc)
+        if not self._warm:
+            # The first call in a process loads (or compiles) the kernel: make
+            # it with no pairs, so that the time measured is the reduction's only.
+            idle = np.zeros_like(wm)
+            if self.workers == 1:
+                _work(*args, idle, gm, *tail, 0, False, 1)
+            else:
+                numba.set_num_threads(self.workers)
+                _drive(*args, idle, gm.copy(), *tail)
+            self._warm = True
+        start = time.perf_counter()
+        if self.workers == 1:
+            _work(*args, wm, gm, *tail, 0, False, 1 << 62)
+            rounds = 1
+        else:
+            numba.set_num_threads(self.workers)
+            rounds = _drive(*args, wm, gm, *tail)
+        self.seconds += time.perf_counter() - start
+        self.rounds += int(rounds)
+        statuses = [int(s) for s in wm[:, _STATUS] if s != OK]
+        if statuses:
+            self._raise(statuses[0])
+
+    def _raise(self, status: int) -> None:
+        interactions = self.interactions
+        if status in (OOM_NODES, OOM_VARS, OOM_REDEXES):
+            what = {OOM_NODES: f"{self.nodes} node slots", OOM_VARS: f"{self.vars_} variable slots",
+                    OOM_REDEXES: f"{self.stack} pending redexes"}[status]  # fmt: skip
+            raise HvmOutOfMemoryError(
+                f"the net outgrew the heap ({what}) after {interactions} interactions"
+            )
+        fid = int(self.wm[self.wm[:, _STATUS] == UNSAFE_CLONE][0, _INFO])
+        raise HvmUnsafeCloneError(
+            f"attempt to clone a non-affine global reference: @{self.book.names[fid]} "
+            "met a duplicator, and it contains or refers to duplicators"
+        )
+
+    def normalized(self) -> Normalized:
+        """The net as it stands and what it took."""
+        return Normalized(self.node, self.subst, self.root, self.interactions, self.seconds,
+                          self.workers, max(self.rounds, 1))  # fmt: skip
+
+
+@njit(**_KERNEL)
+def _host_alloc(
+    node: np.ndarray,
+    vars_: np.ndarray,
+    nfree: np.ndarray,
+    vfree: np.ndarray,
+    wm: np.ndarray,
+    gm: np.ndarray,
+    out: np.ndarray,
+    nodes: bool,
+) -> int:
+    """Fill ``out`` with free node (or variable) slots between runs, as worker
+    0 takes them, given other workers' free slots when its own run out; OK,
+    or OOM_NODES / OOM_VARS with none taken."""
+    for i in range(out.shape[0]):
+        loc = _alloc_node(node, nfree, wm, gm, 0, False) if nodes else _alloc_var(
+            vars_, vfree, wm, gm, 0, False)  # fmt: skip
+        if loc < 0 and wm.shape[0] > 1:
+            wm[0, _WANT_N if nodes else _WANT_V] = out.shape[0] - i
+            _feed(nfree, vfree, wm, 0)
+            loc = _alloc_node(node, nfree, wm, gm, 0, False) if nodes else _alloc_var(
+                vars_, vfree, wm, gm, 0, False)  # fmt: skip
+        if loc < 0:
+            for j in range(i):
+                if nodes:
+                    _free_node(node, nfree, wm, gm, 0, False, out[j])
+                else:
+                    _free_var(vars_, vfree, wm, gm, 0, False, out[j])
+            return OOM_NODES if nodes else OOM_VARS
+        out[i] = loc
+    return OK
+
+
 def normalize(
     book: Book, nodes: int = DEFAULT_NODES, vars_: int = DEFAULT_VARS, threads: int = 1
 ) -> Normalized:
     """Run ``@main`` of ``book`` to normal form in a heap of ``nodes`` node
     slots and ``vars_`` variable slots on ``threads`` threads (at most
     ``max_threads()``); raise ``HvmOutOfMemoryError`` when the net outgrows it."""
-    workers = max(1, min(int(threads), max_threads()))
-    nodes = max(int(nodes), 2)
-    vars_ = min(max(int(vars_), 2), 1 << 29)  # a variable slot is a 29-bit port value
-    node = np.zeros(nodes, dtype=np.uint64)
-    subst = np.zeros(vars_, dtype=np.uint32)
-    # each worker may come to hold every pending pair and every free slot
-    stack = max(nodes, 1024)
-    hi = np.empty((workers, stack), dtype=np.uint64)
-    lo = np.empty((workers, stack), dtype=np.uint64)
-    nfree = np.empty((workers, nodes), dtype=np.uint32)
-    vfree = np.empty((workers, vars_), dtype=np.uint32)
-    wm = np.zeros((workers, _WMETA), dtype=np.int64)
-    node_chunks = -(-nodes // _CHUNK)
-    gm = np.zeros(_GOWN + node_chunks + -(-vars_ // _CHUNK), dtype=np.int64)
-    gm[_GNPUT] = 1  # slot 0 is never allocated
-    gm[_GVPUT] = 1
-    gm[_GVOWN] = _GOWN + node_chunks
-    root_slot = vars_ - 1
-    root = (root_slot << 3) | VAR
-    subst[root_slot] = NONE
-    hi[0, 0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
-    wm[0, _HI] = 1
-    # scratch: the slots of one CALL's (or COMM's) new nodes and variables
-    # (rows padded by 64 entries, so that no two workers write one cache line)
-    width = 64 + max(4, int(np.diff(book.node_start).max(initial=0)), int(book.vars.max(initial=0)))
-    nloc = np.zeros((workers, width), dtype=np.int64)
-    vloc = np.zeros((workers, width), dtype=np.int64)
-    arrays = (RULES, HIGH_PRIORITY, book.roots, book.node_start, book.nodes, book.rbag_start,
-              book.rbag, book.vars, book.safe)  # fmt: skip
-    # The first call in a process loads (or compiles) the kernel: make it with
-    # no pairs, so that the time measured is the reduction's only.
-    idle = np.zeros_like(wm)
-    rounds = 1
-    if workers == 1:
-        _work(node, subst, nfree, vfree, hi, lo, idle, gm, *arrays, root, nloc, vloc, 0, False, 1)
-        start = time.perf_counter()
-        _work(node, subst, nfree, vfree, hi, lo, wm, gm, *arrays, root, nloc, vloc, 0, False,
-              1 << 62)  # fmt: skip
-    else:
-        numba.set_num_threads(workers)
-        _drive(node, subst, nfree, vfree, hi, lo, idle, gm.copy(), *arrays, root, nloc, vloc)
-        start = time.perf_counter()
-        rounds = _drive(node, subst, nfree, vfree, hi, lo, wm, gm, *arrays, root, nloc, vloc)
-    seconds = time.perf_counter() - start
-    interactions = int(wm[:, _ITRS].sum())
-    statuses = [int(s) for s in wm[:, _STATUS] if s != OK]
-    status = statuses[0] if statuses else OK
-    if status in (OOM_NODES, OOM_VARS, OOM_REDEXES):
-        what = {OOM_NODES: f"{nodes} node slots", OOM_VARS: f"{vars_} variable slots",
-                OOM_REDEXES: f"{stack} pending redexes"}[status]  # fmt: skip
-        raise HvmOutOfMemoryError(
-            f"the net outgrew the heap ({what}) after {interactions} interactions"
-        )
-    if status == UNSAFE_CLONE:
-        fid = int(wm[wm[:, _STATUS] == UNSAFE_CLONE][0, _INFO])
-        raise HvmUnsafeCloneError(
-            f"attempt to clone a non-affine global reference: @{book.names[fid]} "
-            "met a duplicator, and it contains or refers to duplicators"
-        )
-    return Normalized(node, subst, root, interactions, seconds, workers, int(rounds))
+    net = CpuNet(book, nodes, vars_, threads)
+    net.boot(REF, net.root)  # @main (definition 0) ~ ROOT
+    net.run()
+    return net.normalized()
 
 
 def prepare() -> float:

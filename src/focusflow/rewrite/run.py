@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from focusflow.rewrite.cpu import Normalized, normalize
 from focusflow.rewrite.errors import HvmBackendUnavailableError
+from focusflow.rewrite.io_driver import IoDriver, run_io
 from focusflow.rewrite.parse import Book, load_book
 from focusflow.rewrite.show import readback
 
@@ -75,9 +76,21 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
 
 
 def run_text(text: str, nodes: int | None = None, vars_: int | None = None,
-             backend: str = "numba", threads: int = 1) -> RunResult:  # fmt: skip
-    """Parse, build and normalise ``@main`` of the program ``text``."""
+             backend: str = "numba", threads: int = 1,
+             io: IoDriver | None = None) -> RunResult:  # fmt: skip
+    """Parse, build and normalise ``@main`` of the program ``text``; with
+    ``io``, perform its IO calls through that driver as HVM2's C runtime does
+    (the CPU evaluator only: ``HvmBackendUnavailableError`` on another)."""
     book = load_book(text)
-    net = normalize_on(book, backend, nodes, vars_, threads)
+    if io is not None:
+        if backend != "numba":
+            raise HvmBackendUnavailableError(
+                f"--io runs on the numba evaluator only, not on {backend}"
+            )
+        size = default_heap(backend)
+        cpu_net, _ = run_io(book, nodes or size, vars_ or size, threads, io)
+        net = cpu_net.normalized()
+    else:
+        net = normalize_on(book, backend, nodes, vars_, threads)
     return RunResult(readback(net.node, net.vars, net.root, book.names), net.interactions,
                      net.seconds, net.threads)  # fmt: skip
