@@ -21,7 +21,13 @@ import random
 
 import pytest
 
-from focusflow.chain.da_commit import block_square, set_bad_encoding
+from focusflow.chain.da_commit import (
+    RECENT_SQUARES,
+    block_square,
+    recent_squares,
+    set_bad_encoding,
+)
+from focusflow.consensus import Broadcast, Proposal
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import KeyPair
 from focusflow.da import (
@@ -38,7 +44,7 @@ from focusflow.node.da_net import (
     encode_fraud,
     sample_peer,
 )
-from focusflow.node.validator import ValidatorRuntime
+from focusflow.node.validator import ValidatorRuntime, decode_value
 from tests.chain.helpers import ALICE, VALIDATOR, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
@@ -260,6 +266,33 @@ def test_a_reproposal_is_sampled_from_its_signer_not_its_vanished_maker(tmp_path
             await c.stop_async()
             await b.stop_async()
             await a.stop_async()
+
+    asyncio.run(main())
+
+
+def test_a_proposal_sent_without_its_square_built_here_is_served_all_the_same(tmp_path, gen):
+    """A validator that re-proposes a block it locked on before a restart (from
+    its WAL) never built that block's square in this process; once it sends the
+    proposal it holds the square, so the validators sampling it get their shares."""
+    chain_a = new_chain(tmp_path / "a", gen)
+    chain_a.produce_block(_txs("a"), time_ms=T0 + 1)
+    value = chain_a.propose(_txs("r", 1), time_ms=T0 + 2).proposal_value()
+    record = decode_value(value)
+    root = record.block.header.data_root
+    for i in range(RECENT_SQUARES):  # the square is pushed out, as by a restart
+        block_square(_txs(f"evict{i}", i))
+    assert recent_squares.get(root) is None
+
+    async def main():
+        async with _server_and_sampler(tmp_path, chain_a, gen) as (a, b):
+            await b.net.connect(_address(a))
+            width = block_square(record.block.txs, keep=False).width
+            before = await sample_peer(b.net, a.net.id, 2, root, width, 8, 1.0)
+            assert not before.available
+            proposal = Proposal.sign(VALIDATOR, chain_a.chain_id, 2, 1, 0, value, record.block.hash)
+            await a._act([Broadcast(proposal)])
+            after = await sample_peer(b.net, a.net.id, 2, root, width, 8, 1.0)
+            assert after.available
 
     asyncio.run(main())
 

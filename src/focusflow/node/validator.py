@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import Chain, Pending
+from focusflow.chain.da_commit import block_square, recent_squares
 from focusflow.chain.errors import (
     AlreadyPunishedError,
     BadSignatureError,
@@ -775,6 +776,8 @@ class ValidatorRuntime(NodeRuntime):
                     self._hold(raw)
                 if isinstance(message, Vote):
                     self._saw_vote(message, signed_here=True)
+                if isinstance(message, Proposal):
+                    await asyncio.to_thread(self._keep_square, message.value)
                 topic = BLOCK_PARTS if isinstance(message, Proposal) else VOTES
                 await self._publish(topic, raw)
             elif isinstance(action, ScheduleTimeout):
@@ -789,6 +792,19 @@ class ValidatorRuntime(NodeRuntime):
             elif isinstance(action, Decide):
                 await self._decide(action)
                 return  # the height is over; the consensus task starts the next
+
+    def _keep_square(self, value: bytes) -> None:
+        """Hold the data square of a proposal this node sends, so it can serve
+        it to the validators that sample it: a re-proposed block, or a proposal
+        re-sent after a restart (from the WAL), was not built in this process,
+        and sampling this node would find nothing and refuse the proposal."""
+        try:
+            with self._decoded_lock:
+                record = decode_value(value, self._decoded)
+        except DecodeError:
+            return
+        if recent_squares.get(record.block.header.data_root) is None:
+            block_square(record.block.txs)
 
     @staticmethod
     def _members(vset: ValidatorSet) -> frozenset[bytes]:
