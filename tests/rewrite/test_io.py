@@ -20,7 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from focusflow.rewrite.errors import HvmBackendUnavailableError, HvmOutOfMemoryError
+from focusflow.rewrite.errors import (
+    HvmBackendUnavailableError,
+    HvmOutOfMemoryError,
+    HvmReadbackError,
+)
 from focusflow.rewrite.io_driver import IoDriver
 from focusflow.rewrite.run import run_text
 from focusflow.rewrite.show import normalize_names
@@ -183,6 +187,12 @@ def test_open_write_read_files(workdir: Path) -> None:
 def test_a_read_larger_than_the_heap_is_a_clean_out_of_memory_error() -> None:
     with pytest.raises(HvmOutOfMemoryError, match="node slots"):
         _run(call("READ", "(0 4096)"), stdin=b"z" * 4096, heap=1 << 12)
+
+
+def test_a_reference_that_expands_to_references_forever_is_a_readback_error() -> None:
+    # A root that expands to a reference and back never gives a constructor.
+    with pytest.raises(HvmReadbackError, match="@loop expands to a reference 4096 times"):
+        _run("@main = @loop\n@loop = @main\n")
 
 
 def test_only_the_cpu_evaluator_drives_io() -> None:

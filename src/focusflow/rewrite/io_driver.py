@@ -50,7 +50,7 @@ from focusflow.rewrite import numbers
 from focusflow.rewrite.cpu import CpuNet
 from focusflow.rewrite.errors import HvmReadbackError
 from focusflow.rewrite.parse import Book
-from focusflow.rewrite.ports import CON, ERA, NONE, NUM, REF, VAR, pair, port
+from focusflow.rewrite.ports import CON, ERA, FID_MASK, NONE, NUM, REF, VAR, pair, port
 
 IO_MAGIC = (0xD0CA11, 0xFF1FF1)
 IO_DONE, IO_CALL = 0, 1
@@ -64,6 +64,9 @@ MAX_FILES = 256
 MAX_ARGS = 16
 #: The longest string or byte list read back from the net (a name, a write).
 MAX_BYTES = 1 << 24
+#: Expansions of one reference read back before giving up: ``@a = @b`` and
+#: ``@b = @a`` expand to each other forever (HVM2's driver loops).
+MAX_EXPANSIONS = 1 << 12
 
 _ERA = port(ERA, 0)
 
@@ -152,14 +155,17 @@ class IoDriver:
     def _expand(self, net: CpuNet, p: int) -> int:
         """``p`` followed, a reference in it expanded (booted against the root
         and normalised, the root's link put back after)."""
-        got = self._follow(net, p)
+        got = first = self._follow(net, p)
         old = int(net.subst[net.root_slot])
-        while got & 7 == REF:
+        for _ in range(MAX_EXPANSIONS):
+            if got & 7 != REF:
+                net.subst[net.root_slot] = old
+                return got
             net.boot(got, net.root)
             net.run()
             got = self._follow(net, net.root)
-        net.subst[net.root_slot] = old
-        return got
+        name = net.book.names[(first >> 3) & FID_MASK]
+        raise HvmReadbackError(f"@{name} expands to a reference {MAX_EXPANSIONS} times over")
 
     @staticmethod
     def _children(net: CpuNet, p: int) -> tuple[int, int]:
