@@ -777,7 +777,7 @@ class ValidatorRuntime(NodeRuntime):
                 if isinstance(message, Vote):
                     self._saw_vote(message, signed_here=True)
                 if isinstance(message, Proposal):
-                    await asyncio.to_thread(self._keep_square, message.value)
+                    await asyncio.to_thread(self._keep_square, message)
                 topic = BLOCK_PARTS if isinstance(message, Proposal) else VOTES
                 await self._publish(topic, raw)
             elif isinstance(action, ScheduleTimeout):
@@ -793,14 +793,20 @@ class ValidatorRuntime(NodeRuntime):
                 await self._decide(action)
                 return  # the height is over; the consensus task starts the next
 
-    def _keep_square(self, value: bytes) -> None:
+    def _keep_square(self, proposal: Proposal) -> None:
         """Hold the data square of a proposal this node sends, so it can serve
         it to the validators that sample it: a re-proposed block, or a proposal
         re-sent after a restart (from the WAL), was not built in this process,
-        and sampling this node would find nothing and refuse the proposal."""
+        and sampling this node would find nothing and refuse the proposal. A
+        block executed here has its square at hand; another is decoded once."""
+        known = self._pending.get(proposal.value_id)
+        if known is not None:
+            if recent_squares.get(known.block.header.data_root) is None:
+                recent_squares.add(known.square)
+            return
         try:
             with self._decoded_lock:
-                record = decode_value(value, self._decoded)
+                record = decode_value(proposal.value, self._decoded)
         except DecodeError:
             return
         if recent_squares.get(record.block.header.data_root) is None:
