@@ -10,6 +10,11 @@ addresses, peers, QUIC and API), except that it attacks as NAME says:
 - ``double_proposal``: with each proposal it signs a second one for the same
   height and round, a different valid block (empty, 1 ms later), and gossips
   both.
+- ``vanish_after_polka``: it serves the shares of its proposals to every
+  validator but one (the victim: the lowest other public key), and at the first
+  block of its own that gets a polka it exits instead of precommitting. The two
+  validators that sampled the block saw the polka and are locked on it; the
+  victim refused it; the three left must still finish the height.
 
 Each attack appends one line per malicious act to ``DIR/attack.log`` (``NAME
 height``), so a test can check the attack really happened.
@@ -20,12 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
-from focusflow.consensus import Broadcast, Proposal, encode_message
+from focusflow.consensus import Broadcast, Proposal, Step, Vote, encode_message
+from focusflow.da.errors import ShareUnavailableError
 from focusflow.net import BLOCK_PARTS
 from focusflow.node import logs, network
+from focusflow.node.da_net import SHARES
 from focusflow.node.validator import ValidatorRuntime, decode_value
 
 #: The largest uint64: no block after it could have a larger time.
@@ -99,9 +107,50 @@ class DoubleProposalRuntime(ValidatorRuntime):
         return encode_message(second)
 
 
+class VanishAfterPolkaRuntime(ValidatorRuntime):
+    """Withholds its proposals' shares from one validator and exits when it would
+    precommit a block of its own (see the module docstring)."""
+
+    attack_log: Path
+    _mine: set[bytes]
+
+    async def start_async(self) -> None:
+        self._mine = set()
+        await super().start_async()
+        assert self.net is not None
+        honest = self.net.handlers.get(SHARES)
+        assert honest is not None
+        victim = min(v.public_key for v in self.vset.validators if v.public_key != self.net.id)
+
+        async def withholding(peer: bytes, payload: bytes) -> bytes:
+            if peer == victim:
+                raise ShareUnavailableError("withheld from this validator")
+            return await honest(peer, payload)
+
+        self.net.handlers._handlers[SHARES] = withholding
+
+    async def _act(self, actions: list) -> None:
+        for action in actions:
+            message = action.message if isinstance(action, Broadcast) else None
+            if isinstance(message, Proposal) and message.valid_round == -1:
+                self._mine.add(message.value_id)
+            if (
+                isinstance(message, Vote)
+                and message.step == Step.PRECOMMIT
+                and message.value_id in self._mine
+            ):
+                with open(self.attack_log, "a") as out:
+                    out.write(f"vanish_after_polka {message.height}\n")
+                log.warning("byzantine: vanishing instead of precommitting", extra={"fields": {}})
+                logging.shutdown()
+                os._exit(0)
+        await super()._act(actions)
+
+
 ATTACKS: dict[str, type[ValidatorRuntime]] = {
     "future_time": FutureTimeRuntime,
     "double_proposal": DoubleProposalRuntime,
+    "vanish_after_polka": VanishAfterPolkaRuntime,
 }
 
 
