@@ -25,3 +25,17 @@ def test_help_loads_none_of_the_heavy_libraries():
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=120
     )
     assert json.loads(out.stdout) == []
+
+
+def test_a_node_loads_the_query_engines_libraries_with_its_first_query_only():
+    """A validator imports the API (the query routes among it) at start; DuckDB
+    and pandas (0.7 s of every node's start here) wait for the first query."""
+    probe = (
+        "import json, sys\n"
+        "import focusflow.node.network\n"
+        "print(json.dumps(sorted(m for m in ('duckdb', 'pandas') if m in sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(out.stdout) == []

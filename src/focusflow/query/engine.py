@@ -20,9 +20,8 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 
 from focusflow.query.analysis import (
@@ -53,6 +52,9 @@ from focusflow.query.syntax import (
     Var,
     parse,
 )
+
+if TYPE_CHECKING:
+    import duckdb
 
 ENGINES = ("auto", "duckdb", "indexed")
 
@@ -416,6 +418,8 @@ class Evaluation:
         return [np.asarray(data[f"c{k}"]) for k in range(len(schema))], total
 
     def close(self) -> None:
+        import duckdb
+
         with contextlib.suppress(duckdb.Error):
             self.cursor.close()
 
@@ -473,6 +477,8 @@ def evaluate(  # noqa: C901, PLR0912 - one branch per evaluation option and plan
     ``engine``: ``auto`` runs programs that only walk links as index lookups
     (``indexed.py``) and everything else in DuckDB; ``duckdb`` and ``indexed``
     force one (``indexed`` refuses a program it cannot run)."""
+    import duckdb  # loaded with the first query, not with every node
+
     t0 = time.perf_counter()
     limits = limits or Limits()
     if limit is not None and (not isinstance(limit, int) or limit < 0):

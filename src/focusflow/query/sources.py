@@ -13,11 +13,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-import duckdb
 import numpy as np
-import pandas as pd
 
 from focusflow.graph.csr import build_csr
 from focusflow.graph.cybergraph import Cybergraph
@@ -26,6 +24,9 @@ from focusflow.query.analysis import FLOAT, INT, SYM, Schema
 from focusflow.query.indexed import LinkIndex
 from focusflow.query.sqlgen import create_table, quote
 from focusflow.query.symbols import SymbolTable
+
+if TYPE_CHECKING:
+    import duckdb
 
 BASE_SCHEMAS: dict[str, Schema] = {
     "particle": (SYM,),
@@ -129,6 +130,8 @@ class TableSource:
             }
             if self.threads:
                 config["threads"] = int(self.threads)
+            import duckdb  # loaded with the first query, not with every node
+
             con = duckdb.connect(":memory:", config=config)
             # Spilling a runaway query to disk would trade a clean memory error
             # for a full disk; queries stay in memory and fail at the bound.
@@ -193,6 +196,8 @@ def load(
     con.execute(create_table(name, schema, temp=temp))
     if not len(cols) or not len(cols[0]):
         return
+    import pandas as pd  # loaded with the first table, not with every node
+
     frame = pd.DataFrame(
         {
             f"c{k}": np.asarray(c, dtype=np.float64 if t == FLOAT else np.int64)
