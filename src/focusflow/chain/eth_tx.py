@@ -24,14 +24,10 @@ is refused.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
-
-from eth_keys.exceptions import BadSignature
-from eth_keys.exceptions import ValidationError as KeysValidationError
-from eth_utils import ValidationError
-from rlp.exceptions import RLPException  # type: ignore[import-untyped]
 
 from focusflow.chain.errors import BadSignatureError, MalformedMessageError, WrongChainIdError
 from focusflow.chain.tx import Msg, Tx
@@ -73,24 +69,26 @@ def _builder() -> Any:
     return CancunTransactionBuilder
 
 
-#: What decoding hostile bytes raises: rlp's errors, py-evm's and eth-utils'
-#: validation, and the plain errors of a field of the wrong shape.
-_DECODE_ERRORS: tuple[type[Exception], ...] = (
-    RLPException,
-    ValidationError,
-    ValueError,
-    TypeError,
-    IndexError,
-    KeyError,
-    AttributeError,
-)
-#: What recovering the sender of a bad signature raises (eth-keys, eth-utils).
-_SIGNATURE_ERRORS: tuple[type[Exception], ...] = (
-    BadSignature,
-    KeysValidationError,
-    ValidationError,
-    ValueError,
-)
+@functools.cache
+def _decode_errors() -> tuple[type[Exception], ...]:
+    """What decoding hostile bytes raises: rlp's errors, py-evm's and eth-utils'
+    validation, and the plain errors of a field of the wrong shape (imported
+    when first needed: a node without Ethereum traffic never loads them)."""
+    from eth_utils import ValidationError
+    from rlp.exceptions import RLPException  # type: ignore[import-untyped]
+
+    return (RLPException, ValidationError, ValueError, TypeError, IndexError, KeyError,
+            AttributeError)  # fmt: skip
+
+
+@functools.cache
+def _signature_errors() -> tuple[type[Exception], ...]:
+    """What recovering the sender of a bad signature raises (eth-keys, eth-utils)."""
+    from eth_keys.exceptions import BadSignature
+    from eth_keys.exceptions import ValidationError as KeysValidationError
+    from eth_utils import ValidationError
+
+    return (BadSignature, KeysValidationError, ValidationError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,7 @@ class EthTx(Tx):
     def sender_address(self) -> bytes:
         try:
             return bytes(self.eth.sender)
-        except _SIGNATURE_ERRORS as exc:
+        except _signature_errors() as exc:
             raise BadSignatureError(
                 f"transaction {self.hash.hex()}: signature does not recover: {exc}"
             ) from None
@@ -128,7 +126,7 @@ class EthTx(Tx):
     def verify_signature(self) -> None:
         try:
             self.eth.check_signature_validity()
-        except _SIGNATURE_ERRORS as exc:
+        except _signature_errors() as exc:
             raise BadSignatureError(
                 f"transaction {self.hash.hex()}: signature is not valid: {exc}"
             ) from None
@@ -157,7 +155,7 @@ def decode_eth_tx(data: bytes) -> EthTx:
     builder = _builder()
     try:
         eth = builder.decode(bytes(data))
-    except _DECODE_ERRORS as exc:
+    except _decode_errors() as exc:
         raise DecodeError(f"malformed Ethereum transaction: {exc}") from None
     if getattr(eth, "type_id", None) not in (None, *TYPED):
         raise DecodeError(f"Ethereum transaction type {eth.type_id} is not accepted")

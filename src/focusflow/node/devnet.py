@@ -37,8 +37,6 @@ import socket
 import time
 from pathlib import Path
 
-from eth_utils import to_checksum_address
-
 from focusflow.chain.chain import Chain
 from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.chain.genesis import Genesis
@@ -217,6 +215,8 @@ def evm_notes(genesis: Genesis) -> list[str]:
     accounts = [(a, k) for a, k in eth_dev_accounts() if a in funded]
     if not accounts:
         return []
+    from eth_utils import to_checksum_address  # only a devnet with Ethereum accounts
+
     lines = [
         f"Ethereum JSON-RPC at /evm, chain id {evm_chain_id(genesis.chain_id)}; "
         f"accounts of the test mnemonic ({ETH_DEV_MNEMONIC!r}):"
