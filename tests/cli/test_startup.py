@@ -1,4 +1,4 @@
-"""The CLI starts without the heavy libraries only some commands use.
+"""The CLI and the node start without the heavy libraries only some work uses.
 
 Every command module is imported to build ``focusflow --help``; one that
 imported numba, numpy, scipy, pyarrow or the HTTP client at module level
@@ -13,21 +13,24 @@ import subprocess
 import sys
 
 HEAVY = ("numba", "numpy", "scipy", "pyarrow", "httpx", "duckdb", "onnxruntime", "wgpu")
+LAZY_IN_NODE = ("duckdb", "pandas", "eth_keys", "eth_utils", "rlp")
 
 
-def test_help_loads_none_of_the_heavy_libraries():
+def _loaded(statement: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter holds after ``statement``."""
     probe = (
         "import json, sys\n"
-        "from focusflow.node.main import app\n"
-        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+        f"{statement}\n"
+        f"print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=120
     )
-    assert json.loads(out.stdout) == []
+    return json.loads(out.stdout)
 
 
-LAZY_IN_NODE = ("duckdb", "pandas", "eth_keys", "eth_utils", "rlp")
+def test_help_loads_none_of_the_heavy_libraries():
+    assert _loaded("from focusflow.node.main import app", HEAVY) == []
 
 
 def test_a_node_loads_query_and_ethereum_libraries_when_first_used():
@@ -35,12 +38,4 @@ def test_a_node_loads_query_and_ethereum_libraries_when_first_used():
     modules (the EVM's among them) at start; DuckDB and pandas wait for the
     first query, eth-keys, eth-utils and rlp for the first Ethereum transaction
     (together 1.4 s of every node's start here)."""
-    probe = (
-        "import json, sys\n"
-        "import focusflow.node.network\n"
-        f"print(json.dumps(sorted(m for m in {LAZY_IN_NODE!r} if m in sys.modules)))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=120
-    )
-    assert json.loads(out.stdout) == []
+    assert _loaded("import focusflow.node.network", LAZY_IN_NODE) == []
