@@ -322,6 +322,8 @@ class ValidatorRuntime(NodeRuntime):
         self._pending: OrderedDict[bytes, Pending] = OrderedDict()
         self._held: list[bytes] = []  # checked encoded messages of the current height
         self._held_bytes = 0
+        #: Digests of the messages in ``_held``: each is kept (and queued) once.
+        self._held_ids: set[bytes] = set()
         #: Taken by the consensus task for each step and by block sync to apply
         #: blocks: the chain is never used by both at once.
         self._chain_lock = asyncio.Lock()
@@ -488,6 +490,8 @@ class ValidatorRuntime(NodeRuntime):
         when it passes every check for the height running; the next height's are
         held, not forwarded; others are dropped. A failure is blamed here."""
         try:
+            if self._is_held(raw):
+                return Verdict.IGNORE  # accepted before: not queued or forwarded again
             check_signature(message, self.chain.chain_id, self._verify)
             gate = self._gate
             if gate is not None and message.height == gate[0]:
@@ -648,6 +652,8 @@ class ValidatorRuntime(NodeRuntime):
             self.net.report(peer_id, why="round response is not a list")
             return
         for item in items:
+            if isinstance(item, bytes) and self._is_held(item):
+                continue  # held here already: not decoded again
             try:
                 message = decode_message(item)
             except (DecodeError, TypeError):
@@ -737,10 +743,20 @@ class ValidatorRuntime(NodeRuntime):
             await self._start_height()
 
     def _hold(self, raw: bytes) -> None:
-        """Keep a checked message of the current height for ``round`` requests."""
+        """Keep a checked message of the current height for ``round`` requests,
+        once: a stalled height is pulled from every peer every two seconds, and
+        copies kept again would be served, decoded and queued again each time."""
+        digest = sha256(raw)
+        if digest in self._held_ids:
+            return
         if len(self._held) < MAX_HELD_MESSAGES and self._held_bytes + len(raw) <= MAX_HELD_BYTES:
             self._held.append(raw)
+            self._held_ids.add(digest)
             self._held_bytes += len(raw)
+
+    def _is_held(self, raw: bytes) -> bool:
+        """Whether this message of the current height was accepted and kept already."""
+        return sha256(raw) in self._held_ids
 
     async def _start_height(self) -> None:
         height = self.chain.height + 1
@@ -748,7 +764,7 @@ class ValidatorRuntime(NodeRuntime):
             self._started = True
             return
         self._pending.clear()
-        self._held, self._held_bytes = [], 0
+        self._held, self._held_bytes, self._held_ids = [], 0, set()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
