@@ -12,7 +12,9 @@ addresses, peers, QUIC and API), except that it attacks as NAME says:
   both.
 - ``vanish_after_polka``: it serves the shares of its proposals to every
   validator but one (the victim: the lowest other public key), and at the first
-  block of its own that gets a polka it exits instead of precommitting. The two
+  block of its own that gets a polka it exits instead of precommitting (a block
+  it proposed with every other validator connected, not one re-sent from its
+  WAL at a restart). The two
   validators that sampled the block saw the polka and are locked on it; the
   victim refused it; the three left must still finish the height.
 
@@ -129,11 +131,19 @@ class VanishAfterPolkaRuntime(ValidatorRuntime):
 
         self.net.handlers._handlers[SHARES] = withholding
 
+    def _get_value(self, height: int) -> bytes:
+        """The honest proposal; it is attacked only when made in this process
+        (not re-sent from the WAL at a restart) with every other validator
+        connected, so the one it is withheld from is up to miss the polka."""
+        value = super()._get_value(height)
+        assert self.net is not None
+        if len(self.net.connected_peers()) >= len(self.vset.validators) - 1:
+            self._mine.add(self._value_id(value))
+        return value
+
     async def _act(self, actions: list) -> None:
         for action in actions:
             message = action.message if isinstance(action, Broadcast) else None
-            if isinstance(message, Proposal) and message.valid_round == -1:
-                self._mine.add(message.value_id)
             if (
                 isinstance(message, Vote)
                 and message.step == Step.PRECOMMIT
