@@ -51,6 +51,7 @@ from focusflow.rewrite.cpu import CpuNet
 from focusflow.rewrite.errors import HvmReadbackError
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import CON, ERA, FID_MASK, NONE, NUM, REF, VAR, pair, port
+from focusflow.rewrite.show import follow
 
 IO_MAGIC = (0xD0CA11, 0xFF1FF1)
 IO_DONE, IO_CALL = 0, 1
@@ -140,22 +141,10 @@ class IoDriver:
             return self._err(net, exc)
 
     # --- reading the net ----------------------------------------------------------
-    @staticmethod
-    def _follow(net: CpuNet, p: int) -> int:
-        """``p`` through linked variables (HVM2's ``peek``)."""
-        for _ in range(net.vars_ + 1):
-            if p & 7 != VAR:
-                return p
-            target = int(net.subst[p >> 3])
-            if target in (0, NONE):
-                return p
-            p = target
-        raise HvmReadbackError("an IO value is not a tree: a circle of linked variables")
-
     def _expand(self, net: CpuNet, p: int) -> int:
         """``p`` followed, a reference in it expanded (booted against the root
         and normalised, the root's link put back after)."""
-        got = first = self._follow(net, p)
+        got = first = follow(net.subst, p)
         old = int(net.subst[net.root_slot])
         for _ in range(MAX_EXPANSIONS):
             if got & 7 != REF:
@@ -163,7 +152,7 @@ class IoDriver:
                 return got
             net.boot(got, net.root)
             net.run()
-            got = self._follow(net, net.root)
+            got = follow(net.subst, net.root)
         name = net.book.names[(first >> 3) & FID_MASK]
         raise HvmReadbackError(f"@{name} expands to a reference {MAX_EXPANSIONS} times over")
 
@@ -282,7 +271,7 @@ class IoDriver:
     def _file(self, p: int) -> BinaryIO:
         fd = self._number(p) if p & 7 == NUM else -1
         std = {0: self.stdin, 1: self.stdout, 2: self.stderr}
-        f = std.get(fd) or self._files.get(fd)
+        f = std[fd] if fd in std else self._files.get(fd)
         if f is None:
             raise _IoError(IO_ERR_INNER, errno.EBADF)
         return f

@@ -22,7 +22,9 @@ _OPEN = {CON: "(", DUP: "{", OPR: "$(", SWI: "?("}
 _CLOSE = {CON: ")", DUP: "}", OPR: ")", SWI: ")"}
 
 
-def _follow(subst: np.ndarray, port: int) -> int:
+def follow(subst: np.ndarray, port: int) -> int:
+    """``port`` through linked variables (HVM2's ``peek``): the port at the end,
+    or an unlinked variable."""
     for _ in range(len(subst) + 1):  # a longer chain is a circle of wires
         if port & 7 != VAR:
             return port
@@ -43,7 +45,7 @@ def readback(node: np.ndarray, subst: np.ndarray, root: int, names: list[str]) -
         if isinstance(item, str):
             out.append(item)
             continue
-        port = _follow(subst, item)
+        port = follow(subst, item)
         tag, val = port & 7, port >> 3
         if tag == VAR:
             out.append(f"v{val:x}")
