@@ -24,6 +24,11 @@ from focusflow.core.structure import Check
 #: raw CID, an account address) in a chain's graph; one table holds one kind.
 Key = str | bytes
 
+#: Batches up to this many keys are interned through a dict, larger ones
+#: through pandas.factorize: a block's handful of keys then costs microseconds,
+#: not pandas's import (about half a second at a node's start).
+DICT_BATCH = 4096
+
 
 class KeyTable:
     """A bijection between keys and ids ``0..len-1``, in first-seen order."""
@@ -42,11 +47,17 @@ class KeyTable:
         return self._index.get(key, self._n) < self._n  # type: ignore[call-overload]
 
     def intern(self, keys: Sequence[Key] | np.ndarray) -> np.ndarray:
-        """Ids of ``keys``, adding the unseen ones; vectorised through pandas.factorize.
+        """Ids of ``keys``, adding the unseen ones in first-seen order;
+        vectorised through pandas.factorize beyond ``DICT_BATCH`` keys.
 
         Only the distinct keys of the batch pass through Python, so ten million
         links over a few million particles intern in seconds.
         """
+        if len(keys) <= DICT_BATCH:
+            batch = keys.tolist() if isinstance(keys, np.ndarray) else list(keys)
+            distinct = list(dict.fromkeys(batch))
+            ids = dict(zip(distinct, self.intern_distinct(distinct).tolist(), strict=True))
+            return np.fromiter((ids[k] for k in batch), dtype=np.int64, count=len(batch))
         # pandas is imported here, not with the module: readers that factorize
         # through Arrow load the graph without paying for its import.
         import pandas as pd
