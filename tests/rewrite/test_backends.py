@@ -19,10 +19,12 @@ PROGRAMS = Path(__file__).parent / "programs"
 HEAP = 1 << 16
 
 
-def _run(text: str, backend: str = "numba", threads: int = 1) -> tuple[str, int]:
+def _run(
+    text: str, backend: str = "numba", threads: int = 1, chains: bool = False
+) -> tuple[str, int]:
     book = load_book(text)
     if backend == "cuda":
-        net = cuda.normalize_cuda(book, nodes=1 << 22, vars_=1 << 22)
+        net = cuda.normalize_cuda(book, nodes=1 << 22, vars_=1 << 22, local_foreign=chains)
     elif backend == "wgpu":
         net = webgpu.normalize_webgpu(book, nodes=HEAP, vars_=HEAP, invocations=64)
     else:
@@ -91,10 +93,11 @@ def test_random_programs_on_webgpu(seed: int) -> None:
 
 
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+@pytest.mark.parametrize("chains", [False, True])
 @pytest.mark.parametrize("seed", range(40))
-def test_random_programs_on_cuda(seed: int) -> None:
+def test_random_programs_on_cuda(seed: int, chains: bool) -> None:
     prog = random_program(seed, steps=10 + seed)
-    assert _run(prog.text, "cuda") == _run(prog.text), prog.text
+    assert _run(prog.text, "cuda", chains=chains) == _run(prog.text), prog.text
 
 
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")

@@ -6,7 +6,8 @@ Prints what HVM2's ``hvm run`` prints (``Result: ...`` then the ``- ITRS``,
 evaluator (numba on the CPU with ``--threads``, cuda, wgpu); one this machine
 cannot run is refused with ``hvm_backend_unavailable`` and the reason.
 ``--io`` performs the program's IO calls (``hvm run-c``'s driver): what the
-program writes to stdout comes first, then these lines. docs/hvm.md.
+program writes to stdout comes first, then these lines. ``--schedule chains``
+runs the cuda evaluator's sequential chains in one thread each. docs/hvm.md.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def run_cmd(
         0, "--heap", help="Node slots (and variable slots) of the heap; 0: the back end's default."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    schedule: str = typer.Option(
+        "spread",
+        "--schedule",
+        help="The cuda evaluator's: spread (work over the GPU's threads) or chains "
+        "(each sequential chain run in one thread; for programs of few long chains).",
+    ),
     io: bool = typer.Option(
         False,
         "--io",
@@ -57,7 +64,9 @@ def run_cmd(
         print(f"note: --threads {threads}: this machine runs {max_threads()}", file=sys.stderr)
     size = heap or None
     driver = IoDriver() if io else None
-    out = run_text(text, nodes=size, vars_=size, backend=backend, threads=threads, io=driver)
+    out = run_text(
+        text, nodes=size, vars_=size, backend=backend, threads=threads, io=driver, schedule=schedule
+    )
     if as_json:
         body = {
             "result": out.result,

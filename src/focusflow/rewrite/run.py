@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.rewrite.cpu import Normalized, normalize
 from focusflow.rewrite.errors import HvmBackendUnavailableError
 from focusflow.rewrite.io_driver import IoDriver, run_io
@@ -13,6 +14,13 @@ from focusflow.rewrite.show import readback
 
 #: The evaluators by name: numba (CPU, any thread count), cuda (CuPy), wgpu (WebGPU).
 BACKENDS = ("numba", "cuda", "wgpu")
+#: How the CUDA evaluator treats a pair found through another thread's
+#: variable: ``spread`` (the default) hands it to the next launch, so that work
+#: spreads over the GPU's threads; ``chains`` reduces it at once, behind a
+#: fence, so that a program of few long sequential chains runs each chain in
+#: one thread instead of a launch a step (HVM2's stress test 3x faster on an
+#: H200, its bitonic sort up to 9x slower: bench/RESULTS.md, hvm.py).
+SCHEDULES = ("spread", "chains")
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,19 @@ def default_heap(backend: str) -> int:
 
 
 def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
-                 vars_: int | None = None, threads: int = 1) -> Normalized:  # fmt: skip
+                 vars_: int | None = None, threads: int = 1,
+                 schedule: str = "spread") -> Normalized:  # fmt: skip
     """Normalise ``book`` on ``backend``; ``threads`` is the CPU's thread count
-    (the GPU back ends pick theirs from the heap). Raises
-    ``HvmBackendUnavailableError`` for an unknown back end or one this machine
-    cannot run (no CuPy or GPU, no WebGPU adapter), with the reason."""
+    (the GPU back ends pick theirs from the heap), ``schedule`` the CUDA
+    evaluator's (``SCHEDULES``). Raises ``HvmBackendUnavailableError`` for an
+    unknown back end or one this machine cannot run (no CuPy or GPU, no WebGPU
+    adapter), with the reason."""
+    if schedule not in SCHEDULES:
+        raise InvalidParameterError(
+            f"--schedule {schedule!r} is not a schedule; there are: {', '.join(SCHEDULES)}"
+        )
+    if schedule != "spread" and backend != "cuda":
+        raise InvalidParameterError(f"--schedule {schedule} applies to --backend cuda only")
     if backend not in BACKENDS:
         raise HvmBackendUnavailableError(
             f"--backend {backend!r} is not an evaluator; there are: {', '.join(BACKENDS)}"
@@ -64,7 +80,9 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
         ok, why = cuda.available()
         if not ok:
             raise HvmBackendUnavailableError(f"--backend cuda cannot run here: {why}")
-        return cuda.normalize_cuda(book, nodes=nodes, vars_=vars_)
+        return cuda.normalize_cuda(
+            book, nodes=nodes, vars_=vars_, local_foreign=schedule == "chains"
+        )
     if backend == "wgpu":
         from focusflow.rewrite import webgpu
 
@@ -77,7 +95,7 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
 
 def run_text(text: str, nodes: int | None = None, vars_: int | None = None,
              backend: str = "numba", threads: int = 1,
-             io: IoDriver | None = None) -> RunResult:  # fmt: skip
+             io: IoDriver | None = None, schedule: str = "spread") -> RunResult:  # fmt: skip
     """Parse, build and normalise ``@main`` of the program ``text``; with
     ``io``, perform its IO calls through that driver as HVM2's C runtime does
     (the CPU evaluator only: ``HvmBackendUnavailableError`` on another)."""
@@ -91,6 +109,6 @@ def run_text(text: str, nodes: int | None = None, vars_: int | None = None,
         cpu_net, _ = run_io(book, nodes or size, vars_ or size, threads, io)
         net = cpu_net.normalized()
     else:
-        net = normalize_on(book, backend, nodes, vars_, threads)
+        net = normalize_on(book, backend, nodes, vars_, threads, schedule)
     return RunResult(readback(net.node, net.vars, net.root, book.names), net.interactions,
                      net.seconds, net.threads)  # fmt: skip
