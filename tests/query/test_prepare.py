@@ -1,0 +1,35 @@
+"""``kernels.prepare`` compiles what a query runs: after it, the public graph
+functions (serial and parallel passes) compile nothing new."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba.core.dispatcher import Dispatcher
+
+from focusflow.query import kernels
+
+
+def _signatures() -> dict[str, int]:
+    return {
+        name: len(value.signatures)
+        for name, value in vars(kernels).items()
+        if isinstance(value, Dispatcher)
+    }
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_after_prepare_a_query_compiles_nothing(monkeypatch, parallel: bool) -> None:
+    assert kernels.prepare() >= 0
+    before = _signatures()
+    assert all(count >= 1 for count in before.values()), before
+    monkeypatch.setattr(kernels, "_use_parallel", lambda count: parallel)
+    indptr = np.array([0, 2, 3, 4, 4])
+    indices = np.array([1, 2, 3, 0])
+    sources = np.array([0, 2])
+    kernels.bfs_levels(indptr, indices, sources, 2)
+    kernels.dijkstra(indptr, indices, np.full(4, 0.5), sources, np.inf)
+    kernels.random_walks(indptr, indices, np.ones(4), sources, 3, 4, seed=7)
+    kernels.weak_components(4, indptr, indices)
+    kernels.label_propagation(4, indptr, indices, np.ones(4))
+    assert _signatures() == before
