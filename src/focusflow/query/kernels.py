@@ -777,18 +777,18 @@ def prepare() -> float:
 
     A first query would otherwise compile the kernels it reaches (8 to 10 s on
     a 2-core machine for a breadth-first search); ``./dev`` runs this at
-    install. The arguments are converted as the public functions convert them,
-    so the signatures compiled are the ones a query uses.
+    install. The arrays are converted as the public functions convert them, and
+    the scalars are Python numbers as there, so the signatures compiled are the
+    ones a query uses.
     """
     t0 = time.perf_counter()
     ptr, idx, n = _csr(np.array([0, 2, 3, 3]), np.array([1, 2, 2]))
     src = _sources(np.array([0, 1]), n)
     ones = _entry_values("weights", np.ones(3), idx.shape[0])
     for parallel in (False, True):
-        _bfs_levels(ptr, idx, src, _as_int("max_depth", -1), parallel)
+        _bfs_levels(ptr, idx, src, -1, parallel)
         _dijkstra(ptr, idx, ones, src, float(np.inf), parallel)
-        walks, length, seed = (_as_int(k, v) for k, v in (("walks", 2), ("length", 3), ("seed", 1)))
-        _random_walks(ptr, idx, ones, src, walks, length, seed, parallel)
+        _random_walks(ptr, idx, ones, src, 2, 3, 1, parallel)
     weak_components(n, ptr, idx)
     label_propagation(n, ptr, idx, ones)
     return time.perf_counter() - t0

@@ -62,16 +62,16 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
     evaluator's (``SCHEDULES``). Raises ``HvmBackendUnavailableError`` for an
     unknown back end or one this machine cannot run (no CuPy or GPU, no WebGPU
     adapter), with the reason."""
+    if backend not in BACKENDS:
+        raise HvmBackendUnavailableError(
+            f"--backend {backend!r} is not an evaluator; there are: {', '.join(BACKENDS)}"
+        )
     if schedule not in SCHEDULES:
         raise InvalidParameterError(
             f"--schedule {schedule!r} is not a schedule; there are: {', '.join(SCHEDULES)}"
         )
     if schedule != "spread" and backend != "cuda":
         raise InvalidParameterError(f"--schedule {schedule} applies to --backend cuda only")
-    if backend not in BACKENDS:
-        raise HvmBackendUnavailableError(
-            f"--backend {backend!r} is not an evaluator; there are: {', '.join(BACKENDS)}"
-        )
     nodes = default_heap(backend) if nodes is None else nodes
     vars_ = default_heap(backend) if vars_ is None else vars_
     if backend == "cuda":
