@@ -37,8 +37,15 @@ What it measures, in one process run:
    excluded; ``gen-c+ARGS`` passes ARGS after FILE, for a build whose gen-c
    takes more, and the label says whether the C has a compiled or an
    interpreted book) or ``run`` (``PATH run FILE``, the Rust reference
-   interpreter). Ours and each HVM2 runner take turns, run by run, so a change
-   of load hits them alike.
+   interpreter). ``gen-cu`` is HVM2's CUDA runtime: ``--hvm`` then names a
+   checkout of HVM2's source (no binary is needed), and the script writes the
+   ``.cu`` file that ``hvm gen-cu FILE`` would write (HVM2's ``src/hvm.cu`` and
+   ``src/run.cu`` with the book in its byte format, from our parser's book,
+   which numbers nodes, variables and definitions as HVM2's does), compiled
+   with ``nvcc -O3 -arch=sm_XX`` for the GPU at hand; its ``- TIME`` is the
+   host's ``clock()`` around the reduction, which the blocking copies of its
+   loop keep equal to wall time. Ours and each HVM2 runner take turns, run by
+   run, so a change of load hits them alike.
    ``auto`` (default) takes ``run-c`` if the binary has it, else ``gen-c``
    if gcc is here, else ``run``. The table gives ours / HVM2 in MIPS (above 1:
    ours is faster). Without ``--hvm`` HVM2's published figures are printed
@@ -60,6 +67,7 @@ Run from the repository root::
     python bench/hvm.py --hvm /path/to/hvm        # + HVM2's C runtime, 1 and 2 threads: ~2 min
     python bench/hvm.py --hvm /path/to/hvm --hvm-mode run --compile   # its interpreter
     python bench/hvm.py --hvm /path/to/hvm --hvm-mode "gen-c,gen-c+0 compiled" --hvm-threads 1
+    python bench/hvm.py --backend cuda --hvm /path/to/HVM --hvm-mode gen-cu   # both on the GPU
 """
 
 from __future__ import annotations
@@ -192,6 +200,7 @@ class Timing:
 
     seconds: list[float] = field(default_factory=list)
     mips_runs: list[float] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # HVM2's interaction counts
     error: str = ""
 
     @property
@@ -302,7 +311,7 @@ def cold_compile() -> float | None:
 
 
 #: Which evaluator of ours runs, and on how many CPU threads (set by main).
-OURS: dict[str, Any] = {"backend": "numba", "threads": 1}
+OURS: dict[str, Any] = {"backend": "numba", "threads": 1, "schedule": "spread"}
 
 
 def run_ours(row: Row, text: str, timed: bool = True) -> bool:
@@ -310,7 +319,8 @@ def run_ours(row: Row, text: str, timed: bool = True) -> bool:
     from focusflow.rewrite.run import run_text
 
     try:
-        out = run_text(text, backend=OURS["backend"], threads=OURS["threads"])
+        out = run_text(text, backend=OURS["backend"], threads=OURS["threads"],
+                       schedule=OURS["schedule"])  # fmt: skip
     except Exception as exc:  # a refused program or an outgrown heap is a failure
         row.ours.error = f"{type(exc).__name__}: {exc}"
         return False
@@ -333,12 +343,57 @@ def parse_hvm(stdout: str) -> dict[str, str]:
     return {k: v.removesuffix("s") for k, v in _LINE.findall(stdout)}
 
 
+def hvm2_book_bytes(text: str) -> bytes:
+    """The book of ``text`` in the byte format HVM2's runtimes load
+    (``book_load``): the number of definitions, then per definition its id, a
+    256-byte name, its safe flag, redex, node and variable counts, root port,
+    redex pairs and node pairs, all little-endian words."""
+    import struct
+
+    from focusflow.rewrite.parse import load_book
+
+    book = load_book(text)
+    out = bytearray(struct.pack("<I", len(book.names)))
+    for fid, name in enumerate(book.names):
+        raw = name.encode()
+        if len(raw) >= 256:
+            raise ValueError(f"definition name too long for HVM2: {name!r}")
+        rbag = book.rbag[book.rbag_start[fid] : book.rbag_start[fid + 1]]
+        nodes = book.nodes[book.node_start[fid] : book.node_start[fid + 1]]
+        out += struct.pack("<I", fid) + raw.ljust(256, b"\0")
+        out += struct.pack("<5I", int(book.safe[fid]), len(rbag), len(nodes),
+                           int(book.vars[fid]), int(book.roots[fid]))  # fmt: skip
+        out += rbag.astype("<u8").tobytes() + nodes.astype("<u8").tobytes()
+    return bytes(out)
+
+
+def hvm2_cuda_source(src: Path, text: str) -> str:
+    """What ``hvm gen-cu`` writes for ``text``: HVM2's CUDA runtime and IO
+    driver (from the checkout ``src``) with the book compiled in."""
+    book = hvm2_book_bytes(text)
+    hvm_cu = "#define IO\n\n" + (src / "src" / "hvm.cu").read_text()
+    hvm_cu = hvm_cu.replace(
+        "//COMPILED_BOOK_BUF//", "static const u8 BOOK_BUF[] = {" + ", ".join(map(str, book)) + "};"
+    )
+    hvm_cu = hvm_cu.replace("#define WITHOUT_MAIN", "#define WITH_MAIN")
+    hvm_cu += "\n\n" + (src / "src" / "run.cu").read_text()
+    return hvm_cu.replace('#include "hvm.cu"', "")
+
+
+def cuda_arch() -> str:
+    """``sm_XY`` of the first GPU (through CuPy), for nvcc's ``-arch``."""
+    from focusflow.rewrite.cuda import _cupy
+
+    cc = _cupy().cuda.Device(0).compute_capability
+    return f"sm_{cc}"
+
+
 @dataclass
 class HvmRunner:
     """One way of running HVM2: a label and how to turn a program file into argv."""
 
     label: str
-    mode: str  # run, run-c, gen-c
+    mode: str  # run, run-c, gen-c, gen-cu
     threads: int | None = None  # gen-c only: 2^TPC_L2 threads
     gen_args: tuple[str, ...] = ()  # gen-c only: more arguments after FILE
     built: dict[str, Path] = field(default_factory=dict)
@@ -352,7 +407,13 @@ class HvmRunner:
         return [str(exe)]
 
     def c_file(self, hvm: str, path: Path) -> Path:
-        """``hvm gen-c path [gen_args]``, written once next to ``path``."""
+        """``hvm gen-c path [gen_args]``, written once next to ``path``
+        (for gen-cu: the CUDA file composed from the checkout ``hvm``)."""
+        if self.mode == "gen-cu":
+            cu_file = path.with_suffix(".cu")
+            if not cu_file.exists():
+                cu_file.write_text(hvm2_cuda_source(Path(hvm), path.read_text()))
+            return cu_file
         slug = "-".join(self.gen_args) or "plain"
         c_file = path.with_name(f"{path.stem}.{slug}.c")
         if not c_file.exists():
@@ -368,6 +429,19 @@ class HvmRunner:
         return c_file
 
     def build(self, hvm: str, path: Path) -> Path:
+        if self.mode == "gen-cu":
+            cu_file = self.c_file(hvm, path)
+            exe = cu_file.with_suffix(".cuda")
+            nvcc = subprocess.run(
+                ["nvcc", "-O3", f"-arch={cuda_arch()}", "-w", str(cu_file), "-o", str(exe)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if nvcc.returncode != 0:
+                raise RuntimeError(f"nvcc failed: {nvcc.stderr.strip()[-300:]}")
+            self.built[str(path)] = exe
+            return exe
         assert self.threads is not None
         c_file = self.c_file(hvm, path)
         exe = c_file.with_suffix(f".t{self.threads}")
@@ -393,6 +467,10 @@ def probe(hvm: str, mode: str, folder: Path) -> bool:
             if shutil.which("gcc") is None:
                 return False
             argv = HvmRunner("probe", "gen-c", 1).argv(hvm, path)
+        elif mode == "gen-cu":
+            if shutil.which("nvcc") is None or not (Path(hvm) / "src" / "hvm.cu").exists():
+                return False
+            argv = HvmRunner("probe", "gen-cu").argv(hvm, path)
         else:
             argv = [hvm, mode, str(path)]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -414,6 +492,14 @@ def hvm_runners(hvm: str, modes: str, threads: list[int], folder: Path) -> list[
             runners.append(HvmRunner("HVM2 run (Rust interpreter, 1 thread)", "run"))
         elif mode == "run-c":
             runners.append(HvmRunner("HVM2 run-c (C runtime, its build's threads)", "run-c"))
+        elif mode == "gen-cu":
+            if not probe(hvm, "gen-cu", folder):
+                raise SystemExit(f"gen-cu: no nvcc, or {hvm} is not a checkout of HVM2 that runs")
+            runners.append(
+                HvmRunner(
+                    f"HVM2 CUDA runtime (gen-cu of {hvm}; nvcc -O3 -arch={cuda_arch()})", "gen-cu"
+                )
+            )
         elif mode.split("+")[0] == "gen-c":
             extra = tuple(mode.partition("+")[2].split())
             probe_file = folder / "probe.hvm"
@@ -450,19 +536,23 @@ def run_hvm(row: Row, runner: HvmRunner, hvm: str, path: Path, timeout: float) -
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])[-200:]
         timing.error = f"exit {proc.returncode}: {tail}"
         return
-    if (out.get("Result:"), itrs) != (row.result, row.interactions):
+    if out.get("Result:") != row.result or (itrs != row.interactions and runner.mode != "gen-cu"):
         timing.error = f"got {out.get('Result:')} / {itrs:,}"
         return
+    # HVM2's CUDA runtime gives the right result with a count that depends on
+    # its schedule (a node it moves out of a block's memory follows variables
+    # that the other runtimes leave for a later interaction): kept and shown
+    timing.counts.append(itrs)
     timing.mips_runs.append(mips)
     timing.seconds.append(itrs / mips / 1e6 if mips > 0 else float("nan"))
 
 
 def prebuild(runners: list[HvmRunner], hvm: str, paths: list[Path]) -> None:
-    """gen-c and gcc for every program and thread count, before any timing
-    (two at a time); a failure shows as that row's error later."""
+    """gen-c and gcc (gen-cu and nvcc) for every program and thread count,
+    before any timing; a failure shows as that row's error later."""
     from concurrent.futures import ThreadPoolExecutor
 
-    builds = [(r, p) for r in runners if r.mode == "gen-c" for p in paths]
+    builds = [(r, p) for r in runners if r.mode in ("gen-c", "gen-cu") for p in paths]
     if not builds:
         return
     t = time.perf_counter()
@@ -474,9 +564,12 @@ def prebuild(runners: list[HvmRunner], hvm: str, paths: list[Path]) -> None:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             rp[0].build(hvm, rp[1])
 
-    with ThreadPoolExecutor(max(1, min(2, len(os.sched_getaffinity(0))))) as pool:
+    # gcc builds take two cores at most (the 2-core dev VM stays usable); nvcc,
+    # about a minute a file, takes up to eight on the GPU machine
+    most = 8 if any(r.mode == "gen-cu" for r in runners) else 2
+    with ThreadPoolExecutor(max(1, min(most, len(os.sched_getaffinity(0))))) as pool:
         list(pool.map(build, builds))
-    log(f"gen-c + gcc -O3 of {len(builds)} binaries: {time.perf_counter() - t:.1f} s (not timed)")
+    log(f"{len(builds)} binaries built: {time.perf_counter() - t:.1f} s (not timed)")
 
 
 # --- report -------------------------------------------------------------------------
@@ -520,6 +613,13 @@ def print_table(rows: list[Row], runners: list[HvmRunner]) -> None:
         for label, t in [("ours", row.ours), *row.hvm.items()]:
             if t.error:
                 log(f"FAIL {row.program} {row.label} {label}: {t.error}")
+            off = sorted({c for c in t.counts if c != row.interactions})
+            if off:
+                log(
+                    f"count {row.program} {row.label} {label}: the right result in "
+                    f"{', '.join(f'{c:,}' for c in t.counts)} interactions against "
+                    f"{row.interactions:,} (its MIPS are of its own count)"
+                )
 
 
 def print_published() -> None:
@@ -571,6 +671,9 @@ def print_goals(rows: list[Row]) -> None:
                 f"Goal: bitonic sort of 2^19 numbers under {GOAL_BITONIC_S} s (HVM2 on an "
                 f"RTX 4090): {r.ours.median_s:.3f} s: {verdict}."
             )
+            for label, t in r.hvm.items():
+                if t.seconds and not t.error:
+                    log(f"  the same sort by {label}: {t.median_s:.3f} s")
         return
     log(
         f"\nGoal: >= {GOAL_MIPS:.0f} MIPS on this CPU with numba ({OURS['threads']} "
@@ -594,11 +697,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="timed runs per size (median)")
     p.add_argument("--programs", help="comma-separated subset of " + ", ".join(
         pr.name for pr in PROGRAMS))  # fmt: skip
-    p.add_argument("--hvm", metavar="PATH", help="an HVM2 binary to run side by side")
+    p.add_argument(
+        "--hvm",
+        metavar="PATH",
+        help="an HVM2 binary to run side by side (for gen-cu: a checkout of its source)",
+    )
     p.add_argument(
         "--hvm-mode",
         default="auto",
-        help="comma-separated: run-c, gen-c, run (see above), or gen-c+ARGS to pass "
+        help="comma-separated: run-c, gen-c, gen-cu, run (see above), or gen-c+ARGS to pass "
         "ARGS (space-separated) to gen-c after the file; auto picks one",
     )
     p.add_argument(
@@ -609,6 +716,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="also time a cold numba compile")
     p.add_argument("--backend", default="numba", help="our evaluator: numba, cuda or wgpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of numba")
+    p.add_argument("--schedule", default="spread", help="the CUDA evaluator's: spread or chains")
     p.add_argument(
         "--budget",
         type=float,
@@ -619,7 +727,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    OURS["backend"], OURS["threads"] = args.backend, args.threads
+    OURS["backend"], OURS["threads"], OURS["schedule"] = args.backend, args.threads, args.schedule
     budget = args.budget if args.budget is not None else (60.0 if args.quick else 170.0)
     nproc = len(os.sched_getaffinity(0))
     programs = [pr for pr in PROGRAMS if not args.programs or pr.name in args.programs.split(",")]
@@ -629,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# bench/hvm.py{' --quick' if args.quick else ''} on {platform.node()}, {cpu_model()}, "
         f"{nproc} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"load average {loadavg()}; Python {platform.python_version()}, numba {numba.__version__}"
-        f"; ours: --backend {args.backend} --threads {args.threads}"
+        f"; ours: --backend {args.backend} --threads {args.threads} --schedule {args.schedule}"
     )
     t_start = time.perf_counter()
     if args.compile:
