@@ -20,11 +20,11 @@ HEAP = 1 << 16
 
 
 def _run(
-    text: str, backend: str = "numba", threads: int = 1, chains: bool = False
+    text: str, backend: str = "numba", threads: int = 1, schedule: str = "spread"
 ) -> tuple[str, int]:
     book = load_book(text)
     if backend == "cuda":
-        net = cuda.normalize_cuda(book, nodes=1 << 22, vars_=1 << 22, local_foreign=chains)
+        net = cuda.normalize_cuda(book, nodes=1 << 22, vars_=1 << 22, schedule=schedule)
     elif backend == "wgpu":
         net = webgpu.normalize_webgpu(book, nodes=HEAP, vars_=HEAP, invocations=64)
     else:
@@ -93,11 +93,35 @@ def test_random_programs_on_webgpu(seed: int) -> None:
 
 
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
-@pytest.mark.parametrize("chains", [False, True])
+@pytest.mark.parametrize("schedule", cuda.SCHEDULES)
 @pytest.mark.parametrize("seed", range(40))
-def test_random_programs_on_cuda(seed: int, chains: bool) -> None:
+def test_random_programs_on_cuda(seed: int, schedule: str) -> None:
     prog = random_program(seed, steps=10 + seed)
-    assert _run(prog.text, "cuda", chains=chains) == _run(prog.text), prog.text
+    assert _run(prog.text, "cuda", schedule=schedule) == _run(prog.text), prog.text
+
+
+@pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+@pytest.mark.parametrize("schedule", cuda.SCHEDULES)
+@pytest.mark.parametrize("name", ["sum_rec.hvm", "sort_bitonic.hvm", "tuples.hvm"])
+def test_published_programs_on_cuda(name: str, schedule: str) -> None:
+    """Millions of interactions: under the local schedule, nodes leave a
+    block's shared memory by the thousand, each with the count unchanged."""
+    text = (PROGRAMS / name).read_text()
+    book = load_book(text)
+    one = normalize(book, nodes=1 << 24, vars_=1 << 24)
+    gpu = cuda.normalize_cuda(book, nodes=1 << 24, vars_=1 << 24, schedule=schedule)
+    assert gpu.interactions == one.interactions
+    assert normalize_names(readback(gpu.node, gpu.vars, gpu.root, book.names)) == normalize_names(
+        readback(one.node, one.vars, one.root, book.names)
+    )
+
+
+def test_an_unknown_cuda_schedule_is_refused_before_the_gpu_is_touched() -> None:
+    book = load_book((PROGRAMS / "tuples.hvm").read_text())
+    with pytest.raises(
+        ValueError, match="unknown schedule 'eager'; there are: spread, chains, local"
+    ):
+        cuda.normalize_cuda(book, schedule="eager")
 
 
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")

@@ -72,7 +72,7 @@ def test_errors_are_one_line_with_their_code(
 def test_schedule_is_checked_and_applies_to_cuda_only(capsys: pytest.CaptureFixture[str]) -> None:
     out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--schedule", "eager")
     assert_user_error(out, "invalid_parameter")
-    assert "'eager'" in out.err and "spread, chains" in out.err
+    assert "'eager'" in out.err and "spread, chains, local" in out.err
     out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--schedule", "chains")
     assert_user_error(out, "invalid_parameter")
     assert "--backend cuda only" in out.err
@@ -81,7 +81,6 @@ def test_schedule_is_checked_and_applies_to_cuda_only(capsys: pytest.CaptureFixt
     if cuda.available()[0]:
         sum_rec = PROGRAMS / "sum_rec.hvm"
         args = ("--backend", "cuda", "--json", "--schedule")
-        runs = [run_cli(capsys, "hvm", "run", sum_rec, *args, s) for s in ("spread", "chains")]
-        assert [r.code for r in runs] == [0, 0], runs
-        assert runs[0].json()["result"] == runs[1].json()["result"]
-        assert runs[0].json()["interactions"] == runs[1].json()["interactions"]
+        runs = [run_cli(capsys, "hvm", "run", sum_rec, *args, s) for s in cuda.SCHEDULES]
+        assert [r.code for r in runs] == [0] * len(cuda.SCHEDULES), runs
+        assert len({(r.json()["result"], r.json()["interactions"]) for r in runs}) == 1

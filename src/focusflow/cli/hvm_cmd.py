@@ -7,7 +7,8 @@ evaluator (numba on the CPU with ``--threads``, cuda, wgpu); one this machine
 cannot run is refused with ``hvm_backend_unavailable`` and the reason.
 ``--io`` performs the program's IO calls (``hvm run-c``'s driver): what the
 program writes to stdout comes first, then these lines. ``--schedule chains``
-runs the cuda evaluator's sequential chains in one thread each. docs/hvm.md.
+runs the cuda evaluator's sequential chains in one thread each, ``local`` too,
+with each block's new nodes in its shared memory. docs/hvm.md.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def run_cmd(
     schedule: str = typer.Option(
         "spread",
         "--schedule",
-        help="The cuda evaluator's: spread (work over the GPU's threads) or chains "
-        "(each sequential chain run in one thread; for programs of few long chains).",
+        help="The cuda evaluator's: spread (work over the GPU's threads), chains "
+        "(each sequential chain run in one thread; for programs of few long chains) or "
+        "local (chains, with each block's new nodes in its shared memory).",
     ),
     io: bool = typer.Option(
         False,

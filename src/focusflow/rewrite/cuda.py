@@ -11,11 +11,16 @@ Memory: the heap is cut into one region of node slots and one of variable
 slots per thread, each thread allocating only in its own; a region must hold
 the largest definition a thread may copy, which sets how many threads (and
 regions) a heap of a given size can have.
+
+Under the ``local`` schedule, a block's threads make their nodes and
+variables in the block's shared memory (the kernel's second half says how a
+node leaves it): a narrow program's chains then run at shared-memory latency.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from importlib import resources
 from types import ModuleType
 from typing import Any, cast
@@ -43,6 +48,25 @@ MIN_REGION = 4096
 ROUND = 1 << 22
 MIN_BUDGET = 256
 MAX_BUDGET = 1 << 12
+
+#: The ``local`` schedule's kernel (``hvm_block_round``): threads per block,
+#: shared node (and variable) slots per block, the bytes they take, the most
+#: threads, and the interactions a thread may do a round. A fixed 1,024 ran
+#: stress fastest at both 4,096 and 16,384 chains on an H200 (bench/RESULTS.md):
+#: longer rounds leave threads running alone, shorter ones copy out more often.
+LOCAL_BLOCK = 128
+LOCAL_SLOTS = 8192
+SHARED_BYTES = LOCAL_SLOTS * 12
+LOCAL_MAX_THREADS = 1 << 15
+LOCAL_BUDGET = 1 << 10
+#: Pending pairs a thread of the ``local`` kernel holds of each priority (its RLEN).
+BAG = 256
+
+#: How a run's rounds are scheduled (``hvm run --schedule``): ``spread`` waits
+#: a launch for a pair found through another thread's variable, ``chains``
+#: reduces it at once, ``local`` does too with each block's new nodes and
+#: variables in its shared memory.
+SCHEDULES = ("spread", "chains", "local")
 
 _MODULE: dict[str, Any] = {}
 
@@ -136,27 +160,70 @@ def _compact(cupy: Any, node: Any, subst: Any, root: int) -> tuple[np.ndarray, n
     return new_node, new_subst, new_root
 
 
+@dataclass(frozen=True)
+class _Kernel:
+    """What a schedule launches: the kernel, its block, the lowest global
+    heap address (the ``local`` kernel's shared slots take those below), the
+    most threads, the shared memory a block takes, and a fixed budget (0:
+    ``ROUND`` shared among the threads that have work)."""
+
+    function: Any
+    block: int
+    low: int
+    most_threads: int
+    shared: int
+    budget: int
+
+    def budget_for(self, launched: int) -> int:
+        return self.budget or min(MAX_BUDGET, max(MIN_BUDGET, ROUND // launched))
+
+
+def _kernel(schedule: str) -> _Kernel:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; there are: {', '.join(SCHEDULES)}")
+    if schedule == "local":
+        function = _module(True).get_function("hvm_block_round")
+        function.max_dynamic_shared_size_bytes = SHARED_BYTES
+        return _Kernel(function, LOCAL_BLOCK, LOCAL_SLOTS, LOCAL_MAX_THREADS, SHARED_BYTES,
+                       LOCAL_BUDGET)  # fmt: skip
+    function = _module(schedule == "chains").get_function("hvm_round")
+    return _Kernel(function, BLOCK, 1, MAX_THREADS, 0, 0)
+
+
+def _raise(status: int, detail: int, book: Book, interactions: int, what: dict[int, str]) -> None:
+    """The error of a kernel's status (``ST_*`` in the kernel)."""
+    if status == 4:
+        raise HvmUnsafeCloneError(
+            f"attempt to clone a non-affine global reference: @{book.names[detail]} "
+            "met a duplicator, and it contains or refers to duplicators"
+        )
+    raise HvmOutOfMemoryError(
+        f"the net outgrew the heap ({what[status]}) after {interactions} interactions"
+    )
+
+
 def normalize_cuda(
     book: Book,
     nodes: int = DEFAULT_NODES,
     vars_: int = DEFAULT_VARS,
     threads: int | None = None,
-    local_foreign: bool = False,
+    schedule: str = "spread",
 ) -> Normalized:
-    """Run ``@main`` of ``book`` to normal form on the GPU; the same result and
-    interaction count as ``cpu.normalize``. ``threads`` (regions) defaults to
-    as many as the heap allows, at most ``MAX_THREADS``."""
+    """Run ``@main`` of ``book`` to normal form on the GPU under ``schedule``
+    (``SCHEDULES``); the same result and interaction count as
+    ``cpu.normalize`` under each. ``threads`` (regions) defaults to as many as
+    the heap allows, at most ``MAX_THREADS`` (``LOCAL_MAX_THREADS``)."""
+    k = _kernel(schedule)
     cupy = _cupy()
-    kernel = _module(local_foreign).get_function("hvm_round")
-    nodes = max(int(nodes), 64)
-    vars_ = min(max(int(vars_), 64), 1 << 29)
+    nodes = max(int(nodes), 64 + k.low)
+    vars_ = min(max(int(vars_), 64 + k.low), 1 << 29)
     width = max(4, int(np.diff(book.node_start).max(initial=0)), int(book.vars.max(initial=0)))
     # a region holds at least four of the largest definition, and MIN_REGION slots
     region = max(4 * width, MIN_REGION)
-    most = max(1, min((nodes - 1) // region, (vars_ - 2) // region))
-    count = min(MAX_THREADS if threads is None else max(1, int(threads)), most)
-    region_n = (nodes - 1) // count
-    region_v = (vars_ - 2) // count
+    most = max(1, min((nodes - k.low) // region, (vars_ - 1 - k.low) // region))
+    count = min(k.most_threads if threads is None else max(1, int(threads)), most)
+    region_n = (nodes - k.low) // count
+    region_v = (vars_ - 1 - k.low) // count
     node = cupy.zeros(nodes, dtype=cupy.uint64)
     subst = cupy.zeros(vars_, dtype=cupy.uint32)
     root_slot = vars_ - 1
@@ -183,24 +250,23 @@ def normalize_cuda(
     rounds = 0
     shift = 0
     interactions = 0
-    status = 0
+    status = detail = 0
     cupy.cuda.runtime.deviceSynchronize()
     start = time.perf_counter()
     while pending:
         launched = min(count, pending)
-        budget = min(MAX_BUDGET, max(MIN_BUDGET, ROUND // launched))
         ctl[0] = 0
         ctl[3] = 0
-        kernel(((launched + BLOCK - 1) // BLOCK,), (BLOCK,),
-               (node, subst, bags[0], np.uint32(pending), bags[1], np.uint32(cap), ctl,
-                cursors, scratch, np.uint32(width), *book_args, np.uint32(root),
-                np.uint32(region_n), np.uint32(region_v),
-                np.uint32(budget), np.uint32(launched), np.uint32(count),
-                np.uint32(shift)))  # fmt: skip
+        k.function(((launched + k.block - 1) // k.block,), (k.block,),
+                   (node, subst, bags[0], np.uint32(pending), bags[1], np.uint32(cap), ctl,
+                    cursors, scratch, np.uint32(width), *book_args, np.uint32(root),
+                    np.uint32(region_n), np.uint32(region_v),
+                    np.uint32(k.budget_for(launched)), np.uint32(launched), np.uint32(count),
+                    np.uint32(shift)), shared_mem=k.shared)  # fmt: skip
         rounds += 1
         head = cupy.asnumpy(ctl)
         pending = int(head[0])
-        status = int(head[1])
+        status, detail = int(head[1]), int(head[2])
         done = int(head[4]) | (int(head[5]) << 32)
         if status:
             break
@@ -212,17 +278,12 @@ def normalize_cuda(
         interactions = done
         bags.reverse()
     seconds = time.perf_counter() - start
-    if status == 4:
-        raise HvmUnsafeCloneError(
-            f"attempt to clone a non-affine global reference: @{book.names[int(head[2])]} "
-            "met a duplicator, and it contains or refers to duplicators"
-        )
     if status:
-        what = {1: f"{nodes} node slots ({count} regions of {region_n})",
-                2: f"{vars_} variable slots ({count} regions of {region_v})",
-                3: f"{cap} pending redexes"}[status]  # fmt: skip
-        raise HvmOutOfMemoryError(
-            f"the net outgrew the heap ({what}) after {interactions} interactions"
-        )
+        _raise(status, detail, book, interactions, {
+            1: f"{nodes} node slots ({count} regions of {region_n})",
+            2: f"{vars_} variable slots ({count} regions of {region_v})",
+            3: f"{cap} pending redexes",
+            5: f"a thread's {BAG} pending redexes of one kind",
+        })  # fmt: skip
     live_node, live_subst, live_root = _compact(cupy, node, subst, root)
     return Normalized(live_node, live_subst, live_root, interactions, seconds, count, rounds)

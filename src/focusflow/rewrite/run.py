@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from focusflow.core.errors import InvalidParameterError
 from focusflow.rewrite.cpu import Normalized, normalize
+from focusflow.rewrite.cuda import SCHEDULES as CUDA_SCHEDULES
 from focusflow.rewrite.errors import HvmBackendUnavailableError
 from focusflow.rewrite.io_driver import IoDriver, run_io
 from focusflow.rewrite.parse import Book, load_book
@@ -18,9 +19,12 @@ BACKENDS = ("numba", "cuda", "wgpu")
 #: variable: ``spread`` (the default) hands it to the next launch, so that work
 #: spreads over the GPU's threads; ``chains`` reduces it at once, behind a
 #: fence, so that a program of few long sequential chains runs each chain in
-#: one thread instead of a launch a step (HVM2's stress test 3x faster on an
-#: H200, its bitonic sort up to 9x slower: bench/RESULTS.md, hvm.py).
-SCHEDULES = ("spread", "chains")
+#: one thread instead of a launch a step; ``local`` does the same with each
+#: block's new nodes and variables in the block's shared memory. On an H200,
+#: HVM2's stress test ran 2x (chains) and 8x (local) faster than under spread,
+#: the wide programs up to 9x (chains) and 50x (local) slower
+#: (bench/RESULTS.md, hvm.py).
+SCHEDULES = CUDA_SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,7 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
         ok, why = cuda.available()
         if not ok:
             raise HvmBackendUnavailableError(f"--backend cuda cannot run here: {why}")
-        return cuda.normalize_cuda(
-            book, nodes=nodes, vars_=vars_, local_foreign=schedule == "chains"
-        )
+        return cuda.normalize_cuda(book, nodes=nodes, vars_=vars_, schedule=schedule)
     if backend == "wgpu":
         from focusflow.rewrite import webgpu
 

@@ -552,3 +552,499 @@ extern "C" __global__ void hvm_round(
     cursors[2 * tm.r + 1] = tm.vcur;
     if (tm.itrs) atomicAdd((u64*)(ctl + 4), (u64)tm.itrs);
 }
+
+// ---------------------------------------------------------------------------
+// The block-local evaluator (hvm_block_round, the `local` schedule)
+//
+// The same rules, with the nodes and variables a thread makes kept in its
+// block's shared memory, as HVM2's CUDA runtime keeps them: addresses below
+// LLEN are the block's own slots (thread i owns slots i, i + LT, ...), the
+// rest are the global heap's. An interaction whose nodes are all shared pays
+// shared-memory latency instead of L2's. Two rules keep a round's end safe,
+// when the shared memory is gone:
+// - a global node or variable never holds a shared address: linking a global
+//   variable to a shared node first copies ("leaks") that node to the global
+//   heap, its shared ports behind fresh global variables, and a shared
+//   variable met by a global one is pointed at it instead;
+// - at the end of the round every pair still in a thread's bags is leaked
+//   the same way and goes to the output bag with global ports only.
+// Every pair is reduced where it is found, as hvm_round does with
+// LOCAL_FOREIGN: through a shared variable (the writer is in the block, and
+// fenced before publishing) and through a global one, behind a fence. A
+// narrow program's chain so stays with one thread, in shared memory; a wide
+// one loses the spreading that waiting for the next launch gives it, which is
+// why this is a schedule the user picks.
+
+#define LT 128
+#ifndef LLEN
+#define LLEN 8192
+#endif
+#define LPER (LLEN / LT)
+#ifndef RLEN
+#define RLEN 256
+#endif
+#define ST_BAG 5u
+
+struct BNet {
+    u64* node;
+    u32* vars;
+    u64* bag_out;
+    u32* ctl;
+    u32* scratch;
+    u64* lnode;
+    u32* lvars;
+    u32 out_cap, region_n, region_v, width;
+    const u32* roots;
+    const u32* node_start;
+    const u64* def_nodes;
+    const u32* rbag_start;
+    const u64* def_rbag;
+    const u32* def_vars;
+    const unsigned char* safe;
+    u32 root_port;
+};
+
+struct BWorker {
+    u32 t, tid, r;
+    u32 ncur, vcur, lncur, lvcur;
+    u32 hi_end, lo_end;
+    u64 hi[RLEN];
+    u64 lo[RLEN];
+    u32 itrs;
+    bool dirty_g, dirty_l;
+};
+
+__device__ __forceinline__ bool b_addr(u32 p) { return tag(p) == VAR || (tag(p) >= CON && p != NONE); }
+__device__ __forceinline__ bool b_local(u32 p) { return b_addr(p) && val(p) < LLEN; }
+
+__device__ __forceinline__ void b_fail(BNet& n, u32 status, u32 info)
+{
+    if (atomicCAS(&n.ctl[1], ST_OK, status) == ST_OK) n.ctl[2] = info;
+}
+
+__device__ __forceinline__ void b_spill(BNet& n, u64 pair)
+{
+    u32 i = atomicAdd(&n.ctl[0], 1u);
+    if (i < n.out_cap) n.bag_out[i] = pair;
+    else b_fail(n, ST_OOM_REDEXES, 0);
+}
+
+// Shrinking rules first (HVM2's priority): they free slots.
+__device__ __forceinline__ bool b_high(u32 a, u32 b)
+{
+    u32 rule = RULES[tag(a) * 8 + tag(b)];
+    return rule == R_LINK || rule == R_VOID || rule == R_ERAS || rule == R_ANNI;
+}
+
+// A foreign pair is reduced here, behind a fence that makes the global nodes
+// behind it (fenced by their writer before it published them) visible.
+__device__ __forceinline__ void b_push(BNet& n, BWorker& w, u32 a, u32 b, bool foreign)
+{
+    if (foreign) __threadfence();
+    if (b_high(a, b)) {
+        if (w.hi_end < RLEN) { w.hi[w.hi_end++] = mkpair(a, b); return; }
+    } else if (w.lo_end < RLEN) { w.lo[w.lo_end++] = mkpair(a, b); return; }
+    b_fail(n, ST_BAG, 0);
+}
+
+__device__ __forceinline__ u64 b_node_get(BNet& n, u32 loc)
+{
+    return loc < LLEN ? ((volatile u64*)n.lnode)[loc] : __ldcg(&n.node[loc]);
+}
+
+__device__ __forceinline__ void b_node_set(BNet& n, BWorker& w, u32 loc, u64 v)
+{
+    if (loc < LLEN) { ((volatile u64*)n.lnode)[loc] = v; w.dirty_l = true; }
+    else { n.node[loc] = v; w.dirty_g = true; }
+}
+
+__device__ __forceinline__ u64 b_node_take(BNet& n, u32 loc)
+{
+    u64 v = b_node_get(n, loc);
+    if (loc < LLEN) ((volatile u64*)n.lnode)[loc] = 0;
+    else n.node[loc] = 0;
+    return v;
+}
+
+__device__ __forceinline__ u32 b_var_get(BNet& n, u32 loc)
+{
+    return loc < LLEN ? ((volatile u32*)n.lvars)[loc] : *(volatile u32*)&n.vars[loc];
+}
+
+__device__ __forceinline__ void b_var_free(BNet& n, u32 loc)
+{
+    if (loc < LLEN) ((volatile u32*)n.lvars)[loc] = 0;
+    else n.vars[loc] = 0;
+}
+
+__device__ __forceinline__ u32 b_var_xchg(BNet& n, BWorker& w, u32 loc, u32 v)
+{
+    if (w.dirty_g) { __threadfence(); w.dirty_g = false; w.dirty_l = false; }
+    else if (w.dirty_l) { __threadfence_block(); w.dirty_l = false; }
+    return loc < LLEN ? atomicExch(&n.lvars[loc], v) : atomicExch(&n.vars[loc], v);
+}
+
+__device__ u32 b_lnode_alloc(BNet& n, BWorker& w)
+{
+    for (u32 k = 0; k < LPER; k++) {
+        u32 loc = w.lncur * LT + w.tid;
+        w.lncur = (w.lncur + 1 == LPER) ? 0 : w.lncur + 1;
+        if (loc != 0 && ((volatile u64*)n.lnode)[loc] == 0) {
+            ((volatile u64*)n.lnode)[loc] = RESERVED;
+            return loc;
+        }
+    }
+    return 0;
+}
+
+__device__ u32 b_lvar_alloc(BNet& n, BWorker& w)
+{
+    for (u32 k = 0; k < LPER; k++) {
+        u32 loc = w.lvcur * LT + w.tid;
+        w.lvcur = (w.lvcur + 1 == LPER) ? 0 : w.lvcur + 1;
+        if (loc != 0 && ((volatile u32*)n.lvars)[loc] == 0) {
+            ((volatile u32*)n.lvars)[loc] = NONE;
+            w.dirty_l = true;
+            return loc;
+        }
+    }
+    return 0;
+}
+
+__device__ u32 b_gnode_alloc(BNet& n, BWorker& w)
+{
+    u32 base = LLEN + w.r * n.region_n;
+    for (u32 k = 0; k < n.region_n; k++) {
+        u32 i = w.ncur;
+        w.ncur = (w.ncur + 1 == n.region_n) ? 0 : w.ncur + 1;
+        if (__ldcg(&n.node[base + i]) == 0) {
+            n.node[base + i] = RESERVED;
+            return base + i;
+        }
+    }
+    return 0;
+}
+
+__device__ u32 b_gvar_alloc(BNet& n, BWorker& w)
+{
+    u32 base = LLEN + w.r * n.region_v;
+    for (u32 k = 0; k < n.region_v; k++) {
+        u32 i = w.vcur;
+        w.vcur = (w.vcur + 1 == n.region_v) ? 0 : w.vcur + 1;
+        if (__ldcg(&n.vars[base + i]) == 0) {
+            n.vars[base + i] = NONE;
+            w.dirty_g = true;
+            return base + i;
+        }
+    }
+    return 0;
+}
+
+// n nodes and v variables, all shared or (when the thread's shared slots
+// run out) all global, or none: false when even the global region is full.
+__device__ bool b_alloc(BNet& n, BWorker& w, u32* nloc, u32* vloc, u32 nn, u32 nv)
+{
+    if (nn <= LPER && nv <= LPER) {
+        u32 i = 0, j = 0;
+        for (; i < nn; i++) if ((nloc[i] = b_lnode_alloc(n, w)) == 0) break;
+        if (i == nn) for (; j < nv; j++) if ((vloc[j] = b_lvar_alloc(n, w)) == 0) break;
+        if (i == nn && j == nv) return true;
+        for (u32 k = 0; k < i; k++) ((volatile u64*)n.lnode)[nloc[k]] = 0;
+        for (u32 k = 0; k < j; k++) ((volatile u32*)n.lvars)[vloc[k]] = 0;
+    }
+    for (u32 i = 0; i < nn; i++) {
+        if ((nloc[i] = b_gnode_alloc(n, w)) == 0) {
+            for (u32 k = 0; k < i; k++) n.node[nloc[k]] = 0;
+            n.ctl[3] = ST_OOM_NODES;
+            return false;
+        }
+    }
+    for (u32 j = 0; j < nv; j++) {
+        if ((vloc[j] = b_gvar_alloc(n, w)) == 0) {
+            for (u32 k = 0; k < j; k++) n.vars[vloc[k]] = 0;
+            for (u32 k = 0; k < nn; k++) n.node[nloc[k]] = 0;
+            n.ctl[3] = ST_OOM_VARS;
+            return false;
+        }
+    }
+    return true;
+}
+
+__device__ __forceinline__ u32 b_enter(BNet& n, u32 p, bool* foreign)
+{
+    while (tag(p) == VAR) {
+        u32 x = b_var_get(n, val(p));
+        if (x == NONE || x == 0) break;
+        b_var_free(n, val(p));
+        if (val(p) >= LLEN) *foreign = true;
+        p = x;
+    }
+    return p;
+}
+
+__device__ void b_link(BNet& n, BWorker& w, u32 a, u32 b, bool foreign = false)
+{
+    while (true) {
+        if (tag(a) != VAR && tag(b) == VAR) { u32 t = a; a = b; b = t; }
+        if (tag(a) != VAR) { b_push(n, w, a, b, foreign); return; }
+        b = b_enter(n, b, &foreign);
+        if (val(a) >= LLEN && b_local(b)) {
+            if (tag(b) == VAR) { u32 t = a; a = b; b = t; continue; }
+            b_push(n, w, a, b, false);  // a leak: global variable ~ shared node
+            return;
+        }
+        u32 old = b_var_xchg(n, w, val(a), b);
+        if (old == NONE) return;
+        b_var_free(n, val(a));
+        if (val(a) >= LLEN) foreign = true;
+        a = old;
+    }
+}
+
+// p, or a fresh global variable linked to p when p is shared (var must be a
+// global variable slot taken beforehand, or 0 when p is known global).
+__device__ __forceinline__ u32 b_globalize(BNet& n, BWorker& w, u32 p, u32 var)
+{
+    if (!b_local(p)) { if (var) n.vars[var] = 0; return p; }
+    u32 g = mk(VAR, var);
+    b_link(n, w, g, p);
+    return g;
+}
+
+// The leak: a global variable a meets the shared node b, which moves to the
+// global heap. Its shared ports stay behind fresh global variables; ports are
+// not followed through their variables (a node seen with a number where it
+// held a variable would take one interaction fewer than the other evaluators).
+__device__ u32 b_copy_out(BNet& n, BWorker& w, u32 p)
+{
+    u32 g = b_gnode_alloc(n, w);
+    u32 v1 = g ? b_gvar_alloc(n, w) : 0;
+    u32 v2 = v1 ? b_gvar_alloc(n, w) : 0;
+    if (!v2) {
+        if (g) n.node[g] = 0;
+        if (v1) n.vars[v1] = 0;
+        return 0;
+    }
+    u64 pr = b_node_take(n, val(p));
+    u32 b1 = b_globalize(n, w, fst(pr), v1);
+    u32 b2 = b_globalize(n, w, snd(pr), v2);
+    b_node_set(n, w, g, mkpair(b1, b2));
+    return mk(tag(p), g);
+}
+
+__device__ bool b_leak(BNet& n, BWorker& w, u32 a, u32 b)
+{
+    u32 g = b_copy_out(n, w, b);
+    if (!g) return false;
+    b_link(n, w, a, g);
+    return true;
+}
+
+// A port of a pair about to leave the block: a shared node copied out as
+// b_leak does; p itself when global.
+__device__ u32 b_export(BNet& n, BWorker& w, u32 p)
+{
+    if (!b_local(p)) return p;
+    u32 g = b_copy_out(n, w, p);
+    if (!g) { b_fail(n, ST_OOM_NODES, 0); return p; }
+    return g;
+}
+
+__device__ __forceinline__ u32 b_relocate(u32 p, const u32* nloc, const u32* vloc)
+{
+    u32 t = tag(p);
+    if (t >= CON) return mk(t, nloc[val(p)]);
+    if (t == VAR) return mk(VAR, vloc[val(p)]);
+    return p;
+}
+
+__device__ int b_interact(BNet& n, BWorker& w, u32 a, u32 b)
+{
+    u32 rule = RULES[tag(a) * 8 + tag(b)];
+    if (tag(a) == REF && b == n.root_port) rule = R_CALL;
+    else if (tag(b) < tag(a)) { u32 t = a; a = b; b = t; }
+    u32* nloc = n.scratch + (u64)w.t * 2 * n.width;
+    u32* vloc = nloc + n.width;
+    switch (rule) {
+    case R_LINK:
+        if (tag(a) == VAR && val(a) >= LLEN && tag(b) != VAR && b_local(b)) {
+            if (!b_leak(n, w, a, b)) { n.ctl[3] = ST_OOM_NODES; return SHORT; }
+        } else {
+            b_link(n, w, a, b);
+        }
+        return UNCOUNTED;
+    case R_VOID:
+        return COUNTED;
+    case R_CALL: {
+        u32 fid = val(a) & FID_MASK;
+        if (tag(b) == DUP) {
+            if (!n.safe[fid]) { b_fail(n, ST_UNSAFE_CLONE, fid); return UNCOUNTED; }
+            u64 pr = b_node_take(n, val(b));
+            b_link(n, w, a, fst(pr));
+            b_link(n, w, a, snd(pr));
+            return COUNTED;
+        }
+        u32 n0 = n.node_start[fid], nlen = n.node_start[fid + 1] - n0;
+        if (!b_alloc(n, w, nloc, vloc, nlen, n.def_vars[fid])) return SHORT;
+        for (u32 i = 0; i < nlen; i++) {
+            u64 pr = n.def_nodes[n0 + i];
+            b_node_set(n, w, nloc[i], mkpair(b_relocate(fst(pr), nloc, vloc), b_relocate(snd(pr), nloc, vloc)));
+        }
+        for (u32 r = n.rbag_start[fid]; r < n.rbag_start[fid + 1]; r++) {
+            u64 pr = n.def_rbag[r];
+            b_link(n, w, b_relocate(fst(pr), nloc, vloc), b_relocate(snd(pr), nloc, vloc));
+        }
+        b_link(n, w, b_relocate(n.roots[fid], nloc, vloc), b);
+        return COUNTED;
+    }
+    case R_ERAS: {
+        u64 pr = b_node_take(n, val(b));
+        b_link(n, w, a, fst(pr));
+        b_link(n, w, a, snd(pr));
+        return COUNTED;
+    }
+    case R_ANNI: {
+        u64 pa = b_node_take(n, val(a)), pb = b_node_take(n, val(b));
+        b_link(n, w, fst(pa), fst(pb));
+        b_link(n, w, snd(pa), snd(pb));
+        return COUNTED;
+    }
+    case R_COMM: {
+        if (!b_alloc(n, w, nloc, vloc, 4, 4)) return SHORT;
+        u64 pa = b_node_take(n, val(a)), pb = b_node_take(n, val(b));
+        u32 v0 = mk(VAR, vloc[0]), v1 = mk(VAR, vloc[1]), v2 = mk(VAR, vloc[2]), v3 = mk(VAR, vloc[3]);
+        b_node_set(n, w, nloc[0], mkpair(v0, v1));
+        b_node_set(n, w, nloc[1], mkpair(v2, v3));
+        b_node_set(n, w, nloc[2], mkpair(v0, v2));
+        b_node_set(n, w, nloc[3], mkpair(v1, v3));
+        b_link(n, w, mk(tag(b), nloc[0]), fst(pa));
+        b_link(n, w, mk(tag(b), nloc[1]), snd(pa));
+        b_link(n, w, mk(tag(a), nloc[2]), fst(pb));
+        b_link(n, w, mk(tag(a), nloc[3]), snd(pb));
+        return COUNTED;
+    }
+    case R_OPER: {
+        // a global node kept for the result must not hold a shared port
+        u32 gv = 0;
+        if (val(b) >= LLEN && (gv = b_gvar_alloc(n, w)) == 0) { n.ctl[3] = ST_OOM_VARS; return SHORT; }
+        u64 pr = b_node_get(n, val(b));
+        u32 b1 = fst(pr);
+        bool foreign = false;
+        u32 b2 = b_enter(n, snd(pr), &foreign);
+        if (tag(b1) == NUM) {
+            if (gv) n.vars[gv] = 0;
+            b_node_take(n, val(b));
+            b_link(n, w, mk(NUM, operate(val(a), val(b1))), b2, foreign);
+        } else {
+            if (gv) b2 = b_globalize(n, w, b2, gv);
+            b_node_set(n, w, val(b), mkpair(a, b2));
+            b_link(n, w, b1, mk(OPR, val(b)));
+        }
+        return COUNTED;
+    }
+    case R_SWIT: {
+        u32 m = (val(a) >> 5) & 0xFFFFFFu;
+        if (!b_alloc(n, w, nloc, vloc, m == 0 ? 1 : 2, 0)) return SHORT;
+        u32 gv = 0;
+        if (nloc[0] >= LLEN && (gv = b_gvar_alloc(n, w)) == 0) {
+            for (u32 k = 0; k < (m == 0 ? 1u : 2u); k++) n.node[nloc[k]] = 0;
+            n.ctl[3] = ST_OOM_VARS;
+            return SHORT;
+        }
+        u64 pr = b_node_take(n, val(b));
+        u32 b1 = fst(pr), b2 = snd(pr);
+        if (gv) b2 = b_globalize(n, w, b2, gv);
+        if (m == 0) {
+            b_node_set(n, w, nloc[0], mkpair(b2, mk(ERA, 0)));
+        } else {
+            b_node_set(n, w, nloc[1], mkpair(mk(NUM, ((m - 1) << 5) | 1u), b2));
+            b_node_set(n, w, nloc[0], mkpair(mk(ERA, 0), mk(CON, nloc[1])));
+        }
+        b_link(n, w, mk(CON, nloc[0]), b1);
+        return COUNTED;
+    }
+    }
+    return UNCOUNTED;
+}
+
+__device__ __forceinline__ bool b_pop(BWorker& w, u64* r)
+{
+    if (w.hi_end) { *r = w.hi[--w.hi_end]; return true; }
+    if (w.lo_end) { *r = w.lo[--w.lo_end]; return true; }
+    return false;
+}
+
+// Room in the bags for what one interaction pushes (a definition's pairs
+// and its root's link for a call, four otherwise).
+__device__ __forceinline__ bool b_room(BNet& n, BWorker& w, u64 r)
+{
+    u32 a = fst(r), b = snd(r), need = 4;
+    if (tag(a) == REF || tag(b) == REF) {
+        u32 fid = val(tag(a) == REF ? a : b) & FID_MASK;
+        need = max(need, n.rbag_start[fid + 1] - n.rbag_start[fid] + 1);
+    }
+    return w.hi_end + need <= RLEN && w.lo_end + need <= RLEN;
+}
+
+extern "C" __global__ void hvm_block_round(
+    u64* node, u32* vars, const u64* bag_in, u32 n_in, u64* bag_out, u32 out_cap,
+    u32* ctl, u32* cursors, u32* scratch, u32 width,
+    const u32* roots, const u32* node_start, const u64* def_nodes, const u32* rbag_start,
+    const u64* def_rbag, const u32* def_vars, const unsigned char* safe,
+    u32 root_port, u32 region_n, u32 region_v, u32 budget, u32 stride,
+    u32 regions, u32 shift)
+{
+    extern __shared__ u64 shared_words[];
+    u32 t = blockIdx.x * blockDim.x + threadIdx.x;
+    BNet n = {node, vars, bag_out, ctl, scratch, shared_words, (u32*)(shared_words + LLEN),
+              out_cap, region_n, region_v, width, roots, node_start, def_nodes, rbag_start,
+              def_rbag, def_vars, safe, root_port};
+    for (u32 k = 0; k < LPER; k++) {
+        n.lnode[k * LT + threadIdx.x] = 0;
+        n.lvars[k * LT + threadIdx.x] = 0;
+    }
+    if (t >= stride) return;
+    BWorker w;
+    w.t = t;
+    w.tid = threadIdx.x;
+    w.r = (t + shift) % regions;
+    w.ncur = cursors[2 * w.r];
+    w.vcur = cursors[2 * w.r + 1];
+    w.lncur = 0;
+    w.lvcur = 0;
+    w.hi_end = 0;
+    w.lo_end = 0;
+    w.itrs = 0;
+    w.dirty_g = false;
+    w.dirty_l = false;
+    u32 steps = 0;
+    u64 r;
+    for (u32 i = t; i < n_in; i += stride) {
+        if (steps >= budget) { b_spill(n, bag_in[i]); continue; }
+        u64 p = bag_in[i];
+        b_push(n, w, fst(p), snd(p), false);
+        while (steps < budget && b_pop(w, &r)) {
+            if (!b_room(n, w, r)) { b_push(n, w, fst(r), snd(r), false); steps = budget; break; }
+            int done = b_interact(n, w, fst(r), snd(r));
+            if (done == SHORT) { b_push(n, w, fst(r), snd(r), false); steps = budget; break; }
+            if (done == COUNTED) w.itrs++;
+            steps++;
+            if ((steps & 63) == 0 && *(volatile u32*)&ctl[1] != ST_OK) { steps = budget; break; }
+        }
+    }
+    // the round's end: leaks run, every other pair leaves with global ports
+    while (b_pop(w, &r)) {
+        u32 a = fst(r), b = snd(r);
+        if (*(volatile u32*)&ctl[1] != ST_OK) break;
+        if (tag(a) == VAR || tag(b) == VAR) {
+            if (b_interact(n, w, a, b) == SHORT) { b_fail(n, ST_OOM_NODES, 0); break; }
+        } else {
+            u32 ga = b_export(n, w, a);
+            u32 gb = b_export(n, w, b);
+            b_spill(n, mkpair(ga, gb));
+        }
+    }
+    cursors[2 * w.r] = w.ncur;
+    cursors[2 * w.r + 1] = w.vcur;
+    if (w.itrs) atomicAdd((u64*)(ctl + 4), (u64)w.itrs);
+}
