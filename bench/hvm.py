@@ -68,6 +68,7 @@ Run from the repository root::
     python bench/hvm.py --hvm /path/to/hvm --hvm-mode run --compile   # its interpreter
     python bench/hvm.py --hvm /path/to/hvm --hvm-mode "gen-c,gen-c+0 compiled" --hvm-threads 1
     python bench/hvm.py --backend cuda --hvm /path/to/HVM --hvm-mode gen-cu   # both on the GPU
+    python bench/hvm.py --backend cuda --schedule local   # the CUDA evaluator's other schedules
 """
 
 from __future__ import annotations
