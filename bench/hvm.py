@@ -430,31 +430,20 @@ class HvmRunner:
         return c_file
 
     def build(self, hvm: str, path: Path) -> Path:
+        """The executable of ``path``: gen-c's file through gcc at this
+        runner's thread count, or gen-cu's through nvcc for this GPU."""
+        source = self.c_file(hvm, path)
         if self.mode == "gen-cu":
-            cu_file = self.c_file(hvm, path)
-            exe = cu_file.with_suffix(".cuda")
-            nvcc = subprocess.run(
-                ["nvcc", "-O3", f"-arch={cuda_arch()}", "-w", str(cu_file), "-o", str(exe)],
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if nvcc.returncode != 0:
-                raise RuntimeError(f"nvcc failed: {nvcc.stderr.strip()[-300:]}")
-            self.built[str(path)] = exe
-            return exe
-        assert self.threads is not None
-        c_file = self.c_file(hvm, path)
-        exe = c_file.with_suffix(f".t{self.threads}")
-        tpc_l2 = self.threads.bit_length() - 1
-        cc = subprocess.run(
-            ["gcc", "-O3", f"-DTPC_L2={tpc_l2}", str(c_file), "-o", str(exe), *LIBS],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if cc.returncode != 0:
-            raise RuntimeError(f"gcc failed: {cc.stderr.strip()[-300:]}")
+            exe = source.with_suffix(".cuda")
+            argv = ["nvcc", "-O3", f"-arch={cuda_arch()}", "-w", str(source), "-o", str(exe)]
+        else:
+            assert self.threads is not None
+            exe = source.with_suffix(f".t{self.threads}")
+            tpc_l2 = self.threads.bit_length() - 1
+            argv = ["gcc", "-O3", f"-DTPC_L2={tpc_l2}", str(source), "-o", str(exe), *LIBS]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip()[-300:]}")
         self.built[str(path)] = exe
         return exe
 
