@@ -344,34 +344,13 @@ def parse_hvm(stdout: str) -> dict[str, str]:
     return {k: v.removesuffix("s") for k, v in _LINE.findall(stdout)}
 
 
-def hvm2_book_bytes(text: str) -> bytes:
-    """The book of ``text`` in the byte format HVM2's runtimes load
-    (``book_load``): the number of definitions, then per definition its id, a
-    256-byte name, its safe flag, redex, node and variable counts, root port,
-    redex pairs and node pairs, all little-endian words."""
-    import struct
-
-    from focusflow.rewrite.parse import load_book
-
-    book = load_book(text)
-    out = bytearray(struct.pack("<I", len(book.names)))
-    for fid, name in enumerate(book.names):
-        raw = name.encode()
-        if len(raw) >= 256:
-            raise ValueError(f"definition name too long for HVM2: {name!r}")
-        rbag = book.rbag[book.rbag_start[fid] : book.rbag_start[fid + 1]]
-        nodes = book.nodes[book.node_start[fid] : book.node_start[fid + 1]]
-        out += struct.pack("<I", fid) + raw.ljust(256, b"\0")
-        out += struct.pack("<5I", int(book.safe[fid]), len(rbag), len(nodes),
-                           int(book.vars[fid]), int(book.roots[fid]))  # fmt: skip
-        out += rbag.astype("<u8").tobytes() + nodes.astype("<u8").tobytes()
-    return bytes(out)
-
-
 def hvm2_cuda_source(src: Path, text: str) -> str:
     """What ``hvm gen-cu`` writes for ``text``: HVM2's CUDA runtime and IO
     driver (from the checkout ``src``) with the book compiled in."""
-    book = hvm2_book_bytes(text)
+    from focusflow.rewrite.book_bytes import book_bytes
+    from focusflow.rewrite.parse import load_book
+
+    book = book_bytes(load_book(text))
     hvm_cu = "#define IO\n\n" + (src / "src" / "hvm.cu").read_text()
     hvm_cu = hvm_cu.replace(
         "//COMPILED_BOOK_BUF//", "static const u8 BOOK_BUF[] = {" + ", ".join(map(str, book)) + "};"
