@@ -1,10 +1,11 @@
-"""Our book in HVM2's binary format against a book HVM2 publishes
-(``programs/sort_bitonic.book.hex``, an earlier HVM2's gen-cu output for the
-published bitonic sort at depth 18, its three size constants 18 where the
-published file has 12): byte for byte in every field but the safe flags.
-That HVM2 marked a definition unsafe only when it held a duplicator itself;
-today's HVM2, like ours, also marks those that refer to one, so the flags are
-checked against both rules, computed here from the nodes."""
+"""Our books in HVM2's binary format against the books HVM2 publishes in its
+source (``programs/*.book.hex``: an earlier HVM2's gen-cu output for the
+published stress test at depths 10 and 18 and the bitonic sort at depth 18,
+each the published file with its size constants edited): byte for byte in
+every field but the safe flags. That HVM2 marked a definition unsafe only when
+it held a duplicator itself; today's HVM2, like ours, also marks those that
+refer to one, so the flags are checked against both rules, computed here from
+the nodes."""
 
 from __future__ import annotations
 
@@ -19,11 +20,27 @@ from focusflow.rewrite.parse import load_book
 from focusflow.rewrite.ports import DUP, FID_MASK, REF
 
 PROGRAMS = Path(__file__).parent / "programs"
+#: vector -> (program, its size constant as published, how many times it occurs, the vector's)
+VECTORS = {
+    "stress.d10": ("stress", " ~ (8 a)", 1, 10),
+    "stress.d18": ("stress", " ~ (8 a)", 1, 18),
+    "sort_bitonic.d18": ("sort_bitonic", " ~ (12 (", 3, 18),
+}
 
 
-def _published() -> bytes:
-    lines = (PROGRAMS / "sort_bitonic.book.hex").read_text().splitlines()
+def _published(vector: str) -> bytes:
+    lines = (PROGRAMS / f"{vector}.book.hex").read_text().splitlines()
     return bytes.fromhex("".join(line for line in lines if not line.startswith("#")))
+
+
+def _program(vector: str, size: int | None = None) -> str:
+    """The published program of ``vector`` with its size constants set to
+    ``size`` (the vector's own by default)."""
+    name, edit, count, own = VECTORS[vector]
+    text = (PROGRAMS / f"{name}.hvm").read_text()
+    assert text.count(edit) == count
+    published = edit.split("(")[1].split()[0]
+    return text.replace(edit, edit.replace(published, str(own if size is None else size)))
 
 
 def _definitions(raw: bytes) -> list[dict]:
@@ -49,15 +66,10 @@ def _ports(d: dict) -> list[int]:
     return words
 
 
-def _bitonic(depth: int) -> str:
-    text = (PROGRAMS / "sort_bitonic.hvm").read_text()
-    assert text.count(" ~ (12 (") == 3  # @sum, @gen and @sort's depth
-    return text.replace(" ~ (12 (", f" ~ ({depth} (")
-
-
-def test_the_bitonic_book_is_hvm2s_own() -> None:
-    ours = _definitions(book_bytes(load_book(_bitonic(18))))
-    theirs = _definitions(_published())
+@pytest.mark.parametrize("vector", VECTORS)
+def test_our_book_is_hvm2s_own(vector: str) -> None:
+    ours = _definitions(book_bytes(load_book(_program(vector))))
+    theirs = _definitions(_published(vector))
     assert [d["name"] for d in ours] == [d["name"] for d in theirs]
     for o, t in zip(ours, theirs, strict=True):
         assert {k: v for k, v in o.items() if k != "safe"} == {
@@ -75,12 +87,13 @@ def test_the_bitonic_book_is_hvm2s_own() -> None:
     assert 0 < len(unsafe) < len(ours)
 
 
-def test_the_depth_is_what_differs_at_another_size() -> None:
+def test_the_size_is_what_differs_at_the_published_size() -> None:
     """The comparison can fail: at the published depth, 12, the three
-    definitions that hold the depth differ from HVM2's depth-18 book."""
-    ours = _definitions(book_bytes(load_book(_bitonic(12))))
-    differ = [o["name"] for o, t in zip(ours, _definitions(_published()), strict=True)
-              if o["nodes"] != t["nodes"]]  # fmt: skip
+    definitions of the bitonic sort that hold the depth differ from HVM2's
+    depth-18 book."""
+    ours = _definitions(book_bytes(load_book(_program("sort_bitonic.d18", 12))))
+    theirs = _definitions(_published("sort_bitonic.d18"))
+    differ = [o["name"] for o, t in zip(ours, theirs, strict=True) if o["nodes"] != t["nodes"]]
     assert differ == ["main", "main__C0", "main__C1"]
 
 

@@ -7,7 +7,7 @@ its id, its name in 256 bytes (NUL-padded), its safe flag, its redex, node and
 variable counts, its root port, its redex pairs and its node pairs (64 bits
 each, first port in the low word). Our parser numbers definitions, nodes and
 variables as HVM2's does, so the bytes are HVM2's own (a test compares them
-with a book HVM2 publishes in its source). ``bench/hvm.py`` uses it to run
+with the three books HVM2 publishes in its source). ``bench/hvm.py`` uses it to run
 HVM2's CUDA runtime on the programs ours runs.
 """
 
