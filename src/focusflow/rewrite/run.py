@@ -21,7 +21,7 @@ BACKENDS = ("numba", "cuda", "wgpu")
 #: fence, so that a program of few long sequential chains runs each chain in
 #: one thread instead of a launch a step; ``local`` does the same with each
 #: block's new nodes and variables in the block's shared memory. On an H200,
-#: HVM2's stress test ran 2x (chains) and 8x (local) faster than under spread,
+#: HVM2's stress test ran 2x (chains) and 10x (local) faster than under spread,
 #: the wide programs up to 9x (chains) and 50x (local) slower
 #: (bench/RESULTS.md, hvm.py).
 SCHEDULES = CUDA_SCHEDULES
