@@ -59,7 +59,8 @@ LOCAL_SLOTS = 8192
 SHARED_BYTES = LOCAL_SLOTS * 12
 LOCAL_MAX_THREADS = 1 << 15
 LOCAL_BUDGET = 1 << 10
-#: Pending pairs a thread of the ``local`` kernel holds of each priority (its RLEN).
+#: Pending pairs a thread of the ``local`` kernel holds of each priority. These
+#: three are the kernel's LT, LLEN and RLEN (passed to it as defines).
 BAG = 256
 
 #: How a run's rounds are scheduled (``hvm run --schedule``): ``spread`` waits
@@ -105,7 +106,8 @@ def _module(local_foreign: bool = False) -> Any:
         # IEEE float32 as on the CPU: subnormals kept, division and square root
         # correctly rounded, no fused multiply-add
         options = ("--std=c++14", "--ftz=false", "--prec-div=true", "--fmad=false",
-                   f"-DLOCAL_FOREIGN={int(local_foreign)}")  # fmt: skip
+                   f"-DLOCAL_FOREIGN={int(local_foreign)}", f"-DLT={LOCAL_BLOCK}",
+                   f"-DLLEN={LOCAL_SLOTS}", f"-DRLEN={BAG}")  # fmt: skip
         _MODULE[key] = cupy.RawModule(code=source, options=options)
     return _MODULE[key]
 

@@ -575,7 +575,11 @@ extern "C" __global__ void hvm_round(
 // one loses the spreading that waiting for the next launch gives it, which is
 // why this is a schedule the user picks.
 
+// cuda.py defines LT, LLEN and RLEN from its LOCAL_BLOCK, LOCAL_SLOTS and BAG;
+// the values here are theirs, for a compile without it.
+#ifndef LT
 #define LT 128
+#endif
 #ifndef LLEN
 #define LLEN 8192
 #endif
