@@ -165,3 +165,34 @@ def test_new_certificates_make_the_links_again() -> None:
         await b.stop()
 
     run(main())
+
+
+def test_a_link_made_while_the_certificates_change_is_made_again() -> None:
+    """b takes the network's certificate while a's connection to it is being
+    authenticated (between b's TLS handshake, made with its self-signed
+    certificate, and the connection becoming ready). Only ready connections
+    are closed at the change, so this one must be caught as it becomes ready:
+    else it stays self-signed on b's side for good and phase 3 of the
+    bootstrap, every link on the CA's certificates, is never reached."""
+
+    async def main() -> None:
+        root = _root()
+        b = Node(KeyPair.generate())
+        await b.start()
+        refuse = b.refuse
+
+        def change_then_refuse(session) -> bool:
+            if kind_of(b.id, b.certificates.presented()) == "self":
+                assert b.set_certificates(policy(root, b.key)) == 0  # nothing ready yet
+            return refuse(session)
+
+        b.refuse = change_then_refuse  # type: ignore[method-assign]
+        a = Node(KeyPair.generate(), peers=[PeerAddress(b.id, *b.address)])
+        a.set_certificates(policy(root, a.key))
+        await a.start()
+        await until(lambda: a.link_certificates().get(b.id) == ("ca", "ca"), timeout=10)
+        await until(lambda: b.link_certificates().get(a.id) == ("ca", "ca"), timeout=10)
+        await a.stop()
+        await b.stop()
+
+    run(main())

@@ -312,21 +312,32 @@ class Node:
         self._certificates = policy
         if self._server is not None:
             present_certificate(self._server, policy.presented())
-        own = kind_of(self.id, policy.presented())
         closed = 0
         for session in list(self._all):
             if not session.ready or session.is_closed or session.peer_id is None:
                 continue
-            stale = own == "ca" and session.own_cert == "self"
-            if not stale:
-                try:
-                    policy.judge(session.peer_id, session.peer_certificate)
-                except PeerAuthError:
-                    stale = True
-            if stale:
+            if self._stale(session):
                 session.close(CLOSE_NORMAL, "certificates changed")
                 closed += 1
         return closed
+
+    def _stale(self, session: Session) -> bool:
+        """Whether ``session`` was made under certificates this node no longer
+        uses: it showed a self-signed certificate where the node now has the
+        CA's, or its peer's certificate is one the policy no longer takes.
+
+        Checked for every ready session when the policy changes, and for each
+        session as it becomes ready: one whose handshake was under way at the
+        change is not ready then, and would otherwise stay as it was made."""
+        assert session.peer_id is not None
+        policy = self._certificates
+        if kind_of(self.id, policy.presented()) == "ca" and session.own_cert == "self":
+            return True
+        try:
+            policy.judge(session.peer_id, session.peer_certificate)
+        except PeerAuthError:
+            return True
+        return False
 
     def link_certificates(self) -> dict[bytes, tuple[CertKind, CertKind]]:
         """For each authenticated connection, by peer: who vouched for this
@@ -441,6 +452,9 @@ class Node:
         if it stays silent, so the peer's next dial gets through.
         """
         assert session.peer_id is not None
+        if self._stale(session):
+            session.close(CLOSE_NORMAL, "certificates changed")
+            return
         current = self._sessions.get(session.peer_id)
         if current is not None and current is not session and not current.is_closed:
             winner = min((current, session), key=lambda s: s.rank)
