@@ -89,6 +89,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from focusflow.rewrite.schedules import DEFAULT_SCHEDULE, SCHEDULES
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS_DIR = ROOT / "tests" / "rewrite" / "programs"
 GOAL_MIPS = 100.0
@@ -312,7 +314,7 @@ def cold_compile() -> float | None:
 
 
 #: Which evaluator of ours runs, and on how many CPU threads (set by main).
-OURS: dict[str, Any] = {"backend": "numba", "threads": 1, "schedule": "spread"}
+OURS: dict[str, Any] = {"backend": "numba", "threads": 1, "schedule": DEFAULT_SCHEDULE}
 
 
 def run_ours(row: Row, text: str, timed: bool = True) -> bool:
@@ -685,7 +687,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="also time a cold numba compile")
     p.add_argument("--backend", default="numba", help="our evaluator: numba, cuda or wgpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of numba")
-    p.add_argument("--schedule", default="spread", help="the CUDA evaluator's: spread or chains")
+    p.add_argument(
+        "--schedule",
+        default=DEFAULT_SCHEDULE,
+        help="the CUDA evaluator's: " + ", ".join(SCHEDULES),
+    )
     p.add_argument(
         "--budget",
         type=float,

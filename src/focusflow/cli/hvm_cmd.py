@@ -6,9 +6,8 @@ Prints what HVM2's ``hvm run`` prints (``Result: ...`` then the ``- ITRS``,
 evaluator (numba on the CPU with ``--threads``, cuda, wgpu); one this machine
 cannot run is refused with ``hvm_backend_unavailable`` and the reason.
 ``--io`` performs the program's IO calls (``hvm run-c``'s driver): what the
-program writes to stdout comes first, then these lines. ``--schedule chains``
-runs the cuda evaluator's sequential chains in one thread each, ``local`` too,
-with each block's new nodes in its shared memory. docs/hvm.md.
+program writes to stdout comes first, then these lines. ``--schedule`` picks
+how the cuda evaluator schedules its rounds (``rewrite.schedules``). docs/hvm.md.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from pathlib import Path
 import typer
 
 from focusflow.core.errors import InputFileError, InvalidParameterError
+from focusflow.rewrite.schedules import DEFAULT_SCHEDULE
 
 hvm_app = typer.Typer(help="Run HVM2 interaction-net programs (IR text).", no_args_is_help=True)
 
@@ -34,11 +34,12 @@ def run_cmd(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     schedule: str = typer.Option(
-        "spread",
+        DEFAULT_SCHEDULE,
         "--schedule",
-        help="The cuda evaluator's: spread (work over the GPU's threads), chains "
-        "(each sequential chain run in one thread; for programs of few long chains) or "
-        "local (chains, with each block's new nodes in its shared memory).",
+        help="The cuda evaluator's: auto (spread, moving to local where the net turns "
+        "out to be a few long sequential chains), spread (work over the GPU's threads), "
+        "chains (each sequential chain run in one thread) or local (chains, with each "
+        "block's new nodes in its shared memory).",
     ),
     io: bool = typer.Option(
         False,

@@ -31,6 +31,7 @@ from focusflow.rewrite.cpu import Normalized
 from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import CON, NONE, REF, RULES, VAR
+from focusflow.rewrite.schedules import DEFAULT_SCHEDULE, SCHEDULES
 
 #: Default heap on a GPU: 2^29 node slots (4 GiB) and as many variable slots (2 GiB).
 DEFAULT_NODES = 1 << 29
@@ -63,11 +64,14 @@ LOCAL_BUDGET = 1 << 10
 #: three are the kernel's LT, LLEN and RLEN (passed to it as defines).
 BAG = 256
 
-#: How a run's rounds are scheduled (``hvm run --schedule``): ``spread`` waits
-#: a launch for a pair found through another thread's variable, ``chains``
-#: reduces it at once, ``local`` does too with each block's new nodes and
-#: variables in its shared memory.
-SCHEDULES = ("spread", "chains", "local")
+#: ``auto``: the widest round (pairs it starts with) at which the local kernel
+#: is tried, and how many rounds in a row must have started with exactly that
+#: many pairs first; the interactions a thread does in that trial round; the
+#: trials a run may lose before it keeps to ``spread``.
+AUTO_LOCAL_PAIRS = LOCAL_MAX_THREADS
+AUTO_STEADY_ROUNDS = 16
+AUTO_TRIAL_BUDGET = 1 << 5
+AUTO_TRIALS = 1
 
 _MODULE: dict[str, Any] = {}
 
@@ -180,16 +184,120 @@ class _Kernel:
         return self.budget or min(MAX_BUDGET, max(MIN_BUDGET, ROUND // launched))
 
 
-def _kernel(schedule: str) -> _Kernel:
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; there are: {', '.join(SCHEDULES)}")
+def _kernel(schedule: str, low: int = 1) -> _Kernel:
+    """The kernel of a single schedule; ``low``: where the spreading kernels'
+    regions start (above the local kernel's shared addresses when they share
+    a heap with it)."""
     if schedule == "local":
         function = _module(True).get_function("hvm_block_round")
         function.max_dynamic_shared_size_bytes = SHARED_BYTES
         return _Kernel(function, LOCAL_BLOCK, LOCAL_SLOTS, LOCAL_MAX_THREADS, SHARED_BYTES,
                        LOCAL_BUDGET)  # fmt: skip
     function = _module(schedule == "chains").get_function("hvm_round")
-    return _Kernel(function, BLOCK, 1, MAX_THREADS, 0, 0)
+    return _Kernel(function, BLOCK, low, MAX_THREADS, 0, 0)
+
+
+class _Auto:
+    """Which kernel runs each round of an ``auto`` run, and with what budget.
+
+    The local kernel runs a net of few long sequential chains (HVM2's stress
+    test) 10x faster than ``spread``, whose every step waits a launch, but a
+    wide or growing net up to 50x slower: its threads each keep their own
+    pairs, so the work does not spread. Under ``spread``, k chains that each
+    take a step a round start every round with exactly k pairs, while the
+    width of other nets moves from round to round (a bitonic sort's narrow
+    phases alternate between 8,192 and 16,384 pairs for hundreds of rounds).
+    So ``auto`` runs ``spread``, and once ``AUTO_STEADY_ROUNDS`` rounds in a
+    row started with the same number of pairs, at most ``AUTO_LOCAL_PAIRS``,
+    it runs one round of the local kernel with a short budget, and keeps to
+    that kernel if the round did more interactions a second than the
+    ``spread`` rounds before it. A width that moves out of a factor of 2 of
+    that one, or outgrows the local kernel, goes back to ``spread``. After
+    ``AUTO_TRIALS`` lost trials none is made: a trial costs 10-80 ``spread``
+    rounds and changes the order of the work after it (trying wherever the
+    width held within a factor of 2 made small sorts 15-40 % slower on an
+    H200).
+    """
+
+    def __init__(self, local: _Kernel, spread: _Kernel) -> None:
+        self.local, self.spread = local, spread
+        self.on_local = False
+        self.widths: list[int] = []
+        self.rates: list[float] = []
+        self.tried: int | None = None  # the width of the last trial
+        self.trial = False
+        self.lost = 0
+
+    def pick(self, pending: int, launched: int) -> tuple[_Kernel, int]:
+        """The kernel of the next round, and its budget a thread."""
+        if self.on_local and (pending > AUTO_LOCAL_PAIRS or not self._near(pending, self.tried)):
+            self.on_local = False
+            self.widths.clear()
+            self.rates.clear()
+        if self.on_local:
+            return self.local, self.local.budget
+        steady = len(self.widths) >= AUTO_STEADY_ROUNDS and all(
+            w == pending for w in self.widths[-AUTO_STEADY_ROUNDS:]
+        )
+        self.trial = (
+            steady
+            and self.lost < AUTO_TRIALS
+            and pending <= AUTO_LOCAL_PAIRS
+            and pending != self.tried
+        )
+        if self.trial:
+            self.tried = pending
+            return self.local, AUTO_TRIAL_BUDGET
+        return self.spread, self.spread.budget_for(launched)
+
+    def record(self, pending: int, interactions: int, seconds: float) -> None:
+        """What the round just run did: the pairs it started with, its
+        interactions and its time."""
+        rate = interactions / max(seconds, 1e-9)
+        if self.trial:
+            recent = self.rates[-AUTO_STEADY_ROUNDS:]
+            self.on_local = rate > sum(recent) / len(recent)
+            self.lost += not self.on_local
+            self.trial = False
+        elif not self.on_local:
+            self.widths.append(pending)
+            self.rates.append(rate)
+            del self.widths[:-AUTO_STEADY_ROUNDS], self.rates[:-AUTO_STEADY_ROUNDS]
+
+    def kernels(self) -> tuple[_Kernel, ...]:
+        return self.local, self.spread
+
+    @staticmethod
+    def _near(width: int, other: int | None) -> bool:
+        return other is not None and other <= 2 * width and width <= 2 * other
+
+
+class _Fixed:
+    """The one kernel of every other schedule."""
+
+    def __init__(self, kernel: _Kernel) -> None:
+        self.kernel = kernel
+
+    def pick(self, pending: int, launched: int) -> tuple[_Kernel, int]:
+        return self.kernel, self.kernel.budget_for(launched)
+
+    def kernels(self) -> tuple[_Kernel, ...]:
+        return (self.kernel,)
+
+    def record(self, pending: int, interactions: int, seconds: float) -> None:
+        return None
+
+
+def _policy(schedule: str) -> tuple[_Auto | _Fixed, _Kernel]:
+    """The schedule's choice of kernel a round, and the kernel whose heap
+    layout (lowest region address, most threads) the run takes."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; there are: {', '.join(SCHEDULES)}")
+    if schedule == "auto":
+        spread = _kernel("spread", low=LOCAL_SLOTS)
+        return _Auto(_kernel("local"), spread), spread
+    k = _kernel(schedule)
+    return _Fixed(k), k
 
 
 def _raise(status: int, detail: int, book: Book, interactions: int, what: dict[int, str]) -> None:
@@ -209,23 +317,24 @@ def normalize_cuda(
     nodes: int = DEFAULT_NODES,
     vars_: int = DEFAULT_VARS,
     threads: int | None = None,
-    schedule: str = "spread",
+    schedule: str = DEFAULT_SCHEDULE,
 ) -> Normalized:
     """Run ``@main`` of ``book`` to normal form on the GPU under ``schedule``
     (``SCHEDULES``); the same result and interaction count as
     ``cpu.normalize`` under each. ``threads`` (regions) defaults to as many as
     the heap allows, at most ``MAX_THREADS`` (``LOCAL_MAX_THREADS``)."""
-    k = _kernel(schedule)
+    policy, layout = _policy(schedule)
     cupy = _cupy()
-    nodes = max(int(nodes), 64 + k.low)
-    vars_ = min(max(int(vars_), 64 + k.low), 1 << 29)
+    low = layout.low
+    nodes = max(int(nodes), 64 + low)
+    vars_ = min(max(int(vars_), 64 + low), 1 << 29)
     width = max(4, int(np.diff(book.node_start).max(initial=0)), int(book.vars.max(initial=0)))
     # a region holds at least four of the largest definition, and MIN_REGION slots
     region = max(4 * width, MIN_REGION)
-    most = max(1, min((nodes - k.low) // region, (vars_ - 1 - k.low) // region))
-    count = min(k.most_threads if threads is None else max(1, int(threads)), most)
-    region_n = (nodes - k.low) // count
-    region_v = (vars_ - 1 - k.low) // count
+    most = max(1, min((nodes - low) // region, (vars_ - 1 - low) // region))
+    count = min(layout.most_threads if threads is None else max(1, int(threads)), most)
+    region_n = (nodes - low) // count
+    region_v = (vars_ - 1 - low) // count
     node = cupy.zeros(nodes, dtype=cupy.uint64)
     subst = cupy.zeros(vars_, dtype=cupy.uint32)
     root_slot = vars_ - 1
@@ -248,23 +357,34 @@ def normalize_cuda(
         cupy.asarray(book.vars.astype(np.uint32)),
         cupy.asarray(book.safe.astype(np.uint8)),
     )
+
+    def launch(k: _Kernel, pending: int, launched: int, budget: int) -> None:
+        k.function(((launched + k.block - 1) // k.block,), (k.block,),
+                   (node, subst, bags[0], np.uint32(pending), bags[1], np.uint32(cap), ctl,
+                    cursors, scratch, np.uint32(width), *book_args, np.uint32(root),
+                    np.uint32(region_n), np.uint32(region_v), np.uint32(budget),
+                    np.uint32(launched), np.uint32(count), np.uint32(shift),
+                    np.uint32(low)), shared_mem=k.shared)  # fmt: skip
+
+    # CUDA loads a kernel at its first launch (milliseconds): an empty launch
+    # of each does that before the clock starts, and before ``auto`` times a
+    # trial round of the local kernel against rounds of the other.
+    shift = 0
+    for k in policy.kernels():
+        launch(k, 0, 1, 0)
     pending = 1
     rounds = 0
-    shift = 0
     interactions = 0
     status = detail = 0
     cupy.cuda.runtime.deviceSynchronize()
     start = time.perf_counter()
     while pending:
         launched = min(count, pending)
+        k, budget = policy.pick(pending, launched)
         ctl[0] = 0
         ctl[3] = 0
-        k.function(((launched + k.block - 1) // k.block,), (k.block,),
-                   (node, subst, bags[0], np.uint32(pending), bags[1], np.uint32(cap), ctl,
-                    cursors, scratch, np.uint32(width), *book_args, np.uint32(root),
-                    np.uint32(region_n), np.uint32(region_v),
-                    np.uint32(k.budget_for(launched)), np.uint32(launched), np.uint32(count),
-                    np.uint32(shift)), shared_mem=k.shared)  # fmt: skip
+        began = time.perf_counter()
+        launch(k, pending, launched, budget)
         rounds += 1
         head = cupy.asnumpy(ctl)
         pending = int(head[0])
@@ -277,6 +397,7 @@ def normalize_cuda(
                 status = int(head[3])
                 break
             shift = (shift + 7919) % count  # other regions take the pairs next round
+        policy.record(launched, done - interactions, time.perf_counter() - began)
         interactions = done
         bags.reverse()
     seconds = time.perf_counter() - start

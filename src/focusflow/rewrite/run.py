@@ -7,23 +7,25 @@ from dataclasses import dataclass
 
 from focusflow.core.errors import InvalidParameterError
 from focusflow.rewrite.cpu import Normalized, normalize
-from focusflow.rewrite.cuda import SCHEDULES as CUDA_SCHEDULES
 from focusflow.rewrite.errors import HvmBackendUnavailableError
 from focusflow.rewrite.io_driver import IoDriver, run_io
 from focusflow.rewrite.parse import Book, load_book
+from focusflow.rewrite.schedules import DEFAULT_SCHEDULE
+from focusflow.rewrite.schedules import SCHEDULES as CUDA_SCHEDULES
 from focusflow.rewrite.show import readback
 
 #: The evaluators by name: numba (CPU, any thread count), cuda (CuPy), wgpu (WebGPU).
 BACKENDS = ("numba", "cuda", "wgpu")
 #: How the CUDA evaluator treats a pair found through another thread's
-#: variable: ``spread`` (the default) hands it to the next launch, so that work
-#: spreads over the GPU's threads; ``chains`` reduces it at once, behind a
-#: fence, so that a program of few long sequential chains runs each chain in
-#: one thread instead of a launch a step; ``local`` does the same with each
-#: block's new nodes and variables in the block's shared memory. On an H200,
-#: HVM2's stress test ran 2x (chains) and 10x (local) faster than under spread,
-#: the wide programs up to 9x (chains) and 50x (local) slower
-#: (bench/RESULTS.md, hvm.py).
+#: variable: ``spread`` hands it to the next launch, so that work spreads over
+#: the GPU's threads; ``chains`` reduces it at once, behind a fence, so that a
+#: program of few long sequential chains runs each chain in one thread instead
+#: of a launch a step; ``local`` does the same with each block's new nodes and
+#: variables in the block's shared memory; ``auto`` (the default) runs
+#: ``spread`` and moves to ``local`` where a net turns out to be such chains
+#: (``cuda._Auto``). On an H200, HVM2's stress test ran 2x (chains) and 10x
+#: (local, auto) faster than under spread, the wide programs up to 9x (chains)
+#: and 50x (local) slower, and as fast under auto (bench/RESULTS.md, hvm.py).
 SCHEDULES = CUDA_SCHEDULES
 
 
@@ -60,7 +62,7 @@ def default_heap(backend: str) -> int:
 
 def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
                  vars_: int | None = None, threads: int = 1,
-                 schedule: str = "spread") -> Normalized:  # fmt: skip
+                 schedule: str = DEFAULT_SCHEDULE) -> Normalized:  # fmt: skip
     """Normalise ``book`` on ``backend``; ``threads`` is the CPU's thread count
     (the GPU back ends pick theirs from the heap), ``schedule`` the CUDA
     evaluator's (``SCHEDULES``). Raises ``HvmBackendUnavailableError`` for an
@@ -74,7 +76,7 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
         raise InvalidParameterError(
             f"--schedule {schedule!r} is not a schedule; there are: {', '.join(SCHEDULES)}"
         )
-    if schedule != "spread" and backend != "cuda":
+    if schedule != DEFAULT_SCHEDULE and backend != "cuda":
         raise InvalidParameterError(f"--schedule {schedule} applies to --backend cuda only")
     nodes = default_heap(backend) if nodes is None else nodes
     vars_ = default_heap(backend) if vars_ is None else vars_
@@ -97,7 +99,8 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
 
 def run_text(text: str, nodes: int | None = None, vars_: int | None = None,
              backend: str = "numba", threads: int = 1,
-             io: IoDriver | None = None, schedule: str = "spread") -> RunResult:  # fmt: skip
+             io: IoDriver | None = None,
+             schedule: str = DEFAULT_SCHEDULE) -> RunResult:  # fmt: skip
     """Parse, build and normalise ``@main`` of the program ``text``; with
     ``io``, perform its IO calls through that driver as HVM2's C runtime does
     (the CPU evaluator only: ``HvmBackendUnavailableError`` on another)."""

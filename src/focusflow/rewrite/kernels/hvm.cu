@@ -261,6 +261,7 @@ struct Net {
     const u32* def_vars;
     const unsigned char* safe;
     u32 root_port;
+    u32 low;  // the first slot of region 0 (LLEN where hvm_block_round shares the heap)
 };
 
 struct Worker {
@@ -310,7 +311,7 @@ __device__ __forceinline__ void var_free(Net& net, u32 loc) { net.vars[loc] = 0;
 // whole region is taken.
 __device__ u32 node_alloc(Net& net, Worker& tm)
 {
-    u32 base = 1 + tm.r * net.region_n;
+    u32 base = net.low + tm.r * net.region_n;
     for (u32 k = 0; k < net.region_n; k++) {
         u32 i = tm.ncur;
         tm.ncur = (tm.ncur + 1 == net.region_n) ? 0 : tm.ncur + 1;
@@ -324,7 +325,7 @@ __device__ u32 node_alloc(Net& net, Worker& tm)
 
 __device__ u32 var_alloc(Net& net, Worker& tm)
 {
-    u32 base = 1 + tm.r * net.region_v;
+    u32 base = net.low + tm.r * net.region_v;
     for (u32 k = 0; k < net.region_v; k++) {
         u32 i = tm.vcur;
         tm.vcur = (tm.vcur + 1 == net.region_v) ? 0 : tm.vcur + 1;
@@ -511,12 +512,13 @@ extern "C" __global__ void hvm_round(
     const u32* roots, const u32* node_start, const u64* def_nodes, const u32* rbag_start,
     const u64* def_rbag, const u32* def_vars, const unsigned char* safe,
     u32 root_port, u32 region_n, u32 region_v, u32 budget, u32 stride,
-    u32 regions, u32 shift)
+    u32 regions, u32 shift, u32 low)
 {
     u32 t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= stride) return;
     Net net = {node, vars, bag_out, ctl, scratch, out_cap, region_n, region_v,
-               width, roots, node_start, def_nodes, rbag_start, def_rbag, def_vars, safe, root_port};
+               width, roots, node_start, def_nodes, rbag_start, def_rbag, def_vars, safe, root_port,
+               low};
     Worker tm;
     tm.t = t;
     tm.r = (t + shift) % regions;
@@ -573,7 +575,9 @@ extern "C" __global__ void hvm_round(
 // fenced before publishing) and through a global one, behind a fence. A
 // narrow program's chain so stays with one thread, in shared memory; a wide
 // one loses the spreading that waiting for the next launch gives it, which is
-// why this is a schedule the user picks.
+// why the `auto` schedule runs this kernel only where a round measures it
+// faster (cuda.py, _Auto). Under `auto` the rounds of hvm_round share the heap,
+// their regions starting at `low` = LLEN.
 
 // cuda.py defines LT, LLEN and RLEN from its LOCAL_BLOCK, LOCAL_SLOTS and BAG;
 // the values here are theirs, for a compile without it.
@@ -996,8 +1000,9 @@ extern "C" __global__ void hvm_block_round(
     const u32* roots, const u32* node_start, const u64* def_nodes, const u32* rbag_start,
     const u64* def_rbag, const u32* def_vars, const unsigned char* safe,
     u32 root_port, u32 region_n, u32 region_v, u32 budget, u32 stride,
-    u32 regions, u32 shift)
+    u32 regions, u32 shift, u32 low)
 {
+    // `low` is hvm_round's argument, passed alike to both kernels: here it is LLEN
     extern __shared__ u64 shared_words[];
     u32 t = blockIdx.x * blockDim.x + threadIdx.x;
     BNet n = {node, vars, bag_out, ctl, scratch, shared_words, (u32*)(shared_words + LLEN),

@@ -1,0 +1,14 @@
+"""The CUDA evaluator's schedules by name, apart from the evaluator so that the
+command line can name them without importing numba or CuPy."""
+
+from __future__ import annotations
+
+#: How a run's rounds are scheduled (``hvm run --schedule``): ``spread`` waits
+#: a launch for a pair found through another thread's variable, ``chains``
+#: reduces it at once, ``local`` does too with each block's new nodes and
+#: variables in its shared memory, ``auto`` runs ``spread`` and moves to
+#: ``local`` where it measures it faster (``cuda._Auto``).
+SCHEDULES = ("spread", "chains", "local", "auto")
+#: What ``hvm run`` and ``normalize_cuda`` use unless told: on an H200 it was as
+#: fast as ``spread`` on every published program, and 10x faster on stress.
+DEFAULT_SCHEDULE = "auto"
