@@ -172,7 +172,7 @@ def test_successive_versions_of_a_source_tree_store_only_what_changed(tmp_path):
             names = sorted(files)
             for name in rng.choice(names, 3, replace=False):
                 text = files[name]
-                at = int(rng.integers(0, len(text)))
+                at = int(rng.integers(0, len(text) + 1))  # an empty file has one place
                 files[name] = text[:at] + b"# an edit\n" + text[at:]
             files[f"added_{version}.py"] = _random(5_000, version).hex().encode()
             del files[names[int(rng.integers(0, len(names)))]]
