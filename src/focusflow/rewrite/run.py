@@ -10,23 +10,11 @@ from focusflow.rewrite.cpu import Normalized, normalize
 from focusflow.rewrite.errors import HvmBackendUnavailableError
 from focusflow.rewrite.io_driver import IoDriver, run_io
 from focusflow.rewrite.parse import Book, load_book
-from focusflow.rewrite.schedules import DEFAULT_SCHEDULE
-from focusflow.rewrite.schedules import SCHEDULES as CUDA_SCHEDULES
+from focusflow.rewrite.schedules import DEFAULT_SCHEDULE, SCHEDULES
 from focusflow.rewrite.show import readback
 
 #: The evaluators by name: numba (CPU, any thread count), cuda (CuPy), wgpu (WebGPU).
 BACKENDS = ("numba", "cuda", "wgpu")
-#: How the CUDA evaluator treats a pair found through another thread's
-#: variable: ``spread`` hands it to the next launch, so that work spreads over
-#: the GPU's threads; ``chains`` reduces it at once, behind a fence, so that a
-#: program of few long sequential chains runs each chain in one thread instead
-#: of a launch a step; ``local`` does the same with each block's new nodes and
-#: variables in the block's shared memory; ``auto`` (the default) runs
-#: ``spread`` and moves to ``local`` where a net turns out to be such chains
-#: (``cuda._Auto``). On an H200, HVM2's stress test ran 2x (chains) and 10x
-#: (local, auto) faster than under spread, the wide programs up to 9x (chains)
-#: and 50x (local) slower, and as fast under auto (bench/RESULTS.md, hvm.py).
-SCHEDULES = CUDA_SCHEDULES
 
 
 @dataclass(frozen=True)

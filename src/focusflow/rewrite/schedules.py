@@ -7,7 +7,10 @@ from __future__ import annotations
 #: a launch for a pair found through another thread's variable, ``chains``
 #: reduces it at once, ``local`` does too with each block's new nodes and
 #: variables in its shared memory, ``auto`` runs ``spread`` and moves to
-#: ``local`` where it measures it faster (``cuda._Auto``).
+#: ``local`` where it measures it faster (``cuda._Auto``). On an H200, HVM2's
+#: stress test ran 2x (chains) and 10x (local, auto) faster than under spread,
+#: the wide programs up to 9x (chains) and 50x (local) slower, and as fast
+#: under auto (bench/RESULTS.md, hvm.py).
 SCHEDULES = ("spread", "chains", "local", "auto")
 #: What ``hvm run`` and ``normalize_cuda`` use unless told: on an H200 it was as
 #: fast as ``spread`` on every published program, and 10x faster on stress.
