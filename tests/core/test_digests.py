@@ -41,3 +41,33 @@ def test_debian_python_takes_the_openssl_path() -> None:
     from focusflow.core import digests
 
     assert digests._load() is not hashlib_rows
+
+
+def test_the_openssl_loop_is_loaded_from_numbas_cache(tmp_path) -> None:
+    """Compiled once, then loaded: a loop that called ctypes pointers could not be
+    cached, and every process (each node start) compiled it for about a second."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import numpy as np\n"
+        "from focusflow.core.digests import sha256_rows\n"
+        "from focusflow.core.digest_kernel import digest_rows\n"
+        "sha256_rows(np.zeros((2, 3), np.uint8))\n"
+        "print(sum(digest_rows.stats.cache_hits.values()), "
+        "sum(digest_rows.stats.cache_misses.values()))\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert runs == [["0", "1"], ["1", "0"]]

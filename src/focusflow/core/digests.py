@@ -10,9 +10,13 @@ saved a third of that but tripled the compile time every process pays.)
 
 Where libcrypto or its OpenSSL 3 EVP functions cannot be found, the same
 digests come from a hashlib loop; both paths are checked against each other
-in the tests. The numba loop is compiled on first use (about a second: numba
-cannot cache code that calls through ctypes pointers); :func:`warm_up` lets a
-node pay that before it serves.
+in the tests. The loop calls the three digest functions by name
+(``ExternalFunction``), resolved against libcrypto when its code is loaded,
+not through ctypes pointers whose addresses numba would bake into the code:
+so it is cached like every other kernel, and a process loads it in a few
+milliseconds instead of compiling it for about a second (which every node,
+validator and devnet start paid before it could serve). :func:`warm_up`
+loads it before a node serves.
 """
 
 from __future__ import annotations
@@ -76,37 +80,18 @@ def _openssl_kernel() -> Callable[[np.ndarray], np.ndarray] | None:
         fetch = _fn(lib, "EVP_MD_fetch", [ctypes.c_void_p] * 3, ctypes.c_void_p)
         new = _fn(lib, "EVP_MD_CTX_new", [], ctypes.c_void_p)
         free = _fn(lib, "EVP_MD_CTX_free", [ctypes.c_void_p], None)
-        init = _fn(lib, "EVP_DigestInit_ex2", [ctypes.c_void_p] * 3, ctypes.c_int)
-        update = _fn(
-            lib,
-            "EVP_DigestUpdate",
-            [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t],
-            ctypes.c_int,
-        )
-        final = _fn(lib, "EVP_DigestFinal_ex", [ctypes.c_void_p] * 3, ctypes.c_int)
+        # The symbols the compiled loop names must all be there before it loads.
+        for symbol in ("EVP_DigestInit_ex2", "EVP_DigestUpdate", "EVP_DigestFinal_ex"):
+            lib[symbol]
     except (OSError, AttributeError):
         return None
     md = fetch(None, b"SHA256", None)
     if not md:
         return None
+    import llvmlite.binding as llvm
 
-    import numba as nb
-
-    @nb.njit(nogil=True)
-    def digest_rows(
-        rows: np.ndarray[tuple[int, int], np.dtype[np.uint8]],
-        out: np.ndarray,
-        ctx: int,
-        md: int,
-    ) -> int:  # pragma: no cover - compiled
-        n, size = rows.shape
-        for i in range(n):
-            ok = init(ctx, md, 0)
-            ok &= update(ctx, rows[i].ctypes.data, size)
-            ok &= final(ctx, out[i].ctypes.data, 0)
-            if ok != 1:
-                return i
-        return n
+    llvm.load_library_permanently(name)
+    from focusflow.core.digest_kernel import digest_rows
 
     def kernel(rows: np.ndarray) -> np.ndarray:
         out = np.empty((rows.shape[0], DIGEST_SIZE), dtype=np.uint8)

@@ -39,6 +39,7 @@ from focusflow.core.home import (
 from focusflow.core.keys import KeyPair, encode_address
 from focusflow.core.keystore import Keystore
 from focusflow.node.ca_signer import ShareFile
+from focusflow.node.hd_wallet import derive_key, eth_address, seed_of
 from focusflow.services.trust import frost
 from focusflow.services.trust.threshold_ca import threshold_root
 
@@ -273,14 +274,9 @@ def init_devnet(
 @functools.cache
 def eth_dev_accounts() -> tuple[tuple[bytes, bytes], ...]:
     """``(address, private key)`` of the test mnemonic's first ETH_DEV_ACCOUNTS accounts."""
-    from eth_account import Account
-
-    Account.enable_unaudited_hdwallet_features()
-    out = []
-    for i in range(ETH_DEV_ACCOUNTS):
-        acct = Account.from_mnemonic(ETH_DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
-        out.append((bytes.fromhex(acct.address[2:]), bytes(acct.key)))
-    return tuple(out)
+    seed = seed_of(ETH_DEV_MNEMONIC)
+    keys = [derive_key(seed, f"m/44'/60'/0'/0/{i}") for i in range(ETH_DEV_ACCOUNTS)]
+    return tuple((eth_address(key), key) for key in keys)
 
 
 #: Prefix of a new testnet's chain id (the rest comes from its genesis hash).
