@@ -39,3 +39,17 @@ def test_a_node_loads_query_and_ethereum_libraries_when_first_used():
     first query, eth-keys, eth-utils and rlp for the first Ethereum transaction
     (together 1.4 s of every node's start here)."""
     assert _loaded("import focusflow.node.network", LAZY_IN_NODE) == []
+
+
+def test_a_new_devnet_home_derives_its_ethereum_accounts_without_eth_account(tmp_path):
+    """A new devnet funds the test mnemonic's accounts and prints them at every
+    start; eth-account's import (its key-file module loads py_ecc's BLS tables)
+    cost each start about a second, so they are derived with hashlib and
+    coincurve (``node.hd_wallet``)."""
+    statement = (
+        "from pathlib import Path\n"
+        "from focusflow.node.home import eth_dev_accounts, init_devnet\n"
+        f"init_devnet(Path({str(tmp_path / 'home')!r}))\n"
+        "eth_dev_accounts()"
+    )
+    assert _loaded(statement, ("eth_account", "eth_keyfile", "py_ecc")) == []
