@@ -14,6 +14,12 @@ to it over HTTP only, as a user would:
 
     python bench/devnet.py                          # 1 s and 0.2 s, 10 s windows
     python bench/devnet.py --block-times 0.2 --window 20 --rounds 5
+    python bench/devnet.py --startups 5 --vs-root /tmp/old   # start-up only, two trees
+
+With ``--startups N`` only the start-up is measured, N times (a new home, then
+the same home resumed); with ``--vs-root`` another source tree (a worktree of an
+older revision) is started in turn with this one, round by round, and the
+medians and their ratio are printed.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,9 +45,10 @@ from focusflow.core.keystore import Keystore
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start(home: Path, block_time: str) -> tuple[subprocess.Popen, str, float]:
-    """A devnet on a free port; (process, API URL, seconds until its status answered)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+def start(home: Path, block_time: str, root: Path = ROOT) -> tuple[subprocess.Popen, str, float]:
+    """A devnet of the source tree ``root`` on a free port; (process, API URL,
+    seconds until its status answered)."""
+    env = dict(os.environ, PYTHONPATH=str(root / "src"))
     env.pop("FOCUSFLOW_HOME", None)
     log = open(home.parent / "devnet.log", "ab")  # noqa: SIM115 - lives as long as the node
     t0 = time.perf_counter()
@@ -184,6 +192,38 @@ def links(block_time: float, rounds: int, txs: int, per_tx: int) -> dict:
     }
 
 
+def startups(roots: list[Path], runs: int) -> None:
+    """Start-up only: a new home, then the same home resumed, ``runs`` times for
+    each tree in ``roots``, the trees in turn within each round."""
+    times: dict[Path, dict[str, list[float]]] = {r: {"new": [], "resumed": []} for r in roots}
+    for i in range(runs):
+        for root in roots:
+            with tempfile.TemporaryDirectory() as tmp:
+                home = Path(tmp) / "home"
+                for kind in ("new", "resumed"):
+                    proc, _, seconds = start(home, "0.2", root)
+                    stop(proc)
+                    times[root][kind].append(seconds)
+            print(
+                f"round {i + 1} {root}: new {times[root]['new'][-1]:.2f} s, "
+                f"resumed {times[root]['resumed'][-1]:.2f} s",
+                flush=True,
+            )
+    print("\n| tree | start new, median s (min-max) | start resumed, median s (min-max) |")
+    print("|---|---:|---:|")
+    for root in roots:
+        cells = [
+            f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})" for v in times[root].values()
+        ]
+        print(f"| {root} | {cells[0]} | {cells[1]} |")
+    if len(roots) == 2:
+        for kind in ("new", "resumed"):
+            ratio = statistics.median(times[roots[1]][kind]) / statistics.median(
+                times[roots[0]][kind]
+            )
+            print(f"{kind} home: {roots[1]} takes {ratio:.2f}x the time of {roots[0]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--block-times", type=float, nargs="+", default=[1.0, 0.2])
@@ -191,7 +231,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--txs", type=int, default=60, help="per round (at most 64: nonce gap)")
     ap.add_argument("--links", type=int, default=250, help="per transaction")
+    ap.add_argument("--startups", type=int, default=0, help="only time N start-ups")
+    ap.add_argument("--vs-root", type=Path, help="another source tree to start in turn")
     args = ap.parse_args()
+    if args.startups:
+        startups([ROOT, *([args.vs_root.resolve()] if args.vs_root else [])], args.startups)
+        return
     print(
         "| block time | start new (s) | start resume (s) | blocks in "
         f"{args.window:g} s | mean interval (s) | max interval (s) |"
