@@ -69,3 +69,16 @@ def test_random_mnemonics_paths_and_passphrases_match_eth_account():
 def test_bad_paths_are_refused(path):
     with pytest.raises(HdPathError):
         derive_key(bytes(64), path)
+
+
+def test_a_step_to_an_invalid_key_is_refused_not_wrapped():
+    # BIP-32: a tweak at or above the group order, or a child key of 0, makes the
+    # key invalid; about 2^-127 a step, so it is met here by hand.
+    from focusflow.node.hd_wallet import _ORDER, _valid
+
+    assert _valid(5, 7, "m/1") == (12).to_bytes(32, "big")
+    assert _valid(_ORDER - 1, 2, "m/1") == (1).to_bytes(32, "big")
+    with pytest.raises(HdPathError, match="invalid key"):
+        _valid(_ORDER, 1, "m/1")
+    with pytest.raises(HdPathError, match="invalid key"):
+        _valid(_ORDER - 1, 1, "m/1")

@@ -52,18 +52,26 @@ def derive_key(seed: bytes, path: str) -> bytes:
     from coincurve import PrivateKey
 
     node = hmac.new(b"Bitcoin seed", seed, hashlib.sha512).digest()
-    key, chain = node[:32], node[32:]
+    key, chain = _valid(int.from_bytes(node[:32], "big"), 0, path), node[32:]
     for index in parse_path(path):
         if index & _HARDENED:
             data = b"\x00" + key
         else:
             data = PrivateKey(key).public_key.format(compressed=True)
         node = hmac.new(chain, data + index.to_bytes(4, "big"), hashlib.sha512).digest()
-        child = (int.from_bytes(node[:32], "big") + int.from_bytes(key, "big")) % _ORDER
-        # A step whose tweak reaches the group order or gives 0 is skipped by
-        # BIP-32; its odds are about 2^-127, and no known path meets it.
-        key, chain = child.to_bytes(32, "big"), node[32:]
+        key = _valid(int.from_bytes(node[:32], "big"), int.from_bytes(key, "big"), path)
+        chain = node[32:]
     return key
+
+
+def _valid(tweak: int, parent: int, path: str) -> bytes:
+    """``tweak + parent`` mod the group order as a key; BIP-32 declares the
+    key invalid when the tweak reaches the order or the sum is 0 (odds about
+    2^-127 a step), and so does this, rather than give a wrong key."""
+    key = (tweak + parent) % _ORDER
+    if tweak >= _ORDER or key == 0:
+        raise HdPathError(f"derivation path {path!r} meets an invalid key (BIP-32)")
+    return key.to_bytes(32, "big")
 
 
 def eth_address(key: bytes) -> bytes:
