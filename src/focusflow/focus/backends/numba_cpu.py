@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numba as nb
 import numpy as np
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.structure import Check
 from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight
 from focusflow.focus.backends.numba_lap import (
@@ -167,23 +169,19 @@ class Kernels(NamedTuple):
     springs_rhs: Dispatcher[Callable[..., float]]
     finish_diffusion: Dispatcher[Callable[..., tuple[float, float]]]
     dot: Dispatcher[Callable[..., float]]
+    # Passes that neither sum nor contract, shared by both arithmetics (a
+    # device operator in exact arithmetic supplies its own).
+    residual_of: Dispatcher[Callable[..., None]]
+    cg_direction: Dispatcher[Callable[..., None]]
+    pair_start: Dispatcher[Callable[..., None]]
+    pair_pack: Dispatcher[Callable[..., None]]
+    blend_sum: Dispatcher[Callable[..., float]]
+    divide_l1: Dispatcher[Callable[..., float]]
 
 
-FAST_KERNELS = Kernels(
-    sell_pull,
-    lap_apply,
-    cheb_step,
-    cg_product,
-    pair_step,
-    cg_update,
-    cg_start,
-    springs_rhs,
-    _finish_diffusion,
-    _dot,
-)
-#: The same kernels without contraction or reassociation, their sums strict
-#: (reduce.exact_twin).
-EXACT_KERNELS = Kernels._make(exact_twin(k) for k in FAST_KERNELS)
+#: How many of ``Kernels``' fields ``fastmath`` changes (the rest are compiled
+#: without it and serve both arithmetics).
+_TWINNED = 10
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
@@ -233,12 +231,39 @@ def _divide_l1(d: np.ndarray, phi: np.ndarray, total: float, nparts: int) -> flo
     return strict_sum(partial)
 
 
+FAST_KERNELS = Kernels(
+    sell_pull,
+    lap_apply,
+    cheb_step,
+    cg_product,
+    pair_step,
+    cg_update,
+    cg_start,
+    springs_rhs,
+    _finish_diffusion,
+    _dot,
+    residual_of,
+    cg_direction,
+    pair_start,
+    pair_pack,
+    _blend_sum,
+    _divide_l1,
+)
+#: The same kernels without contraction or reassociation, their sums strict
+#: (reduce.exact_twin).
+EXACT_KERNELS = Kernels._make(
+    [*(exact_twin(k) for k in FAST_KERNELS[:_TWINNED]), *FAST_KERNELS[_TWINNED:]]
+)
+
+
 class NumbaOperator(ScreenedCG):
     """Graph products on all CPU cores; ``precision`` sets the stored value type."""
 
     name = "numba"
     arithmetic: ArithmeticName = FAST
     kernels = FAST_KERNELS
+    #: The array module of the vectors the kernels take (a device subclass's own).
+    _xp: ModuleType = np
     # Set up by ``setup_laplacian`` (absent before: ``_LAPLACIAN_FIELDS``).
     _sym_kind: LaplacianKind
     lap_sigma: npt.NDArray[np.float64]
@@ -459,7 +484,7 @@ class NumbaOperator(ScreenedCG):
         self.lap_sigma, self.lap_diag, self.lam_max = m.sigma, m.diag, m.lam_max
         self._args = (m.grows, m.gptr, m.glen, m.sidx, m.sval, m.bounds)
         n = self.snapshot.n
-        self._buf = [np.empty(n) for _ in range(4)]
+        self._buf = [self._xp.empty(n) for _ in range(4)]
         self._mu = None
         self._pair = None
 
@@ -530,7 +555,7 @@ class NumbaOperator(ScreenedCG):
         before they existed load without them."""
         terms = self.__dict__.get("_terms")
         if terms is None or len(terms[0]) != self.n:
-            terms = self._terms = [np.empty(self.n, dtype=self.dtype) for _ in range(2)]
+            terms = self._terms = [self._xp.empty(self.n, dtype=self.dtype) for _ in range(2)]
         return terms
 
     def _cg_begin(
@@ -547,7 +572,7 @@ class NumbaOperator(ScreenedCG):
         sigma = self.lap_sigma
         carry = self._cg_prepare(phi, mu, state, exact)
         if not carry:
-            state.r, state.rhs = np.empty(n), np.empty(n)
+            state.r, state.rhs = self._xp.empty(n), self._xp.empty(n)
         y, r, rhs = state.y, state.r, state.rhs
         # _cg_prepare starts y; a carried residual comes with its right-hand side.
         assert y is not None and r is not None and rhs is not None
@@ -555,7 +580,7 @@ class NumbaOperator(ScreenedCG):
         rhs_sq = self.kernels.springs_rhs(phi, sigma, mu, rhs, r, not carry)
         if not carry:
             self.kernels.cg_product(*self._args, self._diag_mu, y, ap)
-            residual_of(rhs, ap, r)
+            self.kernels.residual_of(rhs, ap, r)
         state.owner = self.matrix_version()
         rz, rr = self.kernels.cg_start(r, self._minv, z, p)
         return y, r, rz, rr, tol * np.sqrt(rhs_sq)
@@ -580,7 +605,7 @@ class NumbaOperator(ScreenedCG):
         while np.sqrt(rr) > goal and it < max_iter:
             pap = self.kernels.cg_product(*args, self._diag_mu, p, ap)
             rz_new, rr = self.kernels.cg_update(y, r, p, ap, self._minv, rz / pap, z)
-            cg_direction(p, z, rz_new / rz)
+            self.kernels.cg_direction(p, z, rz_new / rz)
             rz = rz_new
             it += 1
         state.iterations += it
@@ -607,16 +632,16 @@ class NumbaOperator(ScreenedCG):
         """
         n = self.n
         if self._pair is None or len(self._pair) != n:
-            self._pair = np.empty((n, 2))
-            self._t_next = np.empty(n)
+            self._pair = self._xp.empty((n, 2))
+            self._t_next = self._xp.empty(n)
         x2, t_next, t_prev = self._pair, self._t_next, self._buf[0]
         y, r, rz, rr, goal = self._cg_begin(phi, mu, state, cg_tol, exact)
         args = self._args
         p, z, ap = self._buf[1], self._buf[2], self._buf[3]
         terms = len(coeffs)
-        acc: np.ndarray = coeffs[0] * v if terms == 1 else np.empty(n)
+        acc: np.ndarray = coeffs[0] * v if terms == 1 else self._xp.empty(n)
         scale = 2.0 / self.lam_max
-        pair_start(x2, p, v)
+        self.kernels.pair_start(x2, p, v)
         it, k = 0, 1
         do_cg = bool(np.sqrt(rr) > goal and max_iter > 0)
         while do_cg or k < terms:
@@ -646,7 +671,7 @@ class NumbaOperator(ScreenedCG):
                 it += 1
                 do_cg = bool(np.sqrt(rr) > goal and it < max_iter)
             k += 1
-            pair_pack(x2, p, z, beta, do_cg, t_next, k < terms)
+            self.kernels.pair_pack(x2, p, z, beta, do_cg, t_next, k < terms)
         state.iterations += it
         return y / self.lap_sigma, acc
 
@@ -675,7 +700,7 @@ class NumbaOperator(ScreenedCG):
         if self.arithmetic != EXACT_V1:
             self._z_of = None
         ld, ls, lh = weights
-        total = _blend_sum(
+        total = self.kernels.blend_sum(
             d,
             d if s is None else s,
             d if h is None else h,
@@ -688,7 +713,7 @@ class NumbaOperator(ScreenedCG):
         )
         if not math.isfinite(total) or total <= 0:
             raise FloatingPointError("focus iteration lost its mass (non-finite values)")
-        return float(_divide_l1(d, phi, total, self.parts))
+        return float(self.kernels.divide_l1(d, phi, total, self.parts))
 
 
 class ExactNumbaOperator(NumbaOperator):
@@ -733,6 +758,18 @@ class NumbaBackend:
         of this backend's, possibly of an earlier snapshot)."""
         if matrix is not None and check.once(matrix):
             ScaledSymmetric.check_structure(matrix, check)
+
+    @staticmethod
+    def adopt(op: object) -> NumbaOperator:
+        """The numba form of another backend's exact operator (cuda's
+        ``host_twin``): the same matrices and vectors, on the host."""
+        twin = getattr(op, "host_twin", None)
+        if twin is None:
+            raise InvalidParameterError(
+                f"the {getattr(op, 'name', type(op).__name__)} operator cannot move to numba"
+            )
+        host: NumbaOperator = twin()
+        return host
 
     def available(self) -> tuple[bool, str]:
         threads = nb.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # not in numba's stubs

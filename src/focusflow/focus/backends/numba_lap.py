@@ -371,7 +371,7 @@ def cg_start(r: np.ndarray, minv: np.ndarray, z: np.ndarray, p: np.ndarray) -> t
     return ordered_sum(rz), ordered_sum(rr)
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, fastmath=False)
 def cg_direction(p: np.ndarray, z: np.ndarray, beta: float) -> None:
     """``p = z + beta p``."""
     n = p.shape[0]
@@ -404,7 +404,7 @@ def springs_rhs(
     return ordered_sum(sq)
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, fastmath=False)
 def residual_of(rhs: np.ndarray, ap: np.ndarray, r: np.ndarray) -> None:
     """``r = rhs - ap``."""
     for i in nb.prange(r.shape[0]):
@@ -483,7 +483,7 @@ def pair_step(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
     return ordered_sum(partial)
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, fastmath=False)
 def pair_pack(
     x2: np.ndarray,
     p: np.ndarray,
@@ -506,7 +506,7 @@ def pair_pack(
                 x2[i, 1] = t_next[i]
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, fastmath=False)
 def pair_start(x2: np.ndarray, p: np.ndarray, v: np.ndarray) -> None:
     """``x2[:, 0] = p``, ``x2[:, 1] = v``."""
     for i in nb.prange(p.shape[0]):
