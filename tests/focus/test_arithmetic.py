@@ -79,7 +79,7 @@ def test_unknown_arithmetic_and_backends_without_it_are_refused():
     with pytest.raises(InvalidParameterError, match=r"exact-v9.*not implemented"):
         make_params(arithmetic="exact-v9")
     src, dst, _ = rmat_edges(6, 4, seed=1)
-    with pytest.raises(InvalidParameterError, match="numba backend only"):
+    with pytest.raises(InvalidParameterError, match="numba or cuda backend only"):
         compute(Snapshot(64, src, dst, np.ones(len(src))), backend="numpy", arithmetic="exact-v1")
 
 

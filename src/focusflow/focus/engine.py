@@ -21,12 +21,14 @@ tests check it over many random batches.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.structure import Check
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.base import (
@@ -177,6 +179,59 @@ class FocusEngine:
                     check.fail(name, "is set where push does not run")
             check.number("_rsum", a["_rsum"])
         FocusResult.check_structure(a["result"], check.at("result"), n)
+
+    # --- moving between backends ----------------------------------------------
+    def moved(self, backend: str) -> FocusEngine:
+        """This engine's state on ``backend``: the same matrices, focus and
+        solver states, so that the next blocks compute the bits they would
+        have here. Returns self where it runs there already.
+
+        An exact arithmetic moves between numba and cuda (whose exact operator
+        computes numba's bits on a GPU): a GPU node checkpoints its chain's
+        focus, and sends it to peers, in the numba form every node loads, and
+        takes a loaded one back to its GPU. The copy shares the graph; this
+        engine is not used after (its operator's matrices are the copy's).
+        InvalidParameterError where the operator cannot move."""
+        target = get_backend(backend)
+        if target.name == self.backend.name:
+            return self
+        self.params.check_backend(target.name)
+        twin = copy.copy(self)
+        twin.backend = target
+        twin._perm_dev = None
+        twin._springs = copy.copy(self._springs)
+        twin._heat = copy.copy(self._heat)
+        if self._op is None:
+            return twin
+        adopt = getattr(target, "adopt", None)
+        if adopt is None:
+            raise InvalidParameterError(f"the {target.name} backend takes no other operator")
+        old, new = capabilities(self._op).device, None
+        twin._op = adopt(self._op)
+        new = capabilities(twin._op).device
+
+        def move(v: DeviceArray | None) -> DeviceArray | None:
+            if v is None:
+                return None
+            if new is None:
+                return v if isinstance(v, np.ndarray) or old is None else old.to_host(v)
+            return new.from_host(v) if isinstance(v, np.ndarray) else v
+
+        twin._phi = move(self._phi)
+        for state in (twin._springs, twin._heat):
+            for name in ("y", "r", "rhs", "phi", "out"):
+                if hasattr(state, name):
+                    setattr(state, name, move(getattr(state, name)))
+        if isinstance(self.result, DeferredFocusResult):
+            r = self.result
+            twin.result = FocusResult(
+                focus=r.focus,
+                params=r.params,
+                backend=r.backend,
+                diagnostics=r.diagnostics,
+                keys=r.keys,
+            )
+        return twin
 
     # --- public --------------------------------------------------------------
     @property

@@ -53,8 +53,9 @@ FAST: ArithmeticName = "fast"
 EXACT_V1: ArithmeticName = "exact-v1"
 EXACT_V2: ArithmeticName = "exact-v2"
 ARITHMETICS: tuple[ArithmeticName, ...] = get_args(ArithmeticName)
-#: The one backend that implements the exact arithmetics.
-EXACT_BACKENDS = ("numba",)
+#: The backends that implement the exact arithmetics (cuda: the numba exact
+#: kernels' twins on the GPU, backends/cuda_exact.py).
+EXACT_BACKENDS = ("numba", "cuda")
 #: Default Anderson windows. Tri on R-MAT graphs from the diffusion start
 #: (numba, scales 16 and 19; cuda, scale 23): window 6 takes 10 outer
 #: iterations, windows 2 and 4 take 10-11; each costs springs and heat, and

@@ -297,9 +297,11 @@ def _series_chosen(
     """Whether springs and heat run as one series (``FocusParams.springs_method``):
     ``auto`` takes it where ``blend_pays`` on host vectors (numba, numpy); a
     GPU's vectors and a device's own tri loop keep CG, which was measured
-    there."""
+    there. In an exact arithmetic the choice is part of the bits, so it is
+    the host's on every backend (numba's and cuda's exact operators agree)."""
     if params.springs_method == "auto":
-        return caps.host and not device_loop and blend_pays(params.mu, op.lam_max)
+        fits = blend_pays(params.mu, op.lam_max)
+        return fits if params.exact else caps.host and not device_loop and fits
     return params.springs_method == "series"
 
 

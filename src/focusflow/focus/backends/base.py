@@ -107,7 +107,7 @@ class Backend(Protocol):
 
 class ExactBackend(Backend, Protocol):
     """A backend that also implements the exact arithmetics
-    (``params.EXACT_BACKENDS``: numba)."""
+    (``params.EXACT_BACKENDS``: numba, cuda)."""
 
     def operator(
         self,

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
+from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.backends.base import (
     AndersonKernels,
     DeviceArray,
@@ -45,7 +46,8 @@ from focusflow.focus.backends.symmetric import symmetric_weights, weight_scale
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 if TYPE_CHECKING:
-    from focusflow.focus.params import LaplacianKind, Precision
+    from focusflow.focus.backends.numba_cpu import ExactNumbaOperator
+    from focusflow.focus.params import ArithmeticName, LaplacianKind, Precision
     from focusflow.focus.spectral import SpringsState
 
 LANES = 32
@@ -844,5 +846,31 @@ class CudaBackend:
     def available(self) -> tuple[bool, str]:
         return cuda_available()
 
-    def operator(self, snapshot: Snapshot, precision: Precision = "float64") -> CudaOperator:
-        return CudaOperator(snapshot, precision)
+    @staticmethod
+    def adopt(op: object) -> ExactNumbaOperator:
+        """The numba exact operator's state on the GPU (``cuda_exact``): what a
+        node that runs its chain here makes of a loaded checkpoint."""
+        from focusflow.focus.backends.cuda_exact import ExactCudaOperator
+        from focusflow.focus.backends.numba_cpu import ExactNumbaOperator
+
+        if isinstance(op, ExactCudaOperator):
+            return op
+        if not isinstance(op, ExactNumbaOperator):
+            raise InvalidParameterError(
+                f"only an exact numba operator moves to cuda, not {type(op).__name__}"
+            )
+        return ExactCudaOperator.adopt(op)
+
+    def operator(
+        self,
+        snapshot: Snapshot,
+        precision: Precision = "float64",
+        arithmetic: ArithmeticName = "fast",
+    ) -> CudaOperator | ExactNumbaOperator:
+        """The fast operator, or in an exact arithmetic the numba exact
+        operator's twin on the GPU (``cuda_exact``: the same bits)."""
+        if arithmetic == "fast":
+            return CudaOperator(snapshot, precision)
+        from focusflow.focus.backends.cuda_exact import ExactCudaOperator
+
+        return ExactCudaOperator(snapshot, precision, arithmetic)

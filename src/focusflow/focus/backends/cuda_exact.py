@@ -1,0 +1,776 @@
+"""The exact arithmetics on an NVIDIA GPU: the numba exact operator's bits, on the device.
+
+A chain commits focus quantised to 10^-15, so every validator must compute the
+same bits (docs/focus.md, *Arithmetic*). ``ExactCudaOperator`` is the exact
+numba operator (``ExactNumbaOperator``) with its vectors in GPU memory and its
+kernels replaced by CUDA twins (``kernels/exact.cu``) that round every
+product, quotient and sum on its own, in the CPU kernels' order:
+
+* the matrices are the CPU operator's own, built on the host by the same code
+  (SELL-8 groups of the in-links and of the scaled symmetric matrix, the
+  overlay's compact rows) and uploaded as they are, so a row's entries are
+  summed in the same order;
+* one thread per row: a row is summed in order by one thread, as a CPU lane
+  sums it;
+* every global sum over the CPU's 64 fixed chunks: each chunk summed in
+  order by one GPU thread, the 64 partials added in order on the host
+  (``reduce.strict_sum``'s loop), a whole-vector ``total`` by one thread;
+* element-wise passes as CPU code writes them, with the same parentheses.
+
+The solver's control flow is the CPU operator's (this class inherits it and
+swaps the kernels), so the two cannot drift apart: the same Python code
+chooses steps, tolerances and restarts from the same bits.
+
+What it costs: a chunk sum is a chain of dependent additions (about n/64 of
+them), which no GPU shortens without changing the bits; bench/cuda_exact.py
+measures it against the numba exact operator and the fast cuda operator.
+Only float64 values: float32 storage would round products in float32 first,
+and the CPU's float32 path is not what a chain runs.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from focusflow.core.errors import InvalidParameterError
+from focusflow.focus.backends.base import AndersonKernels, DeviceArray, kernel_source
+from focusflow.focus.backends.cuda import _cupy
+from focusflow.focus.backends.numba_cpu import (
+    _CHUNKS,
+    _LAPLACIAN_FIELDS,
+    ExactNumbaOperator,
+    Kernels,
+)
+from focusflow.focus.backends.sell import C
+from focusflow.focus.reduce import strict_row_sum, strict_sum
+
+if TYPE_CHECKING:
+    from focusflow.focus.params import ArithmeticName, LaplacianKind, Precision
+    from focusflow.graph.snapshot import PatchInfo, Snapshot
+
+BLOCK = 256
+#: What ``_attach`` makes: no part of an operator's state.
+_ATTACHED = ("xp", "_xp", "_bounds", "_lane", "_device", "anderson_kernels", "kernels")
+_NAMES = (
+    "chunk_sums",
+    "sell_pull",
+    "csr_pull_add",
+    "lap_apply",
+    "cheb_step",
+    "cg_product",
+    "pair_step",
+    "finish_diffusion",
+    "cg_update",
+    "cg_start",
+    "springs_rhs",
+    "residual_of",
+    "cg_direction",
+    "pair_start",
+    "pair_pack",
+    "blend",
+    "divide",
+    "aa_record",
+    "aa_mix",
+    "long_rows",
+)
+#: Rows of more slots than this are summed by a warp each (``LONG`` in the source).
+LONG = 128
+#: Compiler options: no contraction anywhere (the kernels use the
+#: round-to-nearest intrinsics as well), IEEE division and square root.
+OPTIONS = ("--std=c++14", "--fmad=false", "-prec-div=true", "-prec-sqrt=true", "-ftz=false")
+_MODULES: dict[int, Any] = {}
+
+
+def _module(cupy: ModuleType) -> Any:
+    """``kernels/exact.cu`` compiled once per process and device (CuPy caches
+    the binary on disk as well)."""
+    device = int(cupy.cuda.runtime.getDevice())
+    module = _MODULES.get(device)
+    if module is None:
+        module = _MODULES[device] = cupy.RawModule(code=kernel_source("exact.cu"), options=OPTIONS)
+    return module
+
+
+def in_order(partials: np.ndarray) -> float:
+    """The partials added in order from 0 (``reduce.strict_sum``, on the host)."""
+    return float(strict_sum(np.ascontiguousarray(partials)))
+
+
+#: The numba operator's vectors (alone or in lists), where present: moved as
+#: they are between the host and the device (``adopt``, ``host_twin``).
+_MOVED = (
+    "inv_out",
+    "ylink",
+    "z",
+    "_diag_mu",
+    "_minv",
+    "_pair",
+    "_t_next",
+    "_buf",
+    "_terms",
+    "lap_sigma",
+    "lap_diag",
+)
+#: Device copies of the host's matrices: remade from them, never moved.
+_DEVICE_COPIES = ("_pull_args", "_pull_bounds", "_ov", "_ov_vals")
+
+
+def _each_array(value: Any, move: Any) -> Any:
+    """``value`` with ``move`` applied to it, or to each item of a list or
+    tuple (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        return type(value)(move(v) for v in value)
+    return move(value)
+
+
+def _sell_arrays(
+    up: Any,
+    grows: np.ndarray,
+    gptr: np.ndarray,
+    glen: np.ndarray,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+) -> tuple[DeviceArray, DeviceArray, DeviceArray, DeviceArray, DeviceArray]:
+    """SELL-8 storage on the device, in the types the kernels read."""
+    i64 = np.int64
+    return (
+        up(np.asarray(grows, dtype=i64)),
+        up(np.asarray(gptr, dtype=i64)),
+        up(np.asarray(glen, dtype=i64)),
+        up(np.asarray(sidx, dtype=np.int32)),
+        up(np.asarray(sval, dtype=np.float64)),
+    )
+
+
+class _DeviceKernels:
+    """The exact numba kernels' twins on the GPU, with the numba kernels'
+    signatures (device arrays for vectors), so that the CPU operator's code
+    calls them unchanged (``Kernels``)."""
+
+    def __init__(self, op: ExactCudaOperator) -> None:
+        self.op = op
+        cupy = op.xp
+        self.cupy = cupy
+        module = _module(cupy)
+        self.f = {name: module.get_function(name) for name in _NAMES}
+        self._partial = cupy.empty(2 * _CHUNKS * 16, dtype=cupy.float64)
+        self._pre = cupy.empty(2, dtype=cupy.float64)
+        self._long: dict[int, tuple[DeviceArray, int]] = {}
+
+    # --- launching ------------------------------------------------------------
+    @staticmethod
+    def _grid(n: int) -> tuple[int]:
+        return (max(1, (n + BLOCK - 1) // BLOCK),)
+
+    def _each(self, name: str, n: int, *args: object) -> None:
+        if n:
+            self.f[name](self._grid(n), (BLOCK,), (*args, np.int64(n)))
+
+    def _chunks(
+        self,
+        a: DeviceArray,
+        b: DeviceArray | None,
+        mode: int,
+        bounds: DeviceArray,
+        sums: int = 1,
+        a_stride: int = 0,
+        b_stride: int = 0,
+    ) -> np.ndarray:
+        """``(sums, parts)`` partial sums of ``a`` (mode 0), ``a * b`` (1) or
+        ``|a - b|`` (2) over the chunks ``bounds``, read back to the host."""
+        parts = len(bounds) - 1
+        out = self._partial[: sums * parts]
+        self.f["chunk_sums"](
+            (parts, sums),
+            (32,),
+            (
+                a,
+                a if b is None else b,
+                np.int32(mode),
+                bounds,
+                np.int32(parts),
+                out,
+                np.int64(a_stride),
+                np.int64(b_stride),
+            ),
+        )
+        host: np.ndarray = self.cupy.asnumpy(out).reshape(sums, parts)
+        return host
+
+    def _even(self, n: int) -> DeviceArray:
+        return self.op.even_bounds(n)
+
+    def _sell_args(self, grows: DeviceArray) -> tuple[int, DeviceArray]:
+        slots = len(grows)
+        return slots, self.op.lane_buffer(slots)
+
+    def _long_slots(self, glen: DeviceArray) -> int:
+        """How many slots the long groups hold: the groups of more than
+        ``LONG`` slots a row, which come first (rows sorted by length)."""
+        held = self._long.get(id(glen))
+        if held is None or held[0] is not glen:
+            over = glen > LONG
+            groups = len(glen) if bool(over.all()) else int(over.argmin())
+            held = self._long[id(glen)] = (glen, groups * C)
+            while len(self._long) > 4:  # the live matrices' (in-links, symmetric), and a spare
+                del self._long[next(iter(self._long))]
+        return held[1]
+
+    def _long_rows(
+        self,
+        gptr: DeviceArray,
+        glen: DeviceArray,
+        sidx: DeviceArray,
+        sval: DeviceArray,
+        x: DeviceArray,
+        pairs: bool = False,
+    ) -> tuple[DeviceArray, np.int64]:
+        """The long rows' sums of ``x`` (of both interleaved vectors with
+        ``pairs``), a warp a row; what the row kernels then read for them."""
+        slots = self._long_slots(glen)
+        need = max(2, 2 * slots)
+        if len(self._pre) < need:
+            self._pre = self.cupy.empty(need, dtype=self.cupy.float64)
+        if slots:
+            self.f["long_rows"](
+                (slots,),
+                (32,),
+                (gptr, glen, sidx, sval, x, np.int32(pairs), self._pre, np.int64(slots)),
+            )
+        return self._pre, np.int64(slots)
+
+    # --- the Kernels fields ------------------------------------------------------
+    def sell_pull(
+        self,
+        grows: DeviceArray,
+        gptr: DeviceArray,
+        glen: DeviceArray,
+        sidx: DeviceArray,
+        sval: DeviceArray,
+        z: DeviceArray,
+        out: DeviceArray,
+        bounds: DeviceArray,
+        scale: float,
+    ) -> float:
+        slots, lane = self._sell_args(grows)
+        if slots:
+            pre, long_slots = self._long_rows(gptr, glen, sidx, sval, z)
+            self.f["sell_pull"](
+                self._grid(slots),
+                (BLOCK,),
+                (
+                    grows,
+                    gptr,
+                    glen,
+                    sidx,
+                    sval,
+                    z,
+                    out,
+                    lane,
+                    pre,
+                    long_slots,
+                    np.int64(slots),
+                    np.float64(scale),
+                ),
+            )
+        return in_order(self._chunks(lane, None, 0, bounds)[0])
+
+    def lap_apply(
+        self,
+        grows: DeviceArray,
+        gptr: DeviceArray,
+        glen: DeviceArray,
+        sidx: DeviceArray,
+        sval: DeviceArray,
+        bounds: DeviceArray,
+        diag: DeviceArray,
+        x: DeviceArray,
+        out: DeviceArray,
+    ) -> None:
+        pre, long_slots = self._long_rows(gptr, glen, sidx, sval, x)
+        self._each(
+            "lap_apply", len(grows), grows, gptr, glen, sidx, sval, diag, x, out, pre, long_slots
+        )
+
+    def cheb_step(  # noqa: PLR0913 - numba_lap.cheb_step's signature
+        self,
+        grows: DeviceArray,
+        gptr: DeviceArray,
+        glen: DeviceArray,
+        sidx: DeviceArray,
+        sval: DeviceArray,
+        bounds: DeviceArray,
+        diag: DeviceArray,
+        scale: float,
+        t_cur: DeviceArray,
+        t_prev: DeviceArray,
+        acc_out: DeviceArray,
+        a_k: float,
+        a_0: float,
+        first: bool,
+    ) -> None:
+        pre, long_slots = self._long_rows(gptr, glen, sidx, sval, t_cur)
+        self._each(
+            "cheb_step",
+            len(grows),
+            grows,
+            gptr,
+            glen,
+            sidx,
+            sval,
+            diag,
+            np.float64(scale),
+            t_cur,
+            t_prev,
+            acc_out,
+            np.float64(a_k),
+            np.float64(a_0),
+            np.int32(first),
+            pre,
+            long_slots,
+        )
+
+    def cg_product(
+        self,
+        grows: DeviceArray,
+        gptr: DeviceArray,
+        glen: DeviceArray,
+        sidx: DeviceArray,
+        sval: DeviceArray,
+        bounds: DeviceArray,
+        diag_mu: DeviceArray,
+        p: DeviceArray,
+        ap: DeviceArray,
+    ) -> float:
+        slots, lane = self._sell_args(grows)
+        pre, long_slots = self._long_rows(gptr, glen, sidx, sval, p)
+        self._each(
+            "cg_product",
+            slots,
+            grows,
+            gptr,
+            glen,
+            sidx,
+            sval,
+            diag_mu,
+            p,
+            ap,
+            lane,
+            pre,
+            long_slots,
+        )
+        return in_order(self._chunks(lane, None, 0, bounds)[0])
+
+    def pair_step(  # noqa: PLR0913 - numba_lap.pair_step's signature
+        self,
+        grows: DeviceArray,
+        gptr: DeviceArray,
+        glen: DeviceArray,
+        sidx: DeviceArray,
+        sval: DeviceArray,
+        bounds: DeviceArray,
+        x2: DeviceArray,
+        diag_mu: DeviceArray,
+        ap: DeviceArray,
+        do_cg: bool,
+        diag: DeviceArray,
+        scale: float,
+        t_prev: DeviceArray,
+        t_next: DeviceArray,
+        acc_out: DeviceArray,
+        a_k: float,
+        a_0: float,
+        first: bool,
+        do_heat: bool,
+    ) -> float:
+        slots, lane = self._sell_args(grows)
+        pre, long_slots = self._long_rows(gptr, glen, sidx, sval, x2, pairs=True)
+        self._each(
+            "pair_step",
+            slots,
+            grows,
+            gptr,
+            glen,
+            sidx,
+            sval,
+            x2,
+            diag_mu,
+            ap,
+            np.int32(do_cg),
+            diag,
+            np.float64(scale),
+            t_prev,
+            t_next,
+            acc_out,
+            np.float64(a_k),
+            np.float64(a_0),
+            np.int32(first),
+            np.int32(do_heat),
+            lane,
+            pre,
+            long_slots,
+        )
+        if not do_cg:
+            return 0.0
+        return in_order(self._chunks(lane, None, 0, bounds)[0])
+
+    def cg_update(
+        self,
+        y: DeviceArray,
+        r: DeviceArray,
+        p: DeviceArray,
+        ap: DeviceArray,
+        minv: DeviceArray,
+        step: float,
+        z: DeviceArray,
+    ) -> tuple[float, float]:
+        n = len(y)
+        self._each("cg_update", n, y, r, p, ap, minv, np.float64(step), z)
+        bounds = self._even(n)
+        return in_order(self._chunks(r, z, 1, bounds)[0]), in_order(
+            self._chunks(r, r, 1, bounds)[0]
+        )
+
+    def cg_start(
+        self, r: DeviceArray, minv: DeviceArray, z: DeviceArray, p: DeviceArray
+    ) -> tuple[float, float]:
+        n = len(r)
+        self._each("cg_start", n, r, minv, z, p)
+        bounds = self._even(n)
+        return in_order(self._chunks(r, z, 1, bounds)[0]), in_order(
+            self._chunks(r, r, 1, bounds)[0]
+        )
+
+    def springs_rhs(
+        self,
+        phi: DeviceArray,
+        sigma: DeviceArray,
+        mu: float,
+        rhs: DeviceArray,
+        r: DeviceArray,
+        fresh: bool,
+    ) -> float:
+        n = len(phi)
+        self._each("springs_rhs", n, phi, sigma, np.float64(mu), rhs, r, np.int32(fresh))
+        return in_order(self._chunks(rhs, rhs, 1, self._even(n))[0])
+
+    def finish_diffusion(
+        self,
+        ylink: DeviceArray,
+        y: DeviceArray,
+        x: DeviceArray,
+        prior: DeviceArray,
+        inv_out: DeviceArray,
+        z: DeviceArray,
+        tele: float,
+        nparts: int,
+    ) -> tuple[float, float]:
+        """``(||y - x||_1, sum y)`` as numba's kernel returns them."""
+        n = len(y)
+        self._each("finish_diffusion", n, ylink, y, prior, inv_out, z, np.float64(tele))
+        bounds = self._even(n)
+        return in_order(self._chunks(y, x, 2, bounds)[0]), in_order(
+            self._chunks(y, None, 0, bounds)[0]
+        )
+
+    def dot(self, a: DeviceArray, b: DeviceArray, nparts: int) -> float:
+        return in_order(self._chunks(a, b, 1, self._even(len(a)))[0])
+
+    def residual_of(self, rhs: DeviceArray, ap: DeviceArray, r: DeviceArray) -> None:
+        self._each("residual_of", len(r), rhs, ap, r)
+
+    def cg_direction(self, p: DeviceArray, z: DeviceArray, beta: float) -> None:
+        self._each("cg_direction", len(p), p, z, np.float64(beta))
+
+    def pair_start(self, x2: DeviceArray, p: DeviceArray, v: DeviceArray) -> None:
+        self._each("pair_start", len(p), x2, p, v)
+
+    def pair_pack(
+        self,
+        x2: DeviceArray,
+        p: DeviceArray,
+        z: DeviceArray,
+        beta: float,
+        do_cg: bool,
+        t_next: DeviceArray,
+        do_heat: bool,
+    ) -> None:
+        self._each(
+            "pair_pack",
+            len(p),
+            x2,
+            p,
+            z,
+            np.float64(beta),
+            np.int32(do_cg),
+            t_next,
+            np.int32(do_heat),
+        )
+
+    def blend_sum(
+        self,
+        d: DeviceArray,
+        s: DeviceArray,
+        h: DeviceArray,
+        ld: float,
+        ls: float,
+        lh: float,
+        use_s: bool,
+        use_h: bool,
+        nparts: int,
+    ) -> float:
+        n = len(d)
+        self._each(
+            "blend",
+            n,
+            d,
+            s,
+            h,
+            np.float64(ld),
+            np.float64(ls),
+            np.float64(lh),
+            np.int32(use_s),
+            np.int32(use_h),
+        )
+        return in_order(self._chunks(d, None, 0, self._even(n))[0])
+
+    def divide_l1(self, d: DeviceArray, phi: DeviceArray, total: float, nparts: int) -> float:
+        n = len(d)
+        self._each("divide", n, d, np.float64(total))
+        return in_order(self._chunks(d, phi, 2, self._even(n))[0])
+
+    # --- Anderson (anderson._record and _mix, exact twins) ------------------------
+    def record(
+        self,
+        x: DeviceArray,
+        gx: DeviceArray,
+        x_prev: DeviceArray,
+        g_prev: DeviceArray,
+        dx: DeviceArray,
+        dg: DeviceArray,
+        slot: int,
+        live: bool,
+        k: int,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        n = len(x)
+        m = dx.shape[0]
+        self._each("aa_record", n, x, gx, x_prev, g_prev, dx, dg, np.int64(slot), np.int32(live))
+        cross = np.zeros(m)
+        rhs = np.zeros(m)
+        if live and k and n:
+            bounds = self._even(n)
+            new = dg[slot]
+            # (k, parts) partials; numba adds its (parts, m) array's rows in order.
+            by_chunk = self._chunks(new, dg, 1, bounds, k, 0, n).T
+            cross[:k] = strict_row_sum(np.ascontiguousarray(by_chunk))
+            by_chunk = self._chunks(dg, g_prev, 1, bounds, k, n, 0).T
+            rhs[:k] = strict_row_sum(np.ascontiguousarray(by_chunk))
+        return cross, rhs
+
+    def mix(
+        self,
+        gx: DeviceArray,
+        dx: DeviceArray,
+        dg: DeviceArray,
+        gamma: np.ndarray,
+        k: int,
+        out: DeviceArray,
+    ) -> float:
+        n = len(gx)
+        coeff = self.cupy.asarray(np.ascontiguousarray(gamma, dtype=np.float64))
+        self._each("aa_mix", n, gx, dx, dg, coeff, np.int32(k), out)
+        return in_order(self._chunks(out, None, 0, self._even(n))[0])
+
+    def total(self, v: DeviceArray) -> float:
+        """``strict_sum(v)``: the whole vector in order, by one thread."""
+        n = len(v)
+        return in_order(self._chunks(v, None, 0, self.cupy.asarray([0, n], dtype=np.int64))[0])
+
+
+class ExactCudaOperator(ExactNumbaOperator):
+    """The exact numba operator with its vectors and kernels on one GPU.
+
+    The host keeps the matrices as the numba operator builds and patches them
+    (they decide the bits); the device holds copies of them, refreshed after
+    every patch, and every vector the solver touches.
+    """
+
+    name = "cuda"
+    anderson_kernels: AndersonKernels
+
+    def __init__(
+        self, snapshot: Snapshot, precision: Precision, arithmetic: ArithmeticName
+    ) -> None:
+        if precision != "float64":
+            raise InvalidParameterError(
+                f"arithmetic {arithmetic!r} on the cuda backend runs in float64 only, "
+                f"not {precision!r}"
+            )
+        self._attach()
+        super().__init__(snapshot, precision, arithmetic)
+
+    def _attach(self) -> None:
+        """The device side that is no part of the state: CuPy, the compiled
+        kernels and scratch (made anew for a copy, ``__setstate__``)."""
+        self.xp = self._xp = _cupy()
+        self._bounds: dict[int, DeviceArray] = {}
+        self._lane: DeviceArray | None = None
+        device = _DeviceKernels(self)
+        self._device = device
+        self.anderson_kernels = device
+        # The CPU operator's code calls its kernels by these names.
+        self.kernels = Kernels._make(getattr(device, name) for name in Kernels._fields)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The numba operator's state with its vectors on the device (a deep
+        copy copies them there); the kernels and scratch are remade."""
+        state = super().__getstate__()
+        for name in _ATTACHED:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._attach()
+
+    # --- host <-> device -------------------------------------------------------
+    def from_host(self, array: np.ndarray) -> DeviceArray:
+        return self.xp.asarray(array)
+
+    def to_host(self, array: DeviceArray) -> np.ndarray:
+        host: np.ndarray = self.xp.asnumpy(array)
+        return host
+
+    def even_bounds(self, n: int) -> DeviceArray:
+        """The CPU kernels' 64 equal chunks of ``n`` entries, as bounds on the device."""
+        bounds = self._bounds.get(n)
+        if bounds is None:
+            step = (n + _CHUNKS - 1) // _CHUNKS
+            host = np.minimum(np.arange(_CHUNKS + 1, dtype=np.int64) * step, n)
+            bounds = self._bounds[n] = self.xp.asarray(host)
+        return bounds
+
+    def lane_buffer(self, slots: int) -> DeviceArray:
+        """Scratch for one value per SELL slot lane (the rows' terms of a sum)."""
+        if self._lane is None or len(self._lane) < slots:
+            self._lane = self.xp.empty(max(slots, 1), dtype=np.float64)
+        return self._lane
+
+    def total(self, v: DeviceArray) -> float:
+        """``sum(v)`` in order: on the host for a host vector (a prior being
+        normalised), else by one GPU thread."""
+        if isinstance(v, np.ndarray):
+            return float(strict_sum(v))
+        return self._device.total(v)
+
+    # --- the matrices: the host's, uploaded -------------------------------------
+    def refresh(self, info: PatchInfo | None = None) -> None:
+        """The numba operator's refresh on the host, then its matrices and
+        vectors uploaded (the whole in-link storage after a patch: a patch
+        rewrites values in place, and uploading them all keeps this simple)."""
+        super().refresh(info)
+        self._upload_links()
+        self.inv_out = self.xp.asarray(self.inv_out)
+        self.ylink = self.xp.zeros(self.n)
+        self.z = self.xp.zeros(self.n)
+
+    def _upload_links(self) -> None:
+        """The in-link SELL storage and the overlay's rows, copied to the device."""
+        up = self.xp.asarray
+        m = self.sell
+        self._pull_args = _sell_arrays(up, m.grows, m.gptr, m.glen, m.sidx, m.sval)
+        self._pull_bounds = up(np.asarray(self.sell_bounds, dtype=np.int64) * C)
+        self._ov = (
+            up(np.asarray(self.ov_rows, dtype=np.int64)),
+            up(np.asarray(self.ov_ptr, dtype=np.int64)),
+            up(np.asarray(self.ov_indices, dtype=np.int32)),
+            up(np.asarray(self.ov_in_w, dtype=np.float64)),
+        )
+        self._ov_vals = self.xp.empty(max(1, len(self.ov_rows)), dtype=np.float64)
+
+    def _upload_symmetric(self) -> None:
+        """The symmetric matrix and its scaling, copied to the device."""
+        up = self.xp.asarray
+        m = self._sym
+        assert m is not None
+        self.lap_sigma, self.lap_diag = up(m.sigma), up(m.diag)
+        bounds = up(np.asarray(m.bounds, dtype=np.int64) * C)
+        self._args = (*_sell_arrays(up, m.grows, m.gptr, m.glen, m.sidx, m.sval), bounds)
+
+    # --- moving between the host and the device ---------------------------------
+    @classmethod
+    def adopt(cls, host: ExactNumbaOperator) -> ExactCudaOperator:
+        """``host``'s state on the GPU: its matrices (taken over, not copied)
+        and vectors uploaded as they are, so the next solves compute the bits
+        ``host`` would have (a node that loads a checkpoint runs on)."""
+        if host.dtype is not np.float64:
+            raise InvalidParameterError("only a float64 exact operator moves to the cuda backend")
+        op = cls.__new__(cls)
+        op.__dict__.update(host.__getstate__())
+        op._attach()
+        up = op.xp.asarray
+        for name in _MOVED:
+            if name in op.__dict__:
+                op.__dict__[name] = _each_array(op.__dict__[name], up)
+        op._upload_links()
+        if op._sym is not None:
+            op._upload_symmetric()
+        op._z_of = None
+        return op
+
+    def host_twin(self) -> ExactNumbaOperator:
+        """This operator's state as the numba exact operator it mirrors (what
+        a checkpoint or a peer's snapshot holds: every node can load it)."""
+        state = self.__getstate__()
+        for name in _DEVICE_COPIES:
+            state.pop(name, None)
+        down = self.xp.asnumpy
+        for name in _MOVED:
+            if name in state:
+                state[name] = _each_array(state[name], down)
+        sym = self._sym
+        if sym is None:
+            for name in _LAPLACIAN_FIELDS:
+                state.pop(name, None)
+        else:
+            state["lap_sigma"], state["lap_diag"] = sym.sigma, sym.diag
+            state["_args"] = (sym.grows, sym.gptr, sym.glen, sym.sidx, sym.sval, sym.bounds)
+        state["_z_of"] = None
+        host = ExactNumbaOperator.__new__(ExactNumbaOperator)
+        host.__dict__.update(state)
+        return host
+
+    def prepare(self, x: DeviceArray) -> None:
+        self.xp.multiply(x, self.inv_out, out=self.z)
+        self._z_of = x
+
+    def _pull_into(self, z: DeviceArray, out: DeviceArray, scale: float) -> float:
+        grows, gptr, glen, sidx, sval = self._pull_args
+        total = self._device.sell_pull(
+            grows, gptr, glen, sidx, sval, z, out, self._pull_bounds, scale
+        )
+        out[self.sell_rows : self.n] = 0.0
+        count = len(self.ov_rows)
+        if count:
+            rows, ptr, idx, w = self._ov
+            f = self._device.f["csr_pull_add"]
+            f(
+                self._device._grid(count),
+                (BLOCK,),
+                (rows, ptr, idx, w, z, out, self._ov_vals, np.int64(count), np.float64(scale)),
+            )
+            one = self.xp.asarray([0, count], dtype=np.int64)
+            total += in_order(self._device._chunks(self._ov_vals, None, 0, one)[0])
+        return total
+
+    def setup_laplacian(self, kind: LaplacianKind) -> None:
+        """The numba operator's symmetric matrix, built on the host and uploaded."""
+        if self._sym is not None and self._sym_kind == kind:
+            return
+        super().setup_laplacian(kind)
+        self._upload_symmetric()

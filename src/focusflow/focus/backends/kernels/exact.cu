@@ -1,0 +1,442 @@
+// The exact arithmetic's kernels on a GPU (focus/backends/cuda_exact.py).
+//
+// Each one computes what its twin on the CPU (numba_cpu.py, numba_lap.py,
+// anderson.py, compiled without fastmath) computes, bit for bit: every
+// product, quotient and sum is rounded on its own by the round-to-nearest
+// intrinsics (__dmul_rn, __dadd_rn, __dsub_rn, __ddiv_rn), which the compiler
+// never contracts into fused multiply-adds, in the CPU's source order.
+//
+// Sums follow the CPU's grouping: a row's entries in storage order (one
+// thread per row), and every global sum over the same 64 fixed chunks, each
+// chunk summed in order by one thread (chunk_sums); the host adds the 64
+// partials in order. Element-wise passes write what a chunk sum reads (or a
+// lane value where a row's term is summed), so a chunk thread needs nothing
+// but loads and additions.
+
+#define C 8
+
+// Rows longer than LONG slots (the hubs) are summed by a warp each
+// (long_rows): its lanes form the products of a tile in parallel and one lane
+// adds them in order, so the chain of dependent additions no longer waits on
+// a gather each. Shorter rows are summed by one thread, its loads issued a
+// batch ahead of the additions. Neither changes the order of the additions.
+#define LONG 128
+#define BATCH 8
+#define TILE 256
+
+__device__ __forceinline__ double row_dot(
+    const long long* gptr, const long long* glen, const int* sidx, const double* sval,
+    const double* x, long long g, int lane)
+{
+    double acc = 0.0;
+    const long long base = gptr[g] + lane;
+    const long long len = glen[g];
+    long long j = 0;
+    for (; j + BATCH <= len; j += BATCH) {
+        double prod[BATCH];
+#pragma unroll
+        for (int k = 0; k < BATCH; ++k) {
+            const long long o = base + (j + k) * C;
+            prod[k] = __dmul_rn(sval[o], x[(unsigned int)sidx[o]]);
+        }
+#pragma unroll
+        for (int k = 0; k < BATCH; ++k) acc = __dadd_rn(acc, prod[k]);
+    }
+    for (; j < len; ++j) {
+        const long long o = base + j * C;
+        acc = __dadd_rn(acc, __dmul_rn(sval[o], x[(unsigned int)sidx[o]]));
+    }
+    return acc;
+}
+
+// A row's sum: precomputed by long_rows for the first long_slots slots (the
+// long groups come first: rows are sorted by length), else summed here.
+__device__ __forceinline__ double row_sum(
+    const long long* gptr, const long long* glen, const int* sidx, const double* sval,
+    const double* x, const double* pre, long long long_slots, long long s)
+{
+    if (s < long_slots) return pre[s];
+    return row_dot(gptr, glen, sidx, sval, x, s / C, (int)(s % C));
+}
+
+extern "C" {
+
+// long_rows: the row sums of slots [0, long_slots), one warp (32 threads) a
+// slot. With pairs, x holds two interleaved vectors and pre gets both sums
+// (pre[2 s], pre[2 s + 1]); else pre[s].
+__global__ void long_rows(
+    const long long* gptr, const long long* glen, const int* sidx, const double* sval,
+    const double* x, int pairs, double* pre, long long long_slots)
+{
+    __shared__ double tile[2][TILE];
+    const long long s = blockIdx.x;
+    if (s >= long_slots) return;
+    const int lane = threadIdx.x;
+    const long long g = s / C;
+    const long long base = gptr[g] + s % C;
+    const long long len = glen[g];
+    double acc0 = 0.0, acc1 = 0.0;
+    for (long long j0 = 0; j0 < len; j0 += TILE) {
+        const int m = (int)(len - j0 < TILE ? len - j0 : TILE);
+#pragma unroll
+        for (int u = 0; u < TILE / 32; ++u) {
+            const int k = lane + 32 * u;
+            if (k >= m) break;
+            const long long o = base + (j0 + k) * C;
+            const long long q = (unsigned int)sidx[o];
+            const double v = sval[o];
+            if (pairs) {
+                tile[0][k] = __dmul_rn(v, x[2 * q]);
+                tile[1][k] = __dmul_rn(v, x[2 * q + 1]);
+            } else {
+                tile[0][k] = __dmul_rn(v, x[q]);
+            }
+        }
+        __syncwarp();
+        if (lane == 0) {
+            if (pairs) {
+#pragma unroll 16
+                for (int k = 0; k < m; ++k) {
+                    acc0 = __dadd_rn(acc0, tile[0][k]);
+                    acc1 = __dadd_rn(acc1, tile[1][k]);
+                }
+            } else {
+#pragma unroll 16
+                for (int k = 0; k < m; ++k) acc0 = __dadd_rn(acc0, tile[0][k]);
+            }
+        }
+        __syncwarp();
+    }
+    if (lane == 0) {
+        if (pairs) {
+            pre[2 * s] = acc0;
+            pre[2 * s + 1] = acc1;
+        } else {
+            pre[s] = acc0;
+        }
+    }
+}
+
+// Sums of chunks: partial[y * nparts + t] = sum over i in [bounds[t], bounds[t + 1])
+// of a[i] (mode 0), a[i] * b[i] (mode 1) or |a[i] - b[i]| (mode 2), added in
+// order from 0; a and b advance by their strides for each y (blockIdx.y).
+// One warp a chunk (blockIdx.x): its lanes load a tile's terms, one lane adds them.
+__global__ void chunk_sums(
+    const double* a, const double* b, int mode, const long long* bounds, int nparts,
+    double* partial, long long a_stride, long long b_stride)
+{
+    __shared__ double tile[TILE];
+    const int t = blockIdx.x;
+    if (t >= nparts) return;
+    const int lane = threadIdx.x;
+    const long long y = blockIdx.y;
+    a += y * a_stride;
+    b += y * b_stride;
+    double s = 0.0;
+    const long long lo = bounds[t], hi = bounds[t + 1];
+    for (long long i0 = lo; i0 < hi; i0 += TILE) {
+        const int m = (int)(hi - i0 < TILE ? hi - i0 : TILE);
+#pragma unroll
+        for (int u = 0; u < TILE / 32; ++u) {
+            const int k = lane + 32 * u;
+            if (k >= m) break;
+            const long long i = i0 + k;
+            double v;
+            if (mode == 0) v = a[i];
+            else if (mode == 1) v = __dmul_rn(a[i], b[i]);
+            else v = fabs(__dsub_rn(a[i], b[i]));
+            tile[k] = v;
+        }
+        __syncwarp();
+        if (lane == 0) {
+#pragma unroll 16
+            for (int k = 0; k < m; ++k) s = __dadd_rn(s, tile[k]);
+        }
+        __syncwarp();
+    }
+    if (lane == 0) partial[y * nparts + t] = s;
+}
+
+// sell_pull: out[r] = scale * (row r . z); lane[s] = that value (0 for padding).
+__global__ void sell_pull(
+    const long long* grows, const long long* gptr, const long long* glen, const int* sidx,
+    const double* sval, const double* z, double* out, double* lane, const double* pre,
+    long long long_slots, long long slots, double scale)
+{
+    const long long s = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (s >= slots) return;
+    const long long r = grows[s];
+    if (r < 0) { lane[s] = 0.0; return; }
+    const double v = __dmul_rn(row_sum(gptr, glen, sidx, sval, z, pre, long_slots, s), scale);
+    out[r] = v;
+    lane[s] = v;
+}
+
+// csr_pull_add: out[rows[k]] += scale * (row k . z); vals[k] = that value.
+__global__ void csr_pull_add(
+    const long long* rows, const long long* ptr, const int* indices, const double* weights,
+    const double* z, double* out, double* vals, long long count, double scale)
+{
+    const long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (k >= count) return;
+    double acc = 0.0;
+    for (long long e = ptr[k]; e < ptr[k + 1]; ++e)
+        acc = __dadd_rn(acc, __dmul_rn(weights[e], z[indices[e]]));
+    const double v = __dmul_rn(acc, scale);
+    const long long r = rows[k];
+    out[r] = __dadd_rn(out[r], v);
+    vals[k] = v;
+}
+
+// lap_apply: out = diag * x - N x.
+__global__ void lap_apply(
+    const long long* grows, const long long* gptr, const long long* glen, const int* sidx,
+    const double* sval, const double* diag, const double* x, double* out, const double* pre,
+    long long long_slots, long long slots)
+{
+    const long long s = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (s >= slots) return;
+    const long long r = grows[s];
+    if (r < 0) return;
+    const double acc = row_sum(gptr, glen, sidx, sval, x, pre, long_slots, s);
+    out[r] = __dsub_rn(__dmul_rn(diag[r], x[r]), acc);
+}
+
+// cheb_step: one Chebyshev term with Z = scale * Ls - I (numba_lap.cheb_step).
+__global__ void cheb_step(
+    const long long* grows, const long long* gptr, const long long* glen, const int* sidx,
+    const double* sval, const double* diag, double scale, const double* t_cur, double* t_prev,
+    double* acc_out, double a_k, double a_0, int first, const double* pre, long long long_slots,
+    long long slots)
+{
+    const long long s = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (s >= slots) return;
+    const long long r = grows[s];
+    if (r < 0) return;
+    const double acc = row_sum(gptr, glen, sidx, sval, t_cur, pre, long_slots, s);
+    const double tc = t_cur[r];
+    const double u = __dsub_rn(__dmul_rn(scale, __dsub_rn(__dmul_rn(diag[r], tc), acc)), tc);
+    if (first) {
+        t_prev[r] = u;
+        acc_out[r] = __dadd_rn(__dmul_rn(a_0, tc), __dmul_rn(a_k, u));
+    } else {
+        const double v = __dsub_rn(__dmul_rn(2.0, u), t_prev[r]);
+        t_prev[r] = v;
+        acc_out[r] = __dadd_rn(acc_out[r], __dmul_rn(a_k, v));
+    }
+}
+
+// cg_product: ap = (diag + mu) p - N p; lane[s] = p[r] * ap[r].
+__global__ void cg_product(
+    const long long* grows, const long long* gptr, const long long* glen, const int* sidx,
+    const double* sval, const double* diag_mu, const double* p, double* ap, double* lane,
+    const double* pre, long long long_slots, long long slots)
+{
+    const long long s = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (s >= slots) return;
+    const long long r = grows[s];
+    if (r < 0) { lane[s] = 0.0; return; }
+    const double acc = row_sum(gptr, glen, sidx, sval, p, pre, long_slots, s);
+    const double v = __dsub_rn(__dmul_rn(diag_mu[r], p[r]), acc);
+    ap[r] = v;
+    lane[s] = __dmul_rn(p[r], v);
+}
+
+// pair_step: a CG product and a Chebyshev term in one pass (numba_lap.pair_step).
+__global__ void pair_step(
+    const long long* grows, const long long* gptr, const long long* glen, const int* sidx,
+    const double* sval, const double* x2, const double* diag_mu, double* ap, int do_cg,
+    const double* diag, double scale, double* t_prev, double* t_next, double* acc_out,
+    double a_k, double a_0, int first, int do_heat, double* lane, const double* pre,
+    long long long_slots, long long slots)
+{
+    const long long s = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (s >= slots) return;
+    const long long r = grows[s];
+    if (r < 0) { lane[s] = 0.0; return; }
+    double acc0 = 0.0, acc1 = 0.0;
+    if (s < long_slots) {
+        acc0 = pre[2 * s];
+        acc1 = pre[2 * s + 1];
+    } else {
+        const long long base = gptr[s / C] + s % C;
+        const long long len = glen[s / C];
+        long long j = 0;
+        for (; j + BATCH <= len; j += BATCH) {
+            double p0[BATCH], p1[BATCH];
+#pragma unroll
+            for (int k = 0; k < BATCH; ++k) {
+                const long long o = base + (j + k) * C;
+                const long long q = (unsigned int)sidx[o];
+                const double v = sval[o];
+                p0[k] = __dmul_rn(v, x2[2 * q]);
+                p1[k] = __dmul_rn(v, x2[2 * q + 1]);
+            }
+#pragma unroll
+            for (int k = 0; k < BATCH; ++k) {
+                acc0 = __dadd_rn(acc0, p0[k]);
+                acc1 = __dadd_rn(acc1, p1[k]);
+            }
+        }
+        for (; j < len; ++j) {
+            const long long o = base + j * C;
+            const long long q = (unsigned int)sidx[o];
+            const double v = sval[o];
+            acc0 = __dadd_rn(acc0, __dmul_rn(v, x2[2 * q]));
+            acc1 = __dadd_rn(acc1, __dmul_rn(v, x2[2 * q + 1]));
+        }
+    }
+    double term = 0.0;
+    if (do_cg) {
+        const double pr = x2[2 * r];
+        const double w = __dsub_rn(__dmul_rn(diag_mu[r], pr), acc0);
+        ap[r] = w;
+        term = __dmul_rn(pr, w);
+    }
+    lane[s] = term;
+    if (do_heat) {
+        const double tc = x2[2 * r + 1];
+        const double u = __dsub_rn(__dmul_rn(scale, __dsub_rn(__dmul_rn(diag[r], tc), acc1)), tc);
+        if (first) {
+            t_next[r] = u;
+            acc_out[r] = __dadd_rn(__dmul_rn(a_0, tc), __dmul_rn(a_k, u));
+        } else {
+            const double v = __dsub_rn(__dmul_rn(2.0, u), t_prev[r]);
+            t_next[r] = v;
+            acc_out[r] = __dadd_rn(acc_out[r], __dmul_rn(a_k, v));
+        }
+        t_prev[r] = tc;
+    }
+}
+
+#define FOR_EACH(n) \
+    const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; \
+    if (i >= (n)) return;
+
+// finish_diffusion: y = ylink + tele * prior; z = y * inv_out.
+__global__ void finish_diffusion(
+    const double* ylink, double* y, const double* prior, const double* inv_out, double* z,
+    double tele, long long n)
+{
+    FOR_EACH(n)
+    const double v = __dadd_rn(ylink[i], __dmul_rn(tele, prior[i]));
+    y[i] = v;
+    z[i] = __dmul_rn(v, inv_out[i]);
+}
+
+// cg_update: y += step p; r -= step ap; z = minv r.
+__global__ void cg_update(
+    double* y, double* r, const double* p, const double* ap, const double* minv, double step,
+    double* z, long long n)
+{
+    FOR_EACH(n)
+    y[i] = __dadd_rn(y[i], __dmul_rn(step, p[i]));
+    const double ri = __dsub_rn(r[i], __dmul_rn(step, ap[i]));
+    r[i] = ri;
+    z[i] = __dmul_rn(minv[i], ri);
+}
+
+// cg_start: z = p = minv r.
+__global__ void cg_start(const double* r, const double* minv, double* z, double* p, long long n)
+{
+    FOR_EACH(n)
+    const double zi = __dmul_rn(minv[i], r[i]);
+    z[i] = zi;
+    p[i] = zi;
+}
+
+// springs_rhs: v = mu sigma phi; r += v - rhs unless fresh; rhs = v.
+__global__ void springs_rhs(
+    const double* phi, const double* sigma, double mu, double* rhs, double* r, int fresh,
+    long long n)
+{
+    FOR_EACH(n)
+    const double v = __dmul_rn(__dmul_rn(mu, sigma[i]), phi[i]);
+    if (!fresh) r[i] = __dadd_rn(r[i], __dsub_rn(v, rhs[i]));
+    rhs[i] = v;
+}
+
+// residual_of: r = rhs - ap.
+__global__ void residual_of(const double* rhs, const double* ap, double* r, long long n)
+{
+    FOR_EACH(n)
+    r[i] = __dsub_rn(rhs[i], ap[i]);
+}
+
+// cg_direction: p = z + beta p.
+__global__ void cg_direction(double* p, const double* z, double beta, long long n)
+{
+    FOR_EACH(n)
+    p[i] = __dadd_rn(z[i], __dmul_rn(beta, p[i]));
+}
+
+// pair_start: x2[:, 0] = p, x2[:, 1] = v.
+__global__ void pair_start(double* x2, const double* p, const double* v, long long n)
+{
+    FOR_EACH(n)
+    x2[2 * i] = p[i];
+    x2[2 * i + 1] = v[i];
+}
+
+// pair_pack: p = z + beta p into p and x2[:, 0]; x2[:, 1] = t_next.
+__global__ void pair_pack(
+    double* x2, double* p, const double* z, double beta, int do_cg, const double* t_next,
+    int do_heat, long long n)
+{
+    FOR_EACH(n)
+    if (do_cg) {
+        const double v = __dadd_rn(z[i], __dmul_rn(beta, p[i]));
+        p[i] = v;
+        x2[2 * i] = v;
+    }
+    if (do_heat) x2[2 * i + 1] = t_next[i];
+}
+
+// blend: d = ld d + ls s + lh h, each product and sum rounded in that order.
+__global__ void blend(
+    double* d, const double* s, const double* h, double ld, double ls, double lh, int use_s,
+    int use_h, long long n)
+{
+    FOR_EACH(n)
+    double v = __dmul_rn(ld, d[i]);
+    if (use_s) v = __dadd_rn(v, __dmul_rn(ls, s[i]));
+    if (use_h) v = __dadd_rn(v, __dmul_rn(lh, h[i]));
+    d[i] = v;
+}
+
+// divide: d /= total.
+__global__ void divide(double* d, double total, long long n)
+{
+    FOR_EACH(n)
+    d[i] = __ddiv_rn(d[i], total);
+}
+
+// aa_record: Anderson's new differences in slot; x_prev, g_prev <- x, gx - x.
+__global__ void aa_record(
+    const double* x, const double* gx, double* x_prev, double* g_prev, double* dx, double* dg,
+    long long slot, int have_prev, long long n)
+{
+    FOR_EACH(n)
+    const double g = __dsub_rn(gx[i], x[i]);
+    if (have_prev) {
+        dx[slot * n + i] = __dsub_rn(x[i], x_prev[i]);
+        dg[slot * n + i] = __dsub_rn(g, g_prev[i]);
+    }
+    x_prev[i] = x[i];
+    g_prev[i] = g;
+}
+
+// aa_mix: out = max(gx - sum_j gamma_j (dx_j + dg_j), 0), the terms taken in order.
+__global__ void aa_mix(
+    const double* gx, const double* dx, const double* dg, const double* gamma, int k,
+    double* out, long long n)
+{
+    FOR_EACH(n)
+    double v = gx[i];
+    for (int j = 0; j < k; ++j)
+        v = __dsub_rn(v, __dmul_rn(gamma[j], __dadd_rn(dx[j * n + i], dg[j * n + i])));
+    if (v < 0.0) v = 0.0;
+    out[i] = v;
+}
+
+}
