@@ -273,3 +273,43 @@ def test_a_failed_write_keeps_the_last_checkpoint_and_leaves_nothing_beside_it(
     monkeypatch.undo()
     again = new_chain(tmp_path / "node")
     assert again.restored_from == 1 and again.head.height == 2
+
+
+def _gpu() -> tuple[bool, str]:
+    from focusflow.focus.backends.cuda import cuda_available
+
+    return cuda_available()
+
+
+@pytest.mark.skipif(not _gpu()[0], reason=f"no GPU for the cuda backend: {_gpu()[1]}")
+def test_a_gpu_node_checkpoints_in_numba_form_and_restarts_on_its_gpu(
+    tmp_path, monkeypatch, applies
+):
+    """A node running its exact chain's focus on the GPU commits what a CPU
+    node commits; its checkpoint and its state-sync payload hold the numba
+    form (every node loads and checks it); restarted, it takes the state back
+    to the GPU and goes on with the same roots."""
+    import pickle
+
+    from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
+    from focusflow.chain.snapshot import capture_focus, check_focus_structure
+    from tests.chain.helpers import genesis
+
+    gen = genesis(focus=dict(NEW_CHAIN_FOCUS))
+    steady = new_chain(tmp_path / "steady", gen)
+    monkeypatch.setenv("FOCUSFLOW_CHAIN_BACKEND", "cuda")
+    node = new_chain(tmp_path / "node", gen)
+    assert (steady.focus.engine.backend.name, node.focus.engine.backend.name) == ("numba", "cuda")
+    _produce([steady, node], range(1, 5))
+    assert node.checkpoint()
+    assert read_checkpoint(node.checkpoint_path).state.engine.backend.name == "numba"
+    payload = pickle.loads(capture_focus(node.focus))
+    check_focus_structure(payload)
+    assert payload.engine.backend.name == "numba" and node.focus.engine.backend.name == "cuda"
+    _produce([steady, node], range(5, 7))
+    node.store.close()
+    applies.clear()
+    node = new_chain(tmp_path / "node", gen)
+    assert node.restored_from == 4 and len(applies) == 2
+    assert node.focus.engine.backend.name == "cuda"
+    _produce([steady, node], range(7, 11))

@@ -119,3 +119,23 @@ def test_golden_roots_with_one_thread():
 )
 def test_golden_roots_of_the_large_chain(env):
     assert _in_subprocess(["large:new"], **env) == {"large:new": GOLDEN["large:new"]}
+
+
+def _gpu() -> tuple[bool, str]:
+    from focusflow.focus.backends.cuda import cuda_available
+
+    return cuda_available()
+
+
+@pytest.mark.skipif(not _gpu()[0], reason=f"no GPU for the cuda backend: {_gpu()[1]}")
+@pytest.mark.parametrize("configs", [DEFAULT, ("large:new",)], ids=["small", "large"])
+def test_golden_roots_on_the_gpu(configs, monkeypatch):
+    """The chain's engine on the cuda backend (FOCUSFLOW_CHAIN_BACKEND=cuda)
+    commits the roots recorded on CPUs, block for block."""
+    from focusflow.chain.focus_commit import FocusState
+    from tests.chain.golden_chain import FOCUS
+
+    monkeypatch.setenv("FOCUSFLOW_CHAIN_BACKEND", "cuda")
+    assert FocusState(FOCUS["new"]).engine.backend.name == "cuda"
+    got = _in_subprocess(list(configs), FOCUSFLOW_CHAIN_BACKEND="cuda")
+    assert got == {c: GOLDEN[c] for c in configs}

@@ -602,9 +602,11 @@ class Chain:
         self.focus.graph.log.trim(self.focus.engine.seen_log)
         height, block_hash = self.head.height, self.head.hash
         self._checkpoint_work = self.focus.work_s
+        # The numba form (a GPU engine's vectors come back here, before any fork).
+        state = self.focus.host_form()
         if background:
-            return self.checkpoints.start(self.focus, height, block_hash)
-        return self.checkpoints.write(self.focus, height, block_hash).ok
+            return self.checkpoints.start(state, height, block_hash)
+        return self.checkpoints.write(state, height, block_hash).ok
 
     def wait_checkpoint(self, timeout: float | None = None) -> bool:
         """Wait for a background checkpoint write in flight (at most
@@ -1051,7 +1053,7 @@ class Chain:
                     extra={"fields": {"path": str(path), "reason": str(exc)}},
                 )
             return 0, None
-        self.focus = ckpt.state
+        self.focus = ckpt.state.on_node_backend()
         self.restored_from = ckpt.height
         self._checkpoint_work = ckpt.state.work_s
         if path == self.checkpoint_path:

@@ -15,8 +15,11 @@ vector at a few milliseconds, and a proof of one particle's focus is its chunk
 state under ``/graph/particles/<chunk>``, so a light client can tell which
 index a CID has.
 
-Determinism: the engine runs on the numba CPU backend with the chain's focus
-parameters, in the arithmetic its genesis names (``focus.arithmetic``). In an
+Determinism: the engine runs with the chain's focus parameters, in the
+arithmetic its genesis names (``focus.arithmetic``), on the numba CPU backend
+or, in an exact arithmetic where the node asks for it
+(``FOCUSFLOW_CHAIN_BACKEND``, :func:`engine_backend`), on the cuda backend,
+whose exact operator computes the numba one's bits on a GPU. In an
 exact arithmetic (``exact-v2``, what a genesis written now names) two nodes that
 apply the same blocks in the same order perform the same IEEE-754 operations in
 the same order on any CPU, thread count or library build, and commit
@@ -38,7 +41,9 @@ iterations, so light clients and explorers see it (docs/chain.md).
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import time
 from typing import Any
 
@@ -64,13 +69,20 @@ from focusflow.chain.focus_spec import (
 from focusflow.chain.focus_view import FocusView, build_view
 from focusflow.chain.module import Deltas
 from focusflow.core.encoding import encode
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import merkle_root
 from focusflow.focus.engine import FocusEngine
 from focusflow.focus.params import FocusParams
 from focusflow.graph.cybergraph import Cybergraph
 
-#: The one backend whose results every node reproduces bit for bit.
+#: The backend every node can run and reproduce bit for bit, and the form in
+#: which a focus state is checkpointed and sent to peers (snapshot.py).
 CHAIN_BACKEND = "numba"
+#: Where a node runs an exact chain's focus: ``numba`` (the default), ``cuda``
+#: (the same bits on a GPU; bench/cuda_exact.py says from what size it pays)
+#: or ``auto`` (cuda where CuPy sees a GPU, else numba).
+CHAIN_BACKEND_ENV = "FOCUSFLOW_CHAIN_BACKEND"
+CHAIN_BACKENDS = ("numba", "cuda", "auto")
 log = logging.getLogger("focusflow.chain.focus")
 
 
@@ -78,6 +90,28 @@ class FocusValueError(FloatingPointError):
     """A focus vector that cannot be committed (a value not finite or too large)."""
 
     code = "focus_not_finite"
+
+
+def engine_backend(params: FocusParams) -> str:
+    """The backend this node runs a chain's focus on.
+
+    An exact arithmetic runs where ``FOCUSFLOW_CHAIN_BACKEND`` says; ``fast``
+    always on numba, since its bits differ between backends and a node that
+    moved would commit roots its peers do not. InvalidParameterError names
+    an unknown choice; ``cuda`` without a usable GPU is the backend's own
+    BackendUnavailableError when the engine is made."""
+    choice = os.environ.get(CHAIN_BACKEND_ENV, CHAIN_BACKEND)
+    if choice not in CHAIN_BACKENDS:
+        raise InvalidParameterError(
+            f"{CHAIN_BACKEND_ENV}={choice!r}: choose one of {', '.join(CHAIN_BACKENDS)}"
+        )
+    if not params.exact or choice == CHAIN_BACKEND:
+        return CHAIN_BACKEND
+    if choice == "auto":
+        from focusflow.focus.backends.cuda import cuda_available
+
+        return "cuda" if cuda_available()[0] else CHAIN_BACKEND
+    return choice
 
 
 def engine_identity(params: FocusParams) -> str:
@@ -127,7 +161,7 @@ class FocusState:
                 extra={"fields": {"engine": engine_identity(self.params)}},
             )
         self.graph = Cybergraph(require_cids=False, default_stake=0.0)
-        self.engine = FocusEngine(self.graph, self.params, backend=CHAIN_BACKEND)
+        self.engine = FocusEngine(self.graph, self.params, backend=engine_backend(self.params))
         self.q = np.zeros(0, dtype=np.uint64)
         self.root = focus_root(self.q)
         self.iterations = 0
@@ -139,6 +173,26 @@ class FocusState:
         #: Seconds spent in :meth:`apply` so far: what a replay of these blocks
         #: would cost again (the chain checkpoints by it).
         self.work_s = 0.0
+
+    def host_form(self) -> FocusState:
+        """This state as a checkpoint or a peer's snapshot holds it: the
+        engine in its numba form (a GPU engine's exact operator mirrors the
+        numba one, matrices and vectors), which every node can load and check.
+        Self where it runs on numba; else a copy for one immediate use (it
+        shares the graph and the operator's host matrices with this state)."""
+        if self.engine.backend.name == CHAIN_BACKEND:
+            return self
+        twin = copy.copy(self)
+        twin.engine = self.engine.moved(CHAIN_BACKEND)
+        return twin
+
+    def on_node_backend(self) -> FocusState:
+        """This state with its engine where this node runs it
+        (:func:`engine_backend`): a loaded checkpoint taken to the GPU."""
+        want = engine_backend(self.params)
+        if self.engine.backend.name != want:
+            self.engine = self.engine.moved(want)
+        return self
 
     def apply(self, deltas: Deltas) -> dict[bytes, bytes]:
         """Feed a block's deltas; returns the state writes that commit the new focus."""
@@ -155,7 +209,7 @@ class FocusState:
         old engine held, and a block without deltas commits the new focus too.
         """
         self.params = params
-        self.engine = FocusEngine(self.graph, params, backend=CHAIN_BACKEND)
+        self.engine = FocusEngine(self.graph, params, backend=engine_backend(params))
         return self._timed(deltas)
 
     def _timed(self, deltas: Deltas) -> dict[bytes, bytes]:

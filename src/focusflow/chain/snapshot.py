@@ -257,10 +257,11 @@ def capture_focus(focus: FocusState) -> bytes:
     """The focus state as a snapshot holds it (a pickle, protocol 5).
 
     Called right after the block commits, before the next block can advance
-    the state (the chain may advance it in place); the rest of a snapshot is
+    the state (the chain may advance it in place); a GPU engine's state goes
+    in its numba form (``FocusState.host_form``); the rest of a snapshot is
     written from these bytes and a read transaction, in the background.
     """
-    return pickle.dumps(focus, protocol=5)
+    return pickle.dumps(focus.host_form(), protocol=5)
 
 
 def write_snapshot(
