@@ -18,12 +18,19 @@ It prints seconds, the ratio numba exact / cuda exact, and cuda exact / cuda
 fast (what exactness costs on the GPU)::
 
     python bench/cuda_exact.py --graphs 18:16,20:16,22:16 --blocks 3 --block 10000
+
+``--profile SCALE`` instead times each device kernel wrapper of one cold solve
+and one block (between device synchronisations, so the total is longer than
+a plain run's): where cuda exact's time goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -93,12 +100,61 @@ def run(scale: int, factor: int, blocks: int, block: int) -> dict[str, dict[str,
     return out
 
 
+def profile(scale: int, block: int) -> None:
+    """Seconds per device kernel wrapper in a cold solve and in one block."""
+    import cupy
+
+    from focusflow.focus.backends import cuda_exact
+    from focusflow.focus.backends.numba_cpu import Kernels
+
+    spent: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+
+    def timed(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*a: Any, **k: Any) -> Any:
+            cupy.cuda.Device().synchronize()
+            t = time.perf_counter()
+            out = f(*a, **k)
+            cupy.cuda.Device().synchronize()
+            spent[name] += time.perf_counter() - t
+            calls[name] += 1
+            return out
+
+        return run
+
+    kernels = cuda_exact._DeviceKernels
+    # The kernels the operator calls, and the chunk sums inside them (counted
+    # in both: a pass's time includes its sums).
+    for name in (*Kernels._fields, "record", "mix", "total", "_chunks"):
+        setattr(kernels, name, timed(name, getattr(kernels, name)))
+    op = cuda_exact.ExactCudaOperator
+    for name in ("refresh", "setup_laplacian"):
+        setattr(op, name, timed(name, getattr(op, name)))
+    g, names = _graph(scale, 16, seed=scale)
+    engine = FocusEngine(g, make_params(None, **NEW_CHAIN_FOCUS), backend="cuda")
+    for label, step in (
+        ("cold solve", engine.compute),
+        ("block", lambda: (_block(np.random.default_rng(7), g, names, block), engine.apply())),
+    ):
+        spent.clear()
+        calls.clear()
+        t = time.perf_counter()
+        step()
+        print(f"{label}: {time.perf_counter() - t:.3f} s")
+        for name, s in spent.most_common():
+            print(f"  {name:18s} {s * 1e3:9.1f} ms  {calls[name]:5d} calls")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--graphs", default="16:16,18:16,20:16")
     ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--block", type=int, default=10_000)
+    ap.add_argument("--profile", type=int, metavar="SCALE", help="time each device kernel")
     args = ap.parse_args()
+    if args.profile:
+        profile(args.profile, args.block)
+        return
     rows = []
     for spec in args.graphs.split(","):
         scale, factor = (int(v) for v in spec.split(":"))
