@@ -11,7 +11,8 @@ CUDA compilation and the process about 20 s more of numba compilation
 compiled. :func:`prepare` (``focusflow focus prepare``, which ``./dev`` runs
 at install) pays it once: it solves a small graph on each backend that can
 run here through every path a user's solve or a node's block takes (cold
-diffusion and tri, then an incremental block), and reports the time.
+diffusion and tri, then an incremental block; on cuda also in the exact
+arithmetic a chain's engine runs), and reports the time.
 
 The kernels are compiled for the float64 storage every default uses; a
 ``precision="float32"`` solve compiles its own variants on its first use.
@@ -19,6 +20,7 @@ The kernels are compiled for the float64 storage every default uses; a
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,6 +86,7 @@ def _solve_paths(backend: str) -> None:
     runs), then, in the engine a node keeps, a block of new links and a stake
     move applied incrementally in both of its modes."""
     from focusflow.focus.engine import FocusEngine
+    from focusflow.focus.params import EXACT_V2, FAST
     from focusflow.focus.solver import compute
     from focusflow.graph import Cybergraph, rmat_edges
 
@@ -97,13 +100,16 @@ def _solve_paths(backend: str) -> None:
         compute(edges, mode=mode, tol=1e-6, backend=backend)
     if backend == "numba":
         _half_layout(edges)
-    for mode in ("diffusion", "tri"):
+    # A chain's engine runs in an exact arithmetic: on cuda its own kernels
+    # (kernels/exact.cu), where a node runs its chain there.
+    arithmetics = (FAST, EXACT_V2) if backend == "cuda" else (FAST,)
+    for mode, arithmetic in itertools.product(("diffusion", "tri"), arithmetics):
         graph = Cybergraph(require_cids=False)
         graph.add_particles([f"p{i}" for i in range(n)])
         graph.add_neurons([f"n{i}" for i in range(16)], rng.uniform(1.0, 10.0, 16))
         half = len(src) // 2
         graph.add_link_ids(src[:half], dst[:half], rng.integers(0, 16, half))
-        engine = FocusEngine(graph, mode=mode, tol=1e-6, backend=backend)
+        engine = FocusEngine(graph, mode=mode, tol=1e-6, backend=backend, arithmetic=arithmetic)
         engine.compute()
         graph.add_link_ids(src[half:], dst[half:], rng.integers(0, 16, len(src) - half))
         graph.set_stakes(np.array([0, 1]), np.array([5.0, 0.5]))
