@@ -10,11 +10,14 @@ product, quotient and sum on its own, in the CPU kernels' order:
   (SELL-8 groups of the in-links and of the scaled symmetric matrix, the
   overlay's compact rows) and uploaded as they are, so a row's entries are
   summed in the same order;
-* one thread per row: a row is summed in order by one thread, as a CPU lane
-  sums it;
-* every global sum over the CPU's 64 fixed chunks: each chunk summed in
-  order by one GPU thread, the 64 partials added in order on the host
-  (``reduce.strict_sum``'s loop), a whole-vector ``total`` by one thread;
+* a row is summed in its storage order, as a CPU lane sums it: by one
+  thread, or for a hub row of more than ``LONG`` slots by a warp whose lanes
+  form a tile's products while one lane adds them in order (one thread walking
+  a hub row of 39,143 entries held every product about 28 ms);
+* every global sum over the CPU's 64 fixed chunks: a warp a chunk, its lanes
+  loading the terms and one lane adding them in order; the 64 partials added
+  in order on the host (``reduce.strict_sum`` itself), a whole-vector
+  ``total`` as one chunk;
 * element-wise passes as CPU code writes them, with the same parentheses.
 
 The solver's control flow is the CPU operator's (this class inherits it and
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 BLOCK = 256
 #: What ``_attach`` makes: no part of an operator's state.
 _ATTACHED = ("xp", "_xp", "_bounds", "_lane", "_device", "anderson_kernels", "kernels")
+#: The kernels of ``kernels/exact.cu``.
 _NAMES = (
     "chunk_sums",
     "sell_pull",
