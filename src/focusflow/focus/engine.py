@@ -32,6 +32,7 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.core.structure import Check
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.base import (
+    AdoptingBackend,
     CheckingBackend,
     DeviceArray,
     DeviceVectors,
@@ -203,11 +204,10 @@ class FocusEngine:
         twin._heat = copy.copy(self._heat)
         if self._op is None:
             return twin
-        adopt = getattr(target, "adopt", None)
-        if adopt is None:
+        if not isinstance(target, AdoptingBackend):
             raise InvalidParameterError(f"the {target.name} backend takes no other operator")
-        old, new = capabilities(self._op).device, None
-        twin._op = adopt(self._op)
+        old = capabilities(self._op).device
+        twin._op = target.adopt(self._op)
         new = capabilities(twin._op).device
 
         def move(v: DeviceArray | None) -> DeviceArray | None:
@@ -218,10 +218,9 @@ class FocusEngine:
             return new.from_host(v) if isinstance(v, np.ndarray) else v
 
         twin._phi = move(self._phi)
-        for state in (twin._springs, twin._heat):
-            for name in ("y", "r", "rhs", "phi", "out"):
-                if hasattr(state, name):
-                    setattr(state, name, move(getattr(state, name)))
+        s_state, h_state = twin._springs, twin._heat
+        s_state.y, s_state.r, s_state.rhs = move(s_state.y), move(s_state.r), move(s_state.rhs)
+        h_state.phi, h_state.out = move(h_state.phi), move(h_state.out)
         if isinstance(self.result, DeferredFocusResult):
             r = self.result
             twin.result = FocusResult(

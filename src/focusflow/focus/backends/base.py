@@ -271,6 +271,14 @@ class AndersonKernels(Protocol):
 
 
 @runtime_checkable
+class AdoptingBackend(Protocol):
+    """A backend that takes over another backend's operator with the same bits
+    (numba and cuda in an exact arithmetic: ``FocusEngine.moved``)."""
+
+    def adopt(self, op: object) -> GraphOperator: ...
+
+
+@runtime_checkable
 class AndersonPasses(Protocol):
     """An operator whose device runs Anderson mixing's passes."""
 

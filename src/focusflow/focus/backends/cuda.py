@@ -853,8 +853,6 @@ class CudaBackend:
         from focusflow.focus.backends.cuda_exact import ExactCudaOperator
         from focusflow.focus.backends.numba_cpu import ExactNumbaOperator
 
-        if isinstance(op, ExactCudaOperator):
-            return op
         if not isinstance(op, ExactNumbaOperator):
             raise InvalidParameterError(
                 f"only an exact numba operator moves to cuda, not {type(op).__name__}"
