@@ -80,6 +80,8 @@ _NAMES = (
     "aa_mix",
     "long_rows",
 )
+#: How many chunk bounds an operator keeps on the device.
+_KEPT_BOUNDS = 8
 #: Rows of more slots than this are summed by a warp each (``LONG`` in the source).
 LONG = 128
 #: Compiler options: no contraction anywhere (the kernels use the
@@ -206,6 +208,11 @@ class _DeviceKernels:
         host: np.ndarray = self.cupy.asnumpy(out).reshape(sums, parts)
         return host
 
+    def _sum(self, a: DeviceArray, b: DeviceArray | None, mode: int, bounds: DeviceArray) -> float:
+        """One sum over the chunks ``bounds``: their partials (``_chunks``)
+        added in order on the host, as the CPU kernels add theirs."""
+        return in_order(self._chunks(a, b, mode, bounds)[0])
+
     def _even(self, n: int) -> DeviceArray:
         return self.op.even_bounds(n)
 
@@ -282,7 +289,7 @@ class _DeviceKernels:
                     np.float64(scale),
                 ),
             )
-        return in_order(self._chunks(lane, None, 0, bounds)[0])
+        return self._sum(lane, None, 0, bounds)
 
     def lap_apply(
         self,
@@ -368,7 +375,7 @@ class _DeviceKernels:
             pre,
             long_slots,
         )
-        return in_order(self._chunks(lane, None, 0, bounds)[0])
+        return self._sum(lane, None, 0, bounds)
 
     def pair_step(  # noqa: PLR0913 - numba_lap.pair_step's signature
         self,
@@ -421,7 +428,7 @@ class _DeviceKernels:
         )
         if not do_cg:
             return 0.0
-        return in_order(self._chunks(lane, None, 0, bounds)[0])
+        return self._sum(lane, None, 0, bounds)
 
     def cg_update(
         self,
@@ -436,9 +443,7 @@ class _DeviceKernels:
         n = len(y)
         self._each("cg_update", n, y, r, p, ap, minv, np.float64(step), z)
         bounds = self._even(n)
-        return in_order(self._chunks(r, z, 1, bounds)[0]), in_order(
-            self._chunks(r, r, 1, bounds)[0]
-        )
+        return self._sum(r, z, 1, bounds), self._sum(r, r, 1, bounds)
 
     def cg_start(
         self, r: DeviceArray, minv: DeviceArray, z: DeviceArray, p: DeviceArray
@@ -446,9 +451,7 @@ class _DeviceKernels:
         n = len(r)
         self._each("cg_start", n, r, minv, z, p)
         bounds = self._even(n)
-        return in_order(self._chunks(r, z, 1, bounds)[0]), in_order(
-            self._chunks(r, r, 1, bounds)[0]
-        )
+        return self._sum(r, z, 1, bounds), self._sum(r, r, 1, bounds)
 
     def springs_rhs(
         self,
@@ -461,7 +464,7 @@ class _DeviceKernels:
     ) -> float:
         n = len(phi)
         self._each("springs_rhs", n, phi, sigma, np.float64(mu), rhs, r, np.int32(fresh))
-        return in_order(self._chunks(rhs, rhs, 1, self._even(n))[0])
+        return self._sum(rhs, rhs, 1, self._even(n))
 
     def finish_diffusion(
         self,
@@ -478,12 +481,10 @@ class _DeviceKernels:
         n = len(y)
         self._each("finish_diffusion", n, ylink, y, prior, inv_out, z, np.float64(tele))
         bounds = self._even(n)
-        return in_order(self._chunks(y, x, 2, bounds)[0]), in_order(
-            self._chunks(y, None, 0, bounds)[0]
-        )
+        return self._sum(y, x, 2, bounds), self._sum(y, None, 0, bounds)
 
     def dot(self, a: DeviceArray, b: DeviceArray, nparts: int) -> float:
-        return in_order(self._chunks(a, b, 1, self._even(len(a)))[0])
+        return self._sum(a, b, 1, self._even(len(a)))
 
     def residual_of(self, rhs: DeviceArray, ap: DeviceArray, r: DeviceArray) -> None:
         self._each("residual_of", len(r), rhs, ap, r)
@@ -541,12 +542,12 @@ class _DeviceKernels:
             np.int32(use_s),
             np.int32(use_h),
         )
-        return in_order(self._chunks(d, None, 0, self._even(n))[0])
+        return self._sum(d, None, 0, self._even(n))
 
     def divide_l1(self, d: DeviceArray, phi: DeviceArray, total: float, nparts: int) -> float:
         n = len(d)
         self._each("divide", n, d, np.float64(total))
-        return in_order(self._chunks(d, phi, 2, self._even(n))[0])
+        return self._sum(d, phi, 2, self._even(n))
 
     # --- Anderson (anderson._record and _mix, exact twins) ------------------------
     def record(
@@ -588,12 +589,12 @@ class _DeviceKernels:
         n = len(gx)
         coeff = self.cupy.asarray(np.ascontiguousarray(gamma, dtype=np.float64))
         self._each("aa_mix", n, gx, dx, dg, coeff, np.int32(k), out)
-        return in_order(self._chunks(out, None, 0, self._even(n))[0])
+        return self._sum(out, None, 0, self._even(n))
 
     def total(self, v: DeviceArray) -> float:
         """``strict_sum(v)``: the whole vector in order, by one thread."""
         n = len(v)
-        return in_order(self._chunks(v, None, 0, self.cupy.asarray([0, n], dtype=np.int64))[0])
+        return self._sum(v, None, 0, self.op.span_bounds(n))
 
 
 class ExactCudaOperator(ExactNumbaOperator):
@@ -622,7 +623,7 @@ class ExactCudaOperator(ExactNumbaOperator):
         """The device side that is no part of the state: CuPy, the compiled
         kernels and scratch (made anew for a copy, ``__setstate__``)."""
         self.xp = self._xp = _cupy()
-        self._bounds: dict[int, DeviceArray] = {}
+        self._bounds: dict[tuple[str, int], DeviceArray] = {}
         self._lane: DeviceArray | None = None
         device = _DeviceKernels(self)
         self._device = device
@@ -652,11 +653,22 @@ class ExactCudaOperator(ExactNumbaOperator):
 
     def even_bounds(self, n: int) -> DeviceArray:
         """The CPU kernels' 64 equal chunks of ``n`` entries, as bounds on the device."""
-        bounds = self._bounds.get(n)
+        step = (n + _CHUNKS - 1) // _CHUNKS
+        return self._bounds_of(("even", n), np.minimum(np.arange(_CHUNKS + 1) * step, n))
+
+    def span_bounds(self, n: int) -> DeviceArray:
+        """``[0, n]`` on the device: a sum of ``n`` values in order as one chunk."""
+        return self._bounds_of(("span", n), np.array([0, n]))
+
+    def _bounds_of(self, key: tuple[str, int], host: np.ndarray) -> DeviceArray:
+        """Chunk bounds uploaded once and kept while they are in use: a few
+        lengths at a time (the particle count and the overlay's rows change
+        with blocks), so the oldest go."""
+        bounds = self._bounds.get(key)
         if bounds is None:
-            step = (n + _CHUNKS - 1) // _CHUNKS
-            host = np.minimum(np.arange(_CHUNKS + 1, dtype=np.int64) * step, n)
-            bounds = self._bounds[n] = self.xp.asarray(host)
+            bounds = self._bounds[key] = self.xp.asarray(host.astype(np.int64))
+            while len(self._bounds) > _KEPT_BOUNDS:
+                del self._bounds[next(iter(self._bounds))]
         return bounds
 
     def lane_buffer(self, slots: int) -> DeviceArray:
@@ -768,8 +780,7 @@ class ExactCudaOperator(ExactNumbaOperator):
                 (BLOCK,),
                 (rows, ptr, idx, w, z, out, self._ov_vals, np.int64(count), np.float64(scale)),
             )
-            one = self.xp.asarray([0, count], dtype=np.int64)
-            total += in_order(self._device._chunks(self._ov_vals, None, 0, one)[0])
+            total += self._device._sum(self._ov_vals, None, 0, self.span_bounds(count))
         return total
 
     def setup_laplacian(self, kind: LaplacianKind) -> None:
