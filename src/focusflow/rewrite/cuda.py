@@ -4,7 +4,9 @@ The net's layout and rules are the CPU evaluator's (``cpu.py``); the
 scheduling is bulk-synchronous: each launch is a round in which every thread
 reduces its share of the pending pairs, and what it could not finish (pairs
 found through another thread's variable, a full local stack, a spent budget)
-goes to the next round's bag. The host only reads back two words a round.
+goes to the next round's bag, kept there by rule (``BINS``) so that the lanes
+of a warp start on one rule. The host reads back one small control array a
+round.
 The kernel's header comment says why the memory accesses are safe.
 
 Memory: the heap is cut into one region of node slots and one of variable
@@ -36,6 +38,10 @@ from focusflow.rewrite.schedules import DEFAULT_SCHEDULE, SCHEDULES
 #: Default heap on a GPU: 2^29 node slots (4 GiB) and as many variable slots (2 GiB).
 DEFAULT_NODES = 1 << 29
 DEFAULT_VARS = 1 << 29
+#: Bins of a bag of pending pairs, one per rule (the kernel's NBINS and BIN_OF);
+#: words of a bag's tally: its bins' counts, then whether a thread went short.
+BINS = 8
+TALLY = 16
 #: Threads per block, and the most threads (regions) of a run.
 BLOCK = 256
 MAX_THREADS = 1 << 17
@@ -111,7 +117,7 @@ def _module(local_foreign: bool = False) -> Any:
         # correctly rounded, no fused multiply-add
         options = ("--std=c++14", "--ftz=false", "--prec-div=true", "--fmad=false",
                    f"-DLOCAL_FOREIGN={int(local_foreign)}", f"-DLT={LOCAL_BLOCK}",
-                   f"-DLLEN={LOCAL_SLOTS}", f"-DRLEN={BAG}")  # fmt: skip
+                   f"-DLLEN={LOCAL_SLOTS}", f"-DRLEN={BAG}", f"-DNBINS={BINS}")  # fmt: skip
         _MODULE[key] = cupy.RawModule(code=source, options=options)
     return _MODULE[key]
 
@@ -312,6 +318,35 @@ def _raise(status: int, detail: int, book: Book, interactions: int, what: dict[i
     )
 
 
+@dataclass(frozen=True)
+class _Regions:
+    """How a heap of ``nodes`` and ``vars_`` slots is cut among ``count``
+    threads: ``region_n`` node and ``region_v`` variable slots each, from
+    ``low``; ``width``: the most nodes or variables of one definition (a
+    thread's scratch)."""
+
+    nodes: int
+    vars_: int
+    count: int
+    region_n: int
+    region_v: int
+    width: int
+
+
+def _regions(book: Book, nodes: int, vars_: int, threads: int | None, layout: _Kernel) -> _Regions:
+    """The heap's regions: as many as ``threads`` asks or the kernel allows,
+    each holding at least four of the largest definition and ``MIN_REGION``
+    slots."""
+    low = layout.low
+    nodes = max(int(nodes), 64 + low)
+    vars_ = min(max(int(vars_), 64 + low), 1 << 29)
+    width = max(4, int(np.diff(book.node_start).max(initial=0)), int(book.vars.max(initial=0)))
+    region = max(4 * width, MIN_REGION)
+    most = max(1, min((nodes - low) // region, (vars_ - 1 - low) // region))
+    count = min(layout.most_threads if threads is None else max(1, int(threads)), most)
+    return _Regions(nodes, vars_, count, (nodes - low) // count, (vars_ - 1 - low) // count, width)
+
+
 def normalize_cuda(
     book: Book,
     nodes: int = DEFAULT_NODES,
@@ -326,15 +361,9 @@ def normalize_cuda(
     policy, layout = _policy(schedule)
     cupy = _cupy()
     low = layout.low
-    nodes = max(int(nodes), 64 + low)
-    vars_ = min(max(int(vars_), 64 + low), 1 << 29)
-    width = max(4, int(np.diff(book.node_start).max(initial=0)), int(book.vars.max(initial=0)))
-    # a region holds at least four of the largest definition, and MIN_REGION slots
-    region = max(4 * width, MIN_REGION)
-    most = max(1, min((nodes - low) // region, (vars_ - 1 - low) // region))
-    count = min(layout.most_threads if threads is None else max(1, int(threads)), most)
-    region_n = (nodes - low) // count
-    region_v = (vars_ - 1 - low) // count
+    heap = _regions(book, nodes, vars_, threads, layout)
+    nodes, vars_, count, width = heap.nodes, heap.vars_, heap.count, heap.width
+    region_n, region_v = heap.region_n, heap.region_v
     node = cupy.zeros(nodes, dtype=cupy.uint64)
     subst = cupy.zeros(vars_, dtype=cupy.uint32)
     root_slot = vars_ - 1
@@ -342,10 +371,15 @@ def normalize_cuda(
     subst[root_slot] = NONE
     cap = max(nodes, 1 << 20)
     bags = [cupy.zeros(cap, dtype=cupy.uint64), cupy.zeros(cap, dtype=cupy.uint64)]
+    seg = cap // BINS
     bags[0][0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
-    # [0] pairs in the output bag, [1] status, [2] its detail, [3] a thread
-    # found its region full, [4..5] interactions (a 64-bit count)
-    ctl = cupy.zeros(6, dtype=cupy.uint32)
+    # [1] status, [2] its detail, [4..5] interactions (a 64-bit count), then
+    # the two bags' tallies (each bin's pairs; whether a thread found its
+    # region full), read back with the rest in one copy a round
+    ctl = cupy.zeros(8 + 2 * TALLY, dtype=cupy.uint32)
+    # the input bag's tally and the output bag's: where each is in ctl, and it
+    tallies = [(at, ctl[at : at + TALLY]) for at in (8, 8 + TALLY)]
+    ctl[8] = 1  # the boot redex, at the start of bin 0
     cursors = cupy.zeros(2 * count, dtype=cupy.uint32)
     scratch = cupy.zeros(2 * count * width, dtype=cupy.uint32)
     book_args = (
@@ -364,7 +398,8 @@ def normalize_cuda(
                     cursors, scratch, np.uint32(width), *book_args, np.uint32(root),
                     np.uint32(region_n), np.uint32(region_v), np.uint32(budget),
                     np.uint32(launched), np.uint32(count), np.uint32(shift),
-                    np.uint32(low)), shared_mem=k.shared)  # fmt: skip
+                    np.uint32(low), tallies[0][1], tallies[1][1]),
+                   shared_mem=k.shared)  # fmt: skip
 
     # CUDA loads a kernel at its first launch (milliseconds): an empty launch
     # of each does that before the clock starts, and before ``auto`` times a
@@ -381,31 +416,32 @@ def normalize_cuda(
     while pending:
         launched = min(count, pending)
         k, budget = policy.pick(pending, launched)
-        ctl[0] = 0
-        ctl[3] = 0
+        tallies[1][1].fill(0)
         began = time.perf_counter()
         launch(k, pending, launched, budget)
         rounds += 1
         head = cupy.asnumpy(ctl)
-        pending = int(head[0])
+        out = head[tallies[1][0] : tallies[1][0] + TALLY]
+        pending = int(out[:BINS].astype(np.int64).sum())
         status, detail = int(head[1]), int(head[2])
         done = int(head[4]) | (int(head[5]) << 32)
         if status:
             break
-        if head[3]:
+        if out[BINS]:
             if done == interactions:  # every thread that had work found its region full
-                status = int(head[3])
+                status = int(out[BINS])
                 break
             shift = (shift + 7919) % count  # other regions take the pairs next round
         policy.record(launched, done - interactions, time.perf_counter() - began)
         interactions = done
         bags.reverse()
+        tallies.reverse()
     seconds = time.perf_counter() - start
     if status:
         _raise(status, detail, book, interactions, {
             1: f"{nodes} node slots ({count} regions of {region_n})",
             2: f"{vars_} variable slots ({count} regions of {region_v})",
-            3: f"{cap} pending redexes",
+            3: f"{seg} pending redexes of one rule",
             5: f"a thread's {BAG} pending redexes of one kind",
         })  # fmt: skip
     live_node, live_subst, live_root = _compact(cupy, node, subst, root)

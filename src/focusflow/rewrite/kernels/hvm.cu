@@ -10,7 +10,8 @@
 // that a link finds through a variable another thread wrote is *foreign*:
 // the nodes behind it may have been written by that thread in this round,
 // and only the end of the launch makes them visible, so it goes to the output
-// bag too. A thread allocates only in its own region of nodes and variables,
+// bag too. Bags keep their pairs by rule (see BIN_OF). A thread allocates
+// only in its own region of nodes and variables,
 // scanning for a free slot from where it stopped (so every slot has one
 // allocator); any thread frees any slot. A link publishes a variable with an
 // atomic exchange after a fence, so that whatever the thread wrote before
@@ -61,6 +62,23 @@ typedef long long i64;
 #endif
 
 __constant__ unsigned char RULES[64] = RULE_TABLE;
+
+// A bag of pending pairs is cut into NBINS bins of out_cap / NBINS pairs, one
+// per rule, and a round reads them bin after bin, shrinking rules first
+// (LINK VOID ERAS ANNI, then OPER SWIT COMM CALL). Consecutive threads take
+// consecutive pairs, so the lanes of a warp start on one rule instead of
+// diverging over eight: 1.2-1.5x on the wide programs on an H200
+// (bench/RESULTS.md). A bag's tally holds its bins' counts, then the flag
+// that a thread went short of slots.
+#ifndef NBINS
+#define NBINS 8
+#endif
+// BIN_OF holds rule r's bin in its bits 4r..4r+3 (LINK 0, CALL 7, VOID 1,
+// ERAS 2, ANNI 3, COMM 6, OPER 4, SWIT 5): a register, where a table in
+// constant memory would serialise the lanes that look up different rules.
+static_assert(NBINS == 8, "BIN_OF gives each of the eight rules its own bin");
+#define BIN_OF 0x54632170u
+#define SHORT_FLAG NBINS
 
 // ---------------------------------------------------------------------------
 // Numbers: HVM2's 29-bit words (numbers.py has the semantics and the reasons)
@@ -246,13 +264,44 @@ __device__ __forceinline__ u64 mkpair(u32 f, u32 s) { return (u64)f | ((u64)s <<
 __device__ __forceinline__ u32 fst(u64 p) { return (u32)p; }
 __device__ __forceinline__ u32 snd(u64 p) { return (u32)(p >> 32); }
 
+// Put a pair in its rule's bin of an output bag; false when that bin is full.
+__device__ __forceinline__ bool bag_put(u64* bag, u32 seg, u32* tally, u64 pair)
+{
+    u32 b = (BIN_OF >> (4 * RULES[tag(fst(pair)) * 8 + tag(snd(pair))])) & 0xFu;
+    u32 i = atomicAdd(&tally[b], 1u);
+    if (i >= seg) return false;
+    bag[(u64)b * seg + i] = pair;
+    return true;
+}
+
+// A round's input bag, read at growing positions i (a thread's i, i + stride,
+// ...): pair i is in the bin whose counts, summed from bin 0, first pass i.
+struct BagIn {
+    const u64* bag;
+    const u32* tally;
+    u32 seg, bin, first, end;
+};
+
+__device__ __forceinline__ BagIn bag_in(const u64* bag, const u32* tally, u32 seg)
+{
+    BagIn in = {bag, tally, seg, 0, 0, tally[0]};
+    return in;
+}
+
+__device__ __forceinline__ u64 bag_get(BagIn& in, u32 i)
+{
+    while (i >= in.end) { in.first = in.end; in.bin++; in.end += in.tally[in.bin]; }
+    return in.bag[(u64)in.bin * in.seg + (i - in.first)];
+}
+
 struct Net {
     u64* node;
     u32* vars;
     u64* bag_out;
-    u32* ctl;  // [0] pairs in the output bag, [1] status, [2] its detail, [3] a thread went short, [4..5] interactions
+    u32* ctl;  // [1] status, [2] its detail, [4..5] interactions
+    u32* tally;  // the output bag's
     u32* scratch;
-    u32 out_cap, region_n, region_v, width;
+    u32 seg, region_n, region_v, width;
     const u32* roots;
     const u32* node_start;
     const u64* def_nodes;
@@ -281,9 +330,7 @@ __device__ __forceinline__ void fail(Net& net, u32 status, u32 info)
 
 __device__ __forceinline__ void spill(Net& net, u64 pair)
 {
-    u32 i = atomicAdd(&net.ctl[0], 1u);
-    if (i < net.out_cap) net.bag_out[i] = pair;
-    else fail(net, ST_OOM_REDEXES, 0);
+    if (!bag_put(net.bag_out, net.seg, net.tally, pair)) fail(net, ST_OOM_REDEXES, 0);
 }
 
 // A pair found through a variable is reduced here too when LOCAL_FOREIGN is
@@ -380,7 +427,7 @@ __device__ __forceinline__ u32 relocate(Net& net, u32 p, const u32* nloc, const 
 
 // Take n node and v variable slots into the thread's scratch, all or none:
 // on a shortfall the slots taken go back, the run notes that a thread went
-// short (ctl[3]) and the caller hands its pair on to the next round, where
+// short (the tally's SHORT_FLAG) and the caller hands its pair on to the next round, where
 // another thread (another region) may take it.
 __device__ bool alloc_many(Net& net, Worker& tm, u32* nloc, u32* vloc, u32 n, u32 v)
 {
@@ -388,7 +435,7 @@ __device__ bool alloc_many(Net& net, Worker& tm, u32* nloc, u32* vloc, u32 n, u3
         nloc[i] = node_alloc(net, tm);
         if (nloc[i] == 0) {
             for (u32 j = 0; j < i; j++) node_free(net, nloc[j]);
-            net.ctl[3] = ST_OOM_NODES;
+            net.tally[SHORT_FLAG] = ST_OOM_NODES;
             return false;
         }
     }
@@ -397,7 +444,7 @@ __device__ bool alloc_many(Net& net, Worker& tm, u32* nloc, u32* vloc, u32 n, u3
         if (vloc[i] == 0) {
             for (u32 j = 0; j < i; j++) var_free(net, vloc[j]);
             for (u32 j = 0; j < n; j++) node_free(net, nloc[j]);
-            net.ctl[3] = ST_OOM_VARS;
+            net.tally[SHORT_FLAG] = ST_OOM_VARS;
             return false;
         }
     }
@@ -507,18 +554,20 @@ __device__ int interact(Net& net, Worker& tm, u32 a, u32 b)
 }
 
 extern "C" __global__ void hvm_round(
-    u64* node, u32* vars, const u64* bag_in, u32 n_in, u64* bag_out, u32 out_cap,
+    u64* node, u32* vars, const u64* bag_in_, u32 n_in, u64* bag_out, u32 out_cap,
     u32* ctl, u32* cursors, u32* scratch, u32 width,
     const u32* roots, const u32* node_start, const u64* def_nodes, const u32* rbag_start,
     const u64* def_rbag, const u32* def_vars, const unsigned char* safe,
     u32 root_port, u32 region_n, u32 region_v, u32 budget, u32 stride,
-    u32 regions, u32 shift, u32 low)
+    u32 regions, u32 shift, u32 low, const u32* tally_in, u32* tally_out)
 {
     u32 t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= stride) return;
-    Net net = {node, vars, bag_out, ctl, scratch, out_cap, region_n, region_v,
+    u32 seg = out_cap / NBINS;
+    Net net = {node, vars, bag_out, ctl, tally_out, scratch, seg, region_n, region_v,
                width, roots, node_start, def_nodes, rbag_start, def_rbag, def_vars, safe, root_port,
                low};
+    BagIn in = bag_in(bag_in_, tally_in, seg);
     Worker tm;
     tm.t = t;
     tm.r = (t + shift) % regions;
@@ -529,7 +578,7 @@ extern "C" __global__ void hvm_round(
     tm.dirty = false;
     u32 steps = 0;
     for (u32 i = t; i < n_in; i += stride) {
-        u64 r = bag_in[i];
+        u64 r = bag_get(in, i);
         if (steps >= budget) { spill(net, r); continue; }
         tm.stack[tm.top++] = r;
         while (tm.top > 0) {
@@ -598,10 +647,11 @@ struct BNet {
     u32* vars;
     u64* bag_out;
     u32* ctl;
+    u32* tally;
     u32* scratch;
     u64* lnode;
     u32* lvars;
-    u32 out_cap, region_n, region_v, width;
+    u32 seg, region_n, region_v, width;
     const u32* roots;
     const u32* node_start;
     const u64* def_nodes;
@@ -632,9 +682,7 @@ __device__ __forceinline__ void b_fail(BNet& n, u32 status, u32 info)
 
 __device__ __forceinline__ void b_spill(BNet& n, u64 pair)
 {
-    u32 i = atomicAdd(&n.ctl[0], 1u);
-    if (i < n.out_cap) n.bag_out[i] = pair;
-    else b_fail(n, ST_OOM_REDEXES, 0);
+    if (!bag_put(n.bag_out, n.seg, n.tally, pair)) b_fail(n, ST_OOM_REDEXES, 0);
 }
 
 // Shrinking rules first (HVM2's priority): they free slots.
@@ -763,7 +811,7 @@ __device__ bool b_alloc(BNet& n, BWorker& w, u32* nloc, u32* vloc, u32 nn, u32 n
     for (u32 i = 0; i < nn; i++) {
         if ((nloc[i] = b_gnode_alloc(n, w)) == 0) {
             for (u32 k = 0; k < i; k++) n.node[nloc[k]] = 0;
-            n.ctl[3] = ST_OOM_NODES;
+            n.tally[SHORT_FLAG] = ST_OOM_NODES;
             return false;
         }
     }
@@ -771,7 +819,7 @@ __device__ bool b_alloc(BNet& n, BWorker& w, u32* nloc, u32* vloc, u32 nn, u32 n
         if ((vloc[j] = b_gvar_alloc(n, w)) == 0) {
             for (u32 k = 0; k < j; k++) n.vars[vloc[k]] = 0;
             for (u32 k = 0; k < nn; k++) n.node[nloc[k]] = 0;
-            n.ctl[3] = ST_OOM_VARS;
+            n.tally[SHORT_FLAG] = ST_OOM_VARS;
             return false;
         }
     }
@@ -876,7 +924,7 @@ __device__ int b_interact(BNet& n, BWorker& w, u32 a, u32 b)
     switch (rule) {
     case R_LINK:
         if (tag(a) == VAR && val(a) >= LLEN && tag(b) != VAR && b_local(b)) {
-            if (!b_leak(n, w, a, b)) { n.ctl[3] = ST_OOM_NODES; return SHORT; }
+            if (!b_leak(n, w, a, b)) { n.tally[SHORT_FLAG] = ST_OOM_NODES; return SHORT; }
         } else {
             b_link(n, w, a, b);
         }
@@ -934,7 +982,7 @@ __device__ int b_interact(BNet& n, BWorker& w, u32 a, u32 b)
     case R_OPER: {
         // a global node kept for the result must not hold a shared port
         u32 gv = 0;
-        if (val(b) >= LLEN && (gv = b_gvar_alloc(n, w)) == 0) { n.ctl[3] = ST_OOM_VARS; return SHORT; }
+        if (val(b) >= LLEN && (gv = b_gvar_alloc(n, w)) == 0) { n.tally[SHORT_FLAG] = ST_OOM_VARS; return SHORT; }
         u64 pr = b_node_get(n, val(b));
         u32 b1 = fst(pr);
         bool foreign = false;
@@ -956,7 +1004,7 @@ __device__ int b_interact(BNet& n, BWorker& w, u32 a, u32 b)
         u32 gv = 0;
         if (nloc[0] >= LLEN && (gv = b_gvar_alloc(n, w)) == 0) {
             for (u32 k = 0; k < (m == 0 ? 1u : 2u); k++) n.node[nloc[k]] = 0;
-            n.ctl[3] = ST_OOM_VARS;
+            n.tally[SHORT_FLAG] = ST_OOM_VARS;
             return SHORT;
         }
         u64 pr = b_node_take(n, val(b));
@@ -995,19 +1043,20 @@ __device__ __forceinline__ bool b_room(BNet& n, BWorker& w, u64 r)
 }
 
 extern "C" __global__ void hvm_block_round(
-    u64* node, u32* vars, const u64* bag_in, u32 n_in, u64* bag_out, u32 out_cap,
+    u64* node, u32* vars, const u64* bag_in_, u32 n_in, u64* bag_out, u32 out_cap,
     u32* ctl, u32* cursors, u32* scratch, u32 width,
     const u32* roots, const u32* node_start, const u64* def_nodes, const u32* rbag_start,
     const u64* def_rbag, const u32* def_vars, const unsigned char* safe,
     u32 root_port, u32 region_n, u32 region_v, u32 budget, u32 stride,
-    u32 regions, u32 shift, u32 low)
+    u32 regions, u32 shift, u32 low, const u32* tally_in, u32* tally_out)
 {
     // `low` is hvm_round's argument, passed alike to both kernels: here it is LLEN
     extern __shared__ u64 shared_words[];
     u32 t = blockIdx.x * blockDim.x + threadIdx.x;
-    BNet n = {node, vars, bag_out, ctl, scratch, shared_words, (u32*)(shared_words + LLEN),
-              out_cap, region_n, region_v, width, roots, node_start, def_nodes, rbag_start,
-              def_rbag, def_vars, safe, root_port};
+    u32 seg = out_cap / NBINS;
+    BNet n = {node, vars, bag_out, ctl, tally_out, scratch, shared_words,
+              (u32*)(shared_words + LLEN), seg, region_n, region_v, width, roots, node_start,
+              def_nodes, rbag_start, def_rbag, def_vars, safe, root_port};
     for (u32 k = 0; k < LPER; k++) {
         n.lnode[k * LT + threadIdx.x] = 0;
         n.lvars[k * LT + threadIdx.x] = 0;
@@ -1028,9 +1077,10 @@ extern "C" __global__ void hvm_block_round(
     w.dirty_l = false;
     u32 steps = 0;
     u64 r;
+    BagIn in = bag_in(bag_in_, tally_in, seg);
     for (u32 i = t; i < n_in; i += stride) {
-        if (steps >= budget) { b_spill(n, bag_in[i]); continue; }
-        u64 p = bag_in[i];
+        u64 p = bag_get(in, i);
+        if (steps >= budget) { b_spill(n, p); continue; }
         b_push(n, w, fst(p), snd(p), false);
         while (steps < budget && b_pop(w, &r)) {
             if (!b_room(n, w, r)) { b_push(n, w, fst(r), snd(r), false); steps = budget; break; }
