@@ -16,6 +16,10 @@
 // allocator); any thread frees any slot. A link publishes a variable with an
 // atomic exchange after a fence, so that whatever the thread wrote before
 // (nodes, the variables it set up) is visible to the one that reads it.
+//
+// The rules are written once (`rules`), over the memory they run on: the
+// global heap here (GlobalMem), a block's shared slots beside it in
+// hvm_block_round (BlockMem).
 
 typedef unsigned int u32;
 typedef unsigned long long u64;
@@ -417,7 +421,7 @@ __device__ void link(Net& net, Worker& tm, u32 a, u32 b, bool foreign = false)
     }
 }
 
-__device__ __forceinline__ u32 relocate(Net& net, u32 p, const u32* nloc, const u32* vloc)
+__device__ __forceinline__ u32 relocate(u32 p, const u32* nloc, const u32* vloc)
 {
     u32 t = tag(p);
     if (t >= CON) return mk(t, nloc[val(p)]);
@@ -451,106 +455,158 @@ __device__ bool alloc_many(Net& net, Worker& tm, u32* nloc, u32* vloc, u32 n, u3
     return true;
 }
 
-// One interaction: COUNTED, UNCOUNTED (LINK), or SHORT (no slots: the pair
-// is untouched and must be tried again).
-__device__ int interact(Net& net, Worker& tm, u32 a, u32 b)
+// The memory the rules run on, for hvm_round: the global heap. Each memory
+// (this one, and BlockMem below) gives the rules the same operations on
+// nodes and links, and three hooks that only a block's shared memory needs
+// (see BlockMem): the rules are written once, in `rules`.
+struct GlobalMem {
+    Net& n;
+    Worker& w;
+    __device__ __forceinline__ u64 get(u32 loc) { return node_load(n, loc); }
+    __device__ __forceinline__ void set(u32 loc, u64 v) { node_store(n, w, loc, v); }
+    __device__ __forceinline__ void free_node(u32 loc) { node_free(n, loc); }
+    __device__ __forceinline__ u64 take(u32 loc)
+    {
+        u64 v = node_load(n, loc);
+        node_free(n, loc);
+        return v;
+    }
+    __device__ __forceinline__ u32 enter(u32 p, bool* foreign) { return ::enter(n, p, foreign); }
+    __device__ __forceinline__ void link(u32 a, u32 b, bool foreign = false) { ::link(n, w, a, b, foreign); }
+    __device__ __forceinline__ bool alloc(u32* nloc, u32* vloc, u32 nn, u32 nv)
+    {
+        return alloc_many(n, w, nloc, vloc, nn, nv);
+    }
+    __device__ __forceinline__ void fail(u32 status, u32 info) { ::fail(n, status, info); }
+    __device__ __forceinline__ int link_rule(u32 a, u32 b)
+    {
+        link(a, b);
+        return UNCOUNTED;
+    }
+    __device__ __forceinline__ bool keep_global(u32, u32* gv)
+    {
+        *gv = 0;
+        return true;
+    }
+    __device__ __forceinline__ void drop_var(u32) {}
+    __device__ __forceinline__ u32 globalize(u32 p, u32) { return p; }
+    __device__ __forceinline__ void unalloc_nodes(const u32*, u32) {}
+};
+
+// One interaction on memory M: COUNTED, UNCOUNTED (LINK), or SHORT (no
+// slots: the pair is untouched and must be tried again). M's net (`m.n`)
+// holds the book and the thread's scratch, M's worker (`m.w`) the thread.
+template <class M>
+__device__ __forceinline__ int rules(M& m, u32 a, u32 b)
 {
     u32 rule = RULES[tag(a) * 8 + tag(b)];
-    if (tag(a) == REF && b == net.root_port) rule = R_CALL;
+    if (tag(a) == REF && b == m.n.root_port) rule = R_CALL;
     else if (tag(b) < tag(a)) { u32 t = a; a = b; b = t; }
-    u32* nloc = net.scratch + (u64)tm.t * 2 * net.width;
-    u32* vloc = nloc + net.width;
+    u32* nloc = m.n.scratch + (u64)m.w.t * 2 * m.n.width;
+    u32* vloc = nloc + m.n.width;
     switch (rule) {
     case R_LINK:
-        link(net, tm, a, b);
-        return UNCOUNTED;
+        return m.link_rule(a, b);
     case R_VOID:
         return COUNTED;
     case R_CALL: {
         u32 fid = val(a) & FID_MASK;
         if (tag(b) == DUP) {
-            if (!net.safe[fid]) { fail(net, ST_UNSAFE_CLONE, fid); return UNCOUNTED; }
-            u64 pr = node_load(net, val(b));
-            node_free(net, val(b));
-            link(net, tm, a, fst(pr));
-            link(net, tm, a, snd(pr));
+            if (!m.n.safe[fid]) { m.fail(ST_UNSAFE_CLONE, fid); return UNCOUNTED; }
+            u64 pr = m.take(val(b));
+            m.link(a, fst(pr));
+            m.link(a, snd(pr));
             return COUNTED;
         }
-        u32 n0 = net.node_start[fid], nlen = net.node_start[fid + 1] - n0;
-        if (!alloc_many(net, tm, nloc, vloc, nlen, net.def_vars[fid])) return SHORT;
+        u32 n0 = m.n.node_start[fid], nlen = m.n.node_start[fid + 1] - n0;
+        if (!m.alloc(nloc, vloc, nlen, m.n.def_vars[fid])) return SHORT;
         for (u32 i = 0; i < nlen; i++) {
-            u64 pr = net.def_nodes[n0 + i];
-            node_store(net, tm, nloc[i], mkpair(relocate(net, fst(pr), nloc, vloc), relocate(net, snd(pr), nloc, vloc)));
+            u64 pr = m.n.def_nodes[n0 + i];
+            m.set(nloc[i], mkpair(relocate(fst(pr), nloc, vloc), relocate(snd(pr), nloc, vloc)));
         }
-        for (u32 r = net.rbag_start[fid]; r < net.rbag_start[fid + 1]; r++) {
-            u64 pr = net.def_rbag[r];
-            link(net, tm, relocate(net, fst(pr), nloc, vloc), relocate(net, snd(pr), nloc, vloc));
+        for (u32 r = m.n.rbag_start[fid]; r < m.n.rbag_start[fid + 1]; r++) {
+            u64 pr = m.n.def_rbag[r];
+            m.link(relocate(fst(pr), nloc, vloc), relocate(snd(pr), nloc, vloc));
         }
-        link(net, tm, relocate(net, net.roots[fid], nloc, vloc), b);
+        m.link(relocate(m.n.roots[fid], nloc, vloc), b);
         return COUNTED;
     }
     case R_ERAS: {
-        u64 pr = node_load(net, val(b));
-        node_free(net, val(b));
-        link(net, tm, a, fst(pr));
-        link(net, tm, a, snd(pr));
+        u64 pr = m.take(val(b));
+        m.link(a, fst(pr));
+        m.link(a, snd(pr));
         return COUNTED;
     }
     case R_ANNI: {
-        u64 pa = node_load(net, val(a)), pb = node_load(net, val(b));
-        node_free(net, val(a));
-        node_free(net, val(b));
-        link(net, tm, fst(pa), fst(pb));
-        link(net, tm, snd(pa), snd(pb));
+        // both loads before either store: one can only wait for the other
+        // if a store to one slot might be the other's
+        u64 pa = m.get(val(a)), pb = m.get(val(b));
+        m.free_node(val(a));
+        m.free_node(val(b));
+        m.link(fst(pa), fst(pb));
+        m.link(snd(pa), snd(pb));
         return COUNTED;
     }
     case R_COMM: {
-        if (!alloc_many(net, tm, nloc, vloc, 4, 4)) return SHORT;
-        u64 pa = node_load(net, val(a)), pb = node_load(net, val(b));
-        node_free(net, val(a));
-        node_free(net, val(b));
+        if (!m.alloc(nloc, vloc, 4, 4)) return SHORT;
+        u64 pa = m.get(val(a)), pb = m.get(val(b));
+        m.free_node(val(a));
+        m.free_node(val(b));
         u32 v0 = mk(VAR, vloc[0]), v1 = mk(VAR, vloc[1]), v2 = mk(VAR, vloc[2]), v3 = mk(VAR, vloc[3]);
-        node_store(net, tm, nloc[0], mkpair(v0, v1));
-        node_store(net, tm, nloc[1], mkpair(v2, v3));
-        node_store(net, tm, nloc[2], mkpair(v0, v2));
-        node_store(net, tm, nloc[3], mkpair(v1, v3));
-        link(net, tm, mk(tag(b), nloc[0]), fst(pa));
-        link(net, tm, mk(tag(b), nloc[1]), snd(pa));
-        link(net, tm, mk(tag(a), nloc[2]), fst(pb));
-        link(net, tm, mk(tag(a), nloc[3]), snd(pb));
+        m.set(nloc[0], mkpair(v0, v1));
+        m.set(nloc[1], mkpair(v2, v3));
+        m.set(nloc[2], mkpair(v0, v2));
+        m.set(nloc[3], mkpair(v1, v3));
+        m.link(mk(tag(b), nloc[0]), fst(pa));
+        m.link(mk(tag(b), nloc[1]), snd(pa));
+        m.link(mk(tag(a), nloc[2]), fst(pb));
+        m.link(mk(tag(a), nloc[3]), snd(pb));
         return COUNTED;
     }
     case R_OPER: {
-        u64 pr = node_load(net, val(b));
+        // the operator's node is kept for the result when b1 is no number:
+        // in a block, a global one must then not hold a shared port
+        u32 gv;
+        if (!m.keep_global(val(b), &gv)) return SHORT;
+        u64 pr = m.get(val(b));
         u32 b1 = fst(pr);
         bool foreign = false;
-        u32 b2 = enter(net, snd(pr), &foreign);
+        u32 b2 = m.enter(snd(pr), &foreign);
         if (tag(b1) == NUM) {
-            node_free(net, val(b));
-            link(net, tm, mk(NUM, operate(val(a), val(b1))), b2, foreign);
+            m.drop_var(gv);
+            m.free_node(val(b));
+            m.link(mk(NUM, operate(val(a), val(b1))), b2, foreign);
         } else {
-            node_store(net, tm, val(b), mkpair(a, b2));
-            link(net, tm, b1, mk(OPR, val(b)));
+            b2 = m.globalize(b2, gv);
+            m.set(val(b), mkpair(a, b2));
+            m.link(b1, mk(OPR, val(b)));
         }
         return COUNTED;
     }
     case R_SWIT: {
-        u32 n = (val(a) >> 5) & 0xFFFFFFu;
-        if (!alloc_many(net, tm, nloc, vloc, n == 0 ? 1 : 2, 0)) return SHORT;
-        u64 pr = node_load(net, val(b));
-        node_free(net, val(b));
-        u32 b1 = fst(pr), b2 = snd(pr);
-        if (n == 0) {
-            node_store(net, tm, nloc[0], mkpair(b2, mk(ERA, 0)));
+        u32 k = (val(a) >> 5) & 0xFFFFFFu, nn = k == 0 ? 1u : 2u;
+        if (!m.alloc(nloc, vloc, nn, 0)) return SHORT;
+        u32 gv;
+        if (!m.keep_global(nloc[0], &gv)) { m.unalloc_nodes(nloc, nn); return SHORT; }
+        u64 pr = m.take(val(b));
+        u32 b1 = fst(pr), b2 = m.globalize(snd(pr), gv);
+        if (k == 0) {
+            m.set(nloc[0], mkpair(b2, mk(ERA, 0)));
         } else {
-            node_store(net, tm, nloc[1], mkpair(mk(NUM, ((n - 1) << 5) | 1u), b2));
-            node_store(net, tm, nloc[0], mkpair(mk(ERA, 0), mk(CON, nloc[1])));
+            m.set(nloc[1], mkpair(mk(NUM, ((k - 1) << 5) | 1u), b2));
+            m.set(nloc[0], mkpair(mk(ERA, 0), mk(CON, nloc[1])));
         }
-        link(net, tm, mk(CON, nloc[0]), b1);
+        m.link(mk(CON, nloc[0]), b1);
         return COUNTED;
     }
     }
     return UNCOUNTED;
+}
+
+__device__ int interact(Net& net, Worker& tm, u32 a, u32 b)
+{
+    GlobalMem m = {net, tm};
+    return rules(m, a, b);
 }
 
 extern "C" __global__ void hvm_round(
@@ -607,7 +663,7 @@ extern "C" __global__ void hvm_round(
 // ---------------------------------------------------------------------------
 // The block-local evaluator (hvm_block_round, the `local` schedule)
 //
-// The same rules, with the nodes and variables a thread makes kept in its
+// The same rules (on BlockMem), with the nodes and variables a thread makes kept in its
 // block's shared memory, as HVM2's CUDA runtime keeps them: addresses below
 // LLEN are the block's own slots (thread i owns slots i, i + LT, ...), the
 // rest are the global heap's. An interaction whose nodes are all shared pays
@@ -906,121 +962,62 @@ __device__ u32 b_export(BNet& n, BWorker& w, u32 p)
     return g;
 }
 
-__device__ __forceinline__ u32 b_relocate(u32 p, const u32* nloc, const u32* vloc)
-{
-    u32 t = tag(p);
-    if (t >= CON) return mk(t, nloc[val(p)]);
-    if (t == VAR) return mk(VAR, vloc[val(p)]);
-    return p;
-}
-
-__device__ int b_interact(BNet& n, BWorker& w, u32 a, u32 b)
-{
-    u32 rule = RULES[tag(a) * 8 + tag(b)];
-    if (tag(a) == REF && b == n.root_port) rule = R_CALL;
-    else if (tag(b) < tag(a)) { u32 t = a; a = b; b = t; }
-    u32* nloc = n.scratch + (u64)w.t * 2 * n.width;
-    u32* vloc = nloc + n.width;
-    switch (rule) {
-    case R_LINK:
+// The memory of hvm_block_round's rules: a block's shared slots and the
+// global heap. Its hooks keep global cells free of shared addresses: a LINK
+// of a global variable to a shared node leaks the node; an operator or
+// switch whose kept node is global takes a global variable beforehand
+// (`keep_global`), behind which a shared port is put (`globalize`).
+struct BlockMem {
+    BNet& n;
+    BWorker& w;
+    __device__ __forceinline__ u64 get(u32 loc) { return b_node_get(n, loc); }
+    __device__ __forceinline__ void set(u32 loc, u64 v) { b_node_set(n, w, loc, v); }
+    __device__ __forceinline__ void free_node(u32 loc)
+    {
+        if (loc < LLEN) ((volatile u64*)n.lnode)[loc] = 0;
+        else n.node[loc] = 0;
+    }
+    __device__ __forceinline__ u64 take(u32 loc) { return b_node_take(n, loc); }
+    __device__ __forceinline__ u32 enter(u32 p, bool* foreign) { return b_enter(n, p, foreign); }
+    __device__ __forceinline__ void link(u32 a, u32 b, bool foreign = false) { b_link(n, w, a, b, foreign); }
+    __device__ __forceinline__ bool alloc(u32* nloc, u32* vloc, u32 nn, u32 nv)
+    {
+        return b_alloc(n, w, nloc, vloc, nn, nv);
+    }
+    __device__ __forceinline__ void fail(u32 status, u32 info) { b_fail(n, status, info); }
+    __device__ __forceinline__ int link_rule(u32 a, u32 b)
+    {
         if (tag(a) == VAR && val(a) >= LLEN && tag(b) != VAR && b_local(b)) {
             if (!b_leak(n, w, a, b)) { n.tally[SHORT_FLAG] = ST_OOM_NODES; return SHORT; }
         } else {
             b_link(n, w, a, b);
         }
         return UNCOUNTED;
-    case R_VOID:
-        return COUNTED;
-    case R_CALL: {
-        u32 fid = val(a) & FID_MASK;
-        if (tag(b) == DUP) {
-            if (!n.safe[fid]) { b_fail(n, ST_UNSAFE_CLONE, fid); return UNCOUNTED; }
-            u64 pr = b_node_take(n, val(b));
-            b_link(n, w, a, fst(pr));
-            b_link(n, w, a, snd(pr));
-            return COUNTED;
-        }
-        u32 n0 = n.node_start[fid], nlen = n.node_start[fid + 1] - n0;
-        if (!b_alloc(n, w, nloc, vloc, nlen, n.def_vars[fid])) return SHORT;
-        for (u32 i = 0; i < nlen; i++) {
-            u64 pr = n.def_nodes[n0 + i];
-            b_node_set(n, w, nloc[i], mkpair(b_relocate(fst(pr), nloc, vloc), b_relocate(snd(pr), nloc, vloc)));
-        }
-        for (u32 r = n.rbag_start[fid]; r < n.rbag_start[fid + 1]; r++) {
-            u64 pr = n.def_rbag[r];
-            b_link(n, w, b_relocate(fst(pr), nloc, vloc), b_relocate(snd(pr), nloc, vloc));
-        }
-        b_link(n, w, b_relocate(n.roots[fid], nloc, vloc), b);
-        return COUNTED;
     }
-    case R_ERAS: {
-        u64 pr = b_node_take(n, val(b));
-        b_link(n, w, a, fst(pr));
-        b_link(n, w, a, snd(pr));
-        return COUNTED;
-    }
-    case R_ANNI: {
-        u64 pa = b_node_take(n, val(a)), pb = b_node_take(n, val(b));
-        b_link(n, w, fst(pa), fst(pb));
-        b_link(n, w, snd(pa), snd(pb));
-        return COUNTED;
-    }
-    case R_COMM: {
-        if (!b_alloc(n, w, nloc, vloc, 4, 4)) return SHORT;
-        u64 pa = b_node_take(n, val(a)), pb = b_node_take(n, val(b));
-        u32 v0 = mk(VAR, vloc[0]), v1 = mk(VAR, vloc[1]), v2 = mk(VAR, vloc[2]), v3 = mk(VAR, vloc[3]);
-        b_node_set(n, w, nloc[0], mkpair(v0, v1));
-        b_node_set(n, w, nloc[1], mkpair(v2, v3));
-        b_node_set(n, w, nloc[2], mkpair(v0, v2));
-        b_node_set(n, w, nloc[3], mkpair(v1, v3));
-        b_link(n, w, mk(tag(b), nloc[0]), fst(pa));
-        b_link(n, w, mk(tag(b), nloc[1]), snd(pa));
-        b_link(n, w, mk(tag(a), nloc[2]), fst(pb));
-        b_link(n, w, mk(tag(a), nloc[3]), snd(pb));
-        return COUNTED;
-    }
-    case R_OPER: {
-        // a global node kept for the result must not hold a shared port
-        u32 gv = 0;
-        if (val(b) >= LLEN && (gv = b_gvar_alloc(n, w)) == 0) { n.tally[SHORT_FLAG] = ST_OOM_VARS; return SHORT; }
-        u64 pr = b_node_get(n, val(b));
-        u32 b1 = fst(pr);
-        bool foreign = false;
-        u32 b2 = b_enter(n, snd(pr), &foreign);
-        if (tag(b1) == NUM) {
-            if (gv) n.vars[gv] = 0;
-            b_node_take(n, val(b));
-            b_link(n, w, mk(NUM, operate(val(a), val(b1))), b2, foreign);
-        } else {
-            if (gv) b2 = b_globalize(n, w, b2, gv);
-            b_node_set(n, w, val(b), mkpair(a, b2));
-            b_link(n, w, b1, mk(OPR, val(b)));
-        }
-        return COUNTED;
-    }
-    case R_SWIT: {
-        u32 m = (val(a) >> 5) & 0xFFFFFFu;
-        if (!b_alloc(n, w, nloc, vloc, m == 0 ? 1 : 2, 0)) return SHORT;
-        u32 gv = 0;
-        if (nloc[0] >= LLEN && (gv = b_gvar_alloc(n, w)) == 0) {
-            for (u32 k = 0; k < (m == 0 ? 1u : 2u); k++) n.node[nloc[k]] = 0;
+    __device__ __forceinline__ bool keep_global(u32 loc, u32* gv)
+    {
+        *gv = 0;
+        if (loc >= LLEN && (*gv = b_gvar_alloc(n, w)) == 0) {
             n.tally[SHORT_FLAG] = ST_OOM_VARS;
-            return SHORT;
+            return false;
         }
-        u64 pr = b_node_take(n, val(b));
-        u32 b1 = fst(pr), b2 = snd(pr);
-        if (gv) b2 = b_globalize(n, w, b2, gv);
-        if (m == 0) {
-            b_node_set(n, w, nloc[0], mkpair(b2, mk(ERA, 0)));
-        } else {
-            b_node_set(n, w, nloc[1], mkpair(mk(NUM, ((m - 1) << 5) | 1u), b2));
-            b_node_set(n, w, nloc[0], mkpair(mk(ERA, 0), mk(CON, nloc[1])));
-        }
-        b_link(n, w, mk(CON, nloc[0]), b1);
-        return COUNTED;
+        return true;
     }
+    __device__ __forceinline__ void drop_var(u32 gv)
+    {
+        if (gv) n.vars[gv] = 0;
     }
-    return UNCOUNTED;
+    __device__ __forceinline__ u32 globalize(u32 p, u32 gv) { return gv ? b_globalize(n, w, p, gv) : p; }
+    __device__ __forceinline__ void unalloc_nodes(const u32* nloc, u32 nn)
+    {
+        for (u32 k = 0; k < nn; k++) n.node[nloc[k]] = 0;
+    }
+};
+
+__device__ int b_interact(BNet& n, BWorker& w, u32 a, u32 b)
+{
+    BlockMem m = {n, w};
+    return rules(m, a, b);
 }
 
 __device__ __forceinline__ bool b_pop(BWorker& w, u64* r)
