@@ -71,7 +71,7 @@ __constant__ unsigned char RULES[64] = RULE_TABLE;
 // per rule, and a round reads them bin after bin, shrinking rules first
 // (LINK VOID ERAS ANNI, then OPER SWIT COMM CALL). Consecutive threads take
 // consecutive pairs, so the lanes of a warp start on one rule instead of
-// diverging over eight: 1.2-1.5x on the wide programs on an H200
+// diverging over eight: 1.1-1.3x on the wide programs on an H200
 // (bench/RESULTS.md). A bag's tally holds its bins' counts, then the flag
 // that a thread went short of slots.
 #ifndef NBINS
