@@ -8,6 +8,7 @@ difference moves a committed value now and then. Runs where CuPy sees a GPU
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
@@ -217,3 +218,30 @@ def test_an_engine_moves_to_the_host_and_back_with_the_same_bits():
             _links(np.random.default_rng(seed), engine.graph, names, 5200, 1500)
             got.append(engine.apply().focus)
         assert same_bits(got[0], got[1]) and same_bits(got[0], got[2])
+
+
+def test_a_deep_copy_of_a_gpu_engine_goes_on_alone_with_the_same_bits():
+    """What a proposal does to a chain's focus (``copy.deepcopy``): the copy
+    holds device vectors of its own. The copies take a block the originals
+    never see, then every engine takes the same block: the GPU original still
+    computes what its CPU twin computes (the copy's block did not reach it),
+    and so does the GPU copy."""
+    params = make_params(None, **NEW_CHAIN_FOCUS)
+    engines = {}
+    for backend in ("numba", "cuda"):
+        g, names = _chain_graph(np.random.default_rng(13))
+        engines[backend] = FocusEngine(g, params, backend=backend)
+        engines[backend].compute()
+    gpu, host = engines["cuda"], engines["numba"]
+    copies = {"cuda": copy.deepcopy(gpu), "numba": copy.deepcopy(host)}
+    for engine in copies.values():
+        _links(np.random.default_rng(1), engine.graph, names, 5100, 1500)
+        engine.apply()
+    got = {}
+    for key, engine in (("gpu", gpu), ("host", host), ("gpu copy", copies["cuda"]),
+                        ("host copy", copies["numba"])):  # fmt: skip
+        _links(np.random.default_rng(2), engine.graph, names, 5200, 1500)
+        got[key] = engine.apply().focus
+    assert same_bits(got["gpu"], got["host"])
+    assert same_bits(got["gpu copy"], got["host copy"])
+    assert not same_bits(got["gpu"], got["gpu copy"])
