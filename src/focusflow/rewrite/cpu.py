@@ -316,7 +316,11 @@ def _link(  # noqa: PLR0913 - the net's arrays and the worker
 ) -> bool:
     """Connect ports ``a`` and ``b``: two principal ports become a redex; a
     variable is substituted, and when its other end was linked already the
-    link continues with what that end held."""
+    link continues with what that end held.
+
+    A variable that already holds a port was written by its other end, which
+    is done with it: it is read without the exchange (a locked instruction on
+    x86), which only the first of the two ends to arrive needs."""
     while True:
         if (a & 7) != VAR and (b & 7) == VAR:
             a, b = b, a
@@ -324,7 +328,9 @@ def _link(  # noqa: PLR0913 - the net's arrays and the worker
             return _push(rules, high, hi, lo, wm, w, a, b)
         b = _enter(vars_, vfree, wm, gm, w, shared, b)
         slot = a >> 3
-        old = _swap(vars_, slot, b, shared)
+        old = _take(vars_, slot, shared)
+        if old == NONE:
+            old = _swap(vars_, slot, b, shared)
         if old == NONE:
             return True
         _free_var(vars_, vfree, wm, gm, w, shared, slot)
