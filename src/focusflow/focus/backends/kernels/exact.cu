@@ -202,6 +202,25 @@ __global__ void lap_apply(
     out[r] = __dsub_rn(__dmul_rn(diag[r], x[r]), acc);
 }
 
+// One Chebyshev term at a row, in numba_lap's order: u = scale (diag t - N t)
+// - t with `acc` = N t; the series' next term (u on the first step, 2u - the
+// previous term after it) is added to the row's sum with weight a_k (and t
+// with a_0 on the first step). Returns that term. Both kernels that step a
+// series (cheb_step, pair_step) use it.
+__device__ __forceinline__ double cheb_term(double scale, double diag_r, double tc, double acc,
+                                            const double* t_prev_r, double a_k, double a_0,
+                                            int first, double* acc_out_r)
+{
+    const double u = __dsub_rn(__dmul_rn(scale, __dsub_rn(__dmul_rn(diag_r, tc), acc)), tc);
+    if (first) {
+        *acc_out_r = __dadd_rn(__dmul_rn(a_0, tc), __dmul_rn(a_k, u));
+        return u;
+    }
+    const double v = __dsub_rn(__dmul_rn(2.0, u), *t_prev_r);
+    *acc_out_r = __dadd_rn(*acc_out_r, __dmul_rn(a_k, v));
+    return v;
+}
+
 // cheb_step: one Chebyshev term with Z = scale * Ls - I (numba_lap.cheb_step).
 __global__ void cheb_step(
     const long long* grows, const long long* gptr, const long long* glen, const int* sidx,
@@ -214,16 +233,7 @@ __global__ void cheb_step(
     const long long r = grows[s];
     if (r < 0) return;
     const double acc = row_sum(gptr, glen, sidx, sval, t_cur, pre, long_slots, s);
-    const double tc = t_cur[r];
-    const double u = __dsub_rn(__dmul_rn(scale, __dsub_rn(__dmul_rn(diag[r], tc), acc)), tc);
-    if (first) {
-        t_prev[r] = u;
-        acc_out[r] = __dadd_rn(__dmul_rn(a_0, tc), __dmul_rn(a_k, u));
-    } else {
-        const double v = __dsub_rn(__dmul_rn(2.0, u), t_prev[r]);
-        t_prev[r] = v;
-        acc_out[r] = __dadd_rn(acc_out[r], __dmul_rn(a_k, v));
-    }
+    t_prev[r] = cheb_term(scale, diag[r], t_cur[r], acc, &t_prev[r], a_k, a_0, first, &acc_out[r]);
 }
 
 // cg_product: ap = (diag + mu) p - N p; lane[s] = p[r] * ap[r].
@@ -296,15 +306,7 @@ __global__ void pair_step(
     lane[s] = term;
     if (do_heat) {
         const double tc = x2[2 * r + 1];
-        const double u = __dsub_rn(__dmul_rn(scale, __dsub_rn(__dmul_rn(diag[r], tc), acc1)), tc);
-        if (first) {
-            t_next[r] = u;
-            acc_out[r] = __dadd_rn(__dmul_rn(a_0, tc), __dmul_rn(a_k, u));
-        } else {
-            const double v = __dsub_rn(__dmul_rn(2.0, u), t_prev[r]);
-            t_next[r] = v;
-            acc_out[r] = __dadd_rn(acc_out[r], __dmul_rn(a_k, v));
-        }
+        t_next[r] = cheb_term(scale, diag[r], tc, acc1, &t_prev[r], a_k, a_0, first, &acc_out[r]);
         t_prev[r] = tc;
     }
 }
