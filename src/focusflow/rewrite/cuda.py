@@ -321,9 +321,9 @@ def _raise(status: int, detail: int, book: Book, interactions: int, what: dict[i
 @dataclass(frozen=True)
 class _Regions:
     """How a heap of ``nodes`` and ``vars_`` slots is cut among ``count``
-    threads: ``region_n`` node and ``region_v`` variable slots each, from
-    ``low``; ``width``: the most nodes or variables of one definition (a
-    thread's scratch)."""
+    threads: ``region_n`` node and ``region_v`` variable slots each, above
+    the kernel's ``low``; ``width``: the most nodes or variables of one
+    definition (a thread's scratch)."""
 
     nodes: int
     vars_: int
@@ -377,7 +377,7 @@ def normalize_cuda(
     # the two bags' tallies (each bin's pairs; whether a thread found its
     # region full), read back with the rest in one copy a round
     ctl = cupy.zeros(8 + 2 * TALLY, dtype=cupy.uint32)
-    # the input bag's tally and the output bag's: where each is in ctl, and it
+    # (offset in ctl, view) of the input bag's tally and of the output bag's
     tallies = [(at, ctl[at : at + TALLY]) for at in (8, 8 + TALLY)]
     ctl[8] = 1  # the boot redex, at the start of bin 0
     cursors = cupy.zeros(2 * count, dtype=cupy.uint32)

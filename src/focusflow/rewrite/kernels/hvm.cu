@@ -672,8 +672,8 @@ extern "C" __global__ void hvm_round(
 // ---------------------------------------------------------------------------
 // The block-local evaluator (hvm_block_round, the `local` schedule)
 //
-// The same rules (on BlockMem), with the nodes and variables a thread makes kept in its
-// block's shared memory, as HVM2's CUDA runtime keeps them: addresses below
+// The same rules (on BlockMem), with the nodes and variables a thread makes
+// kept in its block's shared memory, as HVM2's CUDA runtime keeps them: addresses below
 // LLEN are the block's own slots (thread i owns slots i, i + LT, ...), the
 // rest are the global heap's. An interaction whose nodes are all shared pays
 // shared-memory latency instead of L2's. Two rules keep a round's end safe,
