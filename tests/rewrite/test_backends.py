@@ -116,6 +116,23 @@ def test_published_programs_on_cuda(name: str, schedule: str) -> None:
     )
 
 
+@pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+@pytest.mark.parametrize("schedule", cuda.SCHEDULES)
+def test_a_small_gpu_heap_is_a_clean_error(schedule: str) -> None:
+    """A net that outgrows the GPU's heap stops with the error, under every
+    schedule: threads that find their region full (and give back the slots
+    they had taken for the pair) hand it on until none can, and the run after
+    it on a large heap gives the CPU's result and count."""
+    from focusflow.rewrite.errors import HvmOutOfMemoryError
+
+    book = load_book((PROGRAMS / "sort_bitonic.hvm").read_text())
+    with pytest.raises(HvmOutOfMemoryError, match="outgrew the heap"):
+        cuda.normalize_cuda(book, nodes=1 << 14, vars_=1 << 14, schedule=schedule)
+    one = normalize(book, nodes=1 << 24, vars_=1 << 24)
+    gpu = cuda.normalize_cuda(book, nodes=1 << 24, vars_=1 << 24, schedule=schedule)
+    assert gpu.interactions == one.interactions
+
+
 def test_an_unknown_cuda_schedule_is_refused_before_the_gpu_is_touched() -> None:
     book = load_book((PROGRAMS / "tuples.hvm").read_text())
     with pytest.raises(
