@@ -131,6 +131,9 @@ def test_a_small_gpu_heap_is_a_clean_error(schedule: str) -> None:
     one = normalize(book, nodes=1 << 24, vars_=1 << 24)
     gpu = cuda.normalize_cuda(book, nodes=1 << 24, vars_=1 << 24, schedule=schedule)
     assert gpu.interactions == one.interactions
+    assert normalize_names(readback(gpu.node, gpu.vars, gpu.root, book.names)) == normalize_names(
+        readback(one.node, one.vars, one.root, book.names)
+    )
 
 
 def test_an_unknown_cuda_schedule_is_refused_before_the_gpu_is_touched() -> None:
