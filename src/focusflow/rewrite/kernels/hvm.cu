@@ -372,18 +372,21 @@ __device__ __forceinline__ void node_store(Net& net, Worker& tm, u32 loc, u64 pa
     tm.dirty = true;
 }
 
+// The first slot of the thread's region of `size` slots (nodes or variables).
+__device__ __forceinline__ u32 region_base(Net& net, Worker& tm, u32 size) { return net.low + tm.r * size; }
+
 // A freed slot of the thread's own region is remembered, and its next
 // allocation takes it back without a scan (it alone allocates there).
 __device__ __forceinline__ void node_free(Net& net, Worker& tm, u32 loc)
 {
     net.node[loc] = 0;
-    bool mine = loc - (net.low + tm.r * net.region_n) < net.region_n;
+    bool mine = loc - region_base(net, tm, net.region_n) < net.region_n;
     if (mine && tm.nfn < FREE_CACHE) tm.nfc[tm.nfn++] = loc;
 }
 __device__ __forceinline__ void var_free(Net& net, Worker& tm, u32 loc)
 {
     net.vars[loc] = 0;
-    bool mine = loc - (net.low + tm.r * net.region_v) < net.region_v;
+    bool mine = loc - region_base(net, tm, net.region_v) < net.region_v;
     if (mine && tm.vfn < FREE_CACHE) tm.vfc[tm.vfn++] = loc;
 }
 
@@ -396,7 +399,7 @@ __device__ u32 node_alloc(Net& net, Worker& tm)
         net.node[loc] = RESERVED;
         return loc;
     }
-    u32 base = net.low + tm.r * net.region_n;
+    u32 base = region_base(net, tm, net.region_n);
     for (u32 k = 0; k < net.region_n; k++) {
         u32 i = tm.ncur;
         tm.ncur = (tm.ncur + 1 == net.region_n) ? 0 : tm.ncur + 1;
@@ -416,7 +419,7 @@ __device__ u32 var_alloc(Net& net, Worker& tm)
         tm.dirty = true;
         return loc;
     }
-    u32 base = net.low + tm.r * net.region_v;
+    u32 base = region_base(net, tm, net.region_v);
     for (u32 k = 0; k < net.region_v; k++) {
         u32 i = tm.vcur;
         tm.vcur = (tm.vcur + 1 == net.region_v) ? 0 : tm.vcur + 1;
