@@ -56,6 +56,6 @@ def test_own_votes_skip_verification():
         return True
 
     seen = VotesSeen(CHAIN, verify=verify)
-    assert seen.observe(vote(A, 1, 0, Step.PREVOTE), SET, 1, 1, signed_here=True)
+    assert seen.observe(vote(A, 1, 0, Step.PREVOTE), SET, 1, 1, verified=True)
     assert seen.observe(vote(B, 1, 0, Step.PREVOTE), SET, 1, 1)
     assert checked == [B.public_key]

@@ -29,6 +29,21 @@ def last_votes(net: LocalTestnet, k: int) -> dict[str, dict | None]:
     return {v["address"]: v["last_vote"] for v in net.validator_set(k)["validators"]}
 
 
+def wait_votes_of_all(net: LocalTestnet, k: int, addresses: list[str], since: int) -> None:
+    """Wait (bounded) until validator k has seen a vote from every address, three
+    of them at ``since`` or later. A validator that came up behind syncs blocks
+    before it votes, so the first heights may pass without its votes."""
+    deadline = time.monotonic() + 20.0
+    while True:
+        votes = last_votes(net, k)
+        if all(votes[a] is not None for a in addresses) and (
+            sum(votes[a]["height"] >= since for a in addresses) >= 3
+        ):
+            return
+        assert time.monotonic() < deadline, f"node {k} saw no recent vote of all four: {votes}"
+        time.sleep(0.2)
+
+
 def test_four_validators_agree_survive_a_crash_catch_up_and_stop_without_quorum(testnet):
     net = testnet
     all4 = range(4)
@@ -47,9 +62,7 @@ def test_four_validators_agree_survive_a_crash_catch_up_and_stop_without_quorum(
         assert sorted(v["address"] for v in body["validators"]) == sorted(addresses)
         assert {v["power"] for v in body["validators"]} == {1000}
         assert sum(v["proposer"] for v in body["validators"]) == 1
-        votes = last_votes(net, k)
-        assert all(votes[a] is not None for a in addresses), votes
-        assert sum(votes[a]["height"] >= h1 for a in addresses) >= 3, votes
+        wait_votes_of_all(net, k, addresses, h1)
 
     # SIGKILL one: the other three keep committing (a tx sent to another node too).
     net.kill(3)

@@ -8,8 +8,11 @@ advanced by (height, round, step), whether it came from a peer or was signed
 here. A vote enters only if its signer is in the current set, its height is at
 most one above the height being decided (what the machine buffers too) and its
 signature verifies, so a peer cannot make a validator look as if it voted where
-it did not. Verification costs one Ed25519 check per vote that advances a
-validator's entry, not per copy: repeats of a kept vote are dropped before it.
+it did not. Votes that arrive after their height was decided count too: the
+fourth of four validators is often the last to vote, and its votes are late
+for the state machine, not missing. Verification costs one Ed25519 check per
+vote that advances a validator's entry, not per copy: repeats of a kept vote
+are dropped before it (the node passes ``verified`` for gossip it checked).
 
 Sans-io like the rest of the package: the host passes the time it saw a vote.
 """
@@ -55,12 +58,13 @@ class VotesSeen:
         height: int,
         time_ms: int,
         *,
-        signed_here: bool = False,
+        verified: bool = False,
     ) -> bool:
         """Keep ``vote`` as its validator's last one if it is newer; True if kept.
 
         ``validators`` and ``height`` are the set and the height being decided;
-        ``signed_here`` skips the signature check for this node's own votes.
+        ``verified`` skips the signature check where it was done already: this
+        node's own votes, and votes that passed the gossip checks.
         Of two votes for one (height, round, step) the first stays.
         """
         if validators.index_of(vote.validator) is None or vote.height > height + 1:
@@ -72,7 +76,7 @@ class VotesSeen:
             vote.step,
         ):
             return False
-        if not signed_here and not self.verify(
+        if not verified and not self.verify(
             vote.validator, vote.signature, vote.sign_bytes(self.chain_id)
         ):
             return False

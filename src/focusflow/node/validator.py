@@ -512,6 +512,11 @@ class ValidatorRuntime(NodeRuntime):
             next_height = gate[0] + 1 if gate is not None else self.chain.height + 1
             if message.height == next_height:
                 self._future.add(sender, message, raw)
+            elif isinstance(message, Vote) and message.height < next_height:
+                # Late for the state machine (the height was decided with the
+                # others' votes), but it shows its validator voting: without it a
+                # validator that is always the last to vote looks silent.
+                self._saw_vote(message, verified=True)
             return Verdict.IGNORE
         except GossipFaultError as fault:
             self._blame(sender, message, fault)
@@ -732,7 +737,7 @@ class ValidatorRuntime(NodeRuntime):
                 return
             self._hold(raw)
             if isinstance(message, Vote):
-                self._saw_vote(message, signed_here=False)
+                self._saw_vote(message, verified=True)  # by _gossip_in
             await self._act(actions)
         elif isinstance(item, TimeoutDue):
             if self._started:
@@ -791,7 +796,7 @@ class ValidatorRuntime(NodeRuntime):
                 if message.height == self.tm.height:
                     self._hold(raw)
                 if isinstance(message, Vote):
-                    self._saw_vote(message, signed_here=True)
+                    self._saw_vote(message, verified=True)
                 if isinstance(message, Proposal):
                     await asyncio.to_thread(self._keep_square, message)
                 topic = BLOCK_PARTS if isinstance(message, Proposal) else VOTES
@@ -844,9 +849,9 @@ class ValidatorRuntime(NodeRuntime):
             )
         self.vset = vset
 
-    def _saw_vote(self, vote: Vote, *, signed_here: bool) -> None:
+    def _saw_vote(self, vote: Vote, *, verified: bool) -> None:
         self.votes_seen.observe(
-            vote, self.vset, self.tm.height, int(time.time() * 1000), signed_here=signed_here
+            vote, self.vset, self.tm.height, int(time.time() * 1000), verified=verified
         )
 
     async def _decide(self, decision: Decide) -> None:
