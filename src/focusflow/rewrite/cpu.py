@@ -55,12 +55,14 @@ from focusflow.rewrite.ports import (
     ERA,
     ERAS,
     FID_MASK,
+    HIGH_PAIRS,
     HIGH_PRIORITY,
     LINK,
     NONE,
     NUM,
     OPER,
     OPR,
+    PAIR_RULES,
     REF,
     RULES,
     SWIT,
@@ -233,8 +235,6 @@ def _free_var(
 
 @njit(inline="always", **_KERNEL)
 def _push(
-    rules: np.ndarray,
-    high: np.ndarray,
     hi: np.ndarray,
     lo: np.ndarray,
     wm: np.ndarray,
@@ -243,7 +243,7 @@ def _push(
     b: int,
 ) -> bool:
     """Push the active pair ``(a, b)`` on the stack its rule's priority picks."""
-    if high[rules[a & 7, b & 7]]:
+    if (HIGH_PAIRS >> (((a & 7) << 3) | (b & 7))) & 1:
         top = wm[w, _HI]
         if top >= hi.shape[1]:
             return False
@@ -300,9 +300,7 @@ def _enter(
 
 
 @njit(inline="always", **_KERNEL)
-def _link(  # noqa: PLR0913 - the net's arrays and the worker
-    rules: np.ndarray,
-    high: np.ndarray,
+def _link(
     vars_: np.ndarray,
     vfree: np.ndarray,
     hi: np.ndarray,
@@ -325,7 +323,7 @@ def _link(  # noqa: PLR0913 - the net's arrays and the worker
         if (a & 7) != VAR and (b & 7) == VAR:
             a, b = b, a
         if (a & 7) != VAR:
-            return _push(rules, high, hi, lo, wm, w, a, b)
+            return _push(hi, lo, wm, w, a, b)
         b = _enter(vars_, vfree, wm, gm, w, shared, b)
         slot = a >> 3
         old = _take(vars_, slot, shared)
@@ -399,8 +397,6 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
     lo: np.ndarray,
     wm: np.ndarray,
     gm: np.ndarray,
-    rules: np.ndarray,
-    high: np.ndarray,
     roots: np.ndarray,
     node_start: np.ndarray,
     def_nodes: np.ndarray,
@@ -431,7 +427,7 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
             break
         a = _i64(redex & _LOW)
         b = _i64(redex >> _SHIFT)
-        rule = rules[a & 7, b & 7]
+        rule = PAIR_RULES[((a & 7) << 3) | (b & 7)]
         if (a & 7) == REF and b == root_port:
             rule = CALL
         elif (b & 7) < (a & 7):
@@ -439,7 +435,7 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
         ok = True
         status = OK
         if rule == LINK:
-            ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, a, b)
+            ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared, a, b)
             itrs -= 1  # LINK is not an interaction
         elif rule == VOID:
             pass
@@ -463,23 +459,23 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
                     pr = def_rbag[r]
                     f = _relocate(_i64(pr & _LOW), nloc, vloc, w)
                     s = _relocate(_i64(pr >> _SHIFT), nloc, vloc, w)
-                    ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, f, s)
+                    ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared, f, s)
                 r0 = _relocate(_i64(roots[fid]), nloc, vloc, w)
-                ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, r0, b)
+                ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared, r0, b)
         elif rule in (ERAS, CALL):  # CALL here: a safe REF meets a DUP
             pr = node[b >> 3]
             _free_node(node, nfree, wm, gm, w, shared, b >> 3)
-            ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, a, _i64(pr & _LOW))
-            ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, a,
+            ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared, a, _i64(pr & _LOW))
+            ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared, a,
                               _i64(pr >> _SHIFT))  # fmt: skip
         elif rule == ANNI:
             pa = node[a >> 3]
             pb = node[b >> 3]
             _free_node(node, nfree, wm, gm, w, shared, a >> 3)
             _free_node(node, nfree, wm, gm, w, shared, b >> 3)
-            ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, _i64(pa & _LOW),
+            ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared, _i64(pa & _LOW),
                        _i64(pb & _LOW))  # fmt: skip
-            ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+            ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                               _i64(pa >> _SHIFT), _i64(pb >> _SHIFT))  # fmt: skip
         elif rule == COMM:
             status = _alloc_many(node, vars_, nfree, vfree, wm, gm, nloc, vloc, w, shared, 4, 4)
@@ -498,13 +494,13 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
                 node[nloc[w, 1]] = _mkpair(v2, v3)
                 node[nloc[w, 2]] = _mkpair(v0, v2)
                 node[nloc[w, 3]] = _mkpair(v1, v3)
-                ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                            _mk(tb, nloc[w, 0]), _i64(pa & _LOW))  # fmt: skip
-                ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                                   _mk(tb, nloc[w, 1]), _i64(pa >> _SHIFT))  # fmt: skip
-                ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                                   _mk(ta, nloc[w, 2]), _i64(pb & _LOW))  # fmt: skip
-                ok = ok and _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                                   _mk(ta, nloc[w, 3]), _i64(pb >> _SHIFT))  # fmt: skip
         elif rule == OPER:
             pr = node[b >> 3]
@@ -513,13 +509,13 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
             if (b1 & 7) == NUM:
                 _free_node(node, nfree, wm, gm, w, shared, b >> 3)
                 word = numbers.operate(np.uint32(a >> 3), np.uint32(b1 >> 3))
-                ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                            _mk(NUM, _i64(word)), b2)  # fmt: skip
             else:
                 # the number moves into the operator, which waits on b1: the
                 # operator's slot is reused for the new node
                 node[b >> 3] = _mkpair(a, b2)
-                ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared, b1,
+                ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared, b1,
                            _mk(OPR, b >> 3))  # fmt: skip
         elif rule == SWIT:
             n = ((a >> 3) >> 5) & 0xFFFFFF
@@ -537,12 +533,12 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
                     inner = nloc[w, 1]
                     node[inner] = _mkpair(_mk(NUM, ((n - 1) << 5) | 1), b2)
                     node[outer] = _mkpair(_mk(ERA, 0), _mk(CON, inner))
-                ok = _link(rules, high, vars_, vfree, hi, lo, wm, gm, w, shared,
+                ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                            _mk(CON, outer), b1)  # fmt: skip
         if status != OK:
             # no slots at hand: the pair goes back untouched; with one worker
             # nobody can give any, so the heap is full
-            if high[rules[a & 7, b & 7]]:
+            if (HIGH_PAIRS >> (((a & 7) << 3) | (b & 7))) & 1:
                 wm[w, _HI] += 1
             else:
                 wm[w, _LO] += 1
@@ -671,8 +667,6 @@ def _drive(  # noqa: PLR0913 - the net's arrays, as _work takes them
     lo: np.ndarray,
     wm: np.ndarray,
     gm: np.ndarray,
-    rules: np.ndarray,
-    high: np.ndarray,
     roots: np.ndarray,
     node_start: np.ndarray,
     def_nodes: np.ndarray,
@@ -691,7 +685,7 @@ def _drive(  # noqa: PLR0913 - the net's arrays, as _work takes them
     while True:
         gm[_HUNGRY] = 0
         for w in prange(workers):
-            _work(node, vars_, nfree, vfree, hi, lo, wm, gm, rules, high, roots, node_start,
+            _work(node, vars_, nfree, vfree, hi, lo, wm, gm, roots, node_start,
                   def_nodes, rbag_start, def_rbag, def_vars, safe, root_port, nloc, vloc, w,
                   True, _ROUND)  # fmt: skip
         rounds += 1
@@ -770,7 +764,7 @@ class CpuNet:
                          int(book.vars.max(initial=0)))  # fmt: skip
         self.nloc = np.zeros((workers, width), dtype=np.int64)
         self.vloc = np.zeros((workers, width), dtype=np.int64)
-        self._arrays = (RULES, HIGH_PRIORITY, book.roots, book.node_start, book.nodes,
+        self._arrays = (book.roots, book.node_start, book.nodes,
                         book.rbag_start, book.rbag, book.vars, book.safe)  # fmt: skip
         self.seconds = 0.0
         self.rounds = 0

@@ -78,6 +78,17 @@ RULES = np.array(
 
 #: High-priority rules (LINK VOID ERAS ANNI) shrink the net; they run first.
 HIGH_PRIORITY = np.array([(0b00011101 >> r) & 1 for r in range(8)], dtype=np.uint8)
+#: ``RULES`` flat, indexed ``tag_a << 3 | tag_b``.
+PAIR_RULES = RULES.reshape(-1).copy()
+#: Bit ``tag_a << 3 | tag_b`` set when that pair's rule is of high priority, as a
+#: signed 64-bit word (the CPU kernels compute in int64): a kernel tests a pair
+#: with a shift of a constant, where ``HIGH_PRIORITY[RULES[...]]`` costs two
+#: dependent loads.
+HIGH_PAIRS = np.int64(
+    sum(int(HIGH_PRIORITY[r]) << i for i, r in enumerate(PAIR_RULES)) - (1 << 64)
+    if HIGH_PRIORITY[PAIR_RULES[63]]
+    else sum(int(HIGH_PRIORITY[r]) << i for i, r in enumerate(PAIR_RULES))
+)
 
 
 @njit(cache=True, inline="always")
