@@ -53,6 +53,19 @@ def test_rule_table_is_symmetric_and_dispatches_by_tags() -> None:
     ]  # fmt: skip
 
 
+def test_the_kernels_flat_tables_agree_with_the_rule_table() -> None:
+    """The CPU kernel reads a pair's rule from ``PAIR_RULES`` and its priority
+    from a bit of ``HIGH_PAIRS``; both must say what ``RULES`` and
+    ``HIGH_PRIORITY`` say for each of the 64 tag pairs."""
+    assert isinstance(ports.HIGH_PAIRS, np.int64)
+    for ta in range(8):
+        for tb in range(8):
+            rule = ports.RULES[ta, tb]
+            assert ports.PAIR_RULES[ta << 3 | tb] == rule
+            high = (int(ports.HIGH_PAIRS) >> (ta << 3 | tb)) & 1
+            assert high == ports.HIGH_PRIORITY[rule], (ta, tb)
+
+
 @pytest.mark.parametrize(
     ("text", "result", "itrs"),
     [
