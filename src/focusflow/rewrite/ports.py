@@ -84,10 +84,8 @@ PAIR_RULES = RULES.reshape(-1).copy()
 #: signed 64-bit word (the CPU kernels compute in int64): a kernel tests a pair
 #: with a shift of a constant, where ``HIGH_PRIORITY[RULES[...]]`` costs two
 #: dependent loads.
-HIGH_PAIRS = np.int64(
-    sum(int(HIGH_PRIORITY[r]) << i for i, r in enumerate(PAIR_RULES)) - (1 << 64)
-    if HIGH_PRIORITY[PAIR_RULES[63]]
-    else sum(int(HIGH_PRIORITY[r]) << i for i, r in enumerate(PAIR_RULES))
+HIGH_PAIRS = np.uint64(sum(int(HIGH_PRIORITY[r]) << i for i, r in enumerate(PAIR_RULES))).view(
+    np.int64
 )
 
 
