@@ -516,7 +516,7 @@ class ValidatorRuntime(NodeRuntime):
                 # Late for the state machine (the height was decided with the
                 # others' votes), but it shows its validator voting: without it a
                 # validator that is always the last to vote looks silent.
-                self._saw_vote(message, verified=True)
+                self._saw_vote(message)
             return Verdict.IGNORE
         except GossipFaultError as fault:
             self._blame(sender, message, fault)
@@ -737,7 +737,7 @@ class ValidatorRuntime(NodeRuntime):
                 return
             self._hold(raw)
             if isinstance(message, Vote):
-                self._saw_vote(message, verified=True)  # by _gossip_in
+                self._saw_vote(message)
             await self._act(actions)
         elif isinstance(item, TimeoutDue):
             if self._started:
@@ -796,7 +796,7 @@ class ValidatorRuntime(NodeRuntime):
                 if message.height == self.tm.height:
                     self._hold(raw)
                 if isinstance(message, Vote):
-                    self._saw_vote(message, verified=True)
+                    self._saw_vote(message)
                 if isinstance(message, Proposal):
                     await asyncio.to_thread(self._keep_square, message)
                 topic = BLOCK_PARTS if isinstance(message, Proposal) else VOTES
@@ -849,9 +849,11 @@ class ValidatorRuntime(NodeRuntime):
             )
         self.vset = vset
 
-    def _saw_vote(self, vote: Vote, *, verified: bool) -> None:
+    def _saw_vote(self, vote: Vote) -> None:
+        """Record a vote for ``/v1/validators``. Every vote comes here verified:
+        this node's own, or one that passed ``_gossip_in``'s signature check."""
         self.votes_seen.observe(
-            vote, self.vset, self.tm.height, int(time.time() * 1000), verified=verified
+            vote, self.vset, self.tm.height, int(time.time() * 1000), verified=True
         )
 
     async def _decide(self, decision: Decide) -> None:
