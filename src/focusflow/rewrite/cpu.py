@@ -95,7 +95,8 @@ _GNPUT, _GVPUT, _HUNGRY, _GVOWN = range(4)
 _GOWN = 8
 
 #: Slots a worker takes from the shared bump pointer at a time.
-_CHUNK = 4096
+_CHUNK_BITS = 12
+_CHUNK = 1 << _CHUNK_BITS
 #: Interactions a worker runs in one round before the round ends for sharing.
 _ROUND = 1 << 18
 #: A worker looks at the hungry flag once per this many interactions (a power of 2).
@@ -118,6 +119,16 @@ def _i64(x: Any) -> int:
 
 
 @njit(inline="always", **_KERNEL)
+def _ix(i: int) -> np.uint64:
+    """A runtime array index that is never negative, as uint64. numba corrects
+    every signed index for a negative value (a sign test, and the dimension's
+    length read back, often from the stack) and an unsigned one not at all:
+    on one thread 1.05-1.20x for the whole evaluator (bench/RESULTS.md). The
+    kernels also take the worker ``w`` unsigned, for the same reason."""
+    return np.uint64(i)
+
+
+@njit(inline="always", **_KERNEL)
 def _mk(tag: int, val: int) -> int:
     """The port of ``tag`` and ``val``, as an int64 like every port in the kernel."""
     return ((val & 0x1FFFFFFF) << 3) | tag
@@ -134,8 +145,8 @@ def _bump(gm: np.ndarray, cell: int, shared: bool) -> int:
     """The start of a fresh chunk of slots from the shared bump pointer ``cell``."""
     if shared:
         return fetch_add(gm, cell, _CHUNK)
-    start = gm[cell]
-    gm[cell] = start + _CHUNK
+    start = gm[_ix(cell)]
+    gm[_ix(cell)] = start + _CHUNK
     return start
 
 
@@ -149,7 +160,7 @@ def _alloc_node(
     top = wm[w, _NFREE]
     if top > 0:
         wm[w, _NFREE] = top - 1
-        loc = _i64(nfree[w, top - 1])
+        loc = _i64(nfree[w, _ix(top - 1)])
     else:
         loc = wm[w, _NCUR]
         if loc >= wm[w, _NEND]:
@@ -157,9 +168,9 @@ def _alloc_node(
             if loc >= node.shape[0]:
                 return -1
             wm[w, _NEND] = min(loc + _CHUNK, node.shape[0])
-            gm[_GOWN + loc // _CHUNK] = w
+            gm[_ix(_GOWN + (loc >> _CHUNK_BITS))] = _i64(w)
         wm[w, _NCUR] = loc + 1
-    node[loc] = _RESERVED
+    node[_ix(loc)] = _RESERVED
     return loc
 
 
@@ -177,14 +188,14 @@ def _free_node(
     A slot of another worker's chunk waits at the top of the row until the
     round ends, then goes back to that worker: each worker keeps allocating in
     its own chunks, so cache lines are not written by two threads in turn."""
-    node[loc] = 0
-    if shared and gm[_GOWN + loc // _CHUNK] != w:
+    node[_ix(loc)] = 0
+    if shared and gm[_ix(_GOWN + (loc >> _CHUNK_BITS))] != _i64(w):
         top = wm[w, _NRET]
-        nfree[w, nfree.shape[1] - 1 - top] = loc
+        nfree[w, _ix(nfree.shape[1] - 1 - top)] = loc
         wm[w, _NRET] = top + 1
         return
     top = wm[w, _NFREE]
-    nfree[w, top] = loc
+    nfree[w, _ix(top)] = loc
     wm[w, _NFREE] = top + 1
 
 
@@ -196,7 +207,7 @@ def _alloc_var(
     top = wm[w, _VFREE]
     if top > 0:
         wm[w, _VFREE] = top - 1
-        loc = _i64(vfree[w, top - 1])
+        loc = _i64(vfree[w, _ix(top - 1)])
     else:
         loc = wm[w, _VCUR]
         if loc >= wm[w, _VEND]:
@@ -204,9 +215,9 @@ def _alloc_var(
             if loc >= vars_.shape[0] - 1:
                 return -1
             wm[w, _VEND] = min(loc + _CHUNK, vars_.shape[0] - 1)
-            gm[gm[_GVOWN] + loc // _CHUNK] = w
+            gm[_ix(gm[_GVOWN] + (loc >> _CHUNK_BITS))] = _i64(w)
         wm[w, _VCUR] = loc + 1
-    vars_[loc] = np.uint32(NONE)
+    vars_[_ix(loc)] = np.uint32(NONE)
     return loc
 
 
@@ -222,14 +233,14 @@ def _free_var(
 ) -> None:
     """Give a variable slot back (once both of its ends have been linked); as
     ``_free_node``, to the worker whose chunk it is."""
-    vars_[loc] = 0
-    if shared and gm[gm[_GVOWN] + loc // _CHUNK] != w:
+    vars_[_ix(loc)] = 0
+    if shared and gm[_ix(gm[_GVOWN] + (loc >> _CHUNK_BITS))] != _i64(w):
         top = wm[w, _VRET]
-        vfree[w, vfree.shape[1] - 1 - top] = loc
+        vfree[w, _ix(vfree.shape[1] - 1 - top)] = loc
         wm[w, _VRET] = top + 1
         return
     top = wm[w, _VFREE]
-    vfree[w, top] = loc
+    vfree[w, _ix(top)] = loc
     wm[w, _VFREE] = top + 1
 
 
@@ -247,13 +258,13 @@ def _push(
         top = wm[w, _HI]
         if top >= hi.shape[1]:
             return False
-        hi[w, top] = _mkpair(a, b)
+        hi[w, _ix(top)] = _mkpair(a, b)
         wm[w, _HI] = top + 1
     else:
         top = wm[w, _LO]
         if top >= lo.shape[1]:
             return False
-        lo[w, top] = _mkpair(a, b)
+        lo[w, _ix(top)] = _mkpair(a, b)
         wm[w, _LO] = top + 1
     return True
 
@@ -265,7 +276,7 @@ def _take(vars_: np.ndarray, slot: int, shared: bool) -> int:
     reader is the only one left to touch the slot (HVM2 swaps here)."""
     if shared:
         return _i64(load(vars_, slot))
-    return _i64(vars_[slot])
+    return _i64(vars_[_ix(slot)])
 
 
 @njit(inline="always", **_KERNEL)
@@ -273,8 +284,8 @@ def _swap(vars_: np.ndarray, slot: int, port: int, shared: bool) -> int:
     """Store ``port`` in a variable and return what it held."""
     if shared:
         return _i64(exchange(vars_, slot, np.uint32(port)))
-    old = _i64(vars_[slot])
-    vars_[slot] = np.uint32(port)
+    old = _i64(vars_[_ix(slot)])
+    vars_[_ix(slot)] = np.uint32(port)
     return old
 
 
@@ -340,9 +351,9 @@ def _relocate(p: int, nloc: np.ndarray, vloc: np.ndarray, w: int) -> int:
     """A port of a definition, moved to the slots its copy was given."""
     t = p & 7
     if t >= CON:
-        return _mk(t, nloc[w, p >> 3])
+        return _mk(t, nloc[w, _ix(p >> 3)])
     if t == VAR:
-        return _mk(VAR, vloc[w, p >> 3])
+        return _mk(VAR, vloc[w, _ix(p >> 3)])
     return p
 
 
@@ -368,22 +379,22 @@ def _alloc_many(  # noqa: PLR0913 - the heap's arrays and the worker's scratch
         loc = _alloc_node(node, nfree, wm, gm, w, shared)
         if loc < 0:
             for j in range(i):
-                _free_node(node, nfree, wm, gm, w, shared, nloc[w, j])
+                _free_node(node, nfree, wm, gm, w, shared, nloc[w, _ix(j)])
             wm[w, _WANT_N] = nlen
             wm[w, _WANT_V] = vlen
             return OOM_NODES
-        nloc[w, i] = loc
+        nloc[w, _ix(i)] = loc
     for i in range(vlen):
         loc = _alloc_var(vars_, vfree, wm, gm, w, shared)
         if loc < 0:
             for j in range(i):
-                _free_var(vars_, vfree, wm, gm, w, shared, vloc[w, j])
+                _free_var(vars_, vfree, wm, gm, w, shared, vloc[w, _ix(j)])
             for j in range(nlen):
-                _free_node(node, nfree, wm, gm, w, shared, nloc[w, j])
+                _free_node(node, nfree, wm, gm, w, shared, nloc[w, _ix(j)])
             wm[w, _WANT_N] = nlen
             wm[w, _WANT_V] = vlen
             return OOM_VARS
-        vloc[w, i] = loc
+        vloc[w, _ix(i)] = loc
     return OK
 
 
@@ -407,22 +418,23 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
     root_port: int,
     nloc: np.ndarray,
     vloc: np.ndarray,
-    w: int,
+    worker: int,
     shared: bool,
     budget: int,
 ) -> None:
     """Worker ``w`` reduces its own pairs until it has none, has run ``budget``
     interactions, is stopped (a status in ``wm``), or, when ``shared``, sees
     another worker hungry while it has pairs to spare."""
+    w = _ix(worker)
     itrs = wm[w, _ITRS]
     steps = 0
     while steps < budget:
         if wm[w, _HI] > 0:
             wm[w, _HI] -= 1
-            redex = hi[w, wm[w, _HI]]
+            redex = hi[w, _ix(wm[w, _HI])]
         elif wm[w, _LO] > 0:
             wm[w, _LO] -= 1
-            redex = lo[w, wm[w, _LO]]
+            redex = lo[w, _ix(wm[w, _LO])]
         else:
             break
         a = _i64(redex & _LOW)
@@ -439,38 +451,38 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
             itrs -= 1  # LINK is not an interaction
         elif rule == VOID:
             pass
-        elif rule == CALL and not ((b & 7) == DUP and safe[(a >> 3) & FID_MASK]):
+        elif rule == CALL and not ((b & 7) == DUP and safe[_ix((a >> 3) & FID_MASK)]):
             fid = (a >> 3) & FID_MASK
             if (b & 7) == DUP:
                 wm[w, _STATUS] = UNSAFE_CLONE
                 wm[w, _INFO] = fid
                 break
-            n0 = node_start[fid]
-            nlen = node_start[fid + 1] - n0
+            n0 = node_start[_ix(fid)]
+            nlen = node_start[_ix(fid + 1)] - n0
             status = _alloc_many(node, vars_, nfree, vfree, wm, gm, nloc, vloc, w, shared,
-                                 nlen, _i64(def_vars[fid]))  # fmt: skip
+                                 nlen, _i64(def_vars[_ix(fid)]))  # fmt: skip
             if status == OK:
                 for i in range(nlen):
-                    pr = def_nodes[n0 + i]
+                    pr = def_nodes[_ix(n0 + i)]
                     f = _relocate(_i64(pr & _LOW), nloc, vloc, w)
                     s = _relocate(_i64(pr >> _SHIFT), nloc, vloc, w)
-                    node[nloc[w, i]] = _mkpair(f, s)
-                for r in range(rbag_start[fid], rbag_start[fid + 1]):
-                    pr = def_rbag[r]
+                    node[_ix(nloc[w, _ix(i)])] = _mkpair(f, s)
+                for r in range(rbag_start[_ix(fid)], rbag_start[_ix(fid + 1)]):
+                    pr = def_rbag[_ix(r)]
                     f = _relocate(_i64(pr & _LOW), nloc, vloc, w)
                     s = _relocate(_i64(pr >> _SHIFT), nloc, vloc, w)
                     ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared, f, s)
-                r0 = _relocate(_i64(roots[fid]), nloc, vloc, w)
+                r0 = _relocate(_i64(roots[_ix(fid)]), nloc, vloc, w)
                 ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared, r0, b)
         elif rule in (ERAS, CALL):  # CALL here: a safe REF meets a DUP
-            pr = node[b >> 3]
+            pr = node[_ix(b >> 3)]
             _free_node(node, nfree, wm, gm, w, shared, b >> 3)
             ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared, a, _i64(pr & _LOW))
             ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared, a,
                               _i64(pr >> _SHIFT))  # fmt: skip
         elif rule == ANNI:
-            pa = node[a >> 3]
-            pb = node[b >> 3]
+            pa = node[_ix(a >> 3)]
+            pb = node[_ix(b >> 3)]
             _free_node(node, nfree, wm, gm, w, shared, a >> 3)
             _free_node(node, nfree, wm, gm, w, shared, b >> 3)
             ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared, _i64(pa & _LOW),
@@ -480,8 +492,8 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
         elif rule == COMM:
             status = _alloc_many(node, vars_, nfree, vfree, wm, gm, nloc, vloc, w, shared, 4, 4)
             if status == OK:
-                pa = node[a >> 3]
-                pb = node[b >> 3]
+                pa = node[_ix(a >> 3)]
+                pb = node[_ix(b >> 3)]
                 _free_node(node, nfree, wm, gm, w, shared, a >> 3)
                 _free_node(node, nfree, wm, gm, w, shared, b >> 3)
                 ta = a & 7
@@ -490,10 +502,10 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
                 v1 = _mk(VAR, vloc[w, 1])
                 v2 = _mk(VAR, vloc[w, 2])
                 v3 = _mk(VAR, vloc[w, 3])
-                node[nloc[w, 0]] = _mkpair(v0, v1)
-                node[nloc[w, 1]] = _mkpair(v2, v3)
-                node[nloc[w, 2]] = _mkpair(v0, v2)
-                node[nloc[w, 3]] = _mkpair(v1, v3)
+                node[_ix(nloc[w, 0])] = _mkpair(v0, v1)
+                node[_ix(nloc[w, 1])] = _mkpair(v2, v3)
+                node[_ix(nloc[w, 2])] = _mkpair(v0, v2)
+                node[_ix(nloc[w, 3])] = _mkpair(v1, v3)
                 ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                            _mk(tb, nloc[w, 0]), _i64(pa & _LOW))  # fmt: skip
                 ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared,
@@ -503,7 +515,7 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
                 ok = ok and _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                                   _mk(ta, nloc[w, 3]), _i64(pb >> _SHIFT))  # fmt: skip
         elif rule == OPER:
-            pr = node[b >> 3]
+            pr = node[_ix(b >> 3)]
             b1 = _i64(pr & _LOW)
             b2 = _enter(vars_, vfree, wm, gm, w, shared, _i64(pr >> _SHIFT))
             if (b1 & 7) == NUM:
@@ -514,7 +526,7 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
             else:
                 # the number moves into the operator, which waits on b1: the
                 # operator's slot is reused for the new node
-                node[b >> 3] = _mkpair(a, b2)
+                node[_ix(b >> 3)] = _mkpair(a, b2)
                 ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared, b1,
                            _mk(OPR, b >> 3))  # fmt: skip
         elif rule == SWIT:
@@ -522,17 +534,17 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
             status = _alloc_many(node, vars_, nfree, vfree, wm, gm, nloc, vloc, w, shared,
                                  1 if n == 0 else 2, 0)  # fmt: skip
             if status == OK:
-                pr = node[b >> 3]
+                pr = node[_ix(b >> 3)]
                 _free_node(node, nfree, wm, gm, w, shared, b >> 3)
                 b1 = _i64(pr & _LOW)
                 b2 = _i64(pr >> _SHIFT)
                 outer = nloc[w, 0]
                 if n == 0:
-                    node[outer] = _mkpair(b2, _mk(ERA, 0))
+                    node[_ix(outer)] = _mkpair(b2, _mk(ERA, 0))
                 else:
                     inner = nloc[w, 1]
-                    node[inner] = _mkpair(_mk(NUM, ((n - 1) << 5) | 1), b2)
-                    node[outer] = _mkpair(_mk(ERA, 0), _mk(CON, inner))
+                    node[_ix(inner)] = _mkpair(_mk(NUM, ((n - 1) << 5) | 1), b2)
+                    node[_ix(outer)] = _mkpair(_mk(ERA, 0), _mk(CON, inner))
                 ok = _link(vars_, vfree, hi, lo, wm, gm, w, shared,
                            _mk(CON, outer), b1)  # fmt: skip
         if status != OK:
@@ -601,7 +613,7 @@ def _hand_back(
     its row ``free``) to their owners (``gm[owners + chunk]``)."""
     for k in range(wm[w, col_ret]):
         loc = free[w, free.shape[1] - 1 - k]
-        owner = gm[owners + loc // _CHUNK]
+        owner = gm[owners + (loc >> _CHUNK_BITS)]
         free[owner, wm[owner, col_free]] = loc
         wm[owner, col_free] += 1
     wm[w, col_ret] = 0
