@@ -40,7 +40,8 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from focusflow.rewrite import numbers
 from focusflow.rewrite.atomics import exchange, fetch_add, load
@@ -118,14 +119,25 @@ def _i64(x: Any) -> int:
     return np.int64(x)  # type: ignore[return-value]
 
 
-@njit(inline="always", **_KERNEL)
-def _ix(i: int) -> np.uint64:
-    """A runtime array index that is never negative, as uint64. numba corrects
-    every signed index for a negative value (a sign test, and the dimension's
-    length read back, often from the stack) and an unsigned one not at all:
-    on one thread 1.05-1.20x for the whole evaluator (bench/RESULTS.md). The
-    kernels also take the worker ``w`` unsigned, for the same reason."""
-    return np.uint64(i)
+@intrinsic
+def _ix_cast(typingctx: Any, i: Any) -> Any:
+    """``i`` cast to uint64, as one LLVM cast at the call site."""
+    sig = types.uint64(i)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return context.cast(builder, args[0], signature.args[0], types.uint64)
+
+    return sig, codegen
+
+
+#: A runtime array index that is never negative, as uint64. numba corrects
+#: every signed index for a negative value (a sign test, and the dimension's
+#: length read back, often from the stack) and an unsigned one not at all: on
+#: one thread 1.08-1.16x for the whole evaluator (bench/RESULTS.md). The
+#: kernels also take the worker ``w`` unsigned, for the same reason. An
+#: intrinsic, not an inlined function: inlining one at each of the hundreds of
+#: call sites added 12 s to the kernel's first compile.
+_ix: Any = _ix_cast
 
 
 @njit(inline="always", **_KERNEL)
