@@ -141,6 +141,19 @@ _ix: Any = _ix_cast
 
 
 @njit(inline="always", **_KERNEL)
+def _pair_tags(a: int, b: int) -> int:
+    """The tag pair of ports ``a`` and ``b``, ``tag_a << 3 | tag_b``: the index
+    of their rule in ``PAIR_RULES`` and of its priority bit in ``HIGH_PAIRS``."""
+    return ((a & 7) << 3) | (b & 7)
+
+
+@njit(inline="always", **_KERNEL)
+def _high(a: int, b: int) -> bool:
+    """Whether the pair ``(a, b)``'s rule is of high priority (LINK VOID ERAS ANNI)."""
+    return (HIGH_PAIRS >> _pair_tags(a, b)) & 1 != 0
+
+
+@njit(inline="always", **_KERNEL)
 def _mk(tag: int, val: int) -> int:
     """The port of ``tag`` and ``val``, as an int64 like every port in the kernel."""
     return ((val & 0x1FFFFFFF) << 3) | tag
@@ -266,7 +279,7 @@ def _push(
     b: int,
 ) -> bool:
     """Push the active pair ``(a, b)`` on the stack its rule's priority picks."""
-    if (HIGH_PAIRS >> (((a & 7) << 3) | (b & 7))) & 1:
+    if _high(a, b):
         top = wm[w, _HI]
         if top >= hi.shape[1]:
             return False
@@ -451,7 +464,7 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
             break
         a = _i64(redex & _LOW)
         b = _i64(redex >> _SHIFT)
-        rule = PAIR_RULES[((a & 7) << 3) | (b & 7)]
+        rule = PAIR_RULES[_pair_tags(a, b)]
         if (a & 7) == REF and b == root_port:
             rule = CALL
         elif (b & 7) < (a & 7):
@@ -562,7 +575,7 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
         if status != OK:
             # no slots at hand: the pair goes back untouched; with one worker
             # nobody can give any, so the heap is full
-            if (HIGH_PAIRS >> (((a & 7) << 3) | (b & 7))) & 1:
+            if _high(a, b):
                 wm[w, _HI] += 1
             else:
                 wm[w, _LO] += 1
