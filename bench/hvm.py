@@ -60,8 +60,9 @@ HVM2's multi-threaded runs the most. Each row is warmed up once, then the
 ``--repeat`` runs are passes over all rows, so that a slow stretch of a shared
 machine hits one run of many rows rather than every run of a few. Once
 ``--budget`` seconds have passed, no further pass starts (each row keeps the
-runs it has), and rows not yet warmed up are skipped (and listed). It exits non-zero if a result or
-an interaction count of ours is wrong (HVM2's failures are printed).
+runs it has), and rows not yet warmed up are skipped (and listed). It exits
+non-zero if a result or an interaction count of ours is wrong (HVM2's failures
+are printed).
 
 Run from the repository root::
 
