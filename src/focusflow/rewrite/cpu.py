@@ -721,10 +721,14 @@ def _drive(  # noqa: PLR0913 - the net's arrays, as _work takes them
     rounds = 0
     while True:
         gm[_HUNGRY] = 0
+        # the worker, the sharing flag and the budget go in as int64, bool and
+        # int64 values: as prange's unsigned index and as constants (which
+        # numba types as literals) each made numba compile `_work` anew, half
+        # a minute apiece, where this reuses the one-thread compile
         for w in prange(workers):
             _work(node, vars_, nfree, vfree, hi, lo, wm, gm, roots, node_start,
-                  def_nodes, rbag_start, def_rbag, def_vars, safe, root_port, nloc, vloc, w,
-                  True, _ROUND)  # fmt: skip
+                  def_nodes, rbag_start, def_rbag, def_vars, safe, root_port, nloc, vloc,
+                  np.int64(w), workers > 1, np.int64(_ROUND))  # fmt: skip
         rounds += 1
         _give_back(nfree, vfree, wm, gm)
         for w in range(workers):
