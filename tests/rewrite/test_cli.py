@@ -35,6 +35,30 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert body["seconds"] >= 0 and body["mips"] >= 0
 
 
+def test_a_slow_kernel_load_is_announced_on_stderr(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run compiles the CPU evaluator for about half a minute: a note
+    says so, on stderr, and only when loading it takes long."""
+    import time
+
+    from focusflow.cli import hvm_cmd
+    from focusflow.rewrite import cpu
+
+    loaded = cpu.prepare
+    monkeypatch.setattr(hvm_cmd, "COMPILE_NOTE_S", 0.05)
+    monkeypatch.setattr(cpu, "prepare", lambda: time.sleep(0.5) or loaded())
+    slow = run_cli(capsys, "hvm", "run", PROGRAMS / "tuples.hvm", "--json")
+    assert slow.code == 0, slow
+    assert "compiling the CPU evaluator" in slow.err
+    assert slow.json()["interactions"] == 48_144
+    monkeypatch.setattr(cpu, "prepare", loaded)
+    monkeypatch.setattr(hvm_cmd, "COMPILE_NOTE_S", 5.0)
+    fast = run_cli(capsys, "hvm", "run", PROGRAMS / "tuples.hvm", "--json")
+    assert fast.code == 0, fast
+    assert "compiling" not in fast.err
+
+
 def test_threads_give_the_same_result_and_count(capsys: pytest.CaptureFixture[str]) -> None:
     one = run_cli(capsys, "hvm", "run", PROGRAMS / "tuples.hvm", "--json")
     two = run_cli(capsys, "hvm", "run", PROGRAMS / "tuples.hvm", "--threads", "2", "--json")

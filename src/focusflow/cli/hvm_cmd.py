@@ -7,19 +7,27 @@ evaluator (numba on the CPU with ``--threads``, cuda, wgpu); one this machine
 cannot run is refused with ``hvm_backend_unavailable`` and the reason.
 ``--io`` performs the program's IO calls (``hvm run-c``'s driver): what the
 program writes to stdout comes first, then these lines. ``--schedule`` picks
-how the cuda evaluator schedules its rounds (``rewrite.schedules``). docs/hvm.md.
+how the cuda evaluator schedules its rounds (``rewrite.schedules``). The first
+numba run after an install compiles the evaluator (about half a minute on a
+2-core machine, once: numba caches it); when loading it takes longer than
+``COMPILE_NOTE_S`` a note on stderr says so. docs/hvm.md.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import typer
 
 from focusflow.core.errors import InputFileError, InvalidParameterError
 from focusflow.rewrite.schedules import DEFAULT_SCHEDULE
+
+#: Seconds the CPU evaluator may take to load before a note says it is being
+#: compiled (loading it from numba's cache takes well under one).
+COMPILE_NOTE_S = 2.0
 
 hvm_app = typer.Typer(help="Run HVM2 interaction-net programs (IR text).", no_args_is_help=True)
 
@@ -65,6 +73,8 @@ def run_cmd(
         print(f"note: --threads applies to numba; {backend} picks its own", file=sys.stderr)
     elif threads > max_threads():
         print(f"note: --threads {threads}: this machine runs {max_threads()}", file=sys.stderr)
+    if backend == "numba":
+        _load_cpu_kernels()
     size = heap or None
     driver = IoDriver() if io else None
     out = run_text(
@@ -83,3 +93,25 @@ def run_cmd(
     print(f"- ITRS: {out.interactions}")
     print(f"- TIME: {out.seconds:.2f}s")
     print(f"- MIPS: {out.mips:.2f}")
+
+
+def _load_cpu_kernels() -> None:
+    """Load (or, the first time, compile) the CPU evaluator before the program
+    runs, saying so on stderr if it takes long: a silent half-minute compile
+    would look like a program that hangs."""
+    from focusflow.rewrite import cpu
+
+    note = threading.Timer(
+        COMPILE_NOTE_S,
+        lambda: print(
+            "note: compiling the CPU evaluator (once; numba keeps it for later runs)",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    note.daemon = True
+    note.start()
+    try:
+        cpu.prepare()
+    finally:
+        note.cancel()
