@@ -134,9 +134,11 @@ def _ix_cast(typingctx: Any, i: Any) -> Any:
 #: every signed index for a negative value (a sign test, and the dimension's
 #: length read back, often from the stack) and an unsigned one not at all: on
 #: one thread 1.08-1.16x for the whole evaluator (bench/RESULTS.md). The
-#: kernels also take the worker ``w`` unsigned, for the same reason. An
-#: intrinsic, not an inlined function: inlining one at each of the hundreds of
-#: call sites added 12 s to the kernel's first compile.
+#: kernels also index with the worker number cast so (``w = _ix(worker)``), for
+#: the same reason. An intrinsic, not an inlined function: inlining one at each
+#: of the hundreds of call sites added 12 s to the kernel's first compile.
+#: Typed ``Any`` here because the intrinsic's Python signature takes numba's
+#: typing context first, which a type checker would hold against ``_ix(i)``.
 _ix: Any = _ix_cast
 
 
