@@ -46,8 +46,10 @@ def run_cmd(
         "--schedule",
         help="The cuda evaluator's: auto (spread, moving to local where the net turns "
         "out to be a few long sequential chains), spread (work over the GPU's threads), "
-        "chains (each sequential chain run in one thread) or local (chains, with each "
-        "block's new nodes in its shared memory).",
+        "chains (each sequential chain run in one thread), local (chains, with each "
+        "block's new nodes in its shared memory) or fork (HVM2's schedule: each thread "
+        "keeps its pairs across launches, work spreads along &! marks; fastest on "
+        "programs that fork wider than the GPU, slow on ones that fork less).",
     ),
     io: bool = typer.Option(
         False,

@@ -23,52 +23,51 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
-from types import ModuleType
 from typing import Any, cast
 
 import numpy as np
 
 from focusflow.rewrite.cpu import Normalized
-from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
+from focusflow.rewrite.cuda_base import (
+    BAG,
+    BINS,
+    DEFAULT_NODES,
+    DEFAULT_VARS,
+    LOCAL_BLOCK,
+    LOCAL_SLOTS,
+    SHARED_BYTES,
+    _book_arrays,
+    _compact,
+    _cupy,
+    _heap,
+    _module,
+    _raise,
+    _regions,
+)
+from focusflow.rewrite.cuda_fork import normalize_fork
 from focusflow.rewrite.parse import Book
-from focusflow.rewrite.ports import CON, NONE, REF, RULES, VAR
+from focusflow.rewrite.ports import REF
 from focusflow.rewrite.schedules import DEFAULT_SCHEDULE, SCHEDULES
 
-#: Default heap on a GPU: 2^29 node slots (4 GiB) and as many variable slots (2 GiB).
-DEFAULT_NODES = 1 << 29
-DEFAULT_VARS = 1 << 29
-#: Bins of a bag of pending pairs, one per rule (the kernel's NBINS and BIN_OF);
-#: words of a bag's tally: its bins' counts, then whether a thread went short.
-BINS = 8
+#: Words of a bag's tally: its bins' counts, then whether a thread went short.
 TALLY = 16
 #: Threads per block, and the most threads (regions) of a run.
 BLOCK = 256
 MAX_THREADS = 1 << 17
-#: The fewest node (and variable) slots of a thread's region: a thread whose
-#: region is full stops the run, however empty the others are, so regions
-#: must leave room for an uneven share of the live net.
-MIN_REGION = 4096
+
 #: Interactions of a whole round, shared among the threads that have work:
 #: few threads run longer rounds (a narrow net pays fewer launches), many
 #: threads at least ``MIN_BUDGET`` each.
 ROUND = 1 << 22
 MIN_BUDGET = 256
 MAX_BUDGET = 1 << 12
-
-#: The ``local`` schedule's kernel (``hvm_block_round``): threads per block,
-#: shared node (and variable) slots per block, the bytes they take, the most
-#: threads, and the interactions a thread may do a round. A fixed 1,024 ran
-#: stress fastest at both 4,096 and 16,384 chains on an H200 (bench/RESULTS.md):
-#: longer rounds leave threads running alone, shorter ones copy out more often.
-LOCAL_BLOCK = 128
-LOCAL_SLOTS = 8192
-SHARED_BYTES = LOCAL_SLOTS * 12
+#: The ``local`` schedule's kernel (``hvm_block_round``, with the shared slots
+#: of ``cuda_base``): the most threads, and the interactions a thread may do a
+#: round. A fixed 1,024 ran stress fastest at both 4,096 and 16,384 chains on
+#: an H200 (bench/RESULTS.md): longer rounds leave threads running alone,
+#: shorter ones copy out more often.
 LOCAL_MAX_THREADS = 1 << 15
 LOCAL_BUDGET = 1 << 10
-#: Pending pairs a thread of the ``local`` kernel holds of each priority. These
-#: three are the kernel's LT, LLEN and RLEN (passed to it as defines).
-BAG = 256
 
 #: ``auto``: the widest round (pairs it starts with) at which the local kernel
 #: is tried, and how many rounds in a row must have started with exactly that
@@ -78,15 +77,6 @@ AUTO_LOCAL_PAIRS = LOCAL_MAX_THREADS
 AUTO_STEADY_ROUNDS = 16
 AUTO_TRIAL_BUDGET = 1 << 5
 AUTO_TRIALS = 1
-
-_MODULE: dict[str, Any] = {}
-
-
-def _cupy() -> ModuleType:
-    """CuPy, imported when first needed (it ships no types: its names are Any here)."""
-    import cupy
-
-    return cast("ModuleType", cupy)
 
 
 def available() -> tuple[bool, str]:
@@ -101,27 +91,6 @@ def available() -> tuple[bool, str]:
     return True, cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
 
 
-def _module(local_foreign: bool = False) -> Any:
-    """``kernels/hvm.cu`` compiled once per process, with the rule table filled in."""
-    key = f"module{int(local_foreign)}"
-    if key not in _MODULE:
-        cupy = _cupy()
-        table = "{" + ",".join(str(int(r)) for r in RULES.reshape(-1)) + "}"
-        source = (
-            resources.files("focusflow.rewrite")
-            .joinpath("kernels/hvm.cu")
-            .read_text()
-            .replace("RULE_TABLE", table)
-        )
-        # IEEE float32 as on the CPU: subnormals kept, division and square root
-        # correctly rounded, no fused multiply-add
-        options = ("--std=c++14", "--ftz=false", "--prec-div=true", "--fmad=false",
-                   f"-DLOCAL_FOREIGN={int(local_foreign)}", f"-DLT={LOCAL_BLOCK}",
-                   f"-DLLEN={LOCAL_SLOTS}", f"-DRLEN={BAG}", f"-DNBINS={BINS}")  # fmt: skip
-        _MODULE[key] = cupy.RawModule(code=source, options=options)
-    return _MODULE[key]
-
-
 def operate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``numbers.operate`` of each pair of words, computed by the kernel's own
     ``operate`` (to compare the GPU's numbers with the reference)."""
@@ -133,43 +102,6 @@ def operate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     _module().get_function("hvm_operate")(((n + BLOCK - 1) // BLOCK,), (BLOCK,),
                                           (da, db, out, np.uint32(n)))  # fmt: skip
     return cast("np.ndarray", cupy.asnumpy(out))
-
-
-def _renumber(cupy: Any, ports: Any, nlive: Any, vlive: Any) -> Any:
-    """``ports`` (uint32) with each node and variable address replaced by its
-    rank among the live slots, plus one; an address of a free slot (garbage
-    no tree reaches) becomes 0. Numbers, erasers, references and ``NONE``
-    are kept."""
-    tag = ports & 7
-    val = ports >> 3
-    out = ports.copy()
-    for live, which in ((nlive, (tag >= CON) & (ports != NONE)), (vlive, tag == VAR)):
-        if int(live.size) == 0:
-            out[which] = tag[which]
-            continue
-        pos = cupy.searchsorted(live, val)
-        found = live[cupy.minimum(pos, live.size - 1)] == val
-        new = cupy.where(found, pos + 1, 0).astype(cupy.uint32)
-        out = cupy.where(which, (new << 3) | tag, out)
-    return out
-
-
-def _compact(cupy: Any, node: Any, subst: Any, root: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The live part of the GPU heap on the host, slots renumbered 1, 2, ... in
-    order: the readback needs the net, not a copy of the whole heap (6 GiB
-    by default)."""
-    nlive = cupy.flatnonzero(node).astype(cupy.uint32)
-    vlive = cupy.flatnonzero(subst).astype(cupy.uint32)
-    pairs = node[nlive]
-    lo = _renumber(cupy, (pairs & 0xFFFFFFFF).astype(cupy.uint32), nlive, vlive)
-    hi = _renumber(cupy, (pairs >> 32).astype(cupy.uint32), nlive, vlive)
-    new_node = np.zeros(int(nlive.size) + 1, dtype=np.uint64)
-    new_node[1:] = cupy.asnumpy(lo.astype(cupy.uint64) | (hi.astype(cupy.uint64) << 32))
-    new_subst = np.zeros(int(vlive.size) + 1, dtype=np.uint32)
-    new_subst[1:] = cupy.asnumpy(_renumber(cupy, subst[vlive], nlive, vlive))
-    new_root = int(cupy.asnumpy(_renumber(cupy, cupy.asarray([root], dtype=cupy.uint32),
-                                          nlive, vlive))[0])  # fmt: skip
-    return new_node, new_subst, new_root
 
 
 @dataclass(frozen=True)
@@ -306,47 +238,6 @@ def _policy(schedule: str) -> tuple[_Auto | _Fixed, _Kernel]:
     return _Fixed(k), k
 
 
-def _raise(status: int, detail: int, book: Book, interactions: int, what: dict[int, str]) -> None:
-    """The error of a kernel's status (``ST_*`` in the kernel)."""
-    if status == 4:
-        raise HvmUnsafeCloneError(
-            f"attempt to clone a non-affine global reference: @{book.names[detail]} "
-            "met a duplicator, and it contains or refers to duplicators"
-        )
-    raise HvmOutOfMemoryError(
-        f"the net outgrew the heap ({what[status]}) after {interactions} interactions"
-    )
-
-
-@dataclass(frozen=True)
-class _Regions:
-    """How a heap of ``nodes`` and ``vars_`` slots is cut among ``count``
-    threads: ``region_n`` node and ``region_v`` variable slots each, above
-    the kernel's ``low``; ``width``: the most nodes or variables of one
-    definition (a thread's scratch)."""
-
-    nodes: int
-    vars_: int
-    count: int
-    region_n: int
-    region_v: int
-    width: int
-
-
-def _regions(book: Book, nodes: int, vars_: int, threads: int | None, layout: _Kernel) -> _Regions:
-    """The heap's regions: as many as ``threads`` asks or the kernel allows,
-    each holding at least four of the largest definition and ``MIN_REGION``
-    slots."""
-    low = layout.low
-    nodes = max(int(nodes), 64 + low)
-    vars_ = min(max(int(vars_), 64 + low), 1 << 29)
-    width = max(4, int(np.diff(book.node_start).max(initial=0)), int(book.vars.max(initial=0)))
-    region = max(4 * width, MIN_REGION)
-    most = max(1, min((nodes - low) // region, (vars_ - 1 - low) // region))
-    count = min(layout.most_threads if threads is None else max(1, int(threads)), most)
-    return _Regions(nodes, vars_, count, (nodes - low) // count, (vars_ - 1 - low) // count, width)
-
-
 def normalize_cuda(
     book: Book,
     nodes: int = DEFAULT_NODES,
@@ -358,17 +249,15 @@ def normalize_cuda(
     (``SCHEDULES``); the same result and interaction count as
     ``cpu.normalize`` under each. ``threads`` (regions) defaults to as many as
     the heap allows, at most ``MAX_THREADS`` (``LOCAL_MAX_THREADS``)."""
+    if schedule == "fork":
+        return normalize_fork(book, nodes, vars_, threads)
     policy, layout = _policy(schedule)
     cupy = _cupy()
     low = layout.low
-    heap = _regions(book, nodes, vars_, threads, layout)
+    heap = _regions(book, nodes, vars_, threads, layout.low, layout.most_threads)
     nodes, vars_, count, width = heap.nodes, heap.vars_, heap.count, heap.width
     region_n, region_v = heap.region_n, heap.region_v
-    node = cupy.zeros(nodes, dtype=cupy.uint64)
-    subst = cupy.zeros(vars_, dtype=cupy.uint32)
-    root_slot = vars_ - 1
-    root = (root_slot << 3) | VAR
-    subst[root_slot] = NONE
+    node, subst, root = _heap(cupy, nodes, vars_)
     cap = max(nodes, 1 << 20)
     bags = [cupy.zeros(cap, dtype=cupy.uint64), cupy.zeros(cap, dtype=cupy.uint64)]
     seg = cap // BINS
@@ -382,15 +271,7 @@ def normalize_cuda(
     ctl[8] = 1  # the boot redex, at the start of bin 0
     cursors = cupy.zeros(2 * count, dtype=cupy.uint32)
     scratch = cupy.zeros(2 * count * width, dtype=cupy.uint32)
-    book_args = (
-        cupy.asarray(book.roots.astype(np.uint32)),
-        cupy.asarray(book.node_start.astype(np.uint32)),
-        cupy.asarray(book.nodes.astype(np.uint64)),
-        cupy.asarray(book.rbag_start.astype(np.uint32)),
-        cupy.asarray(book.rbag.astype(np.uint64)),
-        cupy.asarray(book.vars.astype(np.uint32)),
-        cupy.asarray(book.safe.astype(np.uint8)),
-    )
+    book_args = _book_arrays(cupy, book)
 
     def launch(k: _Kernel, pending: int, launched: int, budget: int) -> None:
         k.function(((launched + k.block - 1) // k.block,), (k.block,),
@@ -438,9 +319,7 @@ def normalize_cuda(
         tallies.reverse()
     seconds = time.perf_counter() - start
     if status:
-        _raise(status, detail, book, interactions, {
-            1: f"{nodes} node slots ({count} regions of {region_n})",
-            2: f"{vars_} variable slots ({count} regions of {region_v})",
+        _raise(status, detail, book, interactions, heap, {
             3: f"{seg} pending redexes of one rule",
             5: f"a thread's {BAG} pending redexes of one kind",
         })  # fmt: skip

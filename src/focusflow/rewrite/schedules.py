@@ -10,8 +10,10 @@ from __future__ import annotations
 #: ``local`` where it measures it faster (``cuda._Auto``). On an H200, HVM2's
 #: stress test ran 2x (chains) and 10x (local, auto) faster than under spread,
 #: the wide programs up to 9x (chains) and 50x (local) slower, and as fast
-#: under auto (bench/RESULTS.md, hvm.py).
-SCHEDULES = ("spread", "chains", "local", "auto")
+#: under auto (bench/RESULTS.md, hvm.py). ``fork`` is HVM2's own schedule
+#: (``cuda_fork``): bitonic sort of 2^19 numbers 5.5x faster than under spread,
+#: of 2^14 numbers 190x slower, as under HVM2's runtime.
+SCHEDULES = ("spread", "chains", "local", "auto", "fork")
 #: What ``hvm run`` and ``normalize_cuda`` use unless told: on an H200 it was as
 #: fast as ``spread`` on every published program, and 10x faster on stress.
 DEFAULT_SCHEDULE = "auto"

@@ -772,7 +772,28 @@ struct BWorker {
     u64 lo[RLEN];
     u32 itrs;
     bool dirty_g, dirty_l;
+    bool local_only;
 };
+
+// A thread `t` of the block kernels, in region r, its scans going on where
+// the region's last thread left them (`cursors`), with empty bags.
+__device__ __forceinline__ void b_start(BWorker& w, u32 t, u32 r, const u32* cursors,
+                                        bool local_only)
+{
+    w.t = t;
+    w.tid = threadIdx.x;
+    w.r = r;
+    w.ncur = cursors[2 * r];
+    w.vcur = cursors[2 * r + 1];
+    w.lncur = 0;
+    w.lvcur = 0;
+    w.hi_end = 0;
+    w.lo_end = 0;
+    w.itrs = 0;
+    w.dirty_g = false;
+    w.dirty_l = false;
+    w.local_only = local_only;
+}
 
 __device__ __forceinline__ bool b_addr(u32 p) { return tag(p) == VAR || (tag(p) >= CON && p != NONE); }
 __device__ __forceinline__ bool b_local(u32 p) { return b_addr(p) && val(p) < LLEN; }
@@ -909,6 +930,7 @@ __device__ bool b_alloc(BNet& n, BWorker& w, u32* nloc, u32* vloc, u32 nn, u32 n
         if (i == nn && j == nv) return true;
         for (u32 k = 0; k < i; k++) ((volatile u64*)n.lnode)[nloc[k]] = 0;
         for (u32 k = 0; k < j; k++) ((volatile u32*)n.lvars)[vloc[k]] = 0;
+        if (w.local_only) return false;  // the caller waits (hvm_fork_round)
     }
     for (u32 i = 0; i < nn; i++) {
         if ((nloc[i] = b_gnode_alloc(n, w)) == 0) {
@@ -1106,18 +1128,7 @@ extern "C" __global__ void hvm_block_round(
     }
     if (t >= stride) return;
     BWorker w;
-    w.t = t;
-    w.tid = threadIdx.x;
-    w.r = (t + shift) % regions;
-    w.ncur = cursors[2 * w.r];
-    w.vcur = cursors[2 * w.r + 1];
-    w.lncur = 0;
-    w.lvcur = 0;
-    w.hi_end = 0;
-    w.lo_end = 0;
-    w.itrs = 0;
-    w.dirty_g = false;
-    w.dirty_l = false;
+    b_start(w, t, (t + shift) % regions, cursors, false);
     u32 steps = 0;
     u64 r;
     BagIn in = bag_in(bag_in_, tally_in, seg);
@@ -1146,6 +1157,225 @@ extern "C" __global__ void hvm_block_round(
             b_spill(n, mkpair(ga, gb));
         }
     }
+    cursors[2 * w.r] = w.ncur;
+    cursors[2 * w.r + 1] = w.vcur;
+    if (w.itrs) atomicAdd((u64*)(ctl + 4), (u64)w.itrs);
+}
+
+// ---------------------------------------------------------------------------
+// The forking evaluator (hvm_fork_round, the `fork` schedule)
+//
+// HVM2's CUDA schedule, on the rules and shared memory of hvm_block_round.
+// Each thread keeps its own bag of pending pairs across launches (saved to
+// and loaded from `bags` at its own place, in stack order), so it works
+// through its part of the net depth first, and the live net stays that of a
+// few subtrees a thread instead of a whole level of the program. Work spreads
+// along the program's `&!` marks: in a SEED launch thread 0 of each group of
+// blocks hands marked pairs down a tree of blocks (the bags are transposed,
+// thread t of block b holding the bag of thread b of block t), in a GROW
+// launch down a tree of a block's threads; each spawning thread reduces its
+// own pairs until it meets a marked one and gives that one away, keeping the
+// pair above it. A thread that gave work away marks its stack there (its
+// `mark`): a WORK launch reduces only the pairs above the mark, and the
+// continuations below it (the join after a fork) wait. When a WORK launch
+// does nothing, every thread is waiting at its mark: the host lowers every
+// mark by one and starts again with SEED (`down`), until the pairs there
+// have spread and reduced. Pairs leave a round with global ports only, as
+// in hvm_block_round; a thread's pairs that are not high priority keep their
+// order, so that its mark keeps its place.
+
+#define M_SEED 0u
+#define M_GROW 1u
+#define M_WORK 2u
+// Interactions a spawning thread does a tick looking for a marked pair, and
+// ticks of a WORK launch (each one pair, then every high-priority one): 1,024
+// ticks ran bitonic 2^19 and stress 3 % faster than HVM2's 512 on an H200,
+// 256 6 % slower (bench/RESULTS.md).
+#define FORK_STEPS 64
+#define WORK_TICKS 1024
+#define PAR_BIT (0x10000000u << 3)
+#define SPAWN_TAKEN 0xFFFFFFFFFFFFFFFFull
+// ctl words of this kernel: a thread could not go on (its bags full, or its
+// region), the pairs saved this round, and a thread of a SEED or GROW launch
+// ended it with pairs above its mark (work a WORK launch would do)
+#define CTL_BLOCKED 6
+#define CTL_SAVED 7
+#define CTL_READY 8
+
+__device__ __forceinline__ bool f_par(u64 r)
+{
+    u32 a = fst(r), b = snd(r);
+    return (tag(a) == REF && (a & PAR_BIT)) || (tag(b) == REF && (b & PAR_BIT));
+}
+
+__device__ __forceinline__ u64 f_clear(u64 r)
+{
+    u32 a = fst(r), b = snd(r);
+    if (tag(a) == REF) a &= ~PAR_BIT;
+    if (tag(b) == REF) b &= ~PAR_BIT;
+    return mkpair(a, b);
+}
+
+// The bag a thread holds in a SEED launch: consecutive threads of a block
+// hold the bags of the first threads of consecutive blocks.
+__device__ __forceinline__ u32 f_transpose(u32 idx, u32 blocks)
+{
+    u32 row = idx / LT, col = idx % LT;
+    return (col % blocks) * LT + col / blocks + row * (LT / blocks);
+}
+
+// One interaction of r; false, with r back on its stack, where it cannot run
+// in this launch (the thread's bags lack room for what it would push, or its
+// global region has no slots).
+__device__ bool f_step(BNet& n, BWorker& w, u64 r)
+{
+    if (b_room(n, w, r)) {
+        int done = b_interact(n, w, fst(r), snd(r));
+        if (done != SHORT) {
+            if (done == COUNTED) w.itrs++;
+            return true;
+        }
+    }
+    b_push(n, w, fst(r), snd(r), false);
+    n.ctl[CTL_BLOCKED] = 1;
+    return false;
+}
+
+// Every high-priority pair; false where one could not run.
+__device__ __forceinline__ bool f_highs(BNet& n, BWorker& w)
+{
+    u64 r;
+    while (w.hi_end) {
+        r = w.hi[--w.hi_end];
+        if (!f_step(n, w, r)) return false;
+    }
+    return true;
+}
+
+__device__ __forceinline__ void f_save(BNet& n, u64* dst, u32* out, u64 pair)
+{
+    if (*out >= RLEN) { b_fail(n, ST_BAG, 0); return; }
+    dst[(*out)++] = pair;
+}
+
+extern "C" __global__ void hvm_fork_round(
+    u64* node, u32* vars, u32* ctl, u32* cursors, u32* scratch, u32 width,
+    const u32* roots, const u32* node_start, const u64* def_nodes, const u32* rbag_start,
+    const u64* def_rbag, const u32* def_vars, const unsigned char* safe,
+    u32 root_port, u32 region_n, u32 region_v, u32 threads, u32 regions, u32 shift,
+    const u64* bag_in, const u32* count_in, u64* bag_out, u32* count_out, u32* marks,
+    u32 mode, u32 down, u32 rdec)
+{
+    extern __shared__ u64 shared_words[];
+    __shared__ u64 spawn[LT];
+    u32 tid = threadIdx.x, gid = blockIdx.x * LT + tid;
+    bool live = gid < threads;
+    u32 bag = mode == M_SEED ? f_transpose(gid, gridDim.x) : gid;
+    u32 have = live ? count_in[bag] : 0;
+    if (!__syncthreads_or(have > 0)) {
+        if (live) count_out[bag] = 0;
+        return;
+    }
+    BNet n = {node, vars, nullptr, ctl, ctl + 8, scratch, shared_words,
+              (u32*)(shared_words + LLEN), 0, region_n, region_v, width, roots, node_start,
+              def_nodes, rbag_start, def_rbag, def_vars, safe, root_port};
+    for (u32 k = 0; k < LPER; k++) {
+        n.lnode[k * LT + tid] = 0;
+        n.lvars[k * LT + tid] = 0;
+    }
+    // A WORK launch allocates in shared memory only: an interaction that finds
+    // no shared slots waits for the next launch, whose thread starts with its
+    // shared slots empty. Falling back to the global heap, as hvm_block_round
+    // does, ran bitonic 2^19 1.13x and radix 2^16 1.4x slower (more nodes
+    // copied out, each through a global scan; bench/RESULTS.md). A thread
+    // past the live ones (regions) reads region 0's cursors and never writes them.
+    BWorker w;
+    b_start(w, gid, live ? (gid + shift) % regions : 0, cursors, mode == M_WORK);
+    for (u32 i = 0; i < have; i++) {
+        u64 p = bag_in[(u64)bag * RLEN + i];
+        b_push(n, w, fst(p), snd(p), false);
+    }
+    spawn[tid] = (!live || have) ? SPAWN_TAKEN : 0;
+    u32 pos = live ? marks[bag] : 0;
+    if (pos > 0) pos -= rdec;
+    __syncthreads();
+    if (mode != M_WORK) {
+        // a SEED launch of one block is a GROW launch (its bags are not moved)
+        u32 levels = 31 - __clz(mode == M_SEED && gridDim.x > 1 ? gridDim.x : LT);
+        for (u32 tick = 0; tick < levels; tick++) {
+            u32 span = 1u << tick, targ = tid ^ span;
+            if (live && tid < span && spawn[targ] == 0) {
+                u64 give = 0, r;
+                for (u32 i = 0; i < FORK_STEPS && w.lo_end >= pos && b_pop(w, &r); i++) {
+                    if (f_par(r)) {
+                        u64 above;
+                        if (b_pop(w, &above)) {
+                            above = f_clear(above);
+                            b_push(n, w, fst(above), snd(above), false);
+                        }
+                        give = r;
+                        break;
+                    }
+                    if (!f_step(n, w, r) || !f_highs(n, w)) break;
+                }
+                if (give) {
+                    spawn[targ] = f_clear(give);
+                    if (!down) pos = w.lo_end ? w.lo_end - 1 : 0;
+                }
+            }
+            __syncthreads();
+            if (live && tid >= span && tid < 2 * span) {
+                u64 s = spawn[tid];
+                if (s != 0 && s != SPAWN_TAKEN) {
+                    spawn[tid] = SPAWN_TAKEN;
+                    b_push(n, w, fst(s), snd(s), false);
+                    pos = 0;
+                }
+            }
+            __syncthreads();
+        }
+        if (live) {
+            marks[bag] = pos;
+            if (w.lo_end > pos || w.hi_end) ctl[CTL_READY] = 1;
+        }
+    } else if (live) {
+        u64 r;
+        for (u32 tick = 0; tick < WORK_TICKS && (w.lo_end > pos || w.hi_end); tick++) {
+            b_pop(w, &r);
+            if (!f_step(n, w, r) || !f_highs(n, w)) break;
+            if ((tick & 63) == 63 && *(volatile u32*)&ctl[1] != ST_OK) break;
+        }
+    }
+    if (!live) return;
+    // The save: the pending pairs below the high-priority ones leave first,
+    // bottom up, with global ports (exporting a port may push a link: only a
+    // high-priority one), then links and leaks run and what is left leaves.
+    u64* dst = bag_out + (u64)bag * RLEN;
+    u32 out = 0, lo = w.lo_end;
+    for (u32 i = 0; i < lo; i++) {
+        u64 r = w.lo[i];
+        u32 ga = b_export(n, w, fst(r));
+        f_save(n, dst, &out, mkpair(ga, b_export(n, w, snd(r))));
+    }
+    for (u32 i = lo; i < w.lo_end; i++) w.lo[i - lo] = w.lo[i];
+    w.lo_end -= lo;
+    u64 r;
+    while (b_pop(w, &r)) {
+        u32 a = fst(r), b = snd(r);
+        if (*(volatile u32*)&ctl[1] != ST_OK) break;
+        if (tag(a) == VAR || tag(b) == VAR) {
+            // links and leaks, or the boot pair (@main ~ the root) where no
+            // thread took it: a counted call
+            int done = b_interact(n, w, a, b);
+            if (done == SHORT) { b_fail(n, ST_OOM_NODES, 0); break; }
+            if (done == COUNTED) w.itrs++;
+        } else {
+            u32 ga = b_export(n, w, a);
+            f_save(n, dst, &out, mkpair(ga, b_export(n, w, b)));
+        }
+    }
+    count_out[bag] = out;
+    if (out) atomicAdd(&ctl[CTL_SAVED], out);
     cursors[2 * w.r] = w.ncur;
     cursors[2 * w.r + 1] = w.vcur;
     if (w.itrs) atomicAdd((u64*)(ctl + 4), (u64)w.itrs);

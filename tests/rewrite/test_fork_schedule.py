@@ -1,0 +1,97 @@
+"""The ``fork`` schedule's host side (``cuda_fork``): HVM2's choice of each
+launch's mode, and the shape of a run's grid. Its GPU runs (the same result
+and count as the CPU's, a full heap's error) are in test_backends.py with the
+other schedules'; the one-thread and partial-block runs are here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from focusflow.rewrite import cuda, cuda_fork
+from focusflow.rewrite.cpu import normalize
+from focusflow.rewrite.cuda_fork import GROW, SEED, WORK, Modes
+from focusflow.rewrite.parse import load_book
+from focusflow.rewrite.show import normalize_names, readback
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+def _walk(modes: Modes, worked: list[bool], ready: bool = False) -> list[tuple[int, bool, bool]]:
+    """The mode, down and lower flags of each launch, the first included."""
+    seen = [(modes.mode, modes.down, modes.lower)]
+    for w in worked:
+        modes.next(w, ready)
+        seen.append((modes.mode, modes.down, modes.lower))
+    return seen
+
+
+def test_modes_go_up_to_work_and_stay_there_while_it_works() -> None:
+    assert _walk(Modes(), [True] * 4) == [
+        (SEED, False, False),
+        (GROW, False, False),
+        (WORK, False, False),
+        (WORK, False, False),
+        (WORK, False, False),
+    ]
+
+
+def test_an_idle_work_launch_lowers_the_marks_once_and_seeds_down() -> None:
+    modes = Modes(mode=WORK)
+    assert _walk(modes, [False, True, True, False, True, True]) == [
+        (WORK, False, False),
+        (SEED, True, True),  # every mark one lower, the pairs there spread
+        (SEED, True, False),  # down: SEED again while it works, marks kept
+        (SEED, True, False),
+        (GROW, False, False),  # a SEED launch that did nothing goes up again
+        (WORK, False, False),
+        (WORK, False, False),
+    ]
+
+
+def test_idle_launches_peel_one_mark_each_cycle() -> None:
+    """Every thread at its mark: SEED (lower), GROW, then SEED (lower) again,
+    two launches a level, which bounds how long a run may idle."""
+    seen = _walk(Modes(mode=WORK), [False] * 6)
+    assert [s[0] for s in seen] == [WORK, SEED, GROW, SEED, GROW, SEED, GROW]
+    assert sum(s[2] for s in seen) == 3
+    assert cuda_fork.MOST_IDLE >= 2 * cuda.BAG
+
+
+def test_an_idle_spreading_launch_with_work_ready_goes_to_work() -> None:
+    """Where every thread has work, nobody has an idle partner to hand work
+    to, and SEED and GROW launches do nothing: HVM2's rule (lower the marks,
+    seed again) would never reach WORK. A down SEED still goes up to GROW."""
+    assert _walk(Modes(), [False, True], ready=True) == [
+        (SEED, False, False),
+        (WORK, False, False),
+        (WORK, False, False),
+    ]
+    assert _walk(Modes(mode=GROW), [False], ready=True)[-1] == (WORK, False, False)
+    assert _walk(Modes(mode=SEED, down=True), [False], ready=True)[-1] == (GROW, False, False)
+    assert _walk(Modes(mode=WORK), [False], ready=True)[-1] == (SEED, True, True)
+
+
+@pytest.mark.parametrize(
+    ("count", "shape"),
+    [(1, (1, 1)), (100, (1, 100)), (128, (1, 128)), (1000, (4, 512)), (1 << 20, (128, 1 << 14))],
+)
+def test_the_grid_is_a_power_of_two_of_blocks_or_one_partial_block(
+    count: int, shape: tuple[int, int]
+) -> None:
+    assert cuda_fork._shape(count) == shape
+
+
+@pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+@pytest.mark.parametrize("threads", [1, 5, 300])
+def test_one_thread_and_partial_blocks_give_the_cpus_result(threads: int) -> None:
+    book = load_book((PROGRAMS / "sort_bitonic.hvm").read_text())
+    one = normalize(book, nodes=1 << 24, vars_=1 << 24)
+    gpu = cuda.normalize_cuda(book, nodes=1 << 24, vars_=1 << 24, threads=threads,
+                              schedule="fork")  # fmt: skip
+    assert gpu.threads == cuda_fork._shape(threads)[1]
+    assert gpu.interactions == one.interactions
+    assert normalize_names(readback(gpu.node, gpu.vars, gpu.root, book.names)) == normalize_names(
+        readback(one.node, one.vars, one.root, book.names)
+    )
