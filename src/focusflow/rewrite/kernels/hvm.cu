@@ -1180,7 +1180,7 @@ extern "C" __global__ void hvm_block_round(
 // continuations below it (the join after a fork) wait. When a WORK launch
 // does nothing, every thread is waiting at its mark: the host lowers every
 // mark by one and starts again with SEED (`down`), until the pairs there
-// have spread and reduced. Pairs leave a round with global ports only, as
+// have spread and reduced (cuda_fork.Modes has the host's rule). Pairs leave a round with global ports only, as
 // in hvm_block_round; a thread's pairs that are not high priority keep their
 // order, so that its mark keeps its place.
 
@@ -1202,6 +1202,8 @@ extern "C" __global__ void hvm_block_round(
 #define CTL_SAVED 7
 #define CTL_READY 8
 
+// Whether a pair is marked `&!`: the mark is on the definition's reference,
+// which a link may have put second (HVM2 looks at the first port only).
 __device__ __forceinline__ bool f_par(u64 r)
 {
     u32 a = fst(r), b = snd(r);
