@@ -8,8 +8,8 @@ cannot run is refused with ``hvm_backend_unavailable`` and the reason.
 ``--io`` performs the program's IO calls (``hvm run-c``'s driver): what the
 program writes to stdout comes first, then these lines. ``--schedule`` picks
 how the cuda evaluator schedules its rounds (``rewrite.schedules``). The first
-numba run after an install compiles the evaluator (about half a minute on a
-2-core machine, once: numba caches it); when loading it takes longer than
+numba run after an install compiles the evaluator (about 10 s on a 2-core
+machine, once: numba caches it); when loading it takes longer than
 ``COMPILE_NOTE_S`` a note on stderr says so. docs/hvm.md.
 """
 
@@ -99,7 +99,7 @@ def run_cmd(
 
 def _load_cpu_kernels() -> None:
     """Load (or, the first time, compile) the CPU evaluator before the program
-    runs, saying so on stderr if it takes long: a silent half-minute compile
+    runs, saying so on stderr if it takes long: a silent compile of seconds
     would look like a program that hangs."""
     from focusflow.rewrite import cpu
 

@@ -337,7 +337,13 @@ def _enter(
     return p
 
 
-@njit(inline="always", **_KERNEL)
+# Inlined by LLVM (``forceinline``), not by numba as the smaller helpers are:
+# numba types an inlined body again at each of _work's fifteen calls, and
+# that made the kernel's first compile take 32 s on a 2-core VM, against
+# 10 s this way, at the same speed on two threads (0.98-1.07x) and 2 % less
+# on one (bench/RESULTS.md). Gathering the calls into one loop instead
+# compiled in 12 s but ran 6-18 % slower.
+@njit(forceinline=True, **_KERNEL)
 def _link(
     vars_: np.ndarray,
     vfree: np.ndarray,
