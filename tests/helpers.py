@@ -1,7 +1,11 @@
-"""Helpers the tests import (fixtures stay in conftest.py): data paths, random graphs."""
+"""Helpers the tests import (fixtures stay in conftest.py): data paths, random graphs,
+a child process with its own numba cache."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +31,21 @@ def random_weighted(n: int, m: int, seed: int, *, zero_frac: float = 0.1, dup_fr
         dst = np.concatenate([dst, dst[pick]])
         w = np.concatenate([w, rng.random(k)])
     return src, dst, w
+
+
+def run_with_numba_cache(probe: str, cache: Path, timeout: float = 300) -> str:
+    """What the Python code ``probe`` prints, run in a child process whose numba
+    cache is the folder ``cache``: an empty one makes it compile every kernel it
+    calls, where this process may load them from the cache (``./dev`` fills it
+    ahead), and a loaded kernel lists none of the callees compiled into it."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+        cwd=ROOT,
+    )
+    return done.stdout

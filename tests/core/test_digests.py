@@ -46,9 +46,7 @@ def test_debian_python_takes_the_openssl_path() -> None:
 def test_the_openssl_loop_is_loaded_from_numbas_cache(tmp_path) -> None:
     """Compiled once, then loaded: a loop that called ctypes pointers could not be
     cached, and every process (each node start) compiled it for about a second."""
-    import os
-    import subprocess
-    import sys
+    from tests.helpers import run_with_numba_cache
 
     probe = (
         "import numpy as np\n"
@@ -58,16 +56,5 @@ def test_the_openssl_loop_is_loaded_from_numbas_cache(tmp_path) -> None:
         "print(sum(digest_rows.stats.cache_hits.values()), "
         "sum(digest_rows.stats.cache_misses.values()))\n"
     )
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    runs = [
-        subprocess.run(
-            [sys.executable, "-c", probe],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout.split()
-        for _ in range(2)
-    ]
+    runs = [run_with_numba_cache(probe, tmp_path, timeout=120).split() for _ in range(2)]
     assert runs == [["0", "1"], ["1", "0"]]

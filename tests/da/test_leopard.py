@@ -80,3 +80,31 @@ def test_too_few_shards_is_a_typed_error():
 def test_bad_shapes_are_rejected(k, size):
     with pytest.raises(InvalidParameterError):
         encode(np.zeros((k, size), dtype=np.uint8))
+
+
+def test_the_transforms_compile_once_per_field_and_direction(tmp_path):
+    """The layers get their sizes as int64 values: a constant 0 or 1 (typed by
+    numba as a literal) made it compile each transform and layer again, 12
+    layer compiles instead of 4 and 8.3 s instead of 5.3 s on a cold cache.
+    Compiled in a child with an empty cache: one loaded from the cache lists
+    no compiled callees."""
+    from tests.helpers import run_with_numba_cache
+
+    probe = (
+        "import numpy as np\n"
+        "from numba import types\n"
+        "from focusflow.da import leopard\n"
+        "rng = np.random.default_rng(3)\n"
+        "for k, size in ((16, 64), (512, 8192)):\n"  # GF8 and GF16, one slice and several
+        "    data = rng.integers(0, 256, (k, size), dtype=np.uint8)\n"
+        "    codeword = np.vstack([data, leopard.encode(data)])\n"
+        "    present = np.ones(2 * k, dtype=bool)\n"
+        "    present[: k // 2] = False\n"
+        "    assert (leopard.decode(codeword, present) == codeword).all()\n"
+        "for fn in (leopard._layer, leopard._fft_slice, leopard._ifft_slice):\n"
+        "    lit = [s for s in fn.overloads\n"
+        "           if any(isinstance(t, types.IntegerLiteral) for t in s)]\n"
+        "    print(fn.__name__, len(fn.overloads), len(lit))\n"
+    )
+    lines = run_with_numba_cache(probe, tmp_path).split("\n")
+    assert lines[:3] == ["_layer 4 0", "_fft_slice 2 0", "_ifft_slice 2 0"], lines

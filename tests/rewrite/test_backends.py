@@ -53,20 +53,26 @@ def test_published_programs_on_two_threads(name: str) -> None:
     )
 
 
-def test_the_thread_driver_reuses_the_one_thread_kernel() -> None:
+def test_the_thread_driver_reuses_the_one_thread_kernel(tmp_path: Path) -> None:
     """The many-thread driver calls the kernel with the one-thread call's
     argument types: each other type (prange's unsigned index, a constant
     typed as a literal) made numba compile the kernel again, about half a
-    minute each on a small machine, on a user's first run of two threads."""
-    from numba import types
+    minute each on a small machine, on a user's first run of two threads.
+    Compiled in a child with an empty cache: a driver loaded from the cache
+    lists none of the kernels compiled into it."""
+    from tests.helpers import run_with_numba_cache
 
-    from focusflow.rewrite import cpu
-
-    book = load_book("@main = a & @f ~ (1 a)\n@f = (x x)")
-    for threads in (1, 2):
-        normalize(book, nodes=1 << 10, vars_=1 << 10, threads=threads)
-    for sig in cpu._work.overloads:
-        assert tuple(sig[-3:]) == (types.int64, types.boolean, types.int64), sig
+    probe = (
+        "from numba import types\n"
+        "from focusflow.rewrite import cpu\n"
+        "from focusflow.rewrite.parse import load_book\n"
+        "book = load_book('@main = a & @f ~ (1 a)\\n@f = (x x)')\n"
+        "for threads in (1, 2):\n"
+        "    cpu.normalize(book, nodes=1 << 10, vars_=1 << 10, threads=threads)\n"
+        "want = (types.int64, types.boolean, types.int64)\n"
+        "print(len(cpu._work.overloads), all(tuple(s[-3:]) == want for s in cpu._work.overloads))\n"
+    )
+    assert run_with_numba_cache(probe, tmp_path).split() == ["1", "True"]
 
 
 def test_a_small_heap_is_a_clean_error_on_many_threads() -> None:

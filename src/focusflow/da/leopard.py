@@ -210,7 +210,7 @@ def _layer(
 @nb.njit(cache=True)
 def _ifft_slice(work: np.ndarray, tw: np.ndarray, gf: FieldArgs, lo: int, hi: int) -> None:
     """Values at ``n`` points to coefficients in the novel basis, words lo..hi."""
-    d = 1
+    d = np.int64(1)  # a plain 1 is typed as the literal, and _layer compiled for it too
     while d < work.shape[0]:
         _layer(work, d, tw, gf, lo, hi, True)
         d *= 2
@@ -244,8 +244,10 @@ def _encode_serial(
 ) -> None:
     """``_encode_kernel`` on one thread, for work that is one slice anyway."""
     width = work.shape[1]
-    _ifft_slice(work, tw_data, gf, 0, width)
-    _fft_slice(work, tw_parity, gf, 0, width)
+    # the slice's start goes in as an int64 value: numba types a constant 0 as
+    # a literal, and compiled both transforms (and each layer) again for it
+    _ifft_slice(work, tw_data, gf, np.int64(0), width)
+    _fft_slice(work, tw_parity, gf, np.int64(0), width)
 
 
 @nb.njit(cache=True)
@@ -285,7 +287,7 @@ def _decode_kernel(work: np.ndarray, erased: np.ndarray, tw: np.ndarray, gf: Fie
             work[i, :] = 0
         else:
             _scale_row(work[i], loc[i], gf)
-    _ifft_slice(work, tw, gf, 0, width)
+    _ifft_slice(work, tw, gf, np.int64(0), width)
     # Formal derivative in the novel basis, plus the polynomial itself (which is
     # zero at the erased points, where alone the result is read).
     for i in range(1, n):
@@ -295,7 +297,7 @@ def _decode_kernel(work: np.ndarray, erased: np.ndarray, tw: np.ndarray, gf: Fie
             b = work[i + j]
             for t in range(width):
                 a[t] ^= b[t]
-    _fft_slice(work, tw, gf, 0, width)
+    _fft_slice(work, tw, gf, np.int64(0), width)
     for i in range(n):
         if erased[i]:
             _scale_row(work[i], (modulus - loc[i]) % modulus, gf)

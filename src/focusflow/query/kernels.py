@@ -291,7 +291,7 @@ def _heap_pop(hkey, hnode, size):
     size -= 1
     hkey[0] = hkey[size]
     hnode[0] = hnode[size]
-    i = 0
+    i = np.int64(0)  # a plain 0 is typed as the literal, and _heap_less compiled for it
     while True:
         left = 2 * i + 1
         if left >= size:
@@ -324,7 +324,7 @@ def _dijkstra_one(indptr, indices, lengths, s, max_dist, state, dist, out):
         return 0
     hkey = np.empty(64, dtype=np.float64)
     hnode = np.empty(64, dtype=np.int64)
-    size = _heap_push(hkey, hnode, 0, 0.0, s)
+    size = _heap_push(hkey, hnode, np.int64(0), 0.0, s)  # int64, not a literal: one compile
     state[s] = 1
     dist[s] = 0.0
     k = 0
