@@ -49,6 +49,9 @@ _SLICE = 512
 #: A field as the kernels take it: (modulus, bits, one, lane_mask, log, exp);
 #: see :attr:`Field.kernel_args`.
 FieldArgs = tuple[int, int, np.uint64, np.uint64, np.ndarray, np.ndarray]
+#: A size or position handed to the kernels: an int, or an int64 where a constant
+#: would be typed by numba as a literal (and compile the kernel again).
+Index = int | np.int64
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,7 +185,7 @@ def _columns(lm: int, log: np.ndarray, exp: np.ndarray, bits: int, one: np.uint6
 
 @nb.njit(cache=True)
 def _layer(
-    work: np.ndarray, d: int, tw: np.ndarray, gf: FieldArgs, lo: int, hi: int, inverse: bool
+    work: np.ndarray, d: Index, tw: np.ndarray, gf: FieldArgs, lo: Index, hi: Index, inverse: bool
 ) -> None:
     """One butterfly layer of width ``d`` on words lo..hi.
 
@@ -208,7 +211,7 @@ def _layer(
 
 
 @nb.njit(cache=True)
-def _ifft_slice(work: np.ndarray, tw: np.ndarray, gf: FieldArgs, lo: int, hi: int) -> None:
+def _ifft_slice(work: np.ndarray, tw: np.ndarray, gf: FieldArgs, lo: Index, hi: Index) -> None:
     """Values at ``n`` points to coefficients in the novel basis, words lo..hi."""
     d = np.int64(1)  # a plain 1 is typed as the literal, and _layer compiled for it too
     while d < work.shape[0]:
@@ -217,7 +220,7 @@ def _ifft_slice(work: np.ndarray, tw: np.ndarray, gf: FieldArgs, lo: int, hi: in
 
 
 @nb.njit(cache=True)
-def _fft_slice(work: np.ndarray, tw: np.ndarray, gf: FieldArgs, lo: int, hi: int) -> None:
+def _fft_slice(work: np.ndarray, tw: np.ndarray, gf: FieldArgs, lo: Index, hi: Index) -> None:
     """Coefficients in the novel basis to values at ``n`` points, words lo..hi."""
     d = work.shape[0] // 2
     while d >= 1:
