@@ -51,21 +51,22 @@ def test_after_prepare_a_query_compiles_nothing(monkeypatch, parallel: bool) -> 
     assert _signatures() == before
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-def test_the_heap_helpers_compile_once(tmp_path, parallel: bool) -> None:
+def test_the_heap_helpers_compile_once(tmp_path) -> None:
     """The search's heap starts at size int64 0, not the constant 0 (which
     numba types as a literal and compiled the helpers again for). Compiled in
     a child with an empty cache: a kernel loaded from the cache lists no
-    compiled callees."""
+    compiled callees. One child runs the one-thread search, then the parallel
+    one: both share the helpers' one compiled form."""
     from tests.helpers import run_with_numba_cache
 
     probe = (
         "import numpy as np\n"
         "from focusflow.query import kernels\n"
-        f"kernels._use_parallel = lambda count: {parallel}\n"
-        "kernels.dijkstra(np.array([0, 2, 3, 4, 4]), np.array([1, 2, 3, 0]), np.full(4, 0.5),\n"
-        "                 np.array([0, 2]), np.inf)\n"
-        "print(*(len(f.overloads) for f in (kernels._heap_push, kernels._heap_pop,\n"
-        "                                    kernels._heap_less)))\n"
+        "for parallel in (False, True):\n"
+        "    kernels._use_parallel = lambda count: parallel\n"
+        "    kernels.dijkstra(np.array([0, 2, 3, 4, 4]), np.array([1, 2, 3, 0]),\n"
+        "                     np.full(4, 0.5), np.array([0, 2]), np.inf)\n"
+        "    print(*(len(f.overloads) for f in (kernels._heap_push, kernels._heap_pop,\n"
+        "                                        kernels._heap_less)))\n"
     )
-    assert run_with_numba_cache(probe, tmp_path).split() == ["1", "1", "1"]
+    assert run_with_numba_cache(probe, tmp_path).splitlines() == ["1 1 1", "1 1 1"]
