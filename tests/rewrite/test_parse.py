@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -10,7 +13,7 @@ from focusflow.rewrite.errors import (
     HvmSyntaxError,
     HvmUnboundRefError,
 )
-from focusflow.rewrite.parse import build_book, load_book, parse_book, parse_net
+from focusflow.rewrite.parse import Net, build_book, load_book, parse_book, parse_net
 from focusflow.rewrite.ports import CON, DUP, ERA, NUM, OPR, PAR_FLAG, REF, SWI, VAR, pair, port
 from focusflow.rewrite.run import run_text
 from focusflow.rewrite.show import normalize_names
@@ -109,6 +112,8 @@ def test_arrays_are_typed_for_the_evaluator() -> None:
         ("@main = *\n\n   @ = *", 3, 6, "expected a name"),
         ("@main = 1.2.3", 1, 9, "invalid number"),
         ("@main = (a #)", 1, 12, "expected a name"),
+        ("@main = a & a ~ a", 1, 17, "variable 'a' occurs a third time in @main"),
+        ("@main = *\n@f = (x {y\n  x}) & y ~ (x y)", 3, 14, "'x' occurs a third time in @f"),
     ],
 )
 def test_malformed_programs_name_line_and_column(
@@ -120,6 +125,28 @@ def test_malformed_programs_name_line_and_column(
     assert what in str(info.value)
     assert (info.value.line, info.value.column) == (line, column)
     assert info.value.code == "hvm_syntax"
+
+
+def test_a_variable_is_a_wire_of_two_ends_at_most() -> None:
+    """A third end would make the evaluator overwrite a slot another wire owns
+    (`@main = a & a ~ a` crashed the CPU evaluator with a segmentation fault);
+    one end is a free wire, which the result shows as a variable."""
+    assert normalize_names(run_text("@main = (a b)").result) == "(x0 x1)"
+    with pytest.raises(HvmSyntaxError, match="'a' occurs 3 times in @main") as info:
+        build_book({"main": Net((CON, (VAR, "a"), (VAR, "a")), [(False, (VAR, "a"), (ERA,))])})
+    assert (info.value.line, info.value.column) == (None, None)
+    assert info.value.code == "hvm_syntax"
+
+
+def test_a_third_variable_end_is_an_error_not_a_crash(tmp_path) -> None:
+    program = tmp_path / "three.hvm"
+    program.write_text("@main = a & a ~ a\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "focusflow", "hvm", "run", str(program)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "line 1, column 17: variable 'a' occurs a third time" in done.stderr
 
 
 def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:

@@ -11,12 +11,14 @@ from focusflow.core.errors import FocusflowError
 
 
 class HvmSyntaxError(FocusflowError, ValueError):
-    """The program text is not in the IR grammar; the message names line and column."""
+    """The program is not in the IR grammar; for a text, the message names line
+    and column (a net built in code has neither)."""
 
     code = "hvm_syntax"
 
-    def __init__(self, message: str, line: int, column: int) -> None:
-        super().__init__(f"line {line}, column {column}: {message}")
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        where = "" if line is None else f"line {line}, column {column}: "
+        super().__init__(where + message)
         self.line = line
         self.column = column
 

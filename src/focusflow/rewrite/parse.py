@@ -51,6 +51,11 @@ class Net:
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/$")
 _OPEN = {"(": (CON, ")"), "{": (DUP, "}")}
+#: Why a variable occurs at most twice in a definition: it is a wire, and the
+#: evaluators link its two ends through its one slot, which a third end would
+#: overwrite while another wire owns it. Once is a free end, which the result
+#: shows as a variable (as HVM2's runtimes do).
+_PAIRED = "a variable is a wire with two ends, so it occurs at most twice in a definition"
 
 
 class _Parser:
@@ -59,6 +64,10 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        #: Where each variable of the net being read occurs (text offsets).
+        self.uses: dict[str, list[int]] = {}
+        #: The definition being read, for errors (" in @name").
+        self.inside = ""
 
     def fail(self, message: str, pos: int | None = None) -> HvmSyntaxError:
         at = self.pos if pos is None else pos
@@ -143,9 +152,16 @@ class _Parser:
             return (ERA,)
         if char and char in "0123456789+-[":
             return (NUM, self.number())
-        return (VAR, self.name())
+        start = self.pos
+        name = self.name()
+        uses = self.uses.setdefault(name, [])
+        if len(uses) == 2:
+            raise self.fail(f"variable {name!r} occurs a third time{self.inside}; {_PAIRED}", start)
+        uses.append(start)
+        return (VAR, name)
 
     def net(self) -> Net:
+        self.uses = {}
         root = self.tree()
         redexes: list[Redex] = []
         self.skip_trivia()
@@ -168,6 +184,7 @@ class _Parser:
             self.consume("@")
             name = self.name()
             self.consume("=")
+            self.inside = f" in @{name}"
             defs[name] = self.net()  # a repeated name keeps the last definition
             self.skip_trivia()
         return defs
@@ -225,6 +242,7 @@ class _DefBuilder:
         self.fids = fids
         self.nodes: list[list[int]] = []
         self.vars: dict[str, int] = {}
+        self.uses: dict[str, int] = {}
         self.refs: set[int] = set()
         self.has_dup = False
 
@@ -233,6 +251,7 @@ class _DefBuilder:
         tag = tree[0]
         if tag == VAR:
             index = self.vars.setdefault(tree[1], len(self.vars))
+            self.uses[tree[1]] = self.uses.get(tree[1], 0) + 1
             return port(VAR, index)
         if tag == REF:
             fid = self.fids.get(tree[1])
@@ -274,6 +293,9 @@ def build_book(defs: dict[str, Net]) -> Book:
             if par and a & 7 == REF:
                 a |= PAR_FLAG << 3
             pairs.append(pair(a, b))
+        for var, count in builder.uses.items():
+            if count > 2:  # a net built in code; the parser has said where already
+                raise HvmSyntaxError(f"variable {var!r} occurs {count} times in @{name}; {_PAIRED}")
         roots.append(root)
         nodes += [pair(fst, snd) for fst, snd in builder.nodes]
         node_start.append(len(nodes))
