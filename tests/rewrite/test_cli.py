@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +112,40 @@ def test_schedule_is_checked_and_applies_to_cuda_only(capsys: pytest.CaptureFixt
         runs = [run_cli(capsys, "hvm", "run", sum_rec, *args, s) for s in cuda.SCHEDULES]
         assert [r.code for r in runs] == [0] * len(cuda.SCHEDULES), runs
         assert len({(r.json()["result"], r.json()["interactions"]) for r in runs}) == 1
+
+
+#: Runs forever in constant memory: each expansion of @loop meets a copy of
+#: its own root and calls @loop again.
+LOOP = "@main = * & @loop ~ (x y)\n@loop = (a b) & @loop ~ (a b)\n"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ctrl_c_stops_a_run_that_never_ends(tmp_path: Path, threads: int) -> None:
+    """A compiled loop never sees a signal: the kernel hands control back to
+    Python every few million interactions, where Ctrl-C is raised, and the
+    CLI exits with 130 and says so (typer returned 130, which exited 0)."""
+    program = tmp_path / "loop.hvm"
+    program.write_text(LOOP)
+    child = (
+        "import sys\n"
+        "from focusflow.cli.main import main\n"
+        "from focusflow.rewrite.run import run_text\n"
+        f"run_text('@main = 1', threads={threads})\n"  # the kernel loaded before the clock
+        "print('go', flush=True)\n"
+        f"main(['hvm', 'run', {str(program)!r}, '--threads', '{threads}'])\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "go\n", proc.communicate(timeout=60)
+        time.sleep(2.0)  # well inside the endless run
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().endswith("error: interrupted"), err

@@ -86,7 +86,14 @@ def _fail(message: str, status: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turns every user error into one line and an exit status."""
     try:
-        app(args=argv, prog_name="focusflow", standalone_mode=False)
+        # Out of standalone mode, typer answers Ctrl-C (KeyboardInterrupt) and
+        # `typer.Exit(n)` by returning the status instead of exiting with it;
+        # the commands themselves return None.
+        status = app(args=argv, prog_name="focusflow", standalone_mode=False)
+        if status == 130:
+            _fail("interrupted", 130)
+        elif isinstance(status, int) and status:
+            sys.exit(status)
     except FocusflowError as exc:
         # A light client's verification failure has its own status (3).
         _fail(f"{exc} [{exc.code}]", getattr(exc, "exit_status", 2))

@@ -100,6 +100,13 @@ _CHUNK_BITS = 12
 _CHUNK = 1 << _CHUNK_BITS
 #: Interactions a worker runs in one round before the round ends for sharing.
 _ROUND = 1 << 18
+#: Interactions one thread runs per call of the kernel, and rounds the threads
+#: run per call of the driver, before control comes back to Python: there a
+#: Ctrl-C (KeyboardInterrupt) is raised, which a compiled loop never sees, so a
+#: program that runs forever can still be stopped. Each costs one call (a few
+#: microseconds) per tens of milliseconds of work.
+_SLICE = 1 << 22
+_SLICE_ROUNDS = 16
 #: A worker looks at the hungry flag once per this many interactions (a power of 2).
 _LOOK = 256
 
@@ -722,12 +729,14 @@ def _drive(  # noqa: PLR0913 - the net's arrays, as _work takes them
     root_port: int,
     nloc: np.ndarray,
     vloc: np.ndarray,
+    most_rounds: int,
 ) -> int:
-    """Run rounds of all workers at once until no pair is left or one stops;
-    returns the number of rounds."""
+    """Run rounds of all workers at once until no pair is left, one stops, or
+    ``most_rounds`` have run (a later call goes on from there); returns the
+    number of rounds."""
     workers = wm.shape[0]
     rounds = 0
-    while True:
+    while rounds < most_rounds:
         gm[_HUNGRY] = 0
         # the worker, the sharing flag and the budget go in as int64, bool and
         # int64 values: as prange's unsigned index and as constants (which
@@ -750,6 +759,7 @@ def _drive(  # noqa: PLR0913 - the net's arrays, as _work takes them
         if pending == 0:
             return rounds
         _share_work(hi, lo, wm)
+    return rounds
 
 
 @dataclass
@@ -855,6 +865,7 @@ class CpuNet:
         wm, gm = self.wm, self.gm
         args = (self.node, self.subst, self.nfree, self.vfree, self.hi, self.lo)
         tail: tuple[Any, ...] = (*self._arrays, self.root, self.nloc, self.vloc)
+        drive_tail: tuple[Any, ...] = (*tail, _SLICE_ROUNDS)
         if not self._warm:
             # The first call in a process loads (or compiles) the kernel: make
             # it with no pairs, so that the time measured is the reduction's only.
@@ -863,16 +874,25 @@ class CpuNet:
                 _work(*args, idle, gm, *tail, 0, False, 1)
             else:
                 numba.set_num_threads(self.workers)
-                _drive(*args, idle, gm.copy(), *tail)
+                _drive(*args, idle, gm.copy(), *drive_tail)
             self._warm = True
         start = time.perf_counter()
-        if self.workers == 1:
-            _work(*args, wm, gm, *tail, 0, False, 1 << 62)
-            rounds = 1
-        else:
-            numba.set_num_threads(self.workers)
-            rounds = _drive(*args, wm, gm, *tail)
-        self.seconds += time.perf_counter() - start
+        try:
+            if self.workers == 1:
+                while True:
+                    _work(*args, wm, gm, *tail, 0, False, _SLICE)
+                    if wm[0, _STATUS] != OK or wm[0, _HI] + wm[0, _LO] == 0:
+                        break
+                rounds = 1
+            else:
+                numba.set_num_threads(self.workers)
+                rounds = 0
+                while True:
+                    rounds += _drive(*args, wm, gm, *drive_tail)
+                    if (wm[:, _STATUS] != OK).any() or (wm[:, _HI] + wm[:, _LO]).sum() == 0:
+                        break
+        finally:
+            self.seconds += time.perf_counter() - start
         self.rounds += int(rounds)
         statuses = [int(s) for s in wm[:, _STATUS] if s != OK]
         if statuses:
