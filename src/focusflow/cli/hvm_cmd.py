@@ -7,7 +7,9 @@ evaluator (numba on the CPU with ``--threads``, cuda, wgpu); one this machine
 cannot run is refused with ``hvm_backend_unavailable`` and the reason.
 ``--io`` performs the program's IO calls (``hvm run-c``'s driver): what the
 program writes to stdout comes first, then these lines. ``--schedule`` picks
-how the cuda evaluator schedules its rounds (``rewrite.schedules``). The first
+how the cuda evaluator schedules its rounds (``rewrite.schedules``).
+``--max-interactions`` and ``--timeout`` stop a run that has not reached
+normal form by then (a net can reduce forever in constant memory). The first
 numba run after an install compiles the evaluator (about 10 s on a 2-core
 machine, once: numba caches it); when loading it takes longer than
 ``COMPILE_NOTE_S`` a note on stderr says so. docs/hvm.md.
@@ -57,16 +59,34 @@ def run_cmd(
         help="Perform the program's IO calls (files, stdin, stdout, time) as HVM2's "
         "C runtime does; numba only. The program can read and write files.",
     ),
+    max_interactions: int = typer.Option(
+        0,
+        "--max-interactions",
+        help="Stop with hvm_interaction_limit if the run has not reached normal form "
+        "after this many interactions; 0: no limit.",
+    ),
+    timeout: float = typer.Option(
+        0.0,
+        "--timeout",
+        help="Stop with hvm_timeout if the run has not reached normal form after this "
+        "many seconds of reduction; 0: no limit.",
+    ),
 ) -> None:
     """Normalise @main of FILE and print the result and its interaction count."""
     from focusflow.rewrite.cpu import max_threads
     from focusflow.rewrite.io_driver import IoDriver
+    from focusflow.rewrite.limits import Limits
     from focusflow.rewrite.run import run_text
 
     if threads < 1:
         raise InvalidParameterError(f"--threads must be at least 1, got {threads}")
     if heap and not 16 <= heap <= 1 << 29:
         raise InvalidParameterError(f"--heap must be between 16 and {1 << 29}, got {heap}")
+    if max_interactions < 0:
+        raise InvalidParameterError(f"--max-interactions must be 0 or more, got {max_interactions}")
+    if not timeout >= 0 or timeout == float("inf"):
+        raise InvalidParameterError(f"--timeout must be 0 or a number of seconds, got {timeout}")
+    limits = Limits(max_interactions or None, timeout or None)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -80,7 +100,14 @@ def run_cmd(
     size = heap or None
     driver = IoDriver() if io else None
     out = run_text(
-        text, nodes=size, vars_=size, backend=backend, threads=threads, io=driver, schedule=schedule
+        text,
+        nodes=size,
+        vars_=size,
+        backend=backend,
+        threads=threads,
+        io=driver,
+        schedule=schedule,
+        limits=limits,
     )
     if as_json:
         body = {

@@ -46,6 +46,7 @@ from numba.extending import intrinsic
 from focusflow.rewrite import numbers
 from focusflow.rewrite.atomics import exchange, fetch_add, load
 from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
+from focusflow.rewrite.limits import UNLIMITED, Limits
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import (
     ANNI,
@@ -792,11 +793,13 @@ class CpuNet:
     """
 
     def __init__(self, book: Book, nodes: int = DEFAULT_NODES, vars_: int = DEFAULT_VARS,
-                 threads: int = 1) -> None:  # fmt: skip
+                 threads: int = 1, limits: Limits = UNLIMITED) -> None:  # fmt: skip
         """An empty heap of ``nodes`` node slots and ``vars_`` variable slots
         for ``book``, reduced on ``threads`` threads (at most ``max_threads()``);
-        its last variable slot is the root."""
+        its last variable slot is the root. ``limits`` bounds the interactions
+        and seconds of all its runs together."""
         self.book = book
+        self.limits = limits
         self.workers = workers = max(1, min(int(threads), max_threads()))
         self.nodes = nodes = max(int(nodes), 2)
         self.vars_ = vars_ = min(max(int(vars_), 2), 1 << 29)  # a slot is a 29-bit port value
@@ -860,9 +863,9 @@ class CpuNet:
         return locs_n, locs_v
 
     def run(self) -> None:
-        """Reduce the booted redexes to normal form; raise on a full heap or an
-        unsafe clone (the net is then as far as it got)."""
-        wm, gm = self.wm, self.gm
+        """Reduce the booted redexes to normal form; raise on a full heap, an
+        unsafe clone or a limit passed (the net is then as far as it got)."""
+        wm, gm, limits = self.wm, self.gm, self.limits
         args = (self.node, self.subst, self.nfree, self.vfree, self.hi, self.lo)
         tail: tuple[Any, ...] = (*self._arrays, self.root, self.nloc, self.vloc)
         drive_tail: tuple[Any, ...] = (*tail, _SLICE_ROUNDS)
@@ -880,9 +883,12 @@ class CpuNet:
         try:
             if self.workers == 1:
                 while True:
-                    _work(*args, wm, gm, *tail, 0, False, _SLICE)
+                    left = limits.left(self.interactions)
+                    budget = _SLICE if left is None else min(_SLICE, left)
+                    _work(*args, wm, gm, *tail, 0, False, budget)
                     if wm[0, _STATUS] != OK or wm[0, _HI] + wm[0, _LO] == 0:
                         break
+                    limits.check(self.interactions, self.seconds + time.perf_counter() - start)
                 rounds = 1
             else:
                 numba.set_num_threads(self.workers)
@@ -891,6 +897,7 @@ class CpuNet:
                     rounds += _drive(*args, wm, gm, *drive_tail)
                     if (wm[:, _STATUS] != OK).any() or (wm[:, _HI] + wm[:, _LO]).sum() == 0:
                         break
+                    limits.check(self.interactions, self.seconds + time.perf_counter() - start)
         finally:
             self.seconds += time.perf_counter() - start
         self.rounds += int(rounds)
@@ -952,12 +959,17 @@ def _host_alloc(
 
 
 def normalize(
-    book: Book, nodes: int = DEFAULT_NODES, vars_: int = DEFAULT_VARS, threads: int = 1
+    book: Book,
+    nodes: int = DEFAULT_NODES,
+    vars_: int = DEFAULT_VARS,
+    threads: int = 1,
+    limits: Limits = UNLIMITED,
 ) -> Normalized:
     """Run ``@main`` of ``book`` to normal form in a heap of ``nodes`` node
     slots and ``vars_`` variable slots on ``threads`` threads (at most
-    ``max_threads()``); raise ``HvmOutOfMemoryError`` when the net outgrows it."""
-    net = CpuNet(book, nodes, vars_, threads)
+    ``max_threads()``); raise ``HvmOutOfMemoryError`` when the net outgrows it,
+    ``HvmInteractionLimitError`` / ``HvmTimeoutError`` past ``limits``."""
+    net = CpuNet(book, nodes, vars_, threads, limits)
     net.boot(REF, net.root)  # @main (definition 0) ~ ROOT
     net.run()
     return net.normalized()

@@ -45,6 +45,7 @@ from focusflow.rewrite.cuda_base import (
     _regions,
 )
 from focusflow.rewrite.cuda_fork import normalize_fork
+from focusflow.rewrite.limits import UNLIMITED, Limits
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import REF
 from focusflow.rewrite.schedules import DEFAULT_SCHEDULE, SCHEDULES
@@ -244,13 +245,15 @@ def normalize_cuda(
     vars_: int = DEFAULT_VARS,
     threads: int | None = None,
     schedule: str = DEFAULT_SCHEDULE,
+    limits: Limits = UNLIMITED,
 ) -> Normalized:
     """Run ``@main`` of ``book`` to normal form on the GPU under ``schedule``
     (``SCHEDULES``); the same result and interaction count as
     ``cpu.normalize`` under each. ``threads`` (regions) defaults to as many as
-    the heap allows, at most ``MAX_THREADS`` (``LOCAL_MAX_THREADS``)."""
+    the heap allows, at most ``MAX_THREADS`` (``LOCAL_MAX_THREADS``).
+    ``limits`` is checked after each launch."""
     if schedule == "fork":
-        return normalize_fork(book, nodes, vars_, threads)
+        return normalize_fork(book, nodes, vars_, threads, limits=limits)
     policy, layout = _policy(schedule)
     cupy = _cupy()
     low = layout.low
@@ -315,6 +318,8 @@ def normalize_cuda(
             shift = (shift + 7919) % count  # other regions take the pairs next round
         policy.record(launched, done - interactions, time.perf_counter() - began)
         interactions = done
+        if pending:
+            limits.check(interactions, time.perf_counter() - start)
         bags.reverse()
         tallies.reverse()
     seconds = time.perf_counter() - start

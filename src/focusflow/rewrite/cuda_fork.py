@@ -37,6 +37,7 @@ from focusflow.rewrite.cuda_base import (
     _raise,
     _regions,
 )
+from focusflow.rewrite.limits import UNLIMITED, Limits
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import REF
 
@@ -116,12 +117,14 @@ def normalize_fork(
     vars_: int,
     threads: int | None = None,
     trace: list[tuple[int, bool, int, int, float]] | None = None,
+    limits: Limits = UNLIMITED,
 ) -> Normalized:
     """Run ``@main`` of ``book`` to normal form under the ``fork`` schedule;
     the same result and interaction count as ``cpu.normalize``. ``threads``
     (regions) defaults to as many as the heap allows, at most 16,384.
     ``trace`` gets, for each launch: its mode, whether it went down, its
-    interactions, the pairs it left and its seconds."""
+    interactions, the pairs it left and its seconds. ``limits`` is checked
+    after each launch."""
     cupy = _cupy()
     function = _module(True).get_function("hvm_fork_round")
     function.max_dynamic_shared_size_bytes = SHARED_BYTES
@@ -169,6 +172,7 @@ def normalize_fork(
                           time.perf_counter() - began))  # fmt: skip
         if status or not head[SAVED]:
             break
+        limits.check(interactions, time.perf_counter() - start)
         if did:
             idle = short = 0
         else:

@@ -63,3 +63,18 @@ class HvmBackendUnavailableError(FocusflowError):
     (no CuPy or CUDA GPU for ``cuda``, no WebGPU adapter for ``wgpu``)."""
 
     code = "hvm_backend_unavailable"
+
+
+class HvmInteractionLimitError(FocusflowError):
+    """The run did not reach normal form within the interactions it was given
+    (``--max-interactions``): a net may reduce forever, in constant memory, so
+    a service running programs it did not write bounds them by count."""
+
+    code = "hvm_interaction_limit"
+
+
+class HvmTimeoutError(FocusflowError):
+    """The run did not reach normal form within the seconds it was given
+    (``--timeout``), counted from the start of the reduction."""
+
+    code = "hvm_timeout"

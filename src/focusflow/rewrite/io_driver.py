@@ -49,6 +49,7 @@ import numpy as np
 from focusflow.rewrite import numbers
 from focusflow.rewrite.cpu import CpuNet
 from focusflow.rewrite.errors import HvmReadbackError
+from focusflow.rewrite.limits import UNLIMITED, Limits
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import CON, ERA, FID_MASK, NONE, NUM, REF, VAR, pair, port
 from focusflow.rewrite.show import follow
@@ -381,10 +382,12 @@ _FUNCTIONS = {
 
 
 def run_io(book: Book, nodes: int, vars_: int, threads: int = 1,
-           driver: IoDriver | None = None) -> tuple[CpuNet, IoDriver]:  # fmt: skip
-    """Run ``@main`` of ``book`` with its IO calls performed by ``driver``."""
+           driver: IoDriver | None = None,
+           limits: Limits = UNLIMITED) -> tuple[CpuNet, IoDriver]:  # fmt: skip
+    """Run ``@main`` of ``book`` with its IO calls performed by ``driver``,
+    within ``limits`` over all its normalisations."""
     driver = driver or IoDriver()
-    net = CpuNet(book, nodes, vars_, threads)
+    net = CpuNet(book, nodes, vars_, threads, limits)
     net.boot(REF, net.root)
     driver.run(net)
     return net, driver

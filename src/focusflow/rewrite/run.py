@@ -9,6 +9,7 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.rewrite.cpu import Normalized, normalize
 from focusflow.rewrite.errors import HvmBackendUnavailableError
 from focusflow.rewrite.io_driver import IoDriver, run_io
+from focusflow.rewrite.limits import UNLIMITED, Limits
 from focusflow.rewrite.parse import Book, load_book
 from focusflow.rewrite.schedules import DEFAULT_SCHEDULE, SCHEDULES
 from focusflow.rewrite.show import readback
@@ -50,12 +51,13 @@ def default_heap(backend: str) -> int:
 
 def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
                  vars_: int | None = None, threads: int = 1,
-                 schedule: str = DEFAULT_SCHEDULE) -> Normalized:  # fmt: skip
+                 schedule: str = DEFAULT_SCHEDULE,
+                 limits: Limits = UNLIMITED) -> Normalized:  # fmt: skip
     """Normalise ``book`` on ``backend``; ``threads`` is the CPU's thread count
     (the GPU back ends pick theirs from the heap), ``schedule`` the CUDA
-    evaluator's (``SCHEDULES``). Raises ``HvmBackendUnavailableError`` for an
-    unknown back end or one this machine cannot run (no CuPy or GPU, no WebGPU
-    adapter), with the reason."""
+    evaluator's (``SCHEDULES``), ``limits`` the run's bounds (``Limits``).
+    Raises ``HvmBackendUnavailableError`` for an unknown back end or one this
+    machine cannot run (no CuPy or GPU, no WebGPU adapter), with the reason."""
     if backend not in BACKENDS:
         raise HvmBackendUnavailableError(
             f"--backend {backend!r} is not an evaluator; there are: {', '.join(BACKENDS)}"
@@ -74,24 +76,28 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
         ok, why = cuda.available()
         if not ok:
             raise HvmBackendUnavailableError(f"--backend cuda cannot run here: {why}")
-        return cuda.normalize_cuda(book, nodes=nodes, vars_=vars_, schedule=schedule)
+        return cuda.normalize_cuda(book, nodes=nodes, vars_=vars_, schedule=schedule,
+                                   limits=limits)  # fmt: skip
     if backend == "wgpu":
         from focusflow.rewrite import webgpu
 
         ok, why = webgpu.available()
         if not ok:
             raise HvmBackendUnavailableError(f"--backend wgpu cannot run here: {why}")
-        return webgpu.normalize_webgpu(book, nodes=nodes, vars_=vars_)
-    return normalize(book, nodes=nodes, vars_=vars_, threads=threads)
+        return webgpu.normalize_webgpu(book, nodes=nodes, vars_=vars_, limits=limits)
+    return normalize(book, nodes=nodes, vars_=vars_, threads=threads, limits=limits)
 
 
 def run_text(text: str, nodes: int | None = None, vars_: int | None = None,
              backend: str = "numba", threads: int = 1,
              io: IoDriver | None = None,
-             schedule: str = DEFAULT_SCHEDULE) -> RunResult:  # fmt: skip
+             schedule: str = DEFAULT_SCHEDULE,
+             limits: Limits = UNLIMITED) -> RunResult:  # fmt: skip
     """Parse, build and normalise ``@main`` of the program ``text``; with
     ``io``, perform its IO calls through that driver as HVM2's C runtime does
-    (the CPU evaluator only: ``HvmBackendUnavailableError`` on another)."""
+    (the CPU evaluator only: ``HvmBackendUnavailableError`` on another).
+    ``limits`` bounds the run's interactions and seconds (with ``io``, of all
+    its normalisations together)."""
     book = load_book(text)
     if io is not None:
         if backend != "numba":
@@ -99,9 +105,9 @@ def run_text(text: str, nodes: int | None = None, vars_: int | None = None,
                 f"--io runs on the numba evaluator only, not on {backend}"
             )
         size = default_heap(backend)
-        cpu_net, _ = run_io(book, nodes or size, vars_ or size, threads, io)
+        cpu_net, _ = run_io(book, nodes or size, vars_ or size, threads, io, limits)
         net = cpu_net.normalized()
     else:
-        net = normalize_on(book, backend, nodes, vars_, threads, schedule)
+        net = normalize_on(book, backend, nodes, vars_, threads, schedule, limits)
     return RunResult(readback(net.node, net.vars, net.root, book.names), net.interactions,
                      net.seconds, net.threads)  # fmt: skip

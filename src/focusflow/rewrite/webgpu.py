@@ -35,6 +35,7 @@ import numpy as np
 
 from focusflow.rewrite.cpu import Normalized
 from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
+from focusflow.rewrite.limits import UNLIMITED, Limits
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import NONE, REF, VAR
 
@@ -233,13 +234,15 @@ def normalize_webgpu(  # noqa: PLR0915 - one run: set-up, rounds, errors, readba
     invocations: int = 256,
     budget: int = DEFAULT_BUDGET,
     gpu: _Gpu | None = None,
+    limits: Limits = UNLIMITED,
 ) -> Normalized:
     """Run ``@main`` of ``book`` to normal form on the WebGPU device, with a heap
     of ``nodes`` node slots and ``vars_`` variable slots shared out among
     ``invocations`` parallel invocations (each allocates only in its share);
     raise ``HvmOutOfMemoryError`` when an invocation's share, or the bag of
     pending redexes (as many as node slots), runs out. ``budget`` bounds the
-    interactions of an invocation per round."""
+    interactions of an invocation per round; ``limits`` is checked after each
+    submission (of up to ``MAX_ROUNDS_PER_SUBMIT`` rounds)."""
     gpu = gpu or _gpu()
     invocations = max(1, int(invocations))
     nodes = max(int(nodes), invocations + 1)
@@ -301,6 +304,8 @@ def normalize_webgpu(  # noqa: PLR0915 - one run: set-up, rounds, errors, readba
         head = gpu.read(ctrl_buf, _C_ROUNDS + 1)
         if head[_C_STATUS] != OK or head[0] + head[1] == 0:
             break
+        limits.check(int(head[_C_ITRS_LO]) | (int(head[_C_ITRS_HI]) << 32),
+                     time.perf_counter() - start)  # fmt: skip
         per_submit = min(2 * per_submit, MAX_ROUNDS_PER_SUBMIT)
     seconds = time.perf_counter() - start
 
