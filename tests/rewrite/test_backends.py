@@ -11,6 +11,7 @@ import pytest
 
 from focusflow.rewrite import cuda, webgpu
 from focusflow.rewrite.cpu import normalize
+from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
 from focusflow.rewrite.parse import load_book
 from focusflow.rewrite.show import normalize_names, readback
 from tests.rewrite.random_nets import random_program
@@ -76,7 +77,6 @@ def test_the_thread_driver_reuses_the_one_thread_kernel(tmp_path: Path) -> None:
 
 
 def test_a_small_heap_is_a_clean_error_on_many_threads() -> None:
-    from focusflow.rewrite.errors import HvmOutOfMemoryError
 
     book = load_book((PROGRAMS / "sum_rec.hvm").read_text())
     with pytest.raises(HvmOutOfMemoryError, match="outgrew the heap"):
@@ -145,7 +145,6 @@ def test_a_small_gpu_heap_is_a_clean_error(schedule: str) -> None:
     schedule: threads that find their region full (and give back the slots
     they had taken for the pair) hand it on until none can, and the run after
     it on a large heap gives the CPU's result and count."""
-    from focusflow.rewrite.errors import HvmOutOfMemoryError
 
     book = load_book((PROGRAMS / "sort_bitonic.hvm").read_text())
     with pytest.raises(HvmOutOfMemoryError, match="outgrew the heap"):
@@ -156,6 +155,41 @@ def test_a_small_gpu_heap_is_a_clean_error(schedule: str) -> None:
     assert normalize_names(readback(gpu.node, gpu.vars, gpu.root, book.names)) == normalize_names(
         readback(one.node, one.vars, one.root, book.names)
     )
+
+
+def _wide(pairs: int) -> str:
+    """``@main``: ``pairs`` redexes ``@f ~ (i x_i)`` of an identity, and the
+    tuple of the ``x_i``: one definition with that many pairs."""
+    tup = "".join(f"(x{i} " for i in range(pairs - 1)) + f"x{pairs - 1}" + ")" * (pairs - 1)
+    redexes = " ".join(f"& @f ~ ({i + 1} x{i})" for i in range(pairs))
+    return f"@f = (a a)\n@main = {tup} {redexes}\n"
+
+
+@pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+@pytest.mark.parametrize("schedule", cuda.SCHEDULES)
+def test_a_definition_of_more_pairs_than_a_bag_holds(schedule: str) -> None:
+    """A @main of 256 pairs leaves no room beside it in the local kernel's
+    bags: the round's end expands it, and that call is counted (it was not:
+    512 interactions against the CPU's 513). Past a bag (more than 256 pairs;
+    under fork, 254 or more) the schedules that keep a thread's pairs in its
+    bag stop with a clean error."""
+    for pairs in (256, 300):
+        text = _wide(pairs)
+        if schedule == "fork" or (schedule == "local" and pairs > cuda.BAG):
+            book = load_book(text)
+            with pytest.raises(HvmOutOfMemoryError, match=f"a thread's {cuda.BAG} pending"):
+                cuda.normalize_cuda(book, nodes=1 << 20, vars_=1 << 20, schedule=schedule)
+        else:
+            assert _run(text, "cuda", schedule=schedule) == _run(text), (pairs, schedule)
+    assert _run(_wide(256))[1] == 2 * 256 + 1
+
+
+@pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+@pytest.mark.parametrize("schedule", cuda.SCHEDULES)
+def test_an_unsafe_clone_is_refused_on_cuda(schedule: str) -> None:
+    book = load_book((PROGRAMS / "safety-check.hvm").read_text())
+    with pytest.raises(HvmUnsafeCloneError, match="non-affine global reference: @main__C0"):
+        cuda.normalize_cuda(book, nodes=1 << 20, vars_=1 << 20, schedule=schedule)
 
 
 def test_an_unknown_cuda_schedule_is_refused_before_the_gpu_is_touched() -> None:

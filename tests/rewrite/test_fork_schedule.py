@@ -95,3 +95,17 @@ def test_one_thread_and_partial_blocks_give_the_cpus_result(threads: int) -> Non
     assert normalize_names(readback(gpu.node, gpu.vars, gpu.root, book.names)) == normalize_names(
         readback(one.node, one.vars, one.root, book.names)
     )
+
+
+@pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+def test_the_trace_has_every_launch_and_every_interaction() -> None:
+    book = load_book((PROGRAMS / "sort_bitonic.hvm").read_text())
+    trace: list[tuple[int, bool, int, int, float]] = []
+    net = cuda_fork.normalize_fork(book, 1 << 24, 1 << 24, trace=trace)
+    assert len(trace) == net.rounds
+    assert sum(did for _, _, did, _, _ in trace) == net.interactions == 9_480_165
+    modes = [mode for mode, _, _, _, _ in trace]
+    assert set(modes) == {SEED, GROW, WORK} and modes[0] == SEED
+    assert [left for _, _, _, left, _ in trace][-1] == 0
+    assert all(left > 0 for _, _, _, left, _ in trace[:-1])
+    assert all(seconds >= 0 for *_, seconds in trace)

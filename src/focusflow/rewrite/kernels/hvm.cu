@@ -1150,7 +1150,11 @@ extern "C" __global__ void hvm_block_round(
         u32 a = fst(r), b = snd(r);
         if (*(volatile u32*)&ctl[1] != ST_OK) break;
         if (tag(a) == VAR || tag(b) == VAR) {
-            if (b_interact(n, w, a, b) == SHORT) { b_fail(n, ST_OOM_NODES, 0); break; }
+            // links and leaks, or the boot pair (@main ~ the root) where its
+            // definition's pairs left no room in the round: a counted call
+            int done = b_interact(n, w, a, b);
+            if (done == SHORT) { b_fail(n, ST_OOM_NODES, 0); break; }
+            if (done == COUNTED) w.itrs++;
         } else {
             u32 ga = b_export(n, w, a);
             u32 gb = b_export(n, w, b);
