@@ -126,26 +126,29 @@ def test_ctrl_c_stops_a_run_that_never_ends(tmp_path: Path, threads: int) -> Non
     CLI exits with 130 and says so (typer returned 130, which exited 0)."""
     program = tmp_path / "loop.hvm"
     program.write_text(LOOP)
+    # A suite started in the background of a shell inherits SIGINT ignored,
+    # and so would the child (Python then installs no handler of its own):
+    # the child takes the handler a terminal's foreground process has.
     child = (
-        "import sys\n"
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from focusflow.cli.main import main\n"
         "from focusflow.rewrite.run import run_text\n"
         f"run_text('@main = 1', threads={threads})\n"  # the kernel loaded before the clock
         "print('go', flush=True)\n"
         f"main(['hvm', 'run', {str(program)!r}, '--threads', '{threads}'])\n"
     )
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "go\n", proc.communicate(timeout=60)
-        time.sleep(2.0)  # well inside the endless run
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "go\n", proc.communicate(timeout=60)
+            time.sleep(2.0)  # well inside the endless run
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
     assert proc.returncode == 130, (out, err)
     assert err.strip().endswith("error: interrupted"), err
