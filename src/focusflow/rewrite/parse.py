@@ -64,8 +64,8 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
-        #: Where each variable of the net being read occurs (text offsets).
-        self.uses: dict[str, list[int]] = {}
+        #: How many times each variable of the net being read has occurred.
+        self.uses: dict[str, int] = {}
         #: The definition being read, for errors (" in @name").
         self.inside = ""
 
@@ -154,10 +154,10 @@ class _Parser:
             return (NUM, self.number())
         start = self.pos
         name = self.name()
-        uses = self.uses.setdefault(name, [])
-        if len(uses) == 2:
+        uses = self.uses.get(name, 0)
+        if uses == 2:
             raise self.fail(f"variable {name!r} occurs a third time{self.inside}; {_PAIRED}", start)
-        uses.append(start)
+        self.uses[name] = uses + 1
         return (VAR, name)
 
     def net(self) -> Net:

@@ -302,14 +302,13 @@ def normalize_webgpu(  # noqa: PLR0915 - one run: set-up, rounds, errors, readba
         cpass.end()
         gpu.device.queue.submit([encoder.finish()])
         head = gpu.read(ctrl_buf, _C_ROUNDS + 1)
+        itrs = int(head[_C_ITRS_LO]) | (int(head[_C_ITRS_HI]) << 32)
         if head[_C_STATUS] != OK or head[0] + head[1] == 0:
             break
-        limits.check(int(head[_C_ITRS_LO]) | (int(head[_C_ITRS_HI]) << 32),
-                     time.perf_counter() - start)  # fmt: skip
+        limits.check(itrs, time.perf_counter() - start)
         per_submit = min(2 * per_submit, MAX_ROUNDS_PER_SUBMIT)
     seconds = time.perf_counter() - start
 
-    itrs = int(head[_C_ITRS_LO]) | (int(head[_C_ITRS_HI]) << 32)
     status = int(head[_C_STATUS])
     if status in (OOM_NODES, OOM_VARS, OOM_REDEXES):
         what = {
