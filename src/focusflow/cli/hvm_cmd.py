@@ -46,8 +46,9 @@ def run_cmd(
     schedule: str = typer.Option(
         DEFAULT_SCHEDULE,
         "--schedule",
-        help="The cuda evaluator's: auto (spread, moving to local where the net turns "
-        "out to be a few long sequential chains), spread (work over the GPU's threads), "
+        help="The cuda evaluator's: auto (fork, handing the net over to spread where fork "
+        "runs it slowly, and spread moving to local where the net turns out to be a few "
+        "long sequential chains), spread (work over the GPU's threads), "
         "chains (each sequential chain run in one thread), local (chains, with each "
         "block's new nodes in its shared memory) or fork (HVM2's schedule: each thread "
         "keeps its pairs across launches, work spreads along &! marks; fastest on "

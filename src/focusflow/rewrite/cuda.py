@@ -44,7 +44,8 @@ from focusflow.rewrite.cuda_base import (
     _raise,
     _regions,
 )
-from focusflow.rewrite.cuda_fork import normalize_fork
+from focusflow.rewrite.cuda_fork import Handoff, RateWatch, fork_until, normalize_fork
+from focusflow.rewrite.errors import HvmOutOfMemoryError
 from focusflow.rewrite.limits import UNLIMITED, Limits
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import REF
@@ -251,27 +252,119 @@ def normalize_cuda(
     (``SCHEDULES``); the same result and interaction count as
     ``cpu.normalize`` under each. ``threads`` (regions) defaults to as many as
     the heap allows, at most ``MAX_THREADS`` (``LOCAL_MAX_THREADS``).
-    ``limits`` is checked after each launch."""
+    ``limits`` is checked after each launch.
+
+    ``auto`` starts under ``fork`` and hands the net over to the rounds of
+    ``spread`` (and ``local``, ``_Auto``) once ``fork`` runs it slowly
+    (``cuda_fork.RateWatch``); a fork run that stops with an error (a
+    definition of more pairs than a thread's bag holds) starts again under
+    the rounds, which give the error themselves if the net cannot run."""
     if schedule == "fork":
         return normalize_fork(book, nodes, vars_, threads, limits=limits)
     policy, layout = _policy(schedule)
+    _load(policy.kernels())
+    if schedule != "auto":
+        return _rounds(book, nodes, vars_, threads, policy, layout, limits)
+    cupy = _cupy()
+    sms = int(cupy.cuda.runtime.getDeviceProperties(0)["multiProcessorCount"])
+    started = time.perf_counter()
+    run: Normalized | Handoff | None
+    try:
+        run = fork_until(book, nodes, vars_, threads, limits=limits,
+                         watch=RateWatch.for_device(sms))  # fmt: skip
+    except HvmOutOfMemoryError:
+        run = None  # out of the except clause first: its traceback holds the fork run's heap
+    if run is None:
+        return _rounds(book, nodes, vars_, threads, policy, layout, limits, started=started)
+    if isinstance(run, Normalized):
+        return run
+    return _rounds(book, nodes, vars_, threads, policy, layout, limits, handoff=run)
+
+
+def _load(kernels: tuple[_Kernel, ...]) -> None:
+    """Launch each kernel once on nothing, and ``auto``'s handoff kernel:
+    CUDA loads a kernel at its first launch (milliseconds), which should
+    fall neither in a run's time nor in a trial round that ``auto`` times
+    against the rounds of another kernel."""
+    cupy = _cupy()
+    ctl = cupy.zeros(8 + 2 * TALLY, dtype=cupy.uint32)
+    tally = ctl[8 : 8 + TALLY]
+    cursors = cupy.zeros(2, dtype=cupy.uint32)
+    words = cupy.zeros(1, dtype=cupy.uint64)
+    none = np.uint32(0)
+    for k in kernels:
+        k.function((1,), (k.block,),
+                   (words, cursors, words, none, words, np.uint32(BINS), ctl, cursors, cursors,
+                    none, cursors, cursors, words, cursors, words, cursors, cursors, none, none,
+                    none, none, np.uint32(1), np.uint32(1), none, none, tally, tally),
+                   shared_mem=k.shared)  # fmt: skip
+    _module().get_function("hvm_gather")((1,), (BLOCK,),
+                                         (words, cursors, none, words, np.uint32(BINS), ctl,
+                                          tally))  # fmt: skip
+    cupy.cuda.runtime.deviceSynchronize()
+
+
+def _start(cupy: Any, nodes: int, vars_: int, bag: Any, seg: int, ctl: Any,
+           handoff: Handoff | None) -> tuple[Any, Any, int, int, int, int]:  # fmt: skip
+    """The heap (node, variable slots, root) a run in rounds starts on, with
+    its first pairs in ``bag`` (``seg`` pairs a bin) and their tally in
+    ``ctl``: a fresh heap and the boot redex, or what a fork run handed over
+    (the kernel's ``hvm_gather`` bins its pairs by rule). Then the pairs,
+    the interactions and the launches so far."""
+    if handoff is None:
+        node, subst, root = _heap(cupy, nodes, vars_)
+        bag[0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
+        ctl[8] = 1  # at the start of bin 0
+        return node, subst, root, 1, 0, 0
+    # the kernels add to the run's 64-bit count in ctl[4..5]
+    ctl[4:6] = cupy.asarray(np.array([handoff.interactions], dtype=np.uint64).view(np.uint32))
+    slots = int(handoff.counts.size)
+    gather = _module().get_function("hvm_gather")
+    gather(((slots * BAG + BLOCK - 1) // BLOCK,), (BLOCK,),
+           (handoff.bags, handoff.counts, np.uint32(slots), bag, np.uint32(seg * BINS), ctl,
+            ctl[8 : 8 + TALLY]))  # fmt: skip
+    head = cupy.asnumpy(ctl)
+    if head[1]:
+        raise HvmOutOfMemoryError(f"the fork run's pairs overfill a bin of {seg} pending redexes")
+    pending = int(head[8 : 8 + BINS].astype(np.int64).sum())
+    return handoff.node, handoff.subst, handoff.root, pending, handoff.interactions, handoff.rounds
+
+
+def _rounds(
+    book: Book,
+    nodes: int,
+    vars_: int,
+    threads: int | None,
+    policy: _Auto | _Fixed,
+    layout: _Kernel,
+    limits: Limits,
+    handoff: Handoff | None = None,
+    started: float | None = None,
+) -> Normalized:
+    """A run in rounds, each one launch of the kernel ``policy`` picks, on a
+    heap cut as ``layout`` needs: from the boot redex, or from where a fork
+    run left its net (``handoff``). ``started``: when the run began (before
+    a fork run that failed), for its time and its limit."""
     cupy = _cupy()
     low = layout.low
     heap = _regions(book, nodes, vars_, threads, layout.low, layout.most_threads)
     nodes, vars_, count, width = heap.nodes, heap.vars_, heap.count, heap.width
     region_n, region_v = heap.region_n, heap.region_v
-    node, subst, root = _heap(cupy, nodes, vars_)
     cap = max(nodes, 1 << 20)
-    bags = [cupy.zeros(cap, dtype=cupy.uint64), cupy.zeros(cap, dtype=cupy.uint64)]
+    # a kernel reads a bag's pairs up to its tally's counts only: no need to
+    # clear 8 GiB (milliseconds, inside the run's time after a handoff)
+    bags = [cupy.empty(cap, dtype=cupy.uint64), cupy.empty(cap, dtype=cupy.uint64)]
     seg = cap // BINS
-    bags[0][0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
     # [1] status, [2] its detail, [4..5] interactions (a 64-bit count), then
     # the two bags' tallies (each bin's pairs; whether a thread found its
     # region full), read back with the rest in one copy a round
     ctl = cupy.zeros(8 + 2 * TALLY, dtype=cupy.uint32)
     # (offset in ctl, view) of the input bag's tally and of the output bag's
     tallies = [(at, ctl[at : at + TALLY]) for at in (8, 8 + TALLY)]
-    ctl[8] = 1  # the boot redex, at the start of bin 0
+    node, subst, root, pending, interactions, rounds = _start(cupy, nodes, vars_, bags[0], seg,
+                                                             ctl, handoff)  # fmt: skip
+    if handoff is not None:
+        started = handoff.started
     cursors = cupy.zeros(2 * count, dtype=cupy.uint32)
     scratch = cupy.zeros(2 * count * width, dtype=cupy.uint32)
     book_args = _book_arrays(cupy, book)
@@ -285,18 +378,10 @@ def normalize_cuda(
                     np.uint32(low), tallies[0][1], tallies[1][1]),
                    shared_mem=k.shared)  # fmt: skip
 
-    # CUDA loads a kernel at its first launch (milliseconds): an empty launch
-    # of each does that before the clock starts, and before ``auto`` times a
-    # trial round of the local kernel against rounds of the other.
     shift = 0
-    for k in policy.kernels():
-        launch(k, 0, 1, 0)
-    pending = 1
-    rounds = 0
-    interactions = 0
     status = detail = 0
     cupy.cuda.runtime.deviceSynchronize()
-    start = time.perf_counter()
+    start = time.perf_counter() if started is None else started
     while pending:
         launched = min(count, pending)
         k, budget = policy.pick(pending, launched)

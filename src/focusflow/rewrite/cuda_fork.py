@@ -18,8 +18,10 @@ of 2^14 numbers): work then spreads only when every thread waits
 
 from __future__ import annotations
 
+import bisect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -62,6 +64,16 @@ CTL_WORDS = 32
 BLOCKED, SAVED, READY, SHORT = 6, 7, 8, 16
 #: Status of a run that cannot go on (the kernel's ST_BAG).
 ST_STUCK = 5
+#: When ``auto`` hands a fork run over to ``spread`` (``RateWatch``): a run
+#: slower than this over the last window, as (seconds, M interactions a second
+#: per multiprocessor); 0.75 and 7.5 are 99 and 990 M a second on an H200's
+#: 132. On an H200 the short window handed over bitonic sort of 2^10 numbers
+#: (12 M a second under fork) after 5 ms, the long one radix sort of 2^14
+#: numbers after 16 ms, and kept bitonic sort of 2^18 and 2^19 numbers to the
+#: end (their slowest 5 ms ran at 2,350 and 3,430 M a second). Windows of 5
+#: and 10 ms handed radix sorts over later, and their rounds then took longer
+#: (bench/RESULTS.md).
+HANDOFF_WINDOWS = ((0.003, 0.75), (0.005, 7.5))
 
 
 @dataclass
@@ -102,6 +114,29 @@ class Modes:
                 self.mode, self.down, self.lower = SEED, True, True
 
 
+@dataclass
+class _Stalls:
+    """Launches in a row that did no interaction: all of them, and those in
+    which a thread found its region full."""
+
+    idle: int = 0
+    short: int = 0
+
+    def after(self, did: int, head: np.ndarray, mode: int) -> int:
+        """The status that stops a run after a launch of ``mode`` that did
+        ``did`` interactions and left the control words ``head``; 0 to go on."""
+        if did:
+            self.idle = self.short = 0
+            return 0
+        self.idle += 1
+        if head[SHORT]:
+            self.short += 1
+            return int(head[SHORT]) if self.short > MOST_SHORT else 0
+        if (mode == WORK and head[BLOCKED]) or self.idle > MOST_IDLE:
+            return ST_STUCK
+        return 0
+
+
 def _shape(count: int) -> tuple[int, int]:
     """Blocks and live threads for ``count`` regions: a power of two of full
     blocks, at most ``MOST_BLOCKS``, or one block with ``count`` live threads."""
@@ -109,6 +144,72 @@ def _shape(count: int) -> tuple[int, int]:
         return 1, count
     blocks = 1 << int(np.log2(min(MOST_BLOCKS, count // LOCAL_BLOCK)))
     return blocks, blocks * LOCAL_BLOCK
+
+
+class Watch(Protocol):
+    """What tells a fork run, after each launch, to hand its net over."""
+
+    def slow(self, seconds: float, interactions: int) -> bool:
+        """Whether a run that has done ``interactions`` after ``seconds``
+        should hand over now."""
+        ...
+
+
+@dataclass
+class RateWatch:
+    """When a fork run should hand its net over to the rounds of ``spread``
+    (the ``auto`` schedule): once its interactions over the last ``window``
+    seconds, for any of ``windows`` (window, M interactions a second), fall
+    below that rate.
+
+    ``fork`` runs a program that forks wider than the GPU's threads at
+    3,500-10,000 M interactions a second on an H200, and one that forks
+    narrower (bitonic sort of 2^10 to 2^14 numbers, radix sort) at 5-1,500,
+    where ``spread`` runs it at 1,200-2,000 (bench/RESULTS.md): the window
+    keeps a run's short idle stretches (a join's lowering of the marks) from
+    handing it over. ``for_device`` scales the rates to a GPU's
+    multiprocessors."""
+
+    windows: tuple[tuple[float, float], ...]
+    _times: list[float] = field(default_factory=lambda: [0.0], init=False, repr=False)
+    _done: list[int] = field(default_factory=lambda: [0], init=False, repr=False)
+
+    @classmethod
+    def for_device(cls, multiprocessors: int) -> RateWatch:
+        return cls(tuple((w, per_sm * multiprocessors) for w, per_sm in HANDOFF_WINDOWS))
+
+    def slow(self, seconds: float, interactions: int) -> bool:
+        """Record that the run has done ``interactions`` after ``seconds``
+        (calls in order of time); whether it should hand over."""
+        self._times.append(seconds)
+        self._done.append(interactions)
+        for window, mips in self.windows:
+            if seconds < window:
+                continue
+            # the last point at least a window back
+            at = bisect.bisect_right(self._times, seconds - window) - 1
+            span = seconds - self._times[at]
+            if interactions - self._done[at] < mips * 1e6 * span:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A fork run its watch stopped, for the rounds of another schedule to
+    go on with: the heap (every port in it global, as after every launch),
+    the threads' bags (``BAG`` pairs a thread, ``counts`` of them held), the
+    interactions and launches so far, and the ``time.perf_counter()`` of the
+    run's start."""
+
+    node: Any
+    subst: Any
+    root: int
+    bags: Any
+    counts: Any
+    interactions: int
+    rounds: int
+    started: float
 
 
 def normalize_fork(
@@ -125,6 +226,23 @@ def normalize_fork(
     ``trace`` gets, for each launch: its mode, whether it went down, its
     interactions, the pairs it left and its seconds. ``limits`` is checked
     after each launch."""
+    net = fork_until(book, nodes, vars_, threads, trace, limits)
+    assert isinstance(net, Normalized)  # no watch: the run goes to the end
+    return net
+
+
+def fork_until(
+    book: Book,
+    nodes: int,
+    vars_: int,
+    threads: int | None = None,
+    trace: list[tuple[int, bool, int, int, float]] | None = None,
+    limits: Limits = UNLIMITED,
+    watch: Watch | None = None,
+) -> Normalized | Handoff:
+    """``normalize_fork``, handing the net over where ``watch`` says the run
+    is slow. A status that stops the run raises its error: the kernel may
+    have lost a pair then, so another schedule must start again."""
     cupy = _cupy()
     function = _module(True).get_function("hvm_fork_round")
     function.max_dynamic_shared_size_bytes = SHARED_BYTES
@@ -153,9 +271,17 @@ def normalize_fork(
                   np.uint32(modes.lower)),
                  shared_mem=SHARED_BYTES)  # fmt: skip
 
+    # CUDA loads a kernel at its first launch (milliseconds, which a watch
+    # would count against the run): one launch on the empty bags does it first
+    function((1,), (LOCAL_BLOCK,),
+             (node, subst, ctl, cursors, scratch, np.uint32(heap.width), *book_args,
+              np.uint32(root), np.uint32(heap.region_n), np.uint32(heap.region_v), np.uint32(1),
+              np.uint32(count), np.uint32(0), bags[1], counts[1], bags[1], counts[1], marks,
+              np.uint32(WORK), np.uint32(0), np.uint32(0)),
+             shared_mem=SHARED_BYTES)  # fmt: skip
     modes = Modes()
     rounds = interactions = status = detail = 0
-    idle = short = 0
+    stalls = _Stalls()
     cupy.cuda.runtime.deviceSynchronize()
     start = time.perf_counter()
     while True:
@@ -172,20 +298,15 @@ def normalize_fork(
                           time.perf_counter() - began))  # fmt: skip
         if status or not head[SAVED]:
             break
-        limits.check(interactions, time.perf_counter() - start)
-        if did:
-            idle = short = 0
-        else:
-            idle += 1
-            if head[SHORT]:
-                short += 1
-                shift = (shift + 7919) % count  # other regions take the pairs next launch
-                if short > MOST_SHORT:
-                    status = int(head[SHORT])
-                    break
-            elif (modes.mode == WORK and head[BLOCKED]) or idle > MOST_IDLE:
-                status = ST_STUCK
-                break
+        elapsed = time.perf_counter() - start
+        limits.check(interactions, elapsed)
+        if watch is not None and watch.slow(elapsed, interactions):
+            return Handoff(node, subst, root, bags[1], counts[1], interactions, rounds, start)
+        status = stalls.after(did, head, modes.mode)
+        if status:
+            break
+        if not did and head[SHORT]:
+            shift = (shift + 7919) % count  # other regions take the pairs next launch
         modes.next(did > 0, bool(head[READY]))
         bags.reverse()
         counts.reverse()

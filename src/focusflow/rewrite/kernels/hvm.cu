@@ -1386,3 +1386,16 @@ extern "C" __global__ void hvm_fork_round(
     cursors[2 * w.r + 1] = w.vcur;
     if (w.itrs) atomicAdd((u64*)(ctl + 4), (u64)w.itrs);
 }
+
+// ---------------------------------------------------------------------------
+// The handoff of the `auto` schedule: the pairs a fork run's threads hold
+// (`counts[s]` of them at the start of thread s's bag of RLEN), put in their
+// rules' bins of a bag of hvm_round's. A pair that finds its bin full
+// raises ST_OOM_REDEXES.
+extern "C" __global__ void hvm_gather(const u64* bags, const u32* counts, u32 slots, u64* out,
+                                      u32 out_cap, u32* ctl, u32* tally)
+{
+    u32 t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= slots * RLEN || t % RLEN >= counts[t / RLEN]) return;
+    if (!bag_put(out, out_cap / NBINS, tally, bags[t])) atomicCAS(&ctl[1], ST_OK, ST_OOM_REDEXES);
+}
