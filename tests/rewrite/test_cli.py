@@ -97,6 +97,27 @@ def test_errors_are_one_line_with_their_code(
     assert_user_error(out, "hvm_out_of_memory")
 
 
+def test_a_program_file_is_read_up_to_its_bound(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A file of the most bytes a program may have is read and parsed (NULs:
+    a syntax error at its first character); one byte more, or an endless
+    file, is refused before it is read whole."""
+    from focusflow.cli.hvm_cmd import MAX_PROGRAM_BYTES
+
+    at, over = tmp_path / "at.hvm", tmp_path / "over.hvm"
+    for path, size in ((at, MAX_PROGRAM_BYTES), (over, MAX_PROGRAM_BYTES + 1)):
+        with path.open("wb") as f:
+            f.truncate(size)  # sparse: no disk written
+    out = run_cli(capsys, "hvm", "run", at)
+    assert_user_error(out, "hvm_syntax")
+    assert "line 1, column 1" in out.err
+    for path in (over, Path("/dev/zero")):
+        out = run_cli(capsys, "hvm", "run", path)
+        assert_user_error(out, "bad_input_file")
+        assert f"larger than {MAX_PROGRAM_BYTES} bytes" in out.err
+
+
 def test_schedule_is_checked_and_applies_to_cuda_only(capsys: pytest.CaptureFixture[str]) -> None:
     out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--schedule", "eager")
     assert_user_error(out, "invalid_parameter")

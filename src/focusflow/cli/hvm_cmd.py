@@ -9,7 +9,8 @@ cannot run is refused with ``hvm_backend_unavailable`` and the reason.
 program writes to stdout comes first, then these lines. ``--schedule`` picks
 how the cuda evaluator schedules its rounds (``rewrite.schedules``).
 ``--max-interactions`` and ``--timeout`` stop a run that has not reached
-normal form by then (a net can reduce forever in constant memory). The first
+normal form by then (a net can reduce forever in constant memory); a file
+over ``MAX_PROGRAM_BYTES`` is refused with ``bad_input_file``. The first
 numba run after an install compiles the evaluator (about 10 s on a 2-core
 machine, once: numba caches it); when loading it takes longer than
 ``COMPILE_NOTE_S`` a note on stderr says so. docs/hvm.md.
@@ -30,6 +31,10 @@ from focusflow.rewrite.schedules import DEFAULT_SCHEDULE
 #: Seconds the CPU evaluator may take to load before a note says it is being
 #: compiled (loading it from numba's cache takes well under one).
 COMPILE_NOTE_S = 2.0
+#: The largest program file ``hvm run`` reads, in bytes. HVM2's example
+#: programs are a few kilobytes; the parser reads about 0.7 MB a second, so a
+#: program this size takes a minute and a half to parse.
+MAX_PROGRAM_BYTES = 64 << 20
 
 hvm_app = typer.Typer(help="Run HVM2 interaction-net programs (IR text).", no_args_is_help=True)
 
@@ -88,10 +93,7 @@ def run_cmd(
     if not timeout >= 0 or timeout == float("inf"):
         raise InvalidParameterError(f"--timeout must be 0 or a number of seconds, got {timeout}")
     limits = Limits(max_interactions or None, timeout or None)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read {file}: {exc}") from None
+    text = _read_program(file)
     if backend != "numba" and threads > 1:
         print(f"note: --threads applies to numba; {backend} picks its own", file=sys.stderr)
     elif threads > max_threads():
@@ -123,6 +125,22 @@ def run_cmd(
     print(f"- ITRS: {out.interactions}")
     print(f"- TIME: {out.seconds:.2f}s")
     print(f"- MIPS: {out.mips:.2f}")
+
+
+def _read_program(file: Path) -> str:
+    """The program's text, read up to ``MAX_PROGRAM_BYTES``: a path such as
+    /dev/zero, or a generator's runaway output, is refused rather than read
+    whole into memory."""
+    try:
+        with file.open("rb") as f:
+            data = f.read(MAX_PROGRAM_BYTES + 1)
+        if len(data) > MAX_PROGRAM_BYTES:
+            raise InputFileError(
+                f"{file} is larger than {MAX_PROGRAM_BYTES} bytes, the most a program may have"
+            )
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read {file}: {exc}") from None
 
 
 def _load_cpu_kernels() -> None:
