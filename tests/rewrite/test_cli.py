@@ -135,6 +135,23 @@ def test_schedule_is_checked_and_applies_to_cuda_only(capsys: pytest.CaptureFixt
         assert len({(r.json()["result"], r.json()["interactions"]) for r in runs}) == 1
 
 
+def test_a_bad_schedule_is_refused_before_the_cpu_evaluator_loads(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading may mean a compile of seconds, with a note on stderr: a flag
+    that cannot work is refused first."""
+    from focusflow.cli import hvm_cmd
+
+    loads: list[int] = []
+    monkeypatch.setattr(hvm_cmd, "_load_cpu_kernels", lambda: loads.append(1))
+    for schedule in ("eager", "chains"):
+        out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--schedule", schedule)
+        assert_user_error(out, "invalid_parameter")
+    assert loads == []
+    assert run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm").code == 0
+    assert loads == [1]
+
+
 #: Runs forever in constant memory: each expansion of @loop meets a copy of
 #: its own root and calls @loop again.
 LOOP = "@main = * & @loop ~ (x y)\n@loop = (a b) & @loop ~ (a b)\n"

@@ -82,7 +82,7 @@ def run_cmd(
     from focusflow.rewrite.cpu import max_threads
     from focusflow.rewrite.io_driver import IoDriver
     from focusflow.rewrite.limits import Limits
-    from focusflow.rewrite.run import run_text
+    from focusflow.rewrite.run import check_schedule, run_text
 
     if threads < 1:
         raise InvalidParameterError(f"--threads must be at least 1, got {threads}")
@@ -92,6 +92,7 @@ def run_cmd(
         raise InvalidParameterError(f"--max-interactions must be 0 or more, got {max_interactions}")
     if not timeout >= 0 or timeout == float("inf"):
         raise InvalidParameterError(f"--timeout must be 0 or a number of seconds, got {timeout}")
+    check_schedule(backend, schedule)
     limits = Limits(max_interactions or None, timeout or None)
     text = _read_program(file)
     if backend != "numba" and threads > 1:

@@ -49,6 +49,18 @@ def default_heap(backend: str) -> int:
     return DEFAULT_NODES
 
 
+def check_schedule(backend: str, schedule: str) -> None:
+    """Raise ``InvalidParameterError`` unless ``schedule`` is one of
+    ``SCHEDULES`` and, if not the default, ``backend`` is cuda: before any
+    evaluator loads (the CPU's may compile for seconds first)."""
+    if schedule not in SCHEDULES:
+        raise InvalidParameterError(
+            f"--schedule {schedule!r} is not a schedule; there are: {', '.join(SCHEDULES)}"
+        )
+    if schedule != DEFAULT_SCHEDULE and backend != "cuda":
+        raise InvalidParameterError(f"--schedule {schedule} applies to --backend cuda only")
+
+
 def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
                  vars_: int | None = None, threads: int = 1,
                  schedule: str = DEFAULT_SCHEDULE,
@@ -62,12 +74,7 @@ def normalize_on(book: Book, backend: str = "numba", nodes: int | None = None,
         raise HvmBackendUnavailableError(
             f"--backend {backend!r} is not an evaluator; there are: {', '.join(BACKENDS)}"
         )
-    if schedule not in SCHEDULES:
-        raise InvalidParameterError(
-            f"--schedule {schedule!r} is not a schedule; there are: {', '.join(SCHEDULES)}"
-        )
-    if schedule != DEFAULT_SCHEDULE and backend != "cuda":
-        raise InvalidParameterError(f"--schedule {schedule} applies to --backend cuda only")
+    check_schedule(backend, schedule)
     nodes = default_heap(backend) if nodes is None else nodes
     vars_ = default_heap(backend) if vars_ is None else vars_
     if backend == "cuda":
