@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from focusflow.rewrite import cuda, cuda_fork
@@ -71,6 +72,37 @@ def test_an_idle_spreading_launch_with_work_ready_goes_to_work() -> None:
     assert _walk(Modes(mode=GROW), [False], ready=True)[-1] == (WORK, False, False)
     assert _walk(Modes(mode=SEED, down=True), [False], ready=True)[-1] == (GROW, False, False)
     assert _walk(Modes(mode=WORK), [False], ready=True)[-1] == (SEED, True, True)
+
+
+def _head(short: int = 0, blocked: int = 0) -> np.ndarray:
+    head = np.zeros(cuda_fork.CTL_WORDS, dtype=np.uint32)
+    head[cuda_fork.SHORT], head[cuda_fork.BLOCKED] = short, blocked
+    return head
+
+
+def test_a_run_that_idles_too_long_is_stuck_and_one_that_works_starts_over() -> None:
+    stalls = cuda_fork._Stalls()
+    for _ in range(cuda_fork.MOST_IDLE):
+        assert stalls.after(0, _head(), SEED) == 0
+    assert stalls.after(5, _head(), WORK) == 0  # an interaction: the count starts over
+    for _ in range(cuda_fork.MOST_IDLE):
+        assert stalls.after(0, _head(), GROW) == 0
+    assert stalls.after(0, _head(), GROW) == cuda_fork.ST_STUCK
+
+
+def test_an_idle_work_launch_with_a_blocked_thread_is_stuck_at_once() -> None:
+    assert cuda_fork._Stalls().after(0, _head(blocked=1), WORK) == cuda_fork.ST_STUCK
+    assert cuda_fork._Stalls().after(0, _head(blocked=1), SEED) == 0  # marks may yet go down
+    assert cuda_fork._Stalls().after(3, _head(blocked=1), WORK) == 0
+
+
+def test_regions_found_full_in_a_row_stop_with_their_status() -> None:
+    """A thread that found its region full sets the status (1: nodes, 2:
+    variables); the host moves the regions and tries again, up to a bound."""
+    stalls = cuda_fork._Stalls()
+    for _ in range(cuda_fork.MOST_SHORT):
+        assert stalls.after(0, _head(short=2), WORK) == 0
+    assert stalls.after(0, _head(short=2), WORK) == 2
 
 
 @pytest.mark.parametrize(
