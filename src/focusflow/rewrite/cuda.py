@@ -262,7 +262,7 @@ def normalize_cuda(
     if schedule == "fork":
         return normalize_fork(book, nodes, vars_, threads, limits=limits)
     policy, layout = _policy(schedule)
-    _load(policy.kernels())
+    _load(policy.kernels(), handoff=schedule == "auto")
     if schedule != "auto":
         return _rounds(book, nodes, vars_, threads, policy, layout, limits)
     cupy = _cupy()
@@ -281,11 +281,11 @@ def normalize_cuda(
     return _rounds(book, nodes, vars_, threads, policy, layout, limits, handoff=run)
 
 
-def _load(kernels: tuple[_Kernel, ...]) -> None:
-    """Launch each kernel once on nothing, and ``auto``'s handoff kernel:
-    CUDA loads a kernel at its first launch (milliseconds), which should
-    fall neither in a run's time nor in a trial round that ``auto`` times
-    against the rounds of another kernel."""
+def _load(kernels: tuple[_Kernel, ...], handoff: bool = False) -> None:
+    """Launch each kernel once on nothing, and with ``handoff`` ``auto``'s
+    handoff kernel: CUDA loads a kernel at its first launch (milliseconds),
+    which should fall neither in a run's time nor in a trial round that
+    ``auto`` times against the rounds of another kernel."""
     cupy = _cupy()
     ctl = cupy.zeros(8 + 2 * TALLY, dtype=cupy.uint32)
     tally = ctl[8 : 8 + TALLY]
@@ -298,9 +298,10 @@ def _load(kernels: tuple[_Kernel, ...]) -> None:
                     none, cursors, cursors, words, cursors, words, cursors, cursors, none, none,
                     none, none, np.uint32(1), np.uint32(1), none, none, tally, tally),
                    shared_mem=k.shared)  # fmt: skip
-    _module().get_function("hvm_gather")((1,), (BLOCK,),
-                                         (words, cursors, none, words, np.uint32(BINS), ctl,
-                                          tally))  # fmt: skip
+    if handoff:
+        _module(True).get_function("hvm_gather")((1,), (BLOCK,),
+                                                 (words, cursors, none, words, np.uint32(BINS),
+                                                  ctl, tally))  # fmt: skip
     cupy.cuda.runtime.deviceSynchronize()
 
 
@@ -319,7 +320,7 @@ def _start(cupy: Any, nodes: int, vars_: int, bag: Any, seg: int, ctl: Any,
     # the kernels add to the run's 64-bit count in ctl[4..5]
     ctl[4:6] = cupy.asarray(np.array([handoff.interactions], dtype=np.uint64).view(np.uint32))
     slots = int(handoff.counts.size)
-    gather = _module().get_function("hvm_gather")
+    gather = _module(True).get_function("hvm_gather")  # the fork kernel's module
     gather(((slots * BAG + BLOCK - 1) // BLOCK,), (BLOCK,),
            (handoff.bags, handoff.counts, np.uint32(slots), bag, np.uint32(seg * BINS), ctl,
             ctl[8 : 8 + TALLY]))  # fmt: skip
