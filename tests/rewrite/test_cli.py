@@ -93,6 +93,9 @@ def test_errors_are_one_line_with_their_code(
     assert "line 2, column 4" in out.err
     assert_user_error(run_cli(capsys, "hvm", "run", PROGRAMS / "empty.hvm"), "hvm_missing_main")
     assert_user_error(run_cli(capsys, "hvm", "run", tmp_path / "none.hvm"), "bad_input_file")
+    # an error of the run itself comes after the CPU evaluator has loaded: a
+    # run before it takes the first load's note (a compile, on a cold cache)
+    assert run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm").code == 0
     out = run_cli(capsys, "hvm", "run", PROGRAMS / "sum_rec.hvm", "--heap", "64")
     assert_user_error(out, "hvm_out_of_memory")
 
@@ -135,11 +138,11 @@ def test_schedule_is_checked_and_applies_to_cuda_only(capsys: pytest.CaptureFixt
         assert len({(r.json()["result"], r.json()["interactions"]) for r in runs}) == 1
 
 
-def test_a_bad_schedule_is_refused_before_the_cpu_evaluator_loads(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_a_bad_flag_or_program_is_refused_before_the_cpu_evaluator_loads(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Loading may mean a compile of seconds, with a note on stderr: a flag
-    that cannot work is refused first."""
+    that cannot work, or a program that does not parse, is refused first."""
     from focusflow.cli import hvm_cmd
 
     loads: list[int] = []
@@ -147,6 +150,10 @@ def test_a_bad_schedule_is_refused_before_the_cpu_evaluator_loads(
     for schedule in ("eager", "chains"):
         out = run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm", "--schedule", schedule)
         assert_user_error(out, "invalid_parameter")
+    bad = tmp_path / "bad.hvm"
+    bad.write_text("@main = (a\n  b")
+    assert_user_error(run_cli(capsys, "hvm", "run", bad), "hvm_syntax")
+    assert_user_error(run_cli(capsys, "hvm", "run", PROGRAMS / "empty.hvm"), "hvm_missing_main")
     assert loads == []
     assert run_cli(capsys, "hvm", "run", PROGRAMS / "list.hvm").code == 0
     assert loads == [1]

@@ -82,7 +82,8 @@ def run_cmd(
     from focusflow.rewrite.cpu import max_threads
     from focusflow.rewrite.io_driver import IoDriver
     from focusflow.rewrite.limits import Limits
-    from focusflow.rewrite.run import check_schedule, run_text
+    from focusflow.rewrite.parse import load_book
+    from focusflow.rewrite.run import check_schedule, run_book
 
     if threads < 1:
         raise InvalidParameterError(f"--threads must be at least 1, got {threads}")
@@ -94,7 +95,9 @@ def run_cmd(
         raise InvalidParameterError(f"--timeout must be 0 or a number of seconds, got {timeout}")
     check_schedule(backend, schedule)
     limits = Limits(max_interactions or None, timeout or None)
-    text = _read_program(file)
+    # parsed before the CPU evaluator loads (a compile of seconds the first
+    # time): a program's error comes at once
+    book = load_book(_read_program(file))
     if backend != "numba" and threads > 1:
         print(f"note: --threads applies to numba; {backend} picks its own", file=sys.stderr)
     elif threads > max_threads():
@@ -103,8 +106,8 @@ def run_cmd(
         _load_cpu_kernels()
     size = heap or None
     driver = IoDriver() if io else None
-    out = run_text(
-        text,
+    out = run_book(
+        book,
         nodes=size,
         vars_=size,
         backend=backend,

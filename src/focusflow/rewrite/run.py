@@ -105,7 +105,15 @@ def run_text(text: str, nodes: int | None = None, vars_: int | None = None,
     (the CPU evaluator only: ``HvmBackendUnavailableError`` on another).
     ``limits`` bounds the run's interactions and seconds (with ``io``, of all
     its normalisations together)."""
-    book = load_book(text)
+    return run_book(load_book(text), nodes, vars_, backend, threads, io, schedule, limits)
+
+
+def run_book(book: Book, nodes: int | None = None, vars_: int | None = None,
+             backend: str = "numba", threads: int = 1,
+             io: IoDriver | None = None,
+             schedule: str = DEFAULT_SCHEDULE,
+             limits: Limits = UNLIMITED) -> RunResult:  # fmt: skip
+    """``run_text`` of a program already parsed and built (``load_book``)."""
     if io is not None:
         if backend != "numba":
             raise HvmBackendUnavailableError(
