@@ -51,7 +51,6 @@ def run(book: Book, how: str) -> Normalized:
     if how != "rounds":
         return cuda.normalize_cuda(book, HEAP, HEAP, schedule=how)
     policy, layout = cuda._policy("auto")
-    cuda._load(policy.kernels())
     return cuda._rounds(book, HEAP, HEAP, None, policy, layout, UNLIMITED)
 
 

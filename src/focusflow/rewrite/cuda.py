@@ -262,7 +262,6 @@ def normalize_cuda(
     if schedule == "fork":
         return normalize_fork(book, nodes, vars_, threads, limits=limits)
     policy, layout = _policy(schedule)
-    _load(policy.kernels(), handoff=schedule == "auto")
     if schedule != "auto":
         return _rounds(book, nodes, vars_, threads, policy, layout, limits)
     cupy = _cupy()
@@ -281,37 +280,14 @@ def normalize_cuda(
     return _rounds(book, nodes, vars_, threads, policy, layout, limits, handoff=run)
 
 
-def _load(kernels: tuple[_Kernel, ...], handoff: bool = False) -> None:
-    """Launch each kernel once on nothing, and with ``handoff`` ``auto``'s
-    handoff kernel: CUDA loads a kernel at its first launch (milliseconds),
-    which should fall neither in a run's time nor in a trial round that
-    ``auto`` times against the rounds of another kernel."""
-    cupy = _cupy()
-    ctl = cupy.zeros(8 + 2 * TALLY, dtype=cupy.uint32)
-    tally = ctl[8 : 8 + TALLY]
-    cursors = cupy.zeros(2, dtype=cupy.uint32)
-    words = cupy.zeros(1, dtype=cupy.uint64)
-    none = np.uint32(0)
-    for k in kernels:
-        k.function((1,), (k.block,),
-                   (words, cursors, words, none, words, np.uint32(BINS), ctl, cursors, cursors,
-                    none, cursors, cursors, words, cursors, words, cursors, cursors, none, none,
-                    none, none, np.uint32(1), np.uint32(1), none, none, tally, tally),
-                   shared_mem=k.shared)  # fmt: skip
-    if handoff:
-        _module(True).get_function("hvm_gather")((1,), (BLOCK,),
-                                                 (words, cursors, none, words, np.uint32(BINS),
-                                                  ctl, tally))  # fmt: skip
-    cupy.cuda.runtime.deviceSynchronize()
-
-
 def _start(cupy: Any, nodes: int, vars_: int, bag: Any, seg: int, ctl: Any,
            handoff: Handoff | None) -> tuple[Any, Any, int, int, int, int]:  # fmt: skip
     """The heap (node, variable slots, root) a run in rounds starts on, with
     its first pairs in ``bag`` (``seg`` pairs a bin) and their tally in
     ``ctl``: a fresh heap and the boot redex, or what a fork run handed over
-    (the kernel's ``hvm_gather`` bins its pairs by rule). Then the pairs,
-    the interactions and the launches so far."""
+    (the kernel's ``hvm_gather`` bins its pairs by rule; its first launch in
+    a process, which loads it, falls in the run's time). Then the pairs, the
+    interactions and the launches so far."""
     if handoff is None:
         node, subst, root = _heap(cupy, nodes, vars_)
         bag[0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
@@ -379,7 +355,12 @@ def _rounds(
                     np.uint32(low), tallies[0][1], tallies[1][1]),
                    shared_mem=k.shared)  # fmt: skip
 
+    # CUDA loads a kernel at its first launch (milliseconds): an empty launch
+    # of each does that before the clock starts, and before ``auto`` times a
+    # trial round of the local kernel against rounds of the other.
     shift = 0
+    for k in policy.kernels():
+        launch(k, 0, 1, 0)
     status = detail = 0
     cupy.cuda.runtime.deviceSynchronize()
     start = time.perf_counter() if started is None else started

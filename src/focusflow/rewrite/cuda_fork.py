@@ -254,8 +254,6 @@ def fork_until(
     bags = [cupy.zeros(slots * BAG, dtype=cupy.uint64) for _ in range(2)]
     counts = [cupy.zeros(slots, dtype=cupy.uint32) for _ in range(2)]
     marks = cupy.zeros(slots, dtype=cupy.uint32)
-    bags[0][0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
-    counts[0][0] = 1
     ctl = cupy.zeros(CTL_WORDS, dtype=cupy.uint32)
     cursors = cupy.zeros(2 * count, dtype=cupy.uint32)
     scratch = cupy.zeros(2 * count * heap.width, dtype=cupy.uint32)
@@ -273,12 +271,9 @@ def fork_until(
 
     # CUDA loads a kernel at its first launch (milliseconds, which a watch
     # would count against the run): one launch on the empty bags does it first
-    function((1,), (LOCAL_BLOCK,),
-             (node, subst, ctl, cursors, scratch, np.uint32(heap.width), *book_args,
-              np.uint32(root), np.uint32(heap.region_n), np.uint32(heap.region_v), np.uint32(1),
-              np.uint32(count), np.uint32(0), bags[1], counts[1], bags[1], counts[1], marks,
-              np.uint32(WORK), np.uint32(0), np.uint32(0)),
-             shared_mem=SHARED_BYTES)  # fmt: skip
+    launch(Modes(mode=WORK))
+    bags[0][0] = np.uint64((root << 32) | REF)  # the boot redex: @main (id 0) ~ ROOT
+    counts[0][0] = 1
     modes = Modes()
     rounds = interactions = status = detail = 0
     stalls = _Stalls()
