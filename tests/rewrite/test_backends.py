@@ -11,6 +11,7 @@ import pytest
 
 from focusflow.rewrite import cuda, webgpu
 from focusflow.rewrite.cpu import normalize
+from focusflow.rewrite.cuda_base import SCRATCH_LOCAL
 from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
 from focusflow.rewrite.parse import load_book
 from focusflow.rewrite.show import normalize_names, readback
@@ -163,6 +164,22 @@ def _wide(pairs: int) -> str:
     tup = "".join(f"(x{i} " for i in range(pairs - 1)) + f"x{pairs - 1}" + ")" * (pairs - 1)
     redexes = " ".join(f"& @f ~ ({i + 1} x{i})" for i in range(pairs))
     return f"@f = (a a)\n@main = {tup} {redexes}\n"
+
+
+@pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+@pytest.mark.parametrize("schedule", cuda.SCHEDULES)
+def test_books_either_side_of_the_stack_scratch_bound(schedule: str) -> None:
+    """An interaction keeps the slots it takes on the thread's stack when the
+    book's widest definition fits there, and in the global scratch when it
+    does not: a @main of 63 and of 65 nodes gives the CPU's result and count
+    under every schedule."""
+    widths = []
+    for pairs in (31, 32, 33):
+        text = _wide(pairs)
+        book = load_book(text)
+        widths.append(int(np.diff(book.node_start).max()))
+        assert _run(text, "cuda", schedule=schedule) == _run(text), (pairs, schedule)
+    assert min(widths) <= SCRATCH_LOCAL < max(widths), widths
 
 
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")

@@ -33,6 +33,10 @@ SHARED_BYTES = LOCAL_SLOTS * 12
 #: Pending pairs a thread of those kernels holds of each priority. These
 #: three are the kernel's LT, LLEN and RLEN (passed to it as defines).
 BAG = 256
+#: The widest book (nodes or variables of one definition) whose interactions
+#: keep the slots they take on a thread's stack rather than in the global
+#: scratch (the kernel's SCRATCH_LOCAL).
+SCRATCH_LOCAL = 64
 
 _MODULE: dict[str, Any] = {}
 
@@ -60,7 +64,8 @@ def _module(local_foreign: bool = False) -> Any:
         # correctly rounded, no fused multiply-add
         options = ("--std=c++14", "--ftz=false", "--prec-div=true", "--fmad=false",
                    f"-DLOCAL_FOREIGN={int(local_foreign)}", f"-DLT={LOCAL_BLOCK}",
-                   f"-DLLEN={LOCAL_SLOTS}", f"-DRLEN={BAG}", f"-DNBINS={BINS}")  # fmt: skip
+                   f"-DLLEN={LOCAL_SLOTS}", f"-DRLEN={BAG}", f"-DNBINS={BINS}",
+                   f"-DSCRATCH_LOCAL={SCRATCH_LOCAL}")  # fmt: skip
         _MODULE[key] = cupy.RawModule(code=source, options=options)
     return _MODULE[key]
 
