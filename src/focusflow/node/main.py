@@ -17,11 +17,13 @@ import os
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
 from focusflow.cli.main import app
 from focusflow.cli.main import main as cli_main
+from focusflow.cli.process_exit import run_as_process
 from focusflow.core.home import resolve_home
 
 
@@ -200,5 +202,7 @@ def node_init(
     typer.echo(f"public key: {key.public_key.hex()}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    cli_main(argv)
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The ``focusflow`` console command: the CLI, then the process's end
+    (``cli.process_exit`` says why it skips the interpreter's teardown)."""
+    run_as_process(lambda: cli_main(argv))
