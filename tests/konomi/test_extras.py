@@ -26,13 +26,16 @@ EXTRA_MODULES = ("psycopg", "redis")
 
 def _program(argv: list[str], missing: tuple[str, ...], report: bool) -> str:
     """Python source running ``focusflow argv`` with ``missing`` packages unimportable;
-    with ``report``, its last stdout line says which of the extra's modules it loaded."""
+    with ``report``, its last stdout line says which of the extra's modules it loaded
+    (after the command, which the console script's own end would skip)."""
     return (
         "import json, sys\n"
         f"for name in {list(missing)!r}: sys.modules[name] = None\n"
-        "from focusflow.node.main import main\n"
+        # the CLI with every command of the console script, run in this
+        # interpreter: the console script itself ends the process at once
+        "from focusflow.node.main import cli_main\n"
         "try:\n"
-        f"    main({argv!r})\n"
+        f"    cli_main({argv!r})\n"
         "finally:\n"
         f"    if {report!r}:\n"
         "        loaded = sorted(m for m in sys.modules if sys.modules[m] is not None\n"
