@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from focusflow.cli.process_exit import status_of
-from tests.helpers import SHARED_SAMPLE
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, SHARED_SAMPLE
 
 
 def test_the_status_of_an_exit_code_is_pythons(capsys: pytest.CaptureFixture[str]) -> None:

@@ -542,7 +542,7 @@ struct GlobalMem {
 // the global scratch goes on to L2 (on an H200, bitonic sort of 2^19 numbers
 // made 15 times HVM2's global stores an interaction with the global scratch:
 // bench/RESULTS.md). A wider book uses its thread's share of the global
-// scratch. 0 keeps every book in the global scratch.
+// scratch.
 #ifndef SCRATCH_LOCAL
 #define SCRATCH_LOCAL 64
 #endif
@@ -556,15 +556,10 @@ __device__ __forceinline__ int rules(M& m, u32 a, u32 b)
     u32 rule = RULES[tag(a) * 8 + tag(b)];
     if (tag(a) == REF && b == m.n.root_port) rule = R_CALL;
     else if (tag(b) < tag(a)) { u32 t = a; a = b; b = t; }
-#if SCRATCH_LOCAL > 0
     u32 stack[2 * SCRATCH_LOCAL];
     bool narrow = m.n.width <= SCRATCH_LOCAL;
     u32* nloc = narrow ? stack : m.n.scratch + (u64)m.w.t * 2 * m.n.width;
     u32* vloc = narrow ? stack + SCRATCH_LOCAL : nloc + m.n.width;
-#else
-    u32* nloc = m.n.scratch + (u64)m.w.t * 2 * m.n.width;
-    u32* vloc = nloc + m.n.width;
-#endif
     switch (rule) {
     case R_LINK:
         return m.link_rule(a, b);
