@@ -286,6 +286,61 @@ def test_rows_open_wherever_they_are_clicked(page, devnet):
     assert page.is_hidden("#block")
 
 
+# Where to press an element: its middle, after scrolling it to the middle.
+PRESS_POINT = """(sel) => {
+    const el = document.querySelector(sel);
+    el.scrollIntoView({ block: "center" });
+    const r = el.getBoundingClientRect();
+    return [r.x + r.width / 2, r.y + r.height / 2];
+}"""
+# Whether the element at a point is (inside) the one a selector names.
+PRESSED_ON = """([x, y, sel]) =>
+    !!document.querySelector(sel)?.contains(document.elementFromPoint(x, y))"""
+
+
+def test_a_row_pressed_while_a_block_arrives_still_opens(page, devnet):
+    """A click is a press and a release on one element. The recent blocks and the
+    top list are built again for every block; a row replaced between the press and
+    the release would swallow the click. The page holds a list's new rows while a
+    button is down inside it and puts them in after the click."""
+    hub, _, committed = linked_hub(devnet, 2)
+    height = committed["height"]
+
+    def press_through_a_block(selector: str) -> None:
+        # the row may move or be rebuilt between its measure and the press: press
+        # again until the press is on it (once down, the page holds the list)
+        for _ in range(10):
+            x, y = page.evaluate(PRESS_POINT, selector)  # one task: no rebuild in between
+            page.mouse.move(x, y)
+            page.mouse.down()
+            if page.evaluate(PRESSED_ON, [x, y, selector]):
+                break
+            page.mouse.move(0, 0)
+            page.mouse.up()
+        else:
+            pytest.fail(f"could not press {selector}")
+        h0 = height_on(page)
+        page.wait_for_function(f"Number(document.querySelector('#height').textContent) > {h0}")
+        # the block's message has been handled (the height shows it); one more turn
+        # of the page's loop for the lists it refreshes
+        page.wait_for_timeout(300)
+        page.mouse.up()
+
+    page.wait_for_selector(f'#top-list li[data-cid="{hub}"]')
+    press_through_a_block(f'#top-list li[data-cid="{hub}"] .focus')
+    page.wait_for_selector(f'#particle[data-cid="{hub}"] #particle-focus')
+
+    page.wait_for_selector(f'#blocks tr[data-height="{height}"]')
+    press_through_a_block(f'#blocks tr[data-height="{height}"] td.age')
+    page.wait_for_selector(f'#block[data-height="{height}"]:not([hidden])')
+    # after the release the table has caught up with the blocks that came meanwhile
+    page.wait_for_function(
+        "Number(document.querySelector('#height').textContent) <="
+        " Math.max(...[...document.querySelectorAll('#blocks tr')].map("
+        "(r) => Number(r.dataset.height ?? r.dataset.to)))"
+    )
+
+
 def test_empty_blocks_fold(page, devnet):
     """Runs of empty blocks are one row by default; the toggle shows them, and the
     choice is kept in the browser."""

@@ -7,7 +7,7 @@
 
 import { ApiError, api, enc, nameRegistered, particleExists } from "./api.js";
 import { Blocks } from "./blocks.js";
-import { $, age, clickable, duration, fill, h, percent, shortCid, shortHex, textOf } from "./dom.js";
+import { $, age, clickable, duration, fill, h, percent, renderRows, shortCid, shortHex, textOf } from "./dom.js";
 import { LinkGraph } from "./graph.js";
 import { loadPools } from "./pools.js";
 import { Verifier, setMark } from "./verified.js";
@@ -154,8 +154,8 @@ async function loadTop() {
   const list = $("top-list");
   const max = top.particles[0]?.focus || 1;
   seen(top.particles.map((p) => p.cid));
-  list.replaceChildren(
-    ...top.particles.map((p) =>
+  renderRows(list, () =>
+    top.particles.map((p) =>
       clickable(
         h(
           "li",
@@ -301,10 +301,10 @@ function renderLinks(inPage, outPage) {
   $("out-prev").disabled = outPage.offset === 0;
   $("in-next").disabled = inPage.offset + inPage.links.length >= inPage.total;
   $("out-next").disabled = outPage.offset + outPage.links.length >= outPage.total;
-  $("links").replaceChildren(
+  renderRows($("links"), () => [
     ...inPage.links.map((l) => linkRow(l, "in")),
     ...outPage.links.map((l) => linkRow(l, "out")),
-  );
+  ]);
   $("links-box").hidden = inPage.total + outPage.total === 0;
 }
 

@@ -24,6 +24,48 @@ export function fill(node, ...children) {
   node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
 }
 
+// Lists that are built again as blocks arrive: the top particles, the recent
+// blocks, an open particle's links. A click is a press and a release on one
+// element, so a list replaced between the two would swallow the click, or open
+// the row that slid under the pointer. While a button is down inside such a list
+// its new rows wait, and go in just after the release has made its click (a
+// task after the release's events), or after HOLD_MS if no release comes.
+const HOLD_MS = 3000;
+const hold = { target: null, turn: 0, timer: 0 };
+const waiting = new Map(); // list -> builder of its rows, the latest one asked
+
+function release(turn) {
+  if (turn !== hold.turn || hold.target === null) return;
+  hold.target = null;
+  clearTimeout(hold.timer);
+  const due = [...waiting];
+  waiting.clear();
+  for (const [list, build] of due) list.replaceChildren(...build());
+}
+
+document.addEventListener("pointerdown", (e) => {
+  const turn = ++hold.turn;
+  hold.target = e.target;
+  clearTimeout(hold.timer);
+  hold.timer = setTimeout(() => release(turn), HOLD_MS);
+}, true);
+for (const type of ["pointerup", "pointercancel"]) {
+  document.addEventListener(type, () => {
+    const turn = hold.turn;
+    setTimeout(() => release(turn), 0);
+  }, true);
+}
+
+// Put build()'s rows into a live list now, or after a press held inside it.
+// build runs when the rows go in, so they show the page's state of that moment.
+export function renderRows(list, build) {
+  if (hold.target instanceof Node && list.contains(hold.target)) {
+    waiting.set(list, build);
+    return;
+  }
+  list.replaceChildren(...build());
+}
+
 // A row that opens what it stands for wherever it is clicked, not only on its
 // link; a click that ends a text selection inside it opens nothing.
 export function clickable(row, open) {
