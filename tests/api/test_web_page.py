@@ -298,6 +298,21 @@ PRESSED_ON = """([x, y, sel]) =>
     !!document.querySelector(sel)?.contains(document.elementFromPoint(x, y))"""
 
 
+def press(page, selector: str) -> None:
+    """Hold the mouse button down on the middle of what ``selector`` names. The
+    element may move or be rebuilt between its measure and the press: press again
+    until the press is on it (once down, the page holds the part it is in)."""
+    for _ in range(10):
+        x, y = page.evaluate(PRESS_POINT, selector)  # one task: no rebuild in between
+        page.mouse.move(x, y)
+        page.mouse.down()
+        if page.evaluate(PRESSED_ON, [x, y, selector]):
+            return
+        page.mouse.move(0, 0)
+        page.mouse.up()
+    pytest.fail(f"could not press {selector}")
+
+
 def test_a_row_pressed_while_a_block_arrives_still_opens(page, devnet):
     """A click is a press and a release on one element. The recent blocks and the
     top list are built again for every block; a row replaced between the press and
@@ -307,18 +322,7 @@ def test_a_row_pressed_while_a_block_arrives_still_opens(page, devnet):
     height = committed["height"]
 
     def press_through_a_block(selector: str) -> None:
-        # the row may move or be rebuilt between its measure and the press: press
-        # again until the press is on it (once down, the page holds the list)
-        for _ in range(10):
-            x, y = page.evaluate(PRESS_POINT, selector)  # one task: no rebuild in between
-            page.mouse.move(x, y)
-            page.mouse.down()
-            if page.evaluate(PRESSED_ON, [x, y, selector]):
-                break
-            page.mouse.move(0, 0)
-            page.mouse.up()
-        else:
-            pytest.fail(f"could not press {selector}")
+        press(page, selector)
         h0 = height_on(page)
         page.wait_for_function(f"Number(document.querySelector('#height').textContent) > {h0}")
         # the block's message has been handled (the height shows it); one more turn
@@ -339,6 +343,26 @@ def test_a_row_pressed_while_a_block_arrives_still_opens(page, devnet):
         " Math.max(...[...document.querySelectorAll('#blocks tr')].map("
         "(r) => Number(r.dataset.height ?? r.dataset.to)))"
     )
+
+
+def test_the_pager_pressed_while_its_particle_refreshes_still_turns(page, devnet):
+    """The open particle's links and their pager are built again when a block with
+    transactions arrives; a press on the next-page button held through such a
+    refresh still turns the page on release."""
+    hub, _, _ = linked_hub(devnet, 13)
+    page.evaluate("(cid) => { location.hash = `#/particle/${cid}`; }", hub)
+    page.wait_for_selector('#pager-in[data-total="13"][data-offset="0"]')
+
+    press(page, "#in-next")
+    more = cid_of_text(f"{hub} one more spoke")
+    committed = devnet.submit([Msg("link", {"links": [[cid_to_bytes(more), cid_to_bytes(hub)]]})])
+    page.wait_for_function(
+        f"Number(document.querySelector('#height').textContent) >= {committed['height']}"
+    )
+    # the refresh of the particle has rendered (its count of links in shows it)
+    page.wait_for_selector('#particle-links-in:text-is("14")')
+    page.mouse.up()
+    page.wait_for_selector('#pager-in[data-total="14"][data-offset="12"]')
 
 
 def test_empty_blocks_fold(page, devnet):

@@ -7,7 +7,7 @@
 
 import { ApiError, api, enc, nameRegistered, particleExists } from "./api.js";
 import { Blocks } from "./blocks.js";
-import { $, age, clickable, duration, fill, h, percent, renderRows, shortCid, shortHex, textOf } from "./dom.js";
+import { $, age, clickable, duration, fill, h, percent, renderLive, shortCid, shortHex, textOf } from "./dom.js";
 import { LinkGraph } from "./graph.js";
 import { loadPools } from "./pools.js";
 import { Verifier, setMark } from "./verified.js";
@@ -154,7 +154,7 @@ async function loadTop() {
   const list = $("top-list");
   const max = top.particles[0]?.focus || 1;
   seen(top.particles.map((p) => p.cid));
-  renderRows(list, () =>
+  renderLive(list, () =>
     top.particles.map((p) =>
       clickable(
         h(
@@ -287,21 +287,19 @@ function pager(direction, page) {
   const { offset, total } = page;
   const last = Math.min(offset + page.links.length, total);
   const span = total ? `${offset + 1}–${last} of ${total}` : "none";
+  const prev = h("button", { type: "button", id: `${direction}-prev`, "aria-label": `previous links ${direction}`,
+    onclick: () => turnPage(direction, -1) }, "‹");
+  const next = h("button", { type: "button", id: `${direction}-next`, "aria-label": `next links ${direction}`,
+    onclick: () => turnPage(direction, 1) }, "›");
+  prev.disabled = offset === 0;
+  next.disabled = offset + page.links.length >= total;
   return h("span", { class: "pager", id: `pager-${direction}`, dataset: { offset, total } },
-    `${direction === "in" ? "links in" : "links out"} ${span} `,
-    h("button", { type: "button", id: `${direction}-prev`, "aria-label": `previous links ${direction}`,
-      onclick: () => turnPage(direction, -1) }, "‹"),
-    h("button", { type: "button", id: `${direction}-next`, "aria-label": `next links ${direction}`,
-      onclick: () => turnPage(direction, 1) }, "›"));
+    `${direction === "in" ? "links in" : "links out"} ${span} `, prev, next);
 }
 
 function renderLinks(inPage, outPage) {
-  fill($("links-pager"), pager("in", inPage), pager("out", outPage));
-  $("in-prev").disabled = inPage.offset === 0;
-  $("out-prev").disabled = outPage.offset === 0;
-  $("in-next").disabled = inPage.offset + inPage.links.length >= inPage.total;
-  $("out-next").disabled = outPage.offset + outPage.links.length >= outPage.total;
-  renderRows($("links"), () => [
+  renderLive($("links-pager"), () => [pager("in", inPage), pager("out", outPage)]);
+  renderLive($("links"), () => [
     ...inPage.links.map((l) => linkRow(l, "in")),
     ...outPage.links.map((l) => linkRow(l, "out")),
   ]);

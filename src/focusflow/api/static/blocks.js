@@ -3,7 +3,7 @@
 // its transactions' outcomes.
 
 import { api, enc } from "./api.js";
-import { $, age, clickable, fill, h, renderRows, shortHex } from "./dom.js";
+import { $, age, clickable, fill, h, renderLive, shortHex } from "./dom.js";
 
 const SHOWN = 15;
 const TXS_SHOWN = 20; // transactions of an opened block asked for their outcome
@@ -107,7 +107,7 @@ export class Blocks {
   }
 
   render() {
-    renderRows($("blocks"), () => this.rows());
+    renderLive($("blocks"), () => this.rows());
   }
 
   // The table's rows from the list, newest first, runs of empty blocks folded.

@@ -24,15 +24,16 @@ export function fill(node, ...children) {
   node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
 }
 
-// Lists that are built again as blocks arrive: the top particles, the recent
-// blocks, an open particle's links. A click is a press and a release on one
-// element, so a list replaced between the two would swallow the click, or open
-// the row that slid under the pointer. While a button is down inside such a list
-// its new rows wait, and go in just after the release has made its click (a
-// task after the release's events), or after HOLD_MS if no release comes.
+// Parts of the page built again as blocks arrive: the top particles, the recent
+// blocks, an open particle's links and their pager. A click is a press and a
+// release on one element, so a part replaced between the two would swallow the
+// click, or open the row that slid under the pointer. While a button is down
+// inside such a part its new content waits, and goes in just after the release
+// has made its click (a task after the release's events), or after HOLD_MS if no
+// release comes.
 const HOLD_MS = 3000;
 const hold = { target: null, turn: 0, timer: 0 };
-const waiting = new Map(); // list -> builder of its rows, the latest one asked
+const waiting = new Map(); // part -> builder of its content, the latest one asked
 
 function release(turn) {
   if (turn !== hold.turn || hold.target === null) return;
@@ -40,7 +41,7 @@ function release(turn) {
   clearTimeout(hold.timer);
   const due = [...waiting];
   waiting.clear();
-  for (const [list, build] of due) list.replaceChildren(...build());
+  for (const [part, build] of due) part.replaceChildren(...build());
 }
 
 document.addEventListener("pointerdown", (e) => {
@@ -56,14 +57,14 @@ for (const type of ["pointerup", "pointercancel"]) {
   }, true);
 }
 
-// Put build()'s rows into a live list now, or after a press held inside it.
-// build runs when the rows go in, so they show the page's state of that moment.
-export function renderRows(list, build) {
-  if (hold.target instanceof Node && list.contains(hold.target)) {
-    waiting.set(list, build);
+// Put build()'s elements into a live part of the page now, or after a press held
+// inside it. build runs when they go in, so they show the page's state of then.
+export function renderLive(part, build) {
+  if (hold.target instanceof Node && part.contains(hold.target)) {
+    waiting.set(part, build);
     return;
   }
-  list.replaceChildren(...build());
+  part.replaceChildren(...build());
 }
 
 // A row that opens what it stands for wherever it is clicked, not only on its
