@@ -137,6 +137,11 @@ def height_on(page) -> int:
     return int(text) if text.isdigit() else -1
 
 
+def wait_height(page, at_least: int) -> None:
+    """Until the page shows a height of at least ``at_least``."""
+    page.wait_for_function(f"Number(document.querySelector('#height').textContent) >= {at_least}")
+
+
 GRAPH_NODES = """() => document.querySelector('#graph').cy.nodes().map((n) => ({
     id: n.id(), cid: n.data('cid') || null, label: n.data('label'), more: n.data('more') || 0,
     classes: n.classes(), x: n.renderedPosition().x, y: n.renderedPosition().y,
@@ -170,7 +175,7 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
 
     # the height follows the blocks without a reload
     h0 = height_on(page)
-    page.wait_for_function(f"Number(document.querySelector('#height').textContent) > {h0}")
+    wait_height(page, h0 + 1)
 
     # a new particle that everyone links to becomes the top one
     tag = f"web-test-{os.getpid()}-{time.time_ns()}"
@@ -184,9 +189,7 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
         ]
     )
     page.wait_for_selector(f'#top-list li:first-child[data-cid="{hub}"]')
-    page.wait_for_function(
-        f"Number(document.querySelector('#height').textContent) >= {committed['height']}"
-    )
+    wait_height(page, committed["height"])
     shown = height_on(page)
     assert committed["height"] <= shown <= devnet.status()["height"]
     assert page.locator(f'#blocks tr[data-height="{committed["height"]}"]').count() == 1
@@ -324,7 +327,7 @@ def test_a_row_pressed_while_a_block_arrives_still_opens(page, devnet):
     def press_through_a_block(selector: str) -> None:
         press(page, selector)
         h0 = height_on(page)
-        page.wait_for_function(f"Number(document.querySelector('#height').textContent) > {h0}")
+        wait_height(page, h0 + 1)
         # the block's message has been handled (the height shows it); one more turn
         # of the page's loop for the lists it refreshes
         page.wait_for_timeout(300)
@@ -356,9 +359,7 @@ def test_the_pager_pressed_while_its_particle_refreshes_still_turns(page, devnet
     press(page, "#in-next")
     more = cid_of_text(f"{hub} one more spoke")
     committed = devnet.submit([Msg("link", {"links": [[cid_to_bytes(more), cid_to_bytes(hub)]]})])
-    page.wait_for_function(
-        f"Number(document.querySelector('#height').textContent) >= {committed['height']}"
-    )
+    wait_height(page, committed["height"])
     # the refresh of the particle has rendered (its count of links in shows it)
     page.wait_for_selector('#particle-links-in:text-is("14")')
     page.mouse.up()
@@ -458,4 +459,4 @@ def test_page_reconnects_after_node_restart(page, devnet):
     h0 = height_on(page)
     devnet.start()
     page.wait_for_selector('#live[data-state="open"]')
-    page.wait_for_function(f"Number(document.querySelector('#height').textContent) > {h0}")
+    wait_height(page, h0 + 1)

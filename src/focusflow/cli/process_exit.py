@@ -13,8 +13,8 @@ So the console command ends the way the interpreter would, minus the part
 that races: it runs the threading module's exit hooks and waits for the
 threads that are not daemons (``threading._shutdown``, what the interpreter
 calls first), runs the ``atexit`` handlers and flushes stdout and stderr,
-then leaves with
-``os._exit``, skipping the interpreter's teardown and the C++ destructors.
+then leaves with ``os._exit``, skipping the interpreter's teardown and the
+C++ destructors.
 Commands that own resources (a node's stores, its sockets) close them
 themselves before they return.
 """

@@ -60,7 +60,7 @@ for (const type of ["pointerup", "pointercancel"]) {
 // Put build()'s elements into a live part of the page now, or after a press held
 // inside it. build runs when they go in, so they show the page's state of then.
 export function renderLive(part, build) {
-  if (hold.target instanceof Node && part.contains(hold.target)) {
+  if (hold.target !== null && part.contains(hold.target)) {
     waiting.set(part, build);
     return;
   }
