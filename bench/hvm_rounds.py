@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hvm
 from focusflow.rewrite import cuda
 from focusflow.rewrite.cpu import Normalized
+from focusflow.rewrite.cuda_base import Geometry
 from focusflow.rewrite.parse import Book, load_book
 from focusflow.rewrite.show import readback
 
@@ -37,8 +38,8 @@ def traced_run(book: Book, schedule: str) -> tuple[Normalized, list[Round]]:
     make_policy = cuda._policy
     pending_of: list[int] = []
 
-    def policy_with_trace(name: str):
-        policy, layout = make_policy(name)
+    def policy_with_trace(name: str, geo: Geometry):
+        policy, layout = make_policy(name, geo)
         pick, record = policy.pick, policy.record
 
         def traced_pick(pending: int, launched: int):

@@ -12,9 +12,10 @@ from focusflow.rewrite.cuda import (
     AUTO_TRIALS,
     LOCAL_BUDGET,
 )
+from focusflow.rewrite.cuda_base import SMALL
 
-LOCAL = cuda._Kernel(None, cuda.LOCAL_BLOCK, cuda.LOCAL_SLOTS, cuda.LOCAL_MAX_THREADS, 1, 1024)
-SPREAD = cuda._Kernel(None, cuda.BLOCK, cuda.LOCAL_SLOTS, cuda.MAX_THREADS, 0, 0)
+LOCAL = cuda._Kernel(None, SMALL.block, SMALL.slots, cuda.LOCAL_MAX_THREADS, 1, 1024)
+SPREAD = cuda._Kernel(None, cuda.BLOCK, SMALL.slots, cuda.MAX_THREADS, 0, 0)
 
 
 def _run(widths: list[int], local_rate: float, spread_rate: float = 1e8) -> list[str]:

@@ -5,15 +5,21 @@ are computed independently in Python) and HVM2's published programs."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from focusflow.rewrite import cuda, webgpu
+from focusflow.rewrite import cuda, cuda_base, webgpu
 from focusflow.rewrite.cpu import normalize
-from focusflow.rewrite.cuda_base import SCRATCH_LOCAL
-from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
+from focusflow.rewrite.cuda_base import GEOMETRIES, SCRATCH_LOCAL, Geometry
+from focusflow.rewrite.errors import (
+    HvmBackendUnavailableError,
+    HvmOutOfMemoryError,
+    HvmUnsafeCloneError,
+)
 from focusflow.rewrite.parse import load_book
+from focusflow.rewrite.run import normalize_on
 from focusflow.rewrite.show import normalize_names, readback
 from tests.rewrite.random_nets import random_program
 
@@ -22,11 +28,16 @@ HEAP = 1 << 16
 
 
 def _run(
-    text: str, backend: str = "numba", threads: int = 1, schedule: str = "spread"
+    text: str,
+    backend: str = "numba",
+    threads: int = 1,
+    schedule: str = "spread",
+    geometry: Geometry | None = None,
 ) -> tuple[str, int]:
     book = load_book(text)
     if backend == "cuda":
-        net = cuda.normalize_cuda(book, nodes=1 << 22, vars_=1 << 22, schedule=schedule)
+        net = cuda.normalize_cuda(book, nodes=1 << 22, vars_=1 << 22, schedule=schedule,
+                                  geometry=geometry)  # fmt: skip
     elif backend == "wgpu":
         net = webgpu.normalize_webgpu(book, nodes=HEAP, vars_=HEAP, invocations=64)
     else:
@@ -139,6 +150,38 @@ def test_published_programs_on_cuda(name: str, schedule: str) -> None:
     )
 
 
+def _shared_limit() -> int:
+    cupy = cuda._cupy()
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())
+    return int(props["sharedMemPerBlockOptin"])
+
+
+@pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
+@pytest.mark.parametrize("geo", GEOMETRIES, ids=lambda g: f"block{g.block}")
+@pytest.mark.parametrize("schedule", ["fork", "local", "auto"])
+@pytest.mark.parametrize("name", ["sum_rec.hvm", "sort_bitonic.hvm", "tuples.hvm"])
+def test_every_geometry_the_gpu_holds_gives_the_cpus_result(
+    name: str, schedule: str, geo: Geometry
+) -> None:
+    """The shared-memory kernels built for each geometry, not only the one
+    the device would pick, give the CPU's result and count; random programs
+    too, under fork."""
+    if geo.shared_bytes > _shared_limit():
+        pytest.skip(f"this GPU gives a block less than {geo.shared_bytes} bytes")
+    book = load_book((PROGRAMS / name).read_text())
+    one = normalize(book, nodes=1 << 24, vars_=1 << 24)
+    gpu = cuda.normalize_cuda(book, nodes=1 << 24, vars_=1 << 24, schedule=schedule, geometry=geo)
+    assert gpu.interactions == one.interactions
+    assert normalize_names(readback(gpu.node, gpu.vars, gpu.root, book.names)) == normalize_names(
+        readback(one.node, one.vars, one.root, book.names)
+    )
+    if name != "tuples.hvm" or schedule != "fork":
+        return
+    for seed in range(0, 40, 5):
+        prog = random_program(seed, steps=10 + seed)
+        assert _run(prog.text, "cuda", schedule="fork", geometry=geo) == _run(prog.text)
+
+
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
 @pytest.mark.parametrize("schedule", cuda.SCHEDULES)
 def test_a_small_gpu_heap_is_a_clean_error(schedule: str) -> None:
@@ -215,6 +258,28 @@ def test_an_unknown_cuda_schedule_is_refused_before_the_gpu_is_touched() -> None
         ValueError, match="unknown schedule 'eager'; there are: spread, chains, local"
     ):
         cuda.normalize_cuda(book, schedule="eager")
+
+
+def test_a_gpu_with_too_little_shared_memory_is_refused_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CuPy's runtime as a GPU of 48 KiB of shared memory a block shows it."""
+    props = {"name": b"Tesla P100", "sharedMemPerBlockOptin": 49_152}
+    runtime = SimpleNamespace(
+        getDeviceCount=lambda: 1, getDevice=lambda: 0, getDeviceProperties=lambda _: props
+    )
+    fake = SimpleNamespace(cuda=SimpleNamespace(runtime=runtime))
+    monkeypatch.setattr(cuda_base, "_cupy", lambda: fake)
+    monkeypatch.setattr(cuda, "_cupy", lambda: fake)
+    monkeypatch.setattr(cuda_base, "_GEOMETRY", {})
+    ok, why = cuda.available()
+    assert not ok
+    assert (
+        why == "the GPU gives a block 49152 bytes of shared memory; the CUDA evaluator needs 98304"
+    )
+    book = load_book((PROGRAMS / "tuples.hvm").read_text())
+    with pytest.raises(HvmBackendUnavailableError, match="--backend cuda cannot run here: the GPU"):
+        normalize_on(book, backend="cuda")
 
 
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")

@@ -12,7 +12,16 @@ import pytest
 
 from focusflow.rewrite import cuda, cuda_fork
 from focusflow.rewrite.cpu import normalize
+from focusflow.rewrite.cuda_base import (
+    GEOMETRIES,
+    LARGE,
+    SMALL,
+    Geometry,
+    device_geometry,
+    geometry_for,
+)
 from focusflow.rewrite.cuda_fork import GROW, SEED, WORK, Modes
+from focusflow.rewrite.errors import HvmBackendUnavailableError
 from focusflow.rewrite.parse import load_book
 from focusflow.rewrite.show import normalize_names, readback
 
@@ -106,13 +115,55 @@ def test_regions_found_full_in_a_row_stop_with_their_status() -> None:
 
 
 @pytest.mark.parametrize(
-    ("count", "shape"),
-    [(1, (1, 1)), (100, (1, 100)), (128, (1, 128)), (1000, (4, 512)), (1 << 20, (128, 1 << 14))],
+    ("geo", "count", "shape"),
+    [
+        (SMALL, 1, (1, 1)),
+        (SMALL, 100, (1, 100)),
+        (SMALL, 128, (1, 128)),
+        (SMALL, 1000, (4, 512)),
+        (SMALL, 1 << 20, (128, 1 << 14)),
+        (LARGE, 200, (1, 200)),
+        (LARGE, 256, (1, 256)),
+        (LARGE, 1000, (2, 512)),
+        (LARGE, 1 << 20, (128, 1 << 15)),
+    ],
 )
 def test_the_grid_is_a_power_of_two_of_blocks_or_one_partial_block(
-    count: int, shape: tuple[int, int]
+    geo: Geometry, count: int, shape: tuple[int, int]
 ) -> None:
-    assert cuda_fork._shape(count) == shape
+    assert cuda_fork._shape(count, geo) == shape
+
+
+@pytest.mark.parametrize(
+    ("limit", "geo"),
+    [
+        (232_448, LARGE),  # H100, H200: 227 KiB
+        (LARGE.shared_bytes, LARGE),
+        (LARGE.shared_bytes - 1, SMALL),
+        (166_912, SMALL),  # A100: 163 KiB
+        (101_376, SMALL),  # RTX 4090, L4: 99 KiB
+        (SMALL.shared_bytes, SMALL),
+    ],
+)
+def test_a_device_gets_the_largest_geometry_its_shared_memory_holds(
+    limit: int, geo: Geometry
+) -> None:
+    assert geometry_for(limit) == geo
+
+
+def test_a_device_with_too_little_shared_memory_cannot_run_the_evaluator() -> None:
+    with pytest.raises(HvmBackendUnavailableError, match="49152 bytes of shared memory"):
+        geometry_for(49_152)  # Pascal
+
+
+def test_each_geometry_gives_a_thread_64_slots_and_a_grid_the_transpose_mirrors() -> None:
+    """Each geometry gives a thread 64 shared slots, and its fork grid's tree
+    of blocks is no deeper than its block's tree of threads (the SEED
+    launch's transpose)."""
+    for geo in GEOMETRIES:
+        assert geo.slots // geo.block == 64
+        assert geo.fork_blocks <= geo.block
+        assert geo.block & (geo.block - 1) == 0 and geo.fork_blocks & (geo.fork_blocks - 1) == 0
 
 
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
@@ -122,7 +173,7 @@ def test_one_thread_and_partial_blocks_give_the_cpus_result(threads: int) -> Non
     one = normalize(book, nodes=1 << 24, vars_=1 << 24)
     gpu = cuda.normalize_cuda(book, nodes=1 << 24, vars_=1 << 24, threads=threads,
                               schedule="fork")  # fmt: skip
-    assert gpu.threads == cuda_fork._shape(threads)[1]
+    assert gpu.threads == cuda_fork._shape(threads, device_geometry())[1]
     assert gpu.interactions == one.interactions
     assert normalize_names(readback(gpu.node, gpu.vars, gpu.root, book.names)) == normalize_names(
         readback(one.node, one.vars, one.root, book.names)

@@ -33,9 +33,7 @@ from focusflow.rewrite.cuda_base import (
     BINS,
     DEFAULT_NODES,
     DEFAULT_VARS,
-    LOCAL_BLOCK,
-    LOCAL_SLOTS,
-    SHARED_BYTES,
+    Geometry,
     _book_arrays,
     _compact,
     _cupy,
@@ -43,9 +41,10 @@ from focusflow.rewrite.cuda_base import (
     _module,
     _raise,
     _regions,
+    device_geometry,
 )
 from focusflow.rewrite.cuda_fork import Handoff, RateWatch, fork_until, normalize_fork
-from focusflow.rewrite.errors import HvmOutOfMemoryError
+from focusflow.rewrite.errors import HvmBackendUnavailableError, HvmOutOfMemoryError
 from focusflow.rewrite.limits import UNLIMITED, Limits
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import REF
@@ -90,6 +89,10 @@ def available() -> tuple[bool, str]:
         return False, f"CuPy or a CUDA driver is missing ({type(exc).__name__}: {exc})"
     if count < 1:
         return False, "no CUDA GPU found"
+    try:
+        device_geometry()
+    except HvmBackendUnavailableError as exc:
+        return False, str(exc)
     return True, cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
 
 
@@ -124,16 +127,16 @@ class _Kernel:
         return self.budget or min(MAX_BUDGET, max(MIN_BUDGET, ROUND // launched))
 
 
-def _kernel(schedule: str, low: int = 1) -> _Kernel:
-    """The kernel of a single schedule; ``low``: where the spreading kernels'
-    regions start (above the local kernel's shared addresses when they share
-    a heap with it)."""
+def _kernel(schedule: str, geo: Geometry, low: int = 1) -> _Kernel:
+    """The kernel of a single schedule, built for ``geo``; ``low``: where the
+    spreading kernels' regions start (above the local kernel's shared
+    addresses when they share a heap with it)."""
     if schedule == "local":
-        function = _module(True).get_function("hvm_block_round")
-        function.max_dynamic_shared_size_bytes = SHARED_BYTES
-        return _Kernel(function, LOCAL_BLOCK, LOCAL_SLOTS, LOCAL_MAX_THREADS, SHARED_BYTES,
+        function = _module(True, geo).get_function("hvm_block_round")
+        function.max_dynamic_shared_size_bytes = geo.shared_bytes
+        return _Kernel(function, geo.block, geo.slots, LOCAL_MAX_THREADS, geo.shared_bytes,
                        LOCAL_BUDGET)  # fmt: skip
-    function = _module(schedule == "chains").get_function("hvm_round")
+    function = _module(schedule == "chains", geo).get_function("hvm_round")
     return _Kernel(function, BLOCK, low, MAX_THREADS, 0, 0)
 
 
@@ -228,15 +231,13 @@ class _Fixed:
         return None
 
 
-def _policy(schedule: str) -> tuple[_Auto | _Fixed, _Kernel]:
+def _policy(schedule: str, geo: Geometry) -> tuple[_Auto | _Fixed, _Kernel]:
     """The schedule's choice of kernel a round, and the kernel whose heap
     layout (lowest region address, most threads) the run takes."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; there are: {', '.join(SCHEDULES)}")
     if schedule == "auto":
-        spread = _kernel("spread", low=LOCAL_SLOTS)
-        return _Auto(_kernel("local"), spread), spread
-    k = _kernel(schedule)
+        spread = _kernel("spread", geo, low=geo.slots)
+        return _Auto(_kernel("local", geo), spread), spread
+    k = _kernel(schedule, geo)
     return _Fixed(k), k
 
 
@@ -247,41 +248,48 @@ def normalize_cuda(
     threads: int | None = None,
     schedule: str = DEFAULT_SCHEDULE,
     limits: Limits = UNLIMITED,
+    geometry: Geometry | None = None,
 ) -> Normalized:
     """Run ``@main`` of ``book`` to normal form on the GPU under ``schedule``
     (``SCHEDULES``); the same result and interaction count as
     ``cpu.normalize`` under each. ``threads`` (regions) defaults to as many as
     the heap allows, at most ``MAX_THREADS`` (``LOCAL_MAX_THREADS``).
-    ``limits`` is checked after each launch.
+    ``limits`` is checked after each launch. ``geometry``: the shared-memory
+    kernels' shape (``cuda_base.GEOMETRIES``), by default the largest the
+    device holds; every one gives the same result and count.
 
     ``auto`` starts under ``fork`` and hands the net over to the rounds of
     ``spread`` (and ``local``, ``_Auto``) once ``fork`` runs it slowly
     (``cuda_fork.RateWatch``); a fork run that stops with an error (a
     definition of more pairs than a thread's bag holds) starts again under
     the rounds, which give the error themselves if the net cannot run."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; there are: {', '.join(SCHEDULES)}")
+    geo = geometry or device_geometry()
     if schedule == "fork":
-        return normalize_fork(book, nodes, vars_, threads, limits=limits)
-    policy, layout = _policy(schedule)
+        return normalize_fork(book, nodes, vars_, threads, limits=limits, geometry=geo)
+    policy, layout = _policy(schedule, geo)
     if schedule != "auto":
-        return _rounds(book, nodes, vars_, threads, policy, layout, limits)
+        return _rounds(book, nodes, vars_, threads, policy, layout, limits, geo)
     cupy = _cupy()
     sms = int(cupy.cuda.runtime.getDeviceProperties(0)["multiProcessorCount"])
     started = time.perf_counter()
     run: Normalized | Handoff | None
     try:
         run = fork_until(book, nodes, vars_, threads, limits=limits,
-                         watch=RateWatch.for_device(sms))  # fmt: skip
+                         watch=RateWatch.for_device(sms), geometry=geo)  # fmt: skip
     except HvmOutOfMemoryError:
         run = None  # out of the except clause first: its traceback holds the fork run's heap
     if run is None:
-        return _rounds(book, nodes, vars_, threads, policy, layout, limits, started=started)
+        return _rounds(book, nodes, vars_, threads, policy, layout, limits, geo, started=started)
     if isinstance(run, Normalized):
         return run
-    return _rounds(book, nodes, vars_, threads, policy, layout, limits, handoff=run)
+    return _rounds(book, nodes, vars_, threads, policy, layout, limits, geo, handoff=run)
 
 
 def _start(cupy: Any, nodes: int, vars_: int, bag: Any, seg: int, ctl: Any,
-           handoff: Handoff | None) -> tuple[Any, Any, int, int, int, int]:  # fmt: skip
+           handoff: Handoff | None,
+           geo: Geometry) -> tuple[Any, Any, int, int, int, int]:  # fmt: skip
     """The heap (node, variable slots, root) a run in rounds starts on, with
     its first pairs in ``bag`` (``seg`` pairs a bin) and their tally in
     ``ctl``: a fresh heap and the boot redex, or what a fork run handed over
@@ -296,7 +304,7 @@ def _start(cupy: Any, nodes: int, vars_: int, bag: Any, seg: int, ctl: Any,
     # the kernels add to the run's 64-bit count in ctl[4..5]
     ctl[4:6] = cupy.asarray(np.array([handoff.interactions], dtype=np.uint64).view(np.uint32))
     slots = int(handoff.counts.size)
-    gather = _module(True).get_function("hvm_gather")  # the fork kernel's module
+    gather = _module(True, geo).get_function("hvm_gather")  # the fork kernel's module
     gather(((slots * BAG + BLOCK - 1) // BLOCK,), (BLOCK,),
            (handoff.bags, handoff.counts, np.uint32(slots), bag, np.uint32(seg * BINS), ctl,
             ctl[8 : 8 + TALLY]))  # fmt: skip
@@ -315,6 +323,7 @@ def _rounds(
     policy: _Auto | _Fixed,
     layout: _Kernel,
     limits: Limits,
+    geo: Geometry,
     handoff: Handoff | None = None,
     started: float | None = None,
 ) -> Normalized:
@@ -339,7 +348,7 @@ def _rounds(
     # (offset in ctl, view) of the input bag's tally and of the output bag's
     tallies = [(at, ctl[at : at + TALLY]) for at in (8, 8 + TALLY)]
     node, subst, root, pending, interactions, rounds = _start(cupy, nodes, vars_, bags[0], seg,
-                                                             ctl, handoff)  # fmt: skip
+                                                             ctl, handoff, geo)  # fmt: skip
     if handoff is not None:
         started = handoff.started
     cursors = cupy.zeros(2 * count, dtype=cupy.uint32)

@@ -11,7 +11,11 @@ from typing import Any, cast
 
 import numpy as np
 
-from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
+from focusflow.rewrite.errors import (
+    HvmBackendUnavailableError,
+    HvmOutOfMemoryError,
+    HvmUnsafeCloneError,
+)
 from focusflow.rewrite.parse import Book
 from focusflow.rewrite.ports import CON, NONE, RULES, VAR
 
@@ -24,21 +28,53 @@ BINS = 8
 #: region is full stops the run, however empty the others are, so regions
 #: must leave room for an uneven share of the live net.
 MIN_REGION = 4096
-#: The kernels that keep a block's nodes in its shared memory (the ``local``
-#: and ``fork`` schedules'): threads per block, shared node (and variable)
-#: slots per block, and the bytes they take.
-LOCAL_BLOCK = 128
-LOCAL_SLOTS = 8192
-SHARED_BYTES = LOCAL_SLOTS * 12
-#: Pending pairs a thread of those kernels holds of each priority. These
-#: three are the kernel's LT, LLEN and RLEN (passed to it as defines).
+#: Pending pairs a thread of the kernels that keep a block's nodes in its
+#: shared memory holds of each priority (the kernel's RLEN).
 BAG = 256
+#: Bytes of shared memory a shared slot takes: a node (8) and a variable (4).
+SLOT_BYTES = 12
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The shape of the kernels that keep a block's nodes in its shared memory
+    (the ``local`` and ``fork`` schedules'): threads per block, shared node
+    (and variable) slots per block (the kernel's LT and LLEN, passed to it as
+    defines), and the most blocks of a fork run.
+
+    A thread's share of slots stays 64 in both geometries: 256 threads with
+    half as many slots each ran bitonic sort of 2^19 numbers 1.2x slower than
+    128 with 64 (bench/RESULTS.md)."""
+
+    block: int
+    slots: int
+    fork_blocks: int
+
+    @property
+    def shared_bytes(self) -> int:
+        return self.slots * SLOT_BYTES
+
+    @property
+    def fork_threads(self) -> int:
+        return self.fork_blocks * self.block
+
+
+#: 96 KiB of shared memory a block, which every CUDA GPU since Volta gives.
+SMALL = Geometry(block=128, slots=8192, fork_blocks=128)
+#: 192 KiB a block (an H100's or H200's 227 KiB hold it): eight warps on each
+#: multiprocessor where SMALL has four, so each of its four schedulers has a
+#: second warp to issue while one waits on memory. On an H200 it ran bitonic
+#: sort of 2^19 numbers under ``fork`` in 0.33 s against SMALL's 0.47 s.
+LARGE = Geometry(block=256, slots=16384, fork_blocks=128)
+#: Largest first: a device gets the first one its shared memory holds.
+GEOMETRIES = (LARGE, SMALL)
 #: The widest book (nodes or variables of one definition) whose interactions
 #: keep the slots they take on a thread's stack rather than in the global
 #: scratch (the kernel's SCRATCH_LOCAL).
 SCRATCH_LOCAL = 64
 
 _MODULE: dict[str, Any] = {}
+_GEOMETRY: dict[int, Geometry] = {}
 
 
 def _cupy() -> ModuleType:
@@ -48,9 +84,35 @@ def _cupy() -> ModuleType:
     return cast("ModuleType", cupy)
 
 
-def _module(local_foreign: bool = False) -> Any:
-    """``kernels/hvm.cu`` compiled once per process, with the rule table filled in."""
-    key = f"module{int(local_foreign)}"
+def device_geometry() -> Geometry:
+    """The largest of ``GEOMETRIES`` whose shared memory the current device
+    lets one block have (its opt-in limit, which a kernel reaches by setting
+    its ``max_dynamic_shared_size_bytes``)."""
+    cupy = _cupy()
+    device = int(cupy.cuda.runtime.getDevice())
+    if device not in _GEOMETRY:
+        limit = int(cupy.cuda.runtime.getDeviceProperties(device)["sharedMemPerBlockOptin"])
+        _GEOMETRY[device] = geometry_for(limit)
+    return _GEOMETRY[device]
+
+
+def geometry_for(shared_limit: int) -> Geometry:
+    """The largest of ``GEOMETRIES`` that fits ``shared_limit`` bytes of
+    shared memory a block; ``HvmBackendUnavailableError`` if none does."""
+    for geo in GEOMETRIES:
+        if geo.shared_bytes <= shared_limit:
+            return geo
+    raise HvmBackendUnavailableError(
+        f"the GPU gives a block {shared_limit} bytes of shared memory; "
+        f"the CUDA evaluator needs {SMALL.shared_bytes}"
+    )
+
+
+def _module(local_foreign: bool = False, geometry: Geometry | None = None) -> Any:
+    """``kernels/hvm.cu`` compiled once per process and geometry (the current
+    device's unless given), with the rule table filled in."""
+    geo = geometry or device_geometry()
+    key = f"module{int(local_foreign)}-{geo.block}-{geo.slots}"
     if key not in _MODULE:
         cupy = _cupy()
         table = "{" + ",".join(str(int(r)) for r in RULES.reshape(-1)) + "}"
@@ -63,8 +125,8 @@ def _module(local_foreign: bool = False) -> Any:
         # IEEE float32 as on the CPU: subnormals kept, division and square root
         # correctly rounded, no fused multiply-add
         options = ("--std=c++14", "--ftz=false", "--prec-div=true", "--fmad=false",
-                   f"-DLOCAL_FOREIGN={int(local_foreign)}", f"-DLT={LOCAL_BLOCK}",
-                   f"-DLLEN={LOCAL_SLOTS}", f"-DRLEN={BAG}", f"-DNBINS={BINS}",
+                   f"-DLOCAL_FOREIGN={int(local_foreign)}", f"-DLT={geo.block}",
+                   f"-DLLEN={geo.slots}", f"-DRLEN={BAG}", f"-DNBINS={BINS}",
                    f"-DSCRATCH_LOCAL={SCRATCH_LOCAL}")  # fmt: skip
         _MODULE[key] = cupy.RawModule(code=source, options=options)
     return _MODULE[key]

@@ -60,7 +60,8 @@ class HvmReadbackError(FocusflowError):
 
 class HvmBackendUnavailableError(FocusflowError):
     """The requested evaluator does not exist or cannot run on this machine
-    (no CuPy or CUDA GPU for ``cuda``, no WebGPU adapter for ``wgpu``)."""
+    (no CuPy or CUDA GPU for ``cuda``, or one that gives a block less than
+    96 KiB of shared memory; no WebGPU adapter for ``wgpu``)."""
 
     code = "hvm_backend_unavailable"
 

@@ -743,8 +743,9 @@ extern "C" __global__ void hvm_round(
 // faster (cuda.py, _Auto). Under `auto` the rounds of hvm_round share the heap,
 // their regions starting at `low` = LLEN.
 
-// cuda.py defines LT, LLEN and RLEN from its LOCAL_BLOCK, LOCAL_SLOTS and BAG;
-// the values here are theirs, for a compile without it.
+// cuda_base.py defines LT and LLEN from the device's Geometry and RLEN from
+// its BAG; the values here are those of its SMALL geometry, for a compile
+// without them.
 #ifndef LT
 #define LT 128
 #endif
