@@ -44,7 +44,11 @@ class Geometry:
 
     A thread's share of slots stays 64 in both geometries: 256 threads with
     half as many slots each ran bitonic sort of 2^19 numbers 1.2x slower than
-    128 with 64 (bench/RESULTS.md)."""
+    128 with 64. A fork run takes 128 blocks in both: 64 blocks of 256
+    threads left half an H200's multiprocessors idle (1.47x slower), and the
+    SEED launch's transpose (consecutive threads of a block hold the bags of
+    the first threads of consecutive blocks) needs no more blocks than a
+    block has threads (bench/RESULTS.md)."""
 
     block: int
     slots: int
