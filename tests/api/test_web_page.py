@@ -366,6 +366,32 @@ def test_the_pager_pressed_while_its_particle_refreshes_still_turns(page, devnet
     page.wait_for_selector('#pager-in[data-total="14"][data-offset="12"]')
 
 
+def test_a_graph_node_pressed_while_its_graph_is_redrawn_still_opens(page, devnet):
+    """The link graph is drawn again when the open particle's set of neighbours
+    changes (a block with a new link to it). A tap is a press and a release on
+    one node; Cytoscape still taps the node pressed when the graph was redrawn
+    between the two (the lists need the page's hold for this, the graph not)."""
+    hub, spokes, _ = linked_hub(devnet, 3)
+    page.evaluate("(cid) => { location.hash = `#/particle/${cid}`; }", hub)
+    wait_graph(page, 4)
+    page.locator("#graph").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "(cid) => document.querySelector('#graph').cy.getElementById(cid).nonempty()",
+        arg=spokes[1],
+    )
+    page.mouse.move(*node_point(page, spokes[1]))
+    page.mouse.down()
+    more = cid_of_text(f"{hub} a fourth spoke")
+    committed = devnet.submit([Msg("link", {"links": [[cid_to_bytes(more), cid_to_bytes(hub)]]})])
+    wait_height(page, committed["height"])
+    # the particle's refresh has rendered (its count of links in shows it)
+    page.wait_for_selector('#particle-links-in:text-is("4")')
+    # redrawn under the press: the new spoke is in
+    assert page.evaluate("document.querySelector('#graph').cy.nodes().length") == 5
+    page.mouse.up()
+    page.wait_for_selector(f'#particle[data-cid="{spokes[1]}"] #particle-focus')
+
+
 def test_empty_blocks_fold(page, devnet):
     """Runs of empty blocks are one row by default; the toggle shows them, and the
     choice is kept in the browser."""
