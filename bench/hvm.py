@@ -36,9 +36,12 @@ What it measures, in one process run:
    ``gcc -O3 -DTPC_L2=k``, run at each of ``--hvm-threads``; compile time
    excluded; ``gen-c+ARGS`` passes ARGS after FILE, for a build whose gen-c
    takes more, and the label says whether the C has a compiled or an
-   interpreted book) or ``run`` (``PATH run FILE``, the Rust reference
-   interpreter). ``gen-cu`` is HVM2's CUDA runtime: ``--hvm`` then names a
-   checkout of HVM2's source (no binary is needed), and the script writes the
+   interpreted book; where ``--hvm`` names a checkout of HVM2's source, the
+   script writes the C file itself, HVM2's ``src/hvm.c`` and ``src/run.c``
+   with the book in its byte format and interpreted, as ``run-c`` runs it) or
+   ``run`` (``PATH run FILE``, the Rust reference interpreter). ``gen-cu`` is
+   HVM2's CUDA runtime: ``--hvm`` then names a checkout of HVM2's source (no
+   binary is needed), and the script writes the
    ``.cu`` file that ``hvm gen-cu FILE`` would write (HVM2's ``src/hvm.cu`` and
    ``src/run.cu`` with the book in its byte format, from our parser's book,
    which numbers nodes, variables and definitions as HVM2's does), compiled
@@ -71,6 +74,7 @@ Run from the repository root::
     python bench/hvm.py --hvm /path/to/hvm        # + HVM2's C runtime, 1 and 2 threads: ~2 min
     python bench/hvm.py --hvm /path/to/hvm --hvm-mode run --compile   # its interpreter
     python bench/hvm.py --hvm /path/to/hvm --hvm-mode "gen-c,gen-c+0 compiled" --hvm-threads 1
+    python bench/hvm.py --hvm /path/to/HVM --hvm-mode gen-c   # HVM2's C runtime from its source
     python bench/hvm.py --backend cuda --hvm /path/to/HVM --hvm-mode gen-cu   # both on the GPU
     python bench/hvm.py --backend cuda --schedule local   # the CUDA evaluator's other schedules
 """
@@ -350,20 +354,23 @@ def parse_hvm(stdout: str) -> dict[str, str]:
     return {k: v.removesuffix("s") for k, v in _LINE.findall(stdout)}
 
 
-def hvm2_cuda_source(src: Path, text: str) -> str:
-    """What ``hvm gen-cu`` writes for ``text``: HVM2's CUDA runtime and IO
-    driver (from the checkout ``src``) with the book compiled in."""
+def hvm2_source(src: Path, text: str, ext: str = "cu") -> str:
+    """What ``hvm gen-cu`` writes for ``text`` (``ext`` "cu"): HVM2's CUDA
+    runtime and IO driver (from the checkout ``src``) with the book in its
+    byte format; with ``ext`` "c", the same for its C runtime, the book
+    interpreted as ``hvm run-c`` runs it (``hvm gen-c`` also compiles the
+    book's definitions to C, which only HVM2's own compiler writes)."""
     from focusflow.rewrite.book_bytes import book_bytes
     from focusflow.rewrite.parse import load_book
 
     book = book_bytes(load_book(text))
-    hvm_cu = "#define IO\n\n" + (src / "src" / "hvm.cu").read_text()
-    hvm_cu = hvm_cu.replace(
+    code = "#define IO\n\n" + (src / "src" / f"hvm.{ext}").read_text()
+    code = code.replace(
         "//COMPILED_BOOK_BUF//", "static const u8 BOOK_BUF[] = {" + ", ".join(map(str, book)) + "};"
     )
-    hvm_cu = hvm_cu.replace("#define WITHOUT_MAIN", "#define WITH_MAIN")
-    hvm_cu += "\n\n" + (src / "src" / "run.cu").read_text()
-    return hvm_cu.replace('#include "hvm.cu"', "")
+    code = code.replace("#define WITHOUT_MAIN", "#define WITH_MAIN")
+    code += "\n\n" + (src / "src" / f"run.{ext}").read_text()
+    return code.replace(f'#include "hvm.{ext}"', "")
 
 
 def cuda_arch() -> str:
@@ -394,14 +401,21 @@ class HvmRunner:
 
     def c_file(self, hvm: str, path: Path) -> Path:
         """``hvm gen-c path [gen_args]``, written once next to ``path``
-        (for gen-cu: the CUDA file composed from the checkout ``hvm``)."""
+        (for gen-cu, and gen-c where ``hvm`` is a checkout of HVM2's source:
+        the file composed from the checkout)."""
         if self.mode == "gen-cu":
             cu_file = path.with_suffix(".cu")
             if not cu_file.exists():
-                cu_file.write_text(hvm2_cuda_source(Path(hvm), path.read_text()))
+                cu_file.write_text(hvm2_source(Path(hvm), path.read_text()))
             return cu_file
         slug = "-".join(self.gen_args) or "plain"
         c_file = path.with_name(f"{path.stem}.{slug}.c")
+        if Path(hvm).is_dir():
+            if self.gen_args:
+                raise RuntimeError("gen-c+ARGS needs an HVM2 binary, not a checkout")
+            if not c_file.exists():
+                c_file.write_text(hvm2_source(Path(hvm), path.read_text(), "c"))
+            return c_file
         if not c_file.exists():
             gen = subprocess.run(
                 [hvm, "gen-c", str(path), *self.gen_args],
@@ -481,7 +495,7 @@ def hvm_runners(hvm: str, modes: str, threads: list[int], folder: Path) -> list[
             probe_file.write_text("@main = 42\n")
             c_text = HvmRunner("", "gen-c", 1, extra).c_file(hvm, probe_file).read_text()
             book = "compiled book" if "\n#define COMPILED" in c_text else "interpreted book"
-            shown = f"gen-c {' '.join(extra)}".strip()
+            shown = f"gen-c of {hvm}" if Path(hvm).is_dir() else f"gen-c {' '.join(extra)}".strip()
             for t in threads:
                 label = f"HVM2 C runtime ({shown}: {book}; gcc -O3), {t} thread{'s' * (t > 1)}"
                 runners.append(HvmRunner(label, "gen-c", t, extra))
