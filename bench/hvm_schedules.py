@@ -63,7 +63,7 @@ def run(book: Book, how: str, geo: Geometry) -> Normalized:
     if how != "rounds":
         return cuda.normalize_cuda(book, HEAP, HEAP, schedule=how, geometry=geo)
     policy, layout = cuda._policy("auto", geo)
-    return cuda._rounds(book, HEAP, HEAP, None, policy, layout, UNLIMITED, geo)
+    return cuda._rounds(book, HEAP, HEAP, None, policy, layout, UNLIMITED)
 
 
 def geometries(choice: str) -> list[Geometry]:

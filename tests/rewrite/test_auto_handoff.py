@@ -13,7 +13,6 @@ import pytest
 
 from focusflow.rewrite import cuda, cuda_fork
 from focusflow.rewrite.cpu import normalize
-from focusflow.rewrite.cuda_base import device_geometry
 from focusflow.rewrite.cuda_fork import Handoff, RateWatch
 from focusflow.rewrite.limits import UNLIMITED
 from focusflow.rewrite.parse import Book, load_book
@@ -98,9 +97,8 @@ def test_a_net_handed_over_after_any_launch_gives_the_cpus_result(name: str, lau
     run = cuda_fork.fork_until(book, HEAP, HEAP, watch=_After(launches))
     if isinstance(run, Handoff):
         assert run.rounds == launches and int(run.counts.sum()) > 0
-        geo = device_geometry()
-        policy, layout = cuda._policy("auto", geo)
-        net = cuda._rounds(book, HEAP, HEAP, None, policy, layout, UNLIMITED, geo, handoff=run)
+        policy, layout = cuda._policy("auto", run.geometry)
+        net = cuda._rounds(book, HEAP, HEAP, None, policy, layout, UNLIMITED, handoff=run)
         assert net.rounds > launches
     else:
         net = run  # the run ended first

@@ -12,7 +12,7 @@ import pytest
 
 from focusflow.rewrite import cuda, cuda_base, webgpu
 from focusflow.rewrite.cpu import normalize
-from focusflow.rewrite.cuda_base import GEOMETRIES, SCRATCH_LOCAL, Geometry
+from focusflow.rewrite.cuda_base import GEOMETRIES, SCRATCH_LOCAL, Geometry, device_geometry
 from focusflow.rewrite.errors import (
     HvmBackendUnavailableError,
     HvmOutOfMemoryError,
@@ -150,12 +150,6 @@ def test_published_programs_on_cuda(name: str, schedule: str) -> None:
     )
 
 
-def _shared_limit() -> int:
-    cupy = cuda._cupy()
-    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())
-    return int(props["sharedMemPerBlockOptin"])
-
-
 @pytest.mark.skipif(not cuda.available()[0], reason="no CUDA GPU (CuPy)")
 @pytest.mark.parametrize("geo", GEOMETRIES, ids=lambda g: f"block{g.block}")
 @pytest.mark.parametrize("schedule", ["fork", "local", "auto"])
@@ -166,7 +160,7 @@ def test_every_geometry_the_gpu_holds_gives_the_cpus_result(
     """The shared-memory kernels built for each geometry, not only the one
     the device would pick, give the CPU's result and count; random programs
     too, under fork."""
-    if geo.shared_bytes > _shared_limit():
+    if geo.shared_bytes > device_geometry().shared_bytes:
         pytest.skip(f"this GPU gives a block less than {geo.shared_bytes} bytes")
     book = load_book((PROGRAMS / name).read_text())
     one = normalize(book, nodes=1 << 24, vars_=1 << 24)

@@ -270,7 +270,7 @@ def normalize_cuda(
         return normalize_fork(book, nodes, vars_, threads, limits=limits, geometry=geo)
     policy, layout = _policy(schedule, geo)
     if schedule != "auto":
-        return _rounds(book, nodes, vars_, threads, policy, layout, limits, geo)
+        return _rounds(book, nodes, vars_, threads, policy, layout, limits)
     cupy = _cupy()
     sms = int(cupy.cuda.runtime.getDeviceProperties(0)["multiProcessorCount"])
     started = time.perf_counter()
@@ -281,15 +281,14 @@ def normalize_cuda(
     except HvmOutOfMemoryError:
         run = None  # out of the except clause first: its traceback holds the fork run's heap
     if run is None:
-        return _rounds(book, nodes, vars_, threads, policy, layout, limits, geo, started=started)
+        return _rounds(book, nodes, vars_, threads, policy, layout, limits, started=started)
     if isinstance(run, Normalized):
         return run
-    return _rounds(book, nodes, vars_, threads, policy, layout, limits, geo, handoff=run)
+    return _rounds(book, nodes, vars_, threads, policy, layout, limits, handoff=run)
 
 
 def _start(cupy: Any, nodes: int, vars_: int, bag: Any, seg: int, ctl: Any,
-           handoff: Handoff | None,
-           geo: Geometry) -> tuple[Any, Any, int, int, int, int]:  # fmt: skip
+           handoff: Handoff | None) -> tuple[Any, Any, int, int, int, int]:  # fmt: skip
     """The heap (node, variable slots, root) a run in rounds starts on, with
     its first pairs in ``bag`` (``seg`` pairs a bin) and their tally in
     ``ctl``: a fresh heap and the boot redex, or what a fork run handed over
@@ -304,7 +303,7 @@ def _start(cupy: Any, nodes: int, vars_: int, bag: Any, seg: int, ctl: Any,
     # the kernels add to the run's 64-bit count in ctl[4..5]
     ctl[4:6] = cupy.asarray(np.array([handoff.interactions], dtype=np.uint64).view(np.uint32))
     slots = int(handoff.counts.size)
-    gather = _module(True, geo).get_function("hvm_gather")  # the fork kernel's module
+    gather = _module(True, handoff.geometry).get_function("hvm_gather")  # the fork kernel's
     gather(((slots * BAG + BLOCK - 1) // BLOCK,), (BLOCK,),
            (handoff.bags, handoff.counts, np.uint32(slots), bag, np.uint32(seg * BINS), ctl,
             ctl[8 : 8 + TALLY]))  # fmt: skip
@@ -323,7 +322,6 @@ def _rounds(
     policy: _Auto | _Fixed,
     layout: _Kernel,
     limits: Limits,
-    geo: Geometry,
     handoff: Handoff | None = None,
     started: float | None = None,
 ) -> Normalized:
@@ -348,7 +346,7 @@ def _rounds(
     # (offset in ctl, view) of the input bag's tally and of the output bag's
     tallies = [(at, ctl[at : at + TALLY]) for at in (8, 8 + TALLY)]
     node, subst, root, pending, interactions, rounds = _start(cupy, nodes, vars_, bags[0], seg,
-                                                             ctl, handoff, geo)  # fmt: skip
+                                                             ctl, handoff)  # fmt: skip
     if handoff is not None:
         started = handoff.started
     cursors = cupy.zeros(2 * count, dtype=cupy.uint32)

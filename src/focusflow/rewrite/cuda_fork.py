@@ -196,8 +196,9 @@ class Handoff:
     """A fork run its watch stopped, for the rounds of another schedule to
     go on with: the heap (every port in it global, as after every launch),
     the threads' bags (``BAG`` pairs a thread, ``counts`` of them held), the
-    interactions and launches so far, and the ``time.perf_counter()`` of the
-    run's start."""
+    interactions and launches so far, the ``time.perf_counter()`` of the
+    run's start, and the geometry its kernel was built for (whose module
+    gathers the bags)."""
 
     node: Any
     subst: Any
@@ -207,6 +208,7 @@ class Handoff:
     interactions: int
     rounds: int
     started: float
+    geometry: Geometry
 
 
 def normalize_fork(
@@ -297,7 +299,8 @@ def fork_until(
         elapsed = time.perf_counter() - start
         limits.check(interactions, elapsed)
         if watch is not None and watch.slow(elapsed, interactions):
-            return Handoff(node, subst, root, bags[1], counts[1], interactions, rounds, start)
+            return Handoff(node, subst, root, bags[1], counts[1], interactions, rounds, start,
+                           geo)  # fmt: skip
         status = stalls.after(did, head, modes.mode)
         if status:
             break
