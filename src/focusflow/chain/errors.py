@@ -55,6 +55,17 @@ class EvmInvalidError(TxError):
     code = "evm_invalid"
 
 
+class InternalError(TxError):
+    """A message handler raised an exception no handler means to raise (a bug, or
+    input a library chokes on). The transaction's receipt carries this code and
+    the exception's class name only (never its text, which may differ between
+    library versions), its writes are dropped and the block goes on. For an
+    Ethereum transaction, which charges its own gas inside the handler, it is a
+    refusal instead: the transaction is left out of the block."""
+
+    code = "internal_error"
+
+
 class EvmRevertedError(TxError):
     """An Ethereum transaction whose execution reverted or ran out of gas: it
     stays in its block, its gas paid and its nonce used (the receipt's code)."""

@@ -11,6 +11,19 @@ A transaction failing 1 or 2 cannot be in a block: a producer leaves it out,
 a validator refuses a block that contains it. A transaction failing 3 stays in
 the block with its error code in the receipt; its fee is charged and its nonce
 used, and nothing else it did survives.
+
+Nothing one transaction does can fail its block. Step 3 runs inside one
+boundary, as the Cosmos SDK's ``runTx`` recovers a panic: a handler's
+deliberate error (a ``FocusflowError``) becomes the receipt's code and log, and
+any other exception (a bug, input a library chokes on) becomes the code
+``internal_error`` with the exception's class name as the log, never its text
+or a traceback, which may differ between library versions; the transaction's
+writes, events and changes to the block's running counters are dropped. Two
+errors are not caught: ``MemoryError`` and ``RecursionError`` say that the
+interpreter itself ran out of room, where it stops is not the same on every
+machine, and a receipt made from it could differ between validators; the
+limits each module sets (gas, sizes, depths) keep a transaction from reaching
+them.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from typing import Any
 from focusflow.chain.errors import (
     BlockFullError,
     InsufficientFeeError,
+    InternalError,
     MalformedMessageError,
     OverLimitError,
     TxError,
@@ -35,6 +49,9 @@ from focusflow.core.errors import FocusflowError
 
 #: Longest receipt log committed, in characters after escaping; the rest is cut.
 MAX_RECEIPT_LOG = 512
+#: Exceptions the transaction boundary lets out: the interpreter ran out of
+#: memory or stack, at a point that depends on the machine (module docstring).
+UNCAUGHT = (MemoryError, RecursionError)
 
 
 def receipt_log(message: str) -> str:
@@ -116,6 +133,7 @@ def execute_tx(
     ctx.state.merge(charged)
     ctx.fees += tx.fee
     run = TxContext(ctx, sender, index, 0, ctx.state.child(), sender_key=tx.sender, tx=tx)
+    block_marks = _BlockMarks(ctx)
     try:
         for i, msg in enumerate(tx.msgs):
             handler = handlers.get(msg.type)
@@ -125,6 +143,11 @@ def execute_tx(
             handler(run, msg.body)
     except FocusflowError as exc:  # TxError among them
         return Receipt(tx.hash, exc.code, receipt_log(exc.message))
+    except UNCAUGHT:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the transaction boundary: module docstring
+        block_marks.restore(ctx)
+        return Receipt(tx.hash, InternalError.code, receipt_log(internal_log(exc, tx, run)))
     ctx.state.merge(run.state)
     ctx.deltas.merge(run.deltas)
     return Receipt(tx.hash, "ok", "", run.events)
@@ -144,13 +167,51 @@ def _execute_self_charging(
     if handler is None:
         raise MalformedMessageError(f"unknown message type {msg.type!r}")
     run = TxContext(ctx, tx.sender_address, index, 0, ctx.state.child(), tx=tx)
-    handler(run, msg.body)
+    block_marks = _BlockMarks(ctx)
+    try:
+        handler(run, msg.body)
+    except FocusflowError:
+        raise
+    except UNCAUGHT:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the transaction boundary: module docstring
+        # It charged nothing that stands (its writes are in ``run.state``), so
+        # it cannot stay in the block: it is refused, as an invalid one is.
+        block_marks.restore(ctx)
+        raise InternalError(internal_log(exc, tx, run)) from None
     ctx.state.merge(run.state)
     ctx.deltas.merge(run.deltas)
     if run.failure is not None:
         code, log = run.failure
         return Receipt(tx.hash, code, receipt_log(log), run.events)
     return Receipt(tx.hash, "ok", "", run.events)
+
+
+def internal_log(exc: Exception, tx: Tx, run: TxContext) -> str:
+    """The receipt log of an exception the boundary caught: the message that
+    raised it and the exception's class, the same on every node."""
+    msg = tx.msgs[run.msg_index] if run.msg_index < len(tx.msgs) else None
+    where = f"message {run.msg_index} ({msg.type})" if msg is not None else "the transaction"
+    return f"internal error in {where}: {type(exc).__name__}"
+
+
+class _BlockMarks:
+    """What a transaction may change of its block besides its own state: the
+    running counters (the EVM's gas and logs), the pools halted and the
+    block's events. Taken before its messages run; put back when the
+    boundary drops the transaction."""
+
+    def __init__(self, ctx: BlockContext) -> None:
+        self.counters = dict(ctx.counters)
+        self.halted = set(ctx.halted_pools)
+        self.events = len(ctx.events)
+
+    def restore(self, ctx: BlockContext) -> None:
+        ctx.counters.clear()
+        ctx.counters.update(self.counters)
+        ctx.halted_pools.clear()
+        ctx.halted_pools.update(self.halted)
+        del ctx.events[self.events :]
 
 
 def execute_block(
