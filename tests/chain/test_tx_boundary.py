@@ -161,3 +161,23 @@ def _decoded(raw: bytes):
     from focusflow.chain.tx import decode_tx
 
     return decode_tx(raw)
+
+
+def test_an_ethereum_transaction_that_raises_is_left_out_and_the_block_goes_on(tmp_path):
+    """An Ethereum transaction buys its gas inside its handler, so a handler
+    that raises has charged nothing that stands: the boundary refuses it (a
+    producer leaves it out, the pool drops it) and builds the rest."""
+    from tests.chain.test_evm import _genesis, eth
+
+    chain = Chain(Store(tmp_path), _genesis(), default_modules(), ante, validator_key=VALIDATOR)
+
+    def raising(ctx: TxContext, body: dict) -> None:
+        ctx.block.counters["evm_gas"] = 10**9
+        raise AttributeError("a library's bug")
+
+    chain.handlers["evm.tx"] = raising
+    result = chain.produce_block([eth(0), tx(ALICE, 0, link(("x", "y")))], time_ms=T0 + 1000)
+    assert [r.code for r in result.receipts] == ["ok"]
+    (rejected,) = result.rejected
+    assert rejected.error.code == "internal_error"
+    assert rejected.error.message == "internal error in message 0 (evm.tx): AttributeError"
