@@ -20,6 +20,14 @@ step and fee payout leave it alone.
 The EVM's chain id (EIP-155) is derived from the chain's id string
 (:func:`evm_chain_id`); a transaction signed for another one, or without one,
 is refused.
+
+What can be known of a transaction without the state is checked by
+:func:`check_static`, the same rules for the mempool and for a block: its gas
+within the block gas limit, its max fee at least the base fee, its tip under
+its max fee, initcode of at most ``MAX_INITCODE_SIZE`` bytes and gas for its
+intrinsic cost, which counts the initcode's words (EIP-3860: py-evm charges
+those only once execution starts, and raises, from outside any execution, on
+initcode over the limit).
 """
 
 from __future__ import annotations
@@ -29,7 +37,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
-from focusflow.chain.errors import BadSignatureError, MalformedMessageError, WrongChainIdError
+from focusflow.chain.errors import (
+    BadSignatureError,
+    EvmInvalidError,
+    InsufficientFeeError,
+    MalformedMessageError,
+    OverLimitError,
+    WrongChainIdError,
+)
+from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Msg, Tx
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
@@ -40,6 +56,13 @@ EVM_TX = "evm.tx"
 NATIVE_FIRST_BYTE = 0x86
 #: Transaction types taken: legacy (an RLP list), EIP-2930 and EIP-1559.
 TYPED = (0x01, 0x02)
+#: The most bytes of code a contract may deploy (EIP-170; py-evm enforces it:
+#: a creation that returns more fails, its gas paid).
+MAX_CODE_SIZE = 24_576
+#: The most bytes of initcode a create transaction may carry (EIP-3860).
+MAX_INITCODE_SIZE = 2 * MAX_CODE_SIZE
+#: Intrinsic gas per 32-byte word of a create transaction's initcode (EIP-3860).
+INITCODE_WORD_GAS = 2
 
 
 #: First bytes of a legacy transaction: an RLP list of nine items is longer than
@@ -147,6 +170,49 @@ class EthTx(Tx):
 
     def sign_bytes(self) -> bytes:
         raise MalformedMessageError("an Ethereum transaction has no native signing bytes")
+
+    def check_static(self, params: ChainParams) -> None:
+        """:func:`check_static` under ``params``: what the pool checks at admission."""
+        check_static(self.eth, params.evm_base_fee, params.evm_block_gas_limit)
+
+
+def initcode_gas(to: bytes | None, data: bytes) -> int:
+    """The EIP-3860 gas of a create's initcode (0 for a call): 2 per 32-byte word."""
+    return 0 if to else INITCODE_WORD_GAS * ((len(data) + 31) // 32)
+
+
+def intrinsic_gas(eth: Any) -> int:
+    """All a transaction costs before its first opcode: py-evm's intrinsic gas
+    (base, calldata, creation, access list) plus its initcode words."""
+    return int(eth.intrinsic_gas) + initcode_gas(eth.to, eth.data)
+
+
+def check_initcode(to: bytes | None, data: bytes) -> None:
+    """EvmInvalidError for a create whose initcode is over ``MAX_INITCODE_SIZE``."""
+    if not to and len(data) > MAX_INITCODE_SIZE:
+        raise EvmInvalidError(
+            f"initcode of {len(data)} bytes is over the limit of {MAX_INITCODE_SIZE} (EIP-3860)"
+        )
+
+
+def check_static(eth: Any, base_fee: int, gas_limit: int) -> None:
+    """Raise the refusal a transaction earns whatever the state: gas over the
+    block gas limit (``over_limit``), a max fee per gas under the base fee
+    (``insufficient_fee``), a tip over the max fee, initcode over the limit,
+    gas under the intrinsic gas (``evm_invalid``)."""
+    if eth.gas > gas_limit:
+        raise OverLimitError(f"gas {eth.gas} exceeds the block gas limit {gas_limit}")
+    max_fee = _max_fee(eth)
+    if max_fee < base_fee:
+        raise InsufficientFeeError(f"max fee per gas {max_fee} is below the base fee {base_fee}")
+    tip = int(getattr(eth, "max_priority_fee_per_gas", 0))
+    if tip > max_fee:
+        raise EvmInvalidError(f"max priority fee per gas {tip} exceeds the max fee {max_fee}")
+    check_initcode(eth.to, eth.data)
+    need = intrinsic_gas(eth)
+    if eth.gas < need:
+        words = f" (with {INITCODE_WORD_GAS} per initcode word, EIP-3860)" if not eth.to else ""
+        raise EvmInvalidError(f"gas {eth.gas} is below the intrinsic gas {need}{words}")
 
 
 def decode_eth_tx(data: bytes) -> EthTx:

@@ -1,8 +1,9 @@
 """The mempool: signed transactions waiting for a block, best first.
 
 Admission (:meth:`Mempool.add`) runs in two parts. :meth:`Mempool.precheck`
-needs nothing but the transaction: decoding, chain id, limits, minimum fee and
-the signature; it is the CPU work, and the node runs it outside any lock, in
+needs nothing but the transaction: decoding, chain id, limits, minimum fee,
+the signature, and for an Ethereum transaction what a block would refuse it
+for whatever the state (``chain.eth_tx.check_static``); it is the CPU work, and the node runs it outside any lock, in
 its admission workers. :meth:`Mempool.insert` then checks the transaction
 against the sender's committed account and its pending transactions, and
 either changes the pool or raises, leaving it exactly as it was:
@@ -66,6 +67,7 @@ from focusflow.chain.errors import (
     SenderFullError,
     SendersFullError,
 )
+from focusflow.chain.eth_tx import EthTx
 from focusflow.chain.execute import check_stateless
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Tx, decode_tx
@@ -248,6 +250,8 @@ class Mempool:
         signature); touches no pool state, so it may run on any thread."""
         tx = data if isinstance(data, Tx) else decode_tx(data, self.params.max_tx_bytes)
         check_stateless(tx, self.params, self.chain_id, False, self.fee_per_byte)
+        if isinstance(tx, EthTx):  # what a block would refuse it for whatever the state
+            tx.check_static(self.params)
         return tx
 
     def insert(self, tx: Tx, account_of: AccountOf) -> Tx:

@@ -9,9 +9,11 @@ nonce the account's (``bad_nonce``), its max fee per gas at least the base
 fee ``evm_base_fee`` (``insufficient_fee``), the balance enough for
 ``gas * max fee + value`` (``insufficient_funds``), its gas within what the
 block has left of ``evm_block_gas_limit`` (``over_limit``; when it would fit an
-emptier block it waits in the pool for the next), at least its intrinsic gas, a
-max priority fee no higher than its max fee, and a sender that holds no code
-(EIP-3607) (``evm_invalid``). Such a refusal keeps it out of the block.
+emptier block it waits in the pool for the next), at least its intrinsic gas
+(with 2 per word of a create's initcode), initcode of at most 49,152 bytes
+(EIP-3860), a max priority fee no higher than its max fee, and a sender that
+holds no code (EIP-3607) (``evm_invalid``). Such a refusal keeps it out of the
+block; those the transaction alone decides the mempool refuses too.
 
 Then py-evm runs it (``vm.evm``): the gas is bought, the code runs, unused
 gas is refunded, the tip goes to the block's proposer and the base fee is
@@ -34,11 +36,9 @@ from focusflow.chain.errors import (
     BlockFullError,
     EvmInvalidError,
     EvmRevertedError,
-    InsufficientFeeError,
     InsufficientFundsError,
-    OverLimitError,
 )
-from focusflow.chain.eth_tx import EVM_TX, EthTx, evm_chain_id
+from focusflow.chain.eth_tx import EVM_TX, EthTx, check_static, evm_chain_id
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
@@ -182,31 +182,26 @@ def check_transaction(
 ) -> None:
     """Raise the refusal that keeps a transaction out of a block whose EVM has used
     ``used`` of ``gas_limit`` gas (module docstring), the checks Ethereum makes
-    before execution: nonce, fee cap against the base fee, balance for
-    ``gas * max fee + value``, the block's gas, intrinsic gas, the tip under the
-    cap, and a sender that is not a contract (EIP-3607)."""
+    before execution: first what the transaction alone decides
+    (``chain.eth_tx.check_static``, as the mempool checks it: the block's gas
+    limit, the fee cap against the base fee, the tip under the cap, initcode
+    size, intrinsic gas), then the nonce, the balance for ``gas * max fee +
+    value``, the gas the block has left, and a sender that is not a contract
+    (EIP-3607)."""
+    check_static(eth, base_fee, gas_limit)
     account = get_account(state, sender)
     if eth.nonce != account.nonce:
         raise BadNonceError(f"nonce {eth.nonce}, expected {account.nonce}")
     typed = getattr(eth, "type_id", None) == 2
     max_fee = int(eth.max_fee_per_gas if typed else eth.gas_price)
-    if max_fee < base_fee:
-        raise InsufficientFeeError(f"max fee per gas {max_fee} is below the base fee {base_fee}")
     cost = eth.gas * max_fee + eth.value
     if account.balance < cost:
         raise InsufficientFundsError(
             f"balance {account.balance} does not cover gas * max fee + value = {cost}"
         )
-    if eth.gas > gas_limit:
-        raise OverLimitError(f"gas {eth.gas} exceeds the block gas limit {gas_limit}")
     if used + eth.gas > gas_limit:
         raise BlockFullError(
             f"gas {eth.gas} exceeds what the block has left ({gas_limit - used} of {gas_limit})"
         )
-    tip = getattr(eth, "max_priority_fee_per_gas", 0)
-    if typed and tip > max_fee:
-        raise EvmInvalidError(f"max priority fee per gas {tip} exceeds the max fee {max_fee}")
-    if eth.gas < eth.intrinsic_gas:
-        raise EvmInvalidError(f"gas {eth.gas} is below the intrinsic gas {eth.intrinsic_gas}")
     if state.get(code_key(sender)):
         raise EvmInvalidError("the sender is a contract: it cannot sign transactions (EIP-3607)")

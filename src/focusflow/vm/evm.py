@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from focusflow.chain.errors import EvmInvalidError
+from focusflow.chain.eth_tx import check_initcode, intrinsic_gas
 from focusflow.chain.state import PendingState
 
 #: The Ethereum rules the EVM follows.
@@ -103,7 +105,38 @@ def no_karma(_address: bytes) -> int:
 
 
 class EvmValidationError(Exception):
-    """The transaction cannot run at all (nonce, balance, gas, fee): py-evm's reason."""
+    """The transaction cannot run at all (nonce, balance, gas, fee, initcode size):
+    py-evm's reason or ours."""
+
+
+class EvmCallFailedError(Exception):
+    """``estimate_gas``'s call fails even at the cap: ``outcome`` says how."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.error or "execution failed")
+        self.outcome = outcome
+
+
+class EvmStoppedError(Exception):
+    """An RPC run cut short by its :class:`Allowance` (its gas or runs spent, or
+    its ``stop`` check true): it has no outcome. Blocks never take an allowance."""
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class Allowance:
+    """What the EVM runs of one RPC request may still spend (``eth_call``,
+    ``eth_estimateGas``; never a block's, whose bound is its gas limit alone):
+    gas over all its runs, a number of runs, and ``stop``, which the interpreter
+    asks before each gas charge (every opcode) so that the caller can end a run
+    on its wall-time budget or when its client is gone."""
+
+    gas: int
+    runs: int
+    stop: Callable[[], bool] = _never
 
 
 @dataclass(frozen=True)
@@ -298,15 +331,62 @@ def _context(block: EvmBlock) -> Any:
     )
 
 
-def _new_state(state: PendingState, block: EvmBlock) -> Any:
+@functools.cache
+def _stoppable_state() -> Any:
+    """The state class of an RPC run: its computations ask the state's ``stop``
+    before every gas charge and raise :class:`EvmStoppedError` when it says so (an
+    exception no computation catches, unlike py-evm's VMError)."""
+    state_class, _, _ = interpreter()
+
+    class StoppableComputation(state_class.computation_class):  # type: ignore[name-defined]
+        def consume_gas(self, amount: int, reason: str) -> None:
+            if self.state.stop():
+                raise EvmStoppedError("the request's time is up")
+            super().consume_gas(amount, reason)
+
+    class StoppableState(state_class):  # type: ignore[misc,valid-type]
+        computation_class = StoppableComputation
+
+    return StoppableState
+
+
+def _new_state(state: PendingState, block: EvmBlock, stop: Callable[[], bool] | None = None) -> Any:
     from eth.constants import BLANK_ROOT_HASH
 
-    state_class, _, _ = interpreter()
+    state_class = interpreter()[0] if stop is None else _stoppable_state()
     vm_state = state_class(state, _context(block), BLANK_ROOT_HASH)
     vm_state.focus_of = block.focus_of
     vm_state.karma_of = block.karma_of
     vm_state.twap_of = block.twap_of
+    vm_state.stop = stop
     return vm_state
+
+
+@functools.cache
+def _pyevm_errors() -> tuple[type[Exception], ...]:
+    """What py-evm raises, outside any execution, on input it refuses: its
+    validation errors and a VMError no computation caught (EIP-3860's initcode
+    limit is one, raised before the creation's computation starts)."""
+    from eth.exceptions import VMError
+    from eth_utils import ValidationError
+
+    return (ValidationError, VMError)
+
+
+def _run(vm_state: Any, tx: Any) -> Any:
+    """py-evm's ``apply_transaction``, its refusals as :class:`EvmValidationError`
+    (deterministic: the same input gives the same refusal on every node)."""
+    try:
+        return vm_state.apply_transaction(tx)
+    except _pyevm_errors() as exc:
+        raise EvmValidationError(f"py-evm refuses it: {type(exc).__name__}: {exc}") from None
+
+
+def _check_initcode(to: bytes | None, data: bytes) -> None:
+    try:
+        check_initcode(to, data)
+    except EvmInvalidError as exc:
+        raise EvmValidationError(exc.message) from None
 
 
 def _outcome(vm_class: Any, tx: Any, computation: Any) -> Outcome:
@@ -356,7 +436,8 @@ def apply_transaction(state: PendingState, block: EvmBlock, tx: Any) -> Outcome:
         vm_state.validate_transaction(tx)
     except ValidationError as exc:
         raise EvmValidationError(str(exc)) from None
-    computation = vm_state.apply_transaction(tx)
+    _check_initcode(tx.to, tx.data)
+    computation = _run(vm_state, tx)
     vm_state._account_db.flush()
     return _outcome(vm_class, tx, computation)
 
@@ -370,16 +451,28 @@ def call(
     data: bytes = b"",
     value: int = 0,
     gas: int | None = None,
+    allowance: Allowance | None = None,
 ) -> Outcome:
     """Run a call that signs nothing and pays no gas (``eth_call``) in a child
-    of ``state``, which it leaves unchanged; the base fee is taken as 0."""
+    of ``state``, which it leaves unchanged; the base fee is taken as 0.
+
+    With an ``allowance`` the run takes at most the gas it has left and one of
+    its runs, and stops when its ``stop`` says so (:class:`EvmStoppedError`, also
+    when the call ran out of the gas the allowance cut it to)."""
     from eth.vm.spoof import SpoofTransaction
 
     _, vm_class, builder = interpreter()
-    view = state.child()
-    free = dataclasses.replace(block, base_fee=0)
-    vm_state = _new_state(view, free)
     limit = block.gas_limit if gas is None else gas
+    _check_initcode(to, data)
+    cut = allowance is not None and allowance.gas < limit
+    if allowance is not None:
+        if allowance.runs <= 0 or allowance.stop():
+            raise EvmStoppedError("the request's EVM runs are spent")
+        allowance.runs -= 1
+        limit = min(limit, allowance.gas)
+    view = state.child()
+    stop = None if allowance is None else allowance.stop
+    vm_state = _new_state(view, dataclasses.replace(block, base_fee=0), stop)
     unsigned = builder.create_unsigned_transaction(
         nonce=vm_state.get_nonce(sender),
         gas_price=0,
@@ -389,13 +482,15 @@ def call(
         data=data,
     )
     tx = SpoofTransaction(unsigned, from_=sender)
-    from eth_utils import ValidationError
-
-    try:
-        computation = vm_state.apply_transaction(tx)
-    except ValidationError as exc:
-        raise EvmValidationError(str(exc)) from None
-    return _outcome(vm_class, tx, computation)
+    need = intrinsic_gas(tx)
+    if limit < need:
+        raise EvmValidationError(f"gas {limit} is below the intrinsic gas {need}")
+    out = _outcome(vm_class, tx, _run(vm_state, tx))
+    if allowance is not None:
+        allowance.gas -= out.gas_used
+        if cut and not out.status and out.gas_used >= limit:
+            raise EvmStoppedError("the request's gas budget is spent")
+    return out
 
 
 def contract_call(
@@ -426,9 +521,9 @@ def contract_call(
     tx = SpoofTransaction(unsigned, from_=sender)
     try:
         vm_state.validate_transaction(tx)
-        computation = vm_state.apply_transaction(tx)
     except ValidationError as exc:
         raise EvmValidationError(str(exc)) from None
+    computation = _run(vm_state, tx)
     vm_state._account_db.flush()
     outcome = _outcome(vm_class, tx, computation)
     if outcome.status:
@@ -445,31 +540,46 @@ def estimate_gas(
     data: bytes = b"",
     value: int = 0,
     cap: int | None = None,
+    allowance: Allowance | None = None,
 ) -> int:
-    """The least gas limit under which the call succeeds (a bisection, as geth's),
-    or :class:`EvmValidationError` with the failure at the cap."""
+    """The least gas limit under which the call succeeds (a bisection, as geth's);
+    :class:`EvmValidationError` when it cannot run at all, :class:`EvmCallFailedError`
+    when it fails at the cap.
+
+    With an ``allowance``, each run spends of it; when it is spent after the
+    run at the cap succeeded, the answer is the least gas found to succeed so
+    far (an upper bound: enough, if not the least); before, :class:`EvmStoppedError`.
+    """
     hi = block.gas_limit if cap is None else min(cap, block.gas_limit)
 
-    def succeeds(gas: int) -> Outcome | None:
-        try:
-            out = call(state, block, sender=sender, to=to, data=data, value=value, gas=gas)
-        except EvmValidationError:
-            return None  # below the intrinsic gas
-        return out if out.status else None
+    def run(gas: int) -> Outcome:
+        return call(
+            state, block, sender=sender, to=to, data=data, value=value, gas=gas,
+            allowance=allowance,
+        )  # fmt: skip
 
-    top = call(state, block, sender=sender, to=to, data=data, value=value, gas=hi)
+    def succeeds(gas: int) -> bool:
+        try:
+            return bool(run(gas).status)
+        except EvmValidationError:
+            return False  # below the intrinsic gas
+
+    top = run(hi)
     if not top.status:
-        raise EvmValidationError(top.error or "execution failed")
+        raise EvmCallFailedError(top)
     lo = max(TRANSFER_GAS - 1, top.gas_used - 1)
     # What it used is nearly always enough with the 1/64 a call keeps back
     # (EIP-150) on top: one run usually narrows the search to a few steps.
     guess = min(hi, top.gas_used * 64 // 63 + TRANSFER_GAS // 10)
-    if guess < hi and succeeds(guess) is not None:
-        hi = guess
-    while lo + 1 < hi:
-        mid = (lo + hi) // 2
-        if succeeds(mid) is not None:
-            hi = mid
-        else:
-            lo = mid
+    try:
+        if guess < hi and succeeds(guess):
+            hi = guess
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            if succeeds(mid):
+                hi = mid
+            else:
+                lo = mid
+    except EvmStoppedError:
+        pass  # hi succeeded: enough, if perhaps not the least
     return hi

@@ -1,0 +1,175 @@
+"""The EVM's size limits and static refusals, through the mempool and real blocks.
+
+A create transaction's initcode is at most 49,152 bytes and its words cost
+intrinsic gas (EIP-3860); deployed code is at most 24,576 bytes (EIP-170).
+What can be known from the transaction alone is refused before it reaches a
+block, with the same code the block would give it, and py-evm never sees an
+input it raises on.
+"""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+
+from focusflow.chain import Genesis
+from focusflow.chain.errors import TxError
+from focusflow.chain.eth_tx import (
+    INITCODE_WORD_GAS,
+    MAX_CODE_SIZE,
+    MAX_INITCODE_SIZE,
+    decode_eth_tx,
+    evm_chain_id,
+)
+from focusflow.chain.mempool import Mempool
+from focusflow.chain.state import PendingState
+from focusflow.core.keys import encode_address
+from focusflow.modules.accounts import get_account
+from focusflow.node import open_chain
+from focusflow.vm import evm
+from focusflow.vm.evm_keys import code_key
+from tests.chain.helpers import CHAIN_ID, VALIDATOR
+
+T0 = 1_700_000_000_000
+KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+SENDER = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
+FUNDS = 10**18
+
+
+def _genesis() -> Genesis:
+    return Genesis.from_json(
+        {
+            "chain_id": CHAIN_ID,
+            "genesis_time_ms": T0,
+            "params": {"focus": {"mode": "diffusion"}},
+            "accounts": [{"address": encode_address(SENDER), "balance": FUNDS, "stake": 0}],
+            "validators": [{"name": "v", "public_key": VALIDATOR.public_key.hex(), "power": 1}],
+        }
+    )
+
+
+def eth(nonce: int = 0, to: bytes | None = None, data: bytes = b"", **kw) -> bytes:
+    fields = {
+        "chainId": evm_chain_id(CHAIN_ID),
+        "nonce": nonce,
+        "maxFeePerGas": 10,
+        "maxPriorityFeePerGas": 2,
+        "gas": 2_000_000,
+        "to": to,
+        "value": 0,
+        "data": data,
+        "type": 2,
+        **kw,
+    }
+    return bytes(Account.sign_transaction(fields, KEY).raw_transaction)
+
+
+def returning(size: int) -> bytes:
+    """Initcode that deploys ``size`` zero bytes (``RETURN(0, size)``)."""
+    return bytes([0x61]) + size.to_bytes(2, "big") + bytes.fromhex("60 00 f3".replace(" ", ""))
+
+
+def _admit(chain, raw: bytes):
+    """Admit ``raw`` into a fresh mempool of ``chain`` (what the node does first)."""
+    pool = Mempool(CHAIN_ID, chain.params)
+    with chain.reader() as r:
+        return pool.add(raw, lambda address: get_account(r, address))
+
+
+def _refused_everywhere(tmp_path, raw: bytes, code: str) -> str:
+    """The refusal's message: a block refuses ``raw`` with ``code`` (and is still
+    made, empty, the state unchanged), and so does the mempool, in the same words."""
+    chain = open_chain(tmp_path / "c", _genesis(), VALIDATOR)
+    before = chain.head.state_root
+    result = chain.produce_block([raw], time_ms=T0 + 1000)
+    assert [r.error.code for r in result.rejected] == [code] and result.receipts == []
+    assert chain.head.height == 1 and chain.head.state_root == before
+    with chain.reader() as r:
+        assert get_account(r, SENDER).balance == FUNDS
+    with pytest.raises(TxError) as admission:
+        _admit(chain, raw)
+    assert admission.value.code == code
+    assert result.rejected[0].error.message == admission.value.message
+    return admission.value.message
+
+
+def test_initcode_over_49152_bytes_is_refused_before_any_block(tmp_path):
+    raw = eth(data=returning(1).ljust(MAX_INITCODE_SIZE + 1, b"\0"), gas=3_000_000)
+    message = _refused_everywhere(tmp_path, raw, "evm_invalid")
+    assert "initcode of 49153 bytes" in message and "49152" in message and "EIP-3860" in message
+
+
+def test_initcode_of_49152_bytes_deploys_and_pays_its_words(tmp_path):
+    chain = open_chain(tmp_path / "c", _genesis(), VALIDATOR)
+    init = returning(1).ljust(MAX_INITCODE_SIZE, b"\0")
+    result = chain.produce_block([eth(data=init, gas=3_000_000)], time_ms=T0 + 1000)
+    (receipt,) = result.receipts
+    assert receipt.code == "ok", receipt.log
+    tx = decode_eth_tx(eth(data=init))
+    words = MAX_INITCODE_SIZE // 32
+    floor = tx.eth.intrinsic_gas + INITCODE_WORD_GAS * words
+    assert receipt.events[0]["gas_used"] > floor
+
+
+def test_initcode_words_are_intrinsic_gas(tmp_path):
+    """A create whose gas covers py-evm's intrinsic cost but not its initcode's
+    words (2 gas each) cannot run at all: refused, not a paid failure."""
+    init = returning(1).ljust(32 * 1000, b"\0")
+    bare = decode_eth_tx(eth(data=init)).eth.intrinsic_gas
+    raw = eth(data=init, gas=bare + INITCODE_WORD_GAS * 1000 - 1)
+    message = _refused_everywhere(tmp_path, raw, "evm_invalid")
+    assert f"intrinsic gas {bare + 2000}" in message and "2 per initcode word" in message
+
+
+@pytest.mark.parametrize(
+    "fields, code, words",
+    [
+        ({"maxFeePerGas": 5, "maxPriorityFeePerGas": 6}, "evm_invalid", "exceeds the max fee"),
+        ({"gas": 30_000_001}, "over_limit", "block gas limit 30000000"),
+        ({"gas": 20_000}, "evm_invalid", "intrinsic gas 21000"),
+    ],
+)
+def test_what_a_block_would_refuse_the_mempool_refuses(tmp_path, fields, code, words):
+    raw = eth(to=b"\x11" * 20, **fields)
+    assert words in _refused_everywhere(tmp_path, raw, code)
+
+
+def test_deployed_code_is_at_most_24576_bytes(tmp_path):
+    chain = open_chain(tmp_path / "c", _genesis(), VALIDATOR)
+    gas = 6_000_000  # 200 a deployed byte
+    txs = [eth(0, data=returning(MAX_CODE_SIZE), gas=gas),
+           eth(1, data=returning(MAX_CODE_SIZE + 1), gas=gas)]  # fmt: skip
+    fits, over = chain.produce_block(txs, time_ms=T0 + 1000).receipts
+    assert fits.code == "ok" and over.code == "evm_reverted"
+    assert "EIP170" in over.log and over.events[0]["contract"] is None
+    with chain.reader() as r:
+        assert r.get(code_key(fits.events[0]["contract"])) == bytes(MAX_CODE_SIZE)
+        assert get_account(r, SENDER).nonce == 2  # the failed one is paid for
+
+
+def _plane() -> tuple[PendingState, evm.EvmBlock]:
+    from focusflow.core.encoding import encode
+    from focusflow.vm.evm_keys import ACCOUNT_PREFIX
+
+    state = PendingState({ACCOUNT_PREFIX + SENDER: encode([FUNDS, 0, 0])}.get)
+    block = evm.EvmBlock(evm_chain_id(CHAIN_ID), 1, T0 // 1000, b"\1" * 20, 30_000_000, 1)
+    return state, block
+
+
+def test_the_plane_refuses_oversized_initcode_in_every_entry_point():
+    """``apply_transaction``, ``call`` and ``estimate_gas`` (eth_call,
+    eth_estimateGas) answer EvmValidationError, py-evm never raising its own."""
+    state, block = _plane()
+    big = returning(1).ljust(MAX_INITCODE_SIZE + 1, b"\0")
+    tx = decode_eth_tx(eth(data=big, gas=3_000_000)).eth
+    runs = [
+        lambda: evm.apply_transaction(state, block, tx),
+        lambda: evm.call(state, block, sender=SENDER, to=None, data=big, gas=3_000_000),
+        lambda: evm.estimate_gas(state, block, sender=SENDER, to=None, data=big),
+    ]
+    for run in runs:
+        with pytest.raises(evm.EvmValidationError, match="initcode of 49153 bytes"):
+            run()
+    assert state.get(code_key(b"\0" * 20)) is None
+    with pytest.raises(evm.EvmValidationError, match="intrinsic gas"):
+        evm.call(state, block, sender=SENDER, to=None, data=returning(1), gas=53_000)
