@@ -179,26 +179,35 @@ def send_h(to: KeyPair, amount: int = 1) -> Msg:
 
 
 class ExactRewards:
-    """Stake rewards credited to every staker every block as exact fractions, with
-    what the chain's floors may keep from each: under one unit per settlement
-    (each floors ``bonded * Δindex / 10^27`` once) plus ``bonded / 10^27`` per
+    """Stake rewards credited every block to the stake bonded throughout it (each
+    staker's least stake in the block, its low) as exact fractions, with what
+    the chain's floors may keep from each: under one unit per settlement (each
+    floors ``bonded * Δindex / 10^27`` once, and a staker whose stake rose in a
+    block is settled for its low at the block's end) plus ``low / 10^27`` per
     block (each block's index step ``amount * 10^27 // total`` is floored)."""
 
     def __init__(self, bonded: list[int]) -> None:
         n = len(bonded)
         self.bonded = list(bonded)
+        self.low = list(bonded)
         self.exact = [Fraction(0)] * n  # owed since genesis
         self.slack = [Fraction(0)] * n
         self.paid = [0] * n
         self.settlements = [0] * n
         self.distributed = 0
 
+    def begin_block(self) -> None:
+        self.low = list(self.bonded)
+
     def distribute(self, amount: int) -> None:
-        total = sum(self.bonded)
+        """The block's end: ``amount`` to the lows; a staker above its low is settled."""
+        for i, (low, now) in enumerate(zip(self.low, self.bonded, strict=True)):
+            self.settlements[i] += now > low
+        total = sum(self.low)
         if not total:
             return
         self.distributed += amount
-        for i, stake in enumerate(self.bonded):
+        for i, stake in enumerate(self.low):
             self.exact[i] += Fraction(amount * stake, total)
             self.slack[i] += Fraction(stake, rewards.SCALE)
 
@@ -226,6 +235,7 @@ class ExactRewards:
             return
         assert receipt.code == "ok", receipt.log
         self.bonded[i] += amount if kind == "stake" else -amount
+        self.low[i] = min(self.low[i], self.bonded[i])
         self.settlements[i] += 1
 
 
@@ -259,6 +269,7 @@ def test_stake_rewards_stay_within_rounding_of_an_exact_reference(open_econ, tmp
     per_byte = max(params.fee_per_byte, params.base_fee_min)
     last = 60
     for height in range(1, last + 1):
+        ref.begin_block()
         ops: list[tuple[int, str, int]] = []
         for i in range(len(stakers)):
             op = ("claim", 0) if height == last else random_op(rng, ref.bonded[i])
@@ -280,7 +291,7 @@ def test_stake_rewards_stay_within_rounding_of_an_exact_reference(open_econ, tmp
         amount = base - sold + minted
         event = economy_event(result)
         assert (event["base_fees"], event["sold_h"], event["minted_h"]) == (base, sold, minted)
-        assert event["to_stake"] == (amount if sum(ref.bonded) else 0)
+        assert event["to_stake"] == (amount if sum(ref.low) else 0)
         if height == last:  # every staker claimed: nothing is owed but the rounding
             for i in range(len(stakers)):
                 ref.check(i)
@@ -335,9 +346,22 @@ def test_tenure_earned_equals_a_block_by_block_sum():
     assert rewards.tenure_earned(10**9, unbonded, 50, ChainParams(tenure_rate_ppb=10**6)) == 0
 
 
+def lots_tenure(lots: Sequence[Sequence[int]], last: int, height: int, rate: int, ramp: int) -> int:
+    """Tenure of ``lots`` (``[start, amount]``) for blocks ``last + 1 .. height``:
+    each lot earns, in the block ``t`` blocks after its start, ``rate * min(t,
+    R) / R`` ppb of itself; summed exactly over lots and blocks, floored once."""
+    owed = Fraction(0)
+    for start, amount in lots:
+        for block in range(max(last + 1, start), height + 1):
+            owed += Fraction(amount * rate * min(block - start, ramp), ramp * PPB)
+    return int(owed)
+
+
 def test_a_chain_pays_tenure_as_the_block_by_block_sum(open_econ, tmp_path):
     """Only tenure flows (every base fee is sold, nothing minted per block):
-    each claim pays the block-by-block sum since the last settlement."""
+    each claim pays the block-by-block sum, lot by lot, over the blocks that
+    ended since the last settlement. A top-up is a lot of its own; a partial
+    unstake takes the youngest lots first and keeps the older ones' tenure."""
     rate, ramp = 10**7, 10
     genesis = econ_genesis(
         [(ALICE, PLENTY, 10**6 + 3, PLENTY), (BOB, PLENTY, 0, PLENTY)],
@@ -351,7 +375,11 @@ def test_a_chain_pays_tenure_as_the_block_by_block_sum(open_econ, tmp_path):
         txs = []
         if height == 3:
             txs.append(econ.tx(BOB, Msg("stake", {"amount": 777_777})))
-        if height == 9:  # a partial unstake settles and keeps the tenure
+        if height == 5:
+            txs.append(econ.tx(BOB, Msg("stake", {"amount": 50_000})))
+        if height == 6:
+            txs.append(econ.tx(ALICE, Msg("stake", {"amount": 2 * 10**6})))
+        if height == 9:  # takes the 50,000 of block 5 and 27,777 of block 3
             txs.append(econ.tx(BOB, Msg("unstake", {"amount": 77_777})))
         if height in (15, 25):
             txs.append(econ.tx(ALICE, Msg("rewards.claim", {})))
@@ -365,13 +393,14 @@ def test_a_chain_pays_tenure_as_the_block_by_block_sum(open_econ, tmp_path):
                 if e["type"] == "rewards.claim":
                     name = "alice" if e["neuron"] == ALICE.address_raw else "bob"
                     claimed[name].append(e["stake"])
-    alice = 10**6 + 3
-    assert claimed["alice"] == [
-        tenure_by_blocks(alice, 0, 0, 15, rate, ramp),
-        tenure_by_blocks(alice, 0, 15, 25, rate, ramp),
-    ]
-    bob_before = tenure_by_blocks(777_777, 3, 3, 9, rate, ramp)
-    assert claimed["bob"] == [bob_before + tenure_by_blocks(700_000, 3, 9, 20, rate, ramp)]
+    alice = [[0, 10**6 + 3], [6, 2 * 10**6]]
+    # The top-up in block 6 settled blocks 1 .. 5, which the first claim also pays.
+    first = lots_tenure(alice[:1], 0, 5, rate, ramp) + lots_tenure(alice, 5, 14, rate, ramp)
+    assert claimed["alice"] == [first, lots_tenure(alice, 14, 24, rate, ramp)]
+    bob_before = lots_tenure([[3, 777_777]], 3, 4, rate, ramp)
+    bob_before += lots_tenure([[3, 777_777], [5, 50_000]], 4, 8, rate, ramp)
+    after = lots_tenure([[3, 750_000]], 8, 19, rate, ramp)
+    assert claimed["bob"] == [bob_before + after]
     assert claimed["bob"][0] > 0
 
 
@@ -704,27 +733,49 @@ def test_a_buyback_that_would_trip_the_breaker_burns_h_and_halts_nothing(open_ec
 
 @dataclass
 class TenureModel:
-    """Tenure minted at each settlement, from the rule (block by block)."""
+    """Tenure minted at each settlement, from the rule (block by block, lot by
+    lot): a settlement in block ``h`` pays blocks up to ``h - 1``; a top-up is
+    a lot of its own (one per block, at most ``rewards.MAX_LOTS``, past which
+    the neighbours whose older lot loses least merge at the younger's start);
+    unbonding takes the youngest lots first."""
 
     rate: int
     ramp: int
-    start: dict[bytes, int] = field(default_factory=dict)
+    lots: dict[bytes, list[list[int]]] = field(default_factory=dict)
     last: dict[bytes, int] = field(default_factory=dict)
 
-    def settle(self, address: bytes, bonded: int, height: int) -> int:
+    def settle(self, address: bytes, height: int) -> int:
         last = self.last.get(address, height)
-        start = self.start.get(address, -1)
-        self.last[address] = height
-        if start < 0 or bonded <= 0:
-            return 0
-        return tenure_by_blocks(bonded, start, last, height, self.rate, self.ramp)
+        self.last[address] = max(last, height - 1)
+        lots = self.lots.get(address, [])
+        minted = lots_tenure(lots, last, height - 1, self.rate, self.ramp)
+        # Lots fully ramped from this block on pay as the oldest does.
+        for lot in [lot for lot in lots[1:] if height - lot[0] >= self.ramp]:
+            lots.remove(lot)
+            lots[0][1] += lot[1]
+        return minted
 
     def bonded_change(self, address: bytes, before: int, after: int, height: int) -> int:
-        minted = self.settle(address, before, height)
-        if before <= 0 < after:
-            self.start[address] = height
-        elif after <= 0:
-            self.start[address] = -1
+        minted = self.settle(address, height)
+        lots = self.lots.setdefault(address, [])
+        if after > before:
+            amount = after - before
+            if lots and lots[-1][0] == height:
+                lots[-1][1] += amount
+                return minted
+            lots.append([height, amount])
+            if len(lots) > rewards.MAX_LOTS:
+                loss = [lots[i][1] * (lots[i + 1][0] - lots[i][0]) for i in range(len(lots) - 1)]
+                i = loss.index(min(loss))
+                lots[i : i + 2] = [[lots[i + 1][0], lots[i][1] + lots[i + 1][1]]]
+            return minted
+        gone = before - after
+        while gone:
+            take = min(gone, lots[-1][1])
+            lots[-1][1] -= take
+            gone -= take
+            if not lots[-1][1]:
+                lots.pop()
         return minted
 
 
@@ -858,8 +909,8 @@ def run_supply_blocks(blocks: list[list[tuple[int, str, int, int]]]) -> None:
         epoch_blocks=1,
         unbonding_blocks=3,
     )
-    bonded_at_genesis = {ALICE.address_raw: 0, CAROL.address_raw: 0}
-    tenure = TenureModel(rate, ramp, start=dict(bonded_at_genesis), last=dict(bonded_at_genesis))
+    lots = {ALICE.address_raw: [[0, 10**6]], CAROL.address_raw: [[0, 5]]}
+    tenure = TenureModel(rate, ramp, lots=lots, last=dict.fromkeys(lots, 0))
     with tempfile.TemporaryDirectory() as d:
         econ = Econ(Path(d), genesis)
         try:
@@ -892,7 +943,7 @@ def supply_blocks(
             if receipt.code != "ok" or kind not in ("stake", "unstake", "claim"):
                 continue
             if kind == "claim":
-                minted_tenure += tenure.settle(address, bonded[address], height)
+                minted_tenure += tenure.settle(address, height)
                 continue
             now = bonded[address] + (amount if kind == "stake" else -amount)
             minted_tenure += tenure.bonded_change(address, bonded[address], now, height)
@@ -1011,7 +1062,8 @@ def test_claim_with_nothing_earned_changes_only_fee_and_nonce(open_econ, tmp_pat
             assert earner is None and now is None
         else:
             assert paid > 0
-            assert now.accrued == 0 and now.last_height == econ.chain.height
+            # Tenure is paid for the blocks that ended: up to the claim's parent.
+            assert now.accrued == 0 and now.last_height == econ.chain.height - 1
 
 
 def test_claim_on_a_one_token_chain_is_nothing_to_claim(open_econ, tmp_path):

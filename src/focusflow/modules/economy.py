@@ -17,8 +17,8 @@ part of every fee is split here, by the premium signal:
 * the spend incentive: ``spend_rebate_bps`` of the rest goes back to the
   block's fee payers, each by the base fees it paid (at most that share of
   what it paid, so no transaction pays for itself);
-* the rest, with ``h_mint_per_block`` new H, goes to bonded stake
-  (``modules.rewards``; burned while nothing is bonded).
+* the rest, with ``h_mint_per_block`` new H, goes to the stake bonded
+  throughout the block (``modules.rewards``; burned while there is none).
 
 Then the next block's base fee per byte follows EIP-1559's rule over the
 block's transaction bytes (``chain.fees``). Every amount is an integer and

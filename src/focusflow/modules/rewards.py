@@ -11,12 +11,44 @@ stake and at its claim, adds ``bonded * (index - index_at) // SCALE`` to what
 the account has accrued. Rounding down everywhere means the pool's holding
 (``held``) always covers every account's share; the dust stays there.
 
-Tenure: a stake bonded without a break since ``tenure_start`` earns
-``tenure_rate_ppb`` parts per billion of itself per block at full tenure,
-reached linearly over ``tenure_ramp_blocks`` (``min(t, R) / R`` of the rate in
-the block ``t`` blocks after the start); the sum over the blocks since the last
-settlement has a closed form, so this too costs O(1). It is minted as it is
-settled.
+Which stake earns a block's H: the stake bonded throughout the block, its
+least bonded stake during the block (its *low*). Stake bonded in a block earns
+from the next block on; stake unbonded in a block earns nothing of that block.
+A block's fees are paid by its transactions one after another, and only stake
+bonded before the first and after the last was bonded when each was paid: a
+stake sent as a block's last transaction cannot take the fees the block's
+other senders paid, nor can a stake unbonded by its first keep them. The index
+moves by ``amount * SCALE // earning``, ``earning`` being the total bonded
+less every account's rise above its low in the block; an account whose stake
+rose above its low is settled at the block's end for its low and the block's
+step. Those accounts are kept at ``/token/rewardlow/<address>`` ``[low,
+bonded]`` during the block and deleted at its end (no committed state keeps
+one), so the end of a block costs O(accounts whose stake rose in it), never
+O(stakers).
+
+Tenure: stake earns ``tenure_rate_ppb`` parts per billion of itself per block
+at full tenure, reached linearly over ``tenure_ramp_blocks`` of unbroken
+bonding (``min(t, R) / R`` of the rate in the block ``t`` blocks after the
+stake's start). Each part of a bond keeps its own start, as lots: a top-up
+is a new lot that starts at its block, so adding stake to an old bond earns
+what the same stake bonded by a newcomer earns. Unbonding takes the youngest
+lots first (LIFO): the lots are then exactly the staircase "the least bonded
+stake since ``s``" over every ``s``, so each unit is credited with the
+longest unbroken bonding it really had, and bonding then unbonding the same
+amount leaves the lots as they were. A settlement in block ``h`` pays the
+blocks that ended, ``last_height + 1 .. h - 1``, lot by lot in closed form
+(O(lots)), one floor for the sum; it is minted as it is settled. Since lots
+only shrink within a block and a new lot earns nothing in its own block
+(``t = 0``), the lots a block leaves are the ones bonded throughout it.
+Lots fully ramped by the block being settled merge into the oldest (they earn
+the full rate from then on, whatever their start). An account keeps at most
+:data:`MAX_LOTS` lots; past them two neighbouring lots merge at the younger
+one's start, the pair whose older lot loses least (:func:`add_lot`): a
+unit's start only ever moves later, so the bound costs the holder a little
+tenure and never pays more. A stake-weighted
+single start is not sound: the ramp is concave, so by Jensen's inequality the
+mean start pays more than the lots would (a veteran doubling its stake got the
+full rate on the new half at once).
 
 Learning: ``rewards.claim`` also pays ``karma * learning_per_block * blocks //
 10^15`` new H, with the neuron's karma after the parent block (focus's fixed
@@ -28,13 +60,19 @@ whole window back from there paid a neuron bonded a block ago, even on a chain
 five blocks old, ``learning_window`` blocks of its karma.
 
 State: ``/token/rewards`` ``[index, total_bonded, held]``; ``/token/reward/<address>``
-``[index_at, accrued, tenure_start, last_height, learning_at]`` (``tenure_start``
--1 while nothing is bonded).
+``[index_at, accrued, tenure_start, last_height, learning_at]``, with a sixth
+entry ``[[start, amount], ...]`` only while the bond has lots younger than its
+oldest (oldest first, starts rising). ``tenure_start`` is the oldest lot's
+start (-1 while nothing is bonded) and the oldest lot holds what the younger
+ones leave of the bond, so a record written before there were lots reads as
+one lot, the whole bond since ``tenure_start``, as it was paid; a bond that
+was never topped up keeps the five entries it always had. ``last_height`` is
+the last block whose tenure is paid.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
@@ -48,6 +86,10 @@ KARMA_UNIT = 10**15
 PPB = 10**9
 TOTALS_KEY = b"/token/rewards"
 ACCOUNT_REWARD_PREFIX = b"/token/reward/"
+#: Accounts whose stake rose above its low in the current block (deleted at its end).
+BLOCK_LOW_PREFIX = b"/token/rewardlow/"
+#: The most lots one bond keeps (the oldest and the younger ones).
+MAX_LOTS = 16
 
 
 @dataclass
@@ -61,9 +103,21 @@ class Totals:
 class Earner:
     index_at: int = 0
     accrued: int = 0
+    #: The oldest lot's start; -1 while nothing is bonded.
     tenure_start: int = -1
+    #: The last block whose tenure is paid.
     last_height: int = 0
     learning_at: int = -1
+    #: The lots younger than the oldest, ``[start, amount]``, oldest first.
+    lots: list[list[int]] = field(default_factory=list)
+
+    def all_lots(self, bonded: int) -> list[tuple[int, int]]:
+        """Every lot of the ``bonded`` stake as ``(start, amount)``, oldest first:
+        the oldest holds what the younger ones leave."""
+        if self.tenure_start < 0 or bonded <= 0:
+            return []
+        younger = sum(amount for _, amount in self.lots)
+        return [(self.tenure_start, bonded - younger), *((s, a) for s, a in self.lots)]
 
 
 def totals(state: PendingState) -> Totals:
@@ -94,10 +148,10 @@ def earner(state: Readable, address: bytes) -> Earner | None:
 
 
 def _save_earner(state: PendingState, address: bytes, e: Earner) -> None:
-    state.put(
-        ACCOUNT_REWARD_PREFIX + address,
-        encode([e.index_at, e.accrued, e.tenure_start, e.last_height, e.learning_at]),
-    )
+    """The record, with the younger lots only when there are some (a bond never
+    topped up keeps the layout it had before lots)."""
+    record = [e.index_at, e.accrued, e.tenure_start, e.last_height, e.learning_at]
+    state.put(ACCOUNT_REWARD_PREFIX + address, encode([*record, e.lots] if e.lots else record))
 
 
 def ramp_sum(t0: int, t1: int, ramp: int) -> int:
@@ -115,30 +169,72 @@ def ramp_sum(t0: int, t1: int, ramp: int) -> int:
 
 
 def tenure_earned(bonded: int, e: Earner, height: int, params: ChainParams) -> int:
-    """H the tenure reward owes ``bonded`` for blocks ``last_height + 1 .. height``."""
+    """H the tenure reward owes ``bonded``, lot by lot, for blocks ``last_height + 1
+    .. height``: the exact sum over lots and blocks, floored once."""
     if not params.tenure_rate_ppb or bonded <= 0 or e.tenure_start < 0:
         return 0
     ramp = params.tenure_ramp_blocks
-    t0, t1 = e.last_height + 1 - e.tenure_start, height - e.tenure_start
-    steps = ramp_sum(max(t0, 0), t1, ramp)
-    return bonded * params.tenure_rate_ppb * steps // (ramp * PPB)
+    steps = 0
+    for start, amount in e.all_lots(bonded):
+        t0, t1 = e.last_height + 1 - start, height - start
+        steps += amount * ramp_sum(max(t0, 0), t1, ramp)
+    return params.tenure_rate_ppb * steps // (ramp * PPB)
+
+
+def merge_ramped(e: Earner, height: int, ramp: int) -> None:
+    """Fold into the oldest lot the younger lots fully ramped in block ``height``
+    and after: from then on they earn the full rate, as the oldest does."""
+    e.lots = [[s, a] for s, a in e.lots if height - s < ramp]
+
+
+def add_lot(e: Earner, bonded: int, height: int, amount: int) -> None:
+    """A top-up of ``amount`` to the ``bonded`` stake in block ``height``: its
+    own lot (one lot per block). Past :data:`MAX_LOTS`, two neighbouring lots
+    merge at the younger one's start: the pair whose older lot gives up the
+    least, its amount times the blocks between their starts (the older pair on
+    a tie). A unit's start only ever moves later, so a merge never pays more."""
+    if e.tenure_start == height:
+        return  # the bond started in this block: the oldest lot holds it
+    if e.lots and e.lots[-1][0] == height:
+        e.lots[-1][1] += amount
+        return
+    lots = [[s, a] for s, a in e.all_lots(bonded)] + [[height, amount]]
+    if len(lots) > MAX_LOTS:
+        i = min(range(len(lots) - 1), key=lambda j: (lots[j][1] * (lots[j + 1][0] - lots[j][0]), j))
+        lots[i : i + 2] = [[lots[i + 1][0], lots[i][1] + lots[i + 1][1]]]
+    e.tenure_start = lots[0][0]
+    e.lots = lots[1:]
+
+
+def take_youngest(e: Earner, amount: int) -> None:
+    """``amount`` leaves the bond, youngest lots first (what they lack comes off
+    the oldest lot, which holds what the younger leave)."""
+    while amount > 0 and e.lots:
+        youngest = e.lots[-1]
+        if youngest[1] > amount:
+            youngest[1] -= amount
+            return
+        amount -= youngest[1]
+        e.lots.pop()
 
 
 def settle(
     state: PendingState, params: ChainParams, height: int, address: bytes, bonded: int
 ) -> tuple[Earner, Totals, int]:
-    """Bring ``address``'s accrual up to ``height`` for the ``bonded`` stake it
-    held; returns the records and the tenure reward it minted."""
+    """Bring ``address``'s accrual up to the index and its tenure up to the last
+    block that ended before ``height``, for the ``bonded`` stake it held;
+    returns the records and the tenure reward it minted."""
     t = totals(state)
     e = earner(state, address) or Earner(index_at=t.index, last_height=height, learning_at=height)
     e.accrued += bonded * (t.index - e.index_at) // SCALE
-    tenure = tenure_earned(bonded, e, height, params)
+    tenure = tenure_earned(bonded, e, height - 1, params)
     if tenure:
         mint(state, None, H, tenure)
         t.held += tenure
         e.accrued += tenure
     e.index_at = t.index
-    e.last_height = height
+    e.last_height = max(e.last_height, height - 1)
+    merge_ramped(e, height, params.tenure_ramp_blocks)
     return e, t, tenure
 
 
@@ -146,48 +242,88 @@ def on_bonded_change(
     state: PendingState, params: ChainParams, height: int, address: bytes, before: int, after: int
 ) -> int:
     """Called before every change of an account's bonded stake (stake, unstake,
-    slash, genesis): settles what ``before`` earned, then tracks the total.
+    slash, genesis at height 0): settles what ``before`` earned, moves the lots,
+    notes a rise above the block's low, then tracks the total.
     Returns the tenure reward minted, which the caller's event reports."""
     if not params.economics or before == after:
         return 0
     e, t, tenure = settle(state, params, height, address, before)
-    if before <= 0 < after:
-        e.tenure_start = height
-    elif after <= 0:
-        e.tenure_start = -1
+    if after <= 0:
+        e.tenure_start, e.lots = -1, []
+    elif before <= 0:
+        e.tenure_start, e.lots = height, []
+    elif after > before:
+        add_lot(e, before, height, after - before)
+    else:
+        take_youngest(e, before - after)
+    if height > 0:  # the genesis bonds before the first block starts
+        _note_low(state, address, before, after)
     t.total_bonded += after - before
     _save_earner(state, address, e)
     save_totals(state, t)
     return tenure
 
 
+def _note_low(state: PendingState, address: bytes, before: int, after: int) -> None:
+    """Keep ``[low, bonded]`` for an account whose stake is above its least in
+    the current block (none is kept at the low: the index pays it as it is)."""
+    key = BLOCK_LOW_PREFIX + address
+    raw = state.get(key)
+    low = min(before if raw is None else decode_stored(raw, "reward low")[0], after)
+    if after > low:
+        state.put(key, encode([low, after]))
+    elif raw is not None:
+        state.delete(key)
+
+
 def distribute(state: PendingState, amount: int) -> int:
-    """Add ``amount`` H (already taken from its payers or minted into no
-    account) to the stake reward pool; burned when nothing is bonded.
-    Returns what the index took.
+    """The end of a block: add ``amount`` H (already taken from its payers or
+    minted into no account) to the stake reward pool, for the stake bonded
+    throughout the block; burned when there is none. Then settle, for the
+    block, each account whose stake rose above its low in it. Returns what
+    the index took.
 
     The totals are saved even when nothing is bonded: :func:`totals` sums every
     account while they are missing, and a chain whose genesis bonds nothing
     would otherwise pay that scan, O(accounts), in every block's end."""
-    if amount <= 0:
-        return 0
+    risen = [
+        (key[len(BLOCK_LOW_PREFIX) :], *decode_stored(raw, "reward low"))
+        for key, raw in state.scan(BLOCK_LOW_PREFIX)
+    ]
     t = totals(state)
-    if t.total_bonded <= 0:
+    earning = t.total_bonded - sum(now - low for _, low, now in risen)
+    paid = 0
+    if amount > 0 and earning <= 0:
         burn(state, None, H, amount, "rewards")
         if state.get(TOTALS_KEY) is None:
             save_totals(state, t)
-        return 0
-    t.index += amount * SCALE // t.total_bonded
-    t.held += amount
-    save_totals(state, t)
-    return amount
+    elif amount > 0:
+        t.index += amount * SCALE // earning
+        t.held += amount
+        save_totals(state, t)
+        paid = amount
+    for address, low, _ in risen:
+        _settle_low(state, address, low, t.index)
+        state.delete(BLOCK_LOW_PREFIX + address)
+    return paid
+
+
+def _settle_low(state: PendingState, address: bytes, low: int, index: int) -> None:
+    """Pay the block that ends to ``address``'s low (its rise earned none of it)."""
+    e = earner(state, address)
+    if e is None:
+        return
+    e.accrued += low * (index - e.index_at) // SCALE
+    e.index_at = index
+    _save_earner(state, address, e)
 
 
 def claim(
     state: PendingState, params: ChainParams, height: int, address: bytes, bonded: int, karma: int
 ) -> tuple[int, int, int]:
     """Settle and pay ``address``: ``(stake and tenure rewards, learning reward,
-    tenure minted by this settlement)``, the first two credited in H."""
+    tenure minted by this settlement)``, the first two credited in H. The
+    stake part is what the blocks that ended paid."""
     e, t, tenure = settle(state, params, height, address, bonded)
     blocks = min(max(0, height - e.learning_at), params.learning_window)
     learned = karma * params.learning_per_block * blocks // KARMA_UNIT
