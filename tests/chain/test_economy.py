@@ -749,10 +749,11 @@ class TenureModel:
         self.last[address] = max(last, height - 1)
         lots = self.lots.get(address, [])
         minted = lots_tenure(lots, last, height - 1, self.rate, self.ramp)
-        # Lots fully ramped from this block on pay as the oldest does.
-        for lot in [lot for lot in lots[1:] if height - lot[0] >= self.ramp]:
-            lots.remove(lot)
-            lots[0][1] += lot[1]
+        # Lots fully ramped from this block on merge at the youngest of their starts.
+        ramped = [i for i, lot in enumerate(lots) if height - lot[0] >= self.ramp]
+        if ramped:
+            k = ramped[-1]
+            lots[: k + 1] = [[lots[k][0], sum(lot[1] for lot in lots[: k + 1])]]
         return minted
 
     def bonded_change(self, address: bytes, before: int, after: int, height: int) -> int:

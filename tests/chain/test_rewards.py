@@ -30,6 +30,7 @@ from tests.chain.test_economy import (
     econ_genesis,
     economy_event,
     key,
+    lots_tenure,
     send_h,
 )
 
@@ -178,7 +179,22 @@ def test_lots_are_bounded_and_the_youngest_starts_over_past_the_bound(open_econ,
     height = econ.chain.height + 1
     result = econ.block([econ.tx(VETERAN, Msg("rewards.claim", {}))])
     assert tenure_minted(result) == model.settle(VETERAN.address_raw, height) > 0
-    assert lots_of(econ, VETERAN) == (0, [])  # every lot ramped: one lot again
+    assert lots_of(econ, VETERAN) == (24, [])  # every lot ramped: one lot again
+
+
+def test_ramped_lots_merge_at_the_youngest_start_so_a_longer_ramp_cannot_overpay():
+    """Lots ramped under ``R = 100`` merge at the youngest of their starts: exact
+    while the ramp holds, and under a ramp a vote lengthens to 1,000 the merged
+    lot earns no more than its lots would (here, less)."""
+    e = rewards.Earner(tenure_start=0, last_height=199, lots=[[50, 1_000], [150, 7]])
+    rewards.merge_ramped(e, 200, 100)
+    assert (e.tenure_start, e.lots) == (50, [[150, 7]])
+    lots = [[0, 5_000], [50, 1_000], [150, 7]]
+    for ramp in (100, 1_000):
+        params = ChainParams(tenure_rate_ppb=10**8, tenure_ramp_blocks=ramp)
+        merged = rewards.tenure_earned(6_007, e, 400, params)
+        exact = lots_tenure(lots, 199, 400, 10**8, ramp)
+        assert merged == exact if ramp == 100 else merged < exact
 
 
 def test_a_record_written_before_lots_reads_as_one_lot():

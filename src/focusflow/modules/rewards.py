@@ -40,8 +40,9 @@ blocks that ended, ``last_height + 1 .. h - 1``, lot by lot in closed form
 (O(lots)), one floor for the sum; it is minted as it is settled. Since lots
 only shrink within a block and a new lot earns nothing in its own block
 (``t = 0``), the lots a block leaves are the ones bonded throughout it.
-Lots fully ramped by the block being settled merge into the oldest (they earn
-the full rate from then on, whatever their start). An account keeps at most
+Lots fully ramped by the block being settled merge into one at the youngest
+of their starts (they earn the full rate alike; a start never moves earlier,
+so a longer ramp voted later cannot overpay them). An account keeps at most
 :data:`MAX_LOTS` lots; past them two neighbouring lots merge at the younger
 one's start, the pair whose older lot loses least (:func:`add_lot`): a
 unit's start only ever moves later, so the bound costs the holder a little
@@ -182,9 +183,13 @@ def tenure_earned(bonded: int, e: Earner, height: int, params: ChainParams) -> i
 
 
 def merge_ramped(e: Earner, height: int, ramp: int) -> None:
-    """Fold into the oldest lot the younger lots fully ramped in block ``height``
-    and after: from then on they earn the full rate, as the oldest does."""
-    e.lots = [[s, a] for s, a in e.lots if height - s < ramp]
+    """Merge the lots fully ramped in block ``height`` (and so after it) into one,
+    at the youngest of their starts: they earn the full rate alike, and a start
+    that only moves later cannot overpay should a vote lengthen the ramp."""
+    ramped = [i for i, (start, _) in enumerate(e.lots) if height - start >= ramp]
+    if ramped:
+        e.tenure_start = e.lots[ramped[-1]][0]
+        e.lots = e.lots[ramped[-1] + 1 :]
 
 
 def add_lot(e: Earner, bonded: int, height: int, amount: int) -> None:
