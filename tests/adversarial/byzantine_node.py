@@ -17,6 +17,16 @@ addresses, peers, QUIC and API), except that it attacks as NAME says:
   WAL at a restart). The two
   validators that sampled the block saw the polka and are locked on it; the
   victim refused it; the three left must still finish the height.
+- ``hostile_txs``: each block it proposes carries, beside the transactions it
+  executed, one transaction of the execution-plane attacks that it never ran
+  itself, in turn: an Ethereum creation with 49,153 bytes of initcode (over
+  EIP-3860's limit), and a ``wasm.store`` of a module whose ``instantiate``
+  returns nothing followed by its ``wasm.instantiate``. The header's
+  transaction and data roots cover it, so the honest validators must execute
+  it to judge the block; a crash there would halt them. Before its first
+  attack it funds the Ethereum sender through an honest block (the dev key's
+  send), and it writes ``kind height tx-hash`` per attack to
+  ``DIR/hostile.log``.
 
 Each attack appends one line per malicious act to ``DIR/attack.log`` (``NAME
 height``), so a test can check the attack really happened.
@@ -31,11 +41,20 @@ import os
 import time
 from pathlib import Path
 
+from eth_account import Account
+
+from focusflow.chain import Msg, Tx, decode_tx, make_tx
+from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.consensus import Broadcast, Proposal, Step, Vote, encode_message
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import KeyPair
+from focusflow.core.keystore import Keystore
 from focusflow.da.errors import ShareUnavailableError
+from focusflow.modules.accounts import get_account
 from focusflow.net import BLOCK_PARTS
 from focusflow.node import logs, network
 from focusflow.node.da_net import SHARES
+from focusflow.node.home import DEV_KEY_NAME, Home, eth_dev_accounts
 from focusflow.node.validator import ValidatorRuntime, decode_value
 
 #: The largest uint64: no block after it could have a larger time.
@@ -157,10 +176,110 @@ class VanishAfterPolkaRuntime(ValidatorRuntime):
         await super()._act(actions)
 
 
+#: A module with every export the WASM ABI names, whose ``instantiate`` returns
+#: no result: the call expects an i64 (``vm.wasm``).
+MISTYPED_WASM = """(module
+  (memory (export "memory") 1)
+  (func (export "allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "instantiate") (param i32 i32))
+  (func (export "execute") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "query") (param i32 i32) (result i64) (i64.const 0)))"""
+#: What the dev key gives the Ethereum sender before the first attack.
+ETH_FUNDS = 10**12
+
+
+class HostileTxsRuntime(ValidatorRuntime):
+    """Proposes blocks carrying attack transactions it did not execute (see
+    the module docstring); otherwise an honest validator."""
+
+    attack_log: Path
+    #: Attacks made so far: the next one's kind is the other one.
+    made = 0
+
+    def _get_value(self, height: int) -> bytes:
+        chain = self.chain
+        honest_propose = chain.propose
+        attack: list = []
+
+        def hostile_propose(txs, time_ms=None, *, verified=False):
+            extra = self._funding()
+            if extra:
+                return honest_propose([*extra, *txs], time_ms, verified=verified)
+            kind, hostile = self._hostile()
+            attack.append((kind, hostile))
+            t0 = time.perf_counter()
+            now = max(int(time.time() * 1000), chain.head.time_ms + 1)
+            decoded = [t if isinstance(t, Tx) else decode_tx(t) for t in txs]
+            ctx, included, receipts, rejected, evidence = chain._execute(
+                chain.height + 1, now, chain.validator_key.address_raw, decoded, verified,
+                chain.evidence.pending(), strict=False,
+            )  # fmt: skip
+            return chain._build(ctx, [*included, hostile], receipts, rejected, evidence, None, t0)
+
+        chain.propose = hostile_propose  # type: ignore[method-assign]
+        try:
+            value = super()._get_value(height)
+        finally:
+            del chain.propose
+        for kind, hostile in attack:
+            self.made += 1
+            with open(self.attack_log, "a") as out:
+                out.write(f"hostile_txs {height}\n")
+            with open(self.attack_log.parent / "hostile.log", "a") as out:
+                out.write(f"{kind} {height} {hostile.hash.hex()}\n")
+            log.warning(
+                "byzantine: proposed a block with an unexecuted attack", extra={"fields": {}}
+            )
+        return value
+
+    def _dev(self) -> KeyPair:
+        return Keystore(Home(self.attack_log.parent).keys).load(DEV_KEY_NAME)
+
+    def _funding(self) -> list[Tx]:
+        """The dev key's send to the Ethereum sender, while it has nothing."""
+        eth_sender, _ = eth_dev_accounts()[0]
+        with self.chain.reader() as r:
+            if get_account(r, eth_sender).balance:
+                return []
+            dev = self._dev()
+            nonce = get_account(r, dev.address_raw).nonce
+        send = Msg("send", {"to": eth_sender, "amount": ETH_FUNDS})
+        return [make_tx(dev, self.chain.chain_id, nonce, 10**6, [send])]
+
+    def _hostile(self) -> tuple[str, Tx]:
+        """The attack for this proposal: the kinds in turn."""
+        chain = self.chain
+        if self.made % 2 == 0:
+            eth_sender, eth_key = eth_dev_accounts()[0]
+            with chain.reader() as r:
+                nonce = get_account(r, eth_sender).nonce
+            fields = {
+                "chainId": evm_chain_id(chain.chain_id), "nonce": nonce, "maxFeePerGas": 10,
+                "maxPriorityFeePerGas": 1, "gas": 10_000_000, "to": None, "value": 0,
+                "data": bytes(49_153), "type": 2,
+            }  # fmt: skip
+            raw = bytes(Account.sign_transaction(fields, eth_key).raw_transaction)
+            return "evm_initcode", decode_tx(raw)
+        import wasmtime
+
+        dev = self._dev()
+        code = wasmtime.wat2wasm(MISTYPED_WASM)
+        with chain.reader() as r:
+            nonce = get_account(r, dev.address_raw).nonce
+        msgs = [
+            Msg("wasm.store", {"code": code}),
+            Msg(
+                "wasm.instantiate", {"code": sha256(code), "msg": b"{}", "label": "x", "gas": 10**6}
+            ),
+        ]
+        return "wasm_mistyped", make_tx(dev, chain.chain_id, nonce, 10**8, msgs)
+
+
 ATTACKS: dict[str, type[ValidatorRuntime]] = {
     "future_time": FutureTimeRuntime,
     "double_proposal": DoubleProposalRuntime,
     "vanish_after_polka": VanishAfterPolkaRuntime,
+    "hostile_txs": HostileTxsRuntime,
 }
 
 
