@@ -18,18 +18,27 @@ log. Prints transactions per second and our time over py-evm's (the plane's
 cost on top of the bare interpreter). Then a devnet is started and
 ``eth_call`` of the token's ``balanceOf`` is timed over HTTP (p50, p95).
 
+``--rpc-load`` measures instead what hostile calls cost block production: a
+devnet at one block a second, its blocks per second alone, then while
+``--clients`` threads of one address send ``eth_call``s of a loop at the gas
+cap without pause, and what those calls were answered (and a cheap call's
+latency meanwhile).
+
 Run from the repository root::
 
     python bench/vm.py --txs 2000
+    python bench/vm.py --rpc-load --clients 16 --seconds 20
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from eth_account import Account
@@ -234,7 +243,13 @@ def main() -> None:
     ap.add_argument("--txs", type=int, default=2000)
     ap.add_argument("--calls", type=int, default=300, help="eth_call requests timed")
     ap.add_argument("--no-rpc", action="store_true", help="skip the devnet eth_call run")
+    ap.add_argument("--rpc-load", action="store_true", help="block rate under cap-gas calls")
+    ap.add_argument("--clients", type=int, default=16, help="--rpc-load's calling threads")
+    ap.add_argument("--seconds", type=float, default=20.0, help="--rpc-load's time per phase")
     args = ap.parse_args()
+    if args.rpc_load:
+        rpc_load(args.clients, args.seconds)
+        return
     n = args.txs
     senders = keys((n + PER_SENDER - 1) // PER_SENDER)
     deploy, token_transfers = erc20_txs(senders[0], n)
@@ -257,18 +272,18 @@ def main() -> None:
         rpc_latency(args.calls)
 
 
-def rpc_latency(calls: int) -> None:
-    """``eth_call`` of ``balanceOf`` on a real devnet over HTTP (keep-alive), after
-    deploying the token with the test mnemonic's first account."""
+@contextlib.contextmanager
+def devnet(block_time: str) -> Iterator[str]:
+    """A devnet process on a free loopback port (this tree's code, or the one
+    ``PYTHONPATH`` names); yields its API's base URL once it answers."""
     import os
     import socket
-    import statistics
     import subprocess
     import sys
 
     import httpx
 
-    from focusflow.node.home import eth_dev_accounts, init_devnet
+    from focusflow.node.home import init_devnet
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -280,21 +295,37 @@ def rpc_latency(calls: int) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "focusflow", "devnet", "--home", str(home), "--port", str(port),
-         "--block-time", "0.2s"],
+         "--block-time", block_time],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/evm"
+    api = f"http://127.0.0.1:{port}"
     try:
-        client = httpx.Client(timeout=30)
         deadline = time.monotonic() + 120
         while True:
             try:
-                client.get(f"http://127.0.0.1:{port}/v1/status").raise_for_status()
+                httpx.get(f"{api}/v1/status", timeout=5).raise_for_status()
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+        yield api
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def rpc_latency(calls: int) -> None:
+    """``eth_call`` of ``balanceOf`` on a real devnet over HTTP (keep-alive), after
+    deploying the token with the test mnemonic's first account."""
+    import statistics
+
+    import httpx
+
+    from focusflow.node.home import eth_dev_accounts
+
+    with devnet("0.2s") as api, httpx.Client(timeout=30) as client:
+        url = api + "/evm"
 
         def rpc(method: str, *params):
             doc = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
@@ -327,10 +358,77 @@ def rpc_latency(calls: int) -> None:
         p95 = times[int(0.95 * (len(times) - 1))] * 1e3
         print(f"eth_call balanceOf over HTTP on a devnet: p50 {p50:.2f} ms, p95 {p95:.2f} ms "
               f"({calls} calls)")  # fmt: skip
-        client.close()
-    finally:
-        proc.terminate()
-        proc.wait(30)
+
+
+#: JUMPDEST; PUSH1 0; JUMP: as a call's initcode, a loop that ends when its gas does.
+LOOP = "0x5b600056"
+
+
+def rpc_load(clients: int, seconds: float) -> None:
+    """Blocks per second of a devnet at 1 s blocks, alone and while ``clients``
+    threads send cap-gas ``eth_call``s of ``LOOP`` without pause; what those
+    calls were answered, and a cheap call's latency meanwhile."""
+    import statistics
+    import threading
+    from collections import Counter
+
+    import httpx
+
+    with devnet("1s") as api:
+        status = httpx.Client(base_url=api, timeout=60)
+
+        def height() -> int:
+            return int(status.get("/v1/status").json()["height"])
+
+        def rate() -> float:
+            h0, t0 = height(), time.monotonic()
+            time.sleep(seconds)
+            return (height() - h0) / (time.monotonic() - t0)
+
+        time.sleep(3)
+        alone = rate()
+        stop = threading.Event()
+        answers: Counter[str] = Counter()
+        doc = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"data": LOOP}]}
+
+        def attacker() -> None:
+            with httpx.Client(timeout=120) as c:
+                while not stop.is_set():
+                    try:
+                        reply = c.post(api + "/evm", json=doc)
+                        error = reply.json().get("error", {})
+                        data = error.get("data")
+                        kind = data.get("code") if isinstance(data, dict) else None
+                        answers[kind or str(error.get("code", reply.status_code))] += 1
+                    except httpx.HTTPError as exc:
+                        answers[type(exc).__name__] += 1
+
+        threads = [threading.Thread(target=attacker) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        cheap: list[float] = []
+        probe = {"jsonrpc": "2.0", "id": 2, "method": "eth_call", "params": [{"data": "0x00"}]}
+
+        def prober() -> None:
+            with httpx.Client(timeout=120) as c:
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    c.post(api + "/evm", json=probe)
+                    cheap.append(time.perf_counter() - t0)
+                    time.sleep(0.5)
+
+        watcher = threading.Thread(target=prober)
+        watcher.start()
+        loaded = rate()
+        stop.set()
+        for t in [*threads, watcher]:
+            t.join()
+        status.close()
+    p50 = statistics.median(cheap) * 1e3 if cheap else float("nan")
+    print(f"blocks/s alone {alone:.2f}; with {clients} clients of cap-gas eth_call "
+          f"{loaded:.2f} ({seconds:g} s each)")  # fmt: skip
+    print(f"answers: {dict(answers)}; a cheap eth_call meanwhile: p50 {p50:.0f} ms, "
+          f"max {max(cheap) * 1e3:.0f} ms ({len(cheap)} calls)")  # fmt: skip
 
 
 def _create_address(address: str) -> str:

@@ -35,14 +35,17 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
+from focusflow.api.evm_budget import Budget
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.routes_evm import (
-    MAX_BATCH,
     EvmRpc,
     RpcError,
     address_filter,
     answer,
+    encode,
+    respond,
     topic_filter,
+    valid_id,
 )
 from focusflow.api.ws import CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_LATER, PUMP_LIMIT, Hub
 from focusflow.core.errors import DecodeError
@@ -232,26 +235,33 @@ async def _receive_loop(subs: EvmSubscriptions, client: _Client) -> None:
         ):
             await _close(client, CLOSE_TOO_BIG, f"message over {limits.max_message_bytes} bytes")
             return
-        subs.put(client, json.dumps(await _handle(subs, client, text)))
+        subs.put(client, (await _handle(subs, client, text)).decode())
 
 
-async def _handle(subs: EvmSubscriptions, client: _Client, text: str) -> Any:
+async def _handle(subs: EvmSubscriptions, client: _Client, text: str) -> bytes:
+    """The answer to one message: a request or batch under its own budget, as
+    ``POST /evm`` answers it, the pub/sub methods beside the others."""
+    rpc = EvmRpc(subs.rpc.node, Budget.start(client.ip))
     try:
         payload = parse_json(text)
     except DecodeError:
-        return {"jsonrpc": "2.0", "id": None, "error": RpcError(-32700, "parse error").to_json()}
-    if isinstance(payload, list):
-        if not payload or len(payload) > MAX_BATCH:
-            error = RpcError(-32600, f"a batch holds 1 to {MAX_BATCH} requests").to_json()
-            return {"jsonrpc": "2.0", "id": None, "error": error}
-        return [await _one(subs, client, r) for r in payload]
-    return await _one(subs, client, payload)
+        error = RpcError(-32700, "parse error").to_json()
+        return encode(rpc.budget, {"jsonrpc": "2.0", "id": None, "error": error})
+
+    async def one(rpc: EvmRpc, request: Any) -> dict[str, Any]:
+        return await _one(rpc, client, request)
+
+    return await respond(rpc, payload, one)
 
 
-async def _one(subs: EvmSubscriptions, client: _Client, request: Any) -> dict[str, Any] | None:
+async def _one(rpc: EvmRpc, client: _Client, request: Any) -> dict[str, Any]:
     method = request.get("method") if isinstance(request, dict) else None
-    if method not in ("eth_subscribe", "eth_unsubscribe") or request.get("jsonrpc") != "2.0":
-        return await answer(subs.rpc, request)
+    if (
+        method not in ("eth_subscribe", "eth_unsubscribe")
+        or request.get("jsonrpc") != "2.0"
+        or not valid_id(request.get("id"))
+    ):
+        return await answer(rpc, request)
     rid = request.get("id")
     params = request.get("params", [])
     try:

@@ -7,11 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from focusflow import __version__
 from focusflow.api import schemas
 from focusflow.api.auth import authorize
 from focusflow.api.block_cache import RenderedBlocks
+from focusflow.api.bodies import json_body
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc, error_response
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.params import HEX64, INT64_MAX, AddressPath, HeightPath, StateKey, state_key
@@ -449,17 +452,31 @@ def proof(
     status_code=202,
     response_model=None,
     responses={202: {"model": schemas.TxAccepted}},
+    openapi_extra=json_body(schemas.Faucet),
 )
-def faucet(
+async def faucet(
     request: Request,
-    body: schemas.Faucet,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Send tokens from the node's dev key (``write`` on ``node/faucet``: the
-    admin token, or an API token with the ``faucet`` role)."""
-    authorize(request, authorization, "write", "node/faucet")
+    admin token, or an API token with the ``faucet`` role). The caller is
+    authorized before its body is read: without a credential the answer is
+    401 whatever the body holds."""
+    await run_in_threadpool(authorize, request, authorization, "write", "node/faucet")
+    body = _faucet_body(await request.body())
     node = _node(request)
     if node.faucet_key is None:
         raise ApiError("not_found", "this node has no faucet key")
-    tx = node.faucet(decode_address(body.address), body.amount)
+    tx = await run_in_threadpool(node.faucet, decode_address(body.address), body.amount)
     return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
+
+
+def _faucet_body(raw: bytes) -> schemas.Faucet:
+    """The faucet's body, or ``malformed`` saying which fields are wrong."""
+    try:
+        return schemas.Faucet.model_validate(parse_json(raw))
+    except ValidationError as exc:
+        parts = [
+            f"body.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:3]
+        ]
+        raise DecodeError("; ".join(parts)) from None

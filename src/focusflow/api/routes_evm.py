@@ -13,24 +13,46 @@ historical EVM state), as a pruned Ethereum node does. A block counts once
 its focus is published, as for ``GET /v1/txs/{hash}``. Errors follow the
 specification's codes: ``-32700`` unparsable JSON, ``-32600`` not a request,
 ``-32601`` unknown method, ``-32602`` bad parameters, ``-32000`` refused by
-the node (with the chain's error code in ``data``), ``3`` a reverted call
-(with its return data).
+the node (with the chain's error code in ``data``), ``-32005`` over a limit
+(``data.code`` ``rpc_busy`` or ``rpc_limit``), ``-32603`` a failure of the
+node's own (logged), ``3`` a reverted call (with its return data). No answer
+is an HTTP error.
+
+What one request or batch may cost is bounded (``api.evm_budget``): wall
+time, EVM gas over all its runs, answer bytes; EVM runs go through a small
+bounded pool of their own, and a batch whose client has gone stops.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import json
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from focusflow.api.evm_budget import (
+    ESTIMATE_MAX_RUNS,
+    MAX_RESPONSE_BYTES,
+    RPC_GAS_BUDGET,
+    RPC_GAS_CAP,
+    WORKERS,
+    Budget,
+    RpcBusyError,
+    RpcLimitError,
+)
 from focusflow.api.jsonbody import parse_json
 from focusflow.chain.block import BlockRecord
-from focusflow.chain.errors import TxError
+from focusflow.chain.errors import EvmInvalidError, EvmRevertedError, TxError
 from focusflow.chain.eth_tx import EthTx, evm_chain_id
 from focusflow.chain.module import BlockContext
 from focusflow.chain.state import PendingState
@@ -44,18 +66,25 @@ from focusflow.vm import evm
 from focusflow.vm.evm_keys import code_key, storage_key
 
 router = APIRouter()
+log = logging.getLogger("focusflow.api")
 
 #: Most requests one batch may carry.
 MAX_BATCH = 100
 #: Most blocks one ``eth_getLogs`` scans, and most ``eth_feeHistory`` reports.
 MAX_LOG_BLOCKS = 1_000
 MAX_FEE_HISTORY = 1_024
+#: Most reward percentiles one ``eth_feeHistory`` takes (geth's cap).
+MAX_REWARD_PERCENTILES = 100
 #: The tip ``eth_maxPriorityFeePerGas`` suggests (base units per gas).
 SUGGESTED_TIP = 1
-#: Most gas one ``eth_call`` or ``eth_estimateGas`` run may use (geth's
-#: ``--rpc.gascap``): py-evm runs a loop of the cheapest opcodes at about
-#: 4·10^6 gas a second on one core, so a call holds a worker 2.5 s at most.
-RPC_GAS_CAP = 10_000_000
+#: How often a request's handler asks whether its client is still there (s).
+DISCONNECT_POLL_S = 0.1
+#: Longest quote of a client's value in an error message.
+QUOTE_CHARS = 80
+#: A hex quantity (at most 256 bits) and hex bytes, as the specification
+#: writes them; ``int(..., 16)`` alone would take ``0x_1`` or `` 0x1 ``.
+_QTY = re.compile(r"0x[0-9a-fA-F]{1,64}")
+_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _ZERO32 = "0x" + "00" * 32
 _EMPTY_BLOOM = "0x" + "00" * 256
 #: Keccak-256 of the RLP of an empty list (an empty uncles list).
@@ -97,25 +126,33 @@ def _param(params: list[Any], i: int, default: Any = ...) -> Any:
     return default
 
 
+def quote(value: Any) -> str:
+    """A client's value for an error message, cut to ``QUOTE_CHARS``."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
+
+
 def parse_qty(value: Any, what: str) -> int:
-    if not isinstance(value, str) or not value.startswith("0x") or len(value) > 66:
-        raise RpcError(-32602, f"{what} must be a hex quantity, got {value!r}")
-    try:
-        return int(value, 16)
-    except ValueError:
-        raise RpcError(-32602, f"{what} must be a hex quantity, got {value!r}") from None
+    """A hex quantity: ``0x`` and 1 to 64 hex digits, nothing else."""
+    if not isinstance(value, str) or not _QTY.fullmatch(value):
+        raise RpcError(-32602, f"{what} must be a hex quantity, got {quote(value)}")
+    return int(value[2:], 16)
 
 
 def parse_data(value: Any, what: str, size: int | None = None) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x") or len(value) % 2:
-        raise RpcError(-32602, f"{what} must be 0x-prefixed hex bytes")
-    try:
-        out = bytes.fromhex(value[2:])
-    except ValueError:
-        raise RpcError(-32602, f"{what} must be 0x-prefixed hex bytes") from None
+    """Hex bytes: ``0x`` and pairs of hex digits, nothing else."""
+    if not isinstance(value, str) or not _DATA.fullmatch(value):
+        raise RpcError(-32602, f"{what} must be 0x-prefixed hex bytes, got {quote(value)}")
+    out = bytes.fromhex(value[2:])
     if size is not None and len(out) != size:
-        raise RpcError(-32602, f"{what} must be {size} bytes")
+        raise RpcError(-32602, f"{what} must be {size} bytes, got {len(out)}")
     return out
+
+
+def parse_bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise RpcError(-32602, f"{what} must be true or false, got {quote(value)}")
+    return value
 
 
 def parse_address(value: Any, what: str = "address") -> bytes:
@@ -126,10 +163,12 @@ def parse_address(value: Any, what: str = "address") -> bytes:
 
 
 class EvmRpc:
-    """The methods, over one node (``NodeService``)."""
+    """The methods, over one node (``NodeService``), for one request or batch and
+    its :class:`~focusflow.api.evm_budget.Budget`."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, budget: Budget | None = None) -> None:
         self.node = node
+        self.budget = budget if budget is not None else Budget.start("local", math.inf)
 
     @property
     def chain_id(self) -> int:
@@ -189,7 +228,8 @@ class EvmRpc:
         """The block a call runs in: the one after the head, reading the head's
         published focus (what that block's transactions would read)."""
         record = self.record(self.head())
-        assert record is not None
+        if record is None:
+            raise RpcError(-32000, f"the head block {self.head()} is not kept by this node")
         view = self.node.view
 
         def focus_of(cid: bytes) -> int:
@@ -269,57 +309,99 @@ class EvmRpc:
             raw = r.get(storage_key(address, slot)) or b""
         return data(raw.rjust(32, b"\0"))
 
-    def _call_args(self, params: list[Any]) -> dict[str, Any]:
+    def _call_args(self, params: list[Any]) -> tuple[dict[str, Any], int]:
+        """The call's arguments for ``vm.evm`` and its gas (at most the cap); every
+        field is checked, those the EVM does not read too."""
         call = _param(params, 0)
         if not isinstance(call, dict):
             raise RpcError(-32602, "the call must be an object")
-        known = {
-            "from", "to", "data", "input", "value", "gas", "gasPrice",
-            "maxFeePerGas", "maxPriorityFeePerGas", "nonce", "type", "chainId", "accessList",
-        }  # fmt: skip
-        extra = set(call) - known
+        extra = set(call) - _CALL_FIELDS
         if extra:
-            raise RpcError(-32602, f"unknown call fields: {', '.join(sorted(extra))}")
-        payload = call.get("input", call.get("data", "0x"))
-        out = {
-            "sender": parse_address(call["from"], "from") if call.get("from") else b"\0" * 20,
-            "to": parse_address(call["to"], "to") if call.get("to") else None,
-            "data": parse_data(payload, "data"),
-            "value": parse_qty(call["value"], "value") if "value" in call else 0,
+            listed = ", ".join(quote(k) for k in sorted(extra)[:8])
+            raise RpcError(-32602, f"unknown call fields: {listed}")
+        for name in ("gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "nonce", "type"):
+            if call.get(name) is not None:
+                parse_qty(call[name], name)
+        if call.get("chainId") is not None and parse_qty(call["chainId"], "chainId") != (
+            self.chain_id
+        ):
+            raise RpcError(-32602, f"chainId must be this chain's, {qty(self.chain_id)}")
+        if call.get("accessList") is not None and not isinstance(call["accessList"], list):
+            raise RpcError(-32602, "accessList must be a list")
+        payload = call.get("input")
+        if payload is None:
+            payload = call.get("data")
+        if call.get("data") is not None and payload != call["data"]:
+            raise RpcError(-32602, "input and data differ: send one of them")
+        args = {
+            "sender": _optional(call, "from", parse_address, b"\0" * 20),
+            "to": _optional(call, "to", parse_address, None),
+            "data": parse_data("0x" if payload is None else payload, "data"),
+            "value": _optional(call, "value", parse_qty, 0),
         }
-        return out
+        gas = min(_optional(call, "gas", parse_qty, RPC_GAS_CAP), RPC_GAS_CAP)
+        return args, gas
 
-    def eth_call(self, params: list[Any]) -> str:
-        args = self._call_args(params)
-        call = params[0]
-        self.state_height(_param(params, 1, "latest"))
-        gas = min(parse_qty(call["gas"], "gas"), RPC_GAS_CAP) if "gas" in call else RPC_GAS_CAP
+    def _allowance(self, runs: int) -> evm.Allowance:
+        """What the next EVM work of this request may spend: the gas left of its
+        budget, ``runs`` runs, and the budget's stop check."""
+        return evm.Allowance(gas=self.budget.gas, runs=runs, stop=self.budget.stopped)
+
+    def _run_evm(self, work: Callable[[Any, evm.EvmBlock, evm.Allowance], Any], runs: int) -> Any:
+        """``work(state, block, allowance)`` at the head, its gas charged to the
+        budget; the EVM's refusal as ``-32000`` (``evm_invalid``), a run cut short
+        by the budget as ``rpc_limit``."""
         block = self.call_block()
+        allowance = self._allowance(runs)
         with self.state() as state:
             block = self.with_exchange(block, state)
             try:
-                out = evm.call(state, block, gas=gas, **args)
+                return work(state, block, allowance)
             except evm.EvmValidationError as exc:
-                raise RpcError(-32000, str(exc)) from None
+                raise RpcError(-32000, str(exc), {"code": EvmInvalidError.code}) from None
+            except evm.EvmStoppedError as exc:
+                self.budget.check()
+                raise RpcLimitError(
+                    f"{exc} (at most {RPC_GAS_BUDGET} gas over a request's EVM runs)"
+                ) from None
+            finally:
+                self.budget.gas = max(0, allowance.gas)
+
+    def eth_call(self, params: list[Any]) -> str:
+        args, gas = self._call_args(params)
+        self.state_height(_param(params, 1, "latest"))
+        out = self._run_evm(
+            lambda state, block, allowance: evm.call(
+                state, block, gas=gas, allowance=allowance, **args
+            ),
+            runs=1,
+        )
         if not out.status:
             raise RpcError(3, out.error, data(out.output))
         return data(out.output)
 
     def eth_estimate_gas(self, params: list[Any]) -> str:
-        args = self._call_args(params)
-        call = params[0]
-        cap = min(parse_qty(call["gas"], "gas"), RPC_GAS_CAP) if "gas" in call else RPC_GAS_CAP
-        block = self.call_block()
-        with self.state() as state:
-            block = self.with_exchange(block, state)
-            try:
-                return qty(evm.estimate_gas(state, block, cap=cap, **args))
-            except evm.EvmValidationError as exc:
-                raise RpcError(3 if "reverted" in str(exc) else -32000, str(exc)) from None
+        args, cap = self._call_args(params)
+        self.state_height(_param(params, 1, "latest"))
+        try:
+            gas = self._run_evm(
+                lambda state, block, allowance: evm.estimate_gas(
+                    state, block, cap=cap, allowance=allowance, **args
+                ),
+                runs=ESTIMATE_MAX_RUNS,
+            )
+        except evm.EvmCallFailedError as exc:
+            out = exc.outcome
+            if out.error.startswith("execution reverted"):
+                raise RpcError(3, out.error, data(out.output)) from None
+            raise RpcError(
+                -32000, f"gas required exceeds {cap}: {out.error}", {"code": EvmRevertedError.code}
+            ) from None
+        return qty(gas)
 
     def eth_get_block_by_number(self, params: list[Any]) -> dict[str, Any] | None:
         number = self.block_number(_param(params, 0))
-        return self._block_json(number, bool(_param(params, 1, False)))
+        return self._block_json(number, parse_bool(_param(params, 1, False), "full"))
 
     def eth_get_block_by_hash(self, params: list[Any]) -> dict[str, Any] | None:
         block_hash = parse_data(_param(params, 0), "block hash", 32)
@@ -330,7 +412,7 @@ class EvmRpc:
         number = int.from_bytes(raw, "big")
         if number > self.head():
             return None
-        return self._block_json(number, bool(_param(params, 1, False)))
+        return self._block_json(number, parse_bool(_param(params, 1, False), "full"))
 
     def _eth_txs(self, record: BlockRecord) -> list[tuple[int, EthTx]]:
         out = []
@@ -495,9 +577,18 @@ class EvmRpc:
             raise RpcError(-32005, f"query spans more than {MAX_LOG_BLOCKS} blocks")
         addresses = address_filter(flt.get("address"))
         topics = topic_filter(flt.get("topics"))
-        out = []
+        out: list[dict[str, Any]] = []
+        size = 0
         for number in range(lo, hi + 1):
-            out.extend(self.block_logs(number, addresses, topics))
+            self.budget.check()
+            logs = self.block_logs(number, addresses, topics)
+            size += sum(_log_bytes(item) for item in logs)
+            if size > self.budget.bytes:
+                raise RpcLimitError(
+                    f"the logs from block {lo} to {number} pass the answer cap of "
+                    f"{MAX_RESPONSE_BYTES} bytes: ask for fewer blocks"
+                )
+            out.extend(logs)
         return out
 
     def block_logs(
@@ -521,16 +612,22 @@ class EvmRpc:
 
     def eth_fee_history(self, params: list[Any]) -> dict[str, Any]:
         raw_count = _param(params, 0)
-        count = raw_count if isinstance(raw_count, int) else parse_qty(raw_count, "block count")
-        count = max(1, min(count, MAX_FEE_HISTORY))
+        if isinstance(raw_count, int) and not isinstance(raw_count, bool):
+            count = raw_count
+        else:
+            count = parse_qty(raw_count, "block count")
+        if count < 1:
+            raise RpcError(-32602, f"block count must be at least 1, got {count}")
+        count = min(count, MAX_FEE_HISTORY)
         newest = self.block_number(_param(params, 1, "latest"))
-        percentiles = _param(params, 2, None)
+        percentiles = reward_percentiles(_param(params, 2, None))
         oldest = max(0, newest - count + 1)
         n = newest - oldest + 1
         base = self.node.chain.params.evm_base_fee
         limit = self.node.chain.params.evm_block_gas_limit
         ratios = []
         for number in range(oldest, newest + 1):
+            self.budget.check()
             block = self._block_json(number, False)
             used = int(block["gasUsed"], 16) if block else 0
             ratios.append(used / limit if limit else 0.0)
@@ -542,6 +639,49 @@ class EvmRpc:
         if percentiles:
             out["reward"] = [[qty(SUGGESTED_TIP)] * len(percentiles) for _ in range(n)]
         return out
+
+
+_CALL_FIELDS = {
+    "from", "to", "data", "input", "value", "gas", "gasPrice",
+    "maxFeePerGas", "maxPriorityFeePerGas", "nonce", "type", "chainId", "accessList",
+}  # fmt: skip
+
+
+def _optional(call: dict[str, Any], name: str, parse: Callable[[Any, str], Any], default: Any):
+    """``parse`` of a call field, or ``default`` when it is absent or null."""
+    value = call.get(name)
+    return default if value is None else parse(value, name)
+
+
+def reward_percentiles(value: Any) -> list[float]:
+    """``eth_feeHistory``'s reward percentiles: at most ``MAX_REWARD_PERCENTILES``
+    numbers in [0, 100], each above the one before (geth's rules); none for null."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RpcError(-32602, "reward percentiles must be a list of numbers")
+    if len(value) > MAX_REWARD_PERCENTILES:
+        raise RpcError(
+            -32602,
+            f"{len(value)} reward percentiles: at most {MAX_REWARD_PERCENTILES} are taken",
+        )
+    out: list[float] = []
+    for i, p in enumerate(value):
+        if isinstance(p, bool) or not isinstance(p, int | float) or not math.isfinite(p):
+            raise RpcError(-32602, f"reward percentile {i} must be a number, got {quote(p)}")
+        if not 0 <= p <= 100:
+            raise RpcError(-32602, f"reward percentile {i} must be in [0, 100], got {p}")
+        if out and p <= out[-1]:
+            raise RpcError(-32602, f"reward percentile {i} ({p}) is not above the one before")
+        out.append(float(p))
+    return out
+
+
+def _log_bytes(item: dict[str, Any]) -> int:
+    """A little more than the bytes a log takes in an answer: its keys, its
+    strings with their quotes and commas, its topics."""
+    strings = sum(len(v) + 3 for v in item.values() if isinstance(v, str))
+    return 160 + strings + sum(len(t) + 3 for t in item["topics"])
 
 
 def _evm_event(events: list[Any]) -> dict[str, Any] | None:
@@ -660,46 +800,134 @@ async def _send_raw(rpc: EvmRpc, params: list[Any]) -> str:
     return data(tx.hash)
 
 
-async def answer(rpc: EvmRpc, request: Any) -> dict[str, Any] | None:
-    if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or "method" not in request:
-        return {
-            "jsonrpc": "2.0",
-            "id": None,
-            "error": RpcError(-32600, "invalid request").to_json(),
-        }
+#: The methods that run the EVM: in ``evm_budget.WORKERS``, not the server's threads.
+EVM_METHODS = {"eth_call", "eth_estimateGas"}
+
+
+def valid_id(rid: Any) -> bool:
+    """A request id as JSON-RPC 2.0 allows it: a string, a finite number or null."""
+    if rid is None or isinstance(rid, str):
+        return True
+    if isinstance(rid, bool):
+        return False
+    return isinstance(rid, int) or (isinstance(rid, float) and math.isfinite(rid))
+
+
+def _reply(rid: Any, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "error": error.to_json()}
+
+
+def limit_error(exc: RpcBusyError | RpcLimitError) -> RpcError:
+    """``-32005`` (limit exceeded) with the budget's code, and for a busy node
+    how long to wait."""
+    detail: dict[str, Any] = {"code": exc.code}
+    if isinstance(exc, RpcBusyError):
+        detail["retry_after"] = exc.retry_after
+    return RpcError(-32005, exc.message, detail)
+
+
+async def _dispatch(rpc: EvmRpc, method: str, params: list[Any]) -> Any:
+    if method == "eth_sendRawTransaction":
+        return await _send_raw(rpc, params)
+    if method in EVM_METHODS:
+        return await WORKERS.run(rpc.budget, METHODS[method], rpc, params)
+    if method in METHODS:
+        return await run_in_threadpool(METHODS[method], rpc, params)
+    raise RpcError(-32601, f"the method {quote(method)} does not exist/is not available")
+
+
+async def answer(rpc: EvmRpc, request: Any) -> dict[str, Any]:
+    """The reply to one request, never an exception: what a method refuses is a
+    JSON-RPC error with its code; an unexpected failure is ``-32603``, logged."""
+    if (
+        not isinstance(request, dict)
+        or request.get("jsonrpc") != "2.0"
+        or not isinstance(request.get("method"), str)
+        or not valid_id(request.get("id"))
+    ):
+        return _reply(None, RpcError(-32600, "invalid request"))
     rid = request.get("id")
-    method = request["method"]
     params = request.get("params", [])
     try:
         if not isinstance(params, list):
             raise RpcError(-32602, "params must be a list")
-        if method == "eth_sendRawTransaction":
-            result = await _send_raw(rpc, params)
-        elif isinstance(method, str) and method in METHODS:
-            result = await run_in_threadpool(METHODS[method], rpc, params)
-        else:
-            raise RpcError(-32601, f"the method {method} does not exist/is not available")
+        rpc.budget.check()
+        result = await _dispatch(rpc, request["method"], params)
     except RpcError as exc:
-        return {"jsonrpc": "2.0", "id": rid, "error": exc.to_json()}
+        return _reply(rid, exc)
+    except (RpcBusyError, RpcLimitError) as exc:
+        return _reply(rid, limit_error(exc))
     except FocusflowError as exc:
-        error = RpcError(-32000, exc.message, {"code": exc.code})
-        return {"jsonrpc": "2.0", "id": rid, "error": error.to_json()}
+        return _reply(rid, RpcError(-32000, exc.message, {"code": exc.code}))
+    except Exception:
+        log.exception("evm rpc %s failed", quote(request["method"]))
+        return _reply(rid, RpcError(-32603, "internal error"))
     return {"jsonrpc": "2.0", "id": rid, "result": result}
 
 
+def encode(budget: Budget, reply: Any) -> bytes:
+    """``reply`` as JSON, charged to the budget's answer bytes; an answer over
+    what is left (or holding a number JSON cannot write) is replaced by its
+    error, with the same id."""
+    rid = reply.get("id") if isinstance(reply, dict) else None
+    rid = rid if valid_id(rid) else None
+    try:
+        body = json.dumps(reply, allow_nan=False, separators=(",", ":")).encode()
+    except ValueError:
+        body = _error_bytes(rid, RpcError(-32603, "the answer holds a number JSON cannot write"))
+    if len(body) > budget.bytes:
+        limit = RpcLimitError(
+            f"the answer of {len(body)} bytes passes what is left of the "
+            f"{MAX_RESPONSE_BYTES}-byte answer cap"
+        )
+        body = _error_bytes(rid, limit_error(limit))
+    budget.bytes -= len(body)
+    return body
+
+
+def _error_bytes(rid: Any, error: RpcError) -> bytes:
+    return json.dumps(_reply(rid, error), separators=(",", ":")).encode()
+
+
+One = Callable[[EvmRpc, Any], Awaitable[Any]]
+
+
+async def respond(rpc: EvmRpc, payload: Any, one: One = answer) -> bytes:
+    """The JSON answer to a parsed request or batch, ``one`` answering each
+    request; a batch's items share the request's budget, and once it is spent
+    the rest answer ``rpc_limit`` without running."""
+    if not isinstance(payload, list):
+        return encode(rpc.budget, await one(rpc, payload))
+    if not payload or len(payload) > MAX_BATCH:
+        error = RpcError(-32600, f"a batch holds 1 to {MAX_BATCH} requests")
+        return encode(rpc.budget, _reply(None, error))
+    parts = [encode(rpc.budget, await one(rpc, request)) for request in payload]
+    return b"[" + b",".join(parts) + b"]"
+
+
+async def _watch(request: Request, budget: Budget) -> None:
+    """Mark the budget gone when the client disconnects (the work stops there)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+    budget.gone = True
+
+
 @router.post("/evm", include_in_schema=False)
-async def evm_rpc(request: Request) -> JSONResponse:
+async def evm_rpc(request: Request) -> Response:
     """Ethereum JSON-RPC (module docstring)."""
-    rpc = EvmRpc(request.app.state.node)
+    client = request.client.host if request.client else "unknown"
+    rpc = EvmRpc(request.app.state.node, Budget.start(client))
     body = await request.body()
     try:
         payload = parse_json(body)
     except DecodeError:
-        error = RpcError(-32700, "parse error").to_json()
-        return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
-    if isinstance(payload, list):
-        if not payload or len(payload) > MAX_BATCH:
-            error = RpcError(-32600, f"a batch holds 1 to {MAX_BATCH} requests").to_json()
-            return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
-        return JSONResponse([await answer(rpc, r) for r in payload])
-    return JSONResponse(await answer(rpc, payload))
+        content = encode(rpc.budget, _reply(None, RpcError(-32700, "parse error")))
+        return Response(content, media_type="application/json")
+    watcher = asyncio.create_task(_watch(request, rpc.budget))
+    try:
+        content = await respond(rpc, payload)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    return Response(content, media_type="application/json")
