@@ -56,6 +56,7 @@ STATUS = {
     "admission_busy": 503,
     "inference_busy": 503,
     "query_busy": 503,
+    "wasm_query_busy": 503,
     "query_limit": 422,
     "query_height_unavailable": 404,
     "unknown_view": 404,

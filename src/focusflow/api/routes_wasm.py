@@ -6,10 +6,16 @@ entry point at the node's head with ``wasm_max_gas`` and answers with what it
 returned (the bytes in hex, and the JSON they hold when they are JSON). A
 query changes nothing: a contract that tries to write traps. Contracts are
 uploaded, instantiated and executed by transactions (docs/wasm.md).
+
+Queries are free to whoever asks, and each may hold a call's worth of memory
+(16 MiB and a table) and CPU (``wasm_max_gas``): at most ``QUERY_SLOTS`` run
+at once, and one over that is answered at once with 503
+``wasm_query_busy`` and ``Retry-After`` rather than queued.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,16 +24,25 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from focusflow.api.bodies import StrictBody, json_body
-from focusflow.api.errors import ERROR_RESPONSES
+from focusflow.api.errors import ERROR_RESPONSES, error_response
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.params import AddressPath
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode
-from focusflow.core.errors import DecodeError
+from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.vm import wasm
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+#: Queries a node runs at once, and the seconds a refused one is told to wait.
+QUERY_SLOTS = 4
+RETRY_AFTER_S = 1
+
+
+class WasmQueryBusyError(FocusflowError):
+    """Every query slot is taken: try again after ``Retry-After`` seconds."""
+
+    code = "wasm_query_busy"
 
 
 class WasmQueryBody(StrictBody):
@@ -81,7 +96,31 @@ async def query(request: Request, address: AddressPath) -> JSONResponse:
     doc = parse_json(await request.body())
     if not isinstance(doc, dict) or set(doc) != {"msg"}:
         raise DecodeError('request body must be {"msg": <JSON>}')
-    return JSONResponse(await run_in_threadpool(_query, request, raw, doc["msg"]))
+    slots = _slots(request)
+    if not slots.acquire(blocking=False):
+        return _busy()
+    try:
+        return JSONResponse(await run_in_threadpool(_query, request, raw, doc["msg"]))
+    finally:
+        slots.release()
+
+
+def _slots(request: Request) -> threading.BoundedSemaphore:
+    """The app's query slots, made on its first query (the handler runs on the
+    event loop, so two requests cannot both make them)."""
+    state = request.app.state
+    slots = getattr(state, "wasm_query_slots", None)
+    if slots is None:
+        slots = state.wasm_query_slots = threading.BoundedSemaphore(QUERY_SLOTS)
+    return slots
+
+
+def _busy() -> JSONResponse:
+    """``wasm_query_busy``: 503 with the seconds to wait in ``Retry-After``."""
+    exc = WasmQueryBusyError(f"{QUERY_SLOTS} WASM queries are running; retry in {RETRY_AFTER_S} s")
+    response = error_response(exc.code, exc.message)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def _query(request: Request, address: bytes, msg: Any) -> dict[str, Any]:

@@ -12,7 +12,9 @@ most ``MAX_MSG_DEPTH`` deep), handed to the contract inside the call's
 document. ``gas`` is the most the call may use; it is paid by the
 transaction's fee: one base unit buys ``wasm_gas_per_unit`` gas, and a
 transaction must pay, beyond its size's minimum fee, for the gas of all its
-WASM messages (``insufficient_fee`` otherwise). Unused gas is not refunded,
+WASM messages (``insufficient_fee`` otherwise): the calls' ``gas``, and for
+each ``wasm.store`` the price of compiling its module (``vm.wasm.compile_gas``,
+computed from the module's bytes alone). Unused gas is not refunded,
 as on Cosmos chains. A call that fails (trap, out of gas, the contract's own
 abort) fails its message with the error's code; the fee stays paid. The
 packets a call sends (``env.send``) are delivered by ``modules.router`` once
@@ -60,14 +62,38 @@ def _msg(body: dict[str, Any]) -> Any:
 
 
 def gas_fee(msgs: Sequence[Msg], params: ChainParams) -> int:
-    """What a transaction's WASM messages add to its minimum fee: their gas,
-    ``wasm_gas_per_unit`` to a base unit, rounded up."""
-    asked = sum(
-        m.body["gas"]
-        for m in msgs
-        if m.type in MESSAGES and isinstance(m.body.get("gas"), int) and m.body["gas"] > 0
-    )
+    """What a transaction's WASM messages add to its minimum fee: their gas
+    (a call's ``gas``, a store's compile price), ``wasm_gas_per_unit`` to a
+    base unit, rounded up."""
+    asked = sum(_gas_of(m) for m in msgs if m.type in MESSAGES)
     return -(-asked // params.wasm_gas_per_unit)
+
+
+def _gas_of(m: Msg) -> int:
+    """The gas one WASM message asks the fee for (0 for a body its handler refuses)."""
+    body = m.body if isinstance(m.body, dict) else {}
+    if m.type == "wasm.store":
+        code = body.get("code")
+        if not isinstance(code, bytes):
+            return 0
+        try:
+            return wasm.compile_gas(code)
+        except wasm.WasmError:
+            return 0
+    gas = body.get("gas")
+    return gas if isinstance(gas, int) and not isinstance(gas, bool) and gas > 0 else 0
+
+
+def _check_fee(ctx: TxContext) -> None:
+    """The transaction's fee pays its size's minimum and all its WASM gas."""
+    tx, params = ctx.tx, ctx.params
+    if tx is None:
+        return
+    need = params.min_fee(len(tx.encoded)) + gas_fee(tx.msgs, params)
+    if tx.fee < need:
+        raise InsufficientFeeError(
+            f"fee {tx.fee} does not pay for the transaction's WASM gas: it needs {need}"
+        )
 
 
 def _gas(ctx: TxContext, body: dict[str, Any]) -> int:
@@ -76,13 +102,7 @@ def _gas(ctx: TxContext, body: dict[str, Any]) -> int:
     params = ctx.params
     if not 0 < gas <= params.wasm_max_gas:
         raise OverLimitError(f"gas must be in [1, {params.wasm_max_gas}], got {gas}")
-    tx = ctx.tx
-    if tx is not None:
-        need = params.min_fee(len(tx.encoded)) + gas_fee(tx.msgs, params)
-        if tx.fee < need:
-            raise InsufficientFeeError(
-                f"fee {tx.fee} does not pay for the transaction's WASM gas: it needs {need}"
-            )
+    _check_fee(ctx)
     return gas
 
 
@@ -116,10 +136,13 @@ class Wasm:
         """Nothing at the end of a block."""
 
     def store(self, ctx: TxContext, body: dict) -> None:
+        """Check the module, then the fee for its compile, then compile and keep it."""
         only_fields(body, "code")
         code = field(body, "code", bytes)
+        price = wasm.compile_gas(code)
+        _check_fee(ctx)
         code_hash = wasm.store_code(ctx.state, code)
-        ctx.emit("wasm.store", code=code_hash, size=len(code))
+        ctx.emit("wasm.store", code=code_hash, size=len(code), gas_used=price)
 
     def instantiate(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "code", "msg", "label", "gas")

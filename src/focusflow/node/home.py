@@ -150,6 +150,13 @@ class Home:
         return self.path / "blobs"
 
     @property
+    def wasm(self) -> Path:
+        """Compiled WASM modules (``vm.wasm_artifacts``), kept by code hash so a
+        restart reads them instead of compiling; apart from ``data/`` and from
+        every state root (a lost file only costs a compile)."""
+        return self.path / "wasm"
+
+    @property
     def node_json(self) -> Path:
         return self.path / "node.json"
 

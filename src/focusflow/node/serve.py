@@ -39,6 +39,7 @@ from focusflow.services.auth.credentials import Authorizer
 from focusflow.services.dns import DnsSettings, Lookup, NameRecord, serve_dns
 from focusflow.services.storage.chunk_store import ChunkStore
 from focusflow.store.particle_texts import ParticleTexts
+from focusflow.vm import wasm
 
 log = logging.getLogger("focusflow.node")
 
@@ -87,6 +88,7 @@ def serve(
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
     texts = ParticleTexts(home.texts)
     blobs = ChunkStore(home.blobs)
+    wasm.keep_artifacts(home.wasm)
     for extension in runtime.extensions:
         if isinstance(extension, BlobNet):
             extension.use_store(blobs)

@@ -35,23 +35,40 @@ The module's interface (the ABI, docs/wasm.md):
   ``modules.router``: delivered in order after the call returns) and ``abort(msg_ptr,
   msg_len)``, which ends the call with the contract's own error.
 
-Gas is wasmtime's fuel (about one unit per instruction) plus a fixed price
-per host call and per byte it moves; a call that runs out traps, and so do
-the module's own traps, a memory over ``MAX_MEMORY`` and a stack overflow.
-Any such failure leaves the state as it was: writes reach the chain state
-only when the call returns. Floats are deterministic (NaNs canonicalised);
-threads and relaxed SIMD are off.
+Gas is wasmtime's fuel (about one unit per instruction, one per byte a bulk
+memory instruction moves) plus a fixed price per host call and per byte it
+moves, a price per byte of the module to load it (``LOAD_GAS_PER_BYTE``, on
+every call, whether or not this node has it compiled at hand), and a price
+per page of memory and element of table the call holds
+(``MEMORY_GAS_PER_PAGE``, ``TABLE_GAS_PER_ELEMENT``: charged for what it
+starts with, and for what it grew to at every host call and on return). A
+call that runs out traps, and so do the module's own traps, a memory over
+``MAX_MEMORY`` and a stack overflow. Any such failure leaves the state as it
+was: writes reach the chain state only when the call returns. Floats are
+deterministic (NaNs canonicalised); the wasm proposals the ABI needs no part
+of are off (``engine``).
+
+``wasm.store`` checks a module before compiling it (``vm.wasm_scan``: the
+ABI's exports and imports with their exact signatures, bounds on its
+functions and what compiling them costs) and the transaction's fee pays for
+the compile (``compile_gas``). Compiled modules are kept in memory
+(``MODULES_KEPT``) and, where the node names a directory
+(``keep_artifacts``), on disk (``vm.wasm_artifacts``).
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import json
+import platform
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from focusflow.chain.state import PendingState
@@ -60,6 +77,15 @@ from focusflow.core.encoding import decode
 from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import decode_address, encode_address
+from focusflow.vm import wasm_scan
+from focusflow.vm.wasm_artifacts import Artifacts
+from focusflow.vm.wasm_scan import (
+    ALLOCATE_SIGNATURE,
+    ENTRY_SIGNATURE,
+    HOST_FUNCTIONS,
+    Layout,
+    ScanError,
+)
 
 CODE_PREFIX = b"/vm/wasm/code/"
 CONTRACT_PREFIX = b"/vm/wasm/contract/"
@@ -73,18 +99,28 @@ MAX_CODE_BYTES = 1 << 20
 MAX_KEY_BYTES = 256
 MAX_VALUE_BYTES = 64 << 10
 MAX_ANSWER_BYTES = 64 << 10
-#: Linear memory a call may grow to (bytes).
-MAX_MEMORY = 16 << 20
+#: Linear memory a call may grow to (bytes): one memory of ``wasm_scan.MAX_PAGES``.
+MAX_MEMORY = wasm_scan.MAX_PAGES << 16
 #: Gas of a host call, and per byte it reads or writes (storage writes cost more:
 #: every node keeps them).
 HOST_CALL_GAS = 1_000
 READ_GAS_PER_BYTE = 3
 WRITE_GAS_PER_BYTE = 30
+#: Gas per byte of the module, on every call: reading its compiled code from
+#: disk and instantiating it (docs/wasm.md, *Limits*). The same whether or
+#: not this node has it compiled in memory, as gas must be on every node.
+LOAD_GAS_PER_BYTE = 10
+#: Gas per 64 KiB page of linear memory a call holds (one per 4 bytes: the
+#: kernel maps and zeroes it), and per table element (8 bytes).
+MEMORY_GAS_PER_PAGE = 16_384
+TABLE_GAS_PER_ELEMENT = 2
 #: Packets one call may send, and the longest port name.
 MAX_PACKETS = 16
 MAX_PORT_BYTES = 64
-#: Modules compiled and kept per process, most recently used last.
+#: Modules compiled and kept per process, most recently used last, and
+#: modules whose check (``wasm_scan``) is kept.
 MODULES_KEPT = 32
+SCANS_KEPT = 64
 
 
 class WasmError(FocusflowError):
@@ -118,7 +154,8 @@ class UnknownContractError(WasmError):
 
 
 class InvalidWasmError(WasmError):
-    """Bytes that are no valid module, or a module without the ABI's exports."""
+    """Bytes that are no valid module, or a module off the contract interface or
+    past a bound (``wasm_scan``)."""
 
     code = "invalid_wasm"
 
@@ -141,6 +178,28 @@ class CallResult:
     packets: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """A module ready to instantiate, with the layout its calls read (its
+    exports, the table elements it starts with)."""
+
+    module: Any
+    layout: Layout
+
+
+@dataclass
+class LoadStats:
+    """How this process came by the modules it ran: what a restart or an
+    eviction costs (read by tests and the bench, never by consensus)."""
+
+    compiled: int = 0
+    from_disk: int = 0
+    from_memory: int = 0
+
+
+STATS = LoadStats()
+
+
 def code_key(code_hash: bytes) -> bytes:
     return CODE_PREFIX + code_hash
 
@@ -153,24 +212,87 @@ def storage_key(address: bytes, key: bytes) -> bytes:
     return STORE_PREFIX + address + key
 
 
+#: The wasm proposals off: none is part of the ABI, and each is either not
+#: deterministic (threads, relaxed SIMD), a way to hold more memory than one
+#: capped linear memory and one table (multi-memory, memory64, reference
+#: types and their table.grow, GC, custom page sizes), or code the checks in
+#: ``wasm_scan`` do not decode (SIMD, tail calls, exceptions, wide arithmetic,
+#: stack switching, components). On: the MVP with sign extension, saturating
+#: truncation, multi-value and bulk memory (whose instructions wasmtime meters
+#: per byte moved).
+FEATURES_OFF = (
+    "wasm_threads",
+    "wasm_relaxed_simd",
+    "wasm_simd",
+    "wasm_multi_memory",
+    "wasm_memory64",
+    "wasm_reference_types",
+    "wasm_function_references",
+    "wasm_gc",
+    "wasm_tail_call",
+    "wasm_exceptions",
+    "wasm_wide_arithmetic",
+    "wasm_custom_page_sizes",
+    "wasm_stack_switching",
+    "wasm_component_model",
+)
+#: Settings of the C API the Python binding has no property for: the async
+#: component model needs reference types, and wasmtime aborts the process when
+#: an engine turns those off with it on.
+_FFI_OFF = (
+    "wasmtime_config_wasm_component_model_async_set",
+    "wasmtime_config_wasm_component_model_more_async_builtins_set",
+    "wasmtime_config_wasm_component_model_async_stackful_set",
+)
+#: What must match for a compiled artifact to be reused: bump it when the
+#: checks of ``wasm_scan`` or the engine's settings change.
+ENGINE_VERSION = "1"
+
+
 @functools.cache
 def engine() -> Any:
-    """The process's wasmtime engine: fuel on, deterministic floats, no threads."""
+    """The process's wasmtime engine: fuel on, deterministic floats, only the
+    proposals the ABI needs (``FEATURES_OFF``)."""
     import wasmtime
+    from wasmtime import _ffi
 
     config = wasmtime.Config()
     config.consume_fuel = True
     config.cranelift_nan_canonicalization = True
-    config.wasm_threads = False
-    config.wasm_relaxed_simd = False
+    for name in FEATURES_OFF:
+        if hasattr(wasmtime.Config, name):
+            setattr(config, name, False)
+    for name in _FFI_OFF:
+        setter = getattr(_ffi, name, None)
+        if setter is not None:
+            setter(config.ptr(), False)
     return wasmtime.Engine(config)
+
+
+def fingerprint() -> str:
+    """The engine's identity for compiled artifacts: wasmtime's version, this
+    module's settings and checks, the machine."""
+    parts = [
+        metadata.version("wasmtime"),
+        platform.machine(),
+        ENGINE_VERSION,
+        *FEATURES_OFF,
+        *(
+            f"{k}={v}"
+            for k, v in sorted(vars(wasm_scan).items())
+            if k.isupper() and isinstance(v, int)
+        ),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 #: The fixed point of ``twap_of``'s answer.
 TWAP_UNIT = 10**9
 
-_MODULES: OrderedDict[bytes, Any] = OrderedDict()
-_MODULES_LOCK = threading.Lock()
+_MODULES: OrderedDict[bytes, Compiled] = OrderedDict()
+_SCANS: OrderedDict[bytes, Layout | ScanError] = OrderedDict()
+_LOCK = threading.Lock()
+_ARTIFACTS: list[Artifacts] = []
 
 
 def _release() -> None:
@@ -183,30 +305,104 @@ def _release() -> None:
 atexit.register(_release)
 
 
-def compile_module(code: bytes) -> Any:
-    """The compiled module of ``code`` (kept by hash); InvalidWasmError if it is none
-    or lacks an export the ABI needs."""
+def keep_artifacts(path: Path | None) -> None:
+    """Keep compiled modules in ``path`` (the node's home names it), or nowhere
+    but memory (None)."""
+    with _LOCK:
+        _ARTIFACTS.clear()
+        if path is not None:
+            _ARTIFACTS.append(Artifacts(path, fingerprint()))
+
+
+def forget_compiled() -> None:
+    """Drop the modules compiled in memory (as a restart would)."""
+    with _LOCK:
+        _MODULES.clear()
+
+
+def check_code(code: bytes) -> Layout:
+    """The checked layout of a module ``wasm.store`` may keep (kept by hash, so
+    the fee check and the store read the bytes once); InvalidWasmError if it
+    is no valid module, lies off the ABI or past a bound."""
+    import wasmtime
+
+    if len(code) > MAX_CODE_BYTES:
+        raise InvalidWasmError(f"module of {len(code)} bytes exceeds {MAX_CODE_BYTES}")
+    key = sha256(code)
+    with _LOCK:
+        found = _SCANS.get(key)
+        if found is not None:
+            _SCANS.move_to_end(key)
+    if found is None:
+        try:
+            wasmtime.Module.validate(engine(), code)
+            found = wasm_scan.scan(code)
+        except wasmtime.WasmtimeError as exc:
+            found = ScanError(f"not a valid WebAssembly module: {_first_line(exc)}")
+        except ScanError as exc:
+            found = exc
+        with _LOCK:
+            _SCANS[key] = found
+            while len(_SCANS) > SCANS_KEPT:
+                _SCANS.popitem(last=False)
+    if isinstance(found, ScanError):
+        raise InvalidWasmError(found.message)
+    return found
+
+
+def compile_gas(code: bytes) -> int:
+    """Gas the compile of ``code`` costs (``wasm_scan``): what ``wasm.store``
+    charges; InvalidWasmError for code it refuses."""
+    return check_code(code).compile_gas()
+
+
+def load_module(code: bytes) -> Compiled:
+    """The compiled module of ``code``: from memory, from the node's disk, or
+    checked and compiled (and kept in both); InvalidWasmError if it is none."""
     import wasmtime
 
     key = sha256(code)
-    with _MODULES_LOCK:
-        module = _MODULES.get(key)
-        if module is not None:
+    with _LOCK:
+        found = _MODULES.get(key)
+        if found is not None:
             _MODULES.move_to_end(key)
-            return module
-    try:
-        module = wasmtime.Module(engine(), code)
-    except wasmtime.WasmtimeError as exc:
-        raise InvalidWasmError(f"not a valid WebAssembly module: {_first_line(exc)}") from None
-    exports = {e.name for e in module.exports}
-    missing = [n for n in ("memory", "allocate", *ENTRY_POINTS) if n not in exports]
-    if missing:
-        raise InvalidWasmError(f"the module does not export {', '.join(missing)}")
-    with _MODULES_LOCK:
-        _MODULES[key] = module
+            STATS.from_memory += 1
+            return found
+        artifacts = _ARTIFACTS[0] if _ARTIFACTS else None
+    module = artifacts.load(key, engine()) if artifacts is not None else None
+    if module is not None:
+        compiled = Compiled(module, _kept_layout(code))
+        STATS.from_disk += 1
+    else:
+        layout = check_code(code)
+        try:
+            module = wasmtime.Module(engine(), code)
+        except wasmtime.WasmtimeError as exc:
+            raise InvalidWasmError(f"not a valid WebAssembly module: {_first_line(exc)}") from None
+        compiled = Compiled(module, layout)
+        STATS.compiled += 1
+        if artifacts is not None:
+            artifacts.save(key, module)
+    with _LOCK:
+        _MODULES[key] = compiled
         while len(_MODULES) > MODULES_KEPT:
             _MODULES.popitem(last=False)
-    return module
+    return compiled
+
+
+def compile_module(code: bytes) -> Any:
+    """The wasmtime module of ``code``; InvalidWasmError where ``wasm.store``
+    would refuse it (the command line checks a module before paying for it)."""
+    return load_module(code).module
+
+
+def _kept_layout(code: bytes) -> Layout:
+    """The layout of code whose artifact this node wrote (so it passed
+    ``check_code``): its sections only, the bodies not decoded again."""
+    try:
+        return wasm_scan.layout(code, bodies=False)
+    except ScanError as exc:
+        raise InvalidWasmError(exc.message) from None
 
 
 def is_contract(state: PendingState, address: bytes) -> bool:
@@ -214,21 +410,24 @@ def is_contract(state: PendingState, address: bytes) -> bool:
 
 
 def exports_entry(state: PendingState, address: bytes, entry: str) -> bool:
-    """Whether the instance at ``address`` exports ``entry`` (False for no instance)."""
+    """Whether the instance at ``address`` exports ``entry`` (False for no
+    instance, or code that is no longer a valid contract)."""
     raw = state.get(contract_key(address))
     if raw is None:
         return False
     code = state.get(code_key(decode(raw, "wasm contract")[0]))
     if code is None:
         return False
-    return any(e.name == entry for e in compile_module(code).exports)
+    try:
+        return entry in _kept_layout(code).exports
+    except InvalidWasmError:
+        return False
 
 
 def store_code(state: PendingState, code: bytes) -> bytes:
-    """Check and keep a module; returns its hash (the same bytes twice: one copy)."""
-    if len(code) > MAX_CODE_BYTES:
-        raise InvalidWasmError(f"module of {len(code)} bytes exceeds {MAX_CODE_BYTES}")
-    compile_module(code)
+    """Check, compile and keep a module; returns its hash (the same bytes
+    twice: one copy)."""
+    load_module(code)
     code_hash = sha256(code)
     state.put(code_key(code_hash), code)
     return code_hash
@@ -254,7 +453,10 @@ def call(
     twap_of: Any = None,
 ) -> CallResult:
     """Run ``entry`` of the instance at ``address`` with ``msg`` in a child of
-    ``state``, merged only if the call returns; raises a WasmError otherwise."""
+    ``state``, merged only if the call returns; raises a WasmError otherwise.
+
+    The load price is charged before the module is loaded: a call without
+    the gas for it costs this node no read and no compile."""
     raw = state.get(contract_key(address))
     if raw is None:
         raise UnknownContractError(f"no contract at {encode_address(address)}")
@@ -282,8 +484,9 @@ def call(
         karma_of=karma_of or (lambda _address: 0),
         twap_of=twap_of or (lambda _base, _quote: None),
     )
+    run.charge(LOAD_GAS_PER_BYTE * len(code))
     text = json.dumps(document, separators=(",", ":"), ensure_ascii=True).encode()
-    answer = run.call(compile_module(code), entry, text)
+    answer = run.call(load_module(code), entry, text)
     state.merge(view)
     return CallResult(answer, run.used(), run.packets)
 
@@ -311,48 +514,79 @@ class _Run:
         self.twap_of = twap_of
         self.read_only = read_only
         self.store = wasmtime.Store(engine())
-        self.store.set_limits(memory_size=MAX_MEMORY)
+        self.store.set_limits(
+            memory_size=MAX_MEMORY,
+            table_elements=wasm_scan.MAX_TABLE_ELEMENTS,
+            instances=1,
+            tables=1,
+            memories=1,
+        )
         self.store.set_fuel(gas)
         self.instance: Any = None
         self.packets: list[tuple[str, bytes]] = []
+        #: Pages of memory paid for so far.
+        self.pages = 0
 
     def used(self) -> int:
         return self.gas - self.store.get_fuel()
 
-    def _charge(self, amount: int) -> None:
+    def charge(self, amount: int) -> None:
+        """Take ``amount`` gas; WasmOutOfGasError (and none left) if it is not there."""
         left = self.store.get_fuel()
         if amount > left:
             self.store.set_fuel(0)
             raise WasmOutOfGasError(f"out of gas: {self.gas} given")
         self.store.set_fuel(left - amount)
 
-    def call(self, module: Any, entry: str, document: bytes) -> bytes:
+    def _charge_memory(self, get: Callable[[str], Any], ctx: Any) -> None:
+        """Pay for the pages the memory grew to since the last payment (memory
+        never shrinks: its size now is the most it held). ``get`` finds the
+        instance's exports, ``ctx`` is the store or the calling instance."""
+        pages = _memory_of(get).size(ctx)
+        if pages > self.pages:
+            grown, self.pages = pages - self.pages, pages
+            self.charge(MEMORY_GAS_PER_PAGE * grown)
+
+    def _export(self, name: str) -> Any:
+        return self.instance.exports(self.store).get(name)
+
+    def call(self, compiled: Compiled, entry: str, document: bytes) -> bytes:
         import wasmtime
 
+        if entry not in compiled.layout.exports:
+            raise InvalidWasmError(f"the contract does not export {entry}")
+        self.charge(TABLE_GAS_PER_ELEMENT * compiled.layout.table_elements())
         linker = wasmtime.Linker(engine())
-        i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
-        host: dict[str, tuple[list[Any], list[Any], Callable[..., Any]]] = {
-            "db_read": ([i32, i32], [i64], self._db_read),
-            "db_write": ([i32, i32, i32, i32], [], self._db_write),
-            "db_remove": ([i32, i32], [], self._db_remove),
-            "focus_of": ([i32, i32], [i64], self._focus_of),
-            "karma_of": ([i32, i32], [i64], self._karma_of),
-            "twap_of": ([i32, i32], [i64], self._twap_of),
-            "abort": ([i32, i32], [], self._abort),
-            "send": ([i32, i32, i32, i32], [], self._send),
+        host: dict[str, Callable[..., Any]] = {
+            "db_read": self._db_read,
+            "db_write": self._db_write,
+            "db_remove": self._db_remove,
+            "focus_of": self._focus_of,
+            "karma_of": self._karma_of,
+            "twap_of": self._twap_of,
+            "abort": self._abort,
+            "send": self._send,
         }
-        for name, (params, results, fn) in host.items():
-            ty = wasmtime.FuncType(params, results)
-            linker.define_func("env", name, ty, fn, access_caller=True)
+        for name, (params, results) in HOST_FUNCTIONS.items():
+            linker.define_func(
+                "env", name, _func_type(params, results), host[name], access_caller=True
+            )
         try:
-            self.instance = linker.instantiate(self.store, module)
-            exports = self.instance.exports(self.store)
-            place = self._write_new(exports.__getitem__, self.store, document)
-            packed = exports[entry](self.store, place, len(document))
+            self.instance = linker.instantiate(self.store, compiled.module)
+            self._charge_memory(self._export, self.store)
+            run = _func_of(self._export, self.store, entry, ENTRY_SIGNATURE)
+            place = self._write_new(self._export, self.store, document)
+            packed = run(self.store, place, len(document))
+            self._charge_memory(self._export, self.store)
+            if not isinstance(packed, int):
+                raise InvalidWasmError(f"{entry} returned no i64")
             ptr, size = (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
             if size > MAX_ANSWER_BYTES:
                 raise WasmTrapError(f"answer of {size} bytes exceeds {MAX_ANSWER_BYTES}")
-            return bytes(exports["memory"].read(self.store, ptr, ptr + size))
+            memory = _memory_of(self._export)
+            if ptr + size > memory.data_len(self.store):
+                raise WasmTrapError("the answer lies outside the contract's memory")
+            return bytes(memory.read(self.store, ptr, ptr + size))
         except WasmError:
             raise
         except wasmtime.Trap as trap:
@@ -367,9 +601,12 @@ class _Run:
 
     # --- memory ---------------------------------------------------------------
     def _read(self, caller: Any, ptr: int, size: int, cap: int, what: str) -> bytes:
+        """Bytes of the contract's memory a host function was handed; first pays
+        for the memory the call grew since the last payment."""
+        self._charge_memory(caller.get, caller)
         if size > cap:
             raise WasmTrapError(f"{what} of {size} bytes exceeds {cap}")
-        memory = caller.get("memory")
+        memory = _memory_of(caller.get)
         if ptr < 0 or size < 0 or ptr + size > memory.data_len(caller):
             raise WasmTrapError(f"{what} lies outside the contract's memory")
         return bytes(memory.read(caller, ptr, ptr + size))
@@ -378,9 +615,10 @@ class _Run:
     def _write_new(get: Any, ctx: Any, data: bytes) -> int:
         """``data`` into a buffer the contract allocates (``get`` finds its exports,
         ``ctx`` is the store or the calling instance); returns its address."""
-        ptr = int(get("allocate")(ctx, len(data)))
-        memory = get("memory")
-        if ptr < 0 or ptr + len(data) > memory.data_len(ctx):
+        allocate = _func_of(get, ctx, "allocate", ALLOCATE_SIGNATURE)
+        ptr = allocate(ctx, len(data))
+        memory = _memory_of(get)
+        if not isinstance(ptr, int) or ptr < 0 or ptr + len(data) > memory.data_len(ctx):
             raise WasmTrapError("allocate returned a buffer outside the contract's memory")
         memory.write(ctx, data, ptr)
         return ptr
@@ -388,11 +626,11 @@ class _Run:
     # --- host functions ---------------------------------------------------------
     def _db_read(self, caller: Any, key_ptr: int, key_len: int) -> int:
         key = self._read(caller, key_ptr, key_len, MAX_KEY_BYTES, "a key")
-        self._charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(key))
+        self.charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(key))
         value = self.view.get(storage_key(self.address, key))
         if value is None:
             return -1
-        self._charge(READ_GAS_PER_BYTE * len(value))
+        self.charge(READ_GAS_PER_BYTE * len(value))
         ptr = self._write_new(caller.get, caller, value)
         return (ptr << 32) | len(value)
 
@@ -401,19 +639,19 @@ class _Run:
             raise WasmTrapError("a query cannot write")
         key = self._read(caller, kp, kl, MAX_KEY_BYTES, "a key")
         value = self._read(caller, vp, vl, MAX_VALUE_BYTES, "a value")
-        self._charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * (len(key) + len(value)))
+        self.charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * (len(key) + len(value)))
         self.view.put(storage_key(self.address, key), value)
 
     def _db_remove(self, caller: Any, key_ptr: int, key_len: int) -> None:
         if self.read_only:
             raise WasmTrapError("a query cannot write")
         key = self._read(caller, key_ptr, key_len, MAX_KEY_BYTES, "a key")
-        self._charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * len(key))
+        self.charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * len(key))
         self.view.delete(storage_key(self.address, key))
 
     def _focus_of(self, caller: Any, cid_ptr: int, cid_len: int) -> int:
         text = self._read(caller, cid_ptr, cid_len, 128, "a CID")
-        self._charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
+        self.charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
         try:
             cid = cid_to_bytes(text.decode("ascii"))
         except (UnicodeDecodeError, FocusflowError):
@@ -422,7 +660,7 @@ class _Run:
 
     def _karma_of(self, caller: Any, addr_ptr: int, addr_len: int) -> int:
         text = self._read(caller, addr_ptr, addr_len, 128, "an address")
-        self._charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
+        self.charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
         try:
             address = decode_address(text.decode("ascii"))
         except (UnicodeDecodeError, FocusflowError):
@@ -431,7 +669,7 @@ class _Run:
 
     def _twap_of(self, caller: Any, pair_ptr: int, pair_len: int) -> int:
         text = self._read(caller, pair_ptr, pair_len, 2 * 128 + 1, "a pair")
-        self._charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
+        self.charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
         try:
             base, quote = text.decode("ascii").split(" ")
         except (UnicodeDecodeError, ValueError):
@@ -450,7 +688,7 @@ class _Run:
             raise WasmTrapError(f"a call sends at most {MAX_PACKETS} packets")
         port = self._read(caller, port_ptr, port_len, MAX_PORT_BYTES, "a port")
         data = self._read(caller, data_ptr, data_len, MAX_VALUE_BYTES, "a packet")
-        self._charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * (len(port) + len(data)))
+        self.charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * (len(port) + len(data)))
         try:
             name = port.decode("ascii")
         except UnicodeDecodeError:
@@ -460,6 +698,45 @@ class _Run:
     def _abort(self, caller: Any, msg_ptr: int, msg_len: int) -> None:
         text = self._read(caller, msg_ptr, msg_len, 1024, "an abort message")
         raise WasmAbortError(text.decode("utf-8", "replace"))
+
+
+def _func_type(params: tuple[int, ...], results: tuple[int, ...]) -> Any:
+    import wasmtime
+
+    kinds = {wasm_scan.I32: wasmtime.ValType.i32(), wasm_scan.I64: wasmtime.ValType.i64()}
+    return wasmtime.FuncType([kinds[p] for p in params], [kinds[r] for r in results])
+
+
+def _memory_of(get: Callable[[str], Any]) -> Any:
+    """The instance's exported memory; InvalidWasmError if it exports none."""
+    import wasmtime
+
+    memory = get("memory")
+    if not isinstance(memory, wasmtime.Memory):
+        raise InvalidWasmError("the contract exports no memory named memory")
+    return memory
+
+
+def _func_of(
+    get: Callable[[str], Any],
+    ctx: Any,
+    name: str,
+    signature: tuple[tuple[int, ...], tuple[int, ...]],
+) -> Any:
+    """The instance's exported function ``name`` of exactly ``signature`` (the
+    store checked it; code kept from before the check is held to it here);
+    InvalidWasmError otherwise."""
+    import wasmtime
+
+    func = get(name)
+    if not isinstance(func, wasmtime.Func):
+        raise InvalidWasmError(f"the contract exports no function {name}")
+    wanted = _func_type(*signature)
+    given = func.type(ctx)
+    if list(given.params) != list(wanted.params) or list(given.results) != list(wanted.results):
+        text = wasm_scan.signature_text(signature)
+        raise InvalidWasmError(f"the contract's {name} is not a function {text}")
+    return func
 
 
 def _first_line(exc: BaseException) -> str:
