@@ -25,8 +25,8 @@ from fastapi.testclient import TestClient
 
 from focusflow.api.app import create_app
 from focusflow.api.errors import MAX_BODY_BYTES
-from focusflow.api.limits import LimitSettings
 from focusflow.api.evm_budget import MAX_RESPONSE_BYTES, RPC_TIME_BUDGET_S
+from focusflow.api.limits import LimitSettings
 from focusflow.api.routes_evm import METHODS
 from focusflow.chain import Genesis
 from focusflow.chain.eth_tx import evm_chain_id
@@ -57,7 +57,7 @@ def emits(n: int, topic: int) -> bytes:
 
 def _eth(nonce: int, data: bytes, gas: int) -> bytes:
     fields = {"chainId": evm_chain_id(CHAIN_ID), "nonce": nonce, "maxFeePerGas": 10,
-              "maxPriorityFeePerGas": 1, "gas": gas, "to": None, "value": 0, "data": data}  # fmt: skip
+              "maxPriorityFeePerGas": 1, "gas": gas, "to": None, "data": data}  # fmt: skip
     return bytes(Account.sign_transaction(fields, KEY).raw_transaction)
 
 
@@ -202,8 +202,7 @@ def test_every_method_takes_each_hostile_scalar_in_each_place(client):
             for at in range(3):
                 params = ['"latest"'] * at + [value]
                 body = (
-                    f'{{"jsonrpc":"2.0","id":7,"method":"{method}",'
-                    f'"params":[{",".join(params)}]}}'
+                    f'{{"jsonrpc":"2.0","id":7,"method":"{method}","params":[{",".join(params)}]}}'
                 )
                 reply = _post(client, body)
                 assert reply["id"] == 7

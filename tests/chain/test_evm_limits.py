@@ -9,6 +9,9 @@ input it raises on.
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 from eth_account import Account
 
@@ -173,3 +176,50 @@ def test_the_plane_refuses_oversized_initcode_in_every_entry_point():
     assert state.get(code_key(b"\0" * 20)) is None
     with pytest.raises(evm.EvmValidationError, match="intrinsic gas"):
         evm.call(state, block, sender=SENDER, to=None, data=returning(1), gas=53_000)
+
+
+def _pairing_input(pairs: int) -> bytes:
+    """ECPAIRING input of ``pairs`` times (G1, G2), (-G1, G2): its product is 1."""
+    from py_ecc import bn128
+
+    (x_r, x_i), (y_r, y_i) = (c.coeffs for c in bn128.G2)
+    g2 = b"".join(int(v).to_bytes(32, "big") for v in (x_i, x_r, y_i, y_r))
+    g1 = (1).to_bytes(32, "big") + (2).to_bytes(32, "big")
+    minus_g1 = (1).to_bytes(32, "big") + (bn128.field_modulus - 2).to_bytes(32, "big")
+    return (g1 + g2 + minus_g1 + g2) * pairs
+
+
+def test_an_rpc_run_stops_inside_a_long_pairing_and_otherwise_answers_as_a_block():
+    """A call at the cap may pair some 290 points in one precompile call, tens of
+    seconds of Python between two gas charges: an RPC run checks its stop
+    between points, with the same gas and answer as a block's run."""
+    state, block = _plane()
+    two = _pairing_input(1)
+    run = {"sender": SENDER, "to": evm.ECPAIRING_ADDRESS, "gas": 1_000_000}
+    plain = evm.call(state, block, data=two, **run)
+    allowed = evm.call(state, block, data=two, allowance=evm.Allowance(10**7, 1), **run)
+    assert plain.output == allowed.output == bytes(31) + b"\x01"
+    assert plain.gas_used == allowed.gas_used
+    asked = itertools.count()
+    stop = evm.Allowance(10**7, 1, stop=lambda: next(asked) >= 3)
+    t0 = time.monotonic()
+    with pytest.raises(evm.EvmStoppedError):
+        evm.call(state, block, data=_pairing_input(30), allowance=stop, **{**run, "gas": 5 * 10**6})
+    assert time.monotonic() - t0 < 5
+
+
+def test_an_rpc_run_stops_in_a_loop_and_spends_its_allowance():
+    state, block = _plane()
+    loop = bytes.fromhex("5b600056")
+    deadline = time.monotonic() + 0.5
+    t0 = time.monotonic()
+    with pytest.raises(evm.EvmStoppedError):
+        evm.call(
+            state, block, sender=SENDER, to=None, data=loop, gas=10**7,
+            allowance=evm.Allowance(10**7, 1, stop=lambda: time.monotonic() > deadline),
+        )  # fmt: skip
+    assert time.monotonic() - t0 < 3
+    allowance = evm.Allowance(gas=100_000, runs=2)
+    with pytest.raises(evm.EvmStoppedError, match="gas budget"):
+        evm.call(state, block, sender=SENDER, to=None, data=loop, gas=10**7, allowance=allowance)
+    assert allowance.gas <= 0 and allowance.runs == 1

@@ -141,12 +141,8 @@ def test_fee_history_reward_percentiles_are_bounded_and_checked(url):
         assert error["code"] == -32602, percentiles
     # The attack: 300 KB of percentiles once asked for a 461 MB answer.
     big = [0.0001 * i for i in range(30_000)]
-    reply = httpx.post(
-        url,
-        json={"jsonrpc": "2.0", "id": 1, "method": "eth_feeHistory",
-              "params": ["0x400", "latest", big]},  # fmt: skip
-        timeout=30,
-    )
+    doc = {"jsonrpc": "2.0", "id": 1, "method": "eth_feeHistory"}
+    reply = httpx.post(url, json={**doc, "params": ["0x400", "latest", big]}, timeout=30)
     assert reply.status_code == 200 and len(reply.content) < 1000
     assert reply.json()["error"]["code"] == -32602
 

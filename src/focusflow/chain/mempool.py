@@ -3,10 +3,11 @@
 Admission (:meth:`Mempool.add`) runs in two parts. :meth:`Mempool.precheck`
 needs nothing but the transaction: decoding, chain id, limits, minimum fee,
 the signature, and for an Ethereum transaction what a block would refuse it
-for whatever the state (``chain.eth_tx.check_static``); it is the CPU work, and the node runs it outside any lock, in
-its admission workers. :meth:`Mempool.insert` then checks the transaction
-against the sender's committed account and its pending transactions, and
-either changes the pool or raises, leaving it exactly as it was:
+for whatever the state (``chain.eth_tx.check_static``); it is the CPU work,
+and the node runs it outside any lock, in its admission workers.
+:meth:`Mempool.insert` then checks the transaction against the sender's
+committed account and its pending transactions, and either changes the pool
+or raises, leaving it exactly as it was:
 
 * the hash is not pending already (``duplicate_tx``);
 * the nonce is not used and at most MAX_NONCE_GAP ahead of the committed one

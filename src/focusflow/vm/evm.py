@@ -40,6 +40,8 @@ from focusflow.chain.state import PendingState
 FORK = "cancun"
 #: Gas of a plain value transfer: what ``eth_estimateGas`` starts from.
 TRANSFER_GAS = 21_000
+#: py-evm's ECPAIRING precompile (EIP-197), the slowest per gas in Python.
+ECPAIRING_ADDRESS = bytes.fromhex("0000000000000000000000000000000000000008")
 #: The focus precompile: input a particle's binary CID, output its committed
 #: focus after the parent block as a uint256 (``round(phi * 10**15)``, the
 #: chain's fixed point; 0 for a CID that is not a particle).
@@ -338,16 +340,58 @@ def _stoppable_state() -> Any:
     exception no computation catches, unlike py-evm's VMError)."""
     state_class, _, _ = interpreter()
 
-    class StoppableComputation(state_class.computation_class):  # type: ignore[name-defined]
+    from eth_typing import Address
+
+    base = state_class.computation_class
+
+    class StoppableComputation(base):  # type: ignore[misc,valid-type]
+        _precompiles = {  # noqa: RUF012
+            **base.get_precompiles(),
+            Address(ECPAIRING_ADDRESS): _stoppable_ecpairing,
+        }
+
         def consume_gas(self, amount: int, reason: str) -> None:
-            if self.state.stop():
-                raise EvmStoppedError("the request's time is up")
+            _check_stop(self.state)
             super().consume_gas(amount, reason)
 
     class StoppableState(state_class):  # type: ignore[misc,valid-type]
         computation_class = StoppableComputation
 
     return StoppableState
+
+
+def _check_stop(vm_state: Any) -> None:
+    if vm_state.stop():
+        raise EvmStoppedError("the run was stopped: the request's time is up or its client gone")
+
+
+def _stoppable_ecpairing(computation: Any) -> Any:
+    """ECPAIRING (``0x08``) as py-evm computes it, one point at a time with the
+    run's stop check between points: a call at the RPC gas cap pairs some 290
+    points, tens of seconds of pure Python that no gas charge would interrupt.
+    Same gas, same answer, same failures as py-evm's own."""
+    from eth.exceptions import VMError
+    from eth.precompiles.ecpairing import _process_point
+    from eth.vm.forks.istanbul.constants import GAS_ECPAIRING_BASE, GAS_ECPAIRING_PER_POINT
+    from eth_utils import ValidationError
+    from py_ecc import optimized_bn128 as bn128
+
+    data = bytes(computation.msg.data)
+    if len(data) % 192:
+        raise VMError("Invalid ECPAIRING parameters")
+    points = len(data) // 192
+    gas = GAS_ECPAIRING_BASE + points * GAS_ECPAIRING_PER_POINT
+    computation.consume_gas(gas, reason="ECPAIRING Precompile")
+    exponent = bn128.FQ12.one()
+    try:
+        for i in range(points):
+            _check_stop(computation.state)
+            exponent = _process_point(data[192 * i : 192 * (i + 1)], exponent)
+    except ValidationError:
+        raise VMError("Invalid ECPAIRING parameters") from None
+    paired = bn128.final_exponentiate(exponent) == bn128.FQ12.one()
+    computation.output = bytes(31) + (b"\x01" if paired else b"\x00")
+    return computation
 
 
 def _new_state(state: PendingState, block: EvmBlock, stop: Callable[[], bool] | None = None) -> Any:
