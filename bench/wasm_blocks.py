@@ -21,9 +21,20 @@ have the same root. Workloads:
 
 Prints calls per second for both and serial time / scheduler time.
 
+``--attacks`` times instead what hostile modules cost a block (it runs
+against older sources too, to compare): the store of a 900 KB straight-line
+function, a transaction cycling 34 contracts after the compiled modules were
+dropped (a restart, or more contracts than memory keeps), and a call holding
+99 memories of 16 MiB, with the process's peak memory. ``--limits`` measures
+what the prices of ``vm.wasm`` and ``vm.wasm_scan`` stand for: compile time
+and price of the worst modules the bounds allow, reading a compiled module
+back, and growing memory.
+
 Run from the repository root::
 
     python bench/wasm_blocks.py [--calls 200] [--spin 2000000] [--threads 2]
+    python bench/wasm_blocks.py --attacks
+    python bench/wasm_blocks.py --limits
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import argparse
 import logging
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -162,19 +174,261 @@ def run(workload: str, calls: int, spin: int, threads: int) -> tuple[float, floa
     return times[0], times[1], reruns, calls
 
 
+def leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def abi_module(bodies: list[bytes], locals_: int = 0, memories: int = 0) -> bytes:
+    """A module of the contract ABI whose ``execute`` is ``bodies[0]``, with the
+    other bodies beside it (each ``(i32, i32) -> i64`` with ``locals_`` i32
+    locals, its bytes without the final ``end``) and ``memories`` extra
+    memories of 256 pages."""
+
+    def section(kind: int, body: bytes) -> bytes:
+        return bytes([kind]) + leb(len(body)) + body
+
+    def vec(items: list[bytes]) -> bytes:
+        return leb(len(items)) + b"".join(items)
+
+    n = len(bodies)
+    types = section(1, vec([b"\x60\x02\x7f\x7f\x01\x7e", b"\x60\x01\x7f\x01\x7f"]))
+    funcs = section(3, vec([b"\x00"] * n + [b"\x01", b"\x00", b"\x00"]))
+    mems = section(5, vec([b"\x00\x01"] + [b"\x00\x80\x02"] * memories))
+    exports = section(
+        7,
+        vec(
+            [
+                b"\x06memory\x02\x00",
+                b"\x07execute\x00\x00",
+                b"\x08allocate\x00" + leb(n),
+                b"\x0binstantiate\x00" + leb(n + 1),
+                b"\x05query\x00" + leb(n + 2),
+            ]
+        ),
+    )
+    decl = vec([leb(locals_) + b"\x7f"]) if locals_ else vec([])
+    code = [decl + b + b"\x42\x00\x0b" for b in bodies]
+    code += [b"\x00\x41\x80\x20\x0b", b"\x00\x42\x00\x0b", b"\x00\x42\x00\x0b"]
+    body = section(10, vec([leb(len(c)) + c for c in code]))
+    return b"\0asm\1\0\0\0" + types + funcs + mems + exports + body
+
+
+def straight(size: int) -> bytes:
+    """Straight-line code: ``local.get 0; local.get 1; i32.add; local.set 0``."""
+    return b"\x20\x00\x20\x01\x6a\x21\x00" * (size // 7)
+
+
+def held_loads(height: int, size: int) -> bytes:
+    """Runs of ``height`` loads held on the stack at once, summed and stored."""
+    run = b"".join(b"\x41\x00\x28\x02" + leb(4 * k + 64) for k in range(height))
+    run = b"\x41\x00" + run + b"\x6a" * (height - 1) + b"\x36\x02\x00"
+    return run * (size // len(run))
+
+
+def held_locals(count: int, size: int) -> bytes:
+    """Runs that load into ``count`` locals, then sum them all and store."""
+    sets = b"".join(
+        b"\x41\x00\x28\x02" + leb(4 * k + 64) + b"\x21" + leb(k + 2) for k in range(count)
+    )
+    sums = b"\x20\x02" + b"".join(b"\x20" + leb(k + 2) + b"\x6a" for k in range(1, count))
+    run = b"\x41\x00" + sets + sums + b"\x36\x02\x00"
+    return run * (size // len(run))
+
+
+def touch_memories(memories: int) -> bytes:
+    """Writes a byte to every 4 KiB of memory 1 .. ``memories`` (multi-memory)."""
+    out = b""
+    for m in range(1, memories + 1):
+        out += (
+            b"\x41\x00\x21\x02\x02\x40\x03\x40\x20\x02\x41\x80\x80\x80\x08\x4f\x0d\x01"
+            b"\x20\x02\x41\x01\x3a\x40" + leb(m) + b"\x00\x20\x02\x41\x80\x20\x6a\x21\x02"
+            b"\x0c\x00\x0b\x0b"
+        )
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def attacks() -> None:
+    """Block seconds of hostile stores and calls, against whatever sources run.
+
+    Where the sources keep compiled modules on disk (``keep_artifacts``), they
+    do here, as a node keeps them in its home."""
+    from focusflow.core.hashing import sha256
+    from focusflow.vm import wasm
+
+    key = KeyPair.from_seed(b"bench-attacker".ljust(32, b"\0"))
+    with tempfile.TemporaryDirectory() as d:
+        if hasattr(wasm, "keep_artifacts"):
+            wasm.keep_artifacts(Path(d) / "wasm")
+        chain = open_chain(Path(d) / "data", genesis([key]), VALIDATOR)
+        t, nonce = T0 + 1000, 0
+
+        def block(*txs: list[Msg]) -> tuple[float, list]:
+            nonlocal t, nonce
+            signed = []
+            for msgs in txs:
+                signed.append(make_tx(key, CHAIN_ID, nonce, 10**9, msgs).encoded)
+                nonce += 1
+            t0 = time.perf_counter()
+            r = chain.produce_block(signed, time_ms=t)
+            t += 1000
+            return time.perf_counter() - t0, r.receipts
+
+        huge = abi_module([straight(900_000)])
+        took, (receipt,) = block([Msg("wasm.store", {"code": huge})])
+        print(
+            f"store of a {len(huge) // 1000} KB straight-line function: {took:.2f} s", receipt.code
+        )
+        body = straight(60_000)
+        codes = [abi_module([body] * 4 + [b"\x41" + leb(i) + b"\x1a"]) for i in range(34)]
+        took, receipts = block(*[[Msg("wasm.store", {"code": c})] for c in codes])
+        print(
+            f"store of 34 modules of {len(codes[0]) // 1000} KB in one block: {took:.2f} s",
+            {r.code for r in receipts},
+        )
+        inst = {"msg": b"{}", "gas": 10**7, "label": "c"}
+        _, (receipt,) = block([Msg("wasm.instantiate", {**inst, "code": sha256(c)}) for c in codes])
+        contracts = [e["contract"] for e in receipt.events if e["type"] == "wasm.instantiate"]
+        wasm._MODULES.clear()
+        call = {"msg": b"{}", "gas": 10**7}
+        took, (receipt,) = block([Msg("wasm.execute", {**call, "contract": c}) for c in contracts])
+        print(f"34 of them cycled in one transaction, none in memory: {took:.2f} s", receipt.code)
+        many = abi_module([touch_memories(99)], locals_=1, memories=99)
+        before = peak_rss_mb()
+        took, (receipt,) = block([Msg("wasm.store", {"code": many})])
+        if receipt.code == "ok":
+            _, (receipt,) = block([Msg("wasm.instantiate", {**inst, "code": sha256(many)})])
+            run = {"contract": receipt.events[0]["contract"], "msg": b"{}", "gas": 10**9}
+            took, (receipt,) = block([Msg("wasm.execute", run)])
+            gas = receipt.events[0]["gas_used"] if receipt.events else "-"
+            print(f"call touching 99 memories of 16 MiB: {took:.2f} s, {receipt.code}, gas {gas}")
+        else:
+            print(f"store of a module of 99 memories of 16 MiB: {took:.2f} s, {receipt.code}")
+        print(f"peak memory of the process: {before:.0f} MB before, {peak_rss_mb():.0f} MB after")
+        chain.close()
+        if hasattr(wasm, "keep_artifacts"):
+            wasm.keep_artifacts(None)
+
+
+def limits() -> None:
+    """Compile time and price of the worst modules the bounds allow, and the
+    costs the per-call prices stand for. Times are CPU seconds of this process
+    (a compile runs on several threads): what it takes from a validator, and
+    less exposed to other loads on the machine than wall time."""
+    from focusflow.vm import wasm, wasm_scan
+
+    def fill(body: bytes, locals_: int = 0) -> list[bytes]:
+        """As many copies of ``body`` as the size and compile caps allow."""
+        one = wasm_scan.scan(abi_module([body], locals_)).compile_gas()
+        each = wasm_scan.scan(abi_module([body, body], locals_)).compile_gas() - one
+        by_gas = (wasm_scan.MAX_COMPILE_GAS - one) // each + 1
+        return [body] * min(wasm.MAX_CODE_BYTES // (len(body) + 8), by_gas)
+
+    body = wasm_scan.MAX_BODY_BYTES - 64
+    shapes = {
+        "straight-line code, 64 KiB bodies": (fill(straight(body)), 0),
+        "8 loads held, 64 KiB bodies": (fill(held_loads(8, body)), 0),
+        "32 loads held, 64 KiB bodies": (fill(held_loads(32, body)), 0),
+        "63 loads held, 64 KiB bodies": (fill(held_loads(63, body)), 0),
+        "1,000 locals held, 64 KiB bodies": (fill(held_locals(1000, body), 1000), 1000),
+        "9,997 functions of one instruction": ([b"\x01"] * (wasm_scan.MAX_FUNCTIONS - 3), 0),
+        "1,024 nested blocks": (fill(b"\x02\x40" * 1024 + b"\x0b" * 1024), 0),
+    }
+    print(
+        f"{'module':36s} {'KiB':>5s} {'funcs':>5s} {'gas':>9s} {'check s':>7s} "
+        f"{'compile s':>9s} {'wall s':>6s} {'gas/ns':>6s}"
+    )
+    for name, (bodies, locals_) in shapes.items():
+        code = abi_module(bodies, locals_=locals_)
+        c0, w0 = time.process_time(), time.perf_counter()
+        gas = wasm.compile_gas(code)
+        c1 = time.process_time()
+        wasmtime.Module(wasm.engine(), code)
+        c2, w2 = time.process_time(), time.perf_counter()
+        print(
+            f"{name:36s} {len(code) / 1024:5.0f} {len(bodies):5d} {gas / 1e9:7.2f}e9 "
+            f"{c1 - c0:7.2f} {c2 - c1:9.2f} {w2 - w0:6.2f} {gas / (c2 - c0) / 1e9:6.1f}"
+        )
+    loads(fill(straight(body)))
+    memory_pages()
+
+
+def loads(bodies: list[bytes]) -> None:
+    """CPU time of reading a compiled module back from disk, per byte of module."""
+    from focusflow.vm import wasm
+
+    code = abi_module(bodies)
+    with tempfile.TemporaryDirectory() as d:
+        wasm.keep_artifacts(Path(d))
+        wasm.load_module(code)
+        wasm.forget_compiled()
+        t0 = time.process_time()
+        for _ in range(10):
+            wasm.load_module(code)
+            wasm.forget_compiled()
+        took = (time.process_time() - t0) / 10
+        wasm.keep_artifacts(None)
+    print(
+        f"read back from disk, {len(code) // 1024} KiB module: {took * 1e3:.1f} ms "
+        f"({took * 1e9 / len(code):.1f} ns a byte; LOAD_GAS_PER_BYTE {wasm.LOAD_GAS_PER_BYTE})"
+    )
+
+
+def memory_pages() -> None:
+    """CPU time of a page of memory grown, touched every 4 KiB and freed."""
+    from focusflow.vm import wasm
+
+    grow = wasmtime.wat2wasm("""(module (memory (export "memory") 1)
+      (func (export "f") (param $n i32) (local $a i32)
+        (drop (memory.grow (local.get $n)))
+        (block $d (loop $l
+          (br_if $d (i32.ge_u (local.get $a) (i32.mul (memory.size) (i32.const 65536))))
+          (i32.store8 (local.get $a) (i32.const 1))
+          (local.set $a (i32.add (local.get $a) (i32.const 4096))) (br $l)))))""")
+    module = wasmtime.Module(wasm.engine(), grow)
+    spent = []
+    for pages in (0, 255):
+        best = float("inf")
+        for _ in range(20):
+            t0 = time.process_time()
+            store = wasmtime.Store(wasm.engine())
+            store.set_fuel(10**9)
+            wasmtime.Instance(store, module, []).exports(store)["f"](store, pages)
+            del store
+            best = min(best, time.process_time() - t0)
+        spent.append(best)
+    per_page = (spent[1] - spent[0]) / 255
+    price = wasm.MEMORY_GAS_PER_PAGE
+    print(
+        f"a page grown, touched and freed: {per_page * 1e6:.1f} us "
+        f"(MEMORY_GAS_PER_PAGE {price}: {price / (per_page * 1e9):.1f} gas/ns)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--spin", type=int, default=2_000_000, help="loop iterations per compute call")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--attacks", action="store_true", help="time hostile stores and calls")
+    ap.add_argument("--limits", action="store_true", help="measure what the prices stand for")
     args = ap.parse_args()
     # The chains here are single machines: the fast-arithmetic warning is noise.
     logging.getLogger("focusflow.chain.focus").setLevel(logging.ERROR)
-    print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{args.calls} calls per block, scheduler threads {args.threads}"
-    )
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    if args.attacks or args.limits:
+        attacks() if args.attacks else limits()
+        return
+    print(f"{args.calls} calls per block, scheduler threads {args.threads}")
     print(
         f"{'workload':20s} {'round':>5s} {'serial calls/s':>15s} {'scheduler calls/s':>18s} "
         f"{'serial/scheduler':>17s} {'run again':>10s}"

@@ -106,14 +106,16 @@ MAX_MEMORY = wasm_scan.MAX_PAGES << 16
 HOST_CALL_GAS = 1_000
 READ_GAS_PER_BYTE = 3
 WRITE_GAS_PER_BYTE = 30
-#: Gas per byte of the module, on every call: reading its compiled code from
-#: disk and instantiating it (docs/wasm.md, *Limits*). The same whether or
-#: not this node has it compiled in memory, as gas must be on every node.
+#: Gas per byte of the module, on every call: reading its compiled code back
+#: from disk took under 1 ns a byte of module (bench/wasm_blocks.py
+#: --limits), instantiating it copies its data and tables. The same whether
+#: or not this node has it compiled in memory, as gas must be on every node.
 LOAD_GAS_PER_BYTE = 10
-#: Gas per 64 KiB page of linear memory a call holds (one per 4 bytes: the
-#: kernel maps and zeroes it), and per table element (8 bytes).
-MEMORY_GAS_PER_PAGE = 16_384
-TABLE_GAS_PER_ELEMENT = 2
+#: Gas per 64 KiB page of linear memory a call holds (half a gas a byte: a
+#: page grown, touched every 4 KiB and freed took 30 us of CPU on a loaded
+#: 2-core VM, bench/wasm_blocks.py --limits), and per table element (8 bytes).
+MEMORY_GAS_PER_PAGE = 32_768
+TABLE_GAS_PER_ELEMENT = 4
 #: Packets one call may send, and the longest port name.
 MAX_PACKETS = 16
 MAX_PORT_BYTES = 64
