@@ -327,11 +327,13 @@ def test_a_malformed_ca_section_is_refused(change, match):
         Genesis.from_json(doc)
 
 
-def _openssl_verify(tmp_path, root: x509.Certificate, leaf: x509.Certificate, crl=None):
+def _openssl_verify(
+    tmp_path, root: x509.Certificate, leaf: x509.Certificate, crl=None, extra: tuple = ()
+):
     files = {"root.pem": root, "leaf.pem": leaf}
     for name, obj in files.items():
         (tmp_path / name).write_bytes(obj.public_bytes(serialization.Encoding.PEM))
-    args = ["openssl", "verify", "-attime", str(T0 // 1000 + 3600)]
+    args = ["openssl", "verify", "-attime", str(T0 // 1000 + 3600), *extra]
     if crl is not None:
         (tmp_path / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
         args += ["-crl_check", "-CRLfile", str(tmp_path / "crl.pem")]
@@ -620,3 +622,91 @@ def test_federation_is_decided_by_more_than_two_thirds_of_the_power(tmp_path):
         assert net.send(ALICE, Msg("ca.federate", {**vote, "days": days})).code == "ok"
     refused = net.send(ALICE, Msg("ca.federate", {**vote, "days": MAX_FED_VOTES + 1}))
     assert refused.code == "ca_refused" and len(pending()) == MAX_FED_VOTES
+
+
+def _verify_name(tmp_path, root: x509.Certificate, leaf: x509.Certificate, name: str, crl=None):
+    """``openssl verify -verify_hostname <name>.focus`` (with ``-crl_check`` against
+    ``crl`` when one is given): what a TLS client of the name checks."""
+    return _openssl_verify(tmp_path, root, leaf, crl, ["-verify_hostname", f"{name}.focus"])
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is checked against")
+def test_a_name_that_changes_hands_takes_its_certificates_with_it(tmp_path):
+    """The old owner's certificates for ``<name>.focus`` are revoked by the transfer
+    (one CRL the group signs, which the real ``openssl verify -crl_check
+    -verify_hostname`` then refuses them with) and its pending request is dropped;
+    the new owner may revoke what is left for the name, and asks for its own."""
+    from focusflow.modules.ca import ASKED_PREFIX
+
+    net = Net(tmp_path)
+    _register(net, ERIN, "shop")
+    first, _ = net.issue(ERIN, "shop", _node_key())
+    renewed, _ = net.issue(ERIN, "shop", _node_key())
+    old = [net.certificate(first), net.certificate(renewed)]
+    for cert in old:
+        assert _verify_name(tmp_path, net.root, cert, "shop").returncode == 0
+    assert _verify_name(tmp_path, net.root, old[0], "shops").returncode != 0  # the name counts
+    pending = net.send(ERIN, Msg("ca.request", {"name": "shop", "key": _node_key(), "hours": 24}))
+    assert pending.code == "ok"
+    waiting = pending.events[0]["serial"]
+    receipt = net.send(ERIN, Msg("name.transfer", {"name": "shop", "to": BOB.address_raw}))
+    assert receipt.code == "ok", receipt.log
+    revoked = [e for e in receipt.events if e["type"] == "ca.revoke"]
+    assert sorted(e["serial"] for e in revoked) == sorted([first, renewed])
+    assert len({e["crl_job"] for e in revoked}) == 1  # one CRL for both
+    (cancelled,) = [e for e in receipt.events if e["type"] == "ca.cancel"]
+    assert cancelled["serial"] == waiting
+    with net.chain.reader() as r:
+        assert is_revoked(r, first) and is_revoked(r, renewed)
+        assert r.get(REQUEST_PREFIX + waiting) is None
+        assert r.get(ASKED_PREFIX + b"shop") is None
+    # the old owner's request is gone: no member can commit to it
+    c = frost.commit(net.shares[0])[1]
+    body = {"serial": waiting, "hiding": c.hiding, "binding": c.binding}
+    assert net.send(ALICE, Msg("ca.commit", body)).code == "ca_refused"
+    net.sign_job(revoked[0]["crl_job"], signers=(1, 2, 3))
+    with net.chain.reader() as r:
+        _, der = latest_crl(r)
+    crl = x509.load_der_x509_crl(der)
+    for cert in old:
+        out = _verify_name(tmp_path, net.root, cert, "shop", crl)
+        assert out.returncode != 0 and "revoked" in out.stdout + out.stderr
+    # the new owner may revoke certificates of its name (these are revoked already),
+    # an account that neither asked for them nor owns the name may not
+    assert net.send(CAROL, Msg("ca.revoke", {"serial": first})).code == "not_owner"
+    again = net.send(BOB, Msg("ca.revoke", {"serial": first}))
+    assert again.code == "ca_refused" and "revoked already" in again.log
+    # the new owner's own certificate verifies against the same CRL; the old
+    # owner can neither ask for the name's certificate nor revoke the new one
+    r = net.send(ERIN, Msg("ca.request", {"name": "shop", "key": _node_key(), "hours": 1}))
+    assert r.code == "not_owner"
+    fresh, _ = net.issue(BOB, "shop", _node_key())
+    assert _verify_name(tmp_path, net.root, net.certificate(fresh), "shop", crl).returncode == 0
+    assert net.send(ERIN, Msg("ca.revoke", {"serial": fresh})).code == "not_owner"
+    # a transfer to the owner itself changes no hands: nothing is revoked
+    same = net.send(BOB, Msg("name.transfer", {"name": "shop", "to": BOB.address_raw}))
+    assert same.code == "ok" and not [e for e in same.events if e["type"] == "ca.revoke"]
+    follower = new_chain(tmp_path / "f", net.genesis, producer=False)
+    for height in range(1, net.chain.height + 1):
+        with net.chain.reader() as r:
+            follower.apply_block(r.block(height))
+    assert follower.head == net.chain.head
+
+
+def test_a_name_holds_a_bounded_number_of_live_certificates(tmp_path):
+    """The chain finds a name's certificates through an index of its own (a transfer
+    revokes them without scanning every certificate), so that index is bounded: past
+    ``MAX_NAME_CERTS`` live ones a request is refused, until one is revoked."""
+    from focusflow.modules.ca import LIVE_PREFIX, MAX_NAME_CERTS
+
+    net = Net(tmp_path)
+    _register(net, ERIN, "busy-node")
+    serials = [net.issue(ERIN, "busy-node", _node_key())[0] for _ in range(MAX_NAME_CERTS)]
+    body = {"name": "busy-node", "key": _node_key(), "hours": 1}
+    refused = net.send(ERIN, Msg("ca.request", body))
+    assert refused.code == "ca_refused" and "live certificates" in refused.log
+    assert net.send(ERIN, Msg("ca.revoke", {"serial": serials[0]})).code == "ok"
+    with net.chain.reader() as r:
+        listed = [s for s, _ in decode(r.get(LIVE_PREFIX + b"busy-node"), "ca live")]
+    assert listed == serials[1:]
+    assert net.send(ERIN, Msg("ca.request", body)).code == "ok"

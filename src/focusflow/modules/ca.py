@@ -26,11 +26,18 @@ revoked by a fourth, and the validators vote to vouch for other networks:
     ``/kv/ca/key/<key>`` and ``/kv/ca/name/<name>`` name it as the newest for
     its key and its name.
 ``ca.revoke`` ``{"serial": 16 bytes}``
-    From the account that asked for the certificate: it is listed as revoked
-    and a new CRL of every revoked serial becomes a signing job like a
-    request (its ``tbsCertList`` signed by the group through the same
-    commitments and shares); the newest signed CRL is kept under
-    ``/kv/ca/crl``.
+    From the account that asked for the certificate, or from the current
+    owner of the name it certifies: it is listed as revoked and a new CRL of
+    every revoked serial becomes a signing job like a request (its
+    ``tbsCertList`` signed by the group through the same commitments and
+    shares); the newest signed CRL is kept under ``/kv/ca/crl``.
+
+A name that changes hands (``name.transfer``) takes its certificates with it
+(:func:`release_name`): the ones still live are revoked in one new CRL and a
+pending request for the name is dropped, so the old owner's node keys stop
+speaking for the name. The chain finds them in ``/kv/ca/live/<name>``, an index
+of at most ``MAX_NAME_CERTS`` entries (a request past that many live ones is
+refused), not by scanning every certificate.
 
 ``ca.federate`` ``{"root": DER, "days": int, "permitted": [str]}``
     A validator's vote that the network vouch for another network's root (a
@@ -105,6 +112,15 @@ ASKED_PREFIX = b"/kv/ca/asked/"
 BY_KEY_PREFIX = b"/kv/ca/key/"
 #: Name -> serial of the newest certificate issued for ``<name>.focus``.
 BY_NAME_PREFIX = b"/kv/ca/name/"
+#: Name -> ``[[serial, notAfter in seconds], ...]``: its certificates that may be
+#: live, oldest first (expired and revoked ones are dropped whenever it is written).
+LIVE_PREFIX = b"/kv/ca/live/"
+#: Serial of a leaf certificate -> the name it certifies (whose owner may revoke it).
+LEAF_NAME_PREFIX = b"/kv/ca/leaf_name/"
+#: Live certificates one name may hold: a node renews its certificate when a third
+#: of its life is left, so two at a time is the norm; the bound keeps what a
+#: transfer revokes (and the index it reads) small.
+MAX_NAME_CERTS = 4
 #: sha256 of a federation vote's ``[action, body]`` -> ``[action, body, height, voters]``.
 FED_VOTES_PREFIX = b"/kv/ca/fed_votes/"
 #: sha256 of another network's root DER -> ``[serial, cross-certificate DER]``.
@@ -477,6 +493,11 @@ class CertificateAuthority:
         # time per name bounds what one owner can make the group do.
         if ctx.state.get(ASKED_PREFIX + name.encode()) is not None:
             raise CaError(f"a certificate for {name!r} is being signed already")
+        if len(_live(ctx.state, name, ctx.block.time_ms // 1000)) >= MAX_NAME_CERTS:
+            raise CaError(
+                f"{name!r} holds {MAX_NAME_CERTS} live certificates, the most one name may "
+                "hold: revoke one first"
+            )
         try:
             Ed25519PublicKey.from_public_bytes(key)
         except ValueError:
@@ -569,15 +590,23 @@ class CertificateAuthority:
             ctx.state.put(CROSS_PREFIX + root_hash, encode([serial, der]))
             ctx.emit("ca.federated", serial=serial, root_hash=root_hash, leaf_index=index)
             return
-        subject = x509.load_der_x509_certificate(der).public_key()
+        cert = x509.load_der_x509_certificate(der)
+        subject = cert.public_key()
         assert isinstance(subject, Ed25519PublicKey)  # leaf_template's subject key
         ctx.state.put(BY_KEY_PREFIX + subject.public_bytes_raw(), serial)
         ctx.state.put(BY_NAME_PREFIX + req.name.encode(), serial)
+        ctx.state.put(LEAF_NAME_PREFIX + serial, req.name.encode())
+        until = int(cert.not_valid_after_utc.timestamp())
+        live = _live(ctx.state, req.name, ctx.block.time_ms // 1000)
+        _keep_live(ctx.state, req.name, [*live, [serial, until]])
         ctx.emit("ca.issued", serial=serial, name=req.name, leaf_index=index)
 
     def revoke(self, ctx: TxContext, body: dict) -> None:
-        """The certificate's requester revokes it: a new CRL of every revoked
-        serial is built and signed by the group as a certificate is."""
+        """The certificate's requester, or the current owner of the name it
+        certifies, revokes it: a new CRL of every revoked serial is built and
+        signed by the group as a certificate is. The owner may because the name
+        is what the certificate vouches for: whoever holds the name now decides
+        which keys speak for it."""
         only_fields(body, "serial")
         serial = field(body, "serial", bytes, size=SERIAL_BYTES)
         group = _group(ctx.state)
@@ -585,11 +614,18 @@ class CertificateAuthority:
         if raw is None:
             raise CaError(f"no certificate {serial.hex()} was issued on this chain")
         _, _, requester = decode(raw, "ca certificate")
-        if requester != ctx.sender:
-            raise NotOwnerError("a certificate is revoked by the account that asked for it")
+        name = _leaf_name(ctx.state, serial)
+        owner = None if name is None else resolve(ctx.state, name)
+        if ctx.sender not in (requester, None if owner is None else owner[1]):
+            raise NotOwnerError(
+                "a certificate is revoked by the account that asked for it or by the "
+                "current owner of the name it certifies"
+            )
         if ctx.state.get(REVOKED_PREFIX + serial) is not None:
             raise CaError(f"certificate {serial.hex()} is revoked already")
-        _revoke(ctx, group, serial)
+        _revoke(ctx, group, [serial])
+        if name is not None:
+            _keep_live(ctx.state, name, _live(ctx.state, name, ctx.block.time_ms // 1000))
 
     # --- federation: validators' votes --------------------------------------------
 
@@ -639,13 +675,16 @@ class CertificateAuthority:
         serial, _ = decode(raw, "ca cross")
         ctx.state.delete(CROSS_PREFIX + root_hash)
         ctx.emit("ca.withdraw", serial=serial, root_hash=root_hash)
-        _revoke(ctx, group, serial)
+        _revoke(ctx, group, [serial])
 
 
-def _revoke(ctx: TxContext, group: Group, serial: bytes) -> None:
-    """List ``serial`` as revoked and make the new CRL a signing job."""
+def _revoke(ctx: TxContext, group: Group, serials: list[bytes]) -> None:
+    """List ``serials`` as revoked and make the new CRL (one for all of them) a
+    signing job. The job's id takes the CRL number too: one message may revoke
+    twice (a contract's packets transferring two names)."""
     when = ctx.block.time_ms // 1000
-    ctx.state.put(REVOKED_PREFIX + serial, encode([when]))
+    for serial in serials:
+        ctx.state.put(REVOKED_PREFIX + serial, encode([when]))
     number = int.from_bytes(ctx.state.get(CRL_NUMBER_KEY) or b"\0", "big") + 1
     ctx.state.put(CRL_NUMBER_KEY, number.to_bytes(8, "big"))
     revoked = [
@@ -653,14 +692,72 @@ def _revoke(ctx: TxContext, group: Group, serial: bytes) -> None:
         for key, value in ctx.state.scan(REVOKED_PREFIX)
     ]
     prefix, tbs = crl_template(group, revoked, number, when)
-    job = hashlib.sha256(
-        b"focusflow/ca-crl/" + ctx.tx.hash + ctx.msg_index.to_bytes(4, "big")
-    ).digest()[:SERIAL_BYTES]
+    seed = ctx.tx.hash + ctx.msg_index.to_bytes(4, "big") + number.to_bytes(8, "big")
+    job = hashlib.sha256(b"focusflow/ca-crl/" + seed).digest()[:SERIAL_BYTES]
     ctx.state.put(
         REQUEST_PREFIX + job,
         Request("crl", prefix, tbs, ctx.sender, "", number, [], []).encode(),
     )
-    ctx.emit("ca.revoke", serial=serial, crl_job=job, number=number)
+    for serial in serials:
+        ctx.emit("ca.revoke", serial=serial, crl_job=job, number=number)
+
+
+def release_name(ctx: TxContext, name: str) -> None:
+    """``name`` changed hands: revoke its live certificates (one new CRL) and drop
+    a pending request for it, so that no key the old owner chose speaks for the
+    name any more. Found through the name's own index (and the newest
+    certificate of the name, which a chain kept before the index did), never by
+    scanning every certificate. Nothing to do on a chain without a CA."""
+    group = load_group(ctx.state)
+    if group is None:
+        return
+    key = name.encode()
+    asked = ctx.state.get(ASKED_PREFIX + key)
+    if asked is not None:
+        ctx.state.delete(ASKED_PREFIX + key)
+        ctx.state.delete(REQUEST_PREFIX + asked)
+        ctx.emit("ca.cancel", serial=asked, name=name)
+    now = ctx.block.time_ms // 1000
+    serials = [serial for serial, _ in _live(ctx.state, name, now)]
+    newest = ctx.state.get(BY_NAME_PREFIX + key)
+    if newest is not None and newest not in serials and _is_live(ctx.state, newest, now):
+        serials.append(newest)
+    _keep_live(ctx.state, name, [])
+    if serials:
+        _revoke(ctx, group, serials)
+
+
+def _live(state: Readable, name: str, now: int) -> list[list[Any]]:
+    """``[[serial, notAfter], ...]`` of the name's indexed certificates still live
+    at ``now`` (seconds): not expired, not revoked."""
+    raw = state.get(LIVE_PREFIX + name.encode())
+    entries = [] if raw is None else decode(raw, "ca live certificates")
+    return [[s, until] for s, until in entries if until > now and not is_revoked(state, s)]
+
+
+def _keep_live(state: PendingState, name: str, entries: list[list[Any]]) -> None:
+    """Write the name's index (deleted when empty, so a name without live
+    certificates costs no state)."""
+    key = LIVE_PREFIX + name.encode()
+    if entries:
+        state.put(key, encode(entries))
+    elif state.get(key) is not None:
+        state.delete(key)
+
+
+def _is_live(state: Readable, serial: bytes, now: int) -> bool:
+    """Whether an issued certificate is neither revoked nor expired at ``now``."""
+    found = issued(state, serial)
+    if found is None or is_revoked(state, serial):
+        return False
+    return x509.load_der_x509_certificate(found[1]).not_valid_after_utc.timestamp() > now
+
+
+def _leaf_name(state: Readable, serial: bytes) -> str | None:
+    """The name a leaf certificate certifies (None: a cross-certificate, or a leaf
+    issued before the chain kept the link)."""
+    raw = state.get(LEAF_NAME_PREFIX + serial)
+    return None if raw is None else raw.decode()
 
 
 def _vote(ctx: TxContext, action: str, body: list) -> bool:

@@ -10,8 +10,14 @@ Rules: 3 to 32 characters of ``a-z``, ``0-9`` and ``-``, starting with a
 letter, not ending with ``-`` and without ``--`` (no look-alike spellings, and
 every name is a valid DNS label). Registering burns ``name_fee``, ten times
 that for names of 3 or 4 characters (short names are scarce). A name is owned
-forever by its registrant until transferred. State: ``/kv/name/<name>`` holds
+forever by its registrant until transferred: names do not lapse, and a
+transfer is the one way a name changes owner. State: ``/kv/name/<name>`` holds
 ``[cid, owner]``.
+
+A transfer to another account revokes the certificates the network's CA issued
+for ``<name>.focus`` and drops a pending request for one
+(``modules.ca.release_name``): a certificate vouches that a node key speaks
+for the name, which the old owner no longer holds.
 
 A name may also say where its owner's node listens: ``name.address`` keeps
 ``[host, port]`` under ``/kv/name_addr/<name>`` (an IPv4 or IPv6 literal, or a
@@ -100,6 +106,15 @@ def resolve(state: Readable, name: str) -> tuple[bytes, bytes] | None:
     return cid, owner
 
 
+def _release_certificates(ctx: TxContext, name: str) -> None:
+    """Revoke the name's certificates as it changes hands. ``modules.ca`` imports
+    this module for the name rules, so it is imported when a transfer runs rather
+    than with this module."""
+    from focusflow.modules.ca import release_name
+
+    release_name(ctx, name)
+
+
 class Names:
     name = "names"
 
@@ -142,11 +157,13 @@ class Names:
         only_fields(body, "name", "to")
         name = field(body, "name", str)
         to = address_field(body, "to")
-        cid, _ = self._owned(ctx, name)
+        cid, owner = self._owned(ctx, name)
         ctx.state.put(NAME_PREFIX + name.encode(), encode([cid, to]))
         if ctx.state.get(ADDRESS_PREFIX + name.encode()) is not None:
             ctx.state.delete(ADDRESS_PREFIX + name.encode())
         ctx.emit("name.transfer", name=name, to=to)
+        if to != owner:
+            _release_certificates(ctx, name)
 
     def address(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "name", "address")
