@@ -22,9 +22,10 @@ have the same root. Workloads:
 Prints calls per second for both and serial time / scheduler time.
 
 ``--attacks`` times instead what hostile modules cost a block (it runs
-against older sources too, to compare): the store of a 900 KB straight-line
-function, a transaction cycling 34 contracts after the compiled modules were
-dropped (a restart, or more contracts than memory keeps), and a call holding
+against older sources too, to compare): the store of a 900 KB function
+(straight-line code, or code holding 1,000 values at a time), a transaction
+cycling 34 modules of 240 KB after the compiled modules were dropped (a
+restart, or more contracts than memory keeps), and a call holding
 99 memories of 16 MiB, with the process's peak memory. ``--limits`` measures
 what the prices of ``vm.wasm`` and ``vm.wasm_scan`` stand for: compile time
 and price of the worst modules the bounds allow, reading a compiled module
@@ -282,11 +283,13 @@ def attacks() -> None:
             t += 1000
             return time.perf_counter() - t0, r.receipts
 
-        huge = abi_module([straight(900_000)])
-        took, (receipt,) = block([Msg("wasm.store", {"code": huge})])
-        print(
-            f"store of a {len(huge) // 1000} KB straight-line function: {took:.2f} s", receipt.code
-        )
+        for name, body in (
+            ("straight-line function", straight(900_000)),
+            ("function holding 1,000 loads at a time", held_loads(1000, 900_000)),
+        ):
+            huge = abi_module([body])
+            took, (receipt,) = block([Msg("wasm.store", {"code": huge})])
+            print(f"store of a {len(huge) // 1000} KB {name}: {took:.2f} s", receipt.code)
         body = straight(60_000)
         codes = [abi_module([body] * 4 + [b"\x41" + leb(i) + b"\x1a"]) for i in range(34)]
         took, receipts = block(*[[Msg("wasm.store", {"code": c})] for c in codes])
