@@ -127,12 +127,16 @@ class EvmWorkers:
         A run is counted until it ends, not until its caller stops waiting, and
         one that waited past its budget does not start.
         """
-        self._take(budget.client)
+        client = budget.client
+        self._take(client)
         try:
             future = self._pool.submit(self._job, budget, fn, args)
         except BaseException:
-            self._give(budget.client)
+            self._give(client)
             raise
+        # A run cancelled before it started (its caller cancelled) never reaches
+        # ``_job``'s own give-back; one that started cannot be cancelled.
+        future.add_done_callback(lambda done: self._give(client) if done.cancelled() else None)
         return await asyncio.wrap_future(future)
 
     def _take(self, client: str) -> None:

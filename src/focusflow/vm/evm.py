@@ -360,8 +360,9 @@ def _stoppable_state() -> Any:
     return StoppableState
 
 
-def _check_stop(vm_state: Any) -> None:
-    if vm_state.stop():
+def _check_stop(owner: Any) -> None:
+    """EvmStoppedError when ``owner``'s ``stop`` (a run's state's, an allowance's) says so."""
+    if owner.stop():
         raise EvmStoppedError("the run was stopped: the request's time is up or its client gone")
 
 
@@ -510,7 +511,8 @@ def call(
     _check_initcode(to, data)
     cut = allowance is not None and allowance.gas < limit
     if allowance is not None:
-        if allowance.runs <= 0 or allowance.stop():
+        _check_stop(allowance)
+        if allowance.runs <= 0:
             raise EvmStoppedError("the request's EVM runs are spent")
         allowance.runs -= 1
         limit = min(limit, allowance.gas)
@@ -528,6 +530,8 @@ def call(
     tx = SpoofTransaction(unsigned, from_=sender)
     need = intrinsic_gas(tx)
     if limit < need:
+        if cut:
+            raise EvmStoppedError("the request's gas budget is spent")
         raise EvmValidationError(f"gas {limit} is below the intrinsic gas {need}")
     out = _outcome(vm_class, tx, _run(vm_state, tx))
     if allowance is not None:
