@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from websockets.sync.client import connect
 
@@ -155,6 +157,59 @@ def test_a_runaway_query_is_cancelled_and_the_chain_goes_on(net):
     assert r.json()["error"]["code"] == "query_limit"
     assert time.monotonic() - t0 < 10
     wait_height(net, before + 2)
+
+
+#: A query that runs until its time limit (``timeout_s``) stops it.
+ENDLESS = "n(0).\nn(x + 1) :- n(x), x < 100000000."
+
+
+def _post_from(net, source: str, body: dict, token: str | None = None) -> httpx.Response:
+    """``POST /v1/query`` over a connection from the loopback address ``source``:
+    the node tells clients apart by address, as it would hosts of a network."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(base_url=net.api, timeout=60.0, transport=transport) as c:
+        return c.post("/v1/query", json=body, headers=headers)
+
+
+@pytest.mark.parametrize("one_client", ["address", "token"])
+def test_one_client_holds_one_query_slot_and_others_are_answered(net, one_client):
+    """Two long queries of one client (one address; or one token, from two
+    addresses) took both query slots, and every other client was refused
+    ``query_busy`` until they ended. A client holds one slot: its second query
+    waits for its first, another client is answered meanwhile, and a third
+    query of the same client is refused at once with ``Retry-After``."""
+    if one_client == "address":
+        sources, token = ["127.0.0.2", "127.0.0.2", "127.0.0.2"], None
+    else:
+        sources, token = ["127.0.0.3", "127.0.0.4", "127.0.0.5"], net.admin_token()
+    hold = 4.0
+    endless = {"program": ENDLESS, "output": "n", "timeout_s": hold}
+    with ThreadPoolExecutor(2) as pool:
+        t0 = time.monotonic()
+        first = pool.submit(_post_from, net, sources[0], endless, token)
+        second = pool.submit(_post_from, net, sources[1], endless, token)
+        time.sleep(1.0)  # both have reached the node and asked for a slot
+        third = _post_from(net, sources[2], endless, token)
+        other = _post_from(net, "127.0.0.9", {"program": "r(x) :- particle(x).", "output": "r"})
+        answered = time.monotonic() - t0
+        long_ones = [first.result(), second.result()]
+        both = time.monotonic() - t0
+    assert other.status_code == 200, other.text
+    assert answered < hold  # while the client's queries still ran
+    assert third.status_code == 503 and third.json()["error"]["code"] == "query_busy", third.text
+    assert int(third.headers["Retry-After"]) >= 1
+    for r in long_ones:
+        assert r.status_code == 422 and r.json()["error"]["code"] == "query_limit", r.text
+    assert both >= 2 * hold  # one after the other
+
+
+def test_a_query_with_a_bad_credential_is_refused(net):
+    """A query may name its client with a token; one that does not verify is refused
+    rather than counted against its address."""
+    body = {"program": "r(x) :- particle(x).", "output": "r"}
+    r = _post_from(net, "127.0.0.1", body, token="ffk_nope_nope")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
 
 
 def test_views_follow_the_chain_and_stream_their_changes(net):

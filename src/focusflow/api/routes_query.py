@@ -3,8 +3,10 @@
 A query names its program, the relation to return and optionally a row
 limit, a height the node still keeps and a time limit; the answer names the
 height and state root it was computed at. Queries run in worker threads, a
-few at a time, under the service's bounds (``focusflow.query.service``), so
-the node keeps serving blocks and other requests while they run.
+few at a time and one per client (``focusflow.query.slots``; the client is the
+subject of a credential the request carries, else its address: :func:`query_client`),
+under the service's bounds (``focusflow.query.service``), so the node keeps
+serving blocks and other requests while they run.
 
 Views are registered by the operator (admin token: each costs the node work
 at every block), read by anyone, and streamed over a WebSocket: one message
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -23,9 +26,9 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from focusflow.api.auth import authenticate, authorize
+from focusflow.api.auth import authenticate, authorize, client_certificate
 from focusflow.api.bodies import StrictBody, json_body
-from focusflow.api.errors import ERROR_RESPONSES, error_doc
+from focusflow.api.errors import ERROR_RESPONSES, error_doc, error_response
 from focusflow.api.jsonbody import (
     flag_field,
     integer_field,
@@ -43,7 +46,9 @@ from focusflow.modules.accounts import ACCOUNT_PREFIX
 from focusflow.modules.names import NAME_PREFIX
 from focusflow.query.node_source import HeadRelation
 from focusflow.query.service import NODE_LIMITS, QueryService
+from focusflow.query.slots import QueryBusyError
 from focusflow.query.views import VIEW_NAME
+from focusflow.services.auth.tokens import UnauthorizedError
 
 router = APIRouter(prefix="/v1/query", responses=ERROR_RESPONSES)
 
@@ -120,7 +125,38 @@ def parse_query(doc: Any, max_output: int) -> dict[str, Any]:
     }
 
 
-def _run(request: Request, doc: Any) -> dict[str, Any]:
+def query_client(request: Request) -> str:
+    """Who a query's slot is counted against (``query.slots``): the subject of the
+    credential the request carries (a bearer token, or a client certificate the
+    TLS layer verified), else its address, an IPv6 one by its /64 (what one host
+    is usually given). A bearer credential that does not verify is refused
+    (``unauthorized``): one taken unchecked would let a client be someone new
+    for each query."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None or client_certificate(request) is not None:
+        try:
+            return "id:" + authenticate(request, authorization).subject
+        except UnauthorizedError:
+            if authorization is not None:
+                raise
+    return "ip:" + _network_of(request.client.host if request.client is not None else "")
+
+
+def _network_of(host: str) -> str:
+    """The address a client is known by: an IPv4 address as it is (an IPv4-mapped
+    IPv6 one too), an IPv6 address by its /64."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _run(request: Request, doc: Any, client: str) -> dict[str, Any]:
     service = _service(request)
     req = parse_query(doc, service.limits.max_output)
     answer, view = service.query_with_view(
@@ -130,6 +166,7 @@ def _run(request: Request, doc: Any) -> dict[str, Any]:
         height=req["height"],
         timeout_s=req["timeout_s"],
         prove=req["prove"],
+        client=client,
     )
     out = answer.to_json()
     out["seconds"] = round(answer.elapsed_s, 6)
@@ -142,8 +179,14 @@ def _run(request: Request, doc: Any) -> dict[str, Any]:
 @router.post("", response_model=None, openapi_extra=json_body(QueryBody))
 async def query(request: Request) -> JSONResponse:
     """Evaluate a Datalog program over the committed state; one relation back."""
+    client = query_client(request)
     doc = parse_json(await request.body())
-    return JSONResponse(await run_in_threadpool(_run, request, doc))
+    try:
+        return JSONResponse(await run_in_threadpool(_run, request, doc, client))
+    except QueryBusyError as exc:
+        response = error_response(exc.code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
 
 @router.get("/views", response_model=None)

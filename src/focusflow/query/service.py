@@ -3,8 +3,9 @@
 Readers never wait for the chain and the chain never waits for readers: each
 answer runs over a :class:`NodeSource` built from the immutable view the
 producer published for its height (the last ``KEEP_HEIGHTS`` are kept), at
-most ``max_running`` at a time (others are refused at once with
-``query_busy``), each under the service's time, row and memory bounds. Views
+most ``max_running`` at a time and one per client (others wait in a bounded
+queue, then are refused with ``query_busy``: ``query.slots``), each under the
+service's time, row and memory bounds. Views
 are brought up to date on a worker thread of their own: the block listener
 only hands over the newest published view, so a slow view delays its own
 answers, never a block.
@@ -20,11 +21,11 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from focusflow.chain.focus_view import FocusView
-from focusflow.core.errors import FocusflowError
 from focusflow.query.engine import Answer, evaluate
 from focusflow.query.errors import HeightUnavailableError, QueryLimitError
 from focusflow.query.limits import Limits
 from focusflow.query.node_source import ChainReader, HeadRelation, NodeSource, StoreSnapshot
+from focusflow.query.slots import ClientSlots
 from focusflow.query.views import LiveSource, MaintainedView, ViewSet
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,6 @@ MAX_VIEWS = 16
 #: A node's query bounds unless it is given others: 30 s, 20 million derived
 #: rows, 100,000 rows in an answer (docs/api.md).
 NODE_LIMITS = Limits(timeout_s=30.0, max_rows=20_000_000, max_output=100_000)
-
-
-class QueryBusyError(FocusflowError):
-    """Every query slot is taken: try again later."""
-
-    code = "query_busy"
 
 
 class QueryNode(Protocol):
@@ -72,7 +67,7 @@ class QueryService:
         self.head_relations = dict(head_relations or {})
         self.limits = limits or NODE_LIMITS
         self.memory_limit = memory_limit
-        self._slots = threading.BoundedSemaphore(max_running)
+        self.slots = ClientSlots(max_running)
         self._lock = threading.Lock()
         self._sources: OrderedDict[int, NodeSource] = OrderedDict()
         # Answers running on each source: one that falls out of the kept
@@ -209,23 +204,19 @@ class QueryService:
         height: int | None = None,
         timeout_s: float | None = None,
         prove: bool = False,
+        client: str = "",
     ) -> tuple[Answer, FocusView]:
         """The answer and the view it was evaluated on: a proof of the answer
         must be built from that very view, which may no longer be kept by the
-        time the caller asks for it."""
-        if not self._slots.acquire(blocking=False):
-            raise QueryBusyError("every query slot is taken; try again shortly")
-        try:
-            limits = self.limits
-            if timeout_s is not None:
-                limits = Limits(
-                    min(timeout_s, limits.timeout_s), limits.max_rows, limits.max_output
-                )
-            with self.reading(height) as source:
-                answer = evaluate(program, source, output, limit=limit, limits=limits, prove=prove)
-                return answer, source.fview
-        finally:
-            self._slots.release()
+        time the caller asks for it. ``client`` is who asked (``query.slots``:
+        one answer of a client at a time); QueryBusyError when no slot comes
+        free for it in time."""
+        limits = self.limits
+        if timeout_s is not None:
+            limits = Limits(min(timeout_s, limits.timeout_s), limits.max_rows, limits.max_output)
+        with self.slots.hold(client, limits.timeout_s), self.reading(height) as source:
+            answer = evaluate(program, source, output, limit=limit, limits=limits, prove=prove)
+            return answer, source.fview
 
     # --- views ---------------------------------------------------------------
     def _ensure_views(self) -> ViewSet:
