@@ -295,6 +295,8 @@ def distribute(state: PendingState, amount: int) -> int:
         (key[len(BLOCK_LOW_PREFIX) :], *decode_stored(raw, "reward low"))
         for key, raw in state.scan(BLOCK_LOW_PREFIX)
     ]
+    if amount <= 0 and not risen:
+        return 0
     t = totals(state)
     earning = t.total_bonded - sum(now - low for _, low, now in risen)
     paid = 0
