@@ -79,13 +79,7 @@ from focusflow.core.hashing import sha256
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.vm import wasm_scan
 from focusflow.vm.wasm_artifacts import Artifacts
-from focusflow.vm.wasm_scan import (
-    ALLOCATE_SIGNATURE,
-    ENTRY_SIGNATURE,
-    HOST_FUNCTIONS,
-    Layout,
-    ScanError,
-)
+from focusflow.vm.wasm_scan import HOST_FUNCTIONS, Layout, ScanError
 
 CODE_PREFIX = b"/vm/wasm/code/"
 CONTRACT_PREFIX = b"/vm/wasm/contract/"
@@ -301,6 +295,7 @@ def _release() -> None:
     """Drop the compiled modules and the engine while wasmtime can still free them
     (at interpreter exit its finalisers run after its library is torn down)."""
     _MODULES.clear()
+    _func_type.cache_clear()
     engine.cache_clear()
 
 
@@ -400,11 +395,16 @@ def compile_module(code: bytes) -> Any:
 
 def _kept_layout(code: bytes) -> Layout:
     """The layout of code whose artifact this node wrote (so it passed
-    ``check_code``): its sections only, the bodies not decoded again."""
+    ``check_code``): its sections, the bodies not decoded again, the exports
+    and imports held to the ABI once more (cheap), so that every module a
+    call gets has exactly the exports and signatures the call uses."""
     try:
-        return wasm_scan.layout(code, bodies=False)
+        layout = wasm_scan.layout(code, bodies=False)
+        wasm_scan.check_imports(layout)
+        wasm_scan.check_exports(layout)
     except ScanError as exc:
         raise InvalidWasmError(exc.message) from None
+    return layout
 
 
 def is_contract(state: PendingState, address: bytes) -> bool:
@@ -421,7 +421,7 @@ def exports_entry(state: PendingState, address: bytes, entry: str) -> bool:
     if code is None:
         return False
     try:
-        return entry in _kept_layout(code).exports
+        return entry in load_module(code).layout.exports
     except InvalidWasmError:
         return False
 
@@ -525,6 +525,10 @@ class _Run:
         )
         self.store.set_fuel(gas)
         self.instance: Any = None
+        #: The instance's memory and allocate, once it is made (a start
+        #: function's host calls come before: they find them through the caller).
+        self.memory: Any = None
+        self.allocate: Any = None
         self.packets: list[tuple[str, bytes]] = []
         #: Pages of memory paid for so far.
         self.pages = 0
@@ -540,17 +544,17 @@ class _Run:
             raise WasmOutOfGasError(f"out of gas: {self.gas} given")
         self.store.set_fuel(left - amount)
 
-    def _charge_memory(self, get: Callable[[str], Any], ctx: Any) -> None:
+    def _charge_memory(self, ctx: Any) -> None:
         """Pay for the pages the memory grew to since the last payment (memory
-        never shrinks: its size now is the most it held). ``get`` finds the
-        instance's exports, ``ctx`` is the store or the calling instance."""
-        pages = _memory_of(get).size(ctx)
+        never shrinks: its size now is the most it held). ``ctx`` is the store
+        or the calling instance."""
+        pages = self._memory(ctx).size(ctx)
         if pages > self.pages:
             grown, self.pages = pages - self.pages, pages
             self.charge(MEMORY_GAS_PER_PAGE * grown)
 
-    def _export(self, name: str) -> Any:
-        return self.instance.exports(self.store).get(name)
+    def _memory(self, ctx: Any) -> Any:
+        return self.memory if self.memory is not None else _memory_of(ctx.get)
 
     def call(self, compiled: Compiled, entry: str, document: bytes) -> bytes:
         import wasmtime
@@ -575,20 +579,22 @@ class _Run:
             )
         try:
             self.instance = linker.instantiate(self.store, compiled.module)
-            self._charge_memory(self._export, self.store)
-            run = _func_of(self._export, self.store, entry, ENTRY_SIGNATURE)
-            place = self._write_new(self._export, self.store, document)
+            exports = self.instance.exports(self.store)
+            self.memory = _memory_of(exports.get)
+            self.allocate = _func_of(exports.get, "allocate")
+            run = _func_of(exports.get, entry)
+            self._charge_memory(self.store)
+            place = self._write_new(self.store, document)
             packed = run(self.store, place, len(document))
-            self._charge_memory(self._export, self.store)
+            self._charge_memory(self.store)
             if not isinstance(packed, int):
                 raise InvalidWasmError(f"{entry} returned no i64")
             ptr, size = (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
             if size > MAX_ANSWER_BYTES:
                 raise WasmTrapError(f"answer of {size} bytes exceeds {MAX_ANSWER_BYTES}")
-            memory = _memory_of(self._export)
-            if ptr + size > memory.data_len(self.store):
+            if ptr + size > self.memory.data_len(self.store):
                 raise WasmTrapError("the answer lies outside the contract's memory")
-            return bytes(memory.read(self.store, ptr, ptr + size))
+            return bytes(self.memory.read(self.store, ptr, ptr + size))
         except WasmError:
             raise
         except wasmtime.Trap as trap:
@@ -605,21 +611,20 @@ class _Run:
     def _read(self, caller: Any, ptr: int, size: int, cap: int, what: str) -> bytes:
         """Bytes of the contract's memory a host function was handed; first pays
         for the memory the call grew since the last payment."""
-        self._charge_memory(caller.get, caller)
+        self._charge_memory(caller)
         if size > cap:
             raise WasmTrapError(f"{what} of {size} bytes exceeds {cap}")
-        memory = _memory_of(caller.get)
+        memory = self._memory(caller)
         if ptr < 0 or size < 0 or ptr + size > memory.data_len(caller):
             raise WasmTrapError(f"{what} lies outside the contract's memory")
         return bytes(memory.read(caller, ptr, ptr + size))
 
-    @staticmethod
-    def _write_new(get: Any, ctx: Any, data: bytes) -> int:
-        """``data`` into a buffer the contract allocates (``get`` finds its exports,
-        ``ctx`` is the store or the calling instance); returns its address."""
-        allocate = _func_of(get, ctx, "allocate", ALLOCATE_SIGNATURE)
+    def _write_new(self, ctx: Any, data: bytes) -> int:
+        """``data`` into a buffer the contract allocates (``ctx`` is the store or
+        the calling instance); returns its address."""
+        allocate = self.allocate if self.allocate is not None else _func_of(ctx.get, "allocate")
         ptr = allocate(ctx, len(data))
-        memory = _memory_of(get)
+        memory = self._memory(ctx)
         if not isinstance(ptr, int) or ptr < 0 or ptr + len(data) > memory.data_len(ctx):
             raise WasmTrapError("allocate returned a buffer outside the contract's memory")
         memory.write(ctx, data, ptr)
@@ -633,7 +638,7 @@ class _Run:
         if value is None:
             return -1
         self.charge(READ_GAS_PER_BYTE * len(value))
-        ptr = self._write_new(caller.get, caller, value)
+        ptr = self._write_new(caller, value)
         return (ptr << 32) | len(value)
 
     def _db_write(self, caller: Any, kp: int, kl: int, vp: int, vl: int) -> None:
@@ -702,7 +707,9 @@ class _Run:
         raise WasmAbortError(text.decode("utf-8", "replace"))
 
 
+@functools.cache
 def _func_type(params: tuple[int, ...], results: tuple[int, ...]) -> Any:
+    """A host function's wasmtime type, made once (a linker only borrows it)."""
     import wasmtime
 
     kinds = {wasm_scan.I32: wasmtime.ValType.i32(), wasm_scan.I64: wasmtime.ValType.i64()}
@@ -719,25 +726,15 @@ def _memory_of(get: Callable[[str], Any]) -> Any:
     return memory
 
 
-def _func_of(
-    get: Callable[[str], Any],
-    ctx: Any,
-    name: str,
-    signature: tuple[tuple[int, ...], tuple[int, ...]],
-) -> Any:
-    """The instance's exported function ``name`` of exactly ``signature`` (the
-    store checked it; code kept from before the check is held to it here);
-    InvalidWasmError otherwise."""
+def _func_of(get: Callable[[str], Any], name: str) -> Any:
+    """The instance's exported function ``name``; InvalidWasmError if it is no
+    function. Its signature was checked when the module was loaded
+    (``check_code``, ``_kept_layout``)."""
     import wasmtime
 
     func = get(name)
     if not isinstance(func, wasmtime.Func):
         raise InvalidWasmError(f"the contract exports no function {name}")
-    wanted = _func_type(*signature)
-    given = func.type(ctx)
-    if list(given.params) != list(wanted.params) or list(given.results) != list(wanted.results):
-        text = wasm_scan.signature_text(signature)
-        raise InvalidWasmError(f"the contract's {name} is not a function {text}")
     return func
 
 
