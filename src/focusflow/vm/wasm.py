@@ -234,11 +234,13 @@ FEATURES_OFF = (
 )
 #: Settings of the C API the Python binding has no property for: the async
 #: component model needs reference types, and wasmtime aborts the process when
-#: an engine turns those off with it on.
+#: an engine turns those off with it on; compact imports encode the import
+#: section in a way ``wasm_scan`` does not read.
 _FFI_OFF = (
     "wasmtime_config_wasm_component_model_async_set",
     "wasmtime_config_wasm_component_model_more_async_builtins_set",
     "wasmtime_config_wasm_component_model_async_stackful_set",
+    "wasmtime_config_wasm_compact_imports_set",
 )
 #: What must match for a compiled artifact to be reused: bump it when the
 #: checks of ``wasm_scan`` or the engine's settings change.
@@ -338,6 +340,10 @@ def check_code(code: bytes) -> Layout:
             found = ScanError(f"not a valid WebAssembly module: {_first_line(exc)}")
         except ScanError as exc:
             found = exc
+        except (IndexError, KeyError, ValueError) as exc:
+            # A valid module the scan does not read is refused, the same way
+            # on every node; never an exception out of the block.
+            found = ScanError(f"the module cannot be read: {type(exc).__name__}")
         with _LOCK:
             _SCANS[key] = found
             while len(_SCANS) > SCANS_KEPT:
@@ -404,6 +410,8 @@ def _kept_layout(code: bytes) -> Layout:
         wasm_scan.check_exports(layout)
     except ScanError as exc:
         raise InvalidWasmError(exc.message) from None
+    except (IndexError, KeyError, ValueError) as exc:
+        raise InvalidWasmError(f"the module cannot be read: {type(exc).__name__}") from None
     return layout
 
 
