@@ -426,17 +426,21 @@ class _Walk:
         self.dead = False
 
     def run(self, i: int, end: int) -> None:
-        code, kinds, net, handlers = self.code, _KIND, _NET, _HANDLERS
+        code, kinds, net, handlers, frames = self.code, _KIND, _NET, _HANDLERS, self.frames
         height, top, dead = 0, 0, False
-        while i < end and self.frames:
+        while i < end and frames:
             op = code[i]
             i += 1
             kind = kinds[op]
             if kind <= _LEB2:
-                for _ in range(kind):
-                    while code[i] & 0x80:
+                if kind:
+                    while code[i] > 0x7F:
                         i += 1
                     i += 1
+                    if kind == _LEB2:
+                        while code[i] > 0x7F:
+                            i += 1
+                        i += 1
                 if dead:
                     continue
                 height += net[op]
