@@ -128,11 +128,14 @@ class Layout:
     #: name -> (kind, index)
     exports: dict[str, tuple[int, int]] = field(default_factory=dict)
     bodies: list[Body] = field(default_factory=list)
+    #: The compile price, set by ``scan`` (which then may drop the bodies).
+    price: int = 0
 
     def signature(self, function: int) -> Signature:
         return self.types[self.functions[function]]
 
     def compile_gas(self) -> int:
+        """The price of compiling the bodies (``COMPILE_GAS_PER_*``)."""
         weight = sum(b.weight() for b in self.bodies)
         return COMPILE_GAS_PER_FUNCTION * len(self.bodies) + COMPILE_GAS_PER_BYTE * weight
 
@@ -605,7 +608,7 @@ def check_sizes(out: Layout) -> None:
             f"the module's tables start at {out.table_elements()} elements; "
             f"at most {MAX_TABLE_ELEMENTS}"
         )
-    gas = out.compile_gas()
+    gas = out.price = out.compile_gas()
     if gas > MAX_COMPILE_GAS:
         raise ScanError(
             f"compiling the module would cost {gas} gas; at most {MAX_COMPILE_GAS} "
