@@ -29,18 +29,22 @@ restart, or more contracts than memory keeps), and a call holding
 99 memories of 16 MiB, with the process's peak memory. ``--limits`` measures
 what the prices of ``vm.wasm`` and ``vm.wasm_scan`` stand for: compile time
 and price of the worst modules the bounds allow, reading a compiled module
-back, and growing memory.
+back, and growing memory. ``--host`` times each host function, called in a
+loop until its gas runs out, against its price, and a block of the most WASM
+gas it may hold.
 
 Run from the repository root::
 
     python bench/wasm_blocks.py [--calls 200] [--spin 2000000] [--threads 2]
     python bench/wasm_blocks.py --attacks
     python bench/wasm_blocks.py --limits
+    python bench/wasm_blocks.py --host
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import platform
@@ -52,6 +56,7 @@ from pathlib import Path
 import wasmtime
 
 from focusflow.chain import Genesis, Msg, make_tx
+from focusflow.chain.params import ChainParams
 from focusflow.chain.scheduler import Scheduler, takes_native
 from focusflow.core.keys import KeyPair
 from focusflow.node import open_chain
@@ -321,6 +326,102 @@ def attacks() -> None:
             wasm.keep_artifacts(None)
 
 
+#: A call of each host function in a loop, by name: its import and its call.
+HOST_LOOPS = {
+    "db_read": ("(param i32 i32) (result i64)", "(drop (call $h (i32.const 0) (i32.const 3)))"),
+    "db_write": (
+        "(param i32 i32 i32 i32)",
+        "(call $h (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 3))",
+    ),
+    "db_remove": ("(param i32 i32)", "(call $h (i32.const 0) (i32.const 3))"),
+    "focus_of": ("(param i32 i32) (result i64)", "(drop (call $h (i32.const 4) (i32.const 1)))"),
+    "karma_of": ("(param i32 i32) (result i64)", "(drop (call $h (i32.const 8) (i32.const 44)))"),
+    "twap_of": ("(param i32 i32) (result i64)", "(drop (call $h (i32.const 60) (i32.const 5)))"),
+}
+
+
+def host_loop(name: str) -> bytes:
+    """A contract whose ``execute`` calls the host function ``name`` until its
+    gas ends (a stored key, a CID's text, an address, a pair with a pool)."""
+    import wasmtime
+
+    params, body = HOST_LOOPS[name]
+    address = KeyPair.from_seed(b"bench-attacker".ljust(32, b"\0")).address
+    return wasmtime.wat2wasm(f"""(module
+      (import "env" "{name}" (func $h {params}))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "key")
+      (data (i32.const 4) "Q")
+      (data (i32.const 8) "{address}")
+      (data (i32.const 60) "cyb h")
+      (func (export "allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "instantiate") (param i32 i32) (result i64) (i64.const 0))
+      (func (export "execute") (param i32 i32) (result i64) (loop $l {body} (br $l)) (i64.const 0))
+      (func (export "query") (param i32 i32) (result i64) (i64.const 0)))""")
+
+
+def host() -> None:
+    """What a host call costs against its price: one call of each host
+    function looped until 10^8 gas run out (CPU and wall seconds, ns a gas),
+    then a block of the most WASM gas it may hold, every call looping the
+    dearest host function per gas. Runs against older sources too."""
+    from focusflow.chain.state import PendingState
+    from focusflow.core.encoding import encode
+    from focusflow.core.hashing import sha256
+    from focusflow.vm import wasm
+
+    gas = 10**8
+    address = b"\x07" * 20
+    head = ("host function", "price", "calls", "wall s", "cpu s", "ns/gas")
+    print(f"{head[0]:14s} " + " ".join(f"{h:>7s}" for h in head[1:]))
+    worst, worst_ns = "", 0.0
+    for name in HOST_LOOPS:
+        code = host_loop(name)
+        data = {
+            wasm.contract_key(address): encode([sha256(code), b"\0" * 20, "loop"]),
+            wasm.code_key(sha256(code)): code,
+            wasm.storage_key(address, b"key"): b"value",
+        }
+        state = PendingState(data.get, lambda _prefix: [])
+        env = wasm.WasmEnv(CHAIN_ID, 1, T0)
+        price = (
+            wasm.HOST_CALL_GAS[name] if isinstance(wasm.HOST_CALL_GAS, dict) else wasm.HOST_CALL_GAS
+        )
+        twap = lambda _b, _q: 1 << 64  # noqa: E731 - a pool at par
+        with contextlib.suppress(wasm.WasmError):
+            wasm.call(state, env, address, "execute", None, {}, 10**6, twap_of=twap)
+        wall, cpu = time.perf_counter(), time.process_time()
+        with contextlib.suppress(wasm.WasmOutOfGasError):
+            wasm.call(state, env, address, "execute", None, {}, gas, twap_of=twap)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        ns = cpu * 1e9 / gas
+        print(f"{name:14s} {price:7d} {gas // price:8d} {wall:7.2f} {cpu:7.2f} {ns:7.2f}")
+        if ns > worst_ns:
+            worst, worst_ns = name, ns
+    limit = getattr(ChainParams(), "wasm_block_gas_limit", None)
+    if limit is None:
+        print(f"no WASM gas per block: a block of 100 calls of 10^9 gas of {worst} runs about "
+              f"{100 * 10**9 * worst_ns / 1e9:.0f} s")  # fmt: skip
+        return
+    key = KeyPair.from_seed(b"bench-attacker".ljust(32, b"\0"))
+    with tempfile.TemporaryDirectory() as d:
+        chain = open_chain(Path(d) / "data", genesis([key]), VALIDATOR)
+        deployed, t = deploy(chain, key, host_loop(worst), 1, T0 + 1000)
+        most = chain.params.wasm_max_gas
+        body = {"contract": deployed[0], "msg": b"{}", "gas": most}
+        fee = 10**6 + most // chain.params.wasm_gas_per_unit
+        txs = [
+            make_tx(key, CHAIN_ID, 2 + i, fee, [Msg("wasm.execute", body)]).encoded
+            for i in range(2 * limit // most)
+        ]
+        wall = time.perf_counter()
+        r = chain.produce_block(txs, time_ms=t + 1000)
+        wall = time.perf_counter() - wall
+        print(f"a block of {len(txs)} calls of {most:.0e} gas looping {worst}: {len(r.receipts)} "
+              f"taken (wasm_block_gas_limit {limit:.0e}), {wall:.1f} s")  # fmt: skip
+        chain.close()
+
+
 def limits() -> None:
     """Compile time and price of the worst modules the bounds allow, and the
     costs the per-call prices stand for. Times are CPU seconds of this process
@@ -424,10 +525,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--attacks", action="store_true", help="time hostile stores and calls")
     ap.add_argument("--limits", action="store_true", help="measure what the prices stand for")
+    ap.add_argument("--host", action="store_true", help="time host calls against their prices")
     args = ap.parse_args()
     # The chains here are single machines: the fast-arithmetic warning is noise.
     logging.getLogger("focusflow.chain.focus").setLevel(logging.ERROR)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    if args.host:
+        host()
+        return
     if args.attacks or args.limits:
         attacks() if args.attacks else limits()
         return

@@ -220,7 +220,9 @@ def test_a_wasm_contract_calls_an_evm_contract_as_its_own_sender(tmp_path):
     node.t += 2000
     with node.chain.reader() as r:
         bob = get_account(r, BOB.address_raw).balance
-    result = node.chain.produce_block([wasm_tx(ALICE, 2, caller, gas=10**8)], time_ms=node.t + 1000)
+    result = node.chain.produce_block(
+        [wasm_tx(ALICE, 2, caller, gas=2 * 10**8)], time_ms=node.t + 1000
+    )
     node.t += 1000
     receipt = result.receipts[0]
     assert receipt.code == "ok", receipt.log

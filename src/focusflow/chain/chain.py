@@ -110,7 +110,7 @@ from focusflow.chain.focus_upgrade import (
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.governed import governed_params
 from focusflow.chain.karma import karma_fixed
-from focusflow.chain.module import Ante, BlockContext, Deltas, Handler, Module
+from focusflow.chain.module import Ante, BlockContext, BlockRoom, Deltas, Handler, Module
 from focusflow.chain.params import ChainParams
 from focusflow.chain.scheduler import Scheduler
 from focusflow.chain.snapshot import SNAPSHOT_FOCUS_FILE
@@ -250,6 +250,10 @@ class Chain:
                 if mtype in self.handlers:
                     raise ValueError(f"message type {mtype!r} is claimed by two modules")
                 self.handlers[mtype] = handler
+        #: The modules that meter a resource of the whole block (BlockRoom).
+        self.rooms: tuple[BlockRoom, ...] = tuple(
+            m for m in self.modules if isinstance(m, BlockRoom)
+        )
         #: Every recorded validator set by first height (chain/valsets.py).
         self.valsets = ValidatorSets([(1, genesis.validator_set())])
         self._set_validators(self.valsets.at(1))
@@ -726,7 +730,15 @@ class Chain:
             except EvidenceError as exc:
                 raise BlockError(f"block {height}: {exc.code}: {exc.message}") from None
             included, receipts, rejected = execute_block(
-                ctx, self.modules, self.handlers, self.ante, txs, verified, strict, self.scheduler
+                ctx,
+                self.modules,
+                self.handlers,
+                self.ante,
+                txs,
+                verified,
+                strict,
+                self.scheduler,
+                self.rooms,
             )
             # The pending state reads through this reader, so every read of it
             # happens here; after this, the pipeline only adds writes to it.

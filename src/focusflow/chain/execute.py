@@ -40,7 +40,7 @@ from focusflow.chain.errors import (
     OverLimitError,
     TxError,
 )
-from focusflow.chain.module import Ante, BlockContext, Handler, Module, TxContext
+from focusflow.chain.module import Ante, BlockContext, BlockRoom, Handler, Module, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.scheduler import Scheduler, Speculation
 from focusflow.chain.tx import Tx
@@ -223,12 +223,15 @@ def execute_block(
     verified: bool,
     strict: bool,
     scheduler: Scheduler | None = None,
+    rooms: Sequence[BlockRoom] = (),
 ) -> tuple[list[Tx], list[Receipt], list[Rejected]]:
     """Execute ``txs`` in order, then every module's end of block.
 
     ``strict`` (validating someone else's block): a transaction that cannot be
     included raises. Otherwise (producing) it is left out and reported, and the
-    block stops growing at the byte and count limits. ``scheduler`` runs the
+    block stops growing at the byte and count limits and at what ``rooms``
+    meter (``BlockRoom``: a transaction that would not fit waits in the pool
+    for a later block). ``scheduler`` runs the
     transactions it takes ahead, against the block-start state, and their
     write-sets are merged here where nothing they read has changed
     (``chain.scheduler``); the result is the serial one, bit for bit.
@@ -250,13 +253,10 @@ def execute_block(
             continue
         spec = speculated.get(position)
         try:
-            merged = spec is not None and spec.holds(len(included), written)
-            if spec is not None and merged:
-                receipt = _merge(ctx, spec, written)
-            elif speculated:
-                receipt = _execute_layer(ctx, handlers, ante, tx, len(included), verified, written)
-            else:  # nothing ran ahead: no speculation needs the written keys
-                receipt = execute_tx(ctx, handlers, ante, tx, len(included), verified)
+            takes = [room.room(ctx, tx) for room in rooms]
+            receipt, merged = _run_one(
+                ctx, handlers, ante, tx, len(included), verified, spec, written, bool(speculated)
+            )
             if scheduler is not None:
                 scheduler.built(receipt, spec, merged)
         except BlockFullError:
@@ -268,6 +268,9 @@ def execute_block(
                 raise
             rejected.append(Rejected(tx, exc))
             continue
+        for taken in takes:
+            for counter, amount in taken.items():
+                ctx.counters[counter] = ctx.counters.get(counter, 0) + amount
         size += len(tx.encoded)
         included.append(tx)
         receipts.append(receipt)
@@ -276,6 +279,27 @@ def execute_block(
     for module in modules:
         module.end_block(ctx)
     return included, receipts, rejected
+
+
+def _run_one(
+    ctx: BlockContext,
+    handlers: Mapping[str, Handler],
+    ante: Ante,
+    tx: Tx,
+    index: int,
+    verified: bool,
+    spec: Speculation | None,
+    written: set[bytes],
+    speculating: bool,
+) -> tuple[Receipt, bool]:
+    """One transaction of the block at ``index``: its speculation merged where
+    it still holds, else run now; the receipt, and whether it was merged."""
+    if spec is not None and spec.holds(index, written):
+        return _merge(ctx, spec, written), True
+    if speculating:
+        return _execute_layer(ctx, handlers, ante, tx, index, verified, written), False
+    # Nothing ran ahead: no speculation needs the written keys.
+    return execute_tx(ctx, handlers, ante, tx, index, verified), False
 
 
 def _count_fees(ctx: BlockContext, included: Sequence[Tx]) -> None:

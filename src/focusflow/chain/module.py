@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
@@ -164,6 +164,22 @@ class Module(Protocol):
     def init_genesis(self, state: PendingState, genesis: Any, deltas: Deltas) -> None: ...
 
     def end_block(self, ctx: BlockContext) -> None: ...
+
+
+@runtime_checkable
+class BlockRoom(Protocol):
+    """A module that meters a resource of the whole block (WASM's gas).
+
+    Called in block order for every transaction before it runs: raises
+    :class:`~focusflow.chain.errors.BlockFullError` when the transaction would
+    fit an emptier block (a producer leaves it in the pool for a later one),
+    :class:`~focusflow.chain.errors.OverLimitError` when no block could hold it;
+    else returns what it takes, by counter of ``BlockContext.counters``, which
+    the chain adds once the transaction is in the block. Known before the
+    transaction runs, so every node, and a producer filling a block, decide
+    alike."""
+
+    def room(self, ctx: BlockContext, tx: Any) -> Mapping[str, int]: ...
 
 
 class Ante(Protocol):

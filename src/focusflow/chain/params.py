@@ -50,6 +50,7 @@ OMITTED_AT_DEFAULT = (
     "focus_upgrade_delay",
     "evm_block_gas_limit",
     "evm_base_fee",
+    "wasm_block_gas_limit",
     "proof_space_k_min",
     "proof_time_min_iterations",
     "proof_work_bits",
@@ -119,6 +120,11 @@ class ChainParams:
     wasm_gas_per_unit: int = 1_000
     #: Most gas one WASM call may be given.
     wasm_max_gas: int = 1_000_000_000
+    #: WASM gas one block may hold: what its transactions ask (calls' gas,
+    #: stores' compile prices) and what Ethereum transactions' packets carry
+    #: to contracts. At about one gas a nanosecond, a block of WASM runs a few
+    #: seconds at most, as one of EVM gas at ``evm_block_gas_limit`` does.
+    wasm_block_gas_limit: int = 5_000_000_000
     #: Proofs of state (modules.proofs): the smallest plot a proof of space may
     #: come from (Chia's mainnet size), the fewest squarings a proof of time may
     #: claim, the leading zero bits of a proof of work, the blocks a challenge
@@ -233,13 +239,19 @@ class ChainParams:
     def check(self) -> None:
         """Rules between parameters; GenesisError names the broken one.
 
-        Unbonding must outlast the evidence window plus an epoch: stake that
+        A block must hold the largest WASM call. Unbonding must outlast the
+        evidence window plus an epoch: stake that
         signed a vote at height h is bonded, or unbonding since h or later,
         until evidence of h can no longer be included (h + evidence_max_age);
         the epoch is a margin for power that only an epoch boundary recomputes
         (docs/consensus.md §7). Otherwise a validator could equivocate, unstake
         and take its stake out before the evidence is included.
         """
+        if self.wasm_block_gas_limit < self.wasm_max_gas:
+            raise GenesisError(
+                f"params.wasm_block_gas_limit={self.wasm_block_gas_limit} must be at least "
+                f"wasm_max_gas={self.wasm_max_gas}: a call given the most gas would fit no block"
+            )
         floor = self.evidence_max_age + self.epoch_blocks
         if self.unbonding_blocks <= floor:
             raise GenesisError(

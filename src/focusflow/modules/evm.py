@@ -47,6 +47,7 @@ from focusflow.core.hashing import sha256
 from focusflow.modules import router
 from focusflow.modules.accounts import credit, debit, get_account, set_account
 from focusflow.modules.dex import twap_reader
+from focusflow.modules.wasm import reserve_block_gas
 from focusflow.vm.evm import EvmBlock, EvmValidationError, Outcome, apply_transaction, packets_of
 from focusflow.vm.evm_keys import code_key
 
@@ -151,10 +152,14 @@ def _deliver(
 
     The EVM gas a packet carries for a contract call becomes WASM gas at the
     price of native calls (``wasm_gas_per_unit`` per base unit, and an EVM gas
-    costs at least one), up to ``wasm_max_gas``."""
+    costs at least one), up to ``wasm_max_gas``, and counts against the
+    block's ``wasm_block_gas_limit`` as a WASM message's gas does: a packet
+    whose gas the block has no room for fails."""
     for i, (source, port, packet, gas) in enumerate(packets):
         wasm_gas = min(gas * params.wasm_gas_per_unit, params.wasm_max_gas)
         try:
+            if wasm_gas:
+                reserve_block_gas(ctx.block, wasm_gas)
             router.deliver(ctx, source, [(port, packet)], wasm_gas)
         except FocusflowError as exc:
             return exc.code, f"packet {i} to {port!r}: {exc.message}"

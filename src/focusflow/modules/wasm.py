@@ -27,7 +27,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from focusflow.chain.errors import InsufficientFeeError, MalformedMessageError, OverLimitError
+from focusflow.chain.errors import (
+    BlockFullError,
+    InsufficientFeeError,
+    MalformedMessageError,
+    OverLimitError,
+)
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
@@ -84,6 +89,36 @@ def _gas_of(m: Msg) -> int:
     return gas if isinstance(gas, int) and not isinstance(gas, bool) and gas > 0 else 0
 
 
+#: The block counter of the WASM gas its transactions asked for and its
+#: Ethereum transactions' packets carried (``wasm_block_gas_limit``).
+GAS_COUNTER = "wasm_gas"
+
+
+def block_gas(msgs: Sequence[Msg], params: ChainParams) -> int:
+    """The WASM gas a transaction's messages may use: what the block holds for
+    it. A call asking more than ``wasm_max_gas`` fails its message at once
+    (``over_limit``), so it holds no more than that."""
+    return sum(
+        _gas_of(m) if m.type == "wasm.store" else min(_gas_of(m), params.wasm_max_gas)
+        for m in msgs
+        if m.type in MESSAGES
+    )
+
+
+def reserve_block_gas(ctx: BlockContext, gas: int) -> None:
+    """Count ``gas`` carried into contract calls from outside a WASM message (an
+    Ethereum transaction's packet) against the block's WASM gas; OverLimitError,
+    which fails the message that carries it, when the block has not that much left."""
+    used = ctx.counters.get(GAS_COUNTER, 0)
+    limit = ctx.params.wasm_block_gas_limit
+    if used + gas > limit:
+        raise OverLimitError(
+            f"a packet's {gas} WASM gas exceeds what the block has left "
+            f"({limit - used} of wasm_block_gas_limit={limit})"
+        )
+    ctx.counters[GAS_COUNTER] = used + gas
+
+
 def _check_fee(ctx: TxContext) -> None:
     """The transaction's fee pays its size's minimum and all its WASM gas."""
     tx, params = ctx.tx, ctx.params
@@ -134,6 +169,25 @@ class Wasm:
 
     def end_block(self, ctx: BlockContext) -> None:
         """Nothing at the end of a block."""
+
+    def room(self, ctx: BlockContext, tx: Any) -> Mapping[str, int]:
+        """The block's WASM gas this transaction takes (``BlockRoom``): what its
+        messages ask for, which the fee pays in advance whatever they use."""
+        asked = block_gas(tx.msgs, ctx.params)
+        if not asked:
+            return {}
+        limit = ctx.params.wasm_block_gas_limit
+        if asked > limit:
+            raise OverLimitError(
+                f"the transaction asks {asked} WASM gas, over wasm_block_gas_limit={limit}"
+            )
+        used = ctx.counters.get(GAS_COUNTER, 0)
+        if used + asked > limit:
+            raise BlockFullError(
+                f"the transaction's {asked} WASM gas exceeds what the block has left "
+                f"({limit - used} of {limit})"
+            )
+        return {GAS_COUNTER: asked}
 
     def store(self, ctx: TxContext, body: dict) -> None:
         """Check the module, then the fee for its compile, then compile and keep it."""

@@ -95,9 +95,23 @@ MAX_VALUE_BYTES = 64 << 10
 MAX_ANSWER_BYTES = 64 << 10
 #: Linear memory a call may grow to (bytes): one memory of ``wasm_scan.MAX_PAGES``.
 MAX_MEMORY = wasm_scan.MAX_PAGES << 16
-#: Gas of a host call, and per byte it reads or writes (storage writes cost more:
-#: every node keeps them).
-HOST_CALL_GAS = 1_000
+#: Gas of one call of each host function, before the bytes it moves: about
+#: one gas a nanosecond of the CPU it costs, as the rest of WASM gas (a host
+#: function is Python: crossing into it, decoding what it was handed and
+#: answering took 9-53 us a call on the loaded 2-core dev VM, where a loop of
+#: 1,000-gas calls ran 8-46 ns a gas and a 10^9-gas call of karma_of ran 46 s;
+#: ``python bench/wasm_blocks.py --host``). ``db_read`` includes the
+#: contract's ``allocate`` it calls back for a found value.
+HOST_CALL_GAS: dict[str, int] = {
+    "db_read": 60_000,
+    "db_write": 30_000,
+    "db_remove": 20_000,
+    "focus_of": 50_000,
+    "karma_of": 80_000,
+    "twap_of": 60_000,
+    "send": 30_000,
+    "abort": 0,
+}
 READ_GAS_PER_BYTE = 3
 WRITE_GAS_PER_BYTE = 30
 #: Gas per byte of the module, on every call: reading its compiled code back
@@ -644,7 +658,7 @@ class _Run:
     # --- host functions ---------------------------------------------------------
     def _db_read(self, caller: Any, key_ptr: int, key_len: int) -> int:
         key = self._read(caller, key_ptr, key_len, MAX_KEY_BYTES, "a key")
-        self.charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(key))
+        self.charge(HOST_CALL_GAS["db_read"] + READ_GAS_PER_BYTE * len(key))
         value = self.view.get(storage_key(self.address, key))
         if value is None:
             return -1
@@ -657,19 +671,19 @@ class _Run:
             raise WasmTrapError("a query cannot write")
         key = self._read(caller, kp, kl, MAX_KEY_BYTES, "a key")
         value = self._read(caller, vp, vl, MAX_VALUE_BYTES, "a value")
-        self.charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * (len(key) + len(value)))
+        self.charge(HOST_CALL_GAS["db_write"] + WRITE_GAS_PER_BYTE * (len(key) + len(value)))
         self.view.put(storage_key(self.address, key), value)
 
     def _db_remove(self, caller: Any, key_ptr: int, key_len: int) -> None:
         if self.read_only:
             raise WasmTrapError("a query cannot write")
         key = self._read(caller, key_ptr, key_len, MAX_KEY_BYTES, "a key")
-        self.charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * len(key))
+        self.charge(HOST_CALL_GAS["db_remove"] + WRITE_GAS_PER_BYTE * len(key))
         self.view.delete(storage_key(self.address, key))
 
     def _focus_of(self, caller: Any, cid_ptr: int, cid_len: int) -> int:
         text = self._read(caller, cid_ptr, cid_len, 128, "a CID")
-        self.charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
+        self.charge(HOST_CALL_GAS["focus_of"] + READ_GAS_PER_BYTE * len(text))
         try:
             cid = cid_to_bytes(text.decode("ascii"))
         except (UnicodeDecodeError, FocusflowError):
@@ -678,7 +692,7 @@ class _Run:
 
     def _karma_of(self, caller: Any, addr_ptr: int, addr_len: int) -> int:
         text = self._read(caller, addr_ptr, addr_len, 128, "an address")
-        self.charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
+        self.charge(HOST_CALL_GAS["karma_of"] + READ_GAS_PER_BYTE * len(text))
         try:
             address = decode_address(text.decode("ascii"))
         except (UnicodeDecodeError, FocusflowError):
@@ -687,7 +701,7 @@ class _Run:
 
     def _twap_of(self, caller: Any, pair_ptr: int, pair_len: int) -> int:
         text = self._read(caller, pair_ptr, pair_len, 2 * 128 + 1, "a pair")
-        self.charge(HOST_CALL_GAS + READ_GAS_PER_BYTE * len(text))
+        self.charge(HOST_CALL_GAS["twap_of"] + READ_GAS_PER_BYTE * len(text))
         try:
             base, quote = text.decode("ascii").split(" ")
         except (UnicodeDecodeError, ValueError):
@@ -706,7 +720,7 @@ class _Run:
             raise WasmTrapError(f"a call sends at most {MAX_PACKETS} packets")
         port = self._read(caller, port_ptr, port_len, MAX_PORT_BYTES, "a port")
         data = self._read(caller, data_ptr, data_len, MAX_VALUE_BYTES, "a packet")
-        self.charge(HOST_CALL_GAS + WRITE_GAS_PER_BYTE * (len(port) + len(data)))
+        self.charge(HOST_CALL_GAS["send"] + WRITE_GAS_PER_BYTE * (len(port) + len(data)))
         try:
             name = port.decode("ascii")
         except UnicodeDecodeError:
