@@ -24,10 +24,15 @@ devnet at one block a second, its blocks per second alone, then while
 cap without pause, and what those calls were answered (and a cheap call's
 latency meanwhile).
 
+``--precompiles`` measures each precompile's gas a second, called in a loop
+by one contract, against a loop of the cheapest opcodes in the same run: how
+much longer than a block of plain code a block filled with it would take.
+
 Run from the repository root::
 
     python bench/vm.py --txs 2000
     python bench/vm.py --rpc-load --clients 16 --seconds 20
+    python bench/vm.py --precompiles
 """
 
 from __future__ import annotations
@@ -238,6 +243,69 @@ def erc20_txs(deployer, n: int) -> tuple[bytes, list[bytes]]:
     return raws[0], raws[1:]
 
 
+def _bn128_inputs() -> tuple[bytes, bytes, bytes]:
+    """Inputs of ECADD (G + G), ECMUL (G times a large scalar) and ECPAIRING
+    (two points whose product is 1), from py_ecc's generators."""
+    from py_ecc import bn128
+
+    def word(v: int) -> bytes:
+        return int(v).to_bytes(32, "big")
+
+    g1 = word(1) + word(2)
+    (x_r, x_i), (y_r, y_i) = (c.coeffs for c in bn128.G2)
+    g2 = word(x_i) + word(x_r) + word(y_i) + word(y_r)
+    minus_g1 = word(1) + word(bn128.field_modulus - 2)
+    return g1 + g1, g1 + word(2**255 - 19), g1 + g2 + minus_g1 + g2
+
+
+def precompile_rates(gas: int) -> None:
+    """Gas a second of each precompile on this chain's EVM, called in a loop by
+    one contract until ``gas`` runs out, against a loop of the cheapest opcodes
+    in the same run: how long a block filled with each would take, relative to
+    one of plain code."""
+    from focusflow.chain.state import PendingState
+    from focusflow.vm import evm
+    from focusflow.vm.evm_keys import code_key
+
+    block = evm.EvmBlock(
+        chain_id=5, number=1, timestamp=1, coinbase=bytes(20), gas_limit=30_000_000, base_fee=0
+    )
+    ecadd, ecmul, ecpairing = _bn128_inputs()
+    sig = bytes.fromhex("aa" * 32) + (27).to_bytes(32, "big") + bytes.fromhex("11" * 32) * 2
+    cases = {
+        "ECRECOVER 0x01": (1, sig),
+        "SHA256 0x02, 1 KiB": (2, bytes(1024)),
+        "RIPEMD160 0x03, 1 KiB": (3, bytes(1024)),
+        "IDENTITY 0x04, 1 KiB": (4, bytes(1024)),
+        "MODEXP 0x05, 2048-bit": (5, (256).to_bytes(32, "big") * 3 + b"\xff" * 512 + b"\xfe" * 256),
+        "ECADD 0x06": (6, ecadd),
+        "ECMUL 0x07": (7, ecmul),
+        "ECPAIRING 0x08, 2 points": (8, ecpairing),
+        "BLAKE2F 0x09, 12 rounds": (9, (12).to_bytes(4, "big") + bytes(208) + b"\x01"),
+        "BLAKE2F 0x09, 10^4 rounds": (9, (10_000).to_bytes(4, "big") + bytes(208) + b"\x01"),
+    }
+
+    def rate(code: bytes, data: bytes) -> float:
+        target = b"\x22" * 20
+        state = PendingState({code_key(target): code}.get, lambda _prefix: [])
+        t0 = time.perf_counter()
+        out = evm.call(state, block, sender=b"\x11" * 20, to=target, data=data, gas=gas)
+        return out.gas_used / (time.perf_counter() - t0)
+
+    # JUMPDEST PUSH1 0 JUMP: the cheapest opcodes, the rate a block's gas limit is set by.
+    plain = rate(bytes.fromhex("5b600056"), b"")
+    print(f"{'precompile':26s} {'gas/s':>12s} {'x slower than plain code':>25s}")
+    print(f"{'(plain code loop)':26s} {plain:12,.0f} {1.0:25.2f}")
+    for name, (address, data) in cases.items():
+        # Copy the calldata to memory, then STATICCALL the precompile with it
+        # forever: CALLDATASIZE PUSH0 PUSH0 CALLDATACOPY, JUMPDEST, PUSH1 0x40
+        # PUSH2 0x1000 CALLDATASIZE PUSH0 PUSH1 address GAS STATICCALL POP, PUSH1 4 JUMP.
+        loop = bytes.fromhex("365f5f375b604061100036" + "5f60") + bytes([address])
+        loop += bytes.fromhex("5afa50600456")
+        got = rate(loop, data)
+        print(f"{name:26s} {got:12,.0f} {plain / got:25.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--txs", type=int, default=2000)
@@ -246,7 +314,12 @@ def main() -> None:
     ap.add_argument("--rpc-load", action="store_true", help="block rate under cap-gas calls")
     ap.add_argument("--clients", type=int, default=16, help="--rpc-load's calling threads")
     ap.add_argument("--seconds", type=float, default=20.0, help="--rpc-load's time per phase")
+    ap.add_argument("--precompiles", action="store_true", help="gas/s of each precompile")
+    ap.add_argument("--gas", type=int, default=3_000_000, help="--precompiles' gas per run")
     args = ap.parse_args()
+    if args.precompiles:
+        precompile_rates(args.gas)
+        return
     if args.rpc_load:
         rpc_load(args.clients, args.seconds)
         return
