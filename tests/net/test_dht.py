@@ -3,6 +3,7 @@ records, and lookups among real QUIC nodes on loopback, with a node that lies.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -19,6 +20,7 @@ from focusflow.net.dht import (
     K,
     ProviderStore,
     RoutingTable,
+    RttEstimate,
     content_key,
     distance,
 )
@@ -70,11 +72,27 @@ def test_provider_records_expire_and_are_bounded():
     assert len(kept) == MAX_PROVIDERS and kept[-1].port == 100 + MAX_PROVIDERS + 4
 
 
-async def _network(n: int) -> list[Dht]:
+def test_round_trip_estimates_follow_rfc_6298():
+    rtt = RttEstimate()
+    assert rtt.timeout(3.0, 30.0) == 3.0  # nothing measured: the floor
+    rtt.sample(2.0)
+    assert (rtt.srtt, rtt.rttvar) == (2.0, 1.0)
+    assert rtt.timeout(3.0, 30.0) == 6.0  # srtt + 4 * rttvar
+    rtt.sample(1.0)
+    assert rtt.rttvar == 0.75 * 1.0 + 0.25 * 1.0 and rtt.srtt == 0.875 * 2.0 + 0.125 * 1.0
+    for _ in range(100):
+        rtt.sample(0.01)
+    assert rtt.timeout(3.0, 30.0) == 3.0  # never under the floor
+    for _ in range(3):
+        rtt.sample(60.0)
+    assert rtt.timeout(3.0, 30.0) == 30.0  # nor over the ceiling
+
+
+async def _network(n: int, timeout: float = 3.0) -> list[Dht]:
     nodes = [Node(KeyPair.generate()) for _ in range(n)]
     for node in nodes:
         await node.start()
-    dhts = [Dht(node, timeout=3.0) for node in nodes]
+    dhts = [Dht(node, timeout=timeout) for node in nodes]
     seed = nodes[0].peer_address
     for d in dhts[1:]:
         await d.bootstrap([seed])
@@ -108,6 +126,38 @@ def test_lookups_find_the_closest_nodes_and_the_providers():
             await _stop(dhts)
 
     run(main(), timeout=90)
+
+
+def test_a_contact_slower_than_the_timeout_is_waited_for_and_measured():
+    """A contact that answers after the timeout (as a loaded machine does) is asked
+    again with twice the time, so the lookup still finds it; the round trip it
+    took is measured, and its next request is given that long from the start."""
+
+    async def main() -> None:
+        dhts = await _network(4, timeout=1.0)
+        asker, slow = dhts[1], dhts[2]
+        answer = slow.node.handlers._handlers[FIND_NODE]
+        asked: list[bytes] = []
+
+        async def late(peer_id: bytes, payload: bytes) -> bytes:
+            asked.append(peer_id)
+            await asyncio.sleep(1.4)
+            return await answer(peer_id, payload)
+
+        slow.node.handlers._handlers[FIND_NODE] = late
+        try:
+            found = await asker.lookup(_id())
+            assert slow.node.id in {c.node_id for c in found}
+            assert asked.count(asker.node.id) == 2  # timed out once, answered the second
+            assert asker._rtts[slow.node.id].timeout(1.0, 30.0) > 1.4
+            asked.clear()
+            found = await asker.lookup(_id())
+            assert slow.node.id in {c.node_id for c in found}
+            assert asked == [asker.node.id]  # given the time it takes: asked once
+        finally:
+            await _stop(dhts)
+
+    run(main(), timeout=60)
 
 
 def test_bad_requests_are_refused_with_a_code():

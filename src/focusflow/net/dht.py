@@ -23,14 +23,25 @@ only fails its own dials):
     value; kept for ``record_ttl`` seconds.
 
 A lookup (:meth:`Dht.lookup`) is iterative with ``alpha`` requests in flight:
-it asks the closest contacts it has not asked yet, merges what they answer,
-and stops when the ``k`` closest it knows have all answered (or failed). Once
-``MAX_FAILED_NAMED`` of the contacts one node named cannot be reached, the
-others it named are skipped in that lookup. A
-provider lookup stops as soon as it has found enough providers. Everything
-from the network is bounded before it is used: answers of at most ``k``
-contacts, hosts of at most 253 characters, ports in 1..65535, provider
-records per key and keys per node capped.
+it asks the closest contacts it has not asked yet, a new one as soon as any
+answers (a slow contact holds up one of the ``alpha``, not the lookup), merges
+what they answer, and stops when the ``k`` closest it knows have all answered
+(or failed). Once ``MAX_FAILED_NAMED`` of the contacts one node named cannot be
+reached, the others it named are skipped in that lookup. A provider lookup
+stops as soon as it has found enough providers. Everything from the network is
+bounded before it is used: answers of at most ``k`` contacts, hosts of at most
+253 characters, ports in 1..65535, provider records per key and keys per node
+capped.
+
+Timeouts follow what this node measures (:class:`RttEstimate`, RFC 6298's
+smoothed round-trip time plus four times its variation): per peer for its
+requests, and over all peers for dials and for peers not measured yet, never
+under the ``timeout`` the DHT is given nor over ``MAX_TIMEOUT``. A loaded
+machine answers late rather than never, so a request that times out or loses
+its connection is sent once more with twice the time, to a contact this node
+knows (in its routing table) or one it reached in that attempt; a contact
+only named by others gets one dial (made-up contacts must stay cheap). A join
+whose lookup nobody answered is tried again.
 """
 
 from __future__ import annotations
@@ -61,13 +72,25 @@ RECORD_TTL = 24 * 3600.0
 MAX_PROVIDERS = 2 * K
 MAX_KEYS = 100_000
 MAX_HOST = 253
-#: Seconds one DHT request may take.
+#: Seconds a DHT request or dial is given at least (more when this node has
+#: measured its peers to be slower: module docstring).
 REQUEST_TIMEOUT = 5.0
+#: Seconds a request or a dial is given at most, however slow the measurements.
+MAX_TIMEOUT = 30.0
+#: Tries of a request to a contact this node knows or reached: a timeout on a
+#: loaded machine is most often a late answer, not a dead peer.
+ATTEMPTS = 2
+#: Peers whose round-trip time is kept (the least recently used forgotten).
+MAX_ESTIMATES = 4096
+#: Tries of the lookup that joins the network while nobody answers it (a node
+#: whose join failed is known to no one and found by no lookup).
+JOIN_ATTEMPTS = 3
 #: Contacts a node may name in one lookup that cannot be reached before the
 #: rest it named are skipped: a node that answers with made-up contacts would
 #: otherwise cost a dial timeout for each.
 MAX_FAILED_NAMED = 3
-#: Seconds before a request lost with a duplicate connection is sent again.
+#: Seconds before a request that failed is sent again (a request lost with a
+#: duplicate connection needs the surviving one to settle).
 RETRY_AFTER = 0.05
 #: Requests in a row a contact may fail before it leaves the routing table (one
 #: timeout while a busy node joins is not a dead node).
@@ -137,6 +160,29 @@ def _request(payload: bytes, field: str) -> tuple[bytes, tuple[str, int]]:
     return key, (asker.host, asker.port)
 
 
+class RttEstimate:
+    """A smoothed round-trip time and its variation (RFC 6298 §2: gains 1/8 and
+    1/4, the first sample setting the variation to half of it), and the timeout
+    they give, ``srtt + 4 * rttvar`` within the caller's bounds."""
+
+    def __init__(self) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+
+    def sample(self, seconds: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = seconds, seconds / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
+            self.srtt = 0.875 * self.srtt + 0.125 * seconds
+
+    def timeout(self, floor: float, ceiling: float) -> float:
+        """The timeout of the next request: ``floor`` until something is measured."""
+        if self.srtt is None:
+            return floor
+        return min(ceiling, max(floor, self.srtt + 4 * self.rttvar))
+
+
 class RoutingTable:
     """The k-buckets of one node (module docstring)."""
 
@@ -167,6 +213,13 @@ class RoutingTable:
     def remove(self, node_id: bytes) -> None:
         if node_id != self.own_id:
             self._bucket(node_id).pop(node_id, None)
+
+    def __contains__(self, node_id: object) -> bool:
+        return (
+            isinstance(node_id, bytes)
+            and node_id != self.own_id
+            and node_id in self._bucket(node_id)
+        )
 
     def closest(self, target: bytes, n: int | None = None) -> list[Contact]:
         """The ``n`` (``k``) known contacts closest to ``target``."""
@@ -232,12 +285,18 @@ class Dht:
         self.provided: set[bytes] = set()
         #: Requests sent by lookups (for measuring hops).
         self.requests = 0
-        #: The last lookup's rounds of ``alpha`` requests, and the round in which
-        #: the closest contact it returned was first named (its hops).
+        #: The last lookup's depth (1: it asked only contacts this node knew; a
+        #: contact an answer names is one hop deeper than the one that named it)
+        #: and the hop at which the closest contact it returned was first named
+        #: (0: this node knew it).
         self.last_rounds = 0
         self.last_hops = 0
         #: Requests in a row that failed, by contact (dropped at ``STALE_AFTER``).
         self._failures: dict[bytes, int] = {}
+        #: Round-trip times of requests, per peer and over all peers, and of dials.
+        self._rtts: OrderedDict[bytes, RttEstimate] = OrderedDict()
+        self.rtt = RttEstimate()
+        self.dial_rtt = RttEstimate()
         node.register(FIND_NODE, self._find_node)
         node.register(FIND_PROVIDERS, self._find_providers)
         node.register(ADD_PROVIDER, self._add_provider)
@@ -277,11 +336,14 @@ class Dht:
 
     async def bootstrap(self, seeds: Iterable[PeerAddress]) -> int:
         """Join through ``seeds``: add them, then look up this node's own id (which
-        fills the buckets near it and tells the nodes there about this one).
-        Returns the routing table's size."""
-        for seed in seeds:
-            self.table.update(Contact(seed.node_id, seed.host, seed.port))
-        await self.lookup(self.node.id)
+        fills the buckets near it and tells the nodes there about this one), up to
+        ``JOIN_ATTEMPTS`` times while nobody answers. Returns the routing table's size."""
+        contacts = [Contact(seed.node_id, seed.host, seed.port) for seed in seeds]
+        for _ in range(JOIN_ATTEMPTS):
+            for contact in contacts:
+                self.table.update(contact)
+            if await self.lookup(self.node.id):
+                break
         return len(self.table)
 
     async def refresh(self) -> int:
@@ -300,18 +362,15 @@ class Dht:
         return len(self.table)
 
     async def _ask(self, contact: Contact, name: str, body: dict[str, Any]) -> Any:
-        """One request to ``contact`` (dialed if needed); its decoded answer. A
-        contact that cannot be reached, times out or answers wrongly is dropped
-        from the table and reported with NetError or FocusflowError."""
+        """One request to ``contact`` (dialed if needed), tried again once when it
+        times out or loses its connection and the contact is known or was reached
+        (module docstring); its decoded answer. A contact that fails
+        ``STALE_AFTER`` times in a row, or answers wrongly, is dropped from the
+        table; the failure is reported with NetError or FocusflowError."""
         self.requests += 1
+        known = contact.node_id in self.table
         try:
-            try:
-                answer = await self._request(contact, name, body)
-            except PeerUnavailableError:
-                # Two nodes that dial each other at once keep one of the two
-                # connections (net.node): a request on the other is lost with it.
-                await asyncio.sleep(RETRY_AFTER)
-                answer = await self._request(contact, name, body)
+            answer = await self._attempts(contact, name, body, known)
             value = decode(answer, "dht answer")
         except (FocusflowError, TimeoutError, OSError) as exc:
             failures = self._failures[contact.node_id] = self._failures.get(contact.node_id, 0) + 1
@@ -325,9 +384,65 @@ class Dht:
         self.table.update(contact)
         return value
 
-    async def _request(self, contact: Contact, name: str, body: dict[str, Any]) -> bytes:
-        await asyncio.wait_for(self.node.connect(contact.address), self.timeout)
-        return await self.node.request(contact.node_id, name, encode(body), self.timeout)
+    async def _attempts(
+        self, contact: Contact, name: str, body: dict[str, Any], known: bool
+    ) -> bytes:
+        """The answer of the first of ``ATTEMPTS`` tries that gets one, each with
+        twice the time of the one before. Only a timeout or a lost connection
+        earns another try (a refusal or a wrong key would only repeat), and only
+        for a contact this node knows or reached in the try: two nodes that dial
+        each other at once keep one of the two connections (net.node), and a
+        request on the other is lost with it."""
+        for attempt in range(ATTEMPTS):
+            reached = False
+            try:
+                await self._dial(contact, 2**attempt)
+                reached = True
+                return await self._request(contact, name, body, 2**attempt)
+            except (TimeoutError, PeerUnavailableError, OSError):
+                if attempt + 1 == ATTEMPTS or not (known or reached):
+                    raise
+            await asyncio.sleep(RETRY_AFTER)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _dial(self, contact: Contact, scale: int) -> None:
+        """Connect to ``contact`` unless connected; a dial made is measured."""
+        if contact.node_id in self.node.connected_peers():
+            return
+        started = time.monotonic()
+        timeout = scale * self.dial_rtt.timeout(self.timeout, MAX_TIMEOUT)
+        await asyncio.wait_for(self.node.connect(contact.address), min(timeout, MAX_TIMEOUT))
+        self.dial_rtt.sample(time.monotonic() - started)
+
+    async def _request(
+        self, contact: Contact, name: str, body: dict[str, Any], scale: int
+    ) -> bytes:
+        """One request on the connection to ``contact``, given ``scale`` times the
+        timeout the measurements give (the peer's, or all peers' when that is
+        longer: a node that grew busy is slow to everyone); an answer is measured."""
+        peer = self._rtts.get(contact.node_id)
+        if peer is not None:
+            self._rtts.move_to_end(contact.node_id)
+        measured = max(
+            self.rtt.timeout(self.timeout, MAX_TIMEOUT),
+            self.timeout if peer is None else peer.timeout(self.timeout, MAX_TIMEOUT),
+        )
+        started = time.monotonic()
+        answer = await self.node.request(
+            contact.node_id, name, encode(body), min(scale * measured, MAX_TIMEOUT)
+        )
+        self._measured(contact.node_id, time.monotonic() - started)
+        return answer
+
+    def _measured(self, node_id: bytes, seconds: float) -> None:
+        """Keep a request's round-trip time, for its peer and for all peers."""
+        self.rtt.sample(seconds)
+        peer = self._rtts.get(node_id)
+        if peer is None:
+            peer = self._rtts[node_id] = RttEstimate()
+            while len(self._rtts) > MAX_ESTIMATES:
+                self._rtts.popitem(last=False)
+        peer.sample(seconds)
 
     def _from(self) -> list[Any]:
         host, port = self.node.address
@@ -367,41 +482,56 @@ class Dht:
     async def _iterate(
         self, target: bytes, name: str, field: str, stop_at: int
     ) -> tuple[list[Contact], list[Contact]]:
-        """The iterative lookup: ``(the k closest that answered, providers found)``."""
+        """The iterative lookup: ``(the k closest that answered, providers found)``.
+        Up to ``alpha`` requests fly at once, and each answer lets the next one
+        go: a slow contact does not hold up the others' answers."""
         body = {field: target, "from": self._from()}
         state = _Lookup(target, self.k, self.table.closest(target))
-        rounds = 0
-        while batch := state.pending()[: self.alpha]:
-            rounds += 1
-            state.round = rounds
-            state.asked.update(c.node_id for c in batch)
-            results = await asyncio.gather(
-                *(self._ask(c, name, body) for c in batch), return_exceptions=True
-            )
-            for contact, result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    state.failed(contact)
-                    continue
-                try:
-                    nodes = state.read(result, name == FIND_PROVIDERS)
-                except DecodeError as exc:
-                    self.node.report(contact.node_id, why=exc.message)
-                    self.table.remove(contact.node_id)
-                    state.shortlist.pop(contact.node_id, None)
-                    continue
-                state.answered_by(contact, nodes, self.node.id)
-            if stop_at and len(state.providers) >= stop_at:
-                break
+        flying: dict[asyncio.Future[Any], Contact] = {}
+        try:
+            while True:
+                for contact in state.pending()[: self.alpha - len(flying)]:
+                    state.ask(contact)
+                    flying[asyncio.ensure_future(self._ask(contact, name, body))] = contact
+                if not flying:
+                    break
+                done, _ = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    self._answered(state, flying.pop(task), task, name)
+                if stop_at and len(state.providers) >= stop_at:
+                    break
+        finally:
+            for task in flying:
+                task.cancel()
+            await asyncio.gather(*flying, return_exceptions=True)
         ranked = sorted(state.answered.values(), key=lambda c: distance(c.node_id, target))
-        self.last_rounds = rounds
+        self.last_rounds = state.deepest
         self.last_hops = state.named_in.get(ranked[0].node_id, 0) if ranked else 0
         return ranked[: self.k], list(state.providers.values())
 
+    def _answered(
+        self, state: _Lookup, contact: Contact, task: asyncio.Future[Any], name: str
+    ) -> None:
+        """Take one finished request into the lookup: a failure, a malformed
+        answer (reported, its sender dropped) or the contacts it names."""
+        if task.exception() is not None:
+            state.failed(contact)
+            return
+        try:
+            nodes = state.read(task.result(), name == FIND_PROVIDERS)
+        except DecodeError as exc:
+            self.node.report(contact.node_id, why=exc.message)
+            self.table.remove(contact.node_id)
+            state.shortlist.pop(contact.node_id, None)
+            return
+        state.answered_by(contact, nodes, self.node.id)
+
 
 class _Lookup:
-    """What one iterative lookup knows: the contacts it may ask, who named each
-    and how many of a node's named contacts failed, who answered, and the
-    providers found."""
+    """What one iterative lookup knows: the contacts it may ask (never again
+    one that was asked: the shortlist holds the unasked, the ones in flight and
+    the ones that answered), who named each and how many of a node's named
+    contacts failed, who answered, and the providers found."""
 
     def __init__(self, target: bytes, k: int, start: list[Contact]) -> None:
         self.target = target
@@ -412,16 +542,20 @@ class _Lookup:
         self.asked: set[bytes] = set()
         self.answered: dict[bytes, Contact] = {}
         self.providers: dict[bytes, Contact] = {}
-        #: The round being asked, and the round in which each contact was first
-        #: named (0: this node knew it before the lookup).
-        self.round = 0
+        #: The hop at which each contact was first named (0: this node knew it
+        #: before the lookup; one more than its namer's otherwise), and the
+        #: deepest hop asked.
         self.named_in: dict[bytes, int] = {}
+        self.deepest = 0
 
     def pending(self) -> list[Contact]:
         """The unasked among the ``k`` closest that have not failed."""
         ranked = sorted(self.shortlist.values(), key=lambda c: distance(c.node_id, self.target))
-        best = [c for c in ranked if c.node_id not in self.asked or c.node_id in self.answered]
-        return [c for c in best[: self.k] if c.node_id not in self.asked]
+        return [c for c in ranked[: self.k] if c.node_id not in self.asked]
+
+    def ask(self, contact: Contact) -> None:
+        self.asked.add(contact.node_id)
+        self.deepest = max(self.deepest, self.named_in.get(contact.node_id, 0) + 1)
 
     def failed(self, contact: Contact) -> None:
         self.shortlist.pop(contact.node_id, None)
@@ -452,8 +586,10 @@ class _Lookup:
         self.answered[contact.node_id] = contact
         if self.failed_by.get(contact.node_id, 0) >= MAX_FAILED_NAMED:
             return
+        hop = self.named_in.get(contact.node_id, 0) + 1
         for c in nodes:
-            if c.node_id != own_id and c.node_id not in self.shortlist:
+            known = c.node_id in self.shortlist or c.node_id in self.asked
+            if c.node_id != own_id and not known:
                 self.shortlist[c.node_id] = c
                 self.named_by[c.node_id] = contact.node_id
-                self.named_in.setdefault(c.node_id, self.round)
+                self.named_in.setdefault(c.node_id, hop)
