@@ -16,7 +16,7 @@ from focusflow.query.slots import ClientSlots, QueryBusyError
 class Holder:
     """A thread that takes a slot for ``client`` and keeps it until told to let go."""
 
-    def __init__(self, slots: ClientSlots, client: str, seconds: float = 30.0) -> None:
+    def __init__(self, slots: ClientSlots, client: str | None, seconds: float = 30.0) -> None:
         self.started = threading.Event()
         self.done = threading.Event()
         self.error: QueryBusyError | None = None
@@ -24,7 +24,7 @@ class Holder:
         self._thread = threading.Thread(target=self._run, args=(slots, client, seconds))
         self._thread.start()
 
-    def _run(self, slots: ClientSlots, client: str, seconds: float) -> None:
+    def _run(self, slots: ClientSlots, client: str | None, seconds: float) -> None:
         try:
             with slots.hold(client, seconds):
                 self.started.set()
@@ -121,3 +121,18 @@ def test_a_query_that_waits_too_long_is_refused_and_holds_nothing():
     a.release()
     with slots.hold("b", 1.0):
         assert slots.running() == 1
+
+
+def test_callers_in_the_nodes_own_process_are_held_to_the_slots_alone():
+    """A caller with no network client (the library, the node itself) is not one
+    client whose answers run one at a time: two of its answers run together
+    while slots are free, and a third waits for one."""
+    slots = ClientSlots(2, wait_s=0.2)
+    first, second = Holder(slots, None), Holder(slots, None)
+    assert first.started.wait(5) and second.started.wait(5)
+    assert slots.running() == 2
+    with pytest.raises(QueryBusyError), slots.hold(None, 30):
+        pass
+    first.release()
+    second.release()
+    assert first.error is None and second.error is None

@@ -204,13 +204,14 @@ class QueryService:
         height: int | None = None,
         timeout_s: float | None = None,
         prove: bool = False,
-        client: str = "",
+        client: str | None = None,
     ) -> tuple[Answer, FocusView]:
         """The answer and the view it was evaluated on: a proof of the answer
         must be built from that very view, which may no longer be kept by the
-        time the caller asks for it. ``client`` is who asked (``query.slots``:
-        one answer of a client at a time); QueryBusyError when no slot comes
-        free for it in time."""
+        time the caller asks for it. ``client`` is who asked over the network
+        (``query.slots``: one answer of a client at a time; None, a caller in
+        this process, is held to the node's slots alone); QueryBusyError when
+        no slot comes free for it in time."""
         limits = self.limits
         if timeout_s is not None:
             limits = Limits(min(timeout_s, limits.timeout_s), limits.max_rows, limits.max_output)

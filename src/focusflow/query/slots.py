@@ -75,11 +75,16 @@ class ClientSlots:
         self._ends: dict[int, float] = {}
         self._queue: list[_Waiter] = []
         self._tickets = itertools.count()
+        self._locals = itertools.count()
 
     @contextmanager
-    def hold(self, client: str, seconds: float) -> Iterator[None]:
+    def hold(self, client: str | None, seconds: float) -> Iterator[None]:
         """A slot for ``client``'s answer of at most ``seconds``, for the block;
-        QueryBusyError when there is none within the bounds."""
+        QueryBusyError when there is none within the bounds. A None client (a
+        caller in the node's own process, not one of the network's) counts as
+        a client of its own for each answer: only the slots bound it."""
+        if client is None:
+            client = f"\0local {next(self._locals)}"
         ticket = self._acquire(client, seconds)
         try:
             yield
