@@ -1,5 +1,5 @@
-"""The documentation held to the source: the error codes, the chain parameters' defaults
-and the README's layout of the packages."""
+"""The documentation held to the source: the error codes, the chain parameters' defaults,
+the README's layout of the packages, and the architecture's layers and messages."""
 
 from __future__ import annotations
 
@@ -197,3 +197,32 @@ def test_readme_layout_names_every_package_once():
     packages = sorted(p.parent.name for p in SRC.glob("*/__init__.py"))
     assert sorted(named) == packages
     assert len(named) == len(set(named))
+
+
+def _layers_contract() -> list[list[str]]:
+    """The packages of each layer of pyproject's ``layers`` contract, top first."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    return [re.findall(r"\w+", layer) for layer in contract["layers"]]
+
+
+def test_the_architecture_layer_table_is_the_import_contract():
+    text = (DOCS / "architecture.md").read_text()
+    rows = _table(text, "| layer (top first) | packages under `src/focusflow/` | holds |")
+    documented = [re.findall(r"`(\w+)`", row[1]) for row in rows]
+    assert documented == _layers_contract()
+    named = {p for layer in documented for p in layer}
+    assert named == {p.parent.name for p in SRC.glob("*/__init__.py")}
+
+
+def test_the_architecture_lists_every_message_type():
+    from focusflow.modules import default_modules
+
+    text = (DOCS / "architecture.md").read_text()
+    section = text.split("- Messages, by the module that owns them", 1)[1]
+    section = section.split("A transaction whose messages fail", 1)[0]
+    listed = re.findall(r"`([a-z_]+(?:\.[a-z_]+)?)`", section)
+    handled = [t for m in default_modules() for t in m.handlers()]
+    assert sorted(listed) == sorted(handled)
