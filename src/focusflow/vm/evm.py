@@ -205,7 +205,8 @@ def interpreter() -> tuple[Any, Any, Any]:
     warnings.filterwarnings(
         "ignore", message="SELFDESTRUCT opcode present", category=DeprecationWarning
     )
-    from eth import precompiles
+    from eth.precompiles.ecmul import ecmul
+    from eth.precompiles.ecpairing import ecpairing
     from eth.vm.forks.cancun import CancunVM
     from eth.vm.forks.cancun.computation import CancunComputation
     from eth.vm.forks.cancun.state import CancunState
@@ -218,8 +219,8 @@ def interpreter() -> tuple[Any, Any, Any]:
         # py-evm reads the precompiles from this class attribute.
         _precompiles = {  # noqa: RUF012
             **CancunComputation.get_precompiles(),
-            Address(ECMUL_ADDRESS): precompiles.ecmul(gas_cost=ECMUL_GAS),
-            Address(ECPAIRING_ADDRESS): precompiles.ecpairing(
+            Address(ECMUL_ADDRESS): ecmul(gas_cost=ECMUL_GAS),
+            Address(ECPAIRING_ADDRESS): ecpairing(
                 gas_cost_base=ECPAIRING_BASE_GAS, gas_cost_per_point=ECPAIRING_POINT_GAS
             ),
             Address(FOCUS_ADDRESS): _focus_precompile,
@@ -295,8 +296,8 @@ def _router_precompile(computation: Any) -> Any:
     bytes)`` or a port that is not UTF-8.
     """
     from eth.exceptions import VMError, WriteProtection
-    from eth_abi import decode as abi_decode
-    from eth_abi import encode as abi_encode
+    from eth_abi.abi import decode as abi_decode
+    from eth_abi.abi import encode as abi_encode
     from eth_abi.exceptions import DecodingError
 
     msg = computation.msg
@@ -325,7 +326,7 @@ def _router_precompile(computation: Any) -> Any:
 def packets_of(logs: list[tuple[bytes, list[int], bytes]]) -> list[tuple[bytes, str, bytes, int]]:
     """``(sender, port, packet, gas)`` of each ``Packet`` log of the router, in
     log order: what a successful transaction sent."""
-    from eth_abi import decode as abi_decode
+    from eth_abi.abi import decode as abi_decode
 
     found = []
     for address, topics, data in logs:
@@ -394,8 +395,9 @@ def _stoppable_ecpairing(computation: Any) -> Any:
     failures as a block's run."""
     from eth.exceptions import VMError
     from eth.precompiles.ecpairing import _process_point
-    from eth_utils import ValidationError
-    from py_ecc import optimized_bn128 as bn128
+    from eth_utils.exceptions import ValidationError
+    from py_ecc.fields import optimized_bn128_FQ12 as FQ12
+    from py_ecc.optimized_bn128.optimized_pairing import final_exponentiate
 
     data = bytes(computation.msg.data)
     if len(data) % 192:
@@ -403,14 +405,14 @@ def _stoppable_ecpairing(computation: Any) -> Any:
     points = len(data) // 192
     gas = ECPAIRING_BASE_GAS + points * ECPAIRING_POINT_GAS
     computation.consume_gas(gas, reason="ECPAIRING Precompile")
-    exponent = bn128.FQ12.one()
+    exponent = FQ12.one()
     try:
         for i in range(points):
             _check_stop(computation.state)
             exponent = _process_point(data[192 * i : 192 * (i + 1)], exponent)
     except ValidationError:
         raise VMError("Invalid ECPAIRING parameters") from None
-    paired = bn128.final_exponentiate(exponent) == bn128.FQ12.one()
+    paired = final_exponentiate(exponent) == FQ12.one()
     computation.output = bytes(31) + (b"\x01" if paired else b"\x00")
     return computation
 
@@ -433,7 +435,7 @@ def _pyevm_errors() -> tuple[type[Exception], ...]:
     validation errors and a VMError no computation caught (EIP-3860's initcode
     limit is one, raised before the creation's computation starts)."""
     from eth.exceptions import VMError
-    from eth_utils import ValidationError
+    from eth_utils.exceptions import ValidationError
 
     return (ValidationError, VMError)
 
@@ -493,7 +495,7 @@ def apply_transaction(state: PendingState, block: EvmBlock, tx: Any) -> Outcome:
     refund and tip. Raises :class:`EvmValidationError` (and changes nothing)
     when it cannot run at all; an execution that fails is an ``Outcome`` with
     status 0 whose gas is still paid."""
-    from eth_utils import ValidationError
+    from eth_utils.exceptions import ValidationError
 
     _, vm_class, _ = interpreter()
     vm_state = _new_state(state, block)
@@ -578,7 +580,7 @@ def contract_call(
     it succeeds; :class:`EvmValidationError` where it cannot run at all (gas
     below the intrinsic 21,000, value over the balance)."""
     from eth.vm.spoof import SpoofTransaction
-    from eth_utils import ValidationError
+    from eth_utils.exceptions import ValidationError
 
     _, vm_class, builder = interpreter()
     view = state.child()
