@@ -18,8 +18,10 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -71,6 +73,14 @@ def check_password(password: object) -> str:
     return password
 
 
+class _UserEntry(TypedDict):
+    """A user's entry in the password file: the Argon2id hash and the roles
+    (an entry written by hand may lack them: it then holds none)."""
+
+    hash: str
+    roles: NotRequired[list[str]]
+
+
 @dataclass(frozen=True)
 class PasswordRecord:
     user: str
@@ -84,7 +94,7 @@ class PasswordStore:
         self.path = Path(path)
         self.hasher = hasher if hasher is not None else PasswordHasher()
         self._file = SharedJson(self.path, "password file", {})
-        self._users: dict[str, dict] = {}
+        self._users: dict[str, _UserEntry] = {}
         self._dummy: str | None = None
         self.refresh()
 
@@ -149,7 +159,7 @@ class LoginGate:
     """Bounds the logins a server verifies: concurrency, and failures per user
     and per client address within ``WINDOW_S``."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
         self._lock = threading.Lock()

@@ -95,7 +95,7 @@ def _check_header(blob: bytes) -> int:
         raise SealedBlobError("not a sealed blob")
     if blob[4] != VERSION:
         raise SealedBlobError(f"sealed blob version {blob[4]} is not one this node reads")
-    (n,) = struct.unpack(">H", blob[5:7])
+    n: int = struct.unpack(">H", blob[5:7])[0]
     if not 0 < n <= MAX_RECIPIENTS:
         raise SealedBlobError(f"a blob has 1 to {MAX_RECIPIENTS} recipients, this one {n}")
     if len(blob) < 7 + n * ENTRY + NONCE + TAG:
@@ -127,7 +127,8 @@ def open_sealed(blob: bytes, key: MLKEM768PrivateKey, max_plain: int = MAX_PLAIN
 def _decompress(data: bytes, max_plain: int) -> bytes:
     d = brotli.Decompressor()
     try:
-        out = d.process(data, output_buffer_limit=max_plain + 1)
+        # brotli ships no types: its output is bytes.
+        out: bytes = d.process(data, output_buffer_limit=max_plain + 1)
     except brotli.error:
         raise SealedBlobError("the sealed blob's content is not Brotli") from None
     if len(out) > max_plain:
