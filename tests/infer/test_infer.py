@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from focusflow.infer import (
     EmptyContextError,
     Inference,
     InferGraph,
+    InferOptions,
     InferParams,
     Sampling,
     UnknownParticleError,
@@ -193,6 +196,12 @@ def test_bad_queries_get_precise_errors(kwargs, error, code):
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(InvalidParameterError):
         InferParams(**bad).validate()
+
+
+def test_infer_options_name_every_parameter_with_its_type():
+    """``infer``'s keyword arguments are typed by ``InferOptions``: it must say
+    what ``InferParams`` takes, field for field."""
+    assert typing.get_type_hints(InferOptions) == typing.get_type_hints(InferParams)
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,10 @@ node's ``POST /v1/infer`` are built on them (docs/infer.md).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Unpack
 
 from focusflow.graph.cybergraph import Cybergraph
-from focusflow.infer.engine import Inference, InferParams, Prediction, WalkStep
+from focusflow.infer.engine import Inference, InferOptions, InferParams, Prediction, WalkStep
 from focusflow.infer.errors import EmptyContextError, UnknownParticleError, UnknownSemconError
 from focusflow.infer.graph import InferGraph
 from focusflow.infer.sampling import Sampling
@@ -23,7 +24,7 @@ def infer(
     top: int = 10,
     semcons: Mapping[str, float] | None = None,
     other_semcons: float | None = None,
-    **params,
+    **params: Unpack[InferOptions],
 ) -> list[tuple[str, float]]:
     """The ``top`` most likely next particles after ``context``: ``[(key, probability)]``.
 
@@ -42,6 +43,7 @@ def infer(
 __all__ = [
     "EmptyContextError",
     "InferGraph",
+    "InferOptions",
     "InferParams",
     "Inference",
     "Prediction",

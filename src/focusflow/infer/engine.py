@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 
@@ -97,6 +98,21 @@ class InferParams:
         return self
 
 
+class InferOptions(TypedDict, total=False):
+    """:class:`InferParams`' fields as keyword arguments (``infer(..., mode=...)``):
+    a misspelt name or a value of the wrong type is then a type error where it
+    is written, not at run time."""
+
+    mode: str
+    alpha: float
+    tol: float
+    context_weight: float
+    backend: str
+    precision: str
+    exact_share: float
+    start_tol: float
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The next-particle distribution of one context."""
@@ -132,7 +148,11 @@ class Inference:
 
     graph: InferGraph
     params: InferParams = field(default_factory=InferParams)
-    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    #: ``phi*_c`` and its solve by (context ids, semcon factors, context weights) as
+    #: bytes, oldest first.
+    _cache: OrderedDict[
+        tuple[bytes, bytes | None, bytes | None], tuple[np.ndarray, FocusResult]
+    ] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -234,7 +254,7 @@ def next_distribution(phi: np.ndarray, context: np.ndarray, context_weight: floa
     probs = np.array(phi, dtype=np.float64)
     if context_weight != 1.0:
         probs[np.unique(context)] *= context_weight
-    total = probs.sum()
+    total = float(probs.sum())
     if total <= 0:
         return np.asarray(phi, dtype=np.float64) / max(float(np.sum(phi)), 1e-300)
     return probs / total

@@ -50,7 +50,8 @@ class InferGraph:
     texts: Mapping[str, str] | None = None
     _index: dict[str, int] | None = field(default=None, repr=False)
     _semcon_table: SemconNames | None = field(default=None, repr=False)
-    _snapshots: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    #: Snapshots by their semcon factors' bytes (``None``: no factors), oldest first.
+    _snapshots: OrderedDict[bytes | None, Snapshot] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod

@@ -78,7 +78,8 @@ def _tempered(p: np.ndarray, temperature: float) -> np.ndarray:
     if temperature == 1.0:
         return p
     logp = np.log(p) / temperature
-    return np.exp(logp - logp.max())
+    tempered: np.ndarray = np.exp(logp - logp.max())
+    return tempered
 
 
 def _largest(ids: np.ndarray, p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
