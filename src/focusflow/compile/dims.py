@@ -74,7 +74,8 @@ class Semcons:
         """The head (0 .. n_heads - 1) each link feeds."""
         head_of_type = np.full(len(self.names), len(self.heads), dtype=np.int64)
         head_of_type[self.heads] = np.arange(len(self.heads))
-        return head_of_type[self.of_link]
+        heads: np.ndarray = head_of_type[self.of_link]
+        return heads
 
     def head_names(self) -> list[str]:
         named = [self.names[t] for t in self.heads]
@@ -111,7 +112,7 @@ def semcons_of(
 
 
 @nb.njit(cache=True)
-def _bfs(indptr, indices, start, dist):
+def _bfs(indptr: np.ndarray, indices: np.ndarray, start: int, dist: np.ndarray) -> int:
     """Hop distances from ``start`` into ``dist`` (-1 unreached); returns the farthest."""
     dist[:] = -1
     queue = np.empty(indptr.shape[0] - 1, dtype=np.int64)
@@ -170,7 +171,9 @@ class Layers:
         return max(1, min(self.raw, self.cap))
 
 
-def layers_of(diameter: int, kappa: float, eps: float = DEFAULT_EPS, cap: int = DEFAULT_MAX_LAYERS):
+def layers_of(
+    diameter: int, kappa: float, eps: float = DEFAULT_EPS, cap: int = DEFAULT_MAX_LAYERS
+) -> Layers:
     """``L* = diam * ceil(log(1/eps) / log(1/kappa))`` and its cap."""
     if not 0.0 < eps < 1.0:
         raise InvalidParameterError(f"eps must be in (0, 1), got {eps}")

@@ -11,12 +11,39 @@ beat it has learned nothing from the context.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 
 from focusflow.compile.forward import forward_numpy
 from focusflow.compile.weights import CompiledWeights
+from focusflow.focus.params import Mode
 from focusflow.focus.personal import personalized_focus
+from focusflow.focus.solver import GraphLike
+
+
+class FocusOverrides(TypedDict, total=False):
+    """The :class:`FocusParams` fields the exact ``phi*_c`` is solved under: the
+    compilation's own, so that the model is measured against what it was
+    compiled from."""
+
+    mode: Mode
+    alpha: float
+
+
+class KlSummary(TypedDict):
+    """The ``kl`` entry of report.json: the contexts measured and KL(phi*_c || q_c)
+    and KL(phi*_c || phi*) over them (``None`` when no context was drawn)."""
+
+    contexts: int
+    context_sizes: list[int]
+    seed: int
+    kl_mean: float | None
+    kl_median: float | None
+    kl_max: float | None
+    baseline_phi_kl_mean: float | None
+    baseline_phi_kl_median: float | None
+    personalized_iterations_mean: float | None
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
@@ -45,15 +72,15 @@ def sample_contexts(
 
 
 def evaluate(
-    graph,
+    graph: GraphLike,
     weights: CompiledWeights,
     phi: np.ndarray,
     *,
     count: int = 64,
     seed: int = 0,
-    focus_params: dict | None = None,
+    focus_params: FocusOverrides | None = None,
     progress: Callable[[int], None] | None = None,
-) -> dict:
+) -> KlSummary:
     """KL mean and median over ``count`` contexts, and the phi* baseline's."""
     contexts = sample_contexts(phi, count, seed)
     base = phi / phi.sum()

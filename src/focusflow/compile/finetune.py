@@ -40,9 +40,9 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -70,6 +70,32 @@ PARAMETERS = (
 )
 #: Integer and scalar settings, fixed during training.
 FIXED = ("hop_idx", "hop_sem", "alpha", "layers", "floor", "attention_share", "hops")
+
+
+class TrainRun(TypedDict):
+    """What :func:`train` measured: ``[step, loss]`` curves (held-out at
+    :func:`eval_steps`, training every ``eval_every`` steps), the final
+    held-out loss and the run's settings."""
+
+    curve: list[list[float]]
+    train_curve: list[list[float]]
+    final: float
+    steps: int
+    seconds: float
+    batch: int
+    lr: float
+    weight_decay: float
+
+
+class Comparison(TypedDict):
+    """What :func:`compare` found: the random init's final held-out loss, the
+    steps each init needed to reach it (``None``: never) and their ratio."""
+
+    target: float
+    compiled_steps: int | None
+    random_steps: int | None
+    ratio: float | None
+    compiled_at_init: bool
 
 
 # --- weights and data as plain arrays ---------------------------------------------------
@@ -159,7 +185,7 @@ def save_data(
     keys: Sequence[str],
     src: np.ndarray,
     dst: np.ndarray,
-    meta: dict,
+    meta: dict[str, object],
 ) -> None:
     """One compressed ``.npz``: the sequences, the particle keys, the graph's links
     (for :func:`implicit_links`) and a JSON string of how they were made."""
@@ -198,7 +224,8 @@ def first_occurrence(contexts: np.ndarray) -> np.ndarray:
     c = np.asarray(contexts)
     same = c[:, :, None] == c[:, None, :]
     earlier = np.tril(np.ones((c.shape[1], c.shape[1]), dtype=bool), k=-1)
-    return (c >= 0) & ~(same & earlier[None]).any(axis=2)
+    first: np.ndarray = (c >= 0) & ~(same & earlier[None]).any(axis=2)
+    return first
 
 
 def random_arrays(compiled: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
@@ -253,7 +280,8 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
     """
     import torch
 
-    class CompiledTorch(torch.nn.Module):
+    # torch is not installed where mypy runs (nor a dependency): its Module is Any.
+    class CompiledTorch(torch.nn.Module):  # type: ignore[misc]
         """The compiled forward pass (docs/compile.md), step for step."""
 
         def __init__(self) -> None:
@@ -328,7 +356,9 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
             out = (1.0 - self.floor) * q + self.floor * self.phi.abs()[None, :]
             return out / out.sum(dim=1, keepdim=True)
 
-        def _attention(self, x: torch.Tensor, valid: torch.Tensor):
+        def _attention(
+            self, x: torch.Tensor, valid: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             b, s, d = x.shape
             h = self.w_q.shape[0]
             q = torch.matmul(x[:, None, :, :], self.w_q[None])
@@ -387,8 +417,8 @@ def train(  # noqa: PLR0913 - keyword-only training knobs with defaults
     eval_every: int = 100,
     seed: int = 0,
     device: str = "cpu",
-    log: Any = None,
-) -> tuple[Any, dict]:
+    log: Callable[[str], None] | None = None,
+) -> tuple[Any, TrainRun]:
     """Fine-tune ``arrays`` with AdamW on batches of ``batch`` training sequences.
 
     Each step's loss is the mean next-particle NLL over every prefix of the
@@ -464,7 +494,7 @@ def steps_to_reach(curve: Iterable[Sequence[float]], target: float) -> int | Non
     return None
 
 
-def compare(compiled_run: dict, random_run: dict) -> dict:
+def compare(compiled_run: TrainRun, random_run: TrainRun) -> Comparison:
     """Steps each init needs to reach the random init's final held-out loss.
 
     ``ratio`` is random's steps over compiled's; when the compiled init is
@@ -582,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(
             f"torch forward vs forward_numpy: max relative difference {result['check_max_rel']:.3e}"
         )
-    runs: dict[str, dict] = {}
+    runs: dict[str, TrainRun] = {}
     models = {}
     for init in ("compiled", "random"):
         arrays = compiled if init == "compiled" else random_arrays(compiled, args.seed)

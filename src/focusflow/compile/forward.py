@@ -47,7 +47,9 @@ MASKED = -1.0e9
 TINY = 1.0e-30
 
 
-def attention_mix(w: CompiledWeights, x: np.ndarray, valid: np.ndarray):
+def attention_mix(
+    w: CompiledWeights, x: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``(G, stay)``: the heads' mixed flow between positions and the sink share."""
     f32 = np.float32
     b, s, d = x.shape
@@ -151,4 +153,5 @@ def forward_numpy(
     q = np.maximum(q, f32(0.0))
     q = q / np.maximum(q.sum(axis=1, keepdims=True), f32(TINY))
     out = (f32(1.0) - f32(w.floor)) * q + f32(w.floor) * w.phi[None, :]
-    return (out / out.sum(axis=1, keepdims=True)).astype(f32)
+    probs: np.ndarray = (out / out.sum(axis=1, keepdims=True)).astype(f32)
+    return probs

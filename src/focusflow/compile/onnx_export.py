@@ -37,6 +37,8 @@ DATA_SUFFIX = ".data"
 INPUT = "particles"
 FACTORS = "semcons"
 OUTPUT = "next"
+#: What an ONNX node attribute holds here: an axis or flag, a type, a mode, a permutation.
+Attribute = int | float | str | list[int]
 
 
 class _Builder:
@@ -88,10 +90,15 @@ class _Builder:
         self._n += 1
         return self.const(f"i{self._n}", np.asarray(values, dtype=np.int64))
 
-    def op(self, kind: str, *inputs: str, out: str | None = None, **attrs) -> str:
+    def op(self, kind: str, *inputs: str, out: str | None = None, **attrs: Attribute) -> str:
         self._n += 1
         name = out or f"t{self._n}_{kind.lower()}"
-        self.nodes.append(helper.make_node(kind, list(inputs), [name], **attrs))
+        node = helper.make_node(kind, list(inputs), [name])
+        # Added as make_node adds its **kwargs (sorted by name), but apart from
+        # them: there an attribute could be taken for one of its own keywords
+        # (name, domain, ...).
+        node.attribute.extend(helper.make_attribute(k, v) for k, v in sorted(attrs.items()))
+        self.nodes.append(node)
         return name
 
 

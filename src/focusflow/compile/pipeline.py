@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,6 +46,10 @@ from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.snapshot import Snapshot
 
 Phase = Callable[[str], None]
+#: report.json's document. A plain JSON object, not a record: the CLI adds its
+#: own entries (the graph's source, the links it skipped) and the benches read
+#: entries by name.
+Report = dict[str, Any]
 
 
 @dataclass
@@ -110,7 +114,7 @@ class Compiled:
     semcons: Semcons
     layers: Layers
     adjacency: sp.csr_matrix
-    report: dict
+    report: Report
 
 
 def link_table(graph: Cybergraph, semcons: Semcons) -> LinkTable:
@@ -227,7 +231,7 @@ def compile_graph(
     }
     timings["weights"] = time.perf_counter() - t
 
-    report = {
+    report: Report = {
         "graph": {
             "particles": graph.n_particles,
             "links": graph.n_links,
@@ -326,7 +330,7 @@ def write(
     phase: Phase | None = None,
     eval_contexts: int | None = None,
     seed: int | None = None,
-) -> dict:
+) -> Report:
     """Write ``model.onnx``, ``vocab.tsv`` and (after measuring KL) ``report.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -372,7 +376,7 @@ def compile_to(
     options: CompileOptions | None = None,
     *,
     phase: Phase | None = None,
-) -> dict:
+) -> Report:
     """Compile ``graph`` and write the model directory; returns the report."""
     compiled = compile_graph(graph, options, phase=phase)
     return write(compiled, graph, out_dir, phase=phase)

@@ -13,11 +13,13 @@ would silently come back as the global focus.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from focusflow.core.errors import InputFileError, InvalidParameterError
 from focusflow.graph.semcons import SemconNames
@@ -57,7 +59,7 @@ def write_vocab(path: str | Path, keys: list[str]) -> None:
             fh.write(f"{i}\t{key}\n")
 
 
-def check_batch(particles, vocab: int) -> np.ndarray:
+def check_batch(particles: npt.ArrayLike, vocab: int) -> np.ndarray:
     """``particles`` as an int64 [batch, seq] array, refused unless every index is
     ``-1`` (padding) or in ``[0, vocab)`` and every row has a particle."""
     arr = np.asarray(particles)
@@ -86,7 +88,7 @@ def check_batch(particles, vocab: int) -> np.ndarray:
     return arr
 
 
-def check_factors(factors, count: int) -> np.ndarray:
+def check_factors(factors: npt.ArrayLike, count: int) -> np.ndarray:
     """Semcon ``factors`` as float32 [count], refused unless finite, >= 0 and
     not all 0 (a query that weighs every relation at 0 has no exact hop)."""
     arr = np.asarray(factors, dtype=np.float64)
@@ -101,7 +103,9 @@ def check_factors(factors, count: int) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _semcons_of(directory: Path, session, report: dict) -> SemconNames:
+def _semcons_of(
+    directory: Path, session: ort.InferenceSession, report: dict[str, Any]
+) -> SemconNames:
     """The semcon names of a model: its ``semcons`` input (a graph input with a
     default, which onnxruntime lists among overridable initializers) in
     report.json's order."""
@@ -124,7 +128,8 @@ class CompiledModel:
 
     directory: Path
     keys: list[str]
-    report: dict
+    #: report.json as read (any JSON object: a model may come from an older compile).
+    report: dict[str, Any]
     session: ort.InferenceSession
     #: The relation types the ``semcons`` input weighs, in order (none for a
     #: model compiled before it had that input).
@@ -160,7 +165,9 @@ class CompiledModel:
     def vocab(self) -> int:
         return len(self.keys)
 
-    def factors(self, weights, others: float | None = None) -> np.ndarray | None:
+    def factors(
+        self, weights: Mapping[str, float] | None, others: float | None = None
+    ) -> np.ndarray | None:
         """Semcon factors for ``{name: weight}`` and ``others`` (the rules of
         :meth:`SemconNames.factors`); None when every factor is 1."""
         if weights or (others is not None and others != 1.0):
@@ -176,7 +183,7 @@ class CompiledModel:
 
     def index_of(self, key: str) -> int:
         """The row index of a particle key (InvalidParameterError when absent)."""
-        table = getattr(self, "_index", None)
+        table: dict[str, int] | None = getattr(self, "_index", None)
         if table is None:
             table = {k: i for i, k in enumerate(self.keys)}
             self._index = table
@@ -184,11 +191,13 @@ class CompiledModel:
             raise InvalidParameterError(f"particle {key!r} is not in the model's vocabulary")
         return table[key]
 
-    def predict(self, particles, factors=None) -> np.ndarray:
+    def predict(self, particles: npt.ArrayLike, factors: npt.ArrayLike | None = None) -> np.ndarray:
         """Next-particle probabilities, float32 [batch, vocab], each row summing
         to 1; ``factors`` (one per semcon, see :meth:`factors`) weigh the hops."""
         feed = {"particles": check_batch(particles, self.vocab)}
         if factors is not None:
             self._require_semcon_input()
             feed[FACTORS_INPUT] = check_factors(factors, len(self.semcons))
-        return self.session.run(None, feed)[0]
+        # onnxruntime ships no types: run answers a list of numpy arrays, one per output.
+        probs: np.ndarray = self.session.run(None, feed)[0]
+        return probs

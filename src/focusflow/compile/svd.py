@@ -49,7 +49,9 @@ class TruncatedSVD:
 
 
 @nb.njit(cache=True, parallel=True)
-def _csr_dense(indptr, indices, data, x, out):
+def _csr_dense(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, x: np.ndarray, out: np.ndarray
+) -> None:
     """``out = A @ x`` for CSR ``A`` and a C-ordered dense block ``x``."""
     n_rows = indptr.shape[0] - 1
     k = x.shape[1]

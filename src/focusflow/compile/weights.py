@@ -95,7 +95,9 @@ class CompiledWeights:
     hops: int = EXACT_HOPS
     semcon_names: tuple[str, ...] = ()
     coverage: float = 1.0  # focus-weighted share of out-link mass the tables hold
-    meta: dict = field(default_factory=dict)
+    #: The architecture's numbers (``d``, ``heads``, ``layers``, ...), written
+    #: into the ONNX model's metadata.
+    meta: dict[str, int | float] = field(default_factory=dict)
 
     @property
     def vocab(self) -> int:
@@ -176,7 +178,17 @@ def hop_tables(
     return idx, p, s_out, np.maximum(rest, 0.0)
 
 
-def _fill_rows(src, dst, sem, w, out_weight, r, idx, p, s_out) -> None:
+def _fill_rows(
+    src: np.ndarray,
+    dst: np.ndarray,
+    sem: np.ndarray,
+    w: np.ndarray,
+    out_weight: np.ndarray,
+    r: int,
+    idx: np.ndarray,
+    p: np.ndarray,
+    s_out: np.ndarray,
+) -> None:
     """The table rows of the sources in one piece of links (sorted by source)."""
     order = np.lexsort((sem, dst, src))
     src, dst, sem, w = src[order], dst[order], sem[order], w[order]
@@ -198,7 +210,8 @@ def _fill_rows(src, dst, sem, w, out_weight, r, idx, p, s_out) -> None:
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm; zero rows stay zero."""
     norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+    unit: np.ndarray = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+    return unit
 
 
 def head_matrices(u: np.ndarray, heads: list[sp.csr_matrix]) -> tuple[np.ndarray, np.ndarray]:
