@@ -16,7 +16,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from focusflow.api import errors, schemas
+from focusflow.api.app import build_state
 from focusflow.api.routes_dex import router
+from focusflow.api.state import set_app_state
 from focusflow.chain import Genesis, Msg
 from focusflow.chain.fees import current_fee_per_byte
 from focusflow.chain.state import PendingState
@@ -66,7 +68,7 @@ def client_for(chain) -> TestClient:
     app = FastAPI()
     errors.install(app)
     app.include_router(router)
-    app.state.node = SimpleNamespace(chain=chain)
+    set_app_state(app, build_state(SimpleNamespace(chain=chain)))
     return TestClient(app)
 
 

@@ -17,7 +17,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from focusflow.api import errors, routes_chain, routes_da
+from focusflow.api.app import build_state
 from focusflow.api.limits import RATE_LIMITED, ClientLimiter, ClientLimits, LimitSettings
+from focusflow.api.state import set_app_state, state_of
 from focusflow.core.errors import InvalidParameterError
 from focusflow.node.da_store import DAStore
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
@@ -41,7 +43,7 @@ def app_for(node, settings: LimitSettings | None) -> FastAPI:
         app.add_middleware(ClientLimits, settings=settings)
     app.include_router(routes_chain.router)
     app.include_router(routes_da.router)
-    app.state.node = node
+    set_app_state(app, build_state(node))
     return app
 
 
@@ -155,7 +157,7 @@ def test_blocks_are_rendered_once_and_a_page_decodes_a_bounded_number(node, monk
         first = c.get("/v1/blocks", params={"limit": 100}).json()
         assert [b["height"] for b in first["blocks"]] == [6, 5, 4, 3]
         assert first["next_before"] == 3
-        cache = app.state.rendered_blocks
+        cache = state_of(app).rendered_blocks
         assert cache.rendered == 4
         again = c.get("/v1/blocks", params={"limit": 100}).json()
         assert again["blocks"][:4] == first["blocks"] and cache.rendered == 7  # 4 held, 3 new

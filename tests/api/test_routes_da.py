@@ -18,7 +18,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from focusflow.api import errors
+from focusflow.api.app import build_state
 from focusflow.api.routes_da import router
+from focusflow.api.state import set_app_state
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import merkle_root
 from focusflow.da import proof_from_json, verify_share_proof
@@ -43,7 +45,7 @@ def client_for(node) -> TestClient:
     app = FastAPI()
     errors.install(app)
     app.include_router(router)
-    app.state.node = node
+    set_app_state(app, build_state(node))
     return TestClient(app)
 
 
@@ -139,7 +141,7 @@ def test_withholding_node_answers_404_for_withheld_shares_only(node):
 
 
 def test_node_without_da_store_says_so(node):
-    with client_for(SimpleNamespace(chain=node.chain)) as c:
+    with client_for(SimpleNamespace(chain=node.chain, da=None)) as c:
         r = c.get("/v1/da/1")
     assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
 

@@ -9,7 +9,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from focusflow.api import errors
+from focusflow.api.app import build_state
 from focusflow.api.routes_da import router
+from focusflow.api.state import set_app_state
 from focusflow.chain.da_commit import FraudRecord, block_square, set_bad_encoding
 from focusflow.da import befp_from_json, find_bad_encoding, verify_bad_encoding_proof
 from focusflow.node.da_store import DAStore
@@ -32,7 +34,7 @@ def test_a_held_fraud_proof_is_served_and_verifies_and_none_is_a_precise_404(tmp
     app = FastAPI()
     errors.install(app)
     app.include_router(router)
-    app.state.node = SimpleNamespace(chain=chain, da=store)
+    set_app_state(app, build_state(SimpleNamespace(chain=chain, da=store)))
     with TestClient(app) as client:
         r = client.get("/v1/da/1/fraud")
         assert r.status_code == 200

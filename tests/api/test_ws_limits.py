@@ -21,6 +21,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from focusflow.api.app import create_app
+from focusflow.api.state import state_of
 from focusflow.api.ws import CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_LATER, WsLimits
 from focusflow.chain.focus_view import FocusView
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
@@ -37,7 +38,7 @@ class Node:
         self.chain = new_chain(path, genesis(focus={"mode": "diffusion"}))
         self.runtime = NodeRuntime(self.chain)
         self.app = create_app(self.runtime, ws_limits=limits)
-        self.hub = self.app.state.hub
+        self.hub = state_of(self.app).hub
         self.nonce = 0
 
     def block(self, *pairs: tuple[str, str]) -> None:

@@ -18,8 +18,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from focusflow.api import errors
+from focusflow.api.app import build_state
 from focusflow.api.errors import ApiError
 from focusflow.api.routes_da import router
+from focusflow.api.state import set_app_state
 from focusflow.cli.da_cmd import sample_block
 from focusflow.node.da_store import DAStore
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
@@ -58,7 +60,7 @@ def serve(header_chain, da):
     app = FastAPI()
     errors.install(app)
     app.include_router(router)
-    app.state.node = SimpleNamespace(chain=header_chain, da=da)
+    set_app_state(app, build_state(SimpleNamespace(chain=header_chain, da=da)))
 
     @app.get("/v1/blocks/{height}")
     def block(height: int):

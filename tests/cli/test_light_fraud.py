@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from focusflow.api.state import state_of
 from focusflow.chain.da_commit import FraudRecord, block_square, set_bad_encoding
 from focusflow.da import find_bad_encoding
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
@@ -41,7 +42,7 @@ def _node(chain, square, rewrite=None):
     """The node's app over ``chain``, its DA store holding block 1's bad square (a
     node rebuilding it from the transactions would encode it correctly)."""
     app = node_app(chain, rewrite)
-    runtime = (app if rewrite is None else app.app).state.node
+    runtime = state_of(app if rewrite is None else app.app).node
     runtime.da.remember(1, square)
     return app, runtime
 

@@ -2,12 +2,16 @@
 
 ``create_app(node, admin_token)`` builds a FastAPI app over anything that
 provides :class:`~focusflow.api.service.NodeService`; the node wires it and
-runs it with uvicorn. docs/api.md is the contract.
+runs it with uvicorn. What the app holds is one typed
+:class:`~focusflow.api.state.AppState` (``build_state``), made here with the
+app. docs/api.md is the contract.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -44,6 +48,7 @@ from focusflow.api.metrics import NodeMetrics
 from focusflow.api.render import key_texts
 from focusflow.api.routes_focus import TopCache
 from focusflow.api.service import NodeService
+from focusflow.api.state import AppState, set_app_state
 from focusflow.query.service import QueryService
 from focusflow.services.auth.credentials import Authorizer
 from focusflow.services.storage.chunk_store import ChunkStore
@@ -51,6 +56,43 @@ from focusflow.services.storage.fetch import BlobFetcher
 from focusflow.store.particle_texts import ParticleTexts
 
 STATIC = Path(__file__).parent / "static"
+
+
+def build_state(
+    node: NodeService,
+    admin_token: str = "",
+    *,
+    ws_limits: ws.WsLimits | None = None,
+    particle_texts: ParticleTexts | None = None,
+    authorizer: Authorizer | None = None,
+    blobs: ChunkStore | None = None,
+    blob_fetcher: BlobFetcher | None = None,
+) -> AppState:
+    """Everything an app over ``node`` holds (see :func:`create_app` for the
+    arguments); an app of a few routers (tests) sets it with ``set_app_state``."""
+    hub = ws.Hub(node, ws_limits)
+    queries = QueryService(node, head_relations=routes_query.HEAD_RELATIONS)
+    texts = key_texts()
+    return AppState(
+        node=node,
+        authorizer=authorizer if authorizer is not None else Authorizer(admin_token),
+        particle_texts=particle_texts,
+        blobs=blobs,
+        blob_fetcher=blob_fetcher,
+        hub=hub,
+        evm_subscriptions=evm_ws.EvmSubscriptions(node, hub),
+        metrics=NodeMetrics(node),
+        queries=queries,
+        query_subscriptions=routes_query.Subscriptions(queries),
+        top_cache=TopCache(particle_texts),
+        key_texts=texts,
+        inference=routes_infer.NodeInference(texts[1]),
+        rendered_blocks=RenderedBlocks(),
+        ct_log=routes_ca.LogCopy(),
+        light_chunks=routes_light.ChunkLeaves(),
+        light_link_sources=routes_light.LinkSources(),
+        wasm_query_slots=threading.BoundedSemaphore(routes_wasm.QUERY_SLOTS),
+    )
 
 
 def create_app(
@@ -68,27 +110,38 @@ def create_app(
     ``authorizer`` decides the admin endpoints (None: the admin token alone);
     ``blobs`` is the node's chunk store (None: it keeps no blobs);
     ``blob_fetcher`` fetches blobs from other nodes (None: a node without peers)."""
-    hub = ws.Hub(node, ws_limits)
-    evm_subscriptions = evm_ws.EvmSubscriptions(node, hub)
-    metrics = NodeMetrics(node)
-    queries = QueryService(node, head_relations=routes_query.HEAD_RELATIONS)
+    state = build_state(
+        node,
+        admin_token,
+        ws_limits=ws_limits,
+        particle_texts=particle_texts,
+        authorizer=authorizer,
+        blobs=blobs,
+        blob_fetcher=blob_fetcher,
+    )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        hub.attach(asyncio.get_running_loop())
-        evm_subscriptions.attach(asyncio.get_running_loop())
-        app.state.query_subscriptions.loop = asyncio.get_running_loop()
-        listeners = (hub.on_block, metrics.on_block, queries.on_block, evm_subscriptions.on_block)
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        state.hub.attach(loop)
+        state.evm_subscriptions.attach(loop)
+        state.query_subscriptions.loop = loop
+        listeners = (
+            state.hub.on_block,
+            state.metrics.on_block,
+            state.queries.on_block,
+            state.evm_subscriptions.on_block,
+        )
         node.listeners.extend(listeners)
         try:
             yield
         finally:
-            await hub.detach()
-            await evm_subscriptions.detach()
+            await state.hub.detach()
+            await state.evm_subscriptions.detach()
             for listener in listeners:
                 if listener in node.listeners:
                     node.listeners.remove(listener)
-            queries.close()
+            state.queries.close()
 
     app = FastAPI(
         title="focusflow node",
@@ -96,22 +149,10 @@ def create_app(
         description="REST and WebSocket API of a focusflow node; see docs/api.md.",
         lifespan=lifespan,
     )
-    app.state.node = node
-    app.state.authorizer = authorizer if authorizer is not None else Authorizer(admin_token)
-    app.state.blobs, app.state.blob_fetcher = blobs, blob_fetcher
-    app.state.hub = hub
-    app.state.evm_subscriptions = evm_subscriptions
-    app.state.metrics = metrics
-    app.state.particle_texts = particle_texts
-    app.state.top_cache = TopCache(particle_texts)
-    app.state.key_texts = key_texts()
-    app.state.inference = routes_infer.NodeInference(app.state.key_texts[1])
-    app.state.rendered_blocks = RenderedBlocks()
-    app.state.queries = queries
-    app.state.query_subscriptions = routes_query.Subscriptions(queries)
+    set_app_state(app, state)
     # The hot endpoints skip the framework (see hot_paths); the body cap that
     # errors.install adds is outside it.
-    app.add_middleware(HotPaths, state=app.state)
+    app.add_middleware(HotPaths, state=state)
     errors.install(app)
     openapi.install(app)
     # Outermost: a client over its limits is refused before any other work.
@@ -125,7 +166,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     if (STATIC / "index.html").exists():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")

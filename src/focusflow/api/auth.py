@@ -13,7 +13,8 @@ import logging
 
 from fastapi import Request
 
-from focusflow.services.auth.credentials import Authorizer, ForbiddenError, Principal
+from focusflow.api.state import app_state
+from focusflow.services.auth.credentials import ForbiddenError, Principal
 from focusflow.services.auth.tokens import UnauthorizedError
 
 log = logging.getLogger("focusflow.api.auth")
@@ -34,7 +35,7 @@ def client_certificate(request: Request) -> str | None:
 
 def authenticate(request: Request, authorization: str | None) -> Principal:
     """The caller, before a route reads a body it must parse to name its resource."""
-    authorizer: Authorizer = request.app.state.authorizer
+    authorizer = app_state(request).authorizer
     try:
         return authorizer.authenticate(authorization, client_certificate(request))
     except UnauthorizedError as exc:
@@ -44,7 +45,7 @@ def authenticate(request: Request, authorization: str | None) -> Principal:
 
 def authorize(request: Request, authorization: str | None, action: str, resource: str) -> Principal:
     """The caller if it may do ``action`` on ``resource``; raises otherwise."""
-    authorizer: Authorizer = request.app.state.authorizer
+    authorizer = app_state(request).authorizer
     try:
         return authorizer.authorize(authorization, action, resource, client_certificate(request))
     except (UnauthorizedError, ForbiddenError) as exc:

@@ -47,6 +47,8 @@ from focusflow.api.routes_evm import (
     topic_filter,
     valid_id,
 )
+from focusflow.api.service import NodeService
+from focusflow.api.state import app_state
 from focusflow.api.ws import CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_LATER, PUMP_LIMIT, Hub
 from focusflow.core.errors import DecodeError
 
@@ -80,7 +82,7 @@ class _Client:
 class EvmSubscriptions:
     """The ``/evm`` WebSocket clients of one app, and the per-block fan-out."""
 
-    def __init__(self, node: Any, hub: Hub) -> None:
+    def __init__(self, node: NodeService, hub: Hub) -> None:
         self.rpc = EvmRpc(node)
         self.hub = hub
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -189,7 +191,7 @@ def _notification(sub_id: str, result: Any) -> str:
 @router.websocket("/evm")
 async def evm_socket(socket: WebSocket) -> None:
     """Ethereum JSON-RPC over a WebSocket (module docstring)."""
-    subs: EvmSubscriptions = socket.app.state.evm_subscriptions
+    subs = app_state(socket).evm_subscriptions
     hub = subs.hub
     ip = socket.client.host if socket.client else "unknown"
     refused = hub.admit(ip)

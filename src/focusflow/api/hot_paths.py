@@ -20,10 +20,10 @@ which stay the documented contract.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from focusflow.api.errors import STATUS, error_doc
 from focusflow.api.routes_chain import admit
+from focusflow.api.state import AppState
 from focusflow.chain.errors import AdmissionBusyError
 from focusflow.core.asgi import ASGIApp, Receive, Scope, Send
 from focusflow.core.errors import FocusflowError
@@ -51,9 +51,9 @@ def plain_k(query: bytes) -> int | None:
 class HotPaths:
     """ASGI middleware: see the module docstring."""
 
-    def __init__(self, app: ASGIApp, state: Any) -> None:
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
         self.app = app
-        self.state = state  # the FastAPI app's state: node, metrics, top_cache
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

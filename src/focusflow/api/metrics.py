@@ -11,11 +11,13 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from focusflow.api.service import NodeService
+
 BLOCK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class NodeMetrics:
-    def __init__(self, node) -> None:
+    def __init__(self, node: NodeService) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.height = Gauge("focusflow_height", "Height of the last committed block", registry=r)

@@ -17,6 +17,7 @@ from fastapi import Request
 
 from focusflow.api.errors import ApiError
 from focusflow.api.routes_light import LinkSources, link_sources, prove_at
+from focusflow.api.state import app_state
 from focusflow.core.keys import decode_address
 from focusflow.modules.accounts import account_key
 from focusflow.modules.names import NAME_PREFIX
@@ -60,7 +61,7 @@ def prove_answer(request: Request, view, answer: Answer) -> dict[str, Any]:
     """The ``proofs`` part of a proved answer (see docs/query.md, *Proofs*)."""
     assert answer.facts is not None and answer.raw_facts is not None
     sources = link_sources(request)
-    sources.upto(request.app.state.node.chain, view.height)
+    sources.upto(app_state(request).node.chain, view.height)
     facts: list[dict[str, Any]] = []
     where: dict[tuple[str, tuple], int] = {}
     keys: dict[str, dict[str, Any]] = {}
@@ -68,7 +69,7 @@ def prove_answer(request: Request, view, answer: Answer) -> dict[str, Any]:
     block = None
     # The store as of the answer's height, where the node still holds it: a
     # name or balance changed since then is proven as the answer read it.
-    with request.app.state.queries.store_at(view.height) as store:
+    with app_state(request).queries.store_at(view.height) as store:
         for spelled_row, raw_row in zip(answer.facts, answer.raw_facts, strict=True):
             cited = []
             for (rel, spelled), (_, raw) in zip(spelled_row, raw_row, strict=True):

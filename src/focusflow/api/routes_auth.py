@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from focusflow.api.auth import log
 from focusflow.api.errors import ERROR_RESPONSES
-from focusflow.services.auth.credentials import LOGIN_TTL_S, MAX_LOGIN_TTL_S, Authorizer
+from focusflow.api.state import app_state
+from focusflow.services.auth.credentials import LOGIN_TTL_S, MAX_LOGIN_TTL_S
 from focusflow.services.auth.passwords import MAX_PASSWORD, MIN_PASSWORD, USER
 from focusflow.services.auth.tokens import UnauthorizedError
 
@@ -41,7 +42,7 @@ class LoginToken(BaseModel):
 async def login(request: Request, body: Login) -> JSONResponse:
     """A token with the user's roles, for the right password (401 otherwise;
     429 ``too_many_attempts`` after repeated failures; 503 ``login_busy``)."""
-    authorizer: Authorizer = request.app.state.authorizer
+    authorizer = app_state(request).authorizer
     client = request.client.host if request.client is not None else "?"
     try:
         token, record = await run_in_threadpool(

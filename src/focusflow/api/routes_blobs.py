@@ -29,10 +29,10 @@ from focusflow.api import schemas
 from focusflow.api.auth import authorize
 from focusflow.api.errors import ERROR_RESPONSES, MAX_BLOB_BYTES, ApiError
 from focusflow.api.params import INT64_MAX, CidPath
+from focusflow.api.state import app_state
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.services.storage.chunk_store import ChunkStore, PutResult
 from focusflow.services.storage.dag import BlobError, codec_of
-from focusflow.services.storage.fetch import BlobFetcher
 from focusflow.services.storage.proofs import prove_retrievability
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -105,7 +105,7 @@ async def _hand_over(body: _BodyPipe, piece: bytes) -> None:
 
 
 def _store(request: Request) -> ChunkStore:
-    store: ChunkStore | None = getattr(request.app.state, "blobs", None)
+    store = app_state(request).blobs
     if store is None:
         raise ApiError("not_found", "this node keeps no blobs")
     return store
@@ -214,7 +214,7 @@ async def fetch_blob(
     authorize(request, authorization, "write", "node/blobs")
     _store(request)
     root = _root(cid)
-    fetcher: BlobFetcher | None = request.app.state.blob_fetcher
+    fetcher = app_state(request).blob_fetcher
     if fetcher is None:
         raise ApiError("blob_unavailable", "this node has no peers to fetch blobs from")
     result = await fetcher.fetch(root)

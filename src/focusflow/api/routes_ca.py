@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.params import INT64_MAX
+from focusflow.api.state import app_state
 from focusflow.core.encoding import decode
 from focusflow.core.keys import encode_address
 from focusflow.modules.ca import (
@@ -63,18 +64,10 @@ class LogCopy:
             return self.log
 
 
-def _copy(request: Request) -> LogCopy:
-    state = request.app.state
-    copy = getattr(state, "ct_log", None)
-    if copy is None:
-        copy = state.ct_log = LogCopy()
-    return copy
-
-
 @router.get("/ca", response_model=None, responses={200: {"model": schemas.CaOut}})
 def ca(request: Request) -> JSONResponse:
     """The CA group, its root certificate (PEM) and the log's head."""
-    with request.app.state.node.chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         group = load_group(r)
         size, root_hash, _ = log_head(r)
         height = r.height
@@ -99,7 +92,7 @@ def ca(request: Request) -> JSONResponse:
 @router.get("/ca/crl", response_model=None, responses={200: {"model": schemas.CaCrlOut}})
 def crl(request: Request) -> JSONResponse:
     """The newest CRL the group signed (PEM) and its CRL number."""
-    with request.app.state.node.chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         found = latest_crl(r)
         height = r.height
     if found is None:
@@ -114,15 +107,16 @@ def crl(request: Request) -> JSONResponse:
 )
 def certificate(request: Request, serial: SerialPath) -> JSONResponse:
     """An issued certificate (PEM) and its inclusion proof against the log's head."""
-    with request.app.state.node.chain.reader() as r:
+    state = app_state(request)
+    with state.node.chain.reader() as r:
         found = issued(r, bytes.fromhex(serial))
         size, root_hash, _ = log_head(r)
         height = r.height
         if found is None:
             raise ApiError("not_found", f"no certificate {serial} was issued on this chain")
-        log = _copy(request).at(r, size)
+        log = state.ct_log.at(r, size)
     index, der = found
-    with _copy(request).lock:
+    with state.ct_log.lock:
         path = log.inclusion_proof(index, size)
     pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
     return JSONResponse(
@@ -143,7 +137,7 @@ def key_certificate(request: Request, key: KeyPath) -> JSONResponse:
     """The newest certificate issued for a node key (PEM) and whether it is
     revoked: how a light client of another network finds a validator's
     certificate (``light.federation``), checking it itself."""
-    with request.app.state.node.chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         found = certificate_for(r, bytes.fromhex(key))
         revoked = found is not None and is_revoked(r, found[0])
         height = r.height
@@ -165,15 +159,16 @@ def consistency(
 ) -> JSONResponse:
     """RFC 6962's consistency proof between the log's heads at ``first`` and
     ``second`` leaves (the current size if not given)."""
-    with request.app.state.node.chain.reader() as r:
+    state = app_state(request)
+    with state.node.chain.reader() as r:
         size, _, _ = log_head(r)
-        log = _copy(request).at(r, size)
+        log = state.ct_log.at(r, size)
     end = size if second is None else second
     if end > size:
         raise ApiError("not_found", f"the log has {size} entries, no tree of {end}")
     if first > end:
         raise ApiError("not_found", "no consistency proof leads from a larger tree to a smaller")
-    with _copy(request).lock:
+    with state.ct_log.lock:
         proof = log.consistency_proof(first, end)
         first_root, second_root = log.root(first), log.root(end)
     return JSONResponse(
@@ -194,7 +189,7 @@ def federation(request: Request) -> JSONResponse:
     """The other networks' roots this network vouches for (``ca.federate``,
     decided by the validators' votes), each with its cross-certificate; a
     withdrawn one is gone here and revoked in the CRL."""
-    chain = request.app.state.node.chain
+    chain = app_state(request).node.chain
     with chain.reader() as r:
         if load_group(r) is None:
             raise ApiError("not_found", "this chain has no certificate authority")
@@ -224,7 +219,7 @@ def bootstrap(request: Request) -> JSONResponse:
     """This node's bootstrap phase (``node.bootstrap``): the certificate it
     presents, who vouched for each end of its connections, and where it dials
     each validator (from its certified name, or as configured)."""
-    duty = getattr(request.app.state.node, "bootstrap", None)
+    duty = app_state(request).node.bootstrap
     if duty is None:
         off = {"phase": 0, "name": "self-signed", "certificate": None, "reached": {}, "links": []}
         off["peers"] = []

@@ -13,15 +13,16 @@ from starlette.concurrency import run_in_threadpool
 from focusflow import __version__
 from focusflow.api import schemas
 from focusflow.api.auth import authorize
-from focusflow.api.block_cache import RenderedBlocks
 from focusflow.api.bodies import json_body
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc, error_response
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.params import HEX64, INT64_MAX, AddressPath, HeightPath, StateKey, state_key
 from focusflow.api.render import jsonable, record_json
+from focusflow.api.state import AppState, app_state
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import BLOCK_EVENTS_PREFIX
 from focusflow.chain.errors import AdmissionBusyError
+from focusflow.chain.tx import Tx
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
@@ -44,13 +45,9 @@ _TX_BODY = {
 }
 
 
-def _node(request: Request):
-    return request.app.state.node
-
-
 @router.get("/status", response_model=None, responses={200: {"model": schemas.Status}})
 def status(request: Request) -> JSONResponse:
-    node = _node(request)
+    node = app_state(request).node
     head = node.chain.head
     view = node.view
     key = node.chain.validator_key
@@ -90,7 +87,7 @@ def params(request: Request) -> JSONResponse:
     ``fee_base + fee_per_byte * size`` (under the economy ``fee_per_byte``
     is the base fee, which moves block by block: docs/economics.md).
     """
-    node = _node(request)
+    node = app_state(request).node
     return JSONResponse(
         {
             "chain_id": node.chain.chain_id,
@@ -111,7 +108,7 @@ async def submit_tx(request: Request) -> JSONResponse:
     """Admit a signed transaction into the mempool; 202 with its hash."""
     body = await request.body()
     try:
-        tx = await admit(request.app.state, body, request.headers.get("content-type", ""))
+        tx = await admit(app_state(request), body, request.headers.get("content-type", ""))
     except AdmissionBusyError as exc:
         return busy_response(exc)
     return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
@@ -124,7 +121,7 @@ def busy_response(exc: AdmissionBusyError) -> JSONResponse:
     return response
 
 
-async def admit(state, body: bytes, content_type: str):
+async def admit(state: AppState, body: bytes, content_type: str) -> Tx:
     """One submitted transaction into the node's mempool: the whole of ``POST /v1/txs``
     but the HTTP (shared by the route and the hot path in ``hot_paths``). The
     decoding and signature check run in the node's admission workers, off the
@@ -189,9 +186,9 @@ async def submit_batch(request: Request) -> JSONResponse:
         raise ApiError("unsupported_media_type", f"send JSON or CBOR, not {ctype}")
     if len(txs) > MAX_BATCH:
         raise ApiError("over_limit", f"{len(txs)} transactions in one batch; at most {MAX_BATCH}")
-    metrics = request.app.state.metrics
+    metrics = app_state(request).metrics
     try:
-        admitted = await _node(request).admit_many(txs)
+        admitted = await app_state(request).node.admit_many(txs)
     except AdmissionBusyError as exc:
         metrics.rejected.labels(exc.code).inc()
         return busy_response(exc)
@@ -229,7 +226,7 @@ def _tx_from_json(body: bytes) -> bytes:
 
 @router.get("/txs/{hash}", response_model=None, responses={200: {"model": schemas.TxStatus}})
 def tx_status(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> JSONResponse:
-    node = _node(request)
+    node = app_state(request).node
     tx_hash = bytes.fromhex(hash)
     with node.chain.reader() as r:
         raw = r.index(b"t" + tx_hash)
@@ -266,7 +263,7 @@ def tx_status(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> JS
 
 
 def _record_at(request: Request, height: int) -> BlockRecord:
-    with _node(request).chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         raw = r.block(height)
     if raw is None:
         raise ApiError("unknown_block", f"no block at height {height}")
@@ -276,7 +273,7 @@ def _record_at(request: Request, height: int) -> BlockRecord:
 def _block_out(request: Request, height: int) -> dict:
     """A stored block as the API shows it, with the events its execution stored."""
     record = _record_at(request, height)
-    with _node(request).chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         raw = r.index(BLOCK_EVENTS_PREFIX + height_key(height))
     return record_json(record, [] if raw is None else decode(raw, "block events"))
 
@@ -292,17 +289,10 @@ MAX_BLOCKS_BYTES = 1 << 20
 MAX_BLOCKS_DECODED = 20
 
 
-def _rendered(request: Request) -> RenderedBlocks:
-    state = request.app.state
-    cache = getattr(state, "rendered_blocks", None)
-    if cache is None:
-        cache = state.rendered_blocks = RenderedBlocks()
-    return cache
-
-
 def _block_bytes(request: Request, height: int) -> bytes:
     """The compact JSON of a stored block, rendered once per height (it never changes)."""
-    return _rendered(request).get(height, lambda h: _compact(_block_out(request, h)))
+    blocks = app_state(request).rendered_blocks
+    return blocks.get(height, lambda h: _compact(_block_out(request, h)))
 
 
 def _compact(doc: dict) -> bytes:
@@ -321,9 +311,9 @@ def blocks(
     a block that would be the ``MAX_BLOCKS_DECODED + 1``-th to decode;
     ``next_before`` is where the next page starts (``null`` after block 0).
     """
-    top = _node(request).chain.height
+    top = app_state(request).node.chain.height
     start = top if before is None else min(top, before - 1)
-    cache = _rendered(request)
+    cache = app_state(request).rendered_blocks
     parts, size, decoded, height = [], 0, 0, start
     while height > max(-1, start - limit) and size <= MAX_BLOCKS_BYTES:
         body = cache.cached(height)
@@ -342,14 +332,14 @@ def blocks(
 
 @router.get("/blocks/latest", response_model=None, responses={200: {"model": schemas.BlockOut}})
 def block_latest(request: Request) -> Response:
-    return _json_bytes(_block_bytes(request, _node(request).chain.height))
+    return _json_bytes(_block_bytes(request, app_state(request).node.chain.height))
 
 
 @router.get(
     "/blocks/hash/{hash}", response_model=None, responses={200: {"model": schemas.BlockOut}}
 )
 def block_by_hash(request: Request, hash: Annotated[str, Path(pattern=HEX64)]) -> Response:
-    with _node(request).chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         key = r.index(b"b" + bytes.fromhex(hash))
     if key is None:
         raise ApiError("unknown_block", f"no block with hash {hash.lower()}")
@@ -368,7 +358,7 @@ def _json_bytes(body: bytes) -> Response:
 @router.get("/accounts/{address}", response_model=None, responses={200: {"model": schemas.Account}})
 def account(request: Request, address: AddressPath) -> JSONResponse:
     raw = decode_address(address)
-    node = _node(request)
+    node = app_state(request).node
     with node.chain.reader() as r:
         acct = get_account(r, raw)
         neudeg = get_neudeg(r, raw)
@@ -386,7 +376,7 @@ def account(request: Request, address: AddressPath) -> JSONResponse:
 
 @router.get("/names/{name}", response_model=None, responses={200: {"model": schemas.NameOut}})
 def name(request: Request, name: Annotated[str, Path(max_length=64)]) -> JSONResponse:
-    with _node(request).chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         found = resolve(r, name)
         where = address_of(r, name) if found is not None else None
     if found is None:
@@ -408,7 +398,7 @@ def pin(
     ],
 ) -> JSONResponse:
     """A pin request (``modules.proofs``): the blob, its reward and what is left."""
-    with _node(request).chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         doc = pin_request(r, bytes.fromhex(request_id))
     if doc is None:
         raise ApiError("unknown_pin", f"no pin request {request_id}")
@@ -433,7 +423,7 @@ def proof(
 ) -> JSONResponse:
     """The value of a state key with its sparse-Merkle proof against the state root."""
     raw_key = state_key(key)
-    with _node(request).chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         value, proof = r.prove(raw_key)
         height, root = r.height, r.root
     return JSONResponse(
@@ -464,7 +454,7 @@ async def faucet(
     401 whatever the body holds."""
     await run_in_threadpool(authorize, request, authorization, "write", "node/faucet")
     body = _faucet_body(await request.body())
-    node = _node(request)
+    node = app_state(request).node
     if node.faucet_key is None:
         raise ApiError("not_found", "this node has no faucet key")
     tx = await run_in_threadpool(node.faucet, decode_address(body.address), body.amount)

@@ -7,7 +7,8 @@
 ``focusflow.da.proof_from_json`` reads. A light client takes the data root
 from the block header (``GET /v1/blocks/{height}``), never from here.
 
-The node's square cache (``focusflow.node.da_store.DAStore``) is ``node.da``. Errors:
+The node's square cache (``focusflow.node.da_store.DAStore``) is ``node.da``
+(``focusflow.api.service.SquareServer``). Errors:
 ``unknown_block`` (404), ``malformed`` (400) for a coordinate that is not an
 integer from 0 to ``MAX_WIDTH - 1`` (the widest square the protocol takes),
 ``unknown_share`` (404) for one outside this block's smaller square: the
@@ -20,7 +21,7 @@ verified against that block (``unknown_fraud_proof``, 404, when it holds none).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Protocol
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
@@ -28,13 +29,11 @@ from pydantic import BaseModel
 
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_response
 from focusflow.api.params import HeightPath
+from focusflow.api.service import SquareServer
+from focusflow.api.state import app_state
 from focusflow.core.errors import InvalidParameterError
 from focusflow.da import ShareUnavailableError, proof_to_json
 from focusflow.da.wire import MAX_WIDTH
-
-if TYPE_CHECKING:
-    from focusflow.chain.da_commit import FraudRecord
-    from focusflow.da import ExtendedSquare, ShareProof
 
 router = APIRouter(prefix="/v1/da", tags=["data availability"], responses=ERROR_RESPONSES)
 
@@ -80,19 +79,8 @@ class ShareOut(BaseModel):
     proof: ShareProofOut
 
 
-class SquareServer(Protocol):
-    """What these routes read from ``node.da``: the API sits below the node in
-    the layers, so it names the methods it uses rather than the node's class."""
-
-    def square(self, height: int) -> ExtendedSquare: ...
-
-    def share_proof(self, height: int, row: int, col: int) -> ShareProof: ...
-
-    def fraud(self, height: int) -> FraudRecord | None: ...
-
-
 def _da(request: Request) -> SquareServer:
-    da = getattr(request.app.state.node, "da", None)
+    da = app_state(request).node.da
     if da is None:
         raise ApiError("unavailable", "this node does not serve data availability")
     return da

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES
 from focusflow.api.params import AddressPath
+from focusflow.api.state import app_state
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.errors import UnknownPoolError
 from focusflow.chain.fees import current_fee_per_byte
@@ -47,14 +48,10 @@ DenomPath = Annotated[
 ]
 
 
-def _node(request: Request):
-    return request.app.state.node
-
-
 def _head_time(request: Request, r: Reader) -> int:
     """The block time of the version ``r`` reads: the head's, or (when a block was
     committed between the two reads) that of the block at ``r``'s height."""
-    head = _node(request).chain.head
+    head = app_state(request).node.chain.head
     if head.height == r.height:
         return int(head.time_ms)
     raw = r.block(r.height)
@@ -64,8 +61,9 @@ def _head_time(request: Request, r: Reader) -> int:
 @router.get("/pools", response_model=None, responses={200: {"model": schemas.PoolList}})
 def pools(request: Request) -> JSONResponse:
     """Every pool, in key order (its pair's byte order), with its price and TWAP."""
-    params = _node(request).chain.params
-    with _node(request).chain.reader() as r:
+    chain = app_state(request).node.chain
+    params = chain.params
+    with chain.reader() as r:
         now_ms = _head_time(request, r)
         found = [p.to_json(now_ms, params) for p in dex.pools(PendingState(r.get, r.items))]
         height = r.height
@@ -75,8 +73,9 @@ def pools(request: Request) -> JSONResponse:
 @router.get("/pools/{a}/{b}", response_model=None, responses={200: {"model": schemas.PoolAnswer}})
 def pool(request: Request, a: DenomPath, b: DenomPath) -> JSONResponse:
     """The pool of two base denoms, named in either order; 404 ``unknown_pool``."""
-    params = _node(request).chain.params
-    with _node(request).chain.reader() as r:
+    chain = app_state(request).node.chain
+    params = chain.params
+    with chain.reader() as r:
         found = dex.get_pool(r, a, b)
         if found is None:
             raise UnknownPoolError(f"no pool for {a} and {b}")
@@ -92,7 +91,7 @@ def pool(request: Request, a: DenomPath, b: DenomPath) -> JSONResponse:
 def balances(request: Request, address: AddressPath) -> JSONResponse:
     """Every token an address holds, liquid: ``cyb`` first, then by denom."""
     raw = decode_address(address)
-    with _node(request).chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         held = balances_of(PendingState(r.get, r.items), raw)
         height = r.height
     return JSONResponse({"address": encode_address(raw), "height": height, "balances": held})
@@ -102,8 +101,9 @@ def balances(request: Request, address: AddressPath) -> JSONResponse:
 def economy(request: Request) -> JSONResponse:
     """The economy at the head: whether it is on, the base fee, the premium signal and
     the buyback share it sets, the reward pool, H's supply and the dealer reserve."""
-    params = _node(request).chain.params
-    with _node(request).chain.reader() as r:
+    chain = app_state(request).node.chain
+    params = chain.params
+    with chain.reader() as r:
         now_ms = _head_time(request, r)
         totals = rewards.read_totals(r)
         doc = {

@@ -51,6 +51,8 @@ from focusflow.api.evm_budget import (
     RpcLimitError,
 )
 from focusflow.api.jsonbody import parse_json
+from focusflow.api.service import NodeService
+from focusflow.api.state import app_state
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.errors import EvmInvalidError, EvmRevertedError, TxError
 from focusflow.chain.eth_tx import EthTx, evm_chain_id
@@ -166,7 +168,7 @@ class EvmRpc:
     """The methods, over one node (``NodeService``), for one request or batch and
     its :class:`~focusflow.api.evm_budget.Budget`."""
 
-    def __init__(self, node: Any, budget: Budget | None = None) -> None:
+    def __init__(self, node: NodeService, budget: Budget | None = None) -> None:
         self.node = node
         self.budget = budget if budget is not None else Budget.start("local", math.inf)
 
@@ -916,7 +918,7 @@ async def _watch(request: Request, budget: Budget) -> None:
 async def evm_rpc(request: Request) -> Response:
     """Ethereum JSON-RPC (module docstring)."""
     client = request.client.host if request.client else "unknown"
-    rpc = EvmRpc(request.app.state.node, Budget.start(client))
+    rpc = EvmRpc(app_state(request).node, Budget.start(client))
     body = await request.body()
     try:
         payload = parse_json(body)

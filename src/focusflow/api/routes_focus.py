@@ -20,6 +20,8 @@ from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.params import AddressPath, CidPath, Direction
 from focusflow.api.render import cid_text, parse_cid, ranked
 from focusflow.api.routes_texts import texts_of
+from focusflow.api.state import app_state
+from focusflow.chain.focus_view import FocusView
 from focusflow.core.cid import cid_of_text
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.store.particle_texts import ParticleTexts
@@ -64,8 +66,8 @@ class TopCache:
         return body
 
 
-def _view(request: Request):
-    return request.app.state.node.view
+def _view(request: Request) -> FocusView:
+    return app_state(request).node.view
 
 
 def _particle(request: Request, cid: str):
@@ -81,7 +83,7 @@ def _particle(request: Request, cid: str):
 @router.get("/focus/top", response_model=None, responses={200: {"model": schemas.TopParticles}})
 def top(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """The k particles with the most focus, most first."""
-    body = request.app.state.top_cache.body(_view(request), k)
+    body = app_state(request).top_cache.body(_view(request), k)
     return Response(body, media_type="application/json")
 
 
@@ -93,7 +95,7 @@ def top(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 100) -> Resp
 def particle(request: Request, cid: CidPath) -> JSONResponse:
     view, raw, i = _particle(request, cid)
     qi = int(view.q[i])
-    (text,) = texts_of(request.app.state, [raw])
+    (text,) = texts_of(app_state(request), [raw])
     return JSONResponse(
         {
             "cid": cid_text(raw),
@@ -138,7 +140,7 @@ def neuron(request: Request, address: AddressPath) -> JSONResponse:
 )
 def syntropy(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
     """Syntropy (nats) after each block that changed focus, oldest first."""
-    history = list(request.app.state.node.syntropy)[-limit:]
+    history = list(app_state(request).node.syntropy)[-limit:]
     return JSONResponse({"history": history})
 
 
@@ -160,7 +162,7 @@ def links(
     page = slice(offset, offset + limit)
     ids = nbrs[page].tolist()
     raws = [view.particles[j] for j in ids]
-    kept = texts_of(request.app.state, raws)
+    kept = texts_of(app_state(request), raws)
     out = [
         {"cid": cid_text(r), "weight": float(w), "focus": view.focus(j), "text": t}
         for j, r, w, t in zip(ids, raws, weights[page].tolist(), kept, strict=True)

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 
 from focusflow.api.errors import ERROR_RESPONSES
 from focusflow.api.render import TextCache
+from focusflow.api.state import app_state
 
 router = APIRouter(prefix="/v1/graph", responses=ERROR_RESPONSES)
 
@@ -39,7 +40,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
 def _texts(request: Request) -> tuple[TextCache, TextCache]:
-    return request.app.state.key_texts
+    return app_state(request).key_texts
 
 
 def _page(
@@ -57,7 +58,7 @@ def _page(
 @router.get("/particles", response_model=None)
 def particles(request: Request, start: Start = 0, limit: Limit = MAX_PAGE) -> JSONResponse:
     """Particle CIDs by index, ``start`` to ``start + limit``."""
-    view = request.app.state.node.view
+    view = app_state(request).node.view
     cids = _texts(request)[0]
     return _page(
         view,
@@ -71,7 +72,7 @@ def particles(request: Request, start: Start = 0, limit: Limit = MAX_PAGE) -> JS
 @router.get("/links", response_model=None)
 def links(request: Request, start: Start = 0, limit: Limit = MAX_PAGE) -> JSONResponse:
     """Links by index as particle and neuron indices (``src``, ``dst``, ``neuron``)."""
-    view = request.app.state.node.view
+    view = app_state(request).node.view
     return _page(
         view,
         view.n_links,
@@ -88,7 +89,7 @@ def links(request: Request, start: Start = 0, limit: Limit = MAX_PAGE) -> JSONRe
 @router.get("/neurons", response_model=None)
 def neurons(request: Request, start: Start = 0, limit: Limit = MAX_PAGE) -> JSONResponse:
     """Neuron addresses by index and their stakes at this height."""
-    view = request.app.state.node.view
+    view = app_state(request).node.view
     addresses = _texts(request)[1]
     return _page(
         view,

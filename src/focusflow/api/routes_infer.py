@@ -35,6 +35,9 @@ from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc
 from focusflow.api.jsonbody import integer_field, number_field, parse_json
 from focusflow.api.params import INT64_MAX
 from focusflow.api.render import TextCache, cid_text, parse_cid
+from focusflow.api.service import NodeService
+from focusflow.api.state import AppState, app_state
+from focusflow.chain.focus_view import FocusView
 from focusflow.core.cid import particle_cid
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
 from focusflow.core.keys import encode_address
@@ -249,7 +252,7 @@ def parse_request(doc: Any) -> dict[str, Any]:
     }
 
 
-def resolve_context(node, view, items: list) -> list[int]:
+def resolve_context(node: NodeService, view: FocusView, items: list) -> list[int]:
     """Particle ids of context items: a CID or text, or ``{"name": ...}``."""
     ids = []
     for item in items:
@@ -278,7 +281,7 @@ def _particle(graph: InferGraph, i: int, **extra: Any) -> dict[str, Any]:
     return {"cid": graph.key(i), **extra}
 
 
-def predict(state, doc: Any) -> dict[str, Any]:
+def predict(state: AppState, doc: Any) -> dict[str, Any]:
     """The whole of ``POST /v1/infer`` but the HTTP (runs in a worker thread)."""
     req = parse_request(doc)
     node = state.node
@@ -305,13 +308,13 @@ async def infer(request: Request) -> JSONResponse:
     """The most likely next particles after a context (focus-flow inference)."""
     body = await request.body()
     doc = parse_json(body)
-    return JSONResponse(await run_in_threadpool(predict, request.app.state, doc))
+    return JSONResponse(await run_in_threadpool(predict, app_state(request), doc))
 
 
 @router.websocket("/infer/walk")
 async def walk(socket: WebSocket) -> None:
     """A walk: one JSON request in, one message per sampled step out, then ``done``."""
-    state = socket.app.state
+    state = app_state(socket)
     await socket.accept()
     if state.inference.walks >= MAX_WALKS:
         await socket.close(code=CLOSE_TRY_LATER, reason="too many walks at once")

@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_response
 from focusflow.api.params import INT64_MAX, AddressPath, CidPath, Direction, StateKey, state_key
 from focusflow.api.render import cid_text, parse_cid
+from focusflow.api.state import app_state
 from focusflow.chain.block import BlockRecord, Header
 from focusflow.chain.focus_spec import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_key
 from focusflow.chain.valsets import valset_key
@@ -66,10 +67,6 @@ class StaleHeightError(ApiError):
         super().__init__("stale_height", message)
 
 
-def _node(request: Request):
-    return request.app.state.node
-
-
 def _stale(exc: StaleHeightError) -> JSONResponse:
     return error_response(exc.code, exc.message, STALE_STATUS)
 
@@ -96,14 +93,14 @@ def header_json(header: Header) -> dict:
 
 
 def _record(request: Request, height: int) -> BlockRecord:
-    record = _node(request).chain.block_record(height)
+    record = app_state(request).node.chain.block_record(height)
     if record is None:
         raise ApiError("unknown_block", f"no block at height {height}")
     return record
 
 
 def _header_doc(request: Request, height: int) -> dict:
-    chain = _node(request).chain
+    chain = app_state(request).node.chain
     record = _record(request, height)
     header = record.block.header
     vset = chain.validators_at(max(height, 1))
@@ -125,7 +122,7 @@ def _header_doc(request: Request, height: int) -> dict:
 @router.get("/header/latest", response_model=None)
 def header_latest(request: Request) -> JSONResponse:
     """The newest stored header with its commit certificate and signing set."""
-    return JSONResponse(_header_doc(request, _node(request).chain.height))
+    return JSONResponse(_header_doc(request, app_state(request).node.chain.height))
 
 
 @router.get("/header/{height}", response_model=None)
@@ -146,8 +143,9 @@ def prove_at(request: Request, key: bytes, height: int | None, store: Any = None
     older height the current value is served only if it verifies against that
     root (present or absent then as now), else :class:`StaleHeightError`.
     """
+    chain = app_state(request).node.chain
     with contextlib.ExitStack() as stack:
-        r = store if store is not None else stack.enter_context(_node(request).chain.reader())
+        r = store if store is not None else stack.enter_context(chain.reader())
         head = r.height
         at = head if height is None else height
         if at > head:
@@ -178,7 +176,7 @@ def _answer(request: Request, key: bytes, height: int | None, **extra) -> JSONRe
     """One key's proof; at one of the heights the query service keeps a store
     snapshot of (the last four), with its value as of that height."""
     try:
-        with request.app.state.queries.store_at(height) as store:
+        with app_state(request).queries.store_at(height) as store:
             doc = prove_at(request, key, height, store)
     except StaleHeightError as exc:
         return _stale(exc)
@@ -229,7 +227,7 @@ def proof_valset(
 # --- focus --------------------------------------------------------------------
 
 
-class _ChunkLeaves:
+class ChunkLeaves:
     """The focus vector's chunks of the last view asked for (one view at a time)."""
 
     def __init__(self) -> None:
@@ -248,16 +246,8 @@ class _ChunkLeaves:
             return self._chunks
 
 
-def _chunk_cache(request: Request) -> _ChunkLeaves:
-    state = request.app.state
-    cache = getattr(state, "light_chunks", None)
-    if cache is None:
-        cache = state.light_chunks = _ChunkLeaves()
-    return cache
-
-
 def _view_height(request: Request, height: int | None):
-    view = _node(request).view
+    view = app_state(request).node.view
     if height is not None and height != view.height:
         raise StaleHeightError(
             f"focus is served at the node's focus height {view.height} only, not {height}"
@@ -281,7 +271,7 @@ def proof_particle(request: Request, cid: CidPath, height: HeightQ = None) -> JS
         i = view.particle_index(raw)
         if i < 0:
             raise ApiError("unknown_particle", f"particle {cid} is not in the graph")
-        chunks = _chunk_cache(request).chunks(view.height, view.q)
+        chunks = app_state(request).light_chunks.chunks(view.height, view.q)
         c = i // FOCUS_CHUNK
         index_doc = prove_at(request, particle_chunk_key(i // FOCUS_CHUNK), view.height)
         focus_doc = prove_at(request, FOCUS_KEY, view.height)
@@ -358,11 +348,8 @@ class LinkSources:
 
 
 def link_sources(request: Request) -> LinkSources:
-    state = request.app.state
-    sources = getattr(state, "light_link_sources", None)
-    if sources is None:
-        sources = state.light_link_sources = LinkSources()
-    return sources
+    """The app's record of which message made each link."""
+    return app_state(request).light_link_sources
 
 
 @router.get("/proofs/links/{cid}", response_model=None)
@@ -392,7 +379,7 @@ def proof_links(
         ids = view.link_index.links(i, direction)
         page = ids[offset : offset + limit]
         sources = link_sources(request)
-        sources.upto(_node(request).chain, view.height)
+        sources.upto(app_state(request).node.chain, view.height)
         links: list[dict[str, Any]] = []
         messages: list[dict[str, Any]] = []
         where: dict[bytes, int] = {}

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, WebSocket, WebSocke
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from focusflow.api.auth import authenticate, authorize, client_certificate
 from focusflow.api.bodies import StrictBody, json_body
@@ -39,6 +40,7 @@ from focusflow.api.jsonbody import (
 from focusflow.api.params import INT64_MAX
 from focusflow.api.query_proofs import prove_answer
 from focusflow.api.render import cid_text
+from focusflow.api.state import app_state
 from focusflow.core.encoding import decode
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import encode_address
@@ -105,8 +107,8 @@ def _balances(reader: Any) -> Iterator[tuple[str, int]]:
 HEAD_RELATIONS: dict[str, HeadRelation] = {"name": _names, "balance": _balances}
 
 
-def _service(request_or_socket: Any) -> QueryService:
-    return request_or_socket.app.state.queries
+def _service(connection: HTTPConnection) -> QueryService:
+    return app_state(connection).queries
 
 
 def parse_query(doc: Any, max_output: int) -> dict[str, Any]:
@@ -276,7 +278,7 @@ class Subscriptions:
 @router.websocket("/views/{name}/ws")
 async def subscribe(socket: WebSocket, name: str) -> None:
     """One JSON message per block that added rows to view ``name``."""
-    subs: Subscriptions = socket.app.state.query_subscriptions
+    subs = app_state(socket).query_subscriptions
     await socket.accept()
     if subs.count() >= MAX_SUBSCRIBERS:
         await socket.close(code=CLOSE_TRY_LATER, reason="too many view subscribers")

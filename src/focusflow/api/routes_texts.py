@@ -28,10 +28,11 @@ from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.jsonbody import list_field, object_body, parse_json
 from focusflow.api.params import CidPath
 from focusflow.api.render import cid_text, parse_cid
+from focusflow.api.service import NodeService
+from focusflow.api.state import AppState, app_state
 from focusflow.store.particle_texts import (
     MAX_BATCH,
     MAX_TEXT_BYTES,
-    ParticleTexts,
     UnknownTextError,
     cid_of_text_bytes,
     text_bytes,
@@ -51,20 +52,16 @@ class TextsBody(StrictBody):
     )
 
 
-def store_of(state: Any) -> ParticleTexts | None:
-    """The app's text store; None for an app over a node without a home (tests)."""
-    return getattr(state, "particle_texts", None)
-
-
-def texts_of(state: Any, cids: Sequence[bytes]) -> list[str | None]:
-    """The kept text of each binary CID (None where none is kept), one read for all."""
-    store = store_of(state)
+def texts_of(state: AppState, cids: Sequence[bytes]) -> list[str | None]:
+    """The kept text of each binary CID (None where none is kept), one read for all;
+    all None for an app over a node without a home (tests)."""
+    store = state.particle_texts
     if store is None or not cids:
         return [None] * len(cids)
     return store.get_many(cids)
 
 
-def _known(node: Any, cid: bytes) -> bool:
+def _known(node: NodeService, cid: bytes) -> bool:
     """A particle of the published graph, or one a pending link names.
 
     Both are read without a lock: between a block's commit (its links leave
@@ -78,10 +75,11 @@ def _known(node: Any, cid: bytes) -> bool:
 def _keep(request: Request, doc: Any) -> dict[str, Any]:
     texts = list_field(object_body(doc, {"texts"}), "texts", MAX_BATCH)
     raws = [text_bytes(t) for t in texts]
-    store = store_of(request.app.state)
+    state = app_state(request)
+    store = state.particle_texts
     if store is None:
         raise ApiError("unavailable", "this node keeps no particle texts")
-    node = request.app.state.node
+    node = state.node
     cids = [cid_of_text_bytes(raw) for raw in raws]
     accepted: dict[bytes, str] = {}
     unknown: dict[bytes, None] = {}
@@ -116,7 +114,7 @@ async def keep_texts(request: Request) -> JSONResponse:
 def particle_text(request: Request, cid: CidPath) -> JSONResponse:
     """The text this node keeps for a particle; 404 ``unknown_text`` when none."""
     raw = parse_cid(cid)
-    (text,) = texts_of(request.app.state, [raw])
+    (text,) = texts_of(app_state(request), [raw])
     if text is None:
         raise UnknownTextError(f"this node keeps no text for particle {cid_text(raw)}")
     return JSONResponse({"cid": cid_text(raw), "text": text})

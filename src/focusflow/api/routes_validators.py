@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from focusflow.api import schemas
 from focusflow.api.errors import ERROR_RESPONSES
+from focusflow.api.state import app_state
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.consensus.votes_seen import SeenVote
 from focusflow.core.keys import encode_address
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 @router.get("/validators", response_model=None, responses={200: {"model": schemas.Validators}})
 def validators(request: Request) -> JSONResponse:
     """The validator set of the height being decided, with each validator's last vote."""
-    node = request.app.state.node
+    node = app_state(request).node
     height, round_, step, vset = node.consensus_state
     # A private copy: ValidatorSet.proposer caches its picks in place, and the
     # consensus thread may be picking on ``vset`` at this moment.

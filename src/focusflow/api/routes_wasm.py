@@ -15,7 +15,6 @@ at once, and one over that is answered at once with 503
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,6 +26,7 @@ from focusflow.api.bodies import StrictBody, json_body
 from focusflow.api.errors import ERROR_RESPONSES, error_response
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.params import AddressPath
+from focusflow.api.state import app_state
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
@@ -69,7 +69,7 @@ class WasmAnswer(BaseModel):
 def contract(request: Request, address: AddressPath) -> JSONResponse:
     """An instance's code hash, creator and label."""
     raw = decode_address(address)
-    with request.app.state.node.chain.reader() as r:
+    with app_state(request).node.chain.reader() as r:
         found = r.get(wasm.contract_key(raw))
     if found is None:
         raise wasm.UnknownContractError(f"no contract at {encode_address(raw)}")
@@ -96,23 +96,13 @@ async def query(request: Request, address: AddressPath) -> JSONResponse:
     doc = parse_json(await request.body())
     if not isinstance(doc, dict) or set(doc) != {"msg"}:
         raise DecodeError('request body must be {"msg": <JSON>}')
-    slots = _slots(request)
+    slots = app_state(request).wasm_query_slots
     if not slots.acquire(blocking=False):
         return _busy()
     try:
         return JSONResponse(await run_in_threadpool(_query, request, raw, doc["msg"]))
     finally:
         slots.release()
-
-
-def _slots(request: Request) -> threading.BoundedSemaphore:
-    """The app's query slots, made on its first query (the handler runs on the
-    event loop, so two requests cannot both make them)."""
-    state = request.app.state
-    slots = getattr(state, "wasm_query_slots", None)
-    if slots is None:
-        slots = state.wasm_query_slots = threading.BoundedSemaphore(QUERY_SLOTS)
-    return slots
 
 
 def _busy() -> JSONResponse:
@@ -124,7 +114,7 @@ def _busy() -> JSONResponse:
 
 
 def _query(request: Request, address: bytes, msg: Any) -> dict[str, Any]:
-    node = request.app.state.node
+    node = app_state(request).node
     view = node.view
     env = wasm.WasmEnv(node.chain.chain_id, view.height, int(node.chain.head.time_ms))
 

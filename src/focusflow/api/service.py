@@ -1,44 +1,105 @@
 """What the API needs from a running node, as a protocol.
 
 The node (``focusflow.node``) sits above the API in the layers, so the API
-cannot import it; it states here what it calls, and the node's runtime
-provides it.
+cannot import it; it states here everything the routes read of a node or ask
+of it, and the node's runtime provides it. Routes reach the node only through
+:class:`NodeService` (``focusflow.api.state.AppState.node``), so what they use
+is what mypy checks the runtime against. Members that are only read are
+properties: the runtime may hold a narrower type, or a plain attribute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from focusflow.chain.chain import Chain
-from focusflow.chain.focus_view import FocusView
-from focusflow.chain.mempool import Mempool
-from focusflow.chain.tx import Tx
-from focusflow.consensus.validators import ValidatorSet
-from focusflow.consensus.votes_seen import VotesSeen
-from focusflow.core.errors import FocusflowError
+if TYPE_CHECKING:
+    from focusflow.chain.chain import Chain
+    from focusflow.chain.da_commit import FraudRecord
+    from focusflow.chain.focus_view import FocusView
+    from focusflow.chain.mempool import Mempool
+    from focusflow.chain.tx import Tx
+    from focusflow.consensus.validators import ValidatorSet
+    from focusflow.consensus.votes_seen import VotesSeen
+    from focusflow.core.errors import FocusflowError
+    from focusflow.core.keys import KeyPair
+    from focusflow.da import ExtendedSquare, ShareProof
+
+
+class SquareServer(Protocol):
+    """What ``/v1/da`` reads of the node's data-availability squares (``node.da``)."""
+
+    def square(self, height: int) -> ExtendedSquare: ...
+
+    def share_proof(self, height: int, row: int, col: int) -> ShareProof: ...
+
+    def fraud(self, height: int) -> FraudRecord | None: ...
+
+
+class BootstrapStatus(Protocol):
+    """What ``/v1/bootstrap`` reads of the duty that runs a network's bootstrap phases."""
+
+    def status(self) -> dict[str, Any]:
+        """The phase, the certificate presented, the links and the peers dialed."""
+        ...
 
 
 class NodeService(Protocol):
-    chain: Chain
-    mempool: Mempool
-    view: FocusView
-    syntropy: Any
+    """A running node, as the API sees it (see the module docstring)."""
+
+    @property
+    def chain(self) -> Chain: ...
+
+    @property
+    def mempool(self) -> Mempool: ...
+
+    @property
+    def view(self) -> FocusView:
+        """The focus view published after the last committed block."""
+        ...
+
+    @property
+    def syntropy(self) -> Iterable[dict[str, Any]]:
+        """Recent ``{height, syntropy, entropy, particles}`` points, oldest first."""
+        ...
+
+    #: Called with each committed block (the app adds its own on start).
     listeners: list[Callable[[Any], None]]
-    faucet_key: Any
-    #: The last vote this node saw from each validator.
-    votes_seen: VotesSeen
-    #: A full node: follows consensus and serves the API, never signs.
-    follow_only: bool
-    #: Why this node stopped following its chain (a verified fraud proof), or None.
-    halted: str | None
+
+    @property
+    def faucet_key(self) -> KeyPair | None:
+        """The funded dev key the faucet sends from (devnets only)."""
+        ...
+
+    @property
+    def votes_seen(self) -> VotesSeen:
+        """The last vote this node saw from each validator."""
+        ...
+
+    @property
+    def follow_only(self) -> bool:
+        """A full node: follows consensus and serves the API, never signs."""
+        ...
+
+    @property
+    def halted(self) -> str | None:
+        """Why this node stopped following its chain (a verified fraud proof), or None."""
+        ...
+
+    @property
+    def da(self) -> SquareServer | None:
+        """The node's data-availability squares; None for a node that serves none."""
+        ...
+
+    @property
+    def bootstrap(self) -> BootstrapStatus | None:
+        """The bootstrap phases' duty, where the node runs one (a network validator)."""
+        ...
 
     @property
     def consensus_state(self) -> tuple[int, int, str, ValidatorSet]:
         """(height, round, step, validator set of that height) of this node's consensus."""
         ...
-
-    def submit(self, raw: bytes | Tx) -> Tx: ...
 
     async def admit(self, raw: bytes) -> Tx:
         """Admit one transaction off the event loop (raises why not)."""
@@ -48,6 +109,21 @@ class NodeService(Protocol):
         """Admit a batch off the event loop: each Tx or the error that refused it."""
         ...
 
-    def is_pending(self, tx_hash: bytes) -> bool: ...
+    def is_pending(self, tx_hash: bytes) -> bool:
+        """Whether the transaction waits in this node's mempool."""
+        ...
 
-    def faucet(self, address: bytes, amount: int) -> Tx: ...
+    def next_nonce(self, address: bytes) -> int:
+        """The nonce a new transaction of ``address`` takes after its pending ones."""
+        ...
+
+    def fee_per_byte(self) -> int:
+        """The base fee per byte the next block charges."""
+        ...
+
+    def faucet(self, address: bytes, amount: int) -> Tx:
+        """Send ``amount`` from the faucet key (blocking: call it from a worker thread)."""
+        ...
+
+
+__all__ = ["BootstrapStatus", "NodeService", "SquareServer"]

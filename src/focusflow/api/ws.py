@@ -31,6 +31,8 @@ from fastapi import APIRouter, WebSocket
 
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.render import cid_text, record_json
+from focusflow.api.service import NodeService
+from focusflow.api.state import app_state
 from focusflow.core.cid import cid_to_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError, require_int
@@ -104,7 +106,7 @@ class _BlockEvent:
 class Hub:
     """Every WebSocket client of one app, and the per-block fan-out to them."""
 
-    def __init__(self, node, limits: WsLimits | None = None) -> None:
+    def __init__(self, node: NodeService, limits: WsLimits | None = None) -> None:
         self.node = node
         self.limits = limits or WsLimits()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -293,7 +295,7 @@ def _error(code: str, message: str) -> str:
 
 @router.websocket("/v1/ws")
 async def websocket(socket: WebSocket) -> None:
-    hub: Hub = socket.app.state.hub
+    hub = app_state(socket).hub
     ip = socket.client.host if socket.client else "unknown"
     refused = hub.admit(ip)
     if refused is not None:

@@ -205,7 +205,6 @@ class Bootstrap:
         (its peers would refuse a self-signed one, and with them the blocks
         that could tell it so)."""
         self.runtime = runtime
-        runtime.bootstrap = self
         runtime.listeners.append(self.on_block)
         if runtime.net is not None:
             with runtime.chain.reader() as r:

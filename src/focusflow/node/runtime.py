@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from focusflow.chain.chain import BlockResult, Chain
 from focusflow.chain.errors import AdmissionBusyError
@@ -50,6 +51,9 @@ from focusflow.core.keys import KeyPair
 from focusflow.modules.accounts import Account, get_account
 from focusflow.modules.bank import gas_balance
 from focusflow.node.da_store import DAStore
+
+if TYPE_CHECKING:
+    from focusflow.node.bootstrap import Bootstrap
 
 log = logging.getLogger("focusflow.node")
 
@@ -146,6 +150,11 @@ class NodeRuntime:
         self.started_at = time.time()
         self._last_block_at = time.monotonic()
         self._collector = BlockCollector()
+
+    @property
+    def bootstrap(self) -> Bootstrap | None:
+        """The bootstrap phases' duty: none here (a network validator runs one)."""
+        return None
 
     # --- transactions --------------------------------------------------------
     def account_of(self, address: bytes) -> Account:

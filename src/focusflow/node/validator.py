@@ -59,7 +59,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import Chain, Pending
@@ -113,6 +113,7 @@ from focusflow.net import (
     Verdict,
 )
 from focusflow.net.errors import NetError, RateLimitedError, RemoteError, RequestTimeoutError
+from focusflow.node.bootstrap import Bootstrap
 from focusflow.node.extensions import NodeExtension
 from focusflow.node.gossip_check import (
     MAX_PROPOSALS_PER_ROUND,
@@ -135,9 +136,6 @@ from focusflow.node.sync import (
     parse_status,
     sync_refusal_is_a_lie,
 )
-
-if TYPE_CHECKING:
-    from focusflow.node.bootstrap import Bootstrap
 
 log = logging.getLogger("focusflow.node")
 
@@ -368,8 +366,6 @@ class ValidatorRuntime(NodeRuntime):
         #: apply here (its bytes as served) and why: focusflow.node.da_net
         #: proves a bad encoding of its data square from it.
         self.refused_blocks: list[Callable[[bytes, BlockError], None]] = []
-        #: The bootstrap phases' duty (``node.bootstrap``), where one is attached.
-        self.bootstrap: Bootstrap | None = None
 
     # --- NodeService ---------------------------------------------------------
     def submit(self, raw: bytes | Tx) -> Tx:
@@ -393,6 +389,11 @@ class ValidatorRuntime(NodeRuntime):
             return self.chain.height + 1, 0, "propose", self.vset
         step = "commit" if tm.decision is not None else tm.step.name.lower()
         return height, tm.round, step, vset
+
+    @property
+    def bootstrap(self) -> Bootstrap | None:
+        """The bootstrap phases' duty (``node.bootstrap``), where one is attached."""
+        return next((e for e in self.extensions if isinstance(e, Bootstrap)), None)
 
     # --- lifecycle -----------------------------------------------------------
     async def start_async(self) -> None:
