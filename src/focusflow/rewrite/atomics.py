@@ -10,17 +10,22 @@ seen whole by the thread that takes it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+#: numba's ``cgutils`` carries no annotations; its LLVM values are untyped here
+#: like every other (``Any``), so this says no more than that it is callable.
+_get_item_pointer = cast(Callable[..., Any], cgutils.get_item_pointer)
+
 
 def _element_pointer(context: Any, builder: Any, aryty: Any, ary: Any, idx: Any) -> Any:
     """The address of ``ary[idx]`` (a 1-d array, an int64 index, no bounds check)."""
     arr = context.make_array(aryty)(context, builder, ary)
-    return cgutils.get_item_pointer(context, builder, aryty, arr, [idx], wraparound=False)
+    return _get_item_pointer(context, builder, aryty, arr, [idx], wraparound=False)
 
 
 @intrinsic

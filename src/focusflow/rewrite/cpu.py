@@ -35,8 +35,9 @@ in a depth-first order).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import numba
 import numpy as np
@@ -71,6 +72,9 @@ from focusflow.rewrite.ports import (
     VAR,
     VOID,
 )
+
+if TYPE_CHECKING:
+    from numba.core.dispatcher import Dispatcher
 
 #: Default heap: 2^26 node slots (512 MiB) and as many variable slots (256 MiB);
 #: pages are only touched as the net grows into them.
@@ -115,15 +119,30 @@ _LOOK = 256
 #: (the kernels allocate nothing; counting every array handed to a helper made
 #: the evaluator several times slower).
 _KERNEL: dict[str, Any] = {"cache": True, "_nrt": False}
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+class _Compile(Protocol):
+    """What ``njit(...)`` makes of a kernel: numba's dispatcher of it, called
+    with the kernel's own signature."""
+
+    def __call__(self, fn: _F, /) -> Dispatcher[_F]: ...
+
+
+#: ``njit`` for the kernel options. numba's stubs leave out ``_nrt`` (an option
+#: numba reads but does not document), so ``**_KERNEL`` is a plain dict, which
+#: makes the decorator's type ambiguous; this gives it back.
+_njit = cast(Callable[..., _Compile], njit)
 _RESERVED = np.uint64(0xFFFFFFFFFFFFFFFF)  # a node slot allocated but not written yet
 _LOW = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _i64(x: Any) -> int:
     """``x`` as a signed 64-bit integer: the kernels do all port arithmetic in
     int64 (a uint64 mixed with an int64 would become a float in numba)."""
+    # A kernel's int is numba's int64; to the type checker np.int64 is no int.
     return np.int64(x)  # type: ignore[return-value]
 
 
@@ -150,42 +169,44 @@ def _ix_cast(typingctx: Any, i: Any) -> Any:
 _ix: Any = _ix_cast
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _pair_tags(a: int, b: int) -> int:
     """The tag pair of ports ``a`` and ``b``, ``tag_a << 3 | tag_b``: the index
     of their rule in ``PAIR_RULES`` and of its priority bit in ``HIGH_PAIRS``."""
     return ((a & 7) << 3) | (b & 7)
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _high(a: int, b: int) -> bool:
     """Whether the pair ``(a, b)``'s rule is of high priority (LINK VOID ERAS ANNI)."""
-    return (HIGH_PAIRS >> _pair_tags(a, b)) & 1 != 0
+    high: bool = (HIGH_PAIRS >> _pair_tags(a, b)) & 1 != 0
+    return high
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _mk(tag: int, val: int) -> int:
     """The port of ``tag`` and ``val``, as an int64 like every port in the kernel."""
     return ((val & 0x1FFFFFFF) << 3) | tag
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _mkpair(fst: int, snd: int) -> np.uint64:
     """The pair of two ports, as stored in the node array and the redex stacks."""
     return np.uint64(fst) | (np.uint64(snd) << _SHIFT)
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _bump(gm: np.ndarray, cell: int, shared: bool) -> int:
     """The start of a fresh chunk of slots from the shared bump pointer ``cell``."""
     if shared:
-        return fetch_add(gm, cell, _CHUNK)
-    start = gm[_ix(cell)]
+        old: int = fetch_add(gm, cell, _CHUNK)
+        return old
+    start: int = gm[_ix(cell)]
     gm[_ix(cell)] = start + _CHUNK
     return start
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _alloc_node(
     node: np.ndarray, nfree: np.ndarray, wm: np.ndarray, gm: np.ndarray, w: int, shared: bool
 ) -> int:
@@ -209,7 +230,7 @@ def _alloc_node(
     return loc
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _free_node(
     node: np.ndarray,
     nfree: np.ndarray,
@@ -234,7 +255,7 @@ def _free_node(
     wm[w, _NFREE] = top + 1
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _alloc_var(
     vars_: np.ndarray, vfree: np.ndarray, wm: np.ndarray, gm: np.ndarray, w: int, shared: bool
 ) -> int:
@@ -256,7 +277,7 @@ def _alloc_var(
     return loc
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _free_var(
     vars_: np.ndarray,
     vfree: np.ndarray,
@@ -279,7 +300,7 @@ def _free_var(
     wm[w, _VFREE] = top + 1
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _push(
     hi: np.ndarray,
     lo: np.ndarray,
@@ -304,7 +325,7 @@ def _push(
     return True
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _take(vars_: np.ndarray, slot: int, shared: bool) -> int:
     """Read a variable for following it. A port found there was written by the
     variable's other end, which is done with it, so no swap is needed: the
@@ -314,7 +335,7 @@ def _take(vars_: np.ndarray, slot: int, shared: bool) -> int:
     return _i64(vars_[_ix(slot)])
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _swap(vars_: np.ndarray, slot: int, port: int, shared: bool) -> int:
     """Store ``port`` in a variable and return what it held."""
     if shared:
@@ -324,7 +345,7 @@ def _swap(vars_: np.ndarray, slot: int, port: int, shared: bool) -> int:
     return old
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _enter(
     vars_: np.ndarray,
     vfree: np.ndarray,
@@ -351,7 +372,7 @@ def _enter(
 # 10 s this way, at the same speed on two threads (0.98-1.07x) and 2 % less
 # on one (bench/RESULTS.md). Gathering the calls into one loop instead
 # compiled in 12 s but ran 6-18 % slower.
-@njit(forceinline=True, **_KERNEL)
+@_njit(forceinline=True, **_KERNEL)
 def _link(
     vars_: np.ndarray,
     vfree: np.ndarray,
@@ -387,7 +408,7 @@ def _link(
         a = old
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _relocate(p: int, nloc: np.ndarray, vloc: np.ndarray, w: int) -> int:
     """A port of a definition, moved to the slots its copy was given."""
     t = p & 7
@@ -398,7 +419,7 @@ def _relocate(p: int, nloc: np.ndarray, vloc: np.ndarray, w: int) -> int:
     return p
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _alloc_many(  # noqa: PLR0913 - the heap's arrays and the worker's scratch
     node: np.ndarray,
     vars_: np.ndarray,
@@ -439,7 +460,7 @@ def _alloc_many(  # noqa: PLR0913 - the heap's arrays and the worker's scratch
     return OK
 
 
-@njit(**_KERNEL)
+@_njit(**_KERNEL)
 def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule set on flat arrays
     node: np.ndarray,
     vars_: np.ndarray,
@@ -459,9 +480,9 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
     root_port: int,
     nloc: np.ndarray,
     vloc: np.ndarray,
-    worker: int,
+    worker: int | np.int64,
     shared: bool,
-    budget: int,
+    budget: int | np.int64,
 ) -> None:
     """Worker ``w`` reduces its own pairs until it has none, has run ``budget``
     interactions, is stopped (a status in ``wm``), or, when ``shared``, sees
@@ -610,7 +631,7 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one kernel: the whole rule
         exchange(gm, _HUNGRY, 1)
 
 
-@njit(**_KERNEL)
+@_njit(**_KERNEL)
 def _split(stack: np.ndarray, wm: np.ndarray, col: int, src: int, dst: int) -> None:
     """Move the older half of worker ``src``'s stack ``col`` to the empty ``dst``."""
     n = wm[src, col]
@@ -623,7 +644,7 @@ def _split(stack: np.ndarray, wm: np.ndarray, col: int, src: int, dst: int) -> N
     wm[dst, col] = k
 
 
-@njit(**_KERNEL)
+@_njit(**_KERNEL)
 def _share_work(hi: np.ndarray, lo: np.ndarray, wm: np.ndarray) -> None:
     """Give each worker without pairs half of the busiest worker's."""
     workers = wm.shape[0]
@@ -640,7 +661,7 @@ def _share_work(hi: np.ndarray, lo: np.ndarray, wm: np.ndarray) -> None:
             _split(hi, wm, _HI, src, dst)
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _hand_back(
     free: np.ndarray,
     wm: np.ndarray,
@@ -660,7 +681,7 @@ def _hand_back(
     wm[w, col_ret] = 0
 
 
-@njit(**_KERNEL)
+@_njit(**_KERNEL)
 def _give_back(nfree: np.ndarray, vfree: np.ndarray, wm: np.ndarray, gm: np.ndarray) -> None:
     """Hand the slots each worker freed in other workers' chunks to their owners."""
     for w in range(wm.shape[0]):
@@ -668,7 +689,7 @@ def _give_back(nfree: np.ndarray, vfree: np.ndarray, wm: np.ndarray, gm: np.ndar
         _hand_back(vfree, wm, gm, w, _VFREE, _VRET, gm[_GVOWN])
 
 
-@njit(inline="always", **_KERNEL)
+@_njit(inline="always", **_KERNEL)
 def _transfer(
     free: np.ndarray,
     wm: np.ndarray,
@@ -690,10 +711,11 @@ def _transfer(
         free[dst, wm[dst, col_free]] = wm[src, col_cur]
         wm[src, col_cur] += 1
         wm[dst, col_free] += 1
-    return wm[dst, col_free] + wm[dst, col_end] - wm[dst, col_cur]
+    have: int = wm[dst, col_free] + wm[dst, col_end] - wm[dst, col_cur]
+    return have
 
 
-@njit(**_KERNEL)
+@_njit(**_KERNEL)
 def _feed(nfree: np.ndarray, vfree: np.ndarray, wm: np.ndarray, dst: int) -> int:
     """Give the starved worker ``dst`` other workers' free slots until it holds
     what it asked for twice over: OK, or OOM_NODES / OOM_VARS when the whole
@@ -779,7 +801,7 @@ class Normalized:
 def max_threads() -> int:
     """The most threads the CPU evaluator can run on (numba's pool: the CPU's
     cores unless ``NUMBA_NUM_THREADS`` says fewer)."""
-    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # not in numba's stubs
 
 
 class CpuNet:
@@ -867,17 +889,19 @@ class CpuNet:
         unsafe clone or a limit passed (the net is then as far as it got)."""
         wm, gm, limits = self.wm, self.gm, self.limits
         args = (self.node, self.subst, self.nfree, self.vfree, self.hi, self.lo)
-        tail: tuple[Any, ...] = (*self._arrays, self.root, self.nloc, self.vloc)
-        drive_tail: tuple[Any, ...] = (*tail, _SLICE_ROUNDS)
+        tail = (*self._arrays, self.root, self.nloc, self.vloc)
+        # A kernel call takes one starred tuple: mypy lays the elements of a
+        # second one onto the wrong parameters.
+        net = (*args, wm, gm, *tail)
         if not self._warm:
             # The first call in a process loads (or compiles) the kernel: make
             # it with no pairs, so that the time measured is the reduction's only.
             idle = np.zeros_like(wm)
             if self.workers == 1:
-                _work(*args, idle, gm, *tail, 0, False, 1)
+                _work(*(*args, idle, gm, *tail), 0, False, 1)
             else:
                 numba.set_num_threads(self.workers)
-                _drive(*args, idle, gm.copy(), *drive_tail)
+                _drive(*(*args, idle, gm.copy(), *tail), _SLICE_ROUNDS)
             self._warm = True
         start = time.perf_counter()
         try:
@@ -885,7 +909,7 @@ class CpuNet:
                 while True:
                     left = limits.left(self.interactions)
                     budget = _SLICE if left is None else min(_SLICE, left)
-                    _work(*args, wm, gm, *tail, 0, False, budget)
+                    _work(*net, 0, False, budget)
                     if wm[0, _STATUS] != OK or wm[0, _HI] + wm[0, _LO] == 0:
                         break
                     limits.check(self.interactions, self.seconds + time.perf_counter() - start)
@@ -894,7 +918,7 @@ class CpuNet:
                 numba.set_num_threads(self.workers)
                 rounds = 0
                 while True:
-                    rounds += _drive(*args, wm, gm, *drive_tail)
+                    rounds += _drive(*net, _SLICE_ROUNDS)
                     if (wm[:, _STATUS] != OK).any() or (wm[:, _HI] + wm[:, _LO]).sum() == 0:
                         break
                     limits.check(self.interactions, self.seconds + time.perf_counter() - start)
@@ -925,7 +949,7 @@ class CpuNet:
                           self.workers, max(self.rounds, 1))  # fmt: skip
 
 
-@njit(**_KERNEL)
+@_njit(**_KERNEL)
 def _host_alloc(
     node: np.ndarray,
     vars_: np.ndarray,

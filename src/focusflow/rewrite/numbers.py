@@ -401,7 +401,8 @@ def _fmod32(x: Float, y: Float) -> Float:
         return bits_to_f32(f32_to_bits(x) | 0x400000)
     if y != y:
         return bits_to_f32(f32_to_bits(y) | 0x400000)
-    return np.fmod(x, y)
+    rem: Float = np.fmod(x, y)
+    return rem
 
 
 # IEEE division (x / 0 is an infinity or NaN) instead of Python's ZeroDivisionError.

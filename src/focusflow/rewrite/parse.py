@@ -34,9 +34,9 @@ from focusflow.rewrite.ports import (
     port,
 )
 
-# A tree is a tuple: (VAR, name), (REF, name), (ERA,), (NUM, word) or
-# (CON|DUP|OPR|SWI, left, right).
-Tree = tuple
+#: A tree is a tuple: ``(VAR, name)``, ``(REF, name)``, ``(NUM, word)``, ``(ERA,)``
+#: or ``(CON|DUP|OPR|SWI, left, right)``.
+Tree = tuple[int, str] | tuple[int, int] | tuple[int] | tuple[int, "Tree", "Tree"]
 #: One redex of a net: (parallel hint, left tree, right tree).
 Redex = tuple[bool, Tree, Tree]
 
@@ -247,30 +247,34 @@ class _DefBuilder:
         self.has_dup = False
 
     def build(self, tree: Tree) -> int:
-        """The port of ``tree``, its nodes appended in pre-order."""
-        tag = tree[0]
-        if tag == VAR:
-            index = self.vars.setdefault(tree[1], len(self.vars))
-            self.uses[tree[1]] = self.uses.get(tree[1], 0) + 1
-            return port(VAR, index)
-        if tag == REF:
-            fid = self.fids.get(tree[1])
-            if fid is None:
-                raise HvmUnboundRefError(f"reference to an undefined definition: @{tree[1]}")
-            self.refs.add(fid)
-            return port(REF, fid)
-        if tag == ERA:
+        """The port of ``tree``, its nodes appended in pre-order.
+
+        The shape tells the kinds apart (a node has two children, ERA none,
+        NUM a word, VAR and REF a name), which is also what types each part."""
+        if len(tree) == 3:
+            tag, left, right = tree
+            if tag == DUP:
+                self.has_dup = True
+            index = len(self.nodes)
+            slot = [0, 0]
+            self.nodes.append(slot)  # reserved before the children: pre-order
+            slot[0] = self.build(left)
+            slot[1] = self.build(right)
+            return port(tag, index)
+        if len(tree) == 1:
             return port(ERA, 0)
-        if tag == NUM:
-            return port(NUM, tree[1])
-        if tag == DUP:
-            self.has_dup = True
-        index = len(self.nodes)
-        slot = [0, 0]
-        self.nodes.append(slot)  # reserved before the children: pre-order
-        slot[0] = self.build(tree[1])
-        slot[1] = self.build(tree[2])
-        return port(tag, index)
+        tag, value = tree
+        if isinstance(value, int):
+            return port(NUM, value)
+        if tag == VAR:
+            index = self.vars.setdefault(value, len(self.vars))
+            self.uses[value] = self.uses.get(value, 0) + 1
+            return port(VAR, index)
+        fid = self.fids.get(value)
+        if fid is None:
+            raise HvmUnboundRefError(f"reference to an undefined definition: @{value}")
+        self.refs.add(fid)
+        return port(REF, fid)
 
 
 def build_book(defs: dict[str, Net]) -> Book:

@@ -37,7 +37,7 @@ def default_heap(backend: str) -> int:
     """The heap (node slots, and as many variable slots) a back end runs with
     unless told: what its memory comfortably holds."""
     if backend == "cuda":
-        from focusflow.rewrite.cuda import DEFAULT_NODES as CUDA_NODES
+        from focusflow.rewrite.cuda_base import DEFAULT_NODES as CUDA_NODES
 
         return CUDA_NODES
     if backend == "wgpu":
