@@ -119,7 +119,7 @@ def loopback(data: bytes, runs: int) -> None:
     from tests.node.devnet_process import start_devnet
 
     from focusflow.cli import blob_cmd
-    from focusflow.cli.client import Client
+    from focusflow.client import NodeClient
     from focusflow.core.cid import cid_to_bytes
 
     put_s, get_s, stream_s, curl_s = [], [], [], []
@@ -140,7 +140,7 @@ def loopback(data: bytes, runs: int) -> None:
                     t = time.perf_counter()
                     streamed = c.get(f"/v1/blobs/{cid}").content
                     stream_s.append(time.perf_counter() - t)
-                with Client(net.api, timeout=600) as client:
+                with NodeClient(net.api, timeout=600) as client:
                     t = time.perf_counter()
                     fetched = b"".join(blob_cmd._verified_chunks(client, cid_to_bytes(cid)))
                     get_s.append(time.perf_counter() - t)

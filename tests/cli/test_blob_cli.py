@@ -7,7 +7,6 @@ byte with the file put, and its CID recomputed here.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import socket
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from focusflow.cli import blob_cmd
+from focusflow.client import BadNodeAnswerError, NodeClient
 from focusflow.core.cid import cid_from_bytes, cid_of_bytes, cid_to_bytes
 from focusflow.services.storage import dag
 from focusflow.services.storage.chunk_store import ChunkStore
@@ -139,49 +139,64 @@ def test_put_without_credentials_and_a_missing_file_are_user_errors(env, capsys,
     assert r.code != 0 and "unauthorized" in r.err
 
 
-class _LyingNode:
-    """A node that answers from ``blocks`` and streams ``body`` as any blob."""
+@pytest.fixture(scope="module")
+def lying():
+    """A loopback node that answers ``/v1/chunks/{cid}`` from ``app.state.blocks``
+    and streams ``app.state.body`` as any blob; a client to it."""
+    from fastapi import FastAPI
+    from fastapi.responses import Response
 
-    url = "http://lying"
+    from tests.light.helpers import serve
 
-    def __init__(self, blocks: dict[bytes, bytes], body: bytes = b"") -> None:
-        self.blocks = blocks
-        self.body = body
+    app = FastAPI()
 
-    def raw(self, method: str, path: str):
-        cid = cid_to_bytes(path.rsplit("/", 1)[1])
-        return httpx.Response(200, content=self.blocks[cid])
+    @app.get("/v1/chunks/{cid}")
+    def block(cid: str) -> Response:
+        return Response(app.state.blocks[cid_to_bytes(cid)], media_type="application/octet-stream")
 
-    @contextlib.contextmanager
-    def stream(self, method: str, path: str):
-        yield httpx.Response(200, content=self.body)
+    @app.get("/v1/blobs/{cid}")
+    def blob(cid: str) -> Response:
+        return Response(app.state.body, media_type="application/octet-stream")
+
+    url, stop = serve(app)
+    made: list[NodeClient] = []
+
+    def client(blocks: dict[bytes, bytes], body: bytes = b"") -> NodeClient:
+        app.state.blocks, app.state.body = blocks, body
+        made.append(NodeClient(url))
+        return made[-1]
+
+    yield client
+    for made_client in made:
+        made_client.close()
+    stop()
 
 
-def test_get_checks_every_block_before_writing_it():
+def test_get_checks_every_block_before_writing_it(lying):
     chunk = _random(dag.CHUNK_MIN, 2)
     leaf = dag.cid_bytes(dag.RAW, chunk)
-    assert list(blob_cmd._verified_chunks(_LyingNode({leaf: chunk}), leaf)) == [chunk]
+    assert list(blob_cmd._verified_chunks(lying({leaf: chunk}), leaf)) == [chunk]
     with pytest.raises(dag.BlobError, match="does not hash"):
-        list(blob_cmd._verified_chunks(_LyingNode({leaf: chunk[:-1] + b"\0"}), leaf))
-    # an oversized block is refused before it is hashed
+        list(blob_cmd._verified_chunks(lying({leaf: chunk[:-1] + b"\0"}), leaf))
+    # an oversized block is refused before it is read whole, let alone hashed
     big = _random(dag.CHUNK_MAX + 1, 3)
     big_cid = dag.cid_bytes(dag.RAW, big)
-    with pytest.raises(dag.BlobError, match="over"):
-        blob_cmd._block(_LyingNode({big_cid: big}), big_cid)
+    with pytest.raises(BadNodeAnswerError, match=f"over {dag.CHUNK_MAX} bytes"):
+        blob_cmd._block(lying({big_cid: big}), big_cid)
     # a blob of two chunks: its stream is cut where the root says and each part checked
     other = _random(dag.CHUNK_MIN, 4)
     links = [dag.Link(leaf, len(chunk)), dag.Link(dag.cid_bytes(dag.RAW, other), len(other))]
     root, ((root_cid, node),) = dag.build(links)
     blocks = {root_cid: node}
     good = chunk + other
-    assert list(blob_cmd._verified_chunks(_LyingNode(blocks, good), root.cid)) == [chunk, other]
+    assert list(blob_cmd._verified_chunks(lying(blocks, good), root.cid)) == [chunk, other]
     for body, match in (
         (good[:-1] + bytes([good[-1] ^ 1]), "does not hash"),
         (good[:-1], "ended before"),
         (good + b"x", "longer"),
     ):
         with pytest.raises(dag.BlobError, match=match):
-            list(blob_cmd._verified_chunks(_LyingNode(blocks, body), root.cid))
+            list(blob_cmd._verified_chunks(lying(blocks, body), root.cid))
 
 
 def test_get_of_a_cid_that_is_no_blob_is_a_user_error(env, capsys, tmp_path):

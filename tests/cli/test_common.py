@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from focusflow.cli.client import DEFAULT_NODE, node_url
 from focusflow.cli.common import address, particle
+from focusflow.cli.node_address import node_url
+from focusflow.client import DEFAULT_NODE
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.core.errors import InvalidAddressError, InvalidCIDError, InvalidParameterError
 from focusflow.core.keys import KeyPair

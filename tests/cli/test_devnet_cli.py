@@ -285,17 +285,17 @@ def test_keys_command_sees_the_devnets_dev_key(env, capsys):
 def test_bulk_submission_with_and_without_the_batch_endpoint(env, capsys, batch):
     """The importer's sender: in order, every hash returned, all committed."""
     from focusflow.chain.tx import Msg
-    from focusflow.cli.client import Client
     from focusflow.cli.import_cmd import _submit_all
-    from focusflow.cli.txbuild import Account, build_tx, pin_chain, wait_tx
+    from focusflow.cli.txbuild import build_tx, pin_chain, wait_tx
+    from focusflow.client import NodeClient
 
     key = env.dev_key()
     to = KeyPair.from_seed(bytes([7 + batch]) * 32).address_raw
-    with Client(env.api) as api:
+    with NodeClient(env.api) as api:
         api.batch_supported = batch
         pin = pin_chain(api, env.home)
         chain_id, params = pin.chain_id, pin.params
-        nonce = Account.fetch(api, key.address).nonce
+        nonce = api.account(key.address).nonce
         txs = [
             build_tx(key, chain_id, nonce + i, [Msg("send", {"to": to, "amount": 1 + i})], params)
             for i in range(3)

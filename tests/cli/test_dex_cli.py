@@ -17,7 +17,8 @@ import pytest
 from focusflow.chain import Msg
 from focusflow.chain.errors import InsufficientFundsError
 from focusflow.chain.params import ChainParams
-from focusflow.cli.txbuild import Account, build_tx, preflight, spends
+from focusflow.cli.txbuild import build_tx, preflight, spends
+from focusflow.client import ReportedAccount
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 from tests.cli.helpers import assert_user_error, run_cli
@@ -239,7 +240,7 @@ def test_spends_and_preflight_by_denom():
     key = KeyPair.generate()
     swap = Msg("dex.swap", {"path": ["moon", "cyb"], "amount_in": 50, "min_out": 0})
     tx = build_tx(key, "c", 0, [swap], p)
-    account = Account(key.address, 0, 0, 0, 0)
+    account = ReportedAccount(key.address, 0, 0, 0, 0)
     preflight(tx, account, p, {"h": tx.fee, "moon": 50})
     preflight(tx, account, p)  # without balances only cyb is known, and none is spent
     for held, short in [({"h": tx.fee - 1, "moon": 50}, "h"), ({"h": tx.fee, "moon": 49}, "moon")]:

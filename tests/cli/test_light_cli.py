@@ -348,7 +348,7 @@ def test_every_node_a_command_asks_is_closed_when_it_ends(net, tmp_path, capsys,
     r = run_cli(capsys, "light", "sample", "--node", net["url_a"], "--height", 3,
                 "--home", home, "--json")  # fmt: skip
     assert r.code == 0, r
-    assert len(opened) == 6 and all(node.http.is_closed for node in opened)
+    assert len(opened) == 6 and all(node.api.closed for node in opened)
 
 
 def test_another_chains_genesis_is_refused(net, tmp_path, capsys):

@@ -1,13 +1,19 @@
 """Reading a node's graph pages: a consistent node rebuilds exactly, and each way a
-hostile or broken node can answer is refused with bad_node_answer."""
+hostile or broken node can answer is refused with bad_node_answer.
+
+The node is an HTTP server on loopback that pages its lists as the node's
+``/v1/graph/*`` routes do, and lies as each test asks; the client is the real one."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 
-from focusflow.cli.node_graph import BadNodeAnswerError, read_node_graph
+from focusflow.cli.node_graph import read_node_graph
+from focusflow.client import BadNodeAnswerError, NodeClient
 from focusflow.core.cid import cid_of_text
+from tests.light.helpers import serve
 
 CIDS = [str(cid_of_text(t)) for t in ("a", "b", "c", "d")]
 ADDR = [
@@ -21,7 +27,6 @@ class PagedNode:
     ``tamper(what, doc)`` may rewrite an answer."""
 
     def __init__(self, page=2, tamper=None):
-        self.url = "http://node.test"
         self.page = page
         self.tamper = tamper or (lambda what, doc: doc)
         self.data = {
@@ -31,22 +36,48 @@ class PagedNode:
         }
         self.calls = 0
 
-    def get(self, path, params):
+    def page_of(self, what: str, start: int, limit: int):
         self.calls += 1
         assert self.calls < 100
-        what = path.rsplit("/", 1)[-1]
         cols = self.data[what]
         total = len(next(iter(cols.values())))
-        lo = min(params["start"], total)
-        hi = min(total, lo + min(params["limit"], self.page))
+        lo = min(start, total)
+        hi = min(total, lo + min(limit, self.page))
         doc = {"height": 7, "total": total, "start": lo}
         doc.update({k: v[lo:hi] for k, v in cols.items()})
         return self.tamper(what, doc)
 
 
-def test_a_consistent_node_rebuilds_its_graph():
+@pytest.fixture(scope="module")
+def server():
+    """A loopback server answering with the PagedNode a test puts in ``app.state``."""
+    app = FastAPI()
+
+    @app.get("/v1/graph/{what}")
+    def page(what: str, start: int, limit: int):
+        return app.state.paged.page_of(what, start, limit)
+
+    url, stop = serve(app)
+    yield app, url
+    stop()
+
+
+@pytest.fixture
+def read(server):
+    """Reads the graph of a PagedNode through the real client and server."""
+    app, url = server
+
+    def run(paged: PagedNode, progress=None):
+        app.state.paged = paged
+        with NodeClient(url) as client:
+            return read_node_graph(client, progress)
+
+    return run
+
+
+def test_a_consistent_node_rebuilds_its_graph(read):
     seen = []
-    got = read_node_graph(PagedNode(), lambda what, n, total: seen.append((what, n, total)))
+    got = read(PagedNode(), lambda what, n, total: seen.append((what, n, total)))
     g = got.graph
     assert g.n_particles == 4 and g.n_links == 4 and g.n_neurons == 2
     links = g.links()
@@ -72,14 +103,14 @@ def test_a_consistent_node_rebuilds_its_graph():
         ("neurons", lambda d: [], "JSON object"),
     ],
 )
-def test_a_bad_page_is_refused(what, change, message):
+def test_a_bad_page_is_refused(read, what, change, message):
     node = PagedNode(tamper=lambda w, d: change(d) if w == what else d)
     with pytest.raises(BadNodeAnswerError, match=message) as exc:
-        read_node_graph(node)
+        read(node)
     assert exc.value.code == "bad_node_answer"
 
 
-def test_a_node_whose_total_shrinks_is_refused():
+def test_a_node_whose_total_shrinks_is_refused(read):
     state = {"n": 0}
 
     def shrink(what, doc):
@@ -90,4 +121,4 @@ def test_a_node_whose_total_shrinks_is_refused():
         return doc
 
     with pytest.raises(BadNodeAnswerError, match="shrank"):
-        read_node_graph(PagedNode(tamper=shrink))
+        read(PagedNode(tamper=shrink))

@@ -10,7 +10,8 @@ from focusflow.chain.execute import check_stateless
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Msg, decode_tx, make_tx
 from focusflow.cli.import_cmd import neuron_key
-from focusflow.cli.txbuild import Account, build_tx, preflight, spend_of
+from focusflow.cli.txbuild import build_tx, preflight, spend_of
+from focusflow.client import ReportedAccount
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
@@ -71,27 +72,27 @@ def test_spend_counts_every_cost():
 def test_preflight_budget_and_funds():
     p = ChainParams()
     tx = build_tx(KEY, CHAIN, 0, [_links(3)], p)
-    rich_unstaked = Account(KEY.address, 10**9, 0, bonded=2, neudeg=0)
+    rich_unstaked = ReportedAccount(KEY.address, 10**9, 0, bonded=2, neudeg=0)
     with pytest.raises(OverLinkBudgetError):
         preflight(tx, rich_unstaked, p)
-    preflight(tx, Account(KEY.address, 10**9, 0, bonded=3, neudeg=0), p)
+    preflight(tx, ReportedAccount(KEY.address, 10**9, 0, bonded=3, neudeg=0), p)
     with pytest.raises(OverLinkBudgetError):  # 2 old + 3 new links > 4 bonded
-        preflight(tx, Account(KEY.address, 10**9, 0, bonded=4, neudeg=2), p)
-    poor = Account(KEY.address, tx.fee + 2, 0, bonded=10, neudeg=0)
+        preflight(tx, ReportedAccount(KEY.address, 10**9, 0, bonded=4, neudeg=2), p)
+    poor = ReportedAccount(KEY.address, tx.fee + 2, 0, bonded=10, neudeg=0)
     with pytest.raises(InsufficientFundsError):  # fee + 3 burned
         preflight(tx, poor, p)
     staked_first = build_tx(KEY, CHAIN, 0, [Msg("stake", {"amount": 3}), _links(3)], p)
-    preflight(staked_first, Account(KEY.address, 10**9, 0, bonded=0, neudeg=0), p)
+    preflight(staked_first, ReportedAccount(KEY.address, 10**9, 0, bonded=0, neudeg=0), p)
 
 
 def test_preflight_unstake_keeps_the_link_budget():
     p = ChainParams()
     tx = build_tx(KEY, CHAIN, 0, [Msg("unstake", {"amount": 5})], p)
     with pytest.raises(OverLinkBudgetError):
-        preflight(tx, Account(KEY.address, 10**6, 0, bonded=10, neudeg=6), p)
+        preflight(tx, ReportedAccount(KEY.address, 10**6, 0, bonded=10, neudeg=6), p)
     with pytest.raises(InsufficientFundsError):
-        preflight(tx, Account(KEY.address, 10**6, 0, bonded=4, neudeg=0), p)
-    preflight(tx, Account(KEY.address, 10**6, 0, bonded=10, neudeg=5), p)
+        preflight(tx, ReportedAccount(KEY.address, 10**6, 0, bonded=4, neudeg=0), p)
+    preflight(tx, ReportedAccount(KEY.address, 10**6, 0, bonded=10, neudeg=5), p)
 
 
 def test_neuron_keys_are_deterministic_per_chain_and_neuron():

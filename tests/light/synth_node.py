@@ -28,7 +28,7 @@ class ChainNode(Node):
         self.asked.append(path)
         status, body = self.chain.answer(path, params)
         if status != 200:
-            err = NodeRequestError(f"{path}: {body['error']['message']}")
-            err.node_code = body["error"]["code"]  # type: ignore[attr-defined]
-            raise err
+            raise NodeRequestError(
+                f"{path}: {body['error']['message']}", node_code=body["error"]["code"]
+            )
         return body

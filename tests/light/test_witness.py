@@ -28,9 +28,7 @@ class LaggingNode(ChainNode):
         header = path.startswith("/v1/light/header/") and tail.isdigit()
         if header and int(tail) > self.behind and self.refused < self.lag:
             self.refused += 1
-            err = NodeRequestError(f"{path}: no block at height {tail}")
-            err.node_code = "unknown_block"  # type: ignore[attr-defined]
-            raise err
+            raise NodeRequestError(f"{path}: no block at height {tail}", node_code="unknown_block")
         return super().get(path, params)
 
 

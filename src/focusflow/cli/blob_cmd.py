@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
-from focusflow.cli.client import Client, RemoteError, node_url
-from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt
+from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, client
+from focusflow.client import NodeClient, RemoteError
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.core.errors import InputFileError, InvalidParameterError
 from focusflow.core.home import read_token_file, resolve_home
@@ -74,16 +74,15 @@ def put(
     if not file.is_file():
         raise InputFileError(f"{file} is not a readable file")
     where = resolve_home(home)
-    url, source = node_url(node, where)
     size = file.stat().st_size
     headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
     headers.update(_auth(token, where))
     with (
-        Client(url, source=source, timeout=TIMEOUT_S) as client,
+        client(home, node, TIMEOUT_S) as api,
         _progress_stream(as_json) as stream,
         typer.progressbar(length=size, label="put", file=stream) as bar,
     ):
-        result = client.call("POST", "/v1/blobs", content=_file_chunks(file, bar), headers=headers)
+        result = api.put_blob(_file_chunks(file, bar), headers)
     if as_json:
         print(json.dumps(result, sort_keys=True))
         return
@@ -114,14 +113,13 @@ def get(
     except dag.BlobError:
         raise InvalidParameterError(f"{cid} is not a blob's CID (CIDv1 raw or dag-cbor)") from None
     where = resolve_home(home)
-    url, source = node_url(node, where)
     tmp = out.with_name(out.name + ".part")
     size = 0
-    with Client(url, source=source, timeout=TIMEOUT_S) as client:
-        fetched = _fetch_if_absent(client, root, _auth(token, where), as_json)
+    with client(home, node, TIMEOUT_S) as api:
+        fetched = _fetch_if_absent(api, root, _auth(token, where), as_json)
         with tmp.open("wb") as f:
             try:
-                for chunk in _verified_chunks(client, root):
+                for chunk in _verified_chunks(api, root):
                     f.write(chunk)
                     size += len(chunk)
             except BaseException:
@@ -136,21 +134,21 @@ def get(
 
 
 def _fetch_if_absent(
-    client: Client, root: bytes, auth: dict[str, str], quiet: bool
+    api: NodeClient, root: bytes, auth: dict[str, str], quiet: bool
 ) -> dict[str, Any] | None:
     """When the node lacks the blob's root, have it fetch the blob from the
     nodes that hold it (``POST /v1/blobs/{cid}/fetch``); what it fetched, or
     None when it held the blob already."""
     cid = cid_from_bytes(root)
     try:
-        client.raw("GET", f"/v1/chunks/{cid}")
+        _block(api, root)
         return None
     except RemoteError as exc:
         if exc.status != 404:
             raise
     if not quiet:
         print(f"the node does not hold {cid}: fetching it from the nodes that do", file=sys.stderr)
-    result: dict[str, Any] = client.call("POST", f"/v1/blobs/{cid}/fetch", headers=auth)
+    result = api.fetch_blob(cid, auth)
     if not quiet:
         print(
             f"fetched {result['new_bytes']:,} new bytes from {len(result['peers'])} nodes",
@@ -159,19 +157,18 @@ def _fetch_if_absent(
     return result
 
 
-def _verified_chunks(client: Client, root: bytes) -> Iterator[bytes]:
+def _verified_chunks(api: NodeClient, root: bytes) -> Iterator[bytes]:
     """The blob's chunks in order, each checked against its CID before it is
     given out: the DAG's nodes are fetched one by one (a few per 64 MiB), then
     the chunks come in one stream of the whole blob, cut where the nodes say."""
-    leaves = _leaves(client, root)
+    leaves = _leaves(api, root)
     if leaves is None:  # a one-chunk blob: the root is the chunk
-        data = _block(client, root)
+        data = _block(api, root)
         dag.verify_block(root, data)
         yield data
         return
-    with client.stream("GET", f"/v1/blobs/{cid_from_bytes(root)}") as body:
+    with api.blob_bytes(cid_from_bytes(root)) as feed:
         pending = bytearray()
-        feed = body.iter_bytes(1 << 20)
         for link in leaves:
             while len(pending) < link.size:
                 piece = next(feed, None)
@@ -186,7 +183,7 @@ def _verified_chunks(client: Client, root: bytes) -> Iterator[bytes]:
             raise dag.BlobError(f"blob {root.hex()} is longer than its chunks")
 
 
-def _leaves(client: Client, root: bytes) -> list[dag.Link] | None:
+def _leaves(api: NodeClient, root: bytes) -> list[dag.Link] | None:
     """The leaf links of the DAG under ``root`` in order, every node fetched and
     checked; None when the root is a chunk itself."""
     if dag.codec_of(root) == dag.RAW:
@@ -195,7 +192,7 @@ def _leaves(client: Client, root: bytes) -> list[dag.Link] | None:
     stack = [root]
     while stack:
         cid = stack.pop()
-        node = _block(client, cid)
+        node = _block(api, cid)
         dag.verify_block(cid, node)
         links = dag.decode_node(node)
         inner = [link for link in links if dag.codec_of(link.cid) == dag.DAG_CBOR]
@@ -208,13 +205,11 @@ def _leaves(client: Client, root: bytes) -> list[dag.Link] | None:
     return leaves
 
 
-def _block(client: Client, cid: bytes) -> bytes:
-    """One block from the node, refused past the size a block of its kind has."""
-    data = client.raw("GET", f"/v1/chunks/{cid_from_bytes(cid)}").content
+def _block(api: NodeClient, cid: bytes) -> bytes:
+    """One block from the node, refused past the size a block of its kind has
+    (before more of it is read)."""
     limit = dag.CHUNK_MAX if dag.codec_of(cid) == dag.RAW else dag.MAX_NODE_BYTES
-    if len(data) > limit:
-        raise dag.BlobError(f"block {cid.hex()} is over {limit} bytes")
-    return data
+    return api.chunk(cid_from_bytes(cid), limit)
 
 
 @app.command("rm")
@@ -226,9 +221,8 @@ def rm(
 ) -> None:
     """Unpin a blob on the node (blocks no other pin reaches are deleted)."""
     where = resolve_home(home)
-    url, source = node_url(node, where)
-    with Client(url, source=source) as client:
-        result = client.call("DELETE", f"/v1/blobs/{cid}", headers=_auth(token, where))
+    with client(home, node) as api:
+        result = api.delete_blob(cid, _auth(token, where))
     print(f"unpinned {cid}; {result['freed_bytes']:,} bytes freed")
 
 

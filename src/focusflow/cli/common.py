@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from focusflow.cli.client import Client, node_url
+from focusflow.cli.node_address import UNREACHABLE_HINT, node_url, tls_verify
+from focusflow.client import TIMEOUT_S, NodeClient
 from focusflow.core.cid import cid_to_bytes, particle_cid
 from focusflow.core.errors import (
     InputFileError,
@@ -104,9 +105,14 @@ def keystore(home: str | None) -> Keystore:
     return Keystore(keys_dir(resolve_home(home)))
 
 
-def client(home: str | None, node: str | None) -> Client:
+def client(home: str | None, node: str | None, timeout: float = TIMEOUT_S) -> NodeClient:
+    """The client of the node the command asks (``--node``, else the home's
+    node.json, else the default), over TLS as the environment says; ``timeout``
+    for each network operation."""
     url, source = node_url(node, resolve_home(home))
-    return Client(url, source=source)
+    return NodeClient(
+        url, timeout=timeout, verify=tls_verify(), source=source, hint=UNREACHABLE_HINT
+    )
 
 
 def skipped_invalid(graph: Any) -> int:

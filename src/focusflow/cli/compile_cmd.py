@@ -79,14 +79,14 @@ def compile_cmd(
             origin: dict = {"graph": str(graph_file)}
         else:
             assert node is not None
-            from focusflow.cli.client import Client
+            from focusflow.cli.common import client
             from focusflow.cli.node_graph import read_node_graph
 
             def pages(what: str, got: int, total: int) -> None:
                 bar.update(task, description=f"reading {what} from the node: {got:,} / {total:,}")
 
-            with Client(node) as client:
-                fetched = read_node_graph(client, pages)
+            with client(None, node) as api:
+                fetched = read_node_graph(api, pages)
             graph = fetched.graph
             origin = {
                 "node": fetched.url,

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
+from focusflow.client import NodeRequestError
+from focusflow.core.errors import DecodeError, InvalidParameterError
 from focusflow.core.hashing import merkle_root
 
 if TYPE_CHECKING:
-    import httpx
-
+    from focusflow.client import NodeClient
     from focusflow.da import SampleRequest, ShareProof
 
 #: docs/da.md: 25 samples detect a withheld block with 99.9 % confidence
@@ -40,12 +40,6 @@ da_app = typer.Typer(help="Data availability: sample a block's shares from a nod
 EXIT_AVAILABLE = 0
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
-
-
-class NodeRequestError(FocusflowError):
-    """The node could not be asked (unreachable, or no such block): bad input, exit 2."""
-
-    code = "node_request_failed"
 
 
 @dataclass
@@ -79,20 +73,19 @@ class Verdict:
         }
 
 
-def header_data_root(client: httpx.Client, height: int) -> bytes:
-    """The data root of the block header at ``height`` (the only thing trusted)."""
-    import httpx  # loaded by the commands that use it, not by every CLI start
+def header_data_root(api: NodeClient, height: int) -> bytes:
+    """The data root of the block header at ``height`` (the only thing trusted).
 
+    Any failure to get it is ``node_request_failed``: without a header there
+    is nothing to sample against (bad input, exit 2, not unavailability)."""
     try:
-        r = client.get(f"/v1/blocks/{height}")
-    except httpx.HTTPError as exc:
-        raise NodeRequestError(f"cannot reach the node at {client.base_url}: {exc}") from None
-    if r.status_code == 404:
-        raise NodeRequestError(f"the node has no block at height {height}")
-    if r.status_code != 200:
-        raise NodeRequestError(f"GET /v1/blocks/{height} answered {r.status_code}: {r.text[:200]}")
+        block = api.block(height)
+    except NodeRequestError as exc:
+        if exc.status == 404:
+            raise NodeRequestError(f"the node has no block at height {height}") from None
+        raise NodeRequestError(exc.message, status=exc.status, node_code=exc.node_code) from None
     try:
-        root = bytes.fromhex(r.json()["data_root"])
+        root = bytes.fromhex(block["data_root"])
     except (ValueError, KeyError, TypeError):
         raise DecodeError(f"block {height}: the header's data_root is not 32 hex bytes") from None
     if len(root) != 32:
@@ -100,18 +93,15 @@ def header_data_root(client: httpx.Client, height: int) -> bytes:
     return root
 
 
-def square_width(client: httpx.Client, height: int, data_root: bytes) -> tuple[int, str]:
+def square_width(api: NodeClient, height: int, data_root: bytes) -> tuple[int, str]:
     """``(k, "")`` when the node's row and column roots hash to ``data_root``; else ``(0, why)``."""
-    import httpx  # loaded by the commands that use it, not by every CLI start
-
     try:
-        r = client.get(f"/v1/da/{height}")
-    except httpx.HTTPError as exc:
-        return 0, f"the node does not answer /v1/da/{height}: {type(exc).__name__}"
-    if r.status_code != 200:
-        return 0, f"the node does not serve the square's roots ({r.status_code})"
+        body = api.da_roots(height)
+    except NodeRequestError as exc:
+        if exc.status is None:
+            return 0, f"the node does not answer /v1/da/{height}: {exc.code}"
+        return 0, f"the node does not serve the square's roots ({exc.status})"
     try:
-        body = r.json()
         k = body["k"]
         rows = [bytes.fromhex(x) for x in body["row_roots"]]
         cols = [bytes.fromhex(x) for x in body["col_roots"]]
@@ -124,22 +114,16 @@ def square_width(client: httpx.Client, height: int, data_root: bytes) -> tuple[i
     return k, ""
 
 
-def fetch_share(client: httpx.Client, request: SampleRequest) -> ShareProof | None:
+def fetch_share(api: NodeClient, request: SampleRequest) -> ShareProof | None:
     """The share at the request's coordinates with its proof, or None if not served."""
-    import httpx  # loaded by the commands that use it, not by every CLI start
-
-    path = f"/v1/da/{request.height}/shares/{request.row}/{request.col}"
     try:
-        r = client.get(path)
-        if r.status_code != 200:
-            return None
-        body = r.json()
+        body = api.da_share(request.height, request.row, request.col)
         if (body.get("row"), body.get("col")) != (request.row, request.col):
             return None
         from focusflow.da import proof_from_json
 
         return proof_from_json(request.row, request.col, body["share"], body["proof"])
-    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError, DecodeError):
+    except (NodeRequestError, ValueError, KeyError, TypeError, AttributeError, DecodeError):
         return None
 
 
@@ -159,19 +143,19 @@ def sample_block(
         raise InvalidParameterError(f"--node must be an http:// or https:// URL, got {node!r}")
     if not timeout > 0:
         raise InvalidParameterError(f"--timeout must be > 0, got {timeout}")
-    import httpx
+    from focusflow.client import NodeClient
 
     rng = random.Random(seed) if seed is not None else random.SystemRandom()
-    with httpx.Client(base_url=node.rstrip("/"), timeout=timeout) as client:
-        data_root = header_data_root(client, height)
-        k, why = square_width(client, height, data_root)
+    with NodeClient(node, timeout=timeout) as api:
+        data_root = header_data_root(api, height)
+        k, why = square_width(api, height, data_root)
         if not k:
             return Verdict(height, data_root, None, False, 0.0, reason=why)
         from focusflow.da import Sampler
 
         sampler = Sampler(data_root, 2 * k, height, samples, rng=rng)
         for request in sampler.requests():
-            sampler.receive(request, fetch_share(client, request))
+            sampler.receive(request, fetch_share(api, request))
     result = sampler.result()
     reason = ""
     if not result.available:

@@ -15,19 +15,19 @@ from typing import Annotated, Any
 
 import typer
 
-from focusflow.cli.client import Client, node_url
 from focusflow.cli.common import (
     HomeOpt,
     JsonOpt,
     NodeOpt,
     SkipInvalidOpt,
+    client,
     loading,
     print_json,
     skipped_invalid,
     skipped_note,
 )
+from focusflow.client import NodeClient
 from focusflow.core.errors import InputFileError, InvalidParameterError
-from focusflow.core.home import resolve_home
 
 DatalogHelp = (
     "Run a Datalog program (Soufflé rule syntax) and print one relation. PROGRAM is "
@@ -64,13 +64,13 @@ def print_tsv(doc: dict[str, Any]) -> None:
         out.write("\t".join(_cell(v) for v in row) + "\n")
 
 
-def check_proved(api: Client, doc: dict[str, Any]) -> dict[str, Any]:
+def check_proved(api: NodeClient, doc: dict[str, Any]) -> dict[str, Any]:
     """Verify a proved answer and that its root is the block's (as ``query proof``)."""
     from focusflow.light.errors import HeaderMismatchError
     from focusflow.light.query_proofs import verify_query_answer
 
     summary = verify_query_answer(doc)
-    header = api.get(f"/v1/blocks/{int(doc['height'])}")
+    header = api.block(int(doc["height"]))
     if header.get("state_root") != doc.get("state_root"):
         raise HeaderMismatchError(
             f"the answer's state root is not the state root of block {doc.get('height')}"
@@ -90,8 +90,7 @@ def verify_cmd(
         raise InputFileError(f"cannot read the answer {answer}: {exc}") from None
     if not isinstance(doc, dict):
         raise InputFileError(f"{answer} does not hold a JSON object")
-    url, where = node_url(node, resolve_home(home))
-    with Client(url, source=where) as api:
+    with client(home, node) as api:
         summary = check_proved(api, doc)
     sys.stdout.write(
         f"verified: {summary['rows']} rows from {summary['facts']} proven facts "
@@ -155,9 +154,8 @@ def datalog_cmd(
             body["height"] = height
         if prove:
             body["prove"] = True
-        url, where = node_url(node, resolve_home(home))
-        with Client(url, source=where, timeout=timeout + 10.0) as api:
-            doc = api.post("/v1/query", body)
+        with client(home, node, timeout + 10.0) as api:
+            doc = api.query(body)
             if prove:
                 summary = check_proved(api, doc)
                 sys.stderr.write(

@@ -41,8 +41,8 @@ from focusflow.cli.tx_cmd import (
 from focusflow.core.errors import InvalidParameterError
 
 if TYPE_CHECKING:
-    from focusflow.cli.client import Client
     from focusflow.cli.txbuild import Pinned
+    from focusflow.client import NodeClient
 
 pool_app = typer.Typer(
     help="Pools of the exchange: open one, add liquidity, take it out.", no_args_is_help=True
@@ -66,7 +66,7 @@ def _pair(a: str, b: str) -> tuple[str, str]:
     return a, b
 
 
-def fetch_pool(api: Client, a: str, b: str) -> dict[str, Any] | None:
+def fetch_pool(api: NodeClient, a: str, b: str) -> dict[str, Any] | None:
     """The pool of ``a`` and ``b`` as the node shows it, or None when there is none.
 
     Base denoms are asked by their path (``GET /v1/pools/{a}/{b}``); a pair with a
@@ -75,14 +75,13 @@ def fetch_pool(api: Client, a: str, b: str) -> dict[str, Any] | None:
     from focusflow.modules.tokens import BASE_DENOM
 
     if BASE_DENOM.fullmatch(a) and BASE_DENOM.fullmatch(b):
-        found: Any = api.get_optional(f"/v1/pools/{a}/{b}")
-        return found if isinstance(found, dict) else None
+        return api.pool(a, b)
     x, y = pair(a, b)
-    listed = api.get("/v1/pools").get("pools", [])
+    listed = api.pools().get("pools", [])
     return next((p for p in listed if (p.get("a"), p.get("b")) == (x, y)), None)
 
 
-def _existing_pool(api: Client, a: str, b: str) -> dict[str, Any]:
+def _existing_pool(api: NodeClient, a: str, b: str) -> dict[str, Any]:
     from focusflow.chain.errors import UnknownPoolError
 
     found = fetch_pool(api, a, b)
@@ -98,11 +97,10 @@ def _reserves(pool: dict[str, Any], denom_in: str) -> tuple[int, int]:
     return int(pool["reserve_b"]), int(pool["reserve_a"])
 
 
-def _afford(api: Client, address: str, denom: str, amount: int, what: str) -> None:
+def _afford(api: NodeClient, address: str, denom: str, amount: int, what: str) -> None:
     from focusflow.chain.errors import InsufficientFundsError
-    from focusflow.cli.txbuild import fetch_balances
 
-    held = fetch_balances(api, address)
+    held = api.balances(address)
     have = None if held is None else held.get(denom, 0)
     if have is not None and have < amount:
         raise InsufficientFundsError(
@@ -222,7 +220,7 @@ def swap_cmd(
         extra.update(amount_out=amount_out, max_in=max_in)
         msg = _msg("dex.swap_out", body)
 
-    def check(api: Client, pin: Pinned, sender: str) -> dict[str, int] | None:
+    def check(api: NodeClient, pin: Pinned, sender: str) -> dict[str, int] | None:
         from focusflow.chain.errors import SlippageError
 
         params = pin.params
@@ -290,7 +288,7 @@ def pool_create_cmd(
             "nothing was sent"
         )
 
-    def check(api: Client, pin: Pinned, sender: str) -> None:
+    def check(api: NodeClient, pin: Pinned, sender: str) -> None:
         if fetch_pool(api, a, b) is not None:
             raise PoolExistsError(
                 f"the pool {a}/{b} exists; add liquidity to it (tx pool add); nothing was sent"
@@ -330,7 +328,7 @@ def pool_add_cmd(
             "min_shares": _minimum(min_shares, "--min-shares")}  # fmt: skip
     extra: dict[str, Any] = {"a": a, "b": b, "max_a": max_a, "max_b": max_b}
 
-    def check(api: Client, pin: Pinned, sender: str) -> dict[str, int]:
+    def check(api: NodeClient, pin: Pinned, sender: str) -> dict[str, int]:
         pool = _existing_pool(api, a, b)
         reserve_a, reserve_b = _reserves(pool, a)
         paid_a, paid_b, minted = amm.deposit(max_a, max_b, reserve_a, reserve_b, pool["shares"])
@@ -373,7 +371,7 @@ def pool_remove_cmd(
             "min_b": _minimum(min_b, "--min-b")}  # fmt: skip
     extra: dict[str, Any] = {"a": a, "b": b, "shares": shares}
 
-    def check(api: Client, pin: Pinned, sender: str) -> None:
+    def check(api: NodeClient, pin: Pinned, sender: str) -> None:
         pool = _existing_pool(api, a, b)
         # the shares before the amounts: a withdrawal of more shares than held
         # is a lack of shares, whatever it would take out of the pool
@@ -396,7 +394,7 @@ def pool_remove_cmd(
 # --------------------------------------------------------------------- dealers and rewards
 
 
-def _dealer_check(api: Client, pin: Pinned, sender: str) -> None:
+def _dealer_check(api: NodeClient, pin: Pinned, sender: str) -> None:
     from focusflow.chain.errors import NotDealerError
 
     if not any(entry.get("address") == sender for entry in pin.params.dex_dealers):
@@ -421,7 +419,7 @@ def dealer_mint_cmd(
 ) -> None:
     """Lock AMOUNT CYB in the dealer reserve for new H at par (primary dealers only)."""
 
-    def check(api: Client, pin: Pinned, sender: str) -> None:
+    def check(api: NodeClient, pin: Pinned, sender: str) -> None:
         _dealer_check(api, pin, sender)
         par = pin.params.h_par_bps
         if not par or amount * 10_000 // par <= 0:
@@ -450,10 +448,10 @@ def dealer_redeem_cmd(
     """Burn AMOUNT H for CYB at par out of the dealer reserve (primary dealers only)."""
     from focusflow.chain.errors import InsufficientLiquidityError
 
-    def check(api: Client, pin: Pinned, sender: str) -> None:
+    def check(api: NodeClient, pin: Pinned, sender: str) -> None:
         _dealer_check(api, pin, sender)
         paid = amount * pin.params.h_par_bps // 10_000
-        economy = api.get_optional("/v1/economy")
+        economy = api.economy()
         reserve = economy.get("dealer_reserve") if isinstance(economy, dict) else None
         if paid <= 0 or (isinstance(reserve, int) and paid > reserve):
             raise InsufficientLiquidityError(
@@ -482,7 +480,7 @@ def rewards_claim_cmd(
     with --wait the rewards.claim event says how much."""
     from focusflow.chain.errors import NothingToClaimError
 
-    def check(api: Client, pin: Pinned, sender: str) -> None:
+    def check(api: NodeClient, pin: Pinned, sender: str) -> None:
         if not pin.params.economics:
             raise NothingToClaimError(
                 "this chain pays no rewards (params.economics is 0); nothing was sent"

@@ -181,7 +181,7 @@ def neurons_of_graph(graph: Any, chain_id: str, limit: int | None) -> list[Neuro
 
 def plan_neuron(
     neuron: Neuron,
-    account: Any,  # txbuild.Account
+    account: Any,  # focusflow.client.ReportedAccount
     pin: Any,  # txbuild.Pinned
     stake: int,
     batch: int,
@@ -235,7 +235,8 @@ def _submit_all(api: Any, txs: Sequence[Any]) -> list[str]:
     A refusal other than "already in the mempool" stops the import with the
     node's code: the transactions after it could not be included anyway.
     """
-    from focusflow.cli.client import RemoteError
+    from focusflow.client import BadNodeAnswerError, RemoteError
+    from focusflow.client.replies import remote_error
 
     hashes: list[str] = []
     start = 0
@@ -259,13 +260,18 @@ def _submit_all(api: Any, txs: Sequence[Any]) -> list[str]:
             error = result.get("error")
             if error is None:
                 hashes.append(str(result.get("hash", tx.hash.hex())))
-            elif _already_sent(str(error.get("code")), str(error.get("message"))):
+                continue
+            refused = remote_error(error, 400)
+            if refused is None:
+                raise BadNodeAnswerError(
+                    f"POST /v1/txs/batch: transaction {tx.hash.hex()} has an error "
+                    "that is not {code, message}"
+                )
+            if _already_sent(refused.code, refused.message):
                 hashes.append(tx.hash.hex())
             else:
                 raise RemoteError(
-                    f"transaction {tx.hash.hex()} refused: {error.get('message')}",
-                    str(error.get("code")),
-                    400,
+                    f"transaction {tx.hash.hex()} refused: {refused.message}", refused.code, 400
                 )
         start += len(chunk)
     return hashes
@@ -281,7 +287,7 @@ def _await_all(
     Each queue is one sender's transactions in nonce order, so only its head
     needs asking: the next cannot be in a block before it.
     """
-    from focusflow.cli.client import RemoteError
+    from focusflow.client import RemoteError
 
     heads = {q: 0 for q, hashes in enumerate(queues) if hashes}
     last_height, stalled_since = -1, time.monotonic()
@@ -327,11 +333,11 @@ def fund(
     """Send each needy neuron its shortfall, up to max_msgs_per_tx sends a transaction."""
     from focusflow.chain.errors import InsufficientFundsError
     from focusflow.chain.tx import Msg
-    from focusflow.cli.txbuild import Account, build_tx
+    from focusflow.cli.txbuild import build_tx
 
     params = pin.params
     per_tx = max(1, params.max_msgs_per_tx)
-    account = Account.fetch(api, funder.address)
+    account = api.account(funder.address)
     txs = []
     for k, start in enumerate(range(0, len(needy), per_tx)):
         if k == WINDOW:
@@ -381,14 +387,12 @@ def run_import(
     progress: Progress | None,
 ) -> Report:
     """The rounds of the module docstring; returns what was done."""
-    from focusflow.cli.txbuild import Account
-
     report = Report(neurons=len(neurons), links=sum(len(n.links) for n in neurons))
     failed: set[str] = set()
     task = None
     just_funded = False
     while True:
-        accounts = {n.name: Account.fetch(api, n.key.address) for n in neurons}
+        accounts = {n.name: api.account(n.key.address) for n in neurons}
         if task is None:
             report.links_on_chain_before = sum(
                 min(accounts[n.name].neudeg, len(n.links)) for n in neurons

@@ -163,8 +163,8 @@ class _NodeAnswerer:
         return {"name": p[1:]} if p.startswith("@") and len(p) > 1 else p
 
     def top(self, context: list[str], k: int) -> dict[str, Any]:
-        doc = self.client.post(
-            "/v1/infer", {**self.base, "context": [self._item(p) for p in context], "top": k}
+        doc = self.client.infer(
+            {**self.base, "context": [self._item(p) for p in context], "top": k}
         )
         for row in doc.get("particles", []):
             row["particle"] = row.pop("cid")
@@ -190,10 +190,12 @@ class _NodeAnswerer:
             while True:
                 doc = json.loads(ws.recv(timeout=120))
                 if "error" in doc:
-                    from focusflow.cli.client import RemoteError
+                    from focusflow.client import BadNodeAnswerError
+                    from focusflow.client.replies import remote_error
 
-                    err = doc["error"]
-                    raise RemoteError(err.get("message", ""), err.get("code", "error"), 400)
+                    raise remote_error(doc["error"], 400) or BadNodeAnswerError(
+                        "/v1/infer/walk: the node's error is not {code, message}"
+                    )
                 if doc.get("done"):
                     return
                 doc["particle"] = doc.pop("cid")

@@ -334,12 +334,12 @@ def sample_verified(node: Node, block: LightBlock, samples: int, rng: random.Ran
 
     data_root = block.header.data_root
     _check_fraud(node, block)
-    k, why = square_width(node.http, block.height, data_root)
+    k, why = square_width(node.api, block.height, data_root)
     if not k:
         return _sample_doc(block, samples, False, 0.0, why)
     sampler = Sampler(data_root, 2 * k, block.height, samples, rng=rng)
     for request in sampler.requests():
-        sampler.receive(request, fetch_share(node.http, request))
+        sampler.receive(request, fetch_share(node.api, request))
     result = sampler.result()
     why = "" if result.available else f"{len(result.failed)} of {samples} samples failed"
     return _sample_doc(block, samples, result.available, result.confidence, why)
@@ -363,14 +363,12 @@ def _check_fraud(node: Node, block: LightBlock) -> None:
         from focusflow.da import befp_from_json, verify_bad_encoding_proof
     except ImportError:  # a DA layer without fraud proofs in JSON
         return
-    import httpx
-
     try:
-        r = node.http.get(f"/v1/da/{block.height}/fraud")
-        if r.status_code != 200:
+        doc = node.api.da_fraud(block.height)
+        if doc is None:
             return
-        proof = befp_from_json(r.json().get("proof"))
-    except (httpx.HTTPError, ValueError, AttributeError, FocusflowError):
+        proof = befp_from_json(doc.get("proof"))
+    except (ValueError, AttributeError, FocusflowError):
         return  # no proof, or not one: nothing proven against the block
     if verify_bad_encoding_proof(block.header.data_root, proof):
         raise BadEncodingError(

@@ -17,20 +17,13 @@ from typing import TypeGuard
 
 import numpy as np
 
-from focusflow.cli.client import Client
-from focusflow.core.errors import FocusflowError
+from focusflow.client import BadNodeAnswerError, NodeClient
 from focusflow.graph.cybergraph import Cybergraph
 
 #: Items asked per page (the node's own bound is the same).
 PAGE = 100_000
 
 Progress = Callable[[str, int, int], None]
-
-
-class BadNodeAnswerError(FocusflowError):
-    """The node's graph pages are inconsistent (wrong shape, range or order)."""
-
-    code = "bad_node_answer"
 
 
 @dataclass
@@ -49,7 +42,11 @@ def _is_int(x: object) -> TypeGuard[int]:
 
 
 def _pages(
-    client: Client, what: str, fields: tuple[str, ...], need: int | None, progress: Progress | None
+    client: NodeClient,
+    what: str,
+    fields: tuple[str, ...],
+    need: int | None,
+    progress: Progress | None,
 ) -> tuple[dict[str, list], int, int]:
     """Every page of ``/v1/graph/<what>`` up to the first page's total (or ``need``)."""
     out: dict[str, list] = {f: [] for f in fields}
@@ -57,9 +54,7 @@ def _pages(
     total: int | None = None
     got = 0
     while total is None or got < total:
-        doc = client.get(f"/v1/graph/{what}", {"start": got, "limit": PAGE})
-        if not isinstance(doc, dict):
-            raise BadNodeAnswerError(f"/v1/graph/{what}: expected a JSON object")
+        doc = client.graph_page(what, got, PAGE)
         t, start, height = doc.get("total"), doc.get("start"), doc.get("height")
         if not (_is_int(t) and _is_int(start) and _is_int(height)):
             raise BadNodeAnswerError(f"/v1/graph/{what}: total, start and height must be integers")
@@ -96,7 +91,7 @@ def _ints(values: list, what: str, upper: int) -> np.ndarray:
     return arr
 
 
-def read_node_graph(client: Client, progress: Progress | None = None) -> NodeGraph:
+def read_node_graph(client: NodeClient, progress: Progress | None = None) -> NodeGraph:
     """The node's graph as of the first links page, weighted by the node's stakes."""
     links, h0, h1 = _pages(client, "links", ("src", "dst", "neuron"), None, progress)
     bound = 2**31

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from focusflow.store.particle_texts import MAX_BATCH, MAX_TEXT_BYTES
 
-TEXTS_PATH = "/v1/particles/texts"
+if TYPE_CHECKING:
+    from focusflow.client import NodeClient
 
 
 @dataclass
@@ -36,7 +37,7 @@ def fits(text: str) -> bool:
 
 
 def send_texts(
-    api: Any,  # cli.client.Client
+    api: NodeClient,
     texts: Sequence[str],
     on_batch: Callable[[int], None] | None = None,
 ) -> TextsSent:
@@ -52,7 +53,7 @@ def send_texts(
     sent.too_large = len(unique) - len(keep)
     for start in range(0, len(keep), MAX_BATCH):
         batch = keep[start : start + MAX_BATCH]
-        answer = api.post(TEXTS_PATH, {"texts": batch})
+        answer = api.keep_texts(batch)
         sent.stored += int(answer.get("stored", 0))
         sent.unknown.extend(str(c) for c in answer.get("unknown", []))
         if on_batch is not None:

@@ -110,7 +110,7 @@ def prove_cmd(
 
     raw = _request_id(request)
     with client(home, node) as api:
-        doc = api.call("GET", f"/v1/pins/{request}")
+        doc = api.pin(request)
     opts = TxOptions(signer, fee, None, True, timeout, home, node, as_json, chain_id, max_fee)
     opened = _submit(opts, [_msg("pin.challenge", {"request": raw})], {"request": request})
     events = opened["events"] or []
@@ -119,9 +119,7 @@ def prove_cmd(
     _wait_next_block(home, node, opened["height"], timeout)
     offset = challenge_offset(challenge, doc["size"])
     with client(home, node) as api:
-        proof: dict[str, Any] = api.call(
-            "GET", f"/v1/blobs/{doc['cid']}/proof", params={"offset": offset}
-        )
+        proof = api.blob_proof(doc["cid"], offset)
     path = [bytes.fromhex(b) for b in proof["path"]]
     verify_retrievability(cid_to_bytes(doc["cid"]), doc["size"], offset, path)
     body = {"request": raw, "path": path}
@@ -131,7 +129,7 @@ def prove_cmd(
 def _wait_next_block(home: Any, node: Any, height: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     with client(home, node) as api:
-        while api.call("GET", "/v1/status")["height"] <= height:
+        while api.status()["height"] <= height:
             if time.monotonic() > deadline:
                 raise InvalidParameterError(f"no block after height {height} in {timeout} s")
             time.sleep(0.1)

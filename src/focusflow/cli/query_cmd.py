@@ -10,8 +10,8 @@ need not take on trust.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
-from urllib.parse import quote
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -20,6 +20,11 @@ from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, address, client, con
 from focusflow.cli.common import print_json as _print_json
 from focusflow.cli.datalog_cmd import DatalogHelp, datalog_cmd, verify_cmd
 from focusflow.core.errors import FocusflowError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from focusflow.client import NodeClient
+
+T = TypeVar("T")
 
 query_app = typer.Typer(
     help="Read the chain: status, accounts, blocks, focus, links, names.", no_args_is_help=True
@@ -37,9 +42,10 @@ class BadProofError(FocusflowError):
     code = "bad_proof"
 
 
-def _get(home: str | None, node: str | None, path: str, params: dict | None = None) -> Any:
+def _ask(home: str | None, node: str | None, question: Callable[[NodeClient], T]) -> T:
+    """``question`` asked of the command's node, its connection closed after."""
     with client(home, node) as api:
-        return api.get(path, params)
+        return question(api)
 
 
 def _kv(rows: dict[str, Any]) -> None:
@@ -77,7 +83,7 @@ def _focus(value: Any) -> str:
 @query_app.command("status")
 def status_cmd(home: HomeOpt = None, node: NodeOpt = None, as_json: JsonOpt = False) -> None:
     """The node: chain id, height, last block, focus work, mempool."""
-    _show(_get(home, node, "/v1/status"), as_json)
+    _show(_ask(home, node, lambda api: api.status()), as_json)
 
 
 @query_app.command("account")
@@ -88,16 +94,18 @@ def account_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Balance, nonce, bonded stake and link count of an account."""
-    _show(_get(home, node, f"/v1/accounts/{address(who, home)}"), as_json)
+    who = address(who, home)
+    _show(_ask(home, node, lambda api: api.account_json(who)), as_json)
 
 
-def _block_path(block_id: str) -> str:
+def _block_which(block_id: str) -> int | str:
+    """What ``NodeClient.block`` takes for a BLOCK argument."""
     if block_id == "latest":
-        return "/v1/blocks/latest"
+        return "latest"
     if block_id.isdigit():
-        return f"/v1/blocks/{int(block_id)}"
+        return int(block_id)
     if _HASH.fullmatch(block_id):
-        return f"/v1/blocks/hash/{block_id.lower()}"
+        return block_id.lower()
     raise InvalidParameterError(
         f"block {block_id!r}: expected 'latest', a height, or a 64-hex-digit hash"
     )
@@ -113,7 +121,8 @@ def block_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """One block's header, transactions and commit."""
-    doc = _get(home, node, _block_path(block_id))
+    which = _block_which(block_id)
+    doc = _ask(home, node, lambda api: api.block(which))
     if as_json:
         _print_json(doc)
         return
@@ -134,10 +143,7 @@ def blocks_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Recent blocks, newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if before is not None:
-        params["before"] = before
-    doc = _get(home, node, "/v1/blocks", params)
+    doc = _ask(home, node, lambda api: api.blocks(limit, before))
     if as_json:
         _print_json(doc)
         return
@@ -166,7 +172,7 @@ def tx_query_cmd(
     """A transaction's status, block, result code and events."""
     if not _HASH.fullmatch(tx_hash):
         raise InvalidParameterError(f"transaction hash {tx_hash!r}: expected 64 hex digits")
-    _show(_get(home, node, f"/v1/txs/{tx_hash.lower()}"), as_json)
+    _show(_ask(home, node, lambda api: api.tx(tx_hash.lower())), as_json)
 
 
 @query_app.command("top")
@@ -177,7 +183,7 @@ def top_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The particles with the most focus."""
-    doc = _get(home, node, "/v1/focus/top", {"k": k})
+    doc = _ask(home, node, lambda api: api.focus_top(k))
     if as_json:
         _print_json(doc)
         return
@@ -218,7 +224,7 @@ def particle_cmd(
 ) -> None:
     """One particle's focus, rank and link counts, and its text when the node keeps it."""
     cid, _ = particle(target, as_text=as_text)
-    doc = _get(home, node, f"/v1/focus/particles/{cid}")
+    doc = _ask(home, node, lambda api: api.particle_focus(cid))
     if as_json:
         _print_json(doc)
         return
@@ -234,7 +240,8 @@ def karma_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """A neuron's karma (the focus its links carry), stake and link count."""
-    _show(_get(home, node, f"/v1/focus/neurons/{address(who, home)}"), as_json)
+    who = address(who, home)
+    _show(_ask(home, node, lambda api: api.neuron_focus(who)), as_json)
 
 
 @query_app.command("syntropy")
@@ -245,7 +252,7 @@ def syntropy_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Syntropy (ln n - entropy of focus, in nats) block by block."""
-    doc = _get(home, node, "/v1/focus/syntropy", {"limit": limit})
+    doc = _ask(home, node, lambda api: api.syntropy(limit))
     if as_json:
         _print_json(doc)
         return
@@ -277,8 +284,7 @@ def links_cmd(
     if direction not in ("out", "in"):
         raise InvalidParameterError(f"--direction {direction!r}: expected 'out' or 'in'")
     cid, _ = particle(target, as_text=as_text)
-    params = {"direction": direction, "offset": offset, "limit": limit}
-    doc = _get(home, node, f"/v1/particles/{cid}/links", params)
+    doc = _ask(home, node, lambda api: api.particle_links(cid, direction, offset, limit))
     if as_json:
         _print_json(doc)
         return
@@ -309,7 +315,7 @@ def name_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The particle and owner of a name."""
-    _show(_get(home, node, f"/v1/names/{quote(name, safe='')}"), as_json)
+    _show(_ask(home, node, lambda api: api.name(name)), as_json)
 
 
 @query_app.command("wasm")
@@ -328,7 +334,7 @@ def wasm_cmd(
     from focusflow.core.jsontext import too_deep
 
     if msg is None:
-        _show(_get(home, node, f"/v1/wasm/{quote(contract, safe='')}"), as_json)
+        _show(_ask(home, node, lambda api: api.wasm_contract(contract)), as_json)
         return
     if too_deep(msg, 32):
         raise InvalidParameterError("--msg nests deeper than 32 levels")
@@ -336,8 +342,7 @@ def wasm_cmd(
         doc = json.loads(msg)
     except ValueError:
         raise InvalidParameterError(f"--msg must be JSON, got {msg!r}") from None
-    with client(home, node) as api:
-        _show(api.post(f"/v1/wasm/{quote(contract, safe='')}/query", {"msg": doc}), as_json)
+    _show(_ask(home, node, lambda api: api.wasm_query(contract, doc)), as_json)
 
 
 @query_app.command("cid")
@@ -348,7 +353,7 @@ def cid_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The CID the node gives a text (the same the CLI computes for text particles)."""
-    doc = _get(home, node, "/v1/cid", {"text": text})
+    doc = _ask(home, node, lambda api: api.cid(text))
     if as_json:
         _print_json(doc)
     else:
@@ -384,9 +389,9 @@ def proof_cmd(
         key = "hex:" + raw.hex()
     assert key is not None
     with client(home, node) as api:
-        doc = api.get("/v1/proofs", {"key": key})
+        doc = api.proof(key)
         _verify(key, doc)
-        header = api.get(f"/v1/blocks/{int(doc['height'])}")
+        header = api.block(int(doc["height"]))
     if header.get("state_root") != doc.get("root"):
         raise BadProofError(
             f"the proof's root {doc.get('root')} is not the state root of block "
@@ -479,7 +484,7 @@ def pool_cmd(
 @query_app.command("pools")
 def pools_cmd(home: HomeOpt = None, node: NodeOpt = None, as_json: JsonOpt = False) -> None:
     """Every pool with its reserves, price and TWAP at the head."""
-    doc = _get(home, node, "/v1/pools")
+    doc = _ask(home, node, lambda api: api.pools())
     if as_json:
         _print_json(doc)
         return
@@ -505,7 +510,8 @@ def balances_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Every token an account holds (liquid): cyb, h, pool shares, ..."""
-    doc = _get(home, node, f"/v1/balances/{address(who, home)}")
+    who = address(who, home)
+    doc = _ask(home, node, lambda api: api.balances_json(who))
     if as_json:
         _print_json(doc)
         return
@@ -522,4 +528,4 @@ def balances_cmd(
 @query_app.command("economy")
 def economy_cmd(home: HomeOpt = None, node: NodeOpt = None, as_json: JsonOpt = False) -> None:
     """The economy: on or off, the base fee, H's premium and the buyback share, rewards."""
-    _show(_get(home, node, "/v1/economy"), as_json)
+    _show(_ask(home, node, lambda api: api.economy_json()), as_json)

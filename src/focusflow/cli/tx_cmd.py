@@ -47,12 +47,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from focusflow.chain.tx import Msg
-    from focusflow.cli.client import Client
     from focusflow.cli.txbuild import Pinned
+    from focusflow.client import NodeClient
     from focusflow.core.keys import KeyPair
 
     #: What a command checks against the node once the chain is pinned (``_submit``).
-    Check = Callable[[Client, Pinned, str], dict[str, int] | None]
+    Check = Callable[[NodeClient, Pinned, str], dict[str, int] | None]
 
 tx_app = typer.Typer(help="Sign and submit transactions.", no_args_is_help=True)
 name_app = typer.Typer(help="Names: short names for particles.", no_args_is_help=True)
@@ -139,7 +139,7 @@ def _submit(
     with client(opts.home, opts.node) as api:
         pin = txbuild.pin_chain(api, resolve_home(opts.home), opts.chain_id, opts.max_fee)
         more = (check(api, pin, key.address) if check is not None else None) or {}
-        account = txbuild.Account.fetch(api, key.address)
+        account = api.account(key.address)
         nonce = account.next_nonce if opts.nonce is None else opts.nonce
         tx = txbuild.build_tx(
             key, pin.chain_id, nonce, msgs, pin.params, opts.fee, pin.max_fee, pin.fee_per_byte
@@ -147,7 +147,7 @@ def _submit(
         denoms = {*txbuild.spends(tx.msgs, pin.params), *more}
         balances = None
         if pin.params.economics or denoms - {"cyb"}:
-            balances = txbuild.fetch_balances(api, key.address)
+            balances = api.balances(key.address)
         txbuild.preflight(tx, account, pin.params, balances, more)
         tx_hash = api.submit(tx.encoded)
         result: dict[str, Any] = {

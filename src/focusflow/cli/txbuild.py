@@ -43,7 +43,7 @@ from focusflow.chain.fees import with_headroom
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
-from focusflow.cli.client import Client, RemoteError
+from focusflow.client import NodeClient, RemoteError, ReportedAccount
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.modules.dex import share_denom
@@ -97,34 +97,6 @@ class TxDroppedError(FocusflowError):
 
 
 @dataclass(frozen=True)
-class Account:
-    address: str
-    balance: int
-    nonce: int
-    bonded: int
-    neudeg: int
-    #: Next free nonce counting the node's mempool (None: the node did not say).
-    pending_nonce: int | None = None
-
-    @property
-    def next_nonce(self) -> int:
-        """The nonce a new transaction takes: after this account's pending ones."""
-        return self.nonce if self.pending_nonce is None else self.pending_nonce
-
-    @classmethod
-    def fetch(cls, client: Client, address: str) -> Account:
-        raw = client.account(address)
-        return cls(
-            address,
-            int(raw.get("balance", 0)),
-            int(raw.get("nonce", 0)),
-            int(raw.get("bonded", 0)),
-            int(raw.get("neudeg", 0)),
-            int(raw["pending_nonce"]) if "pending_nonce" in raw else None,
-        )
-
-
-@dataclass(frozen=True)
 class Pinned:
     """What a transaction is signed for: checked against the node, not taken from it."""
 
@@ -148,7 +120,7 @@ def local_genesis(home: Path) -> Genesis | None:
 
 
 def pin_chain(
-    client: Client, home: Path, chain_id: str | None = None, max_fee: int | None = None
+    client: NodeClient, home: Path, chain_id: str | None = None, max_fee: int | None = None
 ) -> Pinned:
     """The chain id, parameters and fee cap to sign under (see the module docstring).
 
@@ -165,8 +137,7 @@ def pin_chain(
             f"no chain id to sign for: {home / 'genesis.json'} does not exist; "
             "pass --chain-id (or --home of the network's node); nothing was signed"
         )
-    status = client.status()
-    reported = status.get("chain_id") if isinstance(status, dict) else None
+    reported = client.status().get("chain_id")
     if reported != chain_id:
         raise ChainIdMismatchError(
             f"the node at {client.url} serves chain {reported!r}, not {chain_id!r} "
@@ -178,8 +149,8 @@ def pin_chain(
         params, local = node_params(client), ChainParams()
     per_byte = None
     if params.economics:
-        raw = client.get_optional("/v1/params")
-        current = raw.get("fee_per_byte") if isinstance(raw, dict) else None
+        raw = client.params()
+        current = raw.get("fee_per_byte") if raw is not None else None
         current = current if isinstance(current, int) else params.fee_per_byte
         per_byte = with_headroom(current, params)
     if max_fee is None:
@@ -187,10 +158,10 @@ def pin_chain(
     return Pinned(chain_id, params, max_fee, source, per_byte)
 
 
-def node_params(client: Client) -> ChainParams:
+def node_params(client: NodeClient) -> ChainParams:
     """The node's ``GET /v1/params``, else the defaults: used only without a genesis."""
-    raw = client.get_optional("/v1/params")
-    if isinstance(raw, dict):
+    raw = client.params()
+    if raw is not None:
         return _params_from(raw.get("params", raw))
     return ChainParams()
 
@@ -291,26 +262,16 @@ def spend_of(msgs: Sequence[Msg], params: ChainParams) -> int:
     return spends(msgs, params).get(CYB, 0)
 
 
-def fetch_balances(client: Client, address: str) -> dict[str, int] | None:
-    """Every liquid balance of ``address`` (``GET /v1/balances``); None from a node
-    that does not serve them."""
-    doc = client.get_optional(f"/v1/balances/{address}")
-    held = doc.get("balances") if isinstance(doc, dict) else None
-    if not isinstance(held, dict):
-        return None
-    return {str(d): int(v) for d, v in held.items()}
-
-
 def preflight(
     tx: Tx,
-    account: Account,
+    account: ReportedAccount,
     params: ChainParams,
     balances: Mapping[str, int] | None = None,
     more: Mapping[str, int] | None = None,
 ) -> None:
     """Refuse what would only burn a fee: unaffordable spends, links over the budget.
 
-    ``balances`` are the account's liquid balances by denom (``fetch_balances``);
+    ``balances`` are the account's liquid balances by denom (``NodeClient.balances``);
     without them only ``cyb`` is checked, against the account's balance. The fee
     is paid in the gas token: ``h`` under the economy, else ``cyb``. ``more`` is
     spent besides what :func:`spends` counts (what a pool decides, quoted by the
@@ -368,7 +329,7 @@ def preflight(
 
 
 def wait_tx(
-    client: Client, tx_hash: str, timeout: float = WAIT_TIMEOUT_S, poll: float = POLL_S
+    client: NodeClient, tx_hash: str, timeout: float = WAIT_TIMEOUT_S, poll: float = POLL_S
 ) -> dict[str, Any]:
     """Poll ``GET /v1/txs/{hash}`` until it is committed; its record then."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,6 @@ witness's valid header that differs from the primary's.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -22,14 +21,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from cryptography import x509
 
 from focusflow.chain.genesis import Genesis
+from focusflow.client import (
+    BadNodeAnswerError,
+    NodeClient,
+    NodeUnreachableError,
+    RemoteError,
+)
 from focusflow.consensus.certificate import verify_certificate
 from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.consensus.validators import ValidatorSet
-from focusflow.core.errors import FocusflowError
+from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.light import answers
 from focusflow.light.errors import (
     BadCertificateError,
@@ -80,16 +84,27 @@ def now_ms() -> int:
 
 
 class Node:
-    """One node's ``/v1/light`` routes over HTTP; answers are JSON, unverified."""
+    """One node's ``/v1/light`` routes over HTTP; answers are JSON, unverified.
+
+    The requests go through the shared client (``focusflow.client``), with
+    answers capped at MAX_ANSWER_BYTES. What goes wrong is said in the light
+    client's terms (docs/light.md, *Errors and exit status*): an answer that
+    is not JSON or over the cap is ``malformed_answer``, a node's lie (exit
+    3); one the node refuses or cannot give is ``node_request_failed`` (exit
+    2), carrying the node's own code in ``node_code``.
+    """
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         if not url.startswith(("http://", "https://")):
             raise NodeRequestError(f"a node URL is http:// or https://, not {url!r}")
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        try:
+            self.api = NodeClient(self.url, timeout=timeout, max_bytes=MAX_ANSWER_BYTES)
+        except InvalidParameterError as exc:
+            raise NodeRequestError(exc.message) from None
 
     def close(self) -> None:
-        self.http.close()
+        self.api.close()
 
     def __enter__(self) -> Node:
         return self
@@ -98,33 +113,23 @@ class Node:
         self.close()
 
     def get(self, path: str, params: dict | None = None) -> Any:
-        """The JSON of a 200 answer; NodeRequestError for an error answer."""
+        """The JSON of a success answer; NodeRequestError for an error answer."""
         try:
-            with self.http.stream("GET", path, params=params) as r:
-                raw = bytearray()
-                for piece in r.iter_bytes():
-                    raw.extend(piece)
-                    if len(raw) > MAX_ANSWER_BYTES:
-                        raise MalformedAnswerError(
-                            f"{path}: the node's answer is over {MAX_ANSWER_BYTES} bytes"
-                        )
-        except httpx.HTTPError as exc:
-            raise NodeRequestError(f"cannot reach {self.url}: {exc}") from None
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            if r.status_code != 200:
-                raise NodeRequestError(f"{self.url}{path}: answered {r.status_code}") from None
-            raise MalformedAnswerError(f"{path}: the node's answer is not JSON") from None
-        if r.status_code != 200:
-            error = body.get("error", {}) if isinstance(body, dict) else {}
-            err = NodeRequestError(
-                f"{self.url}{path}: {error.get('message', r.status_code)} "
-                f"({error.get('code', 'error')})"
-            )
-            err.node_code = error.get("code")  # type: ignore[attr-defined]
-            raise err
-        return body
+            return self.api.get(path, params)
+        except BadNodeAnswerError as exc:
+            raise MalformedAnswerError(exc.message) from None
+        except RemoteError as exc:
+            raise NodeRequestError(
+                f"{self.url}{path}: {exc.message} ({exc.code})",
+                status=exc.status,
+                node_code=exc.code,
+            ) from None
+        except NodeUnreachableError as exc:
+            raise NodeRequestError(exc.message) from None
+        except NodeRequestError as exc:
+            raise NodeRequestError(
+                f"{self.url}{path}: answered {exc.status}", status=exc.status
+            ) from None
 
     def header(self, height: int | None) -> Any:
         return self.get("/v1/light/header/" + ("latest" if height is None else str(height)))
@@ -134,7 +139,7 @@ class Node:
         try:
             return self.get(path)
         except NodeRequestError as exc:
-            if getattr(exc, "node_code", None) in ("not_found",):
+            if exc.node_code == "not_found":
                 return None
             raise
 
@@ -353,7 +358,7 @@ class LightClient:
             try:
                 return self._fetch(witness, height)
             except NodeRequestError as exc:
-                if getattr(exc, "node_code", None) != "unknown_block":
+                if exc.node_code != "unknown_block":
                     raise
                 if time.monotonic() >= deadline:
                     raise WitnessLaggingError(
@@ -382,7 +387,7 @@ class LightClient:
             try:
                 doc = self.node.get(path, params)
             except NodeRequestError as exc:
-                if getattr(exc, "node_code", None) == "stale_height" and "height" in params:
+                if exc.node_code == "stale_height" and "height" in params:
                     params.pop("height")
                     continue
                 raise

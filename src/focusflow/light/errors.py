@@ -4,11 +4,14 @@ Every :class:`VerificationError` means a node (or a witness) said something that
 its own proofs or signatures contradict: the CLI prints one ``error:`` line and
 exits with status 3 (``exit_status``). Errors a user or an unreachable node
 cause (no store yet, a bad option, a refused connection) are plain
-:class:`~focusflow.core.errors.FocusflowError` subclasses and exit with 2.
+:class:`~focusflow.core.errors.FocusflowError` subclasses and exit with 2;
+:class:`NodeRequestError` (the node could not be asked, or refused the
+question) is the shared client's (``focusflow.client``).
 """
 
 from __future__ import annotations
 
+from focusflow.client.errors import NodeRequestError
 from focusflow.core.errors import FocusflowError
 
 #: Exit status of a verification failure (the CLI contract).
@@ -95,12 +98,6 @@ class ForkError(VerificationError):
         self.trusted = trusted
         self.conflicting = conflicting
         self.source = source
-
-
-class NodeRequestError(FocusflowError):
-    """The node could not be asked, or refused the question (exit 2, not a lie)."""
-
-    code = "node_request_failed"
 
 
 class NotSyncedError(FocusflowError):

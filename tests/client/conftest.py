@@ -1,0 +1,14 @@
+"""Fixtures: one devnet process for the client's tests against a real node."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.node.devnet_process import start_devnet
+
+
+@pytest.fixture(scope="package")
+def devnet(tmp_path_factory):
+    net = start_devnet(tmp_path_factory.mktemp("clientnet") / "home", timeout=240)
+    yield net
+    net.stop()
