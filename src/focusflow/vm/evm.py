@@ -365,6 +365,8 @@ def _stoppable_state() -> Any:
 
     base = state_class.computation_class
 
+    # py-evm's classes come from interpreter(), imported on first use: values
+    # of type Any here, which mypy takes as no base class (here and below).
     class StoppableComputation(base):  # type: ignore[misc,valid-type]
         _precompiles = {  # noqa: RUF012
             **base.get_precompiles(),

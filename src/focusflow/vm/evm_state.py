@@ -25,6 +25,7 @@ commits these keys, and ``state_root`` is not an Ethereum state root.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from eth.abc import AccountDatabaseAPI
@@ -44,7 +45,15 @@ from focusflow.vm.evm_keys import (
     storage_key,
 )
 
-_MISSING = object()
+
+class _Missing(enum.Enum):
+    """A key's entry that ``_writes`` did not hold (an enum member, so that an
+    ``is`` test narrows the type where ``object()`` would not)."""
+
+    MISSING = enum.auto()
+
+
+_MISSING = _Missing.MISSING
 
 
 class StateAccountDB(AccountDatabaseAPI):
@@ -58,7 +67,7 @@ class StateAccountDB(AccountDatabaseAPI):
         #: Current values of the keys written in this transaction (None: deleted).
         self._writes: dict[bytes, bytes | None] = {}
         #: (key, previous entry of _writes or _MISSING), oldest first.
-        self._journal: list[tuple[bytes, object]] = []
+        self._journal: list[tuple[bytes, bytes | _Missing | None]] = []
         self._warm_addresses: set[bytes] = set()
         self._warm_slots: set[tuple[bytes, int]] = set()
         #: (kind, item) undo entries for the warm sets, beside the journal.
@@ -100,7 +109,7 @@ class StateAccountDB(AccountDatabaseAPI):
             if old is _MISSING:
                 del self._writes[key]
             else:
-                self._writes[key] = old  # type: ignore[assignment]
+                self._writes[key] = old
         while len(self._warm_journal) > warm_at:
             kind, item = self._warm_journal.pop()
             if kind == "address":
