@@ -66,7 +66,7 @@ from focusflow.services.storage.fetch import (
 )
 
 if TYPE_CHECKING:
-    from focusflow.node.validator import ValidatorRuntime
+    from focusflow.node.extensions import ExtensionHost
 
 log = logging.getLogger("focusflow.node.blobs")
 
@@ -175,16 +175,16 @@ class BlobNet:
         self.store = store
 
     # --- attach / stop ------------------------------------------------------
-    def attach(self, runtime: ValidatorRuntime) -> None:
-        net = runtime.net
+    def attach(self, host: ExtensionHost) -> None:
+        net = host.net
         if net is None or self.store is None:
             return  # the devnet, or a node that keeps no blobs
         self._loop = asyncio.get_running_loop()
         self.dht = Dht(net)
-        net.register(BLOCK, self._serve_block)
+        host.register(BLOCK, self._serve_block)
         self.store.on_pin.append(self._pinned)
         if self.config.pin_requested:
-            runtime.listeners.append(self._after_commit)
+            host.on_commit(self._after_commit)
         self._spawn(self._run())
 
     async def stop(self) -> None:

@@ -75,8 +75,8 @@ from focusflow.net.node import PeerAddress
 
 if TYPE_CHECKING:
     from focusflow.chain.state import Readable
+    from focusflow.node.extensions import ExtensionHost, NodeExtension
     from focusflow.node.runtime import BlockEvent
-    from focusflow.node.validator import ValidatorRuntime
     from focusflow.store import Reader
 
 log = logging.getLogger("focusflow.bootstrap")
@@ -184,7 +184,7 @@ class Bootstrap:
     node_key: KeyPair
     account: KeyPair
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    runtime: ValidatorRuntime | None = None
+    host: ExtensionHost | None = None
     phase: Phase = Phase.SELF_SIGNED
     view: ChainView | None = None
     #: When each phase was first reached (seconds since the epoch).
@@ -198,17 +198,17 @@ class Bootstrap:
     #: Validators dialed at the address their names give (the rest as configured).
     named: dict[bytes, PeerAddress] = field(default_factory=dict)
 
-    def attach(self, runtime: ValidatorRuntime) -> None:
+    def attach(self, host: ExtensionHost) -> None:
         """Called on the loop before the transport starts: the phase the stored
         chain already supports is taken at once, so a validator that restarts
         in a network past phase 1 presents its certificate from its first dial
         (its peers would refuse a self-signed one, and with them the blocks
         that could tell it so)."""
-        self.runtime = runtime
-        runtime.listeners.append(self.on_block)
-        if runtime.net is not None:
-            with runtime.chain.reader() as r:
-                self.evaluate(self._read(r, runtime, self.now()))
+        self.host = host
+        host.on_commit(self.on_block)
+        if host.net is not None:
+            with host.chain.reader() as r:
+                self.evaluate(self._read(r, host, self.now()))
 
     async def stop(self) -> None:
         return None
@@ -216,25 +216,24 @@ class Bootstrap:
     # --- after each block (a worker thread) ------------------------------------
 
     def on_block(self, event: BlockEvent) -> None:
-        runtime = self.runtime
-        assert runtime is not None
+        host = self.host
+        assert host is not None
         height = event.result.block.height
         now = self.now()
-        with runtime.chain.reader() as r:
-            view = self._read(r, runtime, now)
+        with host.chain.reader() as r:
+            view = self._read(r, host, now)
         if view.root_key is not None:
             try:
-                self._ask(runtime, view, height, now)
-                self._advertise(runtime, view, height)
+                self._ask(host, view, height, now)
+                self._advertise(host, view, height)
             except Exception:  # the duty must not stop the node's other listeners
                 log.exception("bootstrap duty failed")
-        loop = getattr(runtime, "_loop", None)
-        if loop is not None and runtime.net is not None:
-            loop.call_soon_threadsafe(self.evaluate, view)
+        if host.net is not None:
+            host.call_soon(self.evaluate, view)
 
-    def _read(self, r: Reader, runtime: ValidatorRuntime, now: dt.datetime) -> ChainView:
+    def _read(self, r: Reader, host: ExtensionHost, now: dt.datetime) -> ChainView:
         group = load_group(r)
-        validators = frozenset(v.public_key for v in runtime.chain.validators.validators)
+        validators = frozenset(v.public_key for v in host.chain.validators.validators)
         if group is None:
             none: frozenset[Any] = frozenset()
             return ChainView(None, None, validators, none, none, none, None, False)
@@ -265,9 +264,7 @@ class Bootstrap:
             {v: where for v in validators - {me} if (where := named_address(r, v, now))},
         )
 
-    def _ask(
-        self, runtime: ValidatorRuntime, view: ChainView, height: int, now: dt.datetime
-    ) -> None:
+    def _ask(self, host: ExtensionHost, view: ChainView, height: int, now: dt.datetime) -> None:
         """Register the node's name, then ask the CA for a certificate, when this
         node has none that lasts beyond its renewal point."""
         if view.own is not None:
@@ -284,7 +281,7 @@ class Bootstrap:
                     "name": name,
                     "cid": raw_cid_bytes(self.node_key.public_key),
                 }
-                self._send(runtime, Msg("name.register", body))
+                self._send(host, Msg("name.register", body))
             return
         if view.name_owner != self.account.address_raw:
             if self._due("taken", height):
@@ -295,25 +292,25 @@ class Bootstrap:
             return
         if self._due("request", height):
             ask = {"name": name, "key": self.node_key.public_key, "hours": CERT_HOURS}
-            self._send(runtime, Msg("ca.request", ask))
+            self._send(host, Msg("ca.request", ask))
 
-    def _advertise(self, runtime: ValidatorRuntime, view: ChainView, height: int) -> None:
+    def _advertise(self, host: ExtensionHost, view: ChainView, height: int) -> None:
         """Say on the chain where this node listens, when its name says otherwise."""
-        if runtime.net is None or view.name_owner != self.account.address_raw:
+        if host.net is None or view.name_owner != self.account.address_raw:
             return
-        host, port = runtime.net.address
-        if not host or ipaddress.ip_address(host).is_unspecified:
+        ip, port = host.net.address
+        if not ip or ipaddress.ip_address(ip).is_unspecified:
             if self._due("unspecified", height):
                 log.warning(
                     "listening on an unspecified address: the node's name gets none",
-                    extra={"fields": {"p2p": f"{host}:{port}"}},
+                    extra={"fields": {"p2p": f"{ip}:{port}"}},
                 )
             return
-        here = (ipaddress.ip_address(host).compressed, port)
+        here = (ipaddress.ip_address(ip).compressed, port)
         if view.own_address != here and self._due("address", height):
-            where = join_host_port(host, port)
+            where = join_host_port(ip, port)
             body = {"name": node_name(self.node_key.public_key), "address": where}
-            self._send(runtime, Msg("name.address", body))
+            self._send(host, Msg("name.address", body))
 
     def _due(self, what: str, height: int) -> bool:
         last = self._sent.get(what)
@@ -322,8 +319,8 @@ class Bootstrap:
         self._sent[what] = height
         return True
 
-    def _send(self, runtime: ValidatorRuntime, msg: Msg) -> None:
-        runtime.submit_as(self.account, [msg])
+    def _send(self, host: ExtensionHost, msg: Msg) -> None:
+        host.submit_as(self.account, [msg])
         log.info("bootstrap duty sent", extra={"fields": {"type": msg.type}})
 
     # --- on the event loop -----------------------------------------------------
@@ -331,9 +328,8 @@ class Bootstrap:
     def evaluate(self, view: ChainView | None = None) -> Phase:
         """The phase now, with the certificates it presents and requires put in
         place on the transport (on the event loop)."""
-        runtime = self.runtime
-        assert runtime is not None and runtime.net is not None
-        net = runtime.net
+        assert self.host is not None and self.host.net is not None
+        net = self.host.net
         if view is not None:
             self.view = view
         view = self.view
@@ -421,7 +417,7 @@ class Bootstrap:
 
     def _dialed(self) -> list[dict[str, str]]:
         """Where each validator is dialed, and whether its name or the config said so."""
-        net = self.runtime.net if self.runtime is not None else None
+        net = self.host.net if self.host is not None else None
         if net is None or self.view is None:
             return []
         out = []
@@ -436,6 +432,6 @@ class Bootstrap:
         return out
 
 
-def bootstrap_extensions(node_key: KeyPair, account: KeyPair | None) -> list[Any]:
+def bootstrap_extensions(node_key: KeyPair, account: KeyPair | None) -> list[NodeExtension]:
     """The bootstrap duty of a validator (a full node runs none: it has no account)."""
     return [] if account is None else [Bootstrap(node_key, account)]

@@ -24,7 +24,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from focusflow.chain import Msg
 from focusflow.core.home import write_private_file
@@ -33,8 +33,8 @@ from focusflow.modules.ca import REQUEST_PREFIX, Request, load_group, pending_se
 from focusflow.services.trust import frost
 
 if TYPE_CHECKING:
+    from focusflow.node.extensions import ExtensionHost, NodeExtension
     from focusflow.node.runtime import BlockEvent
-    from focusflow.node.validator import ValidatorRuntime
 
 log = logging.getLogger("focusflow.ca")
 
@@ -80,7 +80,7 @@ class CaSigner:
         self.share = share
         self.account = account
         self.nonces_path = nonces_path
-        self.runtime: ValidatorRuntime | None = None
+        self.host: ExtensionHost | None = None
         #: "serial hex:attempt" -> {"hiding", "binding"} (hex scalars)
         self.nonces: dict[str, dict[str, str]] = {}
         #: ("serial hex:attempt", what) -> height it was last sent at
@@ -95,18 +95,18 @@ class CaSigner:
             return None
         return cls(ShareFile.load(share_path).share, account, path / "ca_nonces.json")
 
-    def attach(self, runtime: ValidatorRuntime) -> None:
-        self.runtime = runtime
-        runtime.listeners.append(self.on_block)
+    def attach(self, host: ExtensionHost) -> None:
+        self.host = host
+        host.on_commit(self.on_block)
 
     async def stop(self) -> None:
         return None
 
     def on_block(self, event: BlockEvent) -> None:
-        runtime = self.runtime
-        assert runtime is not None
+        host = self.host
+        assert host is not None
         height = event.result.block.height
-        with runtime.chain.reader() as r:
+        with host.chain.reader() as r:
             group = load_group(r)
             if group is None:
                 return
@@ -125,12 +125,12 @@ class CaSigner:
             self._save()
         for serial_hex, req in pending.items():
             try:
-                self._act(runtime, bytes.fromhex(serial_hex), req, threshold, height)
+                self._act(host, bytes.fromhex(serial_hex), req, threshold, height)
             except Exception:  # one request's trouble must not stop the others
                 log.exception("ca duty failed", extra={"fields": {"serial": serial_hex}})
 
     def _act(
-        self, runtime: ValidatorRuntime, serial: bytes, req: Request, threshold: int, height: int
+        self, host: ExtensionHost, serial: bytes, req: Request, threshold: int, height: int
     ) -> None:
         me = self.share.identifier
         key = _job(serial.hex(), req.attempt)
@@ -152,14 +152,14 @@ class CaSigner:
                     "hiding": frost.base_mul(n.hiding),
                     "binding": frost.base_mul(n.binding),
                 }
-                self._send(runtime, Msg("ca.commit", body))
+                self._send(host, Msg("ca.commit", body))
             return
         if not committed or len(req.commits) < threshold or key not in self.nonces:
             return
         if any(i == me for i, _ in req.shares) or not self._due(key, "share", height):
             return
         z = frost.sign(self.share, self._nonces(key), req.tbs, req.commitments())
-        self._send(runtime, Msg("ca.share", {"serial": serial, "share": frost.scalar_bytes(z)}))
+        self._send(host, Msg("ca.share", {"serial": serial, "share": frost.scalar_bytes(z)}))
 
     def _due(self, key: str, what: str, height: int) -> bool:
         last = self.sent.get((key, what))
@@ -175,15 +175,15 @@ class CaSigner:
             frost.decode_scalar(bytes.fromhex(doc["binding"])),
         )
 
-    def _send(self, runtime: ValidatorRuntime, msg: Msg) -> None:
-        runtime.submit_as(self.account, [msg])
+    def _send(self, host: ExtensionHost, msg: Msg) -> None:
+        host.submit_as(self.account, [msg])
         log.info("ca duty sent", extra={"fields": {"type": msg.type}})
 
     def _save(self) -> None:
         write_private_file(self.nonces_path, json.dumps(self.nonces) + "\n")
 
 
-def ca_extensions(home_path: Path, account: KeyPair | None) -> list[Any]:
+def ca_extensions(home_path: Path, account: KeyPair | None) -> list[NodeExtension]:
     """The CA duty of a validator whose home holds a share (none otherwise)."""
     if account is None:
         return []

@@ -12,18 +12,18 @@ a validator or a full node it
   ``da_axis`` -> every share of one row or column;
 * samples every proposal it receives from its signer's node (the proposer of a
   fresh block, the validator that re-proposes a locked one) before this node
-  prevotes for it (a ``runtime.proposal_checks`` entry): ``samples`` distinct
+  prevotes for it (a proposal check, ``ExtensionHost.add_proposal_check``): ``samples`` distinct
   random coordinates, one request, every proof verified against the header's
   data root; a sample missing, late or wrong refuses the proposal (prevote
   nil: the proposer loses its round, the chain its next round's time only). A
   full node samples too, and logs what it finds (it does not vote);
 * when block sync refuses a block a quorum certified because its transactions
-  do not hash to its data root (``runtime.refused_blocks``), fetches the
+  do not hash to its data root (``ExtensionHost.on_refused_block``), fetches the
   committed square row by row from its peers (each row checked against its
   committed root), finds the badly encoded row or column, builds and verifies
   the fraud proof, gossips it on ``da_fraud``, keeps it for
   ``GET /v1/da/{height}/fraud``, and stops following the chain
-  (``runtime.halt``);
+  (``ExtensionHost.halt``);
 * verifies every fraud proof gossiped to it against a header that a quorum of
   its validator set certified (or that it committed itself): a valid one halts
   it and is passed on; an invalid one costs its sender.
@@ -98,7 +98,7 @@ from focusflow.net.errors import (
 
 if TYPE_CHECKING:
     from focusflow.net import Node
-    from focusflow.node.validator import ValidatorRuntime
+    from focusflow.node.extensions import ExtensionHost
 
 log = logging.getLogger("focusflow.node.da")
 
@@ -400,7 +400,7 @@ class DANet:
 
     def __init__(self, config: DAConfig | None = None) -> None:
         self.config = config or DAConfig()
-        self.runtime: ValidatorRuntime | None = None
+        self.host: ExtensionHost | None = None
         self._tasks: set[asyncio.Task] = set()
         self._investigated: set[tuple[int, bytes]] = set()
         self._ids: tuple[object, dict[bytes, bytes]] = (None, {})
@@ -424,27 +424,22 @@ class DANet:
         return cls(DAConfig.from_config(config))
 
     # --- attach / stop -----------------------------------------------------------
-    def attach(self, runtime: ValidatorRuntime) -> None:
-        self.runtime = runtime
+    def attach(self, host: ExtensionHost) -> None:
+        self.host = host
         if self.config.bad_encoding:
             set_bad_encoding(True)
         if self.config.withhold_proposals:
-            runtime.da.withhold_pending = True
-        net = runtime.net
-        if net is None:
+            host.da.withhold_pending = True
+        if host.net is None:
             return  # the devnet: no peers to serve or sample
-        net.register(ROOTS, self._serve_roots)
-        net.register(SHARES, self._serve_shares)
-        net.register(AXIS, self._serve_axis)
-        net.subscribe(FRAUD_TOPIC, self._on_fraud)
-        runtime.listeners.append(self._after_commit)
+        host.register(ROOTS, self._serve_roots)
+        host.register(SHARES, self._serve_shares)
+        host.register(AXIS, self._serve_axis)
+        host.subscribe(FRAUD_TOPIC, self._on_fraud)
+        host.on_commit(self._after_commit)
         if self.config.sampling:
-            runtime.proposal_checks.append(self.check_proposal)
-        refused = getattr(runtime, "refused_blocks", None)
-        if refused is None:
-            log.warning("this node cannot hear of refused blocks: no fraud proofs are built")
-        else:
-            refused.append(self._on_refused)
+            host.add_proposal_check(self.check_proposal)
+        host.on_refused_block(self._on_refused)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -486,15 +481,15 @@ class DANet:
             return await asyncio.to_thread(fn, *args)
 
     async def _servable(self, height: int, data_root: bytes) -> ExtendedSquare:
-        assert self.runtime is not None
-        return await self._in_thread(self.runtime.da.servable, height, data_root)
+        assert self.host is not None
+        return await self._in_thread(self.host.da.servable, height, data_root)
 
     async def _serve_roots(self, peer: bytes, payload: bytes) -> bytes:
         """``[height, data_root]`` -> ``[row roots, column roots]`` (served even by a
         node that withholds shares, as a header is published)."""
         height, data_root = self._request(payload, 2, ROOTS)
-        assert self.runtime is not None
-        square, _ = await self._in_thread(self.runtime.da.square_for, height, data_root)
+        assert self.host is not None
+        square, _ = await self._in_thread(self.host.da.square_for, height, data_root)
         return encode([square.row_roots(), square.col_roots()])
 
     async def _serve_shares(self, peer: bytes, payload: bytes) -> bytes:
@@ -516,8 +511,8 @@ class DANet:
                 raise InvalidMessageError(f"malformed {SHARES} coordinate")
             if not (0 <= c[0] < width and 0 <= c[1] < width):
                 raise InvalidParameterError(f"({c[0]}, {c[1]}) is outside the {width}-wide square")
-        assert self.runtime is not None
-        withheld = self.runtime.da.withheld(height, width)
+        assert self.host is not None
+        withheld = self.host.da.withheld(height, width)
 
         def prove() -> bytes:
             return encode(
@@ -538,8 +533,8 @@ class DANet:
         square = await self._servable(height, data_root)
         if not 0 <= index < square.width:
             raise InvalidParameterError(f"{axis} {index} is outside the {square.width}-wide square")
-        assert self.runtime is not None
-        withheld = self.runtime.da.withheld(height, square.width)
+        assert self.host is not None
+        withheld = self.host.da.withheld(height, square.width)
         if any(
             (index, j) in withheld if axis == "row" else (j, index) in withheld
             for j in range(square.width)
@@ -550,8 +545,8 @@ class DANet:
     # --- sampling proposals ----------------------------------------------------------
     def _node_id_of(self, address: bytes) -> bytes | None:
         """The node id (public key) of the validator whose address is ``address``."""
-        assert self.runtime is not None
-        vset = self.runtime.vset
+        assert self.host is not None
+        vset = self.host.vset
         known, ids = self._ids
         if known is not vset:
             ids = {address_bytes(v.public_key): v.public_key for v in vset.validators}
@@ -568,25 +563,24 @@ class DANet:
         validator that sampled the maker instead would refuse the block in every
         later round while others stay locked on it, and the height would stall.
         """
-        runtime = self.runtime
-        assert runtime is not None and runtime.net is not None and runtime._loop is not None
+        host = self.host
+        assert host is not None and host.net is not None
         header = record.block.header
         proposer = signer if signer is not None else self._node_id_of(header.proposer)
-        if proposer is None or proposer == runtime.net.id:
+        if proposer is None or proposer == host.net.id:
             return None  # our own block (we hold its data), or a proposer-less block
         square = recent_squares.get(header.data_root) or block_square(record.block.txs)
         t0 = time.perf_counter()
-        future = asyncio.run_coroutine_threadsafe(
+        future = host.run_soon(
             sample_peer(
-                runtime.net,
+                host.net,
                 proposer,
                 header.height,
                 header.data_root,
                 square.width,
                 self.config.samples,
                 self.config.timeout,
-            ),
-            runtime._loop,
+            )
         )
         try:
             result = future.result(self.config.timeout + 1.0)
@@ -623,8 +617,8 @@ class DANet:
 
     def _refuse(self, height: int, reason: str) -> str | None:
         self.stats["sampling_failed"] += 1
-        assert self.runtime is not None
-        if self.runtime.follow_only:
+        assert self.host is not None
+        if self.host.follow_only:
             log.warning(
                 "proposal not available", extra={"fields": {"height": height, "reason": reason}}
             )
@@ -634,23 +628,23 @@ class DANet:
     # --- bad encodings: proving ---------------------------------------------------------
     def _on_refused(self, raw: bytes, error: BlockError) -> None:
         """A certified block did not apply here (on the loop): look into it."""
-        assert self.runtime is not None
-        if self.runtime.halted is None and len(self._investigated) < MAX_INVESTIGATED:
+        assert self.host is not None
+        if self.host.halted is None and len(self._investigated) < MAX_INVESTIGATED:
             self._spawn(self._investigate(raw))
 
     async def _investigate(self, raw: bytes) -> None:
-        runtime = self.runtime
-        assert runtime is not None and runtime.net is not None
+        host = self.host
+        assert host is not None and host.net is not None
         try:
             record = await asyncio.to_thread(BlockRecord.decode, raw)
         except DecodeError:
             return
         header, cert = record.block.header, record.commit
         key = (header.height, header.hash)
-        if cert is None or key in self._investigated or header.height != runtime.chain.height + 1:
+        if cert is None or key in self._investigated or header.height != host.chain.height + 1:
             return
         self._investigated.add(key)
-        chain = runtime.chain
+        chain = host.chain
         try:
             verify_certificate(
                 cert, chain.validators, chain.chain_id, height=header.height, value_id=header.hash
@@ -671,9 +665,9 @@ class DANet:
         """Fetch the committed square from the proposer, then any other peer, and
         prove its bad encoding; None if no peer serves it or it is a valid
         encoding (of other data)."""
-        runtime = self.runtime
-        assert runtime is not None and runtime.net is not None
-        net = runtime.net
+        host = self.host
+        assert host is not None and host.net is not None
+        net = host.net
         proposer = self._node_id_of(header.proposer)
         peers = net.connected_peers()
         peers.sort(key=lambda p: p != proposer)
@@ -704,14 +698,14 @@ class DANet:
 
     async def _act_on(self, fraud: FraudRecord, *, publish: bool) -> None:
         """Keep a verified proof, pass it on (ours), stop following the chain."""
-        runtime = self.runtime
-        assert runtime is not None
-        runtime.da.record_fraud(fraud)
-        if publish and runtime.net is not None:
+        host = self.host
+        assert host is not None
+        host.da.record_fraud(fraud)
+        if publish and host.net is not None:
             with contextlib.suppress(NetError):
-                await runtime.net.publish(FRAUD_TOPIC, encode_fraud(fraud))
+                await host.net.publish(FRAUD_TOPIC, encode_fraud(fraud))
         proof = fraud.proof
-        runtime.halt(
+        host.halt(
             f"block {fraud.header.height} is badly encoded ({proof.axis} {proof.index} of its "
             f"data square): verified fraud proof"
         )
@@ -737,10 +731,10 @@ class DANet:
     def _hold(self, fraud: FraudRecord) -> None:
         """Keep a proof for a height this node has not reached (the first one per
         height, at most MAX_HELD_FRAUD, HOLD_AHEAD heights ahead at most)."""
-        assert self.runtime is not None
+        assert self.host is not None
         height = fraud.header.height
         with self._held_lock:
-            if height - self.runtime.chain.height > HOLD_AHEAD or height in self._held:
+            if height - self.host.chain.height > HOLD_AHEAD or height in self._held:
                 return
             if len(self._held) >= MAX_HELD_FRAUD:
                 return
@@ -749,23 +743,23 @@ class DANet:
     def _after_commit(self, event: object) -> None:
         """A block was committed (a worker thread): judge the proofs held for the
         height now next, or below it."""
-        runtime = self.runtime
-        assert runtime is not None
+        host = self.host
+        assert host is not None
         with self._held_lock:
-            due = [h for h in self._held if h <= runtime.chain.height + 1]
+            due = [h for h in self._held if h <= host.chain.height + 1]
             ready = [self._held.pop(h) for h in due]
         for fraud in ready:
-            if self._judge(fraud) is Verdict.ACCEPT and runtime._loop is not None:
-                asyncio.run_coroutine_threadsafe(self._accept(fraud), runtime._loop)
+            if self._judge(fraud) is Verdict.ACCEPT:
+                host.run_soon(self._accept(fraud))
 
     def _judge(self, fraud: FraudRecord) -> Verdict:  # noqa: PLR0911 - one verdict per reason, returned where it is found
         """ACCEPT a proof against a block this node committed or that its validator
         set certified at the next height; IGNORE what it cannot judge (another
         chain's, too far ahead, one held already); REJECT what does not verify."""
-        runtime = self.runtime
-        assert runtime is not None
-        chain, header = runtime.chain, fraud.header
-        held = runtime.da.fraud(header.height)
+        host = self.host
+        assert host is not None
+        chain, header = host.chain, fraud.header
+        held = host.da.fraud(header.height)
         if held is not None and held.header.hash == header.hash:
             return Verdict.IGNORE
         if header.chain_id != chain.chain_id:

@@ -51,15 +51,16 @@ and certifies every block, through the same WAL and commit path.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.chain import Chain, Pending
@@ -114,7 +115,7 @@ from focusflow.net import (
 )
 from focusflow.net.errors import NetError, RateLimitedError, RemoteError, RequestTimeoutError
 from focusflow.node.bootstrap import Bootstrap
-from focusflow.node.extensions import NodeExtension
+from focusflow.node.extensions import NodeExtension, ProposalCheck
 from focusflow.node.gossip_check import (
     MAX_PROPOSALS_PER_ROUND,
     MAX_VOTE_BYTES,
@@ -126,7 +127,7 @@ from focusflow.node.gossip_check import (
     check_signature,
     signer_of,
 )
-from focusflow.node.runtime import NodeRuntime
+from focusflow.node.runtime import BlockEvent, NodeRuntime
 from focusflow.node.sync import (
     STATUS_BURST,
     STATUS_RATE,
@@ -136,6 +137,12 @@ from focusflow.node.sync import (
     parse_status,
     sync_refusal_is_a_lie,
 )
+
+if TYPE_CHECKING:
+    from focusflow.net.node import GossipHandler
+    from focusflow.net.reqresp import Handler
+
+T = TypeVar("T")
 
 log = logging.getLogger("focusflow.node")
 
@@ -351,20 +358,20 @@ class ValidatorRuntime(NodeRuntime):
         #: could repair it); a network validator leaves it unset, block sync repairs.
         self.on_failure: Callable[[], None] | None = None
         #: Checks a proposal must pass, after it re-executed, before this node
-        #: prevotes for it (data availability sampling): each gets the block
-        #: record and the node id of the proposal's signer (None when unknown),
-        #: and returns None, or why it refuses. They run in a worker thread;
-        #: one that needs the network schedules on ``self._loop``.
-        self.proposal_checks: list[Callable[[BlockRecord, bytes | None], str | None]] = []
+        #: prevotes for it (data availability sampling; ``add_proposal_check``).
+        #: They run in a worker thread; one that needs the network runs its
+        #: requests on the loop (``run_soon``).
+        self.proposal_checks: list[ProposalCheck] = []
         #: Parts added to the node by ``focusflow.node.extensions`` (share
-        #: serving, fraud proofs, snapshots), attached before the transport starts.
+        #: serving, fraud proofs, snapshots), attached before the transport
+        #: starts; each reaches the node only as an ``ExtensionHost``.
         self.extensions: list[NodeExtension] = []
         #: Why this node stopped following its chain (a verified fraud proof
         #: against a committed block): no vote, commit or sync after it.
         self.halted: str | None = None
         #: Called on the loop with a certified block that block sync could not
-        #: apply here (its bytes as served) and why: focusflow.node.da_net
-        #: proves a bad encoding of its data square from it.
+        #: apply here (its bytes as served) and why (``on_refused_block``):
+        #: focusflow.node.da_net proves a bad encoding of its data square from it.
         self.refused_blocks: list[Callable[[bytes, BlockError], None]] = []
 
     # --- NodeService ---------------------------------------------------------
@@ -394,6 +401,38 @@ class ValidatorRuntime(NodeRuntime):
     def bootstrap(self) -> Bootstrap | None:
         """The bootstrap phases' duty (``node.bootstrap``), where one is attached."""
         return next((e for e in self.extensions if isinstance(e, Bootstrap)), None)
+
+    # --- ExtensionHost (focusflow.node.extensions) --------------------------------
+    def register(self, name: str, handler: Handler) -> None:
+        self._transport().register(name, handler)
+
+    def subscribe(self, topic: str, handler: GossipHandler) -> None:
+        self._transport().subscribe(topic, handler)
+
+    def add_proposal_check(self, check: ProposalCheck) -> None:
+        self.proposal_checks.append(check)
+
+    def on_commit(self, listener: Callable[[BlockEvent], None]) -> None:
+        self.listeners.append(listener)
+
+    def on_refused_block(self, listener: Callable[[bytes, BlockError], None]) -> None:
+        self.refused_blocks.append(listener)
+
+    def call_soon(self, callback: Callable[..., object], *args: object) -> None:
+        self._running_loop().call_soon_threadsafe(callback, *args)
+
+    def run_soon(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._running_loop())
+
+    def _transport(self) -> Node:
+        if self.net is None:
+            raise RuntimeError("this node has no transport (the devnet): no peers to serve")
+        return self.net
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the node is not running: start_async has not been called")
+        return self._loop
 
     # --- lifecycle -----------------------------------------------------------
     async def start_async(self) -> None:
