@@ -1,6 +1,9 @@
-"""How the transport reads its UDP sockets (``net.transport``): what is queued at a
-node's listening socket is read in a few turns of the event loop, not one datagram a
-turn, which a busy process falls behind on."""
+"""How the transport (``net.transport``) reads its UDP sockets and aioquic's state: what
+is queued at a node's listening socket is read in a few turns of the event loop, not
+one datagram a turn, which a busy process falls behind on; and the two reads of
+aioquic's state that it has no public accessor for (the peer's certificate, a stream's
+unacknowledged bytes) hold for the installed aioquic, over a real connection on
+loopback."""
 
 from __future__ import annotations
 
@@ -8,11 +11,25 @@ import asyncio
 import socket
 from pathlib import Path
 
+import aioquic
 import pytest
+from aioquic.quic.connection import QuicConnection
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from focusflow.core.keys import KeyPair
 from focusflow.net import Node
-from focusflow.net.transport import DRAIN_BATCH
+from focusflow.net.framing import encode_frame
+from focusflow.net.identity import self_signed_certificate
+from focusflow.net.transport import (
+    DRAIN_BATCH,
+    PeerProtocol,
+    bound_address,
+    dial,
+    listen,
+    make_configuration,
+    peer_certificate_of,
+    unacked_bytes,
+)
 from tests.net.test_node import run
 
 UDP_TABLE = Path("/proc/net/udp")
@@ -49,5 +66,64 @@ def test_a_listener_reads_what_is_queued_not_one_datagram_a_turn():
         finally:
             sender.close()
             await node.stop()
+
+    run(main())
+
+
+async def _connected(server_key: KeyPair) -> tuple[PeerProtocol, list[PeerProtocol], object]:
+    """A dialed connection to a listener of ``server_key`` on loopback, the
+    listener's accepted connections, and the listener."""
+    accepted: list[PeerProtocol] = []
+    server = await listen("127.0.0.1", 0, server_key, accepted.append)
+    host, port = bound_address(server)
+    client = await dial(host, port, KeyPair.generate(), timeout=5.0)
+    return client, accepted, server
+
+
+def test_the_peer_certificate_is_read_from_aioquic_once_the_handshake_is_done():
+    """The dialer reads the certificate the listener presented; before a handshake,
+    and on the listener's side (a dialer shows its own in ``Auth``, not in TLS),
+    there is none. A new aioquic that keeps it elsewhere fails here."""
+    key = KeyPair.generate()
+    before = QuicConnection(configuration=make_configuration(key, is_client=True))
+    assert peer_certificate_of(before) is None
+
+    async def main() -> None:
+        client, accepted, server = await _connected(key)
+        try:
+            got = peer_certificate_of(client.connection)
+            assert got is not None, aioquic.__version__
+            expected = self_signed_certificate(key)
+            assert got.public_bytes(Encoding.DER) == expected.public_bytes(Encoding.DER)
+            assert client.peer_certificate() == got
+            assert [peer_certificate_of(p.connection) for p in accepted] == [None]
+        finally:
+            client.shutdown(0, "done")
+            server.close()
+
+    run(main())
+
+
+def test_unacknowledged_bytes_are_read_from_aioquic_until_the_peer_acknowledges_them():
+    """A frame written and not yet acknowledged counts all its bytes; once the peer
+    has acknowledged it, none; a stream aioquic does not hold, none. A new aioquic
+    whose stream sender keeps its buffer otherwise fails here rather than leaving
+    the node without backpressure."""
+
+    async def main() -> None:
+        client, _, server = await _connected(KeyPair.generate())
+        try:
+            stream = client.new_stream()
+            payload = b"x" * 100_000
+            assert client.send_frame(stream, payload)
+            assert unacked_bytes(client.connection, stream) == len(encode_frame(payload))
+            deadline = asyncio.get_running_loop().time() + 10
+            while client.unacked(stream):
+                assert asyncio.get_running_loop().time() < deadline, client.unacked(stream)
+                await asyncio.sleep(0.01)
+            assert unacked_bytes(client.connection, stream + 4) == 0
+        finally:
+            client.shutdown(0, "done")
+            server.close()
 
     run(main())

@@ -5,6 +5,15 @@ on a :class:`Link` (the per-connection logic in ``node``): a frame arrived on a
 stream, a stream ended, bytes were malformed, the connection closed. Everything
 above it deals in node ids, streams and frames, not packets.
 
+It uses aioquic's public API: the connection it makes or is handed
+(:class:`QuicConnection`), the protocol classes it subclasses, and asyncio's
+transport interface. Two things it needs have no public accessor in aioquic:
+the certificate the peer presented and the bytes a stream has not had
+acknowledged. Each is read in one function of its own at the end of this
+module (:func:`peer_certificate_of`, :func:`unacked_bytes`), and
+tests/net/test_transport.py pins both against the installed aioquic, so an
+upgrade that moves them fails a test rather than a running node.
+
 Loopback and LAN peers are dialed by address; each outbound connection has its
 own UDP socket, inbound ones share the listening socket.
 """
@@ -16,7 +25,8 @@ import contextlib
 import socket
 import ssl
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
@@ -36,9 +46,6 @@ from focusflow.core.keys import KeyPair
 from focusflow.net.errors import NetError
 from focusflow.net.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 from focusflow.net.identity import ALPN, self_signed_certificate
-
-#: A listening endpoint, as ``listen`` returns it.
-Listener = QuicServer
 
 #: QUIC application error codes we close connections with.
 CLOSE_NORMAL = 0
@@ -123,6 +130,10 @@ class PeerProtocol(QuicConnectionProtocol):
 
     def __init__(self, quic: QuicConnection, *args: Any, **kwargs: Any) -> None:
         super().__init__(quic, *args, **kwargs)
+        #: The QUIC state machine: the one this protocol was made with.
+        self.connection = quic
+        #: The UDP transport the connection sends on (set by ``connection_made``).
+        self.udp: asyncio.DatagramTransport | None = None
         self.link: Link | None = None
         self.max_frame = DEFAULT_MAX_FRAME
         #: Most bytes of unfinished frames held across all streams; raised after auth.
@@ -144,10 +155,16 @@ class PeerProtocol(QuicConnectionProtocol):
         self.handshake_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.handshake_done.add_done_callback(consume_error)
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # A datagram endpoint's transport (asyncio's selector transport does
+        # not subclass DatagramTransport, whose interface it has).
+        self.udp = cast(asyncio.DatagramTransport, transport)
+
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         self._received(data, addr)
-        if self.socket is not None and self._transport is not None:
-            _drain(self._transport, self.socket, self._received)
+        if self.socket is not None and self.udp is not None:
+            _drain(self.udp, self.socket, self._received)
 
     def _received(self, data: bytes | str, addr: Any) -> None:
         self.last_heard = time.monotonic()
@@ -158,13 +175,9 @@ class PeerProtocol(QuicConnectionProtocol):
         return self._gone
 
     def peer_certificate(self) -> x509.Certificate | None:
-        """The certificate the peer presented in the TLS handshake.
-
-        aioquic keeps it on its TLS context without a public accessor; this is the
-        one place that reads it.
-        """
-        tls = getattr(self._quic, "tls", None)
-        return getattr(tls, "_peer_certificate", None)
+        """The certificate the peer presented in the TLS handshake (None before it,
+        and on an accepted connection: a dialer presents none in TLS)."""
+        return peer_certificate_of(self.connection)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
@@ -191,8 +204,8 @@ class PeerProtocol(QuicConnectionProtocol):
             self.handshake_done.set_exception(ConnectionError(reason))
         if not self._gone:
             self._gone = True
-            if self.owns_socket and self._transport is not None:
-                self._transport.close()
+            if self.owns_socket and self.udp is not None:
+                self.udp.close()
             if self.link is not None:
                 self.link.closed(reason, code)
 
@@ -243,7 +256,7 @@ class PeerProtocol(QuicConnectionProtocol):
         if self._gone:
             return False
         try:
-            self._quic.send_stream_data(stream_id, frame, end)
+            self.connection.send_stream_data(stream_id, frame, end)
         except (RuntimeError, ValueError):
             return False
         self.transmit()
@@ -251,41 +264,37 @@ class PeerProtocol(QuicConnectionProtocol):
 
     def send_raw(self, stream_id: int, data: bytes, end: bool = False) -> None:
         """Queue bytes without framing (used only to test how peers treat garbage)."""
-        self._quic.send_stream_data(stream_id, data, end)
+        self.connection.send_stream_data(stream_id, data, end)
         self.transmit()
 
     def new_stream(self) -> int:
-        return self._quic.get_next_available_stream_id()
+        return self.connection.get_next_available_stream_id()
 
     def unacked(self, stream_id: int) -> int:
         """Bytes written on a stream that the peer has not acknowledged yet.
 
         Used for backpressure: aioquic buffers writes without limit, so the node
-        waits while this is above its high-water mark. aioquic has no public
-        accessor, so this reads its stream sender's buffer.
+        waits while this is above its high-water mark.
         """
-        stream = getattr(self._quic, "_streams", {}).get(stream_id)
-        if stream is None:
-            return 0
-        return len(getattr(stream.sender, "_buffer", b""))
+        return unacked_bytes(self.connection, stream_id)
 
     def keepalive(self) -> None:
         """Send a PING so that an idle connection is not timed out by either side."""
         if not self._gone:
-            self._quic.send_ping(0)
+            self.connection.send_ping(0)
             self.transmit()
 
     def shutdown(self, code: int, reason: str) -> None:
         """Close the connection with an application error code."""
         if not self._gone:
-            self._quic.close(error_code=code, reason_phrase=reason)
+            self.connection.close(error_code=code, reason_phrase=reason)
             self.transmit()
             self._mark_closed(f"closed locally: {reason}", code)
 
 
 async def listen(
     host: str, port: int, key: KeyPair, on_connection: Any, **options: Any
-) -> QuicServer:
+) -> Listener:
     """Listen on ``host:port``; ``on_connection(protocol)`` is called for each new peer."""
 
     def create_protocol(*args: Any, **kwargs: Any) -> PeerProtocol:
@@ -298,13 +307,13 @@ async def listen(
     sock = await _bound_socket(host, port)
     try:
         _, server = await loop.create_datagram_endpoint(
-            lambda: _Server(sock, configuration=configuration, create_protocol=create_protocol),
+            lambda: Listener(sock, configuration, create_protocol),
             sock=sock,
         )
     except BaseException:
         sock.close()
         raise
-    assert isinstance(server, _Server)
+    assert isinstance(server, Listener)
     return server
 
 
@@ -321,18 +330,34 @@ async def _bound_socket(host: str, port: int) -> socket.socket:
     raise error
 
 
-class _Server(QuicServer):
-    """aioquic's server (as its ``serve`` makes it), reading its socket
-    ``DRAIN_BATCH`` datagrams at a time."""
+class Listener(QuicServer):
+    """A listening endpoint: aioquic's server (as its ``serve`` makes it),
+    reading its socket ``DRAIN_BATCH`` datagrams at a time."""
 
-    def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._socket = sock
+    def __init__(
+        self,
+        sock: socket.socket,
+        configuration: QuicConfiguration,
+        create_protocol: Callable[..., PeerProtocol],
+    ) -> None:
+        super().__init__(configuration=configuration, create_protocol=create_protocol)
+        self.socket = sock
+        #: What every connection it accepts is made with (aioquic's server
+        #: hands each new connection this object itself, not a copy).
+        self.configuration = configuration
+        #: The UDP transport of ``socket`` (set by ``connection_made``).
+        self.udp: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # A datagram endpoint's transport (asyncio's selector transport does
+        # not subclass DatagramTransport, whose interface it has).
+        self.udp = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         super().datagram_received(data, addr)
-        if self._transport is not None:
-            _drain(self._transport, self._socket, super().datagram_received)
+        if self.udp is not None:
+            _drain(self.udp, self.socket, super().datagram_received)
 
 
 def _udp_socket(family: int, where: Any) -> socket.socket:
@@ -366,18 +391,17 @@ def _drain(transport: asyncio.BaseTransport, sock: socket.socket, receive: Any) 
         receive(data, addr)
 
 
-def present_certificate(server: QuicServer, certificate: x509.Certificate) -> None:
-    """Present ``certificate`` in the listener's later handshakes (aioquic's server
-    hands its one configuration to every new connection)."""
-    server._configuration.certificate = certificate
+def present_certificate(server: Listener, certificate: x509.Certificate) -> None:
+    """Present ``certificate`` in the listener's later handshakes (its
+    configuration is the one every new connection is made with)."""
+    server.configuration.certificate = certificate
 
 
-def bound_address(server: QuicServer) -> tuple[str, int]:
-    """The (host, port) a listener is bound to; aioquic's server keeps its socket private."""
-    transport = server._transport
-    if transport is None:
+def bound_address(server: Listener) -> tuple[str, int]:
+    """The (host, port) a listener is bound to."""
+    if server.udp is None or server.udp.is_closing():
         raise NetError("the listener is closed")
-    sockname = transport.get_extra_info("sockname")
+    sockname = server.udp.get_extra_info("sockname")
     return sockname[0], sockname[1]
 
 
@@ -414,3 +438,41 @@ def consume_error(future: asyncio.Future[Any]) -> None:
     nobody awaits any more), so asyncio does not log it as lost."""
     if not future.cancelled():
         future.exception()
+
+
+# --- aioquic state without a public accessor ------------------------------------
+
+
+def peer_certificate_of(connection: QuicConnection) -> x509.Certificate | None:
+    """The leaf certificate the peer presented in ``connection``'s TLS handshake,
+    or None before it arrives (and on a server: the dialer presents none).
+
+    aioquic checks a peer's certificate only against a CA (``verify_mode``) and
+    keeps it on the TLS context with no accessor; a node's peers are known by
+    the key in their certificate, self-signed or issued by the network's CA
+    (``identity``, ``certs``), so the certificate itself is needed. This reads
+    ``tls.Context._peer_certificate``, which aioquic sets from the peer's
+    Certificate message (aioquic 1.x; pinned by tests/net/test_transport.py).
+    The connection's ``tls`` context is made when its handshake starts.
+    """
+    context = getattr(connection, "tls", None)
+    if context is None:
+        return None
+    certificate: x509.Certificate | None = context._peer_certificate
+    return certificate
+
+
+def unacked_bytes(connection: QuicConnection, stream_id: int) -> int:
+    """Bytes written on ``stream_id`` of ``connection`` that the peer has not
+    acknowledged yet (0 for a stream aioquic no longer holds).
+
+    aioquic buffers a stream's writes without bound and says nothing of how far
+    the peer has acknowledged them, so backpressure needs its count: this reads
+    the stream sender's ``_buffer``, the written bytes above the first one not
+    acknowledged (``QuicConnection._streams``, aioquic 1.x; pinned by
+    tests/net/test_transport.py).
+    """
+    stream = connection._streams.get(stream_id)
+    if stream is None:
+        return 0
+    return len(stream.sender._buffer)
