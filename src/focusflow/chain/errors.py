@@ -6,6 +6,8 @@ change once published; docs/chain.md lists them.
 
 from __future__ import annotations
 
+from focusflow.consensus.errors import InvalidEvidenceError
+from focusflow.core import errors as core_errors
 from focusflow.core.errors import FocusflowError
 
 
@@ -35,8 +37,9 @@ class InsufficientFeeError(TxError):
     code = "insufficient_fee"
 
 
-class MalformedMessageError(TxError):
-    code = "malformed_message"
+class MalformedMessageError(core_errors.MalformedMessageError, TxError):
+    """A transaction's message body that is not of its documented shape: a
+    TxError (the transaction pays its fee), coded as every malformed message."""
 
 
 class OverLimitError(TxError):
@@ -258,10 +261,10 @@ class UpgradeNeededError(BlockError):
         self.height = height
 
 
-class EvidenceError(FocusflowError):
-    """Evidence of misbehaviour that does not prove an offence the chain can punish."""
-
-    code = "invalid_evidence"
+class EvidenceError(InvalidEvidenceError):
+    """Evidence of misbehaviour that does not prove an offence the chain can punish
+    (``invalid_evidence``, the consensus layer's code; the subclasses say why
+    more precisely)."""
 
 
 class EvidenceOutOfRangeError(EvidenceError):

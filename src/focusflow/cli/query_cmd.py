@@ -19,7 +19,7 @@ from rich.table import Table
 from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt, address, client, console, particle
 from focusflow.cli.common import print_json as _print_json
 from focusflow.cli.datalog_cmd import DatalogHelp, datalog_cmd, verify_cmd
-from focusflow.core.errors import FocusflowError, InvalidParameterError
+from focusflow.core.errors import BadProofError, FocusflowError, InvalidParameterError
 
 if TYPE_CHECKING:
     from focusflow.client import NodeClient
@@ -34,12 +34,6 @@ TextOpt = Annotated[
     bool, typer.Option("--text", help="Take the particle argument as text, never as a CID.")
 ]
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class BadProofError(FocusflowError):
-    """The node's state proof does not verify: the node or the connection is lying."""
-
-    code = "bad_proof"
 
 
 def _ask(home: str | None, node: str | None, question: Callable[[NodeClient], T]) -> T:

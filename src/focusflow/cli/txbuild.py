@@ -44,7 +44,7 @@ from focusflow.chain.genesis import Genesis
 from focusflow.chain.params import ChainParams
 from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
 from focusflow.client import NodeClient, RemoteError, ReportedAccount
-from focusflow.core.errors import FocusflowError
+from focusflow.core.errors import ChainIdMismatchError, FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.modules.dex import share_denom
 from focusflow.modules.names import name_fee
@@ -70,12 +70,6 @@ class TxTimeoutError(FocusflowError):
     """``--wait`` gave up: the transaction was not committed in time (it may still be)."""
 
     code = "tx_timeout"
-
-
-class ChainIdMismatchError(FocusflowError):
-    """The node serves another chain than the one pinned by --chain-id or the genesis."""
-
-    code = "chain_id_mismatch"
 
 
 class ChainIdUnknownError(FocusflowError):

@@ -72,7 +72,8 @@ class KeyFileError(FocusflowError):
 
 
 class StoreError(FocusflowError):
-    """The state store is unreadable, corrupt, or from another chain."""
+    """A store that cannot be used: the node's state store unreadable, corrupt or
+    of another chain, or a persistence back end failed (Konomi's)."""
 
     code = "store_error"
 
@@ -93,3 +94,32 @@ class WrongPassphraseError(FocusflowError):
     """The passphrase does not open an encrypted wallet key (or none was given)."""
 
     code = "wrong_passphrase"
+
+
+class HomeError(FocusflowError):
+    """A home directory that cannot be used: not a focusflow home, a file missing
+    or unreadable, start options that do not fit it, or a directory of compiled
+    contract code that another user owns or others may write to."""
+
+    code = "bad_home"
+
+
+class ChainIdMismatchError(FocusflowError):
+    """What a node says belongs to another chain than the one pinned locally (by
+    ``--chain-id``, a genesis file or a light client's root of trust)."""
+
+    code = "chain_id_mismatch"
+
+
+class BadProofError(FocusflowError):
+    """A state proof that does not verify against the root it should: the node
+    or the connection is lying."""
+
+    code = "bad_proof"
+
+
+class MalformedMessageError(FocusflowError):
+    """A message that is not of its documented shape: a transaction's message
+    body, a Konomi request or WebSocket message."""
+
+    code = "malformed_message"

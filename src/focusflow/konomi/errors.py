@@ -7,6 +7,7 @@ API answers with.
 
 from __future__ import annotations
 
+from focusflow.core import errors as core_errors
 from focusflow.core.errors import FocusflowError
 
 
@@ -56,10 +57,9 @@ class DimensionsTooLargeError(KonomiError, ValueError):
     code = "dimensions_too_large"
 
 
-class MalformedMessageError(KonomiError, ValueError):
-    """A request or WebSocket message is not valid JSON of the documented shape."""
-
-    code = "malformed_message"
+class MalformedMessageError(core_errors.MalformedMessageError, KonomiError, ValueError):
+    """A request or WebSocket message is not valid JSON of the documented shape:
+    a KonomiError (its HTTP status), coded as every malformed message."""
 
 
 class InvalidOperationError(KonomiError, ValueError):
@@ -68,10 +68,10 @@ class InvalidOperationError(KonomiError, ValueError):
     code = "invalid_operation"
 
 
-class StoreError(KonomiError):
-    """The persistence back end (PostgreSQL or SQLite) failed or is misconfigured."""
+class StoreError(core_errors.StoreError, KonomiError):
+    """The persistence back end (PostgreSQL or SQLite) failed or is misconfigured:
+    a KonomiError (503), coded as every store that cannot be used."""
 
-    code = "store_error"
     http_status = 503
 
 

@@ -12,6 +12,7 @@ question) is the shared client's (``focusflow.client``).
 from __future__ import annotations
 
 from focusflow.client.errors import NodeRequestError
+from focusflow.core import errors as core_errors
 from focusflow.core.errors import FocusflowError
 
 #: Exit status of a verification failure (the CLI contract).
@@ -38,10 +39,9 @@ class HeaderMismatchError(VerificationError):
     code = "header_mismatch"
 
 
-class ChainIdMismatchError(VerificationError):
-    """A header of another chain than the one the client trusts."""
-
-    code = "chain_id_mismatch"
+class ChainIdMismatchError(core_errors.ChainIdMismatchError, VerificationError):
+    """A header of another chain than the one the client trusts: the code of
+    every chain id mismatch, the exit status of a verification failure."""
 
 
 class ValidatorSetMismatchError(VerificationError):
@@ -65,10 +65,10 @@ class TrustExpiredError(VerificationError):
     code = "trust_expired"
 
 
-class BadProofError(VerificationError):
-    """A value with its proof does not verify against the verified header's root."""
-
-    code = "bad_proof"
+class BadProofError(core_errors.BadProofError, VerificationError):
+    """A value with its proof does not verify against the verified header's root:
+    the code of every proof that does not verify, the exit status of a
+    verification failure."""
 
 
 class WrongValueError(VerificationError):

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.chain.genesis import Genesis
-from focusflow.core.errors import FocusflowError
+from focusflow.core.errors import HomeError
 from focusflow.core.hashing import sha256
 from focusflow.core.home import (
     account_key_path,
@@ -72,10 +72,6 @@ ETH_DEV_BALANCE = 10**18
 #: aioquic spends its time per packet, and loopback does not fragment
 #: (bench/RESULTS.md, net.py: 3.5x the bytes per CPU second of 1452-byte ones).
 LOOPBACK_DATAGRAM_SIZE = 8192
-
-
-class HomeError(FocusflowError):
-    code = "bad_home"
 
 
 class HomeInUseError(HomeError):

@@ -79,7 +79,13 @@ from focusflow.core.hashing import sha256
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.vm import wasm_scan
 from focusflow.vm.wasm_artifacts import Artifacts
-from focusflow.vm.wasm_scan import HOST_FUNCTIONS, Layout, ScanError
+from focusflow.vm.wasm_errors import InvalidWasmError as InvalidWasmError
+from focusflow.vm.wasm_errors import UnknownContractError as UnknownContractError
+from focusflow.vm.wasm_errors import WasmAbortError as WasmAbortError
+from focusflow.vm.wasm_errors import WasmError as WasmError
+from focusflow.vm.wasm_errors import WasmOutOfGasError as WasmOutOfGasError
+from focusflow.vm.wasm_errors import WasmTrapError as WasmTrapError
+from focusflow.vm.wasm_scan import HOST_FUNCTIONS, Layout
 
 CODE_PREFIX = b"/vm/wasm/code/"
 CONTRACT_PREFIX = b"/vm/wasm/contract/"
@@ -131,43 +137,6 @@ MAX_PORT_BYTES = 64
 #: modules whose check (``wasm_scan``) is kept.
 MODULES_KEPT = 32
 SCANS_KEPT = 64
-
-
-class WasmError(FocusflowError):
-    """A contract's call failed: ``code`` says how (see the subclasses)."""
-
-    code = "wasm_error"
-
-
-class WasmTrapError(WasmError):
-    """The module trapped: unreachable, out of bounds, a stack overflow, memory over the cap."""
-
-    code = "wasm_trap"
-
-
-class WasmOutOfGasError(WasmError):
-    """The call used all the gas it was given."""
-
-    code = "wasm_out_of_gas"
-
-
-class WasmAbortError(WasmError):
-    """The contract ended the call with its own error (``env.abort``)."""
-
-    code = "wasm_abort"
-
-
-class UnknownContractError(WasmError):
-    """No contract instance at the address."""
-
-    code = "unknown_contract"
-
-
-class InvalidWasmError(WasmError):
-    """Bytes that are no valid module, or a module off the contract interface or
-    past a bound (``wasm_scan``)."""
-
-    code = "invalid_wasm"
 
 
 @dataclass(frozen=True)
@@ -302,7 +271,7 @@ def fingerprint() -> str:
 TWAP_UNIT = 10**9
 
 _MODULES: OrderedDict[bytes, Compiled] = OrderedDict()
-_SCANS: OrderedDict[bytes, Layout | ScanError] = OrderedDict()
+_SCANS: OrderedDict[bytes, Layout | InvalidWasmError] = OrderedDict()
 _LOCK = threading.Lock()
 _ARTIFACTS: list[Artifacts] = []
 
@@ -354,19 +323,19 @@ def check_code(code: bytes) -> Layout:
             # and 64 layouts of 10,000 bodies would hold tens of MB.
             found.bodies = []
         except wasmtime.WasmtimeError as exc:
-            found = ScanError(f"not a valid WebAssembly module: {_first_line(exc)}")
-        except ScanError as exc:
+            found = InvalidWasmError(f"not a valid WebAssembly module: {_first_line(exc)}")
+        except InvalidWasmError as exc:
             found = exc
         except (IndexError, KeyError, ValueError) as exc:
             # A valid module the scan does not read is refused, the same way
             # on every node; never an exception out of the block.
-            found = ScanError(f"the module cannot be read: {type(exc).__name__}")
+            found = InvalidWasmError(f"the module cannot be read: {type(exc).__name__}")
         with _LOCK:
             _SCANS[key] = found
             while len(_SCANS) > SCANS_KEPT:
                 _SCANS.popitem(last=False)
-    if isinstance(found, ScanError):
-        raise InvalidWasmError(found.message)
+    if isinstance(found, InvalidWasmError):
+        raise InvalidWasmError(found.message)  # a new one: the kept one keeps no traceback
     return found
 
 
@@ -425,8 +394,6 @@ def _kept_layout(code: bytes) -> Layout:
         layout = wasm_scan.layout(code, bodies=False)
         wasm_scan.check_imports(layout)
         wasm_scan.check_exports(layout)
-    except ScanError as exc:
-        raise InvalidWasmError(exc.message) from None
     except (IndexError, KeyError, ValueError) as exc:
         raise InvalidWasmError(f"the module cannot be read: {type(exc).__name__}") from None
     return layout

@@ -29,19 +29,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from focusflow.core.errors import FocusflowError
+from focusflow.core.errors import HomeError
 
 log = logging.getLogger("focusflow.vm.wasm")
 
 #: The first bytes of every artifact, before the digest of the rest.
 MAGIC = b"focusflow-cwasm\n"
-
-
-class ArtifactDirError(FocusflowError):
-    """The directory for compiled modules cannot be trusted (another owner, or
-    writable by others)."""
-
-    code = "bad_home"
 
 
 class Artifacts:
@@ -53,9 +46,9 @@ class Artifacts:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = self.path.stat()
         if info.st_uid != os.geteuid():
-            raise ArtifactDirError(f"{self.path} belongs to another user: compiled code is not run")
+            raise HomeError(f"{self.path} belongs to another user: compiled code is not run")
         if stat.S_IMODE(info.st_mode) & 0o022:
-            raise ArtifactDirError(f"{self.path} is writable by others: compiled code is not run")
+            raise HomeError(f"{self.path} is writable by others: compiled code is not run")
 
     def file(self, code_hash: bytes) -> Path:
         return self.path / f"{code_hash.hex()}-{self.fingerprint}.cwasm"

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from focusflow.core.errors import FocusflowError
+from focusflow.vm.wasm_errors import InvalidWasmError
 
 #: Defined functions a module may have.
 MAX_FUNCTIONS = 10_000
@@ -83,12 +83,6 @@ REQUIRED_EXPORTS = {
     "query": ENTRY_SIGNATURE,
 }
 OPTIONAL_EXPORTS = {"reply": ENTRY_SIGNATURE}
-
-
-class ScanError(FocusflowError):
-    """The module is no contract ``wasm.store`` takes: the message says why."""
-
-    code = "invalid_wasm"
 
 
 Signature = tuple[tuple[int, ...], tuple[int, ...]]
@@ -150,7 +144,7 @@ def signature_text(sig: Signature) -> str:
 
 
 class _Reader:
-    """LEB128 and vectors over a byte string; every overrun is a ScanError."""
+    """LEB128 and vectors over a byte string; every overrun is an InvalidWasmError."""
 
     def __init__(self, data: bytes, at: int = 0, end: int | None = None) -> None:
         self.data = data
@@ -159,7 +153,7 @@ class _Reader:
 
     def byte(self) -> int:
         if self.at >= self.end:
-            raise ScanError("the module ends inside a section")
+            raise InvalidWasmError("the module ends inside a section")
         value = self.data[self.at]
         self.at += 1
         return value
@@ -173,7 +167,7 @@ class _Reader:
             if not b & 0x80:
                 return result
             if shift > 35:
-                raise ScanError("an integer in the module is longer than 5 bytes")
+                raise InvalidWasmError("an integer in the module is longer than 5 bytes")
 
     def name(self) -> str:
         size = self.uint()
@@ -181,11 +175,11 @@ class _Reader:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ScanError("a name in the module is not UTF-8") from None
+            raise InvalidWasmError("a name in the module is not UTF-8") from None
 
     def bytes(self, size: int) -> bytes:
         if self.at + size > self.end:
-            raise ScanError("the module ends inside a section")
+            raise InvalidWasmError("the module ends inside a section")
         raw = self.data[self.at : self.at + size]
         self.at += size
         return raw
@@ -193,23 +187,23 @@ class _Reader:
     def limits(self) -> tuple[int, int | None]:
         flag = self.byte()
         if flag not in (0, 1):
-            raise ScanError("shared or 64-bit memories and tables are not allowed")
+            raise InvalidWasmError("shared or 64-bit memories and tables are not allowed")
         low = self.uint()
         return low, self.uint() if flag == 1 else None
 
 
 def layout(code: bytes, bodies: bool = True) -> Layout:
     """The module's sections; with ``bodies`` every function body is decoded
-    too (the bounds and the price need them). Raises ScanError."""
+    too (the bounds and the price need them). Raises InvalidWasmError."""
     if code[:8] != b"\0asm\1\0\0\0":
-        raise ScanError("not a WebAssembly 1.0 module")
+        raise InvalidWasmError("not a WebAssembly 1.0 module")
     out = Layout()
     r = _Reader(code, 8)
     while r.at < r.end:
         section, size = r.byte(), r.uint()
         body = _Reader(code, r.at, r.at + size)
         if body.end > r.end:
-            raise ScanError("a section runs past the module's end")
+            raise InvalidWasmError("a section runs past the module's end")
         _SECTIONS.get(section, _skip)(body, out, bodies)
         r.at = body.end
     return out
@@ -222,7 +216,7 @@ def _skip(r: _Reader, out: Layout, bodies: bool) -> None:
 def _types(r: _Reader, out: Layout, bodies: bool) -> None:
     for _ in range(r.uint()):
         if r.byte() != 0x60:
-            raise ScanError("a type that is not a function type")
+            raise InvalidWasmError("a type that is not a function type")
         params = tuple(r.byte() for _ in range(r.uint()))
         results = tuple(r.byte() for _ in range(r.uint()))
         out.types.append((params, results))
@@ -245,14 +239,14 @@ def _imports(r: _Reader, out: Layout, bodies: bool) -> None:
             r.byte()
             r.byte()
         else:
-            raise ScanError(f"an import of kind {kind} is not allowed")
+            raise InvalidWasmError(f"an import of kind {kind} is not allowed")
         out.imports.append((module, name, kind, index))
 
 
 def _functions(r: _Reader, out: Layout, bodies: bool) -> None:
     count = r.uint()
     if count > MAX_FUNCTIONS:
-        raise ScanError(f"the module defines {count} functions; at most {MAX_FUNCTIONS}")
+        raise InvalidWasmError(f"the module defines {count} functions; at most {MAX_FUNCTIONS}")
     out.functions.extend(r.uint() for _ in range(count))
 
 
@@ -270,7 +264,7 @@ def _memories(r: _Reader, out: Layout, bodies: bool) -> None:
 def _globals(r: _Reader, out: Layout, bodies: bool) -> None:
     out.globals = r.uint()
     if out.globals > MAX_GLOBALS:
-        raise ScanError(f"the module defines {out.globals} globals; at most {MAX_GLOBALS}")
+        raise InvalidWasmError(f"the module defines {out.globals} globals; at most {MAX_GLOBALS}")
 
 
 def _exports(r: _Reader, out: Layout, bodies: bool) -> None:
@@ -286,10 +280,12 @@ def _code(r: _Reader, out: Layout, bodies: bool) -> None:
         start = r.at
         r.at += size
         if r.at > r.end:
-            raise ScanError("a function body runs past the code section")
+            raise InvalidWasmError("a function body runs past the code section")
         if size > MAX_BODY_BYTES:
             number = out.imported_functions + i
-            raise ScanError(f"function {number}'s body is {size} bytes; at most {MAX_BODY_BYTES}")
+            raise InvalidWasmError(
+                f"function {number}'s body is {size} bytes; at most {MAX_BODY_BYTES}"
+            )
         if bodies:
             out.bodies.append(_body(r.data, start, start + size, out, out.imported_functions + i))
         else:
@@ -403,7 +399,7 @@ def _body(code: bytes, start: int, end: int, out: Layout, index: int) -> Body:
         local_count += n
         i += 1
     if local_count > MAX_LOCALS:
-        raise ScanError(f"function {index} has {local_count} locals; at most {MAX_LOCALS}")
+        raise InvalidWasmError(f"function {index} has {local_count} locals; at most {MAX_LOCALS}")
     walk = _Walk(code, out, index, len(results))
     walk.run(i, end)
     return Body(end - start, local_count, walk.top, walk.deepest - 1)
@@ -454,7 +450,7 @@ class _Walk:
             if height > top:
                 top = height
                 if top > MAX_STACK_HEIGHT:
-                    raise ScanError(
+                    raise InvalidWasmError(
                         f"function {self.index} holds more than {MAX_STACK_HEIGHT} values "
                         "on its stack"
                     )
@@ -468,7 +464,9 @@ class _Walk:
         if len(self.frames) > self.deepest:
             self.deepest = len(self.frames)
             if self.deepest > MAX_NESTING + 1:
-                raise ScanError(f"function {self.index} nests blocks deeper than {MAX_NESTING}")
+                raise InvalidWasmError(
+                    f"function {self.index} nests blocks deeper than {MAX_NESTING}"
+                )
         return i
 
     def end(self, op: int, i: int) -> int:
@@ -512,7 +510,9 @@ class _Walk:
     def prefixed(self, op: int, i: int) -> int:
         sub, i = _leb(self.code, i)
         if sub not in _FC:
-            raise ScanError(f"function {self.index} uses instruction 0xfc {sub}, not allowed")
+            raise InvalidWasmError(
+                f"function {self.index} uses instruction 0xfc {sub}, not allowed"
+            )
         immediates, pops, pushes = _FC[sub]
         for _ in range(immediates):
             i = _skip_leb(self.code, i)
@@ -520,7 +520,7 @@ class _Walk:
         return i
 
     def refuse(self, op: int, i: int) -> int:
-        raise ScanError(f"function {self.index} uses instruction {op:#04x}, not allowed")
+        raise InvalidWasmError(f"function {self.index} uses instruction {op:#04x}, not allowed")
 
     def _effect(self, pops: int, pushes: int) -> None:
         if not self.dead:
@@ -544,7 +544,7 @@ _HANDLERS: dict[int, Callable[[_Walk, int, int], int]] = {
 
 def scan(code: bytes) -> Layout:
     """The layout of a module ``wasm.store`` may keep: every body decoded, the
-    contract interface and the bounds checked; ScanError says what is wrong."""
+    contract interface and the bounds checked; InvalidWasmError says what is wrong."""
     out = layout(code)
     check_imports(out)
     check_exports(out)
@@ -558,15 +558,15 @@ def check_imports(out: Layout) -> None:
         where = f'the module imports "{module}" "{name}"'
         if module != "env" or kind != 0:
             as_kind = "" if kind == 0 else f" as a {KIND_NAMES[kind]}"
-            raise ScanError(
+            raise InvalidWasmError(
                 f'{where}{as_kind}: only "env" functions of the host can be imported '
                 f"({', '.join(HOST_FUNCTIONS)})"
             )
         if name not in HOST_FUNCTIONS:
-            raise ScanError(f"{where}: no such host function ({', '.join(HOST_FUNCTIONS)})")
+            raise InvalidWasmError(f"{where}: no such host function ({', '.join(HOST_FUNCTIONS)})")
         given, wanted = out.types[index], HOST_FUNCTIONS[name]
         if given != wanted:
-            raise ScanError(
+            raise InvalidWasmError(
                 f"{where} as {signature_text(given)}: the host gives {signature_text(wanted)}"
             )
 
@@ -580,18 +580,18 @@ def check_exports(out: Layout) -> None:
         kind, index = out.exports[name]
         if wanted is None:
             if kind != 2:
-                raise ScanError(
+                raise InvalidWasmError(
                     f"the module's export memory must be a memory, not a {KIND_NAMES[kind]}"
                 )
             continue
         should = f"the module's export {name} must be a function {signature_text(wanted)}"
         if kind != 0:
-            raise ScanError(f"{should}, not a {KIND_NAMES[kind]}")
+            raise InvalidWasmError(f"{should}, not a {KIND_NAMES[kind]}")
         given = out.signature(index)
         if given != wanted:
-            raise ScanError(f"{should}, not {signature_text(given)}")
+            raise InvalidWasmError(f"{should}, not {signature_text(given)}")
     if missing:
-        raise ScanError(f"the module does not export {', '.join(missing)}")
+        raise InvalidWasmError(f"the module does not export {', '.join(missing)}")
 
 
 def check_sizes(out: Layout) -> None:
@@ -599,18 +599,18 @@ def check_sizes(out: Layout) -> None:
     ``MAX_TABLE_ELEMENTS``, and a compile within ``MAX_COMPILE_GAS``."""
     for low, _ in out.memories:
         if low > MAX_PAGES:
-            raise ScanError(
+            raise InvalidWasmError(
                 f"the module's memory starts at {low} pages; a call may have at most {MAX_PAGES} "
                 f"({MAX_PAGES * 64} KiB)"
             )
     if out.table_elements() > MAX_TABLE_ELEMENTS:
-        raise ScanError(
+        raise InvalidWasmError(
             f"the module's tables start at {out.table_elements()} elements; "
             f"at most {MAX_TABLE_ELEMENTS}"
         )
     gas = out.price = out.compile_gas()
     if gas > MAX_COMPILE_GAS:
-        raise ScanError(
+        raise InvalidWasmError(
             f"compiling the module would cost {gas} gas; at most {MAX_COMPILE_GAS} "
             "(smaller functions, fewer values live at once)"
         )
