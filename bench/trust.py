@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from focusflow.services.trust.ca import CertificateAuthority
+from focusflow.services.trust.ca import StandaloneCa
 from focusflow.services.trust.ctlog import MerkleLog, verify_consistency, verify_inclusion
 from focusflow.services.trust.sth import verify_tree_head
 
@@ -95,7 +95,7 @@ def chain_costs(chains: int) -> None:
     from cryptography.x509.verification import PolicyBuilder, Store
 
     with tempfile.TemporaryDirectory() as d:
-        ca = CertificateAuthority.init(Path(d))
+        ca = StandaloneCa.init(Path(d))
         issued = ca.issue("node.example")
         leaf = x509.load_pem_x509_certificate(issued.cert_pem)
         store = Store([ca.root])

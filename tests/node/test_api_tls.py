@@ -23,12 +23,12 @@ from focusflow.node.api_tls import ApiTls
 from focusflow.node.home import init_devnet
 from focusflow.services.auth.certificates import ClientCertificates
 from focusflow.services.auth.tokens import UnauthorizedError
-from focusflow.services.trust.ca import CertificateAuthority
+from focusflow.services.trust.ca import StandaloneCa
 from tests.cli.helpers import run_cli
 from tests.node.devnet_process import start_devnet
 
 
-def _files(ca: CertificateAuthority, name: str, where: Path) -> tuple[Path, Path]:
+def _files(ca: StandaloneCa, name: str, where: Path) -> tuple[Path, Path]:
     """``name``'s certificate (with its chain) and key under ``where``."""
     issued = ca.issue(name)
     where.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ def _files(ca: CertificateAuthority, name: str, where: Path) -> tuple[Path, Path
 _PEM = Encoding.PEM
 
 
-def _bundle(ca: CertificateAuthority, path: Path) -> Path:
+def _bundle(ca: StandaloneCa, path: Path) -> Path:
     path.write_bytes(ca.root.public_bytes(_PEM) + ca.intermediate.public_bytes(_PEM))
     return path
 
@@ -64,8 +64,8 @@ def _probe(root: Path) -> ssl.SSLContext:
 @pytest.fixture(scope="module")
 def tls_net(tmp_path_factory):
     base = tmp_path_factory.mktemp("tls")
-    ca = CertificateAuthority.init(base / "ca")
-    other = CertificateAuthority.init(base / "other", name="elsewhere")
+    ca = StandaloneCa.init(base / "ca")
+    other = StandaloneCa.init(base / "other", name="elsewhere")
     home = base / "home"
     init_devnet(home)
     tls = base / "tls"  # outside the home: a new home holds only its config.json
@@ -184,7 +184,7 @@ def test_the_cli_authenticates_with_a_client_certificate_from_the_environment(
 
 
 def test_require_client_cert_refuses_a_handshake_without_one(tmp_path):
-    ca = CertificateAuthority.init(tmp_path / "ca")
+    ca = StandaloneCa.init(tmp_path / "ca")
     home, tls = tmp_path / "home", tmp_path / "tls"
     init_devnet(home)
     _files(ca, "localhost", tls)
@@ -229,7 +229,7 @@ def test_api_tls_settings_are_checked(tmp_path):
 
 
 def test_a_stale_or_forged_crl_refuses_every_certificate(tmp_path):
-    ca = CertificateAuthority.init(tmp_path / "ca")
+    ca = StandaloneCa.init(tmp_path / "ca")
     bundle = _bundle(ca, tmp_path / "clients.pem")
     cert, _ = _files(ca, "alice", tmp_path / "p")
     pem = cert.read_text()
@@ -243,7 +243,7 @@ def test_a_stale_or_forged_crl_refuses_every_certificate(tmp_path):
     fresh = ClientCertificates({"alice": ["blobs"]}, bundle, crl)
     assert fresh.identify(pem).roles == ("blobs",)
     # a CRL no client CA signed stops the node at start
-    other = CertificateAuthority.init(tmp_path / "other")
+    other = StandaloneCa.init(tmp_path / "other")
     forged = tmp_path / "forged.pem"
     forged.write_bytes(other.crl())
     with pytest.raises(InvalidParameterError, match="signed"):

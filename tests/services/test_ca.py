@@ -199,9 +199,9 @@ def test_bad_requests_get_precise_errors_and_change_nothing(tmp_path, capsys):
 
 @pytest.mark.parametrize("torn", [1, 3, 7])
 def test_a_torn_last_entry_is_not_an_entry(tmp_path, torn):
-    from focusflow.services.trust.ca import CertificateAuthority
+    from focusflow.services.trust.ca import StandaloneCa
 
-    ca = CertificateAuthority.init(tmp_path / "ca")
+    ca = StandaloneCa.init(tmp_path / "ca")
     ca.issue("a.example")
     with ca.entries_path.open("ab") as fh:
         fh.write(b"\0\0\4\0" + b"x" * torn)  # a crash mid-append: 1,024 bytes announced

@@ -29,9 +29,9 @@ def init_cmd(
     name: str = typer.Option("focusflow", "--name", help="The CA's name (its certificates' CN)."),
 ) -> None:
     """Create a root and an intermediate under HOME/ca."""
-    from focusflow.services.trust.ca import CertificateAuthority
+    from focusflow.services.trust.ca import StandaloneCa
 
-    ca = CertificateAuthority.init(home, name)
+    ca = StandaloneCa.init(home, name)
     console.print(f"CA ready: {ca.ca_dir / 'root.pem'}, {ca.ca_dir / 'intermediate.pem'}")
 
 
@@ -44,9 +44,9 @@ def issue_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print serial and leaf index as JSON."),
 ) -> None:
     """Issue a leaf certificate signed by the intermediate and log it."""
-    from focusflow.services.trust.ca import CertificateAuthority
+    from focusflow.services.trust.ca import StandaloneCa
 
-    ca = CertificateAuthority.open(home)
+    ca = StandaloneCa.open(home)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "key.pem").exists():
         from focusflow.services.trust.ca import CaError
@@ -72,9 +72,9 @@ def revoke_cmd(
     cert: Path = typer.Option(..., "--cert", help="The certificate (PEM) to revoke."),
 ) -> None:
     """Mark a certificate this CA issued as revoked (the next CRL lists it)."""
-    from focusflow.services.trust.ca import CertificateAuthority, read_certificate
+    from focusflow.services.trust.ca import StandaloneCa, read_certificate
 
-    ca = CertificateAuthority.open(home)
+    ca = StandaloneCa.open(home)
     parsed = read_certificate(cert)
     ca.revoke(parsed)
     console.print(f"revoked serial {parsed.serial_number:x}")
@@ -86,9 +86,9 @@ def crl_cmd(
     out: Path = typer.Option(..., "--out", help="Where to write the CRL (PEM)."),
 ) -> None:
     """Write the CRL of every revoked certificate, signed by the intermediate."""
-    from focusflow.services.trust.ca import CertificateAuthority
+    from focusflow.services.trust.ca import StandaloneCa
 
-    out.write_bytes(CertificateAuthority.open(home).crl())
+    out.write_bytes(StandaloneCa.open(home).crl())
     console.print(f"CRL written: {out}")
 
 
@@ -99,9 +99,9 @@ def proof_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the proof as JSON."),
 ) -> None:
     """The inclusion proof of a certificate in the log, at its current size."""
-    from focusflow.services.trust.ca import CertificateAuthority, read_certificate
+    from focusflow.services.trust.ca import StandaloneCa, read_certificate
 
-    proof = CertificateAuthority.open(home).inclusion(read_certificate(cert))
+    proof = StandaloneCa.open(home).inclusion(read_certificate(cert))
     if as_json:
         print_json(proof)
     else:
@@ -118,9 +118,9 @@ def sth_cmd(
 ) -> None:
     """The log's signed tree head: its size and root, signed by the log's key
     (HOME/ct/log_pub.pem verifies it)."""
-    from focusflow.services.trust.ca import CertificateAuthority
+    from focusflow.services.trust.ca import StandaloneCa
 
-    sth = CertificateAuthority.open(home).signed_tree_head()
+    sth = StandaloneCa.open(home).signed_tree_head()
     if as_json:
         print_json(sth.to_json())
     else:
@@ -135,9 +135,9 @@ def consistency_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the proof as JSON."),
 ) -> None:
     """The consistency proof that the log's first FIRST entries are a prefix of its first SECOND."""
-    from focusflow.services.trust.ca import CertificateAuthority
+    from focusflow.services.trust.ca import StandaloneCa
 
-    proof = CertificateAuthority.open(home).consistency(first, second)
+    proof = StandaloneCa.open(home).consistency(first, second)
     if as_json:
         print_json(proof)
     else:

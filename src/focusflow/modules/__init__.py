@@ -5,7 +5,7 @@ exchange, the fee split and rewards."""
 
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
-from focusflow.modules.ca import CertificateAuthority
+from focusflow.modules.ca import NetworkCa
 from focusflow.modules.dex import Dex
 from focusflow.modules.economy import Economy
 from focusflow.modules.evm import Evm
@@ -23,19 +23,19 @@ def default_modules() -> list:
     the dex's halts pools before the economy's buyback trades)."""
     return [
         Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm(),
-        CertificateAuthority(), Proofs(), Dex(), Economy(),
+        NetworkCa(), Proofs(), Dex(), Economy(),
     ]  # fmt: skip
 
 
 __all__ = [
     "Bank",
     "Blobs",
-    "CertificateAuthority",
     "Dex",
     "Economy",
     "Evm",
     "Links",
     "Names",
+    "NetworkCa",
     "Proofs",
     "Upgrades",
     "Validators",

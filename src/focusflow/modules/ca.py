@@ -428,7 +428,12 @@ def log_leaves(state: Readable, end: int, start: int = 0) -> list[bytes]:
 # --- the module ----------------------------------------------------------------------
 
 
-class CertificateAuthority:
+class NetworkCa:
+    """The network's CA as a chain module (``ca.*`` messages): issuance decided
+    by the chain, signed by the members' threshold key. Not the standalone CA
+    of one directory (``services.trust.ca.StandaloneCa``), whose X.509 and
+    log machinery this one uses."""
+
     name = "ca"
 
     def handlers(self) -> Mapping[str, Handler]:

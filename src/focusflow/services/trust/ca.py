@@ -100,8 +100,13 @@ def _check_name(name: str) -> str:
     return name
 
 
-class CertificateAuthority:
-    """The CA under ``home``: ``init`` creates it, ``open`` reads it."""
+class StandaloneCa:
+    """The CA under ``home``: ``init`` creates it, ``open`` reads it.
+
+    One operator's CA in one directory, its issuance decided by whoever holds
+    its keys (``focusflow ca``, tests, private deployments); the network's CA,
+    whose issuance the chain decides, is the chain module
+    ``modules.ca.NetworkCa``."""
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
@@ -112,7 +117,7 @@ class CertificateAuthority:
 
     # --- creation and loading ------------------------------------------------
     @classmethod
-    def init(cls, home: Path, name: str = "focusflow") -> CertificateAuthority:
+    def init(cls, home: Path, name: str = "focusflow") -> StandaloneCa:
         ca = cls(home)
         if (ca.ca_dir / "root.pem").exists():
             raise CaError(f"{ca.ca_dir}: a CA is there already")
@@ -166,7 +171,7 @@ class CertificateAuthority:
         return ca
 
     @classmethod
-    def open(cls, home: Path) -> CertificateAuthority:
+    def open(cls, home: Path) -> StandaloneCa:
         ca = cls(home)
         if not (ca.ca_dir / "root.pem").exists():
             raise CaError(f"{ca.ca_dir}: no CA here (run focusflow ca init --home {home})")
