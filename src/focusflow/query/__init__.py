@@ -8,6 +8,7 @@ state) and returns an :class:`Answer`. docs/query.md is the user's guide.
 from __future__ import annotations
 
 import os
+from typing import Unpack
 
 from focusflow.query.engine import Answer, evaluate
 from focusflow.query.errors import (
@@ -20,7 +21,7 @@ from focusflow.query.errors import (
     UnstratifiableError,
 )
 from focusflow.query.limits import Limits
-from focusflow.query.sources import FactSource, GraphFileSource, Source
+from focusflow.query.sources import FactSource, GraphFileSource, Source, SourceOptions
 
 __all__ = [
     "Answer",
@@ -41,7 +42,11 @@ __all__ = [
 
 
 def open_graph(
-    path: str | os.PathLike, fmt: str = "auto", *, skip_invalid: bool = True, **options
+    path: str | os.PathLike[str],
+    fmt: str = "auto",
+    *,
+    skip_invalid: bool = True,
+    **options: Unpack[SourceOptions],
 ) -> GraphFileSource:
     """A source over a graph file (``auto``, ``edges`` or ``bostrom``); bostrom links
     whose particles are not CIDs are dropped (``source.graph.skipped_invalid`` counts

@@ -17,6 +17,7 @@ import difflib
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from focusflow.query.errors import QueryInvalidError, QueryTypeError, UnstratifiableError
 from focusflow.query.syntax import (
@@ -28,6 +29,7 @@ from focusflow.query.syntax import (
     Expr,
     Literal,
     Neg,
+    Pos,
     Program,
     Rule,
     Var,
@@ -39,7 +41,14 @@ SYM, INT, FLOAT = "sym", "int", "float"
 Schema = tuple[str, ...]
 
 
-def _where(node) -> str:
+class _Located(Protocol):
+    """A node of the syntax tree: it knows where it was written."""
+
+    @property
+    def pos(self) -> Pos: ...
+
+
+def _where(node: _Located) -> str:
     return f"line {node.pos.line}, column {node.pos.column}"
 
 
@@ -286,8 +295,10 @@ def _cycle(start: str, end: str, edges: dict[str, list[str]], comp: set[str]) ->
                 prev[nxt] = node
                 queue.append(nxt)
     path = [start]
-    while prev.get(path[-1]) is not None:
-        path.append(prev[path[-1]])  # type: ignore[arg-type]
+    step = prev.get(start)
+    while step is not None:
+        path.append(step)
+        step = prev.get(step)
     return path[::-1]
 
 
@@ -335,8 +346,9 @@ def analyse(  # noqa: C901, PLR0912 - a program's checks, one after another
                     f"here it is used with {len(atom.args)}"
                 )
     if output not in rules and output not in fixed:
-        if fixed_schema(output) is not None:
-            fixed[output] = fixed_schema(output)  # type: ignore[assignment]
+        schema = fixed_schema(output)
+        if schema is not None:
+            fixed[output] = schema
         else:
             hint = difflib.get_close_matches(output, list(rules), 1)
             raise QueryInvalidError(

@@ -34,10 +34,10 @@ from focusflow.query.analysis import (
     literal_vars,
 )
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
-from focusflow.query.indexed import IndexedEvaluation, eligible, preferred
+from focusflow.query.indexed import IndexedEvaluation, LinkIndex, eligible, preferred
 from focusflow.query.limits import Budget, Limits
 from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
-from focusflow.query.provenance import check_provable, explain
+from focusflow.query.provenance import Fact, check_provable, explain
 from focusflow.query.sources import BASE_COLUMNS, BASE_SCHEMAS, Source, load
 from focusflow.query.sqlgen import Compiler, create_table, data_columns, quote
 from focusflow.query.symbols import QuerySymbols
@@ -75,7 +75,7 @@ class Answer:
     # With ``prove``: per row, the base facts of one derivation, as
     # ``(relation, values)`` spelled out and as the source's raw ids.
     facts: list[list[tuple[str, list[Any]]]] | None = None
-    raw_facts: list[list[tuple[str, tuple]]] | None = None
+    raw_facts: list[list[Fact]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -548,7 +548,7 @@ def _indexed(
     source: Source,
     analysis: Analysis,
     output: str,
-    index,
+    index: LinkIndex,
     limit: int | None,
     limits: Limits,
     t0: float,
@@ -583,16 +583,16 @@ def decode_rows(symbols: QuerySymbols, cols: list[np.ndarray], schema: Schema) -
     return [list(r) for r in zip(*decoded, strict=True)] if decoded else []
 
 
-def _spell_fact(
-    symbols: QuerySymbols, source: Source, fact: tuple[str, tuple]
-) -> tuple[str, list[Any]]:
+def _spell_fact(symbols: QuerySymbols, source: Source, fact: Fact) -> tuple[str, list[Any]]:
     rel, values = fact
     schema = source.schema(rel) or ()
     cols = [np.array([v]) for v in values]
     return rel, decode_rows(symbols, cols, schema)[0]
 
 
-def _plain(col: np.ndarray, t: str) -> list:
+def _plain(col: np.ndarray, t: str) -> list[float] | list[int]:
     if t == FLOAT:
-        return np.asarray(col, dtype=np.float64).tolist()
-    return np.asarray(col, dtype=np.int64).tolist()
+        floats: list[float] = np.asarray(col, dtype=np.float64).tolist()
+        return floats
+    ints: list[int] = np.asarray(col, dtype=np.int64).tolist()
+    return ints

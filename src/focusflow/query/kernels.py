@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import operator
 import time
+from collections.abc import Callable
 from typing import SupportsIndex
 
 import numba as nb
@@ -41,6 +42,11 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # Shared plumbing
 # ---------------------------------------------------------------------------
+
+#: An index or a count inside a kernel: numba types an int and an int64 alike,
+#: and some are made int64 on purpose (see ``_heap_pop``), which to the type
+#: checker is no int.
+_Index = int | np.int64
 
 
 def _as_i64(name: str, a: object) -> np.ndarray:
@@ -112,14 +118,19 @@ def _chunks(count: int) -> np.ndarray:
     return np.linspace(0, count, parts + 1).astype(np.int64)
 
 
-def _run_parallel(kernel, *args) -> None:
+def _run_parallel(kernel: Callable[..., None], *args: object) -> None:
     # Chunk size 1: a thread that finishes takes the next chunk, instead of the
     # static split of the iterations in equal runs per thread.
     with nb.parallel_chunksize(1):
         kernel(*args)
 
 
-def _count_then_fill(kernel, args: tuple, offsets: np.ndarray, value_dtype):
+def _count_then_fill(
+    kernel: Callable[..., None],
+    args: tuple[object, ...],
+    offsets: np.ndarray,
+    value_dtype: type[np.generic],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The two passes of a parallel kernel over sources: count each source's rows
     into ``offsets``, then fill ``(source position, node, value)`` at the offsets."""
     none = np.empty(0, dtype=np.int64)
@@ -141,7 +152,7 @@ def _use_parallel(count: int) -> bool:
 
 
 @nb.njit(cache=True)
-def _grow(a, need):
+def _grow(a: np.ndarray, need: _Index) -> np.ndarray:
     """``a`` with room for ``need`` items (doubling, so appends stay linear)."""
     if need <= a.shape[0]:
         return a
@@ -156,7 +167,15 @@ def _grow(a, need):
 
 
 @nb.njit(cache=True)
-def _bfs_one(indptr, indices, s, max_depth, seen, queue, qdepth):
+def _bfs_one(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    s: int,
+    max_depth: int,
+    seen: np.ndarray,
+    queue: np.ndarray,
+    qdepth: np.ndarray,
+) -> int:
     """Levels from ``s`` into ``queue[:k], qdepth[:k]``; returns ``k``.
 
     ``seen`` is all False on entry and on exit: only the reached nodes are
@@ -190,7 +209,9 @@ def _bfs_one(indptr, indices, s, max_depth, seen, queue, qdepth):
 
 
 @nb.njit(cache=True)
-def _bfs_serial(indptr, indices, sources, max_depth):
+def _bfs_serial(
+    indptr: np.ndarray, indices: np.ndarray, sources: np.ndarray, max_depth: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = indptr.shape[0] - 1
     seen = np.zeros(n, dtype=np.bool_)
     queue = np.empty(n, dtype=np.int64)
@@ -213,7 +234,18 @@ def _bfs_serial(indptr, indices, sources, max_depth):
 
 
 @nb.njit(cache=True, parallel=True)
-def _bfs_parallel(indptr, indices, sources, max_depth, bounds, offsets, pos, node, depth, fill):
+def _bfs_parallel(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    sources: np.ndarray,
+    max_depth: int,
+    bounds: np.ndarray,
+    offsets: np.ndarray,
+    pos: np.ndarray,
+    node: np.ndarray,
+    depth: np.ndarray,
+    fill: bool,
+) -> None:
     """Count pass (``fill`` False: ``offsets[i + 1]`` = rows of source ``i``) or
     fill pass (rows of source ``i`` at ``offsets[i]``)."""
     n = indptr.shape[0] - 1
@@ -233,7 +265,9 @@ def _bfs_parallel(indptr, indices, sources, max_depth, bounds, offsets, pos, nod
                 offsets[i + 1] = k
 
 
-def _bfs_levels(indptr, indices, sources, max_depth, parallel):
+def _bfs_levels(
+    indptr: np.ndarray, indices: np.ndarray, sources: np.ndarray, max_depth: int, parallel: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not parallel:
         return _bfs_serial(indptr, indices, sources, max_depth)
     bounds = _chunks(sources.shape[0])
@@ -265,12 +299,13 @@ def bfs_levels(
 
 
 @nb.njit(cache=True)
-def _heap_less(hkey, hnode, a, b):
-    return hkey[a] < hkey[b] or (hkey[a] == hkey[b] and hnode[a] < hnode[b])
+def _heap_less(hkey: np.ndarray, hnode: np.ndarray, a: _Index, b: _Index) -> bool:
+    less: bool = hkey[a] < hkey[b] or (hkey[a] == hkey[b] and hnode[a] < hnode[b])
+    return less
 
 
 @nb.njit(cache=True)
-def _heap_push(hkey, hnode, size, key, v):
+def _heap_push(hkey: np.ndarray, hnode: np.ndarray, size: _Index, key: float, v: int) -> _Index:
     i = size
     hkey[i] = key
     hnode[i] = v
@@ -286,7 +321,7 @@ def _heap_push(hkey, hnode, size, key, v):
 
 
 @nb.njit(cache=True)
-def _heap_pop(hkey, hnode, size):
+def _heap_pop(hkey: np.ndarray, hnode: np.ndarray, size: _Index) -> _Index:
     """Remove the root (read it before calling); returns the new size."""
     size -= 1
     hkey[0] = hkey[size]
@@ -309,7 +344,16 @@ def _heap_pop(hkey, hnode, size):
 
 
 @nb.njit(cache=True)
-def _dijkstra_one(indptr, indices, lengths, s, max_dist, state, dist, out):
+def _dijkstra_one(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    lengths: np.ndarray,
+    s: int,
+    max_dist: float,
+    state: np.ndarray,
+    dist: np.ndarray,
+    out: np.ndarray,
+) -> int:
     """Settled nodes of ``s`` (sorted) in ``out[:k]``, distances in ``dist``; returns ``k``.
 
     A binary heap with lazy deletion (a node may sit in it more than once; stale
@@ -360,7 +404,13 @@ def _dijkstra_one(indptr, indices, lengths, s, max_dist, state, dist, out):
 
 
 @nb.njit(cache=True)
-def _dijkstra_serial(indptr, indices, lengths, sources, max_dist):
+def _dijkstra_serial(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    lengths: np.ndarray,
+    sources: np.ndarray,
+    max_dist: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = indptr.shape[0] - 1
     state = np.zeros(n, dtype=np.int8)
     dist = np.empty(n, dtype=np.float64)
@@ -384,8 +434,18 @@ def _dijkstra_serial(indptr, indices, lengths, sources, max_dist):
 
 @nb.njit(cache=True, parallel=True)
 def _dijkstra_parallel(
-    indptr, indices, lengths, sources, max_dist, bounds, offsets, pos, node, dd, fill
-):
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    lengths: np.ndarray,
+    sources: np.ndarray,
+    max_dist: float,
+    bounds: np.ndarray,
+    offsets: np.ndarray,
+    pos: np.ndarray,
+    node: np.ndarray,
+    dd: np.ndarray,
+    fill: bool,
+) -> None:
     n = indptr.shape[0] - 1
     for c in nb.prange(bounds.shape[0] - 1):
         state = np.zeros(n, dtype=np.int8)
@@ -403,7 +463,14 @@ def _dijkstra_parallel(
                 offsets[i + 1] = k
 
 
-def _dijkstra(indptr, indices, lengths, sources, max_dist, parallel):
+def _dijkstra(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    lengths: np.ndarray,
+    sources: np.ndarray,
+    max_dist: float,
+    parallel: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not parallel:
         return _dijkstra_serial(indptr, indices, lengths, sources, max_dist)
     bounds = _chunks(sources.shape[0])
@@ -442,7 +509,7 @@ def dijkstra(
 
 
 @nb.njit(cache=True)
-def _find(parent, x):
+def _find(parent: np.ndarray, x: int) -> int:
     while parent[x] != x:
         parent[x] = parent[parent[x]]  # path halving
         x = parent[x]
@@ -450,7 +517,7 @@ def _find(parent, x):
 
 
 @nb.njit(cache=True)
-def _weak_components(n, indptr, indices):
+def _weak_components(n: int, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """Union-find where the root is always the smaller id, so the root of each
     set is its smallest member and the labels come out canonical for free."""
     parent = np.arange(n, dtype=np.int64)
@@ -485,7 +552,9 @@ def weak_components(n: int, indptr: np.ndarray, indices: np.ndarray) -> np.ndarr
 # ---------------------------------------------------------------------------
 
 
-def _symmetric(n: int, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray):
+def _symmetric(
+    n: int, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR of ``W + W^T`` without self-loops or zero-weight pairs.
 
     A stable sort puts, for each ordered pair, ``w(u,v)`` before ``w(v,u)``; a sum
@@ -511,7 +580,9 @@ def _symmetric(n: int, indptr: np.ndarray, indices: np.ndarray, weights: np.ndar
 
 
 @nb.njit(cache=True)
-def _label_propagation(n, indptr, indices, weights, max_iter):
+def _label_propagation(
+    n: int, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, max_iter: int
+) -> np.ndarray:
     """Asynchronous sweeps in id order: each node reads the labels its earlier
     neighbours already took this sweep, which converges faster than synchronous
     updates and cannot oscillate between two bipartite halves. Ties go to the
@@ -606,7 +677,7 @@ _TWO_M53 = 1.0 / 9007199254740992.0
 
 
 @nb.njit(cache=True)
-def _mix64(z):
+def _mix64(z: np.uint64) -> np.uint64:
     """The splitmix64 finaliser: a bijection of uint64 with full avalanche."""
     z = (z ^ (z >> _S30)) * _MIX1
     z = (z ^ (z >> _S27)) * _MIX2
@@ -614,12 +685,12 @@ def _mix64(z):
 
 
 @nb.njit(cache=True)
-def _walk_seed(seed, pos, walk):
+def _walk_seed(seed: np.uint64, pos: int, walk: int) -> np.uint64:
     return _mix64(_mix64(_mix64(seed) + np.uint64(pos)) + np.uint64(walk))
 
 
 @nb.njit(cache=True)
-def _row_cumsum(indptr, weights):
+def _row_cumsum(indptr: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Running sum of the weights along each row (one pass, memory-bound)."""
     cum = np.empty(weights.shape[0], dtype=np.float64)
     for u in range(indptr.shape[0] - 1):
@@ -631,7 +702,18 @@ def _row_cumsum(indptr, weights):
 
 
 @nb.njit(cache=True)
-def _walk_one(indptr, indices, cum, pos, s, walks, length, seed, counts, touched):
+def _walk_one(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    cum: np.ndarray,
+    pos: int,
+    s: int,
+    walks: int,
+    length: int,
+    seed: np.uint64,
+    counts: np.ndarray,
+    touched: np.ndarray,
+) -> int:
     """Visit counts of ``walks`` walks from ``s`` into ``counts``; the visited
     nodes (sorted) in ``touched[:k]``; returns ``k``.
 
@@ -680,7 +762,15 @@ def _walk_one(indptr, indices, cum, pos, s, walks, length, seed, counts, touched
 
 
 @nb.njit(cache=True)
-def _walks_serial(indptr, indices, cum, sources, walks, length, seed):
+def _walks_serial(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    cum: np.ndarray,
+    sources: np.ndarray,
+    walks: int,
+    length: int,
+    seed: np.uint64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = indptr.shape[0] - 1
     counts = np.zeros(n, dtype=np.int64)
     touched = np.empty(n, dtype=np.int64)
@@ -705,8 +795,20 @@ def _walks_serial(indptr, indices, cum, sources, walks, length, seed):
 
 @nb.njit(cache=True, parallel=True)
 def _walks_parallel(
-    indptr, indices, cum, sources, walks, length, seed, bounds, offsets, pos, node, visits, fill
-):
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    cum: np.ndarray,
+    sources: np.ndarray,
+    walks: int,
+    length: int,
+    seed: np.uint64,
+    bounds: np.ndarray,
+    offsets: np.ndarray,
+    pos: np.ndarray,
+    node: np.ndarray,
+    visits: np.ndarray,
+    fill: bool,
+) -> None:
     n = indptr.shape[0] - 1
     for c in nb.prange(bounds.shape[0] - 1):
         counts = np.zeros(n, dtype=np.int64)
@@ -725,7 +827,16 @@ def _walks_parallel(
                 offsets[i + 1] = k
 
 
-def _random_walks(indptr, indices, weights, sources, walks, length, seed, parallel):
+def _random_walks(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    weights: np.ndarray,
+    sources: np.ndarray,
+    walks: int,
+    length: int,
+    seed: int,
+    parallel: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cum = _row_cumsum(indptr, weights)
     seed64 = np.uint64(seed % (1 << 64))
     if not parallel:

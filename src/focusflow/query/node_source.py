@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 import numpy as np
 
@@ -36,9 +36,10 @@ from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.graph.csr import build_csr
+from focusflow.graph.snapshot import Snapshot
 from focusflow.query.analysis import SYM
 from focusflow.query.errors import HeightUnavailableError
-from focusflow.query.sources import Columns, GraphView, TableSource, csr_columns
+from focusflow.query.sources import Columns, GraphView, SourceOptions, TableSource, csr_columns
 from focusflow.query.symbols import SymbolTable
 
 INT_MAX = (1 << 63) - 1
@@ -117,6 +118,13 @@ class StoreSnapshot:
         return self._holders == 0
 
 
+class NodeSourceOptions(SourceOptions, total=False):
+    """:class:`NodeSource`'s keyword arguments, for a subclass to pass on."""
+
+    head_relations: Mapping[str, HeadRelation] | None
+    snapshot: StoreSnapshot | None
+
+
 class NodeSource(TableSource):
     """The state at ``view.height`` (the view the producer published for it)."""
 
@@ -127,7 +135,7 @@ class NodeSource(TableSource):
         *,
         head_relations: Mapping[str, HeadRelation] | None = None,
         snapshot: StoreSnapshot | None = None,
-        **options,
+        **options: Unpack[SourceOptions],
     ) -> None:
         super().__init__(**options)
         self._snapshot: StoreSnapshot | None = None
@@ -208,7 +216,7 @@ class NodeSource(TableSource):
             indptr, indices, weights, *_ = build_csr(v.n_particles, v.src, v.dst, w)
             n = v.n_particles
 
-            def snapshot():
+            def snapshot() -> Snapshot:
                 import scipy.sparse as sp
 
                 from focusflow.focus.solver import snapshot_of

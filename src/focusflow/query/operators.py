@@ -96,7 +96,7 @@ def _walk(view: GraphView, sources: np.ndarray, bound: float | None) -> Columns:
     return [sources[pos], node, visits]
 
 
-def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+def _cat(parts: list[np.ndarray], dtype: type[np.generic]) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype=dtype)
 
 

@@ -12,7 +12,7 @@ proof of absence, which the state's layout cannot give for links.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from focusflow.query.analysis import FLOAT, Analysis
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
@@ -20,11 +20,17 @@ from focusflow.query.operators import OPERATORS
 from focusflow.query.sqlgen import quote
 from focusflow.query.syntax import Aggregate, Atom
 
+if TYPE_CHECKING:
+    from focusflow.query.engine import Evaluation
+
 PROVABLE = frozenset({"link", "neuron_link", "particle", "name", "balance"})
 MAX_PROVE_ROWS = 100
 MAX_FACTS = 10_000
 
-Fact = tuple[str, tuple]
+#: A column's value in the source's own numbering: a symbol id or an int, or a float.
+Value = int | float
+#: A base fact: its relation and its values.
+Fact = tuple[str, tuple[Value, ...]]
 
 
 def check_provable(analysis: Analysis) -> None:
@@ -47,13 +53,13 @@ def check_provable(analysis: Analysis) -> None:
                     raise QueryInvalidError(f"--prove does not cover the operator {lit.name}")
 
 
-def _literal(value: Any, t: str) -> str:
+def _literal(value: Value, t: str) -> str:
     if t == FLOAT:
         return f"CAST({float(value)!r} AS DOUBLE)"
     return str(int(value))
 
 
-def explain(run, output: str, rows: list[tuple]) -> list[list[Fact]]:
+def explain(run: Evaluation, output: str, rows: list[tuple[Value, ...]]) -> list[list[Fact]]:
     """Base facts (raw ids) behind each of ``rows`` of ``output``, one derivation each."""
     analysis: Analysis = run.analysis
     if len(rows) > MAX_PROVE_ROWS:
@@ -68,7 +74,7 @@ def explain(run, output: str, rows: list[tuple]) -> list[list[Fact]]:
     return out
 
 
-def _round_of(run, analysis: Analysis, rel: str, values: tuple) -> int:
+def _round_of(run: Evaluation, analysis: Analysis, rel: str, values: tuple[Value, ...]) -> int:
     schema = analysis.types[rel]
     cond = " AND ".join(
         f"c{k} = {_literal(v, t)}" for k, (v, t) in enumerate(zip(values, schema, strict=True))
@@ -80,9 +86,18 @@ def _round_of(run, analysis: Analysis, rel: str, values: tuple) -> int:
     return int(got[0])
 
 
-def _walk(run, analysis, component, rel, values, rnd, facts, budget) -> None:
-    todo: list[tuple[str, tuple, int | None]] = [(rel, values, rnd)]
-    seen: set[tuple[str, tuple]] = set()
+def _walk(
+    run: Evaluation,
+    analysis: Analysis,
+    component: dict[str, set[str]],
+    rel: str,
+    values: tuple[Value, ...],
+    rnd: int | None,
+    facts: dict[Fact, None],
+    budget: list[int],
+) -> None:
+    todo: list[tuple[str, tuple[Value, ...], int | None]] = [(rel, values, rnd)]
+    seen: set[Fact] = set()
     while todo:
         rel, values, rnd = todo.pop()
         if rel not in analysis.rules:
@@ -104,13 +119,14 @@ def _walk(run, analysis, component, rel, values, rnd, facts, budget) -> None:
         members = component[rel]
         schema = analysis.types[rel]
         literals = [_literal(v, t) for v, t in zip(values, schema, strict=True)]
+
+        def before(atom: Atom, r: int = rnd, m: set[str] = members) -> int | None:
+            """The round an atom of this component must come from before."""
+            return r if atom.name in m else None
+
         for rule in analysis.rules[rel]:
             sql, aliases = run.compiler.witness(
-                rule.head.args,
-                literals,
-                rule.body,
-                run.table_of,
-                lambda atom, r=rnd, m=members: r if atom.name in m else None,
+                rule.head.args, literals, rule.body, run.table_of, before
             )
             found = run.cursor.execute(sql).fetchone()
             if found is None:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, TypedDict, Unpack, cast
 
 import numpy as np
 
@@ -104,6 +104,15 @@ def csr_columns(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np
     n = len(indptr) - 1
     src = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
     return src, np.asarray(indices, dtype=np.int64)
+
+
+class SourceOptions(TypedDict, total=False):
+    """:class:`TableSource`'s settings, as a source's keyword arguments."""
+
+    memory_limit: str
+    threads: int | None
+    height: int | None
+    state_root: str | None
 
 
 @dataclass
@@ -223,7 +232,7 @@ class GraphFileSource(TableSource):
     so those relations are empty.
     """
 
-    def __init__(self, graph: Cybergraph, **options) -> None:
+    def __init__(self, graph: Cybergraph, **options: Unpack[SourceOptions]) -> None:
         super().__init__(**options)
         self.graph = graph
         p = graph.n_particles
@@ -261,7 +270,8 @@ class GraphFileSource(TableSource):
             names = self._all_names()
             self._names = np.empty(len(names), dtype=object)
             self._names[:] = names
-        return self._names[ids].tolist()
+        spelled: list[str] = self._names[ids].tolist()
+        return spelled
 
     def _all_names(self) -> list[str]:
         out = list(self.graph.particles.keys())
@@ -327,11 +337,13 @@ class FactSource(TableSource):
     proved, so a row that follows from them follows from the proven state.
     """
 
-    def __init__(self, facts: dict[str, list[list]], **options) -> None:
+    def __init__(
+        self, facts: dict[str, list[list[object]]], **options: Unpack[SourceOptions]
+    ) -> None:
         super().__init__(**options)
         self._index: dict[str, int] = {}
         self._texts: list[str] = []
-        self._facts = {}
+        self._facts: dict[str, list[list[object]]] = {}
         for name, rows in facts.items():
             schema = BASE_SCHEMAS.get(name)
             if schema is None:

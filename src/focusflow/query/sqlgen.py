@@ -222,6 +222,7 @@ class Compiler:
         if agg.func == "count":
             value = "count(*)"
         else:
+            # The parser gives every aggregate but count an expression.
             arg = self.expr(agg.expr, inner)  # type: ignore[arg-type]
             value = f"{agg.func}({arg})"
             if agg.func == "sum":

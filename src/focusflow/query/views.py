@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -35,7 +35,13 @@ from focusflow.query.engine import (
 )
 from focusflow.query.errors import QueryInvalidError, UnknownViewError
 from focusflow.query.limits import Limits
-from focusflow.query.node_source import NEURONS, ChainReader, NodeSource, StoreSnapshot
+from focusflow.query.node_source import (
+    NEURONS,
+    ChainReader,
+    NodeSource,
+    NodeSourceOptions,
+    StoreSnapshot,
+)
 from focusflow.query.operators import OPERATORS
 from focusflow.query.sources import load
 from focusflow.query.sqlgen import quote
@@ -63,7 +69,9 @@ def incremental(analysis: Analysis) -> bool:
 class LiveSource(NodeSource):
     """A NodeSource whose growing relations are extended block by block."""
 
-    def __init__(self, view: FocusView, chain: ChainReader, **options) -> None:
+    def __init__(
+        self, view: FocusView, chain: ChainReader, **options: Unpack[NodeSourceOptions]
+    ) -> None:
         super().__init__(view, chain, **options)
         self._seen = (view.n_particles, view.n_links)
 
@@ -102,6 +110,7 @@ class LiveSource(NodeSource):
                 staged = f"staged_{name}"
                 con.execute(f"DROP TABLE IF EXISTS {quote(delta)}")
                 con.execute(f"DROP TABLE IF EXISTS {quote(staged)}")
+                # A base relation's schema: never None.
                 load(con, staged, self.schema(name), cols, temp=False)  # type: ignore[arg-type]
                 con.execute(
                     f"CREATE TABLE {quote(delta)} AS SELECT DISTINCT * FROM {quote(staged)} "
