@@ -23,14 +23,16 @@ tests/query run the language tests through both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from focusflow.query.analysis import Analysis
-from focusflow.query.limits import Budget
-from focusflow.query.syntax import Atom, Compare, Const, Rule, Var, Wildcard
+from focusflow.query.limits import Budget, Limits
+from focusflow.query.symbols import QuerySymbols
+from focusflow.query.syntax import Atom, Compare, Const, Expr, Rule, Var, Wildcard
 
 INDEXED_BASE = frozenset({"link", "particle"})
 
@@ -110,7 +112,7 @@ def _anchored(analysis: Analysis) -> dict[str, bool]:
     return anchored
 
 
-def _symbolic(term) -> bool:
+def _symbolic(term: Expr) -> bool:
     """A variable or a string constant: every column here holds symbols."""
     return isinstance(term, Var) or (isinstance(term, Const) and isinstance(term.value, str))
 
@@ -156,7 +158,9 @@ class LinkIndex:
         return cls(n, np.asarray(indptr, np.int64), dst, in_ptr, src[order], keys)
 
 
-def _expand(ptr: np.ndarray, idx: np.ndarray, n: int, at: np.ndarray):
+def _expand(
+    ptr: np.ndarray, idx: np.ndarray, n: int, at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """For each ``at[i]``, its neighbours: ``(row of at, neighbour)``."""
     inside = (at >= 0) & (at < n)
     rows = np.flatnonzero(inside)
@@ -179,7 +183,8 @@ def _pair_keys(cols: list[np.ndarray]) -> np.ndarray | None:
     a, b = cols
     if a.min() < 0 or b.min() < 0 or a.max() >= _PAIR or b.max() >= _PAIR:
         return None
-    return (a << 32) | b
+    keys: np.ndarray = (a << 32) | b
+    return keys
 
 
 def _bitmap_ok(values: np.ndarray, n: int) -> bool:
@@ -233,7 +238,9 @@ class _Bindings:
 class IndexedEvaluation:
     """Evaluates an eligible plan; relations are tuples of int64 columns."""
 
-    def __init__(self, analysis: Analysis, index: LinkIndex, symbols, limits) -> None:
+    def __init__(
+        self, analysis: Analysis, index: LinkIndex, symbols: QuerySymbols, limits: Limits
+    ) -> None:
         self.analysis = analysis
         self.index = index
         self.symbols = symbols
@@ -242,8 +249,13 @@ class IndexedEvaluation:
         self.rel: dict[str, list[np.ndarray]] = {}
         self.stats: dict[str, Any] = {"iterations": 0, "statements": 0, "engine": "indexed"}
 
-    def _value(self, term) -> int | None:
-        return self.symbols.id_of(term.value) if isinstance(term, Const) else None
+    def _value(self, term: Expr) -> int | None:
+        return self._id(term) if isinstance(term, Const) else None
+
+    def _id(self, const: Const) -> int:
+        """The symbol id of a constant (eligible(): every constant is a symbol)."""
+        assert isinstance(const.value, str)
+        return self.symbols.id_of(const.value)
 
     def rule(self, rule: Rule, derived_rows: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
         """The head rows one rule derives, reading derived atoms from ``derived_rows``."""
@@ -276,10 +288,10 @@ class IndexedEvaluation:
                 head.append(b.cols[arg.name])
             else:
                 assert isinstance(arg, Const)  # eligible(): head arguments are symbolic
-                head.append(np.full(b.length, self.symbols.id_of(arg.value), dtype=np.int64))
+                head.append(np.full(b.length, self._id(arg), dtype=np.int64))
         return _unique_rows(head, n)
 
-    def _needs(self, rule: Rule):
+    def _needs(self, rule: Rule) -> Callable[[list[Atom]], set[str]]:
         head = {v.name for v in rule.head.args if isinstance(v, Var)}
         comps = [
             {s.name for s in (c.left, c.right) if isinstance(s, Var)}
@@ -297,7 +309,7 @@ class IndexedEvaluation:
 
         return later
 
-    def _start(self, atom: Atom, derived_rows) -> _Bindings:
+    def _start(self, atom: Atom, derived_rows: dict[str, list[np.ndarray]]) -> _Bindings:
         """Bindings from the rows of a derived atom (the delta in a recursive round)."""
         cols = derived_rows[atom.name]
         length = len(cols[0]) if cols else 0
@@ -374,7 +386,7 @@ class IndexedEvaluation:
             sides: list[np.ndarray | np.int64] = []
             for s in (cmp.left, cmp.right):
                 if isinstance(s, Const):
-                    sides.append(np.int64(self.symbols.id_of(s.value)))
+                    sides.append(np.int64(self._id(s)))
                 elif isinstance(s, Var) and s.name in b.cols:  # eligible(): symbolic sides
                     sides.append(b.cols[s.name])
                 else:
