@@ -182,6 +182,10 @@ class BlockList(BaseModel):
     next_before: int | None
 
 
+# GET /v1/accounts/{address}'s answer. Named Account (not AccountOut like its
+# neighbours) because the class name is the OpenAPI component's, which clients
+# generated from /openapi.json know; the record it renders is chain.account.Account
+# and the CLI's reading of it focusflow.client.ReportedAccount.
 class Account(BaseModel):
     address: str
     balance: int

@@ -58,8 +58,8 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from focusflow.chain.account import Account
 from focusflow.chain.errors import (
     BadNonceError,
     DuplicateTxError,
@@ -77,17 +77,6 @@ from focusflow.core.errors import InvalidParameterError
 MAX_NONCE_GAP = 64
 REPLACE_BUMP = 1.1
 KARMA_BOOST_MAX = 10.0
-
-
-class Account(Protocol):
-    """What admission reads of a committed account (``modules.accounts.Account``
-    has it; the chain layer cannot import the modules)."""
-
-    @property
-    def nonce(self) -> int: ...
-
-    @property
-    def balance(self) -> int: ...
 
 
 #: Committed nonce of an address.

@@ -1,17 +1,17 @@
 """Account records and the typed reading of message bodies, shared by the modules.
 
-An account lives at ``/token/acct/<20-byte address>`` as the canonical CBOR
-array ``[balance, nonce, bonded]`` (integers, base units). A neuron's link
-count lives at ``/graph/neuron/<address>`` as ``[neudeg]``. Accessors are free
-functions over the pending state (readers also take a committed store
-reader), in the style of execution-specs' state.py.
+An account (``chain.account.Account``) lives at ``/token/acct/<20-byte
+address>`` as the canonical CBOR array ``[balance, nonce, bonded]`` (integers,
+base units). A neuron's link count lives at ``/graph/neuron/<address>`` as
+``[neudeg]``. Accessors are free functions over the pending state (readers also
+take a committed store reader), in the style of execution-specs' state.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from focusflow.chain.account import Account
 from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
 from focusflow.chain.state import PendingState, Readable
 from focusflow.core.encoding import decode_stored, encode
@@ -19,13 +19,6 @@ from focusflow.core.keys import ADDRESS_SIZE, encode_address
 
 ACCOUNT_PREFIX = b"/token/acct/"
 NEURON_PREFIX = b"/graph/neuron/"
-
-
-@dataclass
-class Account:
-    balance: int = 0
-    nonce: int = 0
-    bonded: int = 0
 
 
 def account_key(address: bytes) -> bytes:
