@@ -1,0 +1,1 @@
+"""Focus states of the previous release, kept as test data (README.md)."""
