@@ -14,8 +14,9 @@ Notifications are ``{"jsonrpc": "2.0", "method": "eth_subscription",
 the block's focus is published (when ``POST /evm`` serves it too).
 
 Blocks come from the producer thread (:meth:`EvmSubscriptions.on_block`);
-one pump task on the event loop renders each block's header and logs once, in
-a worker thread, and hands every client its share. The connection caps are
+one pump task on the event loop (``ws_fanout.BlockPump``, as ``/v1/ws``'s)
+renders each block's header and logs once, in a worker thread, and hands every
+client its share. The connection caps are
 ``/v1/ws``'s (the same ``Hub`` counts both, per client IP and in all), as are
 the message size cap and the idle timeout (a connection with no subscription
 that sends nothing for ``idle_timeout`` seconds is closed); a connection holds
@@ -28,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,11 +49,11 @@ from focusflow.api.routes_evm import (
 )
 from focusflow.api.service import NodeService
 from focusflow.api.state import app_state
-from focusflow.api.ws import CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_LATER, PUMP_LIMIT, Hub
+from focusflow.api.ws import CLOSE_POLICY, CLOSE_TOO_BIG, Hub
+from focusflow.api.ws_fanout import CLOSE_TRY_LATER, BlockPump, WsConnection
 from focusflow.core.errors import DecodeError
 
 router = APIRouter()
-log = logging.getLogger("focusflow.api")
 
 #: Subscriptions one connection may hold.
 MAX_SUBSCRIPTIONS = 32
@@ -71,12 +71,8 @@ class _Subscription:
 
 
 @dataclass(eq=False)
-class _Client:
-    socket: WebSocket
-    ip: str
-    queue: asyncio.Queue
+class _Client(WsConnection):
     subscriptions: dict[str, _Subscription] = field(default_factory=dict)
-    dropped: bool = False
 
 
 class EvmSubscriptions:
@@ -87,43 +83,20 @@ class EvmSubscriptions:
         self.hub = hub
         self.loop: asyncio.AbstractEventLoop | None = None
         self.clients: set[_Client] = set()
-        self._blocks: asyncio.Queue[int] | None = None
-        self._pump: asyncio.Task | None = None
+        self._pump: BlockPump[int] = BlockPump("evm subscriptions", self._dispatch)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._blocks = asyncio.Queue(maxsize=PUMP_LIMIT)
-        self._pump = loop.create_task(self._run_pump())
+        self._pump.attach(loop)
 
     async def detach(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-            self._pump = None
+        await self._pump.detach()
 
     def on_block(self, event: Any) -> None:
         """Producer thread: queue the block's height for the pump."""
         if self.loop is None or not any(c.subscriptions for c in list(self.clients)):
             return
-        height = event.result.record.block.height
-        self.loop.call_soon_threadsafe(self._enqueue, height)
-
-    def _enqueue(self, height: int) -> None:
-        assert self._blocks is not None
-        if self._blocks.full():
-            self._blocks.get_nowait()
-            log.warning("evm subscriptions behind: a block was skipped")
-        self._blocks.put_nowait(height)
-
-    async def _run_pump(self) -> None:
-        assert self._blocks is not None
-        while True:
-            height = await self._blocks.get()
-            try:
-                await self._dispatch(height)
-            except Exception:
-                log.exception("evm subscription dispatch failed")
+        self._pump.offer(event.result.record.block.height)
 
     async def _dispatch(self, height: int) -> None:
         clients = [c for c in self.clients if c.subscriptions]
@@ -135,11 +108,11 @@ class EvmSubscriptions:
         for client in clients:
             for sub_id, sub in list(client.subscriptions.items()):
                 if sub.kind == "newHeads":
-                    self.put(client, _notification(sub_id, header))
+                    client.put(_notification(sub_id, header))
                     continue
                 for item, raw in logs:
                     if _passes(raw, sub):
-                        self.put(client, _notification(sub_id, item))
+                        client.put(_notification(sub_id, item))
 
     def _render(self, height: int) -> tuple[dict[str, Any] | None, list[tuple[dict, tuple]]]:
         """The block's header and every log with its raw parts (one render for all)."""
@@ -158,14 +131,6 @@ class EvmSubscriptions:
             for item in self.rpc.block_logs(height, None, [])
         ]
         return header, logs
-
-    def put(self, client: _Client, message: str | None) -> None:
-        try:
-            client.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            client.dropped = True
-            client.queue = asyncio.Queue(maxsize=1)
-            client.queue.put_nowait(None)
 
 
 def _passes(raw: tuple[bytes, list[bytes]], sub: _Subscription) -> bool:
@@ -204,7 +169,7 @@ async def evm_socket(socket: WebSocket) -> None:
     try:  # from here the connection is counted: every way out uncounts it
         await socket.accept()
         subs.clients.add(client)
-        sender = asyncio.create_task(_send_loop(client))
+        sender = asyncio.create_task(client.send_loop("client too slow; messages dropped"))
         await _receive_loop(subs, client)
     finally:
         subs.clients.discard(client)
@@ -223,7 +188,7 @@ async def _receive_loop(subs: EvmSubscriptions, client: _Client) -> None:
             message = await asyncio.wait_for(client.socket.receive(), timeout)
         except TimeoutError:
             reason = f"idle: no subscription for {limits.idle_timeout:g} s"
-            await _close(client, CLOSE_POLICY, reason)
+            await client.close(CLOSE_POLICY, reason)
             return
         if message["type"] == "websocket.disconnect":
             return
@@ -235,9 +200,9 @@ async def _receive_loop(subs: EvmSubscriptions, client: _Client) -> None:
             len(text) * 4 > limits.max_message_bytes
             and len(text.encode()) > limits.max_message_bytes
         ):
-            await _close(client, CLOSE_TOO_BIG, f"message over {limits.max_message_bytes} bytes")
+            await client.close(CLOSE_TOO_BIG, f"message over {limits.max_message_bytes} bytes")
             return
-        subs.put(client, (await _handle(subs, client, text)).decode())
+        client.put((await _handle(subs, client, text)).decode())
 
 
 async def _handle(subs: EvmSubscriptions, client: _Client, text: str) -> bytes:
@@ -296,18 +261,3 @@ def _subscribe(client: _Client, params: list[Any]) -> str:
     sub_id = "0x" + secrets.token_hex(16)
     client.subscriptions[sub_id] = sub
     return sub_id
-
-
-async def _close(client: _Client, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):
-        await client.socket.close(code=code, reason=reason)
-
-
-async def _send_loop(client: _Client) -> None:
-    while True:
-        message = await client.queue.get()
-        if message is None or client.dropped:
-            reason = "client too slow; messages dropped"
-            await client.socket.close(code=CLOSE_TRY_LATER, reason=reason)
-            return
-        await client.socket.send_text(message)

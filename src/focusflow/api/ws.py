@@ -2,12 +2,13 @@
 
 Blocks are committed on the producer thread; :meth:`Hub.on_block` renders the
 block message once, there, and queues the block for the event loop, where one
-pump task handles blocks in order. The focus changes of every particle any
-client watches are computed once per block (ranks included, in one vectorised
-pass, in a worker thread so the loop keeps serving) and each client gets its
-share. Each client has a bounded queue drained by its own sender task: a
-client that cannot keep up is disconnected instead of making the node buffer
-without bound.
+pump task handles blocks in order (``ws_fanout.BlockPump``, ``/evm``'s too).
+The focus changes of every particle any client watches are computed once per
+block (ranks included, in one vectorised pass, in a worker thread so the loop
+keeps serving) and each client gets its share. Each client has a bounded
+queue drained by its own sender task (``ws_fanout.WsConnection``): a client
+that cannot keep up is disconnected instead of making the node buffer without
+bound.
 
 Caps (:class:`WsLimits`, docs/api.md lists them with the close codes): the
 connections in all and per client IP, the particles and transactions one
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,23 +33,21 @@ from focusflow.api.jsonbody import parse_json
 from focusflow.api.render import cid_text, record_json
 from focusflow.api.service import NodeService
 from focusflow.api.state import app_state
+from focusflow.api.ws_fanout import CLOSE_TRY_LATER as CLOSE_TRY_LATER
+from focusflow.api.ws_fanout import BlockPump, WsConnection
 from focusflow.core.cid import cid_to_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError, require_int
 
 router = APIRouter()
-log = logging.getLogger("focusflow.api")
 
 #: Events a slow client may have waiting before it is dropped.
 QUEUE_LIMIT = 256
-#: Blocks waiting for the pump before the oldest is skipped (a loop that
-#: falls this far behind drops block events rather than memory).
-PUMP_LIMIT = 64
 
-#: Close codes (RFC 6455 section 7.4) and when the node sends them.
+#: Close codes (RFC 6455 section 7.4) and when the node sends them; also
+#: CLOSE_TRY_LATER (1013): too many connections, or a client too slow for its events.
 CLOSE_POLICY = 1008  # idle: nothing watched for ``idle_timeout`` seconds
 CLOSE_TOO_BIG = 1009  # a client message over ``max_message_bytes``
-CLOSE_TRY_LATER = 1013  # too many connections, or a client too slow for its events
 
 
 @dataclass(frozen=True)
@@ -81,15 +79,11 @@ class WsLimits:
 
 
 @dataclass(eq=False)
-class _Client:
-    socket: WebSocket
-    ip: str
-    queue: asyncio.Queue
+class _Client(WsConnection):
     blocks: bool = False
     particles: set[bytes] = field(default_factory=set)
     #: Watched transaction hash -> the last height it is waited for.
     txs: dict[bytes, int] = field(default_factory=dict)
-    dropped: bool = False
 
     def watches(self) -> bool:
         return self.blocks or bool(self.particles) or bool(self.txs)
@@ -116,21 +110,15 @@ class Hub:
         self.watched: dict[bytes, int] = {}
         #: Focus-change computations run, one per block with watchers (tests, metrics).
         self.focus_passes = 0
-        self._blocks: asyncio.Queue[_BlockEvent] | None = None
-        self._pump: asyncio.Task | None = None
+        self._pump: BlockPump[_BlockEvent] = BlockPump("websocket pump", self._dispatch)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start serving on ``loop`` (called from the app's lifespan, on that loop)."""
         self.loop = loop
-        self._blocks = asyncio.Queue(maxsize=PUMP_LIMIT)
-        self._pump = loop.create_task(self._run_pump())
+        self._pump.attach(loop)
 
     async def detach(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-            self._pump = None
+        await self._pump.detach()
 
     # --- connections (event loop) ----------------------------------------------
     def admit(self, ip: str) -> str | None:
@@ -185,24 +173,7 @@ class Hub:
             "focus": {"iterations": event.view.iterations, "seconds": event.view.seconds},
         }
         receipts = {r.tx_hash: (i, r.code, r.log) for i, r in enumerate(event.result.receipts)}
-        item = _BlockEvent(json.dumps(block), receipts, event.view, event.previous)
-        self.loop.call_soon_threadsafe(self._enqueue, item)
-
-    def _enqueue(self, item: _BlockEvent) -> None:
-        assert self._blocks is not None
-        if self._blocks.full():
-            self._blocks.get_nowait()
-            log.warning("websocket pump behind: a block event was skipped")
-        self._blocks.put_nowait(item)
-
-    async def _run_pump(self) -> None:
-        assert self._blocks is not None
-        while True:
-            item = await self._blocks.get()
-            try:
-                await self._dispatch(item)
-            except Exception:
-                log.exception("websocket dispatch failed")
+        self._pump.offer(_BlockEvent(json.dumps(block), receipts, event.view, event.previous))
 
     async def _dispatch(self, item: _BlockEvent) -> None:
         view, previous = item.view, item.previous
@@ -214,30 +185,22 @@ class Hub:
         height = view.height
         for client in list(self.clients):
             if client.blocks:
-                self._put(client, item.message)
+                client.put(item.message)
             if changes and client.particles:
                 mine = [changes[c] for c in client.particles if c in changes]
                 if mine:
                     doc = {"type": "focus", "height": height, "particles": mine}
-                    self._put(client, json.dumps(doc))
+                    client.put(json.dumps(doc))
             self._deliver_txs(client, item.receipts, height)
 
     def _deliver_txs(self, client: _Client, receipts: dict, height: int) -> None:
         for tx_hash in [h for h in client.txs if h in receipts]:
             del client.txs[tx_hash]
             index, code, log_text = receipts[tx_hash]
-            self._put(client, json.dumps(_tx_msg(tx_hash, height, index, code, log_text)))
+            client.put(json.dumps(_tx_msg(tx_hash, height, index, code, log_text)))
         for tx_hash in [h for h, last in client.txs.items() if last <= height]:
             del client.txs[tx_hash]
-            self._put(client, json.dumps(_tx_expired(tx_hash, height)))
-
-    def _put(self, client: _Client, message: str) -> None:
-        try:
-            client.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            client.dropped = True
-            client.queue = asyncio.Queue(maxsize=1)
-            client.queue.put_nowait(None)
+            client.put(json.dumps(_tx_expired(tx_hash, height)))
 
 
 def focus_changes(watched: list[bytes], view, previous) -> dict[bytes, dict[str, Any]]:
@@ -307,7 +270,7 @@ async def websocket(socket: WebSocket) -> None:
     try:  # from here the connection is counted: every way out uncounts it
         await socket.accept()
         hub.add(client)
-        sender = asyncio.create_task(_send_loop(client))
+        sender = asyncio.create_task(client.send_loop("client too slow; events dropped"))
         await _receive_loop(hub, client)
     finally:
         hub.remove(client)
@@ -326,13 +289,13 @@ async def _receive_loop(hub: Hub, client: _Client) -> None:
             message = await asyncio.wait_for(client.socket.receive(), timeout)
         except TimeoutError:
             reason = f"idle: nothing watched for {limits.idle_timeout:g} s"
-            await _close(client, CLOSE_POLICY, reason)
+            await client.close(CLOSE_POLICY, reason)
             return
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
         if text is None:
-            hub._put(client, _error("malformed", "commands are JSON text messages"))
+            client.put(_error("malformed", "commands are JSON text messages"))
             continue
         # Bytes before parsing: a character is at least one byte, so a text
         # of more characters than the cap is over it without encoding it.
@@ -340,27 +303,11 @@ async def _receive_loop(hub: Hub, client: _Client) -> None:
             len(text) * 4 > limits.max_message_bytes
             and len(text.encode()) > limits.max_message_bytes
         ):
-            await _close(client, CLOSE_TOO_BIG, f"message over {limits.max_message_bytes} bytes")
+            await client.close(CLOSE_TOO_BIG, f"message over {limits.max_message_bytes} bytes")
             return
         reply = await _command(hub, client, text)
         if reply is not None:
-            hub._put(client, reply)
-
-
-async def _close(client: _Client, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):
-        await client.socket.close(code=code, reason=reason)
-
-
-async def _send_loop(client: _Client) -> None:
-    while True:
-        message = await client.queue.get()
-        if message is None or client.dropped:
-            await client.socket.close(
-                code=CLOSE_TRY_LATER, reason="client too slow; events dropped"
-            )
-            return
-        await client.socket.send_text(message)
+            client.put(reply)
 
 
 async def _command(hub: Hub, client: _Client, text: str) -> str | None:
@@ -429,7 +376,7 @@ def _subscribe_tx(hub: Hub, client: _Client, h) -> str | None:
         return _error("over_limit", f"one connection waits for at most {hub.limits.max_txs} txs")
     with hub.node.chain.reader() as r:
         raw = r.index(b"t" + tx_hash)
-    hub._put(client, json.dumps({"type": "subscribed", "what": "tx", "hash": h.lower()}))
+    client.put(json.dumps({"type": "subscribed", "what": "tx", "hash": h.lower()}))
     if raw is not None:
         height, index, code, log_text, _ = decode(raw, "receipt")
         return json.dumps(_tx_msg(tx_hash, height, index, code, log_text))
