@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -28,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from focusflow.core.errors import FocusflowError
 from focusflow.konomi.errors import KonomiError
-from focusflow.konomi.events import LocalBus
+from focusflow.konomi.events import Event, LocalBus
 from focusflow.konomi.guard import MAX_BODY, KonomiGuard, check_token
 from focusflow.konomi.metrics import CONTENT_TYPE, KonomiMetrics, MetricsMiddleware
 from focusflow.konomi.system import KonomiSystem
@@ -36,6 +37,10 @@ from focusflow.konomi.ws import error_body, serve_socket
 from focusflow.services.auth.tokens import TokenStore
 
 ROLES = ("api", "ws", "web")
+#: A route's JSON reply. FastAPI makes a route's return annotation its response
+#: model, so a record type here would validate and filter the replies and
+#: rewrite the OpenAPI document; a plain object leaves both as they are.
+JsonReply = dict[str, Any]
 
 
 class TemplateRequest(BaseModel):
@@ -82,11 +87,11 @@ def create_app(
 
     metrics = KonomiMetrics(system)
 
-    def emit(event: dict) -> None:
+    def emit(event: Event) -> None:
         metrics.on_event(event, "local")
         bus.emit(event)
 
-    def apply_remote(event: dict) -> None:
+    def apply_remote(event: Event) -> None:
         metrics.on_event(event, "remote")
         system.apply_event(event)
 
@@ -134,7 +139,7 @@ def create_app(
         )
 
     @app.get("/healthz")
-    def healthz() -> dict:
+    def healthz() -> JsonReply:
         """Liveness, and what this process serves."""
         return {"status": "ok", "roles": list(roles), "state": system.machine.state.value}
 
@@ -163,20 +168,20 @@ def create_app(
 
 def _add_rest(app: FastAPI, system: KonomiSystem) -> None:
     @app.post("/template/create")
-    def create_template(req: TemplateRequest | None = None) -> dict:
+    def create_template(req: TemplateRequest | None = None) -> JsonReply:
         """Create a template (default 1000³)."""
         req = req or TemplateRequest()
         t = system.create_template(req.dims, name=req.name)
         return {"template_id": t.id, "dimensions": list(t.dims)}
 
     @app.post("/instance/create")
-    def create_instance(template_id: str) -> dict:
+    def create_instance(template_id: str) -> JsonReply:
         """Instantiate a template as an empty block array."""
         inst = system.instantiate(template_id)
         return {"instance_id": inst.id, "template_id": inst.template_id, "status": "active"}
 
     @app.get("/value")
-    def get_value(x: int, y: int, z: int, instance_id: str | None = None) -> dict:
+    def get_value(x: int, y: int, z: int, instance_id: str | None = None) -> JsonReply:
         """A block's value and the state of the LLM at it."""
         inst = system.instance(instance_id)
         value = system.get_block(x, y, z, instance_id)
@@ -191,13 +196,13 @@ def _add_rest(app: FastAPI, system: KonomiSystem) -> None:
         }
 
     @app.post("/value")
-    def set_value(req: BlockRequest) -> dict:
+    def set_value(req: BlockRequest) -> JsonReply:
         """Set (and activate) a block."""
         block = system.set_block(req.x, req.y, req.z, req.value, req.instance_id)
         return {"status": "set", "coordinate": [req.x, req.y, req.z], "hash": block["hash"]}
 
     @app.post("/llm/process")
-    def process_llm(x: int, y: int, z: int, text: str, instance_id: str | None = None) -> dict:
+    def process_llm(x: int, y: int, z: int, text: str, instance_id: str | None = None) -> JsonReply:
         """Run the FemtoLLM at a coordinate on ``text``."""
         result, kappa = system.process_text(x, y, z, text, instance_id)
         return {"result": result, "κ": kappa}
@@ -205,12 +210,12 @@ def _add_rest(app: FastAPI, system: KonomiSystem) -> None:
     @app.post("/llm/interlock")
     def face_operation(
         plane: str, index: int, operation: str, instance_id: str | None = None
-    ) -> dict:
+    ) -> JsonReply:
         """Operate on a whole face of the grid (all 10^6 blocks of z=500 in a 1000³ grid)."""
-        return system.interlock(plane, index, operation, instance_id)
+        return dict(system.interlock(plane, index, operation, instance_id))
 
     @app.post("/block/attest")
-    def attest(req: Coordinate) -> dict:
+    def attest(req: Coordinate) -> JsonReply:
         """Active neighbours attest a block's hash."""
         arr = system.instance(req.instance_id).array
         arr._check(req.x, req.y, req.z)
@@ -221,7 +226,7 @@ def _add_rest(app: FastAPI, system: KonomiSystem) -> None:
     @app.get("/block/consensus")
     def consensus(
         x: int, y: int, z: int, instance_id: str | None = None, adjacency: int = 6
-    ) -> dict:
+    ) -> JsonReply:
         """Whether a block is accepted (valid hash, >= 2/3 of active neighbours attest it)."""
         arr = system.instance(instance_id).array
         arr._check(x, y, z)

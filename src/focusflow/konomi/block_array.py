@@ -21,6 +21,7 @@ import hashlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -83,7 +84,16 @@ class Attestation:
     accepted: bool
 
 
-class ActiveBlocks(Mapping):
+class BlockRecord(TypedDict):
+    """The seed's per-block record (:meth:`BlockArray.block`)."""
+
+    value: float
+    timestamp: float
+    connections: list[tuple[int, int, int]]
+    hash: str
+
+
+class ActiveBlocks(Mapping[tuple[int, int, int], BlockRecord]):
     """Read-only view ``coordinate -> {value, timestamp, hash, connections}`` of active blocks."""
 
     def __init__(self, array: BlockArray) -> None:
@@ -92,7 +102,7 @@ class ActiveBlocks(Mapping):
     def __contains__(self, coord: object) -> bool:
         return self._a.is_active(*coord) if isinstance(coord, tuple) and len(coord) == 3 else False
 
-    def __getitem__(self, coord: tuple[int, int, int]) -> dict:
+    def __getitem__(self, coord: tuple[int, int, int]) -> BlockRecord:
         return self._a.block(*coord)
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
@@ -245,7 +255,7 @@ class BlockArray:
         self._attested.pop(key, None)
         return True
 
-    def block(self, x: int, y: int, z: int) -> dict:
+    def block(self, x: int, y: int, z: int) -> BlockRecord:
         """The seed's per-block record: value, timestamp, connections, hash."""
         i = self.slot(x, y, z)
         if i is None:
@@ -254,9 +264,7 @@ class BlockArray:
         return {
             "value": float(self._values[i]),
             "timestamp": float(self._times[i]),
-            "connections": [
-                tuple(int(c) for c in self._coord(k)) for k in self._links.get(key, ())
-            ],
+            "connections": [self._coord(k) for k in self._links.get(key, ())],
             "hash": f"{int(self._hashes[i]):016x}",
         }
 

@@ -17,10 +17,12 @@ negative. ``update_field`` is the seed's κ diffusion between neighbouring cubes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
 from focusflow.konomi.errors import UnknownVertexError
+from focusflow.konomi.events import Event
 from focusflow.konomi.femtollm import (
     KAPPA_STAR,
     FemtoLLM,
@@ -40,7 +42,46 @@ STANDARD_EDGES: tuple[tuple[str, str], ...] = tuple(
     if sum(x != y for x, y in zip(a, b, strict=True)) == 1
 ) + tuple((v, CENTRAL) for v in VERTICES)
 
-EventSink = Callable[[dict], None]
+EventSink = Callable[[Event], None]
+
+
+class NodeStatus(TypedDict):
+    """One node of a cube's status message: its κ and its edge count."""
+
+    κ: float
+    connections: int
+
+
+class Thought(TypedDict):
+    """The answer of :meth:`Cube.collective_think`: every corner's answer, the
+    one the others agree with most, its score, and CENTRAL's integration."""
+
+    vertices: dict[str, str]
+    consensus: str
+    consensus_vertex: str
+    score: float
+    agreement: dict[str, float]
+    central: str
+    κ_field: float
+
+
+class AgentState(TypedDict):
+    """A node's saved state."""
+
+    kappa: float
+    calls: int
+
+
+class CubeState(TypedDict):
+    """A cube as the store keeps it (:meth:`Cube.to_state`); a state saved by an
+    earlier version may lack all but ``id``, and defaults fill in."""
+
+    id: str
+    position: NotRequired[list[int]]
+    kappa_local: NotRequired[float]
+    energy: NotRequired[int]
+    agents: NotRequired[dict[str, AgentState]]
+    custom_edges: NotRequired[list[list[str]]]
 
 
 class Cube:
@@ -51,7 +92,7 @@ class Cube:
     def __init__(
         self,
         cube_id: str,
-        position: tuple[int, int, int] = (0, 0, 0),
+        position: Sequence[int] = (0, 0, 0),
         model: FemtoModel | None = None,
         on_event: EventSink | None = None,
     ) -> None:
@@ -113,7 +154,7 @@ class Cube:
         self.agent(vertex)
         return list(self.edges[vertex])
 
-    def _emit(self, event: dict) -> None:
+    def _emit(self, event: Event) -> None:
         if self.on_event is not None:
             self.on_event({"cube_id": self.id, **event})
 
@@ -135,7 +176,7 @@ class Cube:
         """The seed's async ``process_vertex``."""
         return self.process_vertex_sync(vertex, text, propagate)
 
-    def collective_think_sync(self, query: str) -> dict:
+    def collective_think_sync(self, query: str) -> Thought:
         """All corners answer ``query`` together; CENTRAL integrates (see the module doc)."""
         agents = [self.verts[v] for v in VERTICES]
         results = process_many(agents, query, self.rng)
@@ -148,7 +189,7 @@ class Cube:
         central = self.central.process(consensus)
         self.outputs.update(zip(VERTICES, results, strict=True))
         self.outputs[CENTRAL] = central
-        out = {
+        out: Thought = {
             "vertices": dict(zip(VERTICES, results, strict=True)),
             "consensus": consensus,
             "consensus_vertex": VERTICES[best],
@@ -167,7 +208,7 @@ class Cube:
         )
         return out
 
-    async def collective_think(self, query: str) -> dict:
+    async def collective_think(self, query: str) -> Thought:
         """The seed's async ``collective_think``."""
         return self.collective_think_sync(query)
 
@@ -185,13 +226,15 @@ class Cube:
         self._emit({"event": "field", "κ_field": self.kappa_local})
         return self.kappa_local
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, NodeStatus]:
         """The seed's status message: κ and edge count of every node."""
-        out = {v: {"κ": self.verts[v].kappa, "connections": len(self.edges[v])} for v in VERTICES}
+        out: dict[str, NodeStatus] = {
+            v: {"κ": self.verts[v].kappa, "connections": len(self.edges[v])} for v in VERTICES
+        }
         out[CENTRAL] = {"κ": self.central.kappa, "connections": len(self.edges[CENTRAL])}
         return out
 
-    def to_state(self) -> dict:
+    def to_state(self) -> CubeState:
         """JSON-ready state for persistence (weights are the template's, not stored here)."""
         return {
             "id": self.id,
@@ -206,7 +249,7 @@ class Cube:
 
     @classmethod
     def from_state(
-        cls, state: dict, model: FemtoModel | None = None, on_event: EventSink | None = None
+        cls, state: CubeState, model: FemtoModel | None = None, on_event: EventSink | None = None
     ) -> Cube:
         """Rebuild a cube saved by :meth:`to_state`."""
         cube = cls(state["id"], tuple(state.get("position", (0, 0, 0))), model)
@@ -215,8 +258,8 @@ class Cube:
         for n, a in state.get("agents", {}).items():
             cube.agent(n).kappa = float(a["kappa"])
             cube.agent(n).calls = int(a["calls"])
-        for a, b in state.get("custom_edges", []):
-            cube.connect(a, b)
+        for v1, v2 in state.get("custom_edges", []):
+            cube.connect(v1, v2)
         cube.on_event = on_event
         return cube
 

@@ -27,15 +27,20 @@ from focusflow.konomi.extras import import_extra
 CHANNEL = "konomi:events"
 logger = logging.getLogger(__name__)
 
+#: An event as the bus carries it: a JSON object whose ``event`` field names its
+#: kind (docs/konomi.md lists them). Events of other processes arrive as they
+#: were published over Redis, so whoever reads one checks the fields it uses.
+Event = dict[str, Any]
+
 
 class LocalBus:
     """In-process fan-out to subscriber queues."""
 
     def __init__(self) -> None:
         self.origin = uuid.uuid4().hex
-        self._queues: set[asyncio.Queue] = set()
+        self._queues: set[asyncio.Queue[Event]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.on_remote: Callable[[dict], None] | None = None
+        self.on_remote: Callable[[Event], None] | None = None
 
     async def start(self) -> None:
         """Bind to the running event loop."""
@@ -45,27 +50,27 @@ class LocalBus:
         """Stop delivering."""
         self._queues.clear()
 
-    def subscribe(self) -> asyncio.Queue:
+    def subscribe(self) -> asyncio.Queue[Event]:
         """A new queue that receives every event from now on."""
-        q: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
         self._queues.add(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue) -> None:
+    def unsubscribe(self, q: asyncio.Queue[Event]) -> None:
         """Stop delivering to ``q``."""
         self._queues.discard(q)
 
-    def _deliver(self, event: dict) -> None:
+    def _deliver(self, event: Event) -> None:
         for q in list(self._queues):
             if q.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     q.get_nowait()
             q.put_nowait(event)
 
-    def _local(self, event: dict) -> None:
+    def _local(self, event: Event) -> None:
         self._deliver(event)
 
-    def emit(self, event: dict) -> None:
+    def emit(self, event: Event) -> None:
         """Publish an event (thread-safe; dropped when the bus is not started)."""
         event = {**event, "origin": self.origin, "ts": time.time()}
         loop = self._loop
@@ -92,8 +97,8 @@ class RedisBus(LocalBus):
         # Objects of the redis extra, which is imported only when configured.
         self._redis: Any = None
         self._pubsub: Any = None
-        self._reader: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """Connect, subscribe, and start relaying other processes' events."""
@@ -120,7 +125,7 @@ class RedisBus(LocalBus):
                         logger.exception("applying a remote event failed: %s", event.get("event"))
                 self._deliver(event)
 
-    def _local(self, event: dict) -> None:
+    def _local(self, event: Event) -> None:
         self._deliver(event)
         if self._redis is not None:
             task = asyncio.ensure_future(self._redis.publish(self.channel, json.dumps(event)))

@@ -83,7 +83,8 @@ class EVGPU:
         if op == "@":
             return self.matmul(a, b)
         if op == "+":
-            return np.add(a, b)
+            total: np.ndarray = np.add(a, b)
+            return total
         if op == "*":
             return conv2d(a, b)
         raise InvalidOperationError(f"unknown tensor op {op!r}; use '@', '+' or '*'")
@@ -92,7 +93,8 @@ class EVGPU:
         """``a @ b``; big 2-D products split by rows over at most ``limit`` 1-thread BLAS calls."""
         a, b = np.asarray(a), np.asarray(b)
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < PARALLEL_MIN_FLOPS:
-            return np.matmul(a, b)
+            product: np.ndarray = np.matmul(a, b)
+            return product
         parts = min(self.limit, a.shape[0])
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
         bounds = np.linspace(0, a.shape[0], parts + 1).astype(int)
@@ -147,7 +149,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0) -> n
         )
     kh, kw = w.shape[2:]
     win = sliding_window_view(_pad(x, padding), (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
-    return np.einsum("nchwij,fcij->nfhw", win, w, optimize=True)
+    out: np.ndarray = np.einsum("nchwij,fcij->nfhw", win, w, optimize=True)
+    return out
 
 
 def conv2d_backward(
@@ -178,7 +181,8 @@ def _windows(x: np.ndarray, k: int) -> np.ndarray:
 
 def max_pool2d(x: np.ndarray, k: int = 2) -> np.ndarray:
     """k×k max pooling with stride k over (N, C, H, W) (trailing rows/columns dropped)."""
-    return _windows(np.asarray(x), k).max(axis=(3, 5))
+    pooled: np.ndarray = _windows(np.asarray(x), k).max(axis=(3, 5))
+    return pooled
 
 
 def max_pool2d_backward(x: np.ndarray, dout: np.ndarray, k: int = 2) -> np.ndarray:
@@ -198,7 +202,8 @@ def max_pool2d_backward(x: np.ndarray, dout: np.ndarray, k: int = 2) -> np.ndarr
 
 def avg_pool2d(x: np.ndarray, k: int = 2) -> np.ndarray:
     """k×k average pooling with stride k over (N, C, H, W)."""
-    return _windows(np.asarray(x), k).mean(axis=(3, 5))
+    pooled: np.ndarray = _windows(np.asarray(x), k).mean(axis=(3, 5))
+    return pooled
 
 
 def avg_pool2d_backward(x: np.ndarray, dout: np.ndarray, k: int = 2) -> np.ndarray:
@@ -215,33 +220,39 @@ _SQRT_2_PI = np.sqrt(2.0 / np.pi)
 def activate(x: np.ndarray, kind: str = "relu") -> np.ndarray:
     """relu, sigmoid, tanh or gelu (tanh approximation), element-wise."""
     x = np.asarray(x)
+    y: np.ndarray
     if kind == "relu":
-        return np.maximum(x, 0)
-    if kind == "sigmoid":
-        return 0.5 * (1 + np.tanh(0.5 * x))
-    if kind == "tanh":
-        return np.tanh(x)
-    if kind == "gelu":
-        return 0.5 * x * (1 + np.tanh(_SQRT_2_PI * (x + 0.044715 * x**3)))
-    raise InvalidOperationError(f"unknown activation {kind!r}; use relu, sigmoid, tanh or gelu")
+        y = np.maximum(x, 0)
+    elif kind == "sigmoid":
+        y = 0.5 * (1 + np.tanh(0.5 * x))
+    elif kind == "tanh":
+        y = np.tanh(x)
+    elif kind == "gelu":
+        y = 0.5 * x * (1 + np.tanh(_SQRT_2_PI * (x + 0.044715 * x**3)))
+    else:
+        raise InvalidOperationError(f"unknown activation {kind!r}; use relu, sigmoid, tanh or gelu")
+    return y
 
 
 def activate_backward(x: np.ndarray, dout: np.ndarray, kind: str = "relu") -> np.ndarray:
     """Gradient of :func:`activate` with respect to its input."""
     x = np.asarray(x)
+    dx: np.ndarray
     if kind == "relu":
-        return dout * (x > 0)
-    if kind == "sigmoid":
+        dx = dout * (x > 0)
+    elif kind == "sigmoid":
         s = activate(x, "sigmoid")
-        return dout * s * (1 - s)
-    if kind == "tanh":
-        return dout * (1 - np.tanh(x) ** 2)
-    if kind == "gelu":
+        dx = dout * s * (1 - s)
+    elif kind == "tanh":
+        dx = dout * (1 - np.tanh(x) ** 2)
+    elif kind == "gelu":
         u = _SQRT_2_PI * (x + 0.044715 * x**3)
         t = np.tanh(u)
         du = _SQRT_2_PI * (1 + 3 * 0.044715 * x**2)
-        return dout * (0.5 * (1 + t) + 0.5 * x * (1 - t**2) * du)
-    raise InvalidOperationError(f"unknown activation {kind!r}; use relu, sigmoid, tanh or gelu")
+        dx = dout * (0.5 * (1 + t) + 0.5 * x * (1 - t**2) * du)
+    else:
+        raise InvalidOperationError(f"unknown activation {kind!r}; use relu, sigmoid, tanh or gelu")
+    return dx
 
 
 def numerical_grad(

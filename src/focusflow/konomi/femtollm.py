@@ -109,7 +109,8 @@ def forward_logits(params: dict[str, np.ndarray], tokens: np.ndarray) -> np.ndar
     p = s / s.sum(-1, keepdims=True)
     x1 = x0 + (p @ v) @ params["Wo"]
     x2 = x1 + np.maximum(x1 @ params["W1"] + params["b1"], 0) @ params["W2"] + params["b2"]
-    return x2 @ params["Wout"] + params["bout"]
+    logits: np.ndarray = x2 @ params["Wout"] + params["bout"]
+    return logits
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -122,14 +123,16 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
 class FemtoModel:
     """Shared, read-only FemtoLLM weights (float32) with fast cached-attention generation."""
 
-    def __init__(self, params: dict[str, np.ndarray], meta: dict | None = None) -> None:
+    def __init__(
+        self, params: dict[str, np.ndarray], meta: Mapping[str, object] | None = None
+    ) -> None:
         self.params = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
         for name, shape in PARAM_SHAPES.items():
             if self.params[name].shape != shape:
                 raise KonomiError(f"FemtoLLM weight {name} has shape {self.params[name].shape}")
         p = self.params
         self._Wqkv = np.ascontiguousarray(np.concatenate([p["Wq"], p["Wk"], p["Wv"]], axis=1))
-        self.meta = dict(meta or {})
+        self.meta: dict[str, object] = dict(meta or {})
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> FemtoModel:
@@ -180,7 +183,8 @@ class FemtoModel:
         x0 = p["E"][ids] + p["P"][: ids.shape[1]]
         v = x0.mean(axis=(0, 1))
         n = float(np.linalg.norm(v))
-        return v / n if n > 0 else v
+        unit: np.ndarray = v / n if n > 0 else v
+        return unit
 
     def generate(
         self,
@@ -286,7 +290,8 @@ class FemtoLLM(Agent):
     kappa: float = KAPPA_STAR
     name: str = ""
     calls: int = 0
-    connections: list = field(default_factory=list)
+    #: The cube nodes linked to this agent from outside (``cube_id/vertex``).
+    connections: list[str] = field(default_factory=list)
     rng: np.random.Generator | None = field(default=None, repr=False)
 
     h = HIDDEN

@@ -65,12 +65,13 @@ def _bearer(scope: Scope) -> str:
     """The token a request presents: its Authorization header, else (WebSocket) ?token=."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            text = value.decode("latin-1").strip()
+            text: str = value.decode("latin-1").strip()
             scheme, _, rest = text.partition(" ")
             if scheme.lower() == "bearer":
                 return rest.strip()
     if scope["type"] == "websocket":
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        raw: bytes = scope.get("query_string", b"")
+        query = parse_qs(raw.decode("latin-1"))
         return (query.get("token") or [""])[0]
     return ""
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from focusflow.core.home import TOKEN_BYTES
 from focusflow.konomi.guard import ENV_TOKEN
@@ -23,7 +24,8 @@ def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_port(port: int, timeout: float = 60.0) -> bool:
@@ -48,12 +50,12 @@ def serve_process(
     port: int,
     redis: str | None = None,
     dims: str = "100,100,100",
-    stderr=None,
+    stderr: int | IO[bytes] | None = None,
     *,
     token: str,
     host: str | None = "127.0.0.1",
     extra: tuple[str, ...] = (),
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """``focusflow konomi serve`` on host:port in a child process, with ``token`` as
     its bearer token (through $KONOMI_TOKEN, so no file is written). ``host=None``
     leaves the address to the command's default; ``extra`` adds options."""
@@ -71,7 +73,7 @@ def serve_process(
     )
 
 
-def redis_process(exe: str, port: int, directory: Path) -> subprocess.Popen:
+def redis_process(exe: str, port: int, directory: Path) -> subprocess.Popen[bytes]:
     """A Redis server without persistence on 127.0.0.1:port."""
     cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     return subprocess.Popen(
@@ -79,7 +81,7 @@ def redis_process(exe: str, port: int, directory: Path) -> subprocess.Popen:
     )
 
 
-def stop(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
+def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
     """Terminate child processes, killing those that do not exit in time, and
     close the pipes they were started with (a caller's ``stderr=PIPE``): once
     a process is gone nothing reads them, and an open pipe is a file descriptor

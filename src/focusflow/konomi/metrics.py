@@ -25,6 +25,7 @@ from prometheus_client import (
 from starlette.routing import BaseRoute, Match
 
 from focusflow.core.asgi import ASGIApp, Message, Receive, Scope, Send
+from focusflow.konomi.events import Event
 from focusflow.konomi.packml import State
 from focusflow.konomi.system import KonomiSystem
 from focusflow.konomi.ws import ACTIONS
@@ -130,7 +131,7 @@ class KonomiMetrics:
     def _active_blocks(self) -> int:
         return sum(inst.array.size for inst in list(self.system.instances.values()))
 
-    def on_event(self, event: dict, origin: str) -> None:
+    def on_event(self, event: Event, origin: str) -> None:
         """Count an event; a local face operation also adds its blocks and time."""
         kind = event.get("event")
         known = isinstance(kind, str) and kind in EVENTS

@@ -10,6 +10,7 @@ bits per axis fit a uint64, far above the 1000³ grid (10 bits) the seed targets
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 BITS = 21
 MAX_COORD = (1 << BITS) - 1
@@ -34,19 +35,21 @@ def _compact(v: np.ndarray) -> np.ndarray:
     v = (v | (v >> _M(4))) & _M(0x100F00F00F00F00F)
     v = (v | (v >> _M(8))) & _M(0x1F0000FF0000FF)
     v = (v | (v >> _M(16))) & _M(0x1F00000000FFFF)
-    return (v | (v >> _M(32))) & _M(0x1FFFFF)
+    packed: np.ndarray = (v | (v >> _M(32))) & _M(0x1FFFFF)
+    return packed
 
 
-def encode(x, y, z) -> np.ndarray:
+def encode(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike) -> np.ndarray:
     """Morton keys of coordinate arrays (or scalars); coordinates must be in [0, 2^21)."""
-    return (
+    keys: np.ndarray = (
         _spread(np.asarray(x))
         | (_spread(np.asarray(y)) << _M(1))
         | (_spread(np.asarray(z)) << _M(2))
     )
+    return keys
 
 
-def decode(keys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode(keys: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coordinates (x, y, z) as int64 arrays from Morton keys."""
     k = np.asarray(keys, dtype=np.uint64)
     return (
@@ -61,7 +64,7 @@ def encode_one(x: int, y: int, z: int) -> int:
     return int(encode(np.uint64(x), np.uint64(y), np.uint64(z)))
 
 
-def splitmix64(keys) -> np.ndarray:
+def splitmix64(keys: npt.ArrayLike) -> np.ndarray:
     """A well-mixed 64-bit hash of each key (SplitMix64 finaliser), for shard assignment.
 
     Python's ``hash`` of a tuple is not guaranteed stable across versions or

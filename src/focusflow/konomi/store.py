@@ -19,12 +19,20 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from focusflow.konomi.errors import StoreError
 from focusflow.konomi.extras import import_extra
+
+if TYPE_CHECKING:
+    from focusflow.konomi.cube import CubeState
+
+#: The values of one statement's placeholders, or of one row written.
+Params = tuple[object, ...]
+#: A row as the database driver returns it (its columns typed by the schema).
+Row = tuple[Any, ...]
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS konomi_templates (
@@ -48,7 +56,15 @@ _BLOCK_UPDATE = (
 )
 
 
-def _rows(instance_id: str, keys, values, times, hashes, kappas, calls) -> list[tuple]:
+def _rows(
+    instance_id: str,
+    keys: np.ndarray,
+    values: np.ndarray,
+    times: np.ndarray,
+    hashes: np.ndarray,
+    kappas: np.ndarray,
+    calls: np.ndarray,
+) -> list[Params]:
     return list(
         zip(
             [instance_id] * len(keys),
@@ -72,10 +88,10 @@ class Store(ABC):
         self._lock = threading.RLock()
 
     @abstractmethod
-    def _execute(self, sql: str, params: tuple = ()) -> list[tuple]: ...
+    def _execute(self, sql: str, params: Params = ()) -> list[Row]: ...
 
     @abstractmethod
-    def _executemany(self, sql: str, rows: list[tuple]) -> None: ...
+    def _executemany(self, sql: str, rows: list[Params]) -> None: ...
 
     @abstractmethod
     def close(self) -> None:
@@ -121,13 +137,22 @@ class Store(ABC):
         rows = self._execute("SELECT id, template_id, created FROM konomi_instances")
         return [(r[0], r[1], float(r[2])) for r in rows]
 
-    def save_blocks(self, instance_id: str, keys, values, times, hashes, kappas, calls) -> None:
+    def save_blocks(
+        self,
+        instance_id: str,
+        keys: np.ndarray,
+        values: np.ndarray,
+        times: np.ndarray,
+        hashes: np.ndarray,
+        kappas: np.ndarray,
+        calls: np.ndarray,
+    ) -> None:
         """Upsert a batch of blocks (arrays of equal length)."""
         rows = _rows(instance_id, keys, values, times, hashes, kappas, calls)
         if rows:
             self._save_rows(rows)
 
-    def _save_rows(self, rows: list[tuple]) -> None:
+    def _save_rows(self, rows: list[Params]) -> None:
         self._executemany(
             self._sql(
                 f"INSERT INTO konomi_blocks ({_BLOCK_COLS}) VALUES (?,?,?,?,?,?,?)"
@@ -154,7 +179,7 @@ class Store(ABC):
             "calls": np.asarray(cols[5], np.int64).astype(np.uint32),
         }
 
-    def save_cube(self, state: dict) -> int:
+    def save_cube(self, state: CubeState) -> int:
         """Upsert a cube's state; returns its new version."""
         rows = self._execute(
             self._sql(
@@ -166,7 +191,7 @@ class Store(ABC):
         )
         return int(rows[0][0])
 
-    def load_cube(self, cube_id: str) -> tuple[dict, int] | None:
+    def load_cube(self, cube_id: str) -> tuple[CubeState, int] | None:
         """A cube's stored state and version, or None."""
         rows = self._execute(
             self._sql("SELECT state, version FROM konomi_cubes WHERE id = ?"), (cube_id,)
@@ -197,7 +222,7 @@ class SQLiteStore(Store):
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         self.migrate()
 
-    def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def _execute(self, sql: str, params: Params = ()) -> list[Row]:
         with self._lock:
             try:
                 cur = self._conn.execute(sql, params)
@@ -208,7 +233,7 @@ class SQLiteStore(Store):
                 self._conn.rollback()
                 raise StoreError(f"SQLite: {exc}") from exc
 
-    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+    def _executemany(self, sql: str, rows: list[Params]) -> None:
         with self._lock:
             try:
                 self._conn.executemany(sql, rows)
@@ -243,7 +268,7 @@ class PostgresStore(Store):
             finally:
                 self._execute("SELECT pg_advisory_unlock(7033)")
 
-    def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def _execute(self, sql: str, params: Params = ()) -> list[Row]:
         with self._lock:
             try:
                 cur = self._conn.execute(sql, params)
@@ -251,7 +276,7 @@ class PostgresStore(Store):
             except self._psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL: {exc}") from exc
 
-    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+    def _executemany(self, sql: str, rows: list[Params]) -> None:
         with self._lock:
             try:
                 with self._conn.cursor() as cur:
@@ -259,7 +284,7 @@ class PostgresStore(Store):
             except self._psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL: {exc}") from exc
 
-    def _save_rows(self, rows: list[tuple]) -> None:
+    def _save_rows(self, rows: list[Params]) -> None:
         if len(rows) < 1000:
             super()._save_rows(rows)
             return

@@ -23,12 +23,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 
 from focusflow.konomi import morton, packml
-from focusflow.konomi.block_array import KAPPA_STAR, BlockArray, neighbour_offsets
-from focusflow.konomi.cube import Cube
+from focusflow.konomi.block_array import KAPPA_STAR, BlockArray, BlockRecord, neighbour_offsets
+from focusflow.konomi.cube import Cube, EventSink
 from focusflow.konomi.errors import (
     DimensionsTooLargeError,
     InvalidOperationError,
@@ -36,6 +37,7 @@ from focusflow.konomi.errors import (
     UnknownInstanceError,
     UnknownTemplateError,
 )
+from focusflow.konomi.events import Event
 from focusflow.konomi.evgpu import EVGPU
 from focusflow.konomi.femtollm import Agent, FemtoLLM, FemtoModel, default_model, seed_of
 from focusflow.konomi.store import Store
@@ -71,6 +73,27 @@ def check_dims(dims: tuple[int, ...]) -> tuple[int, int, int]:
                 f"<= {MAX_FACE_CELLS} cells, the grid <= {MAX_CELLS} cells"
             )
     return BlockArray(d, capacity=1).dim
+
+
+class BlockProcessed(TypedDict):
+    """What :meth:`KonomiSystem.process_block` did to one block."""
+
+    coordinate: tuple[int, int, int]
+    κ: float
+    processed: int
+
+
+class FaceOperation(TypedDict):
+    """What :meth:`KonomiSystem.interlock` did to a plane (``avg_κ`` None when
+    no block was processed)."""
+
+    plane: str
+    index: int
+    operation: str
+    processed: int
+    avg_κ: float | None
+    state: str
+    seconds: float
 
 
 @dataclass
@@ -149,7 +172,7 @@ class KonomiSystem:
         model: FemtoModel | None = None,
         evgpu: EVGPU | None = None,
         default_dims: tuple[int, int, int] = (1000, 1000, 1000),
-        on_event=None,
+        on_event: EventSink | None = None,
     ) -> None:
         self.model = model or default_model()
         self._evgpu = evgpu
@@ -200,14 +223,14 @@ class KonomiSystem:
         s = np.unique(np.asarray(slots, np.int64))
         cols = (a._keys[s], a._values[s], a._times[s], a._hashes[s], a._kappa[s], a._calls[s])
         self.store.save_blocks(instance.id, *cols)
-        event: dict = {"event": "blocks", "instance_id": instance.id}
+        event: Event = {"event": "blocks", "instance_id": instance.id}
         if len(s) <= EVENT_ROWS:
             event["rows"] = [list(r) for r in zip(*(c.tolist() for c in cols), strict=True)]
         else:
             event["reload"] = True
         self._emit(event)
 
-    def apply_event(self, event: dict) -> None:
+    def apply_event(self, event: Event) -> None:
         """Apply another process's change (templates, instances, blocks) to this one."""
         kind = event.get("event")
         with self._lock:
@@ -243,7 +266,7 @@ class KonomiSystem:
                         b["calls"],
                     )
 
-    def _emit(self, event: dict) -> None:
+    def _emit(self, event: Event) -> None:
         if self.on_event is not None:
             self.on_event(event)
 
@@ -306,7 +329,9 @@ class KonomiSystem:
         """A block's value (0.0 when inactive)."""
         return self.instance(instance_id).array.get(x, y, z)
 
-    def set_block(self, x: int, y: int, z: int, v: float, instance_id: str | None = None) -> dict:
+    def set_block(
+        self, x: int, y: int, z: int, v: float, instance_id: str | None = None
+    ) -> BlockRecord:
         """Set (and activate) a block; returns its record."""
         inst = self.instance(instance_id)
         with self._lock:
@@ -338,7 +363,7 @@ class KonomiSystem:
 
     def process_block(
         self, x: int, y: int, z: int, operation: str, instance_id: str | None = None
-    ) -> dict:
+    ) -> BlockProcessed:
         """One block's share of a face operation (see :meth:`interlock`)."""
         inst = self.instance(instance_id)
         res = self._face_chunk(inst, np.array([[x, y, z]]), operation)
@@ -392,7 +417,7 @@ class KonomiSystem:
 
     def interlock(
         self, plane: str, index: int, operation: str, instance_id: str | None = None
-    ) -> dict:
+    ) -> FaceOperation:
         """A face operation over every block of a plane (1000×1000 = 10^6 for the default
         grid): ``activate`` activates the plane, ``process`` steps the κ of its active
         blocks, ``sync`` averages each active block's κ with its active face neighbours."""
@@ -416,7 +441,7 @@ class KonomiSystem:
         )
         processed = sum(r[0] for r in results)
         kappa_sum = sum(r[1] for r in results)
-        out = {
+        out: FaceOperation = {
             "plane": plane,
             "index": index,
             "operation": operation,
@@ -430,7 +455,7 @@ class KonomiSystem:
 
     # -- cubes -------------------------------------------------------------------------
 
-    def _cube_event(self, event: dict) -> None:
+    def _cube_event(self, event: Event) -> None:
         self._emit(event)
 
     def create_cube(

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypedDict
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -39,19 +40,38 @@ ACTIONS = ("initialize", "process", "connect", "status", "collective_think")
 MAX_ID_CHARS = 128
 
 
-def error_body(exc: FocusflowError) -> dict:
+class ErrorDetail(TypedDict):
+    """What went wrong: the error's code and its message."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(TypedDict):
+    """The JSON error object shared by REST and WebSocket replies."""
+
+    error: ErrorDetail
+
+
+#: A request as a client sent it (any JSON object: each field is checked where used).
+Message = Mapping[str, object]
+#: A reply: the shape of each action's is the seed's (docs/konomi.md).
+Reply = Mapping[str, object]
+
+
+def error_body(exc: FocusflowError) -> ErrorBody:
     """The JSON error object shared by REST and WebSocket replies."""
     return {"error": {"code": exc.code, "message": str(exc)}}
 
 
-def _text(msg: dict, key: str) -> str:
+def _text(msg: Message, key: str) -> str:
     value = msg.get(key)
     if not isinstance(value, str):
         raise MalformedMessageError(f"field {key!r} must be a string")
     return value
 
 
-def _optional_id(msg: dict, key: str) -> str | None:
+def _optional_id(msg: Message, key: str) -> str | None:
     """An id field: absent, or 1 to MAX_ID_CHARS printable characters."""
     value = msg.get(key)
     if value is None:
@@ -87,7 +107,7 @@ def initialize(system: KonomiSystem, cube_id: str | None, template_id: str | Non
     return system.create_cube(cube_id, template_id)
 
 
-def handle(system: KonomiSystem, cube: Cube | None, msg: dict) -> tuple[Cube | None, dict]:
+def handle(system: KonomiSystem, cube: Cube | None, msg: Message) -> tuple[Cube | None, Reply]:
     """Apply one request message; returns the connection's cube and the reply (sans-io)."""
     action = msg.get("action")
     if action not in ACTIONS:
@@ -133,7 +153,7 @@ async def serve_socket(
     send_lock = asyncio.Lock()
     queue = bus.subscribe()
 
-    async def send(obj: dict) -> None:
+    async def send(obj: Reply) -> None:
         async with send_lock:
             await websocket.send_text(json.dumps(obj))
 
