@@ -1,7 +1,7 @@
 """``focusflow tx swap``, ``tx pool``, ``tx dealer``, ``tx rewards``: the exchange, the economy.
 
 Each command sends one message of ``modules.dex`` or ``modules.economy`` with
-the options every ``tx`` command takes (``tx_cmd``). What the node's state
+the options every ``tx`` command takes (``tx_options``). What the node's state
 shows would fail is refused before anything is signed, with the code the
 chain would give it: a pair without a pool (``unknown_pool``), a pool that
 exists (``pool_exists``), a swap whose quote misses ``--min-out`` or passes
@@ -22,22 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt
-from focusflow.cli.tx_cmd import (
-    DEFAULT_SIGNER,
-    ChainIdOpt,
-    FeeOpt,
-    FromOpt,
-    MaxFeeOpt,
-    NonceOpt,
-    TimeoutOpt,
-    TxOptions,
-    WaitOpt,
-    _amount,
-    _msg,
-    _submit,
-    check_denom,
-)
+from focusflow.cli.tx_cmd import _amount, _msg, _submit, check_denom
+from focusflow.cli.tx_options import TxOptions, tx_options
 from focusflow.core.errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -162,6 +148,7 @@ def _check_path(path: list[str]) -> list[str]:
     return path
 
 
+@tx_options()
 def swap_cmd(
     path: Annotated[
         list[str],
@@ -179,16 +166,8 @@ def swap_cmd(
     max_in: Annotated[
         int | None, typer.Option("--max-in", help="With --amount-out: refused above this of FROM.")
     ] = None,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Swap FROM for TO through the pools of consecutive denoms: exactly --amount-in
     for at least --min-out, or exactly --amount-out for at most --max-in."""
@@ -203,7 +182,6 @@ def swap_cmd(
             f"--max-in M; got {' '.join(given) or 'neither'}"
         )
     path = _check_path(path)
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     shown = " -> ".join(path)
     extra: dict[str, Any] = {"path": path}
     describe: list[str] = []
@@ -259,21 +237,14 @@ def swap_cmd(
 
 
 @pool_app.command("create")
+@tx_options()
 def pool_create_cmd(
     a: Annotated[str, typer.Argument(help="One denom of the pair.")],
     b: Annotated[str, typer.Argument(help="The other denom.")],
     amount_a: Annotated[int, typer.Argument(help="First deposit of A.")],
     amount_b: Annotated[int, typer.Argument(help="First deposit of B: sets the price.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Open the pool of A and B (one per pair) with its first deposit; its shares
     (lp/A/B, the pair in byte order) go to the sender, 1,000 of them locked."""
@@ -294,12 +265,12 @@ def pool_create_cmd(
                 f"the pool {a}/{b} exists; add liquidity to it (tx pool add); nothing was sent"
             )
 
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     extra = {"a": a, "b": b, "amount_a": amount_a, "amount_b": amount_b}
     _submit(opts, [_msg("dex.create", body)], extra, check=check)
 
 
 @pool_app.command("add")
+@tx_options()
 def pool_add_cmd(
     a: Annotated[str, typer.Argument(help="One denom of the pair.")],
     b: Annotated[str, typer.Argument(help="The other denom.")],
@@ -308,16 +279,8 @@ def pool_add_cmd(
     min_shares: Annotated[
         int, typer.Option("--min-shares", help="Refused if fewer shares are minted.")
     ] = 0,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Deposit into the pool of A and B at its ratio, at most MAX_A and MAX_B."""
     from focusflow.chain.errors import SlippageError
@@ -340,27 +303,19 @@ def pool_add_cmd(
         extra.update(quote_a=paid_a, quote_b=paid_b, quote_shares=minted)
         return {a: paid_a, b: paid_b}
 
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("dex.add", body)], extra, check=check)
 
 
 @pool_app.command("remove")
+@tx_options()
 def pool_remove_cmd(
     a: Annotated[str, typer.Argument(help="One denom of the pair.")],
     b: Annotated[str, typer.Argument(help="The other denom.")],
     shares: Annotated[int, typer.Argument(help="Shares (lp/A/B) to burn.")],
     min_a: Annotated[int, typer.Option("--min-a", help="Refused if less of A comes out.")] = 0,
     min_b: Annotated[int, typer.Option("--min-b", help="Refused if less of B comes out.")] = 0,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Burn SHARES of the pool of A and B for their part of both reserves."""
     from focusflow.chain.errors import InsufficientLiquidityError, SlippageError
@@ -387,7 +342,6 @@ def pool_remove_cmd(
             raise InsufficientLiquidityError("a withdrawal cannot empty the pool; nothing was sent")
         extra.update(quote_a=out_a, quote_b=out_b)
 
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("dex.remove", body)], extra, check=check)
 
 
@@ -404,18 +358,11 @@ def _dealer_check(api: NodeClient, pin: Pinned, sender: str) -> None:
 
 
 @dealer_app.command("mint")
+@tx_options()
 def dealer_mint_cmd(
     amount: Annotated[int, typer.Argument(help="CYB to lock in the dealer reserve.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Lock AMOUNT CYB in the dealer reserve for new H at par (primary dealers only)."""
 
@@ -427,23 +374,15 @@ def dealer_mint_cmd(
                 f"{amount} CYB buys no H at par (h_par_bps={par}); nothing was sent"
             )
 
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("dex.mint", {"amount": _amount(amount)})], {"amount": amount}, check=check)
 
 
 @dealer_app.command("redeem")
+@tx_options()
 def dealer_redeem_cmd(
     amount: Annotated[int, typer.Argument(help="H to burn for CYB out of the reserve.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Burn AMOUNT H for CYB at par out of the dealer reserve (primary dealers only)."""
     from focusflow.chain.errors import InsufficientLiquidityError
@@ -458,23 +397,15 @@ def dealer_redeem_cmd(
                 f"the dealer reserve holds {reserve} CYB, not {paid}; nothing was sent"
             )
 
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     body = {"amount": _amount(amount)}
     _submit(opts, [_msg("dex.redeem", body)], {"amount": amount}, check=check)
 
 
 @rewards_app.command("claim")
+@tx_options()
 def rewards_claim_cmd(
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Claim the H your bonded stake, its tenure and your karma earned since the last claim;
     with --wait the rewards.claim event says how much."""
@@ -486,5 +417,4 @@ def rewards_claim_cmd(
                 "this chain pays no rewards (params.economics is 0); nothing was sent"
             )
 
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("rewards.claim", {})], check=check)

@@ -15,21 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
-from focusflow.cli.common import HomeOpt, JsonOpt, NodeOpt
-from focusflow.cli.tx_cmd import (
-    DEFAULT_SIGNER,
-    ChainIdOpt,
-    FeeOpt,
-    FromOpt,
-    MaxFeeOpt,
-    NonceOpt,
-    TimeoutOpt,
-    TxOptions,
-    WaitOpt,
-    _msg,
-    _submit,
-    client,
-)
+from focusflow.cli.common import client
+from focusflow.cli.tx_cmd import _msg, _submit
+from focusflow.cli.tx_options import TxOptions, tx_options
 from focusflow.core.cid import cid_to_bytes
 from focusflow.core.errors import InvalidParameterError
 
@@ -49,76 +37,54 @@ def _request_id(text: str) -> bytes:
 
 
 @pin_app.command("request")
+@tx_options()
 def request_cmd(
     cid: Annotated[str, typer.Argument(help="The blob's CID (its root).")],
     size: Annotated[int, typer.Option("--size", help="The blob's size in bytes.")],
     reward: Annotated[int, typer.Option("--reward", help="Paid per verified proof.")],
     bounty: Annotated[int, typer.Option("--bounty", help="Escrowed; pays the rewards.")],
     blocks: Annotated[int, typer.Option("--blocks", help="How long it runs.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Escrow BOUNTY for the network to keep CID, paying REWARD per proof."""
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     body = {"cid": cid_to_bytes(cid), "size": size, "reward": reward, "bounty": bounty,
             "blocks": blocks}  # fmt: skip
     _submit(opts, [_msg("pin.request", body)], {"cid": cid, "bounty": bounty})
 
 
 @pin_app.command("close")
+@tx_options()
 def close_cmd(
     request: Annotated[str, typer.Argument(help="The pin request's id (hex).")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Take back what is left of an expired pin request's escrow."""
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     body = {"request": _request_id(request)}
     _submit(opts, [_msg("pin.close", body)], {"request": request})
 
 
 @pin_app.command("prove")
+@tx_options(fixed={"nonce": None, "wait": True})
 def prove_cmd(
     request: Annotated[str, typer.Argument(help="The pin request's id (hex).")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Prove that the node holds the requested blob, and be paid its reward."""
     from focusflow.services.storage.proofs import challenge_offset, verify_retrievability
 
     raw = _request_id(request)
-    with client(home, node) as api:
+    with client(opts.home, opts.node) as api:
         doc = api.pin(request)
-    opts = TxOptions(signer, fee, None, True, timeout, home, node, as_json, chain_id, max_fee)
     opened = _submit(opts, [_msg("pin.challenge", {"request": raw})], {"request": request})
     events = opened["events"] or []
     challenge = next(bytes.fromhex(e["challenge"]) for e in events if e["type"] == "pin.challenge")
     # the proof goes in a later block than its challenge
-    _wait_next_block(home, node, opened["height"], timeout)
+    _wait_next_block(opts.home, opts.node, opened["height"], opts.timeout)
     offset = challenge_offset(challenge, doc["size"])
-    with client(home, node) as api:
+    with client(opts.home, opts.node) as api:
         proof = api.blob_proof(doc["cid"], offset)
     path = [bytes.fromhex(b) for b in proof["path"]]
     verify_retrievability(cid_to_bytes(doc["cid"]), doc["size"], offset, path)

@@ -7,9 +7,10 @@ transactions pending in the node's mempool, so several can be sent without
 waiting), ``--wait`` (poll until the transaction is in a block and print its
 result code; a failed result is an error), ``--chain-id`` and ``--max-fee``
 (what the node may not decide: :func:`~focusflow.cli.txbuild.pin_chain`),
-``--home``, ``--node`` and ``--json``. Arguments are checked before the key is unlocked and before
-anything is sent, and :func:`~focusflow.cli.txbuild.preflight`
-refuses what would only burn a fee.
+``--home``, ``--node`` and ``--json``, declared once (``cli.tx_options``) and
+received as one ``opts``. Arguments are checked before the key is unlocked and
+before anything is sent, and :func:`~focusflow.cli.txbuild.preflight` refuses
+what would only burn a fee.
 
 The chain package takes a second or two to import, so it is imported inside
 the commands: ``focusflow keys`` and ``focusflow query`` stay fast.
@@ -18,7 +19,6 @@ the commands: ``focusflow keys`` and ``focusflow query`` stay fast.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,11 +26,6 @@ import typer
 
 from focusflow.cli.common import (
     PASSPHRASE_NOTE,
-    ChainIdOpt,
-    HomeOpt,
-    JsonOpt,
-    MaxFeeOpt,
-    NodeOpt,
     address,
     client,
     console,
@@ -39,6 +34,7 @@ from focusflow.cli.common import (
     print_json,
     read_input,
 )
+from focusflow.cli.tx_options import DEFAULT_SIGNER, TxOptions, tx_options
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.home import resolve_home
 from focusflow.core.keys import decode_address
@@ -69,40 +65,9 @@ tx_app.add_typer(validator_app, name="validator")
 wasm_app = typer.Typer(help="Upload, instantiate and execute WASM contracts.", no_args_is_help=True)
 tx_app.add_typer(wasm_app, name="wasm")
 
-DEFAULT_SIGNER = "dev"
-
-FromOpt = Annotated[
-    str,
-    typer.Option(
-        "--from", metavar="NAME", help=f"Wallet key that signs and pays. {PASSPHRASE_NOTE}"
-    ),
-]
-FeeOpt = Annotated[
-    int | None,
-    typer.Option("--fee", min=0, help="Fee to pay (default: the minimum for the size)."),
-]
-NonceOpt = Annotated[
-    int | None, typer.Option("--nonce", min=0, help="Nonce (default: the account's next).")
-]
-WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the transaction is in a block.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds --wait waits.")]
 TextOpt = Annotated[
     bool, typer.Option("--text", help="Take every particle argument as text, never as a CID.")
 ]
-
-
-@dataclass
-class TxOptions:
-    signer: str
-    fee: int | None
-    nonce: int | None
-    wait: bool
-    timeout: float
-    home: str | None
-    node: str | None
-    as_json: bool
-    chain_id: str | None = None
-    max_fee: int | None = None
 
 
 def _amount(value: int) -> int:
@@ -135,7 +100,7 @@ def _submit(
 
     signer_name = opts.signer if key is None else "validator key"
     if key is None:
-        key = load_key(opts.home, opts.signer)
+        key = load_key(opts.home, opts.signer or DEFAULT_SIGNER)
     with client(opts.home, opts.node) as api:
         pin = txbuild.pin_chain(api, resolve_home(opts.home), opts.chain_id, opts.max_fee)
         more = (check(api, pin, key.address) if check is not None else None) or {}
@@ -216,27 +181,19 @@ def _msg(type_: str, body: dict[str, Any]) -> Msg:
 
 
 @tx_app.command("send")
+@tx_options()
 def send_cmd(
     to: Annotated[str, typer.Argument(help="Recipient: an address or a wallet key name.")],
     amount: Annotated[int, typer.Argument(help="Amount in base units.")],
     denom: Annotated[
         str, typer.Option("--denom", help="The token: cyb, h, a pool's shares lp/A/B, ...")
     ] = "cyb",
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Send tokens to an address (cyb unless --denom names another token)."""
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     denom = check_denom(denom, "--denom")
-    dest = address(to, home)
+    dest = address(to, opts.home)
     body: dict[str, Any] = {"to": decode_address(dest), "amount": _amount(amount)}
     if denom != "cyb":  # a send without a denom is of cyb, and older nodes take it
         body["denom"] = denom
@@ -256,60 +213,37 @@ def check_denom(denom: str, what: str) -> str:
 
 
 @tx_app.command("stake")
+@tx_options()
 def stake_cmd(
     amount: Annotated[int, typer.Argument(help="Amount to bond.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Bond tokens: stake is a neuron's weight, and its links' budget."""
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("stake", {"amount": _amount(amount)})], {"amount": amount})
 
 
 @tx_app.command("unstake")
+@tx_options()
 def unstake_cmd(
     amount: Annotated[int, typer.Argument(help="Amount to unbond.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Unbond tokens (liquid again after the unbonding period)."""
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("unstake", {"amount": _amount(amount)})], {"amount": amount})
 
 
 @tx_app.command("link")
+@tx_options()
 def link_cmd(
     particles: Annotated[
         list[str],
         typer.Argument(metavar="FROM TO [FROM TO ...]", help="CIDs, or text that becomes a CID."),
     ],
     as_text: TextOpt = False,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Link particles: one cyberlink per FROM TO pair, all in one transaction.
 
@@ -328,7 +262,6 @@ def link_cmd(
             raise InvalidParameterError(f"{particles[i]!r} -> {particles[i + 1]!r} is a self-link")
         links.append([a_raw, b_raw])
         shown.append([a, b])
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     describe = [
         f"link {_label(particles[i], a)} -> {_label(particles[i + 1], b)}"
         for (a, b), i in zip(shown, range(0, len(particles), 2), strict=True)
@@ -341,18 +274,11 @@ def _label(arg: str, cid: str) -> str:
 
 
 @tx_app.command("blob")
+@tx_options()
 def blob_cmd(
     file: Annotated[str, typer.Argument(help="File to store on chain; - for stdin.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Store content on chain under its CID (costs blob credits per byte)."""
     from focusflow.core.cid import cid_from_bytes, raw_cid_bytes
@@ -361,7 +287,6 @@ def blob_cmd(
     if not data:
         raise InvalidParameterError("an empty blob stores nothing")
     cid = cid_from_bytes(raw_cid_bytes(data))
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     extra = {"cid": cid, "size": len(data)}
     _submit(opts, [_msg("blob.put", {"data": data})], extra, [f"blob {cid} ({len(data)} bytes)"])
 
@@ -374,73 +299,50 @@ def _check_name(name: str) -> str:
 
 
 @name_app.command("register")
+@tx_options()
 def name_register_cmd(
     name: Annotated[str, typer.Argument(help="3-32 of a-z 0-9 -, starting with a letter.")],
     target: Annotated[str, typer.Argument(help="The particle: a CID, or text.")],
     as_text: TextOpt = False,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Register a name for a particle (burns the name fee; 10x for 3-4 letters)."""
     cid, raw = particle(target, as_text=as_text)
     body = {"name": _check_name(name), "cid": raw}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("name.register", body)], {"name": name, "cid": cid})
 
 
 @ca_app.command("request")
+@tx_options()
 def ca_request_cmd(
     name: Annotated[str, typer.Argument(help="A name you own: the certificate is for NAME.focus.")],
     key: Annotated[str, typer.Argument(help="The node's Ed25519 public key: 64 hex digits.")],
     hours: Annotated[int, typer.Option("--hours", min=1, max=2160, help="Validity.")] = 24,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Ask the network's CA for a certificate; the validators sign it in a few blocks
     (GET /v1/ca/certs/SERIAL, the serial in the transaction's ca.request event)."""
     raw = _hex_bytes(key, 32, "key")
     body = {"name": _check_name(name), "key": raw, "hours": hours}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("ca.request", body)], {"name": name, "key": key, "hours": hours})
 
 
 @ca_app.command("revoke")
+@tx_options()
 def ca_revoke_cmd(
     serial: Annotated[str, typer.Argument(help="The certificate's serial: 32 hex digits.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Revoke a certificate you asked for; the validators sign the new CRL (GET /v1/ca/crl)."""
     body = {"serial": _hex_bytes(serial, 16, "serial")}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("ca.revoke", body)], {"serial": serial})
 
 
 @ca_app.command("federate")
+@tx_options()
 def ca_federate_cmd(
     root: Annotated[Path, typer.Argument(help="The other network's root certificate (PEM).")],
     days: Annotated[int, typer.Option("--days", min=1, max=3650, help="Validity.")] = 365,
@@ -448,16 +350,8 @@ def ca_federate_cmd(
         list[str] | None,
         typer.Option("--permit", help="A DNS name the other network may certify (repeatable)."),
     ] = None,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Vote, as a validator, that the network vouch for another network's root;
     decided by 2/3 of the power, the validators sign a cross-certificate of it
@@ -471,30 +365,21 @@ def ca_federate_cmd(
         raise InvalidParameterError(f"{root}: not a PEM certificate ({exc})") from None
     der = cert.public_bytes(serialization.Encoding.DER)
     body = {"root": der, "days": days, "permitted": sorted(permit or [])}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("ca.federate", body)], {"root": str(root), "days": days})
 
 
 @ca_app.command("withdraw")
+@tx_options()
 def ca_withdraw_cmd(
     root_hash: Annotated[
         str, typer.Argument(help="SHA-256 of the other root's DER: 64 hex digits.")
     ],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Vote, as a validator, to stop vouching for another network's root; decided,
     its cross-certificate is revoked in the next CRL."""
     body = {"root_hash": _hex_bytes(root_hash, 32, "root hash")}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("ca.withdraw", body)], {"root_hash": root_hash})
 
 
@@ -509,66 +394,43 @@ def _hex_bytes(text: str, size: int, what: str) -> bytes:
 
 
 @name_app.command("update")
+@tx_options()
 def name_update_cmd(
     name: Annotated[str, typer.Argument(help="A name you own.")],
     target: Annotated[str, typer.Argument(help="The new particle: a CID, or text.")],
     as_text: TextOpt = False,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Point a name you own at another particle."""
     cid, raw = particle(target, as_text=as_text)
     body = {"name": _check_name(name), "cid": raw}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("name.update", body)], {"name": name, "cid": cid})
 
 
 @name_app.command("transfer")
+@tx_options()
 def name_transfer_cmd(
     name: Annotated[str, typer.Argument(help="A name you own.")],
     to: Annotated[str, typer.Argument(help="New owner: an address or a wallet key name.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Give a name you own to another address."""
-    dest = address(to, home)
+    dest = address(to, opts.home)
     body = {"name": _check_name(name), "to": decode_address(dest)}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("name.transfer", body)], {"name": name, "to": dest})
 
 
 @name_app.command("address")
+@tx_options()
 def name_address_cmd(
     name: Annotated[str, typer.Argument(help="A name you own.")],
     where: Annotated[
         str, typer.Argument(help="host:port your node listens at ([v6]:port), or '' to remove.")
     ],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Say where the node of a name you own listens (DNS A/AAAA and SRV; peers dial it)."""
     if where:
@@ -576,7 +438,6 @@ def name_address_cmd(
 
         check_address(where)
     body = {"name": _check_name(name), "address": where}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("name.address", body)], {"name": name, "address": where})
 
 
@@ -606,53 +467,30 @@ def _validator_key(home: str | None, signer: str | None) -> KeyPair | None:
 
 
 @validator_app.command("register")
+@tx_options(signer=(ValidatorFromOpt, None))
 def validator_register_cmd(
     name: Annotated[str, typer.Option("--name", help="Shown in events; 32 characters.")] = "",
     stake: Annotated[
         int, typer.Option("--stake", min=0, help="Bond this much first, in the same tx.")
     ] = 0,
-    signer: ValidatorFromOpt = None,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Offer the key as a validator: it joins the set at the next epoch boundary
     with power bonded // power_unit (the largest max_validators stakes)."""
     if len(name) > 32 or not name.isprintable():
         raise InvalidParameterError("--name takes at most 32 printable characters")
-    key = _validator_key(home, signer)
+    key = _validator_key(opts.home, opts.signer)
     msgs = [_msg("stake", {"amount": _amount(stake)})] if stake else []
     msgs.append(_msg("validator.register", {"name": name} if name else {}))
-    opts = TxOptions(
-        signer or "", fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee
-    )
     _submit(opts, msgs, {"name": name, "stake": stake}, key=key)
 
 
 @validator_app.command("unregister")
-def validator_unregister_cmd(
-    signer: ValidatorFromOpt = None,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
-) -> None:
+@tx_options(signer=(ValidatorFromOpt, None))
+def validator_unregister_cmd(*, opts: TxOptions) -> None:
     """Leave the validator set at the next epoch boundary (stake stays bonded)."""
-    key = _validator_key(home, signer)
-    opts = TxOptions(
-        signer or "", fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee
-    )
+    key = _validator_key(opts.home, opts.signer)
     _submit(opts, [_msg("validator.unregister", {})], key=key)
 
 
@@ -677,18 +515,11 @@ def _json_msg(text: str) -> bytes:
 
 
 @wasm_app.command("store")
+@tx_options()
 def wasm_store_cmd(
     file: Annotated[str, typer.Argument(help="A .wasm module, or WAT text (.wat); - for stdin.")],
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Upload a contract's module; its code hash (SHA-256) names it."""
     from focusflow.core.hashing import sha256
@@ -706,27 +537,19 @@ def wasm_store_cmd(
             ) from None
     wasm.compile_module(data)  # refuse a bad module here, not after paying for it
     code_hash = sha256(data).hex()
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     extra = {"code_hash": code_hash, "size": len(data)}
     _submit(opts, [_msg("wasm.store", {"code": data})], extra, [f"code {code_hash}"])
 
 
 @wasm_app.command("instantiate")
+@tx_options()
 def wasm_instantiate_cmd(
     code: Annotated[str, typer.Argument(help="The code hash (hex) wasm store printed.")],
     msg: MsgOpt = "{}",
     label: Annotated[str, typer.Option("--label", help="A name for the instance.")] = "",
     gas: GasOpt = 10_000_000,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Create an instance of stored code; with --wait its address is in the events."""
     try:
@@ -736,27 +559,18 @@ def wasm_instantiate_cmd(
     if len(code_hash) != 32:
         raise InvalidParameterError(f"code must be 64 hex digits, got {code!r}")
     body = {"code": code_hash, "msg": _json_msg(msg), "label": label, "gas": gas}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("wasm.instantiate", body)], {"code_hash": code, "label": label})
 
 
 @wasm_app.command("execute")
+@tx_options()
 def wasm_execute_cmd(
     contract: Annotated[str, typer.Argument(help="The instance's address (focus1...).")],
     msg: MsgOpt = "{}",
     gas: GasOpt = 10_000_000,
-    signer: FromOpt = DEFAULT_SIGNER,
-    fee: FeeOpt = None,
-    nonce: NonceOpt = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 30.0,
-    home: HomeOpt = None,
-    node: NodeOpt = None,
-    as_json: JsonOpt = False,
-    chain_id: ChainIdOpt = None,
-    max_fee: MaxFeeOpt = None,
+    *,
+    opts: TxOptions,
 ) -> None:
     """Call an instance's execute with a JSON message."""
     body = {"contract": decode_address(contract), "msg": _json_msg(msg), "gas": gas}
-    opts = TxOptions(signer, fee, nonce, wait, timeout, home, node, as_json, chain_id, max_fee)
     _submit(opts, [_msg("wasm.execute", body)], {"contract": contract})
