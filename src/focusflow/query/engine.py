@@ -34,7 +34,7 @@ from focusflow.query.analysis import (
     literal_vars,
 )
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
-from focusflow.query.indexed import IndexedEvaluation, LinkIndex, eligible, preferred
+from focusflow.query.indexed import IndexedEvaluation, LinkAdjacency, eligible, preferred
 from focusflow.query.limits import Budget, Limits
 from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
 from focusflow.query.provenance import Fact, check_provable, explain
@@ -492,7 +492,7 @@ def evaluate(  # noqa: C901, PLR0912 - one branch per evaluation option and plan
         raise QueryInvalidError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     fits = eligible(analysis) if engine == "indexed" else preferred(analysis)
     if engine != "duckdb" and not prove and output in analysis.rules and fits:
-        index = source.link_index()
+        index = source.link_adjacency()
         if index is not None:
             return _indexed(source, analysis, output, index, limit, limits, t0)
     if engine == "indexed":
@@ -548,7 +548,7 @@ def _indexed(
     source: Source,
     analysis: Analysis,
     output: str,
-    index: LinkIndex,
+    index: LinkAdjacency,
     limit: int | None,
     limits: Limits,
     t0: float,

@@ -137,8 +137,14 @@ def _connected(rule: Rule, analysis: Analysis) -> bool:
 
 
 @dataclass
-class LinkIndex:
-    """Out- and in-CSR and sorted pair keys of the distinct links."""
+class LinkAdjacency:
+    """Out- and in-CSR and sorted pair keys of the distinct links.
+
+    What the indexed evaluation walks: each (source, target) pair once,
+    neighbours by particle, membership by pair key. Not the node's link index
+    (``graph.link_index.LinkIndex``), which finds the ids of every link (one
+    per neuron and message) of a particle and grows block by block; this one
+    is built once from a snapshot's CSR."""
 
     n: int
     out_ptr: np.ndarray
@@ -148,7 +154,7 @@ class LinkIndex:
     keys: np.ndarray
 
     @classmethod
-    def of(cls, n: int, indptr: np.ndarray, indices: np.ndarray) -> LinkIndex:
+    def of(cls, n: int, indptr: np.ndarray, indices: np.ndarray) -> LinkAdjacency:
         src = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
         dst = np.asarray(indices, dtype=np.int64)
         order = np.argsort(dst, kind="stable")
@@ -239,7 +245,7 @@ class IndexedEvaluation:
     """Evaluates an eligible plan; relations are tuples of int64 columns."""
 
     def __init__(
-        self, analysis: Analysis, index: LinkIndex, symbols: QuerySymbols, limits: Limits
+        self, analysis: Analysis, index: LinkAdjacency, symbols: QuerySymbols, limits: Limits
     ) -> None:
         self.analysis = analysis
         self.index = index

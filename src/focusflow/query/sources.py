@@ -21,7 +21,7 @@ from focusflow.graph.csr import build_csr
 from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.snapshot import Snapshot
 from focusflow.query.analysis import FLOAT, INT, SYM, Schema
-from focusflow.query.indexed import LinkIndex
+from focusflow.query.indexed import LinkAdjacency
 from focusflow.query.sqlgen import create_table, quote
 from focusflow.query.symbols import SymbolTable
 
@@ -94,7 +94,7 @@ class Source(Protocol):
 
     def view(self) -> GraphView: ...
 
-    def link_index(self) -> LinkIndex | None: ...
+    def link_adjacency(self) -> LinkAdjacency | None: ...
 
     def connection(self) -> duckdb.DuckDBPyConnection: ...
 
@@ -181,14 +181,14 @@ class TableSource:
     def view(self) -> GraphView:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def link_index(self) -> LinkIndex | None:
+    def link_adjacency(self) -> LinkAdjacency | None:
         """The link graph's indexes for index-driven evaluation, built once."""
-        got = getattr(self, "_link_index", None)
+        got = getattr(self, "_link_adjacency", None)
         if got is None:
             with self._lock:
                 v = self.view()
-                got = LinkIndex.of(v.n, v.indptr, v.indices)
-                self._link_index: LinkIndex | None = got
+                got = LinkAdjacency.of(v.n, v.indptr, v.indices)
+                self._link_adjacency: LinkAdjacency | None = got
         return got
 
     def close(self) -> None:
@@ -368,7 +368,7 @@ class FactSource(TableSource):
     def view(self) -> GraphView:
         raise KeyError("a fact source has no graph for operators")
 
-    def link_index(self) -> LinkIndex | None:
+    def link_adjacency(self) -> LinkAdjacency | None:
         return None
 
     def _columns(self, name: str) -> Columns:

@@ -83,7 +83,7 @@ class LiveSource(NodeSource):
         self.height = view.height
         self._p, self._n = view.n_particles, view.n_neurons
         self._view = None
-        self._link_index = None
+        self._link_adjacency = None
         self._seen = (view.n_particles, view.n_links)
         self.state_root = self.state_root_at(view.height)
         con = self.connection()
