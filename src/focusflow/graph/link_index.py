@@ -78,7 +78,11 @@ def _merge(old: _Run, new: _Run) -> _Run:
 
 
 class LinkIndex:
-    """An immutable index of link ids by source and by target particle."""
+    """An immutable index of link ids by source and by target particle.
+
+    Every link, one per neuron and message, by id; the Datalog engine's
+    ``query.indexed.LinkAdjacency`` is the distinct (source, target) pairs of
+    one snapshot instead."""
 
     __slots__ = ("_runs", "n_links")
 
