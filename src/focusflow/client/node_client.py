@@ -36,6 +36,8 @@ from focusflow.core.errors import InvalidParameterError
 if TYPE_CHECKING:
     import ssl
 
+    import httpx
+
 #: Where ``focusflow devnet`` serves its API unless told otherwise.
 DEFAULT_NODE = "http://127.0.0.1:26657"
 #: Seconds each network operation (connect, each read, each write) may take.
@@ -128,9 +130,9 @@ class NodeClient:
     ) -> Any:
         """The JSON answer of any request; the node's refusal as its error."""
         asked = Asked(self.url, method, path)
-        status, body = self._exchange(asked, params, json, content, headers, self.max_bytes)
-        if not 200 <= status < 300:
-            raise refusal(status, body, asked)
+        request = {"params": params, "json": json, "content": content, "headers": headers}
+        with self._response(asked, request) as response:
+            body = self._read(response, asked, self.max_bytes)
         return json_of(body, asked)
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -159,10 +161,8 @@ class NodeClient:
         """The answer's bytes as they came (at most ``max_bytes``); errors as :meth:`call`."""
         asked = Asked(self.url, method, path)
         cap = self.max_bytes if max_bytes is None else max_bytes
-        status, body = self._exchange(asked, None, None, None, headers, cap)
-        if not 200 <= status < 300:
-            raise refusal(status, body, asked)
-        return body
+        with self._response(asked, {"headers": headers}) as response:
+            return self._read(response, asked, cap)
 
     @contextlib.contextmanager
     def stream(
@@ -171,56 +171,24 @@ class NodeClient:
         """The answer's body as it arrives, in pieces of up to 1 MiB, for
         answers too large to hold (a blob): neither its size nor its time is
         capped here, so the caller checks what it reads as it reads it."""
-        import httpx
-
         asked = Asked(self.url, method, path)
-        try:
-            with self._http.stream(method, path, headers=headers) as response:
-                if not response.is_success:
-                    body = read_capped(
-                        response.headers.get("content-length"),
-                        response.iter_bytes(),
-                        asked,
-                        MAX_ERROR_BYTES,
-                        self.max_seconds,
-                    )
-                    raise refusal(response.status_code, body, asked)
-                yield response.iter_bytes(1 << 20)
-        except httpx.DecodingError:
-            raise BadNodeAnswerError(f"{asked.what}: the node's answer is not decodable") from None
-        except httpx.TimeoutException:
-            raise self._late(asked) from None
-        except httpx.TransportError as exc:
-            raise NodeUnreachableError(
-                f"the node at {self.url} failed {asked.what}: {_reason(exc)}"
-            ) from None
+        with self._response(asked, {"headers": headers}) as response:
+            yield response.iter_bytes(1 << 20)
 
-    def _exchange(
-        self,
-        asked: Asked,
-        params: Mapping[str, Any] | None,
-        body: Any,
-        content: bytes | Iterable[bytes] | None,
-        headers: Mapping[str, str] | None,
-        max_bytes: int,
-    ) -> tuple[int, bytes]:
-        """Send one request; ``(status, body)`` read within the bounds (an
-        error status's body within MAX_ERROR_BYTES)."""
+    @contextlib.contextmanager
+    def _response(self, asked: Asked, request: Mapping[str, Any]) -> Iterator[httpx.Response]:
+        """The one place a request is sent: the response of a success status,
+        its body not read yet; an error status's body read (within
+        MAX_ERROR_BYTES) and raised as the refusal it is; httpx's failures,
+        also those while the caller reads the body, as the client's errors."""
         import httpx
 
         try:
-            with self._http.stream(
-                asked.method, asked.path, params=params, json=body, content=content, headers=headers
-            ) as response:
-                cap = max_bytes if response.is_success else min(max_bytes, MAX_ERROR_BYTES)
-                data = read_capped(
-                    response.headers.get("content-length"),
-                    response.iter_bytes(),
-                    asked,
-                    cap,
-                    self.max_seconds,
-                )
-                return response.status_code, data
+            with self._http.stream(asked.method, asked.path, **request) as response:
+                if not response.is_success:
+                    cap = min(self.max_bytes, MAX_ERROR_BYTES)
+                    raise refusal(response.status_code, self._read(response, asked, cap), asked)
+                yield response
         except httpx.DecodingError:
             raise BadNodeAnswerError(f"{asked.what}: the node's answer is not decodable") from None
         except httpx.TimeoutException:
@@ -231,6 +199,10 @@ class NodeClient:
             raise NodeUnreachableError(
                 f"cannot reach a node at {self.url}{where}: {_reason(exc)}{hint}"
             ) from None
+
+    def _read(self, response: httpx.Response, asked: Asked, max_bytes: int) -> bytes:
+        declared = response.headers.get("content-length")
+        return read_capped(declared, response.iter_bytes(), asked, max_bytes, self.max_seconds)
 
     def _late(self, asked: Asked) -> NodeUnreachableError:
         return NodeUnreachableError(f"the node at {self.url} did not answer {asked.what} in time")
