@@ -18,7 +18,6 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 from focusflow.client.errors import (
@@ -27,27 +26,20 @@ from focusflow.client.errors import (
     NodeUnreachableError,
     RemoteError,
 )
+from focusflow.core.jsontext import MAX_JSON_DEPTH, too_deep
 
 #: Largest answer read, in bytes, unless a caller says otherwise: a datalog
 #: answer of 100,000 rows of CIDs is about 15 MB, a graph page about 3 MB.
 MAX_ANSWER_BYTES = 64 << 20
 #: Seconds an answer's body may take to arrive once its headers did.
 MAX_ANSWER_SECONDS = 120.0
-#: Deepest nesting of arrays and objects in a node's JSON (its documents need 5).
-MAX_JSON_DEPTH = 64
 #: Longest message kept from an error reply or quoted from a body that is not one.
 MAX_MESSAGE_CHARS = 1000
 #: An error code as docs/errors.md spells them.
 CODE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 MAX_CODE_CHARS = 64
 
-#: A JSON string, escapes included; one left open runs to the end (so that no
-#: start is scanned twice: a body of ``"\"\"\"...`` is linear, not quadratic).
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-#: +1 for an opening bracket, -1 for a closing one, after the rest is deleted.
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in _DEPTH_STEP)
 
 
 @dataclass(frozen=True)
@@ -94,7 +86,7 @@ def _too_large(asked: Asked, max_bytes: int) -> BadNodeAnswerError:
 
 def json_of(body: bytes, asked: Asked) -> Any:
     """The JSON value of a success answer; BadNodeAnswerError when it is none."""
-    if json_depth(body) > MAX_JSON_DEPTH:
+    if too_deep(body):
         raise BadNodeAnswerError(
             f"{asked.what}: the node's answer nests deeper than {MAX_JSON_DEPTH} levels"
         )
@@ -102,15 +94,6 @@ def json_of(body: bytes, asked: Asked) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise BadNodeAnswerError(f"{asked.what}: the node's answer is not JSON") from None
-
-
-def json_depth(body: bytes) -> int:
-    """How deep arrays and objects nest in ``body``, brackets in strings not
-    counted; C-speed passes, and none at all with fewer brackets than the cap."""
-    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
-        return 0
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 
 def object_of(value: Any, asked: Asked) -> dict[str, Any]:
@@ -129,7 +112,7 @@ def refusal(status: int, body: bytes, asked: Asked) -> NodeRequestError:
     quoting the start of the body.
     """
     try:
-        doc = json.loads(body) if json_depth(body) <= MAX_JSON_DEPTH else None
+        doc = None if too_deep(body) else json.loads(body)
     except (ValueError, RecursionError):
         doc = None
     found = remote_error(doc.get("error") if isinstance(doc, dict) else None, status)
@@ -171,9 +154,7 @@ def printable(text: str) -> str:
 __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_ANSWER_SECONDS",
-    "MAX_JSON_DEPTH",
     "Asked",
-    "json_depth",
     "json_of",
     "object_of",
     "printable",
