@@ -149,7 +149,7 @@ def bench_state_sync(total: int, block_links: int, txs: int, neurons: int) -> No
             f"built by one node in {t_build:.1f} s"
         )
         t = time.perf_counter()
-        payload = capture_focus(src.focus)
+        payload = capture_focus(src.focus, src.head, src.chain_id)
         t_capture = time.perf_counter() - t
         t = time.perf_counter()
         with src.reader() as r:

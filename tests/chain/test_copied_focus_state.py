@@ -1,13 +1,14 @@
 """A node whose focus state was copied commits the roots of one whose was not.
 
 A node's focus state is copied when it restarts from its focus checkpoint and
-when it state-syncs from a peer's snapshot (both unpickle it), and for every
-block it proposes or validates through consensus (a deep copy, committed if
-the block is decided). Each copy of a numpy array is made on its own, so a
-view kept beside its buffer comes back detached: the snapshot's overlay
-weights once did, and a block that only added weight to existing overlay
-entries wrote into the detached copy, which the next block creating an
-overlay pair replaced by the buffer's stale values. These chains make exactly
+when it state-syncs from a peer's snapshot (both build it again from its byte
+form), and for every block it proposes or validates through consensus (a
+deep copy, committed if the block is decided). Each copy of a numpy array is
+made on its own, so a view kept beside its buffer comes back detached: the
+snapshot's overlay weights once did (when checkpoints were pickles), and a
+block that only added weight to existing overlay entries wrote into the
+detached copy, which the next block creating an overlay pair replaced by the
+buffer's stale values. These chains make exactly
 those blocks after the copy and must keep the roots of a node that never
 copied anything.
 """
@@ -129,8 +130,8 @@ def test_blocks_decided_through_consensus_keep_the_roots(tmp_path):
 
 
 def test_no_array_of_a_focus_state_shares_memory_with_another(tmp_path):
-    """What a pickle or deep copy would split apart: nothing, in the graph,
-    its snapshot, the engine, its operator and solver states."""
+    """What a deep copy would split apart: nothing, in the graph, its
+    snapshot, the engine, its operator and solver states."""
     steady = _steady(tmp_path / "steady")
     _assert_overlay_patched(steady)
     assert_no_shared_memory(steady.focus)

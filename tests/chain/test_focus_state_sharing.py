@@ -6,9 +6,10 @@ rounds go on; the copies share the link columns, key tables, matrix structure
 and (until one writes) the weights. These tests drive the original and its
 copies through blocks that touch every shared part (new particles, links onto
 held and new pairs, stake changes, a compaction) in interleaved order, and
-check that none of them sees another's writes: each one's pickle (its whole
-state, as a checkpoint stores it) stays the same while the others move, and
-each one's roots are those of a state that replayed its blocks alone.
+check that none of them sees another's writes: each one's pickle (every
+byte of its objects) stays the same while the others move, each one's roots
+are those of a state that replayed its blocks alone, and each one's byte form
+(what a checkpoint holds) restores to a state that writes the same bytes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS, FocusState
 from focusflow.chain.module import Deltas
-from focusflow.chain.snapshot import check_focus_structure
+from tests.chain import focus_state_bytes
 
 
 def _cid(i: int) -> bytes:
@@ -76,8 +77,8 @@ def _state(*names: str) -> FocusState:
 
 
 def _fingerprint(state: FocusState) -> bytes:
-    """Every byte of the state, as a checkpoint pickles it, but the last
-    result's key list: that is the graph's live list of particle keys, which
+    """Every byte of the state's objects (shared buffers included), but the
+    last result's key list: that is the graph's live list of particle keys, which
     grows with the graph (by design, in place or in a copy sharing it) and
     which ids index."""
     engine = {k: v for k, v in vars(state.engine).items() if k != "result"}
@@ -96,7 +97,9 @@ def _same_as_replay(state: FocusState, *names: str) -> None:
     for column in ("src", "dst", "neuron", "weight"):
         assert np.array_equal(getattr(mine, column), getattr(theirs, column))
     assert np.array_equal(state.graph.stakes, replay.graph.stakes)
-    check_focus_structure(state)
+    raw = focus_state_bytes.of_state(state)
+    assert raw == focus_state_bytes.of_state(replay)
+    assert focus_state_bytes.of_state(focus_state_bytes.restored(raw, state)) == raw
 
 
 def test_copies_share_the_link_columns_and_tables() -> None:
@@ -166,14 +169,13 @@ def test_either_side_may_move_first(order: str) -> None:
 
 
 def test_a_restored_checkpoint_holds_only_its_own_keys() -> None:
-    """A state whose shared table a copy appended to pickles (checkpoints)
-    only its own keys, and the copy's keys stay with the copy."""
+    """A state whose shared key table a copy appended to is restored from its
+    byte form with only its own keys, and the copy's keys stay with the copy."""
     head = _state("genesis")
     twin = copy.deepcopy(head)
     twin.apply(BLOCKS["grow"])
-    restored = pickle.loads(pickle.dumps(head, protocol=5))
-    assert len(restored.graph.particles._keys) == head.graph.n_particles
-    check_focus_structure(restored)
+    restored = focus_state_bytes.restored(focus_state_bytes.of_state(head), head)
+    assert restored.graph.n_particles == head.graph.n_particles < twin.graph.n_particles
     restored.apply(BLOCKS["more"])
     _same_as_replay(restored, "genesis", "more")
     _same_as_replay(twin, "genesis", "grow")

@@ -7,7 +7,10 @@ blocks, links included, with identical roots. Lying peers (a plain transport
 node on the same network id, answering with forged data) are refused: a wrong
 chunk, a state that does not hash to its header's root, and a whole forged
 chain whose header certificate no trusted validator signed; with an honest
-peer beside them, the node installs the honest snapshot.
+peer beside them, the node installs the honest snapshot. A peer of the
+previous release (whose snapshots hold a pickled focus state) is not even
+downloaded from; beside an upgraded peer, the node installs the upgraded
+peer's snapshot of the same block.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from focusflow.node.state_sync import StateSync, Trust, state_sync, verify_trust
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.store import Store
 from tests.chain import test_epochs as epochs
+from tests.chain import test_focus_state_upgrade as upgrade
 from tests.chain.helpers import ALICE, BOB, VALIDATOR, genesis, link, tx
 
 #: Test genesis times are years old: no trusting period here (tested apart).
@@ -54,24 +58,27 @@ def _links(chain, n: int, start: int = 0) -> None:
 
 class Server:
     """A plain transport node on the network that answers snapshot requests
-    with what the test gives it: the truth, or a lie."""
+    with what the test gives it: the truth, or a lie (``manifest`` as a
+    Manifest, or as the bytes a peer of another release lists)."""
 
-    def __init__(self, gen: Genesis, manifest: Manifest, data: bytes, blocks: dict) -> None:
+    def __init__(self, gen: Genesis, manifest: Manifest | bytes, data: bytes, blocks: dict) -> None:
         config = NetConfig(network_id=gen.hash)
         self.node = Node(KeyPair.generate(), listen=("127.0.0.1", 0), config=config)
-        self.manifest, self.data, self.blocks = manifest, data, blocks
+        self.listed = manifest if isinstance(manifest, bytes) else manifest.encode()
+        self.chunk_size = decode(self.listed, "manifest")["chunk_size"]
+        self.data, self.blocks = data, blocks
         self.chunks_served = 0
         self.node.register("snapshots", self._list)
         self.node.register("snapshot_chunk", self._chunk)
         self.node.register("block", self._block)
 
     async def _list(self, peer: bytes, payload: bytes) -> bytes:
-        return encode([self.manifest.encode()])
+        return encode([self.listed])
 
     async def _chunk(self, peer: bytes, payload: bytes) -> bytes:
         _, index = decode(payload, "request")
         self.chunks_served += 1
-        size = self.manifest.chunk_size
+        size = self.chunk_size
         return self.data[index * size : (index + 1) * size]
 
     async def _block(self, peer: bytes, payload: bytes) -> bytes:
@@ -91,9 +98,8 @@ def _forged(manifest: Manifest, data: bytes) -> Manifest:
 
 def _snapshot_of(chain, root: Path) -> tuple[Manifest, bytes]:
     with chain.reader() as r:
-        m = write_snapshot(
-            r, capture_focus(chain.focus), root, chain_id=chain.chain_id, chunk_size=CHUNK
-        )
+        payload = capture_focus(chain.focus, chain.head, chain.chain_id)
+        m = write_snapshot(r, payload, root, chain_id=chain.chain_id, chunk_size=CHUNK)
     return m, (root / f"{m.height:012d}" / DATA_FILE).read_bytes()
 
 
@@ -190,11 +196,48 @@ def test_a_wrong_chunk_is_refused_and_nothing_is_installed(tmp_path, honest, ref
     assert liar.chunks_served >= 2
 
 
-def test_a_snapshot_of_other_code_is_not_even_downloaded(tmp_path, honest):
+def test_a_snapshot_of_a_later_schema_is_not_even_downloaded(tmp_path, honest):
     chain, manifest, data, blocks = honest
-    other = Server(chain.genesis, replace(manifest, code=bytes(32)), data, blocks)
+    other = Server(chain.genesis, replace(manifest, focus_schema=2), data, blocks)
     assert asyncio.run(_sync_from([other], tmp_path / "new", chain.genesis)) == 0
     assert other.chunks_served == 0 and _empty(tmp_path / "new")
+
+
+@pytest.fixture
+def skipped(caplog):
+    caplog.set_level(logging.INFO, logger="focusflow.node.state_sync")
+
+    def codes() -> list[str]:
+        return [r.fields["code"] for r in caplog.records if r.getMessage() == "snapshot skipped"]
+
+    return codes
+
+
+def test_a_previous_release_peer_is_skipped_and_an_upgraded_one_used(tmp_path, skipped):
+    """A peer of the previous release offers its snapshot of block 20 (kept in
+    tests/chain/data: a pickled focus state). Alone, it is skipped without a
+    chunk asked (the node then starts from genesis and block-syncs); beside an
+    upgraded peer offering its snapshot of the same block, the node installs
+    that one and its chain is the old release's, block for block."""
+    gen = upgrade.v3.genesis("devnet")
+    old_manifest, old_data = upgrade.old_snapshot("devnet")
+    old = Server(gen, old_manifest, old_data, {})
+    assert asyncio.run(_sync_from([old], tmp_path / "alone", gen)) == 0
+    assert old.chunks_served == 0 and _empty(tmp_path / "alone")
+    assert skipped() == ["snapshot_incompatible"]
+    chain = upgrade.make_chain("devnet", tmp_path / "upgraded")
+    manifest, data = _snapshot_of(chain, tmp_path / "upgraded-snaps")
+    with chain.reader() as r:
+        blocks = {h: r.block(h) for h in range(1, 21)}
+    old = Server(gen, old_manifest, old_data, {})
+    new = Server(gen, manifest, data, blocks)
+    assert asyncio.run(_sync_from([old, new], tmp_path / "new", gen)) == 20
+    assert old.chunks_served == 0 and new.chunks_served == len(manifest.chunks)
+    dst = open_chain(tmp_path / "new", gen)
+    assert dst.head.hash == decode(old_manifest, "manifest")["block_hash"] == chain.head.hash
+    assert dst.focus.root == chain.focus.root
+    dst.store.close()
+    chain.store.close()
 
 
 def test_a_state_that_does_not_hash_to_its_header_root_is_refused(tmp_path, honest, refusals):

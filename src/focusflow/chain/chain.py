@@ -95,9 +95,12 @@ from focusflow.chain.fees import current_fee_per_byte
 from focusflow.chain.focus_checkpoint import (
     CHECKPOINT_FILE,
     CheckpointUnusableError,
-    read_checkpoint,
+    open_checkpoint,
+    write_checkpoint,
 )
 from focusflow.chain.focus_commit import FocusState, engine_identity
+from focusflow.chain.focus_state_arrays import Expected, committed_particles
+from focusflow.chain.focus_state_format import BlockIdentity
 from focusflow.chain.focus_upgrade import (
     UPGRADES_KEY,
     Schedule,
@@ -592,25 +595,21 @@ class Chain:
 
         With ``background`` a forked child writes it and this returns once
         it runs (:meth:`wait_checkpoint` waits for its end); otherwise the
-        write is made here. Either drops the graph log's entries the engine
-        has consumed first (``DeltaLog.trim``), so the checkpoint does not
-        hold the graph's links twice.
+        write is made here.
 
-        False when the write failed (a full disk, a state that does not
-        pickle) or did not start (a background one is in flight): that is
-        logged and the node goes on, since the checkpoint only saves work at
-        the next start.
+        False when the write failed (a full disk) or did not start (a
+        background one is in flight): that is logged and the node goes on,
+        since the checkpoint only saves work at the next start.
         """
         if background and self.checkpoints.busy:
             return False
-        self.focus.graph.log.trim(self.focus.engine.seen_log)
-        height, block_hash = self.head.height, self.head.hash
+        block = BlockIdentity.of(self.chain_id, self.head)
         self._checkpoint_work = self.focus.work_s
         # The numba form (a GPU engine's vectors come back here, before any fork).
         state = self.focus.host_form()
         if background:
-            return self.checkpoints.start(state, height, block_hash)
-        return self.checkpoints.write(state, height, block_hash).ok
+            return self.checkpoints.start(state, block)
+        return self.checkpoints.write(state, block).ok
 
     def wait_checkpoint(self, timeout: float | None = None) -> bool:
         """Wait for a background checkpoint write in flight (at most
@@ -1043,21 +1042,35 @@ class Chain:
         self, r: Reader, height: int, path: Path
     ) -> tuple[int, BlockRecord | None]:
         """Take the focus checkpoint at ``path`` if it is usable here; returns the
-        first height left to replay (0 without one) and the checkpoint's block."""
+        first height left to replay (0 without one) and the checkpoint's block.
+
+        The checkpoint must be of a block this store holds (same hash, not past
+        its head) and reproduce the focus root that block committed, running
+        the focus parameters in force there over the particles the state
+        commits (focus_state_arrays.py). One of the release before this format
+        is rewritten in this format at once."""
         self.restored_from = None
         self._checkpoint_work = 0.0
         try:
-            ckpt = read_checkpoint(path)
-            if ckpt.height > height:
-                raise CheckpointUnusableError(
-                    f"it is of height {ckpt.height}, past the store's {height}"
-                )
-            raw = r.block(ckpt.height)
-            record = BlockRecord.decode(raw) if raw is not None else None
-            if record is None or record.block.header.hash != ckpt.block_hash:
-                raise CheckpointUnusableError(f"its block {ckpt.height} is not this store's")
-            if record.block.header.focus_root != ckpt.state.root:
-                raise CheckpointUnusableError(f"its focus root is not block {ckpt.height}'s")
+            with open_checkpoint(path) as ckpt:
+                if ckpt.height > height:
+                    raise CheckpointUnusableError(
+                        f"it is of height {ckpt.height}, past the store's {height}"
+                    )
+                raw = r.block(ckpt.height)
+                record = BlockRecord.decode(raw) if raw is not None else None
+                if record is None or record.block.header.hash != ckpt.block_hash:
+                    raise CheckpointUnusableError(f"its block {ckpt.height} is not this store's")
+                block = BlockIdentity.of(self.chain_id, record.block.header)
+                try:
+                    params = runnable_params(
+                        focus_in_force(self.params.focus, self.focus_schedule, ckpt.height)
+                    )
+                except InvalidParameterError as exc:
+                    raise CheckpointUnusableError(exc.message) from None
+                state = ckpt.restore(Expected(block, params, committed_particles(r.get)))
+                if ckpt.legacy:
+                    self._convert_checkpoint(path, state, block)
         except CheckpointUnusableError as exc:
             if path.exists():
                 log.warning(
@@ -1065,12 +1078,27 @@ class Chain:
                     extra={"fields": {"path": str(path), "reason": str(exc)}},
                 )
             return 0, None
-        self.focus = ckpt.state.on_node_backend()
-        self.restored_from = ckpt.height
-        self._checkpoint_work = ckpt.state.work_s
+        self.focus = state.on_node_backend()
+        self.restored_from = block.height
         if path == self.checkpoint_path:
-            self.checkpoints.durable_height = ckpt.height
-        return ckpt.height + 1, record
+            self.checkpoints.durable_height = block.height
+        return block.height + 1, record
+
+    def _convert_checkpoint(self, path: Path, state: FocusState, block: BlockIdentity) -> None:
+        """Rewrite a checkpoint of the previous release's format in this one (a
+        failed write leaves it as it was: it is read again at the next start)."""
+        try:
+            write_checkpoint(path, state, block)
+        except OSError as exc:
+            log.warning(
+                "focus checkpoint not converted",
+                extra={"fields": {"path": str(path), "error": str(exc)}},
+            )
+            return
+        log.info(
+            "focus checkpoint converted from the previous release's format",
+            extra={"fields": {"path": str(path), "height": block.height}},
+        )
 
     def _replay_focus(
         self, r: Reader, start: int, height: int, record: BlockRecord | None

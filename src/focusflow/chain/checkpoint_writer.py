@@ -2,14 +2,14 @@
 
 Why: a checkpoint is the whole focus state (focus_checkpoint.py), and writing
 it in the commit that made it due paused that commit for the whole write: 6 to
-7 s at 10^7 links on the 2-vCPU VM (bench/RESULTS.md, checkpoint.py), seconds
-in which no block is committed and no vote is cast.
+7 s at 10^7 links on the 2-vCPU VM when it was a pickle (bench/RESULTS.md,
+checkpoint.py), seconds in which no block is committed and no vote is cast.
 
 How, as Redis's BGSAVE does: the process forks. The child holds a
 copy-on-write image of the parent's memory at the fork, the state exactly as
-the last commit left it; it pickles it into the checkpoint's temporary file,
-syncs it, renames it over the checkpoint, syncs the directory and leaves with
-``os._exit``. The parent goes on at once: the next blocks change its own pages
+the last commit left it; it writes the state's arrays into the checkpoint's
+temporary file, syncs it, renames it over the checkpoint, syncs the directory
+and leaves with ``os._exit``. The parent goes on at once: the next blocks change its own pages
 (the kernel copies a page the first time either side writes it), never what
 the child sees. The commit waits only for ``fork()``, which copies the
 process's page tables: on that VM 30 ms for a node of 10^7 links (2.1 GiB in
@@ -17,8 +17,9 @@ process's page tables: on that VM 30 ms for a node of 10^7 links (2.1 GiB in
 
 The child runs in a process whose other threads (asyncio, numba's pool,
 QUIC) vanished at the fork, possibly holding locks. So it does only what
-needs none of theirs: pickling, file writes and an HMAC that the parent
-keyed before the fork (:class:`~focusflow.chain.focus_checkpoint.CheckpointPlan`);
+needs none of theirs: file writes of the arrays and header the parent laid
+out before the fork, and a SHA-256 the parent made
+(:class:`~focusflow.chain.focus_checkpoint.CheckpointPlan`);
 no logging, no imports, no numba kernels, no garbage collection (a collection
 would also touch, and so copy, every object page of the process). It tells
 the parent why it failed through a pipe, and its exit status whether it did.
@@ -48,12 +49,12 @@ from typing import NoReturn
 
 from focusflow.chain.focus_checkpoint import (
     CheckpointPlan,
-    code_fingerprint,
     plan_checkpoint,
     tmp_path,
     write_planned,
 )
 from focusflow.chain.focus_commit import FocusState
+from focusflow.chain.focus_state_format import BlockIdentity
 
 log = logging.getLogger("focusflow.chain.checkpoint")
 
@@ -117,9 +118,6 @@ class CheckpointWriter:
         # of ours runs yet): the checkpoint beside it is the last whole one.
         with contextlib.suppress(FileNotFoundError):
             tmp_path(self.path).unlink()
-        # Hashing the package's sources takes tens of milliseconds once per
-        # process: here, not in the first commit that forks.
-        code_fingerprint()
 
     @property
     def busy(self) -> bool:
@@ -144,18 +142,19 @@ class CheckpointWriter:
         last = self.last
         return last.seconds if last is not None and last.ok else 0.0
 
-    def start(self, state: FocusState, height: int, block_hash: bytes) -> bool:
-        """Begin writing ``state`` (after block ``height``): in a forked child,
-        or synchronously where it cannot fork. False when nothing was started
+    def start(self, state: FocusState, block: BlockIdentity) -> bool:
+        """Begin writing ``state`` (after ``block``): in a forked child, or
+        synchronously where it cannot fork. False when nothing was started
         (a write is in flight already) or the synchronous write failed."""
         if self.busy:
             return False
         if not self.background:
-            return self.write(state, height, block_hash).ok
+            return self.write(state, block).ok
+        height = block.height
         t0 = time.perf_counter()
         try:
-            plan = plan_checkpoint(self.path, state, height, block_hash)
-        except OSError as exc:
+            plan = plan_checkpoint(state, block)
+        except (OSError, ValueError) as exc:
             self._finish(CheckpointOutcome(height, False, 0, 0.0, 0.0, True, str(exc)))
             return False
         errors_r, errors_w = os.pipe()
@@ -168,10 +167,10 @@ class CheckpointWriter:
                 "focus checkpoint: fork failed, writing synchronously",
                 extra={"fields": {"error": str(exc)}},
             )
-            return self.write(state, height, block_hash).ok
+            return self.write(state, block).ok
         if pid == 0:  # the child: see the module docstring for what it may do
             os.close(errors_r)
-            _write_in_child(self.path, state, plan, errors_w)
+            _write_in_child(self.path, plan, errors_w)
         os.close(errors_w)
         child = _Child(pid, height, t0, time.perf_counter() - t0, errors_r, threading.Event())
         with self._lock:
@@ -203,10 +202,11 @@ class CheckpointWriter:
             os.kill(child.pid, signal.SIGKILL)
         child.done.wait()
 
-    def write(self, state: FocusState, height: int, block_hash: bytes) -> CheckpointOutcome:
+    def write(self, state: FocusState, block: BlockIdentity) -> CheckpointOutcome:
         """Write ``state`` now, in this thread. A background write in flight is
         waited for when it is of this height (and is the outcome if it
         succeeded), abandoned otherwise."""
+        height = block.height
         if self.in_flight_height == height:
             done = self.wait()
             if done is not None and done.ok and done.height == height:
@@ -214,10 +214,8 @@ class CheckpointWriter:
         self.abandon()
         t0 = time.perf_counter()
         try:
-            size = write_planned(
-                self.path, state, plan_checkpoint(self.path, state, height, block_hash)
-            )
-        except Exception as exc:  # noqa: BLE001 - a full disk, or a pickling error of any type
+            size = write_planned(self.path, plan_checkpoint(state, block))
+        except Exception as exc:  # noqa: BLE001 - a full disk, or a state that has no byte form
             seconds = time.perf_counter() - t0
             outcome = CheckpointOutcome(height, False, 0, seconds, seconds, False, str(exc))
         else:
@@ -300,7 +298,7 @@ def _why(code: int | None, abandoned: bool) -> str:
     return f"the writer ended with status {code}"
 
 
-def _write_in_child(path: Path, state: FocusState, plan: CheckpointPlan, errors: int) -> NoReturn:
+def _write_in_child(path: Path, plan: CheckpointPlan, errors: int) -> NoReturn:
     """The forked child's whole life: write, report a failure, exit."""
     code = 1
     try:
@@ -312,7 +310,7 @@ def _write_in_child(path: Path, state: FocusState, plan: CheckpointPlan, errors:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
-        write_planned(path, state, plan)
+        write_planned(path, plan)
         code = 0
     except BaseException as exc:  # noqa: BLE001 - the forked child reports and exits, never unwinds
         with contextlib.suppress(BaseException):

@@ -120,6 +120,13 @@ def engine_identity(params: FocusParams) -> str:
     return f"{params.mode}/{params.arithmetic}"
 
 
+def chain_graph() -> Cybergraph:
+    """An empty graph as a chain keeps it: particles keyed by binary CID (not
+    validated again: transactions carry them), neurons by address, no stake
+    until a block sets one."""
+    return Cybergraph(require_cids=False, default_stake=0.0)
+
+
 def quantise(phi: np.ndarray) -> np.ndarray:
     """``round(phi * SCALE)`` as uint64.
 
@@ -160,7 +167,7 @@ class FocusState:
                 "everywhere)",
                 extra={"fields": {"engine": engine_identity(self.params)}},
             )
-        self.graph = Cybergraph(require_cids=False, default_stake=0.0)
+        self.graph = chain_graph()
         self.engine = FocusEngine(self.graph, self.params, backend=engine_backend(self.params))
         self.q = np.zeros(0, dtype=np.uint64)
         self.root = focus_root(self.q)
@@ -173,6 +180,38 @@ class FocusState:
         #: Seconds spent in :meth:`apply` so far: what a replay of these blocks
         #: would cost again (the chain checkpoints by it).
         self.work_s = 0.0
+
+    @classmethod
+    def restored(
+        cls,
+        params: FocusParams,
+        graph: Cybergraph,
+        engine: FocusEngine,
+        *,
+        iterations: int,
+        converged: bool,
+        unconverged_blocks: int,
+    ) -> FocusState:
+        """A state of ``graph`` and ``engine`` as a focus checkpoint or a peer's
+        snapshot rebuilt them (chain/focus_state_format.py), its committed
+        vector quantised from the engine's last result (as the block that
+        left it committed it). The timings start again from 0."""
+        state = cls.__new__(cls)
+        state.params = params
+        state.graph = graph
+        state.engine = engine
+        result = engine.result
+        if graph.n_links and result is not None:
+            state.q = quantise(result.focus)
+        else:
+            state.q = np.zeros(graph.n_particles, dtype=np.uint64)
+        state.root = focus_root(state.q)
+        state.iterations = iterations
+        state.seconds = 0.0
+        state.converged = converged
+        state.unconverged_blocks = unconverged_blocks
+        state.work_s = 0.0
+        return state
 
     def host_form(self) -> FocusState:
         """This state as a checkpoint or a peer's snapshot holds it: the
@@ -232,6 +271,10 @@ class FocusState:
         self.converged = True
         if g.n_links:
             result = self.engine.apply()
+            # The engine has read the log's batches; their links are in the
+            # graph's columns. Dropped here, block by block, so that what a
+            # state holds never depends on when a checkpoint was taken.
+            g.log.trim(self.engine.seen_log)
             self.q = quantise(result.focus)
             self.iterations = result.iterations
             self.seconds = result.diagnostics.timings.get("total", 0.0)

@@ -10,24 +10,27 @@ height ``H`` holds exactly what a node needs to go on from ``H``:
 * every key/value pair of the state after ``H``, in key order, so the joining
   node rebuilds the sparse Merkle tree from nothing and compares its root with
   the header's (docs/state.md);
-* the chain's focus state after ``H`` (graph, engine and solver states: a
-  block's focus depends on them, not on the graph alone; focus_checkpoint.py),
-  pickled as the focus checkpoint is, but without its HMAC: a peer cannot sign
-  with our home's secret, so this state is loaded through an allowlist of the
-  engine's own classes (no other code can run while it loads), and is used only
-  once the focus vector it holds hashes to the header's focus root, its
-  parameters are the genesis's and its particle order is the one the verified
-  state commits.
+* the chain's focus state after ``H`` in its byte form (focus_state_format.py:
+  named arrays under a versioned CBOR header, the bytes of a focus
+  checkpoint): a block's focus depends on the engine's state, not on the graph
+  alone. It is data: the joining node builds the state from it through the
+  checks of focus_state_arrays.py and uses it only once the focus it carries
+  reproduces the header's focus root under the focus parameters in force at
+  ``H``, over the particles the verified state commits.
 
 On disk a snapshot is a directory ``<snapshots>/<height, 12 digits>/`` with
 ``data.bin`` (the three sections one after the other: block record, state
 records, focus state) and ``manifest.cbor``. The manifest names the chain, the
-height, the block hash, both roots, the fingerprint of the code that wrote it
-(the focus state loads only into the same code: focus_checkpoint.code_fingerprint),
-the sections' sizes, the chunk size and the SHA-256 of every chunk of
+height, the block hash, both roots, the focus state's schema version, the
+sections' sizes, the chunk size and the SHA-256 of every chunk of
 ``data.bin``; its own SHA-256 identifies the snapshot. Chunks are what peers
 serve (``snapshot_chunk``): bounded pieces, each checked on arrival against the
 manifest, so a peer that sends one wrong byte is caught at that chunk.
+
+Snapshots of the release before this format (manifest format 1, whose focus
+section is a pickle of the engine's objects) are refused as soon as their
+manifest is read (``snapshot_incompatible``): a peer's pickle is never read.
+A node that finds no other snapshot starts from genesis and block-syncs.
 
 The manifest is a peer's claim until the header it names is verified: this
 module checks everything that follows from the header (chunk hashes, the
@@ -36,19 +39,9 @@ records for ``H``, whose hash the header names); that the header is the
 network's (a certificate chain from a trusted set) is the node's check
 (focusflow.node.state_sync). :func:`install_snapshot` then writes it into an
 empty store in one LMDB transaction (``Store.install``) and the verified focus
-state beside it under this home's HMAC (``SNAPSHOT_FOCUS_FILE``); ``Chain``
-opens such a store at ``H`` (``Chain.base``) and applies the next blocks with
-every root checked.
-
-Before anything uses the focus state, every array in it is checked for
-structure (:func:`check_focus_structure`: dtypes, lengths, row pointers,
-indices in range, permutations, entry maps, ids within the interned counts,
-weights finite and >= 0), since the numba kernels index them without bounds
-checks. What is not proven before use is the values no root commits: the
-solvers' warm-start vectors, the patched matrices' weights. A peer that
-altered them makes the next block with links compute another focus root,
-which ``Chain.apply_block`` refuses, so the node stops there and never
-commits a wrong root (it is then state-synced again from another peer).
+state beside it (``SNAPSHOT_FOCUS_FILE``, a focus checkpoint); ``Chain`` opens
+such a store at ``H`` (``Chain.base``) and applies the next blocks with every
+root checked.
 """
 
 from __future__ import annotations
@@ -57,27 +50,33 @@ import hashlib
 import io
 import mmap
 import os
-import pickle
 import shutil
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
-
-import numpy as np
+from typing import BinaryIO
 
 from focusflow.chain.block import BlockRecord, Header
-from focusflow.chain.focus_checkpoint import code_fingerprint, write_checkpoint
-from focusflow.chain.focus_commit import (
-    CHAIN_BACKEND,
-    PARTICLES_PREFIX,
-    FocusState,
-    FocusValueError,
-    focus_root,
-    quantise,
-)
+from focusflow.chain.focus_checkpoint import write_checkpoint
+from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.focus_spec import chain_focus_params
+from focusflow.chain.focus_state_arrays import (
+    Expected,
+    committed_particles,
+    plan_state,
+    restore_state,
+)
+from focusflow.chain.focus_state_format import (
+    SCHEMA,
+    SCHEMAS,
+    BlockIdentity,
+    FocusStateError,
+    FocusStateIncompatibleError,
+    FocusStateRootError,
+    read_arrays,
+    read_header,
+    write,
+)
 from focusflow.chain.focus_upgrade import (
     UPGRADES_KEY,
     decode_decided,
@@ -92,21 +91,16 @@ from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError, StoreError
 from focusflow.core.home import fsync_dir
-from focusflow.core.structure import Check, StructureError
-from focusflow.focus.engine import FocusEngine
 from focusflow.focus.params import FocusParams
-from focusflow.graph.cybergraph import Cybergraph
 from focusflow.store import EMPTY, Commit, Reader, Store, check_key, height_key
 from focusflow.store import update as smt_update
 
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
-
-FORMAT = 1
+#: 2: the focus section is the focus state's byte form (1: a pickle).
+FORMAT = 2
 MANIFEST_FILE = "manifest.cbor"
 DATA_FILE = "data.bin"
-#: The verified focus state of an installed snapshot, beside the store,
-#: under the home's HMAC (the store has no blocks below it to replay).
+#: The verified focus state of an installed snapshot, beside the store, as a
+#: focus checkpoint (the store has no blocks below it to replay).
 SNAPSHOT_FOCUS_FILE = "focus.snapshot.ckpt"
 #: Bytes per chunk: one chunk is one request's answer, under the transport's
 #: 8 MiB frame (net.framing.DEFAULT_MAX_FRAME) with room for its envelope.
@@ -146,7 +140,8 @@ class SnapshotCertificateError(SnapshotError):
 
 
 class SnapshotIncompatibleError(SnapshotError):
-    """Another chain's snapshot, or one whose focus state other code wrote."""
+    """Another chain's snapshot, one of a format or focus state schema this node
+    does not read, or one whose focus state runs other focus parameters."""
 
     code = "snapshot_incompatible"
 
@@ -160,8 +155,8 @@ class Manifest:
     block_hash: bytes
     state_root: bytes
     focus_root: bytes
-    #: focus_checkpoint.code_fingerprint() of the writer.
-    code: bytes
+    #: The focus state's schema (focus_state_format.SCHEMA).
+    focus_schema: int
     #: Bytes of the block record, the state records and the focus state.
     sections: tuple[int, int, int]
     chunk_size: int
@@ -185,7 +180,7 @@ class Manifest:
                 "block_hash": self.block_hash,
                 "state_root": self.state_root,
                 "focus_root": self.focus_root,
-                "code": self.code,
+                "focus_schema": self.focus_schema,
                 "sections": list(self.sections),
                 "chunk_size": self.chunk_size,
                 "chunks": list(self.chunks),
@@ -206,7 +201,14 @@ class Manifest:
             value = decode(raw, "snapshot manifest")
         except DecodeError as exc:
             raise SnapshotError(f"undecodable snapshot manifest: {exc}") from None
-        if not isinstance(value, dict) or value.get("format") != FORMAT:
+        if not isinstance(value, dict):
+            raise SnapshotError("snapshot manifest is not a map")
+        if value.get("format") == 1:
+            raise SnapshotIncompatibleError(
+                "snapshot of the release before the focus state's named arrays (manifest "
+                "format 1): its focus state is a pickle, which this node never reads"
+            )
+        if value.get("format") != FORMAT:
             raise SnapshotError(f"snapshot manifest is not of format {FORMAT}")
         try:
             manifest = cls(
@@ -215,7 +217,7 @@ class Manifest:
                 value["block_hash"],
                 value["state_root"],
                 value["focus_root"],
-                value["code"],
+                value["focus_schema"],
                 tuple(value["sections"]),
                 value["chunk_size"],
                 tuple(value["chunks"]),
@@ -223,18 +225,24 @@ class Manifest:
         except (KeyError, TypeError) as exc:
             raise SnapshotError(f"snapshot manifest lacks a field: {exc}") from None
         manifest._check()
+        if manifest.focus_schema not in SCHEMAS:
+            raise SnapshotIncompatibleError(
+                f"snapshot's focus state is of schema {manifest.focus_schema}: this node reads "
+                f"{', '.join(map(str, SCHEMAS))}"
+            )
         return manifest
 
     def _check(self) -> None:
         def uint(v: object) -> bool:
             return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
-        hashes = (self.block_hash, self.state_root, self.focus_root, self.code)
+        hashes = (self.block_hash, self.state_root, self.focus_root)
         ok = (
             isinstance(self.chain_id, str)
             and uint(self.height)
             and self.height >= 1
             and all(isinstance(h, bytes) and len(h) == 32 for h in hashes)
+            and uint(self.focus_schema)
             and len(self.sections) == 3
             and all(uint(s) for s in self.sections)
             and self.sections[0] > 0
@@ -253,15 +261,18 @@ class Manifest:
 # --- writing -------------------------------------------------------------------
 
 
-def capture_focus(focus: FocusState) -> bytes:
-    """The focus state as a snapshot holds it (a pickle, protocol 5).
+def capture_focus(focus: FocusState, header: Header, chain_id: str) -> bytes:
+    """The focus state after the block of ``header`` as a snapshot holds it
+    (its byte form, focus_state_format.py).
 
     Called right after the block commits, before the next block can advance
-    the state (the chain may advance it in place); a GPU engine's state goes
-    in its numba form (``FocusState.host_form``); the rest of a snapshot is
-    written from these bytes and a read transaction, in the background.
+    the state (the chain may advance it in place): the arrays are copied into
+    these bytes here (a GPU engine's state in its numba form); the rest of a
+    snapshot is written from them and a read transaction, in the background.
     """
-    return pickle.dumps(focus.host_form(), protocol=5)
+    out = io.BytesIO()
+    write(out, plan_state(focus, BlockIdentity.of(chain_id, header)))
+    return out.getvalue()
 
 
 def write_snapshot(
@@ -312,7 +323,7 @@ def write_snapshot(
             header.hash,
             header.state_root,
             header.focus_root,
-            code_fingerprint(),
+            SCHEMA,
             (len(raw_block), state_size, len(focus_payload)),
             chunk_size,
             tuple(out.hashes),
@@ -450,7 +461,7 @@ class VerifiedSnapshot:
 def verify_snapshot(manifest: Manifest, data_path: Path, genesis: Genesis) -> VerifiedSnapshot:
     """Check a downloaded snapshot against its own header; SnapshotError says why not.
 
-    In order: the chain and the writer's code, every chunk's hash, the block
+    In order: the chain, every chunk's hash, the block
     record (its hash, height and roots are the manifest's), the state records
     (keys in strictly increasing order, under the four prefixes) and the root
     of the tree rebuilt from them, the header's certificate under the set the
@@ -461,11 +472,6 @@ def verify_snapshot(manifest: Manifest, data_path: Path, genesis: Genesis) -> Ve
     if manifest.chain_id != genesis.chain_id:
         raise SnapshotIncompatibleError(
             f"snapshot of chain {manifest.chain_id!r}, not {genesis.chain_id!r}"
-        )
-    if manifest.code != code_fingerprint():
-        raise SnapshotIncompatibleError(
-            "snapshot's focus state was written by other code (another focusflow, "
-            "Python, numpy or numba)"
         )
     with open(data_path, "rb") as f:
         if os.fstat(f.fileno()).st_size != manifest.size:
@@ -570,70 +576,6 @@ def _check_certificate(
     return valsets
 
 
-#: The modules whose classes a snapshot's focus state may name: those a
-#: chain's focus state is made of (graph, engine, solvers, numba operators;
-#: none does I/O). Any class defined in one of them may appear (large graphs
-#: hold more of them than small ones: a patched snapshot's ``PatchInfo``),
-#: nothing else of them (no function).
-FOCUS_MODULES = frozenset(
-    {
-        "focusflow.chain.focus_commit",
-        "focusflow.focus.anderson",
-        "focusflow.focus.backends.base",
-        "focusflow.focus.backends.numba_cpu",
-        "focusflow.focus.backends.numba_lap",
-        "focusflow.focus.backends.sell",
-        "focusflow.focus.engine",
-        "focusflow.focus.params",
-        "focusflow.focus.result",
-        "focusflow.focus.spectral",
-        "focusflow.graph.column",
-        "focusflow.graph.cybergraph",
-        "focusflow.graph.link_index",
-        "focusflow.graph.links",
-        "focusflow.graph.log",
-        "focusflow.graph.snapshot",
-        "focusflow.graph.tables",
-    }
-)
-#: Other globals allowed by name: numpy's array and scalar reconstruction and
-#: builtin container types. Everything else (os, builtins.eval, functools, a
-#: function of an allowed module) is refused before it is looked up, so
-#: loading a peer's pickle runs no other code.
-FOCUS_GLOBALS = frozenset(
-    {
-        ("numpy", "dtype"),
-        ("numpy", "ndarray"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-        ("builtins", "bytearray"),
-        ("builtins", "complex"),
-        ("builtins", "frozenset"),
-        ("builtins", "range"),
-        ("builtins", "set"),
-        ("builtins", "slice"),
-        ("collections", "OrderedDict"),
-        ("collections", "deque"),
-    }
-)
-
-
-class _FocusUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:  # a class or function, as pickle's
-        if (module, name) in FOCUS_GLOBALS:
-            return super().find_class(module, name)
-        if module in FOCUS_MODULES or module in ("numpy", "numpy.dtypes"):
-            found = super().find_class(module, name)
-            if module.startswith("numpy"):
-                # Scalar and dtype types only (numpy.float64, numpy.dtypes.Float64DType).
-                if isinstance(found, type) and issubclass(found, np.generic | np.dtype):
-                    return found
-            elif isinstance(found, type) and found.__module__ == module:
-                return found
-        raise SnapshotError(f"snapshot focus state names {module}.{name}, which is not allowed")
-
-
 def _params_at(height: int, state: dict[bytes, bytes], genesis: Genesis) -> FocusParams | None:
     """The focus parameters in force at ``height`` by the genesis and the
     verified state's upgrade schedule (focus_upgrade.py); None if this node
@@ -652,185 +594,41 @@ def load_focus(
 ) -> FocusState:
     """Load ``size`` bytes of a peer's focus state from ``f`` and check it.
 
-    Only classes of FOCUS_MODULES and FOCUS_GLOBALS may be named; the
-    parameters must be the genesis's; every array must pass its structure's
-    check (:func:`check_focus_structure`, which refuses arrays of Python
-    objects with all others no check covers); the committed vector, quantised
-    ``uint64``, must hash to the header's focus root (recomputed here, not
-    taken from the state's own field), and so must the engine's last result
-    once quantised (what the next block's solve starts from); and the
-    particle order must be the one the verified state commits under
-    ``/graph/particles/``.
+    The bytes are the focus state's byte form, bounded by their section and
+    read as data (focus_state_format.py); the state built from them must be
+    of ``header``'s block, run the focus parameters in force at its height
+    and hold the particles the verified ``state`` commits, and its focus
+    must reproduce the header's focus root (focus_state_arrays.py).
     """
-    start = f.tell()
-    try:
-        focus = _FocusUnpickler(_Bounded(f, size)).load()
-    except SnapshotError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a pickle error can be of any type
-        raise SnapshotError(f"snapshot focus state does not load: {exc}") from None
-    if f.tell() != start + size:
-        raise SnapshotError("snapshot focus state does not end where its section does")
-    if type(focus) is not FocusState:
-        raise SnapshotError("snapshot focus section is not a focus state")
-    params = vars(focus).get("params")
-    if type(params) is not FocusParams or params != _params_at(header.height, state, genesis):
-        raise SnapshotIncompatibleError("snapshot focus state runs other focus parameters")
-    check_focus_structure(focus)
-    q = focus.q
-    if not isinstance(q, np.ndarray) or q.dtype != np.uint64 or q.ndim != 1:
-        raise SnapshotError("snapshot focus vector is not a uint64 vector")
-    recomputed = focus_root(q)
-    if recomputed != header.focus_root or focus.root != header.focus_root:
-        raise SnapshotRootError(
-            f"snapshot focus vector hashes to {recomputed.hex()[:16]}, its header says "
-            f"{header.focus_root.hex()[:16]}"
+    params = _params_at(header.height, state, genesis)
+    if params is None:
+        raise SnapshotIncompatibleError(
+            f"snapshot's focus parameters at height {header.height} are not ones this node runs"
         )
-    if focus.graph.n_links and _engine_root(focus) != header.focus_root:
-        raise SnapshotRootError("snapshot engine's focus does not quantise to its header's root")
-    committed = [
-        cid
-        for key, value in state.items()
-        if key.startswith(PARTICLES_PREFIX)
-        for cid in decode(value, "particle chunk")
-    ]
-    if list(focus.graph.particles.keys()) != committed or len(q) != len(committed):
-        raise SnapshotRootError("snapshot focus state's particles are not the committed ones")
-    return focus
-
-
-def _engine_root(focus: FocusState) -> bytes | None:
-    """The focus root the engine's own last result commits to (what the next
-    block's solve starts from), recomputed: quantised as a block commits it."""
-    result = getattr(focus.engine, "result", None)
-    phi = getattr(result, "focus", None)
-    if not isinstance(phi, np.ndarray) or phi.ndim != 1 or phi.dtype != np.float64:
-        return None
+    expected = Expected(
+        BlockIdentity.of(genesis.chain_id, header), params, committed_particles(state.get)
+    )
     try:
-        return focus_root(quantise(phi))
-    except FocusValueError:
-        return None
-
-
-class _Bounded(io.RawIOBase):
-    """At most ``size`` bytes of ``f``: a pickle cannot read past its section."""
-
-    def __init__(self, f: io.BufferedIOBase, size: int) -> None:
-        self._f = f
-        self._left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")[: self._left]
-        n = self._f.readinto(view)
-        self._left -= n
-        return n
-
-    def readline(self, size: int | None = -1) -> bytes:
-        limit = self._left if size is None or size < 0 else min(size, self._left)
-        line = self._f.readline(limit)
-        self._left -= len(line)
-        return line
-
-
-#: What a focus state has (``FocusState.__init__`` sets them all).
-_FOCUS_FIELDS = (
-    "params",
-    "graph",
-    "engine",
-    "q",
-    "root",
-    "iterations",
-    "seconds",
-    "converged",
-    "unconverged_blocks",
-    "work_s",
-)
-#: Values that hold nothing: the walk over a state does not descend into them.
-_LEAVES = frozenset({bytes, str, int, float, bool, type(None), np.float64})
-
-
-def check_focus_structure(focus: FocusState) -> set[int]:
-    """Check every array of a peer's focus state before anything uses it;
-    SnapshotError names the structure and field that is wrong.
-
-    The numba kernels index these arrays without bounds checks, so an array
-    that passes the root checks but is not what the engine built (an index
-    past its vector, a row pointer past its indices, a permutation with a
-    repeat, a count past its buffer) would make the next block read or write
-    outside memory. Each structure's module checks its own arrays
-    (``Cybergraph``, ``Snapshot``, ``PatchInfo``, ``Column``,
-    ``SortedIndex``, ``KeyTable``, ``DeltaLog`` and the batches,
-    ``FocusEngine``, the numba operator, ``SellMatrix``,
-    ``ScaledSymmetric``, the springs, heat and push states, ``FocusResult``);
-    then every array reachable from the state must have been checked by one
-    of them (an array no check knows of is refused, not trusted). The
-    focus vector's values are the root checks' (:func:`load_focus`).
-    Returns the ids of the arrays checked (tests walk a state against them).
-    """
-    check = Check()
-    try:
-        a = check.fields(focus, FocusState, _FOCUS_FIELDS)
-        Cybergraph.check_structure(a["graph"], check.at("graph"))
-        FocusEngine.check_structure(
-            a["engine"], check.at("engine"), a["graph"], a["params"], CHAIN_BACKEND
-        )
-        check.array("q", a["q"], np.uint64)
-        check.instance("root", a["root"], bytes)
-        check.integer("iterations", a["iterations"], 0)
-        check.integer("unconverged_blocks", a["unconverged_blocks"], 0)
-        check.instance("converged", a["converged"], bool)
-        check.number("seconds", a["seconds"])
-        check.number("work_s", a["work_s"])
-        _all_arrays_checked(focus, check.covered)
-        return check.covered
-    except StructureError as exc:
-        raise SnapshotError(f"focus state: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a crafted state can fail a check in any way
-        raise SnapshotError(f"focus state is malformed: {type(exc).__name__}: {exc}") from None
-
-
-def _all_arrays_checked(root: object, covered: set[int]) -> None:
-    """Every numpy array reachable from ``root`` is one a structure check
-    validated (``covered``); the first that is not is named by its path."""
-    seen: set[int] = set()
-    stack: list[tuple[str, object]] = [("", root)]
-    while stack:
-        path, obj = stack.pop()
-        kind = type(obj)
-        if kind in _LEAVES or id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if type(obj) is np.ndarray:
-            if id(obj) not in covered:
-                what = "of Python objects " if obj.dtype.hasobject else ""
-                raise StructureError(f"{path or 'state'} is an array {what}that no check covers")
-        elif isinstance(obj, dict):
-            items = obj.items()
-            stack.extend((f"{path}[{k!r}]", v) for k, v in items if type(v) not in _LEAVES)
-            stack.extend((f"{path} key", k) for k in obj if type(k) not in _LEAVES)
-        elif isinstance(obj, list | tuple | set | frozenset | deque):
-            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(obj) if type(v) not in _LEAVES)
-        else:
-            fields = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
-            for klass in kind.__mro__:
-                for name in getattr(klass, "__slots__", ()):
-                    if hasattr(obj, name):
-                        fields[name] = getattr(obj, name)
-            stack.extend((f"{path}.{k}".lstrip("."), v) for k, v in fields.items())
+        focus_header, digest = read_header(f, size)
+        arrays = read_arrays(f, focus_header, digest)
+        return restore_state(focus_header, arrays, expected)
+    except FocusStateIncompatibleError as exc:
+        raise SnapshotIncompatibleError(f"snapshot {exc}") from None
+    except FocusStateRootError as exc:
+        raise SnapshotRootError(f"snapshot {exc}") from None
+    except FocusStateError as exc:
+        raise SnapshotError(f"snapshot {exc}") from None
 
 
 def install_snapshot(store: Store, snapshot: VerifiedSnapshot, genesis: Genesis) -> Header:
     """Write a verified snapshot into an empty store (one LMDB transaction) and
-    its focus state beside it under this home's HMAC; returns its header.
+    its focus state beside it, as a focus checkpoint; returns its header.
 
     ``Chain(store, genesis, ...)`` then opens at the snapshot's height.
     """
     header = snapshot.header
     path = Path(store.path) / SNAPSHOT_FOCUS_FILE
-    write_checkpoint(path, snapshot.focus, header.height, header.hash)
+    write_checkpoint(path, snapshot.focus, BlockIdentity.of(genesis.chain_id, header))
     store.install(
         Commit(
             header.height,
@@ -858,8 +656,6 @@ def iter_chunks(root: Path, manifest: Manifest) -> Iterator[bytes]:
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
-    "FOCUS_GLOBALS",
-    "FOCUS_MODULES",
     "MAX_CHUNK_SIZE",
     "SNAPSHOT_FOCUS_FILE",
     "ChunkFile",
@@ -871,7 +667,6 @@ __all__ = [
     "SnapshotRootError",
     "VerifiedSnapshot",
     "capture_focus",
-    "check_focus_structure",
     "install_snapshot",
     "iter_chunks",
     "list_snapshots",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -79,6 +80,35 @@ _ENGINE_LATER = ("_version", "_cand", "_ncand", "_in_cand")
 #: on well-connected graphs a wider perturbation spreads over the whole graph
 #: before it decays, and parallel passes beat sequential pushes there.
 PUSH_RATIO = 16.0
+
+
+@dataclass(frozen=True)
+class PushState:
+    """The unnormalised system forward push keeps between blocks
+    (``FocusEngine.uses_push``): ``x``, its residual ``r`` and the residual's
+    running L1 sum, and the particles listed as candidates, in list order."""
+
+    x: np.ndarray
+    r: np.ndarray
+    rsum: float
+    candidates: np.ndarray
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What an engine carries from one block to the next besides its graph
+    (whose snapshot decides the operator's matrices): the focus it warm-starts
+    from (internal order), the springs solve's last iterate, push's system
+    where push runs, and the rows the operator's in-link storage was built
+    over (its pull's chunks are part of its bits). The rest is rebuilt by the
+    next block before it is read: the operator's symmetric matrix, buffers and
+    scratch, the springs solve's residual (taken on the previous matrix) and
+    heat's last result (each block starts heat afresh)."""
+
+    focus: np.ndarray
+    springs: np.ndarray | None
+    sell_rows: int
+    push: PushState | None
 
 
 class FocusEngine:
@@ -180,6 +210,69 @@ class FocusEngine:
                     check.fail(name, "is set where push does not run")
             check.number("_rsum", a["_rsum"])
         FocusResult.check_structure(a["result"], check.at("result"), n)
+
+    # --- state between blocks ---------------------------------------------------
+    def state(self) -> EngineState | None:
+        """What :meth:`load_state` needs besides the graph (views, not copies);
+        None before the first solve. Of a numba engine only: a GPU engine's
+        state is taken from its numba form (``moved``)."""
+        if self._phi is None:
+            return None
+        op = self._bound_op()
+        if self.backend.name != "numba" or not isinstance(self._phi, np.ndarray):
+            raise ValueError(f"the state of a {self.backend.name} engine is taken from numba's")
+        push = None
+        if self.uses_push:
+            push = PushState(
+                self._system_x(), self._system_r(), self._rsum, self._cand[: self._ncand]
+            )
+        y = self._springs.y
+        return EngineState(
+            focus=self._phi,
+            springs=y if isinstance(y, np.ndarray) and len(y) == op.n else None,
+            sell_rows=self._push_op().sell_rows,
+            push=push,
+        )
+
+    def load_state(self, state: EngineState, diagnostics: Diagnostics) -> None:
+        """Take ``state`` into this fresh numba engine, whose graph holds the
+        snapshot it belongs to: the next ``apply`` computes the bits the
+        engine that left ``state`` would have. ``diagnostics`` describe the
+        last solve (its result's). StructureError names a field that does not
+        fit the snapshot: a vector of another length or not finite, a push
+        system where push does not run (or none where it does), candidates
+        repeated or outside the particles, in-link rows outside the base's
+        particles and the snapshot's."""
+        if self._phi is not None or self.backend.name != "numba":
+            raise ValueError("load_state fills a fresh numba engine")
+        check = Check()
+        snap = self.graph.snapshot()
+        n = snap.n
+        rows = check.integer("sell_rows", state.sell_rows, snap.base_n, n)
+        phi = check.array("focus", state.focus, np.float64, n, finite=True)
+        springs = check.optional_array("springs", state.springs, np.float64, n, finite=True)
+        push = state.push
+        if (push is not None) != self.uses_push:
+            check.fail("push", "is kept where push does not run" if push else "is missing")
+        self._bind(snap)
+        self._push_op().rebuild_sell(rows)
+        self._phi = phi
+        if springs is not None:
+            self._springs = SpringsState(y=springs)
+        if push is not None:
+            self._xhat = check.array("push x", push.x, np.float64, n, finite=True)
+            self._r = check.array("push r", push.r, np.float64, n, finite=True)
+            self._rsum = check.number("push rsum", push.rsum)
+            cand = check.array("push candidates", push.candidates, np.int64, lo=0, hi=n)
+            if np.any(np.bincount(cand, minlength=n) > 1):
+                check.fail("push candidates", "lists a particle twice")
+            self._cand = np.empty(n, dtype=np.int64)
+            self._cand[: len(cand)] = cand
+            self._ncand = len(cand)
+            self._in_cand = np.zeros(n, dtype=np.bool_)
+            self._in_cand[cand] = True
+        self._mark_seen(0)
+        self._publish(diagnostics)
 
     # --- moving between backends ----------------------------------------------
     def moved(self, backend: str) -> FocusEngine:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from focusflow.graph.column import Column
 from focusflow.graph.csr import gather, id_array, stable_counting_argsort
 from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
 from focusflow.graph.log import DeltaLog
-from focusflow.graph.snapshot import PatchInfo, Snapshot, merge_patches
+from focusflow.graph.snapshot import PatchInfo, Snapshot, SnapshotState, merge_patches
 from focusflow.graph.tables import Key, KeyTable
 
 #: The attributes a graph has (``__init__`` sets them all).
@@ -64,6 +65,23 @@ def _check_stakes(stakes: np.ndarray) -> None:
     if np.any(stakes < 0):
         bad = float(stakes[stakes < 0][0])
         raise InvalidParameterError(f"stake must be >= 0, got {bad}")
+
+
+@dataclass(frozen=True)
+class GraphState:
+    """What a graph holds besides its particles' keys: neurons, stakes, links
+    and its snapshot's patch state (``Snapshot.state``). A chain commits the
+    particles' keys in its state, so a focus checkpoint keeps only this
+    (chain/focus_state_format.py); :meth:`Cybergraph.load_state` builds the
+    graph again from both."""
+
+    neurons: Sequence[Key]
+    stakes: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    neuron: np.ndarray
+    weight: np.ndarray
+    snapshot: SnapshotState | None
 
 
 class Cybergraph:
@@ -393,6 +411,64 @@ class Cybergraph:
         )
         check.equal("_neuron_link_ptr", ptr, want_ptr, "the count of each neuron's links")
         check.equal("_neuron_link_order", order, want, "the snapshot's links by neuron")
+
+    # --- state -------------------------------------------------------------------
+    def state(self) -> GraphState:
+        """The graph without its particles' keys (views of its columns: valid
+        until the graph changes)."""
+        snap = self._snapshot
+        return GraphState(
+            neurons=self.neurons.keys(),
+            stakes=self._stake.values,
+            src=self._src.values,
+            dst=self._dst.values,
+            neuron=self._neuron.values,
+            weight=self._weight.values,
+            snapshot=None if snap is None else snap.state(),
+        )
+
+    def load_state(self, particles: Sequence[Key], state: GraphState) -> None:
+        """Fill this empty graph with ``particles`` (in id order) and ``state``.
+
+        The snapshot is rebuilt from the links and its kept state
+        (``Snapshot.restored``), the neuron-to-links index from the base
+        links, neudeg from the links; the delta log starts empty (every link
+        is in the snapshot already). StructureError names a field that does
+        not fit: an id outside the tables, a self-link, a weight or stake
+        not finite or negative, a snapshot larger than the graph.
+        """
+        if self.n_particles or self.n_neurons or self.n_links:
+            raise ValueError("load_state fills an empty graph")
+        check = Check()
+        self.particles.intern_distinct(list(particles))
+        self.neurons.intern_distinct(list(state.neurons))
+        n, nn = self.n_particles, self.n_neurons
+        stakes = check.array("stakes", state.stakes, np.float64, nn, finite=True, nonneg=True)
+        src = check.array("src", state.src, np.int32, lo=0, hi=n)
+        m = len(src)
+        dst = check.array("dst", state.dst, np.int32, m, lo=0, hi=n)
+        neuron = check.array("neuron", state.neuron, np.int32, m, lo=ANONYMOUS, hi=nn)
+        weight = check.array("weight", state.weight, np.float64, m, finite=True, nonneg=True)
+        loops = np.flatnonzero(src == dst)
+        if len(loops):
+            check.fail(f"src[{int(loops[0])}]", "is a self-link (the graph drops them)")
+        self._src.extend(src)
+        self._dst.extend(dst)
+        self._neuron.extend(neuron)
+        self._weight.extend(weight)
+        self._stake.extend(stakes)
+        self._neudeg.extend(np.bincount(neuron[neuron >= 0], minlength=nn).astype(np.int64))
+        if state.snapshot is None:
+            return
+        snap = Snapshot.restored(state.snapshot, src, dst, self.order)
+        if snap.n > n:
+            check.fail("snapshot n", f"= {snap.n} is more than the graph's {n} particles")
+        base = neuron[: snap.base_links].astype(np.int64)
+        order, ptr = stable_counting_argsort(base, max(nn, 1), np.flatnonzero(base >= 0))
+        self._neuron_link_order = order
+        self._neuron_link_ptr = ptr
+        self._snapshot = snap
+        self._epoch = 1
 
     # --- snapshots -----------------------------------------------------------
     @property

@@ -364,6 +364,34 @@ _SHARED_FIELDS = frozenset(
 _COPY_ON_WRITE_FIELDS = frozenset({"out_w", "in_w"})
 
 
+@dataclass(frozen=True)
+class SnapshotState:
+    """What a patched snapshot holds that its links do not decide.
+
+    The structure of the base CSR, its transpose and every map between entries
+    and links follow from the links it was built from (the first
+    ``base_links`` links over ``base_n`` particles), and the late links'
+    entries from the overlay's pairs; :meth:`Snapshot.restored` builds them
+    again. What a patch history decides is kept: the base entries' weights
+    and the particles' out-weights (each moved by additions, so their bits
+    depend on the blocks that made them), the overlay's pairs in the order
+    they were added (internal ids) with their weights, the particle count the
+    snapshot has grown to and its version.
+    """
+
+    base_n: int
+    base_links: int
+    n: int
+    version: int
+    #: ``out_w``: one per base entry, in CSR order.
+    entry_weights: np.ndarray
+    #: ``out_weight``: one per particle, internal order.
+    row_weights: np.ndarray
+    overlay_src: np.ndarray
+    overlay_dst: np.ndarray
+    overlay_weights: np.ndarray
+
+
 class _OverlayPart:
     """One array of an overlay CSR, read through ``Snapshot._overlay`` (which
     builds the CSR once per patch, when a consumer first asks)."""
@@ -493,6 +521,100 @@ class Snapshot:
                 twin.__dict__[name] = copy.deepcopy(value, memo)
         twin._weights_shared = self._weights_shared = True
         return twin
+
+    def state(self) -> SnapshotState:
+        """What :meth:`restored` needs besides the links (views, not copies)."""
+        if not self.patchable:
+            raise ValueError("a static snapshot (patchable=False) has no state to keep")
+        return SnapshotState(
+            base_n=self.base_n,
+            base_links=self.base_links,
+            n=self.n,
+            version=self.version,
+            entry_weights=self.out_w,
+            row_weights=self.out_weight,
+            overlay_src=self.ov_src,
+            overlay_dst=self.ov_dst,
+            overlay_weights=self.ov_w,
+        )
+
+    @classmethod
+    def restored(
+        cls, state: SnapshotState, src: np.ndarray, dst: np.ndarray, order: str = "degree"
+    ) -> Snapshot:
+        """The snapshot whose :meth:`state` was ``state``, over the graph's
+        links ``src -> dst`` (every link, particle ids, int32).
+
+        The base is built as the rebuild that made it did, from the first
+        ``base_links`` links over ``base_n`` particles (the same structure,
+        bit for bit: it depends on the links alone), then it takes the kept
+        weights, grows to ``n`` particles, takes the overlay's pairs and finds
+        the entry of every later link, which is what the patches that brought
+        them found. StructureError names what does not fit: a base link past
+        the base's particles, a weight count other than the base's entries,
+        an overlay pair twice or already in the base, a later link whose pair
+        is in neither, an overlay entry no link holds.
+        """
+        check = Check()
+        bl, base_n, n = state.base_links, state.base_n, state.n
+        m = len(src)
+        if not 0 <= bl <= m:
+            check.fail("base_links", f"= {bl} is outside [0, {m}] links")
+        if not 0 <= base_n <= n <= _MAX_ID:
+            check.fail("base_n", f"= {base_n} is not within [0, n = {n}]")
+        base_src, base_dst = src[:bl], dst[:bl]
+        check.bounds("base link sources", base_src, 0, base_n)
+        check.bounds("base link targets", base_dst, 0, base_n)
+        snap = cls(base_n, base_src, base_dst, np.zeros(bl), order=order)
+        nnz = len(snap.out_indices)
+        check.array("entry_weights", state.entry_weights, np.float64, nnz)
+        check.array("row_weights", state.row_weights, np.float64, n)
+        snap.out_w = state.entry_weights
+        snap.in_w = snap.out_w[snap.in_to_out]
+        snap._grow(n)
+        snap.out_weight = state.row_weights
+        ov_src = check.array("overlay_src", state.overlay_src, np.int32, lo=0, hi=n)
+        n_ov = len(ov_src)
+        ov_dst = check.array("overlay_dst", state.overlay_dst, np.int32, n_ov, lo=0, hi=n)
+        check.array("overlay_weights", state.overlay_weights, np.float64, n_ov)
+        keys = pair_keys(ov_src, ov_dst)
+        by_key = radix_argsort(keys)
+        sorted_keys = keys[by_key]
+        twice = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        if len(twice):
+            check.fail(f"overlay_src[{int(by_key[twice[0] + 1])}]", "repeats an overlay pair")
+        held_by_base = find_entries(
+            snap.out_indptr, snap.out_indices, ov_src.astype(np.int64), ov_dst.astype(np.int64)
+        )
+        in_base = np.flatnonzero(held_by_base >= 0)
+        if len(in_base):
+            check.fail(f"overlay_src[{int(in_base[0])}]", "is a pair the base holds")
+        for col, part in zip(snap._ov_cols, (ov_src, ov_dst, state.overlay_weights), strict=True):
+            col.extend(part)
+        snap._ov_out.merge(sorted_keys, by_key)
+        late_src = check.array("late link sources", src[bl:], np.int32, lo=0, hi=n)
+        late_dst = check.array("late link targets", dst[bl:], np.int32, m - bl, lo=0, hi=n)
+        psrc = gather(snap.perm, late_src.astype(np.int64))
+        pdst = gather(snap.perm, late_dst.astype(np.int64))
+        codes = find_entries(snap.out_indptr, snap.out_indices, psrc, pdst)
+        rest = np.flatnonzero(codes < 0)
+        if len(rest):
+            pos = positions_in(sorted_keys, pair_keys(psrc[rest], pdst[rest]))
+            lost = np.flatnonzero(pos < 0)
+            if len(lost):
+                at = bl + int(rest[lost[0]])
+                check.fail(f"link {at}", "is in neither the base nor the overlay")
+            codes[rest] = -(by_key[pos] + 2)
+        held = np.bincount(-codes[codes < 0] - 2, minlength=n_ov)
+        empty = np.flatnonzero(held == 0)
+        if len(empty):
+            check.fail(f"overlay_src[{int(empty[0])}]", "is an overlay entry no link holds")
+        snap._late.extend(codes)
+        by_code = radix_argsort(codes)
+        snap._late_by_code.merge(codes[by_code], by_code + bl)
+        snap.n_links = m
+        snap.version = check.integer("version", state.version, 0)
+        return snap
 
     def _own_weights(self) -> None:
         """Make ``out_w`` and ``in_w`` this snapshot's own before writing them."""

@@ -4,9 +4,10 @@ Serving side (:class:`StateSync`, a node extension): every ``snapshot_interval``
 blocks (config.json, default DEFAULT_INTERVAL; 0 turns it off) the node writes
 a snapshot of the block it just committed (focusflow.chain.snapshot) under
 ``<data>/snapshots/`` and keeps the newest ``snapshot_keep``. The commit
-thread only pickles the focus state (it may advance in place with the next
-block) and opens an LMDB read transaction at that height; the state and the
-files are written by a background thread, so consensus goes on meanwhile.
+thread only copies the focus state's arrays into its byte form (it may
+advance in place with the next block) and opens an LMDB read transaction at
+that height; the state and the files are written by a background thread, so
+consensus goes on meanwhile.
 Peers ask over QUIC:
 
 * ``snapshots`` (empty payload) -> CBOR list of the manifests kept, newest first;
@@ -29,6 +30,9 @@ when the trusted set is not enough (CometBFT's skipping verification, trust
 level 1/3), each hop within the trusting period. Any failure refuses that
 snapshot from that peer (a lie costs the peer score) and the next is tried;
 when none verifies the node starts from genesis and block-syncs everything.
+Snapshots a node of the release before the focus state's byte form offers
+(manifest format 1: a pickled focus state) are skipped unread, and so are
+those of a focus state schema this node does not read.
 """
 
 from __future__ import annotations
@@ -47,7 +51,6 @@ from typing import TYPE_CHECKING
 import lmdb
 
 from focusflow.chain.block import BlockRecord
-from focusflow.chain.focus_checkpoint import code_fingerprint
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.snapshot import (
     DEFAULT_CHUNK_SIZE,
@@ -55,6 +58,7 @@ from focusflow.chain.snapshot import (
     Manifest,
     SnapshotCertificateError,
     SnapshotError,
+    SnapshotIncompatibleError,
     capture_focus,
     install_snapshot,
     list_snapshots,
@@ -178,7 +182,7 @@ class StateSync:
         if height % self.interval or (self._writer is not None and self._writer.is_alive()):
             return
         t0 = time.perf_counter()
-        payload = capture_focus(self.chain.focus)
+        payload = capture_focus(self.chain.focus, self.chain.head, self.chain.chain_id)
         opened = threading.Event()
         self._writer = threading.Thread(
             target=self._write, args=(height, payload, opened), name="snapshot", daemon=True
@@ -440,7 +444,6 @@ async def _offers(
 ) -> list[tuple[Manifest, list[bytes]]]:
     """Every usable manifest the peers offer, newest first, with who offers it."""
     by_hash: dict[bytes, tuple[Manifest, list[bytes]]] = {}
-    code = code_fingerprint()
 
     async def ask(peer: PeerAddress) -> None:
         try:
@@ -450,10 +453,18 @@ async def _offers(
             if not isinstance(listed, list):
                 raise DecodeError("snapshots answer is not a list")
             for item in listed[:MAX_OFFERS]:
-                manifest = Manifest.decode(item)
-                # Another chain's, or a focus state this code cannot load: not
-                # worth downloading (verify_snapshot would refuse it).
-                if manifest.chain_id == genesis.chain_id and manifest.code == code:
+                try:
+                    manifest = Manifest.decode(item)
+                except SnapshotIncompatibleError as exc:
+                    # Of an earlier release (a pickled focus state) or a
+                    # later schema: not worth downloading, and no offence.
+                    log.info(
+                        "snapshot skipped",
+                        extra={"fields": {"peer": str(peer), "code": exc.code, "reason": str(exc)}},
+                    )
+                    continue
+                # Another chain's: verify_snapshot would refuse it.
+                if manifest.chain_id == genesis.chain_id:
                     by_hash.setdefault(manifest.hash, (manifest, []))[1].append(peer_id)
         except (FocusflowError, TimeoutError) as exc:
             log.info(

@@ -321,6 +321,19 @@ class NumbaOperator(ScreenedCG):
         self._sym = None
         self.__dict__.pop("_half", None)
 
+    def rebuild_sell(self, rows: int) -> None:
+        """The in-link SELL storage over the snapshot's first ``rows`` rows, as
+        the full refresh that built it did when the snapshot had that many
+        particles (rows added since hold no base in-links: ``_pull_into``
+        writes them). A restored engine (``FocusEngine.load_state``) calls it:
+        the pull's chunks, and so its sums' bits, follow the rows."""
+        if rows == self.sell_rows:
+            return
+        s = self.snapshot
+        self.sell = SellMatrix(s.in_indptr[: rows + 1], s.in_indices, s.in_w, self.dtype)
+        self.sell_bounds = self.pull_bounds(self.sell.gptr)
+        self.sell_rows = rows
+
     @staticmethod
     def check_structure(op: object, check: Check, snap: Snapshot, params: FocusParams) -> None:
         """``op`` is the operator ``params`` make on ``snap`` (class, value type,
