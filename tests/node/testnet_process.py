@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120.0
 
 
-def _env() -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
+def _env(src: Path = ROOT / "src") -> dict:
+    """The environment of a node process running the sources under ``src``."""
+    env = dict(os.environ, PYTHONPATH=str(src), PYTHONUNBUFFERED="1")
     env.pop("FOCUSFLOW_HOME", None)
     return env
 
@@ -181,6 +182,26 @@ class LocalTestnet:
                 # the testnet process is its parent and reaps it
                 time.sleep(0.05)
 
+    def terminate(self, k: int, timeout: float = 60.0) -> None:
+        """SIGTERM node ``k`` and wait for it to exit: a clean stop (it writes
+        its focus checkpoint)."""
+        pid = self.pid(k)
+        os.kill(pid, signal.SIGTERM)
+        proc = self.restarted.pop(k, None)
+        if proc is not None:
+            proc.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            if state == "Z":  # exited; the testnet process reaps it when it looks
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"node {k} did not stop in {timeout}s")
+
     def add_node(self, home: Path) -> int:
         """Start ``focusflow node start`` for another home (a validator that joins);
         its index for the other methods."""
@@ -192,14 +213,16 @@ class LocalTestnet:
         self.restart(len(self.apis) - 1)
         return len(self.apis) - 1
 
-    def restart(self, k: int, *extra: str) -> None:
+    def restart(self, k: int, *extra: str, src: Path = ROOT / "src") -> None:
+        """Start node ``k`` again (``focusflow node start``), from the sources
+        under ``src`` (another build of focusflow, where a test gives one)."""
         home = self.homes[k]
         with open(home / "node.log", "ab") as log:
             self.restarted[k] = subprocess.Popen(
                 [sys.executable, "-m", "focusflow", "node", "start", "--home", str(home), *extra],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=dict(_env(), NUMBA_NUM_THREADS="1"),
+                env=dict(_env(src), NUMBA_NUM_THREADS="1"),
             )
         self.wait_up(k, time.monotonic() + START_TIMEOUT)
 
