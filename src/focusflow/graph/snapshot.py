@@ -738,11 +738,11 @@ class Snapshot:
     # --- views of the growable columns ----------------------------------------
     # The overlay's entries and the late links' entry codes are read through
     # their columns on every access, never kept as attributes: a view kept
-    # beside its column's buffer is pickled (focus checkpoint, state-sync
-    # snapshot) and deep-copied (a proposal's focus state) as an array of its
-    # own, and a patch that then added weight to an existing overlay entry
-    # wrote into that detached copy, which the next new overlay pair replaced
-    # by the buffer's stale values: a restarted node committed other roots.
+    # beside its column's buffer is deep-copied (a proposal's focus state) or
+    # pickled as an array of its own, and a patch that then added weight to an
+    # existing overlay entry wrote into that detached copy, which the next new
+    # overlay pair replaced by the buffer's stale values: a node restarted from
+    # a pickled checkpoint once committed other roots.
     @property
     def ov_src(self) -> np.ndarray:
         """Internal source of each overlay entry (a view of its column)."""
