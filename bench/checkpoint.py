@@ -30,6 +30,29 @@ unless the environment names it.
 
     python bench/checkpoint.py                         # 10^6 and 10^7 links
     python bench/checkpoint.py --links 1000000 --repeats 3
+
+``--restore`` measures the focus state's formats instead: after the cold-solve
+block it writes the checkpoint (in the commit) and a state-sync snapshot of the
+head, closes the chain and opens it again from the checkpoint (what a restart
+costs), then verifies the snapshot as a joining node does. It reports bytes per
+link of the checkpoint and of the snapshot's focus section, the write, restart
+and verify times, and the process's peak memory. Each size runs in a process of
+its own; ``--before DIR`` also runs every size with ``PYTHONPATH=DIR/src`` (a
+worktree of an earlier commit), alternating, so that both sets of numbers come
+from one run on one machine. The measurement uses only what both formats offer
+(``Chain.checkpoint``, ``open_chain``, ``capture_focus``, ``write_snapshot``,
+``verify_snapshot``)::
+
+    python bench/checkpoint.py --restore --links 1e6 1e7 --before /tmp/wt-before
+
+``--containers`` times the containers the byte form could have used, on arrays
+shaped like a state of each ``--links`` size (three int32 link columns, a
+float64 per entry, three float64 per particle at 10 links a particle): written
+and loaded back into arrays of their own, as npz (``np.load``, no pickle), as
+Arrow IPC (pyarrow) and as raw arrays at offsets a header names (what
+chain/focus_state_format.py writes)::
+
+    python bench/checkpoint.py --containers --links 1e7
 """
 
 from __future__ import annotations
@@ -41,11 +64,18 @@ os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 import argparse
 import copy
 import datetime as dt
+import gc
+import inspect
+import json
 import pickle
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -184,6 +214,161 @@ def run(links: int, neurons: int, repeats: int) -> dict:
     }
 
 
+def restore_run(links: int, neurons: int) -> dict:
+    """The checkpoint's and the snapshot's sizes, and the restart and verify
+    times, of one grafted graph (see the module docstring, ``--restore``)."""
+    from focusflow.chain.snapshot import capture_focus, verify_snapshot, write_snapshot
+
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        home = Path(tmp) / "node"
+        genesis = _genesis()
+        chain = open_chain(home, genesis, VALIDATOR)
+        _graft(chain, links, neurons, seed=1)
+        chain_module.CHECKPOINT_WORK_S = 1e18
+        # The first block commits every particle's CID (the grafted ones too),
+        # as blocks that brought them would have: a joining node checks the
+        # snapshot's particle order against them.
+        focus = chain.focus
+        focus._particle_writes = lambda _: type(focus)._particle_writes(focus, 0)
+        _block(chain, 0)
+        del focus._particle_writes
+        n_links = chain.focus.graph.n_links
+        head, root = chain.height, chain.head.focus_root
+        t = time.perf_counter()
+        assert chain.checkpoint()
+        write_s = time.perf_counter() - t
+        checkpoint_bytes = chain.checkpoint_path.stat().st_size
+        # The focus state's byte form names its block; the pickle took the state alone.
+        named = len(inspect.signature(capture_focus).parameters) > 1
+        t = time.perf_counter()
+        if named:
+            payload = capture_focus(chain.focus, chain.head, chain.chain_id)
+        else:
+            payload = capture_focus(chain.focus)
+        capture_s = time.perf_counter() - t
+        with chain.reader() as reader:
+            manifest = write_snapshot(reader, payload, Path(tmp) / "snaps", chain_id="bench")
+        del payload
+        chain.close()
+        del chain
+        gc.collect()
+        t = time.perf_counter()
+        again = open_chain(home, genesis, VALIDATOR)
+        restart_s = time.perf_counter() - t
+        assert again.restored_from == head and again.focus.root == root, "not restored"
+        again.close()
+        del again
+        gc.collect()
+        data = Path(tmp) / "snaps" / f"{head:012d}" / "data.bin"
+        t = time.perf_counter()
+        verified = verify_snapshot(manifest, data, genesis)
+        verify_s = time.perf_counter() - t
+        assert verified.focus.root == root
+    return {
+        "links": n_links,
+        "checkpoint_bytes": checkpoint_bytes,
+        "focus_bytes": manifest.sections[2],
+        "write_s": write_s,
+        "capture_s": capture_s,
+        "restart_s": restart_s,
+        "verify_s": verify_s,
+        "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def _restore_in_process(links: int, neurons: int, source: str | None) -> dict:
+    """:func:`restore_run` in a fresh process, with ``source``'s sources first on
+    the path (None: these)."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(Path(source) / "src")
+    cmd = [sys.executable, __file__, "--restore-one", str(links), "--neurons", str(neurons)]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def restore_main(links: list[float], neurons: int, before: str | None) -> None:
+    sources = [("before", before), ("after", None)] if before else [("now", None)]
+    print(
+        "| links | code | checkpoint MB | B/link | snapshot focus B/link | checkpoint "
+        "written s | restart s | snapshot captured s | snapshot verified s | peak GiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size in links:
+        for name, source in sources:
+            r = _restore_in_process(int(size), neurons, source)
+            print(
+                f"| {r['links']:,} | {name} | {r['checkpoint_bytes'] / 1e6:.0f} "
+                f"| {r['checkpoint_bytes'] / r['links']:.0f} "
+                f"| {r['focus_bytes'] / r['links']:.0f} | {r['write_s']:.2f} "
+                f"| {r['restart_s']:.2f} | {r['capture_s']:.2f} | {r['verify_s']:.2f} "
+                f"| {r['peak_gib']:.2f} |",
+                flush=True,
+            )
+
+
+def containers(links: int, repeats: int = 3) -> dict[str, tuple[float, float]]:
+    """Seconds to write and (best of ``repeats``) to load the arrays of a state
+    of ``links`` links in each container; see the module docstring."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(1)
+    n = links // 10
+    arrays = {
+        **{f"links.{c}": rng.integers(0, n, links, dtype=np.int32) for c in ("s", "d", "n")},
+        "entry_weights": rng.random(links),
+        **{name: rng.random(n) for name in ("row_weights", "focus", "springs")},
+    }
+    out: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        npz, arrow, raw = (Path(tmp) / name for name in ("a.npz", "a.arrow", "a.raw"))
+
+        def write_arrow() -> None:
+            with pa.OSFile(str(arrow), "wb") as sink:
+                for name, a in arrays.items():
+                    batch = pa.record_batch([pa.array(a)], names=[name])
+                    with pa.ipc.new_stream(sink, batch.schema) as w:
+                        w.write_batch(batch)
+
+        def load_arrow() -> None:
+            with pa.memory_map(str(arrow)) as src:
+                while src.tell() < src.size():
+                    for batch in pa.ipc.open_stream(src):
+                        batch.column(0).to_numpy(zero_copy_only=True).copy()
+
+        def write_raw() -> None:
+            with open(raw, "wb") as f:
+                for a in arrays.values():
+                    f.write(a.data.cast("B"))
+
+        def load_raw() -> None:
+            with open(raw, "rb") as f:
+                for a in arrays.values():
+                    f.readinto(np.empty_like(a).data.cast("B"))
+
+        def load_npz() -> None:
+            with np.load(npz, allow_pickle=False) as z:
+                for name in z.files:
+                    z[name]
+
+        ways = {
+            "npz": (lambda: np.savez(npz, **arrays), load_npz),
+            "Arrow IPC": (write_arrow, load_arrow),
+            "raw at offsets": (write_raw, load_raw),
+        }
+        for name, (save, load) in ways.items():
+            t = time.perf_counter()
+            save()
+            written = time.perf_counter() - t
+            loads = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                load()
+                loads.append(time.perf_counter() - t)
+            out[name] = (written, min(loads))
+    return out
+
+
 def _ms(xs: list[float]) -> str:
     return f"{statistics.median(xs) * 1e3:.1f} / {max(xs) * 1e3:.1f}"
 
@@ -195,12 +380,29 @@ def main() -> None:
     ap.add_argument("--links", type=float, nargs="+", default=[1e6, 1e7])
     ap.add_argument("--neurons", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--restore", action="store_true", help="the formats' sizes and times")
+    ap.add_argument("--before", help="with --restore: a worktree of the code to compare with")
+    ap.add_argument("--restore-one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--containers", action="store_true", help="npz, Arrow IPC, raw arrays")
     args = ap.parse_args()
+    if args.restore_one:
+        print(json.dumps(restore_run(args.restore_one, args.neurons)))
+        return
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"# bench/checkpoint.py on {platform.node()}, {os.cpu_count()} CPUs, {when}, "
         f"NUMPY_MADVISE_HUGEPAGE={os.environ['NUMPY_MADVISE_HUGEPAGE']}"
     )
+    if args.restore:
+        restore_main(args.links, args.neurons, args.before)
+        return
+    if args.containers:
+        print("| links | container | written s | loaded s (best of 3) |")
+        print("|---|---|---|---|")
+        for links in args.links:
+            for name, (written, loaded) in containers(int(links)).items():
+                print(f"| {int(links):,} | {name} | {written:.3f} | {loaded:.3f} |", flush=True)
+        return
     print(
         "| links | RSS GiB | anon huge GiB | mappings | commit held, sync ms (median / max) "
         "| commit held, fork ms (median / max) | child write s (median) | checkpoint MB "

@@ -40,11 +40,13 @@ reads each array straight into its own buffer; no pickle, no code named by
 the bytes. The same bytes are a node's checkpoint file and the focus section
 of the snapshots it serves.
 
-Why this container: it is safetensors' layout with a CBOR header. On the 2-vCPU
-dev VM, 222 MB of such arrays (10^7 links' worth) loaded in 0.06 s read into
-place, as fast as Arrow IPC (0.06 s, plus a pyarrow reader of flatbuffers a peer
-wrote) and 3-14x faster than ``np.load`` of an uncompressed npz (0.2-0.9 s: a
-zip directory and a CRC per member); bench/RESULTS.md.
+Why this container: it is safetensors' layout with a CBOR header, whose bounds
+and dtypes this module checks itself in a few lines before it reads an array.
+Loaded back into arrays of their own, the arrays of a 10^7-link state (222 MB)
+took 0.115 s read into place, as long as Arrow IPC (0.108 s, with a pyarrow
+reader of the flatbuffers a peer wrote) and half as long as ``np.load`` of an
+uncompressed npz (0.20 s: a zip directory and a CRC per member), on the 2-vCPU
+dev VM (``bench/checkpoint.py --containers``, bench/RESULTS.md).
 """
 
 from __future__ import annotations
