@@ -40,11 +40,12 @@ from focusflow.chain.focus_state_format import (
     NEURON_KEY,
     BlockIdentity,
     Counts,
+    FocusStateError,
     FocusStateHeader,
     conform,
 )
 from focusflow.core.encoding import decode
-from focusflow.core.errors import DecodeError, FocusflowError
+from focusflow.core.errors import DecodeError
 from focusflow.focus.params import make_params
 
 MAGIC = b"focusflow focus checkpoint\n"
@@ -76,10 +77,9 @@ _REAL = frozenset(
 _RECORDED = ("focusflow.",)
 
 
-class LegacyError(FocusflowError):
-    """A checkpoint of the release before this format cannot be used."""
-
-    code = "focus_state_invalid"
+class LegacyError(FocusStateError):
+    """A checkpoint of the release before this format cannot be used (the
+    code of any focus state that is malformed, ``focus_state_invalid``)."""
 
 
 class Record:
