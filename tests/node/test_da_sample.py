@@ -112,7 +112,7 @@ def test_bad_input_exits_2_and_says_why(honest):
         ((honest.api, 10**9), "no block at height"),
         ((honest.api, 1, "--samples", "0"), "--samples must be at least 1"),
         (("not-a-url", 1), "--node must be an http"),
-        (("http://127.0.0.1:9", 1), "cannot reach the node"),
+        (("http://127.0.0.1:9", 1), "cannot reach a node at http://127.0.0.1:9"),
     ]
     for args, message in cases:
         proc = da_sample(*map(str, args))
