@@ -14,8 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    # pyarrow ships no types, so to mypy these names are Any: they say what a
+    # value is where the checker cannot.
+    from pyarrow import Array, ChunkedArray, DataType, Table
+    from pyarrow.csv import InvalidRow
 
 #: Bytes Arrow hands each parsing thread, within these bounds: about two blocks
 #: per core, so every core parses; no more, since every block dictionary-encodes
@@ -41,7 +50,8 @@ class Factorized:
     keys: list[str]
 
 
-def _arrow():
+def _arrow() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """``(pyarrow, pyarrow.compute, pyarrow.csv)``, imported on first use, not with the module."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
@@ -49,13 +59,13 @@ def _arrow():
     return pa, pc, pcsv
 
 
-def _key_type():
+def _key_type() -> DataType:
     """Arrow's type for key columns: strings dictionary-encoded while parsed."""
     pa, _, _ = _arrow()
     return pa.dictionary(pa.int32(), pa.string())
 
 
-def _unique(*columns):
+def _unique(*columns: ChunkedArray) -> tuple[Array, list[np.ndarray]]:
     """``(distinct keys as an Arrow array, ids of each column)``, first-seen order.
 
     The columns are dictionary-encoded as read (``_read`` with ``_key_type()``:
@@ -73,7 +83,8 @@ def _unique(*columns):
         return pa.array([], type=pa.string()), [np.empty(0, np.int32) for _ in columns]
     unified = pa.chunked_array(chunks, type=_key_type()).unify_dictionaries()
     keys = unified.chunks[0].dictionary
-    ids, at = [], 0
+    ids: list[np.ndarray] = []
+    at = 0
     for n in counts:
         part = pa.chunked_array([c.indices for c in unified.chunks[at : at + n]], type=pa.int32())
         ids.append(_numpy(part, np.int32, np.int32))
@@ -81,7 +92,7 @@ def _unique(*columns):
     return keys, ids
 
 
-def _starts_with(column, prefix: str):
+def _starts_with(column: ChunkedArray, prefix: str) -> ChunkedArray:
     """Per row, whether a dictionary-encoded key starts with ``prefix`` (tested
     once per distinct key of each chunk)."""
     pa, pc, _ = _arrow()
@@ -91,7 +102,7 @@ def _starts_with(column, prefix: str):
     )
 
 
-def _numpy(chunked, stored, dtype) -> np.ndarray:
+def _numpy(chunked: ChunkedArray, stored: npt.DTypeLike, dtype: npt.DTypeLike) -> np.ndarray:
     """A chunked Arrow column of fixed-width values (numpy type ``stored``) as one array.
 
     Read straight from the value buffers: pyarrow's own ``to_numpy`` imports
@@ -109,7 +120,7 @@ def _numpy(chunked, stored, dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False)
 
 
-def string_array(keys: list[str]):
+def string_array(keys: list[str]) -> Array:
     """An Arrow string array of Python strings, built from its buffers.
 
     ``pyarrow.array`` on a list imports pandas to look for pandas types; at a
@@ -125,7 +136,7 @@ def string_array(keys: list[str]):
     )
 
 
-def numeric_array(values: np.ndarray):
+def numeric_array(values: np.ndarray) -> Array:
     """An Arrow array over a contiguous numpy array of numbers, sharing its memory."""
     pa, _, _ = _arrow()
     values = np.ascontiguousarray(values)
@@ -135,11 +146,17 @@ def numeric_array(values: np.ndarray):
 
 
 def _read(
-    path: Path, names: list[str], types: dict, *, delimiter: str, header: bool, comments: bool
-):
+    path: Path,
+    names: list[str],
+    types: dict[str, DataType],
+    *,
+    delimiter: str,
+    header: bool,
+    comments: bool,
+) -> Table:
     pa, _, pcsv = _arrow()
 
-    def comment_or_error(row) -> str:
+    def comment_or_error(row: InvalidRow) -> str:
         # A comment line with another field count than the data is dropped; a
         # comment that parses like data is found by its key (``_odd_keys``).
         if comments and row.text is not None and row.text.lstrip().startswith("#"):
@@ -172,18 +189,18 @@ def _read(
         raise IrregularFileError(str(exc)) from None
 
 
-def _any(mask) -> bool:
+def _any(mask: Array | ChunkedArray) -> bool:
     _, pc, _ = _arrow()
     return bool(pc.any(mask).as_py())
 
 
-def _has_empty(keys) -> bool:
+def _has_empty(keys: Array) -> bool:
     """Whether a key is the empty string (a bare scalar argument would import pandas)."""
     _, pc, _ = _arrow()
     return len(keys) > 0 and pc.min(pc.utf8_length(keys)).as_py() == 0
 
 
-def _odd_keys(keys) -> tuple[bool, bool]:
+def _odd_keys(keys: Array) -> tuple[bool, bool]:
     """``(comments, irregular)`` among distinct keys (an Arrow array).
 
     A key starting with ``#`` is a whole-line comment that parsed like data.
@@ -202,7 +219,9 @@ def _odd_keys(keys) -> tuple[bool, bool]:
     return comments, irregular
 
 
-def read_edges(path: Path, delimiter: str, n_fields: int):
+def read_edges(
+    path: Path, delimiter: str, n_fields: int
+) -> tuple[Factorized, Factorized, np.ndarray | None]:
     """``(src, dst, weight or None)`` of a regular edge list; ids share one key space.
 
     ``weight`` is ``None`` for two-field files. Raises :class:`IrregularFileError` for

@@ -16,11 +16,22 @@ its part on its first append.
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import numba as nb
 import numpy as np
 
 from focusflow.core.structure import Check
 from focusflow.graph.csr import search_sorted
+
+
+class ContentBounds(TypedDict, total=False):
+    """The bounds :meth:`Check.contents` takes, passed through by :meth:`Column.check_structure`."""
+
+    lo: int | None
+    hi: int | None
+    finite: bool
+    nonneg: bool
 
 
 class Column:
@@ -90,7 +101,9 @@ class Column:
         self._claim = [self._len]
         self._shared = False
 
-    def check_structure(self, check: Check, dtype: type, **contents) -> np.ndarray:
+    def check_structure(
+        self, check: Check, dtype: type, **contents: Unpack[ContentBounds]
+    ) -> np.ndarray:
         """A column of ``dtype`` whose filled part (``contents``: the bounds of
         :meth:`Check.contents`) fits its buffer; returns the filled part.
 
@@ -208,7 +221,15 @@ class SortedIndex:
 
 
 @nb.njit(cache=True, parallel=True)
-def merge_into(keys, values, new_keys, new_values, pos, out_keys, out_values):
+def merge_into(
+    keys: np.ndarray,
+    values: np.ndarray,
+    new_keys: np.ndarray,
+    new_values: np.ndarray,
+    pos: np.ndarray,
+    out_keys: np.ndarray,
+    out_values: np.ndarray,
+) -> None:
     """Merge sorted ``new_keys`` into sorted ``keys``, writing the first
     ``len(keys) + len(new_keys)`` places of the outputs; ``pos`` is
     ``searchsorted(keys, new_keys, side="right")``.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+import numpy.typing as npt
 
 from focusflow.core.structure import Check
 
@@ -18,7 +19,7 @@ from focusflow.core.structure import Check
 _PARTS = max(2, 2 * nb.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # not in numba's stubs
 
 
-def id_array(values) -> np.ndarray:
+def id_array(values: npt.ArrayLike) -> np.ndarray:
     """An id column as it is if int32 (the graph's columns), else as int64.
 
     Particle and link ids stay below 2^31; an int64 copy of an int32 column is
@@ -30,7 +31,9 @@ def id_array(values) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def stable_counting_argsort(keys: np.ndarray, nbins: int, within: np.ndarray):
+def stable_counting_argsort(
+    keys: np.ndarray, nbins: int, within: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions of ``within`` (indices into ``keys``) stably sorted by key.
 
     Returns ``(order, indptr)`` with ``keys[order]`` non-decreasing and
@@ -67,7 +70,7 @@ def radix_argsort(keys: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, parallel=True)
-def _radix_argsort(keys, parts):
+def _radix_argsort(keys: np.ndarray, parts: int) -> np.ndarray:
     m = keys.shape[0]
     order = np.arange(m)
     if m < 2:
@@ -135,7 +138,7 @@ def balanced_chunks(indptr: np.ndarray, nchunks: int) -> np.ndarray:
 
 
 @nb.njit(cache=True, parallel=True)
-def counting_positions(keys, nbins, nparts):
+def counting_positions(keys: np.ndarray, nbins: int, nparts: int) -> tuple[np.ndarray, np.ndarray]:
     """Stable counting sort as positions: ``pos[i]`` is where element ``i`` goes.
 
     The input is cut into ``nparts`` contiguous parts, each counted and then
@@ -166,7 +169,9 @@ def counting_positions(keys, nbins, nparts):
 
 
 @nb.njit(cache=True, parallel=True)
-def _scatter_rows(dst, w, pos):
+def _scatter_rows(
+    dst: np.ndarray, w: np.ndarray, pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m = dst.shape[0]
     cols = np.empty(m, dtype=np.int32)
     vals = np.empty(m, dtype=np.float64)
@@ -180,7 +185,7 @@ def _scatter_rows(dst, w, pos):
 
 
 @nb.njit(cache=True)
-def _sort_row(cols, vals, links, a, b):
+def _sort_row(cols: np.ndarray, vals: np.ndarray, links: np.ndarray, a: int, b: int) -> None:
     """Sort one row by column: insertion sort for short rows, argsort for long ones."""
     if b - a <= 32:
         for j in range(a + 1, b):
@@ -204,7 +209,9 @@ def _sort_row(cols, vals, links, a, b):
 
 
 @nb.njit(cache=True, parallel=True)
-def _sort_rows_count_unique(indptr, cols, vals, links, bounds):
+def _sort_rows_count_unique(
+    indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, links: np.ndarray, bounds: np.ndarray
+) -> np.ndarray:
     n = indptr.shape[0] - 1
     uniq = np.zeros(n, dtype=np.int64)
     for c in nb.prange(bounds.shape[0] - 1):
@@ -222,7 +229,16 @@ def _sort_rows_count_unique(indptr, cols, vals, links, bounds):
 
 
 @nb.njit(cache=True, parallel=True)
-def _compact_rows(indptr, cols, vals, links, out_indptr, bounds, link_entry, entry_link_ptr):
+def _compact_rows(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    vals: np.ndarray,
+    links: np.ndarray,
+    out_indptr: np.ndarray,
+    bounds: np.ndarray,
+    link_entry: np.ndarray,
+    entry_link_ptr: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     nnz = out_indptr[-1]
     indices = np.empty(nnz, dtype=np.int32)
     weights = np.zeros(nnz, dtype=np.float64)
@@ -246,7 +262,9 @@ def _parts(m: int, nbins: int) -> int:
     return int(max(1, min(_PARTS, m // max(nbins, 1))))
 
 
-def build_csr(n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray, nchunks: int = 64):
+def build_csr(
+    n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray, nchunks: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Aggregated CSR of the links ``src -> dst`` (duplicates summed).
 
     Returns ``indptr, indices, weights, link_entry, entry_link_ptr, entry_link_ids``:
@@ -272,7 +290,9 @@ def build_csr(n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray, nchunks: 
 
 
 @nb.njit(cache=True, parallel=True)
-def _scatter_transpose(indptr, pos, nnz):
+def _scatter_transpose(
+    indptr: np.ndarray, pos: np.ndarray, nnz: int
+) -> tuple[np.ndarray, np.ndarray]:
     n = indptr.shape[0] - 1
     t_indices = np.empty(nnz, dtype=np.int32)
     t_to_e = np.empty(nnz, dtype=np.int64)
@@ -284,7 +304,9 @@ def _scatter_transpose(indptr, pos, nnz):
     return t_indices, t_to_e
 
 
-def transpose_maps(n: int, indptr: np.ndarray, indices: np.ndarray):
+def transpose_maps(
+    n: int, indptr: np.ndarray, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(t_indptr, t_indices, t_to_entry, entry_to_t)``: the transposed pattern
     and the position maps both ways (``entry_to_t`` is the counting sort itself)."""
     t_indptr, pos = counting_positions(indices, n, _parts(len(indices), n))
@@ -293,7 +315,7 @@ def transpose_maps(n: int, indptr: np.ndarray, indices: np.ndarray):
 
 
 @nb.njit(cache=True, parallel=True)
-def gather(values, index):
+def gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``values[index]`` on all cores."""
     out = np.empty(index.shape[0], dtype=values.dtype)
     for i in nb.prange(index.shape[0]):
@@ -301,7 +323,9 @@ def gather(values, index):
     return out
 
 
-def transpose_csr(n: int, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray):
+def transpose_csr(
+    n: int, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(t_indptr, t_indices, t_weights, t_to_entry)`` of the transposed matrix."""
     t_indptr, pos = counting_positions(indices, n, _parts(len(indices), n))
     t_indices, t_to_e = _scatter_transpose(indptr, pos, len(indices))
@@ -309,7 +333,9 @@ def transpose_csr(n: int, indptr: np.ndarray, indices: np.ndarray, weights: np.n
 
 
 @nb.njit(cache=True, parallel=True)
-def find_entries(indptr, indices, rows, cols):
+def find_entries(
+    indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
     """Position of each ``(row, col)`` in a CSR with sorted rows, or -1 when absent.
 
     Parallel: at 10^8 entries each search is a few cache misses into arrays far
@@ -332,7 +358,7 @@ def find_entries(indptr, indices, rows, cols):
 
 
 @nb.njit(cache=True, parallel=True)
-def row_sums(indptr, weights):
+def row_sums(indptr: np.ndarray, weights: np.ndarray) -> np.ndarray:
     n = indptr.shape[0] - 1
     out = np.zeros(n, dtype=np.float64)
     for r in nb.prange(n):
@@ -344,7 +370,7 @@ def row_sums(indptr, weights):
 
 
 @nb.njit(cache=True, parallel=True)
-def search_sorted(sorted_keys, values, right):
+def search_sorted(sorted_keys: np.ndarray, values: np.ndarray, right: bool) -> np.ndarray:
     """``np.searchsorted(sorted_keys, values, side="right" if right else "left")``
     on all cores: a block's 10^5 searches into arrays of 10^7-10^8 entries are
     cache misses, which threads overlap."""
@@ -365,7 +391,7 @@ def search_sorted(sorted_keys, values, right):
 
 
 @nb.njit(cache=True, parallel=True)
-def positions_in(sorted_keys, values):
+def positions_in(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Index of each value in ``sorted_keys`` (ascending, distinct), or -1 when absent.
 
     What ``np.isin`` plus ``np.searchsorted`` answer together, without sorting

@@ -8,6 +8,8 @@ handed a degree-sorted order for free.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 
@@ -20,7 +22,7 @@ def rmat_edges(
     c: float = 0.19,
     seed: int = 0,
     scramble: bool = True,
-    xp=np,
+    xp: ModuleType = np,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(src, dst, weight)`` of ``edge_factor * 2**scale`` directed R-MAT edges.
 

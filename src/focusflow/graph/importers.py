@@ -25,7 +25,7 @@ from focusflow.graph.cybergraph import Cybergraph
 BOSTROM_COLUMNS = ("neuron", "particle_from", "particle_to")
 
 
-def _open_check(path: str | os.PathLike) -> Path:
+def _open_check(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.exists():
         raise InputFileError(f"{p}: no such file")
@@ -43,14 +43,14 @@ def _first_data_line(p: Path) -> str:
     return ""
 
 
-def detect_format(path: str | os.PathLike) -> str:
+def detect_format(path: str | os.PathLike[str]) -> str:
     """``bostrom`` if the file starts with the bostrom header, else ``edges``."""
     p = _open_check(path)
     head = _first_data_line(p).lower().replace(" ", "")
     return "bostrom" if head.startswith("neuron,particle_from,particle_to") else "edges"
 
 
-def read_stakes(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def read_stakes(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(neurons, stakes)`` from a CSV with header ``neuron,stake``."""
     import pandas as pd
 
@@ -78,8 +78,8 @@ def read_stakes(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_bostrom(
-    path: str | os.PathLike,
-    stakes: str | os.PathLike | None = None,
+    path: str | os.PathLike[str],
+    stakes: str | os.PathLike[str] | None = None,
     *,
     skip_invalid: bool = False,
     graph: Cybergraph | None = None,
@@ -191,7 +191,7 @@ def _edge_separator(line: str) -> str:
     return r"\s+"
 
 
-def read_edge_list(path: str | os.PathLike, *, graph: Cybergraph | None = None) -> Cybergraph:
+def read_edge_list(path: str | os.PathLike[str], *, graph: Cybergraph | None = None) -> Cybergraph:
     """Load ``src dst [weight]`` lines (tab, space or comma separated, ``#`` comments).
 
     Particle keys are any strings; a missing weight is 1; duplicate edges add up.
@@ -279,9 +279,9 @@ def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cyber
 
 
 def read_graph(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     fmt: str = "auto",
-    stakes: str | os.PathLike | None = None,
+    stakes: str | os.PathLike[str] | None = None,
     *,
     skip_invalid: bool = False,
 ) -> Cybergraph:

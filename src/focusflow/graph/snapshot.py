@@ -29,7 +29,7 @@ import copy
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 import numba as nb
 import numpy as np
@@ -55,6 +55,10 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 LinkWeightFn = Callable[[np.ndarray], np.ndarray]
+
+#: Some rows of a CSR, compact: ``(ptr, indices, weights)``, row ``k`` at
+#: ``ptr[k]:ptr[k+1]``.
+CompactRows = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 #: Pair keys put the row in the high 32 bits: particle ids stay below 2^31, and
 #: keys keep their order when the particle count grows.
@@ -171,7 +175,9 @@ def merge_patches(records: list[PatchInfo]) -> PatchInfo:
 
 
 @nb.njit(cache=True, parallel=True)
-def _gather_ranges(values, lo, hi):
+def _gather_ranges(
+    values: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``values[lo[k]:hi[k]]`` for every k, concatenated, and the k of each.
 
     Parallel: the ranges sit at random places of arrays with 10^8 entries, and
@@ -193,7 +199,9 @@ def _gather_ranges(values, lo, hi):
 
 
 @nb.njit(cache=True)
-def _rows_of(indptr, indices, weights, rows):
+def _rows_of(
+    indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, rows: np.ndarray
+) -> CompactRows:
     """Copy some CSR rows into a compact CSR over ``rows``."""
     ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
     for k in range(rows.shape[0]):
@@ -212,7 +220,9 @@ def _rows_of(indptr, indices, weights, rows):
 
 
 @nb.njit(cache=True)
-def _key_rows_of(keys, at, weights, rows):
+def _key_rows_of(
+    keys: np.ndarray, at: np.ndarray, weights: np.ndarray, rows: np.ndarray
+) -> CompactRows:
     """Rows ``rows`` of a matrix held as sorted pair keys, as a compact CSR.
 
     ``at[k]`` is the entry (index into ``weights``) of the ``k``-th sorted key.
@@ -233,7 +243,9 @@ def _key_rows_of(keys, at, weights, rows):
     return ptr, idx, w
 
 
-def _compact_of_keys(keys: np.ndarray, at: np.ndarray, weights: np.ndarray):
+def _compact_of_keys(
+    keys: np.ndarray, at: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, ptr, indices, weights)`` of the non-empty rows of a keyed matrix."""
     row = keys >> _KEY_SHIFT
     starts = np.flatnonzero(row[1:] != row[:-1]) + 1
@@ -247,14 +259,16 @@ def _compact_of_keys(keys: np.ndarray, at: np.ndarray, weights: np.ndarray):
     )
 
 
-def _csr_of_keys(n: int, keys: np.ndarray, at: np.ndarray, weights: np.ndarray):
+def _csr_of_keys(
+    n: int, keys: np.ndarray, at: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full CSR (``n + 1`` row pointer) of a keyed matrix."""
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(keys >> _KEY_SHIFT, minlength=n), out=indptr[1:])
     return indptr, (keys & _KEY_MASK).astype(np.int32), weights[at]
 
 
-def _concat_rows(a, b):
+def _concat_rows(a: CompactRows, b: CompactRows) -> CompactRows:
     """Row-wise concatenation of two compact CSRs over the same rows."""
     pa, ia, wa = a
     pb, ib, wb = b
@@ -281,13 +295,23 @@ def _firsts(ordered: np.ndarray) -> np.ndarray:
     return first
 
 
-def _unique(values: np.ndarray, return_inverse: bool = False):
+@overload
+def _unique(values: np.ndarray, return_inverse: Literal[False] = False) -> np.ndarray: ...
+
+
+@overload
+def _unique(values: np.ndarray, return_inverse: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _unique(
+    values: np.ndarray, return_inverse: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values by sorting (numpy's hash-based unique is several
     times slower on the integer keys of a patch)."""
     order = radix_argsort(np.asarray(values, dtype=np.int64))
     ordered = values[order]
     first = _firsts(ordered)
-    uniq = ordered[first]
+    uniq: np.ndarray = ordered[first]
     if not return_inverse:
         return uniq
     inverse = np.empty(len(values), dtype=np.int64)
@@ -400,7 +424,15 @@ class _OverlayPart:
         self.kind = kind
         self.index = index
 
-    def __get__(self, snap: Snapshot | None, owner: type | None = None):
+    @overload
+    def __get__(self, snap: None, owner: type | None = None) -> _OverlayPart: ...
+
+    @overload
+    def __get__(self, snap: Snapshot, owner: type | None = None) -> np.ndarray: ...
+
+    def __get__(
+        self, snap: Snapshot | None, owner: type | None = None
+    ) -> _OverlayPart | np.ndarray:
         if snap is None:  # looked up on the class (help(), introspection)
             return self
         return snap._overlay(self.kind)[self.index]
@@ -496,7 +528,7 @@ class Snapshot:
         # Overlay entries not yet merged into the in-keys: merged when a consumer
         # asks for the in-direction (the CUDA backend never does).
         self._ov_in_done = 0
-        self._ov_cache: dict[str, tuple] = {}
+        self._ov_cache: dict[str, tuple[np.ndarray, ...]] = {}
         #: Whether a copy may share ``out_w`` and ``in_w`` (see __deepcopy__).
         self._weights_shared = False
 
@@ -818,7 +850,7 @@ class Snapshot:
         return base[back][:, back].tocsr()
 
     # --- patching ----------------------------------------------------------
-    def _overlay(self, kind: str) -> tuple:
+    def _overlay(self, kind: str) -> tuple[np.ndarray, ...]:
         """The overlay in one of its derived forms, built once per patch."""
         got = self._ov_cache.get(kind)
         if got is None:
@@ -859,7 +891,8 @@ class Snapshot:
         Row ``rows[k]`` holds ``indices[ptr[k]:ptr[k+1]]`` (ascending): what a
         product needs, in O(overlay) instead of an O(particles) row pointer.
         """
-        return self._overlay("in_rows")
+        rows, ptr, indices, weights = self._overlay("in_rows")
+        return rows, ptr, indices, weights
 
     def _grow(self, n_new: int) -> None:
         extra = n_new - self.n
@@ -894,7 +927,7 @@ class Snapshot:
             entries = np.arange(first, first + len(uniq), dtype=np.int64)
             new_src = (uniq >> _KEY_SHIFT).astype(np.int32)
             new_dst = (uniq & _KEY_MASK).astype(np.int32)
-            parts = (new_src, new_dst, np.zeros(len(uniq)))
+            parts: tuple[np.ndarray, ...] = (new_src, new_dst, np.zeros(len(uniq)))
             for col, part in zip(self._ov_cols, parts, strict=True):
                 col.extend(part)
             self._ov_out.merge(uniq, entries)
@@ -1056,7 +1089,7 @@ class Snapshot:
 
 
 @nb.njit(cache=True, parallel=True)
-def _rows_sum(indptr, weights, rows):
+def _rows_sum(indptr: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = np.zeros(rows.shape[0], dtype=np.float64)
     for k in nb.prange(rows.shape[0]):
         r = rows[k]

@@ -44,7 +44,7 @@ class KeyTable:
         return self._n
 
     def __contains__(self, key: object) -> bool:
-        return self._index.get(key, self._n) < self._n  # type: ignore[call-overload]
+        return isinstance(key, str | bytes) and self._index.get(key, self._n) < self._n
 
     def intern(self, keys: Sequence[Key] | np.ndarray) -> np.ndarray:
         """Ids of ``keys``, adding the unseen ones in first-seen order;
@@ -63,7 +63,8 @@ class KeyTable:
         import pandas as pd
 
         codes, uniques = pd.factorize(np.asarray(keys, dtype=object), sort=False)
-        return self.intern_distinct(uniques.tolist())[codes]
+        interned: np.ndarray = self.intern_distinct(uniques.tolist())[codes]
+        return interned
 
     def intern_distinct(self, keys: Sequence[Key]) -> np.ndarray:
         """Ids of ``keys``, which are pairwise distinct, adding the unseen ones in order.

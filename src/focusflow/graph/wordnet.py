@@ -423,14 +423,14 @@ def _dedupe(
     return src[keep], dst[keep], rel[keep]
 
 
-def wordnet_dir(directory: str | os.PathLike | None = None) -> Path:
+def wordnet_dir(directory: str | os.PathLike[str] | None = None) -> Path:
     """``directory``, else ``$FOCUSFLOW_WORDNET``, else /usr/share/wordnet."""
     if directory is None:
         directory = os.environ.get(ENV_DIR) or DEFAULT_DIR
     return Path(directory)
 
 
-def read_wordnet(directory: str | os.PathLike | None = None) -> WordNet:
+def read_wordnet(directory: str | os.PathLike[str] | None = None) -> WordNet:
     """Read the whole database (default: ``$FOCUSFLOW_WORDNET``, else /usr/share/wordnet).
 
     Links are ordered by the synset they belong to, in file order (nouns,
@@ -482,7 +482,7 @@ def read_wordnet(directory: str | os.PathLike | None = None) -> WordNet:
     )
 
 
-def particles_file_for(graph_path: str | os.PathLike) -> Path:
+def particles_file_for(graph_path: str | os.PathLike[str]) -> Path:
     """``<stem>.particles.tsv`` beside a graph file: where its particles' texts are."""
     p = Path(graph_path)
     return p.with_name(f"{p.stem}.particles.tsv")
@@ -503,7 +503,7 @@ def _write_atomic(path: Path, text: str) -> None:
         raise InputFileError(f"{path}: cannot write: {exc}") from None
 
 
-def write_wordnet(wn: WordNet, out: str | os.PathLike) -> tuple[Path, Path]:
+def write_wordnet(wn: WordNet, out: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write the links as a bostrom CSV at ``out`` and the particles file beside it.
 
     The CSV (``neuron,particle_from,particle_to,height,timestamp``, height 0,
@@ -529,7 +529,7 @@ def write_wordnet(wn: WordNet, out: str | os.PathLike) -> tuple[Path, Path]:
     return graph_path, particles_path
 
 
-def read_particle_texts(path: str | os.PathLike) -> dict[str, str]:
+def read_particle_texts(path: str | os.PathLike[str]) -> dict[str, str]:
     """``cid -> text`` from a particles file (``cid<TAB>text<TAB>gloss``)."""
     p = Path(path)
     if not p.is_file():
