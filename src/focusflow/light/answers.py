@@ -14,7 +14,7 @@ the proven one is :class:`WrongValueError`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from focusflow.chain.focus_spec import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_key
 from focusflow.chain.valsets import decode_set, valset_key
@@ -31,18 +31,23 @@ from focusflow.modules.links import links_key
 from focusflow.modules.names import NAME_PREFIX
 from focusflow.store.smt import Proof, verify_proof
 
+#: A node's answer: a JSON object, unchecked until the functions here check it.
+AnswerDoc = dict[str, object]
 
-def _hexfield(doc: dict, name: str) -> bytes | None:
+
+def _hexfield(doc: AnswerDoc, name: str) -> bytes | None:
     value = doc.get(name)
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise MalformedAnswerError(f"{name} is not hex")
     try:
         return bytes.fromhex(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise MalformedAnswerError(f"{name} is not hex") from None
 
 
-def check_anchor(doc: object, block: LightBlock) -> dict:
+def check_anchor(doc: object, block: LightBlock) -> AnswerDoc:
     """The answer names the verified block's height, hash and state root."""
     if not isinstance(doc, dict):
         raise MalformedAnswerError("a proof answer is a JSON object")
@@ -154,14 +159,14 @@ class FocusAnswer:
     height: int
 
 
-def _int(doc: dict, name: str) -> int:
+def _int(doc: AnswerDoc, name: str) -> int:
     value = doc.get(name)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise MalformedAnswerError(f"{name} is not a non-negative integer")
     return value
 
 
-def _focus_record(doc: dict, block: LightBlock) -> tuple[int, int]:
+def _focus_record(doc: AnswerDoc, block: LightBlock) -> tuple[int, int]:
     """(particles, scale) of the proven ``/graph/focus`` whose root is the header's."""
     value = proven_value(doc.get("focus_record"), FOCUS_KEY, block)
     if value is None:
@@ -214,17 +219,23 @@ def verify_particle(doc: object, block: LightBlock, cid: str) -> FocusAnswer:
     return FocusAnswer(cid_from_bytes(raw), i, q, q / scale, block.height)
 
 
+#: A link the proofs show, with the neuron whose message made it (bech32).
+ProvenLink = TypedDict("ProvenLink", {"from": str, "to": str, "neuron": str})
+
+
 @dataclass(frozen=True)
 class LinksAnswer:
     particle: str
     direction: str
-    links: list[dict]
+    links: list[ProvenLink]
     unproven: int
     total_stated: int
     height: int
 
 
-def _message_links(value: bytes) -> tuple[bytes, list]:
+def _message_links(value: bytes) -> tuple[bytes, list[Any]]:
+    """``(neuron, pairs)`` of a proven link message; the pairs stay decoded CBOR
+    of any shape, compared with a link as they are."""
     row = _decoded(value, "link message")
     if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], list)):
         raise WrongValueError("the proven link message is not [neuron, links]")
@@ -245,7 +256,7 @@ def verify_links(doc: object, block: LightBlock, cid: str, direction: str) -> Li
     links = doc.get("links")
     if not isinstance(messages, list) or not isinstance(links, list):
         raise MalformedAnswerError("links and messages are lists")
-    proven: list[tuple[bytes, list]] = []
+    proven: list[tuple[bytes, list[Any]]] = []
     for part in messages:
         key = _hexfield(part, "key") if isinstance(part, dict) else None
         if (
@@ -258,7 +269,8 @@ def verify_links(doc: object, block: LightBlock, cid: str, direction: str) -> Li
         if value is None:
             raise BadProofError(f"link message {key.hex()} is proven absent")
         proven.append(_message_links(value))
-    out, unproven = [], 0
+    out: list[ProvenLink] = []
+    unproven = 0
     for link in links:
         if not isinstance(link, dict):
             raise MalformedAnswerError("a link is a JSON object")
@@ -296,6 +308,7 @@ __all__ = [
     "FocusAnswer",
     "LinksAnswer",
     "NameAnswer",
+    "ProvenLink",
     "check_anchor",
     "proven_value",
     "verify_account",

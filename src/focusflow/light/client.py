@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 from urllib.parse import quote
 
 from cryptography import x509
@@ -79,6 +79,10 @@ MAX_PEM = 8 << 10
 MAX_CRL_PEM = 4 << 20
 
 
+#: What a check of an answer proves (an ``answers.*Answer``).
+_Proven = TypeVar("_Proven")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -112,8 +116,8 @@ class Node:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get(self, path: str, params: dict | None = None) -> Any:
-        """The JSON of a success answer; NodeRequestError for an error answer."""
+    def get(self, path: str, params: Mapping[str, str | int] | None = None) -> object:
+        """The JSON of a success answer, unchecked; NodeRequestError for an error answer."""
         try:
             return self.api.get(path, params)
         except BadNodeAnswerError as exc:
@@ -131,10 +135,10 @@ class Node:
                 f"{self.url}{path}: answered {exc.status}", status=exc.status
             ) from None
 
-    def header(self, height: int | None) -> Any:
+    def header(self, height: int | None) -> object:
         return self.get("/v1/light/header/" + ("latest" if height is None else str(height)))
 
-    def get_or_none(self, path: str) -> Any:
+    def get_or_none(self, path: str) -> object:
         """Like :meth:`get`, but None where the node answers 404 (it has none)."""
         try:
             return self.get(path)
@@ -144,7 +148,7 @@ class Node:
             raise
 
 
-def _pem_certificate(doc: Any, key: str) -> x509.Certificate:
+def _pem_certificate(doc: object, key: str) -> x509.Certificate:
     """The certificate under ``key`` of a node's JSON answer, bounded and parsed."""
     pem = doc.get(key) if isinstance(doc, dict) else None
     if not isinstance(pem, str) or len(pem) > MAX_PEM:
@@ -155,7 +159,7 @@ def _pem_certificate(doc: Any, key: str) -> x509.Certificate:
         raise MalformedAnswerError(f"{key!r} is not a PEM certificate") from None
 
 
-def _pem_crl(doc: Any) -> x509.CertificateRevocationList:
+def _pem_crl(doc: object) -> x509.CertificateRevocationList:
     pem = doc.get("pem") if isinstance(doc, dict) else None
     if not isinstance(pem, str) or len(pem) > MAX_CRL_PEM:
         raise MalformedAnswerError(f"a CRL answer has a PEM 'pem' of at most {MAX_CRL_PEM}")
@@ -376,7 +380,12 @@ class LightClient:
             return found
         return self.sync(height)
 
-    def _answer(self, path: str, params: dict | None, verify: Callable[[Any, LightBlock], Any]):
+    def _answer(
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        verify: Callable[[object, LightBlock], _Proven],
+    ) -> _Proven:
         """Ask, verify the header of the height the answer names, check the answer.
 
         A node that moved past the height between the two is asked again at the

@@ -51,7 +51,7 @@ def _link_pairs(value: bytes) -> tuple[bytes, set[tuple[bytes, bytes]]]:
         raise MalformedAnswerError("a links message does not decode") from None
 
 
-def _check_fact(fact: dict, values: dict[bytes, bytes | None]) -> None:
+def _check_fact(fact: dict[str, Any], values: dict[bytes, bytes | None]) -> None:
     # Any JSON values: a wrong type fails below and is reported as such.
     rel, key_hex = fact.get("relation"), fact.get("key")
     vals: Any = fact.get("values")
@@ -117,7 +117,7 @@ def verify_query_answer(doc: dict[str, Any]) -> dict[str, Any]:
         values[key] = value
     for fact in facts:
         _check_fact(fact, values)
-    grouped: dict[str, list[list]] = {}
+    grouped: dict[str, list[list[object]]] = {}
     for fact in facts:
         grouped.setdefault(fact["relation"], []).append(list(fact["values"]))
     for row_facts in cited:

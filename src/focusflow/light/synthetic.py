@@ -15,8 +15,9 @@ exists (empty transactions, no focus), which is what lets a benchmark build
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from focusflow.chain.block import Header, sign_certificate
 from focusflow.chain.valsets import encode_set, valset_key
@@ -25,9 +26,33 @@ from focusflow.consensus.validators import Validator, ValidatorSet
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import EMPTY_ROOT, sha256
 from focusflow.core.keys import KeyPair
+from focusflow.light.verify import HeaderDoc
 from focusflow.store import smt
 
 ZERO = bytes(32)
+
+
+class ValsetProofDoc(TypedDict):
+    """``GET /v1/light/proofs/validators/{first}``: a state key's value (None:
+    absent) and its proof, anchored at a block; bytes as hex."""
+
+    height: int
+    block_hash: str
+    state_root: str
+    key: str
+    value: str | None
+    proof: str
+
+
+class ErrorBody(TypedDict):
+    code: str
+    message: str
+
+
+class ErrorDoc(TypedDict):
+    """A refusal, as the node's API writes it."""
+
+    error: ErrorBody
 
 
 def key_of(seed: int) -> KeyPair:
@@ -130,7 +155,7 @@ class SyntheticChain:
 
     # --- the node's light routes ---------------------------------------------
 
-    def header_doc(self, h: int | None = None) -> dict:
+    def header_doc(self, h: int | None = None) -> HeaderDoc:
         """``GET /v1/light/header/{h}`` (``latest`` when None)."""
         h = self.height if h is None else h
         header = self.header(h)
@@ -146,7 +171,7 @@ class SyntheticChain:
             ],
         }
 
-    def valset_doc(self, first: int, h: int) -> dict:
+    def valset_doc(self, first: int, h: int) -> ValsetProofDoc:
         """``GET /v1/light/proofs/validators/{first}?height={h}``."""
         _, root, nodes = self._state(h)
         key = valset_key(first)
@@ -163,7 +188,9 @@ class SyntheticChain:
             "proof": proof.encode().hex(),
         }
 
-    def answer(self, path: str, params: dict | None = None) -> tuple[int, dict]:
+    def answer(
+        self, path: str, params: Mapping[str, str | int] | None = None
+    ) -> tuple[int, HeaderDoc | ValsetProofDoc | ErrorDoc]:
         """(status, JSON) of a ``/v1/light`` GET, as a node would answer it."""
         parts = path.strip("/").split("/")
         try:
@@ -182,7 +209,7 @@ class SyntheticChain:
         return 404, _error("not_found", path)
 
 
-def _error(code: str, message: str) -> dict:
+def _error(code: str, message: str) -> ErrorDoc:
     return {"error": {"code": code, "message": message}}
 
 

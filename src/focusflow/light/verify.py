@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypedDict
 
 from focusflow.chain.block import Header
 from focusflow.consensus.certificate import (
@@ -51,6 +52,27 @@ from focusflow.light.trust import DEFAULT_TRUST_LEVEL, DEFAULT_TRUSTING_PERIOD_S
 MAX_CLOCK_DRIFT_MS = 10_000
 
 
+class ValidatorDoc(TypedDict):
+    """A member of the signing set in a header answer."""
+
+    public_key: str
+    power: int
+
+
+class HeaderDoc(TypedDict):
+    """``GET /v1/light/header/{h}``: what :func:`parse_light_block` reads back.
+
+    Byte strings are hex; ``certificate_cbor`` is None for the genesis header.
+    """
+
+    height: int
+    hash: str
+    chain_id: str
+    header_cbor: str
+    certificate_cbor: str | None
+    validators: list[ValidatorDoc]
+
+
 @dataclass(frozen=True)
 class LightBlock:
     header: Header
@@ -63,7 +85,7 @@ class LightBlock:
     def height(self) -> int:
         return self.header.height
 
-    def to_json(self) -> dict:
+    def to_json(self) -> HeaderDoc:
         """The route's shape (``/v1/light/header``), enough to parse it again."""
         from focusflow.consensus.certificate import encode_certificate
 
@@ -82,7 +104,7 @@ class LightBlock:
         }
 
 
-def _hex(doc: dict, name: str, size: int | None = None) -> bytes:
+def _hex(doc: dict[str, object], name: str, size: int | None = None) -> bytes:
     value = doc.get(name)
     if not isinstance(value, str):
         raise MalformedAnswerError(f"{name} is not hex")
@@ -245,7 +267,9 @@ def verify_skipping(
 
 __all__ = [
     "MAX_CLOCK_DRIFT_MS",
+    "HeaderDoc",
     "LightBlock",
+    "ValidatorDoc",
     "check_time",
     "parse_light_block",
     "trusted_power",
