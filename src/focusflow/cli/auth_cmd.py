@@ -10,14 +10,17 @@ docs/trust.md is the contract.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
 
 from focusflow.cli.common import HomeOpt, JsonOpt, console, print_json
 from focusflow.core.home import resolve_home, tokens_path
+
+if TYPE_CHECKING:
+    from focusflow.services.auth.passwords import PasswordStore
+    from focusflow.services.auth.tokens import TokenRecord, TokenStore
 
 auth_app = typer.Typer(help="Credentials for a node's admin endpoints.", no_args_is_help=True)
 token_app = typer.Typer(help="Scoped API tokens: issue, list, revoke.", no_args_is_help=True)
@@ -40,7 +43,7 @@ FileOpt = Annotated[
 ]
 
 
-def _store(home: str | None, file: Path | None):
+def _store(home: str | None, file: Path | None) -> TokenStore:
     from focusflow.core.errors import InputFileError
     from focusflow.services.auth.tokens import TokenStore
 
@@ -95,13 +98,27 @@ def revoke_cmd(
     console.print(f"token {token_id} revoked")
 
 
-def _public(record) -> dict:
-    doc = asdict(record)
-    doc.pop("secret_sha256")
-    return doc
+class TokenDoc(TypedDict):
+    """A token as ``list --json`` shows it: the record without its secret's hash."""
+
+    id: str
+    subject: str
+    roles: list[str]
+    expires_ms: int
+    revoked: bool
 
 
-def _passwords(home: str | None):
+def _public(record: TokenRecord) -> TokenDoc:
+    return {
+        "id": record.id,
+        "subject": record.subject,
+        "roles": list(record.roles),
+        "expires_ms": record.expires_ms,
+        "revoked": record.revoked,
+    }
+
+
+def _passwords(home: str | None) -> PasswordStore:
     from focusflow.core.errors import InputFileError
     from focusflow.core.home import passwords_path
     from focusflow.services.auth.passwords import PasswordStore

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TextIO
 
 import typer
 
@@ -55,7 +55,13 @@ def _auth(token: str | None, home: Path) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def _file_chunks(path: Path, progress: Any) -> Iterator[bytes]:
+class _Progress(Protocol):
+    """What the upload advances: typer's progress bar."""
+
+    def update(self, n_steps: int) -> None: ...
+
+
+def _file_chunks(path: Path, progress: _Progress) -> Iterator[bytes]:
     with path.open("rb") as f:
         while piece := f.read(1 << 20):
             progress.update(len(piece))
@@ -226,6 +232,6 @@ def rm(
     print(f"unpinned {cid}; {result['freed_bytes']:,} bytes freed")
 
 
-def _progress_stream(quiet: bool) -> contextlib.AbstractContextManager[Any]:
+def _progress_stream(quiet: bool) -> contextlib.AbstractContextManager[TextIO]:
     """Where the progress bar draws: stderr, or nowhere with --json."""
     return open(os.devnull, "w") if quiet else contextlib.nullcontext(sys.stderr)

@@ -115,7 +115,7 @@ def client(home: str | None, node: str | None, timeout: float = TIMEOUT_S) -> No
     )
 
 
-def skipped_invalid(graph: Any) -> int:
+def skipped_invalid(graph: object) -> int:
     """How many links ``--skip-invalid`` dropped while ``graph`` was read."""
     return int(getattr(graph, "skipped_invalid", 0) or 0)
 
@@ -162,7 +162,7 @@ def new_passphrase(name: str) -> str:
             "or pass --unencrypted"
         )
     while True:
-        first = typer.prompt(f"Passphrase for {name}", hide_input=True)
+        first: str = typer.prompt(f"Passphrase for {name}", hide_input=True)
         if not first:
             typer.echo("An empty passphrase encrypts nothing; use --unencrypted for that.")
             continue

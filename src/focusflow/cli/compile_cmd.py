@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -18,6 +19,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from focusflow.cli.common import SkipInvalidOpt, skipped_invalid, skipped_note
 from focusflow.core.errors import InputFileError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from focusflow.compile.pipeline import Report
 
 
 def compile_cmd(
@@ -76,7 +80,7 @@ def compile_cmd(
             from focusflow.graph.importers import read_graph
 
             graph = read_graph(graph_file, fmt, skip_invalid=skip_invalid)
-            origin: dict = {"graph": str(graph_file)}
+            origin: dict[str, object] = {"graph": str(graph_file)}
         else:
             assert node is not None
             from focusflow.cli.common import client
@@ -106,7 +110,7 @@ def compile_cmd(
     _summary(err, report, out)
 
 
-def _summary(err: Console, r: dict, out: Path) -> None:
+def _summary(err: Console, r: Report, out: Path) -> None:
     g, t = r["graph"], r["timings"]
     err.print(
         f"focusflow compile: {g['particles']} particles, {g['links']} links -> {out}/model.onnx"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import typer
 
@@ -42,6 +42,23 @@ EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 
 
+class VerdictDoc(TypedDict):
+    """``focusflow da sample --json``: one sampling round."""
+
+    height: int
+    node: str
+    data_root: str
+    k: int | None
+    width: int | None
+    available: bool
+    confidence: float
+    samples: int
+    verified: int
+    failed: list[list[int]]
+    failed_fraction: float | None
+    reason: str | None
+
+
 @dataclass
 class Verdict:
     """What one sampling round found; ``reason`` says why, when unavailable."""
@@ -55,7 +72,7 @@ class Verdict:
     failed: list[tuple[int, int]] = field(default_factory=list)
     reason: str = ""
 
-    def to_json(self, node: str) -> dict:
+    def to_json(self, node: str) -> VerdictDoc:
         n = len(self.samples)
         return {
             "height": self.height,

@@ -14,7 +14,7 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import typer
 from rich.console import Console
@@ -55,7 +55,31 @@ def _parse_weights(text: str) -> tuple[float, float, float]:
     return values
 
 
-def _write_tsv(result: FocusResult, ids: np.ndarray, sink) -> None:
+class FocusSummary(TypedDict):
+    """``focusflow focus compute --json``: the run's summary (and the top particles)."""
+
+    input: str
+    particles: int
+    links: int
+    edges: int
+    neurons: int
+    mode: str
+    backend: str
+    iterations: int
+    residual: float
+    converged: bool
+    contraction_rate: float | None
+    entropy_nats: float
+    syntropy_nats: float
+    skipped_invalid_links: int
+    dropped_self_links: int
+    #: Per phase: ``load`` and the solver's timings.
+    seconds: dict[str, float]
+    #: ``[particle, value]`` rows, with ``--json`` only.
+    top: NotRequired[list[list[str | int | float]]]
+
+
+def _write_tsv(result: FocusResult, ids: np.ndarray, sink: IO[bytes]) -> None:
     """``particle<TAB>value`` rows of ``ids``, formatted and written by Arrow in bulk.
 
     Focus values take the shortest decimal form that reads back to the same
@@ -204,7 +228,7 @@ def compute_cmd(
     focus = result.focus
     ordered = result.order()
     d = result.diagnostics
-    summary = {
+    summary: FocusSummary = {
         "input": str(path),
         "particles": graph.n_particles,
         "links": graph.n_links,
@@ -282,7 +306,7 @@ def prepare_cmd(
     prepare(backend, report)
 
 
-def _print_summary(err: Console, s: dict, tol: float) -> None:
+def _print_summary(err: Console, s: FocusSummary, tol: float) -> None:
     secs = s["seconds"]
     phases = ", ".join(
         f"{k} {secs[k]:.3f}" for k in ("diffusion", "springs", "heat") if secs.get(k)

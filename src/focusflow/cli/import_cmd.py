@@ -43,11 +43,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from focusflow.cli.common import (
     PASSPHRASE_NOTE,
@@ -69,6 +76,13 @@ from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.hashing import sha256
 from focusflow.core.home import resolve_home
 from focusflow.core.keys import KeyPair
+
+if TYPE_CHECKING:
+    from focusflow.chain.tx import Tx
+    from focusflow.cli.particle_texts import TextsSent
+    from focusflow.cli.txbuild import Pinned
+    from focusflow.client import NodeClient, ReportedAccount
+    from focusflow.graph.cybergraph import Cybergraph
 
 import_app = typer.Typer(help="Bulk-load cyberlinks into a running node.", no_args_is_help=True)
 
@@ -109,7 +123,7 @@ class Plan:
     """What one neuron still needs: its signed transactions and their cost."""
 
     neuron: Neuron
-    txs: list[Any]  # focusflow.chain.tx.Tx, in nonce order
+    txs: list[Tx]  # in nonce order
     link_counts: list[int]  # links carried by each transaction
     cost: int  # fees + stake + burn of all txs
     shortfall: int  # what the dev key must send first
@@ -147,7 +161,7 @@ def read_neurons(
     return neurons_of_graph(read_bostrom(path, skip_invalid=skip_invalid), chain_id, limit)
 
 
-def neurons_of_graph(graph: Any, chain_id: str, limit: int | None) -> list[Neuron]:
+def neurons_of_graph(graph: Cybergraph, chain_id: str, limit: int | None) -> list[Neuron]:
     """A Cybergraph's neurons with their links (its first ``limit`` links only), in
     first-seen order, each with the key ``neuron_key`` derives from its name.
 
@@ -158,8 +172,9 @@ def neurons_of_graph(graph: Any, chain_id: str, limit: int | None) -> list[Neuro
 
     batch = graph.links()
     n = len(batch) if limit is None else min(limit, len(batch))
-    keys = graph.particles.keys()
-    names = graph.neurons.keys()
+    # an importer's graph is read from files: its keys are text
+    keys = cast(list[str], graph.particles.keys())
+    names = cast(list[str], graph.neurons.keys())
     raw: dict[int, bytes] = {}
 
     def cid(i: int) -> bytes:
@@ -181,8 +196,8 @@ def neurons_of_graph(graph: Any, chain_id: str, limit: int | None) -> list[Neuro
 
 def plan_neuron(
     neuron: Neuron,
-    account: Any,  # focusflow.client.ReportedAccount
-    pin: Any,  # txbuild.Pinned
+    account: ReportedAccount,
+    pin: Pinned,
     stake: int,
     batch: int,
 ) -> Plan | None:
@@ -197,7 +212,7 @@ def plan_neuron(
         return None
     target = max(stake, len(neuron.links) * params.min_link_weight)
     add_stake = max(0, target - account.bonded)
-    txs: list[Any] = []
+    txs: list[Tx] = []
     counts: list[int] = []
     cost = 0
     nonce = account.nonce
@@ -229,7 +244,7 @@ def _already_sent(code: str, message: str) -> bool:
     return code == "duplicate_tx" and "already in the mempool" in message
 
 
-def _submit_all(api: Any, txs: Sequence[Any]) -> list[str]:
+def _submit_all(api: NodeClient, txs: Sequence[Tx]) -> list[str]:
     """Send transactions in order, in batches where the node offers them; their hashes.
 
     A refusal other than "already in the mempool" stops the import with the
@@ -241,7 +256,7 @@ def _submit_all(api: Any, txs: Sequence[Any]) -> list[str]:
     hashes: list[str] = []
     start = 0
     while start < len(txs):
-        chunk: list[Any] = []
+        chunk: list[Tx] = []
         size = 0
         for tx in txs[start : start + BATCH_TXS]:
             if chunk and size + len(tx.encoded) > BATCH_BYTES:
@@ -278,7 +293,7 @@ def _submit_all(api: Any, txs: Sequence[Any]) -> list[str]:
 
 
 def _await_all(
-    api: Any,
+    api: NodeClient,
     queues: Sequence[Sequence[str]],
     on_commit: Callable[[int, int, dict[str, Any]], None],
 ) -> None:
@@ -324,10 +339,10 @@ def _await_all(
 
 
 def fund(
-    api: Any,
+    api: NodeClient,
     funder: KeyPair,
     needy: list[Plan],
-    pin: Any,  # txbuild.Pinned
+    pin: Pinned,
     report: Report,
 ) -> None:
     """Send each needy neuron its shortfall, up to max_msgs_per_tx sends a transaction."""
@@ -377,10 +392,10 @@ def fund(
 
 
 def run_import(
-    api: Any,
+    api: NodeClient,
     funder: KeyPair,
     neurons: list[Neuron],
-    pin: Any,  # txbuild.Pinned
+    pin: Pinned,
     *,
     stake: int,
     batch: int,
@@ -432,7 +447,11 @@ def run_import(
         linked_before, failed_before = report.links_sent, len(report.failed)
 
         def committed(
-            q: int, j: int, record: dict[str, Any], sent: list = sent, task: Any = task
+            q: int,
+            j: int,
+            record: dict[str, Any],
+            sent: list[tuple[Plan, list[str]]] = sent,
+            task: TaskID | None = task,
         ) -> None:
             p, hashes = sent[q]
             if record.get("code") == "ok":
@@ -470,8 +489,8 @@ def counting_bar(label: str, unit: str, err: Console, show: bool) -> Progress:
 
 
 def send_texts_with_progress(
-    api: Any, texts: Sequence[str], err: Console, show: bool
-) -> Any:  # cli.particle_texts.TextsSent
+    api: NodeClient, texts: Sequence[str], err: Console, show: bool
+) -> TextsSent:
     """Give the node the particles' texts in batches, with a bar on a terminal."""
     from focusflow.cli.particle_texts import send_texts
 
@@ -495,7 +514,7 @@ FunderOpt = Annotated[
 
 
 def load_graph(
-    graph: Any,  # focusflow.graph.Cybergraph
+    graph: Cybergraph,
     what: str,
     *,
     limit: int | None,

@@ -37,6 +37,8 @@ from focusflow.core.errors import FocusflowError, InputFileError, InvalidParamet
 if TYPE_CHECKING:
     import numpy as np
 
+    from focusflow.infer import InferParams
+
 #: Lines of a --contexts file, and particles on one line.
 MAX_LINES = 1_000_000
 MAX_LINE_PARTICLES = 4096
@@ -95,7 +97,7 @@ class _GraphAnswerer:
         stakes: Path | None,
         texts: Path | None,
         skip_invalid: bool,
-        params,
+        params: InferParams,
         semcons: dict[str, float],
         others: float | None,
     ) -> None:
@@ -147,7 +149,9 @@ class _GraphAnswerer:
 
 
 class _NodeAnswerer:
-    def __init__(self, node: str, params, semcons: dict[str, float], others: float | None) -> None:
+    def __init__(
+        self, node: str, params: InferParams, semcons: dict[str, float], others: float | None
+    ) -> None:
         self.client = client(None, node)
         self.base: dict[str, Any] = {
             "mode": params.mode,
@@ -159,7 +163,7 @@ class _NodeAnswerer:
             self.base["other_semcons"] = others
 
     @staticmethod
-    def _item(p: str) -> Any:
+    def _item(p: str) -> str | dict[str, str]:
         return {"name": p[1:]} if p.startswith("@") and len(p) > 1 else p
 
     def top(self, context: list[str], k: int) -> dict[str, Any]:

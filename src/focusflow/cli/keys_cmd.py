@@ -9,7 +9,7 @@ file format is documented in :mod:`focusflow.core.keystore` and docs/cli.md.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 from rich.table import Table
@@ -39,7 +39,16 @@ UnencryptedOpt = Annotated[
 ]
 
 
-def _as_json(info: KeyInfo) -> dict:
+class KeyDoc(TypedDict):
+    """A key as ``--json`` shows it (never its seed)."""
+
+    name: str
+    address: str
+    public_key: str
+    encrypted: bool
+
+
+def _as_json(info: KeyInfo) -> KeyDoc:
     return {
         "name": info.name,
         "address": info.address,

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import typer
 
@@ -30,6 +30,8 @@ from focusflow.light.errors import EXIT_VERIFICATION, BadEncodingError
 from focusflow.light.trust import DEFAULT_TRUSTING_PERIOD_S
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from focusflow.light.client import LightClient, Node
     from focusflow.light.verify import LightBlock
 
@@ -66,7 +68,23 @@ def _client(node: str, home: str, timeout: float, period: float) -> Iterator[Lig
         yield LightClient(store, asked, trusting_period_s=period)
 
 
-def _print(data: dict, as_json: bool) -> None:
+#: What a verified query returns (an ``answers.*Answer``, a block).
+_Answer = TypeVar("_Answer")
+
+
+class SampleDoc(TypedDict):
+    """``focusflow light sample``: one round of sampling a verified block's square."""
+
+    height: int
+    samples: int
+    available: bool
+    confidence: float
+    data_root: str
+    block_hash: str
+    reason: str | None
+
+
+def _print(data: Mapping[str, object], as_json: bool) -> None:
     if as_json:
         print(json.dumps(data))
     else:
@@ -150,7 +168,7 @@ def sync_cmd(
     )
 
 
-def _read_pem(path: Path) -> Any:
+def _read_pem(path: Path) -> x509.Certificate:
     from cryptography import x509
 
     try:
@@ -163,7 +181,7 @@ def _read_pem(path: Path) -> Any:
         raise InputFileError(f"{path} is not a PEM certificate") from None
 
 
-def _chain_id(node: Any) -> str:
+def _chain_id(node: Node) -> str:
     """The chain id the node's newest header names (checked with its signatures
     once the header is verified)."""
     doc = node.header(None)
@@ -183,7 +201,7 @@ def _hash(text: str) -> bytes:
     return raw
 
 
-def _run_query(client: LightClient, ask):
+def _run_query(client: LightClient, ask: Callable[[], _Answer]) -> _Answer:
     try:
         return ask()
     finally:
@@ -321,7 +339,7 @@ def sample_cmd(
         raise SystemExit(EXIT_VERIFICATION)
 
 
-def sample_verified(node: Node, block: LightBlock, samples: int, rng: random.Random) -> dict:
+def sample_verified(node: Node, block: LightBlock, samples: int, rng: random.Random) -> SampleDoc:
     """Sample ``samples`` shares of ``block``'s square against its verified data root.
 
     The row and column roots must hash to the header's ``data_root`` (da_cmd's
@@ -345,7 +363,9 @@ def sample_verified(node: Node, block: LightBlock, samples: int, rng: random.Ran
     return _sample_doc(block, samples, result.available, result.confidence, why)
 
 
-def _sample_doc(block: LightBlock, samples: int, ok: bool, confidence: float, why: str) -> dict:
+def _sample_doc(
+    block: LightBlock, samples: int, ok: bool, confidence: float, why: str
+) -> SampleDoc:
     return {
         "height": block.height,
         "samples": samples,

@@ -47,9 +47,9 @@ def _pages(
     fields: tuple[str, ...],
     need: int | None,
     progress: Progress | None,
-) -> tuple[dict[str, list], int, int]:
+) -> tuple[dict[str, list[object]], int, int]:
     """Every page of ``/v1/graph/<what>`` up to the first page's total (or ``need``)."""
-    out: dict[str, list] = {f: [] for f in fields}
+    out: dict[str, list[object]] = {f: [] for f in fields}
     heights: list[int] = []
     total: int | None = None
     got = 0
@@ -81,7 +81,12 @@ def _pages(
     return out, min(heights, default=0), max(heights, default=0)
 
 
-def _ints(values: list, what: str, upper: int) -> np.ndarray:
+def _strings(values: list[object]) -> TypeGuard[list[str]]:
+    """Whether every value from JSON is a string."""
+    return all(isinstance(v, str) for v in values)
+
+
+def _ints(values: list[object], what: str, upper: int) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=np.int64)
     except (TypeError, ValueError, OverflowError):
@@ -104,12 +109,12 @@ def read_node_graph(client: NodeClient, progress: Progress | None = None) -> Nod
     neurons, n0, n1 = _pages(client, "neurons", ("addresses", "stakes"), n_neurons, progress)
     g = Cybergraph()
     cids = parts["cids"]
-    if not all(isinstance(c, str) for c in cids):
+    if not _strings(cids):
         raise BadNodeAnswerError("particles: CIDs must be strings")
     try:
         ids = g.add_particles(cids)
         addresses = neurons["addresses"]
-        if not all(isinstance(a, str) for a in addresses):
+        if not _strings(addresses):
             raise BadNodeAnswerError("neurons: addresses must be strings")
         nids = g.add_neurons(addresses)
         stakes = np.asarray(neurons["stakes"], dtype=np.float64)

@@ -11,7 +11,7 @@ state*.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -92,7 +92,7 @@ def prove_cmd(
     _submit(opts, [_msg("pin.prove", body)], {"request": request, "offset": offset})
 
 
-def _wait_next_block(home: Any, node: Any, height: int, timeout: float) -> None:
+def _wait_next_block(home: str | None, node: str | None, height: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     with client(home, node) as api:
         while api.status()["height"] <= height:
