@@ -14,7 +14,7 @@ blocks of one link each with a checkpoint due at every one, alternately:
 
 It also times ``copy.deepcopy`` of the chain's focus state, which every
 block proposed or validated under consensus pays before it applies its
-deltas (``Chain._build`` with ``in_place=False``: the head's state must
+deltas (``BlockPipeline.build`` with ``in_place=False``: the head's state must
 survive a block that is not committed), and whole one-link blocks both ways
 (no checkpoint due): produced in place as a lone node does, and proposed then
 committed with a certificate as under consensus, where the copy shares the
@@ -79,8 +79,7 @@ from pathlib import Path
 
 import numpy as np
 
-from focusflow.chain import Genesis, Msg, make_tx
-from focusflow.chain import chain as chain_module
+from focusflow.chain import Genesis, Msg, lifecycle, make_tx
 from focusflow.chain.block import sign_certificate
 from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
 from focusflow.core.keys import KeyPair
@@ -158,13 +157,13 @@ def run(links: int, neurons: int, repeats: int) -> dict:
         t = time.perf_counter()
         _graft(chain, links, neurons, seed=1)
         build = time.perf_counter() - t
-        chain_module.CHECKPOINT_WORK_S = 1e18
+        lifecycle.CHECKPOINT_WORK_S = 1e18
         t = time.perf_counter()
         _block(chain, 0)  # the cold solve of the whole graph
         solve = time.perf_counter() - t
         log_bytes = len(pickle.dumps(chain.focus.graph.log, protocol=5))
-        chain_module.CHECKPOINT_WORK_S = 0.0
-        chain_module.CHECKPOINT_COST_RATIO = 0.0
+        lifecycle.CHECKPOINT_WORK_S = 0.0
+        lifecycle.CHECKPOINT_COST_RATIO = 0.0
         held: dict[bool, list[float]] = {False: [], True: []}
         child: list[float] = []
         memory = _memory()
@@ -182,7 +181,7 @@ def run(links: int, neurons: int, repeats: int) -> dict:
             spare = copy.deepcopy(chain.focus)
             copies.append(time.perf_counter() - t)
             del spare
-        chain_module.CHECKPOINT_WORK_S = 1e18
+        lifecycle.CHECKPOINT_WORK_S = 1e18
         in_place: list[float] = []
         consensus: list[float] = []
         nonce = 2 * repeats + 1
@@ -224,7 +223,7 @@ def restore_run(links: int, neurons: int) -> dict:
         genesis = _genesis()
         chain = open_chain(home, genesis, VALIDATOR)
         _graft(chain, links, neurons, seed=1)
-        chain_module.CHECKPOINT_WORK_S = 1e18
+        lifecycle.CHECKPOINT_WORK_S = 1e18
         # The first block commits every particle's CID (the grafted ones too),
         # as blocks that brought them would have: a joining node checks the
         # snapshot's particle order against them.

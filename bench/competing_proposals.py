@@ -114,7 +114,7 @@ def run(total: int, block_links: int, with_checkpoint: bool) -> dict[str, float]
         copy.deepcopy(chain.focus)
         out["copy of the head's state"] = time.perf_counter() - t
         t = time.perf_counter()
-        chain._rebuild_focus()
+        chain.lifecycle.rebuild_focus()
         out["rebuild from the checkpoint"] = time.perf_counter() - t
         chain.store.close()
     return out

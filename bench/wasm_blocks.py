@@ -152,7 +152,7 @@ def run(workload: str, calls: int, spin: int, threads: int) -> tuple[float, floa
     for scheduler in (Scheduler(speculable=lambda _tx: False), ahead):
         with tempfile.TemporaryDirectory() as d:
             chain = open_chain(d, genesis(keys), VALIDATOR)
-            chain.scheduler = scheduler
+            chain.pipeline.scheduler = scheduler
             contracts, t = deploy(chain, keys[0], wasmtime.wat2wasm(wat), copies, T0 + 1000)
             body = {"msg": b'{"increment": {}}', "gas": GAS}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from focusflow.chain.chain import MAX_CLOCK_DRIFT_MS
+from focusflow.chain.block_checks import MAX_CLOCK_DRIFT_MS
 from tests.node.testnet_process import ROOT, START_TIMEOUT, LocalTestnet, _env
 
 #: Largest block time an honest chain may hold: 2^53 - 1 (chain's MAX_TIME_MS).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from focusflow.chain import chain as chain_module
+from focusflow.chain import lifecycle
 from tests.chain.helpers import new_chain
 from tests.chain.link_blocks import GENESIS, grow, small_block
 
@@ -21,8 +21,8 @@ def main() -> None:
         grow(chain, 2 - chain.height)
         assert chain.checkpoint()
     print(f"durable {chain.checkpoints.durable_height}", flush=True)
-    chain_module.CHECKPOINT_WORK_S = 0.0
-    chain_module.CHECKPOINT_COST_RATIO = 0.0
+    lifecycle.CHECKPOINT_WORK_S = 0.0
+    lifecycle.CHECKPOINT_COST_RATIO = 0.0
     while True:
         small_block(chain)
         if chain.checkpoints.busy:

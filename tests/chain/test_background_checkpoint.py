@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from focusflow.chain import chain as chain_module
-from focusflow.chain import checkpoint_writer
+from focusflow.chain import checkpoint_writer, lifecycle
 from focusflow.chain.focus_checkpoint import read_header_of
 from focusflow.chain.snapshot import capture_focus
 from tests.chain import focus_state_bytes
@@ -42,8 +41,8 @@ def grown(tmp_path_factory):
 @pytest.fixture
 def due(monkeypatch):
     """Every block with links makes a checkpoint due."""
-    monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 0.0)
-    monkeypatch.setattr(chain_module, "CHECKPOINT_COST_RATIO", 0.0)
+    monkeypatch.setattr(lifecycle, "CHECKPOINT_WORK_S", 0.0)
+    monkeypatch.setattr(lifecycle, "CHECKPOINT_COST_RATIO", 0.0)
 
 
 def _files(chain) -> list[str]:
@@ -168,7 +167,7 @@ def test_close_waits_for_the_heads_write_and_abandons_an_older_one(tmp_path, due
     assert chain.restored_from == chain.height == 1
     assert not chain.checkpoints.busy, "the loaded checkpoint is not written again"
     assert chain.checkpoint(background=True)
-    monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 1e9)
+    monkeypatch.setattr(lifecycle, "CHECKPOINT_WORK_S", 1e9)
     small_block(chain)  # block 2 makes none due
     chain.close()  # block 1's write, if still in flight, is abandoned
     last = chain.checkpoints.last

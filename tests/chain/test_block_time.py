@@ -15,7 +15,7 @@ import pytest
 
 from focusflow.chain import BlockError, BlockRecord
 from focusflow.chain.block import MAX_TIME_MS, Block, sign_certificate
-from focusflow.chain.chain import MAX_CLOCK_DRIFT_MS
+from focusflow.chain.block_checks import MAX_CLOCK_DRIFT_MS
 from focusflow.chain.errors import BlockTimeError, GenesisError
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import DecodeError

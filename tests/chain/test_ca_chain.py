@@ -107,10 +107,10 @@ class Net:
         self.keys = {k.public_key: k for k in (*MEMBERS, ERIN, VALIDATOR)}
 
     def produce(self, txs: list) -> Any:
-        pending = self.chain._propose(txs, self.t, False, in_place=True)
+        pending = self.chain.pipeline.propose(txs, time_ms=self.t, verified=False, in_place=True)
         signers = [self.keys[v.public_key] for v in self.chain.validators.validators]
         cert = sign_commit(signers, CHAIN_ID, pending.height, pending.hash)
-        return self.chain._commit_in_place(pending, cert)
+        return self.chain.committer.commit_in_place(pending, cert)
 
     def send(self, key: KeyPair, msg: Msg):
         nonce = self.nonces.get(key.address, 0)

@@ -25,11 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from focusflow.chain import Genesis, Msg, make_tx
-from focusflow.chain.chain import BlockResult, Chain
+from focusflow.chain.chain import Chain
 from focusflow.chain.errors import InsufficientFeeError
 from focusflow.chain.fees import current_fee_per_byte
 from focusflow.chain.mempool import Mempool
 from focusflow.chain.params import ChainParams
+from focusflow.chain.pending import BlockResult
 from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
@@ -421,7 +422,7 @@ def test_learning_pays_karma_for_the_blocks_since_the_last_claim(open_econ, tmp_
         while econ.chain.height < height - 1:
             econ.block()
         # The karma the block reads: the head's (its parent's), as the chain keeps it.
-        karma = econ.chain._parent_karma(ALICE.address_raw)
+        karma = econ.chain.tip.karma_of(ALICE.address_raw)
         assert karma > 0
         result = econ.block([econ.tx(ALICE, Msg("rewards.claim", {})) for _ in range(claims)])
         return [karma, *result.receipts]

@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 
 from focusflow.chain import Genesis, Msg
-from focusflow.chain.chain import BlockResult
+from focusflow.chain.pending import BlockResult
 from focusflow.chain.tx import decode_tx
 from focusflow.consensus import DuplicateVoteEvidence, Step, Vote
 from focusflow.core.encoding import decode

@@ -12,7 +12,7 @@ from focusflow.chain.block import (
     evidence_root,
     sign_certificate,
 )
-from focusflow.chain.chain import BLOCK_EVENTS_PREFIX
+from focusflow.chain.committer import BLOCK_EVENTS_PREFIX
 from focusflow.chain.errors import (
     AlreadyPunishedError,
     BlockError,

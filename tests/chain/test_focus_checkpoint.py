@@ -13,8 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from focusflow.chain import chain as chain_module
-from focusflow.chain import focus_checkpoint
+from focusflow.chain import focus_checkpoint, lifecycle
 from focusflow.chain.focus_checkpoint import read_header_of
 from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.focus_state_arrays import params_record
@@ -81,8 +80,8 @@ def test_after_a_crash_only_the_blocks_after_the_checkpoint_are_replayed(tmp_pat
 def test_focus_work_past_the_threshold_writes_a_checkpoint(tmp_path, monkeypatch):
     """Every block's work passes a zero threshold: each commit starts a
     background write of its block (the one before has ended)."""
-    monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 0.0)
-    monkeypatch.setattr(chain_module, "CHECKPOINT_COST_RATIO", 0.0)
+    monkeypatch.setattr(lifecycle, "CHECKPOINT_WORK_S", 0.0)
+    monkeypatch.setattr(lifecycle, "CHECKPOINT_COST_RATIO", 0.0)
     node = new_chain(tmp_path / "node")
     for h in range(1, 4):
         _produce([node], [h])
@@ -96,12 +95,12 @@ def test_focus_work_past_the_threshold_writes_a_checkpoint(tmp_path, monkeypatch
 def test_a_checkpoint_waits_for_ten_times_its_own_writing_time(tmp_path, monkeypatch):
     """With no work threshold, the write cost alone spaces checkpoints: blocks
     whose focus work is shorter than ten writes do not each write one."""
-    monkeypatch.setattr(chain_module, "CHECKPOINT_WORK_S", 0.0)
+    monkeypatch.setattr(lifecycle, "CHECKPOINT_WORK_S", 0.0)
     node = new_chain(tmp_path / "node")
     _produce([node], [1])
     assert node.wait_checkpoint(timeout=60)
     assert _height(node) == 1
-    monkeypatch.setattr(chain_module, "CHECKPOINT_COST_RATIO", 1e9)
+    monkeypatch.setattr(lifecycle, "CHECKPOINT_COST_RATIO", 1e9)
     _produce([node], [2, 3])
     assert _height(node) == 1
 

@@ -1,7 +1,7 @@
 """Copies of the chain's focus state share its large arrays and stay independent.
 
 A validator copies the focus state for every block it proposes or checks
-(``Chain._build`` with ``in_place=False``) and keeps several such copies while
+(``BlockPipeline.build`` with ``in_place=False``) and keeps several such copies while
 rounds go on; the copies share the link columns, key tables, matrix structure
 and (until one writes) the weights. These tests drive the original and its
 copies through blocks that touch every shared part (new particles, links onto

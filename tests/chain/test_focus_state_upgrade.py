@@ -130,6 +130,9 @@ def test_an_old_checkpoint_without_its_homes_key_is_not_read(key, tmp_path, appl
     old_checkpoint("devnet", tmp_path / "node", key=key != "missing")
     if key == "another home's":
         shutil.copy(DATA / "tri" / "focus.ckpt.key", tmp_path / "node" / "focus.ckpt.key")
+        # A checkout does not keep the owner-only mode; the key must be
+        # refused for its value, not its mode.
+        (tmp_path / "node" / "focus.ckpt.key").chmod(0o600)
     applies.clear()
     with caplog.at_level(logging.WARNING, logger="focusflow.chain"):
         node = open_chain(tmp_path / "node", v3.genesis("devnet"), v3.VALIDATOR)

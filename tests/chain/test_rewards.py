@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from focusflow.chain import Genesis, Msg
-from focusflow.chain.chain import BlockResult
 from focusflow.chain.params import ChainParams
+from focusflow.chain.pending import BlockResult
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode, encode
 from focusflow.modules import rewards

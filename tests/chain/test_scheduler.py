@@ -49,9 +49,9 @@ class Net:
 
     def __init__(self, tmp_path, scheduler: Scheduler) -> None:
         self.fast = new_chain(tmp_path / "fast", _genesis())
-        self.fast.scheduler = scheduler
+        self.fast.pipeline.scheduler = scheduler
         self.slow = new_chain(tmp_path / "slow", _genesis())
-        self.slow.scheduler = Scheduler(speculable=lambda _tx: False)
+        self.slow.pipeline.scheduler = Scheduler(speculable=lambda _tx: False)
         self.nonces = {k.address: 0 for k in KEYS}
         self.eth_nonce = 0
         self.t = T0

@@ -20,7 +20,7 @@ from focusflow.api.params import HEX64, INT64_MAX, AddressPath, HeightPath, Stat
 from focusflow.api.render import jsonable, record_json
 from focusflow.api.state import AppState, app_state
 from focusflow.chain.block import BlockRecord
-from focusflow.chain.chain import BLOCK_EVENTS_PREFIX
+from focusflow.chain.committer import BLOCK_EVENTS_PREFIX
 from focusflow.chain.errors import AdmissionBusyError
 from focusflow.chain.tx import Tx
 from focusflow.core.cid import cid_from_bytes

@@ -16,7 +16,7 @@ _WHERE = {
     "Block": "block",
     "BlockRecord": "block",
     "Header": "block",
-    "BlockResult": "chain",
+    "BlockResult": "pending",
     "Chain": "chain",
     "replay": "chain",
     "BlockError": "errors",
@@ -35,7 +35,7 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from focusflow.chain.block import Block, BlockRecord, Header
-    from focusflow.chain.chain import BlockResult, Chain, replay
+    from focusflow.chain.chain import Chain, replay
     from focusflow.chain.errors import BlockError, GenesisError, TxError
     from focusflow.chain.execute import Receipt
     from focusflow.chain.genesis import Genesis, GenesisAccount, GenesisValidator

@@ -1,7 +1,7 @@
 """A file that holds the chain's focus state at one committed block.
 
 Why: a node rebuilds its focus engine on start by replaying every stored
-block's edge deltas (``Chain._restore``), because a block's focus depends on
+block's edge deltas (``ChainLifecycle`` in lifecycle.py), because a block's focus depends on
 the engine's state before it (warm start, inner solver states, the weighted
 graph's patch history), not on the graph alone. That costs O(history). A
 checkpoint holds that state after one block, so a restart loads it and

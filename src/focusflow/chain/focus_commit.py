@@ -28,7 +28,7 @@ no arithmetic gets ``fast``, the arithmetic its blocks were committed with:
 its roots can differ between CPUs (fused multiply-adds, vector widths), so
 such a chain is only safe among identical machines; the node says so in its
 log. A restarted node replays the stored blocks' deltas through the same
-incremental path to reach the same engine state (see Chain.open).
+incremental path to reach the same engine state (``ChainLifecycle.open``, chain/lifecycle.py).
 
 Convergence: a block whose focus solve stops at ``max_iter`` without meeting
 ``tol`` still commits the focus it reached (in an exact arithmetic every node

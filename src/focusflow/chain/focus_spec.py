@@ -21,7 +21,7 @@ PARTICLES_PREFIX = b"/graph/particles/"
 
 #: The focus algorithm a chain gets for what its genesis leaves out: the
 #: choices its blocks were first committed with. A node without a usable focus
-#: checkpoint replays every stored block (Chain._restore), so a later library
+#: checkpoint replays every stored block (chain/lifecycle.py), so a later library
 #: default must not change what they recompute to; a genesis may name the
 #: faster choices (docs/focus.md: ``start``, ``heat_reuse``, ``anderson``,
 #: ``finish``).

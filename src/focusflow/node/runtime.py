@@ -40,11 +40,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from focusflow.chain.chain import BlockResult, Chain
+from focusflow.chain.chain import Chain
 from focusflow.chain.errors import AdmissionBusyError
 from focusflow.chain.fees import current_fee_per_byte, with_headroom
 from focusflow.chain.focus_view import FocusView
 from focusflow.chain.mempool import Mempool, MempoolLimits
+from focusflow.chain.pending import BlockResult
 from focusflow.chain.tx import Msg, Tx, make_tx_at_min_fee
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from focusflow.chain.block import BlockRecord
-from focusflow.chain.chain import Chain, Pending
+from focusflow.chain.chain import Chain
 from focusflow.chain.da_commit import block_square, recent_squares
 from focusflow.chain.errors import (
     AlreadyPunishedError,
@@ -75,6 +75,7 @@ from focusflow.chain.errors import (
     EvidencePoolFullError,
     UnknownBlockError,
 )
+from focusflow.chain.pending import Pending
 from focusflow.chain.tx import Tx
 from focusflow.consensus import (
     Broadcast,
