@@ -2,7 +2,7 @@
 
 Homes come from ``focusflow.node.home.init_testnet``; each node runs as
 ``python -m focusflow node start --home DIR`` (a full node's home says
-``"full": true``), with the hidden config.json keys of ``focusflow.node.da_net``
+``"full": true``), with a tests-only fault plan (``focusflow.node.faults``)
 turning one validator into the attacker:
 
 * ``da_withhold_proposals``: a validator that publishes its proposals but serves
@@ -36,6 +36,7 @@ from focusflow.chain import Msg, make_tx
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.core.keystore import Keystore
 from focusflow.da import befp_from_json, verify_bad_encoding_proof
+from focusflow.node.faults import FaultPlan
 from focusflow.node.home import Home, init_testnet
 from focusflow.node.network import start_validator
 from tests.node.testnet_process import START_TIMEOUT, _free_base_port
@@ -46,8 +47,16 @@ pytestmark = pytest.mark.slow
 class Nodes:
     """Node processes over homes made by init_testnet, each config patched first."""
 
-    def __init__(self, root: Path, validators: int, full_nodes: int, patch) -> None:
-        """``patch(name, config)`` may change each home's config before it starts."""
+    def __init__(
+        self,
+        root: Path,
+        validators: int,
+        full_nodes: int,
+        patch,
+        faults: dict[str, FaultPlan] | None = None,
+    ) -> None:
+        """``patch(name, config)`` may change each home's config before it starts;
+        ``faults`` names the nodes that run with a fault plan."""
         self.homes = init_testnet(
             root, validators, _free_base_port(validators + full_nodes), full_nodes=full_nodes
         )
@@ -60,7 +69,8 @@ class Nodes:
         self.procs: dict[str, subprocess.Popen] = {}
         os.environ.setdefault("NUMBA_NUM_THREADS", "1")
         for home in self.homes:
-            self.procs[home.path.name] = start_validator(home)
+            plan = (faults or {}).get(home.path.name)
+            self.procs[home.path.name] = start_validator(home, faults=plan)
         deadline = time.monotonic() + START_TIMEOUT
         for name in self.names:
             self.wait(lambda name=name: self.status(name) is not None, deadline, f"{name} up")
@@ -120,10 +130,9 @@ def submit_links(api: str, home: Path, tag: str) -> str:
 
 def test_a_proposer_that_withholds_its_shares_gets_no_block_committed(tmp_path):
     def patch(name: str, config: dict) -> None:
-        if name == "v1":
-            config["da_withhold_proposals"] = True
+        pass
 
-    nodes = Nodes(tmp_path / "tn", 4, 0, patch)
+    nodes = Nodes(tmp_path / "tn", 4, 0, patch, {"v1": FaultPlan(da_withhold_proposals=True)})
     try:
         honest = ["v0", "v2", "v3"]
         target = 12
@@ -157,8 +166,6 @@ def test_a_badly_encoded_block_is_proven_gossiped_and_halts_the_full_nodes(tmp_p
     root = tmp_path / "tn"
 
     def patch(name: str, config: dict) -> None:
-        if name == "v0":
-            config["da_bad_encoding"] = True
         if name == "f1":
             # f1 hears of the chain from f0 only: what it learns of the bad block
             # is f0's fraud proof.
@@ -166,7 +173,7 @@ def test_a_badly_encoded_block_is_proven_gossiped_and_halts_the_full_nodes(tmp_p
             config["peers"] = [p for p in config["peers"] if p.startswith(f0_id)]
             assert len(config["peers"]) == 1
 
-    nodes = Nodes(root, 1, 2, patch)
+    nodes = Nodes(root, 1, 2, patch, {"v0": FaultPlan(da_bad_encoding=True)})
     try:
         nodes.wait(lambda: nodes.height("f1") >= 2, time.monotonic() + 60, "f1 follows via f0")
         # Empty blocks share one cached square: only a block with transactions

@@ -25,6 +25,7 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import merkle_root
 from focusflow.da import proof_from_json, verify_share_proof
 from focusflow.node.da_store import DAStore
+from focusflow.node.faults import FaultPlan
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
@@ -121,7 +122,7 @@ def test_bad_requests_get_stable_codes_and_change_nothing(client, node, path, st
 
 
 def test_withholding_node_answers_404_for_withheld_shares_only(node):
-    da = DAStore(node.chain, withhold=0.6, withhold_seed=3)
+    da = DAStore(node.chain, faults=FaultPlan(da_withhold=0.6, da_withhold_seed=3))
     with client_for(SimpleNamespace(chain=node.chain, da=da)) as c:
         root = header_root(node, 2)
         width = 2 * c.get("/v1/da/2").json()["k"]

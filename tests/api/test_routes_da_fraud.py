@@ -12,9 +12,10 @@ from focusflow.api import errors
 from focusflow.api.app import build_state
 from focusflow.api.routes_da import router
 from focusflow.api.state import set_app_state
-from focusflow.chain.da_commit import FraudRecord, block_square, set_bad_encoding
+from focusflow.chain.da_commit import FraudRecord, block_square
 from focusflow.da import befp_from_json, find_bad_encoding, verify_bad_encoding_proof
 from focusflow.node.da_store import DAStore
+from focusflow.node.faults import bad_encoding
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
@@ -22,12 +23,9 @@ T0 = 1_700_000_000_000
 
 def test_a_held_fraud_proof_is_served_and_verifies_and_none_is_a_precise_404(tmp_path):
     chain = new_chain(tmp_path / "bad", genesis(focus={"mode": "diffusion"}))
-    set_bad_encoding(True)
-    try:
+    with bad_encoding():
         chain.produce_block([tx(ALICE, 0, link(("a", "b"), ("b", "c")))], time_ms=T0 + 1)
         square = block_square(chain.block_record(1).block.txs)
-    finally:
-        set_bad_encoding(False)
     record = chain.block_record(1)
     store = DAStore(chain)
     store.record_fraud(FraudRecord(record.block.header, record.commit, find_bad_encoding(square)))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 
 from focusflow.api.state import state_of
-from focusflow.chain.da_commit import FraudRecord, block_square, set_bad_encoding
+from focusflow.chain.da_commit import FraudRecord, block_square
 from focusflow.da import find_bad_encoding
+from focusflow.node.faults import bad_encoding
 from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
 from tests.cli.helpers import run_cli
 from tests.light.helpers import _now, node_app, serve
@@ -23,12 +24,9 @@ from tests.light.helpers import _now, node_app, serve
 def bad(tmp_path_factory):
     root = tmp_path_factory.mktemp("fraud")
     chain = new_chain(root / "c", genesis(focus={"mode": "diffusion"}))
-    set_bad_encoding(True)
-    try:
+    with bad_encoding():
         chain.produce_block([tx(ALICE, 0, link(("a", "b"), ("b", "c")))], time_ms=_now())
         square = block_square(chain.block_record(1).block.txs)
-    finally:
-        set_bad_encoding(False)
     record = chain.block_record(1)
     proof = find_bad_encoding(square)
     assert proof is not None

@@ -8,7 +8,6 @@ compared with what was put."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -21,6 +20,7 @@ from focusflow.core.cid import cid_to_bytes
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keystore import Keystore
 from focusflow.node.blob_net import BlobNetConfig
+from focusflow.node.faults import FaultPlan
 from focusflow.node.home import Home
 from tests.node.testnet_process import LocalTestnet
 
@@ -101,10 +101,7 @@ def test_blobs_move_between_node_processes_through_the_dht(tmp_path):
         ids = _node_ids(net)
         # a holder that lies: validator 2 serves every block corrupted
         net.kill(2)
-        config = json.loads((net.homes[2] / "config.json").read_text())
-        config["blob_serve_corrupt"] = True
-        (net.homes[2] / "config.json").write_text(json.dumps(config))
-        net.restart(2)
+        net.restart(2, "--fault-plan", FaultPlan(blob_serve_corrupt=True).to_json())
 
         # put on a full node and a validator, fetched by the other full node
         first = _random(24 << 20, 1)
@@ -171,7 +168,7 @@ def test_the_config_keys_are_checked():
     for bad in (
         {"blob_refresh": 0},
         {"blob_republish": True},
-        {"blob_serve_corrupt": 1},
+        {"blob_pin_requested": 1},
         {"blob_pin_max_bytes": -1},
         {"blob_pin_min_bounty_per_mib": 1.5},
     ):

@@ -25,7 +25,6 @@ from focusflow.chain.da_commit import (
     RECENT_SQUARES,
     block_square,
     recent_squares,
-    set_bad_encoding,
 )
 from focusflow.consensus import Broadcast, Proposal
 from focusflow.core.encoding import decode, encode
@@ -44,10 +43,13 @@ from focusflow.node.da_net import (
     encode_fraud,
     sample_peer,
 )
+from focusflow.node.faults import FaultPlan, bad_encoding
 from focusflow.node.validator import ValidatorRuntime, decode_value
 from tests.chain.helpers import ALICE, VALIDATOR, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
+#: A node that serves no share of a square not committed yet.
+WITHHOLD_PROPOSALS = FaultPlan(da_withhold_proposals=True)
 LINKS = 40
 
 
@@ -141,7 +143,7 @@ def test_shares_sampled_over_quic_withheld_and_lying_peers_fail(tmp_path, gen):
             )
             assert ok2.available
             # The same node withholding its uncommitted squares: every sample missing.
-            a.da.withhold_pending = True
+            a.da.faults = WITHHOLD_PROPOSALS
             gone = await sample_peer(
                 b.net, a.net.id, 2, pending.data_root(), pending.width, 16, 2.0, rng
             )
@@ -214,7 +216,7 @@ def test_a_validator_refuses_a_proposal_its_proposer_does_not_serve(tmp_path, ge
             await b.net.connect(_address(a))
             check = b.extensions[0].check_proposal
             assert await asyncio.to_thread(check, proposal.record) is None
-            a.da.withhold_pending = True
+            a.da.faults = WITHHOLD_PROPOSALS
             refused = await asyncio.to_thread(check, proposal.record)
             assert refused is not None and "sampling failed" in refused
             # A full node samples too but only logs: it does not vote.
@@ -252,14 +254,14 @@ def test_a_reproposal_is_sampled_from_its_signer_not_its_vanished_maker(tmp_path
         try:
             await b.net.connect(_address(a))
             await b.net.connect(_address(c))
-            a.da.withhold_pending = True  # the maker serves nothing (it is gone)
+            a.da.faults = WITHHOLD_PROPOSALS  # the maker serves nothing (it is gone)
             check = b.extensions[0].check_proposal
             refused = await asyncio.to_thread(check, proposal.record)
             assert refused is not None and "from the proposer" in refused
             assert await asyncio.to_thread(check, proposal.record, a.net.id) == refused
             # Re-proposed by a validator holding the square: sampled there, available.
             assert await asyncio.to_thread(check, proposal.record, c.net.id) is None
-            c.da.withhold_pending = True
+            c.da.faults = WITHHOLD_PROPOSALS
             refused = await asyncio.to_thread(check, proposal.record, c.net.id)
             assert refused is not None and "from the re-proposer" in refused
         finally:
@@ -304,11 +306,8 @@ def test_bad_encoding_is_proven_gossiped_and_halts_the_nodes_that_verify_it(tmp_
         a = _runtime(tmp_path, "a", chain_a, key=VALIDATOR)
         # The producer commits a data root over a square with a corrupted parity
         # share; its DA store keeps that square (the listener) to serve it.
-        set_bad_encoding(True)
-        try:
+        with bad_encoding():
             chain_a.produce_block(_txs("a"), time_ms=T0 + 1)
-        finally:
-            set_bad_encoding(False)
         bad = chain_a.block_record(1)
         await a.start_async()
         b = _runtime(tmp_path, "b", new_chain(tmp_path / "b", gen, producer=False))
@@ -341,12 +340,9 @@ def test_bad_encoding_is_proven_gossiped_and_halts_the_nodes_that_verify_it(tmp_
 
 def test_forged_and_uncertified_fraud_proofs_are_refused_and_cost_the_sender(tmp_path, gen):
     bad_chain = new_chain(tmp_path / "bad", gen)
-    set_bad_encoding(True)
-    try:
+    with bad_encoding():
         bad_chain.produce_block(_txs("a"), time_ms=T0 + 1)
         bad_square = block_square(bad_chain.block_record(1).block.txs)
-    finally:
-        set_bad_encoding(False)
     good_chain = new_chain(tmp_path / "good", gen)
     good_chain.produce_block(_txs("a"), time_ms=T0 + 1)
     good = good_chain.block_record(1)
@@ -401,7 +397,6 @@ def test_config_keys_are_checked():
         {"da_sample_timeout": 0},
         {"da_sample_timeout": "1"},
         {"da_sampling": 1},
-        {"da_bad_encoding": "yes"},
     ):
         with pytest.raises(InvalidParameterError):
             DAConfig.from_config(bad)
@@ -410,12 +405,9 @@ def test_config_keys_are_checked():
 def test_a_proof_for_a_height_ahead_is_held_and_acted_on_once_the_node_gets_there(tmp_path, gen):
     chain_a = new_chain(tmp_path / "a", gen)
     chain_a.produce_block(_txs("a"), time_ms=T0 + 1)
-    set_bad_encoding(True)
-    try:
+    with bad_encoding():
         chain_a.produce_block(_txs("b", 1), time_ms=T0 + 2)
         square = block_square(chain_a.block_record(2).block.txs)
-    finally:
-        set_bad_encoding(False)
     from focusflow.chain.da_commit import FraudRecord
 
     bad = chain_a.block_record(2)

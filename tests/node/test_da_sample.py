@@ -2,7 +2,7 @@
 available; a node that withholds more than half of every square is caught.
 
 Both nodes are started as users start them (``python -m focusflow devnet``),
-the withholding one with the hidden fault-injection flag ``--da-withhold``;
+the withholding one with the hidden, tests-only ``--fault-plan`` (``da_withhold``);
 the light client runs as a subprocess too and sees only HTTP.
 """
 
@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from focusflow.da import DEFAULT_SAMPLES, detection_probability
+from focusflow.node.faults import FaultPlan
 from tests.node.devnet_process import ROOT, link_msg, signed, start_devnet, wait_tx
 
 #: 60 links make a transaction of about 4.8 KB: 11 shares, a k = 4 square.
@@ -49,7 +50,11 @@ def honest(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def withholding(tmp_path_factory):
-    net = start_devnet(tmp_path_factory.mktemp("withholding") / "home", "--da-withhold", "0.6")
+    net = start_devnet(
+        tmp_path_factory.mktemp("withholding") / "home",
+        "--fault-plan",
+        FaultPlan(da_withhold=0.6).to_json(),
+    )
     yield net
     net.stop()
 

@@ -16,6 +16,7 @@ from focusflow.chain.errors import UnknownBlockError
 from focusflow.core.errors import InvalidParameterError
 from focusflow.da import RepairError, ShareUnavailableError, repair, verify_share_proof
 from focusflow.node.da_store import DAStore
+from focusflow.node.faults import FaultPlan
 from tests.chain.helpers import ALICE, MIN_DAH, diffusion_genesis, many_links, new_chain, tx
 
 T0 = 1_700_000_000_000
@@ -54,9 +55,12 @@ def test_da_store_errors_are_precise(tmp_path):
     for row, col in ((width, 0), (0, width), (-1, 0), (0, -1)):
         with pytest.raises(InvalidParameterError, match="outside the"):
             da.share_proof(1, row, col)
-    for bad in ({"cache_size": 0}, {"cache_bytes": -1}, {"withhold": 1.5}, {"withhold": -0.1}):
+    for bad in ({"cache_size": 0}, {"cache_bytes": -1}):
         with pytest.raises(InvalidParameterError):
             DAStore(chain, **bad)
+    for fraction in (1.5, -0.1, True, "0.5"):
+        with pytest.raises(InvalidParameterError):
+            FaultPlan(da_withhold=fraction)
 
 
 def test_every_served_share_verifies_against_the_header(tmp_path):
@@ -76,15 +80,19 @@ def test_every_served_share_verifies_against_the_header(tmp_path):
 
 def test_withholding_node_serves_only_part_and_the_square_is_lost(tmp_path):
     chain = new_chain(tmp_path, diffusion_genesis())
-    da = DAStore(chain, withhold=0.6, withhold_seed=7)
+    da = DAStore(chain, faults=FaultPlan(da_withhold=0.6, da_withhold_seed=7))
     chain.produce_block([tx(ALICE, 0, many_links("a", 40))], time_ms=T0 + 1)
     width = da.square(1).width
     withheld = da.withheld(1, width)
     side = math.ceil(math.sqrt(0.6) * width)  # an s x s sub-square (rows, columns drawn)
     assert side > width // 2 and len(withheld) == side * side >= 0.6 * width * width
     assert len({r for r, _ in withheld}) == len({c for _, c in withheld}) == side
-    assert withheld == DAStore(chain, withhold=0.6, withhold_seed=7).withheld(1, width)
-    assert withheld != DAStore(chain, withhold=0.6, withhold_seed=8).withheld(1, width)
+    assert withheld == DAStore(
+        chain, faults=FaultPlan(da_withhold=0.6, da_withhold_seed=7)
+    ).withheld(1, width)
+    assert withheld != DAStore(
+        chain, faults=FaultPlan(da_withhold=0.6, da_withhold_seed=8)
+    ).withheld(1, width)
     partial = [[None] * width for _ in range(width)]
     for row in range(width):
         for col in range(width):

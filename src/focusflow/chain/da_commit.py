@@ -94,14 +94,16 @@ class RecentSquares:
 #: The squares this process built lately (proposals made and validated here).
 recent_squares = RecentSquares()
 
-#: Fault injection for tests (config.json ``da_bad_encoding``): when set, the
+#: Fault injection for tests (``node.faults.FaultPlan.da_bad_encoding``, which
+#: the chain kernel cannot see, so it is this process's): when set, the
 #: squares of blocks with transactions have one parity share altered, so a
 #: producer commits a data root over a square that is not a valid encoding.
 _bad_encoding = False
 
 
 def set_bad_encoding(enabled: bool) -> None:
-    """Tests only: make :func:`block_square` build badly encoded squares (see above)."""
+    """Tests only: make :func:`block_square` build badly encoded squares (see above);
+    called for a fault plan (``node.faults``), never on an honest node."""
     global _bad_encoding
     _bad_encoding = bool(enabled)
 

@@ -37,8 +37,9 @@ config.json keys: ``blob_republish`` (seconds, default 12 h), ``blob_refresh``
 (seconds, default 1 h), ``blob_pin_requested`` (default true),
 ``blob_pin_max_bytes`` (default 1 GiB: also the largest blob any fetch takes,
 checked on its root before a chunk is asked for), ``blob_pin_min_bounty_per_mib``
-(default 1,000) and, for tests only, ``blob_serve_corrupt`` (serve every block with its
-first byte flipped: a node that lies about what it holds).
+(default 1,000). A test's fault plan (``node.faults.FaultPlan``, read from the
+host) may make it serve every block with its first byte flipped
+(``blob_serve_corrupt``: a node that lies about what it holds).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from focusflow.services.storage.fetch import (
 
 if TYPE_CHECKING:
     from focusflow.node.extensions import ExtensionHost
+    from focusflow.node.faults import FaultPlan
 
 log = logging.getLogger("focusflow.node.blobs")
 
@@ -93,7 +95,6 @@ class BlobNetConfig:
 
     republish: float = DEFAULT_REPUBLISH
     refresh: float = DEFAULT_REFRESH
-    serve_corrupt: bool = False
     pin_requested: bool = True
     pin_max_bytes: int = DEFAULT_PIN_MAX_BYTES
     pin_min_bounty_per_mib: int = DEFAULT_PIN_MIN_BOUNTY_PER_MIB
@@ -115,7 +116,7 @@ class BlobNetConfig:
                 )
             values.append(float(value))
         flags = []
-        for key, default in (("blob_serve_corrupt", False), ("blob_pin_requested", True)):
+        for key, default in (("blob_pin_requested", True),):
             flag = config.get(key, default)
             if not isinstance(flag, bool):
                 raise InvalidParameterError(f"config.json: {key} must be true or false")
@@ -129,7 +130,7 @@ class BlobNetConfig:
             if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount < 2**63:
                 raise InvalidParameterError(f"config.json: {key} must be a non-negative integer")
             amounts.append(amount)
-        return cls(values[0], values[1], flags[0], flags[1], amounts[0], amounts[1])
+        return cls(values[0], values[1], flags[0], amounts[0], amounts[1])
 
 
 class _Source:
@@ -163,6 +164,8 @@ class BlobNet:
         self._fetching: dict[bytes, asyncio.Future[FetchResult]] = {}
         self._fetch_slots = asyncio.Semaphore(MAX_FETCHES)
         self._joined = threading.Event()
+        #: Fault injection for tests (the host's plan; None: honest).
+        self.faults: FaultPlan | None = None
         #: Counters for logs and tests.
         self.stats = {"served_blocks": 0, "fetched": 0, "provided": 0}
 
@@ -176,6 +179,7 @@ class BlobNet:
 
     # --- attach / stop ------------------------------------------------------
     def attach(self, host: ExtensionHost) -> None:
+        self.faults = host.faults
         net = host.net
         if net is None or self.store is None:
             return  # the devnet, or a node that keeps no blobs
@@ -301,7 +305,7 @@ class BlobNet:
         if data is None:
             raise BlobError(f"block {cid.hex()} is not here")
         self.stats["served_blocks"] += 1
-        if self.config.serve_corrupt and data:
+        if self.faults is not None and self.faults.blob_serve_corrupt and data:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
         return data
 

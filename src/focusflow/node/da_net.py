@@ -34,10 +34,12 @@ to the data root, or a row that does not hash to its root is reported
 (``net.report``).
 
 Parameters come from the node's config.json (:class:`DAConfig`): ``da_sampling``
-(default true), ``da_samples`` (16), ``da_sample_timeout`` (seconds, 2.0); and,
-for tests only, ``da_withhold_proposals`` (serve no share of an uncommitted
-square: a proposer that withholds its data) and ``da_bad_encoding`` (build
-squares with a corrupted parity share: a producer that commits a bad encoding).
+(default true), ``da_samples`` (16), ``da_sample_timeout`` (seconds, 2.0). A
+test's fault plan (``node.faults.FaultPlan``, read from the host) may make the
+node withhold its proposals' shares (``da_withhold_proposals``, applied by the
+host's ``DAStore``) or build squares with a corrupted parity share
+(``da_bad_encoding``: a producer that commits a bad encoding; turned on when
+this extension attaches).
 """
 
 from __future__ import annotations
@@ -149,21 +151,13 @@ class DAConfig:
     samples: int = DEFAULT_SAMPLES
     #: Seconds the proposer has to serve them all (``da_sample_timeout``, 0.05..30).
     timeout: float = DEFAULT_SAMPLE_TIMEOUT
-    #: Tests only: serve no share of an uncommitted square (``da_withhold_proposals``).
-    withhold_proposals: bool = False
-    #: Tests only: build squares with a corrupted parity share (``da_bad_encoding``).
-    bad_encoding: bool = False
 
     @classmethod
     def from_config(cls, config: dict) -> DAConfig:
         """The settings in ``config`` (defaults for keys absent); InvalidParameterError
         for a value of the wrong type or out of range."""
         flags = {}
-        for key, name in (
-            ("da_sampling", "sampling"),
-            ("da_withhold_proposals", "withhold_proposals"),
-            ("da_bad_encoding", "bad_encoding"),
-        ):
+        for key, name in (("da_sampling", "sampling"),):
             value = config.get(key, getattr(cls, name))
             if not isinstance(value, bool):
                 raise InvalidParameterError(f"config.json: {key} must be true or false")
@@ -426,10 +420,8 @@ class DANet:
     # --- attach / stop -----------------------------------------------------------
     def attach(self, host: ExtensionHost) -> None:
         self.host = host
-        if self.config.bad_encoding:
-            set_bad_encoding(True)
-        if self.config.withhold_proposals:
-            host.da.withhold_pending = True
+        if host.faults is not None and host.faults.da_bad_encoding:
+            set_bad_encoding(True)  # process-wide: see node.faults
         if host.net is None:
             return  # the devnet: no peers to serve or sample
         host.register(ROOTS, self._serve_roots)

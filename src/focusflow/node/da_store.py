@@ -9,9 +9,9 @@ for some 25 shares in a row). Requests for one old height that arrive while it
 is being rebuilt wait for that rebuild (single flight), and at most
 ``max_rebuilds`` heights are rebuilt at once: a flood of requests for old
 blocks costs one rebuild per height and never more cores than that.
-Its ``withhold`` fraction is a fault-injection knob for tests: the node then
-refuses to serve that share of every square (the roots are still served, as
-a withholding producer would publish its header).
+A test may hand it a fault plan (``node.faults.FaultPlan``): the node then
+refuses to serve a part of every square (the roots are still served, as a
+withholding producer would publish its header), or every share of a proposal.
 
 It also serves the squares of proposals this node made or validated
 (``chain.da_commit.recent_squares``), so the proposer of a block can answer
@@ -39,6 +39,7 @@ from focusflow.da import ExtendedSquare, ShareProof, ShareUnavailableError
 
 if TYPE_CHECKING:
     from focusflow.chain.chain import Chain
+    from focusflow.node.faults import FaultPlan
 
 #: Squares a :class:`DAStore` keeps at most, by default.
 DEFAULT_CACHE_SIZE = 16
@@ -81,19 +82,21 @@ class _Flight:
 class DAStore:
     """The squares of a chain's blocks, for serving shares and proofs.
 
-    ``DAStore(chain, cache_size=16, cache_bytes=256 << 20, withhold=0.0, withhold_seed=0)``:
+    ``DAStore(chain, cache_size=16, cache_bytes=256 << 20, faults=None)``:
 
     * ``cache_size``, ``cache_bytes``: at most this many squares, taking at
       most this much memory (:func:`square_size`), stay in memory; the least
       recently used go first, the last one used always stays;
     * ``max_rebuilds``: at most this many old squares are rebuilt at once
       (others wait); concurrent requests for one height share its rebuild;
-    * ``withhold``: fault injection for tests, the fraction in ``[0, 1]`` of
-      every square this node refuses to serve (``ShareUnavailableError``);
-      ``0`` on an honest node. It withholds the shares at ``R x C``, ``R`` and
-      ``C`` each ``s = ceil(sqrt(withhold) · 2k)`` rows and columns drawn by
-      ``random.Random(f"{withhold_seed}:{height}")`` (so ``s² >= withhold ·
-      (2k)²`` shares). This is the cheapest way to make a square
+    * ``faults``: fault injection for tests (``node.faults.FaultPlan``; None on
+      an honest node). Its ``da_withhold_proposals`` refuses every share of a
+      square not committed yet; its ``da_withhold`` is the fraction in
+      ``[0, 1]`` of every committed square this node refuses to serve
+      (``ShareUnavailableError``). It withholds the shares at ``R x C``, ``R``
+      and ``C`` each ``s = ceil(sqrt(withhold) · 2k)`` rows and columns drawn
+      by ``random.Random(f"{da_withhold_seed}:{height}")`` (so ``s² >=
+      withhold · (2k)²`` shares). This is the cheapest way to make a square
       unrecoverable: once ``s > k`` (``withhold > 1/4`` or so) no withheld row
       or column has ``k`` known shares, and nothing can be repaired. Shares
       withheld at random instead would mostly be rebuilt by the crossword
@@ -110,23 +113,16 @@ class DAStore:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         *,
         max_rebuilds: int = DEFAULT_MAX_REBUILDS,
-        withhold: float = 0.0,
-        withhold_seed: int = 0,
-        withhold_pending: bool = False,
+        faults: FaultPlan | None = None,
     ) -> None:
         require_int("cache_size", cache_size, 1)
         require_int("cache_bytes", cache_bytes, 0)
         require_int("max_rebuilds", max_rebuilds, 1)
-        if not 0.0 <= withhold <= 1.0:
-            raise InvalidParameterError(f"withhold must be a fraction in [0, 1], got {withhold}")
         self.chain = chain
         self.cache_size = cache_size
         self.cache_bytes = cache_bytes
-        self.withhold = float(withhold)
-        self.withhold_seed = withhold_seed
-        #: Fault injection for tests: refuse every share of a square not
-        #: committed yet (a proposer that withholds its proposal's data).
-        self.withhold_pending = withhold_pending
+        #: Fault injection for tests (None: serve everything).
+        self.faults = faults
         #: Verified bad-encoding fraud proofs, by height (see FraudRecord).
         self._fraud: dict[int, FraudRecord] = {}
         self._squares: OrderedDict[int, ExtendedSquare] = OrderedDict()
@@ -223,9 +219,10 @@ class DAStore:
 
     def servable(self, height: int, data_root: bytes) -> ExtendedSquare:
         """:meth:`square_for`, refused (ShareUnavailableError) where this node
-        withholds it (``withhold_pending`` and not committed)."""
+        withholds it (the fault ``da_withhold_proposals`` and not committed)."""
         square, committed = self.square_for(height, data_root)
-        if self.withhold_pending and not committed:
+        faults = self.faults
+        if faults is not None and faults.da_withhold_proposals and not committed:
             raise ShareUnavailableError(f"the square of proposal {height} is not served")
         return square
 
@@ -243,13 +240,14 @@ class DAStore:
     # --- serving ---------------------------------------------------------------
     def withheld(self, height: int, width: int) -> frozenset[tuple[int, int]]:
         """Coordinates this node refuses to serve at ``height`` (empty when honest)."""
-        if self.withhold <= 0.0:
+        faults = self.faults
+        if faults is None or faults.da_withhold <= 0.0:
             return frozenset()
         with self._lock:
             known = self._withheld.get(height)
         if known is None:
-            rng = random.Random(f"{self.withhold_seed}:{height}")
-            side = min(width, math.ceil(math.sqrt(self.withhold) * width - 1e-9))
+            rng = random.Random(f"{faults.da_withhold_seed}:{height}")
+            side = min(width, math.ceil(math.sqrt(faults.da_withhold) * width - 1e-9))
             rows = rng.sample(range(width), side)
             cols = rng.sample(range(width), side)
             known = frozenset((r, c) for r in rows for c in cols)

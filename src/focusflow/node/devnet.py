@@ -46,6 +46,7 @@ from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.home import ENV_HOME, default_home
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
+from focusflow.node.faults import FaultPlan
 from focusflow.node.home import (
     DEV_KEY_NAME,
     ETH_DEV_MNEMONIC,
@@ -103,7 +104,7 @@ def run_devnet(
     host: str = "127.0.0.1",
     port: int = 26657,
     block_time: float = 1.0,
-    da_withhold: float = 0.0,
+    faults: FaultPlan | None = None,
     mempool: MempoolLimits | None = None,
     dns: DnsSettings | None = None,
     economy: bool = False,
@@ -113,18 +114,16 @@ def run_devnet(
     ``economy``: a new home runs the two-token economy (``home.init_devnet``).
 
     ``dns``: also answer the chain's names over DNS (``focusflow.services.dns``).
-    ``da_withhold`` (tests only) makes the node serve only part of every data
-    square: see ``focusflow.node.da_store.DAStore``. ``mempool``: the
+    ``faults`` (tests only, ``focusflow.node.faults``) makes the node commit
+    the faults the plan names; None on an honest node. ``mempool``: the
     mempool's limits (default MempoolLimits()).
     """
-    if not 0.0 <= da_withhold <= 1.0:
-        raise InvalidParameterError(f"--da-withhold must be in [0, 1], got {da_withhold}")
     sock = bind(host, port)
     try:
         home, created = init_devnet(home_path, economy=economy)
         lock_fd = lock_home(home)
         try:
-            _serve(home, created, sock, block_time, da_withhold, mempool, dns)
+            _serve(home, created, sock, block_time, faults, mempool, dns)
         finally:
             os.close(lock_fd)
     finally:
@@ -136,7 +135,7 @@ def _serve(
     created: bool,
     sock: socket.socket,
     block_time: float,
-    da_withhold: float,
+    faults: FaultPlan | None,
     mempool: MempoolLimits | None = None,
     dns: DnsSettings | None = None,
 ) -> None:
@@ -158,7 +157,7 @@ def _serve(
         },
     )
     try:
-        runtime = _runtime(home, chain, key, block_time, da_withhold)
+        runtime = _runtime(home, chain, key, block_time, faults)
         if mempool is not None:
             runtime.mempool.limits = mempool  # still empty: nothing to re-check
         dev = runtime.faucet_key
@@ -236,16 +235,13 @@ def prepare_kernels(focus: dict | None) -> None:
 
 
 def _runtime(
-    home: Home, chain: Chain, key: KeyPair, block_time: float, da_withhold: float
+    home: Home, chain: Chain, key: KeyPair, block_time: float, faults: FaultPlan | None
 ) -> ValidatorRuntime:
     """The devnet's validator: no transport, a height every ``block_time`` (or back to
     back when blocks take longer); no commit wait, as no late precommit can come."""
     prepare_kernels(chain.params.focus)
-    if da_withhold:
-        log.warning(
-            "fault injection: withholding data-availability shares",
-            extra={"fields": {"fraction": da_withhold}},
-        )
+    if faults is not None:
+        log.warning("fault injection (tests only)", extra={"fields": {"faults": faults.to_json()}})
     runtime = ValidatorRuntime(
         chain,
         key,
@@ -254,7 +250,7 @@ def _runtime(
         faucet_key=dev_key_of(home),
         commit_wait=0.0,
         block_interval=block_time,
-        da_withhold=da_withhold,
+        faults=faults,
     )
     assert runtime.signer is not None  # a runtime given a key signs
     signed = runtime.signer.resume_height()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from focusflow.net.node import GossipHandler
     from focusflow.net.reqresp import Handler
     from focusflow.node.da_store import DAStore
+    from focusflow.node.faults import FaultPlan
     from focusflow.node.runtime import BlockEvent
 
 T = TypeVar("T")
@@ -71,6 +72,11 @@ class ExtensionHost(Protocol):
     @property
     def follow_only(self) -> bool:
         """A full node: follows consensus, never votes."""
+        ...
+
+    @property
+    def faults(self) -> FaultPlan | None:
+        """The faults a test made this node commit (``node.faults``); None: honest."""
         ...
 
     @property

@@ -25,6 +25,7 @@ from focusflow.cli.main import app
 from focusflow.cli.main import main as cli_main
 from focusflow.cli.process_exit import run_as_process
 from focusflow.core.home import resolve_home
+from focusflow.node.faults import FAULT_PLAN_ENV, fault_plan_option
 
 
 @app.command("devnet")
@@ -40,8 +41,12 @@ def devnet(
         "1s", "--block-time", help="Time between blocks: 1s, 500ms, 0.2."
     ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines instead of text."),
-    da_withhold: float = typer.Option(
-        0.0, "--da-withhold", hidden=True, help="Tests only: withhold this part of DA squares."
+    fault_plan: str | None = typer.Option(
+        None,
+        "--fault-plan",
+        envvar=FAULT_PLAN_ENV,
+        hidden=True,
+        help="Tests only: the faults this node commits, as FaultPlan JSON (focusflow.node.faults).",
     ),
     mempool_txs: int = typer.Option(
         50_000, "--mempool-txs", min=1, help="Most transactions the mempool holds."
@@ -72,7 +77,7 @@ def devnet(
         host=host,
         port=port,
         block_time=seconds,
-        da_withhold=da_withhold,
+        faults=fault_plan_option(fault_plan),
         mempool=MempoolLimits(max_txs=mempool_txs),
         dns=None if dns is None else DnsSettings.parse(dns),
         economy=economy,
@@ -108,6 +113,13 @@ def node_start(
         None, "--trust-hash", help="With --full and a new home: the hash of that header (hex)."
     ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines instead of text."),
+    fault_plan: str | None = typer.Option(
+        None,
+        "--fault-plan",
+        envvar=FAULT_PLAN_ENV,
+        hidden=True,
+        help="Tests only: the faults this node commits, as FaultPlan JSON (focusflow.node.faults).",
+    ),
 ) -> None:
     """Run one node, as its config.json says: a validator (QUIC peers, consensus,
     the REST API), or with --full a full node that re-executes every block and
@@ -138,7 +150,7 @@ def node_start(
             peers=list(peers),
             settings=trust,
         )
-    run_validator(home, full=full, peers=list(peers))
+    run_validator(home, full=full, peers=list(peers), faults=fault_plan_option(fault_plan))
 
 
 @app.command("testnet")

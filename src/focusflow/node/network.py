@@ -33,6 +33,7 @@ from focusflow.node.bootstrap import bootstrap_extensions
 from focusflow.node.ca_signer import ca_extensions
 from focusflow.node.devnet import bind, dev_key_of, prepare_kernels
 from focusflow.node.extensions import default_extensions
+from focusflow.node.faults import FAULT_PLAN_ENV, FaultPlan
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
 from focusflow.node.serve import serve
 from focusflow.node.state_sync import Trust, state_sync
@@ -63,11 +64,18 @@ def net_config_of(config: dict) -> NetConfig:
     return NetConfig(max_datagram_size=size)
 
 
-def run_validator(home_path: Path, *, full: bool = False, peers: list[str] | None = None) -> None:
+def run_validator(
+    home_path: Path,
+    *,
+    full: bool = False,
+    peers: list[str] | None = None,
+    faults: FaultPlan | None = None,
+) -> None:
     """Serve the validator or full node at ``home_path`` until SIGINT/SIGTERM.
 
     ``full`` (or ``"full": true`` in its config) runs it as a full node, which
-    never signs; ``peers`` are dialed besides the config's.
+    never signs; ``peers`` are dialed besides the config's. ``faults``: tests
+    only (``focusflow.node.faults``), None on an honest node.
     """
     home = Home(Path(home_path))
     if not home.exists() or not home.config.exists():
@@ -121,6 +129,7 @@ def run_validator(home_path: Path, *, full: bool = False, peers: list[str] | Non
                 net_config=net_config_of(config),
                 follow_only=full,
                 guests=guests_of(config),
+                faults=faults,
             )
             runtime.extensions.extend(default_extensions(config))
             if not full:  # a CA member's duty, where the home holds a share
@@ -166,9 +175,14 @@ def node_command(home: Path, json_logs: bool) -> list[str]:
     return cmd + (["--json-logs"] if json_logs else [])
 
 
-def start_validator(home: Home, json_logs: bool = False) -> subprocess.Popen:
-    """Start ``focusflow node start`` for ``home``, logging to ``home/node.log``."""
+def start_validator(
+    home: Home, json_logs: bool = False, faults: FaultPlan | None = None
+) -> subprocess.Popen:
+    """Start ``focusflow node start`` for ``home``, logging to ``home/node.log``;
+    ``faults``: tests only, the plan the node runs with (``node.faults``)."""
     env = dict(os.environ)
+    if faults is not None:
+        env[FAULT_PLAN_ENV] = faults.to_json()
     # Every validator must compute focus with the same thread count (and 2 cores
     # are shared by all of them).
     env.setdefault("NUMBA_NUM_THREADS", "1")

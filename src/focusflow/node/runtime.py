@@ -55,6 +55,7 @@ from focusflow.node.da_store import DAStore
 
 if TYPE_CHECKING:
     from focusflow.node.bootstrap import Bootstrap
+    from focusflow.node.faults import FaultPlan
 
 log = logging.getLogger("focusflow.node")
 
@@ -124,12 +125,13 @@ class NodeRuntime:
         *,
         faucet_key: KeyPair | None = None,
         mempool_limits: MempoolLimits | None = None,
-        da_withhold: float = 0.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.chain = chain
-        #: Squares and share proofs for /v1/da; ``da_withhold`` > 0 is fault
-        #: injection for tests (docs/da.md, *Chain integration*).
-        self.da = DAStore(chain, withhold=da_withhold)
+        #: Fault injection for tests (``node.faults``); None on an honest node.
+        self.faults = faults
+        #: Squares and share proofs for /v1/da (docs/da.md, *Chain integration*).
+        self.da = DAStore(chain, faults=faults)
         self.faucet_key = faucet_key
         self.mempool = Mempool(
             chain.chain_id, chain.params, limits=mempool_limits, boost=self._boost

@@ -142,6 +142,7 @@ from focusflow.node.sync import (
 if TYPE_CHECKING:
     from focusflow.net.node import GossipHandler
     from focusflow.net.reqresp import Handler
+    from focusflow.node.faults import FaultPlan
 
 T = TypeVar("T")
 
@@ -268,17 +269,17 @@ class ValidatorRuntime(NodeRuntime):
         net_config: NetConfig | None = None,
         commit_wait: float = 0.2,
         block_interval: float = 0.0,
-        da_withhold: float = 0.0,
+        faults: FaultPlan | None = None,
         follow_only: bool = False,
         guests: int = MAX_GUESTS,
     ) -> None:
         """``listen`` None: no transport (the one-validator devnet, see the module
-        docstring). ``da_withhold``: fault injection, see NodeRuntime.
+        docstring). ``faults``: fault injection for tests, see NodeRuntime.
         ``follow_only``: a full node, which follows consensus and re-executes
         every block but never signs (no signer, no WAL; ``key`` is only its
         transport identity). ``guests``: non-validator peers (full nodes)
         accepted at once besides the validator set."""
-        super().__init__(chain, faucet_key=faucet_key, da_withhold=da_withhold)
+        super().__init__(chain, faucet_key=faucet_key, faults=faults)
         self.follow_only = follow_only
         self.guests = guests
         #: Pause after a commit before the next height starts (CometBFT's
