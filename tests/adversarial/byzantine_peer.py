@@ -32,12 +32,12 @@ from focusflow.consensus import Step, Vote, encode_message
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
-from focusflow.modules.ca import certificate_for, load_group
 from focusflow.net import NetConfig, Node
 from focusflow.net.certs import NetworkCA
 from focusflow.net.messages import Gossip
 from focusflow.net.messages import encode_message as encode_net
 from focusflow.node.home import Home
+from focusflow.state_schema.ca import certificate_for, load_group
 from focusflow.store import Store
 
 JUNK_KINDS = ("far_future", "outsider", "bad_signature", "huge")

@@ -22,9 +22,11 @@ from focusflow.api.state import set_app_state
 from focusflow.chain import Genesis, Msg
 from focusflow.chain.fees import current_fee_per_byte
 from focusflow.chain.state import PendingState
-from focusflow.modules import dex, rewards
+from focusflow.modules import dex
 from focusflow.modules.economy import buyback_bps, premium_bps
-from focusflow.modules.tokens import H, balances_of, supply_of
+from focusflow.state_schema.dex import pools as all_pools
+from focusflow.state_schema.rewards import read_totals
+from focusflow.state_schema.tokens import H, balances_of, supply_of
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
 
 T0 = 1_700_000_000_000
@@ -101,7 +103,8 @@ def test_pools_lists_every_pool_with_its_twap_at_the_head(client, chain):
     assert (body["height"], body["time_ms"]) == (head.height, head.time_ms)
     with chain.reader() as r:
         expected = [
-            p.to_json(head.time_ms, chain.params) for p in dex.pools(PendingState(r.get, r.items))
+            dex.pool_json(p, head.time_ms, chain.params)
+            for p in all_pools(PendingState(r.get, r.items))
         ]
         twap = dex.twap_q64(r, "cyb", "h", head.time_ms, chain.params)
     assert body["pools"] == expected
@@ -184,7 +187,7 @@ def test_economy_is_the_modules_view_of_the_head(client, chain):
     schemas.EconomyOut.model_validate(body)
     head, params = chain.head, chain.params
     with chain.reader() as r:
-        totals = rewards.read_totals(r)
+        totals = read_totals(r)
         assert totals is not None
         assert body == {
             "height": head.height,

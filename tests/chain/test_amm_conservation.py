@@ -47,8 +47,11 @@ from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode
 from focusflow.modules import amm, dex
-from focusflow.modules.accounts import ACCOUNT_PREFIX, credit
-from focusflow.modules.tokens import BALANCE_PREFIX, balance_of, mint, supply_of
+from focusflow.modules.accounts import credit
+from focusflow.modules.tokens import mint
+from focusflow.state_schema.accounts import ACCOUNT_PREFIX
+from focusflow.state_schema.dex import POOL_PREFIX
+from focusflow.state_schema.tokens import BALANCE_PREFIX, balance_of, supply_of
 
 BASE = ["cyb", "h", "v"]
 TRADERS = [hashlib.sha256(f"trader{i}".encode()).digest()[:20] for i in range(3)]
@@ -83,8 +86,8 @@ def book(state: PendingState) -> tuple[Counter[str], dict[str, dex.Pool]]:
     for key, raw in state.scan(BALANCE_PREFIX):
         held[key[len(BALANCE_PREFIX) + 20 :].decode()] += decode(raw, "balance")
     pools = {}
-    for key, _ in state.scan(dex.POOL_PREFIX):
-        a, b = key[len(dex.POOL_PREFIX) :].decode().split("|")
+    for key, _ in state.scan(POOL_PREFIX):
+        a, b = key[len(POOL_PREFIX) :].decode().split("|")
         pool = dex.get_pool(state, a, b)
         assert pool is not None
         pools[f"{a}|{b}"] = pool

@@ -29,9 +29,11 @@ from focusflow.chain.block import sign_certificate as sign_commit
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
-from focusflow.modules.ca import (
+from focusflow.modules.ca import REQUEST_PREFIX
+from focusflow.services.trust import ctlog, frost
+from focusflow.services.trust.threshold_ca import sign_certificate, threshold_crl, threshold_root
+from focusflow.state_schema.ca import (
     CROSS_PREFIX,
-    REQUEST_PREFIX,
     certificate_for,
     is_revoked,
     issued,
@@ -39,8 +41,6 @@ from focusflow.modules.ca import (
     log_head,
     log_leaves,
 )
-from focusflow.services.trust import ctlog, frost
-from focusflow.services.trust.threshold_ca import sign_certificate, threshold_crl, threshold_root
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
 
 DAVE = KeyPair.from_seed(b"dave".ljust(32, b"\0"))

@@ -22,17 +22,18 @@ from focusflow.chain import Genesis, Msg
 from focusflow.chain.fees import BASE_FEE_KEY
 from focusflow.core.encoding import decode
 from focusflow.modules import amm, dex
-from focusflow.modules.accounts import ACCOUNT_PREFIX, account_key, get_account
 from focusflow.modules.bank import UNBOND_PREFIX
-from focusflow.modules.rewards import TOTALS_KEY, read_totals
-from focusflow.modules.tokens import (
+from focusflow.node import open_chain
+from focusflow.state_schema.accounts import ACCOUNT_PREFIX, account_key, get_account
+from focusflow.state_schema.dex import POOL_PREFIX
+from focusflow.state_schema.rewards import TOTALS_KEY, read_totals
+from focusflow.state_schema.tokens import (
     BALANCE_PREFIX,
     SUPPLY_PREFIX,
     balance_key,
     balance_of,
     supply_of,
 )
-from focusflow.node import open_chain
 from focusflow.store import Store
 from tests.chain.helpers import ALICE, BALANCE, BOB, CAROL, CHAIN_ID, FEE, STAKE, VALIDATOR, tx
 
@@ -771,8 +772,8 @@ def books(node: Node, burned_cyb: int) -> None:
         for key, raw in r.items(BALANCE_PREFIX):
             held[key[len(BALANCE_PREFIX) + 20 :].decode()] += decode(raw, "balance")
         pools = [
-            dex.get_pool(r, *k[len(dex.POOL_PREFIX) :].decode().split("|"))
-            for k, _ in r.items(dex.POOL_PREFIX)
+            dex.get_pool(r, *k[len(POOL_PREFIX) :].decode().split("|"))
+            for k, _ in r.items(POOL_PREFIX)
         ]
         for pool in pools:
             assert pool is not None
@@ -793,7 +794,7 @@ def books(node: Node, burned_cyb: int) -> None:
 
 def pool_states(node: Node) -> dict[str, tuple[int, int, int]]:
     with node.chain.reader() as r:
-        return {k.decode(): decode(v, "pool")[:3] for k, v in r.items(dex.POOL_PREFIX)}
+        return {k.decode(): decode(v, "pool")[:3] for k, v in r.items(POOL_PREFIX)}
 
 
 #: The pools every random run opens first, along the line cyb - h - v - w.

@@ -35,11 +35,13 @@ from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
 from focusflow.modules import rewards
-from focusflow.modules.accounts import ACCOUNT_PREFIX, get_account
 from focusflow.modules.bank import UNBOND_PREFIX
-from focusflow.modules.dex import POOL_PREFIX, RESERVE_KEY, get_pool
-from focusflow.modules.tokens import BALANCE_PREFIX, balance_of, is_denom, supply_of
+from focusflow.modules.tokens import is_denom
 from focusflow.node.runtime import NodeRuntime
+from focusflow.state_schema.accounts import ACCOUNT_PREFIX, get_account
+from focusflow.state_schema.dex import POOL_PREFIX, RESERVE_KEY, get_pool
+from focusflow.state_schema.rewards import read_totals
+from focusflow.state_schema.tokens import BALANCE_PREFIX, balance_of, supply_of
 from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, link, new_chain
 
 GENESIS_MS = 1_700_000_000_000
@@ -126,7 +128,7 @@ class Econ:
 
     def totals(self) -> rewards.Totals:
         with self.chain.reader() as r:
-            found = rewards.read_totals(r)
+            found = read_totals(r)
         assert found is not None
         return found
 
@@ -852,7 +854,7 @@ def holdings(chain: Chain) -> Holdings:
         reserve = 0 if raw_reserve is None else int(decode(raw_reserve, "reserve"))
         # Pin escrows: no transaction here opens one.
         assert not list(r.items(b"/kv/pins/req/"))
-        totals = rewards.read_totals(r)
+        totals = read_totals(r)
         held = 0 if totals is None else totals.held
         # Every account's claim on the reward pool, as settling it now would give.
         owed = 0
@@ -1081,7 +1083,7 @@ def test_claim_on_a_one_token_chain_is_nothing_to_claim(open_econ, tmp_path):
     assert after.bonded == account.bonded
     assert not [e for e in result.events if e.get("type") == "economy"]
     with econ.chain.reader() as r:
-        assert rewards.read_totals(r) is None
+        assert read_totals(r) is None
         assert supply_of(r, "h") == 0
 
 

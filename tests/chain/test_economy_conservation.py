@@ -48,9 +48,11 @@ from focusflow.core.encoding import decode
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair
 from focusflow.modules import amm, dex, rewards
-from focusflow.modules.accounts import ACCOUNT_PREFIX
 from focusflow.modules.bank import UNBOND_PREFIX
-from focusflow.modules.tokens import BALANCE_PREFIX, SUPPLY_PREFIX, supply_of
+from focusflow.state_schema.accounts import ACCOUNT_PREFIX
+from focusflow.state_schema.dex import POOL_PREFIX
+from focusflow.state_schema.rewards import read_totals
+from focusflow.state_schema.tokens import BALANCE_PREFIX, SUPPLY_PREFIX, supply_of
 from tests.chain.helpers import CHAIN_ID, VALIDATOR, particle
 from tests.chain.test_economy import Econ, key
 
@@ -360,7 +362,7 @@ def holdings(econ: Econ) -> tuple[Counter[str], dict[str, int]]:
             held[pool.b] += pool.reserve_b
             held[dex.share_denom(pool.a, pool.b)] += amm.MINIMUM_LIQUIDITY
         held["cyb"] += dex.dealer_reserve(r)
-        totals = rewards.read_totals(r)
+        totals = read_totals(r)
         held["h"] += 0 if totals is None else totals.held
         supplies = {
             k[len(SUPPLY_PREFIX) :].decode(): decode(v, "supply") for k, v in r.items(SUPPLY_PREFIX)
@@ -370,8 +372,8 @@ def holdings(econ: Econ) -> tuple[Counter[str], dict[str, int]]:
 
 def pools_of(r) -> list[dex.Pool]:
     found = []
-    for k, _ in r.items(dex.POOL_PREFIX):
-        pool = dex.get_pool(r, *k[len(dex.POOL_PREFIX) :].decode().split("|"))
+    for k, _ in r.items(POOL_PREFIX):
+        pool = dex.get_pool(r, *k[len(POOL_PREFIX) :].decode().split("|"))
         assert pool is not None
         found.append(pool)
     return found
@@ -381,7 +383,7 @@ def check_rewards(econ: Econ, ledger: Ledger) -> None:
     """The reward pool's totals and every earner's record."""
     params = econ.chain.params
     with econ.chain.reader() as r:
-        totals = rewards.read_totals(r)
+        totals = read_totals(r)
         assert totals is not None
         assert not list(r.items(rewards.BLOCK_LOW_PREFIX)), "a block's low outlived it"
         bonded = {

@@ -7,8 +7,8 @@ import pytest
 from focusflow.chain import Genesis, Msg
 from focusflow.chain.governed import GOVERNED_KEY, overrides
 from focusflow.modules import amm
-from focusflow.modules.dex import get_pool
-from focusflow.modules.tokens import balance_of
+from focusflow.state_schema.dex import get_pool
+from focusflow.state_schema.tokens import balance_of
 from tests.chain.helpers import ALICE, BALANCE, CHAIN_ID, FEE, STAKE, VALIDATOR, new_chain, tx
 
 

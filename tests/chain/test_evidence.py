@@ -28,8 +28,8 @@ from focusflow.consensus.sim import Simulation
 from focusflow.core.encoding import decode, encode
 from focusflow.core.hashing import merkle_root, sha256
 from focusflow.core.keys import KeyPair
-from focusflow.modules.accounts import get_account
 from focusflow.node import open_chain
+from focusflow.state_schema.accounts import get_account
 from focusflow.store import height_key
 from tests.chain.evidence_helpers import (
     BONDED,

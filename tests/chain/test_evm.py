@@ -14,8 +14,8 @@ from focusflow.chain.state import PendingState
 from focusflow.core.encoding import encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.keys import encode_address
-from focusflow.modules.accounts import get_account
 from focusflow.node import open_chain
+from focusflow.state_schema.accounts import get_account
 from focusflow.vm.evm_keys import ACCOUNT_PREFIX, storage_key
 from focusflow.vm.evm_state import StateAccountDB
 from tests.chain.helpers import ALICE, BOB, CHAIN_ID, VALIDATOR, link, particle, tx

@@ -27,8 +27,8 @@ from focusflow.chain.eth_tx import (
 from focusflow.chain.mempool import Mempool
 from focusflow.chain.state import PendingState
 from focusflow.core.keys import encode_address
-from focusflow.modules.accounts import get_account
 from focusflow.node import open_chain
+from focusflow.state_schema.accounts import get_account
 from focusflow.vm import evm
 from focusflow.vm.evm_keys import code_key
 from tests.chain.helpers import CHAIN_ID, VALIDATOR

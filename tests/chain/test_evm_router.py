@@ -16,8 +16,8 @@ from eth_abi import encode as abi_encode
 
 from focusflow.chain import Genesis, Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from focusflow.modules.accounts import get_account, get_neudeg
 from focusflow.node import open_chain
+from focusflow.state_schema.accounts import get_account, get_neudeg
 from focusflow.vm import wasm
 from focusflow.vm.evm import ROUTER_ADDRESS, packet_topic, packets_of
 from focusflow.vm.evm_keys import storage_key

@@ -20,8 +20,8 @@ import pytest
 
 from focusflow.chain import Chain
 from focusflow.modules import default_modules
-from focusflow.modules.accounts import get_account
 from focusflow.modules.bank import ante
+from focusflow.state_schema.accounts import get_account
 from focusflow.store import Store
 from tests.chain.hostile import PLAUSIBLE, T0, VALIDATOR, HostileStream, genesis
 

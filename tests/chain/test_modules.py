@@ -7,9 +7,9 @@ import numpy as np
 from focusflow.chain import Msg
 from focusflow.chain.focus_commit import SCALE, focus_root
 from focusflow.core.encoding import decode
-from focusflow.modules.accounts import get_neudeg
 from focusflow.modules.blobs import BLOB_PREFIX, blob_cid
-from focusflow.modules.names import address_of, resolve
+from focusflow.state_schema.accounts import get_neudeg
+from focusflow.state_schema.names import address_of, resolve
 from tests.chain.helpers import (
     ALICE,
     BOB,

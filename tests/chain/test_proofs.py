@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from focusflow.chain import Msg
-from focusflow.modules.proofs import PAID_PREFIX, pin_request, result_of
 from focusflow.services.storage.chunk_store import ChunkStore
 from focusflow.services.storage.proofs import (
     K_MIN,
@@ -24,6 +23,7 @@ from focusflow.services.storage.proofs import (
     prove_time,
     prove_work,
 )
+from focusflow.state_schema.proofs import PAID_PREFIX, pin_request, result_of
 from tests.chain.helpers import ALICE, BOB, FEE, account, genesis, new_chain, tx
 
 PARAMS = {

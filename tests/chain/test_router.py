@@ -15,8 +15,8 @@ from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.keys import encode_address
-from focusflow.modules.accounts import get_account, get_neudeg
 from focusflow.modules.names import resolve
+from focusflow.state_schema.accounts import get_account, get_neudeg
 from focusflow.vm import wasm
 from tests.chain.helpers import ALICE, BOB, CAROL, genesis, new_chain, tx
 from tests.chain.test_wasm import COUNTER

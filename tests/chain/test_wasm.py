@@ -237,7 +237,7 @@ def test_a_contract_reads_a_pools_twap(tmp_path):
     """``twap_of`` answers the pool's TWAP of one H in CYB at the block's time in
     fixed point 10^9, as the exchange's own oracle computes it; -1 without a pool."""
     from focusflow.modules.dex import twap_q64
-    from focusflow.modules.tokens import balance_of
+    from focusflow.state_schema.tokens import balance_of
 
     gen = genesis(focus={"mode": "diffusion"})
     gen = type(gen).from_json(

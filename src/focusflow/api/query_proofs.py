@@ -19,10 +19,10 @@ from focusflow.api.errors import ApiError
 from focusflow.api.routes_light import LinkSources, link_sources, prove_at
 from focusflow.api.state import app_state
 from focusflow.core.keys import decode_address
-from focusflow.modules.accounts import account_key
-from focusflow.modules.names import NAME_PREFIX
 from focusflow.query.engine import Answer
 from focusflow.query.node_source import NEURONS
+from focusflow.state_schema.accounts import account_key
+from focusflow.state_schema.names import NAME_PREFIX
 
 
 def _message_key(view, sources: LinkSources, ids: np.ndarray, keep) -> bytes | None:

@@ -29,7 +29,8 @@ from focusflow.api.params import INT64_MAX
 from focusflow.api.state import app_state
 from focusflow.core.encoding import decode
 from focusflow.core.keys import encode_address
-from focusflow.modules.ca import (
+from focusflow.services.trust.ctlog import MerkleLog
+from focusflow.state_schema.ca import (
     CROSS_PREFIX,
     certificate_for,
     is_revoked,
@@ -39,7 +40,6 @@ from focusflow.modules.ca import (
     log_head,
     log_leaves,
 )
-from focusflow.services.trust.ctlog import MerkleLog
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 SerialPath = Annotated[

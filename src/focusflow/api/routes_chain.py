@@ -27,9 +27,9 @@ from focusflow.core.cid import cid_from_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.keys import decode_address, encode_address
-from focusflow.modules.accounts import get_account, get_neudeg
-from focusflow.modules.names import address_of, join_host_port, resolve
-from focusflow.modules.proofs import pin_request
+from focusflow.state_schema.accounts import get_account, get_neudeg
+from focusflow.state_schema.names import address_of, join_host_port, resolve
+from focusflow.state_schema.proofs import pin_request
 from focusflow.store import height_key
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)

@@ -27,9 +27,11 @@ from focusflow.chain.errors import UnknownPoolError
 from focusflow.chain.fees import current_fee_per_byte
 from focusflow.chain.state import PendingState
 from focusflow.core.keys import decode_address, encode_address
-from focusflow.modules import dex, rewards
-from focusflow.modules.economy import buyback_bps, premium_bps
-from focusflow.modules.tokens import H, balances_of, supply_of
+from focusflow.modules import buyback_bps, pool_json, premium_bps
+from focusflow.state_schema.dex import dealer_reserve, get_pool
+from focusflow.state_schema.dex import pools as all_pools
+from focusflow.state_schema.rewards import read_totals
+from focusflow.state_schema.tokens import H, balances_of, supply_of
 from focusflow.store import Reader
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -65,7 +67,7 @@ def pools(request: Request) -> JSONResponse:
     params = chain.params
     with chain.reader() as r:
         now_ms = _head_time(request, r)
-        found = [p.to_json(now_ms, params) for p in dex.pools(PendingState(r.get, r.items))]
+        found = [pool_json(p, now_ms, params) for p in all_pools(PendingState(r.get, r.items))]
         height = r.height
     return JSONResponse({"height": height, "time_ms": now_ms, "pools": found})
 
@@ -76,11 +78,11 @@ def pool(request: Request, a: DenomPath, b: DenomPath) -> JSONResponse:
     chain = app_state(request).node.chain
     params = chain.params
     with chain.reader() as r:
-        found = dex.get_pool(r, a, b)
+        found = get_pool(r, a, b)
         if found is None:
             raise UnknownPoolError(f"no pool for {a} and {b}")
         now_ms = _head_time(request, r)
-        doc: dict[str, Any] = found.to_json(now_ms, params)
+        doc: dict[str, Any] = pool_json(found, now_ms, params)
         height = r.height
     return JSONResponse({**doc, "height": height, "time_ms": now_ms})
 
@@ -105,7 +107,7 @@ def economy(request: Request) -> JSONResponse:
     params = chain.params
     with chain.reader() as r:
         now_ms = _head_time(request, r)
-        totals = rewards.read_totals(r)
+        totals = read_totals(r)
         doc = {
             "height": r.height,
             "time_ms": now_ms,
@@ -117,6 +119,6 @@ def economy(request: Request) -> JSONResponse:
             if totals is None
             else {"index": totals.index, "total_bonded": totals.total_bonded, "held": totals.held},
             "h_supply": supply_of(r, H),
-            "dealer_reserve": dex.dealer_reserve(r),
+            "dealer_reserve": dealer_reserve(r),
         }
     return JSONResponse(doc)

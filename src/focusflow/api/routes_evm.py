@@ -61,9 +61,8 @@ from focusflow.chain.state import PendingState
 from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
-from focusflow.modules.accounts import get_account
-from focusflow.modules.dex import twap_reader
-from focusflow.modules.evm import effective_gas_price, evm_block
+from focusflow.modules import effective_gas_price, evm_block, twap_reader
+from focusflow.state_schema.accounts import get_account
 from focusflow.vm import evm
 from focusflow.vm.evm_keys import code_key, storage_key
 

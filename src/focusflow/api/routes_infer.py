@@ -43,7 +43,7 @@ from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterE
 from focusflow.core.keys import encode_address
 from focusflow.infer import Inference, InferGraph, InferParams, Sampling
 from focusflow.infer.errors import UnknownParticleError
-from focusflow.modules.names import resolve as resolve_name
+from focusflow.state_schema.names import resolve as resolve_name
 
 log = logging.getLogger("focusflow.api")
 

@@ -37,9 +37,9 @@ from focusflow.consensus.certificate import encode_certificate
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import merkle_proof
 from focusflow.core.keys import decode_address, encode_address
-from focusflow.modules.accounts import account_key
-from focusflow.modules.links import links_key
-from focusflow.modules.names import NAME_PREFIX
+from focusflow.state_schema.accounts import account_key
+from focusflow.state_schema.links import links_key
+from focusflow.state_schema.names import NAME_PREFIX
 from focusflow.store import smt
 
 router = APIRouter(prefix="/v1/light", responses=ERROR_RESPONSES)

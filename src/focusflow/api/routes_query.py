@@ -44,13 +44,13 @@ from focusflow.api.state import app_state
 from focusflow.core.encoding import decode
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.keys import encode_address
-from focusflow.modules.accounts import ACCOUNT_PREFIX
-from focusflow.modules.names import NAME_PREFIX
 from focusflow.query.node_source import HeadRelation
 from focusflow.query.service import NODE_LIMITS, QueryService
 from focusflow.query.slots import QueryBusyError
 from focusflow.query.views import VIEW_NAME
 from focusflow.services.auth.tokens import UnauthorizedError
+from focusflow.state_schema.accounts import ACCOUNT_PREFIX
+from focusflow.state_schema.names import NAME_PREFIX
 
 router = APIRouter(prefix="/v1/query", responses=ERROR_RESPONSES)
 

@@ -48,8 +48,8 @@ from focusflow.core.errors import ChainIdMismatchError, FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.modules.dex import share_denom
 from focusflow.modules.names import name_fee
-from focusflow.modules.tokens import CYB, H
 from focusflow.modules.wasm import gas_fee
+from focusflow.state_schema.tokens import CYB, H
 
 #: How long ``--wait`` polls before giving up, and how often.
 WAIT_TIMEOUT_S = 30.0

@@ -26,9 +26,9 @@ from focusflow.core.hashing import verify_merkle_proof
 from focusflow.core.keys import encode_address
 from focusflow.light.errors import BadProofError, MalformedAnswerError, WrongValueError
 from focusflow.light.verify import LightBlock
-from focusflow.modules.accounts import account_key
-from focusflow.modules.links import links_key
-from focusflow.modules.names import NAME_PREFIX
+from focusflow.state_schema.accounts import account_key
+from focusflow.state_schema.links import LINKS_KEY_BYTES, LINKS_PREFIX
+from focusflow.state_schema.names import NAME_PREFIX
 from focusflow.store.smt import Proof, verify_proof
 
 #: A node's answer: a JSON object, unchecked until the functions here check it.
@@ -259,11 +259,7 @@ def verify_links(doc: object, block: LightBlock, cid: str, direction: str) -> Li
     proven: list[tuple[bytes, list[Any]]] = []
     for part in messages:
         key = _hexfield(part, "key") if isinstance(part, dict) else None
-        if (
-            key is None
-            or len(key) != len(links_key(0, 0, 0))
-            or not key.startswith(links_key(0, 0, 0)[:13])
-        ):
+        if key is None or len(key) != LINKS_KEY_BYTES or not key.startswith(LINKS_PREFIX):
             raise WrongValueError("a proven message key is not a /graph/links key")
         value = proven_value(part, key, block)
         if value is None:

@@ -27,10 +27,10 @@ from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.keys import decode_address
 from focusflow.light.errors import BadProofError, MalformedAnswerError, WrongValueError
-from focusflow.modules.accounts import account_key
-from focusflow.modules.links import LINKS_PREFIX
-from focusflow.modules.names import NAME_PREFIX
 from focusflow.query import FactSource, run
+from focusflow.state_schema.accounts import account_key
+from focusflow.state_schema.links import LINKS_PREFIX
+from focusflow.state_schema.names import NAME_PREFIX
 from focusflow.store import Proof, verify_proof
 
 

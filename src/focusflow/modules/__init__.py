@@ -1,14 +1,23 @@
 """The chain's state machines: bank, graph links, names, blobs, validators,
 focus upgrades, the EVM and WASM contracts, the certificate authority,
 proofs of state with pins paid by them, and the economy: other tokens, the
-exchange, the fee split and rewards."""
+exchange, the fee split and rewards.
+
+This package's own namespace is the modules' public face: the registry of the
+modules a chain runs (:func:`default_modules`), the bank's ante, and the few
+read-only views the node's API serves that are a module's rule rather than a
+record's layout (the EVM's block view and gas price, the exchange's TWAP and
+pool summary, the economy's premium and buyback share). The API imports only
+these; the state's keys and records it reads through ``focusflow.state_schema``
+(pyproject.toml's import contracts say so).
+"""
 
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
 from focusflow.modules.ca import NetworkCa
-from focusflow.modules.dex import Dex
-from focusflow.modules.economy import Economy
-from focusflow.modules.evm import Evm
+from focusflow.modules.dex import Dex, pool_json, twap_reader
+from focusflow.modules.economy import Economy, buyback_bps, premium_bps
+from focusflow.modules.evm import Evm, effective_gas_price, evm_block
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
 from focusflow.modules.proofs import Proofs
@@ -41,5 +50,11 @@ __all__ = [
     "Validators",
     "Wasm",
     "ante",
+    "buyback_bps",
     "default_modules",
+    "effective_gas_price",
+    "evm_block",
+    "pool_json",
+    "premium_bps",
+    "twap_reader",
 ]

@@ -1,10 +1,10 @@
 """Account records and the typed reading of message bodies, shared by the modules.
 
 An account (``chain.account.Account``) lives at ``/token/acct/<20-byte
-address>`` as the canonical CBOR array ``[balance, nonce, bonded]`` (integers,
-base units). A neuron's link count lives at ``/graph/neuron/<address>`` as
-``[neudeg]``. Accessors are free functions over the pending state (readers also
-take a committed store reader), in the style of execution-specs' state.py.
+address>`` and a neuron's link count at ``/graph/neuron/<address>``: their keys
+and codecs are ``state_schema.accounts``'. Accessors are free functions over
+the pending state (readers also take a committed store reader), in the style
+of execution-specs' state.py.
 """
 
 from __future__ import annotations
@@ -13,28 +13,19 @@ from typing import Any
 
 from focusflow.chain.account import Account
 from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
-from focusflow.chain.state import PendingState, Readable
-from focusflow.core.encoding import decode_stored, encode
+from focusflow.chain.state import PendingState
+from focusflow.core.encoding import encode
 from focusflow.core.keys import ADDRESS_SIZE, encode_address
-
-ACCOUNT_PREFIX = b"/token/acct/"
-NEURON_PREFIX = b"/graph/neuron/"
-
-
-def account_key(address: bytes) -> bytes:
-    return ACCOUNT_PREFIX + address
-
-
-def get_account(state: Readable, address: bytes) -> Account:
-    raw = state.get(account_key(address))
-    if raw is None:
-        return Account()
-    balance, nonce, bonded = decode_stored(raw, "account")
-    return Account(balance, nonce, bonded)
+from focusflow.state_schema.accounts import (
+    account_key,
+    encode_account,
+    get_account,
+    neuron_key,
+)
 
 
 def set_account(state: PendingState, address: bytes, account: Account) -> None:
-    state.put(account_key(address), encode([account.balance, account.nonce, account.bonded]))
+    state.put(account_key(address), encode_account(account))
 
 
 def debit(state: PendingState, address: bytes, amount: int, why: str) -> Account:
@@ -55,13 +46,8 @@ def credit(state: PendingState, address: bytes, amount: int) -> None:
     set_account(state, address, account)
 
 
-def get_neudeg(state: Readable, address: bytes) -> int:
-    raw = state.get(NEURON_PREFIX + address)
-    return 0 if raw is None else decode_stored(raw, "neuron")[0]
-
-
 def set_neudeg(state: PendingState, address: bytes, neudeg: int) -> None:
-    state.put(NEURON_PREFIX + address, encode([neudeg]))
+    state.put(neuron_key(address), encode([neudeg]))
 
 
 def field(body: dict[str, Any], name: str, kind: type[Any], *, size: int | None = None) -> Any:

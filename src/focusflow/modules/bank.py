@@ -49,12 +49,12 @@ from focusflow.modules.accounts import (
     amount_field,
     credit,
     debit,
-    get_account,
-    get_neudeg,
     only_fields,
     set_account,
 )
-from focusflow.modules.tokens import CYB, H, add, balance_of, burn, denom_field, mint, sub
+from focusflow.modules.tokens import add, burn, denom_field, mint, sub
+from focusflow.state_schema.accounts import get_account, get_neudeg
+from focusflow.state_schema.tokens import CYB, H, balance_of
 
 UNBOND_PREFIX = b"/token/unbond/"
 

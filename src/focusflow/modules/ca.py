@@ -95,36 +95,39 @@ from focusflow.consensus.validators import has_two_thirds
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules.accounts import field, only_fields
-from focusflow.modules.names import check_name, resolve
+from focusflow.modules.names import check_name
 from focusflow.services.trust import ctlog, frost
 from focusflow.services.trust.frost import Commitment, FrostError
 from focusflow.services.trust.threshold_ca import cross_builder
+from focusflow.state_schema.ca import (
+    ASKED_PREFIX,
+    BY_KEY_PREFIX,
+    BY_NAME_PREFIX,
+    CERT_PREFIX,
+    CRL_KEY,
+    CRL_NUMBER_KEY,
+    CROSS_PREFIX,
+    FED_VOTES_PREFIX,
+    GROUP_KEY,
+    HEAD_KEY,
+    LEAF_NAME_PREFIX,
+    LIVE_PREFIX,
+    REQUEST_PREFIX,
+    REVOKED_PREFIX,
+    Group,
+    certificate_of_name,
+    is_revoked,
+    issued,
+    leaf_key,
+    load_group,
+    log_head,
+)
+from focusflow.state_schema.names import resolve
 
-GROUP_KEY = b"/kv/ca/group"
-REQUEST_PREFIX = b"/kv/ca/req/"
-CERT_PREFIX = b"/kv/ca/cert/"
-LEAF_PREFIX = b"/kv/ct/leaf/"
-HEAD_KEY = b"/kv/ct/head"
-REVOKED_PREFIX = b"/kv/ca/revoked/"
-#: name -> the serial of its pending request (one at a time per name).
-ASKED_PREFIX = b"/kv/ca/asked/"
-#: Ed25519 key (32 bytes) -> the serial of the newest certificate issued for it.
-BY_KEY_PREFIX = b"/kv/ca/key/"
-#: Name -> serial of the newest certificate issued for ``<name>.focus``.
-BY_NAME_PREFIX = b"/kv/ca/name/"
-#: Name -> ``[[serial, notAfter in seconds], ...]``: its certificates that may be
-#: live, oldest first (expired and revoked ones are dropped whenever it is written).
-LIVE_PREFIX = b"/kv/ca/live/"
-#: Serial of a leaf certificate -> the name it certifies (whose owner may revoke it).
-LEAF_NAME_PREFIX = b"/kv/ca/leaf_name/"
 #: Live certificates one name may hold: a node renews its certificate when a third
 #: of its life is left, so two at a time is the norm; the bound keeps what a
 #: transfer revokes (and the index it reads) small.
 MAX_NAME_CERTS = 4
-#: sha256 of a federation vote's ``[action, body]`` -> ``[action, body, height, voters]``.
-FED_VOTES_PREFIX = b"/kv/ca/fed_votes/"
-#: sha256 of another network's root DER -> ``[serial, cross-certificate DER]``.
-CROSS_PREFIX = b"/kv/ca/cross/"
 #: Blocks an undecided federation vote is kept.
 FED_VOTE_BLOCKS = 100
 #: Undecided federation votes one validator may hold.
@@ -132,8 +135,6 @@ MAX_FED_VOTES = 4
 MAX_ROOT_BYTES = 4096
 MAX_CROSS_DAYS = 3650
 MAX_PERMITTED = 16
-CRL_NUMBER_KEY = b"/kv/ca/crl_number"
-CRL_KEY = b"/kv/ca/crl"
 #: How long a CRL the group signs is current.
 CRL_DAYS = 7
 #: Blocks a full signing set may take to give its shares before the job restarts.
@@ -155,27 +156,12 @@ class CaError(TxError):
     code = "ca_refused"
 
 
-@dataclass(frozen=True)
-class Group:
-    threshold: int
-    public_key: bytes
-    root: bytes
-    #: address -> (identifier, verifying share)
-    members: Mapping[bytes, tuple[int, bytes]]
-
-    def member(self, address: bytes) -> tuple[int, bytes]:
-        found = self.members.get(address)
-        if found is None:
-            raise CaError("the sender is not a member of the CA's signing group")
-        return found
-
-
-def load_group(state: Readable) -> Group | None:
-    raw = state.get(GROUP_KEY)
-    if raw is None:
-        return None
-    threshold, public_key, root, members = decode(raw, "ca group")
-    return Group(threshold, public_key, root, {a: (i, v) for a, i, v in members})
+def _member(group: Group, address: bytes) -> tuple[int, bytes]:
+    """``(identifier, verifying share)`` of a member of the signing group."""
+    found = group.members.get(address)
+    if found is None:
+        raise CaError("the sender is not a member of the CA's signing group")
+    return found
 
 
 def _group_from_genesis(ca: dict[str, Any]) -> Group:
@@ -328,25 +314,7 @@ def crl_template(
     return der[:-64], draft.tbs_certlist_bytes
 
 
-def latest_crl(state: Readable) -> tuple[int, bytes] | None:
-    """``(CRL number, DER)`` of the newest CRL the group signed, None if none."""
-    raw = state.get(CRL_KEY)
-    if raw is None:
-        return None
-    number, der = decode(raw, "ca crl")
-    return number, der
-
-
 # --- the transparency log in the state ----------------------------------------------
-
-
-def log_head(state: Readable) -> tuple[int, bytes, list[bytes]]:
-    """``(size, root hash, perfect subtree hashes largest first)`` of the log."""
-    raw = state.get(HEAD_KEY)
-    if raw is None:
-        return 0, hashlib.sha256(b"").digest(), []
-    size, root, frontier = decode(raw, "ct head")
-    return size, root, list(frontier)
 
 
 def _append_leaf(state: PendingState, entry: bytes) -> int:
@@ -355,7 +323,7 @@ def _append_leaf(state: PendingState, entry: bytes) -> int:
     split at the largest power of two)."""
     size, _, frontier = log_head(state)
     leaf = ctlog.leaf_hash(entry)
-    state.put(LEAF_PREFIX + size.to_bytes(8, "big"), leaf)
+    state.put(leaf_key(size), leaf)
     merged, carry = leaf, size
     while carry & 1:
         merged = ctlog.node_hash(frontier.pop(), merged)
@@ -366,35 +334,6 @@ def _append_leaf(state: PendingState, entry: bytes) -> int:
         root = ctlog.node_hash(subtree, root)
     state.put(HEAD_KEY, encode([size + 1, root, frontier]))
     return size
-
-
-def issued(state: Readable, serial: bytes) -> tuple[int, bytes] | None:
-    """``(log index, DER)`` of an issued certificate, None if there is none."""
-    raw = state.get(CERT_PREFIX + serial)
-    if raw is None:
-        return None
-    index, der, _ = decode(raw, "ca certificate")
-    return index, der
-
-
-def certificate_for(state: Readable, key: bytes) -> tuple[bytes, bytes] | None:
-    """``(serial, DER)`` of the newest certificate issued for the Ed25519 ``key``
-    (revoked or expired ones too: the caller judges), None if there is none."""
-    serial = state.get(BY_KEY_PREFIX + key)
-    if serial is None:
-        return None
-    found = issued(state, serial)
-    return None if found is None else (serial, found[1])
-
-
-def certificate_of_name(state: Readable, name: str) -> tuple[bytes, bytes] | None:
-    """``(serial, DER)`` of the newest certificate issued for ``<name>.focus``
-    (revoked or expired ones too: the caller judges), None if there is none."""
-    serial = state.get(BY_NAME_PREFIX + name.encode())
-    if serial is None:
-        return None
-    found = issued(state, serial)
-    return None if found is None else (serial, found[1])
 
 
 def valid_certificate_of_name(
@@ -411,18 +350,9 @@ def valid_certificate_of_name(
     return cert
 
 
-def is_revoked(state: Readable, serial: bytes) -> bool:
-    return state.get(REVOKED_PREFIX + serial) is not None
-
-
 def pending_serials(reader: Any) -> list[bytes]:
     """Serials of the requests still waiting for commitments or shares."""
     return [key[len(REQUEST_PREFIX) :] for key, _ in reader.items(REQUEST_PREFIX)]
-
-
-def log_leaves(state: Readable, end: int, start: int = 0) -> list[bytes]:
-    """The leaf hashes ``start`` to ``end`` (for proofs)."""
-    return [state.get(LEAF_PREFIX + i.to_bytes(8, "big")) or b"" for i in range(start, end)]
 
 
 # --- the module ----------------------------------------------------------------------
@@ -527,7 +457,7 @@ class NetworkCa:
         hiding = field(body, "hiding", bytes, size=32)
         binding = field(body, "binding", bytes, size=32)
         group = _group(ctx.state)
-        identifier, _ = group.member(ctx.sender)
+        identifier, _ = _member(group, ctx.sender)
         req = _pending(ctx.state, serial)
         if len(req.commits) >= group.threshold:
             raise CaError("the request's signing set is full")
@@ -551,7 +481,7 @@ class NetworkCa:
         serial = field(body, "serial", bytes, size=SERIAL_BYTES)
         raw_share = field(body, "share", bytes, size=32)
         group = _group(ctx.state)
-        identifier, verifying = group.member(ctx.sender)
+        identifier, verifying = _member(group, ctx.sender)
         req = _pending(ctx.state, serial)
         if len(req.commits) < group.threshold:
             raise CaError("the request's signing set is not complete yet")

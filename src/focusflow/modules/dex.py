@@ -50,7 +50,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from focusflow.chain.errors import (
@@ -68,108 +67,46 @@ from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
-from focusflow.core.encoding import decode, decode_stored, encode
+from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules import amm
 from focusflow.modules.accounts import amount_field, only_fields
 from focusflow.modules.accounts import field as body_field
-from focusflow.modules.tokens import CYB, H, add, burn, denom_field, is_denom, mint, sub
+from focusflow.modules.tokens import add, burn, denom_field, is_denom, mint, sub
+from focusflow.state_schema.dex import (
+    DEALER_USED_PREFIX,
+    RESERVE_KEY,
+    Pool,
+    dealer_reserve,
+    get_pool,
+    pair,
+    pool_key,
+    share_denom,
+)
+from focusflow.state_schema.tokens import CYB, H
 
-POOL_PREFIX = b"/token/pool/"
-RESERVE_KEY = b"/token/dealer/reserve"
-DEALER_USED_PREFIX = b"/token/dealer/used/"
 #: Where the protocol's share of swap fees is paid: an address no key holds.
 PROTOCOL_ADDRESS = hashlib.sha256(b"focusflow/module/dex").digest()[:20]
 #: Observations a pool keeps for its TWAP.
 OBSERVATIONS = 8
 
 
-def pair(a: str, b: str) -> tuple[str, str]:
-    """The pair in its pool's order (byte order of the denoms)."""
-    return (a, b) if a.encode() < b.encode() else (b, a)
-
-
-def share_denom(a: str, b: str) -> str:
-    x, y = pair(a, b)
-    return f"lp/{x}/{y}"
-
-
-def pool_key(a: str, b: str) -> bytes:
-    x, y = pair(a, b)
-    return POOL_PREFIX + x.encode() + b"|" + y.encode()
-
-
-@dataclass
-class Pool:
-    """One pool: its pair (in order), reserves, shares and oracle."""
-
-    a: str
-    b: str
-    reserve_a: int
-    reserve_b: int
-    shares: int
-    #: Uniswap v2's accumulators: sum of price (Q64) times milliseconds.
-    cum_a: int = 0
-    cum_b: int = 0
-    last_ms: int = 0
-    #: The price of ``a`` in ``b`` (Q64) when the current block first touched it.
-    open_q64: int = 0
-    halted_until: int = -1
-    observations: list[list[int]] = field(default_factory=list)
-
-    def encode(self) -> bytes:
-        return encode(
-            [self.reserve_a, self.reserve_b, self.shares, self.cum_a, self.cum_b, self.last_ms,
-             self.open_q64, self.halted_until, self.observations]
-        )  # fmt: skip
-
-    def reserves(self, denom_in: str) -> tuple[int, int]:
-        """``(reserve of denom_in, reserve of the other)``."""
-        if denom_in == self.a:
-            return self.reserve_a, self.reserve_b
-        return self.reserve_b, self.reserve_a
-
-    def set_reserves(self, denom_in: str, reserve_in: int, reserve_out: int) -> None:
-        if denom_in == self.a:
-            self.reserve_a, self.reserve_b = reserve_in, reserve_out
-        else:
-            self.reserve_b, self.reserve_a = reserve_in, reserve_out
-
-    def to_json(self, now_ms: int, params: ChainParams) -> dict[str, Any]:
-        twap = twap_of(self, now_ms, params)
-        return {
-            "a": self.a,
-            "b": self.b,
-            "reserve_a": self.reserve_a,
-            "reserve_b": self.reserve_b,
-            "shares": self.shares,
-            "share_denom": share_denom(self.a, self.b),
-            "price_q64": amm.price_q64(self.reserve_a, self.reserve_b),
-            "price": self.reserve_b / self.reserve_a if self.reserve_a else 0.0,
-            "twap_q64": twap,
-            "twap": twap / amm.Q64,
-            "halted_until": self.halted_until,
-        }
-
-
-def get_pool(state: Readable, a: str, b: str) -> Pool | None:
-    raw = state.get(pool_key(a, b))
-    if raw is None:
-        return None
-    x, y = pair(a, b)
-    ra, rb, shares, cum_a, cum_b, last_ms, open_q64, halted, obs = decode_stored(raw, "pool")
-    return Pool(x, y, ra, rb, shares, cum_a, cum_b, last_ms, open_q64, halted, obs)
-
-
-def pools(state: PendingState) -> list[Pool]:
-    """Every pool, in key order."""
-    out = []
-    for key, _ in state.scan(POOL_PREFIX):
-        a, b = key[len(POOL_PREFIX) :].decode().split("|", 1)
-        pool = get_pool(state, a, b)
-        if pool is not None:
-            out.append(pool)
-    return out
+def pool_json(pool: Pool, now_ms: int, params: ChainParams) -> dict[str, Any]:
+    """A pool as the API shows it: reserves, shares, its price and its TWAP now."""
+    twap = twap_of(pool, now_ms, params)
+    return {
+        "a": pool.a,
+        "b": pool.b,
+        "reserve_a": pool.reserve_a,
+        "reserve_b": pool.reserve_b,
+        "shares": pool.shares,
+        "share_denom": share_denom(pool.a, pool.b),
+        "price_q64": amm.price_q64(pool.reserve_a, pool.reserve_b),
+        "price": pool.reserve_b / pool.reserve_a if pool.reserve_a else 0.0,
+        "twap_q64": twap,
+        "twap": twap / amm.Q64,
+        "halted_until": pool.halted_until,
+    }
 
 
 def touch(pool: Pool, now_ms: int, params: ChainParams) -> None:
@@ -458,11 +395,6 @@ class Dex:
         ctx.state.put(RESERVE_KEY, encode(reserve - paid))
         add(ctx.state, ctx.sender, CYB, paid)
         ctx.emit("dealer.redeem", dealer=ctx.sender, h=amount, cyb=paid)
-
-
-def dealer_reserve(state: Readable) -> int:
-    raw = state.get(RESERVE_KEY)
-    return 0 if raw is None else int(decode(raw, "reserve"))
 
 
 def gross_up(net: int, params: ChainParams) -> int:

@@ -64,9 +64,11 @@ from focusflow.consensus.validators import has_two_thirds
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import encode_address
 from focusflow.modules import amm, rewards
-from focusflow.modules.accounts import field, get_account, only_fields
+from focusflow.modules.accounts import field, only_fields
 from focusflow.modules.dex import swap_in, twap_q64
-from focusflow.modules.tokens import CYB, H, add, burn, mint
+from focusflow.modules.tokens import add, burn, mint
+from focusflow.state_schema.accounts import get_account
+from focusflow.state_schema.tokens import CYB, H
 
 VOTES_PREFIX = b"/kv/economy/votes/"
 VOTER_PREFIX = b"/kv/economy/voter/"

@@ -45,9 +45,10 @@ from focusflow.chain.state import PendingState, Readable
 from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.modules import router
-from focusflow.modules.accounts import credit, debit, get_account, set_account
+from focusflow.modules.accounts import credit, debit, set_account
 from focusflow.modules.dex import twap_reader
 from focusflow.modules.wasm import reserve_block_gas
+from focusflow.state_schema.accounts import get_account
 from focusflow.vm.evm import EvmBlock, EvmValidationError, Outcome, apply_transaction, packets_of
 from focusflow.vm.evm_keys import code_key
 

@@ -42,19 +42,9 @@ from focusflow.chain.state import PendingState
 from focusflow.core.cid import check_cid_bytes
 from focusflow.core.encoding import encode
 from focusflow.core.errors import InvalidCIDError
-from focusflow.modules.accounts import (
-    debit,
-    field,
-    get_account,
-    get_neudeg,
-    only_fields,
-    set_neudeg,
-)
-
-LINKS_PREFIX = b"/graph/links/"
-#: After a message's key, what marks the record of links a router packet made
-#: (then the packet's index in the message, 2 bytes).
-PACKET_MARK = b"p"
+from focusflow.modules.accounts import debit, field, only_fields, set_neudeg
+from focusflow.state_schema.accounts import get_account, get_neudeg
+from focusflow.state_schema.links import PACKET_MARK, links_key
 
 
 def _check_links_per_tx(ctx: TxContext, m: int) -> None:
@@ -69,15 +59,6 @@ def _check_links_per_tx(ctx: TxContext, m: int) -> None:
         raise OverLimitError(
             f"{earlier + m} links in one transaction exceed max_links_per_tx={limit}{where}"
         )
-
-
-def links_key(height: int, tx_index: int, msg_index: int) -> bytes:
-    return (
-        LINKS_PREFIX
-        + height.to_bytes(8, "big")
-        + tx_index.to_bytes(4, "big")
-        + msg_index.to_bytes(2, "big")
-    )
 
 
 def _valid_cid(cid: bytes) -> bool:

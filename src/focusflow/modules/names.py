@@ -37,13 +37,12 @@ from collections.abc import Mapping
 from focusflow.chain.errors import InvalidNameError, NameTakenError, NotOwnerError, UnknownNameError
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
-from focusflow.chain.state import PendingState, Readable
+from focusflow.chain.state import PendingState
 from focusflow.core.cid import check_cid_bytes
-from focusflow.core.encoding import decode, encode
+from focusflow.core.encoding import encode
 from focusflow.modules.accounts import address_field, debit, field, only_fields
+from focusflow.state_schema.names import address_key, name_key, resolve
 
-NAME_PREFIX = b"/kv/name/"
-ADDRESS_PREFIX = b"/kv/name_addr/"
 _NAME = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 MAX_HOST = 253
@@ -71,20 +70,6 @@ def check_address(text: str) -> tuple[str, int]:
     return name, int(port)
 
 
-def join_host_port(host: str, port: int) -> str:
-    """``host:port``, an IPv6 host in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def address_of(state: Readable, name: str) -> tuple[str, int] | None:
-    """``(host, port)`` a name says its owner's node listens at, None if unset."""
-    raw = state.get(ADDRESS_PREFIX + name.encode())
-    if raw is None:
-        return None
-    host, port = decode(raw, "name address")
-    return host, port
-
-
 def check_name(name: str) -> None:
     if not _NAME.fullmatch(name) or "--" in name:
         raise InvalidNameError(
@@ -95,15 +80,6 @@ def check_name(name: str) -> None:
 
 def name_fee(name: str, base: int) -> int:
     return base * 10 if len(name) <= 4 else base
-
-
-def resolve(state: Readable, name: str) -> tuple[bytes, bytes] | None:
-    """``(cid, owner)`` of a registered name, None if unknown."""
-    raw = state.get(NAME_PREFIX + name.encode())
-    if raw is None:
-        return None
-    cid, owner = decode(raw, "name record")
-    return cid, owner
 
 
 def _release_certificates(ctx: TxContext, name: str) -> None:
@@ -141,7 +117,7 @@ class Names:
         if resolve(ctx.state, name) is not None:
             raise NameTakenError(f"name {name!r} is already registered")
         debit(ctx.state, ctx.sender, name_fee(name, ctx.params.name_fee), f"name {name!r}")
-        ctx.state.put(NAME_PREFIX + name.encode(), encode([cid, ctx.sender]))
+        ctx.state.put(name_key(name), encode([cid, ctx.sender]))
         ctx.emit("name.register", name=name, cid=cid, owner=ctx.sender)
 
     def update(self, ctx: TxContext, body: dict) -> None:
@@ -150,7 +126,7 @@ class Names:
         cid = field(body, "cid", bytes)
         check_cid_bytes(cid)
         self._owned(ctx, name)
-        ctx.state.put(NAME_PREFIX + name.encode(), encode([cid, ctx.sender]))
+        ctx.state.put(name_key(name), encode([cid, ctx.sender]))
         ctx.emit("name.update", name=name, cid=cid)
 
     def transfer(self, ctx: TxContext, body: dict) -> None:
@@ -158,9 +134,9 @@ class Names:
         name = field(body, "name", str)
         to = address_field(body, "to")
         cid, owner = self._owned(ctx, name)
-        ctx.state.put(NAME_PREFIX + name.encode(), encode([cid, to]))
-        if ctx.state.get(ADDRESS_PREFIX + name.encode()) is not None:
-            ctx.state.delete(ADDRESS_PREFIX + name.encode())
+        ctx.state.put(name_key(name), encode([cid, to]))
+        if ctx.state.get(address_key(name)) is not None:
+            ctx.state.delete(address_key(name))
         ctx.emit("name.transfer", name=name, to=to)
         if to != owner:
             _release_certificates(ctx, name)
@@ -171,14 +147,14 @@ class Names:
         text = field(body, "address", str)
         self._owned(ctx, name)
         if not text:
-            if ctx.state.get(ADDRESS_PREFIX + name.encode()) is not None:
-                ctx.state.delete(ADDRESS_PREFIX + name.encode())
+            if ctx.state.get(address_key(name)) is not None:
+                ctx.state.delete(address_key(name))
             ctx.emit("name.address", name=name, address="")
             return
         if len(text) > MAX_HOST + 8:
             raise InvalidNameError(f"a node address is at most {MAX_HOST + 8} characters")
         host, port = check_address(text)
-        ctx.state.put(ADDRESS_PREFIX + name.encode(), encode([host, port]))
+        ctx.state.put(address_key(name), encode([host, port]))
         ctx.emit("name.address", name=name, address=text)
 
     def _owned(self, ctx: TxContext, name: str) -> tuple[bytes, bytes]:

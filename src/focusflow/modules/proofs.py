@@ -54,10 +54,10 @@ from typing import Any
 from focusflow.chain.errors import MalformedMessageError, TxError
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
-from focusflow.chain.state import PendingState, Readable
+from focusflow.chain.state import PendingState
 from focusflow.core.cid import check_cid_bytes
 from focusflow.core.encoding import decode, encode
-from focusflow.modules.accounts import credit, debit, field, get_account, only_fields
+from focusflow.modules.accounts import credit, debit, field, only_fields
 from focusflow.services.storage import dag
 from focusflow.services.storage.proofs import (
     K_MAX,
@@ -69,12 +69,16 @@ from focusflow.services.storage.proofs import (
     verify_time,
     verify_work,
 )
+from focusflow.state_schema.accounts import get_account
+from focusflow.state_schema.proofs import (
+    CHALLENGE_PREFIX,
+    PAID_PREFIX,
+    PIN_CHALLENGE_PREFIX,
+    REQUEST_PREFIX,
+    RESULT_PREFIX,
+    pin_request,
+)
 
-CHALLENGE_PREFIX = b"/kv/proofs/ch/"
-RESULT_PREFIX = b"/kv/proofs/of/"
-REQUEST_PREFIX = b"/kv/pins/req/"
-PIN_CHALLENGE_PREFIX = b"/kv/pins/ch/"
-PAID_PREFIX = b"/kv/pins/paid/"
 KINDS = ("space", "time", "work", "stake")
 #: Longest a pin request may run, and the most blocks a pin proof may hold.
 MAX_PIN_BLOCKS = 10_000_000
@@ -102,21 +106,6 @@ class PinClosedError(TxError):
 
 def _challenge(parent_hash: bytes, label: bytes, who: bytes) -> bytes:
     return hashlib.sha256(b"focusflow/proof/" + label + parent_hash + who).digest()
-
-
-def result_of(state: Readable, sender: bytes, kind: str) -> tuple[int, Any] | None:
-    """``(height, value)`` of the sender's newest verified claim of ``kind``."""
-    raw = state.get(RESULT_PREFIX + sender + kind.encode())
-    if raw is None:
-        return None
-    height, value = decode(raw, "proof result")
-    return height, value
-
-
-def pin_request(state: Readable, request: bytes) -> list[Any] | None:
-    """``[cid, size, owner, reward, escrow left, expiry height]`` of a pin request."""
-    raw = state.get(REQUEST_PREFIX + request)
-    return None if raw is None else list(decode(raw, "pin request"))
 
 
 def _open(ctx: TxContext, key: bytes) -> bytes:
@@ -277,4 +266,4 @@ class Proofs:
         ctx.emit("pin.close", request=request, refund=escrow)
 
 
-__all__ = ["KINDS", "Proofs", "pin_request", "result_of"]
+__all__ = ["KINDS", "Proofs"]

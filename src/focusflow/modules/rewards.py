@@ -73,52 +73,27 @@ the last block whose tenure is paid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from focusflow.chain.params import ChainParams
-from focusflow.chain.state import PendingState, Readable
+from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode, decode_stored, encode
-from focusflow.modules.accounts import ACCOUNT_PREFIX
-from focusflow.modules.tokens import H, add, burn, mint
+from focusflow.modules.tokens import add, burn, mint
+from focusflow.state_schema.accounts import ACCOUNT_PREFIX
+from focusflow.state_schema.rewards import (
+    ACCOUNT_REWARD_PREFIX,
+    BLOCK_LOW_PREFIX,
+    TOTALS_KEY,
+    Earner,
+    Totals,
+    earner,
+)
+from focusflow.state_schema.tokens import H
 
 SCALE = 10**27
 #: The fixed point of focus and karma (``round(phi * 10**15)``).
 KARMA_UNIT = 10**15
 PPB = 10**9
-TOTALS_KEY = b"/token/rewards"
-ACCOUNT_REWARD_PREFIX = b"/token/reward/"
-#: Accounts whose stake rose above its low in the current block (deleted at its end).
-BLOCK_LOW_PREFIX = b"/token/rewardlow/"
 #: The most lots one bond keeps (the oldest and the younger ones).
 MAX_LOTS = 16
-
-
-@dataclass
-class Totals:
-    index: int = 0
-    total_bonded: int = 0
-    held: int = 0
-
-
-@dataclass
-class Earner:
-    index_at: int = 0
-    accrued: int = 0
-    #: The oldest lot's start; -1 while nothing is bonded.
-    tenure_start: int = -1
-    #: The last block whose tenure is paid.
-    last_height: int = 0
-    learning_at: int = -1
-    #: The lots younger than the oldest, ``[start, amount]``, oldest first.
-    lots: list[list[int]] = field(default_factory=list)
-
-    def all_lots(self, bonded: int) -> list[tuple[int, int]]:
-        """Every lot of the ``bonded`` stake as ``(start, amount)``, oldest first:
-        the oldest holds what the younger ones leave."""
-        if self.tenure_start < 0 or bonded <= 0:
-            return []
-        younger = sum(amount for _, amount in self.lots)
-        return [(self.tenure_start, bonded - younger), *((s, a) for s, a in self.lots)]
 
 
 def totals(state: PendingState) -> Totals:
@@ -131,28 +106,12 @@ def totals(state: PendingState) -> Totals:
     return Totals(0, total, 0)
 
 
-def read_totals(state: Readable) -> Totals | None:
-    raw = state.get(TOTALS_KEY)
-    if raw is None:
-        return None
-    index, total, held = decode(raw, "rewards")
-    return Totals(index, total, held)
-
-
 def save_totals(state: PendingState, t: Totals) -> None:
-    state.put(TOTALS_KEY, encode([t.index, t.total_bonded, t.held]))
-
-
-def earner(state: Readable, address: bytes) -> Earner | None:
-    raw = state.get(ACCOUNT_REWARD_PREFIX + address)
-    return None if raw is None else Earner(*decode_stored(raw, "reward"))
+    state.put(TOTALS_KEY, t.encode())
 
 
 def _save_earner(state: PendingState, address: bytes, e: Earner) -> None:
-    """The record, with the younger lots only when there are some (a bond never
-    topped up keeps the layout it had before lots)."""
-    record = [e.index_at, e.accrued, e.tenure_start, e.last_height, e.learning_at]
-    state.put(ACCOUNT_REWARD_PREFIX + address, encode([*record, e.lots] if e.lots else record))
+    state.put(ACCOUNT_REWARD_PREFIX + address, e.encode())
 
 
 def ramp_sum(t0: int, t1: int, ramp: int) -> int:

@@ -16,15 +16,18 @@ from __future__ import annotations
 import re
 
 from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
-from focusflow.chain.state import PendingState, Readable
-from focusflow.core.encoding import decode, decode_stored, encode
+from focusflow.chain.state import PendingState
+from focusflow.core.encoding import encode
 from focusflow.core.keys import ADDRESS_SIZE, encode_address
-from focusflow.modules.accounts import credit, debit, get_account
+from focusflow.modules.accounts import credit, debit
+from focusflow.state_schema.tokens import (
+    CYB,
+    balance_key,
+    balance_of,
+    supply_key,
+    supply_of,
+)
 
-CYB = "cyb"
-H = "h"
-BALANCE_PREFIX = b"/token/bal/"
-SUPPLY_PREFIX = b"/token/supply/"
 #: A base denom: a lowercase letter, then up to 15 lowercase letters or digits.
 BASE_DENOM = re.compile(r"[a-z][a-z0-9]{0,15}")
 #: Pool shares name their pool's pair; pools of shares nest, up to this length.
@@ -70,27 +73,6 @@ def denom_field(body: dict, name: str) -> str:
     return str(value)
 
 
-def balance_key(address: bytes, denom: str) -> bytes:
-    return BALANCE_PREFIX + address + denom.encode()
-
-
-def balance_of(state: Readable, address: bytes, denom: str) -> int:
-    """The liquid balance of ``address`` in ``denom``."""
-    if denom == CYB:
-        return get_account(state, address).balance
-    raw = state.get(balance_key(address, denom))
-    return 0 if raw is None else int(decode_stored(raw, "balance"))
-
-
-def balances_of(state: PendingState, address: bytes) -> dict[str, int]:
-    """Every non-zero liquid balance of ``address``, ``cyb`` first."""
-    out = {CYB: get_account(state, address).balance}
-    prefix = BALANCE_PREFIX + address
-    for key, value in state.scan(prefix):
-        out[key[len(prefix) :].decode()] = int(decode(value, "balance"))
-    return {d: v for d, v in out.items() if v}
-
-
 def add(state: PendingState, address: bytes, denom: str, amount: int) -> None:
     """Credit ``amount`` of ``denom`` that already exists (moved, not minted)."""
     if amount <= 0:
@@ -120,14 +102,8 @@ def sub(state: PendingState, address: bytes, denom: str, amount: int, why: str) 
         state.put(key, encode(have - amount))
 
 
-def supply_of(state: Readable, denom: str) -> int:
-    """Total supply of a denom other than ``cyb`` (whose supply is not kept)."""
-    raw = state.get(SUPPLY_PREFIX + denom.encode())
-    return 0 if raw is None else int(decode_stored(raw, "supply"))
-
-
 def _set_supply(state: PendingState, denom: str, value: int) -> None:
-    key = SUPPLY_PREFIX + denom.encode()
+    key = supply_key(denom)
     if value:
         state.put(key, encode(value))
     else:

@@ -53,8 +53,9 @@ from focusflow.consensus.errors import InvalidValidatorSetError
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import address_bytes, encode_address
-from focusflow.modules.accounts import get_account, only_fields
+from focusflow.modules.accounts import only_fields
 from focusflow.modules.bank import UNBOND_PREFIX
+from focusflow.state_schema.accounts import get_account
 
 VALIDATOR_PREFIX = b"/token/validator/"
 JAILED_PREFIX = b"/token/jailed/"

@@ -60,18 +60,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from focusflow.chain import Msg
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.keys import KeyPair
-from focusflow.modules.ca import (
+from focusflow.modules.ca import serial_number, valid_certificate_of_name
+from focusflow.net.certs import CertificatePolicy, CertKind, NetworkCA, SelfSigned
+from focusflow.net.node import PeerAddress
+from focusflow.state_schema.ca import (
     ASKED_PREFIX,
     REVOKED_PREFIX,
     certificate_for,
     is_revoked,
     load_group,
-    serial_number,
-    valid_certificate_of_name,
 )
-from focusflow.modules.names import address_of, join_host_port, resolve
-from focusflow.net.certs import CertificatePolicy, CertKind, NetworkCA, SelfSigned
-from focusflow.net.node import PeerAddress
+from focusflow.state_schema.names import address_of, join_host_port, resolve
 
 if TYPE_CHECKING:
     from focusflow.chain.state import Readable

@@ -30,7 +30,7 @@ from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, L
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.keys import encode_address
 from focusflow.modules.ca import valid_certificate_of_name
-from focusflow.modules.names import InvalidNameError, address_of, check_name, resolve
+from focusflow.modules.names import InvalidNameError, check_name
 from focusflow.node.api_tls import ApiTls
 from focusflow.node.blob_net import BlobNet
 from focusflow.node.home import Home
@@ -38,6 +38,7 @@ from focusflow.node.validator import ValidatorRuntime
 from focusflow.services.auth.credentials import Authorizer
 from focusflow.services.dns import DnsSettings, Lookup, NameRecord, serve_dns
 from focusflow.services.storage.chunk_store import ChunkStore
+from focusflow.state_schema.names import address_of, resolve
 from focusflow.store.particle_texts import ParticleTexts
 from focusflow.vm import wasm
 
