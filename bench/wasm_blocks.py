@@ -56,9 +56,9 @@ from pathlib import Path
 import wasmtime
 
 from focusflow.chain import Genesis, Msg, make_tx
-from focusflow.chain.params import ChainParams
 from focusflow.chain.scheduler import Scheduler, takes_native
 from focusflow.core.keys import KeyPair
+from focusflow.modules import WasmParams
 from focusflow.node import open_chain
 
 CHAIN_ID = "focusflow-bench"
@@ -398,7 +398,7 @@ def host() -> None:
         print(f"{name:14s} {price:7d} {gas // price:8d} {wall:7.2f} {cpu:7.2f} {ns:7.2f}")
         if ns > worst_ns:
             worst, worst_ns = name, ns
-    limit = getattr(ChainParams(), "wasm_block_gas_limit", None)
+    limit = getattr(WasmParams(), "wasm_block_gas_limit", None)
     if limit is None:
         print(f"no WASM gas per block: a block of 100 calls of 10^9 gas of {worst} runs about "
               f"{100 * 10**9 * worst_ns / 1e9:.0f} s")  # fmt: skip
@@ -407,9 +407,9 @@ def host() -> None:
     with tempfile.TemporaryDirectory() as d:
         chain = open_chain(Path(d) / "data", genesis([key]), VALIDATOR)
         deployed, t = deploy(chain, key, host_loop(worst), 1, T0 + 1000)
-        most = chain.params.wasm_max_gas
+        most = WasmParams.of(chain.params).wasm_max_gas
         body = {"contract": deployed[0], "msg": b"{}", "gas": most}
-        fee = 10**6 + most // chain.params.wasm_gas_per_unit
+        fee = 10**6 + most // WasmParams.of(chain.params).wasm_gas_per_unit
         txs = [
             make_tx(key, CHAIN_ID, 2 + i, fee, [Msg("wasm.execute", body)]).encoded
             for i in range(2 * limit // most)

@@ -175,6 +175,14 @@ def test_codes_listed_elsewhere_in_the_docs_exist():
     assert not unknown, f"documented codes the source does not define: {unknown}"
 
 
+def _defaults(kind: type) -> dict[str, object]:
+    return {
+        spec.name: spec.default if spec.default_factory is MISSING else spec.default_factory()
+        for spec in fields(kind)
+        if spec.name != "sections"
+    }
+
+
 def test_chain_parameters_table_matches_the_dataclass():
     rows = _table((DOCS / "chain.md").read_text(), "| parameter | default | meaning |")
     documented = {}
@@ -182,12 +190,29 @@ def test_chain_parameters_table_matches_the_dataclass():
         (name,) = re.findall(r"`([^`]+)`", row[0])
         default = re.match(r"`([^`]+)`", row[1]).group(1)
         documented[name] = ast.literal_eval(default)
-    defaults = {
-        spec.name: spec.default if spec.default_factory is MISSING else spec.default_factory()
-        for spec in fields(ChainParams)
-    }
+    defaults = _defaults(ChainParams)
     assert list(documented) == list(defaults), "the table's parameters, in the dataclass order"
     assert documented == defaults
+
+
+def test_module_parameters_table_matches_the_sections():
+    """The modules' table: each declared section, its fields in order, its defaults."""
+    from focusflow.chain.module_params import sections
+    from focusflow.modules import default_modules
+
+    default_modules()  # every module imported: every section declared
+    rows = _table((DOCS / "chain.md").read_text(), "| section | parameter | default | meaning |")
+    documented: dict[str, dict[str, object]] = {}
+    for row in rows:
+        section = re.match(r"`([^`]+)`", row[0]).group(1)
+        (name,) = re.findall(r"`([^`]+)`", row[1])
+        default = re.match(r"`([^`]+)`", row[2]).group(1)
+        documented.setdefault(section, {})[name] = ast.literal_eval(default)
+    declared = {kind.SECTION: _defaults(kind) for kind in sections()}
+    assert sorted(documented) == sorted(declared)
+    for section, defaults in declared.items():
+        assert list(documented[section]) == list(defaults), f"{section}, in the dataclass order"
+        assert documented[section] == defaults
 
 
 def test_readme_layout_names_every_package_once():

@@ -216,7 +216,7 @@ def test_gross_up_is_the_least_input_left_with_net_after_the_cut(net, fee, proto
     """An exact-out swap pays ``gross_up(net)``: after the protocol's cut at least
     ``net`` must enter the pool, and one unit less must not suffice (else the
     trader pays more than the swap needs)."""
-    params = ChainParams(dex_fee_bps=fee, dex_protocol_bps=protocol)
+    params = ChainParams.from_dict(dict(dex_fee_bps=fee, dex_protocol_bps=protocol))
     gross = gross_up(net, params)
 
     def left(x: int) -> int:
@@ -315,7 +315,7 @@ class PoolModel(RuleBasedStateMachine):
     )
     def setup(self, fee, protocol, funds):
         self.fee, self.protocol = fee, protocol
-        self.params = ChainParams(dex_fee_bps=fee, dex_protocol_bps=protocol)
+        self.params = ChainParams.from_dict(dict(dex_fee_bps=fee, dex_protocol_bps=protocol))
         self.bal = [list(f) for f in funds]
         self.shares = [0] * TRADERS
         self.protocol_bal = [0, 0]

@@ -46,7 +46,7 @@ from focusflow.chain.module import BlockContext, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode
-from focusflow.modules import amm, dex
+from focusflow.modules import DexParams, amm, dex
 from focusflow.modules.accounts import credit
 from focusflow.modules.tokens import mint
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX
@@ -116,13 +116,15 @@ class PoolBooks(RuleBasedStateMachine):
         funds=st.lists(st.integers(10**3, 10**20), min_size=9, max_size=9),
     )
     def setup(self, fee, protocol, breaker, halt, funds):
-        self.params = ChainParams(
-            economics=1,
-            dex_fee_bps=fee,
-            dex_protocol_bps=protocol,
-            dex_breaker_bps=breaker,
-            dex_breaker_blocks=halt,
-            dex_twap_window_ms=8_000,
+        self.params = ChainParams.from_dict(
+            {
+                "economics": 1,
+                "dex_fee_bps": fee,
+                "dex_protocol_bps": protocol,
+                "dex_breaker_bps": breaker,
+                "dex_breaker_blocks": halt,
+                "dex_twap_window_ms": 8_000,
+            }
         )
         self.module = dex.Dex()
         self.handlers = self.module.handlers()
@@ -336,13 +338,13 @@ class PoolBooks(RuleBasedStateMachine):
         for key in self.block.halted_pools:
             pool = dex.get_pool(self.block.state, *key.split("|"))
             assert pool is not None
-            assert pool.halted_until == self.height + self.params.dex_breaker_blocks
+            assert pool.halted_until == self.height + DexParams.of(self.params).dex_breaker_blocks
         self.ledger.commit(self.block.state)
         self.height += 1
         self.time_ms += dt
         self.begin_block()
 
-    @precondition(lambda self: self.params.dex_breaker_blocks > 0)
+    @precondition(lambda self: DexParams.of(self.params).dex_breaker_blocks > 0)
     @rule()
     def halted_pools_stay_halted(self):
         """A pool halted until a later height refuses swaps until then."""
@@ -441,7 +443,7 @@ def check_arithmetic_case(rng: random.Random) -> None:
     a deposit and a withdrawal never lower ``k`` per share."""
     r_in, r_out, s = log_uniform(rng, 100), log_uniform(rng, 100), log_uniform(rng, 100)
     fee, protocol = rng.choice([0, 1, 30, 1_000, 9_999]), rng.choice([0, 1, 1_667, 10_000])
-    params = ChainParams(dex_fee_bps=fee, dex_protocol_bps=protocol)
+    params = ChainParams.from_dict(dict(dex_fee_bps=fee, dex_protocol_bps=protocol))
     x = log_uniform(rng, 110)
     net = x - amm.protocol_cut(x, fee, protocol)
     out = amm.amount_out(net, r_in, r_out, fee)

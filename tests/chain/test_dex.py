@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from focusflow.chain import Genesis, Msg
 from focusflow.chain.fees import BASE_FEE_KEY
 from focusflow.core.encoding import decode
-from focusflow.modules import amm, dex
+from focusflow.modules import DexParams, amm, dex
 from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX, account_key, get_account
@@ -239,7 +239,10 @@ def least_gross(net: int, fee: int, protocol: int) -> int:
 
 def route_in(node: Node, path, amount: int):
     """Exact in: ``(out, [(denom, cut) per hop], {pool key: (new ra, new rb)})``."""
-    fee, protocol = node.params.dex_fee_bps, node.params.dex_protocol_bps
+    fee, protocol = (
+        DexParams.of(node.params).dex_fee_bps,
+        DexParams.of(node.params).dex_protocol_bps,
+    )
     cuts, reserves = [], {}
     for x, y in itertools.pairwise(path):
         pool = node.pool(x, y)
@@ -259,7 +262,10 @@ def route_out(node: Node, path, want: int):
     backwards from ``want``, each hop's input is v2's getAmountIn of what the
     next hop needs, grossed up to the least input that leaves that much after
     the protocol's cut."""
-    fee, protocol = node.params.dex_fee_bps, node.params.dex_protocol_bps
+    fee, protocol = (
+        DexParams.of(node.params).dex_fee_bps,
+        DexParams.of(node.params).dex_protocol_bps,
+    )
     hops = list(itertools.pairwise(path))
     needs = [want]
     for x, y in reversed(hops):

@@ -34,7 +34,7 @@ from focusflow.chain.pending import BlockResult
 from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
-from focusflow.modules import rewards
+from focusflow.modules import DexParams, EconomyParams, rewards
 from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.modules.tokens import is_denom
 from focusflow.node.runtime import NodeRuntime
@@ -290,7 +290,7 @@ def test_stake_rewards_stay_within_rounding_of_an_exact_reference(open_econ, tmp
             ref.apply(i, kind, amount, receipt)
         # The block's distribution, computed from the rule, not read from the chain.
         base = sum(least_fee(params, len(t), per_byte) for t in txs)
-        sold = base * params.split_base_bps // BPS  # no pool: no premium
+        sold = base * EconomyParams.of(params).split_base_bps // BPS  # no pool: no premium
         amount = base - sold + minted
         event = economy_event(result)
         assert (event["base_fees"], event["sold_h"], event["minted_h"]) == (base, sold, minted)
@@ -337,16 +337,25 @@ def test_tenure_earned_equals_a_block_by_block_sum():
     rng = random.Random(11)
     for _ in range(300):
         ramp = rng.randint(1, 80)
-        params = ChainParams(tenure_rate_ppb=rng.randint(1, 10**9), tenure_ramp_blocks=ramp)
+        params = ChainParams.from_dict(
+            dict(tenure_rate_ppb=rng.randint(1, 10**9), tenure_ramp_blocks=ramp)
+        )
         start = rng.randint(0, 50)
         last = start + rng.randint(0, 100)
         height = last + rng.randint(0, 150)
         bonded = rng.choice([1, 7, rng.randint(1, 10**15)])
         earner = rewards.Earner(tenure_start=start, last_height=last)
-        expected = tenure_by_blocks(bonded, start, last, height, params.tenure_rate_ppb, ramp)
+        expected = tenure_by_blocks(
+            bonded, start, last, height, EconomyParams.of(params).tenure_rate_ppb, ramp
+        )
         assert rewards.tenure_earned(bonded, earner, height, params) == expected
     unbonded = rewards.Earner(tenure_start=-1, last_height=3)
-    assert rewards.tenure_earned(10**9, unbonded, 50, ChainParams(tenure_rate_ppb=10**6)) == 0
+    assert (
+        rewards.tenure_earned(
+            10**9, unbonded, 50, ChainParams.from_dict(dict(tenure_rate_ppb=10**6))
+        )
+        == 0
+    )
 
 
 def lots_tenure(lots: Sequence[Sequence[int]], last: int, height: int, rate: int, ramp: int) -> int:
@@ -676,7 +685,7 @@ def test_base_fees_split_by_the_premium_of_h(open_econ, tmp_path, cyb_per_h, slo
         assert event["to_stake"] == base - sold + event["minted_h"]
         after = econ.pool()
         if sold:
-            kept = sold * (BPS - econ.params.dex_fee_bps)
+            kept = sold * (BPS - DexParams.of(econ.params).dex_fee_bps)
             bought = kept * pool.reserve_a // (pool.reserve_b * BPS + kept)
             assert event["burned_cyb"] == bought > 0
             assert after.reserve_b == pool.reserve_b + sold

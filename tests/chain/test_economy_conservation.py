@@ -47,7 +47,7 @@ from focusflow.consensus import DuplicateVoteEvidence, Step, Vote
 from focusflow.core.encoding import decode
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair
-from focusflow.modules import amm, dex, rewards
+from focusflow.modules import EconomyParams, amm, dex, rewards
 from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX
 from focusflow.state_schema.dex import POOL_PREFIX
@@ -397,7 +397,7 @@ def check_rewards(econ: Econ, ledger: Ledger) -> None:
             stake = bonded.get(address, 0)
             assert e.index_at <= totals.index
             owed += e.accrued + stake * (totals.index - e.index_at) // rewards.SCALE
-            check_lots(e, stake, econ.chain.height, params.tenure_ramp_blocks)
+            check_lots(e, stake, econ.chain.height, EconomyParams.of(params).tenure_ramp_blocks)
     assert owed <= totals.held, (owed, totals.held)
     # Each floor keeps under a unit: past settlements and index steps, and each
     # account's share floored here.

@@ -6,7 +6,7 @@ import pytest
 
 from focusflow.chain import Genesis, Msg
 from focusflow.chain.governed import GOVERNED_KEY, overrides
-from focusflow.modules import amm
+from focusflow.modules import DexParams, amm
 from focusflow.state_schema.dex import get_pool
 from focusflow.state_schema.tokens import balance_of
 from tests.chain.helpers import ALICE, BALANCE, CHAIN_ID, FEE, STAKE, VALIDATOR, new_chain, tx
@@ -47,8 +47,8 @@ def test_a_decided_vote_changes_the_swap_fee_from_the_next_block(tmp_path, econo
         assert overrides(r) == {"dex_fee_bps": 100}
         pool = get_pool(r, "cyb", "h")
         before = balance_of(r, ALICE.address_raw, "h")
-    assert chain.params_now().dex_fee_bps == 100
-    assert chain.params.dex_fee_bps == 30  # the genesis is what it was
+    assert DexParams.of(chain.params_now()).dex_fee_bps == 100
+    assert DexParams.of(chain.params).dex_fee_bps == 30  # the genesis is what it was
     expect = amm.amount_out(10**6, pool.reserve_a, pool.reserve_b, 100)
     assert expect != amm.amount_out(10**6, pool.reserve_a, pool.reserve_b, 30)
     chain.produce_block([tx(ALICE, 2, swap)])

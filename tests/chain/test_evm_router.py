@@ -16,6 +16,7 @@ from eth_abi import encode as abi_encode
 
 from focusflow.chain import Genesis, Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
+from focusflow.modules import WasmParams
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import get_account, get_neudeg
 from focusflow.vm import wasm
@@ -191,7 +192,7 @@ def test_an_evm_contract_calls_a_wasm_contract_with_the_gas_it_forwards(tmp_path
     assert source == forward and port == f"wasm/{counter.hex()}"
     assert forwarded == 50_000
     used = receipt.events[1]["ack"]["gas_used"]
-    assert 0 < used <= forwarded * node.chain.params.wasm_gas_per_unit
+    assert 0 < used <= forwarded * WasmParams.of(node.chain.params).wasm_gas_per_unit
     with node.chain.reader() as r:
         count = int.from_bytes(r.get(wasm.storage_key(counter, b"count")), "little")
     assert count == 1

@@ -191,7 +191,7 @@ def test_ramped_lots_merge_at_the_youngest_start_so_a_longer_ramp_cannot_overpay
     assert (e.tenure_start, e.lots) == (50, [[150, 7]])
     lots = [[0, 5_000], [50, 1_000], [150, 7]]
     for ramp in (100, 1_000):
-        params = ChainParams(tenure_rate_ppb=10**8, tenure_ramp_blocks=ramp)
+        params = ChainParams.from_dict(dict(tenure_rate_ppb=10**8, tenure_ramp_blocks=ramp))
         merged = rewards.tenure_earned(6_007, e, 400, params)
         exact = lots_tenure(lots, 199, 400, 10**8, ramp)
         assert merged == exact if ramp == 100 else merged < exact
@@ -208,7 +208,7 @@ def test_a_record_written_before_lots_reads_as_one_lot():
     e = rewards.earner(state, address)
     assert e == rewards.Earner(7 * rewards.SCALE, 11, 3, 40, 5, [])
     assert e.all_lots(900) == [(3, 900)]
-    params = ChainParams(economics=1, tenure_rate_ppb=10**7, tenure_ramp_blocks=100)
+    params = ChainParams.from_dict(dict(economics=1, tenure_rate_ppb=10**7, tenure_ramp_blocks=100))
     want = 900 * 10**7 * sum(min(b - 3, 100) for b in range(41, 50)) // (100 * PPB)
     assert rewards.tenure_earned(900, e, 49, params) == want
     rewards.on_bonded_change(state, params, 50, address, 900, 800)  # a partial unstake

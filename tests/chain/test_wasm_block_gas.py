@@ -19,6 +19,7 @@ from focusflow.chain.module import BlockContext
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import sha256
+from focusflow.modules import WasmParams
 from focusflow.modules.wasm import GAS_COUNTER, Wasm
 from focusflow.node import open_chain
 from focusflow.vm import wasm
@@ -99,9 +100,9 @@ def test_a_block_holds_at_most_its_wasm_gas_and_the_rest_waits(tmp_path):
     chain = open_chain(tmp_path / "a", genesis(focus={"mode": "diffusion"}), VALIDATOR)
     follower = open_chain(tmp_path / "f", genesis(focus={"mode": "diffusion"}), None)
     counter = deploy_wasm(chain, ALICE, 0, wasmtime.wat2wasm(COUNTER), T0 + 500)
-    most = chain.params.wasm_max_gas
-    per_block = chain.params.wasm_block_gas_limit // most
-    fee = 10**6 + most // chain.params.wasm_gas_per_unit
+    most = WasmParams.of(chain.params).wasm_max_gas
+    per_block = WasmParams.of(chain.params).wasm_block_gas_limit // most
+    fee = 10**6 + most // WasmParams.of(chain.params).wasm_gas_per_unit
     calls = [
         tx(
             key,
@@ -128,8 +129,8 @@ def test_a_block_holds_at_most_its_wasm_gas_and_the_rest_waits(tmp_path):
 def test_a_block_over_its_wasm_gas_is_refused_and_a_transaction_over_it_never_fits(tmp_path):
     chain = open_chain(tmp_path / "a", genesis(focus={"mode": "diffusion"}), VALIDATOR)
     module = Wasm()
-    limit = chain.params.wasm_block_gas_limit
-    most = chain.params.wasm_max_gas
+    limit = WasmParams.of(chain.params).wasm_block_gas_limit
+    most = WasmParams.of(chain.params).wasm_max_gas
     one = Msg("wasm.execute", {"contract": bytes(20), "msg": b"{}", "gas": most})
     ctx = _block_ctx(chain)
     ctx.counters[GAS_COUNTER] = limit - most + 1
@@ -160,10 +161,10 @@ def test_an_ethereum_packet_counts_against_the_blocks_wasm_gas(tmp_path):
     node.t = T0 + 1000
     forward = node.deploy(FORWARD)
     params = node.chain.params
-    most = params.wasm_max_gas
+    most = WasmParams.of(params).wasm_max_gas
     body = {"contract": counter, "msg": b"{}", "gas": most}
-    fee = 10**6 + most // params.wasm_gas_per_unit
-    room = params.wasm_block_gas_limit // most
+    fee = 10**6 + most // WasmParams.of(params).wasm_gas_per_unit
+    room = WasmParams.of(params).wasm_block_gas_limit // most
     fill = [tx(ALICE, 2 + i, Msg("wasm.execute", body), fee=fee) for i in range(room)]
     call = packet(f"wasm/{counter.hex()}", {"increment": {}}, gas=50_000)
     from tests.chain.test_evm import eth

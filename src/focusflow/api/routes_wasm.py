@@ -31,6 +31,7 @@ from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.keys import decode_address, encode_address
+from focusflow.modules import WasmParams
 from focusflow.vm import wasm
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -131,7 +132,7 @@ def _query(request: Request, address: bytes, msg: Any) -> dict[str, Any]:
             "query",
             None,
             msg,
-            node.chain.params.wasm_max_gas,
+            WasmParams.of(node.chain.params).wasm_max_gas,
             focus_of,
             view.karma_fixed_of,
         )

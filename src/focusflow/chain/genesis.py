@@ -107,11 +107,7 @@ class Genesis:
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise GenesisError(f"cannot read genesis {path}: {exc}") from None
-        return cls.from_json(raw)
+        return cls.from_json(read_json(path))
 
     @classmethod
     def from_json(cls, raw: Any) -> Genesis:
@@ -176,6 +172,14 @@ class Genesis:
         except InvalidValidatorSetError as exc:
             raise GenesisError(f"validators: {exc.message}") from None
         return genesis
+
+
+def read_json(path: Path) -> Any:
+    """A genesis file's JSON, not yet checked (GenesisError if it cannot be read)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise GenesisError(f"cannot read genesis {path}: {exc}") from None
 
 
 def _check_focus(focus: dict[str, Any]) -> None:

@@ -102,12 +102,14 @@ def quote_in(path: list[str], amount: int, pools: list[dict[str, Any]], params: 
     under ``params``: the chain's own arithmetic (``modules.dex.swap_in``)."""
     from focusflow.chain.errors import InsufficientLiquidityError
     from focusflow.modules import amm
+    from focusflow.modules.dex import DexParams
 
+    dex = DexParams.of(params)
     out = amount
     for (x, y), pool in zip(itertools.pairwise(path), pools, strict=True):
         reserve_in, reserve_out = _reserves(pool, x)
-        net = out - amm.protocol_cut(out, params.dex_fee_bps, params.dex_protocol_bps)
-        paid = amm.amount_out(net, reserve_in, reserve_out, params.dex_fee_bps)
+        net = out - amm.protocol_cut(out, dex.dex_fee_bps, dex.dex_protocol_bps)
+        paid = amm.amount_out(net, reserve_in, reserve_out, dex.dex_fee_bps)
         if paid <= 0 or paid >= reserve_out:
             raise InsufficientLiquidityError(
                 f"{out} {x} buys nothing out of the {x}/{y} pool ({reserve_out} {y}); "
@@ -122,8 +124,9 @@ def quote_out(path: list[str], amount: int, pools: list[dict[str, Any]], params:
     ``pools``: the chain's own backward pass (``modules.dex.Dex.swap_out``)."""
     from focusflow.chain.errors import InsufficientLiquidityError
     from focusflow.modules import amm
-    from focusflow.modules.dex import gross_up
+    from focusflow.modules.dex import DexParams, gross_up
 
+    fee_bps = DexParams.of(params).dex_fee_bps
     need = amount
     hops = list(zip(itertools.pairwise(path), pools, strict=True))
     for (x, y), pool in reversed(hops):
@@ -132,7 +135,7 @@ def quote_out(path: list[str], amount: int, pools: list[dict[str, Any]], params:
             raise InsufficientLiquidityError(
                 f"the {x}/{y} pool holds {reserve_out} {y}, not more than {need}; nothing was sent"
             )
-        need = gross_up(amm.amount_in(need, reserve_in, reserve_out, params.dex_fee_bps), params)
+        need = gross_up(amm.amount_in(need, reserve_in, reserve_out, fee_bps), params)
     return need
 
 
@@ -200,12 +203,13 @@ def swap_cmd(
 
     def check(api: NodeClient, pin: Pinned, sender: str) -> dict[str, int] | None:
         from focusflow.chain.errors import SlippageError
+        from focusflow.modules.dex import DexParams
 
         params = pin.params
-        if len(path) - 1 > params.dex_max_hops:
+        hops = DexParams.of(params).dex_max_hops
+        if len(path) - 1 > hops:
             raise InvalidParameterError(
-                f"the path takes {len(path) - 1} hops; the chain allows dex_max_hops="
-                f"{params.dex_max_hops}"
+                f"the path takes {len(path) - 1} hops; the chain allows dex_max_hops={hops}"
             )
         pools = [_existing_pool(api, x, y) for x, y in itertools.pairwise(path)]
         if exact_in:
@@ -350,8 +354,9 @@ def pool_remove_cmd(
 
 def _dealer_check(api: NodeClient, pin: Pinned, sender: str) -> None:
     from focusflow.chain.errors import NotDealerError
+    from focusflow.modules.dex import DexParams
 
-    if not any(entry.get("address") == sender for entry in pin.params.dex_dealers):
+    if not any(entry.get("address") == sender for entry in DexParams.of(pin.params).dex_dealers):
         raise NotDealerError(
             f"{sender} is not a primary dealer (params.dex_dealers); nothing was sent"
         )
@@ -367,8 +372,10 @@ def dealer_mint_cmd(
     """Lock AMOUNT CYB in the dealer reserve for new H at par (primary dealers only)."""
 
     def check(api: NodeClient, pin: Pinned, sender: str) -> None:
+        from focusflow.modules.economy_params import EconomyParams
+
         _dealer_check(api, pin, sender)
-        par = pin.params.h_par_bps
+        par = EconomyParams.of(pin.params).h_par_bps
         if not par or amount * 10_000 // par <= 0:
             raise InvalidParameterError(
                 f"{amount} CYB buys no H at par (h_par_bps={par}); nothing was sent"
@@ -388,8 +395,10 @@ def dealer_redeem_cmd(
     from focusflow.chain.errors import InsufficientLiquidityError
 
     def check(api: NodeClient, pin: Pinned, sender: str) -> None:
+        from focusflow.modules.economy_params import EconomyParams
+
         _dealer_check(api, pin, sender)
-        paid = amount * pin.params.h_par_bps // 10_000
+        paid = amount * EconomyParams.of(pin.params).h_par_bps // 10_000
         economy = api.economy()
         reserve = economy.get("dealer_reserve") if isinstance(economy, dict) else None
         if paid <= 0 or (isinstance(reserve, int) and paid > reserve):

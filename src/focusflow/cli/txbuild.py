@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from focusflow.chain.errors import (
 )
 from focusflow.chain.fees import with_headroom
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.params import ChainParams
+from focusflow.chain.params import ChainParams, known_params
 from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
 from focusflow.client import NodeClient, RemoteError, ReportedAccount
 from focusflow.core.errors import ChainIdMismatchError, FocusflowError
@@ -163,7 +163,7 @@ def node_params(client: NodeClient) -> ChainParams:
 def _params_from(raw: Any) -> ChainParams:
     if not isinstance(raw, dict):
         return ChainParams()
-    known = {f.name for f in fields(ChainParams)}
+    known = known_params()
     try:
         return ChainParams.from_dict({k: v for k, v in raw.items() if k in known})
     except FocusflowError:

@@ -23,7 +23,8 @@ from urllib.parse import quote
 
 from cryptography import x509
 
-from focusflow.chain.genesis import Genesis
+from focusflow.chain.genesis import Genesis, read_json
+from focusflow.chain.params import KERNEL_PARAMS
 from focusflow.client import (
     BadNodeAnswerError,
     NodeClient,
@@ -170,8 +171,17 @@ def _pem_crl(doc: object) -> x509.CertificateRevocationList:
 
 
 def genesis_trust(path: Path) -> tuple[str, ValidatorSet]:
-    """(chain id, validator set of height 1) from a genesis file (GenesisError if bad)."""
-    gen = Genesis.load(Path(path))
+    """(chain id, validator set of height 1) from a genesis file (GenesisError if bad).
+
+    The kernel's parameters are checked as a node checks them; the modules'
+    sections are left out: the light client runs no module, imports none (so no
+    section is declared in its process), and trusts the genesis for its chain
+    id and validators only."""
+    raw = read_json(Path(path))
+    if isinstance(raw, dict) and isinstance(raw.get("params"), dict):
+        kernel = {k: v for k, v in raw["params"].items() if k in KERNEL_PARAMS}
+        raw = {**raw, "params": kernel}
+    gen = Genesis.from_json(raw)
     return gen.chain_id, gen.validator_set()
 
 

@@ -4,7 +4,8 @@ proofs of state with pins paid by them, and the economy: other tokens, the
 exchange, the fee split and rewards.
 
 This package's own namespace is the modules' public face: the registry of the
-modules a chain runs (:func:`default_modules`), the bank's ante, and the few
+modules a chain runs (:func:`default_modules`), the bank's ante, each module's
+parameters (its section of the chain's, ``chain.module_params``), and the few
 read-only views the node's API serves that are a module's rule rather than a
 record's layout (the EVM's block view and gas price, the exchange's TWAP and
 pool summary, the economy's premium and buyback share). The API imports only
@@ -15,15 +16,16 @@ these; the state's keys and records it reads through ``focusflow.state_schema``
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
 from focusflow.modules.ca import NetworkCa
-from focusflow.modules.dex import Dex, pool_json, twap_reader
+from focusflow.modules.dex import Dex, DexParams, pool_json, twap_reader
 from focusflow.modules.economy import Economy, buyback_bps, premium_bps
+from focusflow.modules.economy_params import EconomyParams
 from focusflow.modules.evm import Evm, effective_gas_price, evm_block
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
-from focusflow.modules.proofs import Proofs
+from focusflow.modules.proofs import ProofParams, Proofs
 from focusflow.modules.upgrades import Upgrades
 from focusflow.modules.validators import Validators
-from focusflow.modules.wasm import Wasm
+from focusflow.modules.wasm import Wasm, WasmParams
 
 
 def default_modules() -> list:
@@ -40,15 +42,19 @@ __all__ = [
     "Bank",
     "Blobs",
     "Dex",
+    "DexParams",
     "Economy",
+    "EconomyParams",
     "Evm",
     "Links",
     "Names",
     "NetworkCa",
+    "ProofParams",
     "Proofs",
     "Upgrades",
     "Validators",
     "Wasm",
+    "WasmParams",
     "ante",
     "buyback_bps",
     "default_modules",

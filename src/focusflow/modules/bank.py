@@ -39,7 +39,8 @@ from focusflow.chain.errors import BadNonceError, InsufficientFundsError, OverLi
 from focusflow.chain.evidence_pool import slashed_key
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, Offence, TxContext
-from focusflow.chain.params import BASIS_POINTS, ChainParams
+from focusflow.chain.module_params import BASIS_POINTS
+from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import encode_address

@@ -50,10 +50,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from focusflow.chain.errors import (
     CircuitBreakerError,
+    GenesisError,
     InsufficientLiquidityError,
     MalformedMessageError,
     NotDealerError,
@@ -65,13 +67,16 @@ from focusflow.chain.errors import (
 )
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module_params import BASIS_POINTS, ModuleParams, param_section
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
 from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import InvalidAddressError
 from focusflow.core.keys import decode_address, encode_address
 from focusflow.modules import amm
 from focusflow.modules.accounts import amount_field, only_fields
 from focusflow.modules.accounts import field as body_field
+from focusflow.modules.economy_params import EconomyParams
 from focusflow.modules.tokens import add, burn, denom_field, is_denom, mint, sub
 from focusflow.state_schema.dex import (
     DEALER_USED_PREFIX,
@@ -84,6 +89,83 @@ from focusflow.state_schema.dex import (
     share_denom,
 )
 from focusflow.state_schema.tokens import CYB, H
+
+_NAMES = frozenset(
+    {
+        "dex_fee_bps",
+        "dex_protocol_bps",
+        "dex_breaker_bps",
+        "dex_breaker_blocks",
+        "dex_twap_window_ms",
+        "dex_max_hops",
+        "dealer_period",
+        "dex_dealers",
+    }
+)
+
+
+@param_section
+@dataclass(frozen=True)
+class DexParams(ModuleParams):
+    """The exchange's parameters: the genesis's ``dex_*`` and ``dealer_period``.
+    All were added after chains were started, so each is left out of the
+    genesis hash at its default, and the validators may change each by vote."""
+
+    SECTION = "dex"
+    OMITTED_AT_DEFAULT = _NAMES
+    GOVERNED = _NAMES
+    POSITIVE = frozenset({"dex_max_hops", "dealer_period"})
+    IN_BASIS_POINTS = frozenset({"dex_fee_bps", "dex_protocol_bps"})
+
+    #: The swap fee, the protocol's share of it (basis points of the fee), the
+    #: price move against the TWAP that halts a pool, for how many blocks after
+    #: the tripping one, the TWAP's window, and the longest route.
+    dex_fee_bps: int = 30
+    dex_protocol_bps: int = 0
+    dex_breaker_bps: int = 1_000
+    dex_breaker_blocks: int = 0
+    dex_twap_window_ms: int = 600_000
+    dex_max_hops: int = 4
+    #: Primary dealers: ``{"address": "focus1...", "quota": n}`` accounts that
+    #: may mint H against CYB (and redeem it) at par, ``quota`` each per
+    #: ``dealer_period`` blocks.
+    dealer_period: int = 1_000
+    dex_dealers: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def check_value(cls, name: str, value: Any) -> None:
+        if name == "dex_dealers":
+            _check_dealers(value)
+        else:
+            super().check_value(name, value)
+
+    def check(self) -> None:
+        if self.dex_fee_bps >= BASIS_POINTS:
+            raise GenesisError(
+                "params.dex_fee_bps must be below 10_000 (a swap must pay something)"
+            )
+
+
+def _check_dealers(value: Any) -> None:
+    """``dex_dealers``: a list of ``{"address": "focus1...", "quota": n}``, each address once."""
+    if not isinstance(value, list):
+        raise GenesisError("params.dex_dealers must be a list")
+    seen: set[str] = set()
+    for i, entry in enumerate(value):
+        where = f"params.dex_dealers[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"address", "quota"}:
+            raise GenesisError(f"{where} must be an object with address and quota")
+        address, quota = entry["address"], entry["quota"]
+        try:
+            decode_address(address)
+        except InvalidAddressError as exc:
+            raise GenesisError(f"{where}.address: {exc}") from None
+        if not isinstance(quota, int) or isinstance(quota, bool) or quota < 0:
+            raise GenesisError(f"{where}.quota must be a non-negative integer")
+        if address in seen:
+            raise GenesisError(f"{where}: duplicate address")
+        seen.add(address)
+
 
 #: Where the protocol's share of swap fees is paid: an address no key holds.
 PROTOCOL_ADDRESS = hashlib.sha256(b"focusflow/module/dex").digest()[:20]
@@ -119,7 +201,7 @@ def touch(pool: Pool, now_ms: int, params: ChainParams) -> None:
     pool.cum_b += amm.price_q64(pool.reserve_b, pool.reserve_a) * elapsed
     pool.last_ms = now_ms
     pool.open_q64 = amm.price_q64(pool.reserve_a, pool.reserve_b)
-    spacing = params.dex_twap_window_ms // OBSERVATIONS
+    spacing = DexParams.of(params).dex_twap_window_ms // OBSERVATIONS
     if not pool.observations or now_ms - pool.observations[-1][0] >= spacing:
         pool.observations = [*pool.observations, [now_ms, pool.cum_a, pool.cum_b]][-OBSERVATIONS:]
 
@@ -133,7 +215,7 @@ def twap_of(pool: Pool, now_ms: int, params: ChainParams, of_b: bool = False) ->
     # The accumulators as of now_ms, had the pool been touched then.
     gap = max(0, now_ms - pool.last_ms)
     cum_a, cum_b = pool.cum_a + price_a * gap, pool.cum_b + price_b * gap
-    start = now_ms - params.dex_twap_window_ms
+    start = now_ms - DexParams.of(params).dex_twap_window_ms
     chosen = pool.observations[0] if pool.observations else None
     for obs in pool.observations:
         if obs[0] <= start:
@@ -197,7 +279,7 @@ def _min_field(body: dict[str, Any], name: str) -> int:
 
 
 def _dealer_quota(params: ChainParams, address: bytes) -> int | None:
-    for entry in params.dex_dealers:
+    for entry in DexParams.of(params).dex_dealers:
         if decode_address(entry["address"]) == address:
             return int(entry["quota"])
     return None
@@ -226,7 +308,7 @@ class Dex:
             a, b = key.split("|", 1)
             pool = get_pool(ctx.state, a, b)
             if pool is not None:
-                pool.halted_until = ctx.height + ctx.params.dex_breaker_blocks
+                pool.halted_until = ctx.height + DexParams.of(ctx.params).dex_breaker_blocks
                 ctx.state.put(pool_key(a, b), pool.encode())
 
     # --- liquidity -------------------------------------------------------------
@@ -316,7 +398,7 @@ class Dex:
     # --- swaps -----------------------------------------------------------------
     def swap(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "path", "amount_in", "min_out")
-        path = path_field(body, ctx.params.dex_max_hops)
+        path = path_field(body, DexParams.of(ctx.params).dex_max_hops)
         amount = amount_field(body, "amount_in")
         min_out = _min_field(body, "min_out")
         sub(ctx.state, ctx.sender, path[0], amount, "dex.swap")
@@ -330,10 +412,11 @@ class Dex:
 
     def swap_out(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "path", "amount_out", "max_in")
-        path = path_field(body, ctx.params.dex_max_hops)
+        path = path_field(body, DexParams.of(ctx.params).dex_max_hops)
         want = amount_field(body, "amount_out")
         max_in = _min_field(body, "max_in")
         params = ctx.params
+        fee_bps = DexParams.of(params).dex_fee_bps
         needs = [want]
         for x, y in reversed(list(itertools.pairwise(path))):
             pool = get_pool(ctx.state, x, y)
@@ -344,7 +427,7 @@ class Dex:
                 raise InsufficientLiquidityError(
                     f"the {x}/{y} pool holds {reserve_out} {y}, not more than {needs[0]}"
                 )
-            net = amm.amount_in(needs[0], reserve_in, reserve_out, params.dex_fee_bps)
+            net = amm.amount_in(needs[0], reserve_in, reserve_out, fee_bps)
             needs.insert(0, gross_up(net, params))
         if needs[0] > max_in:
             raise SlippageError(f"the swap needs {needs[0]} {path[0]}, max_in is {max_in}")
@@ -359,7 +442,7 @@ class Dex:
         quota = _dealer_quota(ctx.params, ctx.sender)
         if quota is None:
             raise NotDealerError(f"{encode_address(ctx.sender)} is not a primary dealer")
-        period = ctx.height // ctx.params.dealer_period
+        period = ctx.height // DexParams.of(ctx.params).dealer_period
         key = DEALER_USED_PREFIX + ctx.sender
         raw = ctx.state.get(key)
         used_period, used = (period, 0) if raw is None else decode(raw, "dealer use")
@@ -374,7 +457,8 @@ class Dex:
     def dealer_mint(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "amount")
         amount = amount_field(body)
-        minted = amount * amm.BPS // ctx.params.h_par_bps if ctx.params.h_par_bps else 0
+        par = EconomyParams.of(ctx.params).h_par_bps
+        minted = amount * amm.BPS // par if par else 0
         if minted <= 0:
             raise MalformedMessageError("the amount buys no H at par")
         self._use_quota(ctx, amount)
@@ -386,7 +470,7 @@ class Dex:
     def dealer_redeem(self, ctx: TxContext, body: dict) -> None:
         only_fields(body, "amount")
         amount = amount_field(body)
-        paid = amount * ctx.params.h_par_bps // amm.BPS
+        paid = amount * EconomyParams.of(ctx.params).h_par_bps // amm.BPS
         reserve = dealer_reserve(ctx.state)
         if paid <= 0 or paid > reserve:
             raise InsufficientLiquidityError(f"the dealer reserve holds {reserve} CYB, not {paid}")
@@ -407,7 +491,8 @@ def gross_up(net: int, params: ChainParams) -> int:
     ignores that the cut rounds down, is one unit above it, at times two, and
     made an exact-out swap charge the trader more than the pool needed.)
     """
-    cut = params.dex_fee_bps * params.dex_protocol_bps
+    dex = DexParams.of(params)
+    cut = dex.dex_fee_bps * dex.dex_protocol_bps
     if not cut:
         return net
     scale = amm.BPS * amm.BPS
@@ -427,6 +512,7 @@ def swap_in(
     formula pays); the protocol's cut is paid here. Checks the pool's halt
     and breaker; returns what comes out."""
     params = block.params
+    dex = DexParams.of(params)
     pool = get_pool(state, denom_in, denom_out)
     if pool is None:
         raise UnknownPoolError(f"no pool for {denom_in} and {denom_out}")
@@ -437,10 +523,10 @@ def swap_in(
             f"{max(pool.halted_until, block.height)} (its circuit breaker tripped)"
         )
     touch(pool, block.time_ms, params)
-    cut = amm.protocol_cut(amount, params.dex_fee_bps, params.dex_protocol_bps)
+    cut = amm.protocol_cut(amount, dex.dex_fee_bps, dex.dex_protocol_bps)
     net = amount - cut
     reserve_in, reserve_out = pool.reserves(denom_in)
-    out = amm.amount_out(net, reserve_in, reserve_out, params.dex_fee_bps)
+    out = amm.amount_out(net, reserve_in, reserve_out, dex.dex_fee_bps)
     if exact_out is not None:
         if out < exact_out:  # the backward pass rounded up, so this cannot happen
             raise InsufficientLiquidityError(f"the hop pays {out}, not {exact_out}")
@@ -453,15 +539,15 @@ def swap_in(
     if new_in * new_out < reserve_in * reserve_out:  # amm's rounding makes this impossible
         raise InsufficientLiquidityError("the swap would lower the pool's invariant")
     pool.set_reserves(denom_in, new_in, new_out)
-    if params.dex_breaker_bps:
+    if dex.dex_breaker_bps:
         reference = twap_of(pool, block.time_ms, params)
         if reference and amm.beyond_bound(
-            pool.reserve_a, pool.reserve_b, reference, params.dex_breaker_bps
+            pool.reserve_a, pool.reserve_b, reference, dex.dex_breaker_bps
         ):
             block.halted_pools.add(key)
             raise CircuitBreakerError(
                 f"the swap would move the {pool.a}/{pool.b} price more than "
-                f"{params.dex_breaker_bps} bps from its TWAP; the pool halts for this block"
+                f"{dex.dex_breaker_bps} bps from its TWAP; the pool halts for this block"
             )
     state.put(pool_key(pool.a, pool.b), pool.encode())
     if cut:

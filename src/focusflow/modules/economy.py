@@ -30,7 +30,7 @@ Messages
     rewards in H (``nothing_to_claim`` when they are all zero).
     ``economy.vote`` ``{"params": {name: value, ...}}``: a member of the
     validator set deciding the block votes to change economy parameters
-    (``chain.governed.GOVERNED``). Votes count for exactly their changes; once
+    (``chain.params.governed``). Votes count for exactly their changes; once
     members holding more than 2/3 of the set's power voted for them, the
     changes are laid over the parameters from the next block on
     (``chain.governed``). Each validator holds one open vote: a new one
@@ -41,7 +41,6 @@ Messages
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -56,9 +55,9 @@ from focusflow.chain.errors import (
 )
 from focusflow.chain.fees import current_fee_per_byte, next_fee_per_byte, set_fee_per_byte
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.governed import GOVERNED, GOVERNED_KEY, overrides
+from focusflow.chain.governed import GOVERNED_KEY, overrides
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
-from focusflow.chain.params import ChainParams
+from focusflow.chain.params import ChainParams, governed
 from focusflow.chain.state import PendingState, Readable
 from focusflow.consensus.validators import has_two_thirds
 from focusflow.core.encoding import decode, encode
@@ -66,6 +65,7 @@ from focusflow.core.keys import encode_address
 from focusflow.modules import amm, rewards
 from focusflow.modules.accounts import field, only_fields
 from focusflow.modules.dex import swap_in, twap_q64
+from focusflow.modules.economy_params import EconomyParams
 from focusflow.modules.tokens import add, burn, mint
 from focusflow.state_schema.accounts import get_account
 from focusflow.state_schema.tokens import CYB, H
@@ -77,9 +77,10 @@ VOTER_PREFIX = b"/kv/economy/voter/"
 def premium_bps(state: Readable, params: ChainParams, now_ms: int) -> int | None:
     """H's premium over par in basis points from the ``cyb/h`` TWAP; None without a pool."""
     price = twap_q64(state, H, CYB, now_ms, params)
-    if price is None or not params.h_par_bps:
+    par_bps = EconomyParams.of(params).h_par_bps
+    if price is None or not par_bps:
         return None
-    par = params.h_par_bps * amm.Q64 // amm.BPS
+    par = par_bps * amm.Q64 // amm.BPS
     # Rounded towards zero, so a price a hair under par reads 0, not -1 bps.
     gap = (abs(price - par) * amm.BPS) // par
     return gap if price >= par else -gap
@@ -88,7 +89,8 @@ def premium_bps(state: Readable, params: ChainParams, now_ms: int) -> int | None
 def buyback_bps(state: Readable, params: ChainParams, now_ms: int) -> int:
     """The share of the base fees spent on CYB buyback-and-burn."""
     premium = premium_bps(state, params, now_ms) or 0
-    share = params.split_base_bps + params.split_slope_bps * premium // amm.BPS
+    economy = EconomyParams.of(params)
+    share = economy.split_base_bps + economy.split_slope_bps * premium // amm.BPS
     return max(0, min(amm.BPS, share))
 
 
@@ -106,7 +108,8 @@ class Economy:
         if not ctx.params.economics:
             raise NothingToClaimError("this chain pays no rewards (params.economics is 0)")
         bonded = get_account(ctx.state, ctx.sender).bonded
-        karma = ctx.block.karma_of(ctx.sender) if ctx.params.learning_per_block else 0
+        learns = EconomyParams.of(ctx.params).learning_per_block
+        karma = ctx.block.karma_of(ctx.sender) if learns else 0
         paid, learned, tenure = rewards.claim(
             ctx.state, ctx.params, ctx.height, ctx.sender, bonded, karma
         )
@@ -154,8 +157,9 @@ class Economy:
         split = buyback_bps(ctx.state, params, ctx.time_ms)
         sold = base * split // amm.BPS
         burned_cyb = self._buyback(ctx, sold) if sold else 0
-        rebated = self._rebate(ctx, (base - sold) * params.spend_rebate_bps // amm.BPS)
-        minted = params.h_mint_per_block
+        economy = EconomyParams.of(params)
+        rebated = self._rebate(ctx, (base - sold) * economy.spend_rebate_bps // amm.BPS)
+        minted = economy.h_mint_per_block
         mint(ctx.state, None, H, minted)
         to_stake = rewards.distribute(ctx.state, base - sold - rebated + minted)
         burned_h = (0 if burned_cyb else sold) + (base - sold - rebated + minted - to_stake)
@@ -214,13 +218,13 @@ def _changes(params: ChainParams, raw: dict[str, Any]) -> dict[str, Any]:
     """The vote's changes, checked as the genesis checks parameters."""
     if not raw:
         raise MalformedMessageError("field 'params' names no parameter")
-    unknown = sorted(set(raw) - set(GOVERNED))
+    unknown = sorted(set(raw) - governed())
     if unknown:
         raise MalformedMessageError(
             f"not votable: {', '.join(map(str, unknown))} (economy parameters but economics are)"
         )
     try:
-        ChainParams.from_dict({**dataclasses.asdict(params), **raw})
+        ChainParams.from_dict({**params.flat(), **raw})
     except GenesisError as exc:
         raise MalformedMessageError(f"field 'params': {exc.message}") from None
     return dict(sorted(raw.items()))

@@ -47,7 +47,7 @@ from focusflow.core.hashing import sha256
 from focusflow.modules import router
 from focusflow.modules.accounts import credit, debit, set_account
 from focusflow.modules.dex import twap_reader
-from focusflow.modules.wasm import reserve_block_gas
+from focusflow.modules.wasm import WasmParams, reserve_block_gas
 from focusflow.state_schema.accounts import get_account
 from focusflow.vm.evm import EvmBlock, EvmValidationError, Outcome, apply_transaction, packets_of
 from focusflow.vm.evm_keys import code_key
@@ -156,8 +156,9 @@ def _deliver(
     costs at least one), up to ``wasm_max_gas``, and counts against the
     block's ``wasm_block_gas_limit`` as a WASM message's gas does: a packet
     whose gas the block has no room for fails."""
+    gas_params = WasmParams.of(params)
     for i, (source, port, packet, gas) in enumerate(packets):
-        wasm_gas = min(gas * params.wasm_gas_per_unit, params.wasm_max_gas)
+        wasm_gas = min(gas * gas_params.wasm_gas_per_unit, gas_params.wasm_max_gas)
         try:
             if wasm_gas:
                 reserve_block_gas(ctx.block, wasm_gas)

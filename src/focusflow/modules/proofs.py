@@ -49,11 +49,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from focusflow.chain.errors import MalformedMessageError, TxError
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module_params import ModuleParams, param_section
 from focusflow.chain.state import PendingState
 from focusflow.core.cid import check_cid_bytes
 from focusflow.core.encoding import decode, encode
@@ -86,6 +88,43 @@ MAX_PATH = dag.MAX_DEPTH + 1
 REQUEST_ID_BYTES = 16
 
 
+_NAMES = frozenset(
+    {
+        "proof_space_k_min",
+        "proof_time_min_iterations",
+        "proof_work_bits",
+        "proof_window",
+        "proof_fee",
+        "pin_period",
+    }
+)
+
+
+@param_section
+@dataclass(frozen=True)
+class ProofParams(ModuleParams):
+    """The proofs' and pins' parameters: the genesis's ``proof_*`` and
+    ``pin_period``, added after chains were started (each left out of the
+    genesis hash at its default)."""
+
+    SECTION = "proofs"
+    OMITTED_AT_DEFAULT = _NAMES
+    POSITIVE = frozenset({"proof_window", "pin_period"})
+
+    #: The smallest plot a proof of space may come from (Chia's mainnet size),
+    #: the fewest squarings a proof of time may claim, the leading zero bits of
+    #: a proof of work, the blocks a challenge stays open, and the fee burned
+    #: by each claim and pin proof (it pays for the verification every
+    #: validator runs).
+    proof_space_k_min: int = 32
+    proof_time_min_iterations: int = 100_000
+    proof_work_bits: int = 20
+    proof_window: int = 20
+    proof_fee: int = 1_000
+    #: Blocks between two paid proofs of one pinner for one pin request.
+    pin_period: int = 10
+
+
 class ChallengeError(TxError):
     """No open challenge to answer, one answered in its own block, or one past
     ``proof_window``."""
@@ -116,7 +155,7 @@ def _open(ctx: TxContext, key: bytes) -> bytes:
     height, challenge = decode(raw, "challenge")
     if height >= ctx.height:
         raise ChallengeError("a challenge is answered in a later block than its own")
-    if ctx.height - height > ctx.params.proof_window:
+    if ctx.height - height > ProofParams.of(ctx.params).proof_window:
         raise ChallengeError(f"the challenge of height {height} is past its window")
     ctx.state.delete(key)
     return bytes(challenge)
@@ -157,7 +196,7 @@ class Proofs:
         kind = field(body, "kind", str)
         if kind not in KINDS:
             raise MalformedMessageError(f"kind is one of {', '.join(KINDS)}")
-        params = ctx.params
+        params = ProofParams.of(ctx.params)
         value: Any
         if kind == "space":
             only_fields(body, "kind", "k", "seed", "proof")
@@ -243,11 +282,12 @@ class Proofs:
             raise PinClosedError(f"pin request {request.hex()} expired or is spent")
         paid_key = PAID_PREFIX + request + ctx.sender
         last = ctx.state.get(paid_key)
-        if last is not None and ctx.height - decode(last, "pin paid") < ctx.params.pin_period:
-            raise PinClosedError(f"one paid proof per {ctx.params.pin_period} blocks a pinner")
+        period = ProofParams.of(ctx.params).pin_period
+        if last is not None and ctx.height - decode(last, "pin paid") < period:
+            raise PinClosedError(f"one paid proof per {period} blocks a pinner")
         challenge = _open(ctx, PIN_CHALLENGE_PREFIX + request + ctx.sender)
         verify_retrievability(cid, size, challenge_offset(challenge, size), path)
-        debit(ctx.state, ctx.sender, ctx.params.proof_fee, "a pin proof")
+        debit(ctx.state, ctx.sender, ProofParams.of(ctx.params).proof_fee, "a pin proof")
         credit(ctx.state, ctx.sender, reward)
         doc[4] = escrow - reward
         ctx.state.put(REQUEST_PREFIX + request, encode(doc))
@@ -266,4 +306,4 @@ class Proofs:
         ctx.emit("pin.close", request=request, refund=escrow)
 
 
-__all__ = ["KINDS", "Proofs"]
+__all__ = ["KINDS", "ProofParams", "Proofs"]

@@ -76,6 +76,7 @@ from __future__ import annotations
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode, decode_stored, encode
+from focusflow.modules.economy_params import EconomyParams
 from focusflow.modules.tokens import add, burn, mint
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX
 from focusflow.state_schema.rewards import (
@@ -131,14 +132,15 @@ def ramp_sum(t0: int, t1: int, ramp: int) -> int:
 def tenure_earned(bonded: int, e: Earner, height: int, params: ChainParams) -> int:
     """H the tenure reward owes ``bonded``, lot by lot, for blocks ``last_height + 1
     .. height``: the exact sum over lots and blocks, floored once."""
-    if not params.tenure_rate_ppb or bonded <= 0 or e.tenure_start < 0:
+    economy = EconomyParams.of(params)
+    if not economy.tenure_rate_ppb or bonded <= 0 or e.tenure_start < 0:
         return 0
-    ramp = params.tenure_ramp_blocks
+    ramp = economy.tenure_ramp_blocks
     steps = 0
     for start, amount in e.all_lots(bonded):
         t0, t1 = e.last_height + 1 - start, height - start
         steps += amount * ramp_sum(max(t0, 0), t1, ramp)
-    return params.tenure_rate_ppb * steps // (ramp * PPB)
+    return economy.tenure_rate_ppb * steps // (ramp * PPB)
 
 
 def merge_ramped(e: Earner, height: int, ramp: int) -> None:
@@ -198,7 +200,7 @@ def settle(
         e.accrued += tenure
     e.index_at = t.index
     e.last_height = max(e.last_height, height - 1)
-    merge_ramped(e, height, params.tenure_ramp_blocks)
+    merge_ramped(e, height, EconomyParams.of(params).tenure_ramp_blocks)
     return e, t, tenure
 
 
@@ -291,8 +293,9 @@ def claim(
     tenure minted by this settlement)``, the first two credited in H. The
     stake part is what the blocks that ended paid."""
     e, t, tenure = settle(state, params, height, address, bonded)
-    blocks = min(max(0, height - e.learning_at), params.learning_window)
-    learned = karma * params.learning_per_block * blocks // KARMA_UNIT
+    economy = EconomyParams.of(params)
+    blocks = min(max(0, height - e.learning_at), economy.learning_window)
+    learned = karma * economy.learning_per_block * blocks // KARMA_UNIT
     e.learning_at = height
     paid = e.accrued
     e.accrued = 0

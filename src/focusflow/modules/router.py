@@ -279,6 +279,7 @@ def _evm(
     ``wasm_gas_per_unit`` WASM gas per EVM gas; a call that reverts fails the
     message. Its own router packets follow, one call deeper."""
     from focusflow.modules.evm import evm_block
+    from focusflow.modules.wasm import WasmParams
     from focusflow.vm.evm import EvmValidationError, contract_call, packets_of
 
     target = _target(port, "evm/")
@@ -286,7 +287,8 @@ def _evm(
     data, value = _call_fields(body)
     if depth >= MAX_DEPTH:
         raise OverLimitError(f"packets and replies call contracts at most {MAX_DEPTH} deep")
-    per_gas = max(ctx.params.wasm_gas_per_unit, 1)
+    gas_params = WasmParams.of(ctx.params)
+    per_gas = max(gas_params.wasm_gas_per_unit, 1)
     evm_gas = min(gas // per_gas, ctx.params.evm_block_gas_limit)
     block = evm_block(ctx.block)
     try:
@@ -300,7 +302,7 @@ def _evm(
     # A packet's own gas was consumed by the call that sent it (the router
     # precompile charges it), so it is carried, not taken again from ``left``.
     for sender, sub_port, packet, sub_gas in packets_of(out.logs):
-        carried = min(sub_gas * per_gas, ctx.params.wasm_max_gas)
+        carried = min(sub_gas * per_gas, gas_params.wasm_max_gas)
         deliver(ctx, sender, [(sub_port, packet)], carried, depth + 1)
     left = gas - out.gas_used * per_gas
     ack = {"gas_used": out.gas_used, "output": "0x" + out.output[:1024].hex()}

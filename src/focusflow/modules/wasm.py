@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from focusflow.chain.errors import (
     BlockFullError,
+    GenesisError,
     InsufficientFeeError,
     MalformedMessageError,
     OverLimitError,
 )
 from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module_params import ModuleParams, param_section
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import Msg
@@ -54,6 +57,34 @@ MAX_LABEL = 64
 MAX_EVENT_ANSWER = 1024
 
 
+@param_section
+@dataclass(frozen=True)
+class WasmParams(ModuleParams):
+    """WASM's gas (docs/wasm.md): the genesis's ``wasm_*``."""
+
+    SECTION = "wasm"
+    OMITTED_AT_DEFAULT = frozenset({"wasm_block_gas_limit"})
+    POSITIVE = frozenset({"wasm_gas_per_unit"})
+
+    #: WASM gas one base unit of fee buys.
+    wasm_gas_per_unit: int = 1_000
+    #: Most gas one WASM call may be given.
+    wasm_max_gas: int = 1_000_000_000
+    #: WASM gas one block may hold: what its transactions ask (calls' gas,
+    #: stores' compile prices) and what Ethereum transactions' packets carry
+    #: to contracts. At about one gas a nanosecond, a block of WASM runs a few
+    #: seconds at most, as one of EVM gas at ``evm_block_gas_limit`` does.
+    wasm_block_gas_limit: int = 5_000_000_000
+
+    def check(self) -> None:
+        """A block must hold the largest WASM call."""
+        if self.wasm_block_gas_limit < self.wasm_max_gas:
+            raise GenesisError(
+                f"params.wasm_block_gas_limit={self.wasm_block_gas_limit} must be at least "
+                f"wasm_max_gas={self.wasm_max_gas}: a call given the most gas would fit no block"
+            )
+
+
 def _msg(body: dict[str, Any]) -> Any:
     text = field(body, "msg", bytes)
     if len(text) > MAX_MSG_BYTES:
@@ -71,7 +102,7 @@ def gas_fee(msgs: Sequence[Msg], params: ChainParams) -> int:
     (a call's ``gas``, a store's compile price), ``wasm_gas_per_unit`` to a
     base unit, rounded up."""
     asked = sum(_gas_of(m) for m in msgs if m.type in MESSAGES)
-    return -(-asked // params.wasm_gas_per_unit)
+    return -(-asked // WasmParams.of(params).wasm_gas_per_unit)
 
 
 def _gas_of(m: Msg) -> int:
@@ -98,8 +129,9 @@ def block_gas(msgs: Sequence[Msg], params: ChainParams) -> int:
     """The WASM gas a transaction's messages may use: what the block holds for
     it. A call asking more than ``wasm_max_gas`` fails its message at once
     (``over_limit``), so it holds no more than that."""
+    most = WasmParams.of(params).wasm_max_gas
     return sum(
-        _gas_of(m) if m.type == "wasm.store" else min(_gas_of(m), params.wasm_max_gas)
+        _gas_of(m) if m.type == "wasm.store" else min(_gas_of(m), most)
         for m in msgs
         if m.type in MESSAGES
     )
@@ -110,7 +142,7 @@ def reserve_block_gas(ctx: BlockContext, gas: int) -> None:
     Ethereum transaction's packet) against the block's WASM gas; OverLimitError,
     which fails the message that carries it, when the block has not that much left."""
     used = ctx.counters.get(GAS_COUNTER, 0)
-    limit = ctx.params.wasm_block_gas_limit
+    limit = WasmParams.of(ctx.params).wasm_block_gas_limit
     if used + gas > limit:
         raise OverLimitError(
             f"a packet's {gas} WASM gas exceeds what the block has left "
@@ -134,9 +166,9 @@ def _check_fee(ctx: TxContext) -> None:
 def _gas(ctx: TxContext, body: dict[str, Any]) -> int:
     """The call's gas, checked against the cap and against what the fee paid for."""
     gas = field(body, "gas", int)
-    params = ctx.params
-    if not 0 < gas <= params.wasm_max_gas:
-        raise OverLimitError(f"gas must be in [1, {params.wasm_max_gas}], got {gas}")
+    most = WasmParams.of(ctx.params).wasm_max_gas
+    if not 0 < gas <= most:
+        raise OverLimitError(f"gas must be in [1, {most}], got {gas}")
     _check_fee(ctx)
     return gas
 
@@ -176,7 +208,7 @@ class Wasm:
         asked = block_gas(tx.msgs, ctx.params)
         if not asked:
             return {}
-        limit = ctx.params.wasm_block_gas_limit
+        limit = WasmParams.of(ctx.params).wasm_block_gas_limit
         if asked > limit:
             raise OverLimitError(
                 f"the transaction asks {asked} WASM gas, over wasm_block_gas_limit={limit}"
