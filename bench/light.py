@@ -37,14 +37,10 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.light.helpers import serve  # noqa: E402
-
-from focusflow.light.client import LightClient, Node  # noqa: E402
-from focusflow.light.store import LightStore  # noqa: E402
-from focusflow.light.synthetic import SyntheticChain  # noqa: E402
+from focusflow.light.client import LightClient, Node
+from focusflow.light.store import LightStore
+from focusflow.light.synthetic import SyntheticChain
+from focusflow.testing.lightnode import serve
 
 CHAIN_ID = "focusflow-bench-light"
 
@@ -108,11 +104,10 @@ def bench_sync(heights: int, validators: int, runs: int) -> dict:
 
 
 def bench_query(samples: int) -> dict:
-    from tests.chain.helpers import ALICE, genesis, new_chain, particle, tx
-    from tests.light.helpers import node_app
-
     from focusflow.chain import Msg
     from focusflow.core.cid import cid_from_bytes
+    from focusflow.testing.chains import ALICE, genesis, new_chain, particle, tx
+    from focusflow.testing.lightnode import node_app
 
     with tempfile.TemporaryDirectory() as tmp:
         chain = new_chain(Path(tmp) / "chain", genesis(focus={"mode": "diffusion"}))

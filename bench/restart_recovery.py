@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,18 +30,16 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
     ap.add_argument("--keep", type=Path, default=None, help="Keep the testnet's homes here.")
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.node import testnet_process
+    from focusflow.testing.testnet import LocalTestnet
 
     # This checkout's harness; the node processes run from --root's src.
-    testnet_process.ROOT = args.root.resolve()
-    LocalTestnet = testnet_process.LocalTestnet
+    source = args.root.resolve() / "src"
 
     waits: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         home = args.keep if args.keep is not None else Path(tmp)
         home.mkdir(parents=True, exist_ok=True)
-        net = LocalTestnet(home / "tn", 4)
+        net = LocalTestnet(home / "tn", 4, source=source)
         try:
             net.wait_tx(0, net.submit_links(0, "start", 0), 60)
             for cycle in range(args.cycles):

@@ -33,7 +33,6 @@ import io
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +40,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 GOAL_CHUNK_MBS = 500
 GOAL_NEW_SHARE = 0.01
@@ -116,11 +114,11 @@ def dedup(data: bytes) -> None:
 
 def loopback(data: bytes, runs: int) -> None:
     import httpx
-    from tests.node.devnet_process import start_devnet
 
     from focusflow.cli import blob_cmd
     from focusflow.client import NodeClient
     from focusflow.core.cid import cid_to_bytes
+    from focusflow.testing.devnet import start_devnet
 
     put_s, get_s, stream_s, curl_s = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,7 +233,8 @@ def corpus(versions: int) -> None:
 
 def p2p(data: bytes, runs: int) -> None:
     import httpx
-    from tests.node.testnet_process import LocalTestnet
+
+    from focusflow.testing.testnet import LocalTestnet
 
     rows: dict[int, list[float]] = {1: [], 2: []}
     http_s: list[float] = []

@@ -182,18 +182,14 @@ def threshold_costs(rounds: int) -> None:
 
 def dns_costs(queries: int) -> None:
     import socket
-    import sys
 
     import dns.message
     import dns.query
     import dns.rcode
 
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    from tests.node.devnet_process import signed, start_devnet, wait_tx
-
     from focusflow.chain import Msg
     from focusflow.core.cid import cid_of_text, cid_to_bytes
+    from focusflow.testing.devnet import signed, start_devnet, wait_tx
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -225,13 +221,9 @@ def dns_costs(queries: int) -> None:
 
 
 def bootstrap_costs(runs: int) -> None:
-    import sys
-
     import httpx
 
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    from tests.node.testnet_process import LocalTestnet
+    from focusflow.testing.testnet import LocalTestnet
 
     for run in range(runs):
         with tempfile.TemporaryDirectory() as tmp:

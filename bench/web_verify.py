@@ -16,25 +16,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from playwright.sync_api import sync_playwright
+from starlette.applications import Starlette
+from starlette.staticfiles import StaticFiles
 
-from playwright.sync_api import sync_playwright  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.staticfiles import StaticFiles  # noqa: E402
-from tests.api.test_web_page import find_chromium  # noqa: E402
-from tests.api.test_web_verified import (  # noqa: E402
-    STATIC,
+from focusflow.api.app import STATIC
+from focusflow.core.cid import cid_from_bytes
+from focusflow.core.encoding import encode
+from focusflow.testing.web import (
     VERIFY_FOCUS,
     VERIFY_HEADER,
-    Chain,
+    VERIFY_PAGE,
+    VerifiedChain,
+    find_chromium,
     serve,
 )
-
-from focusflow.core.cid import cid_from_bytes  # noqa: E402
-from focusflow.core.encoding import encode  # noqa: E402
 
 TIMED = """async (a) => {
   const f = %s;
@@ -58,19 +55,11 @@ def main() -> None:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(f"{url}/static/style.css")
-        page.evaluate(
-            """async () => {
-            window.V = await import('/static/verify.js');
-            window.attempt = async (fn) => {
-              try { await fn(); return "ok"; }
-              catch (e) { if (e instanceof V.VerifyError) return e.check; throw e; }
-            };
-          }"""
-        )
+        page.evaluate(VERIFY_PAGE)
         print(f"Chromium {browser.version}, {args.runs} runs each")
         chain = None
         for n in (4, 100):
-            chain = Chain(powers=(10,) * n, n_particles=100_000)
+            chain = VerifiedChain(powers=(10,) * n, n_particles=100_000)
             ms = page.evaluate(TIMED % VERIFY_HEADER, {"args": chain.answer(), "runs": args.runs})
             print(f"header + certificate, {n} validators: {ms:.2f} ms")
         index = 77_777

@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 
 from focusflow.chain.block_checks import MAX_CLOCK_DRIFT_MS
-from tests.node.testnet_process import ROOT, START_TIMEOUT, LocalTestnet, _env
+from focusflow.testing.process import node_env
+from focusflow.testing.testnet import START_TIMEOUT, LocalTestnet
+from tests.helpers import ROOT
 
 #: Largest block time an honest chain may hold: 2^53 - 1 (chain's MAX_TIME_MS).
 MAX_TIME_MS = 2**53 - 1
@@ -57,7 +59,7 @@ class AttackNet(LocalTestnet):
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                env=dict(_env(), NUMBA_NUM_THREADS="1", PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+                env=dict(node_env(), NUMBA_NUM_THREADS="1", PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
             )
         self.byzantine[k] = attack
         self.wait_up(k, time.monotonic() + START_TIMEOUT)

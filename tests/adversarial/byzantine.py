@@ -15,7 +15,8 @@ from pathlib import Path
 
 from focusflow.net.identity import short_id
 from focusflow.node.home import Home
-from tests.node.testnet_process import ROOT, LocalTestnet
+from focusflow.testing.testnet import LocalTestnet
+from tests.helpers import ROOT
 
 
 def node_id(net: LocalTestnet, k: int) -> bytes:

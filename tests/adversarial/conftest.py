@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from focusflow.testing.testnet import LocalTestnet
 from tests.adversarial.attacknet import AttackNet
-from tests.node.testnet_process import LocalTestnet
 
 
 @pytest.fixture

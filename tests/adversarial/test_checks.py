@@ -178,7 +178,7 @@ def test_transaction_gossip_verdicts(tmp_path) -> None:
 
     from focusflow.net import Verdict
     from focusflow.node.validator import ValidatorRuntime
-    from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+    from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 
     chain = new_chain(tmp_path / "c", genesis())
     runtime = ValidatorRuntime(chain, KeyPair.generate(), wal_path=tmp_path / "wal", listen=None)

@@ -39,7 +39,7 @@ from focusflow.da import befp_from_json, verify_bad_encoding_proof
 from focusflow.node.faults import FaultPlan
 from focusflow.node.home import Home, init_testnet
 from focusflow.node.network import start_validator
-from tests.node.testnet_process import START_TIMEOUT, _free_base_port
+from focusflow.testing.testnet import START_TIMEOUT, free_base_port
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ class Nodes:
         """``patch(name, config)`` may change each home's config before it starts;
         ``faults`` names the nodes that run with a fault plan."""
         self.homes = init_testnet(
-            root, validators, _free_base_port(validators + full_nodes), full_nodes=full_nodes
+            root, validators, free_base_port(validators + full_nodes), full_nodes=full_nodes
         )
         self.names = [h.path.name for h in self.homes]
         for home in self.homes:

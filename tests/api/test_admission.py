@@ -13,7 +13,7 @@ from focusflow.chain import Msg, make_tx
 from focusflow.chain.mempool import MempoolLimits
 from focusflow.core.keys import KeyPair
 from focusflow.node.runtime import ADMISSION_QUEUE, NodeRuntime
-from tests.chain.helpers import ALICE, BOB, CHAIN_ID, FEE, genesis, new_chain
+from focusflow.testing.chains import ALICE, BOB, CHAIN_ID, FEE, genesis, new_chain
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from focusflow.consensus.messages import decode_message as decode_consensus
 from focusflow.core.errors import DecodeError
 from focusflow.net.messages import decode_message as decode_net
 from focusflow.node.runtime import NodeRuntime
-from tests.chain.helpers import genesis, new_chain
+from focusflow.testing.chains import genesis, new_chain
 from tests.core.test_decode_cost import shared_refs, string_refs
 
 SHAPES = {

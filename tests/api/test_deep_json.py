@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from focusflow.api.app import create_app
 from focusflow.node.runtime import NodeRuntime
+from focusflow.testing.chains import genesis, new_chain
 from focusflow.vm.evm import interpreter as load_evm
-from tests.chain.helpers import genesis, new_chain
 
 DEPTH = 100_000
 

@@ -27,7 +27,7 @@ from focusflow.modules.economy import buyback_bps, premium_bps
 from focusflow.state_schema.dex import pools as all_pools
 from focusflow.state_schema.rewards import read_totals
 from focusflow.state_schema.tokens import H, balances_of, supply_of
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
+from focusflow.testing.chains import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
 
 T0 = 1_700_000_000_000
 H_HELD = 10**12

@@ -17,7 +17,7 @@ import pytest
 from focusflow.api.app import create_app
 from focusflow.api.evm_budget import RPC_TIME_BUDGET_S, WORKERS
 from focusflow.node.runtime import NodeRuntime
-from tests.chain.helpers import genesis, new_chain
+from focusflow.testing.chains import genesis, new_chain
 
 #: JUMPDEST; PUSH1 0; JUMP: as a call's initcode, a loop that ends when its gas does.
 LOOP = "0x5b600056"

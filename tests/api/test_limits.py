@@ -22,7 +22,7 @@ from focusflow.api.limits import RATE_LIMITED, ClientLimiter, ClientLimits, Limi
 from focusflow.api.state import set_app_state, state_of
 from focusflow.core.errors import InvalidParameterError
 from focusflow.node.da_store import DAStore
-from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
 

@@ -9,7 +9,7 @@ import pytest
 
 from focusflow.core.cid import cid_of_text
 from focusflow.store.particle_texts import MAX_BATCH, MAX_TEXT_BYTES
-from tests.node.devnet_process import link_msg, signed, start_devnet, wait_tx
+from focusflow.testing.devnet import link_msg, signed, start_devnet, wait_tx
 
 TEXTS = "/v1/particles/texts"
 

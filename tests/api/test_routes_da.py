@@ -26,7 +26,7 @@ from focusflow.core.hashing import merkle_root
 from focusflow.da import proof_from_json, verify_share_proof
 from focusflow.node.da_store import DAStore
 from focusflow.node.faults import FaultPlan
-from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
 

@@ -16,7 +16,7 @@ from focusflow.chain.da_commit import FraudRecord, block_square
 from focusflow.da import befp_from_json, find_bad_encoding, verify_bad_encoding_proof
 from focusflow.node.da_store import DAStore
 from focusflow.node.faults import bad_encoding
-from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
 

@@ -33,7 +33,7 @@ from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.core.keys import encode_address
 from focusflow.node import open_chain
 from focusflow.node.runtime import NodeRuntime
-from tests.chain.helpers import CHAIN_ID, VALIDATOR
+from focusflow.testing.chains import CHAIN_ID, VALIDATOR
 
 T0 = 1_700_000_000_000
 KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")

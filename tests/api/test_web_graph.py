@@ -18,16 +18,15 @@ import pytest
 
 from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from tests.api.test_web_page import (  # noqa: F401
+from focusflow.testing.devnet import signed, start_devnet, wait_tx
+from focusflow.testing.web import serve
+from tests.api.test_web_page import (
     GRAPH_NODES,
     UI_TIMEOUT_MS,
-    browser,
-    chromium_path,
     node_point,
     wait_graph,
 )
-from tests.api.test_web_verified import LyingProxy, serve
-from tests.node.devnet_process import signed, start_devnet, wait_tx
+from tests.api.test_web_verified import LyingProxy
 
 SPOKES = 300
 TARGETS = 3
@@ -94,7 +93,7 @@ def text_proxy(hub_node):
 
 
 @pytest.fixture
-def open_page(browser):  # noqa: F811
+def open_page(browser):
     """Opens a page in a fresh context; yields (opener, requests seen)."""
     contexts, errors, requests = [], [], []
 

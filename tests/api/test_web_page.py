@@ -13,8 +13,6 @@ goes to the test's ``tmp_path``.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -23,29 +21,10 @@ import pytest
 
 from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from tests.node.devnet_process import Devnet, devnet_home, signed, start_devnet, wait_tx
+from focusflow.testing.devnet import Devnet, devnet_home, signed, start_devnet, wait_tx
+from focusflow.testing.web import free_port
 
 UI_TIMEOUT_MS = 20_000  # bound of every wait on the page
-
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def find_chromium() -> str | None:
-    """A Chromium on this machine: $CHROMIUM, then the usual names on PATH."""
-    explicit = os.environ.get("CHROMIUM")
-    if explicit and Path(explicit).is_file():
-        return explicit
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Node:
@@ -83,40 +62,12 @@ class Node:
 
 
 @pytest.fixture(scope="module")
-def chromium_path() -> str:
-    path = find_chromium()
-    if path is None:
-        if os.geteuid() == 0:
-            pytest.fail("no Chromium found; as root this test must run: apt-get install chromium")
-        reason = "no Chromium found (install Debian's chromium package, or set $CHROMIUM)"
-        print(reason)
-        pytest.skip(reason)
-    return path
-
-
-@pytest.fixture(scope="module")
 def devnet(tmp_path_factory):
     # the dev key also holds h, so that a pool of two tokens can be opened
     node = Node(devnet_home(tmp_path_factory.mktemp("devnet") / "home", tokens={"h": 10**12}))
     node.start()
     yield node
     node.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium_path,
-            headless=True,
-            # --no-sandbox: Chromium's sandbox refuses to start as root (CI runs as root)
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-            timeout=60_000,
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from focusflow.api.ws import CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_LATER, WsLim
 from focusflow.chain.focus_view import FocusView
 from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.node.runtime import NodeRuntime
-from tests.chain.helpers import ALICE, genesis, link, new_chain, particle, tx
+from focusflow.testing.chains import ALICE, genesis, link, new_chain, particle, tx
 
 T0 = 1_700_000_000_000
 

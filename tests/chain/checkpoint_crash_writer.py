@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from focusflow.chain import lifecycle
-from tests.chain.helpers import new_chain
+from focusflow.testing.chains import new_chain
 from tests.chain.link_blocks import GENESIS, grow, small_block
 
 

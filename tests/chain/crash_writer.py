@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.chain.helpers import new_chain
+from focusflow.testing.chains import new_chain
 from tests.chain.randomtx import random_blocks
 
 

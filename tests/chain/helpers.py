@@ -1,72 +1,42 @@
-"""Small builders shared by the chain tests: keys, genesis, chains, particles."""
+"""The chain tests' builders moved to ``focusflow.testing.chains``; this name stays
+for test code written against the old one (the suite itself imports the new)."""
 
-from __future__ import annotations
+from focusflow.testing.chains import (
+    ALICE,
+    BALANCE,
+    BOB,
+    CAROL,
+    CHAIN_ID,
+    FEE,
+    MIN_DAH,
+    STAKE,
+    VALIDATOR,
+    account,
+    diffusion_genesis,
+    genesis,
+    link,
+    many_links,
+    new_chain,
+    particle,
+    tx,
+)
 
-from focusflow.chain import Genesis, Msg, make_tx
-from focusflow.core.cid import raw_cid_bytes
-from focusflow.core.keys import KeyPair
-from focusflow.modules.accounts import get_account
-from focusflow.node import open_chain
-
-CHAIN_ID = "focusflow-test"
-FEE = 1_000_000
-BALANCE = 10**12
-STAKE = 10**6
-
-VALIDATOR = KeyPair.from_seed(b"validator".ljust(32, b"\0"))
-ALICE = KeyPair.from_seed(b"alice".ljust(32, b"\0"))
-BOB = KeyPair.from_seed(b"bob".ljust(32, b"\0"))
-CAROL = KeyPair.from_seed(b"carol".ljust(32, b"\0"))
-
-
-def genesis(**params) -> Genesis:
-    params.setdefault("focus", {"mode": "tri"})
-    return Genesis.from_json(
-        {
-            "chain_id": CHAIN_ID,
-            "genesis_time_ms": 1_700_000_000_000,
-            "params": params,
-            "accounts": [
-                {"address": k.address, "balance": BALANCE, "stake": STAKE}
-                for k in (ALICE, BOB, CAROL)
-            ],
-            "validators": [{"name": "v", "public_key": VALIDATOR.public_key.hex(), "power": 1}],
-        }
-    )
-
-
-def new_chain(path, gen: Genesis | None = None, producer: bool = True):
-    return open_chain(path, gen or genesis(), VALIDATOR if producer else None)
-
-
-def particle(name: str) -> bytes:
-    return raw_cid_bytes(name.encode())
-
-
-def tx(key: KeyPair, nonce: int, *msgs: Msg, fee: int = FEE, chain_id: str = CHAIN_ID) -> bytes:
-    return make_tx(key, chain_id, nonce, fee, msgs).encoded
-
-
-def link(*pairs: tuple[str, str]) -> Msg:
-    return Msg("link", {"links": [[particle(a), particle(b)] for a, b in pairs]})
-
-
-def many_links(prefix: str, n: int) -> Msg:
-    """A ``link`` message of the ``n`` links ``prefix{i} -> prefix{i + 1}``."""
-    return link(*[(f"{prefix}{i}", f"{prefix}{i + 1}") for i in range(n)])
-
-
-def diffusion_genesis() -> Genesis:
-    """A genesis whose focus is diffusion alone (cheap blocks, for data tests)."""
-    return genesis(focus={"mode": "diffusion"})
-
-
-#: celestia-app's minimal data availability header: the data root of a block
-#: without transactions (``pkg/da/data_availability_header_test.go``, "min DAH").
-MIN_DAH = "3d96b7d238e7e0456f6af8e7cdf0a67bd6cf9c2089ecb559c659dcaa1f880353"
-
-
-def account(chain, key: KeyPair):
-    """The committed account of ``key`` on ``chain``."""
-    with chain.reader() as r:
-        return get_account(r, key.address_raw)
+__all__ = [
+    "ALICE",
+    "BALANCE",
+    "BOB",
+    "CAROL",
+    "CHAIN_ID",
+    "FEE",
+    "MIN_DAH",
+    "STAKE",
+    "VALIDATOR",
+    "account",
+    "diffusion_genesis",
+    "genesis",
+    "link",
+    "many_links",
+    "new_chain",
+    "particle",
+    "tx",
+]

@@ -7,7 +7,7 @@ import numpy as np
 
 from focusflow.chain import Msg
 from focusflow.core.cid import raw_cid_bytes
-from tests.chain.helpers import ALICE, BOB, CAROL, account, genesis, tx
+from focusflow.testing.chains import ALICE, BOB, CAROL, account, genesis, tx
 
 #: Diffusion is the cheapest focus to recompute per block; the checkpoint
 #: holds the graph either way.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from focusflow.chain import Msg
-from tests.chain.helpers import ALICE, BOB, CAROL, VALIDATOR, particle, tx
+from focusflow.testing.chains import ALICE, BOB, CAROL, VALIDATOR, particle, tx
 
 KEYS = [ALICE, BOB, CAROL]
 

@@ -20,8 +20,8 @@ import pytest
 from focusflow.chain import checkpoint_writer, lifecycle
 from focusflow.chain.focus_checkpoint import read_header_of
 from focusflow.chain.snapshot import capture_focus
+from focusflow.testing.chains import new_chain
 from tests.chain import focus_state_bytes
-from tests.chain.helpers import new_chain
 from tests.chain.link_blocks import GENESIS, grow, small_block
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from focusflow.chain.block_checks import MAX_CLOCK_DRIFT_MS
 from focusflow.chain.errors import BlockTimeError, GenesisError
 from focusflow.chain.genesis import Genesis
 from focusflow.core.errors import DecodeError
-from tests.chain.helpers import ALICE, VALIDATOR, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, VALIDATOR, genesis, link, new_chain, tx
 
 T0 = genesis().genesis_time_ms
 

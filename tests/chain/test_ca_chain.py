@@ -41,7 +41,7 @@ from focusflow.state_schema.ca import (
     log_head,
     log_leaves,
 )
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
+from focusflow.testing.chains import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain, tx
 
 DAVE = KeyPair.from_seed(b"dave".ljust(32, b"\0"))
 ERIN = KeyPair.from_seed(b"erin".ljust(32, b"\0"))

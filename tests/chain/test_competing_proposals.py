@@ -13,7 +13,7 @@ import pytest
 from focusflow.chain import BlockError
 from focusflow.chain.block import sign_certificate
 from focusflow.chain.pending import MAX_PENDING_FOCUS
-from tests.chain.helpers import ALICE, BOB, CAROL, VALIDATOR, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, BOB, CAROL, VALIDATOR, genesis, link, new_chain, tx
 
 T0 = genesis().genesis_time_ms
 

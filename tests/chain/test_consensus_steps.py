@@ -9,7 +9,7 @@ import pytest
 from focusflow.chain import BlockError, BlockRecord
 from focusflow.chain.block import Block, certificate_hash, sign_certificate
 from focusflow.core.keys import KeyPair
-from tests.chain.helpers import ALICE, BOB, VALIDATOR, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, BOB, VALIDATOR, genesis, link, new_chain, tx
 
 T0 = genesis().genesis_time_ms
 

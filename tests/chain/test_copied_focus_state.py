@@ -24,7 +24,17 @@ from focusflow.chain.block import sign_certificate
 from focusflow.chain.snapshot import restore_snapshot
 from focusflow.node import open_chain
 from focusflow.store import Store
-from tests.chain.helpers import ALICE, BOB, CAROL, VALIDATOR, genesis, link, new_chain, particle, tx
+from focusflow.testing.chains import (
+    ALICE,
+    BOB,
+    CAROL,
+    VALIDATOR,
+    genesis,
+    link,
+    new_chain,
+    particle,
+    tx,
+)
 from tests.chain.test_snapshot import _data, _snapshot
 from tests.graph.test_pickle_aliasing import assert_no_shared_memory
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chain.helpers import new_chain
+from focusflow.testing.chains import new_chain
 
 ROOT = Path(__file__).resolve().parents[2]
 

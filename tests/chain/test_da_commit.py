@@ -18,7 +18,7 @@ from focusflow.chain.block import Block, sign_certificate
 from focusflow.chain.da_commit import block_square
 from focusflow.da import extend, square_from_block
 from focusflow.node.da_store import DAStore
-from tests.chain.helpers import (
+from focusflow.testing.chains import (
     ALICE,
     BOB,
     MIN_DAH,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from focusflow.chain import replay
 from focusflow.chain.focus_commit import FocusState
-from tests.chain.helpers import genesis, new_chain
+from focusflow.testing.chains import genesis, new_chain
 from tests.chain.randomtx import random_blocks
 
 T0 = 1_700_000_000_000
@@ -74,7 +74,7 @@ def test_refused_block_leaves_the_follower_usable(tmp_path):
 
     from focusflow.chain import BlockError, BlockRecord
     from focusflow.chain.block import Block, sign_certificate
-    from tests.chain.helpers import ALICE, VALIDATOR, link, tx
+    from focusflow.testing.chains import ALICE, VALIDATOR, link, tx
 
     a = new_chain(tmp_path / "a")
     b = new_chain(tmp_path / "b", producer=False)

@@ -35,7 +35,7 @@ from focusflow.state_schema.tokens import (
     supply_of,
 )
 from focusflow.store import Store
-from tests.chain.helpers import ALICE, BALANCE, BOB, CAROL, CHAIN_ID, FEE, STAKE, VALIDATOR, tx
+from focusflow.testing.chains import ALICE, BALANCE, BOB, CAROL, CHAIN_ID, FEE, STAKE, VALIDATOR, tx
 
 T0 = 1_700_000_000_000
 #: What each trader holds of every denom beside cyb at genesis.

@@ -42,7 +42,7 @@ from focusflow.state_schema.accounts import ACCOUNT_PREFIX, get_account
 from focusflow.state_schema.dex import POOL_PREFIX, RESERVE_KEY, get_pool
 from focusflow.state_schema.rewards import read_totals
 from focusflow.state_schema.tokens import BALANCE_PREFIX, balance_of, supply_of
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, link, new_chain
+from focusflow.testing.chains import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, link, new_chain
 
 GENESIS_MS = 1_700_000_000_000
 BLOCK_MS = 1_000

@@ -53,7 +53,7 @@ from focusflow.state_schema.accounts import ACCOUNT_PREFIX
 from focusflow.state_schema.dex import POOL_PREFIX
 from focusflow.state_schema.rewards import read_totals
 from focusflow.state_schema.tokens import BALANCE_PREFIX, SUPPLY_PREFIX, supply_of
-from tests.chain.helpers import CHAIN_ID, VALIDATOR, particle
+from focusflow.testing.chains import CHAIN_ID, VALIDATOR, particle
 from tests.chain.test_economy import Econ, key
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

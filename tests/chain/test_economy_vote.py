@@ -9,7 +9,7 @@ from focusflow.chain.governed import GOVERNED_KEY, overrides
 from focusflow.modules import DexParams, amm
 from focusflow.state_schema.dex import get_pool
 from focusflow.state_schema.tokens import balance_of
-from tests.chain.helpers import ALICE, BALANCE, CHAIN_ID, FEE, STAKE, VALIDATOR, new_chain, tx
+from focusflow.testing.chains import ALICE, BALANCE, CHAIN_ID, FEE, STAKE, VALIDATOR, new_chain, tx
 
 
 def _genesis(**params) -> Genesis:

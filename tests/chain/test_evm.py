@@ -16,9 +16,9 @@ from focusflow.core.errors import DecodeError
 from focusflow.core.keys import encode_address
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import get_account
+from focusflow.testing.chains import ALICE, BOB, CHAIN_ID, VALIDATOR, link, particle, tx
 from focusflow.vm.evm_keys import ACCOUNT_PREFIX, storage_key
 from focusflow.vm.evm_state import StateAccountDB
-from tests.chain.helpers import ALICE, BOB, CHAIN_ID, VALIDATOR, link, particle, tx
 
 T0 = 1_700_000_000_000
 KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")

@@ -29,9 +29,9 @@ from focusflow.chain.state import PendingState
 from focusflow.core.keys import encode_address
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import get_account
+from focusflow.testing.chains import CHAIN_ID, VALIDATOR
 from focusflow.vm import evm
 from focusflow.vm.evm_keys import code_key
-from tests.chain.helpers import CHAIN_ID, VALIDATOR
 
 T0 = 1_700_000_000_000
 KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")

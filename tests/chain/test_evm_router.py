@@ -19,10 +19,10 @@ from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.modules import WasmParams
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import get_account, get_neudeg
+from focusflow.testing.chains import ALICE, BOB, VALIDATOR, tx
 from focusflow.vm import wasm
 from focusflow.vm.evm import ROUTER_ADDRESS, packet_topic, packets_of
 from focusflow.vm.evm_keys import storage_key
-from tests.chain.helpers import ALICE, BOB, VALIDATOR, tx
 from tests.chain.test_evm import SENDER, deployable, eth
 from tests.chain.test_evm import _genesis as evm_genesis
 from tests.chain.test_router import _deploy as deploy_wasm

@@ -19,8 +19,8 @@ from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.focus_state_arrays import params_record
 from focusflow.chain.focus_state_format import MAGIC, encode_header
 from focusflow.focus.params import make_params
+from focusflow.testing.chains import new_chain
 from tests.chain import focus_state_bytes
-from tests.chain.helpers import new_chain
 from tests.chain.randomtx import random_blocks
 
 T0 = 1_700_000_000_000
@@ -311,7 +311,7 @@ def test_a_gpu_node_checkpoints_in_numba_form_and_restarts_on_its_gpu(
     roots."""
     from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
     from focusflow.chain.snapshot import capture_focus
-    from tests.chain.helpers import genesis
+    from focusflow.testing.chains import genesis
 
     gen = genesis(focus=dict(NEW_CHAIN_FOCUS))
     steady = new_chain(tmp_path / "steady", gen)

@@ -15,7 +15,7 @@ from focusflow.chain.focus_commit import (
     quantise,
 )
 from focusflow.core.encoding import decode
-from tests.chain.helpers import ALICE, BOB, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, BOB, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
 

@@ -33,8 +33,8 @@ from focusflow.chain.snapshot import (
 )
 from focusflow.core.encoding import decode
 from focusflow.node import open_chain
+from focusflow.testing.chains import account
 from tests.chain.data import make_focus_v3 as v3
-from tests.chain.helpers import account
 
 DATA = Path(__file__).parent / "data"
 

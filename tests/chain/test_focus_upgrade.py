@@ -16,7 +16,17 @@ from focusflow.chain.module import Deltas
 from focusflow.core.encoding import decode
 from focusflow.focus.params import EXACT_V1
 from focusflow.modules.upgrades import MAX_OPEN_VOTES, OPEN_PREFIX, VOTES_PREFIX
-from tests.chain.helpers import ALICE, BALANCE, BOB, CHAIN_ID, STAKE, VALIDATOR, link, new_chain, tx
+from focusflow.testing.chains import (
+    ALICE,
+    BALANCE,
+    BOB,
+    CHAIN_ID,
+    STAKE,
+    VALIDATOR,
+    link,
+    new_chain,
+    tx,
+)
 
 T0 = 1_700_000_000_000
 #: The algorithm the test chains start with, and the one they upgrade to.

@@ -14,9 +14,9 @@ from focusflow.chain.mempool import Mempool
 from focusflow.core.errors import DecodeError
 from focusflow.modules.accounts import Account
 from focusflow.node import open_chain
+from focusflow.testing.chains import ALICE, link, new_chain, tx
 from tests.chain.evidence_helpers import KEYS, double_vote, step
 from tests.chain.evidence_helpers import genesis as evidence_genesis
-from tests.chain.helpers import ALICE, link, new_chain, tx
 
 VALID_TX = tx(ALICE, 0, link(("a", "b"), ("b", "c")))
 

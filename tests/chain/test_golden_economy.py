@@ -13,7 +13,7 @@ every economy chain commits.
 from __future__ import annotations
 
 from focusflow.chain import Genesis, Msg, make_tx
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain
+from focusflow.testing.chains import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain
 
 T0 = 1_700_000_000_000
 

@@ -8,7 +8,7 @@ from focusflow.chain import ChainParams, Msg, make_tx
 from focusflow.chain.errors import BadNonceError, DuplicateTxError, MempoolFullError
 from focusflow.chain.mempool import MAX_NONCE_GAP, Mempool, MempoolLimits
 from focusflow.modules.accounts import Account
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, FEE, link, new_chain, particle
+from focusflow.testing.chains import ALICE, BOB, CAROL, CHAIN_ID, FEE, link, new_chain, particle
 
 PARAMS = ChainParams()
 

@@ -17,7 +17,7 @@ from focusflow.chain.errors import (
 from focusflow.chain.mempool import Mempool, MempoolLimits
 from focusflow.core.keys import KeyPair
 from focusflow.modules.accounts import Account
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, FEE
+from focusflow.testing.chains import ALICE, BOB, CAROL, CHAIN_ID, FEE
 
 PARAMS = ChainParams()
 

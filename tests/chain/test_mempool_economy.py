@@ -10,7 +10,7 @@ from focusflow.chain.errors import InsufficientFundsError
 from focusflow.chain.mempool import Mempool
 from focusflow.chain.params import ChainParams
 from focusflow.modules.accounts import Account
-from tests.chain.helpers import ALICE, CHAIN_ID
+from focusflow.testing.chains import ALICE, CHAIN_ID
 from tests.chain.test_evm import SENDER, eth
 
 ECONOMY = ChainParams(economics=1)

@@ -10,7 +10,7 @@ from focusflow.core.encoding import decode
 from focusflow.modules.blobs import BLOB_PREFIX, blob_cid
 from focusflow.state_schema.accounts import get_neudeg
 from focusflow.state_schema.names import address_of, resolve
-from tests.chain.helpers import (
+from focusflow.testing.chains import (
     ALICE,
     BOB,
     CAROL,

@@ -24,7 +24,7 @@ from focusflow.services.storage.proofs import (
     prove_work,
 )
 from focusflow.state_schema.proofs import PAID_PREFIX, pin_request, result_of
-from tests.chain.helpers import ALICE, BOB, FEE, account, genesis, new_chain, tx
+from focusflow.testing.chains import ALICE, BOB, FEE, account, genesis, new_chain, tx
 
 PARAMS = {
     "proof_space_k_min": K_MIN,

@@ -17,8 +17,8 @@ from focusflow.core.encoding import decode
 from focusflow.core.keys import encode_address
 from focusflow.modules.names import resolve
 from focusflow.state_schema.accounts import get_account, get_neudeg
+from focusflow.testing.chains import ALICE, BOB, CAROL, genesis, new_chain, tx
 from focusflow.vm import wasm
-from tests.chain.helpers import ALICE, BOB, CAROL, genesis, new_chain, tx
 from tests.chain.test_wasm import COUNTER
 
 T0 = 1_700_000_000_000

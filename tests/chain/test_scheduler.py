@@ -17,8 +17,8 @@ from eth_account import Account
 from focusflow.chain import Genesis, Msg, decode_tx
 from focusflow.chain.scheduler import COOLDOWN_CALLS, Scheduler, Speculation, takes_native
 from focusflow.core.keys import KeyPair, encode_address
+from focusflow.testing.chains import CHAIN_ID, VALIDATOR, link, new_chain, tx
 from focusflow.vm import wasm
-from tests.chain.helpers import CHAIN_ID, VALIDATOR, link, new_chain, tx
 from tests.chain.test_evm import KEY as ETH_KEY
 from tests.chain.test_evm import SENDER as ETH_SENDER
 from tests.chain.test_evm import eth

@@ -46,8 +46,8 @@ from focusflow.core.errors import StoreError
 from focusflow.core.keys import KeyPair
 from focusflow.node import open_chain
 from focusflow.store import Store
+from focusflow.testing.chains import ALICE, BOB, genesis, link, new_chain, particle, tx
 from tests.chain import focus_state_bytes, golden_chain
-from tests.chain.helpers import ALICE, BOB, genesis, link, new_chain, particle, tx
 from tests.chain.test_golden_roots import GOLDEN
 
 CHUNK = 4096

@@ -30,9 +30,9 @@ from focusflow.chain.snapshot import SnapshotError, capture_focus, load_focus, r
 from focusflow.core.encoding import decode, encode
 from focusflow.node import open_chain
 from focusflow.store import Store
+from focusflow.testing.chains import ALICE, BOB, genesis, link, new_chain, particle, tx
 from tests.chain import focus_state_bytes as fb
 from tests.chain import golden_chain
-from tests.chain.helpers import ALICE, BOB, genesis, link, new_chain, particle, tx
 from tests.chain.test_snapshot import _data, _empty, _forge, _sections, _snapshot
 
 #: Focus configurations a genesis can name: the three of the golden chains,

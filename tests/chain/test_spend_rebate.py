@@ -5,7 +5,7 @@ from __future__ import annotations
 from focusflow.chain import Genesis, Msg, make_tx
 from focusflow.state_schema.rewards import read_totals
 from focusflow.state_schema.tokens import balance_of, supply_of
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain
+from focusflow.testing.chains import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, new_chain
 
 T0 = 1_700_000_000_000
 H0 = 10**12

@@ -40,9 +40,9 @@ from focusflow.modules.names import name_fee
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX, get_account
 from focusflow.store import Store
-from tests.chain.helpers import ALICE, BALANCE, BOB, CAROL, STAKE, VALIDATOR, genesis
-from tests.chain.helpers import particle as cid
-from tests.chain.helpers import tx as make_tx
+from focusflow.testing.chains import ALICE, BALANCE, BOB, CAROL, STAKE, VALIDATOR, genesis
+from focusflow.testing.chains import particle as cid
+from focusflow.testing.chains import tx as make_tx
 
 T0 = 1_700_000_000_000
 NEURONS = [ALICE, BOB, CAROL]

@@ -8,7 +8,7 @@ from focusflow.chain import Msg, decode_tx, make_tx
 from focusflow.chain.errors import OverLimitError
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
-from tests.chain.helpers import (
+from focusflow.testing.chains import (
     ALICE,
     BOB,
     CHAIN_ID,

@@ -18,9 +18,19 @@ from focusflow.chain import Msg
 from focusflow.chain.state import PendingState
 from focusflow.core.cid import cid_from_bytes as cid_text
 from focusflow.core.encoding import decode
+from focusflow.testing.chains import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHAIN_ID,
+    genesis,
+    link,
+    new_chain,
+    particle,
+    tx,
+)
 from focusflow.vm import wasm
-from tests.chain.helpers import ALICE, BOB, CAROL, CHAIN_ID, genesis, link, new_chain, particle, tx
-from tests.node.devnet_process import ROOT
+from tests.helpers import ROOT
 
 T0 = 1_700_000_000_000
 

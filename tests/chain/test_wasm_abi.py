@@ -13,8 +13,8 @@ from focusflow.chain import Msg
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import sha256
+from focusflow.testing.chains import ALICE, CHAIN_ID, genesis, new_chain, tx
 from focusflow.vm import wasm
-from tests.chain.helpers import ALICE, CHAIN_ID, genesis, new_chain, tx
 from tests.vm import wasm_modules
 
 T0 = 1_700_000_000_000

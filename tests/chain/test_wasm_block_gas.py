@@ -22,8 +22,8 @@ from focusflow.core.hashing import sha256
 from focusflow.modules import WasmParams
 from focusflow.modules.wasm import GAS_COUNTER, Wasm
 from focusflow.node import open_chain
+from focusflow.testing.chains import ALICE, BOB, CAROL, VALIDATOR, genesis, tx
 from focusflow.vm import wasm
-from tests.chain.helpers import ALICE, BOB, CAROL, VALIDATOR, genesis, tx
 from tests.chain.test_evm_router import FORWARD, Node, packet
 from tests.chain.test_router import _deploy as deploy_wasm
 from tests.chain.test_wasm import COUNTER

@@ -16,8 +16,8 @@ import pytest
 
 from focusflow.chain import Msg
 from focusflow.core.hashing import sha256
+from focusflow.testing.chains import ALICE, BOB, genesis, new_chain, tx
 from focusflow.vm import wasm
-from tests.chain.helpers import ALICE, BOB, genesis, new_chain, tx
 from tests.chain.test_wasm import COUNTER
 from tests.vm import wasm_modules
 

@@ -12,8 +12,8 @@ import pytest
 
 from focusflow.chain import Msg
 from focusflow.core.hashing import sha256
+from focusflow.testing.chains import ALICE, genesis, new_chain, tx
 from focusflow.vm import wasm
-from tests.chain.helpers import ALICE, genesis, new_chain, tx
 from tests.vm import wasm_modules
 
 T0 = 1_700_000_000_000

@@ -146,7 +146,7 @@ def lying():
     from fastapi import FastAPI
     from fastapi.responses import Response
 
-    from tests.light.helpers import serve
+    from focusflow.testing.lightnode import serve
 
     app = FastAPI()
 

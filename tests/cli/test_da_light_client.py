@@ -24,7 +24,7 @@ from focusflow.api.routes_da import router
 from focusflow.api.state import set_app_state
 from focusflow.cli.da_cmd import sample_block
 from focusflow.node.da_store import DAStore
-from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
 

@@ -21,8 +21,8 @@ from focusflow.cli.txbuild import build_tx, preflight, spends
 from focusflow.client import ReportedAccount
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
+from focusflow.testing.devnet import devnet_home, start_devnet
 from tests.cli.helpers import assert_user_error, run_cli
-from tests.node.devnet_process import devnet_home, start_devnet
 
 H_HELD = 10**15
 MOON_HELD = 10**9

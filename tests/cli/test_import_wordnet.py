@@ -13,9 +13,9 @@ from focusflow.cli.import_cmd import neuron_key
 from focusflow.core.cid import cid_of_text
 from focusflow.graph import read_bostrom
 from focusflow.graph.wordnet import RELATIONS, read_particle_texts, read_wordnet
+from focusflow.testing.devnet import start_devnet
 from tests.cli.helpers import assert_user_error, run_cli
 from tests.graph.test_wordnet import require_wordnet
-from tests.node.devnet_process import start_devnet
 
 
 def test_out_writes_what_read_bostrom_reads_back(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """``focusflow light`` against real nodes on loopback, honest and lying.
 
 Every node is the node's real app over a real chain served by uvicorn; a lying
-node is that app with its answers rewritten on the way out (tests/light/helpers,
+node is that app with its answers rewritten on the way out (focusflow.testing.lightnode,
 ``Lie``). Each lie must end the command with one ``error: ... [code]`` line and
 exit status 3, and leave the light store as it was.
 """
@@ -19,9 +19,9 @@ from focusflow.core.cid import cid_from_bytes
 from focusflow.core.encoding import decode, encode
 from focusflow.core.hashing import sha256
 from focusflow.light.store import STORE_FILE
-from tests.chain.helpers import ALICE, genesis, particle
+from focusflow.testing.chains import ALICE, genesis, particle
+from focusflow.testing.lightnode import build_chain, node_app, serve
 from tests.cli.helpers import run_cli
-from tests.light.helpers import build_chain, node_app, serve
 
 HUB = cid_from_bytes(particle("hub"))
 

@@ -15,9 +15,9 @@ from focusflow.api.state import state_of
 from focusflow.chain.da_commit import FraudRecord, block_square
 from focusflow.da import find_bad_encoding
 from focusflow.node.faults import bad_encoding
-from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
+from focusflow.testing.lightnode import _now, node_app, serve
 from tests.cli.helpers import run_cli
-from tests.light.helpers import _now, node_app, serve
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from focusflow.core.cid import cid_of_text
-from tests.light.helpers import serve
-from tests.node.devnet_process import link_msg, signed, start_devnet
+from focusflow.testing.devnet import link_msg, signed, start_devnet
+from focusflow.testing.lightnode import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

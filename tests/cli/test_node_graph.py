@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from focusflow.cli.node_graph import read_node_graph
 from focusflow.client import BadNodeAnswerError, NodeClient
 from focusflow.core.cid import cid_of_text
-from tests.light.helpers import serve
+from focusflow.testing.lightnode import serve
 
 CIDS = [str(cid_of_text(t)) for t in ("a", "b", "c", "d")]
 ADDR = [

@@ -11,8 +11,9 @@ import pytest
 from focusflow.core.cid import cid_of_text
 from focusflow.core.home import default_home
 from focusflow.node.devnet import cli_notes
+from focusflow.testing.devnet import start_devnet
 from tests.cli.helpers import assert_user_error, run_cli
-from tests.node.devnet_process import ROOT, start_devnet
+from tests.helpers import ROOT
 
 EXPORT = re.compile(r"export FOCUSFLOW_HOME=(\S+)\s*$")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.node.devnet_process import start_devnet
+from focusflow.testing.devnet import start_devnet
 
 
 @pytest.fixture(scope="package")

@@ -23,8 +23,8 @@ from focusflow.client import (
     RemoteError,
 )
 from focusflow.core.errors import InvalidParameterError
+from focusflow.testing.lightnode import serve
 from tests.cli.helpers import assert_user_error, run_cli
-from tests.light.helpers import serve
 
 CAP = 4096
 

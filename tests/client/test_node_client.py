@@ -8,7 +8,7 @@ import pytest
 from focusflow.chain import Msg
 from focusflow.client import NodeClient, RemoteError, ReportedAccount
 from focusflow.core.cid import cid_of_text
-from tests.node.devnet_process import link_msg, signed, wait_tx
+from focusflow.testing.devnet import link_msg, signed, wait_tx
 
 
 @pytest.fixture(scope="module")

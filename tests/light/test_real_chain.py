@@ -23,9 +23,9 @@ from focusflow.light.store import MAX_BLOCKS, STORE_FILE, LightStore
 from focusflow.light.synthetic import SyntheticChain
 from focusflow.light.verify import parse_light_block, validator_set
 from focusflow.node import open_chain
+from focusflow.testing.lightnode import build_chain, node_app, serve
 from tests.chain.test_epochs import EPOCH, KEYS, NEW, UNIT, Net
 from tests.chain.test_epochs import genesis as epoch_genesis
-from tests.light.helpers import build_chain, node_app, serve
 from tests.light.synth_node import ChainNode
 
 
@@ -209,7 +209,7 @@ def test_links_of_many_blocks_map_to_their_messages(tmp_path, client_for):
         client = client_for(chain, url, tmp_path / "l")
         client.sync()
         from focusflow.core.cid import cid_from_bytes
-        from tests.chain.helpers import particle
+        from focusflow.testing.chains import particle
 
         hub = cid_from_bytes(particle("hub"))
         page = client.links(hub, "out", 2, 3)
@@ -264,7 +264,7 @@ def test_an_answer_over_the_size_cap_is_refused(tmp_path):
 def test_a_links_page_ends_at_its_byte_cap(tmp_path, monkeypatch, client_for):
     from focusflow.api import routes_light
     from focusflow.core.cid import cid_from_bytes
-    from tests.chain.helpers import particle
+    from focusflow.testing.chains import particle
 
     chain = build_chain(tmp_path / "c", 5)
     url, stop = serve(node_app(chain))

@@ -31,7 +31,7 @@ from focusflow.chain import make_tx
 from focusflow.core.encoding import encode
 from focusflow.core.keys import HRP
 from focusflow.core.keystore import Keystore
-from tests.node.devnet_process import link_msg
+from focusflow.testing.devnet import link_msg
 
 HOME = Path(os.environ["FOCUSFLOW_OPENAPI_HOME"])
 API = os.environ["FOCUSFLOW_OPENAPI_API"]

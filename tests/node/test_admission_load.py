@@ -21,7 +21,7 @@ import pytest
 
 from focusflow.chain import Msg, make_tx
 from focusflow.core.keys import KeyPair
-from tests.node.devnet_process import Devnet, start_devnet, wait_tx
+from focusflow.testing.devnet import Devnet, start_devnet, wait_tx
 
 #: A small mempool, so that a flood can fill it in a test's time.
 MEMPOOL_TXS = 100

@@ -17,7 +17,7 @@ from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import KeyPair
 from focusflow.modules.accounts import account_key
 from focusflow.store import Proof, verify_proof
-from tests.node.devnet_process import link_msg, signed, wait_height, wait_tx
+from focusflow.testing.devnet import link_msg, signed, wait_height, wait_tx
 
 
 def submit(c, tx) -> dict:

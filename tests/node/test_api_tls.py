@@ -24,8 +24,8 @@ from focusflow.node.home import init_devnet
 from focusflow.services.auth.certificates import ClientCertificates
 from focusflow.services.auth.tokens import UnauthorizedError
 from focusflow.services.trust.ca import StandaloneCa
+from focusflow.testing.devnet import start_devnet
 from tests.cli.helpers import run_cli
-from tests.node.devnet_process import start_devnet
 
 
 def _files(ca: StandaloneCa, name: str, where: Path) -> tuple[Path, Path]:

@@ -22,7 +22,7 @@ from focusflow.core.keystore import Keystore
 from focusflow.node.blob_net import BlobNetConfig
 from focusflow.node.faults import FaultPlan
 from focusflow.node.home import Home
-from tests.node.testnet_process import LocalTestnet
+from focusflow.testing.testnet import LocalTestnet
 
 FETCH_DEADLINE = 60.0
 

@@ -28,7 +28,8 @@ from focusflow.net.certs import kind_of
 from focusflow.node.bootstrap import Bootstrap, ChainView, Conditions, Phase, node_name, phase_of
 from focusflow.node.home import Home
 from focusflow.services.trust.threshold_ca import cross_certify, threshold_root
-from tests.node.testnet_process import ROOT, LocalTestnet
+from focusflow.testing.testnet import LocalTestnet
+from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=4)))

@@ -45,7 +45,7 @@ from focusflow.node.da_net import (
 )
 from focusflow.node.faults import FaultPlan, bad_encoding
 from focusflow.node.validator import ValidatorRuntime, decode_value
-from tests.chain.helpers import ALICE, VALIDATOR, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, VALIDATOR, genesis, link, new_chain, tx
 
 T0 = 1_700_000_000_000
 #: A node that serves no share of a square not committed yet.

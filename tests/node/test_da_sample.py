@@ -16,7 +16,8 @@ import pytest
 
 from focusflow.da import DEFAULT_SAMPLES, detection_probability
 from focusflow.node.faults import FaultPlan
-from tests.node.devnet_process import ROOT, link_msg, signed, start_devnet, wait_tx
+from focusflow.testing.devnet import link_msg, signed, start_devnet, wait_tx
+from tests.helpers import ROOT
 
 #: 60 links make a transaction of about 4.8 KB: 11 shares, a k = 4 square.
 LINKS = [(f"da-{i}", f"da-{i + 1}") for i in range(60)]

@@ -17,7 +17,7 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.da import RepairError, ShareUnavailableError, repair, verify_share_proof
 from focusflow.node.da_store import DAStore
 from focusflow.node.faults import FaultPlan
-from tests.chain.helpers import ALICE, MIN_DAH, diffusion_genesis, many_links, new_chain, tx
+from focusflow.testing.chains import ALICE, MIN_DAH, diffusion_genesis, many_links, new_chain, tx
 
 T0 = 1_700_000_000_000
 

@@ -20,8 +20,9 @@ from focusflow.core.cid import cid_of_text
 from focusflow.node.home import LOOPBACK_DATAGRAM_SIZE, HomeError, init_devnet, init_testnet
 from focusflow.node.network import net_config_of
 from focusflow.node.wiring import open_chain
-from tests.node.devnet_process import ROOT, link_msg, signed, start_devnet, wait_height, wait_tx
-from tests.node.testnet_process import _free_base_port
+from focusflow.testing.devnet import link_msg, signed, start_devnet, wait_height, wait_tx
+from focusflow.testing.testnet import free_base_port
+from tests.helpers import ROOT
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -204,7 +205,7 @@ def test_testnet_datagram_size_is_written_and_checked(tmp_path):
     config.json asks for a size QUIC or UDP cannot carry refuses to start."""
     # A free range, not a fixed one: a node of an earlier test may still hold
     # a fixed port, and the busy port would then be the error reported.
-    homes = init_testnet(tmp_path / "tn", 2, base_port=_free_base_port(2))
+    homes = init_testnet(tmp_path / "tn", 2, base_port=free_base_port(2))
     config = json.loads(homes[0].config.read_text())
     assert config["max_datagram_size"] == LOOPBACK_DATAGRAM_SIZE == 8192
     assert net_config_of(config).max_datagram_size == 8192

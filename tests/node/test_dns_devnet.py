@@ -15,7 +15,7 @@ import pytest
 
 from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from tests.node.devnet_process import signed, start_devnet, wait_tx
+from focusflow.testing.devnet import signed, start_devnet, wait_tx
 
 
 def _free_udp_port() -> int:

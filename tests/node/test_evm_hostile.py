@@ -24,7 +24,7 @@ from focusflow.api.evm_budget import (
     RPC_TIME_BUDGET_S,
 )
 from focusflow.node.home import eth_dev_accounts
-from tests.node.devnet_process import wait_height
+from focusflow.testing.devnet import wait_height
 
 #: JUMPDEST; PUSH1 0; JUMP: a loop that ends when its gas does.
 LOOP = "0x5b600056"

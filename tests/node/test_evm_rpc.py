@@ -17,7 +17,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.node.home import ETH_DEV_BALANCE, eth_dev_accounts
-from tests.node.devnet_process import link_msg, signed, wait_tx
+from focusflow.testing.devnet import link_msg, signed, wait_tx
 
 ABI = [
     {

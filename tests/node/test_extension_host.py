@@ -16,7 +16,7 @@ from focusflow.net import NetConfig, Node
 from focusflow.node.extensions import ExtensionHost
 from focusflow.node.runtime import BlockEvent
 from focusflow.node.validator import ValidatorRuntime
-from tests.chain.helpers import VALIDATOR, genesis, new_chain
+from focusflow.testing.chains import VALIDATOR, genesis, new_chain
 
 
 class Probe:

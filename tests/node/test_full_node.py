@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from focusflow.node.home import Home, init_testnet
-from tests.node.testnet_process import START_TIMEOUT, LocalTestnet, _env, _free_base_port
+from focusflow.testing.process import node_env
+from focusflow.testing.testnet import START_TIMEOUT, LocalTestnet, free_base_port
 
 #: Blocks between the validators' snapshots here, so a late node finds one soon.
 SNAPSHOT_INTERVAL = 5
@@ -29,7 +30,7 @@ SNAPSHOT_INTERVAL = 5
 def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
     # The homes are made first to set the snapshot interval; `focusflow testnet`
     # then runs them as they are.
-    homes = init_testnet(tmp_path / "tn", 4, _free_base_port(6), full_nodes=2)
+    homes = init_testnet(tmp_path / "tn", 4, free_base_port(6), full_nodes=2)
     for home in homes[:4]:
         config = home.load_config()
         config["snapshot_interval"] = SNAPSHOT_INTERVAL
@@ -76,7 +77,7 @@ def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
         net.wait_height((0,), 2 * SNAPSHOT_INTERVAL + 1, 60)
         v0 = json.loads((net.homes[0] / "config.json").read_text())
         v0_id = Home(net.homes[0]).load_validator_key().public_key.hex()
-        port = _free_base_port(1)
+        port = free_base_port(1)
         home = tmp_path / "late"
         with open(tmp_path / "late.log", "ab") as log:
             late = subprocess.Popen(
@@ -101,7 +102,7 @@ def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=dict(_env(), NUMBA_NUM_THREADS="1"),
+                env=dict(node_env(), NUMBA_NUM_THREADS="1"),
             )
         api = f"http://127.0.0.1:{port + 1}"
         target = net.height(0)

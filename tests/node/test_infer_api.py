@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 
 from focusflow.chain import Msg
 from focusflow.core.cid import cid_of_text, cid_to_bytes
-from tests.node.devnet_process import link_msg, signed, start_devnet, wait_tx
+from focusflow.testing.devnet import link_msg, signed, start_devnet, wait_tx
 
 
 @pytest.fixture(scope="module")

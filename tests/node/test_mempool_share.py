@@ -12,7 +12,7 @@ import asyncio
 
 from focusflow.core.keys import KeyPair
 from focusflow.node.validator import ValidatorRuntime
-from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 
 
 def _runtime(tmp_path, name, chain, peers=()):

@@ -26,13 +26,9 @@ from pathlib import Path
 import httpx
 
 from focusflow.node.home import Home, init_testnet
-from tests.node.testnet_process import (
-    ROOT,
-    START_TIMEOUT,
-    LocalTestnet,
-    _env,
-    _free_base_port,
-)
+from focusflow.testing.process import node_env
+from focusflow.testing.testnet import START_TIMEOUT, LocalTestnet, free_base_port
+from tests.helpers import ROOT
 
 SNAPSHOT_INTERVAL = 5
 
@@ -54,7 +50,7 @@ def other_build(target: Path) -> Path:
 
 
 def _late_node(tmp_path: Path, genesis: Path, peer: str, src: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_base_port(1)
+    port = free_base_port(1)
     log = open(tmp_path / "late.log", "ab")  # noqa: SIM115 - closed by the caller's stop
     proc = subprocess.Popen(
         [
@@ -78,7 +74,7 @@ def _late_node(tmp_path: Path, genesis: Path, peer: str, src: Path) -> tuple[sub
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=dict(_env(src), NUMBA_NUM_THREADS="1"),
+        env=dict(node_env(src), NUMBA_NUM_THREADS="1"),
     )
     log.close()
     return proc, f"http://127.0.0.1:{port + 1}"
@@ -86,7 +82,7 @@ def _late_node(tmp_path: Path, genesis: Path, peer: str, src: Path) -> tuple[sub
 
 def test_nodes_of_two_builds_share_checkpoints_and_snapshots(tmp_path):
     other = other_build(tmp_path / "other")
-    homes = init_testnet(tmp_path / "tn", 4, _free_base_port(4))
+    homes = init_testnet(tmp_path / "tn", 4, free_base_port(4))
     for home in homes:
         config = home.load_config()
         config["snapshot_interval"] = SNAPSHOT_INTERVAL

@@ -30,8 +30,8 @@ from focusflow.modules.ca import HEAD_KEY
 from focusflow.services.trust import ctlog
 from focusflow.store import verify_proof
 from focusflow.store.smt import Proof
+from focusflow.testing.testnet import LocalTestnet
 from tests.cli.helpers import run_cli
-from tests.node.testnet_process import LocalTestnet
 
 
 def _send(net: LocalTestnet, key, nonce: int, msg: Msg) -> dict:

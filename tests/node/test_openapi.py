@@ -24,7 +24,8 @@ import pytest
 
 from focusflow.node.home import init_devnet
 from focusflow.services.auth.passwords import PasswordStore
-from tests.node.devnet_process import ROOT, start_devnet
+from focusflow.testing.devnet import start_devnet
+from tests.helpers import ROOT
 
 ST = Path(sys.executable).with_name("schemathesis")
 FUZZ_USER = "fuzz"

@@ -6,7 +6,7 @@ from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair
 from focusflow.node import validator
 from focusflow.node.validator import DECODED_VALUES, ValidatorRuntime, decode_value, value_id_of
-from tests.chain.helpers import ALICE, genesis, link, new_chain, tx
+from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 
 
 def test_a_value_is_decoded_once_and_the_cache_stays_bounded(tmp_path):

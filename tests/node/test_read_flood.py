@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import httpx
 
 from focusflow.node.home import init_devnet
-from tests.node.devnet_process import link_msg, signed, start_devnet, wait_height, wait_tx
+from focusflow.testing.devnet import link_msg, signed, start_devnet, wait_height, wait_tx
 
 #: Seconds of each measured window, concurrent flooding tasks.
 WINDOW_S = 3.0

@@ -41,9 +41,9 @@ from focusflow.node import open_chain
 from focusflow.node.state_sync import StateSync, Trust, state_sync, verify_trust
 from focusflow.node.validator import ValidatorRuntime
 from focusflow.store import Store
+from focusflow.testing.chains import ALICE, BOB, VALIDATOR, genesis, link, tx
 from tests.chain import test_epochs as epochs
 from tests.chain import test_focus_state_upgrade as upgrade
-from tests.chain.helpers import ALICE, BOB, VALIDATOR, genesis, link, tx
 
 #: Test genesis times are years old: no trusting period here (tested apart).
 TRUST = Trust(period_s=None)

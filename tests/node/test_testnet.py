@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.node.testnet_process import LocalTestnet
+from focusflow.testing.testnet import LocalTestnet
 
 
 @pytest.fixture

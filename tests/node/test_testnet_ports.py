@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.node.testnet_process import _free_base_port, ephemeral_start
+from focusflow.testing.testnet import ephemeral_start, free_base_port
 
 
 def test_node_ports_lie_below_the_ephemeral_range() -> None:
@@ -10,5 +10,5 @@ def test_node_ports_lie_below_the_ephemeral_range() -> None:
     # and the nodes' bind (seen: a validator's QUIC port lost to a peer's dial)
     for n in (1, 4, 6):
         for _ in range(20):
-            base = _free_base_port(n)
+            base = free_base_port(n)
             assert base >= 10_000 and base + 2 * n <= ephemeral_start()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from focusflow.node.validator import ValidatorRuntime
-from tests.chain.helpers import VALIDATOR, new_chain, tx
+from focusflow.testing.chains import VALIDATOR, new_chain, tx
 from tests.chain.test_focus_upgrade import T0, make_genesis, upgrade_msg
 
 UPGRADE_AT = 6

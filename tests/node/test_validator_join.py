@@ -20,7 +20,8 @@ import httpx
 from focusflow.chain import Msg, make_tx
 from focusflow.core.keys import KeyPair, decode_address
 from focusflow.core.keystore import Keystore
-from tests.node.testnet_process import LocalTestnet, _env, _free_base_port
+from focusflow.testing.process import node_env
+from focusflow.testing.testnet import LocalTestnet, free_base_port
 
 EPOCH = 5
 STAKE = 10**9  # power 1000 at the testnet's power_unit, like each genesis validator
@@ -31,7 +32,7 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "focusflow", *args],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=node_env(),
         timeout=timeout,
         check=False,
     )
@@ -45,7 +46,7 @@ def test_a_registered_validator_joins_at_the_next_epoch(tmp_path):
             config = json.loads((net.home / f"v{k}" / "config.json").read_text())
             key = KeyPair.load(net.home / f"v{k}" / "validator_key")
             peers += ["--peer", f"{key.public_key.hex()}@{config['p2p']}"]
-        port = _free_base_port(1)
+        port = free_base_port(1)
         home = net.home / "v3"
         made = cli(
             "node", "init", "--home", str(home), "--genesis", str(net.home / "v0" / "genesis.json"),

@@ -9,8 +9,8 @@ import wasmtime
 
 from focusflow.chain import Msg
 from focusflow.core.keys import encode_address
+from focusflow.testing.devnet import signed, wait_tx
 from tests.chain.test_wasm import COUNTER
-from tests.node.devnet_process import signed, wait_tx
 
 FEE = 10**7
 

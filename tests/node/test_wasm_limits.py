@@ -19,7 +19,7 @@ import psutil
 from focusflow.chain import Msg
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import encode_address
-from tests.node.devnet_process import signed, start_devnet, wait_tx
+from focusflow.testing.devnet import signed, start_devnet, wait_tx
 from tests.vm import wasm_modules
 
 FEE = 10**8

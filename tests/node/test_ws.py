@@ -8,7 +8,7 @@ import json
 import websockets
 
 from focusflow.core.cid import cid_of_text
-from tests.node.devnet_process import link_msg, signed, wait_tx
+from focusflow.testing.devnet import link_msg, signed, wait_tx
 
 
 async def _next(ws, kind: str, timeout: float = 20.0) -> dict:

@@ -24,10 +24,10 @@ from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.core.cid import cid_from_bytes as cid_text
 from focusflow.core.keys import encode_address
 from focusflow.node import open_chain
+from focusflow.testing.chains import ALICE, BOB, CHAIN_ID, VALIDATOR, link, particle, tx
 from focusflow.vm import wasm
 from focusflow.vm.evm import FOCUS_ADDRESS
 from focusflow.vm.evm_keys import storage_key as evm_storage_key
-from tests.chain.helpers import ALICE, BOB, CHAIN_ID, VALIDATOR, link, particle, tx
 from tests.chain.test_evm import READER, abi_bytes, deployable
 from tests.chain.test_wasm import COUNTER
 

@@ -1,4 +1,4 @@
-"""Validator processes on loopback for the tests: ``focusflow testnet`` run as a
+"""Validator processes on loopback for tests: ``focusflow testnet`` run as a
 real process, and requests to the validators' APIs, every wait bounded."""
 
 from __future__ import annotations
@@ -11,23 +11,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from focusflow.chain import Msg, make_tx
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.core.keystore import Keystore
+from focusflow.testing.process import SOURCE, node_env
 
-ROOT = Path(__file__).resolve().parents[2]
+#: Seconds a testnet (or a restarted node) has to answer on its API.
 START_TIMEOUT = 120.0
-
-
-def _env(src: Path = ROOT / "src") -> dict:
-    """The environment of a node process running the sources under ``src``."""
-    env = dict(os.environ, PYTHONPATH=str(src), PYTHONUNBUFFERED="1")
-    env.pop("FOCUSFLOW_HOME", None)
-    return env
 
 
 def ephemeral_start() -> int:
@@ -38,7 +34,7 @@ def ephemeral_start() -> int:
         return 32_768
 
 
-def _free_base_port(n: int) -> int:
+def free_base_port(n: int) -> int:
     """A base port with 2n consecutive ports free for TCP and UDP, below the
     kernel's ephemeral range: a port checked free is closed again before the
     nodes bind it, and inside that range any socket opened meanwhile (a peer's
@@ -67,10 +63,19 @@ class LocalTestnet:
     node k < n is validator k, node n + j is full node j."""
 
     def __init__(
-        self, home: Path, n: int, extra: tuple[str, ...] = (), full_nodes: int = 0
+        self,
+        home: Path,
+        n: int,
+        extra: tuple[str, ...] = (),
+        full_nodes: int = 0,
+        source: Path = SOURCE,
     ) -> None:
+        """``source``: the directory holding the focusflow package the node
+        processes run (this one's by default; another build's in a test of
+        mixed versions or a benchmark of another checkout)."""
         self.home = home
         self.n = n
+        self.source = source
         if full_nodes:
             extra = (*extra, "--full-nodes", str(full_nodes))
         self.log = open(home.parent / "testnet.log", "ab")  # noqa: SIM115
@@ -85,14 +90,14 @@ class LocalTestnet:
                 "--home",
                 str(home),
                 "--base-port",
-                str(_free_base_port(n + full_nodes)),
+                str(free_base_port(n + full_nodes)),
                 *extra,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=_env(),
+            env=node_env(source),
         )
-        self.restarted: dict[int, subprocess.Popen] = {}
+        self.restarted: dict[int, subprocess.Popen[bytes]] = {}
         deadline = time.monotonic() + START_TIMEOUT
         while not (home / "testnet.json").exists():
             assert self.proc.poll() is None, self.logs()
@@ -123,14 +128,16 @@ class LocalTestnet:
             time.sleep(0.2)
         raise AssertionError(f"validator {k} did not come up\n{self.logs()}")
 
-    def status(self, k: int) -> dict:
-        return httpx.get(f"{self.apis[k]}/v1/status", timeout=5).json()
+    def status(self, k: int) -> dict[str, Any]:
+        status: dict[str, Any] = httpx.get(f"{self.apis[k]}/v1/status", timeout=5).json()
+        return status
 
     def height(self, k: int) -> int:
-        return self.status(k)["height"]
+        return int(self.status(k)["height"])
 
-    def validator_set(self, k: int) -> dict:
-        return httpx.get(f"{self.apis[k]}/v1/validators", timeout=5).json()
+    def validator_set(self, k: int) -> dict[str, Any]:
+        vset: dict[str, Any] = httpx.get(f"{self.apis[k]}/v1/validators", timeout=5).json()
+        return vset
 
     def block(self, k: int, h: int) -> tuple[str, str, str]:
         r = httpx.get(f"{self.apis[k]}/v1/blocks/{h}", timeout=5)
@@ -138,7 +145,7 @@ class LocalTestnet:
         assert r.status_code == 200, f"node {k}, block {h}: HTTP {r.status_code} {b}"
         return b["hash"], b["state_root"], b["focus_root"]
 
-    def wait_height(self, ks, height: int, timeout: float) -> None:
+    def wait_height(self, ks: Collection[int], height: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self.height(k) >= height for k in ks):
@@ -147,7 +154,7 @@ class LocalTestnet:
         heights = {k: self.height(k) for k in ks}
         raise AssertionError(f"height {height} not reached in {timeout}s: {heights}\n{self.logs()}")
 
-    def assert_agree(self, ks, upto: int) -> None:
+    def assert_agree(self, ks: Collection[int], upto: int) -> None:
         """Same block hash, state root and focus root at every height on every node;
         a node that started from a snapshot (its status's ``base``: it holds that block
         and the ones after) is compared from there on and must refuse the block below
@@ -213,16 +220,17 @@ class LocalTestnet:
         self.restart(len(self.apis) - 1)
         return len(self.apis) - 1
 
-    def restart(self, k: int, *extra: str, src: Path = ROOT / "src") -> None:
-        """Start node ``k`` again (``focusflow node start``), from the sources
-        under ``src`` (another build of focusflow, where a test gives one)."""
+    def restart(self, k: int, *extra: str, src: Path | None = None) -> None:
+        """Start node ``k`` again (``focusflow node start``), from the focusflow
+        package under ``src`` (another build of it, where a test gives one;
+        the testnet's own by default)."""
         home = self.homes[k]
         with open(home / "node.log", "ab") as log:
             self.restarted[k] = subprocess.Popen(
                 [sys.executable, "-m", "focusflow", "node", "start", "--home", str(home), *extra],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=dict(_env(src), NUMBA_NUM_THREADS="1"),
+                env=dict(node_env(src or self.source), NUMBA_NUM_THREADS="1"),
             )
         self.wait_up(k, time.monotonic() + START_TIMEOUT)
 
@@ -243,7 +251,7 @@ class LocalTestnet:
         while time.monotonic() < deadline:
             r = httpx.get(f"{self.apis[k]}/v1/txs/{tx_hash}", timeout=5)
             if r.status_code == 200 and r.json()["status"] == "committed":
-                return r.json()["height"]
+                return int(r.json()["height"])
             time.sleep(0.05)
         raise AssertionError(f"tx {tx_hash} not committed on {k} in {timeout}s\n{self.logs()}")
 

@@ -1,39 +1,39 @@
 """A real ``focusflow devnet`` process for tests, and small API helpers.
 
-Shared by the node, API, CLI and web-page tests: each starts the node as a
-user would (``python -m focusflow devnet``) on a free loopback port with a
-temporary home, and talks to it over HTTP only.
+Shared by the node, API, CLI and web-page tests, the benchmarks and users' own
+tests: each starts the node as a user would (``python -m focusflow devnet``)
+on a free loopback port with a temporary home, and talks to it over HTTP only.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from focusflow.chain import Msg, make_tx
+from focusflow.chain import Msg, Tx, make_tx
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
-
-ROOT = Path(__file__).resolve().parents[2]
+from focusflow.testing.process import SOURCE, node_env
 
 
 @dataclass
 class Devnet:
     home: Path
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     api: str
     log_path: Path
 
-    def client(self, **kw) -> httpx.Client:
+    def client(self, **kw: Any) -> httpx.Client:
         return httpx.Client(base_url=self.api, timeout=kw.pop("timeout", 10.0), **kw)
 
     def dev_key(self) -> KeyPair:
@@ -63,14 +63,13 @@ def start_devnet(
     block_time: str = "0.2s",
     port: int = 0,
     timeout: float = 60.0,
-    verify: object = True,
+    verify: ssl.SSLContext | str | bool = True,
 ) -> Devnet:
     """Start a devnet (on a free port unless ``port`` is given) and wait until its
     API answers (over TLS, checked with ``verify``, when its config asks for it)."""
     home = Path(home)
     log_path = home.parent / f"{home.name}.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
-    env.pop("FOCUSFLOW_HOME", None)
+    env = node_env(SOURCE)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [
@@ -116,7 +115,7 @@ def start_devnet(
 
 
 def devnet_home(
-    home: Path, params: dict | None = None, tokens: dict[str, int] | None = None
+    home: Path, params: dict[str, Any] | None = None, tokens: dict[str, int] | None = None
 ) -> Path:
     """A new devnet home at ``home`` whose genesis also sets ``params`` and gives the
     ``dev`` key ``tokens`` (denoms other than cyb: ``{"h": n}``), for ``start_devnet``."""
@@ -134,7 +133,9 @@ def devnet_home(
     return made.path
 
 
-def signed(net: Devnet, key: KeyPair, msgs: list[Msg], fee: int = 10_000, nonce: int | None = None):
+def signed(
+    net: Devnet, key: KeyPair, msgs: list[Msg], fee: int = 10_000, nonce: int | None = None
+) -> Tx:
     """A signed transaction from ``key`` with its next committed nonce."""
     with net.client() as c:
         chain_id = c.get("/v1/status").json()["chain_id"]
@@ -151,14 +152,15 @@ def link_msg(*pairs: tuple[str, str]) -> Msg:
     )
 
 
-def wait_tx(net: Devnet, tx_hash: str, timeout: float = 30.0) -> dict:
+def wait_tx(net: Devnet, tx_hash: str, timeout: float = 30.0) -> dict[str, Any]:
     """The committed status of a transaction, polling until it is in a block."""
     deadline = time.monotonic() + timeout
     with net.client() as c:
         while time.monotonic() < deadline:
             r = c.get(f"/v1/txs/{tx_hash}")
             if r.status_code == 200 and r.json()["status"] == "committed":
-                return r.json()
+                status: dict[str, Any] = r.json()
+                return status
             time.sleep(0.05)
     raise AssertionError(f"transaction {tx_hash} not committed in {timeout}s")
 
@@ -167,7 +169,7 @@ def wait_height(net: Devnet, height: int, timeout: float = 30.0) -> int:
     deadline = time.monotonic() + timeout
     with net.client() as c:
         while time.monotonic() < deadline:
-            h = c.get("/v1/status").json()["height"]
+            h = int(c.get("/v1/status").json()["height"])
             if h >= height:
                 return h
             time.sleep(0.05)

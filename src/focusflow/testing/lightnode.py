@@ -1,4 +1,4 @@
-"""Real nodes on loopback for the light client's tests, honest or made to lie.
+"""Real nodes on loopback for light-client tests, honest or made to lie.
 
 A node is ``create_app`` over a real runtime and chain, served by uvicorn on a
 loopback port. A lying node is the same app behind :class:`Lie`, an ASGI layer
@@ -13,6 +13,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 
@@ -20,27 +22,35 @@ from focusflow.api.app import create_app
 from focusflow.api.limits import LimitSettings
 from focusflow.chain.block import BlockRecord, sign_certificate
 from focusflow.node.runtime import NodeRuntime
-from tests.chain.helpers import ALICE, BOB, VALIDATOR, genesis, link, new_chain, tx
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from focusflow.api.service import NodeService
+    from focusflow.chain.chain import Chain
+
+from focusflow.testing.chains import ALICE, BOB, VALIDATOR, genesis, link, new_chain, particle, tx
 
 T0 = 1_700_000_000_000
-Rewrite = Callable[[str, dict], dict | None]
+#: ``rewrite(path, answer)``: the changed JSON answer of a route, or None to keep it.
+Rewrite = Callable[[str, dict[str, Any]], dict[str, Any] | None]
 
 
 class Lie:
     """ASGI middleware: ``rewrite(path, answer)`` may return a changed answer."""
 
-    def __init__(self, app, rewrite: Rewrite) -> None:
+    def __init__(self, app: ASGIApp, rewrite: Rewrite) -> None:
         self.app = app
         self.rewrite = rewrite
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start: dict = {}
+        start: dict[str, Any] = {}
         body = bytearray()
 
-        async def capture(message) -> None:
+        async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 start.update(message)
                 return
@@ -63,7 +73,7 @@ class Lie:
         await self.app(scope, receive, capture)
 
 
-def serve(app) -> tuple[str, Callable[[], None]]:
+def serve(app: ASGIApp) -> tuple[str, Callable[[], None]]:
     """Serve ``app`` on a loopback port; returns its URL and a stop function."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -82,13 +92,19 @@ def serve(app) -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
 
 
-def node_app(chain, rewrite: Rewrite | None = None):
-    """The node's real app over ``chain`` (limits lifted for loopback), lying if asked."""
-    app = create_app(NodeRuntime(chain), limits=LimitSettings(exempt_loopback=True))
+def node_app(chain: Chain, rewrite: Rewrite | None = None) -> ASGIApp:
+    """The node's real app over ``chain`` (limits lifted for loopback), lying if asked.
+
+    The node is a NodeRuntime, not a validator: the routes of consensus state
+    (``/v1/consensus``) have nothing to answer; the chain's routes are real."""
+    node = cast("NodeService", NodeRuntime(chain))
+    app = create_app(node, limits=LimitSettings(exempt_loopback=True))
     return app if rewrite is None else Lie(app, rewrite)
 
 
-def build_chain(path, blocks: int = 6, fork_at: int | None = None, tag: str = "p"):
+def build_chain(
+    path: Path | str, blocks: int = 6, fork_at: int | None = None, tag: str = "p"
+) -> Chain:
     """A one-validator chain: links and a name registration, ``blocks`` blocks.
 
     Blocks from ``fork_at`` on carry other links (``tag`` names them), so two
@@ -96,7 +112,6 @@ def build_chain(path, blocks: int = 6, fork_at: int | None = None, tag: str = "p
     first blocks and then diverge, each block certified by the same validator.
     """
     from focusflow.chain import Msg
-    from tests.chain.helpers import particle
 
     chain = new_chain(path, genesis(focus={"mode": "diffusion"}))
     register = Msg("name.register", {"name": "hubname", "cid": particle("hub")})
