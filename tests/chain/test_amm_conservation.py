@@ -271,8 +271,8 @@ class PoolBooks(RuleBasedStateMachine):
 
     def check_halted(self, sender: int, path: list[str]) -> None:
         """A tripped pool takes no more swaps in the block."""
-        assert self.block.halted_pools
-        for key in self.block.halted_pools:
+        assert self.block.section(dex.HaltedPools).pools
+        for key in self.block.section(dex.HaltedPools).pools:
             self.swap_refused_as_halted(*key.split("|"))
 
     def swap_refused_as_halted(self, a: str, b: str) -> None:
@@ -335,7 +335,7 @@ class PoolBooks(RuleBasedStateMachine):
     def next_block(self, dt):
         """End the block (halting tripped pools) and move the clock on."""
         self.module.end_block(self.block)
-        for key in self.block.halted_pools:
+        for key in self.block.section(dex.HaltedPools).pools:
             pool = dex.get_pool(self.block.state, *key.split("|"))
             assert pool is not None
             assert pool.halted_until == self.height + DexParams.of(self.params).dex_breaker_blocks

@@ -21,6 +21,7 @@ from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
 from focusflow.chain.state import PendingState
 from focusflow.modules import default_modules
 from focusflow.modules.bank import ante
+from focusflow.modules.dex import HaltedPools
 from focusflow.store import Store
 from tests.chain.helpers import ALICE, BOB, FEE, VALIDATOR, account, genesis, link, tx
 
@@ -59,7 +60,7 @@ class Boom:
         ctx.state.put(MARK, b"written")
         ctx.emit("boom", what=body["raise"])
         ctx.block.counters["boom"] = ctx.block.counters.get("boom", 0) + 1
-        ctx.block.halted_pools.add("a|b")
+        ctx.block.section(HaltedPools).pools.add("a|b")
         kind = body["raise"]
         if kind == "none":
             return
@@ -128,7 +129,7 @@ def test_the_boundary_drops_the_transactions_marks_on_its_block(tmp_path):
         )
     assert [r.code for r in receipts] == ["ok", "internal_error"]
     assert ctx.counters.get("boom") == 1
-    assert ctx.halted_pools == {"a|b"}
+    assert ctx.section(HaltedPools).pools == {"a|b"}
     assert rejected == []
 
 

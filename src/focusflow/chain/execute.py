@@ -197,20 +197,20 @@ def internal_log(exc: Exception, tx: Tx, run: TxContext) -> str:
 
 class _BlockMarks:
     """What a transaction may change of its block besides its own state: the
-    running counters (the EVM's gas and logs), the pools halted and the
-    block's events. Taken before its messages run; put back when the
-    boundary drops the transaction."""
+    running counters (the EVM's gas and logs), the modules' block sections
+    (the pools halted) and the block's events. Taken before its messages run;
+    put back when the boundary drops the transaction."""
 
     def __init__(self, ctx: BlockContext) -> None:
         self.counters = dict(ctx.counters)
-        self.halted = set(ctx.halted_pools)
+        self.sections = {name: section.copy() for name, section in ctx.sections.items()}
         self.events = len(ctx.events)
 
     def restore(self, ctx: BlockContext) -> None:
         ctx.counters.clear()
         ctx.counters.update(self.counters)
-        ctx.halted_pools.clear()
-        ctx.halted_pools.update(self.halted)
+        ctx.sections.clear()
+        ctx.sections.update(self.sections)
         del ctx.events[self.events :]
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
@@ -77,6 +77,23 @@ class Offence:
     evidence_hash: bytes
 
 
+class BlockSection(Protocol):
+    """State of one block a module keeps for itself in the block context (the
+    exchange's pools halted in the block): made empty by the module on its
+    first use in a block, under the module's name. The kernel knows only that
+    it copies: a transaction the boundary drops leaves the copy taken before
+    it ran (``chain.execute``)."""
+
+    SECTION: ClassVar[str]
+
+    def __init__(self) -> None: ...
+
+    def copy(self) -> Self: ...
+
+
+B = TypeVar("B", bound=BlockSection)
+
+
 @dataclass
 class BlockContext:
     """What every handler of one block can see: height, time, parameters, proposer."""
@@ -114,12 +131,22 @@ class BlockContext:
     #: The base fee per byte this block charges (``chain.fees``); None: the
     #: ``fee_per_byte`` parameter.
     fee_per_byte: int | None = None
-    #: Pools (``"a|b"``) whose circuit breaker tripped in this block: they take
-    #: no more swaps in it, even though the tripping transaction failed.
-    halted_pools: set[str] = field(default_factory=set)
     #: Under the economy: the base fees each sender's included transactions
     #: paid in this block (the spend incentive's shares).
     fee_payers: dict[bytes, int] = field(default_factory=dict)
+    #: The modules' own state of this block, by section name (``BlockSection``).
+    sections: dict[str, BlockSection] = field(default_factory=dict)
+
+    def section(self, kind: type[B]) -> B:
+        """The block's ``kind`` section, made empty on its first use."""
+        found = self.sections.get(kind.SECTION)
+        if found is None:
+            # setdefault: the scheduler's speculative runs share this dict, and
+            # all of them must keep one section.
+            found = self.sections.setdefault(kind.SECTION, kind())
+        if not isinstance(found, kind):
+            raise TypeError(f"block section {kind.SECTION!r} holds {type(found).__name__}")
+        return found
 
 
 @dataclass

@@ -51,7 +51,7 @@ import hashlib
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from focusflow.chain.errors import (
     CircuitBreakerError,
@@ -165,6 +165,21 @@ def _check_dealers(value: Any) -> None:
         if address in seen:
             raise GenesisError(f"{where}: duplicate address")
         seen.add(address)
+
+
+@dataclass
+class HaltedPools:
+    """The exchange's section of a block: the pools (``"a|b"``) whose circuit
+    breaker tripped in it. They take no more swaps in the block, even though
+    the tripping transaction failed, and stay halted ``dex_breaker_blocks``
+    after it."""
+
+    SECTION: ClassVar[str] = "dex"
+
+    pools: set[str] = field(default_factory=set)
+
+    def copy(self) -> HaltedPools:
+        return HaltedPools(set(self.pools))
 
 
 #: Where the protocol's share of swap fees is paid: an address no key holds.
@@ -304,7 +319,7 @@ class Dex:
 
     def end_block(self, ctx: BlockContext) -> None:
         """Pools whose breaker tripped in this block stay halted ``dex_breaker_blocks`` more."""
-        for key in sorted(ctx.halted_pools):
+        for key in sorted(ctx.section(HaltedPools).pools):
             a, b = key.split("|", 1)
             pool = get_pool(ctx.state, a, b)
             if pool is not None:
@@ -517,7 +532,8 @@ def swap_in(
     if pool is None:
         raise UnknownPoolError(f"no pool for {denom_in} and {denom_out}")
     key = f"{pool.a}|{pool.b}"
-    if key in block.halted_pools or pool.halted_until >= block.height:
+    halted = block.section(HaltedPools).pools
+    if key in halted or pool.halted_until >= block.height:
         raise PoolHaltedError(
             f"the {pool.a}/{pool.b} pool takes no swaps until after block "
             f"{max(pool.halted_until, block.height)} (its circuit breaker tripped)"
@@ -544,7 +560,7 @@ def swap_in(
         if reference and amm.beyond_bound(
             pool.reserve_a, pool.reserve_b, reference, dex.dex_breaker_bps
         ):
-            block.halted_pools.add(key)
+            halted.add(key)
             raise CircuitBreakerError(
                 f"the swap would move the {pool.a}/{pool.b} price more than "
                 f"{dex.dex_breaker_bps} bps from its TWAP; the pool halts for this block"

@@ -64,7 +64,7 @@ from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import encode_address
 from focusflow.modules import amm, rewards
 from focusflow.modules.accounts import field, only_fields
-from focusflow.modules.dex import swap_in, twap_q64
+from focusflow.modules.dex import HaltedPools, swap_in, twap_q64
 from focusflow.modules.economy_params import EconomyParams
 from focusflow.modules.tokens import add, burn, mint
 from focusflow.state_schema.accounts import get_account
@@ -202,11 +202,12 @@ class Economy:
         """Swap ``sold`` H (the fees' buyback share) for CYB and burn it; burn
         the H instead when the pool cannot take it. Returns the CYB burned."""
         attempt = ctx.state.child()
-        halted = set(ctx.halted_pools)
+        halted = ctx.section(HaltedPools)
+        before = set(halted.pools)
         try:
             bought = swap_in(attempt, ctx, H, CYB, sold, None)
         except TxError:
-            ctx.halted_pools = halted  # the protocol's own trade halts no pool
+            halted.pools = before  # the protocol's own trade halts no pool
             burn(ctx.state, None, H, sold, "buyback")
             return 0
         ctx.state.merge(attempt)
