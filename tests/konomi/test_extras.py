@@ -84,7 +84,7 @@ def test_postgres_without_psycopg_names_the_extra():
     )
     assert res.returncode == 2, res.stderr
     assert "psycopg" in res.stderr and INSTALL in res.stderr
-    assert res.stderr.rstrip().endswith("[backend_unavailable]")
+    assert res.stderr.rstrip().endswith("[missing_extra]")
 
 
 def test_redis_without_redis_names_the_extra_and_touches_nothing(tmp_path: Path):
@@ -108,7 +108,7 @@ def test_redis_without_redis_names_the_extra_and_touches_nothing(tmp_path: Path)
     )
     assert res.returncode == 2, res.stderr
     assert "'redis'" in res.stderr and INSTALL in res.stderr
-    assert res.stderr.rstrip().endswith("[backend_unavailable]")
+    assert res.stderr.rstrip().endswith("[missing_extra]")
     assert not db.exists() and not token_file.exists()
 
 

@@ -2,7 +2,9 @@
 
 Writes ``DIR/model.onnx``, ``DIR/vocab.tsv`` and ``DIR/report.json``
 (docs/compile.md). Bad input ends with one ``error:`` line and exit status 2,
-as in ``focusflow focus compute``; the phases show on stderr.
+as in ``focusflow focus compute``; the phases show on stderr. It needs the
+``compile`` extra (onnx, onnxruntime); without it the command ends with
+``missing_extra`` and the install line.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def compile_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report on stdout."),
 ) -> None:
     """Compile a graph into a transformer (ONNX) whose output approximates focus."""
+    from focusflow.core.extras import require_extra
+
+    require_extra("compile", "focusflow compile")  # onnx, onnxruntime: the compile extra
     from focusflow.compile.pipeline import CompileOptions, compile_graph, write
 
     if (graph_file is None) == (node is None):

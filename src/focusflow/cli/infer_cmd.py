@@ -215,6 +215,9 @@ class _ModelAnswerer:
         weights: dict[str, float],
         other_semcons: float | None,
     ) -> None:
+        from focusflow.core.extras import import_extra
+
+        import_extra("onnxruntime", "compile", "focusflow infer --model")
         from focusflow.compile.runner import CompiledModel
 
         self.model = CompiledModel.load(directory)

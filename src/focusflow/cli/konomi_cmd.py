@@ -5,7 +5,7 @@ uvicorn; ``--db postgresql://...`` persists to PostgreSQL, anything else (defaul
 ``konomi.sqlite3``) to SQLite; ``--redis redis://...`` fans cube events out to
 every server process through Redis pub/sub. PostgreSQL and Redis need the
 ``konomi`` extra (``pip install 'focusflow[konomi]'``); without it those options
-fail with ``backend_unavailable`` and the install line.
+fail with ``missing_extra`` and the install line.
 
 Every POST and WebSocket needs the server's bearer token: ``$KONOMI_TOKEN``
 when set (containers share it that way), else the one in ``--token-file``

@@ -53,6 +53,14 @@ class BackendUnavailableError(FocusflowError):
     code = "backend_unavailable"
 
 
+class MissingExtraError(BackendUnavailableError):
+    """A command or back end needs an optional part of the package (an extra:
+    ``konomi``, ``compile``, ``hvm``) that is not installed; the message names the
+    ``pip install 'focusflow[EXTRA]'`` line that adds it."""
+
+    code = "missing_extra"
+
+
 class DecodeError(FocusflowError, ValueError):
     """Bytes from outside are not a well-formed encoding of what they claim to be."""
 

@@ -9,22 +9,15 @@ moment fails with the install line instead of a bare ImportError.
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-from focusflow.core.errors import BackendUnavailableError
+from focusflow.core import extras
 
 #: What a user runs to get the extra.
-INSTALL = "pip install 'focusflow[konomi]'"
+INSTALL = extras.install_line("konomi")
 
 
 def import_extra(module: str, needed_for: str) -> ModuleType:
-    """``module`` imported, or BackendUnavailableError naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        package = module.split(".", 1)[0]
-        raise BackendUnavailableError(
-            f"{needed_for} needs the Python package {package!r}, which is not installed"
-            f" ({exc}); install Konomi's extra: {INSTALL}"
-        ) from exc
+    """``module`` imported, or MissingExtraError (``missing_extra``) naming the
+    extra to install."""
+    return extras.import_extra(module, "konomi", needed_for)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from focusflow.core.extras import install_line
 from focusflow.rewrite.cpu import Normalized
 from focusflow.rewrite.errors import HvmOutOfMemoryError, HvmUnsafeCloneError
 from focusflow.rewrite.limits import UNLIMITED, Limits
@@ -75,7 +76,10 @@ def available() -> tuple[bool, str]:
     try:
         import wgpu
     except Exception as exc:  # noqa: BLE001 - ImportError, or whatever loading wgpu-native raises
-        return False, f"wgpu is not installed ({type(exc).__name__}: {exc})"
+        return (
+            False,
+            f"wgpu is not installed ({type(exc).__name__}: {exc}); {install_line('hvm')}",
+        )
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # Mesa asks for it
     try:
         adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
