@@ -9,11 +9,17 @@ import scipy.sparse as sp
 from focusflow.compile.svd import randomized_svd, spmm
 
 
-def _with_spectrum(n: int, s: np.ndarray, seed: int) -> sp.csr_matrix:
+def _factors(n: int, s: np.ndarray, seed: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """A matrix U diag(s) V^T with orthonormal U and V, and those U and V: its
+    singular triplets by construction."""
     rng = np.random.default_rng(seed)
     u, _ = np.linalg.qr(rng.standard_normal((n, len(s))))
     v, _ = np.linalg.qr(rng.standard_normal((n, len(s))))
-    return sp.csr_matrix((u * s) @ v.T)
+    return sp.csr_matrix((u * s) @ v.T), u, v
+
+
+def _with_spectrum(n: int, s: np.ndarray, seed: int) -> sp.csr_matrix:
+    return _factors(n, s, seed)[0]
 
 
 def test_spmm_matches_scipy():
@@ -44,17 +50,18 @@ def test_seeded_and_rank_deficient():
     np.testing.assert_allclose(one.u.T @ one.u, np.eye(5), atol=1e-8)
 
 
-def test_float32_blocks_orthonormalised_in_place_match_dense_svd():
+def test_float32_blocks_orthonormalised_in_place_match_the_constructed_triplets():
     """Large graphs run the range finder in float32 blocks orthonormalised in
-    place (no second n x w block); the top triplets still match a dense SVD."""
+    place (no second n x w block); the top triplets still match the matrix's
+    own, known from its construction (a dense SVD of it checks the same at
+    n = 300 above, and costs half a minute here)."""
     s = np.array([100.0, 50, 25, 12, 6, 3, 1.5, 0.7] + [0.01] * 20)
-    a = _with_spectrum(3000, s, seed=5)
+    a, u_ref, v_ref = _factors(3000, s, seed=5)
     got = randomized_svd(a, 8, seed=0, dtype=np.float32)
     assert got.u.dtype == np.float32 and got.v.dtype == np.float32
-    u_ref, s_ref, vt_ref = np.linalg.svd(a.toarray())
-    np.testing.assert_allclose(got.s, s_ref[:8], rtol=1e-4)
+    np.testing.assert_allclose(got.s, s[:8], rtol=1e-4)
     np.testing.assert_allclose(np.abs(got.u.T @ u_ref[:, :8]), np.eye(8), atol=1e-4)
-    np.testing.assert_allclose(np.abs(got.v.T @ vt_ref[:8].T), np.eye(8), atol=1e-4)
+    np.testing.assert_allclose(np.abs(got.v.T @ v_ref[:, :8]), np.eye(8), atol=1e-4)
 
 
 def test_in_place_orthonormalisation_keeps_the_factor():
