@@ -180,7 +180,13 @@ class TxContext:
         self.events.append({"type": kind, **attrs})
 
 
-Handler = Callable[[TxContext, dict[str, Any]], None]
+#: A message's body as its transaction decoded it (canonical CBOR): no field is
+#: checked yet. A handler reads each through the typed accessors
+#: (``modules.accounts.field`` and the like), which refuse a missing or
+#: mistyped field, so its type here says only what decoding guarantees.
+MessageBody = dict[str, Any]
+
+Handler = Callable[[TxContext, MessageBody], None]
 
 
 class Module(Protocol):

@@ -57,8 +57,8 @@ def fetch_pool(api: NodeClient, a: str, b: str) -> dict[str, Any] | None:
 
     Base denoms are asked by their path (``GET /v1/pools/{a}/{b}``); a pair with a
     share denom, whose slashes no path segment carries, is found in the list."""
-    from focusflow.modules.dex import pair
     from focusflow.modules.tokens import BASE_DENOM
+    from focusflow.state_schema.dex import pair
 
     if BASE_DENOM.fullmatch(a) and BASE_DENOM.fullmatch(b):
         return api.pool(a, b)

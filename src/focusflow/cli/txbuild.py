@@ -46,9 +46,9 @@ from focusflow.chain.tx import Msg, Tx, make_tx, make_tx_at_min_fee
 from focusflow.client import NodeClient, RemoteError, ReportedAccount
 from focusflow.core.errors import ChainIdMismatchError, FocusflowError
 from focusflow.core.keys import KeyPair
-from focusflow.modules.dex import share_denom
 from focusflow.modules.names import name_fee
 from focusflow.modules.wasm import gas_fee
+from focusflow.state_schema.dex import share_denom
 from focusflow.state_schema.tokens import CYB, H
 
 #: How long ``--wait`` polls before giving up, and how often.

@@ -13,6 +13,7 @@ these; the state's keys and records it reads through ``focusflow.state_schema``
 (pyproject.toml's import contracts say so).
 """
 
+from focusflow.chain.module import Module
 from focusflow.modules.bank import Bank, ante
 from focusflow.modules.blobs import Blobs
 from focusflow.modules.ca import NetworkCa
@@ -28,7 +29,7 @@ from focusflow.modules.validators import Validators
 from focusflow.modules.wasm import Wasm, WasmParams
 
 
-def default_modules() -> list:
+def default_modules() -> list[Module]:
     """The modules every focusflow chain runs, in execution order (the bank's
     end of block slashes before the validators' picks a set from the stakes;
     the dex's halts pools before the economy's buyback trades)."""

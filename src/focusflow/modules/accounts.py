@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from focusflow.chain.account import Account
+from focusflow.chain.account import Account as Account
 from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import encode
 from focusflow.core.keys import ADDRESS_SIZE, encode_address
-from focusflow.state_schema.accounts import (
-    account_key,
-    encode_account,
-    get_account,
-    neuron_key,
-)
+from focusflow.state_schema.accounts import account_key, encode_account, neuron_key
+
+# ``Account`` and ``get_account`` stay importable from here (``as``: re-exported
+# on purpose): the node's runtime and the test harness read accounts through this
+# module; new readers take them from ``state_schema.accounts``.
+from focusflow.state_schema.accounts import get_account as get_account
 
 
 def set_account(state: PendingState, address: bytes, account: Account) -> None:
@@ -63,14 +63,15 @@ def field(body: dict[str, Any], name: str, kind: type[Any], *, size: int | None 
 
 
 def amount_field(body: dict[str, Any], name: str = "amount") -> int:
-    value = field(body, name, int)
+    value: int = field(body, name, int)
     if not 0 < value < 2**63:
         raise MalformedMessageError(f"field {name!r} must be a positive amount")
     return value
 
 
 def address_field(body: dict[str, Any], name: str) -> bytes:
-    return field(body, name, bytes, size=ADDRESS_SIZE)
+    value: bytes = field(body, name, bytes, size=ADDRESS_SIZE)
+    return value
 
 
 def only_fields(body: dict[str, Any], *names: str) -> None:

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from focusflow.chain.errors import BadNonceError, InsufficientFundsError, OverLinkBudgetError
 from focusflow.chain.evidence_pool import slashed_key
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, Offence, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, Offence, TxContext
 from focusflow.chain.module_params import BASIS_POINTS
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
@@ -110,7 +110,7 @@ class Bank:
             for denom, amount in sorted(acct.tokens.items()):
                 mint(state, acct.address, denom, amount)
 
-    def send(self, ctx: TxContext, body: dict) -> None:
+    def send(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "to", "amount", "denom")
         to = address_field(body, "to")
         amount = amount_field(body)
@@ -124,7 +124,7 @@ class Bank:
         credit(ctx.state, to, amount)
         ctx.emit("send", sender=ctx.sender, to=to, amount=amount)
 
-    def stake(self, ctx: TxContext, body: dict) -> None:
+    def stake(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "amount")
         amount = amount_field(body)
         account = debit(ctx.state, ctx.sender, amount, "stake")
@@ -137,7 +137,7 @@ class Bank:
         ctx.emit("stake", neuron=ctx.sender, amount=amount, bonded=account.bonded,
                  **_minted(tenure))  # fmt: skip
 
-    def unstake(self, ctx: TxContext, body: dict) -> None:
+    def unstake(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "amount")
         amount = amount_field(body)
         account = get_account(ctx.state, ctx.sender)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from focusflow.chain.errors import OverLimitError
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.modules.accounts import debit, field, only_fields
@@ -37,7 +37,7 @@ class Blobs:
     def end_block(self, ctx: BlockContext) -> None:
         return None
 
-    def put(self, ctx: TxContext, body: dict) -> None:
+    def put(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "data")
         data = field(body, "data", bytes)
         limit = ctx.params.max_blob_bytes

@@ -89,7 +89,7 @@ from focusflow.chain.errors import (
     TxError,
 )
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState, Readable
 from focusflow.consensus.validators import has_two_thirds
 from focusflow.core.encoding import decode, encode
@@ -412,7 +412,7 @@ class NetworkCa:
                 {"type": "ca.restart", "serial": key[len(REQUEST_PREFIX) :], "silent": silent}
             )
 
-    def request(self, ctx: TxContext, body: dict) -> None:
+    def request(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "name", "key", "hours")
         name = field(body, "name", str)
         key = field(body, "key", bytes, size=32)
@@ -451,7 +451,7 @@ class NetworkCa:
         ctx.state.put(ASKED_PREFIX + name.encode(), serial)
         ctx.emit("ca.request", serial=serial, name=name)
 
-    def commit(self, ctx: TxContext, body: dict) -> None:
+    def commit(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "serial", "hiding", "binding")
         serial = field(body, "serial", bytes, size=SERIAL_BYTES)
         hiding = field(body, "hiding", bytes, size=32)
@@ -476,7 +476,7 @@ class NetworkCa:
         ctx.state.put(REQUEST_PREFIX + serial, req.encode())
         ctx.emit("ca.commit", serial=serial, identifier=identifier)
 
-    def share(self, ctx: TxContext, body: dict) -> None:
+    def share(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "serial", "share")
         serial = field(body, "serial", bytes, size=SERIAL_BYTES)
         raw_share = field(body, "share", bytes, size=32)
@@ -536,7 +536,7 @@ class NetworkCa:
         _keep_live(ctx.state, req.name, [*live, [serial, until]])
         ctx.emit("ca.issued", serial=serial, name=req.name, leaf_index=index)
 
-    def revoke(self, ctx: TxContext, body: dict) -> None:
+    def revoke(self, ctx: TxContext, body: MessageBody) -> None:
         """The certificate's requester, or the current owner of the name it
         certifies, revokes it: a new CRL of every revoked serial is built and
         signed by the group as a certificate is. The owner may because the name
@@ -564,7 +564,7 @@ class NetworkCa:
 
     # --- federation: validators' votes --------------------------------------------
 
-    def federate(self, ctx: TxContext, body: dict) -> None:
+    def federate(self, ctx: TxContext, body: MessageBody) -> None:
         """A validator's vote that the network vouch for another network's root:
         decided, the group signs a cross-certificate of it (a signing job like a
         request's, ``kind`` ``cross``)."""
@@ -596,7 +596,7 @@ class NetworkCa:
         ctx.state.put(REQUEST_PREFIX + serial, job.encode())
         ctx.emit("ca.federate", serial=serial, root_hash=root_hash)
 
-    def withdraw(self, ctx: TxContext, body: dict) -> None:
+    def withdraw(self, ctx: TxContext, body: MessageBody) -> None:
         """A validator's vote that the network stop vouching for a root it
         cross-certified: decided, the cross-certificate is revoked (a new CRL)."""
         only_fields(body, "root_hash")
@@ -695,7 +695,7 @@ def _leaf_name(state: Readable, serial: bytes) -> str | None:
     return None if raw is None else raw.decode()
 
 
-def _vote(ctx: TxContext, action: str, body: list) -> bool:
+def _vote(ctx: TxContext, action: str, body: list[Any]) -> bool:
     """Count the sender's vote for ``[action, body]``: True once the voters hold
     more than 2/3 of the power of the set deciding the block (the votes are then
     deleted), False while undecided (kept for ``FED_VOTE_BLOCKS``)."""

@@ -66,7 +66,7 @@ from focusflow.chain.errors import (
     UnknownPoolError,
 )
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.module_params import BASIS_POINTS, ModuleParams, param_section
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
@@ -327,7 +327,7 @@ class Dex:
                 ctx.state.put(pool_key(a, b), pool.encode())
 
     # --- liquidity -------------------------------------------------------------
-    def create(self, ctx: TxContext, body: dict) -> None:
+    def create(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "a", "b", "amount_a", "amount_b")
         a, b = denom_field(body, "a"), denom_field(body, "b")
         amount_a, amount_b = amount_field(body, "amount_a"), amount_field(body, "amount_b")
@@ -362,7 +362,7 @@ class Dex:
         touch(pool, ctx.block.time_ms, ctx.params)
         return pool
 
-    def add(self, ctx: TxContext, body: dict) -> None:
+    def add(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "a", "b", "max_a", "max_b", "min_shares")
         a, b = denom_field(body, "a"), denom_field(body, "b")
         max_a, max_b = amount_field(body, "max_a"), amount_field(body, "max_b")
@@ -385,7 +385,7 @@ class Dex:
         ctx.emit("pool.add", sender=ctx.sender, a=a, b=b, amount_a=paid_a, amount_b=paid_b,
                  shares=minted)  # fmt: skip
 
-    def remove(self, ctx: TxContext, body: dict) -> None:
+    def remove(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "a", "b", "shares", "min_a", "min_b")
         a, b = denom_field(body, "a"), denom_field(body, "b")
         burned = amount_field(body, "shares")
@@ -411,7 +411,7 @@ class Dex:
                  shares=burned)  # fmt: skip
 
     # --- swaps -----------------------------------------------------------------
-    def swap(self, ctx: TxContext, body: dict) -> None:
+    def swap(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "path", "amount_in", "min_out")
         path = path_field(body, DexParams.of(ctx.params).dex_max_hops)
         amount = amount_field(body, "amount_in")
@@ -425,7 +425,7 @@ class Dex:
         add(ctx.state, ctx.sender, path[-1], out)
         ctx.emit("swap", sender=ctx.sender, path=path, amount_in=amount, amount_out=out)
 
-    def swap_out(self, ctx: TxContext, body: dict) -> None:
+    def swap_out(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "path", "amount_out", "max_in")
         path = path_field(body, DexParams.of(ctx.params).dex_max_hops)
         want = amount_field(body, "amount_out")
@@ -469,7 +469,7 @@ class Dex:
             )
         ctx.state.put(key, encode([period, used + amount]))
 
-    def dealer_mint(self, ctx: TxContext, body: dict) -> None:
+    def dealer_mint(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "amount")
         amount = amount_field(body)
         par = EconomyParams.of(ctx.params).h_par_bps
@@ -482,7 +482,7 @@ class Dex:
         mint(ctx.state, ctx.sender, H, minted)
         ctx.emit("dealer.mint", dealer=ctx.sender, cyb=amount, h=minted)
 
-    def dealer_redeem(self, ctx: TxContext, body: dict) -> None:
+    def dealer_redeem(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "amount")
         amount = amount_field(body)
         paid = amount * EconomyParams.of(ctx.params).h_par_bps // amm.BPS

@@ -56,7 +56,7 @@ from focusflow.chain.errors import (
 from focusflow.chain.fees import current_fee_per_byte, next_fee_per_byte, set_fee_per_byte
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.governed import GOVERNED_KEY, overrides
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.params import ChainParams, governed
 from focusflow.chain.state import PendingState, Readable
 from focusflow.consensus.validators import has_two_thirds
@@ -103,7 +103,7 @@ class Economy:
     def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
         """Nothing: the bank's genesis settles every bonded stake into the reward pool."""
 
-    def claim(self, ctx: TxContext, body: dict) -> None:
+    def claim(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body)
         if not ctx.params.economics:
             raise NothingToClaimError("this chain pays no rewards (params.economics is 0)")
@@ -119,7 +119,7 @@ class Economy:
             "rewards.claim", neuron=ctx.sender, stake=paid, learning=learned, tenure_minted=tenure
         )
 
-    def vote(self, ctx: TxContext, body: dict) -> None:
+    def vote(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "params")
         changes = _changes(ctx.params, field(body, "params", dict))
         validators = ctx.block.validators

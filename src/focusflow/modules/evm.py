@@ -39,7 +39,7 @@ from focusflow.chain.errors import (
     InsufficientFundsError,
 )
 from focusflow.chain.eth_tx import EVM_TX, EthTx, check_static, evm_chain_id
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
 from focusflow.core.errors import FocusflowError
@@ -96,7 +96,7 @@ class Evm:
     def end_block(self, ctx: BlockContext) -> None:
         """Nothing at the end of a block."""
 
-    def run(self, ctx: TxContext, body: dict) -> None:
+    def run(self, ctx: TxContext, body: MessageBody) -> None:
         tx = ctx.tx
         if not isinstance(tx, EthTx) or body:
             raise EvmInvalidError("evm.tx is the message of an Ethereum transaction only")

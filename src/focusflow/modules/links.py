@@ -29,6 +29,7 @@ edge delta ``(from, to, neuron)`` for the focus engine.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from focusflow.chain.errors import (
     MalformedMessageError,
@@ -37,7 +38,7 @@ from focusflow.chain.errors import (
     UnknownParticleFormatError,
 )
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState
 from focusflow.core.cid import check_cid_bytes
 from focusflow.core.encoding import encode
@@ -69,7 +70,7 @@ def _valid_cid(cid: bytes) -> bool:
     return True
 
 
-def _refuse_first_bad_cid(links: list, fresh: set[bytes]) -> None:
+def _refuse_first_bad_cid(links: list[Any], fresh: set[bytes]) -> None:
     """Raise for the first invalid CID in the links' order. The error goes into a
     committed receipt, so it must name the same CID on every node: not the first
     one met iterating a set, whose order follows the process's hash seed."""
@@ -97,7 +98,7 @@ class Links:
     def end_block(self, ctx: BlockContext) -> None:
         return None
 
-    def _check_entries(self, links: list) -> None:
+    def _check_entries(self, links: list[Any]) -> None:
         """Shape, CIDs and no self-links, with the set of seen CIDs as a fast path."""
         for i, entry in enumerate(links):
             if type(entry) is not list or not 2 <= len(entry) <= 3:
@@ -114,12 +115,14 @@ class Links:
         if len(known) < 1 << 20:
             known.update(fresh)
 
-    def link(self, ctx: TxContext, body: dict) -> None:
+    def link(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "links")
         links = field(body, "links", list)
         self.add(ctx, ctx.sender, links)
 
-    def add(self, ctx: TxContext, sender: bytes, links: list, packet: int | None = None) -> None:
+    def add(
+        self, ctx: TxContext, sender: bytes, links: list[Any], packet: int | None = None
+    ) -> None:
         """Links of ``sender`` as one ``link`` message adds them; ``packet`` is the
         place of a router packet that sends them on a contract's behalf (its
         record gets its own key, and its edge delta no message reference: the

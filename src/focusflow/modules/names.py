@@ -36,7 +36,7 @@ from collections.abc import Mapping
 
 from focusflow.chain.errors import InvalidNameError, NameTakenError, NotOwnerError, UnknownNameError
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState
 from focusflow.core.cid import check_cid_bytes
 from focusflow.core.encoding import encode
@@ -108,7 +108,7 @@ class Names:
     def end_block(self, ctx: BlockContext) -> None:
         return None
 
-    def register(self, ctx: TxContext, body: dict) -> None:
+    def register(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "name", "cid")
         name = field(body, "name", str)
         cid = field(body, "cid", bytes)
@@ -120,7 +120,7 @@ class Names:
         ctx.state.put(name_key(name), encode([cid, ctx.sender]))
         ctx.emit("name.register", name=name, cid=cid, owner=ctx.sender)
 
-    def update(self, ctx: TxContext, body: dict) -> None:
+    def update(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "name", "cid")
         name = field(body, "name", str)
         cid = field(body, "cid", bytes)
@@ -129,7 +129,7 @@ class Names:
         ctx.state.put(name_key(name), encode([cid, ctx.sender]))
         ctx.emit("name.update", name=name, cid=cid)
 
-    def transfer(self, ctx: TxContext, body: dict) -> None:
+    def transfer(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "name", "to")
         name = field(body, "name", str)
         to = address_field(body, "to")
@@ -141,7 +141,7 @@ class Names:
         if to != owner:
             _release_certificates(ctx, name)
 
-    def address(self, ctx: TxContext, body: dict) -> None:
+    def address(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "name", "address")
         name = field(body, "name", str)
         text = field(body, "address", str)

@@ -54,7 +54,7 @@ from typing import Any
 
 from focusflow.chain.errors import MalformedMessageError, TxError
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.module_params import ModuleParams, param_section
 from focusflow.chain.state import PendingState
 from focusflow.core.cid import check_cid_bytes
@@ -182,7 +182,7 @@ class Proofs:
 
     # --- proofs of state ---------------------------------------------------
 
-    def challenge(self, ctx: TxContext, body: dict) -> None:
+    def challenge(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "kind")
         kind = field(body, "kind", str)
         if kind not in KINDS:
@@ -192,7 +192,7 @@ class Proofs:
         ctx.state.put(key, encode([ctx.height, challenge]))
         ctx.emit("proof.challenge", proof=kind, challenge=challenge)
 
-    def claim(self, ctx: TxContext, body: dict) -> None:
+    def claim(self, ctx: TxContext, body: MessageBody) -> None:
         kind = field(body, "kind", str)
         if kind not in KINDS:
             raise MalformedMessageError(f"kind is one of {', '.join(KINDS)}")
@@ -234,7 +234,7 @@ class Proofs:
 
     # --- pins ----------------------------------------------------------------
 
-    def request(self, ctx: TxContext, body: dict) -> None:
+    def request(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "cid", "size", "reward", "bounty", "blocks")
         cid = field(body, "cid", bytes)
         size, reward = field(body, "size", int), field(body, "reward", int)
@@ -255,7 +255,7 @@ class Proofs:
         ctx.state.put(REQUEST_PREFIX + request, encode(doc))
         ctx.emit("pin.request", request=request, cid=cid, size=size, bounty=bounty)
 
-    def _request(self, ctx: TxContext, body: dict, *names: str) -> tuple[bytes, list[Any]]:
+    def _request(self, ctx: TxContext, body: MessageBody, *names: str) -> tuple[bytes, list[Any]]:
         only_fields(body, "request", *names)
         request = field(body, "request", bytes, size=REQUEST_ID_BYTES)
         doc = pin_request(ctx.state, request)
@@ -263,7 +263,7 @@ class Proofs:
             raise UnknownPinError(f"no pin request {request.hex()}")
         return request, doc
 
-    def pin_challenge(self, ctx: TxContext, body: dict) -> None:
+    def pin_challenge(self, ctx: TxContext, body: MessageBody) -> None:
         request, doc = self._request(ctx, body)
         if ctx.height > doc[5] or doc[4] < doc[3]:
             raise PinClosedError(f"pin request {request.hex()} expired or is spent")
@@ -272,7 +272,7 @@ class Proofs:
         ctx.state.put(key, encode([ctx.height, challenge]))
         ctx.emit("pin.challenge", request=request, challenge=challenge)
 
-    def prove(self, ctx: TxContext, body: dict) -> None:
+    def prove(self, ctx: TxContext, body: MessageBody) -> None:
         request, doc = self._request(ctx, body, "path")
         path = field(body, "path", list)
         if not 0 < len(path) <= MAX_PATH or not all(isinstance(b, bytes) for b in path):
@@ -294,7 +294,7 @@ class Proofs:
         ctx.state.put(paid_key, encode(ctx.height))
         ctx.emit("pin.proved", request=request, pinner=ctx.sender, reward=reward)
 
-    def close(self, ctx: TxContext, body: dict) -> None:
+    def close(self, ctx: TxContext, body: MessageBody) -> None:
         request, doc = self._request(ctx, body)
         owner, escrow, expires = doc[2], doc[4], doc[5]
         if owner != ctx.sender:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from focusflow.chain.errors import InsufficientFundsError, MalformedMessageError
+from focusflow.chain.module import MessageBody
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import encode
 from focusflow.core.keys import ADDRESS_SIZE, encode_address
@@ -63,7 +64,7 @@ def _denom_end(denom: str, start: int) -> int:
     return -1
 
 
-def denom_field(body: dict, name: str) -> str:
+def denom_field(body: MessageBody, name: str) -> str:
     """Body field ``name`` as a denom, or MalformedMessageError."""
     if name not in body:
         raise MalformedMessageError(f"message lacks field {name!r}")

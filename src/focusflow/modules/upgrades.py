@@ -39,6 +39,7 @@ Keys: ``/kv/focus/upgrade_votes/<height, 8 bytes><sha256 of focus>`` ->
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from focusflow.chain.errors import (
     AlreadyVotedError,
@@ -56,7 +57,7 @@ from focusflow.chain.focus_upgrade import (
     merge_schedule,
 )
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState
 from focusflow.consensus.validators import has_two_thirds
 from focusflow.core.encoding import decode, encode
@@ -71,7 +72,7 @@ OPEN_PREFIX = b"/kv/focus/upgrade_open/"
 MAX_OPEN_VOTES = 8
 
 
-def vote_key(height: int, focus: dict) -> bytes:
+def vote_key(height: int, focus: dict[str, Any]) -> bytes:
     """Where the votes for laying ``focus`` over the algorithm at ``height`` are."""
     return VOTES_PREFIX + height.to_bytes(8, "big") + sha256(encode(focus))
 
@@ -99,7 +100,7 @@ class Upgrades:
     def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
         """Nothing: the genesis's own schedule is in its parameters."""
 
-    def upgrade(self, ctx: TxContext, body: dict) -> None:
+    def upgrade(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "height", "focus")
         height = field(body, "height", int)
         if not 0 < height < 2**63:

@@ -45,7 +45,7 @@ from focusflow.chain.errors import (
     ValidatorRegisteredError,
 )
 from focusflow.chain.genesis import Genesis
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
 from focusflow.chain.valsets import encode_set, valset_key
@@ -127,7 +127,7 @@ class Validators:
             state.put(VALIDATOR_PREFIX + v.public_key, encode([v.name]))
         state.put(valset_key(1), encode_set(genesis.validator_set()))
 
-    def register(self, ctx: TxContext, body: dict) -> None:
+    def register(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "name")
         name = _name(body)
         key = VALIDATOR_PREFIX + ctx.sender_key
@@ -142,7 +142,7 @@ class Validators:
         ctx.state.put(key, encode([name]))
         ctx.emit("validator_register", validator=ctx.sender, public_key=ctx.sender_key, name=name)
 
-    def unregister(self, ctx: TxContext, body: dict) -> None:
+    def unregister(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body)
         key = VALIDATOR_PREFIX + ctx.sender_key
         if ctx.state.get(key) is None:

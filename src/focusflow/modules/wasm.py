@@ -35,7 +35,7 @@ from focusflow.chain.errors import (
     MalformedMessageError,
     OverLimitError,
 )
-from focusflow.chain.module import BlockContext, Deltas, Handler, TxContext
+from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.module_params import ModuleParams, param_section
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState
@@ -165,7 +165,7 @@ def _check_fee(ctx: TxContext) -> None:
 
 def _gas(ctx: TxContext, body: dict[str, Any]) -> int:
     """The call's gas, checked against the cap and against what the fee paid for."""
-    gas = field(body, "gas", int)
+    gas: int = field(body, "gas", int)
     most = WasmParams.of(ctx.params).wasm_max_gas
     if not 0 < gas <= most:
         raise OverLimitError(f"gas must be in [1, {most}], got {gas}")
@@ -221,7 +221,7 @@ class Wasm:
             )
         return {GAS_COUNTER: asked}
 
-    def store(self, ctx: TxContext, body: dict) -> None:
+    def store(self, ctx: TxContext, body: MessageBody) -> None:
         """Check the module, then the fee for its compile, then compile and keep it."""
         only_fields(body, "code")
         code = field(body, "code", bytes)
@@ -230,7 +230,7 @@ class Wasm:
         code_hash = wasm.store_code(ctx.state, code)
         ctx.emit("wasm.store", code=code_hash, size=len(code), gas_used=price)
 
-    def instantiate(self, ctx: TxContext, body: dict) -> None:
+    def instantiate(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "code", "msg", "label", "gas")
         code_hash = field(body, "code", bytes, size=32)
         label = field(body, "label", str)
@@ -253,7 +253,7 @@ class Wasm:
         ctx.emit("wasm.instantiate", contract=address, code=code_hash, **_answer(result))
         router.deliver(ctx, address, result.packets, gas - result.gas_used)
 
-    def execute(self, ctx: TxContext, body: dict) -> None:
+    def execute(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "contract", "msg", "gas")
         address = address_field(body, "contract")
         msg = _msg(body)

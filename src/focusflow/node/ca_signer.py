@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 from focusflow.chain import Msg
 from focusflow.core.home import write_private_file
 from focusflow.core.keys import KeyPair
-from focusflow.modules.ca import REQUEST_PREFIX, Request, load_group, pending_serials
+from focusflow.modules.ca import Request, pending_serials
 from focusflow.services.trust import frost
+from focusflow.state_schema.ca import REQUEST_PREFIX, load_group
 
 if TYPE_CHECKING:
     from focusflow.node.extensions import ExtensionHost, NodeExtension

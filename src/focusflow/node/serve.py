@@ -27,10 +27,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from focusflow.api.app import create_app
 from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
+from focusflow.chain.errors import InvalidNameError
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.keys import encode_address
 from focusflow.modules.ca import valid_certificate_of_name
-from focusflow.modules.names import InvalidNameError, check_name
+from focusflow.modules.names import check_name
 from focusflow.node.api_tls import ApiTls
 from focusflow.node.blob_net import BlobNet
 from focusflow.node.home import Home
