@@ -22,11 +22,11 @@ from focusflow.chain import Genesis, Msg
 from focusflow.chain.fees import BASE_FEE_KEY
 from focusflow.core.encoding import decode
 from focusflow.modules import DexParams, amm, dex
-from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX, account_key, get_account
 from focusflow.state_schema.dex import POOL_PREFIX
 from focusflow.state_schema.rewards import TOTALS_KEY, read_totals
+from focusflow.state_schema.staking import UNBOND_PREFIX
 from focusflow.state_schema.tokens import (
     BALANCE_PREFIX,
     SUPPLY_PREFIX,

@@ -35,12 +35,12 @@ from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
 from focusflow.modules import DexParams, EconomyParams, rewards
-from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.modules.tokens import is_denom
 from focusflow.node.runtime import NodeRuntime
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX, get_account
 from focusflow.state_schema.dex import POOL_PREFIX, RESERVE_KEY, get_pool
 from focusflow.state_schema.rewards import read_totals
+from focusflow.state_schema.staking import UNBOND_PREFIX
 from focusflow.state_schema.tokens import BALANCE_PREFIX, balance_of, supply_of
 from focusflow.testing.chains import ALICE, BOB, CAROL, CHAIN_ID, VALIDATOR, link, new_chain
 

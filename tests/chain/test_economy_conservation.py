@@ -48,10 +48,10 @@ from focusflow.core.encoding import decode
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair
 from focusflow.modules import EconomyParams, amm, dex, rewards
-from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX
 from focusflow.state_schema.dex import POOL_PREFIX
 from focusflow.state_schema.rewards import read_totals
+from focusflow.state_schema.staking import UNBOND_PREFIX
 from focusflow.state_schema.tokens import BALANCE_PREFIX, SUPPLY_PREFIX, supply_of
 from focusflow.testing.chains import CHAIN_ID, VALIDATOR, particle
 from tests.chain.test_economy import Econ, key

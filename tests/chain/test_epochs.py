@@ -12,9 +12,9 @@ from focusflow.consensus import ValidatorSet
 from focusflow.consensus.validators import Validator
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
-from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import get_account
+from focusflow.state_schema.staking import UNBOND_PREFIX
 from tests.chain.evidence_helpers import BALANCE, double_vote, members
 
 CHAIN_ID = "focusflow-evidence"  # double_vote signs for this chain

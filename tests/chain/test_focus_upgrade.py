@@ -15,7 +15,9 @@ from focusflow.chain.focus_upgrade import UPGRADES_KEY, decode_decided
 from focusflow.chain.module import Deltas
 from focusflow.core.encoding import decode
 from focusflow.focus.params import EXACT_V1
-from focusflow.modules.upgrades import MAX_OPEN_VOTES, OPEN_PREFIX, VOTES_PREFIX
+from focusflow.modules.upgrades import MAX_OPEN_VOTES
+from focusflow.state_schema.votes import UPGRADE_OPEN_PREFIX as OPEN_PREFIX
+from focusflow.state_schema.votes import UPGRADE_VOTES_PREFIX as VOTES_PREFIX
 from focusflow.testing.chains import (
     ALICE,
     BALANCE,

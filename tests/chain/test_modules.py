@@ -7,8 +7,9 @@ import numpy as np
 from focusflow.chain import Msg
 from focusflow.chain.focus_commit import SCALE, focus_root
 from focusflow.core.encoding import decode
-from focusflow.modules.blobs import BLOB_PREFIX, blob_cid
+from focusflow.modules.blobs import blob_cid
 from focusflow.state_schema.accounts import get_neudeg
+from focusflow.state_schema.blobs import BLOB_PREFIX
 from focusflow.state_schema.names import address_of, resolve
 from focusflow.testing.chains import (
     ALICE,

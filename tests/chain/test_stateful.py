@@ -35,10 +35,10 @@ from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.chain.params import ChainParams
 from focusflow.core.encoding import decode
 from focusflow.core.keys import KeyPair
-from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.modules.names import name_fee
 from focusflow.node import open_chain
 from focusflow.state_schema.accounts import ACCOUNT_PREFIX, get_account
+from focusflow.state_schema.staking import UNBOND_PREFIX
 from focusflow.store import Store
 from focusflow.testing.chains import ALICE, BALANCE, BOB, CAROL, STAKE, VALIDATOR, genesis
 from focusflow.testing.chains import particle as cid

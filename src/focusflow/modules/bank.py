@@ -55,9 +55,8 @@ from focusflow.modules.accounts import (
 )
 from focusflow.modules.tokens import add, burn, denom_field, mint, sub
 from focusflow.state_schema.accounts import get_account, get_neudeg
+from focusflow.state_schema.staking import UNBOND_PREFIX, unbond_key, unbonding_at
 from focusflow.state_schema.tokens import CYB, H, balance_of
-
-UNBOND_PREFIX = b"/token/unbond/"
 
 
 def ante(state: PendingState, params: ChainParams, sender: bytes, nonce: int, fee: int) -> None:
@@ -156,7 +155,7 @@ class Bank:
         account.bonded = left
         set_account(ctx.state, ctx.sender, account)
         release = ctx.height + ctx.params.unbonding_blocks
-        key = UNBOND_PREFIX + release.to_bytes(8, "big") + ctx.sender
+        key = unbond_key(release, ctx.sender)
         pending = ctx.state.get(key)
         total = amount + (0 if pending is None else decode(pending, "unbonding"))
         ctx.state.put(key, encode(total))
@@ -178,7 +177,7 @@ class Bank:
                 burn(ctx.state, None, H, tips, "tips")
         elif ctx.fees and ctx.proposer:
             credit(ctx.state, ctx.proposer, ctx.fees)
-        prefix = UNBOND_PREFIX + ctx.height.to_bytes(8, "big")
+        prefix = unbonding_at(ctx.height)
         for key, value in ctx.state.scan(prefix):
             credit(ctx.state, key[len(prefix) :], decode(value, "unbonding"))
             ctx.state.delete(key)

@@ -17,8 +17,7 @@ from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, T
 from focusflow.chain.state import PendingState
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.modules.accounts import debit, field, only_fields
-
-BLOB_PREFIX = b"/kv/blob/"
+from focusflow.state_schema.blobs import blob_key
 
 
 def blob_cid(data: bytes) -> bytes:
@@ -46,5 +45,5 @@ class Blobs:
         cost = len(data) * ctx.params.blob_credit_per_byte
         debit(ctx.state, ctx.sender, cost, f"a blob of {len(data)} bytes")
         cid = blob_cid(data)
-        ctx.state.put(BLOB_PREFIX + cid, data)
+        ctx.state.put(blob_key(cid), data)
         ctx.emit("blob.put", cid=cid, size=len(data))

@@ -69,9 +69,7 @@ from focusflow.modules.economy_params import EconomyParams
 from focusflow.modules.tokens import add, burn, mint
 from focusflow.state_schema.accounts import get_account
 from focusflow.state_schema.tokens import CYB, H
-
-VOTES_PREFIX = b"/kv/economy/votes/"
-VOTER_PREFIX = b"/kv/economy/voter/"
+from focusflow.state_schema.votes import ECONOMY_VOTER_PREFIX, ECONOMY_VOTES_PREFIX
 
 
 def premium_bps(state: Readable, params: ChainParams, now_ms: int) -> int | None:
@@ -129,7 +127,7 @@ class Economy:
                 f"{ctx.height}: only its members vote on economy parameters"
             )
         digest = hashlib.sha256(encode(changes)).digest()
-        key = VOTES_PREFIX + digest
+        key = ECONOMY_VOTES_PREFIX + digest
         raw = ctx.state.get(key)
         voters = set() if raw is None else set(decode(raw, "economy votes")[1])
         if ctx.sender_key in voters:
@@ -143,11 +141,11 @@ class Economy:
             ctx.state.put(GOVERNED_KEY, encode({**overrides(ctx.state), **changes}))
             ctx.state.delete(key)
             for voter in voters - {ctx.sender_key}:
-                ctx.state.delete(VOTER_PREFIX + voter)
+                ctx.state.delete(ECONOMY_VOTER_PREFIX + voter)
             ctx.emit("economy_params", params=changes, from_height=ctx.height + 1)
             return
         ctx.state.put(key, encode([changes, sorted(voters)]))
-        ctx.state.put(VOTER_PREFIX + ctx.sender_key, digest)
+        ctx.state.put(ECONOMY_VOTER_PREFIX + ctx.sender_key, digest)
 
     def end_block(self, ctx: BlockContext) -> None:
         params = ctx.params
@@ -233,11 +231,11 @@ def _changes(params: ChainParams, raw: dict[str, Any]) -> dict[str, Any]:
 
 def _withdraw(state: PendingState, voter: bytes) -> None:
     """Take ``voter`` off its open vote, if any (one open vote per validator)."""
-    digest = state.get(VOTER_PREFIX + voter)
+    digest = state.get(ECONOMY_VOTER_PREFIX + voter)
     if digest is None:
         return
-    state.delete(VOTER_PREFIX + voter)
-    key = VOTES_PREFIX + digest
+    state.delete(ECONOMY_VOTER_PREFIX + voter)
+    key = ECONOMY_VOTES_PREFIX + digest
     raw = state.get(key)
     if raw is None:
         return

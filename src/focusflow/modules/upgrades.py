@@ -65,20 +65,19 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import encode_address
 from focusflow.modules.accounts import field, only_fields
+from focusflow.state_schema.votes import UPGRADE_OPEN_PREFIX, UPGRADE_VOTES_PREFIX
 
-VOTES_PREFIX = b"/kv/focus/upgrade_votes/"
-OPEN_PREFIX = b"/kv/focus/upgrade_open/"
 #: Undecided votes one validator may hold at once.
 MAX_OPEN_VOTES = 8
 
 
 def vote_key(height: int, focus: dict[str, Any]) -> bytes:
     """Where the votes for laying ``focus`` over the algorithm at ``height`` are."""
-    return VOTES_PREFIX + height.to_bytes(8, "big") + sha256(encode(focus))
+    return UPGRADE_VOTES_PREFIX + height.to_bytes(8, "big") + sha256(encode(focus))
 
 
 def _open_votes(state: PendingState, voter: bytes) -> int:
-    raw = state.get(OPEN_PREFIX + voter)
+    raw = state.get(UPGRADE_OPEN_PREFIX + voter)
     return 0 if raw is None else decode(raw, "open upgrade votes")
 
 
@@ -86,9 +85,9 @@ def _count_open(state: PendingState, voter: bytes, change: int) -> None:
     """Add ``change`` to ``voter``'s undecided votes; a count of 0 is no key."""
     held = _open_votes(state, voter) + change
     if held:
-        state.put(OPEN_PREFIX + voter, encode(held))
+        state.put(UPGRADE_OPEN_PREFIX + voter, encode(held))
     else:
-        state.delete(OPEN_PREFIX + voter)
+        state.delete(UPGRADE_OPEN_PREFIX + voter)
 
 
 class Upgrades:
@@ -168,8 +167,10 @@ class Upgrades:
         """Delete the votes no later vote could complete: a vote in the next
         block must name a height of at least its height + focus_upgrade_delay."""
         first_open = ctx.height + 1 + ctx.params.focus_upgrade_delay
-        for key, raw in ctx.state.scan(VOTES_PREFIX):
-            height = int.from_bytes(key[len(VOTES_PREFIX) : len(VOTES_PREFIX) + 8], "big")
+        for key, raw in ctx.state.scan(UPGRADE_VOTES_PREFIX):
+            height = int.from_bytes(
+                key[len(UPGRADE_VOTES_PREFIX) : len(UPGRADE_VOTES_PREFIX) + 8], "big"
+            )
             if height >= first_open:
                 break
             ctx.state.delete(key)
@@ -177,4 +178,4 @@ class Upgrades:
                 _count_open(ctx.state, voter, -1)
 
 
-__all__ = ["MAX_OPEN_VOTES", "OPEN_PREFIX", "VOTES_PREFIX", "Upgrades", "vote_key"]
+__all__ = ["MAX_OPEN_VOTES", "Upgrades", "vote_key"]

@@ -54,17 +54,20 @@ from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.encoding import decode, encode
 from focusflow.core.keys import address_bytes, encode_address
 from focusflow.modules.accounts import only_fields
-from focusflow.modules.bank import UNBOND_PREFIX
 from focusflow.state_schema.accounts import get_account
+from focusflow.state_schema.staking import (
+    VALIDATOR_PREFIX,
+    jailed_key,
+    unbonding_at,
+    validator_key,
+)
 
-VALIDATOR_PREFIX = b"/token/validator/"
-JAILED_PREFIX = b"/token/jailed/"
 MAX_NAME_CHARS = 32
 
 
 def jailed_until(state: PendingState, public_key: bytes) -> int:
     """First height the key may be in a set again (0: never jailed)."""
-    raw = state.get(JAILED_PREFIX + public_key)
+    raw = state.get(jailed_key(public_key))
     return 0 if raw is None else decode(raw, "jail")
 
 
@@ -92,7 +95,7 @@ def unstaked_powers(ctx: BlockContext, current: ValidatorSet) -> dict[bytes, int
     height), so no other module's bookkeeping is needed.
     """
     release = ctx.height + ctx.params.unbonding_blocks
-    prefix = UNBOND_PREFIX + release.to_bytes(8, "big")
+    prefix = unbonding_at(release)
     unstaked = {key[len(prefix) :] for key, _ in ctx.state.scan(prefix)}
     if not unstaked:
         return {}
@@ -124,13 +127,13 @@ class Validators:
 
     def init_genesis(self, state: PendingState, genesis: Genesis, deltas: Deltas) -> None:
         for v in genesis.validators:
-            state.put(VALIDATOR_PREFIX + v.public_key, encode([v.name]))
+            state.put(validator_key(v.public_key), encode([v.name]))
         state.put(valset_key(1), encode_set(genesis.validator_set()))
 
     def register(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body, "name")
         name = _name(body)
-        key = VALIDATOR_PREFIX + ctx.sender_key
+        key = validator_key(ctx.sender_key)
         if ctx.state.get(key) is not None:
             raise ValidatorRegisteredError(f"{encode_address(ctx.sender)} is registered already")
         bonded = get_account(ctx.state, ctx.sender).bonded
@@ -144,7 +147,7 @@ class Validators:
 
     def unregister(self, ctx: TxContext, body: MessageBody) -> None:
         only_fields(body)
-        key = VALIDATOR_PREFIX + ctx.sender_key
+        key = validator_key(ctx.sender_key)
         if ctx.state.get(key) is None:
             raise NotValidatorError(f"{encode_address(ctx.sender)} is not a registered validator")
         ctx.state.delete(key)
@@ -160,7 +163,7 @@ class Validators:
             until = max(
                 ctx.height + ctx.params.jail_blocks, jailed_until(ctx.state, offence.public_key)
             )
-            ctx.state.put(JAILED_PREFIX + offence.public_key, encode(until))
+            ctx.state.put(jailed_key(offence.public_key), encode(until))
             ctx.events.append(
                 {
                     "type": "jail",
@@ -203,8 +206,6 @@ class Validators:
 
 
 __all__ = [
-    "JAILED_PREFIX",
-    "VALIDATOR_PREFIX",
     "Validators",
     "epoch_powers",
     "jailed_until",

@@ -1,8 +1,9 @@
 """The state schema: where each module keeps its records in the key-space, and
 how a record's bytes read back.
 
-One small module per part of the state (accounts, names, links, tokens, the
-exchange's pools, rewards, proofs and pins, the certificate authority): its
+One small module per part of the state (accounts, names, links, tokens, stake
+and validators, blobs, the exchange's pools, rewards, proofs and pins, the
+validators' votes, the certificate authority): its
 key prefixes, the functions that build its keys, and the readers that decode
 its records. The modules write through these names, and everything that only
 reads the state (the API, the light client, Datalog's sources) reads through
