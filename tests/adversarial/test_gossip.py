@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from tests.adversarial.byzantine import Byzantine, banned_by, node_id, offences_by
+from focusflow.testing.byzantine import Byzantine, banned_by, node_id, offences_by
 
 
 def test_junk_votes_get_their_sender_banned_and_never_an_honest_relayer(testnet):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from tests.adversarial.byzantine import Byzantine, banned_by, node_id, offences_by
+from focusflow.testing.byzantine import Byzantine, banned_by, node_id, offences_by
 
 
 def test_a_peer_claiming_a_huge_height_neither_stalls_consensus_nor_goes_unpunished(testnet):

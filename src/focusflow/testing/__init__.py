@@ -10,6 +10,9 @@ loaded by the package itself, and no product code imports this package):
   over HTTP; ``signed``, ``wait_tx`` and ``wait_height`` for transactions;
 * :mod:`focusflow.testing.testnet`: ``LocalTestnet`` runs ``focusflow testnet``
   (validators and full nodes as processes), kills, restarts and queries them;
+* :mod:`focusflow.testing.byzantine`: ``Byzantine`` swaps a testnet validator
+  for a byzantine peer process (:mod:`focusflow.testing.byzantine_peer`: junk
+  votes to one target, or lies about its height), and reads who banned whom;
 * :mod:`focusflow.testing.chains`: keys, a genesis, chains opened in this
   process, particles, links and signed transactions;
 * :mod:`focusflow.testing.lightnode`: a node's real API over such a chain,

@@ -1,10 +1,10 @@
-"""Start a ``byzantine_peer`` process in place of a testnet validator, and read
-the honest validators' logs for who penalised whom; every wait bounded."""
+"""Start a byzantine peer process (:mod:`focusflow.testing.byzantine_peer`) in place
+of a testnet validator, and read the honest validators' logs for who penalised
+whom; every wait bounded."""
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO, Any
 
 from focusflow.net.identity import short_id
 from focusflow.node.home import Home
+from focusflow.testing.process import node_env
 from focusflow.testing.testnet import LocalTestnet
-from tests.helpers import ROOT
 
 
 def node_id(net: LocalTestnet, k: int) -> bytes:
@@ -25,36 +26,43 @@ def node_id(net: LocalTestnet, k: int) -> bytes:
 
 
 class Byzantine:
-    """``tests.adversarial.byzantine_peer`` for ``net``'s validator ``k`` (stopped first)."""
+    """A byzantine peer (``mode``: ``junk`` or ``liar``, see
+    :mod:`focusflow.testing.byzantine_peer`) for ``net``'s validator ``k``
+    (stopped first); ``extra``: more options of the peer (``--target ID``)."""
 
     def __init__(self, net: LocalTestnet, k: int, mode: str, *extra: str) -> None:
         net.kill(k)
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+        env = node_env(net.source)
         self.stderr = net.home / "byzantine.log"
         with open(self.stderr, "ab") as err:
             self.proc = self._start(net, k, mode, extra, env, err)
-        self.events: queue.Queue[dict] = queue.Queue()
-        self.last: dict[str, dict] = {}
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.last: dict[str, dict[str, Any]] = {}
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.id = bytes.fromhex(self.expect("ready", 60)["id"])
 
     @staticmethod
     def _start(
-        net: LocalTestnet, k: int, mode: str, extra: tuple[str, ...], env: dict, err
-    ) -> subprocess.Popen:
+        net: LocalTestnet,
+        k: int,
+        mode: str,
+        extra: tuple[str, ...],
+        env: dict[str, str],
+        err: IO[bytes],
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "tests.adversarial.byzantine_peer",
+                "focusflow.testing.byzantine_peer",
                 "--home",
                 str(net.home / f"v{k}"),
                 "--mode",
                 mode,
                 *extra,
             ],
-            cwd=ROOT,
+            cwd=net.home,
             env=env,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -71,7 +79,7 @@ class Byzantine:
                 self.last[event["event"]] = event
                 self.events.put(event)
 
-    def expect(self, name: str, timeout: float) -> dict:
+    def expect(self, name: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:

@@ -1,4 +1,6 @@
-"""A byzantine validator in its own process, for the adversarial tests.
+"""A byzantine validator in its own process, for adversarial tests
+(``python -m focusflow.testing.byzantine_peer``, started by
+:class:`focusflow.testing.byzantine.Byzantine`).
 
 It takes a stopped validator's home (its key, genesis, p2p address and peers),
 speaks the real protocol (same network id, same handshake), never votes, and
