@@ -378,8 +378,9 @@ def proof_cmd(
         raise InvalidParameterError("give a state KEY or --account WHO (one of them)")
     if account is not None:
         from focusflow.core.keys import decode_address
+        from focusflow.state_schema.accounts import account_key
 
-        raw = b"/token/acct/" + decode_address(address(account, home))
+        raw = account_key(decode_address(address(account, home)))
         key = "hex:" + raw.hex()
     assert key is not None
     with client(home, node) as api:
