@@ -23,7 +23,7 @@ from focusflow.modules import default_modules
 from focusflow.modules.bank import ante
 from focusflow.modules.dex import HaltedPools
 from focusflow.store import Store
-from tests.chain.helpers import ALICE, BOB, FEE, VALIDATOR, account, genesis, link, tx
+from focusflow.testing.chains import ALICE, BOB, FEE, VALIDATOR, account, genesis, link, tx
 
 T0 = 1_700_000_000_000
 MARK = b"/kv/test-boom/mark"
