@@ -139,10 +139,7 @@ def default_extensions(config: dict) -> list[NodeExtension]:
     from focusflow.node.da_net import DANet  # data availability over QUIC, fraud proofs
     from focusflow.node.state_sync import StateSync  # snapshots written and served
 
-    # StateSync.attach still names ValidatorRuntime, the class of every host it
-    # is given; it reads the host's chain and registers handlers and a listener.
-    state_sync: NodeExtension = StateSync.from_config(config)  # type: ignore[assignment]
-    return [DANet.from_config(config), state_sync, BlobNet.from_config(config)]
+    return [DANet.from_config(config), StateSync.from_config(config), BlobNet.from_config(config)]
 
 
 __all__ = ["ExtensionHost", "NodeExtension", "ProposalCheck", "default_extensions"]

@@ -80,8 +80,8 @@ from focusflow.node.sync import ClaimError, RateLimiter, trusted_power
 from focusflow.store import Store
 
 if TYPE_CHECKING:
+    from focusflow.node.extensions import ExtensionHost
     from focusflow.node.runtime import BlockEvent
-    from focusflow.node.validator import ValidatorRuntime
 
 log = logging.getLogger("focusflow.node.state_sync")
 
@@ -154,17 +154,19 @@ class StateSync:
         require_int("snapshot_keep", keep, 1)
         return cls(interval, keep)
 
-    def attach(self, runtime: ValidatorRuntime) -> None:
-        self.chain = runtime.chain
+    def attach(self, host: ExtensionHost) -> None:
+        """Publish the snapshots kept, write one every ``interval`` blocks (from
+        the host's commits) and serve them, where the host has a transport."""
+        self.chain = host.chain
         if self.root is None:
-            self.root = Path(runtime.chain.store.path) / SNAPSHOTS_DIR
+            self.root = Path(host.chain.store.path) / SNAPSHOTS_DIR
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._publish(list_snapshots(self.root))
         if self.interval:
-            runtime.listeners.append(self._on_block)
-        if runtime.net is not None:
-            runtime.net.register("snapshots", self._serve_list)
-            runtime.net.register("snapshot_chunk", self._serve_chunk)
+            host.on_commit(self._on_block)
+        if host.net is not None:
+            host.register("snapshots", self._serve_list)
+            host.register("snapshot_chunk", self._serve_chunk)
 
     async def stop(self) -> None:
         writer = self._writer
