@@ -30,6 +30,11 @@ addresses, peers, QUIC and API), except that it attacks as NAME says:
 
 Each attack appends one line per malicious act to ``DIR/attack.log`` (``NAME
 height``), so a test can check the attack really happened.
+
+An attack is a validator runtime whose proposals part (what it proposes) or
+consensus driver (what it does with the state machine's actions) is its own
+subclass of the honest one (``ValidatorRuntime.proposals_type`` and
+``driver_type``); everything else is the honest node's code.
 """
 
 from __future__ import annotations
@@ -53,9 +58,11 @@ from focusflow.da.errors import ShareUnavailableError
 from focusflow.modules.accounts import get_account
 from focusflow.net import BLOCK_PARTS
 from focusflow.node import logs, network
+from focusflow.node.consensus_driver import ConsensusDriver
 from focusflow.node.da_net import SHARES
 from focusflow.node.home import DEV_KEY_NAME, Home, eth_dev_accounts
-from focusflow.node.validator import ValidatorRuntime, decode_value
+from focusflow.node.proposals import Proposals, decode_value
+from focusflow.node.validator import ValidatorRuntime
 
 #: The largest uint64: no block after it could have a larger time.
 FAR_FUTURE_MS = 2**64 - 1
@@ -63,12 +70,10 @@ FAR_FUTURE_MS = 2**64 - 1
 log = logging.getLogger("focusflow.node")
 
 
-class FutureTimeRuntime(ValidatorRuntime):
-    """Proposes blocks stamped ``FAR_FUTURE_MS``; otherwise an honest validator."""
+class FutureTimeProposals(Proposals):
+    """Proposes blocks stamped ``FAR_FUTURE_MS``."""
 
-    attack_log: Path
-
-    def _get_value(self, height: int) -> bytes:
+    def get_value(self, height: int) -> bytes:
         """The honest proposal path, with the chain's ``propose`` swapped for one
         that stamps the block ``FAR_FUTURE_MS`` below the chain's time checks."""
         chain = self.chain
@@ -83,31 +88,36 @@ class FutureTimeRuntime(ValidatorRuntime):
 
         chain.propose = far_future_propose  # type: ignore[method-assign]
         try:
-            value = super()._get_value(height)
+            value = super().get_value(height)
         finally:
             del chain.propose
-        with open(self.attack_log, "a") as out:
+        with open(self.node.attack_log, "a") as out:
             out.write(f"future_time {height}\n")
         log.warning("byzantine: proposed a block from the far future", extra={"fields": {}})
         return value
 
 
-class DoubleProposalRuntime(ValidatorRuntime):
-    """Signs and gossips a second valid proposal for each round it leads."""
+class FutureTimeRuntime(ValidatorRuntime):
+    """Proposes blocks stamped ``FAR_FUTURE_MS``; otherwise an honest validator."""
 
     attack_log: Path
+    proposals_type = FutureTimeProposals
 
-    async def _act(self, actions: list) -> None:
+
+class DoubleProposalDriver(ConsensusDriver):
+    """Signs and gossips a second valid proposal for each round it leads."""
+
+    async def act(self, actions: list) -> None:
         firsts = [
             a.message
             for a in actions
             if isinstance(a, Broadcast) and isinstance(a.message, Proposal)
         ]
-        await super()._act(actions)
+        await super().act(actions)
         for first in firsts:
             raw = await asyncio.to_thread(self._second, first)
-            await self._publish(BLOCK_PARTS, raw)
-            with open(self.attack_log, "a") as out:
+            await self.publish(BLOCK_PARTS, raw)
+            with open(self.node.attack_log, "a") as out:
                 out.write(f"double_proposal {first.height}\n")
             log.warning("byzantine: sent a second proposal", extra={"fields": {}})
 
@@ -117,7 +127,7 @@ class DoubleProposalRuntime(ValidatorRuntime):
         pending = self.chain.propose([], stamp, verified=True)
         value = pending.proposal_value()
         second = Proposal.sign(
-            self.key,
+            self.node.key,
             self.chain.chain_id,
             first.height,
             first.round,
@@ -128,12 +138,55 @@ class DoubleProposalRuntime(ValidatorRuntime):
         return encode_message(second)
 
 
+class DoubleProposalRuntime(ValidatorRuntime):
+    """Signs and gossips a second valid proposal for each round it leads."""
+
+    attack_log: Path
+    driver_type = DoubleProposalDriver
+
+
+class VanishAfterPolkaProposals(Proposals):
+    """Notes the value ids of the proposals it may vanish after."""
+
+    def get_value(self, height: int) -> bytes:
+        """The honest proposal; it is attacked only when made in this process
+        (not re-sent from the WAL at a restart) with every other validator
+        connected, so the one it is withheld from is up to miss the polka."""
+        value = super().get_value(height)
+        node = self.node
+        assert node.net is not None
+        if len(node.net.connected_peers()) >= len(node.vset.validators) - 1:
+            node._mine.add(self.value_id(value))
+        return value
+
+
+class VanishAfterPolkaDriver(ConsensusDriver):
+    """Exits instead of precommitting a block of its own."""
+
+    async def act(self, actions: list) -> None:
+        for action in actions:
+            message = action.message if isinstance(action, Broadcast) else None
+            if (
+                isinstance(message, Vote)
+                and message.step == Step.PRECOMMIT
+                and message.value_id in self.node._mine
+            ):
+                with open(self.node.attack_log, "a") as out:
+                    out.write(f"vanish_after_polka {message.height}\n")
+                log.warning("byzantine: vanishing instead of precommitting", extra={"fields": {}})
+                logging.shutdown()
+                os._exit(0)
+        await super().act(actions)
+
+
 class VanishAfterPolkaRuntime(ValidatorRuntime):
     """Withholds its proposals' shares from one validator and exits when it would
     precommit a block of its own (see the module docstring)."""
 
     attack_log: Path
     _mine: set[bytes]
+    proposals_type = VanishAfterPolkaProposals
+    driver_type = VanishAfterPolkaDriver
 
     async def start_async(self) -> None:
         self._mine = set()
@@ -150,31 +203,6 @@ class VanishAfterPolkaRuntime(ValidatorRuntime):
 
         self.net.handlers._handlers[SHARES] = withholding
 
-    def _get_value(self, height: int) -> bytes:
-        """The honest proposal; it is attacked only when made in this process
-        (not re-sent from the WAL at a restart) with every other validator
-        connected, so the one it is withheld from is up to miss the polka."""
-        value = super()._get_value(height)
-        assert self.net is not None
-        if len(self.net.connected_peers()) >= len(self.vset.validators) - 1:
-            self._mine.add(self._value_id(value))
-        return value
-
-    async def _act(self, actions: list) -> None:
-        for action in actions:
-            message = action.message if isinstance(action, Broadcast) else None
-            if (
-                isinstance(message, Vote)
-                and message.step == Step.PRECOMMIT
-                and message.value_id in self._mine
-            ):
-                with open(self.attack_log, "a") as out:
-                    out.write(f"vanish_after_polka {message.height}\n")
-                log.warning("byzantine: vanishing instead of precommitting", extra={"fields": {}})
-                logging.shutdown()
-                os._exit(0)
-        await super()._act(actions)
-
 
 #: A module with every export the WASM ABI names, whose ``instantiate`` returns
 #: no result: the call expects an i64 (``vm.wasm``).
@@ -188,15 +216,14 @@ MISTYPED_WASM = """(module
 ETH_FUNDS = 10**12
 
 
-class HostileTxsRuntime(ValidatorRuntime):
+class HostileTxsProposals(Proposals):
     """Proposes blocks carrying attack transactions it did not execute (see
-    the module docstring); otherwise an honest validator."""
+    the module docstring)."""
 
-    attack_log: Path
     #: Attacks made so far: the next one's kind is the other one.
     made = 0
 
-    def _get_value(self, height: int) -> bytes:
+    def get_value(self, height: int) -> bytes:
         chain = self.chain
         honest_propose = chain.propose
         attack: list = []
@@ -218,14 +245,14 @@ class HostileTxsRuntime(ValidatorRuntime):
 
         chain.propose = hostile_propose  # type: ignore[method-assign]
         try:
-            value = super()._get_value(height)
+            value = super().get_value(height)
         finally:
             del chain.propose
         for kind, hostile in attack:
             self.made += 1
-            with open(self.attack_log, "a") as out:
+            with open(self.node.attack_log, "a") as out:
                 out.write(f"hostile_txs {height}\n")
-            with open(self.attack_log.parent / "hostile.log", "a") as out:
+            with open(self.node.attack_log.parent / "hostile.log", "a") as out:
                 out.write(f"{kind} {height} {hostile.hash.hex()}\n")
             log.warning(
                 "byzantine: proposed a block with an unexecuted attack", extra={"fields": {}}
@@ -233,7 +260,7 @@ class HostileTxsRuntime(ValidatorRuntime):
         return value
 
     def _dev(self) -> KeyPair:
-        return Keystore(Home(self.attack_log.parent).keys).load(DEV_KEY_NAME)
+        return Keystore(Home(self.node.attack_log.parent).keys).load(DEV_KEY_NAME)
 
     def _funding(self) -> list[Tx]:
         """The dev key's send to the Ethereum sender, while it has nothing."""
@@ -273,6 +300,14 @@ class HostileTxsRuntime(ValidatorRuntime):
             ),
         ]
         return "wasm_mistyped", make_tx(dev, chain.chain_id, nonce, 10**8, msgs)
+
+
+class HostileTxsRuntime(ValidatorRuntime):
+    """Proposes blocks carrying attack transactions it did not execute (see
+    the module docstring); otherwise an honest validator."""
+
+    attack_log: Path
+    proposals_type = HostileTxsProposals
 
 
 ATTACKS: dict[str, type[ValidatorRuntime]] = {

@@ -25,6 +25,7 @@ from focusflow.node.gossip_check import (
     check_for_height,
     check_signature,
 )
+from focusflow.node.peer_requests import PeerRequests
 from focusflow.node.sync import (
     ClaimError,
     RateLimiter,
@@ -32,7 +33,6 @@ from focusflow.node.sync import (
     parse_status,
     sync_refusal_is_a_lie,
 )
-from focusflow.node.validator import ValidatorRuntime
 
 CHAIN = "test-chain"
 KEYS = [KeyPair.from_seed(bytes([k + 1]) * 32) for k in range(4)]
@@ -187,7 +187,7 @@ def test_transaction_gossip_verdicts(tmp_path) -> None:
     forged[-1] ^= 1  # the signature's last byte
 
     async def main() -> list[Verdict]:
-        return [await runtime._on_tx(b"peer", raw) for raw in (bytes(forged), good, good)]
+        return [await runtime.intake.on_tx(b"peer", raw) for raw in (bytes(forged), good, good)]
 
     try:
         assert asyncio.run(main()) == [Verdict.REJECT, Verdict.ACCEPT, Verdict.IGNORE]
@@ -197,7 +197,7 @@ def test_transaction_gossip_verdicts(tmp_path) -> None:
 
 class _NoBlocks:
     """A store installed from a snapshot at height 10, its head at 20, that
-    has lost every block (what ``_serve_block`` reads of a chain)."""
+    has lost every block (what ``PeerRequests.serve_block`` reads of a chain)."""
 
     base = 10
     height = 20
@@ -220,7 +220,7 @@ def test_block_sync_blames_a_missing_block_only_where_the_peer_claimed_to_hold_i
         await server.start()
         await asker.connect(server.peer_address)
         holder = types.SimpleNamespace(chain=_NoBlocks())
-        server.register("block", functools.partial(ValidatorRuntime._serve_block, holder))
+        server.register("block", functools.partial(PeerRequests.serve_block, holder))
         codes = {}
         for height in (5, 10, 11, 20):
             with pytest.raises(RemoteError) as err:

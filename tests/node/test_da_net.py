@@ -292,7 +292,7 @@ def test_a_proposal_sent_without_its_square_built_here_is_served_all_the_same(tm
             before = await sample_peer(b.net, a.net.id, 2, root, width, 8, 1.0)
             assert not before.available
             proposal = Proposal.sign(VALIDATOR, chain_a.chain_id, 2, 1, 0, value, record.block.hash)
-            await a._act([Broadcast(proposal)])
+            await a.consensus.act([Broadcast(proposal)])
             after = await sample_peer(b.net, a.net.id, 2, root, width, 8, 1.0)
             assert after.available
 

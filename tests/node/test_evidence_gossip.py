@@ -33,12 +33,13 @@ def runtime(tmp_path):
 def test_gossiped_evidence_is_pooled_once_and_invalid_evidence_blames_the_sender(runtime):
     peer = KEYS[1].public_key
     good = encode_evidence(double_vote(KEYS[2], 1))
-    assert asyncio.run(runtime._on_evidence(peer, good)) is True
-    assert asyncio.run(runtime._on_evidence(peer, good)) is None  # known: not gossiped again
-    assert asyncio.run(runtime._on_evidence(peer, b"\x01junk")) is False
+    assert asyncio.run(runtime.intake.on_evidence(peer, good)) is True
+    assert asyncio.run(runtime.intake.on_evidence(peer, good)) is None  # known: not gossiped again
+    assert asyncio.run(runtime.intake.on_evidence(peer, b"\x01junk")) is False
     stranger = encode_evidence(double_vote(OUTSIDER, 1))
-    assert asyncio.run(runtime._on_evidence(peer, stranger)) is False
-    assert asyncio.run(runtime._on_evidence(peer, encode_evidence(double_vote(KEYS[2], 9)))) is None
+    assert asyncio.run(runtime.intake.on_evidence(peer, stranger)) is False
+    aged = encode_evidence(double_vote(KEYS[2], 9))
+    assert asyncio.run(runtime.intake.on_evidence(peer, aged)) is None
     assert len(runtime.chain.evidence) == 1
     result = commit_step(runtime.chain)
     assert [e["amount"] for e in result.events if e["type"] == "slash"] == [SLASHED]
@@ -47,5 +48,5 @@ def test_gossiped_evidence_is_pooled_once_and_invalid_evidence_blames_the_sender
 
 
 def test_own_report_goes_to_the_pool(runtime):
-    asyncio.run(runtime._act([ReportEvidence(double_vote(KEYS[3], 2))]))
+    asyncio.run(runtime.consensus.act([ReportEvidence(double_vote(KEYS[3], 2))]))
     assert len(runtime.chain.evidence) == 1

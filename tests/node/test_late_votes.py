@@ -37,20 +37,18 @@ def test_a_late_precommit_is_seen_and_a_forged_one_is_not(tmp_path):
     decided = chain.block_record(1).block.hash
     runtime = ValidatorRuntime(chain, KEYS[0], wal_path=tmp_path / "wal", listen=None)
     reports = Reports()
-    runtime.net = reports  # type: ignore[assignment]
+    runtime.intake.net = reports  # type: ignore[assignment]
 
     async def main():
-        runtime._loop = asyncio.get_running_loop()
-        runtime._inbox = asyncio.Queue(100)
-        await runtime._start_height()
+        await runtime.consensus.start_height()
         assert runtime.tm.height == 2
         late = Vote.sign(KEYS[3], CHAIN_ID, 1, 0, Step.PRECOMMIT, decided)
         forged = replace(
             Vote.sign(KEYS[2], CHAIN_ID, 1, 0, Step.PRECOMMIT, decided), value_id=sha256(b"x")
         )
         assert runtime.votes_seen.last(KEYS[3].public_key) is None
-        got = await runtime._gossip_in(KEYS[1].public_key, late, encode_message(late))
-        assert got == Verdict.IGNORE and runtime._inbox.qsize() == 0  # not for the machine
+        got = await runtime.intake.receive(KEYS[1].public_key, late, encode_message(late))
+        assert got == Verdict.IGNORE and len(runtime.inbox) == 0  # not for the machine
         seen = runtime.votes_seen.last(KEYS[3].public_key)
         assert seen is not None
         assert (seen.height, seen.round, seen.step, seen.value_id) == (
@@ -59,7 +57,7 @@ def test_a_late_precommit_is_seen_and_a_forged_one_is_not(tmp_path):
             Step.PRECOMMIT,
             decided,
         )
-        await runtime._gossip_in(KEYS[1].public_key, forged, encode_message(forged))
+        await runtime.intake.receive(KEYS[1].public_key, forged, encode_message(forged))
         assert runtime.votes_seen.last(KEYS[2].public_key) is None
         assert reports.offences == [(KEYS[1].public_key, "sent vote h1 r0: bad vote signature")]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair
-from focusflow.node import validator
-from focusflow.node.validator import DECODED_VALUES, ValidatorRuntime, decode_value, value_id_of
+from focusflow.node import proposals
+from focusflow.node.proposals import DECODED_VALUES, decode_value, value_id_of
+from focusflow.node.validator import ValidatorRuntime
 from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 
 
@@ -33,7 +34,7 @@ def test_validated_proposals_kept_are_bounded_and_the_locked_one_stays(tmp_path,
     keeps the executed state of at most MAX_PENDING (2 here, to keep the test
     short), never dropping the value it is locked on; a dropped one that is
     asked again is validated again."""
-    monkeypatch.setattr(validator, "MAX_PENDING", 2)
+    monkeypatch.setattr(proposals, "MAX_PENDING", 2)
     chain = new_chain(tmp_path / "p", genesis())
     t0 = genesis().genesis_time_ms
     values = [
@@ -45,14 +46,14 @@ def test_validated_proposals_kept_are_bounded_and_the_locked_one_stays(tmp_path,
     )
     try:
         ids = [value_id_of(v) for v in values]
-        assert runtime._is_valid(1, values[0])
+        assert runtime.proposals.is_valid(1, values[0])
         runtime.tm.locked_value_id = ids[0]
         for v in values[1:]:
-            assert runtime._is_valid(1, v)
-            assert len(runtime._pending) <= 2
-        assert ids[0] in runtime._pending and ids[-1] in runtime._pending
-        assert ids[1] not in runtime._pending
-        assert runtime._is_valid(1, values[1])  # validated again, kept again
-        assert ids[1] in runtime._pending and ids[0] in runtime._pending
+            assert runtime.proposals.is_valid(1, v)
+            assert len(runtime.proposals.kept) <= 2
+        assert ids[0] in runtime.proposals.kept and ids[-1] in runtime.proposals.kept
+        assert ids[1] not in runtime.proposals.kept
+        assert runtime.proposals.is_valid(1, values[1])  # validated again, kept again
+        assert ids[1] in runtime.proposals.kept and ids[0] in runtime.proposals.kept
     finally:
         runtime.signer.wal.close()

@@ -1,7 +1,7 @@
 """Messages of the running height kept for ``round`` requests: each once.
 
 A node asks its peers for the messages of its height whenever it has made no
-progress for two seconds (``_pull_round``); every message it accepts is kept
+progress for two seconds (``PeerRequests.pull_round``); every message it accepts is kept
 to answer such requests. When a pulled message already kept was accepted and
 kept again, a stalled height filled the store with copies: each pull then
 carried megabytes of the same votes, every one decoded, queued and handed to
@@ -18,7 +18,8 @@ from focusflow.consensus import Step, Vote, encode_message
 from focusflow.core.encoding import decode, encode
 from focusflow.net import Verdict
 from focusflow.node import open_chain
-from focusflow.node.validator import Received, ValidatorRuntime
+from focusflow.node.inbox import Received
+from focusflow.node.validator import ValidatorRuntime
 from tests.chain.evidence_helpers import CHAIN_ID, KEYS, genesis
 
 
@@ -27,22 +28,20 @@ def test_a_message_is_kept_once_and_a_copy_is_not_queued_again(tmp_path):
     runtime = ValidatorRuntime(chain, KEYS[0], wal_path=tmp_path / "wal", listen=None)
 
     async def main():
-        runtime._loop = asyncio.get_running_loop()
-        runtime._inbox = asyncio.Queue(100)
-        await runtime._start_height()
+        await runtime.consensus.start_height()
         height = runtime.tm.height
         vote = Vote.sign(KEYS[1], CHAIN_ID, height, 0, Step.PREVOTE, None)
         raw = encode_message(vote)
-        first = await runtime._gossip_in(KEYS[1].public_key, vote, raw)
+        first = await runtime.intake.receive(KEYS[1].public_key, vote, raw)
         assert first == Verdict.ACCEPT
         for _ in range(3):  # the same vote, accepted, and then pulled again and again
-            await runtime._handle(Received(KEYS[1].public_key, vote, raw))
-        assert runtime._held.count(raw) == 1
-        served = decode(await runtime._serve_round(KEYS[2].public_key, encode(height)))
+            await runtime.consensus.handle(Received(KEYS[1].public_key, vote, raw))
+        assert runtime.held.messages.count(raw) == 1
+        served = decode(await runtime.requests.serve_round(KEYS[2].public_key, encode(height)))
         assert served.count(raw) == 1
-        queued = runtime._inbox.qsize()
-        again = await runtime._gossip_in(KEYS[2].public_key, vote, raw)
-        assert again == Verdict.IGNORE and runtime._inbox.qsize() == queued
+        queued = len(runtime.inbox)
+        again = await runtime.intake.receive(KEYS[2].public_key, vote, raw)
+        assert again == Verdict.IGNORE and len(runtime.inbox) == queued
 
     try:
         asyncio.run(main())

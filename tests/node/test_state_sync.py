@@ -393,7 +393,7 @@ def test_a_node_that_started_from_a_snapshot_is_not_asked_for_older_blocks(tmp_p
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.05)
             for _ in range(3):
-                await b._poll_once()
+                await b.sync.poll_once()
             return fresh.height, b.net.scores.score(a.net.id)
         finally:
             await b.stop_async()

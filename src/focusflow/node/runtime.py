@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -116,8 +116,6 @@ class NodeRuntime:
 
     #: A full node (ValidatorRuntime with ``follow_only``) never signs.
     follow_only: bool = False
-    #: Why the node stopped following its chain; see ValidatorRuntime.halt.
-    halted: str | None = None
 
     def __init__(
         self,
@@ -157,6 +155,11 @@ class NodeRuntime:
     @property
     def bootstrap(self) -> Bootstrap | None:
         """The bootstrap phases' duty: none here (a network validator runs one)."""
+        return None
+
+    @property
+    def halted(self) -> str | None:
+        """Why the node stopped following its chain: never here (ValidatorRuntime.halt)."""
         return None
 
     # --- transactions --------------------------------------------------------
@@ -272,6 +275,30 @@ class NodeRuntime:
         return self.submit(
             make_tx_at_min_fee(key, chain.chain_id, nonce, msgs, chain.params, 0, per_byte)
         )
+
+    # --- the mempool, for the next block ---------------------------------------
+    def reap(self) -> list[Tx]:
+        """The transactions the next block may carry, best first, within its limits."""
+        params = self.chain.params
+        with self._pool_lock:
+            return self.mempool.reap(self.nonce_of, params.max_block_txs, params.max_block_bytes)
+
+    def discard(self, txs: Iterable[Tx]) -> None:
+        """Drop transactions no block can include (a proposal left them out)."""
+        with self._pool_lock:
+            for tx in txs:
+                self.mempool.discard(tx.hash)
+
+    def has_ready(self) -> bool:
+        """Whether the next block could include a pending transaction (one stuck
+        behind a nonce gap does not count)."""
+        with self._pool_lock:
+            return self.mempool.has_ready(self.nonce_of)
+
+    def oldest(self, limit: int) -> list[Tx]:
+        """At most ``limit`` pending transactions, oldest admitted first."""
+        with self._pool_lock:
+            return self.mempool.oldest(limit)
 
     def _boost(self, address: bytes) -> float:
         return self.view.boost(address)

@@ -1,0 +1,222 @@
+"""Proposal values: the one this node proposes, and its judgement of others'.
+
+The state machine (consensus/tendermint.py) asks its host two things about
+values, each in a worker thread while the consensus task waits:
+``get_value`` (this validator proposes: :meth:`Chain.propose` over the
+mempool) and ``is_valid`` (re-execute a proposal, focus included, and compare
+every root: :meth:`Chain.validate`), then the checks extensions added (data
+availability sampling). :class:`Proposals` answers both, and keeps what they
+cost: the executed state of up to MAX_PENDING validated proposals, so the
+decided one commits without executing again, and the last DECODED_VALUES
+values decoded, since the machine asks a value's id when the proposal arrives
+and its validity right after.
+
+A value is the block and the parent's certificate (Brotli CBOR,
+``Pending.proposal_value``); its id is the block's hash, which the commit
+certificate then names.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+
+from focusflow.chain.block import BlockRecord
+from focusflow.chain.da_commit import block_square, recent_squares
+from focusflow.chain.errors import BlockError
+from focusflow.chain.pending import Pending
+from focusflow.consensus import Proposal
+from focusflow.core.errors import DecodeError
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import address_bytes
+from focusflow.node.extensions import ProposalCheck
+from focusflow.node.runtime import NodeRuntime
+
+log = logging.getLogger("focusflow.node")
+
+#: Validated proposals kept (their executed state, to commit without
+#: re-executing); a byzantine proposer may sign several per round.
+MAX_PENDING = 4
+#: Proposal values kept decoded: decoding a block of 10^4 links (canonical
+#: CBOR, checked) costs milliseconds each time.
+DECODED_VALUES = 4
+
+
+def value_id_of(value: bytes, decoded: dict[bytes, BlockRecord] | None = None) -> bytes:
+    """A proposal's value id is the hash of the block it carries (what the
+    certificate then names); undecodable values get an id no proposal claims.
+    ``decoded``: a cache of decoded values to read and fill (see ``decode_value``)."""
+    try:
+        return decode_value(value, decoded).block.hash
+    except DecodeError:
+        return sha256(b"undecodable" + value)
+
+
+def decode_value(value: bytes, decoded: dict[bytes, BlockRecord] | None = None) -> BlockRecord:
+    """``BlockRecord.decode(value)``, through ``decoded`` (the last DECODED_VALUES values)."""
+    if decoded is None:
+        return BlockRecord.decode(value)
+    record = decoded.get(value)
+    if record is None:
+        record = BlockRecord.decode(value)
+        if len(decoded) >= DECODED_VALUES:
+            decoded.pop(next(iter(decoded)))
+        decoded[value] = record
+    return record
+
+
+class Proposals:
+    """What this node proposes and how it judges a proposal; see the module docstring."""
+
+    def __init__(
+        self, *, node: NodeRuntime, locked: Callable[[], Collection[bytes | None]]
+    ) -> None:
+        """``locked``: the value ids the state machine is locked on or holds as
+        valid, whose executed state is never dropped."""
+        self.node = node
+        self.chain = node.chain
+        self.locked = locked
+        #: Checks a proposal must pass, after it re-executed, before this node
+        #: prevotes for it (``ExtensionHost.add_proposal_check``). They run in a
+        #: worker thread; one that needs the network runs its requests on the
+        #: loop (``run_soon``).
+        self.checks: list[ProposalCheck] = []
+        self._pending: OrderedDict[bytes, Pending] = OrderedDict()
+        self._decoded: dict[bytes, BlockRecord] = {}
+        #: The gossip check and the state machine decode values in different
+        #: worker threads; the cache is shared, so its updates are serialised.
+        self._decoded_lock = threading.Lock()
+
+    # --- values -------------------------------------------------------------------
+    def value_id(self, value: bytes) -> bytes:
+        with self._decoded_lock:
+            return value_id_of(value, self._decoded)
+
+    def decode(self, value: bytes) -> BlockRecord:
+        """The block a value carries (DecodeError if it carries none)."""
+        with self._decoded_lock:
+            return decode_value(value, self._decoded)
+
+    # --- the state machine's callbacks (worker thread, consensus task waiting) ---
+    def get_value(self, height: int) -> bytes:
+        """This validator's proposal for ``height``: the next block from the mempool."""
+        pending = self.chain.propose(self.node.reap(), verified=True)
+        for rejected in pending.rejected:
+            log.info(
+                "transaction left out of proposal",
+                extra={
+                    "fields": {
+                        "height": height,
+                        "tx": rejected.tx.hash.hex()[:16],
+                        "nonce": rejected.tx.nonce,
+                        "code": rejected.error.code,
+                        "reason": str(rejected.error),
+                    }
+                },
+            )
+        self.node.discard(rejected.tx for rejected in pending.rejected)
+        self.keep(pending)
+        return pending.proposal_value()
+
+    def is_valid_proposal(self, height: int, proposal: Proposal) -> bool:
+        """A fresh proposal's block must be made by its signer, the round's
+        proposer, and not be from further ahead than our clock allows
+        (docs/chain.md "Block time"); a re-proposal's block was prevoted by
+        more than 2/3 in an earlier round, so it is checked like a synced one.
+        Either is sampled from its signer, who holds its data: a re-proposal's
+        maker may be gone, and sampling it would refuse the block for good."""
+        if proposal.valid_round != -1:
+            return self.is_valid(height, proposal.value, signer=proposal.proposer)
+        maker = address_bytes(proposal.proposer)
+        return self.is_valid(
+            height, proposal.value, maker, int(time.time() * 1000), signer=proposal.proposer
+        )
+
+    def is_valid(
+        self,
+        height: int,
+        value: bytes,
+        proposer: bytes | None = None,
+        now_ms: int | None = None,
+        signer: bytes | None = None,
+    ) -> bool:
+        """Whether ``value`` re-executes here to its header's roots (with the
+        round's ``proposer`` and this node's clock ``now_ms`` when given) and
+        passes every proposal check (``signer``: whom a check may ask for data)."""
+        try:
+            record = self.decode(value)
+        except DecodeError:
+            return False
+        known = self._pending.get(record.block.hash)
+        if known is not None and self.chain.is_current(known):
+            # Executed here before (our own proposal, or a re-proposal's block).
+            return proposer is None or known.block.header.proposer == proposer
+        try:
+            pending = self.chain.validate(record, now_ms=now_ms, proposer=proposer)
+        except BlockError as exc:
+            log.warning(
+                "prevote nil: proposal does not validate",
+                extra={"fields": {"height": height, "reason": str(exc)}},
+            )
+            return False
+        for check in self.checks:
+            refused = check(record, signer)
+            if refused is not None:
+                log.warning(
+                    "prevote nil: proposal refused",
+                    extra={"fields": {"height": height, "reason": refused}},
+                )
+                self.chain.abandon(pending)
+                return False
+        self.keep(pending)
+        return True
+
+    # --- executed proposals -------------------------------------------------------
+    def keep(self, pending: Pending) -> None:
+        """Keep a validated proposal's executed state for its commit; at most
+        MAX_PENDING, the oldest dropped first except the value the machine is
+        locked on or holds as valid (a dropped one is re-validated if decided)."""
+        self._pending[pending.hash] = pending
+        keep = {*self.locked(), pending.hash}
+        for value_id in list(self._pending):
+            if len(self._pending) <= MAX_PENDING:
+                break
+            if value_id not in keep:
+                self.chain.abandon(self._pending.pop(value_id))
+
+    @property
+    def kept(self) -> tuple[bytes, ...]:
+        """The value ids whose executed state is kept, oldest first."""
+        return tuple(self._pending)
+
+    def executed(self, value_id: bytes) -> Pending | None:
+        """The kept executed state of the value ``value_id``, if any."""
+        return self._pending.get(value_id)
+
+    def clear(self) -> None:
+        """Forget every kept proposal: a new height starts."""
+        self._pending.clear()
+
+    def keep_square(self, proposal: Proposal) -> None:
+        """Hold the data square of a proposal this node sends, so it can serve
+        it to the validators that sample it: a re-proposed block, or a proposal
+        re-sent after a restart (from the WAL), was not built in this process,
+        and sampling this node would find nothing and refuse the proposal. A
+        block executed here has its square at hand; another is decoded once."""
+        known = self._pending.get(proposal.value_id)
+        if known is not None:
+            if recent_squares.get(known.block.header.data_root) is None:
+                recent_squares.add(known.square)
+            return
+        try:
+            record = self.decode(proposal.value)
+        except DecodeError:
+            return
+        if recent_squares.get(record.block.header.data_root) is None:
+            block_square(record.block.txs)
+
+
+__all__ = ["DECODED_VALUES", "MAX_PENDING", "Proposals", "decode_value", "value_id_of"]
