@@ -44,6 +44,7 @@ import asyncio
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from eth_account import Account
@@ -81,10 +82,11 @@ class FutureTimeProposals(Proposals):
         def far_future_propose(txs, time_ms=None, *, verified=False):
             t0 = time.perf_counter()
             proposer = chain.validator_key.address_raw
-            executed = chain._execute(
-                chain.height + 1, FAR_FUTURE_MS, proposer, [], True, [], strict=False
-            )
-            return chain._build(*executed, None, t0)
+            executed = chain.pipeline.execute(
+                height=chain.height + 1, time_ms=FAR_FUTURE_MS, proposer=proposer, txs=[],
+                verified=True, evidence=[], strict=False,
+            )  # fmt: skip
+            return chain.pipeline.build(executed, started=t0)
 
         chain.propose = far_future_propose  # type: ignore[method-assign]
         try:
@@ -237,11 +239,12 @@ class HostileTxsProposals(Proposals):
             t0 = time.perf_counter()
             now = max(int(time.time() * 1000), chain.head.time_ms + 1)
             decoded = [t if isinstance(t, Tx) else decode_tx(t) for t in txs]
-            ctx, included, receipts, rejected, evidence = chain._execute(
-                chain.height + 1, now, chain.validator_key.address_raw, decoded, verified,
-                chain.evidence.pending(), strict=False,
+            executed = chain.pipeline.execute(
+                height=chain.height + 1, time_ms=now, proposer=chain.validator_key.address_raw,
+                txs=decoded, verified=verified, evidence=chain.evidence.pending(), strict=False,
             )  # fmt: skip
-            return chain._build(ctx, [*included, hostile], receipts, rejected, evidence, None, t0)
+            executed = replace(executed, included=[*executed.included, hostile])
+            return chain.pipeline.build(executed, started=t0)
 
         chain.propose = hostile_propose  # type: ignore[method-assign]
         try:
