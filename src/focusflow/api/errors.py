@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from focusflow.core.asgi import replaying
+from focusflow.core.asgi import ASGIApp, Message, Receive, Scope, Send, replaying
 from focusflow.core.errors import FocusflowError
 from focusflow.core.jsontext import too_deep
 
@@ -83,15 +83,29 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-#: OpenAPI description of every error answer (replaces FastAPI's 422 schema).
-ERROR_RESPONSES: dict = {"4XX": {"model": ErrorResponse, "description": "error with a stable code"}}
+class ErrorBody(TypedDict):
+    code: str
+    message: str
+
+
+class ErrorDoc(TypedDict):
+    """What :func:`error_doc` builds: ``ErrorResponse``'s shape, as plain JSON."""
+
+    error: ErrorBody
+
+
+#: OpenAPI description of every error answer (replaces FastAPI's 422 schema);
+#: the type is that of FastAPI's ``responses`` argument.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "error with a stable code"}
+}
 
 
 def error_response(code: str, message: str, status: int | None = None) -> JSONResponse:
     return JSONResponse(error_doc(code, message), status_code=status or STATUS.get(code, 400))
 
 
-def error_doc(code: str, message: str) -> dict:
+def error_doc(code: str, message: str) -> ErrorDoc:
     """The one JSON shape of every error answer."""
     return {"error": {"code": code, "message": message}}
 
@@ -193,13 +207,15 @@ class BodyLimit:
     so an oversize upload is refused without being buffered.
     """
 
-    def __init__(self, app, limit: int, larger: dict[tuple[str, str], int] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, larger: dict[tuple[str, str], int] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         #: ``(method, path) -> limit`` for the routes that take more (a blob upload).
         self.larger = larger or {}
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -215,7 +231,7 @@ class BodyLimit:
                     return
         seen = 0
 
-        async def limited_receive():
+        async def limited_receive() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -245,18 +261,18 @@ class JsonDepthLimit:
     and handed on unchanged.
     """
 
-    def __init__(self, app, exempt: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: ASGIApp, exempt: tuple[str, ...] = ()) -> None:
         self.app = app
         #: Paths whose route parses its body with ``parse_json`` (which checks the
         #: depth itself) and answers in its own error format (JSON-RPC's -32700),
         #: or takes no JSON at all (a blob's raw bytes, which must not be buffered).
         self.exempt = exempt
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self.exempt or not _is_json(scope):
             await self.app(scope, receive, send)
             return
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -273,16 +289,16 @@ class JsonDepthLimit:
         await self.app(scope, replaying(body, receive), send)
 
 
-def _is_json(scope) -> bool:
+def _is_json(scope: Scope) -> bool:
     """A body the framework would parse as JSON: a JSON media type, or none at all."""
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
-            kind = value.split(b";")[0].strip().lower()
+            kind: bytes = value.split(b";")[0].strip().lower()
             return kind == b"application/json" or kind.endswith(b"+json")
     return True
 
 
-async def _send_413(send, limit: int) -> None:
+async def _send_413(send: Send, limit: int) -> None:
     body = json.dumps(error_doc("body_too_large", f"request body over {limit} bytes")).encode()
     await send(
         {

@@ -20,6 +20,7 @@ which stay the documented contract.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from focusflow.api.errors import STATUS, error_doc
 from focusflow.api.routes_chain import admit
@@ -81,6 +82,7 @@ class HotPaths:
             if not message.get("more_body", False):
                 break
         headers: list[tuple[bytes, bytes]] = []
+        doc: Mapping[str, object]
         try:
             tx = await admit(self.state, b"".join(chunks), content_type.decode("latin-1"))
         except FocusflowError as exc:

@@ -23,9 +23,12 @@ import json
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from focusflow.api.errors import error_doc
+from focusflow.core.asgi import ASGIApp, Receive, Scope, Send
 from focusflow.core.errors import InvalidParameterError, require_int
 
 #: The error code of a request refused by a per-client limit (HTTP 429).
@@ -55,13 +58,14 @@ class LimitSettings:
     exempt_loopback: bool = False
 
     @classmethod
-    def from_json(cls, doc: dict | None) -> LimitSettings:
+    def from_json(cls, doc: Mapping[str, object] | None) -> LimitSettings:
         """Settings from a config's ``api_limits`` object (missing keys: defaults)."""
-        doc = dict(doc or {})
-        unknown = set(doc) - {f for f in cls.__dataclass_fields__}
+        # Unchecked JSON values: __post_init__ checks them.
+        fields: dict[str, Any] = dict(doc or {})
+        unknown = set(fields) - {f for f in cls.__dataclass_fields__}
         if unknown:
             raise InvalidParameterError(f"unknown api_limits settings: {sorted(unknown)}")
-        return cls(**doc)
+        return cls(**fields)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rate) and self.rate > 0):
@@ -84,7 +88,9 @@ class ClientLimiter:
     or how many seconds to wait; :meth:`release` ends it.
     """
 
-    def __init__(self, settings: LimitSettings, clock=time.monotonic) -> None:
+    def __init__(
+        self, settings: LimitSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self._clients: OrderedDict[str, _Bucket] = OrderedDict()
@@ -138,12 +144,12 @@ def _is_loopback(ip: str) -> bool:
 class ClientLimits:
     """ASGI middleware applying :class:`ClientLimiter` to every HTTP request."""
 
-    def __init__(self, app, settings: LimitSettings | None = None) -> None:
+    def __init__(self, app: ASGIApp, settings: LimitSettings | None = None) -> None:
         self.app = app
         self.settings = settings or LimitSettings()
         self.limiter = ClientLimiter(self.settings)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -161,7 +167,7 @@ class ClientLimits:
             self.limiter.release(ip)
 
 
-async def _send_429(send, wait: float) -> None:
+async def _send_429(send: Send, wait: float) -> None:
     retry = max(1, math.ceil(wait))
     body = json.dumps(
         error_doc(RATE_LIMITED, f"too many requests from this client; retry in {retry} s")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -192,7 +193,7 @@ async def submit_batch(request: Request) -> JSONResponse:
     except AdmissionBusyError as exc:
         metrics.rejected.labels(exc.code).inc()
         return busy_response(exc)
-    results: list[dict] = []
+    results: list[Mapping[str, object]] = []
     for result in admitted:
         if isinstance(result, FocusflowError):
             metrics.rejected.labels(result.code).inc()
@@ -270,7 +271,7 @@ def _record_at(request: Request, height: int) -> BlockRecord:
     return BlockRecord.decode(raw)
 
 
-def _block_out(request: Request, height: int) -> dict:
+def _block_out(request: Request, height: int) -> dict[str, Any]:
     """A stored block as the API shows it, with the events its execution stored."""
     record = _record_at(request, height)
     with app_state(request).node.chain.reader() as r:
@@ -295,7 +296,7 @@ def _block_bytes(request: Request, height: int) -> bytes:
     return blocks.get(height, lambda h: _compact(_block_out(request, h)))
 
 
-def _compact(doc: dict) -> bytes:
+def _compact(doc: Mapping[str, object]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
