@@ -41,7 +41,8 @@ def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
-    return _inline(schema, defs)
+    inlined: dict[str, Any] = _inline(schema, defs)  # an object stays an object
+    return inlined
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:

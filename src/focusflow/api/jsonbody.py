@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, overload
 
 from focusflow.core.errors import DecodeError, InvalidParameterError
 from focusflow.core.jsontext import too_deep
@@ -37,7 +38,17 @@ def parse_json(body: bytes | str) -> Any:
         raise DecodeError("request body is not JSON") from None
 
 
-def number_field(doc: dict, name: str, default: float | None, lo: float, hi: float) -> Any:
+@overload
+def number_field(
+    doc: Mapping[str, object], name: str, default: float, lo: float, hi: float
+) -> float: ...
+@overload
+def number_field(
+    doc: Mapping[str, object], name: str, default: None, lo: float, hi: float
+) -> float | None: ...
+def number_field(
+    doc: Mapping[str, object], name: str, default: float | None, lo: float, hi: float
+) -> float | None:
     """A finite number in ``[lo, hi]`` (as float), or ``default`` when absent."""
     value = doc.get(name, default)
     if value is None and default is None:
@@ -49,7 +60,15 @@ def number_field(doc: dict, name: str, default: float | None, lo: float, hi: flo
     return float(value)
 
 
-def integer_field(doc: dict, name: str, default: int | None, lo: int, hi: int) -> Any:
+@overload
+def integer_field(doc: Mapping[str, object], name: str, default: int, lo: int, hi: int) -> int: ...
+@overload
+def integer_field(
+    doc: Mapping[str, object], name: str, default: None, lo: int, hi: int
+) -> int | None: ...
+def integer_field(
+    doc: Mapping[str, object], name: str, default: int | None, lo: int, hi: int
+) -> int | None:
     """An integer (not a bool) in ``lo..hi``, or ``default`` when absent.
 
     JSON has one number type: ``8.0`` is the integer 8 (JSON Schema says so,
@@ -65,14 +84,14 @@ def integer_field(doc: dict, name: str, default: int | None, lo: int, hi: int) -
     return value
 
 
-def flag_field(doc: dict, name: str, default: bool = False) -> bool:
+def flag_field(doc: Mapping[str, object], name: str, default: bool = False) -> bool:
     value = doc.get(name, default)
     if not isinstance(value, bool):
         raise InvalidParameterError(f"{name} must be true or false")
     return value
 
 
-def text_field(doc: dict, name: str, limit: int) -> str:
+def text_field(doc: Mapping[str, object], name: str, limit: int) -> str:
     """A string of 1 to ``limit`` characters (required)."""
     value = doc.get(name)
     if not isinstance(value, str) or not 0 < len(value) <= limit:
@@ -80,7 +99,7 @@ def text_field(doc: dict, name: str, limit: int) -> str:
     return value
 
 
-def object_body(doc: Any, fields: set[str]) -> dict:
+def object_body(doc: object, fields: set[str]) -> dict[str, object]:
     """A parsed body that is a JSON object with no field outside ``fields``."""
     if not isinstance(doc, dict):
         raise InvalidParameterError("the request body must be a JSON object")
@@ -90,7 +109,7 @@ def object_body(doc: Any, fields: set[str]) -> dict:
     return doc
 
 
-def list_field(doc: dict, name: str, limit: int) -> list:
+def list_field(doc: Mapping[str, object], name: str, limit: int) -> list[object]:
     """A list of 1 to ``limit`` items (required); the items are the caller's to check."""
     value = doc.get(name)
     if not isinstance(value, list) or not value:

@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 import numpy as np
 from fastapi import APIRouter, Request, WebSocket
@@ -41,7 +41,7 @@ from focusflow.chain.focus_view import FocusView
 from focusflow.core.cid import particle_cid
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError
 from focusflow.core.keys import encode_address
-from focusflow.infer import Inference, InferGraph, InferParams, Sampling
+from focusflow.infer import Inference, InferGraph, InferParams, Sampling, WalkStep
 from focusflow.infer.errors import UnknownParticleError
 from focusflow.state_schema.names import resolve as resolve_name
 
@@ -119,6 +119,25 @@ class InferBody(StrictBody):
     top_p: float = Field(1.0, ge=1e-9, le=1.0)
 
 
+class InferRequest(TypedDict):
+    """A checked inference or walk request, as :func:`parse_request` returns it."""
+
+    context: list[object]
+    top: int
+    params: InferParams
+    semcons: dict[str, float]
+    other_semcons: float | None
+    steps: int
+    seed: int
+    sampling: Sampling
+
+
+#: What sets one engine apart from another on the same graph (see ``_param_key``).
+_ParamKey = tuple[str, float, float, float, str]
+#: What tells one view's graph from another's (see ``NodeInference.engine``).
+_GraphKey = tuple[int, int, int, bytes, bytes]
+
+
 class BusyError(FocusflowError):
     """Every solver is taken: try again later."""
 
@@ -150,14 +169,14 @@ class NodeInference:
         #: links, and bech32 costs some 10 microseconds an address.
         self._addresses = addresses or TextCache(encode_address)
         self._lock = threading.Lock()
-        self._key: tuple | None = None
+        self._key: _GraphKey | None = None
         self._graph: InferGraph | None = None
-        self._engines: dict[tuple, Inference] = {}
+        self._engines: dict[_ParamKey, Inference] = {}
         self._slots = threading.BoundedSemaphore(SOLVERS)
         self.walks = 0
 
-    def engine(self, view, params: InferParams) -> Inference:
-        key = (
+    def engine(self, view: FocusView, params: InferParams) -> Inference:
+        key: _GraphKey = (
             view.n_particles,
             view.n_links,
             view.n_neurons,
@@ -187,11 +206,11 @@ class NodeInference:
             self._slots.release()
 
 
-def _param_key(p: InferParams) -> tuple:
+def _param_key(p: InferParams) -> _ParamKey:
     return (p.mode, p.alpha, p.tol, p.context_weight, p.backend)
 
 
-def _graph_of(view, addresses: TextCache) -> InferGraph:
+def _graph_of(view: FocusView, addresses: TextCache) -> InferGraph:
     n_links = view.n_links
     weight = view.link_weights(np.arange(n_links)) if n_links else np.empty(0)
     return InferGraph.from_arrays(
@@ -205,7 +224,7 @@ def _graph_of(view, addresses: TextCache) -> InferGraph:
     )
 
 
-def parse_request(doc: Any) -> dict[str, Any]:
+def parse_request(doc: object) -> InferRequest:
     """A checked inference request; InvalidParameterError names the first bad field."""
     if not isinstance(doc, dict):
         raise InvalidParameterError("the request body must be a JSON object")
@@ -252,7 +271,7 @@ def parse_request(doc: Any) -> dict[str, Any]:
     }
 
 
-def resolve_context(node: NodeService, view: FocusView, items: list) -> list[int]:
+def resolve_context(node: NodeService, view: FocusView, items: list[object]) -> list[int]:
     """Particle ids of context items: a CID or text, or ``{"name": ...}``."""
     ids = []
     for item in items:
@@ -371,6 +390,6 @@ async def walk(socket: WebSocket) -> None:
         state.inference.walks -= 1
 
 
-def _next_step(inference: NodeInference, steps):
+def _next_step(inference: NodeInference, steps: Iterator[WalkStep]) -> WalkStep | None:
     with inference.slot():
         return next(steps, None)

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from fastapi import APIRouter, Header, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
@@ -240,11 +240,19 @@ def drop_view(
     return JSONResponse({"dropped": name})
 
 
+class ViewChange(TypedDict):
+    """A subscribed view's new rows, as its WebSocket clients receive them."""
+
+    view: str
+    height: int
+    added: list[list[Any]]
+
+
 class _Subscriber:
     """One WebSocket's waiting messages; ``dropped`` once it fell too far behind."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self.queue: asyncio.Queue[ViewChange] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self.dropped = False
 
 
@@ -264,10 +272,10 @@ class Subscriptions:
         loop = self.loop
         if loop is None or not rows or name not in self.subscribers:
             return
-        message = {"view": name, "height": height, "added": rows}
+        message: ViewChange = {"view": name, "height": height, "added": rows}
         loop.call_soon_threadsafe(self._deliver, name, message)
 
-    def _deliver(self, name: str, message: dict) -> None:
+    def _deliver(self, name: str, message: ViewChange) -> None:
         for sub in list(self.subscribers.get(name, ())):
             if sub.queue.full():
                 sub.dropped = True

@@ -15,7 +15,7 @@ stored; one bad text refuses the whole request and keeps nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -73,8 +73,9 @@ def _known(node: NodeService, cid: bytes) -> bool:
 
 
 def _keep(request: Request, doc: Any) -> dict[str, Any]:
-    texts = list_field(object_body(doc, {"texts"}), "texts", MAX_BATCH)
-    raws = [text_bytes(t) for t in texts]
+    items = list_field(object_body(doc, {"texts"}), "texts", MAX_BATCH)
+    raws = [text_bytes(t) for t in items]
+    texts = cast(list[str], items)  # text_bytes refused every item that is not a string
     state = app_state(request)
     store = state.particle_texts
     if store is None:
