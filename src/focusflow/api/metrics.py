@@ -8,10 +8,15 @@ producer thread; the mempool is read when Prometheus scrapes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from focusflow.api.service import NodeService
+from focusflow.api.service import BlockEvent, NodeService
+
+if TYPE_CHECKING:
+    from focusflow.chain.chain import Chain
+    from focusflow.chain.checkpoint_writer import CheckpointWriter
 
 BLOCK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -51,7 +56,7 @@ class NodeMetrics:
         self._scheduler_gauges(node.chain)
         self.height.set(node.chain.height)
 
-    def _checkpoint_gauges(self, writer) -> None:
+    def _checkpoint_gauges(self, writer: CheckpointWriter) -> None:
         """The focus checkpoint writer's counts and last write, read at scrape
         time (its reaper thread finishes writes between blocks)."""
         r = self.registry
@@ -85,7 +90,7 @@ class NodeMetrics:
         for name, (doc, read) in gauges.items():
             Gauge(name, doc, registry=r).set_function(read)
 
-    def _scheduler_gauges(self, chain) -> None:
+    def _scheduler_gauges(self, chain: Chain) -> None:
         """The block scheduler's counts since the node started (chain/scheduler.py),
         read at scrape time: how many transactions ran ahead, were merged as they
         ran, and ran again for a conflict."""
@@ -104,7 +109,7 @@ class NodeMetrics:
                 reader(name.removeprefix("focusflow_scheduler_"))
             )
 
-    def on_block(self, event) -> None:
+    def on_block(self, event: BlockEvent) -> None:
         result = event.result
         self.height.set(result.block.height)
         self.block_seconds.observe(result.timings["total"])

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from focusflow.chain.da_commit import FraudRecord
     from focusflow.chain.focus_view import FocusView
     from focusflow.chain.mempool import Mempool
+    from focusflow.chain.pending import BlockResult
     from focusflow.chain.tx import Tx
     from focusflow.consensus.validators import ValidatorSet
     from focusflow.consensus.votes_seen import VotesSeen
@@ -41,6 +42,29 @@ class BootstrapStatus(Protocol):
 
     def status(self) -> dict[str, Any]:
         """The phase, the certificate presented, the links and the peers dialed."""
+        ...
+
+
+class BlockEvent(Protocol):
+    """One committed block, as the app's block listeners read it (the node's
+    runtime hands them its own event type)."""
+
+    @property
+    def result(self) -> BlockResult: ...
+
+    @property
+    def view(self) -> FocusView:
+        """The focus view published after the block."""
+        ...
+
+    @property
+    def previous(self) -> FocusView:
+        """The focus view published before it."""
+        ...
+
+    @property
+    def interval(self) -> float:
+        """Seconds since the block before."""
         ...
 
 
@@ -126,4 +150,4 @@ class NodeService(Protocol):
         ...
 
 
-__all__ = ["BootstrapStatus", "NodeService", "SquareServer"]
+__all__ = ["BlockEvent", "BootstrapStatus", "NodeService", "SquareServer"]

@@ -24,20 +24,23 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.render import cid_text, record_json
-from focusflow.api.service import NodeService
+from focusflow.api.service import BlockEvent, NodeService
 from focusflow.api.state import app_state
 from focusflow.api.ws_fanout import CLOSE_TRY_LATER as CLOSE_TRY_LATER
 from focusflow.api.ws_fanout import BlockPump, WsConnection
 from focusflow.core.cid import cid_to_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError, InvalidParameterError, require_int
+
+if TYPE_CHECKING:
+    from focusflow.chain.focus_view import FocusView
 
 router = APIRouter()
 
@@ -92,9 +95,35 @@ class _Client(WsConnection):
 @dataclass(frozen=True)
 class _BlockEvent:
     message: str
-    receipts: dict
-    view: Any
-    previous: Any
+    #: Transaction hash -> (index in the block, code, log) of each receipt.
+    receipts: dict[bytes, tuple[int, str, str]]
+    view: FocusView
+    previous: FocusView
+
+
+class FocusEntry(TypedDict):
+    """A watched particle's focus, as ``focus`` messages list it."""
+
+    cid: str
+    focus: float
+    focus_q: int
+    rank: int
+
+
+class TxMessage(TypedDict):
+    type: Literal["tx"]
+    hash: str
+    height: int
+    index: int
+    code: str
+    log: str
+
+
+class TxExpired(TypedDict):
+    type: Literal["expired"]
+    what: Literal["tx"]
+    hash: str
+    height: int
 
 
 class Hub:
@@ -163,7 +192,7 @@ class Hub:
         client.particles -= particles
 
     # --- blocks ------------------------------------------------------------------
-    def on_block(self, event) -> None:
+    def on_block(self, event: BlockEvent) -> None:
         """Producer thread: render the block message once and queue the block."""
         if self.loop is None or not self.clients:
             return
@@ -177,7 +206,7 @@ class Hub:
 
     async def _dispatch(self, item: _BlockEvent) -> None:
         view, previous = item.view, item.previous
-        changes: dict[bytes, dict] = {}
+        changes: dict[bytes, FocusEntry] = {}
         if self.watched and view.q is not previous.q:
             watched = list(self.watched)
             changes = await asyncio.to_thread(focus_changes, watched, view, previous)
@@ -193,7 +222,9 @@ class Hub:
                     client.put(json.dumps(doc))
             self._deliver_txs(client, item.receipts, height)
 
-    def _deliver_txs(self, client: _Client, receipts: dict, height: int) -> None:
+    def _deliver_txs(
+        self, client: _Client, receipts: dict[bytes, tuple[int, str, str]], height: int
+    ) -> None:
         for tx_hash in [h for h in client.txs if h in receipts]:
             del client.txs[tx_hash]
             index, code, log_text = receipts[tx_hash]
@@ -203,7 +234,9 @@ class Hub:
             client.put(json.dumps(_tx_expired(tx_hash, height)))
 
 
-def focus_changes(watched: list[bytes], view, previous) -> dict[bytes, dict[str, Any]]:
+def focus_changes(
+    watched: list[bytes], view: FocusView, previous: FocusView
+) -> dict[bytes, FocusEntry]:
     """``{cid: {cid, focus, focus_q, rank}}`` of the watched particles whose focus changed.
 
     One pass for all clients: the particles are looked up once, compared as
@@ -221,23 +254,23 @@ def focus_changes(watched: list[bytes], view, previous) -> dict[bytes, dict[str,
     return _entries([watched[k] for k in known[changed]], view, idx[changed])
 
 
-def _entries(cids: list[bytes], view, idx: np.ndarray) -> dict[bytes, dict[str, Any]]:
+def _entries(cids: list[bytes], view: FocusView, idx: np.ndarray) -> dict[bytes, FocusEntry]:
     ranks = view.ranks(idx).tolist() if len(idx) else []
-    out = {}
+    out: dict[bytes, FocusEntry] = {}
     for cid, i, rank in zip(cids, idx.tolist(), ranks, strict=True):
         q = int(view.q[i])
         out[cid] = {"cid": cid_text(cid), "focus": q / view.scale, "focus_q": q, "rank": rank}
     return out
 
 
-def current_focus(cids: list[bytes], view) -> list[dict[str, Any]]:
+def current_focus(cids: list[bytes], view: FocusView) -> list[FocusEntry]:
     """The focus entries of those of ``cids`` that are particles of ``view`` now."""
     index = np.fromiter((view.particle_index(c) for c in cids), np.int64, len(cids))
     known = np.flatnonzero(index >= 0)
     return list(_entries([cids[k] for k in known], view, index[known]).values())
 
 
-def _tx_msg(tx_hash: bytes, height: int, index: int, code: str, log_text: str) -> dict:
+def _tx_msg(tx_hash: bytes, height: int, index: int, code: str, log_text: str) -> TxMessage:
     return {
         "type": "tx",
         "hash": tx_hash.hex(),
@@ -248,7 +281,7 @@ def _tx_msg(tx_hash: bytes, height: int, index: int, code: str, log_text: str) -
     }
 
 
-def _tx_expired(tx_hash: bytes, height: int) -> dict:
+def _tx_expired(tx_hash: bytes, height: int) -> TxExpired:
     return {"type": "expired", "what": "tx", "hash": tx_hash.hex(), "height": height}
 
 
@@ -330,7 +363,7 @@ async def _command(hub: Hub, client: _Client, text: str) -> str | None:
     return _error("malformed", "send {subscribe: blocks|focus|tx} or {unsubscribe: ...}")
 
 
-def _unsubscribe(hub: Hub, client: _Client, what) -> str:
+def _unsubscribe(hub: Hub, client: _Client, what: object) -> str:
     if what == "blocks":
         client.blocks = False
     elif what == "focus":
@@ -342,7 +375,7 @@ def _unsubscribe(hub: Hub, client: _Client, what) -> str:
     return json.dumps({"type": "unsubscribed", "what": what})
 
 
-async def _subscribe_focus(hub: Hub, client: _Client, cids) -> str:
+async def _subscribe_focus(hub: Hub, client: _Client, cids: object) -> str:
     cap = hub.limits.max_watched
     if not isinstance(cids, list):
         return _error("malformed", "focus takes particles: a list of CIDs")
@@ -365,12 +398,12 @@ async def _subscribe_focus(hub: Hub, client: _Client, cids) -> str:
     )
 
 
-def _subscribe_tx(hub: Hub, client: _Client, h) -> str | None:
+def _subscribe_tx(hub: Hub, client: _Client, h: object) -> str | None:
+    if not isinstance(h, str) or len(h) != 64:
+        return _error("malformed", "tx takes hash: 64 hex digits")
     try:
-        tx_hash = bytes.fromhex(h) if isinstance(h, str) and len(h) == 64 else None
+        tx_hash = bytes.fromhex(h)
     except ValueError:
-        tx_hash = None
-    if tx_hash is None:
         return _error("malformed", "tx takes hash: 64 hex digits")
     if tx_hash not in client.txs and len(client.txs) >= hub.limits.max_txs:
         return _error("over_limit", f"one connection waits for at most {hub.limits.max_txs} txs")
