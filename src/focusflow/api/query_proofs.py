@@ -10,7 +10,8 @@ key's value, and that every row follows from the proven facts alone.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import Request
@@ -24,8 +25,14 @@ from focusflow.query.node_source import NEURONS
 from focusflow.state_schema.accounts import account_key
 from focusflow.state_schema.names import NAME_PREFIX
 
+if TYPE_CHECKING:
+    from focusflow.chain.focus_view import FocusView
+    from focusflow.query.provenance import Value
 
-def _message_key(view, sources: LinkSources, ids: np.ndarray, keep) -> bytes | None:
+
+def _message_key(
+    view: FocusView, sources: LinkSources, ids: np.ndarray, keep: Callable[[int], bool]
+) -> bytes | None:
     for link_id in ids.tolist():
         if keep(link_id):
             key = sources.key_of(link_id)
@@ -34,7 +41,13 @@ def _message_key(view, sources: LinkSources, ids: np.ndarray, keep) -> bytes | N
     return None
 
 
-def fact_key(view, sources: LinkSources, rel: str, raw: tuple, spelled: list) -> bytes | None:
+def fact_key(
+    view: FocusView,
+    sources: LinkSources,
+    rel: str,
+    raw: tuple[Value, ...],
+    spelled: list[Any],
+) -> bytes | None:
     """The state key whose value commits this fact, or None (a genesis link)."""
     index = view.link_index
     if rel in ("link", "neuron_link"):
@@ -57,13 +70,13 @@ def fact_key(view, sources: LinkSources, rel: str, raw: tuple, spelled: list) ->
     raise ApiError("query_invalid", f"{rel} facts cannot be proven")
 
 
-def prove_answer(request: Request, view, answer: Answer) -> dict[str, Any]:
+def prove_answer(request: Request, view: FocusView, answer: Answer) -> dict[str, Any]:
     """The ``proofs`` part of a proved answer (see docs/query.md, *Proofs*)."""
     assert answer.facts is not None and answer.raw_facts is not None
     sources = link_sources(request)
     sources.upto(app_state(request).node.chain, view.height)
     facts: list[dict[str, Any]] = []
-    where: dict[tuple[str, tuple], int] = {}
+    where: dict[tuple[str, tuple[Value, ...]], int] = {}
     keys: dict[str, dict[str, Any]] = {}
     rows = []
     block = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import threading
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request
@@ -41,6 +41,10 @@ from focusflow.state_schema.accounts import account_key
 from focusflow.state_schema.links import links_key
 from focusflow.state_schema.names import NAME_PREFIX
 from focusflow.store import smt
+
+if TYPE_CHECKING:
+    from focusflow.chain.chain import Chain
+    from focusflow.chain.focus_view import FocusView
 
 router = APIRouter(prefix="/v1/light", responses=ERROR_RESPONSES)
 
@@ -74,7 +78,57 @@ def _stale(exc: StaleHeightError) -> JSONResponse:
 # --- headers -----------------------------------------------------------------
 
 
-def header_json(header: Header) -> dict:
+class HeaderJson(TypedDict):
+    """A header's twelve fields, as :func:`header_json` spells them."""
+
+    chain_id: str
+    height: int
+    time_ms: int
+    parent: str
+    txs_root: str
+    state_root: str
+    focus_root: str
+    data_root: str
+    evidence_root: str
+    validators_hash: str
+    proposer: str
+    last_commit: str
+
+
+class ValidatorPower(TypedDict):
+    public_key: str
+    power: int
+
+
+class HeaderDoc(TypedDict):
+    """A ``/v1/light/header`` answer: the header, its certificate and signing set."""
+
+    height: int
+    hash: str
+    chain_id: str
+    header_cbor: str
+    header: HeaderJson
+    certificate_cbor: str | None
+    validators: list[ValidatorPower]
+
+
+class KeyPart(TypedDict):
+    """A state key with its value and proof (hex; ``value`` None: absent)."""
+
+    key: str
+    value: str | None
+    proof: str
+
+
+class KeyProof(KeyPart):
+    """What :func:`prove_at` answers: the key's part and the block it is proven at."""
+
+    height: int
+    block_hash: str
+    state_root: str
+
+
+def header_json(header: Header) -> HeaderJson:
     """The twelve header fields as JSON (bytes as hex), named as in chain/block.py."""
     return {
         "chain_id": header.chain_id,
@@ -99,7 +153,7 @@ def _record(request: Request, height: int) -> BlockRecord:
     return record
 
 
-def _header_doc(request: Request, height: int) -> dict:
+def _header_doc(request: Request, height: int) -> HeaderDoc:
     chain = app_state(request).node.chain
     record = _record(request, height)
     header = record.block.header
@@ -134,7 +188,7 @@ def header_at(request: Request, height: Annotated[int, Path(ge=0, le=MAX_HEIGHT)
 # --- state proofs -------------------------------------------------------------
 
 
-def prove_at(request: Request, key: bytes, height: int | None, store: Any = None) -> dict:
+def prove_at(request: Request, key: bytes, height: int | None, store: Any = None) -> KeyProof:
     """``{height, block_hash, state_root, key, value, proof}`` of one state key.
 
     The proof is against the state root of the block at ``height`` (default:
@@ -172,7 +226,7 @@ def prove_at(request: Request, key: bytes, height: int | None, store: Any = None
     }
 
 
-def _answer(request: Request, key: bytes, height: int | None, **extra) -> JSONResponse:
+def _answer(request: Request, key: bytes, height: int | None, **extra: str) -> JSONResponse:
     """One key's proof; at one of the heights the query service keeps a store
     snapshot of (the last four), with its value as of that height."""
     try:
@@ -246,7 +300,7 @@ class ChunkLeaves:
             return self._chunks
 
 
-def _view_height(request: Request, height: int | None):
+def _view_height(request: Request, height: int | None) -> FocusView:
     view = app_state(request).node.view
     if height is not None and height != view.height:
         raise StaleHeightError(
@@ -297,7 +351,7 @@ def proof_particle(request: Request, cid: CidPath, height: HeightQ = None) -> JS
     )
 
 
-def _key_part(doc: dict) -> dict:
+def _key_part(doc: KeyProof) -> KeyPart:
     return {"key": doc["key"], "value": doc["value"], "proof": doc["proof"]}
 
 
@@ -320,7 +374,7 @@ class LinkSources:
         self._keys: list[bytes | None] = []
         self._count = 0
 
-    def upto(self, chain, height: int) -> None:
+    def upto(self, chain: Chain, height: int) -> None:
         """Scan the stored blocks after the last scanned one up to ``height``."""
         with self._lock:
             for h in range(self._height + 1, height + 1):
@@ -381,7 +435,7 @@ def proof_links(
         sources = link_sources(request)
         sources.upto(app_state(request).node.chain, view.height)
         links: list[dict[str, Any]] = []
-        messages: list[dict[str, Any]] = []
+        messages: list[KeyPart] = []
         where: dict[bytes, int] = {}
         block = None
         size = 0
