@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from focusflow.chain.block import Block, BlockRecord
 from focusflow.chain.focus_view import FocusView
@@ -14,6 +14,9 @@ from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.core.errors import InvalidCIDError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import encode_address
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @lru_cache(maxsize=1 << 17)
@@ -65,7 +68,7 @@ def parse_cid(text: str) -> bytes:
 
 
 def block_json(
-    block: Block, commit: CommitCertificate | None = None, events: list | tuple = ()
+    block: Block, commit: CommitCertificate | None = None, events: Sequence[object] = ()
 ) -> dict[str, Any]:
     """A block's header fields, its transaction and evidence hashes, commit and events.
 
@@ -95,20 +98,32 @@ def block_json(
     }
 
 
-def record_json(record: BlockRecord, events: list | tuple = ()) -> dict[str, Any]:
+def record_json(record: BlockRecord, events: Sequence[object] = ()) -> dict[str, Any]:
     return block_json(record.block, record.commit, events)
 
 
+class RankedParticle(TypedDict):
+    """One particle of a top list (``schemas.RankedParticle``'s shape)."""
+
+    rank: int
+    cid: str
+    focus: float
+    focus_q: int
+    text: str | None
+
+
 def ranked(
-    view: FocusView, indices, texts: Callable[[list[bytes]], list[str | None]] | None = None
-) -> list[dict[str, Any]]:
+    view: FocusView,
+    indices: np.ndarray,
+    texts: Callable[[list[bytes]], list[str | None]] | None = None,
+) -> list[RankedParticle]:
     """``[{rank, cid, focus, focus_q, text}]`` for particle indices already in rank
     order; ``texts`` gives the kept text of binary CIDs (every ``text`` null without it)."""
     q = view.q
     order = indices.tolist()
     raws = [view.particles[i] for i in order]
     kept = texts(raws) if texts is not None else [None] * len(raws)
-    out = []
+    out: list[RankedParticle] = []
     for rank, (i, raw, text) in enumerate(zip(order, raws, kept, strict=True), start=1):
         qi = int(q[i])
         out.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -38,15 +38,15 @@ class TopCache:
 
     def __init__(self, texts: ParticleTexts | None = None) -> None:
         self._texts = texts
-        self._view: Any = None
+        self._view: FocusView | None = None
         self._generation = 0
         self._bodies: dict[int, bytes] = {}
         self._lock = threading.Lock()
 
-    def _current(self, view, generation: int) -> bool:
+    def _current(self, view: FocusView, generation: int) -> bool:
         return self._view is view and self._generation == generation
 
-    def body(self, view, k: int) -> bytes:
+    def body(self, view: FocusView, k: int) -> bytes:
         generation = self._texts.generation if self._texts is not None else 0
         with self._lock:
             if not self._current(view, generation):
@@ -70,7 +70,7 @@ def _view(request: Request) -> FocusView:
     return app_state(request).node.view
 
 
-def _particle(request: Request, cid: str):
+def _particle(request: Request, cid: str) -> tuple[FocusView, bytes, int]:
     """(view, binary CID, index) of a particle in the current view; 404 if it is not one."""
     raw = parse_cid(cid)
     view = _view(request)

@@ -21,7 +21,7 @@ and a repeated page costs its JSON encoding only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -29,6 +29,9 @@ from fastapi.responses import JSONResponse
 from focusflow.api.errors import ERROR_RESPONSES
 from focusflow.api.render import TextCache
 from focusflow.api.state import app_state
+
+if TYPE_CHECKING:
+    from focusflow.chain.focus_view import FocusView
 
 router = APIRouter(prefix="/v1/graph", responses=ERROR_RESPONSES)
 
@@ -44,7 +47,11 @@ def _texts(request: Request) -> tuple[TextCache, TextCache]:
 
 
 def _page(
-    view, total: int, start: int, limit: int, columns: Callable[[int, int], dict]
+    view: FocusView,
+    total: int,
+    start: int,
+    limit: int,
+    columns: Callable[[int, int], dict[str, object]],
 ) -> JSONResponse:
     """The page ``start .. start + limit`` of ``total`` items of ``view`` (one
     view for the whole answer), its columns from ``columns(lo, hi)``."""
