@@ -114,7 +114,9 @@ class EvmSubscriptions:
                     if _passes(raw, sub):
                         client.put(_notification(sub_id, item))
 
-    def _render(self, height: int) -> tuple[dict[str, Any] | None, list[tuple[dict, tuple]]]:
+    def _render(
+        self, height: int
+    ) -> tuple[dict[str, Any] | None, list[tuple[dict[str, Any], tuple[bytes, list[bytes]]]]]:
         """The block's header and every log with its raw parts (one render for all)."""
         block = self.rpc._block_json(height, False)
         if block is None:

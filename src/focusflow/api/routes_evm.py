@@ -34,7 +34,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -117,6 +117,12 @@ def qty(value: int) -> str:
 
 def data(value: bytes) -> str:
     return "0x" + value.hex()
+
+
+_T = TypeVar("_T")
+_D = TypeVar("_D")
+#: A log as execution stores it in its ``evm`` event: (address, topics, data).
+_RawLog = tuple[bytes, list[bytes], bytes]
 
 
 def _param(params: list[Any], i: int, default: Any = ...) -> Any:
@@ -469,7 +475,9 @@ class EvmRpc:
             ],
         }
 
-    def _tx_json(self, tx: EthTx, height: int | None, block_hash: bytes | None, index: int | None):
+    def _tx_json(
+        self, tx: EthTx, height: int | None, block_hash: bytes | None, index: int | None
+    ) -> dict[str, Any]:
         eth = tx.eth
         type_id = getattr(eth, "type_id", None) or 0
         base = self.node.chain.params.evm_base_fee
@@ -648,7 +656,9 @@ _CALL_FIELDS = {
 }  # fmt: skip
 
 
-def _optional(call: dict[str, Any], name: str, parse: Callable[[Any, str], Any], default: Any):
+def _optional(
+    call: dict[str, Any], name: str, parse: Callable[[Any, str], _T], default: _D
+) -> _T | _D:
     """``parse`` of a call field, or ``default`` when it is absent or null."""
     value = call.get(name)
     return default if value is None else parse(value, name)
@@ -692,17 +702,17 @@ def _evm_event(events: list[Any]) -> dict[str, Any] | None:
     return None
 
 
-def _logs_of(events: list[Any]) -> list[tuple[bytes, list[bytes], bytes]]:
+def _logs_of(events: list[Any]) -> list[_RawLog]:
     ev = _evm_event(events)
     if ev is None:
         return []
     return [(bytes(a), [bytes(t) for t in topics], bytes(d)) for a, topics, d in ev["logs"]]
 
 
-def _bloom(logs: list[tuple[bytes, list[bytes], bytes]]) -> str:
+def _bloom(logs: list[_RawLog]) -> str:
     if not logs:
         return _EMPTY_BLOOM
-    from eth_bloom import BloomFilter
+    from eth_bloom.bloom import BloomFilter
 
     bloom = BloomFilter()
     for address, topics, _ in logs:
@@ -712,7 +722,9 @@ def _bloom(logs: list[tuple[bytes, list[bytes], bytes]]) -> str:
     return data(int(bloom).to_bytes(256, "big"))
 
 
-def _log_json(log, height: int, block_hash: bytes, tx_hash: bytes, index: int, log_index: int):
+def _log_json(
+    log: _RawLog, height: int, block_hash: bytes, tx_hash: bytes, index: int, log_index: int
+) -> dict[str, Any]:
     address, topics, payload = log
     return {
         "address": data(address),
@@ -751,7 +763,7 @@ def topic_filter(value: Any) -> list[set[bytes] | None]:
     return out
 
 
-def _matches(log, addresses: set[bytes] | None, topics: list[set[bytes] | None]) -> bool:
+def _matches(log: _RawLog, addresses: set[bytes] | None, topics: list[set[bytes] | None]) -> bool:
     address, log_topics, _ = log
     if addresses is not None and address not in addresses:
         return False
