@@ -20,7 +20,7 @@ import contextlib
 import io
 import queue
 from collections.abc import Callable, Iterator
-from typing import Annotated, BinaryIO, cast
+from typing import TYPE_CHECKING, Annotated, BinaryIO, cast
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -34,6 +34,9 @@ from focusflow.core.cid import cid_from_bytes, cid_to_bytes
 from focusflow.services.storage.chunk_store import ChunkStore, PutResult
 from focusflow.services.storage.dag import BlobError, codec_of
 from focusflow.services.storage.proofs import prove_retrievability
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -74,7 +77,7 @@ class _BodyPipe(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         while not self._head and not self._ended:
             piece = self._pieces.get()
             if piece is None or piece is _CUT_SHORT:
@@ -83,8 +86,10 @@ class _BodyPipe(io.RawIOBase):
                     raise BlobError("the upload was cut short")
             else:
                 self._head = cast(bytes, piece)
-        n = min(len(buffer), len(self._head))
-        buffer[:n] = self._head[:n]
+        # Released on return: the caller may resize its buffer to what was read.
+        with memoryview(buffer) as out:
+            n = min(len(out), len(self._head))
+            out[:n] = self._head[:n]
         self._head = self._head[n:]
         return n
 

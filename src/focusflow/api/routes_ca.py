@@ -16,7 +16,7 @@ of every leaf.
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -41,6 +41,9 @@ from focusflow.state_schema.ca import (
     log_leaves,
 )
 
+if TYPE_CHECKING:
+    from focusflow.chain.state import Readable
+
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 SerialPath = Annotated[
     str, Path(description="a certificate's serial, 32 hex digits", pattern="^[0-9a-f]{32}$")
@@ -57,7 +60,7 @@ class LogCopy:
         self.log = MerkleLog()
         self.lock = threading.Lock()
 
-    def at(self, reader, size: int) -> MerkleLog:
+    def at(self, reader: Readable, size: int) -> MerkleLog:
         with self.lock:
             for leaf in log_leaves(reader, size, self.log.size):
                 self.log.append_hash(leaf)

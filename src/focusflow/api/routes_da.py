@@ -127,7 +127,7 @@ class FraudOut(BaseModel):
     height: int
     block_hash: str
     data_root: str
-    proof: dict
+    proof: dict[str, object]
 
 
 @router.get("/{height}/fraud", response_model=None, responses={200: {"model": FraudOut}})

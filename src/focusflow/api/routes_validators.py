@@ -9,6 +9,8 @@ to see at a glance which validator is silent or behind.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -52,7 +54,17 @@ def validators(request: Request) -> JSONResponse:
     )
 
 
-def _vote_json(vote: SeenVote | None) -> dict | None:
+class VoteJson(TypedDict):
+    """A validator's last vote seen, as ``last_vote`` shows it."""
+
+    height: int
+    round: int
+    type: str
+    value_id: str | None
+    time_ms: int
+
+
+def _vote_json(vote: SeenVote | None) -> VoteJson | None:
     if vote is None:
         return None
     return {

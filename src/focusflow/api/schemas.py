@@ -61,7 +61,7 @@ class Status(BaseModel):
 
 class Params(BaseModel):
     chain_id: str
-    params: dict
+    params: dict[str, object]
     fee_per_byte: int
 
 
@@ -145,7 +145,7 @@ class TxStatus(BaseModel):
     index: int | None
     code: str | None
     log: str | None
-    events: list[dict]
+    events: list[dict[str, object]]
 
 
 class CommitSig(BaseModel):
@@ -172,7 +172,7 @@ class BlockOut(BaseModel):
     evidence: list[str]
     #: Block-level events: ``{"type": "slash", validator, public_key, height,
     #: evidence, amount, bonded}`` per offence punished.
-    events: list[dict]
+    events: list[dict[str, object]]
     commit: list[CommitSig]
 
 
