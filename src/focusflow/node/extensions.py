@@ -133,7 +133,7 @@ class NodeExtension(Protocol):
         """Release what ``attach`` and later work took (tasks, files)."""
 
 
-def default_extensions(config: dict) -> list[NodeExtension]:
+def default_extensions(config: dict[str, object]) -> list[NodeExtension]:
     """The extensions a network node (validator or full node) runs, from its config.json."""
     from focusflow.node.blob_net import BlobNet  # blobs found through the DHT, moved over QUIC
     from focusflow.node.da_net import DANet  # data availability over QUIC, fraud proofs

@@ -29,6 +29,7 @@ the event loop themselves.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -144,7 +145,7 @@ class NodeRuntime:
         self.admission_waiting = 0
         self.admission_waiting_bytes = 0
         self.view: FocusView = chain.focus.view(chain.height)
-        self.syntropy: deque[dict] = deque(maxlen=HISTORY)
+        self.syntropy: deque[dict[str, float]] = deque(maxlen=HISTORY)
         self.syntropy.append(self._syntropy_point(self.view))
         self.listeners: list[Callable[[BlockEvent], None]] = []
         self.last_block_seconds = 0.0
@@ -229,7 +230,7 @@ class NodeRuntime:
         submit = self.submit if relay else self._submit_here
         work = self._admission.submit(_each, submit, list(raws))
 
-        def release(_) -> None:
+        def release(_: concurrent.futures.Future[list[Tx | FocusflowError]]) -> None:
             # Counted until the work is done, not until the client goes away.
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._release_admission, n, size)
@@ -328,8 +329,9 @@ class NodeRuntime:
         self._collector.after_block()
         return event
 
-    def log_block(self, event: BlockEvent, **fields) -> None:
-        """One log line per committed block (INFO with transactions, DEBUG when empty)."""
+    def log_block(self, event: BlockEvent, **fields: float) -> None:
+        """One log line per committed block (INFO with transactions, DEBUG when empty);
+        ``fields`` go in it too (``ms``: the block's time, rounded)."""
         block = event.result.block
         timings = event.result.timings
         log.log(
@@ -351,7 +353,8 @@ class NodeRuntime:
         )
 
     @staticmethod
-    def _syntropy_point(view: FocusView) -> dict:
+    def _syntropy_point(view: FocusView) -> dict[str, float]:
+        """``{height, syntropy, entropy, particles}`` of a published view (/v1/focus/syntropy)."""
         return {
             "height": view.height,
             "syntropy": view.syntropy,

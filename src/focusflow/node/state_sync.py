@@ -43,7 +43,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +67,7 @@ from focusflow.chain.snapshot import (
     verify_snapshot,
     write_snapshot,
 )
+from focusflow.chain.valsets import ValidatorSets
 from focusflow.consensus.certificate import verify_certificate
 from focusflow.consensus.errors import InvalidCertificateError
 from focusflow.consensus.validators import ValidatorSet, has_one_third
@@ -145,13 +146,13 @@ class StateSync:
         self.capture_seconds = 0.0
 
     @classmethod
-    def from_config(cls, config: dict) -> StateSync:
+    def from_config(cls, config: Mapping[str, object]) -> StateSync:
         """The extension config.json asks for: ``snapshot_interval`` (0: write
         none, serve what is kept) and ``snapshot_keep``."""
-        interval = config.get("snapshot_interval", DEFAULT_INTERVAL)
-        keep = config.get("snapshot_keep", DEFAULT_KEEP)
-        require_int("snapshot_interval", interval, 0)
-        require_int("snapshot_keep", keep, 1)
+        interval = require_int(
+            "snapshot_interval", config.get("snapshot_interval", DEFAULT_INTERVAL), 0
+        )
+        keep = require_int("snapshot_keep", config.get("snapshot_keep", DEFAULT_KEEP), 1)
         return cls(interval, keep)
 
     def attach(self, host: ExtensionHost) -> None:
@@ -271,7 +272,7 @@ class Trust:
     period_s: float | None = TRUSTING_PERIOD_S
 
     @classmethod
-    def from_config(cls, config: dict) -> Trust:
+    def from_config(cls, config: Mapping[str, object]) -> Trust:
         """config.json's ``trust_height`` and ``trust_hash`` (64 hex digits),
         given together or not at all, and ``trust_period_s`` (seconds > 0)."""
         height, hex_hash = config.get("trust_height"), config.get("trust_hash")
@@ -280,14 +281,14 @@ class Trust:
             raise InvalidParameterError(f"trust_period_s must be seconds > 0, got {period!r}")
         if height is None and hex_hash is None:
             return cls(period_s=float(period))
-        height = require_int("trust_height", height, 1)
+        trusted = require_int("trust_height", height, 1)
         try:
             digest = bytes.fromhex(hex_hash) if isinstance(hex_hash, str) else b""
         except ValueError:
             digest = b""
         if len(digest) != 32:
             raise InvalidParameterError(f"trust_hash must be 64 hex digits, got {hex_hash!r}")
-        return cls(height, digest, float(period))
+        return cls(trusted, digest, float(period))
 
 
 #: Fetches the block record of a height from the peer being tried.
@@ -296,7 +297,7 @@ BlockFetcher = Callable[[int], Awaitable[BlockRecord]]
 
 async def verify_trust(
     record: BlockRecord,
-    valsets,
+    valsets: ValidatorSets,
     genesis: Genesis,
     trust: Trust,
     fetch: BlockFetcher,
