@@ -15,15 +15,16 @@ import functools
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from cryptography.hazmat.primitives import serialization
 
 from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.chain.genesis import Genesis
-from focusflow.core.errors import HomeError
+from focusflow.core.errors import HomeError as HomeError  # re-exported: the node's home errors
 from focusflow.core.hashing import sha256
 from focusflow.core.home import (
     account_key_path,
@@ -51,7 +52,7 @@ DEV_STAKE = 10**12
 #: A devnet's economy with ``--economy``: gas in H, rewards flowing at once
 #: (H minted every block, tenure and learning), the protocol's sixth of swap
 #: fees (Uniswap v2's fee switch), a TWAP window of a minute of devnet blocks.
-DEVNET_ECONOMY: dict = {
+DEVNET_ECONOMY: dict[str, int] = {
     "economics": 1,
     "h_mint_per_block": 1_000_000,
     "tenure_rate_ppb": 100,
@@ -72,6 +73,30 @@ ETH_DEV_BALANCE = 10**18
 #: aioquic spends its time per packet, and loopback does not fragment
 #: (bench/RESULTS.md, net.py: 3.5x the bytes per CPU second of 1452-byte ones).
 LOOPBACK_DATAGRAM_SIZE = 8192
+
+
+class AccountJson(TypedDict):
+    """A genesis account as this module writes it (``chain.genesis``)."""
+
+    address: str
+    balance: int
+    stake: int
+    tokens: NotRequired[dict[str, int]]
+
+
+class CaMemberJson(TypedDict):
+    address: str
+    identifier: int
+    verifying_share: str
+
+
+class CaSectionJson(TypedDict):
+    """A testnet genesis's ``ca`` section (:func:`network_ca`)."""
+
+    threshold: int
+    public_key: str
+    root: str
+    members: list[CaMemberJson]
 
 
 class HomeInUseError(HomeError):
@@ -166,9 +191,10 @@ class Home:
         """The consensus write-ahead log (what this validator signed)."""
         return self.path / "consensus.wal"
 
-    def load_config(self) -> dict:
+    def load_config(self) -> dict[str, Any]:
         try:
-            return json.loads(self.config.read_text())
+            config: dict[str, Any] = json.loads(self.config.read_text())
+            return config
         except (OSError, ValueError) as exc:
             raise HomeError(f"cannot read the node config {self.config}: {exc}") from None
 
@@ -243,8 +269,12 @@ def init_devnet(
     validator.save(home.validator_key)
     KeyPair.generate().save(home.account_key)
     create_token_file(home.admin_token)
-    params: dict = {"focus": dict(NEW_CHAIN_FOCUS)}
-    dev_account: dict = {"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}
+    params: dict[str, object] = {"focus": dict(NEW_CHAIN_FOCUS)}
+    dev_account: AccountJson = {
+        "address": dev.address,
+        "balance": DEV_BALANCE,
+        "stake": DEV_STAKE,
+    }
     if economy:
         params |= DEVNET_ECONOMY
         params["dex_dealers"] = [{"address": dev.address, "quota": DEV_BALANCE}]
@@ -301,8 +331,8 @@ def init_testnet(
     *,
     chain_id: str | None = None,
     host: str = "127.0.0.1",
-    timeouts: dict | None = None,
-    params: dict | None = None,
+    timeouts: dict[str, float] | None = None,
+    params: Mapping[str, object] | None = None,
     full_nodes: int = 0,
 ) -> list[Home]:
     """``validators`` homes ``path/v0 .. path/v{N-1}`` sharing one genesis, then
@@ -324,7 +354,9 @@ def init_testnet(
         raise HomeError(f"{path} holds a partial or different testnet; choose another --home")
     keys = [KeyPair.generate() for _ in range(validators)]
     dev = KeyPair.generate()
-    accounts = [{"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}]
+    accounts: list[AccountJson] = [
+        {"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}
+    ]
     owners = [KeyPair.generate() for _ in range(validators)]
     # The consensus key's account holds the bond (power is its bonded stake) and
     # a float for the fees of validator.register/unregister, which it must sign;
@@ -425,7 +457,7 @@ def init_full_node(
     p2p: str,
     api: str,
     peers: list[str],
-    settings: dict | None = None,
+    settings: Mapping[str, object] | None = None,
 ) -> Home:
     """A new full-node home: the network's genesis, a fresh node key (its p2p
     identity; a full node holds no consensus key and never signs), and a
@@ -439,7 +471,13 @@ def init_full_node(
     _make_home_dirs(home)
     KeyPair.generate().save(home.node_key)
     create_token_file(home.admin_token)
-    config = {"name": name, "full": True, "p2p": p2p, "api": api, "peers": list(peers)}
+    config: dict[str, object] = {
+        "name": name,
+        "full": True,
+        "p2p": p2p,
+        "api": api,
+        "peers": list(peers),
+    }
     config.update(settings or {})
     if is_loopback_host(p2p.rpartition(":")[0].strip("[]")):
         config["max_datagram_size"] = LOOPBACK_DATAGRAM_SIZE
@@ -513,7 +551,7 @@ def lock_home(home: Home) -> int:
 CHAIN_ID_SUFFIX_HEX = 12
 
 
-def unique_chain_id(prefix: str, fields: dict) -> str:
+def unique_chain_id(prefix: str, fields: Mapping[str, object]) -> str:
     """``<prefix>-<12 hex>``: the hex digits begin the SHA-256 of the genesis's other
     fields (canonical JSON), which hold the network's fresh validator keys and its
     creation time, so every created network gets its own id and a message signed
@@ -522,7 +560,7 @@ def unique_chain_id(prefix: str, fields: dict) -> str:
     return f"{prefix}-{digest.hex()[:CHAIN_ID_SUFFIX_HEX]}"
 
 
-def network_ca(members: list[KeyPair]) -> tuple[dict | None, list[frost.KeyShare]]:
+def network_ca(members: list[KeyPair]) -> tuple[CaSectionJson | None, list[frost.KeyShare]]:
     """A testnet's CA (``modules.ca``): the members' account keys hold shares of a
     key made by a distributed key generation run here for all of them (the tool
     makes every member's home), two thirds and one of them needed to sign, and
@@ -537,7 +575,7 @@ def network_ca(members: list[KeyPair]) -> tuple[dict | None, list[frost.KeyShare
     root = threshold_root(
         "focusflow testnet", group, lambda msg: frost.sign_together(shares[:threshold], msg)
     )
-    section = {
+    section: CaSectionJson = {
         "threshold": threshold,
         "public_key": group.hex(),
         "root": root.public_bytes(serialization.Encoding.DER).hex(),
@@ -549,7 +587,7 @@ def network_ca(members: list[KeyPair]) -> tuple[dict | None, list[frost.KeyShare
     return section, shares
 
 
-def _new_genesis(prefix: str, chain_id: str | None, fields: dict) -> Genesis:
+def _new_genesis(prefix: str, chain_id: str | None, fields: Mapping[str, object]) -> Genesis:
     """A genesis of ``fields`` under ``chain_id``, or a unique id when None."""
     cid = chain_id if chain_id is not None else unique_chain_id(prefix, fields)
     return Genesis.from_json({"chain_id": cid, **fields})
