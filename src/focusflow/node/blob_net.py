@@ -48,7 +48,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +100,7 @@ class BlobNetConfig:
     pin_min_bounty_per_mib: int = DEFAULT_PIN_MIN_BOUNTY_PER_MIB
 
     @classmethod
-    def from_config(cls, config: dict) -> BlobNetConfig:
+    def from_config(cls, config: Mapping[str, object]) -> BlobNetConfig:
         """The settings in ``config``; InvalidParameterError for a wrong value."""
         values: list[float] = []
         for key, default in (
@@ -170,7 +170,7 @@ class BlobNet:
         self.stats = {"served_blocks": 0, "fetched": 0, "provided": 0}
 
     @classmethod
-    def from_config(cls, config: dict) -> BlobNet:
+    def from_config(cls, config: Mapping[str, object]) -> BlobNet:
         return cls(BlobNetConfig.from_config(config))
 
     def use_store(self, store: ChunkStore) -> None:

@@ -51,9 +51,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 import numpy as np
 
@@ -104,6 +104,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("focusflow.node.da")
 
+_T = TypeVar("_T")
+_Args = TypeVarTuple("_Args")
+
 #: Gossip topic of bad-encoding fraud proofs.
 FRAUD_TOPIC = "da_fraud"
 #: Request names.
@@ -153,7 +156,7 @@ class DAConfig:
     timeout: float = DEFAULT_SAMPLE_TIMEOUT
 
     @classmethod
-    def from_config(cls, config: dict) -> DAConfig:
+    def from_config(cls, config: Mapping[str, object]) -> DAConfig:
         """The settings in ``config`` (defaults for keys absent); InvalidParameterError
         for a value of the wrong type or out of range."""
         flags = {}
@@ -395,7 +398,7 @@ class DANet:
     def __init__(self, config: DAConfig | None = None) -> None:
         self.config = config or DAConfig()
         self.host: ExtensionHost | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._investigated: set[tuple[int, bytes]] = set()
         self._ids: tuple[object, dict[bytes, bytes]] = (None, {})
         self._held: dict[int, FraudRecord] = {}
@@ -413,7 +416,7 @@ class DANet:
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> DANet:
+    def from_config(cls, config: Mapping[str, object]) -> DANet:
         """The extension as a node's config.json sets it up (:class:`DAConfig`)."""
         return cls(DAConfig.from_config(config))
 
@@ -440,13 +443,13 @@ class DANet:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def _spawn(self, coro: Awaitable) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # --- serving -------------------------------------------------------------------
-    def _request(self, payload: bytes, fields: int, what: str) -> list:
+    def _request(self, payload: bytes, fields: int, what: str) -> list[Any]:
         """A request's CBOR array of ``fields`` items starting ``[height, data_root]``;
         InvalidMessageError (the asker is penalised) if malformed."""
         if len(payload) > MAX_REQUEST_BYTES:
@@ -467,7 +470,7 @@ class DANet:
             raise InvalidMessageError(f"malformed {what} request")
         return value
 
-    async def _in_thread(self, fn, *args):
+    async def _in_thread(self, fn: Callable[[*_Args], _T], *args: *_Args) -> _T:
         """``fn(*args)`` in a worker thread, at most SERVE_THREADS at once."""
         async with self._work:
             return await asyncio.to_thread(fn, *args)
