@@ -36,6 +36,7 @@ import shlex
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from focusflow.chain.chain import Chain
 from focusflow.chain.eth_tx import evm_chain_id
@@ -162,7 +163,7 @@ def _serve(
             runtime.mempool.limits = mempool  # still empty: nothing to re-check
         dev = runtime.faucet_key
 
-        def ready_fields(api: str) -> dict:
+        def ready_fields(api: str) -> dict[str, object]:
             return {
                 "api": f"{api}/v1/status",
                 "web": f"{api}/",
@@ -226,7 +227,7 @@ def evm_notes(genesis: Genesis) -> list[str]:
     return lines
 
 
-def prepare_kernels(focus: dict | None) -> None:
+def prepare_kernels(focus: dict[str, Any] | None) -> None:
     """Compile (or load) the block kernels before serving, saying so: the first
     start on a machine compiles them for about a minute, silent otherwise."""
     log.info("preparing block kernels (the first start on a machine compiles them: ~1 min)")
@@ -278,7 +279,7 @@ def check_single_validator(home: Home, genesis: Genesis, key: KeyPair) -> None:
         raise HomeError(f"{home.path}: the genesis validator is not this home's validator_key")
 
 
-def dev_key_of(home: Home):
+def dev_key_of(home: Home) -> KeyPair | None:
     """The funded dev key, when the wallet holds it unencrypted (the devnet's own)."""
     wallet = Keystore(home.keys)
     if not wallet.exists(DEV_KEY_NAME):

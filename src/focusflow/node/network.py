@@ -23,7 +23,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal, TypedDict
 
 from focusflow.consensus import Timeouts
 from focusflow.core.errors import FocusflowError
@@ -52,7 +54,7 @@ def _split(address: str) -> tuple[str, int]:
 DATAGRAM_RANGE = (1200, 65507)
 
 
-def net_config_of(config: dict) -> NetConfig:
+def net_config_of(config: Mapping[str, object]) -> NetConfig:
     """The QUIC settings a validator's config.json asks for (``max_datagram_size``)."""
     size = config.get("max_datagram_size", DEFAULT_DATAGRAM_SIZE)
     lo, hi = DATAGRAM_RANGE
@@ -138,7 +140,7 @@ def run_validator(
                 # the phases from self-signed to CA-issued node certificates
                 runtime.extensions.extend(bootstrap_extensions(key, account))
 
-            def ready_fields(api: str) -> dict:
+            def ready_fields(api: str) -> dict[str, object]:
                 return {
                     "name": config.get("name"),
                     "api": f"{api}/v1/status",
@@ -159,7 +161,7 @@ def run_validator(
         os.close(lock_fd)
 
 
-def guests_of(config: dict) -> int:
+def guests_of(config: Mapping[str, object]) -> int:
     """How many non-validator peers (full nodes) config.json lets in at once."""
     guests = config.get("max_guests", MAX_GUESTS)
     if isinstance(guests, bool) or not isinstance(guests, int) or not 0 <= guests <= 1024:
@@ -177,7 +179,7 @@ def node_command(home: Path, json_logs: bool) -> list[str]:
 
 def start_validator(
     home: Home, json_logs: bool = False, faults: FaultPlan | None = None
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start ``focusflow node start`` for ``home``, logging to ``home/node.log``;
     ``faults``: tests only, the plan the node runs with (``node.faults``)."""
     env = dict(os.environ)
@@ -199,11 +201,28 @@ def start_validator(
         out.close()
 
 
-def write_testnet_json(path: Path, homes: list[Home], procs: list[subprocess.Popen]) -> None:
-    doc: dict[str, list] = {"validators": [], "full_nodes": []}
+class NodeEntryJson(TypedDict):
+    """One node's entry in ``testnet.json``."""
+
+    name: str
+    api: str
+    pid: int
+
+
+class NodesJson(TypedDict):
+    """``testnet.json``: the testnet's nodes, validators first."""
+
+    validators: list[NodeEntryJson]
+    full_nodes: list[NodeEntryJson]
+
+
+def write_testnet_json(path: Path, homes: list[Home], procs: list[subprocess.Popen[bytes]]) -> None:
+    doc: NodesJson = {"validators": [], "full_nodes": []}
     for home, proc in zip(homes, procs, strict=True):
         config = home.load_config()
-        kind = "full_nodes" if config.get("full") else "validators"
+        kind: Literal["validators", "full_nodes"] = (
+            "full_nodes" if config.get("full") else "validators"
+        )
         doc[kind].append(
             {"name": config["name"], "api": f"http://{config['api']}", "pid": proc.pid}
         )
@@ -218,7 +237,7 @@ def run_testnet(
     base_port: int,
     *,
     json_logs: bool = False,
-    params: dict | None = None,
+    params: Mapping[str, object] | None = None,
     full_nodes: int = 0,
 ) -> None:
     """Create (or reuse) the testnet at ``path`` and run its validators and full
@@ -246,7 +265,7 @@ def run_testnet(
     )
     stop = False
 
-    def on_signal(*_):
+    def on_signal(*_: object) -> None:
         nonlocal stop
         stop = True
 
