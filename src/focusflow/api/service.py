@@ -83,7 +83,7 @@ class NodeService(Protocol):
         ...
 
     @property
-    def syntropy(self) -> Iterable[dict[str, Any]]:
+    def syntropy(self) -> Iterable[dict[str, float]]:
         """Recent ``{height, syntropy, entropy, particles}`` points, oldest first."""
         ...
 
