@@ -222,3 +222,34 @@ def test_ethereum_transactions_are_not_taken():
         ETH_KEY,
     ).raw_transaction
     assert not takes_native(decode_tx(bytes(raw)))
+
+
+def test_a_run_that_uses_a_module_section_is_run_again_and_leaves_the_blocks_alone(monkeypatch):
+    """A speculation merges writes, fees and deltas only: a run that looked up a
+    module's block section (the exchange's halted pools) must be run again
+    serially, and what it did to the section must not reach the block's (nor
+    the other runs', on other threads)."""
+    from focusflow.chain import execute
+    from focusflow.chain.module import BlockContext
+    from focusflow.chain.params import ChainParams
+    from focusflow.chain.state import PendingState
+    from focusflow.modules.dex import HaltedPools
+
+    def halting(ctx, handlers, ante, tx, position, verified):
+        ctx.section(HaltedPools).pools.add(f"pool-{position}")
+
+    monkeypatch.setattr(execute, "execute_tx", halting)
+    ctx = BlockContext(
+        chain_id=CHAIN_ID,
+        height=2,
+        time_ms=T0,
+        proposer=b"\0" * 20,
+        params=ChainParams(),
+        state=PendingState(lambda _key: None),
+    )
+    ctx.section(HaltedPools).pools.add("already")
+    txs = [decode_tx(tx(KEYS[i], 0, link(f"a{i}", f"b{i}"), fee=FEE)) for i in range(3)]
+    done = Scheduler(speculable=lambda _tx: True).speculate(ctx, {}, None, txs, verified=True)
+    assert sorted(done) == [0, 1, 2]
+    assert not any(spec.usable for spec in done.values())
+    assert ctx.section(HaltedPools).pools == {"already"}

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from focusflow.chain.errors import TxError
-from focusflow.chain.module import Ante, BlockContext, Deltas, Handler
+from focusflow.chain.module import Ante, BlockContext, BlockSection, Deltas, Handler
 from focusflow.chain.state import PendingState
 
 if TYPE_CHECKING:
@@ -86,6 +86,29 @@ class ReadView(PendingState):
         self.prefixes.append(prefix)
         with self._lock:
             return self._base.scan(prefix)
+
+
+class SeenSections(dict[str, BlockSection]):
+    """A speculative run's own copy of the block's module sections, noting
+    whether the run looked one up (``BlockContext.section`` reads through
+    ``get`` and ``setdefault``). A speculation merges only writes, fees and
+    deltas, so a run that used a section is run again serially; and as each
+    run has its own copies, it neither changes the block's sections nor races
+    the other runs on them."""
+
+    seen: bool = False
+
+    def get(self, key: str, default: BlockSection | None = None) -> BlockSection | None:  # type: ignore[override]  # dict.get's overloads, one signature here
+        self.seen = True
+        return super().get(key, default)
+
+    def setdefault(self, key: str, default: BlockSection) -> BlockSection:
+        self.seen = True
+        return super().setdefault(key, default)
+
+    def __getitem__(self, key: str) -> BlockSection:
+        self.seen = True
+        return super().__getitem__(key)
 
 
 @dataclass
@@ -230,6 +253,7 @@ class Scheduler:
 
         def run(position: int) -> Speculation:
             view = ReadView(base, lock)
+            sections = SeenSections({k: v.copy() for k, v in ctx.sections.items()})
             spec_ctx = dataclasses.replace(
                 ctx,
                 state=view,
@@ -237,6 +261,7 @@ class Scheduler:
                 deltas=Deltas(),
                 events=[],
                 counters=dict(ctx.counters),
+                sections=sections,
             )
             out = Speculation(position)
             try:
@@ -246,6 +271,8 @@ class Scheduler:
             except TxError as exc:
                 out.error = exc
             except Exception:  # noqa: BLE001 - any other error: the serial pass runs it again
+                out.usable = False
+            if sections.seen:
                 out.usable = False
             out.reads, out.prefixes = view.reads, view.prefixes
             out.writes, out.fees, out.deltas = view.writes, spec_ctx.fees, spec_ctx.deltas
