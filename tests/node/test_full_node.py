@@ -11,16 +11,12 @@ and a restart, and a full node that joins late (its home made by
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
 from focusflow.node.home import Home, init_testnet
-from focusflow.testing.process import node_env
-from focusflow.testing.testnet import START_TIMEOUT, LocalTestnet, free_base_port
+from focusflow.testing.testnet import LateFullNode, LocalTestnet, free_base_port
 
 #: Blocks between the validators' snapshots here, so a late node finds one soon.
 SNAPSHOT_INTERVAL = 5
@@ -77,63 +73,27 @@ def test_full_nodes_follow_serve_survive_a_kill_and_join_late(tmp_path):
         net.wait_height((0,), 2 * SNAPSHOT_INTERVAL + 1, 60)
         v0 = json.loads((net.homes[0] / "config.json").read_text())
         v0_id = Home(net.homes[0]).load_validator_key().public_key.hex()
-        port = free_base_port(1)
-        home = tmp_path / "late"
-        with open(tmp_path / "late.log", "ab") as log:
-            late = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "focusflow",
-                    "node",
-                    "start",
-                    "--full",
-                    "--home",
-                    str(home),
-                    "--genesis",
-                    str(tmp_path / "tn" / "genesis.json"),
-                    "--peer",
-                    f"{v0_id}@{v0['p2p']}",
-                    "--p2p",
-                    f"127.0.0.1:{port}",
-                    "--api",
-                    f"127.0.0.1:{port + 1}",
-                    "--json-logs",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(node_env(), NUMBA_NUM_THREADS="1"),
-            )
-        api = f"http://127.0.0.1:{port + 1}"
+        late = LateFullNode(
+            tmp_path / "late",
+            tmp_path / "tn" / "genesis.json",
+            f"{v0_id}@{v0['p2p']}",
+            tmp_path / "late.log",
+        )
         target = net.height(0)
-        deadline = time.monotonic() + START_TIMEOUT
-        height = -1
-        while time.monotonic() < deadline:
-            assert late.poll() is None, (tmp_path / "late.log").read_text()[-3000:]
-            try:
-                height = httpx.get(f"{api}/v1/status", timeout=2).json()["height"]
-            except httpx.HTTPError:
-                height = -1
-            if height >= target:
-                break
-            time.sleep(0.2)
+        height = late.wait_height(target)
         log_text = (tmp_path / "late.log").read_text()
         assert height >= target, log_text[-3000:]
-        synced = [json.loads(line) for line in log_text.splitlines() if "state synced" in line]
+        synced = late.synced_from()
         assert synced, log_text[-3000:]
         base = synced[0]["height"]
         assert base >= SNAPSHOT_INTERVAL and base % SNAPSHOT_INTERVAL == 0
         # Blocks below the snapshot were never fetched; from it on, every root agrees.
-        gone = httpx.get(f"{api}/v1/blocks/{base - 1}", timeout=5)
+        gone = httpx.get(f"{late.api}/v1/blocks/{base - 1}", timeout=5)
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "unknown_block"
         for h in range(base, target + 1):
-            block = httpx.get(f"{api}/v1/blocks/{h}", timeout=5).json()
+            block = httpx.get(f"{late.api}/v1/blocks/{h}", timeout=5).json()
             assert (block["hash"], block["state_root"], block["focus_root"]) == net.block(0, h)
     finally:
         if late is not None:
-            late.terminate()
-            try:
-                late.wait(20)
-            except subprocess.TimeoutExpired:
-                late.kill()
+            late.stop()
         net.stop()

@@ -18,16 +18,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from focusflow.node.home import Home, init_testnet
-from focusflow.testing.process import node_env
-from focusflow.testing.testnet import START_TIMEOUT, LocalTestnet, free_base_port
+from focusflow.testing.testnet import LateFullNode, LocalTestnet, free_base_port
 from tests.helpers import ROOT
 
 SNAPSHOT_INTERVAL = 5
@@ -51,37 +47,6 @@ def other_build(target: Path) -> Path:
     assert text.count(warm) == 1
     commit.write_text(text.replace(warm, warm + "    state.view(2, state.view(2))\n"))
     return src
-
-
-def _late_node(tmp_path: Path, genesis: Path, peer: str, src: Path) -> tuple[subprocess.Popen, str]:
-    port = free_base_port(1)
-    log = open(tmp_path / "late.log", "ab")  # noqa: SIM115 - closed by the caller's stop
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "focusflow",
-            "node",
-            "start",
-            "--full",
-            "--home",
-            str(tmp_path / "late"),
-            "--genesis",
-            str(genesis),
-            "--peer",
-            peer,
-            "--p2p",
-            f"127.0.0.1:{port}",
-            "--api",
-            f"127.0.0.1:{port + 1}",
-            "--json-logs",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=dict(node_env(src), NUMBA_NUM_THREADS="1"),
-    )
-    log.close()
-    return proc, f"http://127.0.0.1:{port + 1}"
 
 
 def test_nodes_of_two_builds_share_checkpoints_and_snapshots(tmp_path):
@@ -114,44 +79,28 @@ def test_nodes_of_two_builds_share_checkpoints_and_snapshots(tmp_path):
         net.wait_height((3,), h2 + 2 * SNAPSHOT_INTERVAL, 90)
         v3 = json.loads((net.homes[3] / "config.json").read_text())
         v3_id = Home(net.homes[3]).load_validator_key().public_key.hex()
-        late, api = _late_node(
-            tmp_path, tmp_path / "tn" / "genesis.json", f"{v3_id}@{v3['p2p']}", ROOT / "src"
+        late = LateFullNode(
+            tmp_path / "late",
+            tmp_path / "tn" / "genesis.json",
+            f"{v3_id}@{v3['p2p']}",
+            tmp_path / "late.log",
+            ROOT / "src",
         )
         target = net.height(3)
-        height = _wait_api_height(late, api, target, tmp_path / "late.log")
+        height = late.wait_height(target)
         assert height >= target
-        log_text = (tmp_path / "late.log").read_text()
-        synced = [json.loads(line) for line in log_text.splitlines() if "state synced" in line]
-        assert synced, log_text[-3000:]
+        synced = late.synced_from()
+        assert synced, late.log.read_text()[-3000:]
         base = synced[0]["height"]
         assert base > stopped and base % SNAPSHOT_INTERVAL == 0
         for h in range(base, target + 1):
-            block = httpx.get(f"{api}/v1/blocks/{h}", timeout=5).json()
+            block = httpx.get(f"{late.api}/v1/blocks/{h}", timeout=5).json()
             assert (block["hash"], block["state_root"], block["focus_root"]) == net.block(0, h)
     finally:
         if late is not None:
-            late.terminate()
-            try:
-                late.wait(20)
-            except subprocess.TimeoutExpired:
-                late.kill()
+            late.stop()
         net.stop()
 
 
 def _log(net: LocalTestnet, k: int) -> str:
     return (net.homes[k] / "node.log").read_text(errors="replace")
-
-
-def _wait_api_height(proc: subprocess.Popen, api: str, target: int, log: Path) -> int:
-    deadline = time.monotonic() + START_TIMEOUT
-    height = -1
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            height = httpx.get(f"{api}/v1/status", timeout=2).json()["height"]
-        except httpx.HTTPError:
-            height = -1
-        if height >= target:
-            break
-        time.sleep(0.2)
-    return height

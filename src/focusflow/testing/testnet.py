@@ -285,3 +285,67 @@ class LocalTestnet:
                 proc.kill()
                 proc.wait(10)
         self.log.close()
+
+
+class LateFullNode:
+    """A full node started after the network, from its genesis file and one
+    peer (``node_id@host:port``): it state-syncs from that peer's snapshot and
+    block-syncs the rest. Its log (JSON lines) is ``log``."""
+
+    def __init__(self, home: Path, genesis: Path, peer: str, log: Path, source: Path = SOURCE):
+        port = free_base_port(1)
+        self.api = f"http://127.0.0.1:{port + 1}"
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "focusflow",
+                    "node",
+                    "start",
+                    "--full",
+                    "--home",
+                    str(home),
+                    "--genesis",
+                    str(genesis),
+                    "--peer",
+                    peer,
+                    "--p2p",
+                    f"127.0.0.1:{port}",
+                    "--api",
+                    self.api.removeprefix("http://"),
+                    "--json-logs",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(node_env(source), NUMBA_NUM_THREADS="1"),
+            )
+
+    def wait_height(self, target: int, timeout: float = START_TIMEOUT) -> int:
+        """The height its API answers once it reaches ``target``, or the last one
+        when ``timeout`` ends first; it must not exit meanwhile."""
+        deadline = time.monotonic() + timeout
+        height = -1
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                height = httpx.get(f"{self.api}/v1/status", timeout=2).json()["height"]
+            except httpx.HTTPError:
+                height = -1
+            if height >= target:
+                break
+            time.sleep(0.2)
+        return height
+
+    def synced_from(self) -> list[dict[str, Any]]:
+        """The log's "state synced" records, oldest first."""
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if "state synced" in line]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
