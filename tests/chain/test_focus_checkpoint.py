@@ -15,7 +15,6 @@ import pytest
 
 from focusflow.chain import focus_checkpoint, lifecycle
 from focusflow.chain.focus_checkpoint import read_header_of
-from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.focus_state_arrays import params_record
 from focusflow.chain.focus_state_format import MAGIC, encode_header
 from focusflow.focus.params import make_params
@@ -32,20 +31,6 @@ def _produce(chains, heights):
         for c in chains:
             c.produce_block(BLOCKS[h - 1], time_ms=T0 + 1000 * h)
         assert all(c.head == chains[0].head for c in chains)
-
-
-@pytest.fixture
-def applies(monkeypatch):
-    """Counts the blocks of deltas fed to any FocusState (what a restore replays)."""
-    calls = []
-    apply = FocusState.apply
-
-    def counting(self, deltas):
-        calls.append(deltas)
-        return apply(self, deltas)
-
-    monkeypatch.setattr(FocusState, "apply", counting)
-    return calls
 
 
 def test_a_closed_node_restarts_from_its_checkpoint_and_goes_on_exactly(tmp_path, applies):

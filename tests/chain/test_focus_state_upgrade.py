@@ -22,7 +22,6 @@ import pytest
 
 from focusflow.chain import Msg, make_tx
 from focusflow.chain.focus_checkpoint import CHECKPOINT_FILE, read_header_of
-from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.snapshot import (
     Manifest,
     SnapshotError,
@@ -72,20 +71,6 @@ def _links_at(chain, h: int) -> bytes:
     pairs = [(h, 200 + h), (1, 8)]
     msg = Msg("link", {"links": [[v3.particle(a), v3.particle(b)] for a, b in pairs]})
     return make_tx(key, v3.CHAIN_ID, account(chain, key).nonce, 10**6, [msg]).encoded
-
-
-@pytest.fixture
-def applies(monkeypatch):
-    """Counts the blocks of deltas fed to any FocusState (what a restore replays)."""
-    calls = []
-    apply = FocusState.apply
-
-    def counting(self, deltas):
-        calls.append(deltas)
-        return apply(self, deltas)
-
-    monkeypatch.setattr(FocusState, "apply", counting)
-    return calls
 
 
 @pytest.mark.parametrize("name", list(v3.FOCUS))
