@@ -49,3 +49,23 @@ def run_with_numba_cache(probe: str, cache: Path, timeout: float = 300) -> str:
         cwd=ROOT,
     )
     return done.stdout
+
+
+def cli_program(argv: list[str], missing: tuple[str, ...], watched: tuple[str, ...] = ()) -> str:
+    """Python source running ``focusflow argv`` in one interpreter (the console
+    script would end the process before a report) with the ``missing`` packages
+    unimportable. With ``watched``, its last stdout line is ``{"loaded": [...]}``:
+    the modules it loaded that are a watched name or inside one."""
+    return (
+        "import json, sys\n"
+        f"for name in {list(missing)!r}: sys.modules[name] = None\n"
+        "from focusflow.node.main import cli_main\n"
+        "try:\n"
+        f"    cli_main({argv!r})\n"
+        "finally:\n"
+        f"    watched = {list(watched)!r}\n"
+        "    if watched:\n"
+        "        loaded = sorted(m for m in sys.modules if sys.modules[m] is not None\n"
+        "                        and any(m == w or m.startswith(w + '.') for w in watched))\n"
+        "        print(json.dumps({'loaded': loaded}))\n"
+    )

@@ -25,6 +25,7 @@ import httpx
 from focusflow.core.extras import EXTRAS, install_line
 from focusflow.testing.process import node_env
 from focusflow.testing.web import free_port
+from tests.helpers import cli_program
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "tests" / "rewrite" / "programs"
@@ -58,26 +59,9 @@ def test_the_base_install_requires_none_of_the_extras_packages():
         assert not installed & HEAVY, installed & HEAVY
 
 
-def _program(argv: list[str], missing: tuple[str, ...], report: bool = False) -> str:
-    """Python source running ``focusflow argv`` with ``missing`` packages unimportable;
-    with ``report``, its last stdout line lists the extras' modules it loaded."""
-    return (
-        "import json, sys\n"
-        f"for name in {list(missing)!r}: sys.modules[name] = None\n"
-        "from focusflow.node.main import cli_main\n"
-        "try:\n"
-        f"    cli_main({argv!r})\n"
-        "finally:\n"
-        f"    if {report!r}:\n"
-        "        loaded = sorted(m for m in sys.modules if sys.modules[m] is not None\n"
-        f"                        and m.split('.')[0] in {EXTRA_MODULES!r})\n"
-        "        print(json.dumps({'loaded': loaded}))\n"
-    )
-
-
 def _focusflow(argv: list[str], missing: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", _program(argv, missing)],
+        [sys.executable, "-c", cli_program(argv, missing)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -120,7 +104,11 @@ def test_a_devnet_runs_with_every_extra_missing_and_loads_none(tmp_path: Path):
     port = free_port()
     argv = ["devnet", "--home", str(tmp_path / "home"), "--port", str(port)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", _program([*argv, "--block-time", "0.2s"], EXTRA_MODULES, True)],
+        [
+            sys.executable,
+            "-c",
+            cli_program([*argv, "--block-time", "0.2s"], EXTRA_MODULES, EXTRA_MODULES),
+        ],
         env=node_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

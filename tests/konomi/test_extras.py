@@ -20,29 +20,11 @@ import pytest
 from focusflow.konomi.extras import INSTALL
 from focusflow.konomi.guard import ENV_TOKEN
 from focusflow.konomi.launch import free_port, new_token, stop, wait_port
+from tests.helpers import cli_program
 
 EXTRA_MODULES = ("psycopg", "redis")
-
-
-def _program(argv: list[str], missing: tuple[str, ...], report: bool) -> str:
-    """Python source running ``focusflow argv`` with ``missing`` packages unimportable;
-    with ``report``, its last stdout line says which of the extra's modules it loaded
-    (after the command, which the console script's own end would skip)."""
-    return (
-        "import json, sys\n"
-        f"for name in {list(missing)!r}: sys.modules[name] = None\n"
-        # the CLI with every command of the console script, run in this
-        # interpreter: the console script itself ends the process at once
-        "from focusflow.node.main import cli_main\n"
-        "try:\n"
-        f"    cli_main({argv!r})\n"
-        "finally:\n"
-        f"    if {report!r}:\n"
-        "        loaded = sorted(m for m in sys.modules if sys.modules[m] is not None\n"
-        f"                        and m.split('.')[0] in {EXTRA_MODULES!r})\n"
-        "        konomi = 'focusflow.konomi' in sys.modules\n"
-        "        print(json.dumps({'loaded': loaded, 'konomi': konomi}))\n"
-    )
+#: What `--help` must not load: the extra's packages and Konomi itself.
+WATCHED = (*EXTRA_MODULES, "focusflow.konomi")
 
 
 def _env(with_token: bool) -> dict[str, str]:
@@ -58,9 +40,9 @@ def _focusflow(
     report: bool = False,
     with_token: bool = True,
 ) -> subprocess.CompletedProcess:
-    """``focusflow argv`` run to its end in a child interpreter (see :func:`_program`)."""
+    """``focusflow argv`` run to its end in a child interpreter (``cli_program``)."""
     return subprocess.run(
-        [sys.executable, "-c", _program(argv, missing, report)],
+        [sys.executable, "-c", cli_program(argv, missing, WATCHED if report else ())],
         capture_output=True,
         text=True,
         timeout=120,
@@ -73,7 +55,7 @@ def test_help_loads_neither_package():
         res = _focusflow(argv, report=True)
         assert res.returncode == 0, res.stderr
         seen = json.loads(res.stdout.strip().splitlines()[-1])
-        assert seen == {"loaded": [], "konomi": False}, argv
+        assert seen == {"loaded": []}, argv  # neither package, nor Konomi itself
 
 
 def test_postgres_without_psycopg_names_the_extra():
@@ -116,7 +98,7 @@ def test_a_sqlite_server_runs_without_the_extra(tmp_path: Path):
     port = free_port()
     argv = ["konomi", "serve", "--db", str(tmp_path / "k.sqlite3"), "--port", str(port)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", _program([*argv, "--dims", "10,10,10"], EXTRA_MODULES, False)],
+        [sys.executable, "-c", cli_program([*argv, "--dims", "10,10,10"], EXTRA_MODULES)],
         env=_env(with_token=True),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
