@@ -27,6 +27,7 @@ from typing import Any
 from focusflow.chain.block import MAX_TIME_MS
 from focusflow.chain.errors import GenesisError
 from focusflow.chain.focus_upgrade import check_overrides, runnable_params
+from focusflow.chain.interchain import Interchain, parse_interchain
 from focusflow.chain.params import ChainParams
 from focusflow.consensus.errors import InvalidValidatorSetError
 from focusflow.consensus.validators import Validator, ValidatorSet
@@ -75,11 +76,16 @@ class Genesis:
     #: FROST shares (``modules.ca``): checked here for shape, by that module for
     #: its cryptography. None: the chain has no CA.
     ca: dict[str, Any] | None = None
+    #: The chain's place in a network of rollups (``chain.interchain``); None:
+    #: a chain on its own.
+    interchain: Interchain | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc = self._core_json()
         if self.ca is not None:
             doc["ca"] = self.ca
+        if self.interchain is not None:
+            doc["interchain"] = self.interchain.to_json()
         return doc
 
     def _core_json(self) -> dict[str, Any]:
@@ -115,6 +121,7 @@ class Genesis:
             raise GenesisError("genesis must be a JSON object")
         unknown = set(raw) - {
             "chain_id", "genesis_time_ms", "params", "accounts", "validators", "ca",
+            "interchain",
         }  # fmt: skip
         if unknown:
             raise GenesisError(f"unknown genesis fields: {', '.join(sorted(unknown))}")
@@ -166,7 +173,12 @@ class Genesis:
                 raise GenesisError(f"{where}.power must be positive")
             validators.append(GenesisValidator(str(v.get("name", f"validator-{i}")), key, power))
         ca = _checked_ca(raw["ca"]) if "ca" in raw else None
-        genesis = cls(chain_id, time_ms, params, tuple(accounts), tuple(validators), ca)
+        interchain = (
+            parse_interchain(raw["interchain"], chain_id) if "interchain" in raw else None
+        )
+        genesis = cls(
+            chain_id, time_ms, params, tuple(accounts), tuple(validators), ca, interchain
+        )
         try:
             genesis.validator_set()
         except InvalidValidatorSetError as exc:
