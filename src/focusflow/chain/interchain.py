@@ -29,11 +29,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from focusflow.chain.errors import GenesisError
+from focusflow.chain.errors import GenesisError, TxError
 from focusflow.consensus.errors import InvalidValidatorSetError
 from focusflow.consensus.validators import Validator, ValidatorSet
 from focusflow.core.keys import PUBLIC_KEY_SIZE
 from focusflow.focus.buckets import MAX_BUCKETS, RULES, BucketRule, link_bucket
+
+__all__ = [
+    "BucketRule",
+    "ChainRef",
+    "Interchain",
+    "WrongBucketError",
+    "link_bucket",
+    "parse_interchain",
+]
 
 Role = Literal["hub", "rollup"]
 
@@ -204,3 +213,16 @@ def parse_interchain(raw: Any, own_chain_id: str) -> Interchain:
             f"interchain: this chain ({own_chain_id}) is not the {role} the section names ({own})"
         )
     return Interchain(role, bucket, buckets, rule, merge, stale, trusting, hub, tuple(rollups))
+
+
+class WrongBucketError(TxError):
+    """A link this chain does not hold: its bucket is another rollup's (the
+    message names the owner, so a client sends it there), or the chain is the
+    hub, which holds no links."""
+
+    code = "wrong_bucket"
+
+    def __init__(self, message: str, owner: int, owner_chain_id: str | None) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.owner_chain_id = owner_chain_id

@@ -38,6 +38,7 @@ from focusflow.chain.errors import (
     UnknownParticleFormatError,
 )
 from focusflow.chain.genesis import Genesis
+from focusflow.chain.interchain import BucketRule, WrongBucketError, link_bucket
 from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState
 from focusflow.core.cid import check_cid_bytes
@@ -45,6 +46,7 @@ from focusflow.core.encoding import encode
 from focusflow.core.errors import InvalidCIDError
 from focusflow.modules.accounts import debit, field, only_fields, set_neudeg
 from focusflow.state_schema.accounts import get_account, get_neudeg
+from focusflow.state_schema.interchain import place, rollup_chain_id
 from focusflow.state_schema.links import PACKET_MARK, links_key
 
 
@@ -60,6 +62,26 @@ def _check_links_per_tx(ctx: TxContext, m: int) -> None:
         raise OverLimitError(
             f"{earlier + m} links in one transaction exceed max_links_per_tx={limit}{where}"
         )
+
+
+def _check_bucket(ctx: TxContext, links: list[Any]) -> None:
+    """On a chain of a network of rollups, every link must be this rollup's
+    bucket's: the first that is not names its owner, so the client resends it
+    there (the hub holds no links at all)."""
+    here = place(ctx.state)
+    if here is None:
+        return
+    rule: BucketRule = "semcon" if here.rule == "semcon" else "source"
+    for i, entry in enumerate(links):
+        owner = link_bucket(entry, here.buckets, rule)
+        if owner != here.bucket:
+            chain_id = rollup_chain_id(ctx.state, owner)
+            where = "the hub holds no links" if here.bucket < 0 else f"this is bucket {here.bucket}"
+            raise WrongBucketError(
+                f"links[{i}] belongs to bucket {owner} (chain {chain_id}); {where}",
+                owner,
+                chain_id,
+            )
 
 
 def _valid_cid(cid: bytes) -> bool:
@@ -132,6 +154,7 @@ class Links:
             raise MalformedMessageError("links must not be empty")
         _check_links_per_tx(ctx, m)
         self._check_entries(links)
+        _check_bucket(ctx, links)
         neudeg = get_neudeg(ctx.state, sender) + m
         bonded = get_account(ctx.state, sender).bonded
         need = neudeg * ctx.params.min_link_weight
