@@ -34,6 +34,7 @@ from focusflow.api import (
     routes_focus,
     routes_graph,
     routes_infer,
+    routes_interchain,
     routes_light,
     routes_query,
     routes_texts,
@@ -160,7 +161,7 @@ def create_app(
     for module in (
         routes_chain, routes_focus, routes_infer, routes_graph, routes_validators, ws,
         routes_da, routes_light, routes_query, routes_texts, routes_evm, evm_ws, routes_wasm,
-        routes_auth, routes_blobs, routes_ca, routes_dex,
+        routes_auth, routes_blobs, routes_ca, routes_dex, routes_interchain,
     ):  # fmt: skip
         app.include_router(module.router)
 

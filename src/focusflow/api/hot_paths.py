@@ -23,9 +23,9 @@ import json
 from collections.abc import Mapping
 
 from focusflow.api.errors import STATUS, error_doc
-from focusflow.api.routes_chain import admit
+from focusflow.api.routes_chain import FORWARDED_HEADER, admit, forward_to_owner
 from focusflow.api.state import AppState
-from focusflow.chain.errors import AdmissionBusyError
+from focusflow.chain.errors import AdmissionBusyError, WrongChainIdError
 from focusflow.core.asgi import ASGIApp, Receive, Scope, Send
 from focusflow.core.errors import FocusflowError
 
@@ -67,7 +67,7 @@ class HotPaths:
                     return
             elif path == TXS_PATH and method == "POST":
                 headers = dict(scope.get("headers", ()))
-                if b"content-length" in headers:
+                if b"content-length" in headers and FORWARDED_HEADER.encode() not in headers:
                     await self._submit(receive, send, headers.get(b"content-type", b""))
                     return
         await self.app(scope, receive, send)
@@ -83,16 +83,24 @@ class HotPaths:
                 break
         headers: list[tuple[bytes, bytes]] = []
         doc: Mapping[str, object]
+        body = b"".join(chunks)
+        ctype = content_type.decode("latin-1")
         try:
-            tx = await admit(self.state, b"".join(chunks), content_type.decode("latin-1"))
+            tx = await admit(self.state, body, ctype)
+        except WrongChainIdError as exc:
+            forwarded = await forward_to_owner(self.state, body, ctype)
+            if forwarded is None:
+                status, doc = STATUS.get(exc.code, 400), error_doc(exc.code, exc.message)
+            else:
+                status, doc, target = forwarded
+                headers.append((b"x-forwarded-to", target.encode()))
         except FocusflowError as exc:
             status, doc = STATUS.get(exc.code, 400), error_doc(exc.code, exc.message)
             if isinstance(exc, AdmissionBusyError):
                 headers.append((b"retry-after", str(exc.retry_after).encode()))
         else:
             status, doc = 202, {"hash": tx.hash.hex()}
-        body = json.dumps(doc, separators=(",", ":")).encode()
-        await _respond(send, status, body, headers)
+        await _respond(send, status, json.dumps(doc, separators=(",", ":")).encode(), headers)
 
 
 async def _respond(

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -22,8 +23,8 @@ from focusflow.api.render import jsonable, record_json
 from focusflow.api.state import AppState, app_state
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.committer import BLOCK_EVENTS_PREFIX
-from focusflow.chain.errors import AdmissionBusyError
-from focusflow.chain.tx import Tx
+from focusflow.chain.errors import AdmissionBusyError, WrongChainIdError
+from focusflow.chain.tx import Tx, decode_tx
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
@@ -106,13 +107,60 @@ def params(request: Request) -> JSONResponse:
     openapi_extra=_TX_BODY,
 )
 async def submit_tx(request: Request) -> JSONResponse:
-    """Admit a signed transaction into the mempool; 202 with its hash."""
+    """Admit a signed transaction into the mempool; 202 with its hash.
+
+    In a network of rollups, a transaction signed for another chain of the
+    network is sent on to that chain's API (once: a forwarded request is
+    never forwarded again) and its answer returned, so a client may submit
+    to any node of the network."""
     body = await request.body()
+    ctype = request.headers.get("content-type", "")
     try:
-        tx = await admit(app_state(request), body, request.headers.get("content-type", ""))
+        tx = await admit(app_state(request), body, ctype)
     except AdmissionBusyError as exc:
         return busy_response(exc)
+    except WrongChainIdError:
+        if request.headers.get(FORWARDED_HEADER):
+            raise
+        forwarded = await forward_to_owner(app_state(request), body, ctype)
+        if forwarded is None:
+            raise
+        status, doc, target = forwarded
+        return JSONResponse(doc, status_code=status, headers={"x-forwarded-to": target})
     return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
+
+
+#: Marks a transaction one node sent on to another chain's node.
+FORWARDED_HEADER = "x-focusflow-forwarded"
+
+
+async def forward_to_owner(
+    state: AppState, body: bytes, content_type: str
+) -> tuple[int, Any, str] | None:
+    """Send a transaction for another chain of this node's network to that chain's
+    API: its answer's status and JSON and the API it went to; None when its
+    chain is none this node knows an API of."""
+    ctype = content_type.split(";")[0].strip().lower()
+    raw = body if ctype == "application/cbor" else _tx_from_json(body)
+    chain_id = decode_tx(raw).chain_id
+    apis = state.node.interchain_apis.get(chain_id)
+    if not apis:
+        return None
+    try:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as http:
+            answer = await http.post(
+                f"{apis[0].rstrip('/')}/v1/txs",
+                content=body,
+                headers={"content-type": ctype or "application/json", FORWARDED_HEADER: "1"},
+            )
+        return answer.status_code, answer.json(), apis[0]
+    except (httpx.HTTPError, ValueError) as exc:
+        message = f"chain {chain_id}'s node at {apis[0]} did not answer: {exc}"[:300]
+        return 502, error_doc("forward_failed", message), apis[0]
+
+
+#: Seconds a forwarded transaction's owner has to answer.
+FORWARD_TIMEOUT_S = 10.0
 
 
 def busy_response(exc: AdmissionBusyError) -> JSONResponse:

@@ -10,7 +10,7 @@ properties: the runtime may hold a narrower type, or a plain attribute.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -118,6 +118,13 @@ class NodeService(Protocol):
     @property
     def bootstrap(self) -> BootstrapStatus | None:
         """The bootstrap phases' duty, where the node runs one (a network validator)."""
+        ...
+
+    @property
+    def interchain_apis(self) -> Mapping[str, Sequence[str]]:
+        """The APIs of the other chains of this node's network of rollups, by chain
+        id (its config's ``interchain_apis``): where transactions and queries for
+        another chain are sent."""
         ...
 
     @property

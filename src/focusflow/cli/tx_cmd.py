@@ -18,6 +18,7 @@ the commands: ``focusflow keys`` and ``focusflow query`` stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -266,7 +267,51 @@ def link_cmd(
         f"link {_label(particles[i], a)} -> {_label(particles[i + 1], b)}"
         for (a, b), i in zip(shown, range(0, len(particles), 2), strict=True)
     ]
-    _submit(opts, [_msg("link", {"links": links})], {"links": shown}, describe, texts=texts)
+    routes = _link_routes(opts, links)
+    if routes is None:
+        _submit(opts, [_msg("link", {"links": links})], {"links": shown}, describe, texts=texts)
+        return
+    for (node, chain_id), idx in routes.items():
+        _submit(
+            dataclasses.replace(opts, node=node, chain_id=chain_id),
+            [_msg("link", {"links": [links[i] for i in idx]})],
+            {"links": [shown[i] for i in idx], "chain_id": chain_id},
+            [describe[i] for i in idx],
+            texts=texts,
+        )
+
+
+def _link_routes(
+    opts: TxOptions, links: list[list[bytes]]
+) -> dict[tuple[str | None, str | None], list[int]] | None:
+    """In a network of rollups, the links grouped by the rollup that owns them:
+    ``{(its API, its chain id): [link indices]}``; None when the node's chain
+    holds them all (or is a chain on its own). The owner of each link follows
+    the rule the node reports (``GET /v1/rollup``), so a user never names it."""
+    from focusflow.focus.buckets import BucketRule, link_bucket
+
+    with client(opts.home, opts.node) as api:
+        doc = api.get_optional("/v1/rollup")
+    if not isinstance(doc, dict) or doc.get("role") not in ("hub", "rollup"):
+        return None
+    rule: BucketRule = "semcon" if doc.get("rule") == "semcon" else "source"
+    owners = [link_bucket(entry, int(doc["buckets"]), rule) for entry in links]
+    if doc["role"] == "rollup" and all(o == doc["bucket"] for o in owners):
+        return None
+    routes: dict[tuple[str | None, str | None], list[int]] = {}
+    for i, owner in enumerate(owners):
+        entry = doc["rollups"][owner]
+        if doc["role"] == "rollup" and owner == doc["bucket"]:
+            where: tuple[str | None, str | None] = (opts.node, opts.chain_id)
+        elif entry.get("apis"):
+            where = (str(entry["apis"][0]), str(entry["chain_id"]))
+        else:
+            raise InvalidParameterError(
+                f"links[{i}] belongs to bucket {owner} (chain {entry['chain_id']}), and the "
+                "node knows no API of that rollup: pass --node of one; nothing was signed"
+            )
+        routes.setdefault(where, []).append(i)
+    return routes
 
 
 def _label(arg: str, cid: str) -> str:

@@ -134,6 +134,7 @@ def run_validator(
                 faults=faults,
             )
             runtime.extensions.extend(default_extensions(config))
+            runtime.interchain_apis = interchain_apis_of(config)
             if not full:  # a CA member's duty, where the home holds a share
                 account = home.load_account_key()
                 runtime.extensions.extend(ca_extensions(home.path, account))
@@ -159,6 +160,18 @@ def run_validator(
             log.info("stopped", extra={"fields": {"height": chain.height}})
     finally:
         os.close(lock_fd)
+
+
+def interchain_apis_of(config: Mapping[str, object]) -> dict[str, list[str]]:
+    """config.json's ``interchain_apis``: ``{"<chain id>": ["http://host:port", ...]}``,
+    the other chains' APIs in a network of rollups."""
+    raw = config.get("interchain_apis", {})
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(u, str) for u in v)
+        for k, v in raw.items()
+    ):
+        raise HomeError('config.json: interchain_apis must be {"<chain id>": ["<url>", ...]}')
+    return {k: list(v) for k, v in raw.items()}
 
 
 def guests_of(config: Mapping[str, object]) -> int:

@@ -132,6 +132,8 @@ class NodeRuntime:
         #: Squares and share proofs for /v1/da (docs/da.md, *Chain integration*).
         self.da = DAStore(chain, faults=faults)
         self.faucet_key = faucet_key
+        #: The other chains' APIs by chain id, in a network of rollups.
+        self.interchain_apis: dict[str, list[str]] = {}
         self.mempool = Mempool(
             chain.chain_id, chain.params, limits=mempool_limits, boost=self._boost
         )
