@@ -11,6 +11,7 @@ question) is the shared client's (``focusflow.client``).
 
 from __future__ import annotations
 
+from focusflow.chain import header_verify
 from focusflow.client.errors import NodeRequestError
 from focusflow.core import errors as core_errors
 from focusflow.core.errors import FocusflowError
@@ -32,11 +33,9 @@ class MalformedAnswerError(VerificationError):
     code = "malformed_answer"
 
 
-class HeaderMismatchError(VerificationError):
+class HeaderMismatchError(header_verify.HeaderMismatchError, VerificationError):
     """A header's bytes do not hash to its claimed hash, or name another height,
     parent or an impossible time."""
-
-    code = "header_mismatch"
 
 
 class ChainIdMismatchError(core_errors.ChainIdMismatchError, VerificationError):
@@ -44,25 +43,19 @@ class ChainIdMismatchError(core_errors.ChainIdMismatchError, VerificationError):
     every chain id mismatch, the exit status of a verification failure."""
 
 
-class ValidatorSetMismatchError(VerificationError):
+class ValidatorSetMismatchError(header_verify.ValidatorSetMismatchError, VerificationError):
     """The listed validators do not hash to the header's ``validators_hash``, or
     the header's set is not the one the trusted state says comes next."""
 
-    code = "validator_set_mismatch"
 
-
-class BadCertificateError(VerificationError):
+class BadCertificateError(header_verify.BadCertificateError, VerificationError):
     """The commit certificate does not prove the header (forged, short of 2/3,
     signed by non-members, for another block)."""
 
-    code = "bad_certificate"
 
-
-class TrustExpiredError(VerificationError):
+class TrustExpiredError(header_verify.TrustExpiredError, VerificationError):
     """The trusted header is older than the trusting period: its validators may
     have unbonded and could sign anything unpunished."""
-
-    code = "trust_expired"
 
 
 class BadProofError(core_errors.BadProofError, VerificationError):
@@ -106,9 +99,7 @@ class NotSyncedError(FocusflowError):
     code = "not_synced"
 
 
-class InsufficientTrustError(Exception):
-    """Internal: the trusted set's signers of a far header hold 1/3 of its power
-    or less, so the header is not accepted directly; bisection follows."""
+InsufficientTrustError = header_verify.InsufficientTrustError
 
 
 __all__ = [
