@@ -334,6 +334,7 @@ def init_testnet(
     timeouts: dict[str, float] | None = None,
     params: Mapping[str, object] | None = None,
     full_nodes: int = 0,
+    network: NetworkKeys | None = None,
 ) -> list[Home]:
     """``validators`` homes ``path/v0 .. path/v{N-1}`` sharing one genesis, then
     ``full_nodes`` full-node homes ``path/f0 ..`` (see :func:`testnet_full_nodes`).
@@ -345,6 +346,9 @@ def init_testnet(
     POWER_UNIT. ``params`` add genesis parameters (``epoch_blocks`` ...). The
     chain id is ``focusflow-testnet-<12 hex>`` (:func:`unique_chain_id`) unless
     ``chain_id`` names one. An existing testnet at ``path`` is left as it is.
+    ``network``: this chain as one of a network of chains (``init_rollup_testnet``):
+    its validator keys, the dev key and relayer keys all chains fund, the
+    genesis's ``interchain`` section and the config's ``interchain_apis``.
     """
     path = Path(path)
     homes = [Home(path / f"v{k}") for k in range(validators)]
@@ -352,11 +356,19 @@ def init_testnet(
         return homes + testnet_full_nodes(path, homes, full_nodes, base_port, host)
     if any(h.path.exists() for h in homes):
         raise HomeError(f"{path} holds a partial or different testnet; choose another --home")
-    keys = [KeyPair.generate() for _ in range(validators)]
-    dev = KeyPair.generate()
+    keys = (
+        list(network.validators)
+        if network is not None
+        else [KeyPair.generate() for _ in range(validators)]
+    )
+    dev = network.dev if network is not None else KeyPair.generate()
     accounts: list[AccountJson] = [
         {"address": dev.address, "balance": DEV_BALANCE, "stake": DEV_STAKE}
     ]
+    if network is not None:
+        accounts += [
+            {"address": k.address, "balance": DEV_BALANCE, "stake": 0} for k in network.relayers
+        ]
     owners = [KeyPair.generate() for _ in range(validators)]
     # The consensus key's account holds the bond (power is its bonded stake) and
     # a float for the fees of validator.register/unregister, which it must sign;
@@ -373,6 +385,7 @@ def init_testnet(
         chain_id,
         {
             **({"ca": ca_section} if ca_section is not None else {}),
+            **({"interchain": network.interchain} if network is not None else {}),
             "genesis_time_ms": int(time.time() * 1000),
             # Epoch boundaries recompute power as bonded // power_unit: the same
             # numbers as the genesis powers until someone stakes or registers.
@@ -406,6 +419,8 @@ def init_testnet(
             ],
             "timeouts": timeouts or {},
         }
+        if network is not None:
+            config["interchain_apis"] = network.apis
         if is_loopback_host(host):
             # aioquic's cost is per packet; on loopback nothing fragments.
             config["max_datagram_size"] = LOOPBACK_DATAGRAM_SIZE
@@ -413,6 +428,17 @@ def init_testnet(
         _save_genesis(home, genesis)
     _save_genesis(Home(path), genesis)
     return homes + testnet_full_nodes(path, homes, full_nodes, base_port, host)
+
+
+@dataclass(frozen=True)
+class NetworkKeys:
+    """One chain of a network of chains, as ``init_testnet`` makes it."""
+
+    validators: tuple[KeyPair, ...]
+    dev: KeyPair
+    relayers: tuple[KeyPair, ...]
+    interchain: Mapping[str, object]
+    apis: dict[str, list[str]]
 
 
 def testnet_full_nodes(

@@ -169,13 +169,42 @@ def testnet(
     full_nodes: int = typer.Option(
         0, "--full-nodes", min=0, max=64, help="Full nodes to run beside the validators."
     ),
+    rollups: int = typer.Option(
+        0,
+        "--rollups",
+        min=0,
+        max=64,
+        help="Run a hub and R rollup chains (N validators each) with a relayer per rollup.",
+    ),
+    hub_validators: int = typer.Option(
+        1, "--hub-validators", min=1, max=64, help="The hub's validators (with --rollups)."
+    ),
 ) -> None:
     """Create a shared genesis, N validator homes and M full-node homes; run them on
-    loopback until Ctrl-C (DIR/testnet.json lists them, DIR/genesis.json is the genesis)."""
+    loopback until Ctrl-C (DIR/testnet.json lists them, DIR/genesis.json is the genesis).
+
+    With --rollups R: a network of rollups instead, a hub chain and R rollup chains,
+    each with its genesis and homes under DIR (docs/rollups.md)."""
     from focusflow.node import logs
-    from focusflow.node.network import run_testnet
 
     logs.setup(json_logs)
+    if rollups:
+        from focusflow.node.rollup_testnet import run_rollup_testnet
+
+        if full_nodes:
+            raise typer.BadParameter("--full-nodes is for a single chain, not with --rollups")
+        run_rollup_testnet(
+            home,
+            rollups,
+            validators,
+            hub_validators,
+            base_port,
+            json_logs=json_logs,
+            params={"epoch_blocks": epoch_blocks},
+        )
+        return
+    from focusflow.node.network import run_testnet
+
     run_testnet(
         home,
         validators,
