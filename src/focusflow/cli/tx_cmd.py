@@ -85,9 +85,14 @@ def _submit(
     key: KeyPair | None = None,
     texts: list[str] | None = None,
     check: Check | None = None,
+    alone: bool = True,
 ) -> dict[str, Any]:
     """Unlock, sign at the right nonce and fee, check, send, optionally wait; print.
     Returns what it printed (with the receipt's events once committed).
+
+    ``alone``: False for one of several transactions a command sends (links
+    routed to their rollups): the caller prints the JSON of all and checks
+    their receipts once all are sent.
 
     ``key`` signs instead of the wallet key ``opts.signer`` (the node's validator key).
     ``texts`` (the texts particles were made from) go to the node once it has
@@ -145,9 +150,9 @@ def _submit(
             )
             if not opts.as_json:
                 console.print(f"committed at height {record.get('height')}: {record.get('code')}")
-        if opts.as_json:
+        if opts.as_json and alone:
             print_json(result)
-        if opts.wait:
+        if opts.wait and alone:
             sys.stdout.flush()  # the result first, then the error line if it failed
             txbuild.check_receipt(result)
     return result
@@ -271,14 +276,25 @@ def link_cmd(
     if routes is None:
         _submit(opts, [_msg("link", {"links": links})], {"links": shown}, describe, texts=texts)
         return
-    for (node, chain_id), idx in routes.items():
+    results = [
         _submit(
             dataclasses.replace(opts, node=node, chain_id=chain_id),
             [_msg("link", {"links": [links[i] for i in idx]})],
             {"links": [shown[i] for i in idx], "chain_id": chain_id},
             [describe[i] for i in idx],
             texts=texts,
+            alone=False,
         )
+        for (node, chain_id), idx in routes.items()
+    ]
+    if opts.as_json:
+        print_json({"txs": results})
+    if opts.wait:
+        sys.stdout.flush()
+        for result in results:
+            from focusflow.cli import txbuild
+
+            txbuild.check_receipt(result)
 
 
 def _link_routes(
