@@ -228,6 +228,122 @@ class AdmissionBusyError(TxError):
         self.retry_after = retry_after
 
 
+class IbcError(TxError):
+    """An interchain message (``modules.ibc``) the chain refuses: the base of
+    the codes below, each a lie or a mistake a relayer can make."""
+
+    code = "ibc_error"
+
+
+class UnknownClientError(IbcError):
+    """No light client of that name (this chain keeps one per counterparty its
+    genesis names)."""
+
+    code = "client_not_found"
+
+
+class ClientFrozenError(IbcError):
+    """The light client saw two valid headers at one height (its counterparty's
+    validators signed a fork): it accepts no header and no proof any more."""
+
+    code = "client_frozen"
+
+
+class ClientExpiredError(IbcError):
+    """The light client's newest header is older than its trusting period at
+    this block's time: its signers may have unbonded, so nothing is trusted."""
+
+    code = "client_expired"
+
+
+class HeaderUntrustedError(IbcError):
+    """A header whose signers hold 1/3 or less of the trusted set's power: not
+    provably the counterparty's (a relayer may submit one in between)."""
+
+    code = "header_untrusted"
+
+
+class MissingConsensusStateError(IbcError):
+    """A proof at a height the light client holds no verified header of
+    (never updated to it, or pruned): update the client first."""
+
+    code = "consensus_state_not_found"
+
+
+class IbcProofError(core_errors.BadProofError, IbcError):
+    """A membership or non-membership proof that does not verify against the
+    counterparty's state root at the proof's height (forged data, a garbage
+    proof, another key): the code of every proof that does not verify."""
+
+
+class UnknownConnectionError(IbcError):
+    code = "connection_not_found"
+
+
+class UnknownChannelError(IbcError):
+    code = "channel_not_found"
+
+
+class IbcStateError(IbcError):
+    """A handshake step or packet on a connection or channel in the wrong
+    state (a step repeated, skipped, or on a closed channel)."""
+
+    code = "ibc_wrong_state"
+
+
+class PortUnboundError(IbcError):
+    """No application of this chain is bound to the port."""
+
+    code = "port_unbound"
+
+
+class PacketReplayedError(IbcError):
+    """A packet whose sequence the channel received already (ordered channels
+    take each sequence once)."""
+
+    code = "packet_replayed"
+
+
+class PacketOutOfOrderError(IbcError):
+    """A packet (or acknowledgement) ahead of the channel's next sequence: an
+    ordered channel takes them in order, none skipped."""
+
+    code = "packet_out_of_order"
+
+
+class PacketTimedOutError(IbcError):
+    """A packet received at or past its timeout height or time: it is the
+    sender's to time out, not ours to take."""
+
+    code = "packet_timed_out"
+
+
+class TimeoutNotReachedError(IbcError):
+    """A timeout proven at a counterparty height whose header is before the
+    packet's timeout height and time: the packet may still arrive."""
+
+    code = "timeout_not_reached"
+
+
+class PacketReceivedError(IbcError):
+    """A timeout for a packet the counterparty proves it received."""
+
+    code = "packet_received"
+
+
+class UnknownPacketError(IbcError):
+    """An acknowledgement or timeout for a packet this chain has no commitment
+    of: never sent, or acknowledged or timed out already."""
+
+    code = "unknown_packet"
+
+
+class PacketMismatchError(IbcError):
+    """A packet that differs from the one this chain committed under its sequence."""
+
+    code = "packet_mismatch"
+
+
 class BlockError(FocusflowError):
     """A block does not follow from its parent (wrong height, parent, roots ...)."""
 

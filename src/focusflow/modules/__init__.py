@@ -21,6 +21,7 @@ from focusflow.modules.dex import Dex, DexParams, pool_json, twap_reader
 from focusflow.modules.economy import Economy, buyback_bps, premium_bps
 from focusflow.modules.economy_params import EconomyParams
 from focusflow.modules.evm import Evm, effective_gas_price, evm_block
+from focusflow.modules.ibc import Ibc
 from focusflow.modules.interchain import InterchainPlace
 from focusflow.modules.links import Links
 from focusflow.modules.names import Names
@@ -36,7 +37,7 @@ def default_modules() -> list[Module]:
     the dex's halts pools before the economy's buyback trades)."""
     return [
         Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm(),
-        NetworkCa(), Proofs(), Dex(), Economy(), InterchainPlace(),
+        NetworkCa(), Proofs(), Dex(), Economy(), InterchainPlace(), Ibc(),
     ]  # fmt: skip
 
 
@@ -48,6 +49,7 @@ __all__ = [
     "Economy",
     "EconomyParams",
     "Evm",
+    "Ibc",
     "Links",
     "Names",
     "NetworkCa",
