@@ -340,3 +340,50 @@ def test_normalise_is_exact() -> None:
     assert normalise([1, 1, 1]) == [333333333333334, 333333333333333, 333333333333333]
     assert sum(normalise([5, 0, 7, 3 * UNIT])) == UNIT
     assert normalise([0, 0]) == [UNIT // 2, UNIT // 2]
+
+
+def _cbor_round_trip(doc: dict[str, Any]) -> dict[str, Any]:
+    from focusflow.core.encoding import decode
+
+    out: dict[str, Any] = decode(encode(doc), "state")
+    return out
+
+
+@pytest.mark.parametrize("params", [DIFFUSION, TRI], ids=["diffusion", "tri"])
+def test_a_restored_network_continues_with_the_same_bits(
+    graph: tuple[list[Link], dict[bytes, int]], params: FocusParams
+) -> None:
+    """A chain stores the engines' state between rounds; a node restarted
+    from it (links and stakes added again from its own state) sends the same
+    packets and commits the same snapshots as one that never stopped."""
+    links, stakes = graph
+    half = len(links) // 2
+    steady = Network(4, params, stakes)
+    steady.add(links[:half])
+    restarted = Network(4, params, stakes)
+    restarted.add(links[:half])
+    for _ in range(3):
+        steady.round()
+        restarted.round()
+    fresh = Network(4, params, stakes)
+    fresh.add(links[:half])
+    for old, new in zip(restarted.ranks, fresh.ranks, strict=True):
+        new.restore_state(_cbor_round_trip(old.export_state()))
+    fresh.hub.restore_state(_cbor_round_trip(restarted.hub.export_state()))
+    fresh.inflows = restarted.inflows
+    for net in (steady, fresh):
+        net.add(links[half:])
+        net.packets.clear()
+    roots = [[steady.round().root(), fresh.round().root()] for _ in range(3)]
+    assert all(a == b for a, b in roots)
+    assert steady.packets == fresh.packets
+
+
+def test_a_refused_packet_leaves_no_particle_behind() -> None:
+    hub, packet, b = _fresh()
+    known = list(hub.particles())
+    bad = copy.deepcopy(packet)
+    bad["owned"].append([_foreign(0), 1])
+    with pytest.raises(RankUnsupportedError):
+        hub.check(b, bad)
+    assert hub.particles() == known

@@ -308,14 +308,17 @@ class HubMerge:
             raise fail("owned, outflow and dangling are empty in tri mode")
         if self.params.mode == "diffusion" and edges:
             raise fail("edges are sent in tri mode only")
+        # particle_bucket, not owner(): a refused packet's particles must not
+        # become known to the hub (they would join the next snapshot).
+        n = self.buckets
         for k, _ in owned:
-            if self.owner(k) != bucket:
+            if particle_bucket(k, n) != bucket:
                 raise fail("an owned particle that hashes to another bucket")
         for k, _ in outflow:
-            if self.owner(k) == bucket:
+            if particle_bucket(k, n) == bucket:
                 raise fail("an outflow to the bucket's own particle")
         for s, _, _ in edges:
-            if self.owner(s) != bucket:
+            if particle_bucket(s, n) != bucket:
                 raise fail("an edge whose source hashes to another bucket")
         self._check_mass(packet, st, owned, outflow, fail)
 
@@ -371,6 +374,7 @@ class HubMerge:
         """Store a checked packet as the bucket's latest (deltas onto its tables)."""
         st = self._state[bucket]
         for k, v in packet["owned"]:
+            self.owner(k)
             st.owned_sum += v - st.owned.get(k, 0)
             st.owned[k] = v
         for k, v in packet["outflow"]:
@@ -384,6 +388,7 @@ class HubMerge:
             st.neudeg[k] = v
         for s, d, w in packet["edges"]:
             st.edges[(s, d)] = w
+            self.owner(s)
             self.owner(d)
         if packet["edges"]:
             self._graph_version += 1
@@ -473,6 +478,82 @@ class HubMerge:
             "neudeg": delta(neudeg, st.sent_neudeg),
             "focus": delta(focus, st.sent_focus),
         }
+
+    # --- persistence -------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """Everything the hub's next checks, merges and inflows depend on, as
+        CBOR-able integers and bytes (:meth:`restore_state` takes it back): a
+        chain stores it so a restarted node continues with the same bits."""
+        snap = self.snapshot
+        return {
+            "round": self.round,
+            "n": self._n,
+            "dangling": self._dangling,
+            "stale": sorted(self._stale),
+            "graph_version": self._graph_version,
+            "solved_version": self._solved_version,
+            "snapshot": [snap.round, list(snap.particles), list(snap.focus), sorted(snap.stale)],
+            "buckets": [_export_bucket(st) for st in self._state],
+        }
+
+    def restore_state(self, doc: Mapping[str, Any]) -> None:
+        """Take back :meth:`export_state`'s output (of a hub of as many buckets)."""
+        if len(doc["buckets"]) != self.buckets:
+            raise ValueError(f"a state of {len(doc['buckets'])} buckets, not {self.buckets}")
+        self.round = int(doc["round"])
+        self._n = int(doc["n"])
+        self._dangling = int(doc["dangling"])
+        self._stale = set(doc["stale"])
+        self._graph_version = int(doc["graph_version"])
+        self._solved_version = int(doc["solved_version"])
+        rnd, particles, focus, stale = doc["snapshot"]
+        self.snapshot = Snapshot(rnd, list(particles), list(focus), frozenset(stale))
+        self._state = [_restore_bucket(raw) for raw in doc["buckets"]]
+        self._owner, self._sorted = {}, []
+        self._in = [{} for _ in range(self.buckets)]
+        self._neudeg = {}
+        for st in self._state:
+            for k in st.owned:
+                self.owner(k)
+            for a, b in st.edges:
+                self.owner(a)
+                self.owner(b)
+            for k, v in st.outflow.items():
+                into = self._in[self.owner(k)]
+                into[k] = into.get(k, 0) + v
+            for k, v in st.neudeg.items():
+                self._neudeg[k] = self._neudeg.get(k, 0) + v
+
+
+def sorted_pairs(table: Mapping[bytes, int]) -> list[list[Any]]:
+    return [[k, table[k]] for k in sorted(table)]
+
+
+def _export_bucket(st: _BucketState) -> list[Any]:
+    return [
+        sorted_pairs(st.owned), sorted_pairs(st.outflow), sorted_pairs(st.neudeg),
+        [[a, b, st.edges[(a, b)]] for a, b in sorted(st.edges)],
+        st.dangling, st.last_round,
+        sorted_pairs(st.sent_inflow), sorted_pairs(st.sent_neudeg), sorted_pairs(st.sent_focus),
+    ]  # fmt: skip
+
+
+def _restore_bucket(raw: Sequence[Any]) -> _BucketState:
+    owned, outflow, neudeg, edges, dangling, last_round, s_in, s_neu, s_focus = raw
+    st = _BucketState(
+        owned={bytes(k): int(v) for k, v in owned},
+        outflow={bytes(k): int(v) for k, v in outflow},
+        neudeg={bytes(k): int(v) for k, v in neudeg},
+        edges={(bytes(a), bytes(b)): int(w) for a, b, w in edges},
+        dangling=int(dangling),
+        last_round=int(last_round),
+        sent_inflow={bytes(k): int(v) for k, v in s_in},
+        sent_neudeg={bytes(k): int(v) for k, v in s_neu},
+        sent_focus={bytes(k): int(v) for k, v in s_focus},
+    )
+    st.owned_sum = sum(st.owned.values())
+    st.outflow_sum = sum(st.outflow.values())
+    return st
 
 
 def delta(now: Mapping[bytes, int], sent: dict[bytes, int]) -> list[list[Any]]:

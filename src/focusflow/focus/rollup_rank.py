@@ -48,12 +48,14 @@ from focusflow.focus.rollup_merge import (
     RankUnsupportedError,
     Snapshot,
     SnapshotProof,
+    sorted_pairs,
     verify_snapshot_proof,
     weight_bits,
 )
 from focusflow.focus.rollup_merge import delta as _delta
 
 __all__ = [
+    "UNIT",
     "BucketRank",
     "HubMerge",
     "RankUnsupportedError",
@@ -190,6 +192,41 @@ class BucketRank:
             self.focus[k] = int(v)
         if grew or inflow["neudeg"]:
             self._structure = None
+
+    # --- persistence ----------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """What the next solves depend on besides the links and stakes (which the
+        chain holds): the hub's numbers, the warm start and what was sent, as
+        CBOR-able integers and bytes for :meth:`restore_state`."""
+        return {
+            "round": self._round,
+            "n": self._n,
+            "dangling": self._dangling,
+            "global_deg": sorted_pairs(self._global_deg),
+            "inflow": sorted_pairs(self._inflow),
+            "focus": sorted_pairs(self.focus),
+            "owned": sorted_pairs(self._owned),
+            "sent_owned": sorted_pairs(self._sent_owned),
+            "sent_outflow": sorted_pairs(self._sent_outflow),
+            "sent_neudeg": sorted_pairs(self._sent_neudeg),
+            "sent_edges": [[a, b, self._sent_edges[(a, b)]] for a, b in sorted(self._sent_edges)],
+        }
+
+    def restore_state(self, doc: Mapping[str, Any]) -> None:
+        """Take back :meth:`export_state`'s output; the links and stakes are the
+        caller's to add (before or after)."""
+        self._round = int(doc["round"])
+        self._n = int(doc["n"])
+        self._dangling = int(doc["dangling"])
+        self._global_deg = {bytes(k): int(v) for k, v in doc["global_deg"]}
+        self._inflow = {bytes(k): int(v) for k, v in doc["inflow"]}
+        self.focus = {bytes(k): int(v) for k, v in doc["focus"]}
+        self._owned = {bytes(k): int(v) for k, v in doc["owned"]}
+        self._sent_owned = {bytes(k): int(v) for k, v in doc["sent_owned"]}
+        self._sent_outflow = {bytes(k): int(v) for k, v in doc["sent_outflow"]}
+        self._sent_neudeg = {bytes(k): int(v) for k, v in doc["sent_neudeg"]}
+        self._sent_edges = {(bytes(a), bytes(b)): int(w) for a, b, w in doc["sent_edges"]}
+        self._structure = None
 
     # --- solve --------------------------------------------------------------------
     def _per_link(self) -> dict[bytes, float]:
