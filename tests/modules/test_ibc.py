@@ -324,3 +324,33 @@ def test_the_relayer_times_out_an_expired_packet(net):
     net.rollup.produce_block([], time_ms=net.clock())
     net.relayer.step()
     assert net.apps[0].timeouts == [1]
+
+
+def test_the_http_endpoint_reads_what_the_local_one_does(net):
+    """The node's /v1/ibc routes and proofs, as the relayer's HTTP endpoint reads them."""
+    from focusflow.chain.header_verify import decode_light_block
+    from focusflow.node.relay import HttpEndpoint
+    from focusflow.testing.lightnode import node_app, serve
+
+    net.send(net.hub, b"one")
+    net.send(net.hub, b"two")
+    url, stop = serve(node_app(net.hub))
+    http = HttpEndpoint(url, ALICE)
+    try:
+        local = net.a
+        assert http.chain_id == HUB
+        assert http.height() == local.height() and http.time_ms() == local.time_ms()
+        assert http.connections() == local.connections()
+        assert http.channels() == local.channels()
+        assert http.client(ROLLUP) == local.client(ROLLUP)
+        assert http.next_sequences("echo", "channel-0") == {"send": 3, "recv": 1, "ack": 1}
+        assert http.packets("echo", "channel-0", 10) == local.packets("echo", "channel-0", 10)
+        assert http.acks("echo", "channel-0", 1, 10) == []
+        h = http.height()
+        assert http.light_block(h) == local.light_block(h)
+        assert decode_light_block(http.light_block(h), HUB, 1 << 20).height == h
+        key = commitment_key("echo", "channel-0", 2)
+        assert http.prove(key, h) == local.prove(key, h)
+    finally:
+        http.close()
+        stop()

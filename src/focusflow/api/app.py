@@ -33,6 +33,7 @@ from focusflow.api import (
     routes_evm,
     routes_focus,
     routes_graph,
+    routes_ibc,
     routes_infer,
     routes_interchain,
     routes_light,
@@ -161,7 +162,7 @@ def create_app(
     for module in (
         routes_chain, routes_focus, routes_infer, routes_graph, routes_validators, ws,
         routes_da, routes_light, routes_query, routes_texts, routes_evm, evm_ws, routes_wasm,
-        routes_auth, routes_blobs, routes_ca, routes_dex, routes_interchain,
+        routes_auth, routes_blobs, routes_ca, routes_dex, routes_interchain, routes_ibc,
     ):  # fmt: skip
         app.include_router(module.router)
 

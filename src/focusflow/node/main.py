@@ -25,6 +25,7 @@ from focusflow.cli.main import app
 from focusflow.cli.main import main as cli_main
 from focusflow.cli.process_exit import run_as_process
 from focusflow.core.home import resolve_home
+from focusflow.node import relay_cmd  # noqa: F401 - registers the relay command
 from focusflow.node.faults import FAULT_PLAN_ENV, fault_plan_option
 
 

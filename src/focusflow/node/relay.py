@@ -460,10 +460,118 @@ class LocalEndpoint:
         return codes[0]
 
 
+class HttpEndpoint:
+    """A chain through a node's API (``/v1/ibc``, ``/v1/light``, ``/v1/txs``),
+    every request bounded in time by the node client; a submitted transaction
+    is waited for until it is in a block (``cli.txbuild.wait_tx``)."""
+
+    def __init__(self, url: str, key: KeyPair, timeout: float = 10.0) -> None:
+        from focusflow.client.node_client import NodeClient
+
+        self.node = NodeClient(url, timeout=timeout)
+        self.key = key
+        self._chain_id: str | None = None
+
+    @property
+    def chain_id(self) -> str:
+        if self._chain_id is None:
+            self._chain_id = str(self.node.status()["chain_id"])
+        return self._chain_id
+
+    def _head(self) -> dict[str, Any]:
+        doc: dict[str, Any] = self.node.get("/v1/light/header/latest")
+        return doc
+
+    def height(self) -> int:
+        return int(self._head()["height"])
+
+    def time_ms(self) -> int:
+        return int(self._head()["header"]["time_ms"])
+
+    def light_block(self, height: int) -> bytes:
+        return bytes.fromhex(self.node.get(f"/v1/ibc/light_block/{height}")["light_block"])
+
+    def prove(self, key: bytes, height: int) -> tuple[bytes | None, bytes]:
+        doc = self.node.get("/v1/light/proofs/key", {"key": "hex:" + key.hex(), "height": height})
+        if int(doc["height"]) != height:
+            raise RelayError(f"{self.chain_id} proved at {doc['height']}, not {height}")
+        value = doc.get("value")
+        return (None if value is None else bytes.fromhex(value)), bytes.fromhex(doc["proof"])
+
+    def client(self, client: str) -> ClientState | None:
+        for row in self.node.get("/v1/ibc/clients")["clients"]:
+            if row["client"] == client:
+                return ClientState(
+                    row["chain_id"], row["trusting_period_ms"], row["latest_height"],
+                    row["frozen_height"],
+                )  # fmt: skip
+        return None
+
+    def connections(self) -> list[tuple[str, ConnectionEnd]]:
+        return [
+            (row["id"], _connection_end(row))
+            for row in self.node.get("/v1/ibc/connections")["connections"]
+        ]
+
+    def channels(self) -> list[tuple[str, str, ChannelEnd]]:
+        return [
+            (row["port"], row["channel"], _channel_end(row))
+            for row in self.node.get("/v1/ibc/channels")["channels"]
+        ]
+
+    def next_sequences(self, port: str, channel: str) -> dict[str, int]:
+        doc = self.node.get(f"/v1/ibc/channels/{port}/{channel}/sequences")
+        return {k: int(doc[k]) for k in ("send", "recv", "ack")}
+
+    def packets(self, port: str, channel: str, limit: int) -> list[Packet]:
+        doc = self.node.get(
+            f"/v1/ibc/channels/{port}/{channel}/packets", {"limit": min(limit, MAX_PACKETS)}
+        )
+        return [Packet.decode(bytes.fromhex(row["packet_cbor"])) for row in doc["packets"]]
+
+    def acks(self, port: str, channel: str, start: int, limit: int) -> list[tuple[int, bytes]]:
+        doc = self.node.get(
+            f"/v1/ibc/channels/{port}/{channel}/acks",
+            {"start": start, "limit": min(limit, MAX_PACKETS)},
+        )
+        return [(int(row["sequence"]), bytes.fromhex(row["ack"])) for row in doc["acks"]]
+
+    def submit(self, msgs: Sequence[Msg]) -> str:
+        from focusflow.cli.txbuild import build_tx, node_params, wait_tx
+
+        params = node_params(self.node)
+        nonce = self.node.account(self.key.address).next_nonce
+        tx = build_tx(self.key, self.chain_id, nonce, msgs, params)
+        tx_hash = self.node.submit(tx.encoded)
+        record = wait_tx(self.node, tx_hash)
+        return str(record.get("code"))
+
+    def close(self) -> None:
+        self.node.close()
+
+
+_STATES = {"INIT": INIT, "TRYOPEN": TRYOPEN, "OPEN": OPEN, "CLOSED": 4}
+
+
+def _connection_end(row: dict[str, Any]) -> ConnectionEnd:
+    return ConnectionEnd(
+        _STATES.get(row["state"], 0), row["client"], row["counterparty_client"],
+        row["counterparty_connection"],
+    )  # fmt: skip
+
+
+def _channel_end(row: dict[str, Any]) -> ChannelEnd:
+    return ChannelEnd(
+        _STATES.get(row["state"], 0), row["ordering"], row["connection"],
+        row["counterparty_port"], row["counterparty_channel"], row["version"],
+    )  # fmt: skip
+
+
 __all__ = [
     "MAX_PACKETS",
     "MAX_PER_TX",
     "ChainEndpoint",
+    "HttpEndpoint",
     "Link",
     "LocalEndpoint",
     "Path",
