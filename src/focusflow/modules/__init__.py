@@ -32,12 +32,14 @@ from focusflow.modules.wasm import Wasm, WasmParams
 
 
 def default_modules() -> list[Module]:
-    """The modules every focusflow chain runs, in execution order (the bank's
-    end of block slashes before the validators' picks a set from the stakes;
-    the dex's halts pools before the economy's buyback trades)."""
+    """The modules every focusflow chain runs, in execution order (the hub's
+    demand pool takes its share of the fees before the bank pays them; the
+    bank's end of block slashes before the validators' picks a set from the
+    stakes; the dex's halts pools before the economy's buyback trades)."""
+    interchain = InterchainPlace()
     return [
-        Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm(),
-        NetworkCa(), Proofs(), Dex(), Economy(), InterchainPlace(), Ibc(),
+        interchain, Bank(), Links(), Names(), Blobs(), Validators(), Upgrades(), Evm(), Wasm(),
+        NetworkCa(), Proofs(), Dex(), Economy(), Ibc(apps=[interchain]),
     ]  # fmt: skip
 
 

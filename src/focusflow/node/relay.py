@@ -194,15 +194,23 @@ class Relayer:
     def channel(self) -> Link:
         """The open channel pair of the path, opened (connection first) if none is."""
         a, b, p = self.a, self.b, self.path
+        # Channel ids are each chain's own: a channel pair is this path's only
+        # when each end's connection is to the other chain and the ends name
+        # each other (a hub has a "channel-0" to every rollup's "channel-0").
+        a_to_b = {cid for cid, end in a.connections() if end.client == b.chain_id}
+        b_to_a = {cid for cid, end in b.connections() if end.client == a.chain_id}
         b_chans = {(port, ch): end for port, ch, end in b.channels()}
         for port, ch, end in a.channels():
             other = b_chans.get((end.counterparty_port, end.counterparty_channel))
             if (
                 port == p.port_a
                 and end.state == OPEN
+                and end.connection in a_to_b
                 and end.counterparty_port == p.port_b
                 and other is not None
                 and other.state == OPEN
+                and other.connection in b_to_a
+                and other.counterparty_channel == ch
             ):
                 return Link(ch, end.counterparty_channel)
         conn_a, conn_b = self._connection()

@@ -22,8 +22,8 @@ def relay(
     b: str = typer.Option(..., "--b", help="URL of a node of chain B."),
     home: Path = typer.Option(..., "--home", help="Home whose keystore holds the relayer's key."),
     key: str = typer.Option("default", "--key", help="Name of the key in the keystore."),
-    port_a: str = typer.Option("echo", "--port-a", help="The application port on chain A."),
-    port_b: str = typer.Option("echo", "--port-b", help="The application port on chain B."),
+    port_a: str = typer.Option("rank", "--port-a", help="The application port on chain A."),
+    port_b: str = typer.Option("rank", "--port-b", help="The application port on chain B."),
     once: bool = typer.Option(False, "--once", help="One pass, then exit."),
     interval: float = typer.Option(
         1.0, "--interval", min=0.1, max=3600, help="Seconds between passes."

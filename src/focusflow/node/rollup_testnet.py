@@ -191,6 +191,7 @@ def relay_command(hub_api: str, rollup_api: str, home: Path) -> list[str]:
     return [
         sys.executable, "-m", "focusflow", "relay",
         "--a", hub_api, "--b", rollup_api, "--home", str(home),
+        "--port-a", "rank", "--port-b", "rank", "--key", DEV_KEY_NAME, "--interval", "0.2",
     ]  # fmt: skip
 
 
