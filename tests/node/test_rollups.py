@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
-from focusflow.core.cid import cid_of_text, cid_to_bytes
+from focusflow.core.cid import cid_from_bytes, cid_of_text, cid_to_bytes
 from focusflow.focus.buckets import link_bucket
+from focusflow.light.client import LightClient, Node, genesis_trust
+from focusflow.light.store import LightStore
 from focusflow.testing.process import SOURCE, node_env
 from focusflow.testing.rollups import RollupNet
 
@@ -82,3 +86,85 @@ def test_the_cli_routes_each_link_to_its_owner(net):
     txs = json.loads(out.stdout)["txs"]
     assert sorted(doc["chain_id"] for doc in txs) == sorted(net.chain_ids)
     assert all(doc["status"] == "committed" and doc["code"] == "ok" for doc in txs)
+
+
+def wait_for(what: str, check, timeout: float, net: RollupNet):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"{what} not within {timeout}s\n{net.logs()}")
+
+
+def global_value(net: RollupNet, cid: str) -> float | None:
+    r = httpx.get(f"{net.hub[0]}/v1/global/particles/{cid}", timeout=10)
+    return r.json()["focus"] if r.status_code == 200 else None
+
+
+def test_relayers_carry_ranks_and_the_hub_publishes_the_global_focus(net, tmp_path):
+    a = link_of_bucket(0, 2, "global")
+    b = link_of_bucket(1, 2, "global")
+    for bucket, link in ((0, a), (1, b)):
+        api = net.rollups[bucket][0]
+        r = net.submit(api, net.chain_ids[bucket], [link], net.nonce(api, net.dev))
+        assert r.status_code == 202, r.text
+        assert net.wait_tx(api, r.json()["hash"], 30)["code"] == "ok"
+    targets = [cid_from_bytes(a[1]), cid_from_bytes(b[1])]
+    wait_for(
+        "both links in the global snapshot",
+        lambda: all(global_value(net, c) for c in targets),
+        120,
+        net,
+    )
+    status = httpx.get(f"{net.hub[0]}/v1/global/status", timeout=10).json()
+    assert status["snapshot"]["round"] >= 1 and status["age_ms"] is not None
+    assert [r["bucket"] for r in status["rollups"]] == [0, 1]
+    assert all(r["height"] > 0 and r["last_rank"] for r in status["rollups"])
+    top = httpx.get(f"{net.hub[0]}/v1/global/top", params={"k": 5}, timeout=10).json()
+    assert abs(sum(row["focus"] for row in top["rows"])) <= 1.0 + 1e-9
+    assert len(top["rows"]) == 5
+    # A light client that trusts only the hub's genesis checks a particle's
+    # global focus down to the hub's state root.
+    chain_id, genesis_set = genesis_trust(net.home / "hub" / "v0" / "genesis.json")
+    with Node(net.hub[0]) as node:
+        client = LightClient(LightStore(tmp_path / "light", chain_id), node)
+        client.trust_genesis(genesis_set)
+        answer = client.global_particle(targets[0])
+    assert answer.focus_q > 0 and answer.particle == targets[0]
+    # The CLI asks any node's hub.
+    out = subprocess.run(
+        [sys.executable, "-m", "focusflow", "query", "top", "--global", "--json",
+         "--node", net.rollups[1][0], "-k", "3"],
+        capture_output=True, text=True, timeout=60, env=node_env(SOURCE),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["rows"]) == 3
+
+
+def test_a_halted_rollup_is_held_stale_and_the_others_go_on(net):
+    """Rollup 1's validator stops (SIGSTOP: its chain halts, as partitioned).
+    The hub keeps merging rollup 0's ranks; rollup 1's values are held at the
+    last proven ones and listed stale; it returns to the snapshot when it resumes."""
+    api1 = net.rollups[1][0]
+
+    def status():  # type: ignore[no-untyped-def]
+        return httpx.get(f"{net.hub[0]}/v1/global/status", timeout=10).json()
+
+    wait_for("a first snapshot", lambda: status()["snapshot"], 120, net)
+    net.pause(api1)
+    try:
+        wait_for("bucket 1 held stale", lambda: 1 in status()["snapshot"]["stale"], 60, net)
+        before = status()["snapshot"]["round"]
+        link = link_of_bucket(0, 2, "while-halted")
+        api0 = net.rollups[0][0]
+        r = net.submit(api0, net.chain_ids[0], [link], net.nonce(api0, net.dev))
+        assert net.wait_tx(api0, r.json()["hash"], 30)["code"] == "ok"
+        cid = cid_from_bytes(link[1])
+        wait_for("rollup 0's new link in the snapshot", lambda: global_value(net, cid), 60, net)
+        after = status()["snapshot"]
+        assert after["round"] > before and 1 in after["stale"] and 0 not in after["stale"]
+    finally:
+        net.resume(api1)
+    wait_for("bucket 1 back", lambda: 1 not in status()["snapshot"]["stale"], 90, net)

@@ -42,6 +42,34 @@ def _ask(home: str | None, node: str | None, question: Callable[[NodeClient], T]
         return question(api)
 
 
+GlobalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--global", help="The network's global focus, from its hub (a network of rollups)."
+    ),
+]
+
+
+def _ask_hub(home: str | None, node: str | None, path: str, **params: Any) -> Any:
+    """``path`` asked of the hub of the command's node's network (the node
+    itself when it is the hub)."""
+    from focusflow.core.errors import InvalidParameterError
+
+    with client(home, node) as api:
+        place = api.get_optional("/v1/rollup")
+        if not isinstance(place, dict) or place.get("role") not in ("hub", "rollup"):
+            raise InvalidParameterError(
+                "--global needs a node of a network of rollups; this node's chain is on its own"
+            )
+        if place["role"] == "hub":
+            return api.get(path, params)
+        apis = place.get("hub", {}).get("apis") or []
+    if not apis:
+        raise InvalidParameterError("the node knows no API of its hub: pass --node of the hub")
+    with client(home, str(apis[0])) as hub:
+        return hub.get(path, params)
+
+
 def _kv(rows: dict[str, Any]) -> None:
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
@@ -175,8 +203,12 @@ def top_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    global_: GlobalOpt = False,
 ) -> None:
-    """The particles with the most focus."""
+    """The particles with the most focus (--global: in the network's global snapshot)."""
+    if global_:
+        _global_top(home, node, k, as_json)
+        return
     doc = _ask(home, node, lambda api: api.focus_top(k))
     if as_json:
         _print_json(doc)
@@ -201,6 +233,26 @@ def top_cmd(
     console.print(table)
 
 
+def _global_top(home: str | None, node: str | None, k: int, as_json: bool) -> None:
+    doc = _ask_hub(home, node, "/v1/global/top", k=k)
+    if as_json:
+        _print_json(doc)
+        return
+    stale = doc.get("stale") or []
+    table = Table(
+        box=None,
+        pad_edge=False,
+        title=f"global top {k}: snapshot {doc.get('snapshot')} (hub height {doc.get('height')})",
+        caption=f"stale buckets: {', '.join(map(str, stale))}" if stale else None,
+    )
+    table.add_column("rank", justify="right")
+    table.add_column("cid")
+    table.add_column("focus", justify="right")
+    for i, row in enumerate(doc.get("rows", []), 1):
+        table.add_row(str(i), str(row.get("particle")), _focus(row.get("focus")))
+    console.print(table)
+
+
 def _text(text: Any) -> str:
     """A particle's text for a table cell: one line, '-' when the node keeps none."""
     if text is None:
@@ -215,9 +267,28 @@ def particle_cmd(
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
+    global_: GlobalOpt = False,
 ) -> None:
-    """One particle's focus, rank and link counts, and its text when the node keeps it."""
+    """One particle's focus, rank and link counts, and its text when the node keeps it
+    (--global: its focus in the network's global snapshot, with the snapshot's proof)."""
     cid, _ = particle(target, as_text=as_text)
+    if global_:
+        doc = _ask_hub(home, node, f"/v1/global/particles/{cid}")
+        if as_json:
+            _print_json(doc)
+            return
+        snap = doc.get("snapshot", {})
+        _kv(
+            {
+                "cid": doc.get("particle"),
+                "global focus": doc.get("focus"),
+                "snapshot": snap.get("round"),
+                "hub height": snap.get("height"),
+                "root": snap.get("root"),
+                "stale buckets": ", ".join(map(str, snap.get("stale", []))) or None,
+            }
+        )
+        return
     doc = _ask(home, node, lambda api: api.particle_focus(cid))
     if as_json:
         _print_json(doc)

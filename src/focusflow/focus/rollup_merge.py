@@ -33,7 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from focusflow.core.encoding import encode
-from focusflow.core.hashing import merkle_proof, merkle_root, verify_merkle_proof
+from focusflow.core.hashing import merkle_proof, merkle_root
+from focusflow.core.snapshot_tree import snapshot_leaf, verify_snapshot_path
 from focusflow.focus.buckets import particle_bucket
 from focusflow.focus.params import EXACT_V2, FocusParams
 
@@ -62,7 +63,6 @@ _INF_BITS: Final = 0x7FF0000000000000
 RANK_KEYS: Final = frozenset(
     {"v", "bucket", "round", "mode", "n", "owned", "outflow", "dangling", "neudeg", "edges"}
 )
-_LEAF = struct.Struct(">HQ")
 
 
 class RankUnsupportedError(ValueError):
@@ -106,12 +106,6 @@ def normalise(raw: Sequence[int]) -> list[int]:
     return quot
 
 
-def _leaf(cid: bytes, value: int) -> bytes:
-    """One particle's leaf: its CID (length-prefixed) and its fixed-point focus,
-    so that a proof names the particle as well as its value."""
-    return _LEAF.pack(len(cid), value) + cid
-
-
 @dataclass(frozen=True)
 class SnapshotProof:
     """A particle's place in a snapshot: index, value, audit path, tree size
@@ -134,7 +128,7 @@ class Snapshot:
     stale: frozenset[int] = field(default_factory=frozenset)
 
     def _leaves(self) -> list[bytes]:
-        return [_leaf(c, v) for c, v in zip(self.particles, self.focus, strict=True)]
+        return [snapshot_leaf(c, v) for c, v in zip(self.particles, self.focus, strict=True)]
 
     def root(self) -> bytes:
         """RFC 6962 Merkle root over one leaf per particle, in CID order."""
@@ -156,9 +150,9 @@ class Snapshot:
 
 def verify_snapshot_proof(root: bytes, cid: bytes, value: int, proof: SnapshotProof) -> bool:
     """What a light client runs: does ``root`` commit ``cid`` with ``value``?"""
-    if value != proof.value or not 0 <= value <= MAX_VALUE or len(cid) > 0xFFFF:
+    if value != proof.value:
         return False
-    return verify_merkle_proof(root, _leaf(cid, value), proof.index, proof.size, proof.path)
+    return verify_snapshot_path(root, cid, value, proof.index, proof.size, proof.path)
 
 
 def _bisect(keys: list[bytes], key: bytes) -> int:

@@ -24,11 +24,13 @@ from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.hashing import verify_merkle_proof
 from focusflow.core.keys import encode_address
+from focusflow.core.snapshot_tree import verify_snapshot_path
 from focusflow.light.errors import BadProofError, MalformedAnswerError, WrongValueError
 from focusflow.light.verify import LightBlock
 from focusflow.state_schema.accounts import account_key
 from focusflow.state_schema.links import LINKS_KEY_BYTES, LINKS_PREFIX
 from focusflow.state_schema.names import NAME_PREFIX
+from focusflow.state_schema.rank import SNAPSHOT_KEY, UNIT, SnapshotRecord
 from focusflow.store.smt import Proof, verify_proof
 
 #: A node's answer: a JSON object, unchecked until the functions here check it.
@@ -313,3 +315,54 @@ __all__ = [
     "verify_next_set",
     "verify_particle",
 ]
+
+
+@dataclass(frozen=True)
+class GlobalFocusAnswer:
+    """A particle's global focus in a hub's snapshot, as the proofs show it."""
+
+    particle: str
+    focus_q: int
+    focus: float
+    round: int
+    #: The hub block that committed the snapshot, and the one the proof is at.
+    snapshot_height: int
+    height: int
+    stale: tuple[int, ...]
+
+
+def verify_global_particle(doc: object, block: LightBlock, cid: str) -> GlobalFocusAnswer:
+    """A particle's global focus, proven down to the hub's verified state root:
+    the snapshot record (its root) by the state proof, the particle's leaf by
+    its path to that root."""
+    doc = check_anchor(doc, block)
+    raw = cid_to_bytes(cid)
+    stored = proven_value(doc.get("record"), SNAPSHOT_KEY, block)
+    if stored is None:
+        raise WrongValueError("the hub's state holds no global snapshot")
+    try:
+        record = SnapshotRecord(*_decoded(stored, "snapshot record"))  # type: ignore[misc]
+    except TypeError:
+        raise MalformedAnswerError("the snapshot record has the wrong shape") from None
+    path_doc = doc.get("path")
+    if not isinstance(path_doc, dict):
+        raise MalformedAnswerError("path is not an object")
+    hashes: Any = path_doc.get("hashes")
+    try:
+        path = [bytes.fromhex(h) for h in hashes]
+    except (TypeError, ValueError):
+        raise MalformedAnswerError("path.hashes is not a list of hex hashes") from None
+    index, size, q = _int(path_doc, "index"), _int(path_doc, "size"), _int(doc, "focus_q")
+    if size != record.particles:
+        raise WrongValueError(
+            f"the path is in a tree of {size}, the record's has {record.particles}"
+        )
+    if not verify_snapshot_path(record.root, raw, q, index, size, path):
+        raise BadProofError(
+            f"{cid} with focus {q} does not verify against the snapshot root of verified "
+            f"block {block.height}"
+        )
+    return GlobalFocusAnswer(
+        cid_from_bytes(raw), q, q / UNIT, record.round, record.height, block.height,
+        tuple(record.stale),
+    )  # fmt: skip

@@ -439,6 +439,14 @@ class LightClient:
             lambda d, b: answers.verify_particle(d, b, cid),
         )
 
+    def global_particle(self, cid: str) -> answers.GlobalFocusAnswer:
+        """A particle's global focus from a hub: this client must trust the hub."""
+        return self._answer(
+            f"/v1/global/particles/{cid}",
+            None,
+            lambda d, b: answers.verify_global_particle(d, b, cid),
+        )
+
     def links(
         self, cid: str, direction: str = "out", offset: int = 0, limit: int = 20
     ) -> answers.LinksAnswer:

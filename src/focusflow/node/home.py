@@ -386,7 +386,9 @@ def init_testnet(
         {
             **({"ca": ca_section} if ca_section is not None else {}),
             **({"interchain": network.interchain} if network is not None else {}),
-            "genesis_time_ms": int(time.time() * 1000),
+            "genesis_time_ms": (
+                network.genesis_time_ms if network is not None else int(time.time() * 1000)
+            ),
             # Epoch boundaries recompute power as bonded // power_unit: the same
             # numbers as the genesis powers until someone stakes or registers.
             "params": {"power_unit": POWER_UNIT, "focus": dict(NEW_CHAIN_FOCUS), **(params or {})},
@@ -439,6 +441,8 @@ class NetworkKeys:
     relayers: tuple[KeyPair, ...]
     interchain: Mapping[str, object]
     apis: dict[str, list[str]]
+    #: Every chain's genesis time: the other chains' light clients start from it.
+    genesis_time_ms: int
 
 
 def testnet_full_nodes(

@@ -36,6 +36,7 @@ def relay(
     from focusflow.node.relay import Path as PortPath
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     signer = load_key(str(home), key)
     ends = HttpEndpoint(a, signer), HttpEndpoint(b, signer)
     try:

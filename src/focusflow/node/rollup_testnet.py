@@ -93,9 +93,12 @@ def _api(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _ref(chain_id: str, keys: list[KeyPair], bucket: int | None = None) -> dict[str, Any]:
+def _ref(
+    chain_id: str, keys: list[KeyPair], time_ms: int, bucket: int | None = None
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "chain_id": chain_id,
+        "genesis_time_ms": time_ms,
         "validators": [
             {"public_key": k.public_key.hex(), "power": VALIDATOR_STAKE // POWER_UNIT} for k in keys
         ],
@@ -138,11 +141,12 @@ def init_rollup_testnet(
         ports.append(port)
         apis[chain_id] = [_api(host, port + 2 * k + 1) for k in range(n)]
         port += 2 * n
+    now = int(time.time() * 1000)
     registry = {
         "buckets": rollups,
         "merge_interval_ms": merge_interval_ms,
-        "hub": _ref(chain_ids[0], keys[0]),
-        "rollups": [_ref(chain_ids[b + 1], keys[b + 1], b) for b in range(rollups)],
+        "hub": _ref(chain_ids[0], keys[0], now),
+        "rollups": [_ref(chain_ids[b + 1], keys[b + 1], now, b) for b in range(rollups)],
     }
     for i, (name, chain_id) in enumerate(zip(names, chain_ids, strict=True)):
         section = {"role": "hub"} if i == 0 else {"role": "rollup", "bucket": i - 1}
@@ -152,6 +156,7 @@ def init_rollup_testnet(
             relayers=tuple(relayer_keys),
             interchain={**section, **registry},
             apis={c: a for c, a in apis.items() if c != chain_id},
+            genesis_time_ms=now,
         )
         init_testnet(
             path / name,

@@ -46,6 +46,8 @@ VERSION_KEY = b"/kv/rank/version"
 PENDING_KEY = b"/kv/rank/pending"
 MERGED_KEY = b"/kv/rank/merged"
 REFUSED_PREFIX = b"/kv/rank/refused/"
+#: Fixed point of focus: 10^15 is the whole.
+UNIT = 10**15
 #: Entries per snapshot chunk.
 CHUNK = 1024
 #: The demand pool's account: an address no key can sign for.
