@@ -122,6 +122,7 @@ def test_page_shows_new_top_particle_and_height_live(page, devnet, tmp_path):
     page.wait_for_selector('#live[data-state="open"]')
     page.wait_for_function("/^\\d+$/.test(document.querySelector('#height').textContent)")
     assert page.text_content("#chain-id") == devnet.status()["chain_id"]
+    assert page.locator("#network").is_hidden()  # a chain on its own: no network panel
     page.evaluate("window.notReloaded = true")  # gone if the page reloads
 
     # the height follows the blocks without a reload

@@ -10,6 +10,7 @@ import { Blocks } from "./blocks.js";
 import { $, age, clickable, duration, fill, h, percent, renderLive, shortCid, shortHex, textOf } from "./dom.js";
 import { LinkGraph } from "./graph.js";
 import { loadPools } from "./pools.js";
+import { loadNetwork } from "./network.js";
 import { Verifier, setMark } from "./verified.js";
 
 const TOP_K = 20;
@@ -473,7 +474,7 @@ async function search(ev) {
 
 const refresh = coalesce(async () => {
   try {
-    await Promise.all([loadStatus(), loadTop(), loadValidators(), loadPools()]);
+    await Promise.all([loadStatus(), loadTop(), loadValidators(), loadPools(), loadNetwork()]);
     verifier.head();
     // a focus shown at another height than its proof's is checked again
     if (verifier.on && $("particle-focus-mark")?.dataset.verified === "stale") refreshParticle();
@@ -485,7 +486,9 @@ const refresh = coalesce(async () => {
 
 async function refreshAll() {
   try {
-    await Promise.all([loadStatus(), loadTop(), blocks.load(), loadValidators(), loadPools()]);
+    await Promise.all([
+      loadStatus(), loadTop(), blocks.load(), loadValidators(), loadPools(), loadNetwork(),
+    ]);
     verifier.head(true);
     clearError("refresh");
   } catch (err) {
