@@ -387,3 +387,32 @@ def test_a_refused_packet_leaves_no_particle_behind() -> None:
     with pytest.raises(RankUnsupportedError):
         hub.check(b, bad)
     assert hub.particles() == known
+
+
+BAD_INFLOW = {
+    "missing key": lambda p: p.pop("focus") and p,
+    "other bucket": lambda p: p.__setitem__("bucket", 1) or p,
+    "old round": lambda p: p.__setitem__("round", 1) or p,
+    "particle of another bucket": lambda p: p["inflow"].append([_foreign(0), 1]) or p,
+    "unsorted": lambda p: p["inflow"].reverse() or p,
+    "negative": lambda p: p["inflow"][0].__setitem__(1, -1) or p,
+    "not a map": lambda p: [p],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INFLOW))
+def test_check_inflow_refuses(kind: str) -> None:
+    """What a rollup refuses from a hub on arrival (its acknowledgement says so)."""
+    from focusflow.focus.rollup_rank import check_inflow
+
+    hub, _packet, _ = _fresh()
+    inflow = hub.inflow(0)
+    own = sorted(
+        c for c in (raw_cid_bytes(b"w%d" % i) for i in range(64)) if particle_bucket(c, 4) == 0
+    )[:2]
+    inflow["inflow"] = [[own[0], 5], [own[1], 6]]
+    inflow["round"] = 2
+    check_inflow(inflow, 0, 4, 1)
+    with pytest.raises(RankUnsupportedError) as err:
+        check_inflow(BAD_INFLOW[kind](copy.deepcopy(inflow)), 0, 4, 2)
+    assert err.value.code == "rank_unsupported"

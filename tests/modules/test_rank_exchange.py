@@ -134,3 +134,47 @@ def test_demand_shares_follow_the_weights_and_add_up_exactly():
         assert sum(shares) == pool
         total = sum(weights) or 1
         assert all(abs(s - pool * w / total) <= 1 for s, w in zip(shares, weights, strict=True))
+
+
+def test_an_inflow_no_honest_hub_could_send_is_refused_and_the_rollup_goes_on(tmp_path):
+    """A hub whose inflow names a particle of another bucket: the rollup refuses
+    it in its acknowledgement (rank_unsupported), its blocks go on, and the next
+    honest inflow is taken."""
+    net = Net(tmp_path, "diffusion")
+    net.channels()
+    net.link(random_links(6))
+    for _ in range(3):
+        net.step()
+    hub_module = next(m for m in net.chains[0].modules if m.name == "interchain")
+    honest_engine = hub_module.hub._engine
+
+    def lying_engine(*args, **kwargs):  # type: ignore[no-untyped-def]
+        cached = honest_engine(*args, **kwargs)
+        honest_inflow = cached.engine.inflow
+
+        def inflow(bucket):  # type: ignore[no-untyped-def]
+            doc = honest_inflow(bucket)
+            other = next(
+                raw_cid_bytes(f"o{i}".encode())
+                for i in range(100)
+                if particle_bucket(raw_cid_bytes(f"o{i}".encode()), BUCKETS) != bucket
+            )
+            doc["inflow"] = sorted([*doc["inflow"], [other, 1]])
+            return doc
+
+        cached.engine.inflow = inflow
+        return cached
+
+    hub_module.hub._engine = lying_engine
+    for _ in range(3):
+        net.step()
+    rollup = net.chains[1]
+    acks = [decode_ack(raw) for _, raw in net.ends[1].acks("rank", "channel-0", 1, 256)]
+    assert (False, b"rank_unsupported") in acks
+    height = rollup.height
+    hub_module.hub._engine = honest_engine
+    hub_module.hub._cache = None
+    for _ in range(4):
+        net.step()
+    assert rollup.height > height
+    assert not _events(rollup, "rank.failed")

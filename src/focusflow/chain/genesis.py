@@ -173,12 +173,8 @@ class Genesis:
                 raise GenesisError(f"{where}.power must be positive")
             validators.append(GenesisValidator(str(v.get("name", f"validator-{i}")), key, power))
         ca = _checked_ca(raw["ca"]) if "ca" in raw else None
-        interchain = (
-            parse_interchain(raw["interchain"], chain_id) if "interchain" in raw else None
-        )
-        genesis = cls(
-            chain_id, time_ms, params, tuple(accounts), tuple(validators), ca, interchain
-        )
+        interchain = parse_interchain(raw["interchain"], chain_id) if "interchain" in raw else None
+        genesis = cls(chain_id, time_ms, params, tuple(accounts), tuple(validators), ca, interchain)
         try:
             genesis.validator_set()
         except InvalidValidatorSetError as exc:

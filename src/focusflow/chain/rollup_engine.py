@@ -20,6 +20,7 @@ from focusflow.focus.rollup_rank import (
     HubMerge,
     RankUnsupportedError,
     Snapshot,
+    check_inflow,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "HubMerge",
     "RankUnsupportedError",
     "Snapshot",
+    "check_inflow",
     "rank_params",
 ]
 

@@ -226,6 +226,32 @@ def _pairs(
     return out
 
 
+#: The keys of an inflow packet.
+INFLOW_KEYS: Final = frozenset(
+    {"v", "bucket", "round", "n", "dangling", "inflow", "neudeg", "focus"}
+)
+
+
+def check_inflow(doc: object, bucket: int, buckets: int, last_round: int) -> None:
+    """Refuse (RankUnsupportedError) an inflow packet no honest hub could send to
+    ``bucket``: the rollup checks it on arrival, so a bad one is refused in its
+    acknowledgement and never reaches the rollup's solve at the block's end."""
+    fail = _Refuse(bucket)
+    if not isinstance(doc, Mapping) or set(doc) != INFLOW_KEYS:
+        raise fail(f"an inflow packet has exactly the keys {sorted(INFLOW_KEYS)}")
+    if doc["v"] != VERSION or doc["bucket"] != bucket:
+        raise fail(f"inflow version must be {VERSION} and bucket {bucket}")
+    if not _int(doc["round"], max(last_round, 0), MAX_VALUE):
+        raise fail(f"inflow round must be at least {max(last_round, 0)}")
+    if not _int(doc["n"], 0, MAX_VALUE) or not _int(doc["dangling"], 0, MAX_VALUE):
+        raise fail("n and dangling must be integers in 0..2^63-1")
+    for key in ("inflow", "focus"):
+        for cid, _ in _pairs(doc, key, fail, (1, MAX_CID_BYTES)):
+            if particle_bucket(cid, buckets) != bucket:
+                raise fail(f"{key} names a particle of another bucket")
+    _pairs(doc, "neudeg", fail, (NEURON_BYTES, NEURON_BYTES))
+
+
 def _edges(packet: Mapping[str, Any], fail: _Refuse) -> list[tuple[bytes, bytes, int]]:
     """The ``[src, dst, weight bits]`` entries, sorted by (src, dst), no self-edges."""
     entries = packet["edges"]

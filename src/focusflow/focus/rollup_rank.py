@@ -48,6 +48,7 @@ from focusflow.focus.rollup_merge import (
     RankUnsupportedError,
     Snapshot,
     SnapshotProof,
+    check_inflow,
     sorted_pairs,
     verify_snapshot_proof,
     weight_bits,
@@ -61,6 +62,7 @@ __all__ = [
     "RankUnsupportedError",
     "Snapshot",
     "SnapshotProof",
+    "check_inflow",
     "l1_error",
     "union_focus",
     "verify_snapshot_proof",
@@ -174,6 +176,11 @@ class BucketRank:
                 raise ValueError(f"stake of {k.hex()} must be an integer >= 0")
             self._stakes[bytes(k)] = v
         self._structure = None
+
+    @property
+    def round(self) -> int:
+        """The round of the last inflow taken (0 before the first)."""
+        return self._round
 
     def receive(self, inflow: Mapping[str, Any]) -> None:
         """Take one inflow packet's deltas (solve() does this for its argument)."""

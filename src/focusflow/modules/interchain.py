@@ -109,7 +109,7 @@ class InterchainPlace:
             raise MalformedMessageError("this chain is in no network of rollups")
         if here.role == "hub":
             return self.hub.on_recv(ctx, packet, here, _params(ctx.params.focus))
-        return self.rollup.on_recv(ctx, packet)
+        return self.rollup.on_recv(ctx, packet, here)
 
     def on_ack(self, ctx: TxContext, packet: Packet, ack: bytes) -> None:
         return None

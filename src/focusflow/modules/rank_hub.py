@@ -36,6 +36,7 @@ from focusflow.chain.module import BlockContext, TxContext
 from focusflow.chain.rollup_engine import FocusParams, HubMerge, RankUnsupportedError, Snapshot
 from focusflow.chain.state import PendingState, Readable
 from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.modules.accounts import credit, debit
 from focusflow.modules.ibc import find_channel, send_packet
@@ -126,6 +127,8 @@ class HubRank:
     def on_recv(self, ctx: TxContext, packet: Packet, place: Place, params: FocusParams) -> bytes:
         bucket = self._bucket(ctx.state, packet)
         doc: Any = decode(packet.data, "rank packet")
+        if not isinstance(doc, dict):
+            raise RankRefusedError(f"rank packet of bucket {bucket}: not a map")
         raw = ctx.state.get(PENDING_KEY)
         pending: list[list[Any]] = decode(raw, "pending ranks") if raw else []
         if len(pending) >= MAX_PENDING:
@@ -164,10 +167,10 @@ class HubRank:
         self._cache = None
         engine = cached.engine
         for bucket, data in pending:
-            doc = decode(data, "rank packet")
             try:
+                doc = decode(data, "rank packet")
                 engine.check(bucket, doc)
-            except RankUnsupportedError as exc:
+            except (RankUnsupportedError, FocusflowError) as exc:
                 ctx.events.append({"type": "rank.refused", "bucket": bucket, "why": str(exc)})
                 continue
             engine.apply(bucket, doc)

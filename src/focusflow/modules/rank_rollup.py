@@ -22,9 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from focusflow.chain.errors import MalformedMessageError, OverLimitError
+from focusflow.chain.errors import MalformedMessageError, OverLimitError, TxError
 from focusflow.chain.module import BlockContext, TxContext
-from focusflow.chain.rollup_engine import BucketRank, FocusParams
+from focusflow.chain.rollup_engine import (
+    BucketRank,
+    FocusParams,
+    RankUnsupportedError,
+    check_inflow,
+)
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode, encode
 from focusflow.core.hashing import sha256
@@ -34,7 +39,13 @@ from focusflow.state_schema.accounts import get_account
 from focusflow.state_schema.ibc import Packet
 from focusflow.state_schema.interchain import Place, hub_chain_id
 from focusflow.state_schema.links import LINKS_PREFIX
-from focusflow.state_schema.rank import ENGINE_KEY, INFLOW_KEY, POOL_ADDRESS, VERSION_KEY
+from focusflow.state_schema.rank import (
+    ENGINE_KEY,
+    INFLOW_KEY,
+    INFLOW_ROUND_KEY,
+    POOL_ADDRESS,
+    VERSION_KEY,
+)
 
 #: The port both sides of the exchange bind (``modules.interchain`` binds it).
 PORT = "rank"
@@ -45,6 +56,12 @@ PACKET_TIMEOUT_MS = 24 * 3600 * 1000
 #: Most inflow packets that may wait for one solve (each is a relayer's
 #: delivery of a hub round; the hub sends one per merge).
 MAX_PENDING = 64
+
+
+class InflowRefusedError(TxError):
+    """An inflow packet no honest hub could send: its acknowledgement says so."""
+
+    code = "rank_unsupported"
 
 
 @dataclass
@@ -105,9 +122,17 @@ class RollupRank:
         engine = cached.engine
         engine.set_stakes({n: get_account(ctx.state, n).bonded for n in sorted(cached.neurons)})
         docs = [decode(raw, "inflow packet")["rank"] for raw in pending]
-        for doc in docs[:-1]:
-            engine.receive(doc)
-        packet = engine.solve(docs[-1] if docs else None)
+        try:
+            for doc in docs[:-1]:
+                engine.receive(doc)
+            packet = engine.solve(docs[-1] if docs else None)
+        except Exception as exc:  # noqa: BLE001 - no inflow may fail the block
+            # Every inflow was checked on arrival, so this is a defect, not a
+            # lie: the block goes on without this round's rank, the engine is
+            # rebuilt from the state at the next solve, and the event says why.
+            ctx.state.delete(INFLOW_KEY)
+            ctx.events.append({"type": "rank.failed", "why": f"{type(exc).__name__}: {exc}"[:200]})
+            return
         sequence = send_packet(
             ctx.state, PORT, channel, encode(packet), 0, ctx.time_ms + PACKET_TIMEOUT_MS
         )
@@ -121,16 +146,24 @@ class RollupRank:
             {"type": "rank.sent", "round": int(packet["round"]), "sequence": sequence}
         )
 
-    def on_recv(self, ctx: TxContext, packet: Packet) -> bytes:
+    def on_recv(self, ctx: TxContext, packet: Packet, place: Place) -> bytes:
         """The hub's inflow of a round, with this rollup's share of the hub's
-        fees: kept in order until this block's end solves with it; the fees go
-        to the rollup's demand pool at once."""
+        fees: checked (a packet no honest hub could send is refused in its
+        acknowledgement with ``rank_unsupported``), kept in order until this
+        block's end solves with it; the fees go to the rollup's demand pool."""
         doc: Any = decode(packet.data, "inflow packet")
         if not isinstance(doc, dict) or set(doc) != {"rank", "fees"}:
             raise MalformedMessageError('an inflow packet is {"rank", "fees"}')
         fees = doc["fees"]
         if type(fees) is not int or not 0 <= fees < 2**63:
             raise MalformedMessageError("fees must be a non-negative integer")
+        raw_round = ctx.state.get(INFLOW_ROUND_KEY)
+        last_round = int(decode(raw_round, "inflow round")) if raw_round else 0
+        try:
+            check_inflow(doc["rank"], place.bucket, place.buckets, last_round)
+        except RankUnsupportedError as exc:
+            raise InflowRefusedError(str(exc)) from None
+        ctx.state.put(INFLOW_ROUND_KEY, encode(int(doc["rank"]["round"])))
         raw = ctx.state.get(INFLOW_KEY)
         pending: list[bytes] = decode(raw, "inflow list") if raw else []
         if len(pending) >= MAX_PENDING:

@@ -15,7 +15,8 @@ Hub:
 * ``/kv/rank/pool`` is the address whose balance is the demand pool the hub
   redistributes at each merge.
 
-Rollup: ``/kv/rank/inflow`` holds the hub's last inflow packet not yet solved.
+Rollup: ``/kv/rank/inflow`` holds the hub's inflow packets not yet solved, in
+order, and ``/kv/rank/inflow_round`` the round of the last one accepted.
 
 Hub, between a packet's arrival and the block's end: ``/kv/rank/pending`` holds
 ``[[bucket, data], ...]`` in arrival order; ``/kv/rank/merged`` ``[time_ms,
@@ -41,6 +42,7 @@ SNAPSHOT_KEY = b"/graph/global/snapshot"
 CHUNK_PREFIX = b"/graph/global/chunk/"
 SEEN_PREFIX = b"/kv/rank/seen/"
 INFLOW_KEY = b"/kv/rank/inflow"
+INFLOW_ROUND_KEY = b"/kv/rank/inflow_round"
 ENGINE_KEY = b"/kv/rank/engine"
 VERSION_KEY = b"/kv/rank/version"
 PENDING_KEY = b"/kv/rank/pending"
