@@ -576,10 +576,11 @@ def _restore_bucket(raw: Sequence[Any]) -> _BucketState:
     return st
 
 
-def delta(now: Mapping[bytes, int], sent: dict[bytes, int]) -> list[list[Any]]:
+def delta(now: Mapping[Any, int], sent: dict[Any, int]) -> list[list[Any]]:
     """Entries of ``now`` that differ from ``sent`` (or were never sent),
-    sorted by key; ``sent`` takes their values. Capped at MAX_ENTRIES: the
-    rest go with the next packet."""
+    sorted by key, as ``[key, value]`` (a tuple key spread: ``[src, dst,
+    value]`` for an edge); ``sent`` takes their values. Capped at MAX_ENTRIES:
+    the rest go with the next packet."""
     out: list[list[Any]] = []
     for k in sorted(now):
         v = now[k]
@@ -587,5 +588,5 @@ def delta(now: Mapping[bytes, int], sent: dict[bytes, int]) -> list[list[Any]]:
             if len(out) == MAX_ENTRIES:
                 break
             sent[k] = v
-            out.append([k, v])
+            out.append([*k, v] if isinstance(k, tuple) else [k, v])
     return out

@@ -41,7 +41,6 @@ import numpy as np
 from focusflow.focus.buckets import particle_bucket
 from focusflow.focus.params import FocusParams
 from focusflow.focus.rollup_merge import (
-    MAX_ENTRIES,
     UNIT,
     VERSION,
     HubMerge,
@@ -277,7 +276,7 @@ class BucketRank:
             "outflow": _delta(outflow, self._sent_outflow),
             "dangling": dangling,
             "neudeg": _delta(neudeg, self._sent_neudeg),
-            "edges": _edge_delta(edges, self._sent_edges),
+            "edges": _delta(edges, self._sent_edges),
         }
         return packet
 
@@ -328,21 +327,6 @@ class BucketRank:
             if moved <= bound:
                 break
         return x
-
-
-def _edge_delta(
-    now: Mapping[tuple[bytes, bytes], int], sent: dict[tuple[bytes, bytes], int]
-) -> list[list[Any]]:
-    """:func:`_delta` for edges, entries ``[src, dst, weight bits]``."""
-    out: list[list[Any]] = []
-    for k in sorted(now):
-        v = now[k]
-        if sent.get(k) != v:
-            if len(out) == MAX_ENTRIES:
-                break
-            sent[k] = v
-            out.append([k[0], k[1], v])
-    return out
 
 
 def union_focus(

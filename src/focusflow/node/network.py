@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -276,6 +276,12 @@ def run_testnet(
             }
         },
     )
+    run_until_signal(procs)
+
+
+def run_until_signal(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
+    """Wait for SIGINT or SIGTERM, then stop ``procs``: SIGTERM, ``grace_s`` for
+    all of them to exit, SIGKILL for the rest."""
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -290,7 +296,7 @@ def run_testnet(
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + grace_s
         for proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))

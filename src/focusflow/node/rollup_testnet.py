@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ from focusflow.node.home import (
     NetworkKeys,
     init_testnet,
 )
-from focusflow.node.network import start_validator
+from focusflow.node.network import run_until_signal, start_validator
 
 log = logging.getLogger("focusflow.node")
 
@@ -267,27 +266,4 @@ def run_rollup_testnet(
         "rollup testnet running",
         extra={"fields": {"rollups": rollups, "testnet_json": str(Path(path) / "testnet.json")}},
     )
-    stop = False
-
-    def on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    children = [*procs.values(), *relayers]
-    try:
-        while not stop:
-            time.sleep(0.2)
-    finally:
-        for proc in children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in children:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    run_until_signal([*procs.values(), *relayers], STOP_GRACE_S)
