@@ -23,14 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN: dict[str, list[str]] = {
     # the hub's, rollup 0's and rollup 1's state root
     "diffusion": [
-        "198ec167cfd79c71b2e4ef15bc8a0d9c8e0bf7cf44b1cb35f9b608a044e6712e",
-        "f605df2f6d58821d02e7f4bd88d2d79eb7cd3cac8c8d0db130eda9fe664e3439",
-        "f1876ad6d40a44cb580ed2cd1506bc643bb5914718d06d7a22ae39622e42218a",
+        "0df8d0c26cd04fcdc773e897b9ed9cf327b3a082dfa46db34461c8a6f1de9b68",
+        "32923c33e2fd86d712e80bb129c975d9979a0bd6b51302428a35f46c8f8f7308",
+        "dfe9a94fc4106d192a54ea9a3f8fb0453a704d434e607c9a517acab440a24ce2",
     ],
     "tri": [
-        "46752ffc67d11ad9d354175f6e5a42de63692b52b14248d158133eba8a89d768",
-        "77f287c1194ef2a1b7ab96c01d12f169a5e3c076c044a5df8a5d9650647f3126",
-        "f0a649f007e5696b9107b636930e80c9d236a86329b15867309fc4df45805197",
+        "796aa75159515226f0e3695ecfd022247754895502be87cf7d0ffa7be5bacb5e",
+        "d2908711caa4e050a79dd1e3797e25b95575c605a5164d475f6b0f0d9a8fbd2b",
+        "eda0d16ebfe9aa94a0a790ae04b249420c951d49889222829fa5344e79d937bb",
     ],
 }
 

@@ -112,7 +112,9 @@ class InterchainPlace:
         return self.rollup.on_recv(ctx, packet, here)
 
     def on_ack(self, ctx: TxContext, packet: Packet, ack: bytes) -> None:
-        return None
+        here = place(ctx.state)
+        if here is not None and here.role == "hub":
+            self.hub.on_ack(ctx, packet)
 
     def on_timeout(self, ctx: TxContext, packet: Packet) -> None:
         here = place(ctx.state)

@@ -19,7 +19,8 @@ Fees by demand: every block, ``FEE_SHARE_BPS`` of the fees the hub's block
 collected go to the demand pool instead of the proposer; at each merge the pool
 is split among the rollups in proportion to their buckets' share of global
 focus (largest remainder, so the shares add up to the pool exactly) and sent
-in the inflow packets; a packet that times out gives its share back.
+in the inflow packets; a share is in flight until the inflow's last part is
+acknowledged, and a timeout gives every share in flight back to the pool.
 
 Commit safety: as the rollup's (``modules.rank_rollup``): the engine's state
 and a version hash chained over every change are state, and the in-memory
@@ -40,6 +41,7 @@ from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.modules.accounts import credit, debit
 from focusflow.modules.ibc import find_channel, send_packet
+from focusflow.modules.rank_parts import split, take
 from focusflow.modules.rank_rollup import PACKET_TIMEOUT_MS, PORT
 from focusflow.state_schema.accounts import get_account
 from focusflow.state_schema.ibc import Packet, get_channel, get_connection
@@ -54,7 +56,10 @@ from focusflow.state_schema.rank import (
     VERSION_KEY,
     SnapshotRecord,
     chunk_key,
+    fees_key,
+    fees_prefix,
     last_seen,
+    parts_key,
     seen_key,
     snapshot_record,
 )
@@ -126,7 +131,10 @@ class HubRank:
 
     def on_recv(self, ctx: TxContext, packet: Packet, place: Place, params: FocusParams) -> bytes:
         bucket = self._bucket(ctx.state, packet)
-        doc: Any = decode(packet.data, "rank packet")
+        whole = take(ctx.state, parts_key(bucket), packet.data)
+        if whole is None:
+            return b"part"
+        doc: Any = decode(whole, "rank packet")
         if not isinstance(doc, dict):
             raise RankRefusedError(f"rank packet of bucket {bucket}: not a map")
         raw = ctx.state.get(PENDING_KEY)
@@ -140,17 +148,21 @@ class HubRank:
                 self._engine(ctx.state, place, params).engine.check(bucket, doc)
             except RankUnsupportedError as exc:
                 raise RankRefusedError(str(exc)) from None
-        pending.append([bucket, packet.data])
+        pending.append([bucket, whole])
         ctx.state.put(PENDING_KEY, encode(pending))
         ctx.emit("rank.received", bucket=bucket, round=int(doc.get("round", -1)))
         return b"ok"
 
+    def on_ack(self, ctx: TxContext, packet: Packet) -> None:
+        """An inflow's last part was received: its demand share is the rollup's."""
+        ctx.state.delete(fees_key(packet.source_channel, packet.sequence))
+
     def on_timeout(self, ctx: TxContext, packet: Packet) -> None:
-        """An inflow packet that was never delivered gives its fees back."""
-        doc: Any = decode(packet.data, "inflow packet")
-        fees = doc.get("fees", 0) if isinstance(doc, dict) else 0
-        if type(fees) is int and fees > 0:
-            credit(ctx.state, POOL_ADDRESS, fees)
+        """A part that was never delivered closes the ordered channel: every
+        share still in flight on it goes back to the pool."""
+        for key, raw in ctx.state.scan(fees_prefix(packet.source_channel)):
+            credit(ctx.state, POOL_ADDRESS, int(decode(raw, "fees in flight")))
+            ctx.state.delete(key)
 
     # --- the block's end ---------------------------------------------------------------
     def end_block(self, ctx: BlockContext, place: Place, params: FocusParams) -> None:
@@ -220,7 +232,13 @@ class HubRank:
             if fees:
                 debit(ctx.state, POOL_ADDRESS, fees, "demand share")
             data = encode({"rank": engine.inflow(b), "fees": fees})
-            send_packet(ctx.state, PORT, channel, data, 0, ctx.time_ms + PACKET_TIMEOUT_MS)
+            last = 0
+            for part in split(data):
+                last = send_packet(
+                    ctx.state, PORT, channel, part, 0, ctx.time_ms + PACKET_TIMEOUT_MS
+                )
+            if fees:
+                ctx.state.put(fees_key(channel, last), encode(fees))
         ctx.events.append(
             {
                 "type": "rank.merged",

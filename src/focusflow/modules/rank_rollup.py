@@ -35,6 +35,7 @@ from focusflow.core.encoding import decode, encode
 from focusflow.core.hashing import sha256
 from focusflow.modules.accounts import credit
 from focusflow.modules.ibc import find_channel, send_packet
+from focusflow.modules.rank_parts import split, take
 from focusflow.state_schema.accounts import get_account
 from focusflow.state_schema.ibc import Packet
 from focusflow.state_schema.interchain import Place, hub_chain_id
@@ -45,6 +46,7 @@ from focusflow.state_schema.rank import (
     INFLOW_ROUND_KEY,
     POOL_ADDRESS,
     VERSION_KEY,
+    parts_key,
 )
 
 #: The port both sides of the exchange bind (``modules.interchain`` binds it).
@@ -126,6 +128,10 @@ class RollupRank:
             for doc in docs[:-1]:
                 engine.receive(doc)
             packet = engine.solve(docs[-1] if docs else None)
+            sequences = [
+                send_packet(ctx.state, PORT, channel, part, 0, ctx.time_ms + PACKET_TIMEOUT_MS)
+                for part in split(encode(packet))
+            ]
         except Exception as exc:  # noqa: BLE001 - no inflow may fail the block
             # Every inflow was checked on arrival, so this is a defect, not a
             # lie: the block goes on without this round's rank, the engine is
@@ -133,9 +139,6 @@ class RollupRank:
             ctx.state.delete(INFLOW_KEY)
             ctx.events.append({"type": "rank.failed", "why": f"{type(exc).__name__}: {exc}"[:200]})
             return
-        sequence = send_packet(
-            ctx.state, PORT, channel, encode(packet), 0, ctx.time_ms + PACKET_TIMEOUT_MS
-        )
         ctx.state.delete(INFLOW_KEY)
         version = sha256((previous or b"") + encode([ctx.height, pending]))
         ctx.state.put(ENGINE_KEY, encode(engine.export_state()))
@@ -143,7 +146,7 @@ class RollupRank:
         cached.version = version
         self._cache = cached
         ctx.events.append(
-            {"type": "rank.sent", "round": int(packet["round"]), "sequence": sequence}
+            {"type": "rank.sent", "round": int(packet["round"]), "packets": len(sequences)}
         )
 
     def on_recv(self, ctx: TxContext, packet: Packet, place: Place) -> bytes:
@@ -151,7 +154,10 @@ class RollupRank:
         fees: checked (a packet no honest hub could send is refused in its
         acknowledgement with ``rank_unsupported``), kept in order until this
         block's end solves with it; the fees go to the rollup's demand pool."""
-        doc: Any = decode(packet.data, "inflow packet")
+        whole = take(ctx.state, parts_key(-1), packet.data)
+        if whole is None:
+            return b"part"
+        doc: Any = decode(whole, "inflow packet")
         if not isinstance(doc, dict) or set(doc) != {"rank", "fees"}:
             raise MalformedMessageError('an inflow packet is {"rank", "fees"}')
         fees = doc["fees"]
@@ -168,7 +174,7 @@ class RollupRank:
         pending: list[bytes] = decode(raw, "inflow list") if raw else []
         if len(pending) >= MAX_PENDING:
             raise OverLimitError(f"{MAX_PENDING} inflow packets wait already")
-        pending.append(packet.data)
+        pending.append(whole)
         ctx.state.put(INFLOW_KEY, encode(pending))
         if fees:
             credit(ctx.state, POOL_ADDRESS, fees)

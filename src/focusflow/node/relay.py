@@ -129,6 +129,29 @@ class Link:
     channel_b: str
 
 
+#: Packet bytes one transaction carries at most: a transaction is at most
+#: ``max_tx_bytes`` (1 MiB by default) with its header update and proofs.
+MAX_PACKET_BYTES_PER_TX = 640 << 10
+
+
+def _batches(packets: Sequence[Packet]) -> list[list[Packet]]:
+    """``packets`` in order, cut into transactions of at most MAX_PER_TX packets
+    and MAX_PACKET_BYTES_PER_TX of packet data (a larger packet goes alone)."""
+    out: list[list[Packet]] = []
+    size = 0
+    for packet in packets:
+        if (
+            not out
+            or len(out[-1]) == MAX_PER_TX
+            or size + len(packet.data) > MAX_PACKET_BYTES_PER_TX
+        ):
+            out.append([])
+            size = 0
+        out[-1].append(packet)
+        size += len(packet.data)
+    return out
+
+
 def _update(dst: ChainEndpoint, src: ChainEndpoint) -> tuple[Msg, int]:
     """The message that updates ``dst``'s client of ``src`` to ``src``'s head."""
     h = src.height()
@@ -266,8 +289,7 @@ class Relayer:
             (to_time_out if expired else to_recv).append(packet)
             if expired:
                 break  # an ordered channel: nothing after it can arrive
-        for start in range(0, len(to_recv), MAX_PER_TX):
-            batch = to_recv[start : start + MAX_PER_TX]
+        for batch in _batches(to_recv):
             upd, h = _update(dst, src)
             msgs = [upd]
             for packet in batch:

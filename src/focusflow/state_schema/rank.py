@@ -23,7 +23,12 @@ Hub, between a packet's arrival and the block's end: ``/kv/rank/pending`` holds
 dirty]`` of the last merge; ``/kv/rank/refused/<bucket 2>`` ``[height, reason]``
 of the last rank packet refused.
 
-Both: ``/kv/rank/engine`` holds what the chain's rank engine keeps between
+Both: ``/kv/rank/parts/<bucket 2>`` holds the parts of a message gathered
+until its last arrives (``modules.rank_parts``). On the hub,
+``/kv/rank/fees/<channel>/<sequence 8>`` holds a demand share in flight, by
+the last packet of the inflow that carries it, until it is acknowledged (or
+given back to the pool on a timeout). ``/kv/rank/engine`` holds what the
+chain's rank engine keeps between
 rounds (``focus.rollup_rank``'s export), and ``/kv/rank/version`` a hash chained
 over every change of it, so a node uses its engine in memory only while the
 state names the version it wrote, and a restarted node continues from the
@@ -43,6 +48,8 @@ CHUNK_PREFIX = b"/graph/global/chunk/"
 SEEN_PREFIX = b"/kv/rank/seen/"
 INFLOW_KEY = b"/kv/rank/inflow"
 INFLOW_ROUND_KEY = b"/kv/rank/inflow_round"
+PARTS_PREFIX = b"/kv/rank/parts/"
+FEES_PREFIX = b"/kv/rank/fees/"
 ENGINE_KEY = b"/kv/rank/engine"
 VERSION_KEY = b"/kv/rank/version"
 PENDING_KEY = b"/kv/rank/pending"
@@ -58,6 +65,20 @@ POOL_ADDRESS = sha256(b"focusflow/rank/pool")[:20]
 
 def chunk_key(index: int) -> bytes:
     return CHUNK_PREFIX + index.to_bytes(4, "big")
+
+
+def parts_key(bucket: int) -> bytes:
+    """The parts of a message gathered so far: from rollup ``bucket`` on the
+    hub; on a rollup, from the hub (``bucket`` -1)."""
+    return PARTS_PREFIX + (bucket & 0xFFFF).to_bytes(2, "big")
+
+
+def fees_prefix(channel: str) -> bytes:
+    return FEES_PREFIX + channel.encode() + b"/"
+
+
+def fees_key(channel: str, sequence: int) -> bytes:
+    return fees_prefix(channel) + sequence.to_bytes(8, "big")
 
 
 def seen_key(bucket: int) -> bytes:
