@@ -36,10 +36,8 @@ def test_the_hubs_page_shows_the_rollups_and_the_snapshots_age(browser, net, tmp
         page.screenshot(path=str(tmp_path / "network.png"))
         # A rollup's page names its bucket and its hub.
         page.goto(net.rollups[1][0] + "/")
-        page.wait_for_function(
-            "document.querySelector('#network-summary').textContent.startsWith('rollup of bucket 1')",
-            timeout=UI_TIMEOUT_MS,
-        )
+        summary = "document.querySelector('#network-summary').textContent"
+        page.wait_for_function(f"{summary}.startsWith('rollup of bucket 1')", timeout=UI_TIMEOUT_MS)
         assert page.locator("#network-table").is_hidden()
     finally:
         page.close()
