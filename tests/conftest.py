@@ -30,7 +30,6 @@ LONGEST_FIRST = (
     "tests/node/test_devnet.py",
     "tests/node/test_bootstrap.py",
     "tests/node/test_rollups.py",
-    "tests/api/test_web_network.py",
     "tests/node/test_openapi.py",
     "tests/chain/test_crash.py",
     "tests/adversarial/test_sync.py",

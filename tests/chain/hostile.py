@@ -399,4 +399,61 @@ PLAUSIBLE: dict[str, Callable[[HostileStream], dict[str, Any]]] = {
         "msg": s.json_msg(),
         "gas": s.wasm_gas(),
     },
+    # The chain is in no network of rollups: every interchain message is
+    # refused by its checks (no client, connection or channel), never the block.
+    "ibc.update_client": lambda s: {"client": _ident(s), "header": s.rng.randbytes(64)},
+    "ibc.conn_open_init": lambda s: {"client": _ident(s), "counterparty_client": _ident(s)},
+    "ibc.conn_open_try": lambda s: {
+        "client": _ident(s),
+        "counterparty_client": _ident(s),
+        "counterparty_connection": "connection-0",
+        **_proof(s),
+    },
+    "ibc.conn_open_ack": lambda s: {
+        "connection": "connection-0",
+        "counterparty_connection": "connection-0",
+        **_proof(s),
+    },
+    "ibc.conn_open_confirm": lambda s: {"connection": "connection-0", **_proof(s)},
+    "ibc.chan_open_init": lambda s: {
+        "port": "rank",
+        "connection": "connection-0",
+        "counterparty_port": "rank",
+        "version": "rank-1",
+    },
+    "ibc.chan_open_try": lambda s: {
+        "port": "rank",
+        "connection": "connection-0",
+        "counterparty_port": "rank",
+        "counterparty_channel": "channel-0",
+        "version": "rank-1",
+        **_proof(s),
+    },
+    "ibc.chan_open_ack": lambda s: {
+        "port": "rank",
+        "channel": "channel-0",
+        "counterparty_channel": "channel-0",
+        **_proof(s),
+    },
+    "ibc.chan_open_confirm": lambda s: {"port": "rank", "channel": "channel-0", **_proof(s)},
+    "ibc.recv_packet": lambda s: {"packet": _packet(s), **_proof(s)},
+    "ibc.acknowledge": lambda s: {"packet": _packet(s), "ack": s.rng.randbytes(8), **_proof(s)},
+    "ibc.timeout": lambda s: {"packet": _packet(s), "next_recv": 1, **_proof(s)},
 }
+
+
+def _ident(s: HostileStream) -> str:
+    return s.rng.choice(["hub", "rollup-0", "connection-0", "", "x" * 80])
+
+
+def _proof(s: HostileStream) -> dict[str, Any]:
+    return {"proof": s.rng.randbytes(s.rng.randrange(0, 300)), "proof_height": s.rng.randrange(4)}
+
+
+def _packet(s: HostileStream) -> bytes:
+    from focusflow.state_schema.ibc import Packet
+
+    return Packet(
+        s.rng.randrange(1, 4), "rank", "channel-0", "rank", "channel-0",
+        s.rng.randbytes(s.rng.randrange(64)), s.rng.randrange(10**6), 0,
+    ).encode()  # fmt: skip

@@ -218,3 +218,33 @@ def test_parts_are_taken_in_order_only(tmp_path):
             for p in sequence:
                 take(state, b"/kv/p", p)
         assert state.get(b"/kv/p") is None  # what was gathered is dropped
+
+
+def test_relayers_opening_at_once_each_take_their_own_connection(tmp_path):
+    """Two relayers open connections on the hub at the same time (one per
+    rollup): each takes the connection its own step made, and a connection
+    begun and not finished is taken up again rather than a new one begun."""
+    from focusflow.chain import Msg
+    from focusflow.testing.rank_net import HUB
+
+    net = Net(tmp_path, "tri")
+    hub_end = net.ends[0]
+    submit = hub_end.submit
+    raced: list[bool] = []
+
+    def racing_submit(msgs):  # type: ignore[no-untyped-def]
+        code = submit(msgs)
+        if not raced and any(m.type == "ibc.conn_open_init" for m in msgs):
+            raced.append(True)  # the other relayer's init lands before this one reads
+            submit([Msg("ibc.conn_open_init", {"client": "r1", "counterparty_client": HUB})])
+        return code
+
+    hub_end.submit = racing_submit  # type: ignore[method-assign]
+    net.channels()
+    assert raced
+    clients = sorted(end.client for _, end in hub_end.connections())
+    assert clients == ["r0", "r1"]
+    net.link(random_links(8))
+    for _ in range(4):
+        net.step()
+    assert net.l1() < 1e-4

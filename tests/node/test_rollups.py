@@ -23,11 +23,16 @@ from focusflow.light.client import LightClient, Node, genesis_trust
 from focusflow.light.store import LightStore
 from focusflow.testing.process import SOURCE, node_env
 from focusflow.testing.rollups import RollupNet
+from tests.api.conftest import browser, chromium_path  # noqa: F401 (fixtures)
+
+UI_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    net = RollupNet(tmp_path_factory.mktemp("rollups") / "net", rollups=2)
+    # A rollup silent 3 s is held stale (10 merge intervals by default).
+    extra = ("--stale-after-ms", "3000")
+    net = RollupNet(tmp_path_factory.mktemp("rollups") / "net", rollups=2, extra=extra)
     yield net
     net.stop()
 
@@ -124,7 +129,7 @@ def test_relayers_carry_ranks_and_the_hub_publishes_the_global_focus(net, tmp_pa
     assert all(r["height"] > 0 and r["last_rank"] for r in status["rollups"])
     top = httpx.get(f"{net.hub[0]}/v1/global/top", params={"k": 5}, timeout=10).json()
     assert abs(sum(row["focus"] for row in top["rows"])) <= 1.0 + 1e-9
-    assert len(top["rows"]) == 5
+    assert len(top["rows"]) == min(5, status["snapshot"]["particles"])
     # A light client that trusts only the hub's genesis checks a particle's
     # global focus down to the hub's state root.
     chain_id, genesis_set = genesis_trust(net.home / "hub" / "v0" / "genesis.json")
@@ -141,6 +146,30 @@ def test_relayers_carry_ranks_and_the_hub_publishes_the_global_focus(net, tmp_pa
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)["rows"]) == 3
+
+
+def test_the_hubs_page_shows_the_rollups_and_the_snapshots_age(browser, net, tmp_path):  # noqa: F811
+    """In headless Chromium: the hub's network panel lists the rollups with the
+    heights the hub verified and the global snapshot's age; a rollup's names its
+    bucket and hub (a chain on its own hides it: tests/api/test_web_page.py)."""
+    page = browser.new_page()
+    summary = "document.querySelector('#network-summary').textContent"
+    try:
+        page.goto(net.hub[0] + "/")
+        page.wait_for_selector("#network:not([hidden])", timeout=UI_TIMEOUT_MS)
+        page.wait_for_function(f"{summary}.startsWith('global snapshot')", timeout=UI_TIMEOUT_MS)
+        rows = page.locator("#network-rollups tr")
+        assert rows.count() == 2
+        assert [rows.nth(i).get_attribute("data-bucket") for i in range(2)] == ["0", "1"]
+        heights = [int(rows.nth(i).locator(".height").text_content() or "0") for i in range(2)]
+        assert all(h > 0 for h in heights)
+        assert (page.locator("#network-age").text_content() or "").endswith(" s")
+        page.screenshot(path=str(tmp_path / "network.png"))
+        page.goto(net.rollups[1][0] + "/")
+        page.wait_for_function(f"{summary}.startsWith('rollup of bucket 1')", timeout=UI_TIMEOUT_MS)
+        assert page.locator("#network-table").is_hidden()
+    finally:
+        page.close()
 
 
 def test_a_halted_rollup_is_held_stale_and_the_others_go_on(net):

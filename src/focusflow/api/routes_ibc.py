@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
+from focusflow.api.params import INT64_MAX
 from focusflow.api.state import app_state
 from focusflow.chain.header_verify import LightBlock
 from focusflow.core.encoding import encode
@@ -42,7 +43,7 @@ router = APIRouter(prefix="/v1/ibc", responses=ERROR_RESPONSES)
 MAX_PAGE = 256
 
 Ident = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENTIFIER.pattern)]
-Start = Annotated[int, Query(ge=0, lt=2**63, description="First sequence (or row) to list")]
+Start = Annotated[int, Query(ge=0, le=INT64_MAX, description="First sequence (or row) to list")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
@@ -138,7 +139,7 @@ def acks(
 
 
 @router.get("/light_block/{height}", response_model=None)
-def light_block(request: Request, height: Annotated[int, Path(ge=1, lt=2**63)]) -> JSONResponse:
+def light_block(request: Request, height: Annotated[int, Path(ge=1, le=INT64_MAX)]) -> JSONResponse:
     """The header of ``height`` with its certificate and signing set, as the
     bytes ``ibc.update_client`` carries (hex)."""
     chain = app_state(request).node.chain

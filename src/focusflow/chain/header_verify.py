@@ -35,6 +35,13 @@ from fractions import Fraction
 from typing import Any
 
 from focusflow.chain.block import Header
+from focusflow.chain.header_errors import (
+    BadCertificateError,
+    HeaderMismatchError,
+    InsufficientTrustError,
+    TrustExpiredError,
+    ValidatorSetMismatchError,
+)
 from focusflow.consensus.certificate import (
     CommitCertificate,
     decode_certificate,
@@ -47,7 +54,6 @@ from focusflow.core.encoding import decode
 from focusflow.core.errors import (
     ChainIdMismatchError,
     DecodeError,
-    FocusflowError,
     InvalidParameterError,
 )
 from focusflow.core.hashing import sha256
@@ -59,40 +65,6 @@ MAX_CLOCK_DRIFT_MS = 10_000
 DEFAULT_TRUST_LEVEL = Fraction(1, 3)
 #: Most validators a light block may list (a genesis lists at most as many).
 MAX_VALIDATORS = 1024
-
-
-class HeaderMismatchError(FocusflowError):
-    """A header's bytes do not hash to its claimed hash, or name another height,
-    parent or an impossible time."""
-
-    code = "header_mismatch"
-
-
-class ValidatorSetMismatchError(FocusflowError):
-    """The listed validators do not hash to the header's ``validators_hash``, or
-    the header's set is not the one the trusted state says comes next."""
-
-    code = "validator_set_mismatch"
-
-
-class BadCertificateError(FocusflowError):
-    """The commit certificate does not prove the header (forged, short of 2/3,
-    signed by non-members, for another block)."""
-
-    code = "bad_certificate"
-
-
-class TrustExpiredError(FocusflowError):
-    """The trusted header is older than the trusting period: its validators may
-    have unbonded and could sign anything unpunished."""
-
-    code = "trust_expired"
-
-
-class InsufficientTrustError(Exception):
-    """Internal: the trusted set's signers of a far header hold ``trust_level``
-    of its power or less, so the header is not accepted directly; the light
-    client bisects, a chain refuses."""
 
 
 @dataclass(frozen=True)

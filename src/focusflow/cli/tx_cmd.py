@@ -306,8 +306,14 @@ def _link_routes(
     the rule the node reports (``GET /v1/rollup``), so a user never names it."""
     from focusflow.focus.buckets import BucketRule, link_bucket
 
-    with client(opts.home, opts.node) as api:
-        doc = api.get_optional("/v1/rollup")
+    from focusflow.client.errors import NodeUnreachableError
+
+    try:
+        with client(opts.home, opts.node) as api:
+            doc = api.get_optional("/v1/rollup")
+    except NodeUnreachableError:
+        # Signing says why first (a missing key, say); then sending says this.
+        return None
     if not isinstance(doc, dict) or doc.get("role") not in ("hub", "rollup"):
         return None
     rule: BucketRule = "semcon" if doc.get("rule") == "semcon" else "source"

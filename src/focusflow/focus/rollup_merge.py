@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from focusflow.core.encoding import encode
+from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import merkle_proof, merkle_root
 from focusflow.core.snapshot_tree import snapshot_leaf, verify_snapshot_path
 from focusflow.focus.buckets import particle_bucket
@@ -65,8 +66,10 @@ RANK_KEYS: Final = frozenset(
 )
 
 
-class RankUnsupportedError(ValueError):
-    """A rank packet no honest rollup could send; the message names the bound."""
+class RankUnsupportedError(FocusflowError, ValueError):
+    """A rank packet no honest rollup could send, or an inflow no honest hub
+    could; the message names the bound. On a chain it fails the packet's
+    receipt: its acknowledgement carries this code."""
 
     code = "rank_unsupported"
 

@@ -11,7 +11,7 @@ question) is the shared client's (``focusflow.client``).
 
 from __future__ import annotations
 
-from focusflow.chain import header_verify
+from focusflow.chain import header_errors as header_verify
 from focusflow.client.errors import NodeRequestError
 from focusflow.core import errors as core_errors
 from focusflow.core.errors import FocusflowError

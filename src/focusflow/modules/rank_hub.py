@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from focusflow.chain.errors import MalformedMessageError, TxError
+from focusflow.chain.errors import MalformedMessageError
 from focusflow.chain.module import BlockContext, TxContext
 from focusflow.chain.rollup_engine import FocusParams, HubMerge, RankUnsupportedError, Snapshot
 from focusflow.chain.state import PendingState, Readable
@@ -68,12 +68,6 @@ from focusflow.state_schema.rank import (
 FEE_SHARE_BPS = 5000
 #: Most rank packets that may wait for one block's end.
 MAX_PENDING = 1024
-
-
-class RankRefusedError(TxError):
-    """A rank packet no honest rollup could send: its acknowledgement says so."""
-
-    code = "rank_unsupported"
 
 
 @dataclass
@@ -136,7 +130,7 @@ class HubRank:
             return b"part"
         doc: Any = decode(whole, "rank packet")
         if not isinstance(doc, dict):
-            raise RankRefusedError(f"rank packet of bucket {bucket}: not a map")
+            raise RankUnsupportedError(f"rank packet of bucket {bucket}: not a map")
         raw = ctx.state.get(PENDING_KEY)
         pending: list[list[Any]] = decode(raw, "pending ranks") if raw else []
         if len(pending) >= MAX_PENDING:
@@ -144,10 +138,7 @@ class HubRank:
         if not any(b == bucket for b, _ in pending):
             # With an earlier packet of this bucket waiting, the bounds are
             # checked at the block's end, after that one is applied.
-            try:
-                self._engine(ctx.state, place, params).engine.check(bucket, doc)
-            except RankUnsupportedError as exc:
-                raise RankRefusedError(str(exc)) from None
+            self._engine(ctx.state, place, params).engine.check(bucket, doc)
         pending.append([bucket, whole])
         ctx.state.put(PENDING_KEY, encode(pending))
         ctx.emit("rank.received", bucket=bucket, round=int(doc.get("round", -1)))

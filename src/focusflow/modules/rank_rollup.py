@@ -22,12 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from focusflow.chain.errors import MalformedMessageError, OverLimitError, TxError
+from focusflow.chain.errors import MalformedMessageError, OverLimitError
 from focusflow.chain.module import BlockContext, TxContext
 from focusflow.chain.rollup_engine import (
     BucketRank,
     FocusParams,
-    RankUnsupportedError,
     check_inflow,
 )
 from focusflow.chain.state import PendingState
@@ -58,12 +57,6 @@ PACKET_TIMEOUT_MS = 24 * 3600 * 1000
 #: Most inflow packets that may wait for one solve (each is a relayer's
 #: delivery of a hub round; the hub sends one per merge).
 MAX_PENDING = 64
-
-
-class InflowRefusedError(TxError):
-    """An inflow packet no honest hub could send: its acknowledgement says so."""
-
-    code = "rank_unsupported"
 
 
 @dataclass
@@ -165,10 +158,7 @@ class RollupRank:
             raise MalformedMessageError("fees must be a non-negative integer")
         raw_round = ctx.state.get(INFLOW_ROUND_KEY)
         last_round = int(decode(raw_round, "inflow round")) if raw_round else 0
-        try:
-            check_inflow(doc["rank"], place.bucket, place.buckets, last_round)
-        except RankUnsupportedError as exc:
-            raise InflowRefusedError(str(exc)) from None
+        check_inflow(doc["rank"], place.bucket, place.buckets, last_round)
         ctx.state.put(INFLOW_ROUND_KEY, encode(int(doc["rank"]["round"])))
         raw = ctx.state.get(INFLOW_KEY)
         pending: list[bytes] = decode(raw, "inflow list") if raw else []

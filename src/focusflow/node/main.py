@@ -180,6 +180,16 @@ def testnet(
     hub_validators: int = typer.Option(
         1, "--hub-validators", min=1, max=64, help="The hub's validators (with --rollups)."
     ),
+    merge_interval_ms: int = typer.Option(
+        1000, "--merge-interval-ms", min=100, max=600_000, help="The hub merges at most this often."
+    ),
+    stale_after_ms: int | None = typer.Option(
+        None,
+        "--stale-after-ms",
+        min=100,
+        max=3_600_000,
+        help="A rollup silent this long is held stale (default: 10 merge intervals).",
+    ),
 ) -> None:
     """Create a shared genesis, N validator homes and M full-node homes; run them on
     loopback until Ctrl-C (DIR/testnet.json lists them, DIR/genesis.json is the genesis).
@@ -202,6 +212,8 @@ def testnet(
             base_port,
             json_logs=json_logs,
             params={"epoch_blocks": epoch_blocks},
+            merge_interval_ms=merge_interval_ms,
+            stale_after_ms=stale_after_ms,
         )
         return
     from focusflow.node.network import run_testnet

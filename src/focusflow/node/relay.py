@@ -181,10 +181,18 @@ class Relayer:
             other = b_conns.get(end.counterparty_connection)
             if end.state == OPEN and end.client == b.chain_id and other and other.state == OPEN:
                 return cid, end.counterparty_connection
-        before = {cid for cid, _ in a.connections()}
-        init = {"client": b.chain_id, "counterparty_client": a.chain_id}
-        _submit(a, [Msg("ibc.conn_open_init", init)], "conn_open_init")
-        conn_a = self._new(a.connections(), before, INIT)
+        # A connection this path began before and did not finish (a step
+        # refused, the relayer stopped) is taken up again, not left behind.
+        begun = [
+            cid for cid, end in a.connections() if end.state == INIT and end.client == b.chain_id
+        ]
+        if begun:
+            conn_a = begun[0]
+        else:
+            before = {cid for cid, _ in a.connections()}
+            init = {"client": b.chain_id, "counterparty_client": a.chain_id}
+            _submit(a, [Msg("ibc.conn_open_init", init)], "conn_open_init")
+            conn_a = self._new(a.connections(), before, INIT, lambda e: e.client == b.chain_id)
         upd, h = _update(b, a)
         _, proof = a.prove(connection_key(conn_a), h)
         before_b = {cid for cid, _ in b.connections()}
@@ -193,7 +201,7 @@ class Relayer:
             "counterparty_connection": conn_a, "proof": proof, "proof_height": h,
         }  # fmt: skip
         _submit(b, [upd, Msg("ibc.conn_open_try", body)], f"conn_open_try ({conn_a})")
-        conn_b = self._new(b.connections(), before_b, TRYOPEN)
+        conn_b = self._new(b.connections(), before_b, TRYOPEN, lambda e: e.client == a.chain_id)
         upd, h = _update(a, b)
         _, proof = b.prove(connection_key(conn_b), h)
         body = {
@@ -208,8 +216,16 @@ class Relayer:
         return conn_a, conn_b
 
     @staticmethod
-    def _new(rows: Sequence[tuple[str, Any]], before: set[str], state: int) -> str:
-        fresh = [i for i, end in rows if i not in before and end.state == state]
+    def _new(
+        rows: Sequence[tuple[str, Any]],
+        before: set[str],
+        state: int,
+        ours: Callable[[Any], bool],
+    ) -> str:
+        """The connection or channel this step just made: new since ``before``,
+        in ``state``, and ``ours`` (its ends name this path's chains or
+        connection: another relayer may open one of its own meanwhile)."""
+        fresh = [i for i, end in rows if i not in before and end.state == state and ours(end)]
         if len(fresh) != 1:
             raise RelayError("could not tell which connection or channel the handshake made")
         return fresh[0]
@@ -243,7 +259,12 @@ class Relayer:
             "version": VERSION,
         }  # fmt: skip
         _submit(a, [Msg("ibc.chan_open_init", body)], "chan_open_init")
-        chan_a = self._new([(c, e) for pt, c, e in a.channels() if pt == p.port_a], before, INIT)
+        chan_a = self._new(
+            [(c, e) for pt, c, e in a.channels() if pt == p.port_a],
+            before,
+            INIT,
+            lambda e: e.connection == conn_a,
+        )
         upd, h = _update(b, a)
         _, proof = a.prove(channel_key(p.port_a, chan_a), h)
         before = {ch for port, ch, _ in b.channels() if port == p.port_b}
@@ -252,7 +273,12 @@ class Relayer:
             "counterparty_channel": chan_a, "version": VERSION, "proof": proof, "proof_height": h,
         }  # fmt: skip
         _submit(b, [upd, Msg("ibc.chan_open_try", body)], f"chan_open_try ({chan_a})")
-        chan_b = self._new([(c, e) for pt, c, e in b.channels() if pt == p.port_b], before, TRYOPEN)
+        chan_b = self._new(
+            [(c, e) for pt, c, e in b.channels() if pt == p.port_b],
+            before,
+            TRYOPEN,
+            lambda e: e.connection == conn_b,
+        )
         upd, h = _update(a, b)
         _, proof = b.prove(channel_key(p.port_b, chan_b), h)
         body = {

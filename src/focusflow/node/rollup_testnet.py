@@ -115,6 +115,7 @@ def init_rollup_testnet(
     host: str = "127.0.0.1",
     params: dict[str, object] | None = None,
     merge_interval_ms: int = 1000,
+    stale_after_ms: int | None = None,
 ) -> RollupHomes:
     """Create (or reuse) the homes of a hub and ``rollups`` rollups under ``path``:
     ``path/hub/v*``, ``path/r<b>/v*`` and ``path/relayer<b>``."""
@@ -144,6 +145,7 @@ def init_rollup_testnet(
     registry = {
         "buckets": rollups,
         "merge_interval_ms": merge_interval_ms,
+        "stale_after_ms": stale_after_ms if stale_after_ms is not None else 10 * merge_interval_ms,
         "hub": _ref(chain_ids[0], keys[0], now),
         "rollups": [_ref(chain_ids[b + 1], keys[b + 1], now, b) for b in range(rollups)],
     }
@@ -250,10 +252,21 @@ def run_rollup_testnet(
     *,
     json_logs: bool = False,
     params: dict[str, object] | None = None,
+    merge_interval_ms: int = 1000,
+    stale_after_ms: int | None = None,
 ) -> None:
     """Create (or reuse) the network at ``path`` and run every node and relayer
     until a signal."""
-    homes = init_rollup_testnet(path, rollups, validators, hub_validators, base_port, params=params)
+    homes = init_rollup_testnet(
+        path,
+        rollups,
+        validators,
+        hub_validators,
+        base_port,
+        params=params,
+        merge_interval_ms=merge_interval_ms,
+        stale_after_ms=stale_after_ms,
+    )
     prepare_kernels(homes.hub[0].load_genesis().params.focus)
     procs = {h.path: start_validator(h, json_logs) for h in homes.all_nodes()}
     hub_api = f"http://{homes.hub[0].load_config()['api']}"
