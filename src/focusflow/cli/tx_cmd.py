@@ -304,9 +304,8 @@ def _link_routes(
     ``{(its API, its chain id): [link indices]}``; None when the node's chain
     holds them all (or is a chain on its own). The owner of each link follows
     the rule the node reports (``GET /v1/rollup``), so a user never names it."""
-    from focusflow.focus.buckets import BucketRule, link_bucket
-
     from focusflow.client.errors import NodeUnreachableError
+    from focusflow.focus.buckets import BucketRule, link_bucket
 
     try:
         with client(opts.home, opts.node) as api:
