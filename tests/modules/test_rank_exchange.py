@@ -26,7 +26,7 @@ from focusflow.testing.rank_net import random_links
 BUCKETS = 2
 
 
-@pytest.mark.parametrize(("mode", "rounds"), [("tri", 8), ("diffusion", 60)])
+@pytest.mark.parametrize(("mode", "rounds"), [("tri", 8), ("diffusion", 25)])
 def test_the_hubs_snapshot_reaches_the_union_focus(tmp_path, mode, rounds):
     net = Net(tmp_path, mode)
     net.channels()
