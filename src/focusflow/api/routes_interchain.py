@@ -12,8 +12,9 @@ it is the one bucket of a network of one.
 from __future__ import annotations
 
 import bisect
-import heapq
+import threading
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -25,7 +26,7 @@ from focusflow.api.render import cid_text, parse_cid
 from focusflow.api.routes_light import prove_at
 from focusflow.api.state import app_state
 from focusflow.chain.state import Readable
-from focusflow.core.hashing import merkle_proof
+from focusflow.core.hashing import MerkleTree
 from focusflow.core.snapshot_tree import snapshot_leaf
 from focusflow.state_schema.ibc import get_client, get_consensus
 from focusflow.state_schema.rank import (
@@ -81,11 +82,41 @@ def _hub_only(request: Request) -> None:
         raise ApiError("not_found", f"global focus is the hub's: this node's chain is no hub{hint}")
 
 
-def _snapshot(r: Readable) -> tuple[SnapshotRecord, list[tuple[bytes, int]]]:
+@dataclass(frozen=True)
+class _Read:
+    """One snapshot as the routes serve it: read from the state and hashed into
+    its tree once per snapshot, not once per request (a proof would otherwise
+    hash every particle's leaf for each request)."""
+
+    root: bytes
+    entries: list[tuple[bytes, int]]
+    particles: list[bytes]
+    ranked: list[tuple[bytes, int]]
+    tree: MerkleTree
+
+
+_last: list[_Read] = []
+_last_lock = threading.Lock()
+
+
+def _snapshot(r: Readable) -> tuple[SnapshotRecord, _Read]:
     record = snapshot_record(r)
     if record is None:
         raise ApiError("not_found", "the hub has merged no global snapshot yet")
-    return record, snapshot_entries(r, record)
+    with _last_lock:
+        if _last and _last[0].root == record.root:
+            return record, _last[0]
+    entries = snapshot_entries(r, record)
+    read = _Read(
+        record.root,
+        entries,
+        [c for c, _ in entries],
+        sorted(entries, key=lambda e: (-e[1], e[0])),
+        MerkleTree([snapshot_leaf(c, v) for c, v in entries]),
+    )
+    with _last_lock:
+        _last[:] = [read]
+    return record, read
 
 
 def _record_json(record: SnapshotRecord) -> dict[str, Any]:
@@ -147,8 +178,8 @@ def global_top(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 100) 
     """The k particles with the most global focus in the hub's last snapshot."""
     _hub_only(request)
     with app_state(request).node.chain.reader() as r:
-        record, entries = _snapshot(r)
-    best = heapq.nsmallest(k, entries, key=lambda e: (-e[1], e[0]))
+        record, read = _snapshot(r)
+    best = read.ranked[:k]
     return JSONResponse(
         {
             "snapshot": record.round,
@@ -169,14 +200,12 @@ def global_particle(request: Request, cid: CidPath) -> JSONResponse:
     raw = parse_cid(cid)
     with app_state(request).node.chain.reader() as store:
         # One reader: the record, its entries and its proof as of one block.
-        record, entries = _snapshot(store)
+        record, read = _snapshot(store)
         anchor = prove_at(request, SNAPSHOT_KEY, None, store)
-    particles = [c for c, _ in entries]
-    i = bisect.bisect_left(particles, raw)
-    if i == len(particles) or particles[i] != raw:
+    i = bisect.bisect_left(read.particles, raw)
+    if i == len(read.particles) or read.particles[i] != raw:
         raise ApiError("unknown_particle", f"particle {cid} is not in the global snapshot")
-    leaves = [snapshot_leaf(c, v) for c, v in entries]
-    value = entries[i][1]
+    value = read.entries[i][1]
     return JSONResponse(
         {
             "height": anchor["height"],
@@ -189,8 +218,8 @@ def global_particle(request: Request, cid: CidPath) -> JSONResponse:
             "record": {"key": anchor["key"], "value": anchor["value"], "proof": anchor["proof"]},
             "path": {
                 "index": i,
-                "size": len(leaves),
-                "hashes": [h.hex() for h in merkle_proof(leaves, i)],
+                "size": read.tree.size,
+                "hashes": [h.hex() for h in read.tree.proof(i)],
             },
         }
     )

@@ -38,6 +38,46 @@ def merkle_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     return path
 
 
+class MerkleTree:
+    """An RFC 6962 tree kept whole: built once (2n hashes), then any leaf's
+    audit path in O(log n), for a server that answers many proofs of one tree
+    (``merkle_proof`` hashes every leaf again for each)."""
+
+    def __init__(self, leaves: Sequence[bytes]) -> None:
+        self.size = len(leaves)
+        self._nodes: dict[tuple[int, int], bytes] = {}
+        level = [hashlib.sha256(b"\x00" + leaf).digest() for leaf in leaves]
+        self.root = self._build(level, 0, len(level)) if level else EMPTY_ROOT
+
+    def _build(self, hashes: list[bytes], lo: int, hi: int) -> bytes:
+        if hi - lo == 1:
+            h = hashes[lo]
+        else:
+            k = lo + _split(hi - lo)
+            h = hashlib.sha256(
+                b"\x01" + self._build(hashes, lo, k) + self._build(hashes, k, hi)
+            ).digest()
+        self._nodes[(lo, hi)] = h
+        return h
+
+    def proof(self, index: int) -> list[bytes]:
+        """The audit path of leaf ``index``, as ``merkle_proof`` gives it."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"leaf {index} of {self.size}")
+        out: list[bytes] = []
+        lo, hi = 0, self.size
+        while hi - lo > 1:
+            k = lo + _split(hi - lo)
+            if index < k:
+                out.append(self._nodes[(k, hi)])
+                hi = k
+            else:
+                out.append(self._nodes[(lo, k)])
+                lo = k
+        out.reverse()
+        return out
+
+
 def verify_merkle_proof(root: bytes, leaf: bytes, index: int, size: int, path: list[bytes]) -> bool:
     """Check an RFC 6962 audit path (RFC 9162 §2.1.3.2 verification algorithm)."""
     if not 0 <= index < size:

@@ -29,6 +29,7 @@ from typing import Literal, TypedDict
 
 from focusflow.consensus import Timeouts
 from focusflow.core.errors import FocusflowError
+from focusflow.core.home import write_private_file
 from focusflow.net import NetConfig
 from focusflow.net.transport import DEFAULT_DATAGRAM_SIZE
 from focusflow.node.bootstrap import bootstrap_extensions
@@ -239,9 +240,7 @@ def write_testnet_json(path: Path, homes: list[Home], procs: list[subprocess.Pop
         doc[kind].append(
             {"name": config["name"], "api": f"http://{config['api']}", "pid": proc.pid}
         )
-    tmp = path / "testnet.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path / "testnet.json")
+    write_private_file(path / "testnet.json", json.dumps(doc, indent=2) + "\n", mode=0o644)
 
 
 def run_testnet(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from focusflow.core.errors import FocusflowError
+from focusflow.core.home import write_private_file
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
 from focusflow.node.devnet import prepare_kernels
@@ -238,9 +239,7 @@ def write_rollups_json(
             for b, (p, home) in enumerate(zip(relayers, homes.relayers, strict=True))
         ],
     }
-    tmp = path / "testnet.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path / "testnet.json")
+    write_private_file(path / "testnet.json", json.dumps(doc, indent=2) + "\n", mode=0o644)
 
 
 def run_rollup_testnet(
