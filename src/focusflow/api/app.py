@@ -150,6 +150,10 @@ def create_app(
         version=__version__,
         description="REST and WebSocket API of a focusflow node; see docs/api.md.",
         lifespan=lifespan,
+        # /docs is served from vendored files (openapi.install_docs); no ReDoc page,
+        # whose default also loads from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     set_app_state(app, state)
     # The hot endpoints skip the framework (see hot_paths); the body cap that
@@ -170,8 +174,10 @@ def create_app(
     def prometheus() -> Response:
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    if (STATIC / "index.html").exists():
+    if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
+        openapi.install_docs(app)
+    if (STATIC / "index.html").exists():
 
         @app.get("/", include_in_schema=False)
         def index() -> FileResponse:
