@@ -7,7 +7,7 @@
 
 import { ApiError, api, enc, nameRegistered, particleExists } from "./api.js";
 import { Blocks } from "./blocks.js";
-import { $, age, clickable, duration, fill, h, percent, renderLive, shortCid, shortHex, textOf } from "./dom.js";
+import { $, age, amount, clickable, duration, fill, h, percent, renderLive, shortCid, shortHex, textOf } from "./dom.js";
 import { LinkGraph } from "./graph.js";
 import { loadPools } from "./pools.js";
 import { loadNetwork } from "./network.js";
@@ -277,7 +277,7 @@ function linkRow(l, direction) {
     h("tr", { dataset: { cid: l.cid, direction }, title: `${l.cid}\nweight ${l.weight}` },
       h("td", { class: "direction" }, direction === "in" ? "← in" : "out →"),
       h("td", {}, h("button", { type: "button", class: "link" }, labelOf(l.cid, l.text))),
-      h("td", { class: "num" }, l.weight.toPrecision(3)),
+      h("td", { class: "num", title: `weight ${l.weight}` }, amount(l.weight)),
       h("td", { class: "num" }, percent(l.focus))),
     () => openParticle(l.cid),
   );

@@ -102,6 +102,18 @@ export function percent(focus) {
   return `${p >= 0.01 ? p.toPrecision(3) : p.toExponential(2)} %`;
 }
 
+// A quantity such as a link's weight (stake summed over the edge's links), spelled
+// for people: 4.76e10 reads "47.6B", 1234 "1.23K". Callers put the exact number in
+// the element's title. Below a thousandth the exponent stays (it is the only
+// honest short form).
+const COMPACT = new Intl.NumberFormat("en", { notation: "compact", maximumSignificantDigits: 3 });
+
+export function amount(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "–";
+  if (value !== 0 && Math.abs(value) < 1e-3) return value.toExponential(2);
+  return COMPACT.format(value);
+}
+
 export function duration(seconds) {
   if (seconds === null || seconds === undefined) return "–";
   return seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(2)} s`;
