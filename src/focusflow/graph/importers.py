@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,9 @@ def _edge_separator(line: str) -> str:
 def read_edge_list(path: str | os.PathLike[str], *, graph: Cybergraph | None = None) -> Cybergraph:
     """Load ``src dst [weight]`` lines (tab, space or comma separated, ``#`` comments).
 
-    Particle keys are any strings; a missing weight is 1; duplicate edges add up.
+    Particle keys are any strings; a missing weight is 1, on any line (a file
+    may weight some lines only); duplicate edges add up. A line of another field
+    count, a weight that is not a number or negative is refused with its line.
     """
     p = _open_check(path)
     line = _first_data_line(p)
@@ -230,7 +233,49 @@ def _regular_delimiter(line: str, sep: str) -> tuple[str, int] | None:
     return sep, len(next(csv.reader([line], delimiter=sep)))
 
 
+def _fields(line: str, sep: str) -> list[str]:
+    """A line's fields as the general reader splits them: cut at ``#``, spaces
+    before a field dropped, empty lines none."""
+    text = line.split("#", 1)[0].rstrip("\r\n")
+    if not text.strip():
+        return []
+    if sep == r"\s+":
+        return text.split()
+    return [field.lstrip(" ") for field in text.split(sep)]
+
+
+def _data_lines(p: Path, sep: str) -> Iterator[tuple[int, list[str]]]:
+    """``(file line number, fields)`` of each data line, in order (for error messages)."""
+    with p.open("r", encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            fields = _fields(line, sep)
+            if fields:
+                yield number, fields
+
+
+def _line_of_row(p: Path, sep: str, row: int) -> int:
+    """The file line that holds data row ``row`` (0-based; comments and blank lines skipped)."""
+    for at, (number, _) in enumerate(_data_lines(p, sep)):
+        if at == row:
+            return number
+    return row + 1
+
+
+def _bad_field_count(p: Path, sep: str) -> InputFileError | None:
+    """The error for the first line that is not ``src dst [weight]``, if one is."""
+    for number, fields in _data_lines(p, sep):
+        if len(fields) not in (2, 3):
+            return InputFileError(
+                f"{p}:{number}: {len(fields)} field{'s' if len(fields) != 1 else ''}; "
+                "an edge list line has 2 or 3 columns (src dst [weight])"
+            )
+    return None
+
+
 def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cybergraph:
+    """The general reader: any mix of ``src dst`` and ``src dst weight`` lines
+    (a missing weight is 1), runs of spaces, ``#`` comments; every error names
+    the file line."""
     import pandas as pd
 
     try:
@@ -238,6 +283,9 @@ def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cyber
             p,
             sep=sep,
             header=None,
+            # a fourth column catches lines of four fields (more are a
+            # ParserError): pandas would take a field beyond the names as an index
+            names=[0, 1, 2, 3],
             comment="#",
             dtype=str,
             skipinitialspace=True,
@@ -245,32 +293,39 @@ def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cyber
             skip_blank_lines=True,
         )
     except pd.errors.EmptyDataError:
-        frame = pd.DataFrame(columns=[0, 1])
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{p}: cannot parse edge list: {exc}") from None
-    if frame.shape[1] not in (2, 3):
+        frame = pd.DataFrame(columns=[0, 1, 2, 3])
+    except UnicodeDecodeError:
+        raise InputFileError(f"{p}: cannot parse edge list: not UTF-8 text") from None
+    except pd.errors.ParserError:
+        # pandas names the line in its own words; the scan (on this error
+        # path only) finds it in ours.
+        bad = _bad_field_count(p, sep)
+        raise bad or InputFileError(f"{p}: cannot parse edge list (quoting?)") from None
+    extra = frame[3].notna().to_numpy()
+    if extra.any():
+        row = int(np.flatnonzero(extra)[0])
         raise InputFileError(
-            f"{p}: an edge list has 2 or 3 columns (src dst [weight]), found {frame.shape[1]}"
+            f"{p}:{_line_of_row(p, sep, row)}: an edge list line has 2 or 3 columns "
+            "(src dst [weight]), this one more"
         )
-    if frame.shape[1] == 3 and frame[2].isna().all():
-        frame = frame.iloc[:, :2]
     if frame[[0, 1]].isna().any(axis=None):
         row = int(np.flatnonzero(frame[[0, 1]].isna().any(axis=1).to_numpy())[0])
-        raise InputFileError(f"{p}: data row {row + 1} has fewer than 2 fields")
-    if frame.shape[1] == 3:
-        w = pd.to_numeric(frame[2], errors="coerce").to_numpy(dtype=np.float64, copy=True)
-        missing = frame[2].isna().to_numpy()
-        w[missing] = 1.0
-        bad = np.flatnonzero(np.isnan(w) | ~np.isfinite(w))
-        if len(bad):
-            raise InputFileError(
-                f"{p}: data row {bad[0] + 1}: weight {frame[2].iloc[bad[0]]!r} is not a number"
-            )
-        neg = np.flatnonzero(w < 0)
-        if len(neg):
-            raise InputFileError(f"{p}: data row {neg[0] + 1}: negative weight {w[neg[0]]:g}")
-    else:
-        w = np.ones(len(frame))
+        raise InputFileError(
+            f"{p}:{_line_of_row(p, sep, row)}: an edge list line has 2 or 3 columns "
+            "(src dst [weight]), this one fewer than 2"
+        )
+    w = pd.to_numeric(frame[2], errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    w[frame[2].isna().to_numpy()] = 1.0
+    bad_rows = np.flatnonzero(~np.isfinite(w))
+    if len(bad_rows):
+        row = int(bad_rows[0])
+        raise InputFileError(
+            f"{p}:{_line_of_row(p, sep, row)}: weight {frame[2].iloc[row]!r} is not a number"
+        )
+    neg = np.flatnonzero(w < 0)
+    if len(neg):
+        row = int(neg[0])
+        raise InputFileError(f"{p}:{_line_of_row(p, sep, row)}: negative weight {w[row]:g}")
     g = graph if graph is not None else Cybergraph(require_cids=False)
     src_ids = g.particles.intern(frame[0].to_numpy(dtype=object))
     dst_ids = g.particles.intern(frame[1].to_numpy(dtype=object))
