@@ -245,3 +245,34 @@ def _max_fee(eth: Any) -> int:
     """The most one unit of gas can cost: ``max_fee_per_gas`` or the legacy price."""
     value = getattr(eth, "max_fee_per_gas", None)
     return int(eth.gas_price if value is None else value)
+
+
+def sign_eth_tx(
+    key: bytes,
+    *,
+    chain_id: int,
+    nonce: int,
+    to: bytes | None,
+    value: int,
+    data: bytes,
+    gas: int,
+    max_fee: int,
+    tip: int,
+) -> bytes:
+    """The signed bytes of an EIP-1559 transaction: what a devnet's unlocked
+    accounts send for ``eth_sendTransaction`` (the node holds their keys)."""
+    from eth_keys import keys
+
+    unsigned = _builder().new_unsigned_dynamic_fee_transaction(
+        chain_id=chain_id,
+        nonce=nonce,
+        max_priority_fee_per_gas=tip,
+        max_fee_per_gas=max_fee,
+        gas=gas,
+        to=to or b"",
+        value=value,
+        data=data,
+        access_list=(),
+    )
+    signed = unsigned.as_signed_transaction(keys.PrivateKey(key))
+    return bytes(signed.encode())

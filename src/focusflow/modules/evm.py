@@ -1,8 +1,14 @@
 """EVM: Ethereum transactions executed as chain transactions.
 
-Message
-    ``evm.tx``  the one message of an Ethereum transaction (``chain.eth_tx``);
-                its body is empty, the transaction is the signed bytes.
+Messages
+    ``evm.tx``           the one message of an Ethereum transaction
+                         (``chain.eth_tx``); its body is empty, the
+                         transaction is the signed bytes.
+    ``evm.set_balance``  ``{"address": 20 bytes, "balance": 32 bytes}``: set an
+                         account's balance (``anvil_setBalance``), on a chain
+                         whose genesis grants the dev powers
+                         (``evm_dev_powers`` 1) and that one validator decides;
+                         anywhere else ``dev_only``.
 
 Before the EVM runs it, the transaction must be one a block can hold: its
 nonce the account's (``bad_nonce``), its max fee per gas at least the base
@@ -29,6 +35,7 @@ receipts).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from focusflow.chain.errors import (
@@ -36,21 +43,58 @@ from focusflow.chain.errors import (
     BlockFullError,
     EvmInvalidError,
     EvmRevertedError,
+    GenesisError,
     InsufficientFundsError,
+    TxError,
 )
 from focusflow.chain.eth_tx import EVM_TX, EthTx, check_static, evm_chain_id
 from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
+from focusflow.chain.module_params import ModuleParams, param_section
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
 from focusflow.core.errors import FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.modules import router
-from focusflow.modules.accounts import credit, debit, set_account
+from focusflow.modules.accounts import credit, debit, field, set_account
 from focusflow.modules.dex import twap_reader
 from focusflow.modules.wasm import WasmParams, reserve_block_gas
 from focusflow.state_schema.accounts import get_account
 from focusflow.vm.evm import EvmBlock, EvmValidationError, Outcome, apply_transaction, packets_of
 from focusflow.vm.evm_keys import code_key
+
+
+class DevOnlyError(TxError):
+    """A dev power (``anvil_setBalance``, ``evm_mine``, unlocked accounts ...) asked
+    of a chain that does not grant them: a real chain's RPC never forges state."""
+
+    code = "dev_only"
+
+
+#: The message that sets an account's balance on a devnet (module docstring).
+SET_BALANCE = "evm.set_balance"
+
+
+@param_section
+@dataclass(frozen=True)
+class EvmDevParams(ModuleParams):
+    """The anvil-like dev powers (docs/evm.md, *Anvil mode*): ``evm_dev_powers`` 1
+    lets ``evm.set_balance`` run, which only a devnet's genesis asks for; a
+    chain of more than one validator refuses it whatever its genesis says."""
+
+    SECTION = "evm_dev"
+    OMITTED_AT_DEFAULT = frozenset({"evm_dev_powers"})
+
+    evm_dev_powers: int = 0
+
+    def check(self) -> None:
+        if self.evm_dev_powers not in (0, 1):
+            raise GenesisError("params.evm_dev_powers must be 0 or 1")
+
+
+def dev_powers(params: ChainParams) -> bool:
+    """Whether the chain's genesis grants the dev powers."""
+    return EvmDevParams.of(params).evm_dev_powers == 1
+
 
 #: The block counter of the gas its Ethereum transactions used.
 GAS_COUNTER = "evm_gas"
@@ -88,7 +132,23 @@ class Evm:
     name = "evm"
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {EVM_TX: self.run}
+        return {EVM_TX: self.run, SET_BALANCE: self.set_balance}
+
+    def set_balance(self, ctx: TxContext, body: MessageBody) -> None:
+        """``anvil_setBalance`` as a transaction: only where the genesis grants the
+        dev powers and one validator decides the block (a real chain's RPC must
+        never forge balances)."""
+        validators = ctx.block.validators
+        if not dev_powers(ctx.params) or validators is None or len(validators.validators) != 1:
+            raise DevOnlyError(
+                "evm.set_balance runs only on a devnet of one validator whose "
+                "genesis sets evm_dev_powers"
+            )
+        address = field(body, "address", bytes, size=20)
+        balance = int.from_bytes(field(body, "balance", bytes, size=32), "big")
+        account = get_account(ctx.state, address)
+        account.balance = balance
+        set_account(ctx.state, address, account)
 
     def init_genesis(self, state: PendingState, genesis: Any, deltas: Deltas) -> None:
         """Nothing: the EVM's accounts are the chain's."""

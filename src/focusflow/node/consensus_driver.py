@@ -70,6 +70,11 @@ Publish = Callable[[str, bytes], Coroutine[Any, Any, None]]
 OpenGate = Callable[[int, ValidatorSet], Coroutine[Any, Any, None]]
 
 
+#: How often an anvil-like devnet's idle consensus looks for a transaction or a
+#: block asked for (seconds): the latency a transaction waits for its block.
+DEMAND_POLL_S = 0.01
+
+
 def members(vset: ValidatorSet) -> frozenset[bytes]:
     """The node ids of ``vset``'s validators: who the transport lets in."""
     return frozenset(v.public_key for v in vset.validators)
@@ -343,8 +348,23 @@ class ConsensusDriver:
         self.decisions.append((decision.height, decision.round))
         del self.decisions[:-1000]
         self.node.log_block(event, round=decision.round, ms=(time.perf_counter() - t0) * 1000)
-        await asyncio.sleep(self._pause_after_commit())
+        if self.node.dev is not None:
+            await self._wait_for_demand()
+        else:
+            await asyncio.sleep(self._pause_after_commit())
         self.next_height_due = True
+
+    async def _wait_for_demand(self) -> None:
+        """An anvil-like devnet's next height waits for a reason to make a block:
+        a transaction ready for it (a block per transaction, as anvil's automine)
+        or a block ``evm_mine`` asked for. The pool is looked at every
+        ``DEMAND_POLL_S``: admission does not wake consensus."""
+        dev = self.node.dev
+        assert dev is not None
+        while not dev.take_block():
+            if self.node.has_ready():
+                return
+            await asyncio.sleep(DEMAND_POLL_S)
 
     def _pause_after_commit(self) -> float:
         """``commit_wait`` (none with transactions ready for the next block),

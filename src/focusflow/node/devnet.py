@@ -47,6 +47,13 @@ from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.home import ENV_HOME, default_home
 from focusflow.core.keys import KeyPair
 from focusflow.core.keystore import Keystore
+from focusflow.node.devnet_anvil import (
+    ANVIL_BALANCE,
+    check_dev_powers,
+    grant_dev_powers,
+    precompile_notes,
+    start_dev_mode,
+)
 from focusflow.node.faults import FaultPlan
 from focusflow.node.home import (
     DEV_KEY_NAME,
@@ -109,8 +116,12 @@ def run_devnet(
     mempool: MempoolLimits | None = None,
     dns: DnsSettings | None = None,
     economy: bool = False,
+    anvil: bool = False,
 ) -> None:
     """Create or resume the devnet at ``home_path`` and serve it until a signal.
+
+    ``anvil``: the anvil-like devnet (``node.devnet_anvil``): a new home's genesis
+    grants the dev powers, blocks come on demand, the test accounts are unlocked.
 
     ``economy``: a new home runs the two-token economy (``home.init_devnet``).
 
@@ -122,9 +133,11 @@ def run_devnet(
     sock = bind(host, port)
     try:
         home, created = init_devnet(home_path, economy=economy)
+        if created and anvil:
+            grant_dev_powers(home)
         lock_fd = lock_home(home)
         try:
-            _serve(home, created, sock, block_time, faults, mempool, dns)
+            _serve(home, created, sock, block_time, faults, mempool, dns, anvil=anvil)
         finally:
             os.close(lock_fd)
     finally:
@@ -139,10 +152,14 @@ def _serve(
     faults: FaultPlan | None,
     mempool: MempoolLimits | None = None,
     dns: DnsSettings | None = None,
+    *,
+    anvil: bool = False,
 ) -> None:
     genesis = home.load_genesis()
     key = home.load_validator_key()
     check_single_validator(home, genesis, key)
+    if anvil:
+        check_dev_powers(home, genesis)
     t0 = time.perf_counter()
     chain = open_chain(home.data, genesis, key)
     log.info(
@@ -161,6 +178,8 @@ def _serve(
         runtime = _runtime(home, chain, key, block_time, faults)
         if mempool is not None:
             runtime.mempool.limits = mempool  # still empty: nothing to re-check
+        if anvil:
+            start_dev_mode(runtime, created)
         dev = runtime.faucet_key
 
         def ready_fields(api: str) -> dict[str, object]:
@@ -168,7 +187,8 @@ def _serve(
                 "api": f"{api}/v1/status",
                 "web": f"{api}/",
                 "dev_key": dev.address if dev is not None else None,
-                "block_time_s": block_time,
+                "block_time_s": None if anvil else block_time,
+                "mining": "on demand" if anvil else "interval",
             }
 
         serve(
@@ -178,7 +198,7 @@ def _serve(
             ready="devnet ready",
             fields=ready_fields,
             stop_on_failure=True,
-            notes=cli_notes(home.path) + evm_notes(genesis),
+            notes=cli_notes(home.path) + evm_notes(genesis, anvil) + precompile_notes(),
             dns=dns,
         )
     finally:
@@ -208,10 +228,11 @@ def cli_notes(home: Path) -> list[str]:
     ]
 
 
-def evm_notes(genesis: Genesis) -> list[str]:
+def evm_notes(genesis: Genesis, anvil: bool = False) -> list[str]:
     """The Ethereum JSON-RPC's chain id and the test mnemonic's funded accounts with
-    their private keys, as anvil prints them (devnet keys: never hold value)."""
-    funded = {a.address: a.balance for a in genesis.accounts}
+    their private keys, as anvil prints them (devnet keys: never hold value); an
+    anvil devnet's are topped up to ``ANVIL_BALANCE`` in its first block."""
+    funded = {a.address: ANVIL_BALANCE if anvil else a.balance for a in genesis.accounts}
     accounts = [(a, k) for a, k in eth_dev_accounts() if a in funded]
     if not accounts:
         return []

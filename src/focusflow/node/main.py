@@ -64,6 +64,14 @@ def devnet(
         help="A new home runs the two-token economy: gas in H, rewards, the dev key "
         "a primary dealer (docs/economics.md). An existing home keeps its own.",
     ),
+    anvil: bool = typer.Option(
+        False,
+        "--anvil",
+        help="Run as anvil does for hardhat/foundry tests: blocks on demand (one per "
+        "transaction, evm_mine), the test accounts unlocked and holding 10,000 ether, "
+        "time travel, anvil_setBalance (docs/evm.md). A new home's genesis grants "
+        "these dev powers; --block-time is then unused.",
+    ),
 ) -> None:
     """Start a devnet: a network of one validator (created on first run, resumed later)."""
     from focusflow.chain.mempool import MempoolLimits
@@ -82,6 +90,7 @@ def devnet(
         mempool=MempoolLimits(max_txs=mempool_txs),
         dns=None if dns is None else DnsSettings.parse(dns),
         economy=economy,
+        anvil=anvil,
     )
 
 

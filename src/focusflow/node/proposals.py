@@ -103,7 +103,9 @@ class Proposals:
     # --- the state machine's callbacks (worker thread, consensus task waiting) ---
     def get_value(self, height: int) -> bytes:
         """This validator's proposal for ``height``: the next block from the mempool."""
-        pending = self.chain.propose(self.node.reap(), verified=True)
+        dev = self.node.dev  # an anvil-like devnet stamps its blocks with its own clock
+        time_ms = None if dev is None else dev.block_time_ms(self.chain.head.time_ms)
+        pending = self.chain.propose(self.node.reap(), time_ms=time_ms, verified=True)
         for rejected in pending.rejected:
             log.info(
                 "transaction left out of proposal",

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from focusflow.chain.chain import Chain
+from focusflow.chain.devmode import DevMode
 from focusflow.chain.errors import AdmissionBusyError
 from focusflow.chain.fees import current_fee_per_byte, with_headroom
 from focusflow.chain.focus_view import FocusView
@@ -117,6 +118,8 @@ class NodeRuntime:
 
     #: A full node (ValidatorRuntime with ``follow_only``) never signs.
     follow_only: bool = False
+    #: An anvil-like devnet's mining and clock (``chain.devmode``); None elsewhere.
+    dev: DevMode | None = None
 
     def __init__(
         self,
