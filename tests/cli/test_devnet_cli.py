@@ -331,11 +331,12 @@ def test_import_bostrom_skip_invalid_drops_and_counts_the_bad_row(env, capsys):
 
 
 def test_linked_texts_are_kept_by_the_node_and_shown(env, capsys):
-    """`tx link "cats" "mammals"` gives the node the texts; query top, particle and
-    links show them beside the CIDs, and top says how many rows it has of how many."""
+    """`tx link "cats" "mammals"` carries the texts in its transaction; query top,
+    particle and links show them beside the CIDs, and top says how many rows it has
+    of how many."""
     linked = run_cli(capsys, "tx", "link", "texts-cats", "texts-mammals", "--wait", "--json")
     assert linked.code == 0, linked.err
-    assert linked.json()["texts"] == {"stored": 2, "unknown": [], "too_large": 0}
+    assert linked.json()["texts"] == {"carried": 2}
     cats, mammals = cid_of_text("texts-cats"), cid_of_text("texts-mammals")
 
     top = run_cli(capsys, "query", "top", "-k", 1000, "--json").json()
@@ -354,16 +355,16 @@ def test_linked_texts_are_kept_by_the_node_and_shown(env, capsys):
     assert "texts-mammals" in next(line for line in links.splitlines() if mammals in line)
 
     by_cid = run_cli(capsys, "tx", "link", cats, "texts-birds", "--wait", "--json").json()
-    assert by_cid["texts"]["stored"] == 1  # only the text argument is sent
+    assert by_cid["texts"] == {"carried": 1}  # only the text argument is carried
 
 
 def test_a_text_too_long_to_keep_is_not_sent_and_the_link_goes_in(env, capsys):
-    """Texts over a node's size limit are not sent; the link still goes in."""
+    """Texts over a node's size limit are neither carried nor sent; the link still goes in."""
     long = "t" * 5000
     result = run_cli(capsys, "tx", "link", long, "texts-short", "--wait", "--json")
     assert result.code == 0, result.err
     assert result.json()["code"] == "ok"
-    assert result.json()["texts"] == {"stored": 1, "unknown": [], "too_large": 1}
+    assert result.json()["texts"] == {"carried": 1, "stored": 0, "unknown": [], "too_large": 1}
 
 
 def test_import_shows_its_progress_on_a_terminal(env, tmp_path):

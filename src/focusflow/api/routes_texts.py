@@ -1,4 +1,12 @@
-"""Particle texts: ``POST /v1/particles/texts`` keeps them, ``GET .../{cid}/text`` reads one.
+"""Particle texts: ``POST /v1/particles/texts`` keeps them, ``GET .../{cid}/text`` reads
+one, ``GET /v1/particles/search`` finds them by their words.
+
+Texts reach a node two ways. The main one is the chain: a link transaction
+carries its particles' texts (``modules.links``), and :func:`keep_block_texts`
+stores those of every committed block on every node that executes it
+(validators, full nodes, nodes syncing blocks). The side channel below stays
+as a fallback for texts a link did not carry (older clients, ``import wordnet
+--node``).
 
 A node keeps the text of a particle (``store.particle_texts``) only when it
 can check it and when the particle is one links pay for: the CID is computed
@@ -14,12 +22,13 @@ stored; one bad text refuses the whole request and keeps nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from focusflow.api import schemas
@@ -30,13 +39,20 @@ from focusflow.api.params import CidPath
 from focusflow.api.render import cid_text, parse_cid
 from focusflow.api.service import NodeService
 from focusflow.api.state import AppState, app_state
+from focusflow.core.errors import FocusflowError
+from focusflow.modules.links import committed_texts
 from focusflow.store.particle_texts import (
     MAX_BATCH,
+    MAX_QUERY_CHARS,
+    MAX_SEARCH_RESULTS,
     MAX_TEXT_BYTES,
+    ParticleTexts,
     UnknownTextError,
     cid_of_text_bytes,
     text_bytes,
 )
+
+log = logging.getLogger("focusflow.node")
 
 router = APIRouter(prefix="/v1/particles", responses=ERROR_RESPONSES)
 
@@ -50,6 +66,27 @@ class TextsBody(StrictBody):
     texts: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT_BYTES)]] = Field(
         min_length=1, max_length=MAX_BATCH, description="particle texts, each hashed to its CID"
     )
+
+
+def keep_block_texts(store: ParticleTexts) -> Callable[[Any], None]:
+    """A block listener (``NodeRuntime.listeners``) that keeps the texts the
+    committed block's successful link transactions carry, MAX_BATCH a write.
+
+    Each was checked against its CID when the block ran; the store checks
+    again. A write that fails (a full disk) is logged and the node goes on:
+    texts are content, the chain does not depend on them.
+    """
+
+    def listener(event: Any) -> None:
+        result = event.result
+        items = list(dict(committed_texts(result.block.txs, result.receipts)).items())
+        for start in range(0, len(items), MAX_BATCH):
+            try:
+                store.put(items[start : start + MAX_BATCH])
+            except FocusflowError as exc:
+                log.warning("block texts not kept: %s [%s]", exc.message, exc.code)
+
+    return listener
 
 
 def texts_of(state: AppState, cids: Sequence[bytes]) -> list[str | None]:
@@ -119,3 +156,44 @@ def particle_text(request: Request, cid: CidPath) -> JSONResponse:
     if text is None:
         raise UnknownTextError(f"this node keeps no text for particle {cid_text(raw)}")
     return JSONResponse({"cid": cid_text(raw), "text": text})
+
+
+class TextMatchOut(BaseModel):
+    cid: str
+    text: str
+    match: str = Field(description="exact, prefix or substring")
+    focus: float | None = Field(description="the particle's focus, null outside the graph")
+
+
+class TextSearch(BaseModel):
+    query: str
+    height: int
+    results: list[TextMatchOut]
+
+
+@router.get("/search", response_model=None, responses={200: {"model": TextSearch}})
+def search_texts(
+    request: Request,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+    limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_RESULTS)] = 20,
+) -> JSONResponse:
+    """Particles whose kept text matches ``q`` without case: the whole text, then by
+    prefix, then by substring (three characters or more), shorter texts first."""
+    state = app_state(request)
+    store = state.particle_texts
+    if store is None:
+        raise ApiError("unavailable", "this node keeps no particle texts")
+    matches = store.search(q, limit)
+    view = state.node.view
+    results = []
+    for m in matches:
+        i = view.particle_index(m.cid)
+        results.append(
+            {
+                "cid": cid_text(m.cid),
+                "text": m.text,
+                "match": m.match,
+                "focus": float(view.focus(i)) if i >= 0 else None,
+            }
+        )
+    return JSONResponse({"query": q, "height": view.height, "results": results})

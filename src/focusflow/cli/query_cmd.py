@@ -413,16 +413,52 @@ def wasm_cmd(
 @query_app.command("cid")
 def cid_cmd(
     text: Annotated[str, typer.Argument(help="Any text.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The CID of a text: CIDv1, raw, sha2-256 of its UTF-8 bytes (what nodes and
+    ``tx link`` compute). A pure hash: no node is asked, none need run."""
+    from focusflow.core.cid import cid_of_text
+
+    try:
+        cid = cid_of_text(text)
+    except UnicodeEncodeError:
+        raise InvalidParameterError("the text is not valid UTF-8") from None
+    if as_json:
+        _print_json({"cid": cid})
+    else:
+        console.print(cid)
+
+
+@query_app.command("search")
+def search_cmd(
+    words: Annotated[str, typer.Argument(help="Words to find in particle texts.")],
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=100, help="Most particles to list.")
+    ] = 20,
     home: HomeOpt = None,
     node: NodeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The CID the node gives a text (the same the CLI computes for text particles)."""
-    doc = _ask(home, node, lambda api: api.cid(text))
+    """Particles whose text the node keeps matches WORDS, without case: the whole
+    text first, then by prefix, then by substring (three characters or more)."""
+    params = {"q": words, "limit": limit}
+    doc = _ask(home, node, lambda api: api.get("/v1/particles/search", params))
     if as_json:
         _print_json(doc)
-    else:
-        console.print(doc.get("cid"))
+        return
+    rows = doc.get("results", [])
+    table = Table(title=f"{len(rows)} particles matching {words!r} at height {doc.get('height')}")
+    for col in ("text", "cid", "match", "focus"):
+        table.add_column(col)
+    for r in rows:
+        focus = r.get("focus")
+        table.add_row(
+            _text(r.get("text")),
+            str(r.get("cid")),
+            str(r.get("match")),
+            "-" if focus is None else _focus(focus),
+        )
+    console.print(table)
 
 
 @query_app.command("proof")

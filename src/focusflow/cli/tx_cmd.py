@@ -86,6 +86,7 @@ def _submit(
     texts: list[str] | None = None,
     check: Check | None = None,
     alone: bool = True,
+    carried: int | None = None,
 ) -> dict[str, Any]:
     """Unlock, sign at the right nonce and fee, check, send, optionally wait; print.
     Returns what it printed (with the receipt's events once committed).
@@ -95,8 +96,10 @@ def _submit(
     their receipts once all are sent.
 
     ``key`` signs instead of the wallet key ``opts.signer`` (the node's validator key).
-    ``texts`` (the texts particles were made from) go to the node once it has
-    accepted the transaction: it keeps texts only of particles that links name.
+    ``texts`` (the texts particles were made from that the transaction does not
+    carry) go to the node once it has accepted the transaction: it keeps texts
+    only of particles that links name. ``carried``: how many texts the
+    transaction's link messages carry themselves, reported beside them.
     ``check(api, pin, address)`` runs once the chain is pinned, before anything is
     signed: it raises what the node's state shows would fail, may add to ``extra``
     and ``describe``, and returns what the transaction will spend by denom that
@@ -136,8 +139,11 @@ def _submit(
                 f"tx {tx_hash} submitted (from {signer_name} {key.address}, "
                 f"nonce {nonce}, fee {tx.fee})"
             )
-        if texts:
-            result["texts"] = _send_texts(api, texts, opts.as_json)
+        if carried is not None or texts:
+            sent = _send_texts(api, texts, opts.as_json) if texts else {}
+            result["texts"] = {"carried": carried or 0, **sent}
+            if not opts.as_json and carried:
+                console.print(f"texts: {carried} carried by the transaction")
         if opts.wait:
             record = txbuild.wait_tx(api, tx_hash, opts.timeout)
             result.update(
@@ -253,7 +259,9 @@ def link_cmd(
 ) -> None:
     """Link particles: one cyberlink per FROM TO pair, all in one transaction.
 
-    Particles given as text are then sent to the node, which keeps and shows them.
+    The texts of particles given as text travel in the transaction (at most
+    64 of 4096 UTF-8 bytes each; the rest go to the node after it): every node
+    that executes the block checks them against their CIDs and shows them.
     """
     if len(particles) % 2:
         raise InvalidParameterError(
@@ -272,21 +280,33 @@ def link_cmd(
         f"link {_label(particles[i], a)} -> {_label(particles[i + 1], b)}"
         for (a, b), i in zip(shown, range(0, len(particles), 2), strict=True)
     ]
+    by_cid = {raw: p for p, (cid, raw) in zip(particles, parsed, strict=True) if p in texts}
     routes = _link_routes(opts, links)
     if routes is None:
-        _submit(opts, [_msg("link", {"links": links})], {"links": shown}, describe, texts=texts)
-        return
-    results = [
+        body, rest = _link_body(links, by_cid)
         _submit(
-            dataclasses.replace(opts, node=node, chain_id=chain_id),
-            [_msg("link", {"links": [links[i] for i in idx]})],
-            {"links": [shown[i] for i in idx], "chain_id": chain_id},
-            [describe[i] for i in idx],
-            texts=texts,
-            alone=False,
+            opts,
+            [_msg("link", body)],
+            {"links": shown},
+            describe,
+            texts=rest,
+            carried=len(body.get("texts", ())),
         )
-        for (node, chain_id), idx in routes.items()
-    ]
+        return
+    results = []
+    for (node, chain_id), idx in routes.items():
+        body, rest = _link_body([links[i] for i in idx], by_cid)
+        results.append(
+            _submit(
+                dataclasses.replace(opts, node=node, chain_id=chain_id),
+                [_msg("link", body)],
+                {"links": [shown[i] for i in idx], "chain_id": chain_id},
+                [describe[i] for i in idx],
+                texts=rest,
+                alone=False,
+                carried=len(body.get("texts", ())),
+            )
+        )
     if opts.as_json:
         print_json({"txs": results})
     if opts.wait:
@@ -295,6 +315,31 @@ def link_cmd(
             from focusflow.cli import txbuild
 
             txbuild.check_receipt(result)
+
+
+def _link_body(
+    links: list[list[bytes]], texts: dict[bytes, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """A ``link`` message's body carrying the texts of its particles (``texts``:
+    binary CID to the text it was made from), at most MAX_TEXTS_PER_TX of them;
+    and the texts it names that do not fit, for the node's side channel (a text
+    longer than a node keeps goes there too, which counts it as too large)."""
+    from focusflow.cli.particle_texts import fits
+    from focusflow.modules.links import MAX_TEXTS_PER_TX
+
+    named = [cid for pair in links for cid in pair if cid in texts]
+    carried: list[list[Any]] = []
+    rest: list[str] = []
+    for cid in dict.fromkeys(named):
+        text = texts[cid]
+        if fits(text) and len(carried) < MAX_TEXTS_PER_TX:
+            carried.append([cid, text])
+        else:
+            rest.append(text)
+    body: dict[str, Any] = {"links": links}
+    if carried:
+        body["texts"] = carried
+    return body, rest
 
 
 def _link_routes(

@@ -4,6 +4,18 @@ Message ``link``: ``{"links": [[from, to], ...]}`` (binary CIDs; an optional
 third element is the link's semantic context, also a CID). The sender is the
 neuron of every link.
 
+It may carry the texts of its particles: ``"texts": [[cid, text], ...]``, each
+a particle one of its links names, the text 1 to ``MAX_TEXT_BYTES`` UTF-8
+bytes, at most ``MAX_TEXTS_PER_TX`` in the transaction. Every node executing
+the block checks that each text hashes to its CID (``text_mismatch`` fails the
+transaction's receipt, never the block) and, once the block is committed,
+keeps the texts of its successful link messages in its text store
+(:func:`committed_texts`; ``store.particle_texts``). The texts are paid for as
+bytes of the transaction and covered by the block's data root with it; they
+are not written to state, so the state root does not cover them: a text is
+checked by its hash, and keeping it in state would make every node's state
+grow with content that needs no agreement beyond the block's.
+
 Economics (graph edges burn weight: links spend a budget of stake and burn tokens),
 exactly:
 
@@ -28,19 +40,21 @@ edge delta ``(from, to, neuron)`` for the focus engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from focusflow.chain.errors import (
     MalformedMessageError,
     OverLimitError,
     OverLinkBudgetError,
+    TxError,
     UnknownParticleFormatError,
 )
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.interchain import BucketRule, WrongBucketError, link_bucket
 from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState
+from focusflow.chain.tx import decode_tx
 from focusflow.core.cid import check_cid_bytes
 from focusflow.core.encoding import encode
 from focusflow.core.errors import InvalidCIDError
@@ -48,6 +62,77 @@ from focusflow.modules.accounts import debit, field, only_fields, set_neudeg
 from focusflow.state_schema.accounts import get_account, get_neudeg
 from focusflow.state_schema.interchain import place, rollup_chain_id
 from focusflow.state_schema.links import PACKET_MARK, links_key
+from focusflow.store.particle_texts import (
+    MAX_BATCH,
+    MAX_TEXT_BYTES,
+    TextMismatchError,
+    TextTooLargeError,
+    cid_of_text_bytes,
+)
+
+#: Most particle texts one transaction carries (over all its link messages).
+MAX_TEXTS_PER_TX = MAX_BATCH
+
+
+class UnlinkedTextError(TxError):
+    """A link message carries a text for a particle none of its links names."""
+
+    code = "unlinked_text"
+
+
+def _texts_in(body: object) -> int:
+    texts = body.get("texts") if isinstance(body, dict) else None
+    return len(texts) if isinstance(texts, list) else 0
+
+
+def _check_texts(ctx: TxContext, links: list[Any], texts: object) -> None:
+    """Refuse the first text of ``texts`` that is not one of this message's
+    particles' (module docstring), in the list's order so the receipt's error
+    is the same on every node."""
+    if not isinstance(texts, list) or not texts:
+        raise MalformedMessageError("texts must be a non-empty list of [cid, text]")
+    msgs = ctx.tx.msgs if ctx.tx is not None else ()
+    total = sum(_texts_in(m.body) for m in msgs if m.type == "link") or len(texts)
+    if total > MAX_TEXTS_PER_TX:
+        raise OverLimitError(f"{total} particle texts in one transaction exceed {MAX_TEXTS_PER_TX}")
+    named = {cid for entry in links for cid in entry}
+    seen: set[bytes] = set()
+    for i, entry in enumerate(texts):
+        if type(entry) is not list or len(entry) != 2:
+            raise MalformedMessageError(f"texts[{i}] must be [cid, text]")
+        cid, text = entry
+        if type(cid) is not bytes or type(text) is not str or not text:
+            raise MalformedMessageError(f"texts[{i}] must be [binary CID, non-empty text]")
+        if cid in seen:
+            raise MalformedMessageError(f"texts[{i}] repeats a particle")
+        seen.add(cid)
+        raw = text.encode("utf-8", "surrogatepass")
+        if len(raw) > MAX_TEXT_BYTES:
+            raise TextTooLargeError(
+                f"texts[{i}] has {len(raw)} UTF-8 bytes; a particle text is at most "
+                f"{MAX_TEXT_BYTES}"
+            )
+        if cid not in named:
+            raise UnlinkedTextError(f"texts[{i}] is for a particle no link of its message names")
+        if cid_of_text_bytes(raw) != cid:
+            raise TextMismatchError(f"texts[{i}] does not hash to its CID")
+
+
+def committed_texts(txs: Sequence[bytes], receipts: Sequence[Any]) -> Iterator[tuple[bytes, str]]:
+    """``(binary CID, text)`` of every text the successful link messages of a
+    committed block carry (``txs``: its encoded transactions, and their
+    ``receipts``, in block order). Only a transaction whose receipt is ok is
+    decoded, and only if its bytes hold the field's name: every text was checked
+    when the block ran."""
+    for raw, receipt in zip(txs, receipts, strict=False):
+        if not receipt.ok or b"texts" not in raw:
+            continue
+        tx = decode_tx(raw)
+        if tx.hash != receipt.tx_hash:
+            continue
+        for msg in tx.msgs:
+            if msg.type == "link" and isinstance(msg.body, dict):
+                yield from ((cid, text) for cid, text in msg.body.get("texts") or ())
 
 
 def _check_links_per_tx(ctx: TxContext, m: int) -> None:
@@ -138,9 +223,11 @@ class Links:
             known.update(fresh)
 
     def link(self, ctx: TxContext, body: MessageBody) -> None:
-        only_fields(body, "links")
+        only_fields(body, "links", "texts")
         links = field(body, "links", list)
         self.add(ctx, ctx.sender, links)
+        if "texts" in body:
+            _check_texts(ctx, links, body["texts"])
 
     def add(
         self, ctx: TxContext, sender: bytes, links: list[Any], packet: int | None = None

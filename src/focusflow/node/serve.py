@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from focusflow.api.app import create_app
 from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
+from focusflow.api.routes_texts import keep_block_texts
 from focusflow.chain.errors import InvalidNameError
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.keys import encode_address
@@ -89,6 +90,7 @@ def serve(
     # handlers make that harmless so the caller still closes the store.
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
     texts = ParticleTexts(home.texts)
+    runtime.listeners.append(keep_block_texts(texts))
     blobs = ChunkStore(home.blobs)
     wasm.keep_artifacts(home.wasm)
     for extension in runtime.extensions:
