@@ -46,6 +46,7 @@ from focusflow.light.errors import (
     TrustExpiredError,
     ValidatorSetMismatchError,
     VerificationError,
+    WrongValueError,
 )
 from focusflow.light.federation import (
     FederatedTrust,
@@ -438,6 +439,33 @@ class LightClient:
             None,
             lambda d, b: answers.verify_particle(d, b, cid),
         )
+
+    def text(self, cid: str) -> str | None:
+        """The text the node keeps for particle ``cid``, or None when it keeps none.
+
+        No header is needed: a particle is the hash of its text, so the text is
+        hashed here and one that is not ``cid``'s is refused (``wrong_value``),
+        whoever the node is. Texts are at most MAX_TEXT_BYTES of UTF-8.
+        """
+        from focusflow.core.cid import cid_to_bytes, raw_cid_bytes
+        from focusflow.store.particle_texts import MAX_TEXT_BYTES
+
+        want = cid_to_bytes(cid)
+        try:
+            doc = self.node.get(f"/v1/particles/{quote(cid, safe='')}/text")
+        except NodeRequestError as exc:
+            if exc.node_code == "unknown_text":
+                return None
+            raise
+        text = doc.get("text") if isinstance(doc, dict) else None
+        if not isinstance(text, str) or not text:
+            raise MalformedAnswerError(f"the text of {cid} is not a non-empty string")
+        raw = text.encode("utf-8", "surrogatepass")
+        if len(raw) > MAX_TEXT_BYTES:
+            raise MalformedAnswerError(f"the text of {cid} is over {MAX_TEXT_BYTES} bytes")
+        if raw_cid_bytes(raw) != want:
+            raise WrongValueError(f"the node's text for {cid} does not hash to it")
+        return text
 
     def global_particle(self, cid: str) -> answers.GlobalFocusAnswer:
         """A particle's global focus from a hub: this client must trust the hub."""
