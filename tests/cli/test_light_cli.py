@@ -97,12 +97,14 @@ def test_sync_and_every_query_verify_against_an_honest_node(net, tmp_path, capsy
     assert r.code == 0, r
     links = r.json()["links"]
     assert len(links) == 6 and all(link["from"] == HUB for link in links)
-    r = run_cli(capsys, "light", "sample", "--node", url, "--height", 3, "--samples", 16,
+    r = run_cli(capsys, "light", "sample", 3, "--node", url, "--samples", 16,
                 "--home", home, "--json")  # fmt: skip
     assert r.code == 0, r
-    assert {k: r.json()[k] for k in ("height", "samples", "available")} == {
+    # the block's square is 2 x 2: 16 samples asked, its 4 distinct shares sampled
+    assert {k: r.json()[k] for k in ("height", "samples", "requested", "available")} == {
         "height": 3,
-        "samples": 16,
+        "samples": 4,
+        "requested": 16,
         "available": True,
     }
 
@@ -345,7 +347,7 @@ def test_every_node_a_command_asks_is_closed_when_it_ends(net, tmp_path, capsys,
     r = run_cli(capsys, "light", "query", "name", "hubname", "--node", net["url_a"],
                 "--home", home, "--json")  # fmt: skip
     assert r.code == 0, r
-    r = run_cli(capsys, "light", "sample", "--node", net["url_a"], "--height", 3,
+    r = run_cli(capsys, "light", "sample", 3, "--node", net["url_a"],
                 "--home", home, "--json")  # fmt: skip
     assert r.code == 0, r
     assert len(opened) == 6 and all(node.api.closed for node in opened)
@@ -370,7 +372,7 @@ def test_withheld_shares_make_a_block_unavailable(net, synced, capsys):
 
     url, stop = lying(net, rewrite)
     try:
-        r = run_cli(capsys, "light", "sample", "--node", url, "--height", 3, "--samples", 16,
+        r = run_cli(capsys, "light", "sample", 3, "--node", url, "--samples", 16,
                     "--home", synced, "--json")  # fmt: skip
         assert r.code == 3, r
         assert r.json()["available"] is False

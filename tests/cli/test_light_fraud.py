@@ -46,7 +46,7 @@ def _node(chain, square, rewrite=None):
 
 
 def _sample(capsys, url, home):
-    return run_cli(capsys, "light", "sample", "--node", url, "--height", 1, "--samples", 16,
+    return run_cli(capsys, "light", "sample", 1, "--node", url, "--samples", 16,
                    "--home", home, "--json")  # fmt: skip
 
 

@@ -90,7 +90,7 @@ def test_sync_query_and_sample_against_a_devnet_process(devnet, tmp_path):
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)
     assert answer["particle"] == cid and answer["verified"] is True and answer["focus"] > 0
-    r = light("sample", "--node", devnet.api, "--height", synced["height"], "--samples", 16,
+    r = light("sample", synced["height"], "--node", devnet.api, "--samples", 16,
               "--home", home, "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["available"] is True

@@ -53,6 +53,8 @@ class VerdictDoc(TypedDict):
     available: bool
     confidence: float
     samples: int
+    requested: int
+    shares: int | None
     verified: int
     failed: list[list[int]]
     failed_fraction: float | None
@@ -69,6 +71,7 @@ class Verdict:
     available: bool
     confidence: float
     samples: list[tuple[int, int]] = field(default_factory=list)
+    requested: int = 0
     failed: list[tuple[int, int]] = field(default_factory=list)
     reason: str = ""
 
@@ -83,6 +86,8 @@ class Verdict:
             "available": self.available,
             "confidence": self.confidence,
             "samples": n,
+            "requested": self.requested,
+            "shares": None if self.k is None else (2 * self.k) ** 2,
             "verified": n - len(self.failed),
             "failed": [list(c) for c in self.failed],
             "failed_fraction": len(self.failed) / n if n else None,
@@ -167,7 +172,7 @@ def sample_block(
         data_root = header_data_root(api, height)
         k, why = square_width(api, height, data_root)
         if not k:
-            return Verdict(height, data_root, None, False, 0.0, reason=why)
+            return Verdict(height, data_root, None, False, 0.0, requested=samples, reason=why)
         from focusflow.da import Sampler
 
         sampler = Sampler(data_root, 2 * k, height, samples, rng=rng)
@@ -177,13 +182,16 @@ def sample_block(
     reason = ""
     if not result.available:
         reason = f"{len(result.failed)} of {len(result.samples)} samples missing or invalid"
+    shares = (2 * k) ** 2
     return Verdict(
         height,
         data_root,
         k,
         result.available,
-        result.confidence,
+        # every share checked: nothing withheld can have been missed
+        1.0 if len(result.samples) == shares else result.confidence,
         list(result.samples),
+        samples,
         sorted(result.failed),
         reason,
     )
@@ -198,14 +206,20 @@ def _print_text(verdict: Verdict) -> None:
         return
     width = 2 * verdict.k
     ok = n - len(verdict.failed)
-    print(f"  {ok} of {n} samples verified (extended square {width} x {width}, k = {verdict.k})")
+    whole = ", every share" if n == width * width else ""
+    print(
+        f"  {ok} of {n} distinct shares verified (extended square {width} x {width} of "
+        f"{width * width} shares{whole}, k = {verdict.k})"
+    )
+    if verdict.requested > n:
+        print(f"  asked for {verdict.requested} samples: the square has only {n} shares")
     if verdict.failed:
         shown = ", ".join(f"({r}, {c})" for r, c in verdict.failed[:10])
         more = f", ... ({len(verdict.failed) - 10} more)" if len(verdict.failed) > 10 else ""
         print(f"  missing or invalid: {shown}{more}")
     print(
         f"  confidence {100 * verdict.confidence:.4f} %: an unrecoverable square fails at "
-        f"least one of {n} samples with at least this probability"
+        f"least one of these {n} shares with at least this probability"
     )
 
 

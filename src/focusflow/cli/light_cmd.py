@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,10 +74,19 @@ _Answer = TypeVar("_Answer")
 
 
 class SampleDoc(TypedDict):
-    """``focusflow light sample``: one round of sampling a verified block's square."""
+    """``focusflow light sample``: one round of sampling a verified block's square.
+
+    ``samples`` counts the distinct shares sampled, which ``confidence`` is
+    computed from; ``requested`` is what ``--samples`` asked for, more than the
+    square holds when the square is small (a 2 x 2 square has 4 shares).
+    """
 
     height: int
     samples: int
+    requested: int
+    width: int | None
+    shares: int | None
+    verified: int
     available: bool
     confidence: float
     data_root: str
@@ -84,12 +94,37 @@ class SampleDoc(TypedDict):
     reason: str | None
 
 
+def _spelled(value: object) -> str:
+    """One value as a person reads it: no Python reprs (None, True, quotes)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def _print(data: Mapping[str, object], as_json: bool) -> None:
+    """``data`` as one JSON object, or one ``key: value`` line per field; a list
+    field is its count, then one indented line per item (a link reads
+    ``FROM -> TO by NEURON``)."""
     if as_json:
         print(json.dumps(data))
-    else:
-        for key, value in data.items():
-            print(f"{key}: {value}")
+        return
+    for key, value in data.items():
+        if isinstance(value, list):
+            print(f"{key}: {len(value)}")
+            for item in value:
+                print(f"  {_item(item)}")
+        else:
+            print(f"{key}: {_spelled(value)}")
+
+
+def _item(item: object) -> str:
+    if isinstance(item, Mapping) and {"from", "to", "neuron"} <= item.keys():
+        return f"{item['from']} -> {item['to']} by {item['neuron']}"
+    if isinstance(item, Mapping):
+        return ", ".join(f"{k} {_spelled(v)}" for k, v in item.items())
+    return _spelled(item)
 
 
 @light_app.command("sync")
@@ -317,8 +352,13 @@ def query_links(
 
 @light_app.command("sample")
 def sample_cmd(
+    height: int | None = typer.Argument(
+        None, min=1, help="Block height to sample (as `focusflow da sample HEIGHT`)."
+    ),
     node: str = NodeOpt,
-    height: int = typer.Option(..., "--height", min=1, help="Block height to sample."),
+    height_option: int | None = typer.Option(
+        None, "--height", min=1, hidden=True, help="Deprecated: give the height as an argument."
+    ),
     samples: int = typer.Option(DEFAULT_SAMPLES, "--samples", min=1, help="Shares to sample."),
     home: str = HomeOpt,
     seed: int | None = typer.Option(None, "--seed", help="Seed the coordinates (reproducible)."),
@@ -330,13 +370,56 @@ def sample_cmd(
 
     Exit status 0: available; 3: unavailable or the header does not verify.
     """
+    height = _sample_height(height, height_option)
     rng = random.Random(seed) if seed is not None else random.SystemRandom()
     with _client(node, home, timeout, trusting_period) as client:
         block = _run_query(client, lambda: client.block_at(height))
         result = sample_verified(client.node, block, samples, rng)
-    _print(result, as_json)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        _print_sample(result)
     if not result["available"]:
         raise SystemExit(EXIT_VERIFICATION)
+
+
+def _sample_height(argument: int | None, option: int | None) -> int:
+    """The height to sample: the argument, as every command that names a block
+    takes it; ``--height``, the older spelling, still works with a warning."""
+    if argument is not None and option is not None and argument != option:
+        raise InvalidParameterError(
+            f"two heights: {argument} and --height {option}; give the height once"
+        )
+    if option is not None:
+        print(
+            "warning: --height is deprecated; give the height as an argument: "
+            f"focusflow light sample {option} ...",
+            file=sys.stderr,
+        )
+        return option
+    if argument is None:
+        raise InvalidParameterError("give the block height: focusflow light sample HEIGHT ...")
+    return argument
+
+
+def _print_sample(doc: SampleDoc) -> None:
+    word = "available" if doc["available"] else "unavailable"
+    print(f"block {doc['height']}: {word} (hash {doc['block_hash']})")
+    if doc["width"] is not None and doc["shares"] is not None:
+        width, n = doc["width"], doc["samples"]
+        whole = " (every share)" if n == doc["shares"] else ""
+        print(
+            f"  {doc['verified']} of {n} distinct shares verified{whole}, of the "
+            f"{doc['shares']} shares of the {width} x {width} square"
+        )
+        if doc["requested"] > n:
+            print(f"  asked for {doc['requested']} samples: the square has only {n} shares")
+        print(
+            f"  confidence {100 * doc['confidence']:.4f} %: an unrecoverable square fails "
+            f"at least one of these {n} shares with at least this probability"
+        )
+    if doc["reason"]:
+        print(f"  {doc['reason']}")
 
 
 def sample_verified(node: Node, block: LightBlock, samples: int, rng: random.Random) -> SampleDoc:
@@ -344,37 +427,49 @@ def sample_verified(node: Node, block: LightBlock, samples: int, rng: random.Ran
 
     The row and column roots must hash to the header's ``data_root`` (da_cmd's
     ``square_width``), each share's proof must verify against it (da_cmd's
-    ``fetch_share``); a missing or failing share counts as unavailable. A
-    fraud proof the node holds for the block (``GET /v1/da/{height}/fraud``)
-    that verifies against the data root is BadEncodingError.
+    ``fetch_share``); a missing or failing share counts as unavailable. The
+    shares drawn are distinct (at most the square's), and the confidence is
+    that of the distinct shares. A fraud proof the node holds for the block
+    (``GET /v1/da/{height}/fraud``) that verifies against the data root is
+    BadEncodingError.
     """
     from focusflow.da import Sampler
 
     data_root = block.header.data_root
     _check_fraud(node, block)
     k, why = square_width(node.api, block.height, data_root)
+    doc: SampleDoc = {
+        "height": block.height,
+        "samples": 0,
+        "requested": samples,
+        "width": None,
+        "shares": None,
+        "verified": 0,
+        "available": False,
+        "confidence": 0.0,
+        "data_root": data_root.hex(),
+        "block_hash": block.hash.hex(),
+        "reason": why or None,
+    }
     if not k:
-        return _sample_doc(block, samples, False, 0.0, why)
+        return doc
     sampler = Sampler(data_root, 2 * k, block.height, samples, rng=rng)
     for request in sampler.requests():
         sampler.receive(request, fetch_share(node.api, request))
     result = sampler.result()
-    why = "" if result.available else f"{len(result.failed)} of {samples} samples failed"
-    return _sample_doc(block, samples, result.available, result.confidence, why)
-
-
-def _sample_doc(
-    block: LightBlock, samples: int, ok: bool, confidence: float, why: str
-) -> SampleDoc:
-    return {
-        "height": block.height,
-        "samples": samples,
-        "available": ok,
-        "confidence": confidence,
-        "data_root": block.header.data_root.hex(),
-        "block_hash": block.hash.hex(),
-        "reason": why or None,
-    }
+    n = len(result.samples)
+    shares = (2 * k) ** 2
+    doc.update(
+        samples=n,
+        width=2 * k,
+        shares=shares,
+        verified=n - len(result.failed),
+        available=result.available,
+        # every share checked: nothing withheld can have been missed
+        confidence=1.0 if n == shares else result.confidence,
+        reason=None if result.available else f"{len(result.failed)} of {n} samples failed",
+    )
+    return doc
 
 
 def _check_fraud(node: Node, block: LightBlock) -> None:
