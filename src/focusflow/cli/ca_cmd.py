@@ -6,19 +6,46 @@ appended to the log; ``ca revoke`` marks one revoked; ``ca crl`` writes the
 CRL. ``ct proof`` prints a certificate's inclusion proof and ``ct
 consistency`` a consistency proof between two tree sizes (hex, RFC 6962).
 docs/trust.md is the contract.
+
+:func:`require_ca` is the check ``focusflow tx ca ...`` runs before signing: a
+chain whose genesis names no CA refuses every ``ca.*`` message, so sending one
+would only burn its fee.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from focusflow.cli.common import console, print_json
+from focusflow.core.errors import FocusflowError
+
+if TYPE_CHECKING:
+    from focusflow.cli.txbuild import Pinned
+    from focusflow.client import NodeClient
 
 ca_app = typer.Typer(help="A standalone certificate authority (X.509) with a transparency log.")
 ct_app = typer.Typer(help="The CA's transparency log (RFC 6962): inclusion and consistency proofs.")
+
+
+class NoCaError(FocusflowError):
+    """The chain has no certificate authority: a ``ca.*`` transaction would fail."""
+
+    code = "no_ca"
+
+
+def require_ca(api: NodeClient, pin: Pinned, sender: str) -> None:
+    """Refuse, before anything is signed, a CA transaction to a chain without a CA
+    (``GET /v1/ca`` answers 404): its receipt would be ``ca_refused`` and its fee burnt."""
+    if api.get_optional("/v1/ca") is None:
+        raise NoCaError(
+            f"chain {pin.chain_id} has no certificate authority (its genesis names none); "
+            "nothing was sent"
+        )
+
 
 HomeOpt = typer.Option(..., "--home", help="The CA's directory (ca/ and ct/ live there).")
 

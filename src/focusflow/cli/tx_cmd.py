@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from focusflow.cli.ca_cmd import require_ca
 from focusflow.cli.common import (
     PASSPHRASE_NOTE,
     address,
@@ -437,7 +438,8 @@ def ca_request_cmd(
     (GET /v1/ca/certs/SERIAL, the serial in the transaction's ca.request event)."""
     raw = _hex_bytes(key, 32, "key")
     body = {"name": _check_name(name), "key": raw, "hours": hours}
-    _submit(opts, [_msg("ca.request", body)], {"name": name, "key": key, "hours": hours})
+    extra = {"name": name, "key": key, "hours": hours}
+    _submit(opts, [_msg("ca.request", body)], extra, check=require_ca)
 
 
 @ca_app.command("revoke")
@@ -449,7 +451,7 @@ def ca_revoke_cmd(
 ) -> None:
     """Revoke a certificate you asked for; the validators sign the new CRL (GET /v1/ca/crl)."""
     body = {"serial": _hex_bytes(serial, 16, "serial")}
-    _submit(opts, [_msg("ca.revoke", body)], {"serial": serial})
+    _submit(opts, [_msg("ca.revoke", body)], {"serial": serial}, check=require_ca)
 
 
 @ca_app.command("federate")
