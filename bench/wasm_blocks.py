@@ -10,7 +10,7 @@ have the same root. Workloads:
 - **compute**: a contract that runs a loop of ``--spin`` iterations and
   writes its result (wasmtime runs it without Python's lock, so threads run
   calls at once);
-- **counter**: ``docs/examples/counter.wat``'s ``increment``, each sender on
+- **counter**: ``tests/chain/counter.wat``'s ``increment``, each sender on
   its own counter (the call is mostly host functions: Python's lock bounds
   it, so the default scheduler, which learns each contract's gas from the
   block before, leaves it to the serial pass);
@@ -66,7 +66,7 @@ VALIDATOR = KeyPair.from_seed(b"bench-validator".ljust(32, b"\0"))
 T0 = 1_700_000_000_000
 FEE = 10**7
 GAS = 10**8
-COUNTER = (Path(__file__).parents[1] / "docs" / "examples" / "counter.wat").read_text()
+COUNTER = (Path(__file__).parents[1] / "tests" / "chain" / "counter.wat").read_text()
 
 
 def spin_wat(iterations: int) -> str:

@@ -1,7 +1,7 @@
-;; A counter contract for focusflow's WASM plane (docs/wasm.md), in WAT text:
-;;   focusflow tx wasm store docs/examples/counter.wat --wait
-;; It keeps a count under the key "count" (8 bytes, little-endian). execute
-;; dispatches on the first character of the message's first key:
+;; The counter the WASM tests and their golden roots pin (docs/examples/counter.wat
+;; is the one users start from: the same contract answering JSON). It keeps a
+;; count under the key "count" (8 bytes, little-endian) and answers it as those
+;; 8 bytes. execute dispatches on the first character of the message's first key:
 ;;   {"increment": {}}  adds one          {"loop": {}}   runs until out of gas
 ;;   {"trap": {}}       traps              {"abort": {}}  aborts with "nope"
 ;;   {"focus": "<59-character CID>"}  stores the particle's focus (10^15 fixed point)

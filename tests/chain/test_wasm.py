@@ -38,7 +38,7 @@ T0 = 1_700_000_000_000
 #: ``a``bort, ``f``ocus (store the focus of the 59-character CID that ends the
 #: message, ``{"focus": "bafk..."}``); anything else returns the count.
 #: ``instantiate`` stores count 0.
-COUNTER = (ROOT / "docs" / "examples" / "counter.wat").read_text()
+COUNTER = (ROOT / "tests" / "chain" / "counter.wat").read_text()
 
 
 def code() -> bytes:

@@ -4,8 +4,9 @@ Loaded by schemathesis (``SCHEMATHESIS_HOOKS``) in its own process. The
 schema gives every field its shape; two things valid data needs lie beyond
 JSON Schema, and the generator gets them here:
 
-- an address's bech32 checksum: a positive case's address keeps its
-  generated data with the checksum made right;
+- an address's checksum: a positive case's bech32 address keeps its
+  generated data with the checksum made right, a ``0x`` one is sent in one
+  case (mixed case is an EIP-55 checksum);
 - a particle text's bound in UTF-8 bytes (the schema counts characters): a
   positive case's texts are cut to 4096 bytes of valid UTF-8;
 - the meaning of a body: a transaction is accepted only when signed with the
@@ -46,6 +47,8 @@ _serial = itertools.count()
 
 def _checksummed(address: str) -> str:
     """``address`` (which matches the schema's pattern) with a valid checksum."""
+    if not address.startswith(HRP + "1"):
+        return address.lower()
     data = [bech32.CHARSET.index(c) for c in address[len(HRP) + 1 : -6]]
     return bech32.bech32_encode(HRP, data)
 

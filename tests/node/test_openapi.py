@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from focusflow.api.params import ACCOUNT_PATTERN
 from focusflow.node.home import init_devnet
 from focusflow.services.auth.passwords import PasswordStore
 from focusflow.testing.devnet import start_devnet
@@ -111,7 +112,7 @@ def test_schema_states_what_the_server_checks(shared_devnet):
         for p in op.get("parameters", ())
     }
     assert "pattern" in params[("/v1/focus/particles/{cid}", "cid")]
-    assert params[("/v1/accounts/{address}", "address")]["format"] == "bech32"
+    assert params[("/v1/accounts/{address}", "address")]["pattern"] == ACCOUNT_PATTERN
     assert "pattern" in params[("/v1/query/views/{name}", "name")]
     assert params[("/v1/particles/{cid}/links", "direction")]["enum"] == ["in", "out"]
     assert params[("/v1/da/{height}/shares/{row}/{col}", "row")]["maximum"] == 1023

@@ -8,7 +8,7 @@ import json
 import wasmtime
 
 from focusflow.chain import Msg
-from focusflow.core.keys import encode_address
+from focusflow.core.keys import decode_address, encode_address, hex_address
 from focusflow.testing.devnet import signed, wait_tx
 from tests.chain.test_wasm import COUNTER
 
@@ -57,3 +57,13 @@ def test_a_contract_is_deployed_executed_and_queried(shared_devnet):
         assert r.status_code == 404
         r = c.post(f"/v1/wasm/{encode_address(address)}/query", json={"msg": {}, "x": 1})
         assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed")
+        # One address, two spellings: the 0x form (EIP-55, or one case) reads the same.
+        for spelled in (hex_address(address), "0x" + address.hex(), address.hex().upper()):
+            assert c.get(f"/v1/wasm/{spelled}").json() == info
+        mine = c.get(f"/v1/accounts/{dev.address}").json()
+        assert c.get(f"/v1/accounts/{hex_address(decode_address(dev.address))}").json() == mine
+        good = hex_address(address)
+        i = next(i for i, ch in enumerate(good) if i > 1 and ch.isalpha())
+        broken = good[:i] + good[i].swapcase() + good[i + 1 :]
+        r = c.get(f"/v1/wasm/{broken}")
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_address")

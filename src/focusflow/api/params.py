@@ -27,17 +27,23 @@ INT64_MAX = 2**63 - 1
 _B58 = "1-9A-HJ-NP-Za-km-z"
 #: Strings that are CIDs (see the module docstring).
 CID_PATTERN = rf"^(Qm[P-Za-e][{_B58}]{{43}}|b(afkrei|afybei|afyrei)[a-h][a-z2-7]{{50}}[aeimquy4])$"
-#: A bech32 focus address: ``focus1``, 32 characters of 20 bytes and 6 of checksum.
-ADDRESS_PATTERN = r"^focus1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{38}$"
+#: An account in either spelling: bech32 (``focus1``, 32 characters of 20 bytes
+#: and 6 of checksum), or the same 20 bytes as ``0x`` hex (EIP-55 checksummed
+#: when mixed case; core.keys.parse_account).
+ACCOUNT_PATTERN = r"^(focus1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{38}|(0[xX])?[0-9a-fA-F]{40})$"
 #: A SHA-256 hash in hex.
 HEX64 = r"^[0-9a-fA-F]{64}$"
 
 _CID_SCHEMA = {"pattern": CID_PATTERN, "maxLength": 256}
-_ADDRESS_SCHEMA = {"pattern": ADDRESS_PATTERN, "format": "bech32"}
+_ADDRESS_SCHEMA = {"pattern": ACCOUNT_PATTERN}
 
 CidPath = Annotated[str, Path(description="a particle's CID", json_schema_extra=_CID_SCHEMA)]
 AddressPath = Annotated[
-    str, Path(description="a bech32 focus1... address", json_schema_extra=_ADDRESS_SCHEMA)
+    str,
+    Path(
+        description="an account: bech32 focus1..., or the same 20 bytes as 0x hex",
+        json_schema_extra=_ADDRESS_SCHEMA,
+    ),
 ]
 HeightPath = Annotated[int, Path(ge=0, le=INT64_MAX, description="block height")]
 Direction = Annotated[Literal["in", "out"], Query(description="links into or out of it")]

@@ -28,7 +28,7 @@ from focusflow.chain.tx import Tx, decode_tx
 from focusflow.core.cid import cid_from_bytes
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
-from focusflow.core.keys import decode_address, encode_address
+from focusflow.core.keys import encode_address, parse_account
 from focusflow.state_schema.accounts import get_account, get_neudeg
 from focusflow.state_schema.names import address_of, join_host_port, resolve
 from focusflow.state_schema.proofs import pin_request
@@ -406,7 +406,7 @@ def _json_bytes(body: bytes) -> Response:
 
 @router.get("/accounts/{address}", response_model=None, responses={200: {"model": schemas.Account}})
 def account(request: Request, address: AddressPath) -> JSONResponse:
-    raw = decode_address(address)
+    raw = parse_account(address)
     node = app_state(request).node
     with node.chain.reader() as r:
         acct = get_account(r, raw)
@@ -506,7 +506,7 @@ async def faucet(
     node = app_state(request).node
     if node.faucet_key is None:
         raise ApiError("not_found", "this node has no faucet key")
-    tx = await run_in_threadpool(node.faucet, decode_address(body.address), body.amount)
+    tx = await run_in_threadpool(node.faucet, parse_account(body.address), body.amount)
     return JSONResponse({"hash": tx.hash.hex()}, status_code=202)
 
 

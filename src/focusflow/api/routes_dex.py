@@ -26,7 +26,7 @@ from focusflow.chain.block import BlockRecord
 from focusflow.chain.errors import UnknownPoolError
 from focusflow.chain.fees import current_fee_per_byte
 from focusflow.chain.state import PendingState
-from focusflow.core.keys import decode_address, encode_address
+from focusflow.core.keys import encode_address, parse_account
 from focusflow.modules import buyback_bps, pool_json, premium_bps
 from focusflow.state_schema.dex import dealer_reserve, get_pool
 from focusflow.state_schema.dex import pools as all_pools
@@ -92,7 +92,7 @@ def pool(request: Request, a: DenomPath, b: DenomPath) -> JSONResponse:
 )
 def balances(request: Request, address: AddressPath) -> JSONResponse:
     """Every token an address holds, liquid: ``cyb`` first, then by denom."""
-    raw = decode_address(address)
+    raw = parse_account(address)
     with app_state(request).node.chain.reader() as r:
         held = balances_of(PendingState(r.get, r.items), raw)
         height = r.height

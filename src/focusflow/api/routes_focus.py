@@ -23,7 +23,7 @@ from focusflow.api.routes_texts import texts_of
 from focusflow.api.state import app_state
 from focusflow.chain.focus_view import FocusView
 from focusflow.core.cid import cid_of_text
-from focusflow.core.keys import decode_address, encode_address
+from focusflow.core.keys import encode_address, parse_account
 from focusflow.store.particle_texts import ParticleTexts
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -118,7 +118,7 @@ def particle(request: Request, cid: CidPath) -> JSONResponse:
 )
 def neuron(request: Request, address: AddressPath) -> JSONResponse:
     """A neuron's karma (focus its links carry, docs/focus.md) and stake in the graph."""
-    raw = decode_address(address)
+    raw = parse_account(address)
     view = _view(request)
     i = view.neuron_index(raw)
     known = 0 <= i < len(view.karma)

@@ -36,7 +36,7 @@ from focusflow.chain.valsets import valset_key
 from focusflow.consensus.certificate import encode_certificate
 from focusflow.core.encoding import encode
 from focusflow.core.hashing import merkle_proof
-from focusflow.core.keys import decode_address, encode_address
+from focusflow.core.keys import encode_address, parse_account
 from focusflow.state_schema.accounts import account_key
 from focusflow.state_schema.links import links_key
 from focusflow.state_schema.names import NAME_PREFIX
@@ -250,7 +250,7 @@ def proof_key(
 @router.get("/proofs/account/{address}", response_model=None)
 def proof_account(request: Request, address: AddressPath, height: HeightQ = None) -> JSONResponse:
     """An account's record ``[balance, nonce, bonded]`` (absent: all zero) with its proof."""
-    raw = decode_address(address)
+    raw = parse_account(address)
     return _answer(request, account_key(raw), height, address=encode_address(raw))
 
 

@@ -30,7 +30,7 @@ from focusflow.api.state import app_state
 from focusflow.chain.state import PendingState
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
-from focusflow.core.keys import decode_address, encode_address
+from focusflow.core.keys import encode_address, parse_account
 from focusflow.modules import WasmParams
 from focusflow.vm import wasm
 
@@ -69,7 +69,7 @@ class WasmAnswer(BaseModel):
 @router.get("/wasm/{address}", response_model=None, responses={200: {"model": WasmContract}})
 def contract(request: Request, address: AddressPath) -> JSONResponse:
     """An instance's code hash, creator and label."""
-    raw = decode_address(address)
+    raw = parse_account(address)
     with app_state(request).node.chain.reader() as r:
         found = r.get(wasm.contract_key(raw))
     if found is None:
@@ -93,7 +93,7 @@ def contract(request: Request, address: AddressPath) -> JSONResponse:
 )
 async def query(request: Request, address: AddressPath) -> JSONResponse:
     """Run the contract's ``query`` with ``msg`` at the head; nothing changes."""
-    raw = decode_address(address)
+    raw = parse_account(address)
     doc = parse_json(await request.body())
     if not isinstance(doc, dict) or set(doc) != {"msg"}:
         raise DecodeError('request body must be {"msg": <JSON>}')

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from focusflow.api.errors import ErrorDetail
-from focusflow.api.params import ADDRESS_PATTERN, INT64_MAX
+from focusflow.api.params import ACCOUNT_PATTERN, INT64_MAX
 
 #: Bytes in hex, two digits a byte.
 HEX_BYTES = r"^([0-9a-fA-F]{2})*$"
@@ -409,7 +409,7 @@ class Validators(BaseModel):
 class Faucet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    address: str = Field(pattern=ADDRESS_PATTERN, json_schema_extra={"format": "bech32"})
+    address: str = Field(pattern=ACCOUNT_PATTERN)
     amount: int = Field(gt=0, le=INT64_MAX)
 
 

@@ -27,7 +27,7 @@ from focusflow.core.errors import (
     WrongPassphraseError,
 )
 from focusflow.core.home import keys_dir, resolve_home
-from focusflow.core.keys import KeyPair, decode_address
+from focusflow.core.keys import KeyPair, encode_address, parse_account
 from focusflow.core.keystore import Keystore
 
 ENV_PASSPHRASE = "FOCUSFLOW_PASSPHRASE"
@@ -198,10 +198,10 @@ def particle(arg: str, *, as_text: bool = False) -> tuple[str, bytes]:
 
 
 def address(arg: str, home: str | None) -> str:
-    """A bech32 address, or the address of the wallet key of that name."""
+    """The bech32 address of an account spelled ``focus1...`` or ``0x...``, or of
+    the wallet key of that name."""
     try:
-        decode_address(arg)
-        return arg
+        return encode_address(parse_account(arg))
     except InvalidAddressError as exc:
         error = exc
     store = keystore(home)

@@ -385,7 +385,9 @@ def name_cmd(
 
 @query_app.command("wasm")
 def wasm_cmd(
-    contract: Annotated[str, typer.Argument(help="A WASM contract's address (focus1...).")],
+    contract: Annotated[
+        str, typer.Argument(help="A WASM contract's address: focus1... or 0x... (either spelling).")
+    ],
     msg: Annotated[
         str | None, typer.Option("--msg", help="Run its query with this JSON message.")
     ] = None,
@@ -398,6 +400,7 @@ def wasm_cmd(
 
     from focusflow.core.jsontext import too_deep
 
+    contract = address(contract, home)
     if msg is None:
         _show(_ask(home, node, lambda api: api.wasm_contract(contract)), as_json)
         return
@@ -407,7 +410,17 @@ def wasm_cmd(
         doc = json.loads(msg)
     except ValueError:
         raise InvalidParameterError(f"--msg must be JSON, got {msg!r}") from None
-    _show(_ask(home, node, lambda api: api.wasm_query(contract, doc)), as_json)
+    answer = _ask(home, node, lambda api: api.wasm_query(contract, doc))
+    if as_json:
+        _print_json(answer)
+        return
+    from focusflow.cli.contract_answers import NOT_JSON, decoded
+
+    value = decoded(bytes.fromhex(answer["answer_hex"]))
+    if value is NOT_JSON:
+        _show(answer, as_json)
+    else:
+        typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 @query_app.command("cid")

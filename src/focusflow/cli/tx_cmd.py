@@ -39,7 +39,7 @@ from focusflow.cli.common import (
 from focusflow.cli.tx_options import DEFAULT_SIGNER, TxOptions, tx_options
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.home import resolve_home
-from focusflow.core.keys import decode_address
+from focusflow.core.keys import decode_address, encode_address, parse_account
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -672,18 +672,51 @@ def wasm_instantiate_cmd(
     if len(code_hash) != 32:
         raise InvalidParameterError(f"code must be 64 hex digits, got {code!r}")
     body = {"code": code_hash, "msg": _json_msg(msg), "label": label, "gas": gas}
-    _submit(opts, [_msg("wasm.instantiate", body)], {"code_hash": code, "label": label})
+    extra: dict[str, Any] = {"code_hash": code, "label": label}
+    describe: list[str] = []
+
+    def name_the_instance(api: NodeClient, pin: Pinned, sender: str) -> None:
+        """The instance's address follows from the sender and the nonce the
+        transaction is signed at, so it is known, and printed, before it is sent."""
+        from focusflow.core.keys import hex_address
+        from focusflow.vm.wasm import contract_address
+
+        nonce = api.account(sender).next_nonce if opts.nonce is None else opts.nonce
+        raw = contract_address(decode_address(sender), nonce, 0)
+        extra.update(contract=encode_address(raw), contract_hex=hex_address(raw))
+        describe.append(f"contract {extra['contract']} ({extra['contract_hex']})")
+
+    result = _submit(
+        opts, [_msg("wasm.instantiate", body)], extra, describe, check=name_the_instance
+    )
+    _print_answer(opts, result)
 
 
 @wasm_app.command("execute")
 @tx_options()
 def wasm_execute_cmd(
-    contract: Annotated[str, typer.Argument(help="The instance's address (focus1...).")],
+    contract: Annotated[
+        str, typer.Argument(help="The instance's address: focus1... or 0x... (either spelling).")
+    ],
     msg: MsgOpt = "{}",
     gas: GasOpt = 10_000_000,
     *,
     opts: TxOptions,
 ) -> None:
     """Call an instance's execute with a JSON message."""
-    body = {"contract": decode_address(contract), "msg": _json_msg(msg), "gas": gas}
-    _submit(opts, [_msg("wasm.execute", body)], {"contract": contract})
+    raw = parse_account(contract)
+    body = {"contract": raw, "msg": _json_msg(msg), "gas": gas}
+    result = _submit(opts, [_msg("wasm.execute", body)], {"contract": encode_address(raw)})
+    _print_answer(opts, result)
+
+
+def _print_answer(opts: TxOptions, result: dict[str, Any]) -> None:
+    """A committed call's answer as people read it: the JSON a contract answers
+    (CosmWasm's convention), else its bytes in hex."""
+    if opts.as_json or result.get("code") != "ok":
+        return
+    from focusflow.cli.contract_answers import answer_text
+
+    for event in result.get("events") or []:
+        if event.get("type") in ("wasm.instantiate", "wasm.execute") and "answer" in event:
+            console.print(f"answer {answer_text(bytes.fromhex(event['answer']))}")

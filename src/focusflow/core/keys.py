@@ -68,6 +68,43 @@ def decode_address(text: object) -> bytes:
     return bytes(raw)
 
 
+def parse_account(text: object) -> bytes:
+    """The 20 raw bytes of an account written either way a user meets it.
+
+    An account is one set of 20 bytes with two spellings: ``focus1...`` (bech32,
+    what the chain prints) and ``0x`` + 40 hex digits (what Ethereum tools and
+    contract events print; ``0x`` may be left out). A mixed-case hex spelling is
+    an EIP-55 checksum and must match, as web3.py and ethers require; all-lower
+    or all-upper carries none. For commands and routes that take an address from
+    a person; messages inside transactions keep the one bech32 spelling.
+    """
+    if not isinstance(text, str):
+        raise InvalidAddressError(f"invalid address {text!r}: not a string")
+    digits = text[2:] if text[:2] in ("0x", "0X") else text
+    if len(digits) != 2 * ADDRESS_SIZE or not _is_hex(digits):
+        return decode_address(text)
+    if digits != digits.lower() and digits != digits.upper():
+        from eth_utils import to_checksum_address
+
+        if to_checksum_address("0x" + digits)[2:] != digits:
+            raise InvalidAddressError(
+                f"invalid address {text!r}: mixed case that is not its EIP-55 checksum "
+                f"({to_checksum_address('0x' + digits)})"
+            )
+    return bytes.fromhex(digits)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def hex_address(raw: bytes) -> str:
+    """The ``0x`` spelling of an account, EIP-55 checksummed."""
+    from eth_utils import to_checksum_address
+
+    return str(to_checksum_address(raw))
+
+
 def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """True when ``signature`` is a valid Ed25519 signature of ``message``."""
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
