@@ -50,10 +50,18 @@ from focusflow.api.evm_budget import (
     RpcBusyError,
     RpcLimitError,
 )
+from focusflow.api.evm_filters import (
+    FILTERS,
+    MAX_FILTER_CHANGES,
+    Filter,
+    FilterNotFoundError,
+    Match,
+)
 from focusflow.api.jsonbody import parse_json
 from focusflow.api.service import NodeService
 from focusflow.api.state import app_state
 from focusflow.chain.block import BlockRecord
+from focusflow.chain.devmode import DevMode
 from focusflow.chain.errors import EvmInvalidError, EvmRevertedError, TxError
 from focusflow.chain.eth_tx import EthTx, evm_chain_id
 from focusflow.chain.module import BlockContext
@@ -62,8 +70,9 @@ from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.modules import effective_gas_price, evm_block, twap_reader
-from focusflow.state_schema.accounts import get_account
-from focusflow.vm import evm
+from focusflow.modules.evm import DevOnlyError, dev_powers
+from focusflow.state_schema.accounts import account_key, get_account
+from focusflow.vm import evm, evm_trace
 from focusflow.vm.evm_keys import code_key, storage_key
 
 router = APIRouter()
@@ -71,9 +80,14 @@ log = logging.getLogger("focusflow.api")
 
 #: Most requests one batch may carry.
 MAX_BATCH = 100
-#: Most blocks one ``eth_getLogs`` scans, and most ``eth_feeHistory`` reports.
-MAX_LOG_BLOCKS = 1_000
+#: Most logs one ``eth_getLogs`` answers (a query over more is refused, as other
+#: nodes refuse it: "query returned more than 10000 results"); the blocks it
+#: scans are bounded by the request's time budget, not counted.
+MAX_LOG_RESULTS = 10_000
+#: Most blocks ``eth_feeHistory`` reports.
 MAX_FEE_HISTORY = 1_024
+#: Most storage slots one ``eth_getProof`` proves.
+MAX_PROOF_SLOTS = 256
 #: Most reward percentiles one ``eth_feeHistory`` takes (geth's cap).
 MAX_REWARD_PERCENTILES = 100
 #: The tip ``eth_maxPriorityFeePerGas`` suggests (base units per gas).
@@ -280,7 +294,14 @@ class EvmRpc:
         return qty(SUGGESTED_TIP)
 
     def eth_accounts(self, params: list[Any]) -> list[str]:
-        return []
+        """The unlocked test accounts of an anvil devnet; elsewhere none (the node
+        holds no Ethereum keys: sign on the client)."""
+        dev = dev_mode(self.node)
+        if dev is None:
+            return []
+        from eth_utils import to_checksum_address
+
+        return [to_checksum_address(a) for a in dev.unlocked]
 
     def eth_syncing(self, params: list[Any]) -> bool:
         return False
@@ -582,15 +603,32 @@ class EvmRpc:
         else:
             lo = self.block_number(flt.get("fromBlock", "latest"))
             hi = self.block_number(flt.get("toBlock", "latest"))
-        if hi - lo + 1 > MAX_LOG_BLOCKS:
-            raise RpcError(-32005, f"query spans more than {MAX_LOG_BLOCKS} blocks")
         addresses = address_filter(flt.get("address"))
         topics = topic_filter(flt.get("topics"))
+        return self.logs_between(lo, hi, addresses, topics)
+
+    def logs_between(
+        self, lo: int, hi: int, addresses: set[bytes] | None, topics: list[set[bytes] | None]
+    ) -> list[dict[str, Any]]:
+        """The logs of blocks ``lo`` to ``hi`` that pass the filter: refused when they
+        are more than ``MAX_LOG_RESULTS``, pass the answer cap, or the scan runs
+        past the request's time budget (each error says how far it got)."""
         out: list[dict[str, Any]] = []
         size = 0
         for number in range(lo, hi + 1):
-            self.budget.check()
+            if self.budget.stopped():
+                raise RpcLimitError(
+                    f"the log query from block {lo} reached block {number} of {hi} in its "
+                    "time budget: ask for fewer blocks"
+                )
             logs = self.block_logs(number, addresses, topics)
+            if len(out) + len(logs) > MAX_LOG_RESULTS:
+                raise RpcError(
+                    -32005,
+                    f"query returned more than {MAX_LOG_RESULTS} results; "
+                    f"blocks {lo} to {number - 1} hold {len(out)}",
+                    {"code": "rpc_limit", "limit": MAX_LOG_RESULTS, "toBlock": qty(number - 1)},
+                )
             size += sum(_log_bytes(item) for item in logs)
             if size > self.budget.bytes:
                 raise RpcLimitError(
@@ -649,6 +687,159 @@ class EvmRpc:
             out["reward"] = [[qty(SUGGESTED_TIP)] * len(percentiles) for _ in range(n)]
         return out
 
+    # --- polled filters (api.evm_filters) ----------------------------------------
+    def _log_match(self, flt: dict[str, Any]) -> Match:
+        extra = set(flt) - {"fromBlock", "toBlock", "address", "topics"}
+        if extra:
+            raise RpcError(-32602, f"unknown filter fields: {', '.join(sorted(extra))}")
+        return address_filter(flt.get("address")), topic_filter(flt.get("topics"))
+
+    def eth_new_filter(self, params: list[Any]) -> str:
+        raw = _param(params, 0)
+        if not isinstance(raw, dict):
+            raise RpcError(-32602, "the filter must be an object")
+        match = self._log_match(raw)
+        head = self.head()
+        start = self._filter_bound(raw.get("fromBlock"), head) or 0
+        end = self._filter_bound(raw.get("toBlock"), None)
+        flt = Filter(
+            self.budget.client, "logs", max(start, head + 1), to_block=end, match=match,
+            from_block=start,
+        )  # fmt: skip
+        return FILTERS.add(flt)
+
+    def _filter_bound(self, tag: Any, latest: int | None) -> int | None:
+        """A filter's block bound: a number (it may lie ahead of the head),
+        ``earliest``, or a tag of the head, which is ``latest`` (the head for a
+        start, None, no end, for an end)."""
+        if tag in (None, "latest", "pending", "safe", "finalized"):
+            return latest
+        if tag == "earliest":
+            return 0
+        return parse_qty(tag, "block number")
+
+    def eth_new_block_filter(self, params: list[Any]) -> str:
+        return FILTERS.add(Filter(self.budget.client, "blocks", self.head() + 1))
+
+    def _filter(self, params: list[Any]) -> Filter:
+        try:
+            return FILTERS.get(_param(params, 0))
+        except FilterNotFoundError:
+            raise RpcError(-32000, "filter not found") from None
+
+    def eth_get_filter_changes(self, params: list[Any]) -> list[Any]:
+        flt = self._filter(params)
+        head = self.head()
+        if flt.kind == "blocks":
+            hashes: list[str] = []
+            while flt.block <= head and len(hashes) < MAX_FILTER_CHANGES:
+                if self.budget.stopped():
+                    break
+                record = self.record(flt.block)
+                if record is not None:
+                    hashes.append(data(record.block.hash))
+                flt.block += 1
+            return hashes
+        end = head if flt.to_block is None else min(head, flt.to_block)
+        out: list[dict[str, Any]] = []
+        while flt.block <= end and not self.budget.stopped():
+            logs = self.block_logs(flt.block, *flt.match)[flt.skip :]
+            room = MAX_FILTER_CHANGES - len(out)
+            if len(logs) > room:
+                out.extend(logs[:room])
+                flt.skip += room
+                break
+            out.extend(logs)
+            flt.block += 1
+            flt.skip = 0
+        return out
+
+    def eth_get_filter_logs(self, params: list[Any]) -> list[dict[str, Any]]:
+        flt = self._filter(params)
+        if flt.kind != "logs":
+            raise RpcError(-32000, "filter not found: eth_getFilterLogs reads log filters")
+        head = self.head()
+        end = head if flt.to_block is None else min(head, flt.to_block)
+        return self.logs_between(flt.from_block, end, *flt.match)
+
+    def eth_uninstall_filter(self, params: list[Any]) -> bool:
+        return FILTERS.remove(_param(params, 0))
+
+    # --- proofs and traces ----------------------------------------------------------
+    def eth_get_proof(self, params: list[Any]) -> dict[str, Any]:
+        """The account's and the slots' values with the chain's sparse-Merkle proofs
+        against the head's state root (docs/evm.md, *Proofs*: not Merkle-Patricia)."""
+        address = parse_address(_param(params, 0))
+        slots_raw = _param(params, 1)
+        if not isinstance(slots_raw, list) or len(slots_raw) > MAX_PROOF_SLOTS:
+            raise RpcError(-32602, f"storage keys must be a list of at most {MAX_PROOF_SLOTS}")
+        slots = [int.from_bytes(parse_data(k, "storage key", 32), "big") for k in slots_raw]
+        self.state_height(_param(params, 2, "latest"))
+        from eth_hash.auto import keccak
+
+        with self.node.chain.reader() as r:
+            height, root = r.height, r.root
+            account = get_account(r, address)
+            parts = [_proof_part(r, account_key(address)), _proof_part(r, code_key(address))]
+            parts += [_proof_part(r, storage_key(address, slot)) for slot in slots]
+            code = r.get(code_key(address)) or b""
+        storage = []
+        for raw_key, part in zip(slots_raw, parts[2:], strict=True):
+            value = bytes.fromhex(part["value"]) if part["value"] else b""
+            storage.append(
+                {"key": raw_key, "value": qty(int.from_bytes(value, "big")),
+                 "proof": ["0x" + part["proof"]]}
+            )  # fmt: skip
+        return {
+            "address": data(address),
+            "balance": qty(account.balance),
+            "nonce": qty(account.nonce),
+            "codeHash": data(keccak(code)),
+            "storageHash": data(root),
+            "accountProof": ["0x" + parts[0]["proof"], "0x" + parts[1]["proof"]],
+            "storageProof": storage,
+            "focusflow": {"height": qty(height), "stateRoot": data(root), "proofs": parts},
+        }
+
+    def debug_trace_transaction(self, params: list[Any]) -> dict[str, Any]:
+        """geth's struct-log trace of a transaction an anvil devnet ran (``vm.evm_trace``)."""
+        tx_hash = parse_data(_param(params, 0), "transaction hash", 32)
+        options = _param(params, 1, None) or {}
+        if not isinstance(options, dict):
+            raise RpcError(-32602, "the trace options must be an object")
+        if options.get("tracer") not in (None, "structLogger", ""):
+            raise RpcError(
+                -32602, f"tracer {quote(options['tracer'])}: only the struct logger is served"
+            )
+        store = evm_trace.installed()
+        if store is None:
+            raise dev_only("debug_traceTransaction")
+        located = self._located(tx_hash)
+        if located is None:
+            raise RpcError(-32000, f"transaction {data(tx_hash)} not found")
+        trace = store.get(tx_hash)
+        if trace is None:
+            raise RpcError(
+                -32000,
+                f"the trace of {data(tx_hash)} is not kept: the node keeps those of the "
+                f"last {store.keep} transactions it ran",
+            )
+        ev = _evm_event(located[4][4]) or {}
+        stack = not options.get("disableStack", False)
+        logs = []
+        for pc, op, gas, cost, depth, items in trace.steps:
+            step: dict[str, Any] = {"pc": pc, "op": op, "gas": gas, "gasCost": cost, "depth": depth}
+            if stack:
+                step["stack"] = [qty(v) for v in items]
+            logs.append(step)
+        return {
+            "gas": ev.get("gas_used", 0),
+            "failed": not ev.get("status", 0),
+            "returnValue": trace.output.hex(),
+            "structLogs": logs,
+            "truncated": trace.truncated,
+        }
+
 
 _CALL_FIELDS = {
     "from", "to", "data", "input", "value", "gas", "gasPrice",
@@ -686,6 +877,39 @@ def reward_percentiles(value: Any) -> list[float]:
             raise RpcError(-32602, f"reward percentile {i} ({p}) is not above the one before")
         out.append(float(p))
     return out
+
+
+def _proof_part(reader: Any, key: bytes) -> dict[str, Any]:
+    """``{key, value, proof}`` of one state key, hex, as ``GET /v1/proofs`` answers and
+    ``light.answers.proven_value`` verifies (value None: the key is absent)."""
+    value, proof = reader.prove(key)
+    return {
+        "key": key.hex(),
+        "value": None if value is None else value.hex(),
+        "proof": proof.encode().hex(),
+    }
+
+
+def dev_mode(node: Any) -> DevMode | None:
+    """The node's anvil powers: only a devnet started with ``--anvil`` (which holds a
+    ``DevMode``) whose genesis grants them and whose set is one validator has them."""
+    dev = getattr(node, "dev", None)
+    if not isinstance(dev, DevMode):
+        return None
+    chain = node.chain
+    if not dev_powers(chain.params) or len(chain.validators.validators) != 1:
+        return None
+    return dev
+
+
+def dev_only(method: str) -> RpcError:
+    """The answer to a dev power asked of a node that has none: method not available."""
+    return RpcError(
+        -32601,
+        f"the method {quote(method)} is not available: it is a dev power of a devnet "
+        "started with `focusflow devnet --anvil` (docs/evm.md)",
+        {"code": DevOnlyError.code},
+    )
 
 
 def _log_bytes(item: dict[str, Any]) -> int:
@@ -788,6 +1012,13 @@ METHODS: dict[str, Callable[[EvmRpc, list[Any]], Any]] = {
     "eth_getBlockByNumber": EvmRpc.eth_get_block_by_number,
     "eth_getCode": EvmRpc.eth_get_code,
     "eth_getLogs": EvmRpc.eth_get_logs,
+    "eth_newFilter": EvmRpc.eth_new_filter,
+    "eth_newBlockFilter": EvmRpc.eth_new_block_filter,
+    "eth_getFilterChanges": EvmRpc.eth_get_filter_changes,
+    "eth_getFilterLogs": EvmRpc.eth_get_filter_logs,
+    "eth_uninstallFilter": EvmRpc.eth_uninstall_filter,
+    "eth_getProof": EvmRpc.eth_get_proof,
+    "debug_traceTransaction": EvmRpc.debug_trace_transaction,
     "eth_getStorageAt": EvmRpc.eth_get_storage_at,
     "eth_getTransactionByHash": EvmRpc.eth_get_transaction_by_hash,
     "eth_getTransactionCount": EvmRpc.eth_get_transaction_count,
@@ -800,7 +1031,7 @@ METHODS: dict[str, Callable[[EvmRpc, list[Any]], Any]] = {
 }
 
 
-async def _send_raw(rpc: EvmRpc, params: list[Any]) -> str:
+async def send_raw(rpc: EvmRpc, params: list[Any]) -> str:
     raw = parse_data(_param(params, 0), "transaction")
     try:
         tx = await rpc.node.admit(raw)
@@ -841,11 +1072,16 @@ def limit_error(exc: RpcBusyError | RpcLimitError) -> RpcError:
 
 async def _dispatch(rpc: EvmRpc, method: str, params: list[Any]) -> Any:
     if method == "eth_sendRawTransaction":
-        return await _send_raw(rpc, params)
+        return await send_raw(rpc, params)
     if method in EVM_METHODS:
         return await WORKERS.run(rpc.budget, METHODS[method], rpc, params)
     if method in METHODS:
         return await run_in_threadpool(METHODS[method], rpc, params)
+    # The dev methods' module builds on this one: imported here, where it is used.
+    from focusflow.api.evm_dev import DEV_METHODS
+
+    if method in DEV_METHODS:
+        return await DEV_METHODS[method](rpc, params)
     raise RpcError(-32601, f"the method {quote(method)} does not exist/is not available")
 
 

@@ -11,6 +11,8 @@ What it adds to a devnet (docs/evm.md, *Anvil mode*):
   the first start, topped up to ``ANVIL_BALANCE`` (10,000 ether) each by an
   ``evm.set_balance`` transaction of the dev key: a genesis balance is a 63-bit
   integer, so 10^22 wei can only come in a block;
+* opcode traces of the transactions it runs (``vm.evm_trace``) for
+  ``debug_traceTransaction``;
 * its clock, which ``evm_increaseTime`` and ``evm_setNextBlockTimestamp`` move.
 
 Each change of state comes in a block consensus decides and the store commits,
@@ -29,7 +31,9 @@ from focusflow.core.keys import KeyPair
 from focusflow.modules.evm import SET_BALANCE, dev_powers
 from focusflow.node.home import Home, HomeError, eth_dev_accounts
 from focusflow.node.runtime import NodeRuntime
+from focusflow.vm import evm_trace
 from focusflow.vm.evm import FOCUS_ADDRESS, KARMA_ADDRESS, ROUTER_ADDRESS, TWAP_ADDRESS
+from focusflow.vm.evm_trace import TraceStore
 
 log = logging.getLogger("focusflow.node")
 
@@ -67,6 +71,7 @@ def start_dev_mode(runtime: NodeRuntime, created: bool) -> DevMode:
 
     dev = DevMode(dict(eth_dev_accounts()), submit)
     runtime.dev = dev
+    evm_trace.install(TraceStore())
     if created:
         balance = ANVIL_BALANCE.to_bytes(32, "big")
         submit(

@@ -35,6 +35,7 @@ from typing import Any
 from focusflow.chain.errors import EvmInvalidError
 from focusflow.chain.eth_tx import check_initcode, intrinsic_gas
 from focusflow.chain.state import PendingState
+from focusflow.vm import evm_trace
 
 #: The Ethereum rules the EVM follows.
 FORK = "cancun"
@@ -419,10 +420,19 @@ def _stoppable_ecpairing(computation: Any) -> Any:
     return computation
 
 
-def _new_state(state: PendingState, block: EvmBlock, stop: Callable[[], bool] | None = None) -> Any:
+def _new_state(
+    state: PendingState,
+    block: EvmBlock,
+    stop: Callable[[], bool] | None = None,
+    *,
+    traced: bool = False,
+) -> Any:
     from eth.constants import BLANK_ROOT_HASH
 
-    state_class = interpreter()[0] if stop is None else _stoppable_state()
+    if traced:
+        state_class = evm_trace.tracing_state()
+    else:
+        state_class = interpreter()[0] if stop is None else _stoppable_state()
     vm_state = state_class(state, _context(block), BLANK_ROOT_HASH)
     vm_state.focus_of = block.focus_of
     vm_state.karma_of = block.karma_of
@@ -500,13 +510,22 @@ def apply_transaction(state: PendingState, block: EvmBlock, tx: Any) -> Outcome:
     from eth_utils.exceptions import ValidationError
 
     _, vm_class, _ = interpreter()
-    vm_state = _new_state(state, block)
+    traced = evm_trace.installed() is not None  # an anvil devnet records traces
+    vm_state = _new_state(state, block, traced=traced)
     try:
         vm_state.validate_transaction(tx)
     except ValidationError as exc:
         raise EvmValidationError(str(exc)) from None
     _check_initcode(tx.to, tx.data)
-    computation = _run(vm_state, tx)
+    if not traced:
+        computation = _run(vm_state, tx)
+    else:
+        trace = evm_trace.begin()
+        try:
+            computation = _run(vm_state, tx)
+            trace.output = bytes(computation.output)
+        finally:
+            evm_trace.end(bytes(tx.hash), trace)
     vm_state._account_db.flush()
     return _outcome(vm_class, tx, computation)
 
