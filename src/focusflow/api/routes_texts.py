@@ -148,6 +148,24 @@ async def keep_texts(request: Request) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(_keep, request, doc))
 
 
+#: Most particles one ``GET /v1/particles/texts`` names.
+MAX_LOOKUP = 100
+
+
+@router.get("/texts", response_model=None)
+def particle_texts(
+    request: Request,
+    cid: Annotated[list[str], Query(min_length=1, max_length=MAX_LOOKUP)],
+) -> JSONResponse:
+    """The kept text of each of up to MAX_LOOKUP particles (``?cid=..&cid=..``):
+    ``{texts: {cid: text}}``, the particles without one left out."""
+    raws = [parse_cid(c) for c in cid]
+    found = texts_of(app_state(request), raws)
+    return JSONResponse(
+        {"texts": {cid_text(r): t for r, t in zip(raws, found, strict=True) if t is not None}}
+    )
+
+
 @router.get("/{cid}/text", response_model=None, responses={200: {"model": schemas.ParticleText}})
 def particle_text(request: Request, cid: CidPath) -> JSONResponse:
     """The text this node keeps for a particle; 404 ``unknown_text`` when none."""

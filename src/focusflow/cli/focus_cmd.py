@@ -79,8 +79,11 @@ class FocusSummary(TypedDict):
     top: NotRequired[list[list[str | int | float]]]
 
 
-def _write_tsv(result: FocusResult, ids: np.ndarray, sink: IO[bytes]) -> None:
-    """``particle<TAB>value`` rows of ``ids``, formatted and written by Arrow in bulk.
+def _write_tsv(
+    result: FocusResult, ids: np.ndarray, sink: IO[bytes], texts: dict[str, str] | None = None
+) -> None:
+    """``particle<TAB>value`` rows of ``ids``, formatted and written by Arrow in bulk;
+    ``particle<TAB>value<TAB>text`` with ``texts`` (a particle without one: empty).
 
     Focus values take the shortest decimal form that reads back to the same
     float64 (cyberank values are integers); Arrow formats them, which matters at
@@ -101,14 +104,33 @@ def _write_tsv(result: FocusResult, ids: np.ndarray, sink: IO[bytes]) -> None:
     else:
         names = pc.cast(numeric_array(ids), pa.string())
     values = result.cyberank if result.cyberank is not None else result.focus
-    table = pa.table({"particle": names, "value": numeric_array(np.asarray(values)[ids])})
-    # A key holding a tab, a line break or a quote is quoted (RFC 4180), and
-    # then every key is; the usual file has none and is written bare.
-    plain = not pc.any(pc.match_substring_regex(names, '[\t\n\r"]')).as_py()
+    columns = {"particle": names, "value": numeric_array(np.asarray(values)[ids])}
+    if texts is not None:
+        shown = [texts.get(keys[i], "") if keys is not None else "" for i in ids.tolist()]
+        columns["text"] = string_array(shown)
+    table = pa.table(columns)
+    # A key or text holding a tab, a line break or a quote is quoted (RFC 4180),
+    # and then every field is; the usual file has none and is written bare.
+    plain = not any(
+        pc.any(pc.match_substring_regex(table[c], '[\t\n\r"]')).as_py()
+        for c in ("particle", "text")
+        if c in columns
+    )
     options = pcsv.WriteOptions(
         include_header=False, delimiter="\t", quoting_style="none" if plain else "needed"
     )
     pcsv.write_csv(table, sink, write_options=options)
+
+
+def _particle_texts(graph: Path, texts: Path | None) -> dict[str, str] | None:
+    """``cid -> text`` from ``texts``, else from the particles file beside ``graph``
+    (what ``focusflow import wordnet --out`` writes), else None."""
+    from focusflow.graph.wordnet import particles_file_for, read_particle_texts
+
+    if texts is not None:
+        return read_particle_texts(texts)
+    beside = particles_file_for(graph)
+    return read_particle_texts(beside) if beside.is_file() else None
 
 
 def _warm_engine(settings: dict[str, Any], backend: str) -> threading.Thread:
@@ -172,8 +194,15 @@ def compute_cmd(
         "0 = the plain iteration.",
     ),
     skip_invalid: SkipInvalidOpt = False,
+    texts: Path | None = typer.Option(
+        None,
+        "--texts",
+        help="Particles file (cid<TAB>text<TAB>gloss) whose texts are printed beside the "
+        "CIDs; default: INPUT's X.particles.tsv when it exists.",
+    ),
 ) -> None:
-    """Compute focus and write `particle<TAB>focus`, most focus first."""
+    """Compute focus and write `particle<TAB>focus`, most focus first (and a third
+    column, the particle's text, when a particles file is given or beside INPUT)."""
     settings: dict[str, Any] = {
         "mode": mode,
         "alpha": alpha,
@@ -205,6 +234,7 @@ def compute_cmd(
     path = input if input is not None else sample_path()
     if stakes is not None and not stakes.exists():
         raise InputFileError(f"{stakes}: no such file")
+    table = _particle_texts(path, texts)
     interactive = err.is_terminal
     columns = [
         SpinnerColumn(),
@@ -249,7 +279,7 @@ def compute_cmd(
     if out is not None:
         try:
             with out.open("wb") as fh:
-                _write_tsv(result, ordered, fh)
+                _write_tsv(result, ordered, fh, table)
         except OSError as exc:
             raise InputFileError(f"{out}: cannot write: {exc.strerror}") from None
     shown = ordered[:top] if top is not None else (ordered if out is None else ordered[:0])
@@ -259,13 +289,14 @@ def compute_cmd(
             [
                 keys[i] if keys is not None else str(i),
                 int(result.cyberank[i]) if result.cyberank is not None else float(focus[i]),
+                *([table.get(keys[i]) if keys is not None else None] if table is not None else []),
             ]
             for i in shown.tolist()
         ]
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     elif len(shown):
         sys.stdout.flush()
-        _write_tsv(result, shown, sys.stdout.buffer)
+        _write_tsv(result, shown, sys.stdout.buffer, table)
     sys.stdout.flush()
     _print_summary(err, summary, params.tol)
 

@@ -173,7 +173,19 @@ class _NodeAnswerer:
         for row in doc.get("particles", []):
             row["particle"] = row.pop("cid")
         doc["context"] = [{"particle": c} for c in doc.get("context", [])]
+        rows = [*doc["context"], *doc.get("particles", [])]
+        texts = self._texts([row["particle"] for row in rows])
+        for row in rows:
+            if row["particle"] in texts:
+                row["text"] = texts[row["particle"]]
         return doc
+
+    def _texts(self, cids: list[str]) -> dict[str, str]:
+        """The node's texts of ``cids`` (``GET /v1/particles/texts``, 100 a request),
+        each hashed to its CID here: a text that is not its particle's is left out."""
+        from focusflow.cli.particle_texts import verified_texts
+
+        return verified_texts(self.client, cids)
 
     def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
         from websockets.sync.client import connect
@@ -203,6 +215,9 @@ class _NodeAnswerer:
                 if doc.get("done"):
                     return
                 doc["particle"] = doc.pop("cid")
+                text = self._texts([doc["particle"]]).get(doc["particle"])
+                if text is not None:
+                    doc["text"] = text
                 yield doc
 
 

@@ -1,4 +1,5 @@
-"""Sending particle texts to a node (``POST /v1/particles/texts``), in batches.
+"""Sending particle texts to a node (``POST /v1/particles/texts``), in batches, and
+reading them back checked (``GET /v1/particles/texts``).
 
 ``focusflow tx link "cats" "mammals"`` and ``focusflow import wordnet --node``
 make particles from texts; the chain keeps only their CIDs. These commands
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from focusflow.store.particle_texts import MAX_BATCH, MAX_TEXT_BYTES
+
+#: Particles one ``GET /v1/particles/texts`` names (``api.routes_texts.MAX_LOOKUP``).
+LOOKUP_BATCH = 100
 
 if TYPE_CHECKING:
     from focusflow.client import NodeClient
@@ -59,3 +63,30 @@ def send_texts(
         if on_batch is not None:
             on_batch(len(batch))
     return sent
+
+
+def verified_texts(api: NodeClient, cids: Sequence[str]) -> dict[str, str]:
+    """``cid -> text`` the node keeps for ``cids``, LOOKUP_BATCH a request; a text
+    is taken only when it hashes to its CID (the node is not trusted for it)."""
+    from focusflow.core.cid import cid_of_text
+
+    unique = list(dict.fromkeys(cids))
+    out: dict[str, str] = {}
+    for start in range(0, len(unique), LOOKUP_BATCH):
+        batch = unique[start : start + LOOKUP_BATCH]
+        doc = api.get("/v1/particles/texts", {"cid": batch})
+        texts = doc.get("texts") if isinstance(doc, dict) else None
+        if not isinstance(texts, dict):
+            continue
+        for cid in batch:
+            text = texts.get(cid)
+            if isinstance(text, str) and fits(text) and _hashes_to(text, cid, cid_of_text):
+                out[cid] = text
+    return out
+
+
+def _hashes_to(text: str, cid: str, cid_of_text: Callable[[str], str]) -> bool:
+    try:
+        return cid_of_text(text) == cid
+    except UnicodeEncodeError:
+        return False
