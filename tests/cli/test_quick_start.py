@@ -112,3 +112,17 @@ def test_the_readme_python_example_runs_as_written(tmp_path):
     assert done.returncode == 0, done.stderr
     last = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert len(last) == 3 and all(cid.startswith(("Qm", "bafk")) for cid, _ in last)
+
+
+def test_the_readme_chain_example_runs_as_written(tmp_path):
+    """The README's chain example, unchanged, in a fresh interpreter: a chain in
+    the working directory, one link committed in its first block."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## The chain", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "1"]
+    assert (tmp_path / "node-home").is_dir()
