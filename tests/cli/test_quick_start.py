@@ -4,6 +4,7 @@ started the way the README's own example starts it (``--home`` elsewhere)."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
 import shutil
@@ -126,3 +127,34 @@ def test_the_readme_chain_example_runs_as_written(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ok", "1"]
     assert (tmp_path / "node-home").is_dir()
+
+
+def test_the_readme_focus_examples_run_as_written(tmp_path):
+    """The README's "Computing focus on your own graph" commands, as written, in a
+    directory holding the files they name: a real bostrom dump, an edge list with
+    and without weights, stakes; WordNet from Debian's database, texts shown."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Computing focus on your own graph", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    sample = ROOT / "src" / "focusflow" / "data" / "bostrom-sample-cyberlinks.csv"
+    shutil.copy(sample, tmp_path / "links.csv")
+    (tmp_path / "edges.tsv").write_text("# an edge list\na\tb\t2\nb\tc\nc\ta\t0.5\nd\ta\n")
+    neurons = sorted({line.split(",")[0] for line in sample.read_text().splitlines()[1:]})
+    (tmp_path / "stakes.csv").write_text(
+        "neuron,stake\n" + "".join(f"{n},{i + 1}\n" for i, n in enumerate(neurons))
+    )
+    outputs = []
+    for command in commands:
+        done = subprocess.run(
+            [str(ROOT / w) if w.startswith(".venv/") else w for w in shlex.split(command)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout)
+    assert len(outputs[0].splitlines()) == 10
+    ranked = [line.split("\t")[0] for line in (tmp_path / "focus.tsv").read_text().splitlines()]
+    assert sorted(p for p in ranked if not p.startswith("#")) == ["a", "b", "c", "d"]
+    assert json.loads(outputs[2])
+    assert (tmp_path / "wordnet.particles.tsv").is_file()
+    assert re.search(r"\.n\.\d\d", outputs[4]), outputs[4]  # synsets by name, not CIDs only
