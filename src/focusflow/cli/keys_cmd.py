@@ -156,6 +156,31 @@ def show_cmd(
         console.print(f"file:       {store.file_of(name)}")
 
 
+@keys_app.command("kem")
+def kem_cmd(
+    name: NameArg,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A key's ML-KEM-768 public key, which others seal private blobs to
+    (`blob put FILE --seal KEY`); hex on one line, for a file: `keys kem NAME > NAME.kem`.
+    Derived from the key's seed, so an encrypted key's passphrase is asked for."""
+    from focusflow.services.storage.sealing_keys import kem_key, key_id_hex, public_hex
+
+    public = kem_key(load_key(home, name)).public_key()
+    if as_json:
+        print_json(
+            {
+                "name": name,
+                "address": keystore(home).info(name).address,
+                "kem_public_key": public_hex(public),
+                "key_id": key_id_hex(public),
+            }
+        )
+    else:
+        sys.stdout.write(public_hex(public) + "\n")
+
+
 @keys_app.command("export")
 def export_cmd(
     name: NameArg,
