@@ -4,7 +4,10 @@
 ``evm_mine`` / ``anvil_mine`` / ``hardhat_mine`` (blocks on demand),
 ``evm_increaseTime`` and ``evm_setNextBlockTimestamp`` (the devnet's clock),
 ``anvil_setBalance`` / ``hardhat_setBalance`` (an ``evm.set_balance``
-transaction of the dev key). They exist only on a devnet started with
+transaction of the dev key), ``evm_snapshot`` / ``evm_revert`` (the EVM state
+saved, then written back by an ``evm.restore`` transaction: a block forward,
+not a rewind, as a committed block is final: docs/evm.md says what that
+means). They exist only on a devnet started with
 ``--anvil`` whose genesis grants the dev powers and whose set is one validator
 (``routes_evm.dev_mode``); anywhere else each answers ``-32601`` with
 ``data.code`` ``dev_only`` and changes nothing. Every change of state they ask
@@ -34,18 +37,22 @@ from focusflow.api.routes_evm import (
     parse_address,
     parse_data,
     parse_qty,
+    qty,
     quote,
     send_raw,
 )
-from focusflow.chain.devmode import MAX_MINE_BLOCKS, MAX_TIME_SHIFT_S, DevMode
+from focusflow.chain.devmode import MAX_MINE_BLOCKS, MAX_SNAPSHOT_KEYS, MAX_TIME_SHIFT_S, DevMode
 from focusflow.chain.eth_tx import sign_eth_tx
 from focusflow.chain.tx import Msg
-from focusflow.modules.evm import SET_BALANCE
+from focusflow.modules.evm import RESTORABLE, RESTORE, SET_BALANCE
+from focusflow.vm.evm_keys import ACCOUNT_PREFIX
 
 #: Longest a dev method waits for the blocks it asked for (seconds).
 DEV_WAIT_S = 120.0
 #: How often it looks whether they are served.
 DEV_POLL_S = 0.01
+#: Most bytes of state one ``evm_revert`` writes back (one transaction holds them).
+MAX_RESTORE_BYTES = 900_000
 #: The fields ``eth_sendTransaction`` takes.
 _SEND_FIELDS = {
     "from", "to", "data", "input", "value", "gas", "gasPrice", "maxFeePerGas",
@@ -210,6 +217,66 @@ def _field(call: dict[str, Any], name: str, default: int) -> int:
     return default if call.get(name) is None else parse_qty(call[name], name)
 
 
+def _evm_state(rpc: EvmRpc) -> dict[bytes, bytes]:
+    """The state ``evm.restore`` writes (accounts, code, storage), read at the head;
+    RpcLimitError past ``MAX_SNAPSHOT_KEYS`` keys."""
+    out: dict[bytes, bytes] = {}
+    with rpc.node.chain.reader() as r:
+        for prefix in RESTORABLE:
+            for key, value in r.items(prefix):
+                out[bytes(key)] = bytes(value)
+                if len(out) > MAX_SNAPSHOT_KEYS:
+                    raise RpcLimitError(
+                        f"the EVM state holds more than {MAX_SNAPSHOT_KEYS} keys: "
+                        "too many to snapshot"
+                    )
+    return out
+
+
+async def snapshot(rpc: EvmRpc, params: list[Any]) -> str:
+    """``evm_snapshot``: save the head's EVM state; answers its id."""
+    dev = _dev(rpc, "evm_snapshot")
+    state = await run_in_threadpool(_evm_state, rpc)
+    return qty(dev.save(state))
+
+
+def _restore_writes(
+    saved: dict[bytes, bytes], now: dict[bytes, bytes], own: frozenset[bytes]
+) -> list[list[bytes | None]]:
+    """What turns ``now`` back into ``saved``, leaving the node's own accounts alone."""
+    skip = {ACCOUNT_PREFIX + a for a in own}
+    writes: list[list[bytes | None]] = []
+    for key in sorted(saved.keys() | now.keys()):
+        if key in skip or saved.get(key) == now.get(key):
+            continue
+        writes.append([key, saved.get(key)])
+    return writes
+
+
+async def revert(rpc: EvmRpc, params: list[Any]) -> bool:
+    """``evm_revert [id]``: the EVM state of snapshot ``id`` back, by an
+    ``evm.restore`` transaction of the dev key; false for an unknown id. The
+    snapshot and those after it are used up, as anvil's."""
+    dev = _dev(rpc, "evm_revert")
+    sid = parse_qty(_param(params, 0), "snapshot id")
+    saved = dev.take(sid)
+    if saved is None:
+        return False
+    now = await run_in_threadpool(_evm_state, rpc)
+    writes = _restore_writes(saved, now, dev.own)
+    if not writes:
+        return True
+    size = sum(len(k) + len(v or b"") + 4 for k, v in writes)
+    if size > MAX_RESTORE_BYTES:
+        raise RpcLimitError(
+            f"the EVM state changed by {size} bytes since snapshot {sid}: more than one "
+            f"transaction carries ({MAX_RESTORE_BYTES})"
+        )
+    tx = await run_in_threadpool(dev.submit, [Msg(RESTORE, {"writes": writes})])
+    await _wait_for_tx(rpc, tx.hash)
+    return True
+
+
 DevMethod = Callable[[EvmRpc, list[Any]], Awaitable[Any]]
 
 #: The dev methods, each under the names anvil and hardhat give it.
@@ -222,4 +289,6 @@ DEV_METHODS: dict[str, DevMethod] = {
     "evm_setNextBlockTimestamp": set_next_timestamp,
     "anvil_setBalance": set_balance,
     "hardhat_setBalance": set_balance,
+    "evm_snapshot": snapshot,
+    "evm_revert": revert,
 }

@@ -22,6 +22,10 @@ from focusflow.chain.tx import Msg, Tx
 
 #: Most blocks one ``evm_mine``/``anvil_mine`` call may ask for.
 MAX_MINE_BLOCKS = 10_000
+#: Snapshots one devnet keeps (the oldest is dropped beyond), and the state
+#: keys one may hold: a devnet of tests holds a few hundred.
+MAX_SNAPSHOTS = 64
+MAX_SNAPSHOT_KEYS = 100_000
 #: Furthest the clock may be moved ahead of the wall clock, in seconds (100 years:
 #: far enough for any test of a time lock, short of a header's time limit).
 MAX_TIME_SHIFT_S = 100 * 365 * 86_400
@@ -35,14 +39,23 @@ class DevMode:
         unlocked: dict[bytes, bytes],
         submit: Callable[[list[Msg]], Tx],
         clock: Callable[[], float] = time.time,
+        *,
+        own: frozenset[bytes] = frozenset(),
     ) -> None:
         """``unlocked``: the accounts ``eth_sendTransaction`` signs for, address to
         private key (the test mnemonic's); ``submit``: signs native messages with
-        the devnet's dev key and admits them (``anvil_setBalance``'s transaction)."""
+        the devnet's dev key and admits them (``anvil_setBalance``'s transaction);
+        ``own``: the node's own accounts (the dev key's, the validator's), which
+        pay and earn the fees of those transactions and which a revert leaves
+        as they are."""
+        self.own = own
         self.unlocked = dict(unlocked)
         self.submit = submit
         self._clock = clock
         self._lock = threading.Lock()
+        #: ``evm_snapshot``'s saved EVM states by id (the keys ``evm.restore`` writes).
+        self._snapshots: dict[int, dict[bytes, bytes]] = {}
+        self._next_snapshot = 1
         #: Blocks asked for by ``evm_mine`` and not started yet.
         self._demand = 0
         #: Milliseconds added to the wall clock for the next blocks' time.
@@ -68,6 +81,27 @@ class DevMode:
     def demand(self) -> int:
         with self._lock:
             return self._demand
+
+    # --- snapshots --------------------------------------------------------------
+    def save(self, state: dict[bytes, bytes]) -> int:
+        """Keep ``state`` as a new snapshot; its id (ids increase from 1)."""
+        with self._lock:
+            sid = self._next_snapshot
+            self._next_snapshot += 1
+            self._snapshots[sid] = state
+            while len(self._snapshots) > MAX_SNAPSHOTS:
+                del self._snapshots[min(self._snapshots)]
+            return sid
+
+    def take(self, sid: int) -> dict[bytes, bytes] | None:
+        """Snapshot ``sid``'s state, dropping it and every later one (anvil's rule:
+        a revert undoes the snapshots taken after it too); None if unknown."""
+        with self._lock:
+            state = self._snapshots.get(sid)
+            if state is not None:
+                for later in [i for i in self._snapshots if i >= sid]:
+                    del self._snapshots[later]
+            return state
 
     # --- the clock ------------------------------------------------------------
     def now_ms(self) -> int:

@@ -9,6 +9,10 @@ Messages
                          whose genesis grants the dev powers
                          (``evm_dev_powers`` 1) and that one validator decides;
                          anywhere else ``dev_only``.
+    ``evm.restore``      ``{"writes": [[key, value or null], ...]}``: put back
+                         the EVM's state (keys under ``RESTORABLE``) as an
+                         ``evm_snapshot`` saw it (``evm_revert``); the same
+                         dev powers only.
 
 Before the EVM runs it, the transaction must be one a block can hold: its
 nonce the account's (``bad_nonce``), its max fee per gas at least the base
@@ -45,6 +49,7 @@ from focusflow.chain.errors import (
     EvmRevertedError,
     GenesisError,
     InsufficientFundsError,
+    MalformedMessageError,
     TxError,
 )
 from focusflow.chain.eth_tx import EVM_TX, EthTx, check_static, evm_chain_id
@@ -60,7 +65,7 @@ from focusflow.modules.dex import twap_reader
 from focusflow.modules.wasm import WasmParams, reserve_block_gas
 from focusflow.state_schema.accounts import get_account
 from focusflow.vm.evm import EvmBlock, EvmValidationError, Outcome, apply_transaction, packets_of
-from focusflow.vm.evm_keys import code_key
+from focusflow.vm.evm_keys import ACCOUNT_PREFIX, CODE_PREFIX, STORE_PREFIX, code_key
 
 
 class DevOnlyError(TxError):
@@ -94,6 +99,12 @@ class EvmDevParams(ModuleParams):
 def dev_powers(params: ChainParams) -> bool:
     """Whether the chain's genesis grants the dev powers."""
     return EvmDevParams.of(params).evm_dev_powers == 1
+
+
+#: The message that puts back the EVM state of a snapshot (module docstring).
+RESTORE = "evm.restore"
+#: The state ``evm.restore`` may write: accounts, contract code and storage.
+RESTORABLE = (ACCOUNT_PREFIX, CODE_PREFIX, STORE_PREFIX)
 
 
 #: The block counter of the gas its Ethereum transactions used.
@@ -132,18 +143,39 @@ class Evm:
     name = "evm"
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {EVM_TX: self.run, SET_BALANCE: self.set_balance}
+        return {EVM_TX: self.run, SET_BALANCE: self.set_balance, RESTORE: self.restore}
+
+    @staticmethod
+    def _check_dev(ctx: TxContext, msg: str) -> None:
+        validators = ctx.block.validators
+        if not dev_powers(ctx.params) or validators is None or len(validators.validators) != 1:
+            raise DevOnlyError(
+                f"{msg} runs only on a devnet of one validator whose genesis sets evm_dev_powers"
+            )
+
+    def restore(self, ctx: TxContext, body: MessageBody) -> None:
+        """``evm_revert`` as a transaction: the snapshot's accounts, code and storage
+        written back, in a block (dev powers only)."""
+        self._check_dev(ctx, RESTORE)
+        writes = field(body, "writes", list)
+        for item in writes:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], bytes)):
+                raise MalformedMessageError("each write of evm.restore is [key, value or null]")
+            key, value = item
+            if not key.startswith(RESTORABLE) or not isinstance(value, bytes | None):
+                raise MalformedMessageError(
+                    f"evm.restore writes accounts, code and storage only, not {key[:32]!r}"
+                )
+            if value is None:
+                ctx.state.delete(key)
+            else:
+                ctx.state.put(key, value)
 
     def set_balance(self, ctx: TxContext, body: MessageBody) -> None:
         """``anvil_setBalance`` as a transaction: only where the genesis grants the
         dev powers and one validator decides the block (a real chain's RPC must
         never forge balances)."""
-        validators = ctx.block.validators
-        if not dev_powers(ctx.params) or validators is None or len(validators.validators) != 1:
-            raise DevOnlyError(
-                "evm.set_balance runs only on a devnet of one validator whose "
-                "genesis sets evm_dev_powers"
-            )
+        self._check_dev(ctx, SET_BALANCE)
         address = field(body, "address", bytes, size=20)
         balance = int.from_bytes(field(body, "balance", bytes, size=32), "big")
         account = get_account(ctx.state, address)

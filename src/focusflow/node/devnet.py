@@ -179,7 +179,7 @@ def _serve(
         if mempool is not None:
             runtime.mempool.limits = mempool  # still empty: nothing to re-check
         if anvil:
-            start_dev_mode(runtime, created)
+            start_dev_mode(runtime, created, key.address_raw)
         dev = runtime.faucet_key
 
         def ready_fields(api: str) -> dict[str, object]:
@@ -249,11 +249,22 @@ def evm_notes(genesis: Genesis, anvil: bool = False) -> list[str]:
 
 
 def prepare_kernels(focus: dict[str, Any] | None) -> None:
-    """Compile (or load) the block kernels before serving, saying so: the first
-    start on a machine compiles them for about a minute, silent otherwise."""
-    log.info("preparing block kernels (the first start on a machine compiles them: ~1 min)")
-    warm = warm_up(focus)
-    log.info("block kernels ready", extra={"fields": {"seconds": round(warm, 2)}})
+    """Compile (or load) the block kernels before serving. A start that loads
+    them all from numba's cache says nothing about compiling; one that compiles
+    (a fresh install, a changed kernel) says so once, then names each kernel
+    with its group's place (``compiling kernels 1/4: ...``), so the minute it
+    takes on a fresh 2-core machine is never silent."""
+    compiled: list[str] = []
+
+    def compiling(line: str) -> None:
+        if not compiled:
+            log.info("compiling block kernels: not in numba's cache yet (a first start: ~1 min)")
+        compiled.append(line)
+        log.info(line)
+
+    warm = warm_up(focus, compiling)
+    fields = {"seconds": round(warm, 2), "compiled": len(compiled)}
+    log.info("block kernels ready", extra={"fields": fields})
 
 
 def _runtime(

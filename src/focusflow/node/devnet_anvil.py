@@ -58,9 +58,10 @@ def check_dev_powers(home: Home, genesis: Genesis) -> None:
         )
 
 
-def start_dev_mode(runtime: NodeRuntime, created: bool) -> DevMode:
+def start_dev_mode(runtime: NodeRuntime, created: bool, validator: bytes) -> DevMode:
     """Give ``runtime`` the anvil powers; on a new home, admit the transaction that
-    tops the ten accounts up to ``ANVIL_BALANCE`` (the first block carries it)."""
+    tops the ten accounts up to ``ANVIL_BALANCE`` (the first block carries it).
+    ``validator``: the validator's account address, which earns the blocks' fees."""
     dev_key = runtime.faucet_key
     if dev_key is None:
         raise HomeError("an anvil devnet needs its dev key, unencrypted, in keys/dev")
@@ -69,7 +70,7 @@ def start_dev_mode(runtime: NodeRuntime, created: bool) -> DevMode:
     def submit(msgs: list[Msg]) -> Tx:
         return runtime.submit_as(key, msgs)
 
-    dev = DevMode(dict(eth_dev_accounts()), submit)
+    dev = DevMode(dict(eth_dev_accounts()), submit, own=frozenset({key.address_raw, validator}))
     runtime.dev = dev
     evm_trace.install(TraceStore())
     if created:
