@@ -13,7 +13,10 @@ normal form by then (a net can reduce forever in constant memory); a file
 over ``MAX_PROGRAM_BYTES`` is refused with ``bad_input_file``. The first
 numba run after an install compiles the evaluator (about 10 s on a 2-core
 machine, once: numba caches it); when loading it takes longer than
-``COMPILE_NOTE_S`` a note on stderr says so. docs/hvm.md.
+``COMPILE_NOTE_S`` a note on stderr says so. ``--backend wgpu`` on a machine
+whose only WebGPU adapter is a CPU one (Mesa's llvmpipe, a software renderer)
+runs, but hundreds of times slower than numba: one ``warning:`` line on stderr
+says so and names the faster choice. docs/hvm.md.
 """
 
 from __future__ import annotations
@@ -104,6 +107,8 @@ def run_cmd(
         print(f"note: --threads {threads}: this machine runs {max_threads()}", file=sys.stderr)
     if backend == "numba":
         _load_cpu_kernels()
+    elif backend == "wgpu":
+        _warn_if_software_adapter()
     size = heap or None
     driver = IoDriver() if io else None
     out = run_book(
@@ -145,6 +150,25 @@ def _read_program(file: Path) -> str:
         return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(f"cannot read {file}: {exc}") from None
+
+
+def _warn_if_software_adapter() -> None:
+    """One warning line when the WebGPU adapter wgpu would run on is the CPU
+    (llvmpipe and the like): the run is correct but far slower than numba's
+    (about 270x on a 2-core machine, docs/hvm.md), which a user asking for the
+    GPU back end would not expect. Nothing when there is no adapter at all:
+    the run then refuses with hvm_backend_unavailable."""
+    from focusflow.focus.backends.webgpu_storage import wgpu_available
+
+    found, adapter = wgpu_available()
+    if found and not wgpu_available(require_gpu=True)[0]:
+        print(
+            f"warning: --backend wgpu runs on a CPU adapter ({adapter.removeprefix('wgpu on ')}), "
+            "a software renderer hundreds of times slower than the CPU evaluator: "
+            "use --backend numba (with --threads N) on this machine",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _load_cpu_kernels() -> None:
