@@ -116,3 +116,37 @@ def test_search_and_infer_show_the_texts_a_link_carried(env, capsys):
     assert doc["context"] == [{"particle": cats, "text": "Search-Cats"}]
     shown = {p["particle"]: p.get("text") for p in doc["particles"]}
     assert shown[cid_of_text("search-mammals")] == "search-mammals"
+
+
+def test_datalog_text_relation_over_a_file(capsys, graph, tmp_path):
+    _particles(tmp_path / "small.particles.tsv", WORDS[:3])
+    program = 'heavy(P, T) :- text(P, T), focus(P, F), F > 0.1. cats(P) :- text(P, "Cats").'
+    heavy = run_cli(capsys, "query", "datalog", program, "-o", "heavy", "--graph", graph, "--json")
+    assert heavy.code == 0, heavy.err
+    assert heavy.json()["columns"] == ["P", "T"]
+    assert sorted(t for _, t in heavy.json()["rows"]) == ["Cats", "dogs", "mammals"]
+    cats = run_cli(capsys, "query", "datalog", program, "-o", "cats", "--graph", graph, "--json")
+    assert cats.json()["rows"] == [[cid_of_text("Cats")]]
+    # --texts names the file instead; without one beside, the relation is empty.
+    (tmp_path / "small.particles.tsv").unlink()
+    other = _particles(tmp_path / "other.tsv", ["animals"])
+    args = ("query", "datalog", "t(P, T) :- text(P, T).", "-o", "t", "--graph", graph, "--json")
+    assert run_cli(capsys, *args).json()["rows"] == []
+    named = run_cli(capsys, *args, "--texts", other).json()["rows"]
+    assert named == [[cid_of_text("animals"), "animals"]]
+
+
+def test_datalog_text_relation_over_a_node(env, capsys):
+    linked = run_cli(capsys, "tx", "link", "Datalog-Cats", "datalog-mammals", "--wait", "--json")
+    assert linked.code == 0, linked.err
+    program = (
+        'cats(P) :- text(P, "Datalog-Cats").\n'
+        'kin(T) :- text(P, "Datalog-Cats"), link(P, Q), text(Q, T).'
+    )
+    cats = run_cli(capsys, "query", "datalog", program, "-o", "cats", "--json")
+    assert cats.code == 0, cats.err
+    assert cats.json()["rows"] == [[cid_of_text("Datalog-Cats")]]
+    kin = run_cli(capsys, "query", "datalog", program, "-o", "kin", "--json")
+    assert kin.json()["rows"] == [["datalog-mammals"]]
+    refused = run_cli(capsys, "query", "datalog", program, "-o", "cats", "--texts", "x.tsv")
+    assert_user_error(refused, "invalid_parameter")

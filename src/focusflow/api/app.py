@@ -73,7 +73,11 @@ def build_state(
     """Everything an app over ``node`` holds (see :func:`create_app` for the
     arguments); an app of a few routers (tests) sets it with ``set_app_state``."""
     hub = ws.Hub(node, ws_limits)
-    queries = QueryService(node, head_relations=routes_query.HEAD_RELATIONS)
+    queries = QueryService(
+        node,
+        head_relations=routes_query.HEAD_RELATIONS,
+        texts=particle_texts.items if particle_texts is not None else None,
+    )
     texts = key_texts()
     return AppState(
         node=node,

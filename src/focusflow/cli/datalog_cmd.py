@@ -127,6 +127,14 @@ def datalog_cmd(
     node: NodeOpt = None,
     as_json: JsonOpt = False,
     skip_invalid: SkipInvalidOpt = False,
+    texts: Annotated[
+        Path | None,
+        typer.Option(
+            "--texts",
+            help="With --graph: the particles file (cid<TAB>text<TAB>gloss) of the text "
+            "relation; default: the graph's X.particles.tsv when it exists.",
+        ),
+    ] = None,
 ) -> None:
     """Run a Datalog program and print one relation."""
     text = read_program(program)
@@ -135,10 +143,17 @@ def datalog_cmd(
             raise InvalidParameterError(
                 "--graph runs here: it takes neither --node, --height nor --prove"
             )
+        from focusflow.graph.wordnet import particles_file_for, read_particle_texts
         from focusflow.query import Limits, open_graph, run
 
+        beside = particles_file_for(graph)
         with loading(f"reading {Path(graph).name}"):
-            source = open_graph(graph, fmt, skip_invalid=skip_invalid)
+            table = (
+                read_particle_texts(texts)
+                if texts is not None
+                else (read_particle_texts(beside) if beside.is_file() else None)
+            )
+            source = open_graph(graph, fmt, skip_invalid=skip_invalid, texts=table)
         answer = run(text, source, output=output, limit=limit, limits=Limits(timeout_s=timeout))
         doc = answer.to_json()
         if skip_invalid:
@@ -147,6 +162,10 @@ def datalog_cmd(
         if note:
             sys.stderr.write(note + "\n")
     else:
+        if texts is not None:
+            raise InvalidParameterError(
+                "--texts is for --graph: a node's text relation holds the texts it keeps"
+            )
         body: dict[str, Any] = {"program": text, "output": output, "timeout_s": timeout}
         if limit is not None:
             body["limit"] = limit

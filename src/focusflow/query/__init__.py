@@ -8,6 +8,7 @@ state) and returns an :class:`Answer`. docs/query.md is the user's guide.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Unpack
 
 from focusflow.query.engine import Answer, evaluate
@@ -46,14 +47,17 @@ def open_graph(
     fmt: str = "auto",
     *,
     skip_invalid: bool = True,
+    texts: Mapping[str, str] | None = None,
     **options: Unpack[SourceOptions],
 ) -> GraphFileSource:
     """A source over a graph file (``auto``, ``edges`` or ``bostrom``); bostrom links
     whose particles are not CIDs are dropped (``source.graph.skipped_invalid`` counts
-    them) unless ``skip_invalid`` is false, when the first one is an error."""
+    them) unless ``skip_invalid`` is false, when the first one is an error.
+    ``texts`` (particle to its text) are the ``text`` relation's facts."""
     from focusflow.graph.importers import read_graph
 
-    return GraphFileSource(read_graph(path, fmt, skip_invalid=skip_invalid), **options)
+    graph = read_graph(path, fmt, skip_invalid=skip_invalid)
+    return GraphFileSource(graph, texts, **options)
 
 
 def run(

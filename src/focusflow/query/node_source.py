@@ -13,7 +13,10 @@ snapshot offers them only while the store is still at its height, and
 refuses them with a precise error after. ``block`` lists the stored headers
 up to the height. How names and balances
 are laid out in the state is the modules' business: the node passes readers
-for them (``head_relations``).
+for them (``head_relations``). ``text`` pairs the particles of the view with
+the texts the node keeps (``texts``: its text store's pairs); texts are
+content, not state, so the relation holds the texts kept now for the
+particles of the graph at the source's height, and no proof covers them.
 
 Symbols: particles are ``0..P-1`` (their indices in the view, so the graph
 operators run in the same numbering), neuron ``j`` is ``NEURONS + j`` and
@@ -50,6 +53,8 @@ EXTRAS = 1 << 41
 
 # Rows of a relation read from the store: symbols as text, numbers as ints.
 HeadRelation = Callable[[Any], Iterable[tuple[str | int, ...]]]
+# The node's kept texts: ``(binary CID, text)`` of each.
+TextPairs = Callable[[], Iterable[tuple[bytes, str]]]
 
 
 class ChainReader(Protocol):
@@ -123,6 +128,7 @@ class NodeSourceOptions(SourceOptions, total=False):
 
     head_relations: Mapping[str, HeadRelation] | None
     snapshot: StoreSnapshot | None
+    texts: TextPairs | None
 
 
 class NodeSource(TableSource):
@@ -135,9 +141,11 @@ class NodeSource(TableSource):
         *,
         head_relations: Mapping[str, HeadRelation] | None = None,
         snapshot: StoreSnapshot | None = None,
+        texts: TextPairs | None = None,
         **options: Unpack[SourceOptions],
     ) -> None:
         super().__init__(**options)
+        self.texts = texts
         self._snapshot: StoreSnapshot | None = None
         self.hold(snapshot)
         self.fview = view
@@ -256,9 +264,20 @@ class NodeSource(TableSource):
             ]
         if name in HEAD_ONLY:
             return self._from_store(name)
-        if name == "block":
-            return self._read_blocks()
-        raise KeyError(name)
+        readers = {"block": self._read_blocks, "text": self._read_texts}
+        if name not in readers:
+            raise KeyError(name)
+        return readers[name]()
+
+    def _read_texts(self) -> Columns:
+        table, p = self.fview.particle_table, self._p
+        particles, texts = [], []
+        for cid, text in self.texts() if self.texts is not None else ():
+            i = table.get(cid)
+            if 0 <= i < p:
+                particles.append(i)
+                texts.append(self._extra_id(text))
+        return [np.array(particles, np.int64), np.array(texts, np.int64)]
 
     def _from_store(self, name: str) -> Columns:
         """A relation the store holds only at the newest height, read through the

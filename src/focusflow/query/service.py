@@ -24,7 +24,13 @@ from focusflow.chain.focus_view import FocusView
 from focusflow.query.engine import Answer, evaluate
 from focusflow.query.errors import HeightUnavailableError, QueryLimitError
 from focusflow.query.limits import Limits
-from focusflow.query.node_source import ChainReader, HeadRelation, NodeSource, StoreSnapshot
+from focusflow.query.node_source import (
+    ChainReader,
+    HeadRelation,
+    NodeSource,
+    StoreSnapshot,
+    TextPairs,
+)
 from focusflow.query.slots import ClientSlots
 from focusflow.query.views import LiveSource, MaintainedView, ViewSet
 
@@ -62,9 +68,12 @@ class QueryService:
         max_running: int = 2,
         memory_limit: str = "2GB",
         head_relations: Mapping[str, HeadRelation] | None = None,
+        texts: TextPairs | None = None,
     ) -> None:
         self.node = node
         self.head_relations = dict(head_relations or {})
+        #: The node's kept texts, for the ``text`` relation (None: it is empty).
+        self.texts = texts
         self.limits = limits or NODE_LIMITS
         self.memory_limit = memory_limit
         self.slots = ClientSlots(max_running)
@@ -181,6 +190,7 @@ class QueryService:
                 memory_limit=self.memory_limit,
                 head_relations=self.head_relations,
                 snapshot=self._snapshots.get(at),
+                texts=self.texts,
             )
             self._sources[at] = source
             while len(self._sources) > KEEP_HEIGHTS:
@@ -230,6 +240,7 @@ class QueryService:
                     memory_limit=self.memory_limit,
                     head_relations=self.head_relations,
                     snapshot=self._snapshots.get(head.height),
+                    texts=self.texts,
                 )
             self._viewset = ViewSet(live, self.limits)
             self._worker = threading.Thread(target=self._work, name="query-views", daemon=True)

@@ -10,7 +10,7 @@ the graph operators run on, in the same numbering as the particle symbols.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol, TypedDict, Unpack, cast
@@ -39,6 +39,7 @@ BASE_SCHEMAS: dict[str, Schema] = {
     "karma": (SYM, FLOAT),
     "balance": (SYM, INT),
     "block": (INT, SYM, INT),
+    "text": (SYM, SYM),
 }
 
 #: The documented names of the base relations' columns (answers' headers).
@@ -53,6 +54,7 @@ BASE_COLUMNS: dict[str, tuple[str, ...]] = {
     "karma": ("n", "k"),
     "balance": ("addr", "amount"),
     "block": ("height", "hash", "time"),
+    "text": ("p", "text"),
 }
 
 Columns = list[np.ndarray]
@@ -229,16 +231,34 @@ class GraphFileSource(TableSource):
     Particles are symbols ``0..P-1`` (their ids in the graph), neurons follow.
     ``focus`` and ``karma`` are computed by the focus engine on first use
     (tri-kernel, default parameters); a file has no names, balances or blocks,
-    so those relations are empty.
+    so those relations are empty. ``text`` holds ``texts`` (particle key to its
+    text, a particles file's) for the graph's particles; a text that is no
+    particle's or neuron's key is a symbol after them.
     """
 
-    def __init__(self, graph: Cybergraph, **options: Unpack[SourceOptions]) -> None:
+    def __init__(
+        self,
+        graph: Cybergraph,
+        texts: Mapping[str, str] | None = None,
+        **options: Unpack[SourceOptions],
+    ) -> None:
         super().__init__(**options)
         self.graph = graph
         p = graph.n_particles
         self._neuron_ids = self._number_neurons()
         size = p + int((self._neuron_ids >= p).sum())
-        self.symbols = SymbolTable(size, self._lookup, self._spell)
+        self._base_size = size
+        self._text_ids: dict[str, int] = {}
+        self._text_rows: list[tuple[int, int]] = []
+        for key, text in (texts or {}).items():
+            particle = graph.particles.get(key)
+            if particle < 0:
+                continue
+            sid = self._lookup(text)
+            if sid < 0:
+                sid = self._text_ids[text] = size + len(self._text_ids)
+            self._text_rows.append((particle, sid))
+        self.symbols = SymbolTable(size + len(self._text_ids), self._lookup, self._spell)
         self._names: np.ndarray | None = None
         self._view: GraphView | None = None
         self._focus: np.ndarray | None = None
@@ -263,7 +283,9 @@ class GraphFileSource(TableSource):
         if found >= 0:
             return found
         j = self.graph.neurons.get(text)
-        return int(self._neuron_ids[j]) if j >= 0 else -1
+        if j >= 0:
+            return int(self._neuron_ids[j])
+        return self._text_ids.get(text, -1)
 
     def _spell(self, ids: np.ndarray) -> list[str]:
         if self._names is None:
@@ -281,6 +303,7 @@ class GraphFileSource(TableSource):
             for key, sid in zip(self.graph.neurons.keys(), self._neuron_ids.tolist(), strict=True)
             if sid >= p
         )
+        out.extend(self._text_ids)
         return cast(list[str], out)  # a graph read from files: its keys are text
 
     def view(self) -> GraphView:
@@ -327,6 +350,9 @@ class GraphFileSource(TableSource):
 
             k = karma(g, self.focus())
             return [self._neuron_ids.copy(), np.asarray(k, dtype=np.float64)]
+        if name == "text":
+            rows = np.array(self._text_rows, dtype=np.int64).reshape(-1, 2)
+            return [rows[:, 0], rows[:, 1]]
         return [np.empty(0, np.int64) for _ in BASE_SCHEMAS[name]]
 
 

@@ -245,6 +245,7 @@ class ViewSet:
                             self.live.chain,
                             head_relations=self.live.head_relations,
                             snapshot=snapshot,
+                            texts=self.live.texts,
                         )
                     before = view.answer
                     self._full(view, fresh_source)

@@ -286,6 +286,12 @@ class ParticleTexts:
             found = [txn.get(cid) for cid in cids]
         return [None if raw is None else bytes(raw).decode("utf-8") for raw in found]
 
+    def items(self) -> list[tuple[bytes, str]]:
+        """Every kept ``(binary CID, text)``, read in one transaction: the facts of
+        the Datalog ``text`` relation over this node."""
+        with self.env.begin(db=self._texts) as txn:
+            return [(bytes(c), bytes(r).decode("utf-8")) for c, r in txn.cursor()]
+
     def put(self, items: Sequence[tuple[bytes, str]]) -> int:
         """Keep each ``(binary CID, text)``; how many were new.
 
