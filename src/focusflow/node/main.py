@@ -164,7 +164,7 @@ def node_start(
 
 
 @app.command("testnet")
-def testnet(
+def testnet(  # noqa: PLR0913 - one option per parameter, as typer takes them
     validators: int = typer.Option(4, "--validators", min=1, max=64, help="How many."),
     home: Path = typer.Option(
         Path("testnet"), "--home", help="Directory for the N homes and testnet.json."
@@ -198,6 +198,12 @@ def testnet(
         min=100,
         max=3_600_000,
         help="A rollup silent this long is held stale (default: 10 merge intervals).",
+    ),
+    restart: bool = typer.Option(
+        False,
+        "--restart",
+        help="Start a node that exits again (backoff 1 s doubling, at most 5 times in a row); "
+        "without it an exit is only reported.",
     ),
 ) -> None:
     """Create a shared genesis, N validator homes and M full-node homes; run them on
@@ -234,6 +240,7 @@ def testnet(
         json_logs=json_logs,
         params={"epoch_blocks": epoch_blocks},
         full_nodes=full_nodes,
+        restart=restart,
     )
 
 

@@ -10,7 +10,8 @@ genesis (home.init_testnet), starts ``focusflow node start --home DIR/vK`` and
 ``DIR/fJ`` for each, writes ``DIR/testnet.json`` (``{"validators": [{"name",
 "api", "pid"}, ...], "full_nodes": [...]}``, and the genesis at
 ``DIR/genesis.json``) so scripts can find and stop single nodes, and waits;
-SIGINT or SIGTERM stops them all.
+SIGINT or SIGTERM stops them all. A node that exits meanwhile is reported in one
+line naming its log, and with ``--restart`` started again (node.supervisor).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from focusflow.node.faults import FAULT_PLAN_ENV, FaultPlan
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
 from focusflow.node.serve import serve
 from focusflow.node.state_sync import Trust, state_sync
+from focusflow.node.supervisor import Supervisor
 from focusflow.node.validator import MAX_GUESTS, ValidatorRuntime
 from focusflow.node.wiring import open_chain
 
@@ -251,9 +253,11 @@ def run_testnet(
     json_logs: bool = False,
     params: Mapping[str, object] | None = None,
     full_nodes: int = 0,
+    restart: bool = False,
 ) -> None:
     """Create (or reuse) the testnet at ``path`` and run its validators and full
-    nodes until a signal."""
+    nodes until a signal; a node that exits is reported (and, with ``restart``,
+    started again: node.supervisor)."""
     if validators < 1:
         raise FocusflowError("--validators must be at least 1")
     if full_nodes < 0:
@@ -265,6 +269,14 @@ def run_testnet(
     prepare_kernels(homes[0].load_genesis().params.focus)
     procs = [start_validator(h, json_logs) for h in homes]
     write_testnet_json(Path(path), homes, procs)
+    by_path = {h.path: h for h in homes}
+    supervisor = Supervisor(
+        [(h.path.name, h.path, p) for h, p in zip(homes, procs, strict=True)],
+        lambda home: start_validator(by_path[home], json_logs),
+        restart=restart,
+        on_restart=lambda: write_testnet_json(Path(path), homes, supervisor.procs),
+        now=time.monotonic(),
+    )
     log.info(
         "testnet running",
         extra={
@@ -275,12 +287,17 @@ def run_testnet(
             }
         },
     )
-    run_until_signal(procs)
+    run_until_signal(procs, supervisor=supervisor)
 
 
-def run_until_signal(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
+def run_until_signal(
+    procs: Sequence[subprocess.Popen[bytes]],
+    grace_s: float = 20.0,
+    supervisor: Supervisor | None = None,
+) -> None:
     """Wait for SIGINT or SIGTERM, then stop ``procs``: SIGTERM, ``grace_s`` for
-    all of them to exit, SIGKILL for the rest."""
+    all of them to exit, SIGKILL for the rest. With a ``supervisor``, it watches
+    the nodes meanwhile, and the processes stopped are its current ones."""
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -291,7 +308,11 @@ def run_until_signal(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 
     try:
         while not stop:
             time.sleep(0.2)
+            if supervisor is not None and not stop:
+                supervisor.poll(time.monotonic())
     finally:
+        if supervisor is not None:
+            procs = supervisor.procs
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
