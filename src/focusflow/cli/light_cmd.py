@@ -459,16 +459,14 @@ def sample_verified(node: Node, block: LightBlock, samples: int, rng: random.Ran
     result = sampler.result()
     n = len(result.samples)
     shares = (2 * k) ** 2
-    doc.update(
-        samples=n,
-        width=2 * k,
-        shares=shares,
-        verified=n - len(result.failed),
-        available=result.available,
-        # every share checked: nothing withheld can have been missed
-        confidence=1.0 if n == shares else result.confidence,
-        reason=None if result.available else f"{len(result.failed)} of {n} samples failed",
-    )
+    doc["samples"] = n
+    doc["width"] = 2 * k
+    doc["shares"] = shares
+    doc["verified"] = n - len(result.failed)
+    doc["available"] = result.available
+    # every share checked: nothing withheld can have been missed
+    doc["confidence"] = 1.0 if n == shares else result.confidence
+    doc["reason"] = None if result.available else f"{len(result.failed)} of {n} samples failed"
     return doc
 
 
