@@ -442,6 +442,43 @@ const refreshParticle = coalesce(async () => {
 
 // ---------------------------------------------------------------- search
 
+// Most matches of the node's text index listed under the search box, and the
+// longest words it is asked for (the API's bound: longer ones are only hashed).
+const SEARCH_RESULTS = 10;
+const SEARCH_MAX_CHARS = 256;
+
+// The particles whose text the node keeps matches the words, without case: the
+// whole text first, then by prefix, then by substring (GET /v1/particles/search).
+// A node that keeps no texts (or an older one) finds nothing, and the words are
+// then taken as text to hash, as before the index existed.
+async function searchTexts(query) {
+  if (query.length > SEARCH_MAX_CHARS) return [];
+  try {
+    const doc = await api(`/v1/particles/search?q=${enc(query)}&limit=${SEARCH_RESULTS}`);
+    return Array.isArray(doc.results) ? doc.results.filter((r) => typeof r.cid === "string" && CID_RE.test(r.cid)) : [];
+  } catch {
+    return [];
+  }
+}
+
+// The matches as a list under the search form, each opening its particle.
+function showResults(query, results) {
+  let list = $("search-results");
+  if (!list) {
+    list = h("ul", { id: "search-results", "aria-label": "particles found" });
+    $("search-form").after(list);
+  }
+  fill(list, ...results.map((r) => clickable(
+    h("li", { dataset: { cid: r.cid, match: String(r.match) } },
+      h("b", {}, textOf(r.text) ?? shortCid(r.cid)), " ", h("small", {}, `${shortCid(r.cid)} · ${r.match}`)),
+    () => {
+      labels.set(r.cid, textOf(r.text) ?? query);
+      openParticle(r.cid).catch((err) => showError(err, `particle ${shortCid(r.cid)}`));
+    },
+  )));
+  list.hidden = results.length === 0;
+}
+
 async function resolve(query, mode) {
   if (mode === "auto") mode = CID_RE.test(query) ? "cid" : NAME_RE.test(query) ? "name?" : "text";
   if (mode === "cid") return query;
@@ -452,6 +489,12 @@ async function resolve(query, mode) {
     labels.set(cid, query);
     state.lastName = { name: query, cid };
     return cid;
+  }
+  const found = await searchTexts(query);
+  showResults(query, found);
+  if (found.length) {
+    labels.set(found[0].cid, textOf(found[0].text) ?? query);
+    return found[0].cid;
   }
   const { cid } = await api(`/v1/cid?text=${enc(query)}`);
   labels.set(cid, query);
