@@ -54,8 +54,9 @@ class Filter:
     #: Last block a log filter covers (None: no end).
     to_block: int | None = None
     match: Match = (None, [])
-    #: The block a log filter starts at (what ``eth_getFilterLogs`` reads from).
-    from_block: int = 0
+    #: The block a log filter starts at (what ``eth_getFilterLogs`` reads from;
+    #: None: the head at that moment).
+    from_block: int | None = None
     polled: float = field(default_factory=time.monotonic)
 
 

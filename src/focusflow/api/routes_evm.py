@@ -700,18 +700,18 @@ class EvmRpc:
             raise RpcError(-32602, "the filter must be an object")
         match = self._log_match(raw)
         head = self.head()
-        start = self._filter_bound(raw.get("fromBlock"), head) or 0
+        start = self._filter_bound(raw.get("fromBlock"), None)
         end = self._filter_bound(raw.get("toBlock"), None)
         flt = Filter(
-            self.budget.client, "logs", max(start, head + 1), to_block=end, match=match,
+            self.budget.client, "logs", max(start or 0, head + 1), to_block=end, match=match,
             from_block=start,
         )  # fmt: skip
         return FILTERS.add(flt)
 
     def _filter_bound(self, tag: Any, latest: int | None) -> int | None:
         """A filter's block bound: a number (it may lie ahead of the head),
-        ``earliest``, or a tag of the head, which is ``latest`` (the head for a
-        start, None, no end, for an end)."""
+        ``earliest``, or ``latest`` and the tags of the head, given as ``latest``
+        (None: the head when the filter is read, as geth's)."""
         if tag in (None, "latest", "pending", "safe", "finalized"):
             return latest
         if tag == "earliest":
@@ -759,8 +759,9 @@ class EvmRpc:
         if flt.kind != "logs":
             raise RpcError(-32000, "filter not found: eth_getFilterLogs reads log filters")
         head = self.head()
+        start = head if flt.from_block is None else flt.from_block
         end = head if flt.to_block is None else min(head, flt.to_block)
-        return self.logs_between(flt.from_block, end, *flt.match)
+        return self.logs_between(start, end, *flt.match)
 
     def eth_uninstall_filter(self, params: list[Any]) -> bool:
         return FILTERS.remove(_param(params, 0))
