@@ -14,6 +14,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
+from focusflow.chain import Msg
 from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.core.cid import cid_of_text, cid_to_bytes
 from focusflow.node.home import ETH_DEV_BALANCE, eth_dev_accounts
@@ -402,3 +403,39 @@ def test_websocket_refusals_are_json_rpc_errors_and_caps_hold(shared_devnet):
     assert out["not_request"]["error"]["code"] == -32600
     assert all(isinstance(i, str) for i in out["ids"][:32]) and out["ids"][32] is None
     assert out["too_big"] == 1009
+
+
+#: The dev powers of ``focusflow devnet --anvil`` (tests/api/test_evm_anvil.py).
+DEV_CALLS = [
+    ("eth_sendTransaction", [{"from": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"}]),
+    ("evm_mine", []),
+    ("anvil_mine", ["0x2"]),
+    ("evm_increaseTime", [60]),
+    ("evm_setNextBlockTimestamp", [4_000_000_000]),
+    ("anvil_setBalance", ["0x" + "11" * 20, "0x1"]),
+    ("evm_snapshot", []),
+    ("evm_revert", ["0x1"]),
+    ("debug_traceTransaction", ["0x" + "22" * 32]),
+]
+
+
+def test_a_devnet_without_anvil_refuses_every_dev_power(w3, shared_devnet):
+    """No flag, no genesis grant: each dev method answers method-not-available with
+    ``dev_only``, and the dev messages fail in their block, changing nothing."""
+    assert w3.eth.accounts == []
+    for method, params in DEV_CALLS:
+        error = w3.provider.make_request(method, params)["error"]
+        assert error["code"] == -32601 and error["data"] == {"code": "dev_only"}, method
+        assert "focusflow devnet --anvil" in error["message"]
+    target = bytes.fromhex("11" * 20)
+    key = shared_devnet.dev_key()
+    for msg in (
+        Msg("evm.set_balance", {"address": target, "balance": (10**30).to_bytes(32, "big")}),
+        Msg("evm.restore", {"writes": [[b"/token/acct/" + target, b"\x83\x01\x00\x00"]]}),
+    ):
+        tx = signed(shared_devnet, key, [msg])
+        with shared_devnet.client() as c:
+            assert c.post("/v1/txs", json={"tx": tx.encoded.hex()}).status_code in (200, 202)
+        status = wait_tx(shared_devnet, tx.hash.hex())
+        assert status["code"] == "dev_only", status
+    assert w3.eth.get_balance(Web3.to_checksum_address(target)) == 0
