@@ -44,7 +44,7 @@ from focusflow.api.routes_evm import (
 from focusflow.chain.devmode import MAX_MINE_BLOCKS, MAX_SNAPSHOT_KEYS, MAX_TIME_SHIFT_S, DevMode
 from focusflow.chain.eth_tx import sign_eth_tx
 from focusflow.chain.tx import Msg
-from focusflow.modules.evm import RESTORABLE, RESTORE, SET_BALANCE
+from focusflow.modules import RESTORABLE, RESTORE, SET_BALANCE
 from focusflow.vm.evm_keys import ACCOUNT_PREFIX
 
 #: Longest a dev method waits for the blocks it asked for (seconds).
@@ -242,14 +242,14 @@ async def snapshot(rpc: EvmRpc, params: list[Any]) -> str:
 
 def _restore_writes(
     saved: dict[bytes, bytes], now: dict[bytes, bytes], own: frozenset[bytes]
-) -> list[list[bytes | None]]:
+) -> list[tuple[bytes, bytes | None]]:
     """What turns ``now`` back into ``saved``, leaving the node's own accounts alone."""
     skip = {ACCOUNT_PREFIX + a for a in own}
-    writes: list[list[bytes | None]] = []
+    writes: list[tuple[bytes, bytes | None]] = []
     for key in sorted(saved.keys() | now.keys()):
         if key in skip or saved.get(key) == now.get(key):
             continue
-        writes.append([key, saved.get(key)])
+        writes.append((key, saved.get(key)))
     return writes
 
 
@@ -272,7 +272,8 @@ async def revert(rpc: EvmRpc, params: list[Any]) -> bool:
             f"the EVM state changed by {size} bytes since snapshot {sid}: more than one "
             f"transaction carries ({MAX_RESTORE_BYTES})"
         )
-    tx = await run_in_threadpool(dev.submit, [Msg(RESTORE, {"writes": writes})])
+    msg = Msg(RESTORE, {"writes": [[key, value] for key, value in writes]})
+    tx = await run_in_threadpool(dev.submit, [msg])
     await _wait_for_tx(rpc, tx.hash)
     return True
 

@@ -69,8 +69,7 @@ from focusflow.chain.state import PendingState
 from focusflow.chain.tx import decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
-from focusflow.modules import effective_gas_price, evm_block, twap_reader
-from focusflow.modules.evm import DevOnlyError, dev_powers
+from focusflow.modules import DevOnlyError, dev_powers, effective_gas_price, evm_block, twap_reader
 from focusflow.state_schema.accounts import account_key, get_account
 from focusflow.vm import evm, evm_trace
 from focusflow.vm.evm_keys import code_key, storage_key

@@ -20,7 +20,17 @@ from focusflow.modules.ca import NetworkCa
 from focusflow.modules.dex import Dex, DexParams, pool_json, twap_reader
 from focusflow.modules.economy import Economy, buyback_bps, premium_bps
 from focusflow.modules.economy_params import EconomyParams
-from focusflow.modules.evm import Evm, effective_gas_price, evm_block
+from focusflow.modules.evm import (
+    RESTORABLE,
+    RESTORE,
+    SET_BALANCE,
+    DevOnlyError,
+    Evm,
+    EvmDevParams,
+    dev_powers,
+    effective_gas_price,
+    evm_block,
+)
 from focusflow.modules.ibc import Ibc
 from focusflow.modules.interchain import InterchainPlace
 from focusflow.modules.links import Links
@@ -44,13 +54,18 @@ def default_modules() -> list[Module]:
 
 
 __all__ = [
+    "RESTORABLE",
+    "RESTORE",
+    "SET_BALANCE",
     "Bank",
     "Blobs",
+    "DevOnlyError",
     "Dex",
     "DexParams",
     "Economy",
     "EconomyParams",
     "Evm",
+    "EvmDevParams",
     "Ibc",
     "Links",
     "Names",
@@ -64,6 +79,7 @@ __all__ = [
     "ante",
     "buyback_bps",
     "default_modules",
+    "dev_powers",
     "effective_gas_price",
     "evm_block",
     "pool_json",

@@ -118,7 +118,7 @@ def tracing_state() -> Any:
     base = state_class.computation_class
     opcodes = {}
     for code, fn in base.opcodes.items():
-        name = getattr(fn, "mnemonic", None) or getattr(fn.__wrapped__, "mnemonic", hex(code))
+        name = str(getattr(fn, "mnemonic", None) or getattr(fn.__wrapped__, "mnemonic", hex(code)))
         opcodes[code] = _traced(fn, name)
 
     class TracingComputation(base):  # type: ignore[misc,valid-type]
