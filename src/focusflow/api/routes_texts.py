@@ -69,16 +69,17 @@ class TextsBody(StrictBody):
 
 
 def keep_block_texts(store: ParticleTexts) -> Callable[[Any], None]:
-    """A block listener (``NodeRuntime.listeners``) that keeps the texts the
-    committed block's successful link transactions carry, MAX_BATCH a write.
+    """A block keeper (``NodeRuntime.keepers``: it runs before the block's view is
+    published, so a transaction reported committed has its texts kept) that keeps
+    the texts the committed block's successful link transactions carry, MAX_BATCH
+    a write.
 
     Each was checked against its CID when the block ran; the store checks
     again. A write that fails (a full disk) is logged and the node goes on:
     texts are content, the chain does not depend on them.
     """
 
-    def listener(event: Any) -> None:
-        result = event.result
+    def keep(result: Any) -> None:
         items = list(dict(committed_texts(result.block.txs, result.receipts)).items())
         for start in range(0, len(items), MAX_BATCH):
             try:
@@ -86,7 +87,7 @@ def keep_block_texts(store: ParticleTexts) -> Callable[[Any], None]:
             except FocusflowError as exc:
                 log.warning("block texts not kept: %s [%s]", exc.message, exc.code)
 
-    return listener
+    return keep
 
 
 def texts_of(state: AppState, cids: Sequence[bytes]) -> list[str | None]:

@@ -153,6 +153,10 @@ class NodeRuntime:
         self.syntropy: deque[dict[str, float]] = deque(maxlen=HISTORY)
         self.syntropy.append(self._syntropy_point(self.view))
         self.listeners: list[Callable[[BlockEvent], None]] = []
+        #: Called with each committed block before its view is published (and
+        #: its transactions reported committed): what a block carries for the
+        #: node's own stores, such as particle texts, is kept before anyone reads it.
+        self.keepers: list[Callable[[BlockResult], None]] = []
         self.last_block_seconds = 0.0
         self.started_at = time.time()
         self._last_block_at = time.monotonic()
@@ -318,6 +322,11 @@ class NodeRuntime:
             if self.chain.params.economics:
                 self.mempool.fee_per_byte = self.fee_per_byte()
             self.mempool.update(self.account_of)
+        for keep in list(self.keepers):
+            try:
+                keep(result)
+            except Exception:
+                log.exception("block keeper failed")
         previous = self.view
         self.view = self.chain.focus.view(self.chain.height, previous)
         if self.view is not previous and self.view.q is not previous.q:

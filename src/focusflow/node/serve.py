@@ -90,7 +90,7 @@ def serve(
     # handlers make that harmless so the caller still closes the store.
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
     texts = ParticleTexts(home.texts)
-    runtime.listeners.append(keep_block_texts(texts))
+    runtime.keepers.append(keep_block_texts(texts))
     blobs = ChunkStore(home.blobs)
     wasm.keep_artifacts(home.wasm)
     for extension in runtime.extensions:
