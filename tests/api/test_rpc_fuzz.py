@@ -9,8 +9,9 @@ batch), no ``-32603`` (the node's own failure), at most MAX_RESPONSE_BYTES,
 within the time budget. The default run is a few hundred seeded cases; the
 ``slow`` run thousands.
 
-The chain the app serves has a contract's logs and a block of 40,000 logs,
-which makes the largest honest answers (``eth_getLogs``) of the cap's size.
+The chain the app serves has a contract's logs and a block of 40,000 logs
+under five topics, which makes the largest honest answers (``eth_getLogs``
+batches) of the cap's size.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from focusflow.api.app import create_app
 from focusflow.api.errors import MAX_BODY_BYTES
 from focusflow.api.evm_budget import MAX_RESPONSE_BYTES, RPC_TIME_BUDGET_S
 from focusflow.api.limits import LimitSettings
-from focusflow.api.routes_evm import METHODS
+from focusflow.api.routes_evm import MAX_LOG_RESULTS, METHODS
 from focusflow.chain import Genesis
 from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.core.keys import encode_address
@@ -38,8 +39,10 @@ from focusflow.testing.chains import CHAIN_ID, VALIDATOR
 T0 = 1_700_000_000_000
 KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
 SENDER = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
-#: Logs of the big block: about 395 bytes each in an answer, 15.8 MB in all.
-MANY = 40_000
+#: Logs of the big block, under each of its five topics: about 395 bytes each
+#: in an answer, 3.2 MB a topic, 15.8 MB in all.
+PER_TOPIC = 8_000
+TOPICS = range(9, 14)
 #: Each request's time: its budget, and slack for this machine's load.
 SLACK_S = 6.0
 #: The JSON-RPC error codes an answer may carry (``-32603`` is a node bug).
@@ -73,10 +76,11 @@ def client(tmp_path_factory):
         }
     )
     chain = open_chain(tmp_path_factory.mktemp("fuzz"), genesis, VALIDATOR)
-    blocks = [[_eth(0, emits(3, 7), 200_000)], [_eth(1, emits(MANY, 9), 40_000_000)]]
+    big = [_eth(1 + i, emits(PER_TOPIC, t), 8_500_000) for i, t in enumerate(TOPICS)]
+    blocks = [[_eth(0, emits(3, 7), 200_000)], big]
     for i, txs in enumerate(blocks, 1):
         result = chain.produce_block(txs, time_ms=T0 + 1000 * i)
-        assert [r.code for r in result.receipts] == ["ok"], result.rejected
+        assert [r.code for r in result.receipts] == ["ok"] * len(txs), result.rejected
     node = NodeRuntime(chain)
     # One client asking fast: the per-client rate is not what is tested here.
     limits = LimitSettings(rate=1e6, burst=10**6)
@@ -209,15 +213,29 @@ def test_every_method_takes_each_hostile_scalar_in_each_place(client):
 
 
 def test_the_largest_answers_stay_under_the_cap(client):
-    """A log query of the big block answers in full (15.8 MB); a batch of two
-    would pass the cap, so its second item is an ``rpc_limit`` error."""
-    query = {"jsonrpc": "2.0", "method": "eth_getLogs", "params": [{"fromBlock": "0x2",
-             "toBlock": "0x2"}]}  # fmt: skip
-    one = _post(client, json.dumps({**query, "id": 1}))
-    assert len(one["result"]) == MANY
-    two = _post(client, json.dumps([{**query, "id": 1}, {**query, "id": 2}]))
-    assert len(two[0]["result"]) == MANY
-    assert two[1]["error"]["code"] == -32005 and two[1]["error"]["data"]["code"] == "rpc_limit"
-    small = _post(client, json.dumps({**query, "id": 3, "params": [{"fromBlock": "0x1",
-                                       "toBlock": "0x1"}]}))  # fmt: skip
-    assert len(small["result"]) == 3
+    """A log query matching more than ``MAX_LOG_RESULTS`` logs is refused with other
+    nodes' words; one topic's 8,000 answer in full (3.2 MB); in a batch whose
+    answers pass the 24 MiB cap, the items beyond it are ``rpc_limit`` errors."""
+
+    def query(rid: int, lo: int = 2, topic: int | None = None) -> dict:
+        flt = {"fromBlock": hex(lo), "toBlock": hex(lo)}
+        if topic is not None:
+            flt["topics"] = ["0x" + topic.to_bytes(32, "big").hex()]
+        return {"jsonrpc": "2.0", "id": rid, "method": "eth_getLogs", "params": [flt]}
+
+    whole = _post(client, json.dumps(query(1)))
+    assert whole["error"]["code"] == -32005
+    assert whole["error"]["message"].startswith(
+        f"query returned more than {MAX_LOG_RESULTS} results"
+    )
+    assert len(_post(client, json.dumps(query(2, topic=9)))["result"]) == PER_TOPIC
+    batch = _post(client, json.dumps([query(i, topic=TOPICS[i % 5]) for i in range(10)]))
+    # Ten answers would be 32 MB: the cap (or the batch's time budget, on a
+    # loaded machine) stops it; the items before answer in full, those after
+    # are rpc_limit.
+    answered = [item for item in batch if "result" in item]
+    assert 1 <= len(answered) < 10 and "result" in batch[0]
+    assert all(len(a["result"]) == PER_TOPIC for a in answered)
+    for item in batch[len(answered) :]:
+        assert item["error"]["code"] == -32005 and item["error"]["data"]["code"] == "rpc_limit"
+    assert len(_post(client, json.dumps(query(3, lo=1)))["result"]) == 3
