@@ -10,9 +10,9 @@ and nothing is slower.
 
 Bounded: one transaction's trace stops recording at ``MAX_TRACE_STEPS`` steps
 (``truncated`` says so), a step keeps the top ``MAX_TRACE_STACK`` stack items,
-and the store keeps the traces of the last ``MAX_TRACES`` transactions, the
-oldest dropped first. A transaction executed twice (a proposal re-run) keeps
-its last trace.
+and the store keeps the traces of the last ``MAX_TRACES`` transactions and at
+most ``MAX_STORED_STEPS`` steps in all, the oldest dropped first. A
+transaction executed twice (a proposal re-run) keeps its last trace.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from typing import Any
 MAX_TRACE_STEPS = 50_000
 #: Stack items (from the top) one step keeps.
 MAX_TRACE_STACK = 32
-#: Transactions whose traces the store keeps.
+#: Transactions whose traces the store keeps, and steps in all (some 100 MB at
+#: most: the oldest traces go first).
 MAX_TRACES = 256
+MAX_STORED_STEPS = 500_000
 
 
 @dataclass
@@ -45,17 +47,25 @@ class Trace:
 class TraceStore:
     """The traces of the last ``MAX_TRACES`` transactions, by transaction hash."""
 
-    def __init__(self, keep: int = MAX_TRACES) -> None:
+    def __init__(self, keep: int = MAX_TRACES, steps: int = MAX_STORED_STEPS) -> None:
         self.keep = keep
+        self.max_steps = steps
         self._lock = threading.Lock()
         self._traces: OrderedDict[bytes, Trace] = OrderedDict()
+        self._steps = 0
 
     def put(self, tx_hash: bytes, trace: Trace) -> None:
         with self._lock:
+            old = self._traces.pop(tx_hash, None)
+            if old is not None:
+                self._steps -= len(old.steps)
             self._traces[tx_hash] = trace
-            self._traces.move_to_end(tx_hash)
-            while len(self._traces) > self.keep:
-                self._traces.popitem(last=False)
+            self._steps += len(trace.steps)
+            while len(self._traces) > self.keep or (
+                self._steps > self.max_steps and len(self._traces) > 1
+            ):
+                _, dropped = self._traces.popitem(last=False)
+                self._steps -= len(dropped.steps)
 
     def get(self, tx_hash: bytes) -> Trace | None:
         with self._lock:
