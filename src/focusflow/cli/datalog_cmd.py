@@ -51,6 +51,22 @@ def read_program(arg: str) -> str:
         raise InputFileError(f"cannot read the program {where}: {exc}") from None
 
 
+def check_program(text: str, output: str) -> None:
+    """Parse the program and check it against a graph file's relations before
+    the file is read: a program with an error is refused at once, with its
+    own error code, not after a large file has loaded (25 s for WordNet)."""
+    from focusflow.query.analysis import analyse
+    from focusflow.query.operators import OPERATORS
+    from focusflow.query.sources import BASE_SCHEMAS
+    from focusflow.query.syntax import parse
+
+    def schema(name: str) -> Any:
+        op = OPERATORS.get(name)
+        return op.schema if op is not None else BASE_SCHEMAS.get(name)
+
+    analyse(parse(text), output, schema, [*BASE_SCHEMAS, *OPERATORS])
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
@@ -143,6 +159,7 @@ def datalog_cmd(
             raise InvalidParameterError(
                 "--graph runs here: it takes neither --node, --height nor --prove"
             )
+        check_program(text, output)
         from focusflow.graph.wordnet import particles_file_for, read_particle_texts
         from focusflow.query import Limits, open_graph, run
 
