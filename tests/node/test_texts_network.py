@@ -126,6 +126,17 @@ class _Liar(BaseHTTPRequestHandler):
         return None
 
 
+def test_the_chain_and_the_text_store_bound_texts_alike():
+    """The link module checks texts against the bounds the store keeps them by:
+    a text a transaction may carry is one every node can keep in one write."""
+    from focusflow import modules
+    from focusflow.modules import links
+    from focusflow.store import particle_texts
+
+    assert links.MAX_TEXT_BYTES == particle_texts.MAX_TEXT_BYTES
+    assert modules.MAX_TEXTS_PER_TX == particle_texts.MAX_BATCH
+
+
 def test_the_light_client_refuses_a_lying_nodes_text(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Liar)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

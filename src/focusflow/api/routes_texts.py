@@ -40,7 +40,7 @@ from focusflow.api.render import cid_text, parse_cid
 from focusflow.api.service import NodeService
 from focusflow.api.state import AppState, app_state
 from focusflow.core.errors import FocusflowError
-from focusflow.modules.links import committed_texts
+from focusflow.modules import committed_texts
 from focusflow.store.particle_texts import (
     MAX_BATCH,
     MAX_QUERY_CHARS,

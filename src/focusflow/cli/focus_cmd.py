@@ -75,8 +75,9 @@ class FocusSummary(TypedDict):
     dropped_self_links: int
     #: Per phase: ``load`` and the solver's timings.
     seconds: dict[str, float]
-    #: ``[particle, value]`` rows, with ``--json`` only.
-    top: NotRequired[list[list[str | int | float]]]
+    #: ``[particle, value]`` rows (``[particle, value, text or None]`` with texts),
+    #: with ``--json`` only.
+    top: NotRequired[list[list[str | int | float | None]]]
 
 
 def _write_tsv(

@@ -326,7 +326,7 @@ def _link_body(
     and the texts it names that do not fit, for the node's side channel (a text
     longer than a node keeps goes there too, which counts it as too large)."""
     from focusflow.cli.particle_texts import fits
-    from focusflow.modules.links import MAX_TEXTS_PER_TX
+    from focusflow.modules import MAX_TEXTS_PER_TX
 
     named = [cid for pair in links for cid in pair if cid in texts]
     carried: list[list[Any]] = []

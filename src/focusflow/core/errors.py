@@ -41,6 +41,19 @@ class InvalidCIDError(FocusflowError, ValueError):
     code = "invalid_cid"
 
 
+class TextMismatchError(FocusflowError):
+    """A particle text does not hash to the CID it is given for: refused by a
+    node's text store, and a link message's receipt (defined here, below both)."""
+
+    code = "text_mismatch"
+
+
+class TextTooLargeError(FocusflowError):
+    """A particle text is longer than a node keeps (4096 UTF-8 bytes)."""
+
+    code = "text_too_large"
+
+
 class InputFileError(FocusflowError):
     """An input file is missing, unreadable, or not in the format it claims."""
 

@@ -8,7 +8,8 @@ modules a chain runs (:func:`default_modules`), the bank's ante, each module's
 parameters (its section of the chain's, ``chain.module_params``), and the few
 read-only views the node's API serves that are a module's rule rather than a
 record's layout (the EVM's block view and gas price, the exchange's TWAP and
-pool summary, the economy's premium and buyback share). The API imports only
+pool summary, the economy's premium and buyback share, the particle texts a
+committed block's link transactions carry). The API imports only
 these; the state's keys and records it reads through ``focusflow.state_schema``
 (pyproject.toml's import contracts say so).
 """
@@ -33,7 +34,7 @@ from focusflow.modules.evm import (
 )
 from focusflow.modules.ibc import Ibc
 from focusflow.modules.interchain import InterchainPlace
-from focusflow.modules.links import Links
+from focusflow.modules.links import MAX_TEXTS_PER_TX, Links, committed_texts
 from focusflow.modules.names import Names
 from focusflow.modules.proofs import ProofParams, Proofs
 from focusflow.modules.upgrades import Upgrades
@@ -54,6 +55,7 @@ def default_modules() -> list[Module]:
 
 
 __all__ = [
+    "MAX_TEXTS_PER_TX",
     "RESTORABLE",
     "RESTORE",
     "SET_BALANCE",
@@ -78,6 +80,7 @@ __all__ = [
     "WasmParams",
     "ante",
     "buyback_bps",
+    "committed_texts",
     "default_modules",
     "dev_powers",
     "effective_gas_price",

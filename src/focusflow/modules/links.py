@@ -55,23 +55,21 @@ from focusflow.chain.interchain import BucketRule, WrongBucketError, link_bucket
 from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState
 from focusflow.chain.tx import decode_tx
-from focusflow.core.cid import check_cid_bytes
+from focusflow.core.cid import check_cid_bytes, raw_cid_bytes
 from focusflow.core.encoding import encode
-from focusflow.core.errors import InvalidCIDError
+from focusflow.core.errors import InvalidCIDError, TextMismatchError, TextTooLargeError
 from focusflow.modules.accounts import debit, field, only_fields, set_neudeg
 from focusflow.state_schema.accounts import get_account, get_neudeg
 from focusflow.state_schema.interchain import place, rollup_chain_id
 from focusflow.state_schema.links import PACKET_MARK, links_key
-from focusflow.store.particle_texts import (
-    MAX_BATCH,
-    MAX_TEXT_BYTES,
-    TextMismatchError,
-    TextTooLargeError,
-    cid_of_text_bytes,
-)
 
-#: Most particle texts one transaction carries (over all its link messages).
-MAX_TEXTS_PER_TX = MAX_BATCH
+#: Most particle texts one transaction carries (over all its link messages): one
+#: write of the text store (``store.particle_texts.MAX_BATCH``).
+MAX_TEXTS_PER_TX = 64
+#: Longest particle text, in UTF-8 bytes: what a node's text store keeps
+#: (``store.particle_texts.MAX_TEXT_BYTES``, which the modules cannot import;
+#: tests hold the two equal).
+MAX_TEXT_BYTES = 4096
 
 
 class UnlinkedTextError(TxError):
@@ -114,7 +112,7 @@ def _check_texts(ctx: TxContext, links: list[Any], texts: object) -> None:
             )
         if cid not in named:
             raise UnlinkedTextError(f"texts[{i}] is for a particle no link of its message names")
-        if cid_of_text_bytes(raw) != cid:
+        if raw_cid_bytes(raw) != cid:
             raise TextMismatchError(f"texts[{i}] does not hash to its CID")
 
 

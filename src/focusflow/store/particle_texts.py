@@ -37,7 +37,27 @@ from pathlib import Path
 import lmdb
 
 from focusflow.core.cid import raw_cid_bytes
-from focusflow.core.errors import FocusflowError, InvalidParameterError, StoreError
+from focusflow.core.errors import (
+    FocusflowError,
+    InvalidParameterError,
+    StoreError,
+    TextMismatchError,
+    TextTooLargeError,
+)
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_TEXT_BYTES",
+    "ParticleTexts",
+    "SearchIndex",
+    "TextMatch",
+    "TextMismatchError",
+    "TextTooLargeError",
+    "UnknownTextError",
+    "cid_of_text_bytes",
+    "fold",
+    "text_bytes",
+]
 
 #: Longest text kept for a particle, in UTF-8 bytes (a paragraph, a title, a word).
 MAX_TEXT_BYTES = 4096
@@ -54,18 +74,6 @@ MAX_SEARCH_RESULTS = 100
 MIN_SUBSTRING_CHARS = 3
 #: The search index's file inside the store's directory.
 SEARCH_FILE = "search.sqlite"
-
-
-class TextTooLargeError(FocusflowError):
-    """A particle text is longer than MAX_TEXT_BYTES in UTF-8."""
-
-    code = "text_too_large"
-
-
-class TextMismatchError(FocusflowError):
-    """A text offered for a CID does not hash to that CID."""
-
-    code = "text_mismatch"
 
 
 class UnknownTextError(FocusflowError):
