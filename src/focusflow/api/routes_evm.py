@@ -3,8 +3,12 @@
 JSON-RPC 2.0 (one request or a batch of up to ``MAX_BATCH``), the methods of
 the ``eth_`` namespace a tool needs to deploy and use contracts: chain id,
 blocks, balances, nonces, code, storage, calls, gas estimates, fees, raw
-transactions, transactions, receipts and logs. Numbers are hex quantities and
-bytes hex data, as the Ethereum JSON-RPC specification writes them.
+transactions, transactions, receipts and logs, polled filters
+(``api.evm_filters``), ``eth_getProof`` (the chain's sparse-Merkle proofs) and
+``debug_traceTransaction`` (the traces an anvil devnet records); the dev
+methods of ``focusflow devnet --anvil`` are ``api.evm_dev``'s. Numbers are hex
+quantities and bytes hex data, as the Ethereum JSON-RPC specification writes
+them.
 
 State is served at the node's head: a block tag ``latest``, ``pending``,
 ``safe`` or ``finalized`` (every committed block is final), or the head's
@@ -12,7 +16,8 @@ number; an older number is refused (``-32000``, this node keeps no
 historical EVM state), as a pruned Ethereum node does. A block counts once
 its focus is published, as for ``GET /v1/txs/{hash}``. Errors follow the
 specification's codes: ``-32700`` unparsable JSON, ``-32600`` not a request,
-``-32601`` unknown method, ``-32602`` bad parameters, ``-32000`` refused by
+``-32601`` unknown method (or a dev method without the dev powers, ``data.code``
+``dev_only``), ``-32602`` bad parameters, ``-32000`` refused by
 the node (with the chain's error code in ``data``), ``-32005`` over a limit
 (``data.code`` ``rpc_busy`` or ``rpc_limit``), ``-32603`` a failure of the
 node's own (logged), ``3`` a reverted call (with its return data). No answer
