@@ -1,22 +1,28 @@
-"""``focusflow testnet`` when a validator dies: a real testnet process, one of its
-validator processes killed with SIGKILL.
+"""``focusflow testnet`` when a validator dies.
 
-Without ``--restart`` the testnet says so in one line naming the validator, its
-exit status and its log (``DIR/v0/node.log``) and starts nothing. With
-``--restart`` it says so, starts the validator again on the same home after
-its backoff, rewrites testnet.json with the new pid, and the chain goes on.
+A real testnet process run with ``--restart``, its validator killed with SIGKILL:
+the testnet says so in one line naming the validator, its exit status and its
+log (``DIR/v0/node.log``), starts it again on the same home after its backoff,
+rewrites testnet.json with the new pid, and the chain goes on. The supervisor's
+other choices are checked over real child processes (cheaper than a testnet
+each): without restart an exit is reported and nothing is started; a node that
+exits at every start is given up on after its restarts.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from focusflow.node.supervisor import Supervisor
 from focusflow.testing.testnet import START_TIMEOUT, LocalTestnet
 
 
@@ -53,16 +59,6 @@ def testnet_of(tmp_path):
         net.stop()
 
 
-def test_a_dead_validator_is_reported_and_not_restarted_by_default(testnet_of):
-    net = testnet_of()
-    line = killed_line(net)
-    assert "WARN" in line and "not restarted: run with --restart" in line, line
-    time.sleep(3)  # longer than the first restart's backoff
-    assert "restarted (pid" not in log_of(net)
-    assert json.loads((net.home / "testnet.json").read_text())["validators"][0]["pid"] == net.pid(0)
-    assert net.proc.poll() is None  # the testnet itself runs on
-
-
 def test_with_restart_a_dead_validator_is_started_again(testnet_of):
     net = testnet_of("--restart")
     net.wait_height([0], 2, START_TIMEOUT)
@@ -79,3 +75,49 @@ def test_with_restart_a_dead_validator_is_started_again(testnet_of):
     net.wait_up(0, time.monotonic() + START_TIMEOUT)
     height = net.height(0)
     net.wait_height([0], height + 2, 60)
+
+
+def child(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_without_restart_an_exit_is_reported_and_nothing_started(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="focusflow.node")
+    started: list[Path] = []
+    proc = child("import time; time.sleep(60)")
+    sup = Supervisor(
+        [("v3", tmp_path / "v3", proc)], lambda home: started.append(home) or child("0")
+    )
+    sup.poll(0.0)
+    assert caplog.records == []
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    for t in (1.0, 2.0, 100.0):
+        sup.poll(t)
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"v3 exited with code -9 (SIGKILL); its log: {tmp_path / 'v3' / 'node.log'} "
+        "(not restarted: run with --restart)"
+    )
+    assert started == [] and sup.procs == [proc]
+
+
+def test_a_node_that_exits_at_every_start_is_given_up_on(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="focusflow.node")
+    crash = "import sys; sys.exit(3)"
+    first = child(crash)
+    first.wait(10)
+    sup = Supervisor(
+        [("v1", tmp_path / "v1", first)], lambda home: child(crash), restart=True, max_restarts=2
+    )
+    now = 0.0
+    for _ in range(40):  # the backoffs: 1 s, then 2 s
+        sup.poll(now)
+        sup.procs[0].wait(10)
+        now += 0.5
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("exited with code 3" in line for line in lines) == 3, lines
+    assert sum(" restarted (pid " in line for line in lines) == 2, lines
+    assert "restarting it in 1 s" in lines[0] and "restarting it in 2 s" in lines[2], lines
+    assert lines[-1].endswith("restarted 2 times in a row, not again"), lines
+    assert caplog.records[-1].levelname == "ERROR"
