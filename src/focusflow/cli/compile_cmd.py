@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from focusflow.cli.common import SkipInvalidOpt, skipped_invalid, skipped_note
+from focusflow.cli.common import PhaseProgress, SkipInvalidOpt, skipped_invalid, skipped_note
 from focusflow.core.errors import InputFileError, InvalidParameterError
 
 if TYPE_CHECKING:
     from focusflow.compile.pipeline import Report
+
+#: Contexts ``--evaluate`` measures KL on (CompileOptions' own default).
+DEFAULT_EVAL_CONTEXTS = 64
 
 
 def compile_cmd(
@@ -42,8 +44,20 @@ def compile_cmd(
     hops: int | None = typer.Option(
         None, "--hops", help="Exact diffusion steps through the hop tables, 0-3 (default: auto)."
     ),
-    eval_contexts: int = typer.Option(
-        64, "--eval-contexts", help="Contexts KL(phi*_c || q_c) is measured on; 0 skips."
+    evaluate: bool = typer.Option(
+        False,
+        "--evaluate",
+        help="Also measure KL(phi*_c || q_c) against exact personalized focus "
+        f"({DEFAULT_EVAL_CONTEXTS} contexts, one focus solve each: on a large graph "
+        "it can take longer than the compilation).",
+    ),
+    eval_contexts: int | None = typer.Option(
+        None,
+        "--eval-contexts",
+        min=0,
+        help=f"Contexts the KL evaluation runs on (implies --evaluate unless 0; "
+        f"default {DEFAULT_EVAL_CONTEXTS} with --evaluate).",
+        show_default=False,
     ),
     skip_invalid: SkipInvalidOpt = False,
     as_json: bool = typer.Option(False, "--json", help="Print the report on stdout."),
@@ -58,6 +72,8 @@ def compile_cmd(
         raise InvalidParameterError("give exactly one of --graph FILE, --node URL")
     if fmt not in ("auto", "bostrom", "edges"):
         raise InvalidParameterError(f"--format must be auto, bostrom or edges, got {fmt!r}")
+    if eval_contexts is None:
+        eval_contexts = DEFAULT_EVAL_CONTEXTS if evaluate else 0
     options = CompileOptions(
         dim=dim,
         rank=rank,
@@ -72,14 +88,9 @@ def compile_cmd(
     if out.exists() and not out.is_dir():
         raise InputFileError(f"{out}: exists and is not a directory")
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+    with PhaseProgress("compile") as progress:
         source = graph_file.name if graph_file is not None else node
-        task = bar.add_task(f"loading {source}", total=None)
-
-        def phase(name: str) -> None:
-            bar.update(task, description=name)
-
+        progress.phase(f"loading {source}")
         t0 = time.perf_counter()
         if graph_file is not None:
             from focusflow.graph.importers import read_graph
@@ -92,7 +103,9 @@ def compile_cmd(
             from focusflow.cli.node_graph import read_node_graph
 
             def pages(what: str, got: int, total: int) -> None:
-                bar.update(task, description=f"reading {what} from the node: {got:,} / {total:,}")
+                if progress.name != f"reading {what} from the node":
+                    progress.phase(f"reading {what} from the node", total, what)
+                progress.advance(got)
 
             with client(None, node) as api:
                 fetched = read_node_graph(api, pages)
@@ -102,12 +115,18 @@ def compile_cmd(
                 "heights": [fetched.first_height, fetched.last_height],
             }
         t_load = time.perf_counter() - t0
-        compiled = compile_graph(graph, options, phase=phase)
+        compiled = compile_graph(graph, options, phase=progress.phase)
         compiled.report["timings"]["load"] = t_load
         compiled.report["source"] = origin
         compiled.report["skipped_invalid_links"] = skipped_invalid(graph)
         try:
-            report = write(compiled, graph, out, phase=phase)
+            report = write(
+                compiled,
+                graph,
+                out,
+                phase=progress.phase,
+                evaluated=lambda done, total: progress.advance(done, total, "contexts"),
+            )
         except OSError as exc:
             raise InputFileError(f"{out}: cannot write: {exc.strerror}") from None
     if as_json:
@@ -131,7 +150,9 @@ def _summary(err: Console, r: Report, out: Path) -> None:
     if note:
         err.print(note)
     kl = r.get("kl")
-    if kl:
+    if not kl:
+        err.print("KL against exact personalized focus: not measured (--evaluate measures it)")
+    else:
         err.print(
             f"KL(phi*_c || q_c) over {kl['contexts']} contexts: mean {kl['kl_mean']:.3f}, "
             f"median {kl['kl_median']:.3f} (phi* alone: {kl['baseline_phi_kl_mean']:.3f})"

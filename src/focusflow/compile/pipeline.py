@@ -330,8 +330,12 @@ def write(
     phase: Phase | None = None,
     eval_contexts: int | None = None,
     seed: int | None = None,
+    evaluated: Callable[[int, int], None] | None = None,
 ) -> Report:
-    """Write ``model.onnx``, ``vocab.tsv`` and (after measuring KL) ``report.json``."""
+    """Write ``model.onnx``, ``vocab.tsv`` and (after measuring KL, where the
+    options ask for contexts) ``report.json``; ``evaluated(done, total)`` hears
+    of each context measured: one exact focus solve each, the long part on a
+    large graph."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = compiled.report
@@ -359,6 +363,7 @@ def write(
             count=count,
             seed=opts["seed"] if seed is None else seed,
             focus_params={"mode": opts["mode"], "alpha": opts["alpha"]},
+            progress=None if evaluated is None else lambda done: evaluated(done, count),
         )
         timings["evaluate"] = time.perf_counter() - t
     else:
