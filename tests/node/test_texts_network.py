@@ -39,9 +39,12 @@ def net(tmp_path_factory):
         network.stop()
 
 
-def _submit(net, nonce: int, links, texts) -> str:
+def _submit(net, links, texts) -> str:
+    """One link transaction of the dev key to validator 0, at its next nonce."""
     key = Keystore(net.home / "v0" / "keys").load("dev")
     chain_id = net.status(0)["chain_id"]
+    account = httpx.get(f"{net.apis[0]}/v1/accounts/{key.address}", timeout=5).json()
+    nonce = account["pending_nonce"]
     body = {"links": links, "texts": texts}
     tx = make_tx(key, chain_id, nonce, 10_000, [Msg("link", body)])
     r = httpx.post(f"{net.apis[0]}/v1/txs", json={"tx": tx.encoded.hex()}, timeout=5)
@@ -63,12 +66,20 @@ def _wait_text(net, k: int, cid: str, timeout: float = 20) -> str:
     raise AssertionError(f"node {k} shows no text for {cid}\n{net.logs()[-3000:]}")
 
 
-def test_texts_of_a_link_reach_every_node_and_the_light_client(net, tmp_path):
+@pytest.fixture(scope="module")
+def cats(net) -> str:
+    """Validator 0 gets the link "Cats" -> "net-mammals" carrying both texts; every
+    node has executed its block."""
     cats, mammals = cid_of_text("Cats"), cid_of_text("net-mammals")
     links = [[cid_to_bytes(cats), cid_to_bytes(mammals)]]
     texts = [[cid_to_bytes(cats), "Cats"], [cid_to_bytes(mammals), "net-mammals"]]
-    height = net.wait_tx(0, _submit(net, 0, links, texts), 60)
+    height = net.wait_tx(0, _submit(net, links, texts), 60)
     net.wait_height((0, 1, FULL), height, 30)
+    return cats
+
+
+def test_texts_of_a_link_reach_every_node_and_the_light_client(net, cats, tmp_path):
+    mammals = cid_of_text("net-mammals")
     for k in (*VALIDATORS, FULL):
         assert _wait_text(net, k, cats) == "Cats"
         assert _wait_text(net, k, mammals) == "net-mammals"
@@ -86,16 +97,41 @@ def test_texts_of_a_link_reach_every_node_and_the_light_client(net, tmp_path):
         assert client.text(cid_of_text("never linked")) is None
 
 
+def test_texts_by_many_cids_and_the_search_routes_refuse_bad_input(net, cats):
+    unknown = cid_of_text("nobody said this")
+    api = net.apis[FULL]
+    got = httpx.get(f"{api}/v1/particles/texts", params={"cid": [cats, unknown]}, timeout=5)
+    assert got.status_code == 200, got.text
+    assert got.json() == {"texts": {cats: "Cats"}}
+    for params, code in (
+        ({"cid": ["not-a-cid"]}, "invalid_cid"),
+        ({"cid": [cats] * 101}, "malformed"),
+        ({}, "malformed"),
+    ):
+        r = httpx.get(f"{api}/v1/particles/texts", params=params, timeout=5)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+    for params in (
+        {"q": "x" * 257},
+        {"q": ""},
+        {"q": "cats", "limit": 0},
+        {"q": "cats", "limit": 101},
+    ):
+        r = httpx.get(f"{api}/v1/particles/search", params=params, timeout=5)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "malformed", r.text
+    blank = httpx.get(f"{api}/v1/particles/search", params={"q": "   "}, timeout=5).json()
+    assert blank["results"] == []
+
+
 def test_a_text_that_is_not_its_cids_fails_the_receipt_and_is_kept_nowhere(net):
     wolf, dog = cid_of_text("net-wolf"), cid_of_text("net-dog")
     links = [[cid_to_bytes(wolf), cid_to_bytes(dog)]]
     lie = [[cid_to_bytes(wolf), "net-wolf"], [cid_to_bytes(dog), "net-cat"]]
-    tx_hash = _submit(net, 1, links, lie)
+    tx_hash = _submit(net, links, lie)
     height = net.wait_tx(0, tx_hash, 60)
     record = httpx.get(f"{net.apis[0]}/v1/txs/{tx_hash}", timeout=5).json()
     assert record["code"] == "text_mismatch", record
     assert "texts[1]" in record["log"]
-    net.wait_height((0, 1, FULL), height + 1, 30)  # listeners of `height` have run
+    net.wait_height((0, 1, FULL), height + 1, 30)  # every node is past that block
     for k in (*VALIDATORS, FULL):
         for cid in (wolf, dog, cid_of_text("net-cat")):
             r = _text(net, k, cid)
@@ -103,7 +139,7 @@ def test_a_text_that_is_not_its_cids_fails_the_receipt_and_is_kept_nowhere(net):
     # A text for a particle its links do not name fails too.
     bird = cid_of_text("net-bird")
     stray = [[cid_to_bytes(bird), "net-bird"]]
-    tx_hash = _submit(net, 2, links, stray)
+    tx_hash = _submit(net, links, stray)
     net.wait_tx(0, tx_hash, 60)
     assert httpx.get(f"{net.apis[0]}/v1/txs/{tx_hash}", timeout=5).json()["code"] == (
         "unlinked_text"

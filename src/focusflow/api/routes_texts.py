@@ -35,7 +35,7 @@ from focusflow.api import schemas
 from focusflow.api.bodies import StrictBody, json_body
 from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.jsonbody import list_field, object_body, parse_json
-from focusflow.api.params import CidPath
+from focusflow.api.params import CID_PATTERN, CidPath
 from focusflow.api.render import cid_text, parse_cid
 from focusflow.api.service import NodeService
 from focusflow.api.state import AppState, app_state
@@ -151,12 +151,15 @@ async def keep_texts(request: Request) -> JSONResponse:
 
 #: Most particles one ``GET /v1/particles/texts`` names.
 MAX_LOOKUP = 100
+#: One CID of the query string, with the pattern a path's CID has (checked by
+#: ``parse_cid``: ``invalid_cid``).
+CidItem = Annotated[str, Field(json_schema_extra={"pattern": CID_PATTERN, "maxLength": 256})]
 
 
 @router.get("/texts", response_model=None)
 def particle_texts(
     request: Request,
-    cid: Annotated[list[str], Query(min_length=1, max_length=MAX_LOOKUP)],
+    cid: Annotated[list[CidItem], Query(min_length=1, max_length=MAX_LOOKUP)],
 ) -> JSONResponse:
     """The kept text of each of up to MAX_LOOKUP particles (``?cid=..&cid=..``):
     ``{texts: {cid: text}}``, the particles without one left out."""

@@ -109,8 +109,9 @@ def text_bytes(text: object) -> bytes:
 
 
 def fold(text: str) -> str:
-    """A text as the search index compares it: case-folded, runs of white space one space."""
-    return " ".join(text.casefold().split())
+    """A text as the search index compares it: case-folded, runs of white space (and
+    NUL, which FTS5's query syntax cannot hold) one space."""
+    return " ".join(text.casefold().replace("\x00", " ").split())
 
 
 @dataclass(frozen=True)
@@ -260,16 +261,21 @@ class ParticleTexts:
         self.index.add(batch)
 
     def search(self, query: str, limit: int = 20) -> list[TextMatch]:
-        """Kept texts matching ``query`` (:meth:`SearchIndex.search`); ``query`` is
-        1 to MAX_QUERY_CHARS characters, ``limit`` 1 to MAX_SEARCH_RESULTS."""
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidParameterError("a search query is a non-empty text")
+        """Kept texts matching ``query`` (:meth:`SearchIndex.search`); ``query`` is at
+        most MAX_QUERY_CHARS characters (one of white space only matches nothing),
+        ``limit`` 1 to MAX_SEARCH_RESULTS."""
+        if not isinstance(query, str):
+            raise InvalidParameterError("a search query is a text")
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidParameterError(
                 f"a search query is at most {MAX_QUERY_CHARS} characters; this one has {len(query)}"
             )
         if not 1 <= limit <= MAX_SEARCH_RESULTS:
             raise InvalidParameterError(f"a search limit is 1 to {MAX_SEARCH_RESULTS}")
+        try:
+            query.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidParameterError("a search query must be valid Unicode") from None
         return self.index.search(query, limit)
 
     def __enter__(self) -> ParticleTexts:
