@@ -1,8 +1,8 @@
 """``focusflow devnet --anvil`` driven by web3.py as a hardhat or foundry test suite drives anvil.
 
 One devnet process for the module: contracts deployed and called from the
-unlocked test accounts (no key in the client), polled filters, snapshot and
-revert between tests, time travel, traces, proofs, blocks mined on demand and
+unlocked test accounts (no key in the client) and an impersonated one, polled
+filters, snapshot and revert between tests, time travel, traces, proofs, blocks mined on demand and
 the logs of more than a thousand of them; and the bounds a hostile client
 meets. ``tests/node/test_evm_rpc.py`` checks that a devnet without ``--anvil``
 refuses every dev power.
@@ -262,3 +262,29 @@ def test_ethers_runs_a_hardhat_style_flow(anvil, w3):
     assert out["timeMoved"] >= 7200
     assert {"SSTORE", "LOG1"} <= set(out["ops"])
     assert verifies(bytes.fromhex(out["stateRoot"][2:]), out["slotProof"])
+
+
+def test_an_impersonated_account_sends_without_its_key(w3, counter):
+    whale = Web3.to_checksum_address("0x" + "be" * 20)
+    refused = rpc(w3, "eth_sendTransaction", {"from": whale, "to": counter.address})
+    assert "not an unlocked account" in refused["error"]["message"]
+    rpc(w3, "anvil_setBalance", whale, hex(10**18))
+    assert rpc(w3, "anvil_impersonateAccount", whale)["result"] is None
+    receipt = wait(w3, counter.functions.set(61).transact({"from": whale}))
+    assert receipt["status"] == 1 and receipt["from"] == whale and receipt["to"] == counter.address
+    assert counter.functions.get().call() == 61
+    sent = w3.eth.get_transaction(receipt["transactionHash"])
+    assert (
+        sent["from"] == whale
+        and sent["nonce"] == 0
+        and sent["blockNumber"] == receipt["blockNumber"]
+    )
+    assert w3.eth.get_transaction_count(whale) == 1
+    assert w3.eth.get_balance(whale) == 10**18 - receipt["gasUsed"]  # the base fee, no tip
+    logs = w3.eth.get_logs({"fromBlock": receipt["blockNumber"], "toBlock": receipt["blockNumber"]})
+    assert [log["transactionHash"] for log in logs] == [receipt["transactionHash"]]
+    trace = rpc(w3, "debug_traceTransaction", receipt["transactionHash"].to_0x_hex())["result"]
+    assert "SSTORE" in {step["op"] for step in trace["structLogs"]}
+    rpc(w3, "anvil_stopImpersonatingAccount", whale)
+    again = rpc(w3, "eth_sendTransaction", {"from": whale, "to": counter.address})
+    assert "not an unlocked account" in again["error"]["message"]

@@ -44,7 +44,7 @@ from focusflow.api.routes_evm import (
 from focusflow.chain.devmode import MAX_MINE_BLOCKS, MAX_SNAPSHOT_KEYS, MAX_TIME_SHIFT_S, DevMode
 from focusflow.chain.eth_tx import sign_eth_tx
 from focusflow.chain.tx import Msg
-from focusflow.modules import RESTORABLE, RESTORE, SET_BALANCE
+from focusflow.modules import CALL_AS, RESTORABLE, RESTORE, SET_BALANCE
 from focusflow.vm.evm_keys import ACCOUNT_PREFIX
 
 #: Longest a dev method waits for the blocks it asked for (seconds).
@@ -180,6 +180,8 @@ async def send_transaction(rpc: EvmRpc, params: list[Any]) -> str:
         )
     sender = parse_address(call.get("from"), "from")
     key = dev.unlocked.get(sender)
+    if key is None and sender in dev.impersonated:
+        return await _send_as(rpc, dev, sender, call)
     if key is None:
         raise RpcError(
             -32000,
@@ -211,6 +213,39 @@ async def send_transaction(rpc: EvmRpc, params: list[Any]) -> str:
         max_fee=max_fee, tip=min(tip, max_fee),
     )  # fmt: skip
     return await send_raw(rpc, [data(raw)])
+
+
+async def _send_as(rpc: EvmRpc, dev: DevMode, sender: bytes, call: dict[str, Any]) -> str:
+    """The call as an ``evm.call_as`` transaction of the dev key: it runs as a
+    transaction of the impersonated ``sender``; answers that transaction's hash,
+    which the receipt and transaction methods know."""
+    to = None if call.get("to") is None else parse_address(call["to"], "to")
+    payload = call.get("data", call.get("input"))
+    code = b"" if payload is None else parse_data(payload, "data")
+    value = 0 if call.get("value") is None else parse_qty(call["value"], "value")
+    if call.get("gas") is not None:
+        gas = parse_qty(call["gas"], "gas")
+    else:
+        estimate = {k: call[k] for k in ("from", "to", "data", "input", "value") if k in call}
+        gas = int(await WORKERS.run(rpc.budget, EvmRpc.eth_estimate_gas, rpc, [estimate]), 16)
+    if gas >= 2**64:
+        raise RpcError(-32602, f"gas {gas} is over 2**64")
+    body = {"from": sender, "to": to or b"", "value": value.to_bytes(32, "big"), "data": code,
+            "gas": gas}  # fmt: skip
+    tx = await run_in_threadpool(dev.submit, [Msg(CALL_AS, body)])
+    return data(tx.hash)
+
+
+async def impersonate(rpc: EvmRpc, params: list[Any]) -> None:
+    """``anvil_impersonateAccount [address]``: ``eth_sendTransaction`` from it runs
+    without its key."""
+    _dev(rpc, "anvil_impersonateAccount").impersonated.add(parse_address(_param(params, 0)))
+
+
+async def stop_impersonating(rpc: EvmRpc, params: list[Any]) -> None:
+    """``anvil_stopImpersonatingAccount [address]``."""
+    dev = _dev(rpc, "anvil_stopImpersonatingAccount")
+    dev.impersonated.discard(parse_address(_param(params, 0)))
 
 
 def _field(call: dict[str, Any], name: str, default: int) -> int:
@@ -290,6 +325,10 @@ DEV_METHODS: dict[str, DevMethod] = {
     "evm_setNextBlockTimestamp": set_next_timestamp,
     "anvil_setBalance": set_balance,
     "hardhat_setBalance": set_balance,
+    "anvil_impersonateAccount": impersonate,
+    "hardhat_impersonateAccount": impersonate,
+    "anvil_stopImpersonatingAccount": stop_impersonating,
+    "hardhat_stopImpersonatingAccount": stop_impersonating,
     "evm_snapshot": snapshot,
     "evm_revert": revert,
 }

@@ -39,6 +39,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -71,10 +72,17 @@ from focusflow.chain.errors import EvmInvalidError, EvmRevertedError, TxError
 from focusflow.chain.eth_tx import EthTx, evm_chain_id
 from focusflow.chain.module import BlockContext
 from focusflow.chain.state import PendingState
-from focusflow.chain.tx import decode_tx
+from focusflow.chain.tx import Tx, decode_tx
 from focusflow.core.encoding import decode
 from focusflow.core.errors import DecodeError, FocusflowError
-from focusflow.modules import DevOnlyError, dev_powers, effective_gas_price, evm_block, twap_reader
+from focusflow.modules import (
+    CALL_AS,
+    DevOnlyError,
+    dev_powers,
+    effective_gas_price,
+    evm_block,
+    twap_reader,
+)
 from focusflow.state_schema.accounts import account_key, get_account
 from focusflow.vm import evm, evm_trace
 from focusflow.vm.evm_keys import code_key, storage_key
@@ -185,6 +193,37 @@ def parse_address(value: Any, what: str = "address") -> bytes:
 
 
 # --- the node's committed chain --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallAsFields:
+    """The fields of an ``evm.call_as`` transaction (an impersonated account's, on an
+    anvil devnet) as an EIP-1559 transaction's: no signature, no tip."""
+
+    nonce: int
+    to: bytes | None
+    value: int
+    gas: int
+    data: bytes
+    chain_id: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int = 0
+    type_id: int = 2
+    v: int = 0
+    r: int = 0
+    s: int = 0
+    y_parity: int = 0
+    access_list: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallAsTx:
+    """An ``evm.call_as`` transaction as the methods read an Ethereum one: its hash
+    is the native transaction's, its sender the impersonated account."""
+
+    hash: bytes
+    sender_address: bytes
+    eth: CallAsFields
 
 
 class EvmRpc:
@@ -446,14 +485,40 @@ class EvmRpc:
             return None
         return self._block_json(number, parse_bool(_param(params, 1, False), "full"))
 
-    def _eth_txs(self, record: BlockRecord) -> list[tuple[int, EthTx]]:
-        out = []
+    def _eth_txs(self, record: BlockRecord) -> list[tuple[int, EthTx | CallAsTx]]:
+        """The block's Ethereum transactions with their index in the block; on a
+        chain with the dev powers, its ``evm.call_as`` ones too."""
+        out: list[tuple[int, EthTx | CallAsTx]] = []
+        dev_chain = dev_powers(self.node.chain.params)
         for i, raw in enumerate(record.block.txs):
             if raw[:1] != b"\x86":
                 tx = decode_tx(raw)
                 if isinstance(tx, EthTx):
                     out.append((i, tx))
+            elif dev_chain:
+                call = self._call_as(decode_tx(raw), None)
+                if call is not None:
+                    out.append((i, call))
         return out
+
+    def _call_as(self, tx: Tx, events: list[Any] | None) -> CallAsTx | None:
+        """``tx`` as the Ethereum transaction it ran when it is an ``evm.call_as``
+        that ran (its receipt has the ``evm`` event; ``events`` when known)."""
+        if len(tx.msgs) != 1 or tx.msgs[0].type != CALL_AS:
+            return None
+        if events is None:
+            found = self.receipt_of(tx.hash)
+            events = [] if found is None else found[4]
+        ev = _evm_event(events)
+        if ev is None or "nonce" not in ev:
+            return None
+        body = tx.msgs[0].body
+        eth = CallAsFields(
+            nonce=ev["nonce"], to=body["to"] or None, value=int.from_bytes(body["value"], "big"),
+            gas=body["gas"], data=body["data"], chain_id=self.chain_id,
+            max_fee_per_gas=self.node.chain.params.evm_base_fee,
+        )  # fmt: skip
+        return CallAsTx(tx.hash, body["from"], eth)
 
     def _block_json(self, number: int, full: bool) -> dict[str, Any] | None:
         record = self.record(number)
@@ -501,7 +566,11 @@ class EvmRpc:
         }
 
     def _tx_json(
-        self, tx: EthTx, height: int | None, block_hash: bytes | None, index: int | None
+        self,
+        tx: EthTx | CallAsTx,
+        height: int | None,
+        block_hash: bytes | None,
+        index: int | None,
     ) -> dict[str, Any]:
         eth = tx.eth
         type_id = getattr(eth, "type_id", None) or 0
@@ -538,7 +607,9 @@ class EvmRpc:
             out["maxPriorityFeePerGas"] = qty(eth.max_priority_fee_per_gas)
         return out
 
-    def _located(self, tx_hash: bytes) -> tuple[EthTx, int, int, BlockRecord, Any] | None:
+    def _located(
+        self, tx_hash: bytes
+    ) -> tuple[EthTx | CallAsTx, int, int, BlockRecord, Any] | None:
         found = self.receipt_of(tx_hash)
         if found is None:
             return None
@@ -547,9 +618,10 @@ class EvmRpc:
         if record is None or index >= len(record.block.txs):
             return None
         tx = decode_tx(record.block.txs[index])
-        if not isinstance(tx, EthTx):
-            return None
-        return tx, height, index, record, found
+        if isinstance(tx, EthTx):
+            return tx, height, index, record, found
+        call = self._call_as(tx, found[4]) if dev_powers(self.node.chain.params) else None
+        return None if call is None else (call, height, index, record, found)
 
     def eth_get_transaction_by_hash(self, params: list[Any]) -> dict[str, Any] | None:
         tx_hash = parse_data(_param(params, 0), "transaction hash", 32)

@@ -49,6 +49,9 @@ class DevMode:
         pay and earn the fees of those transactions and which a revert leaves
         as they are."""
         self.own = own
+        #: Addresses ``anvil_impersonateAccount`` named: ``eth_sendTransaction``
+        #: sends for them without their key (an ``evm.call_as`` transaction).
+        self.impersonated: set[bytes] = set()
         self.unlocked = dict(unlocked)
         self.submit = submit
         self._clock = clock

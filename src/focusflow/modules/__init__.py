@@ -22,6 +22,7 @@ from focusflow.modules.dex import Dex, DexParams, pool_json, twap_reader
 from focusflow.modules.economy import Economy, buyback_bps, premium_bps
 from focusflow.modules.economy_params import EconomyParams
 from focusflow.modules.evm import (
+    CALL_AS,
     RESTORABLE,
     RESTORE,
     SET_BALANCE,
@@ -55,6 +56,7 @@ def default_modules() -> list[Module]:
 
 
 __all__ = [
+    "CALL_AS",
     "MAX_TEXTS_PER_TX",
     "RESTORABLE",
     "RESTORE",

@@ -9,6 +9,10 @@ Messages
                          whose genesis grants the dev powers
                          (``evm_dev_powers`` 1) and that one validator decides;
                          anywhere else ``dev_only``.
+    ``evm.call_as``      ``{"from", "to", "value", "data", "gas"}``: run a call as
+                         a transaction of ``from``, which nobody signed
+                         (``anvil_impersonateAccount``); the same dev powers
+                         only. Its ``evm`` event also holds the ``nonce`` used.
     ``evm.restore``      ``{"writes": [[key, value or null], ...]}``: put back
                          the EVM's state (keys under ``RESTORABLE``) as an
                          ``evm_snapshot`` saw it (``evm_revert``); the same
@@ -64,7 +68,14 @@ from focusflow.modules.accounts import credit, debit, field, set_account
 from focusflow.modules.dex import twap_reader
 from focusflow.modules.wasm import WasmParams, reserve_block_gas
 from focusflow.state_schema.accounts import get_account
-from focusflow.vm.evm import EvmBlock, EvmValidationError, Outcome, apply_transaction, packets_of
+from focusflow.vm.evm import (
+    EvmBlock,
+    EvmValidationError,
+    Outcome,
+    apply_transaction,
+    impersonated,
+    packets_of,
+)
 from focusflow.vm.evm_keys import ACCOUNT_PREFIX, CODE_PREFIX, STORE_PREFIX, code_key
 
 
@@ -101,6 +112,8 @@ def dev_powers(params: ChainParams) -> bool:
     return EvmDevParams.of(params).evm_dev_powers == 1
 
 
+#: The message that runs a call as an impersonated account's transaction.
+CALL_AS = "evm.call_as"
 #: The message that puts back the EVM state of a snapshot (module docstring).
 RESTORE = "evm.restore"
 #: The state ``evm.restore`` may write: accounts, contract code and storage.
@@ -143,7 +156,12 @@ class Evm:
     name = "evm"
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {EVM_TX: self.run, SET_BALANCE: self.set_balance, RESTORE: self.restore}
+        return {
+            EVM_TX: self.run,
+            SET_BALANCE: self.set_balance,
+            RESTORE: self.restore,
+            CALL_AS: self.call_as,
+        }
 
     @staticmethod
     def _check_dev(ctx: TxContext, msg: str) -> None:
@@ -192,17 +210,39 @@ class Evm:
         tx = ctx.tx
         if not isinstance(tx, EthTx) or body:
             raise EvmInvalidError("evm.tx is the message of an Ethereum transaction only")
-        eth = tx.eth
+        self._execute(ctx, tx.eth, tx.sender_address)
+
+    def call_as(self, ctx: TxContext, body: MessageBody) -> None:
+        """``anvil_impersonateAccount``'s transaction: the call run as a transaction
+        of ``from``, which nobody signed, paying the base fee for its gas (dev
+        powers only; the message's sender, the dev key, pays the native fee)."""
+        self._check_dev(ctx, CALL_AS)
+        sender = field(body, "from", bytes, size=20)
+        to = field(body, "to", bytes)
+        if len(to) not in (0, 20):
+            raise MalformedMessageError("field 'to' must be 20 bytes, or empty for a creation")
+        value = int.from_bytes(field(body, "value", bytes, size=32), "big")
+        gas = field(body, "gas", int)
+        nonce = get_account(ctx.state, sender).nonce
+        eth = impersonated(
+            evm_chain_id(ctx.block.chain_id), nonce, sender, to or None, value,
+            field(body, "data", bytes), gas, ctx.params.evm_base_fee,
+        )  # fmt: skip
+        self._execute(ctx, eth, sender, nonce=nonce)
+
+    def _execute(self, ctx: TxContext, eth: Any, sender: bytes, **extra: Any) -> None:
+        """Run ``eth`` as ``sender``'s Ethereum transaction (module docstring);
+        ``extra``: more fields of its ``evm`` event."""
         params = ctx.params
         used = ctx.block.counters.get(GAS_COUNTER, 0)
         check_transaction(
-            ctx.state, eth, tx.sender_address, params.evm_base_fee,
-            params.evm_block_gas_limit, used,
-        )  # fmt: skip
+            ctx.state, eth, sender, params.evm_base_fee, params.evm_block_gas_limit, used
+        )
         block = evm_block(ctx.block)
         attempt = ctx.state.child()
+        assert ctx.tx is not None  # a handler runs a transaction's message
         try:
-            out = apply_transaction(attempt, block, eth)
+            out = apply_transaction(attempt, block, eth, trace_key=ctx.tx.hash)
         except EvmValidationError as exc:
             raise EvmInvalidError(f"the EVM refuses the transaction: {exc}") from None
         sent = TxContext(ctx.block, ctx.sender, ctx.tx_index, ctx.msg_index, attempt, tx=ctx.tx)
@@ -211,7 +251,7 @@ class Evm:
             ctx.state.merge(attempt)
             ctx.deltas.merge(sent.deltas)
         else:
-            _charge_failed(ctx.state, tx.sender_address, eth, out.gas_used, block)
+            _charge_failed(ctx.state, sender, eth, out.gas_used, block)
             out = Outcome(0, out.gas_used, b"", error=failed[1])
         total = used + out.gas_used
         ctx.block.counters[GAS_COUNTER] = total
@@ -226,8 +266,9 @@ class Evm:
             effective_gas_price=effective_gas_price(eth, params.evm_base_fee),
             contract=out.contract,
             logs=[[a, [t.to_bytes(32, "big") for t in topics], d] for a, topics, d in out.logs],
-            sender=tx.sender_address,
+            sender=sender,
             to=bytes(eth.to) if eth.to else None,
+            **extra,
         )
         if failed is not None:
             ctx.failure = failed

@@ -502,11 +502,14 @@ def _reason(computation: Any) -> str:
     return f"{name}: {detail}" if detail else name
 
 
-def apply_transaction(state: PendingState, block: EvmBlock, tx: Any) -> Outcome:
+def apply_transaction(
+    state: PendingState, block: EvmBlock, tx: Any, trace_key: bytes | None = None
+) -> Outcome:
     """Run a signed transaction into ``state``: nonce, gas purchase, execution,
     refund and tip. Raises :class:`EvmValidationError` (and changes nothing)
     when it cannot run at all; an execution that fails is an ``Outcome`` with
-    status 0 whose gas is still paid."""
+    status 0 whose gas is still paid. ``trace_key``: what a recorded trace is
+    kept under (the transaction's hash when None)."""
     from eth_utils.exceptions import ValidationError
 
     _, vm_class, _ = interpreter()
@@ -525,9 +528,38 @@ def apply_transaction(state: PendingState, block: EvmBlock, tx: Any) -> Outcome:
             computation = _run(vm_state, tx)
             trace.output = bytes(computation.output)
         finally:
-            evm_trace.end(bytes(tx.hash), trace)
+            evm_trace.end(bytes(tx.hash) if trace_key is None else trace_key, trace)
     vm_state._account_db.flush()
     return _outcome(vm_class, tx, computation)
+
+
+def impersonated(
+    chain_id: int,
+    nonce: int,
+    sender: bytes,
+    to: bytes | None,
+    value: int,
+    data: bytes,
+    gas: int,
+    max_fee: int,
+) -> Any:
+    """An EIP-1559 transaction of ``sender`` that nobody signed (an anvil devnet's
+    ``anvil_impersonateAccount``): for :func:`apply_transaction`, which runs it
+    as the signed one, with no tip."""
+    from eth.vm.spoof import SpoofTransaction
+
+    unsigned = interpreter()[2].new_unsigned_dynamic_fee_transaction(
+        chain_id=chain_id,
+        nonce=nonce,
+        max_priority_fee_per_gas=0,
+        max_fee_per_gas=max_fee,
+        gas=gas,
+        to=to or b"",
+        value=value,
+        data=data,
+        access_list=(),
+    )
+    return SpoofTransaction(unsigned, from_=sender)
 
 
 def call(
