@@ -413,6 +413,7 @@ DEV_CALLS = [
     ("evm_increaseTime", [60]),
     ("evm_setNextBlockTimestamp", [4_000_000_000]),
     ("anvil_setBalance", ["0x" + "11" * 20, "0x1"]),
+    ("anvil_impersonateAccount", ["0x" + "11" * 20]),
     ("evm_snapshot", []),
     ("evm_revert", ["0x1"]),
     ("debug_traceTransaction", ["0x" + "22" * 32]),
@@ -432,6 +433,7 @@ def test_a_devnet_without_anvil_refuses_every_dev_power(w3, shared_devnet):
     for msg in (
         Msg("evm.set_balance", {"address": target, "balance": (10**30).to_bytes(32, "big")}),
         Msg("evm.restore", {"writes": [[b"/token/acct/" + target, b"\x83\x01\x00\x00"]]}),
+        Msg("evm.call_as", {"from": target, "to": b"", "value": bytes(32), "data": b"", "gas": 1}),
     ):
         tx = signed(shared_devnet, key, [msg])
         with shared_devnet.client() as c:
