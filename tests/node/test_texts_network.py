@@ -11,6 +11,8 @@ fails its receipt and no node keeps that text.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,7 @@ from focusflow.core.keystore import Keystore
 from focusflow.light.client import LightClient, Node
 from focusflow.light.errors import WrongValueError
 from focusflow.light.store import LightStore
+from focusflow.testing.process import SOURCE, node_env
 from focusflow.testing.testnet import LocalTestnet
 
 VALIDATORS, FULL = (0, 1), 2
@@ -50,6 +53,16 @@ def _submit(net, links, texts) -> str:
     r = httpx.post(f"{net.apis[0]}/v1/txs", json={"tx": tx.encoded.hex()}, timeout=5)
     assert r.status_code in (200, 202), r.text
     return tx.hash.hex()
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "focusflow", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=node_env(SOURCE),
+    )
 
 
 def _text(net, k: int, cid: str) -> httpx.Response:
@@ -95,6 +108,15 @@ def test_texts_of_a_link_reach_every_node_and_the_light_client(net, cats, tmp_pa
         client = LightClient(LightStore(tmp_path / "light", net.status(FULL)["chain_id"]), node)
         assert client.text(cats) == "Cats"
         assert client.text(cid_of_text("never linked")) is None
+    # The light CLI shows it beside the focus it verified, as a user runs it.
+    light, genesis = tmp_path / "light-cli", net.home / "v0" / "genesis.json"
+    synced = _cli("light", "sync", "--node", net.apis[1], "--genesis", genesis, "--home", light)
+    assert synced.returncode == 0, synced.stderr
+    shown = _cli("light", "query", "particle", "Cats", "--node", net.apis[FULL], "--home", light,
+                 "--json")  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["particle"] == cats and doc["text"] == "Cats" and doc["verified"] is True
 
 
 def test_texts_by_many_cids_and_the_search_routes_refuse_bad_input(net, cats):

@@ -252,13 +252,16 @@ def query_particle(
     timeout: float = TimeoutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """A particle's committed focus, proven against a verified header's focus root."""
+    """A particle's committed focus, proven against a verified header's focus root,
+    and its text when the node keeps one (hashed to the CID here)."""
     cid, _ = particle(cid)
     with _client(node, home, timeout, trusting_period) as client:
         a = _run_query(client, lambda: client.particle(cid))
+        text = client.text(cid)
     _print(
         {
             "particle": a.particle,
+            "text": text,
             "focus": a.focus,
             "focus_q": a.focus_q,
             "index": a.index,

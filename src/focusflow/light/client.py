@@ -441,7 +441,8 @@ class LightClient:
         )
 
     def text(self, cid: str) -> str | None:
-        """The text the node keeps for particle ``cid``, or None when it keeps none.
+        """The text the node keeps for particle ``cid``, or None when it keeps none
+        (or serves no texts: a 404).
 
         No header is needed: a particle is the hash of its text, so the text is
         hashed here and one that is not ``cid``'s is refused (``wrong_value``),
@@ -454,7 +455,7 @@ class LightClient:
         try:
             doc = self.node.get(f"/v1/particles/{quote(cid, safe='')}/text")
         except NodeRequestError as exc:
-            if exc.node_code == "unknown_text":
+            if exc.status == 404:
                 return None
             raise
         text = doc.get("text") if isinstance(doc, dict) else None
