@@ -58,6 +58,9 @@ class Filter:
     #: None: the head at that moment).
     from_block: int | None = None
     polled: float = field(default_factory=time.monotonic)
+    #: Held by the poll that moves the cursor: two polls at once do not return
+    #: the same changes twice.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class FilterNotFoundError(Exception):

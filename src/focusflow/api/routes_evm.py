@@ -805,17 +805,29 @@ class EvmRpc:
 
     def eth_get_filter_changes(self, params: list[Any]) -> list[Any]:
         flt = self._filter(params)
+        with flt.lock:
+            if flt.kind == "blocks":
+                return self._new_blocks(flt)
+            return self._new_logs(flt)
+
+    def _new_blocks(self, flt: Filter) -> list[Any]:
+        """The hashes of the blocks after ``flt``'s cursor, at most
+        ``MAX_FILTER_CHANGES``, moving it past them."""
         head = self.head()
-        if flt.kind == "blocks":
-            hashes: list[str] = []
-            while flt.block <= head and len(hashes) < MAX_FILTER_CHANGES:
-                if self.budget.stopped():
-                    break
-                record = self.record(flt.block)
-                if record is not None:
-                    hashes.append(data(record.block.hash))
-                flt.block += 1
-            return hashes
+        hashes: list[str] = []
+        while flt.block <= head and len(hashes) < MAX_FILTER_CHANGES:
+            if self.budget.stopped():
+                break
+            record = self.record(flt.block)
+            if record is not None:
+                hashes.append(data(record.block.hash))
+            flt.block += 1
+        return hashes
+
+    def _new_logs(self, flt: Filter) -> list[Any]:
+        """The logs after ``flt``'s cursor that pass it, at most
+        ``MAX_FILTER_CHANGES`` (a block's may be split), moving it past them."""
+        head = self.head()
         end = head if flt.to_block is None else min(head, flt.to_block)
         out: list[dict[str, Any]] = []
         while flt.block <= end and not self.budget.stopped():
