@@ -9,11 +9,14 @@ answer shows the file was never opened.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.helpers import cli_program
 
 
 def datalog(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,3 +63,19 @@ def test_a_good_program_still_reads_the_graph(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["y", "b", "c", "d"]
+
+
+def test_a_bad_program_loads_no_file_reader(tmp_path):
+    """Neither Arrow nor pandas (the file readers) nor DuckDB is even imported."""
+    edges = tmp_path / "edges.tsv"
+    edges.write_text("a b\n")
+    argv = ["query", "datalog", 'r(y) :- link("a", y', "--graph", str(edges), "-o", "r"]
+    watched = ("pyarrow", "pandas", "duckdb")
+    proc = subprocess.run(
+        [sys.executable, "-c", cli_program(argv, (), watched)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "[query_syntax]" in proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"loaded": []}
