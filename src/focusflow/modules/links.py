@@ -104,7 +104,10 @@ def _check_texts(ctx: TxContext, links: list[Any], texts: object) -> None:
         if cid in seen:
             raise MalformedMessageError(f"texts[{i}] repeats a particle")
         seen.add(cid)
-        raw = text.encode("utf-8", "surrogatepass")
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedMessageError(f"texts[{i}] is not valid Unicode") from None
         if len(raw) > MAX_TEXT_BYTES:
             raise TextTooLargeError(
                 f"texts[{i}] has {len(raw)} UTF-8 bytes; a particle text is at most "
