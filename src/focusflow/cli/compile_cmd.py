@@ -87,6 +87,11 @@ def compile_cmd(
     options.check()
     if out.exists() and not out.is_dir():
         raise InputFileError(f"{out}: exists and is not a directory")
+    if graph_file is not None:
+        # checked before the progress lines start: a missing file is one error line
+        from focusflow.graph.importers import check_input_file
+
+        check_input_file(graph_file)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with PhaseProgress("compile") as progress:
         source = graph_file.name if graph_file is not None else node

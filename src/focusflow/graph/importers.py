@@ -26,7 +26,8 @@ from focusflow.graph.cybergraph import Cybergraph
 BOSTROM_COLUMNS = ("neuron", "particle_from", "particle_to")
 
 
-def _open_check(path: str | os.PathLike[str]) -> Path:
+def check_input_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, if it names a regular file; else the error that says why."""
     p = Path(path)
     if not p.exists():
         raise InputFileError(f"{p}: no such file")
@@ -46,7 +47,7 @@ def _first_data_line(p: Path) -> str:
 
 def detect_format(path: str | os.PathLike[str]) -> str:
     """``bostrom`` if the file starts with the bostrom header, else ``edges``."""
-    p = _open_check(path)
+    p = check_input_file(path)
     head = _first_data_line(p).lower().replace(" ", "")
     return "bostrom" if head.startswith("neuron,particle_from,particle_to") else "edges"
 
@@ -55,7 +56,7 @@ def read_stakes(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(neurons, stakes)`` from a CSV with header ``neuron,stake``."""
     import pandas as pd
 
-    p = _open_check(path)
+    p = check_input_file(path)
     try:
         frame = pd.read_csv(p, dtype={"neuron": str}, comment="#", skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -92,7 +93,7 @@ def read_bostrom(
     not a CID stops the import with its line number, unless ``skip_invalid``
     drops those links (their count is left in ``graph.skipped_invalid``).
     """
-    p = _open_check(path)
+    p = check_input_file(path)
     try:
         cols = arrow_csv.read_bostrom_columns(p, BOSTROM_COLUMNS)
     except arrow_csv.IrregularFileError:
@@ -199,7 +200,7 @@ def read_edge_list(path: str | os.PathLike[str], *, graph: Cybergraph | None = N
     may weight some lines only); duplicate edges add up. A line of another field
     count, a weight that is not a number or negative is refused with its line.
     """
-    p = _open_check(path)
+    p = check_input_file(path)
     line = _first_data_line(p)
     sep = _edge_separator(line)
     fast = _regular_delimiter(line, sep)
