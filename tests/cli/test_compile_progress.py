@@ -40,7 +40,9 @@ def test_phases_are_logged_as_lines_and_kl_is_not_measured_by_default(edges, tmp
     proc = compile_(edges, tmp_path / "m")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
-    assert [ln for ln in lines if ln.startswith("compile: ")] == [f"compile: {p}" for p in PHASES]
+    # a phase's first line; a long one is said again with its time (", 12 s")
+    starts = [ln for ln in lines if ln.startswith("compile: ") and ", " not in ln]
+    assert starts == [f"compile: {p}" for p in PHASES]
     assert "not measured (--evaluate measures it)" in proc.stderr
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["kl"] is None and "evaluate" not in report["timings"]
@@ -73,3 +75,16 @@ def test_a_counted_phase_logs_its_count_and_the_time_left(capsys):
     assert lines[0] == "compile: evaluate 0/64 contexts"
     assert lines[1].startswith("compile: evaluate 16/64 contexts, ") and lines[1].endswith(" left")
     assert lines[2] == "compile: evaluate 64/64 contexts"
+
+
+def test_a_long_phase_that_cannot_count_is_said_again_in_a_log(capsys):
+    import time
+
+    from focusflow.cli.common import PhaseProgress
+
+    with PhaseProgress("compile", interval=0.1) as progress:
+        progress.phase("svd")
+        time.sleep(0.6)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "compile: svd"
+    assert len(lines) >= 2 and all(ln.startswith("compile: svd, ") for ln in lines[1:]), lines

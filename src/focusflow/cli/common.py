@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -156,10 +157,12 @@ class PhaseProgress:
     time left where a phase knows its count.
 
     On a terminal it is one live line; anywhere else (a pipe, a log file, CI)
-    it writes a line when a phase starts and, within a counted phase, at most
-    one every ``interval`` seconds, so a log of a 20-minute run shows how far
-    it is (``compile: evaluate 16/64 contexts, 1 min 12 s, about 3 min 36 s
-    left``) where a spinner would show nothing at all.
+    it writes a line when a phase starts, and then one every ``interval``
+    seconds while the phase lasts, so a log of a 20-minute run shows how far it
+    is (``compile: evaluate 16/64 contexts, 1 min 12 s, about 3 min 36 s
+    left``; ``compile: svd, 2 min 10 s`` for a phase that cannot count) where a
+    spinner would show nothing at all. ``interval`` 0 says every count, and
+    nothing between them.
     """
 
     def __init__(self, command: str, *, interval: float = 10.0) -> None:
@@ -171,8 +174,12 @@ class PhaseProgress:
         self._name = ""
         self._unit = ""
         self._total: int | None = None
+        self._done = 0
         self._started = 0.0
         self._said = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def __enter__(self) -> PhaseProgress:
         if self.err.is_terminal:
@@ -182,18 +189,25 @@ class PhaseProgress:
             self._live = Progress(*columns, console=self.err, transient=True)
             self._live.__enter__()
             self._task = self._live.add_task("", total=None)
+        elif self.interval > 0:
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+            self._beat.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
         if self._live is not None:
             self._live.__exit__(*exc)
             self._live = None
 
     def phase(self, name: str, total: int | None = None, unit: str = "") -> None:
         """A new phase; ``total`` (of ``unit``) when the phase counts its work."""
-        self._name, self._total, self._unit = name, total, unit
-        self._started = self._said = time.monotonic()
-        self._show(0, force=True)
+        with self._lock:
+            self._name, self._total, self._unit, self._done = name, total, unit, 0
+            self._started = time.monotonic()
+            self._show(force=True)
 
     @property
     def name(self) -> str:
@@ -202,31 +216,45 @@ class PhaseProgress:
 
     def advance(self, done: int, total: int | None = None, unit: str | None = None) -> None:
         """``done`` of the phase's ``total`` (said once, or with the phase) are finished."""
-        if total is not None:
-            self._total = total
-        if unit is not None:
-            self._unit = unit
-        self._show(done, force=False)
+        with self._lock:
+            self._done = done
+            if total is not None:
+                self._total = total
+            if unit is not None:
+                self._unit = unit
+            self._show(force=False)
 
-    def line(self, done: int) -> str:
-        """What is said of the phase with ``done`` finished."""
+    def line(self, done: int, *, lasted: bool = False) -> str:
+        """What is said of the phase with ``done`` finished; ``lasted`` adds the
+        time it has run where it cannot count."""
         text = self._name
+        elapsed = time.monotonic() - self._started
         if self._total is not None:
             text += f" {done}/{self._total}{' ' + self._unit if self._unit else ''}"
-            elapsed = time.monotonic() - self._started
             if 0 < done < self._total and elapsed > 0:
                 left = elapsed / done * (self._total - done)
                 text += f", {_duration(elapsed)}, about {_duration(left)} left"
+        elif lasted:
+            text += f", {_duration(elapsed)}"
         return text
 
-    def _show(self, done: int, *, force: bool) -> None:
+    def _show(self, *, force: bool, lasted: bool = False) -> None:
+        """Say the phase (the lock held): always on a terminal, in a log when
+        ``force`` or once ``interval`` has passed since the last line."""
         if self._live is not None:
-            self._live.update(self._task, description=self.line(done))
+            self._live.update(self._task, description=self.line(self._done))
             return
         now = time.monotonic()
         if force or now - self._said >= self.interval:
             self._said = now
-            self.err.print(f"{self.command}: {self.line(done)}")
+            self.err.print(f"{self.command}: {self.line(self._done, lasted=lasted)}")
+
+    def _heartbeat(self) -> None:
+        """In a log, a phase that runs long without counting is said again."""
+        while not self._stop.wait(self.interval / 4):
+            with self._lock:
+                if self._name:
+                    self._show(force=False, lasted=True)
 
 
 # ------------------------------------------------------------------ passphrases
