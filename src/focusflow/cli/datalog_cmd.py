@@ -54,17 +54,16 @@ def read_program(arg: str) -> str:
 def check_program(text: str, output: str) -> None:
     """Parse the program and check it against a graph file's relations before
     the file is read: a program with an error is refused at once, with its
-    own error code, not after a large file has loaded (25 s for WordNet)."""
+    own error code, not after a large file has loaded (25 s for WordNet). The
+    relations are an empty graph file's, checked as the evaluation checks them."""
+    from focusflow.graph.cybergraph import Cybergraph
     from focusflow.query.analysis import analyse
-    from focusflow.query.operators import OPERATORS
-    from focusflow.query.sources import BASE_SCHEMAS
+    from focusflow.query.engine import BuiltinSchemas
+    from focusflow.query.sources import GraphFileSource
     from focusflow.query.syntax import parse
 
-    def schema(name: str) -> Any:
-        op = OPERATORS.get(name)
-        return op.schema if op is not None else BASE_SCHEMAS.get(name)
-
-    analyse(parse(text), output, schema, [*BASE_SCHEMAS, *OPERATORS])
+    schemas = BuiltinSchemas(GraphFileSource(Cybergraph(require_cids=False)))
+    analyse(parse(text), output, schemas, schemas.names())
 
 
 def _cell(value: Any) -> str:
