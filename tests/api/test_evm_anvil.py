@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from focusflow.api.evm_filters import MAX_FILTERS_PER_CLIENT
 from focusflow.api.routes_evm import MAX_LOG_RESULTS
@@ -126,7 +127,7 @@ def test_snapshot_then_revert_puts_the_evm_state_back(w3, counter):
     wait(w3, counter.functions.set(31).transact({"from": me}))
     snap = rpc(w3, "evm_snapshot")["result"]
     nonce, balance = w3.eth.get_transaction_count(me), w3.eth.get_balance(me)
-    wait(w3, counter.functions.set(32).transact({"from": me}))
+    changed = wait(w3, counter.functions.set(32).transact({"from": me}))
     made = wait(
         w3,
         w3.eth.contract(abi=ABI, bytecode=_init(_runtime())).constructor().transact({"from": me}),
@@ -137,7 +138,35 @@ def test_snapshot_then_revert_puts_the_evm_state_back(w3, counter):
     assert w3.eth.get_transaction_count(me) == nonce and w3.eth.get_balance(me) == balance
     assert w3.eth.get_code(made["contractAddress"]) == b""
     assert rpc(w3, "evm_revert", snap)["result"] is False  # used up
+    # The undone transactions are gone from the RPC, as anvil's revert removes
+    # their blocks; the same transaction sent again (same nonce, same bytes) is
+    # a new one, and its receipt the new block's.
+    with pytest.raises(TransactionNotFound):
+        w3.eth.get_transaction_receipt(made["transactionHash"])
+    again = counter.functions.set(32).transact({"from": me})
+    assert again == changed["transactionHash"]
+    receipt = wait(w3, again)
+    assert receipt["status"] == 1 and receipt["blockNumber"] > made["blockNumber"]
+    assert counter.functions.get().call() == 32
     assert wait(w3, counter.functions.set(33).transact({"from": me}))["status"] == 1
+
+
+@pytest.fixture
+def isolated(w3):
+    """What a hardhat suite's ``beforeEach``/``afterEach`` do: a snapshot before the
+    test, reverted after it."""
+    snap = rpc(w3, "evm_snapshot")["result"]
+    yield
+    assert rpc(w3, "evm_revert", snap)["result"] is True
+
+
+def test_a_change_made_in_an_isolated_test(w3, counter, isolated):
+    wait(w3, counter.functions.set(71).transact({"from": w3.eth.accounts[4]}))
+    assert counter.functions.get().call() == 71
+
+
+def test_is_gone_in_the_next_one(w3, counter, isolated):
+    assert counter.functions.get().call() == 33
 
 
 def test_time_travel_moves_block_timestamp(w3):

@@ -50,15 +50,22 @@ def test_the_clock_moves_ahead_and_block_times_always_increase():
 
 def test_a_revert_uses_up_its_snapshot_and_the_later_ones():
     dev = _dev([0.0])
-    ids = [dev.save({b"k": bytes([i])}) for i in range(3)]
+    ids = [dev.save(10 + i, {b"k": bytes([i])}) for i in range(3)]
     assert ids == [1, 2, 3]
-    assert dev.take(2) == {b"k": b"\x01"}
+    assert dev.take(2) == (11, {b"k": b"\x01"})
     assert dev.take(3) is None and dev.take(2) is None
-    assert dev.take(1) == {b"k": b"\x00"}
+    assert dev.take(1) == (10, {b"k": b"\x00"})
     for i in range(MAX_SNAPSHOTS + 5):
-        last = dev.save({b"k": bytes([i % 256])})
+        last = dev.save(i, {b"k": bytes([i % 256])})
     assert dev.take(last - MAX_SNAPSHOTS) is None  # the oldest went first
     assert dev.take(last - MAX_SNAPSHOTS + 1) is not None
+
+
+def test_undone_blocks_are_remembered():
+    dev = _dev([0.0])
+    dev.undo(5, 7)
+    dev.undo(9, 8)  # nothing undone
+    assert [h for h in range(12) if dev.undone(h)] == [5, 6, 7]
 
 
 def test_filters_are_bounded_per_client_in_all_and_by_idle_time():

@@ -6,10 +6,11 @@
 ``anvil_setBalance`` / ``hardhat_setBalance`` (an ``evm.set_balance``
 transaction of the dev key), ``evm_snapshot`` / ``evm_revert`` (the EVM state
 saved, then written back by an ``evm.restore`` transaction: a block forward,
-not a rewind, as a committed block is final: docs/evm.md says what that
-means). They exist only on a devnet started with
-``--anvil`` whose genesis grants the dev powers and whose set is one validator
-(``routes_evm.dev_mode``); anywhere else each answers ``-32601`` with
+not a rewind, as a committed block is final; the undone blocks' transactions
+and logs are hidden from the RPC: docs/evm.md says what that means), and
+``anvil_impersonateAccount``. They exist only on a devnet started with
+``--anvil`` whose genesis grants the dev powers and whose set is one
+validator (``routes_evm.dev_mode``); anywhere else each answers ``-32601`` with
 ``data.code`` ``dev_only`` and changes nothing. Every change of state they ask
 for comes in a block: the methods that wait for theirs answer once it is
 served, or ``rpc_limit`` when ``DEV_WAIT_S`` passes first (the blocks still
@@ -252,11 +253,12 @@ def _field(call: dict[str, Any], name: str, default: int) -> int:
     return default if call.get(name) is None else parse_qty(call[name], name)
 
 
-def _evm_state(rpc: EvmRpc) -> dict[bytes, bytes]:
-    """The state ``evm.restore`` writes (accounts, code, storage), read at the head;
-    RpcLimitError past ``MAX_SNAPSHOT_KEYS`` keys."""
+def _evm_state(rpc: EvmRpc) -> tuple[int, dict[bytes, bytes]]:
+    """The state ``evm.restore`` writes (accounts, code, storage) and the height it
+    was read at; RpcLimitError past ``MAX_SNAPSHOT_KEYS`` keys."""
     out: dict[bytes, bytes] = {}
     with rpc.node.chain.reader() as r:
+        height = r.height
         for prefix in RESTORABLE:
             for key, value in r.items(prefix):
                 out[bytes(key)] = bytes(value)
@@ -265,14 +267,14 @@ def _evm_state(rpc: EvmRpc) -> dict[bytes, bytes]:
                         f"the EVM state holds more than {MAX_SNAPSHOT_KEYS} keys: "
                         "too many to snapshot"
                     )
-    return out
+    return height, out
 
 
 async def snapshot(rpc: EvmRpc, params: list[Any]) -> str:
     """``evm_snapshot``: save the head's EVM state; answers its id."""
     dev = _dev(rpc, "evm_snapshot")
-    state = await run_in_threadpool(_evm_state, rpc)
-    return qty(dev.save(state))
+    height, state = await run_in_threadpool(_evm_state, rpc)
+    return qty(dev.save(height, state))
 
 
 def _restore_writes(
@@ -294,12 +296,14 @@ async def revert(rpc: EvmRpc, params: list[Any]) -> bool:
     snapshot and those after it are used up, as anvil's."""
     dev = _dev(rpc, "evm_revert")
     sid = parse_qty(_param(params, 0), "snapshot id")
-    saved = dev.take(sid)
-    if saved is None:
+    taken = dev.take(sid)
+    if taken is None:
         return False
-    now = await run_in_threadpool(_evm_state, rpc)
+    height, saved = taken
+    head, now = await run_in_threadpool(_evm_state, rpc)
     writes = _restore_writes(saved, now, dev.own)
     if not writes:
+        dev.undo(height + 1, head)
         return True
     size = sum(len(k) + len(v or b"") + 4 for k, v in writes)
     if size > MAX_RESTORE_BYTES:
@@ -310,6 +314,8 @@ async def revert(rpc: EvmRpc, params: list[Any]) -> bool:
     msg = Msg(RESTORE, {"writes": [[key, value] for key, value in writes]})
     tx = await run_in_threadpool(dev.submit, [msg])
     await _wait_for_tx(rpc, tx.hash)
+    found = rpc.receipt_of(tx.hash)
+    dev.undo(height + 1, (found[0] if found else head + 1) - 1)
     return True
 
 

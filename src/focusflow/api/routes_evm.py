@@ -277,9 +277,15 @@ class EvmRpc:
         if raw is None:
             return None
         height, index, code, log, events = decode(raw, "receipt")
-        if height > self.head():
+        if height > self.head() or self.undone(height):
             return None
         return height, index, code, log, events
+
+    def undone(self, height: int) -> bool:
+        """Whether an anvil devnet's ``evm_revert`` undid block ``height``: its
+        transactions and logs are hidden, as anvil's revert removes the block."""
+        dev = getattr(self.node, "dev", None)
+        return isinstance(dev, DevMode) and dev.undone(height)
 
     def with_exchange(self, block: evm.EvmBlock, state: Any) -> evm.EvmBlock:
         """``block`` whose TWAP precompile reads the pools of the call's state, at
@@ -718,7 +724,7 @@ class EvmRpc:
         self, number: int, addresses: set[bytes] | None, topics: list[set[bytes] | None]
     ) -> list[dict[str, Any]]:
         """The logs of block ``number`` that pass the filter, in log order."""
-        record = self.record(number)
+        record = None if self.undone(number) else self.record(number)
         if record is None:
             return []
         out = []

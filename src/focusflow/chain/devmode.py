@@ -26,6 +26,8 @@ MAX_MINE_BLOCKS = 10_000
 #: keys one may hold: a devnet of tests holds a few hundred.
 MAX_SNAPSHOTS = 64
 MAX_SNAPSHOT_KEYS = 100_000
+#: Undone block ranges one devnet remembers (the oldest forgotten first).
+MAX_UNDONE_RANGES = 1_024
 #: Furthest the clock may be moved ahead of the wall clock, in seconds (100 years:
 #: far enough for any test of a time lock, short of a header's time limit).
 MAX_TIME_SHIFT_S = 100 * 365 * 86_400
@@ -57,7 +59,10 @@ class DevMode:
         self._clock = clock
         self._lock = threading.Lock()
         #: ``evm_snapshot``'s saved EVM states by id (the keys ``evm.restore`` writes).
-        self._snapshots: dict[int, dict[bytes, bytes]] = {}
+        self._snapshots: dict[int, tuple[int, dict[bytes, bytes]]] = {}
+        #: Block ranges (first, last) a revert undid: their transactions and logs
+        #: are hidden from the RPC, as anvil's revert removes those blocks.
+        self._undone: list[tuple[int, int]] = []
         self._next_snapshot = 1
         #: Blocks asked for by ``evm_mine`` and not started yet.
         self._demand = 0
@@ -86,17 +91,18 @@ class DevMode:
             return self._demand
 
     # --- snapshots --------------------------------------------------------------
-    def save(self, state: dict[bytes, bytes]) -> int:
-        """Keep ``state`` as a new snapshot; its id (ids increase from 1)."""
+    def save(self, height: int, state: dict[bytes, bytes]) -> int:
+        """Keep ``state``, the EVM state after block ``height``, as a new snapshot;
+        its id (ids increase from 1)."""
         with self._lock:
             sid = self._next_snapshot
             self._next_snapshot += 1
-            self._snapshots[sid] = state
+            self._snapshots[sid] = (height, state)
             while len(self._snapshots) > MAX_SNAPSHOTS:
                 del self._snapshots[min(self._snapshots)]
             return sid
 
-    def take(self, sid: int) -> dict[bytes, bytes] | None:
+    def take(self, sid: int) -> tuple[int, dict[bytes, bytes]] | None:
         """Snapshot ``sid``'s state, dropping it and every later one (anvil's rule:
         a revert undoes the snapshots taken after it too); None if unknown."""
         with self._lock:
@@ -105,6 +111,19 @@ class DevMode:
                 for later in [i for i in self._snapshots if i >= sid]:
                     del self._snapshots[later]
             return state
+
+    def undo(self, first: int, last: int) -> None:
+        """Blocks ``first`` to ``last`` were undone by a revert."""
+        if first > last:
+            return
+        with self._lock:
+            self._undone.append((first, last))
+            del self._undone[:-MAX_UNDONE_RANGES]
+
+    def undone(self, height: int) -> bool:
+        """Whether a revert undid block ``height``."""
+        with self._lock:
+            return any(first <= height <= last for first, last in self._undone)
 
     # --- the clock ------------------------------------------------------------
     def now_ms(self) -> int:
