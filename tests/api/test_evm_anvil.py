@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
@@ -88,6 +89,19 @@ def test_transact_from_an_unlocked_account_mines_a_block_per_transaction(w3, cou
     # With nothing to do the devnet makes no blocks.
     head = w3.eth.block_number
     assert w3.eth.get_block("latest")["number"] == head
+    # As anvil, the answer comes once the transaction is mined (ethers' tx.wait()
+    # watches only the blocks after it asks, and on demand none may follow).
+    sent = counter.functions.set(13).transact({"from": w3.eth.accounts[2]})
+    assert w3.eth.get_transaction_receipt(sent)["status"] == 1
+    address, key = eth_dev_accounts()[3]
+    raw = Account.sign_transaction(
+        {"to": w3.eth.accounts[0], "value": 1, "gas": 21_000, "maxFeePerGas": 10,
+         "maxPriorityFeePerGas": 1, "chainId": w3.eth.chain_id,
+         "nonce": w3.eth.get_transaction_count(Web3.to_checksum_address(address))},
+        key,
+    )  # fmt: skip
+    sent = w3.eth.send_raw_transaction(raw.raw_transaction)
+    assert w3.eth.get_transaction_receipt(sent)["status"] == 1
     refused = rpc(w3, "eth_sendTransaction", {"from": "0x" + "11" * 20, "to": counter.address})
     assert (
         refused["error"]["code"] == -32000

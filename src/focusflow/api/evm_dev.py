@@ -50,6 +50,12 @@ from focusflow.vm.evm_keys import ACCOUNT_PREFIX
 
 #: Longest a dev method waits for the blocks it asked for (seconds).
 DEV_WAIT_S = 120.0
+#: Longest a sent transaction's answer waits for its block (seconds): anvil
+#: answers once it has mined the transaction, and ethers' ``tx.wait()`` counts
+#: on it (it watches only the blocks made after it asked, and on demand no
+#: block may come after); a transaction that is not ready (a nonce gap)
+#: answers after this.
+AUTOMINE_WAIT_S = 2.0
 #: How often it looks whether they are served.
 DEV_POLL_S = 0.01
 #: Most bytes of state one ``evm_revert`` writes back (one transaction holds them).
@@ -99,6 +105,15 @@ async def _wait_for_tx(rpc: EvmRpc, tx_hash: bytes) -> None:
     while rpc.receipt_of(tx_hash) is None:
         if rpc.budget.gone or time.monotonic() > deadline:
             raise RpcLimitError(f"transaction {data(tx_hash)} was not served in time")
+        await asyncio.sleep(DEV_POLL_S)
+
+
+async def automine_wait(rpc: EvmRpc, tx_hash: str) -> None:
+    """Until the transaction ``tx_hash`` (hex) is served in a block, at most
+    ``AUTOMINE_WAIT_S``: an anvil devnet answers a sent transaction once mined."""
+    raw = bytes.fromhex(tx_hash[2:])
+    deadline = time.monotonic() + AUTOMINE_WAIT_S
+    while rpc.receipt_of(raw) is None and time.monotonic() < deadline and not rpc.budget.gone:
         await asyncio.sleep(DEV_POLL_S)
 
 
@@ -213,7 +228,9 @@ async def send_transaction(rpc: EvmRpc, params: list[Any]) -> str:
         key, chain_id=rpc.chain_id, nonce=nonce, to=to, value=value, data=code, gas=gas,
         max_fee=max_fee, tip=min(tip, max_fee),
     )  # fmt: skip
-    return await send_raw(rpc, [data(raw)])
+    tx_hash = await send_raw(rpc, [data(raw)])
+    await automine_wait(rpc, tx_hash)
+    return tx_hash
 
 
 async def _send_as(rpc: EvmRpc, dev: DevMode, sender: bytes, call: dict[str, Any]) -> str:
@@ -234,6 +251,7 @@ async def _send_as(rpc: EvmRpc, dev: DevMode, sender: bytes, call: dict[str, Any
     body = {"from": sender, "to": to or b"", "value": value.to_bytes(32, "big"), "data": code,
             "gas": gas}  # fmt: skip
     tx = await run_in_threadpool(dev.submit, [Msg(CALL_AS, body)])
+    await automine_wait(rpc, data(tx.hash))
     return data(tx.hash)
 
 

@@ -1167,7 +1167,13 @@ def limit_error(exc: RpcBusyError | RpcLimitError) -> RpcError:
 
 async def _dispatch(rpc: EvmRpc, method: str, params: list[Any]) -> Any:
     if method == "eth_sendRawTransaction":
-        return await send_raw(rpc, params)
+        tx_hash = await send_raw(rpc, params)
+        if dev_mode(rpc.node) is not None:
+            # An anvil devnet answers once the transaction is mined, as anvil does.
+            from focusflow.api.evm_dev import automine_wait
+
+            await automine_wait(rpc, tx_hash)
+        return tx_hash
     if method in EVM_METHODS:
         return await WORKERS.run(rpc.budget, METHODS[method], rpc, params)
     if method in METHODS:
