@@ -164,6 +164,17 @@ def _warm_engine(settings: dict[str, Any], backend: str) -> threading.Thread:
     return thread
 
 
+def _small_file(path: Path, stakes: Path | None) -> bool:
+    """Whether the input is small enough that NumPy solves it sooner than numba starts."""
+    from focusflow.graph.importers import SMALL_FILE_BYTES
+
+    try:
+        size = path.stat().st_size + (stakes.stat().st_size if stakes is not None else 0)
+    except OSError:
+        return False  # the reader says what is wrong with it
+    return size <= SMALL_FILE_BYTES
+
+
 @focus_app.command("compute")
 def compute_cmd(
     input: Path | None = typer.Argument(
@@ -182,7 +193,11 @@ def compute_cmd(
         1e-6, "--tol", help="Stop when the L1 change is below this (L-inf in cyberank)."
     ),
     max_iter: int = typer.Option(2048, "--max-iter", help="Iteration cap, at most 2048."),
-    backend: str = typer.Option("auto", "--backend", help="auto, cuda, wgpu, numba or numpy."),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto, cuda, wgpu, numba or numpy (auto: numpy for files up to 256 KiB).",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Write the whole ranking as TSV here."),
     top: int | None = typer.Option(None, "--top", help="Print the K particles with most focus."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -218,7 +233,13 @@ def compute_cmd(
         # a one-shot solve takes the fastest sums, as compute() does
         "thread_sums": True,
     }
-    warm = _warm_engine(settings, backend)
+    path = input if input is not None else sample_path()
+    if backend == "auto" and _small_file(path, stakes):
+        # numba's start-up (its import, each kernel loaded from the cache) costs
+        # more than the whole solve of a small graph in NumPy: same results.
+        backend = "numpy"
+    # NumPy has no start-up to hide behind the file's reading.
+    warm = _warm_engine(settings, backend) if backend != "numpy" else None
     # Imported here: every other CLI command starts without loading numba.
     from focusflow.focus import compute, entropy, make_params, syntropy
     from focusflow.focus.backends import backend_names
@@ -232,7 +253,6 @@ def compute_cmd(
         )
     if top is not None and top < 0:
         raise InvalidParameterError(f"--top must be >= 0, got {top}")
-    path = input if input is not None else sample_path()
     if stakes is not None and not stakes.exists():
         raise InputFileError(f"{stakes}: no such file")
     table = _particle_texts(path, texts)
@@ -254,7 +274,8 @@ def compute_cmd(
         def progress(it: int, res: float) -> None:
             bar.update(task, completed=it, info=f"iter {it} residual {res:.2e}")
 
-        warm.join()
+        if warm is not None:
+            warm.join()
         result = compute(graph, params, backend=backend, progress=progress)
     focus = result.focus
     ordered = result.order()
