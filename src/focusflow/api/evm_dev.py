@@ -133,7 +133,8 @@ async def mine(rpc: EvmRpc, params: list[Any]) -> str:
 
 async def mine_blocks(rpc: EvmRpc, params: list[Any]) -> None:
     """``anvil_mine [count, interval]`` (``hardhat_mine``): ``count`` blocks (1 when
-    absent), ``interval`` seconds apart when given."""
+    absent), stamped by the devnet's clock: an ``interval`` over 1 s is refused
+    (move the clock with ``evm_increaseTime``)."""
     dev = _dev(rpc, "anvil_mine")
     raw = _param(params, 0, None)
     count = 1 if raw is None else _seconds(raw, "block count")
