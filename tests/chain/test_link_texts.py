@@ -82,3 +82,29 @@ def test_the_texts_of_a_committed_link_are_yielded_and_not_in_state(tmp_path):
         state = list(r.items(b"/"))
     assert any(key.startswith(b"/graph/links/") for key, _ in state)  # the links are
     assert not any(b"mammals" in bytes(key) + bytes(value) for key, value in state)
+
+
+def test_a_restart_keeps_the_last_blocks_texts_a_crash_lost(tmp_path):
+    """A block's texts are kept just after it commits: a node killed in between
+    restarts with an empty keep of them, and keeps them again at start; a failed
+    transaction's texts are never kept."""
+    from focusflow.api.routes_texts import keep_last_block_texts
+    from focusflow.store.particle_texts import ParticleTexts
+
+    chain = new_chain(tmp_path / "chain")
+    good = [[particle("cats"), "cats"], [particle("mammals"), "mammals"]]
+    bad = [[particle("dogs"), "Dogs"]]  # not the text of that CID: the receipt fails
+    result = chain.produce_block(
+        [
+            tx(ALICE, 0, _link(CATS, good), fee=FEE),
+            tx(ALICE, 1, _link([("dogs", "wolves")], bad), fee=FEE),
+        ]
+    )
+    assert [r.code for r in result.receipts] == ["ok", "text_mismatch"]
+    store = ParticleTexts(tmp_path / "texts")  # the keeper never ran: nothing kept
+    try:
+        assert keep_last_block_texts(store, chain) == 2
+        assert store.get_many([particle("cats"), particle("dogs")]) == ["cats", None]
+        assert keep_last_block_texts(store, chain) == 0  # idempotent at every start
+    finally:
+        store.close()

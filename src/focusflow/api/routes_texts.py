@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -39,8 +39,10 @@ from focusflow.api.params import CID_PATTERN, CidPath
 from focusflow.api.render import cid_text, parse_cid
 from focusflow.api.service import NodeService
 from focusflow.api.state import AppState, app_state
+from focusflow.chain.tx import decode_tx
+from focusflow.core.encoding import decode
 from focusflow.core.errors import FocusflowError
-from focusflow.modules import committed_texts
+from focusflow.modules import committed_texts, link_texts
 from focusflow.store.particle_texts import (
     MAX_BATCH,
     MAX_QUERY_CHARS,
@@ -51,6 +53,9 @@ from focusflow.store.particle_texts import (
     cid_of_text_bytes,
     text_bytes,
 )
+
+if TYPE_CHECKING:
+    from focusflow.chain.chain import Chain
 
 log = logging.getLogger("focusflow.node")
 
@@ -88,6 +93,34 @@ def keep_block_texts(store: ParticleTexts) -> Callable[[Any], None]:
                 log.warning("block texts not kept: %s [%s]", exc.message, exc.code)
 
     return keep
+
+
+def keep_last_block_texts(store: ParticleTexts, chain: Chain) -> int:
+    """Keep again the texts of the newest committed block; how many were missing.
+
+    A block's texts are kept just after the block is committed, so a node
+    stopped between the two (``kill -9``) restarts without them; no other block
+    can be missing any (the next block is not made before the keeper ran).
+    Keeping is idempotent, so this runs at every start.
+    """
+    if chain.height < 1:
+        return 0
+    record = chain.block_record(chain.height)
+    if record is None:
+        return 0
+    items: list[tuple[bytes, str]] = []
+    with chain.reader() as r:
+        for raw in record.block.txs:
+            if b"texts" not in raw:
+                continue
+            tx = decode_tx(raw)
+            receipt = r.index(b"t" + tx.hash)
+            if receipt is not None and decode(receipt, "receipt")[2] == "ok":
+                items.extend(link_texts(tx))
+    kept = 0
+    for start in range(0, len(items), MAX_BATCH):
+        kept += store.put(items[start : start + MAX_BATCH])
+    return kept
 
 
 def texts_of(state: AppState, cids: Sequence[bytes]) -> list[str | None]:

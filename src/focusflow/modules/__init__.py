@@ -35,7 +35,7 @@ from focusflow.modules.evm import (
 )
 from focusflow.modules.ibc import Ibc
 from focusflow.modules.interchain import InterchainPlace
-from focusflow.modules.links import MAX_TEXTS_PER_TX, Links, committed_texts
+from focusflow.modules.links import MAX_TEXTS_PER_TX, Links, committed_texts, link_texts
 from focusflow.modules.names import Names
 from focusflow.modules.proofs import ProofParams, Proofs
 from focusflow.modules.upgrades import Upgrades
@@ -87,6 +87,7 @@ __all__ = [
     "dev_powers",
     "effective_gas_price",
     "evm_block",
+    "link_texts",
     "pool_json",
     "premium_bps",
     "twap_reader",

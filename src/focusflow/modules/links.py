@@ -54,7 +54,7 @@ from focusflow.chain.genesis import Genesis
 from focusflow.chain.interchain import BucketRule, WrongBucketError, link_bucket
 from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, TxContext
 from focusflow.chain.state import PendingState
-from focusflow.chain.tx import decode_tx
+from focusflow.chain.tx import Tx, decode_tx
 from focusflow.core.cid import check_cid_bytes, raw_cid_bytes
 from focusflow.core.encoding import encode
 from focusflow.core.errors import InvalidCIDError, TextMismatchError, TextTooLargeError
@@ -129,11 +129,15 @@ def committed_texts(txs: Sequence[bytes], receipts: Sequence[Any]) -> Iterator[t
         if not receipt.ok or b"texts" not in raw:
             continue
         tx = decode_tx(raw)
-        if tx.hash != receipt.tx_hash:
-            continue
-        for msg in tx.msgs:
-            if msg.type == "link" and isinstance(msg.body, dict):
-                yield from ((cid, text) for cid, text in msg.body.get("texts") or ())
+        if tx.hash == receipt.tx_hash:
+            yield from link_texts(tx)
+
+
+def link_texts(tx: Tx) -> Iterator[tuple[bytes, str]]:
+    """``(binary CID, text)`` of every text the link messages of ``tx`` carry."""
+    for msg in tx.msgs:
+        if msg.type == "link" and isinstance(msg.body, dict):
+            yield from ((cid, text) for cid, text in msg.body.get("texts") or ())
 
 
 def _check_links_per_tx(ctx: TxContext, m: int) -> None:

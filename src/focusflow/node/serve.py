@@ -27,9 +27,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from focusflow.api.app import create_app
 from focusflow.api.limits import SERVER_LIMIT_CONCURRENCY, WS_MAX_FRAME_BYTES, LimitSettings
-from focusflow.api.routes_texts import keep_block_texts
+from focusflow.api.routes_texts import keep_block_texts, keep_last_block_texts
 from focusflow.chain.errors import InvalidNameError
 from focusflow.core.cid import cid_from_bytes
+from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import encode_address
 from focusflow.modules.ca import valid_certificate_of_name
 from focusflow.modules.names import check_name
@@ -90,6 +91,10 @@ def serve(
     # handlers make that harmless so the caller still closes the store.
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
     texts = ParticleTexts(home.texts)
+    try:
+        keep_last_block_texts(texts, runtime.chain)
+    except FocusflowError as exc:  # texts are content: the chain does not wait on them
+        log.warning("the last block's texts not kept: %s [%s]", exc.message, exc.code)
     runtime.keepers.append(keep_block_texts(texts))
     blobs = ChunkStore(home.blobs)
     wasm.keep_artifacts(home.wasm)
