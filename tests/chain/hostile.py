@@ -25,6 +25,7 @@ from focusflow.chain import Genesis, Msg, make_tx
 from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.core.cid import raw_cid_bytes
 from focusflow.core.keys import KeyPair, encode_address
+from focusflow.modules.evm import RESTORABLE
 from tests.vm import wasm_modules
 
 CHAIN_ID = "focusflow-hostile"
@@ -76,6 +77,7 @@ def genesis() -> Genesis:
                 "unbonding_blocks": 10**6 + 2,
                 "evidence_max_age": 1,
                 "epoch_blocks": 10**6,
+                "evm_dev_powers": 1,
             },
             "accounts": accounts,
             "validators": [{"name": "v", "public_key": VALIDATOR.public_key.hex(), "power": 1}],
@@ -398,6 +400,30 @@ PLAUSIBLE: dict[str, Callable[[HostileStream], dict[str, Any]]] = {
         "contract": s.rng.choice(s.wasm_contracts or [bytes(20)]),
         "msg": s.json_msg(),
         "gas": s.wasm_gas(),
+    },
+    # The genesis grants the anvil dev powers to its one validator: the dev
+    # messages run, from any sender, with bodies of every shape.
+    "evm.set_balance": lambda s: {
+        "address": s.rng.choice([ETH_SENDER, *(k.address_raw for k in KEYS)]),
+        "balance": s.rng.randbytes(32),
+    },
+    "evm.restore": lambda s: {
+        "writes": [
+            [
+                s.rng.choice(RESTORABLE)
+                + s.rng.choice([ETH_SENDER, *(k.address_raw for k in KEYS), s.rng.randbytes(20)])
+                + s.rng.randbytes(s.rng.choice([0, 0, 32])),
+                s.rng.choice([None, s.rng.randbytes(s.rng.randint(0, 64))]),
+            ]
+            for _ in range(s.rng.randint(0, 4))
+        ]
+    },
+    "evm.call_as": lambda s: {
+        "from": s.rng.choice([ETH_SENDER, *(k.address_raw for k in KEYS)]),
+        "to": s.rng.choice([b"", *s.evm_contracts[-4:]]),
+        "value": s.rng.randint(0, 10**6).to_bytes(32, "big"),
+        "gas": s.rng.choice([21_000, 100_000, 3_000_000]),
+        "data": s.initcode() if s.rng.random() < 0.3 else s.rng.randbytes(36),
     },
     # The chain is in no network of rollups: every interchain message is
     # refused by its checks (no client, connection or channel), never the block.

@@ -77,7 +77,7 @@ def test_honest_node_block_is_available(honest):
     # Text form, another draw, an empty block (k = 1: its 4 shares are all sampled).
     text = da_sample(honest.api, height, "--samples", "40")
     assert text.returncode == 0 and text.stdout.startswith(f"block {height}: available")
-    assert "40 of 40 samples verified" in text.stdout
+    assert "40 of 40 distinct shares verified" in text.stdout
     empty = da_sample(honest.api, 1, "--json")
     assert empty.returncode == 0, empty.stderr
     assert json.loads(empty.stdout)["samples"] == 4

@@ -83,3 +83,44 @@ def test_run_on_a_devnet_that_grants_them(tmp_path):
         assert [r.code for r in result.receipts] == ["malformed_message"]
     finally:
         chain.close()
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        [b"/token/acct/" + ALICE.address_raw, b"\x01"],  # an int, not a record
+        [b"/token/acct/" + ALICE.address_raw, b"\xff\x00"],  # not CBOR at all
+        [b"/token/acct/" + ALICE.address_raw, bytes.fromhex("83010203") + b"\x00"],  # trailing
+        [b"/token/acct/" + ALICE.address_raw + b"x", bytes.fromhex("83000000")],  # key too long
+        [b"/vm/evm/store/" + TARGET + bytes(32), b"\x00\x01"],  # not a minimal word
+        [b"/vm/evm/code/" + TARGET, bytes(24_577)],  # past EIP-170
+    ],
+)
+def test_a_restore_of_what_the_evm_could_not_have_written_fails_its_message(tmp_path, write):
+    """evm.restore writes back only records the EVM itself writes: a garbage
+    account record would be read by every later block (the next transaction of
+    that sender failed its block, not its receipt)."""
+    chain = _chain(tmp_path, powers=1, validators=1)
+    try:
+        result = chain.produce_block([tx(ALICE, 0, Msg("evm.restore", {"writes": [write]}))])
+        assert [r.code for r in result.receipts] == ["malformed_message"]
+        after = chain.produce_block([tx(ALICE, 1, Msg("evm.set_balance", {
+            "address": TARGET, "balance": (5).to_bytes(32, "big")}))])  # fmt: skip
+        assert [r.code for r in after.receipts] == ["ok"]
+    finally:
+        chain.close()
+
+
+def test_a_restore_keeps_the_bonded_stake(tmp_path):
+    """An account's balance and nonce come back; its bonded stake is the staking
+    module's (with records of its own the snapshot does not hold) and stays."""
+    chain = _chain(tmp_path, powers=1, validators=1)
+    try:
+        record = [[b"/token/acct/" + ALICE.address_raw, bytes.fromhex("83050000")]]
+        result = chain.produce_block([tx(ALICE, 0, Msg("evm.restore", {"writes": record}))])
+        assert [r.code for r in result.receipts] == ["ok"]
+        with chain.reader() as r:
+            account = get_account(r, ALICE.address_raw)
+        assert (account.balance, account.nonce, account.bonded) == (5, 0, STAKE)
+    finally:
+        chain.close()

@@ -61,7 +61,8 @@ from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, T
 from focusflow.chain.module_params import ModuleParams, param_section
 from focusflow.chain.params import ChainParams
 from focusflow.chain.state import PendingState, Readable
-from focusflow.core.errors import FocusflowError
+from focusflow.core.encoding import decode
+from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.modules import router
 from focusflow.modules.accounts import credit, debit, field, set_account
@@ -105,6 +106,49 @@ class EvmDevParams(ModuleParams):
     def check(self) -> None:
         if self.evm_dev_powers not in (0, 1):
             raise GenesisError("params.evm_dev_powers must be 0 or 1")
+
+
+#: Largest code evm.restore writes back (EIP-170's limit on deployed code).
+MAX_RESTORED_CODE = 24_576
+
+
+def _restore_write(item: object) -> tuple[bytes, tuple[int, int] | bytes | None]:
+    """One write of ``evm.restore``, checked to be what the EVM itself could have
+    written: an account's ``[balance, nonce, bonded]`` record (its balance and
+    nonce taken), code up to EIP-170's size, a storage word as minimal big-endian
+    bytes. Anything else would be read back by every later block as a record it
+    cannot decode, failing blocks instead of this message."""
+    if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], bytes)):
+        raise MalformedMessageError("each write of evm.restore is [key, value or null]")
+    key, value = item
+    if not isinstance(value, bytes | None):
+        raise MalformedMessageError("a value of evm.restore is bytes or null")
+    if key.startswith(ACCOUNT_PREFIX) and len(key) == len(ACCOUNT_PREFIX) + 20:
+        if value is None:
+            return key, None
+        try:
+            record = decode(value, "account")
+        except DecodeError:
+            record = None
+        if not (
+            isinstance(record, list)
+            and len(record) == 3
+            and all(type(v) is int and 0 <= v < 2**256 for v in record)
+            and record[1] < 2**64
+        ):
+            raise MalformedMessageError("an account of evm.restore is [balance, nonce, bonded]")
+        return key, (record[0], record[1])
+    if key.startswith(CODE_PREFIX) and len(key) == len(CODE_PREFIX) + 20:
+        if value is not None and len(value) > MAX_RESTORED_CODE:
+            raise MalformedMessageError(f"code of evm.restore is at most {MAX_RESTORED_CODE} bytes")
+        return key, value
+    if key.startswith(STORE_PREFIX) and len(key) == len(STORE_PREFIX) + 52:
+        if value is not None and not (0 < len(value) <= 32 and value[0] != 0):
+            raise MalformedMessageError("a storage word of evm.restore is 1 to 32 minimal bytes")
+        return key, value
+    raise MalformedMessageError(
+        f"evm.restore writes accounts, code and storage only, not {key[:40]!r}"
+    )
 
 
 def dev_powers(params: ChainParams) -> bool:
@@ -176,17 +220,22 @@ class Evm:
         written back, in a block (dev powers only)."""
         self._check_dev(ctx, RESTORE)
         writes = field(body, "writes", list)
-        for item in writes:
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], bytes)):
-                raise MalformedMessageError("each write of evm.restore is [key, value or null]")
-            key, value = item
-            if not key.startswith(RESTORABLE) or not isinstance(value, bytes | None):
-                raise MalformedMessageError(
-                    f"evm.restore writes accounts, code and storage only, not {key[:32]!r}"
-                )
-            if value is None:
+        checked = [_restore_write(item) for item in writes]  # all checked, then written
+        for key, value in checked:
+            if key.startswith(ACCOUNT_PREFIX):
+                # balance and nonce as they were; the bonded stake is the staking
+                # module's, whose own records the snapshot does not hold
+                address = key[len(ACCOUNT_PREFIX) :]
+                account = get_account(ctx.state, address)
+                account.balance, account.nonce = value if value is not None else (0, 0)
+                if account.balance or account.nonce or account.bonded:
+                    set_account(ctx.state, address, account)
+                else:
+                    ctx.state.delete(key)
+            elif value is None:
                 ctx.state.delete(key)
             else:
+                assert isinstance(value, bytes)
                 ctx.state.put(key, value)
 
     def set_balance(self, ctx: TxContext, body: MessageBody) -> None:
