@@ -9,9 +9,10 @@ every kind through the focus update and the readers' view (a new key's links
 and stake, a second key's, more links of a known key, a stake change alone,
 an unstake, links and a stake change in one block), then the block's batched
 SHA-256 and data squares of every size (the erasure coder's kernels only run
-for squares of more than one share). tests/chain/test_first_blocks.py checks
-on a fresh numba cache that a devnet's first blocks of each kind compile
-nothing after it.
+for squares of more than one share). After it, :class:`KernelWatch` names any
+kernel a block runs that the warm-up did not (the devnet logs it);
+tests/chain/test_first_blocks.py finds none in a devnet's first blocks of each
+kind, and (``slow``) no cache entry written by them on a fresh numba cache.
 
 Each step reports the kernels it actually compiles (numba's ``numba:compile``
 event fires for a compilation, not for a load from the cache), so a start
@@ -156,6 +157,50 @@ def warm_up_steps(
             run()
     warmed.seconds = time.perf_counter() - t0
     return warmed
+
+
+class KernelWatch:
+    """Which of focusflow's kernels ran with a new signature since the last look.
+
+    After the warm-up every kernel a block reaches has its signatures loaded or
+    compiled in this process; one that appears later was missed by the warm-up
+    and, on a fresh install, compiles inside a block. Whether it is in numba's
+    disk cache does not matter here, so the check holds whatever ran before.
+    The kernels are the module-level ones of focusflow's imported modules; a
+    look costs one dictionary length per kernel.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}
+        self._kernels: list[Any] = []
+        self.look()
+
+    def _scan(self) -> None:
+        from numba.core.dispatcher import Dispatcher
+
+        known = {id(k) for k in self._kernels}
+        for name, module in list(sys.modules.items()):
+            if not name.startswith("focusflow.") or module is None:
+                continue
+            for value in list(vars(module).values()):
+                if isinstance(value, Dispatcher) and id(value) not in known:
+                    known.add(id(value))
+                    self._kernels.append(value)
+
+    def look(self) -> list[str]:
+        """The kernels whose signatures grew since the last look, by name."""
+        self._scan()
+        grown = []
+        for kernel in self._kernels:
+            count = len(kernel.overloads)
+            if count != self._seen.get(id(kernel), 0):
+                if id(kernel) in self._seen or count:
+                    func = kernel.py_func
+                    grown.append(
+                        f"{func.__module__.removeprefix('focusflow.')}.{func.__qualname__}"
+                    )
+                self._seen[id(kernel)] = count
+        return grown
 
 
 def warm_up(focus: dict[str, Any] | None = None, report: Report | None = None) -> float:

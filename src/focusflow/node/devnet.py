@@ -35,6 +35,7 @@ import re
 import shlex
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ from focusflow.chain.chain import Chain
 from focusflow.chain.eth_tx import evm_chain_id
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.mempool import MempoolLimits
-from focusflow.chain.warm import warm_up
+from focusflow.chain.pending import BlockResult
+from focusflow.chain.warm import KernelWatch, warm_up
 from focusflow.core.errors import FocusflowError, InvalidParameterError
 from focusflow.core.home import ENV_HOME, default_home
 from focusflow.core.keys import KeyPair
@@ -248,7 +250,7 @@ def evm_notes(genesis: Genesis, anvil: bool = False) -> list[str]:
     return lines
 
 
-def prepare_kernels(focus: dict[str, Any] | None) -> None:
+def prepare_kernels(focus: dict[str, Any] | None) -> KernelWatch:
     """Compile (or load) the block kernels before serving. A start that loads
     them all from numba's cache says nothing about compiling; one that compiles
     (a fresh install, a changed kernel) says so once, then names each kernel
@@ -265,6 +267,21 @@ def prepare_kernels(focus: dict[str, Any] | None) -> None:
     warm = warm_up(focus, compiling)
     fields = {"seconds": round(warm, 2), "compiled": len(compiled)}
     log.info("block kernels ready", extra={"fields": fields})
+    return KernelWatch()
+
+
+def watch_kernels(watch: KernelWatch) -> Callable[[BlockResult], None]:
+    """A block keeper that names each kernel first run inside a block: the
+    warm-up missed it, and on a fresh install that block waited for it to compile."""
+
+    def keep(result: BlockResult) -> None:
+        for kernel in watch.look():
+            log.warning(
+                "kernel first run inside a block, not warmed: %s", kernel,
+                extra={"fields": {"height": result.block.header.height, "kernel": kernel}},
+            )  # fmt: skip
+
+    return keep
 
 
 def _runtime(
@@ -272,7 +289,7 @@ def _runtime(
 ) -> ValidatorRuntime:
     """The devnet's validator: no transport, a height every ``block_time`` (or back to
     back when blocks take longer); no commit wait, as no late precommit can come."""
-    prepare_kernels(chain.params.focus)
+    watch = prepare_kernels(chain.params.focus)
     if faults is not None:
         log.warning("fault injection (tests only)", extra={"fields": {"faults": faults.to_json()}})
     runtime = ValidatorRuntime(
@@ -285,6 +302,7 @@ def _runtime(
         block_interval=block_time,
         faults=faults,
     )
+    runtime.keepers.append(watch_kernels(watch))
     assert runtime.signer is not None  # a runtime given a key signs
     signed = runtime.signer.resume_height()
     if signed > chain.height + 1:
