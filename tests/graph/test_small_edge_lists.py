@@ -27,6 +27,7 @@ BAD = [
     "a b\nb c -2\n",
     "a b\nb c nan\n",
     "a b\nb c NA\n",
+    "a,b\nb,,2\n",  # an empty id
 ]
 
 

@@ -173,11 +173,17 @@ class KernelWatch:
     def __init__(self) -> None:
         self._seen: dict[int, int] = {}
         self._kernels: list[Any] = []
+        self._modules = 0
         self.look()
 
     def _scan(self) -> None:
+        """Find the kernels of modules imported since the last scan (only then:
+        a look runs after every block)."""
         from numba.core.dispatcher import Dispatcher
 
+        if len(sys.modules) == self._modules:
+            return
+        self._modules = len(sys.modules)
         known = {id(k) for k in self._kernels}
         for name, module in list(sys.modules.items()):
             if not name.startswith("focusflow.") or module is None:

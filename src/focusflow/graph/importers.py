@@ -236,16 +236,9 @@ def _read_small_edge_list(p: Path, sep: str, graph: Cybergraph | None) -> Cyberg
     dst: list[str] = []
     weights: list[float] = []
     for number, fields in _data_lines(p, sep):
-        if len(fields) < 2:
-            raise InputFileError(
-                f"{p}:{number}: an edge list line has 2 or 3 columns (src dst [weight]), "
-                "this one fewer than 2"
-            )
-        if len(fields) > 3:
-            raise InputFileError(
-                f"{p}:{number}: {len(fields)} fields; "
-                "an edge list line has 2 or 3 columns (src dst [weight])"
-            )
+        bad = _line_error(p, number, fields)
+        if bad is not None:
+            raise bad
         weight = 1.0
         if len(fields) == 3:
             try:
@@ -307,15 +300,27 @@ def _line_of_row(p: Path, sep: str, row: int) -> int:
     return row + 1
 
 
-def _bad_field_count(p: Path, sep: str) -> InputFileError | None:
-    """The error for the first line that is not ``src dst [weight]``, if one is."""
-    for number, fields in _data_lines(p, sep):
-        if len(fields) not in (2, 3):
-            return InputFileError(
-                f"{p}:{number}: {len(fields)} field{'s' if len(fields) != 1 else ''}; "
-                "an edge list line has 2 or 3 columns (src dst [weight])"
-            )
+def _line_error(p: Path, number: int, fields: list[str]) -> InputFileError | None:
+    """What is wrong with a data line's fields (count, an empty id), if anything."""
+    if len(fields) not in (2, 3):
+        count = f"{len(fields)} field{'s' if len(fields) != 1 else ''}"
+        fewer = " (fewer than 2)" if len(fields) < 2 else ""
+        return InputFileError(
+            f"{p}:{number}: {count}{fewer}; an edge list line has 2 or 3 columns (src dst [weight])"
+        )
+    if not fields[0] or not fields[1]:
+        return InputFileError(f"{p}:{number}: an empty particle id (src dst [weight])")
     return None
+
+
+def _bad_line(p: Path, sep: str) -> InputFileError:
+    """The error for the first line that is not ``src dst [weight]`` (the general
+    reader's error paths only: it reads the file again)."""
+    for number, fields in _data_lines(p, sep):
+        bad = _line_error(p, number, fields)
+        if bad is not None:
+            return bad
+    return InputFileError(f"{p}: cannot parse edge list (quoting?)")
 
 
 def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cybergraph:
@@ -347,22 +352,10 @@ def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cyber
     except pd.errors.ParserError:
         # pandas names the line in its own words; the scan (on this error
         # path only) finds it in ours.
-        bad = _bad_field_count(p, sep)
-        raise bad or InputFileError(f"{p}: cannot parse edge list (quoting?)") from None
+        raise _bad_line(p, sep) from None
     blank = frame.isna() | (frame == "")  # a field the line does not have
-    extra = ~blank[3].to_numpy()
-    if extra.any():
-        row = int(np.flatnonzero(extra)[0])
-        raise InputFileError(
-            f"{p}:{_line_of_row(p, sep, row)}: an edge list line has 2 or 3 columns "
-            "(src dst [weight]), this one more"
-        )
-    if blank[[0, 1]].any(axis=None):
-        row = int(np.flatnonzero(blank[[0, 1]].any(axis=1).to_numpy())[0])
-        raise InputFileError(
-            f"{p}:{_line_of_row(p, sep, row)}: an edge list line has 2 or 3 columns "
-            "(src dst [weight]), this one fewer than 2"
-        )
+    if not blank[3].all() or blank[[0, 1]].any(axis=None):  # a fourth field, a missing id
+        raise _bad_line(p, sep)
     w = pd.to_numeric(frame[2], errors="coerce").to_numpy(dtype=np.float64, copy=True)
     w[blank[2].to_numpy()] = 1.0
     bad_rows = np.flatnonzero(~np.isfinite(w))
