@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "tests" / "rewrite" / "programs"
 #: What the extras bring, by distribution name (torch: what compile's fine-tuning
 #: imports, which no list requires); none may be a base requirement.
-HEAVY = {"onnx", "onnxruntime", "torch", "psycopg", "redis", "wgpu", "cupy-cuda12x"}
+HEAVY = {"onnx", "onnxruntime", "torch", "psycopg", "redis", "wgpu", "cupy-cuda12x", "ray"}
 #: Every package an extra provides, by import name.
 EXTRA_MODULES = tuple(sorted({m for modules in EXTRAS.values() for m in modules} | {"torch"}))
 
@@ -49,8 +49,9 @@ def test_the_base_install_requires_none_of_the_extras_packages():
     assert {"onnx", "onnxruntime"} <= extras["compile"]
     assert {"psycopg", "redis"} <= extras["konomi"]
     assert "wgpu" in extras["hvm"]
+    assert "ray" in extras["cluster"]
     # the tests install every product extra (./dev test), so their tests run
-    assert "focusflow[konomi,compile,hvm]" in project["optional-dependencies"]["test"]
+    assert "focusflow[konomi,compile,hvm,cluster]" in project["optional-dependencies"]["test"]
     # The metadata of the install, once it was made from this pyproject (./dev
     # reinstalls when pyproject.toml changes): its base requirements agree.
     requires = importlib.metadata.requires("focusflow") or []
@@ -88,6 +89,15 @@ def test_infer_from_a_model_without_the_compile_extra_names_it(tmp_path: Path):
     )
     assert res.returncode == 2, res.stderr
     assert "'onnxruntime'" in res.stderr and install_line("compile") in res.stderr
+    assert res.stderr.rstrip().endswith("[missing_extra]")
+
+
+def test_a_sharded_solve_without_the_cluster_extra_names_it(tmp_path: Path):
+    graph = tmp_path / "g.edges"
+    graph.write_text("a b\nb c\n")
+    res = _focusflow(["focus", "compute", str(graph), "--shards", "2"], missing=("ray",))
+    assert res.returncode == 2, res.stderr
+    assert "'ray'" in res.stderr and install_line("cluster") in res.stderr
     assert res.stderr.rstrip().endswith("[missing_extra]")
 
 

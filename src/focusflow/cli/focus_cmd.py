@@ -24,9 +24,13 @@ from focusflow.cli.common import SkipInvalidOpt, skipped_invalid, skipped_note
 from focusflow.core.errors import InputFileError, InvalidParameterError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
+    from focusflow.focus.params import FocusParams
     from focusflow.focus.result import FocusResult
+    from focusflow.graph.cybergraph import Cybergraph
 
 focus_app = typer.Typer(
     help="Compute focus (the tri-kernel equilibrium) of a graph.", no_args_is_help=True
@@ -216,6 +220,23 @@ def compute_cmd(
         help="Particles file (cid<TAB>text<TAB>gloss) whose texts are printed beside the "
         "CIDs; default: INPUT's X.particles.tsv when it exists.",
     ),
+    shards: int | None = typer.Option(
+        None,
+        "--shards",
+        help="Solve on N shards, each a Ray actor (the 'cluster' extra); an edge list is "
+        "read in parallel by the shards.",
+    ),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        help="Ray cluster address (host:port of its head, or 'auto'); default: a local "
+        "Ray started for this call. Needs --shards.",
+    ),
+    reduce: str = typer.Option(
+        "all-reduce",
+        "--reduce",
+        help="How shards sum the solve's global quantities: all-reduce (exact) or push-sum.",
+    ),
 ) -> None:
     """Compute focus and write `particle<TAB>focus`, most focus first (and a third
     column, the particle's text, when a particles file is given or beside INPUT)."""
@@ -255,6 +276,7 @@ def compute_cmd(
         raise InvalidParameterError(f"--top must be >= 0, got {top}")
     if stakes is not None and not stakes.exists():
         raise InputFileError(f"{stakes}: no such file")
+    _check_sharding(shards, cluster, backend)
     table = _particle_texts(path, texts)
     interactive = err.is_terminal
     columns = [
@@ -266,26 +288,31 @@ def compute_cmd(
     ]
     with Progress(*columns, console=err, transient=True, disable=not interactive) as bar:
         task = bar.add_task(f"loading {path.name}", total=None, info="")
-        t0 = time.perf_counter()
-        graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
-        t_load = time.perf_counter() - t0
-        bar.update(task, description="solving", total=params.max_iter, completed=0, info="")
 
         def progress(it: int, res: float) -> None:
             bar.update(task, completed=it, info=f"iter {it} residual {res:.2e}")
 
-        if warm is not None:
-            warm.join()
-        result = compute(graph, params, backend=backend, progress=progress)
+        t0 = time.perf_counter()
+        if shards is not None:
+            bar.update(task, description=f"solving on {shards} shards", total=params.max_iter)
+            result, counts = sharded_solve(
+                path, fmt, stakes, skip_invalid, params, shards, cluster, reduce, progress
+            )
+            t_load = 0.0
+        else:
+            graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
+            t_load = time.perf_counter() - t0
+            bar.update(task, description="solving", total=params.max_iter, completed=0, info="")
+            if warm is not None:
+                warm.join()
+            result = compute(graph, params, backend=backend, progress=progress)
+            counts = graph_counts(graph)
     focus = result.focus
     ordered = result.order()
     d = result.diagnostics
     summary: FocusSummary = {
         "input": str(path),
-        "particles": graph.n_particles,
-        "links": graph.n_links,
-        "edges": graph.snapshot(patchable=False).nnz,
-        "neurons": graph.n_neurons,
+        **counts,
         "mode": params.mode,
         "backend": result.backend,
         "iterations": d.iterations,
@@ -294,8 +321,6 @@ def compute_cmd(
         "contraction_rate": d.contraction_rate,
         "entropy_nats": entropy(focus / focus.sum()) if focus.sum() > 0 else 0.0,
         "syntropy_nats": syntropy(focus / focus.sum()) if focus.sum() > 0 else 0.0,
-        "skipped_invalid_links": skipped_invalid(graph),
-        "dropped_self_links": graph.dropped_self_links,
         "seconds": {"load": t_load, **{k: v for k, v in d.timings.items()}},
     }
     if out is not None:
@@ -321,6 +346,89 @@ def compute_cmd(
         _write_tsv(result, shown, sys.stdout.buffer, table)
     sys.stdout.flush()
     _print_summary(err, summary, params.tol)
+
+
+def _check_sharding(shards: int | None, cluster: str | None, backend: str) -> None:
+    """``--cluster`` only with ``--shards``, which runs on CPUs."""
+    if cluster is not None and shards is None:
+        raise InvalidParameterError("--cluster needs --shards")
+    if shards is not None and backend not in ("auto", "numba", "numpy"):
+        raise InvalidParameterError(
+            f"--shards runs on the shards' CPUs; --backend {backend} is not for it"
+        )
+
+
+def graph_counts(graph: Cybergraph) -> dict[str, int]:
+    """What the summary says about a graph read in this process."""
+    return {
+        "particles": graph.n_particles,
+        "links": graph.n_links,
+        "edges": graph.snapshot(patchable=False).nnz,
+        "neurons": graph.n_neurons,
+        "skipped_invalid_links": skipped_invalid(graph),
+        "dropped_self_links": graph.dropped_self_links,
+    }
+
+
+def sharded_solve(
+    path: Path,
+    fmt: str,
+    stakes: Path | None,
+    skip_invalid: bool,
+    params: FocusParams,
+    shards: int,
+    cluster: str | None,
+    reduce: str,
+    progress: Callable[[int, float], None],
+) -> tuple[FocusResult, dict[str, int]]:
+    """Focus on ``shards`` Ray actors: an edge list read by the shards in
+    parallel, any other input read here and cut into shards."""
+    from focusflow.focus.result import FocusResult
+    from focusflow.focus.shards.api import compute_file_sharded, compute_sharded, diagnostics_of
+    from focusflow.focus.shards.solve import REDUCES
+    from focusflow.graph.importers import detect_format, edge_list_separator, read_graph
+
+    if reduce not in REDUCES:
+        raise InvalidParameterError(f"--reduce must be one of {', '.join(REDUCES)}, got {reduce!r}")
+    chosen = detect_format(path) if fmt == "auto" else fmt
+    if chosen == "edges" and stakes is None:
+        sep = edge_list_separator(path)
+        keys, phi, report = compute_file_sharded(
+            path,
+            sep,
+            params,
+            shards,
+            cluster=cluster,
+            reduce=reduce,
+            progress=progress,  # type: ignore[arg-type]
+        )
+        links = sum(int(i["links_in"]) for i in report.shard_info)
+        result = FocusResult(
+            focus=phi,
+            params=params,
+            backend="shards",
+            diagnostics=diagnostics_of(report),
+            keys=keys,
+        )
+        counts = {
+            "particles": len(keys),
+            "links": links,
+            "edges": links,
+            "neurons": 0,
+            "skipped_invalid_links": 0,
+            "dropped_self_links": 0,
+        }
+        return result, counts
+    graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
+    result = compute_sharded(
+        graph,
+        params,
+        shards,
+        cluster=cluster,
+        reduce=reduce,
+        progress=progress,  # type: ignore[arg-type]
+    )
+    return result, graph_counts(graph)
 
 
 @focus_app.command("prepare")

@@ -23,6 +23,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "konomi": ("psycopg", "redis"),
     "compile": ("onnx", "onnxruntime"),
     "hvm": ("wgpu",),
+    "cluster": ("ray",),
 }
 
 

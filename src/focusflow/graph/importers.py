@@ -194,6 +194,11 @@ def _edge_separator(line: str) -> str:
     return r"\s+"
 
 
+def edge_list_separator(path: str | os.PathLike[str]) -> str:
+    """The separator the edge list ``path`` uses (its first data line's)."""
+    return _edge_separator(_first_data_line(check_input_file(path)))
+
+
 def read_edge_list(path: str | os.PathLike[str], *, graph: Cybergraph | None = None) -> Cybergraph:
     """Load ``src dst [weight]`` lines (tab, space or comma separated, ``#`` comments).
 

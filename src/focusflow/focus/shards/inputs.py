@@ -1,0 +1,176 @@
+"""A graph cut into shards' inputs: from a graph in memory, or from a file read in parallel.
+
+In memory (``parts_of_snapshot``): the particles are the snapshot's, numbered
+as the caller numbers them, and the owner of each is ``murmur64`` of its key
+(of its number where the graph has no keys) mod the shard count.
+
+From a file (``parts_of_file``): the file is cut at line starts into one
+range per reader; each reader (a Ray task) parses its range with the edge
+list reader's rules, hashes every key (its id is ``murmur64(key)``, its owner
+that mod the shard count) and returns, per shard, the links it owns and the
+names of its particles. No process ever holds the whole graph: the driver
+sees only references.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from focusflow.core.errors import InputFileError
+from focusflow.focus.shards.layout import EdgeBlock
+from focusflow.focus.shards.partition import (
+    murmur64_ints,
+    murmur64_keys,
+    shard_of_hashes,
+)
+from focusflow.focus.shards.solve import ShardInput
+from focusflow.graph.snapshot import Snapshot
+
+
+def owners_of(n: int, keys: list[Any] | None, shards: int) -> np.ndarray:
+    """Each particle's shard: ``murmur64(key) mod shards`` (of its number without keys)."""
+    hashes = murmur64_keys(keys) if keys is not None else murmur64_ints(np.arange(n))
+    return shard_of_hashes(hashes, shards)
+
+
+def snapshot_links(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The snapshot's links (base and overlay) as particle ids and weights."""
+    rows = np.repeat(np.arange(snap.n, dtype=np.int64), np.diff(snap.out_indptr))
+    src = snap.iperm[rows]
+    dst = snap.iperm[snap.out_indices.astype(np.int64)]
+    w = np.asarray(snap.out_w, dtype=np.float64)
+    if snap.overlay_nnz:
+        src = np.concatenate([src, snap.iperm[snap.ov_src.astype(np.int64)]])
+        dst = np.concatenate([dst, snap.iperm[snap.ov_dst.astype(np.int64)]])
+        w = np.concatenate([w, np.asarray(snap.ov_w, dtype=np.float64)])
+    return src, dst, w
+
+
+def split_links(
+    src: np.ndarray,
+    dst: np.ndarray,
+    w: np.ndarray,
+    owner_src: np.ndarray,
+    owner_dst: np.ndarray,
+    shards: int,
+) -> list[tuple[EdgeBlock, EdgeBlock]]:
+    """Per shard, its in-links (targets owned) and out-links (sources owned)."""
+    out = []
+    by_dst = np.argsort(owner_dst, kind="stable")
+    by_src = np.argsort(owner_src, kind="stable")
+    dst_cut = np.searchsorted(owner_dst[by_dst], np.arange(shards + 1))
+    src_cut = np.searchsorted(owner_src[by_src], np.arange(shards + 1))
+    for s in range(shards):
+        i = by_dst[dst_cut[s] : dst_cut[s + 1]]
+        o = by_src[src_cut[s] : src_cut[s + 1]]
+        out.append(
+            (
+                EdgeBlock(src[i], dst[i], w[i], owner_src[i]),
+                EdgeBlock(src[o], dst[o], w[o], owner_dst[o]),
+            )
+        )
+    return out
+
+
+def parts_of_snapshot(ray: Any, snap: Snapshot, owner: np.ndarray, shards: int) -> list[ShardInput]:
+    """The shards' inputs for ``snap`` (``owner``: each particle's shard), put in Ray's store."""
+    src, dst, w = snapshot_links(snap)
+    blocks = split_links(src, dst, w, owner[src], owner[dst], shards)
+    parts = []
+    for s, (lin, lout) in enumerate(blocks):
+        own = np.flatnonzero(owner == s).astype(np.int64)
+        parts.append(ShardInput(ray.put(own), [ray.put(lin)], [ray.put(lout)]))
+    return parts
+
+
+def byte_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
+    """``parts`` ranges of ``path`` cut just after a newline (some may be empty)."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as fh:
+        for k in range(1, parts):
+            at = max(size * k // parts, cuts[-1])
+            fh.seek(at)
+            if at > 0:
+                fh.seek(at - 1)
+                fh.readline()
+            cuts.append(min(max(fh.tell(), cuts[-1]), size))
+    cuts.append(size)
+    return [(cuts[k], cuts[k + 1]) for k in range(parts)]
+
+
+def read_range(path: str, start: int, end: int, sep: str, shards: int) -> list[Any]:
+    """One reader's share of an edge list: ``3 * shards`` results, per shard its
+    in-links, then per shard its out-links, then per shard ``(ids, keys)``."""
+    import pandas as pd
+
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    names: list[Any] = [(np.empty(0, dtype=np.int64), [])] * shards
+    if not data.strip():
+        empty = EdgeBlock.empty()
+        return [empty] * (2 * shards) + names
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data),
+            sep=sep,
+            header=None,
+            names=[0, 1, 2, 3],
+            comment="#",
+            dtype=str,
+            skipinitialspace=True,
+            engine="c",
+            skip_blank_lines=True,
+            keep_default_na=False,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InputFileError(
+            f"{path}: bytes {start}-{end}: cannot parse edge list ({exc})"
+        ) from None
+    blank = frame.isna() | (frame == "")
+    if not blank[3].all() or blank[[0, 1]].any(axis=None):
+        raise InputFileError(f"{path}: bytes {start}-{end}: a line is not src dst [weight]")
+    w = pd.to_numeric(frame[2], errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    w[blank[2].to_numpy()] = 1.0
+    if not np.all(np.isfinite(w)) or (w < 0).any():
+        raise InputFileError(f"{path}: bytes {start}-{end}: a weight is not a number >= 0")
+    m = len(frame)
+    keys = np.concatenate([frame[0].to_numpy(dtype=object), frame[1].to_numpy(dtype=object)])
+    uniq, inv = np.unique(keys, return_inverse=True)
+    hashes = murmur64_keys(list(uniq))
+    ids = hashes.view(np.int64)
+    owner = shard_of_hashes(hashes, shards)
+    src, dst = ids[inv[:m]], ids[inv[m:]]
+    blocks = split_links(src, dst, w, owner[inv[:m]], owner[inv[m:]], shards)
+    names = []
+    for s in range(shards):
+        sel = np.flatnonzero(owner == s)
+        names.append((ids[sel], [str(uniq[k]) for k in sel]))
+    return [b[0] for b in blocks] + [b[1] for b in blocks] + names
+
+
+def parts_of_file(ray: Any, path: Path, sep: str, shards: int, readers: int) -> list[ShardInput]:
+    """The shards' inputs for the edge list ``path``, read by ``readers`` Ray tasks."""
+    reader = ray.remote(read_range).options(num_returns=3 * shards, num_cpus=0)
+    outs = [
+        reader.remote(os.fspath(path), a, b, sep, shards) for a, b in byte_ranges(path, readers)
+    ]
+    if shards * 3 == 1:
+        outs = [[o] for o in outs]
+    parts = []
+    for s in range(shards):
+        parts.append(
+            ShardInput(
+                np.empty(0, dtype=np.int64),
+                [o[s] for o in outs],
+                [o[shards + s] for o in outs],
+                [o[2 * shards + s] for o in outs],
+            )
+        )
+    return parts
