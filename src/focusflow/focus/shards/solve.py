@@ -182,6 +182,7 @@ class ShardedSolve:
         # The inputs stay referenced while the workers live: a restarted worker
         # is built from them again.
         self._parts = list(parts)
+        self._added: list[list[tuple[list[Any], list[Any]]]] = [[] for _ in parts]
         self.report = ShardReport(shards=shards)
         self._checkpoint: list[Any] | None = None
         self._cfg: SolveConfig | None = None
@@ -333,7 +334,14 @@ class ShardedSolve:
                 if total is not None:
                     # The blend ``total`` normalises was lost with the worker:
                     # recompute it from the checkpoint, the same bits as before.
-                    total = self._finish(self._advance(None), None)
+                    outs = self._advance(None)
+                    scalars = np.array(ray.get([o[self.shards] for o in outs]))
+                    dm = None
+                    if self.reduce == "push-sum" and self.shards > 1:
+                        self._gossip("advance")
+                    else:
+                        dm = math.fsum(scalars[:, 1])
+                    total = self._finish(outs, dm)
 
     def _advance(self, total: float | str | None) -> list[list[Any]]:
         s = self.shards
@@ -407,6 +415,16 @@ class ShardedSolve:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+        # A restarted worker was built from its first inputs: hand it the links
+        # added since, in the order they came.
+        held = ray.get([w.added.remote() for w in self.workers])
+        ray.get(
+            [
+                w.add_links.remote(len(ins), *ins, *outs)
+                for w, k, batches in zip(self.workers, held, self._added, strict=True)
+                for ins, outs in batches[k:]
+            ]
+        )
         self._needs = [w.needs.options(num_returns=self.shards).remote() for w in self.workers]
         if self.shards == 1:
             self._needs = [[ref] for ref in self._needs]
@@ -430,6 +448,8 @@ class ShardedSolve:
         out-links) and set up again; the next ``solve()`` starts from the
         current ``phi`` (a warm restart)."""
         ray = self.ray
+        for kept, batch in zip(self._added, blocks, strict=True):
+            kept.append((list(batch[0]), list(batch[1])))
         ray.get(
             [
                 w.add_links.remote(len(ins), *ins, *outs)

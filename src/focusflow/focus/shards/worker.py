@@ -85,6 +85,7 @@ class ShardWorker:
         self.exchange: Exchange = ObjectStoreExchange(shard, shards)
         self._build()
         self.keep_links = keep_links
+        self._batches = 0
         if not keep_links:
             # The rows hold the links now; the lists are kept only to add links.
             self._in = self._out = EdgeBlock.empty()
@@ -127,6 +128,10 @@ class ShardWorker:
             "pid": os.getpid(),
         }
 
+    def added(self) -> int:
+        """How many batches of links ``add_links`` took since this worker was built."""
+        return self._batches
+
     def cross_links(self) -> int:
         """In-links of this shard whose source another shard owns."""
         return self._cross
@@ -147,6 +152,7 @@ class ShardWorker:
         if not self.keep_links:
             raise InvalidParameterError("links can be added only to a solve made incremental")
         old_ids, old_phi = self.layout.ids, self.phi
+        self._batches += 1
         self._in = EdgeBlock.concat([self._in, *blocks[:n_in]])
         self._out = EdgeBlock.concat([self._out, *blocks[n_in:]])
         self._build()
