@@ -14,7 +14,7 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import IO, TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 import typer
 from rich.console import Console
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from focusflow.focus.params import FocusParams
     from focusflow.focus.result import FocusResult
     from focusflow.graph.cybergraph import Cybergraph
+    from focusflow.graph.tables import Key
 
 focus_app = typer.Typer(
     help="Compute focus (the tri-kernel equilibrium) of a graph.", no_args_is_help=True
@@ -312,7 +313,12 @@ def compute_cmd(
     d = result.diagnostics
     summary: FocusSummary = {
         "input": str(path),
-        **counts,
+        "particles": counts["particles"],
+        "links": counts["links"],
+        "edges": counts["edges"],
+        "neurons": counts["neurons"],
+        "skipped_invalid_links": counts["skipped_invalid_links"],
+        "dropped_self_links": counts["dropped_self_links"],
         "mode": params.mode,
         "backend": result.backend,
         "iterations": d.iterations,
@@ -400,7 +406,7 @@ def sharded_solve(
             shards,
             cluster=cluster,
             reduce=reduce,
-            progress=progress,  # type: ignore[arg-type]
+            progress=progress,
         )
         links = sum(int(i["links_in"]) for i in report.shard_info)
         result = FocusResult(
@@ -408,7 +414,7 @@ def sharded_solve(
             params=params,
             backend="shards",
             diagnostics=diagnostics_of(report),
-            keys=keys,
+            keys=cast("list[Key]", keys),
         )
         counts = {
             "particles": len(keys),
@@ -426,7 +432,7 @@ def sharded_solve(
         shards,
         cluster=cluster,
         reduce=reduce,
-        progress=progress,  # type: ignore[arg-type]
+        progress=progress,
     )
     return result, graph_counts(graph)
 

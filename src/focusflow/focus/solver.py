@@ -509,6 +509,8 @@ def compute(
     backend: str = "auto",
     x0: np.ndarray | None = None,
     progress: Progress | None = None,
+    shards: int | None = None,
+    cluster: str | None = None,
     **overrides: Any,
 ) -> FocusResult:
     """Focus of a graph: ``compute(graph, mode="tri", alpha=0.85, ...)``.
@@ -519,10 +521,18 @@ def compute(
     (a one-shot solve takes the fastest sums; an engine's default keeps them
     the same bits for any thread count). ``x0`` (particle order) warm-starts
     the iteration. The returned focus is indexed by particle id and sums to 1.
+    ``shards``: solve on that many Ray actors (``focus.shards``; ``cluster``
+    is a Ray head's address, None a local Ray for the call).
     """
     if params is None:
         overrides.setdefault("thread_sums", True)
     p = make_params(params, **overrides)
+    if shards is not None or cluster is not None:
+        if shards is None:
+            raise InvalidParameterError("cluster needs shards")
+        from focusflow.focus.shards.api import compute_sharded
+
+        return compute_sharded(graph, p, shards, cluster=cluster, x0=x0, progress=progress)
     if p.mode == "cyberank":
         from focusflow.focus.cyberank import cyberank
 

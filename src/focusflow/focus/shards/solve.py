@@ -375,7 +375,7 @@ class ShardedSolve:
                 break
         self.report.push_rounds += rounds
         self.report.push_spread = max(self.report.push_spread, spread)
-        return estimates[0]
+        return np.asarray(estimates[0])
 
     def _finish(self, outs: list[list[Any]], dm: float | None) -> float | str:
         """The series' terms and ``finish``; returns the blend's total (or ``"push"``)."""

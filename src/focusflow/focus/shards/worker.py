@@ -74,7 +74,7 @@ class ShardWorker:
         if threads > 0:
             import numba
 
-            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+            numba.set_num_threads(max(1, min(threads, numba.get_num_threads())))
         self.shard, self.shards, self.symmetric = shard, shards, symmetric
         self._own = np.asarray(own, dtype=np.int64)
         self._in = EdgeBlock.concat(list(blocks[:n_in]))
@@ -234,9 +234,11 @@ class ShardWorker:
     def join_group(self, group: str, backend: str) -> None:
         """Exchange halos through the collective group ``group`` (``exchange.py``)
         instead of the object store; the routes are kept."""
-        import ray.util.collective as col
+        import importlib
 
         from focusflow.focus.shards.exchange import CollectiveExchange
+
+        col: Any = importlib.import_module("ray.util.collective")
 
         if not col.is_group_initialized(group):
             col.init_collective_group(self.shards, self.shard, backend=backend, group_name=group)
@@ -276,7 +278,8 @@ class ShardWorker:
         """``Ls cur`` from the halo's ``sigma cur`` values."""
         assert self._lap is not None
         ext = np.concatenate([self.sigma * cur, halo])
-        return self.diag * cur - self.sigma * self._lap(ext)
+        out: np.ndarray = self.diag * cur - self.sigma * self._lap(ext)
+        return out
 
     def cheb_step(self, *incoming: np.ndarray) -> list[np.ndarray]:
         """The next term of the series: ``T_{k+1}`` from ``T_k`` and ``T_{k-1}``."""
@@ -340,7 +343,7 @@ class ShardWorker:
     def push_absorb(self, *incoming: Any) -> np.ndarray:
         """Take the last round's messages; returns this shard's estimate."""
         self.push.absorb(list(incoming))
-        return self.push.estimate()
+        return np.asarray(self.push.estimate())
 
     # --- results ------------------------------------------------------------------------------
     def gather(self) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
