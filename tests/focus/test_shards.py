@@ -19,21 +19,25 @@ ray = pytest.importorskip("ray")
 from focusflow.focus.shards.api import compute_sharded  # noqa: E402
 from focusflow.focus.shards.inputs import owners_of, parts_of_snapshot, split_links  # noqa: E402
 from focusflow.focus.shards.solve import ShardedSolve  # noqa: E402
+from tests.focus.ray_driver import RayDriver  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(
-        num_cpus=4,
-        object_store_memory=200 * 2**20,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
+@pytest.fixture(scope="module")
+def driver():
+    """One local Ray for the module, its driver in a child process (ray_driver.py)."""
+    held = RayDriver(
+        {
+            "num_cpus": 4,
+            "object_store_memory": 200 * 2**20,
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": "ERROR",
+        }
     )
-    yield ray
-    ray.shutdown()
+    yield held
+    held.close()
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +81,9 @@ def _reference(graph, **kw):
         pytest.param("tri", 8, marks=pytest.mark.slow),
     ],
 )
-def test_sharded_equals_one_process(rmat, mode, shards):
+def test_sharded_equals_one_process(driver, rmat, mode, shards):
     ref = _reference(rmat, mode=mode)
-    res = compute_sharded(rmat, make_params(None, mode=mode, tol=1e-13), shards)
+    res = driver(compute_sharded, rmat, make_params(None, mode=mode, tol=1e-13), shards)
     rep = res.shards
     assert rep.converged and res.diagnostics.converged
     assert rep.shards == shards and len(rep.shard_info) == shards
@@ -94,10 +98,10 @@ def test_sharded_equals_one_process(rmat, mode, shards):
     np.testing.assert_array_equal(_top(res.focus, 100), _top(ref, 100))  # no ties there
 
 
-def test_sharded_bostrom_sample(shared_sample_path):
+def test_sharded_bostrom_sample(driver, shared_sample_path):
     g = read_graph(shared_sample_path, skip_invalid=True)
     ref = _reference(g, mode="tri")
-    res = compute_sharded(g, make_params(None, mode="tri", tol=1e-13), 4)
+    res = driver(compute_sharded, g, make_params(None, mode="tri", tol=1e-13), 4)
     assert res.shards.converged
     assert res.keys == g.particles.keys()
     assert np.abs(res.focus - ref).sum() < 1e-9
@@ -106,41 +110,43 @@ def test_sharded_bostrom_sample(shared_sample_path):
 
 
 @pytest.mark.parametrize("mode", ["diffusion", pytest.param("tri", marks=pytest.mark.slow)])
-def test_sharded_stake_prior(rmat, mode):
+def test_sharded_stake_prior(driver, rmat, mode):
     ref = _reference(rmat, mode=mode, prior="stake")
     uniform = _reference(rmat, mode=mode)
     assert np.abs(ref - uniform).sum() > 1e-3  # the prior matters on this graph
-    res = compute_sharded(rmat, make_params(None, mode=mode, prior="stake", tol=1e-13), 3)
+    res = driver(compute_sharded, rmat, make_params(None, mode=mode, prior="stake", tol=1e-13), 3)
     assert np.abs(res.focus - ref).sum() < 1e-9
 
 
 @pytest.mark.parametrize("mode", ["diffusion", pytest.param("tri", marks=pytest.mark.slow)])
-def test_sharded_push_sum(rmat, mode):
+def test_sharded_push_sum(driver, rmat, mode):
     ref = _reference(rmat, mode=mode)
-    res = compute_sharded(rmat, make_params(None, mode=mode, tol=1e-13), 4, reduce="push-sum")
+    res = driver(
+        compute_sharded, rmat, make_params(None, mode=mode, tol=1e-13), 4, reduce="push-sum"
+    )
     assert res.shards.converged
     assert res.shards.push_rounds > 0
     assert res.shards.push_spread <= 1e-12
     assert np.abs(res.focus - ref).sum() < 1e-9
 
 
-def test_sharded_x0(rmat):
+def test_sharded_x0(driver, rmat):
     """A start near the answer converges to it, in fewer iterations than a cold solve."""
     params = make_params(None, mode="diffusion", tol=1e-13)
-    cold = compute_sharded(rmat, params, 2)
-    warm = compute_sharded(rmat, params, 2, x0=cold.focus * 3.0)
+    cold = driver(compute_sharded, rmat, params, 2)
+    warm = driver(compute_sharded, rmat, params, 2, x0=cold.focus * 3.0)
     assert np.abs(warm.focus - cold.focus).sum() < 1e-11
     assert warm.shards.iterations < cold.shards.iterations
     with pytest.raises(InvalidParameterError):
-        compute_sharded(rmat, params, 2, x0=np.ones(5))
+        driver(compute_sharded, rmat, params, 2, x0=np.ones(5))
 
 
 def _split(src, dst, w, owner, shards):
     return split_links(src, dst, w, owner[src], owner[dst], shards)
 
 
-@pytest.mark.parametrize("mode", ["diffusion", pytest.param("tri", marks=pytest.mark.slow)])
-def test_add_links_warm_restart(mode):
+def _warm_restart(mode: str):
+    """Solve, add links, solve again warm (runs in the driver process)."""
     n = 2**10
     src, dst, w = rmat_edges(10, 8, seed=5)
     # The grown graph: new links among old particles and to 24 new ones.
@@ -172,19 +178,34 @@ def test_add_links_warm_restart(mode):
         ids, phi, keys = solve.gather()
     finally:
         solve.close()
-    assert keys is None
-    got = np.zeros(n2)
-    got[ids] = phi
     grown = sp.coo_matrix(
         (np.concatenate([w, nw]), (np.concatenate([src, nsrc]), np.concatenate([dst, ndst]))),
         shape=(n2, n2),
     )
-    ref = _reference(grown, mode=mode)
-    assert np.abs(got - ref).sum() < 1e-9
-    cold = compute_sharded(grown, params, shards)
+    got = np.zeros(n2)
+    got[ids] = phi
+    return {
+        "grown": grown,
+        "got": got,
+        "keys": keys,
+        "params": params,
+        "shards": shards,
+        "cold_iterations": cold_iterations,
+        "warm_iterations": warm_iterations,
+    }
+
+
+@pytest.mark.parametrize("mode", ["diffusion", pytest.param("tri", marks=pytest.mark.slow)])
+def test_add_links_warm_restart(driver, mode):
+    out = driver(_warm_restart, mode)
+    assert out["keys"] is None
+    ref = _reference(out["grown"], mode=mode)
+    assert np.abs(out["got"] - ref).sum() < 1e-9
+    cold = driver(compute_sharded, out["grown"], out["params"], out["shards"])
     assert np.abs(cold.focus - ref).sum() < 1e-9
-    assert warm_iterations < cold.shards.iterations, (warm_iterations, cold.shards.iterations)
-    assert cold_iterations > 0
+    warm = out["warm_iterations"]
+    assert warm < cold.shards.iterations, (warm, cold.shards.iterations)
+    assert out["cold_iterations"] > 0
 
 
 @pytest.mark.parametrize(
@@ -197,23 +218,23 @@ def test_add_links_warm_restart(mode):
     ],
     ids=["cyberank", "vector-prior", "reduce", "exchange"],
 )
-def test_sharded_refuses(rmat, kw):
+def test_sharded_refuses(driver, rmat, kw):
     kw = dict(kw)
     params = make_params(None, **kw.pop("params", {}))
     with pytest.raises(InvalidParameterError) as err:
-        compute_sharded(rmat, params, 2, **kw)
+        driver(compute_sharded, rmat, params, 2, **kw)
     assert err.value.code == "invalid_parameter"
 
 
 @pytest.mark.parametrize("shards", [0, 257, "2", True])
-def test_sharded_refuses_shard_counts(rmat, shards):
+def test_sharded_refuses_shard_counts(driver, rmat, shards):
     with pytest.raises(InvalidParameterError):
-        compute_sharded(rmat, make_params(None), shards)
+        driver(compute_sharded, rmat, make_params(None), shards)
 
 
-def test_gloo_exchange_equals_object_store(rmat):
+def test_gloo_exchange_equals_object_store(driver, rmat):
     pytest.importorskip("torch")
     params = make_params(None, mode="tri", tol=1e-13)
-    store = compute_sharded(rmat, params, 3)
-    gloo = compute_sharded(rmat, params, 3, exchange="gloo")
+    store = driver(compute_sharded, rmat, params, 3)
+    gloo = driver(compute_sharded, rmat, params, 3, exchange="gloo")
     assert np.abs(gloo.focus - store.focus).sum() < 1e-12

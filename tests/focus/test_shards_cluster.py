@@ -29,6 +29,7 @@ psutil = pytest.importorskip("psutil")
 from focusflow.focus.shards.api import compute_sharded  # noqa: E402
 from focusflow.focus.shards.inputs import owners_of, parts_of_snapshot, split_links  # noqa: E402
 from focusflow.focus.shards.solve import ShardedSolve  # noqa: E402
+from tests.focus.ray_driver import RayDriver  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -76,8 +77,7 @@ def _start(args: list[str], env: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def cluster():
-    if ray.is_initialized():
-        ray.shutdown()
+    driver = None
     port = _free_port()
     address = f"127.0.0.1:{port}"
     # A short temp dir: Ray's socket paths under it must stay below 108 bytes.
@@ -111,19 +111,15 @@ def cluster():
             ],
             env,
         )
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        try:
-            deadline = time.monotonic() + 60
-            while sum(1 for n in ray.nodes() if n["Alive"]) < 2:
-                assert time.monotonic() < deadline, "the worker node never joined"
-                time.sleep(0.5)
-            assert sum(1 for n in ray.nodes() if n["Alive"]) == 2
-        finally:
-            ray.shutdown()
-        yield address
+        driver = RayDriver()
+        deadline = time.monotonic() + 60
+        while driver(_alive_nodes, address) < 2:
+            assert time.monotonic() < deadline, "the worker node never joined"
+            time.sleep(0.5)
+        yield address, driver
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
+        if driver is not None:
+            driver.close()
         _stop(marks)
         shutil.rmtree(temp, ignore_errors=True)
         if saved is None:
@@ -149,10 +145,25 @@ def _raylet_of(pid: int) -> int:
     raise AssertionError(f"worker {pid} has no raylet above it")
 
 
+def _alive_nodes(address: str) -> int:
+    """How many nodes of the cluster at ``address`` are alive (in the driver process)."""
+    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    try:
+        return sum(1 for n in ray.nodes() if n["Alive"])
+    finally:
+        ray.shutdown()
+
+
+def _connected() -> bool:
+    return ray.is_initialized()
+
+
 def test_cluster_equals_one_process(cluster, rmat):
+    address, driver = cluster
     ref = compute(rmat, mode="tri", tol=1e-13, backend="numpy").focus
-    res = compute_sharded(rmat, make_params(None, mode="tri", tol=1e-13), 4, cluster=cluster)
-    assert not ray.is_initialized()  # the call connected, and let go again
+    params = make_params(None, mode="tri", tol=1e-13)
+    res = driver(compute_sharded, rmat, params, 4, cluster=address)
+    assert not driver(_connected)  # the call connected, and let go again
     rep = res.shards
     assert rep.converged
     assert np.abs(res.focus - ref).sum() < 1e-9
@@ -160,11 +171,7 @@ def test_cluster_equals_one_process(cluster, rmat):
     assert len(set(pids)) == 4
     # Where the shards run is checked while they live (the next test); here,
     # both nodes are still up after the solve.
-    ray.init(address=cluster, log_to_driver=False, logging_level="ERROR")
-    try:
-        assert sum(1 for n in ray.nodes() if n["Alive"]) == 2
-    finally:
-        ray.shutdown()
+    assert driver(_alive_nodes, address) == 2
 
 
 def _solve(cluster, graph, shards, kill_at=None):
@@ -202,10 +209,11 @@ def _solve(cluster, graph, shards, kill_at=None):
 
 
 def test_killed_worker_gives_the_same_bits(cluster, rmat):
-    ids0, phi0, rep0, raylets, killed0, _, _ = _solve(cluster, rmat, 4)
+    address, driver = cluster
+    ids0, phi0, rep0, raylets, killed0, _, _ = driver(_solve, address, rmat, 4)
     assert rep0.converged and rep0.restarts == 0 and not killed0
     assert len(raylets) == 2  # the shards ran on both nodes
-    ids1, phi1, rep1, _, killed1, pids, after = _solve(cluster, rmat, 4, kill_at=3)
+    ids1, phi1, rep1, _, killed1, pids, after = driver(_solve, address, rmat, 4, kill_at=3)
     assert killed1 == [pids[1]]
     assert after[1] != pids[1]  # worker 1 was restarted in a new process
     assert rep1.converged
@@ -219,9 +227,41 @@ def test_killed_worker_gives_the_same_bits(cluster, rmat):
     assert np.abs(got - ref).sum() < 1e-9
 
 
+def _added_then_solve(address, rmat, nsrc, ndst, nw, owner, shards, params, kill):
+    """Solve, add links, solve again; with ``kill``, worker 1 is SIGKILLed at the
+    third iteration of the second solve (runs in the driver process)."""
+    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    try:
+        snap, _ = snapshot_of(rmat)
+        parts = parts_of_snapshot(ray, snap, owner, shards)
+        holder = {}
+
+        def progress(it: int, change: float) -> None:
+            if kill and it == 3 and "killed" not in holder:
+                pid = ray.get(holder["solve"].workers[1].pid.remote())
+                os.kill(pid, signal.SIGKILL)
+                holder["killed"] = pid
+
+        solve = ShardedSolve(parts, params, incremental=True)
+        holder["solve"] = solve
+        try:
+            assert solve.solve().converged
+            blocks = split_links(nsrc, ndst, nw, owner[nsrc], owner[ndst], shards)
+            solve.add_links([([ray.put(a)], [ray.put(b)]) for a, b in blocks])
+            solve.progress = progress
+            rep = solve.solve()
+            ids, phi, _ = solve.gather()
+        finally:
+            solve.close()
+        return ids, phi, rep
+    finally:
+        ray.shutdown()
+
+
 def test_killed_worker_after_added_links(cluster, rmat):
     """A worker restarted after ``add_links`` must hold the added links too: the
     answer is the grown graph's, with the same bits as without the kill."""
+    address, driver = cluster
     n = rmat.shape[0]
     rng = np.random.default_rng(2)
     m = 200
@@ -231,32 +271,7 @@ def test_killed_worker_after_added_links(cluster, rmat):
     params = make_params(None, mode="diffusion", tol=1e-13)
 
     def run(kill: bool):
-        ray.init(address=cluster, log_to_driver=False, logging_level="ERROR")
-        try:
-            snap, _ = snapshot_of(rmat)
-            parts = parts_of_snapshot(ray, snap, owner, shards)
-            holder = {}
-
-            def progress(it: int, change: float) -> None:
-                if kill and it == 3 and "killed" not in holder:
-                    pid = ray.get(holder["solve"].workers[1].pid.remote())
-                    os.kill(pid, signal.SIGKILL)
-                    holder["killed"] = pid
-
-            solve = ShardedSolve(parts, params, incremental=True)
-            holder["solve"] = solve
-            try:
-                assert solve.solve().converged
-                blocks = split_links(nsrc, ndst, nw, owner[nsrc], owner[ndst], shards)
-                solve.add_links([([ray.put(a)], [ray.put(b)]) for a, b in blocks])
-                solve.progress = progress
-                rep = solve.solve()
-                ids, phi, _ = solve.gather()
-            finally:
-                solve.close()
-            return ids, phi, rep
-        finally:
-            ray.shutdown()
+        return driver(_added_then_solve, address, rmat, nsrc, ndst, nw, owner, shards, params, kill)
 
     ids0, phi0, _rep0 = run(kill=False)
     grown = sp.coo_matrix(
