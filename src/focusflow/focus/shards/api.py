@@ -47,6 +47,7 @@ def compute_sharded(
     progress: Callable[[int, float], None] | None = None,
     exchange: ExchangeName = "object-store",
     reduce: Reduce = "all-reduce",
+    device: str = "cpu",
 ) -> FocusResult:
     """Focus of ``graph`` solved by ``shards`` Ray actors (``focus.shards``)."""
     from focusflow.focus.solver import snapshot_of
@@ -58,7 +59,9 @@ def compute_sharded(
     try:
         owner = owners_of(snap.n, keys, shards)
         parts = parts_of_snapshot(ray, snap, owner, shards)
-        solve = ShardedSolve(parts, params, exchange=exchange, reduce=reduce, progress=progress)
+        solve = ShardedSolve(
+            parts, params, exchange=exchange, reduce=reduce, progress=progress, device=device
+        )
         try:
             start = None
             if x0 is not None:

@@ -13,10 +13,12 @@ travel together at the start of an outer iteration).
   driver, past its inlining threshold). A worker killed mid-step loses
   nothing the driver cannot ask for again.
 * ``CollectiveExchange``: the buffers travel by ``ray.util.collective``
-  point-to-point sends: NCCL between GPUs, gloo between CPU processes (the
-  stand-in tests use). Pairs exchange in the rounds of a round-robin
-  tournament, the smaller rank sending first, so no cycle of blocking sends
-  can form.
+  point-to-point sends over gloo between CPU processes. Pairs exchange in the
+  rounds of a round-robin tournament, the smaller rank sending first, so no
+  cycle of blocking sends can form.
+* ``NcclExchange``: between GPUs, by NCCL through CuPy: every send and
+  receive of one exchange in one NCCL group call, device memory to device
+  memory. (Ray's own NCCL group sends PyTorch tensors only.)
 """
 
 from __future__ import annotations
@@ -45,21 +47,22 @@ class Exchange(Protocol):
 class _Routes:
     shard: int
     shards: int
+    xp: Any
 
     def routes(self, send: list[np.ndarray], recv: np.ndarray) -> None:
-        self.send = send
+        self.send = [self.xp.asarray(p) for p in send]
         self.recv = recv
 
-    def _pack(self, vectors: list[np.ndarray], j: int) -> np.ndarray:
+    def _pack(self, vectors: list[Any], j: int) -> Any:
         pos = self.send[j]
         if not vectors or j == self.shard or not len(pos):
-            return np.empty(0)
-        return np.concatenate([v[pos] for v in vectors])
+            return self.xp.empty(0)
+        return self.xp.concatenate([v[pos] for v in vectors])
 
     def _count(self, j: int) -> int:
         return int(self.recv[j + 1] - self.recv[j])
 
-    def _unpack(self, buffers: list[np.ndarray], width: int) -> list[np.ndarray]:
+    def _unpack(self, buffers: list[Any], width: int) -> list[Any]:
         out = []
         for k in range(width):
             parts = []
@@ -73,25 +76,27 @@ class _Routes:
                         f" values, expected {width * m}"
                     )
                 parts.append(buf[k * m : (k + 1) * m])
-            out.append(np.concatenate(parts) if parts else np.empty(0))
+            out.append(self.xp.concatenate(parts) if parts else self.xp.empty(0))
         return out
 
 
 class ObjectStoreExchange(_Routes):
     """Buffers as call results, moved by Ray's object store (module docstring)."""
 
-    def __init__(self, shard: int, shards: int) -> None:
-        self.shard, self.shards = shard, shards
+    def __init__(self, shard: int, shards: int, xp: Any = np) -> None:
+        self.shard, self.shards, self.xp = shard, shards, xp
         self.send: list[np.ndarray] = []
         self.recv = np.zeros(shards + 1, dtype=np.int64)
 
-    def post(self, vectors: list[np.ndarray]) -> list[Any]:
-        return [self._pack(vectors, j) for j in range(self.shards)]
+    def post(self, vectors: list[Any]) -> list[Any]:
+        """The buffers, on the host (the object store holds host memory)."""
+        packed = [self._pack(vectors, j) for j in range(self.shards)]
+        return packed if self.xp is np else [self.xp.asnumpy(b) for b in packed]
 
-    def collect(self, incoming: list[Any], width: int) -> list[np.ndarray]:
+    def collect(self, incoming: list[Any], width: int) -> list[Any]:
         if width == 0:
             return []
-        return self._unpack([np.asarray(b) for b in incoming], width)
+        return self._unpack([self.xp.asarray(b) for b in incoming], width)
 
 
 def tournament(shards: int) -> list[list[tuple[int, int]]]:
@@ -129,7 +134,7 @@ class CollectiveExchange(_Routes):
     def collect(self, incoming: list[Any], width: int) -> list[np.ndarray]:
         if width == 0:
             return []
-        got: list[np.ndarray] = [np.empty(0)] * self.shards
+        got: list[Any] = [self.xp.empty(0)] * self.shards
         for pairs in self._rounds:
             for a, b in pairs:
                 if self.shard not in (a, b):
@@ -153,3 +158,50 @@ class CollectiveExchange(_Routes):
     def _recv_from(self, buf: np.ndarray, peer: int) -> None:
         if buf.shape[0]:
             self.col.recv(buf, peer, self.group)
+
+
+class NcclExchange(_Routes):
+    """Buffers between GPUs by CuPy's NCCL (module docstring); ``uid`` is the
+    communicator's id, made by rank 0 (``nccl_id``) and handed to every rank."""
+
+    def __init__(self, shard: int, shards: int, uid: Any, xp: Any) -> None:
+        import importlib
+
+        self.nccl: Any = importlib.import_module("cupy.cuda.nccl")
+        self.shard, self.shards, self.xp = shard, shards, xp
+        self.send = []
+        self.recv = np.zeros(shards + 1, dtype=np.int64)
+        self.comm = self.nccl.NcclCommunicator(shards, uid, shard)
+        self._posted: list[Any] = []
+
+    def post(self, vectors: list[Any]) -> list[Any]:
+        self._posted = [self._pack(vectors, j) for j in range(self.shards)]
+        return [None] * self.shards
+
+    def collect(self, incoming: list[Any], width: int) -> list[Any]:
+        if width == 0:
+            return []
+        nccl, xp = self.nccl, self.xp
+        got: list[Any] = [xp.empty(width * self._count(j)) for j in range(self.shards)]
+        stream = xp.cuda.get_current_stream()
+        nccl.groupStart()
+        for peer in range(self.shards):
+            if peer == self.shard:
+                continue
+            out = self._posted[peer]
+            if out.shape[0]:
+                self.comm.send(out.data.ptr, out.shape[0], nccl.NCCL_FLOAT64, peer, stream.ptr)
+            if got[peer].shape[0]:
+                self.comm.recv(
+                    got[peer].data.ptr, got[peer].shape[0], nccl.NCCL_FLOAT64, peer, stream.ptr
+                )
+        nccl.groupEnd()
+        stream.synchronize()
+        return self._unpack(got, width)
+
+
+def nccl_id() -> Any:
+    """A fresh NCCL communicator id (made on a GPU worker: the driver may have none)."""
+    import importlib
+
+    return importlib.import_module("cupy.cuda.nccl").get_unique_id()

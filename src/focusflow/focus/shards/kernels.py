@@ -8,6 +8,8 @@ order, so a shard's result does not depend on its thread count.
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import numba as nb
 import numpy as np
 
@@ -34,6 +36,15 @@ def _csr_matvec(
             out[r] = acc
 
 
+class Product(Protocol):
+    """``M x`` for a shard's rows, on the host or a GPU."""
+
+    def __call__(self, x: Any) -> Any: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+
 class RowProduct:
     """``out = M x`` for one CSR matrix ``M`` (rows own, columns extended)."""
 
@@ -50,6 +61,34 @@ class RowProduct:
             out = np.empty(self.n)
         _csr_matvec(self.indptr, self.indices, self.data, x, out, self.bounds)
         return out
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.indptr.nbytes + self.indices.nbytes + self.data.nbytes)
+
+
+class DeviceProduct:
+    """``out = M x`` on a GPU: the same CSR rows as CuPy's sparse matrix."""
+
+    def __init__(
+        self, xp: Any, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, cols: int
+    ) -> None:
+        import importlib
+
+        sparse = importlib.import_module("cupyx.scipy.sparse")
+        self.indptr, self.indices, self.data = indptr, indices, data
+        rows = indptr.shape[0] - 1
+        self.m = sparse.csr_matrix(
+            (
+                xp.asarray(data),
+                xp.asarray(indices.astype(np.int32)),
+                xp.asarray(indptr.astype(np.int32)),
+            ),
+            shape=(rows, cols),
+        )
+
+    def __call__(self, x: Any) -> Any:
+        return self.m @ x
 
     @property
     def nbytes(self) -> int:

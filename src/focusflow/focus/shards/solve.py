@@ -121,7 +121,9 @@ class ShardedSolve:
     killed worker is recovered), ``gloo`` or ``nccl`` (a collective group).
     ``reduce``: ``all-reduce`` (exact, default) or ``push-sum``.
     ``incremental``: the workers keep their link lists, so that ``add_links``
-    can route more to them (twice the memory of the links)."""
+    can route more to them (twice the memory of the links). ``device``:
+    ``cuda`` puts each shard's vectors and products on a GPU of its own (Ray's
+    ``num_gpus=1``), with ``exchange="nccl"`` between them."""
 
     def __init__(
         self,
@@ -135,6 +137,7 @@ class ShardedSolve:
         cpus_per_shard: float | None = None,
         progress: Callable[[int, float], None] | None = None,
         incremental: bool = False,
+        device: str = "cpu",
     ) -> None:
         shards = check_shards(len(parts))
         if reduce not in REDUCES:
@@ -145,6 +148,10 @@ class ShardedSolve:
             raise InvalidParameterError(
                 f"exchange must be one of {', '.join(EXCHANGES)}, got {exchange!r}"
             )
+        if device not in ("cpu", "cuda"):
+            raise InvalidParameterError(f"device must be cpu or cuda, got {device!r}")
+        if exchange == "nccl" and device != "cuda":
+            raise InvalidParameterError("the nccl exchange runs between GPUs: give device='cuda'")
         if params.mode == "cyberank":
             raise InvalidParameterError("a sharded solve runs tri or diffusion, not cyberank")
         if not isinstance(params.prior, str):
@@ -165,7 +172,11 @@ class ShardedSolve:
         for i, part in enumerate(parts):
             own = part.own
             self.workers.append(
-                remote.options(num_cpus=cpus, scheduling_strategy="SPREAD").remote(
+                remote.options(
+                    num_cpus=cpus,
+                    num_gpus=1 if device == "cuda" else 0,
+                    scheduling_strategy="SPREAD",
+                ).remote(
                     i,
                     shards,
                     self.tri,
@@ -177,6 +188,7 @@ class ShardedSolve:
                     *part.links_in,
                     *part.links_out,
                     *part.names,
+                    device=device,
                 )
             )
         # The inputs stay referenced while the workers live: a restarted worker
@@ -188,7 +200,10 @@ class ShardedSolve:
         self._cfg: SolveConfig | None = None
         self._needs: list[list[Any]] = []
         self._setup()
-        if exchange != "object-store":
+        if exchange == "nccl":
+            uid = ray.get(self.workers[0].nccl_id.remote())
+            ray.get([w.join_nccl.remote(uid) for w in self.workers])
+        elif exchange == "gloo":
             ray.get([w.join_group.remote(f"focus-{id(self)}", exchange) for w in self.workers])
         self.report.timings["setup"] = time.perf_counter() - t0
 

@@ -29,7 +29,7 @@ import numpy as np
 from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.backends.base import DEGREE_FLOOR
 from focusflow.focus.shards.exchange import Exchange, ObjectStoreExchange
-from focusflow.focus.shards.kernels import RowProduct
+from focusflow.focus.shards.kernels import Product, RowProduct
 from focusflow.focus.shards.layout import EdgeBlock, ShardLayout, build_layout
 from focusflow.focus.shards.pushsum import PushSum
 
@@ -70,19 +70,30 @@ class ShardWorker:
         keep_links: bool,
         own: np.ndarray,
         *blocks: Any,
+        device: str = "cpu",
     ) -> None:
         if threads > 0:
             import numba
 
             numba.set_num_threads(max(1, min(threads, numba.get_num_threads())))
         self.shard, self.shards, self.symmetric = shard, shards, symmetric
+        # Where the solve's vectors live: numpy on the host, or CuPy on the GPU
+        # Ray gave this actor (the rows are built on the host and copied once).
+        self.device = device
+        self.xp: Any = np
+        if device == "cuda":
+            import importlib
+
+            self.xp = importlib.import_module("cupy")
+        elif device != "cpu":
+            raise InvalidParameterError(f"device must be cpu or cuda, got {device!r}")
         self._own = np.asarray(own, dtype=np.int64)
         self._in = EdgeBlock.concat(list(blocks[:n_in]))
         self._out = EdgeBlock.concat(list(blocks[n_in : n_in + n_out]))
         self._names = _names_of(list(blocks[n_in + n_out :]))
         if self._names is not None:
             self._own = np.concatenate([self._own, self._names[0]])
-        self.exchange: Exchange = ObjectStoreExchange(shard, shards)
+        self.exchange: Exchange = ObjectStoreExchange(shard, shards, self.xp)
         self._build()
         self.keep_links = keep_links
         self._batches = 0
@@ -102,21 +113,24 @@ class ShardWorker:
         lay = self.layout
         keep = self._in.src != self._in.dst
         self._cross = int((self._in.owner[keep] != self.shard).sum())
-        self.pull = RowProduct(lay.pull.indptr, lay.pull.indices, lay.pull.data)
+        self.pull: Product = RowProduct(lay.pull.indptr, lay.pull.indices, lay.pull.data)
         self.sym = None if lay.sym is None else lay.sym
         self.dangling = lay.out_weight <= 0
         self.inv_out = np.where(
             self.dangling, 0.0, 1.0 / np.where(self.dangling, 1.0, lay.out_weight)
         )
         self._send: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * self.shards
-        self._lap: RowProduct | None = None
+        self._lap_rows: RowProduct | None = None
+        self._lap: Product | None = None
+        self.sigma: Any = None
+        self.diag: Any = None
 
     def info(self) -> dict[str, Any]:
         """Sizes (particles, halo, links, bytes held) and where the worker runs."""
         lay = self.layout
         held = lay.nbytes + self.pull.nbytes + self._in.nbytes + self._out.nbytes
-        if self._lap is not None:
-            held += self._lap.nbytes
+        if self._lap_rows is not None:
+            held += self._lap_rows.nbytes
         return {
             "shard": self.shard,
             "particles": lay.n,
@@ -137,8 +151,12 @@ class ShardWorker:
         return self._cross
 
     def current(self) -> np.ndarray:
-        """This shard's ``phi`` as it is now."""
-        return self.phi
+        """This shard's ``phi`` as it is now (on the host)."""
+        return self._host(self.phi)
+
+    def _host(self, v: Any) -> np.ndarray:
+        host: np.ndarray = v if self.xp is np else self.xp.asnumpy(v)
+        return host
 
     def needs(self) -> list[np.ndarray]:
         """Per owner, the ids of its particles this shard's rows read (empty for itself)."""
@@ -151,7 +169,7 @@ class ShardWorker:
         Only for a worker made with ``keep_links``."""
         if not self.keep_links:
             raise InvalidParameterError("links can be added only to a solve made incremental")
-        old_ids, old_phi = self.layout.ids, self.phi
+        old_ids, old_phi = self.layout.ids, self._host(self.phi)
         self._batches += 1
         self._in = EdgeBlock.concat([self._in, *blocks[:n_in]])
         self._out = EdgeBlock.concat([self._out, *blocks[n_in:]])
@@ -203,6 +221,30 @@ class ShardWorker:
                 raise InvalidParameterError("a tri solve needs shards built with symmetric rows")
             self._set_laplacian(cfg)
         self.history = []
+        if self.xp is not np:
+            self._to_device()
+
+    def _to_device(self) -> None:
+        """The vectors and products of the solve on this actor's GPU."""
+        from focusflow.focus.shards.kernels import DeviceProduct
+
+        xp, lay = self.xp, self.layout
+        self.inv_out = self._dev(self.inv_out)
+        self.dangling = self._dev(self.dangling)
+        self.prior = self._dev(self.prior)
+        self.pull = DeviceProduct(
+            xp, lay.pull.indptr, lay.pull.indices, lay.pull.data, lay.pull.shape[1]
+        )
+        if self._lap_rows is not None:
+            self.sigma = self._dev(self.sigma)
+            self.diag = self._dev(self.diag)
+            lap = self._lap_rows
+            self._lap = DeviceProduct(xp, lap.indptr, lap.indices, lap.data, lay.pull.shape[1])
+        self.phi = self._dev(self.phi)
+
+    def _dev(self, v: Any) -> Any:
+        """``v`` on this actor's device (a host array is copied there once)."""
+        return self.xp.asarray(v) if isinstance(v, np.ndarray) else v
 
     def _set_laplacian(self, cfg: SolveConfig) -> None:
         lay = self.layout
@@ -220,16 +262,32 @@ class ShardWorker:
             self.diag = degree
             self.lam_max = 2.0 * cfg.degree_max
             data = lay.sym.data
-        self._lap = RowProduct(lay.sym.indptr, lay.sym.indices, data)
+        self._lap_rows = RowProduct(lay.sym.indptr, lay.sym.indices, data)
+        self._lap = self._lap_rows
 
     def restore(self, phi: np.ndarray | None) -> None:
         """Set ``phi`` (this shard's slice; None: uniform over the whole graph)."""
+        xp = self.xp
         self.phi = (
-            np.full(self.layout.n, 1.0 / self.cfg.count)
+            xp.full(self.layout.n, 1.0 / self.cfg.count)
             if phi is None
-            else np.array(phi, dtype=np.float64)
+            else xp.array(np.asarray(phi), dtype=np.float64)
         )
         self._z = None
+
+    def nccl_id(self) -> Any:
+        """A new NCCL communicator id, for ``join_nccl`` on every shard."""
+        from focusflow.focus.shards.exchange import nccl_id
+
+        return nccl_id()
+
+    def join_nccl(self, uid: Any) -> None:
+        """Exchange halos between GPUs by NCCL (every shard calls this at once)."""
+        from focusflow.focus.shards.exchange import NcclExchange
+
+        fresh = NcclExchange(self.shard, self.shards, uid, self.xp)
+        fresh.routes(self._send, self.layout.halo.bounds)
+        self.exchange = fresh
 
     def join_group(self, group: str, backend: str) -> None:
         """Exchange halos through the collective group ``group`` (``exchange.py``)
@@ -242,7 +300,7 @@ class ShardWorker:
 
         if not col.is_group_initialized(group):
             col.init_collective_group(self.shards, self.shard, backend=backend, group_name=group)
-        fresh = CollectiveExchange(self.shard, self.shards, group)
+        fresh = CollectiveExchange(self.shard, self.shards, group, self.xp)
         fresh.routes(self._send, self.layout.halo.bounds)
         self.exchange = fresh
 
@@ -259,7 +317,7 @@ class ShardWorker:
             if total == "push":
                 total = float(self.push.estimate()[0])
             new = self._z / float(total)
-            change = float(np.abs(new - self.phi).sum())
+            change = float(self.xp.abs(new - self.phi).sum())
             self.phi = new
             self.history.append(change)
         self._z = None
@@ -272,12 +330,12 @@ class ShardWorker:
             self._acc = self.cfg.coeffs[0] * self._t_cur
             posts.append(self.sigma * self._t_cur)
         out = self.exchange.post(posts)
-        return [*out, np.array([change, dm, float(self.phi.sum())]), self.phi]
+        return [*out, np.array([change, dm, float(self.phi.sum())]), self._host(self.phi)]
 
     def _lap_times(self, cur: np.ndarray, halo: np.ndarray) -> np.ndarray:
         """``Ls cur`` from the halo's ``sigma cur`` values."""
         assert self._lap is not None
-        ext = np.concatenate([self.sigma * cur, halo])
+        ext = self.xp.concatenate([self.sigma * cur, halo])
         out: np.ndarray = self.diag * cur - self.sigma * self._lap(ext)
         return out
 
@@ -312,7 +370,7 @@ class ShardWorker:
             u_halo = self.exchange.collect(list(incoming), 2 if cfg.tri else 1)[0]
         if c is None:
             c = cfg.alpha * self.push.estimate()[1] + (1.0 - cfg.alpha)
-        ext = np.concatenate([self.phi * self.inv_out, u_halo])
+        ext = self.xp.concatenate([self.phi * self.inv_out, u_halo])
         y = cfg.alpha * self.pull(ext) + c * self.prior
         if cfg.tri:
             lam_d, lam_s, lam_h = cfg.weights
@@ -352,7 +410,7 @@ class ShardWorker:
         if self._names is not None:
             ids, names = self._names
             keys = [names[k] for k in np.searchsorted(ids, self.layout.ids)]
-        return self.layout.ids, self.phi, keys
+        return self.layout.ids, self._host(self.phi), keys
 
     def contraction(self, window: int = 10) -> float | None:
         """This shard's contraction rate: the geometric mean of its last L1-change ratios."""
