@@ -3,6 +3,7 @@
     python bench/shards.py equal [--scale 14]       # same answer: 2, 4, 8 shards
     python bench/shards.py scale --scale 25 --edge-factor 16 --shards 8 [--single]
     python bench/shards.py weak --scale 20 --shards 1,2,4,8
+    python bench/shards.py assign [--scale 16]     # hash against locality
 
 ``equal``: R-MAT and the bostrom sample, diffusion and tri, float64 at tol
 1e-13 on both sides: the L1 distance of the sharded focus from the
@@ -14,6 +15,10 @@ graph), solved on the shards; prints setup time, time per iteration, bytes
 held per shard, and the halo bytes exchanged per iteration against the
 cross-shard links. ``--single`` also solves it in one process (where it
 fits) and prints the ratio of times per iteration and the L1 distance.
+
+``assign``: the halo (values exchanged per product, bytes per step) and the
+time per step of the hash assignment against the locality one
+(``inputs.locality_owners``), on R-MAT and the bostrom sample.
 
 ``weak``: links per shard held fixed (``edge_factor << scale`` links per
 shard), shards 1 -> N: time per iteration of each against one shard's.
@@ -166,6 +171,45 @@ def cmd_equal(args: argparse.Namespace) -> None:
                 print(row, flush=True)
 
 
+def cmd_assign(args: argparse.Namespace) -> None:
+    import scipy.sparse as sp
+
+    from focusflow.focus.shards.api import compute_sharded
+    from focusflow.graph.generators import rmat_edges
+    from focusflow.graph.importers import read_graph
+
+    start_ray(max(8, os.cpu_count() or 1))
+    src, dst, w = rmat_edges(args.scale, 8, seed=1)
+    n = 1 << args.scale
+    graphs: list[tuple[str, Any]] = [
+        (f"R-MAT {args.scale}", sp.coo_matrix((w, (src, dst)), shape=(n, n)))
+    ]
+    if SAMPLE.exists():
+        graphs.append(("bostrom sample", read_graph(SAMPLE, "auto", None, skip_invalid=True)))
+    print(f"# assign: {machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        "| graph | shards | assign | cross-shard links | halo values | KB / diffusion step |"
+        " ms / step | L1 hash vs locality |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    p = make_params(None, mode="diffusion", tol=1e-12)
+    for name, graph in graphs:
+        for shards in (2, 4, 8):
+            got = {}
+            for assign in ("hash", "locality"):
+                res = compute_sharded(graph, p, shards, assign=assign)
+                rep = res.shards
+                got[assign] = res.focus
+                steps = rep.iterations + 1
+                ms = 1000 * rep.timings["solve"] / steps
+                l1 = float(np.abs(got[assign] - got["hash"]).sum())
+                print(
+                    f"| {name} | {shards} | {assign} | {rep.cross_links:,} | {rep.halo_values:,} |"
+                    f" {rep.bytes_per_iteration / 1024:.1f} | {ms:.1f} | {l1:.1e} |",
+                    flush=True,
+                )
+
+
 def solve_rmat(
     ray: Any, scale: int, edges: int, shards: int, mode: str, tol: float, parts: int, threads: int
 ) -> tuple[ShardedSolve, dict[str, Any]]:
@@ -275,6 +319,8 @@ def main() -> None:
     s.add_argument("--max-iter", type=int, default=2048)
     s.add_argument("--parts", type=int, default=0)
     s.add_argument("--single", action="store_true")
+    a = sub.add_parser("assign")
+    a.add_argument("--scale", type=int, default=16)
     w = sub.add_parser("weak")
     w.add_argument("--scale", type=int, default=20)
     w.add_argument("--edge-factor", type=int, default=16)
@@ -283,7 +329,8 @@ def main() -> None:
     w.add_argument("--tol", type=float, default=1e-6)
     w.add_argument("--max-iter", type=int, default=30)
     args = ap.parse_args()
-    {"equal": cmd_equal, "scale": cmd_scale, "weak": cmd_weak}[args.cmd](args)
+    commands = {"equal": cmd_equal, "scale": cmd_scale, "weak": cmd_weak, "assign": cmd_assign}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

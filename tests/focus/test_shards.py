@@ -238,3 +238,16 @@ def test_gloo_exchange_equals_object_store(driver, rmat):
     store = driver(compute_sharded, rmat, params, 3)
     gloo = driver(compute_sharded, rmat, params, 3, exchange="gloo")
     assert np.abs(gloo.focus - store.focus).sum() < 1e-12
+
+
+def test_locality_assignment_cuts_the_halo_of_the_sample(driver, shared_sample_path):
+    g = read_graph(shared_sample_path, skip_invalid=True)
+    ref = _reference(g, mode="diffusion")
+    params = make_params(None, mode="diffusion", tol=1e-13)
+    hashed = driver(compute_sharded, g, params, 4)
+    local = driver(compute_sharded, g, params, 4, assign="locality")
+    assert np.abs(local.focus - ref).sum() < 1e-9
+    assert local.shards.halo_values < hashed.shards.halo_values / 2
+    assert local.shards.bytes_per_iteration < hashed.shards.bytes_per_iteration / 2
+    with pytest.raises(InvalidParameterError, match="assign must be hash or locality"):
+        driver(compute_sharded, g, params, 4, assign="metis")

@@ -13,7 +13,12 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.params import FocusParams
 from focusflow.focus.result import Diagnostics, FocusResult
 from focusflow.focus.shards.cluster import connect
-from focusflow.focus.shards.inputs import owners_of, parts_of_file, parts_of_snapshot
+from focusflow.focus.shards.inputs import (
+    locality_owners,
+    owners_of,
+    parts_of_file,
+    parts_of_snapshot,
+)
 from focusflow.focus.shards.partition import check_shards
 from focusflow.focus.shards.solve import ExchangeName, Reduce, ShardedSolve, ShardReport
 
@@ -48,16 +53,26 @@ def compute_sharded(
     exchange: ExchangeName = "object-store",
     reduce: Reduce = "all-reduce",
     device: str = "cpu",
+    assign: str = "hash",
 ) -> FocusResult:
-    """Focus of ``graph`` solved by ``shards`` Ray actors (``focus.shards``)."""
+    """Focus of ``graph`` solved by ``shards`` Ray actors (``focus.shards``).
+
+    ``assign``: ``hash`` (``murmur64(key) mod shards``) or ``locality``
+    (``inputs.locality_owners``: fewer halo values where the graph has
+    locality to find, at the price of an ordering of the whole graph here)."""
     from focusflow.focus.solver import snapshot_of
 
     shards = check_shards(shards)
+    if assign not in ("hash", "locality"):
+        raise InvalidParameterError(f"assign must be hash or locality, got {assign!r}")
     t0 = time.perf_counter()
     snap, keys = snapshot_of(graph)
     ray, started = connect(cluster, shards)
     try:
-        owner = owners_of(snap.n, keys, shards)
+        if assign == "hash":
+            owner = owners_of(snap.n, keys, shards)
+        else:
+            owner = locality_owners(snap, shards)
         parts = parts_of_snapshot(ray, snap, owner, shards)
         solve = ShardedSolve(
             parts, params, exchange=exchange, reduce=reduce, progress=progress, device=device

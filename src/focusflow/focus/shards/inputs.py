@@ -38,6 +38,27 @@ def owners_of(n: int, keys: list[Any] | None, shards: int) -> np.ndarray:
     return shard_of_hashes(hashes, shards)
 
 
+def locality_owners(snap: Snapshot, shards: int) -> np.ndarray:
+    """Each particle's shard by locality: the reverse Cuthill-McKee order of the
+    undirected link pattern (neighbours near each other), cut into ``shards``
+    runs that hold equal numbers of link ends. Needs the whole graph in one
+    process, so it is for graphs that fit one; ``murmur64`` needs nothing."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    n = snap.n
+    src, dst, _ = snapshot_links(snap)
+    pattern = sp.csr_matrix((np.ones(src.shape[0]), (src, dst)), shape=(n, n))
+    pattern = (pattern + pattern.T).tocsr()
+    order = reverse_cuthill_mckee(pattern, symmetric_mode=True)
+    weight = np.diff(pattern.indptr)[order].astype(np.float64) + 1.0
+    ends = np.cumsum(weight)
+    cuts = ends[-1] * np.arange(1, shards) / shards if n else np.empty(0)
+    owner = np.empty(n, dtype=np.int32)
+    owner[order] = np.searchsorted(cuts, ends - weight / 2.0, side="right")
+    return owner
+
+
 def snapshot_links(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The snapshot's links (base and overlay) as particle ids and weights."""
     rows = np.repeat(np.arange(snap.n, dtype=np.int64), np.diff(snap.out_indptr))
