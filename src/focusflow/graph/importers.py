@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from focusflow.core.cid import validate_cid
 from focusflow.core.errors import InputFileError, InvalidCIDError
 from focusflow.graph import arrow_csv
 from focusflow.graph.cybergraph import Cybergraph
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BOSTROM_COLUMNS = ("neuron", "particle_from", "particle_to")
 
@@ -328,6 +332,28 @@ def _bad_line(p: Path, sep: str) -> InputFileError:
     return InputFileError(f"{p}: cannot parse edge list (quoting?)")
 
 
+def edge_frame(source: Path | IO[bytes], sep: str) -> pd.DataFrame:
+    """The general reader's parse of an edge list (a file, or a byte range of
+    one read by a shard): four string columns, the fourth empty on a good line."""
+    import pandas as pd
+
+    return pd.read_csv(
+        source,
+        sep=sep,
+        header=None,
+        # a fourth column catches lines of four fields (more are a
+        # ParserError): pandas would take a field beyond the names as an index
+        names=[0, 1, 2, 3],
+        comment="#",
+        dtype=str,
+        skipinitialspace=True,
+        engine="c",
+        skip_blank_lines=True,
+        # "NA", "nan", "null" are ids or bad weights here, not missing values
+        keep_default_na=False,
+    )
+
+
 def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cybergraph:
     """The general reader: any mix of ``src dst`` and ``src dst weight`` lines
     (a missing weight is 1), runs of spaces, ``#`` comments; every error names
@@ -335,21 +361,7 @@ def _read_edge_list_pandas(p: Path, sep: str, graph: Cybergraph | None) -> Cyber
     import pandas as pd
 
     try:
-        frame = pd.read_csv(
-            p,
-            sep=sep,
-            header=None,
-            # a fourth column catches lines of four fields (more are a
-            # ParserError): pandas would take a field beyond the names as an index
-            names=[0, 1, 2, 3],
-            comment="#",
-            dtype=str,
-            skipinitialspace=True,
-            engine="c",
-            skip_blank_lines=True,
-            # "NA", "nan", "null" are ids or bad weights here, not missing values
-            keep_default_na=False,
-        )
+        frame = edge_frame(p, sep)
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=[0, 1, 2, 3])
     except UnicodeDecodeError:

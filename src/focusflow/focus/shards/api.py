@@ -21,6 +21,7 @@ from focusflow.focus.shards.inputs import (
 )
 from focusflow.focus.shards.partition import check_shards
 from focusflow.focus.shards.solve import ExchangeName, Reduce, ShardedSolve, ShardReport
+from focusflow.focus.solver import contraction_rate
 
 if TYPE_CHECKING:
     from focusflow.focus.solver import GraphLike
@@ -33,10 +34,7 @@ def diagnostics_of(report: ShardReport) -> Diagnostics:
     diag.converged = report.converged
     diag.residual_history = list(report.residual_history)
     diag.residual = report.residual_history[-1] if report.residual_history else float("inf")
-    h = [r for r in report.residual_history if r > 0]
-    if len(h) >= 3:
-        k = min(10, len(h) - 1)
-        diag.contraction_rate = float((h[-1] / h[-1 - k]) ** (1.0 / k))
+    diag.contraction_rate = contraction_rate(report.residual_history)
     diag.timings = dict(report.timings)
     diag.inner = {"series_terms": report.series_terms, "shards": report.shards}
     return diag

@@ -29,6 +29,7 @@ from focusflow.focus.shards.partition import (
     shard_of_hashes,
 )
 from focusflow.focus.shards.solve import ShardInput
+from focusflow.graph.importers import edge_frame
 from focusflow.graph.snapshot import Snapshot
 
 
@@ -138,18 +139,7 @@ def read_range(path: str, start: int, end: int, sep: str, shards: int) -> list[A
         empty = EdgeBlock.empty()
         return [empty] * (2 * shards) + names
     try:
-        frame = pd.read_csv(
-            io.BytesIO(data),
-            sep=sep,
-            header=None,
-            names=[0, 1, 2, 3],
-            comment="#",
-            dtype=str,
-            skipinitialspace=True,
-            engine="c",
-            skip_blank_lines=True,
-            keep_default_na=False,
-        )
+        frame = edge_frame(io.BytesIO(data), sep)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise InputFileError(
             f"{path}: bytes {start}-{end}: cannot parse edge list ({exc})"

@@ -39,6 +39,7 @@ from focusflow.focus.shards.layout import EdgeBlock
 from focusflow.focus.shards.partition import check_shards
 from focusflow.focus.shards.pushsum import target
 from focusflow.focus.shards.worker import ShardWorker, SolveConfig
+from focusflow.focus.solver import contraction_rate
 from focusflow.focus.spectral import blend_series
 
 Reduce = Literal["all-reduce", "push-sum"]
@@ -104,14 +105,6 @@ class ShardReport:
             "shard_bytes": [i["bytes"] for i in self.shard_info],
             "shard_rss": [i["rss"] for i in self.shard_info],
         }
-
-
-def _contraction(history: list[float], window: int = 10) -> float | None:
-    h = [r for r in history if r > 0]
-    if len(h) < 3:
-        return None
-    k = min(window, len(h) - 1)
-    return float((h[-1] / h[-1 - k]) ** (1.0 / k))
 
 
 class ShardedSolve:
@@ -301,7 +294,7 @@ class ShardedSolve:
             if change < p.tol:
                 rep.converged = True
                 break
-        rep.contraction = [_contraction(h) for h in rep.shard_history]
+        rep.contraction = [contraction_rate(h) for h in rep.shard_history]
         rep.timings["solve"] = time.perf_counter() - t0
         return rep
 
