@@ -116,37 +116,26 @@ class ShardLayout:
         return int(total)
 
 
-def _ext_columns(
-    shard: int, ids: np.ndarray, far: np.ndarray, owner: np.ndarray, halo: Halo
-) -> np.ndarray:
-    """Columns in the extended vector of the far ends ``far`` (owners ``owner``)."""
+def _far_columns(
+    shard: int, shards: int, ids: np.ndarray, far: np.ndarray, owner: np.ndarray
+) -> tuple[np.ndarray, Halo]:
+    """Columns in the extended vector of the far ends ``far`` (owners
+    ``owner``), and the halo they make: the other shards' particles sorted by
+    (owner, id). One sort of the far ends finds both (no search per owner)."""
     cols = np.empty(far.shape[0], dtype=np.int64)
     mine = owner == shard
     cols[mine] = np.searchsorted(ids, far[mine])
-    other = ~mine
-    if other.any():
-        # The halo is sorted by (owner, id): search within each owner's run.
-        key_halo = halo.ids
-        o = owner[other].astype(np.int64)
-        pos = np.empty(int(other.sum()), dtype=np.int64)
-        far_o = far[other]
-        for j in np.unique(o):
-            sel = o == j
-            lo, hi = int(halo.bounds[j]), int(halo.bounds[j + 1])
-            pos[sel] = lo + np.searchsorted(key_halo[lo:hi], far_o[sel])
-        cols[other] = ids.shape[0] + pos
-    return cols
-
-
-def _halo_of(shard: int, shards: int, far: np.ndarray, owner: np.ndarray) -> Halo:
-    other = owner != shard
-    pairs = (
-        np.unique(np.stack([owner[other].astype(np.int64), far[other]], axis=1), axis=0)
-        if other.any()
-        else np.empty((0, 2), dtype=np.int64)
-    )
-    bounds = np.searchsorted(pairs[:, 0], np.arange(shards + 1), side="left").astype(np.int64)
-    return Halo(pairs[:, 1].astype(np.int64), bounds)
+    other = np.flatnonzero(~mine)
+    if not other.shape[0]:
+        return cols, Halo(np.empty(0, dtype=np.int64), np.zeros(shards + 1, dtype=np.int64))
+    uniq, first, inverse = np.unique(far[other], return_index=True, return_inverse=True)
+    uowner = owner[other[first]].astype(np.int64)
+    order = np.lexsort((uniq, uowner))
+    rank = np.empty(order.shape[0], dtype=np.int64)
+    rank[order] = np.arange(order.shape[0], dtype=np.int64)
+    cols[other] = ids.shape[0] + rank[inverse.ravel()]
+    bounds = np.searchsorted(uowner[order], np.arange(shards + 1), side="left").astype(np.int64)
+    return cols, Halo(uniq[order].astype(np.int64), bounds)
 
 
 def build_layout(
@@ -176,22 +165,24 @@ def build_layout(
         flush_tiny(links_out.w[keep_out]),
         links_out.owner[keep_out],
     )
-    ids = np.unique(np.concatenate([own.astype(np.int64), lin.dst, lout.src]))
+    own = own.astype(np.int64)
+    ids, inverse = np.unique(np.concatenate([own, lin.dst, lout.src]), return_inverse=True)
+    inverse = inverse.ravel()
     n = ids.shape[0]
+    rows_in = inverse[own.shape[0] : own.shape[0] + lin.dst.shape[0]]
+    rows_out = inverse[own.shape[0] + lin.dst.shape[0] :]
     far = np.concatenate([lin.src, lout.dst]) if symmetric else lin.src
     far_owner = np.concatenate([lin.owner, lout.owner]) if symmetric else lin.owner
-    halo = _halo_of(shard, shards, far, far_owner)
+    cols, halo = _far_columns(shard, shards, ids, far, far_owner)
     ext = n + halo.size
-    rows_in = np.searchsorted(ids, lin.dst)
-    cols_in = _ext_columns(shard, ids, lin.src, lin.owner, halo)
+    cols_in = cols[: lin.src.shape[0]]
     pull = sp.csr_matrix((lin.w, (rows_in, cols_in)), shape=(n, ext))
     pull.sum_duplicates()
-    rows_out = np.searchsorted(ids, lout.src)
     out_weight = np.bincount(rows_out, weights=lout.w, minlength=n).astype(np.float64)
     in_weight = np.bincount(rows_in, weights=lin.w, minlength=n).astype(np.float64)
     sym = None
     if symmetric:
-        cols_out = _ext_columns(shard, ids, lout.dst, lout.owner, halo)
+        cols_out = cols[lin.src.shape[0] :]
         sym = sp.csr_matrix(
             (
                 np.concatenate([lin.w, lout.w]),
