@@ -54,6 +54,10 @@ def test_shards_read_an_edge_list_in_parallel_and_agree_with_one_process(tmp_pat
     assert sum(abs(got[k] - want[k]) for k in want) < 1e-9
     summary = json.loads(sharded.stdout)
     assert summary["backend"] == "shards" and summary["converged"]
+    report = summary["shards"]
+    assert report["shards"] == 3 and len(report["contraction"]) == 3
+    assert report["halo_values"] > 0
+    assert report["bytes_per_iteration"] >= 16 * report["halo_values"]  # tri: a buffer per term
     assert summary["particles"] == 7 and summary["links"] == 3 * (len(LINKS) - 1)
     assert np.isclose(sum(got.values()), 1.0)
 

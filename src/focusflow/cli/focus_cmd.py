@@ -83,6 +83,10 @@ class FocusSummary(TypedDict):
     #: ``[particle, value]`` rows (``[particle, value, text or None]`` with texts),
     #: with ``--json`` only.
     top: NotRequired[list[list[str | int | float | None]]]
+    #: A sharded solve's report (``ShardReport.summary``): per shard its
+    #: contraction rate, bytes and resident memory; halo values, cross-shard
+    #: links and bytes exchanged a step; push-sum rounds; restarts.
+    shards: NotRequired[dict[str, Any]]
 
 
 def _write_tsv(
@@ -329,6 +333,7 @@ def compute_cmd(
         "syntropy_nats": syntropy(focus / focus.sum()) if focus.sum() > 0 else 0.0,
         "seconds": {"load": t_load, **{k: v for k, v in d.timings.items()}},
     }
+    _add_shards(summary, result)
     if out is not None:
         try:
             with out.open("wb") as fh:
@@ -352,6 +357,13 @@ def compute_cmd(
         _write_tsv(result, shown, sys.stdout.buffer, table)
     sys.stdout.flush()
     _print_summary(err, summary, params.tol)
+
+
+def _add_shards(summary: FocusSummary, result: FocusResult) -> None:
+    """A sharded solve's report in the summary (``ShardReport.summary``)."""
+    report = getattr(result, "shards", None)
+    if report is not None:
+        summary["shards"] = report.summary()
 
 
 def _check_sharding(shards: int | None, cluster: str | None, backend: str) -> None:
@@ -416,6 +428,7 @@ def sharded_solve(
             diagnostics=diagnostics_of(report),
             keys=cast("list[Key]", keys),
         )
+        result.shards = report  # type: ignore[attr-defined]
         counts = {
             "particles": len(keys),
             "links": links,
