@@ -14,6 +14,15 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+#: The local Ray of a test module: small, quiet, no dashboard.
+LOCAL_RAY: dict[str, Any] = {
+    "num_cpus": 4,
+    "object_store_memory": 200 * 2**20,
+    "include_dashboard": False,
+    "log_to_driver": False,
+    "logging_level": "ERROR",
+}
+
 
 def _init(init: dict[str, Any] | None) -> None:
     if init is not None:

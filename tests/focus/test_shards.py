@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 from focusflow.focus.shards.api import compute_sharded  # noqa: E402
 from focusflow.focus.shards.inputs import owners_of, parts_of_snapshot, split_links  # noqa: E402
 from focusflow.focus.shards.solve import ShardedSolve  # noqa: E402
-from tests.focus.ray_driver import RayDriver  # noqa: E402
+from tests.focus.ray_driver import LOCAL_RAY, RayDriver  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,15 +27,7 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def driver():
     """One local Ray for the module, its driver in a child process (ray_driver.py)."""
-    held = RayDriver(
-        {
-            "num_cpus": 4,
-            "object_store_memory": 200 * 2**20,
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "logging_level": "ERROR",
-        }
-    )
+    held = RayDriver(LOCAL_RAY)
     yield held
     held.close()
 

@@ -15,7 +15,7 @@ ray = pytest.importorskip("ray")
 cupy = pytest.importorskip("cupy")
 
 from focusflow.focus.shards.api import compute_sharded  # noqa: E402
-from tests.focus.ray_driver import RayDriver  # noqa: E402
+from tests.focus.ray_driver import LOCAL_RAY, RayDriver  # noqa: E402
 
 
 def _gpus() -> int:
@@ -34,9 +34,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def driver():
-    held = RayDriver(
-        {"num_cpus": 4, "num_gpus": GPUS, "include_dashboard": False, "log_to_driver": False}
-    )
+    held = RayDriver({**LOCAL_RAY, "num_gpus": GPUS})
     yield held
     held.close()
 

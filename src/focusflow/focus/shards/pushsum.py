@@ -42,9 +42,7 @@ class PushSum:
     def round(self, r: int, seed: int, incoming: list[Any]) -> tuple[np.ndarray, float]:
         """Absorb ``incoming`` messages ``(s, w)``, then keep half and return the
         half sent to ``target(r, ...)`` (the driver routes it)."""
-        for s, w in incoming:
-            self.s = self.s + s
-            self.w += w
+        self.absorb(incoming)
         self.s = self.s / 2.0
         self.w /= 2.0
         return self.s.copy(), self.w

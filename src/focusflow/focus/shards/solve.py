@@ -203,9 +203,7 @@ class ShardedSolve:
     # --- set-up ---------------------------------------------------------------------
     def _setup(self) -> None:
         ray, p, s = self.ray, self.params, self.shards
-        self._needs = [w.needs.options(num_returns=s).remote() for w in self.workers]
-        if s == 1:
-            self._needs = [[ref] for ref in self._needs]
+        self._needs = self._ask_needs()
         sizes = np.array(ray.get([w.local_sizes.remote() for w in self.workers]))
         count = int(sizes[:, 0].sum())
         if count == 0:
@@ -242,7 +240,7 @@ class ShardedSolve:
         self.report.shard_info = infos
         halo = sum(int(i["halo"]) for i in infos)
         self.report.halo_values = halo
-        self.report.cross_links = int(sum(ray.get([w.cross_links.remote() for w in self.workers])))
+        self.report.cross_links = sum(int(i["cross_links"]) for i in infos)
         self.report.series_terms = len(coeffs)
         exchanges = (
             (2 + max(len(coeffs) - 2, 0))
@@ -250,6 +248,11 @@ class ShardedSolve:
             else (2 if self.tri else 1)
         )
         self.report.bytes_per_iteration = 8 * halo * exchanges
+
+    def _ask_needs(self) -> list[list[Any]]:
+        """Every shard's need lists, one reference per owner."""
+        s = self.shards
+        return [_listed(w.needs.options(num_returns=s).remote()) for w in self.workers]
 
     def _configure(self, which: Sequence[int] | range) -> None:
         s = self.shards
@@ -366,12 +369,9 @@ class ShardedSolve:
         spread = math.inf
         rounds = 0
         while rounds < PUSH_MAX_ROUNDS:
-            outs = [
-                w.push_round.options(num_returns=2).remote(rounds, *inbox[i])
-                for i, w in enumerate(self.workers)
-            ]
+            outs = [w.push_round.remote(rounds, *inbox[i]) for i, w in enumerate(self.workers)]
             inbox = [[] for _ in range(s)]
-            for i, (msg, _) in enumerate(outs):
+            for i, msg in enumerate(outs):
                 inbox[target(rounds, i, s, seed)].append(msg)
             rounds += 1
             estimates = np.array(
@@ -392,11 +392,9 @@ class ShardedSolve:
         posts = [o[:s] for o in outs]
         for _ in range(max(len(cfg.coeffs) - 1, 0) if self.tri else 0):
             posts = [
-                w.cheb_step.options(num_returns=s).remote(*[posts[j][i] for j in range(s)])
+                _listed(w.cheb_step.options(num_returns=s).remote(*[posts[j][i] for j in range(s)]))
                 for i, w in enumerate(self.workers)
             ]
-            if s == 1:
-                posts = [[ref] for ref in posts]
         # Under push-sum each shard takes its own estimate of the dangling mass.
         c = None if dm is None else self.params.alpha * dm + (1.0 - self.params.alpha)
         sums = ray.get(
@@ -433,9 +431,7 @@ class ShardedSolve:
                 for ins, outs in batches[k:]
             ]
         )
-        self._needs = [w.needs.options(num_returns=self.shards).remote() for w in self.workers]
-        if self.shards == 1:
-            self._needs = [[ref] for ref in self._needs]
+        self._needs = self._ask_needs()
         self._configure(range(self.shards))
         self._restore()
 
@@ -475,6 +471,12 @@ class ShardedSolve:
         self.workers = []
         if self._started:
             self.ray.shutdown()
+
+
+def _listed(refs: Any) -> list[Any]:
+    """A call's results as a list: Ray gives a single reference, not a list of
+    one, for ``num_returns=1`` (one shard)."""
+    return refs if isinstance(refs, list) else [refs]
 
 
 def _spread(estimates: np.ndarray) -> float:

@@ -103,6 +103,8 @@ class ShardWorker:
         self.phi = np.zeros(self.layout.n)
         self.history: list[float] = []
         self._z: np.ndarray | None = None
+        self._ext: Any = None
+        self._dm = 0.0
         self.push = PushSum(shard, shards)
 
     # --- structure -----------------------------------------------------------------
@@ -114,12 +116,12 @@ class ShardWorker:
         keep = self._in.src != self._in.dst
         self._cross = int((self._in.owner[keep] != self.shard).sum())
         self.pull: Product = RowProduct(lay.pull.indptr, lay.pull.indices, lay.pull.data)
-        self.sym = None if lay.sym is None else lay.sym
         self.dangling = lay.out_weight <= 0
         self.inv_out = np.where(
             self.dangling, 0.0, 1.0 / np.where(self.dangling, 1.0, lay.out_weight)
         )
         self._send: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * self.shards
+        self._degrees: tuple[tuple[str, float], np.ndarray] | None = None
         self._lap_rows: RowProduct | None = None
         self._lap: Product | None = None
         self.sigma: Any = None
@@ -140,15 +142,12 @@ class ShardWorker:
             "bytes": int(held),
             "rss": _rss(),
             "pid": os.getpid(),
+            "cross_links": self._cross,
         }
 
     def added(self) -> int:
         """How many batches of links ``add_links`` took since this worker was built."""
         return self._batches
-
-    def cross_links(self) -> int:
-        """In-links of this shard whose source another shard owns."""
-        return self._cross
 
     def current(self) -> np.ndarray:
         """This shard's ``phi`` as it is now (on the host)."""
@@ -192,6 +191,14 @@ class ShardWorker:
         return float(self._degree(laplacian, entry_max).max(initial=0.0))
 
     def _degree(self, laplacian: str, entry_max: float) -> np.ndarray:
+        """Row sums of ``A`` as ``laplacian`` scales it (kept: the driver asks for
+        the largest before ``configure`` uses them all)."""
+        key = (laplacian, entry_max)
+        if self._degrees is None or self._degrees[0] != key:
+            self._degrees = (key, self._row_sums(laplacian, entry_max))
+        return self._degrees[1]
+
+    def _row_sums(self, laplacian: str, entry_max: float) -> np.ndarray:
         sym = self.layout.sym
         if sym is None:
             return np.zeros(self.layout.n)
@@ -309,7 +316,7 @@ class ShardWorker:
         """``phi <- z / total`` (the last blend, normalised; ``"push"``: by this
         shard's push-sum estimate of the total; None: keep ``phi``, as after a
         restore), then post the halo values of the next products. Returns the
-        posts, ``[L1 change, dangling mass, mass]`` of this shard, and ``phi``."""
+        posts, ``[L1 change, dangling mass]`` of this shard, and ``phi``."""
         change = 0.0
         if total is not None:
             if self._z is None:
@@ -321,22 +328,35 @@ class ShardWorker:
             self.phi = new
             self.history.append(change)
         self._z = None
-        dm = float(self.phi[self.dangling].sum())
-        posts: list[np.ndarray] = [self.phi * self.inv_out]
+        self._dm = float(self.phi[self.dangling].sum())
+        # What this step's products read of this shard, kept for its own rows
+        # as well as posted for the others'.
+        self._u = self.phi * self.inv_out
+        posts: list[np.ndarray] = [self._u]
         if self.cfg.tri:
             self._k = 0
             self._t_prev: np.ndarray | None = None
             self._t_cur = self.sigma * self.phi
             self._acc = self.cfg.coeffs[0] * self._t_cur
-            posts.append(self.sigma * self._t_cur)
+            self._st = self.sigma * self._t_cur
+            posts.append(self._st)
         out = self.exchange.post(posts)
-        return [*out, np.array([change, dm, float(self.phi.sum())]), self._host(self.phi)]
+        return [*out, np.array([change, self._dm]), self._host(self.phi)]
+
+    def _extended(self, own: Any, halo: Any) -> Any:
+        """``[own | halo]`` in a buffer kept between products."""
+        n = own.shape[0]
+        size = n + halo.shape[0]
+        if self._ext is None or self._ext.shape[0] != size:
+            self._ext = self.xp.empty(size)
+        self._ext[:n] = own
+        self._ext[n:] = halo
+        return self._ext
 
     def _lap_times(self, cur: np.ndarray, halo: np.ndarray) -> np.ndarray:
-        """``Ls cur`` from the halo's ``sigma cur`` values."""
+        """``Ls cur`` from ``sigma cur`` (``self._st``, as posted) and the halo's."""
         assert self._lap is not None
-        ext = self.xp.concatenate([self.sigma * cur, halo])
-        out: np.ndarray = self.diag * cur - self.sigma * self._lap(ext)
+        out: np.ndarray = self.diag * cur - self.sigma * self._lap(self._extended(self._st, halo))
         return out
 
     def cheb_step(self, *incoming: np.ndarray) -> list[np.ndarray]:
@@ -355,7 +375,8 @@ class ShardWorker:
         self._acc += self.cfg.coeffs[self._k] * nxt
         self._t_prev, self._t_cur = self._t_cur, nxt
         if self._k + 1 < len(self.cfg.coeffs):
-            return self.exchange.post([self.sigma * nxt])
+            self._st = self.sigma * nxt
+            return self.exchange.post([self._st])
         return self.exchange.post([])
 
     def finish(self, c: float | None, *incoming: np.ndarray) -> float:
@@ -370,8 +391,7 @@ class ShardWorker:
             u_halo = self.exchange.collect(list(incoming), 2 if cfg.tri else 1)[0]
         if c is None:
             c = cfg.alpha * self.push.estimate()[1] + (1.0 - cfg.alpha)
-        ext = self.xp.concatenate([self.phi * self.inv_out, u_halo])
-        y = cfg.alpha * self.pull(ext) + c * self.prior
+        y = cfg.alpha * self.pull(self._extended(self._u, u_halo)) + c * self.prior
         if cfg.tri:
             lam_d, lam_s, lam_h = cfg.weights
             y *= lam_d
@@ -388,15 +408,12 @@ class ShardWorker:
                 raise RuntimeError("push-sum of a blend that was not made")
             self.push.start(np.array([float(self._z.sum()), 0.0]))
         else:
-            dm = float(self.phi[self.dangling].sum())
             change = self.history[-1] if self.history else 0.0
-            self.push.start(np.array([change, dm]))
+            self.push.start(np.array([change, self._dm]))
 
-    def push_round(self, r: int, *incoming: Any) -> tuple[Any, np.ndarray]:
-        """One gossip round: take the messages sent here, keep half, send half;
-        returns the message and this shard's estimate after the round."""
-        message = self.push.round(r, self.cfg.push_seed, list(incoming))
-        return message, self.push.estimate()
+    def push_round(self, r: int, *incoming: Any) -> Any:
+        """One gossip round: take the messages sent here, keep half, send half."""
+        return self.push.round(r, self.cfg.push_seed, list(incoming))
 
     def push_absorb(self, *incoming: Any) -> np.ndarray:
         """Take the last round's messages; returns this shard's estimate."""
@@ -411,14 +428,6 @@ class ShardWorker:
             ids, names = self._names
             keys = [names[k] for k in np.searchsorted(ids, self.layout.ids)]
         return self.layout.ids, self._host(self.phi), keys
-
-    def contraction(self, window: int = 10) -> float | None:
-        """This shard's contraction rate: the geometric mean of its last L1-change ratios."""
-        h = [r for r in self.history if r > 0]
-        if len(h) < 3:
-            return None
-        k = min(window, len(h) - 1)
-        return float((h[-1] / h[-1 - k]) ** (1.0 / k))
 
     def pid(self) -> int:
         return os.getpid()
