@@ -80,3 +80,32 @@ def test_bad_sharding_options_are_refused_before_any_work(tmp_path, capsys, extr
     res = run_cli(capsys, "focus", "compute", _edges(tmp_path), *extra)
     assert_user_error(res, "invalid_parameter")
     assert message in res.err
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("d,e,-2", ":{line}: negative weight -2"),
+        ("d,e,2,9", ":{line}: 4 fields; an edge list line has 2 or 3 columns"),
+        ("d,,2", ":{line}: an empty particle id"),
+        ("d,e,x", ":{line}: weight 'x' is not a number"),
+    ],
+)
+def test_a_bad_line_read_by_a_shard_is_named_as_one_process_names_it(tmp_path, bad, message):
+    """The bad line sits in the last reader's byte range, after a comment and a
+    blank line: the error names its line in the whole file, with the one-process
+    reader's words and code, not a worker's traceback."""
+    good = [f"p{k},p{k + 1},1" for k in range(40)]
+    lines = [*good[:20], "# a comment", "", *good[20:], bad, "x,y,1"]
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    line = lines.index(bad) + 1
+    cmd = [sys.executable, "-m", "focusflow", "focus", "compute", str(path)]
+    sharded = subprocess.run([*cmd, "--shards", "3"], capture_output=True, text=True, timeout=200)
+    single = subprocess.run(cmd, capture_output=True, text=True, timeout=200)
+    want = single.stderr.strip().splitlines()[-1]
+    assert single.returncode == 2 and message.format(line=line) in want, want
+    assert sharded.returncode == 2, sharded.stderr
+    assert sharded.stderr.strip().splitlines()[-1] == want
+    assert want.endswith("[bad_input_file]")

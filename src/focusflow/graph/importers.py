@@ -245,27 +245,61 @@ def _read_small_edge_list(p: Path, sep: str, graph: Cybergraph | None) -> Cyberg
     dst: list[str] = []
     weights: list[float] = []
     for number, fields in _data_lines(p, sep):
-        bad = _line_error(p, number, fields)
-        if bad is not None:
-            raise bad
-        weight = 1.0
-        if len(fields) == 3:
-            try:
-                weight = float(fields[2])
-            except ValueError:
-                weight = math.nan
-            if not math.isfinite(weight):
-                raise InputFileError(f"{p}:{number}: weight {fields[2]!r} is not a number")
-            if weight < 0:
-                raise InputFileError(f"{p}:{number}: negative weight {weight:g}")
+        weights.append(_line_weight(p, number, fields))
         src.append(fields[0])
         dst.append(fields[1])
-        weights.append(weight)
     g = graph if graph is not None else Cybergraph(require_cids=False)
     src_ids = g.particles.intern(np.array(src, dtype=object))
     dst_ids = g.particles.intern(np.array(dst, dtype=object))
     g.add_link_ids(src_ids, dst_ids, None, np.array(weights, dtype=np.float64))
     return g
+
+
+def _line_weight(p: Path, number: int, fields: list[str]) -> float:
+    """The weight of a data line (1 without one), or its line's ``InputFileError``."""
+    bad = _line_error(p, number, fields)
+    if bad is not None:
+        raise bad
+    if len(fields) == 2:
+        return 1.0
+    try:
+        weight = float(fields[2])
+    except ValueError:
+        weight = math.nan
+    if not math.isfinite(weight):
+        raise InputFileError(f"{p}:{number}: weight {fields[2]!r} is not a number")
+    if weight < 0:
+        raise InputFileError(f"{p}:{number}: negative weight {weight:g}")
+    return weight
+
+
+def range_error(path: str | os.PathLike[str], sep: str, start: int, end: int) -> InputFileError:
+    """The error of the first bad line in bytes ``start:end`` of an edge list, named
+    by its line in the whole file (a reader of that range found one; this scan
+    runs on the error path only)."""
+    p = Path(path)
+    before = 0
+    with p.open("rb") as fh:
+        left = start
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 24))
+            if not chunk:
+                break
+            before += chunk.count(b"\n")
+            left -= len(chunk)
+        data = fh.read(max(end - start, 0))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return InputFileError(f"{p}: cannot parse edge list: not UTF-8 text")
+    for number, line in enumerate(text.split("\n"), start=before + 1):
+        fields = _fields(line, sep)
+        if fields:
+            try:
+                _line_weight(p, number, fields)
+            except InputFileError as exc:
+                return exc
+    return InputFileError(f"{p}: cannot parse edge list (quoting?)")
 
 
 def _regular_delimiter(line: str, sep: str) -> tuple[str, int] | None:

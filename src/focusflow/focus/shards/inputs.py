@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from focusflow.core.errors import InputFileError
 from focusflow.focus.shards.layout import EdgeBlock
 from focusflow.focus.shards.partition import (
     murmur64_ints,
@@ -29,7 +28,7 @@ from focusflow.focus.shards.partition import (
     shard_of_hashes,
 )
 from focusflow.focus.shards.solve import ShardInput
-from focusflow.graph.importers import edge_frame
+from focusflow.graph.importers import edge_frame, range_error
 from focusflow.graph.snapshot import Snapshot
 
 
@@ -127,30 +126,31 @@ def byte_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
 
 
 def read_range(path: str, start: int, end: int, sep: str, shards: int) -> list[Any]:
-    """One reader's share of an edge list: ``3 * shards`` results, per shard its
-    in-links, then per shard its out-links, then per shard ``(ids, keys)``."""
+    """One reader's share of an edge list: ``3 * shards + 1`` results, per shard
+    its in-links, then per shard its out-links, then per shard ``(ids, keys)``,
+    and last whether the range parsed (``parts_of_file`` checks that before
+    any shard reads the rest, and names the bad line)."""
     import pandas as pd
 
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
     names: list[Any] = [(np.empty(0, dtype=np.int64), [])] * shards
+    empty = EdgeBlock.empty()
+    failed = [empty] * (2 * shards) + names + [False]
     if not data.strip():
-        empty = EdgeBlock.empty()
-        return [empty] * (2 * shards) + names
+        return [empty] * (2 * shards) + names + [True]
     try:
         frame = edge_frame(io.BytesIO(data), sep)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise InputFileError(
-            f"{path}: bytes {start}-{end}: cannot parse edge list ({exc})"
-        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
+        return failed
     blank = frame.isna() | (frame == "")
     if not blank[3].all() or blank[[0, 1]].any(axis=None):
-        raise InputFileError(f"{path}: bytes {start}-{end}: a line is not src dst [weight]")
+        return failed
     w = pd.to_numeric(frame[2], errors="coerce").to_numpy(dtype=np.float64, copy=True)
     w[blank[2].to_numpy()] = 1.0
     if not np.all(np.isfinite(w)) or (w < 0).any():
-        raise InputFileError(f"{path}: bytes {start}-{end}: a weight is not a number >= 0")
+        return failed
     m = len(frame)
     keys = np.concatenate([frame[0].to_numpy(dtype=object), frame[1].to_numpy(dtype=object)])
     uniq, inv = np.unique(keys, return_inverse=True)
@@ -163,17 +163,19 @@ def read_range(path: str, start: int, end: int, sep: str, shards: int) -> list[A
     for s in range(shards):
         sel = np.flatnonzero(owner == s)
         names.append((ids[sel], [str(uniq[k]) for k in sel]))
-    return [b[0] for b in blocks] + [b[1] for b in blocks] + names
+    return [b[0] for b in blocks] + [b[1] for b in blocks] + names + [True]
 
 
 def parts_of_file(ray: Any, path: Path, sep: str, shards: int, readers: int) -> list[ShardInput]:
-    """The shards' inputs for the edge list ``path``, read by ``readers`` Ray tasks."""
-    reader = ray.remote(read_range).options(num_returns=3 * shards, num_cpus=0)
-    outs = [
-        reader.remote(os.fspath(path), a, b, sep, shards) for a, b in byte_ranges(path, readers)
-    ]
-    if shards * 3 == 1:
-        outs = [[o] for o in outs]
+    """The shards' inputs for the edge list ``path``, read by ``readers`` Ray tasks;
+    a bad line is ``bad_input_file`` naming it, as the one-process reader does."""
+    reader = ray.remote(read_range).options(num_returns=3 * shards + 1, num_cpus=0)
+    ranges = byte_ranges(path, readers)
+    outs = [reader.remote(os.fspath(path), a, b, sep, shards) for a, b in ranges]
+    parsed = ray.get([o[3 * shards] for o in outs])
+    for (start, end), ok in zip(ranges, parsed, strict=True):
+        if not ok:
+            raise range_error(path, sep, start, end)
     parts = []
     for s in range(shards):
         parts.append(
