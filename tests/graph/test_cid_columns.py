@@ -1,0 +1,63 @@
+"""The column-wide CID check agrees with the one-string fast path on every string."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from focusflow.core.cid import _B58, _plain_bytes, cid_of_text, plain_cid_mask
+
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def _column(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    encoded = [t.encode("utf-8") for t in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def _cidv0(rng: random.Random) -> str:
+    """A CIDv0 from random digest bytes (the base58 of ``0x12 0x20 digest``)."""
+    value = int.from_bytes(bytes([0x12, 0x20]) + rng.randbytes(32), "big")
+    digits = []
+    while value:
+        value, d = divmod(value, 58)
+        digits.append(_B58[d])
+    return "".join(reversed(digits))
+
+
+def _mutations(text: str, rng: random.Random) -> list[str]:
+    """The string with one character changed, cut, upper-cased or extended."""
+    i = rng.randrange(len(text))
+    alphabet = _B58 + _B32 + "0OIl+/=é"
+    return [
+        text[:i] + rng.choice(alphabet) + text[i + 1 :],
+        text[:-1] + rng.choice(alphabet),
+        text[:-1],
+        text + rng.choice(alphabet),
+        text.upper(),
+        text[:i] + text[i + 1 :] + "a",
+    ]
+
+
+def test_mask_agrees_with_the_fast_path() -> None:
+    rng = random.Random(7)
+    texts: list[str] = ["", "b", "Qm", "Q" * 46, "Qm" + "z" * 44, "Qm" + "1" * 44, "b" + "a" * 58]
+    for k in range(300):
+        good = [cid_of_text(f"text {k}"), _cidv0(rng)]
+        texts += good
+        for text in good:
+            texts += _mutations(text, rng)
+    # random Qm strings: their numbers fall on both sides of 0x1220's range
+    texts += ["Qm" + "".join(rng.choice(_B58) for _ in range(44)) for _ in range(2000)]
+    texts += ["bafkrei" + "".join(rng.choice(_B32) for _ in range(52)) for _ in range(2000)]
+    want = np.array([_plain_bytes(t) is not None for t in texts])
+    got = plain_cid_mask(*_column(texts))
+    assert want.sum() > 700 and (~want).sum() > 2000  # both answers well represented
+    np.testing.assert_array_equal(got, want)
+
+
+def test_mask_of_no_strings() -> None:
+    assert plain_cid_mask(np.empty(0, dtype=np.uint8), np.zeros(1, dtype=np.int64)).shape == (0,)
