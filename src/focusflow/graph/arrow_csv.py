@@ -136,6 +136,22 @@ def string_array(keys: list[str]) -> Array:
     )
 
 
+def string_buffers(strings: Array) -> tuple[np.ndarray, np.ndarray]:
+    """``(UTF-8 bytes, int64 offsets)`` of an Arrow string array without nulls:
+    string ``i`` is ``data[offsets[i]:offsets[i + 1]]``, read from its buffers
+    (the text is not copied)."""
+    pa, _, _ = _arrow()
+    wide = pa.types.is_large_string(strings.type)
+    _, offset_buffer, data_buffer = strings.buffers()
+    if offset_buffer is None:
+        return np.empty(0, dtype=np.uint8), np.zeros(1, dtype=np.int64)
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64 if wide else np.int32)
+    offsets = offsets[strings.offset : strings.offset + len(strings) + 1].astype(np.int64)
+    if data_buffer is None:
+        return np.empty(0, dtype=np.uint8), offsets
+    return np.frombuffer(data_buffer, dtype=np.uint8), offsets
+
+
 def numeric_array(values: np.ndarray) -> Array:
     """An Arrow array over a contiguous numpy array of numbers, sharing its memory."""
     pa, _, _ = _arrow()
@@ -264,6 +280,9 @@ class BostromColumns:
     neuron: Factorized
     #: 0-based data row of each link, for error messages that name a file line.
     rows: np.ndarray
+    #: The particles' keys as ``(UTF-8 bytes, offsets)`` (``string_buffers``),
+    #: for checks that read a whole column at once.
+    particle_text: tuple[np.ndarray, np.ndarray]
 
 
 def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns:
@@ -283,6 +302,7 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
         if _has_empty(keys):
             raise IrregularFileError("an empty field")
     names = particles.to_pylist()
+    text = string_buffers(particles)
     src, dst = Factorized(src_ids, names), Factorized(dst_ids, names)
     neuron = Factorized(neuron_ids, neurons.to_pylist())
     rows = np.arange(table.num_rows, dtype=np.int64)
@@ -296,4 +316,4 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
             src = Factorized(src.ids[keep], src.keys)
             dst = Factorized(dst.ids[keep], dst.keys)
             neuron = Factorized(neuron.ids[keep], neuron.keys)
-    return BostromColumns(src, dst, neuron, rows)
+    return BostromColumns(src, dst, neuron, rows, text)

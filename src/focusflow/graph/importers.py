@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from focusflow.core.cid import validate_cid
+from focusflow.core.cid import plain_cid_mask, validate_cid
 from focusflow.core.errors import InputFileError, InvalidCIDError
 from focusflow.graph import arrow_csv
 from focusflow.graph.cybergraph import Cybergraph
@@ -106,7 +106,10 @@ def read_bostrom(
     g = graph if graph is not None else Cybergraph(require_cids=True)
     keys = cols.src.keys
     invalid = np.zeros(len(keys), dtype=bool)
-    for i, cid in enumerate(keys):
+    # nearly every key passes the column-wide check; the rest are decided (and
+    # their errors worded) one by one
+    for i in np.flatnonzero(~plain_cid_mask(*cols.particle_text)).tolist():
+        cid = keys[i]
         if cid in g.particles:
             continue
         try:
@@ -186,7 +189,9 @@ def _bostrom_columns_pandas(p: Path) -> arrow_csv.BostromColumns:
         frame["particle_from"].to_numpy(dtype=object), frame["particle_to"].to_numpy(dtype=object)
     )
     (neuron,) = _factorize(frame["neuron"].to_numpy(dtype=object))
-    return arrow_csv.BostromColumns(src, dst, neuron, frame.index.to_numpy(dtype=np.int64))
+    rows = frame.index.to_numpy(dtype=np.int64)
+    text = arrow_csv.string_buffers(arrow_csv.string_array(src.keys))
+    return arrow_csv.BostromColumns(src, dst, neuron, rows, text)
 
 
 def _edge_separator(line: str) -> str:
