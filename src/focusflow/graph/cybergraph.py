@@ -13,6 +13,7 @@ the neuron's other links (they are not counted in neudeg).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,6 +123,23 @@ class Cybergraph:
         self._neuron_link_ptr: np.ndarray | None = None
         self.dropped_self_links = 0
         self.skipped_invalid = 0
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Cybergraph:
+        """A copy that shares the links-by-neuron index with this graph.
+
+        The index (a link-sized int64 array and its row pointers) is replaced
+        whole by a rebuild and never written in place, and it was the largest
+        array a copy of the chain's focus state duplicated (80 MB at 10^7
+        links). Everything else is copied as ``copy.deepcopy`` copies it:
+        columns, tables and the snapshot by their own rules."""
+        for shared in (self._neuron_link_order, self._neuron_link_ptr):
+            if shared is not None:
+                memo[id(shared)] = shared
+        twin = object.__new__(type(self))
+        memo[id(self)] = twin
+        for name, value in self.__dict__.items():
+            twin.__dict__[name] = copy.deepcopy(value, memo)
+        return twin
 
     # --- sizes ---------------------------------------------------------------
     @property
