@@ -29,14 +29,14 @@ from focusflow.query.analysis import (
     SYM,
     Analysis,
     Schema,
-    analyse,
     assigned,
     literal_vars,
 )
 from focusflow.query.errors import QueryInvalidError, QueryLimitError
-from focusflow.query.indexed import IndexedEvaluation, LinkAdjacency, eligible, preferred
+from focusflow.query.indexed import IndexedEvaluation, LinkAdjacency
 from focusflow.query.limits import Budget, Limits
 from focusflow.query.operators import BOUNDED, OPERATORS, Operator, anchored_run
+from focusflow.query.plans import PLANS, make_plan
 from focusflow.query.provenance import Fact, check_provable, explain
 from focusflow.query.sources import BASE_COLUMNS, BASE_SCHEMAS, Source, load
 from focusflow.query.sqlgen import Compiler, create_table, data_columns, quote
@@ -50,7 +50,6 @@ from focusflow.query.syntax import (
     Program,
     Rule,
     Var,
-    parse,
 )
 
 if TYPE_CHECKING:
@@ -483,14 +482,17 @@ def evaluate(  # noqa: C901, PLR0912 - one branch per evaluation option and plan
     limits = limits or Limits()
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise QueryInvalidError(f"limit must be a non-negative integer, got {limit!r}")
-    parsed = parse(program) if isinstance(program, str) else program
     schemas = BuiltinSchemas(source)
-    analysis = analyse(parsed, output, schemas, schemas.names())
+    if isinstance(program, str):
+        plan = PLANS.plan(program, output, schemas, schemas.names())
+    else:
+        plan = make_plan(program, output, schemas, schemas.names())
+    analysis = plan.analysis
     if prove:
         check_provable(analysis)
     if engine not in ENGINES:
         raise QueryInvalidError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    fits = eligible(analysis) if engine == "indexed" else preferred(analysis)
+    fits = plan.indexed_eligible if engine == "indexed" else plan.indexed_preferred
     if engine != "duckdb" and not prove and output in analysis.rules and fits:
         index = source.link_adjacency()
         if index is not None:

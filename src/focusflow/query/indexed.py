@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from focusflow.query.analysis import Analysis
+from focusflow.query.analysis import Analysis, aggregate_shared, outside_names
+from focusflow.query.errors import QueryInvalidError
 from focusflow.query.limits import Budget, Limits
 from focusflow.query.symbols import QuerySymbols
-from focusflow.query.syntax import Atom, Compare, Const, Expr, Rule, Var, Wildcard
+from focusflow.query.syntax import Aggregate, Atom, Compare, Const, Expr, Rule, Var, Wildcard
 
 INDEXED_BASE = frozenset({"link", "particle"})
 
@@ -50,19 +51,29 @@ def eligible(analysis: Analysis) -> bool:
 
 
 def _rule_eligible(rule: Rule, analysis: Analysis) -> bool:
-    """A rule runs as index lookups: a symbolic head, a body of positive atoms
-    over the indexed base (at most one derived relation) and symbolic (in)equalities,
+    """A rule runs as index lookups: a head of variables and symbols, a body of
+    positive atoms over the indexed base (at most one derived relation),
+    (in)equalities of variables and symbols, and aggregates of such bodies,
     all connected."""
     if not rule.head.args or not all(_symbolic(a) for a in rule.head.args):
         return False
     if not all(_literal_eligible(lit, analysis) for lit in rule.body):
         return False
     derived = sum(1 for lit in rule.body if isinstance(lit, Atom) and lit.name in analysis.rules)
-    return derived <= 1 and _connected(rule, analysis)
+    if derived > 1 or not _connected(rule, analysis):
+        return False
+    outside = outside_names(rule.body, rule.head.args)
+    return all(
+        _atoms_connected(
+            [a for a in lit.body if isinstance(a, Atom)], set(aggregate_shared(lit, outside))
+        )
+        for lit in rule.body
+        if isinstance(lit, Aggregate)
+    )
 
 
-def _literal_eligible(lit: object, analysis: Analysis) -> bool:
-    """A body literal an index lookup can evaluate."""
+def _literal_eligible(lit: object, analysis: Analysis, inner: bool = False) -> bool:
+    """A body literal an index lookup can evaluate; ``inner``: in an aggregate."""
     if isinstance(lit, Atom):
         if lit.negated:
             return False
@@ -71,12 +82,40 @@ def _literal_eligible(lit: object, analysis: Analysis) -> bool:
         return all(_symbolic(a) or isinstance(a, Wildcard) for a in lit.args)
     if isinstance(lit, Compare):
         return lit.op in ("=", "!=") and all(_symbolic(s) for s in (lit.left, lit.right))
+    if isinstance(lit, Aggregate) and not inner:
+        # sum/min/max of a variable: its values are symbols (a type error the
+        # analysis reports) or integers of derived relations, never floats here.
+        if lit.func != "count" and not isinstance(lit.expr, Var):
+            return False
+        return all(_literal_eligible(sub, analysis, inner=True) for sub in lit.body)
     return False
 
 
 def preferred(analysis: Analysis) -> bool:
-    """Eligible and anchored: where index lookups beat DuckDB's bulk joins."""
-    return eligible(analysis) and all(_anchored(analysis).values())
+    """Eligible, and every relation anchored or counted in one scan: where index
+    lookups beat DuckDB's bulk joins (and its millisecond a statement)."""
+    if not eligible(analysis):
+        return False
+    anchored = _anchored(analysis)
+    return all(
+        anchored[name]
+        or (name not in analysis.recursive and all(_counting_scan(r) for r in rules))
+        for name, rules in analysis.rules.items()
+    )
+
+
+def _counting_scan(rule: Rule) -> bool:
+    """A rule that aggregates over one relation per binding of another, each
+    read once: ``deg(x, c) :- particle(x), c = count : { link(x, _) }.`` costs
+    a pass over each relation here, while a join of two unanchored atoms can
+    build every path through a hub, which DuckDB does better."""
+    aggregates = [lit for lit in rule.body if isinstance(lit, Aggregate)]
+    atoms = [lit for lit in rule.body if isinstance(lit, Atom)]
+    return (
+        bool(aggregates)
+        and len(atoms) <= 1
+        and all(sum(isinstance(x, Atom) for x in agg.body) <= 1 for agg in aggregates)
+    )
 
 
 def _anchored(analysis: Analysis) -> dict[str, bool]:
@@ -99,7 +138,7 @@ def _anchored(analysis: Analysis) -> dict[str, bool]:
                         if isinstance(lit, Atom)
                         else (lit.left, lit.right)
                         if isinstance(lit, Compare)
-                        else ()  # no aggregates here: eligible() refuses them
+                        else ()  # an aggregate's constants filter, they start nothing
                     )
                 )
                 reads = any(
@@ -122,8 +161,18 @@ def _connected(rule: Rule, analysis: Analysis) -> bool:
     atoms = [lit for lit in rule.body if isinstance(lit, Atom)]
     if not atoms:
         return True
-    seen = {v.name for v in atoms[0].args if isinstance(v, Var)}
-    left = atoms[1:]
+    return _atoms_connected(atoms[1:], {v.name for v in atoms[0].args if isinstance(v, Var)})
+
+
+def _atoms_connected(atoms: list[Atom], seen: set[str]) -> bool:
+    """Whether every atom is reached from the variables ``seen`` through shared
+    variables (an atom without variables is a test, reached by any); with no
+    variables seen, the first atom starts."""
+    seen = set(seen)
+    if not seen and atoms:
+        seen = {v.name for v in atoms[0].args if isinstance(v, Var)}
+        atoms = atoms[1:]
+    left = list(atoms)
     grew = True
     while left and grew:
         grew = False
@@ -267,6 +316,7 @@ class IndexedEvaluation:
         """The head rows one rule derives, reading derived atoms from ``derived_rows``."""
         atoms = [lit for lit in rule.body if isinstance(lit, Atom)]
         compares = [lit for lit in rule.body if isinstance(lit, Compare)]
+        aggregates = [lit for lit in rule.body if isinstance(lit, Aggregate)]
         need_later = self._needs(rule)
         n = self.index.n
         b = _Bindings({}, 1, n)
@@ -277,17 +327,16 @@ class IndexedEvaluation:
             b = self._start(first, derived_rows)
         b = self._filters(b, compares)
         while pending:
-            bound = set(b.cols)
-            linked = [a for a in pending if {v.name for v in a.args if isinstance(v, Var)} & bound]
-            nxt = (
-                linked[0]
-                if linked
-                else max(pending, key=lambda a: sum(isinstance(x, Const) for x in a.args))
-            )
+            nxt = self._next_atom(pending, b)
             pending.remove(nxt)
             b = self._join(b, nxt)
             b = self._filters(b, compares)
             b = b.keep(need_later(pending))
+        if aggregates:
+            # an aggregate is a function of its shared variables: one row per
+            # distinct binding of what is left to use is all it needs to see
+            b = b.keep(need_later([]))
+            b = self._aggregates(b, rule, aggregates, compares, derived_rows)
         head = []
         for arg in rule.head.args:
             if isinstance(arg, Var):
@@ -297,12 +346,132 @@ class IndexedEvaluation:
                 head.append(np.full(b.length, self._id(arg), dtype=np.int64))
         return _unique_rows(head, n)
 
+    @staticmethod
+    def _next_atom(pending: list[Atom], b: _Bindings) -> Atom:
+        """An atom sharing a bound variable, else the one with most constants."""
+        bound = b.cols
+        for atom in pending:
+            if any(isinstance(v, Var) and v.name in bound for v in atom.args):
+                return atom
+        return max(pending, key=lambda a: sum(isinstance(x, Const) for x in a.args))
+
+    # --- aggregates ------------------------------------------------------------
+    def _aggregates(
+        self,
+        b: _Bindings,
+        rule: Rule,
+        aggregates: list[Aggregate],
+        compares: list[Compare],
+        derived_rows: dict[str, list[np.ndarray]],
+    ) -> _Bindings:
+        """Bind each aggregate's target once its shared variables are bound (an
+        ``=`` may bind one only after another aggregate), filtering as they come."""
+        outside = outside_names(rule.body, rule.head.args)
+        left = [(agg, aggregate_shared(agg, outside)) for agg in aggregates]
+        while left:
+            ready = [(agg, shared) for agg, shared in left if all(v in b.cols for v in shared)]
+            assert ready, "the analysis orders every aggregate after its shared variables"
+            for agg, shared in ready:
+                b = self._aggregate(b, agg, shared, derived_rows)
+                b = self._filters(b, compares)
+            left = [item for item in left if item not in ready]
+        return b
+
+    def _aggregate(
+        self,
+        b: _Bindings,
+        agg: Aggregate,
+        shared: list[str],
+        derived_rows: dict[str, list[np.ndarray]],
+    ) -> _Bindings:
+        """``target = func expr : { body }`` per binding of the shared variables.
+
+        As DuckDB's correlated subquery does: the body's instances are the rows
+        of the join of its atoms (a multiset over all its columns, wildcards
+        too, no duplicates removed), ``count`` counts them, ``sum`` adds the
+        expression over them, both 0 when there are none; ``min``/``max`` of
+        none drop the binding."""
+        groups, inverse = _groups([b.cols[v] for v in shared], b.length, self.index.n)
+        k = len(groups[0]) if shared else int(b.length > 0)
+        inner = _Bindings(dict(zip(shared, groups, strict=True)), k, self.index.n)
+        inner.cols[_GROUP] = np.arange(k, dtype=np.int64)
+        atoms = [lit for lit in agg.body if isinstance(lit, Atom)]
+        compares = [lit for lit in agg.body if isinstance(lit, Compare)]
+        inner = self._filters(inner, compares)
+        while atoms:
+            nxt = self._next_atom(atoms, inner)
+            atoms.remove(nxt)
+            if nxt.name in self.analysis.rules:
+                inner = self._join_derived(inner, nxt, derived_rows[nxt.name])
+            else:
+                inner = self._join(inner, nxt, multiset=True)
+            inner = self._filters(inner, compares)
+        self.budget.charge(inner.length)
+        group = inner.cols[_GROUP]
+        if agg.func == "count":
+            value = np.bincount(group, minlength=k).astype(np.int64)
+            found = None
+        else:
+            assert isinstance(agg.expr, Var)  # eligible(): a variable's values
+            values = inner.cols[agg.expr.name]
+            if agg.func == "sum":
+                value, found = _group_sum(group, values, k), None
+            else:
+                value, found = _group_extreme(group, values, k, agg.func)
+        out = b
+        if found is not None:
+            keep = found[inverse]
+            if not keep.all():
+                rows = np.flatnonzero(keep)
+                out, inverse = b.take(rows), inverse[rows]
+        out.cols[agg.target.name] = value[inverse]
+        return out
+
+    def _join_derived(self, b: _Bindings, atom: Atom, cols: list[np.ndarray]) -> _Bindings:
+        """Every row of a derived relation matching each binding (an equi-join
+        on the bound columns, all matches kept)."""
+        length = len(cols[0]) if cols else 0
+        mask = np.ones(length, dtype=bool)
+        first: dict[str, int] = {}
+        for k, arg in enumerate(atom.args):
+            if isinstance(arg, Const):
+                mask &= cols[k] == self._value(arg)
+            elif isinstance(arg, Var) and arg.name not in b.cols:
+                if arg.name in first:
+                    mask &= cols[first[arg.name]] == cols[k]
+                else:
+                    first[arg.name] = k
+        if not mask.all():
+            at = np.flatnonzero(mask)
+            cols = [c[at] for c in cols]
+            length = len(at)
+        on = [
+            (k, arg.name)
+            for k, arg in enumerate(atom.args)
+            if isinstance(arg, Var) and arg.name in b.cols
+        ]
+        if not on:
+            rows = np.repeat(np.arange(b.length), length)
+            picked = np.tile(np.arange(length), b.length)
+        else:
+            left, right = _join_keys([b.cols[v] for _, v in on], [cols[k] for k, _ in on])
+            rows, picked = _equi_join(left, right)
+        self.budget.charge(len(rows))
+        out = b.take(rows)
+        for name, k in first.items():
+            out.cols[name] = cols[k][picked]
+        return out
+
     def _needs(self, rule: Rule) -> Callable[[list[Atom]], set[str]]:
         head = {v.name for v in rule.head.args if isinstance(v, Var)}
         comps = [
             {s.name for s in (c.left, c.right) if isinstance(s, Var)}
             for c in rule.body
             if isinstance(c, Compare)
+        ]
+        outside = outside_names(rule.body, rule.head.args)
+        comps += [
+            set(aggregate_shared(agg, outside)) for agg in rule.body if isinstance(agg, Aggregate)
         ]
 
         def later(pending: list[Atom]) -> set[str]:
@@ -331,22 +500,13 @@ class IndexedEvaluation:
                     b.cols[arg.name] = cols[k]
         return b if mask.all() else b.take(np.flatnonzero(mask))
 
-    def _join(self, b: _Bindings, atom: Atom) -> _Bindings:
-        ix = self.index
+    def _join(self, b: _Bindings, atom: Atom, multiset: bool = False) -> _Bindings:
+        """``b`` joined with a base atom; ``multiset`` keeps one row per matching
+        fact where a wildcard would otherwise only test that one exists (an
+        aggregate counts them)."""
         if atom.name == "particle":
-            (arg,) = atom.args
-            if isinstance(arg, Var) and arg.name in b.cols:
-                at = b.cols[arg.name]
-                return b.take(np.flatnonzero((at >= 0) & (at < ix.n)))
-            if isinstance(arg, Const):
-                v = self._value(arg)
-                return b if v is not None and 0 <= v < ix.n else b.take(np.empty(0, np.int64))
-            if isinstance(arg, Wildcard):
-                return b if ix.n else b.take(np.empty(0, np.int64))
-            assert isinstance(arg, Var)  # a body atom's arguments are terms (syntax.term)
-            out = b.take(np.repeat(np.arange(b.length), ix.n))
-            out.cols[arg.name] = np.tile(np.arange(ix.n, dtype=np.int64), b.length)
-            return out
+            return self._join_particle(b, atom.args[0], multiset)
+        ix = self.index
         a, c = atom.args
         known: dict[int, np.ndarray] = {}
         for pos, arg in ((0, a), (1, c)):
@@ -371,6 +531,7 @@ class IndexedEvaluation:
         else:
             # neither end bound: every link, crossed with the bindings (a start atom)
             src = np.repeat(np.arange(ix.n, dtype=np.int64), np.diff(ix.out_ptr))
+            self.budget.charge(b.length * len(src))
             rows = np.repeat(np.arange(b.length), len(src))
             out = b.take(rows)
             if isinstance(a, Var):
@@ -385,6 +546,25 @@ class IndexedEvaluation:
         out = b.take(rows)
         if isinstance(out_var, Var):
             out.cols[out_var.name] = other
+        return out
+
+    def _join_particle(self, b: _Bindings, arg: Expr, multiset: bool) -> _Bindings:
+        ix = self.index
+        if isinstance(arg, Var) and arg.name in b.cols:
+            at = b.cols[arg.name]
+            return b.take(np.flatnonzero((at >= 0) & (at < ix.n)))
+        if isinstance(arg, Const):
+            v = self._value(arg)
+            return b if v is not None and 0 <= v < ix.n else b.take(np.empty(0, np.int64))
+        if isinstance(arg, Wildcard) and not multiset:
+            return b if ix.n else b.take(np.empty(0, np.int64))
+        if isinstance(arg, Wildcard):
+            self.budget.charge(b.length * ix.n)
+            return b.take(np.repeat(np.arange(b.length), ix.n))
+        assert isinstance(arg, Var)  # a body atom's arguments are terms (syntax.term)
+        self.budget.charge(b.length * ix.n)
+        out = b.take(np.repeat(np.arange(b.length), ix.n))
+        out.cols[arg.name] = np.tile(np.arange(ix.n, dtype=np.int64), b.length)
         return out
 
     def _filters(self, b: _Bindings, compares: list[Compare]) -> _Bindings:
@@ -485,3 +665,80 @@ def _minus(new: list[np.ndarray], old: list[np.ndarray], n: int = 0) -> list[np.
     _, first = np.unique(both, axis=0, return_index=True)
     rows = np.sort(first[first >= len(b)]) - len(b)
     return [a[rows, k].copy() for k in range(a.shape[1])]
+
+
+_GROUP = "#group"  # an aggregate's group number: no variable is spelled so
+
+
+def _groups(cols: list[np.ndarray], length: int, n: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Distinct rows of ``cols`` and each row's number among them."""
+    if not cols:
+        return [], np.zeros(length, dtype=np.int64)
+    if len(cols) == 1:
+        col = cols[0]
+        if len(col) < 2 or bool((col[1:] > col[:-1]).all()):  # distinct already
+            return [col], np.arange(len(col), dtype=np.int64)
+        uniq, inverse = np.unique(cols[0], return_inverse=True)
+        return [uniq], inverse.astype(np.int64)
+    table, inverse = np.unique(np.stack(cols, 1), axis=0, return_inverse=True)
+    return [table[:, k].copy() for k in range(len(cols))], inverse.reshape(-1).astype(np.int64)
+
+
+def _join_keys(left: list[np.ndarray], right: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One int64 per row of each side, equal exactly when the rows are."""
+    if len(left) == 1:
+        return left[0], right[0]
+    both = np.concatenate([np.stack(left, 1), np.stack(right, 1)])
+    _, inverse = np.unique(both, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1).astype(np.int64)
+    return inverse[: len(left[0])], inverse[len(left[0]) :]
+
+
+def _equi_join(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``(i, j)`` with ``left[i] == right[j]``, by sorting the
+    smaller side and searching the larger one in it."""
+    flip = len(left) > len(right)
+    small, large = (right, left) if flip else (left, right)
+    order = np.argsort(small, kind="stable")
+    keys = small[order]
+    lo = np.searchsorted(keys, large, "left")
+    cnt = np.searchsorted(keys, large, "right") - lo
+    at_large = np.repeat(np.arange(len(large), dtype=np.int64), cnt)
+    starts = np.repeat(lo - np.cumsum(cnt) + cnt, cnt)
+    at_small = order[starts + np.arange(len(at_large), dtype=np.int64)]
+    return (at_large, at_small) if flip else (at_small, at_large)
+
+
+_EXACT = float(1 << 62)
+
+
+def _group_sum(group: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """Per group the sum of ``values`` (0 for none), exact in 64 bits.
+
+    Integer addition wraps, so the int64 sums are right whenever the true sums
+    fit; a float sum finds the groups that may not, which are added again in
+    Python's integers and refused past 64 bits, as DuckDB refuses them."""
+    out = np.zeros(k, dtype=np.int64)
+    np.add.at(out, group, values)
+    rough = np.bincount(group, weights=values.astype(np.float64), minlength=k)
+    for g in np.flatnonzero(np.abs(rough) >= _EXACT).tolist():
+        exact = sum(values[group == g].tolist())
+        if not -(1 << 63) <= exact < 1 << 63:
+            raise QueryInvalidError(f"arithmetic out of range: a sum is {exact}, past 64 bits")
+        out[g] = exact
+    return out
+
+
+def _group_extreme(
+    group: np.ndarray, values: np.ndarray, k: int, func: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group the ``min`` or ``max`` of ``values`` and whether it has any."""
+    found = np.bincount(group, minlength=k) > 0
+    out = np.zeros(k, dtype=np.int64)
+    if len(group):
+        order = np.lexsort((values, group))
+        g, v = group[order], values[order]
+        last = np.flatnonzero(np.append(g[1:] != g[:-1], True))
+        first = np.append(0, last[:-1] + 1)
+        out[g[last]] = v[first] if func == "min" else v[last]
+    return out, found
