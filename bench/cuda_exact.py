@@ -1,11 +1,13 @@
 """The exact arithmetic on a GPU against the same arithmetic on the CPU, and against fast cuda.
 
-A chain's focus runs in an exact arithmetic (``exact-v2``): every validator
-computes the same bits. This bench times one chain-sized job three ways, in
-one run on one machine:
+A chain's focus runs in an exact arithmetic (``exact-v2``, or ``exact-v3``
+whose sums a GPU splits): every validator computes the same bits. This bench
+times one chain-sized job five ways, in one run on one machine:
 
-* ``numba exact``: the CPU operator every node can run (all cores);
-* ``cuda exact``: the same bits on the GPU (``backends/cuda_exact.py``);
+* ``numba exact-v2`` and ``numba exact-v3``: the CPU operator every node can
+  run (all cores);
+* ``cuda exact-v2`` and ``cuda exact-v3``: the same bits on the GPU
+  (``backends/cuda_exact.py``);
 * ``cuda fast``: the cuda backend's own operator in ``fast`` arithmetic, the
   same algorithm otherwise (what the GPU does when bits may differ).
 
@@ -13,11 +15,14 @@ For each R-MAT graph (Graph500 parameters, random weights, ``--graphs
 SCALE:EDGE_FACTOR``) it times a cold tri solve with a new genesis's focus
 parameters, then ``--blocks`` blocks of ``--block`` new links through
 ``FocusEngine.apply()`` (the chain's path: patch, upload, warm solve), and
-checks that numba exact and cuda exact give the same bits, block by block.
-It prints seconds, the ratio numba exact / cuda exact, and cuda exact / cuda
-fast (what exactness costs on the GPU)::
+checks that numba and cuda give the same bits in each exact version, block
+by block. It prints seconds, and each version's cuda exact / cuda fast (what
+exactness costs on the GPU)::
 
     python bench/cuda_exact.py --graphs 18:16,20:16,22:16 --blocks 3 --block 10000
+
+``--ways`` picks some of the five (``numba:exact-v2,cuda:exact-v3,...``); a
+version's bits are compared where both its backends ran.
 
 ``--profile SCALE`` instead times each device kernel wrapper of one cold solve
 and one block (between device synchronisations, so the total is longer than
@@ -36,11 +41,17 @@ import numpy as np
 
 from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
 from focusflow.focus.engine import FocusEngine
-from focusflow.focus.params import FAST, make_params
+from focusflow.focus.params import EXACT_V2, EXACT_V3, FAST, make_params
 from focusflow.graph import Cybergraph
 from focusflow.graph.generators import rmat_edges
 
-WAYS = (("numba", "exact"), ("cuda", "exact"), ("cuda", FAST))
+WAYS = (
+    ("numba", EXACT_V2),
+    ("cuda", EXACT_V2),
+    ("numba", EXACT_V3),
+    ("cuda", EXACT_V3),
+    ("cuda", FAST),
+)
 
 
 def _graph(scale: int, factor: int, seed: int) -> tuple[Cybergraph, np.ndarray]:
@@ -63,14 +74,13 @@ def _block(rng: np.random.Generator, g: Cybergraph, names: np.ndarray, size: int
     )
 
 
-def run(scale: int, factor: int, blocks: int, block: int) -> dict[str, dict[str, object]]:
+def run(
+    scale: int, factor: int, blocks: int, block: int, ways: tuple[tuple[str, str], ...] = WAYS
+) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
-    for backend, arithmetic in WAYS:
+    for backend, arithmetic in ways:
         label = f"{backend} {arithmetic}"
-        focus = dict(NEW_CHAIN_FOCUS)
-        if arithmetic == FAST:
-            focus["arithmetic"] = FAST
-        params = make_params(None, **focus)
+        params = make_params(None, **{**NEW_CHAIN_FOCUS, "arithmetic": arithmetic})
         g, names = _graph(scale, factor, seed=scale)
         engine = FocusEngine(g, params, backend=backend)
         t = time.perf_counter()
@@ -93,14 +103,14 @@ def run(scale: int, factor: int, blocks: int, block: int) -> dict[str, dict[str,
             "phis": phis,
         }
         print(
-            f"  {label:12s} cold {cold:8.3f} s ({first.diagnostics.iterations} outer), "
+            f"  {label:15s} cold {cold:8.3f} s ({first.diagnostics.iterations} outer), "
             f"block median {out[label]['block']:.3f} s",
             flush=True,
         )
     return out
 
 
-def profile(scale: int, block: int) -> None:
+def profile(scale: int, block: int, arithmetic: str) -> None:
     """Seconds per device kernel wrapper in a cold solve and in one block."""
     import cupy
 
@@ -125,13 +135,14 @@ def profile(scale: int, block: int) -> None:
     kernels = cuda_exact._DeviceKernels
     # The kernels the operator calls, and the chunk sums inside them (counted
     # in both: a pass's time includes its sums).
-    for name in (*Kernels._fields, "record", "mix", "total", "_chunks"):
+    for name in (*Kernels._fields, "record", "mix", "total", "_chunks", "_tree"):
         setattr(kernels, name, timed(name, getattr(kernels, name)))
     op = cuda_exact.ExactCudaOperator
     for name in ("refresh", "setup_laplacian"):
         setattr(op, name, timed(name, getattr(op, name)))
     g, names = _graph(scale, 16, seed=scale)
-    engine = FocusEngine(g, make_params(None, **NEW_CHAIN_FOCUS), backend="cuda")
+    params = make_params(None, **{**NEW_CHAIN_FOCUS, "arithmetic": arithmetic})
+    engine = FocusEngine(g, params, backend="cuda")
     for label, step in (
         ("cold solve", engine.compute),
         ("block", lambda: (_block(np.random.default_rng(7), g, names, block), engine.apply())),
@@ -145,47 +156,66 @@ def profile(scale: int, block: int) -> None:
             print(f"  {name:18s} {s * 1e3:9.1f} ms  {calls[name]:5d} calls")
 
 
+def _same(a: dict[str, object] | None, b: dict[str, object] | None) -> str:
+    """Whether two ways computed the same bits block after block ('-' where
+    one did not run)."""
+    if a is None or b is None:
+        return "-"
+    pairs = zip(a["phis"], b["phis"], strict=True)  # type: ignore[call-overload]
+    return "yes" if all(x.tobytes() == y.tobytes() for x, y in pairs) else "NO"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--graphs", default="16:16,18:16,20:16")
     ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--block", type=int, default=10_000)
+    ap.add_argument("--ways", help="backend:arithmetic,... (default: all five)")
     ap.add_argument("--profile", type=int, metavar="SCALE", help="time each device kernel")
+    ap.add_argument("--arithmetic", default=EXACT_V3, help="the version --profile runs")
     args = ap.parse_args()
     if args.profile:
-        profile(args.profile, args.block)
+        profile(args.profile, args.block, args.arithmetic)
         return
+    ways: tuple[tuple[str, str], ...] = WAYS
+    if args.ways:
+        ways = tuple((way.split(":")[0], way.split(":")[1]) for way in args.ways.split(","))
     rows = []
     for spec in args.graphs.split(","):
         scale, factor = (int(v) for v in spec.split(":"))
         print(f"R-MAT scale {scale}, edge factor {factor}", flush=True)
-        r = run(scale, factor, args.blocks, args.block)
-        cpu, gpu, fast = r["numba exact"], r["cuda exact"], r["cuda fast"]
-        same = all(
-            a.tobytes() == b.tobytes()
-            for a, b in zip(cpu["phis"], gpu["phis"], strict=True)  # type: ignore[call-overload]
-        )
-        rows.append((scale, factor, cpu, gpu, fast, same))
+        rows.append((scale, factor, run(scale, factor, args.blocks, args.block, ways)))
     print()
+    labels = [f"{b} {a}" for b, a in WAYS]
     print(
-        "| graph | links | numba exact cold / block s | cuda exact cold / block s "
-        "| cuda fast cold / block s | numba/cuda exact (cold, block) | exact/fast on cuda "
-        "(cold, block) | same bits |"
+        "| graph | links | "
+        + " | ".join(f"{label} cold / block s" for label in labels)
+        + " | v2/fast, v3/fast on cuda (block) | same bits v2, v3 |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for scale, factor, cpu, gpu, fast, same in rows:
+    print("|---|---:|" + "---:|" * len(labels) + "---:|---|")
+    for scale, factor, r in rows:
+        cells = []
+        for label in labels:
+            x = r.get(label)
+            cells.append("-" if x is None else f"{x['cold']:.3f} / {x['block']:.3f}")
+        fast = r.get(f"cuda {FAST}")
 
-        def f(x: dict[str, object]) -> str:
-            return f"{x['cold']:.3f} / {x['block']:.3f}"
+        def over_fast(
+            version: str,
+            fast: dict[str, object] | None = fast,
+            r: dict[str, dict[str, object]] = r,
+        ) -> str:
+            x = r.get(f"cuda {version}")
+            if x is None or fast is None:
+                return "-"
+            return f"{float(x['block']) / float(fast['block']):.2f}x"  # type: ignore[arg-type]
 
-        def ratio(a: dict[str, object], b: dict[str, object], key: str) -> float:
-            return float(a[key]) / float(b[key])  # type: ignore[arg-type]
-
+        links = next(iter(r.values()))["links"]
+        same = [_same(r.get(f"numba {v}"), r.get(f"cuda {v}")) for v in (EXACT_V2, EXACT_V3)]
         print(
-            f"| R-MAT {scale}:{factor} | {cpu['links']:,} | {f(cpu)} | {f(gpu)} | {f(fast)} "
-            f"| {ratio(cpu, gpu, 'cold'):.2f}x, {ratio(cpu, gpu, 'block'):.2f}x "
-            f"| {ratio(gpu, fast, 'cold'):.2f}x, {ratio(gpu, fast, 'block'):.2f}x "
-            f"| {'yes' if same else 'NO'} |"
+            f"| R-MAT {scale}:{factor} | {links:,} | "
+            + " | ".join(cells)
+            + f" | {over_fast(EXACT_V2)}, {over_fast(EXACT_V3)} | {', '.join(same)} |"
         )
 
 

@@ -17,7 +17,7 @@ from focusflow.graph.generators import rmat_edges
 src, dst, _ = rmat_edges(12, 8, seed=4)
 neurons = [bytes([i]) * 20 for i in range(30)]
 roots = []
-arithmetics = ("fast", "exact-v1", "exact-v2")
+arithmetics = ("fast", "exact-v1", "exact-v2", "exact-v3")
 for mode, arithmetic in [(m, a) for m in ("tri", "diffusion") for a in arithmetics]:
     fs = FocusState({"mode": mode, "arithmetic": arithmetic})
     d = Deltas(stakes={a: 1000 + 37 * i for i, a in enumerate(neurons)})

@@ -21,10 +21,12 @@ from focusflow.core.structure import Check
 from focusflow.focus import compute
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.cuda import cuda_available
+from focusflow.focus.backends.exact_tree import TreeAnderson
 from focusflow.focus.engine import FocusEngine
-from focusflow.focus.params import EXACT_V1, EXACT_V2, make_params
+from focusflow.focus.params import EXACT_V1, EXACT_V2, EXACT_V3, make_params
 from focusflow.focus.spectral import SpringsState
 from focusflow.graph import Cybergraph, Snapshot, rmat_edges
+from tests.focus.test_arithmetic import hub_snapshot
 
 OK, WHY = cuda_available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"cuda backend unavailable: {WHY}")
@@ -54,13 +56,18 @@ def _patched_snapshot(seed: int) -> Snapshot:
     return snap
 
 
-def test_each_kernel_gives_the_numba_exact_bits():
+@pytest.mark.parametrize(
+    "arithmetic,graph",
+    [(EXACT_V2, _patched_snapshot), (EXACT_V3, _patched_snapshot), (EXACT_V3, hub_snapshot)],
+    ids=["v2", "v3", "v3-hubs"],
+)
+def test_each_kernel_gives_the_numba_exact_bits(arithmetic, graph):
     import cupy
 
-    snap = _patched_snapshot(3)
+    snap = graph(3)
     n = snap.n
-    host = get_backend("numba").operator(snap, "float64", EXACT_V2)
-    dev = get_backend("cuda").operator(snap, "float64", EXACT_V2)
+    host = get_backend("numba").operator(snap, "float64", arithmetic)
+    dev = get_backend("cuda").operator(snap, "float64", arithmetic)
     rng = np.random.default_rng(1)
     x = rng.random(n) ** 3
     x[rng.random(n) < 0.05] = -1e-18  # Anderson's iterates dip below 0
@@ -103,15 +110,16 @@ def test_each_kernel_gives_the_numba_exact_bits():
     assert r_h == r_d and same_bits(d_h, d_d)
 
 
-def test_anderson_passes_give_the_numba_exact_bits():
+@pytest.mark.parametrize("arithmetic", [EXACT_V2, EXACT_V3])
+def test_anderson_passes_give_the_numba_exact_bits(arithmetic):
     import cupy
 
     from focusflow.focus.anderson import Anderson
 
     n, m = 10_007, 4
     snap = _patched_snapshot(4)
-    dev = get_backend("cuda").operator(snap, "float64", EXACT_V2)
-    host_aa = Anderson(m, n, np, None, True)
+    dev = get_backend("cuda").operator(snap, "float64", arithmetic)
+    host_aa = Anderson(m, n, np, TreeAnderson() if arithmetic == EXACT_V3 else None, True)
     dev_aa = Anderson(m, n, cupy, dev.anderson_kernels, True)
     rng = np.random.default_rng(2)
     x = rng.random(n)
@@ -155,8 +163,20 @@ def _links(rng: np.random.Generator, g: Cybergraph, names: np.ndarray, top: int,
         {**CHAIN_FOCUS_DEFAULTS, "arithmetic": EXACT_V1},
         {**NEW_CHAIN_FOCUS, "mode": "diffusion"},
         {**NEW_CHAIN_FOCUS, "prior": "stake", "springs_method": "auto"},
+        {**NEW_CHAIN_FOCUS, "arithmetic": EXACT_V3},
+        {**NEW_CHAIN_FOCUS, "arithmetic": EXACT_V3, "mode": "diffusion"},
+        {**NEW_CHAIN_FOCUS, "arithmetic": EXACT_V3, "prior": "stake", "springs_method": "auto"},
     ],
-    ids=["new-v2", "new-v1", "first-v1", "diffusion-v2", "stake-auto-v2"],
+    ids=[
+        "new-v2",
+        "new-v1",
+        "first-v1",
+        "diffusion-v2",
+        "stake-auto-v2",
+        "new-v3",
+        "diffusion-v3",
+        "stake-auto-v3",
+    ],
 )
 def test_an_engine_commits_the_same_roots_block_after_block(focus):
     """A chain's engine on the GPU against the same engine on the CPU: a cold
@@ -183,24 +203,26 @@ def test_an_engine_commits_the_same_roots_block_after_block(focus):
     assert roots[0] == roots[1]
 
 
-def test_a_one_off_exact_solve_matches_and_float32_is_refused():
+@pytest.mark.parametrize("arithmetic", [EXACT_V2, EXACT_V3])
+def test_a_one_off_exact_solve_matches_and_float32_is_refused(arithmetic):
     src, dst, _ = rmat_edges(11, 8, seed=5)
     w = np.random.default_rng(5).random(len(src)) + 0.1
     snap = Snapshot(1 << 11, src, dst, w)
     for mode in ("tri", "diffusion"):
-        a = compute(snap, mode=mode, backend="numba", arithmetic=EXACT_V2)
-        b = compute(snap, mode=mode, backend="cuda", arithmetic=EXACT_V2)
+        a = compute(snap, mode=mode, backend="numba", arithmetic=arithmetic)
+        b = compute(snap, mode=mode, backend="cuda", arithmetic=arithmetic)
         assert a.diagnostics.iterations == b.diagnostics.iterations
         assert same_bits(a.focus, b.focus)
     with pytest.raises(InvalidParameterError, match="float64 only"):
         compute(snap, backend="cuda", arithmetic=EXACT_V2, precision="float32")
 
 
-def test_an_engine_moves_to_the_host_and_back_with_the_same_bits():
+@pytest.mark.parametrize("arithmetic", [EXACT_V2, EXACT_V3])
+def test_an_engine_moves_to_the_host_and_back_with_the_same_bits(arithmetic):
     """A GPU engine's state in numba form (what a checkpoint holds), pickled
     and checked as a peer's state is, and such a state taken back to the GPU:
     all three go on computing the same bits, block after block."""
-    params = make_params(None, **NEW_CHAIN_FOCUS)
+    params = make_params(None, **{**NEW_CHAIN_FOCUS, "arithmetic": arithmetic})
     rng = np.random.default_rng(12)
     g, names = _chain_graph(rng)
     gpu = FocusEngine(g, params, backend="cuda")

@@ -256,8 +256,8 @@ class Anderson:
         self.m = m
         self.xp = xp
         self.exact = exact
-        # A device backend's fused passes (record/mix with the numba kernels'
-        # signatures), used instead of array operations when given.
+        # An operator's own fused passes (a device backend's, exact-v3's:
+        # record/mix with the numba kernels' signatures), used when given.
         self._kernels = kernels
         self.window = AndersonWindow(m, exact)
         if m > 0:
@@ -274,12 +274,12 @@ class Anderson:
         self, x: DeviceArray, gx: DeviceArray, live: bool, k: int
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         slot = self.window.slot
-        if self.xp is np:
-            record = _record_exact if self.exact else _record
-            return record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, slot, live, k)
         if self._kernels is not None:
             args = (x, gx, self.x_prev, self.g_prev, self.dx, self.dg, slot, live, k)
             return self._kernels.record(*args)
+        if self.xp is np:
+            record = _record_exact if self.exact else _record
+            return record(x, gx, self.x_prev, self.g_prev, self.dx, self.dg, slot, live, k)
         xp = self.xp
         g = gx - x
         cross = rhs = None
@@ -293,10 +293,10 @@ class Anderson:
         return cross, rhs
 
     def _mix(self, gx: DeviceArray, gamma: np.ndarray, k: int, out: DeviceArray) -> float:
-        if self.xp is np:
-            return (_mix_exact if self.exact else _mix)(gx, self.dx, self.dg, gamma, k, out)
         if self._kernels is not None:
             return self._kernels.mix(gx, self.dx, self.dg, gamma, k, out)
+        if self.xp is np:
+            return (_mix_exact if self.exact else _mix)(gx, self.dx, self.dg, gamma, k, out)
         xp = self.xp
         coeff = xp.asarray(gamma)
         out[...] = gx - coeff @ (self.dx[:k] + self.dg[:k])

@@ -22,7 +22,7 @@ Start = Literal["diffusion", "uniform"]
 HeatReuse = Literal["bounded", "exact"]
 Finish = Literal["bounded", "fixed"]
 SpringsMethod = Literal["auto", "cg", "series"]
-ArithmeticName = Literal["fast", "exact-v1", "exact-v2"]
+ArithmeticName = Literal["fast", "exact-v1", "exact-v2", "exact-v3"]
 PriorName = Literal["uniform", "stake"]
 
 #: The values each string parameter takes, read from its type (validate's lists).
@@ -48,10 +48,15 @@ PRIORS: tuple[PriorName, ...] = get_args(PriorName)
 #: that stale quotient (the diffusion part of the blend, not the blend) after
 #: every plain step (the first, and each after an Anderson restart), so v1
 #: can converge elsewhere or cycle on small graphs. v1 stays as it was: its
-#: chains replay with it.
+#: chains replay with it. ``exact-v3`` is ``exact-v2`` with every sum (over
+#: particles, over a matrix's rows, and a hub row's products) cut into chunks
+#: of 1,024 values added in order and combined by a fixed binary tree
+#: (``reduce.tree_sum``) instead of 64 chunks added in order: the same bits on
+#: a CPU and on a GPU that sums every chunk at once (backends/exact_tree.py).
 FAST: ArithmeticName = "fast"
 EXACT_V1: ArithmeticName = "exact-v1"
 EXACT_V2: ArithmeticName = "exact-v2"
+EXACT_V3: ArithmeticName = "exact-v3"
 ARITHMETICS: tuple[ArithmeticName, ...] = get_args(ArithmeticName)
 #: The backends that implement the exact arithmetics (cuda: the numba exact
 #: kernels' twins on the GPU, backends/cuda_exact.py).

@@ -106,3 +106,51 @@ def exact_twin(kernel: Dispatcher[_Kernel]) -> Dispatcher[_Kernel]:
     twin.__doc__ = f.__doc__
     options = {k: v for k, v in kernel.targetoptions.items() if k not in ("fastmath", "nopython")}
     return cast("Dispatcher[_Kernel]", nb.njit(cache=True, fastmath=False, **options)(twin))
+
+
+#: How many values one chunk of an ``exact-v3`` sum holds (``tree_sum``).
+TREE_CHUNK = 1024
+
+
+@nb.njit(cache=True, fastmath=False)
+def tree_sum(partials: np.ndarray) -> float:
+    """Chunk partials combined in the fixed binary tree of ``exact-v3``.
+
+    Level by level: each level adds neighbours ``(0, 1), (2, 3), ...`` in
+    place of their pair, and an odd last value is carried up unchanged, until
+    one value is left (0.0 for none). Every addition is one IEEE-754 rounding
+    of two values this definition fixes, so any machine that computes the
+    same partials gets the same bits, whichever threads or GPU blocks add the
+    pairs of a level: the levels are what a GPU runs in parallel, where
+    ``strict_sum``'s chain of additions waits on each one.
+    """
+    m = partials.shape[0]
+    if m == 0:
+        return 0.0
+    w = partials.copy()
+    while m > 1:
+        half = m // 2
+        for i in range(half):
+            w[i] = w[2 * i] + w[2 * i + 1]
+        if m % 2:
+            w[half] = w[m - 1]
+            m = half + 1
+        else:
+            m = half
+    return float(w[0])
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def chunked_sum(a: np.ndarray) -> float:
+    """``sum(a)`` as ``exact-v3`` defines a sum: chunks of ``TREE_CHUNK``
+    values, each added in index order from 0.0, their partials combined by
+    ``tree_sum``."""
+    n = a.shape[0]
+    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
+    partial = np.zeros(chunks)
+    for c in nb.prange(chunks):
+        s = 0.0
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            s += a[i]
+        partial[c] = s
+    return tree_sum(partial)

@@ -48,7 +48,8 @@ from focusflow.focus.backends.numba_cpu import (
     Kernels,
 )
 from focusflow.focus.backends.sell import C
-from focusflow.focus.reduce import strict_row_sum, strict_sum
+from focusflow.focus.params import EXACT_V3
+from focusflow.focus.reduce import TREE_CHUNK, strict_row_sum, strict_sum
 
 if TYPE_CHECKING:
     from focusflow.focus.params import ArithmeticName, LaplacianKind, Precision
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 BLOCK = 256
 #: What ``_attach`` makes: no part of an operator's state.
-_ATTACHED = ("xp", "_xp", "_bounds", "_lane", "_device", "anderson_kernels", "kernels")
+_ATTACHED = ("xp", "_xp", "_bounds", "_lane", "_device", "_device_kernels")
 #: The kernels of ``kernels/exact.cu``.
 _NAMES = (
     "chunk_sums",
@@ -79,9 +80,15 @@ _NAMES = (
     "aa_record",
     "aa_mix",
     "long_rows",
+    "tree_sums",
+    "long_chunks",
+    "long_trees",
+    "csr_pull_tree",
 )
 #: How many chunk bounds an operator keeps on the device.
-_KEPT_BOUNDS = 8
+_KEPT_BOUNDS = 12
+#: Threads of the block that adds one sum's tree (``tree_sums``).
+TREE_BLOCK = 1024
 #: Rows of more slots than this are summed by a warp each (``LONG`` in the source).
 LONG = 128
 #: Compiler options: no contraction anywhere (the kernels use the
@@ -167,6 +174,13 @@ class _DeviceKernels:
         self._partial = cupy.empty(2 * _CHUNKS * 16, dtype=cupy.float64)
         self._pre = cupy.empty(2, dtype=cupy.float64)
         self._long: dict[int, tuple[DeviceArray, int]] = {}
+        #: ``exact-v3``: sums in chunks of ``TREE_CHUNK`` and a tree, on the device.
+        self.tree = op.arithmetic == EXACT_V3
+        self._tree_part = cupy.empty(1, dtype=cupy.float64)
+        self._tree_scratch = cupy.empty(1, dtype=cupy.float64)
+        self._tree_out = cupy.empty(16, dtype=cupy.float64)
+        self._items: dict[int, tuple[DeviceArray, DeviceArray, int]] = {}
+        self._item_part = cupy.empty(1, dtype=cupy.float64)
 
     # --- launching ------------------------------------------------------------
     @staticmethod
@@ -213,6 +227,50 @@ class _DeviceKernels:
         added in order on the host, as the CPU kernels add theirs."""
         return in_order(self._chunks(a, b, mode, bounds)[0])
 
+    def _tree(
+        self,
+        a: DeviceArray,
+        b: DeviceArray | None,
+        mode: int,
+        n: int,
+        sums: int = 1,
+        a_stride: int = 0,
+        b_stride: int = 0,
+    ) -> np.ndarray:
+        """``exact-v3``'s ``sums`` sums of ``n`` terms (``_chunks``' modes and
+        strides): a warp a chunk of ``TREE_CHUNK`` terms, then a block a sum
+        adds the partials' tree level by level; only the results come back."""
+        if n == 0:
+            return np.zeros(sums)
+        cupy = self.cupy
+        bounds = self.op.tree_bounds(n)
+        parts = len(bounds) - 1
+        if len(self._tree_part) < sums * parts:
+            self._tree_part = cupy.empty(sums * parts, dtype=cupy.float64)
+            self._tree_scratch = cupy.empty(sums * parts, dtype=cupy.float64)
+        if len(self._tree_out) < sums:
+            self._tree_out = cupy.empty(sums, dtype=cupy.float64)
+        args = (a, a if b is None else b, np.int32(mode), bounds, np.int32(parts))
+        strides = (np.int64(a_stride), np.int64(b_stride))
+        self.f["chunk_sums"]((parts, sums), (32,), (*args, self._tree_part, *strides))
+        self.f["tree_sums"](
+            (sums,),
+            (TREE_BLOCK,),
+            (self._tree_part, self._tree_scratch, np.int64(parts), self._tree_out),
+        )
+        host: np.ndarray = cupy.asnumpy(self._tree_out[:sums])
+        return host
+
+    def _reduce(
+        self, a: DeviceArray, b: DeviceArray | None, mode: int, bounds: DeviceArray, n: int
+    ) -> float:
+        """One sum of ``n`` terms in this operator's arithmetic: over the
+        chunks ``bounds`` added in order (``exact-v1``, ``exact-v2``), or in
+        chunks of ``TREE_CHUNK`` and a tree (``exact-v3``)."""
+        if self.tree:
+            return float(self._tree(a, b, mode, n)[0])
+        return self._sum(a, b, mode, bounds)
+
     def _even(self, n: int) -> DeviceArray:
         return self.op.even_bounds(n)
 
@@ -247,13 +305,68 @@ class _DeviceKernels:
         need = max(2, 2 * slots)
         if len(self._pre) < need:
             self._pre = self.cupy.empty(need, dtype=self.cupy.float64)
-        if slots:
+        if slots and self.tree:
+            self._long_tree(gptr, glen, sidx, sval, x, pairs, slots)
+        elif slots:
             self.f["long_rows"](
                 (slots,),
                 (32,),
                 (gptr, glen, sidx, sval, x, np.int32(pairs), self._pre, np.int64(slots)),
             )
         return self._pre, np.int64(slots)
+
+    def _chunk_items(self, glen: DeviceArray, slots: int) -> tuple[DeviceArray, int]:
+        """``exact-v3``'s chunks of the long rows' slots: ``item_ptr[s]`` is
+        where slot ``s``'s chunks begin (a row of ``glen`` slots has
+        ``ceil(glen / TREE_CHUNK)``), kept per matrix as ``_long_slots`` is."""
+        held = self._items.get(id(glen))
+        if held is None or held[0] is not glen:
+            lengths = self.cupy.asnumpy(glen[: slots // C])
+            chunks = np.repeat((lengths + TREE_CHUNK - 1) // TREE_CHUNK, C)
+            ptr = np.zeros(slots + 1, dtype=np.int64)
+            np.cumsum(chunks, out=ptr[1:])
+            held = self._items[id(glen)] = (glen, self.cupy.asarray(ptr), int(ptr[-1]))
+            while len(self._items) > 4:
+                del self._items[next(iter(self._items))]
+        return held[1], held[2]
+
+    def _long_tree(
+        self,
+        gptr: DeviceArray,
+        glen: DeviceArray,
+        sidx: DeviceArray,
+        sval: DeviceArray,
+        x: DeviceArray,
+        pairs: bool,
+        slots: int,
+    ) -> None:
+        """The long rows' sums in ``exact-v3``: a warp a chunk of a row, then
+        a thread a row adds its chunks' tree, into ``_pre``."""
+        item_ptr, items = self._chunk_items(glen, slots)
+        if len(self._item_part) < 2 * items:
+            self._item_part = self.cupy.empty(2 * items, dtype=self.cupy.float64)
+        part = self._item_part
+        self.f["long_chunks"](
+            (items,),
+            (32,),
+            (
+                gptr,
+                glen,
+                sidx,
+                sval,
+                x,
+                np.int32(pairs),
+                item_ptr,
+                np.int64(slots),
+                part,
+                np.int64(items),
+            ),
+        )
+        self.f["long_trees"](
+            self._grid(slots),
+            (BLOCK,),
+            (item_ptr, np.int64(slots), part, np.int64(items), np.int32(pairs), self._pre),
+        )
 
     # --- the Kernels fields ------------------------------------------------------
     def sell_pull(
@@ -289,7 +402,7 @@ class _DeviceKernels:
                     np.float64(scale),
                 ),
             )
-        return self._sum(lane, None, 0, bounds)
+        return self._reduce(lane, None, 0, bounds, slots)
 
     def lap_apply(
         self,
@@ -375,7 +488,7 @@ class _DeviceKernels:
             pre,
             long_slots,
         )
-        return self._sum(lane, None, 0, bounds)
+        return self._reduce(lane, None, 0, bounds, slots)
 
     def pair_step(  # noqa: PLR0913 - numba_lap.pair_step's signature
         self,
@@ -428,7 +541,7 @@ class _DeviceKernels:
         )
         if not do_cg:
             return 0.0
-        return self._sum(lane, None, 0, bounds)
+        return self._reduce(lane, None, 0, bounds, slots)
 
     def cg_update(
         self,
@@ -443,7 +556,7 @@ class _DeviceKernels:
         n = len(y)
         self._each("cg_update", n, y, r, p, ap, minv, np.float64(step), z)
         bounds = self._even(n)
-        return self._sum(r, z, 1, bounds), self._sum(r, r, 1, bounds)
+        return self._reduce(r, z, 1, bounds, n), self._reduce(r, r, 1, bounds, n)
 
     def cg_start(
         self, r: DeviceArray, minv: DeviceArray, z: DeviceArray, p: DeviceArray
@@ -451,7 +564,7 @@ class _DeviceKernels:
         n = len(r)
         self._each("cg_start", n, r, minv, z, p)
         bounds = self._even(n)
-        return self._sum(r, z, 1, bounds), self._sum(r, r, 1, bounds)
+        return self._reduce(r, z, 1, bounds, n), self._reduce(r, r, 1, bounds, n)
 
     def springs_rhs(
         self,
@@ -464,7 +577,7 @@ class _DeviceKernels:
     ) -> float:
         n = len(phi)
         self._each("springs_rhs", n, phi, sigma, np.float64(mu), rhs, r, np.int32(fresh))
-        return self._sum(rhs, rhs, 1, self._even(n))
+        return self._reduce(rhs, rhs, 1, self._even(n), n)
 
     def finish_diffusion(
         self,
@@ -481,10 +594,10 @@ class _DeviceKernels:
         n = len(y)
         self._each("finish_diffusion", n, ylink, y, prior, inv_out, z, np.float64(tele))
         bounds = self._even(n)
-        return self._sum(y, x, 2, bounds), self._sum(y, None, 0, bounds)
+        return self._reduce(y, x, 2, bounds, n), self._reduce(y, None, 0, bounds, n)
 
     def dot(self, a: DeviceArray, b: DeviceArray, nparts: int) -> float:
-        return self._sum(a, b, 1, self._even(len(a)))
+        return self._reduce(a, b, 1, self._even(len(a)), len(a))
 
     def residual_of(self, rhs: DeviceArray, ap: DeviceArray, r: DeviceArray) -> None:
         self._each("residual_of", len(r), rhs, ap, r)
@@ -542,12 +655,12 @@ class _DeviceKernels:
             np.int32(use_s),
             np.int32(use_h),
         )
-        return self._sum(d, None, 0, self._even(n))
+        return self._reduce(d, None, 0, self._even(n), n)
 
     def divide_l1(self, d: DeviceArray, phi: DeviceArray, total: float, nparts: int) -> float:
         n = len(d)
         self._each("divide", n, d, np.float64(total))
-        return self._sum(d, phi, 2, self._even(n))
+        return self._reduce(d, phi, 2, self._even(n), n)
 
     # --- Anderson (anderson._record and _mix, exact twins) ------------------------
     def record(
@@ -567,7 +680,10 @@ class _DeviceKernels:
         self._each("aa_record", n, x, gx, x_prev, g_prev, dx, dg, np.int64(slot), np.int32(live))
         cross = np.zeros(m)
         rhs = np.zeros(m)
-        if live and k and n:
+        if live and k and n and self.tree:
+            cross[:k] = self._tree(dg[slot], dg, 1, n, k, 0, n)
+            rhs[:k] = self._tree(dg, g_prev, 1, n, k, n, 0)
+        elif live and k and n:
             bounds = self._even(n)
             new = dg[slot]
             # (k, parts) partials; numba adds its (parts, m) array's rows in order.
@@ -589,12 +705,13 @@ class _DeviceKernels:
         n = len(gx)
         coeff = self.cupy.asarray(np.ascontiguousarray(gamma, dtype=np.float64))
         self._each("aa_mix", n, gx, dx, dg, coeff, np.int32(k), out)
-        return self._sum(out, None, 0, self._even(n))
+        return self._reduce(out, None, 0, self._even(n), n)
 
     def total(self, v: DeviceArray) -> float:
-        """``strict_sum(v)``: the whole vector in order, by one thread."""
+        """``strict_sum(v)``: the whole vector in order, by one thread
+        (``exact-v3``: ``reduce.chunked_sum``'s chunks and tree)."""
         n = len(v)
-        return self._sum(v, None, 0, self.op.span_bounds(n))
+        return self._reduce(v, None, 0, self.op.span_bounds(n), n)
 
 
 class ExactCudaOperator(ExactNumbaOperator):
@@ -606,7 +723,6 @@ class ExactCudaOperator(ExactNumbaOperator):
     """
 
     name = "cuda"
-    anderson_kernels: AndersonKernels
 
     def __init__(
         self, snapshot: Snapshot, precision: Precision, arithmetic: ArithmeticName
@@ -627,9 +743,16 @@ class ExactCudaOperator(ExactNumbaOperator):
         self._lane: DeviceArray | None = None
         device = _DeviceKernels(self)
         self._device = device
-        self.anderson_kernels = device
         # The CPU operator's code calls its kernels by these names.
-        self.kernels = Kernels._make(getattr(device, name) for name in Kernels._fields)
+        self._device_kernels = Kernels._make(getattr(device, name) for name in Kernels._fields)
+
+    @property
+    def kernels(self) -> Kernels:  # type: ignore[override]  # the device's, not by arithmetic
+        return self._device_kernels
+
+    @property
+    def anderson_kernels(self) -> AndersonKernels:
+        return self._device
 
     def __getstate__(self) -> dict[str, Any]:
         """The numba operator's state with its vectors on the device (a deep
@@ -655,6 +778,11 @@ class ExactCudaOperator(ExactNumbaOperator):
         """The CPU kernels' 64 equal chunks of ``n`` entries, as bounds on the device."""
         step = (n + _CHUNKS - 1) // _CHUNKS
         return self._bounds_of(("even", n), np.minimum(np.arange(_CHUNKS + 1) * step, n))
+
+    def tree_bounds(self, n: int) -> DeviceArray:
+        """``exact-v3``'s chunks of ``n`` terms: every ``TREE_CHUNK``, on the device."""
+        chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
+        return self._bounds_of(("tree", n), np.minimum(np.arange(chunks + 1) * TREE_CHUNK, n))
 
     def span_bounds(self, n: int) -> DeviceArray:
         """``[0, n]`` on the device: a sum of ``n`` values in order as one chunk."""
@@ -774,13 +902,14 @@ class ExactCudaOperator(ExactNumbaOperator):
         count = len(self.ov_rows)
         if count:
             rows, ptr, idx, w = self._ov
-            f = self._device.f["csr_pull_add"]
+            tree = self.arithmetic == EXACT_V3
+            f = self._device.f["csr_pull_tree" if tree else "csr_pull_add"]
             f(
                 self._device._grid(count),
                 (BLOCK,),
                 (rows, ptr, idx, w, z, out, self._ov_vals, np.int64(count), np.float64(scale)),
             )
-            total += self._device._sum(self._ov_vals, None, 0, self.span_bounds(count))
+            total += self._device._reduce(self._ov_vals, None, 0, self.span_bounds(count), count)
         return total
 
     def setup_laplacian(self, kind: LaplacianKind) -> None:

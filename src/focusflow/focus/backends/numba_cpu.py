@@ -27,7 +27,8 @@ import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
 from focusflow.core.structure import Check
-from focusflow.focus.backends.base import ScreenedCG, inverse_out_weight
+from focusflow.focus.backends import exact_tree
+from focusflow.focus.backends.base import AndersonKernels, ScreenedCG, inverse_out_weight
 from focusflow.focus.backends.numba_lap import (
     ScaledSymmetric,
     cg_direction,
@@ -52,13 +53,14 @@ from focusflow.focus.backends.sell import (
 from focusflow.focus.backends.sym_half import HalfSymmetric
 from focusflow.focus.params import (
     EXACT_V1,
+    EXACT_V3,
     FAST,
     ArithmeticName,
     FocusParams,
     LaplacianKind,
     Precision,
 )
-from focusflow.focus.reduce import exact_twin, ordered_sum, strict_sum
+from focusflow.focus.reduce import chunked_sum, exact_twin, ordered_sum, strict_sum
 from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
@@ -253,6 +255,26 @@ FAST_KERNELS = Kernels(
 #: (reduce.exact_twin).
 EXACT_KERNELS = Kernels._make(
     [*(exact_twin(k) for k in FAST_KERNELS[:_TWINNED]), *FAST_KERNELS[_TWINNED:]]
+)
+#: ``exact-v3``'s kernels: every sum in chunks of 1,024 combined by a fixed
+#: tree (backends/exact_tree.py); the passes that do not sum are shared.
+TREE_KERNELS = Kernels(
+    exact_tree.sell_pull,
+    exact_tree.lap_apply,
+    exact_tree.cheb_step,
+    exact_tree.cg_product,
+    exact_tree.pair_step,
+    exact_tree.cg_update,
+    exact_tree.cg_start,
+    exact_tree.springs_rhs,
+    exact_tree.finish_diffusion,
+    exact_tree.dot,
+    residual_of,
+    cg_direction,
+    pair_start,
+    pair_pack,
+    exact_tree.blend_sum,
+    exact_tree.divide_l1,
 )
 
 
@@ -734,13 +756,12 @@ class ExactNumbaOperator(NumbaOperator):
 
     Its kernels are compiled without ``fastmath``, and it supplies the solver's
     sum that would otherwise be numpy's (``total``; ``blend`` is the fast
-    operator's, already exact): every sum runs over fixed chunks
-    (``_CHUNKS``, whatever the thread count) whose partials are added in
-    order, so the result is the same bits on every IEEE-754 machine with any
-    numpy, numba or thread count.
+    operator's, already exact): every sum runs over fixed chunks whose
+    partials are combined in a fixed order (``exact-v1``, ``exact-v2``: the
+    64 ``_CHUNKS`` added in order; ``exact-v3``: chunks of 1,024 values
+    combined by a tree, and Anderson's passes its own), so the result is the
+    same bits on every IEEE-754 machine with any numpy, numba or thread count.
     """
-
-    kernels = EXACT_KERNELS
 
     @staticmethod
     def pull_bounds(gptr: np.ndarray) -> np.ndarray:
@@ -752,8 +773,35 @@ class ExactNumbaOperator(NumbaOperator):
         self.arithmetic = arithmetic
         super().__init__(snapshot, precision)
 
+    @property
+    def kernels(self) -> Kernels:  # type: ignore[override]  # by arithmetic, not by class
+        """The exact kernels of this operator's arithmetic."""
+        return TREE_KERNELS if self.arithmetic == EXACT_V3 else EXACT_KERNELS
+
+    @property
+    def anderson_kernels(self) -> AndersonKernels | None:
+        """``exact-v3``'s Anderson passes (its sums are the tree's); None for
+        the earlier versions, whose passes are ``anderson``'s exact twins."""
+        return exact_tree.TreeAnderson() if self.arithmetic == EXACT_V3 else None
+
+    def _pull_into(self, z: np.ndarray, out: np.ndarray, scale: float) -> float:
+        if self.arithmetic != EXACT_V3:
+            return super()._pull_into(z, out, scale)
+        m = self.sell
+        total: float = exact_tree.sell_pull(
+            m.grows, m.gptr, m.glen, m.sidx, m.sval, z, out, self.sell_bounds, scale
+        )
+        out[self.sell_rows : self.n] = 0.0
+        if len(self.ov_rows):
+            total += exact_tree.csr_pull_add(
+                self.ov_rows, self.ov_ptr, self.ov_indices, self.ov_in_w, z, out, scale
+            )
+        return total
+
     def total(self, v: np.ndarray) -> float:
         """``sum(v)``, the same bits everywhere."""
+        if self.arithmetic == EXACT_V3:
+            return float(chunked_sum(v))
         return float(strict_sum(v))
 
 

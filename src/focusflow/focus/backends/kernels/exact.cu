@@ -441,4 +441,167 @@ __global__ void aa_mix(
     out[i] = v;
 }
 
+
+// --- exact-v3: sums in chunks of TREE_CHUNK values combined by a fixed tree ---
+//
+// A chunk is added in order from 0.0 (chunk_sums, with bounds every
+// TREE_CHUNK values, or a warp per chunk of a hub row); the partials are
+// combined by reduce.tree_sum's tree: level by level, neighbours (0, 1),
+// (2, 3), ... added and an odd last value carried up. Each addition of the
+// tree is one rounding of two values the definition fixes, so the threads
+// that add a level's pairs change nothing.
+#define TREE_CHUNK 1024
+
+// tree_sums: out[y] = the tree of partial[y * m .. y * m + m) (blockIdx.x = y),
+// one block of threads a sum, a level at a time; scratch holds m values a sum.
+__global__ void tree_sums(double* partial, double* scratch, long long m0, double* out)
+{
+    const long long y = blockIdx.x;
+    double* a = partial + y * m0;
+    double* b = scratch + y * m0;
+    long long m = m0;
+    if (m == 0) {
+        if (threadIdx.x == 0) out[y] = 0.0;
+        return;
+    }
+    while (m > 1) {
+        const long long half = m / 2;
+        for (long long i = threadIdx.x; i < half; i += blockDim.x)
+            b[i] = __dadd_rn(a[2 * i], a[2 * i + 1]);
+        if ((m & 1) && threadIdx.x == 0) b[half] = a[m - 1];
+        __syncthreads();
+        double* t = a;
+        a = b;
+        b = t;
+        m = half + (m & 1);
+    }
+    if (threadIdx.x == 0) out[y] = a[0];
+}
+
+// The tree of a[0 .. m), by one thread, in place (tree_sums' additions).
+__device__ double tree_in_place(double* a, long long m)
+{
+    if (m == 0) return 0.0;
+    while (m > 1) {
+        const long long half = m / 2;
+        for (long long i = 0; i < half; ++i) a[i] = __dadd_rn(a[2 * i], a[2 * i + 1]);
+        if (m & 1) a[half] = a[m - 1];
+        m = half + (m & 1);
+    }
+    return a[0];
+}
+
+// long_chunks: the chunk sums of the long rows (the first nslots slots), one
+// warp a chunk: item_ptr[s] .. item_ptr[s + 1] are slot s's chunks (of
+// TREE_CHUNK slots of its row each). part[item] gets the chunk's sum of x
+// (and part[items + item] of the second vector with pairs).
+__global__ void long_chunks(
+    const long long* gptr, const long long* glen, const int* sidx, const double* sval,
+    const double* x, int pairs, const long long* item_ptr, long long nslots, double* part,
+    long long items)
+{
+    __shared__ double tile[2][TILE];
+    const long long item = blockIdx.x;
+    if (item >= items) return;
+    long long lo = 0, hi = nslots;  // the slot s with item_ptr[s] <= item < item_ptr[s + 1]
+    while (hi - lo > 1) {
+        const long long mid = (lo + hi) / 2;
+        if (item_ptr[mid] <= item) lo = mid; else hi = mid;
+    }
+    const long long s = lo;
+    const int lane = threadIdx.x;
+    const long long g = s / C;
+    const long long base = gptr[g] + s % C;
+    const long long len = glen[g];
+    const long long first = (item - item_ptr[s]) * TREE_CHUNK;
+    const long long last = first + TREE_CHUNK < len ? first + TREE_CHUNK : len;
+    double acc0 = 0.0, acc1 = 0.0;
+    for (long long j0 = first; j0 < last; j0 += TILE) {
+        const int m = (int)(last - j0 < TILE ? last - j0 : TILE);
+#pragma unroll
+        for (int u = 0; u < TILE / 32; ++u) {
+            const int k = lane + 32 * u;
+            if (k >= m) break;
+            const long long o = base + (j0 + k) * C;
+            const long long q = (unsigned int)sidx[o];
+            const double v = sval[o];
+            if (pairs) {
+                tile[0][k] = __dmul_rn(v, x[2 * q]);
+                tile[1][k] = __dmul_rn(v, x[2 * q + 1]);
+            } else {
+                tile[0][k] = __dmul_rn(v, x[q]);
+            }
+        }
+        __syncwarp();
+        if (lane == 0) {
+            if (pairs) {
+#pragma unroll 16
+                for (int k = 0; k < m; ++k) {
+                    acc0 = __dadd_rn(acc0, tile[0][k]);
+                    acc1 = __dadd_rn(acc1, tile[1][k]);
+                }
+            } else {
+#pragma unroll 16
+                for (int k = 0; k < m; ++k) acc0 = __dadd_rn(acc0, tile[0][k]);
+            }
+        }
+        __syncwarp();
+    }
+    if (lane == 0) {
+        part[item] = acc0;
+        if (pairs) part[items + item] = acc1;
+    }
+}
+
+// long_trees: each long slot's row sum, the tree of its chunk sums (one
+// thread a slot), into pre as long_rows writes it.
+__global__ void long_trees(
+    const long long* item_ptr, long long nslots, double* part, long long items, int pairs,
+    double* pre)
+{
+    const long long s = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (s >= nslots) return;
+    const long long at = item_ptr[s], m = item_ptr[s + 1] - item_ptr[s];
+    if (pairs) {
+        pre[2 * s] = tree_in_place(part + at, m);
+        pre[2 * s + 1] = tree_in_place(part + items + at, m);
+    } else {
+        pre[s] = tree_in_place(part + at, m);
+    }
+}
+
+// csr_pull_tree: csr_pull_add with exact-v3's row sums: a row's entries in
+// chunks of TREE_CHUNK, the chunks combined as the tree combines them (a
+// binary counter: equal-sized subtrees merge as they complete, and what is
+// left is added right to left, which is the level-by-level tree's result).
+__global__ void csr_pull_tree(
+    const long long* rows, const long long* ptr, const int* indices, const double* weights,
+    const double* z, double* out, double* vals, long long count, double scale)
+{
+    const long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (k >= count) return;
+    double stack[64];
+    long long size[64];
+    int top = 0;
+    for (long long lo = ptr[k]; lo < ptr[k + 1] || (top == 0 && lo == ptr[k]); lo += TREE_CHUNK) {
+        const long long hi = lo + TREE_CHUNK < ptr[k + 1] ? lo + TREE_CHUNK : ptr[k + 1];
+        double acc = 0.0;
+        for (long long e = lo; e < hi; ++e)
+            acc = __dadd_rn(acc, __dmul_rn(weights[e], z[indices[e]]));
+        stack[top] = acc;
+        size[top] = 1;
+        ++top;
+        while (top >= 2 && size[top - 1] == size[top - 2]) {
+            stack[top - 2] = __dadd_rn(stack[top - 2], stack[top - 1]);
+            size[top - 2] *= 2;
+            --top;
+        }
+    }
+    double acc = stack[top - 1];
+    for (int i = top - 2; i >= 0; --i) acc = __dadd_rn(stack[i], acc);
+    const double v = __dmul_rn(acc, scale);
+    const long long r = rows[k];
+    out[r] = __dadd_rn(out[r], v);
+    vals[k] = v;
+}
 }
