@@ -51,6 +51,7 @@ import gc
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -153,6 +154,8 @@ def bench_wgpu_tri(op, snap, prior: np.ndarray, tri_ref) -> dict:
     encoding, waiting and read-back; and ``compute()`` to 1e-7 against
     ``tri_ref()`` (a float64 tri focus in particle order) for accuracy.
     """
+    import numba
+
     from focusflow.focus import compute, make_params
     from focusflow.focus.backends.webgpu import TIMING_KEYS
     from focusflow.focus.solver import solve
@@ -195,9 +198,11 @@ def bench_wgpu_tri(op, snap, prior: np.ndarray, tri_ref) -> dict:
         f"{counts['cg_iterations']} CG iterations, {counts['heat_terms']} Chebyshev terms, "
         f"{waits} scalar waits; "
         + " + ".join(f"{key.removeprefix('device_')} {ms:.1f}" for key, ms in parts.items())
-        + f" + solver {rest:.1f} ms; read-back = "
+        + f" + solver {rest:.1f} ms (of which the diffusion start, kept on the device, "
+        + f"{1e3 * diag.timings.get('diffusion_start', 0.0):.1f} ms, "
+        + f"{diag.inner.get('diffusion_start_iterations', 0)} steps); read-back = "
         + " + ".join(f"{k} {v * 1e3:.1f}" for k, v in op.readback_parts.items())
-        + " ms"
+        + f" ms (numba {numba.get_num_threads()} threads, {numba.threading_layer()} layer)"
     )
     res = compute(snap, mode="tri", backend="wgpu", tol=1e-7)
     t0 = time.perf_counter()
@@ -438,6 +443,12 @@ def main() -> int:
         "of string ids for 5*10^8 links takes minutes)",
     )
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help=f"write today's tri figures into {RECORDED.name} (after a change that is meant "
+        "to move them)",
+    )
     args = ap.parse_args()
 
     try:
@@ -752,6 +763,7 @@ def main() -> int:
                 f"| {r.get('tri_solve_ms', float('nan')):.1f} ({r.get('tri_iterations', '-')}) "
                 f"| {r.get('wgpu_tri_error', float('nan')):.2e} |"
             )
+        compare_recorded(name, wgpu_rows, args.record)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
@@ -760,6 +772,58 @@ def main() -> int:
         return 1
     log("All checks passed.")
     return 0
+
+
+#: The last recorded tri figures per device and graph (``--record`` writes them).
+RECORDED = Path(__file__).with_name("focus_gpu_recorded.json")
+#: How much slower than its recorded figure a time may be before the line says so.
+SLOWER = 1.15
+
+
+def compare_recorded(device: str, rows: list[dict], record: bool) -> None:
+    """Today's wgpu and cuda tri times beside the last recorded ones for this
+    device and graph, each with today / recorded and wgpu / cuda, and a
+    REGRESSED mark where today's is more than ``SLOWER`` times the recorded
+    one (or wgpu / cuda is): a host-side slowdown of the wgpu solve shows up
+    in the run that has it. ``record``: today's figures replace them."""
+    table = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
+    mine = table.setdefault(device, {})
+    log(f"\ntri against the recorded figures ({RECORDED.name}, {device}):\n")
+    log(
+        "| graph | wgpu tri ms | recorded | today / recorded | cuda tri ms | recorded "
+        "| today / recorded | wgpu / cuda | recorded | verdict |"
+    )
+    log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        graph = f"{r['scale']}:{r['edge_factor']}"
+        wgpu, cuda = r.get("wgpu_tri_solve_ms"), r.get("tri_solve_ms")
+        if wgpu is None or cuda is None:
+            continue
+        old = mine.get(graph)
+        if old is None:
+            log(
+                f"| {graph} | {wgpu:.1f} | - | - | {cuda:.1f} | - | - | {wgpu / cuda:.2f} | - "
+                "| nothing recorded |"
+            )
+        else:
+            ratios = (wgpu / old["wgpu_tri_ms"], cuda / old["cuda_tri_ms"])
+            share = wgpu / cuda
+            old_share = old["wgpu_tri_ms"] / old["cuda_tri_ms"]
+            slower = max(*ratios, share / old_share) > SLOWER
+            log(
+                f"| {graph} | {wgpu:.1f} | {old['wgpu_tri_ms']:.1f} ({old['date']}) "
+                f"| {ratios[0]:.2f} | {cuda:.1f} | {old['cuda_tri_ms']:.1f} | {ratios[1]:.2f} "
+                f"| {share:.2f} | {old_share:.2f} | {'REGRESSED' if slower else 'ok'} |"
+            )
+        if record:
+            mine[graph] = {
+                "wgpu_tri_ms": round(wgpu, 1),
+                "cuda_tri_ms": round(cuda, 1),
+                "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+            }
+    if record:
+        RECORDED.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+        log(f"recorded today's figures in {RECORDED}")
 
 
 if __name__ == "__main__":

@@ -225,3 +225,27 @@ def test_value_patch_of_several_long_rows():
     fresh = DeviceSell(op, snap.in_indptr, snap.in_indices, weights)
     z = rng.random(snap.n)
     assert np.array_equal(op.product(m, z), op.product(fresh, z))
+
+
+def test_the_diffusion_start_stays_on_the_device(monkeypatch):
+    """A cold tri solve's diffusion start runs on the device and its iterate is
+    the tri loop's start there: one read-back per solve (the answer), the
+    host's count of start steps, and the host's answer."""
+    n = 300
+    src, dst, w = random_weighted(n, 6 * n, 4)
+    snap = Snapshot(n, src, dst, w)
+    host = compute(snap, mode="tri", backend="numpy", tol=TOL)
+    reads = []
+    current = WgpuOperator.current
+
+    def counted(self, *args, **kwargs):
+        reads.append(1)
+        return current(self, *args, **kwargs)
+
+    monkeypatch.setattr(WgpuOperator, "current", counted)
+    focus, diag, _ = _device_solve(snap)
+    assert len(reads) == 1
+    started = diag.inner["diffusion_start_iterations"]
+    assert started > 0 and diag.timings["diffusion_start"] > 0
+    assert abs(started - host.diagnostics.inner["diffusion_start_iterations"]) <= 1
+    assert np.abs(focus - host.focus).sum() < 1e-6

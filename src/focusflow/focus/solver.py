@@ -229,14 +229,17 @@ def solve(
         op.setup_laplacian(params.laplacian)
         timings["laplacian_setup"] = time.perf_counter() - t
     device = caps.solver
+    series = use_lap and lam_s > 0 and _series_chosen(caps, op, params, device is not None)
+    device_loop = device is not None and (not use_lap or not series)
     start_iterations = 0
-    if x0 is None and use_lap and params.start == "diffusion" and params.tol < params.start_tol:
+    # A device loop makes the diffusion start itself and keeps it there (DeviceSolver).
+    starts = params.start == "diffusion" and params.tol < params.start_tol
+    if x0 is None and use_lap and starts and not device_loop:
         t = time.perf_counter()
         x0, start_iterations = _diffusion_start(op, params, prior)
         timings["diffusion_start"] = time.perf_counter() - t
-    series = use_lap and lam_s > 0 and _series_chosen(caps, op, params, device is not None)
     restarts = 0
-    if device is not None and (not use_lap or not series):
+    if device is not None and device_loop:
         # The operator keeps every vector on its device and runs the whole
         # iteration there (wgpu); only a few scalars per step come back. A
         # uniform start is filled on the device (None), not built and uploaded;
@@ -258,6 +261,7 @@ def solve(
         timings.update(run.timings)
         it = len(diag.residual_history)
         restarts = run.anderson_restarts
+        start_iterations = run.start_iterations
     else:
         phi = _start(xp, n, x0, op)
         accel = Anderson(params.anderson, n, xp, caps.anderson, params.exact)

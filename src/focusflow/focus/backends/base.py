@@ -289,14 +289,15 @@ class AndersonPasses(Protocol):
 class DeviceSolve:
     """What a device loop returns: the iterate on the host (internal order),
     the L1 change of every outer iteration, whether the last one was below
-    tol, the seconds spent in each part of the solve, and the Anderson
-    restarts."""
+    tol, the seconds spent in each part of the solve, the Anderson
+    restarts, and the steps of a diffusion start the device ran itself."""
 
     phi: np.ndarray
     residual_history: list[float]
     converged: bool
     timings: dict[str, float] = field(default_factory=dict)
     anderson_restarts: int = 0
+    start_iterations: int = 0
 
 
 @runtime_checkable
@@ -305,7 +306,9 @@ class DeviceSolver(Protocol):
     start, filled there; a few scalars are the only per-step traffic.
 
     ``solve_tri`` follows the host's outer rules (``focus.policy.TriPolicy``)
-    and adds its inner solves' counts to the two states.
+    and adds its inner solves' counts to the two states; with ``x0 = None``
+    it makes the diffusion start (``FocusParams.start``) itself, keeping its
+    iterate on the device.
     """
 
     def solve_diffusion(

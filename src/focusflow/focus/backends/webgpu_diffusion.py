@@ -233,11 +233,15 @@ class WgpuVectors(WgpuDevice):
             self._inv_prior_sum = 1.0 / total if total > 0 else 0.0
         self._prior_of = prior
 
-    def start_diffusion(self, prior: np.ndarray, x0: np.ndarray | None, alpha: float) -> None:
+    def start_diffusion(
+        self, prior: np.ndarray, x0: np.ndarray | None, alpha: float, *, keep: bool = False
+    ) -> None:
         """Set the prior (see :meth:`_set_prior`), the start vector and ``alpha``.
 
         ``x0 = None`` is the uniform start ``1 / n``: a fill pass on the device
         at the head of the first batch instead of an n-vector upload.
+        ``keep``: the start is the iterate the device holds (a diffusion start
+        just run there), neither read back nor uploaded again.
         """
         t = time.perf_counter()
         queue = self.device.queue
@@ -257,10 +261,14 @@ class WgpuVectors(WgpuDevice):
         params[P.FILL_VALUE] = np.float32(1.0 / max(self.n, 1)).view(np.uint32)
         queue.write_buffer(self._vparams, 0, params)
         self.sell.set_scale(self, alpha)
-        self._need_fill = x0 is None
-        if x0 is not None:
-            queue.write_buffer(self._vec[0], 0, np.ascontiguousarray(x0, dtype=np.float32))
-        self._cur = 0
+        self._need_fill = x0 is None and not keep
+        if keep:
+            if x0 is not None:
+                raise ValueError("a kept start takes no start vector")
+        else:
+            if x0 is not None:
+                queue.write_buffer(self._vec[0], 0, np.ascontiguousarray(x0, dtype=np.float32))
+            self._cur = 0
         self._need_prep = True
         self.timings = dict.fromkeys(TIMING_KEYS, 0.0)
         self.timings["device_setup"] = time.perf_counter() - t
@@ -499,15 +507,30 @@ class WgpuDiffusion(WgpuVectors):
         point); the answer is the last step of the batch, and converged means
         that step's change is below tol.
         """
+        history, converged = self.run_diffusion(prior, x0, alpha, tol, max_iter, progress, anderson)
+        phi = self.current()
+        return DeviceSolve(phi, history, converged, dict(self.timings), self.anderson_restarts)
+
+    def run_diffusion(
+        self,
+        prior: np.ndarray,
+        x0: np.ndarray | None,
+        alpha: float,
+        tol: float,
+        max_iter: int,
+        progress: Progress | None = None,
+        anderson: int = 0,
+    ) -> tuple[list[float], bool]:
+        """:meth:`solve_diffusion` without the read-back: the iterate stays in
+        the device's current vector (a tri solve starts from it). Returns the
+        L1 changes and whether the last was below ``tol``."""
         self.start_diffusion(prior, x0, alpha)
         history: list[float] = []
         self.anderson_restarts = 0
         if anderson > 0:
             if anderson > MAX_ANDERSON:
                 raise ValueError(f"the wgpu backend mixes at most {MAX_ANDERSON} steps")
-            converged = self._solve_anderson(anderson, tol, max_iter, history, progress)
-            phi = self.current()
-            return DeviceSolve(phi, history, converged, dict(self.timings), self.anderson_restarts)
+            return history, self._solve_anderson(anderson, tol, max_iter, history, progress)
         converged = False
         while len(history) < max_iter:
             batch = _batch(history, tol, max_iter - len(history))
@@ -520,8 +543,7 @@ class WgpuDiffusion(WgpuVectors):
             if history[-1] < tol:
                 converged = True
                 break
-        phi = self.current()
-        return DeviceSolve(phi, history, converged, dict(self.timings))
+        return history, converged
 
 
 def mix_coefficients(window: AndersonWindow, pairs: np.ndarray, m: int) -> np.ndarray | None:

@@ -55,6 +55,7 @@ from focusflow.focus.backends.wgsl import (
     TriScalar,
     shader,
 )
+from focusflow.focus.params import DIFFUSION_ANDERSON
 from focusflow.focus.policy import TriPolicy
 from focusflow.focus.spectral import heat_coefficients
 from focusflow.graph.snapshot import PatchInfo, Snapshot
@@ -304,6 +305,11 @@ class WgpuTri(WgpuDiffusion):
     ) -> DeviceSolve:
         """The coupled tri iteration with every vector on the device.
 
+        ``x0 = None`` under ``params.start == "diffusion"`` starts from
+        diffusion alone to ``params.start_tol`` (as the host solver does),
+        run on the device and kept there; ``DeviceSolve.start_iterations``
+        counts its steps.
+
         Per outer iteration two submissions: (A) the head (start fill, gather or
         Anderson mix), the diffusion step into ``y``, the springs CG from its
         warm start for a predicted number of iterations (more batches if the
@@ -316,13 +322,36 @@ class WgpuTri(WgpuDiffusion):
         if (params.anderson or 0) > MAX_ANDERSON:
             raise ValueError(f"the wgpu backend mixes at most {MAX_ANDERSON} steps")
         self.setup_laplacian(params.laplacian)
-        self.start_diffusion(prior, x0, params.alpha)
+        t = time.perf_counter()
+        keep = x0 is None and params.start == "diffusion" and params.tol < params.start_tol
+        start_iterations = 0
+        if keep:
+            # The solver's diffusion start (``solver._diffusion_start``), run
+            # here so that its iterate stays on the device: read back and
+            # uploaded again it cost two conversions of n values on the host.
+            history, _ = self.run_diffusion(
+                prior,
+                None,
+                params.alpha,
+                params.start_tol,
+                params.max_iter,
+                None,
+                DIFFUSION_ANDERSON,
+            )
+            start_iterations = len(history)
+        start_s = time.perf_counter() - t
+        self.start_diffusion(prior, x0, params.alpha, keep=keep)
         run = _TriRun(self, params, springs_state, heat_state, progress)
         converged = run.loop()
         self._springs_of = springs_state
         self.anderson_restarts = run.window.restarts
         phi = self.current()
-        return DeviceSolve(phi, run.history, converged, dict(self.timings), run.window.restarts)
+        timings = dict(self.timings)
+        if keep:
+            timings["diffusion_start"] = start_s
+        return DeviceSolve(
+            phi, run.history, converged, timings, run.window.restarts, start_iterations
+        )
 
 
 class _TriRun:
