@@ -62,6 +62,9 @@ class Analysis:
     recursive: set[str]
     types: dict[str, Schema]
     base_used: set[str] = field(default_factory=set)
+    # What an engine derives from the plan alone (join orders, rule
+    # partitions), kept with it: a kept plan is evaluated many times.
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _positive_atoms(body: Iterable[Literal]) -> list[Atom]:

@@ -23,9 +23,10 @@ tests/query run the language tests through both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -98,8 +99,7 @@ def preferred(analysis: Analysis) -> bool:
         return False
     anchored = _anchored(analysis)
     return all(
-        anchored[name]
-        or (name not in analysis.recursive and all(_counting_scan(r) for r in rules))
+        anchored[name] or (name not in analysis.recursive and all(_counting_scan(r) for r in rules))
         for name, rules in analysis.rules.items()
     )
 
@@ -217,6 +217,12 @@ def _expand(
     ptr: np.ndarray, idx: np.ndarray, n: int, at: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each ``at[i]``, its neighbours: ``(row of at, neighbour)``."""
+    if len(at) == 1:  # one particle (a named one): its neighbours are one slice
+        one = int(at[0])
+        if not 0 <= one < n:
+            return _EMPTY, _EMPTY
+        lo, hi = int(ptr[one]), int(ptr[one + 1])
+        return np.zeros(hi - lo, dtype=np.int64), idx[lo:hi]
     inside = (at >= 0) & (at < n)
     rows = np.flatnonzero(inside)
     a = at[rows]
@@ -229,6 +235,9 @@ def _expand(
 
 
 _PAIR = 1 << 31
+_SMALL_N = 1 << 16
+_EMPTY = np.empty(0, dtype=np.int64)
+_EMPTY.flags.writeable = False  # shared: every empty result may be this one
 
 
 def _pair_keys(cols: list[np.ndarray]) -> np.ndarray | None:
@@ -250,11 +259,17 @@ def _bitmap_ok(values: np.ndarray, n: int) -> bool:
 
 def _unique_ids(values: np.ndarray, n: int) -> np.ndarray:
     """Distinct ids, ascending: marking flags is linear, sorting is not."""
+    if len(values) < 2:
+        return values
     if _bitmap_ok(values, n):
         mark = np.zeros(n, dtype=bool)
         mark[values] = True
         return np.flatnonzero(mark)
-    return np.unique(values)
+    ordered = np.sort(values)
+    first = np.empty(len(ordered), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
 
 
 def _unique_rows(cols: list[np.ndarray], n: int = 0) -> list[np.ndarray]:
@@ -281,13 +296,77 @@ class _Bindings:
     def take(self, rows: np.ndarray) -> _Bindings:
         return _Bindings({k: v[rows] for k, v in self.cols.items()}, len(rows), self.n)
 
-    def keep(self, names: set[str]) -> _Bindings:
+    def keep(self, names: AbstractSet[str]) -> _Bindings:
         kept = {k: v for k, v in self.cols.items() if k in names}
         if not kept:
             return _Bindings({}, min(self.length, 1), self.n)
         order = sorted(kept)
         uniq = _unique_rows([kept[k] for k in order], self.n)
         return _Bindings(dict(zip(order, uniq, strict=True)), len(uniq[0]), self.n)
+
+
+def _vars(atom: Atom) -> set[str]:
+    return {v.name for v in atom.args if isinstance(v, Var)}
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """How one rule runs, fixed by its text: the derived atom it starts from,
+    then each base atom to join with the variables to keep after it (those a
+    later literal or the head needs), its comparisons and its aggregates
+    (each with its shared variables)."""
+
+    first: Atom | None
+    joins: tuple[tuple[Atom, frozenset[str]], ...]
+    compares: tuple[Compare, ...]
+    aggregates: tuple[tuple[Aggregate, tuple[str, ...]], ...]
+    need: frozenset[str]
+
+    @classmethod
+    def of(cls, rule: Rule, analysis: Analysis) -> _Steps:
+        atoms = [lit for lit in rule.body if isinstance(lit, Atom)]
+        compares = tuple(lit for lit in rule.body if isinstance(lit, Compare))
+        outside = outside_names(rule.body, rule.head.args)
+        aggregates = tuple(
+            (lit, tuple(aggregate_shared(lit, outside)))
+            for lit in rule.body
+            if isinstance(lit, Aggregate)
+        )
+        need = {v.name for v in rule.head.args if isinstance(v, Var)}
+        for c in compares:
+            need |= {s.name for s in (c.left, c.right) if isinstance(s, Var)}
+        for _, shared in aggregates:
+            need |= set(shared)
+        first = next((a for a in atoms if a.name in analysis.rules), None)
+        pending = [a for a in atoms if a is not first]
+        bound = _bind_pass(_vars(first) if first is not None else set(), compares)
+        joins = []
+        while pending:
+            nxt = next(
+                (a for a in pending if _vars(a) & bound),
+                max(pending, key=lambda a: sum(isinstance(x, Const) for x in a.args)),
+            )
+            pending.remove(nxt)
+            later = set(need)
+            for atom in pending:
+                later |= _vars(atom)
+            bound = _bind_pass(bound | _vars(nxt), compares) & later
+            joins.append((nxt, frozenset(later)))
+        return cls(first, tuple(joins), compares, aggregates, frozenset(need))
+
+
+def _bind_pass(bound: set[str], compares: tuple[Compare, ...]) -> set[str]:
+    """The variables bound after one pass of ``_filters``: ``x = <constant or
+    bound>`` binds ``x``."""
+    bound = set(bound)
+    for c in compares:
+        if c.op != "=":
+            continue
+        for side, other in ((c.left, c.right), (c.right, c.left)):
+            known = isinstance(other, Const) or (isinstance(other, Var) and other.name in bound)
+            if isinstance(side, Var) and side.name not in bound and known:
+                bound.add(side.name)
+    return bound
 
 
 class IndexedEvaluation:
@@ -314,29 +393,24 @@ class IndexedEvaluation:
 
     def rule(self, rule: Rule, derived_rows: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
         """The head rows one rule derives, reading derived atoms from ``derived_rows``."""
-        atoms = [lit for lit in rule.body if isinstance(lit, Atom)]
-        compares = [lit for lit in rule.body if isinstance(lit, Compare)]
-        aggregates = [lit for lit in rule.body if isinstance(lit, Aggregate)]
-        need_later = self._needs(rule)
+        steps = self._steps(rule)
         n = self.index.n
         b = _Bindings({}, 1, n)
-        pending = list(atoms)
-        first = next((a for a in pending if a.name in self.analysis.rules), None)
-        if first is not None:
-            pending.remove(first)
-            b = self._start(first, derived_rows)
-        b = self._filters(b, compares)
-        while pending:
-            nxt = self._next_atom(pending, b)
-            pending.remove(nxt)
-            b = self._join(b, nxt)
+        if steps.first is not None:
+            b = self._start(steps.first, derived_rows)
+        compares = steps.compares
+        if compares:
             b = self._filters(b, compares)
-            b = b.keep(need_later(pending))
-        if aggregates:
+        for atom, need in steps.joins:
+            b = self._join(b, atom)
+            if compares:
+                b = self._filters(b, compares)
+            b = b.keep(need)
+        if steps.aggregates:
             # an aggregate is a function of its shared variables: one row per
             # distinct binding of what is left to use is all it needs to see
-            b = b.keep(need_later([]))
-            b = self._aggregates(b, rule, aggregates, compares, derived_rows)
+            b = b.keep(steps.need)
+            b = self._aggregates(b, steps, derived_rows)
         head = []
         for arg in rule.head.args:
             if isinstance(arg, Var):
@@ -345,6 +419,15 @@ class IndexedEvaluation:
                 assert isinstance(arg, Const)  # eligible(): head arguments are symbolic
                 head.append(np.full(b.length, self._id(arg), dtype=np.int64))
         return _unique_rows(head, n)
+
+    def _steps(self, rule: Rule) -> _Steps:
+        """The rule's join order and projections, made once per kept plan."""
+        key = ("indexed-steps", id(rule))
+        got = self.analysis.memo.get(key)
+        if got is None:
+            got = self.analysis.memo[key] = _Steps.of(rule, self.analysis)
+        assert isinstance(got, _Steps)
+        return got
 
     @staticmethod
     def _next_atom(pending: list[Atom], b: _Bindings) -> Atom:
@@ -357,23 +440,17 @@ class IndexedEvaluation:
 
     # --- aggregates ------------------------------------------------------------
     def _aggregates(
-        self,
-        b: _Bindings,
-        rule: Rule,
-        aggregates: list[Aggregate],
-        compares: list[Compare],
-        derived_rows: dict[str, list[np.ndarray]],
+        self, b: _Bindings, steps: _Steps, derived_rows: dict[str, list[np.ndarray]]
     ) -> _Bindings:
         """Bind each aggregate's target once its shared variables are bound (an
         ``=`` may bind one only after another aggregate), filtering as they come."""
-        outside = outside_names(rule.body, rule.head.args)
-        left = [(agg, aggregate_shared(agg, outside)) for agg in aggregates]
+        left = list(steps.aggregates)
         while left:
             ready = [(agg, shared) for agg, shared in left if all(v in b.cols for v in shared)]
             assert ready, "the analysis orders every aggregate after its shared variables"
             for agg, shared in ready:
                 b = self._aggregate(b, agg, shared, derived_rows)
-                b = self._filters(b, compares)
+                b = self._filters(b, steps.compares)
             left = [item for item in left if item not in ready]
         return b
 
@@ -381,7 +458,7 @@ class IndexedEvaluation:
         self,
         b: _Bindings,
         agg: Aggregate,
-        shared: list[str],
+        shared: Sequence[str],
         derived_rows: dict[str, list[np.ndarray]],
     ) -> _Bindings:
         """``target = func expr : { body }`` per binding of the shared variables.
@@ -461,28 +538,6 @@ class IndexedEvaluation:
         for name, k in first.items():
             out.cols[name] = cols[k][picked]
         return out
-
-    def _needs(self, rule: Rule) -> Callable[[list[Atom]], set[str]]:
-        head = {v.name for v in rule.head.args if isinstance(v, Var)}
-        comps = [
-            {s.name for s in (c.left, c.right) if isinstance(s, Var)}
-            for c in rule.body
-            if isinstance(c, Compare)
-        ]
-        outside = outside_names(rule.body, rule.head.args)
-        comps += [
-            set(aggregate_shared(agg, outside)) for agg in rule.body if isinstance(agg, Aggregate)
-        ]
-
-        def later(pending: list[Atom]) -> set[str]:
-            out = set(head)
-            for atom in pending:
-                out |= {v.name for v in atom.args if isinstance(v, Var)}
-            for names in comps:
-                out |= names
-            return out
-
-        return later
 
     def _start(self, atom: Atom, derived_rows: dict[str, list[np.ndarray]]) -> _Bindings:
         """Bindings from the rows of a derived atom (the delta in a recursive round)."""
@@ -567,7 +622,7 @@ class IndexedEvaluation:
         out.cols[arg.name] = np.tile(np.arange(ix.n, dtype=np.int64), b.length)
         return out
 
-    def _filters(self, b: _Bindings, compares: list[Compare]) -> _Bindings:
+    def _filters(self, b: _Bindings, compares: Sequence[Compare]) -> _Bindings:
         for cmp in compares:
             sides: list[np.ndarray | np.int64] = []
             for s in (cmp.left, cmp.right):
@@ -594,20 +649,29 @@ class IndexedEvaluation:
                 b = b.take(np.flatnonzero(mask))
         return b
 
+    def _partition(self, comp: list[str]) -> tuple[dict[str, list[Rule]], dict[str, list[Rule]]]:
+        """Per relation of a stratum, its exit rules (reading none of the
+        stratum) and its recursive ones; made once per kept plan."""
+        key = ("indexed-partition", tuple(comp))
+        got = self.analysis.memo.get(key)
+        if got is None:
+            members = set(comp)
+            exits: dict[str, list[Rule]] = {rel: [] for rel in comp}
+            loops: dict[str, list[Rule]] = {rel: [] for rel in comp}
+            for rel in comp:
+                for r in self.analysis.rules[rel]:
+                    inside = any(isinstance(lit, Atom) and lit.name in members for lit in r.body)
+                    (loops if inside else exits)[rel].append(r)
+            got = self.analysis.memo[key] = (exits, loops)
+        return cast(tuple[dict[str, list[Rule]], dict[str, list[Rule]]], got)
+
     def run(self) -> None:
         for comp in self.analysis.strata:
             members = set(comp)
             for rel in comp:
                 self.rel[rel] = [np.empty(0, np.int64) for _ in self.analysis.types[rel]]
             recursive = bool(members & self.analysis.recursive)
-            exits = {
-                rel: [
-                    r
-                    for r in self.analysis.rules[rel]
-                    if not any(isinstance(lit, Atom) and lit.name in members for lit in r.body)
-                ]
-                for rel in comp
-            }
+            exits, loops = self._partition(comp)
             for rel in comp:
                 parts = [self.rule(r, self.rel) for r in exits[rel]]
                 self.rel[rel] = _union(parts, len(self.analysis.types[rel]), self.index.n)
@@ -619,9 +683,7 @@ class IndexedEvaluation:
                 self.stats["iterations"] += 1
                 fresh = {}
                 for rel in comp:
-                    parts = [
-                        self.rule(r, delta) for r in self.analysis.rules[rel] if r not in exits[rel]
-                    ]
+                    parts = [self.rule(r, delta) for r in loops[rel]]
                     new = _union(parts, len(self.analysis.types[rel]), self.index.n)
                     fresh[rel] = _minus(new, self.rel[rel], self.index.n)
                 total = sum(len(c[0]) if c else 0 for c in fresh.values())
@@ -637,9 +699,12 @@ class IndexedEvaluation:
 
 
 def _union(parts: list[list[np.ndarray]], arity: int, n: int = 0) -> list[np.ndarray]:
+    """Distinct rows of the parts, each distinct already (a rule's rows)."""
     parts = [p for p in parts if p and len(p[0])]
     if not parts:
         return [np.empty(0, np.int64) for _ in range(arity)]
+    if len(parts) == 1:
+        return parts[0]
     cols = [np.concatenate([p[k] for p in parts]) for k in range(arity)]
     return _unique_rows(cols, n)
 
@@ -650,7 +715,10 @@ def _minus(new: list[np.ndarray], old: list[np.ndarray], n: int = 0) -> list[np.
         return new
     if len(new) == 1:
         a, b = new[0], old[0]
-        if _bitmap_ok(b, n) and int(a.min()) >= 0 and int(a.max()) < n:
+        # marking ``old``'s flags costs them and ``n`` zeroed bytes: cheap when
+        # ``n`` is small or ``old`` large, and then it beats a sort
+        small = 0 < n <= _SMALL_N and int(b.min()) >= 0 and int(b.max()) < n
+        if (small or _bitmap_ok(b, n)) and int(a.min()) >= 0 and int(a.max()) < n:
             mark = np.zeros(n, dtype=bool)
             mark[b] = True
             return [a[~mark[a]]]
