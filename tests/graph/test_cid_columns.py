@@ -6,7 +6,8 @@ import random
 
 import numpy as np
 
-from focusflow.core.cid import _B58, _plain_bytes, cid_of_text, plain_cid_mask
+from focusflow.core.cid import _B58, _plain_bytes, cid_of_text
+from focusflow.core.cid_columns import plain_cid_mask
 
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -54,10 +55,27 @@ def test_mask_agrees_with_the_fast_path() -> None:
     texts += ["Qm" + "".join(rng.choice(_B58) for _ in range(44)) for _ in range(2000)]
     texts += ["bafkrei" + "".join(rng.choice(_B32) for _ in range(52)) for _ in range(2000)]
     want = np.array([_plain_bytes(t) is not None for t in texts])
-    got = plain_cid_mask(*_column(texts))
+    data, offsets = _column(texts)
+    got = plain_cid_mask(data, offsets[:-1], offsets[1:])
     assert want.sum() > 700 and (~want).sum() > 2000  # both answers well represented
     np.testing.assert_array_equal(got, want)
 
 
+def test_mask_of_evenly_spaced_strings() -> None:
+    """Keys of one length, read through a strided view, with and without
+    separators between them, and one gathered odd one out."""
+    rng = random.Random(3)
+    keys = [cid_of_text(str(k)) for k in range(50)] + [_cidv0(rng) for _ in range(50)]
+    keys[7] = keys[7][:-1] + "9"  # not a digit
+    keys[60] = "Qm" + "z" * 44  # outside 0x1220's range
+    want = np.array([_plain_bytes(k) is not None for k in keys])
+    for sep in ("", "\x00", "\t\t"):
+        blob = np.frombuffer(sep.join(keys).encode(), dtype=np.uint8)
+        lengths = np.array([len(k) for k in keys])
+        starts = np.concatenate(([0], np.cumsum(lengths + len(sep))[:-1]))
+        np.testing.assert_array_equal(plain_cid_mask(blob, starts, starts + lengths), want)
+
+
 def test_mask_of_no_strings() -> None:
-    assert plain_cid_mask(np.empty(0, dtype=np.uint8), np.zeros(1, dtype=np.int64)).shape == (0,)
+    empty = np.empty(0, dtype=np.int64)
+    assert plain_cid_mask(np.empty(0, dtype=np.uint8), empty, empty).shape == (0,)

@@ -16,7 +16,6 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-import numpy as np
 from multiformats import CID, multicodec, multihash
 
 from focusflow.core.errors import InvalidCIDError, InvalidParameterError
@@ -55,80 +54,6 @@ def _plain_bytes(text: str) -> bytes | None:
             return None
         return raw if raw[:4] in _V1_SHA256 else None
     return None
-
-
-#: Byte -> digit value (255: not a digit) of the two alphabets the fast path reads.
-_B58_DIGIT = np.full(256, 255, dtype=np.uint8)
-_B58_DIGIT[np.frombuffer(_B58.encode(), dtype=np.uint8)] = np.arange(58, dtype=np.uint8)
-_B32_DIGIT = np.full(256, 255, dtype=np.uint8)
-_B32_DIGIT[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)] = np.arange(32)
-_V1_PREFIX_WORDS = np.array(sorted(int.from_bytes(p, "big") for p in _V1_SHA256), dtype=np.uint64)
-#: Keys checked at once by :func:`plain_cid_mask` (bounds its index arrays to ~30 MB).
-_MASK_CHUNK = 1 << 16
-
-
-def plain_cid_mask(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Which strings of a column are CIDs by :func:`_plain_bytes`' rules, all at once.
-
-    The strings are ``data[offsets[i]:offsets[i + 1]]`` (UTF-8 bytes, as Arrow
-    and the graph cache hold a column). A reader meets hundreds of thousands of
-    distinct CIDs, and decoding each in Python (the base58 big integer, base32
-    through ``base64``) cost seconds; here a column's digits are decoded as
-    arrays. False means "ask :func:`validate_cid`", as None does there.
-    """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    data = np.asarray(data, dtype=np.uint8)
-    lengths = np.diff(offsets)
-    starts = offsets[:-1]
-    ok = np.zeros(len(lengths), dtype=bool)
-    v1 = np.flatnonzero(lengths == 59)
-    v1 = v1[data[starts[v1]] == ord("b")]
-    v0 = np.flatnonzero(lengths == 46)
-    v0 = v0[(data[starts[v0]] == ord("Q")) & (data[starts[v0] + 1] == ord("m"))]
-    for lo in range(0, len(v1), _MASK_CHUNK):
-        rows = v1[lo : lo + _MASK_CHUNK]
-        ok[rows] = _v1_ok(_B32_DIGIT[data[starts[rows, None] + np.arange(1, 59)]])
-    for lo in range(0, len(v0), _MASK_CHUNK):
-        rows = v0[lo : lo + _MASK_CHUNK]
-        ok[rows] = _v0_ok(_B58_DIGIT[data[starts[rows, None] + np.arange(46)]])
-    return ok
-
-
-def _v1_ok(digits: np.ndarray) -> np.ndarray:
-    """Base32 CIDv1 rows (58 digits after the ``b``): every character a
-    lowercase digit, the last one's two padding bits zero (canonical), and the
-    first four bytes a sha2-256 prefix of the fast path."""
-    good: np.ndarray = np.all(digits != 255, axis=1) & ((digits[:, 57] & 3) == 0)
-    head = np.zeros(len(digits), dtype=np.uint64)
-    for j in range(7):  # 35 bits: the 32 of the prefix and 3 of the digest
-        head = (head << np.uint64(5)) | digits[:, j].astype(np.uint64)
-    good &= np.isin(head >> np.uint64(3), _V1_PREFIX_WORDS)
-    return good
-
-
-def _v0_ok(digits: np.ndarray) -> np.ndarray:
-    """Base58 CIDv0 rows (46 digits): the number they spell, in 32-bit limbs,
-    is ``0x12 0x20`` followed by 32 bytes (its top limb is exactly 0x1220).
-
-    58^46 < 2^270, so nine limbs hold any row; five digits enter at a time
-    (58^5 < 2^30 keeps a limb times it plus the carry within 64 bits).
-    """
-    good: np.ndarray = np.all(digits != 255, axis=1)
-    d = np.where(digits == 255, 0, digits).astype(np.uint64)
-    limbs = np.zeros((9, len(d)), dtype=np.uint64)
-    mask = np.uint64(0xFFFFFFFF)
-    for lo in range(0, 46, 5):
-        group = d[:, lo : lo + 5]
-        scale = np.uint64(58 ** group.shape[1])
-        carry = np.zeros(len(d), dtype=np.uint64)
-        for j in range(group.shape[1]):
-            carry = carry * np.uint64(58) + group[:, j]
-        for k in range(9):
-            t = limbs[k] * scale + carry
-            limbs[k] = t & mask
-            carry = t >> np.uint64(32)
-    good &= limbs[8] == np.uint64(0x1220)
-    return good
 
 
 def _b32(raw: bytes) -> str:

@@ -20,9 +20,10 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from focusflow.core.cid import plain_cid_mask, validate_cid
+from focusflow.core.cid import validate_cid
+from focusflow.core.cid_columns import plain_cid_mask
 from focusflow.core.errors import InputFileError, InvalidCIDError
-from focusflow.graph import arrow_csv
+from focusflow.graph import arrow_csv, graph_cache
 from focusflow.graph.cybergraph import Cybergraph
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ def read_bostrom(
     invalid = np.zeros(len(keys), dtype=bool)
     # nearly every key passes the column-wide check; the rest are decided (and
     # their errors worded) one by one
-    for i in np.flatnonzero(~plain_cid_mask(*cols.particle_text)).tolist():
+    data, offsets = cols.particle_text
+    for i in np.flatnonzero(~plain_cid_mask(data, offsets[:-1], offsets[1:])).tolist():
         cid = keys[i]
         if cid in g.particles:
             continue
@@ -437,14 +439,30 @@ def read_graph(
     stakes: str | os.PathLike[str] | None = None,
     *,
     skip_invalid: bool = False,
+    cache: bool | None = None,
 ) -> Cybergraph:
-    """Load any supported file; ``fmt`` is ``auto``, ``bostrom`` or ``edges``."""
+    """Load any supported file; ``fmt`` is ``auto``, ``bostrom`` or ``edges``.
+
+    The loaded graph is kept in a cache file beside the source and read from
+    there while the source's bytes stay the same (``graph.graph_cache``);
+    ``cache=False`` neither reads nor writes it, ``None`` follows
+    ``$FOCUSFLOW_GRAPH_CACHE``.
+    """
+    p = check_input_file(path)
     if fmt == "auto":
-        fmt = detect_format(path)
-    if fmt == "bostrom":
-        return read_bostrom(path, stakes, skip_invalid=skip_invalid)
-    if fmt == "edges":
-        if stakes is not None:
-            raise InputFileError("--stakes applies to bostrom files only")
-        return read_edge_list(path)
-    raise InputFileError(f"unknown format {fmt!r}: use auto, bostrom or edges")
+        fmt = detect_format(p)
+    if fmt not in ("bostrom", "edges"):
+        raise InputFileError(f"unknown format {fmt!r}: use auto, bostrom or edges")
+    if fmt == "edges" and stakes is not None:
+        raise InputFileError("--stakes applies to bostrom files only")
+    stakes_path = None if stakes is None else check_input_file(stakes)
+
+    def read() -> Cybergraph:
+        if fmt == "bostrom":
+            return read_bostrom(p, stakes_path, skip_invalid=skip_invalid)
+        return read_edge_list(p)
+
+    if cache is False or (cache is None and not graph_cache.enabled_by_env()):
+        return read()
+    options = graph_cache.Options(fmt, skip_invalid, graph_cache.stakes_digest(stakes_path))
+    return graph_cache.load_or_read(p, options, stakes_path, read, enabled=True)
