@@ -86,6 +86,8 @@ class WgpuTri(WgpuDiffusion):
         self._sym_csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._sym_kind: LaplacianKind | None = None
         self._sym_stale = True
+        #: ``||1 / sigma||_2`` of the current Laplacian (see inverse_sigma_norm).
+        self._inv_sigma_norm: float | None = None
         self._tri_n = -1
         self._springs_of: object = None
         self._tgroups: dict[tuple[str, int, int], BindGroup] = {}
@@ -131,6 +133,7 @@ class WgpuTri(WgpuDiffusion):
         self._sym_kind = kind
         self._sym_stale = False
         self.lap_sigma, self.lap_diag, self.lam_max = sigma, diag, lam_max
+        self._inv_sigma_norm = None
         lap = np.empty((max(self.n, 1), 2), dtype=np.float32)
         lap[: self.n, 0] = sigma
         lap[: self.n, 1] = diag
@@ -141,6 +144,15 @@ class WgpuTri(WgpuDiffusion):
         for j, (_, size, _count) in enumerate(self._symmetric().steps()):
             dims[3 * j : 3 * j + 3] = size
         self.device.queue.write_buffer(self._tb[T.DIMS], 0, dims)
+
+    def inverse_sigma_norm(self) -> float:
+        """``||1 / sigma||_2`` (0 for a particle without links), once per
+        Laplacian: the host pass over n values cost more than a bounded exact
+        step's device work when every solve repeated it."""
+        if self._inv_sigma_norm is None:
+            inv = inverse_out_weight(self.lap_sigma)[0]
+            self._inv_sigma_norm = float(np.sqrt(float(inv @ inv)))
+        return self._inv_sigma_norm
 
     def _symmetric(self) -> DeviceSell:
         if self._sym is None:
@@ -389,7 +401,6 @@ class _TriRun:
         op._springs_of = None
         op.tri_counts = dict.fromkeys(op.tri_counts, 0)
         self.history: list[float] = []
-        self.inv_sigma_norm: float | None = None
         op.timings["device_setup"] += time.perf_counter() - t0
 
     def _write_params(self) -> None:
@@ -400,9 +411,6 @@ class _TriRun:
         spread ``F``): the head and the norms in a submission of their own,
         and a wait for them (their scalars stay for the incremental heat)."""
         op = self.op
-        if self.inv_sigma_norm is None:
-            inv = inverse_out_weight(op.lap_sigma)[0]
-            self.inv_sigma_norm = float(np.sqrt(float(inv @ inv)))
         t = time.perf_counter()
         self._write_params()
         encoder = op._encode_tri_head(self.m, True, False, 0, True)
@@ -411,7 +419,7 @@ class _TriRun:
         norms = op._wait_scalars()
         op.tri_counts["spread_waits"] += 1
         base = math.sqrt(max(norms[TriScalar.BASE_HI] + norms[TriScalar.BASE_LO], 0.0))
-        return base * self.inv_sigma_norm
+        return base * op.inverse_sigma_norm()
 
     def loop(self) -> bool:
         """Outer steps until the policy stops (True) or ``max_iter`` (False)."""
