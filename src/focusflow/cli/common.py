@@ -65,6 +65,14 @@ SkipInvalidOpt = Annotated[
         "Real dumps hold a few such rows; without it the first one stops the command.",
     ),
 ]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache",
+        help="Neither read nor write the graph file's cache (FILE.ffgraph, used while "
+        "FILE's bytes stay the same); also $FOCUSFLOW_GRAPH_CACHE=0.",
+    ),
+]
 ChainIdOpt = Annotated[
     str | None,
     typer.Option(

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from focusflow.cli.common import PhaseProgress, SkipInvalidOpt, skipped_invalid, skipped_note
+from focusflow.cli.common import (
+    NoCacheOpt,
+    PhaseProgress,
+    SkipInvalidOpt,
+    skipped_invalid,
+    skipped_note,
+)
 from focusflow.core.errors import InputFileError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -60,6 +66,7 @@ def compile_cmd(
         show_default=False,
     ),
     skip_invalid: SkipInvalidOpt = False,
+    no_cache: NoCacheOpt = False,
     as_json: bool = typer.Option(False, "--json", help="Print the report on stdout."),
 ) -> None:
     """Compile a graph into a transformer (ONNX) whose output approximates focus."""
@@ -100,7 +107,9 @@ def compile_cmd(
         if graph_file is not None:
             from focusflow.graph.importers import read_graph
 
-            graph = read_graph(graph_file, fmt, skip_invalid=skip_invalid)
+            graph = read_graph(
+                graph_file, fmt, skip_invalid=skip_invalid, cache=False if no_cache else None
+            )
             origin: dict[str, object] = {"graph": str(graph_file)}
         else:
             assert node is not None

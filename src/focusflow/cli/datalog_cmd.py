@@ -18,6 +18,7 @@ import typer
 from focusflow.cli.common import (
     HomeOpt,
     JsonOpt,
+    NoCacheOpt,
     NodeOpt,
     SkipInvalidOpt,
     client,
@@ -142,6 +143,7 @@ def datalog_cmd(
     node: NodeOpt = None,
     as_json: JsonOpt = False,
     skip_invalid: SkipInvalidOpt = False,
+    no_cache: NoCacheOpt = False,
     texts: Annotated[
         Path | None,
         typer.Option(
@@ -169,7 +171,13 @@ def datalog_cmd(
                 if texts is not None
                 else (read_particle_texts(beside) if beside.is_file() else None)
             )
-            source = open_graph(graph, fmt, skip_invalid=skip_invalid, texts=table)
+            source = open_graph(
+                graph,
+                fmt,
+                skip_invalid=skip_invalid,
+                texts=table,
+                cache=False if no_cache else None,
+            )
         answer = run(text, source, output=output, limit=limit, limits=Limits(timeout_s=timeout))
         doc = answer.to_json()
         if skip_invalid:

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from focusflow.cli.common import SkipInvalidOpt, skipped_invalid, skipped_note
+from focusflow.cli.common import NoCacheOpt, SkipInvalidOpt, skipped_invalid, skipped_note
 from focusflow.core.errors import InputFileError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -219,6 +219,7 @@ def compute_cmd(
         "0 = the plain iteration.",
     ),
     skip_invalid: SkipInvalidOpt = False,
+    no_cache: NoCacheOpt = False,
     texts: Path | None = typer.Option(
         None,
         "--texts",
@@ -301,11 +302,22 @@ def compute_cmd(
         if shards is not None:
             bar.update(task, description=f"solving on {shards} shards", total=params.max_iter)
             result, counts = sharded_solve(
-                path, fmt, stakes, skip_invalid, params, shards, cluster, reduce, progress
+                path,
+                fmt,
+                stakes,
+                skip_invalid,
+                params,
+                shards,
+                cluster,
+                reduce,
+                progress,
+                cache=False if no_cache else None,
             )
             t_load = 0.0
         else:
-            graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
+            graph = read_graph(
+                path, fmt, stakes, skip_invalid=skip_invalid, cache=False if no_cache else None
+            )
             t_load = time.perf_counter() - t0
             bar.update(task, description="solving", total=params.max_iter, completed=0, info="")
             if warm is not None:
@@ -398,6 +410,8 @@ def sharded_solve(
     cluster: str | None,
     reduce: str,
     progress: Callable[[int, float], None],
+    *,
+    cache: bool | None = None,
 ) -> tuple[FocusResult, dict[str, int]]:
     """Focus on ``shards`` Ray actors: an edge list read by the shards in
     parallel, any other input read here and cut into shards."""
@@ -438,7 +452,7 @@ def sharded_solve(
             "dropped_self_links": 0,
         }
         return result, counts
-    graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
+    graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid, cache=cache)
     result = compute_sharded(
         graph,
         params,

@@ -48,15 +48,17 @@ def open_graph(
     *,
     skip_invalid: bool = True,
     texts: Mapping[str, str] | None = None,
+    cache: bool | None = None,
     **options: Unpack[SourceOptions],
 ) -> GraphFileSource:
     """A source over a graph file (``auto``, ``edges`` or ``bostrom``); bostrom links
     whose particles are not CIDs are dropped (``source.graph.skipped_invalid`` counts
     them) unless ``skip_invalid`` is false, when the first one is an error.
-    ``texts`` (particle to its text) are the ``text`` relation's facts."""
+    ``texts`` (particle to its text) are the ``text`` relation's facts; ``cache``
+    is ``read_graph``'s (the loaded graph's cache file)."""
     from focusflow.graph.importers import read_graph
 
-    graph = read_graph(path, fmt, skip_invalid=skip_invalid)
+    graph = read_graph(path, fmt, skip_invalid=skip_invalid, cache=cache)
     return GraphFileSource(graph, texts, **options)
 
 
