@@ -56,7 +56,9 @@ meanwhile (from /proc/stat, less this process's and its workers' time): on a
 The summary has one line per (graph, query): our median, CozoDB's,
 networkx's, and the ratios peer / ours (above 1: we are faster). The goals
 (issue): faster than CozoDB on every query, at least 3x on the transitive
-closures, and a 2-hop query from the median particle under 10 ms. It exits
+closures from 10^5 links up (the R-MAT graphs; the bostrom sample's closures
+are reported against the first goal only), and a 2-hop query from the median
+particle under 10 ms. It exits
 non-zero when the systems' answers differ or our query layer fails.
 
 Run from the repository root::
@@ -93,6 +95,9 @@ DEFAULT_SIZES = ["1e5", "1e6", "bostrom"]
 RECURSIVE = ("closure", "closure-all")  # the kinds the 3x goal applies to
 TWO_HOP_GOAL_MS = 10.0
 RECURSIVE_GOAL = 3.0
+# The 3x goal holds "from 10^5 links up": the R-MAT graphs, not the bostrom
+# sample's 1,274 links (where a closure takes a tenth of a millisecond).
+RECURSIVE_GOAL_GRAPHS = tuple(SIZES)
 
 # --- the peers' side (runs in the worker processes) ---------------------------
 
@@ -753,15 +758,21 @@ def summary(rows: list[Row], limit: float) -> list[str]:
     missed: list[str] = []
     queries = [r for r in rows if r.kind != "load"]
     log("\n## goals")
-    for goal, threshold, kinds in (
-        ("faster than CozoDB on every query", 1.0, None),
-        (f">= {RECURSIVE_GOAL:g}x CozoDB on the transitive closures", RECURSIVE_GOAL, RECURSIVE),
+    for goal, threshold, kinds, graphs in (
+        ("faster than CozoDB on every query", 1.0, None, None),
+        (
+            f">= {RECURSIVE_GOAL:g}x CozoDB on the transitive closures from 10^5 links up",
+            RECURSIVE_GOAL,
+            RECURSIVE,
+            RECURSIVE_GOAL_GRAPHS,
+        ),
     ):
         short, open_ = [], []
         for r in queries:
-            if (kinds is not None and r.kind not in kinds) or r.cozo.status not in (
-                "ok",
-                "timeout",
+            if (
+                (kinds is not None and r.kind not in kinds)
+                or r.cozo.status not in ("ok", "timeout")
+                or (graphs is not None and r.graph not in graphs)
             ):
                 continue
             _, cz = ratio(r.cozo, r.ours, limit)

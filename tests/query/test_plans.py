@@ -29,6 +29,7 @@ from focusflow.query.plans import (
 )
 from focusflow.query.service import QueryService
 from focusflow.query.syntax import parse
+from focusflow.query.views import LiveSource, ViewSet
 from tests.query.test_views import _chain_of_blocks, _Event, _Node
 
 CLOSURE = 'r(y) :- link("{s}", y).\nr(y) :- r(x), link(x, y).'
@@ -105,6 +106,34 @@ def test_a_graph_changed_by_a_block_gives_the_new_answer():
     finally:
         service.close()
     assert len(totals) > 1  # the graph did change under the kept plans
+
+
+def test_a_recomputed_view_counts_each_block_s_links():
+    """A histogram view is recomputed at every block by the index engine over
+    the node's live source, whose link index must follow the blocks."""
+    views, _ = _chain_of_blocks(4, blocks=6)
+    chain = _Node(views[0]).chain
+    live = LiveSource(views[0], chain)
+    kept = ViewSet(live)
+    text = (
+        "deg(x, c) :- particle(x), c = count : { link(x, _) }.\n"
+        "hist(c, n) :- deg(_, c), n = count : { deg(_, c) }."
+    )
+    kept.register("hist", text, "hist")
+    seen = set()
+    try:
+        for fview in views[1:]:
+            kept.advance(fview)
+            got = kept.read("hist")
+            fresh = NodeSource(fview, chain)
+            want = evaluate(parse(text), fresh, "hist", engine="duckdb")
+            fresh.close()
+            assert got.rows == want.rows and got.height == fview.height
+            assert kept.views["hist"].answer.stats["engine"] == "indexed"
+            seen.add(tuple(map(tuple, got.rows)))
+    finally:
+        live.close()
+    assert len(seen) > 1
 
 
 class _NoTexts(GraphFileSource):

@@ -273,7 +273,7 @@ def _unique_ids(values: np.ndarray, n: int) -> np.ndarray:
 
 
 def _unique_rows(cols: list[np.ndarray], n: int = 0) -> list[np.ndarray]:
-    if not cols or not len(cols[0]):
+    if not cols or len(cols[0]) < 2:
         return cols
     if len(cols) == 1:
         return [_unique_ids(cols[0], n)]
@@ -300,6 +300,8 @@ class _Bindings:
         kept = {k: v for k, v in self.cols.items() if k in names}
         if not kept:
             return _Bindings({}, min(self.length, 1), self.n)
+        if self.length < 2:  # one row or none: distinct already
+            return _Bindings(kept, self.length, self.n)
         order = sorted(kept)
         uniq = _unique_rows([kept[k] for k in order], self.n)
         return _Bindings(dict(zip(order, uniq, strict=True)), len(uniq[0]), self.n)
@@ -544,16 +546,19 @@ class IndexedEvaluation:
         cols = derived_rows[atom.name]
         length = len(cols[0]) if cols else 0
         b = _Bindings({}, length, self.index.n)
-        mask = np.ones(length, dtype=bool)
+        mask: np.ndarray | None = None
         for k, arg in enumerate(atom.args):
+            test = None
             if isinstance(arg, Const):
-                mask &= cols[k] == self._value(arg)
+                test = cols[k] == self._value(arg)
             elif isinstance(arg, Var):
                 if arg.name in b.cols:
-                    mask &= b.cols[arg.name] == cols[k]
+                    test = b.cols[arg.name] == cols[k]
                 else:
                     b.cols[arg.name] = cols[k]
-        return b if mask.all() else b.take(np.flatnonzero(mask))
+            if test is not None:
+                mask = test if mask is None else mask & test
+        return b if mask is None or mask.all() else b.take(np.flatnonzero(mask))
 
     def _join(self, b: _Bindings, atom: Atom, multiset: bool = False) -> _Bindings:
         """``b`` joined with a base atom; ``multiset`` keeps one row per matching
