@@ -12,13 +12,21 @@ are projected away with duplicates after every step, so a three-hop walk
 from a hub costs its frontier, not its paths. Recursion is semi-naive over
 the same steps.
 
+Aggregates (``count``, and ``sum``/``min``/``max`` of a variable) run per
+distinct binding of their shared variables: the group's rows start a join of
+the aggregate's body with nothing made distinct (a correlated subquery's
+instances, as DuckDB counts them), then one ``bincount`` or sort per
+aggregate.
+
 The planner (:func:`eligible`) accepts positive programs over ``link`` and
-``particle`` whose rules have at most one derived atom each and compare
-variables and constants with ``=`` and ``!=`` only, and (:func:`preferred`)
-picks them when every relation starts from named particles; everything else
-(a closure of the whole graph is bulk work), and every proving or view
-evaluation, goes to DuckDB. The two must agree:
-tests/query run the language tests through both.
+``particle`` whose rules have at most one derived atom each, compare
+variables and constants with ``=`` and ``!=`` only and aggregate such bodies,
+and (:func:`preferred`) picks them when every relation starts from named
+particles or counts over one relation per binding of another (the degree
+histogram); everything else (a closure of the whole graph, a join of two
+unanchored atoms: bulk work), and every proving or incremental view
+evaluation, goes to DuckDB. The two must agree: tests/query run the language
+tests through both, and the aggregates against both and plain Python.
 """
 
 from __future__ import annotations
