@@ -31,10 +31,24 @@ file may hold them), generated once into ``--dir``; and the bostrom sample
 shipped with the package (the peers read it with pandas and weigh each link by
 its neuron's stake 1 spread over the neuron's links, as focusflow does).
 
+``--readers`` measures the readers alone, on the shared bostrom sample (read
+with ``--skip-invalid``: it holds one row that is not a CID), WordNet (written
+once by ``focusflow import wordnet --out``) and R-MAT files, against igraph's
+readers: ``Graph.Read_Ncol`` for edge lists and, for the bostrom format (igraph
+has no CSV reader), pandas ``read_csv`` + ``drop_duplicates`` +
+``Graph.DataFrame`` with the neuron as an edge attribute. Ours runs three ways:
+``parse`` (the cache off), ``first load`` (no cache yet: the parse, the source's
+hash and the cache file written) and ``cached`` (the cache file read back;
+files under ``MIN_SOURCE_BYTES`` are never cached). In-process: one process per
+input with every contender's modules imported first, rounds rotated, medians.
+Whole process: each contender a fresh ``python`` that imports and reads once.
+Then ``focus compute`` on WordNet end to end with and without the cache, as above.
+
 Run from the repository root::
 
     python bench/focus_e2e.py                       # scales 16-20 + bostrom, 3 rounds
     python bench/focus_e2e.py --scales 16 17 --repeat 5
+    python bench/focus_e2e.py --readers --scales 18 --repeat 5
 """
 
 from __future__ import annotations
@@ -160,6 +174,142 @@ def _peer_networkx(path: str, out: str, fmt: str) -> None:
 PEERS = {"igraph": _peer_igraph, "scipy": _peer_scipy, "networkx": _peer_networkx}
 
 
+# --- readers: `--readers` -------------------------------------------------------------
+
+READERS = ("igraph", "focusflow parse", "focusflow first load", "focusflow cached")
+
+
+def _import_reader(name: str, fmt: str) -> None:
+    """Everything a reader imports, so an in-process time is the read alone."""
+    if name == "igraph":
+        import igraph  # noqa: F401
+
+        if fmt == "bostrom":
+            import pandas  # noqa: F401
+    else:
+        import pyarrow.compute
+        import pyarrow.csv  # noqa: F401
+
+        from focusflow.graph.importers import read_graph  # noqa: F401
+
+
+def _cache_of(path: str) -> Path:
+    from focusflow.graph.graph_cache import cache_path
+
+    return cache_path(Path(path))
+
+
+def _read(name: str, fmt: str, path: str) -> int:
+    """One read by ``name``; returns the links it holds (checked against the others)."""
+    if name == "igraph":
+        import igraph as ig
+
+        if fmt == "edges":
+            return ig.Graph.Read_Ncol(path, names=True, weights=True, directed=True).ecount()
+        import pandas as pd
+
+        cols = ["neuron", "particle_from", "particle_to"]
+        f = pd.read_csv(path, dtype=str, usecols=cols).drop_duplicates()
+        g = ig.Graph.DataFrame(f[["particle_from", "particle_to", "neuron"]], use_vids=False)
+        return g.ecount()
+    from focusflow.graph.importers import read_graph
+
+    if name == "focusflow first load":
+        _cache_of(path).unlink(missing_ok=True)
+    cache = name != "focusflow parse"
+    return read_graph(path, fmt, skip_invalid=True, cache=cache).n_links
+
+
+def _reader_rounds(fmt: str, path: str, rounds: int) -> None:
+    """In one process: every reader's modules imported, then ``rounds`` rotated
+    rounds of one read each; prints ``{reader: [seconds, ...]}`` as JSON."""
+    import json
+
+    for name in READERS:
+        _import_reader(name, fmt)
+    _read("focusflow first load", fmt, path)  # the cache file exists for "cached"
+    times: dict[str, list[float]] = {n: [] for n in READERS}
+    links: dict[str, int] = {}
+    for r in range(rounds):
+        for name in READERS[r % len(READERS) :] + READERS[: r % len(READERS)]:
+            t0 = time.perf_counter()
+            links[name] = _read(name, fmt, path)
+            times[name].append(time.perf_counter() - t0)
+    print(json.dumps({"times": times, "links": links}))
+
+
+def wordnet_file(directory: Path) -> Path:
+    """WordNet as ``focusflow import wordnet --out`` writes it, once."""
+    path = directory / "wordnet.csv"
+    if not path.exists():
+        cmd = [sys.executable, "-m", "focusflow", "import", "wordnet", "--out", str(path)]
+        subprocess.run(cmd, check=True, capture_output=True)
+    return path
+
+
+def _ratio(peer: float, ours: float) -> str:
+    return f"{peer / ours:.2f}" if math.isfinite(peer) and math.isfinite(ours) and ours else ""
+
+
+def bench_readers(label: str, path: Path, fmt: str, args) -> None:
+    """A file's readers in process and as whole processes, side by side."""
+    import json
+
+    size = path.stat().st_size
+    print(f"### {label}: {edge_count(path, fmt):,} lines ({size / 2**20:.1f} MiB)", flush=True)
+    cmd = [sys.executable, str(HERE), "--reader-rounds", fmt, str(path), str(args.repeat)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    if proc.returncode:
+        print(f"  ! in-process rounds failed: {proc.stderr[-2000:]}", flush=True)
+        return
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    inproc = {n: statistics.median(t) for n, t in doc["times"].items()}
+    print(f"links held: {doc['links']}")
+    # whole processes: a fresh interpreter that imports and reads once
+    # a file under the cache's size limit is parsed by every focusflow reader alike
+    names = READERS if size >= args.min_cache_bytes else READERS[:2]
+    whole: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.repeat):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            if name == "focusflow cached":
+                _read("focusflow first load", fmt, str(path))
+            cmd = [sys.executable, str(HERE), "--read-once", name, fmt, str(path)]
+            secs, _, code = run(cmd, args.timeout)
+            whole[name].append(secs if code == 0 else float("inf"))
+    print("| reader | in process s (median) | igraph/ours | whole process s | igraph/ours |")
+    print("|---|---:|---:|---:|---:|")
+    peer_in, peer_whole = inproc["igraph"], statistics.median(whole["igraph"])
+    for name in names:
+        w = statistics.median(whole[name])
+        print(
+            f"| {name} | {inproc[name]:.4f} | "
+            f"{'' if name == 'igraph' else _ratio(peer_in, inproc[name])} | {w:.3f} | "
+            f"{'' if name == 'igraph' else _ratio(peer_whole, w)} |",
+            flush=True,
+        )
+
+
+def focus_compute_load(path: Path, fmt: str, args) -> None:
+    """``focus compute --json``'s own split of its time, cache off and on."""
+    import json
+
+    print(f"### focus compute {path.name}: where the time goes (--json seconds)", flush=True)
+    print("| run | wall s | load s | load share | solve and the rest s |")
+    print("|---|---:|---:|---:|---:|")
+    base = [sys.executable, "-m", "focusflow", "focus", "compute", str(path), "--format", fmt]
+    base += ["--skip-invalid", "--mode", "diffusion", "--tol", "1e-6", "--json", "--top", "0"]
+    for label, extra in (("--no-cache", ["--no-cache"]), ("cached", [])):
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            proc = subprocess.run(base + extra, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if proc.returncode:
+                print(f"  ! {label}: {proc.stderr[-2000:]}")
+                break
+            load = json.loads(proc.stdout)["seconds"]["load"]
+            print(f"| {label} | {wall:.2f} | {load:.2f} | {load / wall:.0%} | {wall - load:.2f} |")
+
+
 # --- inputs -------------------------------------------------------------------------------
 
 
@@ -231,7 +381,10 @@ def run(cmd: list[str], timeout: float) -> tuple[float, int, int]:
 def read_scores(path: Path) -> dict[str, float]:
     import pandas as pd
 
-    f = pd.read_csv(path, sep="\t", header=None, names=["k", "v"], dtype={"k": str}, quoting=3)
+    # a third column (the particle's text, from a particles file beside the input) is left out
+    f = pd.read_csv(
+        path, sep="\t", header=None, usecols=[0, 1], names=["k", "v"], dtype={"k": str}, quoting=3
+    )
     return dict(zip(f["k"], f["v"], strict=True))
 
 
@@ -243,8 +396,13 @@ def l1(a: dict[str, float], b: dict[str, float]) -> float:
 def commands(path: Path, fmt: str, out: Path, names: list[str]) -> dict[str, list[str]]:
     py = sys.executable
     ours = [py, "-m", "focusflow", "focus", "compute", str(path), "--format", fmt]
-    ours += ["--mode", "diffusion", "--tol", "1e-6", "--out", str(out / "focusflow.tsv")]
-    cmds = {"focusflow": ours}
+    ours += ["--mode", "diffusion", "--tol", "1e-6", "--skip-invalid"]
+    # after the untimed first run the default reads the graph's cache file
+    # (files of MIN_SOURCE_BYTES and more); --no-cache parses every time
+    cmds = {
+        "focusflow": [*ours, "--out", str(out / "focusflow.tsv")],
+        "focusflow --no-cache": [*ours, "--no-cache", "--out", str(out / "nocache.tsv")],
+    }
     for name in names:
         cmds[name] = [py, str(HERE), "--peer", name, fmt, str(path), str(out / f"{name}.tsv")]
     return cmds
@@ -279,20 +437,24 @@ def bench_input(label: str, path: Path, fmt: str, peers: list[str], args) -> lis
             med = statistics.median(times[name])
             runs = " ".join(f"{t:.2f}" for t in times[name])
             failed = not math.isfinite(med)
-            ratio = "" if name == "focusflow" else ("failed" if failed else f"{ours / med:.2f}")
+            mine = name.startswith("focusflow")
+            ratio = "" if mine else ("failed" if failed else f"{ours / med:.2f}")
             diff = ""
-            if ref is not None and (out / f"{name}.tsv").exists():
-                diff = f"{l1(read_scores(out / f'{name}.tsv'), ref):.1e}"
+            written = out / ("nocache.tsv" if name == "focusflow --no-cache" else f"{name}.tsv")
+            if ref is not None and written.exists():
+                diff = f"{l1(read_scores(written), ref):.1e}"
             lines.append(
                 f"| {name} | {med:.3f} | {runs} | {rss[name] / 2**20:.0f} | "
                 f"{rss[name] / max(edges, 1):.0f} | {ratio} | {diff} |"
             )
-        for name in peers:
-            med = statistics.median(times[name])
-            if math.isfinite(med) and math.isfinite(ours):
-                lines.append(f"focusflow vs {name}: {med / ours:.2f}x faster end to end")
-            else:
-                lines.append(f"focusflow vs {name}: no ratio (a run failed or timed out)")
+        for mine in ("focusflow", "focusflow --no-cache"):
+            t_mine = statistics.median(times[mine])
+            for name in peers:
+                med = statistics.median(times[name])
+                if math.isfinite(med) and math.isfinite(t_mine):
+                    lines.append(f"{mine} vs {name}: {med / t_mine:.2f}x faster end to end")
+                else:
+                    lines.append(f"{mine} vs {name}: no ratio (a run failed or timed out)")
     for line in lines:
         print(line, flush=True)
     return lines
@@ -303,6 +465,15 @@ def main() -> None:
         name, fmt, path, out = sys.argv[2:6]
         PEERS[name](path, out, fmt)
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--read-once":
+        name, fmt, path = sys.argv[2:5]
+        if name == "focusflow cached" and not _cache_of(path).exists():
+            sys.exit("no cache file to read")
+        _read(name, fmt, path)
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--reader-rounds":
+        _reader_rounds(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--scales", type=int, nargs="*", default=[16, 17, 18, 19, 20])
     ap.add_argument("--repeat", type=int, default=3)
@@ -310,6 +481,13 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--no-bostrom", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "focusflow-e2e")
+    ap.add_argument("--readers", action="store_true", help="the readers alone (see above)")
+    ap.add_argument(
+        "--sample",
+        type=Path,
+        default=Path("/work/shared/data/bostrom-sample-cyberlinks.csv"),
+        help="the bostrom sample for --readers (default: the shared one)",
+    )
     args = ap.parse_args()
     peers = ("igraph", "networkx", "pandas", "scipy")
     missing = [m for m in peers if not importlib.util.find_spec(m)]
@@ -322,6 +500,19 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, python {platform.python_version()}, repeat {args.repeat}",
         flush=True,
     )
+    if args.readers:
+        sys.path.insert(0, str(ROOT / "src"))
+        from focusflow.graph.graph_cache import MIN_SOURCE_BYTES
+
+        args.min_cache_bytes = MIN_SOURCE_BYTES
+        wordnet = wordnet_file(args.dir)
+        inputs = [("bostrom sample", args.sample, "bostrom"), ("WordNet", wordnet, "bostrom")]
+        inputs += [(f"R-MAT scale {s}", rmat_file(args.dir, s), "edges") for s in args.scales]
+        for label, path, fmt in inputs:
+            bench_readers(label, path, fmt, args)
+        focus_compute_load(wordnet, "bostrom", args)
+        bench_input("WordNet", wordnet, "bostrom", ["igraph", "scipy"], args)
+        return
     if not args.no_bostrom:
         sample = ROOT / "src" / "focusflow" / "data" / "bostrom-sample-cyberlinks.csv"
         bench_input("bostrom sample", sample, "bostrom", list(PEERS), args)
