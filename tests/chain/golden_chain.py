@@ -134,22 +134,26 @@ def golden_roots(name: str, focus: dict | None = None) -> list[str]:
     return roots
 
 
+#: The new-genesis algorithm (NEW_CHAIN_FOCUS's choices) under an arithmetic.
+_NEW = {
+    "mode": "tri",
+    "anderson": 6,
+    "start": "diffusion",
+    "heat_reuse": "bounded",
+    "finish": "bounded",
+    "springs_method": "cg",
+}
 #: The focus parameters the golden chains run with: a genesis written now
-#: (NEW_CHAIN_FOCUS: tri, exact-v2), the same algorithm in exact-v1 (what a
-#: genesis written before exact-v2 named), the chain's first algorithm in
-#: exact arithmetic (CHAIN_FOCUS_DEFAULTS' choices), and (to show what exact
-#: arithmetic fixes; no golden roots) a genesis naming no arithmetic: fast.
+#: (``now``: NEW_CHAIN_FOCUS as it is), the new-genesis algorithm in
+#: exact-v3, exact-v2 and exact-v1 (what a genesis named before exact-v3 and
+#: before exact-v2), the chain's first algorithm in exact arithmetic
+#: (CHAIN_FOCUS_DEFAULTS' choices), and (to show what exact arithmetic fixes;
+#: no golden roots) a genesis naming no arithmetic: fast.
 FOCUS = {
-    "v2": None,
-    "new": {
-        "mode": "tri",
-        "anderson": 6,
-        "start": "diffusion",
-        "heat_reuse": "bounded",
-        "finish": "bounded",
-        "arithmetic": "exact-v1",
-        "springs_method": "cg",
-    },
+    "now": None,
+    "v3": {**_NEW, "arithmetic": "exact-v3"},
+    "v2": {**_NEW, "arithmetic": "exact-v2"},
+    "new": {**_NEW, "arithmetic": "exact-v1"},
     "first": {"mode": "tri", "arithmetic": "exact-v1"},
     "fast": {"mode": "tri"},
 }

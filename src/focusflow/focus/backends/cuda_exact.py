@@ -732,6 +732,7 @@ class ExactCudaOperator(ExactNumbaOperator):
                 f"arithmetic {arithmetic!r} on the cuda backend runs in float64 only, "
                 f"not {precision!r}"
             )
+        self.arithmetic = arithmetic
         self._attach()
         super().__init__(snapshot, precision, arithmetic)
 
@@ -809,7 +810,7 @@ class ExactCudaOperator(ExactNumbaOperator):
         """``sum(v)`` in order: on the host for a host vector (a prior being
         normalised), else by one GPU thread."""
         if isinstance(v, np.ndarray):
-            return float(strict_sum(v))
+            return super().total(v)
         return self._device.total(v)
 
     # --- the matrices: the host's, uploaded -------------------------------------

@@ -140,11 +140,22 @@ def _long_dot2(
         acc1[lane] = tree_sum(part[C + lane])
 
 
-@nb.njit(cache=True, fastmath=False)
-def _blocks(bounds: np.ndarray, c: int) -> tuple[int, int]:
-    """The chunks of ``GROUPS`` groups that work part ``c`` takes: its group
-    bounds rounded up to chunk boundaries, so every chunk is one part's."""
-    return (bounds[c] + GROUPS - 1) // GROUPS, (bounds[c + 1] + GROUPS - 1) // GROUPS
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _slot_sum(terms: np.ndarray) -> float:
+    """The sum of a matrix's per-slot terms (``chunked_sum``'s chunks and
+    tree). The kernels write the terms while their threads split the work by
+    the rows' cost, as ``exact-v2``'s do, and sum them here: summed as they
+    were made, the work would split at chunk boundaries, and the first chunk
+    (the 1,024 longest rows) would be one thread's at any thread count."""
+    n = terms.shape[0]
+    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
+    partial = np.zeros(chunks)
+    for c in nb.prange(chunks):
+        s = 0.0
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            s += terms[i]
+        partial[c] = s
+    return tree_sum(partial)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
@@ -161,31 +172,28 @@ def sell_pull(
 ) -> float:
     """``out[r] = scale * sum_j W[j, r] z[j]`` for every row; returns the sum."""
     groups = glen.shape[0]
-    partial = np.zeros((groups + GROUPS - 1) // GROUPS)
+    terms = np.empty(groups * C)
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
-        lo, hi = _blocks(bounds, c)
-        for b in range(lo, hi):
-            total = 0.0
-            for g in range(b * GROUPS, min(groups, (b + 1) * GROUPS)):
-                if glen[g] > TREE_CHUNK:
-                    _long_dot(gptr, glen, sidx, sval, z, g, acc)
-                else:
-                    for lane in range(C):
-                        acc[lane] = 0.0
-                    base = U64(gptr[g])
-                    for j in range(U64(glen[g])):
-                        o = base + j * UC
-                        for lane in range(UC):
-                            acc[lane] += sval[o + lane] * z[U64(np.uint32(sidx[o + lane]))]
+        for g in range(bounds[c], bounds[c + 1]):
+            if glen[g] > TREE_CHUNK:
+                _long_dot(gptr, glen, sidx, sval, z, g, acc)
+            else:
                 for lane in range(C):
-                    r = grows[g * C + lane]
-                    if r >= 0:
-                        v = acc[lane] * scale
-                        out[r] = v
-                        total += v
-            partial[b] = total
-    return tree_sum(partial)
+                    acc[lane] = 0.0
+                base = U64(gptr[g])
+                for j in range(U64(glen[g])):
+                    o = base + j * UC
+                    for lane in range(UC):
+                        acc[lane] += sval[o + lane] * z[U64(np.uint32(sidx[o + lane]))]
+            for lane in range(C):
+                r = grows[g * C + lane]
+                term = 0.0
+                if r >= 0:
+                    term = acc[lane] * scale
+                    out[r] = term
+                terms[g * C + lane] = term
+    return _slot_sum(terms)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
@@ -279,31 +287,29 @@ def cg_product(
 ) -> float:
     """``ap = (diag + mu) p - N p``; returns ``p . ap`` (terms in storage order)."""
     groups = glen.shape[0]
-    partial = np.zeros((groups + GROUPS - 1) // GROUPS)
+    terms = np.empty(groups * C)
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
-        lo, hi = _blocks(bounds, c)
-        for b in range(lo, hi):
-            total = 0.0
-            for g in range(b * GROUPS, min(groups, (b + 1) * GROUPS)):
-                if glen[g] > TREE_CHUNK:
-                    _long_dot(gptr, glen, sidx, sval, p, g, acc)
-                else:
-                    for lane in range(C):
-                        acc[lane] = 0.0
-                    base = U64(gptr[g])
-                    for j in range(U64(glen[g])):
-                        o = base + j * UC
-                        for lane in range(UC):
-                            acc[lane] += sval[o + lane] * p[U64(np.uint32(sidx[o + lane]))]
+        for g in range(bounds[c], bounds[c + 1]):
+            if glen[g] > TREE_CHUNK:
+                _long_dot(gptr, glen, sidx, sval, p, g, acc)
+            else:
                 for lane in range(C):
-                    r = grows[g * C + lane]
-                    if r >= 0:
-                        v = diag_mu[r] * p[r] - acc[lane]
-                        ap[r] = v
-                        total += p[r] * v
-            partial[b] = total
-    return tree_sum(partial)
+                    acc[lane] = 0.0
+                base = U64(gptr[g])
+                for j in range(U64(glen[g])):
+                    o = base + j * UC
+                    for lane in range(UC):
+                        acc[lane] += sval[o + lane] * p[U64(np.uint32(sidx[o + lane]))]
+            for lane in range(C):
+                r = grows[g * C + lane]
+                term = 0.0
+                if r >= 0:
+                    v = diag_mu[r] * p[r] - acc[lane]
+                    ap[r] = v
+                    term = p[r] * v
+                terms[g * C + lane] = term
+    return _slot_sum(terms)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
@@ -330,49 +336,47 @@ def pair_step(  # noqa: PLR0913 - numba_lap.pair_step's signature
 ) -> float:
     """A CG product and a Chebyshev term in one pass (``numba_lap.pair_step``)."""
     groups = glen.shape[0]
-    partial = np.zeros((groups + GROUPS - 1) // GROUPS)
+    terms = np.empty(groups * C)
     for c in nb.prange(bounds.shape[0] - 1):
         acc0 = np.zeros(C)
         acc1 = np.zeros(C)
-        lo, hi = _blocks(bounds, c)
-        for b in range(lo, hi):
-            total = 0.0
-            for g in range(b * GROUPS, min(groups, (b + 1) * GROUPS)):
-                if glen[g] > TREE_CHUNK:
-                    _long_dot2(gptr, glen, sidx, sval, x2, g, acc0, acc1)
-                else:
-                    for lane in range(C):
-                        acc0[lane] = 0.0
-                        acc1[lane] = 0.0
-                    base = U64(gptr[g])
-                    for j in range(U64(glen[g])):
-                        o = base + j * UC
-                        for lane in range(UC):
-                            q = U64(np.uint32(sidx[o + lane]))
-                            v = sval[o + lane]
-                            acc0[lane] += v * x2[q, U64(0)]
-                            acc1[lane] += v * x2[q, U64(1)]
+        for g in range(bounds[c], bounds[c + 1]):
+            if glen[g] > TREE_CHUNK:
+                _long_dot2(gptr, glen, sidx, sval, x2, g, acc0, acc1)
+            else:
                 for lane in range(C):
-                    r = grows[g * C + lane]
-                    if r >= 0:
-                        if do_cg:
-                            pr = x2[r, 0]
-                            w = diag_mu[r] * pr - acc0[lane]
-                            ap[r] = w
-                            total += pr * w
-                        if do_heat:
-                            tc = x2[r, 1]
-                            u = scale * (diag[r] * tc - acc1[lane]) - tc
-                            if first:
-                                t_next[r] = u
-                                acc_out[r] = a_0 * tc + a_k * u
-                            else:
-                                v = 2.0 * u - t_prev[r]
-                                t_next[r] = v
-                                acc_out[r] += a_k * v
-                            t_prev[r] = tc
-            partial[b] = total
-    return tree_sum(partial)
+                    acc0[lane] = 0.0
+                    acc1[lane] = 0.0
+                base = U64(gptr[g])
+                for j in range(U64(glen[g])):
+                    o = base + j * UC
+                    for lane in range(UC):
+                        q = U64(np.uint32(sidx[o + lane]))
+                        v = sval[o + lane]
+                        acc0[lane] += v * x2[q, U64(0)]
+                        acc1[lane] += v * x2[q, U64(1)]
+            for lane in range(C):
+                r = grows[g * C + lane]
+                term = 0.0
+                if r >= 0:
+                    if do_cg:
+                        pr = x2[r, 0]
+                        w = diag_mu[r] * pr - acc0[lane]
+                        ap[r] = w
+                        term = pr * w
+                    if do_heat:
+                        tc = x2[r, 1]
+                        u = scale * (diag[r] * tc - acc1[lane]) - tc
+                        if first:
+                            t_next[r] = u
+                            acc_out[r] = a_0 * tc + a_k * u
+                        else:
+                            v = 2.0 * u - t_prev[r]
+                            t_next[r] = v
+                            acc_out[r] += a_k * v
+                        t_prev[r] = tc
+                terms[g * C + lane] = term
+    return _slot_sum(terms)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
