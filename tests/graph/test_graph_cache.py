@@ -199,8 +199,7 @@ def test_an_unwritable_directory_only_costs_the_cache(
 
 def test_the_cache_directory_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = edge_file(tmp_path / "edges.tsv")
-    where = tmp_path / "caches"
-    where.mkdir()
+    where = tmp_path / "caches" / "graphs"  # made when first written to
     monkeypatch.setenv(graph_cache.ENV_DIR, str(where))
     read_graph(src)
     (cached,) = where.iterdir()

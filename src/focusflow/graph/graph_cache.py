@@ -498,6 +498,8 @@ def load_or_read(
         log.debug("graph cache %s not written: a graph this format does not hold", path)
         return graph
     try:
+        if os.environ.get(ENV_DIR):
+            path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, pieces)
     except OSError as exc:
         log.debug("graph cache %s not written: %s", path, exc)
