@@ -346,3 +346,53 @@ def test_a_block_at_the_upgrade_height_from_elsewhere_is_refused_with_upgrade_ne
     with pytest.raises(UpgradeNeededError):
         source.produce_block([], time_ms=T0 + 3)
     assert follower.upgrade_needed is not None and follower.upgrade_needed.height == 3
+
+
+def _random_pairs(rng, count: int, top: int) -> list[tuple[str, str]]:
+    """``count`` random links among ``top`` particles, without self-links."""
+    pairs = []
+    while len(pairs) < count:
+        a, b = (int(v) for v in rng.integers(0, top, 2))
+        if a != b:
+            pairs.append((f"q{a}", f"q{b}"))
+    return pairs
+
+
+def test_an_upgrade_to_exact_v3_changes_the_sums_at_its_height(tmp_path):
+    """A chain on exact-v2 (what a genesis named before exact-v3) scheduled to
+    move to exact-v3 at height 3, beside one scheduled to restart exact-v2 at
+    the same height and one with no schedule: the same roots before the
+    height; at it, both upgraded chains solve cold over the same graph, and
+    only the arithmetic tells their roots apart; v3's engine goes on from
+    there. The graph has hundreds of particles: below 65 the two versions
+    group every sum alike (v2's 64 chunks then hold one value each)."""
+    import numpy as np
+
+    from focusflow.chain.focus_commit import engine_identity
+    from focusflow.chain.focus_spec import NEW_CHAIN_FOCUS
+    from focusflow.focus.params import EXACT_V2, EXACT_V3
+
+    v2 = {**NEW_CHAIN_FOCUS, "arithmetic": EXACT_V2}
+    chains = {
+        "v3": make_genesis(
+            focus=v2, focus_upgrades=[{"height": 3, "focus": {"arithmetic": EXACT_V3}}]
+        ),
+        "v2 again": make_genesis(
+            focus=v2, focus_upgrades=[{"height": 3, "focus": {"arithmetic": EXACT_V2}}]
+        ),
+        "v2": make_genesis(focus=v2),
+    }
+    rng = np.random.default_rng(5)
+    batches = [_random_pairs(rng, 150, 400) for _ in range(5)]
+    roots = {}
+    for name, gen in chains.items():
+        chain = new_chain(tmp_path / name.replace(" ", "_"), gen)
+        for i, pairs in enumerate(batches):
+            chain.produce_block([tx(ALICE, i, link(*pairs))], time_ms=chain.head.time_ms + 1)
+        roots[name] = roots_of(chain)
+        chains[name] = chain
+    assert roots["v3"][:2] == roots["v2 again"][:2] == roots["v2"][:2]
+    assert roots["v3"][2] != roots["v2 again"][2]
+    assert all(a != b for a, b in zip(roots["v3"][2:], roots["v2"][2:], strict=True))
+    assert engine_identity(chains["v3"].focus.params) == "tri/exact-v3"
+    assert engine_identity(chains["v2 again"].focus.params) == "tri/exact-v2"

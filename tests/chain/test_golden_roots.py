@@ -71,6 +71,20 @@ GOLDEN = {
         "4fe2a326f27af21cb204ba6632991bafcb199cb65f2661c63e3da260af652d61",
         "47c4c8b4e7fc9ffc4e92aa207a70ee068d27852ce357bc2485e6bab08255b2b1",
     ],
+    "large:v3": [
+        "6bf8fda1042ccc07a95e2eb8bd087e24ae92d1aa11f5621c1113cdedb277a49e",
+        "d2812921d6d00c8b1c9bc6a4aeddb4f28f9a0ade6d64db8c1f92a02b87df2e05",
+        "b7308646c8dc236535cd8bc972a8a05c8fede2cfae2881d5ca468093475a45d6",
+        "a3365d5a7bf7dc271a16d76f0e3ea90f4cbf3f1a48cea192c28207763ac4b1e6",
+        "63b51956f1a444be1d10be4067a8397d9830e3fa42f6f80904bb2600bd60a150",
+        "672014505462e3c3731ebb9d2aadcea92b223288f09620f6fbbfeb19a3f0dcce",
+        "d11ccf9118a4f0d30a6da75f3c2af968b1cdf405c985c767e45b01d7ea3e01cf",
+        "d591fadaea9d54bc740b3712f0b76ff6a3513dc14ac16ec87b9daad6fd49ec8b",
+        "9944d6baebd8008dfb3d723afd0f657bd3c9076709b3955aed94ec470932741f",
+        "ce4193d2886355995d0a89141f51ff8a471b43a67081fee78e666fa8f4da0831",
+        "39622766776be848032c2e58ce7448a76f54b35ff525511da48da9192f5d2c6b",
+        "14393d6cbbb338b86633cdda1044dd01fb88b08c739565a018d18220ad98d41e",
+    ],
     "large:new": [
         "43cf8eec546a7d85bd27a86729c64fd994191ae8debb6d20118c182722e6bc43",
         "f4f63cc4e07ee888d644287265fb3930ae4d9d628ff3928e4b6c7c2727339512",
@@ -128,7 +142,8 @@ def test_golden_roots_with_one_thread():
     ids=["host", "generic", "one-thread"],
 )
 def test_golden_roots_of_the_large_chain(env):
-    assert _in_subprocess(["large:new"], **env) == {"large:new": GOLDEN["large:new"]}
+    configs = ["large:v3", "large:new"]
+    assert _in_subprocess(configs, **env) == {c: GOLDEN[c] for c in configs}
 
 
 def _gpu() -> tuple[bool, str]:
@@ -138,7 +153,7 @@ def _gpu() -> tuple[bool, str]:
 
 
 @pytest.mark.skipif(not _gpu()[0], reason=f"no GPU for the cuda backend: {_gpu()[1]}")
-@pytest.mark.parametrize("configs", [DEFAULT, ("large:new",)], ids=["small", "large"])
+@pytest.mark.parametrize("configs", [DEFAULT, ("large:v3", "large:new")], ids=["small", "large"])
 def test_golden_roots_on_the_gpu(configs, monkeypatch):
     """The chain's engine on the cuda backend (FOCUSFLOW_CHAIN_BACKEND=cuda)
     commits the roots recorded on CPUs, block for block."""
