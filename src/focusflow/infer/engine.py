@@ -8,6 +8,13 @@ context. The next-particle distribution is ``phi*_c`` with the context's own
 entries multiplied by ``context_weight`` (0 by default: a particle already in
 the context is not its own continuation) and renormalised.
 
+A query is first answered locally (``focus.local_push``): a push from the
+context that touches only the particles the answer reaches, stopping once its
+certified L1 error bound is at most ``local_tol``. When the push reaches more
+than ``local_share`` of the particles or reads more than ``local_work`` whole
+passes' worth of the graph first, the whole-graph solve answers instead.
+Either way the answer names its path and an L1 error bound on ``phi*_c``.
+
 A walk samples the next particle, adds it to the context and reconverges,
 warm-started from the previous step's equilibrium, which differs from the new
 one only by the share of the prior that moved to the added particle. Repeated
@@ -26,13 +33,19 @@ from typing import TypedDict
 import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
-from focusflow.focus.params import PRECISIONS
+from focusflow.focus.params import PRECISIONS, FocusParams
 from focusflow.focus.personal import personalized_focus
 from focusflow.focus.result import FocusResult
+from focusflow.graph.snapshot import Snapshot
 from focusflow.infer.graph import InferGraph
 from focusflow.infer.sampling import Sampling, draw
 
 MODES = ("tri", "diffusion")
+#: How an answer was computed: by a push from the context, or over the whole graph.
+LOCAL = "local"
+WHOLE_GRAPH = "whole-graph"
+#: ``InferParams.path``: local first with the whole graph as fallback, or the whole graph.
+PATHS = ("auto", WHOLE_GRAPH)
 #: Answers kept per Inference (context, semcons) -> distribution.
 CACHED_ANSWERS = 32
 #: A walk is at most this many steps.
@@ -73,6 +86,10 @@ class InferParams:
     precision: str = "float32"
     exact_share: float = 0.1
     start_tol: float = 0.5
+    path: str = "auto"
+    local_tol: float | None = None
+    local_share: float = 0.1
+    local_work: float = 0.02
 
     def validate(self) -> InferParams:
         if self.mode not in MODES:
@@ -95,7 +112,41 @@ class InferParams:
             raise InvalidParameterError(f"exact_share must be in (0, 1], got {self.exact_share}")
         if not (0 < self.start_tol <= 1):
             raise InvalidParameterError(f"start_tol must be in (0, 1], got {self.start_tol}")
+        if self.path not in PATHS:
+            raise InvalidParameterError(
+                f"path must be one of {', '.join(PATHS)}, got {self.path!r}"
+            )
+        if self.local_tol is not None and not (0 < self.local_tol < 2):
+            raise InvalidParameterError(f"local_tol must be in (0, 2), got {self.local_tol}")
+        if not (0 < self.local_share <= 1):
+            raise InvalidParameterError(f"local_share must be in (0, 1], got {self.local_share}")
+        if not (0 < self.local_work <= 1e3):
+            raise InvalidParameterError(f"local_work must be in (0, 1000], got {self.local_work}")
         return self
+
+    @property
+    def contraction(self) -> float:
+        """How much one step of the composite map shrinks L1 differences: ``lam_d
+        alpha + lam_s + lam_h`` (diffusion contracts by alpha, springs and heat
+        do not expand)."""
+        lam_d = 1.0 if self.mode == "diffusion" else FocusParams().weights[0]
+        return 1.0 - lam_d * (1.0 - self.alpha)
+
+    def whole_graph_bound(self, residual: float) -> float:
+        """The L1 error bound of a whole-graph answer whose last step moved it by
+        ``residual``: the returned step ``T(phi)`` is within ``(kappa residual +
+        delta) / (1 - kappa)`` of the fixed point, where ``kappa`` is the
+        contraction and ``delta`` what inexact inner solves may add to a step
+        (``exact_share * tol`` in tri, ``FocusParams.exact_share``)."""
+        kappa = self.contraction
+        delta = self.exact_share * self.tol if self.mode == "tri" else 0.0
+        return min((kappa * residual + delta) / (1.0 - kappa), 2.0)
+
+    @property
+    def local_target(self) -> float:
+        """The bound a local answer must certify: ``local_tol``, or by default what
+        the whole-graph solve's stop rule certifies at ``tol``."""
+        return self.local_tol if self.local_tol is not None else self.whole_graph_bound(self.tol)
 
 
 class InferOptions(TypedDict, total=False):
@@ -111,27 +162,59 @@ class InferOptions(TypedDict, total=False):
     precision: str
     exact_share: float
     start_tol: float
+    path: str
+    local_tol: float | None
+    local_share: float
+    local_work: float
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The next-particle distribution of one context."""
+    """The next-particle distribution of one context.
+
+    A local answer holds only the particles it reached (``support``, ``values``):
+    ``probs``, the distribution over every particle, is built when first read,
+    and ``top`` never builds it. ``path`` says how it was computed (``local`` or
+    ``whole-graph``) and ``error_bound`` bounds the L1 distance of the focus
+    it was drawn from to the exact ``phi*_c`` (None where nothing bounds it).
+    """
 
     context: np.ndarray
-    probs: np.ndarray
+    dense: np.ndarray | None
     focus: FocusResult | None
     seconds: float
+    path: str = WHOLE_GRAPH
+    error_bound: float | None = None
+    support: np.ndarray | None = None
+    values: np.ndarray | None = None
+    n: int = 0
+
+    @property
+    def probs(self) -> np.ndarray:
+        if self.dense is None:
+            assert self.support is not None and self.values is not None
+            dense = np.zeros(self.n)
+            dense[self.support] = self.values
+            object.__setattr__(self, "dense", dense)
+            return dense
+        return self.dense
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, probabilities)`` of the k most likely, most likely first (ties by id)."""
         if not (1 <= k <= MAX_TOP):
             raise InvalidParameterError(f"top must be in 1..{MAX_TOP}, got {k}")
-        p = self.probs
+        if self.dense is None and self.support is not None and self.values is not None:
+            ids, p = self.support, self.values
+        else:
+            p = self.probs
+            ids = np.arange(p.size)
         k = min(k, p.size)
+        if k == 0:
+            return ids[:0], p[:0]
         part = np.argpartition(-p, k - 1)[:k] if k < p.size else np.arange(p.size)
-        order = part[np.lexsort((part, -p[part]))]
+        order = part[np.lexsort((ids[part], -p[part]))]
         keep = order[p[order] > 0]
-        return keep, p[keep]
+        return ids[keep], p[keep]
 
 
 @dataclass(frozen=True)
@@ -148,11 +231,11 @@ class Inference:
 
     graph: InferGraph
     params: InferParams = field(default_factory=InferParams)
-    #: ``phi*_c`` and its solve by (context ids, semcon factors, context weights) as
+    #: Answers (``phi*_c``) by (context ids, semcon factors, context weights) as
     #: bytes, oldest first.
-    _cache: OrderedDict[
-        tuple[bytes, bytes | None, bytes | None], tuple[np.ndarray, FocusResult]
-    ] = field(default_factory=OrderedDict, repr=False)
+    _cache: OrderedDict[tuple[bytes, bytes | None, bytes | None], _Answer] = field(
+        default_factory=OrderedDict, repr=False
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -185,33 +268,74 @@ class Inference:
             None if w is None else w.tobytes(),
         )
         with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
+            answer = self._cache.get(key)
+            if answer is not None:
                 self._cache.move_to_end(key)
-        if cached is not None:
-            phi, result = cached
-        else:
+        if answer is None:
             snap = self.graph.snapshot(factors)
-            result = personalized_focus(
-                snap,
-                ids,
-                w,
-                x0=x0,
-                backend=self.params.backend,
-                mode=self.params.mode,
-                alpha=self.params.alpha,
-                tol=self.params.tol,
-                precision=self.params.precision,
-                exact_share=self.params.exact_share,
-                start_tol=self.params.start_tol,
-            )
-            phi = result.focus
+            answer = self._local(factors, ids, w) if self.params.path == "auto" else None
+            if answer is None:
+                answer = self._whole_graph(snap, ids, w, x0)
             with self._lock:
-                self._cache[key] = (phi, result)
+                self._cache[key] = answer
                 while len(self._cache) > CACHED_ANSWERS:
                     self._cache.popitem(last=False)
-        probs = next_distribution(phi, ids, self.params.context_weight)
-        return Prediction(ids, probs, result, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        cw = self.params.context_weight
+        if answer.support is None:
+            assert answer.result is not None
+            probs = next_distribution(answer.result.focus, ids, cw)
+            return Prediction(
+                ids, probs, answer.result, seconds, WHOLE_GRAPH, answer.bound, n=self.graph.n
+            )
+        assert answer.values is not None
+        support, values = answer.support, next_values(answer.support, answer.values, ids, cw)
+        return Prediction(
+            ids, None, None, seconds, LOCAL, answer.bound, support, values, self.graph.n
+        )
+
+    def _local(
+        self, factors: np.ndarray | None, ids: np.ndarray, w: np.ndarray | None
+    ) -> _Answer | None:
+        """The answer of a push from the context, or None when it would reach too
+        far (``local_share``, ``local_work``) before certifying ``local_target``."""
+        from focusflow.focus.local_push import local_focus
+
+        p = self.params
+        local, scratch, walks = self.graph.local(factors, p.alpha, p.mode)
+        got = local_focus(
+            local,
+            scratch,
+            walks,
+            ids,
+            np.ones(ids.size) if w is None else w,
+            p.local_target,
+            max(int(p.local_share * self.graph.n), 1),
+            max(int(p.local_work * local.entries), 1),
+        )
+        if not got.converged:
+            return None
+        return _Answer(None, got.error_bound, got.support, got.values)
+
+    def _whole_graph(
+        self, snap: Snapshot, ids: np.ndarray, w: np.ndarray | None, x0: np.ndarray | None
+    ) -> _Answer:
+        p = self.params
+        result = personalized_focus(
+            snap,
+            ids,
+            w,
+            x0=x0,
+            backend=p.backend,
+            mode=p.mode,
+            alpha=p.alpha,
+            tol=p.tol,
+            precision=p.precision,
+            exact_share=p.exact_share,
+            start_tol=p.start_tol,
+        )
+        bound = p.whole_graph_bound(result.diagnostics.residual) if result.converged else None
+        return _Answer(result, bound, None, None)
 
     def walk(
         self,
@@ -243,6 +367,30 @@ class Inference:
             current.append(nxt)
             x0 = pred.focus.focus if pred.focus is not None else None
             yield WalkStep(step, nxt, p, time.perf_counter() - t)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """``phi*_c`` as a whole-graph solve's result, or a local answer's support
+    and values (summing to 1), with its L1 error bound."""
+
+    result: FocusResult | None
+    bound: float | None
+    support: np.ndarray | None
+    values: np.ndarray | None
+
+
+def next_values(
+    support: np.ndarray, values: np.ndarray, context: np.ndarray, context_weight: float
+) -> np.ndarray:
+    """:func:`next_distribution` of a focus held on ``support`` only."""
+    probs = np.array(values, dtype=np.float64)
+    if context_weight != 1.0:
+        probs[np.isin(support, context)] *= context_weight
+    total = float(probs.sum())
+    if total <= 0:
+        return values / max(float(np.sum(values)), 1e-300)
+    return probs / total
 
 
 def next_distribution(phi: np.ndarray, context: np.ndarray, context_weight: float) -> np.ndarray:

@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from focusflow.graph.cybergraph import Cybergraph
 from focusflow.graph.semcons import SemconNames
 from focusflow.graph.snapshot import Snapshot
 from focusflow.infer.errors import EmptyContextError, UnknownParticleError
+
+if TYPE_CHECKING:
+    from focusflow.focus.local_push import LocalGraph, PushScratch, Walks
 
 #: Snapshots of distinct semcon weightings kept per graph.
 SNAPSHOTS_KEPT = 4
@@ -52,6 +55,11 @@ class InferGraph:
     _semcon_table: SemconNames | None = field(default=None, repr=False)
     #: Snapshots by their semcon factors' bytes (``None``: no factors), oldest first.
     _snapshots: OrderedDict[bytes | None, Snapshot] = field(default_factory=OrderedDict, repr=False)
+    #: The local push's view of each kept snapshot, by the same key.
+    _locals: dict[bytes | None, LocalGraph] = field(default_factory=dict, repr=False)
+    #: The push's buffers, made on the first local query (one per graph: pushes
+    #: on a graph take turns on it).
+    _scratch: PushScratch | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -200,5 +208,32 @@ class InferGraph:
         with self._lock:
             self._snapshots[key] = snap
             while len(self._snapshots) > SNAPSHOTS_KEPT:
-                self._snapshots.popitem(last=False)
+                gone, _ = self._snapshots.popitem(last=False)
+                self._locals.pop(gone, None)
         return snap
+
+    def local(
+        self, factors: np.ndarray | None, alpha: float, mode: str
+    ) -> tuple[LocalGraph, PushScratch, Walks]:
+        """What a local push under semcon ``factors`` needs: the snapshot's walks,
+        the graph's scratch buffers, and the chain's shares (``mode`` ``tri``
+        with ``FocusParams``' mu, tau and weights, or ``diffusion``)."""
+        from focusflow.focus.local_push import LocalGraph, PushScratch, Walks
+        from focusflow.focus.params import FocusParams
+
+        snap = self.snapshot(factors)
+        key = None if factors is None else factors.tobytes()
+        with self._lock:
+            local = self._locals.get(key)
+        if local is None or local.snap is not snap:
+            local = LocalGraph.of(snap)
+            with self._lock:
+                if key in self._snapshots:
+                    self._locals[key] = local
+        with self._lock:
+            if self._scratch is None:
+                self._scratch = PushScratch(self.n)
+            scratch = self._scratch
+        fp = FocusParams()
+        weights = fp.weights if mode == "tri" else (1.0, 0.0, 0.0)
+        return local, scratch, Walks.of(alpha, fp.mu, fp.tau, weights)
