@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from focusflow.core.cid import _B58, _plain_bytes, cid_of_text
 from focusflow.core.cid_columns import plain_cid_mask
@@ -79,3 +81,27 @@ def test_mask_of_evenly_spaced_strings() -> None:
 def test_mask_of_no_strings() -> None:
     empty = np.empty(0, dtype=np.int64)
     assert plain_cid_mask(np.empty(0, dtype=np.uint8), empty, empty).shape == (0,)
+
+
+def test_a_reader_still_asks_the_full_decoder(tmp_path: Path) -> None:
+    """CIDs the column check leaves out (other multibases, a CIDv1 of another
+    hash) are still particles; a non-CID is still refused with its line."""
+    from multiformats import CID, multihash
+
+    from focusflow.core.errors import InvalidCIDError
+    from focusflow.graph.importers import read_bostrom
+
+    plain = cid_of_text("x")
+    odd = [
+        CID.decode(plain).encode("base58btc"),
+        CID.decode(plain).encode("base36"),
+        str(CID("base32", 1, "raw", multihash.digest(b"y", "sha2-512"))),
+    ]
+    rows = [f"n,{plain},{k},0," for k in odd] + [f"n,{odd[0]},Qmnot-a-cid,0,"]
+    path = tmp_path / "links.csv"
+    path.write_text("neuron,particle_from,particle_to,height,timestamp\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InvalidCIDError, match=r"links\.csv:5: invalid CID 'Qmnot-a-cid'"):
+        read_bostrom(path)
+    graph = read_bostrom(path, skip_invalid=True)
+    assert graph.particles.keys() == [plain, *odd]
+    assert graph.skipped_invalid == 1
