@@ -42,6 +42,7 @@ iterations, so light clients and explorers see it (docs/chain.md).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import time
@@ -80,8 +81,15 @@ from focusflow.graph.cybergraph import Cybergraph
 CHAIN_BACKEND = "numba"
 #: Where a node runs an exact chain's focus: ``numba`` (the default), ``cuda``
 #: (the same bits on a GPU; bench/cuda_exact.py says from what size it pays)
-#: or ``auto`` (cuda where CuPy sees a GPU, else numba).
+#: or ``auto`` (cuda once the graph holds ``AUTO_CUDA_LINKS`` links where CuPy
+#: sees a GPU, else numba).
 CHAIN_BACKEND_ENV = "FOCUSFLOW_CHAIN_BACKEND"
+#: Links from which ``auto`` moves an exact chain's focus to the GPU. On an
+#: H200 host (16-core Intel Xeon), blocks of 10,000 links in exact-v3: R-MAT
+#: graphs of 95,304 links 0.041 s numba against 0.103 s cuda, of 291,796 links
+#: 0.075 s both, of 1,078,077 links 0.163 s against 0.118 s (bench/RESULTS.md,
+#: cuda_exact.py); a node with fewer cores gains from the GPU sooner.
+AUTO_CUDA_LINKS = 500_000
 CHAIN_BACKENDS = ("numba", "cuda", "auto")
 log = logging.getLogger("focusflow.chain.focus")
 
@@ -92,14 +100,16 @@ class FocusValueError(FloatingPointError):
     code = "focus_not_finite"
 
 
-def engine_backend(params: FocusParams) -> str:
-    """The backend this node runs a chain's focus on.
+def engine_backend(params: FocusParams, links: int = 0) -> str:
+    """The backend this node runs a chain's focus on, over a graph of ``links``.
 
-    An exact arithmetic runs where ``FOCUSFLOW_CHAIN_BACKEND`` says; ``fast``
-    always on numba, since its bits differ between backends and a node that
-    moved would commit roots its peers do not. InvalidParameterError names
-    an unknown choice; ``cuda`` without a usable GPU is the backend's own
-    BackendUnavailableError when the engine is made."""
+    An exact arithmetic runs where ``FOCUSFLOW_CHAIN_BACKEND`` says (``auto``:
+    on the GPU from ``AUTO_CUDA_LINKS`` links, where there is one; every
+    exact version has its GPU twin, the same bits, so the engine may move
+    between blocks); ``fast`` always on numba, since its bits differ between
+    backends and a node that moved would commit roots its peers do not.
+    InvalidParameterError names an unknown choice; ``cuda`` without a usable
+    GPU is the backend's own BackendUnavailableError when the engine is made."""
     choice = os.environ.get(CHAIN_BACKEND_ENV, CHAIN_BACKEND)
     if choice not in CHAIN_BACKENDS:
         raise InvalidParameterError(
@@ -108,10 +118,16 @@ def engine_backend(params: FocusParams) -> str:
     if not params.exact or choice == CHAIN_BACKEND:
         return CHAIN_BACKEND
     if choice == "auto":
-        from focusflow.focus.backends.cuda import cuda_available
-
-        return "cuda" if cuda_available()[0] else CHAIN_BACKEND
+        return "cuda" if links >= AUTO_CUDA_LINKS and _gpu_present() else CHAIN_BACKEND
     return choice
+
+
+@functools.cache
+def _gpu_present() -> bool:
+    """Whether CuPy sees a GPU (asked once per process: ``auto`` asks every block)."""
+    from focusflow.focus.backends.cuda import cuda_available
+
+    return cuda_available()[0]
 
 
 def engine_identity(params: FocusParams) -> str:
@@ -227,8 +243,9 @@ class FocusState:
 
     def on_node_backend(self) -> FocusState:
         """This state with its engine where this node runs it
-        (:func:`engine_backend`): a loaded checkpoint taken to the GPU."""
-        want = engine_backend(self.params)
+        (:func:`engine_backend`): a loaded checkpoint taken to the GPU, or
+        under ``auto`` a graph grown past ``AUTO_CUDA_LINKS``."""
+        want = engine_backend(self.params, self.graph.n_links)
         if self.engine.backend.name != want:
             self.engine = self.engine.moved(want)
         return self
@@ -248,7 +265,9 @@ class FocusState:
         old engine held, and a block without deltas commits the new focus too.
         """
         self.params = params
-        self.engine = FocusEngine(self.graph, params, backend=engine_backend(params))
+        self.engine = FocusEngine(
+            self.graph, params, backend=engine_backend(params, self.graph.n_links)
+        )
         return self._timed(deltas)
 
     def _timed(self, deltas: Deltas) -> dict[bytes, bytes]:
@@ -275,6 +294,9 @@ class FocusState:
             # graph's columns. Dropped here, block by block, so that what a
             # state holds never depends on when a checkpoint was taken.
             g.log.trim(self.engine.seen_log)
+            # ``auto``: the graph may have grown past the GPU's size; the
+            # engine moves between blocks, with the same bits.
+            self.on_node_backend()
             self.q = quantise(result.focus)
             self.iterations = result.iterations
             self.seconds = result.diagnostics.timings.get("total", 0.0)
