@@ -46,6 +46,11 @@ LOCAL = "local"
 WHOLE_GRAPH = "whole-graph"
 #: ``InferParams.path``: local first with the whole graph as fallback, or the whole graph.
 PATHS = ("auto", WHOLE_GRAPH)
+#: Floors of the local path's limits, whatever the graph's size: on a small
+#: graph (or a small component of a large one) the push may reach this many
+#: particles and read this many entries, about a millisecond's work.
+LOCAL_MIN_PARTICLES = 1_000
+LOCAL_MIN_WORK = 50_000
 #: Answers kept per Inference (context, semcons) -> distribution.
 CACHED_ANSWERS = 32
 #: A walk is at most this many steps.
@@ -310,8 +315,8 @@ class Inference:
             ids,
             np.ones(ids.size) if w is None else w,
             p.local_target,
-            max(int(p.local_share * self.graph.n), 1),
-            max(int(p.local_work * local.entries), 1),
+            max(int(p.local_share * self.graph.n), LOCAL_MIN_PARTICLES),
+            max(int(p.local_work * local.entries), LOCAL_MIN_WORK),
         )
         if not got.converged:
             return None
