@@ -36,6 +36,8 @@ def test_one_context_as_json_and_as_a_table(capsys, edges):
     doc = r.json()
     assert doc["context"] == [{"particle": "a"}]
     assert doc["particles"][0]["particle"] == "b"
+    # A five-particle graph: the push from the context certifies its bound.
+    assert doc["path"] == "local" and 0 <= doc["error_bound"] < 0.1
     table = run_cli(capsys, "infer", "--graph", edges, "--context", "a", "--top", "2")
     assert table.code == 0 and " b " in table.out and "probability" in table.out
 

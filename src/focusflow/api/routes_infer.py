@@ -319,6 +319,8 @@ def predict(state: AppState, doc: Any) -> dict[str, Any]:
             for r, (i, p) in enumerate(zip(top, probs, strict=True))
         ],
         "seconds": pred.seconds,
+        "path": pred.path,
+        "error_bound": pred.error_bound,
     }
 
 

@@ -136,6 +136,8 @@ class _GraphAnswerer:
                 for r, (i, p) in enumerate(zip(ids, probs, strict=True))
             ],
             "seconds": pred.seconds,
+            "path": pred.path,
+            "error_bound": pred.error_bound,
         }
 
     def walk(self, context: list[str], steps: int, **kw: Any) -> Iterator[dict[str, Any]]:
