@@ -192,6 +192,10 @@ def test_tree_sum_is_the_level_tree_and_the_counter_is_too():
     big = rng.random(5000) * 10.0 ** rng.integers(-8, 8, 5000)
     assert chunked_sum(big) == v3_sum(big)
     assert chunked_sum(np.zeros(0)) == 0.0
+    # a matrix kernel's terms, summed on its own thread or (many chunks) on all
+    for n in (5000, 200_003):
+        terms = rng.random(n) * 10.0 ** rng.integers(-8, 8, n)
+        assert exact_tree._slot_sum(terms) == v3_sum(terms) == chunked_sum(terms)
 
 
 def hub_snapshot(seed: int) -> Snapshot:

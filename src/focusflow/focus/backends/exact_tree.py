@@ -140,7 +140,24 @@ def _long_dot2(
         acc1[lane] = tree_sum(part[C + lane])
 
 
+#: Chunks below which a matrix kernel sums its terms on its own thread: a
+#: second parallel region costs more than the sum (and waits on every thread
+#: of a loaded machine).
+_SERIAL_CHUNKS = 64
+
+
 @nb.njit(cache=True, parallel=True, fastmath=False)
+def _parallel_chunks(terms: np.ndarray, partial: np.ndarray) -> None:
+    """``partial[c]`` = chunk ``c`` of ``terms`` added in order, on all threads."""
+    n = terms.shape[0]
+    for c in nb.prange(partial.shape[0]):
+        s = 0.0
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            s += terms[i]
+        partial[c] = s
+
+
+@nb.njit(cache=True, fastmath=False)
 def _slot_sum(terms: np.ndarray) -> float:
     """The sum of a matrix's per-slot terms (``chunked_sum``'s chunks and
     tree). The kernels write the terms while their threads split the work by
@@ -150,7 +167,10 @@ def _slot_sum(terms: np.ndarray) -> float:
     n = terms.shape[0]
     chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
     partial = np.zeros(chunks)
-    for c in nb.prange(chunks):
+    if chunks >= _SERIAL_CHUNKS:
+        _parallel_chunks(terms, partial)
+        return tree_sum(partial)
+    for c in range(chunks):
         s = 0.0
         for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
             s += terms[i]
