@@ -14,7 +14,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
@@ -80,6 +80,74 @@ def read_contexts(path: Path) -> Iterator[tuple[int, list[str]]]:
             raise InputFileError(f"{path}: not UTF-8 text") from None
 
 
+class TextsFile(Mapping[str, str]):
+    """``cid -> text`` of a particles file (``cid<TAB>text<TAB>gloss``), read
+    line by line as texts are asked for.
+
+    An answer shows a few particles, and parsing all of WordNet's 265k lines
+    into a dict cost about a second of a command that answers one query: the
+    file is mapped, and a particle's line is found by searching for its CID at
+    a line's start (a CID holds no tab or newline, so the match is exact). The
+    header is checked when the file is opened, a line when it is read; the
+    whole table is parsed only if it is iterated.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from focusflow.graph.wordnet import PARTICLES_HEADER
+
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such particles file")
+        self.path = path
+        self._data = path.read_bytes()
+        first = self._data.split(b"\n", 1)[0].rstrip(b"\r")
+        if first != PARTICLES_HEADER.encode():
+            raise InputFileError(f"{path}:1: a particles file starts with 'cid<TAB>text<TAB>gloss'")
+        self._all: dict[str, str] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __getitem__(self, key: str) -> str:
+        if self._all is not None:
+            return self._all[key]
+        pos = self._data.find(b"\n" + key.encode() + b"\t")
+        if pos < 0 or not key:
+            raise KeyError(key)
+        end = self._data.find(b"\n", pos + 1)
+        line = self._data[pos + 1 : len(self._data) if end < 0 else end]
+        return self._fields(line, self._data.count(b"\n", 0, pos) + 2)[1]
+
+    def _fields(self, line: bytes, number: int) -> list[str]:
+        try:
+            fields = line.decode("utf-8").rstrip("\r").split("\t")
+        except UnicodeDecodeError:
+            raise InputFileError(f"{self.path}:{number}: not UTF-8 text") from None
+        if len(fields) != 3 or not fields[0]:
+            raise InputFileError(f"{self.path}:{number}: expected cid<TAB>text<TAB>gloss")
+        return fields
+
+    def _table(self) -> dict[str, str]:
+        if self._all is None:
+            lines = self._data.split(b"\n")[1:]
+            if lines and lines[-1] == b"":
+                lines.pop()
+            table = {}
+            for number, line in enumerate(lines, start=2):
+                cid, text, _ = self._fields(line, number)
+                table[cid] = text
+            self._all = table
+        return self._all
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
 class _Answerer(Protocol):
     """One source of answers (a graph file, a node, a compiled model): the CLI's
     output and batch code run the same over all three."""
@@ -102,7 +170,7 @@ class _GraphAnswerer:
         others: float | None,
     ) -> None:
         from focusflow.graph.importers import read_graph
-        from focusflow.graph.wordnet import particles_file_for, read_particle_texts
+        from focusflow.graph.wordnet import particles_file_for
         from focusflow.infer import Inference, InferGraph
 
         graph = read_graph(path, fmt, stakes, skip_invalid=skip_invalid)
@@ -110,9 +178,9 @@ class _GraphAnswerer:
         self.skipped = skipped_invalid(graph)
         table = None
         if texts is not None:
-            table = read_particle_texts(texts)
+            table = TextsFile(texts)
         elif particles_file_for(path).is_file():
-            table = read_particle_texts(particles_file_for(path))
+            table = TextsFile(particles_file_for(path))
         self.graph = InferGraph.from_cybergraph(graph, table)
         self.engine = Inference(self.graph, params)
         self.semcons, self.others = semcons, others

@@ -154,10 +154,11 @@ class PushScratch:
         self.r = np.zeros(states)
         self.x = np.zeros(self.n)
         self.flags = np.zeros(states, dtype=np.uint8)
-        self.touched = np.empty(states, dtype=np.int64)
+        index = np.int32 if states < 2**31 else np.int64
+        self.touched = np.empty(states, dtype=index)
         # A state is queued at most once at a time: a ring of the next power of
         # two holds them all and wraps with a mask.
-        self.queue = np.empty(1 << max(int(states - 1).bit_length(), 1), dtype=np.int64)
+        self.queue = np.empty(1 << max(int(states - 1).bit_length(), 1), dtype=index)
 
 
 @dataclass(frozen=True)
