@@ -16,6 +16,7 @@ from focusflow.focus.params import EXACT_V1, EXACT_V2, EXACT_V3, make_params
 from focusflow.focus.reduce import TREE_CHUNK, chunked_sum, strict_sum, tree_sum
 from focusflow.focus.spectral import bessel_ive, heat_series
 from focusflow.graph import Cybergraph
+from focusflow.graph.csr import balanced_chunks
 from focusflow.graph.generators import rmat_edges
 from focusflow.graph.snapshot import Snapshot
 from tests.focus.reference import as_matrix, dense_tri, dense_weights
@@ -192,10 +193,6 @@ def test_tree_sum_is_the_level_tree_and_the_counter_is_too():
     big = rng.random(5000) * 10.0 ** rng.integers(-8, 8, 5000)
     assert chunked_sum(big) == v3_sum(big)
     assert chunked_sum(np.zeros(0)) == 0.0
-    # a matrix kernel's terms, summed on its own thread or (many chunks) on all
-    for n in (5000, 200_003):
-        terms = rng.random(n) * 10.0 ** rng.integers(-8, 8, n)
-        assert exact_tree._slot_sum(terms) == v3_sum(terms) == chunked_sum(terms)
 
 
 def hub_snapshot(seed: int) -> Snapshot:
@@ -336,3 +333,27 @@ def test_exact_v3_is_close_to_v2_and_the_thread_count_does_not_matter():
         v3 = compute(snap, mode=mode, backend="numba", arithmetic=EXACT_V3, tol=1e-10)
         assert v3.converged
         assert np.abs(v2.focus - v3.focus).sum() < 1e-12
+
+
+def test_exact_v3_matrix_sums_are_the_same_however_threads_split_the_rows():
+    """A matrix kernel's threads take rows by cost, so a chunk of 1,024 slots
+    lies whole in one thread's part (summed as it goes) or is cut by a part's
+    bound (its terms summed afterwards): both give the definition's bits."""
+    src, dst, _ = rmat_edges(15, 8, seed=9)
+    w = np.random.default_rng(9).random(len(src)) + 0.1
+    snap = Snapshot(1 << 15, src, dst, w)
+    op = get_backend("numba").operator(snap, "float64", EXACT_V3)
+    m = op.sell
+    groups = len(m.glen)
+    cut = [exact_tree._whole(op.sell_bounds, c, groups) for c in range(len(op.sell_bounds) - 1)]
+    assert sum(hi - lo for lo, hi in cut) > 0  # some chunks lie whole in a part
+    assert sum(hi - lo for lo, hi in cut) < (groups + exact_tree.GROUPS - 1) // exact_tree.GROUPS
+    z = np.random.default_rng(1).random(snap.n)
+    sums, grows = _sell_rows(m, z)
+    out = np.zeros(snap.n)
+    args = (m.grows, m.gptr, m.glen, m.sidx, m.sval, z, out, op.sell_bounds, 0.85)
+    total = exact_tree.sell_pull(*args)
+    assert total == v3_sum(np.where(grows >= 0, sums * 0.85, 0.0))
+    for parts in (1, 3, 64, 200):  # other splits of the same rows, the same bits
+        bounds = balanced_chunks(m.gptr, parts)
+        assert exact_tree.sell_pull(*args[:7], bounds, 0.85) == total

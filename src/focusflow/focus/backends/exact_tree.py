@@ -140,41 +140,40 @@ def _long_dot2(
         acc1[lane] = tree_sum(part[C + lane])
 
 
-#: Chunks below which a matrix kernel sums its terms on its own thread: a
-#: second parallel region costs more than the sum (and waits on every thread
-#: of a loaded machine).
-_SERIAL_CHUNKS = 64
-
-
-@nb.njit(cache=True, parallel=True, fastmath=False)
-def _parallel_chunks(terms: np.ndarray, partial: np.ndarray) -> None:
-    """``partial[c]`` = chunk ``c`` of ``terms`` added in order, on all threads."""
-    n = terms.shape[0]
-    for c in nb.prange(partial.shape[0]):
-        s = 0.0
-        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
-            s += terms[i]
-        partial[c] = s
+@nb.njit(cache=True, fastmath=False)
+def _whole(bounds: np.ndarray, c: int, groups: int) -> tuple[int, int]:
+    """The chunks of ``GROUPS`` groups that lie whole in work part ``c``
+    (groups ``bounds[c]`` to ``bounds[c + 1]``; the last chunk may be short)."""
+    lo = (bounds[c] + GROUPS - 1) // GROUPS
+    end = bounds[c + 1]
+    hi = (groups + GROUPS - 1) // GROUPS if end == groups else end // GROUPS
+    return lo, max(lo, hi)
 
 
 @nb.njit(cache=True, fastmath=False)
-def _slot_sum(terms: np.ndarray) -> float:
+def _slot_sum(bounds: np.ndarray, groups: int, partial: np.ndarray, terms: np.ndarray) -> float:
     """The sum of a matrix's per-slot terms (``chunked_sum``'s chunks and
-    tree). The kernels write the terms while their threads split the work by
-    the rows' cost, as ``exact-v2``'s do, and sum them here: summed as they
-    were made, the work would split at chunk boundaries, and the first chunk
-    (the 1,024 longest rows) would be one thread's at any thread count."""
-    n = terms.shape[0]
-    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
-    partial = np.zeros(chunks)
-    if chunks >= _SERIAL_CHUNKS:
-        _parallel_chunks(terms, partial)
-        return tree_sum(partial)
-    for c in range(chunks):
-        s = 0.0
-        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
-            s += terms[i]
-        partial[c] = s
+    tree), from the partials of the chunks that lay whole in one work part
+    (each summed by its thread as it went) and the terms the kernel wrote
+    for the chunks cut by a part's bounds.
+
+    The kernels split their threads' work by the rows' cost, as
+    ``exact-v2``'s do: split at chunk boundaries, the first chunk (the 1,024
+    longest rows) would be one thread's at any thread count; writing every
+    term and summing them afterwards cost a matrix pass 3-7 %."""
+    blocks = partial.shape[0]
+    whole = np.zeros(blocks, dtype=np.bool_)
+    for c in range(bounds.shape[0] - 1):
+        lo, hi = _whole(bounds, c, groups)
+        for b in range(lo, hi):
+            whole[b] = True
+    n = groups * C
+    for b in range(blocks):
+        if not whole[b]:
+            s = 0.0
+            for i in range(b * TREE_CHUNK, min(n, (b + 1) * TREE_CHUNK)):
+                s += terms[i]
+            partial[b] = s
     return tree_sum(partial)
 
 
@@ -192,10 +191,17 @@ def sell_pull(
 ) -> float:
     """``out[r] = scale * sum_j W[j, r] z[j]`` for every row; returns the sum."""
     groups = glen.shape[0]
+    partial = np.zeros((groups + GROUPS - 1) // GROUPS)
     terms = np.empty(groups * C)
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
+        lo, hi = _whole(bounds, c, groups)
+        run = 0.0
         for g in range(bounds[c], bounds[c + 1]):
+            b = g // GROUPS
+            whole = b >= lo and b < hi
+            if whole and g % GROUPS == 0:
+                run = 0.0
             if glen[g] > TREE_CHUNK:
                 _long_dot(gptr, glen, sidx, sval, z, g, acc)
             else:
@@ -212,8 +218,13 @@ def sell_pull(
                 if r >= 0:
                     term = acc[lane] * scale
                     out[r] = term
-                terms[g * C + lane] = term
-    return _slot_sum(terms)
+                if whole:
+                    run += term
+                else:
+                    terms[g * C + lane] = term
+            if whole:
+                partial[b] = run
+    return _slot_sum(bounds, groups, partial, terms)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
@@ -307,10 +318,17 @@ def cg_product(
 ) -> float:
     """``ap = (diag + mu) p - N p``; returns ``p . ap`` (terms in storage order)."""
     groups = glen.shape[0]
+    partial = np.zeros((groups + GROUPS - 1) // GROUPS)
     terms = np.empty(groups * C)
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
+        lo, hi = _whole(bounds, c, groups)
+        run = 0.0
         for g in range(bounds[c], bounds[c + 1]):
+            b = g // GROUPS
+            whole = b >= lo and b < hi
+            if whole and g % GROUPS == 0:
+                run = 0.0
             if glen[g] > TREE_CHUNK:
                 _long_dot(gptr, glen, sidx, sval, p, g, acc)
             else:
@@ -328,12 +346,17 @@ def cg_product(
                     v = diag_mu[r] * p[r] - acc[lane]
                     ap[r] = v
                     term = p[r] * v
-                terms[g * C + lane] = term
-    return _slot_sum(terms)
+                if whole:
+                    run += term
+                else:
+                    terms[g * C + lane] = term
+            if whole:
+                partial[b] = run
+    return _slot_sum(bounds, groups, partial, terms)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def pair_step(  # noqa: PLR0913 - numba_lap.pair_step's signature
+def pair_step(  # noqa: PLR0912, PLR0913 - numba_lap.pair_step's signature and branches
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,
@@ -356,11 +379,18 @@ def pair_step(  # noqa: PLR0913 - numba_lap.pair_step's signature
 ) -> float:
     """A CG product and a Chebyshev term in one pass (``numba_lap.pair_step``)."""
     groups = glen.shape[0]
+    partial = np.zeros((groups + GROUPS - 1) // GROUPS)
     terms = np.empty(groups * C)
     for c in nb.prange(bounds.shape[0] - 1):
         acc0 = np.zeros(C)
         acc1 = np.zeros(C)
+        lo, hi = _whole(bounds, c, groups)
+        run = 0.0
         for g in range(bounds[c], bounds[c + 1]):
+            b = g // GROUPS
+            whole = b >= lo and b < hi
+            if whole and g % GROUPS == 0:
+                run = 0.0
             if glen[g] > TREE_CHUNK:
                 _long_dot2(gptr, glen, sidx, sval, x2, g, acc0, acc1)
             else:
@@ -395,8 +425,13 @@ def pair_step(  # noqa: PLR0913 - numba_lap.pair_step's signature
                             t_next[r] = v
                             acc_out[r] += a_k * v
                         t_prev[r] = tc
-                terms[g * C + lane] = term
-    return _slot_sum(terms)
+                if whole:
+                    run += term
+                else:
+                    terms[g * C + lane] = term
+            if whole:
+                partial[b] = run
+    return _slot_sum(bounds, groups, partial, terms)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
@@ -616,8 +651,8 @@ def _record(
     n = x.shape[0]
     m = dx.shape[0]
     chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
-    cross = np.zeros((m, chunks))
-    rhs = np.zeros((m, chunks))
+    cross = np.zeros((chunks, m))
+    rhs = np.zeros((chunks, m))
     for c in nb.prange(chunks):
         for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
             g = gx[i] - x[i]
@@ -626,15 +661,15 @@ def _record(
                 dg[slot, i] = g - g_prev[i]
                 d_new = dg[slot, i]
                 for j in range(k):
-                    cross[j, c] += d_new * dg[j, i]
-                    rhs[j, c] += dg[j, i] * g
+                    cross[c, j] += d_new * dg[j, i]
+                    rhs[c, j] += dg[j, i] * g
             x_prev[i] = x[i]
             g_prev[i] = g
     cross_sum = np.zeros(m)
     rhs_sum = np.zeros(m)
     for j in range(k):
-        cross_sum[j] = tree_sum(cross[j])
-        rhs_sum[j] = tree_sum(rhs[j])
+        cross_sum[j] = tree_sum(np.ascontiguousarray(cross[:, j]))
+        rhs_sum[j] = tree_sum(np.ascontiguousarray(rhs[:, j]))
     return cross_sum, rhs_sum
 
 
