@@ -100,6 +100,7 @@ def _solve_paths(backend: str) -> None:
         compute(edges, mode=mode, tol=1e-6, backend=backend)
     if backend == "numba":
         _half_layout(edges)
+        _local_push(edges)
     # A chain's engine runs in an exact arithmetic: on cuda its own kernels
     # (kernels/exact.cu), where a node runs its chain there.
     arithmetics = (FAST, EXACT_V2) if backend == "cuda" else (FAST,)
@@ -114,6 +115,18 @@ def _solve_paths(backend: str) -> None:
         graph.add_link_ids(src[half:], dst[half:], rng.integers(0, 16, len(src) - half))
         graph.set_stakes(np.array([0, 1]), np.array([5.0, 0.5]))
         engine.apply()
+
+
+def _local_push(graph: Cybergraph) -> None:
+    """A push from one particle, the path inference tries first (``focus.local_push``)."""
+    from focusflow.focus.local_push import LocalGraph, PushScratch, Walks, local_focus
+    from focusflow.focus.params import FocusParams
+
+    snap = graph.snapshot(patchable=False)
+    fp = FocusParams()
+    walks = Walks.of(fp.alpha, fp.mu, fp.tau, fp.weights)
+    context = np.zeros(1, dtype=np.int64)
+    local_focus(LocalGraph.of(snap), PushScratch(snap.n), walks, context, np.ones(1), 0.1, 64, 4096)
 
 
 def _half_layout(graph: Cybergraph) -> None:
