@@ -234,10 +234,14 @@ def run_focusflow(
     *,
     tol: float = 1e-4,
     lift: dict[float, np.ndarray] | None = None,
+    path: str = "auto",
 ) -> dict:
     """Focus-flow inference on the first ``count`` queries; ``lift`` scores
-    ``phi*_c / phi**beta`` as well (beta -> phi*) for the proposals."""
-    engine = Inference(ig, InferParams(mode=mode, tol=tol))
+    ``phi*_c / phi**beta`` as well (beta -> phi*) for the proposals. ``path``
+    is ``InferParams.path``; the share of answers the local path gave is
+    ``local_share``."""
+    engine = Inference(ig, InferParams(mode=mode, tol=tol, path=path))
+    local = 0
     rows: list[tuple[int, dict]] = []
     lifted: dict[float, list[dict]] = defaultdict(list)
     warm, cold, iters = [], [], []
@@ -250,15 +254,18 @@ def run_focusflow(
         (cold if r != last_r else warm).append(dt)
         last_r = r
         iters.append(pred.focus.iterations if pred.focus is not None else 0)
+        local += pred.path == "local"
         for i in idx:
             rows.append((i, task.score(i, pred.probs)))
             for beta, phi in (lift or {}).items():
                 lifted[beta].append(task.score(i, pred.probs / np.maximum(phi, 1e-300) ** beta))
     rows.sort()
     out = {
-        "method": f"focus-flow {mode}",
+        "method": f"focus-flow {mode}" + ("" if path == "auto" else f" ({path})"),
         "other_semcons": other,
         "tol": tol,
+        "path": path,
+        "local_share": local / max(len(iters), 1),
         **summarize([r for _, r in rows]),
         "latency": latency(warm),
         "cold_first_query_ms": float(np.mean(cold) * 1e3) if cold else None,
@@ -522,11 +529,31 @@ def subset(result: dict, count: int) -> dict:
     return summarize(result["per_query"][:count]) if "per_query" in result else {}
 
 
+def compare_paths(ig: InferGraph, task: Task, counts: dict[str, int]) -> None:
+    """Hits@10 and MRR of both of inference's paths on the same test queries, with
+    the other semcons at the validated 0.1 (bench/RESULTS.md): ``auto`` (a local
+    push first, the whole graph when it would reach too far) against the
+    whole-graph solve alone, and the share of answers the local path gave."""
+    for mode, count in counts.items():
+        for path in ("whole-graph", "auto"):
+            r = run_focusflow(ig, task, count, mode, 0.1, path=path)
+            log(
+                f"  {mode} {path:11s}: {count} queries, hits@10 {r['hits@10']:.3f}, "
+                f"MRR {r['mrr']:.3f}, local {r['local_share']:.0%}, "
+                f"median {r['latency']['median_ms']:.1f} ms"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer queries (about 3 min)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--paths",
+        action="store_true",
+        help="only the test split's focus-flow queries, by each path (local first, whole graph)",
+    )
     args = ap.parse_args()
     # Query counts (prefixes of one seeded sample), sized for ~10 min on 2 cores:
     # test, diffusion, tri, networkx, validation diffusion / tri, KL contexts, R-MAT.
@@ -575,6 +602,10 @@ def main() -> None:
     val_task = Task(
         val_q, Known(wn.src[val_known], wn.dst[val_known], wn.rel[val_known]), wn.is_synset
     )
+
+    if args.paths:
+        compare_paths(ig, test_task, {"diffusion": n_diff, "tri": n_tri})
+        return
 
     # 1. validation: other_semcons, tol, and a lift of phi*_c by the global focus.
     log("validation: other_semcons per mode")
