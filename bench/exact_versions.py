@@ -16,6 +16,10 @@ of each kept, against the noise of a shared machine), on the bostrom sample
 and R-MAT graphs (``--rmat 16,18``)::
 
     python bench/exact_versions.py [--csv PATH] [--rmat 16,18] [--blocks 3]
+
+``--kernels SCALE`` instead times each exact kernel of both versions on one
+R-MAT graph, alternating, the best of ``--reps`` calls each: on a shared
+machine a kernel's best time moves far less than a whole block's.
 """
 
 from __future__ import annotations
@@ -118,6 +122,79 @@ def cost_table(csv: str, scales: list[int], blocks: int, block: int, rounds: int
         )
 
 
+def kernel_table(scale: int, reps: int) -> None:
+    """Each exact kernel in exact-v2 and exact-v3 on one R-MAT graph,
+    alternating call by call; the best of ``reps`` each."""
+    from focusflow.focus.anderson import _mix_exact, _record_exact
+    from focusflow.focus.backends import exact_tree
+    from focusflow.focus.backends.numba_cpu import (
+        EXACT_KERNELS,
+        TREE_KERNELS,
+        ExactNumbaOperator,
+        Kernels,
+    )
+    from focusflow.focus.reduce import chunked_sum, strict_sum
+    from focusflow.graph import Snapshot
+
+    src, dst, _ = rmat_edges(scale, 16, seed=1)
+    w = np.random.default_rng(1).random(len(src)) + 0.01
+    snap = Snapshot(1 << scale, src, dst, w)
+    n = snap.n
+    op = ExactNumbaOperator(snap, "float64", EXACT_V2)
+    op.setup_laplacian("normalized")
+    rng = np.random.default_rng(2)
+    x2, p, q = rng.random((n, 2)), rng.random(n), rng.random(n)
+    dm = op.lap_diag + 0.5
+    ap, tp, tn, acc, out = (np.empty(n) for _ in range(5))
+    dx, dg, gamma = rng.random((6, n)), rng.random((6, n)), rng.random(6) * 0.1
+    m = op.sell
+
+    def calls(k: Kernels, v3: bool) -> list[tuple[str, Callable[[], object]]]:
+        record = exact_tree._record if v3 else _record_exact
+        mix = exact_tree._mix if v3 else _mix_exact
+        total = chunked_sum if v3 else strict_sum
+        pull = (m.grows, m.gptr, m.glen, m.sidx, m.sval, p, out, op.sell_bounds, 0.85)
+        diag = op.lap_diag
+        return [
+            ("pair_step", lambda: k.pair_step(
+                *op._args, x2, dm, ap, True, diag, 0.9, tp, tn, acc, 0.1, 0.2, False, True
+            )),
+            ("cg_product", lambda: k.cg_product(*op._args, dm, p, ap)),
+            ("cheb_step", lambda: k.cheb_step(*op._args, diag, 0.9, p, tp, acc, 0.1, 0.2, False)),
+            ("sell_pull", lambda: k.sell_pull(*pull)),
+            ("cg_update", lambda: k.cg_update(out, acc, p, q, p, 0.1, tn)),
+            ("finish_diffusion", lambda: k.finish_diffusion(q, out, p, q, p, tn, 0.1, 64)),
+            ("dot", lambda: k.dot(p, q, 64)),
+            ("blend_sum", lambda: k.blend_sum(out, p, q, 0.5, 0.3, 0.2, True, True, 64)),
+            ("anderson record", lambda: record(p, q, out, acc, dx, dg, 1, True, 5)),
+            ("anderson mix", lambda: mix(q, dx, dg, gamma, 5, tn)),
+            ("total", lambda: total(p)),
+        ]  # fmt: skip
+
+    ways = {EXACT_V2: calls(EXACT_KERNELS, False), EXACT_V3: calls(TREE_KERNELS, True)}
+    best: dict[tuple[str, str], float] = {}
+    for way in ways.values():
+        for _, f in way:
+            f()
+    for r in range(reps):
+        for version in (EXACT_V2, EXACT_V3) if r % 2 else (EXACT_V3, EXACT_V2):
+            for name, f in ways[version]:
+                t = time.perf_counter()
+                f()
+                spent = time.perf_counter() - t
+                best[name, version] = min(best.get((name, version), np.inf), spent)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"R-MAT {scale}:16 ({n:,} particles, {len(src):,} links), {numba.get_num_threads()} "
+        f"numba threads, load {load:.1f}, best of {reps}"
+    )
+    print("| kernel | exact-v2 ms | exact-v3 ms | v3/v2 |")
+    print("|---|---:|---:|---:|")
+    for name, _ in ways[EXACT_V2]:
+        a, b = best[name, EXACT_V2] * 1e3, best[name, EXACT_V3] * 1e3
+        print(f"| {name} | {a:.3f} | {b:.3f} | {b / a:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--csv", default=str(SAMPLE))
@@ -126,7 +203,12 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cost-only", action="store_true")
+    ap.add_argument("--kernels", type=int, metavar="SCALE", help="time each kernel instead")
+    ap.add_argument("--reps", type=int, default=40)
     args = ap.parse_args()
+    if args.kernels:
+        kernel_table(args.kernels, args.reps)
+        return
     scales = [int(v) for v in args.rmat.split(",") if v]
     if args.cost_only:
         cost_table(args.csv, scales, args.blocks, args.block, args.rounds)
