@@ -18,15 +18,22 @@ product, quotient and sum on its own, in the CPU kernels' order:
   loading the terms and one lane adding them in order; the 64 partials added
   in order on the host (``reduce.strict_sum`` itself), a whole-vector
   ``total`` as one chunk;
+* in ``exact-v3`` (backends/exact_tree.py) every sum in chunks of 1,024
+  terms instead, a warp a chunk as above but all of them at once, and the
+  partials' tree added level by level by one block (``tree_sums``) on the
+  device, whose result alone comes back; a hub row of more than 1,024 slots
+  in chunks too (``long_chunks``, a warp a chunk) whose trees a thread a row
+  adds (``long_trees``);
 * element-wise passes as CPU code writes them, with the same parentheses.
 
 The solver's control flow is the CPU operator's (this class inherits it and
 swaps the kernels), so the two cannot drift apart: the same Python code
 chooses steps, tolerances and restarts from the same bits.
 
-What it costs: a chunk sum is a chain of dependent additions (about n/64 of
-them), which no GPU shortens without changing the bits; bench/cuda_exact.py
-measures it against the numba exact operator and the fast cuda operator.
+What it costs: in ``exact-v1`` and ``exact-v2`` a chunk sum is a chain of
+dependent additions (about n/64 of them), which no GPU shortens without
+changing the bits; ``exact-v3``'s chains are 1,024 long. bench/cuda_exact.py
+measures both against the numba exact operator and the fast cuda operator.
 Only float64 values: float32 storage would round products in float32 first,
 and the CPU's float32 path is not what a chain runs.
 """

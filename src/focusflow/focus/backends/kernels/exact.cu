@@ -9,7 +9,8 @@
 // Sums follow the CPU's grouping: a row's entries in storage order (one
 // thread per row), and every global sum over the same 64 fixed chunks, each
 // chunk summed in order by one thread (chunk_sums); the host adds the 64
-// partials in order. Element-wise passes write what a chunk sum reads (or a
+// partials in order. exact-v3 (the end of this file) cuts every sum, a hub
+// row's too, into chunks of 1,024 and adds the partials in a fixed tree. Element-wise passes write what a chunk sum reads (or a
 // lane value where a row's term is summed), so a chunk thread needs nothing
 // but loads and additions.
 
