@@ -355,3 +355,21 @@ def test_a_fifo_in_the_cache_place_does_not_block(tmp_path: Path, parses: list[s
     got = read_graph(src)
     assert parses == ["read_edge_list"]
     assert_same_graph(got, read_graph(src, cache=False))
+
+
+def test_an_unreadable_stakes_file_is_never_a_hit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stakes file that cannot be hashed must not match the cache of a read
+    without one: the read goes to the reader, whose error names the file."""
+    src = bostrom_file(tmp_path / "links.csv")
+    read_graph(src, skip_invalid=True)  # the cache of the read without stakes
+    stakes = tmp_path / "stakes.csv"
+    stakes.write_text("neuron,stake\nn3,5\n")
+
+    monkeypatch.setattr(graph_cache, "stakes_digest", lambda path: None)  # as for EACCES
+    monkeypatch.setattr(
+        importers, "read_stakes", lambda path: (_ for _ in ()).throw(OSError("cannot read"))
+    )
+    with pytest.raises(OSError, match="cannot read"):
+        read_graph(src, stakes=stakes, skip_invalid=True)

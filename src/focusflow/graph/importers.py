@@ -464,5 +464,8 @@ def read_graph(
 
     if cache is False or (cache is None and not graph_cache.enabled_by_env()):
         return read()
-    options = graph_cache.Options(fmt, skip_invalid, graph_cache.stakes_digest(stakes_path))
+    stakes_key = graph_cache.stakes_digest(stakes_path)
+    if stakes_path is not None and stakes_key is None:
+        return read()  # an unreadable stakes file: its reader says why
+    options = graph_cache.Options(fmt, skip_invalid, stakes_key)
     return graph_cache.load_or_read(p, options, stakes_path, read, enabled=True)
