@@ -131,6 +131,10 @@ def test_the_whole_graph_answers_when_the_push_would_reach_too_far(monkeypatch):
     monkeypatch.setattr(engine_module, "LOCAL_MIN_PARTICLES", 1)
     few = Inference(ig, InferParams(local_share=0.01, local_work=1e3))
     assert few.predict(["5"]).path == "whole-graph"
+    # A graph whose buffers would pass the memory cap is not pushed on at all.
+    monkeypatch.setattr(engine_module, "LOCAL_MAX_STATES", n)
+    big = Inference(ig, InferParams(local_share=1.0, local_work=1e3))
+    assert big.predict(["6"]).path == "whole-graph"
 
 
 def test_context_weight_applies_to_local_answers():

@@ -51,9 +51,11 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.graph.snapshot import Snapshot
 
 #: Heat walks are carried to at most this many steps (stages); the mass that
-#: would take more (``P(N >= HEAT_STAGES)``, 2.3e-15 of a walk at tau = 1) ends
-#: at the last stage and is added to the error bound.
-HEAT_STAGES = 18
+#: would take more (``P(N >= HEAT_STAGES)``, 8e-10 of a walk at tau = 1) ends
+#: at the last stage and is added to the error bound. Each stage is a state
+#: per particle in the push's buffers, so more would cost memory for nothing a
+#: ranking sees.
+HEAT_STAGES = 12
 #: States per particle: the main state, the springs walk, the heat walk's stages.
 STATES = 2 + HEAT_STAGES
 #: Each round of push divides the threshold by this.

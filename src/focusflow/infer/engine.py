@@ -51,6 +51,10 @@ PATHS = ("auto", WHOLE_GRAPH)
 #: particles and read this many entries, about a millisecond's work.
 LOCAL_MIN_PARTICLES = 1_000
 LOCAL_MIN_WORK = 50_000
+#: The push's buffers hold ``local_push.STATES`` states per particle (about 17
+#: bytes each, pages made resident only where a query writes): past this many
+#: states (2.4M particles) a graph is answered by the whole-graph solve alone.
+LOCAL_MAX_STATES = 1 << 25
 #: Answers kept per Inference (context, semcons) -> distribution.
 CACHED_ANSWERS = 32
 #: A walk is at most this many steps.
@@ -304,8 +308,10 @@ class Inference:
     ) -> _Answer | None:
         """The answer of a push from the context, or None when it would reach too
         far (``local_share``, ``local_work``) before certifying ``local_target``."""
-        from focusflow.focus.local_push import local_focus
+        from focusflow.focus.local_push import STATES, local_focus
 
+        if self.graph.n * STATES > LOCAL_MAX_STATES:
+            return None
         p = self.params
         local, scratch, walks = self.graph.local(factors, p.alpha, p.mode)
         got = local_focus(
