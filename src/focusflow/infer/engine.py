@@ -28,17 +28,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.params import PRECISIONS, FocusParams
-from focusflow.focus.personal import personalized_focus
-from focusflow.focus.result import FocusResult
-from focusflow.graph.snapshot import Snapshot
 from focusflow.infer.graph import InferGraph
 from focusflow.infer.sampling import Sampling, draw
+
+if TYPE_CHECKING:
+    from focusflow.focus.result import FocusResult
+    from focusflow.graph.snapshot import Snapshot
 
 MODES = ("tri", "diffusion")
 #: How an answer was computed: by a push from the context, or over the whole graph.
@@ -331,6 +332,10 @@ class Inference:
     def _whole_graph(
         self, snap: Snapshot, ids: np.ndarray, w: np.ndarray | None, x0: np.ndarray | None
     ) -> _Answer:
+        # The solver's modules are imported by the first query that needs them:
+        # a process whose answers are all local never loads them.
+        from focusflow.focus.personal import personalized_focus
+
         p = self.params
         result = personalized_focus(
             snap,
