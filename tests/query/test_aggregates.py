@@ -49,6 +49,8 @@ def _references(ref: nx.DiGraph) -> dict[str, set[tuple]]:
     return {
         "deg": {(x, out[x]) for x in ref},
         "indeg": {(x, len(pred[x])) for x in ref},
+        "deg_var": {(x, out[x]) for x in ref},
+        "loops": {(x, int(x in succ[x])) for x in ref},
         "hist": set(Counter(out.values()).items()),
         "links": {(ref.number_of_edges(),)},
         "particles": {(ref.number_of_nodes(),)},
@@ -66,6 +68,8 @@ def _references(ref: nx.DiGraph) -> dict[str, set[tuple]]:
 PROGRAMS = {
     "deg": (DEG, "deg"),
     "indeg": ("d(x, c) :- particle(x), c = count : { link(_, x) }.", "d"),
+    "deg_var": ("d(x, c) :- particle(x), c = count : { link(x, y) }.", "d"),
+    "loops": ("d(x, c) :- particle(x), c = count : { link(x, x) }.", "d"),
     "hist": (HIST, "hist"),
     "links": ("c(n) :- n = count : { link(_, _) }.", "c"),
     "particles": ("c(n) :- n = count : particle(_).", "c"),
@@ -92,7 +96,9 @@ def test_aggregates_equal_duckdb_and_python(graph, name):
     assert {tuple(r) for r in fast.rows} == _references(ref)[name]
 
 
-@pytest.mark.parametrize("name", ["deg", "indeg", "hist", "links", "particles", "hub_kin"])
+@pytest.mark.parametrize(
+    "name", ["deg", "indeg", "deg_var", "hist", "links", "particles", "hub_kin"]
+)
 def test_counting_scans_are_planned_as_index_lookups(graph, name):
     """One relation counted per binding of another runs here, not in DuckDB."""
     source, _ = graph

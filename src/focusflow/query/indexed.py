@@ -481,6 +481,12 @@ class IndexedEvaluation:
         groups, inverse = _groups([b.cols[v] for v in shared], b.length, self.index.n)
         k = len(groups[0]) if shared else int(b.length > 0)
         inner = _Bindings(dict(zip(shared, groups, strict=True)), k, self.index.n)
+        degree = self._degree(agg, inner)
+        if degree is not None:
+            self.budget.charge(k)
+            out = b
+            out.cols[agg.target.name] = degree[inverse]
+            return out
         inner.cols[_GROUP] = np.arange(k, dtype=np.int64)
         atoms = [lit for lit in agg.body if isinstance(lit, Atom)]
         compares = [lit for lit in agg.body if isinstance(lit, Compare)]
@@ -513,6 +519,30 @@ class IndexedEvaluation:
                 out, inverse = b.take(rows), inverse[rows]
         out.cols[agg.target.name] = value[inverse]
         return out
+
+    def _degree(self, agg: Aggregate, groups: _Bindings) -> np.ndarray | None:
+        """``count : { link(x, _) }`` (or ``link(_, x)``, or a variable of its
+        own for ``_``) per group: the degree of each ``x``, read off the CSR's
+        row pointers without listing the links; None for any other aggregate."""
+        if agg.func != "count" or len(agg.body) != 1:
+            return None
+        (atom,) = agg.body
+        if not isinstance(atom, Atom) or atom.name != "link":
+            return None
+        ix = self.index
+        a, c = atom.args
+        for end, other, ptr in ((a, c, ix.out_ptr), (c, a, ix.in_ptr)):
+            free = isinstance(other, Wildcard) or (
+                isinstance(other, Var) and other.name not in groups.cols
+            )
+            if isinstance(end, Var) and end.name in groups.cols and free:
+                at = groups.cols[end.name]
+                inside = (at >= 0) & (at < ix.n)
+                degree = np.zeros(len(at), dtype=np.int64)
+                ok = at[inside]
+                degree[inside] = ptr[ok + 1] - ptr[ok]
+                return degree
+        return None
 
     def _join_derived(self, b: _Bindings, atom: Atom, cols: list[np.ndarray]) -> _Bindings:
         """Every row of a derived relation matching each binding (an equi-join
