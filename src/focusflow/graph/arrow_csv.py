@@ -306,14 +306,41 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
     src, dst = Factorized(src_ids, names), Factorized(dst_ids, names)
     neuron = Factorized(neuron_ids, neurons.to_pylist())
     rows = np.arange(table.num_rows, dtype=np.int64)
-    if table.num_rows:
-        pair = src.ids * max(len(src.keys), 1) + dst.ids
-        order = np.lexsort((rows, pair, neuron.ids))
-        same = (np.diff(neuron.ids[order]) == 0) & (np.diff(pair[order]) == 0)
-        if same.any():
-            keep = np.sort(order[np.concatenate(([True], ~same))])
-            rows = rows[keep]
-            src = Factorized(src.ids[keep], src.keys)
-            dst = Factorized(dst.ids[keep], dst.keys)
-            neuron = Factorized(neuron.ids[keep], neuron.keys)
+    keep = _first_of_each_link(src.ids, dst.ids, neuron.ids, len(src.keys), len(neuron.keys))
+    if keep is not None:
+        rows = rows[keep]
+        src = Factorized(src.ids[keep], src.keys)
+        dst = Factorized(dst.ids[keep], dst.keys)
+        neuron = Factorized(neuron.ids[keep], neuron.keys)
     return BostromColumns(src, dst, neuron, rows, text)
+
+
+def _first_of_each_link(
+    src: np.ndarray, dst: np.ndarray, neuron: np.ndarray, n_particles: int, n_neurons: int
+) -> np.ndarray | None:
+    """The rows to keep, in order, when a neuron repeats a link (its first
+    kept), or None when none repeats.
+
+    A link is one int64 ``(neuron, src, dst)`` key where that fits (it does
+    for any real dump): one unstable sort answers whether any key repeats,
+    and only then a stable one finds the first of each; three keys through
+    ``lexsort`` cost about three stable sorts every time.
+    """
+    if len(src) == 0:
+        return None
+    p, q = max(n_particles, 1), max(n_neurons, 1)
+    if q * p * p < 1 << 62:
+        key = (neuron * p + src) * p + dst
+        ordered = np.sort(key)
+        if not np.any(ordered[1:] == ordered[:-1]):
+            return None
+        order = np.argsort(key, kind="stable")
+        same = key[order][1:] == key[order][:-1]
+    else:
+        pair = src * p + dst
+        order = np.lexsort((np.arange(len(src)), pair, neuron))
+        same = (np.diff(neuron[order]) == 0) & (np.diff(pair[order]) == 0)
+        if not same.any():
+            return None
+    keep: np.ndarray = np.sort(order[np.concatenate(([True], ~same))])
+    return keep
