@@ -9,7 +9,8 @@ by today's whole-graph solve (``InferParams(path="whole-graph")``) and by
 ``Inference``'s default (``path="auto"``: a local push from the context, the
 whole graph when the push would reach too far), after two warm-up queries.
 Each answer is compared with a whole-graph solve to 1e-9 in float64: its L1
-distance, the top 10 it keeps, and whether the L1 error bound it reports holds.
+distance, the share it keeps of the reference's top 10 (those no tie at the
+11th place decides), and whether the L1 error bound it reports holds.
 It prints both paths side by side with the ratio of their medians, the share
 of queries the local path answered, and where the pushes that fell back
 stopped. ``--variants`` times the whole-graph solve's settings instead
@@ -52,6 +53,15 @@ def top10(p: np.ndarray) -> set[int]:
     return set(np.argsort(-p)[:10].tolist())
 
 
+def settled_top10(ref: np.ndarray) -> set[int]:
+    """The reference's top 10 that no tie decides: positive and above its 11th
+    value (a graph with few reachable particles or symmetric ones has ties
+    there, and any answer's order among them is as right as the reference's)."""
+    order = np.argsort(-ref)
+    cut = ref[order[10]] if len(ref) > 10 else 0.0
+    return {int(i) for i in order[:10] if ref[i] > cut + 1e-12 * ref[order[0]]}
+
+
 def rmat16(seed: int) -> InferGraph:
     src, dst, w = rmat_edges(16, 16, seed=seed)
     keep = src != dst
@@ -90,7 +100,10 @@ def main() -> None:
     if args.variants:
         variants(args)
         return
-    print(f"load average {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs; mode {args.mode}", flush=True)
+    print(
+        f"load average {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs; mode {args.mode}",
+        flush=True,
+    )
     rng = np.random.default_rng(args.seed)
     for name in args.graphs:
         if name == "rmat16":
@@ -162,7 +175,8 @@ def compare_paths(
                 r = rows[name]
                 r["ms"].append(dt * 1e3)
                 r["l1"].append(l1)
-                r["kept"].append(len(top10(phi) & top10(ref)))
+                settled = settled_top10(ref)
+                r["kept"].append(len(top10(phi) & settled) / max(len(settled), 1))
                 r["bound"].append(pred.error_bound if pred.error_bound is not None else np.inf)
                 r["holds"].append(pred.error_bound is None or l1 <= pred.error_bound)
                 r["local"].append(pred.path == "local")
@@ -174,7 +188,7 @@ def compare_paths(
             f"  {name:20s} median {np.median(ms):8.2f} ms  p99 {np.percentile(ms, 99):8.2f}  "
             f"local {np.mean(r['local']):4.0%}  L1 to 1e-9 max {max(r['l1']):.1e}  "
             f"bound max {max(r['bound']):.1e} holds {all(r['holds'])}  "
-            f"top-10 kept min {min(r['kept'])}/10"
+            f"top-10 kept min {min(r['kept']):.0%}"
         )
     whole, auto = med["whole-graph (today)"], med["auto (local first)"]
     print(f"  median ratio whole-graph / auto: {whole / auto:.2f}x")
