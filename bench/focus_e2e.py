@@ -33,7 +33,8 @@ its neuron's stake 1 spread over the neuron's links, as focusflow does).
 
 ``--readers`` measures the readers alone, on the shared bostrom sample (read
 with ``--skip-invalid``: it holds one row that is not a CID), WordNet (written
-once by ``focusflow import wordnet --out``) and R-MAT files, against igraph's
+once by ``focusflow import wordnet --out``), a generated bostrom-like dump
+(``--bostrom-links``: CIDv0 particles, Zipf sources and neurons) and R-MAT files, against igraph's
 readers: ``Graph.Read_Ncol`` for edge lists and, for the bostrom format (igraph
 has no CSV reader), pandas ``read_csv`` + ``drop_duplicates`` +
 ``Graph.DataFrame`` of the links' ends (the neuron is read for the duplicates'
@@ -238,6 +239,46 @@ def _reader_rounds(fmt: str, path: str, rounds: int) -> None:
             links[name] = _read(name, fmt, path)
             times[name].append(time.perf_counter() - t0)
     print(json.dumps({"times": times, "links": links}))
+
+
+def bostrom_file(directory: Path, links: int) -> Path:
+    """A bostrom dump's shape at ``links`` rows, written once: CIDv0 particles
+    (a fifth as many as links, sources Zipf-distributed), 5,000 neurons
+    (Zipf), a timestamp column, and the repeats and self-links such draws give."""
+    path = directory / f"bostrom-qm-{links}.csv"
+    if path.exists():
+        return path
+    import random
+
+    import numpy as np
+
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    rand = random.Random(links)
+
+    def cidv0() -> str:
+        value = int.from_bytes(b"\x12\x20" + rand.randbytes(32), "big")
+        digits = []
+        while value:
+            value, d = divmod(value, 58)
+            digits.append(alphabet[d])
+        return "".join(reversed(digits))
+
+    rng = np.random.default_rng(links)
+    n_particles = max(links // 5, 2)
+    cids = [cidv0() for _ in range(n_particles)]
+    neurons = [f"bostrom1{rand.randbytes(19).hex()}" for _ in range(5000)]
+    src = (rng.zipf(1.3, links) % n_particles).tolist()
+    dst = rng.integers(0, n_particles, links).tolist()
+    who = (rng.zipf(1.5, links) % len(neurons)).tolist()
+    tmp = path.with_suffix(".part")
+    with tmp.open("w") as fh:
+        fh.write("neuron,particle_from,particle_to,height,timestamp\n")
+        fh.writelines(
+            f"{neurons[n]},{cids[a]},{cids[b]},{i},2021-11-05T14:00:00\n"
+            for i, (n, a, b) in enumerate(zip(who, src, dst, strict=True))
+        )
+    tmp.rename(path)
+    return path
 
 
 def wordnet_file(directory: Path) -> Path:
@@ -488,6 +529,15 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "focusflow-e2e")
     ap.add_argument("--readers", action="store_true", help="the readers alone (see above)")
     ap.add_argument(
+        "--bostrom-links",
+        type=int,
+        default=1_000_000,
+        help="with --readers: rows of a generated bostrom-like dump (CIDv0 particles); 0: none",
+    )
+    ap.add_argument(
+        "--only", nargs="*", default=[], help="with --readers: inputs whose label holds a word"
+    )
+    ap.add_argument(
         "--readers-only",
         action="store_true",
         help="with --readers: leave out focus compute on WordNet",
@@ -517,9 +567,13 @@ def main() -> None:
         args.min_cache_bytes = MIN_SOURCE_BYTES
         wordnet = wordnet_file(args.dir)
         inputs = [("bostrom sample", args.sample, "bostrom"), ("WordNet", wordnet, "bostrom")]
+        if args.bostrom_links:
+            dump = bostrom_file(args.dir, args.bostrom_links)
+            inputs.append((f"bostrom-like, {args.bostrom_links:,} rows", dump, "bostrom"))
         inputs += [(f"R-MAT scale {s}", rmat_file(args.dir, s), "edges") for s in args.scales]
         for label, path, fmt in inputs:
-            bench_readers(label, path, fmt, args)
+            if not args.only or any(word in label for word in args.only):
+                bench_readers(label, path, fmt, args)
         if not args.readers_only:
             focus_compute_load(wordnet, "bostrom", args)
             bench_input("WordNet", wordnet, "bostrom", ["igraph", "scipy"], args)
