@@ -19,8 +19,11 @@ Everything else (each product and quotient, the element-wise passes, the
 order inside a chunk and a row) is ``exact-v2``'s, and so is the code around
 these kernels: ``ExactNumbaOperator`` swaps them in for ``exact-v3``. The
 chunk partials are independent, so a GPU sums every chunk at once and then
-the tree level by level (``cuda_exact``), with the same bits; a CPU splits
-its threads' work at chunk boundaries, so the thread count changes nothing.
+the tree level by level (``cuda_exact``), with the same bits. A CPU's
+threads take a matrix's rows by cost, as ``exact-v2``'s do, adding the
+chunks that lie whole in their part as they go and the ones their bounds
+cut afterwards (``_slot_sum``): neither the thread count nor the split
+changes the bits.
 
 All kernels set ``fastmath=False`` themselves and call only helpers that do
 (``reduce.exact_twin`` explains why a callee must set it).
@@ -38,106 +41,15 @@ from focusflow.focus.reduce import TREE_CHUNK, tree_sum
 GROUPS = TREE_CHUNK // C
 
 
-def chunk_count(n: int) -> int:
-    """How many chunks of ``TREE_CHUNK`` values a sum over ``n`` values has."""
-    return (n + TREE_CHUNK - 1) // TREE_CHUNK
-
-
 @nb.njit(cache=True, fastmath=False)
-def _slots_dot(
-    sidx: np.ndarray,
-    sval: np.ndarray,
-    x: np.ndarray,
-    base: np.uint64,
-    lo: int,
-    hi: int,
-    acc: np.ndarray,
-) -> None:
-    """``acc[lane]`` = the sum, in order from 0.0, of a group's slots ``lo``
-    to ``hi`` of each lane times ``x``."""
-    for lane in range(C):
-        acc[lane] = 0.0
-    for j in range(U64(lo), U64(hi)):
-        o = base + j * UC
-        for lane in range(UC):
-            acc[lane] += sval[o + lane] * x[U64(np.uint32(sidx[o + lane]))]
-
-
-@nb.njit(cache=True, fastmath=False)
-def _long_dot(
-    gptr: np.ndarray,
-    glen: np.ndarray,
-    sidx: np.ndarray,
-    sval: np.ndarray,
-    x: np.ndarray,
-    g: int,
-    acc: np.ndarray,
-) -> None:
-    """``acc[lane]`` = the row of group ``g``'s lane times ``x``, for a group
-    longer than ``TREE_CHUNK`` slots: chunks of its slots in order, combined
-    by the tree. (A shorter group is one chunk, summed inline by the kernels:
-    a call per group kept LLVM from holding the lanes' sums in registers.)"""
-    base = U64(gptr[g])
-    length = glen[g]
-    chunks = (length + TREE_CHUNK - 1) // TREE_CHUNK
-    part = np.empty((C, chunks))
-    for c in range(chunks):
-        _slots_dot(sidx, sval, x, base, c * TREE_CHUNK, min(length, (c + 1) * TREE_CHUNK), acc)
-        for lane in range(C):
-            part[lane, c] = acc[lane]
-    for lane in range(C):
-        acc[lane] = tree_sum(part[lane])
-
-
-@nb.njit(cache=True, fastmath=False)
-def _slots_dot2(
-    sidx: np.ndarray,
-    sval: np.ndarray,
-    x2: np.ndarray,
-    base: np.uint64,
-    lo: int,
-    hi: int,
-    acc0: np.ndarray,
-    acc1: np.ndarray,
-) -> None:
-    """``_slots_dot`` of both columns of ``x2`` in one pass."""
-    for lane in range(C):
-        acc0[lane] = 0.0
-        acc1[lane] = 0.0
-    for j in range(U64(lo), U64(hi)):
-        o = base + j * UC
-        for lane in range(UC):
-            q = U64(np.uint32(sidx[o + lane]))
-            v = sval[o + lane]
-            acc0[lane] += v * x2[q, U64(0)]
-            acc1[lane] += v * x2[q, U64(1)]
-
-
-@nb.njit(cache=True, fastmath=False)
-def _long_dot2(
-    gptr: np.ndarray,
-    glen: np.ndarray,
-    sidx: np.ndarray,
-    sval: np.ndarray,
-    x2: np.ndarray,
-    g: int,
-    acc0: np.ndarray,
-    acc1: np.ndarray,
-) -> None:
-    """``_long_dot`` of both columns of ``x2`` in one pass over the slots."""
-    base = U64(gptr[g])
-    length = glen[g]
-    chunks = (length + TREE_CHUNK - 1) // TREE_CHUNK
-    part = np.empty((2 * C, chunks))
-    for c in range(chunks):
-        hi = min(length, (c + 1) * TREE_CHUNK)
-        _slots_dot2(sidx, sval, x2, base, c * TREE_CHUNK, hi, acc0, acc1)
-        for lane in range(C):
-            part[lane, c] = acc0[lane]
-            part[C + lane, c] = acc1[lane]
-    for lane in range(C):
-        acc0[lane] = tree_sum(part[lane])
-        acc1[lane] = tree_sum(part[C + lane])
+def _most_chunks(glen: np.ndarray) -> int:
+    """Chunks of the longest row: the room a work part keeps for a hub row's
+    chunk sums, before their tree. (Groups are stored longest first, but a
+    structure check does not promise it, and these kernels index without
+    bounds checks: the largest is taken, not the first.)"""
+    if glen.shape[0] == 0:
+        return 1
+    return max(1, int((glen.max() + TREE_CHUNK - 1) // TREE_CHUNK))
 
 
 @nb.njit(cache=True, fastmath=False)
@@ -178,7 +90,7 @@ def _slot_sum(bounds: np.ndarray, groups: int, partial: np.ndarray, terms: np.nd
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def sell_pull(
+def sell_pull(  # noqa: C901, PLR0912 - one pass: rows in chunks, sums as they go
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,
@@ -193,8 +105,10 @@ def sell_pull(
     groups = glen.shape[0]
     partial = np.zeros((groups + GROUPS - 1) // GROUPS)
     terms = np.empty(groups * C)
+    most = _most_chunks(glen)
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
+        part = np.empty((C, most))
         lo, hi = _whole(bounds, c, groups)
         run = 0.0
         for g in range(bounds[c], bounds[c + 1]):
@@ -202,16 +116,22 @@ def sell_pull(
             whole = b >= lo and b < hi
             if whole and g % GROUPS == 0:
                 run = 0.0
-            if glen[g] > TREE_CHUNK:
-                _long_dot(gptr, glen, sidx, sval, z, g, acc)
-            else:
+            length = glen[g]
+            base = U64(gptr[g])
+            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
+            for ch in range(chunks):
                 for lane in range(C):
                     acc[lane] = 0.0
-                base = U64(gptr[g])
-                for j in range(U64(glen[g])):
+                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
                     o = base + j * UC
                     for lane in range(UC):
                         acc[lane] += sval[o + lane] * z[U64(np.uint32(sidx[o + lane]))]
+                if chunks > 1:
+                    for lane in range(C):
+                        part[lane, ch] = acc[lane]
+            if chunks > 1:
+                for lane in range(C):
+                    acc[lane] = tree_sum(part[lane, :chunks])
             for lane in range(C):
                 r = grows[g * C + lane]
                 term = 0.0
@@ -240,19 +160,27 @@ def lap_apply(
     out: np.ndarray,
 ) -> None:
     """``out = diag * x - N x``."""
+    most = _most_chunks(glen)
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
+        part = np.empty((C, most))
         for g in range(bounds[c], bounds[c + 1]):
-            if glen[g] > TREE_CHUNK:
-                _long_dot(gptr, glen, sidx, sval, x, g, acc)
-            else:
+            length = glen[g]
+            base = U64(gptr[g])
+            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
+            for ch in range(chunks):
                 for lane in range(C):
                     acc[lane] = 0.0
-                base = U64(gptr[g])
-                for j in range(U64(glen[g])):
+                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
                     o = base + j * UC
                     for lane in range(UC):
                         acc[lane] += sval[o + lane] * x[U64(np.uint32(sidx[o + lane]))]
+                if chunks > 1:
+                    for lane in range(C):
+                        part[lane, ch] = acc[lane]
+            if chunks > 1:
+                for lane in range(C):
+                    acc[lane] = tree_sum(part[lane, :chunks])
             for lane in range(C):
                 r = grows[g * C + lane]
                 if r >= 0:
@@ -277,19 +205,27 @@ def cheb_step(  # noqa: PLR0913 - numba_lap.cheb_step's signature
     first: bool,
 ) -> None:
     """One Chebyshev term (``numba_lap.cheb_step``)."""
+    most = _most_chunks(glen)
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
+        part = np.empty((C, most))
         for g in range(bounds[c], bounds[c + 1]):
-            if glen[g] > TREE_CHUNK:
-                _long_dot(gptr, glen, sidx, sval, t_cur, g, acc)
-            else:
+            length = glen[g]
+            base = U64(gptr[g])
+            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
+            for ch in range(chunks):
                 for lane in range(C):
                     acc[lane] = 0.0
-                base = U64(gptr[g])
-                for j in range(U64(glen[g])):
+                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
                     o = base + j * UC
                     for lane in range(UC):
                         acc[lane] += sval[o + lane] * t_cur[U64(np.uint32(sidx[o + lane]))]
+                if chunks > 1:
+                    for lane in range(C):
+                        part[lane, ch] = acc[lane]
+            if chunks > 1:
+                for lane in range(C):
+                    acc[lane] = tree_sum(part[lane, :chunks])
             for lane in range(C):
                 r = grows[g * C + lane]
                 if r >= 0:
@@ -305,7 +241,7 @@ def cheb_step(  # noqa: PLR0913 - numba_lap.cheb_step's signature
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def cg_product(
+def cg_product(  # noqa: C901, PLR0912 - one pass: rows in chunks, sums as they go
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,
@@ -320,8 +256,10 @@ def cg_product(
     groups = glen.shape[0]
     partial = np.zeros((groups + GROUPS - 1) // GROUPS)
     terms = np.empty(groups * C)
+    most = _most_chunks(glen)
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
+        part = np.empty((C, most))
         lo, hi = _whole(bounds, c, groups)
         run = 0.0
         for g in range(bounds[c], bounds[c + 1]):
@@ -329,16 +267,22 @@ def cg_product(
             whole = b >= lo and b < hi
             if whole and g % GROUPS == 0:
                 run = 0.0
-            if glen[g] > TREE_CHUNK:
-                _long_dot(gptr, glen, sidx, sval, p, g, acc)
-            else:
+            length = glen[g]
+            base = U64(gptr[g])
+            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
+            for ch in range(chunks):
                 for lane in range(C):
                     acc[lane] = 0.0
-                base = U64(gptr[g])
-                for j in range(U64(glen[g])):
+                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
                     o = base + j * UC
                     for lane in range(UC):
                         acc[lane] += sval[o + lane] * p[U64(np.uint32(sidx[o + lane]))]
+                if chunks > 1:
+                    for lane in range(C):
+                        part[lane, ch] = acc[lane]
+            if chunks > 1:
+                for lane in range(C):
+                    acc[lane] = tree_sum(part[lane, :chunks])
             for lane in range(C):
                 r = grows[g * C + lane]
                 term = 0.0
@@ -356,7 +300,7 @@ def cg_product(
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def pair_step(  # noqa: PLR0912, PLR0913 - numba_lap.pair_step's signature and branches
+def pair_step(  # noqa: C901, PLR0912, PLR0913 - numba_lap.pair_step's signature, one pass
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,
@@ -381,9 +325,11 @@ def pair_step(  # noqa: PLR0912, PLR0913 - numba_lap.pair_step's signature and b
     groups = glen.shape[0]
     partial = np.zeros((groups + GROUPS - 1) // GROUPS)
     terms = np.empty(groups * C)
+    most = _most_chunks(glen)
     for c in nb.prange(bounds.shape[0] - 1):
         acc0 = np.zeros(C)
         acc1 = np.zeros(C)
+        part = np.empty((2 * C, most))
         lo, hi = _whole(bounds, c, groups)
         run = 0.0
         for g in range(bounds[c], bounds[c + 1]):
@@ -391,20 +337,28 @@ def pair_step(  # noqa: PLR0912, PLR0913 - numba_lap.pair_step's signature and b
             whole = b >= lo and b < hi
             if whole and g % GROUPS == 0:
                 run = 0.0
-            if glen[g] > TREE_CHUNK:
-                _long_dot2(gptr, glen, sidx, sval, x2, g, acc0, acc1)
-            else:
+            length = glen[g]
+            base = U64(gptr[g])
+            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
+            for ch in range(chunks):
                 for lane in range(C):
                     acc0[lane] = 0.0
                     acc1[lane] = 0.0
-                base = U64(gptr[g])
-                for j in range(U64(glen[g])):
+                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
                     o = base + j * UC
                     for lane in range(UC):
                         q = U64(np.uint32(sidx[o + lane]))
                         v = sval[o + lane]
                         acc0[lane] += v * x2[q, U64(0)]
                         acc1[lane] += v * x2[q, U64(1)]
+                if chunks > 1:
+                    for lane in range(C):
+                        part[lane, ch] = acc0[lane]
+                        part[C + lane, ch] = acc1[lane]
+            if chunks > 1:
+                for lane in range(C):
+                    acc0[lane] = tree_sum(part[lane, :chunks])
+                    acc1[lane] = tree_sum(part[C + lane, :chunks])
             for lane in range(C):
                 r = grows[g * C + lane]
                 term = 0.0
