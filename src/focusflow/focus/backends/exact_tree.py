@@ -72,7 +72,8 @@ def _slot_sum(bounds: np.ndarray, groups: int, partial: np.ndarray, terms: np.nd
     The kernels split their threads' work by the rows' cost, as
     ``exact-v2``'s do: split at chunk boundaries, the first chunk (the 1,024
     longest rows) would be one thread's at any thread count; writing every
-    term and summing them afterwards cost a matrix pass 3-7 %."""
+    term and summing them afterwards cost a matrix pass some per cent more
+    (bench/exact_versions.py --kernels)."""
     blocks = partial.shape[0]
     whole = np.zeros(blocks, dtype=np.bool_)
     for c in range(bounds.shape[0] - 1):
