@@ -117,6 +117,34 @@ def test_texts_beside_the_graph_are_shown(capsys, tmp_path):
     assert r.json()["particles"][0]["text"] == "mammals"
 
 
+def test_a_particles_file_is_checked_where_it_is_read(capsys, tmp_path):
+    words = ["cats", "mammals", "dogs"]
+    graph = tmp_path / "small.csv"
+    graph.write_text(
+        "neuron,particle_from,particle_to,height,timestamp\n"
+        + "".join(
+            f"n,{cid_of_text(a)},{cid_of_text(b)},0,0\n"
+            for a, b in [("cats", "mammals"), ("dogs", "mammals")]
+        )
+    )
+    texts = tmp_path / "small.particles.tsv"
+    args = ("infer", "--graph", graph, "--context", "cats", "--top", "1", "--json")
+    # The line of the particle shown has two fields: named by its line.
+    texts.write_text(
+        "cid\ttext\tgloss\n" + f"{cid_of_text('cats')}\tcats\t\n{cid_of_text('mammals')}\tmammals\n"
+    )
+    r = run_cli(capsys, *args)
+    assert_user_error(r, "bad_input_file")
+    assert "small.particles.tsv:3:" in r.err
+    texts.write_text("cid,text\n" + "".join(f"{cid_of_text(w)}\t{w}\t\n" for w in words))
+    assert_user_error(run_cli(capsys, *args), "bad_input_file")
+    # A particle without a line is shown without text.
+    texts.write_text("cid\ttext\tgloss\n" + f"{cid_of_text('cats')}\tcats\t\n")
+    r = run_cli(capsys, *args)
+    assert r.code == 0, r.err
+    assert "text" not in r.json()["particles"][0]
+
+
 def test_a_compiled_model_answers_the_same_question(capsys, shared_sample_path, tmp_path):
     out = tmp_path / "model"
     made = run_cli(
