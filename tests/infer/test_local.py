@@ -166,3 +166,14 @@ def test_context_weight_applies_to_local_answers():
 def test_bad_local_parameters_are_refused(bad):
     with pytest.raises(InvalidParameterError):
         InferParams(**bad).validate()
+
+
+@pytest.mark.parametrize("weights", [[1.0, -1.0], [np.nan, 1.0], [0.0, 0.0], [1.0]])
+def test_bad_context_weights_are_refused_before_the_push(weights):
+    n = 20
+    src, dst, w = random_links(3, n, 50)
+    ig = InferGraph.from_arrays(
+        n, src, dst, w, np.full(len(src), -1), [], [str(i) for i in range(n)]
+    )
+    with pytest.raises(InvalidParameterError):
+        Inference(ig).predict(["1", "2"], weights=weights)

@@ -165,7 +165,8 @@ class PushScratch:
 
 @dataclass(frozen=True)
 class LocalAnswer:
-    """A local push's result: ``focus`` sums to 1 over its ``support``."""
+    """A local push's result: ``values`` (the focus, summing to 1) on ``support``
+    (particle ids); ``touched`` particles given mass, ``work`` entries read."""
 
     support: np.ndarray
     values: np.ndarray

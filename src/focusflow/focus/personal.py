@@ -51,16 +51,7 @@ def context_prior(
     if ids.min() < 0 or ids.max() >= n:
         bad = int(ids[(ids < 0) | (ids >= n)][0])
         raise InvalidParameterError(f"context particle id {bad} is out of range [0, {n})")
-    if weights is None:
-        w = np.ones(ids.size)
-    else:
-        w = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if w.shape != ids.shape:
-            raise InvalidParameterError(
-                f"context weights need one value per particle ({ids.size}), got {w.size}"
-            )
-        if not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
-            raise InvalidParameterError("context weights must be finite, >= 0 and not all zero")
+    w = context_weights(ids, weights)
     if not (0.0 <= mix < 1.0):
         raise InvalidParameterError(f"mix must be in [0, 1), got {mix}")
     u = np.bincount(ids, weights=w, minlength=n).astype(np.float64)
@@ -75,6 +66,21 @@ def context_prior(
             b = b / b.sum()
         u = (1.0 - mix) * u + mix * b
     return u
+
+
+def context_weights(ids: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """One weight per context particle (ones when None), checked: finite,
+    non-negative, not all zero."""
+    if weights is None:
+        return np.ones(ids.size)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if w.shape != ids.shape:
+        raise InvalidParameterError(
+            f"context weights need one value per particle ({ids.size}), got {w.size}"
+        )
+    if not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
+        raise InvalidParameterError("context weights must be finite, >= 0 and not all zero")
+    return w
 
 
 def personalized_focus(

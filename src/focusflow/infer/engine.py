@@ -310,6 +310,7 @@ class Inference:
         """The answer of a push from the context, or None when it would reach too
         far (``local_share``, ``local_work``) before certifying ``local_target``."""
         from focusflow.focus.local_push import STATES, local_focus
+        from focusflow.focus.personal import context_weights
 
         if self.graph.n * STATES > LOCAL_MAX_STATES:
             return None
@@ -320,7 +321,7 @@ class Inference:
             scratch,
             walks,
             ids,
-            np.ones(ids.size) if w is None else w,
+            context_weights(ids, w),
             p.local_target,
             max(int(p.local_share * self.graph.n), LOCAL_MIN_PARTICLES),
             max(int(p.local_work * local.entries), LOCAL_MIN_WORK),
