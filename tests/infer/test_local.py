@@ -177,3 +177,30 @@ def test_bad_context_weights_are_refused_before_the_push(weights):
     )
     with pytest.raises(InvalidParameterError):
         Inference(ig).predict(["1", "2"], weights=weights)
+
+
+def test_a_graph_whose_pushes_keep_giving_up_is_pushed_on_rarely(monkeypatch):
+    n = 200
+    src, dst, w = random_links(5, n, 1600)
+    ig = InferGraph.from_arrays(
+        n, src, dst, w, np.full(len(src), -1), [], [str(i) for i in range(n)]
+    )
+    monkeypatch.setattr(engine_module, "LOCAL_MIN_WORK", 1)
+    engine = Inference(ig, InferParams(local_work=1e-3))
+    tried = []
+    push = Inference._local
+
+    def counted(self, *args):
+        tried.append(1)
+        return push(self, *args)
+
+    monkeypatch.setattr(Inference, "_local", counted)
+    for h in range(20):
+        assert engine.predict([h]).path == "whole-graph"
+    # Eight tries, then one in every sixteen queries (the sixteenth miss).
+    assert len(tried) == engine_module.LOCAL_SKIP_AFTER + 1
+    # A push that answers clears the count.
+    monkeypatch.setattr(engine_module, "LOCAL_MIN_WORK", 10**9)
+    engine._misses[None] = 3
+    assert engine.predict([150]).path == "local"
+    assert not engine._misses
