@@ -211,7 +211,7 @@ def _read(name: str, fmt: str, path: str) -> int:
         import pandas as pd
 
         # igraph's fastest way in found: pandas' factorize and the edge list
-        # (Graph.DataFrame took 1.9 s more on WordNet; the neuron as a string
+        # (Graph.DataFrame took about 1.4 s more on WordNet; the neuron as a string
         # edge attribute doubled that); the neuron serves the duplicates' test
         cols = ["neuron", "particle_from", "particle_to"]
         f = pd.read_csv(path, dtype=str, usecols=cols).drop_duplicates()

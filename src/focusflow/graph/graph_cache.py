@@ -2,8 +2,8 @@
 
 Parsing a graph file costs seconds (WordNet's 109 MB CSV: Arrow's parse, the
 keys' factorizing, the CIDs' check); reading back the columns that parse
-produced costs a quarter to a half of that in process (R-MAT 18: 0.5 against
-2.3 s; WordNet: 0.5 against 1.3 s, most of it the key tables' dicts; bench/
+produced costs a fifth to a half of that in process (R-MAT 18: 0.24 against
+1.22 s; WordNet: 0.25 against 0.58 s, much of it the key tables' dicts; bench/
 focus_e2e.py --readers). ``read_graph`` looks for ``<source>.ffgraph``
 (or a file in ``$FOCUSFLOW_GRAPH_CACHE_DIR``) and uses it when it was made
 from a file with the same bytes, read with the same options, by this version
