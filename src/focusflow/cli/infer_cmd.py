@@ -86,7 +86,7 @@ class TextsFile(Mapping[str, str]):
 
     An answer shows a few particles, and parsing all of WordNet's 265k lines
     into a dict cost about a second of a command that answers one query: the
-    file is mapped, and a particle's line is found by searching for its CID at
+    file is read as bytes, and a particle's line is found by searching for its CID at
     a line's start (a CID holds no tab or newline, so the match is exact). The
     header is checked when the file is opened, a line when it is read; the
     whole table is parsed only if it is iterated.
