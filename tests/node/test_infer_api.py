@@ -50,6 +50,8 @@ def test_infer_answers_from_the_committed_graph(net):
     assert doc["particles"][0]["cid"] == cid_of_text("mammals")
     assert [p["rank"] for p in doc["particles"]] == [1, 2, 3]
     assert sum(p["probability"] for p in doc["particles"]) <= 1.0 + 1e-9
+    assert doc["path"] in ("local", "whole-graph")
+    assert 0.0 <= doc["error_bound"] < 0.1
     assert by_name["context"] == [cid_of_text("cats")]
     assert cid_of_text("cats") not in [p["cid"] for p in by_name["particles"]]
 
