@@ -551,8 +551,8 @@ def main() -> None:
     ap.add_argument(
         "--sample",
         type=Path,
-        default=Path("/work/shared/data/bostrom-sample-cyberlinks.csv"),
-        help="the bostrom sample for --readers (default: the shared one)",
+        default=ROOT / "src" / "focusflow" / "data" / "bostrom-sample-cyberlinks.csv",
+        help="the bostrom sample for --readers (default: the one the package ships)",
     )
     args = ap.parse_args()
     peers = ("igraph", "networkx", "pandas", "scipy")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,7 +37,8 @@ from focusflow.graph.generators import rmat_edges
 from focusflow.infer import Inference, InferParams
 from focusflow.infer.graph import InferGraph
 
-BOSTROM_SAMPLE = "/work/shared/data/bostrom-sample-cyberlinks.csv"
+DATA = Path(__file__).resolve().parents[1] / "src" / "focusflow" / "data"
+BOSTROM_SAMPLE = str(DATA / "bostrom-sample-cyberlinks.csv")
 
 _FAST = {"precision": "float32", "exact_share": 0.1}
 VARIANTS: dict[str, dict] = {
