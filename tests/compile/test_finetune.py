@@ -76,13 +76,23 @@ def test_walk_sequences_padding_prefixes_and_split(small_compiled):
     np.testing.assert_array_equal(seqs, again)
     assert seqs.dtype == np.int64 and seqs.shape == (12, 6)
     lengths = (seqs >= 0).sum(axis=1)
-    for row, m in zip(seqs, lengths, strict=True):
-        assert 4 <= m <= 6
+    _, planned, _ = ft.plan_walks(g.n_particles, 12, 4, 6, 1)
+    engine = Inference(InferGraph.from_cybergraph(g), InferParams(mode="diffusion"))
+    for row, m, want in zip(seqs, lengths, planned, strict=True):
+        assert 1 <= m <= want <= 6
         assert (row[:m] >= 0).all() and (row[m:] == ft.PADDING).all()
         assert len(set(row[:m].tolist())) == m  # the next particle is never in the context
+        if m < want:
+            # A walk ends early only where its context has no way out: the
+            # focus outside it is within the answer's own error.
+            pred = engine.predict(row[:m].tolist())
+            assert pred.continuation <= (pred.error_bound or 0.0)
+    assert (lengths == planned).sum() >= 6
     ctx, tgt = ft.prefix_pairs(seqs)
     assert len(tgt) == int((lengths - 1).sum()) and ctx.shape[1] == seqs.shape[1] - 1
-    assert ctx[0].tolist() == [seqs[0, 0]] + [-1] * 4 and tgt[0] == seqs[0, 1]
+    first = int(np.argmax(lengths >= 2))
+    at = int((lengths[:first] - 1).sum())
+    assert ctx[at].tolist() == [seqs[first, 0]] + [-1] * 4 and tgt[at] == seqs[first, 1]
     train, test = ft.split_sequences(seqs, 0.25, seed=0)
     assert len(train) == 9 and len(test) == 3
     rows = {tuple(r) for r in seqs.tolist()}

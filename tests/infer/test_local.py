@@ -204,3 +204,25 @@ def test_a_graph_whose_pushes_keep_giving_up_is_pushed_on_rarely(monkeypatch):
     engine._misses[None] = 3
     assert engine.predict([150]).path == "local"
     assert not engine._misses
+
+
+@pytest.mark.parametrize("path", ["auto", "whole-graph"])
+def test_a_walk_ends_where_its_context_has_no_way_out(path):
+    """In diffusion the mass of a dangling particle returns to the context, so a
+    context of dangling particles keeps the whole exact focus: a walk from there
+    ends, on either path, rather than drawing from what a solve leaves elsewhere
+    as its error. A context with a way out walks on."""
+    n = 60
+    src, dst, w = random_links(3, n, 240, dangling=4)
+    ig = InferGraph.from_arrays(
+        n, src, dst, w, np.full(len(src), -1), [], [str(i) for i in range(n)]
+    )
+    engine = Inference(ig, InferParams(mode="diffusion", path=path))
+    dead = engine.predict(["59"])
+    ref = dense_focus(n, src, dst, w, np.array([59]), np.ones(1), "diffusion")
+    assert ref[59] == pytest.approx(1.0)
+    assert dead.continuation <= (dead.error_bound or 0.0)
+    assert list(engine.walk(["59"], 5, seed=1)) == []
+    steps = list(engine.walk(["0"], 3, seed=1))
+    assert steps and steps[0].particle != 0
+    assert engine.predict(["0"]).continuation > 0.5

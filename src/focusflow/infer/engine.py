@@ -192,6 +192,8 @@ class Prediction:
     and ``top`` never builds it. ``path`` says how it was computed (``local`` or
     ``whole-graph``) and ``error_bound`` bounds the L1 distance of the focus
     it was drawn from to the exact ``phi*_c`` (None where nothing bounds it).
+    ``continuation`` is the share of that focus outside the context: what a
+    next particle other than the context's own is drawn from.
     """
 
     context: np.ndarray
@@ -203,6 +205,7 @@ class Prediction:
     support: np.ndarray | None = None
     values: np.ndarray | None = None
     n: int = 0
+    continuation: float = 1.0
 
     @property
     def probs(self) -> np.ndarray:
@@ -306,14 +309,31 @@ class Inference:
         cw = self.params.context_weight
         if answer.support is None:
             assert answer.result is not None
-            probs = next_distribution(answer.result.focus, ids, cw)
+            phi = answer.result.focus
+            probs = next_distribution(phi, ids, cw)
             return Prediction(
-                ids, probs, answer.result, seconds, WHOLE_GRAPH, answer.bound, n=self.graph.n
+                ids,
+                probs,
+                answer.result,
+                seconds,
+                WHOLE_GRAPH,
+                answer.bound,
+                n=self.graph.n,
+                continuation=_outside(np.arange(phi.size), phi, ids),
             )
         assert answer.values is not None
         support, values = answer.support, next_values(answer.support, answer.values, ids, cw)
         return Prediction(
-            ids, None, None, seconds, LOCAL, answer.bound, support, values, self.graph.n
+            ids,
+            None,
+            None,
+            seconds,
+            LOCAL,
+            answer.bound,
+            support,
+            values,
+            self.graph.n,
+            _outside(answer.support, answer.values, ids),
         )
 
     def _try_local(self, factors: np.ndarray | None) -> bool:
@@ -399,7 +419,12 @@ class Inference:
         """Sample, add to the context, reconverge: ``steps`` times, reproducibly.
 
         The same graph, context, parameters and ``seed`` give the same walk.
-        It ends early when the distribution has no mass left to draw from.
+        It ends early when the distribution has no mass left to draw from, and,
+        when the context's own particles are discounted (``context_weight`` below
+        1), when the focus outside the context is no more than the answer's error
+        bound: from a context with no way out (a dangling particle in diffusion)
+        the exact focus stays on the context, and what a solve leaves elsewhere
+        is its own error, not a continuation.
         """
         if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
             raise InvalidParameterError(f"steps must be in 1..{MAX_STEPS}, got {steps}")
@@ -410,6 +435,8 @@ class Inference:
         for step in range(1, steps + 1):
             t = time.perf_counter()
             pred = self.predict(current, semcons=semcons, other_semcons=other_semcons, x0=x0)
+            if self.params.context_weight < 1.0 and pred.continuation <= (pred.error_bound or 0.0):
+                return
             nxt, p = draw(pred.probs, rules, rng)
             if nxt < 0:
                 return
@@ -427,6 +454,14 @@ class _Answer:
     bound: float | None
     support: np.ndarray | None
     values: np.ndarray | None
+
+
+def _outside(support: np.ndarray, values: np.ndarray, context: np.ndarray) -> float:
+    """The share of ``values`` (held on ``support``) outside ``context``."""
+    total = float(np.sum(values))
+    if total <= 0:
+        return 0.0
+    return float(np.sum(values[~np.isin(support, context)])) / total
 
 
 def next_values(
