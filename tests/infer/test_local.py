@@ -226,3 +226,27 @@ def test_a_walk_ends_where_its_context_has_no_way_out(path):
     steps = list(engine.walk(["0"], 3, seed=1))
     assert steps and steps[0].particle != 0
     assert engine.predict(["0"]).continuation > 0.5
+
+
+def test_a_walk_draws_a_local_answer_as_the_whole_distribution_would():
+    """A local answer is drawn from its support; the walk is the one a draw from
+    the dense distribution gives, step for step, under every sampling rule."""
+    from focusflow.infer.sampling import Sampling, draw
+
+    n = 80
+    src, dst, w = random_links(11, n, 160)
+    ig = InferGraph.from_arrays(
+        n, src, dst, w, np.full(len(src), -1), [], [str(i) for i in range(n)]
+    )
+    engine = Inference(ig, InferParams(mode="diffusion", local_share=1.0, local_work=1e3))
+    for rules in (Sampling(), Sampling(top_k=3), Sampling(top_p=0.5, temperature=0.7)):
+        steps = list(engine.walk(["1"], 6, seed=4, sampling=rules))
+        assert steps
+        rng = np.random.default_rng(4)
+        current = [1]
+        for step in steps:
+            pred = engine.predict(current)
+            assert pred.path == "local" and pred.dense is None
+            nxt, p = draw(pred.probs, rules, rng)
+            assert (nxt, p) == (step.particle, pytest.approx(step.probability))
+            current.append(nxt)

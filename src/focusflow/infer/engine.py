@@ -437,9 +437,20 @@ class Inference:
             pred = self.predict(current, semcons=semcons, other_semcons=other_semcons, x0=x0)
             if self.params.context_weight < 1.0 and pred.continuation <= (pred.error_bound or 0.0):
                 return
-            nxt, p = draw(pred.probs, rules, rng)
+            if pred.dense is None and pred.support is not None and pred.values is not None:
+                # A local answer is drawn from its support, in particle order
+                # (what the whole distribution's nonzero entries would be), so
+                # a step costs the support, not the graph.
+                order = np.argsort(pred.support, kind="stable")
+                keys: np.ndarray | None = pred.support[order]
+                nxt, p = draw(pred.values[order], rules, rng)
+            else:
+                keys = None
+                nxt, p = draw(pred.probs, rules, rng)
             if nxt < 0:
                 return
+            if keys is not None:
+                nxt = int(keys[nxt])
             current.append(nxt)
             x0 = pred.focus.focus if pred.focus is not None else None
             yield WalkStep(step, nxt, p, time.perf_counter() - t)
