@@ -85,3 +85,26 @@ class NotInitializedError(KonomiError):
     """A WebSocket action needs a cube, but the connection has not sent ``initialize``."""
 
     code = "not_initialized"
+
+
+class ShardNotOwnerError(KonomiError):
+    """A block was sent to a shard that does not own it (its owner is the SplitMix64
+    hash of its Morton key modulo the shard count): a routing fault, nothing written."""
+
+    code = "shard_not_owner"
+    http_status = 409
+
+
+class ShardUnavailableError(KonomiError):
+    """A shard did not answer within the bounded retry time (down, restarting, or
+    lost mid-call for an operation that cannot be retried safely)."""
+
+    code = "shard_unavailable"
+    http_status = 503
+
+
+class BatchTooLargeError(KonomiError, ValueError):
+    """A batch of blocks holds more coordinates than one request may carry."""
+
+    code = "batch_too_large"
+    http_status = 413
