@@ -331,28 +331,46 @@ class BlockArray:
         key = morton.encode_one(*block)
         self._attested.setdefault(key, {})[morton.encode_one(*by)] = int(digest, 16)
 
-    def attest(self, x: int, y: int, z: int, adjacency: int = 6) -> int:
+    def attest(
+        self,
+        x: int,
+        y: int,
+        z: int,
+        adjacency: int = 6,
+        neighbours: Sequence[tuple[int, int, int]] | None = None,
+    ) -> int:
         """Every active neighbour recomputes the block's hash from the value it reads and
-        records it; returns the number of neighbours that attested."""
+        records it; returns the number of neighbours that attested. ``neighbours``
+        names the active ones when they live elsewhere (another shard's array)."""
         i = self.slot(x, y, z)
         if i is None:
             raise KeyError((x, y, z))
         digest = _hash_int(x, y, z, float(self._values[i]), self._dim_text)
         votes = self._attested.setdefault(int(self._keys[i]), {})
-        neighbours = self.get_neighbors(x, y, z, adjacency)
+        if neighbours is None:
+            neighbours = self.get_neighbors(x, y, z, adjacency)
         for n in neighbours:
             votes[morton.encode_one(*n)] = digest
         return len(neighbours)
 
-    def consensus(self, x: int, y: int, z: int, adjacency: int = 6) -> Attestation:
-        """Whether the block is accepted: valid hash and >= 2/3 of active neighbours attest it."""
+    def consensus(
+        self,
+        x: int,
+        y: int,
+        z: int,
+        adjacency: int = 6,
+        neighbours: Sequence[tuple[int, int, int]] | None = None,
+    ) -> Attestation:
+        """Whether the block is accepted: valid hash and >= 2/3 of active neighbours attest
+        it (``neighbours``: the active ones, when they live elsewhere)."""
         i = self.slot(x, y, z)
         if i is None:
             raise KeyError((x, y, z))
         stored = int(self._hashes[i])
         valid = stored == _hash_int(x, y, z, float(self._values[i]), self._dim_text)
         votes = self._attested.get(int(self._keys[i]), {})
-        neighbours = self.get_neighbors(x, y, z, adjacency)
+        if neighbours is None:
+            neighbours = self.get_neighbors(x, y, z, adjacency)
         attesting = sum(1 for n in neighbours if votes.get(morton.encode_one(*n)) == stored)
         accepted = valid and 3 * attesting >= 2 * len(neighbours)
         return Attestation((x, y, z), f"{stored:016x}", valid, attesting, len(neighbours), accepted)
