@@ -142,3 +142,27 @@ def test_focusflow_drops_caches_its_stamp_does_not_vouch_for(tmp_path: Path) -> 
     planted.write_bytes(b"fresh")
     subprocess.run(run, env=env, check=True, timeout=60)
     assert planted.exists()
+
+
+def test_a_chosen_cache_directory_leaves_the_tree_alone(tmp_path: Path) -> None:
+    root = _package(tmp_path)
+    assert _f_of_1(tmp_path, check=True) == 20
+    in_tree = _cached(root)
+    assert in_tree
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
+        "PKGK_CHECK": "1",
+        "NUMBA_CACHE_DIR": str(tmp_path / "elsewhere"),
+    }
+    (root / "b.py").write_text(CALLEE.format(step=2))
+    out = subprocess.run(
+        [sys.executable, "-c", "import pkgk.a as a; print(a.f(1))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    assert out.stdout.split()[-1] == "30"
+    assert _cached(root) == in_tree

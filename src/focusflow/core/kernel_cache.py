@@ -128,17 +128,17 @@ def _mirror(cache_root: Path, directory: Path) -> Path:
 
 
 def cache_dirs(root: Path) -> list[Path]:
-    """Every directory where numba may keep caches of the package's kernels:
-    each source directory's ``__pycache__``, and its mirrors under
-    ``NUMBA_CACHE_DIR`` and the user-wide cache."""
-    roots = [_user_cache_root()]
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        roots.append(Path(os.environ["NUMBA_CACHE_DIR"]))
-    dirs = []
-    for directory in sorted({p.parent for p in root.rglob("*.py") if "__pycache__" not in p.parts}):
-        dirs.append(directory / "__pycache__")
-        dirs.extend(_mirror(r, directory) for r in roots)
-    return dirs
+    """Every directory where numba may keep caches of the package's kernels in
+    this environment: under ``NUMBA_CACHE_DIR`` alone when it is set (numba
+    then uses nothing else), else each source directory's ``__pycache__`` and
+    its mirror in the user-wide cache (where numba goes when the tree is
+    read-only)."""
+    directories = sorted({p.parent for p in root.rglob("*.py") if "__pycache__" not in p.parts})
+    chosen = os.environ.get("NUMBA_CACHE_DIR")
+    if chosen:
+        return [_mirror(Path(chosen), d) for d in directories]
+    user = _user_cache_root()
+    return [c for d in directories for c in (d / "__pycache__", _mirror(user, d))]
 
 
 def drop_cached_kernels(root: Path) -> int:
