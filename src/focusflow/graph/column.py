@@ -16,13 +16,19 @@ its part on its first append.
 
 from __future__ import annotations
 
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
-import numba as nb
 import numpy as np
 
+from focusflow.core.lazy import lazy_njit
 from focusflow.core.structure import Check
 from focusflow.graph.csr import search_sorted
+
+if TYPE_CHECKING:
+    # ``nb`` is bound when the first kernel compiles (``core.lazy``), so that
+    # importing this module does not import numba; this line is also what
+    # marks the module as one of kernels for ``core.kernel_cache``
+    import numba as nb
 
 
 class ContentBounds(TypedDict, total=False):
@@ -220,7 +226,7 @@ class SortedIndex:
         self._len = need
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def merge_into(
     keys: np.ndarray,
     values: np.ndarray,

@@ -9,14 +9,29 @@ in place later.
 
 from __future__ import annotations
 
-import numba as nb
+import functools
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
 
+from focusflow.core.lazy import lazy_njit
 from focusflow.core.structure import Check
 
-# Parts of a parallel counting sort: a few per core keeps both cores busy.
-_PARTS = max(2, 2 * nb.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # not in numba's stubs
+if TYPE_CHECKING:
+    # ``nb`` is bound when the first kernel compiles (``core.lazy``), so that
+    # importing this module does not import numba; this line is also what
+    # marks the module as one of kernels for ``core.kernel_cache``
+    import numba as nb
+
+
+@functools.cache
+def _max_parts() -> int:
+    """Parts of a parallel counting sort: a few per core keeps both cores busy."""
+    import numba
+
+    threads: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # not in numba's stubs
+    return max(2, 2 * threads)
 
 
 def id_array(values: npt.ArrayLike) -> np.ndarray:
@@ -30,7 +45,7 @@ def id_array(values: npt.ArrayLike) -> np.ndarray:
     return values if values.dtype == np.int32 else values.astype(np.int64)
 
 
-@nb.njit(cache=True)
+@lazy_njit(cache=True)
 def stable_counting_argsort(
     keys: np.ndarray, nbins: int, within: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -65,11 +80,13 @@ def radix_argsort(keys: np.ndarray) -> np.ndarray:
     threads (a count per thread and digit, then every thread scatters its own
     part, which keeps the sort stable).
     """
+    import numba
+
     keys = np.asarray(keys, dtype=np.int64)
-    return _radix_argsort(keys, max(1, min(nb.get_num_threads(), len(keys) // 4096)))
+    return _radix_argsort(keys, max(1, min(numba.get_num_threads(), len(keys) // 4096)))
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def _radix_argsort(keys: np.ndarray, parts: int) -> np.ndarray:
     m = keys.shape[0]
     order = np.arange(m)
@@ -137,7 +154,7 @@ def balanced_chunks(indptr: np.ndarray, nchunks: int) -> np.ndarray:
     return np.maximum.accumulate(bounds)
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def counting_positions(keys: np.ndarray, nbins: int, nparts: int) -> tuple[np.ndarray, np.ndarray]:
     """Stable counting sort as positions: ``pos[i]`` is where element ``i`` goes.
 
@@ -168,7 +185,7 @@ def counting_positions(keys: np.ndarray, nbins: int, nparts: int) -> tuple[np.nd
     return indptr, pos
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def _scatter_rows(
     dst: np.ndarray, w: np.ndarray, pos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,7 +201,7 @@ def _scatter_rows(
     return cols, vals, links
 
 
-@nb.njit(cache=True)
+@lazy_njit(cache=True)
 def _sort_row(cols: np.ndarray, vals: np.ndarray, links: np.ndarray, a: int, b: int) -> None:
     """Sort one row by column: insertion sort for short rows, argsort for long ones."""
     if b - a <= 32:
@@ -208,7 +225,7 @@ def _sort_row(cols: np.ndarray, vals: np.ndarray, links: np.ndarray, a: int, b: 
         links[a:b] = links[a:b][o]
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def _sort_rows_count_unique(
     indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, links: np.ndarray, bounds: np.ndarray
 ) -> np.ndarray:
@@ -228,7 +245,7 @@ def _sort_rows_count_unique(
     return uniq
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def _compact_rows(
     indptr: np.ndarray,
     cols: np.ndarray,
@@ -259,7 +276,7 @@ def _compact_rows(
 def _parts(m: int, nbins: int) -> int:
     """Parts of a counting sort: each part holds ``nbins`` counters, so small
     inputs over many bins (a block's overlay over all particles) use one."""
-    return int(max(1, min(_PARTS, m // max(nbins, 1))))
+    return int(max(1, min(_max_parts(), m // max(nbins, 1))))
 
 
 def build_csr(
@@ -289,7 +306,7 @@ def build_csr(
     return out_indptr, indices, weights, link_entry, entry_link_ptr, links
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def _scatter_transpose(
     indptr: np.ndarray, pos: np.ndarray, nnz: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -314,7 +331,7 @@ def transpose_maps(
     return t_indptr, t_indices, t_to_e, pos
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``values[index]`` on all cores."""
     out = np.empty(index.shape[0], dtype=values.dtype)
@@ -332,7 +349,7 @@ def transpose_csr(
     return t_indptr, t_indices, gather(weights, t_to_e), t_to_e
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def find_entries(
     indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, cols: np.ndarray
 ) -> np.ndarray:
@@ -357,7 +374,7 @@ def find_entries(
     return out
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def row_sums(indptr: np.ndarray, weights: np.ndarray) -> np.ndarray:
     n = indptr.shape[0] - 1
     out = np.zeros(n, dtype=np.float64)
@@ -369,7 +386,7 @@ def row_sums(indptr: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def search_sorted(sorted_keys: np.ndarray, values: np.ndarray, right: bool) -> np.ndarray:
     """``np.searchsorted(sorted_keys, values, side="right" if right else "left")``
     on all cores: a block's 10^5 searches into arrays of 10^7-10^8 entries are
@@ -390,7 +407,7 @@ def search_sorted(sorted_keys: np.ndarray, values: np.ndarray, right: bool) -> n
     return out
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def positions_in(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Index of each value in ``sorted_keys`` (ascending, distinct), or -1 when absent.
 

@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, overload
 
-import numba as nb
 import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
+from focusflow.core.lazy import lazy_njit
 from focusflow.core.structure import Check, rows_of
 from focusflow.graph.column import Column, SortedIndex
 from focusflow.graph.csr import (
@@ -52,6 +52,10 @@ from focusflow.graph.csr import (
 from focusflow.graph.links import flush_tiny
 
 if TYPE_CHECKING:
+    # ``nb`` is bound when the first kernel compiles (``core.lazy``), so that
+    # importing this module does not import numba; this line is also what
+    # marks the module as one of kernels for ``core.kernel_cache``
+    import numba as nb
     import scipy.sparse as sp
 
 LinkWeightFn = Callable[[np.ndarray], np.ndarray]
@@ -174,7 +178,7 @@ def merge_patches(records: list[PatchInfo]) -> PatchInfo:
     )
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def _gather_ranges(
     values: np.ndarray, lo: np.ndarray, hi: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +202,7 @@ def _gather_ranges(
     return out, owner
 
 
-@nb.njit(cache=True)
+@lazy_njit(cache=True)
 def _rows_of(
     indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, rows: np.ndarray
 ) -> CompactRows:
@@ -219,7 +223,7 @@ def _rows_of(
     return ptr, idx, w
 
 
-@nb.njit(cache=True)
+@lazy_njit(cache=True)
 def _key_rows_of(
     keys: np.ndarray, at: np.ndarray, weights: np.ndarray, rows: np.ndarray
 ) -> CompactRows:
@@ -1088,7 +1092,7 @@ class Snapshot:
         return new
 
 
-@nb.njit(cache=True, parallel=True)
+@lazy_njit(cache=True, parallel=True)
 def _rows_sum(indptr: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = np.zeros(rows.shape[0], dtype=np.float64)
     for k in nb.prange(rows.shape[0]):
