@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from focusflow.graph import arrow_csv, read_bostrom
+from focusflow.graph import arrow_csv, plain_csv, read_bostrom
 from focusflow.graph.generators import rmat_edges
 from focusflow.graph.importers import (
     BOSTROM_COLUMNS,
@@ -18,6 +18,13 @@ from focusflow.graph.importers import (
     _regular_delimiter,
     read_edge_list,
 )
+
+
+@pytest.fixture(autouse=True)
+def _arrow_reads_small_files(monkeypatch):
+    """These files are small: without this the plain reader would take the
+    plain ones (tests/graph/test_plain_csv.py compares it with Arrow's)."""
+    monkeypatch.setattr(plain_csv, "MAX_BYTES", -1)
 
 
 def _same_graph(a, b) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from focusflow.graph.arrow_csv import _first_of_each_link
+from focusflow.graph.arrow_csv import first_of_each_link
 
 
 def _reference(src: np.ndarray, dst: np.ndarray, neuron: np.ndarray) -> np.ndarray | None:
@@ -21,7 +21,7 @@ def _reference(src: np.ndarray, dst: np.ndarray, neuron: np.ndarray) -> np.ndarr
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("wide", [False, True])  # one int64 key, or three through lexsort
-def test_first_of_each_link(seed: int, wide: bool) -> None:
+def testfirst_of_each_link(seed: int, wide: bool) -> None:
     rng = np.random.default_rng(seed)
     m = int(rng.integers(0, 400))
     n_particles, n_neurons = int(rng.integers(1, 30)), int(rng.integers(1, 5))
@@ -32,7 +32,7 @@ def test_first_of_each_link(seed: int, wide: bool) -> None:
         src, dst, neuron = np.arange(m), np.arange(m) + 1, np.zeros(m, dtype=np.int64)
         n_particles = m + 1
     p = 1 << 31 if wide else n_particles  # past the single key's bound
-    got = _first_of_each_link(src, dst, neuron, p, n_neurons)
+    got = first_of_each_link(src, dst, neuron, p, n_neurons)
     want = _reference(src, dst, neuron)
     if want is None:
         assert got is None

@@ -306,7 +306,7 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
     src, dst = Factorized(src_ids, names), Factorized(dst_ids, names)
     neuron = Factorized(neuron_ids, neurons.to_pylist())
     rows = np.arange(table.num_rows, dtype=np.int64)
-    keep = _first_of_each_link(src.ids, dst.ids, neuron.ids, len(src.keys), len(neuron.keys))
+    keep = first_of_each_link(src.ids, dst.ids, neuron.ids, len(src.keys), len(neuron.keys))
     if keep is not None:
         rows = rows[keep]
         src = Factorized(src.ids[keep], src.keys)
@@ -315,7 +315,7 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
     return BostromColumns(src, dst, neuron, rows, text)
 
 
-def _first_of_each_link(
+def first_of_each_link(
     src: np.ndarray, dst: np.ndarray, neuron: np.ndarray, n_particles: int, n_neurons: int
 ) -> np.ndarray | None:
     """The rows to keep, in order, when a neuron repeats a link (its first

@@ -1,9 +1,11 @@
 """Reading graphs from files: bostrom cyberlink dumps and plain edge lists.
 
 A regular file (one separator, the same field count on every line) is parsed
-by Arrow on every core with its keys factorized in C++ (``graph.arrow_csv``);
-anything else, and every file with an error in it, goes through pandas' C
-parser, whose findings name the line. Every problem a user can cause (missing
+by Arrow on every core with its keys factorized in C++ (``graph.arrow_csv``),
+or in Python when it is small and plain enough to be sure of (``graph.plain_csv``:
+importing pyarrow would take longer than the parse); anything else, and every
+file with an error in it, goes through pandas' C parser, whose findings name
+the line. Every problem a user can cause (missing
 file, missing column, bad CID, negative stake, non-numeric weight) raises an
 :class:`InputFileError` or :class:`InvalidCIDError` that names the file and line.
 """
@@ -23,7 +25,7 @@ import numpy as np
 from focusflow.core.cid import validate_cid
 from focusflow.core.cid_columns import plain_cid_mask
 from focusflow.core.errors import InputFileError, InvalidCIDError
-from focusflow.graph import arrow_csv, graph_cache
+from focusflow.graph import arrow_csv, graph_cache, plain_csv
 from focusflow.graph.cybergraph import Cybergraph
 
 if TYPE_CHECKING:
@@ -101,7 +103,7 @@ def read_bostrom(
     """
     p = check_input_file(path)
     try:
-        cols = arrow_csv.read_bostrom_columns(p, BOSTROM_COLUMNS)
+        cols = _regular_bostrom_columns(p)
     except arrow_csv.IrregularFileError:
         cols = _bostrom_columns_pandas(p)
     g = graph if graph is not None else Cybergraph(require_cids=True)
@@ -139,6 +141,30 @@ def read_bostrom(
     g.add_link_ids(particle_ids[src.ids], particle_ids[dst.ids], neuron_ids[neuron.ids])
     g.skipped_invalid = skipped
     return g
+
+
+def _regular_bostrom_columns(p: Path) -> arrow_csv.BostromColumns:
+    """A bostrom file's columns by the plain reader if it is sure of the file,
+    else by Arrow (:class:`arrow_csv.IrregularFileError` when Arrow is not)."""
+    if p.stat().st_size <= plain_csv.MAX_BYTES:
+        try:
+            return plain_csv.read_bostrom_columns(p, BOSTROM_COLUMNS)
+        except plain_csv.NotPlainError:
+            pass
+    return arrow_csv.read_bostrom_columns(p, BOSTROM_COLUMNS)
+
+
+def _regular_edges(
+    p: Path, delimiter: str, n_fields: int
+) -> tuple[arrow_csv.Factorized, arrow_csv.Factorized, np.ndarray | None]:
+    """An edge list's columns by the plain reader if it is sure of the file,
+    else by Arrow (:class:`arrow_csv.IrregularFileError` when Arrow is not)."""
+    if p.stat().st_size <= plain_csv.MAX_BYTES:
+        try:
+            return plain_csv.read_edges(p, delimiter, n_fields)
+        except plain_csv.NotPlainError:
+            pass
+    return arrow_csv.read_edges(p, delimiter, n_fields)
 
 
 def _refactorize(*ids: np.ndarray, keys: list[str]) -> list[arrow_csv.Factorized]:
@@ -223,7 +249,7 @@ def read_edge_list(path: str | os.PathLike[str], *, graph: Cybergraph | None = N
     fast = _regular_delimiter(line, sep)
     if fast is not None:
         try:
-            src, dst, weight = arrow_csv.read_edges(p, *fast)
+            src, dst, weight = _regular_edges(p, *fast)
         except arrow_csv.IrregularFileError:
             pass
         else:
