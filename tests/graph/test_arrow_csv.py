@@ -153,3 +153,43 @@ def test_skipping_invalid_links_forgets_keys_seen_only_there(tmp_path, shared_sa
     assert g.particles.keys() == ref.particles.keys()
     assert g.neurons.keys() == ref.neurons.keys()
     np.testing.assert_array_equal(g.links().src, ref.links().src)
+
+
+def _odd_keys_by_compute(keys) -> tuple[bool, bool]:
+    """``_odd_keys`` as Arrow's compute functions state it, string by string."""
+    import pyarrow.compute as pc
+
+    def any_of(mask) -> bool:
+        return bool(pc.any(mask).as_py())
+
+    empty = len(keys) > 0 and pc.min(pc.utf8_length(keys)).as_py() == 0
+    comments = any_of(pc.starts_with(keys, "#"))
+    irregular = (
+        any_of(pc.match_substring(pc.utf8_slice_codeunits(keys, 1), "#"))
+        or any_of(pc.starts_with(keys, " "))
+        or empty
+    )
+    return comments, irregular
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_key_checks_on_buffers_agree_with_arrow_compute(seed):
+    """The keys' checks read UTF-8 bytes with numpy (no pyarrow.compute import):
+    the same answers as Arrow's string functions, on keys with multibyte
+    characters, and on a slice of an array (its buffers start before it)."""
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(seed)
+    alphabet = ["a", "#", " ", "я", "🐈", "b", "é"]
+    weights = [8, 1, 1, 2, 1, 8, 2]
+    keys = [
+        "".join(rng.choices(alphabet, weights, k=rng.randint(0 if rng.random() < 0.05 else 1, 4)))
+        for _ in range(rng.randint(1, 12))
+    ]
+    array = pa.array(keys, type=pa.string())
+    for part in (array, array.slice(rng.randint(0, len(keys) - 1))):
+        want = _odd_keys_by_compute(part)
+        assert arrow_csv._odd_keys(part) == want, part.to_pylist()
+        assert arrow_csv._has_empty(part) == ("" in part.to_pylist())

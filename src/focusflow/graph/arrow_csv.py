@@ -12,6 +12,7 @@ whose errors name the line; the fast path never guesses.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -50,18 +51,24 @@ class Factorized:
     keys: list[str]
 
 
-def _arrow() -> tuple[ModuleType, ModuleType, ModuleType]:
-    """``(pyarrow, pyarrow.compute, pyarrow.csv)``, imported on first use, not with the module."""
+def _arrow() -> tuple[ModuleType, ModuleType]:
+    """``(pyarrow, pyarrow.csv)``, imported on first use, not with the module."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
-    return pa, pc, pcsv
+    return pa, pcsv
+
+
+def _compute() -> ModuleType:
+    """``pyarrow.compute``, for an edge list with comment lines only: its import
+    costs a process more (0.09 s) than pyarrow's own, and the checks every
+    file needs read the keys' buffers with numpy instead."""
+    return importlib.import_module("pyarrow.compute")
 
 
 def _key_type() -> DataType:
     """Arrow's type for key columns: strings dictionary-encoded while parsed."""
-    pa, _, _ = _arrow()
+    pa, _ = _arrow()
     return pa.dictionary(pa.int32(), pa.string())
 
 
@@ -76,7 +83,7 @@ def _unique(*columns: ChunkedArray) -> tuple[Array, list[np.ndarray]]:
     keys' first-seen order over the columns, and each chunk's indices become
     ids into it.
     """
-    pa, _, _ = _arrow()
+    pa, _ = _arrow()
     counts = [col.num_chunks for col in columns]
     chunks = [c for col in columns for c in col.chunks]
     if not chunks:
@@ -95,7 +102,8 @@ def _unique(*columns: ChunkedArray) -> tuple[Array, list[np.ndarray]]:
 def _starts_with(column: ChunkedArray, prefix: str) -> ChunkedArray:
     """Per row, whether a dictionary-encoded key starts with ``prefix`` (tested
     once per distinct key of each chunk)."""
-    pa, pc, _ = _arrow()
+    pa, _ = _arrow()
+    pc = _compute()
     return pa.chunked_array(
         [pc.take(pc.starts_with(c.dictionary, prefix), c.indices) for c in column.chunks],
         type=pa.bool_(),
@@ -126,7 +134,7 @@ def string_array(keys: list[str]) -> Array:
     ``pyarrow.array`` on a list imports pandas to look for pandas types; at a
     small file that import costs more than the whole computation.
     """
-    pa, _, _ = _arrow()
+    pa, _ = _arrow()
     encoded = [k.encode("utf-8") for k in keys]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
@@ -140,7 +148,7 @@ def string_buffers(strings: Array) -> tuple[np.ndarray, np.ndarray]:
     """``(UTF-8 bytes, int64 offsets)`` of an Arrow string array without nulls:
     string ``i`` is ``data[offsets[i]:offsets[i + 1]]``, read from its buffers
     (the text is not copied)."""
-    pa, _, _ = _arrow()
+    pa, _ = _arrow()
     wide = pa.types.is_large_string(strings.type)
     _, offset_buffer, data_buffer = strings.buffers()
     if offset_buffer is None:
@@ -154,7 +162,7 @@ def string_buffers(strings: Array) -> tuple[np.ndarray, np.ndarray]:
 
 def numeric_array(values: np.ndarray) -> Array:
     """An Arrow array over a contiguous numpy array of numbers, sharing its memory."""
-    pa, _, _ = _arrow()
+    pa, _ = _arrow()
     values = np.ascontiguousarray(values)
     return pa.Array.from_buffers(
         pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)]
@@ -170,7 +178,7 @@ def _read(
     header: bool,
     comments: bool,
 ) -> Table:
-    pa, _, pcsv = _arrow()
+    pa, pcsv = _arrow()
 
     def comment_or_error(row: InvalidRow) -> str:
         # A comment line with another field count than the data is dropped; a
@@ -205,15 +213,10 @@ def _read(
         raise IrregularFileError(str(exc)) from None
 
 
-def _any(mask: Array | ChunkedArray) -> bool:
-    _, pc, _ = _arrow()
-    return bool(pc.any(mask).as_py())
-
-
 def _has_empty(keys: Array) -> bool:
-    """Whether a key is the empty string (a bare scalar argument would import pandas)."""
-    _, pc, _ = _arrow()
-    return len(keys) > 0 and pc.min(pc.utf8_length(keys)).as_py() == 0
+    """Whether a key is the empty string (two equal offsets)."""
+    offsets = string_buffers(keys)[1]
+    return bool(np.any(offsets[1:] == offsets[:-1]))
 
 
 def _odd_keys(keys: Array) -> tuple[bool, bool]:
@@ -223,14 +226,21 @@ def _odd_keys(keys: Array) -> tuple[bool, bool]:
     The general reader cuts a line at ``#`` and strips spaces before a field,
     so a key holding ``#`` elsewhere, starting with a space or empty would be
     read differently there: such a file is left to it. Checked on the distinct
-    keys, not on every row.
+    keys' UTF-8 bytes, not on every row: neither ``#`` nor a space is ever a
+    byte of another character's encoding.
     """
-    _, pc, _ = _arrow()
-    comments = _any(pc.starts_with(keys, "#"))
+    data, offsets = string_buffers(keys)
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts
+    first = data[starts[filled]]
+    comments = bool(np.any(first == ord("#")))
+    text = data[offsets[0] : offsets[-1]]
+    hashes = np.flatnonzero(text == ord("#")) + offsets[0]
+    owner = np.searchsorted(ends, hashes, side="right")
     irregular = (
-        _any(pc.match_substring(pc.utf8_slice_codeunits(keys, 1), "#"))
-        or _any(pc.starts_with(keys, " "))
-        or _has_empty(keys)
+        bool(np.any(hashes > starts[owner]))
+        or bool(np.any(first == ord(" ")))
+        or not bool(filled.all())
     )
     return comments, irregular
 
@@ -243,7 +253,7 @@ def read_edges(
     ``weight`` is ``None`` for two-field files. Raises :class:`IrregularFileError` for
     anything the general reader must judge.
     """
-    pa, pc, _ = _arrow()
+    pa, _ = _arrow()
     if n_fields not in (2, 3):
         raise IrregularFileError(f"{n_fields} fields")
     names = ["src", "dst", "weight"][:n_fields]
@@ -254,7 +264,7 @@ def read_edges(
     keys, (src, dst) = _unique(table["src"], table["dst"])
     comments, irregular = _odd_keys(keys)
     if comments:
-        table = table.filter(pc.invert(_starts_with(table["src"], "#")))
+        table = table.filter(_compute().invert(_starts_with(table["src"], "#")))
         # the filtered columns keep their dictionaries, comment keys included:
         # encoded again, the keys are those of the rows left
         src_col, dst_col = (table[c].cast(pa.string()).dictionary_encode() for c in ("src", "dst"))
