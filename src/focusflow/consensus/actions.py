@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from focusflow.consensus.certificate import CommitCertificate
 from focusflow.consensus.evidence import Evidence
 from focusflow.consensus.messages import Message, Step
+from focusflow.consensus.poll_messages import PollMessage
 
 
 @dataclass(frozen=True)
@@ -59,4 +60,33 @@ class ReportEvidence:
     evidence: Evidence
 
 
-Action = Broadcast | ScheduleTimeout | Decide | ReportEvidence
+@dataclass(frozen=True)
+class SendTo:
+    """Send a poll message to the validators ``peers`` (all validators when None).
+
+    Polls go to a sample of ``k`` validators and chits back to one poller, not to
+    everyone: that is what makes a poll cost ``2k`` messages, not ``n``.
+    """
+
+    peers: tuple[bytes, ...] | None
+    message: PollMessage
+
+
+@dataclass(frozen=True)
+class Accept:
+    """A polling engine finalized ``value`` at ``height`` (Snowman's "accept").
+
+    Unlike :class:`Decide` it carries no certificate: a polled decision is final
+    for the node that reached it, with the failure probability its parameters
+    give, and nothing a third party can check with signatures alone
+    (``docs/consensus.md`` says what block sync accepts instead). The host applies
+    the block and calls ``start_height(height + 1, next_set)``, as for Decide.
+    """
+
+    height: int
+    value: bytes
+    value_id: bytes
+    polls: int
+
+
+Action = Broadcast | ScheduleTimeout | Decide | ReportEvidence | SendTo | Accept

@@ -56,18 +56,31 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from focusflow.consensus.actions import Action, Broadcast, Decide, ReportEvidence, ScheduleTimeout
+from focusflow.consensus.actions import (
+    Accept,
+    Action,
+    Broadcast,
+    Decide,
+    ReportEvidence,
+    ScheduleTimeout,
+    SendTo,
+)
 from focusflow.consensus.certificate import (
     CommitCertificate,
     verify_certificate,
 )
+from focusflow.consensus.engine import ENGINES
 from focusflow.consensus.errors import InvalidCertificateError, InvalidMessageError
 from focusflow.consensus.evidence import Evidence, verify_evidence
+from focusflow.consensus.fallback import SWITCH_AFTER_ROUNDS, Fallback
 from focusflow.consensus.messages import Message, Proposal, Step, Vote
+from focusflow.consensus.poll_messages import Chits, PollMessage, Query, Switch
 from focusflow.consensus.signer import Signer
+from focusflow.consensus.snowball import SnowmanParams
+from focusflow.consensus.snowman import Snowman
 from focusflow.consensus.tendermint import Tendermint
 from focusflow.consensus.timeouts import Timeouts
-from focusflow.consensus.validators import ValidatorSet
+from focusflow.consensus.validators import ValidatorSet, has_one_third
 from focusflow.consensus.wal import WriteAheadLog
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import InvalidParameterError
@@ -110,8 +123,8 @@ class SimNode:
     key: KeyPair
     wal: WriteAheadLog
     byzantine: str | None = None
-    machine: Tendermint | None = None
-    decisions: dict[int, Decide] = field(default_factory=dict)
+    machine: Any = None  # a ConsensusEngine: Tendermint, Snowman or Fallback
+    decisions: dict[int, Decide | Accept] = field(default_factory=dict)
     incarnation: int = 0
     proposals_made: int = 0
     skew: float = 0.0  # this node's clock minus the simulated time
@@ -146,15 +159,26 @@ class Simulation:
         verification: str = "shared",
         max_drift: float = MAX_DRIFT,
         max_skew: float = MAX_DRIFT / 4,
+        engine: str = "tendermint",
+        snowman: SnowmanParams | None = None,
+        switch_after_rounds: int = SWITCH_AFTER_ROUNDS,
     ) -> None:
         """``verification``: "shared" checks each distinct signature once for the whole
         network (fast tests); "per_node" makes every node verify everything it
         receives, as real nodes do; "off" skips checks (only to measure their cost).
         ``max_drift``: how far past its own clock a validator accepts a value's time;
         ``max_skew``: the largest clock error of a node (below ``max_drift`` so honest
-        values stay valid)."""
+        values stay valid).
+        ``engine``: "tendermint" (``machine_factory``), "snowman" or "fallback", with
+        ``snowman`` polling parameters and the fallback's ``switch_after_rounds``."""
         if verification not in ("shared", "per_node", "off"):
             raise InvalidParameterError(f"unknown verification mode {verification!r}")
+        if engine not in ENGINES:
+            raise InvalidParameterError(f"unknown consensus engine {engine!r}")
+        self.engine = engine
+        self.snowman = snowman or SnowmanParams()
+        self.switch_after_rounds = switch_after_rounds
+        self.seed = seed
         self.rng = random.Random(seed)
         self.chain_id = chain_id
         self.min_delay, self.max_delay, self.sync_delay = min_delay, max_delay, sync_delay
@@ -188,8 +212,8 @@ class Simulation:
         self._queue: list[tuple[float, int, str, Any]] = []
         self._seq = 0
         self._groups: list[set[int]] | None = None
-        self._held: list[tuple[int, int, Message]] = []
-        self.committed: dict[int, Decide] = {}  # first decision seen per height
+        self._held: list[tuple[int, int, Message | PollMessage]] = []
+        self.committed: dict[int, Decide | Accept] = {}  # first decision seen per height
         self.violations: list[str] = []
         self.evidence: list[Evidence] = []
         self.invalid_messages = 0
@@ -197,8 +221,8 @@ class Simulation:
         self.forged_syncs = 0  # sync answers refused for a bad certificate
         self.delivered = 0
         self.machine_cpu_s = 0.0  # CPU spent inside the state machines (benchmark)
-        self._signed: dict[tuple[int, int, int, int], Message] = {}
-        self._log: dict[int, dict[Message, int]] = {}
+        self._signed: dict[tuple[object, ...], Message | PollMessage] = {}
+        self._log: dict[int, dict[Message | PollMessage, int]] = {}
         self._verified: dict[tuple[bytes, bytes, bytes], bool] = {}
         self._relayed: set[Message] = set()
         self._sync_pending: set[int] = set()
@@ -278,16 +302,30 @@ class Simulation:
 
     def _boot(self, node: SimNode) -> None:
         signer = Signer(node.key, self.chain_id, node.wal)
-        node.machine = self.machine_factory(
-            self.chain_id,
-            signer=signer,
-            timeouts=self.timeouts,
-            get_value=lambda h, node=node: self._value(node, h),
-            is_valid=lambda h, v, node=node: self._is_valid(node, h, v),
-            verify={"shared": self._verify, "per_node": verify, "off": lambda *_: True}[
+        common: dict[str, Any] = {
+            "signer": signer,
+            "get_value": lambda h, node=node: self._value(node, h),
+            "is_valid": lambda h, v, node=node: self._is_valid(node, h, v),
+            "verify": {"shared": self._verify, "per_node": verify, "off": lambda *_: True}[
                 self.verification
             ],
-        )
+        }
+        # Polling engines draw samples from their own generator, seeded per node and
+        # incarnation, so the network's draws stay the same for a given seed.
+        rng = random.Random(f"{self.seed}/{node.index}/{node.incarnation}")
+        if self.engine == "snowman":
+            node.machine = Snowman(self.chain_id, params=self.snowman, rng=rng, **common)
+        elif self.engine == "fallback":
+            node.machine = Fallback(
+                self.chain_id,
+                timeouts=self.timeouts,
+                params=self.snowman,
+                rng=rng,
+                switch_after_rounds=self.switch_after_rounds,
+                **common,
+            )
+        else:
+            node.machine = self.machine_factory(self.chain_id, timeouts=self.timeouts, **common)
         self._start(node, node.height + 1)
 
     def _start(self, node: SimNode, height: int) -> None:
@@ -374,19 +412,35 @@ class Simulation:
                     "timeout",
                     (node.index, node.incarnation, action.timeout),
                 )
-            elif isinstance(action, Decide):
+            elif isinstance(action, SendTo):
+                self._send_to(node, action)
+            elif isinstance(action, (Decide, Accept)):
                 self._decide(node, action)
             elif isinstance(action, ReportEvidence):
                 self._evidence(action.evidence)
 
-    def _decide(self, node: SimNode, decision: Decide) -> None:
+    def _send_to(self, node: SimNode, action: SendTo) -> None:
+        """A poll message to its peers, or to all (a switch, gossiped like a vote)."""
+        if action.peers is None:
+            self._broadcast(node, action.message)
+            return
+        if node.byzantine is None:
+            self._check_single_signature(node, action.message)
+        for pk in action.peers:
+            peer = self._by_key.get(pk)
+            if peer is None or peer == node.index:
+                continue
+            for out in self._tamper(node, action.message):
+                self._send(node.index, peer, out)
+
+    def _decide(self, node: SimNode, decision: Decide | Accept) -> None:
         self._record(node, decision)
         for other in self.nodes:
             if other is not node:
                 self._schedule_sync(other)
         self._start(node, decision.height + 1)
 
-    def _record(self, node: SimNode, decision: Decide) -> None:
+    def _record(self, node: SimNode, decision: Decide | Accept) -> None:
         """Store a node's decision (its own or synced) and check it against the others'."""
         h = decision.height
         node.decisions[h] = decision
@@ -452,11 +506,30 @@ class Simulation:
 
     def _certified(
         self, node: SimNode, peer: SimNode, height: int, refused: set[int]
-    ) -> Decide | None:
-        """``peer``'s answer for ``height`` if its certificate proves it, else None."""
+    ) -> Decide | Accept | None:
+        """``peer``'s answer for ``height`` if its certificate proves it, else None.
+
+        A polled decision (``Accept``) has no certificate: it is adopted when
+        reachable peers holding more than a third of the power serve that same
+        value, so at least one honest validator decided it; by Snowman's safety
+        every honest one decided it (with the failure probability of its
+        parameters).
+        """
         d = self._sync_answer(peer, height)
         if d is None:
             return None
+        if isinstance(d, Accept):
+            vs = self.validator_set(height)
+            power = sum(
+                vs.power_of(p.key.public_key)
+                for p in self.nodes
+                if p is not node
+                and p.index not in refused
+                and self._connected(p.index, node.index)
+                and (a := self._sync_answer(p, height)) is not None
+                and a.value_id == d.value_id
+            )
+            return d if has_one_third(power, vs.total_power) else None
         try:
             if d.height != height:
                 raise InvalidCertificateError(f"answer for height {d.height}, not {height}")
@@ -474,14 +547,14 @@ class Simulation:
             return None
         return d
 
-    def _sync_answer(self, peer: SimNode, height: int) -> Decide | None:
+    def _sync_answer(self, peer: SimNode, height: int) -> Decide | Accept | None:
         """What ``peer`` serves for ``height``: its decision, or a liar's forgery."""
         if peer.byzantine != "lying_sync_peer":
             return peer.decisions.get(height)
         value = encode(["forged", height, peer.index, FAR_FUTURE_MS])
         value_id = sha256(value)
         real = self.committed.get(height - 1)
-        if real is not None and self.rng.random() < 0.5:
+        if real is not None and self.rng.random() < 0.5 and isinstance(real, Decide):
             # A real certificate of another height, relabelled for this one.
             cert = real.certificate
             forged = CommitCertificate(height, cert.round, value_id, cert.signatures)
@@ -503,6 +576,8 @@ class Simulation:
         """
         if node.byzantine is not None or message in self._relayed:
             return
+        if not isinstance(message, (Proposal, Vote)):
+            return  # polls and chits are point to point; switches reach all already
         signer = message.proposer if isinstance(message, Proposal) else message.validator
         index = self._by_key.get(signer)
         if index is None or self.nodes[index].byzantine is None:
@@ -544,7 +619,7 @@ class Simulation:
             self.violations.append("evidence against an honest validator")
         self.evidence.append(evidence)
 
-    def _broadcast(self, node: SimNode, message: Message) -> None:
+    def _broadcast(self, node: SimNode, message: Message | PollMessage) -> None:
         if node.byzantine is None:
             self._check_single_signature(node, message)
         log = self._log.setdefault(message.height, {})
@@ -555,27 +630,37 @@ class Simulation:
                 log.setdefault(out, node.index)
                 self._send(node.index, peer.index, out)
 
-    def _check_single_signature(self, node: SimNode, message: Message) -> None:
-        step = message.step if isinstance(message, Vote) else Step.PROPOSE
-        slot = (node.index, message.height, message.round, int(step))
+    def _check_single_signature(self, node: SimNode, message: Message | PollMessage) -> None:
+        slot: tuple[object, ...]
+        if isinstance(message, Query):
+            slot = (node.index, message.height, "query", message.poll)
+        elif isinstance(message, Chits):
+            slot = (node.index, message.height, "chits", message.requester, message.poll)
+        elif isinstance(message, Switch):
+            slot = (node.index, message.height, "switch")
+        else:
+            step = message.step if isinstance(message, Vote) else Step.PROPOSE
+            slot = (node.index, message.height, message.round, int(step))
         earlier = self._signed.setdefault(slot, message)
         if earlier != message:
             self.violations.append(f"node {node.index} signed twice for {slot[1:]}")
 
-    def _tamper(self, node: SimNode, message: Message) -> list[Message]:
+    def _tamper(self, node: SimNode, message: Message | PollMessage) -> list[Message | PollMessage]:
         """What a byzantine node sends one peer instead of ``message``."""
         kind = node.byzantine
         if kind is None:
             return [message]
         if kind == "silent":
             return []
+        if isinstance(message, (Query, Chits, Switch)):
+            return self._tamper_poll(node, message)
         if kind in ("equivocating_proposer", "double_proposer") and isinstance(message, Proposal):
             value = encode(["evil", message.height, message.round, node.index, self.local_ms(node)])
             evil = Proposal.sign(
                 node.key, self.chain_id, message.height, message.round, -1, value, sha256(value)
             )
             if kind == "double_proposer":
-                both: list[Message] = [message, evil]
+                both: list[Message | PollMessage] = [message, evil]
                 self.rng.shuffle(both)
                 return both
             return self._some_of([message, evil])
@@ -585,13 +670,40 @@ class Simulation:
             assert node.machine is not None
             choices: list[bytes | None] = [None, message.value_id]
             choices.extend(node.machine.proposed_value_ids(message.round))
-            votes: list[Message] = [
+            votes: list[Message | PollMessage] = [
                 Vote.sign(
                     node.key, self.chain_id, message.height, message.round, message.step, value_id
                 )
                 for value_id in set(choices)
             ]
             return self._some_of(votes)
+        return [message]
+
+    def _tamper_poll(
+        self, node: SimNode, message: Query | Chits | Switch
+    ) -> list[Message | PollMessage]:
+        """Lying chits (a "double_voter" answers each poll with a random choice:
+        nothing, another proposal's value or a value nobody proposed), and junk
+        polls: a broken signature ahead of the real message, which a poller or
+        responder checks first and blames on its sender."""
+        kind = node.byzantine
+        if kind == "double_voter" and isinstance(message, Chits):
+            assert node.machine is not None
+            choices: list[bytes | None] = [None, message.value_id, sha256(b"lie%d" % node.index)]
+            choices.extend(node.machine.proposed_value_ids(0))
+            lie = self.rng.choice(choices)
+            return [
+                Chits.sign(
+                    node.key, self.chain_id, message.height, message.requester, message.poll, lie
+                )
+            ]
+        if kind == "junk_gossip" and isinstance(message, (Query, Chits)):
+            if isinstance(message, Query):
+                broken_q = Query(message.height, message.poll, message.requester, bytes(64))
+                return [broken_q, message]
+            m = message
+            broken_c = Chits(m.height, m.requester, m.poll, m.value_id, m.responder, bytes(64))
+            return [broken_c, message]
         return [message]
 
     def _junk(self, node: SimNode, message: Message) -> list[Message]:
@@ -618,13 +730,15 @@ class Simulation:
         mislabelled = Proposal.sign(node.key, self.chain_id, h, r, -1, value, sha256(b"other"))
         return [broken(own), broken(ahead), stranger, usurper, mislabelled]
 
-    def _some_of(self, messages: list[Message]) -> list[Message]:
+    def _some_of(self, messages: list[Message | PollMessage]) -> list[Message | PollMessage]:
         """A random non-empty selection in random order (a peer may see both sides)."""
-        picked = [m for m in messages if self.rng.random() < 0.5] or [self.rng.choice(messages)]
+        picked: list[Message | PollMessage] = [m for m in messages if self.rng.random() < 0.5] or [
+            self.rng.choice(messages)
+        ]
         self.rng.shuffle(picked)
         return picked
 
-    def _send(self, src: int, dst: int, message: Message) -> None:
+    def _send(self, src: int, dst: int, message: Message | PollMessage) -> None:
         if not self._connected(src, dst):
             self._held.append((src, dst, message))
             return

@@ -200,6 +200,19 @@ class Tendermint:
         rs = self._rounds.get(round)
         return [] if rs is None else list(rs.proposals)
 
+    def proposals(self) -> list[Proposal]:
+        """Every proposal held at this height, by round then arrival."""
+        return [p for r in sorted(self._rounds) for p in self._rounds[r].proposals.values()]
+
+    def polka(self, round: int, value_id: bytes) -> list[Vote]:
+        """The prevotes for ``value_id`` held for ``round`` (a polka once > 2/3)."""
+        rs = self._rounds.get(round)
+        return [] if rs is None else rs.prevotes.votes_for(value_id)
+
+    def is_valid_proposal(self, proposal: Proposal) -> bool:
+        """``valid(v)`` for a held proposal, from the same once-per-value cache."""
+        return self._valid(proposal)
+
     # ------------------------------------------------------------ bookkeeping
 
     def _run(self) -> list[Action]:

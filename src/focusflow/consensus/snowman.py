@@ -1,0 +1,371 @@
+"""Snowman for one validator, as a sans-io state machine behind ``ConsensusEngine``.
+
+Avalanche's Snowman on a chain that decides one block per height: at each
+height the machine gathers valid proposals, prefers one, and polls samples of
+validators until Snowball (``snowball.py``) finalizes a value. It is driven the
+way :class:`~focusflow.consensus.tendermint.Tendermint` is (``start_height``,
+``receive``, ``on_timeout``, each returning actions), so the simulator and later
+the node drive either.
+
+- **Proposals.** A height's proposer schedule is the validator set's
+  (``proposer(slot)``, as Tendermint's rounds): the proposer of slot 0 proposes at
+  once; while no valid proposal is known, each ``propose_timeout`` moves the
+  machine to the next slot, whose proposer then proposes. Proposals are
+  Tendermint ``Proposal`` messages with valid round -1, signed through the
+  :class:`Signer` (one per slot, across crashes). Any valid proposal of a slot
+  up to ``MAX_SLOT_AHEAD`` past the local one becomes a Snowball choice; the
+  first one known is the first preference.
+- **Polls.** With a preference, the machine keeps ``concurrent_polls`` polls
+  open. A poll samples ``k`` validators by stake without replacement (the
+  host's seeded ``random.Random``, so a simulation replays), sends each a signed
+  :class:`Query`, and counts one :class:`Chits` per sampled responder, with a
+  verified signature, for this poll; it ends when all answered or after
+  ``poll_timeout``. Its own sample slot answers with its own preference.
+- **Answers.** A query for the current height gets the preference (or nothing
+  yet, held until a preference exists); for a past height the decision; for the
+  next height it is held until that height starts. Each (requester, poll) is
+  answered once.
+- **Decision.** ``beta`` confident polls in a row: :class:`Accept`, no
+  certificate. Safety is probabilistic: ``snowball.failure_probability``.
+
+The timers reuse :class:`Timeout`: step PROPOSE with ``round`` = slot is the
+proposal timer, step PREVOTE with ``round`` = -1 - poll number the poll timer
+(negative, so a Tendermint machine beside it, in the fallback, never mistakes
+it for its own); the host only feeds them back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from focusflow.consensus.actions import Accept, Action, Broadcast, ScheduleTimeout, SendTo, Timeout
+from focusflow.consensus.errors import InvalidMessageError
+from focusflow.consensus.messages import Message, Proposal, Step
+from focusflow.consensus.poll_messages import Chits, PollMessage, Query, Switch
+from focusflow.consensus.signer import Signer
+from focusflow.consensus.snowball import Snowball, SnowmanParams
+from focusflow.consensus.validators import ValidatorSet
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import verify as verify_signature
+
+#: Proposal slots further ahead than this are dropped (a flood of future slots
+#: cannot grow the machine's state).
+MAX_SLOT_AHEAD = 64
+#: Distinct proposals kept per height (Snowball choices).
+MAX_CHOICES = 16
+#: Queries held for a height not started or a preference not yet formed.
+MAX_HELD_QUERIES = 4096
+#: Decisions kept to answer queries of laggards.
+KEEP_DECISIONS = 256
+
+
+@dataclass
+class Poll:
+    sample: frozenset[bytes]
+    answers: dict[bytes, bytes | None] = field(default_factory=dict)
+
+
+class Snowman:
+    """One validator's Snowman state (a follower, ``signer=None``, only answers nothing)."""
+
+    def __init__(
+        self,
+        chain_id: str,
+        *,
+        signer: Signer | None,
+        get_value: Callable[[int], bytes],
+        is_valid: Callable[[int, bytes], bool],
+        params: SnowmanParams | None = None,
+        rng: random.Random | None = None,
+        value_id_of: Callable[[bytes], bytes] = sha256,
+        verify: Callable[[bytes, bytes, bytes], bool] = verify_signature,
+        propose: bool = True,
+    ) -> None:
+        """``propose=False`` makes a poller that takes its choices from its owner
+        (the fallback mode feeds it Tendermint's proposals) instead of proposing."""
+        self.chain_id = chain_id
+        self.signer = signer
+        self.get_value = get_value
+        self.is_valid = is_valid
+        self.params = params or SnowmanParams()
+        self.rng = rng or random.Random(0)
+        self.value_id_of = value_id_of
+        self.verify = verify
+        self.proposes = propose
+        self.height = -1
+        self.validators: ValidatorSet | None = None
+        self.decided: dict[int, tuple[bytes, bytes]] = {}  # height -> (value, value_id)
+        self._held: list[Query] = []
+        self._next_poll = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.slot = 0
+        self.values: dict[bytes, bytes] = {}  # value id -> value (valid choices)
+        self._valid_cache: dict[bytes, bool] = {}
+        self.snowball: Snowball | None = None
+        self._polls: dict[int, Poll] = {}
+        self._answered: set[tuple[bytes, int]] = set()
+        self._actions: list[Action] = []
+        self.polling = self.proposes  # the fallback turns polling on itself
+
+    # ----------------------------------------------------------------- inputs
+
+    def start_height(self, height: int, validator_set: ValidatorSet) -> list[Action]:
+        if height <= self.height:
+            raise ValueError(f"height {height} does not follow {self.height}")
+        if self.signer is not None:
+            self.signer.prune(height)
+        self._reset()
+        self.height = height
+        self.validators = validator_set
+        k, ap, ac = self.params.effective(len(validator_set))
+        self.k = k
+        self.snowball = Snowball(ap, ac, self.params.beta)
+        if self.proposes:
+            self._enter_slot(0)
+        held, self._held = self._held, []
+        for q in held:
+            if q.height >= height:
+                self._held.append(q)
+        self._answer_held()
+        self._poll_more()
+        return self._flush()
+
+    def receive(self, message: Message | PollMessage) -> list[Action]:
+        """Handle a proposal, query or chits; InvalidMessageError when provably bad."""
+        if self.validators is None:
+            return []
+        if isinstance(message, Query):
+            self._on_query(message)
+        elif isinstance(message, Chits):
+            self._on_chits(message)
+        elif isinstance(message, Proposal):
+            self._on_proposal(message)
+        elif isinstance(message, Switch):
+            return []
+        else:
+            raise InvalidMessageError("a vote is not a Snowman message")
+        self._answer_held()
+        self._poll_more()
+        return self._flush()
+
+    def on_timeout(self, timeout: Timeout) -> list[Action]:
+        if timeout.height != self.height or self.height in self.decided:
+            return []
+        if timeout.step == Step.PROPOSE:
+            if timeout.round == self.slot and not self.values:
+                self._enter_slot(self.slot + 1)
+        else:
+            poll = self._polls.pop(-1 - timeout.round, None)
+            if poll is not None:
+                self._finish(poll)
+        self._poll_more()
+        return self._flush()
+
+    def proposed_value_ids(self, round: int) -> list[bytes]:
+        """The valid choices known at this height (every slot's)."""
+        return list(self.values)
+
+    # ------------------------------------------------------------- proposals
+
+    def _enter_slot(self, slot: int) -> None:
+        assert self.validators is not None
+        self.slot = slot
+        proposer = self.validators.proposer(slot).public_key
+        if self.signer is not None and proposer == self.signer.public_key:
+            value = self.get_value(self.height)
+            proposal = self.signer.sign_proposal(
+                self.height, slot, -1, value, self.value_id_of(value)
+            )
+            self._actions.append(Broadcast(proposal))
+            self._on_proposal(proposal)
+        if not self.values:
+            timeout = Timeout(Step.PROPOSE, self.height, slot)
+            self._actions.append(ScheduleTimeout(timeout, self.params.propose_timeout))
+
+    def _on_proposal(self, p: Proposal) -> None:
+        assert self.validators is not None
+        if p.height != self.height or p.value_id in self.values or not self.proposes:
+            return
+        if p.round > self.slot + MAX_SLOT_AHEAD or len(self.values) >= MAX_CHOICES:
+            return
+        if p.proposer != self.validators.proposer(p.round).public_key:
+            raise InvalidMessageError(f"slot {p.round} proposal not from its proposer")
+        if p.valid_round != -1:
+            raise InvalidMessageError("a Snowman proposal has valid round -1")
+        if self.value_id_of(p.value) != p.value_id:
+            raise InvalidMessageError("proposal value id is not the hash of its value")
+        if not self.verify(p.proposer, p.signature, p.sign_bytes(self.chain_id)):
+            raise InvalidMessageError("bad proposal signature")
+        self.add_choice(p.value, p.value_id)
+
+    def add_choice(self, value: bytes, value_id: bytes) -> None:
+        """Make a value a choice if the chain finds it valid (asked once per id)."""
+        if self.height in self.decided or value_id in self.values:
+            return
+        ok = self._valid_cache.get(value_id)
+        if ok is None:
+            ok = self._valid_cache[value_id] = bool(self.is_valid(self.height, value))
+        if not ok:
+            return
+        assert self.snowball is not None
+        self.values[value_id] = value
+        self.snowball.add(value_id)
+
+    def restrict_to(self, value: bytes, value_id: bytes) -> None:
+        """Make ``value`` the only choice, with fresh counters (the fallback's lock)."""
+        assert self.snowball is not None
+        sb = self.snowball
+        self.values = {value_id: value}
+        self._valid_cache[value_id] = True
+        self.snowball = Snowball(sb.alpha_preference, sb.alpha_confidence, sb.beta)
+        self.snowball.add(value_id)
+
+    def kick(self) -> list[Action]:
+        """Answer held queries and open polls after the owner changed the choices."""
+        self._answer_held()
+        self._poll_more()
+        return self._flush()
+
+    # ----------------------------------------------------------------- polls
+
+    def preference(self) -> bytes | None:
+        """What this machine answers at its height (its decision once decided)."""
+        if self.height in self.decided:
+            return self.decided[self.height][1]
+        return None if self.snowball is None else self.snowball.preference
+
+    def _poll_more(self) -> None:
+        if (
+            not self.polling
+            or self.signer is None
+            or self.height in self.decided
+            or self.preference() is None
+        ):
+            return
+        while len(self._polls) < self.params.concurrent_polls:
+            self._issue_poll()
+            if self.height in self.decided:
+                return
+
+    def _issue_poll(self) -> None:
+        assert self.signer is not None and self.validators is not None
+        sample = self._sample()
+        number = self._next_poll
+        self._next_poll += 1
+        poll = Poll(frozenset(sample))
+        me = self.signer.public_key
+        if me in poll.sample:
+            poll.answers[me] = self.preference()
+        if len(poll.answers) == len(poll.sample):
+            self._finish(poll)
+            return
+        self._polls[number] = poll
+        query = Query.sign(self.signer.key, self.chain_id, self.height, number)
+        peers = tuple(pk for pk in sample if pk != me)
+        self._actions.append(SendTo(peers, query))
+        timeout = Timeout(Step.PREVOTE, self.height, -1 - number)
+        self._actions.append(ScheduleTimeout(timeout, self.params.poll_timeout))
+
+    def _sample(self) -> list[bytes]:
+        """``k`` distinct validators, each draw weighted by stake."""
+        assert self.validators is not None
+        pool = [(v.public_key, v.power) for v in self.validators.validators]
+        picked: list[bytes] = []
+        for _ in range(self.k):
+            total = sum(w for _, w in pool)
+            x = self.rng.randrange(total)
+            for i, (pk, w) in enumerate(pool):
+                if x < w:
+                    picked.append(pk)
+                    del pool[i]
+                    break
+                x -= w
+        return picked
+
+    def _on_chits(self, c: Chits) -> None:
+        assert self.validators is not None
+        if self.signer is None or c.requester != self.signer.public_key:
+            return
+        if c.height != self.height:
+            return
+        poll = self._polls.get(c.poll)
+        if poll is None or c.responder not in poll.sample or c.responder in poll.answers:
+            return
+        if not self.verify(c.responder, c.signature, c.sign_bytes(self.chain_id)):
+            raise InvalidMessageError("bad chits signature")
+        poll.answers[c.responder] = c.value_id
+        if len(poll.answers) == len(poll.sample):
+            del self._polls[c.poll]
+            self._finish(poll)
+
+    def _finish(self, poll: Poll) -> None:
+        """Count a poll's answers in stake-free units: one per sampled validator."""
+        assert self.snowball is not None
+        counts: dict[bytes, int] = {}
+        for value_id in poll.answers.values():
+            if value_id is not None and value_id in self.values and self.counts_for(value_id):
+                counts[value_id] = counts.get(value_id, 0) + 1
+        self.snowball.record(counts)
+        final = self.snowball.finalized
+        if final is not None and self.height not in self.decided:
+            self._decide(final)
+
+    def counts_for(self, value_id: bytes) -> bool:
+        """Whether answers naming ``value_id`` count (the fallback narrows this)."""
+        return True
+
+    def _decide(self, value_id: bytes) -> None:
+        assert self.snowball is not None
+        value = self.values[value_id]
+        self.decided[self.height] = (value, value_id)
+        for h in [h for h in self.decided if h <= self.height - KEEP_DECISIONS]:
+            del self.decided[h]
+        self._polls.clear()
+        self._actions.append(Accept(self.height, value, value_id, self.snowball.polls))
+
+    # --------------------------------------------------------------- answers
+
+    def _on_query(self, q: Query) -> None:
+        assert self.validators is not None
+        if self.validators.index_of(q.requester) is None and q.height <= self.height:
+            raise InvalidMessageError("query from a key outside the validator set")
+        if q.height > self.height + 1 or self.signer is None:
+            return
+        if not self.verify(q.requester, q.signature, q.sign_bytes(self.chain_id)):
+            raise InvalidMessageError("bad query signature")
+        if q.height > self.height or self.preference() is None:
+            if len(self._held) < MAX_HELD_QUERIES:
+                self._held.append(q)
+            return
+        self._answer(q)
+
+    def _answer(self, q: Query) -> None:
+        assert self.signer is not None
+        if (q.requester, q.poll) in self._answered and q.height == self.height:
+            return
+        if q.height == self.height:
+            self._answered.add((q.requester, q.poll))
+            value_id = self.preference()
+        else:
+            past = self.decided.get(q.height)
+            value_id = None if past is None else past[1]
+        chits = Chits.sign(self.signer.key, self.chain_id, q.height, q.requester, q.poll, value_id)
+        self._actions.append(SendTo((q.requester,), chits))
+
+    def _answer_held(self) -> None:
+        if not self._held or self.preference() is None:
+            return
+        held, self._held = self._held, []
+        for q in held:
+            if q.height > self.height:
+                self._held.append(q)
+            else:
+                self._answer(q)
+
+    def _flush(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions
