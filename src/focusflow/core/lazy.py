@@ -61,17 +61,18 @@ class LazyKernel:
     dispatcher's.
     """
 
+    _dispatcher: Any = None
+
     def __init__(self, func: Callable[..., Any], options: dict[str, Any]) -> None:
         self.py_func = func
         self.options = options
-        self._dispatcher: Any = None
         functools.update_wrapper(self, func)
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         dispatcher = self._dispatcher
         if dispatcher is None:
             dispatcher = self.dispatcher()
-        return dispatcher(*args)
+        return dispatcher(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
