@@ -174,26 +174,40 @@ class Fallback:
             ):
                 out += self._switch()
         if not self.done and self.switched:
+            out += self._send_switch()
             out += self._update_polling()
         return out
 
     def _switch(self) -> list[Action]:
         self.switched = True
         self.tm.signer = None  # never signs for this height again
+        return self._send_switch()
+
+    def _send_switch(self) -> list[Action]:
+        """Sign and send this validator's switch once the polka of its lock is held.
+
+        A validator restarted mid-height locked before the crash, but holds that
+        round's prevotes again only when peers re-send them; until then it has
+        switched (it signs nothing) without saying so.
+        """
         if self.signer is None or self.validators is None:
             return []
-        if self.validators.index_of(self.signer.public_key) is None:
+        me = self.signer.public_key
+        if me in self.switches or self.validators.index_of(me) is None:
             return []
         lock = self.signer.lock(self.height)
         if lock is None:
             switch = Switch.sign(self.signer.key, self.chain_id, self.height, -1, None, ())
         else:
             round_, _, value_id = lock
-            polka = tuple(self.tm.polka(round_, value_id))
+            polka = self.tm.polka(round_, value_id)
+            power = sum(self.validators.power_of(v.validator) for v in polka)
+            if not has_two_thirds(power, self.validators.total_power):
+                return []
             switch = Switch.sign(
-                self.signer.key, self.chain_id, self.height, round_, value_id, polka
+                self.signer.key, self.chain_id, self.height, round_, value_id, tuple(polka)
             )
-        self.switches[self.signer.public_key] = switch
+        self.switches[me] = switch
         return [SendTo(None, switch)]
 
     def _on_switch(self, s: Switch) -> None:
@@ -248,6 +262,6 @@ class Fallback:
         else:
             for p in self.tm.proposals():
                 if p.value_id not in poller.values and self.tm.is_valid_proposal(p):
-                    poller.add_choice(p.value, p.value_id)
+                    poller.add_choice(p.value, p.value_id, p.round)
         poller.polling = True
         return poller.kick()

@@ -6,11 +6,18 @@ runs it: after each poll of ``k`` sampled validators,
 
 - a choice named by at least ``alpha_preference`` answers gains one unit of
   preference strength, and becomes the preference once its strength exceeds the
-  current preference's;
+  current preference's (equal strengths: the better-ranked choice, see below);
 - a choice named by at least ``alpha_confidence`` answers extends the run of
   consecutive successful polls when it is the same choice as the last success
   (else the run restarts at 1); any poll without such a choice resets the run;
 - a run of ``beta`` successes finalizes that choice.
+
+Ties between equal strengths go to the better rank (the proposal's slot, then
+its value id), where avalanchego keeps the first block it heard of. Arrival order
+differs between validators; rank does not, so validators that have seen the same
+proposals and no successful poll prefer the same one. Without that, a set no
+larger than ``k`` (every poll asks everyone, so no sampling noise breaks a tie)
+split two against two stays split for ever: no choice ever reaches alpha.
 
 This module holds no network or signatures: :class:`Snowball` is a pure counter
 (tested against a direct transcription of the rule), :class:`SnowmanParams`
@@ -80,16 +87,24 @@ class Snowball:
         self.beta = beta
         self.preference: bytes | None = None
         self.strength: dict[bytes, int] = {}
+        self.rank: dict[bytes, tuple[int, bytes]] = {}
         self.last: bytes | None = None  # the choice of the current confident run
         self.confidence = 0
         self.polls = 0
         self.finalized: bytes | None = None
 
-    def add(self, choice: bytes) -> None:
-        """A new valid choice; the first one becomes the preference."""
-        self.strength.setdefault(choice, 0)
-        if self.preference is None:
+    def add(self, choice: bytes, rank: int = 0) -> None:
+        """A new valid choice of rank ``rank`` (its slot; lower is better)."""
+        if choice in self.strength:
+            return
+        self.strength[choice] = 0
+        self.rank[choice] = (rank, choice)
+        if self.preference is None or self._better(choice, self.preference):
             self.preference = choice
+
+    def _better(self, a: bytes, b: bytes) -> bool:
+        sa, sb = self.strength[a], self.strength[b]
+        return sa > sb or (sa == sb and self.rank[a] < self.rank[b])
 
     def record(self, counts: Mapping[bytes, int]) -> None:
         """One finished poll: ``counts[choice]`` answers named each known choice."""
@@ -104,7 +119,7 @@ class Snowball:
             return
         self.strength[best] += 1
         assert self.preference is not None
-        if self.strength[best] > self.strength[self.preference]:
+        if self._better(best, self.preference):
             self.preference = best
         if counts[best] < self.alpha_confidence:
             self.confidence = 0

@@ -13,8 +13,8 @@ the node drive either.
   machine to the next slot, whose proposer then proposes. Proposals are
   Tendermint ``Proposal`` messages with valid round -1, signed through the
   :class:`Signer` (one per slot, across crashes). Any valid proposal of a slot
-  up to ``MAX_SLOT_AHEAD`` past the local one becomes a Snowball choice; the
-  first one known is the first preference.
+  up to ``MAX_SLOT_AHEAD`` past the local one becomes a Snowball choice, ranked
+  by slot (``snowball.py``: equal strengths go to the earlier slot).
 - **Polls.** With a preference, the machine keeps ``concurrent_polls`` polls
   open. A poll samples ``k`` validators by stake without replacement (the
   host's seeded ``random.Random``, so a simulation replays), sends each a signed
@@ -200,9 +200,9 @@ class Snowman:
             raise InvalidMessageError("proposal value id is not the hash of its value")
         if not self.verify(p.proposer, p.signature, p.sign_bytes(self.chain_id)):
             raise InvalidMessageError("bad proposal signature")
-        self.add_choice(p.value, p.value_id)
+        self.add_choice(p.value, p.value_id, p.round)
 
-    def add_choice(self, value: bytes, value_id: bytes) -> None:
+    def add_choice(self, value: bytes, value_id: bytes, rank: int = 0) -> None:
         """Make a value a choice if the chain finds it valid (asked once per id)."""
         if self.height in self.decided or value_id in self.values:
             return
@@ -213,7 +213,7 @@ class Snowman:
             return
         assert self.snowball is not None
         self.values[value_id] = value
-        self.snowball.add(value_id)
+        self.snowball.add(value_id, rank)
 
     def restrict_to(self, value: bytes, value_id: bytes) -> None:
         """Make ``value`` the only choice, with fresh counters (the fallback's lock)."""
