@@ -1,0 +1,335 @@
+"""Snowman's parts: Snowball counters, parameters and their risk, poll messages,
+and one machine's handling of queries and chits (the seeded schedules of the
+whole network are in test_engines.py)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from scipy.stats import hypergeom
+
+from focusflow.consensus import Proposal, Signer, Step, Tendermint, Vote, WriteAheadLog
+from focusflow.consensus.actions import Accept, Broadcast, SendTo
+from focusflow.consensus.engine import ConsensusEngine, PollingEngine
+from focusflow.consensus.errors import InvalidMessageError
+from focusflow.consensus.fallback import Fallback
+from focusflow.consensus.messages import proposal_sign_bytes, vote_sign_bytes
+from focusflow.consensus.poll_messages import (
+    Chits,
+    Query,
+    Switch,
+    chits_sign_bytes,
+    decode_poll_message,
+    encode_poll_message,
+    query_sign_bytes,
+    switch_sign_bytes,
+)
+from focusflow.consensus.snowball import (
+    Snowball,
+    SnowmanParams,
+    failure_probability,
+    poll_success_probability,
+)
+from focusflow.consensus.snowman import Snowman
+from focusflow.consensus.validators import ValidatorSet
+from focusflow.core.encoding import encode
+from focusflow.core.errors import DecodeError, InvalidParameterError
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import verify
+
+from .harness import CHAIN, keys
+
+A, B, C = sha256(b"a"), sha256(b"b"), sha256(b"c")
+
+
+# ------------------------------------------------------------------ Snowball
+
+
+RANK = {A: 0, B: 1, C: 2}
+
+
+def reference_snowball(polls, ap, ac, beta):
+    """The rule as the paper and avalanchego state it, written out plainly, with
+    ties between equal strengths going to the lower rank."""
+    pref, strength, last, conf, final = None, {}, None, 0, None
+
+    def better(a, b):
+        return strength[a] > strength[b] or (
+            strength[a] == strength[b] and (RANK[a], a) < (RANK[b], b)
+        )
+
+    for choices, counts in polls:
+        for c in choices:
+            if c not in strength:
+                strength[c] = 0
+                if pref is None or better(c, pref):
+                    pref = c
+        if final is not None:
+            continue
+        known = {c: n for c, n in counts.items() if c in strength}
+        top = max(known, key=lambda c: (known[c], c)) if known else None
+        if top is None or known[top] < ap:
+            conf = 0
+            continue
+        strength[top] += 1
+        if better(top, pref):
+            pref = top
+        if known[top] < ac:
+            conf = 0
+            continue
+        conf = conf + 1 if top == last else 1
+        last = top
+        if conf >= beta:
+            final = top
+    return pref, final
+
+
+def test_snowball_matches_the_rule_on_random_poll_sequences():
+    rng = random.Random(7)
+    finals = switches = 0
+    for _ in range(300):
+        k, beta = 5, rng.randint(1, 4)
+        ap = rng.randint(3, 5)
+        ac = rng.randint(ap, 5)
+        sb = Snowball(ap, ac, beta)
+        polls = []
+        for _ in range(rng.randint(1, 30)):
+            new = [c for c in (A, B, C) if rng.random() < 0.2]
+            counts: dict[bytes, int] = {}
+            for _ in range(k):
+                c = rng.choice([A, B, C, None])
+                if c is not None:
+                    counts[c] = counts.get(c, 0) + 1
+            polls.append((new, counts))
+        for new, counts in polls:
+            for c in new:
+                sb.add(c, RANK[c])
+            sb.record(counts)
+        pref, final = reference_snowball(polls, ap, ac, beta)
+        assert sb.finalized == final
+        assert sb.preference == pref
+        finals += final is not None
+        switches += pref not in (None, *(c for new, _ in polls[:1] for c in new))
+    assert finals >= 10 and switches >= 10  # the comparison covered both outcomes
+
+
+def test_snowball_needs_beta_consecutive_confident_polls():
+    sb = Snowball(3, 4, 3)
+    sb.add(A)
+    sb.add(B, 1)
+    sb.record({A: 4})
+    sb.record({A: 4})
+    sb.record({A: 3})  # preferred (>= 3) but not confident: the run restarts
+    assert sb.confidence == 0 and sb.finalized is None
+    sb.record({A: 4})
+    sb.record({B: 4})  # another choice: run of 1 for B
+    assert (sb.last, sb.confidence) == (B, 1)
+    assert sb.preference == A  # A has strength 4, B 1
+    for _ in range(2):
+        sb.record({B: 4})
+    assert sb.finalized == B
+
+
+def test_snowball_ties_go_to_the_better_rank_whatever_the_arrival_order():
+    one, two = Snowball(3, 3, 1), Snowball(3, 3, 1)
+    one.add(B, 1)
+    one.add(A, 0)
+    two.add(A, 0)
+    two.add(B, 1)
+    assert one.preference == two.preference == A
+    one.record({B: 3})  # a success moves strength past the tie
+    assert one.finalized == B
+
+
+# ------------------------------------------------------- parameters and risk
+
+
+def test_params_are_checked():
+    with pytest.raises(InvalidParameterError):
+        SnowmanParams(k=20, alpha_preference=10)  # not above k/2
+    with pytest.raises(InvalidParameterError):
+        SnowmanParams(alpha_preference=16, alpha_confidence=15)
+    with pytest.raises(InvalidParameterError):
+        SnowmanParams(beta=0)
+    assert SnowmanParams().effective(64) == (20, 15, 15)
+    assert SnowmanParams().effective(16) == (16, 12, 12)
+    assert SnowmanParams().effective(4) == (4, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("total", "agreeing", "k", "alpha"),
+    [(64, 21, 20, 15), (16, 5, 16, 12), (100, 33, 20, 15), (7, 2, 7, 6), (50, 30, 10, 8)],
+)
+def test_poll_success_probability_against_scipy(total, agreeing, k, alpha):
+    ours = poll_success_probability(total, agreeing, k, alpha)
+    theirs = hypergeom(total, agreeing, k).sf(alpha - 1)
+    assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-300)
+
+
+def test_failure_probability_figures():
+    p = SnowmanParams()
+    small = failure_probability(p, 4, 1)
+    assert small == {"byzantine_only": 0.0, "split": 0.0}  # 3 of 4 needs 2 liars
+    big = failure_probability(p, 64, 21)
+    one_poll = hypergeom(64, 21, 20).sf(14)
+    assert big["byzantine_only"] == pytest.approx(one_poll**20, rel=1e-6)
+    assert 0 < big["byzantine_only"] < 1e-100
+    assert big["byzantine_only"] <= big["split"] < 1e-9
+
+
+# ------------------------------------------------------------------ messages
+
+
+def test_poll_messages_round_trip_and_refuse_malformed_input():
+    ks = keys(4)
+    q = Query.sign(ks[0], CHAIN, 5, 7)
+    c = Chits.sign(ks[1], CHAIN, 5, ks[0].public_key, 7, A)
+    nil = Chits.sign(ks[1], CHAIN, 5, ks[0].public_key, 8, None)
+    polka = tuple(Vote.sign(k, CHAIN, 5, 1, Step.PREVOTE, A) for k in ks[:3])
+    s = Switch.sign(ks[2], CHAIN, 5, 1, A, polka)
+    free = Switch.sign(ks[3], CHAIN, 5, -1, None, ())
+    for m in (q, c, nil, s, free):
+        assert decode_poll_message(encode_poll_message(m)) == m
+    bad = [
+        encode(["query", 5, 7, ks[0].public_key]),
+        encode(["query", -1, 7, ks[0].public_key, bytes(64)]),
+        encode(["chits", 5, ks[0].public_key, 7, b"short", ks[1].public_key, bytes(64)]),
+        encode(["switch", 5, 1, None, [], ks[2].public_key, bytes(64)]),
+        encode(
+            [
+                "switch",
+                5,
+                1,
+                A,
+                [["vote", 5, 1, 2, A, ks[0].public_key, bytes(64)]],
+                ks[2].public_key,
+                bytes(64),
+            ]
+        ),
+        encode(["switch", 5, 1, A, [0] * 1025, ks[2].public_key, bytes(64)]),
+        encode(["nonsense"]),
+    ]
+    for data in bad:
+        with pytest.raises(DecodeError):
+            decode_poll_message(data)
+
+
+def test_domains_keep_signatures_apart():
+    """A chits, query or switch signature never verifies as a proposal or vote."""
+    k = keys(1)[0]
+    c = Chits.sign(k, CHAIN, 1, k.public_key, 0, A)
+    q = Query.sign(k, CHAIN, 1, 0)
+    s = Switch.sign(k, CHAIN, 1, 0, A, ())
+    others = [
+        proposal_sign_bytes(CHAIN, 1, 0, -1, A),
+        vote_sign_bytes(CHAIN, 1, 0, Step.PREVOTE, A),
+        vote_sign_bytes(CHAIN, 1, 0, Step.PRECOMMIT, A),
+        query_sign_bytes(CHAIN, 1, 0),
+        chits_sign_bytes(CHAIN, 1, k.public_key, 0, A),
+        switch_sign_bytes(CHAIN, 1, 0, A),
+    ]
+    for m in (c, q, s):
+        valid = [b for b in others if verify(k.public_key, m.signature, b)]
+        assert valid == [m.sign_bytes(CHAIN)]
+
+
+# ------------------------------------------------------------ one machine
+
+
+def machine(n=4, me=0, params=None):
+    ks = keys(n)
+    vs = ValidatorSet.create({k.public_key: 1 for k in ks})
+    m = Snowman(
+        CHAIN,
+        signer=Signer(ks[me], CHAIN, WriteAheadLog(None)),
+        get_value=lambda h: b"block of %d" % me,
+        is_valid=lambda h, v: True,
+        params=params or SnowmanParams(beta=2, concurrent_polls=1),
+        rng=random.Random(1),
+    )
+    actions = m.start_height(1, vs)
+    return ks, vs, m, actions
+
+
+def proposal_from_schedule(ks, vs, value=b"v"):
+    p0 = vs.proposer(0).public_key
+    key = next(k for k in ks if k.public_key == p0)
+    return Proposal.sign(key, CHAIN, 1, 0, -1, value, sha256(value))
+
+
+def test_a_machine_polls_counts_one_answer_per_sampled_peer_and_accepts():
+    ks, vs, m, actions = machine(me=1 if vs_proposer_index() == 0 else 0)
+    p = proposal_from_schedule(ks, vs)
+    if not any(isinstance(a, Broadcast) for a in actions):
+        actions = m.receive(p)
+    decided = None
+    for _ in range(10):
+        queries = [a for a in actions if isinstance(a, SendTo) and isinstance(a.message, Query)]
+        if not queries:
+            break
+        q = queries[0].message
+        assert set(queries[0].peers) == {k.public_key for k in ks} - {m.signer.public_key}
+        actions = []
+        for k in ks:
+            if k.public_key in queries[0].peers:
+                c = Chits.sign(k, CHAIN, 1, q.requester, q.poll, m.preference())
+                actions += m.receive(c)
+                assert m.receive(c) == []  # a second copy does not count again
+        decided = next((a for a in actions if isinstance(a, Accept)), decided)
+    assert decided is not None and decided.value_id == m.preference()
+    assert decided.polls == 2
+
+
+def vs_proposer_index():
+    ks = keys(4)
+    vs = ValidatorSet.create({k.public_key: 1 for k in ks})
+    return [k.public_key for k in ks].index(vs.proposer(0).public_key)
+
+
+def test_a_machine_refuses_what_is_provably_bad():
+    ks, vs, m, _ = machine()
+    outsider = keys(1, b"outsider")[0]
+    with pytest.raises(InvalidMessageError):
+        m.receive(Query.sign(outsider, CHAIN, 1, 0))
+    broken = Query.sign(ks[1], CHAIN, 1, 0)
+    with pytest.raises(InvalidMessageError):
+        m.receive(Query(broken.height, broken.poll, broken.requester, bytes(64)))
+    with pytest.raises(InvalidMessageError):
+        m.receive(Vote.sign(ks[1], CHAIN, 1, 0, Step.PREVOTE, None))
+    wrong = next(k for k in ks if k.public_key != vs.proposer(0).public_key)
+    with pytest.raises(InvalidMessageError):
+        m.receive(Proposal.sign(wrong, CHAIN, 1, 0, -1, b"x", sha256(b"x")))
+
+
+def test_a_query_is_answered_with_the_preference_once_there_is_one():
+    ks, vs, m, _ = machine(me=1 if vs_proposer_index() == 0 else 0)
+    asker = next(k for k in ks if k.public_key != m.signer.public_key)
+    q = Query.sign(asker, CHAIN, 1, 3)
+    out = m.receive(q)
+    if m.preference() is None:
+        assert out == []  # held until a proposal is known
+        out = m.receive(proposal_from_schedule(ks, vs))
+    chits = [a.message for a in out if isinstance(a, SendTo) and isinstance(a.message, Chits)]
+    assert [(c.requester, c.poll, c.value_id) for c in chits] == [
+        (asker.public_key, 3, m.preference())
+    ]
+
+
+def test_every_engine_offers_the_interface():
+    ks = keys(4)
+    common = dict(
+        signer=Signer(ks[0], CHAIN, WriteAheadLog(None)),
+        get_value=lambda h: b"v",
+        is_valid=lambda h, v: True,
+    )
+    engines: list[ConsensusEngine | PollingEngine] = [
+        Tendermint(CHAIN, **common),
+        Snowman(CHAIN, **common),
+        Fallback(CHAIN, **common),
+    ]
+    vs = ValidatorSet.create({k.public_key: 1 for k in ks})
+    for e in engines:
+        assert e.height == -1
+        e.start_height(1, vs)
+        assert e.height == 1
