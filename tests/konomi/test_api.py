@@ -87,21 +87,21 @@ def test_websocket_actions_with_seed_shapes(client):
         init = ws.receive_json()
         assert init["status"] == "initialized" and init["vertices"] == list(VERTICES)
         ws.send_json({"action": "process", "vertex": "NEU", "text": "hello"})
-        msgs = [ws.receive_json(), ws.receive_json()]
-        reply = next(m for m in msgs if "event" not in m)
-        event = next(m for m in msgs if "event" in m)
+        reply = ws.receive_json()
         assert reply["vertex"] == "NEU" and reply["result"] and "κ" in reply
-        assert event["event"] == "processed" and event["cube_id"] == init["cube_id"]
+        ws.send_json({"action": "subscribe"})
+        assert ws.receive_json() == {"status": "subscribed", "cube_id": init["cube_id"]}
         ws.send_json({"action": "connect", "source": "NEU", "target": "SWD"})
-        msgs = [ws.receive_json(), ws.receive_json()]
-        assert {"status": "connected", "edge": "NEU↔SWD"} in msgs
+        assert ws.receive_json() == {"status": "connected", "edge": "NEU↔SWD"}
+        event = ws.receive_json()
+        assert event["event"] == "connected" and event["cube_id"] == init["cube_id"]
         ws.send_json({"action": "status"})
         status = ws.receive_json()
         assert set(status) == {*VERTICES, "CENTRAL"}
         assert status["NEU"]["connections"] == 5 and status["CENTRAL"]["connections"] == 8
         ws.send_json({"action": "collective_think", "query": "What is 2+2?"})
-        msgs = [ws.receive_json(), ws.receive_json()]
-        think = next(m for m in msgs if "event" not in m)
+        think = ws.receive_json()
+        assert ws.receive_json()["event"] == "collective_think"
         assert set(think["vertices"]) == set(VERTICES) and think["score"] > 0
         assert "consensus" in think and "κ_field" in think
 

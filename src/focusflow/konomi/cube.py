@@ -17,6 +17,7 @@ negative. ``update_field`` is the seed's κ diffusion between neighbouring cubes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from typing import NotRequired, TypedDict
 
 import numpy as np
@@ -43,6 +44,13 @@ STANDARD_EDGES: tuple[tuple[str, str], ...] = tuple(
 ) + tuple((v, CENTRAL) for v in VERTICES)
 
 EventSink = Callable[[Event], None]
+
+#: Who asked for the change being made: a connection's id while the WebSocket
+#: server handles one of its messages, else None. Every cube event carries it
+#: as ``actor``, so that the server can keep a connection's own events from it:
+#: the protocol is one reply per action, and an echo would be read as the next
+#: reply by a client that reads once per action.
+ACTOR: ContextVar[str | None] = ContextVar("konomi_actor", default=None)
 
 
 class NodeStatus(TypedDict):
@@ -156,7 +164,7 @@ class Cube:
 
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
-            self.on_event({"cube_id": self.id, **event})
+            self.on_event({"cube_id": self.id, "actor": ACTOR.get(), **event})
 
     def process_vertex_sync(self, vertex: str, text: str, propagate: bool = True) -> str:
         """Run one agent on ``text``; its neighbours then answer its output (batched)."""

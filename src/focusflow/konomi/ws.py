@@ -8,8 +8,14 @@ example, which makes or attaches to cube ``t1``) or ``{"action": "initialize", "
 ``{"action": "collective_think", "query": "..."}``. Replies have the seed's shapes.
 Errors come back as ``{"error": {"code": ..., "message": ...}, "action": ...}`` and
 leave the socket open; the server closes a socket only with a close code and a
-reason. After ``initialize`` the connection also receives the cube's events,
-from this process and (through Redis) every other one, as ``{"event": ...}``.
+reason.
+
+Every action is answered by exactly one message, its reply: a client that
+sends and then reads once (the design's client) always reads its own answer.
+Events (``{"event": ...}``) go to the *other* connections attached to the cube,
+in this process and (through Redis) every other one; a connection receives
+the events of its own actions only after it opted in with ``{"action":
+"subscribe"}`` (answered ``{"status": "subscribed", "cube_id": ...}``).
 """
 
 from __future__ import annotations
@@ -18,23 +24,24 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import TypedDict
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from focusflow.core.errors import FocusflowError
-from focusflow.konomi.cube import VERTICES, Cube
+from focusflow.konomi.cube import ACTOR, VERTICES, Cube
 from focusflow.konomi.errors import (
     MalformedMessageError,
     NotInitializedError,
     UnknownActionError,
     UnknownCubeError,
 )
-from focusflow.konomi.events import LocalBus
+from focusflow.konomi.events import Event, LocalBus
 from focusflow.konomi.system import KonomiSystem
 
-ACTIONS = ("initialize", "process", "connect", "status", "collective_think")
+ACTIONS = ("initialize", "process", "connect", "status", "collective_think", "subscribe")
 #: Longest cube or template id a message may name: ids are stored and travel in
 #: every event of the cube.
 MAX_ID_CHARS = 128
@@ -130,6 +137,8 @@ def handle(system: KonomiSystem, cube: Cube | None, msg: Message) -> tuple[Cube 
         return cube, {"status": "connected", "edge": f"{source}↔{target}"}
     if action == "status":
         return cube, cube.status()
+    if action == "subscribe":
+        return cube, {"status": "subscribed", "cube_id": cube.id}
     query = _text(msg, "query")
     answer = cube.collective_think_sync(query)
     system.save_cube(cube)
@@ -141,6 +150,47 @@ def handle(system: KonomiSystem, cube: Cube | None, msg: Message) -> tuple[Cube 
 MessageObserver = Callable[[object, str, float], None]
 
 
+class Session:
+    """One connection's state: its cube, its id as the actor of the events its
+    actions cause, and whether it opted in to those events (``subscribe``)."""
+
+    def __init__(self, system: KonomiSystem) -> None:
+        self.system = system
+        self.cube: Cube | None = None
+        self.own_events = False
+        self.id = uuid.uuid4().hex
+
+    def wants(self, event: Event) -> bool:
+        """Whether an event goes to this connection: its cube's, and not its own
+        unless it subscribed to those."""
+        if self.cube is None or event.get("cube_id") != self.cube.id:
+            return False
+        return self.own_events or event.get("actor") != self.id
+
+    def answer(self, raw: str) -> tuple[object, str, Reply]:
+        """The one reply to a message as received: (action as sent, ``ok`` or the
+        error code, the reply)."""
+        action = None
+        try:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                raise MalformedMessageError("message is not valid JSON") from None
+            if not isinstance(msg, dict):
+                raise MalformedMessageError("message must be a JSON object")
+            action = msg.get("action")
+            token = ACTOR.set(self.id)
+            try:
+                self.cube, reply = handle(self.system, self.cube, msg)
+            finally:
+                ACTOR.reset(token)
+        except FocusflowError as exc:
+            return action, exc.code, {**error_body(exc), "action": action}
+        if action == "subscribe":
+            self.own_events = True
+        return action, "ok", reply
+
+
 async def serve_socket(
     websocket: WebSocket,
     system: KonomiSystem,
@@ -149,7 +199,7 @@ async def serve_socket(
 ) -> None:
     """Run one WebSocket connection until the client leaves."""
     await websocket.accept()
-    cube: Cube | None = None
+    session = Session(system)
     send_lock = asyncio.Lock()
     queue = bus.subscribe()
 
@@ -160,7 +210,7 @@ async def serve_socket(
     async def forward() -> None:
         while True:
             event = await queue.get()
-            if cube is not None and event.get("cube_id") == cube.id:
+            if session.wants(event):
                 await send(event)
 
     forwarder = asyncio.create_task(forward())
@@ -172,24 +222,10 @@ async def serve_socket(
             raw = message.get("text")
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
-            action = None
             started = time.perf_counter()
-            try:
-                try:
-                    msg = json.loads(raw)
-                except ValueError:
-                    raise MalformedMessageError("message is not valid JSON") from None
-                if not isinstance(msg, dict):
-                    raise MalformedMessageError("message must be a JSON object")
-                action = msg.get("action")
-                cube, reply = handle(system, cube, msg)
-            except FocusflowError as exc:
-                if observe is not None:
-                    observe(action, exc.code, time.perf_counter() - started)
-                await send({**error_body(exc), "action": action})
-                continue
+            action, outcome, reply = session.answer(raw)
             if observe is not None:
-                observe(action, "ok", time.perf_counter() - started)
+                observe(action, outcome, time.perf_counter() - started)
             await send(reply)
     except WebSocketDisconnect:
         pass
