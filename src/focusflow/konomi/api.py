@@ -183,17 +183,7 @@ def _add_rest(app: FastAPI, system: KonomiSystem) -> None:
     @app.get("/value")
     def get_value(x: int, y: int, z: int, instance_id: str | None = None) -> JsonReply:
         """A block's value and the state of the LLM at it."""
-        inst = system.instance(instance_id)
-        value = system.get_block(x, y, z, instance_id)
-        llm = system.llm_at(x, y, z, instance_id)
-        active = inst.array.is_active(x, y, z)
-        return {
-            "coordinate": [x, y, z],
-            "value": value,
-            "active": active,
-            "hash": inst.array.stored_hash(x, y, z) if active else None,
-            "llm": {"κ": llm.kappa, "connections": len(llm.connections)},
-        }
+        return system.value_info(x, y, z, instance_id)
 
     @app.post("/value")
     def set_value(req: BlockRequest) -> JsonReply:
@@ -217,27 +207,13 @@ def _add_rest(app: FastAPI, system: KonomiSystem) -> None:
     @app.post("/block/attest")
     def attest(req: Coordinate) -> JsonReply:
         """Active neighbours attest a block's hash."""
-        arr = system.instance(req.instance_id).array
-        arr._check(req.x, req.y, req.z)
-        if not arr.is_active(req.x, req.y, req.z):
-            raise KonomiError(f"block ({req.x}, {req.y}, {req.z}) is not active")
-        return {"attested": arr.attest(req.x, req.y, req.z, req.adjacency)}
+        return {
+            "attested": system.attest_block(req.x, req.y, req.z, req.instance_id, req.adjacency)
+        }
 
     @app.get("/block/consensus")
     def consensus(
         x: int, y: int, z: int, instance_id: str | None = None, adjacency: int = 6
     ) -> JsonReply:
         """Whether a block is accepted (valid hash, >= 2/3 of active neighbours attest it)."""
-        arr = system.instance(instance_id).array
-        arr._check(x, y, z)
-        if not arr.is_active(x, y, z):
-            raise KonomiError(f"block ({x}, {y}, {z}) is not active")
-        a = arr.consensus(x, y, z, adjacency)
-        return {
-            "coordinate": list(a.coordinate),
-            "hash": a.hash,
-            "valid": a.valid,
-            "attesting": a.attesting,
-            "neighbours": a.neighbours,
-            "accepted": a.accepted,
-        }
+        return system.consensus_block(x, y, z, instance_id, adjacency)

@@ -33,6 +33,7 @@ from focusflow.konomi.cube import Cube, EventSink
 from focusflow.konomi.errors import (
     DimensionsTooLargeError,
     InvalidOperationError,
+    KonomiError,
     UnknownCubeError,
     UnknownInstanceError,
     UnknownTemplateError,
@@ -338,6 +339,60 @@ class KonomiSystem:
             slot = inst.array.set(x, y, z, v)
             self._save_slots(inst, np.array([slot]))
         return inst.array.block(x, y, z)
+
+    def value_info(self, x: int, y: int, z: int, instance_id: str | None = None) -> dict:
+        """What ``GET /value`` answers: a block's value, hash, and its LLM's state."""
+        inst = self.instance(instance_id)
+        value = self.get_block(x, y, z, instance_id)
+        llm = self.llm_at(x, y, z, instance_id)
+        active = inst.array.is_active(x, y, z)
+        return {
+            "coordinate": [x, y, z],
+            "value": value,
+            "active": active,
+            "hash": inst.array.stored_hash(x, y, z) if active else None,
+            "llm": {"κ": llm.kappa, "connections": len(llm.connections)},
+        }
+
+    def _active_array(self, x: int, y: int, z: int, instance_id: str | None) -> BlockArray:
+        arr = self.instance(instance_id).array
+        arr._check(x, y, z)
+        if not arr.is_active(x, y, z):
+            raise KonomiError(f"block ({x}, {y}, {z}) is not active")
+        return arr
+
+    def attest_block(
+        self,
+        x: int,
+        y: int,
+        z: int,
+        instance_id: str | None = None,
+        adjacency: int = 6,
+        neighbours: list[tuple[int, int, int]] | None = None,
+    ) -> int:
+        """Active neighbours attest a block's hash (``neighbours``: see BlockArray.attest)."""
+        arr = self._active_array(x, y, z, instance_id)
+        return arr.attest(x, y, z, adjacency, neighbours)
+
+    def consensus_block(
+        self,
+        x: int,
+        y: int,
+        z: int,
+        instance_id: str | None = None,
+        adjacency: int = 6,
+        neighbours: list[tuple[int, int, int]] | None = None,
+    ) -> dict:
+        """What ``GET /block/consensus`` answers for a block."""
+        a = self._active_array(x, y, z, instance_id).consensus(x, y, z, adjacency, neighbours)
+        return {
+            "coordinate": list(a.coordinate),
+            "hash": a.hash,
+            "valid": a.valid,
+            "attesting": a.attesting,
+            "neighbours": a.neighbours,
+            "accepted": a.accepted,
+        }
 
     def llm_at(self, x: int, y: int, z: int, instance_id: str | None = None) -> CellLLM | FemtoLLM:
         """The agent at a coordinate: a :class:`CellLLM` for an active block, else a fresh
