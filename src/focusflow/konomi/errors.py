@@ -108,3 +108,83 @@ class BatchTooLargeError(KonomiError, ValueError):
 
     code = "batch_too_large"
     http_status = 413
+
+
+class LedgerError(KonomiError):
+    """A cube ledger fails verification. ``index`` is the position of the first
+    failing entry in what was checked (None when the failure is not one entry's)."""
+
+    code = "ledger_invalid"
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class LedgerMalformedError(LedgerError):
+    """A ledger entry is not the canonical encoding of the documented shape."""
+
+    code = "ledger_malformed"
+
+
+class LedgerOutOfOrderError(LedgerError):
+    """An entry's height is not its predecessor's plus one (reordered, dropped or
+    repeated entries), or the ledger does not start with its genesis."""
+
+    code = "ledger_out_of_order"
+
+
+class LedgerBrokenLinkError(LedgerError):
+    """An entry's ``prev`` is not the hash of the entry before it."""
+
+    code = "ledger_broken_link"
+
+
+class LedgerHashMismatchError(LedgerError):
+    """An entry's ``hash`` is not the hash of its contents: it was changed."""
+
+    code = "ledger_hash_mismatch"
+
+
+class LedgerBadSignatureError(LedgerError):
+    """A vote's signature does not verify under its vertex's key from the genesis entry."""
+
+    code = "ledger_bad_signature"
+
+
+class LedgerNoQuorumError(LedgerError):
+    """An entry carries fewer valid signatures than the 2/3 rule needs (6 of 8)."""
+
+    code = "ledger_no_quorum"
+
+
+class LedgerCrossRefError(LedgerError):
+    """A cross-reference names a head hash that the referenced cube's ledger lacks,
+    or moves back in that ledger."""
+
+    code = "ledger_cross_ref_mismatch"
+
+
+class LedgerTooLargeError(LedgerError):
+    """A ledger (a file, a request body) has more entries or bytes than the caps allow."""
+
+    code = "ledger_too_large"
+    http_status = 413
+
+
+class ConflictingVoteError(KonomiError):
+    """A vertex signed two different proposals for the same cube and height;
+    ``evidence`` holds both signed votes."""
+
+    code = "conflicting_vote"
+
+    def __init__(self, message: str, evidence: object = None) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
+class InvalidEvidenceError(KonomiError):
+    """Evidence of a conflicting vote that does not prove one: a signature that does
+    not verify, the same proposal twice, or votes of different heights or vertices."""
+
+    code = "invalid_evidence"
