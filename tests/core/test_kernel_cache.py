@@ -115,8 +115,12 @@ def test_kernel_sources_follow_imports(tmp_path: Path) -> None:
     root = _package(tmp_path)
     (root / "consts.py").write_text("K = 3\n")
     (root / "b.py").write_text("from pkgk.consts import K\n" + CALLEE.format(step="K"))
+    (root / "lazy.py").write_text(
+        "from focusflow.core.lazy import lazy_njit\n\n\n@lazy_njit(cache=True)\n"
+        "def h(x):\n    return x\n"
+    )
     names = [p.name for p in kernel_sources(root)]
-    assert names == ["a.py", "b.py", "consts.py"]
+    assert names == ["a.py", "b.py", "consts.py", "lazy.py"]
 
 
 def test_focusflow_drops_caches_its_stamp_does_not_vouch_for(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ STAMP_NAME = "kernel-sources.json"
 CACHE_SUFFIXES = (".nbi", ".nbc")
 _FORMAT = 1
 
-_USES_NUMBA = re.compile(rb"^\s*(?:import numba|from numba[\s.])", re.MULTILINE)
+_USES_NUMBA = re.compile(rb"^\s*(?:import numba|from numba[\s.]|@lazy_njit\b)", re.MULTILINE)
 
 
 def _imports(source: bytes, package: str) -> Iterator[str]:
@@ -71,7 +71,8 @@ def _module_file(root: Path, dotted: str) -> Path | None:
 def kernel_sources(root: Path) -> list[Path]:
     """The source files compiled kernels of the package at ``root`` can depend on.
 
-    Modules that import numba, and the package modules they import, followed
+    Modules that import numba or define kernels compiled on first use
+    (``core.lazy.lazy_njit``), and the package modules they import, followed
     transitively (imports inside functions included: a kernel module's lazy
     imports can reach a kernel too)."""
     package = root.name
