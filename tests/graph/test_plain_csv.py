@@ -22,6 +22,21 @@ from focusflow.graph.importers import (
     read_graph,
 )
 
+_CHOSEN_FOR = plain_csv.chosen_for
+
+
+@pytest.fixture(autouse=True)
+def _plain_first(monkeypatch):
+    """Other tests have imported pyarrow into this process, after which every
+    file would go to Arrow: here a small file goes to the plain reader first."""
+    monkeypatch.setattr(plain_csv, "chosen_for", lambda size: size <= plain_csv.MAX_BYTES)
+
+
+def test_the_plain_reader_is_chosen_for_small_files_until_pyarrow_is_imported():
+    import pyarrow.csv  # noqa: F401
+
+    assert not _CHOSEN_FOR(100)  # the fresh process's side: tests/graph/test_lazy_imports.py
+
 
 def _same_columns(a: arrow_csv.BostromColumns, b: arrow_csv.BostromColumns) -> None:
     for name in ("src", "dst", "neuron"):
@@ -210,9 +225,9 @@ def _outcome(path, fmt: str) -> tuple[object, ...]:
 
 def _with_and_without(path, fmt: str, monkeypatch) -> None:
     with_plain = _outcome(path, fmt)
-    monkeypatch.setattr(plain_csv, "MAX_BYTES", -1)
-    assert _outcome(path, fmt) == with_plain
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(plain_csv, "MAX_BYTES", -1)
+        assert _outcome(path, fmt) == with_plain
 
 
 @pytest.mark.parametrize(

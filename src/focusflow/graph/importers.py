@@ -2,12 +2,13 @@
 
 A regular file (one separator, the same field count on every line) is parsed
 by Arrow on every core with its keys factorized in C++ (``graph.arrow_csv``),
-or in Python when it is small and plain enough to be sure of (``graph.plain_csv``:
-importing pyarrow would take longer than the parse); anything else, and every
-file with an error in it, goes through pandas' C parser, whose findings name
-the line. Every problem a user can cause (missing
-file, missing column, bad CID, negative stake, non-numeric weight) raises an
-:class:`InputFileError` or :class:`InvalidCIDError` that names the file and line.
+or in Python when it is small, plain enough to be sure of and pyarrow is not
+imported yet (``graph.plain_csv``: importing it would take longer than the
+parse); anything else, and every file with an error in it, goes through
+pandas' C parser, whose findings name the line. Every problem a user can cause
+(missing file, missing column, bad CID, negative stake, non-numeric weight)
+raises an :class:`InputFileError` or :class:`InvalidCIDError` that names the
+file and line.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def read_bostrom(
 def _regular_bostrom_columns(p: Path) -> arrow_csv.BostromColumns:
     """A bostrom file's columns by the plain reader if it is sure of the file,
     else by Arrow (:class:`arrow_csv.IrregularFileError` when Arrow is not)."""
-    if p.stat().st_size <= plain_csv.MAX_BYTES:
+    if plain_csv.chosen_for(p.stat().st_size):
         try:
             return plain_csv.read_bostrom_columns(p, BOSTROM_COLUMNS)
         except plain_csv.NotPlainError:
@@ -159,7 +160,7 @@ def _regular_edges(
 ) -> tuple[arrow_csv.Factorized, arrow_csv.Factorized, np.ndarray | None]:
     """An edge list's columns by the plain reader if it is sure of the file,
     else by Arrow (:class:`arrow_csv.IrregularFileError` when Arrow is not)."""
-    if p.stat().st_size <= plain_csv.MAX_BYTES:
+    if plain_csv.chosen_for(p.stat().st_size):
         try:
             return plain_csv.read_edges(p, delimiter, n_fields)
         except plain_csv.NotPlainError:

@@ -1,8 +1,9 @@
 """Small regular edge lists and bostrom dumps, parsed with str methods: no pyarrow.
 
-Importing pyarrow and its compute module costs a fresh process 0.1-0.2 s,
-more than Arrow then takes to parse a file of a few thousand lines, and files
-under the graph cache's size limit are parsed on every read. Such a file is
+Importing pyarrow costs a fresh process 0.1-0.2 s, more than Arrow then takes
+to parse a file of a few thousand lines, and files under the graph cache's
+size limit are parsed on every read. While pyarrow is not imported, such a
+file is read here (:func:`chosen_for`). Such a file is
 split here in Python into exactly what ``graph.arrow_csv`` would return: the
 same key spaces in the same first-seen order, the same id types, rows and
 weights (the tests compare the two on every input they hold).
@@ -18,22 +19,34 @@ one those readers give, with its line.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from focusflow.graph.arrow_csv import BostromColumns, Factorized, first_of_each_link
 
-#: Files up to this size are read here (the graph cache's lower limit: larger
-#: files are read from their cache file after the first read, without pyarrow;
-#: at this size a parse in Python takes about as long as Arrow's plus its import).
+#: Files up to this size are read here: the graph cache's lower limit, so a file
+#: this reader leaves to Arrow is read from its cache file (without pyarrow)
+#: after its first read. At this size a parse here takes 8-10 ms, Arrow's 3-4 ms
+#: after its import of 0.1-0.2 s.
 MAX_BYTES = 1 << 20
 
 #: A weight both Python's ``float`` and Arrow's parser read, to the same double
 #: (both round correctly): digits, an optional fraction and exponent.
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def chosen_for(size: int) -> bool:
+    """Whether a file of ``size`` bytes is read here first: a small one, while
+    pyarrow is not imported. Its import is all this reader saves; once a
+    process holds it, Arrow parses a file of any size faster (the sample's
+    1,280 lines in 1.0 ms against 1.4 ms here), to the same columns."""
+    return size <= MAX_BYTES and "pyarrow.csv" not in sys.modules
 
 
 class NotPlainError(Exception):
@@ -58,32 +71,43 @@ def _lines(path: Path) -> list[str]:
     return lines
 
 
-def _split(lines: list[str], delimiter: str, n_fields: int) -> list[list[str]]:
-    """Every line's fields, each line holding ``n_fields`` (an empty line holds one)."""
-    rows = [line.split(delimiter) for line in lines]
-    if any(len(row) != n_fields for row in rows):
+def _columns(lines: list[str], delimiter: str, n_fields: int) -> list[list[str]]:
+    """The lines' fields as columns, each line holding ``n_fields`` (an empty
+    line holds one). Counted and split a whole file at a time: a list of
+    fields per line costs a small file more than the rest of its read."""
+    if lines and set(map(str.count, lines, itertools.repeat(delimiter))) != {n_fields - 1}:
         raise NotPlainError("a line of another field count, or an empty line")
-    return rows
+    flat = delimiter.join(lines).split(delimiter) if lines else []
+    return [flat[i::n_fields] for i in range(n_fields)]
 
 
-def _factorize(*columns: list[str]) -> tuple[list[list[int]], list[str]]:
-    """Ids of each column in one key space, keys in first-seen order over the
-    columns in turn (the order Arrow's unified dictionaries give)."""
+def _factorize(*columns: list[str]) -> tuple[list[np.ndarray], list[str]]:
+    """int64 ids of each column in one key space, keys in first-seen order over
+    the columns in turn (the order Arrow's unified dictionaries give)."""
     index: dict[str, int] = {}
-    ids = [[index.setdefault(key, len(index)) for key in column] for column in columns]
+    for column in columns:
+        index.update(dict.fromkeys(column, 0))
     keys = list(index)
-    if any(not key or key[0] == " " for key in keys):
+    index.update(zip(keys, range(len(keys)), strict=True))
+    if "" in index or any(key[0] == " " for key in keys):
         raise NotPlainError("an empty key or one that starts with a space")
+    ids = [
+        np.fromiter(map(index.__getitem__, column), dtype=np.int64, count=len(column))
+        for column in columns
+    ]
     return ids, keys
 
 
 def _text_buffers(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(UTF-8 bytes, int64 offsets)`` of the keys, as ``arrow_csv.string_buffers``
     gives them for an Arrow array of these keys."""
-    encoded = [key.encode("utf-8") for key in keys]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+    data = "".join(keys).encode("utf-8")
+    lengths: Iterable[int] = map(len, keys)
+    if len(data) != sum(map(len, keys)):  # not all ASCII: lengths in bytes
+        lengths = (len(key.encode("utf-8")) for key in keys)
+    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(lengths, dtype=np.int64, count=len(keys)), out=offsets[1:])
+    return np.frombuffer(data, dtype=np.uint8), offsets
 
 
 def read_edges(
@@ -93,11 +117,11 @@ def read_edges(
     space, ``None`` weights for two fields), or :class:`NotPlainError`."""
     if n_fields not in (2, 3):
         raise NotPlainError(f"{n_fields} fields")
-    rows = _split(_lines(path), delimiter, n_fields)
-    (src, dst), keys = _factorize([r[0] for r in rows], [r[1] for r in rows])
+    columns = _columns(_lines(path), delimiter, n_fields)
+    (src, dst), keys = _factorize(columns[0], columns[1])
     weight = None
     if n_fields == 3:
-        texts = [r[2] for r in rows]
+        texts = columns[2]
         if not all(_PLAIN_NUMBER.fullmatch(t) for t in texts):
             raise NotPlainError("a weight that is not a plain decimal")
         values = [float(t) for t in texts]
@@ -105,8 +129,8 @@ def read_edges(
             raise NotPlainError("a weight beyond a double's range")
         weight = np.array(values, dtype=np.float64)
     return (
-        Factorized(np.array(src, dtype=np.int32), keys),
-        Factorized(np.array(dst, dtype=np.int32), keys),
+        Factorized(src.astype(np.int32), keys),
+        Factorized(dst.astype(np.int32), keys),
         weight,
     )
 
@@ -120,12 +144,11 @@ def read_bostrom_columns(path: Path, columns: tuple[str, ...]) -> BostromColumns
     header = lines[0].split(",")
     if any(header.count(name) != 1 for name in columns):
         raise NotPlainError("a column missing or named twice")
-    rows = _split(lines[1:], ",", len(header))
+    fields = _columns(lines[1:], ",", len(header))
     neuron_at, src_at, dst_at = (header.index(name) for name in columns)
-    (src, dst), particles = _factorize([r[src_at] for r in rows], [r[dst_at] for r in rows])
-    (neuron,), neurons = _factorize([r[neuron_at] for r in rows])
-    src_ids, dst_ids, neuron_ids = (np.array(x, dtype=np.int64) for x in (src, dst, neuron))
-    numbers = np.arange(len(rows), dtype=np.int64)
+    (src_ids, dst_ids), particles = _factorize(fields[src_at], fields[dst_at])
+    (neuron_ids,), neurons = _factorize(fields[neuron_at])
+    numbers = np.arange(len(lines) - 1, dtype=np.int64)
     keep = first_of_each_link(src_ids, dst_ids, neuron_ids, len(particles), len(neurons))
     if keep is not None:
         numbers, src_ids, dst_ids, neuron_ids = (
