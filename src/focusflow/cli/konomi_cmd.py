@@ -5,7 +5,11 @@ uvicorn; ``--db postgresql://...`` persists to PostgreSQL, anything else (defaul
 ``konomi.sqlite3``) to SQLite; ``--redis redis://...`` fans cube events out to
 every server process through Redis pub/sub. PostgreSQL and Redis need the
 ``konomi`` extra (``pip install 'focusflow[konomi]'``); without it those options
-fail with ``missing_extra`` and the install line.
+fail with ``missing_extra`` and the install line. ``--shards N`` splits the blocks
+over N shard actors on Ray (the ``cluster`` extra; ``--cluster host:port`` joins a
+running cluster, else a local Ray starts): each owns its blocks and writes them
+to the same PostgreSQL database or to a SQLite file of its own
+(``konomi.shard3.sqlite3``), and this process routes every request to the owner.
 
 Every POST and WebSocket needs the server's bearer token: ``$KONOMI_TOKEN``
 when set (containers share it that way), else the one in ``--token-file``
@@ -18,10 +22,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from focusflow.core.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from focusflow.konomi.system import KonomiSystem
 
 konomi_app = typer.Typer(
     help="Konomi: the CPU-only agent grid (BlockArray, FemtoLLM, Cube).", no_args_is_help=True
@@ -58,6 +66,12 @@ def serve_cmd(
     dims: str = typer.Option(
         "1000,1000,1000", "--dims", help="Dimensions of the default template (x,y,z)."
     ),
+    shards: int = typer.Option(
+        0, "--shards", help="Split the blocks over N shard actors on Ray (0: one process)."
+    ),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="Ray head host:port (or auto) for --shards; else a local Ray."
+    ),
 ) -> None:
     """Serve the REST API, the cube WebSocket and the web page."""
     import uvicorn
@@ -86,7 +100,11 @@ def serve_cmd(
     # then refused before a token file or a database is touched.
     bus = open_bus(redis)
     token = _server_token(token_file)
-    system = KonomiSystem(store=open_store(db), default_dims=shape)
+    system = (
+        _sharded(db, redis, shape, shards, cluster)
+        if shards
+        else KonomiSystem(store=open_store(db), default_dims=shape)
+    )
     store = None
     if tokens is not None:
         from focusflow.services.auth.tokens import TokenStore
@@ -98,6 +116,26 @@ def serve_cmd(
         uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto", ws_max_size=MAX_BODY)
     finally:
         system.close()
+
+
+def _sharded(
+    db: str, redis: str | None, shape: tuple[int, ...], shards: int, cluster: str | None
+) -> KonomiSystem:
+    """A grid whose blocks live on ``shards`` Ray actors (docs/konomi.md, *Shards*)."""
+    from focusflow.focus.shards.cluster import connect
+    from focusflow.konomi.shards.actor import RayShards
+    from focusflow.konomi.shards.coordinator import Coordinator
+    from focusflow.konomi.shards.routing import check_shards
+    from focusflow.konomi.shards.state import shard_stores
+    from focusflow.konomi.shards.system import ShardedSystem
+    from focusflow.konomi.store import open_store
+
+    if shards < 0:
+        raise InvalidParameterError("--shards must be 0 (one process) or a shard count")
+    count = check_shards(shards)
+    ray, _ = connect(cluster, count)
+    backend = RayShards.start(ray, count, shard_stores(db), redis)
+    return ShardedSystem(Coordinator(backend), store=open_store(db), default_dims=shape)
 
 
 def _server_token(token_file: Path) -> str:
