@@ -183,8 +183,8 @@ class ConflictingVoteError(KonomiError):
         self.evidence = evidence
 
 
-class InvalidEvidenceError(KonomiError):
+class InvalidVoteEvidenceError(KonomiError, ValueError):
     """Evidence of a conflicting vote that does not prove one: a signature that does
     not verify, the same proposal twice, or votes of different heights or vertices."""
 
-    code = "invalid_evidence"
+    code = "invalid_vote_evidence"
