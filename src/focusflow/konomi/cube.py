@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
-from typing import NotRequired, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 
-from focusflow.konomi.errors import UnknownVertexError
+from focusflow.konomi.errors import InvalidOperationError, UnknownVertexError
 from focusflow.konomi.events import Event
 from focusflow.konomi.femtollm import (
     KAPPA_STAR,
@@ -42,6 +42,10 @@ STANDARD_EDGES: tuple[tuple[str, str], ...] = tuple(
     for b in VERTICES[i + 1 :]
     if sum(x != y for x, y in zip(a, b, strict=True)) == 1
 ) + tuple((v, CENTRAL) for v in VERTICES)
+
+if TYPE_CHECKING:
+    from focusflow.konomi.ledger import Entry, Ledger
+    from focusflow.konomi.votes import Evidence, Vote
 
 EventSink = Callable[[Event], None]
 
@@ -117,6 +121,11 @@ class Cube:
         self.outputs: dict[str, str] = {}
         self.on_event = on_event
         self.rng = np.random.default_rng(seed_of(f"cube/{cube_id}"))
+        #: The cube's ledger as a validator (konomi/ledger.py), attached by whoever
+        #: holds the cube's secret (the system, from its store).
+        self.ledger: Ledger | None = None
+        #: Conflicting votes caught while deciding.
+        self.evidence: list[Evidence] = []
         for a, b in STANDARD_EDGES:
             self._link(a, b)
 
@@ -233,6 +242,23 @@ class Cube:
         self.central.kappa = self.kappa_local
         self._emit({"event": "field", "κ_field": self.kappa_local})
         return self.kappa_local
+
+    def decide(
+        self, payload: bytes, peers: Sequence[Cube] = (), votes: Sequence[Vote] | None = None
+    ) -> Entry:
+        """The cube as a validator: its eight vertices vote on ``payload``, CENTRAL
+        tallies (6 of 8) and appends the decision to the ledger, cross-referencing
+        the ledger heads of the connected ``peers``. Conflicting votes are kept in
+        :attr:`evidence` and announced as a ``conflicting_vote`` event."""
+        if self.ledger is None:
+            raise InvalidOperationError(f"cube {self.id!r} has no ledger attached")
+        refs = {p.id: p.ledger.head for p in peers if p.ledger is not None}
+        entry, evidence = self.ledger.decide(payload, refs, votes)
+        self.evidence.extend(evidence)
+        for e in evidence:
+            self._emit({"event": "conflicting_vote", "evidence": e.to_json()})
+        self._emit({"event": "decided", "height": entry.height, "head": entry.hash.hex()})
+        return entry
 
     def status(self) -> dict[str, NodeStatus]:
         """The seed's status message: κ and edge count of every node."""

@@ -1,0 +1,432 @@
+"""A cube's ledger: hash-linked entries of decided proposals, each with its signatures.
+
+An entry is the canonical CBOR of the map ``{"height", "prev", "payload", "refs",
+"votes"}``: its height (0 for the genesis), the hash of the entry before it (32
+zero bytes for the genesis), the decided proposal's bytes, the heads of the
+connected cubes' ledgers it cross-references (``{cube id: head hash}``), and
+the votes ``[[vertex, signature], ...]`` in vertex order. An entry's hash is
+SHA-256 of its bytes; the canonical encoding makes those bytes unique for its
+content, so nothing is re-encoded to hash it.
+
+Each vote signs :func:`~focusflow.konomi.votes.vote_message` over the entry's
+*proposal digest*, SHA-256 of the canonical CBOR of ``[prev, payload, refs]``,
+so a signature binds the proposal to its place in the chain and to the
+cross-references: changing any of them, or moving an entry, breaks its
+signatures. The genesis entry's payload is ``{"cube": id, "keys": {vertex:
+public key}}`` and all eight vertices sign it: a verifier needs nothing but the
+entries (and, to check cross-references, the other cubes' entries). Trust in a
+ledger comes down to its genesis hash; pin it (``expected_head``/the genesis) to
+tell one cube's ledger from another's.
+
+:func:`verify_ledger` checks, for entry after entry: its shape, its height, its
+link to the entry before, every signature under the genesis keys, the 2/3 rule
+(6 of 8 distinct vertices), and the cross-references. The first failure raises
+the error of its code with the entry's index. The structural checks run first
+and cheap; the signatures, nearly all of the cost, are checked in parallel
+threads (libsodium releases the interpreter lock).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import DecodeError
+from focusflow.core.hashing import sha256
+from focusflow.core.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, KeyPair, verify
+from focusflow.konomi.errors import (
+    LedgerBadSignatureError,
+    LedgerBrokenLinkError,
+    LedgerCrossRefError,
+    LedgerError,
+    LedgerHashMismatchError,
+    LedgerMalformedError,
+    LedgerNoQuorumError,
+    LedgerOutOfOrderError,
+    LedgerTooLargeError,
+)
+from focusflow.konomi.votes import (
+    VOTERS,
+    Decision,
+    Evidence,
+    Tally,
+    Vote,
+    quorum,
+    sign_vote,
+    vote_message,
+)
+
+GENESIS_PREV = bytes(32)
+HASH_SIZE = 32
+#: Largest decided proposal an entry carries.
+MAX_PAYLOAD = 16 * 1024
+#: Most cross-references in one entry.
+MAX_REFS = 64
+#: Largest encoded entry: the payload, the votes and the references with room to spare.
+MAX_ENTRY_BYTES = MAX_PAYLOAD + MAX_REFS * 200 + 2048
+#: Most entries one verification reads (a file, a request).
+MAX_ENTRIES = 1_000_000
+_FIELDS = frozenset({"height", "prev", "payload", "refs", "votes"})
+_ORDER = {v: i for i, v in enumerate(VOTERS)}
+#: Signatures per verification task: large enough that a task's overhead is small.
+_CHUNK = 4096
+
+
+def proposal_digest(prev: bytes, payload: bytes, refs: Mapping[str, bytes]) -> bytes:
+    """What the vertices sign at an entry: its proposal bound to its place and references."""
+    return sha256(encode([prev, payload, dict(refs)]))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry and its canonical bytes."""
+
+    height: int
+    prev: bytes
+    payload: bytes
+    refs: dict[str, bytes]
+    votes: tuple[tuple[str, bytes], ...]
+    data: bytes = field(repr=False, compare=False)
+
+    @classmethod
+    def build(
+        cls,
+        height: int,
+        prev: bytes,
+        payload: bytes,
+        refs: Mapping[str, bytes],
+        votes: Sequence[tuple[str, bytes]],
+    ) -> Entry:
+        """An entry from its fields (votes put in vertex order)."""
+        ordered = tuple(sorted(votes, key=lambda v: _ORDER.get(v[0], len(_ORDER))))
+        body = {
+            "height": height,
+            "prev": prev,
+            "payload": payload,
+            "refs": dict(refs),
+            "votes": [list(v) for v in ordered],
+        }
+        return cls(height, prev, payload, dict(refs), ordered, encode(body))
+
+    @property
+    def hash(self) -> bytes:
+        """SHA-256 of the entry's canonical bytes."""
+        return sha256(self.data)
+
+    @property
+    def digest(self) -> bytes:
+        """The proposal digest its votes sign."""
+        return proposal_digest(self.prev, self.payload, self.refs)
+
+    def to_json(self) -> dict[str, Any]:
+        """A readable form (bytes as hex); the wire form is :attr:`data` in hex."""
+        return {
+            "height": self.height,
+            "hash": self.hash.hex(),
+            "prev": self.prev.hex(),
+            "payload": self.payload.hex(),
+            "refs": {k: v.hex() for k, v in self.refs.items()},
+            "votes": {v: s.hex() for v, s in self.votes},
+        }
+
+
+def _bytes(value: object, size: int | None, what: str, index: int) -> bytes:
+    if not isinstance(value, bytes) or (size is not None and len(value) != size):
+        want = f"{size} bytes" if size is not None else "bytes"
+        raise LedgerMalformedError(f"entry {index}: {what} must be {want}", index)
+    return value
+
+
+def decode_entry(data: bytes, index: int) -> Entry:
+    """The entry whose canonical encoding is ``data``; LedgerMalformedError otherwise.
+    ``index`` (its position in what is checked) goes into the error."""
+    if not isinstance(data, bytes) or len(data) > MAX_ENTRY_BYTES:
+        raise LedgerMalformedError(f"entry {index}: not bytes of at most {MAX_ENTRY_BYTES}", index)
+    try:
+        body = decode(data, "ledger entry")
+    except DecodeError as exc:
+        raise LedgerMalformedError(f"entry {index}: {exc}", index) from None
+    if not isinstance(body, dict) or set(body) != _FIELDS:
+        raise LedgerMalformedError(f"entry {index}: fields must be {sorted(_FIELDS)}", index)
+    height = body["height"]
+    if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+        raise LedgerMalformedError(f"entry {index}: height must be a natural number", index)
+    prev = _bytes(body["prev"], HASH_SIZE, "prev", index)
+    payload = _bytes(body["payload"], None, "payload", index)
+    if len(payload) > MAX_PAYLOAD:
+        raise LedgerMalformedError(f"entry {index}: payload over {MAX_PAYLOAD} bytes", index)
+    refs = body["refs"]
+    if not isinstance(refs, dict) or len(refs) > MAX_REFS:
+        raise LedgerMalformedError(f"entry {index}: refs must be a map of <= {MAX_REFS}", index)
+    for k, v in refs.items():
+        if not isinstance(k, str):
+            raise LedgerMalformedError(f"entry {index}: a ref's cube id must be text", index)
+        _bytes(v, HASH_SIZE, f"ref {k!r}", index)
+    votes = body["votes"]
+    if not isinstance(votes, list) or len(votes) > len(VOTERS):
+        raise LedgerMalformedError(f"entry {index}: votes must be a list of <= 8", index)
+    out: list[tuple[str, bytes]] = []
+    for vote in votes:
+        if not (isinstance(vote, list) and len(vote) == 2 and vote[0] in _ORDER):
+            raise LedgerMalformedError(f"entry {index}: a vote must be [vertex, signature]", index)
+        out.append((vote[0], _bytes(vote[1], SIGNATURE_SIZE, "a signature", index)))
+    ranks = [_ORDER[v] for v, _ in out]
+    if ranks != sorted(set(ranks)):
+        raise LedgerMalformedError(
+            f"entry {index}: votes must be in vertex order, one per vertex", index
+        )
+    return Entry(height, prev, payload, refs, tuple(out), data)
+
+
+def genesis_payload(cube_id: str, public_keys: Mapping[str, bytes]) -> bytes:
+    """The genesis entry's payload: the cube's id and its vertices' public keys."""
+    return encode({"cube": cube_id, "keys": dict(public_keys)})
+
+
+def read_genesis(entry: Entry) -> tuple[str, dict[str, bytes]]:
+    """The cube id and public keys a genesis entry names."""
+    if entry.height != 0 or entry.prev != GENESIS_PREV:
+        raise LedgerOutOfOrderError("the ledger must start with its genesis entry", 0)
+    try:
+        body = decode(entry.payload, "genesis payload")
+    except DecodeError as exc:
+        raise LedgerMalformedError(f"entry 0: {exc}", 0) from None
+    if not (isinstance(body, dict) and set(body) == {"cube", "keys"}):
+        raise LedgerMalformedError("entry 0: genesis payload must be {cube, keys}", 0)
+    cube_id, keys = body["cube"], body["keys"]
+    if not isinstance(cube_id, str) or not isinstance(keys, dict) or set(keys) != set(VOTERS):
+        raise LedgerMalformedError("entry 0: genesis must name the cube and 8 vertex keys", 0)
+    for v, k in keys.items():
+        _bytes(k, PUBLIC_KEY_SIZE, f"{v}'s key", 0)
+    return cube_id, keys
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    """What a verification found: the cube, its head, and how much was checked."""
+
+    cube_id: str
+    entries: int
+    head: bytes
+    signatures: int
+    unchecked_refs: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form of a passed verification."""
+        return {
+            "ok": True,
+            "cube_id": self.cube_id,
+            "entries": self.entries,
+            "height": self.entries - 1,
+            "head": self.head.hex(),
+            "signatures": self.signatures,
+            "unchecked_refs": self.unchecked_refs,
+        }
+
+
+def _verify_chunk(checks: list[tuple[int, bytes, bytes, bytes]]) -> int | None:
+    """The index of the first entry with a signature that does not verify, or None."""
+    for index, key, signature, message in checks:
+        if not verify(key, signature, message):
+            return index
+    return None
+
+
+def _first_bad_signature(checks: list[tuple[int, bytes, bytes, bytes]], threads: int) -> int | None:
+    if threads <= 1 or len(checks) <= _CHUNK:
+        return _verify_chunk(checks)
+    chunks = [checks[i : i + _CHUNK] for i in range(0, len(checks), _CHUNK)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        found = [i for i in pool.map(_verify_chunk, chunks) if i is not None]
+    return min(found) if found else None
+
+
+def _check_refs(
+    entry: Entry, index: int, peers: Mapping[str, Mapping[bytes, int]], last: dict[str, int]
+) -> int:
+    """Check an entry's references against the peers' ledgers; returns the number
+    of references to cubes whose ledger was not given."""
+    unchecked = 0
+    for cube, head in entry.refs.items():
+        hashes = peers.get(cube)
+        if hashes is None:
+            unchecked += 1
+            continue
+        at = hashes.get(head)
+        if at is None:
+            raise LedgerCrossRefError(
+                f"entry {index}: cube {cube!r} has no entry of hash {head.hex()}", index
+            )
+        if at < last.get(cube, 0):
+            raise LedgerCrossRefError(
+                f"entry {index}: the reference to {cube!r} goes back to height {at}", index
+            )
+        last[cube] = at
+    return unchecked
+
+
+def verify_ledger(
+    entries: Sequence[bytes | Entry],
+    peers: Mapping[str, Sequence[bytes | Entry]] | None = None,
+    *,
+    expected_head: bytes | None = None,
+    threads: int | None = None,
+) -> LedgerReport:
+    """Verify a whole ledger from its entries alone (see the module docstring).
+
+    ``peers`` maps cube ids to their ledgers' entries, each verified the same way
+    first; references to cubes not in it are counted as unchecked. Raises the
+    :class:`LedgerError` of the first failure, with the entry's index.
+    """
+    if not entries:
+        raise LedgerOutOfOrderError("an empty ledger has no genesis", 0)
+    if len(entries) > MAX_ENTRIES:
+        raise LedgerTooLargeError(f"more than {MAX_ENTRIES} entries")
+    peer_hashes: dict[str, dict[bytes, int]] = {}
+    for cube, their in (peers or {}).items():
+        verify_ledger(their, threads=threads)
+        peer_hashes[cube] = {_entry(e, i).hash: i for i, e in enumerate(their)}
+    first = _entry(entries[0], 0)
+    cube_id, keys = read_genesis(first)
+    checks: list[tuple[int, bytes, bytes, bytes]] = []
+    failure: LedgerError | None = None
+    prev_hash = GENESIS_PREV
+    last: dict[str, int] = {}
+    unchecked = 0
+    signers: list[int] = []
+    for index, raw in enumerate(entries):
+        try:
+            entry = first if index == 0 else _entry(raw, index)
+            if entry.height != index:
+                raise LedgerOutOfOrderError(
+                    f"entry {index} has height {entry.height}, expected {index}", index
+                )
+            if entry.prev != prev_hash:
+                raise LedgerBrokenLinkError(
+                    f"entry {index}: prev is not the hash of entry {index - 1}", index
+                )
+        except LedgerError as exc:
+            failure = exc
+            break
+        digest = entry.digest
+        for vertex, signature in entry.votes:
+            checks.append(
+                (index, keys[vertex], signature, vote_message(cube_id, index, vertex, digest))
+            )
+        signers.append(len(entry.votes))
+        prev_hash = entry.hash
+        # Checks that rank after the signatures of this entry: kept for later.
+        try:
+            if not quorum(len(entry.votes)):
+                raise LedgerNoQuorumError(
+                    f"entry {index}: {len(entry.votes)} of {len(VOTERS)} vertices signed, "
+                    f"the 2/3 rule needs 6",
+                    index,
+                )
+            unchecked += _check_refs(entry, index, peer_hashes, last)
+        except LedgerError as exc:
+            failure = exc
+            failure.index = index
+            break
+    bad = _first_bad_signature(checks, threads if threads is not None else os.cpu_count() or 1)
+    if bad is not None and (failure is None or failure.index is None or bad <= failure.index):
+        raise LedgerBadSignatureError(
+            f"entry {bad}: a signature does not verify under its vertex's genesis key", bad
+        )
+    if failure is not None:
+        raise failure
+    if expected_head is not None and prev_hash != expected_head:
+        raise LedgerHashMismatchError(
+            f"the ledger's head {prev_hash.hex()} is not the expected {expected_head.hex()}",
+            len(entries) - 1,
+        )
+    return LedgerReport(cube_id, len(entries), prev_hash, len(checks), unchecked)
+
+
+def _entry(raw: bytes | Entry, index: int) -> Entry:
+    """An entry as given: decoded (and checked) from bytes, or re-checked from its bytes."""
+    return decode_entry(raw.data if isinstance(raw, Entry) else raw, index)
+
+
+class Ledger:
+    """A cube's ledger as its CENTRAL node keeps it: appends decided proposals."""
+
+    def __init__(self, cube_id: str, keys: Mapping[str, KeyPair], entries: Sequence[Entry] = ()):
+        self.cube_id = cube_id
+        self.keys = dict(keys)
+        self.public_keys = {v: k.public_key for v, k in self.keys.items()}
+        self.entries: list[Entry] = list(entries)
+        if not self.entries:
+            payload = genesis_payload(cube_id, self.public_keys)
+            digest = proposal_digest(GENESIS_PREV, payload, {})
+            votes = [(v, k.sign(vote_message(cube_id, 0, v, digest))) for v, k in self.keys.items()]
+            self.entries.append(Entry.build(0, GENESIS_PREV, payload, {}, votes))
+
+    @property
+    def head(self) -> bytes:
+        """The hash of the newest entry."""
+        return self.entries[-1].hash
+
+    @property
+    def next_height(self) -> int:
+        """The height of the next entry."""
+        return len(self.entries)
+
+    def append(self, decision: Decision, payload: bytes, refs: Mapping[str, bytes]) -> Entry:
+        """Append a decided proposal (the votes must be for this height and proposal)."""
+        prev = self.head
+        if decision.height != self.next_height or decision.digest != proposal_digest(
+            prev, payload, refs
+        ):
+            raise LedgerOutOfOrderError(
+                f"a decision for height {decision.height} does not fit entry {self.next_height}",
+                self.next_height,
+            )
+        entry = Entry.build(
+            decision.height, prev, payload, refs, [(v.vertex, v.signature) for v in decision.votes]
+        )
+        self.entries.append(entry)
+        return entry
+
+    def decide(
+        self,
+        payload: bytes,
+        refs: Mapping[str, bytes] | None = None,
+        votes: Sequence[Vote] | None = None,
+    ) -> tuple[Entry, list[Evidence]]:
+        """One round: the vertices vote on ``payload`` at the next height, CENTRAL
+        tallies and appends the decision.
+
+        Without ``votes`` every vertex signs the proposal with its key, as an
+        honest vertex does; given ``votes`` (from vertices elsewhere, or a test's
+        Byzantine ones) are tallied as they are. Returns the new entry and the
+        evidence of any conflicting votes; LedgerNoQuorumError (nothing appended)
+        when no digest gathered 6 signatures.
+        """
+        if len(payload) > MAX_PAYLOAD:
+            raise LedgerTooLargeError(f"a proposal is at most {MAX_PAYLOAD} bytes")
+        refs = dict(refs or {})
+        height = self.next_height
+        digest = proposal_digest(self.head, payload, refs)
+        if votes is None:
+            votes = [sign_vote(k, self.cube_id, height, v, digest) for v, k in self.keys.items()]
+        tally = Tally(self.cube_id, height, self.public_keys)
+        evidence = tally.add_all(votes)
+        decision = tally.decision()
+        if decision is None or decision.digest != digest:
+            raise LedgerNoQuorumError(
+                f"no quorum for the proposal at height {height}: "
+                f"{sum(v.digest == digest for v in tally.votes.values())} of {len(VOTERS)} "
+                "vertices signed it, the 2/3 rule needs 6",
+                height,
+            )
+        return self.append(decision, payload, refs), evidence
+
+    def votes_at(self, height: int) -> list[Vote]:
+        """The votes of an entry, as :class:`Vote` objects."""
+        e = self.entries[height]
+        return [Vote(self.cube_id, height, v, e.digest, s) for v, s in e.votes]

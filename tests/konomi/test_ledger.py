@@ -1,0 +1,214 @@
+"""Cube ledgers: verified from the entries alone; every tampering fails with its code."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+
+from focusflow.core.encoding import encode
+from focusflow.core.keys import KeyPair
+from focusflow.konomi.errors import (
+    LedgerBadSignatureError,
+    LedgerBrokenLinkError,
+    LedgerCrossRefError,
+    LedgerError,
+    LedgerHashMismatchError,
+    LedgerMalformedError,
+    LedgerNoQuorumError,
+    LedgerOutOfOrderError,
+)
+from focusflow.konomi.ledger import Entry, Ledger, decode_entry, proposal_digest, verify_ledger
+from focusflow.konomi.votes import VOTERS, sign_vote, vertex_keys
+
+
+def _ledger(cube_id: str = "a", n: int = 6) -> Ledger:
+    ledger = Ledger(cube_id, vertex_keys(cube_id.encode() * 32, cube_id))
+    for i in range(n):
+        ledger.decide(f"proposal {i}".encode())
+    return ledger
+
+
+def _raw(ledger: Ledger) -> list[bytes]:
+    return [e.data for e in ledger.entries]
+
+
+def _fails(entries, code: str, index: int, **kw) -> LedgerError:
+    with pytest.raises(LedgerError) as info:
+        verify_ledger(entries, **kw)
+    assert info.value.code == code, info.value
+    assert info.value.index == index, info.value
+    return info.value
+
+
+def _rebuilt(entry: Entry, **changes) -> Entry:
+    fields = {
+        "height": entry.height,
+        "prev": entry.prev,
+        "payload": entry.payload,
+        "refs": entry.refs,
+        "votes": entry.votes,
+    }
+    fields.update(changes)
+    return Entry.build(**fields)
+
+
+def test_an_honest_ledger_verifies_from_its_bytes_alone():
+    ledger = _ledger()
+    report = verify_ledger(_raw(ledger), expected_head=ledger.head)
+    assert report.cube_id == "a" and report.entries == 7 and report.head == ledger.head
+    assert report.signatures == 7 * 8 and report.unchecked_refs == 0
+    assert verify_ledger(ledger.entries, threads=1) == report
+    assert [decode_entry(e.data, i) for i, e in enumerate(ledger.entries)] == ledger.entries
+    assert ledger.entries[3].prev == ledger.entries[2].hash
+    assert report.to_json()["height"] == 6
+
+
+def test_a_changed_entry_breaks_its_signatures():
+    raw = _raw(_ledger())
+    entry = decode_entry(raw[3], 3)
+    changed = _rebuilt(entry, payload=b"proposal X")
+    _fails([*raw[:3], changed.data, *raw[4:]], "ledger_bad_signature", 3)
+    # The same change made in place in the bytes (one byte of the payload).
+    flipped = raw[3].replace(b"proposal 2", b"proposal 9")
+    assert flipped != raw[3]
+    _fails([*raw[:3], flipped, *raw[4:]], "ledger_bad_signature", 3)
+
+
+def test_reordered_and_dropped_entries_are_out_of_order():
+    raw = _raw(_ledger())
+    _fails([*raw[:3], raw[4], raw[3], *raw[5:]], "ledger_out_of_order", 3)
+    _fails([*raw[:3], *raw[4:]], "ledger_out_of_order", 3)
+    _fails(raw[1:], "ledger_out_of_order", 0)
+    _fails([], "ledger_out_of_order", 0)
+
+
+def test_a_dropped_signature_is_caught():
+    ledger = _ledger()
+    raw = _raw(ledger)
+    entry = decode_entry(raw[2], 2)
+    fewer = _rebuilt(entry, votes=entry.votes[1:])
+    # Seven of eight still decide, but the entry's hash changed: the next link breaks.
+    _fails([*raw[:2], fewer.data, *raw[3:]], "ledger_broken_link", 3)
+    # At the head nothing follows: a verifier that pins the head catches it.
+    head = decode_entry(raw[-1], len(raw) - 1)
+    _fails(
+        [*raw[:-1], _rebuilt(head, votes=head.votes[1:]).data],
+        "ledger_hash_mismatch",
+        6,
+        expected_head=ledger.head,
+    )
+    with pytest.raises(LedgerHashMismatchError):
+        verify_ledger(raw, expected_head=bytes(32))
+    # A vote whose signature was cut off is no vote: malformed.
+    body = cbor2.loads(raw[2])
+    body["votes"][0] = [body["votes"][0][0]]
+    _fails([*raw[:2], encode(body), *raw[3:]], "ledger_malformed", 2)
+
+
+def test_a_forged_signature_fails():
+    raw = _raw(_ledger())
+    entry = decode_entry(raw[4], 4)
+    impostor = KeyPair.from_seed(b"i" * 32)
+    forged = sign_vote(impostor, "a", 4, "NWU", entry.digest).signature
+    votes = tuple((v, forged if v == "NWU" else s) for v, s in entry.votes)
+    _fails([*raw[:4], _rebuilt(entry, votes=votes).data, *raw[5:]], "ledger_bad_signature", 4)
+    # A vertex's real signature moved under another vertex's name fails too.
+    swapped = tuple((v, entry.votes[1][1] if v == "NEU" else s) for v, s in entry.votes)
+    _fails([*raw[:4], _rebuilt(entry, votes=swapped).data], "ledger_bad_signature", 4)
+
+
+def test_fewer_than_two_thirds_signers_fail():
+    ledger = _ledger(n=2)
+    raw = _raw(ledger)
+    entry = decode_entry(raw[2], 2)
+    for keep in (5, 1, 0):
+        short = _rebuilt(entry, votes=entry.votes[:keep])
+        err = _fails([*raw[:2], short.data], "ledger_no_quorum", 2)
+        assert isinstance(err, LedgerNoQuorumError)
+    assert len(_rebuilt(entry, votes=entry.votes[:6]).votes) == 6
+    verify_ledger([*raw[:2], _rebuilt(entry, votes=entry.votes[:6]).data])
+
+
+def test_the_first_failing_entry_is_reported():
+    raw = _raw(_ledger())
+    bad_sig = decode_entry(raw[2], 2)
+    votes = tuple((v, bytes(64)) if v == "SED" else (v, s) for v, s in bad_sig.votes)
+    entries = [*raw[:2], _rebuilt(bad_sig, votes=votes).data, *raw[3:]]
+    entries[5] = b"\x00garbage"
+    _fails(entries, "ledger_bad_signature", 2)
+    _fails(entries, "ledger_bad_signature", 2, threads=1)
+    _fails([*raw[:5], b"\x00garbage"], "ledger_malformed", 5)
+
+
+def test_malformed_entries_are_refused_with_their_code():
+    raw = _raw(_ledger(n=1))
+    body = cbor2.loads(raw[1])
+    cases = [
+        b"",
+        cbor2.dumps([1, 2]),
+        cbor2.dumps({**body, "extra": 1}, canonical=True),
+        cbor2.dumps({**body, "prev": b"short"}, canonical=True),
+        cbor2.dumps({**body, "height": -1}, canonical=True),
+        cbor2.dumps({**body, "votes": [["UP", bytes(64)]]}, canonical=True),
+        cbor2.dumps({**body, "votes": [body["votes"][1], body["votes"][0]]}, canonical=True),
+        cbor2.dumps({**body, "votes": [body["votes"][0], body["votes"][0]]}, canonical=True),
+        cbor2.dumps({**body, "refs": {"b": b"x"}}, canonical=True),
+        cbor2.dumps(dict(reversed(list(body.items()))), canonical=False),
+        raw[1] + b"\x00",
+        bytes(40_000),
+    ]
+    for case in cases:
+        if case == raw[1]:
+            continue
+        _fails([raw[0], case], "ledger_malformed", 1)
+
+
+def test_cross_references_must_match_the_other_cubes_ledger():
+    b = _ledger("b", n=3)
+    a = Ledger("a", vertex_keys(b"a" * 32, "a"))
+    a.decide(b"first", {"b": b.entries[1].hash})
+    a.decide(b"second", {"b": b.head})
+    raw_a, raw_b = _raw(a), _raw(b)
+    report = verify_ledger(raw_a, {"b": raw_b})
+    assert report.unchecked_refs == 0
+    assert verify_ledger(raw_a).unchecked_refs == 2
+    # Another ledger under b's name, that lacks the referenced heads.
+    fork = Ledger("b", vertex_keys(b"b" * 32, "b"))
+    fork.decide(b"another history")
+    forked = _raw(fork)
+    _fails(raw_a, "ledger_cross_ref_mismatch", 1, peers={"b": forked})
+    # A reference that goes back in b's ledger.
+    c = Ledger("a", vertex_keys(b"a" * 32, "a"))
+    c.decide(b"first", {"b": b.head})
+    c.decide(b"second", {"b": b.entries[1].hash})
+    _fails(_raw(c), "ledger_cross_ref_mismatch", 2, peers={"b": raw_b})
+    # The peers' ledgers are verified too.
+    with pytest.raises(LedgerBrokenLinkError):
+        verify_ledger(
+            raw_a,
+            {"b": [raw_b[0], raw_b[1], _rebuilt(decode_entry(raw_b[2], 2), prev=bytes(32)).data]},
+        )
+
+
+def test_entries_are_bound_to_their_cube():
+    """Votes name the cube: a's entries appended under b's genesis do not verify."""
+    a, b = _ledger("a", n=2), _ledger("b", n=2)
+    e = decode_entry(a.entries[1].data, 1)
+    moved = _rebuilt(e, prev=b.entries[0].hash)
+    _fails([b.entries[0].data, moved.data], "ledger_bad_signature", 1)
+
+
+def test_decide_refuses_a_decision_that_does_not_fit():
+    ledger = _ledger(n=1)
+    digest = proposal_digest(ledger.head, b"p", {})
+    keys = ledger.keys
+    votes = [sign_vote(keys[v], "a", 5, v, digest) for v in VOTERS]
+    with pytest.raises(Exception) as info:
+        ledger.decide(b"p", votes=votes)
+    assert getattr(info.value, "code", None) == "conflicting_vote"
+    with pytest.raises(LedgerMalformedError):
+        verify_ledger([b"\xa0"])
+    with pytest.raises(LedgerOutOfOrderError):
+        verify_ledger([ledger.entries[1].data])
+    assert isinstance(LedgerBadSignatureError("x"), LedgerError)
+    assert isinstance(LedgerCrossRefError("x"), LedgerError)
