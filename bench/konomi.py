@@ -156,7 +156,6 @@ def _ws_latency(port_a: int, port_b: int, rounds: int, token: str) -> dict:
             recv_until(b, lambda m: m.get("event") == "processed")
             fan.append(time.perf_counter() - t)
             recv_until(a, lambda m: m.get("vertex") == "NEU" and "event" not in m)
-            recv_until(a, lambda m: m.get("event") == "processed")
     return {
         "status_rtt_median_ms": statistics.median(rtt) * 1e3,
         "cube_to_cube_median_ms": statistics.median(fan) * 1e3,
