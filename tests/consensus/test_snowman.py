@@ -153,7 +153,8 @@ def test_params_are_checked():
     with pytest.raises(InvalidParameterError):
         SnowmanParams(beta=0)
     assert SnowmanParams().effective(64) == (20, 15, 15)
-    assert SnowmanParams().effective(16) == (16, 12, 12)
+    assert SnowmanParams().effective(16) == (16, 9, 12)
+    assert SnowmanParams().effective(7) == (7, 4, 6)
     assert SnowmanParams().effective(4) == (4, 3, 3)
 
 

@@ -42,8 +42,13 @@ class SnowmanParams:
     the preference and extend confidence, ``beta`` the consecutive confident
     polls that finalize. ``concurrent_polls`` polls run at once (avalanchego's
     concurrent repolls); ``poll_timeout`` and ``propose_timeout`` are seconds of the
-    host's clock. With fewer than ``k`` validators every poll asks all of them and
-    the alphas scale down in proportion, rounded up (:meth:`effective`).
+    host's clock. With fewer than ``k`` validators every poll asks all of them
+    (:meth:`effective`): ``alpha_confidence`` scales down in proportion, rounded
+    up, and ``alpha_preference`` becomes a bare majority. A poll of everyone has
+    no sampling noise, so a split such as three against three with a liar among
+    seven, where no side reaches 6 of 7, would never move under a 3/4 preference
+    quorum; a majority lets the liar's or a late node's answers tip it, and
+    Snowball's strength counters then pull the split together.
     """
 
     k: int = 20
@@ -73,9 +78,9 @@ class SnowmanParams:
         if validators >= self.k:
             return self.k, self.alpha_preference, self.alpha_confidence
         k = validators
-        ap = math.ceil(self.alpha_preference * k / self.k)
+        ap = k // 2 + 1
         ac = math.ceil(self.alpha_confidence * k / self.k)
-        return k, max(ap, k // 2 + 1), max(ac, ap, k // 2 + 1)
+        return k, ap, max(ac, ap)
 
 
 class Snowball:

@@ -36,6 +36,7 @@ it for its own); the host only feeds them back.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class Snowman:
         self.get_value = get_value
         self.is_valid = is_valid
         self.params = params or SnowmanParams()
-        self.rng = rng or random.Random(0)
+        self.rng = rng or random.Random(os.urandom(32))
         self.value_id_of = value_id_of
         self.verify = verify
         self.proposes = propose
@@ -98,7 +99,6 @@ class Snowman:
         self.validators: ValidatorSet | None = None
         self.decided: dict[int, tuple[bytes, bytes]] = {}  # height -> (value, value_id)
         self._held: list[Query] = []
-        self._next_poll = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -254,8 +254,9 @@ class Snowman:
     def _issue_poll(self) -> None:
         assert self.signer is not None and self.validators is not None
         sample = self._sample()
-        number = self._next_poll
-        self._next_poll += 1
+        # A random poll number: a restarted validator must not reuse one, or late
+        # chits of its earlier life would count in its new polls.
+        number = self.rng.getrandbits(62)
         poll = Poll(frozenset(sample))
         me = self.signer.public_key
         if me in poll.sample:
