@@ -48,6 +48,11 @@ SCHEMA = (
         kappa REAL NOT NULL, calls BIGINT NOT NULL, PRIMARY KEY (instance_id, key))""",
     """CREATE TABLE IF NOT EXISTS konomi_cubes (
         id TEXT PRIMARY KEY, state TEXT NOT NULL, version BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS konomi_cube_secrets (
+        id TEXT PRIMARY KEY, secret TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS konomi_ledger (
+        cube_id TEXT NOT NULL, height BIGINT NOT NULL, entry TEXT NOT NULL,
+        PRIMARY KEY (cube_id, height))""",
 )
 _BLOCK_COLS = "instance_id, key, value, ts, hash, kappa, calls"
 _BLOCK_UPDATE = (
@@ -206,6 +211,50 @@ class Store(ABC):
     def cube_ids(self) -> list[str]:
         """Ids of all stored cubes."""
         return [r[0] for r in self._execute("SELECT id FROM konomi_cubes")]
+
+    def cube_secret(self, cube_id: str, new: bytes) -> bytes:
+        """The secret a cube's vertex keys derive from: the stored one, else ``new``,
+        stored now. Every process that shares the store gets the same one."""
+        self._execute(
+            self._sql(
+                "INSERT INTO konomi_cube_secrets (id, secret) VALUES (?, ?)"
+                " ON CONFLICT (id) DO NOTHING"
+            ),
+            (cube_id, new.hex()),
+        )
+        rows = self._execute(
+            self._sql("SELECT secret FROM konomi_cube_secrets WHERE id = ?"), (cube_id,)
+        )
+        return bytes.fromhex(rows[0][0])
+
+    def append_ledger(self, cube_id: str, height: int, entry: bytes) -> None:
+        """Store a ledger entry; StoreError when that height is already taken (another
+        process appended first), so a ledger never forks in the store."""
+        rows = self._execute(
+            self._sql(
+                "INSERT INTO konomi_ledger (cube_id, height, entry) VALUES (?, ?, ?)"
+                " ON CONFLICT (cube_id, height) DO NOTHING RETURNING height"
+            ),
+            (cube_id, height, entry.hex()),
+        )
+        if not rows:
+            raise StoreError(f"ledger of cube {cube_id!r}: height {height} is already stored")
+
+    def ledger_entries(self, cube_id: str, start: int = 0, limit: int | None = None) -> list[bytes]:
+        """A cube's ledger entries from height ``start`` on (at most ``limit``)."""
+        sql = "SELECT entry FROM konomi_ledger WHERE cube_id = ? AND height >= ? ORDER BY height"
+        params: Params = (cube_id, start)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (cube_id, start, limit)
+        return [bytes.fromhex(r[0]) for r in self._execute(self._sql(sql), params)]
+
+    def ledger_height(self, cube_id: str) -> int:
+        """The number of stored entries of a cube's ledger."""
+        rows = self._execute(
+            self._sql("SELECT COUNT(*) FROM konomi_ledger WHERE cube_id = ?"), (cube_id,)
+        )
+        return int(rows[0][0])
 
 
 class SQLiteStore(Store):
