@@ -20,11 +20,23 @@ What it measures, in one run (each section prints one line and goes into the JSO
    {0, 1}) is within 0.6 ± 0.05. Seed bound < 50.
 6. ``workers``: cube operations per second with 1 and 2 worker processes, and the
    eVGPU's 2048² matmul with utilisation 0.5 and 1.0 (1 and 2 threads on 2 cores).
+7. ``shards`` (only when asked: ``--only shards``): the grid split over Ray shard
+   actors, for each count in ``--shards`` side by side in one run on a local Ray
+   (one logical CPU per core) or ``--cluster``: ``--blocks`` active blocks in a
+   1000³ grid (random ones, then the full plane z=500 activated by an interlock),
+   each shard with a SQLite file in a temp dir (or ``--store postgresql://...``).
+   It reports the load time, the ``activate`` and ``process`` interlock over the
+   full 10^6-cell plane (wall time at the coordinator, and the ratio of the first
+   shard count's time to each other's), the routing overhead of a single-block
+   read (round trip coordinator -> shard -> reply minus the shard's own work,
+   median and p99; a direct in-process ``BlockArray.get`` beside it), and each
+   shard's resident memory and bytes per block.
 
 Run from the repository root::
 
     .venv/bin/python bench/konomi.py                 # about a minute on 2 cores
     .venv/bin/python bench/konomi.py --json out.json
+    .venv/bin/python bench/konomi.py --only shards --blocks 1e7 --shards 1,8
 
 The numbers depend on what else runs on the machine; each section reports the
 load average it started with.
@@ -248,6 +260,122 @@ def workers(ops: int = 2000) -> dict:
     return out
 
 
+def _shard_arm(ray, count: int, blocks: int, store: str | None, requests: int, seed: int) -> dict:
+    """One shard count: load, interlock the full plane, route single reads, memory."""
+    from focusflow.konomi.shards import Coordinator
+    from focusflow.konomi.shards.actor import RayShards
+    from focusflow.konomi.store import open_store
+
+    dims = (1000, 1000, 1000)
+    iid = f"bench-{count}-{os.getpid()}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"konomi-shards{count}-"))
+    template = store or str(tmp / "shard{shard}.sqlite3")
+    if store:
+        meta = open_store(store)
+        meta.save_template("bench", "bench", dims, time.time())
+        meta.save_instance(iid, "bench", time.time())
+        meta.close()
+    out: dict = {"shards": count}
+    t = time.perf_counter()
+    backend = RayShards.start(ray, count, template)
+    coord = Coordinator(backend, retry_s=600.0)
+    out["start_s"] = time.perf_counter() - t
+    try:
+        coord.open(iid, dims)
+        empty = {m["shard"]: m["rss"] for m in coord.memory()}
+        plane = 1000 * 1000
+        rng = np.random.default_rng(seed)
+        need = max(0, blocks - plane)
+        # Distinct random cells off the plane z=500, which the interlock fills.
+        cells = np.unique(rng.integers(0, 999 * plane, int(need * 1.01) + 16))
+        cells = rng.permutation(cells)[:need]
+        t = time.perf_counter()
+        for start in range(0, len(cells), plane):
+            part = cells[start : start + plane]
+            z = part // plane
+            c = np.stack([part % 1000, (part // 1000) % 1000, z + (z >= 500)], axis=1)
+            coord.set_many(iid, dims, c, rng.random(len(c)))
+        out["load_s"] = time.perf_counter() - t
+        for op in ("activate", "process", "process", "process"):
+            t = time.perf_counter()
+            processed, _, secs = coord.face(iid, dims, "z", 500, op)
+            wall = time.perf_counter() - t
+            out.setdefault(f"{op}_s", []).append(wall)
+            out.setdefault(f"{op}_slowest_shard_s", []).append(max(secs))
+            out[f"{op}_processed"] = processed
+        out["process_s"] = statistics.median(out["process_s"])
+        out["process_slowest_shard_s"] = statistics.median(out["process_slowest_shard_s"])
+        out["activate_s"] = out["activate_s"][0]
+        out["activate_slowest_shard_s"] = out["activate_slowest_shard_s"][0]
+        probe = rng.integers(0, 1000, (requests, 2))
+        rtt, over = [], []
+        for x, y in probe.tolist():
+            t0 = time.perf_counter_ns()
+            _, work = coord.get(iid, dims, x, y, 500)
+            took = time.perf_counter_ns() - t0
+            rtt.append(took / 1e6)
+            over.append((took - work) / 1e6)
+        rtt.sort()
+        over.sort()
+        out["get_rtt_median_ms"] = statistics.median(rtt)
+        out["get_rtt_p99_ms"] = rtt[int(0.99 * len(rtt)) - 1]
+        out["routing_overhead_median_ms"] = statistics.median(over)
+        out["routing_overhead_p99_ms"] = over[int(0.99 * len(over)) - 1]
+        mem = coord.memory()
+        out["active_blocks"] = int(sum(m["blocks"] for m in mem))
+        out["per_shard"] = [
+            {
+                "shard": m["shard"],
+                "blocks": int(m["blocks"]),
+                "rss_mb": round(m["rss"] / 2**20, 1),
+                "rss_growth_bytes_per_block": round(
+                    (m["rss"] - empty[m["shard"]]) / max(m["blocks"], 1), 1
+                ),
+                "array_bytes_per_block": round(m["array_bytes"] / max(m["blocks"], 1), 1),
+            }
+            for m in mem
+        ]
+    finally:
+        coord.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def shards(
+    blocks: int = 10**6,
+    counts: tuple[int, ...] = (1, 2),
+    cluster: str | None = None,
+    store: str | None = None,
+    requests: int = 2000,
+) -> dict:
+    from focusflow.focus.shards.cluster import connect
+    from focusflow.konomi.block_array import BlockArray
+
+    ray, started = connect(cluster, max(counts))
+    out: dict = {"blocks": blocks, "cluster": cluster or "local", "store": store or "sqlite"}
+    try:
+        out["ray_cpus"] = ray.cluster_resources().get("CPU")
+        arms = [_shard_arm(ray, n, blocks, store, requests, seed=7) for n in counts]
+    finally:
+        if started:
+            ray.shutdown()
+    a = BlockArray((1000, 1000, 1000))
+    a.activate_many(np.stack([np.arange(1000), np.zeros(1000, int), np.zeros(1000, int)], 1))
+    direct = []
+    for x in np.random.default_rng(1).integers(0, 1000, requests).tolist():
+        t0 = time.perf_counter_ns()
+        a.get(x, 0, 0)
+        direct.append((time.perf_counter_ns() - t0) / 1e6)
+    out["direct_blockarray_get_median_ms"] = statistics.median(direct)
+    base = arms[0]
+    for arm in arms[1:]:
+        n = arm["shards"]
+        for op in ("activate", "process"):
+            out[f"{op}_speedup_{base['shards']}_to_{n}"] = base[f"{op}_s"] / arm[f"{op}_s"]
+    out["arms"] = arms
+    return out
+
+
 SECTIONS = {
     "cube_ops": cube_ops,
     "memory": memory,
@@ -260,15 +388,29 @@ SECTIONS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", nargs="*", choices=list(SECTIONS), help="run only these sections")
+    ap.add_argument(
+        "--only", nargs="*", choices=[*SECTIONS, "shards"], help="run only these sections"
+    )
     ap.add_argument("--json", type=Path, help="also write every number to this file")
+    ap.add_argument("--blocks", type=float, default=1e6, help="shards: active blocks")
+    ap.add_argument("--shards", default="1,2", help="shards: shard counts, e.g. 1,8")
+    ap.add_argument("--cluster", help="shards: Ray head host:port (else a local Ray)")
+    ap.add_argument("--store", help="shards: postgresql://... (else SQLite per shard)")
+    ap.add_argument("--requests", type=int, default=2000, help="shards: routed reads")
     args = ap.parse_args()
+    SECTIONS["shards"] = lambda: shards(
+        int(args.blocks),
+        tuple(int(n) for n in args.shards.split(",")),
+        args.cluster,
+        args.store,
+        args.requests,
+    )
     results: dict = {
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
         "python": platform.python_version(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    for name in args.only or list(SECTIONS):
+    for name in args.only or [n for n in SECTIONS if n != "shards"]:
         load = _load()
         t = time.perf_counter()
         res = SECTIONS[name]()

@@ -40,6 +40,7 @@ RETRY_S = 30.0
 #: The methods a shard serves (nothing else is called by name on it).
 METHODS = frozenset(
     {
+        "open",
         "set",
         "set_many",
         "get",
@@ -199,6 +200,12 @@ class Coordinator:
     def _split(self, dims: Dims, coords: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         c = self._shape(dims)._check_many(check_batch(coords))
         return c, split(owners(c, self.count), self.count)
+
+    def open(self, iid: str, dims: Dims) -> int:
+        """Every shard loads its part of an instance; the active blocks in all."""
+        self._shape(dims)
+        res = self.call_many({i: ("open", (iid, dims)) for i in range(self.count)})
+        return int(sum(res.values()))
 
     # -- blocks --------------------------------------------------------------------------
 

@@ -126,6 +126,11 @@ class ShardState:
         self.system.instances[instance_id] = inst
         return inst
 
+    def open(self, instance_id: str, dims: Dims) -> int:
+        """Load the shard's part of an instance now (else the first request does);
+        returns its active blocks."""
+        return self.instance(instance_id, dims).array.size
+
     def _own(self, inst: Instance, coords: np.ndarray) -> np.ndarray:
         """``coords`` range-checked and all owned here; ShardNotOwnerError otherwise."""
         c = inst.array._check_many(check_batch(coords))
