@@ -326,9 +326,10 @@ class PostgresStore(Store):
                 raise StoreError(f"PostgreSQL: {exc}") from exc
 
     def _executemany(self, sql: str, rows: list[Params]) -> None:
+        """One transaction for the batch: a writer killed mid-batch leaves none of it."""
         with self._lock:
             try:
-                with self._conn.cursor() as cur:
+                with self._conn.transaction(), self._conn.cursor() as cur:
                     cur.executemany(sql, rows)
             except self._psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL: {exc}") from exc
