@@ -334,3 +334,26 @@ def test_every_engine_offers_the_interface():
         assert e.height == -1
         e.start_height(1, vs)
         assert e.height == 1
+
+
+def test_engine_config_reads_a_genesis_section_and_writes_nothing_at_defaults():
+    from focusflow.consensus.engine import EngineConfig
+
+    assert EngineConfig().to_plain() == {}
+    assert EngineConfig.from_plain({}) == EngineConfig()
+    plain = {"engine": "snowman", "k": 10, "alpha_preference": 7, "alpha_confidence": 8, "beta": 12}
+    config = EngineConfig.from_plain(plain)
+    assert config.engine == "snowman" and config.snowman.effective(100) == (10, 7, 8)
+    assert config.to_plain() == plain
+    assert EngineConfig.from_plain(config.to_plain()) == config
+    for bad in (
+        {"engine": "pow"},
+        {"engine": 1},
+        {"k": "20"},
+        {"beta": True},
+        {"k": 20, "alpha_preference": 5},
+        {"switch_after_rounds": 0},
+        {"kappa": 1},
+    ):
+        with pytest.raises(InvalidParameterError):
+            EngineConfig.from_plain(bad)

@@ -11,12 +11,17 @@ engine touches a socket, clock or disk of its own; each signs through a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from focusflow.consensus.actions import Action, Timeout
+from focusflow.consensus.fallback import SWITCH_AFTER_ROUNDS
 from focusflow.consensus.messages import Message
 from focusflow.consensus.poll_messages import PollMessage
+from focusflow.consensus.snowball import SnowmanParams
 from focusflow.consensus.validators import ValidatorSet
+from focusflow.core.errors import InvalidParameterError
 
 #: Engines a chain may run: Tendermint (a 2/3 certificate per block), Snowman
 #: (repeated sub-sampled polls, probabilistic finality), and Tendermint that
@@ -50,3 +55,76 @@ class PollingEngine(ConsensusEngine, Protocol):
     """An engine that also takes Snowman's polls and the fallback's switches."""
 
     def receive(self, message: Message | PollMessage) -> list[Action]: ...
+
+
+#: The genesis fields of the engine choice: all integers, so every node reads
+#: them alike. Poll and proposal timeouts are each node's own (like Tendermint's).
+CONFIG_FIELDS = (
+    "engine",
+    "k",
+    "alpha_preference",
+    "alpha_confidence",
+    "beta",
+    "switch_after_rounds",
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine a chain runs, and its polling parameters (a genesis choice).
+
+    ``to_plain`` leaves out every field at its default, so a genesis written
+    before engines were pluggable (Tendermint, no section) reads and hashes the
+    same as before.
+    """
+
+    engine: str = "tendermint"
+    snowman: SnowmanParams = field(default_factory=SnowmanParams)
+    switch_after_rounds: int = SWITCH_AFTER_ROUNDS
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise InvalidParameterError(f"consensus engine {self.engine!r} is not one of {ENGINES}")
+        if self.switch_after_rounds < 1:
+            raise InvalidParameterError("consensus switch_after_rounds must be >= 1")
+
+    @classmethod
+    def from_plain(cls, plain: Mapping[str, object]) -> EngineConfig:
+        """Read a genesis ``consensus`` section; InvalidParameterError names the flaw."""
+        unknown = sorted(set(plain) - set(CONFIG_FIELDS))
+        if unknown:
+            raise InvalidParameterError(f"unknown consensus fields {unknown}")
+        engine = plain.get("engine", "tendermint")
+        if not isinstance(engine, str):
+            raise InvalidParameterError("consensus engine must be a string")
+        ints: dict[str, int] = {}
+        for name in CONFIG_FIELDS[1:]:
+            if name in plain:
+                value = plain[name]
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise InvalidParameterError(f"consensus {name} must be an integer")
+                ints[name] = value
+        base = SnowmanParams()
+        snowman = SnowmanParams(
+            k=ints.get("k", base.k),
+            alpha_preference=ints.get("alpha_preference", base.alpha_preference),
+            alpha_confidence=ints.get("alpha_confidence", base.alpha_confidence),
+            beta=ints.get("beta", base.beta),
+        )
+        rounds = ints.get("switch_after_rounds", SWITCH_AFTER_ROUNDS)
+        return cls(engine, snowman, rounds)
+
+    def to_plain(self) -> dict[str, object]:
+        """The genesis section: only the fields that differ from the defaults."""
+        defaults = EngineConfig().to_plain_full()
+        return {k: v for k, v in self.to_plain_full().items() if defaults[k] != v}
+
+    def to_plain_full(self) -> dict[str, object]:
+        return {
+            "engine": self.engine,
+            "k": self.snowman.k,
+            "alpha_preference": self.snowman.alpha_preference,
+            "alpha_confidence": self.snowman.alpha_confidence,
+            "beta": self.snowman.beta,
+            "switch_after_rounds": self.switch_after_rounds,
+        }
