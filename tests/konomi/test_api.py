@@ -95,6 +95,7 @@ def test_websocket_actions_with_seed_shapes(client):
         assert ws.receive_json() == {"status": "connected", "edge": "NEU↔SWD"}
         event = ws.receive_json()
         assert event["event"] == "connected" and event["cube_id"] == init["cube_id"]
+        assert ws.receive_json()["event"] == "decided"
         ws.send_json({"action": "status"})
         status = ws.receive_json()
         assert set(status) == {*VERTICES, "CENTRAL"}
@@ -102,6 +103,7 @@ def test_websocket_actions_with_seed_shapes(client):
         ws.send_json({"action": "collective_think", "query": "What is 2+2?"})
         think = ws.receive_json()
         assert ws.receive_json()["event"] == "collective_think"
+        assert ws.receive_json()["event"] == "decided"
         assert set(think["vertices"]) == set(VERTICES) and think["score"] > 0
         assert "consensus" in think and "κ_field" in think
 

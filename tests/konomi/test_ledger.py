@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cbor2
 import pytest
 
@@ -212,3 +214,122 @@ def test_decide_refuses_a_decision_that_does_not_fit():
         verify_ledger([ledger.entries[1].data])
     assert isinstance(LedgerBadSignatureError("x"), LedgerError)
     assert isinstance(LedgerCrossRefError("x"), LedgerError)
+
+
+def test_the_ledger_survives_a_restart_and_the_store_never_forks(tmp_path):
+    from focusflow.konomi import KonomiSystem
+    from focusflow.konomi.errors import StoreError
+    from focusflow.konomi.store import SQLiteStore
+
+    db = tmp_path / "k.sqlite3"
+    system = KonomiSystem(store=SQLiteStore(db), default_dims=(4, 4, 4))
+    cube = system.create_cube("led")
+    for i in range(3):
+        system.decide("led", b"change %d" % i)
+    assert cube.ledger is not None
+    head, keys = cube.ledger.head, cube.ledger.public_keys
+    system.close()
+    again = KonomiSystem(store=SQLiteStore(db), default_dims=(4, 4, 4))
+    ledger = again.cube("led").ledger
+    assert ledger is not None and ledger.head == head and ledger.public_keys == keys
+    assert verify_ledger(ledger.entries, expected_head=head).entries == 4
+    again.decide("led", b"after the restart")
+    # A second process appending the same height is refused; its ledger drops it.
+    other = KonomiSystem(store=SQLiteStore(db), default_dims=(4, 4, 4))
+    stale = other.cube("led")
+    assert stale.ledger is not None and stale.ledger.next_height == 5
+    again.decide("led", b"first at height 5")
+    with pytest.raises(StoreError):
+        other.decide("led", b"second at height 5")
+    assert [e.height for e in other.ledger_entries("led", 0, 100)] == [0, 1, 2, 3, 4, 5]
+    assert verify_ledger(SQLiteStore(db).ledger_entries("led")).entries == 6
+    # The secret stays in the store: no state or event carries it.
+    assert "secret" not in json.dumps(again.cube("led").to_state())
+
+
+def test_rest_pages_a_ledger_and_verifies_one():
+    from fastapi.testclient import TestClient
+
+    from focusflow.konomi import KonomiSystem
+    from focusflow.konomi.api import create_app
+    from focusflow.konomi.launch import new_token
+
+    token = new_token()
+    system = KonomiSystem(default_dims=(4, 4, 4))
+    system.create_cube("r")
+    for i in range(4):
+        system.decide("r", b"p%d" % i)
+    app = create_app(system, token=token)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+        page = client.get("/cube/r/ledger", params={"start": 0, "limit": 3}).json()
+        assert page["height"] == 4 and len(page["entries"]) == 3 and page["next"] == 3
+        rest = client.get("/cube/r/ledger", params={"start": 3, "limit": 3}).json()
+        assert rest["next"] is None and len(rest["entries"]) == 2
+        entries = page["entries"] + rest["entries"]
+        ok = client.post("/ledger/verify", json={"entries": entries, "head": page["head"]})
+        assert ok.status_code == 200 and ok.json()["ok"] and ok.json()["entries"] == 5
+        swapped = [entries[0], entries[2], entries[1], *entries[3:]]
+        bad = client.post("/ledger/verify", json={"entries": swapped}).json()
+        assert bad["ok"] is False and bad["index"] == 1
+        assert bad["error"]["code"] == "ledger_out_of_order"
+        bad = client.post("/ledger/verify", json={"entries": [entries[0], "zz"]}).json()
+        assert bad["error"]["code"] == "ledger_malformed" and bad["index"] == 1
+        r = client.get("/cube/r/ledger", params={"limit": 100_000})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "malformed_message"
+        assert client.get("/cube/none/ledger").status_code == 404
+        r = client.post("/ledger/verify", json={"entries": "x"})
+        assert r.json()["error"]["code"] == "malformed_message"
+        r = client.post("/ledger/verify", json={"entries": entries * 40})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        assert system.cube("r").ledger.next_height == 5  # nothing changed
+
+
+def test_the_cli_exports_and_verifies(tmp_path, capsys):
+    from focusflow.cli.main import main
+    from focusflow.konomi import KonomiSystem
+    from focusflow.konomi.store import SQLiteStore
+
+    db = tmp_path / "k.sqlite3"
+    system = KonomiSystem(store=SQLiteStore(db), default_dims=(4, 4, 4))
+    system.create_cube("cli")
+    system.decide("cli", b"one")
+    head = system.cube("cli").ledger.head.hex()
+    system.close()
+    out = tmp_path / "ledger.json"
+    main(["konomi", "ledger", "export", "--db", str(db), "--cube", "cli", "--out", str(out)])
+    main(["konomi", "ledger", "verify", str(out), "--head", head])
+    assert f"ok: cube cli, 2 entries (height 1), 16 signatures, head {head}" in (
+        capsys.readouterr().out
+    )
+    doc = json.loads(out.read_text())
+    doc["entries"] = doc["entries"][:1] + doc["entries"][:1]
+    out.write_text(json.dumps(doc))
+    with pytest.raises(SystemExit) as info:
+        main(["konomi", "ledger", "verify", str(out)])
+    assert info.value.code == 3
+    assert "FAILED at entry 1" in capsys.readouterr().out
+    out.write_text("not json")
+    with pytest.raises(SystemExit) as info:
+        main(["konomi", "ledger", "verify", str(out)])
+    assert info.value.code == 2 and "[ledger_malformed]" in capsys.readouterr().err
+
+
+def test_postgres_keeps_the_secret_and_the_ledger(pg_url):
+    from focusflow.konomi import KonomiSystem
+    from focusflow.konomi.errors import StoreError
+    from focusflow.konomi.store import PostgresStore
+
+    system = KonomiSystem(store=PostgresStore(pg_url), default_dims=(4, 4, 4))
+    system.create_cube("pg")
+    system.decide("pg", b"one")
+    head = system.cube("pg").ledger.head
+    store = PostgresStore(pg_url)
+    assert store.cube_secret("pg", b"x" * 32) != b"x" * 32  # the first one stays
+    with pytest.raises(StoreError):
+        store.append_ledger("pg", 1, b"other")
+    assert verify_ledger(store.ledger_entries("pg"), expected_head=head).entries == 2
+    system.close()
+    again = KonomiSystem(store=PostgresStore(pg_url), default_dims=(4, 4, 4))
+    assert again.cube("pg").ledger.head == head
+    store.close()
+    again.close()

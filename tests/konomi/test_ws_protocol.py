@@ -71,11 +71,20 @@ def test_the_design_sequence_reads_one_reply_per_action(server):
         assert set(think["vertices"]) == set(VERTICES) and "consensus" in think
         assert "event" not in think
         _nothing_pending(client)
-        # The other socket of the cube saw the three events, in order, from the other socket.
-        seen = _events(watcher, 3)
-        assert [e["event"] for e in seen] == ["processed", "connected", "collective_think"]
+        # The other socket of the cube saw the events, in order: each state change and
+        # the decision of the cube's vote on it (the genesis is height 0).
+        seen = _events(watcher, 6)
+        assert [e["event"] for e in seen] == [
+            "processed",
+            "decided",
+            "connected",
+            "decided",
+            "collective_think",
+            "decided",
+        ]
         assert seen[0]["result"] == processed["result"]
-        assert seen[2]["consensus"] == think["consensus"]
+        assert seen[4]["consensus"] == think["consensus"]
+        assert [e["height"] for e in seen[1::2]] == [1, 2, 3]
         assert all(e["cube_id"] == "seq" for e in seen)
         _nothing_pending(watcher)
 
@@ -89,6 +98,7 @@ def test_subscribe_opts_in_to_the_events_of_ones_own_actions(server):
         assert processed["vertex"] == "SWD"
         event = json.loads(ws.recv(timeout=10))
         assert event["event"] == "processed" and event["result"] == processed["result"]
+        assert json.loads(ws.recv(timeout=10))["event"] == "decided"
         _nothing_pending(ws)
 
 

@@ -22,15 +22,21 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from focusflow.core.errors import FocusflowError
-from focusflow.konomi.errors import KonomiError
+from focusflow.konomi.errors import (
+    KonomiError,
+    LedgerError,
+    LedgerTooLargeError,
+    MalformedMessageError,
+)
 from focusflow.konomi.events import Event, LocalBus
 from focusflow.konomi.guard import MAX_BODY, KonomiGuard, check_token
+from focusflow.konomi.ledger import MAX_ENTRIES, MAX_REFS, entries_from_hex, verify_ledger
 from focusflow.konomi.metrics import CONTENT_TYPE, KonomiMetrics, MetricsMiddleware
 from focusflow.konomi.system import KonomiSystem
 from focusflow.konomi.ws import error_body, serve_socket
@@ -150,6 +156,7 @@ def create_app(
 
     if "api" in roles:
         _add_rest(app, system)
+        _add_ledger(app, system)
     if "ws" in roles:
 
         @app.websocket("/ws")
@@ -217,3 +224,56 @@ def _add_rest(app: FastAPI, system: KonomiSystem) -> None:
     ) -> JsonReply:
         """Whether a block is accepted (valid hash, >= 2/3 of active neighbours attest it)."""
         return system.consensus_block(x, y, z, instance_id, adjacency)
+
+
+#: Most entries one ``GET /cube/{id}/ledger`` answers.
+MAX_LEDGER_PAGE = 1000
+
+
+class LedgerVerifyRequest(BaseModel):
+    """Body of ``POST /ledger/verify``: a ledger's entries (hex of their canonical
+    CBOR) from its genesis on, the ledgers of the cubes it cross-references, and
+    optionally the head hash it must end at. The server's body cap bounds it first."""
+
+    entries: list[str] = Field(max_length=MAX_ENTRIES)
+    peers: dict[str, list[str]] = Field(default_factory=dict, max_length=MAX_REFS)
+    head: str | None = None
+
+
+def _add_ledger(app: FastAPI, system: KonomiSystem) -> None:
+    @app.get("/cube/{cube_id}/ledger")
+    def cube_ledger(
+        cube_id: str,
+        start: int = Query(0, ge=0),
+        limit: int = Query(100, ge=1, le=MAX_LEDGER_PAGE),
+    ) -> JsonReply:
+        """A page of a cube's ledger: entries as hex of their canonical CBOR."""
+        entries = system.ledger_entries(cube_id, start, limit)
+        ledger = system.cube(cube_id).ledger
+        assert ledger is not None
+        end = start + len(entries)
+        return {
+            "cube_id": cube_id,
+            "height": ledger.next_height - 1,
+            "head": ledger.head.hex(),
+            "start": start,
+            "entries": [e.data.hex() for e in entries],
+            "next": end if end < ledger.next_height else None,
+        }
+
+    @app.post("/ledger/verify")
+    def ledger_verify(req: LedgerVerifyRequest) -> JsonReply:
+        """Verify a ledger from its entries alone: ``{"ok": true, ...}`` or the first
+        failing entry's index and error code. Nothing is stored."""
+        try:
+            entries = entries_from_hex(req.entries)
+            peers = {k: entries_from_hex(v) for k, v in req.peers.items()}
+            try:
+                head = bytes.fromhex(req.head) if req.head is not None else None
+            except ValueError:
+                raise MalformedMessageError("head must be hex") from None
+            return verify_ledger(entries, peers, expected_head=head).to_json()
+        except LedgerTooLargeError:
+            raise
+        except LedgerError as exc:
+            return {"ok": False, "index": exc.index, **error_body(exc)}

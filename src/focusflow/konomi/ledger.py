@@ -28,6 +28,7 @@ threads (libsodium releases the interpreter lock).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -430,3 +431,48 @@ class Ledger:
         """The votes of an entry, as :class:`Vote` objects."""
         e = self.entries[height]
         return [Vote(self.cube_id, height, v, e.digest, s) for v, s in e.votes]
+
+
+#: Largest ledger file :func:`read_ledger_file` reads (a 10^4-entry ledger is about 25 MB).
+MAX_FILE_BYTES = 1 << 30
+
+
+def entries_from_hex(items: object, first_index: int = 0) -> list[bytes]:
+    """Entries from their wire form, a JSON list of hex strings (bounded in count;
+    each bounded in length before it is decoded)."""
+    if not isinstance(items, list):
+        raise LedgerMalformedError("entries must be a list of hex strings")
+    if len(items) > MAX_ENTRIES:
+        raise LedgerTooLargeError(f"more than {MAX_ENTRIES} entries")
+    out = []
+    for i, item in enumerate(items, first_index):
+        if not isinstance(item, str) or len(item) > 2 * MAX_ENTRY_BYTES:
+            raise LedgerMalformedError(f"entry {i}: not a hex string of an entry", i)
+        try:
+            out.append(bytes.fromhex(item))
+        except ValueError:
+            raise LedgerMalformedError(f"entry {i}: not hex", i) from None
+    return out
+
+
+def ledger_document(cube_id: str, entries: Sequence[bytes | Entry]) -> dict[str, Any]:
+    """A ledger as a JSON document (what ``focusflow konomi ledger export`` writes)."""
+    return {
+        "cube_id": cube_id,
+        "entries": [(e.data if isinstance(e, Entry) else e).hex() for e in entries],
+    }
+
+
+def read_ledger_file(path: str | os.PathLike[str]) -> list[bytes]:
+    """The entries of a ledger document on disk, bounded in bytes before parsing."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise LedgerTooLargeError(f"{path}: over {MAX_FILE_BYTES} bytes")
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise LedgerMalformedError(f"{path}: not JSON") from None
+    if not isinstance(doc, dict) or "entries" not in doc:
+        raise LedgerMalformedError(f"{path}: a ledger document is {{cube_id, entries}}")
+    return entries_from_hex(doc["entries"])

@@ -19,9 +19,12 @@ another process saved a newer version.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -34,6 +37,7 @@ from focusflow.konomi.errors import (
     DimensionsTooLargeError,
     InvalidOperationError,
     KonomiError,
+    StoreError,
     UnknownCubeError,
     UnknownInstanceError,
     UnknownTemplateError,
@@ -41,7 +45,9 @@ from focusflow.konomi.errors import (
 from focusflow.konomi.events import Event
 from focusflow.konomi.evgpu import EVGPU
 from focusflow.konomi.femtollm import Agent, FemtoLLM, FemtoModel, default_model, seed_of
+from focusflow.konomi.ledger import Entry, Ledger, decode_entry
 from focusflow.konomi.store import Store
+from focusflow.konomi.votes import vertex_keys
 
 DEFAULT_TEMPLATE = "default"
 DEFAULT_INSTANCE = "main"
@@ -183,6 +189,8 @@ class KonomiSystem:
         self.instances: dict[str, Instance] = {}
         self.cubes: dict[str, Cube] = {}
         self._cube_versions: dict[str, int] = {}
+        #: Cube secrets of a system without a store (a store keeps its own).
+        self._secrets: dict[str, bytes] = {}
         self.machine = packml.PackML()
         self._lock = threading.RLock()
         if store is not None:
@@ -523,10 +531,57 @@ class KonomiSystem:
         t = self.template(template_id or DEFAULT_TEMPLATE)
         cid = cube_id or f"c-{uuid.uuid4().hex[:12]}"
         cube = Cube(cid, position, t.model, on_event=self._cube_event)
+        self._attach_ledger(cube)
         with self._lock:
             self.cubes[cid] = cube
         self.save_cube(cube)
         return cube
+
+    def _attach_ledger(self, cube: Cube) -> None:
+        """Give a cube its validator keys and ledger: the secret from the store (made
+        and stored on first use; never sent anywhere), the entries stored so far."""
+        fresh = os.urandom(32)
+        if self.store is None:
+            secret = self._secrets.setdefault(cube.id, fresh)
+            cube.ledger = Ledger(cube.id, vertex_keys(secret, cube.id))
+            return
+        secret = self.store.cube_secret(cube.id, fresh)
+        stored = self.store.ledger_entries(cube.id)
+        entries = [decode_entry(data, i) for i, data in enumerate(stored)]
+        cube.ledger = Ledger(cube.id, vertex_keys(secret, cube.id), entries)
+        if not stored:
+            with contextlib.suppress(StoreError):  # another process stored its genesis
+                self.store.append_ledger(cube.id, 0, cube.ledger.entries[0].data)
+            if self.store.ledger_entries(cube.id, 0, 1) != [cube.ledger.entries[0].data]:
+                raise StoreError(f"cube {cube.id!r}: the stored genesis is not its keys'")
+
+    def decide(self, cube_id: str, payload: bytes, peers: Sequence[str] = ()) -> Entry:
+        """The cube votes on ``payload`` and appends the decision to its ledger, written
+        through to the store; ``peers`` are the connected cubes whose heads it
+        cross-references. When another process appended that height first, nothing
+        is kept and StoreError says so."""
+        cube = self.cube(cube_id)
+        with self._lock:
+            entry = cube.decide(payload, [self.cube(p) for p in peers])
+            if self.store is not None:
+                try:
+                    self.store.append_ledger(cube_id, entry.height, entry.data)
+                except StoreError:
+                    assert cube.ledger is not None
+                    cube.ledger.entries.pop()
+                    self._cube_versions[cube_id] = 0
+                    raise
+        return entry
+
+    def ledger_entries(self, cube_id: str, start: int = 0, limit: int = 100) -> list[Entry]:
+        """A page of a cube's ledger (the store's when there is one)."""
+        ledger = self.cube(cube_id).ledger
+        assert ledger is not None
+        if self.store is not None and self.store.ledger_height(cube_id) > ledger.next_height:
+            self._cube_versions[cube_id] = 0
+            ledger = self.cube(cube_id).ledger
+            assert ledger is not None
+        return ledger.entries[start : start + limit]
 
     def cube(self, cube_id: str) -> Cube:
         """A cube by id, reloaded from the store when another process saved a newer one."""
@@ -541,6 +596,7 @@ class KonomiSystem:
                     state, version = loaded
                     fresh = Cube.from_state(state, self.model)
                     fresh.on_event = self._cube_event
+                    self._attach_ledger(fresh)
                     with self._lock:
                         self.cubes[cube_id] = fresh
                         self._cube_versions[cube_id] = version

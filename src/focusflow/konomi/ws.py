@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 import uuid
@@ -125,24 +126,35 @@ def handle(system: KonomiSystem, cube: Cube | None, msg: Message) -> tuple[Cube 
     if cube is None:
         raise NotInitializedError(f"send an 'initialize' action before {action!r}")
     cube = system.cube(cube.id)
-    if action == "process":
-        vertex, text = _text(msg, "vertex"), _text(msg, "text")
-        result = cube.process_vertex_sync(vertex, text)
-        system.save_cube(cube)
-        return cube, {"vertex": vertex, "result": result, "κ": cube.agent(vertex).kappa}
-    if action == "connect":
-        source, target = _text(msg, "source"), _text(msg, "target")
-        cube.connect(source, target)
-        system.save_cube(cube)
-        return cube, {"status": "connected", "edge": f"{source}↔{target}"}
     if action == "status":
         return cube, cube.status()
     if action == "subscribe":
         return cube, {"status": "subscribed", "cube_id": cube.id}
-    query = _text(msg, "query")
-    answer = cube.collective_think_sync(query)
+    reply: Reply
+    if action == "process":
+        vertex, text = _text(msg, "vertex"), _text(msg, "text")
+        result = cube.process_vertex_sync(vertex, text)
+        reply = {"vertex": vertex, "result": result, "κ": cube.agent(vertex).kappa}
+    elif action == "connect":
+        source, target = _text(msg, "source"), _text(msg, "target")
+        cube.connect(source, target)
+        reply = {"status": "connected", "edge": f"{source}↔{target}"}
+    else:
+        reply = cube.collective_think_sync(_text(msg, "query"))
     system.save_cube(cube)
-    return cube, answer
+    system.decide(cube.id, state_change(str(action), reply, cube))
+    return cube, reply
+
+
+def state_change(action: str, reply: Reply, cube: Cube) -> bytes:
+    """The proposal a state-changing action puts to the cube's vote: the action, and
+    SHA-256 of its reply and of the cube's new state (each as sorted-key JSON)."""
+
+    def digest(obj: object) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+    change = {"action": action, "reply": digest(reply), "state": digest(cube.to_state())}
+    return json.dumps(change, sort_keys=True).encode()
 
 
 #: Told of each handled message: its action (as sent), ``ok`` or the error code,
