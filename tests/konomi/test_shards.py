@@ -14,6 +14,7 @@ from focusflow.konomi.block_array import BlockArray
 from focusflow.konomi.errors import (
     BatchTooLargeError,
     CoordinateOutOfRangeError,
+    InvalidOperationError,
     ShardNotOwnerError,
 )
 from focusflow.konomi.launch import new_token
@@ -160,6 +161,12 @@ def test_hostile_batches_are_refused_before_routing():
         coord.set_many("main", DIMS, np.array([[0, 0, 0], [400, 0, 0]]))
     with pytest.raises(CoordinateOutOfRangeError):
         coord.set("main", DIMS, -1, 0, 0, 1.0)
+    with pytest.raises(InvalidOperationError):
+        coord.face("main", DIMS, "w", 0, "process")
+    with pytest.raises(CoordinateOutOfRangeError):
+        coord.face("main", DIMS, "z", 5, "process")
+    with pytest.raises(InvalidOperationError):
+        coord.face("main", DIMS, "z", 0, "explode")
     assert all(s.system.instances.get("main") is None for s in coord.backend.states)
 
 

@@ -28,7 +28,12 @@ import numpy as np
 
 from focusflow.konomi import errors as konomi_errors
 from focusflow.konomi.block_array import BlockArray, neighbour_offsets
-from focusflow.konomi.errors import InvalidOperationError, KonomiError, ShardUnavailableError
+from focusflow.konomi.errors import (
+    CoordinateOutOfRangeError,
+    InvalidOperationError,
+    KonomiError,
+    ShardUnavailableError,
+)
 from focusflow.konomi.events import Event
 from focusflow.konomi.shards.routing import check_batch, check_shards, owners, split
 from focusflow.konomi.shards.state import ShardState
@@ -293,12 +298,12 @@ class Coordinator:
                 f"unknown operation {operation!r}; use {', '.join(OPERATIONS)}"
             )
         shape = self._shape(dims)
-        coords = shape.plane(plane, index)
         if operation == "sync":
-            return (*self._sync(iid, dims, coords), [])
+            return (*self._sync(iid, dims, shape.plane(plane, index)), [])
+        cells = _plane_cells(shape.dim, plane, index)
         calls = {i: ("face", (iid, dims, plane, index, operation)) for i in range(self.count)}
-        kappa = np.zeros(len(coords), np.float32)
-        hit = np.zeros(len(coords), bool)
+        kappa = np.zeros(cells, np.float32)
+        hit = np.zeros(cells, bool)
         seconds = []
         for _, (pos, kap, secs) in sorted(self.call_many(calls).items()):
             kappa[pos] = kap
@@ -365,6 +370,17 @@ class Coordinator:
     def close(self) -> None:
         """Stop the shards."""
         self.backend.close()
+
+
+def _plane_cells(dims: Dims, plane: str, index: int) -> int:
+    """How many cells a face has, its name and index checked as BlockArray.plane
+    checks them (without building its coordinates)."""
+    if plane not in ("x", "y", "z"):
+        raise InvalidOperationError(f"plane must be 'x', 'y' or 'z', got {plane!r}")
+    axis = "xyz".index(plane)
+    if not 0 <= index < dims[axis]:
+        raise CoordinateOutOfRangeError(f"{plane}={index} is outside the array's dimensions {dims}")
+    return int(np.prod(dims)) // dims[axis]
 
 
 def _chunk_sums(kappa: np.ndarray, hit: np.ndarray) -> tuple[int, float]:
