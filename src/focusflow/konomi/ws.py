@@ -16,6 +16,11 @@ Events (``{"event": ...}``) go to the *other* connections attached to the cube,
 in this process and (through Redis) every other one; a connection receives
 the events of its own actions only after it opted in with ``{"action":
 "subscribe"}`` (answered ``{"status": "subscribed", "cube_id": ...}``).
+
+Each state-changing action (``process``, ``connect``, ``collective_think``) is
+then put to the cube's vote (:func:`state_change` is the proposal) and the
+decision appended to the cube's ledger; the others receive a ``decided`` event
+with the new height and head.
 """
 
 from __future__ import annotations
