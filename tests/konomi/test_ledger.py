@@ -205,9 +205,8 @@ def test_decide_refuses_a_decision_that_does_not_fit():
     digest = proposal_digest(ledger.head, b"p", {})
     keys = ledger.keys
     votes = [sign_vote(keys[v], "a", 5, v, digest) for v in VOTERS]
-    with pytest.raises(Exception) as info:
+    with pytest.raises(LedgerOutOfOrderError):
         ledger.decide(b"p", votes=votes)
-    assert getattr(info.value, "code", None) == "conflicting_vote"
     with pytest.raises(LedgerMalformedError):
         verify_ledger([b"\xa0"])
     with pytest.raises(LedgerOutOfOrderError):

@@ -9,10 +9,11 @@ import pytest
 from focusflow.core.keys import KeyPair
 from focusflow.konomi import Cube
 from focusflow.konomi.errors import (
-    ConflictingVoteError,
     InvalidOperationError,
     InvalidVoteEvidenceError,
+    LedgerBadSignatureError,
     LedgerNoQuorumError,
+    LedgerOutOfOrderError,
     UnknownVertexError,
 )
 from focusflow.konomi.ledger import Ledger, proposal_digest, verify_ledger
@@ -80,9 +81,9 @@ def test_a_vertex_signing_two_proposals_is_caught_with_evidence_anyone_can_check
 
 def test_the_tally_counts_only_valid_votes_of_its_cube_and_height():
     tally, keys = _tally()
-    with pytest.raises(InvalidVoteEvidenceError):
+    with pytest.raises(LedgerBadSignatureError):
         tally.add(sign_vote(keys["NEU"], "c1", 1, "NED", _digest("a")))
-    with pytest.raises(ConflictingVoteError):
+    with pytest.raises(LedgerOutOfOrderError):
         tally.add(sign_vote(keys["NEU"], "c1", 2, "NEU", _digest("a")))
     with pytest.raises(UnknownVertexError):
         tally.add(sign_vote(keys["NEU"], "c1", 1, "CENTRAL", _digest("a")))

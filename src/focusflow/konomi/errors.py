@@ -129,7 +129,8 @@ class LedgerMalformedError(LedgerError):
 
 class LedgerOutOfOrderError(LedgerError):
     """An entry's height is not its predecessor's plus one (reordered, dropped or
-    repeated entries), or the ledger does not start with its genesis."""
+    repeated entries), the ledger does not start with its genesis, or a vote or
+    decision is for another cube or height than the one being decided."""
 
     code = "ledger_out_of_order"
 
@@ -141,13 +142,14 @@ class LedgerBrokenLinkError(LedgerError):
 
 
 class LedgerHashMismatchError(LedgerError):
-    """An entry's ``hash`` is not the hash of its contents: it was changed."""
+    """A ledger's head hash is not the one the verifier pinned."""
 
     code = "ledger_hash_mismatch"
 
 
 class LedgerBadSignatureError(LedgerError):
-    """A vote's signature does not verify under its vertex's key from the genesis entry."""
+    """A vote's signature (in an entry, or put to a tally) does not verify under its
+    vertex's key from the genesis entry."""
 
     code = "ledger_bad_signature"
 
@@ -170,17 +172,6 @@ class LedgerTooLargeError(LedgerError):
 
     code = "ledger_too_large"
     http_status = 413
-
-
-class ConflictingVoteError(KonomiError):
-    """A vertex signed two different proposals for the same cube and height;
-    ``evidence`` holds both signed votes."""
-
-    code = "conflicting_vote"
-
-    def __init__(self, message: str, evidence: object = None) -> None:
-        super().__init__(message)
-        self.evidence = evidence
 
 
 class InvalidVoteEvidenceError(KonomiError, ValueError):

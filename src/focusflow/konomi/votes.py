@@ -30,8 +30,9 @@ from focusflow.core.encoding import encode
 from focusflow.core.keys import KeyPair, verify
 from focusflow.konomi.cube import VERTICES
 from focusflow.konomi.errors import (
-    ConflictingVoteError,
     InvalidVoteEvidenceError,
+    LedgerBadSignatureError,
+    LedgerOutOfOrderError,
     UnknownVertexError,
 )
 
@@ -162,12 +163,12 @@ class Tally:
         if key is None:
             raise UnknownVertexError(f"{vote.vertex!r} is not a voter of cube {self.cube_id!r}")
         if (vote.cube_id, vote.height) != (self.cube_id, self.height):
-            raise ConflictingVoteError(
+            raise LedgerOutOfOrderError(
                 f"a vote for cube {vote.cube_id!r} at height {vote.height} in the tally of "
                 f"{self.cube_id!r} at {self.height}"
             )
         if not vote.verify(key):
-            raise InvalidVoteEvidenceError(f"the vote of {vote.vertex} does not verify")
+            raise LedgerBadSignatureError(f"the vote of {vote.vertex} does not verify")
         seen = self.votes.get(vote.vertex)
         if seen is None:
             self.votes[vote.vertex] = vote
