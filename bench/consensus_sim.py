@@ -40,7 +40,12 @@ from focusflow.consensus.snowball import SnowmanParams, failure_probability
 
 
 def run(n: int, heights: int, seed: int, check_signatures: bool) -> dict:
-    sim = Simulation(n, seed=seed, verification="per_node" if check_signatures else "off")
+    sim = Simulation(
+        n,
+        seed=seed,
+        verification="per_node" if check_signatures else "off",
+        measure_cpu=True,
+    )
     wall = time.perf_counter()
     sim.run(1e9, stop=lambda s: len(s.committed) >= heights and s.min_honest_height() >= heights)
     wall = time.perf_counter() - wall
