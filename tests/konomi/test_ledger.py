@@ -233,15 +233,36 @@ def test_the_ledger_survives_a_restart_and_the_store_never_forks(tmp_path):
     assert ledger is not None and ledger.head == head and ledger.public_keys == keys
     assert verify_ledger(ledger.entries, expected_head=head).entries == 4
     again.decide("led", b"after the restart")
-    # A second process appending the same height is refused; its ledger drops it.
+    # A second process whose copy fell behind reloads before it votes: one chain.
     other = KonomiSystem(store=SQLiteStore(db), default_dims=(4, 4, 4))
     stale = other.cube("led")
     assert stale.ledger is not None and stale.ledger.next_height == 5
     again.decide("led", b"first at height 5")
+    assert other.decide("led", b"then height 6").height == 6
+    assert [e.height for e in other.ledger_entries("led", 0, 100)] == list(range(7))
+    stored = SQLiteStore(db)
+    assert verify_ledger(stored.ledger_entries("led")).entries == 7
+    # One that loses the race for a height (another appended between its check and
+    # its write) drops its entry, reloads and votes again at the next height.
+    again.decide("led", b"height 7 from the first process")
+    assert other.store is not None
+    real = other.store.ledger_height
+    lies = iter([7])
+    other.store.ledger_height = lambda cube_id: next(lies, None) or real(cube_id)  # type: ignore[method-assign]
+    heights: list[int] = []
+    append = other.store.append_ledger
+
+    def counted(cube_id: str, height: int, entry: bytes) -> None:
+        heights.append(height)
+        append(cube_id, height, entry)
+
+    other.store.append_ledger = counted  # type: ignore[method-assign]
+    assert other.decide("led", b"lost the race, then height 8").height == 8
+    assert heights == [7, 8]
+    assert verify_ledger(stored.ledger_entries("led")).entries == 9
+    # The store never takes a height twice: a second entry at 6 is refused.
     with pytest.raises(StoreError):
-        other.decide("led", b"second at height 5")
-    assert [e.height for e in other.ledger_entries("led", 0, 100)] == [0, 1, 2, 3, 4, 5]
-    assert verify_ledger(SQLiteStore(db).ledger_entries("led")).entries == 6
+        stored.append_ledger("led", 6, b"fork")
     # The secret stays in the store: no state or event carries it.
     assert "secret" not in json.dumps(again.cube("led").to_state())
 

@@ -54,6 +54,8 @@ DEFAULT_INSTANCE = "main"
 OPERATIONS = ("activate", "process", "sync")
 CHUNK = 100_000
 EVENT_ROWS = 64
+#: Tries of one decision when other processes append to the same cube's ledger.
+LEDGER_ATTEMPTS = 4
 #: Caps on a template's dimensions. A face operation materialises one plane's
 #: coordinates (24 bytes a cell) and may activate all of it (about 60 bytes a
 #: block), so the largest face bounds one request's memory: 2^21 cells, about
@@ -558,20 +560,32 @@ class KonomiSystem:
     def decide(self, cube_id: str, payload: bytes, peers: Sequence[str] = ()) -> Entry:
         """The cube votes on ``payload`` and appends the decision to its ledger, written
         through to the store; ``peers`` are the connected cubes whose heads it
-        cross-references. When another process appended that height first, nothing
-        is kept and StoreError says so."""
-        cube = self.cube(cube_id)
-        with self._lock:
-            entry = cube.decide(payload, [self.cube(p) for p in peers])
-            if self.store is not None:
+        cross-references.
+
+        Processes sharing a store share each cube's ledger: a process whose copy is
+        behind the store's reloads it before the vote, and one that lost the race
+        for a height to another process drops its entry, reloads and votes again
+        at the next height (StoreError after ``LEDGER_ATTEMPTS``)."""
+        for attempt in range(LEDGER_ATTEMPTS):
+            cube = self.cube(cube_id)
+            ledger = cube.ledger
+            assert ledger is not None
+            if self.store is not None and self.store.ledger_height(cube_id) != ledger.next_height:
+                self._cube_versions[cube_id] = 0
+                continue
+            with self._lock:
+                entry = cube.decide(payload, [self.cube(p) for p in peers])
+                if self.store is None:
+                    return entry
                 try:
                     self.store.append_ledger(cube_id, entry.height, entry.data)
+                    return entry
                 except StoreError:
-                    assert cube.ledger is not None
-                    cube.ledger.entries.pop()
+                    ledger.entries.pop()
                     self._cube_versions[cube_id] = 0
-                    raise
-        return entry
+                    if attempt == LEDGER_ATTEMPTS - 1:
+                        raise
+        raise StoreError(f"cube {cube_id!r}: its ledger kept changing in the store")
 
     def ledger_entries(self, cube_id: str, start: int = 0, limit: int = 100) -> list[Entry]:
         """A page of a cube's ledger (the store's when there is one)."""
