@@ -19,7 +19,7 @@ from focusflow.konomi.errors import (
 )
 from focusflow.konomi.launch import new_token
 from focusflow.konomi.shards import Coordinator, LocalShards, ShardState, owners, split
-from focusflow.konomi.shards.routing import MAX_BATCH
+from focusflow.konomi.shards.routing import MAX_BATCH, owner_of
 from focusflow.konomi.shards.state import shard_stores, store_url_of
 from focusflow.konomi.shards.system import ShardedSystem
 from focusflow.konomi.system import CHUNK, KonomiSystem
@@ -39,6 +39,7 @@ def test_routing_is_block_array_shard_of():
         got = owners(c, count)
         want = [arr.shard_of(*map(int, row), num_shards=count) for row in c]
         assert got.tolist() == want
+        assert [owner_of(*map(int, row), count) for row in c] == want
         parts = split(got, count)
         assert sorted(np.concatenate(parts).tolist()) == list(range(len(c)))
         for i, p in enumerate(parts):

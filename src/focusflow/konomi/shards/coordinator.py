@@ -35,7 +35,7 @@ from focusflow.konomi.errors import (
     ShardUnavailableError,
 )
 from focusflow.konomi.events import Event
-from focusflow.konomi.shards.routing import check_batch, check_shards, owners, split
+from focusflow.konomi.shards.routing import check_batch, check_shards, owner_of, owners, split
 from focusflow.konomi.shards.state import ShardState
 from focusflow.konomi.system import CHUNK, OPERATIONS, check_dims
 
@@ -200,7 +200,7 @@ class Coordinator:
     def owner(self, dims: Dims, x: int, y: int, z: int) -> int:
         """The shard that owns (x, y, z), after checking it lies in the grid."""
         self._shape(dims)._check(x, y, z)
-        return int(owners(np.array([[x, y, z]]), self.count)[0])
+        return owner_of(x, y, z, self.count)
 
     def _split(self, dims: Dims, coords: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         c = self._shape(dims)._check_many(check_batch(coords))

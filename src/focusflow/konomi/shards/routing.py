@@ -52,6 +52,29 @@ def owners(coords: np.ndarray, count: int) -> np.ndarray:
     return owners_of_keys(morton.encode(c[:, 0], c[:, 1], c[:, 2]), count)
 
 
+_M64 = (1 << 64) - 1
+
+
+def _spread(v: int) -> int:
+    v &= 0x1FFFFF
+    v = (v | (v << 32)) & 0x1F00000000FFFF
+    v = (v | (v << 16)) & 0x1F0000FF0000FF
+    v = (v | (v << 8)) & 0x100F00F00F00F00F
+    v = (v | (v << 4)) & 0x10C30C30C30C30C3
+    return (v | (v << 2)) & 0x1249249249249249
+
+
+def owner_of(x: int, y: int, z: int, count: int) -> int:
+    """:func:`owners` of one coordinate in plain integers: the same bits as
+    ``morton.encode`` and ``morton.splitmix64``, without the forty-odd numpy calls
+    on one-element arrays that cost a single-block request about 40 µs."""
+    k = _spread(x) | (_spread(y) << 1) | (_spread(z) << 2)
+    k = (k + 0x9E3779B97F4A7C15) & _M64
+    k = ((k ^ (k >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    k = ((k ^ (k >> 27)) * 0x94D049BB133111EB) & _M64
+    return (k ^ (k >> 31)) % count
+
+
 def split(owner: np.ndarray, count: int) -> list[np.ndarray]:
     """Row indices of each shard's part of a batch, each in the batch's order."""
     order = np.argsort(owner, kind="stable")

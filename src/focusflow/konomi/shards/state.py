@@ -26,7 +26,13 @@ from focusflow.konomi.block_array import BlockArray
 from focusflow.konomi.errors import InvalidOperationError, ShardNotOwnerError
 from focusflow.konomi.events import CHANNEL, Event
 from focusflow.konomi.extras import import_extra
-from focusflow.konomi.shards.routing import check_batch, check_shards, owners, owners_of_keys
+from focusflow.konomi.shards.routing import (
+    check_batch,
+    check_shards,
+    owner_of,
+    owners,
+    owners_of_keys,
+)
 from focusflow.konomi.store import open_store
 from focusflow.konomi.system import (
     CHUNK,
@@ -135,6 +141,16 @@ class ShardState:
         returns its active blocks."""
         return self.instance(instance_id, dims).array.size
 
+    def _own_one(self, inst: Instance, x: int, y: int, z: int) -> None:
+        """:meth:`_own` for one coordinate (the single-block requests' fast path)."""
+        inst.array._check(x, y, z)
+        owner = owner_of(x, y, z, self.count)
+        if owner != self.index:
+            raise ShardNotOwnerError(
+                f"shard {self.index} of {self.count} does not own block ({x}, {y}, {z})"
+                f" (owner {owner})"
+            )
+
     def _own(self, inst: Instance, coords: np.ndarray) -> np.ndarray:
         """``coords`` range-checked and all owned here; ShardNotOwnerError otherwise."""
         c = inst.array._check_many(check_batch(coords))
@@ -165,7 +181,7 @@ class ShardState:
     def set(self, instance_id: str, dims: Dims, x: int, y: int, z: int, v: float) -> dict[str, Any]:
         """Set one owned block; its record (value, timestamp, connections, hash)."""
         inst = self.instance(instance_id, dims)
-        self._own(inst, np.array([[x, y, z]]))
+        self._own_one(inst, x, y, z)
         return dict(self.system.set_block(x, y, z, v, instance_id))
 
     def get_many(self, instance_id: str, dims: Dims, coords: np.ndarray) -> np.ndarray:
@@ -177,14 +193,14 @@ class ShardState:
         """One owned block's value, and the nanoseconds this shard spent on it."""
         t = time.perf_counter_ns()
         inst = self.instance(instance_id, dims)
-        self._own(inst, np.array([[x, y, z]]))
+        self._own_one(inst, x, y, z)
         value = inst.array.get(x, y, z)
         return value, time.perf_counter_ns() - t
 
     def value_info(self, instance_id: str, dims: Dims, x: int, y: int, z: int) -> dict[str, Any]:
         """What ``GET /value`` answers for an owned block."""
         inst = self.instance(instance_id, dims)
-        self._own(inst, np.array([[x, y, z]]))
+        self._own_one(inst, x, y, z)
         return self.system.value_info(x, y, z, instance_id)
 
     def process_text(
@@ -192,7 +208,7 @@ class ShardState:
     ) -> tuple[str, float]:
         """The FemtoLLM at an owned block on ``text``: (output, κ after)."""
         inst = self.instance(instance_id, dims)
-        self._own(inst, np.array([[x, y, z]]))
+        self._own_one(inst, x, y, z)
         return self.system.process_text(x, y, z, text, instance_id)
 
     def active(self, instance_id: str, dims: Dims, coords: np.ndarray) -> np.ndarray:
@@ -206,7 +222,7 @@ class ShardState:
         """An owned block attested by ``neighbours`` (the active ones, found by the
         coordinator on their own shards)."""
         inst = self.instance(instance_id, dims)
-        self._own(inst, np.array([[x, y, z]]))
+        self._own_one(inst, x, y, z)
         return self.system.attest_block(x, y, z, instance_id, neighbours=_tuples(neighbours))
 
     def consensus(
@@ -214,7 +230,7 @@ class ShardState:
     ) -> dict[str, Any]:
         """Whether an owned block is accepted, among its active ``neighbours``."""
         inst = self.instance(instance_id, dims)
-        self._own(inst, np.array([[x, y, z]]))
+        self._own_one(inst, x, y, z)
         return self.system.consensus_block(x, y, z, instance_id, neighbours=_tuples(neighbours))
 
     # -- faces ---------------------------------------------------------------------------
