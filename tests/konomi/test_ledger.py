@@ -353,3 +353,10 @@ def test_postgres_keeps_the_secret_and_the_ledger(pg_url):
     assert again.cube("pg").ledger.head == head
     store.close()
     again.close()
+
+
+def test_a_genesis_with_one_key_under_two_names_is_refused():
+    """Otherwise one signer could count as several vertices."""
+    key = KeyPair.from_seed(b"d" * 32)
+    keys = {v: key for v in VOTERS}
+    _fails([Ledger("dup", keys).entries[0].data], "ledger_malformed", 0)

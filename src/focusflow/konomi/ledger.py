@@ -203,6 +203,9 @@ def read_genesis(entry: Entry) -> tuple[str, dict[str, bytes]]:
         raise LedgerMalformedError("entry 0: genesis must name the cube and 8 vertex keys", 0)
     for v, k in keys.items():
         _bytes(k, PUBLIC_KEY_SIZE, f"{v}'s key", 0)
+    if len(set(keys.values())) != len(VOTERS):
+        # One key under two names would let one signer count as several vertices.
+        raise LedgerMalformedError("entry 0: the 8 vertex keys must be distinct", 0)
     return cube_id, keys
 
 
