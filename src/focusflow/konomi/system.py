@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -350,7 +350,7 @@ class KonomiSystem:
             self._save_slots(inst, np.array([slot]))
         return inst.array.block(x, y, z)
 
-    def value_info(self, x: int, y: int, z: int, instance_id: str | None = None) -> dict:
+    def value_info(self, x: int, y: int, z: int, instance_id: str | None = None) -> dict[str, Any]:
         """What ``GET /value`` answers: a block's value, hash, and its LLM's state."""
         inst = self.instance(instance_id)
         value = self.get_block(x, y, z, instance_id)
@@ -392,7 +392,7 @@ class KonomiSystem:
         instance_id: str | None = None,
         adjacency: int = 6,
         neighbours: list[tuple[int, int, int]] | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """What ``GET /block/consensus`` answers for a block."""
         a = self._active_array(x, y, z, instance_id).consensus(x, y, z, adjacency, neighbours)
         return {
