@@ -257,8 +257,17 @@ def test_the_ledger_survives_a_restart_and_the_store_never_forks(tmp_path):
         append(cube_id, height, entry)
 
     other.store.append_ledger = counted  # type: ignore[method-assign]
+    starts: list[int] = []
+    read = other.store.ledger_entries
+
+    def reads(cube_id: str, start: int = 0, limit: int | None = None) -> list[bytes]:
+        starts.append(start)
+        return read(cube_id, start, limit)
+
+    other.store.ledger_entries = reads  # type: ignore[method-assign]
     assert other.decide("led", b"lost the race, then height 8").height == 8
     assert heights == [7, 8]
+    assert starts == [7]  # the reload read the entry it lacked, not the whole ledger
     assert verify_ledger(stored.ledger_entries("led")).entries == 9
     # The store never takes a height twice: a second entry at 6 is refused.
     with pytest.raises(StoreError):

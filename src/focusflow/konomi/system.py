@@ -539,14 +539,26 @@ class KonomiSystem:
         self.save_cube(cube)
         return cube
 
-    def _attach_ledger(self, cube: Cube) -> None:
+    def _attach_ledger(self, cube: Cube, known: Ledger | None = None) -> None:
         """Give a cube its validator keys and ledger: the secret from the store (made
-        and stored on first use; never sent anywhere), the entries stored so far."""
+        and stored on first use; never sent anywhere), the entries stored so far.
+        ``known`` is this process's copy from before a reload: only the entries
+        stored after it are read, so a reload costs the new entries, not the ledger."""
         fresh = os.urandom(32)
         if self.store is None:
             secret = self._secrets.setdefault(cube.id, fresh)
             cube.ledger = Ledger(cube.id, vertex_keys(secret, cube.id))
             return
+        if known is not None:
+            newer = self.store.ledger_entries(cube.id, known.next_height)
+            added = [decode_entry(d, known.next_height + i) for i, d in enumerate(newer)]
+            if all(
+                e.prev == p.hash
+                for p, e in zip([known.entries[-1], *added[:-1]], added, strict=True)
+            ):
+                known.entries.extend(added)
+                cube.ledger = known
+                return
         secret = self.store.cube_secret(cube.id, fresh)
         stored = self.store.ledger_entries(cube.id)
         entries = [decode_entry(data, i) for i, data in enumerate(stored)]
@@ -610,7 +622,7 @@ class KonomiSystem:
                     state, version = loaded
                     fresh = Cube.from_state(state, self.model)
                     fresh.on_event = self._cube_event
-                    self._attach_ledger(fresh)
+                    self._attach_ledger(fresh, cube.ledger if cube is not None else None)
                     with self._lock:
                         self.cubes[cube_id] = fresh
                         self._cube_versions[cube_id] = version
