@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, TypedDict
 
 import numpy as np
@@ -552,10 +553,7 @@ class KonomiSystem:
         if known is not None:
             newer = self.store.ledger_entries(cube.id, known.next_height)
             added = [decode_entry(d, known.next_height + i) for i, d in enumerate(newer)]
-            if all(
-                e.prev == p.hash
-                for p, e in zip([known.entries[-1], *added[:-1]], added, strict=True)
-            ):
+            if all(e.prev == p.hash for p, e in pairwise([known.entries[-1], *added])):
                 known.entries.extend(added)
                 cube.ledger = known
                 return
