@@ -179,9 +179,10 @@ def _on_the_cluster(address: str, store: str) -> dict:
             arr = one.instance().array
             out["blocks"] = arr.size
             ray.kill(backend.actors[2], no_restart=True)
+            time.sleep(1.0)  # the kill is asynchronous: let it land first
             t = time.monotonic()
             try:
-                coord.call(2, "get", "main", DIMS, 0, 0, 0)
+                coord.call(2, "open", "main", DIMS)
                 out["dead"] = "answered"
             except ShardUnavailableError as exc:
                 out["dead"] = exc.code
@@ -299,3 +300,47 @@ def test_a_killed_shard_loses_no_acknowledged_write(cluster, pg_url, redis_serve
         assert stored[morton.encode_one(x, y, z)] == v
     blocks = [e for e in out["events"] if e.get("event") == "blocks"]
     assert {e["origin"].split("-")[1] for e in blocks} == {"0", "1", "2", "3"}
+
+
+def test_serve_with_shards_on_the_cluster(cluster, tmp_path):
+    """``focusflow konomi serve --shards 2 --cluster ADDR``: REST requests routed to
+    shard actors on the cluster, each shard's SQLite file beside the server's, and
+    a second server on the same files reads what the first one wrote."""
+    import httpx
+
+    from focusflow.konomi.launch import free_port, new_token, serve_process, stop, wait_port
+
+    address, _ = cluster
+    token = new_token()
+    auth = {"Authorization": f"Bearer {token}"}
+    db = str(tmp_path / "k.sqlite3")
+    extra = ("--shards", "2", "--cluster", address)
+    port = free_port()
+    proc = serve_process(db, port, dims="40,40,40", token=token, extra=extra)
+    try:
+        assert wait_port(port, 120), "the sharded server did not start"
+        base = f"http://127.0.0.1:{port}"
+        for x in range(6):
+            body = {"x": x, "y": 3, "z": 4, "value": x + 0.5}
+            assert httpx.post(f"{base}/value", json=body, headers=auth).status_code == 200
+        r = httpx.post(
+            f"{base}/llm/interlock",
+            params={"plane": "z", "index": 4, "operation": "process"},
+            headers=auth,
+        ).json()
+        assert r["processed"] == 6
+        r = httpx.get(f"{base}/value", params={"x": 99, "y": 0, "z": 0})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "coordinate_out_of_range"
+    finally:
+        stop([proc])
+    assert (tmp_path / "k.shard0.sqlite3").exists() and (tmp_path / "k.shard1.sqlite3").exists()
+    port = free_port()
+    proc = serve_process(db, port, dims="40,40,40", token=token, extra=extra)
+    try:
+        assert wait_port(port, 120)
+        base = f"http://127.0.0.1:{port}"
+        for x in range(6):
+            r = httpx.get(f"{base}/value", params={"x": x, "y": 3, "z": 4}).json()
+            assert r["value"] == x + 0.5 and r["active"]
+    finally:
+        stop([proc])
