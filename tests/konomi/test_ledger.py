@@ -185,11 +185,12 @@ def test_cross_references_must_match_the_other_cubes_ledger():
     c.decide(b"second", {"b": b.entries[1].hash})
     _fails(_raw(c), "ledger_cross_ref_mismatch", 2, peers={"b": raw_b})
     # The peers' ledgers are verified too.
-    with pytest.raises(LedgerBrokenLinkError):
+    with pytest.raises(LedgerBrokenLinkError, match="cross-referenced cube 'b'") as info:
         verify_ledger(
             raw_a,
             {"b": [raw_b[0], raw_b[1], _rebuilt(decode_entry(raw_b[2], 2), prev=bytes(32)).data]},
         )
+    assert info.value.index is None
 
 
 def test_entries_are_bound_to_their_cube():

@@ -292,7 +292,11 @@ def verify_ledger(
         raise LedgerTooLargeError(f"more than {MAX_ENTRIES} entries")
     peer_hashes: dict[str, dict[bytes, int]] = {}
     for cube, their in (peers or {}).items():
-        verify_ledger(their, threads=threads)
+        try:
+            verify_ledger(their, threads=threads)
+        except LedgerError as exc:
+            # The peer's code, but no index: it would point into the other ledger.
+            raise type(exc)(f"the ledger of cross-referenced cube {cube!r}: {exc}") from None
         peer_hashes[cube] = {_entry(e, i).hash: i for i, e in enumerate(their)}
     first = _entry(entries[0], 0)
     cube_id, keys = read_genesis(first)
@@ -301,7 +305,6 @@ def verify_ledger(
     prev_hash = GENESIS_PREV
     last: dict[str, int] = {}
     unchecked = 0
-    signers: list[int] = []
     for index, raw in enumerate(entries):
         try:
             entry = first if index == 0 else _entry(raw, index)
@@ -321,7 +324,6 @@ def verify_ledger(
             checks.append(
                 (index, keys[vertex], signature, vote_message(cube_id, index, vertex, digest))
             )
-        signers.append(len(entry.votes))
         prev_hash = entry.hash
         # Checks that rank after the signatures of this entry: kept for later.
         try:
