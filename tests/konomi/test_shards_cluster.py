@@ -25,8 +25,8 @@ import pytest
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
-from focusflow.konomi.errors import ShardUnavailableError  # noqa: E402
-from focusflow.konomi.shards import Coordinator  # noqa: E402
+from focusflow.konomi.errors import ShardNotOwnerError, ShardUnavailableError  # noqa: E402
+from focusflow.konomi.shards import Coordinator, owners  # noqa: E402
 from focusflow.konomi.shards.actor import RayShards  # noqa: E402
 from focusflow.konomi.shards.system import ShardedSystem  # noqa: E402
 from focusflow.konomi.store import open_store  # noqa: E402
@@ -176,6 +176,13 @@ def _on_the_cluster(address: str, store: str) -> dict:
                 )
             )
             out["memory"] = coord.memory()
+            x, y, z = (int(v) for v in c[:50][owners(c[:50], 4) != 0][0])
+            try:
+                coord.call(0, "set", "main", DIMS, x, y, z, 1.0)
+                out["not_owner"] = "written"
+            except ShardNotOwnerError as exc:
+                out["not_owner"] = exc.code
+            out["still"] = coord.get("main", DIMS, x, y, z)[0] == one.instance().array.get(x, y, z)
             arr = one.instance().array
             out["blocks"] = arr.size
             ray.kill(backend.actors[2], no_restart=True)
@@ -202,6 +209,7 @@ def test_shards_on_two_nodes_equal_one_process(cluster, tmp_path):
     assert out["values_equal"]
     assert sum(m["blocks"] for m in out["memory"]) == out["blocks"]
     assert all(m["rss"] > 0 for m in out["memory"])
+    assert out["not_owner"] == "shard_not_owner" and out["still"]  # refused, nothing written
     assert out["dead"] == "shard_unavailable"
     assert out["dead_s"] < 10  # bounded: retry time 3 s
 
@@ -276,7 +284,6 @@ def test_a_killed_shard_loses_no_acknowledged_write(cluster, pg_url, redis_serve
     import psycopg
 
     from focusflow.konomi import morton
-    from focusflow.konomi.shards import owners
 
     address, driver = cluster
     out = driver(_burst_with_a_kill, address, pg_url, redis_server.url, 600, 60)
