@@ -36,7 +36,7 @@ from focusflow.konomi.errors import (
 )
 from focusflow.konomi.events import Event
 from focusflow.konomi.shards.routing import check_batch, check_shards, owner_of, owners, split
-from focusflow.konomi.shards.state import ShardState
+from focusflow.konomi.shards.state import ShardState, store_url_of
 from focusflow.konomi.system import CHUNK, OPERATIONS, check_dims
 
 Dims = tuple[int, int, int]
@@ -112,8 +112,6 @@ class LocalShards:
     """Every shard in this process (tests, and a machine without Ray)."""
 
     def __init__(self, count: int, store: str | None = None) -> None:
-        from focusflow.konomi.shards.state import store_url_of
-
         self.count = check_shards(count)
         self.states = [ShardState(i, self.count, store_url_of(store, i)) for i in range(count)]
 
