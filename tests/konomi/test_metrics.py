@@ -124,3 +124,6 @@ def test_websocket_sessions_actions_and_latency_are_counted(server):
     assert grew("konomi_ws_action_seconds_count", action="process") == 2
     assert value(after, "konomi_cubes") >= 1
     assert grew("konomi_events_total", event="processed", origin="local") >= 1
+    # A processed action goes to the cube's vote: its decision is a known event.
+    assert grew("konomi_events_total", event="decided", origin="local") >= 1
+    assert grew("konomi_events_total", event="other", origin="local") == 0

@@ -48,6 +48,8 @@ EVENTS = frozenset(
         "connected",
         "collective_think",
         "field",
+        "decided",
+        "conflicting_vote",
     }
 )
 UNMATCHED = "unmatched"
