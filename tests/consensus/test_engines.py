@@ -11,7 +11,10 @@ and schedule. Liveness is asserted where the engine promises it:
   of the sampled stake answers and agrees. With 1 of 4 faulty it is live; with 2
   of 7 crashed or lying it may stall, and only safety is asserted there.
 
-CI runs two seeds per schedule and engine; ``-m slow`` runs sixty more.
+CI runs two seeds per schedule for Snowman and the fallback (Tendermint's own
+schedules are test_simulation.py's); ``-m slow`` runs seventy more for
+Tendermint, the fallback and Snowman with beta = 5, and twenty more for Snowman
+with its default beta = 20.
 """
 
 from __future__ import annotations
@@ -23,10 +26,23 @@ from focusflow.consensus.sim import FAR_FUTURE_MS, Simulation, value_time
 from focusflow.consensus.snowball import SnowmanParams
 from focusflow.core.encoding import decode
 
-ENGINES = ("tendermint", "snowman", "fallback")
-#: Simulated seconds a Snowman height takes at most in these schedules
-#: (beta = 20 polls, 4 at a time, each a round trip of up to 2 * max_delay).
-SNOWMAN_SLOW = 2.0
+#: Engines under test. "snowman_beta5" is Snowman with beta = 5 instead of 20:
+#: its heights take a quarter of the polls, so the same CPU tests four times the
+#: decisions, and a smaller beta is the less safe setting, so for safety it is
+#: the harder test (at 4 and 7 validators the safety argument does not use beta).
+ENGINES = ("tendermint", "snowman", "snowman_beta5", "fallback")
+BETA5 = SnowmanParams(beta=5)
+
+
+def make(engine: str, n: int, **kw) -> Simulation:
+    if engine == "snowman_beta5":
+        return Simulation(n, engine="snowman", snowman=BETA5, **kw)
+    return Simulation(n, engine=engine, **kw)
+
+
+def polls(engine: str) -> bool:
+    """Whether the engine decides by polls alone (live only above 3/4 answering)."""
+    return engine.startswith("snowman")
 
 
 def safe(sim: Simulation) -> None:
@@ -41,11 +57,11 @@ def safe(sim: Simulation) -> None:
 
 def stretch(engine: str, seconds: float) -> float:
     """Simulated time a schedule gets: Snowman needs more per height."""
-    return seconds * (4 if engine == "snowman" else 1)
+    return seconds * {"snowman": 4.0, "snowman_beta5": 1.5}.get(engine, 1.0)
 
 
 def happy(engine: str, seed: int) -> Simulation:
-    sim = Simulation(4, seed=seed, engine=engine)
+    sim = make(engine, 4, seed=seed)
     sim.run(stretch(engine, 1.5))
     safe(sim)
     assert sim.min_honest_height() >= 6
@@ -54,8 +70,8 @@ def happy(engine: str, seed: int) -> Simulation:
 
 def crash_and_restart(engine: str, seed: int, n: int = 4) -> Simulation:
     f = (n - 1) // 3
-    live = engine != "snowman" or n == 4  # Snowman at 7 needs 6 of 7 answering
-    sim = Simulation(n, seed=seed, engine=engine)
+    live = not polls(engine) or n == 4  # Snowman at 7 needs 6 of 7 answering
+    sim = make(engine, n, seed=seed)
     crashed = [i % n for i in range(seed % n, seed % n + f)]
     sim.run(stretch(engine, 0.3))
     for i in crashed:
@@ -75,7 +91,7 @@ def crash_and_restart(engine: str, seed: int, n: int = 4) -> Simulation:
 
 
 def split_then_heal(engine: str, seed: int, n: int = 4, minority: int = 2) -> Simulation:
-    sim = Simulation(n, seed=seed, engine=engine)
+    sim = make(engine, n, seed=seed)
     sim.run(stretch(engine, 0.3))
     sim.partition(set(range(minority)), set(range(minority, n)))
     sim.run(sim.now + stretch(engine, 1.0))
@@ -88,7 +104,7 @@ def split_then_heal(engine: str, seed: int, n: int = 4, minority: int = 2) -> Si
 
 
 def byzantine(engine: str, seed: int, n: int, kinds: dict[int, str], live: bool = True):
-    sim = Simulation(n, seed=seed, byzantine=kinds, max_delay=0.08, engine=engine)
+    sim = make(engine, n, seed=seed, byzantine=kinds, max_delay=0.08)
     sim.run(stretch(engine, 2.0))
     safe(sim)
     if live:
@@ -106,7 +122,7 @@ def future_timestamp(engine: str, seed: int) -> Simulation:
 
 def junk_gossip(engine: str, seed: int, n: int = 4) -> Simulation:
     junk = seed % n
-    sim = byzantine(engine, seed, n, {junk: "junk_gossip"}, live=engine != "snowman" or n == 4)
+    sim = byzantine(engine, seed, n, {junk: "junk_gossip"}, live=not polls(engine) or n == 4)
     assert sim.invalid_messages > 0
     assert set(sim.penalties) == {junk}
     return sim
@@ -114,9 +130,7 @@ def junk_gossip(engine: str, seed: int, n: int = 4) -> Simulation:
 
 def lying_sync_peer(engine: str, seed: int) -> Simulation:
     liar, crashed = seed % 4, (seed + 1) % 4
-    sim = Simulation(
-        4, seed=seed, byzantine={liar: "lying_sync_peer"}, max_delay=0.08, engine=engine
-    )
+    sim = make(engine, 4, seed=seed, byzantine={liar: "lying_sync_peer"}, max_delay=0.08)
     sim.at(stretch(engine, 0.3), lambda: sim.crash(crashed))
     sim.run(stretch(engine, 1.3))
     sim.restart(crashed)
@@ -131,7 +145,7 @@ def lying_sync_peer(engine: str, seed: int) -> Simulation:
 
 def mixed(engine: str, seed: int) -> Simulation:
     """7 validators: a liar (double votes, lying chits), a crash, a healed partition."""
-    sim = Simulation(7, seed=seed, byzantine={6: "double_voter"}, max_delay=0.08, engine=engine)
+    sim = make(engine, 7, seed=seed, byzantine={6: "double_voter"}, max_delay=0.08)
     sim.at(stretch(engine, 0.2), lambda: sim.crash(seed % 6))
     sim.at(stretch(engine, 0.4), lambda: sim.partition({0, 1, 2}, {3, 4, 5, 6}))
     sim.run(stretch(engine, 1.2))
@@ -154,7 +168,7 @@ SCENARIOS = {
     "double_voter": lambda e, s: byzantine(e, s, 4, {s % 4: "double_voter"}),
     "silent": lambda e, s: byzantine(e, s, 4, {s % 4: "silent"}),
     "two_byzantine_of_7": lambda e, s: byzantine(
-        e, s, 7, {0: "equivocating_proposer", 3: "double_voter"}, live=e != "snowman"
+        e, s, 7, {0: "equivocating_proposer", 3: "double_voter"}, live=not polls(e)
     ),
     "double_proposer": lambda e, s: byzantine(e, s, 4, {s % 4: "double_proposer"}),
     "future_timestamp": future_timestamp,
@@ -175,9 +189,18 @@ def test_scenario(engine, scenario, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(2, 72))
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ["tendermint", "snowman_beta5", "fallback"])
 def test_scenario_many_seeds(engine, scenario, seed):
+    """1,050 schedules per engine."""
     SCENARIOS[scenario](engine, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(2, 22))
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_snowman_default_beta_many_seeds(scenario, seed):
+    """300 more with beta = 20 (each costs about four times a beta-5 schedule)."""
+    SCENARIOS[scenario]("snowman", seed)
 
 
 def test_fallback_is_tendermint_while_heights_decide():
@@ -237,8 +260,8 @@ def test_fallback_decides_by_both_paths_on_a_slow_network():
 
 def test_same_seed_same_run_for_each_engine():
     for engine in ENGINES:
-        a = Simulation(4, seed=5, engine=engine)
-        b = Simulation(4, seed=5, engine=engine)
+        a = make(engine, 4, seed=5)
+        b = make(engine, 4, seed=5)
         a.run(2.0)
         b.run(2.0)
         assert [n.decisions for n in a.nodes] == [n.decisions for n in b.nodes]
