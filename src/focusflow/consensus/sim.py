@@ -680,7 +680,7 @@ class Simulation:
                 Vote.sign(
                     node.key, self.chain_id, message.height, message.round, message.step, value_id
                 )
-                for value_id in set(choices)
+                for value_id in dict.fromkeys(choices)  # in order: a seed replays
             ]
             return self._some_of(votes)
         return [message]
