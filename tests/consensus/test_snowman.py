@@ -71,6 +71,10 @@ def reference_snowball(polls, ap, ac, beta):
         top = max(known, key=lambda c: (known[c], c)) if known else None
         if top is None or known[top] < ap:
             conf = 0
+            if known:
+                plural = min(known, key=lambda c: (-known[c], RANK[c], c))
+                if known[plural] > known.get(pref, 0):
+                    pref = plural
             continue
         strength[top] += 1
         if better(top, pref):
@@ -129,6 +133,22 @@ def test_snowball_needs_beta_consecutive_confident_polls():
     for _ in range(2):
         sb.record({B: 4})
     assert sb.finalized == B
+
+
+def test_a_poll_without_a_preferred_choice_moves_the_preference_to_its_plurality():
+    sb = Snowball(3, 3, 4)
+    sb.add(A)
+    sb.add(B, 1)
+    for _ in range(3):
+        sb.record({B: 3})  # B gathers strength while all four answer
+    assert sb.preference == B
+    sb.record({A: 2, B: 1})  # one is down: 2 to 1 for A, below 3
+    assert sb.preference == A and sb.strength == {A: 0, B: 3} and sb.confidence == 0
+    for _ in range(3):
+        sb.record({A: 3})
+    assert sb.finalized is None and sb.preference == A
+    sb.record({A: 3})
+    assert sb.finalized == A
 
 
 def test_snowball_ties_go_to_the_better_rank_whatever_the_arrival_order():

@@ -19,6 +19,16 @@ proposals and no successful poll prefer the same one. Without that, a set no
 larger than ``k`` (every poll asks everyone, so no sampling noise breaks a tie)
 split two against two stays split for ever: no choice ever reaches alpha.
 
+One addition of ours: a poll in which no choice reaches ``alpha_preference``
+moves the preference (not the strength, not the confidence) to the poll's
+plurality when more answers named it than named the preference (ties: rank).
+A poll of every validator with one of them down can otherwise hold a split
+for ever: among four with one crashed, a validator that gathered strength for
+x while the crashed one still answered, against two preferring y, sees 2 to 1
+in every poll, below 3, and nothing moves (a seeded schedule found it). The
+nudge only forms preferences; finalizing still takes ``beta`` polls in a row of
+``alpha_confidence`` answers, which is all the safety figures count.
+
 This module holds no network or signatures: :class:`Snowball` is a pure counter
 (tested against a direct transcription of the rule), :class:`SnowmanParams`
 validates parameters, and :func:`failure_probability` evaluates their risk.
@@ -111,6 +121,15 @@ class Snowball:
         sa, sb = self.strength[a], self.strength[b]
         return sa > sb or (sa == sb and self.rank[a] < self.rank[b])
 
+    def _nudge(self, counts: Mapping[bytes, int]) -> None:
+        """A poll without a preferred choice: follow its plurality (ours, below)."""
+        known = [c for c in counts if c in self.strength]
+        if not known or self.preference is None:
+            return
+        top = min(known, key=lambda c: (-counts[c], self.rank[c]))
+        if counts[top] > counts.get(self.preference, 0):
+            self.preference = top
+
     def record(self, counts: Mapping[bytes, int]) -> None:
         """One finished poll: ``counts[choice]`` answers named each known choice."""
         if self.finalized is not None:
@@ -121,6 +140,7 @@ class Snowball:
         )
         if best is None or counts[best] < self.alpha_preference:
             self.confidence = 0
+            self._nudge(counts)
             return
         self.strength[best] += 1
         assert self.preference is not None
