@@ -126,6 +126,7 @@ class Fallback:
 
     def start_height(self, height: int, validator_set: ValidatorSet) -> list[Action]:
         self._reset()
+        self.poller.only = None  # a lock of the last height says nothing of this one
         self.validators = validator_set
         self.tm.signer = self.signer
         resumed = self.signer is not None and bool(self.signer.signed(height))
