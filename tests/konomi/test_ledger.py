@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import cbor2
 import pytest
 
 from focusflow.core.encoding import encode
 from focusflow.core.keys import KeyPair
+from focusflow.konomi import ledger as ledger_module
 from focusflow.konomi.errors import (
     LedgerBadSignatureError,
     LedgerBrokenLinkError,
@@ -35,10 +37,22 @@ def _raw(ledger: Ledger) -> list[bytes]:
 
 
 def _fails(entries, code: str, index: int, **kw) -> LedgerError:
+    """The ledger fails with ``code`` at ``index``, checked in one pass and split in
+    spans over worker processes alike (same error, same message)."""
     with pytest.raises(LedgerError) as info:
         verify_ledger(entries, **kw)
     assert info.value.code == code, info.value
     assert info.value.index == index, info.value
+    with (
+        mock.patch.object(ledger_module, "_PROCESS_MIN_ENTRIES", 2),
+        pytest.raises(LedgerError) as spread,
+    ):
+        verify_ledger(entries, **kw, processes=2)
+    assert (type(spread.value), spread.value.index, str(spread.value)) == (
+        type(info.value),
+        index,
+        str(info.value),
+    )
     return info.value
 
 
@@ -370,3 +384,27 @@ def test_a_genesis_with_one_key_under_two_names_is_refused():
     key = KeyPair.from_seed(b"d" * 32)
     keys = {v: key for v in VOTERS}
     _fails([Ledger("dup", keys).entries[0].data], "ledger_malformed", 0)
+
+
+def test_worker_processes_report_the_first_failure_across_their_spans():
+    """A ledger over the process threshold, split in spans: a forged signature in the
+    middle is reported at its entry, before a later broken entry in another span, and
+    after an earlier failure of a lower rank in the span before."""
+    ledger = _ledger(n=299)
+    raw = _raw(ledger)
+    assert len(raw) >= ledger_module._PROCESS_MIN_ENTRIES
+    report = verify_ledger(raw, threads=1)
+    assert verify_ledger(raw, processes=4) == report
+    entry = decode_entry(raw[150], 150)
+    votes = tuple((v, bytes(64)) if v == "SWD" else (v, s) for v, s in entry.votes)
+    forged = [*raw[:150], _rebuilt(entry, votes=votes).data, *raw[151:]]
+    forged[250] = b"\x00garbage"
+    for processes in (2, 4, 7):
+        with pytest.raises(LedgerBadSignatureError) as info:
+            verify_ledger(forged, processes=processes)
+        assert info.value.index == 150
+    # One vote short of the 2/3 rule, entry 40 fails first (its hash changed too, so
+    # entry 41's link breaks, which ranks after it).
+    short = decode_entry(raw[40], 40)
+    forged[40] = _rebuilt(short, votes=short.votes[:5]).data
+    _fails(forged, "ledger_no_quorum", 40)
