@@ -143,6 +143,10 @@ def _state(arr) -> dict:
     return dict(zip(arr.keys().tolist(), rows, strict=True))
 
 
+def arr_get(system: KonomiSystem, block: np.ndarray) -> float:
+    return float(system.instance().array.get(*map(int, block)))
+
+
 def _on_the_cluster(address: str, store: str) -> dict:
     """Four shards spread over both nodes: the same answers as one process, then a
     shard killed for good answers shard_unavailable within the retry time."""
@@ -183,6 +187,14 @@ def _on_the_cluster(address: str, store: str) -> dict:
             except ShardNotOwnerError as exc:
                 out["not_owner"] = exc.code
             out["still"] = coord.get("main", DIMS, x, y, z)[0] == one.instance().array.get(x, y, z)
+            # A single-block read goes through its shard's compiled graph, on
+            # either node, and answers what one process holds.
+            own = owners(c, 4)
+            firsts = [c[np.flatnonzero(own == i)[0]] for i in range(4)]
+            out["single_equal"] = [
+                coord.get("main", DIMS, *map(int, b))[0] == arr_get(one, b) for b in firsts
+            ]
+            out["compiled"] = [g.dag is not None for g in backend._graphs]
             arr = one.instance().array
             out["blocks"] = arr.size
             ray.kill(backend.actors[2], no_restart=True)
@@ -210,6 +222,8 @@ def test_shards_on_two_nodes_equal_one_process(cluster, tmp_path):
     assert sum(m["blocks"] for m in out["memory"]) == out["blocks"]
     assert all(m["rss"] > 0 for m in out["memory"])
     assert out["not_owner"] == "shard_not_owner" and out["still"]  # refused, nothing written
+    assert out["single_equal"] == [True] * 4
+    assert out["compiled"] == [True] * 4
     assert out["dead"] == "shard_unavailable"
     assert out["dead_s"] < 10  # bounded: retry time 3 s
 

@@ -6,11 +6,23 @@ module's top. An actor is created with unlimited restarts and no automatic
 task retries: when its process dies, Ray starts a new one with the same
 arguments, whose state loads the shard's rows from the store on the next call,
 and the coordinator decides which lost calls may be sent again.
+
+A single-block request (one call that the coordinator waits for alone) goes
+through a Ray Compiled Graph of the shard's ``call_fast`` when one can be
+made: its shared-memory channel carries a call and its reply in about a tenth
+of a millisecond, where an actor task costs most of a millisecond
+(bench/konomi.py's routing overhead). A shard's graph serves one call at a
+time; a call that finds it busy, a batch, and every call while a graph is
+broken (its actor died: it is torn down and made again after ``RECOMPILE_S``)
+take the ordinary actor task instead. The actor runs graph calls on a
+background thread, so its state is behind a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
+import threading
 import time
 from types import ModuleType
 from typing import Any
@@ -25,6 +37,9 @@ from focusflow.konomi.shards.state import ShardState, store_url_of
 #: Arrays above this size travel as Ray arguments (zero-copy through its object
 #: store); everything smaller is pickled into one bytes argument.
 PACKED_BYTES = 64 * 1024
+#: Seconds before a shard whose compiled graph broke (or could not be made) is
+#: given a new one.
+RECOMPILE_S = 5.0
 
 
 class ShardActor:
@@ -32,26 +47,46 @@ class ShardActor:
 
     def __init__(self, index: int, count: int, store: str | None, redis: str | None) -> None:
         self.state = ShardState(index, count, store_url_of(store, index), redis)
+        self._lock = threading.Lock()
 
     def call(self, method: str, args: tuple[Any, ...]) -> Reply:
         """Run one shard method (see :func:`coordinator.serve`)."""
-        return serve(self.state, method, args)
+        with self._lock:
+            return serve(self.state, method, args)
 
     def call_packed(self, packed: bytes) -> bytes:
         """:meth:`call` for a small request, pickled by the coordinator and answered
         pickled: one bytes argument and one bytes result take Ray's fast path, a
         fifth of a millisecond less per call than a tuple of Python objects."""
         method, args = pickle.loads(packed)
-        return pickle.dumps(serve(self.state, method, args), protocol=5)
+        with self._lock:
+            reply = serve(self.state, method, args)
+        return pickle.dumps(reply, protocol=5)
+
+    def call_fast(self, packed: bytes) -> bytes:
+        """:meth:`call_packed` as the shard's compiled graph runs it (on Ray's
+        background thread for the graph, beside the actor's own tasks)."""
+        return self.call_packed(packed)
+
+
+class _Graph:
+    """One shard's compiled graph and the lock that keeps it to one call at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.dag: Any = None
+        self.retry_at = 0.0
 
 
 class RayShards:
     """The coordinator's backend over Ray actors."""
 
-    def __init__(self, ray: ModuleType, actors: list[Any]) -> None:
+    def __init__(self, ray: ModuleType, actors: list[Any], compiled: bool = True) -> None:
         self.ray = ray
         self.actors = actors
         self.count = len(actors)
+        self.compiled = compiled
+        self._graphs = [_Graph() for _ in actors]
 
     @classmethod
     def start(
@@ -62,28 +97,72 @@ class RayShards:
         redis: str | None = None,
         *,
         spread: bool = True,
+        compiled: bool = True,
     ) -> RayShards:
         """``count`` shard actors on a connected Ray, spread over its nodes.
 
         ``store`` names each shard's store: ``{shard}`` in it becomes the shard's
-        index (a SQLite file each), or one PostgreSQL URL for all of them."""
+        index (a SQLite file each), or one PostgreSQL URL for all of them.
+        ``compiled``: single-block requests go through each shard's compiled
+        graph (see the module's docstring); False sends every call as a task."""
         n = check_shards(count)
         remote = ray.remote(ShardActor)
         opts: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "num_cpus": 1}
         if spread:
             opts["scheduling_strategy"] = "SPREAD"
         actors = [remote.options(**opts).remote(i, n, store, redis) for i in range(n)]
-        shards = cls(ray, actors)
+        shards = cls(ray, actors, compiled)
         ray.get([a.call.remote("pid", ()) for a in actors], timeout=300)
         return shards
 
-    def submit(self, shard: int, method: str, args: tuple[Any, ...]) -> Any:
+    def submit(self, shard: int, method: str, args: tuple[Any, ...], alone: bool = False) -> Any:
         actor = self.actors[shard]
         if any(isinstance(a, np.ndarray) and a.nbytes > PACKED_BYTES for a in args):
             return actor.call.remote(method, args)
-        return actor.call_packed.remote(pickle.dumps((method, args), protocol=5))
+        packed = pickle.dumps((method, args), protocol=5)
+        if alone and self.compiled:
+            fast = self._submit_fast(shard, packed)
+            if fast is not None:
+                return fast
+        return actor.call_packed.remote(packed)
+
+    def _submit_fast(self, shard: int, packed: bytes) -> tuple[_Graph, Any] | None:
+        """The call sent through the shard's compiled graph (made on first use),
+        or None when the graph is busy, broken or cannot be made. The graph's lock
+        stays held until :meth:`result` has the reply."""
+        graph = self._graphs[shard]
+        if not graph.lock.acquire(blocking=False):
+            return None
+        try:
+            if graph.dag is None:
+                if time.monotonic() < graph.retry_at:
+                    graph.lock.release()
+                    return None
+                graph.dag = self._compile(shard)
+            return graph, graph.dag.execute(packed)
+        except Exception:  # noqa: BLE001 - whatever stops the graph, the actor task remains
+            self._break(graph)
+            graph.lock.release()
+            return None
+
+    def _compile(self, shard: int) -> Any:
+        from ray.dag import InputNode
+
+        with InputNode() as request:
+            node = self.actors[shard].call_fast.bind(request)
+        return node.experimental_compile()
+
+    def _break(self, graph: _Graph) -> None:
+        """Drop a graph that failed; it is made again after ``RECOMPILE_S``. Its
+        teardown waits on its actor, which may be dead: it runs on its own thread."""
+        dag, graph.dag = graph.dag, None
+        graph.retry_at = time.monotonic() + RECOMPILE_S
+        if dag is not None:
+            threading.Thread(target=_teardown, args=(dag,), daemon=True).start()
 
     def result(self, handle: Any, deadline: float) -> Reply:
+        if isinstance(handle, tuple):
+            return self._result_fast(handle, deadline)
         ex = self.ray.exceptions
         try:
             reply = self.ray.get(handle, timeout=max(0.01, deadline - time.monotonic()))
@@ -97,6 +176,33 @@ class RayShards:
         out: Reply = reply
         return out
 
+    def _result_fast(self, handle: tuple[_Graph, Any], deadline: float) -> Reply:
+        graph, ref = handle
+        try:
+            reply = self.ray.get(ref, timeout=max(0.01, deadline - time.monotonic()))
+        except self.ray.exceptions.GetTimeoutError as exc:
+            self._break(graph)
+            raise ShardUnavailableError("a shard did not answer within the retry time") from exc
+        except Exception as exc:
+            # A graph fails as a whole when its actor dies (or its channel breaks):
+            # the call may or may not have run, as with a lost actor task.
+            self._break(graph)
+            raise ShardLostError(str(exc)) from exc
+        finally:
+            graph.lock.release()
+        unpacked: Reply = pickle.loads(reply)
+        return unpacked
+
     def close(self) -> None:
+        for graph in self._graphs:
+            with graph.lock:
+                dag, graph.dag = graph.dag, None
+            if dag is not None:
+                _teardown(dag)
         for a in self.actors:
             self.ray.kill(a)
+
+
+def _teardown(dag: Any) -> None:
+    with contextlib.suppress(Exception):
+        dag.teardown()

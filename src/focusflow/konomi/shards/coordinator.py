@@ -97,8 +97,10 @@ class Backend(Protocol):
 
     count: int
 
-    def submit(self, shard: int, method: str, args: tuple[Any, ...]) -> Any:
-        """Start a call; a handle for :meth:`result`."""
+    def submit(self, shard: int, method: str, args: tuple[Any, ...], alone: bool = False) -> Any:
+        """Start a call; a handle for :meth:`result`. ``alone``: the caller waits
+        for this call's result before it starts another, so a backend may send it
+        on a path that carries one call at a time."""
 
     def result(self, handle: Any, deadline: float) -> Reply:
         """The call's reply; ShardLostError when its shard died,
@@ -115,7 +117,7 @@ class LocalShards:
         self.count = check_shards(count)
         self.states = [ShardState(i, self.count, store_url_of(store, i)) for i in range(count)]
 
-    def submit(self, shard: int, method: str, args: tuple[Any, ...]) -> Any:
+    def submit(self, shard: int, method: str, args: tuple[Any, ...], alone: bool = False) -> Any:
         return serve(self.states[shard], method, args)
 
     def result(self, handle: Any, deadline: float) -> Reply:
@@ -156,7 +158,8 @@ class Coordinator:
     def call_many(self, calls: dict[int, tuple[str, tuple[Any, ...]]]) -> dict[int, Any]:
         """Send every call at once; their results by shard, retried within the deadline."""
         deadline = time.monotonic() + self.retry_s
-        handles = {i: self.backend.submit(i, m, a) for i, (m, a) in calls.items()}
+        alone = len(calls) == 1
+        handles = {i: self.backend.submit(i, m, a, alone) for i, (m, a) in calls.items()}
         out: dict[int, Any] = {}
         first: KonomiError | None = None
         for i, handle in handles.items():
@@ -178,7 +181,7 @@ class Coordinator:
                             )
                         ) from exc
                     time.sleep(0.05)
-                    handle = self.backend.submit(i, method, args)
+                    handle = self.backend.submit(i, method, args, alone)
             for event in events:
                 if self.on_event is not None:
                     self.on_event(event)
