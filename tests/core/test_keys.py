@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 
@@ -70,3 +71,24 @@ def test_merkle_list_hash_and_audit_paths():
             assert not verify_merkle_proof(root, leaves[i] + b"x", i, n, path)
             if n > 1:
                 assert not verify_merkle_proof(root, leaves[i], (i + 1) % n, n, path)
+
+
+def test_signatures_are_the_bytes_openssl_makes():
+    """Signing goes through libsodium; Ed25519 is deterministic, so every signature
+    must be byte-identical to OpenSSL's (pyca/cryptography) for the same key and
+    message, or signed chain data would change."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    rng = random.Random(20261130)
+    for i in range(2000):
+        seed = rng.randbytes(32)
+        message = rng.randbytes(rng.choice((0, 1, 31, 32, 64, 200, rng.randrange(5000))))
+        key = KeyPair.from_seed(seed)
+        reference = Ed25519PrivateKey.from_private_bytes(seed)
+        assert key.public_key == reference.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        ), i
+        assert key.seed == seed and key.secret_key == seed + key.public_key
+        assert key.sign(message) == reference.sign(message), (i, seed.hex())
+        assert verify(key.public_key, key.sign(message), message)

@@ -6,23 +6,26 @@ key, as Cosmos chains do, so addresses are short, checksummed and can be typed.
 Transactions carry the 32-byte public key itself, so a verifier needs no lookup
 to check a signature; the address is derived from it.
 
-Signing uses pyca/cryptography (OpenSSL); verification uses libsodium through
-PyNaCl, which checks a signature in 125 us where OpenSSL takes 200 us on our
-2-core machine (measured 2026-11-22): verification is the largest cost of
-admitting a transaction. Every node verifies with the same library, so the two
-libraries' edge-case rules (small-order keys) can never split the network.
+Signing and verification use libsodium through PyNaCl, which checks a signature
+in 125 us where OpenSSL takes 200 us on our 2-core machine (measured 2026-11-22):
+verification is the largest cost of admitting a transaction. Every node verifies
+with the same library, so two libraries' edge-case rules (small-order keys) can
+never split the network. Signing went through pyca/cryptography (OpenSSL) before;
+Ed25519 signing is deterministic (RFC 8032), so libsodium's signatures are the
+same bytes (tests compare the two over many keys) and only faster (19 against
+32 us). The OpenSSL key object is kept for what needs one (TLS certificates).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bech32
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from nacl.bindings import crypto_sign_open
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 from nacl.exceptions import BadSignatureError as _NaclBadSignature
 from nacl.exceptions import ValueError as _NaclValueError
 
@@ -122,6 +125,8 @@ class KeyPair:
 
     private: Ed25519PrivateKey
     public_key: bytes
+    #: libsodium's secret key (seed then public key), what :meth:`sign` uses.
+    secret_key: bytes = field(repr=False, compare=False)
 
     @classmethod
     def generate(cls) -> KeyPair:
@@ -132,11 +137,8 @@ class KeyPair:
         """Deterministic key from 32 seed bytes (tests, genesis dev keys)."""
         if len(seed) != 32:
             raise InvalidParameterError("an Ed25519 seed is 32 bytes")
-        private = Ed25519PrivateKey.from_private_bytes(seed)
-        public = private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        return cls(private, public)
+        public, secret = crypto_sign_seed_keypair(bytes(seed))
+        return cls(Ed25519PrivateKey.from_private_bytes(seed), public, secret)
 
     @property
     def seed(self) -> bytes:
@@ -155,7 +157,8 @@ class KeyPair:
         return address_bytes(self.public_key)
 
     def sign(self, message: bytes) -> bytes:
-        return self.private.sign(message)
+        """The Ed25519 signature of ``message`` (64 bytes)."""
+        return crypto_sign(bytes(message), self.secret_key)[:SIGNATURE_SIZE]
 
     def save(self, path: Path) -> None:
         """Write the seed as hex to ``path`` readable by the owner only (0600),
