@@ -193,7 +193,9 @@ def ledger_verify_cmd(
         [], "--peer", help="CUBE_ID=FILE: the ledger of a cross-referenced cube (repeatable)."
     ),
     head: str | None = typer.Option(None, "--head", help="The head hash it must end at (hex)."),
-    threads: int | None = typer.Option(None, "--threads", help="Verification threads (cores)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="Verification threads, or processes for a large ledger (cores)."
+    ),
 ) -> None:
     """Verify a cube ledger: links, heights, every signature under the genesis keys,
     the 2/3 rule and the cross-references. Exit 0 when it holds, 3 at the first
@@ -213,7 +215,11 @@ def ledger_verify_cmd(
         raise InvalidParameterError("--head must be hex") from None
     entries = read_ledger_file(file)
     try:
-        report = verify_ledger(entries, peers, expected_head=expected, threads=threads)
+        # A command runs in its own process: a large ledger may use worker processes.
+        workers = threads if threads is not None else os.cpu_count() or 1
+        report = verify_ledger(
+            entries, peers, expected_head=expected, threads=threads, processes=workers
+        )
     except LedgerError as exc:
         print(f"FAILED at entry {exc.index}: {exc} [{exc.code}]")
         raise typer.Exit(3) from None
