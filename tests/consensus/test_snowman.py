@@ -51,19 +51,13 @@ RANK = {A: 0, B: 1, C: 2}
 
 def reference_snowball(polls, ap, ac, beta):
     """The rule as the paper and avalanchego state it, written out plainly, with
-    ties between equal strengths going to the lower rank."""
+    our nudge on polls that prefer nothing (snowball.py)."""
     pref, strength, last, conf, final = None, {}, None, 0, None
-
-    def better(a, b):
-        return strength[a] > strength[b] or (
-            strength[a] == strength[b] and (RANK[a], a) < (RANK[b], b)
-        )
-
     for choices, counts in polls:
         for c in choices:
             if c not in strength:
                 strength[c] = 0
-                if pref is None or better(c, pref):
+                if pref is None:
                     pref = c
         if final is not None:
             continue
@@ -73,11 +67,14 @@ def reference_snowball(polls, ap, ac, beta):
             conf = 0
             if known:
                 plural = min(known, key=lambda c: (-known[c], RANK[c], c))
-                if known[plural] > known.get(pref, 0):
+                mine = known.get(pref, 0)
+                if known[plural] > mine or (
+                    known[plural] == mine and (RANK[plural], plural) < (RANK[pref], pref)
+                ):
                     pref = plural
             continue
         strength[top] += 1
-        if better(top, pref):
+        if strength[top] > strength[pref]:
             pref = top
         if known[top] < ac:
             conf = 0
@@ -151,15 +148,20 @@ def test_a_poll_without_a_preferred_choice_moves_the_preference_to_its_plurality
     assert sb.finalized == A
 
 
-def test_snowball_ties_go_to_the_better_rank_whatever_the_arrival_order():
-    one, two = Snowball(3, 3, 1), Snowball(3, 3, 1)
+def test_snowball_keeps_its_first_choice_until_polls_say_otherwise():
+    one, two = Snowball(3, 3, 2), Snowball(3, 3, 2)
     one.add(B, 1)
     one.add(A, 0)
     two.add(A, 0)
     two.add(B, 1)
+    assert (one.preference, two.preference) == (B, A)  # first heard, not rank
+    for sb in (one, two):
+        sb.record({A: 2, B: 2})  # two against two: the better rank, on that evidence
     assert one.preference == two.preference == A
-    one.record({B: 3})  # a success moves strength past the tie
-    assert one.finalized == B
+    one.record({B: 3})
+    assert one.preference == B  # strength 1 against 0
+    one.record({A: 3})
+    assert one.preference == B  # a tie of strengths keeps it
 
 
 # ------------------------------------------------------- parameters and risk

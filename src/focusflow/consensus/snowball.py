@@ -6,28 +6,27 @@ runs it: after each poll of ``k`` sampled validators,
 
 - a choice named by at least ``alpha_preference`` answers gains one unit of
   preference strength, and becomes the preference once its strength exceeds the
-  current preference's (equal strengths: the better-ranked choice, see below);
+  current preference's (a tie keeps it; the first choice heard of is the first
+  preference);
 - a choice named by at least ``alpha_confidence`` answers extends the run of
   consecutive successful polls when it is the same choice as the last success
   (else the run restarts at 1); any poll without such a choice resets the run;
 - a run of ``beta`` successes finalizes that choice.
 
-Ties between equal strengths go to the better rank (the proposal's slot, then
-its value id), where avalanchego keeps the first block it heard of. Arrival order
-differs between validators; rank does not, so validators that have seen the same
-proposals and no successful poll prefer the same one. Without that, a set no
-larger than ``k`` (every poll asks everyone, so no sampling noise breaks a tie)
-split two against two stays split for ever: no choice ever reaches alpha.
-
-One addition of ours: a poll in which no choice reaches ``alpha_preference``
-moves the preference (not the strength, not the confidence) to the poll's
-plurality when more answers named it than named the preference (ties: rank).
-A poll of every validator with one of them down can otherwise hold a split
-for ever: among four with one crashed, a validator that gathered strength for
-x while the crashed one still answered, against two preferring y, sees 2 to 1
-in every poll, below 3, and nothing moves (a seeded schedule found it). The
-nudge only forms preferences; finalizing still takes ``beta`` polls in a row of
-``alpha_confidence`` answers, which is all the safety figures count.
+One addition of ours, for liveness: a poll in which no choice reaches
+``alpha_preference`` moves the preference (not the strength, not the
+confidence) to the poll's plurality when more answers named it than named the
+preference, or as many and it ranks better (the proposal's slot, then its value
+id). With a set no larger than ``k`` every poll asks everyone, so no sampling
+noise breaks a split: among four, two against two, or two against one with one
+crashed, never reaches 3 of 4, and nothing would ever move (seeded schedules
+stalled so). Rank is used only there, on a poll's evidence: breaking ties by
+rank on no evidence (a choice heard of later but ranked better replacing a
+preference that had no strength yet) made validators change their answers
+under a poller's feet, and with beta = 5 among four, two finalized different
+values (seeded schedules with an equivocating proposer found it). Finalizing
+still takes ``beta`` polls in a row of ``alpha_confidence`` answers, which is
+all the safety figures count.
 
 This module holds no network or signatures: :class:`Snowball` is a pure counter
 (tested against a direct transcription of the rule), :class:`SnowmanParams`
@@ -114,12 +113,11 @@ class Snowball:
             return
         self.strength[choice] = 0
         self.rank[choice] = (rank, choice)
-        if self.preference is None or self._better(choice, self.preference):
+        if self.preference is None:
             self.preference = choice
 
     def _better(self, a: bytes, b: bytes) -> bool:
-        sa, sb = self.strength[a], self.strength[b]
-        return sa > sb or (sa == sb and self.rank[a] < self.rank[b])
+        return self.strength[a] > self.strength[b]
 
     def _nudge(self, counts: Mapping[bytes, int]) -> None:
         """A poll without a preferred choice: follow its plurality (ours, below)."""
@@ -127,7 +125,10 @@ class Snowball:
         if not known or self.preference is None:
             return
         top = min(known, key=lambda c: (-counts[c], self.rank[c]))
-        if counts[top] > counts.get(self.preference, 0):
+        mine = counts.get(self.preference, 0)
+        if counts[top] > mine or (
+            counts[top] == mine and self.rank[top] < self.rank[self.preference]
+        ):
             self.preference = top
 
     def record(self, counts: Mapping[bytes, int]) -> None:
