@@ -408,3 +408,29 @@ def test_worker_processes_report_the_first_failure_across_their_spans():
     short = decode_entry(raw[40], 40)
     forged[40] = _rebuilt(short, votes=short.votes[:5]).data
     _fails(forged, "ledger_no_quorum", 40)
+
+
+def test_worker_processes_come_from_a_fork_server_when_threads_run():
+    """Forking a process that runs other threads is unsafe: called from a thread, the
+    workers come from a fork server, with the same answer."""
+    import threading
+
+    raw = _raw(_ledger(n=299))
+    entry = decode_entry(raw[200], 200)
+    votes = tuple((v, bytes(64)) if v == "NWU" else (v, s) for v, s in entry.votes)
+    forged = [*raw[:200], _rebuilt(entry, votes=votes).data, *raw[201:]]
+    found: list[object] = []
+
+    def run() -> None:
+        assert threading.active_count() > 1
+        found.append(verify_ledger(raw, processes=2))
+        try:
+            verify_ledger(forged, processes=2)
+        except LedgerError as exc:
+            found.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert found[0] == verify_ledger(raw, threads=1)
+    assert isinstance(found[1], LedgerBadSignatureError) and found[1].index == 200
