@@ -369,7 +369,8 @@ def _check_spans(
     # is unsafe once other threads run (a lock one of them holds stays held in the
     # child); then the workers come from a fork server started for the purpose.
     method = "fork" if threading.active_count() == 1 else "forkserver"
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method)) as pool:
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(min(processes, len(jobs)), mp_context=context) as pool:
         return list(pool.map(_check_span_alone, jobs))
 
 
