@@ -5,7 +5,8 @@
    and appending the entry; then one cube per core, each decided in its own
    thread (cubes are independent validators). Goal: 10^3 decisions per second.
    Beside it, signing as ``core.keys`` does it (libsodium) and as OpenSSL does
-   it (pyca/cryptography), the same keys and messages, and their ratio.
+   it (pyca/cryptography), the same keys and messages, and their ratio; and the
+   same decisions with the vertices signing through OpenSSL.
 2. ``verify``: ``verify_ledger`` over a ledger of ``--entries`` entries (8
    signatures each), from their bytes alone, with one thread, with one thread
    per core, and spread over one worker process per core. Beside it, in the
@@ -32,6 +33,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from focusflow.core.keys import KeyPair, verify
 from focusflow.konomi.ledger import Ledger, decode_entry, verify_ledger
 from focusflow.konomi.votes import vertex_keys, vote_message
+
+
+class _OpenSSLKey(KeyPair):
+    """A key that signs through OpenSSL (pyca/cryptography): the same signatures."""
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private.sign(message)
 
 
 def _best(fn, repeat: int) -> float:
@@ -88,6 +96,21 @@ def main() -> None:
     secs = time.perf_counter() - t
     out["decisions_per_s"] = args.decisions / secs
     print(f"decide: {args.decisions / secs:.0f} decisions/s (goal 1000), {secs:.2f} s")
+    # The same rounds with the vertices signing through OpenSSL, as core.keys did before.
+    keys = {
+        v: _OpenSSLKey(k.private, k.public_key, k.secret_key)
+        for v, k in vertex_keys(b"k" * 32, "bench-openssl").items()
+    }
+    peer = Ledger("bench-openssl", keys)
+    t = time.perf_counter()
+    for i in range(args.decisions):
+        peer.decide(b"proposal %d" % i)
+    peer_secs = time.perf_counter() - t
+    out["decisions_per_s_openssl_signing"] = args.decisions / peer_secs
+    print(
+        f"decide, signing through OpenSSL: {args.decisions / peer_secs:.0f} decisions/s, "
+        f"ratio core.keys / OpenSSL {peer_secs / secs:.2f}"
+    )
 
     # Cubes are independent validators: one thread per core, each deciding on its own cube.
     ledgers = [Ledger(f"bench{i}", vertex_keys(b"k" * 32, f"bench{i}")) for i in range(cores)]
