@@ -170,3 +170,28 @@ def test_a_chosen_cache_directory_leaves_the_tree_alone(tmp_path: Path) -> None:
     )
     assert out.stdout.split()[-1] == "30"
     assert _cached(root) == in_tree
+
+
+def test_a_fresh_chosen_cache_directory_keeps_what_it_compiled(tmp_path: Path) -> None:
+    """The stamp goes where the caches go, also into a directory not made yet:
+    a second process loads the kernels the first one compiled."""
+    _package(tmp_path)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
+        "PKGK_CHECK": "1",
+        "NUMBA_CACHE_DIR": str(tmp_path / "not-made-yet"),
+    }
+    probe = "import pkgk.a as a; a.f(1); print(sum(a.f.stats.cache_hits.values()))"
+    hits = [
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=True,
+        ).stdout.split()[-1]
+        for _ in range(2)
+    ]
+    assert hits == ["0", "1"]

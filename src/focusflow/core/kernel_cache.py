@@ -159,7 +159,10 @@ def drop_cached_kernels(root: Path) -> int:
 def _stamp_path(root: Path) -> Path | None:
     """The stamp beside the caches numba would write (in-tree when writable, else user-wide)."""
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return _mirror(Path(os.environ["NUMBA_CACHE_DIR"]), root) / STAMP_NAME
+        chosen = _mirror(Path(os.environ["NUMBA_CACHE_DIR"]), root)
+        with contextlib.suppress(OSError):
+            chosen.mkdir(parents=True, exist_ok=True)
+        return chosen / STAMP_NAME if os.access(chosen, os.W_OK) else None
     tree = root / "__pycache__"
     with contextlib.suppress(OSError):
         tree.mkdir(exist_ok=True)
