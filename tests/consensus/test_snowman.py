@@ -379,3 +379,29 @@ def test_engine_config_reads_a_genesis_section_and_writes_nothing_at_defaults():
     ):
         with pytest.raises(InvalidParameterError):
             EngineConfig.from_plain(bad)
+
+
+def test_decoding_random_and_mutated_poll_messages_raises_only_decode_error():
+    ks = keys(4)
+    polka = tuple(Vote.sign(k, CHAIN, 5, 1, Step.PREVOTE, A) for k in ks[:3])
+    good = [
+        encode_poll_message(m)
+        for m in (
+            Query.sign(ks[0], CHAIN, 5, 7),
+            Chits.sign(ks[1], CHAIN, 5, ks[0].public_key, 7, A),
+            Switch.sign(ks[2], CHAIN, 5, 1, A, polka),
+        )
+    ]
+    rng = random.Random(11)
+    refused = 0
+    for _ in range(3000):
+        data = bytearray(rng.choice(good))
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = bytearray(rng.randbytes(rng.randint(0, 64)))
+        try:
+            decode_poll_message(bytes(data))
+        except DecodeError:
+            refused += 1
+    assert refused > 1000  # most mutations break the message; none raised otherwise
