@@ -13,8 +13,9 @@ the node drive either.
   machine to the next slot, whose proposer then proposes. Proposals are
   Tendermint ``Proposal`` messages with valid round -1, signed through the
   :class:`Signer` (one per slot, across crashes). Any valid proposal of a slot
-  up to ``MAX_SLOT_AHEAD`` past the local one becomes a Snowball choice, ranked
-  by slot (``snowball.py``: equal strengths go to the earlier slot).
+  up to ``MAX_SLOT_AHEAD`` past the local one becomes a Snowball choice; the
+  first one heard of is the first preference, and the slot ranks choices where
+  a poll that prefers nothing is tied (``snowball.py``).
 - **Polls.** With a preference, the machine keeps ``concurrent_polls`` polls
   open. A poll samples ``k`` validators by stake without replacement (the
   host's seeded ``random.Random``, so a simulation replays), sends each a signed
