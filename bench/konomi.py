@@ -29,8 +29,10 @@ What it measures, in one run (each section prints one line and goes into the JSO
    full 10^6-cell plane (wall time at the coordinator, and the ratio of the first
    shard count's time to each other's), the routing overhead of a single-block
    read (round trip coordinator -> shard -> reply minus the shard's own work,
-   median and p99; a direct in-process ``BlockArray.get`` beside it), and each
-   shard's resident memory and bytes per block.
+   median and p99, after 50 reads of warm-up; as actor tasks, the default, and
+   then through each shard's Ray Compiled Graph, ``--compiled-routing``; a direct
+   in-process ``BlockArray.get`` beside them), and each shard's resident and
+   private memory and bytes per block (taken before any compiled graph is made).
 
 Run from the repository root::
 
@@ -282,7 +284,9 @@ def _shard_arm(ray, count: int, blocks: int, store: str | None, requests: int, s
     out["start_s"] = time.perf_counter() - t
     try:
         coord.open(iid, dims)
-        empty = {m["shard"]: m["rss"] for m in coord.memory()}
+        opened = coord.memory()
+        empty = {m["shard"]: m["rss"] for m in opened}
+        empty_private = {m["shard"]: m.get("private", m["rss"]) for m in opened}
         plane = 1000 * 1000
         rng = np.random.default_rng(seed)
         need = max(0, blocks - plane)
@@ -307,27 +311,35 @@ def _shard_arm(ray, count: int, blocks: int, store: str | None, requests: int, s
         out["process_slowest_shard_s"] = statistics.median(out["process_slowest_shard_s"])
         out["activate_s"] = out["activate_s"][0]
         out["activate_slowest_shard_s"] = out["activate_slowest_shard_s"][0]
-        probe = rng.integers(0, 1000, (requests, 2))
-        rtt, over = [], []
-        for x, y in probe.tolist():
-            t0 = time.perf_counter_ns()
-            _, work = coord.get(iid, dims, x, y, 500)
-            took = time.perf_counter_ns() - t0
-            rtt.append(took / 1e6)
-            over.append((took - work) / 1e6)
-        rtt.sort()
-        over.sort()
-        out["get_rtt_median_ms"] = statistics.median(rtt)
-        out["get_rtt_p99_ms"] = rtt[int(0.99 * len(rtt)) - 1]
-        out["routing_overhead_median_ms"] = statistics.median(over)
-        out["routing_overhead_p99_ms"] = over[int(0.99 * len(over)) - 1]
+        probe = rng.integers(0, 1000, (requests, 2)).tolist()
         mem = coord.memory()
+        # Routed reads as actor tasks (the default), then through each shard's
+        # compiled graph (--compiled-routing), in the same arm.
+        for way, compiled in (("", False), ("compiled_", True)):
+            backend.compiled = compiled
+            rtt, over = [], []
+            for x, y in probe[:50] + probe:
+                t0 = time.perf_counter_ns()
+                _, work = coord.get(iid, dims, x, y, 500)
+                took = time.perf_counter_ns() - t0
+                rtt.append(took / 1e6)
+                over.append((took - work) / 1e6)
+            rtt, over = sorted(rtt[50:]), sorted(over[50:])
+            out[f"{way}get_rtt_median_ms"] = statistics.median(rtt)
+            out[f"{way}get_rtt_p99_ms"] = rtt[int(0.99 * len(rtt)) - 1]
+            out[f"{way}routing_overhead_median_ms"] = statistics.median(over)
+            out[f"{way}routing_overhead_p99_ms"] = over[int(0.99 * len(over)) - 1]
         out["active_blocks"] = int(sum(m["blocks"] for m in mem))
         out["per_shard"] = [
             {
                 "shard": m["shard"],
                 "blocks": int(m["blocks"]),
                 "rss_mb": round(m["rss"] / 2**20, 1),
+                "private_mb": round(m.get("private", m["rss"]) / 2**20, 1),
+                "private_growth_bytes_per_block": round(
+                    (m.get("private", m["rss"]) - empty_private[m["shard"]]) / max(m["blocks"], 1),
+                    1,
+                ),
                 "rss_growth_bytes_per_block": round(
                     (m["rss"] - empty[m["shard"]]) / max(m["blocks"], 1), 1
                 ),

@@ -152,7 +152,7 @@ def _on_the_cluster(address: str, store: str) -> dict:
     shard killed for good answers shard_unavailable within the retry time."""
     ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     try:
-        backend = RayShards.start(ray, 4, store)
+        backend = RayShards.start(ray, 4, store, compiled=True)
         coord = Coordinator(backend, retry_s=3.0)
         try:
             out: dict = {"raylets": len({_raylet_of(p) for p in coord.pids()})}
@@ -324,9 +324,10 @@ def test_a_killed_shard_loses_no_acknowledged_write(cluster, pg_url, redis_serve
 
 
 def test_serve_with_shards_on_the_cluster(cluster, tmp_path):
-    """``focusflow konomi serve --shards 2 --cluster ADDR``: REST requests routed to
-    shard actors on the cluster, each shard's SQLite file beside the server's, and
-    a second server on the same files reads what the first one wrote."""
+    """``focusflow konomi serve --shards 2 --cluster ADDR --compiled-routing``: REST
+    requests routed to shard actors on the cluster (single-block ones through the
+    shards' compiled graphs), each shard's SQLite file beside the server's, and a
+    second server on the same files reads what the first one wrote."""
     import httpx
 
     from focusflow.konomi.launch import free_port, new_token, serve_process, stop, wait_port
@@ -335,7 +336,7 @@ def test_serve_with_shards_on_the_cluster(cluster, tmp_path):
     token = new_token()
     auth = {"Authorization": f"Bearer {token}"}
     db = str(tmp_path / "k.sqlite3")
-    extra = ("--shards", "2", "--cluster", address)
+    extra = ("--shards", "2", "--cluster", address, "--compiled-routing")
     port = free_port()
     proc = serve_process(db, port, dims="40,40,40", token=token, extra=extra)
     try:

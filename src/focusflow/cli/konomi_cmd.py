@@ -72,6 +72,12 @@ def serve_cmd(
     cluster: str | None = typer.Option(
         None, "--cluster", help="Ray head host:port (or auto) for --shards; else a local Ray."
     ),
+    compiled_routing: bool = typer.Option(
+        False,
+        "--compiled-routing",
+        help="With --shards: single-block requests through Ray Compiled Graphs "
+        "(about 0.1 ms instead of about 1 ms; each shard then keeps a core busy).",
+    ),
 ) -> None:
     """Serve the REST API, the cube WebSocket and the web page."""
     import uvicorn
@@ -101,7 +107,7 @@ def serve_cmd(
     bus = open_bus(redis)
     token = _server_token(token_file)
     system = (
-        _sharded(db, redis, shape, shards, cluster)
+        _sharded(db, redis, shape, shards, cluster, compiled_routing)
         if shards
         else KonomiSystem(store=open_store(db), default_dims=shape)
     )
@@ -119,7 +125,12 @@ def serve_cmd(
 
 
 def _sharded(
-    db: str, redis: str | None, shape: tuple[int, ...], shards: int, cluster: str | None
+    db: str,
+    redis: str | None,
+    shape: tuple[int, ...],
+    shards: int,
+    cluster: str | None,
+    compiled: bool = False,
 ) -> KonomiSystem:
     """A grid whose blocks live on ``shards`` Ray actors (docs/konomi.md, *Shards*)."""
     from focusflow.focus.shards.cluster import connect
@@ -134,7 +145,7 @@ def _sharded(
         raise InvalidParameterError("--shards must be 0 (one process) or a shard count")
     count = check_shards(shards)
     ray, _ = connect(cluster, count)
-    backend = RayShards.start(ray, count, shard_stores(db), redis)
+    backend = RayShards.start(ray, count, shard_stores(db), redis, compiled=compiled)
     return ShardedSystem(Coordinator(backend), store=open_store(db), default_dims=shape)
 
 

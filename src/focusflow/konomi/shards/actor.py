@@ -7,15 +7,18 @@ task retries: when its process dies, Ray starts a new one with the same
 arguments, whose state loads the shard's rows from the store on the next call,
 and the coordinator decides which lost calls may be sent again.
 
-A single-block request (one call that the coordinator waits for alone) goes
-through a Ray Compiled Graph of the shard's ``call_fast`` when one can be
-made: its shared-memory channel carries a call and its reply in about a tenth
-of a millisecond, where an actor task costs most of a millisecond
-(bench/konomi.py's routing overhead). A shard's graph serves one call at a
-time; a call that finds it busy, a batch, and every call while a graph is
-broken (its actor died: it is torn down and made again after ``RECOMPILE_S``)
-take the ordinary actor task instead. The actor runs graph calls on a
-background thread, so its state is behind a lock.
+With ``compiled=True``, a single-block request (one call that the coordinator
+waits for alone) goes through a Ray Compiled Graph of the shard's ``call_fast``
+when one can be made: its shared-memory channel carries a call and its reply in
+about a tenth of a millisecond, where an actor task costs 0.7 to 1.3 ms
+(bench/konomi.py's routing overhead). The price is a core per shard: the
+actor's end of a channel waits by polling, so a shard with a graph keeps one
+core busy even when idle (5.06 s of CPU in 5 idle seconds, measured), and the
+graph's modules add to each shard's memory. So it is off unless asked for. A
+shard's graph serves one call at a time; a call that finds it busy, a batch,
+and every call while a graph is broken (its actor died: it is torn down and
+made again after ``RECOMPILE_S``) take the ordinary actor task instead. The
+actor runs graph calls on a background thread, so its state is behind a lock.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class _Graph:
 class RayShards:
     """The coordinator's backend over Ray actors."""
 
-    def __init__(self, ray: ModuleType, actors: list[Any], compiled: bool = True) -> None:
+    def __init__(self, ray: ModuleType, actors: list[Any], compiled: bool = False) -> None:
         self.ray = ray
         self.actors = actors
         self.count = len(actors)
@@ -97,14 +100,15 @@ class RayShards:
         redis: str | None = None,
         *,
         spread: bool = True,
-        compiled: bool = True,
+        compiled: bool = False,
     ) -> RayShards:
         """``count`` shard actors on a connected Ray, spread over its nodes.
 
         ``store`` names each shard's store: ``{shard}`` in it becomes the shard's
         index (a SQLite file each), or one PostgreSQL URL for all of them.
         ``compiled``: single-block requests go through each shard's compiled
-        graph (see the module's docstring); False sends every call as a task."""
+        graph, at the cost of a polling core per shard (see the module's
+        docstring); by default every call is an actor task."""
         n = check_shards(count)
         remote = ray.remote(ShardActor)
         opts: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "num_cpus": 1}
