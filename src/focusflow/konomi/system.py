@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, TypedDict
@@ -66,6 +66,12 @@ LEDGER_ATTEMPTS = 4
 MAX_AXIS = 4096
 MAX_FACE_CELLS = 1 << 21
 MAX_CELLS = 1 << 32
+
+
+def check_operation(operation: str) -> None:
+    """``invalid_operation`` unless ``operation`` is a face operation."""
+    if operation not in OPERATIONS:
+        raise InvalidOperationError(f"unknown operation {operation!r}; use {', '.join(OPERATIONS)}")
 
 
 def check_dims(dims: tuple[int, ...]) -> tuple[int, int, int]:
@@ -487,14 +493,26 @@ class KonomiSystem:
         """A face operation over every block of a plane (1000×1000 = 10^6 for the default
         grid): ``activate`` activates the plane, ``process`` steps the κ of its active
         blocks, ``sync`` averages each active block's κ with its active face neighbours."""
-        if operation not in OPERATIONS:
-            raise InvalidOperationError(
-                f"unknown operation {operation!r}; use {', '.join(OPERATIONS)}"
-            )
+        check_operation(operation)
         inst = self.instance(instance_id)
         check_dims(inst.array.dim)  # a grid stored before the caps existed
         coords = inst.array.plane(plane, index)
         chunks = [coords[i : i + CHUNK] for i in range(0, len(coords), CHUNK)]
+        return self._face_run(
+            plane, index, operation, chunks, lambda c: self._face_chunk(inst, c, operation)
+        )
+
+    def _face_run(
+        self,
+        plane: str,
+        index: int,
+        operation: str,
+        parts: Sequence[Any],
+        run_part: Callable[[Any], tuple[int, float]],
+    ) -> FaceOperation:
+        """Run a face operation's parts through the PackML machine (reset first
+        when a previous run ended) and announce the sums as an interlock event;
+        ``run_part`` gives a part's processed count and κ sum."""
         if self.machine.state in (
             packml.State.COMPLETE,
             packml.State.STOPPED,
@@ -502,9 +520,7 @@ class KonomiSystem:
         ):
             self.machine.command("reset")
         t0 = time.perf_counter()
-        results = packml.run(
-            self.machine, chunks, lambda c: self._face_chunk(inst, c, operation), len(chunks)
-        )
+        results = packml.run(self.machine, list(parts), run_part, len(parts))
         processed = sum(r[0] for r in results)
         kappa_sum = sum(r[1] for r in results)
         out: FaceOperation = {

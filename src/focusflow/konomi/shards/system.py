@@ -10,17 +10,14 @@ publish are not applied here (the owning shard has them already).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from focusflow.konomi import packml
 from focusflow.konomi.block_array import BlockArray, BlockRecord
 from focusflow.konomi.errors import InvalidOperationError
 from focusflow.konomi.events import Event
 from focusflow.konomi.femtollm import FemtoLLM
 from focusflow.konomi.shards.coordinator import Coordinator
 from focusflow.konomi.system import (
-    OPERATIONS,
     BlockProcessed,
     CellLLM,
     FaceOperation,
@@ -28,6 +25,7 @@ from focusflow.konomi.system import (
     KonomiSystem,
     Template,
     check_dims,
+    check_operation,
 )
 
 Dims = tuple[int, int, int]
@@ -125,38 +123,16 @@ class ShardedSystem(KonomiSystem):
     ) -> FaceOperation:
         """The face operation fanned out to every shard and gathered (same answer as
         one process's)."""
-        if operation not in OPERATIONS:
-            raise InvalidOperationError(
-                f"unknown operation {operation!r}; use {', '.join(OPERATIONS)}"
-            )
+        check_operation(operation)
         iid, dims = self._where(instance_id)
         check_dims(dims)
-        if self.machine.state in (
-            packml.State.COMPLETE,
-            packml.State.STOPPED,
-            packml.State.ABORTED,
-        ):
-            self.machine.command("reset")
-        t0 = time.perf_counter()
-        results = packml.run(
-            self.machine,
+        return self._face_run(
+            plane,
+            index,
+            operation,
             [operation],
             lambda op: self.coordinator.face(iid, dims, plane, index, op)[:2],
-            1,
         )
-        processed = sum(r[0] for r in results)
-        kappa_sum = sum(r[1] for r in results)
-        out: FaceOperation = {
-            "plane": plane,
-            "index": index,
-            "operation": operation,
-            "processed": processed,
-            "avg_κ": kappa_sum / processed if processed else None,
-            "state": self.machine.state.value,
-            "seconds": time.perf_counter() - t0,
-        }
-        self._emit({"event": "interlock", **out})
-        return out
 
     def close(self) -> None:
         """Stop the shards, then release what the base class holds."""
