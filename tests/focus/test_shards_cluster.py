@@ -4,16 +4,11 @@ solve recovers from with the same bits."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,55 +25,15 @@ from focusflow.focus.shards.api import compute_sharded  # noqa: E402
 from focusflow.focus.shards.inputs import owners_of, parts_of_snapshot, split_links  # noqa: E402
 from focusflow.focus.shards.solve import ShardedSolve  # noqa: E402
 from tests.focus.ray_driver import RayDriver  # noqa: E402
+from tests.ray_cluster import free_port, start_node, stop  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
-
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ours(marks: list[str]) -> list[psutil.Process]:
-    """The processes of this test's cluster: their command lines name its
-    GCS address or its temp dir (nothing else on the machine is touched)."""
-    me = os.getpid()
-    found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        if p.info["pid"] == me:
-            continue
-        line = " ".join(p.info["cmdline"] or [])
-        if any(m in line for m in marks):
-            found.append(p)
-    return found
-
-
-def _stop(marks: list[str]) -> None:
-    procs = _ours(marks)
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=5)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
-def _start(args: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [RAY, "start", *args], env=env, timeout=120, capture_output=True, text=True
-    )
-    assert done.returncode == 0, f"ray start {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
 
 
 @pytest.fixture(scope="module")
 def cluster():
     driver = None
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     # A short temp dir: Ray's socket paths under it must stay below 108 bytes.
     temp = tempfile.mkdtemp(prefix="ffray", dir="/tmp")
@@ -89,7 +44,7 @@ def cluster():
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     try:
-        _start(
+        start_node(
             [
                 "--head",
                 f"--port={port}",
@@ -102,7 +57,7 @@ def cluster():
             ],
             env,
         )
-        _start(
+        start_node(
             [
                 f"--address={address}",
                 "--node-ip-address=127.0.0.1",
@@ -120,7 +75,7 @@ def cluster():
     finally:
         if driver is not None:
             driver.close()
-        _stop(marks)
+        stop(marks)
         shutil.rmtree(temp, ignore_errors=True)
         if saved is None:
             os.environ.pop("RAY_AUTH_MODE", None)

@@ -6,18 +6,13 @@ coordinator and in PostgreSQL, its events on Redis)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,50 +27,11 @@ from focusflow.konomi.shards.system import ShardedSystem  # noqa: E402
 from focusflow.konomi.store import open_store  # noqa: E402
 from focusflow.konomi.system import KonomiSystem  # noqa: E402
 from tests.focus.ray_driver import RayDriver  # noqa: E402
+from tests.ray_cluster import free_port, start_node, stop  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
-RAY = str(Path(sys.executable).with_name("ray"))
 DIMS = (120, 100, 6)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ours(marks: list[str]) -> list[psutil.Process]:
-    """This test's cluster processes: their command lines name its GCS address or
-    temp dir (nothing else on the machine is touched)."""
-    me = os.getpid()
-    found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        if p.info["pid"] == me:
-            continue
-        line = " ".join(p.info["cmdline"] or [])
-        if any(m in line for m in marks):
-            found.append(p)
-    return found
-
-
-def _stop(marks: list[str]) -> None:
-    procs = _ours(marks)
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=5)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
-def _start(args: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [RAY, "start", *args], env=env, timeout=120, capture_output=True, text=True
-    )
-    assert done.returncode == 0, f"ray start {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
 
 
 def _alive_nodes(address: str) -> int:
@@ -89,7 +45,7 @@ def _alive_nodes(address: str) -> int:
 @pytest.fixture(scope="module")
 def cluster():
     driver = None
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     # A short temp dir: Ray's socket paths under it must stay below 108 bytes.
     temp = tempfile.mkdtemp(prefix="kfray", dir="/tmp")
@@ -99,7 +55,7 @@ def cluster():
     os.environ["RAY_AUTH_MODE"] = "disabled"
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--object-store-memory=100000000"]
     try:
-        _start(
+        start_node(
             [
                 "--head",
                 f"--port={port}",
@@ -110,7 +66,7 @@ def cluster():
             ],
             env,
         )
-        _start([f"--address={address}", *common], env)
+        start_node([f"--address={address}", *common], env)
         driver = RayDriver()
         deadline = time.monotonic() + 60
         while driver(_alive_nodes, address) < 2:
@@ -120,7 +76,7 @@ def cluster():
     finally:
         if driver is not None:
             driver.close()
-        _stop(marks)
+        stop(marks)
         shutil.rmtree(temp, ignore_errors=True)
         if saved is None:
             os.environ.pop("RAY_AUTH_MODE", None)
