@@ -160,34 +160,37 @@ def message_from_plain(item: object) -> Message:
     kind = item[0]
     if kind == "proposal" and len(item) == 8:
         _, height, round_, valid_round, value, value_id, proposer, sig = item
-        _check_int(height, "height", 0)
-        _check_int(round_, "round", 0)
-        _check_int(valid_round, "valid round", -1)
+        check_int(height, "height", 0)
+        check_int(round_, "round", 0)
+        check_int(valid_round, "valid round", -1)
         if not isinstance(value, bytes):
             raise DecodeError("malformed proposal: value is not bytes")
-        _check_bytes(value_id, VALUE_ID_SIZE, "value id")
-        _check_bytes(proposer, PUBLIC_KEY_SIZE, "proposer key")
-        _check_bytes(sig, SIGNATURE_SIZE, "signature")
+        check_bytes(value_id, VALUE_ID_SIZE, "value id")
+        check_bytes(proposer, PUBLIC_KEY_SIZE, "proposer key")
+        check_bytes(sig, SIGNATURE_SIZE, "signature")
         return Proposal(height, round_, valid_round, value, value_id, proposer, sig)
     if kind == "vote" and len(item) == 7:
         _, height, round_, step, value_id, validator, sig = item
-        _check_int(height, "height", 0)
-        _check_int(round_, "round", 0)
+        check_int(height, "height", 0)
+        check_int(round_, "round", 0)
         if step not in (Step.PREVOTE, Step.PRECOMMIT) or isinstance(step, bool):
             raise DecodeError(f"malformed vote: step {step!r} is not prevote or precommit")
         if value_id is not None:
-            _check_bytes(value_id, VALUE_ID_SIZE, "value id")
-        _check_bytes(validator, PUBLIC_KEY_SIZE, "validator key")
-        _check_bytes(sig, SIGNATURE_SIZE, "signature")
+            check_bytes(value_id, VALUE_ID_SIZE, "value id")
+        check_bytes(validator, PUBLIC_KEY_SIZE, "validator key")
+        check_bytes(sig, SIGNATURE_SIZE, "signature")
         return Vote(height, round_, Step(step), value_id, validator, sig)
     raise DecodeError(f"malformed consensus message: unknown kind or arity {kind!r}")
 
 
-def _check_int(value: object, name: str, low: int) -> None:
+def check_int(value: object, name: str, low: int, what: str = "consensus message") -> None:
+    """``DecodeError`` unless ``value`` is an int (not a bool) in [low, MAX_INT];
+    ``what`` names the message kind in the error."""
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_INT:
-        raise DecodeError(f"malformed consensus message: {name} {value!r} out of range")
+        raise DecodeError(f"malformed {what}: {name} {value!r} out of range")
 
 
-def _check_bytes(value: object, size: int, name: str) -> None:
+def check_bytes(value: object, size: int, name: str, what: str = "consensus message") -> None:
+    """``DecodeError`` unless ``value`` is bytes of exactly ``size``."""
     if not isinstance(value, bytes) or len(value) != size:
-        raise DecodeError(f"malformed consensus message: {name} is not {size} bytes")
+        raise DecodeError(f"malformed {what}: {name} is not {size} bytes")

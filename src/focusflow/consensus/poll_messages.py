@@ -25,10 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from focusflow.consensus.messages import (
-    MAX_INT,
     VALUE_ID_SIZE,
     Step,
     Vote,
+    check_bytes,
+    check_int,
     message_from_plain,
     message_to_plain,
 )
@@ -220,10 +221,8 @@ def decode_poll_message(data: bytes) -> PollMessage:
 
 
 def _int(value: object, name: str, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_INT:
-        raise DecodeError(f"malformed poll message: {name} {value!r} out of range")
+    check_int(value, name, low, "poll message")
 
 
 def _bytes(value: object, size: int, name: str) -> None:
-    if not isinstance(value, bytes) or len(value) != size:
-        raise DecodeError(f"malformed poll message: {name} is not {size} bytes")
+    check_bytes(value, size, name, "poll message")
