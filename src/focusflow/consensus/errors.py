@@ -29,6 +29,19 @@ class InvalidCertificateError(FocusflowError, ValueError):
     code = "invalid_certificate"
 
 
+class InvalidBatchError(FocusflowError, ValueError):
+    """A DAG-mempool batch or batch vote is well-formed bytes but not valid for this
+    epoch (bad signature, digest or bounds, an author or voter outside the set)."""
+
+    code = "invalid_batch"
+
+
+class InvalidBatchCertificateError(FocusflowError, ValueError):
+    """A batch certificate does not prove that more than 2/3 of the stake stores the batch."""
+
+    code = "invalid_batch_certificate"
+
+
 class InvalidEvidenceError(FocusflowError, ValueError):
     """Duplicate-vote evidence does not prove an equivocation by a validator of the set."""
 
