@@ -1,0 +1,177 @@
+"""Certified batches ordered by Tendermint against the proposer carrying every
+transaction: committed tx/s and finality at 4, 16 and 64 validators.
+
+Both designs run in ``focusflow.consensus.dag_sim`` (a seeded cost model: links
+of a given bandwidth, one-way delays of 1-50 ms as in the consensus simulator,
+one CPU per validator), in one run, on the same seeds and costs. The CPU costs
+are measured here first, on this machine:
+
+- Ed25519: ``focusflow.core.keys.verify`` and ``KeyPair.sign``, per call;
+- execution: ``Chain.produce_block`` on blocks of signed ``send`` transactions
+  whose signatures count as checked (``verified=True``: the mempool checked
+  them), divided by the transactions per block: execution, state root, data
+  square and persistence, per transaction;
+- the size of one such transaction, encoded.
+
+For each design and validator count the offered load doubles from 250 tx/s
+until the network no longer keeps up (under 95 % of the transactions submitted
+after the first second and more than a second before the end are final by the
+end, or finality p50 is above 1 s); the table gives the largest load
+it kept up with, finality p50 and p99 at it, and finality p50 at a light load
+(200 tx/s), with the DAG's phases (submission to sealed, sealed to certified,
+certified to proposed, proposed to final). The DAG round (``tick_s``) is the
+longest of 50 ms and the time that keeps certificate checks under a quarter of
+a core: each validator checks every certificate, ``n`` a round of ``2n/3 + 1``
+signatures each.
+
+Run from the repository root::
+
+    python bench/dag_mempool.py                       # 1 Gbit/s and 100 Mbit/s, ~10 min
+    python bench/dag_mempool.py --validators 4 16 --bandwidth-mbit 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+from focusflow.chain import Genesis, Msg, make_tx
+from focusflow.consensus.dag_sim import SimConfig, SimCosts, SimResult, simulate
+from focusflow.core.keys import KeyPair, verify
+from focusflow.node import open_chain
+
+LIGHT_RATE = 200.0
+KEEP_UP = 0.95
+MAX_P50_S = 1.0
+
+
+def measure_costs(block_txs: int = 1000, blocks: int = 4) -> tuple[float, float, float, int]:
+    """(verify_s, sign_s, exec_s, tx_bytes) measured on this machine."""
+    key = KeyPair.from_seed(b"\x01" * 32)
+    msg = b"m" * 120
+    sig = key.sign(msg)
+    t = time.perf_counter()
+    for _ in range(3000):
+        verify(key.public_key, sig, msg)
+    verify_s = (time.perf_counter() - t) / 3000
+    t = time.perf_counter()
+    for _ in range(3000):
+        key.sign(msg)
+    sign_s = (time.perf_counter() - t) / 3000
+
+    senders = [KeyPair.from_seed(i.to_bytes(32, "big")) for i in range(1, block_txs + 1)]
+    validator = KeyPair.from_seed(b"\xff" * 32)
+    gen = Genesis.from_json(
+        {
+            "chain_id": "bench",
+            "params": {"max_block_txs": block_txs + 1},
+            "accounts": [{"address": k.address, "balance": 10**15} for k in senders],
+            "validators": [{"public_key": validator.public_key.hex(), "power": 1}],
+        }
+    )
+    to = KeyPair.from_seed(b"\x02" * 32).address_raw
+    per_block = []
+    sizes = []
+    with tempfile.TemporaryDirectory() as home:
+        chain = open_chain(home, gen, validator)
+        for b in range(blocks):
+            txs = [
+                make_tx(k, "bench", b, 10**7, [Msg("send", {"to": to, "amount": 1})])
+                for k in senders
+            ]
+            sizes += [len(tx.encoded) for tx in txs]
+            t = time.perf_counter()
+            r = chain.produce_block(
+                [tx.encoded for tx in txs], time_ms=1_700_000_000_000 + b * 1000, verified=True
+            )
+            per_block.append((time.perf_counter() - t) / block_txs)
+            if len(r.receipts) != block_txs or not all(x.ok for x in r.receipts):
+                raise SystemExit(f"block {b}: not every send succeeded")
+    return verify_s, sign_s, statistics.median(per_block[1:]), round(statistics.median(sizes))
+
+
+def dag_tick(n: int, verify_s: float) -> float:
+    quorum = 2 * n // 3 + 1
+    return max(0.05, 4 * n * quorum * verify_s)
+
+
+def run(n: int, design: str, rate: float, costs: SimCosts, tick: float) -> SimResult:
+    duration = 4.0
+    return simulate(
+        SimConfig(n, design, rate, duration_s=duration, warmup_s=1.0, tick_s=tick), costs
+    )
+
+
+def kept_up(r: SimResult) -> bool:
+    return r.final_share >= KEEP_UP and r.finality_p50_s <= MAX_P50_S
+
+
+def capacity(n: int, design: str, costs: SimCosts, tick: float) -> SimResult | None:
+    best = None
+    rate = 250.0
+    while rate <= 64_000:
+        r = run(n, design, rate, costs, tick)
+        if not kept_up(r):
+            break
+        best = r
+        rate *= 2
+    return best
+
+
+def ms(x: float) -> str:
+    return f"{x * 1e3:.0f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--validators", type=int, nargs="+", default=[4, 16, 64])
+    ap.add_argument("--bandwidth-mbit", type=float, nargs="+", default=[1000.0, 100.0])
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()}")
+    verify_s, sign_s, exec_s, tx_bytes = measure_costs()
+    print(
+        f"measured: keys.verify {verify_s * 1e6:.1f} us, KeyPair.sign {sign_s * 1e6:.1f} us, "
+        f"execution {exec_s * 1e6:.1f} us per send (verified), send tx {tx_bytes} bytes"
+    )
+    for mbit in args.bandwidth_mbit:
+        costs = SimCosts(verify_s, sign_s, exec_s, tx_bytes, bandwidth=mbit * 1e6 / 8)
+        print(f"\n### {mbit:.0f} Mbit/s per validator, each way\n")
+        print(
+            "| validators | design | DAG round ms | kept up with tx/s | p50 ms | p99 ms | "
+            f"p50 ms at {LIGHT_RATE:.0f} tx/s | phases at {LIGHT_RATE:.0f} tx/s (ms) | wall s |"
+        )
+        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+        for n in args.validators:
+            caps = {}
+            for design in ("proposer", "dag"):
+                tick = dag_tick(n, verify_s) if design == "dag" else 0.05
+                t = time.perf_counter()
+                cap = capacity(n, design, costs, tick)
+                light = run(n, design, LIGHT_RATE, costs, tick)
+                wall = time.perf_counter() - t
+                caps[design] = (cap, light)
+                phases = ", ".join(f"{k} {ms(v)}" for k, v in light.phases.items())
+                top = (
+                    (f"{cap.config.rate:.0f}", ms(cap.finality_p50_s), ms(cap.finality_p99_s))
+                    if cap
+                    else ("< 250", "-", "-")
+                )
+                print(
+                    f"| {n} | {design} | {ms(tick) if design == 'dag' else '-'} | {top[0]} | "
+                    f"{top[1]} | {top[2]} | {ms(light.finality_p50_s)} | {phases} | {wall:.0f} |",
+                    flush=True,
+                )
+            (pc, pl), (dc, dl) = caps["proposer"], caps["dag"]
+            if pc and dc:
+                print(
+                    f"| {n} | dag / proposer | | {dc.config.rate / pc.config.rate:.2f}x | | | "
+                    f"{dl.finality_p50_s / pl.finality_p50_s:.2f}x | | |"
+                )
+    print(f"\nload average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
