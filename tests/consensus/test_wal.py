@@ -213,7 +213,7 @@ def test_floor_is_appended_each_height_and_the_file_compacted_periodically(tmp_p
     rewrites = []
     original = WriteAheadLog.prune
     monkeypatch.setattr(
-        WriteAheadLog, "prune", lambda self, h: (rewrites.append(h), original(self, h))
+        WriteAheadLog, "prune", lambda self, h, **kw: (rewrites.append(h), original(self, h, **kw))
     )
     sizes = []
     for h in range(1, 3 * signer_mod.COMPACT_EVERY + 2):

@@ -21,6 +21,16 @@ proposal_a, proposal_b]``, each proposal in its message form with its value
 left out (``b""``: the signature covers the value id, not the value, so the
 evidence stays small and still verifies), ordered by encoded bytes. Both kinds
 prove one offence of a validator at a height, slashed once (chain/evidence_pool.py).
+
+A Snowman responder equivocates when it signs two answers (chits) with
+different value ids for one (height, requester, poll): it answers each poll
+once, and its signer keeps that answer across crashes
+(:meth:`~focusflow.consensus.signer.Signer.sign_chits`), so an honest
+validator never does it. Wire form: ``["duplicate_chits", chits_a, chits_b]``,
+each in its poll-message form (:func:`~focusflow.consensus.poll_messages.poll_message_to_plain`),
+ordered by encoded bytes. Only the requester sees both (answers go to it
+alone), so this catches a responder that contradicts itself to one poller; an
+answer that merely lies about the responder's preference proves nothing.
 """
 
 from __future__ import annotations
@@ -35,10 +45,17 @@ from focusflow.consensus.messages import (
     message_from_plain,
     message_to_plain,
 )
+from focusflow.consensus.poll_messages import (
+    Chits,
+    encode_poll_message,
+    poll_message_from_plain,
+    poll_message_to_plain,
+)
 from focusflow.consensus.validators import Validator, ValidatorSet
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
+from focusflow.core.keys import verify as verify_signature
 
 
 @dataclass(frozen=True)
@@ -92,8 +109,35 @@ class DuplicateProposalEvidence:
         return sha256(encode_evidence(self))
 
 
-#: Either kind of equivocation evidence.
-Evidence = DuplicateVoteEvidence | DuplicateProposalEvidence
+@dataclass(frozen=True)
+class DuplicateChitsEvidence:
+    """Two answers of one responder to one (height, requester, poll) with different
+    value ids."""
+
+    chits_a: Chits
+    chits_b: Chits
+
+    @classmethod
+    def of(cls, first: Chits, second: Chits) -> DuplicateChitsEvidence:
+        """The canonical evidence of two conflicting answers, in either order."""
+        a, b = sorted((first, second), key=encode_poll_message)
+        return cls(a, b)
+
+    @property
+    def validator(self) -> bytes:
+        return self.chits_a.responder
+
+    @property
+    def height(self) -> int:
+        return self.chits_a.height
+
+    def hash(self) -> bytes:
+        """Identifies the evidence (the chain refuses to include one twice)."""
+        return sha256(encode_evidence(self))
+
+
+#: Any kind of equivocation evidence.
+Evidence = DuplicateVoteEvidence | DuplicateProposalEvidence | DuplicateChitsEvidence
 
 
 def _without_value(proposal: Proposal) -> Proposal:
@@ -108,6 +152,8 @@ def verify_evidence(evidence: Evidence, validator_set: ValidatorSet, chain_id: s
     """
     if isinstance(evidence, DuplicateProposalEvidence):
         return _verify_proposals(evidence, validator_set, chain_id)
+    if isinstance(evidence, DuplicateChitsEvidence):
+        return _verify_chits(evidence, validator_set, chain_id)
     a, b = evidence.vote_a, evidence.vote_b
     if (a.validator, a.height, a.round, a.step) != (b.validator, b.height, b.round, b.step):
         raise InvalidEvidenceError("votes differ in validator, height, round or step")
@@ -145,7 +191,29 @@ def _verify_proposals(
     return validator_set.validators[index]
 
 
+def _verify_chits(
+    evidence: DuplicateChitsEvidence, validator_set: ValidatorSet, chain_id: str
+) -> Validator:
+    a, b = evidence.chits_a, evidence.chits_b
+    if (a.responder, a.height, a.requester, a.poll) != (b.responder, b.height, b.requester, b.poll):
+        raise InvalidEvidenceError("answers differ in responder, height, requester or poll")
+    if a.value_id == b.value_id:
+        raise InvalidEvidenceError("answers name the same value: no equivocation")
+    if encode_poll_message(a) >= encode_poll_message(b):
+        raise InvalidEvidenceError("answers are not in canonical order")
+    index = validator_set.index_of(a.responder)
+    if index is None:
+        raise InvalidEvidenceError(f"{a.responder.hex()} is not in the validator set")
+    for chits in (a, b):
+        if not verify_signature(chits.responder, chits.signature, chits.sign_bytes(chain_id)):
+            raise InvalidEvidenceError("an answer's signature does not verify")
+    return validator_set.validators[index]
+
+
 def encode_evidence(evidence: Evidence) -> bytes:
+    if isinstance(evidence, DuplicateChitsEvidence):
+        a_plain = poll_message_to_plain(evidence.chits_a)
+        return encode(["duplicate_chits", a_plain, poll_message_to_plain(evidence.chits_b)])
     if isinstance(evidence, DuplicateProposalEvidence):
         a, b = evidence.proposal_a, evidence.proposal_b
         return encode(["duplicate_proposal", message_to_plain(a), message_to_plain(b)])
@@ -157,9 +225,16 @@ def encode_evidence(evidence: Evidence) -> bytes:
 def decode_evidence(data: bytes) -> Evidence:
     """Parse evidence; DecodeError for malformed bytes (validity is not checked)."""
     item = decode(data, "evidence")
+    if isinstance(item, list) and len(item) == 3 and item[0] == "duplicate_chits":
+        ca, cb = poll_message_from_plain(item[1]), poll_message_from_plain(item[2])
+        if not (isinstance(ca, Chits) and isinstance(cb, Chits)):
+            raise DecodeError("malformed evidence: both entries of duplicate_chits must be Chits")
+        return DuplicateChitsEvidence(ca, cb)
     kinds = {"duplicate_vote": Vote, "duplicate_proposal": Proposal}
     if not (isinstance(item, list) and len(item) == 3 and item[0] in kinds):
-        raise DecodeError("malformed evidence: not a duplicate_vote or duplicate_proposal array")
+        raise DecodeError(
+            "malformed evidence: not a duplicate_vote, duplicate_proposal or duplicate_chits array"
+        )
     kind = kinds[item[0]]
     a, b = message_from_plain(item[1]), message_from_plain(item[2])
     if not (isinstance(a, kind) and isinstance(b, kind)):

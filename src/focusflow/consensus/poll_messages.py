@@ -180,7 +180,11 @@ def encode_poll_message(message: PollMessage) -> bytes:
 
 def decode_poll_message(data: bytes) -> PollMessage:
     """The query, chits or switch ``data`` encodes; DecodeError names the flaw."""
-    item = decode(data, "poll message")
+    return poll_message_from_plain(decode(data, "poll message"))
+
+
+def poll_message_from_plain(item: object) -> PollMessage:
+    """The poll message of its data model form (evidence embeds chits so)."""
     if not isinstance(item, list) or not item:
         raise DecodeError("malformed poll message: not a non-empty array")
     kind = item[0]

@@ -8,6 +8,14 @@ returns that same message, whatever value it asks for. The state machine then
 broadcasts what the signer returned, so after a crash and restart the validator
 repeats itself instead of contradicting itself.
 
+Snowman's answers go through it too (:meth:`Signer.sign_chits`): one answer
+per (height, requester, poll), written before it is sent, so a validator that
+restarts and meets the same query again repeats its first answer. Two
+different answers to one poll are what chits evidence proves; without the log
+a requester could replay its query to a restarted honest validator and collect
+such a pair. A requester gets at most ``MAX_CHITS_PER_REQUESTER`` answers a
+height, so a flood of queries cannot grow the log without bound.
+
 Heights never go back: below the ``floor`` (the height the validator last
 started, kept in the WAL) the signer refuses to sign at all, as CometBFT's
 FilePV refuses a height regression; a node whose block store lost blocks must
@@ -16,7 +24,7 @@ sync them, not vote on them again.
 
 from __future__ import annotations
 
-from focusflow.consensus.errors import SignRefusedError
+from focusflow.consensus.errors import SignRefusedError, WALError
 from focusflow.consensus.messages import (
     Message,
     Proposal,
@@ -25,7 +33,9 @@ from focusflow.consensus.messages import (
     decode_message,
     encode_message,
 )
+from focusflow.consensus.poll_messages import Chits, decode_poll_message, encode_poll_message
 from focusflow.consensus.wal import (
+    KIND_CHITS,
     KIND_FLOOR,
     KIND_LOCK,
     KIND_PROPOSAL,
@@ -40,6 +50,17 @@ from focusflow.core.keys import KeyPair
 #: heights; in between, a new floor is one appended record (one fsync), where a
 #: rewrite costs two fsyncs and a rename at every height.
 COMPACT_EVERY = 64
+#: Answers a validator signs for one requester at one height. An honest poller
+#: opens a few polls every poll timeout, so this is minutes of one stalled
+#: height; past it the requester's queries go unanswered.
+MAX_CHITS_PER_REQUESTER = 4096
+#: Heights below the floor whose answers are kept (and may still be asked for):
+#: Snowman answers a laggard's poll of a decided height from its decisions, which
+#: it keeps as long.
+CHITS_KEPT_HEIGHTS = 256
+
+#: One answer to sign: (height, requester, poll, value id or None).
+ChitsRequest = tuple[int, bytes, int, bytes | None]
 
 
 class Signer:
@@ -49,6 +70,8 @@ class Signer:
         self.wal = wal
         self._signed: dict[tuple[int, int, Step], Message] = {}
         self._locks: dict[int, tuple[int, bytes, bytes]] = {}
+        self._chits: dict[tuple[int, bytes, int], Chits] = {}
+        self._chits_count: dict[tuple[int, bytes], int] = {}
         self.floor = 0
         for entry in wal.entries():
             self._load(entry)
@@ -85,6 +108,38 @@ class Signer:
         self._signed[(height, round, step)] = vote
         return vote
 
+    def sign_chits(self, requests: list[ChitsRequest]) -> list[Chits | None]:
+        """Sign answers to polls, each at most once; one fsync for the new ones.
+
+        Returns, for each request, the answer already signed for its
+        (height, requester, poll) if there is one, whatever value id it asks
+        for now; else a new answer; None once the requester has had
+        ``MAX_CHITS_PER_REQUESTER`` answers at that height.
+        """
+        out: list[Chits | None] = []
+        new: list[WALEntry] = []
+        for height, requester, poll, value_id in requests:
+            if height < self.floor - CHITS_KEPT_HEIGHTS:
+                raise SignRefusedError(
+                    f"height {height} is past the answers kept below {self.floor}"
+                )
+            key = (height, requester, poll)
+            prior = self._chits.get(key)
+            if prior is not None:
+                out.append(prior)
+                continue
+            count = self._chits_count.get((height, requester), 0)
+            if count >= MAX_CHITS_PER_REQUESTER:
+                out.append(None)
+                continue
+            chits = Chits.sign(self.key, self.chain_id, height, requester, poll, value_id)
+            self._chits[key] = chits
+            self._chits_count[(height, requester)] = count + 1
+            new.append(WALEntry(KIND_CHITS, height, encode_poll_message(chits)))
+            out.append(chits)
+        self.wal.append_many(new)
+        return out
+
     def record_lock(self, height: int, round: int, value: bytes, value_id: bytes) -> None:
         """Persist ``lockedValue``/``lockedRound`` (lines 38-39) before the precommit."""
         self.wal.append(WALEntry(KIND_LOCK, height, encode([round, value, value_id])))
@@ -111,10 +166,12 @@ class Signer:
         self.floor = below_height
         self._signed = {k: m for k, m in self._signed.items() if k[0] >= below_height}
         self._locks = {h: lock for h, lock in self._locks.items() if h >= below_height}
-        entries = self.wal.entries()
-        head = entries[0] if entries else None
+        kept = below_height - CHITS_KEPT_HEIGHTS
+        self._chits = {k: c for k, c in self._chits.items() if k[0] >= kept}
+        self._chits_count = {k: n for k, n in self._chits_count.items() if k[0] >= kept}
+        head = self.wal.first()
         if head is None or head.kind != KIND_FLOOR or below_height - head.height >= COMPACT_EVERY:
-            self.wal.prune(below_height)
+            self.wal.prune(below_height, chits_from=kept)
             self._logged_floor = below_height
         elif below_height > self._logged_floor:
             self.wal.append(WALEntry(KIND_FLOOR, below_height, b""))
@@ -122,7 +179,14 @@ class Signer:
 
     def resume_height(self) -> int:
         """The height the WAL says this validator reached (0 for a fresh log)."""
-        return max([self.floor, *(h for h, _, _ in self._signed), *self._locks])
+        return max(
+            [
+                self.floor,
+                *(h for h, _, _ in self._signed),
+                *self._locks,
+                *(h for h, _, _ in self._chits),
+            ]
+        )
 
     def _check_height(self, height: int) -> None:
         if height < self.floor:
@@ -137,6 +201,16 @@ class Signer:
         if entry.kind == KIND_LOCK:
             round_, value, value_id = decode(entry.body, "WAL lock")
             self._locks[entry.height] = (round_, value, value_id)
+            return
+        if entry.kind == KIND_CHITS:
+            chits = decode_poll_message(entry.body)
+            if not isinstance(chits, Chits):
+                raise WALError("a chits record of the WAL holds another poll message")
+            key = (chits.height, chits.requester, chits.poll)
+            if key not in self._chits:
+                self._chits[key] = chits
+                count_key = (chits.height, chits.requester)
+                self._chits_count[count_key] = self._chits_count.get(count_key, 0) + 1
             return
         message = decode_message(entry.body)
         step = message.step if isinstance(message, Vote) else Step.PROPOSE

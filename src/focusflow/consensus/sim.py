@@ -689,7 +689,8 @@ class Simulation:
         self, node: SimNode, message: Query | Chits | Switch
     ) -> list[Message | PollMessage]:
         """Lying chits (a "double_voter" answers each poll with a random choice:
-        nothing, another proposal's value or a value nobody proposed), and junk
+        nothing, another proposal's value or a value nobody proposed, and at
+        times with its true answer too, which the poller proves), and junk
         polls: a broken signature ahead of the real message, which a poller or
         responder checks first and blames on its sender."""
         kind = node.byzantine
@@ -698,11 +699,10 @@ class Simulation:
             choices: list[bytes | None] = [None, message.value_id, sha256(b"lie%d" % node.index)]
             choices.extend(node.machine.proposed_value_ids(0))
             lie = self.rng.choice(choices)
-            return [
-                Chits.sign(
-                    node.key, self.chain_id, message.height, message.requester, message.poll, lie
-                )
-            ]
+            lying = Chits.sign(
+                node.key, self.chain_id, message.height, message.requester, message.poll, lie
+            )
+            return self._some_of([lying, message])
         if kind == "junk_gossip" and isinstance(message, (Query, Chits)):
             if isinstance(message, Query):
                 broken_q = Query(message.height, message.poll, message.requester, bytes(64))

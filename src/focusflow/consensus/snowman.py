@@ -28,6 +28,12 @@ the node drive either.
   answered once.
 - **Decision.** ``beta`` confident polls in a row: :class:`Accept`, no
   certificate. Safety is probabilistic: ``snowball.failure_probability``.
+- **Its own answers** are signed through the signer, which keeps one answer per
+  (height, requester, poll) across crashes, all of a step's new answers with
+  one fsync (``Signer.sign_chits``).
+- **Evidence.** Two answers of one responder to one of this machine's polls
+  naming different values, and two valid proposals of one slot, are reported
+  (:class:`ReportEvidence`): an honest validator signs neither.
 
 The timers reuse :class:`Timeout`: step PROPOSE with ``round`` = slot is the
 proposal timer, step PREVOTE with ``round`` = -1 - poll number the poll timer
@@ -42,11 +48,20 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from focusflow.consensus.actions import Accept, Action, Broadcast, ScheduleTimeout, SendTo, Timeout
+from focusflow.consensus.actions import (
+    Accept,
+    Action,
+    Broadcast,
+    ReportEvidence,
+    ScheduleTimeout,
+    SendTo,
+    Timeout,
+)
 from focusflow.consensus.errors import InvalidMessageError
+from focusflow.consensus.evidence import DuplicateChitsEvidence, DuplicateProposalEvidence
 from focusflow.consensus.messages import Message, Proposal, Step
 from focusflow.consensus.poll_messages import Chits, PollMessage, Query, Switch
-from focusflow.consensus.signer import Signer
+from focusflow.consensus.signer import ChitsRequest, Signer
 from focusflow.consensus.snowball import Snowball, SnowmanParams
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.hashing import sha256
@@ -61,6 +76,9 @@ MAX_CHOICES = 16
 MAX_HELD_QUERIES = 4096
 #: Decisions kept to answer queries of laggards.
 KEEP_DECISIONS = 256
+#: Answers to this machine's polls kept per height to catch a responder that
+#: contradicts itself (after a poll ends too: a second answer may come late).
+MAX_KEPT_ANSWERS = 1 << 16
 
 
 @dataclass
@@ -109,6 +127,10 @@ class Snowman:
         self.snowball: Snowball | None = None
         self._polls: dict[int, Poll] = {}
         self._answered: set[tuple[bytes, int]] = set()
+        self._to_sign: list[ChitsRequest] = []
+        self._received: dict[tuple[int, bytes], Chits] = {}  # (poll, responder) -> answer
+        self._slot_proposals: dict[int, Proposal] = {}
+        self._reported: set[bytes] = set()
         self._actions: list[Action] = []
         self.polling = self.proposes  # the fallback turns polling on itself
 
@@ -191,7 +213,10 @@ class Snowman:
         assert self.validators is not None
         if p.height != self.height or p.value_id in self.values or not self.proposes:
             return
-        if p.round > self.slot + MAX_SLOT_AHEAD or len(self.values) >= MAX_CHOICES:
+        if p.round > self.slot + MAX_SLOT_AHEAD:
+            return
+        first = self._slot_proposals.get(p.round)
+        if len(self.values) >= MAX_CHOICES and (first is None or first.value_id == p.value_id):
             return
         if p.proposer != self.validators.proposer(p.round).public_key:
             raise InvalidMessageError(f"slot {p.round} proposal not from its proposer")
@@ -201,7 +226,12 @@ class Snowman:
             raise InvalidMessageError("proposal value id is not the hash of its value")
         if not self.verify(p.proposer, p.signature, p.sign_bytes(self.chain_id)):
             raise InvalidMessageError("bad proposal signature")
-        self.add_choice(p.value, p.value_id, p.round)
+        if first is None:
+            self._slot_proposals[p.round] = p
+        elif first.value_id != p.value_id:
+            self._report(DuplicateProposalEvidence.of(first, p))
+        if len(self.values) < MAX_CHOICES:
+            self.add_choice(p.value, p.value_id, p.round)
 
     def add_choice(self, value: bytes, value_id: bytes, rank: int = 0) -> None:
         """Make a value a choice if the chain finds it valid (asked once per id)."""
@@ -294,11 +324,20 @@ class Snowman:
             return
         if c.height != self.height:
             return
+        earlier = self._received.get((c.poll, c.responder))
+        if earlier is not None:
+            if earlier.value_id != c.value_id and c.signature != earlier.signature:
+                if not self.verify(c.responder, c.signature, c.sign_bytes(self.chain_id)):
+                    raise InvalidMessageError("bad chits signature")
+                self._report(DuplicateChitsEvidence.of(earlier, c))
+            return
         poll = self._polls.get(c.poll)
         if poll is None or c.responder not in poll.sample or c.responder in poll.answers:
             return
         if not self.verify(c.responder, c.signature, c.sign_bytes(self.chain_id)):
             raise InvalidMessageError("bad chits signature")
+        if len(self._received) < MAX_KEPT_ANSWERS:
+            self._received[(c.poll, c.responder)] = c
         poll.answers[c.responder] = c.value_id
         if len(poll.answers) == len(poll.sample):
             del self._polls[c.poll]
@@ -354,9 +393,16 @@ class Snowman:
             value_id = self.preference()
         else:
             past = self.decided.get(q.height)
-            value_id = None if past is None else past[1]
-        chits = Chits.sign(self.signer.key, self.chain_id, q.height, q.requester, q.poll, value_id)
-        self._actions.append(SendTo((q.requester,), chits))
+            if past is None:
+                return
+            value_id = past[1]
+        self._to_sign.append((q.height, q.requester, q.poll, value_id))
+
+    def _report(self, evidence: DuplicateChitsEvidence | DuplicateProposalEvidence) -> None:
+        key = evidence.hash()
+        if key not in self._reported:
+            self._reported.add(key)
+            self._actions.append(ReportEvidence(evidence))
 
     def _answer_held(self) -> None:
         if not self._held or self.preference() is None:
@@ -369,5 +415,11 @@ class Snowman:
                 self._answer(q)
 
     def _flush(self) -> list[Action]:
+        if self._to_sign:
+            assert self.signer is not None
+            requests, self._to_sign = self._to_sign, []
+            for chits in self.signer.sign_chits(requests):
+                if chits is not None:
+                    self._actions.append(SendTo((chits.requester,), chits))
         actions, self._actions = self._actions, []
         return actions

@@ -12,8 +12,10 @@ follows it, so a restarted validator keeps the lock its precommit promised.
 File format: a sequence of records ``u32 length (big-endian) | u32 CRC-32 of the
 payload | payload``, the payload the canonical CBOR of ``[kind, height, body]``;
 kinds are ``proposal`` and ``vote`` (body: the signed message), ``lock`` (body:
-``[round, value, value_id]``) and ``floor`` (no body: heights below are
-committed, see :meth:`WriteAheadLog.prune`).
+``[round, value, value_id]``), ``chits`` (body: a signed Snowman answer in its
+poll-message form: one answer per requester's poll, even across a restart) and
+``floor`` (no body: heights below are committed, see
+:meth:`WriteAheadLog.prune`).
 A crash can leave a torn or garbled last record (never fsynced, so nothing it
 held was ever sent: a cut payload, a half-written header, a zero-filled tail):
 it is cut off when the log is opened. A bad record followed by good records up
@@ -44,7 +46,8 @@ KIND_PROPOSAL = "proposal"
 KIND_VOTE = "vote"
 KIND_LOCK = "lock"
 KIND_FLOOR = "floor"
-KINDS = (KIND_PROPOSAL, KIND_VOTE, KIND_LOCK, KIND_FLOOR)
+KIND_CHITS = "chits"
+KINDS = (KIND_PROPOSAL, KIND_VOTE, KIND_LOCK, KIND_FLOOR, KIND_CHITS)
 
 
 @dataclass(frozen=True)
@@ -73,17 +76,40 @@ class WriteAheadLog:
 
     def append(self, entry: WALEntry) -> None:
         """Write one record and fsync it; returns only once it is on disk."""
-        if entry.kind not in KINDS:
-            raise ValueError(f"unknown WAL entry kind {entry.kind!r}")
+        self.append_many([entry])
+
+    def append_many(self, entries: list[WALEntry]) -> None:
+        """Write records in order with one fsync for all (a group commit).
+
+        A crash during the write leaves a prefix of them (the torn last one is
+        cut on opening); none of them is handed out before this returns, so a
+        lost suffix was never sent.
+        """
+        for entry in entries:
+            if entry.kind not in KINDS:
+                raise ValueError(f"unknown WAL entry kind {entry.kind!r}")
+        if not entries:
+            return
         if self._file is not None:
-            payload = encode([entry.kind, entry.height, entry.body])
-            self._file.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+            records = []
+            for entry in entries:
+                payload = encode([entry.kind, entry.height, entry.body])
+                records.append(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+            self._file.write(b"".join(records))
             self._file.flush()
             os.fsync(self._file.fileno())
-        self._entries.append(entry)
+        self._entries.extend(entries)
 
-    def prune(self, below_height: int) -> None:
+    def first(self) -> WALEntry | None:
+        """The log's first entry (a ``floor`` record once it was pruned)."""
+        return self._entries[0] if self._entries else None
+
+    def prune(self, below_height: int, chits_from: int | None = None) -> None:
         """Drop entries of heights below ``below_height`` (committed, never signed again).
+
+        ``chits_from`` keeps ``chits`` records from that height on, below
+        ``below_height`` too: answers about decided heights must stay as given
+        for as long as they can still be asked for.
 
         The new log starts with a ``floor`` record of ``below_height``: the log must
         still say how far this validator got when no message of the new height is
@@ -92,7 +118,13 @@ class WriteAheadLog:
         it, so a crash leaves either the old or the new log, both valid.
         """
         keep = [WALEntry(KIND_FLOOR, below_height, b"")]
-        keep += [e for e in self._entries if e.height >= below_height and e.kind != KIND_FLOOR]
+        low = below_height if chits_from is None else min(chits_from, below_height)
+        keep += [
+            e
+            for e in self._entries
+            if e.kind != KIND_FLOOR
+            and (e.height >= below_height or (e.kind == KIND_CHITS and e.height >= low))
+        ]
         if self.path is not None and self._file is not None:
             tmp = self.path.with_name(self.path.name + ".tmp")
             with open_private(tmp, "wb") as f:
