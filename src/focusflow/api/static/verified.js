@@ -70,6 +70,23 @@ export class Verifier {
     this.problems = new Map(); // what -> li
     this.lastHead = 0;
     this.headRunning = null;
+    this.light = null; // the light client's panel (light/panel.js), loaded in verified mode
+  }
+
+  // The light client runs in verified mode only; its module is loaded then, so
+  // that the page's first load does not carry it.
+  async startLight() {
+    if (this.lightLoading) return this.lightLoading;
+    this.lightLoading = import("./light/panel.js").then(({ LightPanel }) => {
+      this.light = new LightPanel({
+        chainId: this.chainId,
+        pin: () => this.trust,
+        problem: (what, check, message) => this.problem(what, check, message),
+      });
+      $("light").hidden = false;
+      this.light.tick();
+    });
+    return this.lightLoading;
   }
 
   start() {
@@ -104,6 +121,7 @@ export class Verifier {
     for (const m of document.querySelectorAll(".vmark")) m.hidden = !on;
     this.showTrust();
     if (on) {
+      this.startLight();
       this.head(true);
       this.onRecheck?.();
     }
@@ -148,6 +166,7 @@ export class Verifier {
     this.trust = t;
     saveTrust(t);
     this.headers.clear();
+    this.light?.reset(); // the light client starts again from the pinned set
     this.showTrust();
     this.head(true);
   }
@@ -156,6 +175,7 @@ export class Verifier {
     this.trust = null;
     saveTrust(null);
     this.headers.clear();
+    this.light?.reset();
     this.showTrust();
     this.head(true);
   }
@@ -218,8 +238,15 @@ export class Verifier {
       hash: a.hash,
       height: height ?? a.height,
       chainId: this.chainId() || undefined,
-      trusted: trustedOf(this.trust),
+      // the set the light client synced to from its root of trust, once it has;
+      // before, the pin (or nothing: the node's word)
+      trusted: this.light?.trusted() ?? trustedOf(this.trust),
     });
+    const known = this.light?.known(v.header.height);
+    if (known && known.hashHex !== V.toHex(v.hash)) {
+      throw new V.VerifyError("synced_header",
+        `the node's header ${v.header.height} is ${V.toHex(v.hash)}, the light client verified ${known.hashHex}`);
+    }
     const out = { ...v, validators };
     this.learnMembers(out);
     return out;
@@ -230,6 +257,7 @@ export class Verifier {
     if (!this.on || this.headRunning) return;
     if (!now && Date.now() - this.lastHead < VERIFY_GAP_MS) return;
     this.lastHead = Date.now();
+    this.light?.tick();
     const mark = $("header-mark");
     this.headRunning = (async () => {
       let height = "latest";
@@ -241,8 +269,11 @@ export class Verifier {
         const pct = Number((v.signedPower * 10000n) / v.totalPower) / 100;
         const text = `header ${height} verified: signed by ${pct} % of the power of validator set ` +
           `${V.toHex(v.header.validators_hash).slice(0, 12)}…` +
-          (v.skipped ? ", vouched for by more than 1/3 of the pinned set" : "") +
-          (this.trust ? "" : " (the set is the node's word: nothing pinned)");
+          (v.skipped ? `, vouched for by more than 1/3 of the ${this.light?.trusted() ? "synced" : "pinned"} set` : "") +
+          (!this.light?.trusted() ? (this.trust ? "" : " (the set is the node's word: nothing pinned)")
+            : this.light.nodesWord() ? ", checked against the set the light client synced to from header 1, " +
+              "which is the node's word: nothing pinned"
+            : ", checked against the set the light client synced to from its root of trust");
         setMark(mark, "yes", text);
         mark.dataset.height = height;
         $("verified-header").textContent = text;

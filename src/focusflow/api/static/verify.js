@@ -480,7 +480,8 @@ async function checkPinned(header, cert, trusted) {
     fail("pinned_chain", `the header is of chain ${header.chain_id}, the pinned chain is ${trusted.chain_id}`);
   }
   if (equal(header.validators_hash, trusted.hash)) return false;
-  const named = `the header names validator set ${toHex(header.validators_hash)}, not the pinned ${toHex(trusted.hash)}`;
+  const label = trusted.label ?? "pinned"; // or the set a light client synced to
+  const named = `the header names validator set ${toHex(header.validators_hash)}, not the ${label} ${toHex(trusted.hash)}`;
   if (!trusted.validators) fail("pinned_set", `${named}, whose members this page has not seen`);
   if (!equal(await validatorSetHash(trusted.validators), trusted.hash)) {
     fail("malformed", "the pinned members do not hash to the pinned set");
@@ -493,7 +494,7 @@ async function checkPinned(header, cert, trusted) {
   };
   const vouching = await signedPower(fromPinned, trusted.validators, header.chain_id);
   if (!hasOneThird(vouching, pinnedTotal)) {
-    fail("pinned_set", `${named}; signers from the pinned set hold ${vouching} of its ${pinnedTotal} power, ` +
+    fail("pinned_set", `${named}; signers from the ${label} set hold ${vouching} of its ${pinnedTotal} power, ` +
       "not more than 1/3");
   }
   return true;

@@ -1,0 +1,240 @@
+// Data-availability sampling in the browser: draw shares of a verified block's
+// extended square at random, check each one's proof up to the header's
+// data_root, and say how sure that makes us that the square can be rebuilt.
+//
+// A share's proof has two steps (docs/da.md): an NMT range proof of the leaf
+// `ns || share` to its row's (or column's) root, and an RFC 6962 path of that
+// root to the data root (row i is leaf i, column j leaf 2k + j of the 4k
+// roots). The node's row and column roots must themselves hash to the data
+// root before any share is drawn. Each function names the Python function it
+// mirrors (focusflow.da.nmt, focusflow.da.proofs, focusflow.da.sampling,
+// focusflow.cli.light_cmd.sample_verified).
+
+import * as V from "../verify.js";
+import { NodeError } from "./client.js";
+
+export const NAMESPACE_SIZE = 29; // focusflow.da.namespace.NAMESPACE_SIZE
+export const SHARE_SIZE = 512; // focusflow.da.shares.SHARE_SIZE
+export const NMT_NODE_SIZE = 2 * NAMESPACE_SIZE + 32;
+export const MAX_WIDTH = 1024; // focusflow.da.wire.MAX_WIDTH
+export const MAX_PROOF_NODES = 16; // focusflow.da.wire.MAX_PROOF_NODES
+// celestia-node's light nodes sample 16 shares per block (focusflow light sample's default).
+export const DEFAULT_SAMPLES = 16;
+// A share not served in this time counts as withheld.
+export const SHARE_TIMEOUT_MS = 5000;
+
+const PARITY_NS = new Uint8Array(NAMESPACE_SIZE).fill(0xff); // PARITY_SHARE_NAMESPACE
+const LEAF = Uint8Array.of(0);
+const NODE = Uint8Array.of(1);
+
+function compare(a, b) {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return 0;
+}
+
+const isMaxNs = (ns) => ns.every((b) => b === 0xff);
+
+// Mirrors focusflow.da.nmt.split_point.
+const splitPoint = (n) => 2 ** (Math.ceil(Math.log2(n)) - 1);
+
+// Mirrors focusflow.da.nmt.leaf_node.
+export async function leafNode(data) {
+  const ns = data.subarray(0, NAMESPACE_SIZE);
+  return V.concat(ns, ns, await V.sha256(LEAF, data));
+}
+
+// Mirrors focusflow.da.nmt.inner_node (IgnoreMaxNamespace, as Celestia).
+export async function innerNode(left, right) {
+  const lMin = left.subarray(0, NAMESPACE_SIZE);
+  const lMax = left.subarray(NAMESPACE_SIZE, 2 * NAMESPACE_SIZE);
+  const rMin = right.subarray(0, NAMESPACE_SIZE);
+  const rMax = right.subarray(NAMESPACE_SIZE, 2 * NAMESPACE_SIZE);
+  let hi;
+  if (isMaxNs(lMin)) hi = PARITY_NS;
+  else if (isMaxNs(rMin)) hi = lMax;
+  else hi = compare(lMax, rMax) >= 0 ? lMax : rMax;
+  const lo = compare(lMin, rMin) <= 0 ? lMin : rMin;
+  return V.concat(lo, hi, await V.sha256(NODE, left, right));
+}
+
+// Whether the one leaf `data` is leaf `start` of the tree of `total` leaves
+// with root `root`, given the proof's nodes (the subtrees beside the leaf,
+// in order). Mirrors focusflow.da.nmt.verify_range and _root_from_proof for a
+// range of one leaf.
+export async function nmtVerifyLeaf(root, start, total, nodes, data) {
+  if (!(start >= 0 && start < total)) return false;
+  let next = 0;
+  const leaf = await leafNode(data);
+  async function walk(lo, hi) {
+    if (hi <= start || lo >= start + 1) {
+      if (next >= nodes.length) throw new Error("too few nodes");
+      return nodes[next++];
+    }
+    if (hi - lo === 1) return leaf;
+    const k = splitPoint(hi - lo);
+    const left = await walk(lo, lo + k);
+    return innerNode(left, await walk(lo + k, hi));
+  }
+  let computed;
+  try {
+    computed = await walk(0, total);
+  } catch {
+    return false;
+  }
+  return next === nodes.length && V.equal(computed, root);
+}
+
+// The NMT leaf of a share: its own namespace in the original quadrant, the
+// parity namespace elsewhere. Mirrors focusflow.da.proofs.leaf_data.
+export function leafData(share, row, col, k) {
+  const ns = row < k && col < k ? share.subarray(0, NAMESPACE_SIZE) : PARITY_NS;
+  return V.concat(ns, share);
+}
+
+const isCount = (n, top) => Number.isSafeInteger(n) && n >= 0 && n <= top;
+
+function hexSized(value, size, what) {
+  const b = V.fromHex(value, what);
+  if (b.length !== size) throw new V.VerifyError("malformed", `${what} is not ${size} bytes`);
+  return b;
+}
+
+function hexList(value, size, what) {
+  if (!Array.isArray(value) || value.length > MAX_PROOF_NODES) {
+    throw new V.VerifyError("malformed", `${what} is not a list of at most ${MAX_PROOF_NODES}`);
+  }
+  return value.map((x) => hexSized(x, size, what));
+}
+
+// A node's share answer (GET /v1/da/{h}/shares/{row}/{col}), bounded and
+// decoded. Mirrors focusflow.da.proofs.proof_from_json with wire.py's sizes.
+export function parseShare(doc) {
+  const p = doc?.proof;
+  const n = p?.nmt_proof;
+  const r = p?.root_proof;
+  if (!p || !n || !r || (p.axis !== "row" && p.axis !== "col")) throw new V.VerifyError("malformed", "a share proof's shape");
+  for (const [what, v, top] of [["row", doc.row, MAX_WIDTH], ["col", doc.col, MAX_WIDTH], ["start", n.start, MAX_WIDTH],
+    ["end", n.end, MAX_WIDTH], ["total", n.total, MAX_WIDTH], ["root index", r.index, 2 * MAX_WIDTH],
+    ["root total", r.total, 2 * MAX_WIDTH]]) {
+    if (!isCount(v, top)) throw new V.VerifyError("malformed", `share proof ${what}`);
+  }
+  return {
+    row: doc.row,
+    col: doc.col,
+    share: hexSized(doc.share, SHARE_SIZE, "share"),
+    axis: p.axis,
+    nmt: { start: n.start, end: n.end, total: n.total, nodes: hexList(n.nodes, NMT_NODE_SIZE, "NMT nodes") },
+    axisRoot: hexSized(p.axis_root, NMT_NODE_SIZE, "axis root"),
+    rootProof: { index: r.index, total: r.total, aunts: hexList(r.aunts, 32, "aunts") },
+  };
+}
+
+// Whether proof.share is the share at (proof.row, proof.col) under `dataRoot`.
+// Mirrors focusflow.da.proofs.verify_share_proof.
+export async function verifyShareProof(dataRoot, proof) {
+  const total = proof.rootProof.total;
+  const width = total / 2;
+  if (total % 4 || width & (width - 1) || proof.share.length !== SHARE_SIZE) return false;
+  if (!(proof.row < width && proof.col < width)) return false;
+  const [position, rootIndex] = proof.axis === "row" ? [proof.col, proof.row] : [proof.row, width + proof.col];
+  const n = proof.nmt;
+  if (n.start !== position || n.end !== position + 1 || n.total !== width) return false;
+  if (proof.rootProof.index !== rootIndex) return false;
+  const leaf = leafData(proof.share, proof.row, proof.col, width / 2);
+  if (!(await nmtVerifyLeaf(proof.axisRoot, n.start, n.total, n.nodes, leaf))) return false;
+  return V.verifyMerklePath(dataRoot, proof.axisRoot, rootIndex, total, proof.rootProof.aunts);
+}
+
+// Lower bound on the chance that `samples` distinct draws hit a withheld share
+// of an unrecoverable square. Mirrors focusflow.da.sampling.detection_probability.
+export function detectionProbability(k, samples) {
+  const p = Math.min(((k + 1) ** 2) / ((2 * k) ** 2), 1);
+  return 1 - (1 - p) ** samples;
+}
+
+// `count` distinct flat indices of [0, n), drawn with the browser's CSPRNG.
+// Mirrors the draw of focusflow.da.sampling.Sampler (random.sample).
+export function drawDistinct(n, count, random = cryptoRandom) {
+  const picked = new Set();
+  while (picked.size < Math.min(count, n)) picked.add(Math.floor(random() * n));
+  return [...picked];
+}
+
+function cryptoRandom() {
+  const u = new Uint32Array(2);
+  crypto.getRandomValues(u);
+  return (u[0] * 2 ** 21 + (u[1] >>> 11)) / 2 ** 53;
+}
+
+// `k` when the node's row and column roots of block `height` hash to
+// `dataRoot`; a VerifyError (wrong roots) or NodeError (none served) otherwise.
+// Mirrors focusflow.cli.da_cmd.square_width.
+export async function squareWidth(node, height, dataRoot) {
+  const body = await node.get(`/v1/da/${height}`);
+  const k = body?.k;
+  if (!Number.isSafeInteger(k) || k < 1 || k & (k - 1) || 2 * k > MAX_WIDTH) {
+    throw new V.VerifyError("malformed", `the node's k=${k} is not a power of two up to ${MAX_WIDTH / 2}`);
+  }
+  const rows = body.row_roots;
+  const cols = body.col_roots;
+  if (!Array.isArray(rows) || !Array.isArray(cols) || rows.length !== 2 * k || cols.length !== 2 * k) {
+    throw new V.VerifyError("malformed", "the node's square roots are malformed");
+  }
+  const roots = [...rows, ...cols].map((x) => hexSized(x, NMT_NODE_SIZE, "axis root"));
+  if (!V.equal(await V.merkleRoot(roots), dataRoot)) {
+    throw new V.VerifyError("da_roots", "the node's row and column roots do not hash to the header's data root");
+  }
+  return k;
+}
+
+// One sampling round of a verified block: {height, k, width, samples, verified,
+// available, confidence, withheld: [[row, col, why]], invalid: [[row, col, why]]}.
+// A share the node does not serve (an error answer or no answer in
+// SHARE_TIMEOUT_MS) is withheld; one whose proof does not lead to the data root
+// is invalid. Mirrors focusflow.cli.light_cmd.sample_verified.
+export async function sampleBlock(node, block, samples = DEFAULT_SAMPLES, { random, timeoutMs = SHARE_TIMEOUT_MS } = {}) {
+  const dataRoot = block.header.data_root;
+  const k = await squareWidth(node, block.height, dataRoot);
+  const width = 2 * k;
+  const coords = drawDistinct(width * width, samples, random).map((f) => [Math.floor(f / width), f % width]);
+  const withheld = [];
+  const invalid = [];
+  await Promise.all(coords.map(async ([row, col]) => {
+    let doc;
+    try {
+      doc = await node.get(`/v1/da/${block.height}/shares/${row}/${col}`, timeoutMs);
+    } catch (err) {
+      if (err instanceof NodeError) {
+        withheld.push([row, col, `${err.message} (${err.code})`]);
+        return;
+      }
+      invalid.push([row, col, err.message]);
+      return;
+    }
+    try {
+      const proof = parseShare(doc);
+      if (proof.row !== row || proof.col !== col) throw new V.VerifyError("da_share", "the share of other coordinates");
+      if (proof.rootProof.total / 2 !== width) throw new V.VerifyError("da_share", "a proof for a square of another width");
+      if (!(await verifyShareProof(dataRoot, proof))) {
+        throw new V.VerifyError("da_share", "its proof does not lead to the header's data root");
+      }
+    } catch (err) {
+      invalid.push([row, col, err.message]);
+    }
+  }));
+  const n = coords.length;
+  const failed = withheld.length + invalid.length;
+  return {
+    height: block.height,
+    k,
+    width,
+    samples: n,
+    requested: samples,
+    verified: n - failed,
+    available: failed === 0,
+    // every share checked: nothing withheld can have been missed
+    confidence: n === width * width ? 1 : detectionProbability(k, n),
+    withheld,
+    invalid,
+  };
+}
