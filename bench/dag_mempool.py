@@ -6,19 +6,22 @@ of a given bandwidth, one-way delays of 1-50 ms as in the consensus simulator,
 one CPU per validator), in one run, on the same seeds and costs. The CPU costs
 are measured here first, on this machine:
 
-- Ed25519: ``focusflow.core.keys.verify`` and ``KeyPair.sign``, per call;
+- Ed25519: ``focusflow.core.keys.verify`` and ``KeyPair.sign``, per call (the
+  fastest of five runs of 1000 calls: on a shared machine the rest is other
+  processes' time);
 - execution: ``Chain.produce_block`` on blocks of signed ``send`` transactions
   whose signatures count as checked (``verified=True``: the mempool checked
   them), divided by the transactions per block: execution, state root, data
-  square and persistence, per transaction;
+  square and persistence, per transaction (the fastest block after the first);
 - the size of one such transaction, encoded.
 
-For each design and validator count the offered load doubles from 250 tx/s
-until the network no longer keeps up (under 95 % of the transactions submitted
-after the first second and more than a second before the end are final by the
-end, or finality p50 is above 1 s); the table gives the largest load
-it kept up with, finality p50 and p99 at it, and finality p50 at a light load
-(200 tx/s), with the DAG's phases (submission to sealed, sealed to certified,
+For each design and validator count the offered load doubles from 250 tx/s,
+then takes two bisection steps, until the network no longer keeps up: under
+95 % of the transactions submitted after the first second and more than a
+second before the end are final by the end, finality p50 is above 1 s, or a
+validator's CPU is given more than its time's worth of work. The table gives
+the largest load it kept up with, finality p50 and p99 at it, and finality p50
+at a light load (200 tx/s), with the DAG's phases (submission to sealed, sealed to certified,
 certified to proposed, proposed to final). The DAG round (``tick_s``) is the
 longest of 50 ms and the time that keeps certificate checks under a quarter of
 a core: each validator checks every certificate, ``n`` a round of ``2n/3 + 1``
@@ -37,6 +40,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 from focusflow.chain import Genesis, Msg, make_tx
 from focusflow.consensus.dag_sim import SimConfig, SimCosts, SimResult, simulate
@@ -46,21 +50,20 @@ from focusflow.node import open_chain
 LIGHT_RATE = 200.0
 KEEP_UP = 0.95
 MAX_P50_S = 1.0
+REPEATS = 5
 
 
-def measure_costs(block_txs: int = 1000, blocks: int = 4) -> tuple[float, float, float, int]:
+def measure_costs(block_txs: int = 1000, blocks: int = 6) -> tuple[float, float, float, int]:
     """(verify_s, sign_s, exec_s, tx_bytes) measured on this machine."""
     key = KeyPair.from_seed(b"\x01" * 32)
     msg = b"m" * 120
     sig = key.sign(msg)
-    t = time.perf_counter()
-    for _ in range(3000):
-        verify(key.public_key, sig, msg)
-    verify_s = (time.perf_counter() - t) / 3000
-    t = time.perf_counter()
-    for _ in range(3000):
-        key.sign(msg)
-    sign_s = (time.perf_counter() - t) / 3000
+    # The fastest of several repetitions: on a shared machine the others are
+    # other processes' time, which the model must not charge to a validator.
+    verify_s = min(
+        _per_call(lambda: verify(key.public_key, sig, msg), 1000) for _ in range(REPEATS)
+    )
+    sign_s = min(_per_call(lambda: key.sign(msg), 1000) for _ in range(REPEATS))
 
     senders = [KeyPair.from_seed(i.to_bytes(32, "big")) for i in range(1, block_txs + 1)]
     validator = KeyPair.from_seed(b"\xff" * 32)
@@ -90,7 +93,14 @@ def measure_costs(block_txs: int = 1000, blocks: int = 4) -> tuple[float, float,
             per_block.append((time.perf_counter() - t) / block_txs)
             if len(r.receipts) != block_txs or not all(x.ok for x in r.receipts):
                 raise SystemExit(f"block {b}: not every send succeeded")
-    return verify_s, sign_s, statistics.median(per_block[1:]), round(statistics.median(sizes))
+    return verify_s, sign_s, min(per_block[1:]), round(statistics.median(sizes))
+
+
+def _per_call(fn: Callable[[], object], calls: int) -> float:
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t) / calls
 
 
 def dag_tick(n: int, verify_s: float) -> float:
@@ -106,10 +116,11 @@ def run(n: int, design: str, rate: float, costs: SimCosts, tick: float) -> SimRe
 
 
 def kept_up(r: SimResult) -> bool:
-    return r.final_share >= KEEP_UP and r.finality_p50_s <= MAX_P50_S
+    return r.final_share >= KEEP_UP and r.finality_p50_s <= MAX_P50_S and r.cpu_busy <= 1.0
 
 
 def capacity(n: int, design: str, costs: SimCosts, tick: float) -> SimResult | None:
+    """The highest load kept up with: doubling from 250 tx/s, then two bisection steps."""
     best = None
     rate = 250.0
     while rate <= 64_000:
@@ -118,6 +129,16 @@ def capacity(n: int, design: str, costs: SimCosts, tick: float) -> SimResult | N
             break
         best = r
         rate *= 2
+    if best is None:
+        return None
+    low, high = best.config.rate, rate
+    for _ in range(2):
+        mid = (low + high) / 2
+        r = run(n, design, mid, costs, tick)
+        if kept_up(r):
+            best, low = r, mid
+        else:
+            high = mid
     return best
 
 

@@ -623,3 +623,24 @@ def test_aged_certificates_are_ordered_before_richer_young_ones():
     b = young.disseminate(young.nodes[1].tick())
     assert young.nodes[2].payload_for_block(2) == [b, a]
     assert c_rich is not None
+
+
+def test_ordering_slides_the_window_and_forgets_ordered_slots():
+    net = Net(DagParams(window=2))
+    a = net.nodes[0]
+    certs = []
+    for i in range(2):
+        a.submit(bytes([9, i]))
+        certs.append(net.disseminate(a.tick()))
+    a.submit(b"\x09\x02")
+    assert a.tick() is None  # the window is full until the author's batches are ordered
+    for n in net.nodes:
+        n.apply_block(certs[::-1])  # ordered out of sequence: the floor still moves to 2
+        assert n.voted == {} and n.unordered() == []
+        assert n.on_batch(Batch.seal(KS[0], CHAIN, 0, 0, [b"\x01again"])) is None
+        assert n.on_certificate(certs[0]) is False
+        with pytest.raises(InvalidBatchCertificateError, match="twice"):
+            n.check_payload([certs[1]], 10)
+    batch = a.tick()
+    assert batch is not None and batch.sequence == 2
+    assert net.disseminate(batch) is not None

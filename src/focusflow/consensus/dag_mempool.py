@@ -92,7 +92,7 @@ class DagParams:
     #: Transactions one batch takes at most.
     batch_txs: int = 512
     #: Bytes one batch takes at most; a pool holding this much seals at once.
-    batch_bytes: int = 256 << 10
+    batch_bytes: int = MAX_BATCH_TX_BYTES
     #: The largest transaction admitted.
     max_tx_bytes: int = 32 << 10
     #: Transactions the local pool holds at most.
@@ -304,23 +304,31 @@ class DagMempool:
         """
         verify_batch(batch, self.validators, self.chain_id, self.epoch)
         slot = batch.slot
+        if self._is_ordered(slot) or not self._in_window(batch.author, batch.sequence):
+            return None
         self._note_sealed(slot, batch.author, batch.digest, batch.signature)
         voted = self.voted.get(slot)
         if voted is not None:
             if voted != batch.digest:
                 return None
             return BatchVote.sign(self.key, self.chain_id, batch)
-        if slot in self._ordered or slot in self._certs:
-            if self._certs.get(slot) is not None and self._certs[slot].digest == batch.digest:
+        held = self._certs.get(slot)
+        if held is not None:
+            if held.digest == batch.digest:
                 self._batches.setdefault(batch.digest, batch)
             return None
         if self._sealed[slot][0] != batch.digest:
             return None
-        if batch.sequence >= self._floor.get(batch.author, 0) + self.params.window:
-            return None
         self._batches[batch.digest] = batch
         self.voted[slot] = batch.digest
         return BatchVote.sign(self.key, self.chain_id, batch)
+
+    def _in_window(self, author: bytes, sequence: int) -> bool:
+        return sequence < self._floor.get(author, 0) + self.params.window
+
+    def _is_ordered(self, slot: Slot) -> bool:
+        _, author, sequence = slot
+        return sequence < self._floor.get(author, 0) or slot in self._ordered
 
     def on_vote(self, vote: BatchVote) -> BatchCertificate | None:
         """Count a vote for an own batch; return the certificate when it forms.
@@ -353,13 +361,13 @@ class DagMempool:
         """
         verify_batch_certificate(cert, self.validators, self.chain_id, self.epoch)
         slot = cert.slot
+        if self._is_ordered(slot):
+            return False
         self._note_sealed(slot, cert.author, cert.digest, cert.author_signature)
         held = self._certs.get(slot)
         if held is not None:
             if held.digest != cert.digest:
                 self._note_double_certificate(held, cert)
-            return False
-        if slot in self._ordered:
             return False
         self._hold(cert)
         return True
@@ -454,7 +462,7 @@ class DagMempool:
             )
         seen: set[Slot] = set()
         for cert in certs:
-            if cert.slot in seen or cert.slot in self._ordered:
+            if cert.slot in seen or self._is_ordered(cert.slot):
                 raise InvalidBatchCertificateError("a block orders a batch slot twice")
             seen.add(cert.slot)
             if self._certs.get(cert.slot) != cert:  # one held here was verified on receipt
@@ -473,12 +481,12 @@ class DagMempool:
         self.height += 1
         for cert in certs:
             self._ordered.add(cert.slot)
-            self._certs.setdefault(cert.slot, cert)
             self._unordered.pop(cert.slot, None)
             if cert.author == self.public_key:
                 self._own.pop(cert.sequence, None)
             floor = self._floor.get(cert.author, 0)
             while (self.epoch, cert.author, floor) in self._ordered:
+                self._retire((self.epoch, cert.author, floor))
                 floor += 1
             self._floor[cert.author] = floor
         for tx in txs:
@@ -486,6 +494,17 @@ class DagMempool:
             if order is not None:
                 self._drop(self._pending[order])
         return txs
+
+    def _retire(self, slot: Slot) -> None:
+        """Forget an ordered slot below its author's floor: the floor alone now
+        says it is ordered, and the block store keeps its transactions."""
+        self._ordered.discard(slot)
+        self.voted.pop(slot, None)
+        sealed = self._sealed.pop(slot, None)
+        cert = self._certs.pop(slot, None)
+        for digest in {sealed[0] if sealed else None, cert.digest if cert else None}:
+            if digest is not None:
+                self._batches.pop(digest, None)
 
     def unordered(self) -> list[BatchCertificate]:
         return self._unordered_certs()
