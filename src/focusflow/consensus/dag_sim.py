@@ -29,8 +29,9 @@ on the critical path in both, as in the node: a block names the state root it
 leaves). A transaction is final when the validator it was submitted to has
 executed the block holding it.
 
-Cost model: every validator has one CPU (a FIFO of tasks: signature checks at
-``verify_s``, signing at ``sign_s``, execution at ``exec_s`` per transaction
+Cost model: every validator has one CPU queue (a FIFO of tasks: signature
+checks at ``verify_s``, spread over ``verify_threads`` when many are checked at
+once, signing at ``sign_s``, execution at ``exec_s`` per transaction
 whose signature was checked already, as the chain executes mempool-checked ones)
 and a full-duplex link of ``bandwidth`` bytes/s each way (a message occupies the
 sender's uplink for size/bandwidth, then takes a one-way delay drawn uniformly
@@ -54,6 +55,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from focusflow.core.errors import InvalidParameterError
+from focusflow.core.sig_batch import SERIAL_BELOW
 
 VOTE_BYTES = 160
 HEADER_BYTES = 200
@@ -72,6 +74,15 @@ class SimCosts:
     tx_bytes: int
     bandwidth: float = 125e6
     delay_s: tuple[float, float] = (0.001, 0.050)
+    #: Threads that check many signatures at once (a bundle's or a batch's
+    #: transactions, a certificate's votes), as ``core.sig_batch`` spreads them
+    #: from SERIAL_BELOW items on; single checks, signing and execution use one.
+    verify_threads: int = 1
+
+    def bulk_verify_s(self, count: int) -> float:
+        """CPU queue time of ``count`` signature checks made at once."""
+        threads = self.verify_threads if count >= SERIAL_BELOW else 1
+        return count * self.verify_s / threads
 
 
 @dataclass(frozen=True)
@@ -250,7 +261,7 @@ class DagSimulation:
         while node.arrivals and node.arrivals[0].submitted <= self.now:
             fresh.append(node.arrivals.popleft())
         if fresh:
-            done = self.cpu(i, self.now, len(fresh) * self.k.verify_s)
+            done = self.cpu(i, self.now, self.k.bulk_verify_s(len(fresh)))
             if self.c.design == "proposer":
                 self.at(done, lambda: self._gossip(i, fresh))
             else:
@@ -265,7 +276,7 @@ class DagSimulation:
         size = len(txs) * self.k.tx_bytes
 
         def received(j: int, t: float) -> None:
-            done = self.cpu(j, t, len(txs) * self.k.verify_s)
+            done = self.cpu(j, t, self.k.bulk_verify_s(len(txs)))
             self.at(done, lambda: self.nodes[j].pool.extend(txs))
 
         self.broadcast(i, size, self.now, received)
@@ -292,7 +303,7 @@ class DagSimulation:
             signed = self.cpu(j, t, self.k.verify_s + self.k.sign_s)
             # The transactions' signatures are checked after the vote is signed:
             # off the vote's path, before execution needs them.
-            self.cpu(j, signed, len(txs) * self.k.verify_s)
+            self.cpu(j, signed, self.k.bulk_verify_s(len(txs)))
             self.at(
                 signed, lambda: self.send(j, i, VOTE_BYTES, signed, lambda t2: self._vote(bid, t2))
             )
@@ -314,7 +325,7 @@ class DagSimulation:
         size = HEADER_BYTES + self.quorum * CERT_SIG_BYTES
 
         def got(j: int, t: float) -> None:
-            done = self.cpu(j, t, self.quorum * self.k.verify_s)
+            done = self.cpu(j, t, self.k.bulk_verify_s(self.quorum))
             self.at(done, lambda: self._hold_cert(j, bid))
 
         self.broadcast(author, size, self.now, got)
