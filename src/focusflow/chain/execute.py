@@ -3,7 +3,8 @@
 Every transaction passes, in order:
 
 1. stateless checks: chain id, size and message-count limits, minimum fee,
-   signature (skipped when the mempool already verified it);
+   signature (skipped when the mempool already verified it, or when the
+   block's signatures checked together beforehand found it good);
 2. the ante step (bank): nonce equals the account's, and the fee is charged;
 3. its messages, each by the module that owns the type, in a child state.
 
@@ -46,6 +47,7 @@ from focusflow.chain.scheduler import Scheduler, Speculation
 from focusflow.chain.tx import Tx
 from focusflow.core.encoding import encode
 from focusflow.core.errors import FocusflowError
+from focusflow.core.sig_batch import MAX_BYTES, MAX_ITEMS, verify_batch
 
 #: Longest receipt log committed, in characters after escaping; the rest is cut.
 MAX_RECEIPT_LOG = 512
@@ -236,7 +238,9 @@ def execute_block(
     write-sets are merged here where nothing they read has changed
     (``chain.scheduler``); the result is the serial one, bit for bit.
     """
-    speculated = scheduler.speculate(ctx, handlers, ante, txs, verified) if scheduler else {}
+    good = [] if verified else _good_signatures(txs, ctx.params)
+    all_good = verified or (len(good) == len(txs) and all(good))
+    speculated = scheduler.speculate(ctx, handlers, ante, txs, all_good) if scheduler else {}
     written: set[bytes] = set()
     included: list[Tx] = []
     receipts: list[Receipt] = []
@@ -254,8 +258,9 @@ def execute_block(
         spec = speculated.get(position)
         try:
             takes = [room.room(ctx, tx) for room in rooms]
+            checked = verified or (position < len(good) and good[position])
             receipt, merged = _run_one(
-                ctx, handlers, ante, tx, len(included), verified, spec, written, bool(speculated)
+                ctx, handlers, ante, tx, len(included), checked, spec, written, bool(speculated)
             )
             if scheduler is not None:
                 scheduler.built(receipt, spec, merged)
@@ -279,6 +284,42 @@ def execute_block(
     for module in modules:
         module.end_block(ctx)
     return included, receipts, rejected
+
+
+def _good_signatures(txs: Sequence[Tx], params: ChainParams) -> list[bool]:
+    """The block's Ed25519 signatures checked together, on every core
+    (``core.sig_batch``), before its transactions run one by one.
+
+    True where ``tx.verify_signature()`` passes (``verify_batch`` answers what
+    ``keys.verify`` does, item for item), so the transaction's own check may be
+    skipped; False where it fails *or was not looked at*: that transaction
+    checks its signature alone in ``check_stateless``, so it fails with the
+    error, at the point among its checks, that it always did. Not looked at:
+    past ``max_block_txs`` or the batch's limits, an Ethereum transaction
+    (its own signature scheme), fields that are not bytes, or sign bytes that
+    cannot be made (the lone check meets that again).
+    """
+    where: list[int] = []
+    items: list[tuple[bytes, bytes, bytes]] = []
+    size = 0
+    for position, tx in enumerate(txs[: params.max_block_txs]):
+        if type(tx).verify_signature is not Tx.verify_signature:
+            continue
+        if not isinstance(tx.sender, bytes) or not isinstance(tx.signature, bytes):
+            continue
+        try:
+            message = tx.sign_bytes()
+        except Exception:  # noqa: BLE001 - left to the lone check, which raises it in its place
+            continue
+        size += len(tx.sender) + len(tx.signature) + len(message)
+        if len(items) == MAX_ITEMS or size > MAX_BYTES:
+            break
+        where.append(position)
+        items.append((tx.sender, tx.signature, message))
+    good = [False] * min(len(txs), params.max_block_txs)
+    for position, ok in zip(where, verify_batch(items), strict=True):
+        good[position] = ok
+    return good
 
 
 def _run_one(
