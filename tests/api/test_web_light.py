@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -25,14 +26,29 @@ import pytest
 import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from focusflow.api.app import STATIC
 from focusflow.chain.block import Header, sign_certificate
 from focusflow.consensus.certificate import encode_certificate
+from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.encoding import decode, encode
+from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
+from focusflow.da import extend, square_from_block
+from focusflow.da.namespace import namespace_v0
+from focusflow.da.proofs import COL, ROW, ShareProof, proof_to_json, prove_share, verify_share_proof
+from focusflow.da.sampling import detection_probability
+from focusflow.da.square import ExtendedSquare
+from focusflow.light.client import LightClient
+from focusflow.light.client import Node as LightNode
+from focusflow.light.errors import ForkError
+from focusflow.light.store import MAX_BLOCKS, LightStore
+from focusflow.light.synthetic import SyntheticChain
+from focusflow.light.verify import parse_light_block
 from focusflow.testing.devnet import Devnet, start_devnet, wait_height
 from focusflow.testing.web import keys, serve, set_of, validators_json
 
@@ -360,3 +376,382 @@ def test_witness_with_another_signed_block_raises_the_fork_alarm(node, witness, 
         assert page.locator('#verify-problems li[data-check="fork"]').count() == 1
     finally:
         witness.lie = None
+
+
+# ---------------------------------------------------------------- against the Python client
+#
+# A SyntheticChain (real Ed25519 keys, validator-set changes recorded in a real
+# sparse Merkle state) and real extended data squares, served over HTTP in the
+# node's JSON shapes; the browser's client and the Python light client do the
+# same work against them and must agree on every outcome.
+
+CHAIN_ID = "focusflow-test-web-light"
+
+
+class SyntheticNode:
+    """The node's ``/v1/light`` header and validator-proof routes for ``chain``,
+    ``/v1/da`` routes for ``squares`` (height -> ExtendedSquare), and the
+    page's static files, on one loopback server."""
+
+    def __init__(self) -> None:
+        self.chain: SyntheticChain | None = None
+        self.squares: dict[int, ExtendedSquare] = {}
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/light/{rest:path}", self.light),
+                Route("/v1/da/{height:int}", self.da_roots),
+                Route("/v1/da/{height:int}/shares/{row:int}/{col:int}", self.share),
+                Mount("/static", StaticFiles(directory=STATIC)),
+            ]
+        )
+
+    async def light(self, request: Request) -> JSONResponse:
+        assert self.chain is not None
+        status, body = self.chain.answer(request.url.path, dict(request.query_params))
+        return JSONResponse(body, status)
+
+    async def da_roots(self, request: Request) -> JSONResponse:
+        height = request.path_params["height"]
+        sq = self.squares[height]
+        return JSONResponse(
+            {
+                "height": height,
+                "data_root": sq.data_root().hex(),
+                "k": sq.k,
+                "row_roots": [r.hex() for r in sq.row_roots()],
+                "col_roots": [c.hex() for c in sq.col_roots()],
+            }
+        )
+
+    async def share(self, request: Request) -> JSONResponse:
+        p = request.path_params
+        proof = prove_share(self.squares[p["height"]], p["row"], p["col"])
+        return JSONResponse(
+            {
+                "height": p["height"],
+                "row": p["row"],
+                "col": p["col"],
+                "share": proof.share.hex(),
+                "proof": proof_to_json(proof),
+            }
+        )
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> Iterator[tuple[SyntheticNode, str]]:
+    node = SyntheticNode()
+    app: Any = node.app()
+    with serve(app) as url:
+        yield node, url
+
+
+@pytest.fixture
+def js(browser, synthetic):
+    """A page with the light modules imported as ``window.L``."""
+    _, url = synthetic
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{url}/static/style.css")
+    page.evaluate(
+        """async () => {
+        window.L = {
+          V: await import("/static/verify.js"),
+          client: await import("/static/light/client.js"),
+          store: await import("/static/light/store.js"),
+          da: await import("/static/light/da.js"),
+        };
+      }"""
+    )
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def history(heights: int, n: int, keep: tuple[float, ...]) -> dict[int, dict[int, int]]:
+    """Sets of ``n`` equal validators changing at even intervals, each change
+    keeping the share ``keep[j]`` of the last set (> 1/3: skipped over)."""
+    sets = {1: {i: 10 for i in range(n)}}
+    fresh = n
+    for j, share in enumerate(keep):
+        kept = sorted(sets[max(sets)])[: int(share * n)]
+        new = list(range(fresh, fresh + n - len(kept)))
+        fresh += len(new)
+        sets[(j + 1) * heights // (len(keep) + 1)] = {i: 10 for i in kept + new}
+    return sets
+
+
+JS_SYNC = """async (a) => {
+  const { V, client: C, store: S } = L;
+  const store = new S.MemoryStore(a.chain);
+  const clock = () => Date.now() + a.ahead_ms;
+  const lc = new C.LightClient(store, new C.Node(""), { clock });
+  try {
+    await lc.trustGenesis(V.fromHex(a.genesis_set));
+    const head = await lc.sync(a.height);
+    return { ok: true, head: head.hashHex, verified: lc.verified, heights: store.heights };
+  } catch (err) {
+    return { ok: false, check: err.check ?? err.name, message: err.message, verified: lc.verified };
+  }
+}"""
+
+
+def py_sync(url: str, chain: SyntheticChain, tmp_path, ahead_ms: int = 0) -> dict[str, Any]:
+    """The Python light client's outcome of the same sync."""
+    now = int(time.time() * 1000) + ahead_ms
+    with LightNode(url) as node:
+        client = LightClient(LightStore(tmp_path, CHAIN_ID), node, clock=lambda: now)
+        try:
+            client.trust_genesis(chain.set_at(1))
+            head = client.sync(None)
+        except FocusflowError as exc:
+            return {"ok": False, "check": exc.code}
+        store = client.store
+        return {
+            "ok": True,
+            "head": head.hash.hex(),
+            "verified": client.verified,
+            "heights": [h for h in range(1, chain.height + 1) if store.get(h) is not None],
+        }
+
+
+def js_sync(js, chain: SyntheticChain, ahead_ms: int = 0) -> dict[str, Any]:
+    return js.evaluate(
+        JS_SYNC,
+        {
+            "chain": CHAIN_ID,
+            "genesis_set": chain.set_at(1).hash().hex(),
+            "height": None,
+            "ahead_ms": ahead_ms,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [
+        (),  # one set: one skipping step
+        (0.5, 0.0, 0.2, 0.7),  # two changes skipped over, two bisected to the adjacent step
+        (0.0, 0.0, 0.0),  # every change replaces the whole set
+    ],
+)
+def test_sync_matches_the_python_client(js, synthetic, tmp_path, keep):
+    node, url = synthetic
+    now = int(time.time() * 1000)
+    node.chain = SyntheticChain(CHAIN_ID, 300, history(300, 10, keep), now - 300 * 1000)
+    ours, peer = js_sync(js, node.chain), py_sync(url, node.chain, tmp_path)
+    assert ours == peer, (ours, peer)
+    assert ours["ok"] and ours["head"] == node.chain.header(300).hash.hex()
+
+
+def test_refusals_match_the_python_client(js, synthetic, tmp_path):
+    """A set change the state does not record; too few signers of the set that
+    signs; a trusted header past the trusting period."""
+    node, url = synthetic
+    now = int(time.time() * 1000)
+    sets = history(200, 10, (0.0,))
+    t0 = now - 200_000
+
+    def first_six_at_head(h: int, vset: ValidatorSet) -> list[bytes]:
+        return [v.public_key for v in vset.validators][: 6 if h == 200 else 10]
+
+    expired = 15 * 24 * 3600 * 1000
+    cases = {
+        "unrecorded": (SyntheticChain(CHAIN_ID, 200, sets, t0, unrecorded=frozenset([100])), 0),
+        "two_thirds": (SyntheticChain(CHAIN_ID, 200, sets, t0, signers=first_six_at_head), 0),
+        "expired": (SyntheticChain(CHAIN_ID, 200, sets, t0), expired),
+    }
+    want = {
+        "unrecorded": "validator_set_mismatch",
+        "two_thirds": "cert_power",
+        "expired": "trust_expired",
+    }
+    python_code = {"cert_power": "bad_certificate"}  # the browser names the check within it
+    for case, (chain, ahead) in cases.items():
+        node.chain = chain
+        ours = js_sync(js, chain, ahead)
+        peer = py_sync(url, chain, tmp_path / case, ahead)
+        assert not ours["ok"] and not peer["ok"], (case, ours, peer)
+        assert ours["check"] == want[case], (case, ours)
+        assert peer["check"] == python_code.get(want[case], want[case]), (case, peer)
+
+
+def test_a_second_signed_header_at_a_verified_height_is_a_fork(js, synthetic, tmp_path):
+    """Two chains signed by the same validators: the second's header at a
+    height the client verified on the first carries a valid certificate of the
+    verified set: a fork (the Python client says the same)."""
+    node, url = synthetic
+    now = int(time.time() * 1000)
+    sets = history(50, 4, ())
+    first = SyntheticChain(CHAIN_ID, 50, sets, now - 60_000)
+    second = SyntheticChain(CHAIN_ID, 50, sets, now - 59_000)
+    node.chain = first
+    ours = js.evaluate(
+        """async (a) => {
+        const { V, client: C, store: S } = L;
+        const lc = new C.LightClient(new S.MemoryStore(a.chain), new C.Node(""));
+        await lc.trustGenesis(V.fromHex(a.genesis_set));
+        await lc.sync(null);
+        window.forkClient = lc;
+      }""",
+        {"chain": CHAIN_ID, "genesis_set": first.set_at(1).hash().hex()},
+    )
+    node.chain = second
+    ours = js.evaluate(
+        """async () => {
+        try { await forkClient.sync(null); return { ok: true }; }
+        catch (err) { return { ok: false, check: err.check, height: err.height }; }
+      }"""
+    )
+    assert ours == {"ok": False, "check": "fork", "height": 50}
+    node.chain = first
+    with LightNode(url) as py_node:
+        client = LightClient(LightStore(tmp_path, CHAIN_ID), py_node)
+        client.trust_genesis(first.set_at(1))
+        client.sync(None)
+        node.chain = second
+        with pytest.raises(ForkError):
+            client.sync(None)
+
+
+def test_indexeddb_store_keeps_the_root_and_the_newest(js, synthetic, tmp_path):
+    """300 verified headers: the root and the newest 256 stay, as in the
+    Python store, and a reopened store (a reload) holds exactly them."""
+    node, _ = synthetic
+    now = int(time.time() * 1000)
+    node.chain = SyntheticChain(CHAIN_ID, 300, history(300, 1, ()), now - 300_000)
+    got = js.evaluate(
+        """async (a) => {
+        const { V, client: C, store: S } = L;
+        const store = await S.LightStore.open(a.chain);
+        const lc = new C.LightClient(store, new C.Node(""));
+        await lc.trustGenesis(V.fromHex(a.genesis_set));
+        for (let h = 2; h <= 300; h++) await lc.sync(h);
+        const again = await S.LightStore.open(a.chain);
+        return { heights: store.heights, reopened: again.heights, root: again.rootHeight,
+                 head: again.latest().hashHex };
+      }""",
+        {"chain": CHAIN_ID, "genesis_set": node.chain.set_at(1).hash().hex()},
+    )
+    py = LightStore(tmp_path, CHAIN_ID)
+    for h in range(1, 301):
+        block = parse_light_block(node.chain.header_doc(h), CHAIN_ID, h)
+        py.add(block, root=h == 1)
+    want = [h for h in range(1, 301) if py.get(h) is not None]
+    assert got["heights"] == want and got["reopened"] == want and len(want) == MAX_BLOCKS + 1
+    assert got["root"] == 1 and got["head"] == node.chain.header(300).hash.hex()
+
+
+def square(k: int) -> ExtendedSquare:
+    """An extended square of width 2k: transactions, and blobs of three
+    namespaces added until the original square is k x k."""
+    txs = [bytes([i]) * 300 for i in range(6)]
+    for m in range(1, 200):
+        blobs = [
+            (namespace_v0(b"app%d" % (n % 3)), bytes([n]) * (480 * (1 + n % 2))) for n in range(m)
+        ]
+        shares = square_from_block(txs, blobs)
+        if len(shares) == k * k:
+            return extend(shares)
+    raise AssertionError(f"no square of k = {k}")
+
+
+def proof_doc(proof: ShareProof) -> dict[str, Any]:
+    return {
+        "row": proof.row,
+        "col": proof.col,
+        "share": proof.share.hex(),
+        "proof": proof_to_json(proof),
+    }
+
+
+def lies_of(proof: ShareProof) -> dict[str, ShareProof]:
+    """The proof changed in each way a node could lie."""
+    flip = bytearray(proof.share)
+    flip[200] ^= 1
+    node0 = bytearray(proof.nmt_proof.nodes[0])
+    node0[-1] ^= 1
+    aunt0 = bytearray(proof.root_proof.aunts[0])
+    aunt0[0] ^= 1
+    other = proof.row ^ 1
+    nmt, root = proof.nmt_proof, proof.root_proof
+    return {
+        "share": replace(proof, share=bytes(flip)),
+        "nmt_node": replace(proof, nmt_proof=replace(nmt, nodes=(bytes(node0), *nmt.nodes[1:]))),
+        "aunt": replace(proof, root_proof=replace(root, aunts=(bytes(aunt0), *root.aunts[1:]))),
+        "row": replace(proof, row=other),
+        "axis": replace(proof, axis=COL if proof.axis == ROW else ROW),
+        "index": replace(proof, root_proof=replace(root, index=root.index ^ 1)),
+    }
+
+
+def test_share_proofs_match_the_python_verifier(js):
+    """Every share of a 8 x 8 extended square (its own namespaces in the
+    original quadrant, parity elsewhere) along its row and its column, and
+    each lie about it: the browser accepts exactly what verify_share_proof does."""
+    sq = square(4)
+    root = sq.data_root()
+    docs, want = [], []
+    for row in range(sq.width):
+        for col in range(sq.width):
+            for axis in (ROW, COL):
+                proof = prove_share(sq, row, col, axis)
+                for candidate in [proof, *lies_of(proof).values()]:
+                    docs.append(proof_doc(candidate))
+                    want.append(verify_share_proof(root, candidate))
+    got = js.evaluate(
+        """async (a) => {
+        const root = L.V.fromHex(a.root);
+        const out = [];
+        for (const d of a.docs) out.push(await L.da.verifyShareProof(root, L.da.parseShare(d)));
+        return out;
+      }""",
+        {"root": root.hex(), "docs": docs},
+    )
+    assert got == want
+    assert sum(want) == 2 * sq.width**2  # the honest ones, and only they
+    # and the NMT root of a whole row, computed here, is the square's
+    leaves = js.evaluate(
+        """async (a) => {
+        const nodes = [];
+        for (const [i, s] of a.shares.entries()) {
+          nodes.push(await L.da.leafNode(L.da.leafData(L.V.fromHex(s), 1, i, a.k)));
+        }
+        let level = nodes;
+        while (level.length > 1) {
+          const next = [];
+          for (let i = 0; i < level.length; i += 2) {
+            next.push(await L.da.innerNode(level[i], level[i + 1]));
+          }
+          level = next;
+        }
+        return L.V.toHex(level[0]);
+      }""",
+        {"shares": [s.hex() for s in sq.row(1)], "k": sq.k},
+    )
+    assert leaves == sq.row_roots()[1].hex()
+
+
+def test_sampling_a_block_and_its_confidence(js, synthetic):
+    """16 samples of a 16 x 16 square: all verify, confidence as
+    detection_probability; roots that do not hash to the data root are refused
+    before any share is drawn; a 2 x 2 square asked 16 samples checks all 4."""
+    node, _ = synthetic
+    node.squares = {7: square(8), 8: extend(square_from_block([]))}
+    run = """async (a) => {
+      const block = { height: a.height, header: { data_root: L.V.fromHex(a.root) } };
+      try { return await L.da.sampleBlock(new L.client.Node(""), block, 16); }
+      catch (err) { return { check: err.check, message: err.message }; }
+    }"""
+    got = js.evaluate(run, {"height": 7, "root": node.squares[7].data_root().hex()})
+    assert got["available"] and got["width"] == 16
+    assert got["samples"] == got["verified"] == 16
+    assert got["confidence"] == pytest.approx(detection_probability(8, 16), rel=1e-12)
+    small = js.evaluate(run, {"height": 8, "root": node.squares[8].data_root().hex()})
+    assert small["available"] and small["samples"] == 4 and small["confidence"] == 1
+    wrong = js.evaluate(run, {"height": 7, "root": "00" * 32})
+    assert wrong["check"] == "da_roots"
