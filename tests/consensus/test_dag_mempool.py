@@ -644,3 +644,30 @@ def test_ordering_slides_the_window_and_forgets_ordered_slots():
     batch = a.tick()
     assert batch is not None and batch.sequence == 2
     assert net.disseminate(batch) is not None
+
+
+def test_a_certificate_for_a_held_batch_is_checked_only_when_proposed():
+    b = some_batch()
+    good = certify(b, KS[:3])
+    forged = BatchCertificate(
+        *good.slot, good.digest, good.author_signature, ((KS[1].public_key, bytes(64)),) * 1
+        + tuple(s for s in good.signatures if s[0] != KS[1].public_key),
+    )  # fmt: skip
+    holder, other = node(KS[3]), node(KS[4])
+    holder.on_batch(b)
+    assert holder.on_certificate(forged) is True  # held unchecked: the batch is here
+    with pytest.raises(InvalidBatchCertificateError):
+        other.on_certificate(forged)  # no batch here: the certificate is all there is
+    holder.check_payload([forged], 10)  # the holder can execute it: its prevote needs no more
+    with pytest.raises(InvalidBatchCertificateError):
+        other.check_payload([forged], 10)
+    assert holder.payload_for_block(10) == []  # checked when proposed, and dropped
+    assert holder.on_certificate(good) is True
+    assert holder.check_held() == 0 and holder.payload_for_block(10) == [good]
+    # Another copy for the slot is checked and replaces an unchecked one.
+    again = node(KS[3])
+    again.on_batch(b)
+    again.on_certificate(forged)
+    valid = certify(b, [KS[0], KS[1], KS[3]])
+    assert again.on_certificate(valid) is False  # the same batch: nothing new to order
+    assert again.check_held() == 0 and again.unordered() == [valid]

@@ -182,6 +182,8 @@ class DagMempool:
         #: The digest this validator voted for in each slot: never a second one.
         self.voted: dict[Slot, bytes] = {}
         self._certs: dict[Slot, BatchCertificate] = {}
+        #: Certificates held without their signatures checked (their batch is held).
+        self._unchecked: set[Slot] = set()
         self._unordered: dict[Slot, _Held] = {}
         self._ordered: set[Slot] = set()
         #: Lowest unordered sequence of each author (the voting window's base).
@@ -355,21 +357,58 @@ class DagMempool:
     def on_certificate(self, cert: BatchCertificate) -> bool:
         """Hold a peer's certificate for ordering; True if it is new here.
 
-        InvalidBatchCertificateError if it does not verify. A certificate for a
-        slot that holds another digest is evidence of the author (and of every
-        voter in both certificates), and is not held.
+        A certificate whose batch this validator holds is kept *unchecked*: the
+        batch is the availability this validator needs, and checking every
+        certificate would cost each validator ``n`` certificates of ``2n/3 + 1``
+        signatures a round. It is checked when this validator proposes it
+        (:meth:`payload_for_block`) or earlier through :meth:`check_held`.
+        Any other certificate is checked now: InvalidBatchCertificateError if
+        it does not verify. A certificate for a slot that holds another digest
+        is evidence of the author (and of every voter in both certificates),
+        and is not held.
         """
-        verify_batch_certificate(cert, self.validators, self.chain_id, self.epoch)
         slot = cert.slot
-        if self._is_ordered(slot):
-            return False
-        self._note_sealed(slot, cert.author, cert.digest, cert.author_signature)
         held = self._certs.get(slot)
-        if held is not None:
-            if held.digest != cert.digest:
-                self._note_double_certificate(held, cert)
+        if self._is_ordered(slot) or held == cert:
+            return False
+        if held is not None and held.digest == cert.digest:
+            if slot in self._unchecked:  # a checked copy replaces an unchecked one
+                verify_batch_certificate(cert, self.validators, self.chain_id, self.epoch)
+                self._unchecked.discard(slot)
+                self._certs[slot] = cert
+                self._unordered[slot].cert = cert
+            return False
+        batch = self._batches.get(cert.digest)
+        if batch is not None and batch.slot == slot and held is None:
+            self._unchecked.add(slot)
+            self._hold(cert)
+            return True
+        verify_batch_certificate(cert, self.validators, self.chain_id, self.epoch)
+        self._note_sealed(slot, cert.author, cert.digest, cert.author_signature)
+        if held is not None and (slot not in self._unchecked or self._check(slot)):
+            self._note_double_certificate(held, cert)
             return False
         self._hold(cert)
+        return True
+
+    def check_held(self) -> int:
+        """Check every certificate held unchecked (a validator about to propose
+        does it ahead of its turn); drop those that fail. Returns how many failed."""
+        failed = 0
+        for slot in sorted(self._unchecked):
+            if not self._check(slot):
+                failed += 1
+        return failed
+
+    def _check(self, slot: Slot) -> bool:
+        """Check an unchecked certificate; an invalid one is forgotten (its batch stays)."""
+        self._unchecked.discard(slot)
+        try:
+            verify_batch_certificate(self._certs[slot], self.validators, self.chain_id, self.epoch)
+        except InvalidBatchCertificateError:
+            del self._certs[slot]
+            self._unordered.pop(slot, None)
+            return False
         return True
 
     def _hold(self, cert: BatchCertificate) -> None:
@@ -451,11 +490,24 @@ class DagMempool:
                 young.append((-self.batch_priority(held.cert.digest), slot, held.cert))
         aged.sort(key=lambda x: (x[0], x[1]))
         young.sort(key=lambda x: (x[0], x[1]))
-        return [c for *_, c in aged + young][: max(0, limit)]
+        out: list[BatchCertificate] = []
+        for *_, cert in aged + young:
+            if len(out) >= limit:
+                break
+            if cert.slot not in self._unchecked or self._check(cert.slot):
+                out.append(cert)
+        return out
 
     def check_payload(self, certs: list[BatchCertificate], limit: int) -> None:
-        """InvalidBatchCertificateError unless ``certs`` may be a block's payload:
-        at most ``limit``, each valid, slots distinct and not ordered yet."""
+        """InvalidBatchCertificateError unless ``certs`` may be a block's payload
+        for this validator's prevote: at most ``limit``, slots distinct and not
+        ordered yet, and each batch held here or its certificate valid.
+
+        A held batch needs no certificate check: if every validator above 2/3
+        that prevotes holds a batch, more than 1/3 honest ones hold it and serve
+        it; if some checked its certificate, more than 2/3 stored it. Either way
+        a decided block's batches can be fetched.
+        """
         if len(certs) > limit:
             raise InvalidBatchCertificateError(
                 f"{len(certs)} certificates in a block, limit {limit}"
@@ -465,7 +517,9 @@ class DagMempool:
             if cert.slot in seen or self._is_ordered(cert.slot):
                 raise InvalidBatchCertificateError("a block orders a batch slot twice")
             seen.add(cert.slot)
-            if self._certs.get(cert.slot) != cert:  # one held here was verified on receipt
+            batch = self._batches.get(cert.digest)
+            checked = self._certs.get(cert.slot) == cert and cert.slot not in self._unchecked
+            if not checked and (batch is None or batch.slot != cert.slot):
                 verify_batch_certificate(cert, self.validators, self.chain_id, self.epoch)
 
     def apply_block(self, certs: list[BatchCertificate]) -> list[bytes]:
@@ -482,6 +536,7 @@ class DagMempool:
         for cert in certs:
             self._ordered.add(cert.slot)
             self._unordered.pop(cert.slot, None)
+            self._unchecked.discard(cert.slot)
             if cert.author == self.public_key:
                 self._own.pop(cert.sequence, None)
             floor = self._floor.get(cert.author, 0)
@@ -499,6 +554,7 @@ class DagMempool:
         """Forget an ordered slot below its author's floor: the floor alone now
         says it is ordered, and the block store keeps its transactions."""
         self._ordered.discard(slot)
+        self._unchecked.discard(slot)
         self.voted.pop(slot, None)
         sealed = self._sealed.pop(slot, None)
         cert = self._certs.pop(slot, None)
