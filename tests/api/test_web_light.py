@@ -755,3 +755,37 @@ def test_sampling_a_block_and_its_confidence(js, synthetic):
     assert small["available"] and small["samples"] == 4 and small["confidence"] == 1
     wrong = js.evaluate(run, {"height": 7, "root": "00" * 32})
     assert wrong["check"] == "da_roots"
+
+
+def test_headers_are_readable_from_another_origin_and_nothing_else(node, js):
+    """A witness is another node, so its headers are read across origins: the
+    header routes (answers and their unknown_block refusals) say any origin may
+    read them, without credentials; no other route does, so a page of another
+    origin reads nothing else of the node."""
+    api = node.api.rstrip("/")
+    origin = {"Origin": "http://elsewhere.example"}
+    with node.client() as c:
+        head = c.get("/v1/light/header/latest", headers=origin)
+        assert head.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in head.headers
+        missing = c.get(f"/v1/light/header/{2**62}", headers=origin)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_block"
+        assert missing.headers["access-control-allow-origin"] == "*"
+        for path in ("/v1/status", "/v1/light/proofs/validators/2?height=1", "/v1/da/1"):
+            assert "access-control-allow-origin" not in c.get(path, headers=origin).headers, path
+    got = js.evaluate(
+        """async (api) => {
+        const read = async (path, init = {}) => {
+          try { return (await fetch(api + path, init)).status; } catch { return "refused"; }
+        };
+        return {
+          header: await read("/v1/light/header/1"),
+          status: await read("/v1/status"),
+          proof: await read("/v1/light/proofs/validators/2?height=1"),
+          with_cookies: await read("/v1/light/header/1", { credentials: "include" }),
+        };
+      }""",
+        api,
+    )
+    refused = {"status": "refused", "proof": "refused", "with_cookies": "refused"}
+    assert got == {"header": 200, **refused}

@@ -173,16 +173,35 @@ def _header_doc(request: Request, height: int) -> HeaderDoc:
     }
 
 
+#: Headers are public and signed: any web page may read them, so that a browser
+#: light client served by one node can compare another node's headers with its
+#: own (a witness, docs/web.md). Only these answers carry it, for simple GETs,
+#: never with credentials: a page of another origin reads no other route.
+PUBLIC_READ = {"Access-Control-Allow-Origin": "*"}
+
+
+def _public_header(request: Request, height: int) -> JSONResponse:
+    """The header answer, or its ``unknown_block`` refusal, readable from any origin
+    (a witness that has not reached a height says so instead of looking down)."""
+    try:
+        doc = _header_doc(request, height)
+    except ApiError as exc:
+        refusal = error_response(exc.code, exc.message)
+        refusal.headers.update(PUBLIC_READ)
+        return refusal
+    return JSONResponse(doc, headers=PUBLIC_READ)
+
+
 @router.get("/header/latest", response_model=None)
 def header_latest(request: Request) -> JSONResponse:
     """The newest stored header with its commit certificate and signing set."""
-    return JSONResponse(_header_doc(request, app_state(request).node.chain.height))
+    return _public_header(request, app_state(request).node.chain.height)
 
 
 @router.get("/header/{height}", response_model=None)
 def header_at(request: Request, height: Annotated[int, Path(ge=0, le=MAX_HEIGHT)]) -> JSONResponse:
     """The header at ``height`` with its commit certificate and signing set."""
-    return JSONResponse(_header_doc(request, height))
+    return _public_header(request, height)
 
 
 # --- state proofs -------------------------------------------------------------
