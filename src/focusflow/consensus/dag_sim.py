@@ -17,10 +17,14 @@ to execution at the validator it was submitted to (finality), in each design?
   then checks the transactions' signatures (after the vote: a vote vouches for
   availability, not validity; execution needs them checked, as the mempool's
   precheck does today); above 2/3 of the votes the author broadcasts
-  the certificate, whose every signature each validator verifies. A height's
+  the certificate, whose every signature each validator verifies
+  (``cert_checks="all"``) or, as ``DagMempool`` does (``"lazy"``), only a
+  validator lacking the batch and the next ``LOOKAHEAD`` proposers do, the
+  proposer checking what is left before it proposes. A height's
   proposer orders every certificate it holds by reference (slot and digest,
   ``CERT_REF_BYTES`` each); a validator prevotes once it holds the certificates
-  named and executes once it holds their batches.
+  named (under lazy checks: each batch or its certificate) and executes once
+  it holds their batches.
 
 Both order by Tendermint's happy path: round 0, a round-robin proposer, prevotes
 and precommits to all, each vote's signature verified by each receiver. A
@@ -62,6 +66,10 @@ HEADER_BYTES = 200
 CERT_SIG_BYTES = 96
 CERT_REF_BYTES = 80
 DESIGNS = ("proposer", "dag")
+CERT_CHECKS = ("all", "lazy")
+#: Under lazy checks, the validators proposing the next this many heights check
+#: every certificate as it comes.
+LOOKAHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -96,11 +104,18 @@ class SimConfig:
     #: Transactions submitted in the last ``slack_s`` are left out of ``final_share``.
     slack_s: float = 1.0
     max_block_txs: int = 10_000
+    #: "all": every validator checks every certificate; "lazy": only one whose
+    #: batch it lacks, or that it proposes (``DagMempool.on_certificate``).
+    cert_checks: str = "all"
     seed: int = 1
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise InvalidParameterError(f"design {self.design!r} is not one of {DESIGNS}")
+        if self.cert_checks not in CERT_CHECKS:
+            raise InvalidParameterError(
+                f"cert_checks {self.cert_checks!r} is not one of {CERT_CHECKS}"
+            )
         if self.n < 1 or self.rate <= 0 or self.tick_s <= 0:
             raise InvalidParameterError("n, rate and tick_s must be positive")
 
@@ -143,6 +158,7 @@ class _Node:
     #: Batches and certificates held, by id.
     batches: set[int] = field(default_factory=set)
     certs: set[int] = field(default_factory=set)
+    unchecked: set[int] = field(default_factory=set)
     unordered: list[int] = field(default_factory=list)
     waiting: list[tuple[Callable[[], bool], Callable[[float], None]]] = field(default_factory=list)
     height: int = 0
@@ -186,6 +202,7 @@ class DagSimulation:
         self._batch_ids = itertools.count()
         self._votes: dict[int, int] = {}
         self._committed_txs: set[int] = set()
+        self._height = 1
         self._make_arrivals()
 
     # The engine: events, CPU and links.
@@ -325,6 +342,10 @@ class DagSimulation:
         size = HEADER_BYTES + self.quorum * CERT_SIG_BYTES
 
         def got(j: int, t: float) -> None:
+            if self.c.cert_checks == "lazy" and bid in self.nodes[j].batches and not self._soon(j):
+                self.nodes[j].unchecked.add(bid)
+                self._hold_cert(j, bid)
+                return
             done = self.cpu(j, t, self.k.bulk_verify_s(self.quorum))
             self.at(done, lambda: self._hold_cert(j, bid))
 
@@ -337,11 +358,25 @@ class DagSimulation:
         node.certs.add(bid)
         self._wake(j)
 
+    def _soon(self, j: int) -> bool:
+        """``j`` proposes one of the next LOOKAHEAD heights."""
+        return (j - (self._height - 1)) % self.c.n <= LOOKAHEAD
+
+    def _check_unchecked(self, j: int, t: float) -> float:
+        node = self.nodes[j]
+        count = sum(1 for b in node.unchecked if b not in self.ordered_at)
+        node.unchecked.clear()
+        return self.cpu(j, t, self.k.bulk_verify_s(count * self.quorum)) if count else t
+
     # Tendermint's happy path, both designs.
 
     def _propose(self, number: int, t: float) -> None:
         p = (number - 1) % self.c.n
         node = self.nodes[p]
+        self._height = number
+        for d in range(1, LOOKAHEAD + 1):  # the next proposers check ahead of their turn
+            self._check_unchecked((p + d) % self.c.n, t)
+        t = self._check_unchecked(p, t)
         if self.c.design == "proposer":
             txs: list[_Tx] = []
             while node.pool and len(txs) < self.c.max_block_txs:
@@ -375,7 +410,10 @@ class DagSimulation:
             self._vote_step(h, j, max(t2, checked), "prevote")
 
         if self.c.design == "dag":
-            held = lambda: node.certs.issuperset(h.batch_ids)  # noqa: E731
+            if self.c.cert_checks == "all":
+                held = lambda: node.certs.issuperset(h.batch_ids)  # noqa: E731
+            else:  # a held batch stands for its certificate
+                held = lambda: all(b in node.batches or b in node.certs for b in h.batch_ids)  # noqa: E731
             self.at(checked, lambda: self.wait_until(j, held, prevote))
         else:
             self.at(checked, lambda: prevote(checked))
