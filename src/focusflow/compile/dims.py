@@ -41,6 +41,59 @@ def effective_rank(singular_values: np.ndarray) -> float:
     return float(math.exp(-(p * np.log(p)).sum()))
 
 
+def _binary_entropy(q: float) -> float:
+    if q <= 0.0 or q >= 1.0:
+        return 0.0
+    return -q * math.log(q) - (1.0 - q) * math.log1p(-q)
+
+
+def effective_rank_bounds(
+    top: np.ndarray, frobenius_sq: float, max_rank: int
+) -> tuple[float, float]:
+    """The interval the full spectrum's effective rank lies in, given its top k
+    values, ``sum(sigma^2) = ||M||_F^2`` and a bound on the rank.
+
+    The tail is at most ``m = max_rank - k`` values, each at most ``sigma_k``,
+    whose squares sum to ``T = ||M||_F^2 - sum(top^2)``; its L1 mass ``S`` is
+    then between ``T / sigma_k`` and ``sqrt(m T)`` (Cauchy-Schwarz). With ``q``
+    the tail's share of the whole L1 mass, the entropy splits as
+    ``H = h(q) + (1 - q) H_top + q H_tail``, ``h`` the binary entropy:
+
+    - upper: ``H_tail <= log m``; the rest is concave in q, maximal at
+      ``q = m / (m + e^H_top)`` clipped to the feasible range;
+    - lower: ``H_tail >= log(S^2 / T)`` (Shannon entropy is at least the
+      collision entropy), increasing in S, so its least value is at the
+      smallest S; the concave rest is least at an end of the range.
+
+    Exact top values give a rigorous interval; a randomized SVD's are a little
+    low, which only widens it. Where the tail is empty the interval is one point.
+    """
+    s = np.asarray(top, dtype=np.float64)
+    s = np.sort(s[s > 0])[::-1]
+    if s.size == 0:
+        return 1.0, 1.0
+    h_top = math.log(effective_rank(s))
+    tail_sq = frobenius_sq - math.fsum((s * s).tolist())
+    m = max_rank - s.size
+    if m <= 0 or tail_sq <= 0.0:
+        point = math.exp(h_top)
+        return point, point
+    s_top = math.fsum(s.tolist())
+    sk = float(s[-1])
+    lo_mass = tail_sq / sk
+    hi_mass = max(math.sqrt(m * tail_sq), lo_mass)
+    q_lo = lo_mass / (s_top + lo_mass)
+    q_hi = hi_mass / (s_top + hi_mass)
+
+    def rest(q: float) -> float:
+        return _binary_entropy(q) + (1.0 - q) * h_top
+
+    q_star = min(max(m / (m + math.exp(h_top)), q_lo), q_hi)
+    upper = rest(q_star) + q_star * math.log(m)
+    lower = min(rest(q_lo), rest(q_hi)) + q_lo * max(0.0, math.log(lo_mass * lo_mass / tail_sq))
+    return math.exp(lower), math.exp(upper)
+
+
 def dimension_of(singular_values: np.ndarray) -> int:
     """``d*`` as an integer: the effective rank rounded, at least 1."""
     return max(1, round(effective_rank(singular_values)))
