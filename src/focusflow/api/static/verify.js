@@ -368,8 +368,19 @@ export function parseValidators(list) {
   });
 }
 
-export function validatorSetHash(validators) {
-  return merkleRoot(validators.map((v) => cborEncode([v.public_key, v.power])));
+// Set hashes by the set's members: a set signs header after header, and a
+// light client's sync meets it again in each (a pure function, so kept). Bounded.
+const setHashes = new Map();
+const SET_HASHES_KEPT = 64;
+
+export async function validatorSetHash(validators) {
+  const id = validators.map((v) => `${toHex(v.public_key)}:${v.power}`).join(",");
+  const known = setHashes.get(id);
+  if (known) return known.slice();
+  const hash = await merkleRoot(validators.map((v) => cborEncode([v.public_key, v.power])));
+  if (setHashes.size >= SET_HASHES_KEPT) setHashes.delete(setHashes.keys().next().value);
+  setHashes.set(id, hash.slice());
+  return hash;
 }
 
 export function decodeCertificate(bytes) {
@@ -389,14 +400,24 @@ export function decodeCertificate(bytes) {
   return { height, round, value_id: valueId, signatures };
 }
 
+// Imported keys by hex: a validator signs every header, and a light client's
+// sync checks the same set's signatures header after header. Bounded.
+const importedKeys = new Map();
+const KEYS_KEPT = 4096;
+
 export async function ed25519Verify(publicKey, signature, message) {
-  let key;
-  try {
-    key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
-  } catch (e) {
-    // a browser without Ed25519 cannot check, which is not a bad signature
-    if (e?.name === "NotSupportedError") fail("unsupported", "this browser's WebCrypto has no Ed25519");
-    return false; // a key that is not a curve point
+  const hex = toHex(publicKey);
+  let key = importedKeys.get(hex);
+  if (!key) {
+    try {
+      key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
+    } catch (e) {
+      // a browser without Ed25519 cannot check, which is not a bad signature
+      if (e?.name === "NotSupportedError") fail("unsupported", "this browser's WebCrypto has no Ed25519");
+      return false; // a key that is not a curve point
+    }
+    if (importedKeys.size >= KEYS_KEPT) importedKeys.delete(importedKeys.keys().next().value);
+    importedKeys.set(hex, key);
   }
   return crypto.subtle.verify({ name: "Ed25519" }, key, signature, message);
 }

@@ -127,6 +127,7 @@ export class LightClient {
       throw new V.VerifyError("validator_set_mismatch", "header 1 is not signed by the trusted validator set");
     }
     await this.store.add(block, true);
+    await this.store.save();
     this.verified++;
     return block;
   }
@@ -140,6 +141,7 @@ export class LightClient {
     }
     await this.checkKnown(block, this.node);
     await this.store.add(block, true);
+    await this.store.save();
     this.verified++;
     return block;
   }
@@ -152,6 +154,7 @@ export class LightClient {
       throw new V.VerifyError("pinned_set", `the node's newest header ${block.height} does not name the pinned set`);
     }
     await this.store.add(block, true);
+    await this.store.save();
     this.verified++;
     return block;
   }
@@ -176,22 +179,26 @@ export class LightClient {
     }
     const pending = [target];
     let steps = 0;
-    while (pending.length) {
-      if (++steps > MAX_VERIFY_STEPS) throw new V.VerifyError("malformed", "bisection did not end; the node's headers are looping");
-      const candidate = pending[pending.length - 1];
-      try {
-        await this.verifyStep(trusted, candidate, node);
-      } catch (err) {
-        if (!(err instanceof InsufficientTrust)) throw err;
-        const pivot = Math.floor((trusted.height + candidate.height) / 2);
-        const block = await this.fetch(node, pivot);
-        await this.checkKnown(block, node);
-        pending.push(block);
-        continue;
+    try {
+      while (pending.length) {
+        if (++steps > MAX_VERIFY_STEPS) throw new V.VerifyError("malformed", "bisection did not end; the node's headers are looping");
+        const candidate = pending[pending.length - 1];
+        try {
+          await this.verifyStep(trusted, candidate, node);
+        } catch (err) {
+          if (!(err instanceof InsufficientTrust)) throw err;
+          const pivot = Math.floor((trusted.height + candidate.height) / 2);
+          const block = await this.fetch(node, pivot);
+          await this.checkKnown(block, node);
+          pending.push(block);
+          continue;
+        }
+        await this.store.add(candidate);
+        this.verified++;
+        trusted = pending.pop();
       }
-      await this.store.add(candidate);
-      this.verified++;
-      trusted = pending.pop();
+    } finally {
+      await this.store.save(); // what verified stays verified, whatever refused the rest
     }
     return target;
   }

@@ -47,6 +47,8 @@ export class LightStore {
     this.rootSince = null; // when this browser took the root of trust (ms)
     this.rootFrom = null; // what it was taken from, in words
     this.rootNodesWord = false; // taken on the node's word (nothing pinned or given)
+    this.added = new Set(); // heights added since the last save
+    this.dropped = new Set(); // and dropped
   }
 
   // The store of `chainId` in this browser (empty when there is none yet).
@@ -87,25 +89,35 @@ export class LightStore {
     this.blocks.set(block.height, block);
   }
 
-  // Record a verified block (root: the root of trust), durably before it resolves.
-  // Mirrors LightStore.add and save.
+  // Record a verified block (root: the root of trust); save() writes it.
+  // Mirrors LightStore.add.
   async add(block, root = false) {
     this.put(block);
     if (root || this.rootHeight === null) {
       this.rootHeight = block.height;
       this.rootSince = Date.now();
     }
-    const dropped = [];
+    this.added.add(block.height);
     while (this.heights.length > MAX_BLOCKS + 1) {
       const drop = this.heights.find((h) => h !== this.rootHeight);
       this.heights.splice(this.heights.indexOf(drop), 1);
       this.blocks.delete(drop);
-      dropped.push(drop);
+      this.added.delete(drop);
+      this.dropped.add(drop);
     }
+  }
+
+  // Write what was added and dropped since the last save, in one transaction
+  // (all or nothing: a crash leaves the old store or the new one).
+  // Mirrors LightStore.save.
+  async save() {
+    if (!this.added.size && !this.dropped.size) return;
     const tx = this.db.transaction(["blocks", "meta"], "readwrite");
     const blocks = tx.objectStore("blocks");
-    blocks.put({ chain_id: this.chainId, height: block.height, doc: block.doc });
-    for (const h of dropped) blocks.delete([this.chainId, h]);
+    for (const h of this.added) blocks.put({ chain_id: this.chainId, height: h, doc: this.blocks.get(h).doc });
+    for (const h of this.dropped) blocks.delete([this.chainId, h]);
+    this.added.clear();
+    this.dropped.clear();
     tx.objectStore("meta").put({
       chain_id: this.chainId,
       root_height: this.rootHeight,
@@ -140,6 +152,8 @@ export class LightStore {
   async clear() {
     this.blocks.clear();
     this.heights = [];
+    this.added.clear();
+    this.dropped.clear();
     this.rootHeight = null;
     this.rootSince = null;
     const tx = this.db.transaction(["blocks", "meta"], "readwrite");
@@ -161,17 +175,9 @@ export class MemoryStore extends LightStore {
     }
   }
 
-  async add(block, root = false) {
-    this.put(block);
-    if (root || this.rootHeight === null) {
-      this.rootHeight = block.height;
-      this.rootSince = Date.now();
-    }
-    while (this.heights.length > MAX_BLOCKS + 1) {
-      const drop = this.heights.find((h) => h !== this.rootHeight);
-      this.heights.splice(this.heights.indexOf(drop), 1);
-      this.blocks.delete(drop);
-    }
+  async save() {
+    this.added.clear();
+    this.dropped.clear();
   }
 
   async clear() {
