@@ -6,7 +6,7 @@ caller hands it transactions, messages and clock ticks and sends what it returns
 - **Sealing.** Client transactions wait in a bounded local pool. At every
   :meth:`DagMempool.tick` (one *round*), and whenever the pool holds a full
   batch's worth, the validator seals a :class:`Batch` into its next slot and
-  broadcasts it.
+  broadcasts it to every validator, itself included (its own vote counts).
 - **Voting.** A validator that receives a valid batch stores it and returns a
   :class:`BatchVote` to the author, **at most one digest per slot**: a second
   batch of the same author for the same slot gets no vote and becomes
@@ -19,6 +19,8 @@ caller hands it transactions, messages and clock ticks and sends what it returns
   data availability: a validator holding a certificate without its batch asks
   the signers (:meth:`missing`, :meth:`serve_fetch`, :meth:`on_fetched`); more
   than 2/3 signed, so beyond any faulty third at least one honest signer has it.
+  A validator that holds the batch needs no certificate for itself: it checks
+  the certificate only when it proposes it (:meth:`on_certificate`).
 - **Ordering.** Tendermint orders certificates: the proposer's value carries
   :meth:`payload_for_block`, every validator checks it with
   :meth:`check_payload` and, once decided, :meth:`apply_block` marks the
