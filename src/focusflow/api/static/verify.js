@@ -213,11 +213,13 @@ const NODE = Uint8Array.of(1);
 export async function merkleRoot(leaves) {
   if (!leaves.length) return sha256();
   let level = await Promise.all(leaves.map((l) => sha256(LEAF, l)));
+  // both halves at once: WebCrypto digests run off the page's thread
   const fold = async (hs) => {
     if (hs.length === 1) return hs[0];
     let k = 1;
     while (k * 2 < hs.length) k *= 2;
-    return sha256(NODE, await fold(hs.slice(0, k)), await fold(hs.slice(k)));
+    const [left, right] = await Promise.all([fold(hs.slice(0, k)), fold(hs.slice(k))]);
+    return sha256(NODE, left, right);
   };
   return fold(level);
 }
