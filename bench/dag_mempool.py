@@ -34,6 +34,7 @@ Run from the repository root::
 
     python bench/dag_mempool.py                       # 1 Gbit/s and 100 Mbit/s, ~10 min
     python bench/dag_mempool.py --validators 4 16 --bandwidth-mbit 1000
+    python bench/dag_mempool.py --costs 79 24 143 153 --verify-threads 8
 """
 
 from __future__ import annotations
@@ -162,11 +163,24 @@ def main() -> None:
         default=1,
         help="threads for bulk signature checks (core.sig_batch); 1: one core per validator",
     )
+    ap.add_argument(
+        "--costs",
+        type=float,
+        nargs=4,
+        metavar=("VERIFY_US", "SIGN_US", "EXEC_US", "TX_BYTES"),
+        help="use these costs instead of measuring them (a quieter run's, to compare runs)",
+    )
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}")
-    verify_s, sign_s, exec_s, tx_bytes = measure_costs()
+    if args.costs:
+        verify_s, sign_s, exec_s = (x * 1e-6 for x in args.costs[:3])
+        tx_bytes = round(args.costs[3])
+        source = "given"
+    else:
+        verify_s, sign_s, exec_s, tx_bytes = measure_costs()
+        source = "measured"
     print(
-        f"measured: keys.verify {verify_s * 1e6:.1f} us, KeyPair.sign {sign_s * 1e6:.1f} us, "
+        f"{source}: keys.verify {verify_s * 1e6:.1f} us, KeyPair.sign {sign_s * 1e6:.1f} us, "
         f"execution {exec_s * 1e6:.1f} us per send (verified), send tx {tx_bytes} bytes"
     )
     for mbit in args.bandwidth_mbit:
