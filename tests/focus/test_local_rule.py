@@ -230,9 +230,31 @@ def test_refuses_bad_input():
     with pytest.raises(InvalidParameterError):
         rule.run(0.1, 0.01, 10, phi0=np.full(19, 1 / 19))
     with pytest.raises(InvalidParameterError):
+        rule.run(0.1, 0.01, 10, guard=1.0)
+    with pytest.raises(InvalidParameterError):
         rule.gossip_total(np.ones(20), -1)
     split = sp.block_diag([mat, mat]).tocsr()
     with pytest.raises(InvalidParameterError, match="components"):
         LocalRule(split).run(0.1, 0.01, 10, total="gossip", gossip_rounds=5)
     with pytest.raises(InvalidParameterError):
         rule.step_bound(np.r_[0.0, np.full(19, 1 / 19)], 0.1)
+
+
+def test_guard_carries_the_rule_past_a_first_step_that_overshoots():
+    """The bound is local: from the uniform start the first step can be far
+    larger than near the minimiser and take a particle below zero even at the
+    best local step. Each particle keeping half its focus through a step (a
+    rule it applies alone) lets the run reach the same minimiser."""
+    mat, _ = connected_graph(400, 1600, 2)
+    rule = LocalRule(mat)
+    temperature = 0.1
+    target = rule.model.minimize(temperature)
+    eta = rule.step_bound(target, temperature).eta_best
+    g = rule.gradient(np.full(400, 1 / 400), temperature)
+    assert eta * (g - g.mean()).max() > 1 / 400  # the first step overshoots zero
+    plain = rule.run(temperature, eta, 10, target=target)
+    assert plain.status == "left_simplex" and plain.steps == 0
+    guarded = rule.run(temperature, eta, 3000, target=target, tol=1e-15, guard=0.5)
+    assert guarded.status == "converged"
+    assert guarded.l1[-1] < 1e-9
+    assert abs(guarded.mass[-1] - 1.0) < 1e-12

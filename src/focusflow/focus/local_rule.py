@@ -200,7 +200,7 @@ class LocalRule:
             g[pos] += s * temperature * (1.0 + np.log(phi[pos]))
         return g
 
-    def run(
+    def run(  # noqa: PLR0913 - keyword-only settings of one run, each with a default
         self,
         temperature: float,
         eta: float,
@@ -213,6 +213,7 @@ class LocalRule:
         phi0: np.ndarray | None = None,
         target: np.ndarray | None = None,
         tol: float = 0.0,
+        guard: float = 0.0,
     ) -> LocalRun:
         """Run the rule from ``phi0`` (uniform by default) for at most ``steps`` steps.
 
@@ -225,7 +226,16 @@ class LocalRule:
         ``left_simplex``. ``shift`` renormalises the step before anything is
         cut, so the constant part of the gradient never matters; ``divide``
         needs a non-negative vector to share out, so it cuts first.
+
+        ``guard`` in [0, 1): each particle keeps at least that share of its
+        focus through a step (``phi_i <- max(phi_i', guard * phi_i)``), a
+        rule it can apply alone. It never binds at a fixed point, so the fixed
+        points stay F's minimiser, but it stops a step far from the minimiser
+        (the first steps from a uniform start) from overshooting zero; the mass
+        it adds is taken back by the next renormalisation.
         """
+        if not (0.0 <= guard < 1.0):
+            raise InvalidParameterError(f"guard must be in [0, 1), got {guard}")
         self._check_run(temperature, eta, sign, renorm, total)
         n = self.n
         phi = np.full(n, 1.0 / n) if phi0 is None else np.array(phi0, dtype=np.float64)
@@ -239,7 +249,9 @@ class LocalRule:
         status = "steps"
         for _ in range(steps):
             x = phi - eta * self.gradient(phi, temperature, sign)
-            new, status, error = self._renormalise(phi, x, sign, renorm, total, gossip_rounds)
+            new, status, error = self._renormalise(
+                phi, x, sign, renorm, total, gossip_rounds, guard
+            )
             if new is None:
                 break
             err.append(error)
@@ -283,15 +295,26 @@ class LocalRule:
             )
 
     def _renormalise(
-        self, phi: np.ndarray, x: np.ndarray, sign: str, renorm: str, total: str, rounds: int
+        self,
+        phi: np.ndarray,
+        x: np.ndarray,
+        sign: str,
+        renorm: str,
+        total: str,
+        rounds: int,
+        guard: float,
     ) -> tuple[np.ndarray | None, str, float]:
         """``(new phi, status, relative error of the total)`` after one step
-        ``x``; no new phi when the step leaves the simplex or has no mass."""
+        ``x``; no new phi when the step leaves the simplex or has no mass. The
+        guard acts on the step before dividing (a share needs x > 0) and after
+        shifting (the shift can take a small entry below zero)."""
         n = self.n
         frozen = phi <= 0  # reached zero under the design's sign: stays there
         x[frozen] = 0.0
         if not np.all(np.isfinite(x)):
             return None, "left_simplex", 0.0
+        if renorm == "divide" and guard > 0:
+            x = np.maximum(x, guard * phi)
         if renorm == "divide":  # a share of a total needs x >= 0 already
             if sign == "corrected" and x.min() <= 0:
                 return None, "left_simplex", 0.0
@@ -312,6 +335,8 @@ class LocalRule:
             new = np.where(live, x - (t - 1.0) / np.where(live, count, 1.0), 0.0)
         else:
             new = x / t
+        if renorm == "shift" and guard > 0:
+            new = np.maximum(new, guard * phi)
         if sign == "corrected" and new.min() <= 0:
             return None, "left_simplex", error
         np.maximum(new, 0.0, out=new)
