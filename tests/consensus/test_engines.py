@@ -30,13 +30,27 @@ from focusflow.core.encoding import decode
 #: its heights take a quarter of the polls, so the same CPU tests four times the
 #: decisions, and a smaller beta is the less safe setting, so for safety it is
 #: the harder test (at 4 and 7 validators the safety argument does not use beta).
-ENGINES = ("tendermint", "snowman", "snowman_beta5", "fallback")
+#: "snowman_notarised" and "fallback_notarised" run the engines as the node does,
+#: each accept certified by attestations (notarise.py): every decision is then a
+#: certificate, which block sync checks like Tendermint's.
+ENGINES = (
+    "tendermint",
+    "snowman",
+    "snowman_beta5",
+    "fallback",
+    "snowman_notarised",
+    "fallback_notarised",
+)
 BETA5 = SnowmanParams(beta=5)
 
 
 def make(engine: str, n: int, **kw) -> Simulation:
     if engine == "snowman_beta5":
         return Simulation(n, engine="snowman", snowman=BETA5, **kw)
+    if engine == "snowman_notarised":
+        return Simulation(n, engine="snowman", snowman=BETA5, notarise=True, **kw)
+    if engine == "fallback_notarised":
+        return Simulation(n, engine="fallback", notarise=True, **kw)
     return Simulation(n, engine=engine, **kw)
 
 
@@ -57,7 +71,9 @@ def safe(sim: Simulation) -> None:
 
 def stretch(engine: str, seconds: float) -> float:
     """Simulated time a schedule gets: Snowman needs more per height."""
-    return seconds * {"snowman": 4.0, "snowman_beta5": 1.5}.get(engine, 1.0)
+    return seconds * {"snowman": 4.0, "snowman_beta5": 1.5, "snowman_notarised": 1.5}.get(
+        engine, 1.0
+    )
 
 
 def happy(engine: str, seed: int) -> Simulation:
@@ -181,7 +197,9 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-@pytest.mark.parametrize("engine", ["snowman", "fallback"])
+@pytest.mark.parametrize(
+    "engine", ["snowman", "fallback", "snowman_notarised", "fallback_notarised"]
+)
 def test_scenario(engine, scenario, seed):
     SCENARIOS[scenario](engine, seed)
 
@@ -189,7 +207,10 @@ def test_scenario(engine, scenario, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(2, 72))
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-@pytest.mark.parametrize("engine", ["tendermint", "snowman_beta5", "fallback"])
+@pytest.mark.parametrize(
+    "engine",
+    ["tendermint", "snowman_beta5", "fallback", "snowman_notarised", "fallback_notarised"],
+)
 def test_scenario_many_seeds(engine, scenario, seed):
     """1,050 schedules per engine."""
     SCENARIOS[scenario](engine, seed)

@@ -56,6 +56,15 @@ class PollingEngine(ConsensusEngine, Protocol):
 
     def receive(self, message: Message | PollMessage) -> list[Action]: ...
 
+    def value_of(self, value_id: bytes) -> bytes | None:
+        """A value proposed at this height and held here, by its id."""
+        ...
+
+    def record_decision(self, height: int, value: bytes, value_id: bytes) -> None:
+        """The height was decided elsewhere (a certificate): stop polling it and
+        answer queries about it with the decision."""
+        ...
+
 
 #: The genesis fields of the engine choice: all integers, so every node reads
 #: them alike. Poll and proposal timeouts are each node's own (like Tendermint's).

@@ -155,6 +155,22 @@ class Fallback:
     def proposed_value_ids(self, round: int) -> list[bytes]:
         return self.tm.proposed_value_ids(round)
 
+    def value_of(self, value_id: bytes) -> bytes | None:
+        """A value of this height held here: a poller's choice or a Tendermint proposal."""
+        value = self.poller.value_of(value_id)
+        if value is None:
+            for p in self.tm.proposals():
+                if p.value_id == value_id:
+                    return p.value
+        return value
+
+    def record_decision(self, height: int, value: bytes, value_id: bytes) -> None:
+        """The height was decided by attestations: neither path goes on with it."""
+        if height == self.height and not self.done:
+            self.done = True
+            self.decided_by = "certificate"
+            self.poller.record_decision(height, value, value_id)
+
     # ------------------------------------------------------------- switching
 
     def _after(self, actions: list[Action]) -> list[Action]:

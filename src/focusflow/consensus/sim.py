@@ -74,6 +74,7 @@ from focusflow.consensus.errors import InvalidCertificateError, InvalidMessageEr
 from focusflow.consensus.evidence import Evidence, verify_evidence
 from focusflow.consensus.fallback import SWITCH_AFTER_ROUNDS, Fallback
 from focusflow.consensus.messages import Message, Proposal, Step, Vote
+from focusflow.consensus.notarise import ACCEPT_ROUND, Notarised
 from focusflow.consensus.poll_messages import Chits, PollMessage, Query, Switch
 from focusflow.consensus.signer import Signer
 from focusflow.consensus.snowball import SnowmanParams
@@ -162,6 +163,7 @@ class Simulation:
         engine: str = "tendermint",
         snowman: SnowmanParams | None = None,
         switch_after_rounds: int = SWITCH_AFTER_ROUNDS,
+        notarise: bool = False,
         measure_cpu: bool = False,
     ) -> None:
         """``verification``: "shared" checks each distinct signature once for the whole
@@ -171,7 +173,9 @@ class Simulation:
         ``max_skew``: the largest clock error of a node (below ``max_drift`` so honest
         values stay valid).
         ``engine``: "tendermint" (``machine_factory``), "snowman" or "fallback", with
-        ``snowman`` polling parameters and the fallback's ``switch_after_rounds``.
+        ``snowman`` polling parameters and the fallback's ``switch_after_rounds``;
+        ``notarise`` runs a polling engine as the node does, its accepts
+        certified by attestations (``notarise.py``).
         ``measure_cpu``: add the CPU time of every machine call to ``machine_cpu_s``
         (for the benchmark; reading the process clock costs more than many calls)."""
         if verification not in ("shared", "per_node", "off"):
@@ -181,6 +185,7 @@ class Simulation:
         self.engine = engine
         self.snowman = snowman or SnowmanParams()
         self.switch_after_rounds = switch_after_rounds
+        self.notarise = notarise and engine != "tendermint"
         self.seed = seed
         self.rng = random.Random(seed)
         self.chain_id = chain_id
@@ -330,6 +335,10 @@ class Simulation:
             )
         else:
             node.machine = self.machine_factory(self.chain_id, timeouts=self.timeouts, **common)
+        if self.notarise:
+            node.machine = Notarised(
+                node.machine, self.chain_id, signer=signer, verify=common["verify"]
+            )
         self._start(node, node.height + 1)
 
     def _start(self, node: SimNode, height: int) -> None:
@@ -724,16 +733,18 @@ class Simulation:
         stranger = Vote.sign(self._outsider, self.chain_id, h, r, Step.PRECOMMIT, None)
         value = encode(["junk", h, r, node.index, self.local_ms(node)])
         vs = self.validator_set(h)
+        # An attestation's round is no proposal round: its junk proposals go to round 0.
+        pr = 0 if r == ACCEPT_ROUND else r
         wrong_round = next(
             (
                 x
-                for x in range(r, r + len(self.nodes))
+                for x in range(pr, pr + len(self.nodes))
                 if vs.proposer(x).public_key != node.key.public_key
             ),
-            r,
+            pr,
         )
         usurper = Proposal.sign(node.key, self.chain_id, h, wrong_round, -1, value, sha256(value))
-        mislabelled = Proposal.sign(node.key, self.chain_id, h, r, -1, value, sha256(b"other"))
+        mislabelled = Proposal.sign(node.key, self.chain_id, h, pr, -1, value, sha256(b"other"))
         return [broken(own), broken(ahead), stranger, usurper, mislabelled]
 
     def _some_of(self, messages: list[Message | PollMessage]) -> list[Message | PollMessage]:

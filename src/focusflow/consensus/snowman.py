@@ -261,6 +261,21 @@ class Snowman:
         self._poll_more()
         return self._flush()
 
+    def value_of(self, value_id: bytes) -> bytes | None:
+        """A valid choice of this height, or the decided value, by id."""
+        value = self.values.get(value_id)
+        if value is None:
+            decided = self.decided.get(self.height)
+            if decided is not None and decided[1] == value_id:
+                value = decided[0]
+        return value
+
+    def record_decision(self, height: int, value: bytes, value_id: bytes) -> None:
+        """The height was decided by a certificate: stop polling, answer with it."""
+        if height == self.height and height not in self.decided:
+            self.decided[height] = (value, value_id)
+            self._polls.clear()
+
     # ----------------------------------------------------------------- polls
 
     def preference(self) -> bytes | None:
