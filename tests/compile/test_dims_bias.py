@@ -41,6 +41,9 @@ def test_interval_holds_the_full_spectrums_effective_rank(seed):
         for k in range(1, len(s) + 1, max(1, len(s) // 9)):
             lo, hi = effective_rank_bounds(s[:k], fro2, rank_bound(a))
             assert lo <= full * (1 + 1e-8) and full <= hi * (1 + 1e-8), (k, lo, full, hi)
+            # d* of the top k alone is the least the interval allows, or below it.
+            assert effective_rank(s[:k]) <= lo * (1 + 1e-12)
+            assert effective_rank(s[:k]) <= full * (1 + 1e-8)
 
 
 def test_a_forced_tail_gives_one_point():

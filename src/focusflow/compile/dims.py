@@ -63,7 +63,11 @@ def effective_rank_bounds(
       ``q = m / (m + e^H_top)`` clipped to the feasible range;
     - lower: ``H_tail >= log(S^2 / T)`` (Shannon entropy is at least the
       collision entropy), increasing in S, so its least value is at the
-      smallest S; the concave rest is least at an end of the range.
+      smallest S; the concave rest is least at an end of the range. The top
+      k's own effective rank is a lower bound too (each tail value is at most
+      the mean of those before it, and adding such a value to a distribution
+      of ``j`` values raises its entropy: ``h(q)/q > log(j + 1) > H`` for
+      ``q <= 1/(j + 1)``), so the larger of the two is returned.
 
     Exact top values give a rigorous interval; a randomized SVD's are a little
     low, which only widens it. Where the tail is empty the interval is one point.
@@ -91,7 +95,7 @@ def effective_rank_bounds(
     q_star = min(max(m / (m + math.exp(h_top)), q_lo), q_hi)
     upper = rest(q_star) + q_star * math.log(m)
     lower = min(rest(q_lo), rest(q_hi)) + q_lo * max(0.0, math.log(lo_mass * lo_mass / tail_sq))
-    return math.exp(lower), math.exp(upper)
+    return math.exp(max(lower, h_top)), math.exp(upper)
 
 
 def dimension_of(singular_values: np.ndarray) -> int:
