@@ -17,8 +17,10 @@ round checks at least ``--min-items`` signatures (batch after batch of the
 row's size) with the methods interleaved, so load drifting on a shared machine
 hits them alike. The ratio columns are libsodium alone over each (above 1:
 faster than today). Each batch's answers are compared with the single check's
-before timing. No GPU column: no maintained package verifies Ed25519 on a GPU
-from Python (CuPy has no Ed25519).
+before timing. Last, the share of a check that holds the GIL (so the most
+any number of threads can gain), from a check libsodium refuses at once
+against a full one, timed interleaved. No GPU column: no maintained package
+verifies Ed25519 on a GPU from Python (CuPy has no Ed25519).
 
 Run from the repository root::
 
@@ -85,6 +87,25 @@ def _round(fn: Callable[[Sequence[Item]], list[bool]], batches: list[list[Item]]
     return time.perf_counter() - t
 
 
+#: A small-order public key (case 0 of "Taming the many EdDSAs"): libsodium refuses
+#: it before any curve arithmetic, so checking it costs the wrapper's Python alone.
+SMALL_ORDER_KEY = bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa")
+
+
+def _serial_share(pool: Sequence[Item], repeat: int) -> tuple[float, float, float]:
+    """(full check us, refused-at-once us, their ratio): the share of a check that
+    holds the GIL is at most the ratio (the refused one also raises and catches
+    an exception), so ``T`` threads gain at most ``1 / (f + (1 - f) / T)``. Both
+    are timed interleaved, so load on the machine scales them alike."""
+    bad = [(SMALL_ORDER_KEY, s, m) for _, s, m in pool]
+    full = fast = float("inf")
+    for _ in range(repeat):
+        full = min(full, _round(_libsodium, [list(pool)]))
+        fast = min(fast, _round(_libsodium, [bad]))
+    full_us, fast_us = full / len(pool) * 1e6, fast / len(pool) * 1e6
+    return full_us, fast_us, fast_us / full_us
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -143,11 +164,23 @@ def main() -> None:
         line += "   " + " ".join(f"{ratio[name]:>12.2f}" for name in ratio)
         print(line)
         rows.append({"size": size, "signatures": n, "us_per_sig": us, "ratio_vs_libsodium": ratio})
+    full_us, fast_us, share = _serial_share(pool, args.repeat)
+    bounds = ", ".join(
+        f"{t} threads <= {1 / (share + (1 - share) / t):.1f}x" for t in sorted({2, 4, 8, 16, cores})
+    )
+    print(
+        f"GIL-held share of a check <= {share:.3f} ({fast_us:.1f} us refused at once "
+        f"/ {full_us:.1f} us checked): {bounds}"
+    )
     load = os.getloadavg()
     print(f"load after (1,5,15)={load[0]:.2f},{load[1]:.2f},{load[2]:.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpus": cores, "msg_bytes": args.msg_bytes, "rows": rows}, f, indent=1)
+            json.dump(
+                {"cpus": cores, "msg_bytes": args.msg_bytes, "rows": rows, "gil_share": share},
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":
