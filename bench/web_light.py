@@ -84,7 +84,7 @@ def serve_chain(port: int, heights: int, validators: int, t0: int, k: int, ready
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from focusflow.da.proofs import proof_to_json, prove_share
+    from focusflow.da.proofs import proof_to_json
 
     chain = SyntheticChain(CHAIN_ID, heights, history(heights, validators), t0)
     square = make_square(k)
@@ -105,7 +105,7 @@ def serve_chain(port: int, heights: int, validators: int, t0: int, k: int, ready
 
     async def share(request: Request) -> JSONResponse:
         row, col = request.path_params["row"], request.path_params["col"]
-        proof = prove_share(square, row, col)
+        proof = square.proof(row, col)  # as the node's DAStore.share_proof
         doc = {"height": DA_HEIGHT, "row": row, "col": col, "share": proof.share.hex()}
         return JSONResponse({**doc, "proof": proof_to_json(proof)})
 
