@@ -91,7 +91,7 @@ def test_regime_change_finds_a_jump():
     x = np.arange(12.0)
     y = 0.1 * x + np.where(x >= 7, 5.0, 0.0)
     change = regime_change(x, y)
-    assert change.jump and change.jump_at == 7.0
+    assert change.jump and (change.jump_from, change.jump_at) == (6.0, 7.0)
 
 
 def test_regime_change_refuses_bad_curves():

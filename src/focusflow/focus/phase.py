@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 #: Components up to this size get LAPACK's dense eigenvalues.
-DENSE_LIMIT = 1500
+DENSE_LIMIT = 600
 #: The shift of the inverse Lanczos run: below the spectrum, so that
 #: ``L - sigma I`` is positive definite.
 SHIFT = -1e-3
@@ -92,14 +92,15 @@ class RegimeChange:
     each side), and the largest jump between neighbouring samples.
 
     ``gain = 1 - SSE(hinge) / SSE(line)``; ``left`` and ``right`` are the
-    slopes ``b`` and ``b + c``; ``jump_at`` is the x after the largest step,
-    ``jump_ratio`` that step over the median step.
+    slopes ``b`` and ``b + c``; the largest step lies between ``jump_from``
+    and ``jump_at``, ``jump_ratio`` is it over the median step.
     """
 
     at: float
     left: float
     right: float
     gain: float
+    jump_from: float
     jump_at: float
     jump_ratio: float
 
@@ -149,6 +150,7 @@ def regime_change(x: Any, y: Any, *, min_side: int = 3) -> RegimeChange:
         left=best[2],
         right=best[3],
         gain=gain,
+        jump_from=float(xs[largest]),
         jump_at=float(xs[largest + 1]),
         jump_ratio=ratio,
     )
