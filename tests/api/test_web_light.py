@@ -161,6 +161,9 @@ class Liar:
         if lie == "fork" and is_header and doc["height"] >= self.fork_from:
             # another block at the same height, signed by the chain's own validator
             return self.reheader(doc, [self.validator_key], state_root=FORGED_ROOT)
+        if lie == "da_roots" and path.count("/") == 3 and path.startswith("/v1/da/"):
+            # row roots of another square: they no longer hash to the data root
+            doc["row_roots"][0] = doc["row_roots"][0][:-2] + "00"
         if self.share_lie(path) == "bad_share":
             share = bytearray.fromhex(doc["share"])
             share[100] ^= 1
@@ -353,6 +356,20 @@ def test_wrong_share_is_caught(liar, open_page):
         assert "does not verify" in item.text_content()
         page.wait_for_selector('#light-da[data-available="false"]')
         assert page.locator('#da-problems li[data-kind="withheld"]').count() == 0
+    finally:
+        liar.lie = None
+
+
+def test_square_roots_that_are_not_the_headers_are_caught(liar, open_page):
+    """Row and column roots that do not hash to the verified data root: no
+    share is drawn, the block is not available, and the problem is listed."""
+    try:
+        page = honest_then(open_page, liar, "da_roots")
+        problem = page.locator('#verify-problems li[data-check="da_roots"]').first
+        problem.wait_for()
+        assert (problem.get_attribute("data-what") or "").startswith("data of block ")
+        page.wait_for_selector('#light-da[data-available="false"][data-samples="0"]')
+        light_state(page, "synced")  # the headers still verify
     finally:
         liar.lie = None
 

@@ -132,10 +132,24 @@ export class LightPanel {
       }
       if (head.height > this.sampled) {
         this.sampled = head.height;
-        this.showSample(await sampleBlock(this.node, head, this.samples));
+        await this.sample(head);
       }
     } catch (err) {
       this.failed(err);
+    }
+  }
+
+  // Sample the square of a verified header; what goes wrong is about the
+  // block's data, not the header.
+  async sample(head) {
+    try {
+      this.showSample(await sampleBlock(this.node, head, this.samples));
+    } catch (err) {
+      const why = err?.message || String(err);
+      const lie = err instanceof V.VerifyError;
+      setText("light-da", `block ${head.height}: not sampled: ${why}`,
+        { height: head.height, available: lie ? "false" : "unknown", confidence: 0, samples: 0, verifiedShares: 0 });
+      if (lie) this.problem(`data of block ${head.height}`, err.check, why);
     }
   }
 
