@@ -26,7 +26,7 @@ import pytest
 import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -420,6 +420,7 @@ class SyntheticNode:
                 Route("/v1/light/{rest:path}", self.light),
                 Route("/v1/da/{height:int}", self.da_roots),
                 Route("/v1/da/{height:int}/shares/{row:int}/{col:int}", self.share),
+                Route("/endless", self.endless),
                 Mount("/static", StaticFiles(directory=STATIC)),
             ]
         )
@@ -441,6 +442,17 @@ class SyntheticNode:
                 "col_roots": [c.hex() for c in sq.col_roots()],
             }
         )
+
+    async def endless(self, request: Request) -> StreamingResponse:
+        """17 MiB of JSON-looking bytes with no length said beforehand."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"a": "'
+            for _ in range(17):
+                yield b"x" * (1 << 20)
+            yield b'"}'
+
+        return StreamingResponse(chunks(), media_type="application/json")
 
     async def share(self, request: Request) -> JSONResponse:
         p = request.path_params
@@ -704,6 +716,18 @@ def lies_of(proof: ShareProof) -> dict[str, ShareProof]:
         "axis": replace(proof, axis=COL if proof.axis == ROW else ROW),
         "index": replace(proof, root_proof=replace(root, index=root.index ^ 1)),
     }
+
+
+def test_an_answer_over_the_bound_is_not_read(js):
+    """A node that streams an answer without end: the client stops reading at
+    16 MiB (the CLI's cap) and calls it malformed."""
+    got = js.evaluate(
+        """async () => {
+        try { await new L.client.Node("").get("/endless"); return "read"; }
+        catch (err) { return `${err.check}: ${err.message}`; }
+      }"""
+    )
+    assert got.startswith("malformed:") and "over 16777216 bytes" in got
 
 
 def test_share_proofs_match_the_python_verifier(js):

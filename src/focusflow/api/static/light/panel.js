@@ -13,6 +13,7 @@ import { LightStore, MemoryStore } from "./store.js";
 const WITNESS_KEY = "focusflow.witness";
 const WITNESS_GAP_MS = 5000; // at most one witness comparison per this interval
 const DA_PROBLEMS_KEPT = 50;
+const MAX_SAMPLES = 256; // ?samples= is bounded: each sample is a request
 
 const $ = (id) => document.getElementById(id);
 
@@ -53,7 +54,8 @@ export class LightPanel {
     this.witnessAt = 0;
     this.fork = null;
     this.last = null; // the last sampling round
-    this.samples = Number(new URLSearchParams(location.search).get("samples")) || DEFAULT_SAMPLES;
+    const asked = Number(new URLSearchParams(location.search).get("samples"));
+    this.samples = Number.isSafeInteger(asked) && asked >= 1 ? Math.min(asked, MAX_SAMPLES) : DEFAULT_SAMPLES;
     $("light-reset")?.addEventListener("click", () => this.reset());
   }
 
