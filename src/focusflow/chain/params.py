@@ -24,6 +24,8 @@ from typing import Any
 
 from focusflow.chain.errors import GenesisError
 from focusflow.chain.module_params import BASIS_POINTS, ModuleParams, sections
+from focusflow.consensus.engine import EngineConfig
+from focusflow.core.errors import InvalidParameterError
 
 #: Blocks beyond evidence_max_age + epoch_blocks a derived unbonding default adds.
 UNBONDING_MARGIN = 100
@@ -41,6 +43,7 @@ GOVERNED = tuple(name for name in ECONOMY_PARAMS if name != "economics")
 #: Parameters added after chains were started: left out of ``to_dict`` at their
 #: default, so that those chains' genesis hash and state stay what they were.
 OMITTED_AT_DEFAULT = (
+    "consensus",
     "focus_upgrades",
     "focus_upgrade_delay",
     "evm_block_gas_limit",
@@ -128,6 +131,11 @@ class ChainParams:
     base_fee_change_denominator: int = 8
     #: The base fee per byte never falls below this.
     base_fee_min: int = 1
+    #: The consensus engine and its polling parameters (``EngineConfig``'s
+    #: fields: engine, k, alpha_preference, alpha_confidence, beta,
+    #: switch_after_rounds); empty is Tendermint. A genesis choice, never changed
+    #: on a running chain (docs/consensus.md §10.4).
+    consensus: dict[str, Any] = field(default_factory=dict)
     #: The modules' parameters, by section name (``ModuleParams.SECTION``): each
     #: module's own frozen dataclass (``chain.module_params``). Sections a genesis
     #: leaves out hold their defaults.
@@ -146,6 +154,9 @@ class ChainParams:
             if name == "focus":
                 if not isinstance(value, dict):
                     raise GenesisError("params.focus must be an object")
+            elif name == "consensus":
+                if not isinstance(value, dict):
+                    raise GenesisError("params.consensus must be an object")
             elif name == "focus_upgrades":
                 if not isinstance(value, list):
                     raise GenesisError("params.focus_upgrades must be a list")
@@ -194,6 +205,10 @@ class ChainParams:
         and take its stake out before the evidence is included. Each section
         checks its own rules as it is made (``ModuleParams.check``).
         """
+        try:
+            EngineConfig.from_plain(self.consensus)
+        except InvalidParameterError as exc:
+            raise GenesisError(f"params.consensus: {exc}") from None
         floor = self.evidence_max_age + self.epoch_blocks
         if self.unbonding_blocks <= floor:
             raise GenesisError(
@@ -249,6 +264,10 @@ class ChainParams:
         if rest:
             raise GenesisError(f"unknown chain parameters: {', '.join(sorted(rest))}")
         return dataclasses.replace(self, **kernel, sections=given)
+
+    def engine(self) -> EngineConfig:
+        """The consensus engine this chain runs."""
+        return EngineConfig.from_plain(self.consensus)
 
     def min_fee(self, tx_bytes: int, fee_per_byte: int | None = None) -> int:
         """The least fee of a transaction of ``tx_bytes``; ``fee_per_byte`` is the

@@ -32,7 +32,10 @@ ENGINES = ("tendermint", "snowman", "fallback")
 class ConsensusEngine(Protocol):
     """One validator's consensus for successive heights."""
 
-    height: int
+    @property
+    def height(self) -> int:
+        """The height the engine runs (-1 or 0 before the first)."""
+        ...
 
     def start_height(self, height: int, validator_set: ValidatorSet) -> list[Action]:
         """Begin ``height`` (after the previous one was decided and applied)."""

@@ -42,7 +42,7 @@ from collections.abc import Callable
 
 from focusflow.consensus.actions import Accept, Action, Decide, SendTo, Timeout
 from focusflow.consensus.errors import InvalidMessageError
-from focusflow.consensus.messages import Message, Step
+from focusflow.consensus.messages import Message, Proposal, Step
 from focusflow.consensus.poll_messages import Chits, PollMessage, Query, Switch
 from focusflow.consensus.signer import Signer
 from focusflow.consensus.snowball import SnowmanParams
@@ -69,7 +69,7 @@ class _LockedPoller(Snowman):
 class Fallback:
     """One validator running Tendermint with the polling fallback (module docstring)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - Tendermint's and Snowman's arguments side by side
         self,
         chain_id: str,
         *,
@@ -82,7 +82,9 @@ class Fallback:
         switch_after_rounds: int = SWITCH_AFTER_ROUNDS,
         value_id_of: Callable[[bytes], bytes] = sha256,
         verify: Callable[[bytes, bytes, bytes], bool] = verify_signature,
+        validate_proposal: Callable[[int, Proposal], bool] | None = None,
     ) -> None:
+        """``validate_proposal``: Tendermint's (its proposals are the poller's choices)."""
         if switch_after_rounds < 1:
             raise ValueError("switch_after_rounds must be >= 1")
         self.chain_id = chain_id
@@ -97,6 +99,7 @@ class Fallback:
             timeouts=timeouts,
             value_id_of=value_id_of,
             verify=verify,
+            validate_proposal=validate_proposal,
         )
         self.poller = _LockedPoller(
             chain_id,

@@ -102,9 +102,13 @@ class Snowman:
         value_id_of: Callable[[bytes], bytes] = sha256,
         verify: Callable[[bytes, bytes, bytes], bool] = verify_signature,
         propose: bool = True,
+        validate_proposal: Callable[[int, Proposal], bool] | None = None,
     ) -> None:
         """``propose=False`` makes a poller that takes its choices from its owner
-        (the fallback mode feeds it Tendermint's proposals) instead of proposing."""
+        (the fallback mode feeds it Tendermint's proposals) instead of proposing.
+        ``validate_proposal``, when given, judges a proposal in place of
+        ``is_valid`` (as Tendermint's does: the host sees the signed proposal, so
+        it can require the block to name its signer as maker)."""
         self.chain_id = chain_id
         self.signer = signer
         self.get_value = get_value
@@ -114,6 +118,7 @@ class Snowman:
         self.value_id_of = value_id_of
         self.verify = verify
         self.proposes = propose
+        self.validate_proposal = validate_proposal
         self.height = -1
         self.validators: ValidatorSet | None = None
         self.decided: dict[int, tuple[bytes, bytes]] = {}  # height -> (value, value_id)
@@ -226,6 +231,8 @@ class Snowman:
             raise InvalidMessageError("proposal value id is not the hash of its value")
         if not self.verify(p.proposer, p.signature, p.sign_bytes(self.chain_id)):
             raise InvalidMessageError("bad proposal signature")
+        if self.validate_proposal is not None and p.value_id not in self._valid_cache:
+            self._valid_cache[p.value_id] = bool(self.validate_proposal(self.height, p))
         if first is None:
             self._slot_proposals[p.round] = p
         elif first.value_id != p.value_id:

@@ -23,6 +23,7 @@ from focusflow.net.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 from focusflow.net.gossip import (
     BLOCK_PARTS,
     EVIDENCE,
+    POLLS,
     STANDARD_TOPICS,
     TRANSACTIONS,
     VOTES,
@@ -37,6 +38,7 @@ __all__ = [
     "BLOCK_PARTS",
     "DEFAULT_MAX_FRAME",
     "EVIDENCE",
+    "POLLS",
     "STANDARD_TOPICS",
     "TRANSACTIONS",
     "VOTES",

@@ -26,6 +26,9 @@ TRANSACTIONS = "tx"
 BLOCK_PARTS = "block_part"
 VOTES = "vote"
 EVIDENCE = "evidence"
+#: Snowman's queries and answers, sent to named validators (``Node.send_to``)
+#: and never relayed: a poll costs 2k messages, not a flood.
+POLLS = "poll"
 #: The request that fetches an announced (IHave) message by id; reserved.
 GOSSIP_FETCH = "net.gossip"
 #: Topics every node relays even without a local subscriber.

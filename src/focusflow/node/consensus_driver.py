@@ -1,4 +1,10 @@
-"""The consensus driver: the task that runs the Tendermint state machine over the chain.
+"""The consensus driver: the task that runs the consensus engine over the chain.
+
+The engine is the genesis's choice (``ChainParams.engine``): Tendermint, or a
+polling engine (Snowman, Tendermint with the polling fallback) whose polled
+decisions are notarised into commit certificates (consensus/notarise.py), so
+that every committed block carries one. Poll messages (``SendTo``) go to the
+named validators only, on their own topic.
 
 One *consensus task* owns the state machine and the chain and handles its
 inputs in order from the inbox (inbox.py): proposals and votes that gossip
@@ -36,21 +42,28 @@ from typing import TYPE_CHECKING, Any
 
 from focusflow.chain.errors import BlockError
 from focusflow.consensus import (
+    Accept,
     Broadcast,
+    ConsensusEngine,
     Decide,
     InvalidMessageError,
     Proposal,
     ReportEvidence,
     ScheduleTimeout,
+    SendTo,
     SignRefusedError,
     Tendermint,
     ValidatorSet,
     Vote,
     encode_evidence,
     encode_message,
+    encode_poll_message,
 )
+from focusflow.consensus.notarise import Notarised
+from focusflow.consensus.poll_messages import PollMessage
+from focusflow.consensus.snowman import KEEP_DECISIONS
 from focusflow.consensus.votes_seen import VotesSeen
-from focusflow.net import BLOCK_PARTS, EVIDENCE, VOTES
+from focusflow.net import BLOCK_PARTS, EVIDENCE, POLLS, VOTES
 from focusflow.node.evidence import hold_evidence
 from focusflow.node.halts import Halts
 from focusflow.node.inbox import Inbox, InboxItem, Received, StartHeight, Synced, TimeoutDue
@@ -121,7 +134,7 @@ class ConsensusDriver:
         self,
         *,
         node: NodeRuntime,
-        tm: Tendermint,
+        tm: ConsensusEngine,
         parts: DriverParts,
         pacing: Pacing,
         net: Node | None,
@@ -168,15 +181,36 @@ class ConsensusDriver:
         return self.tm.height
 
     @property
+    def tendermint(self) -> Tendermint | None:
+        """The Tendermint machine running the height, if one does (not under Snowman)."""
+        engine: object = self.tm
+        inner = getattr(engine, "inner", None)
+        if inner is not None:
+            engine = inner
+        if isinstance(engine, Tendermint):
+            return engine
+        fallback_tm = getattr(engine, "tm", None)
+        return fallback_tm if isinstance(fallback_tm, Tendermint) else None
+
+    @property
     def round(self) -> int:
-        """The round the state machine is in."""
-        return self.tm.round
+        """The round the state machine is in (Snowman: its proposal slot)."""
+        tm = self.tendermint
+        if tm is not None:
+            return tm.round
+        return int(getattr(getattr(self.tm, "inner", self.tm), "slot", 0))
 
     @property
     def state(self) -> tuple[int, int, str, ValidatorSet]:
         """(height, round, step, validator set) of the state machine, read together
-        (``ValidatorRuntime.consensus_state``)."""
-        tm = self.tm
+        (``ValidatorRuntime.consensus_state``); a polling engine's step is ``poll``."""
+        tm = self.tendermint
+        if tm is None:
+            if not self.started:
+                return self.chain.height + 1, 0, "propose", self.vset
+            decided = bool(self.decisions) and self.decisions[-1][0] == self.tm.height
+            step = "commit" if decided else "poll"
+            return self.tm.height, self.round, step, self.vset
         height, vset = tm.height, tm.validators
         if vset is None:
             return self.chain.height + 1, 0, "propose", self.vset
@@ -185,7 +219,10 @@ class ConsensusDriver:
 
     def locked(self) -> tuple[bytes | None, bytes | None]:
         """The value ids the state machine is locked on and holds as valid."""
-        return self.tm.locked_value_id, self.tm.valid_value_id
+        tm = self.tendermint
+        if tm is None:
+            return None, None
+        return tm.locked_value_id, tm.valid_value_id
 
     def cancel_timers(self) -> None:
         for timer in self.timers:
@@ -227,10 +264,20 @@ class ConsensusDriver:
         elif isinstance(item, Received):
             message, raw = item.message, item.raw
             # Checked for the height running when it arrived (see GossipIntake.receive).
-            if not self.started or message.height != self.tm.height:
+            # A poll may be about a decided height (a laggard's) or the next one.
+            polled = isinstance(message, PollMessage)
+            if polled and not isinstance(self.tm, Notarised):
+                return  # a Tendermint chain takes no polls
+            low = self.tm.height - KEEP_DECISIONS if polled else self.tm.height
+            high = self.tm.height + 1 if polled else self.tm.height
+            if not self.started or not low <= message.height <= high:
                 return
             try:
-                actions = await asyncio.to_thread(self.tm.receive, message)
+                if isinstance(self.tm, Notarised):
+                    actions = await asyncio.to_thread(self.tm.receive, message)
+                else:
+                    assert not isinstance(message, PollMessage)
+                    actions = await asyncio.to_thread(self.tm.receive, message)
             except InvalidMessageError as exc:
                 # The relay checks passed, so the two disagree: not the peer's fault.
                 log.error(
@@ -238,7 +285,8 @@ class ConsensusDriver:
                     extra={"fields": {"error": str(exc)}},
                 )
                 return
-            self.held.hold(raw)
+            if not polled:
+                self.held.hold(raw)
             if isinstance(message, Vote):
                 self.saw_vote(message)
             await self.act(actions)
@@ -291,12 +339,27 @@ class ConsensusDriver:
                 self.timers.append(
                     loop.call_later(action.delay, self.inbox.put, TimeoutDue(action.timeout))
                 )
+            elif isinstance(action, SendTo):
+                await self._send_poll(action)
+            elif isinstance(action, Accept):
+                # A polling engine runs notarised: its accepts become attestations.
+                log.error("an un-notarised accept reached the driver; ignored")
             elif isinstance(action, ReportEvidence):
                 if hold_evidence(self.chain, action.evidence):
                     await self.publish(EVIDENCE, encode_evidence(action.evidence))
             elif isinstance(action, Decide):
                 await self._decide(action)
                 return  # the height is over; the consensus task starts the next
+
+    async def _send_poll(self, action: SendTo) -> None:
+        """A poll message to the named validators (all of them when None)."""
+        raw = encode_poll_message(action.message)
+        if action.peers is None or self.net is None:
+            await self.publish(POLLS, raw)
+            return
+        for peer in action.peers:
+            # A peer not connected is skipped: its place in the poll times out.
+            await self.net.send_to(peer, POLLS, raw)
 
     def _adopt_set(self, vset: ValidatorSet) -> None:
         """Run the next height with ``vset``; when its members changed (an epoch

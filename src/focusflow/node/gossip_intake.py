@@ -14,6 +14,10 @@
   an honest relayer's.
 * ``evidence``: duplicate votes, verified into the chain's evidence pool
   (evidence.py) for the next proposer to include and the bank to slash.
+* ``poll``: a polling engine's queries, answers and switches, sent to this
+  node by name and never forwarded (:meth:`GossipIntake.on_poll`). A polled
+  height's attestations (precommits at ``ACCEPT_ROUND``) come on ``vote`` and
+  pass the round window by their round.
 """
 
 from __future__ import annotations
@@ -31,8 +35,20 @@ from focusflow.consensus import (
     decode_evidence,
     decode_message,
 )
+from focusflow.consensus.notarise import ACCEPT_ROUND
+from focusflow.consensus.poll_messages import decode_poll_message
+from focusflow.consensus.snowman import KEEP_DECISIONS
 from focusflow.core.errors import DecodeError, FocusflowError
-from focusflow.net import BLOCK_PARTS, EVIDENCE, TRANSACTIONS, VOTES, Node, Offence, Verdict
+from focusflow.net import (
+    BLOCK_PARTS,
+    EVIDENCE,
+    POLLS,
+    TRANSACTIONS,
+    VOTES,
+    Node,
+    Offence,
+    Verdict,
+)
 from focusflow.node.evidence import hold_evidence
 from focusflow.node.gossip_check import (
     MAX_PROPOSALS_PER_ROUND,
@@ -51,6 +67,12 @@ from focusflow.node.round_messages import RoundMessages
 from focusflow.node.runtime import NodeRuntime
 
 log = logging.getLogger("focusflow.node")
+
+#: A poll message is some 200 bytes; a fallback switch carries its lock's
+#: polka, at most MAX_POLKA_VOTES prevotes of about 170 bytes.
+MAX_POLL_BYTES = 256 << 10
+#: Heights below the running one whose polls are still answered.
+POLL_HEIGHTS = KEEP_DECISIONS
 
 
 class RunningRound(Protocol):
@@ -98,6 +120,7 @@ class GossipIntake:
         net.subscribe(TRANSACTIONS, self.on_tx)
         net.subscribe(BLOCK_PARTS, self.on_proposal)
         net.subscribe(VOTES, self.on_vote)
+        net.subscribe(POLLS, self.on_poll)
         net.subscribe(EVIDENCE, self.on_evidence)
 
     async def open(self, height: int, vset: ValidatorSet) -> None:
@@ -147,6 +170,34 @@ class GossipIntake:
             return Verdict.REJECT
         return await self.receive(sender, message, payload)
 
+    async def on_poll(self, sender: bytes, payload: bytes) -> Verdict:
+        """A Snowman query or answer, or a fallback switch, sent to this node.
+
+        Bounded before it is decoded, its signature and its signer's place in
+        the set checked (a failure is the sender's fault: nobody relays polls,
+        so the sender signed or forged it), then queued for the engine; never
+        forwarded. Heights other than the running one go to the engine too
+        (it answers a laggard's poll of a decided height, and holds the next
+        height's queries) within ``POLL_HEIGHTS`` of it; the rest is dropped.
+        """
+        if len(payload) > MAX_POLL_BYTES:
+            return Verdict.REJECT
+        try:
+            message = decode_poll_message(payload)
+        except DecodeError:
+            return Verdict.REJECT
+        gate = self.gate
+        if gate is None or not gate[0] - POLL_HEIGHTS <= message.height <= gate[0] + 1:
+            return Verdict.IGNORE
+        if not self.verify(
+            message.signer, message.signature, message.sign_bytes(self.chain.chain_id)
+        ):
+            return Verdict.REJECT
+        if message.height == gate[0] and gate[1].index_of(message.signer) is None:
+            return Verdict.REJECT
+        self.inbox.put(Received(sender, message, payload))
+        return Verdict.IGNORE
+
     async def on_evidence(self, sender: bytes, payload: bytes) -> bool | None:
         """Hold gossiped evidence for a block; False (the peer is reported) if it
         proves nothing: malformed, badly signed, no conflict, not a validator.
@@ -173,7 +224,8 @@ class GossipIntake:
             check_signature(message, self.chain.chain_id, self.verify)
             gate = self.gate
             if gate is not None and message.height == gate[0]:
-                if message.round > self.consensus.round + ROUND_WINDOW:
+                attestation = isinstance(message, Vote) and message.round == ACCEPT_ROUND
+                if message.round > self.consensus.round + ROUND_WINDOW and not attestation:
                     return Verdict.IGNORE
                 if isinstance(message, Proposal):
                     seen = self._proposals_seen.setdefault(message.round, set())

@@ -16,7 +16,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-from focusflow.consensus import Proposal, Timeout, Vote
+from focusflow.consensus import PollMessage, Proposal, Timeout, Vote
 
 #: Inputs waiting for the consensus task; gossip beyond this is dropped.
 INBOX_SIZE = 10_000
@@ -44,7 +44,7 @@ class Received:
 
     kind: ClassVar[str] = "msg"
     sender: bytes
-    message: Proposal | Vote
+    message: Proposal | Vote | PollMessage
     raw: bytes
 
 

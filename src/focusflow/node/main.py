@@ -205,14 +205,26 @@ def testnet(  # noqa: PLR0913 - one option per parameter, as typer takes them
         help="Start a node that exits again (backoff 1 s doubling, at most 5 times in a row); "
         "without it an exit is only reported.",
     ),
+    consensus: str = typer.Option(
+        "tendermint",
+        "--consensus",
+        help="The genesis's consensus engine: tendermint, snowman, or fallback "
+        "(Tendermint that polls a stalled height); docs/consensus.md §10.",
+    ),
 ) -> None:
     """Create a shared genesis, N validator homes and M full-node homes; run them on
     loopback until Ctrl-C (DIR/testnet.json lists them, DIR/genesis.json is the genesis).
 
     With --rollups R: a network of rollups instead, a hub chain and R rollup chains,
     each with its genesis and homes under DIR (docs/rollups.md)."""
+    from focusflow.consensus.engine import ENGINES
     from focusflow.node import logs
 
+    if consensus not in ENGINES:
+        raise typer.BadParameter(f"--consensus must be one of {', '.join(ENGINES)}")
+    params: dict[str, object] = {"epoch_blocks": epoch_blocks}
+    if consensus != "tendermint":
+        params["consensus"] = {"engine": consensus}
     logs.setup(json_logs)
     if rollups:
         from focusflow.node.rollup_testnet import run_rollup_testnet
@@ -226,7 +238,7 @@ def testnet(  # noqa: PLR0913 - one option per parameter, as typer takes them
             hub_validators,
             base_port,
             json_logs=json_logs,
-            params={"epoch_blocks": epoch_blocks},
+            params=params,
             merge_interval_ms=merge_interval_ms,
             stale_after_ms=stale_after_ms,
         )
@@ -238,7 +250,7 @@ def testnet(  # noqa: PLR0913 - one option per parameter, as typer takes them
         validators,
         base_port,
         json_logs=json_logs,
-        params={"epoch_blocks": epoch_blocks},
+        params=params,
         full_nodes=full_nodes,
         restart=restart,
     )

@@ -60,8 +60,8 @@ from focusflow.chain.chain import Chain
 from focusflow.chain.errors import BlockError
 from focusflow.chain.tx import Tx
 from focusflow.consensus import (
+    ConsensusEngine,
     Signer,
-    Tendermint,
     Timeouts,
     ValidatorSet,
     WriteAheadLog,
@@ -73,6 +73,7 @@ from focusflow.net.errors import NetError
 from focusflow.node.block_sync import BlockSync, SyncHooks
 from focusflow.node.bootstrap import Bootstrap
 from focusflow.node.consensus_driver import ConsensusDriver, DriverParts, Pacing, members
+from focusflow.node.engines import build_engine
 from focusflow.node.extensions import NodeExtension, ProposalCheck
 from focusflow.node.gossip_check import VerifiedSignatures
 from focusflow.node.gossip_intake import GossipIntake
@@ -161,19 +162,17 @@ class ValidatorRuntime(NodeRuntime):
         # when they run (the lambdas), never while the node is being built.
         self.proposals = self.proposals_type(node=self, locked=lambda: self.consensus.locked())
         verify = VerifiedSignatures()
-        tm = Tendermint(
+        engine = build_engine(
+            chain.params.engine(),
             chain.chain_id,
             signer=self.signer,
-            get_value=self.proposals.get_value,
-            is_valid=self.proposals.is_valid,
+            proposals=self.proposals,
             timeouts=timeouts,
-            value_id_of=self.proposals.value_id,
             verify=verify,
-            validate_proposal=self.proposals.is_valid_proposal,
         )
         self.consensus = self.driver_type(
             node=self,
-            tm=tm,
+            tm=engine,
             parts=DriverParts(
                 proposals=self.proposals,
                 held=self.held,
@@ -237,8 +236,9 @@ class ValidatorRuntime(NodeRuntime):
         return self.consensus.state
 
     @property
-    def tm(self) -> Tendermint:
-        """The Tendermint state machine the consensus driver runs."""
+    def tm(self) -> ConsensusEngine:
+        """The consensus engine the driver runs (Tendermint unless the genesis
+        names a polling engine)."""
         return self.consensus.tm
 
     @property
