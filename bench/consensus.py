@@ -12,6 +12,10 @@ second, HTTP poller (50 ms) reads the last validator's blocks, so the time
 until another validator has the block is printed too. Throughput is committed
 links divided by the time from the first submission to the last commit event.
 
+``--consensus tendermint,snowman`` runs the same load on a fresh testnet for
+each engine in turn (the genesis's ``params.consensus``) and prints them side by
+side with the ratio to the first.
+
 Goals: p50 finality <= 0.5 s; >= 5,000 links/s across the network.
 Anchor: CometBFT's QA reports ~400 tx/s saturated with 175 validators (v0.38
 QA, 200-node testnet); HotStuff and Narwhal publish higher figures on
@@ -19,6 +23,7 @@ datacenter hardware. Run on a quiet machine: 4 validator processes share its
 cores with the load generator.
 
     python bench/consensus.py [--validators 4] [--rate 50] [--links-per-tx 100] [--seconds 20]
+        [--consensus tendermint,snowman,fallback]
 """
 
 from __future__ import annotations
@@ -60,8 +65,27 @@ def main() -> None:
     ap.add_argument("--links-per-tx", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--base-port", type=int, default=28100)
+    ap.add_argument(
+        "--consensus", default="tendermint", help="engines to run in turn, comma-separated"
+    )
     args = ap.parse_args()
+    results = []
+    for engine in args.consensus.split(","):
+        print(f"== {engine}", flush=True)
+        results.append((engine, one_engine(args, engine)))
+    if len(results) > 1:
+        base = results[0][1]
+        print("\nengine        p50 s   p99 s   links/s   vs " + results[0][0])
+        for engine, r in results:
+            ratio = r["links_per_s"] / base["links_per_s"] if base["links_per_s"] else float("nan")
+            print(
+                f"{engine:12s} {r['p50']:6.3f}  {r['p99']:6.3f}  {r['links_per_s']:8,.0f}"
+                f"   {ratio:.2f}x"
+            )
 
+
+def one_engine(args, engine: str) -> dict[str, float]:
+    """Start a testnet running ``engine``, load it, stop it; its figures."""
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-consensus-"))
     home = tmp / "tn"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
@@ -78,19 +102,21 @@ def main() -> None:
             str(home),
             "--base-port",
             str(args.base_port),
+            "--consensus",
+            engine,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
     )
     try:
-        run(args, home)
+        return run(args, home)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
 
 
-def run(args, home: Path) -> None:
+def run(args, home: Path) -> dict[str, float]:
     deadline = time.monotonic() + 180
     while not (home / "testnet.json").exists():
         assert time.monotonic() < deadline, "testnet did not start"
@@ -214,6 +240,7 @@ def run(args, home: Path) -> None:
     print(f"poller lag behind block time: p50 {pct(lags, 0.5):.3f} s, max {max(lags):.3f} s")
     print(f"committed links/s: {links / span:,.0f}  (goal >= 5,000)")
     print("anchor: CometBFT QA ~400 tx/s saturated with 175 validators")
+    return {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "links_per_s": links / span}
 
 
 if __name__ == "__main__":
