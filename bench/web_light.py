@@ -18,9 +18,10 @@ Sampling: one block's extended square of width 2k (``--k``, default 64: a
 same server. A round is what ``focusflow light sample`` does for a verified
 header: the row and column roots are fetched and must hash to the data root,
 then 16 distinct random shares are fetched and each proof is checked to the
-data root. The browser fetches the shares at once, the CLI one after another
-(``Sampler`` over the node client), so the round is also timed without the
-network: the 16 answers fetched first, then only parsed and verified.
+data root. The browser asks the 16 shares in one request (``GET
+/v1/light/shares/{h}?at=...``), the CLI one request per share (``Sampler`` over
+the node client), so the round is also timed without the network: the 16
+answers fetched first, then only parsed and verified.
 
 Script bytes: what ``/`` (index.html) loads as scripts in Chromium, by the
 bytes of each response, and what verified mode loads on top of it (the light
@@ -109,12 +110,22 @@ def serve_chain(port: int, heights: int, validators: int, t0: int, k: int, ready
         doc = {"height": DA_HEIGHT, "row": row, "col": col, "share": proof.share.hex()}
         return JSONResponse({**doc, "proof": proof_to_json(proof)})
 
+    async def shares(request: Request) -> JSONResponse:
+        items = []
+        for pair in request.query_params["at"].split(";"):
+            row, col = (int(x) for x in pair.split(","))
+            proof = square.proof(row, col)
+            doc = {"row": row, "col": col, "share": proof.share.hex()}
+            items.append({**doc, "proof": proof_to_json(proof)})
+        return JSONResponse({"height": DA_HEIGHT, "shares": items})
+
     async def index(request: Request) -> FileResponse:
         return FileResponse(Path(STATIC) / "index.html")
 
     app = Starlette(
         routes=[
             Route("/", index),
+            Route(f"/v1/light/shares/{DA_HEIGHT}", shares),
             Route("/v1/light/{rest:path}", light),
             Route(f"/v1/da/{DA_HEIGHT}", da_roots),
             Route(f"/v1/da/{DA_HEIGHT}/shares/{{row:int}}/{{col:int}}", share),

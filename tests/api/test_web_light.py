@@ -40,7 +40,15 @@ from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.da import extend, square_from_block
 from focusflow.da.namespace import namespace_v0
-from focusflow.da.proofs import COL, ROW, ShareProof, proof_to_json, prove_share, verify_share_proof
+from focusflow.da.proofs import (
+    COL,
+    ROW,
+    ShareProof,
+    proof_from_json,
+    proof_to_json,
+    prove_share,
+    verify_share_proof,
+)
 from focusflow.da.sampling import detection_probability
 from focusflow.da.square import ExtendedSquare
 from focusflow.light.client import LightClient
@@ -164,6 +172,15 @@ class Liar:
         if lie == "da_roots" and path.count("/") == 3 and path.startswith("/v1/da/"):
             # row roots of another square: they no longer hash to the data root
             doc["row_roots"][0] = doc["row_roots"][0][:-2] + "00"
+        if path.startswith("/v1/light/shares/") and lie in ("withhold", "bad_share"):
+            for item in doc["shares"]:
+                if lie == "withhold" and (item["row"], item["col"]) == (0, 0):
+                    item.pop("share"), item.pop("proof")
+                    item["error"] = {"code": "share_unavailable", "message": "withheld"}
+                if lie == "bad_share" and (item["row"], item["col"]) == (1, 1):
+                    share = bytearray.fromhex(item["share"])
+                    share[100] ^= 1
+                    item["share"] = share.hex()
         if self.share_lie(path) == "bad_share":
             share = bytearray.fromhex(doc["share"])
             share[100] ^= 1
@@ -417,6 +434,7 @@ class SyntheticNode:
     def app(self) -> Starlette:
         return Starlette(
             routes=[
+                Route("/v1/light/shares/{height:int}", self.shares),
                 Route("/v1/light/{rest:path}", self.light),
                 Route("/v1/da/{height:int}", self.da_roots),
                 Route("/v1/da/{height:int}/shares/{row:int}/{col:int}", self.share),
@@ -456,16 +474,17 @@ class SyntheticNode:
 
     async def share(self, request: Request) -> JSONResponse:
         p = request.path_params
-        proof = prove_share(self.squares[p["height"]], p["row"], p["col"])
-        return JSONResponse(
-            {
-                "height": p["height"],
-                "row": p["row"],
-                "col": p["col"],
-                "share": proof.share.hex(),
-                "proof": proof_to_json(proof),
-            }
-        )
+        return JSONResponse({"height": p["height"], **self.item(p["height"], p["row"], p["col"])})
+
+    async def shares(self, request: Request) -> JSONResponse:
+        """``/v1/light/shares/{h}?at=r,c;...`` as the node answers it."""
+        height = request.path_params["height"]
+        pairs = [tuple(int(x) for x in p.split(",")) for p in request.query_params["at"].split(";")]
+        return JSONResponse({"height": height, "shares": [self.item(height, *p) for p in pairs]})
+
+    def item(self, height: int, row: int, col: int) -> dict[str, Any]:
+        proof = prove_share(self.squares[height], row, col)
+        return {"row": row, "col": col, "share": proof.share.hex(), "proof": proof_to_json(proof)}
 
 
 @pytest.fixture(scope="module")
@@ -830,3 +849,38 @@ def test_headers_are_readable_from_another_origin_and_nothing_else(node, js):
     )
     refused = {"status": "refused", "proof": "refused", "with_cookies": "refused"}
     assert got == {"header": 200, **refused}
+
+
+def test_shares_route_answers_a_round_in_one_request(node):
+    """``GET /v1/light/shares/{h}?at=...``: every share of a block's square with
+    proofs that verify against the header's data root (checked here by
+    ``verify_share_proof``), a coordinate outside this square as its own
+    ``unknown_share`` item, and each bad request refused whole."""
+    height = head_height(node) - 1
+    with node.client() as c:
+        data_root = bytes.fromhex(c.get(f"/v1/light/header/{height}").json()["header"]["data_root"])
+        k = c.get(f"/v1/da/{height}").json()["k"]
+        coords = [(r, col) for r in range(2 * k) for col in range(2 * k)]
+        at = ";".join(f"{r},{col}" for r, col in [*coords, (2 * k, 0)])
+        answer = c.get(f"/v1/light/shares/{height}", params={"at": at}).json()
+        assert answer["height"] == height and len(answer["shares"]) == len(coords) + 1
+        for (r, col), item in zip(coords, answer["shares"], strict=False):
+            proof = proof_from_json(r, col, item["share"], item["proof"])
+            assert (item["row"], item["col"]) == (r, col) and verify_share_proof(data_root, proof)
+        assert answer["shares"][-1]["error"]["code"] == "unknown_share"
+
+        def refused(at: str | None, at_height: int = height) -> tuple[int, str]:
+            params = {} if at is None else {"at": at}
+            r = c.get(f"/v1/light/shares/{at_height}", params=params)
+            return r.status_code, r.json()["error"]["code"]
+
+        many = ";".join(f"0,{i}" for i in range(65))
+        assert refused(many) == (400, "malformed")  # more than 64 pairs
+        assert refused("0,0;0,0") == (400, "malformed")  # a pair asked twice
+        assert refused("0,0;1") == (400, "malformed")
+        assert refused("a,b") == (400, "malformed")
+        assert refused("-1,0") == (400, "malformed")
+        assert refused("1024,0") == (400, "malformed")  # past the widest square
+        assert refused("0," + "1" * 700) == (400, "malformed")  # longer than the bound
+        assert refused(None) == (400, "malformed")
+        assert refused("0,0", 2**62) == (404, "unknown_block")

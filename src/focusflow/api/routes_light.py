@@ -26,7 +26,7 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_response
+from focusflow.api.errors import ERROR_RESPONSES, ApiError, error_doc, error_response
 from focusflow.api.params import INT64_MAX, AddressPath, CidPath, Direction, StateKey, state_key
 from focusflow.api.render import cid_text, parse_cid
 from focusflow.api.state import app_state
@@ -35,8 +35,11 @@ from focusflow.chain.focus_spec import FOCUS_CHUNK, FOCUS_KEY, particle_chunk_ke
 from focusflow.chain.valsets import valset_key
 from focusflow.consensus.certificate import encode_certificate
 from focusflow.core.encoding import encode
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.hashing import merkle_proof
 from focusflow.core.keys import encode_address, parse_account
+from focusflow.da import ShareUnavailableError, proof_to_json
+from focusflow.da.wire import MAX_WIDTH
 from focusflow.state_schema.accounts import account_key
 from focusflow.state_schema.links import links_key
 from focusflow.state_schema.names import NAME_PREFIX
@@ -492,6 +495,78 @@ def proof_links(
             "messages": messages,
         }
     )
+
+
+# --- data-availability samples -------------------------------------------------
+
+#: Most shares one ``shares`` request asks: a light client draws 16 per block
+#: (celestia-node's light nodes); 64 leave room for a larger round.
+MAX_SAMPLE_SHARES = 64
+#: ``row,col`` pairs of at most four digits each, ``;``-separated.
+MAX_AT_CHARS = MAX_SAMPLE_SHARES * 10
+
+
+def _coordinates(at: str) -> list[tuple[int, int]]:
+    """The distinct ``(row, col)`` pairs of ``at``; ``malformed`` for anything else."""
+    pairs: list[tuple[int, int]] = []
+    items = at.split(";")
+    if len(items) > MAX_SAMPLE_SHARES:
+        raise ApiError("malformed", f"at most {MAX_SAMPLE_SHARES} shares per request")
+    for item in items:
+        parts = item.split(",")
+        if len(parts) != 2 or not all(p.isdigit() and len(p) <= 4 for p in parts):
+            raise ApiError("malformed", f"{item[:20]!r} is not row,col")
+        row, col = int(parts[0]), int(parts[1])
+        if row >= MAX_WIDTH or col >= MAX_WIDTH:
+            raise ApiError("malformed", f"({row}, {col}) is past the widest square ({MAX_WIDTH})")
+        if (row, col) in pairs:
+            raise ApiError("malformed", f"({row}, {col}) is asked twice")
+        pairs.append((row, col))
+    return pairs
+
+
+@router.get("/shares/{height}", response_model=None)
+def sample_shares(
+    request: Request,
+    height: Annotated[int, Path(ge=0, le=MAX_HEIGHT)],
+    at: Annotated[
+        str,
+        Query(
+            min_length=3,
+            max_length=MAX_AT_CHARS,
+            description=f"up to {MAX_SAMPLE_SHARES} distinct 'row,col' pairs, ';'-separated",
+        ),
+    ],
+) -> JSONResponse:
+    """Several shares of block ``height``'s extended square with their proofs to
+    the data root, in one answer: a light client's sampling round in one request
+    instead of one per share (``GET /v1/da/{height}/shares/{row}/{col}`` each).
+
+    ``{height, shares: [...]}`` in the asked order; each item is that route's
+    answer without ``height``, or ``{row, col, error: {code, message}}`` for a
+    share this node does not serve (``share_unavailable``) or that is outside
+    this block's square (``unknown_share``). ``unknown_block`` (404) and
+    ``malformed`` (400: more than MAX_SAMPLE_SHARES pairs, a pair asked twice,
+    a coordinate that is not an integer below the widest square) refuse it all.
+    """
+    pairs = _coordinates(at)
+    da = app_state(request).node.da
+    if da is None:
+        raise ApiError("unavailable", "this node does not serve data availability")
+    da.square(height)  # unknown_block for a height without a block
+    items: list[dict[str, Any]] = []
+    for row, col in pairs:
+        item: dict[str, Any] = {"row": row, "col": col}
+        try:
+            proof = da.share_proof(height, row, col)
+        except ShareUnavailableError as exc:
+            item["error"] = error_doc(exc.code, exc.message)["error"]
+        except InvalidParameterError as exc:
+            item["error"] = error_doc("unknown_share", exc.message)["error"]
+        else:
+            item.update(share=proof.share.hex(), proof=proof_to_json(proof))
+        items.append(item)
+    return JSONResponse({"height": height, "shares": items})
 
 
 __all__ = ["LinkSources", "StaleHeightError", "header_json", "link_sources", "prove_at", "router"]

@@ -20,8 +20,10 @@ export const MAX_WIDTH = 1024; // focusflow.da.wire.MAX_WIDTH
 export const MAX_PROOF_NODES = 16; // focusflow.da.wire.MAX_PROOF_NODES
 // celestia-node's light nodes sample 16 shares per block (focusflow light sample's default).
 export const DEFAULT_SAMPLES = 16;
-// A share not served in this time counts as withheld.
+// The shares of a round not served in this time count as withheld.
 export const SHARE_TIMEOUT_MS = 5000;
+// Most shares one request asks (focusflow.api.routes_light.MAX_SAMPLE_SHARES).
+export const MAX_BATCH = 64;
 
 const PARITY_NS = new Uint8Array(NAMESPACE_SIZE).fill(0xff); // PARITY_SHARE_NAMESPACE
 const LEAF = Uint8Array.of(0);
@@ -189,39 +191,49 @@ export async function squareWidth(node, height, dataRoot) {
 
 // One sampling round of a verified block: {height, k, width, samples, verified,
 // available, confidence, withheld: [[row, col, why]], invalid: [[row, col, why]]}.
-// A share the node does not serve (an error answer or no answer in
-// SHARE_TIMEOUT_MS) is withheld; one whose proof does not lead to the data root
-// is invalid. Mirrors focusflow.cli.light_cmd.sample_verified.
+// The shares are asked in one request (GET /v1/light/shares/{h}?at=r,c;...,
+// focusflow.api.routes_light.sample_shares). A share the node does not serve
+// (an error item, or no answer in SHARE_TIMEOUT_MS) is withheld; one whose
+// proof does not lead to the data root, or that the answer leaves out, is
+// invalid. Mirrors focusflow.cli.light_cmd.sample_verified.
 export async function sampleBlock(node, block, samples = DEFAULT_SAMPLES, { random, timeoutMs = SHARE_TIMEOUT_MS } = {}) {
   const dataRoot = block.header.data_root;
   const k = await squareWidth(node, block.height, dataRoot);
   const width = 2 * k;
-  const coords = drawDistinct(width * width, samples, random).map((f) => [Math.floor(f / width), f % width]);
+  const coords = drawDistinct(width * width, Math.min(samples, MAX_BATCH), random)
+    .map((f) => [Math.floor(f / width), f % width]);
   const withheld = [];
   const invalid = [];
-  await Promise.all(coords.map(async ([row, col]) => {
-    let doc;
-    try {
-      doc = await node.get(`/v1/da/${block.height}/shares/${row}/${col}`, timeoutMs);
-    } catch (err) {
-      if (err instanceof NodeError) {
-        withheld.push([row, col, `${err.message} (${err.code})`]);
+  let items = [];
+  try {
+    const at = coords.map(([row, col]) => `${row},${col}`).join(";");
+    const answer = await node.get(`/v1/light/shares/${block.height}?at=${at}`, timeoutMs);
+    items = Array.isArray(answer?.shares) ? answer.shares : [];
+  } catch (err) {
+    if (!(err instanceof NodeError)) throw err;
+    for (const [row, col] of coords) withheld.push([row, col, `${err.message} (${err.code})`]);
+    items = null;
+  }
+  if (items !== null) {
+    await Promise.all(coords.map(async ([row, col], i) => {
+      const doc = items[i];
+      if (doc?.error && doc.row === row && doc.col === col) {
+        withheld.push([row, col, `${String(doc.error.message).slice(0, 200)} (${String(doc.error.code).slice(0, 40)})`]);
         return;
       }
-      invalid.push([row, col, err.message]);
-      return;
-    }
-    try {
-      const proof = parseShare(doc);
-      if (proof.row !== row || proof.col !== col) throw new V.VerifyError("da_share", "the share of other coordinates");
-      if (proof.rootProof.total / 2 !== width) throw new V.VerifyError("da_share", "a proof for a square of another width");
-      if (!(await verifyShareProof(dataRoot, proof))) {
-        throw new V.VerifyError("da_share", "its proof does not lead to the header's data root");
+      try {
+        if (!doc) throw new V.VerifyError("da_share", "the answer leaves it out");
+        const proof = parseShare(doc);
+        if (proof.row !== row || proof.col !== col) throw new V.VerifyError("da_share", "the share of other coordinates");
+        if (proof.rootProof.total / 2 !== width) throw new V.VerifyError("da_share", "a proof for a square of another width");
+        if (!(await verifyShareProof(dataRoot, proof))) {
+          throw new V.VerifyError("da_share", "its proof does not lead to the header's data root");
+        }
+      } catch (err) {
+        invalid.push([row, col, err.message]);
       }
-    } catch (err) {
-      invalid.push([row, col, err.message]);
-    }
-  }));
+    }));
+  }
   const n = coords.length;
   const failed = withheld.length + invalid.length;
   return {

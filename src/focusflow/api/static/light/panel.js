@@ -13,7 +13,7 @@ import { LightStore, MemoryStore } from "./store.js";
 const WITNESS_KEY = "focusflow.witness";
 const WITNESS_GAP_MS = 5000; // at most one witness comparison per this interval
 const DA_PROBLEMS_KEPT = 50;
-const MAX_SAMPLES = 256; // ?samples= is bounded: each sample is a request
+const MAX_SAMPLES = 64; // ?samples= is bounded by what one request asks
 
 const $ = (id) => document.getElementById(id);
 
