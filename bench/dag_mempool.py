@@ -3,8 +3,9 @@ transaction: committed tx/s and finality at 4, 16 and 64 validators.
 
 Both designs run in ``focusflow.consensus.dag_sim`` (a seeded cost model: links
 of a given bandwidth, one-way delays of 1-50 ms as in the consensus simulator,
-one CPU per validator), in one run, on the same seeds and costs. The CPU costs
-are measured here first, on this machine:
+one CPU queue per validator), in one run, on the same seeds and costs. The CPU
+costs are measured here first, on this machine (``--costs`` gives them instead,
+so that runs on a loaded machine compare):
 
 - Ed25519: ``focusflow.core.keys.verify`` and ``KeyPair.sign``, per call (the
   fastest of five runs of 1000 calls: on a shared machine the rest is other
@@ -20,9 +21,9 @@ then takes two bisection steps, until the network no longer keeps up: under
 95 % of the transactions submitted after the first second and more than a
 second before the end are final by the end, finality p50 is above 1 s, or a
 validator's CPU is given more than its time's worth of work. The table gives
-the largest load it kept up with, finality p50 and p99 at it, and finality p50
-at a light load (200 tx/s), with the DAG's phases (submission to sealed, sealed to certified,
-certified to proposed, proposed to final). The DAG runs twice: with every
+the largest load it kept up with, finality p50 and p99 at it, and finality
+p50 at a light load (200 tx/s), with the DAG's phases (submission to sealed,
+sealed to certified, certified to proposed, proposed to final). The DAG runs twice: with every
 validator checking every certificate (``n`` a round of ``2n/3 + 1`` signatures
 each), and with the lazy checks of ``DagMempool`` (a certificate is checked by
 a validator lacking its batch and by the next proposers). The DAG round
@@ -32,7 +33,7 @@ leave the proposer checking every certificate it orders).
 
 Run from the repository root::
 
-    python bench/dag_mempool.py                       # 1 Gbit/s and 100 Mbit/s, ~10 min
+    python bench/dag_mempool.py                       # 1 Gbit/s and 100 Mbit/s, ~15 min
     python bench/dag_mempool.py --validators 4 16 --bandwidth-mbit 1000
     python bench/dag_mempool.py --costs 79 24 143 153 --verify-threads 8
 """
