@@ -502,27 +502,14 @@ def proof_links(
 #: Most shares one ``shares`` request asks: a light client draws 16 per block
 #: (celestia-node's light nodes); 64 leave room for a larger round.
 MAX_SAMPLE_SHARES = 64
-#: ``row,col`` pairs of at most four digits each, ``;``-separated.
+#: A coordinate of the widest square (0 to MAX_WIDTH - 1 = 1023, no leading zero).
+_COORD = "(?:0|[1-9][0-9]{0,2}|10[01][0-9]|102[0-3])"
+#: ``at``: 1 to MAX_SAMPLE_SHARES ``row,col`` pairs, ``;``-separated. The schema
+#: states it whole, so that whatever it allows is answered.
+AT_PATTERN = rf"^{_COORD},{_COORD}(?:;{_COORD},{_COORD}){{0,{MAX_SAMPLE_SHARES - 1}}}$"
 MAX_AT_CHARS = MAX_SAMPLE_SHARES * 10
-
-
-def _coordinates(at: str) -> list[tuple[int, int]]:
-    """The distinct ``(row, col)`` pairs of ``at``; ``malformed`` for anything else."""
-    pairs: list[tuple[int, int]] = []
-    items = at.split(";")
-    if len(items) > MAX_SAMPLE_SHARES:
-        raise ApiError("malformed", f"at most {MAX_SAMPLE_SHARES} shares per request")
-    for item in items:
-        parts = item.split(",")
-        if len(parts) != 2 or not all(p.isdigit() and len(p) <= 4 for p in parts):
-            raise ApiError("malformed", f"{item[:20]!r} is not row,col")
-        row, col = int(parts[0]), int(parts[1])
-        if row >= MAX_WIDTH or col >= MAX_WIDTH:
-            raise ApiError("malformed", f"({row}, {col}) is past the widest square ({MAX_WIDTH})")
-        if (row, col) in pairs:
-            raise ApiError("malformed", f"({row}, {col}) is asked twice")
-        pairs.append((row, col))
-    return pairs
+if MAX_WIDTH != 1024:  # pragma: no cover - a change of the protocol's widest square
+    raise RuntimeError("AT_PATTERN spells the coordinates of a 1024-wide square")
 
 
 @router.get("/shares/{height}", response_model=None)
@@ -534,7 +521,9 @@ def sample_shares(
         Query(
             min_length=3,
             max_length=MAX_AT_CHARS,
-            description=f"up to {MAX_SAMPLE_SHARES} distinct 'row,col' pairs, ';'-separated",
+            pattern=AT_PATTERN,
+            description=f"1 to {MAX_SAMPLE_SHARES} 'row,col' pairs, ';'-separated, "
+            f"each coordinate below {MAX_WIDTH}",
         ),
     ],
 ) -> JSONResponse:
@@ -542,14 +531,15 @@ def sample_shares(
     the data root, in one answer: a light client's sampling round in one request
     instead of one per share (``GET /v1/da/{height}/shares/{row}/{col}`` each).
 
-    ``{height, shares: [...]}`` in the asked order; each item is that route's
-    answer without ``height``, or ``{row, col, error: {code, message}}`` for a
-    share this node does not serve (``share_unavailable``) or that is outside
-    this block's square (``unknown_share``). ``unknown_block`` (404) and
-    ``malformed`` (400: more than MAX_SAMPLE_SHARES pairs, a pair asked twice,
-    a coordinate that is not an integer below the widest square) refuse it all.
+    ``{height, shares: [...]}`` in the asked order (a pair asked twice is
+    answered twice); each item is that route's answer without ``height``, or
+    ``{row, col, error: {code, message}}`` for a share this node does not serve
+    (``share_unavailable``) or that is outside this block's square
+    (``unknown_share``). ``unknown_block`` (404) and ``malformed`` (400: more
+    than MAX_SAMPLE_SHARES pairs, a coordinate that is not an integer below the
+    widest square, anything else than pairs) refuse it all.
     """
-    pairs = _coordinates(at)
+    pairs = [(int(r), int(c)) for r, c in (p.split(",") for p in at.split(";"))]
     da = app_state(request).node.da
     if da is None:
         raise ApiError("unavailable", "this node does not serve data availability")
