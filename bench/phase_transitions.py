@@ -18,7 +18,7 @@ Families:
 - R-MAT (Graph500 parameters, 4 links per particle) of growing scale.
 - WordNet (``focusflow import wordnet --out /tmp/wn/wordnet.csv``): the first
   share p of its links in one fixed random order (seed 0), i.e. bond
-  percolation on WordNet with nested subgraphs, for p up to 0.3 (past it the
+  percolation on WordNet with nested subgraphs, for p up to 0.2 (past it the
   gap's Lanczos run on the giant component took minutes per point on a
   two-core machine: 278 s at p = 0.4).
 - The bostrom sample: the links up to height h, for growing h (the CSV's own
@@ -47,6 +47,7 @@ import scipy.sparse as sp
 from focusflow.focus.phase import (
     HINGE_GAIN,
     JUMP_RATIO,
+    MIN_SPREAD,
     SLOPE_CHANGE,
     GraphPhase,
     RegimeChange,
@@ -63,7 +64,7 @@ FIGURES = ROOT / "docs" / "figures"
 #: What is plotted and tested per graph: (label, value of a GraphPhase).
 MEASURES: list[tuple[str, Callable[[GraphPhase], float]]] = [
     ("giant share", lambda g: g.giant_fraction),
-    ("gap lambda_2 (giant)", lambda g: g.gap),
+    ("log10 gap lambda_2 (giant)", lambda g: math.log10(g.gap) if g.gap > 0 else math.nan),
     ("kappa (engine)", lambda g: g.kappa if g.kappa is not None else math.nan),
     ("H / ln n", lambda g: g.entropy_ratio),
     ("syntropy (nats)", lambda g: g.syntropy),
@@ -176,11 +177,12 @@ def bostrom(path: Path, points: int) -> Family:
 def report(family: Family) -> list[tuple[str, RegimeChange | None]]:
     print(
         f"\n{family.name}: regime changes (kink: hinge gain >= {HINGE_GAIN}, slopes differ by "
-        f">= {SLOPE_CHANGE:g} of the larger; jump: step >= {JUMP_RATIO:g} x median step)"
+        f">= {SLOPE_CHANGE:g} of the larger; jump: step >= {JUMP_RATIO:g} x median step; "
+        f"either only where the curve spans >= {MIN_SPREAD:g} of its largest magnitude)"
     )
     print(
-        f"  {'measure':<22} {'hinge at':>9} {'left':>10} {'right':>10} {'gain':>6} "
-        f"{'kink':>5} {'largest step':>21} {'ratio':>7} {'jump':>5}"
+        f"  {'measure':<26} {'spread':>7} {'hinge at':>9} {'left':>10} {'right':>10} "
+        f"{'gain':>6} {'kink':>5} {'largest step':>21} {'ratio':>7} {'jump':>5}"
     )
     found: list[tuple[str, RegimeChange | None]] = []
     x = np.array(family.x)
@@ -188,12 +190,13 @@ def report(family: Family) -> list[tuple[str, RegimeChange | None]]:
         y = family.values(pick)
         ok = np.isfinite(y)
         if ok.sum() < 7:
-            print(f"  {label:<22} (too few finite values)")
+            print(f"  {label:<26} (too few finite values)")
             found.append((label, None))
             continue
         rc = regime_change(x[ok], y[ok])
         print(
-            f"  {label:<22} {rc.at:9.4g} {rc.left:10.3e} {rc.right:10.3e} {rc.gain:6.3f} "
+            f"  {label:<26} {rc.spread:7.3f} {rc.at:9.4g} {rc.left:10.3e} {rc.right:10.3e} "
+            f"{rc.gain:6.3f} "
             f"{'yes' if rc.kink else 'no':>5} {rc.jump_from:10.4g}-{rc.jump_at:<10.4g} "
             f"{rc.jump_ratio:7.2f} "
             f"{'yes' if rc.jump else 'no':>5}"
@@ -223,8 +226,6 @@ def figure(family: Family, found: list[tuple[str, RegimeChange | None]]) -> None
                 alpha=0.15,
                 label=f"jump {rc.jump_from:.3g}-{rc.jump_at:.3g}",
             )
-        if label.startswith("gap"):
-            ax.set_yscale("log")
         if family.name == "wordnet":
             ax.set_xscale("log")
         ax.set_title(label, fontsize=9)
@@ -262,7 +263,7 @@ def main() -> None:
             bostrom(SAMPLE, 15),
         ]
         if args.wordnet.exists():
-            shares = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3]
+            shares = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.13, 0.16, 0.2]
             families.append(wordnet(args.wordnet, shares))
         else:
             print(f"\n{args.wordnet} not found: WordNet left out (focusflow import wordnet)")

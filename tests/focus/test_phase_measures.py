@@ -87,6 +87,13 @@ def test_regime_change_calls_no_change_on_a_line():
     assert not change.kink and not change.jump
 
 
+def test_regime_change_ignores_a_bend_in_a_flat_curve():
+    x = np.linspace(0.0, 4.0, 17)
+    change = regime_change(x, 0.92 + 0.001 * np.maximum(x - 2.0, 0.0))
+    assert change.gain > 0.99 and change.spread < 0.05
+    assert not change.kink and not change.jump
+
+
 def test_regime_change_finds_a_jump():
     x = np.arange(12.0)
     y = 0.1 * x + np.where(x >= 7, 5.0, 0.0)

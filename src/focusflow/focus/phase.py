@@ -57,6 +57,9 @@ SLOPE_CHANGE = 0.5
 #: A step between neighbouring samples is a jump when it is at least this
 #: many times the median step.
 JUMP_RATIO = 5.0
+#: Neither counts unless the curve moves by at least this share of its
+#: largest magnitude: a bend in a curve flat to 0.5 % is noise, not a regime.
+MIN_SPREAD = 0.05
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,8 @@ class RegimeChange:
 
     ``gain = 1 - SSE(hinge) / SSE(line)``; ``left`` and ``right`` are the
     slopes ``b`` and ``b + c``; the largest step lies between ``jump_from``
-    and ``jump_at``, ``jump_ratio`` is it over the median step.
+    and ``jump_at``, ``jump_ratio`` is it over the median step. ``spread`` is
+    ``(max y - min y) / max |y|``.
     """
 
     at: float
@@ -103,19 +107,27 @@ class RegimeChange:
     jump_from: float
     jump_at: float
     jump_ratio: float
+    spread: float
+
+    @property
+    def material(self) -> bool:
+        return self.spread >= MIN_SPREAD
 
     @property
     def kink(self) -> bool:
-        """The rule: ``gain >= HINGE_GAIN`` and ``|right - left| >= SLOPE_CHANGE
-        * max(|left|, |right|)``."""
+        """The rule: the curve is material, ``gain >= HINGE_GAIN`` and
+        ``|right - left| >= SLOPE_CHANGE * max(|left|, |right|)``."""
         bend = abs(self.right - self.left)
-        return self.gain >= HINGE_GAIN and bend >= SLOPE_CHANGE * max(
-            abs(self.left), abs(self.right)
+        return (
+            self.material
+            and self.gain >= HINGE_GAIN
+            and bend >= SLOPE_CHANGE * max(abs(self.left), abs(self.right))
         )
 
     @property
     def jump(self) -> bool:
-        return self.jump_ratio >= JUMP_RATIO
+        """The rule: the curve is material and ``jump_ratio >= JUMP_RATIO``."""
+        return self.material and self.jump_ratio >= JUMP_RATIO
 
 
 def regime_change(x: Any, y: Any, *, min_side: int = 3) -> RegimeChange:
@@ -145,6 +157,8 @@ def regime_change(x: Any, y: Any, *, min_side: int = 3) -> RegimeChange:
     ratio = float(steps[largest] / median) if median > 0 else math.inf
     if steps[largest] == 0:
         ratio = 0.0
+    size = float(np.abs(ys).max())
+    spread = float(ys.max() - ys.min()) / size if size > 0 else 0.0
     return RegimeChange(
         at=best[1],
         left=best[2],
@@ -153,6 +167,7 @@ def regime_change(x: Any, y: Any, *, min_side: int = 3) -> RegimeChange:
         jump_from=float(xs[largest]),
         jump_at=float(xs[largest + 1]),
         jump_ratio=ratio,
+        spread=spread,
     )
 
 
