@@ -108,3 +108,15 @@ def test_regime_change_refuses_bad_curves():
         regime_change(np.arange(8.0)[::-1], np.arange(8.0))
     with pytest.raises(InvalidParameterError):
         regime_change(np.arange(8.0), np.r_[np.arange(7.0), np.nan])
+
+
+@pytest.mark.parametrize(("mean_degree", "seed"), [(0.8, 5), (2.0, 6), (6.0, 7)])
+def test_kappa_never_exceeds_the_teleport_cap(mean_degree, seed):
+    """On vectors of zero sum the diffusion step shrinks the L1 norm by alpha
+    and springs and heat (column-stochastic, non-negative) do not grow it, so
+    each L1 change of the plain iteration is at most ``alpha lam_d + lam_s +
+    lam_h`` times the last, whatever the graph: no structure can slow it more."""
+    mat, _ = er(600, mean_degree, seed)
+    got = measure(mat, tol=1e-11)
+    cap = 0.85 * 0.5 + 0.3 + 0.2
+    assert got.kappa is not None and got.kappa <= cap + 1e-6
