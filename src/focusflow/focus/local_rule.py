@@ -40,7 +40,10 @@ projection onto ``sum = 0``. It contracts iff ``eta < 2 / mu_max`` for
 ``mu_max`` the largest eigenvalue of PHP, at rate ``max |1 - eta mu|`` over
 its eigenvalues; ``mu_max <= lambda_max(Q) + T / min phi``, so the entropy
 term's curvature sets the bound wherever focus is small.
-(:meth:`LocalRule.step_bound`.)
+(:meth:`LocalRule.step_bound`.) The bound is local: far from the minimiser
+(the first steps from a uniform start) a step under it can still take a
+particle below zero, which ``guard`` (each particle keeps a share of its own
+focus through a step) prevents without moving the fixed point.
 
 Everything is float64 in a fixed order; the exact total is ``math.fsum``
 (correctly rounded). The energy gradient is ``FreeEnergyModel``'s (scipy),
