@@ -19,7 +19,8 @@ For each graph and temperature T:
 Graphs: random directed graphs with a ring through all particles (connected,
 so gossip can run), and in the full run the largest connected component of
 the bostrom sample. Writes docs/figures/local_rule_convergence.png and
-docs/figures/local_rule_design_sign.png.
+docs/figures/local_rule_design_sign.png (``--quick``: the same names under
+bench/out/, so that the docs keep the full run's).
 
 Run: ``PYTHONPATH=src python bench/local_rule.py --quick`` (under a minute) or
 without ``--quick`` (a few minutes).
@@ -40,6 +41,8 @@ from focusflow.focus.local_rule import LocalRule, LocalRun
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "bostrom-sample-cyberlinks.csv"
 FIGURES = ROOT / "docs" / "figures"
+#: Where --quick writes its figures, so that the docs keep the full run's.
+QUICK_FIGURES = ROOT / "bench" / "out"
 FRACTIONS = (0.25, 0.5, 0.95, 1.05)
 #: Gossip runs needing more averaging rounds a step than this are reported, not run.
 GOSSIP_CAP = 2000
@@ -219,13 +222,13 @@ def design_sweep(name: str, rule: LocalRule, temps: list[float], steps: int) -> 
     return rows
 
 
-def figures(studies: list[dict], sweep: list[tuple], sweep_n: int) -> None:
+def figures(studies: list[dict], sweep: list[tuple], sweep_n: int, where: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    where.mkdir(parents=True, exist_ok=True)
     cols = min(2, len(studies))
     rows = -(-len(studies) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.2 * rows), squeeze=False)
@@ -255,7 +258,7 @@ def figures(studies: list[dict], sweep: list[tuple], sweep_n: int) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="lower left")
     fig.tight_layout()
-    fig.savefig(FIGURES / "local_rule_convergence.png", dpi=100)
+    fig.savefig(where / "local_rule_convergence.png", dpi=100)
     plt.close(fig)
 
     temps = [r[0] for r in sweep]
@@ -279,10 +282,10 @@ def figures(studies: list[dict], sweep: list[tuple], sweep_n: int) -> None:
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="center left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(FIGURES / "local_rule_design_sign.png", dpi=100)
+    fig.savefig(where / "local_rule_design_sign.png", dpi=100)
     plt.close(fig)
     for f in ("local_rule_convergence.png", "local_rule_design_sign.png"):
-        print(f"wrote {FIGURES / f} ({(FIGURES / f).stat().st_size // 1024} KB)")
+        print(f"wrote {where / f} ({(where / f).stat().st_size // 1024} KB)")
 
 
 def main() -> None:
@@ -307,7 +310,7 @@ def main() -> None:
         temps = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]
     sweep = design_sweep("random+ring", small, temps, 6000)
     if not args.no_figures:
-        figures(studies, sweep, small.n)
+        figures(studies, sweep, small.n, QUICK_FIGURES if args.quick else FIGURES)
     print(f"\ntotal {time.perf_counter() - t0:.1f}s")
 
 

@@ -25,7 +25,8 @@ Families:
   CIDs as particles, every row, weight 1 per link); x is the number of those
   links, since the heights are lumpy.
 
-Writes docs/figures/phase_<family>.png.
+Writes docs/figures/phase_<family>.png (``--quick``: under bench/out/, so
+that the docs keep the full run's).
 
 Run: ``PYTHONPATH=src python bench/phase_transitions.py --quick`` (under a
 minute: smaller graphs, fewer points, no WordNet) or without ``--quick``.
@@ -60,6 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "bostrom-sample-cyberlinks.csv"
 WORDNET = Path("/tmp/wn/wordnet.csv")
 FIGURES = ROOT / "docs" / "figures"
+#: Where --quick writes its figures, so that the docs keep the full run's.
+QUICK_FIGURES = ROOT / "bench" / "out"
 
 #: What is plotted and tested per graph: (label, value of a GraphPhase).
 MEASURES: list[tuple[str, Callable[[GraphPhase], float]]] = [
@@ -205,13 +208,13 @@ def report(family: Family) -> list[tuple[str, RegimeChange | None]]:
     return found
 
 
-def figure(family: Family, found: list[tuple[str, RegimeChange | None]]) -> None:
+def figure(family: Family, found: list[tuple[str, RegimeChange | None]], where: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    where.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(MEASURES), figsize=(3.2 * len(MEASURES), 3.0))
     x = np.array(family.x)
     for ax, (label, pick), (_, rc) in zip(axes, MEASURES, found, strict=True):
@@ -236,7 +239,7 @@ def figure(family: Family, found: list[tuple[str, RegimeChange | None]]) -> None
             ax.legend(fontsize=6)
     fig.suptitle(family.name, fontsize=10)
     fig.tight_layout()
-    out = FIGURES / f"phase_{family.name}.png"
+    out = where / f"phase_{family.name}.png"
     fig.savefig(out, dpi=100)
     plt.close(fig)
     print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
@@ -270,7 +273,7 @@ def main() -> None:
     for family in families:
         found = report(family)
         if not args.no_figures:
-            figure(family, found)
+            figure(family, found, QUICK_FIGURES if args.quick else FIGURES)
     print(f"\ntotal {time.perf_counter() - t0:.1f}s")
 
 
