@@ -11,7 +11,13 @@
 // The Cytoscape instance is the container's `cy` property (for the browser's
 // console and the tests).
 
-import cytoscape from "./vendor/cytoscape.esm.min.mjs";
+// Cytoscape.js is most of the page's script bytes: it is fetched when the first
+// graph is drawn, not with the page.
+let cytoscapeLoad = null;
+function loadCytoscape() {
+  cytoscapeLoad ??= import("./vendor/cytoscape.esm.min.mjs").then((m) => m.default);
+  return cytoscapeLoad;
+}
 
 const ROW = 36; // distance between two nodes of a column, in model units
 const SIDE = 210; // distance of a column from the centre
@@ -141,6 +147,15 @@ export class LinkGraph {
     this.container = container;
     this.label = label;
     this.key = "";
+    this.cy = null;
+    this.onOpen = onOpen;
+    this.onMore = onMore;
+    // shows run in order: the first waits for Cytoscape, later ones queue behind it
+    this.queue = Promise.resolve();
+  }
+
+  make(cytoscape) {
+    const { container, onOpen, onMore } = this;
     this.cy = cytoscape({
       container,
       style: style(),
@@ -171,15 +186,27 @@ export class LinkGraph {
   }
 
   clear() {
-    this.cy.elements().remove();
-    this.key = "";
-    this.container.dataset.center = "";
-    this.container.dataset.nodes = "0";
+    this.queue = this.queue.then(() => {
+      this.cy?.elements().remove();
+      this.key = "";
+      this.container.dataset.center = "";
+      this.container.dataset.nodes = "0";
+    });
   }
 
   // centre: {cid, focus, text?}; inPage, outPage: a page of links each way as the
-  // API gives it ({links, total, offset}).
+  // API gives it ({links, total, offset}). Drawn once Cytoscape is loaded.
   show(centre, inPage, outPage) {
+    this.queue = this.queue
+      .then(async () => {
+        if (this.cy === null) this.make(await loadCytoscape());
+        this.draw(centre, inPage, outPage);
+      })
+      .catch((err) => console.warn("graph not drawn:", err));
+    return this.queue;
+  }
+
+  draw(centre, inPage, outPage) {
     const cy = this.cy;
     const seen = new Set([centre.cid]);
     const elements = [
