@@ -88,7 +88,8 @@ def one_engine(args, engine: str) -> dict[str, float]:
     """Start a testnet running ``engine``, load it, stop it; its figures."""
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-consensus-"))
     home = tmp / "tn"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path)
     log = open(tmp / "testnet.log", "wb")  # noqa: SIM115 (the child writes it)
     proc = subprocess.Popen(
         [
