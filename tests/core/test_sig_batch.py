@@ -22,6 +22,7 @@ from focusflow.core.keys import KeyPair, verify
 from focusflow.core.sig_batch import (
     MAX_BYTES,
     MAX_ITEMS,
+    PER_THREAD_MIN,
     SERIAL_BELOW,
     SignatureBatchTooLargeError,
     default_threads,
@@ -168,6 +169,9 @@ def test_the_checks_run_on_several_threads_and_none_outlives_the_call(monkeypatc
     assert verify_batch(items, 2) == expected
     assert len(seen) == 2 and main not in seen
     assert not [t for t in threading.enumerate() if t.name.startswith("sig-batch")]
+    seen.clear()
+    assert verify_batch(items, 16) == expected
+    assert 2 <= len(seen) <= len(items) // PER_THREAD_MIN  # a thread per 16 items at most
     seen.clear()
     assert verify_batch(items[: SERIAL_BELOW - 1], 4) == expected[: SERIAL_BELOW - 1]
     assert seen == {main}

@@ -27,8 +27,9 @@ threads check about ``T`` signatures at a time and only the wrapper's Python
 
 The threads belong to one call: the pool is made and joined inside it, so no
 thread outlives it (the chain forks a checkpoint writer, and forking a process
-with live threads is not safe). Below :data:`SERIAL_BELOW` items starting
-threads costs more than it saves and the items are checked in the caller.
+with live threads is not safe). A thread is started for every
+:data:`PER_THREAD_MIN` items at most, and below :data:`SERIAL_BELOW` items
+the checks run in the caller: starting threads would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ MAX_ITEMS = 1 << 16
 #: Most bytes (keys, signatures and messages together) one call checks: a block
 #: holds at most ``max_block_bytes`` (16 MiB by default).
 MAX_BYTES = 64 << 20
-#: Fewer items than this are checked in the calling thread: starting a pool
-#: costs about what checking a few signatures does (``bench/sig_batch.py``).
-SERIAL_BELOW = 16
+#: Fewest items a thread is started for: starting one costs about 90 us and a
+#: check about 56 (2-core machine, load 2), so a thread given 16 spends a tenth
+#: of its time starting (``bench/sig_batch.py``); a small batch gets fewer threads.
+PER_THREAD_MIN = 16
+#: Fewer items than this are checked in the calling thread: two threads'
+#: worth of :data:`PER_THREAD_MIN`.
+SERIAL_BELOW = 2 * PER_THREAD_MIN
 #: Chunks per thread: items differ in message size, so a few chunks per thread
 #: keep the threads equally busy without a task per item.
 CHUNKS_PER_THREAD = 4
@@ -116,12 +121,13 @@ def verify_batch(items: Sequence[Item], threads: int | None = None) -> list[bool
     workers = default_threads() if threads is None else threads
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise InvalidParameterError(f"threads must be an integer >= 1, got {threads!r}")
-    if workers == 1 or len(items) < SERIAL_BELOW:
+    workers = min(workers, len(items) // PER_THREAD_MIN)
+    if workers <= 1:  # fewer than SERIAL_BELOW items, or one thread asked for
         return _verify_chunk(items)
     pieces = min(len(items), workers * CHUNKS_PER_THREAD)
     step = -(-len(items) // pieces)
     chunks = [items[i : i + step] for i in range(0, len(items), step)]
-    with ThreadPoolExecutor(min(workers, len(chunks)), thread_name_prefix="sig-batch") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix="sig-batch") as pool:
         results: list[bool] = []
         for part in pool.map(_verify_chunk, chunks):
             results.extend(part)
