@@ -48,6 +48,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from focusflow.chain import Msg, make_tx  # noqa: E402
 from focusflow.core.cid import raw_cid_bytes  # noqa: E402
+from focusflow.core.hashing import sha256  # noqa: E402
+from focusflow.core.keys import KeyPair  # noqa: E402
 from focusflow.core.keystore import Keystore  # noqa: E402
 
 
@@ -67,6 +69,13 @@ def main() -> None:
     ap.add_argument("--base-port", type=int, default=28100)
     ap.add_argument(
         "--consensus", default="tendermint", help="engines to run in turn, comma-separated"
+    )
+    ap.add_argument(
+        "--senders",
+        type=int,
+        default=1,
+        help="keys the load comes from, round robin (the dev key funds and stakes the others "
+        "first): the mempool holds at most 64 nonces ahead of a sender's committed one",
     )
     args = ap.parse_args()
     results = []
@@ -117,6 +126,48 @@ def one_engine(args, engine: str) -> dict[str, float]:
         proc.wait(60)
 
 
+FEE = 10**6
+
+
+def commit_all(client: httpx.Client, txs: list, timeout: float = 60.0) -> None:
+    """Submit ``txs`` and wait until every one is committed."""
+    for tx in txs:
+        r = client.post("/v1/txs", json={"tx": tx.encoded.hex()})
+        assert r.status_code in (200, 202), r.text
+    deadline = time.monotonic() + timeout
+    for tx in txs:
+        while client.get(f"/v1/txs/{tx.hash.hex()}").json().get("status") != "committed":
+            assert time.monotonic() < deadline, f"setup transaction {tx.hash.hex()} not committed"
+            time.sleep(0.1)
+
+
+def fund_senders(
+    client: httpx.Client, chain_id: str, senders: list, n_tx: int, links_per_tx: int
+) -> dict[bytes, int]:
+    """Fund and stake every sender but the first (the dev key) for its share of
+    the load; the next nonce of each."""
+    nonces = {s.public_key: 0 for s in senders}
+    if len(senders) == 1:
+        return nonces
+    dev, others = senders[0], senders[1:]
+    share = n_tx // len(senders) + 1
+    stake = share * links_per_tx + 1  # each link needs a unit of bonded stake
+    amount = share * (FEE + links_per_tx) + stake + FEE
+    funding = []
+    for start in range(0, len(others), 60):
+        msgs = [
+            Msg("send", {"to": s.address_raw, "amount": amount}) for s in others[start : start + 60]
+        ]
+        funding.append(make_tx(dev, chain_id, nonces[dev.public_key], FEE, msgs))
+        nonces[dev.public_key] += 1
+    commit_all(client, funding)
+    staking = [make_tx(s, chain_id, 0, FEE, [Msg("stake", {"amount": stake})]) for s in others]
+    commit_all(client, staking)
+    for s in others:
+        nonces[s.public_key] = 1
+    return nonces
+
+
 def run(args, home: Path) -> dict[str, float]:
     deadline = time.monotonic() + 180
     while not (home / "testnet.json").exists():
@@ -138,6 +189,10 @@ def run(args, home: Path) -> dict[str, float]:
 
     # Pre-sign so signing does not limit the rate.
     n_tx = int(args.rate * args.seconds)
+    senders = [key] + [
+        KeyPair.from_seed(sha256(b"bench-consensus-sender-%d" % i)) for i in range(1, args.senders)
+    ]
+    nonces = fund_senders(client, chain_id, senders, n_tx, args.links_per_tx)
     targets = [raw_cid_bytes(f"t{j}".encode()) for j in range(97)]
     txs = []
     for i in range(n_tx):
@@ -145,7 +200,10 @@ def run(args, home: Path) -> dict[str, float]:
             [raw_cid_bytes(f"b{i}-{j}".encode()), targets[j % len(targets)]]
             for j in range(args.links_per_tx)
         ]
-        txs.append(make_tx(key, chain_id, i, 10**6, [Msg("link", {"links": pairs})]))
+        sender = senders[i % len(senders)]
+        nonce = nonces[sender.public_key]
+        nonces[sender.public_key] += 1
+        txs.append(make_tx(sender, chain_id, nonce, 10**6, [Msg("link", {"links": pairs})]))
 
     # Only blocks made from here on are watched (the poller must not start behind).
     start_height = client.get("/v1/status").json()["height"]
@@ -226,7 +284,8 @@ def run(args, home: Path) -> dict[str, float]:
         f"load average {os.getloadavg()}"
     )
     print(
-        f"validators={args.validators} rate={args.rate} tx/s links/tx={args.links_per_tx} "
+        f"validators={args.validators} senders={args.senders} rate={args.rate} tx/s "
+        f"links/tx={args.links_per_tx} "
         f"seconds={args.seconds}: submitted {len(submitted)}, refused {refused}, "
         f"committed {len(done)}" + (f" (refusals by code: {reasons})" if reasons else "")
     )
