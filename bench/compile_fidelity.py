@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -108,7 +109,7 @@ def layers_bostrom(args) -> dict:
     phi = np.asarray(c.focus.focus, dtype=np.float64)
     contexts = sample_contexts(phi, args.contexts, 0)
     rows = [np.asarray(ctx, dtype=np.int64)[None, :] for ctx in contexts]
-    exact = {}
+    exact: dict[str, list[np.ndarray]] = {}
     for m in MODES:
         exact[m] = []
         for ctx in contexts:
@@ -177,7 +178,9 @@ def layers_wordnet(args) -> dict:
     for layers in LAYERS:
         w = with_layers(c, g, layers)
         row = {"layers": layers, **kl_rows(exact, rows, w)}
-        ranked, plain, times = [], [], []
+        ranked: list[dict] = []
+        plain: list[dict] = []
+        times: list[float] = []
         for (r, h), idx in groups.items():
             f = names.factors({"wordnet:" + RELATIONS[r]: 1.0}, 0.1)
             t = time.perf_counter()
@@ -238,7 +241,7 @@ def dims(c, label: str, ks: list[int], dense: bool) -> dict:
     if dense:
         full = np.linalg.svd(m.toarray(), compute_uv=False)
         log(f"{label}: full spectrum ({len(full)} values), d* {effective_rank(full):.2f}")
-    out = {"graph": label, "rows": dims_rows(m, ks, full)}
+    out: dict[str, Any] = {"graph": label, "rows": dims_rows(m, ks, full)}
     if full is not None:
         out["d_full"] = effective_rank(full)
         out["full_nonzero"] = int(np.count_nonzero(full > full[0] * 1e-12))

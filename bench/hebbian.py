@@ -35,6 +35,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,14 +130,17 @@ def compare(
     count: int,
 ) -> dict:
     static = {m: rank_queries(work.ig, task, count, m, relation) for m in modes}
-    out = {"static": {m: summarize(v) for m, v in static.items()}, "settings": []}
+    out: dict[str, Any] = {
+        "static": {m: summarize(v) for m, v in static.items()},
+        "settings": [],
+    }
     for m, s in out["static"].items():
         log(f"  static, {m}: hits@10 {s['hits@10']:.3f}, MRR {s['mrr']:.3f} ({s['n']} queries)")
     for params in settings:
         t = time.perf_counter()
         h = work.factors(params, args.blocks)
         sim_s = time.perf_counter() - t
-        row = {
+        row: dict[str, Any] = {
             "params": params,
             "simulate_s": sim_s,
             "mean_factor": float(h.mean()),
