@@ -26,6 +26,7 @@ Run from the repository root::
     python bench/consensus_sim.py                  # 4 and 100 validators, ~1 minute
     python bench/consensus_sim.py --validators 4 7 --heights 50
     python bench/consensus_sim.py --engines tendermint,snowman,fallback --validators 4 16 64
+    python bench/consensus_sim.py --engines tendermint,snowman,snowman:notarised --validators 4 16
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from focusflow.consensus.actions import Accept
+from focusflow.consensus.actions import Accept, Decide
 from focusflow.consensus.engine import ENGINES
+from focusflow.consensus.notarise import ACCEPT_ROUND
 from focusflow.consensus.sim import Simulation
 from focusflow.consensus.snowball import SnowmanParams, failure_probability
 
@@ -67,12 +69,19 @@ def run(n: int, heights: int, seed: int, check_signatures: bool) -> dict:
 
 
 def run_engine(engine: str, n: int, heights: int, seed: int) -> dict:
-    sim = Simulation(n, seed=seed, engine=engine)
+    """``engine`` is a name of ENGINES, or ``NAME:notarised`` for a polling engine
+    whose decisions are certified by attestations (as the node runs it)."""
+    name, _, mode = engine.partition(":")
+    sim = Simulation(n, seed=seed, engine=name, notarise=mode == "notarised")
     wall = time.perf_counter()
     sim.run(1e9, stop=lambda s: s.min_honest_height() >= heights)
     wall = time.perf_counter() - wall
     done = sim.min_honest_height()
-    polled = sum(1 for d in sim.committed.values() if isinstance(d, Accept))
+    polled = sum(
+        1
+        for d in sim.committed.values()
+        if isinstance(d, Accept) or (isinstance(d, Decide) and d.round == ACCEPT_ROUND)
+    )
     return {
         "heights": done,
         "latency_s": sim.now / done,
@@ -128,8 +137,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.engines:
         engines = args.engines.split(",")
-        if any(e not in ENGINES for e in engines):
-            ap.error(f"engines are among {ENGINES}")
+        if any(e.partition(":")[0] not in ENGINES for e in engines):
+            ap.error(f"engines are among {ENGINES} (NAME:notarised certifies polled decisions)")
         compare_engines(engines, args.validators, args.heights, args.seed)
         return
     print(
