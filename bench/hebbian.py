@@ -24,7 +24,7 @@ worse (by reciprocal rank).
 
 Run from the repository root::
 
-    python bench/hebbian.py                    # about 3 min on 2 cores (30 with others on them)
+    python bench/hebbian.py                    # 18 min on 2 cores at load 2-7 (its WordNet queries)
     python bench/hebbian.py --blocks 3 --no-wordnet --no-figure   # quick check
 """
 
