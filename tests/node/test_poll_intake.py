@@ -46,6 +46,9 @@ def test_hostile_polls_are_refused_before_the_engine(tmp_path):
     async def main():
         await runtime.consensus.start_height()
         drain(runtime)
+        height, round_, step, _ = runtime.consensus_state
+        assert (height, round_, step) == (2, 0, "poll")  # what /v1/status shows
+        assert runtime.consensus.locked() == (None, None)
         on_poll = runtime.intake.on_poll
         good = Query.sign(KEYS[1], CHAIN_ID, 2, 7)
         assert await on_poll(sender, b"\x00" * (MAX_POLL_BYTES + 1)) == Verdict.REJECT

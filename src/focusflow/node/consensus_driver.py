@@ -46,12 +46,14 @@ from focusflow.consensus import (
     Broadcast,
     ConsensusEngine,
     Decide,
+    Fallback,
     InvalidMessageError,
     Proposal,
     ReportEvidence,
     ScheduleTimeout,
     SendTo,
     SignRefusedError,
+    Snowman,
     Tendermint,
     ValidatorSet,
     Vote,
@@ -183,14 +185,10 @@ class ConsensusDriver:
     @property
     def tendermint(self) -> Tendermint | None:
         """The Tendermint machine running the height, if one does (not under Snowman)."""
-        engine: object = self.tm
-        inner = getattr(engine, "inner", None)
-        if inner is not None:
-            engine = inner
+        engine = self.tm.inner if isinstance(self.tm, Notarised) else self.tm
         if isinstance(engine, Tendermint):
             return engine
-        fallback_tm = getattr(engine, "tm", None)
-        return fallback_tm if isinstance(fallback_tm, Tendermint) else None
+        return engine.tm if isinstance(engine, Fallback) else None
 
     @property
     def round(self) -> int:
@@ -198,7 +196,8 @@ class ConsensusDriver:
         tm = self.tendermint
         if tm is not None:
             return tm.round
-        return int(getattr(getattr(self.tm, "inner", self.tm), "slot", 0))
+        engine = self.tm.inner if isinstance(self.tm, Notarised) else self.tm
+        return engine.slot if isinstance(engine, Snowman) else 0
 
     @property
     def state(self) -> tuple[int, int, str, ValidatorSet]:
