@@ -271,12 +271,10 @@ class ConsensusDriver:
             high = self.tm.height + 1 if polled else self.tm.height
             if not self.started or not low <= message.height <= high:
                 return
+            # Polls reach only a polling engine (dropped above otherwise).
+            receive: Callable[..., list[Action]] = self.tm.receive
             try:
-                if isinstance(self.tm, Notarised):
-                    actions = await asyncio.to_thread(self.tm.receive, message)
-                else:
-                    assert not isinstance(message, PollMessage)
-                    actions = await asyncio.to_thread(self.tm.receive, message)
+                actions = await asyncio.to_thread(receive, message)
             except InvalidMessageError as exc:
                 # The relay checks passed, so the two disagree: not the peer's fault.
                 log.error(
