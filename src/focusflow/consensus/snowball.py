@@ -51,7 +51,12 @@ class SnowmanParams:
     the preference and extend confidence, ``beta`` the consecutive confident
     polls that finalize. ``concurrent_polls`` polls run at once (avalanchego's
     concurrent repolls); ``poll_timeout`` and ``propose_timeout`` are seconds of the
-    host's clock. With fewer than ``k`` validators every poll asks all of them
+    host's clock. ``poll_timeout`` is where a poll's timer starts: a poll that
+    times out short of ``alpha_confidence`` answers doubles it for the next ones,
+    up to ``poll_timeout_max``, and each poll that ends before its timer takes 1%
+    off again, down to ``poll_timeout`` (a loaded machine or network
+    answers later than an idle one; a fixed timer there kept every poll short of
+    a quorum and the height undecided). With fewer than ``k`` validators every poll asks all of them
     (:meth:`effective`): ``alpha_confidence`` scales down in proportion, rounded
     up, and ``alpha_preference`` becomes a bare majority. A poll of everyone has
     no sampling noise, so a split such as three against three with a liar among
@@ -67,6 +72,7 @@ class SnowmanParams:
     concurrent_polls: int = 4
     poll_timeout: float = 0.2
     propose_timeout: float = 0.3
+    poll_timeout_max: float = 3.2
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -81,6 +87,11 @@ class SnowmanParams:
             raise InvalidParameterError("snowman beta and concurrent_polls must be >= 1")
         if self.poll_timeout <= 0 or self.propose_timeout <= 0:
             raise InvalidParameterError("snowman timeouts must be positive")
+        if self.poll_timeout_max < self.poll_timeout:
+            raise InvalidParameterError(
+                f"snowman poll_timeout_max ({self.poll_timeout_max}) is below "
+                f"poll_timeout ({self.poll_timeout})"
+            )
 
     def effective(self, validators: int) -> tuple[int, int, int]:
         """(k, alpha_preference, alpha_confidence) for a set of ``validators``."""

@@ -21,7 +21,11 @@ the node drive either.
   host's seeded ``random.Random``, so a simulation replays), sends each a signed
   :class:`Query`, and counts one :class:`Chits` per sampled responder, with a
   verified signature, for this poll; it ends when all answered or after
-  ``poll_timeout``. Its own sample slot answers with its own preference.
+  its timer, or as soon as one choice has ``alpha_confidence`` answers (the
+  rest cannot change the outcome). The timer starts at ``poll_timeout``; a poll
+  that times out short of a quorum doubles it for later polls (up to
+  ``poll_timeout_max``), one that ends early takes 1% off (down to
+  ``poll_timeout``). Its own sample slot answers with its own preference.
 - **Answers.** A query for the current height gets the preference (or nothing
   yet, held until a preference exists); for a past height the decision; for the
   next height it is held until that height starts. Each (requester, poll) is
@@ -76,6 +80,11 @@ MAX_CHOICES = 16
 MAX_HELD_QUERIES = 4096
 #: Decisions kept to answer queries of laggards.
 KEEP_DECISIONS = 256
+#: What a poll that ends before its timer takes off the timer. A timeout doubles
+#: it, so the timer settles where about one poll in a hundred times out
+#: (ln 2 / -ln 0.99 is 69): rare enough for ``beta`` polls in a row to pass. A
+#: long timer costs little: a poll with a quorum ends as soon as it has one.
+POLL_TIMEOUT_EASE = 0.99
 #: Answers to this machine's polls kept per height to catch a responder that
 #: contradicts itself (after a poll ends too: a second answer may come late).
 MAX_KEPT_ANSWERS = 1 << 16
@@ -84,6 +93,8 @@ MAX_KEPT_ANSWERS = 1 << 16
 @dataclass
 class Poll:
     sample: frozenset[bytes]
+    #: Seconds its timer was set to (what a timeout doubles).
+    timeout: float = 0.0
     answers: dict[bytes, bytes | None] = field(default_factory=dict)
 
 
@@ -123,6 +134,9 @@ class Snowman:
         self.validators: ValidatorSet | None = None
         self.decided: dict[int, tuple[bytes, bytes]] = {}  # height -> (value, value_id)
         self._held: list[Query] = []
+        #: The timer of the next poll: kept across heights, since what it
+        #: follows (how late answers come) outlasts a height.
+        self.poll_timeout = self.params.poll_timeout
         self._reset()
 
     def _reset(self) -> None:
@@ -189,6 +203,10 @@ class Snowman:
         else:
             poll = self._polls.pop(-1 - timeout.round, None)
             if poll is not None:
+                # Answers missing and no quorum: they may come later than the
+                # timer allows here; give the next polls longer.
+                longer = min(self.params.poll_timeout_max, 2 * poll.timeout)
+                self.poll_timeout = max(self.poll_timeout, longer)
                 self._finish(poll)
         self._poll_more()
         return self._flush()
@@ -283,6 +301,19 @@ class Snowman:
             self.decided[height] = (value, value_id)
             self._polls.clear()
 
+    def polling_state(self) -> dict[str, object]:
+        """Where this height's polling stands, for a log line on a slow height."""
+        sb = self.snowball
+        return {
+            "slot": self.slot,
+            "choices": len(self.values),
+            "polls": 0 if sb is None else sb.polls,
+            "confidence": 0 if sb is None else sb.confidence,
+            "open_polls": len(self._polls),
+            "poll_timeout_s": round(self.poll_timeout, 3),
+            "held_queries": len(self._held),
+        }
+
     # ----------------------------------------------------------------- polls
 
     def preference(self) -> bytes | None:
@@ -310,7 +341,7 @@ class Snowman:
         # A random poll number: a restarted validator must not reuse one, or late
         # chits of its earlier life would count in its new polls.
         number = self.rng.getrandbits(62)
-        poll = Poll(frozenset(sample))
+        poll = Poll(frozenset(sample), self.poll_timeout)
         me = self.signer.public_key
         if me in poll.sample:
             poll.answers[me] = self.preference()
@@ -322,7 +353,7 @@ class Snowman:
         peers = tuple(pk for pk in sample if pk != me)
         self._actions.append(SendTo(peers, query))
         timeout = Timeout(Step.PREVOTE, self.height, -1 - number)
-        self._actions.append(ScheduleTimeout(timeout, self.params.poll_timeout))
+        self._actions.append(ScheduleTimeout(timeout, poll.timeout))
 
     def _sample(self) -> list[bytes]:
         """``k`` distinct validators, each draw weighted by stake."""
@@ -361,18 +392,34 @@ class Snowman:
         if len(self._received) < MAX_KEPT_ANSWERS:
             self._received[(c.poll, c.responder)] = c
         poll.answers[c.responder] = c.value_id
-        if len(poll.answers) == len(poll.sample):
+        if len(poll.answers) == len(poll.sample) or self._has_quorum(poll):
+            # Ended before its timer: answers come in time, so the timer may
+            # come down again (never below the configured one).
             del self._polls[c.poll]
+            self.poll_timeout = max(self.params.poll_timeout, POLL_TIMEOUT_EASE * self.poll_timeout)
             self._finish(poll)
 
-    def _finish(self, poll: Poll) -> None:
-        """Count a poll's answers in stake-free units: one per sampled validator."""
-        assert self.snowball is not None
+    def _counts(self, poll: Poll) -> dict[bytes, int]:
+        """A poll's answers in stake-free units (one per sampled validator), per
+        choice they may count for."""
         counts: dict[bytes, int] = {}
         for value_id in poll.answers.values():
             if value_id is not None and value_id in self.values and self.counts_for(value_id):
                 counts[value_id] = counts.get(value_id, 0) + 1
-        self.snowball.record(counts)
+        return counts
+
+    def _has_quorum(self, poll: Poll) -> bool:
+        """Whether one choice has ``alpha_confidence`` answers already. The rest
+        cannot change what the poll records then (no other choice can reach the
+        quorum, more than half of ``k``, and this one's count only grows past
+        it), so the poll ends without waiting for a validator that may be down."""
+        assert self.snowball is not None
+        return max(self._counts(poll).values(), default=0) >= self.snowball.alpha_confidence
+
+    def _finish(self, poll: Poll) -> None:
+        """Record a poll's answers in Snowball; decide when it finalizes."""
+        assert self.snowball is not None
+        self.snowball.record(self._counts(poll))
         final = self.snowball.finalized
         if final is not None and self.height not in self.decided:
             self._decide(final)

@@ -88,6 +88,9 @@ OpenGate = Callable[[int, ValidatorSet], Coroutine[Any, Any, None]]
 #: How often an anvil-like devnet's idle consensus looks for a transaction or a
 #: block asked for (seconds): the latency a transaction waits for its block.
 DEMAND_POLL_S = 0.01
+#: A height undecided this long (seconds) is logged as a warning, and again
+#: each time as long again passes: where its state machine stands.
+SLOW_HEIGHT_S = 10.0
 
 
 def members(vset: ValidatorSet) -> frozenset[bytes]:
@@ -165,6 +168,8 @@ class ConsensusDriver:
         #: When consensus last started a height (block sync pulls rounds after a stall).
         self.progress_at = time.monotonic()
         self._height_began = time.monotonic()
+        #: When the running height started, and when it was last logged as slow.
+        self._started_at = self._slow_logged_at = time.monotonic()
         self.timers: list[asyncio.TimerHandle] = []
         #: (height, round) of recent decisions.
         self.decisions: list[tuple[int, int]] = []
@@ -215,6 +220,27 @@ class ConsensusDriver:
             return self.chain.height + 1, 0, "propose", self.vset
         step = "commit" if tm.decision is not None else tm.step.name.lower()
         return height, tm.round, step, vset
+
+    def _log_if_slow(self) -> None:
+        """Warn, every SLOW_HEIGHT_S, while a height stays undecided: a stalled
+        chain otherwise logs nothing, and the operator (or a failed test) is
+        left to guess which step it waits in."""
+        now = time.monotonic()
+        if now - self._slow_logged_at < SLOW_HEIGHT_S:
+            return
+        self._slow_logged_at = now
+        height, round_, step, _ = self.state
+        fields: dict[str, object] = {
+            "height": height,
+            "seconds": round(now - self._started_at, 1),
+            "round": round_,
+            "step": step,
+        }
+        engine = self.tm.inner if isinstance(self.tm, Notarised) else self.tm
+        poller = engine.poller if isinstance(engine, Fallback) else engine
+        if isinstance(poller, Snowman):
+            fields.update(poller.polling_state())
+        log.warning("height undecided", extra={"fields": fields})
 
     def locked(self) -> tuple[bytes | None, bytes | None]:
         """The value ids the state machine is locked on and holds as valid."""
@@ -290,6 +316,7 @@ class ConsensusDriver:
         elif isinstance(item, TimeoutDue):
             if self.started:
                 await self.act(await asyncio.to_thread(self.tm.on_timeout, item.timeout))
+                self._log_if_slow()
         elif isinstance(item, Synced) and (not self.started or self.tm.height <= self.chain.height):
             await self.start_height()
 
@@ -312,7 +339,7 @@ class ConsensusDriver:
             log.warning("waiting for block sync", extra={"fields": {"reason": str(exc)}})
             return
         self.started = True
-        self.progress_at = time.monotonic()
+        self.progress_at = self._started_at = self._slow_logged_at = time.monotonic()
         await self.open_gate(height, self.vset)
         await self.act(actions)
 
