@@ -36,6 +36,7 @@ from focusflow.net.transport import DEFAULT_DATAGRAM_SIZE
 from focusflow.node.bootstrap import bootstrap_extensions
 from focusflow.node.ca_signer import ca_extensions
 from focusflow.node.devnet import bind, dev_key_of, prepare_kernels
+from focusflow.node.engines import snowman_timeouts_of
 from focusflow.node.extensions import default_extensions
 from focusflow.node.faults import FAULT_PLAN_ENV, FaultPlan
 from focusflow.node.home import Home, HomeError, init_testnet, lock_home
@@ -129,6 +130,7 @@ def run_validator(
                 listen=(p2p_host, p2p_port),
                 peers=all_peers,
                 timeouts=Timeouts(**config.get("timeouts", {})),
+                snowman_timeouts=snowman_timeouts_of(config),
                 faucet_key=None if full else dev_key_of(home),
                 commit_wait=float(config.get("commit_wait", 0.2)),
                 net_config=net_config_of(config),

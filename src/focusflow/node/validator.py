@@ -51,7 +51,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -116,6 +116,7 @@ class ValidatorRuntime(NodeRuntime):
         listen: tuple[str, int] | None,
         peers: Iterable[str] = (),
         timeouts: Timeouts | None = None,
+        snowman_timeouts: Mapping[str, float] | None = None,
         faucet_key: KeyPair | None = None,
         net_config: NetConfig | None = None,
         commit_wait: float = 0.2,
@@ -126,7 +127,8 @@ class ValidatorRuntime(NodeRuntime):
     ) -> None:
         """``listen`` None: no transport (the one-validator devnet, see the module
         docstring). ``commit_wait`` and ``block_interval``: see
-        consensus_driver.Pacing. ``faults``: fault injection for tests, see
+        consensus_driver.Pacing. ``snowman_timeouts``: a polling engine's timers
+        (engines.snowman_timeouts_of). ``faults``: fault injection for tests, see
         NodeRuntime. ``follow_only``: a full node, which follows consensus and
         re-executes every block but never signs (no signer, no WAL; ``key`` is
         only its transport identity). ``guests``: non-validator peers (full
@@ -169,6 +171,7 @@ class ValidatorRuntime(NodeRuntime):
             proposals=self.proposals,
             timeouts=timeouts,
             verify=verify,
+            snowman_timeouts=snowman_timeouts,
         )
         self.consensus = self.driver_type(
             node=self,
