@@ -84,3 +84,5 @@ def test_compiled_spectrum_interval_holds_the_dense_d_star(small_compiled):
     assert lo <= full <= hi
     assert c.report["effective_rank"] < full
     assert lo > c.report["effective_rank"]  # the tail's mass alone lifts the lower end
+    # The compiler computes the same interval into its report.
+    assert c.report["d_star_interval"] == pytest.approx([lo, hi], rel=1e-9)

@@ -17,6 +17,7 @@ from .helpers import padded_contexts
 
 REPORT_FIELDS = {
     "d_star",
+    "d_star_interval",
     "h_star",
     "L_star_raw",
     "L_star",

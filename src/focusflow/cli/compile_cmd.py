@@ -153,8 +153,10 @@ def _summary(err: Console, r: Report, out: Path) -> None:
     err.print(
         f"focusflow compile: {g['particles']} particles, {g['links']} links -> {out}/model.onnx"
     )
+    lo, hi = r["d_star_interval"]
     err.print(
-        f"d* {r['d_star']} (d {r['d']}, k {r['spectrum_rank_k']}), h* {r['h_star']} "
+        f"d* {r['d_star']} from the top {r['spectrum_rank_k']} (the full spectrum's: "
+        f"{lo:.1f} to {hi:.1f}; d {r['d']}), h* {r['h_star']} "
         f"({r['heads']} heads), L* {r['L_star_raw']} -> {r['L_star']} "
         f"(diameter >= {r['diameter_estimate']}, kappa {r['kappa']:.3f}, eps {r['eps']:g})"
     )

@@ -26,6 +26,7 @@ from focusflow.compile.dims import (
     diameter_double_sweep,
     dimension_of,
     effective_rank,
+    effective_rank_bounds,
     layers_of,
     semcons_of,
 )
@@ -206,6 +207,12 @@ def compile_graph(
         m, k, oversample=opt.oversample, power_iters=opt.power_iters, seed=opt.seed
     )
     d_star = dimension_of(svd.s)
+    # Where the full spectrum's effective rank lies, from the top k, the tail's
+    # energy (the Frobenius norm) and a bound on the rank (the nonzero rows and
+    # columns): the top k alone biases d* down.
+    frobenius_sq = float(m.data @ m.data)
+    max_rank = int(min(np.count_nonzero(m.getnnz(axis=1)), np.count_nonzero(m.getnnz(axis=0))))
+    d_star_interval = effective_rank_bounds(svd.s, frobenius_sq, max_rank)
     d = min(opt.dim or d_star, len(svd.s))
     # Only d columns are used past here; the spectrum stays whole for the report.
     svd = TruncatedSVD(
@@ -240,6 +247,7 @@ def compile_graph(
         },
         "d_star": d_star,
         "effective_rank": effective_rank(svd.s),
+        "d_star_interval": [float(x) for x in d_star_interval],
         "spectrum_rank_k": len(svd.s),
         "spectrum_top": [float(x) for x in svd.s[:8]],
         "d": d,
