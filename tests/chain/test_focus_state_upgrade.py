@@ -16,6 +16,8 @@ import logging
 import lzma
 import pickle
 import shutil
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,22 @@ def make_chain(name: str, path: Path, blocks: int = v3.BLOCKS):
     return chain
 
 
+@cache
+def same_bits_as_the_fixture(name: str) -> bool:
+    """Whether this machine makes the kept chain's blocks bit for bit. An exact
+    arithmetic does on every CPU; 'fast' (the tri and diffusion fixtures) only
+    where the CPU and library builds compute as where they were written (the
+    node warns so for any 'fast' chain). Tri's block 20, whose hash its kept snapshot manifest
+    holds, tells which this machine is."""
+    if v3.FOCUS[name].get("arithmetic", "fast") != "fast":
+        return True
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = make_chain("tri", Path(tmp) / "probe")
+        made = chain.head.hash
+        chain.store.close()
+    return decode(old_snapshot("tri")[0], "manifest")["block_hash"] == made
+
+
 def _links_at(chain, h: int) -> bytes:
     """A transaction of block ``h`` past the kept chain: a new particle and a
     link onto a held pair."""
@@ -75,6 +93,11 @@ def _links_at(chain, h: int) -> bytes:
 
 @pytest.mark.parametrize("name", list(v3.FOCUS))
 def test_an_upgraded_node_starts_from_its_old_checkpoint(name, tmp_path, applies, caplog):
+    if not same_bits_as_the_fixture(name):
+        pytest.skip(
+            f"the {name!r} fixture's 'fast' focus was written where the CPU or library "
+            "build computes it otherwise than here: its blocks are not made again bit for bit"
+        )
     chain = make_chain(name, tmp_path / "node")
     head = chain.head
     if name in v3.SNAPSHOTS:
@@ -157,5 +180,6 @@ def test_an_old_snapshot_is_refused_unread(name, tmp_path, monkeypatch):
     with chain.reader() as r:
         payload = capture_focus(chain.focus, chain.head, chain.chain_id)
         manifest = write_snapshot(r, payload, tmp_path / "snaps", chain_id=chain.chain_id)
-    assert (manifest.height, manifest.block_hash) == (20, fields["block_hash"])
+    if same_bits_as_the_fixture(name):
+        assert (manifest.height, manifest.block_hash) == (20, fields["block_hash"])
     chain.store.close()
