@@ -81,7 +81,7 @@ MAX_HELD_QUERIES = 4096
 #: Decisions kept to answer queries of laggards.
 KEEP_DECISIONS = 256
 #: What a poll that ends before its timer takes off the timer. A timeout doubles
-#: it, so the timer settles where about one poll in a hundred times out
+#: it, so the timer settles where about one poll in 70 times out
 #: (ln 2 / -ln 0.99 is 69): rare enough for ``beta`` polls in a row to pass. A
 #: long timer costs little: a poll with a quorum ends as soon as it has one.
 POLL_TIMEOUT_EASE = 0.99
