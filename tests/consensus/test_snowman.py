@@ -337,17 +337,32 @@ def test_a_poll_ends_at_a_quorum_without_waiting_for_the_missing_answer():
     assert m.snowball.polls == 1
 
 
-def test_a_poll_timing_out_short_of_a_quorum_lengthens_the_next_timers():
+def test_an_answer_after_its_polls_timer_lengthens_the_next_timers():
     params = SnowmanParams(beta=2, concurrent_polls=1, poll_timeout=0.2, poll_timeout_max=0.5)
     ks, vs, m, actions = machine(me=1 if vs_proposer_index() == 0 else 0, params=params)
     if not any(isinstance(a, Broadcast) for a in actions):
         actions = m.receive(proposal_from_schedule(ks, vs))
+    # A poll nobody answers in time: a validator down lengthens nothing.
+    send, timer = open_poll(actions)
+    actions = m.on_timeout(timer.timeout)
+    assert m.poll_timeout == 0.2
+    # Its answers come after the timer: the next polls get twice its time, once
+    # per poll, and never more than poll_timeout_max.
+    late = send.message
+    responder = next(k for k in ks if k.public_key in send.peers)
+    for _ in range(2):
+        m.receive(Chits.sign(responder, CHAIN, 1, late.requester, late.poll, None))
+    assert m.poll_timeout == 0.4
     delays = []
-    for _ in range(3):
+    for _ in range(2):
         send, timer = open_poll(actions)
         delays.append(timer.delay)
-        actions = m.on_timeout(timer.timeout)  # nobody answered
-    assert delays == [0.2, 0.4, 0.5]  # doubled, then held at poll_timeout_max
+        actions = m.on_timeout(timer.timeout)
+        q = send.message
+        m.receive(Chits.sign(responder, CHAIN, 1, q.requester, q.poll, None))
+    # The poll opened before the late answer kept its 0.2 s; the next got 0.4 s,
+    # and its own late answer took the timer to the ceiling.
+    assert delays == [0.2, 0.4] and m.poll_timeout == 0.5
     # Polls that end early bring it down, 1% each, never below poll_timeout.
     for _ in range(200):
         send, timer = open_poll(actions)
@@ -356,6 +371,25 @@ def test_a_poll_timing_out_short_of_a_quorum_lengthens_the_next_timers():
             if k.public_key in send.peers:
                 actions = m.receive(Chits.sign(k, CHAIN, 1, q.requester, q.poll, None))
     assert m.poll_timeout == 0.2
+
+
+def test_a_query_for_a_decided_height_is_answered_while_the_next_waits_for_a_proposal():
+    """A validator that decided and moved on answers a laggard's query for the
+    decided height at once, though its own height has no proposal yet: held
+    until then, the laggard's polls stayed short of a quorum (a validator that
+    decided first stalled the others for a second in seeded schedules)."""
+    ks, vs, m, actions = machine(me=1 if vs_proposer_index() == 0 else 0)
+    if not any(isinstance(a, Broadcast) for a in actions):
+        actions = m.receive(proposal_from_schedule(ks, vs))
+    m.record_decision(1, b"v", sha256(b"v"))
+    m.start_height(2, vs)
+    assert m.preference() is None  # no proposal of height 2 here yet
+    asker = next(k for k in ks if k.public_key != m.signer.public_key)
+    out = m.receive(Query.sign(asker, CHAIN, 1, 7))
+    chits = [a.message for a in out if isinstance(a, SendTo) and isinstance(a.message, Chits)]
+    assert [(c.height, c.poll, c.value_id) for c in chits] == [(1, 7, sha256(b"v"))]
+    # A query for the running height still waits for a preference.
+    assert m.receive(Query.sign(asker, CHAIN, 2, 8)) == []
 
 
 def test_snowman_stays_live_when_answers_come_later_than_the_poll_timer():

@@ -51,12 +51,12 @@ class SnowmanParams:
     the preference and extend confidence, ``beta`` the consecutive confident
     polls that finalize. ``concurrent_polls`` polls run at once (avalanchego's
     concurrent repolls); ``poll_timeout`` and ``propose_timeout`` are seconds of the
-    host's clock. ``poll_timeout`` is where a poll's timer starts: a poll that
-    times out short of ``alpha_confidence`` answers doubles it for the next ones,
-    up to ``poll_timeout_max``, and each poll that ends before its timer takes 1%
-    off again, down to ``poll_timeout`` (a loaded machine or network
-    answers later than an idle one; a fixed timer there kept every poll short of
-    a quorum and the height undecided). With fewer than ``k`` validators every poll asks all of them
+    host's clock. ``poll_timeout`` is where a poll's timer starts: an answer
+    that comes after its poll's timer doubles it for the next polls, up to
+    ``poll_timeout_max``, and each poll that ends before its timer takes 1% off
+    again, down to ``poll_timeout`` (a loaded machine or network answers later
+    than an idle one; a fixed timer there kept every poll short of a quorum and
+    the height undecided). With fewer than ``k`` validators every poll asks all of them
     (:meth:`effective`): ``alpha_confidence`` scales down in proportion, rounded
     up, and ``alpha_preference`` becomes a bare majority. A poll of everyone has
     no sampling noise, so a split such as three against three with a liar among

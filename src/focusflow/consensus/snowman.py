@@ -22,12 +22,14 @@ the node drive either.
   :class:`Query`, and counts one :class:`Chits` per sampled responder, with a
   verified signature, for this poll; it ends when all answered or after
   its timer, or as soon as one choice has ``alpha_confidence`` answers (the
-  rest cannot change the outcome). The timer starts at ``poll_timeout``; a poll
-  that times out short of a quorum doubles it for later polls (up to
-  ``poll_timeout_max``), one that ends early takes 1% off (down to
-  ``poll_timeout``). Its own sample slot answers with its own preference.
+  rest cannot change the outcome). The timer starts at ``poll_timeout``; an
+  answer that comes after its poll's timer doubles it for later polls (up to
+  ``poll_timeout_max``), a poll that ends early takes 1% off (down to
+  ``poll_timeout``); a validator that never answers lengthens nothing. Its
+  own sample slot answers with its own preference.
 - **Answers.** A query for the current height gets the preference (or nothing
-  yet, held until a preference exists); for a past height the decision; for the
+  yet, held until a preference exists); for a past height the decision, at
+  once (even while this height has no preference); for the
   next height it is held until that height starts. Each (requester, poll) is
   answered once.
 - **Decision.** ``beta`` confident polls in a row: :class:`Accept`, no
@@ -80,11 +82,14 @@ MAX_CHOICES = 16
 MAX_HELD_QUERIES = 4096
 #: Decisions kept to answer queries of laggards.
 KEEP_DECISIONS = 256
-#: What a poll that ends before its timer takes off the timer. A timeout doubles
-#: it, so the timer settles where about one poll in 70 times out
-#: (ln 2 / -ln 0.99 is 69): rare enough for ``beta`` polls in a row to pass. A
-#: long timer costs little: a poll with a quorum ends as soon as it has one.
+#: What a poll that ends before its timer takes off the timer. An answer that
+#: comes after its poll's timer doubles it, so the timer settles where about one
+#: poll in 70 ends before an answer it could have counted (ln 2 / -ln 0.99 is
+#: 69): rare enough for ``beta`` polls in a row to pass. A long timer costs
+#: little: a poll with a quorum ends as soon as it has one.
 POLL_TIMEOUT_EASE = 0.99
+#: Polls that ended at their timer kept per height, to notice late answers.
+MAX_TIMED_OUT_POLLS = 256
 #: Answers to this machine's polls kept per height to catch a responder that
 #: contradicts itself (after a poll ends too: a second answer may come late).
 MAX_KEPT_ANSWERS = 1 << 16
@@ -145,6 +150,9 @@ class Snowman:
         self._valid_cache: dict[bytes, bool] = {}
         self.snowball: Snowball | None = None
         self._polls: dict[int, Poll] = {}
+        #: Polls of this height that ended at their timer, kept to notice an
+        #: answer that comes after it (what lengthens the timer).
+        self._timed_out: dict[int, Poll] = {}
         self._answered: set[tuple[bytes, int]] = set()
         self._to_sign: list[ChitsRequest] = []
         self._received: dict[tuple[int, bytes], Chits] = {}  # (poll, responder) -> answer
@@ -201,12 +209,12 @@ class Snowman:
             if timeout.round == self.slot and not self.values:
                 self._enter_slot(self.slot + 1)
         else:
-            poll = self._polls.pop(-1 - timeout.round, None)
+            number = -1 - timeout.round
+            poll = self._polls.pop(number, None)
             if poll is not None:
-                # Answers missing and no quorum: they may come later than the
-                # timer allows here; give the next polls longer.
-                longer = min(self.params.poll_timeout_max, 2 * poll.timeout)
-                self.poll_timeout = max(self.poll_timeout, longer)
+                if len(self._timed_out) >= MAX_TIMED_OUT_POLLS:
+                    del self._timed_out[next(iter(self._timed_out))]
+                self._timed_out[number] = poll
                 self._finish(poll)
         self._poll_more()
         return self._flush()
@@ -385,7 +393,10 @@ class Snowman:
                 self._report(DuplicateChitsEvidence.of(earlier, c))
             return
         poll = self._polls.get(c.poll)
-        if poll is None or c.responder not in poll.sample or c.responder in poll.answers:
+        if poll is None:
+            self._on_late_answer(c)
+            return
+        if c.responder not in poll.sample or c.responder in poll.answers:
             return
         if not self.verify(c.responder, c.signature, c.sign_bytes(self.chain_id)):
             raise InvalidMessageError("bad chits signature")
@@ -398,6 +409,21 @@ class Snowman:
             del self._polls[c.poll]
             self.poll_timeout = max(self.params.poll_timeout, POLL_TIMEOUT_EASE * self.poll_timeout)
             self._finish(poll)
+
+    def _on_late_answer(self, c: Chits) -> None:
+        """A sampled validator answered after its poll's timer: answers come
+        later than the timer allows here, so the next polls get twice that
+        poll's time (once per poll; at most ``poll_timeout_max``). A poll that
+        timed out for want of an answer that never comes (a validator down)
+        lengthens nothing: waiting longer would not bring it."""
+        poll = self._timed_out.get(c.poll)
+        if poll is None or c.responder not in poll.sample or c.responder in poll.answers:
+            return
+        if not self.verify(c.responder, c.signature, c.sign_bytes(self.chain_id)):
+            raise InvalidMessageError("bad chits signature")
+        del self._timed_out[c.poll]
+        longer = min(self.params.poll_timeout_max, 2 * poll.timeout)
+        self.poll_timeout = max(self.poll_timeout, longer)
 
     def _counts(self, poll: Poll) -> dict[bytes, int]:
         """A poll's answers in stake-free units (one per sampled validator), per
@@ -447,7 +473,10 @@ class Snowman:
             return
         if not self.verify(q.requester, q.signature, q.sign_bytes(self.chain_id)):
             raise InvalidMessageError("bad query signature")
-        if q.height > self.height or self.preference() is None:
+        # A past height is answered from its decision at once: held until this
+        # height has a preference, it kept a laggard's polls short of a quorum
+        # while this height waited for a proposal.
+        if q.height > self.height or (q.height == self.height and self.preference() is None):
             if len(self._held) < MAX_HELD_QUERIES:
                 self._held.append(q)
             return
@@ -474,11 +503,12 @@ class Snowman:
             self._actions.append(ReportEvidence(evidence))
 
     def _answer_held(self) -> None:
-        if not self._held or self.preference() is None:
+        if not self._held:
             return
+        preference = self.preference()
         held, self._held = self._held, []
         for q in held:
-            if q.height > self.height:
+            if q.height > self.height or (q.height == self.height and preference is None):
                 self._held.append(q)
             else:
                 self._answer(q)
