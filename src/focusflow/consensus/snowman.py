@@ -403,12 +403,13 @@ class Snowman:
         if len(self._received) < MAX_KEPT_ANSWERS:
             self._received[(c.poll, c.responder)] = c
         poll.answers[c.responder] = c.value_id
-        if len(poll.answers) == len(poll.sample) or self._has_quorum(poll):
+        counts = self._counts(poll)
+        if len(poll.answers) == len(poll.sample) or self._has_quorum(counts):
             # Ended before its timer: answers come in time, so the timer may
             # come down again (never below the configured one).
             del self._polls[c.poll]
             self.poll_timeout = max(self.params.poll_timeout, POLL_TIMEOUT_EASE * self.poll_timeout)
-            self._finish(poll)
+            self._finish(poll, counts)
 
     def _on_late_answer(self, c: Chits) -> None:
         """A sampled validator answered after its poll's timer: answers come
@@ -434,18 +435,19 @@ class Snowman:
                 counts[value_id] = counts.get(value_id, 0) + 1
         return counts
 
-    def _has_quorum(self, poll: Poll) -> bool:
+    def _has_quorum(self, counts: dict[bytes, int]) -> bool:
         """Whether one choice has ``alpha_confidence`` answers already. The rest
         cannot change what the poll records then (no other choice can reach the
         quorum, more than half of ``k``, and this one's count only grows past
         it), so the poll ends without waiting for a validator that may be down."""
         assert self.snowball is not None
-        return max(self._counts(poll).values(), default=0) >= self.snowball.alpha_confidence
+        return max(counts.values(), default=0) >= self.snowball.alpha_confidence
 
-    def _finish(self, poll: Poll) -> None:
-        """Record a poll's answers in Snowball; decide when it finalizes."""
+    def _finish(self, poll: Poll, counts: dict[bytes, int] | None = None) -> None:
+        """Record a poll's answers (``counts``, when already counted) in
+        Snowball; decide when it finalizes."""
         assert self.snowball is not None
-        self.snowball.record(self._counts(poll))
+        self.snowball.record(self._counts(poll) if counts is None else counts)
         final = self.snowball.finalized
         if final is not None and self.height not in self.decided:
             self._decide(final)

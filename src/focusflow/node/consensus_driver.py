@@ -188,9 +188,14 @@ class ConsensusDriver:
         return self.tm.height
 
     @property
+    def engine(self) -> ConsensusEngine:
+        """The engine deciding heights: a polling engine without its notarising wrapper."""
+        return self.tm.inner if isinstance(self.tm, Notarised) else self.tm
+
+    @property
     def tendermint(self) -> Tendermint | None:
         """The Tendermint machine running the height, if one does (not under Snowman)."""
-        engine = self.tm.inner if isinstance(self.tm, Notarised) else self.tm
+        engine = self.engine
         if isinstance(engine, Tendermint):
             return engine
         return engine.tm if isinstance(engine, Fallback) else None
@@ -201,7 +206,7 @@ class ConsensusDriver:
         tm = self.tendermint
         if tm is not None:
             return tm.round
-        engine = self.tm.inner if isinstance(self.tm, Notarised) else self.tm
+        engine = self.engine
         return engine.slot if isinstance(engine, Snowman) else 0
 
     @property
@@ -236,7 +241,7 @@ class ConsensusDriver:
             "round": round_,
             "step": step,
         }
-        engine = self.tm.inner if isinstance(self.tm, Notarised) else self.tm
+        engine = self.engine
         poller = engine.poller if isinstance(engine, Fallback) else engine
         if isinstance(poller, Snowman):
             fields.update(poller.polling_state())
