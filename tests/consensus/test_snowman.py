@@ -373,6 +373,28 @@ def test_an_answer_after_its_polls_timer_lengthens_the_next_timers():
     assert m.poll_timeout == 0.2
 
 
+def test_a_forged_late_answer_is_refused_and_lengthens_nothing():
+    """The late-answer path checks the signature before it touches the timer: a
+    peer cannot stretch every poll of a validator to ``poll_timeout_max`` with
+    answers it did not sign, nor with answers to polls it was not asked."""
+    params = SnowmanParams(beta=2, concurrent_polls=1, poll_timeout=0.2, poll_timeout_max=3.2)
+    ks, vs, m, actions = machine(me=1 if vs_proposer_index() == 0 else 0, params=params)
+    if not any(isinstance(a, Broadcast) for a in actions):
+        actions = m.receive(proposal_from_schedule(ks, vs))
+    send, timer = open_poll(actions)
+    m.on_timeout(timer.timeout)
+    q = send.message
+    responder = next(k for k in ks if k.public_key in send.peers)
+    real = Chits.sign(responder, CHAIN, 1, q.requester, q.poll, None)
+    forged = Chits(real.height, real.requester, real.poll, None, real.responder, bytes(64))
+    with pytest.raises(InvalidMessageError):
+        m.receive(forged)
+    assert m.poll_timeout == 0.2
+    # A validly signed answer to a poll number never issued counts for nothing.
+    assert m.receive(Chits.sign(responder, CHAIN, 1, q.requester, q.poll + 1, None)) == []
+    assert m.poll_timeout == 0.2
+
+
 def test_a_query_for_a_decided_height_is_answered_while_the_next_waits_for_a_proposal():
     """A validator that decided and moved on answers a laggard's query for the
     decided height at once, though its own height has no proposal yet: held
