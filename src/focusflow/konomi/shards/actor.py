@@ -19,6 +19,12 @@ shard's graph serves one call at a time; a call that finds it busy, a batch,
 and every call while a graph is broken (its actor died: it is torn down and
 made again after ``RECOMPILE_S``) take the ordinary actor task instead. The
 actor runs graph calls on a background thread, so its state is behind a lock.
+
+Making a graph is start-up work, never a call's: :meth:`RayShards.start` makes
+every shard's graph and sends one call through it before it returns, and a
+broken graph is made again on a thread of its own. On a loaded two-core machine
+a graph's making and first call took longer than a call's whole retry time, so
+a healthy shard was reported unavailable when its first call paid for them.
 """
 
 from __future__ import annotations
@@ -43,6 +49,11 @@ PACKED_BYTES = 64 * 1024
 #: Seconds before a shard whose compiled graph broke (or could not be made) is
 #: given a new one.
 RECOMPILE_S = 5.0
+#: Seconds a new graph's first call may take before the graph is given up (its
+#: shard answers through actor tasks until it is made again).
+WARM_S = 120.0
+#: Seconds :meth:`RayShards.close` waits for a graph being made before it goes on.
+CLOSE_WAIT_S = 30.0
 
 
 class ShardActor:
@@ -78,7 +89,7 @@ class _Graph:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.dag: Any = None
-        self.retry_at = 0.0
+        self.remaking = False
 
 
 class RayShards:
@@ -90,6 +101,7 @@ class RayShards:
         self.count = len(actors)
         self.compiled = compiled
         self._graphs = [_Graph() for _ in actors]
+        self._closed = threading.Event()
 
     @classmethod
     def start(
@@ -117,6 +129,11 @@ class RayShards:
         actors = [remote.options(**opts).remote(i, n, store, redis) for i in range(n)]
         shards = cls(ray, actors, compiled)
         ray.get([a.call.remote("pid", ()) for a in actors], timeout=300)
+        if compiled:
+            for shard, graph in enumerate(shards._graphs):
+                with graph.lock:
+                    if not shards._make(shard, graph):
+                        shards._break(shard, graph)
         return shards
 
     def submit(self, shard: int, method: str, args: tuple[Any, ...], alone: bool = False) -> Any:
@@ -130,22 +147,20 @@ class RayShards:
                 return fast
         return actor.call_packed.remote(packed)
 
-    def _submit_fast(self, shard: int, packed: bytes) -> tuple[_Graph, Any] | None:
-        """The call sent through the shard's compiled graph (made on first use),
-        or None when the graph is busy, broken or cannot be made. The graph's lock
-        stays held until :meth:`result` has the reply."""
+    def _submit_fast(self, shard: int, packed: bytes) -> tuple[int, _Graph, Any] | None:
+        """The call sent through the shard's compiled graph, or None when the graph
+        is busy, broken or being made again. The graph's lock stays held until
+        :meth:`result` has the reply."""
         graph = self._graphs[shard]
         if not graph.lock.acquire(blocking=False):
             return None
+        if graph.dag is None:
+            graph.lock.release()
+            return None
         try:
-            if graph.dag is None:
-                if time.monotonic() < graph.retry_at:
-                    graph.lock.release()
-                    return None
-                graph.dag = self._compile(shard)
-            return graph, graph.dag.execute(packed)
+            return shard, graph, graph.dag.execute(packed)
         except Exception:  # noqa: BLE001 - whatever stops the graph, the actor task remains
-            self._break(graph)
+            self._break(shard, graph)
             graph.lock.release()
             return None
 
@@ -156,13 +171,42 @@ class RayShards:
             node = self.actors[shard].call_fast.bind(request)
         return node.experimental_compile()
 
-    def _break(self, graph: _Graph) -> None:
-        """Drop a graph that failed; it is made again after ``RECOMPILE_S``. Its
-        teardown waits on its actor, which may be dead: it runs on its own thread."""
+    def _make(self, shard: int, graph: _Graph) -> bool:
+        """Make the shard's graph and send one call through it, with the graph's
+        lock held; False (and no graph) when either fails."""
+        dag = None
+        try:
+            dag = self._compile(shard)
+            ref = dag.execute(pickle.dumps(("pid", ()), protocol=5))
+            self.ray.get(ref, timeout=WARM_S)
+        except Exception:  # noqa: BLE001 - a graph that cannot be made leaves the actor task
+            if dag is not None:
+                _teardown(dag)
+            return False
+        graph.dag = dag
+        return True
+
+    def _break(self, shard: int, graph: _Graph) -> None:
+        """Drop a graph that failed, with its lock held; a thread makes it again
+        after ``RECOMPILE_S``. Teardown waits on the actor, which may be dead, so it
+        runs on that thread too."""
         dag, graph.dag = graph.dag, None
-        graph.retry_at = time.monotonic() + RECOMPILE_S
-        if dag is not None:
-            threading.Thread(target=_teardown, args=(dag,), daemon=True).start()
+        if graph.remaking or self._closed.is_set():
+            if dag is not None:
+                threading.Thread(target=_teardown, args=(dag,), daemon=True).start()
+            return
+        graph.remaking = True
+        threading.Thread(target=self._remake, args=(shard, graph, dag), daemon=True).start()
+
+    def _remake(self, shard: int, graph: _Graph, old: Any) -> None:
+        if old is not None:
+            _teardown(old)
+        while not self._closed.wait(RECOMPILE_S):
+            with graph.lock:
+                # Cleared under the lock: a break that follows sees it and starts anew.
+                if self._closed.is_set() or self._make(shard, graph):
+                    graph.remaking = False
+                    return
 
     def result(self, handle: Any, deadline: float) -> Reply:
         if isinstance(handle, tuple):
@@ -180,17 +224,18 @@ class RayShards:
         out: Reply = reply
         return out
 
-    def _result_fast(self, handle: tuple[_Graph, Any], deadline: float) -> Reply:
-        graph, ref = handle
+    def _result_fast(self, handle: tuple[int, _Graph, Any], deadline: float) -> Reply:
+        shard, graph, ref = handle
+        ex = self.ray.exceptions
         try:
             reply = self.ray.get(ref, timeout=max(0.01, deadline - time.monotonic()))
-        except self.ray.exceptions.GetTimeoutError as exc:
-            self._break(graph)
+        except (ex.GetTimeoutError, ex.RayChannelTimeoutError) as exc:
+            self._break(shard, graph)
             raise ShardUnavailableError("a shard did not answer within the retry time") from exc
         except Exception as exc:
             # A graph fails as a whole when its actor dies (or its channel breaks):
             # the call may or may not have run, as with a lost actor task.
-            self._break(graph)
+            self._break(shard, graph)
             raise ShardLostError(str(exc)) from exc
         finally:
             graph.lock.release()
@@ -198,9 +243,12 @@ class RayShards:
         return unpacked
 
     def close(self) -> None:
+        self._closed.set()
         for graph in self._graphs:
-            with graph.lock:
-                dag, graph.dag = graph.dag, None
+            held = graph.lock.acquire(timeout=CLOSE_WAIT_S)
+            dag, graph.dag = graph.dag, None
+            if held:
+                graph.lock.release()
             if dag is not None:
                 _teardown(dag)
         for a in self.actors:
