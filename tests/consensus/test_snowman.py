@@ -178,9 +178,25 @@ def test_params_are_checked():
     with pytest.raises(InvalidParameterError, match="poll_timeout_max"):
         SnowmanParams(poll_timeout=0.5, poll_timeout_max=0.4)
     assert SnowmanParams().effective(64) == (20, 15, 15)
-    assert SnowmanParams().effective(16) == (16, 9, 12)
-    assert SnowmanParams().effective(7) == (7, 4, 6)
+    assert SnowmanParams().effective(16) == (16, 9, 11)
+    assert SnowmanParams().effective(7) == (7, 4, 5)
     assert SnowmanParams().effective(4) == (4, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [SnowmanParams(), SnowmanParams(k=10, alpha_preference=8, alpha_confidence=8)],
+)
+def test_a_poll_of_everyone_needs_no_more_than_the_live_quorum(params):
+    """With no more validators than ``k``, ``f = (n - 1) // 3`` of them down still
+    leave ``alpha_confidence`` answers (live, as Tendermint is), and two confident
+    polls for different values share more than ``f`` answerers (safe against ``f``
+    liars, by quorum intersection)."""
+    for n in range(1, params.k + 1):
+        k, ap, ac = params.effective(n)
+        f = (n - 1) // 3
+        assert k == n and n / 2 < ap <= ac <= n - f
+        assert 2 * ac - n > f
 
 
 @pytest.mark.parametrize(

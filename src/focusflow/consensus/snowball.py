@@ -56,12 +56,16 @@ class SnowmanParams:
     ``poll_timeout_max``, and each poll that ends before its timer takes 1% off
     again, down to ``poll_timeout`` (a loaded machine or network answers later
     than an idle one; a fixed timer there kept every poll short of a quorum and
-    the height undecided). With fewer than ``k`` validators every poll asks all of them
+    the height undecided). With no more than ``k`` validators every poll asks all of them
     (:meth:`effective`): ``alpha_confidence`` scales down in proportion, rounded
-    up, and ``alpha_preference`` becomes a bare majority. A poll of everyone has
-    no sampling noise, so a split such as three against three with a liar among
-    seven, where no side reaches 6 of 7, would never move under a 3/4 preference
-    quorum; a majority lets the liar's or a late node's answers tip it, and
+    up, but never above the quorum ``n - f`` (``f = (n - 1) // 3``), and
+    ``alpha_preference`` becomes a bare majority. Two polls of everyone that reach
+    ``n - f`` share ``n - 2f > f`` answers, as Tendermint's quorums do, so the cap
+    keeps the static safety argument and makes Snowman live with ``f`` of ``n``
+    down, as Tendermint is: the proportional 3/4 asked 6 of 7 and stalled with 2
+    of 7 crashed. A poll of everyone has no sampling noise, so a split such as
+    three against three with a liar among seven would never move under a
+    preference quorum of 6 of 7 (3/4, rounded up); a majority lets the liar's or a late node's answers tip it, and
     Snowball's strength counters then pull the split together.
     """
 
@@ -95,11 +99,12 @@ class SnowmanParams:
 
     def effective(self, validators: int) -> tuple[int, int, int]:
         """(k, alpha_preference, alpha_confidence) for a set of ``validators``."""
-        if validators >= self.k:
+        if validators > self.k:
             return self.k, self.alpha_preference, self.alpha_confidence
         k = validators
         ap = k // 2 + 1
-        ac = math.ceil(self.alpha_confidence * k / self.k)
+        quorum = k - (k - 1) // 3
+        ac = min(math.ceil(self.alpha_confidence * k / self.k), quorum)
         return k, ap, max(ac, ap)
 
 
