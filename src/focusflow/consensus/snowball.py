@@ -65,8 +65,9 @@ class SnowmanParams:
     down, as Tendermint is: the proportional 3/4 asked 6 of 7 and stalled with 2
     of 7 crashed. A poll of everyone has no sampling noise, so a split such as
     three against three with a liar among seven would never move under a
-    preference quorum of 6 of 7 (3/4, rounded up); a majority lets the liar's or a late node's answers tip it, and
-    Snowball's strength counters then pull the split together.
+    preference quorum of 6 of 7 (3/4, rounded up); a majority lets the liar's or
+    a late node's answers tip it, and Snowball's strength counters then pull the
+    split together.
     """
 
     k: int = 20
