@@ -65,6 +65,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from focusflow.consensus.batch_signer import BatchSigner
 from focusflow.consensus.batches import (
     MAX_BATCH_TX_BYTES,
     MAX_BATCH_TXS,
@@ -163,10 +164,16 @@ class DagMempool:
     epoch: int
     priority: PriorityOf
     params: DagParams = field(default_factory=DagParams)
+    #: Where batches and votes are signed and logged (a node's must be one, so a
+    #: restart keeps the one-digest-per-slot rules); None signs in memory only
+    #: (simulations and tests of one run).
+    signer: BatchSigner | None = None
 
     def __post_init__(self) -> None:
         if self.validators.power_of(self.key.public_key) == 0:
             raise InvalidParameterError("a DAG mempool runs for a validator of the set")
+        if self.signer is not None and self.signer.public_key != self.key.public_key:
+            raise InvalidParameterError("the DAG mempool's signer holds another key")
         self.round = 0
         self.height = 0
         self._order = itertools.count()
@@ -191,6 +198,31 @@ class DagMempool:
         #: Lowest unordered sequence of each author (the voting window's base).
         self._floor: dict[bytes, int] = {}
         self.evidence: list[BatchEquivocation] = []
+        if self.signer is not None:
+            self._restore(self.signer)
+
+    def _restore(self, signer: BatchSigner) -> None:
+        """Take up what the log says this validator signed in this epoch: the
+        floors, the digest voted in each open slot, and its own batches (not yet
+        ordered), which :meth:`resend` hands out again."""
+        for (epoch, author), floor in signer.floors.items():
+            if epoch == self.epoch:
+                self._floor[author] = floor
+        for slot, vote in signer.votes.items():
+            if slot[0] == self.epoch:
+                self.voted[slot] = vote.digest
+        for slot, batch in sorted(signer.batches.items(), key=lambda item: item[0][2]):
+            if slot[0] == self.epoch:
+                self._own[batch.sequence] = (batch, {})
+                self._batches[batch.digest] = batch
+                self._sealed[slot] = (batch.digest, batch.signature)
+                self._next_sequence = max(self._next_sequence, batch.sequence + 1)
+        self._next_sequence = max(self._next_sequence, self._floor.get(self.public_key, 0))
+
+    def resend(self) -> list[Batch]:
+        """Own batches sealed but not certified yet, in slot order: after a restart
+        the host broadcasts them again (their votes were in memory)."""
+        return [self._own[s][0] for s in sorted(self._own)]
 
     @property
     def public_key(self) -> bytes:
@@ -262,9 +294,11 @@ class DagMempool:
         if not self._pending or not self._may_seal():
             return None
         chosen = self._choose()
-        batch = Batch.seal(
-            self.key, self.chain_id, self.epoch, self._next_sequence, [p.tx for p in chosen]
-        )
+        txs = [p.tx for p in chosen]
+        if self.signer is not None:
+            batch = self.signer.sign_batch(self.epoch, self._next_sequence, txs)
+        else:
+            batch = Batch.seal(self.key, self.chain_id, self.epoch, self._next_sequence, txs)
         self._next_sequence += 1
         for p in chosen:
             self._drop(p)
@@ -315,7 +349,7 @@ class DagMempool:
         if voted is not None:
             if voted != batch.digest:
                 return None
-            return BatchVote.sign(self.key, self.chain_id, batch)
+            return self._vote(batch)
         held = self._certs.get(slot)
         if held is not None:
             if held.digest == batch.digest:
@@ -323,8 +357,15 @@ class DagMempool:
             return None
         if self._sealed[slot][0] != batch.digest:
             return None
-        self._batches[batch.digest] = batch
-        self.voted[slot] = batch.digest
+        vote = self._vote(batch)
+        if vote is not None:
+            self._batches[batch.digest] = batch
+            self.voted[slot] = batch.digest
+        return vote
+
+    def _vote(self, batch: Batch) -> BatchVote | None:
+        if self.signer is not None:
+            return self.signer.sign_vote(batch)
         return BatchVote.sign(self.key, self.chain_id, batch)
 
     def _in_window(self, author: bytes, sequence: int) -> bool:
@@ -535,6 +576,7 @@ class DagMempool:
             raise LookupError(f"{len(absent)} certified batches are not held; fetch them first")
         txs = block_transactions([self._batches[c.digest] for c in certs])
         self.height += 1
+        before = dict(self._floor)
         for cert in certs:
             self._ordered.add(cert.slot)
             self._unordered.pop(cert.slot, None)
@@ -550,6 +592,14 @@ class DagMempool:
             order = self._pending_hashes.get(sha256(tx))
             if order is not None:
                 self._drop(self._pending[order])
+        if self.signer is not None:
+            self.signer.retire(
+                {
+                    (self.epoch, author): f
+                    for author, f in self._floor.items()
+                    if f > before.get(author, 0)
+                }
+            )
         return txs
 
     def _retire(self, slot: Slot) -> None:

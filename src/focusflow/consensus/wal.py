@@ -47,7 +47,22 @@ KIND_VOTE = "vote"
 KIND_LOCK = "lock"
 KIND_FLOOR = "floor"
 KIND_CHITS = "chits"
-KINDS = (KIND_PROPOSAL, KIND_VOTE, KIND_LOCK, KIND_FLOOR, KIND_CHITS)
+#: The DAG mempool's log (its own file, :mod:`focusflow.consensus.batch_signer`):
+#: an own batch, a vote for a batch, an author's ordered floor. Their height field
+#: holds the epoch.
+KIND_BATCH = "batch"
+KIND_BATCH_VOTE = "batch_vote"
+KIND_BATCH_FLOOR = "batch_floor"
+KINDS = (
+    KIND_PROPOSAL,
+    KIND_VOTE,
+    KIND_LOCK,
+    KIND_FLOOR,
+    KIND_CHITS,
+    KIND_BATCH,
+    KIND_BATCH_VOTE,
+    KIND_BATCH_FLOOR,
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,14 @@ class WriteAheadLog:
             if e.kind != KIND_FLOOR
             and (e.height >= below_height or (e.kind == KIND_CHITS and e.height >= low))
         ]
+        self.rewrite(keep)
+
+    def rewrite(self, keep: list[WALEntry]) -> None:
+        """Replace the log by ``keep``: written beside the old file, fsynced and
+        renamed over it, so a crash leaves either the old or the new log."""
+        for entry in keep:
+            if entry.kind not in KINDS:
+                raise ValueError(f"unknown WAL entry kind {entry.kind!r}")
         if self.path is not None and self._file is not None:
             tmp = self.path.with_name(self.path.name + ".tmp")
             with open_private(tmp, "wb") as f:
