@@ -14,7 +14,7 @@ import pytest
 from focusflow.consensus.batch_signer import COMPACT_EVERY, BatchSigner
 from focusflow.consensus.batches import Batch, BatchCertificate, BatchVote
 from focusflow.consensus.dag_mempool import DagMempool, DagParams
-from focusflow.consensus.errors import SignRefusedError, WALError
+from focusflow.consensus.errors import InvalidBatchError, SignRefusedError, WALError
 from focusflow.consensus.wal import KIND_VOTE, WALEntry, WriteAheadLog
 from focusflow.core.errors import InvalidParameterError
 
@@ -166,3 +166,26 @@ def test_a_torn_last_record_is_cut_and_the_vote_before_it_kept(tmp_path):
         f.write(b"\x00\x00\x01\x00garbage")  # a record cut by a crash mid-write
     again = start(path)
     assert again.on_batch(y) is None and again.voted == {x.slot: x.digest}
+
+
+def test_batches_that_arrive_together_are_voted_with_one_fsync(tmp_path, monkeypatch):
+    x, y = twins()
+    others = [Batch.seal(KS[i], CHAIN, 0, 0, [bytes([i, 1])]) for i in (2, 3)]
+    forged = Batch(0, KS[4].public_key, 0, (b"\x01z",), b"\x00" * 64, x.digest)
+    n = start(tmp_path / "dag.wal")
+    assert n.signer is not None
+    writes: list[int] = []
+    real = n.signer.wal.append_many
+    monkeypatch.setattr(
+        n.signer.wal, "append_many", lambda entries: (writes.append(len(entries)), real(entries))
+    )
+    out = n.on_batches([x, forged, y, *others, x])
+    assert writes == [3]  # three new votes, one write and one fsync
+    assert isinstance(out[1], InvalidBatchError)  # the forged one alone is refused
+    assert out[2] is None  # the twin of x gets no vote
+    assert out[0] is not None and out[5] == out[0]  # x again: the same vote
+    pairs = zip(out[3:5], others, strict=True)
+    assert all(v is not None and v.digest == b.digest for v, b in pairs)
+    crash(n)
+    again = start(tmp_path / "dag.wal")
+    assert again.on_batch(y) is None and set(again.voted) == {x.slot, *(b.slot for b in others)}

@@ -102,16 +102,29 @@ class BatchSigner:
         """The vote for ``batch``: the one signed before for its slot when it names
         this digest, None when it names another or the slot is ordered, else a new
         vote, logged and fsynced before it is returned."""
-        slot = batch.slot
-        prior = self.votes.get(slot)
-        if prior is not None:
-            return prior if prior.digest == batch.digest else None
-        if batch.sequence < self.floor(batch.epoch, batch.author):
-            return None
-        vote = BatchVote.sign(self.key, self.chain_id, batch)
-        self.wal.append(WALEntry(KIND_BATCH_VOTE, batch.epoch, encode_batch_vote(vote)))
-        self.votes[slot] = vote
+        (vote,) = self.sign_votes([batch])
         return vote
+
+    def sign_votes(self, batches: list[Batch]) -> list[BatchVote | None]:
+        """:meth:`sign_vote` for each batch in order, the new votes written with
+        one fsync before any is returned."""
+        out: list[BatchVote | None] = []
+        new: dict[Slot, BatchVote] = {}
+        for batch in batches:
+            slot = batch.slot
+            prior = self.votes.get(slot) or new.get(slot)
+            if prior is not None:
+                out.append(prior if prior.digest == batch.digest else None)
+            elif batch.sequence < self.floor(batch.epoch, batch.author):
+                out.append(None)
+            else:
+                vote = new[slot] = BatchVote.sign(self.key, self.chain_id, batch)
+                out.append(vote)
+        self.wal.append_many(
+            [WALEntry(KIND_BATCH_VOTE, s[0], encode_batch_vote(v)) for s, v in new.items()]
+        )
+        self.votes.update(new)
+        return out
 
     def retire(self, floors: dict[tuple[int, bytes], int]) -> None:
         """Record new floors ((epoch, author) -> lowest unordered sequence) in one
