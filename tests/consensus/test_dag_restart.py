@@ -14,7 +14,13 @@ import pytest
 from focusflow.consensus.batch_signer import COMPACT_EVERY, BatchSigner
 from focusflow.consensus.batches import Batch, BatchCertificate, BatchVote
 from focusflow.consensus.dag_mempool import DagMempool, DagParams
-from focusflow.consensus.errors import InvalidBatchError, SignRefusedError, WALError
+from focusflow.consensus.errors import (
+    InvalidBatchCertificateError,
+    InvalidBatchError,
+    SignRefusedError,
+    WALError,
+)
+from focusflow.consensus.validators import ValidatorSet
 from focusflow.consensus.wal import KIND_VOTE, WALEntry, WriteAheadLog
 from focusflow.core.errors import InvalidParameterError
 
@@ -189,3 +195,45 @@ def test_batches_that_arrive_together_are_voted_with_one_fsync(tmp_path, monkeyp
     crash(n)
     again = start(tmp_path / "dag.wal")
     assert again.on_batch(y) is None and set(again.voted) == {x.slot, *(b.slot for b in others)}
+
+
+def test_an_epochs_unordered_own_transactions_are_sealed_again_in_the_next(tmp_path):
+    """Author KS[0]: batch 0 certified and ordered, batch 1 certified but not
+    ordered, batch 2 sealed without votes, one transaction still pooled. In the
+    next epoch (another set) exactly the last three batches' worth go into the
+    new pool, sealed into epoch 1's slot 0; epoch 0's certificates are refused
+    there, and the log holds nothing of epoch 0."""
+    a = start(tmp_path / "dag.wal", key=KS[0])
+    certs = []
+    for i, txs in enumerate([[b"\x05o"], [b"\x05c"], [b"\x05s"]]):
+        for tx in txs:
+            a.submit(tx)
+        batch = a.tick()
+        assert batch is not None and batch.sequence == i
+        if i < 2:
+            cert = None
+            for v in [a.on_batch(batch), *(BatchVote.sign(k, CHAIN, batch) for k in KS[1:4])]:
+                assert v is not None
+                cert = a.on_vote(v) or cert
+            assert cert is not None
+            certs.append(cert)
+    a.apply_block([certs[0]])
+    a.submit(b"\x05p")
+    assert a.leftovers() == [b"\x05c", b"\x05s", b"\x05p"]
+    # The next set drops KS[4] and gives KS[0] more power.
+    vs1 = ValidatorSet.create({k.public_key: p for k, p in zip(KS[:4], (4, 3, 2, 1), strict=True)})
+    b, shed = a.next_epoch(vs1, 1)
+    assert shed == [] and b.epoch == 1 and len(b) == 3 and b.resend() == []
+    sealed = b.tick()
+    assert sealed is not None and (sealed.epoch, sealed.sequence) == (1, 0)
+    assert set(sealed.txs) == {b"\x05c", b"\x05s", b"\x05p"}
+    with pytest.raises(InvalidBatchCertificateError, match="epoch"):
+        b.check_payload([certs[1]], 10)
+    assert b.signer is not None
+    assert all(e.height == 1 for e in b.signer.wal.entries())
+    with pytest.raises(InvalidParameterError, match="follow"):
+        b.next_epoch(vs1, 1)
+    gone = ValidatorSet.create({k.public_key: 1 for k in KS[1:4]})
+    with pytest.raises(InvalidParameterError, match="not in the next epoch"):
+        b.next_epoch(gone, 2)
+    assert b.signer.wal.entries()  # a refused change left the log as it was

@@ -639,6 +639,47 @@ class DagMempool:
     def unordered(self) -> list[BatchCertificate]:
         return self._unordered_certs()
 
+    # Epochs.
+
+    def leftovers(self) -> list[bytes]:
+        """The transactions this validator still owes the chain: those of its own
+        batches not ordered yet (sealed, certified or not; oldest slot first), then
+        its pool in arrival order. At an epoch's end these are sealed again."""
+        own = {seq: batch for seq, (batch, _) in self._own.items()}
+        for slot, held in self._unordered.items():
+            batch = self._batches.get(held.cert.digest)
+            if slot[1] == self.public_key and batch is not None:
+                own[slot[2]] = batch
+        txs = [tx for seq in sorted(own) for tx in own[seq].txs]
+        return [*txs, *(p.tx for p in self._pending.values())]
+
+    def next_epoch(self, validators: ValidatorSet, epoch: int) -> tuple[DagMempool, list[bytes]]:
+        """This validator's mempool for ``epoch`` under ``validators``, and the
+        transactions shed to fit the leftovers into its pool (as :meth:`submit`).
+
+        A certificate names its epoch's set, and blocks of a new epoch order only
+        that epoch's certificates, so what the old epoch did not order is dropped:
+        this validator's own unordered transactions (:meth:`leftovers`) go into
+        the new pool to be sealed again, other authors reseal theirs. The new pool
+        counts rounds from 0, so the starvation bound starts again at the boundary.
+        The signer forgets the old epochs' slots. InvalidParameterError if
+        ``epoch`` does not follow this one or this validator is not in the set
+        (it then hands :meth:`leftovers` to a validator that is).
+        """
+        if epoch <= self.epoch:
+            raise InvalidParameterError(f"epoch {epoch} does not follow {self.epoch}")
+        if validators.power_of(self.public_key) == 0:
+            raise InvalidParameterError("this validator is not in the next epoch's set")
+        if self.signer is not None:
+            self.signer.end_epoch(epoch)
+        nxt = DagMempool(
+            self.key, self.chain_id, validators, epoch, self.priority, self.params, self.signer
+        )
+        shed: list[bytes] = []
+        for tx in self.leftovers():
+            shed += nxt.submit(tx)
+        return nxt, shed
+
 
 def block_transactions(batches: Iterable[Batch]) -> list[bytes]:
     """A block's transactions: batches in block order, each in its order, every
