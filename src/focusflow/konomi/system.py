@@ -650,6 +650,13 @@ class KonomiSystem:
         if self.store is not None:
             self._cube_versions[cube.id] = self.store.save_cube(cube.to_state())
 
+    def forget_unsaved(self, cube_id: str) -> None:
+        """Drop this process's copy of a cube whose save failed: its next use loads
+        the stored state, so a change the store refused is not served on from
+        memory (the reply said ``store_error``: nothing changed)."""
+        if self.store is not None:
+            self._cube_versions[cube_id] = 0
+
     def close(self) -> None:
         """Release the eVGPU threads and the store."""
         if self._evgpu is not None:

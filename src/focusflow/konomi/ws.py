@@ -41,6 +41,7 @@ from focusflow.konomi.cube import ACTOR, VERTICES, Cube
 from focusflow.konomi.errors import (
     MalformedMessageError,
     NotInitializedError,
+    StoreError,
     UnknownActionError,
     UnknownCubeError,
 )
@@ -146,7 +147,12 @@ def handle(system: KonomiSystem, cube: Cube | None, msg: Message) -> tuple[Cube 
         reply = {"status": "connected", "edge": f"{source}↔{target}"}
     else:
         reply = cube.collective_think_sync(_text(msg, "query"))
-    system.save_cube(cube)
+    try:
+        system.save_cube(cube)
+    except StoreError:
+        # The change stays in no process: the next use loads the stored state.
+        system.forget_unsaved(cube.id)
+        raise
     system.decide(cube.id, state_change(str(action), reply, cube))
     return cube, reply
 
