@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import multiprocessing as mp
+import os
 import queue
 import random
 import time
@@ -104,6 +105,10 @@ async def _flood(api: str, paths: list[str], seconds: float) -> tuple[dict[int, 
 
 
 def _flood_process(args, out) -> None:
+    # The flood stands for clients on other machines: on the test's machine it
+    # yields the CPU to the node, so the window measures what serving the reads
+    # costs the node, not how much of a two-core machine the clients take.
+    os.nice(10)
     out.put(asyncio.run(_flood(*args)))
 
 
@@ -189,3 +194,4 @@ def test_a_flood_of_reads_does_not_slow_block_production(tmp_path):
     assert len(quiet.times_ms) >= 5
     assert flooded.interval <= 1.5 * quiet.interval + 0.05, (quiet.interval, flooded.interval)
     assert flooded.responses.get(429, 0) > 0 and flooded.responses.get(200, 0) > 0
+    assert sum(flooded.responses.values()) >= 300  # a flood, not a trickle
