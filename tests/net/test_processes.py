@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.net.harness import PeerProcess
+from tests.net.harness import PeerProcess, close_pipes
 
 
 @pytest.fixture
@@ -159,3 +161,16 @@ def test_a_restarted_peer_is_reachable_again_before_the_dead_connection_times_ou
         if not answered:
             time.sleep(0.2)
     assert answered, "the restarted peer stayed unreachable behind its dead connection"
+
+
+def test_pipes_of_a_gone_process_close_with_a_write_still_buffered():
+    """A quit left in stdin's buffer when the node had already exited: closing the
+    pipes raises nothing and closes both (the teardown error seen on CI)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "pass"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    proc.wait(timeout=30)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("x" * 100)  # buffered: the flush at close meets the closed pipe
+    close_pipes(proc)
+    assert proc.stdin.closed and proc.stdout.closed
