@@ -74,6 +74,7 @@ class BatchSigner:
         self._since_compact = 0
         for entry in wal.entries():
             self._load(entry)
+        self._drop_ordered()
 
     @property
     def public_key(self) -> bytes:
@@ -141,6 +142,7 @@ class BatchSigner:
         )
         for key, f in moved.items():
             self._raise_floor(key, f)
+        self._drop_ordered()
         self._since_compact += len(moved)
         if self._since_compact >= COMPACT_EVERY:
             self.compact()
@@ -168,15 +170,16 @@ class BatchSigner:
 
     def _raise_floor(self, key: tuple[int, bytes], f: int) -> None:
         self.floors[key] = max(f, self.floors.get(key, 0))
-        epoch, author = key
-        low = self.floors[key]
 
-        def below(s: Slot) -> bool:
-            return s[0] == epoch and s[1] == author and s[2] < low
+    def _drop_ordered(self) -> None:
+        """Forget the batches and votes below their author's floor: one pass over
+        what is held, however many floors moved."""
 
-        self.votes = {s: v for s, v in self.votes.items() if not below(s)}
-        if author == self.public_key:
-            self.batches = {s: b for s, b in self.batches.items() if not below(s)}
+        def open_(s: Slot) -> bool:
+            return s[2] >= self.floors.get((s[0], s[1]), 0)
+
+        self.votes = {s: v for s, v in self.votes.items() if open_(s)}
+        self.batches = {s: b for s, b in self.batches.items() if open_(s)}
 
     def _load(self, entry: WALEntry) -> None:
         try:
