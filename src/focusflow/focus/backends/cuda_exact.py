@@ -48,12 +48,14 @@ import numpy as np
 from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.backends.base import AndersonKernels, DeviceArray, kernel_source
 from focusflow.focus.backends.cuda import _cupy
+from focusflow.focus.backends.cuda_symmetric import DeviceLinks, DeviceSymmetric, build
 from focusflow.focus.backends.numba_cpu import (
     _CHUNKS,
     _LAPLACIAN_FIELDS,
     ExactNumbaOperator,
     Kernels,
 )
+from focusflow.focus.backends.numba_lap import ScaledSymmetric
 from focusflow.focus.backends.sell import C
 from focusflow.focus.params import EXACT_V3
 from focusflow.focus.reduce import TREE_CHUNK, strict_row_sum, strict_sum
@@ -101,16 +103,16 @@ LONG = 128
 #: Compiler options: no contraction anywhere (the kernels use the
 #: round-to-nearest intrinsics as well), IEEE division and square root.
 OPTIONS = ("--std=c++14", "--fmad=false", "-prec-div=true", "-prec-sqrt=true", "-ftz=false")
-_MODULES: dict[int, Any] = {}
+_MODULES: dict[tuple[int, str], Any] = {}
 
 
-def _module(cupy: ModuleType) -> Any:
-    """``kernels/exact.cu`` compiled once per process and device (CuPy caches
-    the binary on disk as well)."""
-    device = int(cupy.cuda.runtime.getDevice())
-    module = _MODULES.get(device)
+def _module(cupy: ModuleType, source: str = "exact.cu") -> Any:
+    """``kernels/<source>`` compiled once per process and device with
+    ``OPTIONS`` (CuPy caches the binary on disk as well)."""
+    key = (int(cupy.cuda.runtime.getDevice()), source)
+    module = _MODULES.get(key)
     if module is None:
-        module = _MODULES[device] = cupy.RawModule(code=kernel_source("exact.cu"), options=OPTIONS)
+        module = _MODULES[key] = cupy.RawModule(code=kernel_source(source), options=OPTIONS)
     return module
 
 
@@ -135,7 +137,7 @@ _MOVED = (
     "lap_diag",
 )
 #: Device copies of the host's matrices: remade from them, never moved.
-_DEVICE_COPIES = ("_pull_args", "_pull_bounds", "_ov", "_ov_vals")
+_DEVICE_COPIES = ("_pull_args", "_pull_bounds", "_ov", "_ov_vals", "_links")
 
 
 def _each_array(value: Any, move: Any) -> Any:
@@ -823,13 +825,33 @@ class ExactCudaOperator(ExactNumbaOperator):
     # --- the matrices: the host's, uploaded -------------------------------------
     def refresh(self, info: PatchInfo | None = None) -> None:
         """The numba operator's refresh on the host, then its matrices and
-        vectors uploaded (the whole in-link storage after a patch: a patch
-        rewrites values in place, and uploading them all keeps this simple)."""
+        vectors on the device: after a patch that kept the in-link storage's
+        layout only the values it rewrote are copied, else all of it; the
+        link copies the symmetric matrix is built from follow the patch."""
+        sell = self.__dict__.get("sell")
         super().refresh(info)
-        self._upload_links()
+        patched = info is not None and info.base_entries is not None
+        if patched and self.sell is sell and self.__dict__.get("_pull_args") is not None:
+            assert info is not None and info.base_entries is not None
+            self._update_links(info.base_entries)
+        else:
+            self._upload_links()
+        links = self.__dict__.get("_links")
+        if links is not None:
+            links.sync(self.snapshot, info)
         self.inv_out = self.xp.asarray(self.inv_out)
         self.ylink = self.xp.zeros(self.n)
         self.z = self.xp.zeros(self.n)
+
+    def _update_links(self, base_entries: np.ndarray) -> None:
+        """The in-link storage's rewritten values copied to the device (the
+        slots the host's ``SellMatrix.update`` wrote), and the overlay's rows."""
+        if len(base_entries):
+            at = self.sell.pos[self.snapshot.out_to_in[base_entries]]
+            at = at[at >= 0]
+            if len(at):
+                self._pull_args[4][self.xp.asarray(at)] = self.xp.asarray(self.sell.sval[at])
+        self._upload_overlay()
 
     def _upload_links(self) -> None:
         """The in-link SELL storage and the overlay's rows, copied to the device."""
@@ -837,6 +859,11 @@ class ExactCudaOperator(ExactNumbaOperator):
         m = self.sell
         self._pull_args = _sell_arrays(up, m.grows, m.gptr, m.glen, m.sidx, m.sval)
         self._pull_bounds = up(np.asarray(self.sell_bounds, dtype=np.int64) * C)
+        self._upload_overlay()
+
+    def _upload_overlay(self) -> None:
+        """The overlay's in-link rows, copied to the device."""
+        up = self.xp.asarray
         self._ov = (
             up(np.asarray(self.ov_rows, dtype=np.int64)),
             up(np.asarray(self.ov_ptr, dtype=np.int64)),
@@ -845,14 +872,30 @@ class ExactCudaOperator(ExactNumbaOperator):
         )
         self._ov_vals = self.xp.empty(max(1, len(self.ov_rows)), dtype=np.float64)
 
-    def _upload_symmetric(self) -> None:
-        """The symmetric matrix and its scaling, copied to the device."""
+    def _bind_symmetric(self) -> None:
+        """The symmetric matrix and its scaling on the device: taken as they
+        are where the device built them, else copied there."""
         up = self.xp.asarray
         m = self._sym
         assert m is not None
-        self.lap_sigma, self.lap_diag = up(m.sigma), up(m.diag)
         bounds = up(np.asarray(m.bounds, dtype=np.int64) * C)
+        if isinstance(m, DeviceSymmetric):
+            d = m.device
+            self.lap_sigma, self.lap_diag = d["sigma"], up(m.diag)
+            self._args = (d["grows"], d["gptr"], d["glen"], d["sidx"], d["sval"], bounds)
+            return
+        self.lap_sigma, self.lap_diag = up(m.sigma), up(m.diag)
         self._args = (*_sell_arrays(up, m.grows, m.gptr, m.glen, m.sidx, m.sval), bounds)
+
+    def _symmetric(self, kind: LaplacianKind) -> ScaledSymmetric:
+        """The numba operator's matrix, built on the device from its copies of
+        the snapshot's links (made on first use, then kept in step by
+        ``refresh``): the host's bits without the host's rebuild and upload."""
+        links = self.__dict__.get("_links")
+        if links is None:
+            links = self._links = DeviceLinks()
+            links.sync(self.snapshot)
+        return build(links, self.snapshot.n, kind, _module(self.xp, "symmetric.cu"))
 
     # --- moving between the host and the device ---------------------------------
     @classmethod
@@ -871,7 +914,7 @@ class ExactCudaOperator(ExactNumbaOperator):
                 op.__dict__[name] = _each_array(op.__dict__[name], up)
         op._upload_links()
         if op._sym is not None:
-            op._upload_symmetric()
+            op._bind_symmetric()
         op._z_of = None
         return op
 
@@ -920,9 +963,3 @@ class ExactCudaOperator(ExactNumbaOperator):
             total += self._device._reduce(self._ov_vals, None, 0, self.span_bounds(count), count)
         return total
 
-    def setup_laplacian(self, kind: LaplacianKind) -> None:
-        """The numba operator's symmetric matrix, built on the host and uploaded."""
-        if self._sym is not None and self._sym_kind == kind:
-            return
-        super().setup_laplacian(kind)
-        self._upload_symmetric()

@@ -514,14 +514,25 @@ class NumbaOperator(ScreenedCG):
         if self._sym is not None and self._sym_kind == kind:
             return
         self._sym_kind = kind
-        self._sym = ScaledSymmetric(self.snapshot, kind, self.dtype)
-        m = self._sym
-        self.lap_sigma, self.lap_diag, self.lam_max = m.sigma, m.diag, m.lam_max
-        self._args = (m.grows, m.gptr, m.glen, m.sidx, m.sval, m.bounds)
+        self._sym = self._symmetric(kind)
+        self.lam_max = self._sym.lam_max
+        self._bind_symmetric()
         n = self.snapshot.n
         self._buf = [self._xp.empty(n) for _ in range(4)]
         self._mu = None
         self._pair = None
+
+    def _symmetric(self, kind: LaplacianKind) -> ScaledSymmetric:
+        """The snapshot's scaled symmetric matrix (a GPU twin builds it there)."""
+        return ScaledSymmetric(self.snapshot, kind, self.dtype)
+
+    def _bind_symmetric(self) -> None:
+        """The matrix's scaling and storage as the kernels take them (a GPU
+        twin takes them on the device)."""
+        m = self._sym
+        assert m is not None
+        self.lap_sigma, self.lap_diag = m.sigma, m.diag
+        self._args = (m.grows, m.gptr, m.glen, m.sidx, m.sval, m.bounds)
 
     def lap_matvec(self, x: np.ndarray, out: np.ndarray) -> None:
         self.kernels.lap_apply(*self._args, self.lap_diag, x, out)

@@ -1,0 +1,276 @@
+"""The scaled symmetric matrix of springs and heat, built on the GPU with the host's bits.
+
+The exact operator on a GPU (``cuda_exact``) needs ``N = sigma (W + W^T) sigma``
+in the numba operator's SELL-8 layout (``numba_lap.ScaledSymmetric``) value
+for value: the products and sums over its rows decide the committed focus.
+Built on the host after every block and uploaded, it took 0.21 s of a 0.35 s
+exact block at R-MAT 20 (16.8 million links).
+
+Here the device keeps copies of the snapshot's link CSRs (``DeviceLinks``: the
+base's rewritten values copied entry by entry after a patch, the small overlay
+whole), and builds the matrix with kernels (``kernels/symmetric.cu``) that
+work entry by entry where order does not matter (placing merged entries,
+writing slots) and add a row's values in the host's order where it does (a
+warp a row). What rounds otherwise is done on the host by the host's own
+code: ``laplacian_scaling`` of the downloaded degrees.
+The rows' order (by length, longest first, then by index) is a sort of unique
+keys, so any correct sort gives it.
+
+The matrix (``DeviceSymmetric``) is a ``ScaledSymmetric`` whose large arrays
+stay on the device until the host reads them (a checkpoint, ``host_twin``); a
+pickle of it is the plain host matrix.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from focusflow.focus.backends.base import DeviceArray, laplacian_scaling
+from focusflow.focus.backends.cuda import _cupy
+from focusflow.focus.backends.numba_lap import _PARTS, ScaledSymmetric
+from focusflow.focus.backends.sell import C
+from focusflow.graph.csr import balanced_chunks
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from focusflow.focus.params import LaplacianKind
+    from focusflow.graph.snapshot import PatchInfo, Snapshot
+
+BLOCK = 256
+_NAMES = ("merge_place", "row_sums", "sym_scatter")
+
+#: One CSR on the device: row pointers (int64), columns (int32), values (float64).
+Csr = tuple[DeviceArray, DeviceArray, DeviceArray]
+
+
+def _kernels(module: Any) -> dict[str, Any]:
+    """The kernels of ``kernels/symmetric.cu`` in ``module`` (compiled by the
+    caller with the exact kernels' options: no contraction, IEEE rounding)."""
+    return {name: module.get_function(name) for name in _NAMES}
+
+
+def _grid(n: int) -> tuple[int]:
+    return (max(1, (n + BLOCK - 1) // BLOCK),)
+
+
+class DeviceLinks:
+    """The snapshot's out-link and in-link CSRs (base and overlay) on the device.
+
+    It holds arrays and the snapshot only (no module), so a deep copy of an
+    operator copies it on the device with the rest of its state.
+
+    ``sync`` follows the snapshot: after a patch it copies only the base
+    values the patch rewrote (``PatchInfo.base_entries``) and the overlay,
+    whose size is bounded by compaction; anything it cannot follow (no patch
+    record, a missed patch, another snapshot) uploads everything again.
+    """
+
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.version = -1
+        self.out: Csr | None = None
+        self.inn: Csr | None = None
+        self.ov_out: Csr | None = None
+        self.ov_in: Csr | None = None
+
+    def sync(self, snap: Snapshot, info: PatchInfo | None = None) -> None:
+        """Bring the copies to ``snap`` as it is now (``info``: the patch just made)."""
+        up = _cupy().asarray
+        follows = (
+            info is not None
+            and info.base_entries is not None
+            and self.snapshot is snap
+            and self.version == info.version_before
+            and self.out is not None
+            and self.inn is not None
+        )
+        if not follows:
+            self.out = (
+                up(snap.out_indptr.astype(np.int64, copy=False)),
+                up(snap.out_indices.astype(np.int32, copy=False)),
+                up(snap.out_w.astype(np.float64, copy=False)),
+            )
+            self.inn = (
+                up(snap.in_indptr.astype(np.int64, copy=False)),
+                up(snap.in_indices.astype(np.int32, copy=False)),
+                up(snap.in_w.astype(np.float64, copy=False)),
+            )
+        else:
+            assert info is not None and info.base_entries is not None
+            assert self.out is not None and self.inn is not None
+            self.out = (self._grown(self.out[0], snap.out_indptr), *self.out[1:])
+            self.inn = (self._grown(self.inn[0], snap.in_indptr), *self.inn[1:])
+            entries = info.base_entries
+            if len(entries):
+                at_in = snap.out_to_in[entries]
+                self.out[2][up(entries)] = up(snap.out_w[entries])
+                self.inn[2][up(at_in)] = up(snap.in_w[at_in])
+        self.ov_out = self.ov_in = None
+        if snap.overlay_nnz:
+            self.ov_out = self._csr(snap.ov_out_indptr, snap.ov_out_indices, snap.ov_out_w)
+            self.ov_in = self._csr(snap.ov_in_indptr, snap.ov_in_indices, snap.ov_in_w)
+        self.snapshot = snap
+        self.version = snap.version
+
+    def _grown(self, ptr: DeviceArray, host: np.ndarray) -> DeviceArray:
+        """A row pointer extended to the snapshot's particles: rows added since
+        hold no base entries, so each repeats the last pointer."""
+        extra = len(host) - len(ptr)
+        if extra <= 0:
+            return ptr
+        cupy = _cupy()
+        tail = cupy.full(extra, int(host[-1]), dtype=cupy.int64)
+        return cupy.concatenate([ptr, tail])
+
+    def _csr(self, ptr: np.ndarray, idx: np.ndarray, w: np.ndarray) -> Csr:
+        up = _cupy().asarray
+        return (
+            up(np.asarray(ptr, dtype=np.int64)),
+            up(np.asarray(idx, dtype=np.int32)),
+            up(np.asarray(w, dtype=np.float64)),
+        )
+
+
+class DeviceSymmetric(ScaledSymmetric):
+    """``ScaledSymmetric`` made by ``build``: ``sigma``, ``diag``, ``lam_max``,
+    ``gptr``, ``bounds`` and ``nnz`` on the host as the host build has them;
+    ``grows``, ``glen``, ``sidx`` and ``sval`` on the device (``device``),
+    downloaded the first time the host reads them."""
+
+    def __init__(self, fields: dict[str, Any], device: dict[str, DeviceArray]) -> None:
+        self.__dict__.update(fields)
+        self.device = device
+        self._host: dict[str, np.ndarray] = {}
+
+    def _download(self, name: str) -> np.ndarray:
+        host = self._host.get(name)
+        if host is None:
+            host = self._host[name] = self.device[name].get()
+        return host
+
+    grows = property(lambda self: self._download("grows"))
+    glen = property(lambda self: self._download("glen"))
+    sidx = property(lambda self: self._download("sidx"))
+    sval = property(lambda self: self._download("sval"))
+
+    def host_fields(self) -> dict[str, Any]:
+        """Every field of the host's matrix, on the host."""
+        fields = {k: v for k, v in self.__dict__.items() if k not in ("device", "_host")}
+        for name in ("grows", "glen", "sidx", "sval"):
+            fields[name] = self._download(name)
+        return fields
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        """Pickled as the plain host matrix: a checkpoint loads without a GPU."""
+        return (_host_matrix, (self.host_fields(),))
+
+
+def _host_matrix(fields: dict[str, Any]) -> ScaledSymmetric:
+    matrix = ScaledSymmetric.__new__(ScaledSymmetric)
+    matrix.__dict__.update(fields)
+    return matrix
+
+
+def _rows(cupy: ModuleType, ptr: DeviceArray, nnz: int) -> DeviceArray:
+    """Each entry's row, from the row pointers (empty rows skipped)."""
+    entries = cupy.arange(nnz, dtype=cupy.int64)
+    rows: DeviceArray = cupy.searchsorted(ptr, entries, side="right") - 1
+    return rows
+
+
+def _merge(f: dict[str, Any], cupy: ModuleType, a: Csr, b: Csr, n: int) -> Csr:
+    """``A + B`` as one CSR of sorted rows (``symmetric.merge_rows``): every
+    entry placed in parallel (``merge_place``), then the dropped duplicates
+    squeezed out in order."""
+    a_ptr, b_ptr = a[0][: n + 1], b[0][: n + 1]
+    na, nb = int(a_ptr[n].get()), int(b_ptr[n].get())
+    total = na + nb
+    col = cupy.empty(total, dtype=cupy.int32)
+    val = cupy.empty(total, dtype=cupy.float64)
+    keep = cupy.zeros(total, dtype=cupy.uint8)
+    if total:
+        f["merge_place"](
+            _grid(total),
+            (BLOCK,),
+            (
+                a_ptr, a[1], a[2], _rows(cupy, a_ptr, na),
+                b_ptr, b[1], b[2], _rows(cupy, b_ptr, nb),
+                np.int64(na), np.int64(nb), col, val, keep,
+            ),
+        )  # fmt: skip
+    kept_before = cupy.zeros(total + 1, dtype=cupy.int64)
+    cupy.cumsum(keep, dtype=cupy.int64, out=kept_before[1:])
+    ptr = kept_before[a_ptr + b_ptr]
+    kept = keep.view(cupy.bool_)
+    return ptr, col[kept], val[kept]
+
+
+def build(links: DeviceLinks, n: int, kind: LaplacianKind, module: Any) -> DeviceSymmetric:
+    """The snapshot's ``ScaledSymmetric(snap, kind, float64)``, built on the
+    device by ``module`` (``kernels/symmetric.cu``, compiled)."""
+    cupy = _cupy()
+    f = _kernels(module)
+    assert links.out is not None and links.inn is not None
+    merged = _merge(f, cupy, links.out, links.inn, n)
+    if links.ov_out is not None and links.ov_in is not None:
+        overlay = _merge(f, cupy, links.ov_out, links.ov_in, n)
+        merged = _merge(f, cupy, merged, overlay, n)
+    ptr, idx, w = merged
+    nnz = int(ptr[n].get())
+    length = cupy.diff(ptr)
+    rowsum_d = cupy.empty(n, dtype=cupy.float64)
+    rowmax = cupy.empty(n, dtype=cupy.float64)
+    if n:
+        f["row_sums"](_grid(32 * n), (BLOCK,), (ptr, w, rowsum_d, rowmax, np.int64(n)))
+    rowsum = rowsum_d.get()
+    top = float(rowmax.max().get()) if n else 0.0
+    scale = 1.0
+    if kind == "normalized" and top > 0:
+        scale = 1.0 / top
+        rowsum = rowsum * scale
+    sigma, diag, lam_max = laplacian_scaling(rowsum, kind)
+    groups = (n + C - 1) // C
+    grows = cupy.full(groups * C, -1, dtype=cupy.int64)
+    slot_of = cupy.empty(n, dtype=cupy.int64)
+    if n:
+        # Longest rows first, ties by index: unique keys, so the order is the
+        # host's stable argsort of -length whatever sort runs it.
+        longest = int(length.max().get())
+        keys = (longest - length) * n + cupy.arange(n, dtype=cupy.int64)
+        order = cupy.argsort(keys)
+        grows[:n] = order
+        slot_of[order] = cupy.arange(n, dtype=cupy.int64)
+    glen = length[grows[::C]] if groups else cupy.zeros(0, dtype=cupy.int64)
+    gptr = cupy.zeros(groups + 1, dtype=cupy.int64)
+    cupy.cumsum(glen * C, out=gptr[1:])
+    gptr_host = gptr.get()
+    size = int(gptr_host[-1])
+    sidx = cupy.zeros(size, dtype=cupy.int32)
+    sval = cupy.zeros(size, dtype=cupy.float64)
+    sigma_d = cupy.asarray(sigma)
+    if nnz:
+        f["sym_scatter"](
+            _grid(nnz),
+            (BLOCK,),
+            (
+                _rows(cupy, ptr, nnz), ptr, idx, w, slot_of, gptr, sigma_d,
+                np.float64(scale), sidx, sval, np.int64(nnz),
+            ),
+        )  # fmt: skip
+    fields = {
+        "nnz": nnz,
+        "sigma": sigma,
+        "diag": diag,
+        "lam_max": lam_max,
+        "gptr": gptr_host,
+        "bounds": balanced_chunks(gptr_host, _PARTS),
+    }
+    device = {"grows": grows, "glen": glen, "gptr": gptr, "sidx": sidx, "sval": sval}
+    device["sigma"] = sigma_d
+    return DeviceSymmetric(fields, device)
+
+
+__all__ = ["DeviceLinks", "DeviceSymmetric", "build"]
