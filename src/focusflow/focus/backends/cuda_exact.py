@@ -6,10 +6,11 @@ numba operator (``ExactNumbaOperator``) with its vectors in GPU memory and its
 kernels replaced by CUDA twins (``kernels/exact.cu``) that round every
 product, quotient and sum on its own, in the CPU kernels' order:
 
-* the matrices are the CPU operator's own, built on the host by the same code
-  (SELL-8 groups of the in-links and of the scaled symmetric matrix, the
-  overlay's compact rows) and uploaded as they are, so a row's entries are
-  summed in the same order;
+* the matrices are the CPU operator's own: the in-link SELL-8 groups and the
+  overlay's compact rows built on the host by the same code and uploaded
+  (after a patch, only the values it rewrote), the scaled symmetric matrix
+  built on the device array for array as the host builds it
+  (``cuda_symmetric``), so a row's entries are summed in the same order;
 * a row is summed in its storage order, as a CPU lane sums it: by one
   thread, or for a hub row of more than ``LONG`` slots by a warp whose lanes
   form a tile's products while one lane adds them in order (one thread walking
@@ -726,9 +727,10 @@ class _DeviceKernels:
 class ExactCudaOperator(ExactNumbaOperator):
     """The exact numba operator with its vectors and kernels on one GPU.
 
-    The host keeps the matrices as the numba operator builds and patches them
-    (they decide the bits); the device holds copies of them, refreshed after
-    every patch, and every vector the solver touches.
+    The host keeps the in-link matrices as the numba operator builds and
+    patches them (they decide the bits) and the device copies of them,
+    refreshed after every patch; the device builds the symmetric matrix itself
+    with the host's bits, and holds every vector the solver touches.
     """
 
     name = "cuda"
