@@ -345,3 +345,31 @@ def test_particles_added_after_the_snapshot_keep_their_ids():
     assert patched is snap and snap.n == n + 4
     assert list(snap.internal_ids(ids)) == list(snap.perm[ids]), "the patch numbered them so"
     assert np.array_equal(snap.to_particle_order(vec), order)
+
+
+def test_overlay_keys_are_the_overlay_csrs_without_their_row_pointers():
+    """``overlay_keys`` gives what the full overlay CSRs hold, in O(overlay):
+    the row pointer counted from the keys' rows, the columns and weights in
+    key order, for both directions, after patches that add and re-weigh."""
+    from focusflow.graph.snapshot import KEY_MASK, KEY_SHIFT
+
+    rng = np.random.default_rng(7)
+    g, names = _patched_graph(rng, 300)
+    snap = g.snapshot()
+    for _ in range(4):
+        _random_batch(rng, g, names, 1)
+        snap, info = g.refresh()
+        assert info is not None and snap.overlay_nnz
+        for direction in ("out", "in"):
+            keys, w = snap.overlay_keys(direction)
+            ptr = np.searchsorted(keys >> KEY_SHIFT, np.arange(snap.n + 1), side="left")
+            want = (
+                (snap.ov_out_indptr, snap.ov_out_indices, snap.ov_out_w)
+                if direction == "out"
+                else (snap.ov_in_indptr, snap.ov_in_indices, snap.ov_in_w)
+            )
+            assert np.array_equal(ptr, want[0])
+            assert np.array_equal((keys & KEY_MASK).astype(np.int32), want[1])
+            assert w.tobytes() == np.asarray(want[2], dtype=np.float64).tobytes()
+    with pytest.raises(ValueError, match="neither"):
+        snap.overlay_keys("both")

@@ -66,8 +66,8 @@ CompactRows = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 #: Pair keys put the row in the high 32 bits: particle ids stay below 2^31, and
 #: keys keep their order when the particle count grows.
-_KEY_SHIFT = np.int64(32)
-_KEY_MASK = np.int64(0xFFFFFFFF)
+KEY_SHIFT = np.int64(32)
+KEY_MASK = np.int64(0xFFFFFFFF)
 #: A touched row whose out-weight dropped below this fraction of its old value
 #: is summed again from its entries: the running update would leave rounding
 #: dust where the exact answer is (near) zero.
@@ -76,7 +76,7 @@ _CANCEL = 1e-3
 
 def pair_keys(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``rows << 32 | cols`` as int64: sorting the keys sorts by row, then column."""
-    return (np.asarray(rows, dtype=np.int64) << _KEY_SHIFT) | np.asarray(cols, dtype=np.int64)
+    return (np.asarray(rows, dtype=np.int64) << KEY_SHIFT) | np.asarray(cols, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -231,8 +231,8 @@ def _key_rows_of(
 
     ``at[k]`` is the entry (index into ``weights``) of the ``k``-th sorted key.
     """
-    lo = np.searchsorted(keys, rows << _KEY_SHIFT)
-    hi = np.searchsorted(keys, (rows + 1) << _KEY_SHIFT)
+    lo = np.searchsorted(keys, rows << KEY_SHIFT)
+    hi = np.searchsorted(keys, (rows + 1) << KEY_SHIFT)
     ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
     for k in range(rows.shape[0]):
         ptr[k + 1] = ptr[k] + hi[k] - lo[k]
@@ -241,7 +241,7 @@ def _key_rows_of(
     for k in range(rows.shape[0]):
         j = ptr[k]
         for e in range(lo[k], hi[k]):
-            idx[j] = keys[e] & _KEY_MASK
+            idx[j] = keys[e] & KEY_MASK
             w[j] = weights[at[e]]
             j += 1
     return ptr, idx, w
@@ -251,14 +251,14 @@ def _compact_of_keys(
     keys: np.ndarray, at: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, ptr, indices, weights)`` of the non-empty rows of a keyed matrix."""
-    row = keys >> _KEY_SHIFT
+    row = keys >> KEY_SHIFT
     starts = np.flatnonzero(row[1:] != row[:-1]) + 1
     first = np.concatenate([[0], starts]).astype(np.int64) if len(keys) else starts
     ptr = np.concatenate([first, [len(keys)]]).astype(np.int64)
     return (
         row[first],
         ptr,
-        (keys & _KEY_MASK).astype(np.int32),
+        (keys & KEY_MASK).astype(np.int32),
         weights[at],
     )
 
@@ -268,8 +268,8 @@ def _csr_of_keys(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full CSR (``n + 1`` row pointer) of a keyed matrix."""
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys >> _KEY_SHIFT, minlength=n), out=indptr[1:])
-    return indptr, (keys & _KEY_MASK).astype(np.int32), weights[at]
+    np.cumsum(np.bincount(keys >> KEY_SHIFT, minlength=n), out=indptr[1:])
+    return indptr, (keys & KEY_MASK).astype(np.int32), weights[at]
 
 
 def _concat_rows(a: CompactRows, b: CompactRows) -> CompactRows:
@@ -889,6 +889,21 @@ class Snapshot:
     ov_in_indices = _OverlayPart("in", 1)
     ov_in_w = _OverlayPart("in", 2)
 
+    def overlay_keys(self, direction: str) -> tuple[np.ndarray, np.ndarray]:
+        """The overlay's entries as sorted ``pair_keys`` and their weights, in
+        O(overlay): rows are sources (``"out"``) or targets (``"in"``). The
+        full CSRs (``ov_out_indptr``...) are these with an ``n + 1`` row
+        pointer; a consumer that builds that pointer elsewhere (on a GPU)
+        takes these instead."""
+        if direction == "out":
+            keyed = self._ov_out
+        elif direction == "in":
+            self._merge_in_keys()
+            keyed = self._ov_in
+        else:
+            raise ValueError(f"direction {direction!r} is neither 'out' nor 'in'")
+        return keyed.keys, self.ov_w[keyed.values]
+
     def overlay_in_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The overlay's in-links as ``(rows, ptr, indices, weights)`` over its rows only.
 
@@ -929,8 +944,8 @@ class Snapshot:
             first = len(self.ov_src)
             codes[rest] = -(first + inverse + 2)
             entries = np.arange(first, first + len(uniq), dtype=np.int64)
-            new_src = (uniq >> _KEY_SHIFT).astype(np.int32)
-            new_dst = (uniq & _KEY_MASK).astype(np.int32)
+            new_src = (uniq >> KEY_SHIFT).astype(np.int32)
+            new_dst = (uniq & KEY_MASK).astype(np.int32)
             parts: tuple[np.ndarray, ...] = (new_src, new_dst, np.zeros(len(uniq)))
             for col, part in zip(self._ov_cols, parts, strict=True):
                 col.extend(part)

@@ -47,7 +47,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
-from focusflow.focus.backends.base import AndersonKernels, DeviceArray, kernel_source
+from focusflow.focus.backends.base import (
+    AndersonKernels,
+    DeviceArray,
+    inverse_out_weight,
+    kernel_source,
+)
 from focusflow.focus.backends.cuda import _cupy
 from focusflow.focus.backends.cuda_symmetric import DeviceLinks, DeviceSymmetric, build
 from focusflow.focus.backends.numba_cpu import (
@@ -126,6 +131,7 @@ def in_order(partials: np.ndarray) -> float:
 #: they are between the host and the device (``adopt``, ``host_twin``).
 _MOVED = (
     "inv_out",
+    "dangling",
     "ylink",
     "z",
     "_diag_mu",
@@ -137,8 +143,9 @@ _MOVED = (
     "lap_sigma",
     "lap_diag",
 )
-#: Device copies of the host's matrices: remade from them, never moved.
-_DEVICE_COPIES = ("_pull_args", "_pull_bounds", "_ov", "_ov_vals", "_links")
+#: Device copies of the host's matrices, and what they follow: remade from
+#: the host's, never moved.
+_DEVICE_COPIES = ("_pull_args", "_pull_bounds", "_ov", "_ov_vals", "_links", "_weights_version")
 
 
 def _each_array(value: Any, move: Any) -> Any:
@@ -841,9 +848,37 @@ class ExactCudaOperator(ExactNumbaOperator):
         links = self.__dict__.get("_links")
         if links is not None:
             links.sync(self.snapshot, info)
-        self.inv_out = self.xp.asarray(self.inv_out)
-        self.ylink = self.xp.zeros(self.n)
-        self.z = self.xp.zeros(self.n)
+
+    def _row_weights(self, info: PatchInfo | None) -> None:
+        """``1 / W_p`` and the dangling flags on the device: after a patch
+        that follows the last one seen, only the rows whose out-weight it
+        changed (``PatchInfo.sources``) are computed on the host, by the
+        host's function, and written; new particles start dangling. Else
+        every row, uploaded."""
+        s = self.snapshot
+        xp = self.xp
+        inv = self.__dict__.get("inv_out")
+        follows = (
+            info is not None
+            and isinstance(inv, xp.ndarray)
+            and self.__dict__.get("_weights_version") == info.version_before
+            and len(inv) == info.n_before
+        )
+        if not follows:
+            inv_h, linked = inverse_out_weight(s.out_weight)
+            self.inv_out, self.dangling = xp.asarray(inv_h), xp.asarray(~linked)
+        else:
+            assert info is not None and inv is not None
+            extra = s.n - len(inv)
+            if extra > 0:
+                self.inv_out = xp.concatenate([inv, xp.zeros(extra)])
+                self.dangling = xp.concatenate([self.dangling, xp.ones(extra, dtype=bool)])
+            if len(info.sources):
+                inv_h, linked = inverse_out_weight(s.out_weight[info.sources])
+                at = xp.asarray(info.sources)
+                self.inv_out[at] = xp.asarray(inv_h)
+                self.dangling[at] = xp.asarray(~linked)
+        self._weights_version = s.version
 
     def _update_links(self, base_entries: np.ndarray) -> None:
         """The in-link storage's rewritten values copied to the device (the
@@ -964,4 +999,3 @@ class ExactCudaOperator(ExactNumbaOperator):
             )
             total += self._device._reduce(self._ov_vals, None, 0, self.span_bounds(count), count)
         return total
-

@@ -32,6 +32,7 @@ from focusflow.focus.backends.cuda import _cupy
 from focusflow.focus.backends.numba_lap import _PARTS, ScaledSymmetric
 from focusflow.focus.backends.sell import C
 from focusflow.graph.csr import balanced_chunks
+from focusflow.graph.snapshot import KEY_MASK, KEY_SHIFT
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -110,8 +111,8 @@ class DeviceLinks:
                 self.inn[2][up(at_in)] = up(snap.in_w[at_in])
         self.ov_out = self.ov_in = None
         if snap.overlay_nnz:
-            self.ov_out = self._csr(snap.ov_out_indptr, snap.ov_out_indices, snap.ov_out_w)
-            self.ov_in = self._csr(snap.ov_in_indptr, snap.ov_in_indices, snap.ov_in_w)
+            self.ov_out = self._keyed(snap.n, *snap.overlay_keys("out"))
+            self.ov_in = self._keyed(snap.n, *snap.overlay_keys("in"))
         self.snapshot = snap
         self.version = snap.version
 
@@ -125,13 +126,17 @@ class DeviceLinks:
         tail = cupy.full(extra, int(host[-1]), dtype=cupy.int64)
         return cupy.concatenate([ptr, tail])
 
-    def _csr(self, ptr: np.ndarray, idx: np.ndarray, w: np.ndarray) -> Csr:
-        up = _cupy().asarray
-        return (
-            up(np.asarray(ptr, dtype=np.int64)),
-            up(np.asarray(idx, dtype=np.int32)),
-            up(np.asarray(w, dtype=np.float64)),
-        )
+    @staticmethod
+    def _keyed(n: int, keys: np.ndarray, weights: np.ndarray) -> Csr:
+        """The CSR (``n + 1`` row pointer) of sorted ``pair_keys`` and their
+        weights, made on the device from the O(overlay) arrays: what the
+        snapshot's ``ov_*_indptr``, ``ov_*_indices`` and ``ov_*_w`` hold."""
+        cupy = _cupy()
+        keys_d = cupy.asarray(np.asarray(keys, dtype=np.int64))
+        rows = keys_d >> KEY_SHIFT
+        ptr = cupy.searchsorted(rows, cupy.arange(n + 1, dtype=cupy.int64), side="left")
+        cols = (keys_d & KEY_MASK).astype(cupy.int32)
+        return ptr.astype(cupy.int64, copy=False), cols, cupy.asarray(weights, dtype=cupy.float64)
 
 
 class DeviceSymmetric(ScaledSymmetric):

@@ -332,16 +332,22 @@ class NumbaOperator(ScreenedCG):
             in_pos = s.out_to_in[info.base_entries]
             self.sell.update(in_pos, s.in_w)
         if getattr(self, "n", -1) != s.n:
-            self.ylink = np.zeros(s.n)
+            self.ylink = self._xp.zeros(s.n)
         self.n = s.n
         self.ov_rows, self.ov_ptr, self.ov_indices, ov_w = s.overlay_in_rows()
         self.ov_in_w = ov_w.astype(self.dtype)
-        self.inv_out, linked = inverse_out_weight(s.out_weight)
-        self.dangling = ~linked
-        self.z = np.zeros(self.n, dtype=self.dtype)
+        self._row_weights(info)
+        self.z = self._xp.zeros(self.n, dtype=self.dtype)
         self._z_of: np.ndarray | None = None
         self._sym = None
         self.__dict__.pop("_half", None)
+
+    def _row_weights(self, info: PatchInfo | None) -> None:
+        """``1 / W_p`` of every particle and which are dangling, after a
+        patch (``info``) or a full refresh (a GPU twin updates its copy
+        where the patch changed them)."""
+        self.inv_out, linked = inverse_out_weight(self.snapshot.out_weight)
+        self.dangling = ~linked
 
     def rebuild_sell(self, rows: int) -> None:
         """The in-link SELL storage over the snapshot's first ``rows`` rows, as
