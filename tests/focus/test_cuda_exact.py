@@ -267,3 +267,29 @@ def test_a_deep_copy_of_a_gpu_engine_goes_on_alone_with_the_same_bits():
     assert same_bits(got["gpu"], got["host"])
     assert same_bits(got["gpu copy"], got["host copy"])
     assert not same_bits(got["gpu"], got["gpu copy"])
+
+
+@pytest.mark.parametrize("n", [1, 1023, 1025, 3 * 1024 + 5, 777_777])
+def test_v3_sums_and_their_pairs_give_the_numba_bits_launch_after_launch(n):
+    """A sum's chunks and its tree run in one launch, the last chunk's warp
+    adding the tree, and a pair of sums shares the launch: for lengths of one
+    chunk, a chunk and a bit, and hundreds of chunks (an odd count, so the
+    tree carries values up), each result equals the CPU's, and equals it again
+    on the next launches (each sum's ticket count starts at 0 again)."""
+    import cupy
+
+    snap = _patched_snapshot(2)
+    host = get_backend("numba").operator(snap, "float64", EXACT_V3)
+    dev = get_backend("cuda").operator(snap, "float64", EXACT_V3)
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(n) * 10.0 ** rng.integers(-8, 8, n)
+    b = rng.standard_normal(n)
+    a_d, b_d = cupy.asarray(a), cupy.asarray(b)
+    kernels = dev._device
+    for _ in range(3):
+        assert dev.total(a_d) == host.total(a)
+        assert dev.dot(a_d, b_d) == host.dot(a, b)
+        ab, aa = kernels._two((a_d, b_d, 1), (a_d, a_d, 1), n)
+        assert (ab, aa) == (host.dot(a, b), host.dot(a, a))
+        l1, total = kernels._two((a_d, b_d, 2), (a_d, None, 0), n)
+        assert l1 == host.total(np.abs(a - b)) and total == host.total(a)

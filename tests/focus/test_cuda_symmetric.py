@@ -123,3 +123,25 @@ def test_a_device_matrix_pickles_as_the_host_matrix():
     assert type(back) is ScaledSymmetric
     ScaledSymmetric.check_structure(back, Check(), snap.n, np.float64)
     assert _same(ScaledSymmetric(snap, "normalized", np.float64), back) == []
+
+
+@pytest.mark.parametrize("kind", ["normalized", "combinatorial"])
+def test_the_laplacian_scaling_on_the_device_is_the_hosts(kind):
+    """``laplacian_scaling`` runs on the device's degrees in a GPU build: its
+    square roots and quotients are IEEE's correctly rounded ones there as on
+    the host, so every bit agrees, at the edges too (zero and subnormal
+    degrees, degrees at the floor beside the largest, huge ones)."""
+    import cupy
+
+    from focusflow.focus.backends.base import DEGREE_FLOOR, laplacian_scaling
+
+    rng = np.random.default_rng(11)
+    degree = rng.random(100_000) * 10.0 ** rng.integers(-13, 1, 100_000)
+    degree[:6] = [0.0, 5e-324, 1e-310, 1e-300, 1.0, 3.0]
+    at_floor = DEGREE_FLOOR * degree.max()
+    degree[6:10] = [at_floor * 0.5, at_floor, np.nextafter(at_floor, 1.0), at_floor * 2.0]
+    host = laplacian_scaling(degree, kind)
+    dev = laplacian_scaling(cupy.asarray(degree), kind, cupy)
+    for h, d in zip(host[:2], dev[:2], strict=True):
+        assert h.dtype == d.dtype and h.tobytes() == cupy.asnumpy(d).tobytes()
+    assert host[2] == float(dev[2])

@@ -509,9 +509,13 @@ DEGREE_FLOOR = 1e-12
 
 
 def laplacian_scaling(
-    degree: np.ndarray, kind: LaplacianKind
+    degree: np.ndarray, kind: LaplacianKind, xp: Any = np
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """``(sigma, diag, lam_max)`` so that ``Ls = diag(diag) - sigma A sigma``.
+
+    ``xp`` is the array module ``degree`` lives in (CuPy for a GPU build):
+    every step is a comparison, a square root or a quotient, each correctly
+    rounded by IEEE 754 on either, so both give the same bits.
 
     ``normalized``: the random-walk Laplacian ``I - A D^-1`` acting on
     distributions equals ``D^1/2 Ls D^-1/2`` with ``Ls = I - D^-1/2 A D^-1/2``;
@@ -527,11 +531,11 @@ def laplacian_scaling(
         # convergence). Such particles count as unlinked for springs and heat.
         if len(degree):
             linked &= degree > DEGREE_FLOOR * degree.max()
-        sigma = np.where(linked, 1.0 / np.sqrt(np.where(linked, degree, 1.0)), 1.0)
+        sigma = xp.where(linked, 1.0 / xp.sqrt(xp.where(linked, degree, 1.0)), 1.0)
         diag = linked.astype(np.float64)
         lam_max = 2.0
     elif kind == "combinatorial":
-        sigma = np.ones_like(degree)
+        sigma = xp.ones_like(degree)
         diag = degree.astype(np.float64)
         lam_max = float(2.0 * degree.max()) if len(degree) else 0.0
     else:

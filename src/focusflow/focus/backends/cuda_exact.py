@@ -21,8 +21,10 @@ product, quotient and sum on its own, in the CPU kernels' order:
   ``total`` as one chunk;
 * in ``exact-v3`` (backends/exact_tree.py) every sum in chunks of 1,024
   terms instead, a warp a chunk as above but all of them at once, and the
-  partials' tree added level by level by one block (``tree_sums``) on the
-  device, whose result alone comes back; a hub row of more than 1,024 slots
+  partials' tree added level by level on the device by the warp that
+  finishes the sum's last chunk (``tree_chunk_sums``, one launch), whose
+  result alone comes back (two sums the solver takes together share the
+  launch and the read-back); a hub row of more than 1,024 slots
   in chunks too (``long_chunks``, a warp a chunk) whose trees a thread a row
   adds (``long_trees``);
 * element-wise passes as CPU code writes them, with the same parentheses.
@@ -95,21 +97,23 @@ _NAMES = (
     "aa_record",
     "aa_mix",
     "long_rows",
-    "tree_sums",
+    "tree_chunk_sums",
     "long_chunks",
     "long_trees",
     "csr_pull_tree",
 )
 #: How many chunk bounds an operator keeps on the device.
 _KEPT_BOUNDS = 12
-#: Threads of the block that adds one sum's tree (``tree_sums``).
-TREE_BLOCK = 1024
 #: Rows of more slots than this are summed by a warp each (``LONG`` in the source).
 LONG = 128
 #: Compiler options: no contraction anywhere (the kernels use the
 #: round-to-nearest intrinsics as well), IEEE division and square root.
 OPTIONS = ("--std=c++14", "--fmad=false", "-prec-div=true", "-prec-sqrt=true", "-ftz=false")
 _MODULES: dict[tuple[int, str], Any] = {}
+#: A null pointer as a kernel argument.
+_NULL = np.uint64(0)
+#: ``cudaMemcpyDeviceToHost``.
+_DEVICE_TO_HOST = 2
 
 
 def _module(cupy: ModuleType, source: str = "exact.cu") -> Any:
@@ -196,6 +200,10 @@ class _DeviceKernels:
         self._tree_part = cupy.empty(1, dtype=cupy.float64)
         self._tree_scratch = cupy.empty(1, dtype=cupy.float64)
         self._tree_out = cupy.empty(16, dtype=cupy.float64)
+        #: Each sum's count of finished chunks (``tree_chunk_sums`` resets it).
+        self._tickets = cupy.zeros(16, dtype=cupy.uint32)
+        #: Pinned host memory the sums' results are copied into (``_read``).
+        self._landing = np.zeros(0)
         self._items: dict[int, tuple[DeviceArray, DeviceArray, int]] = {}
         self._item_part = cupy.empty(1, dtype=cupy.float64)
 
@@ -236,8 +244,7 @@ class _DeviceKernels:
                 np.int64(b_stride),
             ),
         )
-        host: np.ndarray = self.cupy.asnumpy(out).reshape(sums, parts)
-        return host
+        return self._read(out, sums * parts).reshape(sums, parts)
 
     def _sum(self, a: DeviceArray, b: DeviceArray | None, mode: int, bounds: DeviceArray) -> float:
         """One sum over the chunks ``bounds``: their partials (``_chunks``)
@@ -253,10 +260,12 @@ class _DeviceKernels:
         sums: int = 1,
         a_stride: int = 0,
         b_stride: int = 0,
+        second: tuple[DeviceArray, DeviceArray | None, int] | None = None,
     ) -> np.ndarray:
         """``exact-v3``'s ``sums`` sums of ``n`` terms (``_chunks``' modes and
-        strides): a warp a chunk of ``TREE_CHUNK`` terms, then a block a sum
-        adds the partials' tree level by level; only the results come back."""
+        strides; ``second``: sum 1 is ``(a, b, mode)`` of its own): a warp a
+        chunk of ``TREE_CHUNK`` terms, and the warp that ends a sum's chunks
+        adds their tree (``tree_chunk_sums``); only the results come back."""
         if n == 0:
             return np.zeros(sums)
         cupy = self.cupy
@@ -267,16 +276,34 @@ class _DeviceKernels:
             self._tree_scratch = cupy.empty(sums * parts, dtype=cupy.float64)
         if len(self._tree_out) < sums:
             self._tree_out = cupy.empty(sums, dtype=cupy.float64)
-        args = (a, a if b is None else b, np.int32(mode), bounds, np.int32(parts))
-        strides = (np.int64(a_stride), np.int64(b_stride))
-        self.f["chunk_sums"]((parts, sums), (32,), (*args, self._tree_part, *strides))
-        self.f["tree_sums"](
-            (sums,),
-            (TREE_BLOCK,),
-            (self._tree_part, self._tree_scratch, np.int64(parts), self._tree_out),
+            self._tickets = cupy.zeros(sums, dtype=cupy.uint32)
+        a1, b1, mode1 = (_NULL, _NULL, 0) if second is None else second
+        self.f["tree_chunk_sums"](
+            (parts, sums),
+            (32,),
+            (
+                a, a if b is None else b, np.int32(mode),
+                a1, a1 if b1 is None else b1, np.int32(mode1),
+                bounds, np.int32(parts), self._tree_part, self._tree_scratch,
+                np.int64(a_stride), np.int64(b_stride), self._tickets, self._tree_out,
+            ),
+        )  # fmt: skip
+        return self._read(self._tree_out, sums)
+
+    def _read(self, values: DeviceArray, count: int) -> np.ndarray:
+        """The first ``count`` values of a device array, through pinned
+        memory: a copy on the current stream and a wait for it, without
+        the allocation a plain ``asnumpy`` makes each time."""
+        if len(self._landing) < count:
+            size = max(count, 2 * len(self._landing))
+            memory = self.cupy.cuda.alloc_pinned_memory(8 * size)
+            self._landing = np.frombuffer(memory, dtype=np.float64, count=size)
+        stream = self.cupy.cuda.get_current_stream()
+        self.cupy.cuda.runtime.memcpyAsync(
+            self._landing.ctypes.data, values.data.ptr, 8 * count, _DEVICE_TO_HOST, stream.ptr
         )
-        host: np.ndarray = cupy.asnumpy(self._tree_out[:sums])
-        return host
+        stream.synchronize()
+        return self._landing[:count].copy()
 
     def _reduce(
         self, a: DeviceArray, b: DeviceArray | None, mode: int, bounds: DeviceArray, n: int
@@ -287,6 +314,20 @@ class _DeviceKernels:
         if self.tree:
             return float(self._tree(a, b, mode, n)[0])
         return self._sum(a, b, mode, bounds)
+
+    def _two(
+        self,
+        first: tuple[DeviceArray, DeviceArray | None, int],
+        second: tuple[DeviceArray, DeviceArray | None, int],
+        n: int,
+    ) -> tuple[float, float]:
+        """Two sums of ``n`` terms, each ``(a, b, mode)`` as ``_reduce`` takes
+        them: in ``exact-v3`` both in one launch and one read-back."""
+        if self.tree:
+            both = self._tree(*first, n, 2, second=second)
+            return float(both[0]), float(both[1])
+        bounds = self._even(n)
+        return self._sum(*first, bounds), self._sum(*second, bounds)
 
     def _even(self, n: int) -> DeviceArray:
         return self.op.even_bounds(n)
@@ -572,16 +613,14 @@ class _DeviceKernels:
     ) -> tuple[float, float]:
         n = len(y)
         self._each("cg_update", n, y, r, p, ap, minv, np.float64(step), z)
-        bounds = self._even(n)
-        return self._reduce(r, z, 1, bounds, n), self._reduce(r, r, 1, bounds, n)
+        return self._two((r, z, 1), (r, r, 1), n)
 
     def cg_start(
         self, r: DeviceArray, minv: DeviceArray, z: DeviceArray, p: DeviceArray
     ) -> tuple[float, float]:
         n = len(r)
         self._each("cg_start", n, r, minv, z, p)
-        bounds = self._even(n)
-        return self._reduce(r, z, 1, bounds, n), self._reduce(r, r, 1, bounds, n)
+        return self._two((r, z, 1), (r, r, 1), n)
 
     def springs_rhs(
         self,
@@ -610,8 +649,7 @@ class _DeviceKernels:
         """``(||y - x||_1, sum y)`` as numba's kernel returns them."""
         n = len(y)
         self._each("finish_diffusion", n, ylink, y, prior, inv_out, z, np.float64(tele))
-        bounds = self._even(n)
-        return self._reduce(y, x, 2, bounds, n), self._reduce(y, None, 0, bounds, n)
+        return self._two((y, x, 2), (y, None, 0), n)
 
     def dot(self, a: DeviceArray, b: DeviceArray, nparts: int) -> float:
         return self._reduce(a, b, 1, self._even(len(a)), len(a))
@@ -918,7 +956,7 @@ class ExactCudaOperator(ExactNumbaOperator):
         bounds = up(np.asarray(m.bounds, dtype=np.int64) * C)
         if isinstance(m, DeviceSymmetric):
             d = m.device
-            self.lap_sigma, self.lap_diag = d["sigma"], up(m.diag)
+            self.lap_sigma, self.lap_diag = d["sigma"], d["diag"]
             self._args = (d["grows"], d["gptr"], d["glen"], d["sidx"], d["sval"], bounds)
             return
         self.lap_sigma, self.lap_diag = up(m.sigma), up(m.diag)

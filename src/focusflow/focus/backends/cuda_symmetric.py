@@ -12,7 +12,8 @@ whole), and builds the matrix with kernels (``kernels/symmetric.cu``) that
 work entry by entry where order does not matter (placing merged entries,
 writing slots) and add a row's values in the host's order where it does (a
 warp a row). What rounds otherwise is done on the host by the host's own
-code: ``laplacian_scaling`` of the downloaded degrees.
+code: ``laplacian_scaling``, run on the device's degrees (square roots and
+quotients, correctly rounded there as on the host).
 The rows' order (by length, longest first, then by index) is a sort of unique
 keys, so any correct sort gives it.
 
@@ -139,11 +140,15 @@ class DeviceLinks:
         return ptr.astype(cupy.int64, copy=False), cols, cupy.asarray(weights, dtype=cupy.float64)
 
 
+#: The matrix's arrays a ``DeviceSymmetric`` keeps on the device until read.
+_LAZY = ("grows", "glen", "sidx", "sval", "sigma", "diag")
+
+
 class DeviceSymmetric(ScaledSymmetric):
-    """``ScaledSymmetric`` made by ``build``: ``sigma``, ``diag``, ``lam_max``,
-    ``gptr``, ``bounds`` and ``nnz`` on the host as the host build has them;
-    ``grows``, ``glen``, ``sidx`` and ``sval`` on the device (``device``),
-    downloaded the first time the host reads them."""
+    """``ScaledSymmetric`` made by ``build``: ``lam_max``, ``gptr``,
+    ``bounds`` and ``nnz`` on the host as the host build has them; ``grows``,
+    ``glen``, ``sidx``, ``sval``, ``sigma`` and ``diag`` on the device
+    (``device``), downloaded the first time the host reads them."""
 
     def __init__(self, fields: dict[str, Any], device: dict[str, DeviceArray]) -> None:
         self.__dict__.update(fields)
@@ -160,11 +165,13 @@ class DeviceSymmetric(ScaledSymmetric):
     glen = property(lambda self: self._download("glen"))
     sidx = property(lambda self: self._download("sidx"))
     sval = property(lambda self: self._download("sval"))
+    sigma = property(lambda self: self._download("sigma"))
+    diag = property(lambda self: self._download("diag"))
 
     def host_fields(self) -> dict[str, Any]:
         """Every field of the host's matrix, on the host."""
         fields = {k: v for k, v in self.__dict__.items() if k not in ("device", "_host")}
-        for name in ("grows", "glen", "sidx", "sval"):
+        for name in _LAZY:
             fields[name] = self._download(name)
         return fields
 
@@ -230,13 +237,13 @@ def build(links: DeviceLinks, n: int, kind: LaplacianKind, module: Any) -> Devic
     rowmax = cupy.empty(n, dtype=cupy.float64)
     if n:
         f["row_sums"](_grid(32 * n), (BLOCK,), (ptr, w, rowsum_d, rowmax, np.int64(n)))
-    rowsum = rowsum_d.get()
+    rowsum = rowsum_d
     top = float(rowmax.max().get()) if n else 0.0
     scale = 1.0
     if kind == "normalized" and top > 0:
         scale = 1.0 / top
         rowsum = rowsum * scale
-    sigma, diag, lam_max = laplacian_scaling(rowsum, kind)
+    sigma, diag, lam_max = laplacian_scaling(rowsum, kind, cupy)
     groups = (n + C - 1) // C
     grows = cupy.full(groups * C, -1, dtype=cupy.int64)
     slot_of = cupy.empty(n, dtype=cupy.int64)
@@ -255,26 +262,23 @@ def build(links: DeviceLinks, n: int, kind: LaplacianKind, module: Any) -> Devic
     size = int(gptr_host[-1])
     sidx = cupy.zeros(size, dtype=cupy.int32)
     sval = cupy.zeros(size, dtype=cupy.float64)
-    sigma_d = cupy.asarray(sigma)
     if nnz:
         f["sym_scatter"](
             _grid(nnz),
             (BLOCK,),
             (
-                _rows(cupy, ptr, nnz), ptr, idx, w, slot_of, gptr, sigma_d,
+                _rows(cupy, ptr, nnz), ptr, idx, w, slot_of, gptr, sigma,
                 np.float64(scale), sidx, sval, np.int64(nnz),
             ),
         )  # fmt: skip
     fields = {
         "nnz": nnz,
-        "sigma": sigma,
-        "diag": diag,
-        "lam_max": lam_max,
+        "lam_max": float(lam_max),
         "gptr": gptr_host,
         "bounds": balanced_chunks(gptr_host, _PARTS),
     }
     device = {"grows": grows, "glen": glen, "gptr": gptr, "sidx": sidx, "sval": sval}
-    device["sigma"] = sigma_d
+    device["sigma"], device["diag"] = sigma, diag
     return DeviceSymmetric(fields, device)
 
 

@@ -453,33 +453,86 @@ __global__ void aa_mix(
 // that add a level's pairs change nothing.
 #define TREE_CHUNK 1024
 
-// tree_sums: out[y] = the tree of partial[y * m .. y * m + m) (blockIdx.x = y),
-// one block of threads a sum, a level at a time; scratch holds m values a sum.
-__global__ void tree_sums(double* partial, double* scratch, long long m0, double* out)
+// tree_chunk_sums: a sum's chunks and its tree in one launch. Sum y (blockIdx.y)
+// reads a + y * a_stride and b + y * b_stride under mode, except that sum 1
+// reads a1, b1 under mode1 where a1 is given (two different sums at once).
+// Each warp adds its chunk in order, as chunk_sums does; the warp that
+// finishes a sum's chunks last (a ticket in done[y], taken after a fence that
+// publishes its partial) adds that sum's tree, level by level as tree_sums
+// pairs them (neighbours (0, 1), (2, 3), ..., an odd last value carried up),
+// into out[y], and sets done[y] back to 0 for the next launch. Each addition
+// of the tree is one rounding of two values the definition fixes, so the
+// lanes that add a level's pairs change nothing.
+__global__ void tree_chunk_sums(
+    const double* a, const double* b, int mode, const double* a1, const double* b1, int mode1,
+    const long long* bounds, int nparts, double* partial, double* scratch, long long a_stride,
+    long long b_stride, unsigned int* done, double* out)
 {
-    const long long y = blockIdx.x;
-    double* a = partial + y * m0;
-    double* b = scratch + y * m0;
-    long long m = m0;
-    if (m == 0) {
-        if (threadIdx.x == 0) out[y] = 0.0;
-        return;
+    __shared__ double tile[TILE];
+    __shared__ int last;
+    const int t = blockIdx.x;
+    const int lane = threadIdx.x;
+    const long long y = blockIdx.y;
+    if (y == 1 && a1 != nullptr) {
+        a = a1;
+        b = b1;
+        mode = mode1;
+    } else {
+        a += y * a_stride;
+        b += y * b_stride;
     }
+    double s = 0.0;
+    const long long lo = bounds[t], hi = bounds[t + 1];
+    for (long long i0 = lo; i0 < hi; i0 += TILE) {
+        const int m = (int)(hi - i0 < TILE ? hi - i0 : TILE);
+#pragma unroll
+        for (int u = 0; u < TILE / 32; ++u) {
+            const int k = lane + 32 * u;
+            if (k >= m) break;
+            const long long i = i0 + k;
+            double v;
+            if (mode == 0) v = a[i];
+            else if (mode == 1) v = __dmul_rn(a[i], b[i]);
+            else v = fabs(__dsub_rn(a[i], b[i]));
+            tile[k] = v;
+        }
+        __syncwarp();
+        if (lane == 0) {
+#pragma unroll 16
+            for (int k = 0; k < m; ++k) s = __dadd_rn(s, tile[k]);
+        }
+        __syncwarp();
+    }
+    double* mine = partial + y * nparts;
+    if (lane == 0) {
+        mine[t] = s;
+        __threadfence();
+        last = atomicAdd(&done[y], 1u) == (unsigned int)(nparts - 1);
+    }
+    __syncwarp();
+    if (!last) return;
+    __threadfence();
+    double* from = mine;
+    double* to = scratch + y * nparts;
+    long long m = nparts;
     while (m > 1) {
         const long long half = m / 2;
-        for (long long i = threadIdx.x; i < half; i += blockDim.x)
-            b[i] = __dadd_rn(a[2 * i], a[2 * i + 1]);
-        if ((m & 1) && threadIdx.x == 0) b[half] = a[m - 1];
-        __syncthreads();
-        double* t = a;
-        a = b;
-        b = t;
+        for (long long i = lane; i < half; i += 32)
+            to[i] = __dadd_rn(__ldcg(from + 2 * i), __ldcg(from + 2 * i + 1));
+        if ((m & 1) && lane == 0) to[half] = __ldcg(from + m - 1);
+        __syncwarp();
+        double* swap = from;
+        from = to;
+        to = swap;
         m = half + (m & 1);
     }
-    if (threadIdx.x == 0) out[y] = a[0];
+    if (lane == 0) {
+        out[y] = __ldcg(from);
+        done[y] = 0u;
+    }
 }
 
-// The tree of a[0 .. m), by one thread, in place (tree_sums' additions).
+// The tree of a[0 .. m), by one thread, in place (tree_chunk_sums' additions).
 __device__ double tree_in_place(double* a, long long m)
 {
     if (m == 0) return 0.0;
