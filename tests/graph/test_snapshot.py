@@ -373,3 +373,57 @@ def test_overlay_keys_are_the_overlay_csrs_without_their_row_pointers():
             assert w.tobytes() == np.asarray(want[2], dtype=np.float64).tobytes()
     with pytest.raises(ValueError, match="neither"):
         snap.overlay_keys("both")
+
+
+def test_new_particles_are_written_past_the_end_and_copies_stay_apart():
+    """A patch that adds particles writes them past the arrays' ends into
+    room ``_grow`` left (no copy of five particle-sized arrays a block), and
+    gives what a copy that grows would: the same values, a valid structure.
+    A deep copy shares the permutations' and row pointers' buffer; the two
+    growing by different amounts, and the head rewriting its row weights,
+    leave each the values a snapshot grown alone holds."""
+    import copy
+    import pickle
+
+    from focusflow.core.structure import Check
+
+    rng = np.random.default_rng(3)
+    g, names = _patched_graph(rng, 300)
+    snap = g.snapshot()
+    g.add_links(["a0"], names[:1], weights=np.ones(1))
+    assert g.snapshot() is snap
+    held = {name: snap._room[name] for name in ("perm", "iperm", "out_indptr", "in_indptr")}
+    for i in range(1, 6):  # later particles go into the room the first growth left
+        g.add_links([f"a{i}"], names[:1], weights=np.ones(1))
+        g.snapshot()
+    for name, buf in held.items():
+        arr = getattr(snap, name)
+        assert arr.base is buf and len(arr) == snap.n + (name.endswith("indptr"))
+    snap.check_structure(Check())
+
+    twin = copy.deepcopy(snap)
+    assert twin.perm is snap.perm
+    head_before = (snap.perm.copy(), snap.out_indptr.copy(), snap.out_weight.copy())
+    twin_weight = twin.out_weight.copy()
+    snap._grow(snap.n + 7)
+    snap.out_weight[-7:] = 5.0
+    twin._grow(twin.n + 3)
+    n = len(head_before[0])
+    assert np.array_equal(twin.perm, np.concatenate([head_before[0], np.arange(n, n + 3)]))
+    assert np.array_equal(snap.perm, np.concatenate([head_before[0], np.arange(n, n + 7)]))
+    assert np.array_equal(twin.out_indptr[: n + 1], head_before[1])
+    assert np.all(twin.out_indptr[n:] == head_before[1][-1])
+    assert np.array_equal(twin.out_weight, np.concatenate([twin_weight, np.zeros(3)]))
+    assert np.all(snap.out_weight[-7:] == 5.0)
+    snap.check_structure(Check())
+    twin.check_structure(Check())
+
+    # A pickle holds the arrays, not the room; one made before there was room loads.
+    back = pickle.loads(pickle.dumps(snap))
+    assert back._room == {} and np.array_equal(back.perm, snap.perm)
+    back.check_structure(Check())
+    old = snap.__getstate__()
+    del old["_room"]
+    legacy = Snapshot.__new__(Snapshot)
+    legacy.__setstate__(old)
+    legacy.check_structure(Check())

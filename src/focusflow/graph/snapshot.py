@@ -369,7 +369,12 @@ _SNAPSHOT_FIELDS = (
     "_ov_in_done",
     "_ov_cache",
     "_weights_shared",
+    "_room",
 )
+#: The particle-sized arrays ``_grow`` lengthens, and what it appends: the new
+#: particles keep their own ids (``perm``, ``iperm``), own no base entries
+#: (the row pointers repeat their last value) and weigh nothing yet.
+_GROWN_FIELDS = ("perm", "iperm", "out_indptr", "in_indptr", "out_weight")
 #: Arrays a snapshot never writes in place once built (``_grow`` replaces the
 #: row pointers and permutations by longer ones): its copies share them.
 _SHARED_FIELDS = frozenset(
@@ -535,6 +540,8 @@ class Snapshot:
         self._ov_cache: dict[str, tuple[np.ndarray, ...]] = {}
         #: Whether a copy may share ``out_w`` and ``in_w`` (see __deepcopy__).
         self._weights_shared = False
+        #: The buffers ``_grow`` made, with room past the arrays they hold.
+        self._room: dict[str, np.ndarray] = {}
 
     def __deepcopy__(self, memo: dict[int, object]) -> Snapshot:
         """A copy that shares the link-sized arrays.
@@ -553,6 +560,10 @@ class Snapshot:
             if name in _SHARED_FIELDS or name in _COPY_ON_WRITE_FIELDS:
                 memo[id(value)] = value
                 twin.__dict__[name] = value
+            elif name == "_room":
+                # The shared arrays' buffers stay shared (see _extended); the
+                # copied arrays are no longer views of theirs.
+                twin._room = dict(value)
             else:
                 twin.__dict__[name] = copy.deepcopy(value, memo)
         twin._weights_shared = self._weights_shared = True
@@ -651,6 +662,17 @@ class Snapshot:
         snap.n_links = m
         snap.version = check.integer("version", state.version, 0)
         return snap
+
+    def __getstate__(self) -> dict[str, object]:
+        """The fields without ``_grow``'s spare room (a pickle holds the arrays)."""
+        state = self.__dict__.copy()
+        state["_room"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """A pickle's fields (one written before snapshots kept spare room has none)."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_room", {})
 
     def _own_weights(self) -> None:
         """Make ``out_w`` and ``in_w`` this snapshot's own before writing them."""
@@ -751,6 +773,12 @@ class Snapshot:
         check.equal("_late_by_code.keys", codes, late[owners - base_links], "its link's code")
 
         check.instance("_weights_shared", a["_weights_shared"], bool)
+        room = a["_room"]
+        check.instance("_room", room, dict)
+        for name, buf in room.items():
+            if name not in _GROWN_FIELDS:
+                check.fail("_room", f"holds {name!r}, not an array that grows")
+            check.instance(f"_room[{name!r}]", buf, np.ndarray)
         cache = a["_ov_cache"]
         check.instance("_ov_cache", cache, dict)
         for kind, got in cache.items():
@@ -918,14 +946,41 @@ class Snapshot:
         if extra <= 0:
             return
         tail = np.arange(self.n, n_new, dtype=np.int64)
-        self.perm = np.concatenate([self.perm, tail])
-        self.iperm = np.concatenate([self.iperm, tail])
         self._ov_cache.clear()
-        for name in ("out_indptr", "in_indptr"):
+        for name in _GROWN_FIELDS:
             arr = getattr(self, name)
-            setattr(self, name, np.concatenate([arr, np.full(extra, arr[-1])]))
-        self.out_weight = np.concatenate([self.out_weight, np.zeros(extra)])
+            if name == "out_weight":
+                setattr(self, name, self._extended(name, arr, np.zeros(extra)))
+            elif name.endswith("indptr"):
+                setattr(self, name, self._extended(name, arr, np.full(extra, arr[-1])))
+            else:
+                setattr(self, name, self._extended(name, arr, tail))
         self.n = n_new
+
+    def _extended(self, name: str, arr: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        """``arr`` followed by ``tail``: written past ``arr``'s end when ``arr``
+        starts a buffer ``_grow`` made with room enough, else into a new buffer
+        with room for an eighth more. A block's new particles then cost what
+        they add, not a copy of five particle-sized arrays.
+
+        A copy of this snapshot shares ``perm``, ``iperm`` and the row
+        pointers and their buffer; what either writes past its end is the same
+        (ids that keep their number, the last pointer of the base both share),
+        so neither changes a value the other reads."""
+        n, k = len(arr), len(tail)
+        buf = self._room.get(name)
+        if (
+            buf is None
+            or arr.base is not buf
+            or arr.ctypes.data != buf.ctypes.data
+            or len(buf) < n + k
+            or arr.dtype != buf.dtype
+        ):
+            buf = np.empty(n + k + max(k, n // 8), dtype=arr.dtype)
+            buf[:n] = arr
+            self._room[name] = buf
+        buf[n : n + k] = tail
+        return buf[: n + k]
 
     def _entry_codes_of_new(self, psrc: np.ndarray, pdst: np.ndarray) -> np.ndarray:
         """Entry code of each new link, creating overlay entries for unseen pairs."""
