@@ -60,6 +60,37 @@ __device__ __forceinline__ double row_sum(
     return row_dot(gptr, glen, sidx, sval, x, s / C, (int)(s % C));
 }
 
+// One chunk's sum, [lo, hi) of a (mode 0), a * b (1) or |a - b| (2), added
+// in order from 0 by lane 0 of the warp; the lanes load a tile's terms.
+// Lane 0's value is the sum.
+__device__ __forceinline__ double chunk_sum(
+    const double* a, const double* b, int mode, long long lo, long long hi, int lane,
+    double* tile)
+{
+    double s = 0.0;
+    for (long long i0 = lo; i0 < hi; i0 += TILE) {
+        const int m = (int)(hi - i0 < TILE ? hi - i0 : TILE);
+#pragma unroll
+        for (int u = 0; u < TILE / 32; ++u) {
+            const int k = lane + 32 * u;
+            if (k >= m) break;
+            const long long i = i0 + k;
+            double v;
+            if (mode == 0) v = a[i];
+            else if (mode == 1) v = __dmul_rn(a[i], b[i]);
+            else v = fabs(__dsub_rn(a[i], b[i]));
+            tile[k] = v;
+        }
+        __syncwarp();
+        if (lane == 0) {
+#pragma unroll 16
+            for (int k = 0; k < m; ++k) s = __dadd_rn(s, tile[k]);
+        }
+        __syncwarp();
+    }
+    return s;
+}
+
 extern "C" {
 
 // long_rows: the row sums of slots [0, long_slots), one warp (32 threads) a
@@ -129,33 +160,10 @@ __global__ void chunk_sums(
     __shared__ double tile[TILE];
     const int t = blockIdx.x;
     if (t >= nparts) return;
-    const int lane = threadIdx.x;
     const long long y = blockIdx.y;
-    a += y * a_stride;
-    b += y * b_stride;
-    double s = 0.0;
-    const long long lo = bounds[t], hi = bounds[t + 1];
-    for (long long i0 = lo; i0 < hi; i0 += TILE) {
-        const int m = (int)(hi - i0 < TILE ? hi - i0 : TILE);
-#pragma unroll
-        for (int u = 0; u < TILE / 32; ++u) {
-            const int k = lane + 32 * u;
-            if (k >= m) break;
-            const long long i = i0 + k;
-            double v;
-            if (mode == 0) v = a[i];
-            else if (mode == 1) v = __dmul_rn(a[i], b[i]);
-            else v = fabs(__dsub_rn(a[i], b[i]));
-            tile[k] = v;
-        }
-        __syncwarp();
-        if (lane == 0) {
-#pragma unroll 16
-            for (int k = 0; k < m; ++k) s = __dadd_rn(s, tile[k]);
-        }
-        __syncwarp();
-    }
-    if (lane == 0) partial[y * nparts + t] = s;
+    const double s = chunk_sum(
+        a + y * a_stride, b + y * b_stride, mode, bounds[t], bounds[t + 1], threadIdx.x, tile);
+    if (threadIdx.x == 0) partial[y * nparts + t] = s;
 }
 
 // sell_pull: out[r] = scale * (row r . z); lane[s] = that value (0 for padding).
@@ -481,28 +489,7 @@ __global__ void tree_chunk_sums(
         a += y * a_stride;
         b += y * b_stride;
     }
-    double s = 0.0;
-    const long long lo = bounds[t], hi = bounds[t + 1];
-    for (long long i0 = lo; i0 < hi; i0 += TILE) {
-        const int m = (int)(hi - i0 < TILE ? hi - i0 : TILE);
-#pragma unroll
-        for (int u = 0; u < TILE / 32; ++u) {
-            const int k = lane + 32 * u;
-            if (k >= m) break;
-            const long long i = i0 + k;
-            double v;
-            if (mode == 0) v = a[i];
-            else if (mode == 1) v = __dmul_rn(a[i], b[i]);
-            else v = fabs(__dsub_rn(a[i], b[i]));
-            tile[k] = v;
-        }
-        __syncwarp();
-        if (lane == 0) {
-#pragma unroll 16
-            for (int k = 0; k < m; ++k) s = __dadd_rn(s, tile[k]);
-        }
-        __syncwarp();
-    }
+    const double s = chunk_sum(a, b, mode, bounds[t], bounds[t + 1], lane, tile);
     double* mine = partial + y * nparts;
     if (lane == 0) {
         mine[t] = s;
