@@ -427,3 +427,9 @@ def test_new_particles_are_written_past_the_end_and_copies_stay_apart():
     legacy = Snapshot.__new__(Snapshot)
     legacy.__setstate__(old)
     legacy.check_structure(Check())
+    # A pickle that names buffers as room (another field's array) gets none.
+    hostile = snap.__getstate__()
+    hostile["_room"] = {"perm": snap.out_indptr, "out_weight": snap.out_w}
+    loaded = Snapshot.__new__(Snapshot)
+    loaded.__setstate__(hostile)
+    assert loaded._room == {}

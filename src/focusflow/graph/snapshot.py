@@ -670,9 +670,12 @@ class Snapshot:
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """A pickle's fields (one written before snapshots kept spare room has none)."""
+        """A pickle's fields, with no spare room whatever it says: room is
+        only ever memory ``_grow`` made in this process (a pickle from a peer
+        that named buffers there could make a growth write into another
+        field's array)."""
         self.__dict__.update(state)
-        self.__dict__.setdefault("_room", {})
+        self.__dict__["_room"] = {}
 
     def _own_weights(self) -> None:
         """Make ``out_w`` and ``in_w`` this snapshot's own before writing them."""
