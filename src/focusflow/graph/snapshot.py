@@ -561,7 +561,7 @@ class Snapshot:
                 memo[id(value)] = value
                 twin.__dict__[name] = value
             elif name == "_room":
-                # The shared arrays' buffers stay shared (see _extended); the
+                # The shared arrays' buffers stay shared (see _extend); the
                 # copied arrays are no longer views of theirs.
                 twin._room = dict(value)
             else:
@@ -950,18 +950,15 @@ class Snapshot:
             return
         tail = np.arange(self.n, n_new, dtype=np.int64)
         self._ov_cache.clear()
-        for name in _GROWN_FIELDS:
-            arr = getattr(self, name)
-            if name == "out_weight":
-                setattr(self, name, self._extended(name, arr, np.zeros(extra)))
-            elif name.endswith("indptr"):
-                setattr(self, name, self._extended(name, arr, np.full(extra, arr[-1])))
-            else:
-                setattr(self, name, self._extended(name, arr, tail))
+        self._extend("perm", tail)
+        self._extend("iperm", tail)
+        for name in ("out_indptr", "in_indptr"):
+            self._extend(name, np.full(extra, getattr(self, name)[-1]))
+        self._extend("out_weight", np.zeros(extra))
         self.n = n_new
 
-    def _extended(self, name: str, arr: np.ndarray, tail: np.ndarray) -> np.ndarray:
-        """``arr`` followed by ``tail``: written past ``arr``'s end when ``arr``
+    def _extend(self, name: str, tail: np.ndarray) -> None:
+        """Field ``name`` followed by ``tail``: written past its end when it
         starts a buffer ``_grow`` made with room enough, else into a new buffer
         with room for an eighth more. A block's new particles then cost what
         they add, not a copy of five particle-sized arrays.
@@ -970,6 +967,7 @@ class Snapshot:
         pointers and their buffer; what either writes past its end is the same
         (ids that keep their number, the last pointer of the base both share),
         so neither changes a value the other reads."""
+        arr = getattr(self, name)
         n, k = len(arr), len(tail)
         buf = self._room.get(name)
         if (
@@ -983,7 +981,7 @@ class Snapshot:
             buf[:n] = arr
             self._room[name] = buf
         buf[n : n + k] = tail
-        return buf[: n + k]
+        setattr(self, name, buf[: n + k])
 
     def _entry_codes_of_new(self, psrc: np.ndarray, pdst: np.ndarray) -> np.ndarray:
         """Entry code of each new link, creating overlay entries for unseen pairs."""

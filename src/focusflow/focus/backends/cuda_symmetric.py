@@ -11,9 +11,9 @@ base's rewritten values copied entry by entry after a patch, the small overlay
 whole), and builds the matrix with kernels (``kernels/symmetric.cu``) that
 work entry by entry where order does not matter (placing merged entries,
 writing slots) and add a row's values in the host's order where it does (a
-warp a row). What rounds otherwise is done on the host by the host's own
-code: ``laplacian_scaling``, run on the device's degrees (square roots and
-quotients, correctly rounded there as on the host).
+warp a row). The Laplacian's scaling is the host's own ``laplacian_scaling``
+run on the device's degrees: square roots and quotients, correctly rounded
+there as on the host.
 The rows' order (by length, longest first, then by index) is a sort of unique
 keys, so any correct sort gives it.
 
