@@ -66,3 +66,18 @@ def test_too_few_shares_prove_nothing(eds):
     proof = find_bad_encoding(bad)
     short = dataclasses.replace(proof, shares=proof.shares[:-1])
     assert not verify_bad_encoding_proof(bad.data_root(), short)
+
+
+def test_a_share_beyond_the_square_proves_nothing_and_raises_nothing(eds):
+    """A hostile proof whose share names a position past the square's width
+    (within the wire's bounds) is refused, not an index error in the verifier."""
+    data = eds.data.copy()
+    data[3, 2, 100] ^= 1
+    bad = ExtendedSquare(data)
+    proof = find_bad_encoding(bad)
+    assert (proof.axis, proof.index) == ("row", 3)
+    shares = list(proof.shares)
+    shares[0] = dataclasses.replace(shares[0], col=bad.width + 1)
+    hostile = dataclasses.replace(proof, shares=tuple(shares))
+    assert verify_bad_encoding_proof(bad.data_root(), proof)
+    assert not verify_bad_encoding_proof(bad.data_root(), hostile)

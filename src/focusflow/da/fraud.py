@@ -85,7 +85,8 @@ def verify_bad_encoding_proof(data_root: bytes, proof: BadEncodingProof) -> bool
     for sp in proof.shares:
         on_axis = sp.row == proof.index if proof.axis == ROW else sp.col == proof.index
         position = sp.col if proof.axis == ROW else sp.row
-        if not on_axis or sp.axis != other or present[position]:
+        # A share beyond the square is refused before it indexes anything.
+        if not on_axis or sp.axis != other or not 0 <= position < width or present[position]:
             return False
         if sp.width != width or not verify_share_proof(data_root, sp):
             return False
