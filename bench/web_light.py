@@ -23,6 +23,11 @@ data root. The browser asks the 16 shares in one request (``GET
 the node client), so the round is also timed without the network: the 16
 answers fetched first, then only parsed and verified.
 
+Fraud proofs: a bad-encoding proof of one row of that square (one share
+changed), parsed and verified as ``focusflow light sample`` does (each of its
+k shares' proofs, the row decoded from them by the Leopard code, its NMT root
+recomputed), in the browser and in Python.
+
 Script bytes: what ``/`` (index.html) loads as scripts in Chromium, by the
 bytes of each response, and what verified mode loads on top of it (the light
 client's modules are imported only then); gzip sizes beside, for reference
@@ -50,7 +55,18 @@ from playwright.sync_api import sync_playwright
 
 from focusflow.api.app import STATIC
 from focusflow.client import NodeClient
-from focusflow.da import Sampler, extend, proof_from_json, square_from_block, verify_share_proof
+from focusflow.da import (
+    ExtendedSquare,
+    Sampler,
+    befp_from_json,
+    befp_to_json,
+    extend,
+    find_bad_encoding,
+    proof_from_json,
+    square_from_block,
+    verify_bad_encoding_proof,
+    verify_share_proof,
+)
 from focusflow.da.merkle import merkle_root
 from focusflow.da.namespace import namespace_v0
 from focusflow.light.client import LightClient, Node
@@ -246,6 +262,43 @@ def py_sample(url: str, data_root: bytes, runs: int) -> tuple[list[float], list[
     return rounds, verify_only, confidence
 
 
+JS_FRAUD = """async (a) => {
+  const da = await import("/static/light/da.js");
+  const V = await import("/static/verify.js");
+  const root = V.fromHex(a.root);
+  const times = [];
+  let verdict;
+  for (let i = 0; i <= a.runs; i++) {
+    const t = performance.now();
+    verdict = await da.verifyBadEncodingProof(root, da.parseBadEncodingProof(a.doc));
+    if (i) times.push(performance.now() - t);
+  }
+  return { verdict, times };
+}"""
+
+
+def fraud_proof(k: int) -> tuple[bytes, dict[str, Any]]:
+    """The data root of ``make_square(k)`` with one share of row 1 changed, and
+    the fraud proof of that row in its JSON form."""
+    data = make_square(k).data.copy()
+    data[1, 0, 300] ^= 0x5A
+    bad = ExtendedSquare(data)
+    proof = find_bad_encoding(bad)
+    assert proof is not None
+    return bad.data_root(), befp_to_json(proof)
+
+
+def py_verify_fraud(root: bytes, doc: dict[str, Any], runs: int) -> list[float]:
+    """What ``focusflow light sample`` does with the proof: parse, verify."""
+    times = []
+    for i in range(runs + 1):
+        t = time.perf_counter()
+        assert verify_bad_encoding_proof(root, befp_from_json(doc))
+        if i:
+            times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
 def script_bytes(page: Any, url: str) -> dict[str, dict[str, int]]:
     """Script responses of the page's first load, and of verified mode's on top."""
     loads: dict[str, dict[str, int]] = {"first": {}, "verified": {}}
@@ -349,6 +402,20 @@ def main() -> None:
                 f"Python / browser = "
                 f"{statistics.median(py_verify) / statistics.median(sample['verifyOnly']):.2f}; "
                 "goal < 100 ms in the browser"
+            )
+
+            fraud = fraud_proof(args.k)
+            js_fraud = page.evaluate(
+                JS_FRAUD, {"root": fraud[0].hex(), "doc": fraud[1], "runs": args.runs}
+            )
+            assert js_fraud["verdict"], js_fraud
+            py_fraud = py_verify_fraud(*fraud, args.runs)
+            print(
+                f"a bad-encoding fraud proof of a row of the {2 * args.k} x {2 * args.k} square "
+                f"(its {args.k} shares parsed, each proof checked, the row decoded and its NMT "
+                f"root recomputed): browser {ms(js_fraud['times'])}, Python {ms(py_fraud)}, "
+                f"Python / browser = "
+                f"{statistics.median(py_fraud) / statistics.median(js_fraud['times']):.2f}"
             )
 
             loads = script_bytes(browser.new_page(), url)

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import websockets
 from starlette.applications import Starlette
@@ -38,7 +39,15 @@ from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
-from focusflow.da import extend, square_from_block
+from focusflow.da import (
+    befp_to_json,
+    extend,
+    find_bad_encoding,
+    leopard,
+    square_from_block,
+    verify_bad_encoding_proof,
+)
+from focusflow.da.fraud import BadEncodingProof
 from focusflow.da.namespace import namespace_v0
 from focusflow.da.proofs import (
     COL,
@@ -112,6 +121,12 @@ class Liar:
         if self.share_lie(path) == "withhold":
             refusal = {"error": {"code": "share_unavailable", "message": "withheld"}}
             return Response(json.dumps(refusal), 404, headers, media_type="application/json")
+        parts = path.strip("/").split("/")
+        if self.lie == "false_fraud" and len(parts) == 4 and parts[::3] == ["v1", "fraud"]:
+            # a well-formed proof of another square's bad row, said to be this block's
+            proof = befp_to_json(fraud_cases(square(4))[1][0])
+            doc = {"height": int(parts[2]), "proof": proof}
+            return Response(json.dumps(doc), 200, headers, media_type="application/json")
         if self.client is None:
             self.client = httpx.AsyncClient(base_url=self.upstream, timeout=10)
         r = await self.client.request(
@@ -377,6 +392,25 @@ def test_wrong_share_is_caught(liar, open_page):
         liar.lie = None
 
 
+def test_a_fraud_proof_that_proves_nothing_is_listed_and_refuses_nothing(liar, open_page):
+    """A node that serves, for an honest block, a fraud proof of another
+    square: the page lists it and the block stays available."""
+    try:
+        page = honest_then(open_page, liar, "false_fraud")
+        item = page.locator('#da-problems li[data-kind="bad_fraud_proof"]').first
+        item.wait_for()
+        assert "proves nothing" in (item.text_content() or "")
+        height = int(item.get_attribute("data-height") or 0)
+        # the panel has shown that block's round or a later one (each with the same lie)
+        page.wait_for_function(
+            "(h) => Number(document.getElementById('light-da').dataset.height) >= h", arg=height
+        )
+        assert page.get_attribute("#light-da", "data-available") == "true"
+        assert page.locator('#da-problems li[data-kind="bad_encoding"]').count() == 0
+    finally:
+        liar.lie = None
+
+
 def test_square_roots_that_are_not_the_headers_are_caught(liar, open_page):
     """Row and column roots that do not hash to the verified data root: no
     share is drawn, the block is not available, and the problem is listed."""
@@ -430,6 +464,7 @@ class SyntheticNode:
     def __init__(self) -> None:
         self.chain: SyntheticChain | None = None
         self.squares: dict[int, ExtendedSquare] = {}
+        self.fraud: dict[int, dict[str, Any]] = {}
 
     def app(self) -> Starlette:
         return Starlette(
@@ -437,6 +472,7 @@ class SyntheticNode:
                 Route("/v1/light/shares/{height:int}", self.shares),
                 Route("/v1/light/{rest:path}", self.light),
                 Route("/v1/da/{height:int}", self.da_roots),
+                Route("/v1/da/{height:int}/fraud", self.da_fraud),
                 Route("/v1/da/{height:int}/shares/{row:int}/{col:int}", self.share),
                 Route("/endless", self.endless),
                 Mount("/static", StaticFiles(directory=STATIC)),
@@ -460,6 +496,14 @@ class SyntheticNode:
                 "col_roots": [c.hex() for c in sq.col_roots()],
             }
         )
+
+    async def da_fraud(self, request: Request) -> JSONResponse:
+        """The fraud proof held for a height (``fraud``), as the node serves one."""
+        height = request.path_params["height"]
+        if height not in self.fraud:
+            error = {"code": "unknown_fraud_proof", "message": f"none against block {height}"}
+            return JSONResponse({"error": error}, 404)
+        return JSONResponse({"height": height, "proof": self.fraud[height]})
 
     async def endless(self, request: Request) -> StreamingResponse:
         """17 MiB of JSON-looking bytes with no length said beforehand."""
@@ -512,6 +556,7 @@ def js(browser, synthetic):
           client: await import("/static/light/client.js"),
           store: await import("/static/light/store.js"),
           da: await import("/static/light/da.js"),
+          leopard: await import("/static/light/leopard.js"),
         };
       }"""
     )
@@ -815,6 +860,137 @@ def test_sampling_a_block_and_its_confidence(js, synthetic):
     assert small["available"] and small["samples"] == 4 and small["confidence"] == 1
     wrong = js.evaluate(run, {"height": 7, "root": "00" * 32})
     assert wrong["check"] == "da_roots"
+
+
+def test_leopard_decoding_matches_the_python_codec(js):
+    """Codewords of 2 to 512 shares (GF(2^8) up to 256, GF(2^16) above), k of
+    them kept at random and the rest overwritten with noise: the browser
+    restores exactly what leopard.decode restores, which is the encoded
+    codeword; fewer than k shares is a RepairError."""
+    rng = np.random.default_rng(3)
+    cases, want = [], []
+    for k, size in [(1, 512), (2, 64), (4, 512), (16, 512), (64, 128), (128, 64), (256, 64)]:
+        data = rng.integers(0, 256, (k, size), dtype=np.uint8)
+        full = np.concatenate([data, leopard.encode(data)])
+        present = np.zeros(2 * k, dtype=bool)
+        present[rng.choice(2 * k, k, replace=False)] = True
+        line = full.copy()
+        line[~present] = rng.integers(0, 256, (k, size), dtype=np.uint8)
+        assert np.array_equal(leopard.decode(line, present), full)
+        cases.append({"line": [r.tobytes().hex() for r in line], "present": present.tolist()})
+        want.append([r.tobytes().hex() for r in full])
+    got = js.evaluate(
+        """async (a) => a.cases.map((c) => L.leopard
+          .decode(c.line.map((h) => L.V.fromHex(h)), c.present)
+          .map((s) => L.V.toHex(s)))""",
+        {"cases": cases},
+    )
+    assert got == want
+    short = js.evaluate(
+        """async () => {
+        const line = [0, 1, 2, 3].map(() => new Uint8Array(64));
+        try { L.leopard.decode(line, [true, false, false, false]); return "decoded"; }
+        catch (err) { return err.name; }
+      }"""
+    )
+    assert short == "RepairError"
+
+
+def fraud_cases(sq: ExtendedSquare) -> tuple[ExtendedSquare, list[BadEncodingProof]]:
+    """A square with one share of row 2 changed, its fraud proof, and that
+    proof changed in each way a node could lie (or build one on a good axis)."""
+    data = sq.data.copy()
+    data[2, 1, 100] ^= 0x5A
+    bad = ExtendedSquare(data)
+    proof = find_bad_encoding(bad)
+    assert proof is not None and (proof.axis, proof.index) == (ROW, 2)
+    shares = list(proof.shares)
+    swapped = [replace(shares[0], share=bytes(512)), *shares[1:]]
+    beyond = [replace(shares[0], col=bad.width + 1), *shares[1:]]
+    twice = [shares[0], shares[0], *shares[2:]]
+    good_row = replace(
+        proof,
+        index=4,
+        axis_root=bad.row_roots()[4],
+        axis_root_proof=replace(proof.axis_root_proof, index=4),
+        shares=tuple(prove_share(bad, 4, c, axis=COL) for c in range(bad.k)),
+    )
+    return bad, [
+        proof,
+        replace(proof, shares=tuple(swapped)),
+        replace(proof, shares=tuple(beyond)),
+        replace(proof, shares=tuple(twice)),
+        replace(proof, shares=proof.shares[:-1]),
+        replace(proof, axis_root_proof=replace(proof.axis_root_proof, index=3)),
+        replace(proof, axis=COL),
+        good_row,
+    ]
+
+
+def column_case(sq: ExtendedSquare) -> tuple[ExtendedSquare, BadEncodingProof]:
+    """Row 2 re-encoded from changed data: every row a codeword, its columns
+    not, so the proof is of a column (its shares proven along their rows)."""
+    recoded = sq.data.copy()
+    recoded[2, : sq.k, 100] ^= 0x5A
+    recoded[2, sq.k :] = leopard.encode(recoded[2, : sq.k])
+    bad = ExtendedSquare(recoded)
+    column = find_bad_encoding(bad)
+    assert column is not None and column.axis == COL
+    return bad, column
+
+
+def test_fraud_proofs_match_the_python_verifier(js):
+    """Bad-encoding proofs of an 8 x 8 square (of a row, and of a column of
+    another) and each lie about the first: the browser decodes the axis from
+    its k shares and accepts exactly what verify_bad_encoding_proof accepts,
+    against each square's data root and against the honest square's."""
+    honest = square(4)
+    bad, proofs = fraud_cases(honest)
+    by_column, column = column_case(honest)
+    proofs.append(column)
+    docs = [befp_to_json(p) for p in proofs]
+    assert verify_bad_encoding_proof(by_column.data_root(), column)
+    for root in (bad.data_root(), honest.data_root(), by_column.data_root()):
+        want = [verify_bad_encoding_proof(root, p) for p in proofs]
+        got = js.evaluate(
+            """async (a) => {
+            const root = L.V.fromHex(a.root);
+            const out = [];
+            for (const d of a.docs) {
+              out.push(await L.da.verifyBadEncodingProof(root, L.da.parseBadEncodingProof(d)));
+            }
+            return out;
+          }""",
+            {"root": root.hex(), "docs": docs},
+        )
+        assert got == want
+    assert [verify_bad_encoding_proof(bad.data_root(), p) for p in proofs][:2] == [True, False]
+    # the whole row's NMT root, decoded from k shares, is the one the honest encoding has
+    assert sum(verify_bad_encoding_proof(bad.data_root(), p) for p in proofs) == 1
+
+
+def test_sampling_refuses_a_badly_encoded_block_and_lists_a_false_proof(js, synthetic):
+    """The node's fraud proof against a sampled block: one that verifies makes
+    it unavailable (all its samples verify: the square's roots are its own);
+    one that proves nothing is listed and changes nothing; none is no finding."""
+    node, _ = synthetic
+    bad, proofs = fraud_cases(square(4))
+    node.squares = {20: bad, 21: bad, 22: bad}
+    node.fraud = {20: befp_to_json(proofs[0]), 21: befp_to_json(proofs[1])}
+    run = """async (a) => {
+      const block = { height: a.height, header: { data_root: L.V.fromHex(a.root) } };
+      return await L.da.sampleBlock(new L.client.Node(""), block, 16);
+    }"""
+    root = bad.data_root().hex()
+    proven = js.evaluate(run, {"height": 20, "root": root})
+    assert proven["verified"] == proven["samples"] == 16
+    assert proven["badEncoding"] == {"axis": "row", "index": 2} and not proven["available"]
+    assert proven["badFraudProof"] is None
+    false_proof = js.evaluate(run, {"height": 21, "root": root})
+    assert false_proof["available"] and false_proof["badEncoding"] is None
+    assert "proves nothing" in false_proof["badFraudProof"]
+    none = js.evaluate(run, {"height": 22, "root": root})
+    assert none["available"] and none["badEncoding"] is None and none["badFraudProof"] is None
 
 
 def test_headers_are_readable_from_another_origin_and_nothing_else(node, js):

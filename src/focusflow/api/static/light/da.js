@@ -12,6 +12,7 @@
 
 import * as V from "../verify.js";
 import { NodeError } from "./client.js";
+import { RepairError, decode } from "./leopard.js";
 
 export const NAMESPACE_SIZE = 29; // focusflow.da.namespace.NAMESPACE_SIZE
 export const SHARE_SIZE = 512; // focusflow.da.shares.SHARE_SIZE
@@ -84,6 +85,14 @@ export async function nmtVerifyLeaf(root, start, total, nodes, data) {
     return false;
   }
   return next === nodes.length && V.equal(computed, root);
+}
+
+// The root over leaf nodes already hashed. Mirrors focusflow.da.nmt.root_of_leaf_nodes
+// (never called here with no leaves).
+export async function rootOfLeafNodes(nodes) {
+  if (nodes.length === 1) return nodes[0];
+  const k = splitPoint(nodes.length);
+  return innerNode(await rootOfLeafNodes(nodes.slice(0, k)), await rootOfLeafNodes(nodes.slice(k)));
 }
 
 // The NMT leaf of a share: its own namespace in the original quadrant, the
@@ -190,7 +199,8 @@ export async function squareWidth(node, height, dataRoot) {
 }
 
 // One sampling round of a verified block: {height, k, width, samples, verified,
-// available, confidence, withheld: [[row, col, why]], invalid: [[row, col, why]]}.
+// available, confidence, withheld: [[row, col, why]], invalid: [[row, col, why]],
+// badEncoding: {axis, index} or null, badFraudProof: why or null (checkFraud)}.
 // The shares are asked in one request (GET /v1/light/shares/{h}?at=r,c;...,
 // focusflow.api.routes_light.sample_shares). A share the node does not serve
 // (an error item, or no answer in SHARE_TIMEOUT_MS) is withheld; one whose
@@ -236,6 +246,16 @@ export async function sampleBlock(node, block, samples = DEFAULT_SAMPLES, { rand
   }
   const n = coords.length;
   const failed = withheld.length + invalid.length;
+  // A fraud proof the node holds: one that verifies makes the block
+  // unavailable whatever the samples say; one that proves nothing is listed.
+  let badEncoding = null;
+  let badFraudProof = null;
+  try {
+    badEncoding = await checkFraud(node, block.height, dataRoot);
+  } catch (err) {
+    if (err instanceof V.VerifyError) badFraudProof = err.message;
+    else if (!(err instanceof NodeError)) throw err;
+  }
   return {
     height: block.height,
     k,
@@ -243,10 +263,96 @@ export async function sampleBlock(node, block, samples = DEFAULT_SAMPLES, { rand
     samples: n,
     requested: samples,
     verified: n - failed,
-    available: failed === 0,
+    available: failed === 0 && badEncoding === null,
     // every share checked: nothing withheld can have been missed
     confidence: n === width * width ? 1 : detectionProbability(k, n),
     withheld,
     invalid,
+    badEncoding,
+    badFraudProof,
   };
+}
+
+// A bad-encoding fraud proof's JSON (GET /v1/da/{h}/fraud), bounded and decoded.
+// Mirrors focusflow.da.wire.befp_from_json.
+export function parseBadEncodingProof(doc) {
+  const r = doc?.axis_root_proof;
+  if (!doc || (doc.axis !== "row" && doc.axis !== "col") || !r) throw new V.VerifyError("malformed", "a fraud proof's shape");
+  if (!Array.isArray(doc.shares) || doc.shares.length > MAX_WIDTH / 2) {
+    throw new V.VerifyError("malformed", `a fraud proof carries at most ${MAX_WIDTH / 2} shares`);
+  }
+  for (const [what, v, top] of [["index", doc.index, MAX_WIDTH], ["root index", r.index, 2 * MAX_WIDTH],
+    ["root total", r.total, 2 * MAX_WIDTH]]) {
+    if (!isCount(v, top)) throw new V.VerifyError("malformed", `fraud proof ${what}`);
+  }
+  return {
+    axis: doc.axis,
+    index: doc.index,
+    axisRoot: hexSized(doc.axis_root, NMT_NODE_SIZE, "axis root"),
+    rootProof: { index: r.index, total: r.total, aunts: hexList(r.aunts, 32, "aunts") },
+    shares: doc.shares.map(parseShare),
+  };
+}
+
+// Whether `proof` shows that the square under `dataRoot` is badly encoded: its
+// axis root leads to the data root, its k shares of that axis each lead there
+// along the other axis, and the axis decoded from them has another NMT root.
+// Mirrors focusflow.da.fraud.verify_bad_encoding_proof.
+export async function verifyBadEncodingProof(dataRoot, proof) {
+  const width = Math.floor(proof.rootProof.total / 2);
+  const k = width / 2;
+  // A width that is not a power of two holds no share proof that verifies.
+  if (width < 2 || width & (width - 1) || !(proof.index >= 0 && proof.index < width)) return false;
+  const rootIndex = proof.axis === "row" ? proof.index : width + proof.index;
+  if (proof.rootProof.index !== rootIndex) return false;
+  if (!(await V.verifyMerklePath(dataRoot, proof.axisRoot, rootIndex, proof.rootProof.total, proof.rootProof.aunts))) {
+    return false;
+  }
+  const other = proof.axis === "row" ? "col" : "row";
+  const line = Array.from({ length: width }, () => new Uint8Array(SHARE_SIZE));
+  const present = new Array(width).fill(false);
+  for (const sp of proof.shares) {
+    const onAxis = proof.axis === "row" ? sp.row === proof.index : sp.col === proof.index;
+    const position = proof.axis === "row" ? sp.col : sp.row;
+    if (!onAxis || sp.axis !== other || !(position >= 0 && position < width) || present[position]) return false;
+    if (Math.floor(sp.rootProof.total / 2) !== width) return false;
+    line[position] = sp.share;
+    present[position] = true;
+  }
+  // Every share's proof, the hashes of all of them in flight at once.
+  const proven = await Promise.all(proof.shares.map((sp) => verifyShareProof(dataRoot, sp)));
+  if (!proven.every(Boolean)) return false;
+  let full;
+  try {
+    full = decode(line, present);
+  } catch (err) {
+    if (err instanceof RepairError) return false;
+    throw err;
+  }
+  const leaves = await Promise.all(full.map((share, position) => {
+    const [row, col] = proof.axis === "row" ? [proof.index, position] : [position, proof.index];
+    return leafNode(leafData(share, row, col, k));
+  }));
+  return !V.equal(await rootOfLeafNodes(leaves), proof.axisRoot);
+}
+
+// The node's fraud proof against block `height` checked against `dataRoot`:
+// null when it holds none; {axis, index} when one verifies (the square is not
+// a valid encoding, whatever sampling says); a VerifyError ("bad_fraud_proof")
+// when the node serves one that proves nothing. Mirrors
+// focusflow.cli.light_cmd._check_fraud.
+export async function checkFraud(node, height, dataRoot) {
+  let body;
+  try {
+    body = await node.get(`/v1/da/${height}/fraud`);
+  } catch (err) {
+    if (err instanceof NodeError && err.code === "unknown_fraud_proof") return null;
+    throw err;
+  }
+  if (body?.height !== height) throw new V.VerifyError("bad_fraud_proof", `a fraud proof for block ${body?.height}, not ${height}`);
+  const proof = parseBadEncodingProof(body.proof);
+  if (!(await verifyBadEncodingProof(dataRoot, proof))) {
+    throw new V.VerifyError("bad_fraud_proof", `the node's fraud proof against block ${height} proves nothing`);
+  }
+  return { axis: proof.axis, index: proof.index };
 }

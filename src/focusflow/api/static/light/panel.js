@@ -218,7 +218,8 @@ export class LightPanel {
     const pct = (100 * r.confidence).toFixed(4);
     const whole = r.samples === r.width * r.width ? " (every share)" : "";
     setText("light-da",
-      `block ${r.height}: ${r.available ? "available" : "UNAVAILABLE"}, ${r.verified} of ${r.samples} distinct shares ` +
+      `block ${r.height}: ${r.badEncoding ? "BADLY ENCODED" : r.available ? "available" : "UNAVAILABLE"}, ` +
+      `${r.verified} of ${r.samples} distinct shares ` +
       `verified${whole} of the ${r.width} x ${r.width} square; confidence ${pct} %`,
       { height: r.height, available: r.available, confidence: r.confidence, samples: r.samples, verifiedShares: r.verified });
     const list = $("da-problems");
@@ -234,6 +235,20 @@ export class LightPanel {
         list.prepend(li);
       }
     }
+    const fraud = (kind, text, data = {}) => {
+      const li = document.createElement("li");
+      li.dataset.kind = kind;
+      li.dataset.height = String(r.height);
+      Object.assign(li.dataset, data);
+      li.textContent = `block ${r.height}: ${text}`;
+      list.prepend(li);
+    };
+    if (r.badEncoding) {
+      const { axis, index } = r.badEncoding;
+      fraud("bad_encoding", `badly encoded: a fraud proof shows ${axis} ${index} is not a Reed-Solomon codeword`,
+        { axis, index: String(index) });
+    }
+    if (r.badFraudProof) fraud("bad_fraud_proof", `the node's fraud proof does not verify: ${r.badFraudProof}`);
     while (list.children.length > DA_PROBLEMS_KEPT) list.lastElementChild.remove();
     $("da-problems-box").hidden = !list.children.length;
   }
