@@ -923,6 +923,12 @@ def fraud_cases(sq: ExtendedSquare) -> tuple[ExtendedSquare, list[BadEncodingPro
         replace(proof, shares=proof.shares[:-1]),
         replace(proof, axis_root_proof=replace(proof.axis_root_proof, index=3)),
         replace(proof, axis=COL),
+        # a root path said to be among one root fewer: a width of no power of two
+        replace(
+            proof,
+            axis_root_proof=replace(proof.axis_root_proof, total=2 * bad.width - 1),
+            shares=(),
+        ),
         good_row,
     ]
 

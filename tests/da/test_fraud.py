@@ -81,3 +81,22 @@ def test_a_share_beyond_the_square_proves_nothing_and_raises_nothing(eds):
     hostile = dataclasses.replace(proof, shares=tuple(shares))
     assert verify_bad_encoding_proof(bad.data_root(), proof)
     assert not verify_bad_encoding_proof(bad.data_root(), hostile)
+
+
+def test_a_square_width_that_is_no_power_of_two_proves_nothing_and_raises_nothing(eds):
+    """Row 2's proof with its root path said to be among one root fewer
+    (2 * width - 1: a width of 15, k = 7 here): the path still leads to the
+    data root (leaf 2's path is the same in 31 leaves as in 32), and with no
+    share the codec was asked for a codeword of 7 data shards and raised.
+    Found by fuzzing the proof's JSON form."""
+    data = eds.data.copy()
+    data[2, 1, 100] ^= 0x5A
+    bad = ExtendedSquare(data)
+    proof = find_bad_encoding(bad)
+    assert (proof.axis, proof.index) == ("row", 2)
+    hostile = dataclasses.replace(
+        proof,
+        axis_root_proof=dataclasses.replace(proof.axis_root_proof, total=2 * bad.width - 1),
+        shares=(),
+    )
+    assert not verify_bad_encoding_proof(bad.data_root(), hostile)

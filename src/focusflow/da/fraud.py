@@ -72,7 +72,9 @@ def verify_bad_encoding_proof(data_root: bytes, proof: BadEncodingProof) -> bool
     """Whether ``proof`` shows that the square under ``data_root`` is badly encoded."""
     width = proof.axis_root_proof.total // 2
     k = width // 2
-    if proof.axis not in (ROW, COL) or not 0 <= proof.index < width or k < 1:
+    # A square's width is a power of two (no share proof of another verifies,
+    # and the codec takes no other).
+    if proof.axis not in (ROW, COL) or not 0 <= proof.index < width or k < 1 or width & (width - 1):
         return False
     root_index = proof.index if proof.axis == ROW else width + proof.index
     if proof.axis_root_proof.index != root_index:
