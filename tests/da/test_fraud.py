@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import random
+from typing import Any
 
 import pytest
 
+from focusflow.core.errors import FocusflowError
 from focusflow.da import (
     ExtendedSquare,
+    befp_from_json,
+    befp_to_json,
     find_bad_encoding,
     verify_bad_encoding_proof,
 )
@@ -100,3 +106,64 @@ def test_a_square_width_that_is_no_power_of_two_proves_nothing_and_raises_nothin
         shares=(),
     )
     assert not verify_bad_encoding_proof(bad.data_root(), hostile)
+
+
+#: Counts and positions a hostile proof names: edges of an 8-share square's
+#: sizes and of the wire's bounds (MAX_WIDTH 1024).
+_FUZZ_INTS = (0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 1023, 1024, 2047, 2048)
+
+
+def _mutated(doc: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """``doc`` (a proof's JSON form) with one to three of its counts,
+    positions, axes or shares changed."""
+    d = copy.deepcopy(doc)
+    for _ in range(rng.randint(1, 3)):
+        shares, root = d["shares"], d["axis_root_proof"]
+        r = rng.random()
+        if r < 0.1:
+            d["index"] = rng.choice(_FUZZ_INTS)
+        elif r < 0.2:
+            d["axis"] = rng.choice(["row", "col"])
+        elif r < 0.3:
+            root["total"] = rng.choice(_FUZZ_INTS)
+        elif r < 0.4:
+            root["index"] = rng.choice(_FUZZ_INTS)
+        elif r < 0.5:
+            del shares[rng.randint(0, len(shares)) :]
+        elif r < 0.55 and shares:
+            shares.append(copy.deepcopy(rng.choice(shares)))
+        elif shares:
+            item = rng.choice(shares)
+            field = rng.choice(["row", "col", "start", "end", "total", "index", "rtotal", "axis"])
+            if field in ("row", "col"):
+                item[field] = rng.choice(_FUZZ_INTS)
+            elif field in ("start", "end", "total"):
+                item["proof"]["nmt_proof"][field] = rng.choice(_FUZZ_INTS)
+            elif field == "index":
+                item["proof"]["root_proof"]["index"] = rng.choice(_FUZZ_INTS)
+            elif field == "rtotal":
+                item["proof"]["root_proof"]["total"] = rng.choice(_FUZZ_INTS)
+            else:
+                item["proof"]["axis"] = rng.choice(["row", "col"])
+    return d
+
+
+def test_hostile_proofs_off_the_wire_get_a_verdict_never_an_exception(eds):
+    """600 mutations of a true proof's JSON form (what a peer or a node's
+    fraud route hands over): each is refused by the decoder with its error,
+    or given a verdict by the verifier, which never raises. The two refusals
+    above were found this way."""
+    data = eds.data.copy()
+    data[2, 1, 100] ^= 0x5A
+    bad = ExtendedSquare(data)
+    doc = befp_to_json(find_bad_encoding(bad))
+    root = bad.data_root()
+    rng = random.Random(7)
+    verdicts = {True: 0, False: 0}
+    for _ in range(600):
+        try:
+            proof = befp_from_json(_mutated(doc, rng))
+        except FocusflowError:
+            continue
+        verdicts[verify_bad_encoding_proof(root, proof)] += 1
+    assert verdicts[False] > 100 and verdicts[True] > 0  # both outcomes were reached
