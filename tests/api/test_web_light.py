@@ -862,6 +862,23 @@ def test_sampling_a_block_and_its_confidence(js, synthetic):
     assert wrong["check"] == "da_roots"
 
 
+def test_hex_decoding_takes_lowercase_digits_only(js):
+    """Byte strings come as lowercase hex: each valid one decodes to Python's
+    bytes.fromhex; an odd length, an uppercase digit, another character (ASCII
+    or not) or a non-string is malformed."""
+    good = ["", "00", "ff", "0123456789abcdef", bytes(range(256)).hex()]
+    bad = ["0", "0A", "FF", "0g", "zz", "0 ", "\u00e90", "\u0660\u0661", "fe\x00", 17, None]
+    got = js.evaluate(
+        """async (a) => [...a.good, ...a.bad].map((h) => {
+        try { return Array.from(L.V.fromHex(h, "x")); }
+        catch (err) { return `${err.check}: ${err.message}`; }
+      })""",
+        {"good": good, "bad": bad},
+    )
+    assert got[: len(good)] == [list(bytes.fromhex(h)) for h in good]
+    assert got[len(good) :] == ["malformed: x is not lowercase hex"] * len(bad)
+
+
 def test_leopard_decoding_matches_the_python_codec(js):
     """Codewords of 2 to 512 shares (GF(2^8) up to 256, GF(2^16) above), k of
     them kept at random and the rest overwritten with noise: the browser

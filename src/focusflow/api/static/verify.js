@@ -31,12 +31,23 @@ const fail = (check, message) => {
 
 // ---------------------------------------------------------------- bytes
 
+// Each ASCII code's value as a lowercase hex digit, -1 for any other.
+const HEX_DIGIT = new Int8Array(128).fill(-1);
+for (let d = 0; d < 16; d++) HEX_DIGIT["0123456789abcdef".charCodeAt(d)] = d;
+
+// A digit by table, not a parseInt of a slice a byte: a fraud proof's answer
+// carries about 160 KB, whose decoding took 17 ms that way.
 export function fromHex(hex, what = "value") {
-  if (typeof hex !== "string" || hex.length % 2 || !/^[0-9a-f]*$/.test(hex)) {
-    fail("malformed", `${what} is not lowercase hex`);
-  }
+  if (typeof hex !== "string" || hex.length % 2) fail("malformed", `${what} is not lowercase hex`);
   const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  for (let i = 0; i < out.length; i++) {
+    const hi = hex.charCodeAt(2 * i);
+    const lo = hex.charCodeAt(2 * i + 1);
+    const h = hi < 128 ? HEX_DIGIT[hi] : -1;
+    const l = lo < 128 ? HEX_DIGIT[lo] : -1;
+    if (h < 0 || l < 0) fail("malformed", `${what} is not lowercase hex`);
+    out[i] = (h << 4) | l;
+  }
   return out;
 }
 
