@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import FocusflowError
 from focusflow.core.keys import KeyPair
 from focusflow.da import (
+    befp_from_json,
     befp_to_json,
     extend,
     find_bad_encoding,
@@ -68,6 +70,7 @@ from focusflow.light.synthetic import SyntheticChain
 from focusflow.light.verify import parse_light_block
 from focusflow.testing.devnet import Devnet, start_devnet, wait_height
 from focusflow.testing.web import keys, serve, set_of, validators_json
+from tests.da.test_fraud import mutated_proof_json
 
 UI_TIMEOUT_MS = 20_000  # bound of every wait on the page
 FORGED_ROOT = bytes.fromhex("ab" * 32)
@@ -990,6 +993,43 @@ def test_fraud_proofs_match_the_python_verifier(js):
     assert [verify_bad_encoding_proof(bad.data_root(), p) for p in proofs][:2] == [True, False]
     # the whole row's NMT root, decoded from k shares, is the one the honest encoding has
     assert sum(verify_bad_encoding_proof(bad.data_root(), p) for p in proofs) == 1
+
+
+def test_hostile_fraud_proofs_get_the_python_verdict(js):
+    """300 seeded mutations of a true proof's JSON form (tests/da/test_fraud.py's
+    fuzz): the browser proves exactly the ones the Python decoder and verifier
+    prove, and refuses every other with a VerifyError or a false verdict, never
+    another exception."""
+    honest = square(4)
+    bad, proofs = fraud_cases(honest)
+    doc = befp_to_json(proofs[0])
+    rng = random.Random(11)
+    docs, want = [], []
+    for _ in range(300):
+        mutated = mutated_proof_json(doc, rng)
+        try:
+            proven = verify_bad_encoding_proof(bad.data_root(), befp_from_json(mutated))
+        except FocusflowError:
+            proven = False
+        docs.append(mutated)
+        want.append(proven)
+    got = js.evaluate(
+        """async (a) => {
+        const root = L.V.fromHex(a.root);
+        const out = [];
+        for (const d of a.docs) {
+          try {
+            out.push(await L.da.verifyBadEncodingProof(root, L.da.parseBadEncodingProof(d)));
+          } catch (err) {
+            out.push(err instanceof L.V.VerifyError ? false : `${err.name}: ${err.message}`);
+          }
+        }
+        return out;
+      }""",
+        {"root": bad.data_root().hex(), "docs": docs},
+    )
+    assert got == want
+    assert 0 < sum(want) < len(want)
 
 
 def test_sampling_refuses_a_badly_encoded_block_and_lists_a_false_proof(js, synthetic):

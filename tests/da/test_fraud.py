@@ -113,7 +113,7 @@ def test_a_square_width_that_is_no_power_of_two_proves_nothing_and_raises_nothin
 _FUZZ_INTS = (0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 1023, 1024, 2047, 2048)
 
 
-def _mutated(doc: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def mutated_proof_json(doc: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     """``doc`` (a proof's JSON form) with one to three of its counts,
     positions, axes or shares changed."""
     d = copy.deepcopy(doc)
@@ -162,7 +162,7 @@ def test_hostile_proofs_off_the_wire_get_a_verdict_never_an_exception(eds):
     verdicts = {True: 0, False: 0}
     for _ in range(600):
         try:
-            proof = befp_from_json(_mutated(doc, rng))
+            proof = befp_from_json(mutated_proof_json(doc, rng))
         except FocusflowError:
             continue
         verdicts[verify_bad_encoding_proof(root, proof)] += 1
