@@ -223,32 +223,24 @@ export class LightPanel {
       `verified${whole} of the ${r.width} x ${r.width} square; confidence ${pct} %`,
       { height: r.height, available: r.available, confidence: r.confidence, samples: r.samples, verifiedShares: r.verified });
     const list = $("da-problems");
-    for (const [kind, items] of [["withheld", r.withheld], ["invalid", r.invalid]]) {
-      for (const [row, col, why] of items) {
-        const li = document.createElement("li");
-        li.dataset.kind = kind;
-        li.dataset.height = String(r.height);
-        li.dataset.row = String(row);
-        li.dataset.col = String(col);
-        li.textContent = `block ${r.height}, share (${row}, ${col}): ` +
-          (kind === "withheld" ? `not served: ${why}` : `does not verify: ${why}`);
-        list.prepend(li);
-      }
-    }
-    const fraud = (kind, text, data = {}) => {
+    const listed = (kind, text, data = {}) => {
       const li = document.createElement("li");
-      li.dataset.kind = kind;
-      li.dataset.height = String(r.height);
-      Object.assign(li.dataset, data);
-      li.textContent = `block ${r.height}: ${text}`;
+      Object.assign(li.dataset, { kind, height: String(r.height), ...data });
+      li.textContent = `block ${r.height}${text}`;
       list.prepend(li);
     };
+    for (const [kind, items] of [["withheld", r.withheld], ["invalid", r.invalid]]) {
+      for (const [row, col, why] of items) {
+        listed(kind, `, share (${row}, ${col}): ` + (kind === "withheld" ? `not served: ${why}` : `does not verify: ${why}`),
+          { row: String(row), col: String(col) });
+      }
+    }
     if (r.badEncoding) {
       const { axis, index } = r.badEncoding;
-      fraud("bad_encoding", `badly encoded: a fraud proof shows ${axis} ${index} is not a Reed-Solomon codeword`,
+      listed("bad_encoding", `: badly encoded: a fraud proof shows ${axis} ${index} is not a Reed-Solomon codeword`,
         { axis, index: String(index) });
     }
-    if (r.badFraudProof) fraud("bad_fraud_proof", `the node's fraud proof does not verify: ${r.badFraudProof}`);
+    if (r.badFraudProof) listed("bad_fraud_proof", `: the node's fraud proof does not verify: ${r.badFraudProof}`);
     while (list.children.length > DA_PROBLEMS_KEPT) list.lastElementChild.remove();
     $("da-problems-box").hidden = !list.children.length;
   }
