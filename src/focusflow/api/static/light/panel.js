@@ -123,11 +123,12 @@ export class LightPanel {
       const client = this.client;
       const t0 = performance.now();
       const before = client.verified;
-      if (!client.store.root()) await this.takeRoot(client);
+      const fromRoot = !client.store.root();
+      if (fromRoot) await this.takeRoot(client);
       if (!this.synced) setText("light-status", "syncing from the root of trust…", { state: "syncing" });
       const head = await client.sync();
       this.synced = true;
-      this.showSynced(head, client.verified - before, performance.now() - t0);
+      this.showSynced(head, client.verified - before, performance.now() - t0, fromRoot);
       if (this.witness && Date.now() - this.witnessAt > WITNESS_GAP_MS) {
         this.witnessAt = Date.now();
         await this.compare(client, head);
@@ -200,7 +201,10 @@ export class LightPanel {
     }
   }
 
-  showSynced(head, steps, ms) {
+  // `fromRoot`: this round took the root of trust; its count of verified
+  // headers stays on #light-root (data-root-steps) after later rounds rewrite
+  // the status line, as the cost of the first sync.
+  showSynced(head, steps, ms, fromRoot = false) {
     const store = this.client.store;
     const root = store.root();
     const since = new Date(store.rootSince ?? Date.now()).toISOString().replace("T", " ").slice(0, 19);
@@ -210,7 +214,7 @@ export class LightPanel {
       { state: "synced", height: head.height, check: "" });
     setText("light-height", String(head.height), { height: head.height });
     setText("light-root", `root of trust: header ${root.height}, taken ${since} UTC from ${store.rootFrom}`,
-      { height: root.height, since: store.rootSince ?? "" });
+      { height: root.height, since: store.rootSince ?? "", ...(fromRoot ? { rootSteps: steps } : {}) });
   }
 
   showSample(r) {
