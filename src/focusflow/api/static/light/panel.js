@@ -8,12 +8,16 @@
 import * as V from "../verify.js";
 import { ForkError, LightClient, Node, NodeError } from "./client.js";
 import { DEFAULT_SAMPLES, sampleBlock } from "./da.js";
+import { personalFocus, prepareGraph } from "./focus.js";
+import { neighbourhood } from "./links.js";
 import { LightStore, MemoryStore } from "./store.js";
 
 const WITNESS_KEY = "focusflow.witness";
 const WITNESS_GAP_MS = 5000; // at most one witness comparison per this interval
 const DA_PROBLEMS_KEPT = 50;
 const MAX_SAMPLES = 64; // ?samples= is bounded by what one request asks
+const FOCUS_SHOWN = 10; // particles listed by personal focus
+const FOCUS_SCALE = 1e-15; // a committed focus value's unit (chain/focus_commit.py)
 
 const $ = (id) => document.getElementById(id);
 
@@ -57,6 +61,55 @@ export class LightPanel {
     const asked = Number(new URLSearchParams(location.search).get("samples"));
     this.samples = Number.isSafeInteger(asked) && asked >= 1 ? Math.min(asked, MAX_SAMPLES) : DEFAULT_SAMPLES;
     $("light-reset")?.addEventListener("click", () => this.reset());
+    $("light-focus-form")?.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.computeFocus($("light-focus-cid").value.trim());
+    });
+  }
+
+  // Personal focus of `cid` over its proven neighbourhood (?hops=1..3, default 1),
+  // computed here; each listed particle's committed global focus beside it,
+  // verified against the same header.
+  async computeFocus(cid) {
+    const status = (text, data) => setText("light-focus-status", text, data);
+    const list = $("light-focus");
+    list.replaceChildren();
+    try {
+      if (!this.client || !this.synced) await this.tick();
+      if (!this.client || !this.synced) throw new V.VerifyError("not_synced", "the light client has not synced a header yet");
+      const hops = Math.min(3, Math.max(1, Number(new URLSearchParams(location.search).get("hops")) || 1));
+      status(`fetching the ${hops}-hop neighbourhood of ${cid} with proofs…`, { state: "fetching" });
+      const hood = await neighbourhood(this.client, cid, { hops });
+      const t0 = performance.now();
+      const r = personalFocus(prepareGraph(hood.n, hood.src, hood.dst, hood.w), [0]);
+      const ms = performance.now() - t0;
+      const order = Array.from(r.focus.keys()).sort((a, b) => r.focus[b] - r.focus[a]).slice(0, FOCUS_SHOWN);
+      const height = hood.heights[hood.heights.length - 1];
+      const block = height ? await this.client.sync(height) : null;
+      for (const i of order) {
+        const li = document.createElement("li");
+        const c = hood.cids[i];
+        let global = "";
+        if (block) {
+          const answer = await this.node.get(`/v1/light/proofs/particle/${encodeURIComponent(c)}?height=${height}`);
+          const { q } = await V.verifyParticleFocus(block.header, V.cidToBytes(c), answer);
+          global = `, global ${(Number(q) * FOCUS_SCALE).toExponential(4)} (verified at ${height})`;
+          li.dataset.globalQ = String(q);
+        }
+        Object.assign(li.dataset, { cid: c, focus: String(r.focus[i]) });
+        li.textContent = `${c}: personal ${r.focus[i].toExponential(4)}${global}`;
+        list.append(li);
+      }
+      const left = hood.cut ? "cut at the walk's bounds" : "complete as far as the node's word goes (a page's completeness is not provable)";
+      status(`${hood.links} proven links over ${hood.n} particles, ${hood.unproven} unproven left out, ${left}; ` +
+        `fetched in ${hood.ms.toFixed(0)} ms, computed in ${ms.toFixed(0)} ms (${r.iterations} iterations)`,
+        { state: "done", links: hood.links, particles: hood.n, unproven: hood.unproven, cut: hood.cut, ms: ms.toFixed(1) });
+    } catch (err) {
+      const why = err?.message || String(err);
+      const check = err?.check || err?.code || "error";
+      status(`not computed: ${why} (${check})`, { state: "failed", check });
+      if (err instanceof V.VerifyError) this.problem(`links of ${cid}`, check, why);
+    }
   }
 
   // Whether the root of trust is the node's word (header 1 taken as given).

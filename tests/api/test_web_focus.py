@@ -1,0 +1,287 @@
+"""Personal focus in a real headless Chromium (``static/light/focus.js``,
+``static/light/links.js``).
+
+The browser's tri-kernel is compared with the engine's ``personalized_focus``
+(float64, numpy backend) on random graphs; its neighbourhood walk runs against
+the node's real app over a real chain on loopback, with the Python light
+client's pages as the reference; a node that rewrites a proven link is caught.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from focusflow.core.cid import cid_from_bytes
+from focusflow.focus.params import make_params
+from focusflow.focus.personal import personalized_focus
+from focusflow.light.client import LightClient, Node
+from focusflow.light.store import LightStore
+from focusflow.testing.chains import particle
+from focusflow.testing.lightnode import build_chain, node_app, serve
+
+UI_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[tuple[Any, str, dict[str, Any]]]:
+    """A chain of 8 blocks (a hub linking to p1..p8, p_h -> p_h+1) behind the
+    node's real app; ``lie["on"]`` makes the app rewrite links pages."""
+    chain = build_chain(tmp_path_factory.mktemp("focus") / "c", 8)
+    lie: dict[str, Any] = {"on": None}
+
+    def rewrite(path: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if lie["on"] is None or "/proofs/links/" not in path or not doc.get("links"):
+            return None
+        changed = copy.deepcopy(doc)
+        if lie["on"] == "other_target":
+            changed["links"][0]["to"] = cid_from_bytes(particle("nowhere"))
+        elif lie["on"] == "other_block":
+            changed["block_hash"] = "00" * 32
+        return changed
+
+    url, stop = serve(node_app(chain, rewrite))
+    try:
+        yield chain, url, lie
+    finally:
+        stop()
+        chain.close()
+
+
+@pytest.fixture
+def js(browser, served):
+    """A page of the node's origin with the light modules as ``window.L``."""
+    _, url, _ = served
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{url}/static/style.css")
+    page.evaluate(
+        """async () => {
+        window.L = {
+          V: await import("/static/verify.js"),
+          client: await import("/static/light/client.js"),
+          store: await import("/static/light/store.js"),
+          focus: await import("/static/light/focus.js"),
+          links: await import("/static/light/links.js"),
+        };
+      }"""
+    )
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def random_graph(seed: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    src = (rng.random(m) ** 2 * n).astype(np.int64)  # skewed: hubs and dangling particles
+    dst = rng.integers(0, n, m)
+    w = rng.random(m) + 0.05
+    return src, dst, w
+
+
+def reference(n: int, src, dst, w, context: list[int], **params: Any) -> np.ndarray:
+    keep = src != dst
+    g = sp.csr_matrix((w[keep], (src[keep], dst[keep])), shape=(n, n))
+    blend = {"weights": tuple(params.pop("weights"))} if "weights" in params else {}
+    fp = make_params(None, tol=1e-12, **blend, **params)
+    return personalized_focus(g, np.asarray(context), params=fp, backend="numpy").focus
+
+
+JS_FOCUS = """async (c) => {
+  const g = L.focus.prepareGraph(c.n, c.src, c.dst, c.w);
+  const r = L.focus.personalFocus(g, c.context, { tol: 1e-12, ...c.params });
+  return { focus: Array.from(r.focus), converged: r.converged, iterations: r.iterations };
+}"""
+
+
+@pytest.mark.parametrize(
+    ("seed", "n", "m", "context", "params"),
+    [
+        (1, 200, 800, [0], {}),
+        (2, 300, 600, [5, 5, 17], {}),  # repeats weigh more
+        (3, 150, 900, [1], {"alpha": 0.6, "mu": 0.3, "tau": 2.5, "weights": [0.4, 0.4, 0.2]}),
+        (4, 120, 500, [2], {"weights": [1.0, 0.0, 0.0]}),  # personalized PageRank alone
+        (5, 400, 300, [7], {"anderson": 0}),  # mostly unlinked particles; the plain iteration
+    ],
+)
+def test_the_browsers_personal_focus_is_the_engines(js, seed, n, m, context, params):
+    src, dst, w = random_graph(seed, n, m)
+    want = reference(n, src, dst, w, context, **dict(params))
+    case = {"n": n, "src": src.tolist(), "dst": dst.tolist(), "w": w.tolist()}
+    got = js.evaluate(JS_FOCUS, {**case, "context": context, "params": params})
+    assert got["converged"]
+    assert np.abs(np.asarray(got["focus"]) - want).sum() < 1e-9
+
+
+def test_bad_graphs_and_parameters_are_refused_with_a_code(js):
+    cases = [
+        ("prepareGraph(0, [], [], [])", "1 to"),
+        ("prepareGraph(3, [0], [5], [1])", "outside"),
+        ("prepareGraph(3, [0, 1], [1], [1])", "one entry per link"),
+        ("prepareGraph(3, [0], [1], [-1])", "weight"),
+        ("prepareGraph(3, [0], [1], [NaN])", "weight"),
+        ("personalFocus(prepareGraph(3, [0], [1], [1]), [])", "context is empty"),
+        ("personalFocus(prepareGraph(3, [0], [1], [1]), [3])", "out of range"),
+        ("personalFocus(prepareGraph(3, [0], [1], [1]), [0], { alpha: 1 })", "alpha"),
+        (
+            "personalFocus(prepareGraph(3, [0], [1], [1]), [0], { weights: [0, 0.5, 0.5] })",
+            "lambda_d",
+        ),
+        ("personalFocus(prepareGraph(3, [0], [1], [1]), [0], { maxIter: 1e9 })", "maxIter"),
+    ]
+    for call, words in cases:
+        got = js.evaluate(
+            f"""() => {{
+            const {{ prepareGraph, personalFocus }} = L.focus;
+            try {{ {call}; return null; }}
+            catch (err) {{ return [err.name, err.code, err.message]; }}
+          }}"""
+        )
+        assert got is not None and got[:2] == ["FocusError", "invalid_parameter"], call
+        assert words in got[2], (call, got)
+
+
+def python_pages(url: str, chain, tmp_path, cid: str) -> set[tuple[str, str]]:
+    """Every link of ``cid`` in both directions, as the Python light client proves them."""
+    with Node(url) as node:
+        client = LightClient(LightStore(tmp_path, chain.chain_id), node)
+        client.trust_genesis(chain.validators_at(1))
+        client.sync()
+        found = set()
+        for direction in ("out", "in"):
+            page = client.links(cid, direction, 0, 100)
+            found |= {(link["from"], link["to"]) for link in page.links}
+        return found
+
+
+JS_WALK = """async (a) => {
+  const store = new L.store.MemoryStore(a.chainId);
+  const client = new L.client.LightClient(store, new L.client.Node(""));
+  await client.trustGenesis(null);
+  const hood = await L.links.neighbourhood(client, a.cid, { hops: a.hops });
+  const g = L.focus.prepareGraph(hood.n, hood.src, hood.dst, hood.w);
+  const r = L.focus.personalFocus(g, [0], { tol: 1e-12 });
+  return { ...hood, focus: Array.from(r.focus) };
+}"""
+
+
+def test_a_neighbourhood_walked_with_proofs_and_its_focus(js, served, tmp_path):
+    chain, url, lie = served
+    lie["on"] = None
+    hub = cid_from_bytes(particle("hub"))
+    got = js.evaluate(JS_WALK, {"chainId": chain.chain_id, "cid": hub, "hops": 1})
+    edges = {(got["cids"][s], got["cids"][d]) for s, d in zip(got["src"], got["dst"], strict=True)}
+    assert edges == python_pages(url, chain, tmp_path, hub)
+    assert len(edges) == 8 and got["cut"] is False and got["unproven"] == 0
+    assert got["heights"] == [chain.height]
+    # two hops add the chain p1 -> p2 -> ... -> p9
+    two = js.evaluate(JS_WALK, {"chainId": chain.chain_id, "cid": hub, "hops": 2})
+    assert two["links"] == 16 and two["n"] == 10
+    n, src, dst = two["n"], np.asarray(two["src"]), np.asarray(two["dst"])
+    want = reference(n, src, dst, np.ones(len(src)), [0])
+    assert np.abs(np.asarray(two["focus"]) - want).sum() < 1e-9
+
+
+@pytest.mark.parametrize(
+    ("lie_name", "check"), [("other_target", "wrong_value"), ("other_block", "wrong_value")]
+)
+def test_a_node_rewriting_a_proven_link_is_caught(js, served, lie_name, check):
+    chain, _, lie = served
+    lie["on"] = lie_name
+    try:
+        got = js.evaluate(
+            """async (a) => {
+            const store = new L.store.MemoryStore(a.chainId);
+            const client = new L.client.LightClient(store, new L.client.Node(""));
+            await client.trustGenesis(null);
+            try { await L.links.neighbourhood(client, a.cid); return null; }
+            catch (err) { return [err.name, err.check, err.message]; }
+          }""",
+            {"chainId": chain.chain_id, "cid": cid_from_bytes(particle("hub"))},
+        )
+    finally:
+        lie["on"] = None
+    assert got is not None and got[0] == "VerifyError" and got[1] == check, got
+
+
+def test_a_walk_stops_at_its_bounds(js, served):
+    chain, _, lie = served
+    lie["on"] = None
+    got = js.evaluate(
+        """async (a) => {
+        const store = new L.store.MemoryStore(a.chainId);
+            const client = new L.client.LightClient(store, new L.client.Node(""));
+        await client.trustGenesis(null);
+        const few = await L.links.neighbourhood(client, a.cid, { hops: 2, maxLinks: 3 });
+        let bad = null;
+        try { await L.links.neighbourhood(client, "notacid"); } catch (err) { bad = err.check; }
+        let hops = null;
+        try { await L.links.neighbourhood(client, a.cid, { hops: 9 }); }
+        catch (err) { hops = err.check; }
+        return { links: few.links, cut: few.cut, bad, hops };
+      }""",
+        {"chainId": chain.chain_id, "cid": cid_from_bytes(particle("hub"))},
+    )
+    assert got == {"links": 3, "cut": True, "bad": "malformed", "hops": "malformed"}
+
+
+def test_the_page_computes_personal_focus_beside_the_verified_global_values(
+    browser, served, tmp_path
+):
+    """Verified mode's light panel: a particle's 1-hop neighbourhood fetched with
+    proofs, its personal focus computed in the page (the engine's answer on the
+    same graph), each listed particle's committed focus verified beside it; a
+    node rewriting a link is listed as a problem and nothing is shown."""
+    chain, url, lie = served
+    lie["on"] = None
+    hub = cid_from_bytes(particle("hub"))
+    context = browser.new_context()
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{url}/?verified=1", wait_until="domcontentloaded")
+        page.wait_for_selector('#light-status[data-state="synced"]')
+        page.fill("#light-focus-cid", hub)
+        page.click("#light-focus-form button")
+        page.wait_for_selector('#light-focus-status[data-state="done"]')
+        assert page.get_attribute("#light-focus-status", "data-links") == "8"
+        items = page.locator("#light-focus li")
+        assert items.count() == 9
+        shown = {
+            items.nth(i).get_attribute("data-cid"): float(items.nth(i).get_attribute("data-focus"))
+            for i in range(9)
+        }
+        names = [hub] + [cid_from_bytes(particle(f"p{h}")) for h in range(1, 9)]
+        src, dst = np.zeros(8, dtype=np.int64), np.arange(1, 9)
+        want = reference(9, src, dst, np.ones(8), [0])
+        assert sum(abs(shown[c] - want[i]) for i, c in enumerate(names)) < 1e-5
+        assert items.nth(0).get_attribute("data-cid") == hub
+        with Node(url) as node:
+            client = LightClient(LightStore(tmp_path, chain.chain_id), node)
+            client.trust_genesis(chain.validators_at(1))
+            client.sync()
+            for i in range(9):
+                c = items.nth(i).get_attribute("data-cid")
+                assert (
+                    int(items.nth(i).get_attribute("data-global-q")) == client.particle(c).focus_q
+                )
+
+        lie["on"] = "other_target"
+        page.click("#light-focus-form button")
+        page.wait_for_selector('#light-focus-status[data-state="failed"][data-check="wrong_value"]')
+        assert items.count() == 0
+        page.wait_for_selector('#verify-problems li[data-check="wrong_value"]')
+    finally:
+        lie["on"] = None
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
