@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -35,3 +38,37 @@ def browser(chromium_path):
         )
         yield browser
         browser.close()
+
+
+#: Every module of the page's light client, as ``window.L`` holds them in ``module_page``.
+LIGHT_MODULES = {
+    "V": "/static/verify.js",
+    "client": "/static/light/client.js",
+    "store": "/static/light/store.js",
+    "da": "/static/light/da.js",
+    "leopard": "/static/light/leopard.js",
+    "focus": "/static/light/focus.js",
+    "links": "/static/light/links.js",
+}
+
+
+@contextmanager
+def module_page(browser: Any, url: str, timeout_ms: int) -> Iterator[Any]:
+    """A page of ``url``'s origin with the light modules imported as ``window.L``;
+    a JavaScript error on it fails the test when the page closes."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{url}/static/style.css")
+    page.evaluate(
+        """async (mods) => {
+        window.L = {};
+        for (const [name, path] of Object.entries(mods)) window.L[name] = await import(path);
+      }""",
+        LIGHT_MODULES,
+    )
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -24,6 +24,7 @@ from focusflow.light.client import LightClient, Node
 from focusflow.light.store import LightStore
 from focusflow.testing.chains import particle
 from focusflow.testing.lightnode import build_chain, node_app, serve
+from tests.api.conftest import module_page
 
 UI_TIMEOUT_MS = 20_000
 
@@ -57,26 +58,8 @@ def served(tmp_path_factory) -> Iterator[tuple[Any, str, dict[str, Any]]]:
 def js(browser, served):
     """A page of the node's origin with the light modules as ``window.L``."""
     _, url, _ = served
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{url}/static/style.css")
-    page.evaluate(
-        """async () => {
-        window.L = {
-          V: await import("/static/verify.js"),
-          client: await import("/static/light/client.js"),
-          store: await import("/static/light/store.js"),
-          focus: await import("/static/light/focus.js"),
-          links: await import("/static/light/links.js"),
-        };
-      }"""
-    )
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with module_page(browser, url, UI_TIMEOUT_MS) as page:
+        yield page
 
 
 def random_graph(seed: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

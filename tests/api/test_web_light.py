@@ -70,6 +70,7 @@ from focusflow.light.synthetic import SyntheticChain
 from focusflow.light.verify import parse_light_block
 from focusflow.testing.devnet import Devnet, start_devnet, wait_height
 from focusflow.testing.web import keys, serve, set_of, validators_json
+from tests.api.conftest import module_page
 from tests.da.test_fraud import mutated_proof_json
 
 UI_TIMEOUT_MS = 20_000  # bound of every wait on the page
@@ -548,26 +549,8 @@ def synthetic() -> Iterator[tuple[SyntheticNode, str]]:
 def js(browser, synthetic):
     """A page with the light modules imported as ``window.L``."""
     _, url = synthetic
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{url}/static/style.css")
-    page.evaluate(
-        """async () => {
-        window.L = {
-          V: await import("/static/verify.js"),
-          client: await import("/static/light/client.js"),
-          store: await import("/static/light/store.js"),
-          da: await import("/static/light/da.js"),
-          leopard: await import("/static/light/leopard.js"),
-        };
-      }"""
-    )
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with module_page(browser, url, UI_TIMEOUT_MS) as page:
+        yield page
 
 
 def history(heights: int, n: int, keep: tuple[float, ...]) -> dict[int, dict[int, int]]:
