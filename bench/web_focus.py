@@ -5,9 +5,12 @@ edge list given with ``--graph``: ``src dst [weight]`` per line, ids in 0..n-1)
 is handed to headless Chromium (Debian's, through Playwright), which prepares
 it (out-weights, ``A = W + W^T`` scaled by ``D^-1/2``) and computes the
 personal focus of one particle, the tri-kernel to L1 change ``--tol``, on the
-CPU in float64. The engine's ``personalized_focus`` computes the same answer
-in this process (numba backend, same parameters); the L1 distance between the
-two is printed beside both times. The median of ``--runs`` timed runs after
+CPU in float64, then with springs and heat on WebGPU (the light mode:
+float32 series, tolerance 1e-5; ``--adapter swiftshader``, the default, is
+Chromium's software adapter, ``default`` the machine's GPU). The engine's
+``personalized_focus`` computes the same answer in this process (numba
+backend, same parameters); the L1 distance between the two is printed beside
+both times. The median of ``--runs`` timed runs after
 one untimed run of each.
 
     .venv/bin/python bench/web_focus.py [--scale 15] [--edge-factor 3] [--runs 5]
@@ -39,19 +42,37 @@ from focusflow.testing.web import find_chromium
 
 JS_RUN = """async (a) => {
   const F = await import("/static/light/focus.js");
-  const times = [], prep = [];
-  let r = null;
-  for (let i = 0; i <= a.runs; i++) {
-    const t0 = performance.now();
-    const g = F.prepareGraph(a.n, a.src, a.dst, a.w);
-    const t1 = performance.now();
-    r = F.personalFocus(g, [a.context], { tol: a.tol });
-    const t2 = performance.now();
-    if (i > 0) { prep.push(t1 - t0); times.push(t2 - t0); }
+  const G = await import("/static/light/gpu.js");
+  const gpu = await G.gpuDevice();
+  const out = {};
+  for (const [path, dev] of [["cpu", null], ["webgpu", gpu]]) {
+    if (path === "webgpu" && !dev) continue;
+    const times = [], prep = [];
+    let r = null;
+    for (let i = 0; i <= a.runs; i++) {
+      const t0 = performance.now();
+      const g = F.prepareGraph(a.n, a.src, a.dst, a.w);
+      const t1 = performance.now();
+      r = await F.personalFocus(g, [a.context], path === "cpu" ? { tol: a.tol } : {}, { gpu: dev });
+      const t2 = performance.now();
+      if (i > 0) { prep.push(t1 - t0); times.push(t2 - t0); }
+    }
+    out[path] = { times, prep, focus: Array.from(r.focus), iterations: r.iterations,
+                  passes: r.passes, terms: r.terms, converged: r.converged,
+                  adapter: dev ? `${dev.adapter}${dev.software ? ", software" : ""}` : "" };
   }
-  return { times, prep, focus: Array.from(r.focus), iterations: r.iterations,
-           passes: r.passes, terms: r.terms, converged: r.converged };
+  return out;
 }"""
+
+
+#: The light mode's tolerance (static/light/gpu.js LIGHT_TOL).
+LIGHT_TOL = 1e-5
+
+
+def adapter_flags(adapter: str) -> list[str]:
+    """Chromium's flags for ``--adapter``: ``swiftshader`` (the software adapter,
+    what a machine without a GPU has) or ``default`` (whatever the machine has)."""
+    return ["--use-webgpu-adapter=swiftshader"] if adapter == "swiftshader" else []
 
 
 def graph(args: argparse.Namespace) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -76,6 +97,7 @@ def main() -> None:
     p.add_argument("--graph", help="an edge list instead of R-MAT")
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--adapter", choices=["swiftshader", "default"], default="swiftshader")
     args = p.parse_args()
     chromium = find_chromium()
     if chromium is None:
@@ -103,7 +125,10 @@ def main() -> None:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
-                executable_path=chromium, headless=True, args=["--no-sandbox"]
+                executable_path=chromium,
+                headless=True,
+                # WebGPU on the machine's adapter, or on SwiftShader where it has no GPU
+                args=["--no-sandbox", "--enable-unsafe-webgpu", *adapter_flags(args.adapter)],
             )
             page = browser.new_page()
             page.goto(f"{url}/static/style.css")
@@ -123,15 +148,19 @@ def main() -> None:
             browser.close()
     finally:
         stop()
-    l1 = float(np.abs(np.asarray(js["focus"]) - want).sum())
-    ratio = statistics.median(js["times"]) / statistics.median(py)
-    print(
-        f"personal focus, tol {args.tol}: browser {ms(js['times'])} (of which the graph's "
-        f"preparation {statistics.median(js['prep']):.1f} ms; {js['iterations']} outer "
-        f"iterations, {js['passes']} passes over A, {js['terms']} series terms), engine "
-        f"(numba, this process) {ms(py)}; browser / engine = {ratio:.2f}; L1 between the two "
-        f"{l1:.2e}; goal < 1000 ms in the browser"
-    )
+    for path, r in js.items():
+        l1 = float(np.abs(np.asarray(r["focus"]) - want).sum())
+        ratio = statistics.median(r["times"]) / statistics.median(py)
+        where = f"WebGPU ({r['adapter']}), tol {LIGHT_TOL}" if path == "webgpu" else "CPU"
+        print(
+            f"personal focus, browser on the {where}: {ms(r['times'])} (of which the graph's "
+            f"preparation {statistics.median(r['prep']):.1f} ms; {r['iterations']} outer "
+            f"iterations, {r['passes']} passes over A, {r['terms']} series terms), engine "
+            f"(numba, this process, tol {args.tol}) {ms(py)}; browser / engine = {ratio:.2f}; "
+            f"L1 between the two {l1:.2e}; goal < 1000 ms in the browser"
+        )
+    if "webgpu" not in js:
+        print("no WebGPU adapter in this Chromium: the CPU path only")
 
 
 if __name__ == "__main__":

@@ -25,19 +25,25 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_path):
+def playwright_api() -> Iterator[Any]:
+    """One Playwright driver per module: a second one in the same thread is refused."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium_path,
-            headless=True,
-            # --no-sandbox: Chromium's sandbox refuses to start as root (CI runs as root)
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-            timeout=60_000,
-        )
-        yield browser
-        browser.close()
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path, playwright_api):
+    browser = playwright_api.chromium.launch(
+        executable_path=chromium_path,
+        headless=True,
+        # --no-sandbox: Chromium's sandbox refuses to start as root (CI runs as root)
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        timeout=60_000,
+    )
+    yield browser
+    browser.close()
 
 
 #: Every module of the page's light client, as ``window.L`` holds them in ``module_page``.
@@ -49,6 +55,7 @@ LIGHT_MODULES = {
     "leopard": "/static/light/leopard.js",
     "focus": "/static/light/focus.js",
     "links": "/static/light/links.js",
+    "gpu": "/static/light/gpu.js",
 }
 
 

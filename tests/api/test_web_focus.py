@@ -1,14 +1,17 @@
 """Personal focus in a real headless Chromium (``static/light/focus.js``,
-``static/light/links.js``).
+``static/light/links.js``, ``static/light/gpu.js``).
 
 The browser's tri-kernel is compared with the engine's ``personalized_focus``
-(float64, numpy backend) on random graphs; its neighbourhood walk runs against
+(float64, numpy backend) on random graphs, on the CPU and with the series on
+WebGPU (Chromium's SwiftShader adapter); its neighbourhood walk runs against
 the node's real app over a real chain on loopback, with the Python light
-client's pages as the reference; a node that rewrites a proven link is caught.
+client's pages and proofs as the reference; a node that rewrites a proven link
+is caught.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterator
 from typing import Any
@@ -29,12 +32,26 @@ from tests.api.conftest import module_page
 UI_TIMEOUT_MS = 20_000
 
 
+class SlowStatus:
+    """ASGI wrapper: ``GET /v1/status`` answered ``lie["status_delay"]`` seconds late."""
+
+    def __init__(self, app: Any, lie: dict[str, Any]) -> None:
+        self.app = app
+        self.lie = lie
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        delay = self.lie.get("status_delay", 0)
+        if scope["type"] == "http" and scope["path"] == "/v1/status" and delay:
+            await asyncio.sleep(delay)
+        await self.app(scope, receive, send)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[tuple[Any, str, dict[str, Any]]]:
     """A chain of 8 blocks (a hub linking to p1..p8, p_h -> p_h+1) behind the
     node's real app; ``lie["on"]`` makes the app rewrite links pages."""
     chain = build_chain(tmp_path_factory.mktemp("focus") / "c", 8)
-    lie: dict[str, Any] = {"on": None}
+    lie: dict[str, Any] = {"on": None, "status_delay": 0}
 
     def rewrite(path: str, doc: dict[str, Any]) -> dict[str, Any] | None:
         if lie["on"] is None or "/proofs/links/" not in path or not doc.get("links"):
@@ -46,7 +63,7 @@ def served(tmp_path_factory) -> Iterator[tuple[Any, str, dict[str, Any]]]:
             changed["block_hash"] = "00" * 32
         return changed
 
-    url, stop = serve(node_app(chain, rewrite))
+    url, stop = serve(SlowStatus(node_app(chain, rewrite), lie))
     try:
         yield chain, url, lie
     finally:
@@ -80,7 +97,7 @@ def reference(n: int, src, dst, w, context: list[int], **params: Any) -> np.ndar
 
 JS_FOCUS = """async (c) => {
   const g = L.focus.prepareGraph(c.n, c.src, c.dst, c.w);
-  const r = L.focus.personalFocus(g, c.context, { tol: 1e-12, ...c.params });
+  const r = await L.focus.personalFocus(g, c.context, { tol: 1e-12, ...c.params });
   return { focus: Array.from(r.focus), converged: r.converged, iterations: r.iterations };
 }"""
 
@@ -122,9 +139,9 @@ def test_bad_graphs_and_parameters_are_refused_with_a_code(js):
     ]
     for call, words in cases:
         got = js.evaluate(
-            f"""() => {{
+            f"""async () => {{
             const {{ prepareGraph, personalFocus }} = L.focus;
-            try {{ {call}; return null; }}
+            try {{ await {call}; return null; }}
             catch (err) {{ return [err.name, err.code, err.message]; }}
           }}"""
         )
@@ -151,7 +168,7 @@ JS_WALK = """async (a) => {
   await client.trustGenesis(null);
   const hood = await L.links.neighbourhood(client, a.cid, { hops: a.hops });
   const g = L.focus.prepareGraph(hood.n, hood.src, hood.dst, hood.w);
-  const r = L.focus.personalFocus(g, [0], { tol: 1e-12 });
+  const r = await L.focus.personalFocus(g, [0], { tol: 1e-12 });
   return { ...hood, focus: Array.from(r.focus) };
 }"""
 
@@ -268,3 +285,99 @@ def test_the_page_computes_personal_focus_beside_the_verified_global_values(
         lie["on"] = None
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+#: Chromium's WebGPU on SwiftShader, its software adapter (no GPU on CI machines).
+WEBGPU_FLAGS = [
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--enable-unsafe-webgpu",
+    "--use-webgpu-adapter=swiftshader",
+]
+
+
+@pytest.fixture(scope="module")
+def gpu_browser(chromium_path, playwright_api):
+    browser = playwright_api.chromium.launch(
+        executable_path=chromium_path, headless=True, args=WEBGPU_FLAGS, timeout=60_000
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def gpu_js(gpu_browser, served):
+    _, url, _ = served
+    with module_page(gpu_browser, url, UI_TIMEOUT_MS) as page:
+        has = """async () => {
+          const gpu = await L.gpu.gpuDevice();
+          gpu?.device.destroy();
+          return !!gpu;
+        }"""
+        if not page.evaluate(has):
+            pytest.fail("Chromium started with WebGPU on SwiftShader has no adapter")
+        yield page
+
+
+@pytest.mark.parametrize(("seed", "n", "m"), [(11, 200, 800), (12, 2000, 9000), (13, 300, 250)])
+def test_the_webgpu_light_mode_reaches_the_engines_answer(gpu_js, seed, n, m):
+    """The series on WebGPU (float32) inside the float64 iteration, at the light
+    mode's looser tolerance: within 5e-5 in L1 of the engine's tight answer, on
+    the software adapter, which it names as such."""
+    src, dst, w = random_graph(seed, n, m)
+    want = reference(n, src, dst, w, [0])
+    got = gpu_js.evaluate(
+        """async (c) => {
+        const gpu = await L.gpu.gpuDevice();
+        const g = L.focus.prepareGraph(c.n, c.src, c.dst, c.w);
+        const r = await L.focus.personalFocus(g, [0], {}, { gpu });
+        gpu.device.destroy(); // the GPU process is the page's too: leave it nothing to do
+        return { focus: Array.from(r.focus), path: r.path, converged: r.converged,
+                 passes: r.passes, software: gpu.software };
+      }""",
+        {"n": n, "src": src.tolist(), "dst": dst.tolist(), "w": w.tolist()},
+    )
+    assert got["path"] == "webgpu" and got["converged"] and got["passes"] > 0
+    assert got["software"] is True
+    assert np.abs(np.asarray(got["focus"]) - want).sum() < 5e-5
+
+
+def test_the_page_takes_the_software_adapter_only_when_asked(gpu_browser, served):
+    _, url, lie = served
+    lie["on"] = None
+    hub = cid_from_bytes(particle("hub"))
+    context = gpu_browser.new_context()
+    try:
+        paths = {}
+        for query in ("", "&gpu=1"):
+            page = context.new_page()
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            page.goto(f"{url}/?verified=1{query}", wait_until="domcontentloaded")
+            page.wait_for_selector('#light-status[data-state="synced"]')
+            page.fill("#light-focus-cid", hub)
+            page.click("#light-focus-form button")
+            page.wait_for_selector('#light-focus-status[data-state="done"]')
+            paths[query] = page.get_attribute("#light-focus-status", "data-path")
+            assert page.locator("#light-focus li").first.get_attribute("data-cid") == hub
+            page.close()
+    finally:
+        context.close()
+    assert paths == {"": "cpu", "&gpu=1": "webgpu"}
+
+
+def test_the_light_client_starts_when_the_chain_id_arrives_late(browser, served):
+    """The page's status answer comes 3 s late, no block comes after it, and one of
+    the page's first reads fails (this in-process node has no consensus state for
+    /v1/validators): the light panel, loaded before the chain id was known, still
+    syncs, rather than waiting for a block that never comes."""
+    _, url, lie = served
+    lie["status_delay"] = 3
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(f"{url}/?verified=1", wait_until="domcontentloaded")
+        page.wait_for_selector('#light-status[data-state="synced"]')
+    finally:
+        lie["status_delay"] = 0
+        context.close()

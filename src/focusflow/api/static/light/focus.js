@@ -1,5 +1,6 @@
 // Personal focus in the browser: the engine's tri-kernel (docs/focus.md §2) on
-// a graph the page holds, in float64, on the CPU.
+// a graph the page holds, in float64 on the CPU, or with springs and heat on
+// WebGPU (gpu.js) where the browser has it.
 //
 // The answer is the fixed point the engine's `personalized_focus` computes,
 // not its bits: φ = norm₁(λ_d D(φ) + λ_s S(φ) + λ_h H(φ)) with the teleport
@@ -11,6 +12,8 @@
 // remaining coefficients sum to at most `heatTol`. The outer iteration is
 // Anderson-mixed (type II, window `anderson`) and stops at the first plain
 // step that moves focus by less than `tol` in L1, returning that step.
+
+import { GpuSeries, LIGHT_TOL } from "./gpu.js";
 
 export const DEFAULTS = Object.freeze({
   alpha: 0.85,
@@ -179,25 +182,61 @@ function zProduct(g, x, y) {
   }
 }
 
+// The series Σ c_k T_k(Z) ψ in float64 on the CPU (gpu.js's GpuSeries is the
+// same on WebGPU, in float32).
+class CpuSeries {
+  constructor(g, coef) {
+    this.g = g;
+    this.coef = coef;
+    this.t = [0, 1, 2].map(() => new Float64Array(g.n));
+    this.passes = 0;
+  }
+
+  apply(psi, acc) {
+    const { g, coef } = this;
+    const n = g.n;
+    let [prev, cur, next] = this.t;
+    prev.set(psi);
+    for (let i = 0; i < n; i++) acc[i] = coef[0] * psi[i];
+    if (coef.length > 1) {
+      zProduct(g, psi, cur);
+      this.passes++;
+      for (let i = 0; i < n; i++) acc[i] += coef[1] * cur[i];
+    }
+    for (let k = 2; k < coef.length; k++) {
+      zProduct(g, cur, next);
+      this.passes++;
+      const c = coef[k];
+      for (let i = 0; i < n; i++) {
+        const v = 2 * next[i] - prev[i];
+        next[i] = v;
+        acc[i] += c * v;
+      }
+      [prev, cur, next] = [cur, next, prev];
+    }
+  }
+}
+
 class Operator {
-  constructor(g, p, prior) {
+  constructor(g, p, prior, gpu) {
     this.g = g;
     this.p = p;
     this.u = prior;
     const [, lamS, lamH] = p.weights;
-    this.coef = lamS + lamH > 0 ? seriesCoefficients(p.mu, p.tau, lamS, lamH, p.heatTol) : [];
-    const n = g.n;
-    this.psi = new Float64Array(n);
-    this.t0 = new Float64Array(n);
-    this.t1 = new Float64Array(n);
-    this.t2 = new Float64Array(n);
-    this.acc = new Float64Array(n);
-    this.passes = 0;
+    const coef = lamS + lamH > 0 ? seriesCoefficients(p.mu, p.tau, lamS, lamH, p.heatTol) : [];
+    this.terms = coef.length;
+    this.series = coef.length ? (gpu ? new GpuSeries(gpu.device, g, coef) : new CpuSeries(g, coef)) : null;
+    this.psi = new Float64Array(g.n);
+    this.acc = new Float64Array(g.n);
+  }
+
+  get passes() {
+    return this.series?.passes ?? 0;
   }
 
   // G(φ) = norm₁(λ_d D(φ) + σ⁻¹ g(Ls) σφ) into out; unlinked particles keep their own
   // share of springs and heat (identity there).
-  apply(phi, out) {
+  async apply(phi, out) {
     const { g, p, u } = this;
     const n = g.n;
     const [lamD, lamS, lamH] = p.weights;
@@ -210,34 +249,20 @@ class Operator {
     for (let i = 0; i < n; i++) out[i] = lamD * teleport * u[i];
     const ad = lamD * p.alpha;
     for (let e = 0; e < g.links; e++) out[g.dst[e]] += ad * g.step[e] * phi[g.src[e]];
-    if (this.coef.length) {
-      const { psi, acc, coef } = this;
+    if (this.series) {
+      const { psi, acc } = this;
       for (let i = 0; i < n; i++) psi[i] = g.sigma[i] * phi[i];
-      let prev = this.t0, cur = this.t1, next = this.t2;
-      prev.set(psi);
-      for (let i = 0; i < n; i++) acc[i] = coef[0] * psi[i];
-      if (coef.length > 1) {
-        zProduct(g, psi, cur);
-        this.passes++;
-        for (let i = 0; i < n; i++) acc[i] += coef[1] * cur[i];
-      }
-      for (let k = 2; k < coef.length; k++) {
-        zProduct(g, cur, next);
-        this.passes++;
-        const c = coef[k];
-        for (let i = 0; i < n; i++) {
-          const v = 2 * next[i] - prev[i];
-          next[i] = v;
-          acc[i] += c * v;
-        }
-        [prev, cur, next] = [cur, next, prev];
-      }
+      await this.series.apply(psi, acc);
       const keep = lamS + lamH;
       for (let i = 0; i < n; i++) out[i] += g.linked[i] ? acc[i] / g.sigma[i] : keep * phi[i];
     }
     let total = 0;
     for (let i = 0; i < n; i++) total += out[i];
     for (let i = 0; i < n; i++) out[i] /= total;
+  }
+
+  destroy() {
+    this.series?.destroy?.();
   }
 }
 
@@ -305,21 +330,33 @@ export function contextPrior(n, context) {
   return u;
 }
 
-// Personal focus of `context` (particle indices) on a prepared graph.
-// Returns { focus, iterations, converged, change, passes, terms, ms }.
-export function personalFocus(g, context, given = {}) {
+// Personal focus of `context` (particle indices) on a prepared graph; with
+// `gpu` (gpu.js gpuDevice()) the series runs on WebGPU in float32 and the
+// tolerance defaults to LIGHT_TOL. Resolves to { focus, iterations, converged,
+// change, passes, terms, path, ms }.
+export async function personalFocus(g, context, given = {}, { gpu = null } = {}) {
   const t0 = performance.now();
-  const p = checkedParams(given);
+  const p = checkedParams(gpu && given.tol === undefined ? { ...given, tol: LIGHT_TOL } : given);
   const n = g.n;
   const u = contextPrior(n, context);
-  const op = new Operator(g, p, u);
+  const op = new Operator(g, p, u, gpu);
+  try {
+    return { ...(await iterate(op, p, u)), passes: op.passes, terms: op.terms, path: gpu ? "webgpu" : "cpu", ms: performance.now() - t0 };
+  } finally {
+    op.destroy();
+  }
+}
+
+// The Anderson-mixed outer iteration from u to the first plain step below tol.
+async function iterate(op, p, u) {
+  const n = u.length;
   let phi = Float64Array.from(u);
   let gphi = new Float64Array(n);
   const dX = [], dF = [];
   let lastX = null, lastF = null, lastRes = Infinity;
   let iterations = 0, change = Infinity, converged = false;
   while (iterations < p.maxIter) {
-    op.apply(phi, gphi);
+    await op.apply(phi, gphi);
     iterations++;
     const f = new Float64Array(n);
     for (let i = 0; i < n; i++) f[i] = gphi[i] - phi[i];
@@ -366,13 +403,5 @@ export function personalFocus(g, context, given = {}) {
     }
     phi = next;
   }
-  return {
-    focus: phi,
-    iterations,
-    converged,
-    change,
-    passes: op.passes,
-    terms: op.coef.length,
-    ms: performance.now() - t0,
-  };
+  return { focus: phi, iterations, converged, change };
 }

@@ -9,6 +9,7 @@ import * as V from "../verify.js";
 import { ForkError, LightClient, Node, NodeError } from "./client.js";
 import { DEFAULT_SAMPLES, sampleBlock } from "./da.js";
 import { personalFocus, prepareGraph } from "./focus.js";
+import { gpuDevice } from "./gpu.js";
 import { neighbourhood } from "./links.js";
 import { LightStore, MemoryStore } from "./store.js";
 
@@ -16,6 +17,7 @@ const WITNESS_KEY = "focusflow.witness";
 const WITNESS_GAP_MS = 5000; // at most one witness comparison per this interval
 const DA_PROBLEMS_KEPT = 50;
 const MAX_SAMPLES = 64; // ?samples= is bounded by what one request asks
+const CHAIN_ID_RETRY_MS = 1000;
 const FOCUS_SHOWN = 10; // particles listed by personal focus
 const FOCUS_SCALE = 1e-15; // a committed focus value's unit (chain/focus_commit.py)
 
@@ -80,8 +82,14 @@ export class LightPanel {
       const hops = Math.min(3, Math.max(1, Number(new URLSearchParams(location.search).get("hops")) || 1));
       status(`fetching the ${hops}-hop neighbourhood of ${cid} with proofs…`, { state: "fetching" });
       const hood = await neighbourhood(this.client, cid, { hops });
+      // WebGPU on a hardware adapter; a software one only with ?gpu=1, none with ?gpu=0.
+      if (this.gpu === undefined) {
+        const asked = new URLSearchParams(location.search).get("gpu");
+        const gpu = asked === "0" ? null : await gpuDevice();
+        this.gpu = gpu && (!gpu.software || asked === "1") ? gpu : null;
+      }
       const t0 = performance.now();
-      const r = personalFocus(prepareGraph(hood.n, hood.src, hood.dst, hood.w), [0]);
+      const r = await personalFocus(prepareGraph(hood.n, hood.src, hood.dst, hood.w), [0], {}, { gpu: this.gpu });
       const ms = performance.now() - t0;
       const order = Array.from(r.focus.keys()).sort((a, b) => r.focus[b] - r.focus[a]).slice(0, FOCUS_SHOWN);
       const height = hood.heights[hood.heights.length - 1];
@@ -102,8 +110,9 @@ export class LightPanel {
       }
       const left = hood.cut ? "cut at the walk's bounds" : "complete as far as the node's word goes (a page's completeness is not provable)";
       status(`${hood.links} proven links over ${hood.n} particles, ${hood.unproven} unproven left out, ${left}; ` +
-        `fetched in ${hood.ms.toFixed(0)} ms, computed in ${ms.toFixed(0)} ms (${r.iterations} iterations)`,
-        { state: "done", links: hood.links, particles: hood.n, unproven: hood.unproven, cut: hood.cut, ms: ms.toFixed(1) });
+        `fetched in ${hood.ms.toFixed(0)} ms, computed in ${ms.toFixed(0)} ms on ${r.path === "webgpu" ? `WebGPU (${this.gpu.adapter})` : "the CPU"} ` +
+        `(${r.iterations} iterations)`,
+        { state: "done", links: hood.links, particles: hood.n, unproven: hood.unproven, cut: hood.cut, ms: ms.toFixed(1), path: r.path });
     } catch (err) {
       const why = err?.message || String(err);
       const check = err?.check || err?.code || "error";
@@ -161,7 +170,12 @@ export class LightPanel {
 
   async round() {
     const chainId = this.chainId();
-    if (!chainId) return;
+    if (!chainId) {
+      // The page has not read the chain's id yet: look again soon rather than at
+      // the next block, which a stalled chain may never make.
+      setTimeout(() => this.tick(), CHAIN_ID_RETRY_MS);
+      return;
+    }
     try {
       if (!this.client) {
         let store;
