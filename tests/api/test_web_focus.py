@@ -221,16 +221,28 @@ def test_a_walk_stops_at_its_bounds(js, served):
             const client = new L.client.LightClient(store, new L.client.Node(""));
         await client.trustGenesis(null);
         const few = await L.links.neighbourhood(client, a.cid, { hops: 2, maxLinks: 3 });
+        // p8: one link out, two in; the budget ends inside the walk's last page
+        const last = await L.links.neighbourhood(client, a.p8, { hops: 1, maxLinks: 2 });
         let bad = null;
         try { await L.links.neighbourhood(client, "notacid"); } catch (err) { bad = err.check; }
         let hops = null;
         try { await L.links.neighbourhood(client, a.cid, { hops: 9 }); }
         catch (err) { hops = err.check; }
-        return { links: few.links, cut: few.cut, bad, hops };
+        return { links: few.links, cut: few.cut, bad, hops, last: [last.links, last.cut] };
       }""",
-        {"chainId": chain.chain_id, "cid": cid_from_bytes(particle("hub"))},
+        {
+            "chainId": chain.chain_id,
+            "cid": cid_from_bytes(particle("hub")),
+            "p8": cid_from_bytes(particle("p8")),
+        },
     )
-    assert got == {"links": 3, "cut": True, "bad": "malformed", "hops": "malformed"}
+    assert got == {
+        "links": 3,
+        "cut": True,
+        "bad": "malformed",
+        "hops": "malformed",
+        "last": [2, True],
+    }
 
 
 def test_the_page_computes_personal_focus_beside_the_verified_global_values(

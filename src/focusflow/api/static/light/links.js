@@ -111,10 +111,12 @@ export async function allLinks(client, cid, direction, budget) {
     height = page.height;
     total = page.total;
     const served = page.links.length + page.unproven;
-    got.push(...page.links.slice(0, budget.links));
-    budget.links -= page.links.length;
+    const kept = Math.min(page.links.length, budget.links);
+    got.push(...page.links.slice(0, kept));
+    budget.links -= kept;
     unproven += page.unproven;
     offset += served;
+    if (kept < page.links.length) return { links: got, unproven, total, height, cut: true };
     if (served === 0 || offset >= total) return { links: got, unproven, total, height, cut: false };
   }
 }
@@ -157,7 +159,7 @@ export async function neighbourhood(client, cid, { hops = 1, maxLinks = MAX_WALK
         stated += page.total;
         cut ||= page.cut;
         for (const link of page.links) {
-          const key = `${link.from} ${link.to} ${link.neuron}`;
+          const key = `${keyOf(link.from)} ${keyOf(link.to)} ${link.neuron}`;
           if (seen.has(key)) continue; // the same link, seen from its other end
           seen.add(key);
           const a = at(link.from), b = at(link.to);

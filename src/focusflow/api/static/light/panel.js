@@ -17,7 +17,7 @@ const WITNESS_KEY = "focusflow.witness";
 const WITNESS_GAP_MS = 5000; // at most one witness comparison per this interval
 const DA_PROBLEMS_KEPT = 50;
 const MAX_SAMPLES = 64; // ?samples= is bounded by what one request asks
-const CHAIN_ID_RETRY_MS = 1000;
+const CHAIN_ID_RETRY_MS = 1000; // one look for the chain id pending at a time
 const FOCUS_SHOWN = 10; // particles listed by personal focus
 const FOCUS_SCALE = 1e-15; // a committed focus value's unit (chain/focus_commit.py)
 
@@ -72,7 +72,12 @@ export class LightPanel {
   // Personal focus of `cid` over its proven neighbourhood (?hops=1..3, default 1),
   // computed here; each listed particle's committed global focus beside it,
   // verified against the same header.
-  async computeFocus(cid) {
+  computeFocus(cid) {
+    if (!this.focusing) this.focusing = this.focusRound(cid).finally(() => { this.focusing = null; });
+    return this.focusing;
+  }
+
+  async focusRound(cid) {
     const status = (text, data) => setText("light-focus-status", text, data);
     const list = $("light-focus");
     list.replaceChildren();
@@ -99,10 +104,15 @@ export class LightPanel {
         const c = hood.cids[i];
         let global = "";
         if (block) {
-          const answer = await this.node.get(`/v1/light/proofs/particle/${encodeURIComponent(c)}?height=${height}`);
-          const { q } = await V.verifyParticleFocus(block.header, V.cidToBytes(c), answer);
-          global = `, global ${(Number(q) * FOCUS_SCALE).toExponential(4)} (verified at ${height})`;
-          li.dataset.globalQ = String(q);
+          try {
+            const answer = await this.node.get(`/v1/light/proofs/particle/${encodeURIComponent(c)}?height=${height}`);
+            const { q } = await V.verifyParticleFocus(block.header, V.cidToBytes(c), answer);
+            global = `, global ${(Number(q) * FOCUS_SCALE).toExponential(4)} (verified at ${height})`;
+            li.dataset.globalQ = String(q);
+          } catch (err) {
+            if (err instanceof V.VerifyError) throw err; // a lie fails the whole answer
+            global = `, global not read: ${err?.message || err}`; // e.g. stale_height: the node moved on
+          }
         }
         Object.assign(li.dataset, { cid: c, focus: String(r.focus[i]) });
         li.textContent = `${c}: personal ${r.focus[i].toExponential(4)}${global}`;
@@ -173,7 +183,10 @@ export class LightPanel {
     if (!chainId) {
       // The page has not read the chain's id yet: look again soon rather than at
       // the next block, which a stalled chain may never make.
-      setTimeout(() => this.tick(), CHAIN_ID_RETRY_MS);
+      this.retry ??= setTimeout(() => {
+        this.retry = null;
+        this.tick();
+      }, CHAIN_ID_RETRY_MS);
       return;
     }
     try {
