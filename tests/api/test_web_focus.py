@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import random
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from focusflow.core.cid import cid_from_bytes
+from focusflow.core.errors import FocusflowError
 from focusflow.focus.params import make_params
 from focusflow.focus.personal import personalized_focus
+from focusflow.light.answers import verify_links
 from focusflow.light.client import LightClient, Node
 from focusflow.light.store import LightStore
 from focusflow.testing.chains import particle
@@ -393,3 +397,92 @@ def test_the_light_client_starts_when_the_chain_id_arrives_late(browser, served)
     finally:
         lie["status_delay"] = 0
         context.close()
+
+
+HOSTILE_VALUES: list[Any] = [None, 0, -1, 2**53 + 1, 1.5, "", "zz", [], {}, True, "00" * 33]
+
+
+def mutated(doc: Any, rng: random.Random) -> Any:
+    """``doc`` with one to three of its values replaced, hex digits changed,
+    list items dropped or repeated, or keys removed: what a hostile node may send."""
+    d = copy.deepcopy(doc)
+    for _ in range(rng.randint(1, 3)):
+        parent, key = _random_slot(d, rng)
+        value = parent[key]
+        r = rng.random()
+        if isinstance(value, str) and value and r < 0.4:
+            i = rng.randrange(len(value))
+            parent[key] = value[:i] + rng.choice("0f9aZ") + value[i + 1 :]
+        elif isinstance(value, list) and value and r < 0.5:
+            if rng.random() < 0.5:
+                del value[rng.randrange(len(value))]
+            else:
+                value.append(copy.deepcopy(rng.choice(value)))
+        elif isinstance(parent, dict) and r < 0.6:
+            del parent[key]
+        else:
+            parent[key] = rng.choice(
+                [None, 0, -1, 2**53 + 1, 1.5, "", "zz", [], {}, True, "00" * 33]
+            )
+    return d
+
+
+def _random_slot(doc: Any, rng: random.Random) -> tuple[Any, Any]:
+    """A (container, key) pair somewhere in ``doc``, deeper ones as likely as shallow."""
+    slots: list[tuple[Any, Any]] = []
+
+    def walk(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            slots.append((node, k))
+            if isinstance(v, dict | list):
+                walk(v)
+
+    walk(doc)
+    return rng.choice(slots)
+
+
+def test_hostile_links_pages_get_the_python_clients_verdict(js, served, tmp_path):
+    """300 seeded mutations of a true links page: the browser accepts exactly the
+    pages the Python light client accepts, with the same links, and refuses every
+    other one with a VerifyError, never another exception."""
+    chain, url, lie = served
+    lie["on"] = None
+    hub = cid_from_bytes(particle("hub"))
+    with Node(url) as node:
+        client = LightClient(LightStore(tmp_path, chain.chain_id), node)
+        client.trust_genesis(chain.validators_at(1))
+        block = client.sync()
+        doc = httpx.get(f"{url}/v1/light/proofs/links/{hub}", params={"limit": 5}).json()
+        rng = random.Random(11)
+        cases = [doc] + [mutated(doc, rng) for _ in range(300)]
+        want = []
+        for case in cases:
+            try:
+                page = verify_links(case, block, hub, "out")
+                want.append([*sorted((x["from"], x["to"]) for x in page.links), page.unproven])
+            except FocusflowError:
+                want.append(None)
+    got = js.evaluate(
+        """async (a) => {
+        const store = new L.store.MemoryStore(a.chainId);
+        const client = new L.client.LightClient(store, new L.client.Node(""));
+        await client.trustGenesis(null);
+        const block = await client.sync(a.height);
+        const out = [];
+        for (const doc of a.cases) {
+          try {
+            const page = await L.links.verifyLinks(doc, block, a.cid, "out");
+            out.push([...page.links.map((x) => [x.from, x.to]).sort(), page.unproven]);
+          } catch (err) {
+            out.push(err instanceof L.V.VerifyError ? null : `${err.name}: ${err.message}`);
+          }
+        }
+        return out;
+      }""",
+        {"chainId": chain.chain_id, "height": block.height, "cid": hub, "cases": cases},
+    )
+    assert [g for g in got if isinstance(g, str)] == []  # no exception other than VerifyError
+    py = [None if w is None else [list(x) for x in w[:-1]] + [w[-1]] for w in want]
+    assert got == py
+    assert got[0] is not None and sum(g is None for g in got) > 150  # both verdicts reached
