@@ -380,6 +380,7 @@ def test_expected_misses_log_no_console_error(page, devnet):
     """A word that names nothing and a text nobody linked are answers, not
     errors: the page shows their CID as not in the graph yet, and the browser's
     console gets no error (Chromium logs every 4xx answer as one)."""
+    linked_hub(devnet, 1)  # a graph with a top list, whatever ran before
     page.wait_for_selector('#live[data-state="open"]')
     page.wait_for_selector("#top-list li")
     console: list[str] = []
