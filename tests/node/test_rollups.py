@@ -23,7 +23,7 @@ from focusflow.light.client import LightClient, Node, genesis_trust
 from focusflow.light.store import LightStore
 from focusflow.testing.process import SOURCE, node_env
 from focusflow.testing.rollups import RollupNet
-from tests.api.conftest import browser, chromium_path  # noqa: F401 (fixtures)
+from tests.api.conftest import browser, chromium_path, playwright_api  # noqa: F401 (fixtures)
 
 UI_TIMEOUT_MS = 30_000
 
