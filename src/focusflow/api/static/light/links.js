@@ -11,6 +11,7 @@
 // requests, and says it is complete only as far as the node's word goes.
 
 import * as V from "../verify.js";
+import { checkAnchor, provenValue } from "./rules.js";
 
 const utf8 = new TextEncoder();
 export const LINKS_PREFIX = utf8.encode("/graph/links/");
@@ -31,17 +32,6 @@ function startsWith(bytes, prefix) {
   return true;
 }
 
-// The answer names the verified block's height, hash and state root (check_anchor).
-function checkAnchor(doc, block) {
-  if (!doc || typeof doc !== "object" || Array.isArray(doc)) fail("malformed", "a proof answer is a JSON object");
-  const ours = [block.height, block.hashHex, V.toHex(block.header.state_root)];
-  const named = [doc.height, doc.block_hash, doc.state_root];
-  if (named.some((x, i) => x !== ours[i])) {
-    fail("wrong_value", `the answer names block ${named[0]} ${named[1]} with state root ${named[2]}, ` +
-      `not the verified block ${ours[0]} ${ours[1]} (${ours[2]})`);
-  }
-}
-
 // One page of `cid`'s links in `direction` ("out" or "in") against the verified
 // block of the page's height: {links: [{from, to, neuron}], unproven, total, height}.
 // Links no message made (genesis links) are counted in `unproven` and left out.
@@ -58,7 +48,7 @@ export async function verifyLinks(doc, block, cid, direction) {
     if (key.length !== LINKS_KEY_BYTES || !startsWith(key, LINKS_PREFIX)) {
       fail("wrong_value", "a proven message key is not a /graph/links key");
     }
-    const value = await V.verifyStateValue(block.header, key, part.value ?? null, part.proof, `link message ${part.key}`);
+    const value = await provenValue(part, key, block, `link message ${part.key}`);
     if (value === null) fail("bad_proof", `link message ${part.key} is proven absent`);
     const row = V.cborDecode(value, "link message");
     if (!(Array.isArray(row) && row.length === 2 && Array.isArray(row[1]))) {

@@ -157,21 +157,36 @@ export function valsetKey(height) {
   return V.concat(VALSET_PREFIX, k);
 }
 
+// The answer names the verified block `trusted`: its height, hash and state
+// root. Mirrors focusflow.light.answers.check_anchor.
+export function checkAnchor(doc, trusted) {
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) fail("malformed", "a proof answer is a JSON object");
+  if (doc.height !== trusted.height || doc.block_hash !== trusted.hashHex ||
+      doc.state_root !== V.toHex(trusted.header.state_root)) {
+    fail("wrong_value", `the answer names block ${doc.height} ${doc.block_hash} with state root ${doc.state_root}, ` +
+      `not the verified block ${trusted.height} ${trusted.hashHex}`);
+  }
+}
+
+// The value of `key` (null: proven absent) that `part` ({key, value, proof})
+// proves against the state root of `trusted`. Mirrors
+// focusflow.light.answers.proven_value.
+export async function provenValue(part, key, trusted, what) {
+  if (!part || typeof part !== "object") fail("malformed", "a key proof is a JSON object");
+  if (part.key !== V.toHex(key)) fail("wrong_value", `the node proved key ${part.key}, not ${V.toHex(key)}`);
+  const value = part.value == null ? null : V.fromHex(part.value, `${what} value`);
+  const ok = await V.verifySmtProof(trusted.header.state_root, key, value, V.fromHex(part.proof, `${what} proof`));
+  if (!ok) fail("bad_proof", `${what} does not verify against the state root of verified block ${trusted.height}`);
+  return value;
+}
+
 // The set that the state of `trusted` records for trusted.height + 1, from the
 // node's answer to GET /v1/light/proofs/validators/{h+1}?height={h}: null when
 // the proof shows none (the set did not change).
-// Mirrors focusflow.light.answers.verify_next_set (check_anchor, proven_value).
+// Mirrors focusflow.light.answers.verify_next_set.
 export async function verifyNextSet(doc, trusted) {
-  if (!doc || typeof doc !== "object") fail("malformed", "a proof answer is a JSON object");
-  if (doc.height !== trusted.height || doc.block_hash !== trusted.hashHex ||
-      doc.state_root !== V.toHex(trusted.header.state_root)) {
-    fail("wrong_value", `the answer names block ${doc.height} ${doc.block_hash}, not the verified block ${trusted.height}`);
-  }
-  const key = valsetKey(trusted.height + 1);
-  if (doc.key !== V.toHex(key)) fail("wrong_value", `the node proved key ${doc.key}, not ${V.toHex(key)}`);
-  const value = doc.value == null ? null : V.fromHex(doc.value, "validator set record");
-  const ok = await V.verifySmtProof(trusted.header.state_root, key, value, V.fromHex(doc.proof, "proof"));
-  if (!ok) fail("bad_proof", `the validator set record of ${trusted.height + 1} does not verify against the state root`);
+  checkAnchor(doc, trusted);
+  const value = await provenValue(doc, valsetKey(trusted.height + 1), trusted, `the validator set record of ${trusted.height + 1}`);
   if (value === null) return null;
   const rows = V.cborDecode(value, "validator set record");
   if (!Array.isArray(rows) || !rows.length || rows.length > MAX_VALIDATORS) fail("wrong_value", "a malformed set record");
