@@ -60,22 +60,32 @@ LIGHT_MODULES = {
 
 
 @contextmanager
-def module_page(browser: Any, url: str, timeout_ms: int) -> Iterator[Any]:
-    """A page of ``url``'s origin with the light modules imported as ``window.L``;
-    a JavaScript error on it fails the test when the page closes."""
+def scripted_page(
+    browser: Any, url: str, timeout_ms: int, script: str, arg: Any = None
+) -> Iterator[Any]:
+    """A page of ``url``'s origin that has run ``script`` (a JavaScript function
+    of ``arg``, e.g. importing modules into ``window``); a JavaScript error on
+    it fails the test when the page closes."""
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(timeout_ms)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{url}/static/style.css")
-    page.evaluate(
-        """async (mods) => {
-        window.L = {};
-        for (const [name, path] of Object.entries(mods)) window.L[name] = await import(path);
-      }""",
-        LIGHT_MODULES,
-    )
+    page.evaluate(script, arg)
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+IMPORT_LIGHT = """async (mods) => {
+  window.L = {};
+  for (const [name, path] of Object.entries(mods)) window.L[name] = await import(path);
+}"""
+
+
+@contextmanager
+def module_page(browser: Any, url: str, timeout_ms: int) -> Iterator[Any]:
+    """A page of ``url``'s origin with the light modules imported as ``window.L``."""
+    with scripted_page(browser, url, timeout_ms, IMPORT_LIGHT, LIGHT_MODULES) as page:
+        yield page

@@ -59,6 +59,7 @@ from focusflow.testing.web import (
     validators_json,
 )
 from focusflow.testing.web import VerifiedChain as Chain
+from tests.api.conftest import scripted_page
 
 UI_TIMEOUT_MS = 20_000
 
@@ -75,16 +76,8 @@ def static_url() -> Iterator[str]:
 @pytest.fixture
 def js(browser, static_url):
     """A page that has imported verify.js as ``window.V``; JS errors fail the test."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{static_url}/static/style.css")
-    page.evaluate(VERIFY_PAGE)
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with scripted_page(browser, static_url, UI_TIMEOUT_MS, VERIFY_PAGE) as page:
+        yield page
 
 
 # ---------------------------------------------------------------- real chain objects
