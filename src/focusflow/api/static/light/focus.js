@@ -312,12 +312,6 @@ function gramWeights(dF, f) {
   return gamma;
 }
 
-function l1Change(a, b) {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
-  return s;
-}
-
 // The context's teleport distribution: particle indices (repeats add up).
 export function contextPrior(n, context) {
   if (!Array.isArray(context) || context.length === 0) refuse("the context is empty: give at least one particle");
@@ -359,8 +353,11 @@ async function iterate(op, p, u) {
     await op.apply(phi, gphi);
     iterations++;
     const f = new Float64Array(n);
-    for (let i = 0; i < n; i++) f[i] = gphi[i] - phi[i];
-    change = l1Change(gphi, phi);
+    change = 0;
+    for (let i = 0; i < n; i++) {
+      f[i] = gphi[i] - phi[i];
+      change += Math.abs(f[i]);
+    }
     if (change < p.tol) {
       converged = true;
       phi = gphi;

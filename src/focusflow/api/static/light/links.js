@@ -125,7 +125,7 @@ export async function neighbourhood(client, cid, { hops = 1, maxLinks = MAX_WALK
   const seen = new Set();
   const src = [], dst = [], w = [];
   const budget = { links: maxLinks, requests: maxRequests };
-  let unproven = 0, stated = 0, cut = false, frontier = [cid];
+  let unproven = 0, cut = false, frontier = [cid];
   const heights = new Set();
   const at = (c) => {
     const k = keyOf(c);
@@ -146,7 +146,6 @@ export async function neighbourhood(client, cid, { hops = 1, maxLinks = MAX_WALK
         const page = await allLinks(client, p, direction, budget);
         if (page.height !== null) heights.add(page.height);
         unproven += page.unproven;
-        stated += page.total;
         cut ||= page.cut;
         for (const link of page.links) {
           const key = `${keyOf(link.from)} ${keyOf(link.to)} ${link.neuron}`;
@@ -165,7 +164,7 @@ export async function neighbourhood(client, cid, { hops = 1, maxLinks = MAX_WALK
   }
   return {
     n: cids.length, cids, src, dst, w,
-    links: src.length, unproven, stated, cut,
+    links: src.length, unproven, cut,
     heights: [...heights].sort((a, b) => a - b),
     requests: maxRequests - budget.requests,
     ms: performance.now() - t0,
