@@ -92,8 +92,10 @@ export class GpuSeries {
     this.pipeline = device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "cheb" } });
     // One bind group per step k >= 1: its coefficient, and which vector is T_k-1 (overwritten).
     this.steps = [];
+    this.uniforms = [];
     for (let k = 1; k < coef.length; k++) {
       const uniform = device.createBuffer({ size: 16, usage: usage.UNIFORM | usage.COPY_DST });
+      this.uniforms.push(uniform);
       const head = new ArrayBuffer(16);
       new Float32Array(head, 0, 1)[0] = coef[k];
       new Uint32Array(head, 4, 3).set([k === 1 ? 1 : 0, n, 0]);
@@ -118,13 +120,15 @@ export class GpuSeries {
     device.queue.writeBuffer(this.acc, 0, acc0);
     const encoder = device.createCommandEncoder();
     const groups = Math.ceil(n / WORKGROUP);
+    // One pass: each dispatch's writes are seen by the next (WebGPU orders
+    // dispatches that share a writable storage buffer).
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(this.pipeline);
     for (const bind of this.steps) {
-      const pass = encoder.beginComputePass();
-      pass.setPipeline(this.pipeline);
       pass.setBindGroup(0, bind);
       pass.dispatchWorkgroups(groups);
-      pass.end();
     }
+    pass.end();
     encoder.copyBufferToBuffer(this.acc, 0, this.read, 0, 4 * n);
     device.queue.submit([encoder.finish()]);
     await this.read.mapAsync(GPUMapMode.READ);
@@ -135,6 +139,6 @@ export class GpuSeries {
   }
 
   destroy() {
-    for (const b of [this.ptr, this.col, this.val, ...this.t, this.acc, this.read]) b.destroy();
+    for (const b of [this.ptr, this.col, this.val, ...this.t, this.acc, this.read, ...this.uniforms]) b.destroy();
   }
 }
