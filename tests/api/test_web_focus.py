@@ -486,3 +486,25 @@ def test_hostile_links_pages_get_the_python_clients_verdict(js, served, tmp_path
     py = [None if w is None else [list(x) for x in w[:-1]] + [w[-1]] for w in want]
     assert got == py
     assert got[0] is not None and sum(g is None for g in got) > 150  # both verdicts reached
+
+
+def test_a_links_page_over_its_bound_is_not_read(js, served):
+    """A page of more links than the route serves (100) is refused before any of
+    its proofs is checked: a node cannot make the browser verify a page of any size."""
+    chain, url, lie = served
+    lie["on"] = None
+    hub = cid_from_bytes(particle("hub"))
+    doc = httpx.get(f"{url}/v1/light/proofs/links/{hub}", params={"limit": 1}).json()
+    doc["links"] = doc["links"] * 101
+    got = js.evaluate(
+        """async (a) => {
+        const store = new L.store.MemoryStore(a.chainId);
+        const client = new L.client.LightClient(store, new L.client.Node(""));
+        await client.trustGenesis(null);
+        const block = await client.sync(a.doc.height);
+        try { await L.links.verifyLinks(a.doc, block, a.cid, "out"); return null; }
+        catch (err) { return [err.name, err.check, err.message]; }
+      }""",
+        {"chainId": chain.chain_id, "doc": doc, "cid": hub},
+    )
+    assert got is not None and got[:2] == ["VerifyError", "malformed"] and "at most 100" in got[2]
