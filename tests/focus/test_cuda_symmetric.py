@@ -84,6 +84,51 @@ def test_the_device_build_is_the_host_build_after_every_patch(kind):
     assert snap.overlay_nnz > 0
 
 
+def test_the_base_merge_is_placed_once_a_layout():
+    """The merge of the base's out- and in-links is placed once and kept while
+    patches only rewrite its values; a compaction (a new base layout) places
+    it again. The matrix is the host's either way, with and without an
+    overlay to merge in."""
+    import cupy
+
+    from focusflow.focus.backends.cuda_exact import _module
+    from focusflow.focus.backends.cuda_symmetric import DeviceLinks, build
+
+    g, names, rng, first = _graph(7)
+    snap, _ = g.refresh()
+    links = DeviceLinks()
+    links.sync(snap)
+    module = _module(cupy, "symmetric.cu")
+    assert (
+        _same(
+            ScaledSymmetric(snap, "normalized", np.float64),
+            build(links, snap.n, "normalized", module),
+        )
+        == []
+    )
+    placed = links.base
+    assert placed is not None
+    for step in range(3):
+        m = 400
+        g.add_links(names[rng.integers(0, 4200, m)], names[rng.integers(0, 4200, m)])
+        again = first[:, 40 * step : 40 * (step + 1)]
+        g.add_links(names[again[0]], names[again[1]], weights=np.full(again.shape[1], 3.0))
+        snap, info = g.refresh()
+        links.sync(snap, info)
+        dev = build(links, snap.n, "normalized", module)
+        assert links.base is placed, f"step {step}: the kept merge was placed again"
+        assert _same(ScaledSymmetric(snap, "normalized", np.float64), dev) == [], f"step {step}"
+    assert snap.overlay_nnz > 0
+    g.compact_ratio = 0.0
+    g.add_links(names[:3], names[3:6])
+    snap, info = g.refresh()
+    assert snap.overlay_nnz == 0
+    links.sync(snap, info)
+    dev = build(links, snap.n, "normalized", module)
+    assert links.base is not None and links.base is not placed
+    assert _same(ScaledSymmetric(snap, "normalized", np.float64), dev) == []
+
+
 def test_a_missed_patch_or_no_record_uploads_everything():
     """Links that did not see a patch (its record went elsewhere) or get none
     upload the snapshot again instead of applying a record to the wrong base."""
