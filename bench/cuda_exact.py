@@ -140,6 +140,8 @@ def profile(scale: int, block: int, arithmetic: str) -> None:
     op = cuda_exact.ExactCudaOperator
     for name in ("refresh", "setup_laplacian"):
         setattr(op, name, timed(name, getattr(op, name)))
+    # The symmetric matrix's device build (inside setup_laplacian).
+    cuda_exact.build = timed("symmetric build", cuda_exact.build)
     g, names = _graph(scale, 16, seed=scale)
     params = make_params(None, **{**NEW_CHAIN_FOCUS, "arithmetic": arithmetic})
     engine = FocusEngine(g, params, backend="cuda")
