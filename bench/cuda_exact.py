@@ -140,8 +140,16 @@ def profile(scale: int, block: int, arithmetic: str) -> None:
     op = cuda_exact.ExactCudaOperator
     for name in ("refresh", "setup_laplacian"):
         setattr(op, name, timed(name, getattr(op, name)))
-    # The symmetric matrix's device build (inside setup_laplacian).
+    # The symmetric matrix's device build (inside setup_laplacian), its
+    # merges and each of its kernels.
+    from focusflow.focus.backends import cuda_symmetric
+
     cuda_exact.build = timed("symmetric build", cuda_exact.build)
+    cuda_symmetric._merged = timed("build: merges", cuda_symmetric._merged)
+    kernels_of = cuda_symmetric._kernels
+    cuda_symmetric._kernels = lambda module: {
+        name: timed(f"build: {name}", f) for name, f in kernels_of(module).items()
+    }
     g, names = _graph(scale, 16, seed=scale)
     params = make_params(None, **{**NEW_CHAIN_FOCUS, "arithmetic": arithmetic})
     engine = FocusEngine(g, params, backend="cuda")
