@@ -15,7 +15,7 @@
 // do, and the layout's build stays out of the page.
 
 export const LIGHT_TOL = 1e-5;
-const WORKGROUP = 64;
+const WORKGROUP = 256;
 
 const SHADER = /* wgsl */ `
 struct Step { coef: f32, first: u32, n: u32, pad: u32 }
@@ -49,8 +49,9 @@ fn cheb(@builtin(global_invocation_id) gid: vec3<u32>) {
 // {device, adapter (its name), software}. `software`: the adapter is a CPU
 // emulation (SwiftShader, llvmpipe, lavapipe, or one the browser calls a
 // fallback), on which the float64 CPU path is faster (bench/web_focus.py:
-// 2.9 s against 0.41 s over 10^5 links on SwiftShader), so the page takes the
-// GPU path there only when asked.
+// 1.1 s against 0.24 s over 10^5 links on SwiftShader, each of its dispatches
+// costing about 5 ms however small), so the page takes the GPU path there
+// only when asked.
 export async function gpuDevice() {
   if (typeof navigator === "undefined" || !navigator.gpu) return null;
   try {
