@@ -9,9 +9,18 @@
 // springs method): g(x) = λ_s μ/(x + μ) + λ_h e^(−τx) on [0, 2], the
 // resolvent's coefficients in closed form and heat's from Miller's backward
 // recurrence (focusflow.focus.spectral.bessel_ive), truncated where the
-// remaining coefficients sum to at most `heatTol`. The outer iteration is
-// Anderson-mixed (type II, window `anderson`) and stops at the first plain
-// step that moves focus by less than `tol` in L1, returning that step.
+// remaining coefficients sum to at most `heatTol`. As in the engine, the
+// series is applied to the change since its last application where that
+// takes fewer terms (the series is linear, and the change shrinks as the
+// iteration converges), the truncation errors adding up within the same
+// budget as a fresh application's. The outer iteration is Anderson-mixed
+// (type II, window `anderson`) and follows the engine's rules
+// (focusflow.focus.policy.TriPolicy, finish "fixed"): while it is far from
+// its equilibrium the series is only as accurate as FORCING times the last
+// L1 change asks (at most LOOSEST, at least `heatTol`); once a step moves
+// focus by less than `tol` it goes on at `heatTol`, the Anderson history
+// dropped, and returns the first such step that moves focus by less than
+// `tol`: a fixed point of the accurate map.
 
 import { GpuSeries, LIGHT_TOL } from "./gpu.js";
 
@@ -35,6 +44,13 @@ const DEGREE_FLOOR = 1e-12;
 const WEIGHT_FLOOR = 1e-300;
 // Most Chebyshev terms the series may take (μ > 0 keeps it far below this).
 const MAX_TERMS = 4096;
+// The share of an application's error budget a fresh one spends, leaving room
+// for increments on it (focusflow.focus.spectral.FRESH_SHARE).
+const FRESH_SHARE = 0.1;
+// Inexact steps aim their series at this fraction of the last L1 change, and
+// at no looser than LOOSEST (focusflow.focus.policy.FORCING and LOOSEST).
+const FORCING = 0.05;
+const LOOSEST = 1e-2;
 
 export class FocusError extends Error {
   // code: invalid_parameter (docs/errors.md), as the Python API refuses the same input
@@ -192,8 +208,10 @@ class CpuSeries {
     this.passes = 0;
   }
 
-  apply(psi, acc) {
-    const { g, coef } = this;
+  // The first `terms` terms of the series applied to psi, into acc.
+  apply(psi, acc, terms) {
+    const { g } = this;
+    const coef = this.coef.slice(0, terms);
     const n = g.n;
     let [prev, cur, next] = this.t;
     prev.set(psi);
@@ -217,26 +235,82 @@ class CpuSeries {
   }
 }
 
+// The smallest K >= 1 (at most the coefficients' count) whose tail, the error
+// of cutting the series there, is at most `bound`.
+function cutAt(coef, tails, bound) {
+  let k = 1;
+  while (k < coef.length && tails[k] > bound) k++;
+  return k;
+}
+
+function norm2(x) {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return Math.sqrt(s);
+}
+
 class Operator {
   constructor(g, p, prior, gpu) {
     this.g = g;
     this.p = p;
     this.u = prior;
     const [, lamS, lamH] = p.weights;
-    const coef = lamS + lamH > 0 ? seriesCoefficients(p.mu, p.tau, lamS, lamH, p.heatTol) : [];
+    // Coefficients to the fresh applications' share of the budget; tails[k]
+    // bounds the error of cutting at k (tails[K] is what lies past them).
+    const beyond = FRESH_SHARE * p.heatTol;
+    const coef = lamS + lamH > 0 ? seriesCoefficients(p.mu, p.tau, lamS, lamH, beyond) : [];
+    this.coef = coef;
+    this.tails = new Float64Array(coef.length + 1);
+    this.tails[coef.length] = beyond;
+    for (let k = coef.length - 1; k >= 0; k--) this.tails[k] = this.tails[k + 1] + Math.abs(coef[k]);
     this.terms = coef.length;
     this.series = coef.length ? (gpu ? new GpuSeries(gpu.device, g, coef) : new CpuSeries(g, coef)) : null;
     this.psi = new Float64Array(g.n);
     this.acc = new Float64Array(g.n);
+    this.delta = new Float64Array(g.n);
+    // The last application: its input, its result and its error bound (null: none yet).
+    this.last = null;
+    this.applied = 0;
   }
 
   get passes() {
     return this.series?.passes ?? 0;
   }
 
-  // G(φ) = norm₁(λ_d D(φ) + σ⁻¹ g(Ls) σφ) into out; unlinked particles keep their own
-  // share of springs and heat (identity there).
-  async apply(phi, out) {
+  // g(Ls) psi into acc within innerTol * ||psi||_2: fresh (its share of that
+  // budget), or the last result plus the series applied to the change since,
+  // cut where the errors so far and this one's stay within the budget, when
+  // that takes fewer terms (focusflow.focus.spectral._heat_input's rule).
+  async applySeries(psi, acc, innerTol) {
+    const { coef, tails } = this;
+    const scale = norm2(psi);
+    const budget = innerTol * scale;
+    const fresh = cutAt(coef, tails, FRESH_SHARE * innerTol);
+    let input = psi, terms = fresh, err = tails[fresh] * scale, base = null;
+    const last = this.last;
+    if (last && last.err < budget) {
+      const delta = this.delta;
+      for (let i = 0; i < psi.length; i++) delta[i] = psi[i] - last.psi[i];
+      const size = norm2(delta);
+      const inc = size > 0 ? cutAt(coef, tails, Math.min(0.5, (budget - last.err) / size)) : 0;
+      if (inc < fresh) {
+        input = delta;
+        terms = inc;
+        err = last.err + (size > 0 ? tails[inc] * size : 0);
+        base = last.acc;
+      }
+    }
+    if (terms > 0) await this.series.apply(input, acc, terms);
+    else acc.fill(0);
+    if (base) for (let i = 0; i < acc.length; i++) acc[i] += base[i];
+    this.applied += terms;
+    this.last = { psi: Float64Array.from(psi), acc: Float64Array.from(acc), err };
+  }
+
+  // G(φ) = norm₁(λ_d D(φ) + σ⁻¹ g(Ls) σφ) into out, the series within
+  // innerTol; unlinked particles keep their own share of springs and heat
+  // (identity there).
+  async apply(phi, out, innerTol) {
     const { g, p, u } = this;
     const n = g.n;
     const [lamD, lamS, lamH] = p.weights;
@@ -252,7 +326,7 @@ class Operator {
     if (this.series) {
       const { psi, acc } = this;
       for (let i = 0; i < n; i++) psi[i] = g.sigma[i] * phi[i];
-      await this.series.apply(psi, acc);
+      await this.applySeries(psi, acc, innerTol);
       const keep = lamS + lamH;
       for (let i = 0; i < n; i++) out[i] += g.linked[i] ? acc[i] / g.sigma[i] : keep * phi[i];
     }
@@ -341,7 +415,8 @@ export async function personalFocus(g, context, given = {}, { gpu = null } = {})
   }
 }
 
-// The Anderson-mixed outer iteration from u to the first plain step below tol.
+// The Anderson-mixed outer iteration from u: inexact steps until one moves
+// focus by less than tol, then accurate ones to the first that does.
 async function iterate(op, p, u) {
   const n = u.length;
   let phi = Float64Array.from(u);
@@ -349,8 +424,10 @@ async function iterate(op, p, u) {
   const dX = [], dF = [];
   let lastX = null, lastF = null, lastRes = Infinity;
   let iterations = 0, change = Infinity, converged = false;
+  let exact = false, res = 1;
   while (iterations < p.maxIter) {
-    await op.apply(phi, gphi);
+    const innerTol = exact ? p.heatTol : Math.min(LOOSEST, Math.max(p.heatTol, FORCING * res));
+    await op.apply(phi, gphi, innerTol);
     iterations++;
     const f = new Float64Array(n);
     change = 0;
@@ -358,12 +435,15 @@ async function iterate(op, p, u) {
       f[i] = gphi[i] - phi[i];
       change += Math.abs(f[i]);
     }
-    if (change < p.tol) {
+    res = change;
+    if (change < p.tol && exact) {
       converged = true;
       phi = gphi;
       break;
     }
-    if (p.anderson === 0 || change > 2 * lastRes) {
+    const switched = change < p.tol;
+    if (switched) exact = true;
+    if (switched || p.anderson === 0 || change > 2 * lastRes) {
       dX.length = dF.length = 0; // restart: the history no longer describes this step
       lastX = lastF = null;
     }

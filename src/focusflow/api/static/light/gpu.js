@@ -69,7 +69,8 @@ export async function gpuDevice() {
 }
 
 // The series for a prepared graph (focus.js prepareGraph) and its coefficients,
-// on `device`: apply(psi, acc) fills acc (Float64Array) with Σ c_k T_k(Z) psi.
+// on `device`: apply(psi, acc, terms) fills acc (Float64Array) with
+// Σ_{k < terms} c_k T_k(Z) psi.
 export class GpuSeries {
   constructor(device, g, coef) {
     this.device = device;
@@ -112,7 +113,7 @@ export class GpuSeries {
     this.passes = 0;
   }
 
-  async apply(psi, out) {
+  async apply(psi, out, terms = this.coef.length) {
     const { device, n, coef } = this;
     const p32 = Float32Array.from(psi);
     device.queue.writeBuffer(this.t[0], 0, p32);
@@ -125,7 +126,8 @@ export class GpuSeries {
     // dispatches that share a writable storage buffer).
     const pass = encoder.beginComputePass();
     pass.setPipeline(this.pipeline);
-    for (const bind of this.steps) {
+    const steps = this.steps.slice(0, terms - 1);
+    for (const bind of steps) {
       pass.setBindGroup(0, bind);
       pass.dispatchWorkgroups(groups);
     }
@@ -136,7 +138,7 @@ export class GpuSeries {
     const got = new Float32Array(this.read.getMappedRange(0, 4 * n));
     for (let i = 0; i < n; i++) out[i] = got[i];
     this.read.unmap();
-    this.passes += this.steps.length;
+    this.passes += steps.length;
   }
 
   destroy() {
