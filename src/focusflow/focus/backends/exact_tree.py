@@ -39,6 +39,8 @@ from focusflow.focus.reduce import TREE_CHUNK, tree_sum
 
 #: SELL groups in one chunk of slots (``TREE_CHUNK`` slots, ``C`` a group).
 GROUPS = TREE_CHUNK // C
+#: float64 values in a 64-byte cache line.
+_LINE = 8
 
 
 @nb.njit(cache=True, fastmath=False)
@@ -602,12 +604,17 @@ def _record(
     have_prev: bool,
     k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``anderson._record`` with the Gram products as ``exact-v3`` sums."""
+    """``anderson._record`` with the Gram products as ``exact-v3`` sums.
+
+    Each chunk's row of ``cross`` and ``rhs`` is padded past a cache line
+    from the next: threads adding into neighbouring chunks' rows of one line
+    made a call on a small vector (two chunks) three times slower."""
     n = x.shape[0]
     m = dx.shape[0]
     chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
-    cross = np.zeros((chunks, m))
-    rhs = np.zeros((chunks, m))
+    wide = (m + _LINE - 1) // _LINE * _LINE + _LINE
+    cross = np.zeros((chunks, wide))
+    rhs = np.zeros((chunks, wide))
     for c in nb.prange(chunks):
         for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
             g = gx[i] - x[i]
