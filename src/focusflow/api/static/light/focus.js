@@ -424,7 +424,8 @@ async function iterate(op, p, u) {
   const dX = [], dF = [];
   let lastX = null, lastF = null, lastRes = Infinity;
   let iterations = 0, change = Infinity, converged = false;
-  let exact = false, res = 1;
+  // Without springs and heat every step is accurate (the engine's rule too).
+  let exact = !op.series, res = 1;
   while (iterations < p.maxIter) {
     const innerTol = exact ? p.heatTol : Math.min(LOOSEST, Math.max(p.heatTol, FORCING * res));
     await op.apply(phi, gphi, innerTol);
