@@ -268,9 +268,11 @@ class Operator {
     this.psi = new Float64Array(g.n);
     this.acc = new Float64Array(g.n);
     this.delta = new Float64Array(g.n);
-    // The last application: its input, its result and its error bound (null: none yet).
-    this.last = null;
-    this.applied = 0;
+    // The last application: its input, its result and its error bound
+    // (lastErr null: none yet), kept in buffers made once.
+    this.lastPsi = new Float64Array(g.n);
+    this.lastAcc = new Float64Array(g.n);
+    this.lastErr = null;
   }
 
   get passes() {
@@ -287,24 +289,25 @@ class Operator {
     const budget = innerTol * scale;
     const fresh = cutAt(coef, tails, FRESH_SHARE * innerTol);
     let input = psi, terms = fresh, err = tails[fresh] * scale, base = null;
-    const last = this.last;
-    if (last && last.err < budget) {
+    const lastErr = this.lastErr;
+    if (lastErr !== null && lastErr < budget) {
       const delta = this.delta;
-      for (let i = 0; i < psi.length; i++) delta[i] = psi[i] - last.psi[i];
+      for (let i = 0; i < psi.length; i++) delta[i] = psi[i] - this.lastPsi[i];
       const size = norm2(delta);
-      const inc = size > 0 ? cutAt(coef, tails, Math.min(0.5, (budget - last.err) / size)) : 0;
+      const inc = size > 0 ? cutAt(coef, tails, Math.min(0.5, (budget - lastErr) / size)) : 0;
       if (inc < fresh) {
         input = delta;
         terms = inc;
-        err = last.err + (size > 0 ? tails[inc] * size : 0);
-        base = last.acc;
+        err = lastErr + (size > 0 ? tails[inc] * size : 0);
+        base = this.lastAcc;
       }
     }
     if (terms > 0) await this.series.apply(input, acc, terms);
     else acc.fill(0);
     if (base) for (let i = 0; i < acc.length; i++) acc[i] += base[i];
-    this.applied += terms;
-    this.last = { psi: Float64Array.from(psi), acc: Float64Array.from(acc), err };
+    this.lastPsi.set(psi);
+    this.lastAcc.set(acc);
+    this.lastErr = err;
   }
 
   // G(φ) = norm₁(λ_d D(φ) + σ⁻¹ g(Ls) σφ) into out, the series within
