@@ -47,10 +47,11 @@ EXP_UNDER = -745.133219101941108420
 #: sqrt(1/2): the lower end of ``log``'s reduced mantissa.
 SQRT_HALF = 0.70710678118654752440
 
-#: 1 / n! for n = 0 .. 14, as float64 (the Taylor coefficients of e^r).
-_EXP_COEF = tuple(1.0 / math.factorial(n) for n in range(15))
+#: 1 / n! for n = 0 .. 14, as float64 (the Taylor coefficients of e^r;
+#: numba freezes a global array into the compiled code).
+_EXP_COEF = np.array([1.0 / math.factorial(n) for n in range(15)])
 #: 2 / (2n + 1) for n = 0 .. 10 (the series 2 atanh(s) = sum 2 s^(2n+1) / (2n + 1)).
-_LOG_COEF = tuple(2.0 / (2 * n + 1) for n in range(11))
+_LOG_COEF = np.array([2.0 / (2 * n + 1) for n in range(11)])
 
 
 @nb.njit(cache=True, fastmath=False)
@@ -64,20 +65,9 @@ def exp_exact(x: float) -> float:
         return 0.0
     k = math.floor(x * INV_LN2 + 0.5)
     r = (x - k * LN2_HI) - k * LN2_LO
-    c = _EXP_COEF
-    p = c[14]
-    p = p * r + c[13]
-    p = p * r + c[12]
-    p = p * r + c[11]
-    p = p * r + c[10]
-    p = p * r + c[9]
-    p = p * r + c[8]
-    p = p * r + c[7]
-    p = p * r + c[6]
-    p = p * r + c[5]
-    p = p * r + c[4]
-    p = p * r + c[3]
-    p = p * r + c[2]
+    p = _EXP_COEF[14]
+    for i in range(13, 1, -1):
+        p = p * r + _EXP_COEF[i]
     # 1 + r + r^2 (1/2 + r/6 + ...): the terms past 1 summed first, small,
     # and 1 added last, so the one rounding that matters is the last.
     p = 1.0 + (r + (r * r) * p)
@@ -100,24 +90,17 @@ def log_exact(x: float) -> float:
     f = m - 1.0
     s = f / (2.0 + f)
     z = s * s
-    c = _LOG_COEF
-    q = c[10]
-    q = q * z + c[9]
-    q = q * z + c[8]
-    q = q * z + c[7]
-    q = q * z + c[6]
-    q = q * z + c[5]
-    q = q * z + c[4]
-    q = q * z + c[3]
-    q = q * z + c[2]
-    q = q * z + c[1]
+    q = _LOG_COEF[10]
+    for i in range(9, 0, -1):
+        q = q * z + _LOG_COEF[i]
     # log(1 + f) = 2 atanh(s) = 2s + s R with R = z q, rewritten (as fdlibm
     # does) around f, which is exact, so that only small terms are rounded:
     # f - (hfsq - s (hfsq + R)), hfsq = f^2 / 2.
     r = z * q
     hfsq = 0.5 * f * f
     k = float(e)
-    return k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
+    out: float = k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
+    return out
 
 
 @nb.njit(cache=True, fastmath=False)
