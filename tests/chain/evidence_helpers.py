@@ -1,9 +1,13 @@
-"""Builders for the evidence tests: a four-validator genesis, certified steps, double votes."""
+"""Builders for the evidence tests: a four-validator genesis, certified steps, double
+votes, and blocks forged to carry chosen evidence."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from focusflow.chain import Genesis
-from focusflow.chain.block import sign_certificate
+from focusflow.chain.block import Block, BlockRecord, evidence_root, sign_certificate
+from focusflow.chain.module import Deltas
 from focusflow.consensus import DuplicateVoteEvidence, Step, Vote
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import KeyPair
@@ -59,3 +63,15 @@ def double_vote(key, height, step_=Step.PREVOTE, round_=0, chain_id=CHAIN_ID):
 def bonded(chain, key) -> int:
     with chain.reader() as r:
         return get_account(r, key.address_raw).bonded
+
+
+def forge(producer, pieces: list[bytes], *, root: bytes | None = None) -> BlockRecord:
+    """The producer's next block (certified) with ``pieces`` of evidence put in its body."""
+    pending = producer.propose([])
+    producer.abandon(pending)
+    block = pending.block
+    header = replace(block.header, evidence_root=evidence_root(pieces) if root is None else root)
+    cert = sign_certificate(members(producer), CHAIN_ID, header.height, header.hash)
+    return BlockRecord(
+        Block(header, block.txs, tuple(pieces)), cert, Deltas(), pending.record.last_commit
+    )

@@ -6,12 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from focusflow.chain.block import (
-    Block,
-    BlockRecord,
-    evidence_root,
-    sign_certificate,
-)
+from focusflow.chain.block import BlockRecord
 from focusflow.chain.committer import BLOCK_EVENTS_PREFIX
 from focusflow.chain.errors import (
     AlreadyPunishedError,
@@ -22,7 +17,6 @@ from focusflow.chain.errors import (
     GenesisError,
 )
 from focusflow.chain.evidence_pool import EvidencePool, slashed_key
-from focusflow.chain.module import Deltas
 from focusflow.consensus import DuplicateVoteEvidence, Step, Vote, encode_evidence
 from focusflow.consensus.sim import Simulation
 from focusflow.core.encoding import decode, encode
@@ -40,22 +34,10 @@ from tests.chain.evidence_helpers import (
     SLASHED,
     bonded,
     double_vote,
+    forge,
     genesis,
-    members,
     step,
 )
-
-
-def forge(producer, pieces: list[bytes], *, root: bytes | None = None) -> BlockRecord:
-    """The producer's next block (certified) with ``pieces`` of evidence put in its body."""
-    pending = producer.propose([])
-    producer.abandon(pending)
-    block = pending.block
-    header = replace(block.header, evidence_root=evidence_root(pieces) if root is None else root)
-    cert = sign_certificate(members(producer), CHAIN_ID, header.height, header.hash)
-    return BlockRecord(
-        Block(header, block.txs, tuple(pieces)), cert, Deltas(), pending.record.last_commit
-    )
 
 
 def supply(chain) -> int:

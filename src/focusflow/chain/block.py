@@ -10,7 +10,7 @@ of the encoded transactions, ``state_root`` the sparse Merkle root of the
 key-space after the block, ``focus_root`` the root of the quantised focus
 vector (see focus_commit.py), ``data_root`` the data-availability root of the
 block's data (32 zero bytes until the DA layer fills it), ``evidence_root``
-the RFC 6962 Merkle root of the encoded duplicate-vote evidence the block
+the RFC 6962 Merkle root of the encoded equivocation evidence the block
 carries (the empty root, SHA-256 of b"", when none), ``validators_hash``
 the consensus validator set's hash (``ValidatorSet.hash``), ``proposer`` the
 20-byte address of the validator that made it and ``last_commit`` the hash of
@@ -129,7 +129,7 @@ class Header:
 class Block:
     header: Header
     txs: tuple[bytes, ...]
-    #: Encoded duplicate-vote evidence (focusflow.consensus.encode_evidence),
+    #: Encoded equivocation evidence (focusflow.consensus.encode_evidence),
     #: decoded and checked when the block is validated, like its transactions.
     evidence: tuple[bytes, ...] = ()
 

@@ -29,7 +29,7 @@ from focusflow.chain.errors import BlockError, BlockTimeError, WrongProposerErro
 from focusflow.chain.tip import Tip
 from focusflow.consensus.certificate import CommitCertificate, verify_certificate
 from focusflow.consensus.errors import InvalidCertificateError
-from focusflow.consensus.evidence import Evidence, decode_evidence, encode_evidence
+from focusflow.consensus.evidence import BlockEvidence, decode_evidence, encode_evidence
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.errors import DecodeError
 from focusflow.da import ExtendedSquare
@@ -55,7 +55,7 @@ def decode_record(record: BlockRecord | bytes) -> BlockRecord:
 
 def check_header(
     record: BlockRecord, tip: Tip, chain_id: str, *, now_ms: int | None, proposer: bytes | None
-) -> list[Evidence]:
+) -> list[BlockEvidence]:
     """Every check of a received block that needs no execution but its data
     root (:func:`check_data_root`), in order; returns its evidence, decoded.
 
@@ -149,7 +149,7 @@ def check_last_commit(record: BlockRecord, tip: Tip, chain_id: str) -> None:
         raise BlockError(f"block {header.height} last_commit is invalid: {exc}") from None
 
 
-def decode_block_evidence(block: Block) -> list[Evidence]:
+def decode_block_evidence(block: Block) -> list[BlockEvidence]:
     """A received block's evidence, each piece in its one canonical encoding."""
     out = []
     for raw in block.evidence:

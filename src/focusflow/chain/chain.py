@@ -72,7 +72,7 @@ from focusflow.chain.tip import Tip
 from focusflow.chain.tx import Tx
 from focusflow.chain.valsets import ValidatorSets
 from focusflow.consensus.certificate import CommitCertificate
-from focusflow.consensus.evidence import Evidence
+from focusflow.consensus.evidence import BlockEvidence
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.core.errors import StoreError
 from focusflow.core.keys import KeyPair
@@ -100,7 +100,7 @@ class Chain:
         self.ante = ante
         self.validator_key = validator_key
         self.tip = Tip(self.params, genesis.validator_set())
-        #: Verified duplicate-vote evidence waiting for a block (:meth:`add_evidence`).
+        #: Verified equivocation evidence waiting for a block (:meth:`add_evidence`).
         self.evidence = EvidencePool(self.chain_id, self.tip.recorded_set, self.params)
         self.pending_focus = PendingFocus()
         self.lifecycle = ChainLifecycle(store, genesis, self.modules, self.tip)
@@ -225,7 +225,7 @@ class Chain:
         with self.store.reader() as r:
             return governed_params(r, self.params)
 
-    def add_evidence(self, evidence: Evidence) -> bool:
+    def add_evidence(self, evidence: BlockEvidence) -> bool:
         """Verify ``evidence`` against the head's state and hold it for a block.
 
         False if its offence is held already; EvidenceError if it cannot be

@@ -386,6 +386,10 @@ class EvidenceError(InvalidEvidenceError):
 class EvidenceOutOfRangeError(EvidenceError):
     """Evidence older than ``evidence_max_age`` blocks, or of a height not reached yet.
 
+    A batch equivocation is of an epoch: out of range when the epoch's first
+    height is not reached yet (the chain does not know its set), or when its
+    last height is more than ``evidence_max_age`` blocks back.
+
     Not proof of malice by whoever relays it: a peer a block behind or ahead sees
     the window shifted.
     """
@@ -394,7 +398,8 @@ class EvidenceOutOfRangeError(EvidenceError):
 
 
 class AlreadyPunishedError(EvidenceError):
-    """The offence (validator, height) was slashed already, or is held/included once."""
+    """The offence (validator, height; or validator, batch slot) was slashed
+    already, or is held/included once."""
 
     code = "already_punished"
 

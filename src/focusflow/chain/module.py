@@ -71,10 +71,16 @@ class Offence:
     #: The validator's Ed25519 public key and its account address.
     public_key: bytes
     address: bytes
-    #: The height at which it signed two conflicting votes.
+    #: The height it is dated at: of the conflicting votes (proposals, answers),
+    #: or the first height of a batch slot's epoch; stake unbonding since then
+    #: is slashed too.
     height: int
     #: Hash of the evidence that proves it.
     evidence_hash: bytes
+    #: The state key the bank records its punishment at, one per offence (per
+    #: validator and height, or validator and batch slot), so it is punished
+    #: once (chain/evidence_pool.py).
+    key: bytes
 
 
 class BlockSection(Protocol):
@@ -107,8 +113,8 @@ class BlockContext:
     fees: int = 0
     deltas: Deltas = field(default_factory=Deltas)
     events: list[dict[str, Any]] = field(default_factory=list)
-    #: Offences proven by the block's evidence, in block order, one per
-    #: (validator, height); the bank slashes them in ``end_block``.
+    #: Offences proven by the block's evidence, in block order, each once
+    #: (``Offence.key``); the bank slashes them in ``end_block``.
     offences: list[Offence] = field(default_factory=list)
     #: The validator set that decides this height, with its proposer priorities.
     validators: ValidatorSet | None = None

@@ -3,7 +3,7 @@
 The same steps run whether this node makes the block or received it (the
 pipeline of docs/architecture.md §5), on top of the tip (tip.py):
 
-    check the block's duplicate-vote evidence (evidence_pool.py)
+    check the block's equivocation evidence (evidence_pool.py)
     -> execute transactions (modules' write-sets merge into one pending state)
     -> end of block (slashing the proven offences, matured unbonding, fee payout,
        the next validator set at epoch boundaries and after a jailing: valsets.py)
@@ -60,7 +60,7 @@ from focusflow.chain.scheduler import Scheduler
 from focusflow.chain.state import PendingState
 from focusflow.chain.tip import Tip
 from focusflow.chain.tx import Tx, decode_tx
-from focusflow.consensus.evidence import Evidence, encode_evidence
+from focusflow.consensus.evidence import BlockEvidence, encode_evidence
 from focusflow.core.errors import DecodeError
 from focusflow.core.keys import KeyPair
 from focusflow.da import ExtendedSquare
@@ -82,7 +82,7 @@ class Executed:
     #: Transactions left out of a proposal, and why (none for a received block).
     rejected: list[Rejected]
     #: The evidence the block carries.
-    evidence: list[Evidence]
+    evidence: list[BlockEvidence]
 
 
 class BlockPipeline:
@@ -210,7 +210,7 @@ class BlockPipeline:
         proposer: bytes,
         txs: Sequence[Tx],
         verified: bool,
-        evidence: Sequence[Evidence],
+        evidence: Sequence[BlockEvidence],
         strict: bool,
     ) -> Executed:
         """Check the evidence and run the transactions of block ``height`` on the

@@ -14,6 +14,13 @@ one step per block (:meth:`ValidatorSet.next_height`).
 answers "who could sign at height h, with which power" (certificates, evidence,
 the proposer check) without stepping priorities, which only the set of the
 height under consensus needs (:meth:`ValidatorSets.for_height`).
+
+An *epoch* is the span of heights one boundary's set begins (the validators
+module picks a set after every block whose height is a multiple of
+``epoch_blocks``): epoch ``e`` is heights ``e * epoch_blocks + 1`` to
+``(e + 1) * epoch_blocks``, epoch 0 the genesis set's (:func:`epoch_heights`).
+The DAG mempool names its batches' set by epoch; the chain reads the set of the
+epoch's first height for it.
 """
 
 from __future__ import annotations
@@ -47,6 +54,12 @@ def decode_set(raw: bytes) -> ValidatorSet:
         return ValidatorSet(validators, tuple(p for _, _, p in rows))
     except (TypeError, ValueError, InvalidValidatorSetError) as exc:
         raise DecodeError(f"bad validator set record: {exc}") from None
+
+
+def epoch_heights(epoch: int, epoch_blocks: int) -> tuple[int, int]:
+    """The first and last heights of ``epoch``: the set picked at the boundary
+    before it (or genesis's) holds from the first, and the next boundary is the last."""
+    return epoch * epoch_blocks + 1, (epoch + 1) * epoch_blocks
 
 
 class ValidatorSets:
@@ -96,4 +109,11 @@ class ValidatorSets:
         return list(self._starts)
 
 
-__all__ = ["VALSET_PREFIX", "ValidatorSets", "decode_set", "encode_set", "valset_key"]
+__all__ = [
+    "VALSET_PREFIX",
+    "ValidatorSets",
+    "decode_set",
+    "encode_set",
+    "epoch_heights",
+    "valset_key",
+]

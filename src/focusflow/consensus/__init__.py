@@ -11,7 +11,8 @@
 - :class:`CommitCertificate` and :func:`verify_certificate` prove a decision to
   followers; :class:`DuplicateVoteEvidence`, :class:`DuplicateProposalEvidence`,
   :class:`DuplicateChitsEvidence` and :func:`verify_evidence` prove an
-  equivocation to the chain, which slashes.
+  equivocation to the chain, which slashes; :data:`BlockEvidence` adds the DAG
+  mempool's batch equivocation (batches.py) to them.
 - :class:`Signer` and :class:`WriteAheadLog` keep a validator from ever signing two
   different messages for one step, across crashes.
 
@@ -45,6 +46,7 @@ from focusflow.consensus.errors import (
     WALError,
 )
 from focusflow.consensus.evidence import (
+    BlockEvidence,
     DuplicateChitsEvidence,
     DuplicateProposalEvidence,
     DuplicateVoteEvidence,
@@ -84,6 +86,7 @@ __all__ = [
     "ENGINES",
     "Accept",
     "Action",
+    "BlockEvidence",
     "Broadcast",
     "Chits",
     "CommitCertificate",

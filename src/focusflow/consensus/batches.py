@@ -303,6 +303,21 @@ class BatchEquivocation:
         epoch, author, sequence = slot
         return cls(kind, signer, epoch, author, sequence, da, sa, db, sb)
 
+    @property
+    def validator(self) -> bytes:
+        """The equivocating validator: what every kind of evidence names as
+        ``validator``, so the chain handles them alike."""
+        return self.signer
+
+    @property
+    def slot(self) -> tuple[int, bytes, int]:
+        return (self.epoch, self.author, self.sequence)
+
+    def hash(self) -> bytes:
+        """Identifies the evidence, as the other kinds' ``hash()`` (the chain
+        names it in its slash event and its API)."""
+        return sha256(encode_batch_equivocation(self))
+
 
 def verify_batch_equivocation(
     evidence: BatchEquivocation, validators: ValidatorSet, chain_id: str
@@ -338,6 +353,14 @@ def encode_batch_certificate(cert: BatchCertificate) -> bytes:
     c = cert
     sigs = [[pk, sig] for pk, sig in c.signatures]
     return encode(["batch_cert", c.epoch, c.author, c.sequence, c.digest, c.author_signature, sigs])
+
+
+#: The first bytes of every encoded batch equivocation: a CBOR array of 10 and its
+#: tag. Evidence of every kind travels on one topic and in one block list, so
+#: ``consensus.evidence.decode_evidence`` tells this kind by these bytes and
+#: hands it to :func:`decode_batch_equivocation`, whose bound then applies
+#: before anything is decoded.
+BATCH_EQUIVOCATION_HEAD = b"\x8a" + encode("batch_equivocation")
 
 
 def encode_batch_equivocation(evidence: BatchEquivocation) -> bytes:

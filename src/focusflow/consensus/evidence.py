@@ -31,12 +31,28 @@ each in its poll-message form (:func:`~focusflow.consensus.poll_messages.poll_me
 ordered by encoded bytes. Only the requester sees both (answers go to it
 alone), so this catches a responder that contradicts itself to one poller; an
 answer that merely lies about the responder's preference proves nothing.
+
+The DAG mempool's :class:`~focusflow.consensus.batches.BatchEquivocation` (a
+validator signed two digests for one batch slot, as its author or as a voter)
+travels beside these as a fourth kind: :data:`BlockEvidence` is any of them,
+and :func:`encode_evidence`, :func:`decode_evidence` and :func:`verify_evidence`
+take every kind, so the chain and the gossip topic carry one list of evidence.
+Its wire form and its bound are batches.py's. It names an epoch, not a height:
+which heights that is, and so which set judges it and how old it may be, is
+the chain's rule (chain/evidence_pool.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from focusflow.consensus.batches import (
+    BATCH_EQUIVOCATION_HEAD,
+    BatchEquivocation,
+    decode_batch_equivocation,
+    encode_batch_equivocation,
+    verify_batch_equivocation,
+)
 from focusflow.consensus.errors import InvalidEvidenceError
 from focusflow.consensus.messages import (
     Proposal,
@@ -136,20 +152,30 @@ class DuplicateChitsEvidence:
         return sha256(encode_evidence(self))
 
 
-#: Any kind of equivocation evidence.
+#: Equivocation evidence a consensus machine reports: of one height.
 Evidence = DuplicateVoteEvidence | DuplicateProposalEvidence | DuplicateChitsEvidence
+#: Any evidence a block may carry: a consensus machine's, or the DAG mempool's (of a batch slot).
+BlockEvidence = Evidence | BatchEquivocation
 
 
 def _without_value(proposal: Proposal) -> Proposal:
     return replace(proposal, value=b"")
 
 
-def verify_evidence(evidence: Evidence, validator_set: ValidatorSet, chain_id: str) -> Validator:
+def verify_evidence(
+    evidence: BlockEvidence, validator_set: ValidatorSet, chain_id: str
+) -> Validator:
     """Return the equivocating validator, or raise InvalidEvidenceError.
 
-    ``validator_set`` must be the set of the evidence's height; how old evidence may
-    be is the chain's rule (an unbonding period), not this function's.
+    ``validator_set`` must be the set of the evidence's height (a batch
+    equivocation's: of its epoch); how old evidence may be is the chain's rule
+    (an unbonding period), not this function's.
     """
+    if isinstance(evidence, BatchEquivocation):
+        verify_batch_equivocation(evidence, validator_set, chain_id)
+        index = validator_set.index_of(evidence.signer)
+        assert index is not None  # verify_batch_equivocation refuses a non-member
+        return validator_set.validators[index]
     if isinstance(evidence, DuplicateProposalEvidence):
         return _verify_proposals(evidence, validator_set, chain_id)
     if isinstance(evidence, DuplicateChitsEvidence):
@@ -210,7 +236,9 @@ def _verify_chits(
     return validator_set.validators[index]
 
 
-def encode_evidence(evidence: Evidence) -> bytes:
+def encode_evidence(evidence: BlockEvidence) -> bytes:
+    if isinstance(evidence, BatchEquivocation):
+        return encode_batch_equivocation(evidence)
     if isinstance(evidence, DuplicateChitsEvidence):
         a_plain = poll_message_to_plain(evidence.chits_a)
         return encode(["duplicate_chits", a_plain, poll_message_to_plain(evidence.chits_b)])
@@ -222,8 +250,14 @@ def encode_evidence(evidence: Evidence) -> bytes:
     )
 
 
-def decode_evidence(data: bytes) -> Evidence:
-    """Parse evidence; DecodeError for malformed bytes (validity is not checked)."""
+def decode_evidence(data: bytes) -> BlockEvidence:
+    """Parse evidence; DecodeError for malformed bytes (validity is not checked).
+
+    A batch equivocation is told by its first bytes and parsed by its own
+    decoder, which refuses more than ``MAX_EVIDENCE_WIRE_BYTES`` before decoding.
+    """
+    if isinstance(data, bytes) and data.startswith(BATCH_EQUIVOCATION_HEAD):
+        return decode_batch_equivocation(data)
     item = decode(data, "evidence")
     if isinstance(item, list) and len(item) == 3 and item[0] == "duplicate_chits":
         ca, cb = poll_message_from_plain(item[1]), poll_message_from_plain(item[2])
@@ -233,7 +267,8 @@ def decode_evidence(data: bytes) -> Evidence:
     kinds = {"duplicate_vote": Vote, "duplicate_proposal": Proposal}
     if not (isinstance(item, list) and len(item) == 3 and item[0] in kinds):
         raise DecodeError(
-            "malformed evidence: not a duplicate_vote, duplicate_proposal or duplicate_chits array"
+            "malformed evidence: not a duplicate_vote, duplicate_proposal, duplicate_chits "
+            "or batch_equivocation array"
         )
     kind = kinds[item[0]]
     a, b = message_from_plain(item[1]), message_from_plain(item[2])

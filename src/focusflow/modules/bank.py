@@ -14,8 +14,9 @@ re-weighed in the next focus update. Fees are taken by the ante step and paid
 to the block's proposer at the end of the block. Unbonding entries live at
 ``/token/unbond/<release height, 8 bytes><address>``.
 
-Slashing: for each offence the chain proved from the block's duplicate-vote
-evidence (``BlockContext.offences``), the end of the block takes
+Slashing: for each offence the chain proved from the block's equivocation
+evidence (``BlockContext.offences``: duplicate votes, proposals or answers, or
+a batch slot signed twice), the end of the block takes
 ``floor(bonded * slash_fraction / 10_000)`` from the bonded stake of the
 validator's account (the address of its Ed25519 public key) and burns it: no
 account is credited, the token supply shrinks. Stake the validator started to
@@ -24,8 +25,9 @@ loses the same fraction, entry by entry, so unstaking right after an offence
 does not escape it; stake that began unbonding before the offence, and liquid
 balance, are not touched. Integer arithmetic only, rounding down, so every
 node computes the same amount (a stake below ``10_000 / slash_fraction`` loses
-nothing, and that is recorded too). The punishment is recorded at
-``/token/slashed/<public key><offence height, 8 bytes>`` as
+nothing, and that is recorded too). The punishment is recorded at the
+offence's key (``Offence.key``: ``/token/slashed/<public key><offence height,
+8 bytes>``, or ``/token/slashed_slot/...`` for a batch slot, chain/evidence_pool.py) as
 ``[block height, amount]`` (bonded and unbonding together), which the chain
 reads to refuse the same offence again; the block's events get
 ``{"type": "slash", ...}``. The validators module then jails the validator.
@@ -36,7 +38,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from focusflow.chain.errors import BadNonceError, InsufficientFundsError, OverLinkBudgetError
-from focusflow.chain.evidence_pool import slashed_key
 from focusflow.chain.genesis import Genesis
 from focusflow.chain.module import BlockContext, Deltas, Handler, MessageBody, Offence, TxContext
 from focusflow.chain.module_params import BASIS_POINTS
@@ -213,7 +214,7 @@ class Bank:
                 ctx.state.put(key, encode(held - cut))
                 unbonding += cut
         amount += unbonding
-        ctx.state.put(slashed_key(offence.public_key, offence.height), encode([ctx.height, amount]))
+        ctx.state.put(offence.key, encode([ctx.height, amount]))
         ctx.events.append(
             {
                 "type": "slash",

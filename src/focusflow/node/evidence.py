@@ -1,9 +1,10 @@
-"""Duplicate-vote evidence: verified into the chain's pool, or refused.
+"""Equivocation evidence: verified into the chain's pool, or refused.
 
 Evidence reaches a node two ways: gossiped on the ``evidence`` topic (gossip
 intake, gossip_intake.py) and reported by this node's own state machine when
 it sees a validator sign two votes for one step (``ReportEvidence``, carried
-out by the consensus driver, consensus_driver.py). Both go through
+out by the consensus driver, consensus_driver.py). Gossip carries every kind,
+batch equivocations of the DAG mempool too (``BlockEvidence``). Both go through
 :func:`hold_evidence`: the chain's evidence pool verifies it and holds it for
 the next proposer to include and the bank to slash. What it answers decides
 what gossip does next: new evidence is gossiped on, evidence that proves
@@ -23,12 +24,12 @@ from focusflow.chain.errors import (
     EvidenceOutOfRangeError,
     EvidencePoolFullError,
 )
-from focusflow.consensus import Evidence
+from focusflow.consensus import BlockEvidence
 
 log = logging.getLogger("focusflow.node")
 
 
-def hold_evidence(chain: Chain, evidence: Evidence) -> bool | None:
+def hold_evidence(chain: Chain, evidence: BlockEvidence) -> bool | None:
     """Verify ``evidence`` into the chain's pool: True if new (gossip it on),
     None if known, out of the age window, punished already or the pool is
     full (dropped, nobody blamed), False if it proves nothing."""
@@ -41,11 +42,11 @@ def hold_evidence(chain: Chain, evidence: Evidence) -> bool | None:
         return False
     if added:
         log.warning(
-            "duplicate vote evidence",
+            "equivocation evidence",
             extra={
                 "fields": {
                     "validator": evidence.validator.hex()[:16],
-                    "height": evidence.height,
+                    "evidence": evidence.hash().hex()[:16],
                 }
             },
         )
