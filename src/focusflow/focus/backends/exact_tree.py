@@ -65,6 +65,27 @@ def _whole(bounds: np.ndarray, c: int, groups: int) -> tuple[int, int]:
 
 
 @nb.njit(cache=True, fastmath=False)
+def _span(
+    bounds: np.ndarray, c: int, groups: int, lo: int, hi: int, s: int
+) -> tuple[int, int, int]:
+    """Span ``s`` of work part ``c``'s groups as ``(first, end, chunk)``: the
+    groups before its first whole chunk (``chunk`` -1), each whole chunk
+    ``lo..hi-1`` in turn, then the groups after the last (-1). A part with
+    no whole chunk is one cut span. The kernels add a whole chunk's terms
+    as they go and write a cut span's for ``_slot_sum``, with no test per
+    group or lane of which kind it is (that test cost the passes up to 25 %)."""
+    end = bounds[c + 1]
+    if lo >= hi:
+        return bounds[c], end, -1
+    if s == 0:
+        return bounds[c], min(lo * GROUPS, end), -1
+    if s == hi - lo + 1:
+        return min(hi * GROUPS, groups), end, -1
+    b = lo + s - 1
+    return b * GROUPS, min(b * GROUPS + GROUPS, groups), b
+
+
+@nb.njit(cache=True, fastmath=False)
 def _slot_sum(bounds: np.ndarray, groups: int, partial: np.ndarray, terms: np.ndarray) -> float:
     """The sum of a matrix's per-slot terms (``chunked_sum``'s chunks and
     tree), from the partials of the chunks that lay whole in one work part
@@ -92,8 +113,70 @@ def _slot_sum(bounds: np.ndarray, groups: int, partial: np.ndarray, terms: np.nd
     return tree_sum(partial)
 
 
+@nb.njit(cache=True, fastmath=False)
+def _hub_row(
+    acc: np.ndarray,
+    part: np.ndarray,
+    base: np.uint64,
+    length: int,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+    x: np.ndarray,
+) -> None:
+    """``acc[lane]`` = a group's rows of more than ``TREE_CHUNK`` slots times
+    ``x``: each chunk of slots added in order from 0.0, the chunks by the tree.
+
+    Kept out of the kernels' row loop, whose rows of at most one chunk (all
+    but the hubs' few groups) then run ``exact-v2``'s loop unchanged: the
+    per-chunk bounds in that loop cost the passes 5-25 % on the CPU."""
+    chunks = (length + TREE_CHUNK - 1) // TREE_CHUNK
+    for ch in range(chunks):
+        for lane in range(C):
+            acc[lane] = 0.0
+        for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
+            o = base + j * UC
+            for lane in range(UC):
+                acc[lane] += sval[o + lane] * x[U64(np.uint32(sidx[o + lane]))]
+        for lane in range(C):
+            part[lane, ch] = acc[lane]
+    for lane in range(C):
+        acc[lane] = tree_sum(part[lane, :chunks])
+
+
+@nb.njit(cache=True, fastmath=False)
+def _hub_pair(
+    acc0: np.ndarray,
+    acc1: np.ndarray,
+    part: np.ndarray,
+    base: np.uint64,
+    length: int,
+    sidx: np.ndarray,
+    sval: np.ndarray,
+    x2: np.ndarray,
+) -> None:
+    """``_hub_row`` for both columns of ``x2`` in one walk of the slots."""
+    chunks = (length + TREE_CHUNK - 1) // TREE_CHUNK
+    for ch in range(chunks):
+        for lane in range(C):
+            acc0[lane] = 0.0
+            acc1[lane] = 0.0
+        for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
+            o = base + j * UC
+            for lane in range(UC):
+                q = U64(np.uint32(sidx[o + lane]))
+                v = sval[o + lane]
+                acc0[lane] += v * x2[q, U64(0)]
+                acc1[lane] += v * x2[q, U64(1)]
+        for lane in range(C):
+            part[lane, ch] = acc0[lane]
+            part[C + lane, ch] = acc1[lane]
+    for lane in range(C):
+        acc0[lane] = tree_sum(part[lane, :chunks])
+        acc1[lane] = tree_sum(part[C + lane, :chunks])
+
+
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def sell_pull(  # noqa: C901, PLR0912 - one pass: rows in chunks, sums as they go
+def sell_pull(
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,
@@ -112,40 +195,38 @@ def sell_pull(  # noqa: C901, PLR0912 - one pass: rows in chunks, sums as they g
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
         part = np.empty((C, most))
+        tl = np.empty(C)
         lo, hi = _whole(bounds, c, groups)
-        run = 0.0
-        for g in range(bounds[c], bounds[c + 1]):
-            b = g // GROUPS
-            whole = b >= lo and b < hi
-            if whole and g % GROUPS == 0:
-                run = 0.0
-            length = glen[g]
-            base = U64(gptr[g])
-            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
-            for ch in range(chunks):
-                for lane in range(C):
-                    acc[lane] = 0.0
-                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
-                    o = base + j * UC
-                    for lane in range(UC):
-                        acc[lane] += sval[o + lane] * z[U64(np.uint32(sidx[o + lane]))]
-                if chunks > 1:
+        spans = hi - lo + 2 if lo < hi else 1
+        for s in range(spans):
+            g0, g1, b = _span(bounds, c, groups, lo, hi, s)
+            run = 0.0
+            for g in range(g0, g1):
+                length = glen[g]
+                base = U64(gptr[g])
+                if length <= TREE_CHUNK:
                     for lane in range(C):
-                        part[lane, ch] = acc[lane]
-            if chunks > 1:
-                for lane in range(C):
-                    acc[lane] = tree_sum(part[lane, :chunks])
-            for lane in range(C):
-                r = grows[g * C + lane]
-                term = 0.0
-                if r >= 0:
-                    term = acc[lane] * scale
-                    out[r] = term
-                if whole:
-                    run += term
+                        acc[lane] = 0.0
+                    for j in range(U64(length)):
+                        o = base + j * UC
+                        for lane in range(UC):
+                            acc[lane] += sval[o + lane] * z[U64(np.uint32(sidx[o + lane]))]
                 else:
-                    terms[g * C + lane] = term
-            if whole:
+                    _hub_row(acc, part, base, length, sidx, sval, z)
+                for lane in range(C):
+                    r = grows[g * C + lane]
+                    term = 0.0
+                    if r >= 0:
+                        term = acc[lane] * scale
+                        out[r] = term
+                    tl[lane] = term
+                if b >= 0:
+                    for lane in range(C):
+                        run += tl[lane]
+                else:
+                    for lane in range(C):
+                        terms[g * C + lane] = tl[lane]
+            if b >= 0:
                 partial[b] = run
     return _slot_sum(bounds, groups, partial, terms)
 
@@ -170,20 +251,15 @@ def lap_apply(
         for g in range(bounds[c], bounds[c + 1]):
             length = glen[g]
             base = U64(gptr[g])
-            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
-            for ch in range(chunks):
+            if length <= TREE_CHUNK:
                 for lane in range(C):
                     acc[lane] = 0.0
-                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
+                for j in range(U64(length)):
                     o = base + j * UC
                     for lane in range(UC):
                         acc[lane] += sval[o + lane] * x[U64(np.uint32(sidx[o + lane]))]
-                if chunks > 1:
-                    for lane in range(C):
-                        part[lane, ch] = acc[lane]
-            if chunks > 1:
-                for lane in range(C):
-                    acc[lane] = tree_sum(part[lane, :chunks])
+            else:
+                _hub_row(acc, part, base, length, sidx, sval, x)
             for lane in range(C):
                 r = grows[g * C + lane]
                 if r >= 0:
@@ -215,20 +291,15 @@ def cheb_step(  # noqa: PLR0913 - numba_lap.cheb_step's signature
         for g in range(bounds[c], bounds[c + 1]):
             length = glen[g]
             base = U64(gptr[g])
-            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
-            for ch in range(chunks):
+            if length <= TREE_CHUNK:
                 for lane in range(C):
                     acc[lane] = 0.0
-                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
+                for j in range(U64(length)):
                     o = base + j * UC
                     for lane in range(UC):
                         acc[lane] += sval[o + lane] * t_cur[U64(np.uint32(sidx[o + lane]))]
-                if chunks > 1:
-                    for lane in range(C):
-                        part[lane, ch] = acc[lane]
-            if chunks > 1:
-                for lane in range(C):
-                    acc[lane] = tree_sum(part[lane, :chunks])
+            else:
+                _hub_row(acc, part, base, length, sidx, sval, t_cur)
             for lane in range(C):
                 r = grows[g * C + lane]
                 if r >= 0:
@@ -244,7 +315,7 @@ def cheb_step(  # noqa: PLR0913 - numba_lap.cheb_step's signature
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def cg_product(  # noqa: C901, PLR0912 - one pass: rows in chunks, sums as they go
+def cg_product(
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,
@@ -263,47 +334,45 @@ def cg_product(  # noqa: C901, PLR0912 - one pass: rows in chunks, sums as they 
     for c in nb.prange(bounds.shape[0] - 1):
         acc = np.zeros(C)
         part = np.empty((C, most))
+        tl = np.empty(C)
         lo, hi = _whole(bounds, c, groups)
-        run = 0.0
-        for g in range(bounds[c], bounds[c + 1]):
-            b = g // GROUPS
-            whole = b >= lo and b < hi
-            if whole and g % GROUPS == 0:
-                run = 0.0
-            length = glen[g]
-            base = U64(gptr[g])
-            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
-            for ch in range(chunks):
-                for lane in range(C):
-                    acc[lane] = 0.0
-                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
-                    o = base + j * UC
-                    for lane in range(UC):
-                        acc[lane] += sval[o + lane] * p[U64(np.uint32(sidx[o + lane]))]
-                if chunks > 1:
+        spans = hi - lo + 2 if lo < hi else 1
+        for s in range(spans):
+            g0, g1, b = _span(bounds, c, groups, lo, hi, s)
+            run = 0.0
+            for g in range(g0, g1):
+                length = glen[g]
+                base = U64(gptr[g])
+                if length <= TREE_CHUNK:
                     for lane in range(C):
-                        part[lane, ch] = acc[lane]
-            if chunks > 1:
-                for lane in range(C):
-                    acc[lane] = tree_sum(part[lane, :chunks])
-            for lane in range(C):
-                r = grows[g * C + lane]
-                term = 0.0
-                if r >= 0:
-                    v = diag_mu[r] * p[r] - acc[lane]
-                    ap[r] = v
-                    term = p[r] * v
-                if whole:
-                    run += term
+                        acc[lane] = 0.0
+                    for j in range(U64(length)):
+                        o = base + j * UC
+                        for lane in range(UC):
+                            acc[lane] += sval[o + lane] * p[U64(np.uint32(sidx[o + lane]))]
                 else:
-                    terms[g * C + lane] = term
-            if whole:
+                    _hub_row(acc, part, base, length, sidx, sval, p)
+                for lane in range(C):
+                    r = grows[g * C + lane]
+                    term = 0.0
+                    if r >= 0:
+                        v = diag_mu[r] * p[r] - acc[lane]
+                        ap[r] = v
+                        term = p[r] * v
+                    tl[lane] = term
+                if b >= 0:
+                    for lane in range(C):
+                        run += tl[lane]
+                else:
+                    for lane in range(C):
+                        terms[g * C + lane] = tl[lane]
+            if b >= 0:
                 partial[b] = run
     return _slot_sum(bounds, groups, partial, terms)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
-def pair_step(  # noqa: C901, PLR0912, PLR0913 - numba_lap.pair_step's signature, one pass
+def pair_step(  # noqa: PLR0912, PLR0913 - numba_lap.pair_step's signature, one pass
     grows: np.ndarray,
     gptr: np.ndarray,
     glen: np.ndarray,
@@ -342,26 +411,19 @@ def pair_step(  # noqa: C901, PLR0912, PLR0913 - numba_lap.pair_step's signature
                 run = 0.0
             length = glen[g]
             base = U64(gptr[g])
-            chunks = max(1, (length + TREE_CHUNK - 1) // TREE_CHUNK)
-            for ch in range(chunks):
+            if length <= TREE_CHUNK:
                 for lane in range(C):
                     acc0[lane] = 0.0
                     acc1[lane] = 0.0
-                for j in range(U64(ch * TREE_CHUNK), U64(min(length, (ch + 1) * TREE_CHUNK))):
+                for j in range(U64(length)):
                     o = base + j * UC
                     for lane in range(UC):
                         q = U64(np.uint32(sidx[o + lane]))
                         v = sval[o + lane]
                         acc0[lane] += v * x2[q, U64(0)]
                         acc1[lane] += v * x2[q, U64(1)]
-                if chunks > 1:
-                    for lane in range(C):
-                        part[lane, ch] = acc0[lane]
-                        part[C + lane, ch] = acc1[lane]
-            if chunks > 1:
-                for lane in range(C):
-                    acc0[lane] = tree_sum(part[lane, :chunks])
-                    acc1[lane] = tree_sum(part[C + lane, :chunks])
+            else:
+                _hub_pair(acc0, acc1, part, base, length, sidx, sval, x2)
             for lane in range(C):
                 r = grows[g * C + lane]
                 term = 0.0
@@ -569,26 +631,31 @@ def csr_pull_add(
     ``exact-v3``'s sums: a row in chunks combined by the tree, and the rows'
     values summed in chunks of rows combined by the tree."""
     count = rows.shape[0]
-    vals = np.zeros(count)
+    partial = np.zeros((count + TREE_CHUNK - 1) // TREE_CHUNK)
+    run = 0.0
     for k in range(count):
         lo, hi = ptr[k], ptr[k + 1]
-        chunks = max(1, (hi - lo + TREE_CHUNK - 1) // TREE_CHUNK)
-        part = np.zeros(chunks)
-        for c in range(chunks):
+        if hi - lo <= TREE_CHUNK:
+            # One chunk: the tree of one partial is that partial, so no
+            # arrays per row (an overlay holds a block's many short rows).
             acc = 0.0
-            for e in range(lo + c * TREE_CHUNK, min(hi, lo + (c + 1) * TREE_CHUNK)):
+            for e in range(lo, hi):
                 acc += weights[e] * z[indices[e]]
-            part[c] = acc
-        v = tree_sum(part) * scale
-        r = rows[k]
-        out[r] += v
-        vals[k] = v
-    partial = np.zeros((count + TREE_CHUNK - 1) // TREE_CHUNK)
-    for c in range(partial.shape[0]):
-        s = 0.0
-        for k in range(c * TREE_CHUNK, min(count, (c + 1) * TREE_CHUNK)):
-            s += vals[k]
-        partial[c] = s
+            v = acc * scale
+        else:
+            chunks = (hi - lo + TREE_CHUNK - 1) // TREE_CHUNK
+            part = np.zeros(chunks)
+            for c in range(chunks):
+                acc = 0.0
+                for e in range(lo + c * TREE_CHUNK, min(hi, lo + (c + 1) * TREE_CHUNK)):
+                    acc += weights[e] * z[indices[e]]
+                part[c] = acc
+            v = tree_sum(part) * scale
+        out[rows[k]] += v
+        if k % TREE_CHUNK == 0:
+            run = 0.0
+        run += v
+        partial[k // TREE_CHUNK] = run
     return tree_sum(partial)
 
 
