@@ -1,0 +1,564 @@
+"""The minimiser of the free energy F with the same bits on every machine.
+
+``FreeEnergyModel.minimize`` (energy.py) finds ``phi_T = argmin F`` by L-BFGS,
+whose path depends on the build: scipy's line search, BLAS's dot products and
+libm's ``exp`` and ``log`` each round as the machine does, so two validators
+would commit different roots. This module computes the same minimiser with
+operations that this code fixes, so that a chain can commit it:
+
+* the energy gradient ``grad E(phi)`` from the exact operator of ``exact-v2``
+  (``backends.numba_cpu.ExactNumbaOperator``): its springs CG and heat
+  Chebyshev series side by side (``springs_heat``, with the heat coefficients
+  of ``spectral.heat_series(..., exact=True)``) and its diffusion pull; the
+  diffusion adjoint is a pull over the out-links, one thread per particle, each
+  row summed in storage order;
+* every sum over particles in chunks of ``TREE_CHUNK`` values added in index
+  order, their partials combined by ``reduce.tree_sum``, so the thread count
+  cannot change a bit;
+* every ``exp`` and ``log`` by ``exact_math``; no kernel contracts or
+  reassociates (``fastmath=False``).
+
+The iteration is mirror descent on the simplex in the entropy geometry, which
+is the damped Boltzmann fixed point in the log domain::
+
+    log phi <- (1 - eta) log phi + eta log softmax(-grad E(phi) / T)
+
+(renormalised). Its fixed points are exactly F's minimiser (the Boltzmann form,
+docs/focus.md section 9). Why eta matters: linearised at the fixed point the
+step acts on log phi as ``(1 - eta) I - (eta / T) K``, where K (the energy's
+Hessian scaled by phi, ``diag(phi)^1/2 Hess E diag(phi)^1/2``) has its
+spectrum in ``[0, L]``; the step contracts iff ``eta < 2T / (T + L)``, fastest
+at ``eta = 2T / (2T + L)``. L depends on the graph and on phi: on a random
+directed graph of 200 particles at T = 1 the measured rate at eta = 0.5 was
+0.60 (L near 2.2), and eta = 0.7, past the bound 0.63, cycled between two
+vertices; on the bostrom sample eta settles near 0.07 at T = 1. So no fixed
+eta serves every input, and the step is found as it goes: a step is kept when
+it lowers F, or, once F's change is below its rounding, when it lowers the
+residual ``m`` (below); a kept step multiplies eta by ``ETA_GROW``, a refused
+one halves it. Every quantity these tests read is computed in the fixed
+arithmetic above, so every machine keeps and refuses the
+same steps, stops at the same iteration, and returns the same bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import numba as nb
+import numpy as np
+
+from focusflow.core.errors import InvalidParameterError
+from focusflow.focus.backends import get_backend
+from focusflow.focus.exact_math import exp_exact, log_exact
+from focusflow.focus.params import EXACT_V2, FocusParams, make_params
+from focusflow.focus.reduce import TREE_CHUNK, tree_sum
+from focusflow.focus.solver import make_operator, prior_vector, snapshot_of
+from focusflow.focus.spectral import SpringsState, heat_series
+
+if TYPE_CHECKING:
+    from focusflow.focus.backends.numba_cpu import ExactNumbaOperator
+    from focusflow.focus.solver import GraphLike
+    from focusflow.graph.snapshot import Snapshot
+
+#: The springs solve's relative residual: far below the minimiser's own
+#: accuracy, as in the float64 model (energy.CG_RTOL).
+CG_TOL = 1e-13
+#: The heat series' truncation bound, relative to ``||sigma phi||_2``.
+HEAT_TOL = 1e-15
+#: The default stop: ``sqrt(m) <= tol``, ``m`` the chi-square distance of the
+#: Boltzmann target from phi, which bounds the L1 residual to first order.
+TOL = 1e-12
+#: The default cap on gradient evaluations (kept and refused steps).
+MAX_ITER = 20_000
+#: Growth of eta after a kept step, up to 1 (measured: 1.1 took the fewest
+#: evaluations of 1.0, 1.1, 1.3 and 1.5 on a random graph and on the bostrom
+#: sample at T = 1, 0.1 and 0.01).
+ETA_GROW = 1.1
+#: Below this eta no step can move phi by more than its rounding: the
+#: iteration has stalled at the accuracy F and m can still tell apart.
+ETA_MIN = 1e-12
+#: How far above the previous F a step may end and still be kept when it
+#: lowers m, relative to ``|E| + T |sum phi log phi|``: the rounding of F's
+#: sums, where F no longer orders two nearby points.
+F_SLACK = 1e-12
+#: Where a warm start has a zero entry its logarithm starts here (the
+#: smallest normal double's), so that mass can flow back to it.
+LOG_FLOOR = -708.3964185322641
+
+
+# --- kernels: each output element by one thread, every sum in fixed chunks ----
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _sum(a: np.ndarray) -> float:
+    """``sum(a)``: chunks of TREE_CHUNK values in order, combined by tree_sum."""
+    n = a.shape[0]
+    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
+    partial = np.zeros(chunks)
+    for c in nb.prange(chunks):
+        s = 0.0
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            s += a[i]
+        partial[c] = s
+    return tree_sum(partial)
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` in ``_sum``'s order."""
+    n = a.shape[0]
+    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
+    partial = np.zeros(chunks)
+    for c in nb.prange(chunks):
+        s = 0.0
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            s += a[i] * b[i]
+        partial[c] = s
+    return tree_sum(partial)
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _degree(
+    out_ptr: np.ndarray,
+    out_w: np.ndarray,
+    ov_out_ptr: np.ndarray,
+    ov_out_w: np.ndarray,
+    in_ptr: np.ndarray,
+    in_w: np.ndarray,
+    ov_in_ptr: np.ndarray,
+    ov_in_w: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[p]``: the weight of ``A = W + W^T`` at p (out-links, then
+    in-links, base before overlay, each row in storage order)."""
+    for p in nb.prange(out.shape[0]):
+        s = 0.0
+        for k in range(out_ptr[p], out_ptr[p + 1]):
+            s += out_w[k]
+        for k in range(ov_out_ptr[p], ov_out_ptr[p + 1]):
+            s += ov_out_w[k]
+        for k in range(in_ptr[p], in_ptr[p + 1]):
+            s += in_w[k]
+        for k in range(ov_in_ptr[p], ov_in_ptr[p + 1]):
+            s += ov_in_w[k]
+        out[p] = s
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _adjoint_pull(
+    out_ptr: np.ndarray,
+    out_idx: np.ndarray,
+    out_w: np.ndarray,
+    ov_out_ptr: np.ndarray,
+    ov_out_idx: np.ndarray,
+    ov_out_w: np.ndarray,
+    inv_out: np.ndarray,
+    r: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out = P r`` (``P = D_out^-1 W``, the transpose of the diffusion
+    pull ``P^T``): each particle's out-row summed in storage order, base then
+    overlay, then divided by its out-weight."""
+    for p in nb.prange(out.shape[0]):
+        s = 0.0
+        for k in range(out_ptr[p], out_ptr[p + 1]):
+            s += out_w[k] * r[out_idx[k]]
+        for k in range(ov_out_ptr[p], ov_out_ptr[p + 1]):
+            s += ov_out_w[k] * r[ov_out_idx[k]]
+        out[p] = s * inv_out[p]
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _gradient(  # noqa: PLR0913 - a numba kernel takes flat arrays and scalars
+    phi: np.ndarray,
+    spr: np.ndarray,
+    heat: np.ndarray,
+    ginv: np.ndarray,
+    r: np.ndarray,
+    back: np.ndarray,
+    dangling: np.ndarray,
+    ur: float,
+    alpha: float,
+    lam_d: float,
+    lam_s: float,
+    lam_h: float,
+    scale_d: float,
+    out: np.ndarray,
+) -> None:
+    """``out = lam_s G (phi - S phi) + lam_h G (phi - H phi) + lam_d n (r - M_D^T r)``
+    with ``M_D^T r = alpha P r + ((1 - alpha) + alpha [dangling]) (u . r)``."""
+    tele = (1.0 - alpha) * ur
+    for i in nb.prange(phi.shape[0]):
+        adj = alpha * back[i] + tele
+        if dangling[i]:
+            adj = adj + alpha * ur
+        g = lam_s * (ginv[i] * (phi[i] - spr[i]))
+        g = g + lam_h * (ginv[i] * (phi[i] - heat[i]))
+        out[i] = g + lam_d * (scale_d * (r[i] - adj))
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _log_softmax(a: np.ndarray, scale: float, out: np.ndarray) -> None:
+    """``out = log softmax(scale * a)`` with exact exp and log; the maximum
+    is the same whatever the order it is found in."""
+    n = a.shape[0]
+    top = -math.inf
+    for i in range(n):
+        v = scale * a[i]
+        if v > top:
+            top = v
+    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
+    partial = np.zeros(chunks)
+    for c in nb.prange(chunks):
+        s = 0.0
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            v = scale * a[i] - top
+            out[i] = v
+            s += exp_exact(v)
+        partial[c] = s
+    shift = log_exact(tree_sum(partial))
+    for i in nb.prange(n):
+        out[i] = out[i] - shift
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _mix(z: np.ndarray, lq: np.ndarray, eta: float, out: np.ndarray) -> None:
+    """``out = (1 - eta) z + eta lq`` (not normalised)."""
+    keep = 1.0 - eta
+    for i in nb.prange(z.shape[0]):
+        out[i] = keep * z[i] + eta * lq[i]
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _exp_into(z: np.ndarray, out: np.ndarray) -> None:
+    for i in nb.prange(z.shape[0]):
+        out[i] = exp_exact(z[i])
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _log_into(x: np.ndarray, out: np.ndarray) -> None:
+    """``out = log x``, LOG_FLOOR where ``x`` is 0."""
+    for i in nb.prange(x.shape[0]):
+        out[i] = log_exact(x[i]) if x[i] > 0.0 else LOG_FLOOR
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _residuals(phi: np.ndarray, z: np.ndarray, lq: np.ndarray) -> tuple[float, float]:
+    """``(m, l1)``: ``m = sum phi (d - c)^2`` with ``d = log q - log phi``
+    and ``c = sum phi d`` (the chi-square distance of q from phi to second
+    order, zero exactly at a fixed point), and ``l1 = ||phi - q||_1``."""
+    n = phi.shape[0]
+    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
+    p_c = np.zeros(chunks)
+    p_l1 = np.zeros(chunks)
+    for c in nb.prange(chunks):
+        s = 0.0
+        a = 0.0
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            s += phi[i] * (lq[i] - z[i])
+            a += abs(exp_exact(lq[i]) - phi[i])
+        p_c[c] = s
+        p_l1[c] = a
+    centre = tree_sum(p_c)
+    p_m = np.zeros(chunks)
+    for c in nb.prange(chunks):
+        s = 0.0
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            d = (lq[i] - z[i]) - centre
+            s += phi[i] * (d * d)
+        p_m[c] = s
+    return tree_sum(p_m), tree_sum(p_l1)
+
+
+# --- the model -----------------------------------------------------------------
+def _temperature(temperature: float) -> float:
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise InvalidParameterError(
+            f"the exact minimiser needs a finite temperature > 0, got {temperature!r}"
+        )
+    return t
+
+
+def _weights(
+    weights: tuple[float, float, float] | None, params: FocusParams
+) -> tuple[float, float, float]:
+    w = tuple(float(x) for x in (params.weights if weights is None else weights))
+    if len(w) != 3 or any(not math.isfinite(x) or x < 0 for x in w):
+        raise InvalidParameterError(
+            f"energy weights need 3 finite values >= 0 (diffusion, springs, heat), got {w}"
+        )
+    return w[0], w[1], w[2]
+
+
+@dataclass(frozen=True)
+class ExactMinimum:
+    """What :meth:`ExactFreeEnergy.minimize` returns.
+
+    ``focus`` is phi_T by particle id; ``log_focus`` its logarithm in the
+    snapshot's internal order, which a later call resumes from (a chain's next
+    block) without the rounding of taking it back from ``focus``.
+    ``iterations`` counts gradient evaluations past the first, ``refused``
+    the steps among them that were not kept; ``eta`` is the step the
+    iteration ended with (a resumed call starts there). ``residual`` is the
+    L1 Boltzmann residual ``||phi - softmax(-grad E / T)||_1`` and ``merit``
+    ``sqrt(m)``, the quantity the stop reads; ``converged`` says the stop was
+    ``merit <= tol`` (else eta fell below ETA_MIN or the cap was reached).
+    """
+
+    focus: np.ndarray
+    log_focus: np.ndarray
+    temperature: float
+    iterations: int
+    refused: int
+    eta: float
+    free_energy: float
+    residual: float
+    merit: float
+    converged: bool
+
+
+class _Point:
+    """One iterate and what its gradient gives: phi, log phi, the Boltzmann
+    target ``log q``, F, its rounding scale, m and the L1 residual."""
+
+    __slots__ = ("f", "l1", "lq", "m", "phi", "scale", "z")
+
+    def __init__(self, z: np.ndarray, phi: np.ndarray, lq: np.ndarray) -> None:
+        self.z, self.phi, self.lq = z, phi, lq
+        self.f = self.scale = self.m = self.l1 = 0.0
+
+
+class ExactFreeEnergy:
+    """F on one snapshot and one set of focus parameters, with its exact minimiser.
+
+    The parameters are the engine's (alpha, mu, tau, weights, laplacian,
+    prior); ``weights`` overrides F's coefficients as in ``FreeEnergyModel``.
+    Vectors inside are in the snapshot's internal order, which fixes every
+    sum's order.
+    """
+
+    def __init__(
+        self,
+        graph: GraphLike,
+        params: FocusParams | None = None,
+        *,
+        weights: tuple[float, float, float] | None = None,
+        **overrides: Any,
+    ) -> None:
+        p = make_params(params, **overrides)
+        if p.mode == "cyberank":
+            raise InvalidParameterError(
+                "the free energy is defined for tri and diffusion focus, not cyberank"
+            )
+        self.params = p
+        self.weights = _weights(weights, p)
+        snap, _ = snapshot_of(graph)
+        if snap.n == 0:
+            raise InvalidParameterError("the free energy needs a graph with at least 1 particle")
+        self.snapshot = snap
+        self.n = snap.n
+        op = cast(
+            "ExactNumbaOperator", make_operator(get_backend("numba"), snap, "float64", EXACT_V2)
+        )
+        self.op = op
+        op.setup_laplacian(p.laplacian)
+        self.prior = prior_vector(snap, p.prior, op)
+        self.inv_out = np.ascontiguousarray(op.inv_out, dtype=np.float64)
+        self.dangling = np.ascontiguousarray(op.dangling)
+        self._dangling_mask = self.dangling.astype(np.float64)
+        self._out = (
+            snap.out_indptr,
+            snap.out_indices,
+            snap.out_w,
+            snap.ov_out_indptr,
+            snap.ov_out_indices,
+            snap.ov_out_w,
+        )
+        self.ginv = self._metric(snap, p)
+        self.coeffs = heat_series(p.tau * op.lam_max / 2.0, HEAT_TOL, exact=True)[0]
+        self._state = SpringsState()
+
+    def _metric(self, snap: Snapshot, p: FocusParams) -> np.ndarray:
+        """``1 / pi``: ``vol / d`` on the particles springs and heat link
+        (the normalized Laplacian), ``n`` (the combinatorial one); 0 where
+        a particle is unlinked, whose springs and heat gradients vanish."""
+        linked = self.op.lap_diag > 0
+        if p.laplacian != "normalized":
+            return np.where(linked, float(self.n), 0.0)
+        degree = np.empty(self.n)
+        _degree(
+            snap.out_indptr,
+            snap.out_w,
+            snap.ov_out_indptr,
+            snap.ov_out_w,
+            snap.in_indptr,
+            snap.in_w,
+            snap.ov_in_indptr,
+            snap.ov_in_w,
+            degree,
+        )
+        degree = np.where(linked, degree, 0.0)
+        vol = _sum(degree)
+        return np.where(linked, vol / np.where(linked, degree, 1.0), 0.0)
+
+    # --- the energy's gradient ---------------------------------------------
+    def _energy_gradient(self, phi: np.ndarray) -> np.ndarray:
+        """``grad E(phi)`` in internal order (E is quadratic: ``E = phi . grad / 2``)."""
+        p, op, n = self.params, self.op, self.n
+        lam_d, lam_s, lam_h = self.weights
+        if op.lam_max > 0.0:
+            sigma = op.lap_sigma
+            spr, acc = op.springs_heat(
+                phi, p.mu, self._state, CG_TOL, p.cg_max_iter, True, sigma * phi, self.coeffs
+            )
+            heat = acc / sigma
+        else:
+            spr = heat = phi
+        alpha = p.alpha
+        pulled = np.empty(n)
+        op.pull(phi * self.inv_out, pulled, alpha)
+        mass = alpha * _dot(phi, self._dangling_mask) + (1.0 - alpha) * _sum(phi)
+        r = phi - (pulled + mass * self.prior)
+        back = np.empty(n)
+        _adjoint_pull(*self._out, self.inv_out, r, back)
+        grad = np.empty(n)
+        _gradient(
+            phi,
+            spr,
+            heat,
+            self.ginv,
+            r,
+            back,
+            self.dangling,
+            _dot(self.prior, r),
+            alpha,
+            lam_d,
+            lam_s,
+            lam_h,
+            float(n),
+            grad,
+        )
+        return grad
+
+    def energy_gradient(self, phi: np.ndarray) -> np.ndarray:
+        """``grad E`` at a distribution given by particle id (the per-particle
+        energies of the Boltzmann form), by particle id."""
+        vec = self._vector(phi, "focus vector")
+        return self.snapshot.to_particle_order(self._energy_gradient(vec))
+
+    def _vector(self, x: np.ndarray, name: str) -> np.ndarray:
+        """``x`` (particle order) checked and taken to internal order."""
+        vec = np.asarray(x, dtype=np.float64)
+        if vec.shape != (self.n,):
+            raise InvalidParameterError(f"{name} must have {self.n} entries, got shape {vec.shape}")
+        if not np.all(np.isfinite(vec)) or vec.min() < 0 or not vec.max() > 0:
+            raise InvalidParameterError(f"{name} must be finite, >= 0 and not all zero")
+        return np.ascontiguousarray(self.snapshot.to_internal_order(vec))
+
+    def _evaluate(self, z: np.ndarray, t: float) -> _Point:
+        phi = np.empty(self.n)
+        _exp_into(z, phi)
+        grad = self._energy_gradient(phi)
+        lq = np.empty(self.n)
+        _log_softmax(grad, -1.0 / t, lq)
+        point = _Point(z, phi, lq)
+        energy = 0.5 * _dot(phi, grad)
+        neg_entropy = _dot(phi, z)
+        point.f = energy + t * neg_entropy
+        point.scale = abs(energy) + t * abs(neg_entropy)
+        point.m, point.l1 = _residuals(phi, z, lq)
+        return point
+
+    def _start(self, start: np.ndarray | ExactMinimum | None) -> np.ndarray:
+        """The first iterate's log phi (normalised), internal order."""
+        if isinstance(start, ExactMinimum):
+            if start.log_focus.shape != (self.n,):
+                raise InvalidParameterError(
+                    f"warm start must have {self.n} entries, got shape {start.log_focus.shape}"
+                )
+            return start.log_focus.copy()
+        vec = np.ones(self.n) if start is None else self._vector(start, "warm start")
+        logs = np.empty(self.n)
+        _log_into(vec, logs)
+        z = np.empty(self.n)
+        _log_softmax(logs, 1.0, z)
+        return z
+
+    # --- the minimiser ------------------------------------------------------
+    def minimize(
+        self,
+        temperature: float,
+        start: np.ndarray | ExactMinimum | None = None,
+        *,
+        tol: float = TOL,
+        max_iter: int = MAX_ITER,
+        eta: float | None = None,
+    ) -> ExactMinimum:
+        """``phi_T = argmin F`` over the simplex, the same bits on every machine.
+
+        ``start``: the uniform distribution (None), a distribution by particle
+        id, or a previous result (its log and its final eta, unless ``eta`` is
+        given). The iteration stops when ``sqrt(m) <= tol``, when eta falls
+        below ETA_MIN, or after ``max_iter`` evaluations; each of these is
+        decided on exactly computed values. The springs solve starts afresh
+        on every call, so the answer depends on the inputs alone.
+        """
+        t = _temperature(temperature)
+        if not (isinstance(tol, float | int) and math.isfinite(tol) and tol > 0):
+            raise InvalidParameterError(f"tol must be finite and > 0, got {tol!r}")
+        if not (isinstance(max_iter, int) and max_iter >= 0):
+            raise InvalidParameterError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+        if eta is None:
+            eta = start.eta if isinstance(start, ExactMinimum) else 1.0
+        if not (math.isfinite(eta) and 0 < eta <= 1):
+            raise InvalidParameterError(f"eta must be in (0, 1], got {eta!r}")
+        self._state = SpringsState()
+        point = self._evaluate(self._start(start), t)
+        goal = float(tol) * float(tol)
+        step = float(eta)
+        iterations = refused = 0
+        mixed = np.empty(self.n)
+        while point.m > goal and step >= ETA_MIN and iterations < max_iter:
+            _mix(point.z, point.lq, step, mixed)
+            z = np.empty(self.n)
+            _log_softmax(mixed, 1.0, z)
+            trial = self._evaluate(z, t)
+            iterations += 1
+            lower = trial.f < point.f
+            level = trial.f <= point.f + F_SLACK * point.scale
+            if lower or (level and trial.m < point.m):
+                point = trial
+                step = min(1.0, step * ETA_GROW)
+            else:
+                refused += 1
+                step = 0.5 * step
+        return ExactMinimum(
+            focus=self.snapshot.to_particle_order(point.phi),
+            log_focus=point.z,
+            temperature=t,
+            iterations=iterations,
+            refused=refused,
+            eta=step,
+            free_energy=point.f,
+            residual=point.l1,
+            merit=math.sqrt(point.m),
+            converged=point.m <= goal,
+        )
+
+
+def exact_minimiser(
+    graph: GraphLike,
+    temperature: float,
+    params: FocusParams | None = None,
+    *,
+    weights: tuple[float, float, float] | None = None,
+    start: np.ndarray | ExactMinimum | None = None,
+    **overrides: Any,
+) -> ExactMinimum:
+    """F's minimiser on a graph at temperature T, the same bits on every machine:
+    ``exact_minimiser(g, 0.1).focus``. Parameters as ``free_energy``'s."""
+    return ExactFreeEnergy(graph, params, weights=weights, **overrides).minimize(temperature, start)
+
+
+__all__ = ["ExactFreeEnergy", "ExactMinimum", "exact_minimiser"]
