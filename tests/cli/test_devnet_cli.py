@@ -144,6 +144,61 @@ def test_unpaired_and_self_links_refused(env, capsys):
     _unchanged(capsys, "dev", dev)
 
 
+def test_a_models_proposals_are_reviewed_and_linked_in_one_command(env, capsys, tmp_path):
+    """`tx link --proposals FILE --top 2` shows the two likeliest proposals and
+    links exactly those, in one transaction signed by the user's key."""
+    file = tmp_path / "implicit.tsv"
+    file.write_text(
+        "from\tto\tprobability\n"
+        "prop-dog\tprop-wolf\t0.2\n"
+        "prop-dog\tprop-cat\t0.05\n"
+        "prop-dog\tprop-fox\t0.4\n"
+    )
+    linked = run_cli(capsys, "tx", "link", "--proposals", file, "--top", 2, "--wait", "--json")
+    assert linked.code == 0, linked.err
+    assert "prop-dog -> prop-fox (p = 0.4)" in linked.err
+    assert "prop-cat" not in linked.err
+    dog, fox, wolf = (cid_of_text(t) for t in ("prop-dog", "prop-fox", "prop-wolf"))
+    assert linked.json()["links"] == [[dog, fox], [dog, wolf]]
+    out = run_cli(capsys, "query", "links", dog, "--json").json()
+    assert {x["cid"] for x in out["links"]} == {fox, wolf}
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "says"),
+    [
+        ("prop-a\tprop-b\t0.5\n", "bad_input_file", "header"),
+        ("from\tto\tprobability\nprop-a\tprop-b\n", "bad_input_file", "line 2: 2 fields"),
+        ("from\tto\tprobability\nprop-a\tprop-a\t0.5\n", "bad_input_file", "self-link"),
+        ("from\tto\tprobability\nprop-a\tprop-b\tnan\n", "bad_input_file", "not in [0, 1]"),
+        ("from\tto\tprobability\nprop-a\tprop-b\t1.5\n", "bad_input_file", "not in [0, 1]"),
+        ("from\tto\tprobability\nprop-a\tprop-b\t0.1\n", "invalid_parameter", "nothing"),
+    ],
+)
+def test_bad_proposals_files_link_nothing(env, capsys, tmp_path, body, code, says):
+    dev = _account(capsys, "dev")
+    file = tmp_path / "bad.tsv"
+    file.write_text(body)
+    result = run_cli(capsys, "tx", "link", "--proposals", file, "--min-probability", 0.2, "--json")
+    assert_user_error(result, code)
+    assert says in result.err
+    _unchanged(capsys, "dev", dev)
+
+
+def test_proposals_and_pairs_do_not_mix(env, capsys, tmp_path):
+    dev = _account(capsys, "dev")
+    file = tmp_path / "p.tsv"
+    file.write_text("from\tto\tprobability\nprop-a\tprop-b\t0.5\n")
+    both = run_cli(capsys, "tx", "link", "x", "y", "--proposals", file)
+    assert_user_error(both, "invalid_parameter")
+    assert_user_error(run_cli(capsys, "tx", "link", "x", "y", "--top", 1), "invalid_parameter")
+    assert_user_error(run_cli(capsys, "tx", "link"), "invalid_parameter")
+    assert_user_error(
+        run_cli(capsys, "tx", "link", "--proposals", tmp_path / "missing.tsv"), "bad_input_file"
+    )
+    _unchanged(capsys, "dev", dev)
+
+
 def test_links_beyond_the_stake_are_refused_before_any_fee(env, capsys):
     _funded_key(capsys, "bob")  # funded, nothing bonded
     before = _account(capsys, "bob")

@@ -251,10 +251,27 @@ def unstake_cmd(
 @tx_options()
 def link_cmd(
     particles: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(metavar="FROM TO [FROM TO ...]", help="CIDs, or text that becomes a CID."),
-    ],
+    ] = None,
     as_text: TextOpt = False,
+    proposals: Annotated[
+        Path | None,
+        typer.Option(
+            "--proposals",
+            help="Link the proposals of a from<TAB>to<TAB>probability file (a fine-tuned "
+            "model's implicit links) instead of FROM TO arguments.",
+        ),
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option("--top", help="With --proposals: only the N most probable.")
+    ] = None,
+    min_probability: Annotated[
+        float,
+        typer.Option(
+            "--min-probability", help="With --proposals: only those at least this likely."
+        ),
+    ] = 0.0,
     *,
     opts: TxOptions,
 ) -> None:
@@ -263,7 +280,13 @@ def link_cmd(
     The texts of particles given as text travel in the transaction (at most
     64 of 4096 UTF-8 bytes each; the rest go to the node after it): every node
     that executes the block checks them against their CIDs and shows them.
+
+    With ``--proposals FILE`` the pairs come from a model's proposals
+    (cli/link_proposals.py): the chosen ones are shown with their
+    probabilities and linked by this key, in one transaction, as a person who
+    reviewed them would link them by hand.
     """
+    particles = _proposed_pairs(particles or [], proposals, top, min_probability)
     if len(particles) % 2:
         raise InvalidParameterError(
             f"link takes FROM TO pairs; got {len(particles)} particles (one is unpaired)"
@@ -316,6 +339,31 @@ def link_cmd(
             from focusflow.cli import txbuild
 
             txbuild.check_receipt(result)
+
+
+def _proposed_pairs(
+    particles: list[str], proposals: Path | None, top: int | None, min_probability: float
+) -> list[str]:
+    """The FROM TO arguments, or the pairs of a proposals file (printed for
+    review on stderr), flattened; InvalidParameterError for both or neither."""
+    if proposals is None:
+        if top is not None or min_probability:
+            raise InvalidParameterError("--top and --min-probability go with --proposals FILE")
+        if not particles:
+            raise InvalidParameterError("link takes FROM TO pairs, or --proposals FILE")
+        return particles
+    if particles:
+        raise InvalidParameterError("give FROM TO pairs or --proposals FILE, not both")
+    from focusflow.cli.link_proposals import read_proposals
+
+    chosen = read_proposals(proposals, top=top, min_probability=min_probability)
+    if not chosen:
+        raise InvalidParameterError(
+            f"no proposal in {proposals} is at least {min_probability} likely: nothing to link"
+        )
+    for p in chosen:
+        print(f"proposal {p.source} -> {p.target} (p = {p.probability:.4g})", file=sys.stderr)
+    return [key for p in chosen for key in (p.source, p.target)]
 
 
 def _link_body(
