@@ -4,23 +4,28 @@ For each graph (the bostrom sample, and R-MAT graphs of edge factor 16 at
 ``--rmat`` scales) and each temperature T, with the engine's default
 parameters:
 
-- ``exact``: ``ExactFreeEnergy.minimize`` (focus/energy_exact.py), the same bits
-  on every machine: its seconds, its gradient evaluations (kept and refused
-  steps), the step it settled on and how it stopped (``tol``: the Boltzmann
+- ``plain`` and ``Anderson``: ``ExactFreeEnergy.minimize`` (focus/energy_exact.py),
+  the same bits on every machine, with ``window=0`` (the plain damped
+  iteration) and with Anderson mixing (``--window``, the default's): their
+  seconds, their gradient evaluations (kept and refused steps; for Anderson
+  also the kept mixed steps) and how each stopped (``tol``: the Boltzmann
   residual's bound reached; ``stalled``: eta fell below ``ETA_MIN``, where F
   and the residual no longer tell steps apart);
 - ``lbfgs``: ``FreeEnergyModel.minimize`` (float64, scipy's L-BFGS), its seconds;
 - ``engine``: the engine's tri solve in ``exact-v2`` (numba), the consensus
   computation a chain runs today, its seconds and outer iterations;
 
-and the L1 distance between the two minimisers with each one's Boltzmann
-residual ``||phi - softmax(-grad E / T)||_1`` (both by the float64 model). Each
-solver runs once untimed first (numba's kernels into its cache), the build of
-each model is timed apart from its solve, and a last line per graph gives the
-exact minimiser's time over the engine's and over L-BFGS's.
+and the L1 distances of the Anderson minimiser from L-BFGS's and from the
+plain one, with the Boltzmann residuals ``||phi - softmax(-grad E / T)||_1``
+(by the float64 model). Each solver runs once untimed first (numba's kernels
+into its cache), the build of each model is timed apart from its solve, and
+ratio lines per graph give Anderson's evaluations and time over the plain
+iteration's, and its time over the engine's and over L-BFGS's. On a loaded
+machine ``--repeat N`` alternates the two exact solves N times and keeps each
+one's best time.
 
 Run: ``PYTHONPATH=src python bench/free_energy_exact.py [--rmat 12,14]
-[--temperatures 1,0.1] [--lbfgs-max 5000]`` (L-BFGS runs on graphs up to
+[--temperatures 1,0.1] [--lbfgs-max 5000] [--window 5] [--repeat 1]`` (L-BFGS runs on graphs up to
 ``--lbfgs-max`` particles: it took minutes at R-MAT 14). docs/focus.md section 9 quotes its output.
 """
 
@@ -41,7 +46,7 @@ import numpy as np
 
 from focusflow.focus import compute
 from focusflow.focus.energy import FreeEnergyModel
-from focusflow.focus.energy_exact import ExactFreeEnergy
+from focusflow.focus.energy_exact import WINDOW, ExactFreeEnergy, ExactMinimum
 from focusflow.graph import Cybergraph
 from focusflow.graph.generators import rmat_edges
 from focusflow.graph.importers import read_bostrom
@@ -69,7 +74,13 @@ def _timed(run: Callable[[], _Out]) -> tuple[float, _Out]:
     return time.perf_counter() - t, out
 
 
-def bench_graph(name: str, g: Cybergraph, temperatures: list[float], lbfgs_max: int) -> None:
+def _stop(got: ExactMinimum) -> str:
+    return "tol" if got.converged else "stalled"
+
+
+def bench_graph(
+    name: str, g: Cybergraph, temperatures: list[float], lbfgs_max: int, window: int, repeat: int
+) -> None:
     print(f"\n## {name}: {g.n_particles:,} particles, {g.n_links:,} links")
     engine_s, res = _timed(lambda: compute(g, backend="numba", arithmetic="exact-v2"))
     print(f"engine tri exact-v2: {engine_s:.3f}s, {res.iterations} outer iterations")
@@ -77,36 +88,51 @@ def bench_graph(name: str, g: Cybergraph, temperatures: list[float], lbfgs_max: 
     build_f, model = _timed(lambda: FreeEnergyModel(g))
     print(f"build: exact {build_x:.3f}s, float64 model {build_f:.3f}s")
     print(
-        "| T | exact s | evaluations (refused) | final eta | stop | L-BFGS s | L1 exact to L-BFGS "
-        "| residual exact | residual L-BFGS |"
+        "| T | plain s | plain evaluations (refused) | plain stop "
+        f"| Anderson({window}) s | evaluations (refused, mixed) | stop | L-BFGS s "
+        "| L1 Anderson to L-BFGS | L1 Anderson to plain | residual Anderson | residual L-BFGS |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for temp in temperatures:
-        exact_s, got = _timed(functools.partial(exact.minimize, temp))
-        x = got.focus
+        plain_s = fast_s = math.inf
+        plain = fast = None
+        for _ in range(repeat):
+            s, plain = _timed(functools.partial(exact.minimize, temp, window=0))
+            plain_s = min(plain_s, s)
+            s, fast = _timed(functools.partial(exact.minimize, temp, window=window))
+            fast_s = min(fast_s, s)
+        assert plain is not None and fast is not None
+        x = fast.focus
         row = (
-            f"| {temp:g} | {exact_s:.3f} | {got.iterations} ({got.refused}) "
-            f"| {got.eta:.3g} | {'tol' if got.converged else 'stalled'} "
+            f"| {temp:g} | {plain_s:.3f} | {plain.iterations} ({plain.refused}) | {_stop(plain)} "
+            f"| {fast_s:.3f} | {fast.iterations} ({fast.refused}, {fast.accelerated}) "
+            f"| {_stop(fast)} "
         )
+        gap = np.abs(x - plain.focus).sum()
         if g.n_particles > lbfgs_max:
-            print(f"{row}| - | - | {model.boltzmann_residual(x, temp):.1e} | - |", flush=True)
-            ratios.append((temp, exact_s / engine_s, math.nan))
-            continue
-        lbfgs_s, y = _timed(functools.partial(model.minimize, temp))
+            print(
+                f"{row}| - | - | {gap:.1e} | {model.boltzmann_residual(x, temp):.1e} | - |",
+                flush=True,
+            )
+            lbfgs_s = math.nan
+        else:
+            lbfgs_s, y = _timed(functools.partial(model.minimize, temp))
+            print(
+                f"{row}| {lbfgs_s:.3f} | {np.abs(x - y).sum():.2e} | {gap:.1e} "
+                f"| {model.boltzmann_residual(x, temp):.1e} "
+                f"| {model.boltzmann_residual(y, temp):.1e} |",
+                flush=True,
+            )
+        ratios.append((temp, plain, fast, plain_s, fast_s, lbfgs_s))
+    for temp, plain, fast, plain_s, fast_s, lbfgs_s in ratios:
+        vs_lbfgs = "-" if math.isnan(lbfgs_s) else f"{fast_s / lbfgs_s:.2g}x"
         print(
-            f"{row}| {lbfgs_s:.3f} | {np.abs(x - y).sum():.2e} "
-            f"| {model.boltzmann_residual(x, temp):.1e} "
-            f"| {model.boltzmann_residual(y, temp):.1e} |",
-            flush=True,
+            f"ratio T={temp:g}: Anderson / plain evaluations "
+            f"{fast.iterations / max(plain.iterations, 1):.3f}, time {fast_s / plain_s:.3f}; "
+            f"Anderson / engine exact-v2 {fast_s / engine_s:.1f}x "
+            f"(plain {plain_s / engine_s:.1f}x), / L-BFGS {vs_lbfgs}"
         )
-        ratios.append((temp, exact_s / engine_s, exact_s / lbfgs_s))
-    print(
-        "ratio exact minimiser / engine exact-v2 solve, / L-BFGS: "
-        + ", ".join(
-            f"T={t:g}: {a:.2f}x, " + ("-" if math.isnan(b) else f"{b:.2f}x") for t, a, b in ratios
-        )
-    )
 
 
 def main() -> None:
@@ -120,6 +146,13 @@ def main() -> None:
         default=5000,
         help="run L-BFGS on graphs of at most this many particles (it took 366 s at R-MAT 14, T=1)",
     )
+    ap.add_argument("--window", type=int, default=WINDOW, help="the Anderson window to compare")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time the plain and Anderson solves this many times, alternating, and keep the best",
+    )
     args = ap.parse_args()
     temperatures = [float(x) for x in args.temperatures.split(",")]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -130,10 +163,12 @@ def main() -> None:
     warm = _rmat(8)
     compute(warm, backend="numba", arithmetic="exact-v2")
     ExactFreeEnergy(warm).minimize(1.0)
+    ExactFreeEnergy(warm).minimize(1.0, window=0)
     bostrom = read_bostrom(args.csv, skip_invalid=True)
-    bench_graph("bostrom sample", bostrom, temperatures, args.lbfgs_max)
+    settings = (temperatures, args.lbfgs_max, args.window, max(args.repeat, 1))
+    bench_graph("bostrom sample", bostrom, *settings)
     for scale in (int(s) for s in args.rmat.split(",") if s):
-        bench_graph(f"R-MAT {scale}:16", _rmat(scale), temperatures, args.lbfgs_max)
+        bench_graph(f"R-MAT {scale}:16", _rmat(scale), *settings)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,28 @@ residual ``m`` (below); a kept step multiplies eta by ``ETA_GROW``, a refused
 one halves it. Every quantity these tests read is computed in the fixed
 arithmetic above, so every machine keeps and refuses the
 same steps, stops at the same iteration, and returns the same bits.
+
+Why that alone is slow: eta held under the contraction bound makes the rate
+``1 - eta`` on K's small eigenvalues, thousands of evaluations on R-MAT graphs.
+So each step is first tried as a type-II Anderson step (Anderson 1965; Walker
+and Ni 2011) on the log-domain map ``G(y) = log softmax(-grad E(softmax y)/T)``
+with residual ``r = G(y) - y``, damped by the same eta::
+
+    y+ = y + eta r - sum_j gamma_j (dy_j + eta dr_j)
+
+over the last ``window`` differences ``dy_j``, ``dr_j`` of kept points, gamma
+minimising ``|| r - sum_j gamma_j dr_j ||`` in the inner product of m (phi
+weighted, phi-mean removed: the least squares minimise m to first order). The
+Gram products are tree sums like every other; gamma comes from
+``anderson.solve_gram``, an elimination in a fixed order in Python floats,
+not LAPACK, whose kernels differ per CPU. The safeguard is the test above: an
+Anderson step is kept only when it lowers F (or m, F level); otherwise the
+history restarts and the plain damped step is taken from the same point.
+Why it works here: linearised, the step's matrix ``(1 - eta) I - (eta / T) K``
+is symmetric in that inner product, where Anderson mixing acts as a short
+Krylov recurrence and its rate no longer waits on K's smallest eigenvalues.
+Measured: 2 to 3 times fewer evaluations on the bostrom sample, about 10 times
+fewer on R-MAT 12 (docs/focus.md section 9).
 """
 
 from __future__ import annotations
@@ -50,10 +72,12 @@ import numba as nb
 import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
+from focusflow.focus.anderson import RCOND, solve_gram
 from focusflow.focus.backends import get_backend
+from focusflow.focus.backends.exact_tree import dot
 from focusflow.focus.exact_math import exp_exact, log_exact
 from focusflow.focus.params import EXACT_V2, FocusParams, make_params
-from focusflow.focus.reduce import TREE_CHUNK, tree_sum
+from focusflow.focus.reduce import TREE_CHUNK, chunked_sum, tree_sum
 from focusflow.focus.solver import make_operator, prior_vector, snapshot_of
 from focusflow.focus.spectral import SpringsState, heat_series
 
@@ -86,37 +110,15 @@ F_SLACK = 1e-12
 #: Where a warm start has a zero entry its logarithm starts here (the
 #: smallest normal double's), so that mass can flow back to it.
 LOG_FLOOR = -708.3964185322641
+#: The default Anderson window: how many differences of kept points the
+#: mixed step combines (0: the plain damped iteration). Measured at 3, 5 and 8
+#: on a random graph, the bostrom sample and R-MAT 12 at T = 1 and 0.1: 5 took
+#: fewer evaluations than 3 on every input; 8 a few fewer than 5 on some, but
+#: more on bostrom at T = 0.1, and it stalled on R-MAT 12 at T = 0.1.
+WINDOW = 5
 
 
 # --- kernels: each output element by one thread, every sum in fixed chunks ----
-@nb.njit(cache=True, parallel=True, fastmath=False)
-def _sum(a: np.ndarray) -> float:
-    """``sum(a)``: chunks of TREE_CHUNK values in order, combined by tree_sum."""
-    n = a.shape[0]
-    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
-    partial = np.zeros(chunks)
-    for c in nb.prange(chunks):
-        s = 0.0
-        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
-            s += a[i]
-        partial[c] = s
-    return tree_sum(partial)
-
-
-@nb.njit(cache=True, parallel=True, fastmath=False)
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``a . b`` in ``_sum``'s order."""
-    n = a.shape[0]
-    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
-    partial = np.zeros(chunks)
-    for c in nb.prange(chunks):
-        s = 0.0
-        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
-            s += a[i] * b[i]
-        partial[c] = s
-    return tree_sum(partial)
-
-
 @nb.njit(cache=True, parallel=True, fastmath=False)
 def _degree(
     out_ptr: np.ndarray,
@@ -270,6 +272,99 @@ def _residuals(phi: np.ndarray, z: np.ndarray, lq: np.ndarray) -> tuple[float, f
     return tree_sum(p_m), tree_sum(p_l1)
 
 
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _record(
+    z: np.ndarray,
+    lq: np.ndarray,
+    z_prev: np.ndarray,
+    r_prev: np.ndarray,
+    dz: np.ndarray,
+    dr: np.ndarray,
+    slot: int,
+    have_prev: bool,
+) -> None:
+    """Put a kept point's differences from the previous kept one into row
+    ``slot`` of ``dz`` and ``dr`` (``r = log q - log phi``, the fixed-point
+    map's residual), then make it the previous point."""
+    for i in nb.prange(z.shape[0]):
+        r = lq[i] - z[i]
+        if have_prev:
+            dz[slot, i] = z[i] - z_prev[i]
+            dr[slot, i] = r - r_prev[i]
+        z_prev[i] = z[i]
+        r_prev[i] = r
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _gram(dr: np.ndarray, z: np.ndarray, lq: np.ndarray, phi: np.ndarray, k: int) -> np.ndarray:
+    """The ``(k + 1) x (k + 1)`` Gram matrix of ``dr[0..k-1]`` and the
+    residual ``r = lq - z`` in the inner product ``<a, b> = sum phi (a - a')
+    (b - b')``, ``a'`` the phi-mean of ``a``: the one of ``m``, which is
+    ``<r, r>``, so the least squares minimise m to first order, and blind to
+    the constant that the renormalisation removes. Means first, then the
+    products, each in chunks of TREE_CHUNK combined by tree_sum."""
+    n = phi.shape[0]
+    chunks = (n + TREE_CHUNK - 1) // TREE_CHUNK
+    size = k + 1
+    part = np.zeros((size + 1, chunks))
+    for c in nb.prange(chunks):
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            w = phi[i]
+            part[size, c] += w
+            for a in range(k):
+                part[a, c] += w * dr[a, i]
+            part[k, c] += w * (lq[i] - z[i])
+    total = tree_sum(part[size])
+    mean = np.zeros(size)
+    for a in range(size):
+        mean[a] = tree_sum(part[a]) / total
+    pairs = size * (size + 1) // 2
+    prod = np.zeros((pairs, chunks))
+    for c in nb.prange(chunks):
+        d = np.empty(size)
+        for i in range(c * TREE_CHUNK, min(n, (c + 1) * TREE_CHUNK)):
+            w = phi[i]
+            for a in range(k):
+                d[a] = dr[a, i] - mean[a]
+            d[k] = (lq[i] - z[i]) - mean[k]
+            q = 0
+            for a in range(size):
+                wa = w * d[a]
+                for b in range(a, size):
+                    prod[q, c] += wa * d[b]
+                    q += 1
+    gram = np.empty((size, size))
+    q = 0
+    for a in range(size):
+        for b in range(a, size):
+            v = tree_sum(prod[q])
+            gram[a, b] = v
+            gram[b, a] = v
+            q += 1
+    return gram
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def _extrapolate(
+    z: np.ndarray,
+    lq: np.ndarray,
+    dz: np.ndarray,
+    dr: np.ndarray,
+    gamma: np.ndarray,
+    k: int,
+    beta: float,
+    out: np.ndarray,
+) -> None:
+    """``out = z + beta r - sum_j gamma_j (dz_j + beta dr_j)`` (``r = lq - z``,
+    not normalised): the type-II Anderson step, each entry's terms added in
+    the order of the slots."""
+    for i in nb.prange(z.shape[0]):
+        v = z[i] + beta * (lq[i] - z[i])
+        for j in range(k):
+            v = v - gamma[j] * (dz[j, i] + beta * dr[j, i])
+        out[i] = v
+
+
 # --- the model -----------------------------------------------------------------
 def _temperature(temperature: float) -> float:
     t = float(temperature)
@@ -304,6 +399,8 @@ class ExactMinimum:
     L1 Boltzmann residual ``||phi - softmax(-grad E / T)||_1`` and ``merit``
     ``sqrt(m)``, the quantity the stop reads; ``converged`` says the stop was
     ``merit <= tol`` (else eta fell below ETA_MIN or the cap was reached).
+    ``accelerated`` counts the kept steps that were Anderson steps (the rest
+    of the kept steps were plain ones).
     """
 
     focus: np.ndarray
@@ -316,6 +413,7 @@ class ExactMinimum:
     residual: float
     merit: float
     converged: bool
+    accelerated: int = 0
 
 
 class _Point:
@@ -327,6 +425,66 @@ class _Point:
     def __init__(self, z: np.ndarray, phi: np.ndarray, lq: np.ndarray) -> None:
         self.z, self.phi, self.lq = z, phi, lq
         self.f = self.scale = self.m = self.l1 = 0.0
+
+
+def _keeps(trial: _Point, point: _Point) -> bool:
+    """Whether a step from ``point`` to ``trial`` is kept: F lower, or F
+    level to its rounding and m lower."""
+    if trial.f < point.f:
+        return True
+    return trial.f <= point.f + F_SLACK * point.scale and trial.m < point.m
+
+
+class _History:
+    """The Anderson window: the last ``window`` differences between kept
+    points (log phi and the residual ``log q - log phi``) in a ring, and the
+    previous kept point's. It holds vectors only; the coefficients are solved
+    afresh at every step, because their inner product is weighted by the
+    current phi."""
+
+    def __init__(self, window: int, n: int) -> None:
+        self.window = window
+        self.dz = np.zeros((max(window, 1), n))
+        self.dr = np.zeros((max(window, 1), n))
+        self.z_prev = np.zeros(n)
+        self.r_prev = np.zeros(n)
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the differences; the next kept point starts a new history."""
+        self.k = 0
+        self.slot = 0
+        self.have_prev = False
+
+    def add(self, point: _Point) -> None:
+        """Record a kept point (its difference from the last one, if any)."""
+        _record(
+            point.z, point.lq, self.z_prev, self.r_prev, self.dz, self.dr, self.slot, self.have_prev
+        )
+        if self.have_prev:
+            self.k = min(self.k + 1, self.window)
+            self.slot = (self.slot + 1) % self.window
+        self.have_prev = True
+
+    def step(self, point: _Point, beta: float) -> np.ndarray | None:
+        """The mixed iterate's log phi (normalised) from the kept point
+        ``point`` (the last recorded) with damping ``beta``, or None when the
+        least-squares problem is degenerate or not finite: the caller then
+        takes a plain step. ``gamma`` solves the normal equations of
+        ``min || r - sum_j gamma_j dr_j ||`` by ``anderson.solve_gram``, this
+        code's own elimination in a fixed order, not LAPACK's."""
+        k = self.k
+        if k == 0:
+            return None
+        gram = _gram(self.dr, point.z, point.lq, point.phi, k)
+        gamma = solve_gram(gram[:k, :k], gram[:k, k], RCOND)
+        if gamma is None:
+            return None
+        mixed = np.empty(point.z.shape[0])
+        _extrapolate(point.z, point.lq, self.dz, self.dr, gamma, k, beta, mixed)
+        z = np.empty(point.z.shape[0])
+        _log_softmax(mixed, 1.0, z)
+        return z if bool(np.isfinite(z).all()) else None
 
 
 class ExactFreeEnergy:
@@ -399,7 +557,7 @@ class ExactFreeEnergy:
             degree,
         )
         degree = np.where(linked, degree, 0.0)
-        vol = _sum(degree)
+        vol = chunked_sum(degree)
         return np.where(linked, vol / np.where(linked, degree, 1.0), 0.0)
 
     # --- the energy's gradient ---------------------------------------------
@@ -418,7 +576,7 @@ class ExactFreeEnergy:
         alpha = p.alpha
         pulled = np.empty(n)
         op.pull(phi * self.inv_out, pulled, alpha)
-        mass = alpha * _dot(phi, self._dangling_mask) + (1.0 - alpha) * _sum(phi)
+        mass = alpha * dot(phi, self._dangling_mask, 0) + (1.0 - alpha) * chunked_sum(phi)
         r = phi - (pulled + mass * self.prior)
         back = np.empty(n)
         _adjoint_pull(*self._out, self.inv_out, r, back)
@@ -431,7 +589,7 @@ class ExactFreeEnergy:
             r,
             back,
             self.dangling,
-            _dot(self.prior, r),
+            dot(self.prior, r, 0),
             alpha,
             lam_d,
             lam_s,
@@ -463,8 +621,8 @@ class ExactFreeEnergy:
         lq = np.empty(self.n)
         _log_softmax(grad, -1.0 / t, lq)
         point = _Point(z, phi, lq)
-        energy = 0.5 * _dot(phi, grad)
-        neg_entropy = _dot(phi, z)
+        energy = 0.5 * dot(phi, grad, 0)
+        neg_entropy = dot(phi, z, 0)
         point.f = energy + t * neg_entropy
         point.scale = abs(energy) + t * abs(neg_entropy)
         point.m, point.l1 = _residuals(phi, z, lq)
@@ -494,6 +652,7 @@ class ExactFreeEnergy:
         tol: float = TOL,
         max_iter: int = MAX_ITER,
         eta: float | None = None,
+        window: int = WINDOW,
     ) -> ExactMinimum:
         """``phi_T = argmin F`` over the simplex, the same bits on every machine.
 
@@ -503,12 +662,21 @@ class ExactFreeEnergy:
         below ETA_MIN, or after ``max_iter`` evaluations; each of these is
         decided on exactly computed values. The springs solve starts afresh
         on every call, so the answer depends on the inputs alone.
+
+        ``window``: how many differences of kept points each Anderson step
+        combines; 0 is the plain damped iteration. Each pass first tries the
+        Anderson step (once the history holds a difference) and keeps it by
+        the plain step's own test; a refused one restarts the history and
+        the plain step is taken from the same point, so a misstep costs one
+        evaluation and the iteration never does worse than keep its point.
         """
         t = _temperature(temperature)
         if not (isinstance(tol, float | int) and math.isfinite(tol) and tol > 0):
             raise InvalidParameterError(f"tol must be finite and > 0, got {tol!r}")
         if not (isinstance(max_iter, int) and max_iter >= 0):
             raise InvalidParameterError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+        if not (isinstance(window, int) and window >= 0):
+            raise InvalidParameterError(f"window must be an integer >= 0, got {window!r}")
         if eta is None:
             eta = start.eta if isinstance(start, ExactMinimum) else 1.0
         if not (math.isfinite(eta) and 0 < eta <= 1):
@@ -517,18 +685,36 @@ class ExactFreeEnergy:
         point = self._evaluate(self._start(start), t)
         goal = float(tol) * float(tol)
         step = float(eta)
-        iterations = refused = 0
+        iterations = refused = accelerated = 0
+        history = _History(window, self.n) if window > 0 else None
+        if history is not None:
+            history.add(point)
         mixed = np.empty(self.n)
         while point.m > goal and step >= ETA_MIN and iterations < max_iter:
+            if history is not None and history.k > 0:
+                z = history.step(point, step)
+                if z is not None:
+                    trial = self._evaluate(z, t)
+                    iterations += 1
+                    if _keeps(trial, point):
+                        point = trial
+                        history.add(point)
+                        accelerated += 1
+                        continue
+                    refused += 1
+                history.restart()
+                history.add(point)
+                if iterations >= max_iter:
+                    break
             _mix(point.z, point.lq, step, mixed)
             z = np.empty(self.n)
             _log_softmax(mixed, 1.0, z)
             trial = self._evaluate(z, t)
             iterations += 1
-            lower = trial.f < point.f
-            level = trial.f <= point.f + F_SLACK * point.scale
-            if lower or (level and trial.m < point.m):
+            if _keeps(trial, point):
                 point = trial
+                if history is not None:
+                    history.add(point)
                 step = min(1.0, step * ETA_GROW)
             else:
                 refused += 1
@@ -544,6 +730,7 @@ class ExactFreeEnergy:
             residual=point.l1,
             merit=math.sqrt(point.m),
             converged=point.m <= goal,
+            accelerated=accelerated,
         )
 
 
@@ -554,11 +741,14 @@ def exact_minimiser(
     *,
     weights: tuple[float, float, float] | None = None,
     start: np.ndarray | ExactMinimum | None = None,
+    window: int = WINDOW,
     **overrides: Any,
 ) -> ExactMinimum:
     """F's minimiser on a graph at temperature T, the same bits on every machine:
-    ``exact_minimiser(g, 0.1).focus``. Parameters as ``free_energy``'s."""
-    return ExactFreeEnergy(graph, params, weights=weights, **overrides).minimize(temperature, start)
+    ``exact_minimiser(g, 0.1).focus``. Parameters as ``free_energy``'s;
+    ``window`` as :meth:`ExactFreeEnergy.minimize`'s."""
+    model = ExactFreeEnergy(graph, params, weights=weights, **overrides)
+    return model.minimize(temperature, start, window=window)
 
 
 __all__ = ["ExactFreeEnergy", "ExactMinimum", "exact_minimiser"]
