@@ -44,27 +44,17 @@ from typing import TypeVar
 import numba
 import numpy as np
 
+# bench/exact_versions.py's R-MAT graphs (this script's directory is on sys.path).
+from exact_versions import _rmat
 from focusflow.focus import compute
 from focusflow.focus.energy import FreeEnergyModel
 from focusflow.focus.energy_exact import WINDOW, ExactFreeEnergy, ExactMinimum
 from focusflow.graph import Cybergraph
-from focusflow.graph.generators import rmat_edges
 from focusflow.graph.importers import read_bostrom
 
 _Out = TypeVar("_Out")
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "bostrom-sample-cyberlinks.csv"
-
-
-def _rmat(scale: int) -> Cybergraph:
-    """An R-MAT graph of edge factor 16 (random weights), as bench/exact_versions.py makes it."""
-    src, dst, _ = rmat_edges(scale, 16, seed=scale)
-    keep = src != dst
-    g = Cybergraph(require_cids=False)
-    g.add_particles([f"p{i}" for i in range(1 << scale)])
-    w = np.random.default_rng(scale).random(int(keep.sum())) + 0.01
-    g.add_link_ids(src[keep], dst[keep], weights=w)
-    return g
 
 
 def _timed(run: Callable[[], _Out]) -> tuple[float, _Out]:

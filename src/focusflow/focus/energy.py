@@ -83,15 +83,16 @@ class FreeEnergy:
         }
 
 
-def _weights(
+def energy_weights(
     weights: tuple[float, float, float] | None, params: FocusParams
 ) -> tuple[float, float, float]:
+    """F's coefficients (diffusion, springs, heat): ``weights``, or the blend's."""
     w = tuple(float(x) for x in (params.weights if weights is None else weights))
     if len(w) != 3 or any(not math.isfinite(x) or x < 0 for x in w):
         raise InvalidParameterError(
             f"energy weights need 3 finite values >= 0 (diffusion, springs, heat), got {w}"
         )
-    return w
+    return w[0], w[1], w[2]
 
 
 def _temperature(temperature: float) -> float:
@@ -135,7 +136,7 @@ class FreeEnergyModel:
         if p.mode == "cyberank":
             raise InvalidParameterError("the free energy is defined for tri and diffusion focus")
         self.params = p
-        self.weights = _weights(weights, p)
+        self.weights = energy_weights(weights, p)
         snap, _ = snapshot_of(graph)
         w = snap.to_scipy().astype(np.float64)
         n = w.shape[0]

@@ -75,6 +75,7 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.focus.anderson import RCOND, solve_gram
 from focusflow.focus.backends import get_backend
 from focusflow.focus.backends.exact_tree import dot
+from focusflow.focus.energy import energy_weights
 from focusflow.focus.exact_math import exp_exact, log_exact
 from focusflow.focus.params import EXACT_V2, FocusParams, make_params
 from focusflow.focus.reduce import TREE_CHUNK, chunked_sum, tree_sum
@@ -375,17 +376,6 @@ def _temperature(temperature: float) -> float:
     return t
 
 
-def _weights(
-    weights: tuple[float, float, float] | None, params: FocusParams
-) -> tuple[float, float, float]:
-    w = tuple(float(x) for x in (params.weights if weights is None else weights))
-    if len(w) != 3 or any(not math.isfinite(x) or x < 0 for x in w):
-        raise InvalidParameterError(
-            f"energy weights need 3 finite values >= 0 (diffusion, springs, heat), got {w}"
-        )
-    return w[0], w[1], w[2]
-
-
 @dataclass(frozen=True)
 class ExactMinimum:
     """What :meth:`ExactFreeEnergy.minimize` returns.
@@ -510,7 +500,7 @@ class ExactFreeEnergy:
                 "the free energy is defined for tri and diffusion focus, not cyberank"
             )
         self.params = p
-        self.weights = _weights(weights, p)
+        self.weights = energy_weights(weights, p)
         snap, _ = snapshot_of(graph)
         if snap.n == 0:
             raise InvalidParameterError("the free energy needs a graph with at least 1 particle")
