@@ -118,11 +118,11 @@ def test_a_new_genesis_names_the_librarys_tri_algorithm_in_full(tmp_path):
     name ``cg``. A change of default that should reach new chains has to change
     NEW_CHAIN_FOCUS too, and old genesis files keep what they name."""
     from focusflow.chain.focus_commit import CHAIN_FOCUS_DEFAULTS, NEW_CHAIN_FOCUS
-    from focusflow.focus.params import EXACT_V2, make_params
+    from focusflow.focus.params import EXACT_V3, make_params
     from focusflow.node.home import init_devnet, init_testnet
 
     assert FocusState(NEW_CHAIN_FOCUS).params == make_params(
-        mode="tri", arithmetic=EXACT_V2, springs_method="cg"
+        mode="tri", arithmetic=EXACT_V3, springs_method="cg"
     )
     assert make_params(mode="tri").springs_method == "auto"
     assert make_params(mode="tri").arithmetic == "fast"
@@ -147,4 +147,4 @@ def test_genesis_refuses_an_arithmetic_this_node_does_not_implement():
         Genesis.from_json(raw)
     assert err.value.code == "bad_genesis"
     raw["params"]["focus"] = dict(NEW_CHAIN_FOCUS)
-    assert Genesis.from_json(raw).params.focus["arithmetic"] == "exact-v2"
+    assert Genesis.from_json(raw).params.focus["arithmetic"] == "exact-v3"

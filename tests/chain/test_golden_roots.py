@@ -125,6 +125,15 @@ def test_golden_roots_in_process(config):
     assert golden_roots(name, FOCUS[focus]) == GOLDEN[config]
 
 
+def test_a_genesis_written_now_runs_the_pinned_v3_algorithm():
+    """What devnet and testnet write (NEW_CHAIN_FOCUS) is the ``v3``
+    configuration whose roots are pinned above, choice for choice."""
+    from focusflow.chain.focus_commit import NEW_CHAIN_FOCUS
+    from tests.chain.golden_chain import FOCUS
+
+    assert dict(NEW_CHAIN_FOCUS) == FOCUS["v3"]
+
+
 def test_golden_roots_with_numba_compiled_for_a_generic_cpu():
     got = _in_subprocess(DEFAULT, fast_first=True, NUMBA_CPU_NAME="generic")
     assert got == {c: GOLDEN[c] for c in DEFAULT}

@@ -175,7 +175,7 @@ def test_snapshot_keeps_the_golden_focus_roots(tmp_path):
     for h, block in enumerate(blocks[3:], start=4):
         record = src.produce_block(block, time_ms=golden_chain.T0 + 1000 * h).record
         roots.append(dst.apply_block(record).block.header.focus_root.hex())
-    assert roots == GOLDEN["small:v2"][3:]
+    assert roots == GOLDEN["small:v3"][3:]
     src.store.close()
     dst.store.close()
 

@@ -126,7 +126,7 @@ def test_a_new_genesis_algorithm_converges_where_exact_v1_cycled():
     n, src, dst, w = (np.asarray(x) for x in _CYCLED)
     ref = dense_tri(dense_weights(int(n), src, dst, w), lam=(0.5, 0.3, 0.2))
     params = dict(NEW_CHAIN_FOCUS)
-    assert params.pop("arithmetic") == EXACT_V2
+    assert params.pop("arithmetic") == EXACT_V3
     snap = Snapshot(int(n), src, dst, w)
     new = compute(snap, **params, arithmetic=EXACT_V2, tol=1e-10, backend="numba")
     assert new.converged and new.iterations < 50

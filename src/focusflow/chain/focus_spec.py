@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from focusflow.focus.params import EXACT_V2, FAST, TRI_ANDERSON, FocusParams, make_params
+from focusflow.focus.params import EXACT_V3, FAST, TRI_ANDERSON, FocusParams, make_params
 
 SCALE = 10**15
 FOCUS_CHUNK = 1024
@@ -37,14 +37,18 @@ CHAIN_FOCUS_DEFAULTS = {
 #: tri algorithm, every choice spelled out, so that the chain keeps it whatever
 #: later defaults become. Against CHAIN_FOCUS_DEFAULTS: a cold tri solve 82
 #: -> 50 pair passes, a block of 5,000 links on an R-MAT graph of 10^6 links
-#: 78 -> 60 (bench/tri_blocks.py).
+#: 78 -> 60 (bench/tri_blocks.py). Its arithmetic is ``exact-v3``: the same
+#: bits as ``exact-v2`` gives on every CPU, its blocks as fast on the CPU
+#: (0.99-1.06x on a 16-core Xeon at R-MAT 16 and 18) and within 2x of the fast
+#: arithmetic on a GPU, where ``exact-v2``'s 64 ordered chunks cost 17x
+#: (bench/exact_versions.py, bench/cuda_exact.py; bench/RESULTS.md).
 NEW_CHAIN_FOCUS = {
     "mode": "tri",
     "anderson": TRI_ANDERSON,
     "start": "diffusion",
     "heat_reuse": "bounded",
     "finish": "bounded",
-    "arithmetic": EXACT_V2,
+    "arithmetic": EXACT_V3,
     "springs_method": "cg",
 }
 
