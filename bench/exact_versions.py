@@ -60,19 +60,19 @@ def _rmat(scale: int) -> Cybergraph:
 
 
 def _cost(
-    make: Callable[[], Cybergraph], arithmetic: str, blocks: int, block: int
-) -> tuple[float, float, int]:
-    """(cold s, median block s, outer iterations of the cold solve) of a
-    chain's engine in ``arithmetic`` on a fresh copy of a graph, blocks of
-    random links between its particles."""
+    make: Callable[[], Cybergraph], overrides: dict[str, object], blocks: int, block: int
+) -> tuple[float, float, int, float]:
+    """(cold s, median block s, iterations of the cold solve, median iterations
+    of a block) of a chain's engine (``NEW_CHAIN_FOCUS`` under ``overrides``)
+    on a fresh copy of a graph, blocks of random links between its particles."""
     g = make()
-    params = make_params(None, **{**NEW_CHAIN_FOCUS, "arithmetic": arithmetic})
+    params = make_params(None, **{**NEW_CHAIN_FOCUS, **overrides})
     engine = FocusEngine(g, params, backend="numba")
     t = time.perf_counter()
     first = engine.compute()
     cold = time.perf_counter() - t
     rng = np.random.default_rng(7)
-    times = []
+    times, iterations = [], []
     for _ in range(blocks):
         top = g.n_particles
         g.add_link_ids(
@@ -81,16 +81,16 @@ def _cost(
             weights=rng.random(block) + 0.01,
         )
         t = time.perf_counter()
-        engine.apply()
+        iterations.append(engine.apply().iterations)
         times.append(time.perf_counter() - t)
-    return cold, float(np.median(times)), first.iterations
+    return cold, float(np.median(times)), first.iterations, float(np.median(iterations))
 
 
 def cost_table(csv: str, scales: list[int], blocks: int, block: int, rounds: int) -> None:
     """exact-v2 against exact-v3 on this CPU, alternating, best of ``rounds``."""
 
     for arithmetic in (EXACT_V2, EXACT_V3):  # compiles (or loads) the kernels first
-        _cost(functools.partial(_rmat, 10), arithmetic, 1, 100)
+        _cost(functools.partial(_rmat, 10), {"arithmetic": arithmetic}, 1, 100)
     graphs: list[tuple[str, Callable[[], Cybergraph], int]] = [
         ("bostrom sample", lambda: read_bostrom(csv, skip_invalid=True), max(1, block // 100))
     ]
@@ -110,7 +110,7 @@ def cost_table(csv: str, scales: list[int], blocks: int, block: int, rounds: int
         best: dict[str, tuple[float, float]] = {}
         for _ in range(rounds):
             for arithmetic in (EXACT_V2, EXACT_V3):
-                cold, blk, _ = _cost(make, arithmetic, blocks, size)
+                cold, blk, *_ = _cost(make, {"arithmetic": arithmetic}, blocks, size)
                 old = best.get(arithmetic, (np.inf, np.inf))
                 best[arithmetic] = (min(old[0], cold), min(old[1], blk))
         links = make().n_links

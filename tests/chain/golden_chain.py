@@ -147,8 +147,9 @@ _NEW = {
 #: (``now``: NEW_CHAIN_FOCUS as it is), the new-genesis algorithm in
 #: exact-v3, exact-v2 and exact-v1 (what a genesis named before exact-v3 and
 #: before exact-v2), the chain's first algorithm in exact arithmetic
-#: (CHAIN_FOCUS_DEFAULTS' choices), and (to show what exact arithmetic fixes;
-#: no golden roots) a genesis naming no arithmetic: fast.
+#: (CHAIN_FOCUS_DEFAULTS' choices), the free-energy model at T = 0.5 (``fe``),
+#: and (to show what exact arithmetic fixes; no golden roots) a genesis naming
+#: no arithmetic: fast.
 FOCUS = {
     "now": None,
     "v3": {**_NEW, "arithmetic": "exact-v3"},
@@ -156,6 +157,7 @@ FOCUS = {
     "new": {**_NEW, "arithmetic": "exact-v1"},
     "first": {"mode": "tri", "arithmetic": "exact-v1"},
     "fast": {"mode": "tri"},
+    "fe": {**_NEW, "arithmetic": "exact-v3", "model": "free-energy", "temperature": 0.5},
 }
 
 

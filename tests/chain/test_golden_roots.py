@@ -19,9 +19,10 @@ generic build at blocks 4, 9 and 12 on that host (docs/focus.md, *Arithmetic*).
 host, in process, with ``NUMBA_CPU_NAME=generic`` and with one thread, and
 checked on the Intel Xeon of the GPU machine and on its GPU), ``v2`` the
 same algorithm in exact-v2, ``new`` in exact-v1 (what a genesis named
-before exact-v2); ``first`` the chain's first algorithm in exact-v1. A change that alters these
-roots changes what every chain on that arithmetic commits: it needs a new
-arithmetic version, not new constants.
+before exact-v2); ``first`` the chain's first algorithm in exact-v1; ``fe``
+the free-energy model at T = 0.5, whose exact minimiser fixes its own bits.
+A change that alters these roots changes what every chain on that arithmetic
+commits: it needs a new arithmetic version, not new constants.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ from tests.chain.golden_chain import golden_roots
 ROOT = Path(__file__).resolve().parents[2]
 
 GOLDEN = {
+    # The free-energy model at T = 0.5 (exact-v3's genesis otherwise): recorded
+    # on the AMD EPYC dev VM, in process and with one thread, and checked on
+    # the device machine's Intel Xeon.
+    "small:fe": [
+        "bdb0471b42bbf1ab849d4f827537d3532566776e469e5ac5c553694e9e5f4b17",
+        "1ff3444bf1351790f12e360ed7246de49618ff8b71217d5748f35333812e59f2",
+        "350c97d18cc2edffdbdeafcaa4f893e205cde4b445bea18d49534b716b56f221",
+        "e7e06a573d7fc3490d124ec82015fc15caf999518bbb59b3f33160c4d27d5ac6",
+        "8533f8d9e7b71a4c04b63097691683f72b707962e40a056644b3cbfee8a8dcaf",
+        "453e086c1e3644041773c84f771e140101b790c6ec46c918343052829c30504d",
+    ],
     "small:v3": [
         "7da81924ff923f474cdecc97c20b29eb57e57cfe50285b7eb094e177c857dce7",
         "ab492ca50d16c4a45d861ae65b90aef702d18a0345e72142e06e553421d9b481",
@@ -100,7 +112,7 @@ GOLDEN = {
         "778e3abaed9e5682c7f776f8a98fbfd38483b424f9e928f9620d0d5b2276f6fc",
     ],
 }
-DEFAULT = ("small:v3", "small:v2", "small:new", "small:first")
+DEFAULT = ("small:v3", "small:v2", "small:new", "small:first", "small:fe")
 
 
 def _in_subprocess(configs, fast_first: bool = False, **env) -> dict[str, list[str]]:

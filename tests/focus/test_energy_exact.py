@@ -187,3 +187,22 @@ def test_warm_start_from_the_answer(random_graph):
     near = model.minimize(0.3, first.focus)
     assert near.converged and near.iterations <= 5
     assert np.abs(near.focus - first.focus).sum() < 1e-12
+
+
+def test_compute_runs_the_model_where_params_name_it(random_graph):
+    """``compute(..., model="free-energy")`` is the exact minimiser at the
+    params' temperature and tolerance, on numba; a GPU backend and shards are
+    refused."""
+    from focusflow.focus import compute
+    from focusflow.focus.params import make_params
+
+    p = make_params(None, arithmetic="exact-v3", model="free-energy", temperature=0.5, tol=1e-9)
+    got = compute(random_graph, p)
+    assert got.backend == "numba" and got.diagnostics.converged
+    want = ExactFreeEnergy(random_graph, p).minimize(0.5, tol=1e-9, max_iter=p.max_iter)
+    assert np.array_equal(got.focus, want.focus)
+    assert np.abs(got.focus - FreeEnergyModel(random_graph, p).minimize(0.5)).sum() < 1e-8
+    with pytest.raises(InvalidParameterError, match="numba backend only"):
+        compute(random_graph, p, backend="numpy")
+    with pytest.raises(InvalidParameterError, match="not solved on shards"):
+        compute(random_graph, p, shards=2)

@@ -109,13 +109,15 @@ def engine_backend(params: FocusParams, links: int = 0) -> str:
     between blocks); ``fast`` always on numba, since its bits differ between
     backends and a node that moved would commit roots its peers do not.
     InvalidParameterError names an unknown choice; ``cuda`` without a usable
-    GPU is the backend's own BackendUnavailableError when the engine is made."""
+    GPU is the backend's own BackendUnavailableError when the engine is made.
+    The free-energy model runs on numba wherever the node asks (its minimiser
+    has no GPU twin)."""
     choice = os.environ.get(CHAIN_BACKEND_ENV, CHAIN_BACKEND)
     if choice not in CHAIN_BACKENDS:
         raise InvalidParameterError(
             f"{CHAIN_BACKEND_ENV}={choice!r}: choose one of {', '.join(CHAIN_BACKENDS)}"
         )
-    if not params.exact or choice == CHAIN_BACKEND:
+    if not params.exact or choice == CHAIN_BACKEND or params.model == "free-energy":
         return CHAIN_BACKEND
     if choice == "auto":
         return "cuda" if links >= AUTO_CUDA_LINKS and _gpu_present() else CHAIN_BACKEND
@@ -132,7 +134,10 @@ def _gpu_present() -> bool:
 
 def engine_identity(params: FocusParams) -> str:
     """What decides a chain's focus bits besides its parameters: the algorithm
-    and the arithmetic version, e.g. ``tri/exact-v2``."""
+    and the arithmetic version, e.g. ``tri/exact-v2``; the free-energy model
+    at its temperature, e.g. ``free-energy(tri, T=0.5)/exact-v3``."""
+    if params.model == "free-energy":
+        return f"free-energy({params.mode}, T={params.temperature!r})/{params.arithmetic}"
     return f"{params.mode}/{params.arithmetic}"
 
 

@@ -24,9 +24,11 @@ Finish = Literal["bounded", "fixed"]
 SpringsMethod = Literal["auto", "cg", "series"]
 ArithmeticName = Literal["fast", "exact-v1", "exact-v2", "exact-v3"]
 PriorName = Literal["uniform", "stake"]
+Model = Literal["blend", "free-energy"]
 
 #: The values each string parameter takes, read from its type (validate's lists).
 MODES: tuple[Mode, ...] = get_args(Mode)
+MODELS: tuple[Model, ...] = get_args(Model)
 LAPLACIANS: tuple[LaplacianKind, ...] = get_args(LaplacianKind)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 STARTS: tuple[Start, ...] = get_args(Start)
@@ -153,6 +155,17 @@ class FocusParams:
     #: engines and chains), every fast solve gives the same bits whatever the
     #: thread count; ``compute()`` turns it on unless given ``params``.
     thread_sums: bool = False
+    #: What focus is. ``blend``: the fixed point of the blend
+    #: ``lambda_d D + lambda_s S + lambda_h H`` (the tri-kernel; the default
+    #: and every chain's before this field). ``free-energy``: the minimiser of
+    #: ``F = E - T S`` over the simplex at ``temperature`` (energy.py, with the
+    #: entropy's sign of docs/focus.md section 9), computed by the exact
+    #: minimiser (energy_exact.py): the same bits on every machine whatever
+    #: ``arithmetic`` names, so it needs an exact one and the numba backend.
+    model: Model = "blend"
+    #: The free-energy model's temperature T (> 0): high T spreads focus
+    #: toward uniform, low T concentrates it on the energy's minima.
+    temperature: float = 1.0
 
     @property
     def exact(self) -> bool:
@@ -160,7 +173,11 @@ class FocusParams:
         return self.arithmetic != FAST
 
     def check_backend(self, backend: str) -> None:
-        """Refuse a backend that does not implement this arithmetic."""
+        """Refuse a backend that does not implement this arithmetic or model."""
+        if self.model == "free-energy" and backend != "numba":
+            raise InvalidParameterError(
+                f"the free-energy model runs on the numba backend only, not {backend!r}"
+            )
         if self.exact and backend not in EXACT_BACKENDS:
             raise InvalidParameterError(
                 f"arithmetic {self.arithmetic!r} runs on the "
@@ -177,7 +194,7 @@ class FocusParams:
         self._check_solver_bounds()
         anderson = self._checked_anderson()
         self._check_choices()
-        return replace(self, weights=w, anderson=anderson)
+        return replace(self, weights=w, anderson=anderson, temperature=float(self.temperature))
 
     def _check_scalars(self) -> None:
         """The mode, and the damping and the springs and heat scales."""
@@ -265,6 +282,7 @@ class FocusParams:
             raise InvalidParameterError(
                 f"thread_sums must be true or false, got {self.thread_sums!r}"
             )
+        self._check_model()
         if self.precision not in PRECISIONS:
             raise InvalidParameterError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
@@ -273,6 +291,32 @@ class FocusParams:
             raise InvalidParameterError(
                 f"prior must be 'uniform', 'stake' or a vector, got {self.prior!r}"
             )
+
+    def _check_model(self) -> None:
+        """The model, and what the free-energy model needs: a temperature
+        above 0, the tri or diffusion energy, float64 and an exact
+        arithmetic (a chain's focus must be the same bits everywhere, and the
+        minimiser's are; a library call that wants F with float64 sums uses
+        ``energy.FreeEnergyModel``)."""
+        if self.model not in MODELS:
+            raise InvalidParameterError(
+                f"model must be one of {', '.join(MODELS)}, got {self.model!r}"
+            )
+        t = self.temperature
+        if not (isinstance(t, float | int) and not isinstance(t, bool) and math.isfinite(t)):
+            raise InvalidParameterError(f"temperature must be a finite number, got {t!r}")
+        if not t > 0:
+            raise InvalidParameterError(f"temperature must be > 0, got {t!r}")
+        if self.model != "free-energy":
+            return
+        if self.mode == "cyberank":
+            raise InvalidParameterError("the free-energy model is defined for tri and diffusion")
+        if not self.exact:
+            raise InvalidParameterError(
+                "the free-energy model needs an exact arithmetic (exact-v2 or exact-v3)"
+            )
+        if self.precision != "float64":
+            raise InvalidParameterError("the free-energy model computes in float64 only")
 
 
 def make_params(params: FocusParams | None = None, **overrides: Any) -> FocusParams:

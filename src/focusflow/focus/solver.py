@@ -532,6 +532,8 @@ def compute(
         overrides.setdefault("thread_sums", True)
     p = make_params(params, **overrides)
     if shards is not None or cluster is not None:
+        if p.model == "free-energy":
+            raise InvalidParameterError("the free-energy model is not solved on shards")
         if shards is None:
             raise InvalidParameterError("cluster needs shards")
         from focusflow.focus.shards.api import compute_sharded
@@ -541,6 +543,8 @@ def compute(
         from focusflow.focus.cyberank import cyberank
 
         return cyberank(graph, p)
+    if p.model == "free-energy":
+        return _model_focus(graph, p, backend, x0)
     t0 = time.perf_counter()
     snap, keys = snapshot_of(graph)
     t_snap = time.perf_counter() - t0
@@ -575,3 +579,20 @@ def compute(
         diagnostics=diag,
         keys=keys,
     )
+
+
+def _model_focus(
+    graph: GraphLike, p: FocusParams, backend: str, x0: np.ndarray | None
+) -> FocusResult:
+    """``compute`` for the free-energy model: its exact minimiser on numba
+    (``auto`` picks it; another backend is refused by ``check_backend``)."""
+    from focusflow.focus.energy_exact import model_focus
+
+    t0 = time.perf_counter()
+    chosen = get_backend("numba" if backend == "auto" else backend)
+    p.check_backend(chosen.name)
+    snap, keys = snapshot_of(graph)
+    start = None if x0 is None else np.asarray(x0, dtype=np.float64)
+    focus, diag = model_focus(snap, p, start)
+    diag.timings["total"] = time.perf_counter() - t0
+    return FocusResult(focus=focus, params=p, backend=chosen.name, diagnostics=diag, keys=keys)
