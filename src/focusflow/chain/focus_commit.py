@@ -110,14 +110,14 @@ def engine_backend(params: FocusParams, links: int = 0) -> str:
     backends and a node that moved would commit roots its peers do not.
     InvalidParameterError names an unknown choice; ``cuda`` without a usable
     GPU is the backend's own BackendUnavailableError when the engine is made.
-    The free-energy model runs on numba wherever the node asks (its minimiser
-    has no GPU twin)."""
+    The free-energy model and the local rule run on numba wherever the node
+    asks (their kernels have no GPU twin)."""
     choice = os.environ.get(CHAIN_BACKEND_ENV, CHAIN_BACKEND)
     if choice not in CHAIN_BACKENDS:
         raise InvalidParameterError(
             f"{CHAIN_BACKEND_ENV}={choice!r}: choose one of {', '.join(CHAIN_BACKENDS)}"
         )
-    if not params.exact or choice == CHAIN_BACKEND or params.model == "free-energy":
+    if not params.exact or choice == CHAIN_BACKEND or params.model != "blend":
         return CHAIN_BACKEND
     if choice == "auto":
         return "cuda" if links >= AUTO_CUDA_LINKS and _gpu_present() else CHAIN_BACKEND
@@ -138,6 +138,11 @@ def engine_identity(params: FocusParams) -> str:
     at its temperature, e.g. ``free-energy(tri, T=0.5)/exact-v3``."""
     if params.model == "free-energy":
         return f"free-energy({params.mode}, T={params.temperature!r})/{params.arithmetic}"
+    if params.model == "local-rule":
+        return (
+            f"local-rule({params.mode}, T={params.temperature!r}, "
+            f"{params.local_steps} x {params.local_eta!r})/{params.arithmetic}"
+        )
     return f"{params.mode}/{params.arithmetic}"
 
 

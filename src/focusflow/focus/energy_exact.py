@@ -725,13 +725,57 @@ class ExactFreeEnergy:
             accelerated=accelerated,
         )
 
+    def local_steps(
+        self, temperature: float, start: np.ndarray | None, steps: int, eta: float
+    ) -> ExactMinimum:
+        """``steps`` steps of the local rule from ``start`` (a distribution by
+        particle id; None: uniform), the same bits on every machine.
+
+        A step is the plain iteration's with a fixed ``eta`` and no test:
+        each particle moves its log-focus toward its Boltzmann target,
+        ``log phi_i <- (1 - eta) log phi_i + eta (-grad_i E(phi) / T)``, from its
+        own value and its neighbours' (the gradient is a sum over its links),
+        and one global sum (the gossip) renormalises. It is the entropic form
+        of the simulation's rule (focus/local_rule.py): its normalisation by
+        division has F's minimiser as its fixed point, and focus stays
+        positive. It contracts near that point iff ``eta < 2T / (T + L)``
+        (module docstring); the result reports how far it ended
+        (``residual``, ``merit``), and ``converged`` says ``merit <= TOL``.
+        """
+        t = _temperature(temperature)
+        if not (isinstance(steps, int) and steps >= 1):
+            raise InvalidParameterError(f"steps must be an integer >= 1, got {steps!r}")
+        if not (isinstance(eta, float | int) and math.isfinite(eta) and 0 < eta <= 1):
+            raise InvalidParameterError(f"eta must be in (0, 1], got {eta!r}")
+        self._state = SpringsState()
+        point = self._evaluate(self._start(start), t)
+        mixed = np.empty(self.n)
+        for _ in range(steps):
+            _mix(point.z, point.lq, float(eta), mixed)
+            z = np.empty(self.n)
+            _log_softmax(mixed, 1.0, z)
+            point = self._evaluate(z, t)
+        return ExactMinimum(
+            focus=self.snapshot.to_particle_order(point.phi),
+            log_focus=point.z,
+            temperature=t,
+            iterations=steps,
+            refused=0,
+            eta=float(eta),
+            free_energy=point.f,
+            residual=point.l1,
+            merit=math.sqrt(point.m),
+            converged=point.m <= TOL * TOL,
+        )
+
 
 def model_focus(
     snap: Snapshot, params: FocusParams, start: np.ndarray | None = None
 ) -> tuple[np.ndarray, Diagnostics]:
     """The free-energy model's focus (``params.model``, ``params.temperature``)
     on ``snap``, by particle id, and how the minimiser got there: what a
-    chain's engine and ``compute`` run for that model.
+    chain's engine and ``compute`` run for that model; for ``local-rule``
+    its ``local_steps`` steps of size ``local_eta`` instead of the minimiser.
 
     ``start`` (by particle id, new particles at any positive value) warm-starts
     it; the answer depends on it and on the snapshot alone. The stop is
@@ -743,13 +787,17 @@ def model_focus(
 
     run = params.with_(weights=(1.0, 0.0, 0.0)) if params.mode == "diffusion" else params
     t = time.perf_counter()
-    found = ExactFreeEnergy(snap, run).minimize(
-        params.temperature, start, tol=params.tol, max_iter=params.max_iter
-    )
+    model = ExactFreeEnergy(snap, run)
+    if params.model == "local-rule":
+        found = model.local_steps(params.temperature, start, params.local_steps, params.local_eta)
+    else:
+        found = model.minimize(params.temperature, start, tol=params.tol, max_iter=params.max_iter)
     diag = Diagnostics(
         iterations=found.iterations,
         residual=found.residual,
-        converged=found.converged,
+        # The local rule commits what its steps reach by definition: a block
+        # is never "not converged" (its residual says how far it is).
+        converged=found.converged or params.model == "local-rule",
         timings={"minimise": time.perf_counter() - t},
         inner={"refused": found.refused, "accelerated": found.accelerated, "model": params.model},
     )

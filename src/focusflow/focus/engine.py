@@ -560,7 +560,7 @@ class FocusEngine:
         uploads only what its patch changed, and the answer is read back when
         someone asks for it (``_publish``), not per block.
         """
-        if self.params.model == "free-energy":
+        if self.params.model != "blend":
             return self._minimise(x0)
         prior = self._prior()
         device = capabilities(self._op).device

@@ -24,7 +24,7 @@ Finish = Literal["bounded", "fixed"]
 SpringsMethod = Literal["auto", "cg", "series"]
 ArithmeticName = Literal["fast", "exact-v1", "exact-v2", "exact-v3"]
 PriorName = Literal["uniform", "stake"]
-Model = Literal["blend", "free-energy"]
+Model = Literal["blend", "free-energy", "local-rule"]
 
 #: The values each string parameter takes, read from its type (validate's lists).
 MODES: tuple[Mode, ...] = get_args(Mode)
@@ -162,10 +162,24 @@ class FocusParams:
     #: entropy's sign of docs/focus.md section 9), computed by the exact
     #: minimiser (energy_exact.py): the same bits on every machine whatever
     #: ``arithmetic`` names, so it needs an exact one and the numba backend.
+    #: ``local-rule``: F's local update rule run every block, not to its end:
+    #: ``local_steps`` steps of step size ``local_eta`` from the last block's
+    #: focus (energy_exact.ExactFreeEnergy.local_steps), so focus follows F's
+    #: minimiser across blocks as each particle could compute it from its
+    #: neighbours and one gossiped sum.
     model: Model = "blend"
     #: The free-energy model's temperature T (> 0): high T spreads focus
     #: toward uniform, low T concentrates it on the energy's minima.
     temperature: float = 1.0
+    #: The local rule's steps per block (1..64) and step size (0 < eta <= 1).
+    #: It contracts near F's minimiser iff eta < 2T / (T + L), L the energy's
+    #: curvature, which the graph sets: on a fixed graph 0.03 converged on the
+    #: bostrom sample at T = 0.5 and 1 and collapsed onto a vertex on R-MAT 12;
+    #: 0.01 converged there at T = 1 and collapsed after 21 blocks at T = 0.5
+    #: (docs/focus.md section 11.3). No fixed step is safe on every graph: a
+    #: genesis names the one its graph allows.
+    local_steps: int = 4
+    local_eta: float = 0.01
 
     @property
     def exact(self) -> bool:
@@ -174,9 +188,9 @@ class FocusParams:
 
     def check_backend(self, backend: str) -> None:
         """Refuse a backend that does not implement this arithmetic or model."""
-        if self.model == "free-energy" and backend != "numba":
+        if self.model != "blend" and backend != "numba":
             raise InvalidParameterError(
-                f"the free-energy model runs on the numba backend only, not {backend!r}"
+                f"the {self.model} model runs on the numba backend only, not {backend!r}"
             )
         if self.exact and backend not in EXACT_BACKENDS:
             raise InvalidParameterError(
@@ -194,7 +208,13 @@ class FocusParams:
         self._check_solver_bounds()
         anderson = self._checked_anderson()
         self._check_choices()
-        return replace(self, weights=w, anderson=anderson, temperature=float(self.temperature))
+        return replace(
+            self,
+            weights=w,
+            anderson=anderson,
+            temperature=float(self.temperature),
+            local_eta=float(self.local_eta),
+        )
 
     def _check_scalars(self) -> None:
         """The mode, and the damping and the springs and heat scales."""
@@ -307,16 +327,27 @@ class FocusParams:
             raise InvalidParameterError(f"temperature must be a finite number, got {t!r}")
         if not t > 0:
             raise InvalidParameterError(f"temperature must be > 0, got {t!r}")
-        if self.model != "free-energy":
+        steps = self.local_steps
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 64):
+            raise InvalidParameterError(f"local_steps must be an integer in 1..64, got {steps!r}")
+        eta = self.local_eta
+        if not (
+            isinstance(eta, float | int)
+            and not isinstance(eta, bool)
+            and math.isfinite(eta)
+            and 0 < eta <= 1
+        ):
+            raise InvalidParameterError(f"local_eta must be in (0, 1], got {eta!r}")
+        if self.model == "blend":
             return
         if self.mode == "cyberank":
-            raise InvalidParameterError("the free-energy model is defined for tri and diffusion")
+            raise InvalidParameterError(f"the {self.model} model is defined for tri and diffusion")
         if not self.exact:
             raise InvalidParameterError(
-                "the free-energy model needs an exact arithmetic (exact-v2 or exact-v3)"
+                f"the {self.model} model needs an exact arithmetic (exact-v2 or exact-v3)"
             )
         if self.precision != "float64":
-            raise InvalidParameterError("the free-energy model computes in float64 only")
+            raise InvalidParameterError(f"the {self.model} model computes in float64 only")
 
 
 def make_params(params: FocusParams | None = None, **overrides: Any) -> FocusParams:

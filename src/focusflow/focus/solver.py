@@ -532,8 +532,8 @@ def compute(
         overrides.setdefault("thread_sums", True)
     p = make_params(params, **overrides)
     if shards is not None or cluster is not None:
-        if p.model == "free-energy":
-            raise InvalidParameterError("the free-energy model is not solved on shards")
+        if p.model != "blend":
+            raise InvalidParameterError(f"the {p.model} model is not solved on shards")
         if shards is None:
             raise InvalidParameterError("cluster needs shards")
         from focusflow.focus.shards.api import compute_sharded
@@ -543,7 +543,7 @@ def compute(
         from focusflow.focus.cyberank import cyberank
 
         return cyberank(graph, p)
-    if p.model == "free-energy":
+    if p.model != "blend":
         return _model_focus(graph, p, backend, x0)
     t0 = time.perf_counter()
     snap, keys = snapshot_of(graph)
