@@ -85,6 +85,9 @@ def test_edge_list_and_cyberank_output(tmp_path):
         (["--mode", "pagerank"], "mode"),
         (["--backend", "gpu9"], "backend"),
         (["--alpha", "abc"], "alpha"),
+        (["--model", "entropy"], "--model must be blend or free-energy"),
+        (["--model", "free-energy", "--temperature", "0"], "temperature must be > 0"),
+        (["--model", "free-energy", "--backend", "numpy"], "numba backend only"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(args, message):
@@ -119,3 +122,27 @@ def test_bad_cid_exits_with_one_line(sample_path, tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "invalid CID 'notacid'" in lines[0] and ":2:" in lines[0]
+
+
+def test_the_free_energy_model_is_the_libraries_minimiser(sample_path):
+    """``--model free-energy --temperature T`` prints F's exact minimiser, as
+    ``compute`` gives it in Python, and says so in the summary."""
+    proc = run(
+        sample_path,
+        "--model",
+        "free-energy",
+        "--temperature",
+        0.5,
+        "--json",
+        "--top",
+        5,
+        check=True,
+    )
+    summary = json.loads(proc.stdout)
+    assert summary["model"] == "free-energy" and summary["backend"] == "numba"
+    assert summary["converged"]
+    ref = compute(
+        read_bostrom(sample_path), model="free-energy", temperature=0.5, arithmetic="exact-v3"
+    )
+    assert [k for k, _ in summary["top"]] == [k for k, _ in ref.top(5)]
+    assert [v for _, v in summary["top"]] == [v for _, v in ref.top(5)]

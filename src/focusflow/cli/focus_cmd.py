@@ -69,6 +69,8 @@ class FocusSummary(TypedDict):
     edges: int
     neurons: int
     mode: str
+    #: ``blend`` (the tri-kernel's fixed point) or ``free-energy``.
+    model: str
     backend: str
     iterations: int
     residual: float
@@ -141,6 +143,18 @@ def _particle_texts(graph: Path, texts: Path | None) -> dict[str, str] | None:
         return read_particle_texts(texts)
     beside = particles_file_for(graph)
     return read_particle_texts(beside) if beside.is_file() else None
+
+
+def _choose_model(settings: dict[str, Any], model: str, temperature: float) -> None:
+    """``--model`` and ``--temperature`` into the solve's settings. The
+    free-energy model's minimiser fixes its own bits, and its parameters must
+    name an exact arithmetic, whose sums do not group by the thread count."""
+    if model not in ("blend", "free-energy"):
+        raise InvalidParameterError(f"--model must be blend or free-energy, got {model!r}")
+    if model == "free-energy":
+        settings.update(
+            model=model, temperature=temperature, arithmetic="exact-v3", thread_sums=False
+        )
 
 
 def _warm_engine(settings: dict[str, Any], backend: str) -> threading.Thread:
@@ -243,6 +257,15 @@ def compute_cmd(
         "--reduce",
         help="How shards sum the solve's global quantities: all-reduce (exact) or push-sum.",
     ),
+    model: str = typer.Option(
+        "blend",
+        "--model",
+        help="blend (the tri-kernel's fixed point) or free-energy (F's minimiser at "
+        "--temperature, the same bits on every machine; on numba).",
+    ),
+    temperature: float = typer.Option(
+        1.0, "--temperature", help="The free-energy model's temperature T, > 0."
+    ),
 ) -> None:
     """Compute focus and write `particle<TAB>focus`, most focus first (and a third
     column, the particle's text, when a particles file is given or beside INPUT)."""
@@ -260,8 +283,9 @@ def compute_cmd(
         # a one-shot solve takes the fastest sums, as compute() does
         "thread_sums": True,
     }
+    _choose_model(settings, model, temperature)
     path = input if input is not None else sample_path()
-    if backend == "auto" and _small_file(path, stakes):
+    if backend == "auto" and model == "blend" and _small_file(path, stakes):
         # numba's start-up (its import, each kernel loaded from the cache) costs
         # more than the whole solve of a small graph in NumPy: same results.
         backend = "numpy"
@@ -336,6 +360,7 @@ def compute_cmd(
         "skipped_invalid_links": counts["skipped_invalid_links"],
         "dropped_self_links": counts["dropped_self_links"],
         "mode": params.mode,
+        "model": params.model,
         "backend": result.backend,
         "iterations": d.iterations,
         "residual": d.residual,
