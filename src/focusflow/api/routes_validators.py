@@ -1,10 +1,11 @@
 """``GET /v1/validators``: the set consensus is using, and each validator's last vote.
 
-Every node runs consensus (the devnet as a set of one), so every node answers
-with the set of the height its state machine is at, the proposer of the
+Every node of a network runs consensus (the devnet as a set of one) and
+answers with the set of the height its state machine is at, the proposer of the
 current round, each validator's proposer priority, and the last prevote or
 precommit this node saw from each (``focusflow.consensus.votes_seen``): enough
-to see at a glance which validator is silent or behind.
+to see at a glance which validator is silent or behind. A runtime without a
+consensus engine (a library's or a test's) answers ``unavailable``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from focusflow.api import schemas
-from focusflow.api.errors import ERROR_RESPONSES
+from focusflow.api.errors import ERROR_RESPONSES, ApiError
 from focusflow.api.state import app_state
 from focusflow.consensus.validators import ValidatorSet
 from focusflow.consensus.votes_seen import SeenVote
@@ -28,7 +29,12 @@ router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 def validators(request: Request) -> JSONResponse:
     """The validator set of the height being decided, with each validator's last vote."""
     node = app_state(request).node
-    height, round_, step, vset = node.consensus_state
+    state = node.consensus_state
+    if state is None:
+        raise ApiError(
+            "unavailable", "this node runs no consensus: it has no validator set to show"
+        )
+    height, round_, step, vset = state
     # A private copy: ValidatorSet.proposer caches its picks in place, and the
     # consensus thread may be picking on ``vset`` at this moment.
     proposer = ValidatorSet(vset.validators, vset.priorities).proposer(round_).public_key

@@ -128,8 +128,9 @@ class NodeService(Protocol):
         ...
 
     @property
-    def consensus_state(self) -> tuple[int, int, str, ValidatorSet]:
-        """(height, round, step, validator set of that height) of this node's consensus."""
+    def consensus_state(self) -> tuple[int, int, str, ValidatorSet] | None:
+        """(height, round, step, validator set of that height) of this node's
+        consensus; None for a runtime that runs none."""
         ...
 
     async def admit(self, raw: bytes) -> Tx:

@@ -56,6 +56,7 @@ from focusflow.modules.bank import gas_balance
 from focusflow.node.da_store import DAStore
 
 if TYPE_CHECKING:
+    from focusflow.consensus.validators import ValidatorSet
     from focusflow.node.bootstrap import Bootstrap
     from focusflow.node.faults import FaultPlan
 
@@ -170,6 +171,11 @@ class NodeRuntime:
     @property
     def halted(self) -> str | None:
         """Why the node stopped following its chain: never here (ValidatorRuntime.halt)."""
+        return None
+
+    @property
+    def consensus_state(self) -> tuple[int, int, str, ValidatorSet] | None:
+        """None: this runtime runs no consensus engine (ValidatorRuntime does)."""
         return None
 
     # --- transactions --------------------------------------------------------
