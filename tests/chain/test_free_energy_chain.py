@@ -216,3 +216,30 @@ def test_a_bad_local_rule_is_refused_when_the_genesis_is_read(change, message):
     with pytest.raises(GenesisError, match=message) as err:
         Genesis.from_json(raw)
     assert err.value.code == "bad_genesis"
+
+
+@pytest.mark.parametrize("focus", [FE, LOCAL], ids=["free-energy", "local-rule"])
+def test_a_node_installed_from_a_peers_snapshot_goes_on_with_the_same_roots(tmp_path, focus):
+    """State sync carries what the model's next block reads (the engine's
+    focus vector): a node installed at block 4 from a peer's snapshot commits
+    blocks 5..8 with the peer's roots."""
+    from focusflow.chain.snapshot import capture_focus, restore_snapshot, write_snapshot
+    from focusflow.node import open_chain
+    from focusflow.store import Store
+    from tests.chain.test_snapshot import _data
+
+    gen = genesis(focus=focus)
+    src = new_chain(tmp_path / "src", gen)
+    _produce([src], range(1, 5))
+    with src.reader() as r:
+        payload = capture_focus(src.focus, src.head, src.chain_id)
+        manifest = write_snapshot(r, payload, tmp_path / "snaps", chain_id=src.chain_id)
+    store = Store(tmp_path / "dst")
+    restore_snapshot(store, manifest, _data(tmp_path, manifest), gen)
+    dst = open_chain(store, gen)
+    for h in range(5, 9):
+        record = src.produce_block(BLOCKS[h - 1], time_ms=T0 + 1000 * h).record
+        assert dst.apply_block(record).block.header.focus_root == record.block.header.focus_root
+    assert dst.focus.params.model == focus["model"]
+    src.store.close()
+    dst.store.close()
