@@ -119,8 +119,12 @@ def run_devnet(
     dns: DnsSettings | None = None,
     economy: bool = False,
     anvil: bool = False,
+    focus: dict[str, object] | None = None,
 ) -> None:
     """Create or resume the devnet at ``home_path`` and serve it until a signal.
+
+    ``focus``: focus parameters a new home's genesis names beside
+    NEW_CHAIN_FOCUS (``home.init_devnet``); an existing home keeps its own.
 
     ``anvil``: the anvil-like devnet (``node.devnet_anvil``): a new home's genesis
     grants the dev powers, blocks come on demand, the test accounts are unlocked.
@@ -134,7 +138,7 @@ def run_devnet(
     """
     sock = bind(host, port)
     try:
-        home, created = init_devnet(home_path, economy=economy)
+        home, created = init_devnet(home_path, economy=economy, focus=focus)
         if created and anvil:
             grant_dev_powers(home)
         lock_fd = lock_home(home)

@@ -39,6 +39,7 @@ from focusflow.core.home import (
 )
 from focusflow.core.keys import KeyPair, encode_address
 from focusflow.core.keystore import Keystore
+from focusflow.focus.params import make_params
 from focusflow.node.ca_signer import ShareFile
 from focusflow.node.hd_wallet import derive_key, eth_address, seed_of
 from focusflow.services.trust import frost
@@ -243,7 +244,10 @@ class Home:
 
 
 def init_devnet(
-    path: Path, chain_id: str | None = None, economy: bool = False
+    path: Path,
+    chain_id: str | None = None,
+    economy: bool = False,
+    focus: dict[str, object] | None = None,
 ) -> tuple[Home, bool]:
     """The devnet home at ``path``, created if new; returns (home, created).
 
@@ -251,7 +255,12 @@ def init_devnet(
     unless ``chain_id`` names one: two devnets never accept each other's
     transactions, votes or blocks. ``economy``: a new devnet runs the two-token
     economy (docs/economics.md, :data:`DEVNET_ECONOMY`); the dev key also holds
-    H and is a primary dealer. An existing home keeps the economy it was made with."""
+    H and is a primary dealer. ``focus``: what a new devnet's genesis names
+    beside NEW_CHAIN_FOCUS (e.g. ``{"model": "free-energy", "temperature": 0.5}``),
+    checked before anything is written. An existing home keeps the economy and
+    the focus it was made with."""
+    chosen = {**NEW_CHAIN_FOCUS, **(focus or {})}
+    make_params(None, **chosen)
     home = Home(Path(path))
     if home.exists():
         for need in (home.validator_key, home.admin_token):
@@ -269,7 +278,7 @@ def init_devnet(
     validator.save(home.validator_key)
     KeyPair.generate().save(home.account_key)
     create_token_file(home.admin_token)
-    params: dict[str, object] = {"focus": dict(NEW_CHAIN_FOCUS)}
+    params: dict[str, object] = {"focus": chosen}
     dev_account: AccountJson = {
         "address": dev.address,
         "balance": DEV_BALANCE,

@@ -24,13 +24,14 @@ import typer
 from focusflow.cli.main import app
 from focusflow.cli.main import main as cli_main
 from focusflow.cli.process_exit import run_as_process
+from focusflow.core.errors import InvalidParameterError
 from focusflow.core.home import resolve_home
 from focusflow.node import relay_cmd  # noqa: F401 - registers the relay command
 from focusflow.node.faults import FAULT_PLAN_ENV, fault_plan_option
 
 
 @app.command("devnet")
-def devnet(
+def devnet(  # noqa: PLR0913 - one option per parameter, as typer takes them
     home: Path | None = typer.Option(
         None,
         "--home",
@@ -72,6 +73,16 @@ def devnet(
         "time travel, anvil_setBalance (docs/evm.md). A new home's genesis grants "
         "these dev powers; --block-time is then unused.",
     ),
+    focus_model: str | None = typer.Option(
+        None,
+        "--focus-model",
+        help="What a new home's chain commits as focus: blend (the tri-kernel, the "
+        "default), free-energy (F's minimiser at --temperature) or local-rule "
+        "(docs/focus.md). An existing home keeps its own.",
+    ),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="The focus model's temperature T (> 0), with --focus-model."
+    ),
 ) -> None:
     """Start a devnet: a network of one validator (created on first run, resumed later)."""
     from focusflow.chain.mempool import MempoolLimits
@@ -80,6 +91,13 @@ def devnet(
     from focusflow.services.dns import DnsSettings
 
     seconds = parse_duration(block_time)
+    focus: dict[str, object] = {}
+    if focus_model is not None:
+        focus["model"] = focus_model
+    if temperature is not None:
+        if focus_model is None:
+            raise InvalidParameterError("--temperature needs --focus-model")
+        focus["temperature"] = temperature
     logs.setup(json_logs)
     run_devnet(
         resolve_home(home),
@@ -91,6 +109,7 @@ def devnet(
         dns=None if dns is None else DnsSettings.parse(dns),
         economy=economy,
         anvil=anvil,
+        focus=focus or None,
     )
 
 
