@@ -313,11 +313,12 @@ class FocusParams:
             )
 
     def _check_model(self) -> None:
-        """The model, and what the free-energy model needs: a temperature
-        above 0, the tri or diffusion energy, float64 and an exact
-        arithmetic (a chain's focus must be the same bits everywhere, and the
-        minimiser's are; a library call that wants F with float64 sums uses
-        ``energy.FreeEnergyModel``)."""
+        """The model and its numbers (a temperature above 0, the local rule's
+        steps and step size), and what a model other than the blend needs:
+        the tri or diffusion energy, float64 and an exact arithmetic (a
+        chain's focus must be the same bits everywhere, and the minimiser's
+        and the rule's are; a library call that wants F with float64 sums
+        uses ``energy.FreeEnergyModel``)."""
         if self.model not in MODELS:
             raise InvalidParameterError(
                 f"model must be one of {', '.join(MODELS)}, got {self.model!r}"

@@ -584,8 +584,9 @@ def compute(
 def _model_focus(
     graph: GraphLike, p: FocusParams, backend: str, x0: np.ndarray | None
 ) -> FocusResult:
-    """``compute`` for the free-energy model: its exact minimiser on numba
-    (``auto`` picks it; another backend is refused by ``check_backend``)."""
+    """``compute`` for a model other than the blend (``energy_exact.model_focus``)
+    on numba (``auto`` picks it; another backend is refused by
+    ``check_backend``); ``x0`` starts it (by particle id)."""
     from focusflow.focus.energy_exact import model_focus
 
     t0 = time.perf_counter()
