@@ -148,6 +148,7 @@ _NEW = {
 #: exact-v3, exact-v2 and exact-v1 (what a genesis named before exact-v3 and
 #: before exact-v2), the chain's first algorithm in exact arithmetic
 #: (CHAIN_FOCUS_DEFAULTS' choices), the free-energy model at T = 0.5 (``fe``),
+#: the local rule at T = 1, 4 steps of 0.01 a block (``local``),
 #: and (to show what exact arithmetic fixes; no golden roots) a genesis naming
 #: no arithmetic: fast.
 FOCUS = {
@@ -158,6 +159,14 @@ FOCUS = {
     "first": {"mode": "tri", "arithmetic": "exact-v1"},
     "fast": {"mode": "tri"},
     "fe": {**_NEW, "arithmetic": "exact-v3", "model": "free-energy", "temperature": 0.5},
+    "local": {
+        **_NEW,
+        "arithmetic": "exact-v3",
+        "model": "local-rule",
+        "temperature": 1.0,
+        "local_steps": 4,
+        "local_eta": 0.01,
+    },
 }
 
 

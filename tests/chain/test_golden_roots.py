@@ -20,7 +20,8 @@ host, in process, with ``NUMBA_CPU_NAME=generic`` and with one thread, and
 checked on the Intel Xeon of the GPU machine and on its GPU), ``v2`` the
 same algorithm in exact-v2, ``new`` in exact-v1 (what a genesis named
 before exact-v2); ``first`` the chain's first algorithm in exact-v1; ``fe``
-the free-energy model at T = 0.5, whose exact minimiser fixes its own bits.
+the free-energy model at T = 0.5, whose exact minimiser fixes its own bits;
+``local`` the local rule at T = 1, 4 steps of 0.01 a block.
 A change that alters these roots changes what every chain on that arithmetic
 commits: it needs a new arithmetic version, not new constants.
 """
@@ -40,6 +41,17 @@ from tests.chain.golden_chain import golden_roots
 ROOT = Path(__file__).resolve().parents[2]
 
 GOLDEN = {
+    # The local rule at T = 1, 4 steps of 0.01 a block (exact-v3's genesis
+    # otherwise): recorded on the AMD EPYC dev VM and checked on the device
+    # machine's Intel Xeon (in process, generic CPU, one thread).
+    "small:local": [
+        "829b25360d575bba5bf45ef0bf7dde3131f6f6aeb5014f05674577b0b3fbee63",
+        "70dd07196c40471e70b2c8c7f05ae03703dcae12e865c50b95f90a178fa7a5dd",
+        "924f9948ac68ee35b948a6ab20283427a6e21d12d82f9a08446364e027e18003",
+        "dd8353b0cf469289c273f3f4c982ad8bb2e0db078c9600d6b02befd35db59360",
+        "bbb7368795c17932a3ade1d886ce2fc7ba61b75a07ad67cc2570d8d8aec3ece1",
+        "2e42a93981004d7ff4e9e9e140b17bafa8f218029363d10b6dd01bdcb865a51e",
+    ],
     # The free-energy model at T = 0.5 (exact-v3's genesis otherwise): recorded
     # on the AMD EPYC dev VM, in process and with one thread, and checked on
     # the device machine's Intel Xeon.
@@ -112,7 +124,7 @@ GOLDEN = {
         "778e3abaed9e5682c7f776f8a98fbfd38483b424f9e928f9620d0d5b2276f6fc",
     ],
 }
-DEFAULT = ("small:v3", "small:v2", "small:new", "small:first", "small:fe")
+DEFAULT = ("small:v3", "small:v2", "small:new", "small:first", "small:fe", "small:local")
 
 
 def _in_subprocess(configs, fast_first: bool = False, **env) -> dict[str, list[str]]:
