@@ -620,6 +620,14 @@ class ExactFreeEnergy:
         point.m, point.l1 = _residuals(phi, z, lq)
         return point
 
+    def _plain_step(self, point: _Point, eta: float, t: float, mixed: np.ndarray) -> _Point:
+        """The damped Boltzmann step from ``point``: ``log phi`` moved by ``eta``
+        toward its target, renormalised, and evaluated (``mixed`` is scratch)."""
+        _mix(point.z, point.lq, eta, mixed)
+        z = np.empty(self.n)
+        _log_softmax(mixed, 1.0, z)
+        return self._evaluate(z, t)
+
     def _start(self, start: np.ndarray | ExactMinimum | None) -> np.ndarray:
         """The first iterate's log phi (normalised), internal order."""
         if isinstance(start, ExactMinimum):
@@ -698,10 +706,7 @@ class ExactFreeEnergy:
                 history.add(point)
                 if iterations >= max_iter:
                     break
-            _mix(point.z, point.lq, step, mixed)
-            z = np.empty(self.n)
-            _log_softmax(mixed, 1.0, z)
-            trial = self._evaluate(z, t)
+            trial = self._plain_step(point, step, t, mixed)
             iterations += 1
             if _keeps(trial, point):
                 point = trial
@@ -751,10 +756,7 @@ class ExactFreeEnergy:
         point = self._evaluate(self._start(start), t)
         mixed = np.empty(self.n)
         for _ in range(steps):
-            _mix(point.z, point.lq, float(eta), mixed)
-            z = np.empty(self.n)
-            _log_softmax(mixed, 1.0, z)
-            point = self._evaluate(z, t)
+            point = self._plain_step(point, float(eta), t, mixed)
         return ExactMinimum(
             focus=self.snapshot.to_particle_order(point.phi),
             log_focus=point.z,
