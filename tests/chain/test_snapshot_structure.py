@@ -486,6 +486,44 @@ def test_a_state_of_other_focus_parameters_is_refused(tri, tmp_path):
     )
 
 
+def test_a_state_naming_another_focus_model_is_refused(tri, tmp_path):
+    """A peer's state that runs the free-energy model for a chain of the blend
+    is another algorithm's, whatever its bytes otherwise say."""
+
+    def lie(raw: bytes) -> bytes:
+        header, _ = fb.decode(raw)
+        other = replace(params_of(header.params), model="free-energy", temperature=0.5)
+        return fb.changed(raw, params=params_record(other))
+
+    _refused(
+        tri,
+        tmp_path,
+        lie,
+        "snapshot_incompatible",
+        r"runs free-energy\(tri, T=0.5\)/exact-v1, not tri/exact-v1 at height 3",
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": "entropy"},
+        {"temperature": {"float": float("nan").hex()}},
+        {"temperature": "hot"},
+        {"local_steps": 10**9},
+        {"local_eta": {"float": (-1.0).hex()}},
+    ],
+)
+def test_a_state_naming_a_bad_model_value_is_refused(tri, tmp_path, change):
+    def lie(raw: bytes) -> bytes:
+        header, _ = fb.decode(raw)
+        return fb.changed(raw, params={**header.params, **change})
+
+    _refused(
+        tri, tmp_path, lie, "snapshot_incompatible", "focus parameters this focusflow does not"
+    )
+
+
 def test_a_state_naming_a_parameter_this_code_does_not_know_is_refused(tri, tmp_path):
     def lie(raw: bytes) -> bytes:
         header, _ = fb.decode(raw)
