@@ -14,7 +14,12 @@ links divided by the time from the first submission to the last commit event.
 
 ``--consensus tendermint,snowman`` runs the same load on a fresh testnet for
 each engine in turn (the genesis's ``params.consensus``) and prints them side by
-side with the ratio to the first.
+side with the ratio to the first. ``--mempool proposer,dag`` does the same for
+how transactions reach blocks: carried in the proposer's block, or sealed into
+certified batches that proposals name (docs/consensus.md §11). With
+``--spread`` each sender submits to validator ``i % N`` instead of validator 0,
+as clients of a real network would (with the DAG each validator seals its own
+clients' transactions; ``--senders`` should then be at least N).
 
 Goals: p50 finality <= 0.5 s; >= 5,000 links/s across the network.
 Anchor: CometBFT's QA reports ~400 tx/s saturated with 175 validators (v0.38
@@ -23,7 +28,7 @@ datacenter hardware. Run on a quiet machine: 4 validator processes share its
 cores with the load generator.
 
     python bench/consensus.py [--validators 4] [--rate 50] [--links-per-tx 100] [--seconds 20]
-        [--consensus tendermint,snowman,fallback]
+        [--consensus tendermint,snowman,fallback] [--mempool proposer,dag] [--spread]
 """
 
 from __future__ import annotations
@@ -77,23 +82,27 @@ def main() -> None:
         help="keys the load comes from, round robin (the dev key funds and stakes the others "
         "first): the mempool holds at most 64 nonces ahead of a sender's committed one",
     )
+    ap.add_argument("--mempool", default="proposer", help="mempools to run in turn: proposer, dag")
+    ap.add_argument("--spread", action="store_true", help="sender i submits to validator i %% N")
     args = ap.parse_args()
     results = []
     for engine in args.consensus.split(","):
-        print(f"== {engine}", flush=True)
-        results.append((engine, one_engine(args, engine)))
+        for mempool in args.mempool.split(","):
+            name = engine if mempool == "proposer" else f"{engine}+{mempool}"
+            print(f"== {name}", flush=True)
+            results.append((name, one_engine(args, engine, mempool)))
     if len(results) > 1:
         base = results[0][1]
-        print("\nengine        p50 s   p99 s   links/s   vs " + results[0][0])
-        for engine, r in results:
+        print("\nrun                p50 s   p99 s   links/s   vs " + results[0][0])
+        for name, r in results:
             ratio = r["links_per_s"] / base["links_per_s"] if base["links_per_s"] else float("nan")
             print(
-                f"{engine:12s} {r['p50']:6.3f}  {r['p99']:6.3f}  {r['links_per_s']:8,.0f}"
+                f"{name:17s} {r['p50']:6.3f}  {r['p99']:6.3f}  {r['links_per_s']:8,.0f}"
                 f"   {ratio:.2f}x"
             )
 
 
-def one_engine(args, engine: str) -> dict[str, float]:
+def one_engine(args, engine: str, mempool: str = "proposer") -> dict[str, float]:
     """Start a testnet running ``engine``, load it, stop it; its figures."""
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-consensus-"))
     home = tmp / "tn"
@@ -114,6 +123,8 @@ def one_engine(args, engine: str) -> dict[str, float]:
             str(args.base_port),
             "--consensus",
             engine,
+            "--mempool",
+            mempool,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -185,6 +196,7 @@ def run(args, home: Path) -> dict[str, float]:
             time.sleep(0.2)
     key = Keystore(home / "v0" / "keys").load("dev")
     client = httpx.Client(base_url=apis[0], timeout=10)
+    clients = [httpx.Client(base_url=api, timeout=10) for api in apis] if args.spread else []
     chain_id = client.get("/v1/status").json()["chain_id"]
 
     # Pre-sign so signing does not limit the rate.
@@ -203,7 +215,9 @@ def run(args, home: Path) -> dict[str, float]:
         sender = senders[i % len(senders)]
         nonce = nonces[sender.public_key]
         nonces[sender.public_key] += 1
-        txs.append(make_tx(sender, chain_id, nonce, 10**6, [Msg("link", {"links": pairs})]))
+        tx = make_tx(sender, chain_id, nonce, 10**6, [Msg("link", {"links": pairs})])
+        # One sender, one validator: its nonces reach blocks in order.
+        txs.append((tx, clients[(i % len(senders)) % len(clients)] if clients else client))
 
     # Only blocks made from here on are watched (the poller must not start behind).
     start_height = client.get("/v1/status").json()["height"]
@@ -253,12 +267,12 @@ def run(args, home: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     refused = 0
     reasons: dict[str, int] = {}
-    for i, tx in enumerate(txs):
+    for i, (tx, to) in enumerate(txs):
         wait = t0 + i / args.rate - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
         submitted[tx.hash.hex()] = time.perf_counter()
-        r = client.post("/v1/txs", json={"tx": tx.encoded.hex()})
+        r = to.post("/v1/txs", json={"tx": tx.encoded.hex()})
         if r.status_code not in (200, 202):
             refused += 1
             code = r.json().get("error", {}).get("code", str(r.status_code))
@@ -284,7 +298,8 @@ def run(args, home: Path) -> dict[str, float]:
         f"load average {os.getloadavg()}"
     )
     print(
-        f"validators={args.validators} senders={args.senders} rate={args.rate} tx/s "
+        f"validators={args.validators} senders={args.senders} spread={args.spread} "
+        f"rate={args.rate} tx/s "
         f"links/tx={args.links_per_tx} "
         f"seconds={args.seconds}: submitted {len(submitted)}, refused {refused}, "
         f"committed {len(done)}" + (f" (refusals by code: {reasons})" if reasons else "")

@@ -636,6 +636,10 @@ class DagMempool:
             if digest is not None:
                 self._batches.pop(digest, None)
 
+    def floor(self, author: bytes) -> int:
+        """``author``'s lowest sequence not ordered yet in this epoch."""
+        return self._floor.get(author, 0)
+
     def unordered(self) -> list[BatchCertificate]:
         return self._unordered_certs()
 

@@ -27,6 +27,10 @@ from focusflow.core.errors import InvalidParameterError
 #: (repeated sub-sampled polls, probabilistic finality), and Tendermint that
 #: switches a stalled height to polling (``fallback.py``).
 ENGINES = ("tendermint", "snowman", "fallback")
+#: How transactions reach a block: carried in the proposer's block
+#: (``proposer``), or sealed into certified batches that blocks order by
+#: reference (``dag``: consensus/dag_mempool.py; Tendermint only).
+MEMPOOLS = ("proposer", "dag")
 
 
 class ConsensusEngine(Protocol):
@@ -69,10 +73,12 @@ class PollingEngine(ConsensusEngine, Protocol):
         ...
 
 
-#: The genesis fields of the engine choice: all integers, so every node reads
-#: them alike. Poll and proposal timeouts are each node's own (like Tendermint's).
+#: The genesis fields of the engine choice: two names, then integers, so every
+#: node reads them alike. Poll and proposal timeouts are each node's own (like
+#: Tendermint's).
 CONFIG_FIELDS = (
     "engine",
+    "mempool",
     "k",
     "alpha_preference",
     "alpha_confidence",
@@ -93,10 +99,19 @@ class EngineConfig:
     engine: str = "tendermint"
     snowman: SnowmanParams = field(default_factory=SnowmanParams)
     switch_after_rounds: int = SWITCH_AFTER_ROUNDS
+    mempool: str = "proposer"
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise InvalidParameterError(f"consensus engine {self.engine!r} is not one of {ENGINES}")
+        if self.mempool not in MEMPOOLS:
+            raise InvalidParameterError(
+                f"consensus mempool {self.mempool!r} is not one of {MEMPOOLS}"
+            )
+        if self.mempool == "dag" and self.engine != "tendermint":
+            raise InvalidParameterError(
+                "consensus mempool 'dag' runs with the tendermint engine only"
+            )
         if self.switch_after_rounds < 1:
             raise InvalidParameterError("consensus switch_after_rounds must be >= 1")
 
@@ -109,8 +124,11 @@ class EngineConfig:
         engine = plain.get("engine", "tendermint")
         if not isinstance(engine, str):
             raise InvalidParameterError("consensus engine must be a string")
+        mempool = plain.get("mempool", "proposer")
+        if not isinstance(mempool, str):
+            raise InvalidParameterError("consensus mempool must be a string")
         ints: dict[str, int] = {}
-        for name in CONFIG_FIELDS[1:]:
+        for name in CONFIG_FIELDS[2:]:
             if name in plain:
                 value = plain[name]
                 if not isinstance(value, int) or isinstance(value, bool):
@@ -124,7 +142,7 @@ class EngineConfig:
             beta=ints.get("beta", base.beta),
         )
         rounds = ints.get("switch_after_rounds", SWITCH_AFTER_ROUNDS)
-        return cls(engine, snowman, rounds)
+        return cls(engine, snowman, rounds, mempool)
 
     def to_plain(self) -> dict[str, object]:
         """The genesis section: only the fields that differ from the defaults."""
@@ -134,6 +152,7 @@ class EngineConfig:
     def to_plain_full(self) -> dict[str, object]:
         return {
             "engine": self.engine,
+            "mempool": self.mempool,
             "k": self.snowman.k,
             "alpha_preference": self.snowman.alpha_preference,
             "alpha_confidence": self.snowman.alpha_confidence,

@@ -65,6 +65,7 @@ from focusflow.consensus.notarise import Notarised
 from focusflow.consensus.poll_messages import PollMessage
 from focusflow.consensus.snowman import KEEP_DECISIONS
 from focusflow.consensus.votes_seen import VotesSeen
+from focusflow.core.errors import DecodeError
 from focusflow.net import BLOCK_PARTS, EVIDENCE, POLLS, VOTES
 from focusflow.node.evidence import hold_evidence
 from focusflow.node.halts import Halts
@@ -422,14 +423,15 @@ class ConsensusDriver:
 
         def commit() -> BlockEvent:
             p = pending
+            self.proposals.deciding(decision.value)
             if p is None or not self.chain.is_current(p):
-                p = self.chain.validate(decision.value)
+                p = self.chain.validate(self.proposals.decode(decision.value))
             result = self.chain.commit(p, decision.certificate)
             return self.node.after_commit(result)
 
         try:
             event = await asyncio.to_thread(commit)
-        except BlockError:
+        except (BlockError, DecodeError):
             # Cannot happen for an honest majority (we prevoted only valid values);
             # if it does, block sync from peers repairs us.
             log.exception("decided block does not commit here")

@@ -230,20 +230,31 @@ def testnet(  # noqa: PLR0913 - one option per parameter, as typer takes them
         help="The genesis's consensus engine: tendermint, snowman, or fallback "
         "(Tendermint that polls a stalled height); docs/consensus.md §10.",
     ),
+    mempool: str = typer.Option(
+        "proposer",
+        "--mempool",
+        help="How transactions reach blocks: proposer (carried in the proposer's block) or "
+        "dag (certified batches that blocks name; Tendermint only); docs/consensus.md §11.",
+    ),
 ) -> None:
     """Create a shared genesis, N validator homes and M full-node homes; run them on
     loopback until Ctrl-C (DIR/testnet.json lists them, DIR/genesis.json is the genesis).
 
     With --rollups R: a network of rollups instead, a hub chain and R rollup chains,
     each with its genesis and homes under DIR (docs/rollups.md)."""
-    from focusflow.consensus.engine import ENGINES
+    from focusflow.consensus.engine import ENGINES, EngineConfig
+    from focusflow.core.errors import InvalidParameterError
     from focusflow.node import logs
 
     if consensus not in ENGINES:
         raise typer.BadParameter(f"--consensus must be one of {', '.join(ENGINES)}")
+    try:
+        engine = EngineConfig(engine=consensus, mempool=mempool)
+    except InvalidParameterError as exc:
+        raise typer.BadParameter(str(exc)) from None
     params: dict[str, object] = {"epoch_blocks": epoch_blocks}
-    if consensus != "tendermint":
-        params["consensus"] = {"engine": consensus}
+    if engine.to_plain():
+        params["consensus"] = engine.to_plain()
     logs.setup(json_logs)
     if rollups:
         from focusflow.node.rollup_testnet import run_rollup_testnet

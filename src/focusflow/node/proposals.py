@@ -13,7 +13,10 @@ and its validity right after.
 
 A value is the block and the parent's certificate (Brotli CBOR,
 ``Pending.proposal_value``); its id is the block's hash, which the commit
-certificate then names.
+certificate then names. On a chain whose mempool is the DAG the value names
+certified batches instead of carrying the transactions (dag_values.py); the
+block is rebuilt from the batches before it is judged, and its id is the same
+block hash.
 """
 
 from __future__ import annotations
@@ -24,14 +27,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 
-from focusflow.chain.block import BlockRecord
+from focusflow.chain.block import Block, BlockRecord
 from focusflow.chain.da_commit import block_square, recent_squares
 from focusflow.chain.errors import BlockError
 from focusflow.chain.pending import Pending
 from focusflow.consensus import Proposal
+from focusflow.consensus.dag_mempool import block_transactions
+from focusflow.consensus.errors import InvalidBatchCertificateError
 from focusflow.core.errors import DecodeError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import address_bytes
+from focusflow.node.dag_host import DagHost
+from focusflow.node.dag_values import DagValue, decode_dag_value, skipped_indexes
 from focusflow.node.extensions import ProposalCheck
 from focusflow.node.runtime import NodeRuntime
 
@@ -89,23 +96,72 @@ class Proposals:
         #: The gossip check and the state machine decode values in different
         #: worker threads; the cache is shared, so its updates are serialised.
         self._decoded_lock = threading.Lock()
+        #: The DAG mempool's host on a chain whose proposals name batches
+        #: (set by the validator that runs one), else None.
+        self.dag: DagHost | None = None
 
     # --- values -------------------------------------------------------------------
     def value_id(self, value: bytes) -> bytes:
+        if self.dag is not None:
+            try:
+                dv = self.dag_value(value)
+            except DecodeError:
+                return sha256(b"undecodable" + value)
+            # Should block sync apply this block, its certificates are known.
+            self.dag.note_value(dv)
+            return dv.block_hash
         with self._decoded_lock:
             return value_id_of(value, self._decoded)
 
+    def dag_value(self, value: bytes) -> DagValue:
+        """A DAG chain's value, decoded (DecodeError if it is not one)."""
+        return decode_dag_value(value, self.chain.params.max_block_txs * 4)
+
     def decode(self, value: bytes) -> BlockRecord:
-        """The block a value carries (DecodeError if it carries none)."""
+        """The block a value carries (DecodeError if it carries none). On a DAG
+        chain: the block rebuilt from the batches it names, fetched from their
+        signers where missing (a worker thread: it waits for the network)."""
+        if self.dag is None:
+            with self._decoded_lock:
+                return decode_value(value, self._decoded)
         with self._decoded_lock:
-            return decode_value(value, self._decoded)
+            record = self._decoded.get(value)
+        if record is not None:
+            return record
+        dv = self.dag_value(value)
+        try:
+            record = dv.rebuild(self.dag.batches_for(dv))
+        except (InvalidBatchCertificateError, LookupError) as exc:
+            raise DecodeError(f"DAG value: {exc}") from None
+        self._remember(value, record)
+        return record
+
+    def _remember(self, value: bytes, record: BlockRecord) -> None:
+        with self._decoded_lock:
+            if len(self._decoded) >= DECODED_VALUES:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[value] = record
+
+    def deciding(self, value: bytes) -> None:
+        """``value`` was decided and is about to commit: on a DAG chain its
+        certificates are ordered once its block commits."""
+        if self.dag is not None:
+            self.dag.note_value(self.dag_value(value))
 
     # --- the state machine's callbacks (worker thread, consensus task waiting) ---
     def get_value(self, height: int) -> bytes:
         """This validator's proposal for ``height``: the next block from the mempool."""
         dev = self.node.dev  # an anvil-like devnet stamps its blocks with its own clock
         time_ms = None if dev is None else dev.block_time_ms(self.chain.head.time_ms)
+        if self.dag is not None:
+            return self._dag_value(height, time_ms)
         pending = self.chain.propose(self.node.reap(), time_ms=time_ms, verified=True)
+        self._log_rejected(height, pending)
+        self.keep(pending)
+        return pending.proposal_value()
+
+    def _log_rejected(self, height: int, pending: Pending) -> None:
+        """Log what a proposal left out, and drop it from the mempool."""
         for rejected in pending.rejected:
             log.info(
                 "transaction left out of proposal",
@@ -120,8 +176,26 @@ class Proposals:
                 },
             )
         self.node.discard(rejected.tx for rejected in pending.rejected)
+
+    def _dag_value(self, height: int, time_ms: int | None) -> bytes:
+        """A DAG chain's proposal: the held certificates' batches executed as a
+        block, and a value naming the certificates and what the block skips."""
+        assert self.dag is not None
+        payload = self.dag.payload()
+        offered = block_transactions(payload.batches)
+        # Other validators' batches carry signatures nobody here checked yet.
+        pending = self.chain.propose(offered, time_ms=time_ms, verified=False)
+        skipped = skipped_indexes(offered, pending.block.txs)
+        self._log_rejected(height, pending)
         self.keep(pending)
-        return pending.proposal_value()
+        record = pending.record
+        bare = BlockRecord(
+            block=Block(record.block.header, (), record.block.evidence),
+            last_commit=record.last_commit,
+        )
+        value = DagValue(bare, payload.certs, skipped).encode()
+        self._remember(value, BlockRecord(block=record.block, last_commit=record.last_commit))
+        return value
 
     def is_valid_proposal(self, height: int, proposal: Proposal) -> bool:
         """A fresh proposal's block must be made by its signer, the round's

@@ -73,6 +73,7 @@ from focusflow.net.errors import NetError
 from focusflow.node.block_sync import BlockSync, SyncHooks
 from focusflow.node.bootstrap import Bootstrap
 from focusflow.node.consensus_driver import ConsensusDriver, DriverParts, Pacing, members
+from focusflow.node.dag_host import DagHost, dag_log_path
 from focusflow.node.engines import build_engine
 from focusflow.node.extensions import NodeExtension, ProposalCheck
 from focusflow.node.gossip_check import VerifiedSignatures
@@ -163,6 +164,14 @@ class ValidatorRuntime(NodeRuntime):
         # The parts reach each other through the ones built after them only
         # when they run (the lambdas), never while the node is being built.
         self.proposals = self.proposals_type(node=self, locked=lambda: self.consensus.locked())
+        #: The DAG mempool's host, on a chain whose genesis names it (a validator only).
+        self.dag: DagHost | None = None
+        if chain.params.engine().mempool == "dag" and not follow_only:
+            self.dag = DagHost(
+                node=self, key=key, log_path=dag_log_path(wal_path), run_soon=self.run_soon
+            )
+            self.proposals.dag = self.dag
+            self.listeners.append(self.dag.on_block)
         verify = VerifiedSignatures()
         engine = build_engine(
             chain.params.engine(),
@@ -179,7 +188,7 @@ class ValidatorRuntime(NodeRuntime):
             parts=DriverParts(
                 proposals=self.proposals,
                 held=self.held,
-                open_gate=lambda height, vset: self.intake.open(height, vset),
+                open_gate=self._open_height,
                 inbox=self.inbox,
                 halts=self.halts,
                 chain_lock=chain_lock,
@@ -220,10 +229,19 @@ class ValidatorRuntime(NodeRuntime):
                 ),
             )
 
+    async def _open_height(self, height: int, vset: ValidatorSet) -> None:
+        """A height starts: the DAG follows its epoch, gossip intake opens for it."""
+        if self.dag is not None:
+            self.dag.adopt(height, vset)
+        await self.intake.open(height, vset)
+
     # --- NodeService -------------------------------------------------------------
     def submit(self, raw: bytes | Tx) -> Tx:
-        """Admit locally, then gossip to every validator."""
+        """Admit locally, then gossip to every validator; a DAG chain's validator
+        seals its clients' transactions into its own batches instead."""
         tx = super().submit(raw)
+        if self.dag is not None:
+            return tx
         if self._loop is not None and self.net is not None:
             self._loop.call_soon_threadsafe(self._spawn, self._publish(TRANSACTIONS, tx.encoded))
         return tx
@@ -345,8 +363,12 @@ class ValidatorRuntime(NodeRuntime):
             self.net.watch_peers(self._on_peer)
         for extension in self.extensions:
             extension.attach(self)
+        if self.net is not None and self.dag is not None:
+            self.dag.attach(self.net)
         if self.net is not None:
             await self.net.start()
+        if self.dag is not None:
+            self.dag.start()
         if self.sync is not None:
             self._tasks.append(asyncio.create_task(self.sync.run(), name="sync-poll"))
         self._tasks.append(asyncio.create_task(self.consensus.run(), name="consensus"))
@@ -362,6 +384,8 @@ class ValidatorRuntime(NodeRuntime):
         for extension in self.extensions:
             with contextlib.suppress(Exception):
                 await extension.stop()
+        if self.dag is not None:
+            await self.dag.stop()
         if self.net is not None:
             await self.net.stop()
         if self.signer is not None:
@@ -389,7 +413,8 @@ class ValidatorRuntime(NodeRuntime):
             self.sync.forgive(peer_id)
         if self._loop is not None:
             self._spawn(self.requests.pull_round(peer_id))
-            self._spawn(self.requests.share_mempool(peer_id))
+            if self.dag is None:  # a DAG chain's validator seals its own, shares none
+                self._spawn(self.requests.share_mempool(peer_id))
             if self.sync is not None:
                 self.sync.wake()
 
