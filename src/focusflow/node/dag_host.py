@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from focusflow.chain.block import BlockRecord
 from focusflow.chain.tx import Tx, decode_tx
-from focusflow.consensus import ValidatorSet
+from focusflow.consensus import ValidatorSet, encode_evidence
 from focusflow.consensus.batch_signer import BatchSigner
 from focusflow.consensus.batches import (
     Batch,
@@ -66,9 +66,10 @@ from focusflow.core.encoding import decode, encode
 from focusflow.core.errors import DecodeError, FocusflowError
 from focusflow.core.hashing import sha256
 from focusflow.core.keys import PUBLIC_KEY_SIZE, KeyPair
-from focusflow.net import Verdict
+from focusflow.net import EVIDENCE, Verdict
 from focusflow.net.errors import InvalidMessageError, NetError
 from focusflow.node.dag_values import MAX_BLOCK_CERTS, DagValue
+from focusflow.node.evidence import hold_evidence
 
 if TYPE_CHECKING:
     from focusflow.net import Node
@@ -100,8 +101,9 @@ NODE_DAG_PARAMS = DagParams(batch_txs=1024, batch_bytes=1 << 20)
 
 
 def dag_log_path(wal_path: Path) -> Path:
-    """The batch signer's log, beside the consensus WAL in the node's home."""
-    return wal_path.with_name("dag.wal")
+    """The batch signer's log, beside the consensus WAL in the node's home
+    (``consensus.wal`` -> ``consensus.dag.wal``)."""
+    return wal_path.with_name(f"{wal_path.stem}.dag{wal_path.suffix or '.wal'}")
 
 
 def epoch_of(height: int, epoch_blocks: int) -> int:
@@ -151,6 +153,8 @@ class DagHost:
         self.certified = 0
         self._task: asyncio.Task[None] | None = None
         self._asks: set[asyncio.Future[None]] = set()
+        #: Hashes of the DAG's evidence handed to the chain's pool already.
+        self._reported: set[bytes] = set()
         self.adopt(node.chain.height + 1, node.chain.validators)
 
     # --- epochs -----------------------------------------------------------------
@@ -235,6 +239,7 @@ class DagHost:
             for batch in batches:
                 self._spread(batch)
             await self._fetch_held()
+            await self.report_evidence()
 
     def seal(self) -> list[Batch]:
         """Hand the mempool's ready transactions to the DAG; seal what waits
@@ -344,6 +349,8 @@ class DagHost:
             vote = await asyncio.to_thread(self._store_batch, batch)
         except InvalidBatchError as exc:
             raise InvalidMessageError(str(exc)) from None
+        finally:
+            await self.report_evidence()
         if vote is None:
             raise BatchRefusedError("no vote for this batch here (slot, window or epoch)")
         return encode_batch_vote(vote)
@@ -378,7 +385,27 @@ class DagHost:
             new = await asyncio.to_thread(self._hold_cert, cert)
         except InvalidBatchCertificateError:
             return Verdict.REJECT
+        finally:
+            await self.report_evidence()
         return Verdict.ACCEPT if new else Verdict.IGNORE
+
+    async def report_evidence(self) -> None:
+        """Hand what the DAG found signed twice (an author's two batches for one
+        slot, a voter in two certificates of one slot) to the chain's evidence
+        pool, and gossip what is new there: the next proposer includes it and
+        the bank slashes it like a double vote."""
+        with self.lock:
+            found = [] if self.dag is None else list(self.dag.evidence)
+        for evidence in found:
+            key = evidence.hash()
+            if key in self._reported:
+                continue
+            self._reported.add(key)
+            if hold_evidence(self.chain, evidence) and self.net is not None:
+                try:
+                    await self.net.publish(EVIDENCE, encode_evidence(evidence))
+                except NetError as exc:
+                    log.warning("evidence not published", extra={"fields": {"error": str(exc)}})
 
     async def _fetch_held(self) -> None:
         """Fetch the batches of held certificates this validator lacks."""
@@ -459,7 +486,7 @@ class DagHost:
                 dag.on_certificate(cert)
             dag.check_payload(list(value.certs), MAX_BLOCK_CERTS)
             missing = dag.missing(value.certs)
-        if missing:
+        if missing and self.net is not None:
             future = self.run_soon(self.fetch(missing))
             try:
                 future.result(FETCH_TIMEOUT_S)
@@ -499,7 +526,6 @@ class DagHost:
                 self.handed = {h: t for h, t in self.handed.items() if self.node.is_pending(h)}
             for raw in record.block.txs:
                 self.handed.pop(_hash(raw), None)
-
 
     @staticmethod
     def _certs_within(dag: DagMempool, txs: Sequence[bytes]) -> tuple[BatchCertificate, ...]:
