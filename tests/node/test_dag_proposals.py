@@ -257,3 +257,60 @@ def test_testnet_refuses_a_mempool_it_cannot_run_before_writing_anything(tmp_pat
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2 and flaw in result.stderr, result
     assert not home.exists()
+
+
+def test_hostile_batch_fetch_and_certificate_messages_cost_their_sender(pair, tmp_path):
+    """Each DAG input from the network is bounded and checked before it is
+    stored: garbage or a forged signature is the sender's fault (the transport
+    reports it), a well-formed request for something not held is a plain
+    refusal, and nothing changes the DAG's state."""
+    from focusflow.consensus.batches import encode_batch_certificate
+    from focusflow.consensus.dag_mempool import FetchRequest
+    from focusflow.net import Verdict
+    from focusflow.node.dag_host import encode_fetch
+
+    a, b = pair
+    a.submit(tx(ALICE, 0, link(("x", "y"))))
+    (batch,) = a.dag.seal()
+    cert = a.dag.dag.on_vote(b.dag.dag.on_batch(batch))
+    before = (len(b.dag.dag.unordered()), dict(b.dag.dag.voted))
+
+    for junk in (b"", b"\xff" * 64, b"\x00" * (2 << 20)):
+        with pytest.raises(InvalidMessageError):
+            asyncio.run(b.dag.serve_batch(V1.public_key, junk))
+    forged = dataclasses.replace(batch, signature=bytes(64))
+    with pytest.raises(InvalidMessageError, match="signature"):
+        asyncio.run(b.dag.serve_batch(V1.public_key, encode_batch(forged)))
+
+    for junk in (b"", b"\xff", b"\x84" + b"\x00" * 200, encode_batch(batch)[:100]):
+        with pytest.raises(InvalidMessageError):
+            asyncio.run(b.dag.serve_fetch(V1.public_key, junk))
+    unknown = FetchRequest((0, V1.public_key, 9), bytes(32), ())
+    with pytest.raises(BatchRefusedError):
+        asyncio.run(b.dag.serve_fetch(V1.public_key, encode_fetch(unknown)))
+    held = FetchRequest(batch.slot, batch.digest, ())
+    assert asyncio.run(b.dag.serve_fetch(V1.public_key, encode_fetch(held))) == encode_batch(batch)
+
+    assert asyncio.run(b.dag.on_cert(V1.public_key, b"\xff" * 10)) is Verdict.REJECT
+    bad = dataclasses.replace(cert, signatures=((V2.public_key, bytes(64)),))
+    raw_bad = encode_batch_certificate(bad)
+    # A validator without the batch checks a certificate at once: the forged
+    # one is refused, the real one held and forwarded.
+    c = ValidatorRuntime(
+        open_chain(tmp_path / "c", dag_genesis(), V2), V2, wal_path=tmp_path / "c.wal", listen=None
+    )
+    try:
+        assert asyncio.run(c.dag.on_cert(V1.public_key, raw_bad)) is Verdict.REJECT
+        assert c.dag.dag.unordered() == []
+        assert asyncio.run(c.dag.on_cert(V1.public_key, encode_batch_certificate(cert))) is (
+            Verdict.ACCEPT
+        )
+    finally:
+        c.signer.wal.close()
+        c.dag.signer.wal.close()
+    other_epoch = dataclasses.replace(cert, epoch=7)
+    assert (
+        asyncio.run(b.dag.on_cert(V1.public_key, encode_batch_certificate(other_epoch)))
+        is Verdict.IGNORE
+    )
+    assert (len(b.dag.dag.unordered()), dict(b.dag.dag.voted)) == before
