@@ -6,7 +6,8 @@ validator's own batch (its signed log holds it), certified by the others'
 votes, and committed by a proposal that names the certificate; all four agree.
 With one validator killed the other three keep certifying and committing;
 restarted, it catches up by block sync, takes up its log, and its own clients'
-transactions commit again. Epochs of 8 blocks: every validator moves its DAG to
+transactions commit again. A full node follows by block sync and passes its
+clients' transactions on by gossip. Epochs of 8 blocks: every validator moves its DAG to
 each new epoch (a certificate names its epoch's set) and transactions still
 commit past several boundaries.
 """
@@ -39,7 +40,9 @@ def sealed_by(net: LocalTestnet, k: int, tag: str, wait: float = 0.0) -> bool:
 
 @pytest.mark.timeout(600)
 def test_four_validators_commit_through_certified_batches_and_survive_a_crash(tmp_path):
-    net = LocalTestnet(tmp_path / "tn", 4, extra=("--mempool", "dag", "--epoch-blocks", "8"))
+    net = LocalTestnet(
+        tmp_path / "tn", 4, extra=("--mempool", "dag", "--epoch-blocks", "8"), full_nodes=1
+    )
     try:
         all4 = range(4)
         genesis = json.loads((net.home / "genesis.json").read_text())
@@ -56,9 +59,14 @@ def test_four_validators_commit_through_certified_batches_and_survive_a_crash(tm
         assert h2 > h1
         net.wait_height(all4, h2 + 1, 30)
         net.assert_agree(all4, h2 + 1)
+        # The full node (node 4) runs no DAG: it follows by block sync, and a
+        # transaction submitted to it goes by gossip to the validators.
+        h_full = net.wait_tx(0, net.submit_links(4, "via-full", 2), 60)
+        net.wait_height([4], h_full, 60)
+        net.assert_agree([*all4, 4], h_full)
 
         net.kill(3)
-        h3 = net.wait_tx(1, net.submit_links(1, "gamma", 2), 60)
+        h3 = net.wait_tx(1, net.submit_links(1, "gamma", 3), 60)
         net.wait_height(range(3), h3 + 1, 30)
         net.assert_agree(range(3), h3 + 1)
 
@@ -66,7 +74,7 @@ def test_four_validators_commit_through_certified_batches_and_survive_a_crash(tm
         top = max(net.height(k) for k in range(3))
         net.wait_height(all4, max(top + 1, 3 * 8 + 1), 90)
         net.assert_agree(all4, top + 1)
-        delta = net.submit_links(3, "delta", 3)
+        delta = net.submit_links(3, "delta", 4)
         assert sealed_by(net, 3, "delta", wait=5)
         h4 = net.wait_tx(3, delta, 60)
         assert h4 > 3 * 8  # past three epoch boundaries
