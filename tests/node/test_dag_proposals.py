@@ -77,12 +77,17 @@ def certify(author: ValidatorRuntime, other: ValidatorRuntime) -> BatchCertifica
     return cert
 
 
-def test_a_value_names_certificates_and_the_other_validator_rebuilds_the_block(pair):
-    a, b = pair
+def proposed(a: ValidatorRuntime, b: ValidatorRuntime) -> tuple[BatchCertificate, bytes]:
+    """Two of Alice's links sealed by a, certified by both, and a's proposal."""
     a.submit(tx(ALICE, 0, link(("x", "y"))))
     a.submit(tx(ALICE, 1, link(("y", "z"))))
     cert = certify(a, b)
-    value = a.proposals.get_value(1)
+    return cert, a.proposals.get_value(1)
+
+
+def test_a_value_names_certificates_and_the_other_validator_rebuilds_the_block(pair):
+    a, b = pair
+    cert, value = proposed(a, b)
     dv = decode_dag_value(value, 10_000)
     assert dv.certs == (cert,) and dv.skipped == ()
     assert dv.record.block.txs == ()  # the transactions travel in the batch only
@@ -129,10 +134,7 @@ def tampered(value: bytes, **changes: object) -> bytes:
 
 def test_tampered_values_are_refused(pair):
     a, b = pair
-    a.submit(tx(ALICE, 0, link(("x", "y"))))
-    a.submit(tx(ALICE, 1, link(("y", "z"))))
-    cert = certify(a, b)
-    value = a.proposals.get_value(1)
+    cert, value = proposed(a, b)
 
     # A skipped transaction the header's root does not say.
     assert not b.proposals.is_valid(1, tampered(value, skipped=(0,)))
