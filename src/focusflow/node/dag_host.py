@@ -38,6 +38,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -487,11 +488,21 @@ class DagHost:
             dag.check_payload(list(value.certs), MAX_BLOCK_CERTS)
             missing = dag.missing(value.certs)
         if missing and self.net is not None:
+            started = time.monotonic()
             future = self.run_soon(self.fetch(missing))
             try:
                 future.result(FETCH_TIMEOUT_S)
             except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError) as exc:
                 log.info("batches not fetched in time", extra={"fields": {"error": repr(exc)}})
+            log.debug(
+                "fetched a proposal's batches",
+                extra={
+                    "fields": {
+                        "batches": len(missing),
+                        "ms": round((time.monotonic() - started) * 1000, 1),
+                    }
+                },
+            )
         with self.lock:
             found = [dag.serve_fetch(FetchRequest(c.slot, c.digest, ())) for c in value.certs]
         if any(b is None for b in found):

@@ -224,7 +224,12 @@ class Proposals:
         passes every proposal check (``signer``: whom a check may ask for data)."""
         try:
             record = self.decode(value)
-        except DecodeError:
+        except DecodeError as exc:
+            if self.dag is not None:  # a DAG value whose batches do not make a block here
+                log.warning(
+                    "prevote nil: proposal not rebuilt",
+                    extra={"fields": {"height": height, "reason": str(exc)}},
+                )
             return False
         known = self._pending.get(record.block.hash)
         if known is not None and self.chain.is_current(known):
