@@ -169,9 +169,11 @@ class DagHost:
                 return
             member = vset.power_of(self.key.public_key) > 0
             if dag is not None and member and epoch > dag.epoch:
+                # Its own unordered transactions move with it (they stay handed).
                 self.dag, shed = dag.next_epoch(vset, epoch)
                 self._discard(shed)
             elif member:
+                self.handed.clear()  # a new DAG holds none of them
                 self.dag = DagMempool(
                     self.key,
                     self.chain.chain_id,
@@ -183,8 +185,7 @@ class DagHost:
                 )
             else:
                 self.dag = None
-            # Transactions of the old epoch's mempool are handed again.
-            self.handed.clear()
+                self.handed.clear()
 
     def _priority(self, raw: bytes) -> float:
         """The chain mempool's priority, one per sender while its transactions
