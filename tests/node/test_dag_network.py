@@ -59,6 +59,9 @@ def test_four_validators_commit_through_certified_batches_and_survive_a_crash(tm
         assert h2 > h1
         net.wait_height(all4, h2 + 1, 30)
         net.assert_agree(all4, h2 + 1)
+        dag = net.status(0)["dag"]
+        assert dag["sealed"] >= 1 and dag["certified"] >= 1 and dag["epoch"] >= 0, dag
+        assert net.status(4)["dag"] is None  # the full node runs none
         # The full node (node 4) runs no DAG: it follows by block sync, and a
         # transaction submitted to it goes by gossip to the validators.
         h_full = net.wait_tx(0, net.submit_links(4, "via-full", 2), 60)

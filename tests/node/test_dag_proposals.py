@@ -104,6 +104,9 @@ def test_a_value_names_certificates_and_the_other_validator_rebuilds_the_block(p
         r.after_commit(r.chain.commit(pending, certificate))
         assert r.dag.payload().certs == ()
         assert r.dag.dag.floor(V1.public_key) == 1
+    status = a.dag_status()
+    assert status is not None and status["sealed"] == 1
+    assert status["unordered"] == 0 and status["uncertified"] == 0 and status["epoch"] == 0
     assert a.chain.head.hash == b.chain.head.hash
 
 

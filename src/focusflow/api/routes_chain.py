@@ -74,6 +74,7 @@ def status(request: Request) -> JSONResponse:
                 "neurons": view.n_neurons,
             },
             "mempool": {"txs": len(node.mempool), "bytes": node.mempool.size_bytes},
+            "dag": node.dag_status(),
             "version": __version__,
         }
     )

@@ -34,6 +34,16 @@ class MempoolStats(BaseModel):
     bytes: int
 
 
+class DagStats(BaseModel):
+    epoch: int = Field(description="the epoch the DAG runs; -1 if this validator is not in the set")
+    pool: int = Field(description="transactions waiting to be sealed into a batch")
+    uncertified: int = Field(description="own batches sealed and not yet certified")
+    unordered: int = Field(description="certificates held that no committed block ordered yet")
+    sealed: int = Field(description="batches this validator sealed since it started")
+    certified: int = Field(description="own batches certified since it started")
+    evidence: int = Field(description="equivocations found and handed to the evidence pool")
+
+
 class Status(BaseModel):
     chain_id: str
     height: int
@@ -56,6 +66,11 @@ class Status(BaseModel):
     )
     focus: FocusStats
     mempool: MempoolStats
+    dag: DagStats | None = Field(
+        default=None,
+        description="the DAG mempool's counters on a validator of a chain whose "
+        "consensus.mempool is dag; null elsewhere",
+    )
     version: str
 
 

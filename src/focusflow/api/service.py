@@ -133,6 +133,10 @@ class NodeService(Protocol):
         consensus; None for a runtime that runs none."""
         ...
 
+    def dag_status(self) -> dict[str, int] | None:
+        """The DAG mempool's counters on a DAG chain's validator; None elsewhere."""
+        ...
+
     async def admit(self, raw: bytes) -> Tx:
         """Admit one transaction off the event loop (raises why not)."""
         ...

@@ -158,6 +158,34 @@ class DagHost:
         self._reported: set[bytes] = set()
         self.adopt(node.chain.height + 1, node.chain.validators)
 
+    def status(self) -> dict[str, int]:
+        """What an operator reads in ``GET /v1/status``: the epoch the DAG runs
+        (-1: this validator is not in the set), transactions waiting to be sealed,
+        own batches not yet certified, certificates held and not yet ordered,
+        batches this validator sealed and certified since it started, and
+        equivocations it found."""
+        with self.lock:
+            dag = self.dag
+            if dag is None:
+                return {
+                    "epoch": -1,
+                    "pool": 0,
+                    "uncertified": 0,
+                    "unordered": 0,
+                    "sealed": self.sent_batches,
+                    "certified": self.certified,
+                    "evidence": len(self._reported),
+                }
+            return {
+                "epoch": dag.epoch,
+                "pool": len(dag),
+                "uncertified": len(dag.resend()),
+                "unordered": len(dag.unordered()),
+                "sealed": self.sent_batches,
+                "certified": self.certified,
+                "evidence": len(self._reported),
+            }
+
     # --- epochs -----------------------------------------------------------------
     def adopt(self, height: int, vset: ValidatorSet) -> None:
         """Run the DAG for ``height``'s epoch and set (a new epoch starts a new
@@ -269,6 +297,7 @@ class DagHost:
             while batch is not None:
                 batches.append(batch)
                 batch = dag.seal() if dag.ready() else None
+            self.sent_batches += len(batches)
             for batch in batches:
                 # Our own vote first: the author stores its batch like any voter.
                 vote = dag.on_batch(batch)
@@ -284,7 +313,6 @@ class DagHost:
             dag = self.dag
             peers = [] if dag is None else [v.public_key for v in dag.validators.validators]
         raw = encode_batch(batch)
-        self.sent_batches += 1
         for peer in peers:
             if peer != self.key.public_key:
                 task = asyncio.ensure_future(self._ask_vote(peer, batch, raw))

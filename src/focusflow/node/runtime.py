@@ -178,6 +178,10 @@ class NodeRuntime:
         """None: this runtime runs no consensus engine (ValidatorRuntime does)."""
         return None
 
+    def dag_status(self) -> dict[str, int] | None:
+        """The DAG mempool's counters: none here (a DAG chain's validator has them)."""
+        return None
+
     # --- transactions --------------------------------------------------------
     def account_of(self, address: bytes) -> Account:
         """The committed account at the head (what admission checks nonce and fees on);

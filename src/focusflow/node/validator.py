@@ -229,6 +229,10 @@ class ValidatorRuntime(NodeRuntime):
                 ),
             )
 
+    def dag_status(self) -> dict[str, int] | None:
+        """The DAG mempool's counters (``GET /v1/status``), on a DAG chain's validator."""
+        return None if self.dag is None else self.dag.status()
+
     async def _open_height(self, height: int, vset: ValidatorSet) -> None:
         """A height starts: the DAG follows its epoch, gossip intake opens for it."""
         if self.dag is not None:
