@@ -319,3 +319,22 @@ def test_hostile_batch_fetch_and_certificate_messages_cost_their_sender(pair, tm
         is Verdict.IGNORE
     )
     assert (len(b.dag.dag.unordered()), dict(b.dag.dag.voted)) == before
+
+
+def test_a_validator_that_leaves_the_set_hands_on_what_it_owed_and_gossips_again(pair):
+    """At an epoch whose set lacks it, a validator stops sealing: the
+    transactions its DAG still held come back for the host to gossip to the
+    validators that stay, and its clients' new transactions go by gossip."""
+    from focusflow.consensus import ValidatorSet
+
+    a, _ = pair
+    a.submit(tx(ALICE, 0, link(("x", "y"))))
+    (batch,) = a.dag.seal()  # sealed, never certified nor ordered
+    a.dag.dag.submit(tx(BOB, 0, link(("p", "q"))))  # still in the pool
+    assert a.dag.sealing
+    without_a = ValidatorSet.create({V2.public_key: 1})
+    epoch_blocks = a.chain.params.epoch_blocks
+    owed = a.dag.adopt(epoch_blocks + 1, without_a)
+    assert owed == [*batch.txs, tx(BOB, 0, link(("p", "q")))]
+    assert not a.dag.sealing and a.dag_status()["epoch"] == -1
+    assert a.dag.adopt(epoch_blocks + 2, without_a) == []  # handed on once

@@ -186,15 +186,24 @@ class DagHost:
                 "evidence": len(self._reported),
             }
 
+    @property
+    def sealing(self) -> bool:
+        """Whether this validator seals its clients' transactions (it is in the
+        set of the running epoch); otherwise they go by gossip to those who do."""
+        with self.lock:
+            return self.dag is not None
+
     # --- epochs -----------------------------------------------------------------
-    def adopt(self, height: int, vset: ValidatorSet) -> None:
+    def adopt(self, height: int, vset: ValidatorSet) -> list[bytes]:
         """Run the DAG for ``height``'s epoch and set (a new epoch starts a new
-        mempool, with this validator's unordered transactions carried over)."""
+        mempool, with this validator's unordered transactions carried over).
+        Returns the transactions a validator that left the set still owed the
+        chain (``leftovers``): the host gossips them to the validators that stay."""
         epoch = epoch_of(height, self.chain.params.epoch_blocks)
         with self.lock:
             dag = self.dag
             if dag is not None and dag.epoch == epoch:
-                return
+                return []
             member = vset.power_of(self.key.public_key) > 0
             if dag is not None and member and epoch > dag.epoch:
                 # Its own unordered transactions move with it (they stay handed).
@@ -214,6 +223,8 @@ class DagHost:
             else:
                 self.dag = None
                 self.handed.clear()
+                return [] if dag is None else dag.leftovers()
+        return []
 
     def _priority(self, raw: bytes) -> float:
         """The chain mempool's priority, one per sender while its transactions

@@ -234,9 +234,11 @@ class ValidatorRuntime(NodeRuntime):
         return None if self.dag is None else self.dag.status()
 
     async def _open_height(self, height: int, vset: ValidatorSet) -> None:
-        """A height starts: the DAG follows its epoch, gossip intake opens for it."""
+        """A height starts: the DAG follows its epoch (a validator that left the
+        set gossips what it still owed), gossip intake opens for it."""
         if self.dag is not None:
-            self.dag.adopt(height, vset)
+            for raw in self.dag.adopt(height, vset):
+                await self._publish(TRANSACTIONS, raw)
         await self.intake.open(height, vset)
 
     # --- NodeService -------------------------------------------------------------
@@ -244,7 +246,7 @@ class ValidatorRuntime(NodeRuntime):
         """Admit locally, then gossip to every validator; a DAG chain's validator
         seals its clients' transactions into its own batches instead."""
         tx = super().submit(raw)
-        if self.dag is not None:
+        if self.dag is not None and self.dag.sealing:
             return tx
         if self._loop is not None and self.net is not None:
             self._loop.call_soon_threadsafe(self._spawn, self._publish(TRANSACTIONS, tx.encoded))
@@ -417,7 +419,7 @@ class ValidatorRuntime(NodeRuntime):
             self.sync.forgive(peer_id)
         if self._loop is not None:
             self._spawn(self.requests.pull_round(peer_id))
-            if self.dag is None:  # a DAG chain's validator seals its own, shares none
+            if self.dag is None or not self.dag.sealing:  # a sealing validator shares none
                 self._spawn(self.requests.share_mempool(peer_id))
             if self.sync is not None:
                 self.sync.wake()
