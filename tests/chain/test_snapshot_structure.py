@@ -468,40 +468,31 @@ def test_a_focus_that_does_not_reproduce_the_root_is_refused(tri, tmp_path):
     )
 
 
-def test_a_state_of_other_focus_parameters_is_refused(tri, tmp_path):
-    """The chain at height 3 runs exact-v1 (the golden "new" focus); a state
-    naming exact-v2 is another algorithm's."""
+@pytest.mark.parametrize(
+    ("changes", "flaw"),
+    [
+        # The chain at height 3 runs exact-v1 (the golden "new" focus); a state
+        # naming exact-v2 is another algorithm's.
+        ({"arithmetic": "exact-v2"}, "runs tri/exact-v2, not tri/exact-v1 at height 3"),
+        # A state that runs the free-energy model for a chain of the blend is
+        # another algorithm's, whatever its bytes otherwise say.
+        (
+            {"model": "free-energy", "temperature": 0.5},
+            r"runs free-energy\(tri, T=0.5\)/exact-v1, not tri/exact-v1 at height 3",
+        ),
+    ],
+    ids=["other-arithmetic", "other-model"],
+)
+def test_a_state_of_other_focus_parameters_is_refused(tri, tmp_path, changes, flaw):
+    """A peer's state naming other focus parameters than the chain's at its
+    height is refused, whatever its bytes otherwise say."""
 
     def lie(raw: bytes) -> bytes:
         header, _ = fb.decode(raw)
-        other = replace(params_of(header.params), arithmetic="exact-v2")
+        other = replace(params_of(header.params), **changes)
         return fb.changed(raw, params=params_record(other))
 
-    _refused(
-        tri,
-        tmp_path,
-        lie,
-        "snapshot_incompatible",
-        "runs tri/exact-v2, not tri/exact-v1 at height 3",
-    )
-
-
-def test_a_state_naming_another_focus_model_is_refused(tri, tmp_path):
-    """A peer's state that runs the free-energy model for a chain of the blend
-    is another algorithm's, whatever its bytes otherwise say."""
-
-    def lie(raw: bytes) -> bytes:
-        header, _ = fb.decode(raw)
-        other = replace(params_of(header.params), model="free-energy", temperature=0.5)
-        return fb.changed(raw, params=params_record(other))
-
-    _refused(
-        tri,
-        tmp_path,
-        lie,
-        "snapshot_incompatible",
-        r"runs free-energy\(tri, T=0.5\)/exact-v1, not tri/exact-v1 at height 3",
-    )
+    _refused(tri, tmp_path, lie, "snapshot_incompatible", flaw)
 
 
 @pytest.mark.parametrize(
