@@ -515,7 +515,11 @@ class DagMempool:
 
     def serve_fetch(self, request: FetchRequest) -> Batch | None:
         """The batch a peer asks for, if held."""
-        return self._batches.get(request.digest)
+        return self.batch(request.digest)
+
+    def batch(self, digest: bytes) -> Batch | None:
+        """The batch of ``digest`` if held here."""
+        return self._batches.get(digest)
 
     def on_fetched(self, batch: Batch) -> bool:
         """Keep a fetched batch if a held or given certificate names its digest.

@@ -241,7 +241,7 @@ class DagHost:
     def _discard(self, shed: Sequence[bytes]) -> None:
         if not shed:
             return
-        txs = [t for t in (self.handed.pop(_hash(raw), None) for raw in shed) if t is not None]
+        txs = [t for t in (self.handed.pop(sha256(raw), None) for raw in shed) if t is not None]
         self.node.discard(txs)
 
     # --- the network ---------------------------------------------------------------
@@ -486,7 +486,7 @@ class DagHost:
             chosen: list[tuple[BatchCertificate, Batch]] = []
             txs = size = 0
             for cert in dag.payload_for_block(MAX_BLOCK_CERTS):
-                batch = dag.serve_fetch(FetchRequest(cert.slot, cert.digest, ()))
+                batch = dag.batch(cert.digest)
                 if batch is None:
                     continue
                 bytes_ = sum(len(tx) for tx in batch.txs)
@@ -544,7 +544,7 @@ class DagHost:
                 },
             )
         with self.lock:
-            found = [dag.serve_fetch(FetchRequest(c.slot, c.digest, ())) for c in value.certs]
+            found = [dag.batch(c.digest) for c in value.certs]
         if any(b is None for b in found):
             raise LookupError("a batch the proposal names is not held here")
         return [b for b in found if b is not None]
@@ -576,7 +576,7 @@ class DagHost:
             if len(self.handed) > 4 * self.params.max_pending:
                 self.handed = {h: t for h, t in self.handed.items() if self.node.is_pending(h)}
             for raw in record.block.txs:
-                self.handed.pop(_hash(raw), None)
+                self.handed.pop(sha256(raw), None)
 
     @staticmethod
     def _certs_within(dag: DagMempool, txs: Sequence[bytes]) -> tuple[BatchCertificate, ...]:
@@ -587,13 +587,13 @@ class DagHost:
         proposal a round, not safety."""
         if not txs:
             return ()
-        inside = {_hash(tx) for tx in txs}
+        inside = {sha256(tx) for tx in txs}
         found: list[BatchCertificate] = []
         for cert in sorted(dag.unordered(), key=lambda c: (c.author, c.sequence)):
-            batch = dag.serve_fetch(FetchRequest(cert.slot, cert.digest, ()))
+            batch = dag.batch(cert.digest)
             if batch is None or not batch.txs:
                 continue
-            if all(_hash(tx) in inside for tx in batch.txs):
+            if all(sha256(tx) in inside for tx in batch.txs):
                 found.append(cert)
         return tuple(found)
 
@@ -602,10 +602,6 @@ class BatchRefusedError(FocusflowError):
     """A batch request this validator will not answer (no vote, not held)."""
 
     code = "batch_refused"
-
-
-def _hash(raw: bytes) -> bytes:
-    return sha256(raw)
 
 
 def encode_fetch(request: FetchRequest) -> bytes:

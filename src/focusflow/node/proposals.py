@@ -69,10 +69,15 @@ def decode_value(value: bytes, decoded: dict[bytes, BlockRecord] | None = None) 
     record = decoded.get(value)
     if record is None:
         record = BlockRecord.decode(value)
-        if len(decoded) >= DECODED_VALUES:
-            decoded.pop(next(iter(decoded)))
-        decoded[value] = record
+        remember(decoded, value, record)
     return record
+
+
+def remember(decoded: dict[bytes, BlockRecord], value: bytes, record: BlockRecord) -> None:
+    """Keep ``value``'s record in ``decoded``, the oldest dropped past DECODED_VALUES."""
+    if len(decoded) >= DECODED_VALUES:
+        decoded.pop(next(iter(decoded)))
+    decoded[value] = record
 
 
 class Proposals:
@@ -138,9 +143,7 @@ class Proposals:
 
     def _remember(self, value: bytes, record: BlockRecord) -> None:
         with self._decoded_lock:
-            if len(self._decoded) >= DECODED_VALUES:
-                self._decoded.pop(next(iter(self._decoded)))
-            self._decoded[value] = record
+            remember(self._decoded, value, record)
 
     def deciding(self, value: bytes) -> None:
         """``value`` was decided and is about to commit: on a DAG chain its
