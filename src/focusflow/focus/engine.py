@@ -47,7 +47,7 @@ from focusflow.focus.result import DeferredFocusResult, Diagnostics, FocusResult
 from focusflow.focus.solver import make_operator, prior_vector, solve, total_of
 from focusflow.focus.spectral import HeatState, SpringsState
 from focusflow.graph.cybergraph import Cybergraph
-from focusflow.graph.links import Cyberlink, StakeBatch
+from focusflow.graph.links import Cyberlink, FactorBatch, StakeBatch
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 
 if TYPE_CHECKING:
@@ -417,7 +417,8 @@ class FocusEngine:
         snapshot), no compaction due, and final weights: anonymous links, or
         links of neurons all of whose links arrived since (a neuron that linked
         before, or whose stake moved after, re-weighs links the operator
-        already holds). None means: patch the host snapshot.
+        already holds), and no link factor set since (it re-weighs older
+        links too). None means: patch the host snapshot.
         """
         p = self._run_params()
         if (
@@ -433,6 +434,8 @@ class FocusEngine:
         neuron = links.neuron[first:last]
         named = neuron[neuron >= 0].astype(np.int64)
         entries = g.log.since(self._seen_log)
+        if any(isinstance(e.batch, FactorBatch) for e in entries):
+            return None
         moved = [e.batch.neuron for e in entries if isinstance(e.batch, StakeBatch)]
         check = np.unique(np.concatenate([named, *moved]).astype(np.int64))
         if len(check):

@@ -14,7 +14,7 @@ from focusflow.graph.importers import (
     read_graph,
     read_stakes,
 )
-from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch
+from focusflow.graph.links import ANONYMOUS, Cyberlink, FactorBatch, LinkBatch, StakeBatch
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot
 from focusflow.graph.tables import KeyTable
@@ -25,6 +25,7 @@ __all__ = [
     "Cybergraph",
     "Cyberlink",
     "DeltaLog",
+    "FactorBatch",
     "KeyTable",
     "LinkBatch",
     "PatchInfo",

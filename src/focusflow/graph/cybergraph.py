@@ -9,6 +9,11 @@ and keep their own weight.
 
 Self-links are dropped when they arrive: they carry no weight and do not dilute
 the neuron's other links (they are not counted in neudeg).
+
+A graph may carry a per-link *factor* (``enable_factors``; a chain's Hebbian
+rule, docs/focus.md) that multiplies each link's weight. A graph without one
+computes exactly the weights it did before factors existed, and a factor of 1
+leaves a weight's bits as they are.
 """
 
 from __future__ import annotations
@@ -25,7 +30,14 @@ from focusflow.core.errors import InvalidParameterError
 from focusflow.core.structure import Check
 from focusflow.graph.column import Column
 from focusflow.graph.csr import gather, id_array, stable_counting_argsort
-from focusflow.graph.links import ANONYMOUS, Cyberlink, LinkBatch, StakeBatch, flush_tiny
+from focusflow.graph.links import (
+    ANONYMOUS,
+    Cyberlink,
+    FactorBatch,
+    LinkBatch,
+    StakeBatch,
+    flush_tiny,
+)
 from focusflow.graph.log import DeltaLog
 from focusflow.graph.snapshot import PatchInfo, Snapshot, SnapshotState, merge_patches
 from focusflow.graph.tables import Key, KeyTable
@@ -45,6 +57,8 @@ _GRAPH_FIELDS = (
     "_weight",
     "_stake",
     "_neudeg",
+    "_factor",
+    "_dirty_links",
     "_snapshot",
     "_epoch",
     "_dirty_neurons",
@@ -83,6 +97,8 @@ class GraphState:
     neuron: np.ndarray
     weight: np.ndarray
     snapshot: SnapshotState | None
+    #: Each link's factor (``Cybergraph.enable_factors``), None without them.
+    factor: np.ndarray | None = None
 
 
 class Cybergraph:
@@ -113,6 +129,10 @@ class Cybergraph:
         self._weight = Column(np.float64)
         self._stake = Column(np.float64)
         self._neudeg = Column(np.int64)
+        #: Per-link weight factors (None: none, every weight as staked) and
+        #: the links whose factor changed since the snapshot was last patched.
+        self._factor: Column | None = None
+        self._dirty_links = np.empty(0, dtype=np.int64)
         self._snapshot: Snapshot | None = None
         self._epoch = 0
         self._dirty_neurons: set[int] = set()
@@ -286,6 +306,8 @@ class Cybergraph:
         self._dst.extend(batch.dst)
         self._neuron.extend(batch.neuron)
         self._weight.extend(batch.weight)
+        if self._factor is not None:
+            self._factor.extend(np.ones(n_kept))
         named = batch.neuron[batch.neuron >= 0]
         if len(named):
             counts = np.bincount(named, minlength=self.n_neurons)
@@ -309,6 +331,49 @@ class Cybergraph:
         self.log.append(batch)
         return batch
 
+    # --- factors -------------------------------------------------------------
+    @property
+    def factors(self) -> np.ndarray | None:
+        """Each link's weight factor (a view; do not mutate), None without factors."""
+        return None if self._factor is None else self._factor.values
+
+    def enable_factors(self) -> None:
+        """Give every link a factor of 1 (no weight changes); links added
+        later get 1 too. Nothing happens where factors are already on."""
+        if self._factor is None:
+            self._factor = Column(np.float64)
+            self._factor.extend(np.ones(self.n_links))
+
+    def set_factors(self, links: np.ndarray, factors: np.ndarray) -> FactorBatch:
+        """Set the factors of ``links`` (by id): each is re-weighed at the next
+        snapshot refresh. InvalidParameterError for ids out of range, a factor
+        not finite and > 0, or a graph without factors."""
+        if self._factor is None:
+            raise InvalidParameterError("this graph has no link factors (enable_factors)")
+        links = np.asarray(links, dtype=np.int64)
+        factors = np.asarray(factors, dtype=np.float64)
+        if links.shape != factors.shape or links.ndim != 1:
+            raise InvalidParameterError("one factor per link")
+        if len(links) and (links.min() < 0 or links.max() >= self.n_links):
+            raise InvalidParameterError("link id out of range")
+        if not np.all(np.isfinite(factors) & (factors > 0)):
+            raise InvalidParameterError("link factors must be finite and > 0")
+        self._factor.writable()[links] = factors
+        self._dirty_links = np.concatenate([self._dirty_links, links])
+        batch = FactorBatch(links, factors)
+        self.log.append(batch)
+        return batch
+
+    def clear_factors(self) -> FactorBatch | None:
+        """Drop the factors: every link weighs its stake again. The links
+        whose factor was not 1 are re-weighed (logged as factors of 1)."""
+        if self._factor is None:
+            return None
+        moved = np.flatnonzero(self._factor.values != 1.0)
+        batch = self.set_factors(moved, np.ones(len(moved))) if len(moved) else None
+        self._factor = None
+        return batch
+
     # --- weights -----------------------------------------------------------
     def link_weight(self, ids: np.ndarray) -> np.ndarray:
         """Current weight of links ``ids``: per-link stake, or the explicit weight.
@@ -319,20 +384,33 @@ class Cybergraph:
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.n_links):
             raise IndexError(f"link ids must lie in [0, {self.n_links})")
-        return self._weights_of(gather(self._neuron.values, ids), gather(self._weight.values, ids))
+        factor = None if self._factor is None else gather(self._factor.values, ids)
+        return self._weights_of(
+            gather(self._neuron.values, ids), gather(self._weight.values, ids), factor
+        )
 
-    def link_weight_range(self, first: int, last: int) -> np.ndarray:
-        """``link_weight`` of links ``first .. last - 1``, read as slices (a block's links)."""
+    def link_weight_range(self, first: int, last: int, *, factors: bool = True) -> np.ndarray:
+        """``link_weight`` of links ``first .. last - 1``, read as slices (a
+        block's links); ``factors=False``: as staked, without their factors."""
         if not 0 <= first <= last <= self.n_links:
             raise IndexError(f"link range must lie in [0, {self.n_links}]")
-        return self._weights_of(self._neuron.values[first:last], self._weight.values[first:last])
+        factor = None
+        if factors and self._factor is not None:
+            factor = self._factor.values[first:last]
+        return self._weights_of(
+            self._neuron.values[first:last], self._weight.values[first:last], factor
+        )
 
-    def _weights_of(self, neuron: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    def _weights_of(
+        self, neuron: np.ndarray, weight: np.ndarray, factor: np.ndarray | None
+    ) -> np.ndarray:
         named = neuron >= 0
         out = np.array(weight, dtype=np.float64)
         nid = neuron[named].astype(np.int64)
         deg = self._neudeg.values[nid]
         out[named] = self._stake.values[nid] / np.maximum(deg, 1)
+        if factor is not None:
+            out *= factor
         return flush_tiny(out)
 
     # --- structure -----------------------------------------------------------
@@ -373,7 +451,17 @@ class Cybergraph:
             check.fail("_stake", f"holds {len(stake)} stakes, not one per {nn} neurons")
         neudeg = Column.check_structure(a["_neudeg"], check.at("_neudeg"), np.int64)
         check.equal("_neudeg", neudeg, np.bincount(neuron[neuron >= 0], minlength=nn), "its links")
-        batches = DeltaLog.check_structure(a["log"], check.at("log"), n, nn)
+        factor = a["_factor"]
+        if factor is not None:
+            values = Column.check_structure(
+                factor, check.at("_factor"), np.float64, finite=True, nonneg=True
+            )
+            if len(values) != m:
+                check.fail("_factor", f"holds {len(values)} factors, not one per {m} links")
+            if np.any(values == 0):
+                check.fail("_factor", "holds a 0 (a factor is > 0)")
+        check.array("_dirty_links", a["_dirty_links"], np.int64, lo=0, hi=max(m, 1))
+        batches = DeltaLog.check_structure(a["log"], check.at("log"), n, nn, m)
         logged_links = sum(len(b.src) for b in batches)
         if logged_links > m or (a["log"].trimmed == 0 and logged_links != m):
             check.fail("log", f"holds {logged_links} links, the columns {m}")
@@ -443,6 +531,7 @@ class Cybergraph:
             neuron=self._neuron.values,
             weight=self._weight.values,
             snapshot=None if snap is None else snap.state(),
+            factor=self.factors,
         )
 
     def load_state(self, particles: Sequence[Key], state: GraphState) -> None:
@@ -476,6 +565,13 @@ class Cybergraph:
         self._weight.extend(weight)
         self._stake.extend(stakes)
         self._neudeg.extend(np.bincount(neuron[neuron >= 0], minlength=nn).astype(np.int64))
+        if state.factor is not None:
+            factor = check.array("factor", state.factor, np.float64, m, finite=True, nonneg=True)
+            zero = np.flatnonzero(factor == 0)
+            if len(zero):
+                check.fail(f"factor[{int(zero[0])}]", "is 0 (a factor is > 0)")
+            self._factor = Column(np.float64)
+            self._factor.extend(factor)
         if state.snapshot is None:
             return
         snap = Snapshot.restored(state.snapshot, src, dst, self.order)
@@ -522,6 +618,7 @@ class Cybergraph:
             snap is not None
             and not pending
             and not self._dirty_neurons
+            and not len(self._dirty_links)
             and snap.n == self.n_particles
         ):
             return snap, _no_change(snap)
@@ -538,6 +635,7 @@ class Cybergraph:
             old_rows=old_rows,
         )
         self._dirty_neurons.clear()
+        self._dirty_links = np.empty(0, dtype=np.int64)
         kept = (
             info
             if not old_rows
@@ -595,14 +693,18 @@ class Cybergraph:
         self._neuron_link_ptr = ptr
         self._snapshot = snap
         self._dirty_neurons.clear()
+        self._dirty_links = np.empty(0, dtype=np.int64)
         self._patches = []
         self._epoch += 1
         return snap
 
     def _links_of_dirty(self, upto: int) -> np.ndarray:
-        """Link ids below ``upto`` made by neurons whose per-link stake changed."""
+        """Link ids below ``upto`` made by neurons whose per-link stake
+        changed, or whose factor did (ids may repeat: the patch takes each
+        entry once)."""
+        moved = self._dirty_links[self._dirty_links < upto]
         if not self._dirty_neurons:
-            return np.empty(0, dtype=np.int64)
+            return moved
         dirty = np.fromiter(self._dirty_neurons, dtype=np.int64)
         order, ptr = self._neuron_link_order, self._neuron_link_ptr
         snap = self._snapshot
@@ -612,7 +714,7 @@ class Cybergraph:
         late = np.arange(snap.base_links, upto, dtype=np.int64)
         if len(late):
             parts.append(late[np.isin(self._neuron.values[late], dirty)])
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        return np.concatenate([*parts, moved])
 
 
 def _no_change(snap: Snapshot) -> PatchInfo:

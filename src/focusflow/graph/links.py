@@ -70,6 +70,28 @@ class LinkBatch:
 
 
 @dataclass(frozen=True)
+class FactorBatch:
+    """New weight factors for some links (a factor multiplies the link's
+    staked weight: ``Cybergraph.set_factors``). Logged so that a consumer that
+    appends links without re-reading the graph (the engine's raw-link path)
+    knows older links were re-weighed."""
+
+    link: np.ndarray  # int64 link ids
+    factor: np.ndarray  # float64, finite and > 0
+
+    def __len__(self) -> int:
+        return len(self.link)
+
+    def check_structure(self, check: Check, n_links: int) -> None:
+        """Link ids within the graph's links, factors finite and > 0."""
+        attrs = check.fields(self, FactorBatch, ("link", "factor"))
+        m = len(check.array("link", attrs["link"], np.int64, lo=0, hi=n_links))
+        factor = check.array("factor", attrs["factor"], np.float64, m, finite=True, nonneg=True)
+        if np.any(factor == 0):
+            check.fail("factor", "holds a 0 (a factor is > 0)")
+
+
+@dataclass(frozen=True)
 class StakeBatch:
     """New stakes for some neurons (a stake change moves all of their links at once)."""
 

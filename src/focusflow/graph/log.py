@@ -1,6 +1,7 @@
 """The edge-delta log.
 
-Blocks append batches (new links, stake changes); nothing is ever rewritten.
+Blocks append batches (new links, stake changes, link factors); nothing is
+ever rewritten.
 Consumers remember the sequence number they have seen and ask for what came
 after, which is how the focus engine learns what to patch and where to push.
 
@@ -16,13 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from focusflow.core.structure import Check
-from focusflow.graph.links import LinkBatch, StakeBatch
+from focusflow.graph.links import FactorBatch, LinkBatch, StakeBatch
+
+#: What the log holds: new links, new stakes, new link factors.
+Batch = LinkBatch | StakeBatch | FactorBatch
 
 
 @dataclass(frozen=True)
 class LogEntry:
     seq: int
-    batch: LinkBatch | StakeBatch
+    batch: Batch
 
 
 class DeltaLog:
@@ -56,7 +60,7 @@ class DeltaLog:
         memo[id(self)] = twin
         return twin
 
-    def append(self, batch: LinkBatch | StakeBatch) -> int:
+    def append(self, batch: Batch) -> int:
         seq = self.head + 1
         self._entries.append(LogEntry(seq, batch))
         return seq
@@ -77,7 +81,9 @@ class DeltaLog:
             self._trimmed += drop
         return drop
 
-    def check_structure(self, check: Check, n_particles: int, n_neurons: int) -> list[LinkBatch]:
+    def check_structure(
+        self, check: Check, n_particles: int, n_neurons: int, n_links: int
+    ) -> list[LinkBatch]:
         """Entries numbered ``trimmed + 1``, ``trimmed + 2``, ... in order,
         each batch's ids within the interned counts (see the batches' own
         checks); returns the link batches in order."""
@@ -96,6 +102,8 @@ class DeltaLog:
                 links.append(batch)
             elif type(batch) is StakeBatch:
                 batch.check_structure(at.at("batch"), n_neurons)
+            elif type(batch) is FactorBatch:
+                batch.check_structure(at.at("batch"), n_links)
             else:
-                at.fail("batch", f"is a {type(batch).__name__}, not a link or stake batch")
+                at.fail("batch", f"is a {type(batch).__name__}, not a link, stake or factor batch")
         return links
