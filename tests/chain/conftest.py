@@ -13,9 +13,9 @@ def applies(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     calls: list[object] = []
     apply = FocusState.apply
 
-    def counting(self, deltas):
+    def counting(self, deltas, height=None):
         calls.append(deltas)
-        return apply(self, deltas)
+        return apply(self, deltas, height)
 
     monkeypatch.setattr(FocusState, "apply", counting)
     return calls

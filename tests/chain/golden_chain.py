@@ -148,7 +148,8 @@ _NEW = {
 #: exact-v3, exact-v2 and exact-v1 (what a genesis named before exact-v3 and
 #: before exact-v2), the chain's first algorithm in exact arithmetic
 #: (CHAIN_FOCUS_DEFAULTS' choices), the free-energy model at T = 0.5 (``fe``),
-#: the local rule at T = 1, 4 steps of 0.01 a block (``local``),
+#: the local rule at T = 1, 4 steps of 0.01 a block (``local``), the
+#: Hebbian rule every second block over exact-v3's blend (``hebb``),
 #: and (to show what exact arithmetic fixes; no golden roots) a genesis naming
 #: no arithmetic: fast.
 FOCUS = {
@@ -166,6 +167,15 @@ FOCUS = {
         "temperature": 1.0,
         "local_steps": 4,
         "local_eta": 0.01,
+    },
+    "hebb": {
+        **_NEW,
+        "arithmetic": "exact-v3",
+        "hebbian_every": 2,
+        "hebbian_eta": 0.05,
+        "hebbian_delta": 0.1,
+        "hebbian_cap": 2.0,
+        "hebbian_mass_cap": 0.02,
     },
 }
 

@@ -21,7 +21,8 @@ checked on the Intel Xeon of the GPU machine and on its GPU), ``v2`` the
 same algorithm in exact-v2, ``new`` in exact-v1 (what a genesis named
 before exact-v2); ``first`` the chain's first algorithm in exact-v1; ``fe``
 the free-energy model at T = 0.5, whose exact minimiser fixes its own bits;
-``local`` the local rule at T = 1, 4 steps of 0.01 a block.
+``local`` the local rule at T = 1, 4 steps of 0.01 a block; ``hebb`` the
+Hebbian rule every second block over exact-v3's blend.
 A change that alters these roots changes what every chain on that arithmetic
 commits: it needs a new arithmetic version, not new constants.
 """
@@ -41,6 +42,19 @@ from tests.chain.golden_chain import golden_roots
 ROOT = Path(__file__).resolve().parents[2]
 
 GOLDEN = {
+    # The Hebbian rule every second block (eta 0.05, delta 0.1, cap 2, mass
+    # cap 0.02) over exact-v3's genesis: block 1 is v3's own root, the later
+    # ones weigh the links by the factors. Recorded on the AMD EPYC dev VM and
+    # checked on the device machine's Intel Xeon (in process, generic CPU,
+    # one thread).
+    "small:hebb": [
+        "7da81924ff923f474cdecc97c20b29eb57e57cfe50285b7eb094e177c857dce7",
+        "47f13c4af2dc6dca61bc943102562e75dc5e5585aac570705bf36e33cf1bfe75",
+        "d1df1625d96dbceb6e4d516893c8658d23bc8a4533caef3aca082b858a6fda1a",
+        "a2ce3bfdb1fa784cbd09f2830d8a02880a71b343e8bc2eb3db479cdb6af9558b",
+        "d4eae3cfd1d1c31530322d683072925e82e964e1cd2d01dd7ca2d9764dc23edb",
+        "56a6e6e3c0c110153e4d2c59e5c7d163bb686cf6dfb74937b920c86e7c4bb964",
+    ],
     # The local rule at T = 1, 4 steps of 0.01 a block (exact-v3's genesis
     # otherwise): recorded on the AMD EPYC dev VM and checked on the device
     # machine's Intel Xeon (in process, generic CPU, one thread).
@@ -124,7 +138,15 @@ GOLDEN = {
         "778e3abaed9e5682c7f776f8a98fbfd38483b424f9e928f9620d0d5b2276f6fc",
     ],
 }
-DEFAULT = ("small:v3", "small:v2", "small:new", "small:first", "small:fe", "small:local")
+DEFAULT = (
+    "small:v3",
+    "small:v2",
+    "small:new",
+    "small:first",
+    "small:fe",
+    "small:local",
+    "small:hebb",
+)
 
 
 def _in_subprocess(configs, fast_first: bool = False, **env) -> dict[str, list[str]]:

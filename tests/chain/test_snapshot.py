@@ -315,7 +315,7 @@ def test_install_needs_an_empty_store_and_pruning_keeps_the_newest(small):
         read_chunk(tmp_path / "snaps", manifest, 0)
 
 
-@pytest.mark.parametrize("focus", ["new", "first", "fast"])
+@pytest.mark.parametrize("focus", ["new", "first", "fast", "hebb"])
 def test_every_chain_focus_configuration_loads(tmp_path, focus):
     """A real state of each focus configuration a genesis can name loads from
     its byte form, a patched weighted graph included (small blocks on a larger

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from focusflow.chain.focus_hebbian import HebbianState
 from focusflow.chain.focus_spec import (
     CHAIN_FOCUS_DEFAULTS as CHAIN_FOCUS_DEFAULTS,
 )
@@ -111,13 +112,20 @@ def engine_backend(params: FocusParams, links: int = 0) -> str:
     InvalidParameterError names an unknown choice; ``cuda`` without a usable
     GPU is the backend's own BackendUnavailableError when the engine is made.
     The free-energy model and the local rule run on numba wherever the node
-    asks (their kernels have no GPU twin)."""
+    asks (their kernels have no GPU twin), and so does a chain running the
+    Hebbian rule (its factor updates re-weigh links through the host
+    snapshot, a path no GPU golden root covers)."""
     choice = os.environ.get(CHAIN_BACKEND_ENV, CHAIN_BACKEND)
     if choice not in CHAIN_BACKENDS:
         raise InvalidParameterError(
             f"{CHAIN_BACKEND_ENV}={choice!r}: choose one of {', '.join(CHAIN_BACKENDS)}"
         )
-    if not params.exact or choice == CHAIN_BACKEND or params.model != "blend":
+    if (
+        not params.exact
+        or choice == CHAIN_BACKEND
+        or params.model != "blend"
+        or params.hebbian_every
+    ):
         return CHAIN_BACKEND
     if choice == "auto":
         return "cuda" if links >= AUTO_CUDA_LINKS and _gpu_present() else CHAIN_BACKEND
@@ -135,15 +143,24 @@ def _gpu_present() -> bool:
 def engine_identity(params: FocusParams) -> str:
     """What decides a chain's focus bits besides its parameters: the algorithm
     and the arithmetic version, e.g. ``tri/exact-v2``; the free-energy model
-    at its temperature, e.g. ``free-energy(tri, T=0.5)/exact-v3``."""
+    at its temperature, e.g. ``free-energy(tri, T=0.5)/exact-v3``; the
+    Hebbian rule's numbers after a ``+``."""
     if params.model == "free-energy":
-        return f"free-energy({params.mode}, T={params.temperature!r})/{params.arithmetic}"
-    if params.model == "local-rule":
-        return (
+        name = f"free-energy({params.mode}, T={params.temperature!r})/{params.arithmetic}"
+    elif params.model == "local-rule":
+        name = (
             f"local-rule({params.mode}, T={params.temperature!r}, "
             f"{params.local_steps} x {params.local_eta!r})/{params.arithmetic}"
         )
-    return f"{params.mode}/{params.arithmetic}"
+    else:
+        name = f"{params.mode}/{params.arithmetic}"
+    if params.hebbian_every:
+        h = params.hebbian()
+        name += (
+            f"+hebbian(every {params.hebbian_every}, eta={h.eta!r}, delta={h.delta!r}, "
+            f"cap={h.cap!r}, mass_cap={h.mass_cap!r})"
+        )
+    return name
 
 
 def chain_graph() -> Cybergraph:
@@ -176,6 +193,16 @@ def quantise(phi: np.ndarray) -> np.ndarray:
 def focus_root(q: np.ndarray) -> bytes:
     """RFC 6962 root over FOCUS_CHUNK-value chunks of the quantised vector."""
     raw = np.ascontiguousarray(q, dtype="<u8").tobytes()
+    return _chunked_root(raw)
+
+
+def factor_root(factors: np.ndarray) -> bytes:
+    """The Hebbian factors' root: as :func:`focus_root`, over the
+    little-endian bits of each float64 (focus_hebbian.py)."""
+    return _chunked_root(np.ascontiguousarray(factors, dtype="<f8").tobytes())
+
+
+def _chunked_root(raw: bytes) -> bytes:
     step = FOCUS_CHUNK * 8
     return merkle_root([raw[i : i + step] for i in range(0, len(raw), step)])
 
@@ -195,6 +222,8 @@ class FocusState:
             )
         self.graph = chain_graph()
         self.engine = FocusEngine(self.graph, self.params, backend=engine_backend(self.params))
+        #: The Hebbian rule's state where the parameters run it (else None).
+        self.hebbian = HebbianState(self.params, self.graph) if self.params.hebbian_every else None
         self.q = np.zeros(0, dtype=np.uint64)
         self.root = focus_root(self.q)
         self.iterations = 0
@@ -226,6 +255,7 @@ class FocusState:
         state.params = params
         state.graph = graph
         state.engine = engine
+        state.hebbian = HebbianState(params, graph) if params.hebbian_every else None
         result = engine.result
         if graph.n_links and result is not None:
             state.q = quantise(result.focus)
@@ -260,42 +290,75 @@ class FocusState:
             self.engine = self.engine.moved(want)
         return self
 
-    def apply(self, deltas: Deltas) -> dict[bytes, bytes]:
-        """Feed a block's deltas; returns the state writes that commit the new focus."""
-        if not deltas:
-            return {}
-        return self._timed(deltas)
+    def moves(self, deltas: Deltas, height: int | None) -> bool:
+        """Whether block ``height`` with ``deltas`` changes this state: it
+        has deltas, or it is a height at which the Hebbian rule moves the
+        factors of a graph with links."""
+        return bool(deltas) or self._hebbian_due(height)
 
-    def apply_upgrade(self, params: FocusParams, deltas: Deltas) -> dict[bytes, bytes]:
+    def apply(self, deltas: Deltas, height: int | None = None) -> dict[bytes, bytes]:
+        """Feed block ``height``'s deltas; returns the state writes that
+        commit the new focus (none for a block that moves nothing: see
+        :meth:`moves`). ``height`` matters only to the Hebbian rule; a caller
+        replaying blocks passes each block's."""
+        if not self.moves(deltas, height):
+            return {}
+        return self._timed(deltas, height)
+
+    def apply_upgrade(
+        self, params: FocusParams, deltas: Deltas, height: int | None = None
+    ) -> dict[bytes, bytes]:
         """Feed the deltas of a block whose height is a focus upgrade's
         (focus_upgrade.py), running ``params`` from it on.
 
         The engine is replaced by one running them, which solves cold over the
         graph after the deltas: every node commits the same root whatever its
         old engine held, and a block without deltas commits the new focus too.
+        An upgrade that turns the Hebbian rule on starts every factor at 1;
+        one that turns it off gives every link its staked weight again; one
+        that changes its numbers keeps the factors.
         """
         self.params = params
+        if not params.hebbian_every:
+            self.hebbian = None
+            self.graph.clear_factors()
+        else:
+            self.hebbian = HebbianState(params, self.graph)
         self.engine = FocusEngine(
             self.graph, params, backend=engine_backend(params, self.graph.n_links)
         )
-        return self._timed(deltas)
+        return self._timed(deltas, height)
 
-    def _timed(self, deltas: Deltas) -> dict[bytes, bytes]:
+    def _hebbian_due(self, height: int | None) -> bool:
+        return (
+            self.hebbian is not None
+            and self.hebbian.due(height)
+            and self.graph.n_links > 0
+            and len(self.q) == self.graph.n_particles
+        )
+
+    def _timed(self, deltas: Deltas, height: int | None) -> dict[bytes, bytes]:
         t0 = time.perf_counter()
         try:
-            return self._apply(deltas)
+            return self._apply(deltas, height)
         finally:
             self.work_s += time.perf_counter() - t0
 
-    def _apply(self, deltas: Deltas) -> dict[bytes, bytes]:
+    def _apply(self, deltas: Deltas, height: int | None) -> dict[bytes, bytes]:
         n_before = self.graph.n_particles
         g = self.graph
+        if self.hebbian is not None and self._hebbian_due(height):
+            # From the focus the previous block committed, before this
+            # block's links: they join with factor 1.
+            self._hebbian_step()
         if deltas.stakes:
             addrs = list(deltas.stakes)
             ids = g.add_neurons(addrs)
             g.set_stakes(ids, np.array([deltas.stakes[a] for a in addrs], dtype=np.float64))
         if deltas.links:
             g.add_links(*deltas.flat_links())
+            if self.hebbian is not None:
+                self.hebbian.note_links(g)
         writes = self._particle_writes(n_before)
         self.converged = True
         if g.n_links:
@@ -317,8 +380,31 @@ class FocusState:
         record = {"root": self.root, "particles": len(self.q), "scale": SCALE, "chunk": FOCUS_CHUNK}
         if not self.converged:
             self._not_converged(record)
+        if self.hebbian is not None:
+            record["hebbian"] = self.hebbian_root()
         writes[FOCUS_KEY] = encode(record)
         return writes
+
+    def hebbian_root(self) -> bytes | None:
+        """The root of the link factors the last solve weighed (None
+        without the Hebbian rule): what the focus record commits."""
+        factors = self.graph.factors
+        return None if self.hebbian is None or factors is None else factor_root(factors)
+
+    def _hebbian_step(self) -> None:
+        assert self.hebbian is not None
+        step = self.hebbian.update(self.graph, self.q)
+        log.debug(
+            "hebbian factors moved",
+            extra={
+                "fields": {
+                    "boost_mass": step.boost_mass,
+                    "mass_limit": step.mass_limit,
+                    "scale": step.scale,
+                    "at_cap": step.at_cap,
+                }
+            },
+        )
 
     def _not_converged(self, record: dict[str, Any]) -> None:
         """A solve that stopped at ``max_iter``: counted, logged, and (exact

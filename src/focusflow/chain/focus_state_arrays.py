@@ -41,7 +41,7 @@ from focusflow.chain.focus_commit import (
     chain_graph,
     engine_identity,
 )
-from focusflow.chain.focus_spec import PARTICLE_CHUNK, particle_chunk_key
+from focusflow.chain.focus_spec import FOCUS_KEY, PARTICLE_CHUNK, particle_chunk_key
 from focusflow.chain.focus_state_format import (
     NEURON_KEY,
     BlockIdentity,
@@ -73,6 +73,9 @@ class Expected:
     block: BlockIdentity
     params: FocusParams
     particles: Particles
+    #: The Hebbian factors' root the block's focus record commits
+    #: (:func:`committed_hebbian_root`), None where it names none.
+    hebbian_root: bytes | None = None
 
 
 # --- the focus parameters ---------------------------------------------------------
@@ -142,6 +145,20 @@ def committed_particles(get: Callable[[bytes], bytes | None]) -> Particles:
     return first
 
 
+def committed_hebbian_root(get: Callable[[bytes], bytes | None]) -> bytes | None:
+    """The ``hebbian`` root of the focus record a state commits, None where
+    the record names none (a chain without the Hebbian rule) or is unreadable."""
+    raw = get(FOCUS_KEY)
+    if raw is None:
+        return None
+    try:
+        record = decode_stored(raw)
+    except DecodeError:
+        return None
+    root = record.get("hebbian") if isinstance(record, dict) else None
+    return root if isinstance(root, bytes) else None
+
+
 # --- writing --------------------------------------------------------------------
 
 
@@ -167,6 +184,10 @@ def plan_state(state: FocusState, block: BlockIdentity) -> FocusStatePlan:
         "links.dst": g.dst,
         "links.neuron": g.neuron,
     }
+    if host.hebbian is not None:
+        if g.factor is None:
+            raise ValueError("a state running the Hebbian rule has link factors")
+        arrays["links.factor"] = g.factor
     counts = Counts(host.graph.n_particles, len(keys), len(g.src))
     version = sell_rows = 0
     push = None
@@ -293,6 +314,7 @@ def restore_state(
                 neuron=arrays["links.neuron"],
                 weight=np.zeros(len(links)),
                 snapshot=snapshot,
+                factor=arrays.get("links.factor"),
             ),
         )
         if header.solved:
@@ -325,6 +347,13 @@ def restore_state(
             f"focus state's focus hashes to {state.root.hex()[:16]}, block "
             f"{expected.block.height} commits {expected.block.focus_root.hex()[:16]}"
         )
+    hebbian = state.hebbian_root()
+    if hebbian is not None and hebbian != expected.hebbian_root:
+        want = "none" if expected.hebbian_root is None else expected.hebbian_root.hex()[:16]
+        raise FocusStateRootError(
+            f"focus state's link factors hash to {hebbian.hex()[:16]}, block "
+            f"{expected.block.height} commits {want}"
+        )
     return state
 
 
@@ -344,6 +373,7 @@ __all__ = [
     "Expected",
     "Particles",
     "check_block",
+    "committed_hebbian_root",
     "committed_particles",
     "params_of",
     "params_record",

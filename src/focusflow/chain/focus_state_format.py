@@ -154,6 +154,14 @@ class FocusStateHeader:
     converged: bool
     unconverged_blocks: int
 
+    @property
+    def hebbian(self) -> bool:
+        """Whether the state runs the Hebbian rule, and so holds each link's
+        factor (``links.factor``): read from the parameters, so that a state
+        written before the rule existed lays out as it did."""
+        every = self.params.get("hebbian_every", 0)
+        return type(every) is int and every > 0
+
 
 def layout(header: FocusStateHeader) -> list[tuple[str, str, tuple[int, ...]]]:
     """Every array's name, dtype and shape, in payload order (docs/state.md)."""
@@ -165,6 +173,8 @@ def layout(header: FocusStateHeader) -> list[tuple[str, str, tuple[int, ...]]]:
         ("links.dst", "<i4", (c.links,)),
         ("links.neuron", "<i4", (c.links,)),
     ]
+    if header.hebbian:
+        out.append(("links.factor", "<f8", (c.links,)))
     if header.solved:
         n = c.matrix_particles
         out += [

@@ -38,7 +38,11 @@ from focusflow.chain.focus_checkpoint import (
     write_checkpoint,
 )
 from focusflow.chain.focus_commit import FocusState
-from focusflow.chain.focus_state_arrays import Expected, committed_particles
+from focusflow.chain.focus_state_arrays import (
+    Expected,
+    committed_hebbian_root,
+    committed_particles,
+)
 from focusflow.chain.focus_state_format import BlockIdentity
 from focusflow.chain.focus_upgrade import focus_in_force, runnable_params
 from focusflow.chain.genesis import Genesis
@@ -163,7 +167,7 @@ class ChainLifecycle:
         for module in self.modules:
             module.init_genesis(state, self.genesis, deltas)
         state.put(PARAMS_KEY, encode(self.params.to_dict()))
-        for key, value in tip.focus.apply(deltas).items():
+        for key, value in tip.focus.apply(deltas, 0).items():
             state.put(key, value)
         no_nodes: dict[bytes, bytes] = {}
         root, nodes = smt_update(no_nodes.get, EMPTY, state.writes.items())
@@ -284,7 +288,11 @@ class ChainLifecycle:
                     )
                 except InvalidParameterError as exc:
                     raise CheckpointUnusableError(exc.message) from None
-                state = ckpt.restore(Expected(block, params, committed_particles(r.get)))
+                state = ckpt.restore(
+                    Expected(
+                        block, params, committed_particles(r.get), committed_hebbian_root(r.get)
+                    )
+                )
                 if ckpt.legacy:
                     self._convert_checkpoint(path, state, block)
         except CheckpointUnusableError as exc:
@@ -336,9 +344,9 @@ class ChainLifecycle:
                     f"that runs its focus algorithm: {exc.message}"
                 ) from None
             if upgrade is None:
-                tip.focus.apply(record.edge_deltas())
+                tip.focus.apply(record.edge_deltas(), h)
             else:
-                tip.focus.apply_upgrade(upgrade, record.edge_deltas())
+                tip.focus.apply_upgrade(upgrade, record.edge_deltas(), h)
             if tip.focus.root != record.block.header.focus_root:
                 raise _FocusMismatchError(f"focus of block {h} does not recompute from its deltas")
         assert record is not None

@@ -285,7 +285,7 @@ class BlockPipeline:
         t_exec = time.perf_counter()
         focus = tip.focus
         upgrade = tip.focus_upgrade(ctx.height)
-        moves = bool(ctx.deltas) or upgrade is not None
+        moves = focus.moves(ctx.deltas, ctx.height) or upgrade is not None
         if moves and not in_place:
             focus = copy.deepcopy(tip.focus)
         if upgrade is not None:
@@ -293,9 +293,9 @@ class BlockPipeline:
                 "block runs a new focus algorithm (scheduled upgrade)",
                 extra={"fields": {"height": ctx.height, "engine": engine_identity(upgrade)}},
             )
-            writes = focus.apply_upgrade(upgrade, ctx.deltas)
+            writes = focus.apply_upgrade(upgrade, ctx.deltas, ctx.height)
         else:
-            writes = focus.apply(ctx.deltas)
+            writes = focus.apply(ctx.deltas, ctx.height)
         for key, value in writes.items():
             ctx.state.put(key, value)
         t_focus = time.perf_counter()

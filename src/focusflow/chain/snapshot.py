@@ -62,6 +62,7 @@ from focusflow.chain.focus_commit import FocusState
 from focusflow.chain.focus_spec import chain_focus_params
 from focusflow.chain.focus_state_arrays import (
     Expected,
+    committed_hebbian_root,
     committed_particles,
     plan_state,
     restore_state,
@@ -606,7 +607,10 @@ def load_focus(
             f"snapshot's focus parameters at height {header.height} are not ones this node runs"
         )
     expected = Expected(
-        BlockIdentity.of(genesis.chain_id, header), params, committed_particles(state.get)
+        BlockIdentity.of(genesis.chain_id, header),
+        params,
+        committed_particles(state.get),
+        committed_hebbian_root(state.get),
     )
     try:
         focus_header, digest = read_header(f, size)

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from focusflow.core.errors import InvalidParameterError
+from focusflow.focus.hebbian import HebbianParams
 
 Mode = Literal["tri", "diffusion", "cyberank"]
 LaplacianKind = Literal["normalized", "combinatorial"]
@@ -63,6 +64,8 @@ ARITHMETICS: tuple[ArithmeticName, ...] = get_args(ArithmeticName)
 #: The backends that implement the exact arithmetics (cuda: the numba exact
 #: kernels' twins on the GPU, backends/cuda_exact.py).
 EXACT_BACKENDS = ("numba", "cuda")
+#: The longest period of the Hebbian rule, in blocks.
+MAX_HEBBIAN_EVERY = 1_000_000
 #: Default Anderson windows. Tri on R-MAT graphs from the diffusion start
 #: (numba, scales 16 and 19; cuda, scale 23): window 6 takes 10 outer
 #: iterations, windows 2 and 4 take 10-11; each costs springs and heat, and
@@ -180,6 +183,18 @@ class FocusParams:
     #: genesis names the one its graph allows.
     local_steps: int = 4
     local_eta: float = 0.01
+    #: The chain's Hebbian rule (focus/hebbian.py; docs/focus.md section 12):
+    #: every ``hebbian_every`` blocks (0: never, the default) each link's
+    #: weight factor moves with the co-activation of its two ends in the last
+    #: committed focus, by ``hebbian_eta``, decays by ``hebbian_delta``, stays
+    #: within [1, ``hebbian_cap``], and one update adds at most
+    #: ``hebbian_mass_cap`` of the staked weight. Read by a chain's focus
+    #: state (chain/focus_hebbian.py), not by a one-off solve.
+    hebbian_every: int = 0
+    hebbian_eta: float = 0.01
+    hebbian_delta: float = 0.1
+    hebbian_cap: float = 2.0
+    hebbian_mass_cap: float = 0.01
 
     @property
     def exact(self) -> bool:
@@ -214,6 +229,10 @@ class FocusParams:
             anderson=anderson,
             temperature=float(self.temperature),
             local_eta=float(self.local_eta),
+            hebbian_eta=float(self.hebbian_eta),
+            hebbian_delta=float(self.hebbian_delta),
+            hebbian_cap=float(self.hebbian_cap),
+            hebbian_mass_cap=float(self.hebbian_mass_cap),
         )
 
     def _check_scalars(self) -> None:
@@ -303,6 +322,7 @@ class FocusParams:
                 f"thread_sums must be true or false, got {self.thread_sums!r}"
             )
         self._check_model()
+        self._check_hebbian()
         if self.precision not in PRECISIONS:
             raise InvalidParameterError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
@@ -349,6 +369,39 @@ class FocusParams:
             )
         if self.precision != "float64":
             raise InvalidParameterError(f"the {self.model} model computes in float64 only")
+
+    def _check_hebbian(self) -> None:
+        """The Hebbian rule's period (0..MAX_HEBBIAN_EVERY) and numbers
+        (``HebbianParams.check``), and that a chain running it has an exact
+        arithmetic (its factors enter every later block's focus)."""
+        every = self.hebbian_every
+        if not (type(every) is int and 0 <= every <= MAX_HEBBIAN_EVERY):
+            raise InvalidParameterError(
+                f"hebbian_every must be an integer in 0..{MAX_HEBBIAN_EVERY}, got {every!r}"
+            )
+        numbers = {
+            "hebbian_eta": self.hebbian_eta,
+            "hebbian_delta": self.hebbian_delta,
+            "hebbian_cap": self.hebbian_cap,
+            "hebbian_mass_cap": self.hebbian_mass_cap,
+        }
+        for name, value in numbers.items():
+            if not isinstance(value, float | int) or isinstance(value, bool):
+                raise InvalidParameterError(f"{name} must be a number, got {value!r}")
+        self.hebbian().check()
+        if every and not self.exact:
+            raise InvalidParameterError(
+                "the Hebbian rule needs an exact arithmetic (exact-v2 or exact-v3)"
+            )
+
+    def hebbian(self) -> HebbianParams:
+        """The Hebbian rule's numbers as the rule takes them."""
+        return HebbianParams(
+            eta=float(self.hebbian_eta),
+            delta=float(self.hebbian_delta),
+            cap=float(self.hebbian_cap),
+            mass_cap=float(self.hebbian_mass_cap),
+        )
 
 
 def make_params(params: FocusParams | None = None, **overrides: Any) -> FocusParams:
