@@ -307,3 +307,27 @@ def test_a_peers_focus_state_with_altered_factors_is_refused(tmp_path):
     with open(path, "rb") as f, pytest.raises(SnapshotRootError, match="link factors hash"):
         load_focus(f, len(raw), chain.head, state, gen)
     chain.close()
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_peers_factor_that_is_not_finite_and_positive_is_refused(tmp_path, bad):
+    from focusflow.chain.snapshot import SnapshotError, capture_focus, load_focus
+
+    gen = genesis(focus=HEBB)
+    chain = new_chain(tmp_path / "c", gen)
+    _produce([chain], range(1, 3))
+
+    def poison(factors: np.ndarray) -> np.ndarray:
+        factors[-1] = bad
+        return factors
+
+    raw = capture_focus(chain.focus, chain.head, chain.chain_id)
+    raw = focus_state_bytes.with_array(raw, "links.factor", poison)
+    with chain.reader() as r:
+        state = dict(r.items(b"/"))
+    path = tmp_path / "focus.bin"
+    path.write_bytes(raw)
+    with open(path, "rb") as f, pytest.raises(SnapshotError, match="factor") as err:
+        load_focus(f, len(raw), chain.head, state, gen)
+    assert err.value.code == "snapshot_invalid"
+    chain.close()
