@@ -23,6 +23,7 @@ from focusflow.chain.focus_commit import SCALE, engine_backend, engine_identity
 from focusflow.focus.energy import FreeEnergyModel
 from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 from tests.chain.randomtx import random_blocks
+from tests.chain.restarts import restart_and_replay
 
 T0 = 1_700_000_000_000
 BLOCKS = random_blocks(seed=7, blocks=8, txs_per_block=20)
@@ -68,19 +69,7 @@ def test_every_block_commits_the_minimiser_an_independent_solver_finds(tmp_path)
 
 
 def test_a_restart_from_the_checkpoint_or_a_replay_goes_on_with_the_same_bits(tmp_path):
-    steady = new_chain(tmp_path / "steady", genesis(focus=FE))
-    node = new_chain(tmp_path / "node", genesis(focus=FE))
-    replayed = new_chain(tmp_path / "replayed", genesis(focus=FE))
-    _produce([steady, node, replayed], range(1, 5))
-    node.close()
-    node = new_chain(tmp_path / "node", genesis(focus=FE))
-    assert node.restored_from == 4 and node.head == steady.head
-    replayed.store.close()
-    for p in (tmp_path / "replayed").glob("focus.ckpt*"):
-        p.unlink()
-    replayed = new_chain(tmp_path / "replayed", genesis(focus=FE))
-    assert replayed.restored_from is None and replayed.head == steady.head
-    _produce([steady, node, replayed], range(5, 9))
+    restart_and_replay(tmp_path, FE, _produce, upto=4, then=8)
 
 
 def test_a_blend_chain_moves_to_the_model_at_an_upgrade_height(tmp_path):

@@ -35,6 +35,7 @@ from focusflow.focus.hebbian import eligible_links, particle_owners
 from focusflow.testing.chains import ALICE, BOB, genesis, link, new_chain, particle, tx
 from tests.chain import focus_state_bytes
 from tests.chain.randomtx import random_blocks
+from tests.chain.restarts import restart_and_replay
 from tests.focus.reference import dense_tri, dense_weights
 from tests.focus.test_hebbian import reference_step
 
@@ -114,20 +115,9 @@ def test_factors_follow_the_scalar_rule_and_focus_the_weighted_graph(tmp_path):
 
 
 def test_a_restart_from_the_checkpoint_or_a_replay_goes_on_with_the_same_bits(tmp_path):
-    steady = new_chain(tmp_path / "steady", genesis(focus=HEBB))
-    node = new_chain(tmp_path / "node", genesis(focus=HEBB))
-    replayed = new_chain(tmp_path / "replayed", genesis(focus=HEBB))
-    _produce([steady, node, replayed], range(1, 6))
-    node.close()
-    node = new_chain(tmp_path / "node", genesis(focus=HEBB))
-    assert node.restored_from == 5 and node.head == steady.head
-    assert node.focus.graph.factors.tobytes() == steady.focus.graph.factors.tobytes()
-    replayed.store.close()
-    for p in (tmp_path / "replayed").glob("focus.ckpt*"):
-        p.unlink()
-    replayed = new_chain(tmp_path / "replayed", genesis(focus=HEBB))
-    assert replayed.restored_from is None and replayed.head == steady.head
-    _produce([steady, node, replayed], range(6, 9))
+    steady, node, replayed = restart_and_replay(tmp_path, HEBB, _produce, upto=5, then=8)
+    want = steady.focus.graph.factors.tobytes()
+    assert node.focus.graph.factors.tobytes() == replayed.focus.graph.factors.tobytes() == want
 
 
 def test_a_checkpoint_with_altered_factors_is_refused_by_their_root(tmp_path):
@@ -293,41 +283,41 @@ def test_a_peers_focus_state_with_altered_factors_is_refused(tmp_path):
     """A peer's focus section whose factors differ from the committed root is
     refused before anything is built on it, though its focus vector hashes
     to the header's focus root."""
-    from focusflow.chain.snapshot import SnapshotRootError, capture_focus, load_focus
+    from focusflow.chain.snapshot import SnapshotRootError
 
-    gen = genesis(focus=HEBB)
-    chain = new_chain(tmp_path / "c", gen)
-    _produce([chain], range(1, 5))
-    raw = capture_focus(chain.focus, chain.head, chain.chain_id)
-    raw = focus_state_bytes.with_array(raw, "links.factor", _bump)
-    with chain.reader() as r:
-        state = dict(r.items(b"/"))
-    path = tmp_path / "focus.bin"
-    path.write_bytes(raw)
-    with open(path, "rb") as f, pytest.raises(SnapshotRootError, match="link factors hash"):
-        load_focus(f, len(raw), chain.head, state, gen)
-    chain.close()
+    with pytest.raises(SnapshotRootError, match="link factors hash"):
+        _load_with_factors(tmp_path, _bump)
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
 def test_a_peers_factor_that_is_not_finite_and_positive_is_refused(tmp_path, bad):
-    from focusflow.chain.snapshot import SnapshotError, capture_focus, load_focus
-
-    gen = genesis(focus=HEBB)
-    chain = new_chain(tmp_path / "c", gen)
-    _produce([chain], range(1, 3))
+    from focusflow.chain.snapshot import SnapshotError
 
     def poison(factors: np.ndarray) -> np.ndarray:
         factors[-1] = bad
         return factors
 
-    raw = capture_focus(chain.focus, chain.head, chain.chain_id)
-    raw = focus_state_bytes.with_array(raw, "links.factor", poison)
-    with chain.reader() as r:
-        state = dict(r.items(b"/"))
-    path = tmp_path / "focus.bin"
-    path.write_bytes(raw)
-    with open(path, "rb") as f, pytest.raises(SnapshotError, match="factor") as err:
-        load_focus(f, len(raw), chain.head, state, gen)
+    with pytest.raises(SnapshotError, match="factor") as err:
+        _load_with_factors(tmp_path, poison)
     assert err.value.code == "snapshot_invalid"
-    chain.close()
+
+
+def _load_with_factors(tmp_path, change) -> FocusState:
+    """A peer's focus section of a Hebbian chain after block 4, its factors
+    passed through ``change``, loaded as a joining node loads it."""
+    from focusflow.chain.snapshot import capture_focus, load_focus
+
+    gen = genesis(focus=HEBB)
+    chain = new_chain(tmp_path / "c", gen)
+    try:
+        _produce([chain], range(1, 5))
+        raw = capture_focus(chain.focus, chain.head, chain.chain_id)
+        raw = focus_state_bytes.with_array(raw, "links.factor", change)
+        with chain.reader() as r:
+            state = dict(r.items(b"/"))
+        path = tmp_path / "focus.bin"
+        path.write_bytes(raw)
+        with open(path, "rb") as f:
+            return load_focus(f, len(raw), chain.head, state, gen)
+    finally:
+        chain.close()
