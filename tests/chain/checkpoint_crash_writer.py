@@ -3,7 +3,8 @@ starts a background checkpoint write, until it is killed.
 
 Prints ``durable <height>`` once a checkpoint of that height is on disk, and
 ``writing <height>`` when the commit of that height has returned with its
-checkpoint's write in flight (it then waits for the write, and goes on).
+checkpoint's write in flight; it then commits nothing more (it waits on its
+stdin, to which the parent never writes, until the parent kills it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def main() -> None:
         small_block(chain)
         if chain.checkpoints.busy:
             print(f"writing {chain.height}", flush=True)
+            # The parent kills this process after that line: no block may
+            # be committed past it meanwhile, however slowly the parent
+            # reads (it never writes to stdin, so this waits for the kill).
+            sys.stdin.readline()
         if chain.wait_checkpoint(timeout=120):
             print(f"durable {chain.checkpoints.durable_height}", flush=True)
 

@@ -183,6 +183,7 @@ def _writer(home: Path) -> subprocess.Popen:
     }
     return subprocess.Popen(
         [sys.executable, "-m", "tests.chain.checkpoint_crash_writer", str(home)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env=env,
