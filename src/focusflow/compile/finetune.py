@@ -17,10 +17,13 @@ that measurement needs:
   trainable parameter, initialised from the compiled weights or from random
   ones of the same shapes (:func:`random_arrays` documents the init);
 - :func:`train` (AdamW, the cross-entropy of the next particle given the
-  prefix, held-out loss every ``eval_every`` steps) and :func:`compare`
+  prefix, held-out loss every ``eval_every`` steps, the weights of the best
+  held-out loss kept, optionally stopping early) and :func:`compare`
   (steps each init needs to reach the random init's final held-out loss);
 - :func:`implicit_links`: after fine-tuning, the likely (particle -> next
-  particle) pairs that the graph does not link, as proposals, never links.
+  particle) pairs that the graph does not link, as proposals, never links;
+  :func:`module_arrays`: the fine-tuned weights in the layout of
+  :func:`save_weights`, so that the CPU side can rank with them.
 
 The loss is that of the next-particle rule of docs/infer.md: the model's
 output is ``phi*_c`` over the whole vocabulary, context included, and a next
@@ -29,8 +32,10 @@ target is renormalised over the particles outside the context.
 
 torch is imported inside the functions that need it: ``import
 focusflow.compile`` and the data functions work without it. The module
-imports nothing of focusflow either, so that on the GPU machine it runs as a
-script by path (``python src/focusflow/compile/finetune.py --data ...``).
+imports nothing of focusflow but its error class, and falls back to a plain
+``ValueError`` subclass where focusflow is not installed, so that on the GPU
+machine it runs as a script by path (``python
+src/focusflow/compile/finetune.py --data ...``).
 """
 
 from __future__ import annotations
@@ -46,7 +51,13 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from focusflow.core.errors import InvalidParameterError
+try:
+    from focusflow.core.errors import InvalidParameterError
+except ModuleNotFoundError:  # run by path where only numpy and torch are installed
+
+    class InvalidParameterError(ValueError):  # type: ignore[no-redef]
+        """A parameter outside its domain (focusflow's own class where it is installed)."""
+
 
 #: Index of a padded position, as in the compiled model's input.
 PADDING = -1
@@ -74,13 +85,19 @@ FIXED = ("hop_idx", "hop_sem", "alpha", "layers", "floor", "attention_share", "h
 
 class TrainRun(TypedDict):
     """What :func:`train` measured: ``[step, loss]`` curves (held-out at
-    :func:`eval_steps`, training every ``eval_every`` steps), the final
-    held-out loss and the run's settings."""
+    :func:`eval_steps`, training every ``eval_every`` steps), the last and
+    the best held-out loss, the step the returned weights are from, why the
+    run stopped and its settings. ``steps`` is the steps run, ``max_steps``
+    the steps asked for."""
 
     curve: list[list[float]]
     train_curve: list[list[float]]
     final: float
+    best: float
+    best_step: int
+    stopped: str
     steps: int
+    max_steps: int
     seconds: float
     batch: int
     lr: float
@@ -287,7 +304,9 @@ def torch_module(arrays: dict[str, np.ndarray]) -> Any:
         def __init__(self) -> None:
             super().__init__()
             for name in PARAMETERS:
-                value = torch.from_numpy(np.ascontiguousarray(arrays[name], dtype=np.float32))
+                # A copy: from_numpy shares memory, and training on the CPU
+                # would otherwise rewrite the caller's arrays (the next run's init).
+                value = torch.from_numpy(np.array(arrays[name], dtype=np.float32, copy=True))
                 self.register_parameter(name, torch.nn.Parameter(value))
             hop_idx = np.ascontiguousarray(arrays["hop_idx"], dtype=np.int64)
             self.register_buffer("hop_idx", torch.from_numpy(hop_idx))
@@ -416,6 +435,8 @@ def train(  # noqa: PLR0913 - keyword-only training knobs with defaults
     weight_decay: float = 0.01,
     eval_every: int = 100,
     seed: int = 0,
+    patience: int = 0,
+    deadline: float | None = None,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> tuple[Any, TrainRun]:
@@ -425,7 +446,16 @@ def train(  # noqa: PLR0913 - keyword-only training knobs with defaults
     batch's sequences; held-out loss is the mean over every prefix of every
     held-out sequence, measured at :func:`eval_steps`. Seeded: the batches
     come from numpy's PCG64 with ``seed``, torch's generator is seeded too.
-    Returns the module and ``{curve: [[step, loss]], final, steps, seconds}``.
+
+    The module returned holds the weights of the lowest held-out loss
+    measured, not the last: where that comes depends on the learning rate
+    (the compiled init at 1e-3 was best two steps in and worse from there
+    on, at 1e-4 best after 500 steps: docs/compile.md, *Fine-tuning*), and
+    what it proposes must come from that point. With ``patience`` > 0 the
+    run stops once that many steps have passed since the best held-out loss; past ``deadline`` (a
+    ``time.perf_counter`` value) it stops at the next measurement, so that a
+    run on a lent machine ends inside its slot. ``stopped`` says which of
+    ``"steps"``, ``"patience"`` or ``"deadline"`` ended it.
     """
     import torch
 
@@ -453,12 +483,24 @@ def train(  # noqa: PLR0913 - keyword-only training knobs with defaults
     marks = set(eval_steps(steps, eval_every))
     curve: list[list[float]] = []
     train_curve: list[list[float]] = []
+    best, best_step, best_state = math.inf, 0, None
+    stopped = "steps"
     t0 = time.perf_counter()
     for step in range(steps + 1):
         if step in marks:
-            curve.append([step, held_out()])
+            loss_now = held_out()
+            curve.append([step, loss_now])
+            if loss_now < best:
+                best, best_step = loss_now, step
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if log is not None:
-                log(f"step {step}: held-out {curve[-1][1]:.4f}")
+                log(f"step {step}: held-out {loss_now:.4f} (best {best:.4f} at {best_step})")
+            if step < steps and patience > 0 and step - best_step >= patience:
+                stopped = "patience"
+            elif step < steps and deadline is not None and time.perf_counter() > deadline:
+                stopped = "deadline"
+            if stopped != "steps":
+                break
         if step == steps:
             break
         rows = rng.choice(len(train_seqs), size=min(batch, len(train_seqs)), replace=False)
@@ -474,11 +516,17 @@ def train(  # noqa: PLR0913 - keyword-only training knobs with defaults
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return model, {
         "curve": curve,
         "train_curve": train_curve,
         "final": curve[-1][1],
-        "steps": steps,
+        "best": best,
+        "best_step": best_step,
+        "stopped": stopped,
+        "steps": int(curve[-1][0]),
+        "max_steps": steps,
         "seconds": seconds,
         "batch": batch,
         "lr": lr,
@@ -527,14 +575,20 @@ def implicit_links(
     """Likely (particle -> next particle) pairs the graph does not link: proposals only.
 
     For each particle alone as the context, its ``per_particle`` likeliest
-    next particles (itself excluded) under the fine-tuned model; the pairs
-    that are not links of the graph (``src -> dst``), most probable first,
-    at most ``limit``. Nothing is linked: a person or a neuron decides.
+    next particles that the graph does not link from it (``src -> dst``),
+    itself excluded, with their probabilities renormalised over every
+    particle but itself; all of them, most probable first, at most
+    ``limit`` (0: no limit). The graph's own links are skipped before the
+    ``per_particle`` are counted, so a particle whose likeliest next
+    particles are all linked still proposes its next likeliest ones, as the
+    compounding benchmark's proposals from the compiled model do. Nothing is
+    linked: a person or a neuron decides.
     """
     import torch
 
     n = len(keys)
-    linked = set(zip(np.asarray(src).tolist(), np.asarray(dst).tolist(), strict=True))
+    src_t = torch.as_tensor(np.asarray(src, dtype=np.int64), device=device)
+    dst_t = torch.as_tensor(np.asarray(dst, dtype=np.int64), device=device)
     found: list[tuple[float, int, int]] = []
     model.eval()
     with torch.no_grad():
@@ -543,14 +597,36 @@ def implicit_links(
             out = model(ids[:, None])
             out[torch.arange(len(ids), device=device), ids] = 0.0
             out = out / out.sum(dim=1, keepdim=True)
-            p, j = torch.topk(out, per_particle, dim=1)
+            mine = (src_t >= lo) & (src_t < lo + len(ids))
+            out[src_t[mine] - lo, dst_t[mine]] = -1.0
+            out[torch.arange(len(ids), device=device), ids] = -1.0
+            p, j = torch.topk(out, min(per_particle, n), dim=1)
             for i, row_p, row_j in zip(
                 ids.tolist(), p.cpu().tolist(), j.cpu().tolist(), strict=True
             ):
-                found.extend((pp, i, jj) for pp, jj in zip(row_p, row_j, strict=True))
-    found = [f for f in found if (f[1], f[2]) not in linked]
+                found.extend((pp, i, jj) for pp, jj in zip(row_p, row_j, strict=True) if pp >= 0)
     found.sort(key=lambda f: (-f[0], f[1], f[2]))
-    return [(keys[i], keys[j], p) for p, i, j in found[:limit]]
+    if limit > 0:
+        found = found[:limit]
+    return [(keys[i], keys[j], p) for p, i, j in found]
+
+
+def module_arrays(model: Any, compiled: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A trained module's weights in :func:`save_weights`' layout, for ``forward_numpy``.
+
+    ``phi``, ``hop_p`` and ``hop_rest`` are written as the absolute values
+    the module computes with, and ``hop_sem`` as zeros (one semcon), since
+    the module weighs every semcon 1: ``forward_numpy`` of these arrays with
+    its default factors is then the module's forward pass.
+    """
+    out = {k: np.asarray(compiled[k]) for k in FIXED}
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    for name in PARAMETERS:
+        value = state[name].astype(np.float32)
+        out[name] = np.abs(value) if name in ("phi", "hop_p", "hop_rest") else value
+    out["hop_idx"] = np.asarray(compiled["hop_idx"])
+    out["hop_sem"] = np.zeros_like(np.asarray(compiled["hop_sem"]))
+    return out
 
 
 def links_tsv(pairs: Iterable[tuple[str, str, float]]) -> str:
@@ -577,22 +653,73 @@ def check_forward(
     return float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Fine-tune from the compiled and from random weights, compare, write JSON and TSV."""
-    import torch
+def _floats(text: str) -> list[float]:
+    """A comma-separated list of numbers (``--lr 1e-3,1e-4``)."""
+    return [float(x) for x in text.split(",") if x.strip()]
 
-    ap = argparse.ArgumentParser(description="fine-tune compiled vs random init")
+
+def _inits(text: str) -> list[str]:
+    """``compiled``, ``random`` or both, comma-separated, in the order given."""
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names or any(x not in ("compiled", "random") for x in names):
+        raise argparse.ArgumentTypeError(f"inits are compiled and/or random, got {text!r}")
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description="fine-tune the compiled (and a random) init, write its implicit links"
+    )
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--weights", type=Path, required=True)
     ap.add_argument("--check", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--inits",
+        type=_inits,
+        default=["compiled", "random"],
+        help="inits to train: compiled,random (the comparison) or compiled alone",
+    )
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--lr", type=_floats, default=[1e-3], help="learning rates, comma-separated: one run each"
+    )
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop a run this many steps after its best held-out loss (0: never)",
+    )
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0.0,
+        help="training time for all runs together; a run past it stops (0: no limit)",
+    )
+    ap.add_argument("--per-particle", type=int, default=5)
+    ap.add_argument(
+        "--limit", type=int, default=1000, help="implicit links written (0: all of them)"
+    )
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Fine-tune each init at each learning rate, compare, write JSON, TSV and the weights.
+
+    Every run keeps its weights at its best held-out loss (:func:`train`);
+    the implicit links come from the run with the lowest best held-out loss
+    among the compiled init's runs (the random init's when it alone is
+    trained), and ``finetuned.npz`` holds that run's weights in
+    :func:`save_weights`' layout. The comparison of the two inits is made
+    when both are trained at one learning rate.
+    """
+    import torch
+
+    args = _parser().parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     data = load_arrays(args.data)
@@ -612,34 +739,78 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(
             f"torch forward vs forward_numpy: max relative difference {result['check_max_rel']:.3e}"
         )
+    deadline = time.perf_counter() + args.max_seconds if args.max_seconds > 0 else None
     runs: dict[str, TrainRun] = {}
-    models = {}
-    for init in ("compiled", "random"):
+    source = "compiled" if "compiled" in args.inits else args.inits[0]
+    chosen: tuple[str, Any] | None = None
+    for init in args.inits:
         arrays = compiled if init == "compiled" else random_arrays(compiled, args.seed)
-        log(f"--- {init} init")
-        models[init], runs[init] = train(
-            arrays,
-            data["train"],
-            data["test"],
-            steps=args.steps,
-            batch=args.batch,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            eval_every=args.eval_every,
-            seed=args.seed,
-            device=device,
-            log=log,
-        )
+        for lr in args.lr:
+            label = init if len(args.lr) == 1 else f"{init} lr={lr:g}"
+            log(f"--- {label}")
+            model, runs[label] = train(
+                arrays,
+                data["train"],
+                data["test"],
+                steps=args.steps,
+                batch=args.batch,
+                lr=lr,
+                weight_decay=args.weight_decay,
+                eval_every=args.eval_every,
+                seed=args.seed,
+                patience=args.patience,
+                deadline=deadline,
+                device=device,
+                log=log,
+            )
+            run = runs[label]
+            log(
+                f"{label}: best held-out {run['best']:.4f} at step {run['best_step']}, "
+                f"last {run['final']:.4f} at step {run['steps']} (stopped: {run['stopped']}), "
+                f"{run['seconds']:.1f} s"
+            )
+            if init == source and (chosen is None or run["best"] < runs[chosen[0]]["best"]):
+                chosen = (label, model)
     result["runs"] = runs
-    result["comparison"] = compare(runs["compiled"], runs["random"])
+    if set(args.inits) == {"compiled", "random"} and len(args.lr) == 1:
+        result["comparison"] = compare(runs["compiled"], runs["random"])
+        log(json.dumps(result["comparison"]))
+    if chosen is None:  # unreachable: --inits is never empty
+        raise RuntimeError("no run was trained")
+    label, model = chosen
+    best = runs[label]
+    result["proposals_from"] = {
+        "run": label,
+        "lr": best["lr"],
+        "step": best["best_step"],
+        "held_out": best["best"],
+        "held_out_at_init": best["curve"][0][1],
+        "note": "the implicit links and finetuned.npz come from this run's weights at its "
+        "best held-out loss (step above), not from its last step",
+    }
     keys = data["keys"].tolist()
-    pairs = implicit_links(models["compiled"], data["src"], data["dst"], keys, device=device)
+    pairs = implicit_links(
+        model,
+        data["src"],
+        data["dst"],
+        keys,
+        per_particle=args.per_particle,
+        limit=args.limit,
+        device=device,
+    )
     tsv = links_tsv(pairs)
+    result["implicit_links"] = len(pairs)
     result["implicit_links_head"] = tsv.splitlines()[1:51]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "implicit_links.tsv").write_text(tsv)
+    # numpy's stub lets a **dict of arrays reach allow_pickle: bool.
+    np.savez_compressed(args.out / "finetuned.npz", **module_arrays(model, compiled))  # type: ignore[arg-type]
     (args.out / "finetune.json").write_text(json.dumps(result, indent=1) + "\n")
-    log(json.dumps(result["comparison"]))
+    log(
+        f"proposals from {label} at step {best['best_step']} (held-out {best['best']:.4f}, "
+        f"{best['curve'][0][1]:.4f} at step 0): {len(pairs)} implicit links in "
+        f"{args.out / 'implicit_links.tsv'}"
+    )
     return 0
 
 
