@@ -23,7 +23,7 @@ from focusflow.chain.focus_commit import SCALE, engine_backend, engine_identity
 from focusflow.focus.energy import FreeEnergyModel
 from focusflow.testing.chains import ALICE, genesis, link, new_chain, tx
 from tests.chain.randomtx import random_blocks
-from tests.chain.restarts import restart_and_replay
+from tests.chain.restarts import install_from_peer, restart_and_replay
 
 T0 = 1_700_000_000_000
 BLOCKS = random_blocks(seed=7, blocks=8, txs_per_block=20)
@@ -197,23 +197,7 @@ def test_a_node_installed_from_a_peers_snapshot_goes_on_with_the_same_roots(tmp_
     """State sync carries what the model's next block reads (the engine's
     focus vector): a node installed at block 4 from a peer's snapshot commits
     blocks 5..8 with the peer's roots."""
-    from focusflow.chain.snapshot import capture_focus, restore_snapshot, write_snapshot
-    from focusflow.node import open_chain
-    from focusflow.store import Store
-    from tests.chain.test_snapshot import _data
-
-    gen = genesis(focus=focus)
-    src = new_chain(tmp_path / "src", gen)
-    _produce([src], range(1, 5))
-    with src.reader() as r:
-        payload = capture_focus(src.focus, src.head, src.chain_id)
-        manifest = write_snapshot(r, payload, tmp_path / "snaps", chain_id=src.chain_id)
-    store = Store(tmp_path / "dst")
-    restore_snapshot(store, manifest, _data(tmp_path, manifest), gen)
-    dst = open_chain(store, gen)
-    for h in range(5, 9):
-        record = src.produce_block(BLOCKS[h - 1], time_ms=T0 + 1000 * h).record
-        assert dst.apply_block(record).block.header.focus_root == record.block.header.focus_root
+    src, dst = install_from_peer(tmp_path, focus, _produce, BLOCKS, upto=4, then=8)
     assert dst.focus.params.model == focus["model"]
     src.store.close()
     dst.store.close()

@@ -35,7 +35,7 @@ from focusflow.focus.hebbian import eligible_links, particle_owners
 from focusflow.testing.chains import ALICE, BOB, genesis, link, new_chain, particle, tx
 from tests.chain import focus_state_bytes
 from tests.chain.randomtx import random_blocks
-from tests.chain.restarts import restart_and_replay
+from tests.chain.restarts import install_from_peer, restart_and_replay
 from tests.focus.reference import dense_tri, dense_weights
 from tests.focus.test_hebbian import reference_step
 
@@ -257,24 +257,8 @@ def test_a_chain_without_the_rule_commits_what_it_did():
 def test_a_node_installed_from_a_peers_snapshot_goes_on_with_the_same_roots(tmp_path):
     """State sync carries the factors: a node installed at block 4 from a
     peer's snapshot commits blocks 5..8 with the peer's roots."""
-    from focusflow.chain.snapshot import capture_focus, restore_snapshot, write_snapshot
-    from focusflow.node import open_chain
-    from focusflow.store import Store
-    from tests.chain.test_snapshot import _data
-
-    gen = genesis(focus=HEBB)
-    src = new_chain(tmp_path / "src", gen)
-    _produce([src], range(1, 5))
-    with src.reader() as r:
-        payload = capture_focus(src.focus, src.head, src.chain_id)
-        manifest = write_snapshot(r, payload, tmp_path / "snaps", chain_id=src.chain_id)
-    store = Store(tmp_path / "dst")
-    restore_snapshot(store, manifest, _data(tmp_path, manifest), gen)
-    dst = open_chain(store, gen)
+    src, dst = install_from_peer(tmp_path, HEBB, _produce, BLOCKS, upto=4, then=8)
     assert dst.focus.graph.factors.tobytes() == src.focus.graph.factors.tobytes()
-    for h in range(5, 9):
-        record = src.produce_block(BLOCKS[h - 1], time_ms=T0 + 1000 * h).record
-        assert dst.apply_block(record).block.header.focus_root == record.block.header.focus_root
     src.store.close()
     dst.store.close()
 
