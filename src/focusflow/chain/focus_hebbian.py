@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from focusflow.chain.focus_spec import SCALE
-from focusflow.focus.hebbian import HebbianParams, HebbianStep, hebbian_step
+from focusflow.focus.hebbian import HebbianParams, HebbianStep, eligible_links, hebbian_step
 from focusflow.focus.params import FocusParams
 from focusflow.graph.cybergraph import Cybergraph
 
@@ -56,8 +56,9 @@ class HebbianState:
         """Owners and eligibility for the links added since the last call.
 
         A particle's owner is the neuron of the first link (in link order)
-        that touches it; a link is eligible unless both its ends are owned by
-        its own neuron (the graph stores no self-links). Within the new links,
+        that touches it; eligibility is ``focus.hebbian.eligible_links``'s
+        over those owners (final once a link is added: its ends' first touch
+        is at or before it). Within the new links,
         each particle's first touch is found by sorting its appearances by
         position, so the owners are what ``focus.hebbian.particle_owners``
         gives over all links.
@@ -84,8 +85,9 @@ class HebbianState:
         touched, by = ends[firsts], at[firsts]
         fresh = self.owner[touched] == -1
         self.owner[touched[fresh]] = neuron[by[fresh]]
-        own = (neuron >= 0) & (self.owner[src] == neuron) & (self.owner[dst] == neuron)
-        self.eligible = np.concatenate([self.eligible, ~own])
+        self.eligible = np.concatenate(
+            [self.eligible, eligible_links(src, dst, neuron, self.owner)]
+        )
 
     def update(self, graph: Cybergraph, q: np.ndarray) -> HebbianStep:
         """Move the factors by one step of the rule from the committed focus
@@ -93,14 +95,13 @@ class HebbianState:
         changed are re-weighed."""
         factors = graph.factors
         assert factors is not None  # enabled in __init__
-        m = graph.n_links
         phi = np.asarray(q, dtype=np.uint64).astype(np.float64) / float(SCALE)
         links = graph.links()
-        base = graph.link_weight_range(0, m, factors=False)
+        base = graph.link_weight_range(0, graph.n_links, factors=False)
         new, step = hebbian_step(
-            factors[:m], base, phi, links.src, links.dst, self.eligible[:m], self.params
+            factors, base, phi, links.src, links.dst, self.eligible, self.params
         )
-        moved = np.flatnonzero(new != factors[:m])
+        moved = np.flatnonzero(new != factors)
         if len(moved):
             graph.set_factors(moved, new[moved])
         self.last = step
